@@ -1,0 +1,19 @@
+"""jobpipe's Chalice app: wiring only. Routes live in chalicelib.api, workers in chalicelib.worker."""
+from chalice import Chalice
+
+from chalicelib.api.routes import api
+from chalicelib.observability import logger
+from chalicelib.worker.handlers import worker
+
+app = Chalice(app_name="jobpipe")
+app.register_blueprint(api)
+app.register_blueprint(worker)
+
+
+@app.middleware("all")
+def observe(event, get_response):
+    """Tag every log line of an invocation with its request id."""
+    context = app.lambda_context
+    if context is not None:
+        logger.append_keys(function_request_id=getattr(context, "aws_request_id", None))
+    return get_response(event)

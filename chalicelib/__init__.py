@@ -1,0 +1,1 @@
+"""jobpipe: a serverless job pipeline (API Gateway + Lambda + SQS + DynamoDB + EventBridge)."""

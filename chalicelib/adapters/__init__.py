@@ -1,0 +1,1 @@
+"""Adapters: AWS implementations of the ports, and in-memory ones for tests and local reasoning."""

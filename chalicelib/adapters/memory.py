@@ -1,0 +1,139 @@
+"""In-memory adapters with the same contract as the AWS ones (conditional writes included)."""
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from typing import Any, Iterable, Optional
+
+from chalicelib.domain.errors import (
+    InvalidRequestError,
+    ProgressRejectedError,
+    QueueUnavailableError,
+    StaleJobError,
+)
+from chalicelib.domain.job import Job, Progress, Run
+from chalicelib.domain.status import JobStatus
+from chalicelib.ports import REMOVE, ChangeSet, JobMessage, JobPage, JobQuery
+
+
+class InMemoryJobStore:
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+        self._runs: dict[tuple[str, int], Run] = {}
+        self._lock = threading.Lock()
+
+    def create(self, job: Job) -> None:
+        with self._lock:
+            if job.id in self._jobs:
+                raise StaleJobError(f"job {job.id} already exists")
+            self._jobs[job.id] = job.model_copy(deep=True)
+
+    def discard(self, job_id: str) -> None:
+        with self._lock:
+            self._jobs.pop(job_id, None)
+
+    def get(self, job_id: str) -> Optional[Job]:
+        job = self._jobs.get(job_id)
+        return job.model_copy(deep=True) if job else None
+
+    def get_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
+        return {i: j for i in job_ids if (j := self.get(i)) is not None}
+
+    def list_jobs(self, query: JobQuery) -> JobPage:
+        jobs = sorted(
+            (j for j in self._jobs.values() if j.tenant == query.tenant),
+            key=lambda j: (j.created_at, j.id),
+            reverse=True,
+        )
+        if query.status:
+            jobs = [j for j in jobs if j.status == query.status]
+        if query.type:
+            jobs = [j for j in jobs if j.type == query.type]
+        if query.cursor:
+            after = _decode_cursor(query.cursor)
+            jobs = [j for j in jobs if (j.created_at, j.id) < after]
+        page = jobs[: query.limit]
+        cursor = None
+        if len(jobs) > query.limit:
+            last = page[-1]
+            cursor = _encode_cursor((last.created_at, last.id))
+        return JobPage([j.model_copy(deep=True) for j in page], cursor)
+
+    def apply(self, job: Job, expected_status: JobStatus, changes: ChangeSet) -> Job:
+        with self._lock:
+            stored = self._jobs.get(job.id)
+            if stored is None or stored.status != expected_status or stored.version != job.version:
+                raise StaleJobError(f"job {job.id} changed since it was read")
+            update = {k: (None if v is REMOVE else v) for k, v in changes.fields.items()}
+            update["version"] = stored.version + 1
+            new = Job.model_validate({**stored.model_dump(), **_dumped(update)})
+            self._jobs[job.id] = new
+            if changes.run is not None:
+                self._write_run(changes.run)
+            return new.model_copy(deep=True)
+
+    def record_progress(self, job_id: str, attempt: int, progress: Progress) -> Job:
+        with self._lock:
+            stored = self._jobs.get(job_id)
+            if stored is None or stored.status != JobStatus.RUNNING or stored.attempts != attempt:
+                raise ProgressRejectedError(f"attempt {attempt} of job {job_id} is not running")
+            if progress.percent < stored.progress.percent:
+                raise ProgressRejectedError(
+                    f"progress cannot decrease from {stored.progress.percent:g} to {progress.percent:g}"
+                )
+            new = stored.model_copy(update={"progress": progress, "version": stored.version + 1})
+            self._jobs[job_id] = new
+            return new.model_copy(deep=True)
+
+    def runs(self, job_id: str) -> list[Run]:
+        return [r for (jid, _), r in sorted(self._runs.items()) if jid == job_id]
+
+    def _write_run(self, run: Run) -> None:
+        key = (run.job_id, run.attempt)
+        previous = self._runs.get(key)
+        if previous is not None and run.started_at is None:
+            run = run.model_copy(update={"started_at": previous.started_at})
+        self._runs[key] = run
+
+
+class InMemoryJobQueue:
+    """Records what was sent; tests drain it into the worker."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[JobMessage, str, int]] = []
+        self.dead: list[tuple[JobMessage, dict[str, Any]]] = []
+        self.fail_sends = False
+        self.visibility: dict[str, int] = {}
+
+    def send(self, message: JobMessage, *, priority: str, delay_seconds: int = 0) -> None:
+        if self.fail_sends:
+            raise QueueUnavailableError("queue is unavailable")
+        self.sent.append((message, priority, delay_seconds))
+
+    def dead_letter(self, message: JobMessage, *, priority: str, reason: dict[str, Any]) -> None:
+        self.dead.append((message, reason))
+
+    def set_visibility(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
+        self.visibility[receipt_handle] = seconds
+
+    def drain(self) -> list[JobMessage]:
+        messages = [m for m, _, _ in self.sent]
+        self.sent.clear()
+        return messages
+
+
+def _dumped(update: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.model_dump() if hasattr(v, "model_dump") else v) for k, v in update.items()}
+
+
+def _encode_cursor(key: tuple[str, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        created_at, job_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return str(created_at), str(job_id)
+    except (ValueError, TypeError) as exc:
+        raise InvalidRequestError("cursor is not valid", details={"cursor": cursor}) from exc

@@ -1,0 +1,67 @@
+"""SQS adapter of the JobQueue port."""
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+from botocore.exceptions import ClientError
+
+from chalicelib.domain.errors import InvalidRequestError, QueueUnavailableError
+from chalicelib.ports import JobMessage
+
+MAX_DELAY_S = 900  # SQS DelaySeconds limit
+
+
+class SqsJobQueue:
+    def __init__(self, client: Any, queue_urls: Mapping[str, str], dead_letter_urls: Mapping[str, str]) -> None:
+        """`queue_urls` and `dead_letter_urls` map a priority (high/normal/low) to a queue URL."""
+        self._sqs = client
+        self._urls = dict(queue_urls)
+        self._dead = dict(dead_letter_urls)
+
+    def _url(self, urls: Mapping[str, str], priority: str) -> str:
+        return urls.get(priority) or urls["normal"]
+
+    def send(self, message: JobMessage, *, priority: str, delay_seconds: int = 0) -> None:
+        if not 0 <= delay_seconds <= MAX_DELAY_S:
+            raise InvalidRequestError(f"delay_seconds must be between 0 and {MAX_DELAY_S}")
+        try:
+            self._sqs.send_message(
+                QueueUrl=self._url(self._urls, priority),
+                MessageBody=json.dumps(message.to_body()),
+                DelaySeconds=delay_seconds,
+            )
+        except ClientError as exc:
+            raise QueueUnavailableError(f"could not enqueue job {message.job_id}") from exc
+
+    def dead_letter(self, message: JobMessage, *, priority: str, reason: dict[str, Any]) -> None:
+        body = {**message.to_body(), "reason": reason}
+        try:
+            self._sqs.send_message(
+                QueueUrl=self._url(self._dead, priority), MessageBody=json.dumps(body)
+            )
+        except ClientError as exc:
+            raise QueueUnavailableError(
+                f"could not dead-letter job {message.job_id}"
+            ) from exc
+
+    def set_visibility(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
+        """Hide a received message for `seconds` more (0 makes it visible again now)."""
+        try:
+            self._sqs.change_message_visibility(
+                QueueUrl=self._url_for_arn(queue_arn),
+                ReceiptHandle=receipt_handle,
+                VisibilityTimeout=max(0, min(seconds, 12 * 3600)),
+            )
+        except ClientError as exc:
+            raise QueueUnavailableError("could not change a message's visibility") from exc
+
+    def _url_for_arn(self, queue_arn: str) -> str:
+        # arn:aws:sqs:<region>:<account>:<name>
+        name = queue_arn.rsplit(":", 1)[-1]
+        for url in (*self._urls.values(), *self._dead.values()):
+            if url.rstrip("/").rsplit("/", 1)[-1] == name:
+                return url
+        account = queue_arn.split(":")[4]
+        return self._sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+

@@ -1,0 +1,1 @@
+"""The HTTP API: thin Chalice routes over the lifecycle."""

@@ -1,0 +1,74 @@
+"""The one place where errors become HTTP responses: `{"error": {"code", "message", "details"?}}`."""
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Response
+
+from chalicelib.domain import errors as domain
+
+
+class UnauthorizedError(domain.JobpipeError):
+    code = "unauthorized"
+
+
+class ForbiddenError(domain.JobpipeError):
+    code = "forbidden"
+
+
+class InvalidJsonError(domain.JobpipeError):
+    code = "invalid_json"
+
+
+class PayloadTooLargeError(domain.JobpipeError):
+    code = "payload_too_large"
+
+
+_STATUS: list[tuple[type[domain.JobpipeError], int]] = [
+    (UnauthorizedError, 401),
+    (ForbiddenError, 403),
+    (InvalidJsonError, 400),
+    (PayloadTooLargeError, 413),
+    (domain.InvalidRequestError, 400),
+    (domain.UnknownJobTypeError, 422),
+    (domain.InvalidPayloadError, 422),
+    (domain.JobNotFoundError, 404),
+    (domain.JobAlreadyFinishedError, 409),
+    (domain.IdempotencyConflictError, 409),
+    (domain.StaleJobError, 409),
+    (domain.InvalidTransitionError, 409),
+    (domain.QueueUnavailableError, 503),
+    (domain.StoreUnavailableError, 503),
+]
+
+
+def status_for(error: domain.JobpipeError) -> int:
+    for kind, status in _STATUS:
+        if isinstance(error, kind):
+            return status
+    return 500
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        body=body,
+        status_code=status,
+        headers={"Content-Type": "application/json", "Cache-Control": "no-store", **(headers or {})},
+    )
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    return {"error": error}
+
+
+def error_response(error: domain.JobpipeError) -> Response:
+    status = status_for(error)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return json_response(error_body(error.code, error.message, error.details), status, headers)
+
+
+def internal_error_response() -> Response:
+    return json_response(error_body("internal_error", "an internal error occurred; it has been logged"), 500)

@@ -1,0 +1,130 @@
+"""Route plumbing shared by every endpoint: authentication, body parsing and error mapping."""
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, TypeVar
+
+from chalice import Blueprint, Response
+from pydantic import BaseModel, ValidationError
+
+from chalicelib.api.auth import Principal, authenticate
+from chalicelib.api.errors import (
+    InvalidJsonError,
+    PayloadTooLargeError,
+    error_response,
+    internal_error_response,
+    json_response,
+)
+from chalicelib.domain.errors import InvalidRequestError, JobpipeError
+from chalicelib.observability import logger
+
+# Chalice answers 415 in its own format for a Content-Type outside this list; accept the
+# common ones and judge the body ourselves so every refusal has our error shape.
+CONTENT_TYPES = [
+    "application/json",
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "application/octet-stream",
+    "multipart/form-data",
+]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass
+class Call:
+    """What a view gets: the Chalice request, the authenticated principal and body helpers."""
+
+    request: Any
+    principal: Optional[Principal]
+    max_body_bytes: int
+
+    @property
+    def raw_body(self) -> bytes:
+        body = self.request.raw_body or b""
+        if len(body) > self.max_body_bytes:
+            raise PayloadTooLargeError(
+                f"request body is {len(body)} bytes; the limit is {self.max_body_bytes}",
+                details={"limit": self.max_body_bytes},
+            )
+        return body
+
+    def json(self) -> Any:
+        body = self.raw_body
+        if not body.strip():
+            raise InvalidJsonError("request body is empty; send a JSON object")
+        try:
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidJsonError(f"request body is not valid JSON: {exc}") from None
+
+    def model(self, model: type[M]) -> M:
+        """The JSON body validated against `model`; InvalidRequestError lists the problems."""
+        data = self.json()
+        if not isinstance(data, dict):
+            raise InvalidRequestError("request body must be a JSON object")
+        return validate(model, data)
+
+    def query(self, name: str) -> Optional[str]:
+        params = self.request.query_params or {}
+        return params.get(name)
+
+    def header(self, name: str) -> Optional[str]:
+        return self.request.headers.get(name)
+
+    @property
+    def user(self) -> Principal:
+        assert self.principal is not None
+        return self.principal
+
+
+def validate(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = [
+            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors(include_url=False, include_context=False, include_input=False)
+        ]
+        raise InvalidRequestError("request is not valid", details=details) from None
+
+
+def endpoint(
+    blueprint: Blueprint,
+    path: str,
+    *,
+    methods: list[str],
+    auth_secret: Callable[[], str],
+    max_body_bytes: Callable[[], int],
+    auth: bool = True,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register `view(call, **uri_params)` as a route. The view returns (body, status) or a
+    Response; JobpipeError becomes the mapped 4xx/5xx, anything else a logged 500."""
+
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        @blueprint.route(path, methods=methods, content_types=CONTENT_TYPES)
+        @functools.wraps(view)
+        def route(**params: Any) -> Response:
+            request = blueprint.current_request
+            try:
+                principal = authenticate(request.headers, auth_secret()) if auth else None
+                if principal is not None:
+                    logger.append_keys(tenant=principal.tenant, user=principal.user)
+                outcome = view(Call(request, principal, max_body_bytes()), **params)
+            except JobpipeError as exc:
+                if exc.code in ("store_unavailable", "queue_unavailable"):
+                    logger.exception("dependency failure", extra={"path": path})
+                return error_response(exc)
+            except Exception:
+                logger.exception("unhandled error", extra={"path": path})
+                return internal_error_response()
+            if isinstance(outcome, Response):
+                return outcome
+            body, status = outcome if isinstance(outcome, tuple) else (outcome, 200)
+            return json_response(body, status)
+
+        return route
+
+    return decorator

@@ -1,0 +1,83 @@
+"""One job-id parser for every batch endpoint, tolerant of what polling clients send.
+
+Accepted: `{"job_ids": [...]}`, `{"jobs": [...]}`, `{"ids": [...]}`, a bare list, a string,
+comma-separated strings, a dict's values when none of those keys is present, numbers, and the
+`job_id` / `job_ids` query arguments when the body is empty or not JSON. Ids are trimmed,
+de-duplicated, and kept in request order.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Iterable, Mapping, Optional, Union
+
+from chalicelib.api.errors import InvalidJsonError
+
+_ID_KEYS = ("job_ids", "jobs", "ids")
+_QUERY_KEYS = ("job_ids", "job_id")
+_PLAUSIBLE_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+
+
+def is_plausible_job_id(job_id: str) -> bool:
+    """Ids that cannot exist are answered not_found without touching the store."""
+    return bool(_PLAUSIBLE_ID.match(job_id))
+
+
+def normalize_job_ids(value: Any) -> list[str]:
+    """Flatten strings, comma-separated strings, numbers, lists and dicts into ordered unique ids."""
+    ordered: dict[str, None] = {}
+    for job_id in _flatten(value):
+        job_id = job_id.strip()
+        if job_id:
+            ordered.setdefault(job_id, None)
+    return list(ordered)
+
+
+def _flatten(value: Any) -> Iterable[str]:
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        yield from value.split(",")
+    elif isinstance(value, int):
+        yield str(value)
+    elif isinstance(value, float):
+        yield str(int(value)) if value.is_integer() else str(value)
+    elif isinstance(value, Mapping):
+        for key in ("id", "job_id"):
+            if key in value:
+                yield from _flatten(value[key])
+                return
+        for key in _ID_KEYS:
+            if key in value:
+                yield from _flatten(value[key])
+                return
+        for item in value.values():
+            yield from _flatten(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _flatten(item)
+
+
+def extract_job_ids(
+    body: Union[bytes, str, None], query: Optional[Mapping[str, str]] = None
+) -> list[str]:
+    """Job ids from a request body, falling back to query arguments when the body is empty or
+    not JSON. Raises InvalidJsonError when neither carries ids and the body is not JSON."""
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else (body or "")
+    query_ids = normalize_job_ids([query.get(k) for k in _QUERY_KEYS if query and query.get(k)])
+    if not text.strip():
+        return query_ids
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        if query_ids:
+            return query_ids
+        raise InvalidJsonError("request body is not valid JSON") from None
+    if isinstance(payload, Mapping):
+        for key in _ID_KEYS:
+            if key in payload:
+                return normalize_job_ids(payload[key])
+        ids = normalize_job_ids(list(payload.values()))
+    else:
+        ids = normalize_job_ids(payload)
+    return ids or query_ids

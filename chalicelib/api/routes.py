@@ -1,0 +1,132 @@
+"""Job routes. Each view parses, delegates to the lifecycle, and shapes the answer."""
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Blueprint
+
+from chalicelib.api.http import Call, endpoint, validate
+from chalicelib.api.job_ids import extract_job_ids, is_plausible_job_id
+from chalicelib.api.requests import MAX_BATCH_IDS, ListJobsQuery, SubmitJobRequest
+from chalicelib.composition import container
+from chalicelib.domain.errors import InvalidRequestError, JobNotFoundError
+from chalicelib.observability import count
+from chalicelib.ports import JobQuery
+
+api = Blueprint(__name__)
+
+
+def route(path: str, *, methods: list[str], auth: bool = True):
+    return endpoint(
+        api,
+        path,
+        methods=methods,
+        auth=auth,
+        auth_secret=lambda: container().settings.auth_secret,
+        max_body_bytes=lambda: container().settings.max_body_bytes,
+    )
+
+
+def not_found(job_id: str) -> dict[str, str]:
+    return {"id": job_id, "status": "not_found"}
+
+
+def _job_id(job_id: str) -> str:
+    if not is_plausible_job_id(job_id):
+        raise JobNotFoundError(f"job {job_id[:128]} not found")
+    return job_id
+
+
+@route("/health", methods=["GET"], auth=False)
+def health(call: Call) -> Any:
+    return {"status": "ok", "service": "jobpipe"}
+
+
+@route("/job-types", methods=["GET"])
+def job_types(call: Call) -> Any:
+    registry = container().registry
+    types = []
+    for name in registry.names():
+        job_type = registry.get(name)
+        types.append(
+            {
+                "type": name,
+                "description": job_type.description,
+                "max_attempts": job_type.max_attempts,
+                "timeout_s": job_type.timeout_s,
+                "priority": job_type.priority,
+                "payload_schema": job_type.payload_model.model_json_schema(),
+            }
+        )
+    return {"job_types": types}
+
+
+@route("/jobs", methods=["POST"])
+def submit_job(call: Call) -> Any:
+    request = call.model(SubmitJobRequest)
+    services = container()
+    key = call.header("idempotency-key")
+    if key is None:
+        job = services.lifecycle.submit(tenant=call.user.tenant, user=call.user.user, **request.model_dump())
+        count("jobs_submitted", job.type)
+        return job.public(), 202
+    job_id = services.idempotent_submission(
+        tenant=call.user.tenant,
+        user=call.user.user,
+        key=key,
+        body=request.model_dump(mode="json"),
+        lambda_context=api.lambda_context,
+    )
+    count("jobs_submitted", request.type)
+    return services.lifecycle.get(call.user.tenant, job_id).public(), 202
+
+
+@route("/jobs", methods=["GET"])
+def list_jobs(call: Call) -> Any:
+    params = validate(ListJobsQuery, dict(call.request.query_params or {}))
+    page = container().store.list_jobs(
+        JobQuery(
+            tenant=call.user.tenant,
+            status=params.status,
+            type=params.type,
+            limit=params.limit,
+            cursor=params.cursor,
+        )
+    )
+    return {"jobs": [j.public() for j in page.jobs], "next_cursor": page.cursor}
+
+
+@route("/jobs/status", methods=["POST"])
+def job_status_batch(call: Call) -> Any:
+    ids = extract_job_ids(call.raw_body, call.request.query_params)
+    if not ids:
+        raise InvalidRequestError('no job ids given; send {"job_ids": ["..."]}')
+    if len(ids) > MAX_BATCH_IDS:
+        raise InvalidRequestError(
+            f"{len(ids)} job ids given; at most {MAX_BATCH_IDS} per request",
+            details={"limit": MAX_BATCH_IDS},
+        )
+    found = container().store.get_many([i for i in ids if is_plausible_job_id(i)])
+    jobs = {}
+    for job_id in ids:
+        job = found.get(job_id)
+        visible = job is not None and job.tenant == call.user.tenant
+        jobs[job_id] = job.public() if visible else not_found(job_id)
+    return {"jobs": jobs, "job_ids": ids}
+
+
+@route("/jobs/{job_id}", methods=["GET"])
+def get_job(call: Call, job_id: str) -> Any:
+    return container().lifecycle.get(call.user.tenant, _job_id(job_id)).public()
+
+
+@route("/jobs/{job_id}", methods=["DELETE"])
+def cancel_job(call: Call, job_id: str) -> Any:
+    return container().lifecycle.cancel(call.user.tenant, _job_id(job_id)).public(), 202
+
+
+@route("/jobs/{job_id}/runs", methods=["GET"])
+def job_runs(call: Call, job_id: str) -> Any:
+    services = container()
+    job = services.lifecycle.get(call.user.tenant, _job_id(job_id))
+    return {"job_id": job.id, "runs": [r.model_dump(mode="json") for r in services.store.runs(job.id)]}

@@ -1,0 +1,103 @@
+"""The composition root: the one place that reads settings, builds AWS clients and wires the
+adapters into the lifecycle, once per process (reused across warm invocations)."""
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from typing import Any, Optional
+
+from chalicelib.domain.registry import JobTypeRegistry
+from chalicelib.lifecycle import JobLifecycle
+from chalicelib.settings import Settings, load_settings
+
+
+class Container:
+    def __init__(self, settings: Settings, *, session: Any = None) -> None:
+        self.settings = settings
+        self._session = session
+
+    @cached_property
+    def _boto(self) -> Any:
+        if self._session is not None:
+            return self._session
+        import boto3  # imported here so a cold start of a route that needs no AWS stays cheap
+
+        return boto3.session.Session()
+
+    def client(self, service: str) -> Any:
+        """A boto3 client; the endpoint comes from AWS_ENDPOINT_URL when set (emulators)."""
+        from botocore.config import Config
+
+        return self._boto.client(service, config=Config(retries={"mode": "standard", "max_attempts": 4}))
+
+    @cached_property
+    def registry(self) -> JobTypeRegistry:
+        from chalicelib.job_types import registry
+
+        return registry
+
+    @cached_property
+    def store(self) -> Any:
+        from chalicelib.adapters.dynamodb import DynamoJobStore
+
+        return DynamoJobStore(self.client("dynamodb"), self.settings.table_name)
+
+    @cached_property
+    def queue(self) -> Any:
+        from chalicelib.adapters.sqs import SqsJobQueue
+
+        dead = {p: self.settings.dead_letter_url for p in ("high", "normal", "low")}
+        return SqsJobQueue(self.client("sqs"), self.settings.queue_urls, dead)
+
+    @cached_property
+    def lifecycle(self) -> JobLifecycle:
+        return JobLifecycle(
+            self.store,
+            self.queue,
+            self.registry,
+            retention_s=self.settings.retention_days * 86400,
+            retry_base_s=self.settings.retry_base_s,
+        )
+
+    @cached_property
+    def runner(self) -> Any:
+        from chalicelib.observability import job_event
+        from chalicelib.worker.runner import JobRunner
+
+        return JobRunner(self.lifecycle, self.registry, observe=job_event)
+
+    @cached_property
+    def idempotent_submission(self) -> Any:
+        from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+        from chalicelib.api.idempotency import IdempotentSubmission
+
+        persistence = DynamoDBPersistenceLayer(
+            table_name=self.settings.idempotency_table_name, boto3_client=self.client("dynamodb")
+        )
+        lifecycle = self.lifecycle
+
+        def submit(request: dict[str, Any]) -> str:
+            body = request["body"]
+            return lifecycle.submit(tenant=request["tenant"], user=request["user"], **body).id
+
+        return IdempotentSubmission(persistence, submit, ttl_s=self.settings.idempotency_ttl_s)
+
+
+_container: Optional[Container] = None
+_lock = threading.Lock()
+
+
+def container() -> Container:
+    global _container
+    if _container is None:
+        with _lock:
+            if _container is None:
+                _container = Container(load_settings())
+    return _container
+
+
+def use(replacement: Optional[Container]) -> None:
+    """Swap the process's container (tests); `None` rebuilds from the environment on next use."""
+    global _container
+    _container = replacement

@@ -1,0 +1,99 @@
+"""Domain errors. Adapters translate AWS errors into these; the API maps them to HTTP in one place."""
+from __future__ import annotations
+
+from typing import Any
+
+
+class JobpipeError(Exception):
+    """Base of every error jobpipe raises on purpose."""
+
+    code = "internal_error"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class JobNotFoundError(JobpipeError):
+    code = "job_not_found"
+
+
+class UnknownJobTypeError(JobpipeError):
+    code = "unknown_job_type"
+
+
+class InvalidPayloadError(JobpipeError):
+    code = "invalid_payload"
+
+
+class InvalidRequestError(JobpipeError):
+    code = "invalid_request"
+
+
+class InvalidTransitionError(JobpipeError):
+    """The transition table does not allow the requested status change."""
+
+    code = "invalid_transition"
+
+
+class StaleJobError(JobpipeError):
+    """A conditional write lost a race: the job is no longer in the expected status/version."""
+
+    code = "conflict"
+
+
+class ProgressRejectedError(JobpipeError):
+    """A progress report would move the percent backwards, or the attempt is no longer current."""
+
+    code = "progress_rejected"
+
+
+class IdempotencyConflictError(JobpipeError):
+    """The Idempotency-Key was used before with a different request body, or is still in flight."""
+
+    code = "idempotency_conflict"
+
+
+class JobAlreadyFinishedError(JobpipeError):
+    code = "job_finished"
+
+
+class QueueUnavailableError(JobpipeError):
+    code = "queue_unavailable"
+
+
+class StoreUnavailableError(JobpipeError):
+    code = "store_unavailable"
+
+
+class JobCancelledError(JobpipeError):
+    """Raised inside a handler (by ctx.progress/ctx.check_cancelled) when a cancel was requested."""
+
+    code = "canceled"
+
+
+class RetryableJobError(JobpipeError):
+    """Raise from a handler to fail this attempt and retry (while attempts remain)."""
+
+    code = "retryable_error"
+
+    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        if code:
+            self.code = code
+
+
+class FatalJobError(JobpipeError):
+    """Raise from a handler to fail the job now, without retrying."""
+
+    code = "fatal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        if code:
+            self.code = code
+
+
+class JobTimeoutError(RetryableJobError):
+    code = "timeout"

@@ -1,0 +1,86 @@
+"""The job record, its progress, its error and its runs (one run per attempt)."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chalicelib.domain.status import JobStatus
+
+Priority = Literal["high", "normal", "low"]
+PRIORITIES: tuple[str, ...] = ("high", "normal", "low")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def isoformat(moment: datetime) -> str:
+    """UTC, millisecond precision, `Z` suffix: lexicographic order equals time order."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def new_job_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Progress(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    percent: float = 0.0
+    step: Optional[str] = None
+    message: Optional[str] = None
+    updated_at: Optional[str] = None
+
+
+class JobErrorInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str
+    message: str
+
+
+class Run(BaseModel):
+    """One attempt at running a job. A run written with `started_at=None` updates the fields
+    it carries and keeps the stored start time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str
+    attempt: int
+    status: JobStatus
+    started_at: Optional[str] = None
+    finished_at: Optional[str] = None
+    error: Optional[JobErrorInfo] = None
+
+
+class Job(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    type: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+    status: JobStatus = JobStatus.QUEUED
+    tenant: str
+    user: str
+    scope: Optional[str] = None
+    priority: Priority = "normal"
+    attempts: int = 0
+    max_attempts: int = 3
+    timeout_s: int = 60
+    progress: Progress = Field(default_factory=Progress)
+    result: Any = None
+    error: Optional[JobErrorInfo] = None
+    cancel_requested: bool = False
+    created_at: str
+    started_at: Optional[str] = None
+    finished_at: Optional[str] = None
+    lease_expires_at: Optional[str] = None
+    expires_at: Optional[int] = None  # epoch seconds; DynamoDB TTL removes the record after it
+    version: int = 1
+
+    def public(self) -> dict[str, Any]:
+        """The job as clients see it (internal bookkeeping left out)."""
+        return self.model_dump(mode="json", exclude={"lease_expires_at", "timeout_s"})

@@ -1,0 +1,82 @@
+"""Job types: registered in code with a pydantic payload model and their run policy."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from pydantic import BaseModel, ValidationError
+
+from chalicelib.domain.errors import InvalidPayloadError, UnknownJobTypeError
+
+Handler = Callable[[Any, Any], Any]  # (ctx, payload model) -> JSON-serialisable result
+
+
+@dataclass(frozen=True)
+class JobType:
+    name: str
+    payload_model: type[BaseModel]
+    handler: Handler
+    max_attempts: int = 3
+    timeout_s: int = 60
+    priority: str = "normal"
+    description: str = ""
+
+    def parse_payload(self, payload: Any) -> BaseModel:
+        """Validate a payload; raises InvalidPayloadError with pydantic's errors in `details`."""
+        try:
+            return self.payload_model.model_validate(payload)
+        except ValidationError as exc:
+            details = [
+                {"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]}
+                for err in exc.errors(include_url=False, include_context=False, include_input=False)
+            ]
+            raise InvalidPayloadError(
+                f"payload is not valid for job type {self.name!r}", details=details
+            ) from exc
+
+
+class JobTypeRegistry:
+    def __init__(self) -> None:
+        self._types: dict[str, JobType] = {}
+
+    def register(
+        self,
+        name: str,
+        payload_model: type[BaseModel],
+        *,
+        max_attempts: int = 3,
+        timeout_s: int = 60,
+        priority: str = "normal",
+        description: str = "",
+    ) -> Callable[[Handler], Handler]:
+        """Decorator: `@registry.register("demo.steps", StepsPayload, max_attempts=3)`."""
+        if priority not in ("high", "normal", "low"):
+            raise ValueError(f"priority must be high, normal or low, not {priority!r}")
+        if max_attempts < 1 or timeout_s < 1:
+            raise ValueError("max_attempts and timeout_s must be at least 1")
+
+        def decorator(handler: Handler) -> Handler:
+            if name in self._types:
+                raise ValueError(f"job type {name!r} is already registered")
+            self._types[name] = JobType(
+                name, payload_model, handler, max_attempts, timeout_s, priority, description
+            )
+            return handler
+
+        return decorator
+
+    def get(self, name: str) -> JobType:
+        """Raises UnknownJobTypeError listing the known types."""
+        try:
+            return self._types[name]
+        except KeyError:
+            known = ", ".join(sorted(self._types)) or "none"
+            raise UnknownJobTypeError(
+                f"unknown job type {name!r}; known types: {known}"
+            ) from None
+
+    def find(self, name: str) -> Optional[JobType]:
+        return self._types.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._types)

@@ -1,0 +1,67 @@
+"""Job types for demos and load tests."""
+from __future__ import annotations
+
+import time
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from chalicelib.domain.errors import FatalJobError, RetryableJobError
+from chalicelib.job_types import registry
+
+
+class StepsPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = Field(ge=1, le=10_000, description="number of steps; progress is reported after each")
+    step_ms: int = Field(ge=0, le=60_000, description="milliseconds each step takes")
+    fail_at: Optional[int] = Field(default=None, ge=1, description="step at which every attempt fails")
+    fail_mode: Literal["retry", "fatal"] = "retry"
+
+    @model_validator(mode="after")
+    def _fail_within_steps(self) -> "StepsPayload":
+        if self.fail_at is not None and self.fail_at > self.steps:
+            raise ValueError(f"fail_at ({self.fail_at}) must not exceed steps ({self.steps})")
+        return self
+
+
+@registry.register(
+    "demo.steps",
+    StepsPayload,
+    max_attempts=3,
+    timeout_s=600,
+    priority="normal",
+    description="Runs `steps` steps of `step_ms` each, reporting progress after every step.",
+)
+def run_steps(ctx, payload: StepsPayload) -> dict:
+    for step in range(1, payload.steps + 1):
+        ctx.check_cancelled()
+        if payload.step_ms:
+            time.sleep(payload.step_ms / 1000)
+        if payload.fail_at == step:
+            message = f"failing at step {step} of {payload.steps} as asked"
+            if payload.fail_mode == "fatal":
+                raise FatalJobError(message, code="demo_failure")
+            raise RetryableJobError(message, code="demo_failure")
+        ctx.progress(100 * step / payload.steps, step=f"step {step}/{payload.steps}",
+                     message=f"finished step {step} of {payload.steps}")
+    return {"steps": payload.steps, "attempt": ctx.attempt}
+
+
+class SleepPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float = Field(ge=0, le=60)
+
+
+@registry.register(
+    "demo.sleep",
+    SleepPayload,
+    max_attempts=2,
+    timeout_s=3,
+    priority="normal",
+    description="Sleeps without reporting progress; past 3 s it hits its timeout.",
+)
+def run_sleep(ctx, payload: SleepPayload) -> dict:
+    time.sleep(payload.seconds)
+    return {"slept_s": payload.seconds}

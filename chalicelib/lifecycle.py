@@ -1,0 +1,326 @@
+"""Every status change of a job happens here, and nowhere else.
+
+Each method computes the change from the transition table, then asks the store for a
+conditional write against the status and version it read. A lost race surfaces as
+StaleJobError from the store; the methods here re-read and decide again where that is safe.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any, Callable, Optional
+
+from chalicelib.domain.errors import (
+    InvalidTransitionError,
+    JobAlreadyFinishedError,
+    JobNotFoundError,
+    ProgressRejectedError,
+    QueueUnavailableError,
+    StaleJobError,
+)
+from chalicelib.domain.job import Job, JobErrorInfo, Progress, Run, isoformat, new_job_id, utcnow
+from chalicelib.domain.registry import JobTypeRegistry
+from chalicelib.domain.status import JobStatus, can_transition
+from chalicelib.ports import REMOVE, ChangeSet, JobMessage, JobQueue, JobStore
+
+Clock = Callable[[], datetime]
+
+# Conditional writes that lose a race are re-read and re-decided at most this many times.
+_RACE_RETRIES = 5
+# Extra time past a job's timeout before its lease counts as abandoned by a dead worker.
+LEASE_GRACE_S = 30
+# Time an invocation keeps after a handler's timeout to record the outcome.
+INVOCATION_MARGIN_S = 10
+
+
+class ClaimOutcome(str, Enum):
+    RUN = "run"  # this delivery owns the attempt: run the handler
+    SKIP = "skip"  # nothing to do (finished, canceled, stale message): acknowledge
+    DEFER = "defer"  # another worker holds a live lease: leave the message on the queue
+
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: ClaimOutcome
+    job: Optional[Job] = None
+    reason: str = ""
+    retry_after_s: Optional[int] = None  # for DEFER: when the delivery is worth retrying
+
+
+def retry_delay_s(attempt: int, *, base_s: int = 2, cap_s: int = 900) -> int:
+    """Exponential backoff with full jitter for the retry after `attempt` failed (SQS caps at 900 s)."""
+    ceiling = min(cap_s, base_s * (2 ** max(0, attempt - 1)))
+    return max(1, int(random.uniform(ceiling / 2, ceiling)))
+
+
+def transition(job: Job, target: JobStatus) -> None:
+    """Raise InvalidTransitionError unless the table allows job.status -> target."""
+    if not can_transition(job.status, target):
+        raise InvalidTransitionError(
+            f"job {job.id} cannot go from {job.status.value} to {target.value}"
+        )
+
+
+class JobLifecycle:
+    def __init__(
+        self,
+        store: JobStore,
+        queue: JobQueue,
+        registry: JobTypeRegistry,
+        *,
+        clock: Clock = utcnow,
+        retention_s: int = 7 * 24 * 3600,
+        retry_base_s: int = 2,
+    ) -> None:
+        self.store = store
+        self.queue = queue
+        self.registry = registry
+        self.clock = clock
+        self.retention_s = retention_s
+        self.retry_base_s = retry_base_s
+
+    # -- submission -------------------------------------------------------------------------
+
+    def submit(
+        self,
+        *,
+        tenant: str,
+        user: str,
+        type: str,
+        payload: Any,
+        priority: Optional[str] = None,
+        delay_seconds: int = 0,
+        scope: Optional[str] = None,
+        job_id: Optional[str] = None,
+    ) -> Job:
+        """Validate, store as queued, enqueue. If the enqueue fails the record is removed again,
+        so a refused submission leaves nothing behind. Raises UnknownJobTypeError,
+        InvalidPayloadError, QueueUnavailableError."""
+        job_type = self.registry.get(type)
+        model = job_type.parse_payload(payload)
+        job = Job(
+            id=job_id or new_job_id(),
+            type=job_type.name,
+            payload=model.model_dump(mode="json"),
+            tenant=tenant,
+            user=user,
+            scope=scope,
+            priority=priority or job_type.priority,
+            max_attempts=job_type.max_attempts,
+            timeout_s=job_type.timeout_s,
+            created_at=isoformat(self.clock()),
+        )
+        self.store.create(job)
+        try:
+            self.queue.send(
+                JobMessage(job.id, 1), priority=job.priority, delay_seconds=delay_seconds
+            )
+        except QueueUnavailableError:
+            self.store.discard(job.id)
+            raise
+        return job
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get(self, tenant: str, job_id: str) -> Job:
+        """The tenant's job; another tenant's job is indistinguishable from a missing one."""
+        job = self.store.get(job_id)
+        if job is None or job.tenant != tenant:
+            raise JobNotFoundError(f"job {job_id} not found")
+        return job
+
+    # -- cancel -----------------------------------------------------------------------------
+
+    def cancel(self, tenant: str, job_id: str) -> Job:
+        """Queued/retrying -> canceled now; running -> cancel_requested (the worker stops
+        cooperatively); finished -> JobAlreadyFinishedError."""
+        job = self.get(tenant, job_id)
+        for _ in range(_RACE_RETRIES):
+            try:
+                if job.status.is_terminal:
+                    raise JobAlreadyFinishedError(
+                        f"job {job_id} is already {job.status.value}", details={"status": job.status.value}
+                    )
+                if job.status == JobStatus.RUNNING:
+                    if job.cancel_requested:
+                        return job
+                    return self.store.apply(
+                        job, JobStatus.RUNNING, ChangeSet({"cancel_requested": True})
+                    )
+                return self._finish(job, JobStatus.CANCELED, cancel_requested=True)
+            except StaleJobError:
+                job = self.get(tenant, job_id)
+        raise StaleJobError(f"job {job_id} kept changing; try again")
+
+    # -- worker side ------------------------------------------------------------------------
+
+    def claim(self, message: JobMessage, *, time_left_s: Optional[float] = None) -> Claim:
+        """Decide what a delivery of `message` should do, and take the attempt if it may run.
+
+        Duplicate deliveries find the job running under a live lease (DEFER) or finished
+        (SKIP), so an attempt runs once. A delivery that finds the lease expired takes over
+        from a worker that died: that attempt is failed as `worker_lost` and retried.
+        With `time_left_s` (the invocation's remaining time) an attempt that could not finish
+        before the invocation ends is not taken (DEFER, to be delivered again at once)."""
+        for _ in range(_RACE_RETRIES):
+            job = self.store.get(message.job_id)
+            if job is None:
+                return Claim(ClaimOutcome.SKIP, None, "job does not exist")
+            try:
+                return self._claim(job, time_left_s)
+            except StaleJobError:
+                continue
+        return Claim(ClaimOutcome.DEFER, None, "job kept changing while claiming", retry_after_s=1)
+
+    def _claim(self, job: Job, time_left_s: Optional[float]) -> Claim:
+        now = self.clock()
+        if job.status.is_terminal:
+            return Claim(ClaimOutcome.SKIP, job, f"job is {job.status.value}")
+        if job.status == JobStatus.RUNNING:
+            lease = job.lease_expires_at
+            if lease is not None and lease > isoformat(now):
+                wait = (datetime.fromisoformat(lease.replace("Z", "+00:00")) - now).total_seconds()
+                return Claim(ClaimOutcome.DEFER, job, "attempt is running under a live lease",
+                             retry_after_s=max(1, int(wait) + 1))
+            error = JobErrorInfo(code="worker_lost", message=f"attempt {job.attempts} stopped without finishing")
+            after = self.fail_attempt(job, error, retryable=True)
+            return Claim(ClaimOutcome.SKIP, after, "took over an abandoned attempt")
+        if job.cancel_requested:
+            self._finish(job, JobStatus.CANCELED)
+            return Claim(ClaimOutcome.SKIP, job, "cancel requested before start")
+        if time_left_s is not None and time_left_s < job.timeout_s + INVOCATION_MARGIN_S:
+            return Claim(ClaimOutcome.DEFER, job, "not enough time left in this invocation",
+                         retry_after_s=0)
+        transition(job, JobStatus.RUNNING)
+        attempt = job.attempts + 1
+        started = isoformat(now)
+        changes = ChangeSet(
+            {
+                "status": JobStatus.RUNNING,
+                "attempts": attempt,
+                "started_at": job.started_at or started,
+                "lease_expires_at": isoformat(now + timedelta(seconds=job.timeout_s + LEASE_GRACE_S)),
+                "progress": Progress(percent=0, step="started", updated_at=started),
+            },
+            run=Run(job_id=job.id, attempt=attempt, status=JobStatus.RUNNING, started_at=started),
+        )
+        return Claim(ClaimOutcome.RUN, self.store.apply(job, job.status, changes))
+
+    def report_progress(
+        self,
+        job: Job,
+        percent: float,
+        step: Optional[str] = None,
+        message: Optional[str] = None,
+    ) -> Job:
+        """Conditional, monotonic progress write for the running attempt. Returns the stored job
+        (so a cancel request is visible without another read). Raises ProgressRejectedError."""
+        if percent != percent:  # NaN
+            raise ProgressRejectedError("progress percent must be a number")
+        percent = round(min(100.0, max(0.0, float(percent))), 2)
+        if percent < job.progress.percent:
+            raise ProgressRejectedError(
+                f"progress cannot decrease from {job.progress.percent:g} to {percent:g}",
+                details={"current": job.progress.percent, "requested": percent},
+            )
+        progress = Progress(percent=percent, step=step, message=message, updated_at=isoformat(self.clock()))
+        return self.store.record_progress(job.id, job.attempts, progress)
+
+    def complete(self, job: Job, result: Any) -> Job:
+        """running -> completed with the handler's result."""
+        return self._with_fresh(job, lambda j: self._finish(
+            j, JobStatus.COMPLETED, result=result,
+            progress=Progress(percent=100, step="completed",
+                              message=j.progress.message, updated_at=isoformat(self.clock())),
+        ))
+
+    def mark_canceled(self, job: Job) -> Job:
+        """running -> canceled after the handler stopped on a cancel request."""
+        return self._with_fresh(job, lambda j: self._finish(
+            j, JobStatus.CANCELED,
+            error=JobErrorInfo(code="canceled", message="canceled on request"),
+        ))
+
+    def fail_attempt(self, job: Job, error: JobErrorInfo, *, retryable: bool) -> Job:
+        """End the running attempt with `error`: retrying (and a delayed message for the next
+        attempt) while attempts remain and the error is retryable, else failed and the
+        message parked on the dead-letter queue."""
+
+        def decide(current: Job) -> Job:
+            if current.cancel_requested:
+                return self._finish(current, JobStatus.CANCELED, error=error)
+            if retryable and current.attempts < current.max_attempts:
+                transition(current, JobStatus.RETRYING)
+                retried = self.store.apply(
+                    current,
+                    JobStatus.RUNNING,
+                    ChangeSet(
+                        {"status": JobStatus.RETRYING, "error": error, "lease_expires_at": REMOVE},
+                        run=self._closed_run(current, JobStatus.FAILED, error),
+                    ),
+                )
+                delay = retry_delay_s(current.attempts, base_s=self.retry_base_s)
+                # If this send fails the delivery is reported failed; its redelivery finds the
+                # job `retrying` and claims the next attempt itself, so nothing is lost.
+                self.queue.send(
+                    JobMessage(current.id, current.attempts + 1),
+                    priority=current.priority,
+                    delay_seconds=delay,
+                )
+                return retried
+            failed = self._finish(current, JobStatus.FAILED, error=error)
+            self.queue.dead_letter(
+                JobMessage(current.id, current.attempts),
+                priority=current.priority,
+                reason={"code": error.code, "message": error.message},
+            )
+            return failed
+
+        return self._with_fresh(job, decide)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _with_fresh(self, job: Job, decide: Callable[[Job], Job]) -> Job:
+        """Apply `decide` to the running attempt of `job`; on a lost race re-read and apply again
+        while the same attempt is still running (a cancel request or progress bumped the version)."""
+        current = job
+        for _ in range(_RACE_RETRIES):
+            if current.status != JobStatus.RUNNING or current.attempts != job.attempts:
+                raise StaleJobError(
+                    f"attempt {job.attempts} of job {job.id} is no longer running "
+                    f"(job is {current.status.value}, attempt {current.attempts})"
+                )
+            try:
+                return decide(current)
+            except StaleJobError:
+                fresh = self.store.get(job.id)
+                if fresh is None:
+                    raise
+                current = fresh
+        raise StaleJobError(f"job {job.id} kept changing; giving up this write")
+
+    def _finish(self, job: Job, target: JobStatus, **fields: Any) -> Job:
+        transition(job, target)
+        now = self.clock()
+        changes = {
+            "status": target,
+            "finished_at": isoformat(now),
+            "expires_at": int(now.timestamp()) + self.retention_s,
+            "lease_expires_at": REMOVE,
+            **fields,
+        }
+        run = None
+        if job.status == JobStatus.RUNNING:
+            run = self._closed_run(job, target, fields.get("error"))
+        return self.store.apply(job, job.status, ChangeSet(changes, run=run))
+
+    def _closed_run(self, job: Job, status: JobStatus, error: Optional[JobErrorInfo]) -> Run:
+        return Run(
+            job_id=job.id,
+            attempt=job.attempts,
+            status=status,
+            finished_at=isoformat(self.clock()),
+            error=error,
+        )

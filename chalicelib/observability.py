@@ -1,0 +1,38 @@
+"""Structured logs, metrics (EMF) and traces through Powertools, shared by every function."""
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from chalicelib.domain.job import Job
+
+NAMESPACE = "jobpipe"
+
+logger = Logger()  # service name from POWERTOOLS_SERVICE_NAME, distinct from the Chalice app name
+tracer = Tracer()
+
+
+def count(name: str, job_type: str, value: float = 1, unit: str = MetricUnit.Count) -> None:
+    """Emit one EMF metric with the job type as its dimension (written to the log at once)."""
+    with single_metric(name=name, unit=unit, value=value, namespace=NAMESPACE) as metric:
+        metric.add_dimension(name="job_type", value=job_type)
+
+
+def job_event(event: str, job: Job, extra: dict[str, Any]) -> None:
+    """Log a worker event with the job's keys and count it per job type."""
+    logger.info(
+        f"job {event}",
+        extra={
+            "job_id": job.id,
+            "tenant": job.tenant,
+            "attempt": job.attempts,
+            "job_type": job.type,
+            "status": job.status.value,
+            **extra,
+        },
+    )
+    count(f"jobs_{event}", job.type)
+    if "duration_s" in extra:
+        count("job_duration", job.type, float(extra["duration_s"]), MetricUnit.Seconds)

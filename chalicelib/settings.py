@@ -1,0 +1,65 @@
+"""Settings: read from the environment once, validated, in this module only."""
+from __future__ import annotations
+
+import os
+from typing import Mapping, Optional
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+
+class Settings(BaseModel):
+    table_name: str = Field(min_length=3)
+    idempotency_table_name: str = Field(min_length=3)
+    queue_url_high: str = Field(min_length=1)
+    queue_url_normal: str = Field(min_length=1)
+    queue_url_low: str = Field(min_length=1)
+    dead_letter_url: str = Field(min_length=1)
+    auth_secret: str = Field(min_length=32)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    retention_days: int = Field(default=7, ge=1)
+    retry_base_s: int = Field(default=2, ge=1, le=900)
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
+
+    @field_validator("auth_secret")
+    @classmethod
+    def _not_placeholder(cls, value: str) -> str:
+        if value.strip() != value or not value.strip():
+            raise ValueError("must not be blank or padded")
+        return value
+
+    @property
+    def queue_urls(self) -> dict[str, str]:
+        return {"high": self.queue_url_high, "normal": self.queue_url_normal, "low": self.queue_url_low}
+
+
+_ENV = {
+    "table_name": "JOBPIPE_TABLE",
+    "idempotency_table_name": "JOBPIPE_IDEMPOTENCY_TABLE",
+    "queue_url_high": "JOBPIPE_QUEUE_URL_HIGH",
+    "queue_url_normal": "JOBPIPE_QUEUE_URL_NORMAL",
+    "queue_url_low": "JOBPIPE_QUEUE_URL_LOW",
+    "dead_letter_url": "JOBPIPE_DLQ_URL",
+    "auth_secret": "JOBPIPE_AUTH_SECRET",
+    "max_body_bytes": "JOBPIPE_MAX_BODY_BYTES",
+    "retention_days": "JOBPIPE_RETENTION_DAYS",
+    "retry_base_s": "JOBPIPE_RETRY_BASE_S",
+    "idempotency_ttl_s": "JOBPIPE_IDEMPOTENCY_TTL_S",
+}
+
+
+class SettingsError(RuntimeError):
+    pass
+
+
+def load_settings(environ: Optional[Mapping[str, str]] = None) -> Settings:
+    """Build Settings from environment variables (names in `_ENV`); raises SettingsError
+    naming every missing or invalid variable."""
+    environ = os.environ if environ is None else environ
+    raw = {field: environ[var] for field, var in _ENV.items() if environ.get(var)}
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_ENV.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors()
+        )
+        raise SettingsError(f"invalid jobpipe settings: {problems}") from exc

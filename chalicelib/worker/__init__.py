@@ -1,0 +1,1 @@
+"""The worker side: running a delivered job message through its handler."""

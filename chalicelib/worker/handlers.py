@@ -1,0 +1,64 @@
+"""SQS-triggered worker functions. Batches go through Powertools' BatchProcessor; failed
+records are reported back (ReportBatchItemFailures) so only they are delivered again."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from chalice import Blueprint
+
+from chalicelib.composition import container
+from chalicelib.observability import logger
+from chalicelib.worker.runner import DeferredDelivery, parse_message
+
+worker = Blueprint(__name__)
+
+# Placeholder name: the deployment template binds the function to its real queue ARN.
+JOBS_QUEUE = "jobpipe-jobs"
+WORKER_BATCH_SIZE = 5
+
+
+class RecordRunner:
+    """Runs one SQS record of a batch within the invocation's remaining time."""
+
+    def __init__(self, lambda_context: Any) -> None:
+        self._context = lambda_context
+
+    def _time_left_s(self) -> Optional[float]:
+        if self._context is None or not hasattr(self._context, "get_remaining_time_in_millis"):
+            return None
+        return self._context.get_remaining_time_in_millis() / 1000
+
+    def __call__(self, record: SQSRecord) -> None:
+        message = parse_message(record.body)
+        queue = container().queue
+
+        def hold(seconds: int) -> None:
+            queue.set_visibility(record.event_source_arn, record.receipt_handle, seconds)
+
+        logger.append_keys(job_id=message.job_id, attempt=message.attempt, message_id=record.message_id)
+        try:
+            container().runner.run(message, time_left_s=self._time_left_s(), hold=hold)
+        except DeferredDelivery as deferred:
+            if deferred.retry_after_s is not None:
+                hold(deferred.retry_after_s)
+            logger.info("delivery deferred", extra={"reason": str(deferred)})
+            raise
+        finally:
+            logger.remove_keys(["job_id", "attempt", "message_id"])
+
+
+def process_jobs_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Run every record; returns {"batchItemFailures": [...]} for those to deliver again."""
+    return process_partial_response(
+        event=event,
+        record_handler=RecordRunner(context),
+        processor=BatchProcessor(EventType.SQS, raise_on_entire_batch_failure=False),
+        context=context,
+    )
+
+
+@worker.on_sqs_message(queue=JOBS_QUEUE, batch_size=WORKER_BATCH_SIZE, name="job_worker")
+def job_worker(event: Any) -> dict[str, Any]:
+    return process_jobs_batch(event.to_dict(), event.context)

@@ -1,0 +1,151 @@
+"""Run one delivered job message: claim the attempt, call the handler, record how it ended."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable, Optional
+
+from pydantic import BaseModel, ValidationError
+
+from chalicelib.domain.errors import (
+    FatalJobError,
+    JobCancelledError,
+    JobpipeError,
+    JobTimeoutError,
+    StaleJobError,
+)
+from chalicelib.domain.job import Job, JobErrorInfo
+from chalicelib.domain.registry import JobTypeRegistry
+from chalicelib.lifecycle import LEASE_GRACE_S, ClaimOutcome, JobLifecycle
+from chalicelib.ports import JobMessage
+from chalicelib.worker.context import JobContext
+from chalicelib.worker.timeout import run_with_timeout
+
+_MAX_ERROR_MESSAGE = 2000
+
+
+class MessageBody(BaseModel):
+    job_id: str
+    attempt: int = 1
+
+
+class DeferredDelivery(Exception):
+    """The message must stay on the queue (another worker holds the attempt, or this
+    invocation is out of time); reported as a batch item failure, to be delivered again
+    after `retry_after_s`."""
+
+    def __init__(self, reason: str, retry_after_s: Optional[int]) -> None:
+        super().__init__(reason)
+        self.retry_after_s = retry_after_s
+
+
+def parse_message(body: str) -> JobMessage:
+    """Raises ValueError for a body that is not a job message (it then goes to the DLQ)."""
+    try:
+        parsed = MessageBody.model_validate_json(body)
+    except ValidationError as exc:
+        raise ValueError(f"not a job message: {body[:200]!r}") from exc
+    return JobMessage(parsed.job_id, parsed.attempt)
+
+
+class JobRunner:
+    def __init__(
+        self,
+        lifecycle: JobLifecycle,
+        registry: JobTypeRegistry,
+        *,
+        observe: Optional[Callable[[str, Job, dict[str, Any]], None]] = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.lifecycle = lifecycle
+        self.registry = registry
+        self._observe = observe or (lambda event, job, extra: None)
+        self._monotonic = monotonic
+
+    def run(
+        self,
+        message: JobMessage,
+        *,
+        time_left_s: Optional[float] = None,
+        hold: Optional[Callable[[int], None]] = None,
+    ) -> Optional[Job]:
+        """Process one delivery. Returns the job as left by this delivery (None if it does not
+        exist); raises DeferredDelivery when the message must be delivered again later.
+
+        `hold(seconds)` is called once the attempt is claimed, to keep the message hidden for
+        the attempt's lease: if this process dies, the message reappears when the lease ends
+        and the next delivery takes the attempt over."""
+        claim = self.lifecycle.claim(message, time_left_s=time_left_s)
+        if claim.outcome == ClaimOutcome.DEFER:
+            raise DeferredDelivery(claim.reason, claim.retry_after_s)
+        if claim.outcome == ClaimOutcome.SKIP:
+            if claim.job is not None:
+                self._observe("skipped", claim.job, {"reason": claim.reason})
+            return claim.job
+        job = claim.job
+        assert job is not None
+        if hold is not None:
+            hold(job.timeout_s + LEASE_GRACE_S)
+        self._observe("started", job, {})
+        try:
+            return self._execute(job)
+        except StaleJobError as exc:
+            # The attempt was taken over or finished elsewhere; its outcome is not ours to write.
+            self._observe("abandoned", job, {"reason": exc.message})
+            return self.lifecycle.store.get(job.id)
+
+    def _execute(self, job: Job) -> Job:
+        job_type = self.registry.find(job.type)
+        if job_type is None:
+            return self._fail(job, JobErrorInfo(code="unknown_job_type",
+                                                message=f"no handler is registered for {job.type!r}"), False)
+        try:
+            payload = job_type.payload_model.model_validate(job.payload)
+        except ValidationError as exc:
+            return self._fail(job, JobErrorInfo(code="invalid_payload", message=str(exc)[:_MAX_ERROR_MESSAGE]), False)
+
+        deadline = self._monotonic() + job.timeout_s
+        ctx = JobContext(
+            job,
+            report=self.lifecycle.report_progress,
+            reload=lambda job_id: self.lifecycle.store.get(job_id),
+            deadline=deadline,
+            monotonic=self._monotonic,
+        )
+        started = self._monotonic()
+        try:
+            result = run_with_timeout(lambda: job_type.handler(ctx, payload), job.timeout_s, ctx.expire)
+        except JobCancelledError:
+            final = self.lifecycle.mark_canceled(ctx.job)
+            self._observe("canceled", final, {"duration_s": self._monotonic() - started})
+            return final
+        except FatalJobError as exc:
+            return self._fail(ctx.job, _error_info(exc), False, started)
+        except JobTimeoutError as exc:
+            return self._fail(ctx.job, _error_info(exc), True, started)
+        except Exception as exc:  # a handler's own failure: retried while attempts remain
+            return self._fail(ctx.job, _error_info(exc), True, started)
+        try:
+            json.dumps(result)
+        except (TypeError, ValueError) as exc:
+            error = JobErrorInfo(code="result_not_serializable", message=str(exc)[:_MAX_ERROR_MESSAGE])
+            return self._fail(ctx.job, error, False, started)
+        final = self.lifecycle.complete(ctx.job, result)
+        self._observe("completed", final, {"duration_s": self._monotonic() - started})
+        return final
+
+    def _fail(self, job: Job, error: JobErrorInfo, retryable: bool, started: Optional[float] = None) -> Job:
+        final = self.lifecycle.fail_attempt(job, error, retryable=retryable)
+        extra: dict[str, Any] = {"error_code": error.code}
+        if started is not None:
+            extra["duration_s"] = self._monotonic() - started
+        self._observe("retried" if final.status.value == "retrying" else final.status.value, final, extra)
+        return final
+
+
+def _error_info(exc: BaseException) -> JobErrorInfo:
+    if isinstance(exc, JobpipeError):
+        code, message = exc.code, exc.message
+    else:
+        code, message = "handler_error", f"{type(exc).__name__}: {exc}"
+    return JobErrorInfo(code=code, message=message[:_MAX_ERROR_MESSAGE] or type(exc).__name__)

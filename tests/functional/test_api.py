@@ -1,0 +1,223 @@
+import json
+import time
+
+import pytest
+
+from tests.functional.conftest import auth, invoke_worker, receive_all, sqs_event, token
+
+STEPS = {"type": "demo.steps", "payload": {"steps": 3, "step_ms": 0}}
+
+
+def post(client, path, body, headers=None, raw=None):
+    return client.http.post(path, headers=headers or auth(), body=raw if raw is not None else json.dumps(body))
+
+
+def submit(client, body=STEPS, **headers):
+    response = post(client, "/jobs", body, auth(**headers) if headers else None)
+    assert response.status_code == 202, response.body
+    return response.json_body
+
+
+def run_worker(client, aws, *, rounds=10):
+    """Deliver what is on the jobs queue to the worker function until it is empty."""
+    results = []
+    for _ in range(rounds):
+        messages = receive_all(aws)
+        if not messages:
+            time.sleep(1.1)  # retries are delayed messages
+            messages = receive_all(aws)
+            if not messages:
+                return results
+        results.append(invoke_worker(client._app, sqs_event(messages)))
+    return results
+
+
+def get(client, path, tenant="acme"):
+    return client.http.get(path, headers=auth(tenant))
+
+
+def table_items(aws, table="jobs"):
+    return aws["ddb"].scan(TableName=table)["Items"]
+
+
+def test_health_needs_no_token(client):
+    response = client.http.get("/health")
+    assert response.status_code == 200 and response.json_body["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "headers, fragment",
+    [
+        ({}, "missing bearer token"),
+        ({"Authorization": "Basic abc"}, "missing bearer token"),
+        ({"Authorization": "Bearer not-a-jwt"}, "invalid token"),
+        ({"Authorization": "Bearer " + token(ttl_s=-10)}, "expired"),
+    ],
+)
+def test_requests_without_a_valid_token_are_401(client, headers, fragment):
+    response = client.http.get("/jobs", headers=headers)
+    assert response.status_code == 401
+    assert response.json_body["error"]["code"] == "unauthorized"
+    assert fragment in response.json_body["error"]["message"]
+
+
+def test_token_signed_with_another_secret_is_401(client):
+    from chalicelib.api.auth import issue_token
+
+    forged = issue_token("another-secret-0123456789abcdef-0123456789", user="eve", tenant="acme")
+    response = client.http.get("/jobs", headers={"Authorization": f"Bearer {forged}"})
+    assert response.status_code == 401
+
+
+def test_submitted_job_runs_to_completion(client, aws):
+    job = submit(client, dict(STEPS, scope="project-7"))
+    assert job["status"] == "queued" and job["tenant"] == "acme" and job["user"] == "ann"
+    assert job["scope"] == "project-7" and job["version"] == 1
+    outcome = run_worker(client, aws)
+    assert outcome == [{"batchItemFailures": []}]
+    done = get(client, f"/jobs/{job['id']}").json_body
+    assert done["status"] == "completed" and done["progress"]["percent"] == 100
+    assert done["result"] == {"steps": 3, "attempt": 1}
+    assert done["started_at"] and done["finished_at"] and done["attempts"] == 1
+    runs = get(client, f"/jobs/{job['id']}/runs").json_body["runs"]
+    assert [(r["attempt"], r["status"]) for r in runs] == [(1, "completed")]
+
+
+def test_failing_job_retries_then_fails_and_is_dead_lettered(client, aws):
+    job = submit(client, {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0, "fail_at": 1}})
+    run_worker(client, aws)
+    failed = get(client, f"/jobs/{job['id']}").json_body
+    assert failed["status"] == "failed" and failed["attempts"] == 3
+    assert failed["error"]["code"] == "demo_failure"
+    runs = get(client, f"/jobs/{job['id']}/runs").json_body["runs"]
+    assert [r["status"] for r in runs] == ["failed", "failed", "failed"]
+    (dead,) = receive_all(aws, "dlq_url")
+    assert json.loads(dead["Body"])["job_id"] == job["id"]
+
+
+def test_duplicate_delivery_in_one_batch_runs_once(client, aws):
+    job = submit(client)
+    (message,) = receive_all(aws)
+    twin = dict(message, MessageId="twin-id")
+    result = invoke_worker(client._app, sqs_event([message, twin]))
+    assert result == {"batchItemFailures": []}  # the twin found the job finished: skipped
+    runs = get(client, f"/jobs/{job['id']}/runs").json_body["runs"]
+    assert len(runs) == 1
+
+
+def test_poison_message_is_reported_alone(client, aws):
+    submit(client)
+    (message,) = receive_all(aws)
+    poison = {"MessageId": "poison", "Body": "{not json", "ReceiptHandle": "x"}
+    result = invoke_worker(client._app, sqs_event([message, poison]))
+    assert result == {"batchItemFailures": [{"itemIdentifier": "poison"}]}
+
+
+def test_cancel_queued_then_finished_is_409(client, aws):
+    job = submit(client)
+    canceled = client.http.delete(f"/jobs/{job['id']}", headers=auth())
+    assert canceled.status_code == 202 and canceled.json_body["status"] == "canceled"
+    again = client.http.delete(f"/jobs/{job['id']}", headers=auth())
+    assert again.status_code == 409 and again.json_body["error"]["code"] == "job_finished"
+    run_worker(client, aws)
+    assert get(client, f"/jobs/{job['id']}").json_body["status"] == "canceled"
+
+
+def test_idempotency_key_returns_the_same_job(client, aws):
+    first = submit(client, **{"Idempotency-Key": "order-1"})
+    second = submit(client, **{"Idempotency-Key": "order-1"})
+    assert first["id"] == second["id"]
+    assert len(receive_all(aws)) == 1
+    other_body = dict(STEPS, payload={"steps": 4, "step_ms": 0})
+    conflict = post(client, "/jobs", other_body, auth(**{"Idempotency-Key": "order-1"}))
+    assert conflict.status_code == 409 and conflict.json_body["error"]["code"] == "idempotency_conflict"
+    other_tenant = post(client, "/jobs", STEPS, auth("globex", **{"Idempotency-Key": "order-1"}))
+    assert other_tenant.status_code == 202 and other_tenant.json_body["id"] != first["id"]
+
+
+def test_other_tenants_job_is_not_found_everywhere(client, aws):
+    job = submit(client)
+    for path in (f"/jobs/{job['id']}", f"/jobs/{job['id']}/runs"):
+        response = get(client, path, tenant="globex")
+        assert response.status_code == 404 and response.json_body["error"]["code"] == "job_not_found"
+    assert client.http.delete(f"/jobs/{job['id']}", headers=auth("globex")).status_code == 404
+    batch = post(client, "/jobs/status", {"job_ids": [job["id"]]}, auth("globex")).json_body
+    assert batch["jobs"][job["id"]] == {"id": job["id"], "status": "not_found"}
+    assert get(client, "/jobs", tenant="globex").json_body["jobs"] == []
+    assert get(client, f"/jobs/{job['id']}").json_body["status"] == "queued"
+
+
+@pytest.mark.parametrize(
+    "raw, status, code",
+    [
+        ("{not json", 400, "invalid_json"),
+        ("", 400, "invalid_json"),
+        ("[1, 2]", 400, "invalid_request"),
+        (json.dumps({"type": "nope", "payload": {}}), 422, "unknown_job_type"),
+        (json.dumps({"type": "demo.steps", "payload": {"steps": "many"}}), 422, "invalid_payload"),
+        (json.dumps({**STEPS, "delay_seconds": 901}), 400, "invalid_request"),
+        (json.dumps({**STEPS, "priority": "urgent"}), 400, "invalid_request"),
+        (json.dumps({**STEPS, "surprise": 1}), 400, "invalid_request"),
+        (json.dumps({**STEPS, "scope": "a b"}), 400, "invalid_request"),
+        (json.dumps({**STEPS, "payload": {"steps": 1, "step_ms": 0, "pad": "x" * 300_000}}), 413, "payload_too_large"),
+    ],
+)
+def test_bad_submissions_are_refused_and_write_nothing(client, aws, raw, status, code):
+    response = post(client, "/jobs", None, raw=raw)
+    assert response.status_code == status, response.body
+    error = response.json_body["error"]
+    assert error["code"] == code and error["message"]
+    assert table_items(aws) == [] and receive_all(aws) == []
+
+
+def test_invalid_payload_lists_pydantic_errors(client):
+    response = post(client, "/jobs", {"type": "demo.steps", "payload": {"steps": 0}})
+    details = response.json_body["error"]["details"]
+    assert {tuple(d["loc"]) for d in details} == {("steps",), ("step_ms",)}
+
+
+def test_listing_is_newest_first_with_cursor_and_filters(client, aws):
+    ids = [submit(client)["id"] for _ in range(5)]
+    client.http.delete(f"/jobs/{ids[0]}", headers=auth())
+    page = get(client, "/jobs?limit=2").json_body
+    seen = [j["id"] for j in page["jobs"]]
+    while page["next_cursor"]:
+        page = get(client, f"/jobs?limit=2&cursor={page['next_cursor']}").json_body
+        seen += [j["id"] for j in page["jobs"]]
+    assert seen == list(reversed(ids))
+    canceled = get(client, "/jobs?status=canceled").json_body["jobs"]
+    assert [j["id"] for j in canceled] == [ids[0]]
+    assert len(get(client, "/jobs?type=demo.steps&status=queued").json_body["jobs"]) == 4
+    assert get(client, "/jobs?type=demo.sleep").json_body["jobs"] == []
+
+
+def test_listing_refuses_bad_parameters_and_foreign_cursors(client, aws):
+    for query in ("status=bogus", "limit=0", "limit=101", "cursor=%%%", "color=red"):
+        response = get(client, f"/jobs?{query}")
+        assert response.status_code == 400, query
+    for _ in range(3):
+        submit(client)
+    cursor = get(client, "/jobs?limit=1").json_body["next_cursor"]
+    response = get(client, f"/jobs?limit=1&cursor={cursor}", tenant="globex")
+    assert response.status_code == 400 and "cursor" in response.json_body["error"]["message"]
+
+
+def test_batch_status_keeps_request_order(client, aws):
+    a, b = submit(client)["id"], submit(client)["id"]
+    body = post(client, "/jobs/status", {"job_ids": [b, "missing", a, b, "x' OR 1=1 --"]}).json_body
+    assert body["job_ids"] == [b, "missing", a, "x' OR 1=1 --"]
+    assert body["jobs"][a]["status"] == "queued"
+    assert body["jobs"]["missing"] == {"id": "missing", "status": "not_found"}
+    too_many = post(client, "/jobs/status", {"job_ids": [f"id-{i}" for i in range(101)]})
+    assert too_many.status_code == 400
+
+
+def test_unknown_job_id_and_injection_in_path_are_404(client):
+    for job_id in ("00000000-0000-0000-0000-000000000000", "..%2F..%2Fetc", "a" * 3000):
+        response = get(client, f"/jobs/{job_id}")
+        assert response.status_code == 404
+
+
+def test_job_types_describe_their_payloads(client):
+    types = {t["type"]: t for t in get(client, "/job-types").json_body["job_types"]}
+    assert types["demo.steps"]["payload_schema"]["required"] == ["steps", "step_ms"]

@@ -1,0 +1,50 @@
+"""Unit tests: pure Python, in-memory adapters, no sockets."""
+from __future__ import annotations
+
+import socket
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from chalicelib.adapters.memory import InMemoryJobQueue, InMemoryJobStore
+from chalicelib.job_types import registry as default_registry
+from chalicelib.lifecycle import JobLifecycle
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture(autouse=True)
+def no_sockets(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise RuntimeError("unit tests must not open sockets")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def store() -> InMemoryJobStore:
+    return InMemoryJobStore()
+
+
+@pytest.fixture
+def queue() -> InMemoryJobQueue:
+    return InMemoryJobQueue()
+
+
+@pytest.fixture
+def lifecycle(store, queue, clock) -> JobLifecycle:
+    return JobLifecycle(store, queue, default_registry, clock=clock)

@@ -1,0 +1,46 @@
+import pytest
+from pydantic import BaseModel
+
+from chalicelib.domain.errors import InvalidPayloadError, UnknownJobTypeError
+from chalicelib.domain.registry import JobTypeRegistry
+from chalicelib.job_types import registry
+
+
+def test_demo_steps_is_registered_with_its_policy():
+    steps = registry.get("demo.steps")
+    assert steps.max_attempts == 3
+    assert steps.priority == "normal"
+    assert steps.parse_payload({"steps": 2, "step_ms": 5}).steps == 2
+
+
+def test_unknown_type_names_the_known_ones():
+    with pytest.raises(UnknownJobTypeError) as info:
+        registry.get("nope")
+    assert "demo.steps" in info.value.message
+
+
+def test_invalid_payload_carries_pydantic_errors():
+    with pytest.raises(InvalidPayloadError) as info:
+        registry.get("demo.steps").parse_payload({"steps": 0, "step_ms": "x", "extra": 1})
+    locs = sorted(tuple(d["loc"]) for d in info.value.details)
+    assert locs == [("extra",), ("step_ms",), ("steps",)]
+
+
+def test_fail_at_beyond_steps_is_refused():
+    with pytest.raises(InvalidPayloadError):
+        registry.get("demo.steps").parse_payload({"steps": 2, "step_ms": 0, "fail_at": 3})
+
+
+def test_registering_twice_or_with_bad_policy_is_an_error():
+    local = JobTypeRegistry()
+
+    class P(BaseModel):
+        pass
+
+    local.register("x", P)(lambda ctx, p: None)
+    with pytest.raises(ValueError):
+        local.register("x", P)(lambda ctx, p: None)
+    with pytest.raises(ValueError):
+        local.register("y", P, priority="urgent")
+    with pytest.raises(ValueError):
+        local.register("z", P, max_attempts=0)

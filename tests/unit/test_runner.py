@@ -1,0 +1,169 @@
+import threading
+import time
+
+import pytest
+from pydantic import BaseModel
+
+from chalicelib.domain.errors import FatalJobError
+from chalicelib.domain.registry import JobTypeRegistry
+from chalicelib.domain.status import JobStatus
+from chalicelib.lifecycle import JobLifecycle
+from chalicelib.ports import JobMessage
+from chalicelib.worker.runner import DeferredDelivery, JobRunner, parse_message
+
+
+class Empty(BaseModel):
+    pass
+
+
+@pytest.fixture
+def types():
+    registry = JobTypeRegistry()
+    calls = []
+
+    @registry.register("t.ok", Empty)
+    def ok(ctx, payload):
+        calls.append(ctx.attempt)
+        ctx.progress(50, "half")
+        return {"ok": True}
+
+    @registry.register("t.fatal", Empty)
+    def fatal(ctx, payload):
+        raise FatalJobError("no way", code="bad_input")
+
+    @registry.register("t.flaky", Empty, max_attempts=2)
+    def flaky(ctx, payload):
+        if ctx.attempt == 1:
+            raise RuntimeError("transient")
+        return "second time lucky"
+
+    @registry.register("t.slow", Empty, timeout_s=1, max_attempts=1)
+    def slow(ctx, payload):
+        time.sleep(5)
+
+    @registry.register("t.unserialisable", Empty)
+    def unserialisable(ctx, payload):
+        return object()
+
+    @registry.register("t.cooperative", Empty)
+    def cooperative(ctx, payload):
+        for i in range(100):
+            ctx.progress(i)
+        return "never"
+
+    registry.calls = calls
+    return registry
+
+
+@pytest.fixture
+def env(store, queue, clock, types):
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    return lifecycle, JobRunner(lifecycle, types)
+
+
+def run_all(runner, queue):
+    last = None
+    while queue.sent:
+        for message in queue.drain():
+            last = runner.run(message)
+    return last
+
+
+def submit(lifecycle, type_):
+    return lifecycle.submit(tenant="acme", user="ann", type=type_, payload={})
+
+
+def test_success_completes_with_result_and_full_progress(env, queue, types):
+    lifecycle, runner = env
+    job = submit(lifecycle, "t.ok")
+    final = run_all(runner, queue)
+    assert final.status == JobStatus.COMPLETED
+    assert final.result == {"ok": True} and final.progress.percent == 100
+    assert types.calls == [1]
+
+
+def test_duplicate_delivery_runs_the_attempt_once(env, queue, types, store):
+    lifecycle, runner = env
+    job = submit(lifecycle, "t.ok")
+    (message,) = queue.drain()
+    runner.run(message)
+    assert runner.run(message).status == JobStatus.COMPLETED  # redelivery: skipped
+    assert types.calls == [1]
+
+
+def test_delivery_while_another_worker_holds_the_lease_is_deferred(env, queue):
+    lifecycle, runner = env
+    job = submit(lifecycle, "t.ok")
+    (message,) = queue.drain()
+    lifecycle.claim(message)
+    with pytest.raises(DeferredDelivery):
+        runner.run(message)
+
+
+def test_fatal_error_fails_without_retry(env, queue):
+    lifecycle, runner = env
+    submit(lifecycle, "t.fatal")
+    final = run_all(runner, queue)
+    assert final.status == JobStatus.FAILED and final.attempts == 1
+    assert final.error.code == "bad_input"
+    assert len(queue.dead) == 1
+
+
+def test_retryable_error_retries_then_succeeds(env, queue):
+    lifecycle, runner = env
+    submit(lifecycle, "t.flaky")
+    final = run_all(runner, queue)
+    assert final.status == JobStatus.COMPLETED and final.attempts == 2
+    assert final.result == "second time lucky"
+    runs = lifecycle.store.runs(final.id)
+    assert [r.status for r in runs] == [JobStatus.FAILED, JobStatus.COMPLETED]
+    assert runs[0].error.message == "RuntimeError: transient"
+
+
+def test_timeout_is_enforced(env, queue):
+    lifecycle, runner = env
+    submit(lifecycle, "t.slow")
+    started = time.monotonic()
+    final = run_all(runner, queue)
+    assert time.monotonic() - started < 4
+    assert final.status == JobStatus.FAILED and final.error.code == "timeout"
+
+
+def test_timeout_is_enforced_off_the_main_thread(env, queue):
+    lifecycle, runner = env
+    submit(lifecycle, "t.slow")
+    outcome = {}
+    worker = threading.Thread(target=lambda: outcome.setdefault("job", run_all(runner, queue)))
+    worker.start()
+    worker.join(4)
+    assert outcome["job"].error.code == "timeout"
+
+
+def test_unserialisable_result_fails_the_job(env, queue):
+    lifecycle, runner = env
+    submit(lifecycle, "t.unserialisable")
+    final = run_all(runner, queue)
+    assert final.status == JobStatus.FAILED and final.error.code == "result_not_serializable"
+
+
+def test_cancel_request_stops_a_cooperative_handler(env, queue, store):
+    lifecycle, runner = env
+    job = submit(lifecycle, "t.cooperative")
+    (message,) = queue.drain()
+    original = store.record_progress
+
+    def cancel_midway(job_id, attempt, progress):
+        if progress.percent == 10:
+            lifecycle.cancel("acme", job_id)
+        return original(job_id, attempt, progress)
+
+    store.record_progress = cancel_midway
+    final = runner.run(message)
+    assert final.status == JobStatus.CANCELED
+    assert 10 <= final.progress.percent < 20
+
+
+def test_parse_message_rejects_garbage():
+    assert parse_message('{"job_id": "a", "attempt": 2}') == JobMessage("a", 2)
+    with pytest.raises(ValueError):
+        parse_message("not json")
