@@ -1,0 +1,107 @@
+"""`make run`: start the emulator (unless AWS_ENDPOINT_URL points elsewhere), deploy the
+packaged stack to it, print the API URL and a dev token, then show the emulator's and the
+functions' logs until Ctrl-C, which stops everything this started."""
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import threading
+import time
+from pathlib import Path
+
+import boto3
+
+from scripts.deploy import deploy
+from scripts.emulator import Emulator
+
+ROOT = Path(__file__).resolve().parents[1]
+STATE = ROOT / ".local"
+STACK = os.environ.get("JOBPIPE_STACK", "jobpipe")
+PORT = int(os.environ.get("GATEWAY_PORT", "4566"))
+
+
+def auth_secret() -> str:
+    """JOBPIPE_AUTH_SECRET, or one generated once and kept in .local/ for later runs."""
+    if os.environ.get("JOBPIPE_AUTH_SECRET"):
+        return os.environ["JOBPIPE_AUTH_SECRET"]
+    STATE.mkdir(exist_ok=True)
+    path = STATE / "auth-secret"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def follow_function_logs(session: boto3.session.Session, stop: threading.Event) -> None:
+    """Print new CloudWatch Logs lines of the stack's functions (where the emulator puts them)."""
+    logs = session.client("logs")
+    since = int(time.time() * 1000)
+    seen: set[str] = set()
+    while not stop.is_set():
+        try:
+            groups = logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/").get("logGroups", [])
+            for group in groups:
+                name = group["logGroupName"]
+                events = logs.filter_log_events(logGroupName=name, startTime=since).get("events", [])
+                for event in events:
+                    if event["eventId"] in seen:
+                        continue
+                    seen.add(event["eventId"])
+                    short = name.rsplit("/", 1)[-1]
+                    print(f"[{short}] {event['message'].rstrip()}", flush=True)
+        except Exception as exc:  # the emulator going away ends the loop below
+            if stop.is_set():
+                return
+            print(f"[logs] {exc}", file=sys.stderr, flush=True)
+        stop.wait(1.0)
+
+
+def main() -> None:
+    emulator = None
+    if not os.environ.get("AWS_ENDPOINT_URL"):
+        emulator = Emulator(
+            PORT, log_level=os.environ.get("MINISTACK_LOG_LEVEL", "WARNING"), inherit_output=True
+        )
+        print(f"starting ministack on {emulator.endpoint}", flush=True)
+        emulator.start()
+        os.environ["AWS_ENDPOINT_URL"] = emulator.endpoint
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    stop = threading.Event()
+    try:
+        session = boto3.session.Session()
+        secret = auth_secret()
+        outputs = deploy(ROOT / "build", STACK, {"AuthSecret": secret})
+        from chalicelib.api.auth import issue_token
+
+        token = issue_token(secret, user="dev", tenant="dev", roles=["admin"], ttl_s=7 * 24 * 3600)
+        api = outputs["ApiUrl"]
+        print(
+            f"\njobpipe is deployed as stack {STACK!r} on {os.environ['AWS_ENDPOINT_URL']}\n\n"
+            f"export JOBPIPE_API_URL={api}\n"
+            f"export JOBPIPE_TOKEN={token}\n\n"
+            f"curl -s $JOBPIPE_API_URL/health\n"
+            f"curl -s -X POST $JOBPIPE_API_URL/jobs -H \"Authorization: Bearer $JOBPIPE_TOKEN\" "
+            f"-H 'Content-Type: application/json' "
+            f"-d '{{\"type\": \"demo.steps\", \"payload\": {{\"steps\": 10, \"step_ms\": 300}}}}'\n\n"
+            "Showing function logs; Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        follower = threading.Thread(target=follow_function_logs, args=(session, stop), daemon=True)
+        follower.start()
+        while emulator is None or emulator.process.poll() is None:
+            time.sleep(0.5)
+        print(f"ministack exited with code {emulator.process.returncode}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("\nstopping", flush=True)
+    finally:
+        stop.set()
+        if emulator is not None:
+            emulator.stop()
+
+
+if __name__ == "__main__":
+    main()
