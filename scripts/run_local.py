@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import sys
 import threading
 import time
@@ -36,20 +37,28 @@ def auth_secret() -> str:
 def follow_function_logs(session: boto3.session.Session, stop: threading.Event) -> None:
     """Print new CloudWatch Logs lines of the stack's functions (where the emulator puts them)."""
     logs = session.client("logs")
-    since = int(time.time() * 1000)
-    seen: set[str] = set()
+    since: dict[str, int] = {}
+    seen: dict[str, set[tuple]] = {}
+    started = int(time.time() * 1000)
     while not stop.is_set():
         try:
             groups = logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/").get("logGroups", [])
             for group in groups:
                 name = group["logGroupName"]
-                events = logs.filter_log_events(logGroupName=name, startTime=since).get("events", [])
+                start = since.get(name, started)
+                events = logs.filter_log_events(logGroupName=name, startTime=start).get("events", [])
                 for event in events:
-                    if event["eventId"] in seen:
+                    key = (event.get("logStreamName"), event["timestamp"], event["message"])
+                    if key in seen.setdefault(name, set()):
                         continue
-                    seen.add(event["eventId"])
+                    seen[name].add(key)
                     short = name.rsplit("/", 1)[-1]
                     print(f"[{short}] {event['message'].rstrip()}", flush=True)
+                if events:
+                    latest = max(e["timestamp"] for e in events)
+                    if latest > start:
+                        since[name] = latest
+                        seen[name] = {k for k in seen[name] if k[1] == latest}
         except Exception as exc:  # the emulator going away ends the loop below
             if stop.is_set():
                 return
@@ -57,7 +66,14 @@ def follow_function_logs(session: boto3.session.Session, stop: threading.Event) 
         stop.wait(1.0)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    # Ctrl-C (and a plain `kill`) end the run the same way, stopping what it started.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     emulator = None
     if not os.environ.get("AWS_ENDPOINT_URL"):
         emulator = Emulator(
