@@ -1,13 +1,17 @@
 """jobpipe's Chalice app: wiring only. Routes live in chalicelib.api, workers in chalicelib.worker."""
 from chalice import Chalice
 
+from chalicelib.api.cache_routes import cache_api
 from chalicelib.api.routes import api
+from chalicelib.events.handlers import events
 from chalicelib.observability import logger
 from chalicelib.worker.handlers import worker
 
 app = Chalice(app_name="jobpipe")
 app.register_blueprint(api)
+app.register_blueprint(cache_api)
 app.register_blueprint(worker)
+app.register_blueprint(events)
 
 
 @app.middleware("all")

@@ -64,17 +64,55 @@ class Container:
         from chalicelib.observability import job_event
         from chalicelib.worker.runner import JobRunner
 
-        return JobRunner(self.lifecycle, self.registry, observe=job_event)
+        return JobRunner(
+            self.lifecycle,
+            self.registry,
+            observe=job_event,
+            progress_interval_s=self.settings.progress_min_interval_s,
+        )
+
+    @cached_property
+    def publisher(self) -> Any:
+        from chalicelib.adapters.eventbridge import EventBridgePublisher
+
+        return EventBridgePublisher(self.client("events"), self.settings.event_bus_name)
+
+    @cached_property
+    def cache_store(self) -> Any:
+        from chalicelib.adapters.dynamodb_cache import DynamoCacheStore
+
+        return DynamoCacheStore(self.client("dynamodb"), self.settings.table_name)
+
+    @cached_property
+    def cache_invalidator(self) -> Any:
+        from chalicelib.observability import logger
+        from chalicelib.subscribers.cache import CacheInvalidator, load_rules
+
+        return CacheInvalidator(
+            self.cache_store, load_rules(), self.publisher,
+            log=lambda message, extra: logger.info(message, extra=extra),
+        )
+
+    @cached_property
+    def erp_bridge(self) -> Any:
+        from chalicelib.adapters.webhook import UrllibWebhookSender
+        from chalicelib.subscribers.erp import ErpBridge
+
+        return ErpBridge(UrllibWebhookSender(), self.settings.erp_webhook_url, self.settings.erp_webhook_secret)
+
+    def idempotency_persistence(self) -> Any:
+        """A fresh Powertools persistence layer: each idempotent function configures its own."""
+        from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+        return DynamoDBPersistenceLayer(
+            table_name=self.settings.idempotency_table_name, boto3_client=self.client("dynamodb")
+        )
 
     @cached_property
     def idempotent_submission(self) -> Any:
-        from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
-
         from chalicelib.api.idempotency import IdempotentSubmission
 
-        persistence = DynamoDBPersistenceLayer(
-            table_name=self.settings.idempotency_table_name, boto3_client=self.client("dynamodb")
-        )
+        persistence = self.idempotency_persistence()
         lifecycle = self.lifecycle
 
         def submit(request: dict[str, Any]) -> str:

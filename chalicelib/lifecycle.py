@@ -16,11 +16,11 @@ from chalicelib.domain.errors import (
     InvalidTransitionError,
     JobAlreadyFinishedError,
     JobNotFoundError,
-    ProgressRejectedError,
     QueueUnavailableError,
     StaleJobError,
 )
 from chalicelib.domain.job import Job, JobErrorInfo, Progress, Run, isoformat, new_job_id, utcnow
+from chalicelib.domain.progress import check_not_decreasing, clamp_percent
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus, can_transition
 from chalicelib.ports import REMOVE, ChangeSet, JobMessage, JobQueue, JobStore
@@ -208,6 +208,15 @@ class JobLifecycle:
         )
         return Claim(ClaimOutcome.RUN, self.store.apply(job, job.status, changes))
 
+    def record_progress(self, job: Job, progress: Progress) -> Job:
+        """Conditional, monotonic progress write for the running attempt of `job`. Returns the
+        stored job (a cancel request is visible in it without another read). Raises
+        ProgressRejectedError when the percent would decrease or the attempt is over."""
+        percent = clamp_percent(progress.percent)
+        check_not_decreasing(job.progress.percent, percent)
+        stamped = progress.model_copy(update={"percent": percent, "updated_at": isoformat(self.clock())})
+        return self.store.record_progress(job.id, job.attempts, stamped)
+
     def report_progress(
         self,
         job: Job,
@@ -215,25 +224,15 @@ class JobLifecycle:
         step: Optional[str] = None,
         message: Optional[str] = None,
     ) -> Job:
-        """Conditional, monotonic progress write for the running attempt. Returns the stored job
-        (so a cancel request is visible without another read). Raises ProgressRejectedError."""
-        if percent != percent:  # NaN
-            raise ProgressRejectedError("progress percent must be a number")
-        percent = round(min(100.0, max(0.0, float(percent))), 2)
-        if percent < job.progress.percent:
-            raise ProgressRejectedError(
-                f"progress cannot decrease from {job.progress.percent:g} to {percent:g}",
-                details={"current": job.progress.percent, "requested": percent},
-            )
-        progress = Progress(percent=percent, step=step, message=message, updated_at=isoformat(self.clock()))
-        return self.store.record_progress(job.id, job.attempts, progress)
+        """`record_progress` from plain values."""
+        return self.record_progress(job, Progress(percent=clamp_percent(percent), step=step, message=message))
 
-    def complete(self, job: Job, result: Any) -> Job:
-        """running -> completed with the handler's result."""
+    def complete(self, job: Job, result: Any, message: Optional[str] = None) -> Job:
+        """running -> completed with the handler's result (and a final progress message)."""
         return self._with_fresh(job, lambda j: self._finish(
             j, JobStatus.COMPLETED, result=result,
-            progress=Progress(percent=100, step="completed",
-                              message=j.progress.message, updated_at=isoformat(self.clock())),
+            progress=Progress(percent=100, step="completed", message=message or j.progress.message,
+                              details=j.progress.details, updated_at=isoformat(self.clock())),
         ))
 
     def mark_canceled(self, job: Job) -> Job:

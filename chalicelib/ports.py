@@ -82,3 +82,9 @@ class JobQueue(Protocol):
 
     def set_visibility(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
         """Hide a received message for `seconds` more (0: deliver again now)."""
+
+
+class EventPublisher(Protocol):
+    def publish(self, events: list[Any]) -> None:
+        """Publish every event or raise EventPublishError naming what was not published.
+        Events carry a deterministic `event_id`; consumers use it to drop re-publishes."""

@@ -19,6 +19,10 @@ class Settings(BaseModel):
     retention_days: int = Field(default=7, ge=1)
     retry_base_s: int = Field(default=2, ge=1, le=900)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
+    event_bus_name: str = Field(default="default", min_length=1)
+    progress_min_interval_s: float = Field(default=2.0, ge=0, le=300)
+    erp_webhook_url: str = ""
+    erp_webhook_secret: str = ""
 
     @field_validator("auth_secret")
     @classmethod
@@ -44,6 +48,10 @@ _ENV = {
     "retention_days": "JOBPIPE_RETENTION_DAYS",
     "retry_base_s": "JOBPIPE_RETRY_BASE_S",
     "idempotency_ttl_s": "JOBPIPE_IDEMPOTENCY_TTL_S",
+    "event_bus_name": "JOBPIPE_EVENT_BUS",
+    "progress_min_interval_s": "PROGRESS_MIN_INTERVAL_S",
+    "erp_webhook_url": "ERP_WEBHOOK_URL",
+    "erp_webhook_secret": "ERP_WEBHOOK_SECRET",
 }
 
 

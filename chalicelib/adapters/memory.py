@@ -7,6 +7,7 @@ import threading
 from typing import Any, Iterable, Optional
 
 from chalicelib.domain.errors import (
+    EventPublishError,
     InvalidRequestError,
     ProgressRejectedError,
     QueueUnavailableError,
@@ -123,6 +124,18 @@ class InMemoryJobQueue:
         return messages
 
 
+class InMemoryEventPublisher:
+    def __init__(self) -> None:
+        self.published: list[Any] = []
+        self.fail_next = 0
+
+    def publish(self, events: list[Any]) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise EventPublishError("publishing is failing", unpublished=[e.event_id for e in events])
+        self.published.extend(events)
+
+
 def _dumped(update: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.model_dump() if hasattr(v, "model_dump") else v) for k, v in update.items()}
 
@@ -137,3 +150,47 @@ def _decode_cursor(cursor: str) -> tuple[str, str]:
         return str(created_at), str(job_id)
     except (ValueError, TypeError) as exc:
         raise InvalidRequestError("cursor is not valid", details={"cursor": cursor}) from exc
+
+
+class InMemoryCacheStore:
+    """Same contract as DynamoCacheStore."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.tasks: dict[tuple[str, str], dict[str, Any]] = {}
+        self.writes = 0
+
+    def put(self, tenant, scope, namespace, value, at, expected_generation=None):
+        from chalicelib.domain.errors import CacheGenerationChangedError
+
+        item = self.items.setdefault((tenant, scope, namespace), {"generation": 0})
+        if expected_generation is not None and item["generation"] != expected_generation:
+            raise CacheGenerationChangedError(f"{namespace} was invalidated since generation {expected_generation}")
+        item.update(value=json.loads(json.dumps(value)), value_gen=item["generation"], cached_at=at)
+        self.writes += 1
+        return self.get(tenant, scope, namespace)
+
+    def get(self, tenant, scope, namespace):
+        from chalicelib.subscribers.cache import CacheEntry
+
+        item = self.items.get((tenant, scope, namespace), {"generation": 0})
+        hit = "value" in item and item["value_gen"] == item["generation"]
+        return CacheEntry(namespace, item["generation"], item.get("value") if hit else None, hit,
+                          item.get("cached_at") if hit else None, item.get("invalidated_at"),
+                          item.get("invalidated_by"))
+
+    def invalidate(self, tenant, scope, namespace, job_id, at):
+        item = self.items.setdefault((tenant, scope, namespace), {"generation": 0})
+        item.update(generation=item["generation"] + 1, invalidated_at=at, invalidated_by=job_id)
+        self.writes += 1
+        return item["generation"]
+
+    def record_completion(self, tenant, scope, completion):
+        tasks = self.tasks.setdefault((tenant, scope), {})
+        previous = tasks.get(completion.type)
+        if previous is None or previous.completed_at <= completion.completed_at:
+            tasks[completion.type] = completion
+        self.writes += 1
+
+    def completions(self, tenant, scope):
+        return sorted(self.tasks.get((tenant, scope), {}).values(), key=lambda c: c.type)

@@ -37,6 +37,7 @@ _STATUS: list[tuple[type[domain.JobpipeError], int]] = [
     (domain.IdempotencyConflictError, 409),
     (domain.StaleJobError, 409),
     (domain.InvalidTransitionError, 409),
+    (domain.CacheGenerationChangedError, 409),
     (domain.QueueUnavailableError, 503),
     (domain.StoreUnavailableError, 503),
 ]

@@ -97,3 +97,23 @@ class FatalJobError(JobpipeError):
 
 class JobTimeoutError(RetryableJobError):
     code = "timeout"
+
+
+class EventPublishError(JobpipeError):
+    """Some events could not be published after retries."""
+
+    code = "event_publish_failed"
+
+    def __init__(self, message: str, *, unpublished: list[str] | None = None) -> None:
+        super().__init__(message, details={"unpublished": unpublished or []})
+        self.unpublished = unpublished or []
+
+
+class WebhookDeliveryError(JobpipeError):
+    code = "webhook_delivery_failed"
+
+
+class CacheGenerationChangedError(JobpipeError):
+    """A cache write expected a generation that an invalidation has since replaced."""
+
+    code = "cache_generation_changed"

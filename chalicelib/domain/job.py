@@ -32,6 +32,7 @@ class Progress(BaseModel):
     percent: float = 0.0
     step: Optional[str] = None
     message: Optional[str] = None
+    details: Optional[dict[str, Any]] = None
     updated_at: Optional[str] = None
 
 

@@ -7,6 +7,7 @@ from typing import Any, Callable, Optional
 
 from chalicelib.domain.errors import JobCancelledError, JobTimeoutError
 from chalicelib.domain.job import Job
+from chalicelib.worker.progress import ProgressReporter
 
 # A cancel request is looked up in the store at most this often by ctx.cancelled().
 CANCEL_POLL_INTERVAL_S = 1.0
@@ -15,64 +16,75 @@ CANCEL_POLL_INTERVAL_S = 1.0
 class JobContext:
     def __init__(
         self,
-        job: Job,
+        reporter: ProgressReporter,
         *,
-        report: Callable[[Job, float, Optional[str], Optional[str]], Job],
         reload: Callable[[str], Optional[Job]],
         deadline: float,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._job = job
-        self._report = report
+        self._reporter = reporter
         self._reload = reload
         self._deadline = deadline
         self._monotonic = monotonic
         self._last_cancel_check = monotonic()
+        self._cancel_seen = False
         self._expired = threading.Event()
-        self._lock = threading.Lock()
 
     @property
     def job(self) -> Job:
-        return self._job
+        return self._reporter.job
 
     @property
     def job_id(self) -> str:
-        return self._job.id
+        return self.job.id
 
     @property
     def attempt(self) -> int:
-        return self._job.attempts
+        return self.job.attempts
 
     @property
     def tenant(self) -> str:
-        return self._job.tenant
+        return self.job.tenant
 
-    def progress(self, percent: float, step: Optional[str] = None, message: Optional[str] = None) -> None:
-        """Record progress for this attempt. The write is conditional: percent never decreases
-        (ProgressRejectedError). Raises JobCancelledError when a cancel was requested, so a
-        handler that reports progress stops cooperatively."""
+    @property
+    def scope(self) -> Optional[str]:
+        return self.job.scope
+
+    def progress(
+        self,
+        percent: float,
+        step: Optional[str] = None,
+        message: Optional[str] = None,
+        details: Optional[dict[str, Any]] = None,
+        force: bool = False,
+    ) -> None:
+        """Report progress for this attempt: throttled to one write per interval, the latest
+        report kept and written when the interval ends, `force=True` written now. Raises
+        ProgressRejectedError if the percent would decrease, and JobCancelledError once a
+        cancel was requested, so a handler that reports progress stops cooperatively."""
         self._check_expired()
-        with self._lock:
-            self._job = self._report(self._job, percent, step, message)
-        if self._job.cancel_requested:
-            raise JobCancelledError(f"job {self._job.id} was canceled")
+        self._reporter.report(percent, step, message, details, force=force)
+        if self.job.cancel_requested:
+            self._cancel_seen = True
+        if self._cancel_seen:
+            raise JobCancelledError(f"job {self.job_id} was canceled")
 
     def cancelled(self) -> bool:
         """True once a cancel was requested; reads the store at most once a second."""
-        if not self._job.cancel_requested:
-            now = self._monotonic()
-            if now - self._last_cancel_check >= CANCEL_POLL_INTERVAL_S:
-                self._last_cancel_check = now
-                fresh = self._reload(self._job.id)
-                if fresh is not None and fresh.cancel_requested:
-                    with self._lock:
-                        self._job = self._job.model_copy(update={"cancel_requested": True})
-        return self._job.cancel_requested
+        if self._cancel_seen or self.job.cancel_requested:
+            self._cancel_seen = True
+            return True
+        now = self._monotonic()
+        if now - self._last_cancel_check >= CANCEL_POLL_INTERVAL_S:
+            self._last_cancel_check = now
+            fresh = self._reload(self.job_id)
+            self._cancel_seen = bool(fresh is not None and fresh.cancel_requested)
+        return self._cancel_seen
 
     def check_cancelled(self) -> None:
         """Raise JobCancelledError if a cancel was requested."""
         if self.cancelled():
-            raise JobCancelledError(f"job {self._job.id} was canceled")
+            raise JobCancelledError(f"job {self.job_id} was canceled")
 
     def remaining_ms(self) -> int:
         """Milliseconds before this attempt's timeout."""
@@ -86,10 +98,3 @@ class JobContext:
     def _check_expired(self) -> None:
         if self._expired.is_set():
             raise JobTimeoutError(f"attempt {self.attempt} of job {self.job_id} timed out")
-
-    def replace_job(self, job: Job) -> None:
-        with self._lock:
-            self._job = job
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "attempt": self.attempt, "tenant": self.tenant}

@@ -19,6 +19,8 @@ from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.lifecycle import LEASE_GRACE_S, ClaimOutcome, JobLifecycle
 from chalicelib.ports import JobMessage
 from chalicelib.worker.context import JobContext
+from chalicelib.worker.helpers import Completion
+from chalicelib.worker.progress import ProgressReporter
 from chalicelib.worker.timeout import run_with_timeout
 
 _MAX_ERROR_MESSAGE = 2000
@@ -56,9 +58,11 @@ class JobRunner:
         *,
         observe: Optional[Callable[[str, Job, dict[str, Any]], None]] = None,
         monotonic: Callable[[], float] = time.monotonic,
+        progress_interval_s: float = 2.0,
     ) -> None:
         self.lifecycle = lifecycle
         self.registry = registry
+        self._progress_interval_s = progress_interval_s
         self._observe = observe or (lambda event, job, extra: None)
         self._monotonic = monotonic
 
@@ -104,33 +108,41 @@ class JobRunner:
         except ValidationError as exc:
             return self._fail(job, JobErrorInfo(code="invalid_payload", message=str(exc)[:_MAX_ERROR_MESSAGE]), False)
 
-        deadline = self._monotonic() + job.timeout_s
-        ctx = JobContext(
+        reporter = ProgressReporter(
             job,
-            report=self.lifecycle.report_progress,
+            self.lifecycle.record_progress,
+            min_interval_s=self._progress_interval_s,
+            monotonic=self._monotonic,
+            on_error=lambda exc: self._observe("progress_refused", job, {"reason": str(exc)}),
+        )
+        ctx = JobContext(
+            reporter,
             reload=lambda job_id: self.lifecycle.store.get(job_id),
-            deadline=deadline,
+            deadline=self._monotonic() + job.timeout_s,
             monotonic=self._monotonic,
         )
         started = self._monotonic()
         try:
             result = run_with_timeout(lambda: job_type.handler(ctx, payload), job.timeout_s, ctx.expire)
         except JobCancelledError:
-            final = self.lifecycle.mark_canceled(ctx.job)
+            final = self.lifecycle.mark_canceled(reporter.close())
             self._observe("canceled", final, {"duration_s": self._monotonic() - started})
             return final
         except FatalJobError as exc:
-            return self._fail(ctx.job, _error_info(exc), False, started)
+            return self._fail(reporter.close(), _error_info(exc), False, started)
         except JobTimeoutError as exc:
-            return self._fail(ctx.job, _error_info(exc), True, started)
+            return self._fail(reporter.close(), _error_info(exc), True, started)
         except Exception as exc:  # a handler's own failure: retried while attempts remain
-            return self._fail(ctx.job, _error_info(exc), True, started)
+            return self._fail(reporter.close(), _error_info(exc), True, started)
+        message = None
+        if isinstance(result, Completion):
+            result, message = result.result, result.message
         try:
             json.dumps(result)
         except (TypeError, ValueError) as exc:
             error = JobErrorInfo(code="result_not_serializable", message=str(exc)[:_MAX_ERROR_MESSAGE])
-            return self._fail(ctx.job, error, False, started)
-        final = self.lifecycle.complete(ctx.job, result)
+            return self._fail(reporter.close(), error, False, started)
+        final = self.lifecycle.complete(reporter.close(), result, message)
         self._observe("completed", final, {"duration_s": self._monotonic() - started})
         return final
 

@@ -17,18 +17,22 @@ import requests
 from chalicelib.api.auth import issue_token
 from scripts.deploy import deploy
 from scripts.emulator import Emulator, free_port
+from tests.support.webhook_receiver import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build"
+WEBHOOK_SECRET = "e2e-webhook-secret-0123456789"
 
 
 class Stack:
-    def __init__(self, api_url: str, secret: str, outputs: dict[str, str], session: Any, log: Path) -> None:
+    def __init__(self, api_url: str, secret: str, outputs: dict[str, str], session: Any, log: Path,
+                 webhook: WebhookReceiver) -> None:
         self.api_url = api_url
         self.secret = secret
         self.outputs = outputs
         self.session = session
         self.log = log
+        self.webhook = webhook
         self.http = requests.Session()
 
     def token(self, tenant: str = "acme", user: str = "ann", roles=None, ttl_s: int = 3600) -> str:
@@ -67,11 +71,23 @@ class Stack:
         return self.wait_for(job_id, lambda j: j["status"] in ("completed", "failed", "canceled"), timeout_s, tenant)
 
 
+def _package_is_stale() -> bool:
+    """True when build/ is missing or older than any source that goes into it."""
+    built = [BUILD / "sam.json", BUILD / "deployment.zip"]
+    if not all(p.exists() for p in built):
+        return True
+    built_at = min(p.stat().st_mtime for p in built)
+    sources = [ROOT / "app.py", ROOT / "requirements.txt", *ROOT.glob(".chalice/*.json"),
+               *ROOT.glob("infra/**/*"), *ROOT.glob("chalicelib/**/*")]
+    return any(p.is_file() and p.stat().st_mtime > built_at for p in sources)
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> Stack:
-    if not (BUILD / "sam.json").exists() or not (BUILD / "deployment.zip").exists():
+    if _package_is_stale():
         subprocess.run([sys.executable, "-m", "scripts.package", "build"], cwd=ROOT, check=True)
     log = tmp_path_factory.mktemp("emulator") / "ministack.log"
+    webhook = WebhookReceiver(WEBHOOK_SECRET).start()
     with log.open("wb") as log_file:
         emulator = Emulator(free_port(), log=log_file).start()
         saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
@@ -82,10 +98,18 @@ def stack(tmp_path_factory) -> Stack:
         try:
             session = boto3.session.Session()
             secret = secrets.token_urlsafe(48)
-            outputs = deploy(BUILD, "jobpipe-e2e", {"AuthSecret": secret, "RetryBaseSeconds": "1"}, session)
-            yield Stack(outputs["ApiUrl"], secret, outputs, session, log)
+            parameters = {
+                "AuthSecret": secret,
+                "RetryBaseSeconds": "1",
+                "ProgressMinIntervalSeconds": "1",
+                "ErpWebhookUrl": webhook.url,
+                "ErpWebhookSecret": WEBHOOK_SECRET,
+            }
+            outputs = deploy(BUILD, "jobpipe-e2e", parameters, session)
+            yield Stack(outputs["ApiUrl"], secret, outputs, session, log, webhook)
         finally:
             emulator.stop()
+            webhook.stop()
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)

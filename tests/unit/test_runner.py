@@ -58,7 +58,7 @@ def types():
 @pytest.fixture
 def env(store, queue, clock, types):
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    return lifecycle, JobRunner(lifecycle, types)
+    return lifecycle, JobRunner(lifecycle, types, progress_interval_s=0)
 
 
 def run_all(runner, queue):

@@ -1,0 +1,146 @@
+"""DynamoDB adapter of the CacheStore port, in the jobs table.
+
+    cache entry   pk=SCOPE#<tenant>#<scope>  sk=CACHE#<namespace>   value, value_gen, generation
+    completion    pk=SCOPE#<tenant>#<scope>  sk=TASK#<job type>     completed_at, job_id
+
+A value is a hit only while `value_gen` equals `generation`; invalidation is one UpdateItem
+(ADD generation 1) per namespace. A scope's completions are one Query."""
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+from boto3.dynamodb.types import TypeDeserializer
+from botocore.exceptions import ClientError
+
+from chalicelib.domain.errors import CacheGenerationChangedError, StoreUnavailableError
+from chalicelib.subscribers.cache import CacheEntry, TaskCompletion
+
+_deserialize = TypeDeserializer().deserialize
+CACHE_TTL_S = 30 * 24 * 3600
+
+
+def _key(tenant: str, scope: str, sort_key: str) -> dict[str, Any]:
+    return {"pk": {"S": f"SCOPE#{tenant}#{scope}"}, "sk": {"S": sort_key}}
+
+
+def _epoch(at: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp())
+
+
+class DynamoCacheStore:
+    def __init__(self, client: Any, table_name: str) -> None:
+        self._ddb = client
+        self._table = table_name
+
+    def put(self, tenant: str, scope: str, namespace: str, value: Any, at: str,
+            expected_generation: Optional[int] = None) -> CacheEntry:
+        condition = {}
+        values = {
+            ":value": {"S": json.dumps(value, separators=(",", ":"))},
+            ":at": {"S": at},
+            ":zero": {"N": "0"},
+            ":expires": {"N": str(_epoch(at) + CACHE_TTL_S)},
+        }
+        if expected_generation is not None:
+            never_invalidated = "attribute_not_exists(generation) OR " if expected_generation == 0 else ""
+            condition = {"ConditionExpression": never_invalidated + "generation = :expected"}
+            values[":expected"] = {"N": str(expected_generation)}
+        try:
+            response = self._ddb.update_item(
+                TableName=self._table,
+                Key=_key(tenant, scope, f"CACHE#{namespace}"),
+                UpdateExpression=(
+                    "SET #value = :value, cached_at = :at, expires_at = :expires, "
+                    "value_gen = if_not_exists(generation, :zero)"
+                ),
+                ExpressionAttributeNames={"#value": "value"},
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                **condition,
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise CacheGenerationChangedError(
+                    f"{namespace} was invalidated since generation {expected_generation}; recompute and retry"
+                ) from exc
+            raise StoreUnavailableError("could not store the cache value") from exc
+        return self._entry(namespace, response["Attributes"])
+
+    def get(self, tenant: str, scope: str, namespace: str) -> CacheEntry:
+        try:
+            item = self._ddb.get_item(
+                TableName=self._table, Key=_key(tenant, scope, f"CACHE#{namespace}")
+            ).get("Item")
+        except ClientError as exc:
+            raise StoreUnavailableError("could not read the cache") from exc
+        return self._entry(namespace, item or {})
+
+    def invalidate(self, tenant: str, scope: str, namespace: str, job_id: str, at: str) -> int:
+        try:
+            response = self._ddb.update_item(
+                TableName=self._table,
+                Key=_key(tenant, scope, f"CACHE#{namespace}"),
+                UpdateExpression=(
+                    "ADD generation :one SET invalidated_at = :at, invalidated_by = :job, expires_at = :expires"
+                ),
+                ExpressionAttributeValues={
+                    ":one": {"N": "1"},
+                    ":at": {"S": at},
+                    ":job": {"S": job_id},
+                    ":expires": {"N": str(_epoch(at) + CACHE_TTL_S)},
+                },
+                ReturnValues="UPDATED_NEW",
+            )
+        except ClientError as exc:
+            raise StoreUnavailableError("could not invalidate the cache") from exc
+        return int(response["Attributes"]["generation"]["N"])
+
+    def record_completion(self, tenant: str, scope: str, completion: TaskCompletion) -> None:
+        try:
+            self._ddb.put_item(
+                TableName=self._table,
+                Item={
+                    **_key(tenant, scope, f"TASK#{completion.type}"),
+                    "type": {"S": completion.type},
+                    "completed_at": {"S": completion.completed_at},
+                    "job_id": {"S": completion.job_id},
+                },
+                # A late, older completion never replaces a newer one.
+                ConditionExpression="attribute_not_exists(completed_at) OR completed_at <= :at",
+                ExpressionAttributeValues={":at": {"S": completion.completed_at}},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return
+            raise StoreUnavailableError("could not record the task completion") from exc
+
+    def completions(self, tenant: str, scope: str) -> list[TaskCompletion]:
+        try:
+            items = self._ddb.query(
+                TableName=self._table,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :task)",
+                ExpressionAttributeValues={":pk": {"S": f"SCOPE#{tenant}#{scope}"}, ":task": {"S": "TASK#"}},
+            ).get("Items", [])
+        except ClientError as exc:
+            raise StoreUnavailableError("could not read the scope's tasks") from exc
+        return [
+            TaskCompletion(i["type"]["S"], i["completed_at"]["S"], i["job_id"]["S"]) for i in items
+        ]
+
+    @staticmethod
+    def _entry(namespace: str, item: dict[str, Any]) -> CacheEntry:
+        data = {k: _deserialize(v) for k, v in item.items()}
+        generation = int(data.get("generation", 0))
+        hit = "value" in data and int(data.get("value_gen", -1)) == generation
+        return CacheEntry(
+            namespace=namespace,
+            generation=generation,
+            value=json.loads(data["value"]) if hit else None,
+            hit=hit,
+            cached_at=data.get("cached_at") if hit else None,
+            invalidated_at=data.get("invalidated_at"),
+            invalidated_by=data.get("invalidated_by"),
+        )

@@ -1,0 +1,56 @@
+"""EventBridge adapter of the EventPublisher port."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from botocore.exceptions import ClientError
+
+from chalicelib.domain.errors import EventPublishError
+from chalicelib.events.model import SOURCE
+
+PUT_EVENTS_MAX = 10  # entries per PutEvents call
+_RETRIES = 4
+
+
+class EventBridgePublisher:
+    def __init__(self, client: Any, bus_name: str, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._events = client
+        self._bus = bus_name
+        self._sleep = sleep
+
+    def publish(self, events: list[Any]) -> None:
+        """PutEvents in chunks of 10; entries reported failed (FailedEntryCount) are retried
+        with backoff, and EventPublishError lists those that never went through."""
+        for start in range(0, len(events), PUT_EVENTS_MAX):
+            self._publish_chunk(events[start : start + PUT_EVENTS_MAX])
+
+    def _entry(self, event: Any) -> dict[str, Any]:
+        return {
+            "Source": SOURCE,
+            "DetailType": event.detail_type,
+            "Detail": event.model_dump_json(),
+            "EventBusName": self._bus,
+        }
+
+    def _publish_chunk(self, chunk: list[Any]) -> None:
+        pending = list(chunk)
+        for attempt in range(_RETRIES + 1):
+            try:
+                response = self._events.put_events(Entries=[self._entry(e) for e in pending])
+            except ClientError as exc:
+                if attempt == _RETRIES:
+                    raise EventPublishError(
+                        f"PutEvents failed: {exc}", unpublished=[e.event_id for e in pending]
+                    ) from exc
+            else:
+                if not response.get("FailedEntryCount"):
+                    return
+                # Entries answer in request order; an entry with an ErrorCode was not accepted.
+                pending = [e for e, r in zip(pending, response["Entries"]) if r.get("ErrorCode")]
+                if attempt == _RETRIES:
+                    raise EventPublishError(
+                        f"{len(pending)} events were refused by EventBridge",
+                        unpublished=[e.event_id for e in pending],
+                    )
+            self._sleep(min(2.0, 0.1 * (2**attempt)))

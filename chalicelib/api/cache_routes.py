@@ -1,0 +1,83 @@
+"""Scope caches over HTTP: store a JSON value, read it until a completed job invalidates it."""
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Blueprint
+
+from chalicelib.api.errors import json_response
+from chalicelib.api.http import Call, endpoint
+from chalicelib.composition import container
+from chalicelib.domain.errors import InvalidRequestError
+from chalicelib.domain.job import isoformat, utcnow
+from chalicelib.subscribers.cache import check_name
+
+cache_api = Blueprint(__name__)
+
+
+def route(path: str, *, methods: list[str]):
+    return endpoint(
+        cache_api,
+        path,
+        methods=methods,
+        auth_secret=lambda: container().settings.auth_secret,
+        max_body_bytes=lambda: container().settings.max_body_bytes,
+    )
+
+
+def _generation(header: Any) -> Any:
+    if header is None:
+        return None
+    try:
+        return int(str(header).strip('"'))
+    except ValueError:
+        raise InvalidRequestError("If-Match must be the generation number a miss reported") from None
+
+
+@route("/cache/{scope}/{namespace}", methods=["PUT"])
+def put_cache(call: Call, scope: str, namespace: str) -> Any:
+    check_name("scope", scope)
+    check_name("namespace", namespace)
+    value = call.json()
+    entry = container().cache_store.put(
+        call.user.tenant, scope, namespace, value, isoformat(utcnow()),
+        expected_generation=_generation(call.header("if-match")),
+    )
+    return {"scope": scope, "namespace": namespace, "generation": entry.generation, "cached_at": entry.cached_at}
+
+
+@route("/cache/{scope}/{namespace}", methods=["GET"])
+def get_cache(call: Call, scope: str, namespace: str) -> Any:
+    check_name("scope", scope)
+    check_name("namespace", namespace)
+    entry = container().cache_store.get(call.user.tenant, scope, namespace)
+    if not entry.hit:
+        return json_response(
+            {
+                "status": "miss",
+                "scope": scope,
+                "namespace": namespace,
+                "generation": entry.generation,
+                "invalidated_at": entry.invalidated_at,
+                "invalidated_by": entry.invalidated_by,
+            },
+            404,
+        )
+    return {
+        "status": "hit",
+        "scope": scope,
+        "namespace": namespace,
+        "value": entry.value,
+        "generation": entry.generation,
+        "cached_at": entry.cached_at,
+    }
+
+
+@route("/scopes/{scope}/tasks", methods=["GET"])
+def scope_tasks(call: Call, scope: str) -> Any:
+    check_name("scope", scope)
+    completions = container().cache_store.completions(call.user.tenant, scope)
+    return {
+        "scope": scope,
+        "tasks": [{"type": c.type, "completed_at": c.completed_at, "job_id": c.job_id} for c in completions],
+    }

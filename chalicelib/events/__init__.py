@@ -1,0 +1,1 @@
+"""Status events: derived from the jobs table's change stream, published to EventBridge."""

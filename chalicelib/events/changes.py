@@ -1,0 +1,56 @@
+"""Which events a write to a job produces: the old image against the new one (pure)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from chalicelib.domain.job import Job
+from chalicelib.domain.progress import is_notable_change
+from chalicelib.events.model import PROGRESS_CHANGED, STATUS_CHANGED, JobEvent, event_id_for
+
+
+@dataclass(frozen=True)
+class JobChange:
+    """One write to a job as the change stream reports it."""
+
+    sequence_number: str
+    old: Optional[Job]
+    new: Optional[Job]
+    timestamp: str
+
+
+def events_for_change(old: Optional[Job], new: Optional[Job], timestamp: str) -> list[JobEvent]:
+    """One `job.status.changed` per status transition (creation counts: none -> queued), else
+    one `job.progress.changed` when progress moved notably within the same status. Deleting a
+    job (TTL expiry, cleanup) produces nothing. At most one event per write, keyed by version."""
+    if new is None:
+        return []
+    if old is not None and new.version <= old.version:
+        return []  # not a new write of this job
+    status_changed = old is None or old.status != new.status
+    if status_changed:
+        event_type = STATUS_CHANGED
+    elif is_notable_change(old.progress.percent, new.progress.percent) and new.attempts == old.attempts:
+        event_type = PROGRESS_CHANGED
+    else:
+        return []
+    return [
+        JobEvent(
+            event_id=event_id_for(new.id, new.version),
+            event_type=event_type,
+            timestamp=timestamp,
+            job_id=new.id,
+            status=new.status.value,
+            progress=new.progress.percent,
+            attempt=new.attempts,
+            previous_status=old.status.value if old else None,
+            previous_progress=old.progress.percent if old else None,
+            step=new.progress.step,
+            message=new.progress.message,
+            tenant=new.tenant,
+            type=new.type,
+            scope=new.scope,
+            version=new.version,
+            error=new.error.model_dump() if new.error and status_changed else None,
+        )
+    ]

@@ -1,0 +1,109 @@
+"""Event functions: the change-stream publisher and the subscribers' queue consumers."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from chalice import Blueprint
+
+from chalicelib.adapters.dynamodb_stream import job_change
+from chalicelib.composition import container
+from chalicelib.events.model import JobEvent
+from chalicelib.events.publishing import publish_changes
+from chalicelib.observability import logger
+from chalicelib.subscribers.idempotent import once_per_event
+
+events = Blueprint(__name__)
+
+# Placeholders: the deployment template binds each function to its real stream or queue.
+JOBS_STREAM = "arn:aws:dynamodb:us-east-1:000000000000:table/jobpipe-jobs/stream/1970-01-01T00:00:00.000"
+ERP_WEBHOOK_QUEUE = "jobpipe-erp-webhook"
+CACHE_INVALIDATION_QUEUE = "jobpipe-cache-invalidation"
+# Redelivery backoff for a failed webhook: 2, 4, 8 ... seconds, at most 15 minutes.
+MAX_BACKOFF_S = 900
+
+
+def publish_stream_batch(event: dict[str, Any]) -> dict[str, Any]:
+    """Publish the status events of a batch of job writes. On failure, reports the first
+    record not published so the stream is retried from it (ReportBatchItemFailures)."""
+    changes = [c for c in (job_change(r) for r in event.get("Records", [])) if c is not None]
+    failed_at = publish_changes(changes, container().publisher)
+    if failed_at is None:
+        return {"batchItemFailures": []}
+    logger.warning("event publishing stopped; the stream will retry", extra={"sequence_number": failed_at})
+    return {"batchItemFailures": [{"itemIdentifier": failed_at}]}
+
+
+@events.on_dynamodb_record(stream_arn=JOBS_STREAM, batch_size=100, starting_position="TRIM_HORIZON",
+                           name="event_publisher")
+def event_publisher(event: Any) -> dict[str, Any]:
+    return publish_stream_batch(event.to_dict())
+
+
+def _detail(record: SQSRecord) -> dict[str, Any]:
+    """The `detail` of the EventBridge envelope an event rule put on the queue."""
+    envelope = json.loads(record.body)
+    detail = envelope.get("detail", envelope)
+    if not isinstance(detail, dict) or "event_id" not in detail:
+        raise ValueError(f"not a jobpipe event: {record.body[:200]!r}")
+    return detail
+
+
+class _Consumer:
+    """Runs an idempotent effect per record; a failed record is hidden for an exponential
+    backoff before its next delivery, and dead-lettered by the queue's redrive policy."""
+
+    def __init__(self, name: str, effect: Any) -> None:
+        self._name = name
+        self._effect = effect
+        self._built_for: Any = None
+        self._once: Any = None
+
+    def __call__(self, record: SQSRecord) -> None:
+        services = container()
+        if self._built_for is not services:  # built once per process (per container in tests)
+            self._once = once_per_event(self._name, services.idempotency_persistence(), self._effect)
+            self._built_for = services
+        detail = _detail(record)
+        try:
+            self._once(detail)
+        except Exception:
+            receives = int(record.attributes.approximate_receive_count or 1)
+            backoff = min(MAX_BACKOFF_S, 2**receives)
+            container().queue.set_visibility(record.event_source_arn, record.receipt_handle, backoff)
+            logger.warning(f"{self._name} failed; retrying in {backoff} s",
+                           extra={"event_id": detail.get("event_id"), "receive_count": receives})
+            raise
+
+
+def deliver_to_erp(detail: dict[str, Any]) -> int:
+    return container().erp_bridge.deliver(detail)
+
+
+def invalidate_caches(detail: dict[str, Any]) -> Any:
+    announcement = container().cache_invalidator.handle(JobEvent.model_validate(detail))
+    return announcement.model_dump() if announcement else None
+
+
+_erp = _Consumer("erp_bridge", deliver_to_erp)
+_cache = _Consumer("cache_invalidation", invalidate_caches)
+
+
+def consume(event: dict[str, Any], record_handler: Any) -> dict[str, Any]:
+    return process_partial_response(
+        event=event,
+        record_handler=record_handler,
+        processor=BatchProcessor(EventType.SQS, raise_on_entire_batch_failure=False),
+    )
+
+
+@events.on_sqs_message(queue=ERP_WEBHOOK_QUEUE, batch_size=10, name="erp_bridge")
+def erp_bridge(event: Any) -> dict[str, Any]:
+    return consume(event.to_dict(), _erp)
+
+
+@events.on_sqs_message(queue=CACHE_INVALIDATION_QUEUE, batch_size=10, name="cache_invalidation")
+def cache_invalidation(event: Any) -> dict[str, Any]:
+    return consume(event.to_dict(), _cache)

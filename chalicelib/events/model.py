@@ -1,0 +1,67 @@
+"""The events jobpipe publishes (source `jobpipe`)."""
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict
+
+SOURCE = "jobpipe"
+STATUS_CHANGED = "job.status.changed"
+PROGRESS_CHANGED = "job.progress.changed"
+CACHE_INVALIDATED = "cache.invalidated"
+
+_EVENT_NAMESPACE = uuid.UUID("6f1d3a52-8a8e-4b8e-9a53-3c1f2f7d5b10")
+
+
+def event_id_for(job_id: str, version: int, kind: str = "job") -> str:
+    """Deterministic: the same job write always yields the same id, so a re-publish is
+    recognisable by every consumer."""
+    return str(uuid.uuid5(_EVENT_NAMESPACE, f"{kind}:{job_id}:{version}"))
+
+
+class JobEvent(BaseModel):
+    """`detail` of job.status.changed and job.progress.changed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str
+    event_type: Literal["job.status.changed", "job.progress.changed"]
+    timestamp: str
+    job_id: str
+    status: str
+    progress: float
+    attempt: int
+    previous_status: Optional[str]
+    previous_progress: Optional[float]
+    step: Optional[str] = None
+    message: Optional[str] = None
+    tenant: str
+    type: str
+    scope: Optional[str] = None
+    version: int
+    error: Optional[dict[str, Any]] = None
+
+    @property
+    def detail_type(self) -> str:
+        return self.event_type
+
+
+class CacheInvalidatedEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str
+    event_type: Literal["cache.invalidated"] = CACHE_INVALIDATED
+    timestamp: str
+    tenant: str
+    scope: str
+    namespaces: list[str]
+    job_id: str
+    type: str
+
+    @property
+    def detail_type(self) -> str:
+        return self.event_type
+
+
+Event = JobEvent | CacheInvalidatedEvent

@@ -1,0 +1,1 @@
+"""Consumers of jobpipe's events: the ERP bridge and cache invalidation."""

@@ -1,0 +1,122 @@
+"""Scope caches: values stored per (tenant, scope, namespace), invalidated when a job that they
+depend on completes. Invalidation bumps the namespace's generation: one write per namespace,
+whatever the number of cached values, and no scans."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Protocol
+
+from pydantic import RootModel, field_validator
+
+from chalicelib.domain.errors import InvalidRequestError
+from chalicelib.events.model import CacheInvalidatedEvent, JobEvent, event_id_for
+from chalicelib.ports import EventPublisher
+
+RULES_FILE = Path(__file__).resolve().parents[1] / "cache_invalidation_rules.json"
+_NAME = re.compile(r"^[A-Za-z0-9._:/@\-]{1,256}$")
+
+
+def check_name(kind: str, value: str) -> str:
+    if not _NAME.match(value):
+        raise InvalidRequestError(
+            f"{kind} must be 1-256 characters of letters, digits and . _ : / @ -",
+            details={kind: value[:300]},
+        )
+    return value
+
+
+class InvalidationRules(RootModel[dict[str, list[str]]]):
+    """Job type -> the cache namespaces that depend on it."""
+
+    @field_validator("root")
+    @classmethod
+    def _names(cls, rules: dict[str, list[str]]) -> dict[str, list[str]]:
+        for job_type, namespaces in rules.items():
+            for namespace in namespaces:
+                check_name("namespace", namespace)
+            if len(set(namespaces)) != len(namespaces):
+                raise ValueError(f"{job_type}: namespaces repeat")
+        return rules
+
+    def namespaces_for(self, job_type: str) -> list[str]:
+        return list(self.root.get(job_type, []))
+
+
+def load_rules(path: Path = RULES_FILE) -> InvalidationRules:
+    return InvalidationRules.model_validate(json.loads(path.read_text()))
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    namespace: str
+    generation: int
+    value: Any = None
+    hit: bool = False
+    cached_at: Optional[str] = None
+    invalidated_at: Optional[str] = None
+    invalidated_by: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class TaskCompletion:
+    type: str
+    completed_at: str
+    job_id: str
+
+
+class CacheStore(Protocol):
+    def put(self, tenant: str, scope: str, namespace: str, value: Any, at: str,
+            expected_generation: Optional[int] = None) -> CacheEntry:
+        """Store `value` for the namespace's current generation; with `expected_generation`,
+        raises CacheGenerationChangedError if the namespace was invalidated since."""
+
+    def get(self, tenant: str, scope: str, namespace: str) -> CacheEntry:
+        """The entry; `hit` is False when nothing is stored for the current generation."""
+
+    def invalidate(self, tenant: str, scope: str, namespace: str, job_id: str, at: str) -> int:
+        """Bump the generation (one write); returns the new generation."""
+
+    def record_completion(self, tenant: str, scope: str, completion: TaskCompletion) -> None:
+        """Remember when a task of `completion.type` last completed for the scope."""
+
+    def completions(self, tenant: str, scope: str) -> list[TaskCompletion]:
+        ...
+
+
+class CacheInvalidator:
+    """Consumer of completed-job events: records the task's completion time for the job's scope,
+    invalidates the namespaces the rules name, and announces it with `cache.invalidated`."""
+
+    def __init__(self, store: CacheStore, rules: InvalidationRules, publisher: EventPublisher,
+                 *, log: Callable[[str, dict[str, Any]], None] = lambda message, extra: None) -> None:
+        self.store = store
+        self.rules = rules
+        self.publisher = publisher
+        self._log = log
+
+    def handle(self, event: JobEvent) -> Optional[CacheInvalidatedEvent]:
+        if event.status != "completed":
+            return None  # invalidation happens on completion only, never on enqueue or start
+        if not event.scope:
+            self._log("completed job has no scope; no cache to invalidate", {"job_id": event.job_id})
+            return None
+        self.store.record_completion(
+            event.tenant, event.scope, TaskCompletion(event.type, event.timestamp, event.job_id)
+        )
+        namespaces = self.rules.namespaces_for(event.type)
+        for namespace in namespaces:
+            self.store.invalidate(event.tenant, event.scope, namespace, event.job_id, event.timestamp)
+        announcement = CacheInvalidatedEvent(
+            event_id=event_id_for(event.job_id, event.version, kind="cache"),
+            timestamp=event.timestamp,
+            tenant=event.tenant,
+            scope=event.scope,
+            namespaces=namespaces,
+            job_id=event.job_id,
+            type=event.type,
+        )
+        self.publisher.publish([announcement])
+        return announcement

@@ -1,0 +1,55 @@
+"""The ERP bridge: POST each status event to the ERP's webhook, signed, once per event."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any, Protocol
+
+from chalicelib.domain.errors import WebhookDeliveryError
+
+SIGNATURE_HEADER = "X-Jobpipe-Signature"
+EVENT_ID_HEADER = "X-Jobpipe-Event-Id"
+EVENT_TYPE_HEADER = "X-Jobpipe-Event-Type"
+
+
+def sign(secret: str, body: bytes) -> str:
+    """`sha256=<hex HMAC-SHA256 of the body>` — what the receiver recomputes to verify."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify(secret: str, body: bytes, signature: str) -> bool:
+    return hmac.compare_digest(sign(secret, body), signature or "")
+
+
+class WebhookSender(Protocol):
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        """POST and return the HTTP status; raises WebhookDeliveryError when no answer came."""
+
+
+class ErpBridge:
+    def __init__(self, sender: WebhookSender, url: str, secret: str) -> None:
+        self._sender = sender
+        self._url = url
+        self._secret = secret
+
+    def request_for(self, detail: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+        body = json.dumps(detail, separators=(",", ":"), sort_keys=True).encode()
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(self._secret, body),
+            EVENT_ID_HEADER: str(detail["event_id"]),
+            EVENT_TYPE_HEADER: str(detail.get("event_type", "")),
+        }
+        return body, headers
+
+    def deliver(self, detail: dict[str, Any]) -> int:
+        """POST the event; returns the 2xx status. Any other answer raises WebhookDeliveryError
+        so the message is retried (with backoff, then dead-lettered)."""
+        body, headers = self.request_for(detail)
+        status = self._sender.post(self._url, body, headers)
+        if not 200 <= status < 300:
+            raise WebhookDeliveryError(
+                f"ERP webhook answered {status} for event {detail['event_id']}", details={"status": status}
+            )
+        return status

@@ -1,0 +1,125 @@
+"""Throttled, coalescing progress reporting for one attempt.
+
+At most one store write per `min_interval_s`. Reports inside the window replace each other;
+the latest is written when the window ends (by a timer) and always before the attempt
+finishes (`close`). `force=True` writes at once. A decrease is refused at the call, before
+anything is queued, and the store's conditional write refuses it again for any other writer."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Optional, Protocol
+
+from chalicelib.domain.errors import JobpipeError
+from chalicelib.domain.job import Job, Progress
+from chalicelib.domain.progress import check_not_decreasing, clamp_percent
+
+
+class Timer(Protocol):
+    def start(self) -> None: ...
+
+    def cancel(self) -> None: ...
+
+
+TimerFactory = Callable[[float, Callable[[], None]], Timer]
+
+
+def _thread_timer(delay_s: float, fire: Callable[[], None]) -> Timer:
+    timer = threading.Timer(delay_s, fire)
+    timer.daemon = True
+    return timer
+
+
+class ProgressReporter:
+    def __init__(
+        self,
+        job: Job,
+        write: Callable[[Job, Progress], Job],
+        *,
+        min_interval_s: float = 2.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        timer_factory: TimerFactory = _thread_timer,
+        on_error: Callable[[Exception], None] = lambda exc: None,
+    ) -> None:
+        """`write(job, progress)` performs the conditional store write and returns the stored job.
+        The claim that started the attempt counts as the window's first write."""
+        self._job = job
+        self._write = write
+        self._interval = min_interval_s
+        self._monotonic = monotonic
+        self._timer_factory = timer_factory
+        self._on_error = on_error
+        self._accepted = job.progress.percent
+        self._last_write = monotonic()
+        self._pending: Optional[Progress] = None
+        self._timer: Optional[Timer] = None
+        self._lock = threading.RLock()
+        self.writes = 0
+
+    @property
+    def job(self) -> Job:
+        """The job as last written (or as claimed)."""
+        return self._job
+
+    def report(
+        self,
+        percent: Any,
+        step: Optional[str] = None,
+        message: Optional[str] = None,
+        details: Optional[dict[str, Any]] = None,
+        *,
+        force: bool = False,
+    ) -> Job:
+        """Record progress; returns the job as last written. Raises ProgressRejectedError for a
+        decrease or a non-number, and what the store raises for a forced or due write."""
+        value = clamp_percent(percent)
+        with self._lock:
+            check_not_decreasing(self._accepted, value)
+            self._accepted = value
+            self._pending = Progress(percent=value, step=step, message=message, details=details)
+            due = self._monotonic() - self._last_write >= self._interval
+            if force or due:
+                self._flush_locked()
+            elif self._timer is None:
+                remaining = self._interval - (self._monotonic() - self._last_write)
+                self._timer = self._timer_factory(max(0.0, remaining), self._on_timer)
+                self._timer.start()
+            return self._job
+
+    def flush(self) -> Job:
+        """Write the pending report, if any, now."""
+        with self._lock:
+            self._flush_locked()
+            return self._job
+
+    def close(self) -> Job:
+        """Stop the timer and write what is pending: called before the attempt finishes.
+        A refusal (the attempt already ended elsewhere) is reported to `on_error`, not raised."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            try:
+                self._flush_locked()
+            except JobpipeError as exc:
+                self._on_error(exc)
+            return self._job
+
+    def _on_timer(self) -> None:
+        with self._lock:
+            self._timer = None
+            try:
+                self._flush_locked()
+            except Exception as exc:  # a timer thread has no caller to raise to
+                self._on_error(exc)
+
+    def _flush_locked(self) -> None:
+        if self._pending is None:
+            return
+        pending, self._pending = self._pending, None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._last_write = self._monotonic()
+        self._job = self._write(self._job, pending)
+        self.writes += 1

@@ -1,0 +1,139 @@
+"""Status events on the deployed stack: one per transition, to the bus, the ERP webhook and the
+cache invalidation consumer."""
+import json
+import time
+import uuid
+from collections import Counter, defaultdict
+
+import pytest
+
+from chalicelib.adapters.dynamodb import DynamoJobStore
+from chalicelib.domain.errors import ProgressRejectedError
+from chalicelib.domain.job import Progress
+
+TERMINAL = {"completed", "failed", "canceled"}
+
+
+@pytest.fixture(scope="module")
+def bus_tap(stack):
+    """An extra rule on the bus delivering every jobpipe event to a test queue."""
+    sqs, events = stack.session.client("sqs"), stack.session.client("events")
+    url = sqs.create_queue(QueueName=f"tap-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    bus = stack.outputs["JobEventsBusName"]
+    events.put_rule(Name="e2e-tap", EventBusName=bus, EventPattern=json.dumps({"source": ["jobpipe"]}))
+    events.put_targets(Rule="e2e-tap", EventBusName=bus, Targets=[{"Id": "tap", "Arn": arn}])
+    seen: list[dict] = []
+
+    def drain(until, timeout_s=30):
+        deadline = time.monotonic() + timeout_s
+        while not until(seen) and time.monotonic() < deadline:
+            for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+                seen.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return seen
+
+    return drain
+
+
+def status_events(seen, job_id):
+    return [e["detail"] for e in seen if e["detail-type"] == "job.status.changed" and e["detail"]["job_id"] == job_id]
+
+
+def test_one_status_event_per_transition_reaches_the_bus(stack, bus_tap):
+    jobs = [stack.submit({"type": "demo.steps", "payload": {"steps": 4, "step_ms": 300}}) for _ in range(3)]
+    failing = stack.submit({"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0, "fail_at": 1}})
+    for job in jobs + [failing]:
+        stack.wait_terminal(job["id"], timeout_s=90)
+    ids = [j["id"] for j in jobs + [failing]]
+
+    def complete(seen):
+        return all(any(d["status"] in TERMINAL for d in status_events(seen, i)) for i in ids)
+
+    seen = bus_tap(complete, timeout_s=60)
+    time.sleep(2)  # anything duplicated would arrive right behind
+    seen = bus_tap(lambda s: False, timeout_s=1)
+    for job in jobs:
+        transitions = [(d["previous_status"], d["status"]) for d in status_events(seen, job["id"])]
+        assert sorted(transitions, key=str) == sorted(
+            [(None, "queued"), ("queued", "running"), ("running", "completed")], key=str
+        ), transitions
+    failed = [(d["previous_status"], d["status"]) for d in status_events(seen, failing["id"])]
+    assert Counter(failed) == Counter(
+        [(None, "queued"), ("queued", "running"), ("running", "retrying"), ("retrying", "running"),
+         ("running", "retrying"), ("retrying", "running"), ("running", "failed")]
+    ), failed
+    ids_seen = [e["detail"]["event_id"] for e in seen if e["detail"].get("job_id") in ids]
+    assert len(ids_seen) == len(set(ids_seen))
+    completed = next(d for d in status_events(seen, jobs[0]["id"]) if d["status"] == "completed")
+    assert completed["progress"] == 100 and completed["previous_progress"] is not None
+    assert completed["tenant"] == "acme" and completed["type"] == "demo.steps" and completed["version"] > 1
+
+
+def test_erp_webhook_receives_each_transition_once_signed_even_after_a_500(stack):
+    job = stack.submit({"type": "demo.steps", "payload": {"steps": 3, "step_ms": 100}})
+    stack.webhook.fail_first_for_jobs.add(job["id"])
+    stack.wait_terminal(job["id"])
+    deadline = time.monotonic() + 60
+    while len(stack.webhook.accepted(job["id"])) < 3 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)  # a duplicate delivery would show up here
+    accepted = stack.webhook.accepted(job["id"])
+    statuses = sorted(d["detail"]["status"] for d in accepted)
+    assert statuses == ["completed", "queued", "running"], statuses
+    assert all(d["signature_valid"] for d in stack.webhook.all_for(job["id"]))
+    assert all(d["event_id_header"] == d["detail"]["event_id"] for d in accepted)
+    failures = [d for d in stack.webhook.all_for(job["id"]) if d["status"] == 500]
+    assert {d["detail"]["event_id"] for d in failures} == {d["detail"]["event_id"] for d in accepted}
+
+
+def test_completion_invalidates_exactly_the_named_namespaces_of_its_scope(stack, bus_tap):
+    scope = f"project-{uuid.uuid4().hex[:8]}"
+    other_scope = f"project-{uuid.uuid4().hex[:8]}"
+    job = stack.submit({"type": "demo.steps", "scope": scope, "payload": {"steps": 6, "step_ms": 400}})
+    stack.wait_for(job["id"], lambda j: j["status"] == "running")
+    for where, namespace in ((scope, "steps-summary"), (scope, "steps-report"), (scope, "unrelated"),
+                             (other_scope, "steps-summary")):
+        put = stack.call("PUT", f"/cache/{where}/{namespace}", json={"rows": [1, 2, 3]})
+        assert put.status_code == 200, put.text
+    # running is not completion: nothing is invalidated yet
+    assert stack.call("GET", f"/cache/{scope}/steps-summary").status_code == 200
+    stack.wait_terminal(job["id"])
+    deadline = time.monotonic() + 30
+    while stack.call("GET", f"/cache/{scope}/steps-summary").status_code != 404 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    miss = stack.call("GET", f"/cache/{scope}/steps-summary")
+    assert miss.status_code == 404 and miss.json()["status"] == "miss"
+    assert miss.json()["invalidated_by"] == job["id"]
+    assert stack.call("GET", f"/cache/{scope}/steps-report").status_code == 404
+    assert stack.call("GET", f"/cache/{scope}/unrelated").json()["value"] == {"rows": [1, 2, 3]}
+    assert stack.call("GET", f"/cache/{other_scope}/steps-summary").status_code == 200
+    assert stack.call("GET", f"/cache/{scope}/steps-summary", tenant="globex").status_code == 404
+    tasks = stack.call("GET", f"/scopes/{scope}/tasks").json()["tasks"]
+    assert [(t["type"], t["job_id"]) for t in tasks] == [("demo.steps", job["id"])]
+    seen = bus_tap(lambda s: any(e["detail-type"] == "cache.invalidated" and e["detail"]["job_id"] == job["id"] for e in s))
+    (announcement,) = [e["detail"] for e in seen if e["detail-type"] == "cache.invalidated" and e["detail"]["job_id"] == job["id"]]
+    assert announcement["scope"] == scope and sorted(announcement["namespaces"]) == ["steps-report", "steps-summary"]
+    # readers recompute after a miss and store again
+    again = stack.call("PUT", f"/cache/{scope}/steps-summary", json={"rows": [4]},
+                       headers={**stack.headers(), "If-Match": str(miss.json()["generation"])})
+    assert again.status_code == 200
+    assert stack.call("GET", f"/cache/{scope}/steps-summary").json()["value"] == {"rows": [4]}
+
+
+def test_backwards_progress_is_refused_and_the_stored_percent_stays(stack):
+    job = stack.submit({"type": "demo.steps", "payload": {"steps": 20, "step_ms": 300}})
+    running = stack.wait_for(job["id"], lambda j: j["status"] == "running" and j["progress"]["percent"] >= 10)
+    store = DynamoJobStore(stack.session.client("dynamodb"), stack.outputs["JobsTableName"])
+    with pytest.raises(ProgressRejectedError) as info:
+        store.record_progress(job["id"], running["attempts"], Progress(percent=1, step="stale writer"))
+    assert "cannot decrease" in info.value.message
+    after = stack.job(job["id"])
+    assert after["progress"]["percent"] >= running["progress"]["percent"]
+    assert after["progress"]["step"] != "stale writer"
+    samples = [after["progress"]["percent"]]
+    while after["status"] not in TERMINAL:
+        time.sleep(0.2)
+        after = stack.job(job["id"])
+        samples.append(after["progress"]["percent"])
+    assert samples == sorted(samples) and after["status"] == "completed"

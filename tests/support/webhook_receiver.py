@@ -1,0 +1,68 @@
+"""A loopback HTTP receiver standing in for an ERP: records signed deliveries, and can answer
+500 to the first delivery of chosen events."""
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from chalicelib.subscribers.erp import EVENT_ID_HEADER, SIGNATURE_HEADER, verify
+
+
+class WebhookReceiver:
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self.deliveries: list[dict[str, Any]] = []  # every request, failed ones included
+        self.fail_first_for_jobs: set[str] = set()
+        self._failed_once: set[str] = set()
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                status = receiver._receive(body, dict(self.headers))
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/erp/events"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def _receive(self, body: bytes, headers: dict[str, str]) -> int:
+        detail = json.loads(body)
+        with self._lock:
+            status = 200
+            if detail.get("job_id") in self.fail_first_for_jobs and detail["event_id"] not in self._failed_once:
+                self._failed_once.add(detail["event_id"])
+                status = 500
+            self.deliveries.append(
+                {
+                    "detail": detail,
+                    "status": status,
+                    "event_id_header": headers.get(EVENT_ID_HEADER),
+                    "signature_valid": verify(self.secret, body, headers.get(SIGNATURE_HEADER, "")),
+                }
+            )
+        return status
+
+    def accepted(self, job_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [d for d in self.deliveries if d["status"] == 200 and d["detail"]["job_id"] == job_id]
+
+    def all_for(self, job_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [d for d in self.deliveries if d["detail"]["job_id"] == job_id]
+
+    def start(self) -> "WebhookReceiver":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

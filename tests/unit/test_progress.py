@@ -1,0 +1,130 @@
+"""Throttle, coalesce and monotonic rules of progress reporting, on a fake clock."""
+import pytest
+
+from chalicelib.domain.errors import ProgressRejectedError
+from chalicelib.domain.job import Job
+from chalicelib.domain.progress import clamp_percent, is_notable_change
+from chalicelib.worker.progress import ProgressReporter
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+class Timers:
+    """Timers that fire only when the test says so."""
+
+    def __init__(self):
+        self.armed = []
+
+    def __call__(self, delay, fire):
+        timers = self
+
+        class T:
+            cancelled = False
+
+            def start(self):
+                timers.armed.append((delay, fire, self))
+
+            def cancel(self):
+                self.cancelled = True
+
+        return T()
+
+    def fire_all(self):
+        armed, self.armed = self.armed, []
+        for _, fire, timer in armed:
+            if not timer.cancelled:
+                fire()
+
+
+@pytest.fixture
+def setup():
+    clock, timers, written = Clock(), Timers(), []
+    job = Job(id="j", type="t", tenant="a", user="u", created_at="x", attempts=1)
+
+    def write(job, progress):
+        written.append(progress)
+        return job.model_copy(update={"progress": progress, "version": job.version + 1})
+
+    reporter = ProgressReporter(job, write, min_interval_s=2.0, monotonic=clock, timer_factory=timers)
+    return reporter, clock, timers, written
+
+
+def test_reports_inside_the_window_are_coalesced_to_the_latest(setup):
+    reporter, clock, timers, written = setup
+    for pct in (10, 20, 30):
+        reporter.report(pct, step=f"s{pct}")
+    assert written == []  # the claim opened the window
+    assert [d for d, _, _ in timers.armed] == [2.0]
+    clock.t += 2
+    timers.fire_all()
+    assert [(p.percent, p.step) for p in written] == [(30, "s30")]
+
+
+def test_at_most_one_write_per_interval(setup):
+    reporter, clock, timers, written = setup
+    for i in range(1, 101):  # 100 calls over 10 s
+        clock.t += 0.1
+        reporter.report(i)
+    reporter.close()
+    assert 5 <= len(written) <= 6
+    assert written[-1].percent == 100
+
+
+def test_due_report_is_written_at_once_and_force_skips_the_wait(setup):
+    reporter, clock, timers, written = setup
+    clock.t += 2.5
+    reporter.report(40)
+    assert [p.percent for p in written] == [40]
+    reporter.report(41, force=True)
+    assert [p.percent for p in written] == [40, 41]
+
+
+def test_close_writes_what_is_pending_before_completion(setup):
+    reporter, clock, timers, written = setup
+    reporter.report(99, message="almost")
+    assert written == []
+    reporter.close()
+    assert [(p.percent, p.message) for p in written] == [(99, "almost")]
+    timers.fire_all()
+    assert len(written) == 1  # the cancelled timer writes nothing more
+
+
+def test_decrease_is_refused_and_nothing_is_queued(setup):
+    reporter, clock, timers, written = setup
+    reporter.report(50, force=True)
+    with pytest.raises(ProgressRejectedError) as info:
+        reporter.report(40)
+    assert "cannot decrease from 50 to 40" in info.value.message
+    reporter.close()
+    assert [p.percent for p in written] == [50]
+
+
+def test_percent_is_clamped_and_must_be_a_number():
+    assert clamp_percent(-5) == 0 and clamp_percent(250) == 100 and clamp_percent(33.333) == 33.33
+    for bad in ("50", None, float("nan"), True):
+        with pytest.raises(ProgressRejectedError):
+            clamp_percent(bad)
+
+
+@pytest.mark.parametrize(
+    "previous, current, notable",
+    [
+        (0, 0, True),  # the first 0 is a milestone
+        (0, 5, False),
+        (5, 10, True),  # crosses a 10-point boundary
+        (21, 25, True),  # milestone
+        (26, 29, False),
+        (31, 45, True),  # jump of 10+
+        (99, 100, True),
+        (50, 50, False),
+        (60, 40, False),
+    ],
+)
+def test_which_progress_changes_are_events(previous, current, notable):
+    assert is_notable_change(previous, current) is notable
