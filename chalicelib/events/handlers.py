@@ -60,6 +60,7 @@ class _Consumer:
         self._effect = effect
         self._built_for: Any = None
         self._once: Any = None
+        self.lambda_context: Any = None
 
     def __call__(self, record: SQSRecord) -> None:
         services = container()
@@ -68,7 +69,7 @@ class _Consumer:
             self._built_for = services
         detail = _detail(record)
         try:
-            self._once(detail)
+            self._once(detail, self.lambda_context)
         except Exception:
             receives = int(record.attributes.approximate_receive_count or 1)
             backoff = min(MAX_BACKOFF_S, 2**receives)
@@ -91,19 +92,21 @@ _erp = _Consumer("erp_bridge", deliver_to_erp)
 _cache = _Consumer("cache_invalidation", invalidate_caches)
 
 
-def consume(event: dict[str, Any], record_handler: Any) -> dict[str, Any]:
+def consume(event: Any, consumer: _Consumer) -> dict[str, Any]:
+    consumer.lambda_context = event.context
     return process_partial_response(
-        event=event,
-        record_handler=record_handler,
+        event=event.to_dict(),
+        record_handler=consumer,
         processor=BatchProcessor(EventType.SQS, raise_on_entire_batch_failure=False),
+        context=event.context,
     )
 
 
 @events.on_sqs_message(queue=ERP_WEBHOOK_QUEUE, batch_size=10, name="erp_bridge")
 def erp_bridge(event: Any) -> dict[str, Any]:
-    return consume(event.to_dict(), _erp)
+    return consume(event, _erp)
 
 
 @events.on_sqs_message(queue=CACHE_INVALIDATION_QUEUE, batch_size=10, name="cache_invalidation")
 def cache_invalidation(event: Any) -> dict[str, Any]:
-    return consume(event.to_dict(), _cache)
+    return consume(event, _cache)

@@ -35,8 +35,9 @@ class InvalidationRules(RootModel[dict[str, list[str]]]):
     @classmethod
     def _names(cls, rules: dict[str, list[str]]) -> dict[str, list[str]]:
         for job_type, namespaces in rules.items():
-            for namespace in namespaces:
-                check_name("namespace", namespace)
+            bad = [n for n in namespaces if not _NAME.match(n)]
+            if bad:
+                raise ValueError(f"{job_type}: invalid namespace names {bad}")
             if len(set(namespaces)) != len(namespaces):
                 raise ValueError(f"{job_type}: namespaces repeat")
         return rules

@@ -30,4 +30,10 @@ def once_per_event(
 
     run.__name__ = run.__qualname__ = name  # part of the idempotency key
     once = idempotent_function(data_keyword_argument="detail", persistence_store=persistence, config=config)(run)
-    return lambda detail: once(detail=detail)
+
+    def call(detail: dict[str, Any], lambda_context: Any = None) -> Any:
+        if lambda_context is not None:  # in-progress records then expire with the invocation
+            config.register_lambda_context(lambda_context)
+        return once(detail=detail)
+
+    return call

@@ -39,7 +39,13 @@ def aws(monkeypatch):
                 "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
             },
         )["QueueUrl"]
+        events = boto3.client("events")
+        events.create_event_bus(Name="job-events")
         env = {
+            "JOBPIPE_EVENT_BUS": "job-events",
+            "PROGRESS_MIN_INTERVAL_S": "0",
+            "ERP_WEBHOOK_URL": "https://erp.example/hook",
+            "ERP_WEBHOOK_SECRET": "functional-webhook-secret",
             "JOBPIPE_TABLE": "jobs",
             "JOBPIPE_IDEMPOTENCY_TABLE": "idempotency",
             "JOBPIPE_QUEUE_URL_HIGH": jobs,
@@ -52,7 +58,7 @@ def aws(monkeypatch):
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         composition.use(None)
-        yield {"ddb": ddb, "sqs": sqs, "jobs_url": jobs, "dlq_url": dlq}
+        yield {"ddb": ddb, "sqs": sqs, "events": events, "jobs_url": jobs, "dlq_url": dlq}
         composition.use(None)
 
 

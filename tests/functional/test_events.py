@@ -1,0 +1,106 @@
+"""The event path on moto: real stream records of real job writes → publisher → bus rule →
+queue → ERP bridge and cache invalidation handlers."""
+import json
+import uuid
+
+import pytest
+
+from chalicelib import composition
+from chalicelib.subscribers.erp import ErpBridge, verify
+from tests.functional.conftest import LambdaContext, auth, receive_all, sqs_event
+from tests.functional.test_api import STEPS, run_worker, submit
+from tests.support.stream import StreamRecorder
+
+
+@pytest.fixture
+def stream(client, aws):
+    """Records of every write the app makes to the jobs table."""
+    return StreamRecorder(composition.container().store._ddb, aws["ddb"], "jobs")
+
+
+@pytest.fixture
+def tap(aws):
+    """A rule on the bus sending every jobpipe event to a test queue."""
+    url = aws["sqs"].create_queue(QueueName="tap")["QueueUrl"]
+    arn = aws["sqs"].get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    aws["events"].put_rule(Name="tap", EventBusName="job-events", EventPattern=json.dumps({"source": ["jobpipe"]}))
+    aws["events"].put_targets(Rule="tap", EventBusName="job-events", Targets=[{"Id": "tap", "Arn": arn}])
+    return lambda: [json.loads(m["Body"]) for m in receive_all({**aws, "tap": url}, "tap")]
+
+
+def publish_stream(app, stream):
+    return app.handler_map["event_publisher"]({"Records": stream.records}, LambdaContext(60))
+
+
+def test_each_transition_is_published_once_even_when_the_stream_is_replayed(client, aws, tap, stream):
+    job = submit(client, dict(STEPS, scope="proj-1"))
+    run_worker(client, aws)
+    assert publish_stream(client._app, stream) == {"batchItemFailures": []}
+    assert publish_stream(client._app, stream) == {"batchItemFailures": []}  # a replay of the same records
+    events = tap()
+    status = [e["detail"] for e in events if e["detail-type"] == "job.status.changed"]
+    transitions = [(d["previous_status"], d["status"]) for d in status]
+    assert transitions == [(None, "queued"), ("queued", "running"), ("running", "completed")] * 2
+    assert len({d["event_id"] for d in status}) == 3  # the replay carries the same ids
+    progress = [e["detail"] for e in events if e["detail-type"] == "job.progress.changed"]
+    assert progress and all(p["status"] == "running" for p in progress)
+
+
+def test_erp_bridge_delivers_once_per_event_and_retries_failures(client, aws, tap, stream):
+    sent = []
+
+    class Sender:
+        status = 500
+
+        def post(self, url, body, headers):
+            sent.append((body, headers, self.status))
+            return self.status
+
+    sender = Sender()
+    composition.container().erp_bridge = ErpBridge(sender, "https://erp.example/hook", "functional-webhook-secret")
+    job = submit(client, STEPS)
+    publish_stream(client._app, stream)
+    envelopes = [e for e in tap() if e["detail"]["job_id"] == job["id"]]
+    messages = [{"MessageId": str(uuid.uuid4()), "Body": json.dumps(e), "ReceiptHandle": "rh"} for e in envelopes]
+    queue_arn = "arn:aws:sqs:us-east-1:123456789012:jobs"
+    failed = client._app.handler_map["erp_bridge"](sqs_event(messages, queue_arn), LambdaContext(60))
+    assert len(failed["batchItemFailures"]) == 1  # the 500 is retried
+    sender.status = 200
+    assert client._app.handler_map["erp_bridge"](sqs_event(messages, queue_arn), LambdaContext(60)) == {"batchItemFailures": []}
+    assert client._app.handler_map["erp_bridge"](sqs_event(messages, queue_arn), LambdaContext(60)) == {"batchItemFailures": []}
+    delivered = [(json.loads(body)["event_id"], status) for body, _, status in sent]
+    assert [s for _, s in delivered] == [500, 200]  # the third delivery was recognised as done
+    body, headers, _ = sent[-1]
+    assert verify("functional-webhook-secret", body, headers["X-Jobpipe-Signature"])
+
+
+def test_cache_is_invalidated_by_completion_only(client, aws, tap, stream):
+    for namespace in ("steps-summary", "steps-report", "unrelated"):
+        put = client.http.put(f"/cache/proj-9/{namespace}", headers=auth(), body=json.dumps({"n": namespace}))
+        assert put.status_code == 200
+    job = submit(client, dict(STEPS, scope="proj-9"))
+    run_worker(client, aws)
+    publish_stream(client._app, stream)
+    completed = [e for e in tap() if e["detail-type"] == "job.status.changed" and e["detail"]["status"] == "completed"]
+    messages = [{"MessageId": str(uuid.uuid4()), "Body": json.dumps(e), "ReceiptHandle": "rh"} for e in completed]
+    handler = client._app.handler_map["cache_invalidation"]
+    assert handler(sqs_event(messages), LambdaContext(60)) == {"batchItemFailures": []}
+    assert handler(sqs_event(messages), LambdaContext(60)) == {"batchItemFailures": []}  # redelivered
+    miss = client.http.get("/cache/proj-9/steps-summary", headers=auth())
+    assert miss.status_code == 404 and miss.json_body["status"] == "miss" and miss.json_body["generation"] == 1
+    assert client.http.get("/cache/proj-9/steps-report", headers=auth()).status_code == 404
+    assert client.http.get("/cache/proj-9/unrelated", headers=auth()).json_body["value"] == {"n": "unrelated"}
+    tasks = client.http.get("/scopes/proj-9/tasks", headers=auth()).json_body["tasks"]
+    assert [(t["type"], t["job_id"]) for t in tasks] == [("demo.steps", job["id"])]
+    announcements = [e["detail"] for e in tap() if e["detail-type"] == "cache.invalidated"]
+    assert len(announcements) == 1 and announcements[0]["namespaces"] == ["steps-summary", "steps-report"]
+    stale = client.http.put("/cache/proj-9/steps-summary", headers=auth(**{"If-Match": "0"}), body="[1]")
+    assert stale.status_code == 409 and stale.json_body["error"]["code"] == "cache_generation_changed"
+
+
+def test_cache_routes_refuse_bad_names_and_other_tenants(client, aws):
+    assert client.http.put("/cache/proj/ns", headers=auth(), body='{"a": 1}').status_code == 200
+    assert client.http.get("/cache/proj/ns", headers=auth("globex")).status_code == 404
+    bad = client.http.put("/cache/proj/has%20space", headers=auth(), body="1")
+    assert bad.status_code == 400 and bad.json_body["error"]["code"] == "invalid_request"
+    assert client.http.put("/cache/proj/ns", headers=auth(), body="{nope").status_code == 400

@@ -1,0 +1,60 @@
+"""Stream records of a moto table, recorded from the writes themselves (old image read before,
+new image after each write), in DynamoDB Streams' record shape."""
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+_WRITES = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems")
+
+
+class StreamRecorder:
+    def __init__(self, writer_client: Any, reader_client: Any, table: str) -> None:
+        self.records: list[dict[str, Any]] = []
+        self._reader = reader_client
+        self._table = table
+        self._sequence = itertools.count(1)
+        self._old: dict[str, Any] = {}
+        for op in _WRITES:
+            writer_client.meta.events.register(f"before-parameter-build.dynamodb.{op}", self._before)
+            writer_client.meta.events.register(f"after-call.dynamodb.{op}", self._after)
+
+    def _keys(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        if "TransactItems" in params:
+            keys = []
+            for item in params["TransactItems"]:
+                (action,) = item.values()
+                if action.get("TableName") == self._table:
+                    keys.append(action.get("Key") or {k: action["Item"][k] for k in ("pk", "sk")})
+            return keys
+        if params.get("TableName") != self._table:
+            return []
+        return [params.get("Key") or {k: params["Item"][k] for k in ("pk", "sk")}]
+
+    def _read(self, key: dict[str, Any]) -> Any:
+        return self._reader.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
+
+    def _before(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["stream_keys"] = [(key, self._read(key)) for key in self._keys(params)]
+
+    def _after(self, http_response: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        if http_response.status_code >= 300:
+            return
+        for key, old in context.get("stream_keys", []):
+            new = self._read(key)
+            if old == new:
+                continue
+            data: dict[str, Any] = {
+                "Keys": key,
+                "SequenceNumber": str(next(self._sequence)).zfill(21),
+                "ApproximateCreationDateTime": time.time(),
+                "StreamViewType": "NEW_AND_OLD_IMAGES",
+            }
+            if old:
+                data["OldImage"] = old
+            if new:
+                data["NewImage"] = new
+            name = "INSERT" if not old else ("REMOVE" if not new else "MODIFY")
+            self.records.append({"eventName": name, "eventSource": "aws:dynamodb", "dynamodb": data,
+                                 "eventSourceARN": f"arn:aws:dynamodb:us-east-1:123456789012:table/{self._table}/stream/x"})

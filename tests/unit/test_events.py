@@ -1,0 +1,161 @@
+"""The transition -> event mapping, stream-order publishing, and the subscribers' rules."""
+import json
+
+import pytest
+
+from chalicelib.adapters.memory import InMemoryCacheStore, InMemoryEventPublisher
+from chalicelib.domain.errors import EventPublishError, WebhookDeliveryError
+from chalicelib.domain.job import Job, JobErrorInfo, Progress
+from chalicelib.domain.status import JobStatus
+from chalicelib.events.changes import JobChange, events_for_change
+from chalicelib.events.model import event_id_for
+from chalicelib.events.publishing import publish_changes
+from chalicelib.subscribers.cache import CacheInvalidator, InvalidationRules, load_rules
+from chalicelib.subscribers.erp import ErpBridge, sign, verify
+
+T = "2026-01-01T00:00:00.000Z"
+
+
+def job(version=1, status=JobStatus.QUEUED, percent=0.0, attempts=0, **extra):
+    return Job(id="job-1", type="demo.steps", tenant="acme", user="ann", created_at=T, version=version,
+               status=status, attempts=attempts, progress=Progress(percent=percent, step="s", message="m"), **extra)
+
+
+def test_creation_is_a_transition_into_queued():
+    (event,) = events_for_change(None, job(), T)
+    assert event.event_type == "job.status.changed"
+    assert (event.previous_status, event.status, event.previous_progress) == (None, "queued", None)
+    assert event.event_id == event_id_for("job-1", 1)
+
+
+def test_status_change_carries_the_seeds_fields():
+    old = job(2, JobStatus.RUNNING, 40, attempts=1)
+    new = job(3, JobStatus.FAILED, 40, attempts=1, error=JobErrorInfo(code="boom", message="x"))
+    (event,) = events_for_change(old, new, T)
+    detail = json.loads(event.model_dump_json())
+    assert {k: detail[k] for k in ("status", "previous_status", "progress", "previous_progress", "attempt", "version")} == {
+        "status": "failed", "previous_status": "running", "progress": 40, "previous_progress": 40,
+        "attempt": 1, "version": 3,
+    }
+    assert detail["error"] == {"code": "boom", "message": "x"}
+    for field in ("event_id", "event_type", "timestamp", "job_id", "step", "message", "tenant", "type", "scope"):
+        assert field in detail
+
+
+@pytest.mark.parametrize("before, after, expected", [(3, 8, []), (8, 12, ["job.progress.changed"]),
+                                                     (20, 25, ["job.progress.changed"]), (40, 40, [])])
+def test_progress_events_only_for_notable_moves(before, after, expected):
+    old = job(4, JobStatus.RUNNING, before, attempts=1)
+    new = job(5, JobStatus.RUNNING, after, attempts=1)
+    assert [e.event_type for e in events_for_change(old, new, T)] == expected
+
+
+def test_replayed_or_deleted_records_produce_nothing():
+    assert events_for_change(job(3), job(3), T) == []
+    assert events_for_change(job(3), None, T) == []
+
+
+def test_same_write_gives_the_same_event_id():
+    a = events_for_change(job(1), job(2, JobStatus.RUNNING, attempts=1), T)[0]
+    b = events_for_change(job(1), job(2, JobStatus.RUNNING, attempts=1), "2027-01-01T00:00:00.000Z")[0]
+    assert a.event_id == b.event_id
+
+
+def changes(n):
+    out, previous = [], None
+    statuses = [JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.COMPLETED]
+    for i in range(n):
+        current = job(i + 1, statuses[min(i, 2)] if i < 3 else JobStatus.COMPLETED, attempts=1 if i else 0)
+        out.append(JobChange(f"seq-{i}", previous, current, T))
+        previous = current
+    return out
+
+
+def test_publishing_keeps_stream_order_and_reports_where_it_stopped():
+    publisher = InMemoryEventPublisher()
+    assert publish_changes(changes(3), publisher) is None
+    assert [e.status for e in publisher.published] == ["queued", "running", "completed"]
+    failing = InMemoryEventPublisher()
+    failing.fail_next = 1
+    assert publish_changes(changes(3), failing) == "seq-0"
+
+
+def test_eventbridge_adapter_retries_failed_entries_and_raises_what_never_went_through():
+    from chalicelib.adapters.eventbridge import EventBridgePublisher
+
+    events = events_for_change(None, job(), T) + events_for_change(job(1), job(2, JobStatus.RUNNING, attempts=1), T)
+
+    class Client:
+        def __init__(self, failures):
+            self.calls, self.failures = [], failures
+
+        def put_events(self, Entries):
+            self.calls.append([json.loads(e["Detail"])["event_id"] for e in Entries])
+            failed = self.failures.pop(0) if self.failures else set()
+            results = [{"ErrorCode": "InternalFailure"} if i in failed else {"EventId": "x"} for i in range(len(Entries))]
+            return {"FailedEntryCount": len(failed), "Entries": results}
+
+    client = Client([{1}])
+    EventBridgePublisher(client, "bus", sleep=lambda s: None).publish(events)
+    assert client.calls == [[events[0].event_id, events[1].event_id], [events[1].event_id]]
+    stubborn = Client([{0}] * 10)
+    with pytest.raises(EventPublishError) as info:
+        EventBridgePublisher(stubborn, "bus", sleep=lambda s: None).publish(events)
+    assert info.value.unpublished == [events[0].event_id]
+
+
+def completed(scope="proj", type_="demo.steps", version=7):
+    old = job(version - 1, JobStatus.RUNNING, 90, attempts=1, scope=scope)
+    new = old.model_copy(update={"status": JobStatus.COMPLETED, "version": version,
+                                 "progress": Progress(percent=100)}, deep=True)
+    return events_for_change(old, new, T)[0]
+
+
+def test_completion_invalidates_the_rules_namespaces_in_one_write_each():
+    store, publisher = InMemoryCacheStore(), InMemoryEventPublisher()
+    rules = InvalidationRules.model_validate({"demo.steps": ["a", "b"]})
+    for ns in ("a", "b", "c"):
+        store.put("acme", "proj", ns, {"v": ns}, T)
+    writes_before = store.writes
+    announcement = CacheInvalidator(store, rules, publisher).handle(completed())
+    assert store.writes - writes_before == 1 + 2  # the completion time + one per namespace
+    assert [store.get("acme", "proj", ns).hit for ns in ("a", "b", "c")] == [False, False, True]
+    assert announcement.namespaces == ["a", "b"] and publisher.published == [announcement]
+    assert [c.job_id for c in store.completions("acme", "proj")] == ["job-1"]
+
+
+def test_no_invalidation_on_enqueue_start_or_without_scope():
+    store, publisher = InMemoryCacheStore(), InMemoryEventPublisher()
+    invalidator = CacheInvalidator(store, InvalidationRules.model_validate({"demo.steps": ["a"]}), publisher)
+    (queued,) = events_for_change(None, job(scope="proj"), T)
+    (started,) = events_for_change(job(1, scope="proj"), job(2, JobStatus.RUNNING, attempts=1, scope="proj"), T)
+    assert invalidator.handle(queued) is None and invalidator.handle(started) is None
+    assert invalidator.handle(completed(scope=None)) is None
+    assert store.writes == 0 and publisher.published == []
+
+
+def test_shipped_rules_are_valid_and_bad_rules_are_refused():
+    assert "steps-summary" in load_rules().namespaces_for("demo.steps")
+    with pytest.raises(ValueError):
+        InvalidationRules.model_validate({"demo.steps": ["has space"]})
+
+
+def test_erp_bridge_signs_and_refuses_non_2xx():
+    sent = []
+
+    class Sender:
+        def __init__(self, status):
+            self.status = status
+
+        def post(self, url, body, headers):
+            sent.append((url, body, headers))
+            return self.status
+
+    detail = json.loads(completed().model_dump_json())
+    assert ErpBridge(Sender(204), "http://erp/hook", "k" * 32).deliver(detail) == 204
+    url, body, headers = sent[0]
+    assert headers["X-Jobpipe-Event-Id"] == detail["event_id"]
+    assert verify("k" * 32, body, headers["X-Jobpipe-Signature"])
+    assert headers["X-Jobpipe-Signature"] == sign("k" * 32, body) and not verify("other", body, headers["X-Jobpipe-Signature"])
+    with pytest.raises(WebhookDeliveryError):
+        ErpBridge(Sender(500), "http://erp/hook", "k" * 32).deliver(detail)
