@@ -94,6 +94,7 @@ class JobLifecycle:
         delay_seconds: int = 0,
         scope: Optional[str] = None,
         job_id: Optional[str] = None,
+        parent_id: Optional[str] = None,
     ) -> Job:
         """Validate, store as queued, enqueue. If the enqueue fails the record is removed again,
         so a refused submission leaves nothing behind. Raises UnknownJobTypeError,
@@ -107,6 +108,7 @@ class JobLifecycle:
             tenant=tenant,
             user=user,
             scope=scope,
+            parent_id=parent_id,
             priority=priority or job_type.priority,
             max_attempts=job_type.max_attempts,
             timeout_s=job_type.timeout_s,
@@ -121,6 +123,27 @@ class JobLifecycle:
             self.store.discard(job.id)
             raise
         return job
+
+    def spawn(
+        self, parent: Job, index: int, *, type: str, payload: Any,
+        priority: Optional[str] = None, scope: Optional[str] = None,
+    ) -> Job:
+        """Submit child number `index` of the running attempt of `parent` (same tenant and user,
+        the parent's scope unless given) and list it in the parent's `children`. Spawning the
+        same index again in the same attempt returns the existing child."""
+        child_id = child_job_id(parent.id, parent.attempts, index)
+        existing = self.store.get(child_id)
+        if existing is None:
+            try:
+                existing = self.submit(
+                    tenant=parent.tenant, user=parent.user, type=type, payload=payload,
+                    priority=priority or parent.priority, scope=scope if scope is not None else parent.scope,
+                    job_id=child_id, parent_id=parent.id,
+                )
+            except StaleJobError:  # created by a concurrent spawn of the same index
+                existing = self.store.get(child_id)
+        self.store.add_child(parent.id, child_id)
+        return existing
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -72,6 +72,9 @@ class JobStore(Protocol):
     def runs(self, job_id: str) -> list[Run]:
         """The job's runs, oldest attempt first."""
 
+    def add_child(self, parent_id: str, child_id: str) -> None:
+        """Append `child_id` to the parent's `children` once (version + 1)."""
+
 
 class JobQueue(Protocol):
     def send(self, message: JobMessage, *, priority: str, delay_seconds: int = 0) -> None:

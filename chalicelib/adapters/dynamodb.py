@@ -338,6 +338,26 @@ class DynamoJobStore:
         last = response.get("LastEvaluatedKey")
         return JobPage(jobs, _encode_cursor(last) if last else None)
 
+    def add_child(self, parent_id: str, child_id: str) -> None:
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key=job_key(parent_id),
+                UpdateExpression="SET #children = list_append(if_not_exists(#children, :empty), :child) ADD #version :one",
+                ConditionExpression="attribute_exists(pk) AND NOT contains(#children, :child_id)",
+                ExpressionAttributeNames={"#children": "children", "#version": "version"},
+                ExpressionAttributeValues={
+                    ":empty": {"L": []},
+                    ":child": {"L": [{"S": child_id}]},
+                    ":child_id": {"S": child_id},
+                    ":one": {"N": "1"},
+                },
+            )
+        except ClientError as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                return  # already listed
+            raise StoreUnavailableError(f"could not link child {child_id} to job {parent_id}") from exc
+
     def runs(self, job_id: str) -> list[Run]:
         try:
             response = self._ddb.query(

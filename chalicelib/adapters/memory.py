@@ -87,6 +87,14 @@ class InMemoryJobStore:
             self._jobs[job_id] = new
             return new.model_copy(deep=True)
 
+    def add_child(self, parent_id: str, child_id: str) -> None:
+        with self._lock:
+            parent = self._jobs[parent_id]
+            if child_id not in parent.children:
+                self._jobs[parent_id] = parent.model_copy(
+                    update={"children": [*parent.children, child_id], "version": parent.version + 1}
+                )
+
     def runs(self, job_id: str) -> list[Run]:
         return [r for (jid, _), r in sorted(self._runs.items()) if jid == job_id]
 

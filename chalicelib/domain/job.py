@@ -26,6 +26,14 @@ def new_job_id() -> str:
     return str(uuid.uuid4())
 
 
+_CHILD_NAMESPACE = uuid.UUID("0b5f7c9e-3d2a-4e61-9f0c-7a1e2b3c4d5e")
+
+
+def child_job_id(parent_id: str, attempt: int, index: int) -> str:
+    """Deterministic, so a spawn repeated within the same attempt finds the child it made."""
+    return str(uuid.uuid5(_CHILD_NAMESPACE, f"{parent_id}:{attempt}:{index}"))
+
+
 class Progress(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -67,6 +75,8 @@ class Job(BaseModel):
     tenant: str
     user: str
     scope: Optional[str] = None
+    parent_id: Optional[str] = None
+    children: list[str] = Field(default_factory=list)
     priority: Priority = "normal"
     attempts: int = 0
     max_attempts: int = 3

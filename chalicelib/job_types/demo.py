@@ -65,3 +65,31 @@ class SleepPayload(BaseModel):
 def run_sleep(ctx, payload: SleepPayload) -> dict:
     time.sleep(payload.seconds)
     return {"slept_s": payload.seconds}
+
+
+class FanoutPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    children: int = Field(ge=1, le=50, description="number of demo.steps children to spawn")
+    steps: int = Field(default=3, ge=1, le=1000)
+    step_ms: int = Field(default=100, ge=0, le=60_000)
+    fail_child: Optional[int] = Field(default=None, ge=1, description="this child fails (fatally)")
+
+
+@registry.register(
+    "demo.fanout",
+    FanoutPayload,
+    max_attempts=1,
+    timeout_s=60,
+    priority="normal",
+    description="Spawns `children` demo.steps jobs and completes; its tree status follows them.",
+)
+def run_fanout(ctx, payload: FanoutPayload) -> dict:
+    spawned = []
+    for index in range(1, payload.children + 1):
+        child = {"steps": payload.steps, "step_ms": payload.step_ms}
+        if payload.fail_child == index:
+            child.update(fail_at=1, fail_mode="fatal")
+        spawned.append(ctx.spawn("demo.steps", child))
+        ctx.progress(100 * index / payload.children, step=f"spawned {index}/{payload.children}")
+    return {"children": spawned}

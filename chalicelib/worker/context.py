@@ -20,9 +20,12 @@ class JobContext:
         *,
         reload: Callable[[str], Optional[Job]],
         deadline: float,
+        spawn: Optional[Callable[..., Job]] = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._reporter = reporter
+        self._spawn = spawn
+        self._spawned = 0
         self._reload = reload
         self._deadline = deadline
         self._monotonic = monotonic
@@ -68,6 +71,17 @@ class JobContext:
             self._cancel_seen = True
         if self._cancel_seen:
             raise JobCancelledError(f"job {self.job_id} was canceled")
+
+    def spawn(self, type: str, payload: Any, *, priority: Optional[str] = None,
+              scope: Optional[str] = None) -> str:
+        """Submit a child job (validated like any submission) and list it in this job's
+        `children`; returns the child's id."""
+        self._check_expired()
+        if self._spawn is None:
+            raise RuntimeError("this context cannot spawn child jobs")
+        self._spawned += 1
+        return self._spawn(self.job, self._spawned, type=type, payload=payload,
+                           priority=priority, scope=scope).id
 
     def cancelled(self) -> bool:
         """True once a cancel was requested; reads the store at most once a second."""

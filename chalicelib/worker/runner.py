@@ -119,6 +119,7 @@ class JobRunner:
             reporter,
             reload=lambda job_id: self.lifecycle.store.get(job_id),
             deadline=self._monotonic() + job.timeout_s,
+            spawn=self.lifecycle.spawn,
             monotonic=self._monotonic,
         )
         started = self._monotonic()

@@ -131,3 +131,19 @@ def test_retry_delay_grows_and_is_capped():
     assert 1 <= retry_delay_s(1, base_s=2) <= 2
     assert 8 <= retry_delay_s(4, base_s=2) <= 16
     assert retry_delay_s(30, base_s=2) <= 900
+
+
+def test_spawned_children_are_linked_and_idempotent_within_an_attempt(lifecycle, store, queue):
+    parent = submit(lifecycle, scope="proj")
+    running = lifecycle.claim(JobMessage(parent.id, 1)).job
+    first = lifecycle.spawn(running, 1, type="demo.steps", payload=STEPS)
+    again = lifecycle.spawn(running, 1, type="demo.steps", payload=STEPS)
+    second = lifecycle.spawn(running, 2, type="demo.steps", payload=STEPS, scope="elsewhere")
+    assert first.id == again.id != second.id
+    assert first.parent_id == parent.id and first.scope == "proj" and second.scope == "elsewhere"
+    assert first.tenant == "acme" and first.user == "ann"
+    assert store.get(parent.id).children == [first.id, second.id]
+    assert [m.job_id for m, _, _ in queue.sent].count(first.id) == 1
+    with pytest.raises(Exception):
+        lifecycle.spawn(running, 3, type="nope", payload={})
+    assert store.get(parent.id).children == [first.id, second.id]
