@@ -2,11 +2,13 @@
 from chalice import Chalice
 
 from chalicelib.api.routes import api
+from chalicelib.api.rq_compat import rq_api
 from chalicelib.observability import logger
 from chalicelib.worker.handlers import worker
 
 app = Chalice(app_name="jobpipe")
 app.register_blueprint(api)
+app.register_blueprint(rq_api)
 app.register_blueprint(worker)
 
 
