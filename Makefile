@@ -7,10 +7,13 @@ export AWS_DEFAULT_REGION ?= us-east-1
 
 .PHONY: run test unit functional e2e package lint bench clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# The project itself is installed editable (no dependencies: requirements-dev.txt pins them)
+# for the `jobpipe` CLI; the venv's own setuptools builds it, so nothing is fetched for that.
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 $(EMU)/.installed: requirements-emulator.txt

@@ -3,6 +3,7 @@ from chalice import Chalice
 
 from chalicelib.api.cache_routes import cache_api
 from chalicelib.api.routes import api
+from chalicelib.api.rq_compat import rq_api
 from chalicelib.events.handlers import events
 from chalicelib.observability import logger
 from chalicelib.worker.handlers import worker
@@ -10,6 +11,7 @@ from chalicelib.worker.handlers import worker
 app = Chalice(app_name="jobpipe")
 app.register_blueprint(api)
 app.register_blueprint(cache_api)
+app.register_blueprint(rq_api)
 app.register_blueprint(worker)
 app.register_blueprint(events)
 

@@ -19,7 +19,16 @@ from chalicelib.domain.errors import (
     QueueUnavailableError,
     StaleJobError,
 )
-from chalicelib.domain.job import Job, JobErrorInfo, Progress, Run, isoformat, new_job_id, utcnow
+from chalicelib.domain.job import (
+    Job,
+    JobErrorInfo,
+    Progress,
+    Run,
+    child_job_id,
+    isoformat,
+    new_job_id,
+    utcnow,
+)
 from chalicelib.domain.progress import check_not_decreasing, clamp_percent
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus, can_transition
@@ -147,9 +156,10 @@ class JobLifecycle:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def get(self, tenant: str, job_id: str) -> Job:
-        """The tenant's job; another tenant's job is indistinguishable from a missing one."""
-        job = self.store.get(job_id)
+    def get(self, tenant: str, job_id: str, *, consistent: bool = True) -> Job:
+        """The tenant's job; another tenant's job is indistinguishable from a missing one.
+        `consistent=False` is for polling reads that may lag a write by a moment."""
+        job = self.store.get(job_id, consistent=consistent)
         if job is None or job.tenant != tenant:
             raise JobNotFoundError(f"job {job_id} not found")
         return job

@@ -52,8 +52,9 @@ class JobStore(Protocol):
     def discard(self, job_id: str) -> None:
         """Delete a job that was never delivered (submission compensation)."""
 
-    def get(self, job_id: str) -> Optional[Job]:
-        ...
+    def get(self, job_id: str, *, consistent: bool = True) -> Optional[Job]:
+        """The job, or None. `consistent=False` allows an eventually consistent (cheaper) read,
+        for status polling only; the worker and every read before a write stay consistent."""
 
     def get_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
         """Jobs by id; ids that do not exist are absent from the result."""

@@ -102,6 +102,9 @@ def main() -> None:
             f"curl -s -X POST $JOBPIPE_API_URL/jobs -H \"Authorization: Bearer $JOBPIPE_TOKEN\" "
             f"-H 'Content-Type: application/json' "
             f"-d '{{\"type\": \"demo.steps\", \"payload\": {{\"steps\": 10, \"step_ms\": 300}}}}'\n\n"
+            "# or with the CLI (`source .venv/bin/activate` puts `jobpipe` on the PATH):\n"
+            "jobpipe submit demo.steps --payload '{\"steps\": 10, \"step_ms\": 300}' --watch\n"
+            "jobpipe list\n\n"
             "Showing function logs; Ctrl-C stops everything.\n",
             flush=True,
         )

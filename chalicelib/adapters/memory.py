@@ -34,7 +34,7 @@ class InMemoryJobStore:
         with self._lock:
             self._jobs.pop(job_id, None)
 
-    def get(self, job_id: str) -> Optional[Job]:
+    def get(self, job_id: str, *, consistent: bool = True) -> Optional[Job]:
         job = self._jobs.get(job_id)
         return job.model_copy(deep=True) if job else None
 

@@ -99,9 +99,11 @@ def endpoint(
     auth_secret: Callable[[], str],
     max_body_bytes: Callable[[], int],
     auth: bool = True,
+    internal_error: Callable[[Exception], Response] = lambda exc: internal_error_response(),
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register `view(call, **uri_params)` as a route. The view returns (body, status) or a
-    Response; JobpipeError becomes the mapped 4xx/5xx, anything else a logged 500."""
+    Response; JobpipeError becomes the mapped 4xx/5xx, anything else a logged 500 shaped by
+    `internal_error(exc)` (compatibility routes answer in their clients' error format)."""
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         @blueprint.route(path, methods=methods, content_types=CONTENT_TYPES)
@@ -117,9 +119,9 @@ def endpoint(
                 if exc.code in ("store_unavailable", "queue_unavailable"):
                     logger.exception("dependency failure", extra={"path": path})
                 return error_response(exc)
-            except Exception:
+            except Exception as exc:
                 logger.exception("unhandled error", extra={"path": path})
-                return internal_error_response()
+                return internal_error(exc)
             if isinstance(outcome, Response):
                 return outcome
             body, status = outcome if isinstance(outcome, tuple) else (outcome, 200)

@@ -5,11 +5,13 @@ from typing import Any
 
 from chalice import Blueprint
 
+from chalicelib.api.etag import conditional_response, job_etag
 from chalicelib.api.http import Call, endpoint, validate
-from chalicelib.api.job_ids import extract_job_ids, is_plausible_job_id
-from chalicelib.api.requests import MAX_BATCH_IDS, ListJobsQuery, SubmitJobRequest
+from chalicelib.api.job_ids import is_plausible_job_id
+from chalicelib.api.job_reads import batch_job_ids, not_found, visible_jobs
+from chalicelib.api.requests import ListJobsQuery, SubmitJobRequest
 from chalicelib.composition import container
-from chalicelib.domain.errors import InvalidRequestError, JobNotFoundError
+from chalicelib.domain.errors import JobNotFoundError
 from chalicelib.observability import count
 from chalicelib.ports import JobQuery
 
@@ -25,10 +27,6 @@ def route(path: str, *, methods: list[str], auth: bool = True):
         auth_secret=lambda: container().settings.auth_secret,
         max_body_bytes=lambda: container().settings.max_body_bytes,
     )
-
-
-def not_found(job_id: str) -> dict[str, str]:
-    return {"id": job_id, "status": "not_found"}
 
 
 def _job_id(job_id: str) -> str:
@@ -98,26 +96,19 @@ def list_jobs(call: Call) -> Any:
 
 @route("/jobs/status", methods=["POST"])
 def job_status_batch(call: Call) -> Any:
-    ids = extract_job_ids(call.raw_body, call.request.query_params)
-    if not ids:
-        raise InvalidRequestError('no job ids given; send {"job_ids": ["..."]}')
-    if len(ids) > MAX_BATCH_IDS:
-        raise InvalidRequestError(
-            f"{len(ids)} job ids given; at most {MAX_BATCH_IDS} per request",
-            details={"limit": MAX_BATCH_IDS},
-        )
-    found = container().store.get_many([i for i in ids if is_plausible_job_id(i)])
-    jobs = {}
-    for job_id in ids:
-        job = found.get(job_id)
-        visible = job is not None and job.tenant == call.user.tenant
-        jobs[job_id] = job.public() if visible else not_found(job_id)
-    return {"jobs": jobs, "job_ids": ids}
+    ids = batch_job_ids(call)
+    pairs = visible_jobs(call.user.tenant, ids)
+    body = {
+        "jobs": {job_id: job.public() if job else not_found(job_id) for job_id, job in pairs},
+        "job_ids": ids,
+    }
+    return conditional_response(call.header("if-none-match"), job_etag("jobs.status", pairs), body)
 
 
 @route("/jobs/{job_id}", methods=["GET"])
 def get_job(call: Call, job_id: str) -> Any:
-    return container().lifecycle.get(call.user.tenant, _job_id(job_id)).public()
+    job = container().lifecycle.get(call.user.tenant, _job_id(job_id), consistent=False)
+    return conditional_response(call.header("if-none-match"), job_etag("job", [(job.id, job)]), job.public())
 
 
 @route("/jobs/{job_id}", methods=["DELETE"])

@@ -1,0 +1,72 @@
+"""Polling routes compatible with rq-engine (`/api/jobstatus`, `/api/jobinfo`), so its clients
+poll jobpipe unchanged. Same auth and tenant isolation as the rest of the API; an unknown or
+foreign id is `{"id", "status": "not_found"}`; every answer carries an ETag."""
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+from chalice import Blueprint, Response
+
+from chalicelib.api.errors import json_response
+from chalicelib.api.etag import conditional_response, job_etag
+from chalicelib.api.http import Call, endpoint
+from chalicelib.api.job_reads import batch_job_ids, load_tree, not_found, visible_job, visible_jobs
+from chalicelib.api.rq_vocabulary import job_info, job_status
+from chalicelib.composition import container
+from chalicelib.domain.job import utcnow
+
+rq_api = Blueprint(__name__)
+
+
+def rq_internal_error(exc: Exception) -> Response:
+    """rq-engine's 500 shape. The trace holds the exception line only: frames stay in the logs,
+    since file paths and locals are not for API clients."""
+    lines = [line.rstrip("\n") for line in traceback.format_exception_only(type(exc), exc)]
+    return json_response({"Success": False, "Error": "internal error while reading jobs", "StackTrace": lines}, 500)
+
+
+def route(path: str, *, methods: list[str]):
+    return endpoint(
+        rq_api,
+        path,
+        methods=methods,
+        auth_secret=lambda: container().settings.auth_secret,
+        max_body_bytes=lambda: container().settings.max_body_bytes,
+        internal_error=rq_internal_error,
+    )
+
+
+def _one(call: Call, kind: str, job_id: str, describe) -> Response:
+    """One job with its descendants (a parent's status follows its children), tagged by the
+    versions of every job read."""
+    job = visible_job(call.user.tenant, job_id)
+    if job is None:
+        return conditional_response(call.header("if-none-match"), job_etag(kind, [(job_id, None)]), not_found(job_id))
+    tree = load_tree(call.user.tenant, [job]) if job.children else {}
+    members = [(job_id, job), *sorted(tree.items())]
+    return conditional_response(call.header("if-none-match"), job_etag(kind, members), describe(job, utcnow(), tree))
+
+
+@route("/api/jobstatus/{job_id}", methods=["GET"])
+def rq_job_status(call: Call, job_id: str) -> Any:
+    return _one(call, "rq.jobstatus", job_id, job_status)
+
+
+@route("/api/jobinfo/{job_id}", methods=["GET"])
+def rq_job_info(call: Call, job_id: str) -> Any:
+    return _one(call, "rq.jobinfo", job_id, job_info)
+
+
+@route("/api/jobinfo", methods=["POST"])
+def rq_job_info_batch(call: Call) -> Any:
+    ids = batch_job_ids(call)
+    pairs = visible_jobs(call.user.tenant, ids)
+    tree = load_tree(call.user.tenant, [job for _, job in pairs if job is not None])
+    now = utcnow()
+    body = {
+        "jobs": {job_id: job_info(job, now, tree) if job else not_found(job_id) for job_id, job in pairs},
+        "job_ids": ids,
+    }
+    tagged = [*pairs, *sorted(tree.items())]
+    return conditional_response(call.header("if-none-match"), job_etag("rq.jobinfo.batch", tagged), body)

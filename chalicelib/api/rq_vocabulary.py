@@ -1,0 +1,117 @@
+"""jobpipe jobs described in RQ's vocabulary, the shape rq-engine's polling clients parse.
+
+Status mapping (RQ has no "retrying"): an attempt that failed and waits for its redelivery is
+not executing, so it reads as `queued`, the state RQ gives a job waiting for a worker; it only
+becomes `failed` when no attempt is left, as an RQ job would.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Optional
+
+from chalicelib.domain.job import Job
+from chalicelib.domain.status import JobStatus
+
+RQ_STATUS: dict[JobStatus, str] = {
+    JobStatus.QUEUED: "queued",
+    JobStatus.RUNNING: "started",
+    JobStatus.RETRYING: "queued",
+    JobStatus.COMPLETED: "finished",
+    JobStatus.FAILED: "failed",
+    JobStatus.CANCELED: "canceled",
+}
+
+
+def _parse(moment: Optional[str]) -> Optional[datetime]:
+    return datetime.fromisoformat(moment.replace("Z", "+00:00")) if moment else None
+
+
+def elapsed_s(job: Job, now: datetime) -> Optional[float]:
+    """Seconds from the first attempt's start to the end (or to `now` while not ended)."""
+    started = _parse(job.started_at)
+    if started is None:
+        return None
+    ended = _parse(job.finished_at) or now
+    return round(max(0.0, (ended - started).total_seconds()), 3)
+
+
+def exc_info(job: Job) -> Optional[str]:
+    """RQ carries a traceback here; jobpipe's error is a stable code and a message."""
+    return f"{job.error.code}: {job.error.message}" if job.error is not None else None
+
+
+def description(job: Job) -> str:
+    """Like RQ's call description: the job type, with its scope as the argument when set."""
+    return f"{job.type}({job.scope})" if job.scope else job.type
+
+
+def children(job: Job) -> list[str]:
+    """Ids of the jobs this job spawned."""
+    return list(job.children)
+
+
+# A tree's status: the first of these any member has, in this order; all finished -> finished.
+_TREE_PRECEDENCE = ("failed", "started", "queued", "canceled")
+
+
+def tree_status(statuses: list[str]) -> str:
+    """Aggregate RQ statuses the way rq-engine does for a job and its children: any failed ->
+    failed, else any started -> started, else any queued -> queued, else any canceled ->
+    canceled, else (all finished) finished."""
+    for status in _TREE_PRECEDENCE:
+        if status in statuses:
+            return status
+    return "finished"
+
+
+def _status(job: Job, now: datetime, tree: dict[str, Job]) -> dict[str, Any]:
+    members = [job, *_descendants(job, tree)]
+    started = [m.started_at for m in members if m.started_at]
+    ended = [m.finished_at for m in members]
+    status = tree_status([RQ_STATUS[m.status] for m in members])
+    ended_at = max(ended) if all(ended) else None  # only once every member has ended
+    started_at = min(started) if started else None
+    elapsed = None
+    if started_at:
+        end = _parse(ended_at) or now
+        elapsed = round(max(0.0, (end - _parse(started_at)).total_seconds()), 3)
+    return {"id": job.id, "status": status, "started_at": started_at, "ended_at": ended_at, "elapsed_s": elapsed}
+
+
+def _descendants(job: Job, tree: dict[str, Job]) -> list[Job]:
+    found, stack, seen = [], list(job.children), {job.id}
+    while stack:
+        child_id = stack.pop(0)
+        child = tree.get(child_id)
+        if child is None or child_id in seen:
+            continue
+        seen.add(child_id)
+        found.append(child)
+        stack.extend(child.children)
+    return found
+
+
+def job_status(job: Job, now: datetime, tree: Optional[dict[str, Job]] = None) -> dict[str, Any]:
+    """`GET /api/jobstatus/{id}`: the light answer a poller checks for a terminal status. With
+    `tree` (the job's descendants by id) the status, times and elapsed cover the whole tree."""
+    return _status(job, now, tree or {})
+
+
+def job_info(job: Job, now: datetime, tree: Optional[dict[str, Job]] = None) -> dict[str, Any]:
+    """`GET /api/jobinfo/{id}`: the job's own status plus result, error, description, progress,
+    and its children as nested infos (as far as `tree` holds them)."""
+    tree = tree or {}
+    own = _status(job, now, {})
+    return {
+        **own,
+        "result": job.result,
+        "exc_info": exc_info(job),
+        "description": description(job),
+        "type": job.type,
+        "attempts": job.attempts,
+        "progress": job.progress.model_dump(mode="json"),
+        "children": [
+            job_info(tree[c], now, tree) if c in tree else {"id": c, "status": "not_found"}
+            for c in job.children
+        ],
+    }

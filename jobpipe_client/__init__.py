@@ -1,0 +1,14 @@
+"""A small client for the jobpipe API (requests only), with fallback URLs, and the `jobpipe` CLI."""
+from jobpipe_client.client import JobpipeClient
+from jobpipe_client.errors import JobpipeClientError, JobpipeError, JobpipeUnavailableError, WaitTimeoutError
+from jobpipe_client.polling import Backoff, is_final
+
+__all__ = [
+    "Backoff",
+    "JobpipeClient",
+    "JobpipeClientError",
+    "JobpipeError",
+    "JobpipeUnavailableError",
+    "WaitTimeoutError",
+    "is_final",
+]

@@ -1,0 +1,221 @@
+"""`jobpipe`: submit, inspect, list, cancel and watch jobs from a shell.
+
+Connection from flags or the environment: `--api-url` / JOBPIPE_API_URL, `--token` /
+JOBPIPE_TOKEN, `--fallback-url` (repeatable) / JOBPIPE_FALLBACK_URLS (comma-separated).
+
+Exit codes: 0 done (every watched job completed); 1 a watched job failed or was canceled;
+2 bad input (usage, payload, configuration, or the API refused the request, e.g. an unknown
+job); 3 no API URL answered; 4 a --timeout ran out; 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Mapping, NoReturn, Optional, Sequence, TextIO
+
+from rich.console import Console
+
+from jobpipe_client.client import JobpipeClient
+from jobpipe_client.errors import JobpipeClientError, JobpipeError, JobpipeUnavailableError, WaitTimeoutError
+from jobpipe_client.progress_view import ProgressBoard, exit_code, jobs_table
+
+EXIT_BAD_INPUT = 2
+EXIT_UNAVAILABLE = 3
+EXIT_TIMEOUT = 4
+EXIT_INTERRUPTED = 130
+STATUSES = ("queued", "running", "retrying", "completed", "failed", "canceled")
+
+
+class UsageError(Exception):
+    """Input the CLI refuses before calling the API."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (argparse prints the whole usage by default)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    connection = _Parser(add_help=False)
+    connection.add_argument("--api-url", default=argparse.SUPPRESS, help="API base URL (default: $JOBPIPE_API_URL)")
+    connection.add_argument("--token", default=argparse.SUPPRESS, help="bearer token (default: $JOBPIPE_TOKEN)")
+    connection.add_argument("--fallback-url", action="append", default=argparse.SUPPRESS,
+                            help="URL tried when the primary fails; repeatable (default: $JOBPIPE_FALLBACK_URLS)")
+    connection.add_argument("--request-timeout", type=float, default=argparse.SUPPRESS,
+                            help="seconds per HTTP request (default 10)")
+
+    parser = _Parser(prog="jobpipe", description="Submit and follow jobpipe jobs.", parents=[connection])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    submit = commands.add_parser("submit", parents=[connection], help="submit a job")
+    submit.add_argument("type", metavar="TYPE", help="job type, e.g. demo.steps")
+    submit.add_argument("--payload", default="{}", help="JSON object, or @file.json (default {})")
+    submit.add_argument("--priority", choices=("high", "normal", "low"))
+    submit.add_argument("--delay", type=int, default=0, metavar="SECONDS", help="start after SECONDS (0-900)")
+    submit.add_argument("--scope")
+    submit.add_argument("--idempotency-key")
+    submit.add_argument("--watch", action="store_true", help="follow the job until it ends")
+    submit.add_argument("--timeout", type=float, metavar="SECONDS", help="with --watch: give up after SECONDS")
+
+    status = commands.add_parser("status", parents=[connection], help="show jobs")
+    status.add_argument("ids", nargs="+", metavar="ID")
+    status.add_argument("--json", action="store_true", help="print the API's JSON")
+
+    listing = commands.add_parser("list", parents=[connection], help="list recent jobs, newest first")
+    listing.add_argument("--status", choices=STATUSES)
+    listing.add_argument("--type")
+    listing.add_argument("--limit", type=int, default=25, help="how many jobs (default 25)")
+    listing.add_argument("--json", action="store_true", help="print the API's JSON")
+
+    cancel = commands.add_parser("cancel", parents=[connection], help="cancel a job")
+    cancel.add_argument("id", metavar="ID")
+
+    watch = commands.add_parser("watch", parents=[connection], help="follow jobs until they end")
+    watch.add_argument("ids", nargs="+", metavar="ID")
+    watch.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after SECONDS")
+    return parser
+
+
+def client_from(args: argparse.Namespace, environ: Mapping[str, str]) -> JobpipeClient:
+    """The client the flags and environment describe; UsageError when something is missing."""
+    url = getattr(args, "api_url", None) or environ.get("JOBPIPE_API_URL", "")
+    token = getattr(args, "token", None) or environ.get("JOBPIPE_TOKEN", "")
+    fallbacks = getattr(args, "fallback_url", None) or environ.get("JOBPIPE_FALLBACK_URLS", "").split(",")
+    if not url.strip():
+        raise UsageError("no API URL: set JOBPIPE_API_URL or pass --api-url (`make run` prints it)")
+    if not token.strip():
+        raise UsageError("no token: set JOBPIPE_TOKEN or pass --token (`make run` prints one)")
+    for candidate in [url, *fallbacks]:
+        if candidate.strip() and not candidate.strip().startswith(("http://", "https://")):
+            raise UsageError(f"{candidate.strip()!r} is not an http(s) URL")
+    return JobpipeClient(url, token.strip(), [f for f in fallbacks if f.strip()],
+                         timeout=getattr(args, "request_timeout", 10.0))
+
+
+def parse_payload(text: str) -> dict[str, Any]:
+    """The --payload value (JSON, or @file holding JSON) as an object; UsageError otherwise."""
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            raise UsageError(f"cannot read payload file {text[1:]!r}: {exc.strerror}") from None
+    try:
+        payload = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"--payload is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise UsageError("--payload must be a JSON object, e.g. '{\"steps\": 10}'")
+    return payload
+
+
+class Commands:
+    def __init__(self, client: JobpipeClient, out: Console, err: TextIO) -> None:
+        self.client = client
+        self.out = out
+        self.err = err
+
+    def submit(self, args: argparse.Namespace) -> int:
+        payload = parse_payload(args.payload)
+        job = self.client.submit(args.type, payload, priority=args.priority, delay_seconds=args.delay,
+                                 scope=args.scope, idempotency_key=args.idempotency_key)
+        self.out.print(job["id"], highlight=False, soft_wrap=True)
+        return self._watch([job], args.timeout) if args.watch else 0
+
+    def status(self, args: argparse.Namespace) -> int:
+        jobs = self.client.status_many(args.ids)
+        found = [j for j in jobs.values() if j.get("status") != "not_found"]
+        if args.json:
+            print(json.dumps(found, indent=2), file=self.out.file)
+        elif found:
+            self.out.print(jobs_table(found))
+        return self._report_unknown(jobs)
+
+    def list(self, args: argparse.Namespace) -> int:
+        if args.limit < 1:
+            raise UsageError("--limit must be at least 1")
+        jobs = list(self.client.list(status=args.status, type=args.type, limit=args.limit))
+        if args.json:
+            print(json.dumps(jobs, indent=2), file=self.out.file)
+        elif jobs:
+            self.out.print(jobs_table(jobs))
+        else:
+            self.out.print("no jobs")
+        return 0
+
+    def cancel(self, args: argparse.Namespace) -> int:
+        job = self.client.cancel(args.id)
+        if job["status"] == "canceled":
+            self.out.print(f"{job['id']} canceled", highlight=False)
+        else:
+            self.out.print(f"{job['id']} cancel requested: it is {job['status']} and stops at its next check",
+                           highlight=False)
+        return 0
+
+    def watch(self, args: argparse.Namespace) -> int:
+        jobs = self.client.status_many(args.ids)
+        if self._report_unknown(jobs):
+            return EXIT_BAD_INPUT
+        return self._watch(list(jobs.values()), args.timeout)
+
+    def _watch(self, jobs: list[dict[str, Any]], timeout: Optional[float]) -> int:
+        board = ProgressBoard(self.out)
+        try:
+            with board:
+                final = self.client.wait_many(jobs, timeout=timeout, on_change=board.update)
+        finally:
+            board.summary()
+        return exit_code(final)
+
+    def _report_unknown(self, jobs: dict[str, dict[str, Any]]) -> int:
+        unknown = [i for i, j in jobs.items() if j.get("status") == "not_found"]
+        for job_id in unknown:
+            print(f"jobpipe: job {job_id} not found", file=self.err)
+        return EXIT_BAD_INPUT if unknown else 0
+
+
+def main(
+    argv: Optional[Sequence[str]] = None,
+    *,
+    environ: Optional[Mapping[str, str]] = None,
+    out: Optional[Console] = None,
+    err: Optional[TextIO] = None,
+    make_client: Callable[[argparse.Namespace, Mapping[str, str]], JobpipeClient] = client_from,
+) -> int:
+    """Run one command; returns the exit code. Every failure is one line on `err`."""
+    err = err or sys.stderr
+    args = build_parser().parse_args(argv)
+
+    def fail(code: int, message: str) -> int:
+        print(f"jobpipe: {message}", file=err)
+        return code
+
+    try:
+        client = make_client(args, os.environ if environ is None else environ)
+        commands = Commands(client, out or Console(), err)
+        return getattr(commands, args.command)(args)
+    except UsageError as exc:
+        return fail(EXIT_BAD_INPUT, str(exc))
+    except JobpipeClientError as exc:
+        return fail(EXIT_BAD_INPUT, f"refused: {exc.message} ({exc.code})")
+    except JobpipeUnavailableError as exc:
+        return fail(EXIT_UNAVAILABLE, str(exc))
+    except WaitTimeoutError as exc:
+        return fail(EXIT_TIMEOUT, str(exc))
+    except JobpipeError as exc:
+        return fail(EXIT_UNAVAILABLE, str(exc))
+    except KeyboardInterrupt:
+        return fail(EXIT_INTERRUPTED, "interrupted")
+
+
+def run() -> NoReturn:
+    """The console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,41 @@
+"""What the client raises: the API refused (4xx), no URL answered, or a wait ran out of time."""
+from __future__ import annotations
+
+from typing import Any
+
+from jobpipe_client.polling import is_final
+
+
+class JobpipeError(Exception):
+    """Base of every error the client raises."""
+
+
+class JobpipeClientError(JobpipeError):
+    """The API answered 4xx: a real answer about the request, never retried elsewhere."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(f"{message} ({code}, HTTP {status})")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+class JobpipeUnavailableError(JobpipeError):
+    """Every URL failed (connection error, timeout or 5xx). `failures` is [(url, reason)]."""
+
+    def __init__(self, failures: list[tuple[str, str]]) -> None:
+        tried = "; ".join(f"{url}: {reason}" for url, reason in failures)
+        super().__init__(f"the jobpipe API could not be reached ({tried})")
+        self.failures = failures
+
+
+class WaitTimeoutError(JobpipeError):
+    """A wait ended before the job(s) finished; `jobs` holds the last state seen, by id."""
+
+    def __init__(self, timeout_s: float, jobs: dict[str, dict[str, Any]]) -> None:
+        pending = [i for i, j in jobs.items() if not is_final(j)]
+        super().__init__(f"gave up after {timeout_s:g} s waiting for {', '.join(pending) or 'jobs'}")
+        self.timeout_s = timeout_s
+        self.jobs = jobs
+

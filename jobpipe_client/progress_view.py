@@ -1,0 +1,142 @@
+"""What `jobpipe watch` shows: a live progress bar per job on a terminal, a line per change
+otherwise (logs, pipes), and the exit code the jobs' final states make."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, ProgressBar, ProgressColumn, Task, TaskID, TextColumn
+from rich.table import Table
+from rich.text import Text
+
+STATUS_STYLES = {
+    "queued": "cyan",
+    "running": "blue",
+    "retrying": "yellow",
+    "completed": "green",
+    "failed": "red",
+    "canceled": "magenta",
+    "not_found": "red",
+}
+
+EXIT_OK = 0
+EXIT_JOB_FAILED = 1
+
+
+def exit_code(jobs: dict[str, dict[str, Any]]) -> int:
+    """0 when every job completed; EXIT_JOB_FAILED when any failed, was canceled or is unknown."""
+    return EXIT_OK if jobs and all(j.get("status") == "completed" for j in jobs.values()) else EXIT_JOB_FAILED
+
+
+def status_text(status: str) -> Text:
+    return Text(status, style=STATUS_STYLES.get(status, "white"))
+
+
+def progress_of(job: dict[str, Any]) -> dict[str, Any]:
+    return job.get("progress") or {}
+
+
+def detail(job: dict[str, Any]) -> str:
+    """`step: message`, or the error of a failed job, or "" when there is nothing to say."""
+    error = job.get("error")
+    if job.get("status") in ("failed", "retrying") and error:
+        return f"{error.get('code')}: {error.get('message')}"
+    progress = progress_of(job)
+    return ": ".join(p for p in (progress.get("step"), progress.get("message")) if p)
+
+
+def change_line(job: dict[str, Any]) -> str:
+    """One plain line for a job's new state (non-terminal output)."""
+    percent = float(progress_of(job).get("percent") or 0)
+    parts = [job["id"], job.get("type"), job.get("status"), f"{percent:.1f}%", detail(job)]
+    return " ".join(str(p) for p in parts if p)
+
+
+class _StatusColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return status_text(task.fields.get("status", ""))
+
+
+class _DetailColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text(task.fields.get("detail", ""), overflow="ellipsis", no_wrap=True)
+
+
+class _StatusBarColumn(BarColumn):
+    """A bar coloured by the job's status."""
+
+    def render(self, task: Task) -> ProgressBar:
+        colour = STATUS_STYLES.get(task.fields.get("status", ""), "white")
+        return ProgressBar(total=100, completed=max(0.0, task.completed), width=self.bar_width,
+                           complete_style=colour, finished_style=colour)
+
+
+class ProgressBoard:
+    """Shows jobs as they change. Use as a context manager around the wait; feed `update(job)`."""
+
+    def __init__(self, console: Optional[Console] = None) -> None:
+        self.console = console or Console()
+        self.live = self.console.is_terminal
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self._tasks: dict[str, TaskID] = {}
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            _StatusBarColumn(bar_width=30),
+            TextColumn("{task.percentage:>5.1f}%"),
+            _StatusColumn(),
+            _DetailColumn(),
+            console=self.console,
+            auto_refresh=self.live,
+            transient=False,
+        )
+
+    def __enter__(self) -> "ProgressBoard":
+        if self.live:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live:
+            self._progress.stop()
+
+    def update(self, job: dict[str, Any]) -> None:
+        self.jobs[job["id"]] = job
+        if not self.live:
+            self.console.print(Text(change_line(job)), soft_wrap=True)
+            return
+        fields = {"status": job.get("status", ""), "detail": detail(job)}
+        percent = float(progress_of(job).get("percent") or 0)
+        if job["id"] not in self._tasks:
+            label = f"{job['id'][:8]} {job.get('type', '')}".strip()
+            self._tasks[job["id"]] = self._progress.add_task(label, total=100, completed=percent, **fields)
+        else:
+            self._progress.update(self._tasks[job["id"]], completed=percent, **fields)
+
+    def summary(self) -> None:
+        """One line per job with its final status, and the error of those that failed."""
+        for job in self.jobs.values():
+            line = Text(f"{job['id']} ")
+            line.append_text(status_text(job.get("status", "")))
+            note = detail(job) if job.get("status") != "completed" else ""
+            if note:
+                line.append(f" {note}")
+            self.console.print(line, soft_wrap=True)
+
+
+def jobs_table(jobs: list[dict[str, Any]]) -> Table:
+    """`jobpipe status` / `jobpipe list`: one row per job."""
+    table = Table(box=None, pad_edge=False)
+    for column in ("id", "type", "status", "progress", "attempts", "created", "detail"):
+        table.add_column(column, no_wrap=column in ("id", "status"))
+    for job in jobs:
+        found = job.get("status") != "not_found"
+        table.add_row(
+            job["id"],
+            job.get("type", ""),
+            status_text(job.get("status", "")),
+            f"{float(progress_of(job).get('percent') or 0):.0f}%" if found else "",
+            f"{job.get('attempts', 0)}/{job.get('max_attempts', 0)}" if found else "",
+            job.get("created_at", "") or "",
+            detail(job),
+        )
+    return table

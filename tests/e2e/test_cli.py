@@ -1,0 +1,90 @@
+"""The installed `jobpipe` command, run as a user runs it, against the deployed stack."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scripts.emulator import free_port
+
+JOBPIPE = Path(sys.executable).parent / "jobpipe"
+
+
+def jobpipe(stack, *args, env=None, timeout=120):
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("JOBPIPE_", "AWS_"))}
+    environ.update({"JOBPIPE_API_URL": stack.api_url, "JOBPIPE_TOKEN": stack.token()})
+    environ.update(env or {})
+    return subprocess.run([str(JOBPIPE), *args], env=environ, capture_output=True, text=True, timeout=timeout)
+
+
+def test_the_command_is_installed_in_the_project_virtualenv():
+    assert JOBPIPE.exists(), "run `make venv`: it installs the jobpipe command"
+
+
+def test_submit_watch_follows_the_job_to_completed_and_exits_0(stack):
+    result = jobpipe(stack, "submit", "demo.steps", "--payload", '{"steps": 4, "step_ms": 100}', "--watch")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    job_id = lines[0]
+    assert lines[-1] == f"{job_id} completed"
+    assert any(line.startswith(f"{job_id} demo.steps completed 100.0%") for line in lines)
+    assert result.stderr == ""
+    assert stack.job(job_id)["status"] == "completed"
+
+
+def test_a_failing_job_exits_non_zero_with_its_error(stack):
+    payload = json.dumps({"steps": 2, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"})
+    result = jobpipe(stack, "submit", "demo.steps", "--payload", payload, "--watch")
+    assert result.returncode == 1
+    job_id = result.stdout.splitlines()[0]
+    assert result.stdout.splitlines()[-1] == f"{job_id} failed demo_failure: failing at step 1 of 2 as asked"
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["submit", "demo.steps", "--payload", "{steps: 3"], "--payload is not valid JSON"),
+        (["submit", "demo.steps", "--payload", '{"steps": -1, "step_ms": 0}'], "(invalid_payload)"),
+        (["submit", "no.such.type"], "(unknown_job_type)"),
+        (["status", "00000000-0000-0000-0000-000000000000"], "not found"),
+        (["cancel", "00000000-0000-0000-0000-000000000000"], "(job_not_found)"),
+        (["watch", "nope"], "job nope not found"),
+    ],
+)
+def test_bad_input_is_one_line_on_stderr_and_exit_2(stack, args, fragment):
+    result = jobpipe(stack, *args)
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1 and fragment in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_token_is_one_line_and_exit_2(stack):
+    result = jobpipe(stack, "list", env={"JOBPIPE_TOKEN": ""})
+    assert result.returncode == 2 and result.stderr.startswith("jobpipe: no token")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_status_list_and_cancel(stack):
+    submitted = jobpipe(stack, "submit", "demo.steps", "--payload", '{"steps": 1, "step_ms": 0}', "--delay", "600",
+                        "--scope", "cli-test")
+    job_id = submitted.stdout.strip()
+    status = jobpipe(stack, "status", job_id, "--json")
+    assert status.returncode == 0 and json.loads(status.stdout)[0]["scope"] == "cli-test"
+    canceled = jobpipe(stack, "cancel", job_id)
+    assert canceled.returncode == 0 and canceled.stdout.strip() == f"{job_id} canceled"
+    listed = jobpipe(stack, "list", "--status", "canceled", "--limit", "100", "--json")
+    assert job_id in [j["id"] for j in json.loads(listed.stdout)]
+    table = jobpipe(stack, "status", job_id)
+    assert job_id in table.stdout and "canceled" in table.stdout
+
+
+def test_the_cli_uses_a_fallback_url_when_the_primary_is_down(stack):
+    closed = f"http://127.0.0.1:{free_port()}"
+    down = jobpipe(stack, "list", "--limit", "1", env={"JOBPIPE_API_URL": closed})
+    assert down.returncode == 3 and "could not be reached" in down.stderr
+    result = jobpipe(stack, "list", "--limit", "1", "--json",
+                     env={"JOBPIPE_API_URL": closed, "JOBPIPE_FALLBACK_URLS": stack.api_url})
+    assert result.returncode == 0, result.stderr
+    assert isinstance(json.loads(result.stdout), list)

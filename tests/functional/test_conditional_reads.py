@@ -1,0 +1,117 @@
+"""Status reads carry ETags and answer 304 to a matching If-None-Match; polling reads are
+eventually consistent GetItems, one BatchGetItem per batch."""
+import json
+
+import pytest
+
+from chalicelib import composition
+from tests.functional.conftest import auth
+from tests.functional.test_api import post, run_worker, submit
+
+
+def read(client, method, path, body=None, tenant="acme", etag=None):
+    headers = auth(tenant, **({"If-None-Match": etag} if etag else {}))
+    if method == "GET":
+        return client.http.get(path, headers=headers)
+    return client.http.post(path, headers=headers, body=json.dumps(body))
+
+
+def reads(job_id):
+    return [
+        ("GET", f"/jobs/{job_id}", None),
+        ("POST", "/jobs/status", {"job_ids": [job_id, "missing"]}),
+        ("GET", f"/api/jobstatus/{job_id}", None),
+        ("GET", f"/api/jobinfo/{job_id}", None),
+        ("POST", "/api/jobinfo", [job_id, "missing"]),
+    ]
+
+
+def test_every_status_read_revalidates_to_304_until_the_job_changes(client, aws):
+    job = submit(client)
+    tags = {}
+    for method, path, body in reads(job["id"]):
+        first = read(client, method, path, body)
+        assert first.status_code == 200, path
+        tag = first.headers["ETag"]
+        assert first.headers["Cache-Control"] == "private, no-cache"
+        again = read(client, method, path, body, etag=tag)
+        assert again.status_code == 304 and again.body in (b"", ""), path
+        assert again.headers["ETag"] == tag
+        tags[path] = tag
+    assert len(set(tags.values())) == len(tags)  # each answer shape has its own tag
+    client.http.delete(f"/jobs/{job['id']}", headers=auth())
+    for method, path, body in reads(job["id"]):
+        changed = read(client, method, path, body, etag=tags[path])
+        assert changed.status_code == 200 and changed.headers["ETag"] != tags[path], path
+
+
+def test_progress_changes_the_tag(client, aws):
+    job = submit(client, {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0}})
+    tag = read(client, "GET", f"/jobs/{job['id']}").headers["ETag"]
+    run_worker(client, aws)
+    after = read(client, "GET", f"/jobs/{job['id']}", etag=tag)
+    assert after.status_code == 200 and after.json_body["status"] == "completed"
+
+
+def test_if_none_match_lists_star_and_strong_forms(client, aws):
+    job = submit(client)
+    path = f"/jobs/{job['id']}"
+    tag = read(client, "GET", path).headers["ETag"]
+    strong = tag[2:]
+    for header in (f'"nope", {tag}', strong, "*"):
+        assert read(client, "GET", path, etag=header).status_code == 304, header
+    assert read(client, "GET", path, etag='"nope"').status_code == 200
+
+
+def test_batch_tag_depends_on_the_ids_and_their_order(client, aws):
+    a, b = submit(client)["id"], submit(client)["id"]
+    ab = read(client, "POST", "/jobs/status", [a, b]).headers["ETag"]
+    ba = read(client, "POST", "/jobs/status", [b, a]).headers["ETag"]
+    assert ab != ba
+    assert read(client, "POST", "/jobs/status", [b, a], etag=ab).status_code == 200
+
+
+def test_foreign_job_tags_like_a_missing_one(client, aws):
+    job = submit(client)
+    foreign = read(client, "POST", "/jobs/status", [job["id"]], tenant="globex")
+    missing = read(client, "POST", "/jobs/status", [job["id"]], tenant="globex")
+    assert foreign.headers["ETag"] == missing.headers["ETag"]
+    own = read(client, "POST", "/jobs/status", [job["id"]], etag=foreign.headers["ETag"])
+    assert own.status_code == 200 and own.json_body["jobs"][job["id"]]["status"] == "queued"
+
+
+def test_a_404_carries_no_tag(client, aws):
+    response = read(client, "GET", "/jobs/00000000-0000-0000-0000-000000000000", etag="*")
+    assert response.status_code == 404 and "ETag" not in response.headers
+
+
+@pytest.fixture
+def dynamodb_calls(client, aws):
+    """Every DynamoDB call the API makes, with its parameters, as botocore sends it."""
+    calls = []
+    store = composition.container().store
+    store._ddb.meta.events.register(
+        "provide-client-params.dynamodb.*",
+        lambda params, model, **_: calls.append((model.name, dict(params))),
+    )
+    return calls
+
+
+def test_polling_reads_are_single_eventually_consistent_reads(client, aws, dynamodb_calls):
+    a, b = submit(client)["id"], submit(client)["id"]
+    for path in (f"/jobs/{a}", f"/api/jobstatus/{a}", f"/api/jobinfo/{a}"):
+        dynamodb_calls.clear()
+        read(client, "GET", path)
+        assert [(name, params.get("ConsistentRead")) for name, params in dynamodb_calls] == [("GetItem", False)], path
+    for path in ("/jobs/status", "/api/jobinfo"):
+        dynamodb_calls.clear()
+        read(client, "POST", path, [a, b, "missing"])
+        assert [name for name, _ in dynamodb_calls] == ["BatchGetItem"], path
+
+
+def test_cancel_still_reads_consistently(client, aws, dynamodb_calls):
+    job = submit(client)
+    dynamodb_calls.clear()
+    client.http.delete(f"/jobs/{job['id']}", headers=auth())
+    gets = [params for name, params in dynamodb_calls if name == "GetItem"]
+    assert gets and all(params["ConsistentRead"] is True for params in gets)

@@ -1,0 +1,127 @@
+"""rq-engine compatible polling routes, on the real DynamoDB adapter (moto)."""
+import json
+
+import pytest
+
+from tests.functional.conftest import auth, invoke_worker, receive_all, sqs_event
+from tests.functional.test_api import get, post, run_worker, submit
+
+STEPS = {"type": "demo.steps", "payload": {"steps": 3, "step_ms": 0}}
+
+
+def test_queued_job_reads_as_queued_with_no_times(client, aws):
+    job = submit(client)
+    response = get(client, f"/api/jobstatus/{job['id']}")
+    assert response.status_code == 200
+    assert response.json_body == {
+        "id": job["id"], "status": "queued", "started_at": None, "ended_at": None, "elapsed_s": None,
+    }
+    assert response.headers["ETag"].startswith('W/"')
+
+
+def test_finished_job_info_carries_result_progress_and_times(client, aws):
+    job = submit(client, dict(STEPS, scope="project-7"))
+    run_worker(client, aws)
+    info = get(client, f"/api/jobinfo/{job['id']}").json_body
+    native = get(client, f"/jobs/{job['id']}").json_body
+    assert info["id"] == job["id"] and info["status"] == "finished"
+    assert info["result"] == {"steps": 3, "attempt": 1} and info["exc_info"] is None
+    assert info["started_at"] == native["started_at"] and info["ended_at"] == native["finished_at"]
+    assert isinstance(info["elapsed_s"], float) and info["elapsed_s"] >= 0
+    assert info["description"] == "demo.steps(project-7)" and info["children"] == []
+    assert info["progress"] == native["progress"] and info["progress"]["percent"] == 100
+    status = get(client, f"/api/jobstatus/{job['id']}").json_body
+    assert status["status"] == "finished" and status["ended_at"] == info["ended_at"]
+    assert "result" not in status
+
+
+def test_failed_job_reports_its_error_as_exc_info(client, aws):
+    job = submit(client, {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"}})
+    run_worker(client, aws)
+    info = get(client, f"/api/jobinfo/{job['id']}").json_body
+    assert info["status"] == "failed" and info["ended_at"] and info["result"] is None
+    assert info["exc_info"] == "demo_failure: failing at step 1 of 2 as asked"
+
+
+def test_retrying_job_reads_as_queued(client, aws):
+    job = submit(client, {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0, "fail_at": 1}})
+    invoke_worker(client._app, sqs_event(receive_all(aws)))
+    assert get(client, f"/jobs/{job['id']}").json_body["status"] == "retrying"
+    status = get(client, f"/api/jobstatus/{job['id']}").json_body
+    assert status["status"] == "queued" and status["ended_at"] is None and status["started_at"]
+
+
+def test_canceled_job_reads_as_canceled(client, aws):
+    job = submit(client)
+    client.http.delete(f"/jobs/{job['id']}", headers=auth())
+    assert get(client, f"/api/jobinfo/{job['id']}").json_body["status"] == "canceled"
+
+
+@pytest.mark.parametrize("path", ["/api/jobstatus/{id}", "/api/jobinfo/{id}"])
+def test_unknown_implausible_and_foreign_ids_are_not_found(client, aws, path):
+    job = submit(client)
+    for job_id, tenant in ((job["id"], "globex"), ("00000000-0000-0000-0000-000000000000", "acme"), ("a" * 300, "acme")):
+        response = get(client, path.format(id=job_id), tenant=tenant)
+        assert response.status_code == 200
+        assert response.json_body == {"id": job_id, "status": "not_found"}
+
+
+@pytest.mark.parametrize("path", ["/api/jobstatus/x", "/api/jobinfo/x"])
+def test_rq_routes_need_a_token(client, path):
+    response = client.http.get(path)
+    assert response.status_code == 401 and response.json_body["error"]["code"] == "unauthorized"
+    batch = client.http.post("/api/jobinfo", body=json.dumps(["x"]))
+    assert batch.status_code == 401
+
+
+def test_batch_jobinfo_keeps_request_order_and_marks_missing(client, aws):
+    a, b = submit(client)["id"], submit(client)["id"]
+    foreign = submit(client, **{"Authorization": auth("globex")["Authorization"]})["id"]
+    body = post(client, "/api/jobinfo", {"job_ids": [b, "missing", a, b, foreign]}).json_body
+    assert body["job_ids"] == [b, "missing", a, foreign]
+    assert list(body["jobs"]) == [b, "missing", a, foreign]
+    assert body["jobs"][a]["status"] == "queued" and body["jobs"][a]["description"] == "demo.steps"
+    assert body["jobs"]["missing"] == {"id": "missing", "status": "not_found"}
+    assert body["jobs"][foreign] == {"id": foreign, "status": "not_found"}
+
+
+def test_batch_jobinfo_accepts_what_rq_clients_send(client, aws):
+    a, b = submit(client)["id"], submit(client)["id"]
+    for raw in (json.dumps([a, b]), json.dumps(f"{a}, {b}"), json.dumps({"jobs": [a, b]}), json.dumps({"x": a, "y": b})):
+        body = post(client, "/api/jobinfo", None, raw=raw).json_body
+        assert body["job_ids"] == [a, b], raw
+    from_query = client.http.post(f"/api/jobinfo?job_ids={a},{b}", headers=auth(), body="")
+    assert from_query.json_body["job_ids"] == [a, b]
+    form_body = client.http.post(f"/api/jobinfo?job_id={b}", headers=auth(), body="job_id=whatever")
+    assert form_body.json_body["job_ids"] == [b]
+
+
+@pytest.mark.parametrize(
+    "raw, code",
+    [("", "invalid_request"), ("[]", "invalid_request"), ("{not json", "invalid_json"),
+     (json.dumps([f"id-{i}" for i in range(101)]), "invalid_request")],
+)
+def test_batch_jobinfo_refuses_bad_requests_clearly(client, aws, raw, code):
+    response = post(client, "/api/jobinfo", None, raw=raw)
+    assert response.status_code == 400 and response.json_body["error"]["code"] == code
+    assert response.json_body["error"]["message"]
+
+
+def test_unexpected_error_answers_rq_engine_500_shape(client, aws):
+    """A record the code cannot read (here a status no version of jobpipe writes) is an internal
+    error, answered in the shape rq-engine's clients expect."""
+    job = submit(client)
+    aws["ddb"].update_item(
+        TableName="jobs",
+        Key={"pk": {"S": f"JOB#{job['id']}"}, "sk": {"S": "JOB"}},
+        UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":s": {"S": "mangled"}},
+    )
+    for response in (get(client, f"/api/jobinfo/{job['id']}"), post(client, "/api/jobinfo", [job["id"]])):
+        assert response.status_code == 500
+        body = response.json_body
+        assert body["Success"] is False and body["Error"]
+        assert isinstance(body["StackTrace"], list) and "ValidationError" in body["StackTrace"][0]
+    native = get(client, f"/jobs/{job['id']}")
+    assert native.status_code == 500 and native.json_body["error"]["code"] == "internal_error"

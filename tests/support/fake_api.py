@@ -1,0 +1,146 @@
+"""An in-memory stand-in for the jobpipe API behind a requests-compatible session, so the
+client's logic (fallback, paging, waiting, ETags) is unit-tested without sockets.
+
+Each base URL is a `Server`: the in-memory API, or one that fails (connection refused,
+timeout, a status code). Jobs change state by script: each read of a job takes the next
+state from its script, so a test says exactly what a poller sees."""
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from typing import Any, Callable, Optional
+from urllib.parse import urlsplit
+
+import requests
+from requests.structures import CaseInsensitiveDict
+
+
+def make_response(method: str, url: str, status: int, body: Any = None, headers: Optional[dict] = None) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response.url = url
+    response.reason = {200: "OK", 202: "Accepted", 304: "Not Modified", 404: "Not Found"}.get(status, "")
+    response.headers = CaseInsensitiveDict(headers or {})
+    response._content = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    response.request = requests.Request(method, url).prepare()
+    return response
+
+
+def failing(kind: str) -> Callable[..., requests.Response]:
+    """A server that is down: 'refused', 'timeout', or an HTTP status such as '503'."""
+
+    def answer(method: str, url: str, **kwargs: Any) -> requests.Response:
+        if kind == "refused":
+            raise requests.ConnectionError(f"connection refused: {url}")
+        if kind == "timeout":
+            raise requests.ReadTimeout(f"read timed out: {url}")
+        return make_response(method, url, int(kind), {"error": {"code": "store_unavailable", "message": "down"}})
+
+    return answer
+
+
+class FakeApi:
+    """The subset of the API the client uses, with the real answer shapes and ETag rules."""
+
+    def __init__(self, tenant: str = "acme") -> None:
+        self.tenant = tenant
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.scripts: dict[str, list[dict[str, Any]]] = {}
+        self.requests: list[tuple[str, str, dict[str, Any]]] = []
+        self.not_modified = 0
+
+    def add(self, status: str = "queued", **fields: Any) -> dict[str, Any]:
+        job = {"id": str(uuid.uuid4()), "type": "demo.steps", "status": status, "version": 1,
+               "progress": {"percent": 0.0, "step": None, "message": None}, "attempts": 0,
+               "max_attempts": 3, "error": None, "created_at": "2026-01-01T00:00:00.000Z", **fields}
+        self.jobs[job["id"]] = job
+        return job
+
+    def script(self, job_id: str, *states: dict[str, Any]) -> None:
+        """Successive reads of `job_id` show these changes applied in turn (the last repeats)."""
+        self.scripts[job_id] = list(states)
+
+    def _read(self, job_id: str) -> Optional[dict[str, Any]]:
+        job = self.jobs.get(job_id)
+        if job is not None and self.scripts.get(job_id):
+            change = self.scripts[job_id].pop(0)
+            job.update(change)
+        return job
+
+    @staticmethod
+    def _tag(parts: list[str]) -> str:
+        return 'W/"' + hashlib.sha256("|".join(parts).encode()).hexdigest()[:16] + '"'
+
+    def _conditional(self, method: str, url: str, headers: dict, body: Any, tag: str) -> requests.Response:
+        if headers.get("If-None-Match") == tag:
+            self.not_modified += 1
+            return make_response(method, url, 304, None, {"ETag": tag})
+        return make_response(method, url, 200, body, {"ETag": tag})
+
+    def __call__(self, method: str, url: str, *, headers=None, json=None, params=None, **_: Any) -> requests.Response:
+        headers = dict(headers or {})
+        path = urlsplit(url).path
+        self.requests.append((method, path, {"headers": headers, "json": json, "params": params}))
+        parts = path.strip("/").split("/")
+        if method == "POST" and path == "/jobs":
+            job = self.add(type=json["type"], payload=json["payload"])
+            return make_response(method, url, 202, job)
+        if method == "POST" and path == "/jobs/status":
+            ids = json["job_ids"]
+            jobs = {i: (self._read(i) or {"id": i, "status": "not_found"}) for i in ids}
+            tag = self._tag([f"{i}:{jobs[i].get('version', '-')}" for i in ids])
+            return self._conditional(method, url, headers, {"jobs": jobs, "job_ids": ids}, tag)
+        if method == "GET" and path == "/jobs":
+            return self._page(method, url, params or {})
+        if len(parts) == 2 and parts[0] == "jobs":
+            job = self._read(parts[1])
+            if job is None:
+                return make_response(method, url, 404, {"error": {"code": "job_not_found", "message": f"job {parts[1]} not found"}})
+            if method == "DELETE":
+                job.update(status="canceled", version=job["version"] + 1)
+                return make_response(method, url, 202, job)
+            return self._conditional(method, url, headers, dict(job), self._tag([f"{job['id']}:{job['version']}"]))
+        return make_response(method, url, 403, {"message": "Missing Authentication Token"})
+
+    def _page(self, method: str, url: str, params: dict[str, Any]) -> requests.Response:
+        jobs = [j for j in reversed(list(self.jobs.values()))
+                if all(j.get(k) == params[k] for k in ("status", "type") if k in params)]
+        start = int(params.get("cursor") or 0)
+        limit = int(params.get("limit", 25))
+        page = jobs[start : start + limit]
+        cursor = str(start + limit) if start + limit < len(jobs) else None
+        return make_response(method, url, 200, {"jobs": page, "next_cursor": cursor})
+
+
+class FakeSession:
+    """requests.Session's `request` and `headers`, routed to a server per base URL."""
+
+    def __init__(self, servers: dict[str, Callable[..., requests.Response]]) -> None:
+        self.servers = servers
+        self.headers: dict[str, str] = {}
+        self.calls: list[tuple[str, str]] = []  # (base URL, method)
+
+    def request(self, method: str, url: str, *, timeout: float, **kwargs: Any) -> requests.Response:
+        assert timeout > 0
+        for base, server in self.servers.items():
+            if url.startswith(base + "/"):
+                self.calls.append((base, method))
+                return server(method, url, **kwargs)
+        raise AssertionError(f"no fake server for {url}")
+
+
+class FakeTime:
+    """A clock that only moves when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+

@@ -1,0 +1,189 @@
+"""The `jobpipe` CLI's commands, output and exit codes, over the in-memory API (no sockets)."""
+import io
+import json
+
+import pytest
+from rich.console import Console
+
+from jobpipe_client import Backoff, JobpipeClient
+from jobpipe_client.cli import build_parser, client_from, main, parse_payload, UsageError
+from tests.support.fake_api import FakeApi, FakeSession, FakeTime, failing
+
+URL = "http://api.test"
+ENV = {"JOBPIPE_API_URL": URL, "JOBPIPE_TOKEN": "tok"}
+
+
+class Run:
+    def __init__(self, code, out, err):
+        self.code, self.out, self.err = code, out, err
+
+    @property
+    def err_lines(self):
+        return self.err.splitlines()
+
+
+def run_cli(argv, api=None, server=None, environ=ENV):
+    api = api if api is not None else FakeApi()
+    time = FakeTime()
+
+    def make_client(args, env):
+        client_from(args, env)  # the real configuration checks
+        session = FakeSession({URL: server or api})
+        return JobpipeClient(URL, "tok", session=session, sleep=time.sleep, clock=time.clock,
+                             backoff=lambda: Backoff(initial_s=1, maximum_s=4))
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(argv, environ=environ, out=Console(file=out, width=200), err=err, make_client=make_client)
+    return Run(code, out.getvalue(), err.getvalue())
+
+
+def test_submit_prints_the_job_id():
+    api = FakeApi()
+    result = run_cli(["submit", "demo.steps", "--payload", '{"steps": 2, "step_ms": 0}'], api)
+    (job_id,) = api.jobs
+    assert result.code == 0 and result.out.strip() == job_id and result.err == ""
+    assert api.requests[0][2]["json"]["payload"] == {"steps": 2, "step_ms": 0}
+
+
+def test_submit_watch_exits_0_when_the_job_completes():
+    api = FakeApi()
+    original_add = api.add
+
+    def add_scripted(**fields):
+        job = original_add(**fields)
+        api.script(job["id"], {"status": "running", "version": 2, "progress": {"percent": 50.0, "step": "step 1/2", "message": "half way"}},
+                   {"status": "completed", "version": 3, "progress": {"percent": 100.0, "step": "completed", "message": None}})
+        return job
+
+    api.add = add_scripted
+    result = run_cli(["submit", "demo.steps", "--payload", "{}", "--watch"], api)
+    (job_id,) = api.jobs
+    assert result.code == 0, result.err
+    assert f"{job_id} demo.steps running 50.0% step 1/2: half way" in result.out
+    assert f"{job_id} completed" in result.out.splitlines()[-1]
+
+
+@pytest.mark.parametrize("final", [
+    {"status": "failed", "version": 2, "error": {"code": "demo_failure", "message": "failing at step 1"}},
+    {"status": "canceled", "version": 2},
+])
+def test_watch_exits_1_when_a_job_fails_or_is_canceled(final):
+    api = FakeApi()
+    good, bad = api.add(status="completed"), api.add(status="running")
+    api.script(bad["id"], final)
+    result = run_cli(["watch", good["id"], bad["id"]], api)
+    assert result.code == 1
+    summary = result.out.splitlines()[-2:]
+    assert summary[0] == f"{good['id']} completed"
+    assert summary[1].startswith(f"{bad['id']} {final['status']}")
+    if final["status"] == "failed":
+        assert summary[1].endswith("demo_failure: failing at step 1")
+
+
+def test_watch_of_an_unknown_job_is_one_line_and_exit_2():
+    api = FakeApi()
+    known = api.add(status="completed")
+    result = run_cli(["watch", known["id"], "nope"], api)
+    assert result.code == 2 and result.err_lines == ["jobpipe: job nope not found"]
+
+
+def test_watch_timeout_exits_4_after_showing_the_last_state():
+    api = FakeApi()
+    job = api.add(status="running")
+    result = run_cli(["watch", job["id"], "--timeout", "5"], api)
+    assert result.code == 4 and len(result.err_lines) == 1 and "gave up after 5 s" in result.err
+    assert f"{job['id']} running" in result.out
+
+
+@pytest.mark.parametrize(
+    "payload, fragment",
+    [("{oops", "--payload is not valid JSON"), ("[1, 2]", "must be a JSON object"), ("@/nonexistent/p.json", "cannot read payload file")],
+)
+def test_bad_payload_is_one_line_exit_2_and_sends_nothing(payload, fragment):
+    api = FakeApi()
+    result = run_cli(["submit", "demo.steps", "--payload", payload], api)
+    assert result.code == 2 and len(result.err_lines) == 1 and fragment in result.err
+    assert api.requests == [] and result.out == ""
+
+
+def test_payload_from_a_file(tmp_path):
+    path = tmp_path / "payload.json"
+    path.write_text('{"steps": 3}')
+    assert parse_payload(f"@{path}") == {"steps": 3}
+
+
+@pytest.mark.parametrize(
+    "environ, fragment",
+    [({}, "no API URL"), ({"JOBPIPE_API_URL": URL}, "no token"),
+     ({"JOBPIPE_API_URL": "ftp://x", "JOBPIPE_TOKEN": "t"}, "not an http(s) URL")],
+)
+def test_missing_configuration_is_one_line_exit_2(environ, fragment):
+    result = run_cli(["list"], environ=environ)
+    assert result.code == 2 and len(result.err_lines) == 1 and fragment in result.err
+
+
+def test_api_refusal_is_one_line_exit_2_with_the_code():
+    def refusing(method, url, **_):
+        from tests.support.fake_api import make_response
+
+        return make_response(method, url, 422, {"error": {"code": "invalid_payload", "message": "payload is not valid"}})
+
+    result = run_cli(["submit", "demo.steps"], server=refusing)
+    assert result.code == 2
+    assert result.err_lines == ["jobpipe: refused: payload is not valid (invalid_payload)"]
+
+
+def test_unreachable_api_is_one_line_exit_3():
+    result = run_cli(["status", "x"], server=failing("refused"))
+    assert result.code == 3 and len(result.err_lines) == 1 and "could not be reached" in result.err
+
+
+def test_status_shows_known_jobs_and_names_unknown_ones():
+    api = FakeApi()
+    job = api.add(status="running", progress={"percent": 40.0, "step": "load", "message": "rows"})
+    result = run_cli(["status", job["id"], "ghost"], api)
+    assert result.code == 2 and result.err_lines == ["jobpipe: job ghost not found"]
+    assert job["id"] in result.out and "40%" in result.out and "load: rows" in result.out
+    as_json = run_cli(["status", job["id"], "--json"], api)
+    assert as_json.code == 0 and json.loads(as_json.out)[0]["id"] == job["id"]
+
+
+def test_list_and_cancel():
+    api = FakeApi()
+    queued = api.add()
+    api.add(status="completed")
+    listing = run_cli(["list", "--status", "queued", "--json"], api)
+    assert [j["id"] for j in json.loads(listing.out)] == [queued["id"]]
+    table = run_cli(["list", "--limit", "5"], api)
+    assert table.code == 0 and queued["id"] in table.out and "completed" in table.out
+    canceled = run_cli(["cancel", queued["id"]], api)
+    assert canceled.code == 0 and canceled.out.strip() == f"{queued['id']} canceled"
+    assert run_cli(["list", "--limit", "0"], api).code == 2
+
+
+@pytest.mark.parametrize(
+    "argv", [[], ["submit"], ["frobnicate"], ["list", "--status", "bogus"], ["submit", "t", "--delay", "soon"]]
+)
+def test_usage_errors_are_one_line_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as raised:
+        main(argv, environ=ENV)
+    err = capsys.readouterr().err
+    assert raised.value.code == 2 and len(err.splitlines()) == 1 and "error:" in err
+
+
+def test_connection_flags_win_over_the_environment_and_work_before_or_after_the_command():
+    parser = build_parser()
+    for argv in (["--api-url", "http://flag.test", "list"], ["list", "--api-url", "http://flag.test"]):
+        args = parser.parse_args(argv + ["--fallback-url", "http://b.test", "--fallback-url", "http://c.test"])
+        client = client_from(args, {"JOBPIPE_API_URL": "http://env.test", "JOBPIPE_TOKEN": "t",
+                                    "JOBPIPE_FALLBACK_URLS": "http://x.test"})
+        assert client.transport.urls == ["http://flag.test", "http://b.test", "http://c.test"]
+    args = parser.parse_args(["list"])
+    client = client_from(args, {"JOBPIPE_API_URL": "http://env.test/", "JOBPIPE_TOKEN": "t",
+                                "JOBPIPE_FALLBACK_URLS": "http://a.test, ,http://b.test"})
+    assert client.transport.urls == ["http://env.test", "http://a.test", "http://b.test"]
+
+
+def test_payload_parsing_refuses_non_objects():
+    with pytest.raises(UsageError):
+        parse_payload('"text"')

@@ -1,0 +1,62 @@
+import pytest
+
+from chalicelib.api.etag import conditional_response, job_etag, matches
+from chalicelib.domain.job import Job
+
+
+def make_job(job_id="j1", version=1) -> Job:
+    return Job(id=job_id, type="demo.steps", tenant="acme", user="ann",
+               created_at="2026-01-01T00:00:00.000Z", version=version)
+
+
+def test_tag_is_weak_and_stable_for_the_same_versions():
+    tag = job_etag("job", [("j1", make_job())])
+    assert tag.startswith('W/"') and tag.endswith('"')
+    assert tag == job_etag("job", [("j1", make_job())])
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        ("job", [("j1", make_job(version=2))]),
+        ("rq.jobinfo", [("j1", make_job())]),
+        ("job", [("j1", None)]),
+        ("job", [("j1", make_job()), ("j2", None)]),
+    ],
+    ids=["new-version", "other-kind", "not-found", "more-ids"],
+)
+def test_tag_changes_with_version_kind_visibility_and_ids(other):
+    assert job_etag(*other) != job_etag("job", [("j1", make_job())])
+
+
+def test_tag_depends_on_order():
+    a, b = ("a", make_job("a")), ("b", make_job("b"))
+    assert job_etag("batch", [a, b]) != job_etag("batch", [b, a])
+
+
+@pytest.mark.parametrize(
+    "header, expected",
+    [
+        ('W/"abc"', True),
+        ('"abc"', True),
+        ('w/"abc"', True),
+        ('"x", W/"abc"', True),
+        ("*", True),
+        (' "x" ,  "abc" ', True),
+        ('"abcd"', False),
+        ('"x", "y"', False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_if_none_match_uses_weak_comparison(header, expected):
+    assert matches(header, 'W/"abc"') is expected
+
+
+def test_conditional_response_is_304_without_body_on_a_match():
+    hit = conditional_response('W/"abc"', 'W/"abc"', {"id": "j1"})
+    assert hit.status_code == 304 and hit.body == ""
+    assert hit.headers["ETag"] == 'W/"abc"'
+    miss = conditional_response('W/"old"', 'W/"abc"', {"id": "j1"})
+    assert miss.status_code == 200 and miss.body == {"id": "j1"}
+    assert miss.headers["ETag"] == 'W/"abc"' and miss.headers["Cache-Control"] == "private, no-cache"

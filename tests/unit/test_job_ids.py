@@ -1,0 +1,104 @@
+"""The one job-id parser behind every batch endpoint: each form polling clients send."""
+import json
+
+import pytest
+
+from chalicelib.api.errors import InvalidJsonError
+from chalicelib.api.job_ids import extract_job_ids, is_plausible_job_id, normalize_job_ids
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ({"job_ids": ["a", "b"]}, ["a", "b"]),
+        ({"jobs": ["a", "b"]}, ["a", "b"]),
+        ({"ids": ["a", "b"]}, ["a", "b"]),
+        (["a", "b"], ["a", "b"]),
+        ("a", ["a"]),
+        ("a,b , c", ["a", "b", "c"]),
+        (["a,b", "c"], ["a", "b", "c"]),
+        ({"job_ids": "a,b"}, ["a", "b"]),
+        ({"first": "a", "second": ["b", "c"]}, ["a", "b", "c"]),
+        ([12, 7.0, 2.5], ["12", "7", "2.5"]),
+        (42, ["42"]),
+        ({"jobs": [{"id": "a"}, {"job_id": "b"}, {"id": ["c", "d"]}]}, ["a", "b", "c", "d"]),
+        ([["a", ["b"]], "c"], ["a", "b", "c"]),
+    ],
+    ids=[
+        "job_ids", "jobs", "ids", "bare-list", "string", "comma-separated-string",
+        "list-of-comma-strings", "comma-string-under-key", "dict-values", "numbers",
+        "single-number", "job-objects", "nested-lists",
+    ],
+)
+def test_accepted_body_forms(body, expected):
+    assert extract_job_ids(json.dumps(body)) == expected
+
+
+def test_ids_key_wins_over_other_values_and_keys_are_tried_in_order():
+    assert extract_job_ids(json.dumps({"other": "x", "jobs": ["a"]})) == ["a"]
+    assert extract_job_ids(json.dumps({"ids": ["c"], "job_ids": ["a"], "jobs": ["b"]})) == ["a"]
+    assert extract_job_ids(json.dumps({"jobs": ["b"], "ids": ["c"]})) == ["b"]
+
+
+def test_ids_are_trimmed_deduplicated_and_kept_in_request_order():
+    body = json.dumps([" b ", "a", "b", "\tc\n", "a,b", "", " , "])
+    assert extract_job_ids(body) == ["b", "a", "c"]
+
+
+@pytest.mark.parametrize("value", [None, True, False, [None, True], {"x": None}, "", " , ,"])
+def test_values_that_carry_no_id_are_dropped(value):
+    assert normalize_job_ids(value) == []
+
+
+def test_bytes_and_str_bodies_parse_alike():
+    assert extract_job_ids(b'["a", "b"]') == extract_job_ids('["a", "b"]') == ["a", "b"]
+    assert extract_job_ids('["caf\u00e9"]'.encode("utf-8")) == ["caf\u00e9"]
+
+
+@pytest.mark.parametrize("body", [None, b"", "", "   \n"])
+def test_empty_body_falls_back_to_query_arguments(body):
+    assert extract_job_ids(body, {"job_id": "a"}) == ["a"]
+    assert extract_job_ids(body, {"job_ids": "a,b"}) == ["a", "b"]
+    assert extract_job_ids(body, {"job_ids": "b", "job_id": "a,b"}) == ["b", "a"]
+    assert extract_job_ids(body, None) == []
+    assert extract_job_ids(body, {}) == []
+
+
+def test_body_that_is_not_json_falls_back_to_query_arguments():
+    assert extract_job_ids("job_id=x&y", {"job_id": "a"}) == ["a"]
+
+
+def test_body_that_is_not_json_without_query_ids_is_invalid_json():
+    with pytest.raises(InvalidJsonError) as raised:
+        extract_job_ids("{not json", {"other": "a"})
+    assert raised.value.code == "invalid_json"
+
+
+def test_json_body_without_ids_falls_back_to_query_arguments():
+    assert extract_job_ids("[]", {"job_id": "a"}) == ["a"]
+    assert extract_job_ids("{}", {"job_ids": "a"}) == ["a"]
+    assert extract_job_ids("null", {"job_ids": "a"}) == ["a"]
+
+
+def test_json_body_with_ids_wins_over_query_arguments():
+    assert extract_job_ids('["b"]', {"job_id": "a"}) == ["b"]
+
+
+def test_ids_key_present_but_empty_does_not_fall_through_to_other_values():
+    assert extract_job_ids(json.dumps({"job_ids": [], "other": "x"})) == []
+
+
+@pytest.mark.parametrize(
+    "job_id, plausible",
+    [
+        ("7d06c49d-ab2c-43df-bd96-b3f86caee3f5", True),
+        ("rq:job.1_2", True),
+        ("a" * 128, True),
+        ("a" * 129, False),
+        ("x' OR 1=1 --", False),
+        ("../etc", False),
+        ("", False),
+    ],
+)
+def test_plausible_ids(job_id, plausible):
+    assert is_plausible_job_id(job_id) is plausible

@@ -1,0 +1,115 @@
+from datetime import datetime, timezone
+
+import pytest
+
+from chalicelib.api.rq_vocabulary import RQ_STATUS, job_info, job_status
+from chalicelib.domain.job import Job, JobErrorInfo, Progress
+from chalicelib.domain.status import JobStatus
+
+NOW = datetime(2026, 1, 1, 12, 0, 10, 500_000, tzinfo=timezone.utc)
+
+
+def make_job(**fields) -> Job:
+    base = dict(id="j1", type="demo.steps", tenant="acme", user="ann", created_at="2026-01-01T11:59:00.000Z")
+    return Job(**{**base, **fields})
+
+
+@pytest.mark.parametrize(
+    "status, rq",
+    [
+        (JobStatus.QUEUED, "queued"),
+        (JobStatus.RUNNING, "started"),
+        (JobStatus.RETRYING, "queued"),
+        (JobStatus.COMPLETED, "finished"),
+        (JobStatus.FAILED, "failed"),
+        (JobStatus.CANCELED, "canceled"),
+    ],
+)
+def test_every_status_maps_into_rq_vocabulary(status, rq):
+    assert RQ_STATUS[status] == rq
+    assert job_status(make_job(status=status), NOW)["status"] == rq
+
+
+def test_the_mapping_covers_every_status():
+    assert set(RQ_STATUS) == set(JobStatus)
+
+
+def test_running_job_elapsed_counts_to_now():
+    job = make_job(status=JobStatus.RUNNING, started_at="2026-01-01T12:00:00.000Z")
+    assert job_status(job, NOW) == {
+        "id": "j1", "status": "started", "started_at": "2026-01-01T12:00:00.000Z",
+        "ended_at": None, "elapsed_s": 10.5,
+    }
+
+
+def test_finished_job_elapsed_counts_to_its_end():
+    job = make_job(
+        status=JobStatus.COMPLETED, started_at="2026-01-01T12:00:00.000Z",
+        finished_at="2026-01-01T12:00:02.250Z", result={"rows": 3},
+        progress=Progress(percent=100, step="done", message="all rows"),
+    )
+    info = job_info(job, NOW)
+    assert info["elapsed_s"] == 2.25 and info["ended_at"] == "2026-01-01T12:00:02.250Z"
+    assert info["result"] == {"rows": 3} and info["exc_info"] is None
+    assert info["progress"] == {"percent": 100.0, "step": "done", "message": "all rows", "details": None, "updated_at": None}
+
+
+def test_job_never_started_has_no_elapsed_time():
+    assert job_status(make_job(), NOW)["elapsed_s"] is None
+
+
+def test_error_becomes_exc_info_and_scope_the_description_argument():
+    job = make_job(
+        status=JobStatus.FAILED, scope="project-7",
+        error=JobErrorInfo(code="timeout", message="attempt 2 ran past 3 s"),
+    )
+    info = job_info(job, NOW)
+    assert info["exc_info"] == "timeout: attempt 2 ran past 3 s"
+    assert info["description"] == "demo.steps(project-7)"
+    assert job_info(make_job(), NOW)["description"] == "demo.steps"
+
+
+def test_children_is_an_empty_list_while_jobs_have_none():
+    assert job_info(make_job(), NOW)["children"] == []
+
+
+@pytest.mark.parametrize(
+    "statuses, expected",
+    [
+        (["finished", "finished"], "finished"),
+        (["finished", "failed", "started"], "failed"),
+        (["finished", "started", "queued"], "started"),
+        (["finished", "queued"], "queued"),
+        (["finished", "canceled"], "canceled"),
+    ],
+)
+def test_tree_status_follows_rq_engine(statuses, expected):
+    from chalicelib.api.rq_vocabulary import tree_status
+
+    assert tree_status(statuses) == expected
+
+
+def test_parent_status_and_end_follow_its_children():
+    from datetime import datetime, timezone
+
+    from chalicelib.api.rq_vocabulary import job_info, job_status
+    from chalicelib.domain.job import Job
+    from chalicelib.domain.status import JobStatus
+
+    def make(job_id, status, started, finished, children=()):
+        return Job(id=job_id, type="demo.steps", tenant="t", user="u", created_at="2026-01-01T00:00:00.000Z",
+                   status=status, started_at=started, finished_at=finished, children=list(children))
+
+    parent = make("p", JobStatus.COMPLETED, "2026-01-01T00:00:01.000Z", "2026-01-01T00:00:02.000Z", ["a", "b"])
+    done = make("a", JobStatus.COMPLETED, "2026-01-01T00:00:02.000Z", "2026-01-01T00:00:05.000Z")
+    running = make("b", JobStatus.RUNNING, "2026-01-01T00:00:02.000Z", None)
+    now = datetime(2026, 1, 1, 0, 0, 10, tzinfo=timezone.utc)
+    tree = {"a": done, "b": running}
+    status = job_status(parent, now, tree)
+    assert status["status"] == "started" and status["ended_at"] is None and status["elapsed_s"] == 9
+    finished = {"a": done, "b": make("b", JobStatus.COMPLETED, "2026-01-01T00:00:02.000Z", "2026-01-01T00:00:07.000Z")}
+    status = job_status(parent, now, finished)
+    assert status["status"] == "finished" and status["ended_at"] == "2026-01-01T00:00:07.000Z"
+    info = job_info(parent, now, tree)
+    assert info["status"] == "finished" and [c["id"] for c in info["children"]] == ["a", "b"]
+    assert info["children"][1]["status"] == "started"
