@@ -1,13 +1,16 @@
-"""jobpipe's Chalice app: wiring only. Routes live in chalicelib.api, workers in chalicelib.worker."""
+"""jobpipe's Chalice app: wiring only. Routes live in chalicelib.api, workers in chalicelib.worker,
+the dashboard page in chalicelib.dashboard."""
 from chalice import Chalice
 
 from chalicelib.api.routes import api
+from chalicelib.dashboard import dashboard
 from chalicelib.observability import logger
 from chalicelib.worker.handlers import worker
 
 app = Chalice(app_name="jobpipe")
 app.register_blueprint(api)
 app.register_blueprint(worker)
+app.register_blueprint(dashboard)
 
 
 @app.middleware("all")
