@@ -7,7 +7,7 @@
   var STATUSES = ["queued", "running", "retrying", "completed", "failed", "canceled"];
   var TERMINAL = { completed: true, failed: true, canceled: true };
   var POLL_MIN_MS = 2000;      // while something changes
-  var POLL_MAX_MS = 15000;     // backed off to when nothing does
+  var POLL_MAX_MS = 10000;     // backed off to when nothing does
   var POLL_BACKOFF = 1.5;
   var LIST_REFRESH_MS = 10000; // new jobs submitted elsewhere show up within this
   var MAX_BATCH = 100;         // POST /jobs/status takes at most 100 ids
@@ -225,11 +225,24 @@
     this.type = el("div", "job-type");
     this.idCode = el("code", "job-id", shortId(id));
     this.idCode.title = id;
-    var details = el("details", "job-details");
-    details.appendChild(el("summary", null, "details"));
-    this.detailList = el("dl");
-    details.appendChild(this.detailList);
-    jobCell.append(this.type, this.idCode, details);
+    this.toggle = el("button", "details-toggle", "details");
+    this.toggle.type = "button";
+    this.toggle.setAttribute("aria-expanded", "false");
+    this.toggle.setAttribute("aria-controls", "detail-" + id);
+    this.toggle.setAttribute("aria-label", "Details of job " + shortId(id));
+    this.toggle.addEventListener("click", this.toggleDetails.bind(this));
+    jobCell.append(this.type, this.idCode, this.toggle);
+
+    // Details open in a full-width row under the job: its payload, result and every attempt.
+    this.detailTr = el("tr", "job-detail");
+    this.detailTr.id = "detail-" + id;
+    this.detailTr.hidden = true;
+    var detailCell = el("td");
+    detailCell.colSpan = 8;
+    this.detailList = el("dl", "facts");
+    this.runs = el("div", "runs");
+    detailCell.append(this.detailList, this.runs);
+    this.detailTr.appendChild(detailCell);
 
     var statusCell = el("td", "status-cell");
     this.badge = el("span", "badge");
@@ -311,14 +324,57 @@
       if (!this.note.textContent) this.note.textContent = "cancel requested";
     }
 
-    var facts = [["id", job.id], ["priority", job.priority], ["user", job.user]];
+    var facts = [["id", job.id], ["priority", job.priority], ["submitted by", job.user]];
     if (job.scope) facts.push(["scope", job.scope]);
-    facts.push(["payload", JSON.stringify(job.payload)]);
-    if (job.result !== null && job.result !== undefined) facts.push(["result", JSON.stringify(job.result)]);
+    facts.push(["payload", JSON.stringify(job.payload, null, 2)]);
+    if (job.result !== null && job.result !== undefined) facts.push(["result", JSON.stringify(job.result, null, 2)]);
     this.detailList.replaceChildren();
     for (var i = 0; i < facts.length; i++) {
-      this.detailList.append(el("dt", null, facts[i][0]), el("dd", null, facts[i][1]));
+      var value = el("dd");
+      value.appendChild(el(/^(payload|result)$/.test(facts[i][0]) ? "pre" : "code", null, facts[i][1]));
+      this.detailList.append(el("dt", null, facts[i][0]), value);
     }
+    if (!this.detailTr.hidden && status !== this.runsLoadedFor) this.loadRuns(status);
+  };
+
+  JobRow.prototype.toggleDetails = function () {
+    var open = this.detailTr.hidden;
+    this.detailTr.hidden = !open;
+    this.toggle.setAttribute("aria-expanded", String(open));
+    this.toggle.textContent = open ? "hide details" : "details";
+    if (open) this.loadRuns(this.tr.dataset.status);
+  };
+
+  // One GET per opening (and per status change while open): runs are not polled.
+  JobRow.prototype.loadRuns = function (status) {
+    var self = this;
+    this.runsLoadedFor = status;
+    api("GET", "jobs/" + encodeURIComponent(this.id) + "/runs").then(function (answer) {
+      var runs = answer.runs || [];
+      var table = el("table", "runs-table");
+      var head = el("tr");
+      ["attempt", "status", "started", "finished", "error"].forEach(function (h) {
+        var th = el("th", null, h);
+        th.scope = "col";
+        head.appendChild(th);
+      });
+      table.appendChild(head);
+      runs.forEach(function (run) {
+        var tr = el("tr");
+        var badge = el("span", "badge status-" + run.status, run.status);
+        var cells = [el("td", null, String(run.attempt)), el("td"), el("td", null, when(run.started_at)),
+          el("td", null, when(run.finished_at)),
+          el("td", null, run.error ? run.error.code + ": " + run.error.message : "")];
+        cells[1].appendChild(badge);
+        tr.append.apply(tr, cells);
+        table.appendChild(tr);
+      });
+      self.runs.replaceChildren(el("h3", null, runs.length ? "Attempts" : "No attempts yet"));
+      if (runs.length) self.runs.appendChild(table);
+    }, function (err) {
+      self.runsLoadedFor = null;
+      if (!handleError(err)) self.runs.replaceChildren(el("p", "error-message", "Could not load attempts: " + err.message));
+    });
   };
 
   JobRow.prototype.renderDuration = function (job) {
@@ -360,9 +416,13 @@
       return a.id < b.id ? 1 : -1;
     });
     // Move only rows out of place, so focus and open details survive a refresh.
-    jobs.forEach(function (job, i) {
-      var tr = state.rows.get(job.id).tr;
-      if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null);
+    var k = 0;
+    jobs.forEach(function (job) {
+      var view = state.rows.get(job.id);
+      [view.tr, view.detailTr].forEach(function (tr) {
+        if (body.children[k] !== tr) body.insertBefore(tr, body.children[k] || null);
+        k++;
+      });
     });
     $("jobs-empty").hidden = jobs.length > 0;
     renderSummary();
@@ -420,10 +480,9 @@
           state.cursor = page.next_cursor || null;
           more.hidden = !state.cursor;
         }
-        var fresh = page.jobs.filter(function (job) { return !state.jobs.has(job.id); }).length;
-        page.jobs.forEach(remember);
+        var changed = page.jobs.map(remember).some(Boolean); // new jobs, or known ones that moved on
         order();
-        if (fresh) schedulePoll(0); else ensurePolling();
+        if (changed) schedulePoll(0); else ensurePolling();
         scheduleRefresh();
         if (!state.jobTypes.length) loadJobTypes();
       },
@@ -471,7 +530,7 @@
   // ---------------------------------------------------------------- polling
 
   // Polls every unfinished job shown, in one POST /jobs/status (chunks of 100 only past that),
-  // every 2 s while something changes, backing off to 15 s while nothing does.
+  // every 2 s while something changes, backing off to 10 s while nothing does.
   function schedulePoll(delay) {
     if (!state.authorized) return;
     state.pollDelay = Math.max(POLL_MIN_MS, delay);
