@@ -5,7 +5,12 @@ EMU := .venv-emulator
 BIN := $(VENV)/bin
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: run test unit functional e2e package lint bench clean
+.PHONY: run test unit functional e2e package lint bench clean browser
+
+# The dashboard's browser tests drive Debian's Chromium through Playwright (pip), never a
+# browser Playwright downloads. Installed only when missing; a failed install fails the target.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 # The project itself is installed editable (no dependencies: requirements-dev.txt pins them)
 # for the `jobpipe` CLI; the venv's own setuptools builds it, so nothing is fetched for that.
@@ -24,6 +29,18 @@ $(EMU)/.installed: requirements-emulator.txt
 
 venv: $(VENV)/.installed $(EMU)/.installed
 
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the dashboard's browser tests"
+	@log=$$(mktemp); \
+	{ $(SUDO) apt-get update -qq -o DPkg::Lock::Timeout=300 && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 \
+	    --no-install-recommends chromium fonts-liberation; } >$$log 2>&1 \
+	  || { cat $$log >&2; rm -f $$log; echo "apt-get could not install chromium; the browser tests need $@" >&2; exit 1; }; \
+	rm -f $$log
+	@test -x $@ || { echo "apt-get did not install $@" >&2; exit 1; }
+
+browser: $(CHROMIUM)
+
 # The deployment artefacts: build/sam.json (Chalice's SAM template merged with infra/) and build/deployment.zip.
 package: $(VENV)/.installed
 	$(BIN)/python -m scripts.package build
@@ -37,10 +54,10 @@ unit: $(VENV)/.installed
 functional: $(VENV)/.installed
 	$(BIN)/python -m pytest tests/functional
 
-e2e: $(VENV)/.installed $(EMU)/.installed package
+e2e: $(VENV)/.installed $(EMU)/.installed $(CHROMIUM) package
 	$(BIN)/python -m pytest tests/e2e
 
-test: $(VENV)/.installed $(EMU)/.installed lint
+test: $(VENV)/.installed $(EMU)/.installed $(CHROMIUM) lint
 	$(BIN)/python -m pytest tests
 
 run: $(VENV)/.installed $(EMU)/.installed package

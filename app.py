@@ -1,9 +1,11 @@
-"""jobpipe's Chalice app: wiring only. Routes live in chalicelib.api, workers in chalicelib.worker."""
+"""jobpipe's Chalice app: wiring only. Routes live in chalicelib.api, workers in chalicelib.worker,
+the dashboard page in chalicelib.dashboard."""
 from chalice import Chalice
 
 from chalicelib.api.cache_routes import cache_api
 from chalicelib.api.routes import api
 from chalicelib.api.rq_compat import rq_api
+from chalicelib.dashboard import dashboard
 from chalicelib.events.handlers import events
 from chalicelib.observability import logger
 from chalicelib.worker.handlers import worker
@@ -14,6 +16,7 @@ app.register_blueprint(cache_api)
 app.register_blueprint(rq_api)
 app.register_blueprint(worker)
 app.register_blueprint(events)
+app.register_blueprint(dashboard)
 
 
 @app.middleware("all")

@@ -98,6 +98,7 @@ def main() -> None:
             f"\njobpipe is deployed as stack {STACK!r} on {os.environ['AWS_ENDPOINT_URL']}\n\n"
             f"export JOBPIPE_API_URL={api}\n"
             f"export JOBPIPE_TOKEN={token}\n\n"
+            f"dashboard: {api}/dashboard#token={token}\n\n"
             f"curl -s $JOBPIPE_API_URL/health\n"
             f"curl -s -X POST $JOBPIPE_API_URL/jobs -H \"Authorization: Bearer $JOBPIPE_TOKEN\" "
             f"-H 'Content-Type: application/json' "

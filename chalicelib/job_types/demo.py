@@ -11,7 +11,8 @@ from chalicelib.job_types import registry
 
 
 class StepsPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # The example is what the dashboard's submit form starts from.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"steps": 10, "step_ms": 500}]})
 
     steps: int = Field(ge=1, le=10_000, description="number of steps; progress is reported after each")
     step_ms: int = Field(ge=0, le=60_000, description="milliseconds each step takes")

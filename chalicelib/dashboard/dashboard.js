@@ -1,0 +1,789 @@
+// jobpipe dashboard: lists the tenant's jobs and keeps the unfinished ones live with one batch
+// status request per tick. Plain browser JavaScript, no build step, no external resources.
+(function () {
+  "use strict";
+
+  var TOKEN_KEY = "jobpipe.dashboard.token";
+  var STATUSES = ["queued", "running", "retrying", "completed", "failed", "canceled"];
+  var TERMINAL = { completed: true, failed: true, canceled: true };
+  var POLL_MIN_MS = 2000;      // while something changes
+  var POLL_MAX_MS = 10000;     // backed off to when nothing does
+  var POLL_BACKOFF = 1.5;
+  var LIST_REFRESH_MS = 10000; // new jobs submitted elsewhere show up within this
+  var MAX_BATCH = 100;         // POST /jobs/status takes at most 100 ids
+
+  // The page lives at <stage>/dashboard; the API routes are its siblings.
+  var API_BASE = location.origin + location.pathname.replace(/\/dashboard\/?$/, "/");
+
+  var $ = function (id) { return document.getElementById(id); };
+
+  var state = {
+    jobs: new Map(),   // id -> job, as last seen
+    rows: new Map(),   // id -> row view
+    cursor: null,      // next page of the current listing
+    filters: { status: "", type: "", limit: 25 },
+    jobTypes: [],
+    pollDelay: POLL_MIN_MS,
+    pollTimer: null,
+    polling: false,
+    refreshTimer: null,
+    listGeneration: 0, // a changed filter makes answers to older listings stale
+    authorized: false
+  };
+
+  // ---------------------------------------------------------------- token
+
+  function takeTokenFromFragment() {
+    var params = new URLSearchParams(location.hash.replace(/^#/, ""));
+    var token = params.get("token");
+    if (token === null) return;
+    params.delete("token");
+    var rest = params.toString();
+    // Drop the token from the address bar and history once it is in session storage.
+    history.replaceState(null, "", location.pathname + location.search + (rest ? "#" + rest : ""));
+    if (token.trim()) sessionStorage.setItem(TOKEN_KEY, token.trim());
+  }
+
+  function token() { return sessionStorage.getItem(TOKEN_KEY); }
+
+  function claims(jwt) {
+    try {
+      var part = jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      return JSON.parse(atob(part + "===".slice((part.length + 3) % 4)));
+    } catch (e) {
+      return null;
+    }
+  }
+
+  // ---------------------------------------------------------------- API
+
+  function ApiError(status, code, message, details) {
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+    this.message = message;
+    this.details = details;
+  }
+  ApiError.prototype = Object.create(Error.prototype);
+
+  function NetworkError(message) {
+    this.name = "NetworkError";
+    this.message = message;
+  }
+  NetworkError.prototype = Object.create(Error.prototype);
+
+  function api(method, path, body) {
+    var jwt = token();
+    if (!jwt) return Promise.reject(new ApiError(401, "unauthorized", "Paste a token to start."));
+    var init = {
+      method: method,
+      cache: "no-store",
+      credentials: "omit",
+      headers: { Authorization: "Bearer " + jwt, Accept: "application/json" }
+    };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    return fetch(API_BASE + path, init).then(
+      function (response) {
+        return response.text().then(function (text) {
+          var data = null;
+          try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
+          if (!response.ok) {
+            var error = (data && data.error) || {};
+            throw new ApiError(
+              response.status,
+              error.code || "http_" + response.status,
+              error.message || ("the API answered " + response.status + " " + response.statusText),
+              error.details
+            );
+          }
+          connected();
+          return data;
+        });
+      },
+      function (err) {
+        throw new NetworkError("Cannot reach the API (" + (err && err.message ? err.message : "network error") + ").");
+      }
+    );
+  }
+
+  // One place decides what an error means for the page; returns true when it was handled.
+  function handleError(err) {
+    if (err instanceof ApiError && err.status === 401) {
+      askForToken(err.code === "unauthorized" && token() ? "The API refused the token: " + err.message : err.message);
+      return true;
+    }
+    if (err instanceof NetworkError || (err instanceof ApiError && err.status >= 500)) {
+      showBanner(err.message + " Retrying automatically.");
+      setLive("offline", "offline, retrying");
+      return true;
+    }
+    return false;
+  }
+
+  function connected() {
+    hideBanner();
+    setLive("live", "live · updated " + clock(new Date()));
+  }
+
+  // ---------------------------------------------------------------- page chrome
+
+  function showBanner(text) { var b = $("banner"); b.textContent = text; b.hidden = false; }
+  function hideBanner() { var b = $("banner"); if (!b.hidden) { b.hidden = true; b.textContent = ""; } }
+
+  function setLive(kind, text) {
+    var live = $("live");
+    live.dataset.state = kind;
+    live.textContent = text;
+  }
+
+  function askForToken(reason) {
+    state.authorized = false;
+    stopTimers();
+    $("workspace").hidden = true;
+    $("identity").hidden = true;
+    $("forget-token").hidden = !token();
+    $("token-panel").hidden = false;
+    $("token-reason").textContent = reason || "";
+    setLive("idle", "not connected");
+    hideBanner();
+    $("token-input").focus();
+  }
+
+  function showWorkspace() {
+    state.authorized = true;
+    $("token-panel").hidden = true;
+    $("workspace").hidden = false;
+    $("forget-token").hidden = false;
+    var c = claims(token());
+    var identity = $("identity");
+    if (c && c.tenant) {
+      identity.textContent = "tenant " + c.tenant + (c.sub ? " · " + c.sub : "");
+      identity.hidden = false;
+    } else {
+      identity.hidden = true;
+    }
+  }
+
+  function stopTimers() {
+    clearTimeout(state.pollTimer);
+    clearTimeout(state.refreshTimer);
+    state.pollTimer = null;
+    state.refreshTimer = null;
+  }
+
+  // ---------------------------------------------------------------- formatting
+
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+
+  function clock(date) {
+    return pad(date.getHours()) + ":" + pad(date.getMinutes()) + ":" + pad(date.getSeconds());
+  }
+
+  function when(iso) {
+    if (!iso) return "";
+    var date = new Date(iso);
+    var today = new Date();
+    var sameDay = date.toDateString() === today.toDateString();
+    return (sameDay ? "" : date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate()) + " ") + clock(date);
+  }
+
+  function duration(ms) {
+    if (ms < 0) ms = 0;
+    var s = ms / 1000;
+    if (s < 60) return s.toFixed(1) + " s";
+    var m = Math.floor(s / 60);
+    if (m < 60) return m + " m " + pad(Math.floor(s % 60)) + " s";
+    return Math.floor(m / 60) + " h " + pad(m % 60) + " m";
+  }
+
+  function jobDuration(job) {
+    if (!job.started_at) return "";
+    var end = job.finished_at ? new Date(job.finished_at) : new Date();
+    return duration(end - new Date(job.started_at)) + (job.finished_at ? "" : " …");
+  }
+
+  function shortId(id) { return id.length > 8 ? id.slice(0, 8) : id; }
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  // ---------------------------------------------------------------- rows
+
+  function JobRow(id) {
+    this.id = id;
+    var tr = this.tr = el("tr", "job");
+    tr.dataset.jobId = id;
+
+    var jobCell = el("td", "job-cell");
+    this.type = el("div", "job-type");
+    this.idCode = el("code", "job-id", shortId(id));
+    this.idCode.title = id;
+    this.toggle = el("button", "details-toggle", "details");
+    this.toggle.type = "button";
+    this.toggle.setAttribute("aria-expanded", "false");
+    this.toggle.setAttribute("aria-controls", "detail-" + id);
+    this.toggle.setAttribute("aria-label", "Details of job " + shortId(id));
+    this.toggle.addEventListener("click", this.toggleDetails.bind(this));
+    jobCell.append(this.type, this.idCode, this.toggle);
+
+    // Details open in a full-width row under the job: its payload, result and every attempt.
+    this.detailTr = el("tr", "job-detail");
+    this.detailTr.id = "detail-" + id;
+    this.detailTr.hidden = true;
+    var detailCell = el("td");
+    detailCell.colSpan = 8;
+    this.detailList = el("dl", "facts");
+    this.runs = el("div", "runs");
+    detailCell.append(this.detailList, this.runs);
+    this.detailTr.appendChild(detailCell);
+
+    var statusCell = el("td", "status-cell");
+    this.badge = el("span", "badge");
+    this.note = el("div", "note");
+    this.note.setAttribute("role", "status");
+    statusCell.append(this.badge, this.note);
+
+    var progressCell = el("td", "progress-cell");
+    this.bar = el("div", "bar");
+    this.bar.setAttribute("role", "progressbar");
+    this.bar.setAttribute("aria-valuemin", "0");
+    this.bar.setAttribute("aria-valuemax", "100");
+    this.bar.setAttribute("aria-label", "Progress of job " + shortId(id));
+    this.fill = el("div", "fill");
+    this.bar.appendChild(this.fill);
+    var line = el("div", "progress-line");
+    this.percent = el("span", "percent");
+    this.step = el("span", "step");
+    line.append(this.percent, this.step);
+    this.message = el("div", "progress-message");
+    progressCell.append(this.bar, line, this.message);
+
+    this.attempts = el("td", "attempts");
+    this.times = el("td", "times");
+    this.duration = el("td", "duration");
+    this.error = el("td", "error-cell");
+
+    var actions = el("td", "actions");
+    this.cancel = el("button", "cancel", "Cancel");
+    this.cancel.type = "button";
+    this.cancel.setAttribute("aria-label", "Cancel job " + shortId(id));
+    this.cancel.addEventListener("click", cancelJob.bind(null, id));
+    actions.appendChild(this.cancel);
+
+    tr.append(jobCell, statusCell, progressCell, this.attempts, this.times, this.duration, this.error, actions);
+  }
+
+  JobRow.prototype.render = function (job) {
+    var status = job.status;
+    var percent = Math.max(0, Math.min(100, Number((job.progress && job.progress.percent) || 0)));
+    var step = (job.progress && job.progress.step) || "";
+    var message = (job.progress && job.progress.message) || "";
+
+    this.tr.dataset.status = status;
+    this.type.textContent = job.type;
+    this.badge.textContent = status;
+    this.badge.className = "badge status-" + status;
+
+    var value = String(Math.round(percent * 10) / 10);
+    if (this.bar.getAttribute("aria-valuenow") !== value) this.bar.setAttribute("aria-valuenow", value);
+    this.bar.setAttribute("aria-valuetext", Math.floor(percent) + "%" + (step ? ", " + step : ""));
+    this.bar.className = "bar status-" + status;
+    this.fill.style.width = percent + "%";
+    this.percent.textContent = Math.floor(percent) + "%";
+    this.step.textContent = step;
+    this.message.textContent = message;
+    this.message.title = message;
+
+    this.attempts.textContent = job.attempts + "/" + job.max_attempts;
+    this.attempts.title = job.attempts + " of at most " + job.max_attempts + " attempts";
+
+    this.times.replaceChildren(
+      timeLine("created", job.created_at),
+      timeLine("started", job.started_at),
+      timeLine("finished", job.finished_at)
+    );
+    this.renderDuration(job);
+
+    this.error.replaceChildren();
+    if (job.error) {
+      this.error.append(el("code", "error-code", job.error.code), el("span", "error-message", job.error.message));
+    }
+
+    var cancellable = !TERMINAL[status];
+    this.cancel.hidden = !cancellable;
+    if (!cancellable) this.cancel.disabled = false;
+    if (cancellable && job.cancel_requested) {
+      this.cancel.disabled = true;
+      if (!this.note.textContent) this.note.textContent = "cancel requested";
+    }
+
+    var facts = [["id", job.id], ["priority", job.priority], ["submitted by", job.user]];
+    if (job.scope) facts.push(["scope", job.scope]);
+    facts.push(["payload", JSON.stringify(job.payload, null, 2)]);
+    if (job.result !== null && job.result !== undefined) facts.push(["result", JSON.stringify(job.result, null, 2)]);
+    this.detailList.replaceChildren();
+    for (var i = 0; i < facts.length; i++) {
+      var value = el("dd");
+      value.appendChild(el(/^(payload|result)$/.test(facts[i][0]) ? "pre" : "code", null, facts[i][1]));
+      this.detailList.append(el("dt", null, facts[i][0]), value);
+    }
+    if (!this.detailTr.hidden && status !== this.runsLoadedFor) this.loadRuns(status);
+  };
+
+  JobRow.prototype.toggleDetails = function () {
+    var open = this.detailTr.hidden;
+    this.detailTr.hidden = !open;
+    this.toggle.setAttribute("aria-expanded", String(open));
+    this.toggle.textContent = open ? "hide details" : "details";
+    if (open) this.loadRuns(this.tr.dataset.status);
+  };
+
+  // One GET per opening (and per status change while open): runs are not polled.
+  JobRow.prototype.loadRuns = function (status) {
+    var self = this;
+    this.runsLoadedFor = status;
+    api("GET", "jobs/" + encodeURIComponent(this.id) + "/runs").then(function (answer) {
+      var runs = answer.runs || [];
+      var table = el("table", "runs-table");
+      var head = el("tr");
+      ["attempt", "status", "started", "finished", "error"].forEach(function (h) {
+        var th = el("th", null, h);
+        th.scope = "col";
+        head.appendChild(th);
+      });
+      table.appendChild(head);
+      runs.forEach(function (run) {
+        var tr = el("tr");
+        var badge = el("span", "badge status-" + run.status, run.status);
+        var cells = [el("td", null, String(run.attempt)), el("td"), el("td", null, when(run.started_at)),
+          el("td", null, when(run.finished_at)),
+          el("td", null, run.error ? run.error.code + ": " + run.error.message : "")];
+        cells[1].appendChild(badge);
+        tr.append.apply(tr, cells);
+        table.appendChild(tr);
+      });
+      self.runs.replaceChildren(el("h3", null, runs.length ? "Attempts" : "No attempts yet"));
+      if (runs.length) self.runs.appendChild(table);
+    }, function (err) {
+      self.runsLoadedFor = null;
+      if (!handleError(err)) self.runs.replaceChildren(el("p", "error-message", "Could not load attempts: " + err.message));
+    });
+  };
+
+  JobRow.prototype.renderDuration = function (job) {
+    this.duration.textContent = jobDuration(job);
+  };
+
+  function timeLine(label, iso) {
+    var line = el("div", "time-line");
+    if (!iso) return line;
+    var time = el("time", null, when(iso));
+    time.dateTime = iso;
+    time.title = iso;
+    line.append(el("span", "time-label", label + " "), time);
+    return line;
+  }
+
+  // ---------------------------------------------------------------- job state
+
+  // Keeps the newer of two views of a job (a list answer may be older than a poll answer).
+  function remember(job) {
+    var known = state.jobs.get(job.id);
+    if (known && known.version > job.version) return false;
+    var changed = !known || known.version !== job.version || known.status !== job.status;
+    state.jobs.set(job.id, job);
+    var row = state.rows.get(job.id);
+    if (!row) {
+      row = new JobRow(job.id);
+      state.rows.set(job.id, row);
+      changed = true;
+    }
+    if (changed) row.render(job);
+    return changed;
+  }
+
+  function order() {
+    var body = $("jobs-body");
+    var jobs = Array.from(state.jobs.values()).sort(function (a, b) {
+      if (a.created_at !== b.created_at) return a.created_at < b.created_at ? 1 : -1;
+      return a.id < b.id ? 1 : -1;
+    });
+    // Move only rows out of place, so focus and open details survive a refresh.
+    var k = 0;
+    jobs.forEach(function (job) {
+      var view = state.rows.get(job.id);
+      [view.tr, view.detailTr].forEach(function (tr) {
+        if (body.children[k] !== tr) body.insertBefore(tr, body.children[k] || null);
+        k++;
+      });
+    });
+    $("jobs-empty").hidden = jobs.length > 0;
+    renderSummary();
+  }
+
+  function renderSummary() {
+    var counts = {};
+    state.jobs.forEach(function (job) { counts[job.status] = (counts[job.status] || 0) + 1; });
+    var summary = $("summary");
+    summary.replaceChildren();
+    STATUSES.forEach(function (status) {
+      var item = el("li", "chip status-" + status);
+      item.append(el("span", "chip-count", String(counts[status] || 0)), el("span", "chip-label", status));
+      summary.appendChild(item);
+    });
+  }
+
+  function clearJobs() {
+    state.jobs.clear();
+    state.rows.clear();
+    state.cursor = null;
+    $("jobs-body").replaceChildren();
+  }
+
+  function unfinishedIds() {
+    var ids = [];
+    state.jobs.forEach(function (job) { if (!TERMINAL[job.status]) ids.push(job.id); });
+    return ids;
+  }
+
+  // ---------------------------------------------------------------- listing
+
+  function listPath(cursor) {
+    var params = new URLSearchParams();
+    params.set("limit", String(state.filters.limit));
+    if (state.filters.status) params.set("status", state.filters.status);
+    if (state.filters.type) params.set("type", state.filters.type);
+    if (cursor) params.set("cursor", cursor);
+    return "jobs?" + params.toString();
+  }
+
+  // First page of the current listing; merges into what is shown (keeps rows and open details).
+  function refreshList(reset) {
+    clearTimeout(state.refreshTimer);
+    var generation = reset ? ++state.listGeneration : state.listGeneration;
+    var more = $("load-more");
+    return api("GET", listPath(null)).then(
+      function (page) {
+        if (generation !== state.listGeneration) return;
+        if (reset) {
+          clearJobs();
+          state.cursor = page.next_cursor || null;
+          more.hidden = !state.cursor;
+        } else if (state.jobs.size === 0) {
+          state.cursor = page.next_cursor || null;
+          more.hidden = !state.cursor;
+        }
+        var changed = page.jobs.map(remember).some(Boolean); // new jobs, or known ones that moved on
+        order();
+        if (changed) schedulePoll(0); else ensurePolling();
+        scheduleRefresh();
+        if (!state.jobTypes.length) loadJobTypes();
+      },
+      function (err) {
+        if (generation !== state.listGeneration) return;
+        if (handleError(err)) {
+          if (state.authorized) scheduleRefresh();
+          return;
+        }
+        showBanner("Could not list jobs: " + err.message);
+      }
+    );
+  }
+
+  function scheduleRefresh() {
+    clearTimeout(state.refreshTimer);
+    if (!state.authorized) return;
+    state.refreshTimer = setTimeout(function () { refreshList(false); }, LIST_REFRESH_MS);
+  }
+
+  function loadMore() {
+    var more = $("load-more");
+    if (!state.cursor) return;
+    var generation = state.listGeneration;
+    more.disabled = true;
+    more.textContent = "Loading…";
+    api("GET", listPath(state.cursor)).then(
+      function (page) {
+        if (generation !== state.listGeneration) return;
+        page.jobs.forEach(remember);
+        state.cursor = page.next_cursor || null;
+        order();
+        schedulePoll(0);
+      },
+      function (err) {
+        if (!handleError(err)) showBanner("Could not load more jobs: " + err.message);
+      }
+    ).then(function () {
+      more.disabled = false;
+      more.textContent = "Load more";
+      more.hidden = !state.cursor;
+    });
+  }
+
+  // ---------------------------------------------------------------- polling
+
+  // Polls every unfinished job shown, in one POST /jobs/status (chunks of 100 only past that),
+  // every 2 s while something changes, backing off to 10 s while nothing does.
+  function schedulePoll(delay) {
+    if (!state.authorized) return;
+    state.pollDelay = Math.max(POLL_MIN_MS, delay);
+    if (state.polling) return; // the running poll schedules the next one
+    clearTimeout(state.pollTimer);
+    state.pollTimer = setTimeout(poll, state.pollDelay);
+  }
+
+  function ensurePolling() {
+    if (state.authorized && !state.polling && !state.pollTimer) state.pollTimer = setTimeout(poll, state.pollDelay);
+  }
+
+  function poll() {
+    state.pollTimer = null;
+    var ids = unfinishedIds();
+    if (!ids.length || !state.authorized) return; // nothing to watch until a new job shows up
+    state.polling = true;
+    var chunks = [];
+    for (var i = 0; i < ids.length; i += MAX_BATCH) chunks.push(ids.slice(i, i + MAX_BATCH));
+    Promise.all(chunks.map(function (chunk) { return api("POST", "jobs/status", { job_ids: chunk }); })).then(
+      function (answers) {
+        var changed = false;
+        answers.forEach(function (answer) {
+          answer.job_ids.forEach(function (id) {
+            var job = answer.jobs[id];
+            if (job && job.status !== "not_found" && remember(job)) changed = true;
+          });
+        });
+        if (changed) renderSummary();
+        state.pollDelay = changed ? POLL_MIN_MS : Math.min(POLL_MAX_MS, state.pollDelay * POLL_BACKOFF);
+      },
+      function (err) {
+        if (!handleError(err)) showBanner("Could not poll job status: " + err.message);
+        state.pollDelay = Math.min(POLL_MAX_MS, state.pollDelay * 2);
+      }
+    ).then(function () {
+      state.polling = false;
+      if (state.authorized) {
+        clearTimeout(state.pollTimer);
+        state.pollTimer = setTimeout(poll, state.pollDelay);
+      }
+    });
+  }
+
+  // Durations of running jobs tick between polls.
+  function tick() {
+    state.jobs.forEach(function (job) {
+      if (!TERMINAL[job.status] && job.started_at) state.rows.get(job.id).renderDuration(job);
+    });
+  }
+
+  // ---------------------------------------------------------------- actions
+
+  function cancelJob(id) {
+    var row = state.rows.get(id);
+    row.cancel.disabled = true;
+    row.note.textContent = "canceling…";
+    api("DELETE", "jobs/" + encodeURIComponent(id)).then(
+      function (job) {
+        row.note.textContent = job.status === "canceled" ? "canceled" : "cancel requested";
+        remember(job);
+        renderSummary();
+        schedulePoll(0);
+      },
+      function (err) {
+        if (err instanceof ApiError && (err.status === 409 || err.status === 404)) {
+          row.note.textContent = err.message;
+          // It finished (or went away) meanwhile: show its final state.
+          api("POST", "jobs/status", { job_ids: [id] }).then(function (answer) {
+            var job = answer.jobs[id];
+            if (job && job.status !== "not_found") { remember(job); renderSummary(); }
+          }, handleError);
+          return;
+        }
+        row.cancel.disabled = false;
+        row.note.textContent = "";
+        if (!handleError(err)) row.note.textContent = "cancel failed: " + err.message;
+      }
+    );
+  }
+
+  function exampleFor(schema) {
+    if (!schema) return {};
+    if (Array.isArray(schema.examples) && schema.examples.length) return schema.examples[0];
+    var example = {};
+    var props = schema.properties || {};
+    (schema.required || []).forEach(function (name) {
+      var p = props[name] || {};
+      if ("default" in p) example[name] = p["default"];
+      else if (p.type === "integer" || p.type === "number") example[name] = "minimum" in p ? p.minimum : 0;
+      else if (p.type === "boolean") example[name] = false;
+      else if (p.type === "array") example[name] = [];
+      else if (p.type === "object") example[name] = {};
+      else example[name] = "";
+    });
+    return example;
+  }
+
+  function describeFields(schema) {
+    var props = (schema && schema.properties) || {};
+    var required = (schema && schema.required) || [];
+    return Object.keys(props).map(function (name) {
+      var p = props[name];
+      var kind = p.type || (p.anyOf ? p.anyOf.map(function (a) { return a.type || a.enum; }).join("|") : p.enum ? p["enum"].join("|") : "");
+      return name + (required.indexOf(name) >= 0 ? "" : "?") + (kind ? " (" + kind + ")" : "") + (p.description ? ": " + p.description : "");
+    }).join(" · ");
+  }
+
+  var lastExample = "";
+
+  function selectJobType() {
+    var type = $("job-type").value;
+    var info = state.jobTypes.find(function (t) { return t.type === type; });
+    if (!info) return;
+    $("job-type-description").textContent = (info.description || "") +
+      " (at most " + info.max_attempts + " attempts, timeout " + info.timeout_s + " s)";
+    $("payload-help").textContent = describeFields(info.payload_schema);
+    var textarea = $("job-payload");
+    // Replace the payload only if the user has not written their own.
+    if (!textarea.value.trim() || textarea.value === lastExample) {
+      lastExample = JSON.stringify(exampleFor(info.payload_schema), null, 2);
+      textarea.value = lastExample;
+    }
+  }
+
+  function loadJobTypes() {
+    return api("GET", "job-types").then(function (answer) {
+      state.jobTypes = answer.job_types || [];
+      var select = $("job-type");
+      var filter = $("filter-type");
+      var chosen = select.value;
+      select.replaceChildren();
+      filter.replaceChildren(new Option("all", ""));
+      state.jobTypes.forEach(function (t) {
+        select.appendChild(new Option(t.type, t.type));
+        filter.appendChild(new Option(t.type, t.type));
+      });
+      filter.value = state.filters.type;
+      if (chosen) select.value = chosen;
+      selectJobType();
+    }, function (err) {
+      if (!handleError(err)) setFormStatus("error", "Could not load job types: " + err.message);
+    });
+  }
+
+  function setFormStatus(kind, text) {
+    var status = $("submit-status");
+    status.dataset.kind = kind;
+    status.textContent = text;
+  }
+
+  function submitJob(event) {
+    event.preventDefault();
+    var textarea = $("job-payload");
+    var payload;
+    try {
+      payload = textarea.value.trim() ? JSON.parse(textarea.value) : {};
+    } catch (e) {
+      textarea.setAttribute("aria-invalid", "true");
+      setFormStatus("error", "The payload is not valid JSON: " + e.message);
+      textarea.focus();
+      return;
+    }
+    if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
+      textarea.setAttribute("aria-invalid", "true");
+      setFormStatus("error", "The payload must be a JSON object.");
+      return;
+    }
+    textarea.removeAttribute("aria-invalid");
+    var body = { type: $("job-type").value, payload: payload };
+    if ($("job-priority").value) body.priority = $("job-priority").value;
+    var button = $("submit-button");
+    button.disabled = true;
+    setFormStatus("pending", "Submitting…");
+    api("POST", "jobs", body).then(
+      function (job) {
+        setFormStatus("ok", "Submitted " + job.type + " job " + job.id + ".");
+        $("submit-status").dataset.jobId = job.id;
+        remember(job);
+        order();
+        schedulePoll(0);
+      },
+      function (err) {
+        if (handleError(err)) {
+          setFormStatus("error", "Not submitted: " + err.message);
+          return;
+        }
+        var problems = Array.isArray(err.details)
+          ? err.details.map(function (d) {
+              return d && d.msg ? (d.loc || []).join(".") + ": " + d.msg : JSON.stringify(d);
+            }).join("; ")
+          : "";
+        if (err.code === "invalid_payload" || err.code === "invalid_request") textarea.setAttribute("aria-invalid", "true");
+        setFormStatus("error", err.message + (problems ? " — " + problems : "") + " (" + err.code + ")");
+      }
+    ).then(function () { button.disabled = false; });
+  }
+
+  function applyFilters() {
+    state.filters.status = $("filter-status").value;
+    state.filters.type = $("filter-type").value;
+    state.filters.limit = Number($("page-size").value) || 25;
+    refreshList(true);
+  }
+
+  // ---------------------------------------------------------------- start
+
+  function start() {
+    if (!token()) {
+      askForToken("Paste a token to see your jobs.");
+      return;
+    }
+    showWorkspace();
+    setLive("connecting", "connecting…");
+    loadJobTypes();
+    refreshList(true);
+  }
+
+  function init() {
+    takeTokenFromFragment();
+    window.addEventListener("hashchange", function () {
+      if (/(^|[#&])token=/.test(location.hash)) { takeTokenFromFragment(); start(); }
+    });
+    $("token-form").addEventListener("submit", function (event) {
+      event.preventDefault();
+      var input = $("token-input");
+      var value = input.value.trim().replace(/^Bearer\s+/i, "");
+      input.value = "";
+      if (!value) return;
+      sessionStorage.setItem(TOKEN_KEY, value);
+      start();
+    });
+    $("forget-token").addEventListener("click", function () {
+      sessionStorage.removeItem(TOKEN_KEY);
+      clearJobs();
+      askForToken("Token forgotten. Paste a token to continue.");
+    });
+    $("submit-form").addEventListener("submit", submitJob);
+    $("job-type").addEventListener("change", selectJobType);
+    $("filter-status").addEventListener("change", applyFilters);
+    $("filter-type").addEventListener("change", applyFilters);
+    $("page-size").addEventListener("change", applyFilters);
+    $("filters").addEventListener("submit", function (event) { event.preventDefault(); });
+    $("refresh").addEventListener("click", function () { loadJobTypes(); refreshList(true); });
+    $("load-more").addEventListener("click", loadMore);
+    // A tab in the background keeps its timers but polls no faster than needed.
+    document.addEventListener("visibilitychange", function () {
+      if (!document.hidden && state.authorized) { schedulePoll(0); refreshList(false); }
+    });
+    setInterval(tick, 1000);
+    renderSummary();
+    start();
+  }
+
+  init();
+})();
