@@ -12,7 +12,7 @@ from chalicelib.adapters.dynamodb_stream import job_change
 from chalicelib.composition import container
 from chalicelib.events.model import JobEvent
 from chalicelib.events.publishing import publish_changes
-from chalicelib.observability import logger
+from chalicelib.observability import logger, tracer
 from chalicelib.subscribers.idempotent import once_per_event
 
 events = Blueprint(__name__)
@@ -25,6 +25,7 @@ CACHE_INVALIDATION_QUEUE = "jobpipe-cache-invalidation"
 MAX_BACKOFF_S = 900
 
 
+@tracer.capture_method
 def publish_stream_batch(event: dict[str, Any]) -> dict[str, Any]:
     """Publish the status events of a batch of job writes. On failure, reports the first
     record not published so the stream is retried from it (ReportBatchItemFailures)."""

@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from chalice import Blueprint
 
 from chalicelib.composition import container
-from chalicelib.observability import logger
+from chalicelib.observability import logger, tracer
 from chalicelib.worker.runner import DeferredDelivery, parse_message
 
 worker = Blueprint(__name__)
@@ -30,6 +30,7 @@ class RecordRunner:
             return None
         return self._context.get_remaining_time_in_millis() / 1000
 
+    @tracer.capture_method
     def __call__(self, record: SQSRecord) -> None:
         message = parse_message(record.body)
         queue = container().queue
