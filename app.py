@@ -1,13 +1,21 @@
 """jobpipe's Chalice app: wiring only. Routes live in chalicelib.api, workers in chalicelib.worker."""
 from chalice import Chalice
 
+from chalicelib.api.artifacts import artifacts_api
+from chalicelib.api.maintenance import maintenance_api
 from chalicelib.api.routes import api
+from chalicelib.api.system import system_api
 from chalicelib.observability import logger
 from chalicelib.worker.handlers import worker
+from chalicelib.worker.stats_stream import stats_stream
 
 app = Chalice(app_name="jobpipe")
 app.register_blueprint(api)
+app.register_blueprint(artifacts_api)
+app.register_blueprint(maintenance_api)
+app.register_blueprint(system_api)
 app.register_blueprint(worker)
+app.register_blueprint(stats_stream)
 
 
 @app.middleware("all")

@@ -97,3 +97,27 @@ class FatalJobError(JobpipeError):
 
 class JobTimeoutError(RetryableJobError):
     code = "timeout"
+
+
+class ArtifactNotFoundError(JobpipeError):
+    code = "artifact_not_found"
+
+
+class InvalidArtifactError(JobpipeError):
+    """A handler wrote an artifact with a bad name or an unsupported value."""
+
+    code = "invalid_artifact"
+
+
+class BlobNotFoundError(JobpipeError):
+    """An object the record points at is gone (expired by the bucket's lifecycle rule)."""
+
+    code = "blob_not_found"
+
+
+class TaskNotFoundError(JobpipeError):
+    code = "task_not_found"
+
+
+class DeadLetterUnavailableError(JobpipeError):
+    code = "dlq_unavailable"

@@ -17,7 +17,7 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.job import Job, JobErrorInfo
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.lifecycle import LEASE_GRACE_S, ClaimOutcome, JobLifecycle
-from chalicelib.ports import JobMessage
+from chalicelib.ports import ArtifactStore, JobMessage
 from chalicelib.worker.context import JobContext
 from chalicelib.worker.timeout import run_with_timeout
 
@@ -56,8 +56,10 @@ class JobRunner:
         *,
         observe: Optional[Callable[[str, Job, dict[str, Any]], None]] = None,
         monotonic: Callable[[], float] = time.monotonic,
+        artifacts: Optional[ArtifactStore] = None,
     ) -> None:
         self.lifecycle = lifecycle
+        self.artifacts = artifacts
         self.registry = registry
         self._observe = observe or (lambda event, job, extra: None)
         self._monotonic = monotonic
@@ -111,6 +113,7 @@ class JobRunner:
             reload=lambda job_id: self.lifecycle.store.get(job_id),
             deadline=deadline,
             monotonic=self._monotonic,
+            store_artifact=self.artifacts.put if self.artifacts is not None else None,
         )
         started = self._monotonic()
         try:
