@@ -32,6 +32,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import zlib
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Optional
 
@@ -104,7 +105,7 @@ def _from_ddb(value: Any) -> Any:
 
 def finished_keys(job_id: str, finished_at: str) -> tuple[str, str]:
     """(gsi4pk, gsi4sk) of a finished job in the by_finished_day index."""
-    shard = int(job_id.replace("-", "")[-2:], 16) % FINISHED_SHARDS if job_id[-2:].isalnum() else 0
+    shard = zlib.crc32(job_id.encode()) % FINISHED_SHARDS
     return f"FIN#{finished_at[:10]}#{shard}", f"{finished_at}#{job_id}"
 
 

@@ -17,6 +17,7 @@ from chalicelib.domain.errors import JobNotFoundError, TaskNotFoundError
 from chalicelib.domain.job import Job
 from chalicelib.job_types.maintenance import TASKS
 from chalicelib.maintenance import SYSTEM_TENANT
+from chalicelib.observability import count
 from chalicelib.ports import JobQuery
 
 maintenance_api = Blueprint(__name__)
@@ -71,6 +72,7 @@ def _start(call: Call, task: str) -> Any:
     job = services.lifecycle.submit(
         tenant=SYSTEM_TENANT, user=call.user.user, type=f"{TYPE_PREFIX}{task}", payload=payload
     )
+    count("jobs_submitted", job.type)
     return {"task_id": job.id, "status": "queued", "message": f"{task} task enqueued ({job.priority} priority)"}, 202
 
 
