@@ -2,20 +2,28 @@
 the dashboard page in chalicelib.dashboard."""
 from chalice import Chalice
 
+from chalicelib.api.artifacts import artifacts_api
 from chalicelib.api.cache_routes import cache_api
+from chalicelib.api.maintenance import maintenance_api
 from chalicelib.api.routes import api
 from chalicelib.api.rq_compat import rq_api
+from chalicelib.api.system import system_api
 from chalicelib.dashboard import dashboard
 from chalicelib.events.handlers import events
 from chalicelib.observability import logger
 from chalicelib.worker.handlers import worker
+from chalicelib.worker.stats_stream import stats_stream
 
 app = Chalice(app_name="jobpipe")
 app.register_blueprint(api)
 app.register_blueprint(cache_api)
 app.register_blueprint(rq_api)
+app.register_blueprint(artifacts_api)
+app.register_blueprint(maintenance_api)
+app.register_blueprint(system_api)
 app.register_blueprint(worker)
 app.register_blueprint(events)
+app.register_blueprint(stats_stream)
 app.register_blueprint(dashboard)
 
 

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.lifecycle import JobLifecycle
-from chalicelib.settings import Settings, load_settings
+from chalicelib.settings import Settings, SettingsError, load_settings
 
 
 class Container:
@@ -37,17 +37,87 @@ class Container:
         return registry
 
     @cached_property
+    def blobs(self) -> Optional[Any]:
+        """The jobs bucket, or None when no bucket is configured (everything stays inline)."""
+        if not self.settings.bucket_name:
+            return None
+        from chalicelib.adapters.s3 import S3BlobStore
+
+        return S3BlobStore(self.client("s3"), self.settings.bucket_name)
+
+    @cached_property
     def store(self) -> Any:
         from chalicelib.adapters.dynamodb import DynamoJobStore
 
-        return DynamoJobStore(self.client("dynamodb"), self.settings.table_name)
+        return DynamoJobStore(
+            self.client("dynamodb"),
+            self.settings.table_name,
+            blobs=self.blobs,
+            inline_limit=self.settings.inline_limit_bytes,
+            retention_s=self.settings.retention_days * 86400,
+        )
+
+    @cached_property
+    def artifacts(self) -> Optional[Any]:
+        if self.blobs is None:
+            return None
+        from chalicelib.adapters.artifacts import DynamoArtifactStore
+
+        return DynamoArtifactStore(
+            self.client("dynamodb"),
+            self.settings.table_name,
+            self.blobs,
+            inline_limit=self.settings.inline_limit_bytes,
+            retention_s=self.settings.retention_days * 86400,
+        )
+
+    @cached_property
+    def finished_jobs(self) -> Any:
+        from chalicelib.adapters.retention import DynamoFinishedJobs
+
+        return DynamoFinishedJobs(self.client("dynamodb"), self.settings.table_name, self.blobs)
 
     @cached_property
     def queue(self) -> Any:
         from chalicelib.adapters.sqs import SqsJobQueue
 
-        dead = {p: self.settings.dead_letter_url for p in ("high", "normal", "low")}
-        return SqsJobQueue(self.client("sqs"), self.settings.queue_urls, dead)
+        return SqsJobQueue(self.client("sqs"), self.settings.queue_urls, self.settings.dead_letter_urls)
+
+    @cached_property
+    def stats(self) -> Any:
+        from chalicelib.adapters.stats import DynamoStatsStore
+
+        if not self.settings.stats_table_name:
+            raise SettingsError("JOBPIPE_STATS_TABLE is not set; statistics are unavailable")
+        return DynamoStatsStore(self.client("dynamodb"), self.settings.stats_table_name)
+
+    @cached_property
+    def queue_operations(self) -> Any:
+        from chalicelib.adapters.sqs_operations import SqsQueueOperations
+
+        return SqsQueueOperations(self.client("sqs"), self.settings.queue_urls, self.settings.dead_letter_urls)
+
+    @cached_property
+    def maintenance(self) -> Any:
+        from chalicelib.adapters import health
+        from chalicelib.maintenance import MaintenanceTasks
+
+        settings = self.settings
+        probes = {"jobs_table": health.table_probe(self.client("dynamodb"), settings.table_name)}
+        if settings.stats_table_name:
+            probes["stats_table"] = health.table_probe(self.client("dynamodb"), settings.stats_table_name)
+        if settings.bucket_name:
+            probes["bucket"] = health.bucket_probe(self.client("s3"), settings.bucket_name)
+        if settings.event_bus_name:
+            probes["event_bus"] = health.event_bus_probe(self.client("events"), settings.event_bus_name)
+        return MaintenanceTasks(
+            finished=self.finished_jobs,
+            stats=self.stats,
+            queues=self.queue_operations,
+            blobs=self.blobs,
+            probes=probes,
+            retention_days=settings.retention_days,
+        )
 
     @cached_property
     def lifecycle(self) -> JobLifecycle:
@@ -68,6 +138,7 @@ class Container:
             self.lifecycle,
             self.registry,
             observe=job_event,
+            artifacts=self.artifacts,
             progress_interval_s=self.settings.progress_min_interval_s,
         )
 

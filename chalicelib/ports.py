@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Protocol
+from datetime import datetime
+from typing import Any, Iterable, Iterator, Optional, Protocol
 
 from chalicelib.domain.job import Job, Progress, Run
 from chalicelib.domain.status import JobStatus
@@ -92,3 +93,105 @@ class EventPublisher(Protocol):
     def publish(self, events: list[Any]) -> None:
         """Publish every event or raise EventPublishError naming what was not published.
         Events carry a deterministic `event_id`; consumers use it to drop re-publishes."""
+
+
+# -- large data: S3 objects, artifacts ---------------------------------------------------------
+
+
+class BlobStore(Protocol):
+    """Objects in the jobs bucket, by key."""
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        """Raises StoreUnavailableError."""
+
+    def get(self, key: str) -> bytes:
+        """Raises BlobNotFoundError when the object is gone, StoreUnavailableError otherwise."""
+
+    def delete(self, keys: list[str]) -> int:
+        """Delete the objects (missing ones are fine); returns how many were asked for."""
+
+    def presigned_url(self, key: str, expires_s: int) -> str:
+        """A GET URL for the object, valid `expires_s` seconds."""
+
+    def keys_older_than(self, prefix: str, before: datetime) -> Iterator[list[str]]:
+        """Pages of keys under `prefix` last modified before `before`."""
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    job_id: str
+    name: str
+    content_type: str
+    size: int
+    created_at: str
+    location: str  # "inline" (in the job's partition) or "s3"
+
+    def public(self) -> dict[str, Any]:
+        return {"name": self.name, "content_type": self.content_type, "size": self.size,
+                "created_at": self.created_at, "location": self.location}
+
+
+@dataclass(frozen=True)
+class Artifact:
+    info: ArtifactInfo
+    content: Optional[bytes] = None  # inline artifacts
+    blob_key: Optional[str] = None  # artifacts kept in S3
+
+
+class ArtifactStore(Protocol):
+    def put(self, job_id: str, name: str, data: bytes, content_type: str) -> ArtifactInfo:
+        """Store (or replace) a job's artifact: small text inline, the rest in S3."""
+
+    def list(self, job_id: str) -> list[ArtifactInfo]:
+        """A job's artifacts, by name."""
+
+    def get(self, job_id: str, name: str) -> Artifact:
+        """Raises ArtifactNotFoundError."""
+
+
+# -- retention: finding and removing finished jobs -------------------------------------------------
+
+
+class FinishedJobs(Protocol):
+    def finished_before(self, cutoff: datetime, *, since: datetime, page_size: int = 100) -> Iterator[list[str]]:
+        """Pages of ids of jobs that finished in [since, cutoff), read from the sparse
+        finished-day index (never a Scan)."""
+
+    def purge(self, job_id: str) -> int:
+        """Delete the job's item, runs and artifacts and its S3 objects; returns items deleted."""
+
+
+# -- operations: counters, queues ----------------------------------------------------------------
+
+
+class StatsStore(Protocol):
+    def record(self, delta: Any) -> bool:
+        """Apply a StatDelta once: False (and no change) if its dedupe key was seen before."""
+
+    def status_counts(self) -> dict[str, int]:
+        """Jobs currently in each status."""
+
+    def hourly(self, hours: list[str]) -> list[dict[str, int]]:
+        """The counters of each hour key given (missing hours are empty)."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    message_id: str
+    body: dict[str, Any]
+    sent_at: Optional[str]
+    receive_count: int
+
+
+class QueueOperations(Protocol):
+    def depths(self) -> dict[str, dict[str, int]]:
+        """Per priority: visible, in_flight, delayed on the queue and on its DLQ."""
+
+    def peek_dead_letters(self, priority: str, limit: int) -> list[DeadLetter]:
+        """Up to `limit` messages of the priority's DLQ, left on it (visible again at once)."""
+
+    def redrive(self, priority: str, limit: int) -> dict[str, int]:
+        """Move up to `limit` DLQ messages back to the priority's queue; {"moved", "failed"}."""
+
+    def health(self) -> list[dict[str, Any]]:
+        """One entry per queue and DLQ: name, ok, depth or error."""

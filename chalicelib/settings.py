@@ -14,8 +14,16 @@ class Settings(BaseModel):
     queue_url_normal: str = Field(min_length=1)
     queue_url_low: str = Field(min_length=1)
     dead_letter_url: str = Field(min_length=1)
+    dead_letter_url_high: Optional[str] = None  # per-priority DLQs; unset falls back to dead_letter_url
+    dead_letter_url_low: Optional[str] = None
+    stats_table_name: Optional[str] = None
+    bucket_name: Optional[str] = None
+    use_task_queue: bool = True
     auth_secret: str = Field(min_length=32)
-    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    # API Gateway takes 10 MB, but a Lambda proxy event must fit Lambda's 6 MB invoke payload.
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=5 * 1024 * 1024)
+    # Payloads, results and artifacts above this go to S3 (a DynamoDB item holds 400 KB in all).
+    inline_limit_bytes: int = Field(default=64 * 1024, ge=1024, le=128 * 1024)
     retention_days: int = Field(default=7, ge=1)
     retry_base_s: int = Field(default=2, ge=1, le=900)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
@@ -35,6 +43,14 @@ class Settings(BaseModel):
     def queue_urls(self) -> dict[str, str]:
         return {"high": self.queue_url_high, "normal": self.queue_url_normal, "low": self.queue_url_low}
 
+    @property
+    def dead_letter_urls(self) -> dict[str, str]:
+        return {
+            "high": self.dead_letter_url_high or self.dead_letter_url,
+            "normal": self.dead_letter_url,
+            "low": self.dead_letter_url_low or self.dead_letter_url,
+        }
+
 
 _ENV = {
     "table_name": "JOBPIPE_TABLE",
@@ -43,8 +59,14 @@ _ENV = {
     "queue_url_normal": "JOBPIPE_QUEUE_URL_NORMAL",
     "queue_url_low": "JOBPIPE_QUEUE_URL_LOW",
     "dead_letter_url": "JOBPIPE_DLQ_URL",
+    "dead_letter_url_high": "JOBPIPE_DLQ_URL_HIGH",
+    "dead_letter_url_low": "JOBPIPE_DLQ_URL_LOW",
+    "stats_table_name": "JOBPIPE_STATS_TABLE",
+    "bucket_name": "JOBPIPE_BUCKET",
+    "use_task_queue": "USE_TASK_QUEUE",  # the name the maintenance API has always used
     "auth_secret": "JOBPIPE_AUTH_SECRET",
     "max_body_bytes": "JOBPIPE_MAX_BODY_BYTES",
+    "inline_limit_bytes": "JOBPIPE_INLINE_LIMIT_BYTES",
     "retention_days": "JOBPIPE_RETENTION_DAYS",
     "retry_base_s": "JOBPIPE_RETRY_BASE_S",
     "idempotency_ttl_s": "JOBPIPE_IDEMPOTENCY_TTL_S",

@@ -10,6 +10,18 @@ Key design (one table, see README "Data model"):
     GSI by_status  gsi2pk=T#<tenant>#S#<status> gsi2sk=<created_at>#<id>   status filter
     GSI by_type    gsi3pk=T#<tenant>#Y#<type>   gsi3sk=<created_at>#<id>   type filter
 
+    GSI by_finished_day  gsi4pk=FIN#<yyyy-mm-dd>#<shard>  gsi4sk=<finished_at>#<id>   sparse: finished jobs only
+
+by_finished_day lets clean-up find old finished jobs across tenants without a Scan: one
+Query per (day, shard) partition, oldest first. The shard (0-7, from the id) spreads a busy
+day's finishes over eight partitions.
+
+Claim-check: a payload or result whose JSON exceeds `inline_limit` is written to S3
+(`jobs/<id>/payload.json`, `result.json`) and the item keeps `payload_ref`/`result_ref`; get()
+reads it back, so callers never see the difference. Listings (get_many) do not fetch those
+objects: they show `{"claim_check": {"bytes": n}}` in place of the value, and GET /jobs/<id>
+returns it whole. Runs get `expires_at` too, so TTL removes a job's whole partition.
+
 The indexes project keys only: progress writes (the most frequent write) change no indexed
 attribute, so they cost one write unit, not four. A listing is one Query plus one
 BatchGetItem of the page. Only job items carry gsi keys, so runs and artifacts stay out of
@@ -20,8 +32,9 @@ from __future__ import annotations
 import base64
 import json
 import time
+import zlib
 from decimal import Decimal
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
@@ -34,7 +47,7 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.domain.job import Job, Progress, Run
 from chalicelib.domain.status import JobStatus
-from chalicelib.ports import REMOVE, ChangeSet, JobPage, JobQuery
+from chalicelib.ports import REMOVE, BlobStore, ChangeSet, JobPage, JobQuery
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -45,7 +58,11 @@ _INDEXES = {
     "type": ("by_type", "gsi3pk", "gsi3sk"),
 }
 _JSON_FIELDS = {"payload": "payload_json", "result": "result_json"}
+_REFS = {"payload": "payload_ref", "result": "result_ref"}
 _BATCH_GET_MAX = 100
+FINISHED_SHARDS = 8
+# Runs are written while a job runs; they outlive its record by this margin.
+_RUN_EXPIRY_MARGIN_S = 24 * 3600
 _UNPROCESSED_RETRIES = 6
 
 
@@ -86,6 +103,16 @@ def _from_ddb(value: Any) -> Any:
     return value
 
 
+def finished_keys(job_id: str, finished_at: str) -> tuple[str, str]:
+    """(gsi4pk, gsi4sk) of a finished job in the by_finished_day index."""
+    shard = zlib.crc32(job_id.encode()) % FINISHED_SHARDS
+    return f"FIN#{finished_at[:10]}#{shard}", f"{finished_at}#{job_id}"
+
+
+def blob_key(job_id: str, field: str) -> str:
+    return f"jobs/{job_id}/{field}.json"
+
+
 def _status_key(tenant: str, status: str) -> str:
     return f"T#{tenant}#S#{status}"
 
@@ -103,6 +130,8 @@ def job_to_item(job: Job) -> dict[str, Any]:
         "gsi3pk": f"T#{job.tenant}#Y#{job.type}",
         "gsi3sk": sort_key,
     }
+    if job.finished_at:
+        item["gsi4pk"], item["gsi4sk"] = finished_keys(job.id, job.finished_at)
     for name, value in data.items():
         if name in _JSON_FIELDS:
             item[_JSON_FIELDS[name]] = json.dumps(value, separators=(",", ":"))
@@ -111,20 +140,29 @@ def job_to_item(job: Job) -> dict[str, Any]:
     return {k: _av(v) for k, v in item.items()}
 
 
-def item_to_job(item: dict[str, Any]) -> Job:
+def _claim_check_placeholder(size: int) -> dict[str, Any]:
+    return {"claim_check": {"bytes": size}}
+
+
+def item_to_job(item: dict[str, Any], fetch: Optional[Callable[[str], bytes]] = None) -> Job:
+    """`fetch(key)` reads a claim-checked payload/result; without it they show as placeholders."""
     data = {k: _from_ddb(_deserializer.deserialize(v)) for k, v in item.items()}
     for name, stored in _JSON_FIELDS.items():
         if stored in data:
             data[name] = json.loads(data.pop(stored))
-    for key in ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk"):
+        ref = data.pop(_REFS[name], None)
+        if ref is not None:
+            key, size = ref["key"], ref["bytes"]
+            data[name] = json.loads(fetch(key)) if fetch else _claim_check_placeholder(size)
+    for key in ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk", "gsi4pk", "gsi4sk"):
         data.pop(key, None)
     return Job.model_validate(data)
 
 
 def item_to_run(item: dict[str, Any]) -> Run:
     data = {k: _from_ddb(_deserializer.deserialize(v)) for k, v in item.items()}
-    data.pop("pk", None)
-    data.pop("sk", None)
+    for key in ("pk", "sk", "expires_at"):
+        data.pop(key, None)
     return Run.model_validate(data)
 
 
@@ -133,22 +171,50 @@ def _error_code(exc: ClientError) -> str:
 
 
 class DynamoJobStore:
-    def __init__(self, client: Any, table_name: str) -> None:
+    def __init__(
+        self,
+        client: Any,
+        table_name: str,
+        *,
+        blobs: Optional[BlobStore] = None,
+        inline_limit: int = 64 * 1024,
+        retention_s: Optional[int] = None,
+    ) -> None:
+        """Without `blobs`, payloads and results always stay in the item (max 400 KB in all)."""
         self._ddb = client
         self._table = table_name
+        self._blobs = blobs
+        self._inline_limit = inline_limit
+        self._retention_s = retention_s
+
+    def _check_out(self, job_id: str, field: str, text: str) -> Optional[dict[str, Any]]:
+        """Write `text` to S3 if it is too large for the item; returns the ref to keep, or None."""
+        data = text.encode()
+        if self._blobs is None or len(data) <= self._inline_limit:
+            return None
+        key = blob_key(job_id, field)
+        self._blobs.put(key, data, "application/json")
+        return {"key": key, "bytes": len(data)}
 
     # -- writes -----------------------------------------------------------------------------
 
     def create(self, job: Job) -> None:
+        item = job_to_item(job)
+        ref = self._check_out(job.id, "payload", item["payload_json"]["S"])
+        if ref is not None:
+            del item["payload_json"]
+            item["payload_ref"] = _av(ref)
         try:
             self._ddb.put_item(
                 TableName=self._table,
-                Item=job_to_item(job),
+                Item=item,
                 ConditionExpression="attribute_not_exists(pk)",
             )
         except ClientError as exc:
             if _error_code(exc) == "ConditionalCheckFailedException":
                 raise StaleJobError(f"job {job.id} already exists") from exc
+            if ref is not None:
+                self._blobs.delete([ref["key"]])
             raise StoreUnavailableError("could not store the job") from exc
 
     def discard(self, job_id: str) -> None:
@@ -156,6 +222,8 @@ class DynamoJobStore:
             self._ddb.delete_item(TableName=self._table, Key=job_key(job_id))
         except ClientError as exc:
             raise StoreUnavailableError(f"could not remove job {job_id}") from exc
+        if self._blobs is not None:
+            self._blobs.delete([blob_key(job_id, "payload")])
 
     def apply(self, job: Job, expected_status: JobStatus, changes: ChangeSet) -> Job:
         names = {"#status": "status", "#version": "version"}
@@ -173,8 +241,18 @@ class DynamoJobStore:
                 continue
             if field in _JSON_FIELDS:
                 value = json.dumps(value, separators=(",", ":"))
+                names[f"#r{i}"] = _REFS[field]
+                ref = self._check_out(job.id, field, value)
+                if ref is not None:  # the value goes to S3, the item keeps where
+                    names[f"#f{i}"], names[f"#r{i}"] = _REFS[field], attr
+                    value = ref
+                removes.append(f"#r{i}")
             sets.append(f"#f{i} = :v{i}")
             values[f":v{i}"] = _av(value)
+        if changes.fields.get("finished_at"):
+            names["#gsi4pk"], names["#gsi4sk"] = "gsi4pk", "gsi4sk"
+            values[":gsi4pk"], values[":gsi4sk"] = map(_av, finished_keys(job.id, changes.fields["finished_at"]))
+            sets += ["#gsi4pk = :gsi4pk", "#gsi4sk = :gsi4sk"]
         if "status" in changes.fields:
             names["#gsi2pk"] = "gsi2pk"
             values[":gsi2pk"] = _av(_status_key(job.tenant, JobStatus(changes.fields["status"]).value))
@@ -205,12 +283,15 @@ class DynamoJobStore:
         return job.model_copy(update={**fields, "version": job.version + 1})
 
     def _run_write(self, run: Run) -> dict[str, Any]:
+        expiry = {}
+        if self._retention_s is not None:
+            expiry = {"expires_at": int(time.time()) + self._retention_s + _RUN_EXPIRY_MARGIN_S}
         if run.started_at is not None:
             item = {**run_key(run.job_id, run.attempt), **{
-                k: _av(v) for k, v in _plain(run).items()
+                k: _av(v) for k, v in {**_plain(run), **expiry}.items()
             }}
             return {"Put": {"TableName": self._table, "Item": item}}
-        data = _plain(run.model_copy(update={"job_id": None, "attempt": None}))
+        data = {**_plain(run.model_copy(update={"job_id": None, "attempt": None})), **expiry}
         names = {f"#r{i}": k for i, k in enumerate(data)}
         values = {f":r{i}": _av(v) for i, v in enumerate(data.values())}
         return {
@@ -278,7 +359,12 @@ class DynamoJobStore:
         except ClientError as exc:
             raise StoreUnavailableError(f"could not read job {job_id}") from exc
         item = response.get("Item")
-        return item_to_job(item) if item else None
+        return item_to_job(item, self._fetch) if item else None
+
+    def _fetch(self, key: str) -> bytes:
+        if self._blobs is None:
+            raise StoreUnavailableError(f"job data is in S3 ({key}) but no bucket is configured")
+        return self._blobs.get(key)
 
     def get_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
         ids = list(dict.fromkeys(job_ids))

@@ -4,18 +4,25 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from typing import Any, Iterable, Optional
+from datetime import datetime
+from typing import Any, Callable, Iterable, Iterator, Optional
 
+from chalicelib.adapters.artifacts import blob_key as artifact_blob_key
+from chalicelib.adapters.artifacts import check_name, keeps_inline
 from chalicelib.domain.errors import (
     EventPublishError,
+
+
+    ArtifactNotFoundError,
+    BlobNotFoundError,
     InvalidRequestError,
     ProgressRejectedError,
     QueueUnavailableError,
     StaleJobError,
 )
-from chalicelib.domain.job import Job, Progress, Run
+from chalicelib.domain.job import Job, Progress, Run, isoformat, utcnow
 from chalicelib.domain.status import JobStatus
-from chalicelib.ports import REMOVE, ChangeSet, JobMessage, JobPage, JobQuery
+from chalicelib.ports import REMOVE, Artifact, ArtifactInfo, ChangeSet, JobMessage, JobPage, JobQuery
 
 
 class InMemoryJobStore:
@@ -202,3 +209,118 @@ class InMemoryCacheStore:
 
     def completions(self, tenant, scope):
         return sorted(self.tasks.get((tenant, scope), {}).values(), key=lambda c: c.type)
+
+
+class InMemoryBlobStore:
+    def __init__(self, clock: Callable[[], datetime] = utcnow) -> None:
+        self.objects: dict[str, tuple[bytes, str, datetime]] = {}
+        self._clock = clock
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        self.objects[key] = (bytes(data), content_type, self._clock())
+
+    def get(self, key: str) -> bytes:
+        if key not in self.objects:
+            raise BlobNotFoundError(f"object {key} no longer exists")
+        return self.objects[key][0]
+
+    def delete(self, keys: list[str]) -> int:
+        for key in keys:
+            self.objects.pop(key, None)
+        return len(keys)
+
+    def presigned_url(self, key: str, expires_s: int) -> str:
+        return f"memory://jobs-bucket/{key}?expires_in={expires_s}"
+
+    def keys_older_than(self, prefix: str, before: datetime) -> Iterator[list[str]]:
+        old = sorted(k for k, (_, _, at) in self.objects.items() if k.startswith(prefix) and at < before)
+        for start in range(0, len(old), 1000):
+            yield old[start : start + 1000]
+
+
+class InMemoryArtifactStore:
+    def __init__(self, blobs: InMemoryBlobStore, *, inline_limit: int = 64 * 1024,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self._blobs = blobs
+        self._inline_limit = inline_limit
+        self._clock = clock
+        self.items: dict[tuple[str, str], Artifact] = {}
+
+    def put(self, job_id: str, name: str, data: bytes, content_type: str) -> ArtifactInfo:
+        check_name(name)
+        inline = keeps_inline(data, content_type, self._inline_limit)
+        info = ArtifactInfo(job_id, name, content_type, len(data), isoformat(self._clock()),
+                            "inline" if inline else "s3")
+        if inline:
+            self.items[(job_id, name)] = Artifact(info, content=bytes(data))
+        else:
+            self._blobs.put(artifact_blob_key(job_id, name), data, content_type)
+            self.items[(job_id, name)] = Artifact(info, blob_key=artifact_blob_key(job_id, name))
+        return info
+
+    def list(self, job_id: str) -> list[ArtifactInfo]:
+        return [a.info for (jid, _), a in sorted(self.items.items()) if jid == job_id]
+
+    def get(self, job_id: str, name: str) -> Artifact:
+        try:
+            return self.items[(job_id, name)]
+        except KeyError:
+            raise ArtifactNotFoundError(f"job {job_id} has no artifact {name[:128]!r}") from None
+
+
+class InMemoryFinishedJobs:
+    """Same contract as the index-backed adapter, over the in-memory store."""
+
+    def __init__(self, store: InMemoryJobStore, artifacts: InMemoryArtifactStore, blobs: InMemoryBlobStore) -> None:
+        self._store = store
+        self._artifacts = artifacts
+        self._blobs = blobs
+
+    def finished_before(self, cutoff: datetime, *, since: datetime, page_size: int = 100) -> Iterator[list[str]]:
+        low, high = isoformat(since)[:10], isoformat(cutoff)
+        ids = sorted(
+            j.id for j in self._store._jobs.values()
+            if j.finished_at and low <= j.finished_at[:10] and j.finished_at < high
+        )
+        for start in range(0, len(ids), page_size):
+            yield ids[start : start + page_size]
+
+    def purge(self, job_id: str) -> int:
+        deleted = 0
+        with self._store._lock:
+            if self._store._jobs.pop(job_id, None) is not None:
+                deleted += 1
+            for key in [k for k in self._store._runs if k[0] == job_id]:
+                del self._store._runs[key]
+                deleted += 1
+        for key in [k for k in self._artifacts.items if k[0] == job_id]:
+            artifact = self._artifacts.items.pop(key)
+            if artifact.blob_key:
+                self._blobs.delete([artifact.blob_key])
+            deleted += 1
+        return deleted
+
+
+class InMemoryStatsStore:
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.status: dict[str, int] = {}
+        self.hours: dict[str, dict[str, int]] = {}
+
+    def record(self, delta: Any) -> bool:
+        if delta.dedupe_key in self.seen:
+            return False
+        self.seen.add(delta.dedupe_key)
+        for name, value in delta.status.items():
+            self.status[name] = self.status.get(name, 0) + value
+        if delta.hour and delta.events:
+            hour = self.hours.setdefault(delta.hour, {})
+            for name, value in delta.events.items():
+                hour[name] = hour.get(name, 0) + value
+        return True
+
+    def status_counts(self) -> dict[str, int]:
+        return dict(self.status)
+
+    def hourly(self, hours: list[str]) -> list[dict[str, int]]:
+        return [dict(self.hours.get(h, {})) for h in hours]

@@ -10,6 +10,8 @@ import jwt
 from chalicelib.api.errors import ForbiddenError, UnauthorizedError
 
 ALGORITHM = "HS256"
+# Tenants jobpipe keeps for itself (maintenance tasks run as "_system"); no token may claim one.
+RESERVED_TENANT_PREFIX = "_"
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ def authenticate(headers: Mapping[str, str], secret: str) -> Principal:
     user, tenant, roles = claims.get("sub"), claims.get("tenant"), claims.get("roles", [])
     if not isinstance(user, str) or not user or not isinstance(tenant, str) or not tenant:
         raise UnauthorizedError("token claims 'sub' and 'tenant' must be non-empty strings")
+    if tenant.startswith(RESERVED_TENANT_PREFIX):
+        raise UnauthorizedError(f"tenant names starting with {RESERVED_TENANT_PREFIX!r} are reserved")
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise UnauthorizedError("token claim 'roles' must be a list of strings")
     return Principal(user=user, tenant=tenant, roles=frozenset(roles))

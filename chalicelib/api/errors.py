@@ -33,6 +33,9 @@ _STATUS: list[tuple[type[domain.JobpipeError], int]] = [
     (domain.UnknownJobTypeError, 422),
     (domain.InvalidPayloadError, 422),
     (domain.JobNotFoundError, 404),
+    (domain.ArtifactNotFoundError, 404),
+    (domain.TaskNotFoundError, 404),
+    (domain.BlobNotFoundError, 410),
     (domain.JobAlreadyFinishedError, 409),
     (domain.IdempotencyConflictError, 409),
     (domain.StaleJobError, 409),
@@ -40,6 +43,7 @@ _STATUS: list[tuple[type[domain.JobpipeError], int]] = [
     (domain.CacheGenerationChangedError, 409),
     (domain.QueueUnavailableError, 503),
     (domain.StoreUnavailableError, 503),
+    (domain.DeadLetterUnavailableError, 503),
 ]
 
 

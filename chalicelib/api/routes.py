@@ -44,7 +44,7 @@ def health(call: Call) -> Any:
 def job_types(call: Call) -> Any:
     registry = container().registry
     types = []
-    for name in registry.names():
+    for name in registry.names(public=True):
         job_type = registry.get(name)
         types.append(
             {
@@ -63,6 +63,7 @@ def job_types(call: Call) -> Any:
 def submit_job(call: Call) -> Any:
     request = call.model(SubmitJobRequest)
     services = container()
+    services.registry.get_public(request.type)  # built-in types run only through their own routes
     key = call.header("idempotency-key")
     if key is None:
         job = services.lifecycle.submit(tenant=call.user.tenant, user=call.user.user, **request.model_dump())

@@ -117,3 +117,27 @@ class CacheGenerationChangedError(JobpipeError):
     """A cache write expected a generation that an invalidation has since replaced."""
 
     code = "cache_generation_changed"
+
+
+class ArtifactNotFoundError(JobpipeError):
+    code = "artifact_not_found"
+
+
+class InvalidArtifactError(JobpipeError):
+    """A handler wrote an artifact with a bad name or an unsupported value."""
+
+    code = "invalid_artifact"
+
+
+class BlobNotFoundError(JobpipeError):
+    """An object the record points at is gone (expired by the bucket's lifecycle rule)."""
+
+    code = "blob_not_found"
+
+
+class TaskNotFoundError(JobpipeError):
+    code = "task_not_found"
+
+
+class DeadLetterUnavailableError(JobpipeError):
+    code = "dlq_unavailable"

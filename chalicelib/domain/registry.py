@@ -20,6 +20,7 @@ class JobType:
     timeout_s: int = 60
     priority: str = "normal"
     description: str = ""
+    internal: bool = False  # built-in (maintenance) types: not listed, not submittable on /jobs
 
     def parse_payload(self, payload: Any) -> BaseModel:
         """Validate a payload; raises InvalidPayloadError with pydantic's errors in `details`."""
@@ -48,6 +49,7 @@ class JobTypeRegistry:
         timeout_s: int = 60,
         priority: str = "normal",
         description: str = "",
+        internal: bool = False,
     ) -> Callable[[Handler], Handler]:
         """Decorator: `@registry.register("demo.steps", StepsPayload, max_attempts=3)`."""
         if priority not in ("high", "normal", "low"):
@@ -59,7 +61,7 @@ class JobTypeRegistry:
             if name in self._types:
                 raise ValueError(f"job type {name!r} is already registered")
             self._types[name] = JobType(
-                name, payload_model, handler, max_attempts, timeout_s, priority, description
+                name, payload_model, handler, max_attempts, timeout_s, priority, description, internal
             )
             return handler
 
@@ -70,7 +72,7 @@ class JobTypeRegistry:
         try:
             return self._types[name]
         except KeyError:
-            known = ", ".join(sorted(self._types)) or "none"
+            known = ", ".join(self.names(public=True)) or "none"
             raise UnknownJobTypeError(
                 f"unknown job type {name!r}; known types: {known}"
             ) from None
@@ -78,5 +80,15 @@ class JobTypeRegistry:
     def find(self, name: str) -> Optional[JobType]:
         return self._types.get(name)
 
-    def names(self) -> list[str]:
-        return sorted(self._types)
+    def names(self, *, public: bool = False) -> list[str]:
+        """Registered type names; `public=True` leaves out the internal ones."""
+        return sorted(n for n, t in self._types.items() if not (public and t.internal))
+
+    def get_public(self, name: str) -> JobType:
+        """As get(), but an internal type is as unknown as a missing one."""
+        job_type = self.get(name)
+        if job_type.internal:
+            raise UnknownJobTypeError(
+                f"unknown job type {name!r}; known types: {', '.join(self.names(public=True)) or 'none'}"
+            )
+        return job_type

@@ -94,3 +94,30 @@ def run_fanout(ctx, payload: FanoutPayload) -> dict:
         spawned.append(ctx.spawn("demo.steps", child))
         ctx.progress(100 * index / payload.children, step=f"spawned {index}/{payload.children}")
     return {"children": spawned}
+
+
+class OutputsPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    artifact_bytes: int = Field(default=0, ge=0, le=50 * 1024 * 1024, description="size of the binary artifact")
+    result_bytes: int = Field(default=0, ge=0, le=5 * 1024 * 1024, description="size of the result's text")
+    pad: str = Field(default="", description="ignored; makes a payload as large as needed")
+
+
+@registry.register(
+    "demo.outputs",
+    OutputsPayload,
+    max_attempts=2,
+    timeout_s=120,
+    priority="normal",
+    description="Writes a small text artifact, a JSON artifact and a binary one of `artifact_bytes`; "
+    "returns a result with `result_bytes` of text.",
+)
+def write_outputs(ctx, payload: OutputsPayload) -> dict:
+    ctx.artifact("summary.txt", f"job {ctx.job_id} attempt {ctx.attempt}\n")
+    ctx.artifact("numbers.json", {"payload_pad_bytes": len(payload.pad)})
+    if payload.artifact_bytes:
+        block = bytes(range(256))
+        data = (block * (payload.artifact_bytes // 256 + 1))[: payload.artifact_bytes]
+        ctx.artifact("data.bin", data, "application/octet-stream")
+    return {"text": "r" * payload.result_bytes, "pad_bytes": len(payload.pad)}

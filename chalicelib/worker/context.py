@@ -1,13 +1,18 @@
 """What a job handler gets: its job, progress reporting, cancellation and the time it has left."""
 from __future__ import annotations
 
+import json
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
-from chalicelib.domain.errors import JobCancelledError, JobTimeoutError
+from chalicelib.domain.errors import InvalidArtifactError, JobCancelledError, JobTimeoutError
 from chalicelib.domain.job import Job
+from chalicelib.ports import ArtifactInfo
 from chalicelib.worker.progress import ProgressReporter
+
+# (job id, name, bytes, content type) -> what was stored
+StoreArtifact = Callable[[str, str, bytes, str], ArtifactInfo]
 
 # A cancel request is looked up in the store at most this often by ctx.cancelled().
 CANCEL_POLL_INTERVAL_S = 1.0
@@ -22,10 +27,12 @@ class JobContext:
         deadline: float,
         spawn: Optional[Callable[..., Job]] = None,
         monotonic: Callable[[], float] = time.monotonic,
+        store_artifact: Optional[StoreArtifact] = None,
     ) -> None:
         self._reporter = reporter
         self._spawn = spawn
         self._spawned = 0
+        self._store_artifact = store_artifact
         self._reload = reload
         self._deadline = deadline
         self._monotonic = monotonic
@@ -82,6 +89,25 @@ class JobContext:
         self._spawned += 1
         return self._spawn(self.job, self._spawned, type=type, payload=payload,
                            priority=priority, scope=scope).id
+
+    def artifact(
+        self, name: str, data: Union[bytes, str, dict, list], content_type: Optional[str] = None
+    ) -> ArtifactInfo:
+        """Store an output of this job under `name` (replacing one of the same name): bytes
+        as given, str as UTF-8 text, dict/list as JSON. Small text stays in the job's record,
+        the rest goes to S3. Raises InvalidArtifactError."""
+        self._check_expired()
+        if self._store_artifact is None:
+            raise InvalidArtifactError("this worker has no artifact store configured")
+        if isinstance(data, (bytes, bytearray)):
+            raw, default_type = bytes(data), "application/octet-stream"
+        elif isinstance(data, str):
+            raw, default_type = data.encode(), "text/plain; charset=utf-8"
+        elif isinstance(data, (dict, list)):
+            raw, default_type = json.dumps(data, separators=(",", ":")).encode(), "application/json"
+        else:
+            raise InvalidArtifactError(f"artifact data must be bytes, str, dict or list, not {type(data).__name__}")
+        return self._store_artifact(self.job_id, name, raw, content_type or default_type)
 
     def cancelled(self) -> bool:
         """True once a cancel was requested; reads the store at most once a second."""

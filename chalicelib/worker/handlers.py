@@ -14,8 +14,12 @@ from chalicelib.worker.runner import DeferredDelivery, parse_message
 
 worker = Blueprint(__name__)
 
-# Placeholder name: the deployment template binds the function to its real queue ARN.
+# Placeholder names: the deployment template binds each function to its real queue ARN.
+# One queue, worker function and concurrency limit per priority, so a flood of low-priority
+# jobs waits behind its own limit instead of in front of high-priority ones.
 JOBS_QUEUE = "jobpipe-jobs"
+JOBS_QUEUE_HIGH = "jobpipe-jobs-high"
+JOBS_QUEUE_LOW = "jobpipe-jobs-low"
 WORKER_BATCH_SIZE = 5
 
 
@@ -62,4 +66,15 @@ def process_jobs_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @worker.on_sqs_message(queue=JOBS_QUEUE, batch_size=WORKER_BATCH_SIZE, name="job_worker")
 def job_worker(event: Any) -> dict[str, Any]:
+    """Normal priority."""
+    return process_jobs_batch(event.to_dict(), event.context)
+
+
+@worker.on_sqs_message(queue=JOBS_QUEUE_HIGH, batch_size=WORKER_BATCH_SIZE, name="job_worker_high")
+def job_worker_high(event: Any) -> dict[str, Any]:
+    return process_jobs_batch(event.to_dict(), event.context)
+
+
+@worker.on_sqs_message(queue=JOBS_QUEUE_LOW, batch_size=WORKER_BATCH_SIZE, name="job_worker_low")
+def job_worker_low(event: Any) -> dict[str, Any]:
     return process_jobs_batch(event.to_dict(), event.context)

@@ -17,7 +17,7 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.job import Job, JobErrorInfo
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.lifecycle import LEASE_GRACE_S, ClaimOutcome, JobLifecycle
-from chalicelib.ports import JobMessage
+from chalicelib.ports import ArtifactStore, JobMessage
 from chalicelib.worker.context import JobContext
 from chalicelib.worker.helpers import Completion
 from chalicelib.worker.progress import ProgressReporter
@@ -59,8 +59,10 @@ class JobRunner:
         observe: Optional[Callable[[str, Job, dict[str, Any]], None]] = None,
         monotonic: Callable[[], float] = time.monotonic,
         progress_interval_s: float = 2.0,
+        artifacts: Optional[ArtifactStore] = None,
     ) -> None:
         self.lifecycle = lifecycle
+        self.artifacts = artifacts
         self.registry = registry
         self._progress_interval_s = progress_interval_s
         self._observe = observe or (lambda event, job, extra: None)
@@ -121,6 +123,7 @@ class JobRunner:
             deadline=self._monotonic() + job.timeout_s,
             spawn=self.lifecycle.spawn,
             monotonic=self._monotonic,
+            store_artifact=self.artifacts.put if self.artifacts is not None else None,
         )
         started = self._monotonic()
         try:

@@ -30,15 +30,20 @@ def aws(monkeypatch):
         sqs = boto3.client("sqs")
         create_table(ddb, "JobsTable", "jobs")
         create_table(ddb, "IdempotencyTable", "idempotency")
-        dlq = sqs.create_queue(QueueName="jobs-dlq")["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        jobs = sqs.create_queue(
-            QueueName="jobs",
-            Attributes={
-                "VisibilityTimeout": "5400",
-                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
-            },
-        )["QueueUrl"]
+        create_table(ddb, "StatsTable", "stats")
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="jobs-bucket")
+        urls = {}
+        for priority in ("high", "normal", "low"):
+            urls[f"dlq_{priority}"] = dlq = sqs.create_queue(QueueName=f"jobs-{priority}-dlq")["QueueUrl"]
+            dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            urls[priority] = sqs.create_queue(
+                QueueName=f"jobs-{priority}",
+                Attributes={
+                    "VisibilityTimeout": "5400",
+                    "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
+                },
+            )["QueueUrl"]
         events = boto3.client("events")
         events.create_event_bus(Name="job-events")
         env = {
@@ -48,17 +53,25 @@ def aws(monkeypatch):
             "ERP_WEBHOOK_SECRET": "functional-webhook-secret",
             "JOBPIPE_TABLE": "jobs",
             "JOBPIPE_IDEMPOTENCY_TABLE": "idempotency",
-            "JOBPIPE_QUEUE_URL_HIGH": jobs,
-            "JOBPIPE_QUEUE_URL_NORMAL": jobs,
-            "JOBPIPE_QUEUE_URL_LOW": jobs,
-            "JOBPIPE_DLQ_URL": dlq,
+            "JOBPIPE_QUEUE_URL_HIGH": urls["high"],
+            "JOBPIPE_QUEUE_URL_NORMAL": urls["normal"],
+            "JOBPIPE_QUEUE_URL_LOW": urls["low"],
+            "JOBPIPE_DLQ_URL": urls["dlq_normal"],
+            "JOBPIPE_DLQ_URL_HIGH": urls["dlq_high"],
+            "JOBPIPE_DLQ_URL_LOW": urls["dlq_low"],
             "JOBPIPE_AUTH_SECRET": SECRET,
             "JOBPIPE_RETRY_BASE_S": "1",
+            "JOBPIPE_STATS_TABLE": "stats",
+            "JOBPIPE_BUCKET": "jobs-bucket",
         }
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         composition.use(None)
-        yield {"ddb": ddb, "sqs": sqs, "events": events, "jobs_url": jobs, "dlq_url": dlq}
+        yield {
+            "ddb": ddb, "sqs": sqs, "s3": s3, "events": events, "jobs_url": urls["normal"], "dlq_url": urls["dlq_normal"],
+            "high_url": urls["high"], "low_url": urls["low"],
+            "dlq_high_url": urls["dlq_high"], "dlq_low_url": urls["dlq_low"],
+        }
         composition.use(None)
 
 
@@ -95,7 +108,7 @@ def receive_all(aws, url_key: str = "jobs_url") -> list[dict]:
         messages.extend(batch)
 
 
-def sqs_event(messages: list[dict], queue_arn: str = "arn:aws:sqs:us-east-1:123456789012:jobs") -> dict:
+def sqs_event(messages: list[dict], queue_arn: str = "arn:aws:sqs:us-east-1:123456789012:jobs-normal") -> dict:
     """An SQS Lambda event with each record's own messageId (Chalice's generator repeats one)."""
     return {
         "Records": [
@@ -134,5 +147,35 @@ class LambdaContext:
         return int((self._deadline - _time.monotonic()) * 1000)
 
 
-def invoke_worker(app, event: dict, timeout_s: float = 900) -> dict:
-    return app.handler_map["job_worker"](event, LambdaContext(timeout_s))
+WORKERS = {"high_url": ("job_worker_high", "high"), "jobs_url": ("job_worker", "normal"),
+           "low_url": ("job_worker_low", "low")}
+
+
+def drain(app, aws, *, rounds: int = 10) -> None:
+    """Deliver what is on the three job queues to their worker functions until all are empty
+    (waiting out the short retry delays)."""
+    import time as _time
+
+    for _ in range(rounds):
+        delivered = False
+        for url_key, (function, priority) in WORKERS.items():
+            messages = receive_all(aws, url_key)
+            if messages:
+                delivered = True
+                invoke_worker(app, sqs_event(messages, f"arn:aws:sqs:us-east-1:123456789012:jobs-{priority}"),
+                              function=function)
+        if not delivered:
+            _time.sleep(1.1)
+            if not any(receive_all_peek(aws, k) for k in WORKERS):
+                return
+
+
+def receive_all_peek(aws, url_key: str) -> int:
+    attributes = aws["sqs"].get_queue_attributes(
+        QueueUrl=aws[url_key], AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesDelayed"])
+
+
+def invoke_worker(app, event: dict, timeout_s: float = 900, function: str = "job_worker") -> dict:
+    return app.handler_map[function](event, LambdaContext(timeout_s))

@@ -159,7 +159,7 @@ def test_other_tenants_job_is_not_found_everywhere(client, aws):
         (json.dumps({**STEPS, "priority": "urgent"}), 400, "invalid_request"),
         (json.dumps({**STEPS, "surprise": 1}), 400, "invalid_request"),
         (json.dumps({**STEPS, "scope": "a b"}), 400, "invalid_request"),
-        (json.dumps({**STEPS, "payload": {"steps": 1, "step_ms": 0, "pad": "x" * 300_000}}), 413, "payload_too_large"),
+        (json.dumps({**STEPS, "payload": {"steps": 1, "step_ms": 0, "pad": "x" * (5 * 1024 * 1024)}}), 413, "payload_too_large"),
     ],
 )
 def test_bad_submissions_are_refused_and_write_nothing(client, aws, raw, status, code):

@@ -62,7 +62,7 @@ def test_erp_bridge_delivers_once_per_event_and_retries_failures(client, aws, ta
     publish_stream(client._app, stream)
     envelopes = [e for e in tap() if e["detail"]["job_id"] == job["id"]]
     messages = [{"MessageId": str(uuid.uuid4()), "Body": json.dumps(e), "ReceiptHandle": "rh"} for e in envelopes]
-    queue_arn = "arn:aws:sqs:us-east-1:123456789012:jobs"
+    queue_arn = "arn:aws:sqs:us-east-1:123456789012:jobs-normal"
     failed = client._app.handler_map["erp_bridge"](sqs_event(messages, queue_arn), LambdaContext(60))
     assert len(failed["batchItemFailures"]) == 1  # the 500 is retried
     sender.status = 200

@@ -1,0 +1,138 @@
+"""Artifacts a job writes through `ctx.artifact(...)`.
+
+Small text artifacts live inline as `pk=JOB#<id>, sk=ART#<name>` items in the job's partition
+(one Query lists them with the job's runs' neighbours, no index); binary or large ones go to S3
+at `jobs/<id>/artifacts/<name>` and the item keeps the key. Every item carries `expires_at`
+so DynamoDB TTL removes it after the job's own record."""
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Callable
+
+from botocore.exceptions import ClientError
+
+from chalicelib.domain.errors import ArtifactNotFoundError, InvalidArtifactError, StoreUnavailableError
+from chalicelib.domain.job import isoformat, utcnow
+from chalicelib.ports import Artifact, ArtifactInfo, BlobStore
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
+_TEXT = re.compile(r"^(text/[\w.+\-]+|application/([\w.\-]+\+)?(json|xml))(;.*)?$")
+# Artifacts are written while the job runs; they outlive its record by this margin.
+EXPIRY_MARGIN_S = 24 * 3600
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME.match(name):
+        raise InvalidArtifactError(
+            "artifact names are 1-128 characters of letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def is_text(content_type: str) -> bool:
+    return bool(_TEXT.match(content_type.lower()))
+
+
+def blob_key(job_id: str, name: str) -> str:
+    return f"jobs/{job_id}/artifacts/{name}"
+
+
+def keeps_inline(data: bytes, content_type: str, inline_limit: int) -> bool:
+    return is_text(content_type) and len(data) <= inline_limit
+
+
+class DynamoArtifactStore:
+    def __init__(
+        self,
+        client: Any,
+        table_name: str,
+        blobs: BlobStore,
+        *,
+        inline_limit: int,
+        retention_s: int,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._ddb = client
+        self._table = table_name
+        self._blobs = blobs
+        self._inline_limit = inline_limit
+        self._retention_s = retention_s
+        self._clock = clock
+
+    def put(self, job_id: str, name: str, data: bytes, content_type: str) -> ArtifactInfo:
+        check_name(name)
+        now = self._clock()
+        inline = keeps_inline(data, content_type, self._inline_limit)
+        info = ArtifactInfo(job_id, name, content_type, len(data), isoformat(now), "inline" if inline else "s3")
+        item: dict[str, Any] = {
+            "pk": {"S": f"JOB#{job_id}"},
+            "sk": {"S": f"ART#{name}"},
+            "name": {"S": name},
+            "content_type": {"S": content_type},
+            "size": {"N": str(len(data))},
+            "created_at": {"S": info.created_at},
+            "expires_at": {"N": str(int(now.timestamp()) + self._retention_s + EXPIRY_MARGIN_S)},
+        }
+        if inline:
+            item["data"] = {"B": data}
+        else:
+            self._blobs.put(blob_key(job_id, name), data, content_type)
+            item["blob_key"] = {"S": blob_key(job_id, name)}
+        try:
+            self._ddb.put_item(TableName=self._table, Item=item)
+        except ClientError as exc:
+            raise StoreUnavailableError(f"could not record artifact {name} of job {job_id}") from exc
+        return info
+
+    def list(self, job_id: str) -> list[ArtifactInfo]:
+        items = self._query(job_id, with_data=False)
+        return [_info(job_id, i) for i in items]
+
+    def get(self, job_id: str, name: str) -> Artifact:
+        if not NAME.match(name):
+            raise ArtifactNotFoundError(f"job {job_id} has no artifact {name[:128]!r}")
+        try:
+            item = self._ddb.get_item(
+                TableName=self._table, Key={"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": f"ART#{name}"}}
+            ).get("Item")
+        except ClientError as exc:
+            raise StoreUnavailableError(f"could not read artifact {name} of job {job_id}") from exc
+        if item is None:
+            raise ArtifactNotFoundError(f"job {job_id} has no artifact {name!r}")
+        info = _info(job_id, item)
+        if "data" in item:
+            return Artifact(info, content=bytes(item["data"]["B"]))
+        return Artifact(info, blob_key=item["blob_key"]["S"])
+
+    def _query(self, job_id: str, *, with_data: bool) -> list[dict[str, Any]]:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :art)",
+            "ExpressionAttributeValues": {":pk": {"S": f"JOB#{job_id}"}, ":art": {"S": "ART#"}},
+        }
+        if not with_data:
+            request["ProjectionExpression"] = "#n, content_type, #s, created_at, blob_key"
+            request["ExpressionAttributeNames"] = {"#n": "name", "#s": "size"}
+        items: list[dict[str, Any]] = []
+        try:
+            while True:
+                response = self._ddb.query(**request)
+                items.extend(response.get("Items", []))
+                if "LastEvaluatedKey" not in response:
+                    return items
+                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        except ClientError as exc:
+            raise StoreUnavailableError(f"could not list artifacts of job {job_id}") from exc
+
+
+def _info(job_id: str, item: dict[str, Any]) -> ArtifactInfo:
+    return ArtifactInfo(
+        job_id=job_id,
+        name=item["name"]["S"],
+        content_type=item["content_type"]["S"],
+        size=int(item["size"]["N"]),
+        created_at=item["created_at"]["S"],
+        location="s3" if "blob_key" in item else "inline",
+    )

@@ -1,0 +1,101 @@
+"""DynamoDB adapter of the FinishedJobs port: find finished jobs by day through the sparse
+`by_finished_day` index and delete a job's whole partition (job, runs, artifacts) and its S3
+objects. Used by the clean-up task in the worker, never on a request path."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterator, Optional
+
+from botocore.exceptions import ClientError
+
+from chalicelib.adapters.dynamodb import FINISHED_SHARDS
+from chalicelib.domain.errors import StoreUnavailableError
+from chalicelib.domain.job import isoformat
+from chalicelib.ports import BlobStore
+
+_BATCH_WRITE_MAX = 25
+_UNPROCESSED_RETRIES = 6
+
+
+class DynamoFinishedJobs:
+    def __init__(self, client: Any, table_name: str, blobs: Optional[BlobStore] = None) -> None:
+        self._ddb = client
+        self._table = table_name
+        self._blobs = blobs
+
+    def finished_before(self, cutoff: datetime, *, since: datetime, page_size: int = 100) -> Iterator[list[str]]:
+        day = since.astimezone(timezone.utc).date()
+        last_day = cutoff.astimezone(timezone.utc).date()
+        upper = isoformat(cutoff)
+        while day <= last_day:
+            for shard in range(FINISHED_SHARDS):
+                yield from self._query_partition(f"FIN#{day.isoformat()}#{shard}", upper, page_size)
+            day += timedelta(days=1)
+
+    def _query_partition(self, partition: str, upper: str, page_size: int) -> Iterator[list[str]]:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "by_finished_day",
+            "KeyConditionExpression": "gsi4pk = :pk AND gsi4sk < :upper",
+            "ExpressionAttributeValues": {":pk": {"S": partition}, ":upper": {"S": upper}},
+            "Limit": page_size,
+        }
+        while True:
+            try:
+                response = self._ddb.query(**request)
+            except ClientError as exc:
+                raise StoreUnavailableError("could not read the finished-jobs index") from exc
+            ids = [i["pk"]["S"][len("JOB#"):] for i in response.get("Items", [])]
+            if ids:
+                yield ids
+            if "LastEvaluatedKey" not in response:
+                return
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def purge(self, job_id: str) -> int:
+        keys: list[dict[str, Any]] = []
+        blob_keys: list[str] = []
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": f"JOB#{job_id}"}},
+            "ProjectionExpression": "pk, sk, blob_key, payload_ref, result_ref",
+        }
+        try:
+            while True:
+                response = self._ddb.query(**request)
+                for item in response.get("Items", []):
+                    keys.append({"pk": item["pk"], "sk": item["sk"]})
+                    if "blob_key" in item:
+                        blob_keys.append(item["blob_key"]["S"])
+                    for ref in ("payload_ref", "result_ref"):
+                        if ref in item:
+                            blob_keys.append(item[ref]["M"]["key"]["S"])
+                if "LastEvaluatedKey" not in response:
+                    break
+                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        except ClientError as exc:
+            raise StoreUnavailableError(f"could not read job {job_id} for deletion") from exc
+        # Objects first: if the item deletes then fail, a later run still finds the job.
+        if blob_keys and self._blobs is not None:
+            self._blobs.delete(blob_keys)
+        # The job item last, so an interrupted purge is found again through the index.
+        keys.sort(key=lambda k: k["sk"]["S"] == "JOB")
+        for start in range(0, len(keys), _BATCH_WRITE_MAX):
+            self._batch_delete(keys[start : start + _BATCH_WRITE_MAX])
+        return len(keys)
+
+    def _batch_delete(self, keys: list[dict[str, Any]]) -> None:
+        """BatchWriteItem with UnprocessedItems retried (botocore does not retry those)."""
+        request = {self._table: [{"DeleteRequest": {"Key": k}} for k in keys]}
+        for attempt in range(_UNPROCESSED_RETRIES + 1):
+            try:
+                response = self._ddb.batch_write_item(RequestItems=request)
+            except ClientError as exc:
+                raise StoreUnavailableError("could not delete job items") from exc
+            request = response.get("UnprocessedItems") or {}
+            if not request:
+                return
+            time.sleep(min(1.0, 0.05 * (2**attempt)))
+        raise StoreUnavailableError("the jobs table kept throttling a batch delete")

@@ -1,0 +1,65 @@
+"""S3 adapter of the BlobStore port: the jobs bucket holds large payloads, results and
+artifacts under `jobs/<id>/`, and scratch objects under `tmp/`. The bucket's lifecycle rules
+expire both prefixes (see infra/resources.json), so nothing here is the only clean-up."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Iterator
+
+from botocore.exceptions import ClientError
+
+from chalicelib.domain.errors import BlobNotFoundError, StoreUnavailableError
+
+_DELETE_MAX = 1000  # DeleteObjects takes at most 1000 keys
+
+
+class S3BlobStore:
+    def __init__(self, client: Any, bucket: str) -> None:
+        self._s3 = client
+        self._bucket = bucket
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        try:
+            self._s3.put_object(Bucket=self._bucket, Key=key, Body=data, ContentType=content_type)
+        except ClientError as exc:
+            raise StoreUnavailableError(f"could not write object {key}") from exc
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                raise BlobNotFoundError(f"object {key} no longer exists") from exc
+            raise StoreUnavailableError(f"could not read object {key}") from exc
+
+    def delete(self, keys: list[str]) -> int:
+        for start in range(0, len(keys), _DELETE_MAX):
+            chunk = keys[start : start + _DELETE_MAX]
+            try:
+                response = self._s3.delete_objects(
+                    Bucket=self._bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
+                )
+            except ClientError as exc:
+                raise StoreUnavailableError("could not delete objects") from exc
+            errors = response.get("Errors") or []
+            if errors:  # DeleteObjects reports failures per key inside a 200
+                raise StoreUnavailableError(
+                    f"could not delete {len(errors)} objects",
+                    details=[{"key": e.get("Key"), "code": e.get("Code")} for e in errors[:10]],
+                )
+        return len(keys)
+
+    def presigned_url(self, key: str, expires_s: int) -> str:
+        return self._s3.generate_presigned_url(
+            "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=expires_s
+        )
+
+    def keys_older_than(self, prefix: str, before: datetime) -> Iterator[list[str]]:
+        paginator = self._s3.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
+                old = [o["Key"] for o in page.get("Contents", []) if o["LastModified"] < before]
+                if old:
+                    yield old
+        except ClientError as exc:
+            raise StoreUnavailableError(f"could not list objects under {prefix}") from exc

@@ -1,0 +1,133 @@
+"""SQS adapter of the QueueOperations port: depths from queue attributes, DLQ peek and redrive.
+
+Redrive is receive + send + delete (SQS's StartMessageMoveTask is not available on the local
+emulator, and cannot move messages the pipeline parked on the DLQ itself): a message is
+deleted from the DLQ only after its copy was accepted by the queue, so a failure leaves it
+where it was (at worst delivered twice, which the worker tolerates)."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from botocore.exceptions import ClientError
+
+from chalicelib.domain.errors import DeadLetterUnavailableError, InvalidRequestError
+from chalicelib.ports import DeadLetter
+
+_ATTRIBUTES = {
+    "visible": "ApproximateNumberOfMessages",
+    "in_flight": "ApproximateNumberOfMessagesNotVisible",
+    "delayed": "ApproximateNumberOfMessagesDelayed",
+}
+_PEEK_HIDE_S = 30
+
+
+class SqsQueueOperations:
+    def __init__(self, client: Any, queue_urls: Mapping[str, str], dead_letter_urls: Mapping[str, str]) -> None:
+        self._sqs = client
+        self._queues = dict(queue_urls)
+        self._dead = dict(dead_letter_urls)
+
+    def _pair(self, priority: str) -> tuple[str, str]:
+        if priority not in self._queues:
+            raise InvalidRequestError(f"priority must be one of {', '.join(self._queues)}")
+        return self._queues[priority], self._dead[priority]
+
+    def _depth(self, url: str) -> dict[str, int]:
+        response = self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(_ATTRIBUTES.values()))
+        attributes = response.get("Attributes", {})
+        return {key: int(attributes.get(name, 0)) for key, name in _ATTRIBUTES.items()}
+
+    def depths(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        try:
+            for priority in self._queues:
+                queue, dead = self._pair(priority)
+                depth = self._depth(queue)
+                # Several priorities may share one DLQ (a deployment without per-priority DLQs).
+                dead_depth = self._depth(dead)
+                depth["dead_lettered"] = dead_depth["visible"] + dead_depth["in_flight"]
+                out[priority] = depth
+        except ClientError as exc:
+            raise DeadLetterUnavailableError("could not read queue attributes") from exc
+        return out
+
+    def health(self) -> list[dict[str, Any]]:
+        checks = []
+        for priority in self._queues:
+            for kind, url in zip(("queue", "dlq"), self._pair(priority)):
+                name = url.rstrip("/").rsplit("/", 1)[-1]
+                try:
+                    checks.append({"name": name, "kind": kind, "priority": priority, "ok": True, **self._depth(url)})
+                except ClientError as exc:
+                    checks.append({"name": name, "kind": kind, "priority": priority, "ok": False,
+                                   "error": exc.response.get("Error", {}).get("Code", "error")})
+        return checks
+
+    def _receive(self, url: str, limit: int, hide_s: int) -> list[dict[str, Any]]:
+        messages: dict[str, dict[str, Any]] = {}
+        while len(messages) < limit:
+            batch = self._sqs.receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=min(10, limit - len(messages)),
+                VisibilityTimeout=hide_s,
+                AttributeNames=["SentTimestamp", "ApproximateReceiveCount"],
+                WaitTimeSeconds=0,
+            ).get("Messages", [])
+            fresh = [m for m in batch if m["MessageId"] not in messages]
+            if not fresh:
+                break
+            messages.update((m["MessageId"], m) for m in fresh)
+        return list(messages.values())
+
+    def peek_dead_letters(self, priority: str, limit: int) -> list[DeadLetter]:
+        _, dead = self._pair(priority)
+        try:
+            messages = self._receive(dead, limit, _PEEK_HIDE_S)
+            for start in range(0, len(messages), 10):  # visible again at once: nothing is taken
+                chunk = messages[start:start + 10]
+                self._sqs.change_message_visibility_batch(QueueUrl=dead, Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                    for i, m in enumerate(chunk)
+                ])
+        except ClientError as exc:
+            raise DeadLetterUnavailableError(f"could not read the {priority} dead-letter queue") from exc
+        return [_dead_letter(m) for m in messages]
+
+    def redrive(self, priority: str, limit: int) -> dict[str, int]:
+        queue, dead = self._pair(priority)
+        moved = failed = 0
+        try:
+            messages = self._receive(dead, limit, _PEEK_HIDE_S)
+            for start in range(0, len(messages), 10):
+                chunk = {str(i): m for i, m in enumerate(messages[start:start + 10])}
+                sent = self._sqs.send_message_batch(QueueUrl=queue, Entries=[
+                    {"Id": i, "MessageBody": m["Body"]} for i, m in chunk.items()
+                ])
+                ok = [e["Id"] for e in sent.get("Successful", [])]
+                failed += len(sent.get("Failed", []))
+                if not ok:
+                    continue
+                deleted = self._sqs.delete_message_batch(QueueUrl=dead, Entries=[
+                    {"Id": i, "ReceiptHandle": chunk[i]["ReceiptHandle"]} for i in ok
+                ])
+                moved += len(deleted.get("Successful", []))
+                failed += len(deleted.get("Failed", []))
+        except ClientError as exc:
+            raise DeadLetterUnavailableError(f"could not redrive the {priority} dead-letter queue") from exc
+        return {"moved": moved, "failed": failed}
+
+
+def _dead_letter(message: dict[str, Any]) -> DeadLetter:
+    try:
+        body = json.loads(message["Body"])
+        if not isinstance(body, dict):
+            body = {"raw": message["Body"][:2000]}
+    except ValueError:
+        body = {"raw": message["Body"][:2000]}
+    attributes = message.get("Attributes", {})
+    sent = attributes.get("SentTimestamp")
+    sent_at = (datetime.fromtimestamp(int(sent) / 1000, timezone.utc).isoformat().replace("+00:00", "Z")
+               if sent else None)
+    return DeadLetter(message["MessageId"], body, sent_at, int(attributes.get("ApproximateReceiveCount", 0)))

@@ -1,0 +1,58 @@
+"""Artifact routes: a job's outputs written with `ctx.artifact(...)`."""
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Blueprint, Response
+
+from chalicelib.api.http import Call, endpoint
+from chalicelib.api.job_ids import is_plausible_job_id
+from chalicelib.composition import container
+from chalicelib.domain.errors import ArtifactNotFoundError, JobNotFoundError
+
+artifacts_api = Blueprint(__name__)
+
+PRESIGNED_URL_TTL_S = 300
+
+
+def route(path: str, *, methods: list[str]):
+    return endpoint(
+        artifacts_api,
+        path,
+        methods=methods,
+        auth_secret=lambda: container().settings.auth_secret,
+        max_body_bytes=lambda: container().settings.max_body_bytes,
+    )
+
+
+def _tenant_job(call: Call, job_id: str) -> str:
+    if not is_plausible_job_id(job_id):
+        raise JobNotFoundError(f"job {job_id[:128]} not found")
+    return container().lifecycle.get(call.user.tenant, job_id).id
+
+
+@route("/jobs/{job_id}/artifacts", methods=["GET"])
+def list_artifacts(call: Call, job_id: str) -> Any:
+    job_id = _tenant_job(call, job_id)
+    store = container().artifacts
+    infos = store.list(job_id) if store is not None else []
+    return {"job_id": job_id, "artifacts": [i.public() for i in infos]}
+
+
+@route("/jobs/{job_id}/artifacts/{name}", methods=["GET"])
+def get_artifact(call: Call, job_id: str, name: str) -> Any:
+    """Inline (small text) artifacts come back as themselves with their content type; those
+    in S3 as JSON with a presigned GET `url` valid for a few minutes."""
+    job_id = _tenant_job(call, job_id)
+    services = container()
+    if services.artifacts is None:
+        raise ArtifactNotFoundError(f"job {job_id} has no artifact {name[:128]!r}")
+    artifact = services.artifacts.get(job_id, name)
+    if artifact.content is not None:
+        return Response(
+            body=artifact.content.decode("utf-8", errors="replace"),
+            status_code=200,
+            headers={"Content-Type": artifact.info.content_type, "Cache-Control": "no-store"},
+        )
+    url = services.blobs.presigned_url(artifact.blob_key, PRESIGNED_URL_TTL_S)
+    return {**artifact.info.public(), "url": url, "expires_in": PRESIGNED_URL_TTL_S}

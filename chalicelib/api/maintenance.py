@@ -1,0 +1,130 @@
+"""Maintenance task routes (admin only): start a task, follow it, list and cancel tasks.
+
+Tasks are jobs of the built-in `maintenance.*` types, owned by the reserved `_system` tenant,
+so they get the pipeline's retries, timeouts, priorities and cancellation. With
+USE_TASK_QUEUE=false a task runs inline and its result comes back in the response."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from chalice import Blueprint
+from pydantic import BaseModel, ConfigDict, Field
+
+from chalicelib.api.http import Call, endpoint, validate
+from chalicelib.api.job_ids import is_plausible_job_id
+from chalicelib.composition import container
+from chalicelib.domain.errors import JobNotFoundError, TaskNotFoundError
+from chalicelib.domain.job import Job
+from chalicelib.job_types.maintenance import TASKS
+from chalicelib.maintenance import SYSTEM_TENANT
+from chalicelib.observability import count
+from chalicelib.ports import JobQuery
+
+maintenance_api = Blueprint(__name__)
+
+PREFIX = "/api/system/maintenance"
+TYPE_PREFIX = "maintenance."
+
+
+def route(path: str, *, methods: list[str]):
+    return endpoint(
+        maintenance_api,
+        path,
+        methods=methods,
+        auth_secret=lambda: container().settings.auth_secret,
+        max_body_bytes=lambda: container().settings.max_body_bytes,
+    )
+
+
+class ListTasksQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=25, ge=1, le=100)
+    cursor: Optional[str] = Field(default=None, min_length=1, max_length=2048)
+
+
+def task_view(job: Job) -> dict[str, Any]:
+    return {
+        "task_id": job.id,
+        "task_type": job.type[len(TYPE_PREFIX):],
+        "status": job.status.value,
+        "result": job.result,
+        "error_message": job.error.message if job.error else None,
+        "error_code": job.error.code if job.error else None,
+        "attempts": job.attempts,
+        "progress": job.progress.model_dump(mode="json"),
+        "requested_by": job.user,
+        "created_at": job.created_at,
+        "finished_at": job.finished_at,
+    }
+
+
+def _start(call: Call, task: str) -> Any:
+    call.user.require_role("admin")
+    model = TASKS[task][0]
+    params = dict(call.request.query_params or {})
+    payload = validate(model, params).model_dump()
+    services = container()
+    if not services.settings.use_task_queue:
+        result = services.maintenance.run(task, payload)
+        return {"task_id": None, "status": "completed", "result": result,
+                "message": f"{task} ran inline (USE_TASK_QUEUE=false)"}, 200
+    job = services.lifecycle.submit(
+        tenant=SYSTEM_TENANT, user=call.user.user, type=f"{TYPE_PREFIX}{task}", payload=payload
+    )
+    count("jobs_submitted", job.type)
+    return {"task_id": job.id, "status": "queued", "message": f"{task} task enqueued ({job.priority} priority)"}, 202
+
+
+@route(f"{PREFIX}/cleanup-runs", methods=["POST"])
+def cleanup_runs(call: Call) -> Any:
+    return _start(call, "cleanup_runs")
+
+
+@route(f"{PREFIX}/health-check", methods=["POST"])
+def health_check(call: Call) -> Any:
+    return _start(call, "health_check")
+
+
+@route(f"{PREFIX}/cleanup-temp-files", methods=["POST"])
+def cleanup_temp_files(call: Call) -> Any:
+    return _start(call, "cleanup_temp_files")
+
+
+@route(f"{PREFIX}/log-statistics", methods=["POST"])
+def log_statistics(call: Call) -> Any:
+    return _start(call, "log_statistics")
+
+
+def _task(task_id: str) -> Job:
+    try:
+        if not is_plausible_job_id(task_id):
+            raise JobNotFoundError(task_id)
+        job = container().lifecycle.get(SYSTEM_TENANT, task_id)
+    except JobNotFoundError:
+        raise TaskNotFoundError(f"task {task_id[:128]} not found") from None
+    if not job.type.startswith(TYPE_PREFIX):
+        raise TaskNotFoundError(f"task {task_id[:128]} not found")
+    return job
+
+
+@route(f"{PREFIX}/tasks", methods=["GET"])
+def list_tasks(call: Call) -> Any:
+    call.user.require_role("admin")
+    params = validate(ListTasksQuery, dict(call.request.query_params or {}))
+    page = container().store.list_jobs(JobQuery(tenant=SYSTEM_TENANT, limit=params.limit, cursor=params.cursor))
+    return {"tasks": [task_view(j) for j in page.jobs], "next_cursor": page.cursor}
+
+
+@route(f"{PREFIX}/tasks/{{task_id}}", methods=["GET"])
+def get_task(call: Call, task_id: str) -> Any:
+    call.user.require_role("admin")
+    return task_view(_task(task_id))
+
+
+@route(f"{PREFIX}/tasks/{{task_id}}", methods=["DELETE"])
+def cancel_task(call: Call, task_id: str) -> Any:
+    """Queued or retrying: canceled now; running: stops at its next progress report or page."""
+    call.user.require_role("admin")
+    job = _task(task_id)
+    return task_view(container().lifecycle.cancel(SYSTEM_TENANT, job.id)), 202

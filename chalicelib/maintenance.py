@@ -1,0 +1,118 @@
+"""The maintenance tasks (cleanup-runs, health-check, cleanup-temp-files, log-statistics):
+what each does, over ports only. They run as built-in job types in the workers
+(chalicelib/job_types/maintenance.py) or, with USE_TASK_QUEUE=false, inline in the API."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable, Optional
+
+from chalicelib.domain.errors import JobpipeError
+from chalicelib.domain.job import isoformat, utcnow
+from chalicelib.domain.stats import hours_back, summarize
+from chalicelib.ports import BlobStore, FinishedJobs, QueueOperations, StatsStore
+
+SYSTEM_TENANT = "_system"
+TEMP_PREFIX = "tmp/"
+# Clean-up looks this far past the retention period: TTL has removed anything older.
+_TTL_SLACK_DAYS = 2
+# Stop a long clean-up with this much of the attempt's time left, and report it incomplete.
+_STOP_MARGIN_MS = 5_000
+
+Probe = Callable[[], dict[str, Any]]
+
+
+@dataclass
+class TaskControl:
+    """What a task may ask of the job running it; the defaults serve the inline mode."""
+
+    progress: Callable[[float, str], None] = lambda percent, message: None
+    check_cancelled: Callable[[], None] = lambda: None
+    remaining_ms: Callable[[], int] = lambda: 10**9
+
+
+class MaintenanceTasks:
+    def __init__(
+        self,
+        *,
+        finished: FinishedJobs,
+        stats: StatsStore,
+        queues: QueueOperations,
+        blobs: Optional[BlobStore],
+        probes: dict[str, Probe],
+        retention_days: int,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._finished = finished
+        self._stats = stats
+        self._queues = queues
+        self._blobs = blobs
+        self._probes = probes
+        self._retention_days = retention_days
+        self._clock = clock
+
+    def cleanup_runs(self, max_age_hours: int, control: TaskControl = TaskControl()) -> dict[str, Any]:
+        """Delete jobs (item, runs, artifacts, S3 objects) that finished more than
+        `max_age_hours` ago, page by page from the finished-day index."""
+        cutoff = self._clock() - timedelta(hours=max_age_hours)
+        since = cutoff - timedelta(days=self._retention_days + _TTL_SLACK_DAYS)
+        jobs = items = 0
+        complete = True
+        for page in self._finished.finished_before(cutoff, since=since):
+            control.check_cancelled()
+            if control.remaining_ms() < _STOP_MARGIN_MS:
+                complete = False
+                break
+            for job_id in page:
+                items += self._finished.purge(job_id)
+                jobs += 1
+            control.progress(min(99.0, float(jobs)), f"deleted {jobs} jobs")
+        return {"max_age_hours": max_age_hours, "cutoff": isoformat(cutoff), "jobs_deleted": jobs,
+                "items_deleted": items, "complete": complete}
+
+    def cleanup_temp_files(self, max_age_hours: int, control: TaskControl = TaskControl()) -> dict[str, Any]:
+        """Delete objects under the bucket's temporary prefix older than `max_age_hours`."""
+        if self._blobs is None:
+            return {"prefix": TEMP_PREFIX, "objects_deleted": 0, "complete": True, "note": "no bucket configured"}
+        cutoff = self._clock() - timedelta(hours=max_age_hours)
+        deleted = 0
+        complete = True
+        for keys in self._blobs.keys_older_than(TEMP_PREFIX, cutoff):
+            control.check_cancelled()
+            if control.remaining_ms() < _STOP_MARGIN_MS:
+                complete = False
+                break
+            deleted += self._blobs.delete(keys)
+            control.progress(min(99.0, float(deleted)), f"deleted {deleted} objects")
+        return {"prefix": TEMP_PREFIX, "max_age_hours": max_age_hours, "cutoff": isoformat(cutoff),
+                "objects_deleted": deleted, "complete": complete}
+
+    def health_check(self, control: TaskControl = TaskControl()) -> dict[str, Any]:
+        """Check every dependency; one failing check does not stop the others."""
+        checks: dict[str, Any] = {}
+        for name, probe in self._probes.items():
+            try:
+                checks[name] = probe()
+            except JobpipeError as exc:
+                checks[name] = {"ok": False, "error": exc.message}
+            except Exception as exc:  # a probe's own failure is the finding, not the task's
+                checks[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        queues = self._queues.health()
+        checks["queues"] = queues
+        problems = [n for n, c in checks.items() if n != "queues" and not c.get("ok")]
+        problems += [q["name"] for q in queues if not q["ok"]]
+        dead = sum(q.get("visible", 0) for q in queues if q["kind"] == "dlq" and q["ok"])
+        return {"healthy": not problems, "problems": problems, "dead_lettered": dead,
+                "checked_at": isoformat(self._clock()), "checks": checks}
+
+    def log_statistics(self, window_hours: int, control: TaskControl = TaskControl()) -> dict[str, Any]:
+        """Counts by status and type, completion-time percentiles and failure rates over the
+        window, from the counters the stats recorder keeps (a few item reads)."""
+        hours = hours_back(self._clock(), window_hours)
+        summary = summarize(self._stats.status_counts(), self._stats.hourly(hours), window_hours)
+        return {**summary, "computed_at": isoformat(self._clock())}
+
+    def run(self, task: str, payload: dict[str, Any], control: TaskControl = TaskControl()) -> dict[str, Any]:
+        """Run a task by its short name (the inline mode)."""
+        method = getattr(self, task)
+        return method(**payload, control=control)

@@ -1,0 +1,102 @@
+"""Operations, deployed: maintenance tasks, stats from the stream consumer, dead letters,
+artifacts and claim-checked data on S3."""
+import json
+import time
+
+import requests
+
+
+def admin(stack) -> dict:
+    return {"Authorization": f"Bearer {stack.token(user='root', roles=['admin'])}", "Content-Type": "application/json"}
+
+
+def wait_task(stack, task_id: str, timeout_s: float = 60) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        task = stack.call("GET", f"/api/system/maintenance/tasks/{task_id}", headers=admin(stack)).json()
+        if task["status"] in ("completed", "failed", "canceled"):
+            return task
+        assert time.monotonic() < deadline, task
+        time.sleep(0.5)
+
+
+def test_health_check_task_runs_in_a_worker_and_reports_every_dependency(stack):
+    response = stack.call("POST", "/api/system/maintenance/health-check", headers=admin(stack))
+    assert response.status_code == 202, response.text
+    task = wait_task(stack, response.json()["task_id"])
+    assert task["status"] == "completed", task
+    result = task["result"]
+    assert result["healthy"] is True, result
+    assert {"jobs_table", "stats_table", "bucket"} <= set(result["checks"])
+    assert len(result["checks"]["queues"]) == 6
+    listed = stack.call("GET", "/api/system/maintenance/tasks", headers=admin(stack)).json()["tasks"]
+    assert task["task_id"] in [t["task_id"] for t in listed]
+
+
+def test_operator_routes_refuse_non_admins(stack):
+    for method, path in (("POST", "/api/system/maintenance/cleanup-runs"), ("GET", "/api/system/stats"),
+                         ("GET", "/api/system/dlq")):
+        response = stack.call(method, path)
+        assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
+
+
+def test_cleanup_runs_and_temp_files_tasks_complete(stack):
+    ids = [stack.call("POST", f"/api/system/maintenance/{name}?max_age_hours=1", headers=admin(stack)).json()["task_id"]
+           for name in ("cleanup-runs", "cleanup-temp-files")]
+    results = [wait_task(stack, i) for i in ids]
+    assert [t["status"] for t in results] == ["completed", "completed"], results
+    assert results[0]["result"]["complete"] is True and results[0]["result"]["jobs_deleted"] == 0
+    assert results[1]["result"]["objects_deleted"] == 0
+
+
+def test_stats_count_what_the_pipeline_did(stack):
+    ids = [stack.submit({"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})["id"] for _ in range(3)]
+    assert all(stack.wait_terminal(i)["status"] == "completed" for i in ids)
+    deadline = time.monotonic() + 30
+    while True:  # the stream consumer runs behind the writes
+        stats = stack.call("GET", "/api/system/stats", headers=admin(stack)).json()
+        if stats["events"]["completed"] >= 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert stats["events"]["completed"] >= 3 and stats["events"]["submitted"] >= 3
+    assert stats["jobs_by_status"]["completed"] >= 3
+    assert stats["completion_time_s"]["p50"] is not None and stats["completion_time_s"]["p95"] is not None
+    assert set(stats["queues"]) == {"high", "normal", "low"}
+    assert set(stats["queues"]["low"]) == {"visible", "in_flight", "delayed", "dead_lettered"}
+    log = stack.call("POST", "/api/system/maintenance/log-statistics?window_hours=1", headers=admin(stack)).json()
+    logged = wait_task(stack, log["task_id"])
+    assert logged["status"] == "completed" and logged["result"]["events"]["completed"] >= 3
+
+
+def test_dead_lettered_job_is_shown_then_redriven(stack):
+    job = stack.submit({"type": "demo.steps", "priority": "low",
+                        "payload": {"steps": 1, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"}})
+    assert stack.wait_terminal(job["id"])["status"] == "failed"
+    letters = stack.call("GET", "/api/system/dlq?priority=low&limit=100", headers=admin(stack)).json()["dead_letters"]["low"]
+    mine = [m for m in letters if m["body"].get("job_id") == job["id"]]
+    assert mine and mine[0]["job"]["status"] == "failed"
+    moved = stack.call("POST", "/api/system/dlq/redrive?priority=low&limit=100", headers=admin(stack)).json()
+    assert moved["redriven"]["low"]["moved"] >= 1 and moved["redriven"]["low"]["failed"] == 0
+    after = stack.call("GET", "/api/system/dlq?priority=low&limit=100", headers=admin(stack)).json()["dead_letters"]["low"]
+    assert job["id"] not in [m["body"].get("job_id") for m in after]
+    # The worker acknowledges the redriven message of a job that already failed.
+    assert stack.job(job["id"])["status"] == "failed"
+
+
+def test_artifacts_and_large_data_go_through_s3(stack):
+    pad = "p" * 200_000
+    job = stack.submit({"type": "demo.outputs", "payload": {"artifact_bytes": 300_000, "result_bytes": 150_000, "pad": pad}})
+    done = stack.wait_terminal(job["id"])
+    assert done["status"] == "completed", done
+    assert done["payload"]["pad"] == pad and done["result"]["text"] == "r" * 150_000
+    listed = stack.call("GET", f"/jobs/{job['id']}/artifacts").json()["artifacts"]
+    assert {a["name"]: a["location"] for a in listed} == {"data.bin": "s3", "numbers.json": "inline", "summary.txt": "inline"}
+    summary = stack.call("GET", f"/jobs/{job['id']}/artifacts/summary.txt")
+    assert summary.status_code == 200 and summary.text == f"job {job['id']} attempt 1\n"
+    link = stack.call("GET", f"/jobs/{job['id']}/artifacts/data.bin").json()
+    data = requests.get(link["url"], timeout=30)
+    assert data.status_code == 200 and len(data.content) == 300_000 and data.content[:4] == bytes([0, 1, 2, 3])
+    s3 = stack.session.client("s3")
+    bucket = stack.outputs["JobsBucketName"]
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"jobs/{job['id']}/")["Contents"]}
+    assert keys == {f"jobs/{job['id']}/{k}" for k in ("payload.json", "result.json", "artifacts/data.bin")}

@@ -1,0 +1,239 @@
+"""Maintenance tasks, statistics, dead letters, artifacts and claim-checked data, through the
+Chalice test client on moto."""
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from chalicelib.composition import container
+from chalicelib.domain.job import Job, Run, isoformat
+from chalicelib.domain.status import JobStatus
+from tests.functional.conftest import auth, drain, invoke_worker, receive_all, sqs_event, token
+
+
+def admin(**extra):
+    return {"Authorization": f"Bearer {token(user='root', roles=['admin'])}", "Content-Type": "application/json", **extra}
+
+
+def submit(client, body, headers=None):
+    response = client.http.post("/jobs", headers=headers or auth(), body=json.dumps(body))
+    assert response.status_code == 202, response.body
+    return response.json_body
+
+
+def task(client, task_id):
+    response = client.http.get(f"/api/system/maintenance/tasks/{task_id}", headers=admin())
+    assert response.status_code == 200, response.body
+    return response.json_body
+
+
+@pytest.mark.parametrize("method, path", [
+    ("POST", "/api/system/maintenance/health-check"),
+    ("GET", "/api/system/maintenance/tasks"),
+    ("GET", "/api/system/stats"),
+    ("GET", "/api/system/dlq"),
+    ("POST", "/api/system/dlq/redrive"),
+])
+def test_operator_routes_need_the_admin_role(client, method, path):
+    response = getattr(client.http, method.lower())(path, headers=auth())
+    assert response.status_code == 403 and response.json_body["error"]["code"] == "forbidden"
+    assert getattr(client.http, method.lower())(path).status_code == 401
+
+
+def test_maintenance_types_are_not_submittable_or_listed(client):
+    response = client.http.post("/jobs", headers=admin(), body=json.dumps({"type": "maintenance.cleanup_runs"}))
+    assert response.status_code == 422 and response.json_body["error"]["code"] == "unknown_job_type"
+    assert "known types: demo.fanout, demo.outputs, demo.sleep, demo.steps" in response.json_body["error"]["message"]
+    types = [t["type"] for t in client.http.get("/job-types", headers=auth()).json_body["job_types"]]
+    assert not any(t.startswith("maintenance.") for t in types)
+
+
+def test_reserved_system_tenant_cannot_be_claimed(client):
+    forged = {"Authorization": f"Bearer {token(tenant='_system', roles=['admin'])}"}
+    assert client.http.get("/jobs", headers=forged).status_code == 401
+
+
+def test_health_check_task_is_queued_then_run_by_a_worker(client, aws):
+    response = client.http.post("/api/system/maintenance/health-check", headers=admin())
+    assert response.status_code == 202, response.body
+    body = response.json_body
+    assert body["status"] == "queued" and body["task_id"] and "health_check" in body["message"]
+    assert task(client, body["task_id"])["status"] == "queued"
+    drain(client._app, aws)
+    done = task(client, body["task_id"])
+    assert done["status"] == "completed" and done["finished_at"] and done["error_message"] is None
+    result = done["result"]
+    assert result["healthy"] is True and result["problems"] == []
+    assert result["checks"]["jobs_table"]["ok"] and result["checks"]["bucket"]["ok"]
+    assert {q["name"] for q in result["checks"]["queues"]} == {
+        "jobs-high", "jobs-normal", "jobs-low", "jobs-high-dlq", "jobs-normal-dlq", "jobs-low-dlq"}
+    listed = client.http.get("/api/system/maintenance/tasks", headers=admin()).json_body["tasks"]
+    assert [t["task_id"] for t in listed] == [body["task_id"]]
+    # Task records belong to no tenant: the admin's own job listing does not show them.
+    assert client.http.get("/jobs", headers=admin()).json_body["jobs"] == []
+
+
+def test_health_check_reports_a_missing_dependency(client, aws):
+    aws["sqs"].delete_queue(QueueUrl=aws["dlq_low_url"])
+    task_id = client.http.post("/api/system/maintenance/health-check", headers=admin()).json_body["task_id"]
+    drain(client._app, aws)
+    result = task(client, task_id)["result"]
+    assert result["healthy"] is False and result["problems"] == ["jobs-low-dlq"]
+
+
+def test_bad_task_parameters_are_400_and_unknown_tasks_404(client):
+    for query in ("max_age_hours=0", "max_age_hours=abc", "surprise=1"):
+        response = client.http.post(f"/api/system/maintenance/cleanup-runs?{query}", headers=admin())
+        assert response.status_code == 400 and response.json_body["error"]["code"] == "invalid_request", query
+    for task_id in ("00000000-0000-0000-0000-000000000000", "bad$id"):
+        response = client.http.get(f"/api/system/maintenance/tasks/{task_id}", headers=admin())
+        assert response.status_code == 404 and response.json_body["error"]["code"] == "task_not_found"
+
+
+def test_a_tenant_job_is_not_a_task(client):
+    job = submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})
+    response = client.http.get(f"/api/system/maintenance/tasks/{job['id']}", headers=admin())
+    assert response.status_code == 404
+
+
+def test_cancel_a_queued_task(client, aws):
+    task_id = client.http.post("/api/system/maintenance/cleanup-runs", headers=admin()).json_body["task_id"]
+    response = client.http.delete(f"/api/system/maintenance/tasks/{task_id}", headers=admin())
+    assert response.status_code == 202 and response.json_body["status"] == "canceled"
+    drain(client._app, aws)
+    assert task(client, task_id)["status"] == "canceled"
+    again = client.http.delete(f"/api/system/maintenance/tasks/{task_id}", headers=admin())
+    assert again.status_code == 409 and again.json_body["error"]["code"] == "job_finished"
+
+
+def _old_finished_job(store, hours_ago: float, job_id: str) -> None:
+    finished = datetime.now(timezone.utc) - timedelta(hours=hours_ago)
+    job = Job(id=job_id, type="demo.steps", tenant="acme", user="ann", status=JobStatus.COMPLETED,
+              created_at=isoformat(finished - timedelta(minutes=1)), finished_at=isoformat(finished),
+              payload={"steps": 1, "step_ms": 0}, version=3, attempts=1)
+    store.create(job)
+    store._ddb.transact_write_items(TransactItems=[store._run_write(
+        Run(job_id=job_id, attempt=1, status=JobStatus.COMPLETED, started_at=job.created_at))])
+    container().artifacts.put(job_id, "note.txt", b"inline", "text/plain")
+    container().artifacts.put(job_id, "big.bin", b"\0" * 10, "application/octet-stream")
+
+
+def test_cleanup_runs_deletes_old_finished_jobs_with_runs_artifacts_and_objects(client, aws):
+    store = container().store
+    old = [f"00000000-0000-0000-0000-0000000000{i:02d}" for i in range(12)]
+    for i, job_id in enumerate(old):
+        _old_finished_job(store, 30 + i * 7, job_id)  # spread over several days
+    _old_finished_job(store, 2, "00000000-0000-0000-0000-0000000000aa")
+    live = submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})
+    response = client.http.post("/api/system/maintenance/cleanup-runs?max_age_hours=24", headers=admin())
+    drain(client._app, aws)
+    result = task(client, response.json_body["task_id"])["result"]
+    assert result["jobs_deleted"] == 12 and result["items_deleted"] == 12 * 4 and result["complete"]
+    remaining = {i["pk"]["S"] for i in aws["ddb"].scan(TableName="jobs")["Items"]}
+    assert not any(f"JOB#{j}" in remaining for j in old)
+    assert "JOB#00000000-0000-0000-0000-0000000000aa" in remaining and f"JOB#{live['id']}" in remaining
+    keys = [o["Key"] for o in aws["s3"].list_objects_v2(Bucket="jobs-bucket").get("Contents", [])]
+    assert keys == ["jobs/00000000-0000-0000-0000-0000000000aa/artifacts/big.bin"]
+
+
+def test_inline_mode_runs_the_task_in_the_request(client, aws, monkeypatch):
+    monkeypatch.setenv("USE_TASK_QUEUE", "false")
+    from chalicelib import composition
+
+    composition.use(None)
+    aws["s3"].put_object(Bucket="jobs-bucket", Key="tmp/scratch-1", Body=b"x")
+    response = client.http.post("/api/system/maintenance/cleanup-temp-files?max_age_hours=1", headers=admin())
+    assert response.status_code == 200, response.body
+    body = response.json_body
+    assert body["status"] == "completed" and body["task_id"] is None
+    assert body["result"]["objects_deleted"] == 0  # the object is newer than an hour
+    assert receive_all(aws, "low_url") == []
+
+
+def _feed_stream(app, aws):
+    """Deliver the jobs table's stream records, as moto recorded them, to the stats recorder."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    table = dynamodb_backends["123456789012"]["us-east-1"].get_table("jobs")
+    records = [r.to_json() for r in table.stream_shard.items]
+    event = json.loads(json.dumps({"Records": records}, default=str))
+    app.handler_map["stats_recorder"](event, None)
+    return event
+
+
+def test_stats_come_from_counters_kept_by_the_stream_consumer(client, aws):
+    for _ in range(3):
+        submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})
+    bad = submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"}})
+    waiting = submit(client, {"type": "demo.steps", "priority": "low", "payload": {"steps": 1, "step_ms": 0}})
+    invoke_worker(client._app, sqs_event(receive_all(aws, "jobs_url")))  # the low job stays queued
+    event = _feed_stream(client._app, aws)
+    # A redelivered batch changes nothing.
+    client._app.handler_map["stats_recorder"](event, None)
+    aws["sqs"].send_message(QueueUrl=aws["low_url"], MessageBody=json.dumps({"job_id": waiting["id"], "attempt": 1}))
+    stats = client.http.get("/api/system/stats?window_hours=2", headers=admin()).json_body
+    assert stats["jobs_by_status"]["completed"] == 3 and stats["jobs_by_status"]["failed"] == 1
+    assert stats["jobs_by_status"]["queued"] == 1
+    assert stats["events"]["submitted"] == 5 and stats["events"]["completed"] == 3
+    assert stats["events"]["failed"] == 1 and stats["events"]["started"] == 4
+    assert stats["failure_rate"] == 0.25
+    assert stats["by_type"]["demo.steps"]["completed"] == 3
+    assert stats["completion_time_s"]["samples"] == 3 and stats["completion_time_s"]["p50"] is not None
+    assert stats["queues"]["low"]["visible"] == 2  # the submission and the extra message
+    assert stats["queues"]["normal"]["dead_lettered"] == 1
+    bad_window = client.http.get("/api/system/stats?window_hours=0", headers=admin())
+    assert bad_window.status_code == 400
+
+
+def test_dead_letters_are_shown_without_being_taken_and_redriven(client, aws):
+    job = submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"}})
+    drain(client._app, aws)
+    for _ in range(2):  # looking twice finds the same message: peeking leaves it there
+        shown = client.http.get("/api/system/dlq?priority=normal", headers=admin()).json_body["dead_letters"]
+        (letter,) = shown["normal"]
+        assert letter["body"]["job_id"] == job["id"] and letter["body"]["reason"]["code"] == "demo_failure"
+        assert letter["job"] == {"id": job["id"], "tenant": "acme", "type": "demo.steps", "status": "failed"}
+    moved = client.http.post("/api/system/dlq/redrive", headers=admin()).json_body["redriven"]
+    assert moved["normal"] == {"moved": 1, "failed": 0} and moved["high"] == {"moved": 0, "failed": 0}
+    assert client.http.get("/api/system/dlq", headers=admin()).json_body["dead_letters"]["normal"] == []
+    (back,) = receive_all(aws, "jobs_url")
+    assert json.loads(back["Body"])["job_id"] == job["id"]
+    bad = client.http.get("/api/system/dlq?priority=urgent", headers=admin())
+    assert bad.status_code == 400
+
+
+def test_artifacts_small_inline_large_in_s3(client, aws):
+    job = submit(client, {"type": "demo.outputs", "payload": {"artifact_bytes": 200_000}})
+    drain(client._app, aws)
+    listed = client.http.get(f"/jobs/{job['id']}/artifacts", headers=auth()).json_body["artifacts"]
+    assert {a["name"]: (a["location"], a["size"]) for a in listed} == {
+        "data.bin": ("s3", 200_000), "numbers.json": ("inline", len('{"payload_pad_bytes":0}')), "summary.txt": ("inline", len(f"job {job['id']} attempt 1\n"))}
+    text = client.http.get(f"/jobs/{job['id']}/artifacts/summary.txt", headers=auth())
+    assert text.status_code == 200 and text.body.decode() == f"job {job['id']} attempt 1\n"
+    assert text.headers["Content-Type"].startswith("text/plain")
+    numbers = client.http.get(f"/jobs/{job['id']}/artifacts/numbers.json", headers=auth())
+    assert numbers.json_body == {"payload_pad_bytes": 0}
+    binary = client.http.get(f"/jobs/{job['id']}/artifacts/data.bin", headers=auth()).json_body
+    assert binary["location"] == "s3" and binary["url"].startswith("https://") and binary["expires_in"] == 300
+    stored = aws["s3"].get_object(Bucket="jobs-bucket", Key=f"jobs/{job['id']}/artifacts/data.bin")["Body"].read()
+    assert stored[:3] == b"\x00\x01\x02" and len(stored) == 200_000
+    for path, code in ((f"/jobs/{job['id']}/artifacts/nope", "artifact_not_found"),
+                       (f"/jobs/{job['id']}/artifacts/..%2Fx", "artifact_not_found")):
+        response = client.http.get(path, headers=auth())
+        assert response.status_code == 404 and response.json_body["error"]["code"] == code
+    assert client.http.get(f"/jobs/{job['id']}/artifacts", headers=auth("globex")).status_code == 404
+
+
+def test_large_payload_and_result_are_claim_checked_in_s3(client, aws):
+    pad = "p" * 300_000
+    job = submit(client, {"type": "demo.outputs", "payload": {"result_bytes": 450_000, "pad": pad}})
+    assert job["payload"]["pad"] == pad
+    drain(client._app, aws)
+    done = client.http.get(f"/jobs/{job['id']}", headers=auth()).json_body
+    assert done["status"] == "completed" and done["payload"]["pad"] == pad
+    assert done["result"] == {"text": "r" * 450_000, "pad_bytes": 300_000}
+    item = aws["ddb"].get_item(TableName="jobs", Key={"pk": {"S": f"JOB#{job['id']}"}, "sk": {"S": "JOB"}})["Item"]
+    assert "payload_json" not in item and "result_json" not in item
+    assert item["payload_ref"]["M"]["key"]["S"] == f"jobs/{job['id']}/payload.json"
+    listed = client.http.get("/jobs", headers=auth()).json_body["jobs"]
+    assert listed[0]["payload"] == {"claim_check": {"bytes": int(item["payload_ref"]["M"]["bytes"]["N"])}}

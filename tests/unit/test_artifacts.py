@@ -1,0 +1,79 @@
+import pytest
+from pydantic import BaseModel
+
+from chalicelib.adapters.memory import InMemoryArtifactStore, InMemoryBlobStore
+from chalicelib.domain.errors import InvalidArtifactError
+from chalicelib.domain.registry import JobTypeRegistry
+from chalicelib.domain.status import JobStatus
+from chalicelib.lifecycle import JobLifecycle
+from chalicelib.worker.runner import JobRunner
+
+
+class Empty(BaseModel):
+    pass
+
+
+@pytest.fixture
+def setup(store, queue, clock):
+    registry = JobTypeRegistry()
+    blobs = InMemoryBlobStore(clock)
+    artifacts = InMemoryArtifactStore(blobs, inline_limit=1024, clock=clock)
+
+    @registry.register("t.outputs", Empty)
+    def outputs(ctx, payload):
+        ctx.artifact("note.txt", "héllo")
+        ctx.artifact("table.json", {"rows": [1, 2]})
+        ctx.artifact("blob.bin", b"\x00" * 10)
+        ctx.artifact("big.txt", "x" * 2000)
+        return "ok"
+
+    @registry.register("t.bad", Empty, max_attempts=1)
+    def bad(ctx, payload):
+        ctx.artifact("set.txt", {1, 2})
+
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+    return lifecycle, JobRunner(lifecycle, registry, artifacts=artifacts), artifacts, blobs
+
+
+def run(lifecycle, runner, queue, type_):
+    job = lifecycle.submit(tenant="acme", user="ann", type=type_, payload={})
+    (message,) = queue.drain()
+    return job, runner.run(message)
+
+
+def test_handler_artifacts_are_stored_by_kind_and_size(setup, queue):
+    lifecycle, runner, artifacts, blobs = setup
+    job, final = run(lifecycle, runner, queue, "t.outputs")
+    assert final.status == JobStatus.COMPLETED
+    stored = {a.name: (a.location, a.content_type, a.size) for a in artifacts.list(job.id)}
+    assert stored == {
+        "note.txt": ("inline", "text/plain; charset=utf-8", len("héllo".encode())),
+        "table.json": ("inline", "application/json", len('{"rows":[1,2]}')),
+        "blob.bin": ("s3", "application/octet-stream", 10),
+        "big.txt": ("s3", "text/plain; charset=utf-8", 2000),
+    }
+    assert artifacts.get(job.id, "note.txt").content == "héllo".encode()
+    assert blobs.get(f"jobs/{job.id}/artifacts/big.txt") == b"x" * 2000
+
+
+def test_unsupported_artifact_data_fails_the_attempt(setup, queue):
+    lifecycle, runner, _, _ = setup
+    _, final = run(lifecycle, runner, queue, "t.bad")
+    assert final.status == JobStatus.FAILED and final.error.code == "invalid_artifact"
+
+
+def test_a_context_without_a_store_refuses_artifacts(store, queue, clock):
+    from chalicelib.worker.context import JobContext
+    from chalicelib.worker.progress import ProgressReporter
+
+    lifecycle = JobLifecycle(store, queue, JobTypeRegistry(), clock=clock)
+    reporter = ProgressReporter(store.get("x") or _job(), lifecycle.record_progress)
+    ctx = JobContext(reporter, reload=store.get, deadline=1e12)
+    with pytest.raises(InvalidArtifactError):
+        ctx.artifact("a.txt", "x")
+
+
+def _job():
+    from chalicelib.domain.job import Job
+
+    return Job(id="x", type="t", tenant="acme", user="ann", created_at="2026-01-01T00:00:00.000Z")

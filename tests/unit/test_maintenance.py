@@ -1,0 +1,117 @@
+from datetime import timedelta
+
+import pytest
+
+from chalicelib.adapters.memory import (
+    InMemoryArtifactStore,
+    InMemoryBlobStore,
+    InMemoryFinishedJobs,
+    InMemoryStatsStore,
+)
+from chalicelib.domain.errors import InvalidArtifactError, JobCancelledError, StoreUnavailableError
+from chalicelib.domain.job import Job, isoformat
+from chalicelib.domain.stats import delta_for
+from chalicelib.domain.status import JobStatus
+from chalicelib.maintenance import MaintenanceTasks, TaskControl
+
+
+class FakeQueues:
+    def __init__(self, broken=()):
+        self.broken = set(broken)
+
+    def health(self):
+        out = []
+        for priority in ("high", "normal", "low"):
+            for kind in ("queue", "dlq"):
+                name = f"jobs-{priority}{'-dlq' if kind == 'dlq' else ''}"
+                if name in self.broken:
+                    out.append({"name": name, "kind": kind, "priority": priority, "ok": False, "error": "gone"})
+                else:
+                    out.append({"name": name, "kind": kind, "priority": priority, "ok": True,
+                                "visible": 2 if kind == "dlq" else 0, "in_flight": 0, "delayed": 0})
+        return out
+
+
+@pytest.fixture
+def blobs(clock):
+    return InMemoryBlobStore(clock)
+
+
+@pytest.fixture
+def tasks(store, blobs, clock):
+    artifacts = InMemoryArtifactStore(blobs, clock=clock)
+    finished = InMemoryFinishedJobs(store, artifacts, blobs)
+    tasks = MaintenanceTasks(finished=finished, stats=InMemoryStatsStore(), queues=FakeQueues(), blobs=blobs,
+                             probes={"jobs_table": lambda: {"ok": True}}, retention_days=7, clock=clock)
+    tasks.artifacts = artifacts
+    return tasks
+
+
+def finished_job(store, clock, job_id, hours_ago):
+    at = clock() - timedelta(hours=hours_ago)
+    store.create(Job(id=job_id, type="demo.steps", tenant="acme", user="ann", status=JobStatus.COMPLETED,
+                     created_at=isoformat(at), finished_at=isoformat(at)))
+
+
+def test_cleanup_runs_deletes_only_jobs_finished_before_the_cutoff(tasks, store, clock, blobs):
+    finished_job(store, clock, "old-1", 30)
+    finished_job(store, clock, "old-2", 100)
+    finished_job(store, clock, "new-1", 3)
+    tasks.artifacts.put("old-1", "big.bin", b"x" * 10, "application/octet-stream")
+    result = tasks.cleanup_runs(24)
+    assert result["jobs_deleted"] == 2 and result["items_deleted"] == 3 and result["complete"]
+    assert set(store._jobs) == {"new-1"} and blobs.objects == {}
+
+
+def test_cleanup_stops_when_canceled_and_when_time_runs_out(tasks, store, clock):
+    finished_job(store, clock, "old-1", 30)
+
+    def cancel():
+        raise JobCancelledError("canceled")
+
+    with pytest.raises(JobCancelledError):
+        tasks.cleanup_runs(24, TaskControl(check_cancelled=cancel))
+    result = tasks.cleanup_runs(24, TaskControl(remaining_ms=lambda: 1000))
+    assert result["complete"] is False and result["jobs_deleted"] == 0 and "old-1" in store._jobs
+
+
+def test_cleanup_temp_files_removes_only_old_objects_under_the_prefix(tasks, blobs, clock):
+    blobs.put("tmp/old", b"1", "text/plain")
+    blobs.put("jobs/j/payload.json", b"{}", "application/json")
+    clock.advance(2 * 3600)
+    blobs.put("tmp/new", b"2", "text/plain")
+    result = tasks.cleanup_temp_files(1)
+    assert result["objects_deleted"] == 1 and set(blobs.objects) == {"jobs/j/payload.json", "tmp/new"}
+
+
+def test_health_check_reports_each_failure_without_stopping(store, blobs, clock):
+    def broken():
+        raise StoreUnavailableError("table jobs: ResourceNotFoundException")
+
+    tasks = MaintenanceTasks(finished=None, stats=InMemoryStatsStore(), queues=FakeQueues({"jobs-low"}), blobs=blobs,
+                             probes={"jobs_table": broken, "bucket": lambda: {"ok": True}}, retention_days=7, clock=clock)
+    result = tasks.health_check()
+    assert result["healthy"] is False and result["problems"] == ["jobs_table", "jobs-low"]
+    assert result["checks"]["jobs_table"]["error"].startswith("table jobs") and result["checks"]["bucket"]["ok"]
+    assert result["dead_lettered"] == 6
+
+
+def test_log_statistics_summarises_the_window(tasks, clock):
+    stats = tasks._stats
+    base = {"sk": "JOB", "id": "a", "type": "t", "created_at": isoformat(clock())}
+    stats.record(delta_for(None, {**base, "status": "queued", "version": 1}, clock()))
+    stats.record(delta_for({**base, "status": "running", "version": 2},
+                           {**base, "status": "failed", "version": 3, "finished_at": isoformat(clock())}, clock()))
+    result = tasks.log_statistics(24)
+    assert result["events"]["submitted"] == 1 and result["events"]["failed"] == 1
+    assert result["failure_rate"] == 1.0 and result["by_type"]["t"]["failed"] == 1
+
+
+def test_artifact_names_are_checked(blobs):
+    artifacts = InMemoryArtifactStore(blobs)
+    for name in ("", "../x", "a/b", "-x", "x" * 129):
+        with pytest.raises(InvalidArtifactError):
+            artifacts.put("j", name, b"", "text/plain")
+    assert artifacts.put("j", "r.csv", b"a,b", "text/csv").location == "inline"
+    assert artifacts.put("j", "r.bin", b"a,b", "application/octet-stream").location == "s3"
+    assert artifacts.put("j", "huge.txt", b"a" * (65 * 1024), "text/plain").location == "s3"

@@ -1,0 +1,71 @@
+from datetime import datetime, timezone
+
+from chalicelib.adapters.memory import InMemoryStatsStore
+from chalicelib.domain.stats import BUCKETS_S, bucket_for, delta_for, hours_back, percentile, summarize
+
+NOW = datetime(2026, 1, 1, 12, 30, tzinfo=timezone.utc)
+
+
+def image(status, version, **extra):
+    return {"sk": "JOB", "id": "j1", "type": "demo.steps", "status": status, "version": version,
+            "created_at": "2026-01-01T12:00:00.000Z", **extra}
+
+
+def test_insert_counts_a_submission_in_its_creation_hour():
+    delta = delta_for(None, image("queued", 1), NOW)
+    assert delta.status == {"queued": 1} and delta.hour == "2026-01-01T12"
+    assert delta.events == {"submitted": 1, "t:demo.steps:submitted": 1}
+    assert delta.dedupe_key == "j1#1"
+
+
+def test_completion_moves_the_status_count_and_records_its_duration():
+    old = image("running", 2)
+    new = image("completed", 3, finished_at="2026-01-01T12:00:03.000Z")
+    delta = delta_for(old, new, NOW)
+    assert delta.status == {"running": -1, "completed": 1}
+    assert delta.events == {"completed": 1, "t:demo.steps:completed": 1, f"d:{bucket_for(3)}": 1}
+    assert BUCKETS_S[bucket_for(3)] == 5
+
+
+def test_progress_writes_and_other_items_count_nothing():
+    assert delta_for(image("running", 2), image("running", 3), NOW) is None
+    assert delta_for(None, {"sk": "RUN#0001", "status": "running"}, NOW) is None
+    assert delta_for(None, {"sk": "ART#x"}, NOW) is None
+
+
+def test_removal_takes_the_job_out_of_its_status():
+    delta = delta_for(image("completed", 4), None, NOW)
+    assert delta.status == {"completed": -1} and delta.events == {} and delta.dedupe_key == "j1#4#removed"
+
+
+def test_retry_and_restart_are_counted_as_events():
+    assert delta_for(image("running", 2), image("retrying", 3), NOW).events["retried"] == 1
+    assert delta_for(image("retrying", 3), image("running", 4), NOW).events["started"] == 1
+
+
+def test_recording_the_same_change_twice_counts_once():
+    stats = InMemoryStatsStore()
+    delta = delta_for(None, image("queued", 1), NOW)
+    assert stats.record(delta) is True and stats.record(delta) is False
+    assert stats.status_counts() == {"queued": 1}
+
+
+def test_percentiles_come_from_the_histogram_buckets():
+    histogram = {bucket_for(0.05): 50, bucket_for(4): 45, bucket_for(100): 5}
+    assert percentile(histogram, 50) == 0.1
+    assert percentile(histogram, 95) == 5
+    assert percentile(histogram, 99) == 120
+    assert percentile({}, 50) is None
+
+
+def test_summary_adds_hours_and_rates():
+    hourly = [{"completed": 3, "failed": 1, "t:a:completed": 3, "t:a:failed": 1, "d:3": 3}, {"completed": 4, "t:b:completed": 4}]
+    summary = summarize({"queued": 2, "running": -1}, hourly, 2)
+    assert summary["events"]["completed"] == 7 and summary["failure_rate"] == round(1 / 8, 4)
+    assert summary["by_type"]["a"]["failure_rate"] == 0.25 and summary["by_type"]["b"]["failure_rate"] == 0.0
+    assert summary["jobs_by_status"]["queued"] == 2 and summary["jobs_by_status"]["running"] == 0
+    assert summary["completion_time_s"] == {"p50": BUCKETS_S[3], "p95": BUCKETS_S[3], "samples": 3}
+
+
+def test_hours_back_ends_with_the_current_hour():
+    assert hours_back(NOW, 3) == ["2026-01-01T12", "2026-01-01T11", "2026-01-01T10"]
