@@ -5,8 +5,9 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.http import Call, endpoint
+from chalicelib.api.http import Call
 from chalicelib.api.job_ids import is_plausible_job_id
+from chalicelib.api.routing import router
 from chalicelib.composition import container
 from chalicelib.domain.errors import ArtifactNotFoundError, JobNotFoundError
 
@@ -15,14 +16,7 @@ artifacts_api = Blueprint(__name__)
 PRESIGNED_URL_TTL_S = 300
 
 
-def route(path: str, *, methods: list[str]):
-    return endpoint(
-        artifacts_api,
-        path,
-        methods=methods,
-        auth_secret=lambda: container().settings.auth_secret,
-        max_body_bytes=lambda: container().settings.max_body_bytes,
-    )
+route = router(artifacts_api)
 
 
 def _tenant_job(call: Call, job_id: str) -> str:

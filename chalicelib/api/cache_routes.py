@@ -6,7 +6,8 @@ from typing import Any
 from chalice import Blueprint
 
 from chalicelib.api.errors import json_response
-from chalicelib.api.http import Call, endpoint
+from chalicelib.api.http import Call
+from chalicelib.api.routing import router
 from chalicelib.composition import container
 from chalicelib.domain.errors import InvalidRequestError
 from chalicelib.domain.job import isoformat, utcnow
@@ -15,14 +16,7 @@ from chalicelib.subscribers.cache import check_name
 cache_api = Blueprint(__name__)
 
 
-def route(path: str, *, methods: list[str]):
-    return endpoint(
-        cache_api,
-        path,
-        methods=methods,
-        auth_secret=lambda: container().settings.auth_secret,
-        max_body_bytes=lambda: container().settings.max_body_bytes,
-    )
+route = router(cache_api)
 
 
 def _generation(header: Any) -> Any:

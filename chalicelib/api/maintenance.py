@@ -10,8 +10,9 @@ from typing import Any, Optional
 from chalice import Blueprint
 from pydantic import BaseModel, ConfigDict, Field
 
-from chalicelib.api.http import Call, endpoint, validate
+from chalicelib.api.http import Call, validate
 from chalicelib.api.job_ids import is_plausible_job_id
+from chalicelib.api.routing import router
 from chalicelib.composition import container
 from chalicelib.domain.errors import JobNotFoundError, TaskNotFoundError
 from chalicelib.domain.job import Job
@@ -26,14 +27,7 @@ PREFIX = "/api/system/maintenance"
 TYPE_PREFIX = "maintenance."
 
 
-def route(path: str, *, methods: list[str]):
-    return endpoint(
-        maintenance_api,
-        path,
-        methods=methods,
-        auth_secret=lambda: container().settings.auth_secret,
-        max_body_bytes=lambda: container().settings.max_body_bytes,
-    )
+route = router(maintenance_api)
 
 
 class ListTasksQuery(BaseModel):

@@ -6,10 +6,11 @@ from typing import Any
 from chalice import Blueprint
 
 from chalicelib.api.etag import conditional_response, job_etag
-from chalicelib.api.http import Call, endpoint, validate
+from chalicelib.api.http import Call, validate
 from chalicelib.api.job_ids import is_plausible_job_id
 from chalicelib.api.job_reads import batch_job_ids, not_found, visible_jobs
 from chalicelib.api.requests import ListJobsQuery, SubmitJobRequest
+from chalicelib.api.routing import router
 from chalicelib.composition import container
 from chalicelib.domain.errors import JobNotFoundError
 from chalicelib.observability import count
@@ -18,15 +19,7 @@ from chalicelib.ports import JobQuery
 api = Blueprint(__name__)
 
 
-def route(path: str, *, methods: list[str], auth: bool = True):
-    return endpoint(
-        api,
-        path,
-        methods=methods,
-        auth=auth,
-        auth_secret=lambda: container().settings.auth_secret,
-        max_body_bytes=lambda: container().settings.max_body_bytes,
-    )
+route = router(api)
 
 
 def _job_id(job_id: str) -> str:

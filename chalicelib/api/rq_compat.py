@@ -10,10 +10,10 @@ from chalice import Blueprint, Response
 
 from chalicelib.api.errors import json_response
 from chalicelib.api.etag import conditional_response, job_etag
-from chalicelib.api.http import Call, endpoint
+from chalicelib.api.http import Call
 from chalicelib.api.job_reads import batch_job_ids, load_tree, not_found, visible_job, visible_jobs
 from chalicelib.api.rq_vocabulary import job_info, job_status
-from chalicelib.composition import container
+from chalicelib.api.routing import router
 from chalicelib.domain.job import utcnow
 
 rq_api = Blueprint(__name__)
@@ -26,15 +26,7 @@ def rq_internal_error(exc: Exception) -> Response:
     return json_response({"Success": False, "Error": "internal error while reading jobs", "StackTrace": lines}, 500)
 
 
-def route(path: str, *, methods: list[str]):
-    return endpoint(
-        rq_api,
-        path,
-        methods=methods,
-        auth_secret=lambda: container().settings.auth_secret,
-        max_body_bytes=lambda: container().settings.max_body_bytes,
-        internal_error=rq_internal_error,
-    )
+route = router(rq_api, internal_error=rq_internal_error)
 
 
 def _one(call: Call, kind: str, job_id: str, describe) -> Response:

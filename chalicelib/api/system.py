@@ -6,7 +6,8 @@ from typing import Any, Literal, Optional
 from chalice import Blueprint
 from pydantic import BaseModel, ConfigDict, Field
 
-from chalicelib.api.http import Call, endpoint, validate
+from chalicelib.api.http import Call, validate
+from chalicelib.api.routing import router
 from chalicelib.composition import container
 from chalicelib.domain.job import PRIORITIES, isoformat, utcnow
 from chalicelib.domain.stats import hours_back, summarize
@@ -14,14 +15,7 @@ from chalicelib.domain.stats import hours_back, summarize
 system_api = Blueprint(__name__)
 
 
-def route(path: str, *, methods: list[str]):
-    return endpoint(
-        system_api,
-        path,
-        methods=methods,
-        auth_secret=lambda: container().settings.auth_secret,
-        max_body_bytes=lambda: container().settings.max_body_bytes,
-    )
+route = router(system_api)
 
 
 class StatsQuery(BaseModel):

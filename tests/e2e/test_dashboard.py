@@ -7,7 +7,6 @@ import json
 import os
 import re
 import secrets
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright

@@ -3,7 +3,7 @@ cache invalidation consumer."""
 import json
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 
 import pytest
 

@@ -1,6 +1,5 @@
 """Operations, deployed: maintenance tasks, stats from the stream consumer, dead letters,
 artifacts and claim-checked data on S3."""
-import json
 import time
 
 import requests

@@ -6,7 +6,7 @@ import pytest
 
 from chalicelib import composition
 from tests.functional.conftest import auth
-from tests.functional.test_api import post, run_worker, submit
+from tests.functional.test_api import run_worker, submit
 
 
 def read(client, method, path, body=None, tenant="acme", etag=None):

@@ -1,0 +1,27 @@
+"""`route = router(blueprint)`: the `endpoint` decorator bound to this process's settings."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from chalice import Blueprint
+
+from chalicelib.api.http import endpoint
+from chalicelib.composition import container
+
+
+def router(blueprint: Blueprint, **options: Any) -> Callable[..., Callable[[Callable[..., Any]], Callable[..., Any]]]:
+    """A `route(path, *, methods, auth=True)` decorator factory for `blueprint`; `options`
+    (such as `internal_error`) go to every endpoint."""
+
+    def route(path: str, *, methods: list[str], auth: bool = True):
+        return endpoint(
+            blueprint,
+            path,
+            methods=methods,
+            auth=auth,
+            auth_secret=lambda: container().settings.auth_secret,
+            max_body_bytes=lambda: container().settings.max_body_bytes,
+            **options,
+        )
+
+    return route
