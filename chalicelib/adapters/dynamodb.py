@@ -32,13 +32,25 @@ from __future__ import annotations
 import base64
 import json
 import time
-import zlib
-from decimal import Decimal
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Iterable, Optional
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from chalicelib.adapters.dynamodb_items import (
+    BLOB_REFS,
+    JSON_FIELDS,
+    attribute_value,
+    blob_key,
+    deserializer,
+    finished_keys,
+    item_to_job,
+    item_to_run,
+    job_key,
+    job_to_item,
+    plain_value,
+    run_key,
+    status_key,
+)
 from chalicelib.domain.errors import (
     InvalidRequestError,
     ProgressRejectedError,
@@ -49,121 +61,15 @@ from chalicelib.domain.job import Job, Progress, Run
 from chalicelib.domain.status import JobStatus
 from chalicelib.ports import REMOVE, BlobStore, ChangeSet, JobPage, JobQuery
 
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
-
 _INDEXES = {
     None: ("by_tenant", "gsi1pk", "gsi1sk"),
     "status": ("by_status", "gsi2pk", "gsi2sk"),
     "type": ("by_type", "gsi3pk", "gsi3sk"),
 }
-_JSON_FIELDS = {"payload": "payload_json", "result": "result_json"}
-_REFS = {"payload": "payload_ref", "result": "result_ref"}
 _BATCH_GET_MAX = 100
-FINISHED_SHARDS = 8
 # Runs are written while a job runs; they outlive its record by this margin.
 _RUN_EXPIRY_MARGIN_S = 24 * 3600
 _UNPROCESSED_RETRIES = 6
-
-
-def job_key(job_id: str) -> dict[str, Any]:
-    return {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": "JOB"}}
-
-
-def run_key(job_id: str, attempt: int) -> dict[str, Any]:
-    return {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": f"RUN#{attempt:04d}"}}
-
-
-def _plain(value: Any) -> Any:
-    """Python value -> what TypeSerializer accepts (floats as Decimal, models as dicts)."""
-    if hasattr(value, "model_dump"):
-        value = value.model_dump(mode="json", exclude_none=True)
-    if isinstance(value, JobStatus):
-        return value.value
-    if isinstance(value, float):
-        return Decimal(str(value))
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if v is not None}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _av(value: Any) -> dict[str, Any]:
-    return _serializer.serialize(_plain(value))
-
-
-def _from_ddb(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _from_ddb(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_from_ddb(v) for v in value]
-    return value
-
-
-def finished_keys(job_id: str, finished_at: str) -> tuple[str, str]:
-    """(gsi4pk, gsi4sk) of a finished job in the by_finished_day index."""
-    shard = zlib.crc32(job_id.encode()) % FINISHED_SHARDS
-    return f"FIN#{finished_at[:10]}#{shard}", f"{finished_at}#{job_id}"
-
-
-def blob_key(job_id: str, field: str) -> str:
-    return f"jobs/{job_id}/{field}.json"
-
-
-def _status_key(tenant: str, status: str) -> str:
-    return f"T#{tenant}#S#{status}"
-
-
-def job_to_item(job: Job) -> dict[str, Any]:
-    data = job.model_dump(mode="json", exclude_none=True)
-    sort_key = f"{job.created_at}#{job.id}"
-    item: dict[str, Any] = {
-        "pk": f"JOB#{job.id}",
-        "sk": "JOB",
-        "gsi1pk": f"T#{job.tenant}",
-        "gsi1sk": sort_key,
-        "gsi2pk": _status_key(job.tenant, job.status.value),
-        "gsi2sk": sort_key,
-        "gsi3pk": f"T#{job.tenant}#Y#{job.type}",
-        "gsi3sk": sort_key,
-    }
-    if job.finished_at:
-        item["gsi4pk"], item["gsi4sk"] = finished_keys(job.id, job.finished_at)
-    for name, value in data.items():
-        if name in _JSON_FIELDS:
-            item[_JSON_FIELDS[name]] = json.dumps(value, separators=(",", ":"))
-        else:
-            item[name] = value
-    return {k: _av(v) for k, v in item.items()}
-
-
-def _claim_check_placeholder(size: int) -> dict[str, Any]:
-    return {"claim_check": {"bytes": size}}
-
-
-def item_to_job(item: dict[str, Any], fetch: Optional[Callable[[str], bytes]] = None) -> Job:
-    """`fetch(key)` reads a claim-checked payload/result; without it they show as placeholders."""
-    data = {k: _from_ddb(_deserializer.deserialize(v)) for k, v in item.items()}
-    for name, stored in _JSON_FIELDS.items():
-        if stored in data:
-            data[name] = json.loads(data.pop(stored))
-        ref = data.pop(_REFS[name], None)
-        if ref is not None:
-            key, size = ref["key"], ref["bytes"]
-            data[name] = json.loads(fetch(key)) if fetch else _claim_check_placeholder(size)
-    for key in ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk", "gsi4pk", "gsi4sk"):
-        data.pop(key, None)
-    return Job.model_validate(data)
-
-
-def item_to_run(item: dict[str, Any]) -> Run:
-    data = {k: _from_ddb(_deserializer.deserialize(v)) for k, v in item.items()}
-    for key in ("pk", "sk", "expires_at"):
-        data.pop(key, None)
-    return Run.model_validate(data)
 
 
 def _error_code(exc: ClientError) -> str:
@@ -203,7 +109,7 @@ class DynamoJobStore:
         ref = self._check_out(job.id, "payload", item["payload_json"]["S"])
         if ref is not None:
             del item["payload_json"]
-            item["payload_ref"] = _av(ref)
+            item["payload_ref"] = attribute_value(ref)
         try:
             self._ddb.put_item(
                 TableName=self._table,
@@ -228,34 +134,34 @@ class DynamoJobStore:
     def apply(self, job: Job, expected_status: JobStatus, changes: ChangeSet) -> Job:
         names = {"#status": "status", "#version": "version"}
         values = {
-            ":expected": _av(expected_status.value),
-            ":version": _av(job.version),
-            ":next": _av(job.version + 1),
+            ":expected": attribute_value(expected_status.value),
+            ":version": attribute_value(job.version),
+            ":next": attribute_value(job.version + 1),
         }
         sets, removes = ["#version = :next"], []
         for i, (field, value) in enumerate(changes.fields.items()):
-            attr = _JSON_FIELDS.get(field, field)
+            attr = JSON_FIELDS.get(field, field)
             names[f"#f{i}"] = attr
             if value is REMOVE or value is None:
                 removes.append(f"#f{i}")
                 continue
-            if field in _JSON_FIELDS:
+            if field in JSON_FIELDS:
                 value = json.dumps(value, separators=(",", ":"))
-                names[f"#r{i}"] = _REFS[field]
+                names[f"#r{i}"] = BLOB_REFS[field]
                 ref = self._check_out(job.id, field, value)
                 if ref is not None:  # the value goes to S3, the item keeps where
-                    names[f"#f{i}"], names[f"#r{i}"] = _REFS[field], attr
+                    names[f"#f{i}"], names[f"#r{i}"] = BLOB_REFS[field], attr
                     value = ref
                 removes.append(f"#r{i}")
             sets.append(f"#f{i} = :v{i}")
-            values[f":v{i}"] = _av(value)
+            values[f":v{i}"] = attribute_value(value)
         if changes.fields.get("finished_at"):
             names["#gsi4pk"], names["#gsi4sk"] = "gsi4pk", "gsi4sk"
-            values[":gsi4pk"], values[":gsi4sk"] = map(_av, finished_keys(job.id, changes.fields["finished_at"]))
+            values[":gsi4pk"], values[":gsi4sk"] = map(attribute_value, finished_keys(job.id, changes.fields["finished_at"]))
             sets += ["#gsi4pk = :gsi4pk", "#gsi4sk = :gsi4sk"]
         if "status" in changes.fields:
             names["#gsi2pk"] = "gsi2pk"
-            values[":gsi2pk"] = _av(_status_key(job.tenant, JobStatus(changes.fields["status"]).value))
+            values[":gsi2pk"] = attribute_value(status_key(job.tenant, JobStatus(changes.fields["status"]).value))
             sets.append("#gsi2pk = :gsi2pk")
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         update = {
@@ -288,12 +194,12 @@ class DynamoJobStore:
             expiry = {"expires_at": int(time.time()) + self._retention_s + _RUN_EXPIRY_MARGIN_S}
         if run.started_at is not None:
             item = {**run_key(run.job_id, run.attempt), **{
-                k: _av(v) for k, v in {**_plain(run), **expiry}.items()
+                k: attribute_value(v) for k, v in {**plain_value(run), **expiry}.items()
             }}
             return {"Put": {"TableName": self._table, "Item": item}}
-        data = {**_plain(run.model_copy(update={"job_id": None, "attempt": None})), **expiry}
+        data = {**plain_value(run.model_copy(update={"job_id": None, "attempt": None})), **expiry}
         names = {f"#r{i}": k for i, k in enumerate(data)}
-        values = {f":r{i}": _av(v) for i, v in enumerate(data.values())}
+        values = {f":r{i}": attribute_value(v) for i, v in enumerate(data.values())}
         return {
             "Update": {
                 "TableName": self._table,
@@ -321,11 +227,11 @@ class DynamoJobStore:
                     "#version": "version",
                 },
                 ExpressionAttributeValues={
-                    ":progress": _av(progress),
-                    ":running": _av(JobStatus.RUNNING.value),
-                    ":attempt": _av(attempt),
-                    ":percent": _av(progress.percent),
-                    ":one": _av(1),
+                    ":progress": attribute_value(progress),
+                    ":running": attribute_value(JobStatus.RUNNING.value),
+                    ":attempt": attribute_value(attempt),
+                    ":percent": attribute_value(progress.percent),
+                    ":one": attribute_value(1),
                 },
                 ReturnValues="ALL_NEW",
             )
@@ -396,7 +302,7 @@ class DynamoJobStore:
         index_kind = "status" if query.status else ("type" if query.type else None)
         index, pk_attr, _ = _INDEXES[index_kind]
         if query.status:
-            partition = _status_key(query.tenant, query.status.value)
+            partition = status_key(query.tenant, query.status.value)
         elif query.type:
             partition = f"T#{query.tenant}#Y#{query.type}"
         else:
@@ -416,7 +322,7 @@ class DynamoJobStore:
             response = self._ddb.query(**request)
         except ClientError as exc:
             raise StoreUnavailableError("could not list jobs") from exc
-        ids = [_deserializer.deserialize(i["pk"])[len("JOB#") :] for i in response.get("Items", [])]
+        ids = [deserializer.deserialize(i["pk"])[len("JOB#") :] for i in response.get("Items", [])]
         by_id = self.get_many(ids)
         jobs = [by_id[i] for i in ids if i in by_id]
         if query.status and query.type:
@@ -470,7 +376,7 @@ def _lost_race(exc: ClientError) -> bool:
 
 
 def _encode_cursor(key: dict[str, Any]) -> str:
-    plain = {k: _deserializer.deserialize(v) for k, v in key.items()}
+    plain = {k: deserializer.deserialize(v) for k, v in key.items()}
     return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from chalicelib.adapters.dynamodb import item_to_job
+from chalicelib.adapters.dynamodb_items import item_to_job
 from chalicelib.domain.job import isoformat
 from chalicelib.events.changes import JobChange
 

@@ -9,7 +9,7 @@ from typing import Any, Iterator, Optional
 
 from botocore.exceptions import ClientError
 
-from chalicelib.adapters.dynamodb import FINISHED_SHARDS
+from chalicelib.adapters.dynamodb_items import FINISHED_SHARDS
 from chalicelib.domain.errors import StoreUnavailableError
 from chalicelib.domain.job import isoformat
 from chalicelib.ports import BlobStore

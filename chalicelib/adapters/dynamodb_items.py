@@ -1,0 +1,119 @@
+"""How jobs and runs are laid out as DynamoDB items (keys, attribute values, claim-checks)."""
+from __future__ import annotations
+
+import json
+import zlib
+from decimal import Decimal
+from typing import Any, Callable, Optional
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from chalicelib.domain.job import Job, Run
+from chalicelib.domain.status import JobStatus
+
+_serializer = TypeSerializer()
+deserializer = TypeDeserializer()
+
+JSON_FIELDS = {"payload": "payload_json", "result": "result_json"}
+BLOB_REFS = {"payload": "payload_ref", "result": "result_ref"}
+FINISHED_SHARDS = 8
+
+
+def job_key(job_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": "JOB"}}
+
+
+def run_key(job_id: str, attempt: int) -> dict[str, Any]:
+    return {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": f"RUN#{attempt:04d}"}}
+
+
+def plain_value(value: Any) -> Any:
+    """Python value -> what TypeSerializer accepts (floats as Decimal, models as dicts)."""
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json", exclude_none=True)
+    if isinstance(value, JobStatus):
+        return value.value
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: plain_value(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [plain_value(v) for v in value]
+    return value
+
+
+def attribute_value(value: Any) -> dict[str, Any]:
+    return _serializer.serialize(plain_value(value))
+
+
+def from_dynamodb(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: from_dynamodb(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_dynamodb(v) for v in value]
+    return value
+
+
+def finished_keys(job_id: str, finished_at: str) -> tuple[str, str]:
+    """(gsi4pk, gsi4sk) of a finished job in the by_finished_day index."""
+    shard = zlib.crc32(job_id.encode()) % FINISHED_SHARDS
+    return f"FIN#{finished_at[:10]}#{shard}", f"{finished_at}#{job_id}"
+
+
+def blob_key(job_id: str, field: str) -> str:
+    return f"jobs/{job_id}/{field}.json"
+
+
+def status_key(tenant: str, status: str) -> str:
+    return f"T#{tenant}#S#{status}"
+
+
+def job_to_item(job: Job) -> dict[str, Any]:
+    data = job.model_dump(mode="json", exclude_none=True)
+    sort_key = f"{job.created_at}#{job.id}"
+    item: dict[str, Any] = {
+        "pk": f"JOB#{job.id}",
+        "sk": "JOB",
+        "gsi1pk": f"T#{job.tenant}",
+        "gsi1sk": sort_key,
+        "gsi2pk": status_key(job.tenant, job.status.value),
+        "gsi2sk": sort_key,
+        "gsi3pk": f"T#{job.tenant}#Y#{job.type}",
+        "gsi3sk": sort_key,
+    }
+    if job.finished_at:
+        item["gsi4pk"], item["gsi4sk"] = finished_keys(job.id, job.finished_at)
+    for name, value in data.items():
+        if name in JSON_FIELDS:
+            item[JSON_FIELDS[name]] = json.dumps(value, separators=(",", ":"))
+        else:
+            item[name] = value
+    return {k: attribute_value(v) for k, v in item.items()}
+
+
+def _claim_check_placeholder(size: int) -> dict[str, Any]:
+    return {"claim_check": {"bytes": size}}
+
+
+def item_to_job(item: dict[str, Any], fetch: Optional[Callable[[str], bytes]] = None) -> Job:
+    """`fetch(key)` reads a claim-checked payload/result; without it they show as placeholders."""
+    data = {k: from_dynamodb(deserializer.deserialize(v)) for k, v in item.items()}
+    for name, stored in JSON_FIELDS.items():
+        if stored in data:
+            data[name] = json.loads(data.pop(stored))
+        ref = data.pop(BLOB_REFS[name], None)
+        if ref is not None:
+            key, size = ref["key"], ref["bytes"]
+            data[name] = json.loads(fetch(key)) if fetch else _claim_check_placeholder(size)
+    for key in ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk", "gsi4pk", "gsi4sk"):
+        data.pop(key, None)
+    return Job.model_validate(data)
+
+
+def item_to_run(item: dict[str, Any]) -> Run:
+    data = {k: from_dynamodb(deserializer.deserialize(v)) for k, v in item.items()}
+    for key in ("pk", "sk", "expires_at"):
+        data.pop(key, None)
+    return Run.model_validate(data)
