@@ -1,9 +1,9 @@
-"""Structured logs, metrics (EMF) and traces through Powertools, shared by every function."""
+"""Structured logs and metrics (EMF) through Powertools, shared by every function."""
 from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from chalicelib.domain.job import Job
@@ -11,7 +11,6 @@ from chalicelib.domain.job import Job
 NAMESPACE = "jobpipe"
 
 logger = Logger()  # service name from POWERTOOLS_SERVICE_NAME, distinct from the Chalice app name
-tracer = Tracer()
 
 
 def count(name: str, job_type: str, value: float = 1, unit: str = MetricUnit.Count) -> None:
