@@ -87,10 +87,6 @@ class JobQueue(Protocol):
     def set_visibility(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
         """Hide a received message for `seconds` more (0: deliver again now)."""
 
-    def set_visibility_many(self, queue_arn: str, receipt_handles: list[str], seconds: int) -> list[str]:
-        """Hide up to 10 received messages for `seconds` more, in one request; returns the
-        receipt handles that could not be changed."""
-
 
 class EventPublisher(Protocol):
     def publish(self, events: list[Any]) -> None:

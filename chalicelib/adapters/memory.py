@@ -126,11 +126,6 @@ class InMemoryJobQueue:
     def set_visibility(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
         self.visibility[receipt_handle] = seconds
 
-    def set_visibility_many(self, queue_arn: str, receipt_handles: list[str], seconds: int) -> list[str]:
-        for handle in receipt_handles:
-            self.visibility[handle] = seconds
-        return []
-
     def drain(self) -> list[JobMessage]:
         messages = [m for m, _, _ in self.sent]
         self.sent.clear()

@@ -56,20 +56,6 @@ class SqsJobQueue:
         except ClientError as exc:
             raise QueueUnavailableError("could not change a message's visibility") from exc
 
-    def set_visibility_many(self, queue_arn: str, receipt_handles: list[str], seconds: int) -> list[str]:
-        """ChangeMessageVisibilityBatch (at most 10 handles); returns the handles SQS refused."""
-        if not receipt_handles:
-            return []
-        entries = [
-            {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": max(0, min(seconds, 12 * 3600))}
-            for i, handle in enumerate(receipt_handles)
-        ]
-        try:
-            response = self._sqs.change_message_visibility_batch(QueueUrl=self._url_for_arn(queue_arn), Entries=entries)
-        except ClientError as exc:
-            raise QueueUnavailableError("could not change the messages' visibility") from exc
-        return [receipt_handles[int(failed["Id"])] for failed in response.get("Failed", [])]
-
     def _url_for_arn(self, queue_arn: str) -> str:
         # arn:aws:sqs:<region>:<account>:<name>
         name = queue_arn.rsplit(":", 1)[-1]

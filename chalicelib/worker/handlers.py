@@ -8,8 +8,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from chalice import Blueprint
 
-from chalicelib.composition import container, reports_aws_requests
-from chalicelib.domain.errors import QueueUnavailableError
+from chalicelib.composition import container
 from chalicelib.observability import logger
 from chalicelib.worker.runner import DeferredDelivery, parse_message
 
@@ -18,10 +17,6 @@ worker = Blueprint(__name__)
 # Placeholder name: the deployment template binds the function to its real queue ARN.
 JOBS_QUEUE = "jobpipe-jobs"
 WORKER_BATCH_SIZE = 5
-# Records of a batch wait their turn hidden for this long, not the queue's 90-minute visibility
-# timeout: if the process dies, they come back after this instead. A record whose turn comes
-# later is delivered to another worker meanwhile, and claiming the attempt keeps it to one run.
-PICKUP_VISIBILITY_S = 30
 
 
 class RecordRunner:
@@ -54,25 +49,8 @@ class RecordRunner:
             logger.remove_keys(["job_id", "attempt", "message_id"])
 
 
-def shorten_waiting_records(records: list[dict[str, Any]]) -> None:
-    """Give the records after the first (which is claimed at once) the pickup visibility."""
-    waiting = records[1:]
-    if not waiting:
-        return
-    try:
-        refused = container().queue.set_visibility_many(
-            waiting[0]["eventSourceARN"], [r["receiptHandle"] for r in waiting], PICKUP_VISIBILITY_S
-        )
-    except QueueUnavailableError:
-        logger.warning("could not shorten the batch's visibility; a crash would delay its records")
-        return
-    if refused:
-        logger.warning("SQS kept the visibility of some records", extra={"refused": len(refused)})
-
-
 def process_jobs_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Run every record; returns {"batchItemFailures": [...]} for those to deliver again."""
-    shorten_waiting_records(event.get("Records", []))
     return process_partial_response(
         event=event,
         record_handler=RecordRunner(context),
@@ -82,6 +60,5 @@ def process_jobs_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 @worker.on_sqs_message(queue=JOBS_QUEUE, batch_size=WORKER_BATCH_SIZE, name="job_worker")
-@reports_aws_requests
 def job_worker(event: Any) -> dict[str, Any]:
     return process_jobs_batch(event.to_dict(), event.context)
