@@ -16,7 +16,12 @@ worker = Blueprint(__name__)
 
 # Placeholder name: the deployment template binds the function to its real queue ARN.
 JOBS_QUEUE = "jobpipe-jobs"
-WORKER_BATCH_SIZE = 5
+# One job per invocation. In a batch, a job that kills the process (out of memory, a crash)
+# takes its batch-mates down unprocessed: they stay hidden for the queue's visibility timeout
+# and each such crash counts as a receive, until the redrive policy dead-letters a job that
+# never ran and its record stays queued for good. Alone, a message is received once per
+# attempt (twice when its worker died), and the lease alone decides when it is retried.
+WORKER_BATCH_SIZE = 1
 
 
 class RecordRunner:
