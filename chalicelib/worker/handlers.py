@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from chalice import Blueprint
 
-from chalicelib.composition import container
+from chalicelib.composition import container, reports_aws_requests
 from chalicelib.observability import logger
 from chalicelib.worker.runner import DeferredDelivery, parse_message
 
@@ -65,5 +65,6 @@ def process_jobs_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 @worker.on_sqs_message(queue=JOBS_QUEUE, batch_size=WORKER_BATCH_SIZE, name="job_worker")
+@reports_aws_requests
 def job_worker(event: Any) -> dict[str, Any]:
     return process_jobs_batch(event.to_dict(), event.context)
