@@ -182,6 +182,7 @@ def reports_aws_requests(handler: Callable[..., Any]) -> Callable[..., Any]:
         finally:
             report_aws_requests()
 
+    invocation.reports_aws_requests = True  # type: ignore[attr-defined]  # checked by the unit tests
     return invocation
 
 
