@@ -37,7 +37,7 @@ class BenchStack:
         })
 
     def submit(self, body: dict[str, Any]) -> dict[str, Any]:
-        response = self.http.post(f"{self.api_url}/jobs", json=body, timeout=30)
+        response = self.http.post(f"{self.api_url}/jobs", json=body, timeout=120)
         response.raise_for_status()
         return response.json()
 

@@ -8,7 +8,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 THREADS = 8
-PER_THREAD = 25 * int(os.environ.get("JOBPIPE_SOAK", "1"))
+SOAK = int(os.environ.get("JOBPIPE_SOAK", "1"))
+PER_THREAD = 25 * SOAK
 TERMINAL = {"completed", "failed", "canceled"}
 
 
@@ -32,7 +33,7 @@ def test_concurrent_submitters_every_accepted_job_completes(stack):
     ids = [r.json()["id"] for accepted, _ in results for r in accepted]
     assert len(ids) == len(set(ids)) and len(ids) + len(refused) == THREADS * PER_THREAD
 
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 300 * SOAK
     final = {}
     while len(final) < len(ids) and time.monotonic() < deadline:
         pending = [i for i in ids if i not in final][:100]
