@@ -60,6 +60,10 @@ e2e: $(VENV)/.installed $(EMU)/.installed $(CHROMIUM) package
 test: $(VENV)/.installed $(EMU)/.installed $(CHROMIUM) lint
 	$(BIN)/python -m pytest tests
 
+# Cost and speed on a freshly deployed local stack; not part of `make test`. BENCH_JOBS etc. in bench/__main__.py.
+bench: $(VENV)/.installed $(EMU)/.installed
+	$(BIN)/python -m bench
+
 run: $(VENV)/.installed $(EMU)/.installed package
 	$(BIN)/python -m scripts.run_local
 

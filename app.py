@@ -8,6 +8,7 @@ from chalicelib.api.maintenance import maintenance_api
 from chalicelib.api.routes import api
 from chalicelib.api.rq_compat import rq_api
 from chalicelib.api.system import system_api
+from chalicelib.composition import report_aws_requests
 from chalicelib.dashboard import dashboard
 from chalicelib.events.handlers import events
 from chalicelib.observability import logger
@@ -29,8 +30,12 @@ app.register_blueprint(dashboard)
 
 @app.middleware("all")
 def observe(event, get_response):
-    """Tag every log line of an invocation with its request id."""
+    """Tag every log line of an invocation with its request id; report its AWS requests when
+    they are counted (the benchmark)."""
     context = app.lambda_context
     if context is not None:
         logger.append_keys(function_request_id=getattr(context, "aws_request_id", None))
-    return get_response(event)
+    try:
+        return get_response(event)
+    finally:
+        report_aws_requests()

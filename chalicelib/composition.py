@@ -2,9 +2,10 @@
 adapters into the lifecycle, once per process (reused across warm invocations)."""
 from __future__ import annotations
 
+import functools
 import threading
 from functools import cached_property
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.lifecycle import JobLifecycle
@@ -28,7 +29,30 @@ class Container:
         """A boto3 client; the endpoint comes from AWS_ENDPOINT_URL when set (emulators)."""
         from botocore.config import Config
 
-        return self._boto.client(service, config=Config(retries={"mode": "standard", "max_attempts": 4}))
+        client = self._boto.client(service, config=Config(retries={"mode": "standard", "max_attempts": 4}))
+        if self.request_counter is not None:
+            self.request_counter.attach(client)
+        return client
+
+    @cached_property
+    def request_counter(self) -> Any:
+        """Counts every AWS request of this process when JOBPIPE_COUNT_AWS_REQUESTS is on (the benchmark)."""
+        if not self.settings.count_aws_requests:
+            return None
+        from chalicelib.aws_requests import AwsRequestCounter
+
+        return AwsRequestCounter()
+
+    def report_aws_requests(self) -> None:
+        """Log the AWS requests counted since the last report (one line per invocation)."""
+        if self.request_counter is None:
+            return
+        counts = self.request_counter.take()
+        if counts:
+            from chalicelib.aws_requests import LOG_MESSAGE
+            from chalicelib.observability import logger
+
+            logger.info(LOG_MESSAGE, extra={"aws_requests": counts})
 
     @cached_property
     def registry(self) -> JobTypeRegistry:
@@ -146,7 +170,12 @@ class Container:
     def publisher(self) -> Any:
         from chalicelib.adapters.eventbridge import EventBridgePublisher
 
-        return EventBridgePublisher(self.client("events"), self.settings.event_bus_name)
+        client = self.client("events")
+        if self.settings.fault_put_events_failure_rate > 0:
+            from chalicelib.adapters.faults import FailingPutEvents
+
+            client = FailingPutEvents(client, self.settings.fault_put_events_failure_rate)
+        return EventBridgePublisher(client, self.settings.event_bus_name)
 
     @cached_property
     def cache_store(self) -> Any:
@@ -204,6 +233,28 @@ def container() -> Container:
             if _container is None:
                 _container = Container(load_settings())
     return _container
+
+
+def report_aws_requests() -> None:
+    """End of an invocation: log its counted AWS requests (nothing unless the process built
+    its container with JOBPIPE_COUNT_AWS_REQUESTS on)."""
+    if _container is not None:
+        _container.report_aws_requests()
+
+
+def reports_aws_requests(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """For event functions: their Lambda handler is the blueprint's function itself (app.py and
+    its middleware are never imported there), so each reports its own invocation's requests."""
+
+    @functools.wraps(handler)
+    def invocation(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return handler(*args, **kwargs)
+        finally:
+            report_aws_requests()
+
+    invocation.reports_aws_requests = True  # type: ignore[attr-defined]  # checked by the unit tests
+    return invocation
 
 
 def use(replacement: Optional[Container]) -> None:

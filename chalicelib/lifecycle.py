@@ -260,13 +260,22 @@ class JobLifecycle:
         """`record_progress` from plain values."""
         return self.record_progress(job, Progress(percent=clamp_percent(percent), step=step, message=message))
 
-    def complete(self, job: Job, result: Any, message: Optional[str] = None) -> Job:
-        """running -> completed with the handler's result (and a final progress message)."""
-        return self._with_fresh(job, lambda j: self._finish(
-            j, JobStatus.COMPLETED, result=result,
-            progress=Progress(percent=100, step="completed", message=message or j.progress.message,
-                              details=j.progress.details, updated_at=isoformat(self.clock())),
-        ))
+    def complete(self, job: Job, result: Any, message: Optional[str] = None,
+                 last_progress: Optional[Progress] = None) -> Job:
+        """running -> completed with the handler's result (and a final progress message).
+        `last_progress`, a report not yet written, lends its message and details to the
+        completion's progress (100 %), so it costs no write of its own."""
+
+        def finish(j: Job) -> Job:
+            last = last_progress or j.progress
+            return self._finish(
+                j, JobStatus.COMPLETED, result=result,
+                progress=Progress(percent=100, step="completed", message=message or last.message or j.progress.message,
+                                  details=last.details if last.details is not None else j.progress.details,
+                                  updated_at=isoformat(self.clock())),
+            )
+
+        return self._with_fresh(job, finish)
 
     def mark_canceled(self, job: Job) -> Job:
         """running -> canceled after the handler stopped on a cancel request."""

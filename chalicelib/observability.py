@@ -1,4 +1,4 @@
-"""Structured logs, metrics (EMF) and traces through Powertools, shared by every function."""
+"""Structured logs, metrics (EMF) and X-Ray traces through Powertools, shared by every function."""
 from __future__ import annotations
 
 from typing import Any
@@ -11,6 +11,9 @@ from chalicelib.domain.job import Job
 NAMESPACE = "jobpipe"
 
 logger = Logger()  # service name from POWERTOOLS_SERVICE_NAME, distinct from the Chalice app name
+# Traces the worker's record handler and the event publisher as subsegments, and patches
+# boto3 so every AWS call shows in X-Ray (functions run with Tracing: Active). It costs
+# about 35 ms of cold start (aws_xray_sdk's import).
 tracer = Tracer()
 
 

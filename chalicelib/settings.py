@@ -31,6 +31,10 @@ class Settings(BaseModel):
     progress_min_interval_s: float = Field(default=2.0, ge=0, le=300)
     erp_webhook_url: str = ""
     erp_webhook_secret: str = ""
+    # Off in production. The benchmark logs every AWS request; the reliability suites make
+    # EventBridge refuse this fraction of PutEvents entries.
+    count_aws_requests: bool = False
+    fault_put_events_failure_rate: float = Field(default=0.0, ge=0, le=1)
 
     @field_validator("auth_secret")
     @classmethod
@@ -74,6 +78,8 @@ _ENV = {
     "progress_min_interval_s": "PROGRESS_MIN_INTERVAL_S",
     "erp_webhook_url": "ERP_WEBHOOK_URL",
     "erp_webhook_secret": "ERP_WEBHOOK_SECRET",
+    "count_aws_requests": "JOBPIPE_COUNT_AWS_REQUESTS",
+    "fault_put_events_failure_rate": "JOBPIPE_FAULT_PUT_EVENTS_FAILURE_RATE",
 }
 
 

@@ -59,6 +59,8 @@ class Call:
             return json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidJsonError(f"request body is not valid JSON: {exc}") from None
+        except RecursionError:  # the parser recurses once per nesting level
+            raise InvalidJsonError("request body is nested too deeply") from None
 
     def model(self, model: type[M]) -> M:
         """The JSON body validated against `model`; InvalidRequestError lists the problems."""

@@ -73,11 +73,16 @@ def extract_job_ids(
         if query_ids:
             return query_ids
         raise InvalidJsonError("request body is not valid JSON") from None
-    if isinstance(payload, Mapping):
-        for key in _ID_KEYS:
-            if key in payload:
-                return normalize_job_ids(payload[key])
-        ids = normalize_job_ids(list(payload.values()))
-    else:
-        ids = normalize_job_ids(payload)
+    except RecursionError:  # the parser recurses once per nesting level
+        raise InvalidJsonError("request body is nested too deeply") from None
+    try:
+        if isinstance(payload, Mapping):
+            for key in _ID_KEYS:
+                if key in payload:
+                    return normalize_job_ids(payload[key])
+            ids = normalize_job_ids(list(payload.values()))
+        else:
+            ids = normalize_job_ids(payload)
+    except RecursionError:
+        raise InvalidJsonError("request body is nested too deeply") from None
     return ids or query_ids

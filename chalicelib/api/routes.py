@@ -33,6 +33,13 @@ def health(call: Call) -> Any:
     return {"status": "ok", "service": "jobpipe"}
 
 
+@route("/openapi.json", methods=["GET"], auth=False)
+def openapi(call: Call) -> Any:
+    from chalicelib.api.openapi import openapi_document  # built on first request, not at cold start
+
+    return openapi_document()
+
+
 @route("/job-types", methods=["GET"])
 def job_types(call: Call) -> Any:
     registry = container().registry

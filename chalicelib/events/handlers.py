@@ -9,7 +9,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from chalice import Blueprint
 
 from chalicelib.adapters.dynamodb_stream import job_change
-from chalicelib.composition import container
+from chalicelib.composition import container, reports_aws_requests
+from chalicelib.domain.errors import EventPublishError
 from chalicelib.events.model import JobEvent
 from chalicelib.events.publishing import publish_changes
 from chalicelib.observability import logger, tracer
@@ -27,18 +28,24 @@ MAX_BACKOFF_S = 900
 
 @tracer.capture_method
 def publish_stream_batch(event: dict[str, Any]) -> dict[str, Any]:
-    """Publish the status events of a batch of job writes. On failure, reports the first
-    record not published so the stream is retried from it (ReportBatchItemFailures)."""
+    """Publish the status events of a batch of job writes. Raises EventPublishError when some
+    could not go out after the publisher's retries: the invocation fails and the stream
+    delivers the batch again (bisected on AWS), re-publishing with the same event ids.
+
+    Failing the invocation rather than reporting the first unpublished record as a batch item
+    failure: emulators (ministack) advance a stream past a batch whose function returned, so a
+    checkpoint there would drop the events after it."""
     changes = [c for c in (job_change(r) for r in event.get("Records", [])) if c is not None]
     failed_at = publish_changes(changes, container().publisher)
     if failed_at is None:
         return {"batchItemFailures": []}
-    logger.warning("event publishing stopped; the stream will retry", extra={"sequence_number": failed_at})
-    return {"batchItemFailures": [{"itemIdentifier": failed_at}]}
+    logger.warning("event publishing stopped; the stream will retry the batch", extra={"sequence_number": failed_at})
+    raise EventPublishError(f"events from stream record {failed_at} on were not published")
 
 
 @events.on_dynamodb_record(stream_arn=JOBS_STREAM, batch_size=100, starting_position="TRIM_HORIZON",
                            name="event_publisher")
+@reports_aws_requests
 def event_publisher(event: Any) -> dict[str, Any]:
     return publish_stream_batch(event.to_dict())
 
@@ -104,10 +111,12 @@ def consume(event: Any, consumer: _Consumer) -> dict[str, Any]:
 
 
 @events.on_sqs_message(queue=ERP_WEBHOOK_QUEUE, batch_size=10, name="erp_bridge")
+@reports_aws_requests
 def erp_bridge(event: Any) -> dict[str, Any]:
     return consume(event, _erp)
 
 
 @events.on_sqs_message(queue=CACHE_INVALIDATION_QUEUE, batch_size=10, name="cache_invalidation")
+@reports_aws_requests
 def cache_invalidation(event: Any) -> dict[str, Any]:
     return consume(event, _cache)

@@ -3,6 +3,6 @@ from chalicelib.domain.registry import JobTypeRegistry
 
 registry = JobTypeRegistry()
 
-from chalicelib.job_types import demo, maintenance  # noqa: E402,F401  (registers on import)
+from chalicelib.job_types import chaos, demo, maintenance  # noqa: E402,F401  (register on import)
 
 __all__ = ["registry"]

@@ -14,7 +14,8 @@ from chalicelib.worker.progress import ProgressReporter
 # (job id, name, bytes, content type) -> what was stored
 StoreArtifact = Callable[[str, str, bytes, str], ArtifactInfo]
 
-# A cancel request is looked up in the store at most this often by ctx.cancelled().
+# A cancel request is looked up in the store at most this often by ctx.cancelled() (the
+# runner uses the progress interval when longer); a progress write counts as a look-up.
 CANCEL_POLL_INTERVAL_S = 1.0
 
 
@@ -28,8 +29,10 @@ class JobContext:
         spawn: Optional[Callable[..., Job]] = None,
         monotonic: Callable[[], float] = time.monotonic,
         store_artifact: Optional[StoreArtifact] = None,
+        cancel_poll_interval_s: float = CANCEL_POLL_INTERVAL_S,
     ) -> None:
         self._reporter = reporter
+        self._cancel_poll_interval_s = cancel_poll_interval_s
         self._spawn = spawn
         self._spawned = 0
         self._store_artifact = store_artifact
@@ -110,12 +113,14 @@ class JobContext:
         return self._store_artifact(self.job_id, name, raw, content_type or default_type)
 
     def cancelled(self) -> bool:
-        """True once a cancel was requested; reads the store at most once a second."""
+        """True once a cancel was requested. Reads the store at most once per poll interval, and
+        not at all while progress writes (which return the stored job) are fresher than that."""
         if self._cancel_seen or self.job.cancel_requested:
             self._cancel_seen = True
             return True
         now = self._monotonic()
-        if now - self._last_cancel_check >= CANCEL_POLL_INTERVAL_S:
+        fresh_at = max(self._last_cancel_check, self._reporter.last_write_at)
+        if now - fresh_at >= self._cancel_poll_interval_s:
             self._last_cancel_check = now
             fresh = self._reload(self.job_id)
             self._cancel_seen = bool(fresh is not None and fresh.cancel_requested)

@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from chalice import Blueprint
 
-from chalicelib.composition import container
+from chalicelib.composition import container, reports_aws_requests
 from chalicelib.observability import logger, tracer
 from chalicelib.worker.runner import DeferredDelivery, parse_message
 
@@ -20,7 +20,12 @@ worker = Blueprint(__name__)
 JOBS_QUEUE = "jobpipe-jobs"
 JOBS_QUEUE_HIGH = "jobpipe-jobs-high"
 JOBS_QUEUE_LOW = "jobpipe-jobs-low"
-WORKER_BATCH_SIZE = 5
+# One job per invocation. In a batch, a job that kills the process (out of memory, a crash)
+# takes its batch-mates down unprocessed: they stay hidden for the queue's visibility timeout
+# and each such crash counts as a receive, until the redrive policy dead-letters a job that
+# never ran and its record stays queued for good. Alone, a message is received once per
+# attempt (twice when its worker died), and the lease alone decides when it is retried.
+WORKER_BATCH_SIZE = 1
 
 
 class RecordRunner:
@@ -65,16 +70,19 @@ def process_jobs_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 @worker.on_sqs_message(queue=JOBS_QUEUE, batch_size=WORKER_BATCH_SIZE, name="job_worker")
+@reports_aws_requests
 def job_worker(event: Any) -> dict[str, Any]:
     """Normal priority."""
     return process_jobs_batch(event.to_dict(), event.context)
 
 
 @worker.on_sqs_message(queue=JOBS_QUEUE_HIGH, batch_size=WORKER_BATCH_SIZE, name="job_worker_high")
+@reports_aws_requests
 def job_worker_high(event: Any) -> dict[str, Any]:
     return process_jobs_batch(event.to_dict(), event.context)
 
 
 @worker.on_sqs_message(queue=JOBS_QUEUE_LOW, batch_size=WORKER_BATCH_SIZE, name="job_worker_low")
+@reports_aws_requests
 def job_worker_low(event: Any) -> dict[str, Any]:
     return process_jobs_batch(event.to_dict(), event.context)

@@ -2,7 +2,7 @@
 
 At most one store write per `min_interval_s`. Reports inside the window replace each other;
 the latest is written when the window ends (by a timer) and always before the attempt
-finishes (`close`). `force=True` writes at once. A decrease is refused at the call, before
+finishes (`close`; a completion takes it into its own write instead, `settle`). `force=True` writes at once. A decrease is refused at the call, before
 anything is queued, and the store's conditional write refuses it again for any other writer."""
 from __future__ import annotations
 
@@ -61,6 +61,11 @@ class ProgressReporter:
         """The job as last written (or as claimed)."""
         return self._job
 
+    @property
+    def last_write_at(self) -> float:
+        """When (monotonic) the job was last written, and so read back (the claim counts)."""
+        return self._last_write
+
     def report(
         self,
         percent: Any,
@@ -91,6 +96,16 @@ class ProgressReporter:
         with self._lock:
             self._flush_locked()
             return self._job
+
+    def settle(self) -> Optional[Progress]:
+        """Stop the timer and hand back the pending report instead of writing it: for the
+        completion, whose own write carries the final progress (one write instead of two)."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            pending, self._pending = self._pending, None
+            return pending
 
     def close(self) -> Job:
         """Stop the timer and write what is pending: called before the attempt finishes.

@@ -18,7 +18,7 @@ from chalicelib.domain.job import Job, JobErrorInfo
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.lifecycle import LEASE_GRACE_S, ClaimOutcome, JobLifecycle
 from chalicelib.ports import ArtifactStore, JobMessage
-from chalicelib.worker.context import JobContext
+from chalicelib.worker.context import CANCEL_POLL_INTERVAL_S, JobContext
 from chalicelib.worker.helpers import Completion
 from chalicelib.worker.progress import ProgressReporter
 from chalicelib.worker.timeout import run_with_timeout
@@ -124,6 +124,7 @@ class JobRunner:
             spawn=self.lifecycle.spawn,
             monotonic=self._monotonic,
             store_artifact=self.artifacts.put if self.artifacts is not None else None,
+            cancel_poll_interval_s=max(CANCEL_POLL_INTERVAL_S, self._progress_interval_s),
         )
         started = self._monotonic()
         try:
@@ -146,7 +147,7 @@ class JobRunner:
         except (TypeError, ValueError) as exc:
             error = JobErrorInfo(code="result_not_serializable", message=str(exc)[:_MAX_ERROR_MESSAGE])
             return self._fail(reporter.close(), error, False, started)
-        final = self.lifecycle.complete(reporter.close(), result, message)
+        final = self.lifecycle.complete(reporter.job, result, message, last_progress=reporter.settle())
         self._observe("completed", final, {"duration_s": self._monotonic() - started})
         return final
 

@@ -22,6 +22,7 @@ from tests.support.webhook_receiver import WebhookReceiver
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build"
 WEBHOOK_SECRET = "e2e-webhook-secret-0123456789"
+FAULTS_STACK = "jobpipe-faults"
 
 
 class Stack:
@@ -115,3 +116,25 @@ def stack(tmp_path_factory) -> Stack:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def faults_stack(stack) -> Stack:
+    """A second stack in the same emulator, deployed with fault injection: EventBridge refuses
+    30 % of PutEvents entries, and the ERP receiver answers 500 to half of its deliveries (at
+    most twice per event). The main stack stays clean."""
+    webhook = WebhookReceiver(WEBHOOK_SECRET, fail_rate=0.5, max_failures_per_event=2, seed=6).start()
+    try:
+        secret = secrets.token_urlsafe(48)
+        parameters = {
+            "AuthSecret": secret,
+            "RetryBaseSeconds": "1",
+            "ProgressMinIntervalSeconds": "1",
+            "ErpWebhookUrl": webhook.url,
+            "ErpWebhookSecret": WEBHOOK_SECRET,
+            "FaultPutEventsFailureRate": "0.3",
+        }
+        outputs = deploy(BUILD, FAULTS_STACK, parameters, stack.session)
+        yield Stack(outputs["ApiUrl"], secret, outputs, stack.session, stack.log, webhook)
+    finally:
+        webhook.stop()

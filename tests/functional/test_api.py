@@ -221,3 +221,11 @@ def test_unknown_job_id_and_injection_in_path_are_404(client):
 def test_job_types_describe_their_payloads(client):
     types = {t["type"]: t for t in get(client, "/job-types").json_body["job_types"]}
     assert types["demo.steps"]["payload_schema"]["required"] == ["steps", "step_ms"]
+
+
+@pytest.mark.parametrize("path", ["/jobs", "/jobs/status", "/api/jobinfo"])
+def test_deeply_nested_json_is_a_400_not_a_crash(client, aws, path):
+    nested = "[" * 5000 + "]" * 5000
+    response = client.http.post(path, headers=auth(), body=nested)
+    assert response.status_code == 400 and response.json_body["error"]["code"] == "invalid_json"
+    assert table_items(aws) == []

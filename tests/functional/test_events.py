@@ -104,3 +104,17 @@ def test_cache_routes_refuse_bad_names_and_other_tenants(client, aws):
     bad = client.http.put("/cache/proj/has%20space", headers=auth(), body="1")
     assert bad.status_code == 400 and bad.json_body["error"]["code"] == "invalid_request"
     assert client.http.put("/cache/proj/ns", headers=auth(), body="{nope").status_code == 400
+
+
+def test_unpublished_events_fail_the_invocation_so_the_stream_retries_the_batch(client, aws, tap, stream):
+    from chalicelib.adapters.memory import InMemoryEventPublisher
+    from chalicelib.domain.errors import EventPublishError
+
+    submit(client, STEPS)
+    failing = InMemoryEventPublisher()
+    failing.fail_next = 1
+    composition.container().publisher = failing
+    with pytest.raises(EventPublishError):
+        publish_stream(client._app, stream)
+    assert publish_stream(client._app, stream) == {"batchItemFailures": []}  # the retry goes out
+    assert [e.status for e in failing.published] == ["queued"]

@@ -1,9 +1,11 @@
 """A loopback HTTP receiver standing in for an ERP: records signed deliveries, and can answer
-500 to the first delivery of chosen events."""
+500 to the first delivery of chosen events, or to a random fraction of all deliveries."""
 from __future__ import annotations
 
 import json
+import random
 import threading
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -11,8 +13,14 @@ from chalicelib.subscribers.erp import EVENT_ID_HEADER, SIGNATURE_HEADER, verify
 
 
 class WebhookReceiver:
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, *, fail_rate: float = 0.0, max_failures_per_event: int = 2, seed: int = 0) -> None:
+        """`fail_rate`: the fraction of deliveries answered 500, at most `max_failures_per_event`
+        times for one event (so the bridge's backoff keeps a test bounded)."""
         self.secret = secret
+        self.fail_rate = fail_rate
+        self.max_failures_per_event = max_failures_per_event
+        self._random = random.Random(seed)
+        self._failures: Counter[str] = Counter()
         self.deliveries: list[dict[str, Any]] = []  # every request, failed ones included
         self.fail_first_for_jobs: set[str] = set()
         self._failed_once: set[str] = set()
@@ -41,6 +49,10 @@ class WebhookReceiver:
             if detail.get("job_id") in self.fail_first_for_jobs and detail["event_id"] not in self._failed_once:
                 self._failed_once.add(detail["event_id"])
                 status = 500
+            elif (self.fail_rate and self._failures[detail["event_id"]] < self.max_failures_per_event
+                  and self._random.random() < self.fail_rate):
+                self._failures[detail["event_id"]] += 1
+                status = 500
             self.deliveries.append(
                 {
                     "detail": detail,
@@ -54,6 +66,11 @@ class WebhookReceiver:
     def accepted(self, job_id: str) -> list[dict[str, Any]]:
         with self._lock:
             return [d for d in self.deliveries if d["status"] == 200 and d["detail"]["job_id"] == job_id]
+
+    def accepted_counts(self) -> Counter[str]:
+        """event_id -> how many deliveries of it were answered 200."""
+        with self._lock:
+            return Counter(d["detail"]["event_id"] for d in self.deliveries if d["status"] == 200)
 
     def all_for(self, job_id: str) -> list[dict[str, Any]]:
         with self._lock:

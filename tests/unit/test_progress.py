@@ -128,3 +128,28 @@ def test_percent_is_clamped_and_must_be_a_number():
 )
 def test_which_progress_changes_are_events(previous, current, notable):
     assert is_notable_change(previous, current) is notable
+
+
+def test_settle_hands_back_the_pending_report_without_writing(setup):
+    reporter, clock, timers, written = setup
+    reporter.report(40, step="s40", message="almost")
+    pending = reporter.settle()
+    assert pending.percent == 40 and pending.message == "almost"
+    timers.fire_all()
+    assert written == [] and reporter.settle() is None
+
+
+def test_a_progress_write_counts_as_a_cancel_check(setup):
+    from chalicelib.worker.context import JobContext
+
+    reporter, clock, timers, written = setup
+    reads = []
+    ctx = JobContext(reporter, reload=lambda job_id: reads.append(job_id), deadline=clock.t + 60,
+                     monotonic=clock, cancel_poll_interval_s=2.0)
+    for _ in range(5):  # a write every 2 s: each leaves the stored job fresh, so no read
+        clock.t += 2.0
+        ctx.progress(reporter.job.progress.percent + 10)
+        assert ctx.cancelled() is False
+    assert len(written) == 5 and reads == []
+    clock.t += 2.0  # no write for a whole interval: now the store is read
+    assert ctx.cancelled() is False and reads == ["j"]

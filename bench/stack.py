@@ -1,0 +1,106 @@
+"""A fresh emulator with the stack deployed for measuring: AWS request counting on, the ERP
+webhook pointed at a loopback receiver, everything else as `make run` deploys it."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import boto3
+import requests
+
+from chalicelib.api.auth import issue_token
+from chalicelib.aws_requests import LOG_MESSAGE
+from scripts.deploy import deploy
+from scripts.emulator import Emulator, free_port
+from tests.support.webhook_receiver import WebhookReceiver
+
+ROOT = Path(__file__).resolve().parents[1]
+WEBHOOK_SECRET = "bench-webhook-secret-0123456789abcdef"
+
+
+class BenchStack:
+    def __init__(self, emulator: Emulator, outputs: dict[str, str], secret: str, session: Any,
+                 webhook: WebhookReceiver) -> None:
+        self.emulator = emulator
+        self.outputs = outputs
+        self.api_url = outputs["ApiUrl"]
+        self.session = session
+        self.webhook = webhook
+        self.http = requests.Session()
+        self.http.headers.update({
+            "Authorization": f"Bearer {issue_token(secret, user='bench', tenant='bench')}",
+            "Content-Type": "application/json",
+        })
+
+    def submit(self, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.http.post(f"{self.api_url}/jobs", json=body, timeout=120)
+        response.raise_for_status()
+        return response.json()
+
+    def statuses(self, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The jobs, by id, through POST /jobs/status (100 per request)."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(job_ids), 100):
+            response = self.http.post(f"{self.api_url}/jobs/status", json={"job_ids": job_ids[start:start + 100]}, timeout=30)
+            response.raise_for_status()
+            found.update(response.json()["jobs"])
+        return found
+
+    def function_log_groups(self) -> dict[str, str]:
+        """Logical function name (JobWorker, ...) -> its log group."""
+        names = [f["FunctionName"] for f in self.session.client("lambda").list_functions()["Functions"]]
+        prefix = f"{self.outputs['StackName']}-"
+        return {n[len(prefix):].rsplit("-", 1)[0]: f"/aws/lambda/{n}" for n in names if n.startswith(prefix)}
+
+    def request_counts(self, since_ms: int) -> Iterator[tuple[str, dict[str, int]]]:
+        """(function, counts) for every invocation that reported AWS requests since `since_ms`."""
+        logs = self.session.client("logs")
+        for function, group in self.function_log_groups().items():
+            kwargs: dict[str, Any] = {"logGroupName": group, "startTime": since_ms}
+            while True:
+                try:
+                    page = logs.filter_log_events(**kwargs)
+                except logs.exceptions.ResourceNotFoundException:
+                    break
+                for event in page.get("events", []):
+                    if LOG_MESSAGE not in event["message"]:
+                        continue
+                    line = json.loads(event["message"])
+                    if line.get("message") == LOG_MESSAGE:
+                        yield function, line["aws_requests"]
+                if not page.get("nextToken"):
+                    break
+                kwargs["nextToken"] = page["nextToken"]
+
+
+def start_stack(build_dir: Path, log_path: Path, name: str = "jobpipe-bench",
+                parameters: Optional[dict[str, str]] = None) -> BenchStack:
+    webhook = WebhookReceiver(WEBHOOK_SECRET).start()
+    emulator = Emulator(free_port(), log=log_path.open("wb"), log_level="WARNING").start()
+    os.environ.update(AWS_ENDPOINT_URL=emulator.endpoint, AWS_ACCESS_KEY_ID="test",
+                      AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
+    session = boto3.session.Session()
+    secret = secrets.token_urlsafe(48)
+    params = {"AuthSecret": secret, "CountAwsRequests": "true", "ErpWebhookUrl": webhook.url,
+              "ErpWebhookSecret": WEBHOOK_SECRET, **(parameters or {})}
+    try:
+        outputs = deploy(build_dir, name, params, session)
+    except Exception:
+        emulator.stop()
+        webhook.stop()
+        raise
+    outputs["StackName"] = name
+    return BenchStack(emulator, outputs, secret, session, webhook)
+
+
+def stop_stack(stack: BenchStack) -> None:
+    stack.emulator.stop()
+    stack.webhook.stop()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,52 @@
+"""(b) End-to-end throughput: N jobs submitted through the API from a few threads, the time
+until all are terminal, and submit→completed latency from each job's created_at/finished_at."""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from statistics import quantiles
+from typing import Any
+
+from bench.stack import BenchStack
+
+TERMINAL = ("completed", "failed", "canceled")
+
+
+def percentile(values: list[float], p: int) -> float:
+    if len(values) == 1:
+        return values[0]
+    return quantiles(values, n=100, method="inclusive")[p - 1]
+
+
+def _at(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def measure(stack: BenchStack, jobs: int, payload: dict[str, Any], threads: int = 8,
+            timeout_s: float = 600) -> dict[str, Any]:
+    body = {"type": "demo.steps", "payload": payload}
+    started = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        ids = [job["id"] for job in pool.map(lambda _: stack.submit(body), range(jobs))]
+    submitted_s = time.monotonic() - started
+    pending, finished = set(ids), {}
+    while pending:
+        if time.monotonic() - started > timeout_s:
+            raise RuntimeError(f"{len(pending)} of {jobs} jobs were not terminal after {timeout_s:g} s")
+        for job_id, job in stack.statuses(sorted(pending)).items():
+            if job["status"] in TERMINAL:
+                finished[job_id] = job
+                pending.discard(job_id)
+        if pending:
+            time.sleep(0.5)
+    elapsed = time.monotonic() - started
+    latencies = [(_at(j["finished_at"]) - _at(j["created_at"])).total_seconds() for j in finished.values()]
+    completed = sum(1 for j in finished.values() if j["status"] == "completed")
+    return {
+        "jobs": jobs, "payload": payload, "submit_threads": threads, "completed": completed,
+        "submit_s": round(submitted_s, 2), "all_terminal_s": round(elapsed, 2),
+        "jobs_per_s": round(jobs / elapsed, 2),
+        "latency_p50_s": round(percentile(latencies, 50), 2),
+        "latency_p99_s": round(percentile(latencies, 99), 2),
+    }

@@ -1,0 +1,140 @@
+"""The API's OpenAPI 3.1 description, built from the same pydantic models that validate
+requests and shape answers, served at `GET /openapi.json`."""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from chalicelib.api.requests import MAX_BATCH_IDS, ListJobsQuery, SubmitJobRequest
+from chalicelib.domain.job import Job, Run
+from chalicelib.domain.status import JobStatus
+
+_REF = "#/components/schemas/{model}"
+_HIDDEN_JOB_FIELDS = ("lease_expires_at", "timeout_s")  # Job.public() leaves them out
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF.format(model=name)}
+
+
+def _json(schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    return {"description": description or "OK", "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(s): _json(_ref("Error"), "refused; `error.code` says why") for s in statuses}
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _schemas() -> dict[str, Any]:
+    _, top = models_json_schema(
+        [(SubmitJobRequest, "validation"), (Job, "serialization"), (Run, "serialization")], ref_template=_REF
+    )
+    schemas = top["$defs"]
+    job = schemas["Job"]
+    for field in _HIDDEN_JOB_FIELDS:
+        job["properties"].pop(field, None)
+    job["required"] = sorted(set(job["properties"]) - {"result"})  # public() writes every field
+    schemas["NotFound"] = {"type": "object", "required": ["id", "status"],
+                           "properties": {"id": {"type": "string"}, "status": {"const": "not_found"}}}
+    schemas["Error"] = {
+        "type": "object", "required": ["error"],
+        "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+            "code": {"type": "string"}, "message": {"type": "string"}, "details": {}}}},
+    }
+    schemas["JobIds"] = {"type": "object", "required": ["job_ids"], "properties": {
+        "job_ids": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": MAX_BATCH_IDS}}}
+    schemas["JobStatusBatch"] = {
+        "type": "object", "required": ["jobs", "job_ids"],
+        "properties": {"jobs": {"type": "object", "additionalProperties": {"anyOf": [_ref("Job"), _ref("NotFound")]}},
+                       "job_ids": {"type": "array", "items": {"type": "string"}}},
+    }
+    return schemas
+
+
+def _list_parameters() -> list[dict[str, Any]]:
+    fields = ListJobsQuery.model_fields
+    return [
+        {"name": "status", "in": "query", "schema": {"type": "string", "enum": [s.value for s in JobStatus]}},
+        {"name": "type", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 128}},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100,
+                                                     "default": fields["limit"].default}},
+        {"name": "cursor", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 2048}},
+    ]
+
+
+def _paths() -> dict[str, Any]:
+    public: dict[str, Any] = {"security": []}
+    job_id = [_path_param("job_id")]
+    cache_params = [_path_param("scope"), _path_param("namespace")]
+    return {
+        "/health": {"get": {**public, "summary": "liveness", "responses": {"200": _json({"type": "object"})}}},
+        "/openapi.json": {"get": {**public, "summary": "this document", "responses": {"200": _json({"type": "object"})}}},
+        "/dashboard": {"get": {**public, "summary": "the dashboard page",
+                               "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}}}},
+        "/job-types": {"get": {"summary": "registered job types", "responses": {
+            "200": _json({"type": "object", "required": ["job_types"]}), **_errors(401)}}},
+        "/jobs": {
+            "post": {"summary": "submit a job",
+                     "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("SubmitJobRequest")}}},
+                     "responses": {"202": _json(_ref("Job"), "accepted"), **_errors(400, 401, 409, 413, 422)}},
+            "get": {"summary": "the tenant's jobs, newest first", "parameters": _list_parameters(), "responses": {
+                "200": _json({"type": "object", "required": ["jobs", "next_cursor"], "properties": {
+                    "jobs": {"type": "array", "items": _ref("Job")}, "next_cursor": {"type": ["string", "null"]}}}),
+                **_errors(400, 401)}},
+        },
+        "/jobs/status": {"post": {
+            "summary": "up to 100 jobs in one read",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("JobIds")}}},
+            "responses": {"200": _json(_ref("JobStatusBatch")), **_errors(400, 401, 413)}}},
+        "/jobs/{job_id}": {
+            "get": {"parameters": job_id, "responses": {"200": _json(_ref("Job")), **_errors(401, 404)}},
+            "delete": {"parameters": job_id, "responses": {"202": _json(_ref("Job")), **_errors(401, 404, 409)}},
+        },
+        "/jobs/{job_id}/runs": {"get": {"parameters": job_id, "responses": {
+            "200": _json({"type": "object", "required": ["job_id", "runs"], "properties": {
+                "job_id": {"type": "string"}, "runs": {"type": "array", "items": _ref("Run")}}}),
+            **_errors(401, 404)}}},
+        "/api/jobstatus/{job_id}": {"get": {"parameters": job_id, "responses": {
+            "200": _json({"type": "object", "required": ["id", "status"]}), **_errors(401)}}},
+        "/api/jobinfo/{job_id}": {"get": {"parameters": job_id, "responses": {
+            "200": _json({"type": "object", "required": ["id", "status"]}), **_errors(401)}}},
+        "/api/jobinfo": {"post": {
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("JobIds")}}},
+            "responses": {"200": _json({"type": "object", "required": ["jobs", "job_ids"]}), **_errors(400, 401, 413)}}},
+        "/cache/{scope}/{namespace}": {
+            "put": {"parameters": [*cache_params, {"name": "If-Match", "in": "header", "schema": {"type": "string"}}],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}},
+                    "responses": {"200": _json({"type": "object", "required": ["generation"]}), **_errors(400, 401, 409, 413)}},
+            "get": {"parameters": cache_params, "responses": {
+                "200": _json({"type": "object", "required": ["status", "value", "generation"]}, "hit"),
+                "404": _json({"type": "object", "required": ["status", "generation"]}, "miss, or a refused name"),
+                **_errors(400, 401)}},
+        },
+        "/scopes/{scope}/tasks": {"get": {"parameters": [_path_param("scope")], "responses": {
+            "200": _json({"type": "object", "required": ["scope", "tasks"]}), **_errors(400, 401)}}},
+    }
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document (built once per process)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "jobpipe", "version": "1", "description": "Submit jobs, follow their progress, read scope caches."},
+        "components": {"schemas": _schemas(),
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+        "security": [{"bearer": []}],
+        "paths": _paths(),
+    }
+
+
+def route_paths() -> set[tuple[str, str]]:
+    """(path, METHOD) of every documented operation."""
+    return {(path, method.upper()) for path, item in _paths().items() for method in item}

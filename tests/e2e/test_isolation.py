@@ -1,0 +1,94 @@
+"""Tenant isolation on the deployed API: every route, called with another tenant's token on
+the owner's ids, answers as if they did not exist, and changes nothing of the owner's."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from app import app as chalice_app
+
+PUBLIC = {("/health", "GET"), ("/openapi.json", "GET"), ("/dashboard", "GET"), ("/job-types", "GET")}
+
+
+def not_found_error(response):
+    return response.status_code == 404 and response.json()["error"]["code"] == "job_not_found"
+
+
+def rq_not_found(response):
+    return response.status_code == 200 and response.json()["status"] == "not_found"
+
+
+def all_not_found(response):
+    jobs = response.json()["jobs"]
+    return response.status_code == 200 and jobs and all(j["status"] == "not_found" for j in jobs.values())
+
+
+@pytest.fixture(scope="module")
+def world(stack):
+    owner, intruder = f"owner-{uuid.uuid4().hex[:8]}", f"intruder-{uuid.uuid4().hex[:8]}"
+    scope, namespace = f"proj-{uuid.uuid4().hex[:6]}", "steps-summary"
+    done = stack.submit({"type": "demo.steps", "scope": scope, "payload": {"steps": 2, "step_ms": 50}}, tenant=owner)
+    stack.wait_terminal(done["id"], tenant=owner)
+    running = stack.submit({"type": "demo.steps", "payload": {"steps": 40, "step_ms": 250}}, tenant=owner)
+    stack.wait_for(running["id"], lambda j: j["status"] == "running", tenant=owner)
+    assert stack.call("PUT", f"/cache/{scope}/{namespace}", owner, json={"secret": owner}).status_code == 200
+    return {"owner": owner, "intruder": intruder, "scope": scope, "namespace": namespace,
+            "done": done["id"], "running": running["id"]}
+
+
+def owner_view(stack, w):
+    owner = w["owner"]
+    return {
+        "jobs": sorted(j["id"] for j in stack.call("GET", "/jobs?limit=100", owner).json()["jobs"]),
+        "cache": stack.call("GET", f"/cache/{w['scope']}/{w['namespace']}", owner).json().get("value"),
+        "tasks": stack.call("GET", f"/scopes/{w['scope']}/tasks", owner).json()["tasks"],
+        "done": stack.job(w["done"], owner)["version"],
+    }
+
+
+# (path, method) -> (request body or None, what the intruder must see)
+EXPECTED = {
+    ("/jobs/{job_id}", "GET"): (None, not_found_error),
+    ("/jobs/{job_id}", "DELETE"): (None, not_found_error),
+    ("/jobs/{job_id}/runs", "GET"): (None, not_found_error),
+    ("/api/jobstatus/{job_id}", "GET"): (None, rq_not_found),
+    ("/api/jobinfo/{job_id}", "GET"): (None, rq_not_found),
+    ("/jobs/status", "POST"): ("ids", all_not_found),
+    ("/api/jobinfo", "POST"): ("ids", all_not_found),
+    ("/jobs", "GET"): (None, lambda r: r.status_code == 200 and r.json()["jobs"] == []),
+    ("/jobs", "POST"): ({"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}}, lambda r: r.status_code == 202),
+    ("/cache/{scope}/{namespace}", "GET"): (None, lambda r: r.status_code == 404 and "value" not in r.json()),
+    ("/cache/{scope}/{namespace}", "PUT"): ({"secret": "intruder"}, lambda r: r.status_code == 200),
+    ("/scopes/{scope}/tasks", "GET"): (None, lambda r: r.status_code == 200 and r.json()["tasks"] == []),
+}
+
+
+def test_every_route_is_covered():
+    routes = {(path, method) for path, methods in chalice_app.routes.items() for method in methods}
+    assert routes == set(EXPECTED) | PUBLIC
+
+
+@pytest.mark.parametrize("path, method", sorted(EXPECTED))
+def test_another_tenant_sees_nothing_and_changes_nothing(stack, world, path, method):
+    before = owner_view(stack, world)
+    job_id = world["done"] if method != "DELETE" else world["running"]
+    url = path.format(job_id=job_id, scope=world["scope"], namespace=world["namespace"])
+    body, check = EXPECTED[(path, method)]
+    if body == "ids":
+        body = {"job_ids": [world["done"], world["running"]]}
+    response = stack.call(method, url, world["intruder"], json=body)
+    assert check(response), (response.status_code, response.text[:300])
+    assert world["owner"] not in response.text  # ids may be echoed back, the owner's data never
+    after = owner_view(stack, world)
+    assert after == before
+    running = stack.job(world["running"], world["owner"])
+    assert not running["cancel_requested"] and running["status"] != "canceled"
+
+
+def test_public_routes_answer_the_same_to_every_tenant(stack, world):
+    for path, method in sorted(PUBLIC):
+        mine = stack.call(method, path, world["owner"])
+        theirs = stack.call(method, path, world["intruder"])
+        assert mine.status_code == theirs.status_code == 200, path
+        assert mine.content == theirs.content, path

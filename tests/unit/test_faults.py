@@ -1,0 +1,62 @@
+"""PutEvents fault injection and AWS request counting: pure, on fakes."""
+import botocore.session
+from botocore.awsrequest import AWSResponse
+
+from chalicelib.adapters.faults import FailingPutEvents
+from chalicelib.aws_requests import AwsRequestCounter
+
+
+class Events:
+    def __init__(self):
+        self.sent = []
+
+    def put_events(self, Entries):
+        self.sent.append(Entries)
+        return {"FailedEntryCount": 0, "Entries": [{"EventId": f"e{i}"} for i, _ in enumerate(Entries)]}
+
+
+def test_refused_entries_answer_in_request_order_and_never_reach_the_bus():
+    draws = iter([0.1, 0.9, 0.2, 0.95])  # rate 0.5: entries 0 and 2 are refused
+    events = Events()
+    client = FailingPutEvents(events, 0.5, draw=lambda: next(draws))
+    response = client.put_events(Entries=[{"Detail": str(i)} for i in range(4)])
+    assert response["FailedEntryCount"] == 2
+    assert [e.get("ErrorCode") for e in response["Entries"]] == ["InternalFailure", None, "InternalFailure", None]
+    assert [e.get("EventId") for e in response["Entries"]] == [None, "e0", None, "e1"]
+    assert events.sent == [[{"Detail": "1"}, {"Detail": "3"}]]
+
+
+def test_all_refused_sends_nothing():
+    events = Events()
+    response = FailingPutEvents(events, 1.0).put_events(Entries=[{"Detail": "x"}])
+    assert response == {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure",
+                                                            "ErrorMessage": response["Entries"][0]["ErrorMessage"]}]}
+    assert events.sent == []
+
+
+class _Raw:
+    def stream(self, **kwargs):
+        yield b"{}"
+
+
+def test_counter_counts_each_request_by_service_and_operation_then_resets():
+    client = botocore.session.get_session().create_client(
+        "dynamodb", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
+    counter = AwsRequestCounter()
+    counter.attach(client)
+    # Answers every request in-process (registered after the counter, so it sees them first).
+    client.meta.events.register("before-send", lambda **kwargs: AWSResponse("https://x", 200, {}, _Raw()))
+    client.get_item(TableName="t", Key={"pk": {"S": "a"}})
+    client.get_item(TableName="t", Key={"pk": {"S": "b"}})
+    client.put_item(TableName="t", Item={"pk": {"S": "c"}})
+    assert counter.take() == {"dynamodb.GetItem": 2, "dynamodb.PutItem": 1}
+    assert counter.take() == {}
+
+
+def test_every_event_function_reports_its_own_aws_requests():
+    # Their Lambda handler is the blueprint function: app.py's middleware never runs there.
+    from chalicelib.events.handlers import cache_invalidation, erp_bridge, event_publisher
+    from chalicelib.worker.handlers import job_worker
+
+    for handler in (job_worker, event_publisher, erp_bridge, cache_invalidation):
+        assert getattr(handler.func, "reports_aws_requests", False), handler.func.__name__
