@@ -119,6 +119,41 @@ def _paths() -> dict[str, Any]:
         },
         "/scopes/{scope}/tasks": {"get": {"parameters": [_path_param("scope")], "responses": {
             "200": _json({"type": "object", "required": ["scope", "tasks"]}), **_errors(400, 401)}}},
+        "/jobs/{job_id}/artifacts": {"get": {"parameters": job_id, "responses": {
+            "200": _json({"type": "object", "required": ["job_id", "artifacts"]}), **_errors(401, 404)}}},
+        "/jobs/{job_id}/artifacts/{name}": {"get": {"parameters": [*job_id, _path_param("name")], "responses": {
+            "200": {"description": "the content, or a presigned URL for one kept in S3"}, **_errors(401, 404, 410)}}},
+        **_operator_paths(),
+    }
+
+
+def _query(*names: str) -> list[dict[str, Any]]:
+    return [{"name": n, "in": "query", "schema": {"type": "string"}} for n in names]
+
+
+def _operator_paths() -> dict[str, Any]:
+    """Routes for the `admin` role (403 `forbidden` without it)."""
+    refused = _errors(400, 401, 403)
+    task = {"type": "object", "required": ["task_id", "status"]}
+    queued = {"202": _json(task, "enqueued"), "200": _json(task, "ran inline (USE_TASK_QUEUE=false)"), **refused}
+    task_id = [_path_param("task_id")]
+    return {
+        "/api/system/stats": {"get": {"parameters": _query("window_hours"), "responses": {
+            "200": _json({"type": "object", "required": ["queues", "jobs_by_status"]}), **refused}}},
+        "/api/system/dlq": {"get": {"parameters": _query("priority", "limit"), "responses": {
+            "200": _json({"type": "object"}), **refused, **_errors(503)}}},
+        "/api/system/dlq/redrive": {"post": {"parameters": _query("priority", "limit"), "responses": {
+            "200": _json({"type": "object", "required": ["redriven"]}), **refused, **_errors(503)}}},
+        "/api/system/maintenance/cleanup-runs": {"post": {"parameters": _query("max_age_hours"), "responses": queued}},
+        "/api/system/maintenance/health-check": {"post": {"responses": queued}},
+        "/api/system/maintenance/cleanup-temp-files": {"post": {"parameters": _query("max_age_hours"), "responses": queued}},
+        "/api/system/maintenance/log-statistics": {"post": {"parameters": _query("window_hours"), "responses": queued}},
+        "/api/system/maintenance/tasks": {"get": {"parameters": _query("limit", "cursor"), "responses": {
+            "200": _json({"type": "object", "required": ["tasks"]}), **refused}}},
+        "/api/system/maintenance/tasks/{task_id}": {
+            "get": {"parameters": task_id, "responses": {"200": _json(task), **refused, **_errors(404)}},
+            "delete": {"parameters": task_id, "responses": {"202": _json(task), **refused, **_errors(404, 409)}},
+        },
     }
 
 

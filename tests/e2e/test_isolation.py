@@ -19,6 +19,11 @@ def rq_not_found(response):
     return response.status_code == 200 and response.json()["status"] == "not_found"
 
 
+def forbidden(response):
+    """Operator routes need the admin role, which a tenant's token does not carry."""
+    return response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
+
+
 def all_not_found(response):
     jobs = response.json()["jobs"]
     return response.status_code == 200 and jobs and all(j["status"] == "not_found" for j in jobs.values())
@@ -61,6 +66,20 @@ EXPECTED = {
     ("/cache/{scope}/{namespace}", "GET"): (None, lambda r: r.status_code == 404 and "value" not in r.json()),
     ("/cache/{scope}/{namespace}", "PUT"): ({"secret": "intruder"}, lambda r: r.status_code == 200),
     ("/scopes/{scope}/tasks", "GET"): (None, lambda r: r.status_code == 200 and r.json()["tasks"] == []),
+    ("/jobs/{job_id}/artifacts", "GET"): (None, not_found_error),
+    ("/jobs/{job_id}/artifacts/{name}", "GET"): (None, not_found_error),
+    **{route: (None, forbidden) for route in (
+        ("/api/system/stats", "GET"),
+        ("/api/system/dlq", "GET"),
+        ("/api/system/dlq/redrive", "POST"),
+        ("/api/system/maintenance/cleanup-runs", "POST"),
+        ("/api/system/maintenance/health-check", "POST"),
+        ("/api/system/maintenance/cleanup-temp-files", "POST"),
+        ("/api/system/maintenance/log-statistics", "POST"),
+        ("/api/system/maintenance/tasks", "GET"),
+        ("/api/system/maintenance/tasks/{task_id}", "GET"),
+        ("/api/system/maintenance/tasks/{task_id}", "DELETE"),
+    )},
 }
 
 
@@ -73,7 +92,8 @@ def test_every_route_is_covered():
 def test_another_tenant_sees_nothing_and_changes_nothing(stack, world, path, method):
     before = owner_view(stack, world)
     job_id = world["done"] if method != "DELETE" else world["running"]
-    url = path.format(job_id=job_id, scope=world["scope"], namespace=world["namespace"])
+    url = path.format(job_id=job_id, task_id=job_id, name="summary.txt", scope=world["scope"],
+                      namespace=world["namespace"])
     body, check = EXPECTED[(path, method)]
     if body == "ids":
         body = {"job_ids": [world["done"], world["running"]]}
