@@ -83,6 +83,21 @@ def _package_is_stale() -> bool:
     return any(p.is_file() and p.stat().st_mtime > built_at for p in sources)
 
 
+def deploy_stack(name: str, session: Any, log: Path, webhook: WebhookReceiver, **parameters: str) -> Stack:
+    """Deploy the packaged stack as `name` with a fresh auth secret, quick retries and progress,
+    and its ERP webhook at `webhook`; `parameters` add or override template parameters."""
+    secret = secrets.token_urlsafe(48)
+    defaults = {
+        "AuthSecret": secret,
+        "RetryBaseSeconds": "1",
+        "ProgressMinIntervalSeconds": "1",
+        "ErpWebhookUrl": webhook.url,
+        "ErpWebhookSecret": WEBHOOK_SECRET,
+    }
+    outputs = deploy(BUILD, name, {**defaults, **parameters}, session)
+    return Stack(outputs["ApiUrl"], secret, outputs, session, log, webhook)
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> Stack:
     if _package_is_stale():
@@ -97,17 +112,7 @@ def stack(tmp_path_factory) -> Stack:
             AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1",
         )
         try:
-            session = boto3.session.Session()
-            secret = secrets.token_urlsafe(48)
-            parameters = {
-                "AuthSecret": secret,
-                "RetryBaseSeconds": "1",
-                "ProgressMinIntervalSeconds": "1",
-                "ErpWebhookUrl": webhook.url,
-                "ErpWebhookSecret": WEBHOOK_SECRET,
-            }
-            outputs = deploy(BUILD, "jobpipe-e2e", parameters, session)
-            yield Stack(outputs["ApiUrl"], secret, outputs, session, log, webhook)
+            yield deploy_stack("jobpipe-e2e", boto3.session.Session(), log, webhook)
         finally:
             emulator.stop()
             webhook.stop()
@@ -125,16 +130,6 @@ def faults_stack(stack) -> Stack:
     most twice per event). The main stack stays clean."""
     webhook = WebhookReceiver(WEBHOOK_SECRET, fail_rate=0.5, max_failures_per_event=2, seed=6).start()
     try:
-        secret = secrets.token_urlsafe(48)
-        parameters = {
-            "AuthSecret": secret,
-            "RetryBaseSeconds": "1",
-            "ProgressMinIntervalSeconds": "1",
-            "ErpWebhookUrl": webhook.url,
-            "ErpWebhookSecret": WEBHOOK_SECRET,
-            "FaultPutEventsFailureRate": "0.3",
-        }
-        outputs = deploy(BUILD, FAULTS_STACK, parameters, stack.session)
-        yield Stack(outputs["ApiUrl"], secret, outputs, stack.session, stack.log, webhook)
+        yield deploy_stack(FAULTS_STACK, stack.session, stack.log, webhook, FaultPutEventsFailureRate="0.3")
     finally:
         webhook.stop()
