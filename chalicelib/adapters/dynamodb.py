@@ -11,10 +11,13 @@ Key design (one table, see README "Data model"):
     GSI by_type    gsi3pk=T#<tenant>#Y#<type>   gsi3sk=<created_at>#<id>   type filter
 
     GSI by_finished_day  gsi4pk=FIN#<yyyy-mm-dd>#<shard>  gsi4sk=<finished_at>#<id>   sparse: finished jobs only
+    GSI by_due           gsi5pk=DUE#<shard>               gsi5sk=<due_at>#<id>        sparse: unfinished jobs only
 
 by_finished_day lets clean-up find old finished jobs across tenants without a Scan: one
 Query per (day, shard) partition, oldest first. The shard (0-7, from the id) spreads a busy
-day's finishes over eight partitions.
+day's finishes over eight partitions. by_due is how the reconciler finds, with one Query per
+shard, the queued jobs no worker claimed in time, held jobs whose start is near, and running
+jobs past their lease; a job leaves it when it finishes.
 
 Claim-check: a payload or result whose JSON exceeds `inline_limit` is written to S3
 (`jobs/<id>/payload.json`, `result.json`) and the item keeps `payload_ref`/`result_ref`; get()
@@ -42,6 +45,9 @@ from chalicelib.adapters.dynamodb_items import (
     attribute_value,
     blob_key,
     deserializer,
+    due_keys,
+    due_partition,
+    DUE_SHARDS,
     finished_keys,
     item_to_job,
     item_to_run,
@@ -159,6 +165,14 @@ class DynamoJobStore:
             names["#gsi4pk"], names["#gsi4sk"] = "gsi4pk", "gsi4sk"
             values[":gsi4pk"], values[":gsi4sk"] = map(attribute_value, finished_keys(job.id, changes.fields["finished_at"]))
             sets += ["#gsi4pk = :gsi4pk", "#gsi4sk = :gsi4sk"]
+        if "due_at" in changes.fields:
+            names["#gsi5pk"], names["#gsi5sk"] = "gsi5pk", "gsi5sk"
+            due_at = changes.fields["due_at"]
+            if due_at is REMOVE or due_at is None:
+                removes += ["#gsi5pk", "#gsi5sk"]
+            else:
+                values[":gsi5pk"], values[":gsi5sk"] = map(attribute_value, due_keys(job.id, due_at))
+                sets += ["#gsi5pk = :gsi5pk", "#gsi5sk = :gsi5sk"]
         if "status" in changes.fields:
             names["#gsi2pk"] = "gsi2pk"
             values[":gsi2pk"] = attribute_value(status_key(job.tenant, JobStatus(changes.fields["status"]).value))
@@ -329,6 +343,26 @@ class DynamoJobStore:
             jobs = [j for j in jobs if j.type == query.type]
         last = response.get("LastEvaluatedKey")
         return JobPage(jobs, _encode_cursor(last) if last else None)
+
+    def due(self, now: str, limit: int) -> list[Job]:
+        ids: list[tuple[str, str]] = []
+        for shard in range(DUE_SHARDS):
+            try:
+                response = self._ddb.query(
+                    TableName=self._table,
+                    IndexName="by_due",
+                    KeyConditionExpression="#pk = :pk AND #sk < :upper",
+                    ExpressionAttributeNames={"#pk": "gsi5pk", "#sk": "gsi5sk"},
+                    ExpressionAttributeValues={":pk": {"S": due_partition(shard)}, ":upper": {"S": f"{now}#~"}},
+                    Limit=limit,
+                )
+            except ClientError as exc:
+                raise StoreUnavailableError("could not read the due jobs") from exc
+            for item in response.get("Items", []):
+                ids.append((item["gsi5sk"]["S"], item["pk"]["S"][len("JOB#"):]))
+        chosen = [job_id for _, job_id in sorted(ids)[:limit]]
+        by_id = self.get_many(chosen)
+        return [by_id[i] for i in chosen if i in by_id]
 
     def add_child(self, parent_id: str, child_id: str) -> None:
         try:

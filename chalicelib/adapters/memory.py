@@ -105,6 +105,13 @@ class InMemoryJobStore:
     def runs(self, job_id: str) -> list[Run]:
         return [r for (jid, _), r in sorted(self._runs.items()) if jid == job_id]
 
+    def due(self, now: str, limit: int) -> list[Job]:
+        due = sorted(
+            (j for j in self._jobs.values() if j.due_at and not j.status.is_terminal and j.due_at <= now),
+            key=lambda j: (j.due_at, j.id),
+        )
+        return [j.model_copy(deep=True) for j in due[:limit]]
+
     def _write_run(self, run: Run) -> None:
         key = (run.job_id, run.attempt)
         previous = self._runs.get(key)
@@ -324,3 +331,33 @@ class InMemoryStatsStore:
 
     def hourly(self, hours: list[str]) -> list[dict[str, int]]:
         return [dict(self.hours.get(h, {})) for h in hours]
+
+
+class InMemoryReconcilerLog:
+    def __init__(self) -> None:
+        self.last_pass: Optional[dict[str, Any]] = None
+        self.totals: dict[str, int] = {}
+
+    def record(self, started_at: str, counts: dict[str, int]) -> None:
+        self.last_pass = {"started_at": started_at, "counts": dict(counts)}
+        self.totals["passes"] = self.totals.get("passes", 0) + 1
+        for name, value in counts.items():
+            self.totals[name] = self.totals.get(name, 0) + value
+
+    def summary(self) -> dict[str, Any]:
+        return {"last_pass": self.last_pass, "totals": dict(self.totals)}
+
+
+class InMemoryQueueOperations:
+    """Dead letters are the in-memory queue's `dead` list plus what a test parks there as the
+    queue's redrive policy would."""
+
+    def __init__(self, queue: InMemoryJobQueue) -> None:
+        self._queue = queue
+
+    def peek_dead_letters(self, priority: str, limit: int) -> list[Any]:
+        from chalicelib.ports import DeadLetter
+
+        return [DeadLetter(message_id=f"m{i}", body={**message.to_body(), **({"reason": reason} if reason else {})},
+                           sent_at=None, receive_count=0)
+                for i, (message, reason) in enumerate(self._queue.dead[:limit])]
