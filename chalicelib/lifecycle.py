@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Callable, Optional
 
+from chalicelib.defaults import DISPATCH_GRACE_S, MAX_DISPATCH_BACKOFF_S, MAX_SCHEDULE_S, SQS_MAX_DELAY_S
 from chalicelib.domain.errors import (
     InvalidRequestError,
     InvalidTransitionError,
@@ -45,16 +46,6 @@ _RACE_RETRIES = 5
 LEASE_GRACE_S = 30
 # Time an invocation keeps after a handler's timeout to record the outcome.
 INVOCATION_MARGIN_S = 10
-# SQS delays a message by at most this much; a job scheduled further ahead is held in the
-# store (no message) and released by the reconciler once its start is this close.
-SQS_MAX_DELAY_S = 900
-# How far ahead a job may be scheduled (run_at / delay_seconds).
-MAX_SCHEDULE_S = 365 * 24 * 3600
-# How long after its start a queued job may wait for a worker before the reconciler sends its
-# message again (a lost or dead message). Doubled after each resend, up to the cap, so a long
-# backlog is not flooded with duplicates.
-DISPATCH_GRACE_S = 120
-MAX_DISPATCH_BACKOFF_S = 3600
 
 
 class ReconcileOutcome(str, Enum):

@@ -29,6 +29,15 @@ class Settings(BaseModel):
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     event_bus_name: str = Field(default="default", min_length=1)
     progress_min_interval_s: float = Field(default=2.0, ge=0, le=300)
+    # How long a queued job may wait for a worker past its start before the reconciler sends
+    # its message again (doubling after each resend).
+    dispatch_grace_s: int = Field(default=120, ge=1, le=24 * 3600)
+    # AWS calls: every function's clients are sized to the function. The API's must answer
+    # inside API Gateway's 29 s (1 s connect, 3 s read, 2 tries: at most ~8 s per call);
+    # the defaults fit the workers' and consumers' longer timeouts.
+    aws_connect_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    aws_read_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    aws_max_attempts: int = Field(default=4, ge=1, le=10)
     erp_webhook_url: str = ""
     erp_webhook_secret: str = ""
     # Off in production. The benchmark logs every AWS request; the reliability suites make
@@ -76,6 +85,10 @@ _ENV = {
     "idempotency_ttl_s": "JOBPIPE_IDEMPOTENCY_TTL_S",
     "event_bus_name": "JOBPIPE_EVENT_BUS",
     "progress_min_interval_s": "PROGRESS_MIN_INTERVAL_S",
+    "dispatch_grace_s": "JOBPIPE_DISPATCH_GRACE_S",
+    "aws_connect_timeout_s": "JOBPIPE_AWS_CONNECT_TIMEOUT_S",
+    "aws_read_timeout_s": "JOBPIPE_AWS_READ_TIMEOUT_S",
+    "aws_max_attempts": "JOBPIPE_AWS_MAX_ATTEMPTS",
     "erp_webhook_url": "ERP_WEBHOOK_URL",
     "erp_webhook_secret": "ERP_WEBHOOK_SECRET",
     "count_aws_requests": "JOBPIPE_COUNT_AWS_REQUESTS",

@@ -37,7 +37,7 @@ import json
 import time
 from typing import Any, Iterable, Optional
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.dynamodb_items import (
     BLOB_REFS,
@@ -78,8 +78,9 @@ _RUN_EXPIRY_MARGIN_S = 24 * 3600
 _UNPROCESSED_RETRIES = 6
 
 
-def _error_code(exc: ClientError) -> str:
-    return exc.response.get("Error", {}).get("Code", "")
+def _error_code(exc: Exception) -> str:
+    """The AWS error code of a refusal; "" for a timeout or lost connection (BotoCoreError)."""
+    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
 
 
 class DynamoJobStore:
@@ -122,7 +123,7 @@ class DynamoJobStore:
                 Item=item,
                 ConditionExpression="attribute_not_exists(pk)",
             )
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             if _error_code(exc) == "ConditionalCheckFailedException":
                 raise StaleJobError(f"job {job.id} already exists") from exc
             if ref is not None:
@@ -132,7 +133,7 @@ class DynamoJobStore:
     def discard(self, job_id: str) -> None:
         try:
             self._ddb.delete_item(TableName=self._table, Key=job_key(job_id))
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailableError(f"could not remove job {job_id}") from exc
         if self._blobs is not None:
             self._blobs.delete([blob_key(job_id, "payload")])
@@ -193,7 +194,7 @@ class DynamoJobStore:
                 self._ddb.transact_write_items(
                     TransactItems=[{"Update": update}, self._run_write(changes.run)]
                 )
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             if _lost_race(exc):
                 raise StaleJobError(
                     f"job {job.id} is no longer {expected_status.value} at version {job.version}"
@@ -249,7 +250,7 @@ class DynamoJobStore:
                 },
                 ReturnValues="ALL_NEW",
             )
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             if _error_code(exc) == "ConditionalCheckFailedException":
                 raise self._progress_refusal(job_id, attempt, progress) from exc
             raise StoreUnavailableError(f"could not record progress of job {job_id}") from exc
@@ -276,7 +277,7 @@ class DynamoJobStore:
             response = self._ddb.get_item(
                 TableName=self._table, Key=job_key(job_id), ConsistentRead=consistent
             )
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailableError(f"could not read job {job_id}") from exc
         item = response.get("Item")
         return item_to_job(item, self._fetch) if item else None
@@ -303,7 +304,7 @@ class DynamoJobStore:
         for attempt in range(_UNPROCESSED_RETRIES + 1):
             try:
                 response = self._ddb.batch_get_item(RequestItems=request)
-            except ClientError as exc:
+            except (ClientError, BotoCoreError) as exc:
                 raise StoreUnavailableError("could not read jobs") from exc
             items.extend(response.get("Responses", {}).get(self._table, []))
             request = response.get("UnprocessedKeys") or {}
@@ -334,7 +335,7 @@ class DynamoJobStore:
             request["ExclusiveStartKey"] = _decode_cursor(query.cursor, pk_attr, partition)
         try:
             response = self._ddb.query(**request)
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailableError("could not list jobs") from exc
         ids = [deserializer.deserialize(i["pk"])[len("JOB#") :] for i in response.get("Items", [])]
         by_id = self.get_many(ids)
@@ -356,7 +357,7 @@ class DynamoJobStore:
                     ExpressionAttributeValues={":pk": {"S": due_partition(shard)}, ":upper": {"S": f"{now}#~"}},
                     Limit=limit,
                 )
-            except ClientError as exc:
+            except (ClientError, BotoCoreError) as exc:
                 raise StoreUnavailableError("could not read the due jobs") from exc
             for item in response.get("Items", []):
                 ids.append((item["gsi5sk"]["S"], item["pk"]["S"][len("JOB#"):]))
@@ -379,7 +380,7 @@ class DynamoJobStore:
                     ":one": {"N": "1"},
                 },
             )
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             if _error_code(exc) == "ConditionalCheckFailedException":
                 return  # already listed
             raise StoreUnavailableError(f"could not link child {child_id} to job {parent_id}") from exc
@@ -392,7 +393,7 @@ class DynamoJobStore:
                 ExpressionAttributeValues={":pk": {"S": f"JOB#{job_id}"}, ":run": {"S": "RUN#"}},
                 ConsistentRead=True,
             )
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailableError(f"could not read runs of job {job_id}") from exc
         return [item_to_run(i) for i in response.get("Items", [])]
 

@@ -9,7 +9,7 @@ from chalicelib.adapters.memory import InMemoryQueueOperations
 from chalicelib.domain.errors import InvalidRequestError
 from chalicelib.domain.job import isoformat
 from chalicelib.domain.status import JobStatus
-from chalicelib.lifecycle import DISPATCH_GRACE_S, MAX_SCHEDULE_S, SQS_MAX_DELAY_S
+from chalicelib.defaults import DISPATCH_GRACE_S, MAX_SCHEDULE_S, SQS_MAX_DELAY_S
 from chalicelib.ports import JobMessage
 from chalicelib.reconciler import Reconciler
 
