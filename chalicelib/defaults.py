@@ -11,8 +11,15 @@ MAX_SCHEDULE_S = 365 * 24 * 3600
 # backlog is not flooded with duplicates. A stack parameter overrides the grace.
 DISPATCH_GRACE_S = 120
 MAX_DISPATCH_BACKOFF_S = 3600
-# A worker failure before the handler ran (throttling, a missing payload blob) hides the
-# message this long, doubling per receive up to SQS's 15-minute delay, instead of the queue's
-# visibility timeout (the longest job's lease).
+# A failed delivery (a worker failing before the handler ran, a webhook or cache store that
+# did not answer) hides its message this long, doubling per receive up to 15 minutes, instead of
+# the queue's visibility timeout. With the consumer queues' maxReceiveCount of 100 an ERP event
+# is retried for about 24 hours before it is dead-lettered.
 DELIVERY_RETRY_BASE_S = 30
 DELIVERY_RETRY_MAX_S = 900
+
+
+def redelivery_wait_s(receives: int) -> int:
+    """The wait before the next delivery of a message received `receives` times: 30 s, 60 s,
+    120 s ... at most DELIVERY_RETRY_MAX_S."""
+    return min(DELIVERY_RETRY_MAX_S, DELIVERY_RETRY_BASE_S * 2 ** min(10, max(0, receives - 1)))

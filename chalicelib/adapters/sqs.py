@@ -57,11 +57,12 @@ class SqsJobQueue:
             raise QueueUnavailableError("could not change a message's visibility") from exc
 
     def _url_for_arn(self, queue_arn: str) -> str:
-        # arn:aws:sqs:<region>:<account>:<name>
+        """A queue's URL from its ARN (arn:aws:sqs:<region>:<account>:<name>) without a
+        GetQueueUrl call, which the consumers' roles need not allow: the endpoint, the account
+        and the name, as SQS (and emulators) form queue URLs."""
         name = queue_arn.rsplit(":", 1)[-1]
         for url in (*self._urls.values(), *self._dead.values()):
             if url.rstrip("/").rsplit("/", 1)[-1] == name:
                 return url
         account = queue_arn.split(":")[4]
-        return self._sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
-
+        return f"{self._sqs.meta.endpoint_url.rstrip('/')}/{account}/{name}"

@@ -9,16 +9,11 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from chalice import Blueprint
 
 from chalicelib.composition import container, reports_aws_requests
-from chalicelib.defaults import DELIVERY_RETRY_BASE_S, DELIVERY_RETRY_MAX_S
+from chalicelib.defaults import redelivery_wait_s
 from chalicelib.observability import logger, tracer
 from chalicelib.worker.runner import DeferredDelivery, parse_message
 
 worker = Blueprint(__name__)
-
-
-def delivery_retry_s(receives: int) -> int:
-    """30 s after the first failed receive, doubling, at most SQS's 15 minutes."""
-    return min(DELIVERY_RETRY_MAX_S, DELIVERY_RETRY_BASE_S * 2 ** max(0, receives - 1))
 
 
 # Placeholder names: the deployment template binds each function to its real queue ARN.
@@ -66,7 +61,7 @@ class RecordRunner:
             # Failed before the handler's outcome was written (throttling, a store or blob
             # error): deliver again soon rather than after the queue's visibility timeout.
             receives = int(record.attributes.approximate_receive_count or 1)
-            wait = delivery_retry_s(receives)
+            wait = redelivery_wait_s(receives)
             logger.warning("delivery failed; retrying", extra={"error": f"{type(exc).__name__}: {exc}"[:500],
                                                                  "retry_in_s": wait, "receive_count": receives})
             try:

@@ -21,7 +21,7 @@ from tests.support.webhook_receiver import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build"
-WEBHOOK_SECRET = "e2e-webhook-secret-0123456789"
+WEBHOOK_SECRET = "e2e-webhook-secret-0123456789abcdef"
 FAULTS_STACK = "jobpipe-faults"
 
 
