@@ -110,7 +110,12 @@ class Container:
     def queue(self) -> Any:
         from chalicelib.adapters.sqs import SqsJobQueue
 
-        return SqsJobQueue(self.client("sqs"), self.settings.queue_urls, self.settings.dead_letter_urls)
+        client = self.client("sqs")
+        if self.settings.fault_send_message_failure_rate > 0:
+            from chalicelib.adapters.faults import FailingSendMessage
+
+            client = FailingSendMessage(client, self.settings.fault_send_message_failure_rate)
+        return SqsJobQueue(client, self.settings.queue_urls, self.settings.dead_letter_urls)
 
     @cached_property
     def stats(self) -> Any:

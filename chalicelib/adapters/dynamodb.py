@@ -100,12 +100,12 @@ class DynamoJobStore:
         self._inline_limit = inline_limit
         self._retention_s = retention_s
 
-    def _check_out(self, job_id: str, field: str, text: str) -> Optional[dict[str, Any]]:
+    def _check_out(self, job_id: str, field: str, text: str, attempt: Optional[int] = None) -> Optional[dict[str, Any]]:
         """Write `text` to S3 if it is too large for the item; returns the ref to keep, or None."""
         data = text.encode()
         if self._blobs is None or len(data) <= self._inline_limit:
             return None
-        key = blob_key(job_id, field)
+        key = blob_key(job_id, field, attempt)
         self._blobs.put(key, data, "application/json")
         return {"key": key, "bytes": len(data)}
 
@@ -155,7 +155,7 @@ class DynamoJobStore:
             if field in JSON_FIELDS:
                 value = json.dumps(value, separators=(",", ":"))
                 names[f"#r{i}"] = BLOB_REFS[field]
-                ref = self._check_out(job.id, field, value)
+                ref = self._check_out(job.id, field, value, job.attempts if field == "result" else None)
                 if ref is not None:  # the value goes to S3, the item keeps where
                     names[f"#f{i}"], names[f"#r{i}"] = BLOB_REFS[field], attr
                     value = ref

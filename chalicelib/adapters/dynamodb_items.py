@@ -76,8 +76,16 @@ def due_keys(job_id: str, due_at: str) -> tuple[str, str]:
     return due_partition(zlib.crc32(job_id.encode()) % DUE_SHARDS), f"{due_at}#{job_id}"
 
 
-def blob_key(job_id: str, field: str) -> str:
-    return f"jobs/{job_id}/{field}.json"
+def blob_prefix(job_id: str) -> str:
+    """Every S3 object of a job's own data lives under this prefix."""
+    return f"jobs/{job_id}/"
+
+
+def blob_key(job_id: str, field: str, attempt: Optional[int] = None) -> str:
+    """A claim-checked field's object. A result is keyed by its attempt, so a late attempt that
+    loses the race to complete cannot overwrite the winner's object before its write fails."""
+    suffix = f"-{attempt:04d}" if attempt is not None else ""
+    return f"{blob_prefix(job_id)}{field}{suffix}.json"
 
 
 def status_key(tenant: str, status: str) -> str:

@@ -45,9 +45,13 @@ def enqueue_maintenance(task: str, scheduled_at: str) -> dict[str, Any]:
     if task not in TASKS:
         raise ValueError(f"unknown maintenance task {task!r}; one of {', '.join(sorted(TASKS))}")
     job_id = str(uuid.uuid5(_TASK_NAMESPACE, f"{task}:{scheduled_at[:16]}"))
+    services = container()
+    # Scheduled clean-up keeps finished jobs as long as their retention (TTL would remove the
+    # records then too, but not their S3 objects); the other tasks take their defaults.
+    payload = {"max_age_hours": services.settings.retention_days * 24} if task == "cleanup_runs" else {}
     try:
-        job = container().lifecycle.submit(
-            tenant=SYSTEM_TENANT, user="schedule", type=f"maintenance.{task}", payload={}, job_id=job_id,
+        job = services.lifecycle.submit(
+            tenant=SYSTEM_TENANT, user="schedule", type=f"maintenance.{task}", payload=payload, job_id=job_id,
         )
     except StaleJobError:  # this firing was enqueued already (a retried invocation)
         return {"task": task, "task_id": job_id, "status": "already_enqueued"}
