@@ -143,10 +143,12 @@ def stack(tmp_path_factory) -> Stack:
 @pytest.fixture(scope="session")
 def faults_stack(stack) -> Stack:
     """A second stack in the same emulator, deployed with fault injection: EventBridge refuses
-    30 % of PutEvents entries, and the ERP receiver answers 500 to half of its deliveries (at
-    most twice per event). The main stack stays clean."""
+    30 % of PutEvents entries, 10 % of SendMessage calls lose their connection (lost job
+    messages, at submit and at retry, for the reconciler to resend), and the ERP receiver
+    answers 500 to half of its deliveries (at most twice per event). The main stack stays clean."""
     webhook = WebhookReceiver(WEBHOOK_SECRET, fail_rate=0.5, max_failures_per_event=2, seed=6).start()
     try:
-        yield deploy_stack(FAULTS_STACK, stack.session, stack.log, webhook, FaultPutEventsFailureRate="0.3")
+        yield deploy_stack(FAULTS_STACK, stack.session, stack.log, webhook, FaultPutEventsFailureRate="0.3",
+                           FaultSendMessageFailureRate="0.1")
     finally:
         webhook.stop()
