@@ -129,7 +129,8 @@ class Container:
     def queue_operations(self) -> Any:
         from chalicelib.adapters.sqs_operations import SqsQueueOperations
 
-        return SqsQueueOperations(self.client("sqs"), self.settings.queue_urls, self.settings.dead_letter_urls)
+        return SqsQueueOperations(self.client("sqs"), self.settings.queue_urls, self.settings.dead_letter_urls,
+                                  self.settings.other_dead_letters)
 
     @cached_property
     def maintenance(self) -> Any:

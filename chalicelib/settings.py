@@ -17,6 +17,15 @@ class Settings(BaseModel):
     dead_letter_url_high: Optional[str] = None  # per-priority DLQs; unset falls back to dead_letter_url
     dead_letter_url_low: Optional[str] = None
     stats_table_name: Optional[str] = None
+    # The other dead-letter queues operators see and redrive (the API function only).
+    erp_webhook_queue_url: Optional[str] = None
+    erp_webhook_dlq_url: Optional[str] = None
+    erp_outbound_queue_url: Optional[str] = None
+    erp_outbound_dlq_url: Optional[str] = None
+    cache_queue_url: Optional[str] = None
+    cache_dlq_url: Optional[str] = None
+    event_delivery_dlq_url: Optional[str] = None
+    stream_failure_queue_url: Optional[str] = None
     bucket_name: Optional[str] = None
     use_task_queue: bool = True
     auth_secret: str = Field(min_length=32)
@@ -59,6 +68,20 @@ class Settings(BaseModel):
         return {"high": self.queue_url_high, "normal": self.queue_url_normal, "low": self.queue_url_low}
 
     @property
+    def other_dead_letters(self) -> dict[str, tuple[str, Optional[str]]]:
+        """name -> (DLQ URL, the queue its messages are redriven to, or None), where configured."""
+        pairs = {
+            "erp_webhook": (self.erp_webhook_dlq_url, self.erp_webhook_queue_url),
+            "erp_outbound": (self.erp_outbound_dlq_url, self.erp_outbound_queue_url),
+            "cache_invalidation": (self.cache_dlq_url, self.cache_queue_url),
+            # Events EventBridge could not deliver; re-publish them from the message body.
+            "event_delivery": (self.event_delivery_dlq_url, None),
+            # Descriptions of stream batches given up on (shard and sequence range), not events.
+            "stream_failure": (self.stream_failure_queue_url, None),
+        }
+        return {name: pair for name, pair in pairs.items() if pair[0]}
+
+    @property
     def dead_letter_urls(self) -> dict[str, str]:
         return {
             "high": self.dead_letter_url_high or self.dead_letter_url,
@@ -77,6 +100,14 @@ _ENV = {
     "dead_letter_url_high": "JOBPIPE_DLQ_URL_HIGH",
     "dead_letter_url_low": "JOBPIPE_DLQ_URL_LOW",
     "stats_table_name": "JOBPIPE_STATS_TABLE",
+    "erp_webhook_queue_url": "JOBPIPE_ERP_WEBHOOK_QUEUE_URL",
+    "erp_webhook_dlq_url": "JOBPIPE_ERP_WEBHOOK_DLQ_URL",
+    "erp_outbound_queue_url": "JOBPIPE_ERP_OUTBOUND_QUEUE_URL",
+    "erp_outbound_dlq_url": "JOBPIPE_ERP_OUTBOUND_DLQ_URL",
+    "cache_queue_url": "JOBPIPE_CACHE_QUEUE_URL",
+    "cache_dlq_url": "JOBPIPE_CACHE_DLQ_URL",
+    "event_delivery_dlq_url": "JOBPIPE_EVENT_DELIVERY_DLQ_URL",
+    "stream_failure_queue_url": "JOBPIPE_STREAM_FAILURE_QUEUE_URL",
     "bucket_name": "JOBPIPE_BUCKET",
     "use_task_queue": "USE_TASK_QUEUE",  # the name the maintenance API has always used
     "auth_secret": "JOBPIPE_AUTH_SECRET",

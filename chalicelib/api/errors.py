@@ -41,6 +41,7 @@ _STATUS: list[tuple[type[domain.JobpipeError], int]] = [
     (domain.StaleJobError, 409),
     (domain.InvalidTransitionError, 409),
     (domain.CacheGenerationChangedError, 409),
+    (domain.NotRedrivableError, 409),
     (domain.QueueUnavailableError, 503),
     (domain.StoreUnavailableError, 503),
     (domain.DeadLetterUnavailableError, 503),

@@ -141,3 +141,10 @@ class TaskNotFoundError(JobpipeError):
 
 class DeadLetterUnavailableError(JobpipeError):
     code = "dlq_unavailable"
+
+
+class NotRedrivableError(JobpipeError):
+    """The dead-letter queue holds descriptions of failures (a stream batch's range), not
+    messages that can be sent to a queue again."""
+
+    code = "not_redrivable"
