@@ -79,7 +79,7 @@ class _Consumer:
             self._once(detail, self.lambda_context)
         except Exception:
             receives = int(record.attributes.approximate_receive_count or 1)
-            backoff = redelivery_wait_s(receives)
+            backoff = redelivery_wait_s(receives, services.settings.redelivery_base_s)
             container().queue.set_visibility(record.event_source_arn, record.receipt_handle, backoff)
             logger.warning(f"{self._name} failed; retrying in {backoff} s",
                            extra={"event_id": detail.get("event_id"), "receive_count": receives})

@@ -108,6 +108,7 @@ def deploy_stack(name: str, session: Any, log: Path, webhook: WebhookReceiver, *
         "RetryBaseSeconds": "1",
         "ProgressMinIntervalSeconds": "1",
         "DispatchGraceSeconds": "5",
+        "RedeliveryBaseSeconds": "2",
         "ErpWebhookUrl": webhook.url,
         "ErpWebhookSecret": WEBHOOK_SECRET,
     }
