@@ -35,7 +35,7 @@ MIX = {
 }
 EXTRA_COPIES = 2
 # The outcome fixture runs inside the first test: its limit grows with the soak.
-pytestmark = pytest.mark.timeout(420 * SOAK)
+pytestmark = pytest.mark.timeout(600 * SOAK)
 
 
 class ProgressSampler(threading.Thread):
