@@ -130,13 +130,13 @@ class Commands:
         payload = parse_payload(args.payload)
         job = self.client.submit(args.type, payload, priority=args.priority, delay_seconds=args.delay,
                                  scope=args.scope, idempotency_key=args.idempotency_key)
-        if args.watch:
-            return self._watch([job], args.timeout, as_json=args.json, single=True)
         if args.json:
+            if args.watch:
+                return self._watch([job], args.timeout, as_json=True, single=True)
             self._json(job)
-        else:
-            self.out.print(job["id"], highlight=False, soft_wrap=True)
-        return 0
+            return 0
+        self.out.print(job["id"], highlight=False, soft_wrap=True)
+        return self._watch([job], args.timeout) if args.watch else 0
 
     def status(self, args: argparse.Namespace) -> int:
         jobs = self.client.status_many(args.ids)

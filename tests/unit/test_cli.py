@@ -62,6 +62,7 @@ def test_submit_watch_exits_0_when_the_job_completes():
     assert result.code == 0, result.err
     assert f"{job_id} demo.steps running 50.0% step 1/2: half way" in result.out
     assert f"{job_id} completed" in result.out.splitlines()[-1]
+    assert result.out.splitlines()[0] == job_id  # the id first, then the changes
 
 
 @pytest.mark.parametrize("final", [
