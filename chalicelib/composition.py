@@ -163,7 +163,14 @@ class Container:
             retention_s=self.settings.retention_days * 86400,
             retry_base_s=self.settings.retry_base_s,
             dispatch_grace_s=self.settings.dispatch_grace_s,
+            caches_of=self.cache_rules.namespaces_for,
         )
+
+    @cached_property
+    def cache_rules(self) -> Any:
+        from chalicelib.subscribers.cache import load_rules
+
+        return load_rules()
 
     @cached_property
     def reconciler(self) -> Any:
@@ -214,10 +221,10 @@ class Container:
     @cached_property
     def cache_invalidator(self) -> Any:
         from chalicelib.observability import logger
-        from chalicelib.subscribers.cache import CacheInvalidator, load_rules
+        from chalicelib.subscribers.cache import CacheInvalidator
 
         return CacheInvalidator(
-            self.cache_store, load_rules(), self.publisher,
+            self.cache_store, self.cache_rules, self.publisher,
             log=lambda message, extra: logger.info(message, extra=extra),
         )
 

@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from chalicelib.defaults import DISPATCH_GRACE_S, MAX_DISPATCH_BACKOFF_S, MAX_SCHEDULE_S, SQS_MAX_DELAY_S
 from chalicelib.domain.errors import (
@@ -95,7 +95,11 @@ class JobLifecycle:
         retention_s: int = 7 * 24 * 3600,
         retry_base_s: int = 2,
         dispatch_grace_s: int = DISPATCH_GRACE_S,
+        caches_of: Callable[[str], Sequence[str]] = lambda job_type: (),
     ) -> None:
+        """`caches_of(job_type)`: the scope cache namespaces a completion of that type
+        invalidates, in the completion's own write."""
+        self.caches_of = caches_of
         self.store = store
         self.queue = queue
         self.registry = registry
@@ -454,7 +458,8 @@ class JobLifecycle:
         run = None
         if job.status == JobStatus.RUNNING:
             run = self._closed_run(job, target, fields.get("error"))
-        return self.store.apply(job, job.status, ChangeSet(changes, run=run))
+        caches = tuple(self.caches_of(job.type)) if target == JobStatus.COMPLETED and job.scope else ()
+        return self.store.apply(job, job.status, ChangeSet(changes, run=run, invalidate_caches=caches))
 
     def _closed_run(self, job: Job, status: JobStatus, error: Optional[JobErrorInfo]) -> Run:
         return Run(

@@ -44,6 +44,9 @@ class ChangeSet:
 
     fields: dict[str, Any] = field(default_factory=dict)
     run: Optional[Run] = None
+    # Cache namespaces of the job's scope invalidated in the same atomic write (a completion):
+    # once the change is visible, so is the invalidation (read-your-writes for scope caches).
+    invalidate_caches: tuple[str, ...] = ()
 
 
 class JobStore(Protocol):

@@ -15,6 +15,8 @@ from typing import Any, Mapping
 
 import boto3
 
+from scripts.stack_config import StackConfigError, check_parameters
+
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACT_BUCKET = "jobpipe-deploy-artifacts"
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
@@ -96,6 +98,11 @@ def main(argv: list[str]) -> None:
     build_dir = ROOT / (argv[0] if argv else "build")
     stack = argv[1] if len(argv) > 1 else "jobpipe"
     parameters = dict(arg.split("=", 1) for arg in argv[2:])
+    try:  # e.g. ErpWebhookUrl without an ErpWebhookSecret of 32+ characters
+        check_parameters(parameters)
+    except StackConfigError as exc:
+        print(f"deploy: {exc}", file=sys.stderr)
+        sys.exit(2)
     print(json.dumps(deploy(build_dir, stack, parameters), indent=2))
 
 

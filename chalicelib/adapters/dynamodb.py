@@ -63,7 +63,8 @@ from chalicelib.domain.errors import (
     StaleJobError,
     StoreUnavailableError,
 )
-from chalicelib.domain.job import Job, Progress, Run
+from chalicelib.adapters.dynamodb_cache import invalidation_write
+from chalicelib.domain.job import Job, Progress, Run, isoformat, utcnow
 from chalicelib.domain.status import JobStatus
 from chalicelib.ports import REMOVE, BlobStore, ChangeSet, JobPage, JobQuery
 
@@ -187,13 +188,15 @@ class DynamoJobStore:
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
+        also = [self._run_write(changes.run)] if changes.run is not None else []
+        also += [invalidation_write(self._table, job.tenant, job.scope or "", namespace, job.id,
+                                    changes.fields.get("finished_at") or isoformat(utcnow()))
+                 for namespace in changes.invalidate_caches]
         try:
-            if changes.run is None:
+            if not also:
                 self._ddb.update_item(**update)
             else:
-                self._ddb.transact_write_items(
-                    TransactItems=[{"Update": update}, self._run_write(changes.run)]
-                )
+                self._ddb.transact_write_items(TransactItems=[{"Update": update}, *also])
         except (ClientError, BotoCoreError) as exc:
             if _lost_race(exc):
                 raise StaleJobError(

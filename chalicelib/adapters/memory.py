@@ -26,10 +26,13 @@ from chalicelib.ports import REMOVE, Artifact, ArtifactInfo, ChangeSet, JobMessa
 
 
 class InMemoryJobStore:
-    def __init__(self) -> None:
+    def __init__(self, caches: Optional["InMemoryCacheStore"] = None) -> None:
+        """`caches`: the scope caches a change's `invalidate_caches` invalidates (DynamoDB
+        keeps both in one table and one transaction)."""
         self._jobs: dict[str, Job] = {}
         self._runs: dict[tuple[str, int], Run] = {}
         self._lock = threading.Lock()
+        self.caches = caches if caches is not None else InMemoryCacheStore()
 
     def create(self, job: Job) -> None:
         with self._lock:
@@ -79,6 +82,9 @@ class InMemoryJobStore:
             self._jobs[job.id] = new
             if changes.run is not None:
                 self._write_run(changes.run)
+            for namespace in changes.invalidate_caches:
+                self.caches.invalidate(new.tenant, new.scope or "", namespace, new.id,
+                                       new.finished_at or isoformat(utcnow()))
             return new.model_copy(deep=True)
 
     def record_progress(self, job_id: str, attempt: int, progress: Progress) -> Job:
@@ -203,6 +209,8 @@ class InMemoryCacheStore:
 
     def invalidate(self, tenant, scope, namespace, job_id, at):
         item = self.items.setdefault((tenant, scope, namespace), {"generation": 0})
+        if item.get("invalidated_by") == job_id:  # its completion's own write already did
+            return item["generation"]
         item.update(generation=item["generation"] + 1, invalidated_at=at, invalidated_by=job_id)
         self.writes += 1
         return item["generation"]

@@ -45,6 +45,7 @@ _STATUS: list[tuple[type[domain.JobpipeError], int]] = [
     (domain.QueueUnavailableError, 503),
     (domain.StoreUnavailableError, 503),
     (domain.DeadLetterUnavailableError, 503),
+    (domain.TaskTimeError, 503),
 ]
 
 

@@ -134,7 +134,8 @@ def _operator_paths() -> dict[str, Any]:
     """Routes for the `admin` role (403 `forbidden` without it)."""
     refused = _errors(400, 401, 403)
     task = {"type": "object", "required": ["task_id", "status"]}
-    queued = {"202": _json(task, "enqueued"), "200": _json(task, "ran inline (USE_TASK_QUEUE=false)"), **refused}
+    queued = {"202": _json(task, "enqueued"), "200": _json(task, "ran inline (USE_TASK_QUEUE=false)"), **refused,
+              **_errors(503)}
     task_id = [_path_param("task_id")]
     return {
         "/api/system/stats": {"get": {"parameters": _query("window_hours"), "responses": {

@@ -139,6 +139,12 @@ class TaskNotFoundError(JobpipeError):
     code = "task_not_found"
 
 
+class TaskTimeError(JobpipeError):
+    """A maintenance task was not started: the time left cannot fit even a part of it."""
+
+    code = "task_out_of_time"
+
+
 class DeadLetterUnavailableError(JobpipeError):
     code = "dlq_unavailable"
 

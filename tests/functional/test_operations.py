@@ -44,7 +44,7 @@ def test_operator_routes_need_the_admin_role(client, method, path):
 def test_maintenance_types_are_not_submittable_or_listed(client):
     response = client.http.post("/jobs", headers=admin(), body=json.dumps({"type": "maintenance.cleanup_runs"}))
     assert response.status_code == 422 and response.json_body["error"]["code"] == "unknown_job_type"
-    assert "known types: demo.chaos, demo.fanout, demo.outputs, demo.sleep, demo.steps" in response.json_body["error"]["message"]
+    assert "known types: demo.chaos, demo.fanout, demo.model, demo.outputs, demo.sleep, demo.steps" in response.json_body["error"]["message"]
     types = [t["type"] for t in client.http.get("/job-types", headers=auth()).json_body["job_types"]]
     assert not any(t.startswith("maintenance.") for t in types)
 
