@@ -53,6 +53,7 @@ from chalicelib.adapters.dynamodb_items import (
 )
 from chalicelib.domain.errors import (
     InvalidRequestError,
+    JobNotFoundError,
     ProgressRejectedError,
     StaleJobError,
     StoreUnavailableError,
@@ -346,9 +347,12 @@ class DynamoJobStore:
                 },
             )
         except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
-                return  # already listed
-            raise StoreUnavailableError(f"could not link child {child_id} to job {parent_id}") from exc
+            if _error_code(exc) != "ConditionalCheckFailedException":
+                raise StoreUnavailableError(f"could not link child {child_id} to job {parent_id}") from exc
+            if self.get(parent_id) is None:  # the rare path: tell a missing parent from a listed child
+                raise JobNotFoundError(
+                    f"job {parent_id} does not exist; cannot list child {child_id}"
+                ) from exc
 
     def runs(self, job_id: str) -> list[Run]:
         try:
