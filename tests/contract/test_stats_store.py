@@ -20,6 +20,7 @@ def test_a_delta_is_counted_once_and_counters_add_up(adapters):
         {"submitted": 1, "t:demo:submitted": 1, "started": 1},
         {"submitted": 1},
     ]
+    assert adapters.stats.hourly(["2026-01-01T11", "2026-01-01T11"]) == [{"submitted": 1}] * 2
 
 
 def test_no_counts_before_anything_happened(adapters):
