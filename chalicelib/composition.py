@@ -36,7 +36,12 @@ class Container:
             if client is None:
                 from botocore.config import Config
 
-                client = self._boto.client(service, config=Config(retries={"mode": "standard", "max_attempts": 4}))
+                settings = self.settings
+                client = self._boto.client(service, config=Config(
+                    connect_timeout=settings.aws_connect_timeout_s,
+                    read_timeout=settings.aws_read_timeout_s,
+                    retries={"mode": "standard", "total_max_attempts": settings.aws_max_attempts},
+                ))
                 if self.request_counter is not None:
                     self.request_counter.attach(client)  # once per client: each request counted once
                 self._clients[service] = client
@@ -113,7 +118,12 @@ class Container:
     def queue(self) -> Any:
         from chalicelib.adapters.sqs import SqsJobQueue
 
-        return SqsJobQueue(self.client("sqs"), self.settings.queue_urls, self.settings.dead_letter_urls)
+        client = self.client("sqs")
+        if self.settings.fault_send_message_failure_rate > 0:
+            from chalicelib.adapters.faults import FailingSendMessage
+
+            client = FailingSendMessage(client, self.settings.fault_send_message_failure_rate)
+        return SqsJobQueue(client, self.settings.queue_urls, self.settings.dead_letter_urls)
 
     @cached_property
     def stats(self) -> Any:
@@ -159,7 +169,24 @@ class Container:
             self.registry,
             retention_s=self.settings.retention_days * 86400,
             retry_base_s=self.settings.retry_base_s,
+            dispatch_grace_s=self.settings.dispatch_grace_s,
         )
+
+    @cached_property
+    def reconciler(self) -> Any:
+        from chalicelib.observability import logger
+        from chalicelib.reconciler import Reconciler
+
+        return Reconciler(self.lifecycle, self.queue_operations,
+                          observe=lambda message, extra: logger.info(message, extra=extra))
+
+    @cached_property
+    def reconciler_log(self) -> Any:
+        from chalicelib.adapters.reconciler_log import DynamoReconcilerLog
+
+        if not self.settings.stats_table_name:
+            raise SettingsError("JOBPIPE_STATS_TABLE is not set; the reconciler's passes are not kept")
+        return DynamoReconcilerLog(self.client("dynamodb"), self.settings.stats_table_name)
 
     @cached_property
     def runner(self) -> Any:
@@ -224,7 +251,11 @@ class Container:
         lifecycle = self.lifecycle
 
         def submit(request: dict[str, Any]) -> str:
-            body = request["body"]
+            body = dict(request["body"])  # as JSON: run_at is a string again
+            if body.get("run_at"):
+                from chalicelib.domain.job import parse_time
+
+                body["run_at"] = parse_time(body["run_at"])
             return lifecycle.submit(tenant=request["tenant"], user=request["user"], **body).id
 
         return IdempotentSubmission(persistence, submit, ttl_s=self.settings.idempotency_ttl_s)

@@ -29,12 +29,23 @@ class Settings(BaseModel):
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     event_bus_name: str = Field(default="default", min_length=1)
     progress_min_interval_s: float = Field(default=2.0, ge=0, le=300)
+    # How long a queued job may wait for a worker past its start before the reconciler sends
+    # its message again (doubling after each resend).
+    dispatch_grace_s: int = Field(default=120, ge=1, le=24 * 3600)
+    # AWS calls: every function's clients are sized to the function. The API's must answer
+    # inside API Gateway's 29 s (1 s connect, 3 s read, 2 tries: at most ~8 s per call);
+    # the defaults fit the workers' and consumers' longer timeouts.
+    aws_connect_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    aws_read_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    aws_max_attempts: int = Field(default=4, ge=1, le=10)
     erp_webhook_url: str = ""
     erp_webhook_secret: str = ""
     # Off in production. The benchmark logs every AWS request; the reliability suites make
-    # EventBridge refuse this fraction of PutEvents entries.
+    # EventBridge refuse this fraction of PutEvents entries, and SendMessage lose its connection
+    # on this fraction of calls.
     count_aws_requests: bool = False
     fault_put_events_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    fault_send_message_failure_rate: float = Field(default=0.0, ge=0, le=1)
 
     @field_validator("auth_secret")
     @classmethod
@@ -76,10 +87,15 @@ _ENV = {
     "idempotency_ttl_s": "JOBPIPE_IDEMPOTENCY_TTL_S",
     "event_bus_name": "JOBPIPE_EVENT_BUS",
     "progress_min_interval_s": "PROGRESS_MIN_INTERVAL_S",
+    "dispatch_grace_s": "JOBPIPE_DISPATCH_GRACE_S",
+    "aws_connect_timeout_s": "JOBPIPE_AWS_CONNECT_TIMEOUT_S",
+    "aws_read_timeout_s": "JOBPIPE_AWS_READ_TIMEOUT_S",
+    "aws_max_attempts": "JOBPIPE_AWS_MAX_ATTEMPTS",
     "erp_webhook_url": "ERP_WEBHOOK_URL",
     "erp_webhook_secret": "ERP_WEBHOOK_SECRET",
     "count_aws_requests": "JOBPIPE_COUNT_AWS_REQUESTS",
     "fault_put_events_failure_rate": "JOBPIPE_FAULT_PUT_EVENTS_FAILURE_RATE",
+    "fault_send_message_failure_rate": "JOBPIPE_FAULT_SEND_MESSAGE_FAILURE_RATE",
 }
 
 

@@ -56,7 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("type", metavar="TYPE", help="job type, e.g. demo.steps")
     submit.add_argument("--payload", default="{}", help="JSON object, or @file.json (default {})")
     submit.add_argument("--priority", choices=("high", "normal", "low"))
-    submit.add_argument("--delay", type=int, default=0, metavar="SECONDS", help="start after SECONDS (0-900)")
+    start = submit.add_mutually_exclusive_group()
+    start.add_argument("--delay", type=parse_delay, default=0, metavar="DURATION",
+                       help="start after DURATION: seconds, or with a unit (90s, 15m, 6h, 3d); up to 365 days")
+    start.add_argument("--run-at", type=parse_run_at, metavar="TIME",
+                       help="start at TIME, ISO 8601 with a zone (2027-01-31T09:00:00Z); up to 365 days ahead")
     submit.add_argument("--scope")
     submit.add_argument("--idempotency-key")
     submit.add_argument("--watch", action="store_true", help="follow the job until it ends")
@@ -113,6 +117,32 @@ def parse_payload(text: str) -> dict[str, Any]:
     return payload
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_delay(text: str) -> int:
+    """`90`, `90s`, `15m`, `6h`, `3d` -> seconds (argparse reports a refusal in one line)."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:], None)
+    number = value[:-1] if unit else value
+    if not number.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: give seconds or a number with s, m, h or d")
+    return int(number) * (unit or 1)
+
+
+def parse_run_at(text: str) -> str:
+    """ISO 8601 with a zone, passed on as given (the API checks the range)."""
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time (e.g. 2027-01-31T09:00:00Z)") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a zone, e.g. 2027-01-31T09:00:00Z or +01:00")
+    return moment.isoformat()
+
+
 class Commands:
     def __init__(self, client: JobpipeClient, out: Console, err: TextIO) -> None:
         self.client = client
@@ -122,7 +152,7 @@ class Commands:
     def submit(self, args: argparse.Namespace) -> int:
         payload = parse_payload(args.payload)
         job = self.client.submit(args.type, payload, priority=args.priority, delay_seconds=args.delay,
-                                 scope=args.scope, idempotency_key=args.idempotency_key)
+                                 run_at=args.run_at, scope=args.scope, idempotency_key=args.idempotency_key)
         self.out.print(job["id"], highlight=False, soft_wrap=True)
         return self._watch([job], args.timeout) if args.watch else 0
 

@@ -36,6 +36,15 @@ def _upload(s3: Any, zip_path: Path, stack: str) -> str:
     return f"s3://{ARTIFACT_BUCKET}/{key}"
 
 
+def _upload_template(s3: Any, template: dict[str, Any], stack: str) -> str:
+    """The template as an S3 object: a TemplateBody is limited to 51,200 bytes, a TemplateURL
+    to 1 MB (what `aws cloudformation deploy --s3-bucket` does too)."""
+    data = json.dumps(template, separators=(",", ":")).encode()
+    key = f"{stack}/{hashlib.sha256(data).hexdigest()}.template.json"
+    s3.put_object(Bucket=ARTIFACT_BUCKET, Key=key, Body=data)
+    return f"{s3.meta.endpoint_url.rstrip('/')}/{ARTIFACT_BUCKET}/{key}"
+
+
 def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: Any = None) -> dict[str, str]:
     """Create or update `stack`; returns its outputs, plus `ApiUrl` for the emulator's gateway."""
     session = session or boto3.session.Session()
@@ -55,7 +64,7 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
         StackName=stack,
         ChangeSetName=change_set,
         ChangeSetType=change_type,
-        TemplateBody=json.dumps(template),
+        TemplateURL=_upload_template(s3, template, stack),
         Parameters=[{"ParameterKey": k, "ParameterValue": str(v)} for k, v in parameters.items()],
         Capabilities=CAPABILITIES,
     )

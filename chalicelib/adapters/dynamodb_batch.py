@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.domain.errors import StoreUnavailableError
 
@@ -33,7 +33,7 @@ def _until_processed(
     for attempt in range(UNPROCESSED_RETRIES + 1):
         try:
             response = send(request)
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
             raise StoreUnavailableError(error) from exc
         responses.append(response)
         request = response.get(leftover) or {}

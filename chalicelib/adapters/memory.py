@@ -5,11 +5,13 @@ import base64
 import json
 import threading
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 from chalicelib.adapters.artifacts import blob_key as artifact_blob_key
 from chalicelib.adapters.artifacts import check_name, keeps_inline
+from chalicelib.adapters.dynamodb_items import blob_key as claim_check_key
+from chalicelib.adapters.dynamodb_items import blob_prefix
 from chalicelib.adapters.sqs import MAX_DELAY_S
 from chalicelib.domain.errors import (
     ArtifactNotFoundError,
@@ -39,10 +41,7 @@ from chalicelib.ports import (
 # Payloads and results larger than the inline limit live in the BlobStore (the claim-check),
 # under the same keys the DynamoDB adapter uses.
 _CLAIM_CHECKED = ("payload", "result")
-
-
-def _claim_check_key(job_id: str, field: str) -> str:
-    return f"jobs/{job_id}/{field}.json"
+_END_OF_TIME = datetime(9999, 1, 1, tzinfo=timezone.utc)
 
 
 class InMemoryJobStore:
@@ -50,29 +49,31 @@ class InMemoryJobStore:
         """Without `blobs`, payloads and results always stay in the job (like the DynamoDB adapter)."""
         self._jobs: dict[str, Job] = {}
         self._runs: dict[tuple[str, int], Run] = {}
-        # job id -> field -> size of the claim-checked JSON (the value itself is in `blobs`)
-        self._refs: dict[str, dict[str, int]] = {}
+        # job id -> field -> (object key, size) of a claim-checked field (the value is in `blobs`)
+        self._refs: dict[str, dict[str, tuple[str, int]]] = {}
         self._blobs = blobs
         self._inline_limit = inline_limit
         self._lock = threading.Lock()
 
-    def _check_out(self, job_id: str, field: str, value: Any) -> None:
-        """Write the field to the blob store when its JSON is larger than the inline limit."""
+    def _check_out(self, job_id: str, field: str, value: Any, attempt: Optional[int] = None) -> None:
+        """Write the field to the blob store when its JSON is larger than the inline limit (a
+        result under its attempt's key, like the DynamoDB adapter)."""
         refs = self._refs.setdefault(job_id, {})
         refs.pop(field, None)
         data = json.dumps(value, separators=(",", ":")).encode()
         if self._blobs is None or len(data) <= self._inline_limit:
             return
-        self._blobs.put(_claim_check_key(job_id, field), data, "application/json")
-        refs[field] = len(data)
+        key = claim_check_key(job_id, field, attempt)
+        self._blobs.put(key, data, "application/json")
+        refs[field] = (key, len(data))
 
     def _read(self, job: Job, *, fetch: bool) -> Job:
         """A copy of the stored job; claim-checked fields fetched back, or shown as placeholders."""
         refs = self._refs.get(job.id) or {}
         update = {}
-        for field, size in refs.items():
+        for field, (key, size) in refs.items():
             if fetch:
-                update[field] = json.loads(self._blobs.get(_claim_check_key(job.id, field)))
+                update[field] = json.loads(self._blobs.get(key))
             else:
                 update[field] = {"claim_check": {"bytes": size}}
         return job.model_copy(update=update, deep=True)
@@ -89,7 +90,7 @@ class InMemoryJobStore:
             self._jobs.pop(job_id, None)
             self._refs.pop(job_id, None)
         if self._blobs is not None:
-            self._blobs.delete([_claim_check_key(job_id, "payload")])
+            self._blobs.delete([claim_check_key(job_id, "payload")])
 
     def get(self, job_id: str, *, consistent: bool = True) -> Optional[Job]:
         job = self._jobs.get(job_id)
@@ -134,7 +135,7 @@ class InMemoryJobStore:
             new = Job.model_validate({**stored.model_dump(), **_dumped(update)})
             for field in _CLAIM_CHECKED:
                 if field in changes.fields:
-                    self._check_out(job.id, field, getattr(new, field))
+                    self._check_out(job.id, field, getattr(new, field), stored.attempts if field == "result" else None)
             self._jobs[job.id] = new
             if changes.run is not None:
                 self._write_run(changes.run)
@@ -166,6 +167,13 @@ class InMemoryJobStore:
     def runs(self, job_id: str) -> list[Run]:
         return [r for (jid, _), r in sorted(self._runs.items()) if jid == job_id]
 
+    def due(self, now: str, limit: int) -> list[Job]:
+        due = sorted(
+            (j for j in self._jobs.values() if j.due_at and not j.status.is_terminal and j.due_at <= now),
+            key=lambda j: (j.due_at, j.id),
+        )
+        return [self._read(j, fetch=False) for j in due[:limit]]  # like a listing: claim-checks not fetched
+
     def _write_run(self, run: Run) -> None:
         key = (run.job_id, run.attempt)
         previous = self._runs.get(key)
@@ -174,20 +182,39 @@ class InMemoryJobStore:
         self._runs[key] = run
 
 
+class ParkedMessage(tuple):
+    """A dead-letter queue's message: `(message, reason)` (what tests compare), and where and
+    since when it is parked, as SQS keeps it."""
+
+    def __new__(cls, message: JobMessage, reason: Optional[dict[str, Any]], priority: str) -> "ParkedMessage":
+        parked = super().__new__(cls, (message, reason))
+        parked.priority = priority
+        parked.message_id = str(uuid.uuid4())
+        parked.sent_at = isoformat(utcnow())
+        parked.receive_count = 0
+        return parked
+
+    def dead_letter(self) -> DeadLetter:
+        message, reason = self
+        body = {**message.to_body(), **({"reason": json.loads(json.dumps(reason))} if reason else {})}
+        return DeadLetter(self.message_id, body, self.sent_at, self.receive_count)
+
+
 class InMemoryJobQueue:
-    """Records what was sent; tests drain it into the worker. Messages dead-lettered are parked
-    per priority, where InMemoryQueueOperations peeks at and redrives them."""
+    """Records what was sent; tests drain it into the worker. `dead` holds the dead-letter
+    queues' messages; a test may append `(message, reason)` itself, as SQS's redrive policy
+    parks a message (on the normal priority's DLQ)."""
 
     def __init__(self, priorities: Iterable[str] = ("high", "normal", "low")) -> None:
+        self.priorities = tuple(priorities)
         self.sent: list[tuple[JobMessage, str, int]] = []
-        self.dead: list[tuple[JobMessage, dict[str, Any]]] = []
-        self.parked: dict[str, list[DeadLetter]] = {p: [] for p in priorities}
+        self.dead: list[tuple[JobMessage, Optional[dict[str, Any]]]] = []
         self.fail_sends = False
         self.visibility: dict[str, int] = {}
 
     def priority_of(self, priority: str) -> str:
         """Like the SQS adapter: a priority without its own queue goes to `normal`."""
-        return priority if priority in self.parked else "normal"
+        return priority if priority in self.priorities else "normal"
 
     def send(self, message: JobMessage, *, priority: str, delay_seconds: int = 0) -> None:
         if not 0 <= delay_seconds <= MAX_DELAY_S:
@@ -199,11 +226,14 @@ class InMemoryJobQueue:
     def dead_letter(self, message: JobMessage, *, priority: str, reason: dict[str, Any]) -> None:
         if self.fail_sends:
             raise QueueUnavailableError(f"could not dead-letter job {message.job_id}")
-        self.dead.append((message, reason))
-        body = json.loads(json.dumps({**message.to_body(), "reason": reason}))
-        self.parked[self.priority_of(priority)].append(
-            DeadLetter(str(uuid.uuid4()), body, isoformat(utcnow()), 0)
-        )
+        self.dead.append(ParkedMessage(message, reason, self.priority_of(priority)))
+
+    def parked(self, priority: str) -> list[ParkedMessage]:
+        """The messages on `priority`'s dead-letter queue, oldest first."""
+        for i, entry in enumerate(self.dead):
+            if not isinstance(entry, ParkedMessage):
+                self.dead[i] = ParkedMessage(entry[0], entry[1], "normal")
+        return [entry for entry in self.dead if entry.priority == priority]
 
     def set_visibility(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
         self.visibility[receipt_handle] = max(0, min(seconds, 12 * 3600))
@@ -216,45 +246,43 @@ class InMemoryJobQueue:
 
 class InMemoryQueueOperations:
     """Same contract as SqsQueueOperations, over an InMemoryJobQueue: what was sent and not
-    drained is on the queue (delayed when sent with a delay), parked messages on its DLQ."""
+    drained is on the queue (delayed when sent with a delay), `dead` on the dead-letter queues."""
 
     def __init__(self, queue: InMemoryJobQueue) -> None:
         self._queue = queue
 
-    def _check(self, priority: str) -> list[DeadLetter]:
-        if priority not in self._queue.parked:
-            raise InvalidRequestError(f"priority must be one of {', '.join(self._queue.parked)}")
-        return self._queue.parked[priority]
+    def _parked(self, priority: str) -> list[ParkedMessage]:
+        if priority not in self._queue.priorities:
+            raise InvalidRequestError(f"priority must be one of {', '.join(self._queue.priorities)}")
+        return self._queue.parked(priority)
 
     def _depth(self, priority: str) -> dict[str, int]:
         sent = [delay for _, p, delay in self._queue.sent if self._queue.priority_of(p) == priority]
         return {"visible": sum(1 for d in sent if d == 0), "in_flight": 0, "delayed": sum(1 for d in sent if d > 0)}
 
     def depths(self) -> dict[str, dict[str, int]]:
-        return {p: {**self._depth(p), "dead_lettered": len(parked)} for p, parked in self._queue.parked.items()}
+        return {p: {**self._depth(p), "dead_lettered": len(self._parked(p))} for p in self._queue.priorities}
 
     def peek_dead_letters(self, priority: str, limit: int) -> list[DeadLetter]:
-        parked = self._check(priority)
-        # A peek is a receive: like SQS, it counts towards the message's receive count.
-        parked[:limit] = [
-            DeadLetter(m.message_id, m.body, m.sent_at, m.receive_count + 1) for m in parked[:limit]
-        ]
-        return list(parked[:limit])
+        peeked = self._parked(priority)[:limit]
+        for parked in peeked:  # a peek is a receive: like SQS, it counts
+            parked.receive_count += 1
+        return [parked.dead_letter() for parked in peeked]
 
     def redrive(self, priority: str, limit: int) -> dict[str, int]:
-        parked = self._check(priority)
-        moving, parked[:limit] = parked[:limit], []
-        for message in moving:
-            self._queue.sent.append((JobMessage(message.body["job_id"], message.body["attempt"]), priority, 0))
+        moving = self._parked(priority)[:limit]
+        self._queue.dead[:] = [e for e in self._queue.dead if not any(e is m for m in moving)]
+        for parked in moving:
+            self._queue.sent.append((parked[0], priority, 0))
         return {"moved": len(moving), "failed": 0}
 
     def health(self) -> list[dict[str, Any]]:
         checks = []
-        for priority, parked in self._queue.parked.items():
+        for priority in self._queue.priorities:
             checks.append({"name": f"jobs-{priority}", "kind": "queue", "priority": priority, "ok": True,
                            **self._depth(priority)})
             checks.append({"name": f"jobs-{priority}-dlq", "kind": "dlq", "priority": priority, "ok": True,
-                           "visible": len(parked), "in_flight": 0, "delayed": 0})
+                           "visible": len(self._parked(priority)), "in_flight": 0, "delayed": 0})
         return checks
 
 
@@ -430,9 +458,11 @@ class InMemoryFinishedJobs:
 
     def purge(self, job_id: str) -> int:
         deleted = 0
-        refs = self._store._refs.get(job_id) or {}
-        if refs:  # objects first, like the DynamoDB adapter: an interrupted purge is found again
-            self._blobs.delete([_claim_check_key(job_id, field) for field in refs])
+        # Objects first, like the DynamoDB adapter (an interrupted purge is found again): the
+        # claim-checks and whatever else is under the job's prefix (results of losing attempts).
+        old = [k for page in self._blobs.keys_older_than(blob_prefix(job_id), _END_OF_TIME) for k in page]
+        if old:
+            self._blobs.delete(old)
         with self._store._lock:
             self._store._refs.pop(job_id, None)
             if self._store._jobs.pop(job_id, None) is not None:
@@ -471,3 +501,18 @@ class InMemoryStatsStore:
 
     def hourly(self, hours: list[str]) -> list[dict[str, int]]:
         return [dict(self.hours.get(h, {})) for h in hours]
+
+
+class InMemoryReconcilerLog:
+    def __init__(self) -> None:
+        self.last_pass: Optional[dict[str, Any]] = None
+        self.totals: dict[str, int] = {}
+
+    def record(self, started_at: str, counts: dict[str, int]) -> None:
+        self.last_pass = {"started_at": started_at, "counts": dict(counts)}
+        self.totals["passes"] = self.totals.get("passes", 0) + 1
+        for name, value in counts.items():
+            self.totals[name] = self.totals.get(name, 0) + value
+
+    def summary(self) -> dict[str, Any]:
+        return {"last_pass": self.last_pass, "totals": dict(self.totals)}

@@ -8,11 +8,10 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from chalicelib.api.requests import MAX_BATCH_IDS, ListJobsQuery, SubmitJobRequest
-from chalicelib.domain.job import Job, Run
+from chalicelib.domain.job import INTERNAL_FIELDS, Job, Run
 from chalicelib.domain.status import JobStatus
 
 _REF = "#/components/schemas/{model}"
-_HIDDEN_JOB_FIELDS = ("lease_expires_at", "timeout_s")  # Job.public() leaves them out
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -37,7 +36,7 @@ def _schemas() -> dict[str, Any]:
     )
     schemas = top["$defs"]
     job = schemas["Job"]
-    for field in _HIDDEN_JOB_FIELDS:
+    for field in sorted(INTERNAL_FIELDS):  # Job.public() leaves them out
         job["properties"].pop(field, None)
     job["required"] = sorted(set(job["properties"]) - {"result"})  # public() writes every field
     schemas["NotFound"] = {"type": "object", "required": ["id", "status"],

@@ -33,13 +33,15 @@ class DeadLetterQuery(BaseModel):
 
 @route("/api/system/stats", methods=["GET"])
 def stats(call: Call) -> Any:
-    """Queue depths from queue attributes; everything else from the stats recorder's counters."""
+    """Queue depths from queue attributes; the reconciler's last pass and totals; everything
+    else from the stats recorder's counters."""
     call.user.require_role("admin")
     params = validate(StatsQuery, dict(call.request.query_params or {}))
     services = container()
     hours = hours_back(utcnow(), params.window_hours)
     summary = summarize(services.stats.status_counts(), services.stats.hourly(hours), params.window_hours)
-    return {"queues": services.queue_operations.depths(), **summary, "as_of": isoformat(utcnow())}
+    return {"queues": services.queue_operations.depths(), **summary,
+            "reconciler": services.reconciler_log.summary(), "as_of": isoformat(utcnow())}
 
 
 @route("/api/system/dlq", methods=["GET"])

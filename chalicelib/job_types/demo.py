@@ -18,6 +18,8 @@ class StepsPayload(BaseModel):
     step_ms: int = Field(ge=0, le=60_000, description="milliseconds each step takes")
     fail_at: Optional[int] = Field(default=None, ge=1, description="step at which every attempt fails")
     fail_mode: Literal["retry", "fatal"] = "retry"
+    message_chars: int = Field(default=0, ge=0, le=300_000,
+                               description="pad each step's progress message to this many characters (large events)")
 
     @model_validator(mode="after")
     def _fail_within_steps(self) -> "StepsPayload":
@@ -44,8 +46,9 @@ def run_steps(ctx, payload: StepsPayload) -> dict:
             if payload.fail_mode == "fatal":
                 raise FatalJobError(message, code="demo_failure")
             raise RetryableJobError(message, code="demo_failure")
+        message = f"finished step {step} of {payload.steps}"
         ctx.progress(100 * step / payload.steps, step=f"step {step}/{payload.steps}",
-                     message=f"finished step {step} of {payload.steps}")
+                     message=message.ljust(payload.message_chars, "."))
     return {"steps": payload.steps, "attempt": ctx.attempt}
 
 

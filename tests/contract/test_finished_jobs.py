@@ -47,7 +47,7 @@ def test_purge_removes_the_job_its_runs_artifacts_and_objects(adapters):
     assert adapters.artifacts.list(job.id) == []
     with pytest.raises(ArtifactNotFoundError):
         adapters.artifacts.get(job.id, "note.txt")
-    for key in (blob_key, f"jobs/{job.id}/payload.json", f"jobs/{job.id}/result.json"):
+    for key in (blob_key, f"jobs/{job.id}/payload.json", f"jobs/{job.id}/result-0001.json"):
         with pytest.raises(BlobNotFoundError):
             adapters.blobs.get(key)
     assert adapters.store.get(other.id) == other

@@ -212,7 +212,7 @@ def test_a_large_payload_and_result_are_claim_checked_and_read_back_whole(adapte
     current = start(adapters.store, job)
     done = adapters.store.apply(current, JobStatus.RUNNING, ChangeSet({"status": JobStatus.COMPLETED, "result": big(500)}))
     assert done.result == big(500) and adapters.store.get(job.id).result == big(500)
-    assert adapters.blobs.get(f"jobs/{job.id}/result.json")
+    assert adapters.blobs.get(f"jobs/{job.id}/result-0001.json")  # keyed by the attempt that wrote it
     small = make_job(2, payload={"n": 2})
     adapters.store.create(small)
     with pytest.raises(BlobNotFoundError):
@@ -225,3 +225,22 @@ def test_discard_removes_a_claim_checked_payload_too(adapters):
     adapters.store.discard(job.id)
     with pytest.raises(BlobNotFoundError):
         adapters.blobs.get(f"jobs/{job.id}/payload.json")
+
+
+def test_due_lists_unfinished_jobs_due_by_now_earliest_first(adapters):
+    now = "2026-01-01T12:00:00.000Z"
+    late = make_job(1, due_at="2026-01-01T11:00:00.000Z")
+    later = make_job(2, due_at="2026-01-01T11:30:00.000Z", payload=big())
+    future = make_job(3, due_at="2026-01-01T13:00:00.000Z")
+    finished = make_job(4, status=JobStatus.COMPLETED, due_at="2026-01-01T10:00:00.000Z",
+                        finished_at="2026-01-01T10:00:00.000Z")
+    for job in (later, future, late, finished, make_job(5)):
+        adapters.store.create(job)
+    due = adapters.store.due(now, 10)
+    assert [j.id for j in due] == [late.id, later.id]
+    assert due[0] == late and due[1].payload == adapters.store.get_many([later.id])[later.id].payload
+    assert [j.id for j in adapters.store.due(now, 1)] == [late.id]
+    # a job leaves the listing when its due time is removed, and moves when it changes
+    adapters.store.apply(late, JobStatus.QUEUED, ChangeSet({"due_at": REMOVE}))
+    adapters.store.apply(future, JobStatus.QUEUED, ChangeSet({"due_at": "2026-01-01T09:00:00.000Z"}))
+    assert [j.id for j in adapters.store.due(now, 10)] == [future.id, later.id]

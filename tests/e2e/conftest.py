@@ -21,7 +21,7 @@ from tests.support.webhook_receiver import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build"
-WEBHOOK_SECRET = "e2e-webhook-secret-0123456789"
+WEBHOOK_SECRET = "e2e-webhook-secret-0123456789abcdef"
 FAULTS_STACK = "jobpipe-faults"
 
 
@@ -38,6 +38,22 @@ class Stack:
 
     def token(self, tenant: str = "acme", user: str = "ann", roles=None, ttl_s: int = 3600) -> str:
         return issue_token(self.secret, user=user, tenant=tenant, roles=roles, ttl_s=ttl_s)
+
+    def operator_headers(self) -> dict[str, str]:
+        """A token with the system-wide roles (the operator routes)."""
+        token = self.token("ops", "operator", roles=["admin", "operator"])
+        return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    def wait_for_webhook(self, job_id: str, status: str, timeout_s: float = 60) -> list[dict]:
+        """The ERP receiver's accepted deliveries for the job once one carries `status`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            accepted = self.webhook.accepted(job_id)
+            if any(d["detail"]["status"] == status for d in accepted):
+                return accepted
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {status} event of job {job_id} reached the ERP: {accepted}")
+            time.sleep(0.5)
 
     def headers(self, tenant: str = "acme", **extra: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(tenant)}", "Content-Type": "application/json", **extra}
@@ -91,6 +107,7 @@ def deploy_stack(name: str, session: Any, log: Path, webhook: WebhookReceiver, *
         "AuthSecret": secret,
         "RetryBaseSeconds": "1",
         "ProgressMinIntervalSeconds": "1",
+        "DispatchGraceSeconds": "5",
         "ErpWebhookUrl": webhook.url,
         "ErpWebhookSecret": WEBHOOK_SECRET,
     }

@@ -51,7 +51,7 @@ def test_each_transition_is_published_once_and_a_replayed_stream_reaches_subscri
     replayed = tap()
     assert sorted(e["detail"]["event_id"] for e in replayed) == sorted(e["detail"]["event_id"] for e in first)
     sender = InMemoryWebhookSender()
-    composition.container().erp_bridge = ErpBridge(sender, "https://erp.example/hook", "functional-webhook-secret")
+    composition.container().erp_bridge = ErpBridge(sender, "https://erp.example/hook", "functional-webhook-secret-0123456789abcdef")
     messages = [{"MessageId": str(uuid.uuid4()), "Body": json.dumps(e), "ReceiptHandle": "rh"}
                 for e in first + replayed if e["detail-type"] == "job.status.changed"]
     erp = client._app.handler_map["erp_bridge"]
@@ -71,7 +71,7 @@ def test_erp_bridge_delivers_once_per_event_and_retries_failures(client, aws, ta
             return self.status
 
     sender = Sender()
-    composition.container().erp_bridge = ErpBridge(sender, "https://erp.example/hook", "functional-webhook-secret")
+    composition.container().erp_bridge = ErpBridge(sender, "https://erp.example/hook", "functional-webhook-secret-0123456789abcdef")
     job = submit(client, STEPS)
     publish_stream(client._app, stream)
     envelopes = [e for e in tap() if e["detail"]["job_id"] == job["id"]]
@@ -85,7 +85,7 @@ def test_erp_bridge_delivers_once_per_event_and_retries_failures(client, aws, ta
     delivered = [(json.loads(body)["event_id"], status) for body, _, status in sent]
     assert [s for _, s in delivered] == [500, 200]  # the third delivery was recognised as done
     body, headers, _ = sent[-1]
-    assert verify("functional-webhook-secret", body, headers["X-Jobpipe-Signature"])
+    assert verify("functional-webhook-secret-0123456789abcdef", body, headers["X-Jobpipe-Signature"])
 
 
 def test_cache_is_invalidated_by_completion_only(client, aws, tap, stream):

@@ -187,3 +187,25 @@ def test_connection_flags_win_over_the_environment_and_work_before_or_after_the_
 def test_payload_parsing_refuses_non_objects():
     with pytest.raises(UsageError):
         parse_payload('"text"')
+
+
+@pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("15m", 900), ("6h", 21600), ("3d", 259200)])
+def test_delay_takes_seconds_or_a_unit(text, seconds):
+    from jobpipe_client.cli import parse_delay
+
+    assert parse_delay(text) == seconds
+
+
+@pytest.mark.parametrize("argv", [
+    ["submit", "demo.steps", "--delay", "soon"],
+    ["submit", "demo.steps", "--run-at", "2027-01-31T09:00:00"],
+    ["submit", "demo.steps", "--run-at", "next tuesday"],
+    ["submit", "demo.steps", "--run-at", "2027-01-31T09:00:00Z", "--delay", "5"],
+])
+def test_bad_schedules_are_one_line_and_exit_2(argv, capsys):
+    from jobpipe_client.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(argv)
+    assert exit_info.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
