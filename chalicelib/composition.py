@@ -16,6 +16,8 @@ class Container:
     def __init__(self, settings: Settings, *, session: Any = None) -> None:
         self.settings = settings
         self._session = session
+        self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
 
     @cached_property
     def _boto(self) -> Any:
@@ -26,18 +28,24 @@ class Container:
         return boto3.session.Session()
 
     def client(self, service: str) -> Any:
-        """A boto3 client; the endpoint comes from AWS_ENDPOINT_URL when set (emulators)."""
-        from botocore.config import Config
+        """The process's boto3 client for `service`, built on first use and shared by every
+        adapter (boto3 clients are thread-safe; one connection pool per service). The endpoint
+        comes from AWS_ENDPOINT_URL when set (emulators)."""
+        with self._clients_lock:
+            client = self._clients.get(service)
+            if client is None:
+                from botocore.config import Config
 
-        settings = self.settings
-        client = self._boto.client(service, config=Config(
-            connect_timeout=settings.aws_connect_timeout_s,
-            read_timeout=settings.aws_read_timeout_s,
-            retries={"mode": "standard", "total_max_attempts": settings.aws_max_attempts},
-        ))
-        if self.request_counter is not None:
-            self.request_counter.attach(client)
-        return client
+                settings = self.settings
+                client = self._boto.client(service, config=Config(
+                    connect_timeout=settings.aws_connect_timeout_s,
+                    read_timeout=settings.aws_read_timeout_s,
+                    retries={"mode": "standard", "total_max_attempts": settings.aws_max_attempts},
+                ))
+                if self.request_counter is not None:
+                    self.request_counter.attach(client)  # once per client: each request counted once
+                self._clients[service] = client
+            return client
 
     @cached_property
     def request_counter(self) -> Any:

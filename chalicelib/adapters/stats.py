@@ -15,12 +15,12 @@ from typing import Any, Optional
 
 from botocore.exceptions import ClientError
 
+from chalicelib.adapters.dynamodb_batch import BATCH_GET_MAX, batch_get
 from chalicelib.domain.errors import StoreUnavailableError
 from chalicelib.domain.stats import StatDelta
 
 SEEN_TTL_S = 2 * 86400
 HOUR_TTL_S = 35 * 86400
-_BATCH_GET_MAX = 100
 
 
 def _add_update(table: str, pk: str, counters: dict[str, int], expires_at: Optional[int]) -> dict[str, Any]:
@@ -84,21 +84,11 @@ class DynamoStatsStore:
 
     def hourly(self, hours: list[str]) -> list[dict[str, int]]:
         found: dict[str, dict[str, int]] = {}
-        for start in range(0, len(hours), _BATCH_GET_MAX):
-            request = {self._table: {"Keys": [{"pk": {"S": f"HOUR#{h}"}} for h in hours[start:start + _BATCH_GET_MAX]]}}
-            for attempt in range(6):
-                try:
-                    response = self._ddb.batch_get_item(RequestItems=request)
-                except ClientError as exc:
-                    raise StoreUnavailableError("could not read job statistics") from exc
-                for item in response.get("Responses", {}).get(self._table, []):
-                    found[item["pk"]["S"][len("HOUR#"):]] = _counters(item)
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                time.sleep(min(1.0, 0.05 * (2**attempt)))
-            else:
-                raise StoreUnavailableError("the stats table kept throttling a batch read")
+        wanted = list(dict.fromkeys(hours))  # BatchGetItem refuses a key twice
+        for start in range(0, len(wanted), BATCH_GET_MAX):
+            keys = [{"pk": {"S": f"HOUR#{h}"}} for h in wanted[start:start + BATCH_GET_MAX]]
+            for item in batch_get(self._ddb, self._table, keys, error="could not read job statistics"):
+                found[item["pk"]["S"][len("HOUR#"):]] = _counters(item)
         return [found.get(h, {}) for h in hours]
 
 
