@@ -120,7 +120,8 @@ def outcome(faults_stack):
     publisher_env = stack.session.client("lambda").get_function_configuration(
         FunctionName=log_group(stack.session, FAULTS_STACK, "EventPublisher").rsplit("/", 1)[1]
     )["Environment"]["Variables"]
-    return {"stuck": stuck, "dead_letters": dead, "publisher_env": publisher_env, "kinds": kinds, "final": final, "runs": runs, "expected": expected, "tap": tap,
+    reconciler = stack.call("GET", "/api/system/stats", headers=stack.operator_headers()).json()["reconciler"]
+    return {"reconciler": reconciler, "stuck": stuck, "dead_letters": dead, "publisher_env": publisher_env, "kinds": kinds, "final": final, "runs": runs, "expected": expected, "tap": tap,
             "samples": sampler.samples, "effects": effects, "webhook": stack.webhook}
 
 
@@ -180,3 +181,9 @@ def test_exactly_one_status_event_per_transition_reaches_the_bus_and_the_erp(out
     assert publisher.get("JOBPIPE_FAULT_PUT_EVENTS_FAILURE_RATE") == "0.3", publisher
     refused = [d for d in outcome["webhook"].deliveries if d["status"] == 500 and d["detail"]["event_id"] in status_ids]
     assert refused, "the ERP receiver was meant to fail half of its deliveries"
+
+
+def test_lost_job_messages_were_sent_again_by_the_reconciler(outcome):
+    """10 % of SendMessage calls lost their connection (at submit and at retry): those jobs
+    reached their end above only because the reconciler sent their messages again."""
+    assert outcome["reconciler"]["totals"].get("redispatched", 0) > 0, outcome["reconciler"]
