@@ -86,8 +86,13 @@ class Container:
     def store(self) -> Any:
         from chalicelib.adapters.dynamodb import DynamoJobStore
 
+        client = self.client("dynamodb")
+        if self.settings.fault_claim_failure_rate > 0:
+            from chalicelib.adapters.faults import FailingClaims
+
+            client = FailingClaims(client, self.settings.fault_claim_failure_rate)
         return DynamoJobStore(
-            self.client("dynamodb"),
+            client,
             self.settings.table_name,
             blobs=self.blobs,
             inline_limit=self.settings.inline_limit_bytes,

@@ -1,7 +1,7 @@
 """Fault injection on a deployed stack (`faults_stack`): worker processes that die mid-job,
 duplicate deliveries, handlers that hang past their timeout, PutEvents entries refused, job
-messages lost at SendMessage (resent by the reconciler) and an ERP receiver that fails half the
-time, over a bounded mix of jobs. Nothing may be lost, run
+messages lost at SendMessage (resent by the reconciler), throttled claims, and an ERP receiver
+that fails half the time (and, in a soak, is down for eleven minutes), over a bounded mix of jobs. Nothing may be lost, run
 to completion twice, move backwards, or reach the subscribers other than once per transition.
 
 JOBPIPE_SOAK=<n> multiplies the mix by n (a longer soak, outside `make test`), and the suite's
@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 import pytest
 
 from chalicelib.job_types.chaos import SIDE_EFFECT_MESSAGE
-from tests.e2e.conftest import FAULTS_STACK
+from tests.e2e.conftest import ERP_OUTAGE_S, FAULTS_STACK
 from tests.support.bus_tap import BusTap
 from tests.support.function_logs import json_lines, log_group
 
@@ -35,7 +35,7 @@ MIX = {
 }
 EXTRA_COPIES = 2
 # The outcome fixture runs inside the first test: its limit grows with the soak.
-pytestmark = pytest.mark.timeout(600 * SOAK)
+pytestmark = pytest.mark.timeout(600 * SOAK + (1800 if ERP_OUTAGE_S else 0))
 
 
 class ProgressSampler(threading.Thread):
@@ -111,7 +111,8 @@ def outcome(faults_stack):
                                        if d["job_id"] == i) == expected[i] for i in final), timeout_s=120)
     tap.drain_quiet(quiet_s=3)
     status_ids = {d["event_id"] for d in tap.status_events() if d["job_id"] in kinds}
-    settle = time.monotonic() + 90
+    # An ERP outage ends with deliveries spaced up to 15 minutes apart (the bridge's backoff).
+    settle = time.monotonic() + 90 + (900 if ERP_OUTAGE_S else 0)
     while not status_ids <= set(stack.webhook.accepted_counts()) and time.monotonic() < settle:
         time.sleep(1)
     time.sleep(3)  # a second acceptance of anything would land here

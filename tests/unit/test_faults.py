@@ -86,3 +86,24 @@ def test_send_message_faults_are_connection_errors_the_queue_adapter_translates(
     with pytest.raises(QueueUnavailableError):
         queue.send(JobMessage("j", 1), priority="normal")
     assert client.send_message(QueueUrl="q", MessageBody="{}") == {"MessageId": "m"}
+
+
+def test_claim_faults_fail_only_the_claim_transaction_and_write_nothing():
+    from botocore.exceptions import ClientError
+
+    from chalicelib.adapters.faults import FailingClaims
+
+    class Ddb:
+        writes = []
+
+        def transact_write_items(self, **kwargs):
+            self.writes.append(kwargs)
+            return {}
+
+    ddb = Ddb()
+    claims = FailingClaims(ddb, 1.0)
+    claim = {"TransactItems": [{"Update": {"Key": {}}}, {"Put": {"Item": {"sk": {"S": "RUN#0001"}}}}]}
+    completion = {"TransactItems": [{"Update": {"Key": {}}}, {"Update": {"Key": {"sk": {"S": "RUN#0001"}}}}]}
+    with pytest.raises(ClientError):
+        claims.transact_write_items(**claim)
+    assert claims.transact_write_items(**completion) == {} and ddb.writes == [completion]
