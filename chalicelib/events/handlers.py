@@ -9,7 +9,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from chalice import Blueprint
 
 from chalicelib.adapters.dynamodb_stream import job_change
-from chalicelib.composition import container, reports_aws_requests
+from chalicelib.composition import container
+from chalicelib.invocation import entry_point
 from chalicelib.domain.errors import EventPublishError
 from chalicelib.events.model import JobEvent
 from chalicelib.events.publishing import publish_changes
@@ -45,7 +46,7 @@ def publish_stream_batch(event: dict[str, Any]) -> dict[str, Any]:
 
 @events.on_dynamodb_record(stream_arn=JOBS_STREAM, batch_size=100, starting_position="TRIM_HORIZON",
                            name="event_publisher")
-@reports_aws_requests
+@entry_point
 def event_publisher(event: Any) -> dict[str, Any]:
     return publish_stream_batch(event.to_dict())
 
@@ -111,12 +112,12 @@ def consume(event: Any, consumer: _Consumer) -> dict[str, Any]:
 
 
 @events.on_sqs_message(queue=ERP_WEBHOOK_QUEUE, batch_size=10, name="erp_bridge")
-@reports_aws_requests
+@entry_point
 def erp_bridge(event: Any) -> dict[str, Any]:
     return consume(event, _erp)
 
 
 @events.on_sqs_message(queue=CACHE_INVALIDATION_QUEUE, batch_size=10, name="cache_invalidation")
-@reports_aws_requests
+@entry_point
 def cache_invalidation(event: Any) -> dict[str, Any]:
     return consume(event, _cache)

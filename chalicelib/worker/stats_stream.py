@@ -11,6 +11,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from chalice import Blueprint
 
 from chalicelib.composition import container
+from chalicelib.invocation import entry_point
 from chalicelib.domain.job import utcnow
 from chalicelib.domain.stats import delta_for
 from chalicelib.observability import logger
@@ -46,6 +47,7 @@ def record_changes(records: list[dict[str, Any]], stats: Any) -> int:
 @stats_stream.on_dynamodb_record(
     stream_arn=JOBS_TABLE_STREAM, batch_size=100, starting_position="TRIM_HORIZON", name="stats_recorder"
 )
+@entry_point
 def stats_recorder(event: Any) -> None:
     records = event.to_dict().get("Records", [])
     counted = record_changes(records, container().stats)
