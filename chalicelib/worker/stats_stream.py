@@ -1,7 +1,7 @@
 """The stats recorder: a DynamoDB-stream consumer on the jobs table that keeps the counters
 operators read (GET /api/system/stats), by comparing each job item's old and new image.
 Change data capture keeps the lifecycle unaware of statistics. It runs on the stream's
-poller, so it does one small transaction per status change and nothing else; a failure
+poller, so it does one small transaction per stream batch and nothing else; a failure
 raises, the batch is delivered again, and the per-(job, version) marker keeps counts exact."""
 from __future__ import annotations
 
@@ -33,15 +33,16 @@ def _image(raw: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
 
 
 def record_changes(records: list[dict[str, Any]], stats: Any) -> int:
-    """Count every status change in a batch of stream records; returns how many were new."""
+    """Count every status change in a batch of stream records, in one write per shared counter
+    item for the whole batch; returns how many changes were new."""
     now = utcnow()
-    counted = 0
+    deltas = []
     for record in records:
         change = record.get("dynamodb", {})
         delta = delta_for(_image(change.get("OldImage")), _image(change.get("NewImage")), now)
-        if delta is not None and stats.record(delta):
-            counted += 1
-    return counted
+        if delta is not None:
+            deltas.append(delta)
+    return stats.record_batch(deltas) if deltas else 0
 
 
 @stats_stream.on_dynamodb_record(
