@@ -42,7 +42,7 @@ def test_each_transition_is_published_once_even_when_the_stream_is_replayed(clie
     transitions = [(d["previous_status"], d["status"]) for d in status]
     assert transitions == [(None, "queued"), ("queued", "running"), ("running", "completed")] * 2
     assert len({d["event_id"] for d in status}) == 3  # the replay carries the same ids
-    progress = [e["detail"] for e in events if e["detail-type"] == "job.progress.changed"]
+    progress = [e["detail"] for e in events if e["detail-type"] == "job.status.progress"]
     assert progress and all(p["status"] == "running" for p in progress)
 
 

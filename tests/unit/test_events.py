@@ -42,8 +42,8 @@ def test_status_change_carries_the_seeds_fields():
         assert field in detail
 
 
-@pytest.mark.parametrize("before, after, expected", [(3, 8, []), (8, 12, []), (8, 18, ["job.progress.changed"]),
-                                                     (20, 25, ["job.progress.changed"]), (40, 40, [])])
+@pytest.mark.parametrize("before, after, expected", [(3, 8, []), (8, 12, []), (8, 18, ["job.status.progress"]),
+                                                     (20, 25, ["job.status.progress"]), (40, 40, [])])
 def test_progress_events_only_for_notable_moves(before, after, expected):
     old = job(4, JobStatus.RUNNING, before, attempts=1)
     new = job(5, JobStatus.RUNNING, after, attempts=1)
