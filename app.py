@@ -12,7 +12,6 @@ from chalicelib.dashboard import dashboard
 from chalicelib.events.handlers import events
 from chalicelib.invocation import invocation
 from chalicelib.worker.handlers import worker
-from chalicelib.worker.stats_stream import stats_stream
 
 app = Chalice(app_name="jobpipe")
 app.register_blueprint(api)
@@ -23,7 +22,6 @@ app.register_blueprint(maintenance_api)
 app.register_blueprint(system_api)
 app.register_blueprint(worker)
 app.register_blueprint(events)
-app.register_blueprint(stats_stream)
 app.register_blueprint(dashboard)
 
 

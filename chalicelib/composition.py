@@ -47,11 +47,11 @@ class Container:
         if self.request_counter is None:
             return
         counts = self.request_counter.take()
-        if counts:
-            from chalicelib.aws_requests import LOG_MESSAGE
-            from chalicelib.observability import logger
+        # One line per invocation, even with no request: the benchmark counts invocations too.
+        from chalicelib.aws_requests import LOG_MESSAGE
+        from chalicelib.observability import logger
 
-            logger.info(LOG_MESSAGE, extra={"aws_requests": counts})
+        logger.info(LOG_MESSAGE, extra={"aws_requests": counts})
 
     @cached_property
     def registry(self) -> JobTypeRegistry:

@@ -1,4 +1,5 @@
-"""Event functions: the change-stream publisher and the subscribers' queue consumers."""
+"""Event functions: the change-stream consumer (status events and statistics) and the
+subscribers' queue consumers."""
 from __future__ import annotations
 
 import json
@@ -16,6 +17,7 @@ from chalicelib.events.model import JobEvent
 from chalicelib.events.publishing import publish_changes
 from chalicelib.observability import logger, tracer
 from chalicelib.subscribers.idempotent import once_per_event
+from chalicelib.worker.stats_stream import record_changes
 
 events = Blueprint(__name__)
 
@@ -29,15 +31,20 @@ MAX_BACKOFF_S = 900
 
 @tracer.capture_method
 def publish_stream_batch(event: dict[str, Any]) -> dict[str, Any]:
-    """Publish the status events of a batch of job writes. Raises EventPublishError when some
+    """Count the batch's status changes (exactly once, whatever the redeliveries), then publish
+    the status events of its job writes. Raises EventPublishError when some
     could not go out after the publisher's retries: the invocation fails and the stream
     delivers the batch again (bisected on AWS), re-publishing with the same event ids.
 
     Failing the invocation rather than reporting the first unpublished record as a batch item
     failure: emulators (ministack) advance a stream past a batch whose function returned, so a
     checkpoint there would drop the events after it."""
-    changes = [c for c in (job_change(r) for r in event.get("Records", [])) if c is not None]
-    failed_at = publish_changes(changes, container().publisher)
+    records = event.get("Records", [])
+    services = container()
+    if services.settings.stats_table_name:
+        record_changes(records, services.stats)
+    changes = [c for c in (job_change(r) for r in records) if c is not None]
+    failed_at = publish_changes(changes, services.publisher)
     if failed_at is None:
         return {"batchItemFailures": []}
     logger.warning("event publishing stopped; the stream will retry the batch", extra={"sequence_number": failed_at})

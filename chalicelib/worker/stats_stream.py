@@ -1,25 +1,16 @@
-"""The stats recorder: a DynamoDB-stream consumer on the jobs table that keeps the counters
-operators read (GET /api/system/stats), by comparing each job item's old and new image.
-Change data capture keeps the lifecycle unaware of statistics. It runs on the stream's
-poller, so it does one small transaction per stream batch and nothing else; a failure
-raises, the batch is delivered again, and the per-(job, version) marker keeps counts exact."""
+"""The stats recorder: keeps the counters operators read (GET /api/system/stats) from the jobs
+table's stream, by comparing each job item's old and new image. Change data capture keeps
+the lifecycle unaware of statistics. It runs inside the event publisher (one consumer of
+the stream, not two: every stream invocation runs on the mapping's poller) as one small
+transaction per stream batch; a failure raises, the batch is delivered again, and the
+per-(job, version) marker keeps counts exact."""
 from __future__ import annotations
 
 from typing import Any, Optional
 
 from boto3.dynamodb.types import TypeDeserializer
-from chalice import Blueprint
-
-from chalicelib.composition import container
-from chalicelib.invocation import entry_point
 from chalicelib.domain.job import utcnow
 from chalicelib.domain.stats import delta_for
-from chalicelib.observability import logger
-
-stats_stream = Blueprint(__name__)
-
-# Placeholder: the deployment template binds the function to the jobs table's stream.
-JOBS_TABLE_STREAM = "arn:aws:dynamodb:us-east-1:000000000000:table/jobpipe-jobs/stream/placeholder"
 
 _deserializer = TypeDeserializer()
 # Only these attributes matter for counting; the rest of the image is not decoded.
@@ -43,13 +34,3 @@ def record_changes(records: list[dict[str, Any]], stats: Any) -> int:
         if delta is not None:
             deltas.append(delta)
     return stats.record_batch(deltas) if deltas else 0
-
-
-@stats_stream.on_dynamodb_record(
-    stream_arn=JOBS_TABLE_STREAM, batch_size=100, starting_position="TRIM_HORIZON", name="stats_recorder"
-)
-@entry_point
-def stats_recorder(event: Any) -> None:
-    records = event.to_dict().get("Records", [])
-    counted = record_changes(records, container().stats)
-    logger.debug("stats recorded", extra={"records": len(records), "counted": counted})
