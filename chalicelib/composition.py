@@ -2,10 +2,9 @@
 adapters into the lifecycle, once per process (reused across warm invocations)."""
 from __future__ import annotations
 
-import functools
 import threading
 from functools import cached_property
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.lifecycle import JobLifecycle
@@ -61,11 +60,11 @@ class Container:
         if self.request_counter is None:
             return
         counts = self.request_counter.take()
-        if counts:
-            from chalicelib.aws_requests import LOG_MESSAGE
-            from chalicelib.observability import logger
+        # One line per invocation, even with no request: the benchmark counts invocations too.
+        from chalicelib.aws_requests import LOG_MESSAGE
+        from chalicelib.observability import logger
 
-            logger.info(LOG_MESSAGE, extra={"aws_requests": counts})
+        logger.info(LOG_MESSAGE, extra={"aws_requests": counts})
 
     @cached_property
     def registry(self) -> JobTypeRegistry:
@@ -292,21 +291,6 @@ def report_aws_requests() -> None:
     its container with JOBPIPE_COUNT_AWS_REQUESTS on)."""
     if _container is not None:
         _container.report_aws_requests()
-
-
-def reports_aws_requests(handler: Callable[..., Any]) -> Callable[..., Any]:
-    """For event functions: their Lambda handler is the blueprint's function itself (app.py and
-    its middleware are never imported there), so each reports its own invocation's requests."""
-
-    @functools.wraps(handler)
-    def invocation(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return handler(*args, **kwargs)
-        finally:
-            report_aws_requests()
-
-    invocation.reports_aws_requests = True  # type: ignore[attr-defined]  # checked by the unit tests
-    return invocation
 
 
 def use(replacement: Optional[Container]) -> None:

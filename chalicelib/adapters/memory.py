@@ -5,6 +5,7 @@ import base64
 import json
 import threading
 import uuid
+from collections import Counter
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
@@ -25,6 +26,7 @@ from chalicelib.domain.errors import (
     WebhookDeliveryError,
 )
 from chalicelib.domain.job import Job, Progress, Run, isoformat, utcnow
+from chalicelib.domain.stats import combine
 from chalicelib.domain.status import JobStatus
 from chalicelib.ports import (
     REMOVE,
@@ -488,22 +490,31 @@ class InMemoryFinishedJobs:
 
 
 class InMemoryStatsStore:
+    """Same items as the DynamoDB adapter; `writes` counts the writes per item key, so tests can
+    see which items run hot."""
+
     def __init__(self) -> None:
         self.seen: set[str] = set()
         self.status: dict[str, int] = {}
         self.hours: dict[str, dict[str, int]] = {}
+        self.writes: Counter[str] = Counter()
 
-    def record(self, delta: Any) -> bool:
-        if delta.dedupe_key in self.seen:
-            return False
-        self.seen.add(delta.dedupe_key)
-        for name, value in delta.status.items():
+    def record_batch(self, deltas: Any) -> int:
+        new = [d for d in {d.dedupe_key: d for d in deltas}.values() if d.dedupe_key not in self.seen]
+        totals = combine(new)
+        for delta in new:
+            self.seen.add(delta.dedupe_key)
+            self.writes[f"SEEN#{delta.dedupe_key}"] += 1
+        if totals.status:
+            self.writes["STATUS"] += 1
+        for name, value in totals.status.items():
             self.status[name] = self.status.get(name, 0) + value
-        if delta.hour and delta.events:
-            hour = self.hours.setdefault(delta.hour, {})
-            for name, value in delta.events.items():
+        for hour_key, events in totals.hours.items():
+            self.writes[f"HOUR#{hour_key}"] += 1
+            hour = self.hours.setdefault(hour_key, {})
+            for name, value in events.items():
                 hour[name] = hour.get(name, 0) + value
-        return True
+        return len(new)
 
     def status_counts(self) -> dict[str, int]:
         return dict(self.status)

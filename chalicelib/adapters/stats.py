@@ -6,21 +6,26 @@ jobs table's stream).
                             completion-time histogram (`d:<bucket>`); expires after 35 days
     SEEN#<job>#<version>    marks a change as counted; expires after 2 days
 
-Each change is one transaction: the SEEN marker (conditional on not existing) and the ADDs,
-so a redelivered stream batch is counted once."""
+A batch of changes is one transaction: a SEEN marker per change (conditional on not existing)
+and one ADD per shared item (`STATUS`, each hour touched) of the batch's summed deltas, so the
+shared items take one write per stream batch, not one per change, and a redelivered batch is
+counted once: a transaction cancelled by markers already present is retried without those
+changes (the sums are recomputed from the new ones only)."""
 from __future__ import annotations
 
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from botocore.exceptions import ClientError
 
 from chalicelib.adapters.dynamodb_batch import BATCH_GET_MAX, batch_get
 from chalicelib.domain.errors import StoreUnavailableError
-from chalicelib.domain.stats import StatDelta
+from chalicelib.domain.stats import StatDelta, combine
 
 SEEN_TTL_S = 2 * 86400
 HOUR_TTL_S = 35 * 86400
+# TransactWriteItems takes at most 100 items: markers, STATUS and the hours of a chunk.
+_TRANSACT_MAX = 100
 
 
 def _add_update(table: str, pk: str, counters: dict[str, int], expires_at: Optional[int]) -> dict[str, Any]:
@@ -51,29 +56,45 @@ class DynamoStatsStore:
         self._ddb = client
         self._table = table_name
 
-    def record(self, delta: StatDelta) -> bool:
+    def record_batch(self, deltas: Sequence[StatDelta]) -> int:
+        unique = list({d.dedupe_key: d for d in deltas}.values())  # one operation per item in a transaction
+        counted = 0
+        for chunk in _chunks(unique):
+            counted += self._record_chunk(chunk)
+        return counted
+
+    def _record_chunk(self, deltas: list[StatDelta]) -> int:
+        pending = list(deltas)
+        while pending:
+            try:
+                self._ddb.transact_write_items(TransactItems=self._items(pending))
+                return len(pending)
+            except ClientError as exc:
+                seen = _already_counted(exc, pending)
+                if seen is None:
+                    raise StoreUnavailableError("could not record job statistics") from exc
+                if not seen:  # cancelled without saying which marker: count one change at a time
+                    if len(pending) == 1:
+                        return 0
+                    return sum(self._record_chunk([delta]) for delta in pending)
+                pending = [d for i, d in enumerate(pending) if i not in seen]
+        return 0
+
+    def _items(self, deltas: list[StatDelta]) -> list[dict[str, Any]]:
         now = int(time.time())
         items: list[dict[str, Any]] = [{
             "Put": {
                 "TableName": self._table,
-                "Item": {"pk": {"S": f"SEEN#{delta.dedupe_key}"}, "expires_at": {"N": str(now + SEEN_TTL_S)}},
+                "Item": {"pk": {"S": f"SEEN#{d.dedupe_key}"}, "expires_at": {"N": str(now + SEEN_TTL_S)}},
                 "ConditionExpression": "attribute_not_exists(pk)",
             }
-        }]
-        if delta.status:
-            items.append(_add_update(self._table, "STATUS", delta.status, None))
-        if delta.hour and delta.events:
-            items.append(_add_update(self._table, f"HOUR#{delta.hour}", delta.events, now + HOUR_TTL_S))
-        try:
-            self._ddb.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            reasons = exc.response.get("CancellationReasons") or []
-            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
-                return False
-            if not reasons and "ConditionalCheckFailed" in str(exc):
-                return False
-            raise StoreUnavailableError("could not record job statistics") from exc
-        return True
+        } for d in deltas]
+        totals = combine(deltas)
+        if totals.status:
+            items.append(_add_update(self._table, "STATUS", totals.status, None))
+        for hour, events in sorted(totals.hours.items()):
+            items.append(_add_update(self._table, f"HOUR#{hour}", events, now + HOUR_TTL_S))
+        return items
 
     def status_counts(self) -> dict[str, int]:
         try:
@@ -94,3 +115,33 @@ class DynamoStatsStore:
 
 def _counters(item: dict[str, Any]) -> dict[str, int]:
     return {k: int(v["N"]) for k, v in item.items() if k not in ("pk", "expires_at") and "N" in v}
+
+
+def _chunks(deltas: list[StatDelta]) -> list[list[StatDelta]]:
+    """Split so each transaction holds its markers, STATUS and its hours within _TRANSACT_MAX."""
+    chunks: list[list[StatDelta]] = []
+    current: list[StatDelta] = []
+    hours: set[str] = set()
+    for delta in deltas:
+        more = {delta.hour} if delta.hour and delta.events else set()
+        if current and len(current) + 1 + 1 + len(hours | more) > _TRANSACT_MAX:
+            chunks.append(current)
+            current, hours = [], set()
+        current.append(delta)
+        hours |= more
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _already_counted(exc: ClientError, deltas: list[StatDelta]) -> Optional[set[int]]:
+    """Indexes of the deltas whose marker existed (the transaction was cancelled for them);
+    an empty set when the cancellation does not say which; None for any other error."""
+    reasons = exc.response.get("CancellationReasons") or []
+    if reasons:
+        failed = {i for i, r in enumerate(reasons[: len(deltas)]) if r.get("Code") == "ConditionalCheckFailed"}
+        others = [r for r in reasons if r.get("Code") not in (None, "None", "ConditionalCheckFailed")]
+        return failed if failed and not others else None
+    if "ConditionalCheckFailed" in str(exc):
+        return set()
+    return None

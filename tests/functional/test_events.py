@@ -43,7 +43,7 @@ def test_each_transition_is_published_once_and_a_replayed_stream_reaches_subscri
         (None, "queued"), ("queued", "running"), ("running", "completed")
     ]
     assert len({d["event_id"] for d in status}) == 3 and {d["job_id"] for d in status} == {job["id"]}
-    progress = [e["detail"] for e in first if e["detail-type"] == "job.progress.changed"]
+    progress = [e["detail"] for e in first if e["detail-type"] == "job.status.progress"]
     assert progress and all(p["status"] == "running" for p in progress)
     # A replay of the same records (the stream delivers at least once) goes out again with the
     # same event ids; the bus does not deduplicate, the subscribers do.

@@ -1,4 +1,5 @@
-"""PutEvents and SendMessage fault injection and AWS request counting: pure, on fakes."""
+"""PutEvents, SendMessage and claim fault injection and AWS request counting: pure, on fakes. That every
+function reports its requests is tests/unit/test_invocation.py, over the app's handler map."""
 import pytest
 import botocore.session
 from botocore.awsrequest import AWSResponse
@@ -52,15 +53,6 @@ def test_counter_counts_each_request_by_service_and_operation_then_resets():
     client.put_item(TableName="t", Item={"pk": {"S": "c"}})
     assert counter.take() == {"dynamodb.GetItem": 2, "dynamodb.PutItem": 1}
     assert counter.take() == {}
-
-
-def test_every_event_function_reports_its_own_aws_requests():
-    # Their Lambda handler is the blueprint function: app.py's middleware never runs there.
-    from chalicelib.events.handlers import cache_invalidation, erp_bridge, event_publisher
-    from chalicelib.worker.handlers import job_worker
-
-    for handler in (job_worker, event_publisher, erp_bridge, cache_invalidation):
-        assert getattr(handler.func, "reports_aws_requests", False), handler.func.__name__
 
 
 def test_send_message_faults_are_connection_errors_the_queue_adapter_translates():
