@@ -1,6 +1,12 @@
 """A small client for the jobpipe API (requests only), with fallback URLs, and the `jobpipe` CLI."""
 from jobpipe_client.client import JobpipeClient
-from jobpipe_client.errors import JobpipeClientError, JobpipeError, JobpipeUnavailableError, WaitTimeoutError
+from jobpipe_client.errors import (
+    JobpipeClientError,
+    JobpipeError,
+    JobpipeUnavailableError,
+    SubmitOutcomeUnknownError,
+    WaitTimeoutError,
+)
 from jobpipe_client.polling import Backoff, is_final
 
 __all__ = [
@@ -9,6 +15,7 @@ __all__ = [
     "JobpipeClientError",
     "JobpipeError",
     "JobpipeUnavailableError",
+    "SubmitOutcomeUnknownError",
     "WaitTimeoutError",
     "is_final",
 ]

@@ -5,7 +5,8 @@ JOBPIPE_TOKEN, `--fallback-url` (repeatable) / JOBPIPE_FALLBACK_URLS (comma-sepa
 
 Exit codes: 0 done (every watched job completed); 1 a watched job failed or was canceled;
 2 bad input (usage, payload, configuration, or the API refused the request, e.g. an unknown
-job); 3 no API URL answered; 4 a --timeout ran out; 130 interrupted.
+job); 3 no API URL answered (for a submit that may have been accepted, the line names the
+idempotency key to repeat it with); 4 a --timeout ran out; 130 interrupted.
 """
 from __future__ import annotations
 
@@ -19,7 +20,13 @@ from typing import Any, Callable, Mapping, NoReturn, Optional, Sequence, TextIO
 from rich.console import Console
 
 from jobpipe_client.client import JobpipeClient
-from jobpipe_client.errors import JobpipeClientError, JobpipeError, JobpipeUnavailableError, WaitTimeoutError
+from jobpipe_client.errors import (
+    JobpipeClientError,
+    JobpipeError,
+    JobpipeUnavailableError,
+    SubmitOutcomeUnknownError,
+    WaitTimeoutError,
+)
 from jobpipe_client.progress_view import ProgressBoard, exit_code, jobs_table, plain_table
 
 EXIT_BAD_INPUT = 2
@@ -266,6 +273,14 @@ def describe_details(details: Any) -> str:
     return str(details)
 
 
+def outcome_unknown_line(exc: SubmitOutcomeUnknownError) -> str:
+    """A submit that got no answer in one line: why each URL failed, that the job may exist,
+    and the flag that repeats it safely."""
+    reasons = "; ".join(f"{url}: {reason}" for url, reason in exc.failures)
+    return (f"no answer to the submit ({reasons}); the job may have been accepted: repeating it with "
+            f"--idempotency-key {exc.idempotency_key} is safe (the API returns the job it made, never a second one)")
+
+
 def main(
     argv: Optional[Sequence[str]] = None,
     *,
@@ -290,6 +305,8 @@ def main(
         return fail(EXIT_BAD_INPUT, str(exc))
     except JobpipeClientError as exc:
         return fail(EXIT_BAD_INPUT, refusal_line(exc))
+    except SubmitOutcomeUnknownError as exc:
+        return fail(EXIT_UNAVAILABLE, outcome_unknown_line(exc))
     except JobpipeUnavailableError as exc:
         return fail(EXIT_UNAVAILABLE, str(exc))
     except WaitTimeoutError as exc:

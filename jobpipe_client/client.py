@@ -8,7 +8,13 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequenc
 
 import requests
 
-from jobpipe_client.errors import JobpipeClientError, JobpipeError, WaitTimeoutError
+from jobpipe_client.errors import (
+    JobpipeClientError,
+    JobpipeError,
+    JobpipeUnavailableError,
+    SubmitOutcomeUnknownError,
+    WaitTimeoutError,
+)
 from jobpipe_client.polling import Backoff, changed, is_final
 from jobpipe_client.transport import FailoverTransport
 
@@ -33,8 +39,10 @@ class JobpipeClient:
         backoff: Callable[[], Backoff] = Backoff,
     ) -> None:
         """`base_url` is tried first on every call, then each of `fallback_urls`; `timeout` is
-        per request, in seconds. `sleep`, `clock` and `backoff` pace `wait` (swappable in tests)."""
-        self.transport = FailoverTransport([base_url, *fallback_urls], token=token, timeout_s=timeout, session=session)
+        per request, in seconds (a throttled request is retried within it). `sleep`, `clock` and
+        `backoff` pace `wait` and those retries (swappable in tests)."""
+        self.transport = FailoverTransport([base_url, *fallback_urls], token=token, timeout_s=timeout,
+                                           session=session, sleep=sleep, clock=clock)
         self._sleep = sleep
         self._clock = clock
         self._backoff = backoff
@@ -54,7 +62,9 @@ class JobpipeClient:
         """Submit a job; returns it as queued. It starts `delay_seconds` from now or at `run_at`
         (an aware datetime or ISO 8601 text with a zone), up to 365 days ahead; the job's
         `not_before` says when. Without `idempotency_key` a fresh one is sent, so a submission
-        that timed out on one URL and is repeated on a fallback makes one job."""
+        that timed out on one URL and is repeated on a fallback makes one job. When no URL
+        answered but one may have received it, raises SubmitOutcomeUnknownError carrying the
+        key: submitting again with it is safe."""
         body: dict[str, Any] = {"type": type, "payload": dict(payload or {}), "delay_seconds": delay_seconds}
         if run_at is not None:
             body["run_at"] = run_at.isoformat() if isinstance(run_at, datetime) else run_at
@@ -62,8 +72,13 @@ class JobpipeClient:
             body["priority"] = priority
         if scope is not None:
             body["scope"] = scope
-        headers = {"Idempotency-Key": idempotency_key or f"client-{uuid.uuid4()}"}
-        return self._call("POST", "/jobs", json=body, headers=headers)
+        key = idempotency_key or f"client-{uuid.uuid4()}"
+        try:
+            return self._call("POST", "/jobs", json=body, headers={"Idempotency-Key": key})
+        except JobpipeUnavailableError as exc:
+            if exc.may_have_arrived:
+                raise SubmitOutcomeUnknownError(exc, key) from exc
+            raise
 
     def get(self, job_id: str) -> Job:
         """The job; raises JobpipeClientError (code `job_not_found`) for an unknown id."""

@@ -22,12 +22,25 @@ class JobpipeClientError(JobpipeError):
 
 
 class JobpipeUnavailableError(JobpipeError):
-    """Every URL failed (connection error, timeout or 5xx). `failures` is [(url, reason)]."""
+    """Every URL failed (connection error, timeout, throttle or 5xx). `failures` is
+    [(url, reason)]; `may_have_arrived` says whether a URL may have acted on the request."""
 
-    def __init__(self, failures: list[tuple[str, str]]) -> None:
+    def __init__(self, failures: list[tuple[str, str]], may_have_arrived: bool = False) -> None:
         tried = "; ".join(f"{url}: {reason}" for url, reason in failures)
         super().__init__(f"the jobpipe API could not be reached ({tried})")
         self.failures = failures
+        self.may_have_arrived = may_have_arrived
+
+
+class SubmitOutcomeUnknownError(JobpipeUnavailableError):
+    """A submit got no answer but may have been accepted. Submitting again with the same
+    `idempotency_key` is safe: the API answers with the job it made, or makes it once."""
+
+    def __init__(self, cause: JobpipeUnavailableError, idempotency_key: str) -> None:
+        super().__init__(cause.failures, may_have_arrived=True)
+        self.idempotency_key = idempotency_key
+        self.args = (f"{cause}; the job may have been accepted: repeating the submit with idempotency key "
+                     f"{idempotency_key} is safe (it makes no second job)",)
 
 
 class WaitTimeoutError(JobpipeError):

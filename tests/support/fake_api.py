@@ -40,6 +40,23 @@ def failing(kind: str) -> Callable[..., requests.Response]:
     return answer
 
 
+def throttling(times: int, then: Callable[..., requests.Response], retry_after: Optional[str] = None
+               ) -> Callable[..., requests.Response]:
+    """A server that answers 429 (the function at its reserved concurrency) `times` times, then
+    passes requests to `then`; `answered` counts the 429s."""
+
+    def answer(method: str, url: str, **kwargs: Any) -> requests.Response:
+        if answer.answered < times:
+            answer.answered += 1
+            headers = {"Retry-After": retry_after} if retry_after is not None else {}
+            return make_response(method, url, 429, {"message": "Rate Exceeded", "Reason":
+                                 "ReservedFunctionConcurrentInvocationLimitExceeded"}, headers)
+        return then(method, url, **kwargs)
+
+    answer.answered = 0
+    return answer
+
+
 class FakeApi:
     """The subset of the API the client uses, with the real answer shapes and ETag rules."""
 

@@ -140,6 +140,22 @@ def test_unreachable_api_is_one_line_exit_3():
     assert result.code == 3 and len(result.err_lines) == 1 and "could not be reached" in result.err
 
 
+@pytest.mark.parametrize("down", ["timeout", "504"])
+def test_a_submit_that_got_no_answer_names_the_key_to_repeat_it_with(down):
+    result = run_cli(["submit", "demo.steps", "--payload", '{"steps": 2}'], server=failing(down))
+    assert result.code == 3 and len(result.err_lines) == 1 and result.out == ""
+    (line,) = result.err_lines
+    key = re.search(r"--idempotency-key (client-[0-9a-f-]{36}) is safe", line).group(1)
+    assert line.startswith("jobpipe: no answer to the submit (") and "the job may have been accepted" in line
+    given = run_cli(["submit", "demo.steps", "--idempotency-key", "nightly-7"], server=failing(down))
+    assert given.code == 3 and "--idempotency-key nightly-7 is safe" in given.err and key not in given.err
+
+
+def test_a_submit_refused_at_the_connection_says_only_that():
+    result = run_cli(["submit", "demo.steps"], server=failing("refused"))
+    assert result.code == 3 and "could not be reached" in result.err and "idempotency" not in result.err
+
+
 def test_status_shows_known_jobs_and_names_unknown_ones():
     api = FakeApi()
     job = api.add(status="running", progress={"percent": 40.0, "step": "load", "message": "rows"})

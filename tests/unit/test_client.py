@@ -6,9 +6,10 @@ from jobpipe_client import (
     JobpipeClient,
     JobpipeClientError,
     JobpipeUnavailableError,
+    SubmitOutcomeUnknownError,
     WaitTimeoutError,
 )
-from tests.support.fake_api import FakeApi, FakeSession, FakeTime, failing, make_response
+from tests.support.fake_api import FakeApi, FakeSession, FakeTime, failing, make_response, throttling
 
 PRIMARY, FALLBACK, SPARE = "http://primary.test", "http://fallback.test", "http://spare.test"
 
@@ -86,9 +87,10 @@ def test_a_4xx_in_another_shape_keeps_what_the_gateway_said():
         return make_response(method, url, 403, {"message": "Missing Authentication Token"})
 
     def proxy(method, url, **_):
-        return make_response(method, url, 429, b"slow down")
+        return make_response(method, url, 413, b"body too large")
 
-    for server, code, message in ((gateway, "http_403", "Missing Authentication Token"), (proxy, "http_429", "slow down")):
+    # (A 429 is a throttle, asked again: test_a_url_throttling_for_the_whole_timeout_fails_over...)
+    for server, code, message in ((gateway, "http_403", "Missing Authentication Token"), (proxy, "http_413", "body too large")):
         client, _ = make_client({PRIMARY: server, FALLBACK: FakeApi()})
         with pytest.raises(JobpipeClientError) as raised:
             client.get("some-id")
@@ -222,3 +224,65 @@ def test_cancel_returns_the_job_as_the_api_left_it():
 def test_a_client_needs_a_url():
     with pytest.raises(ValueError):
         JobpipeClient(" ", "tok")
+
+
+def test_a_throttled_request_is_asked_again_after_short_jittered_waits():
+    api = FakeApi()
+    server = throttling(3, api)
+    time = FakeTime()
+    client, session = make_client({PRIMARY: server}, time=time)
+    job = client.submit("demo.steps", {"steps": 2})
+    assert job["id"] in api.jobs and len(api.jobs) == 1
+    assert session.calls == [(PRIMARY, "POST")] * 4
+    assert client.transport.throttled == 3
+    first, second, third = time.sleeps
+    assert 0.025 <= first <= 0.05 and 0.05 <= second <= 0.1 and 0.1 <= third <= 0.2
+
+
+def test_a_throttle_honours_retry_after_and_keeps_the_idempotency_key():
+    api = FakeApi()
+    keys = []
+
+    def recording(method, url, **kwargs):
+        keys.append(kwargs["headers"]["Idempotency-Key"])
+        return api(method, url, **kwargs)
+
+    time = FakeTime()
+    client, _ = make_client({PRIMARY: throttling(1, recording, retry_after="0.5")}, time=time)
+    client.submit("demo.steps", idempotency_key="order-9")
+    assert time.sleeps == [0.5] and keys == ["order-9"]
+
+
+def test_a_url_throttling_for_the_whole_timeout_fails_over_and_is_no_answer():
+    api = FakeApi()
+    job = api.add()
+    time = FakeTime()
+    client, _ = make_client({PRIMARY: throttling(10**6, api), FALLBACK: api}, time=time, timeout=2)
+    assert client.get(job["id"])["id"] == job["id"]
+    assert client.transport.last_url == FALLBACK
+    assert sum(time.sleeps) < 2
+    alone, _ = make_client({PRIMARY: throttling(10**6, api)}, timeout=2)
+    with pytest.raises(JobpipeUnavailableError) as raised:
+        alone.submit("demo.steps")
+    assert not isinstance(raised.value, SubmitOutcomeUnknownError)  # a throttle never ran the function
+    assert "throttled (HTTP 429)" in str(raised.value)
+
+
+@pytest.mark.parametrize("down", ["timeout", "502", "503"])
+def test_a_submit_without_an_answer_that_may_have_arrived_names_its_idempotency_key(down):
+    client, _ = make_client({PRIMARY: failing(down), FALLBACK: failing("refused")})
+    with pytest.raises(SubmitOutcomeUnknownError) as raised:
+        client.submit("demo.steps", idempotency_key="order-11")
+    assert raised.value.idempotency_key == "order-11"
+    assert "may have been accepted" in str(raised.value) and "order-11" in str(raised.value)
+    with pytest.raises(SubmitOutcomeUnknownError) as generated:
+        client.submit("demo.steps")
+    assert generated.value.idempotency_key.startswith("client-")
+
+
+def test_a_submit_no_url_received_is_plainly_unavailable():
+    client, _ = make_client({PRIMARY: failing("refused")})
+    with pytest.raises(JobpipeUnavailableError) as raised:
+        client.submit("demo.steps")
+    assert not isinstance(raised.value, SubmitOutcomeUnknownError)
+    assert raised.value.may_have_arrived is False
