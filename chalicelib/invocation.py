@@ -20,6 +20,10 @@ from chalicelib.composition import report_aws_requests
 from chalicelib.observability import logger, tracer
 
 MARKER = "jobpipe_entry_point"  # set on every wrapped function; checked by the unit tests
+# An event holding this key (true) only starts the process: the local stack invokes each
+# function once with it after deploying (scripts/local_stack.py), so the first real event
+# finds the code imported. No AWS event carries it.
+WARM_UP = "jobpipe_warm_up"
 
 
 @contextmanager
@@ -35,12 +39,20 @@ def invocation(function_name: str, lambda_context: Any = None) -> Iterator[None]
         report_aws_requests()
 
 
+def is_warm_up(event: Any) -> bool:
+    """True for the warm-up event (a Chalice event object or its dict)."""
+    raw = event.to_dict() if hasattr(event, "to_dict") else event
+    return isinstance(raw, dict) and raw.get(WARM_UP) is True
+
+
 def entry_point(handler: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a Chalice event handler `handler(event)` in `invocation`."""
     name = handler.__name__
 
     @functools.wraps(handler)
     def run(event: Any, *args: Any, **kwargs: Any) -> Any:
+        if is_warm_up(event):
+            return {WARM_UP: name}
         with invocation(name, getattr(event, "context", None)):
             return handler(event, *args, **kwargs)
 

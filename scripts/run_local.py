@@ -16,7 +16,8 @@ from botocore.exceptions import ClientError, WaiterError
 
 from scripts.deploy import DeployError, deploy
 from scripts.emulator import Emulator
-from scripts.stack_config import StackConfigError, StackParameters, from_environment
+from scripts.local_stack import prepare
+from scripts.stack_config import LOCAL_FUNCTION_CONCURRENCY, StackConfigError, StackParameters, from_environment
 
 EXIT_BAD_CONFIG = 2
 
@@ -104,6 +105,7 @@ def main() -> None:
     try:
         session = boto3.session.Session()
         secret = parameters.setdefault("AuthSecret", auth_secret())
+        parameters.setdefault("FunctionConcurrencyCeiling", str(LOCAL_FUNCTION_CONCURRENCY))
         shown = ", ".join(f"{k}={v}" for k, v in parameters.items() if "Secret" not in k)
         print(f"deploying stack {STACK!r} with {shown}", flush=True)
         try:
@@ -111,6 +113,13 @@ def main() -> None:
         except (DeployError, ClientError, WaiterError) as exc:
             print(f"make run: the stack did not deploy: {exc}", file=sys.stderr, flush=True)
             sys.exit(1)
+        ready = prepare(session, STACK, outputs["ApiUrl"], int(parameters["FunctionConcurrencyCeiling"]))
+        warmed = ready["warm"]
+        print(f"warmed {warmed['functions']} functions in {warmed['seconds']} s "
+              f"(at most {ready['ceiling'] or 'unlimited'} processes per function)", flush=True)
+        for function, error in warmed["failed"].items():
+            print(f"make run: warning: {function} did not warm up ({error}); its first request starts it",
+                  file=sys.stderr, flush=True)
         from chalicelib.api.auth import issue_token
 
         token = issue_token(secret, user="dev", tenant="dev", roles=["admin"], ttl_s=7 * 24 * 3600)

@@ -50,6 +50,12 @@ def test_environment_values_become_parameters():
     }
 
 
+def test_the_function_concurrency_ceiling_is_left_to_the_caller_unless_set():
+    assert "FunctionConcurrencyCeiling" not in from_environment({}).as_parameters()  # make run: 2, AWS: 0
+    assert from_environment({"JOBPIPE_FUNCTION_CONCURRENCY": "0"}).as_parameters()["FunctionConcurrencyCeiling"] == "0"
+    assert from_environment({"JOBPIPE_FUNCTION_CONCURRENCY": "4"}).as_parameters()["FunctionConcurrencyCeiling"] == "4"
+
+
 def test_empty_variables_keep_the_defaults():
     assert from_environment({"ERP_WEBHOOK_URL": "", "RETENTION_DAYS": ""}).as_parameters()["RetentionDays"] == "7"
 
@@ -78,6 +84,8 @@ def test_empty_variables_keep_the_defaults():
         ({"RETENTION_DAYS": "2.5"}, "RETENTION_DAYS must be a whole number from 1 to 30"),
         ({"RETENTION_DAYS": "9999"}, "RETENTION_DAYS must be a whole number from 1 to 30"),
         ({"RETENTION_DAYS": "10", "BLOB_RETENTION_DAYS": "10"}, "BLOB_RETENTION_DAYS must be a whole number from 400"),
+        ({"JOBPIPE_FUNCTION_CONCURRENCY": "-1"}, "JOBPIPE_FUNCTION_CONCURRENCY must be a whole number from 0 to 1000"),
+        ({"JOBPIPE_FUNCTION_CONCURRENCY": "1.5"}, "JOBPIPE_FUNCTION_CONCURRENCY must be a whole number from 0 to 1000"),
     ],
 )
 def test_a_bad_value_names_the_variable_and_the_rule(environ, expected):

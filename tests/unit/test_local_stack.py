@@ -1,0 +1,67 @@
+"""The local stack's preparation: the warm-up event every function answers at once, and the
+ceiling applied to every function (through a stand-in for the boto3 session)."""
+import pytest
+
+from chalicelib import invocation as invocation_module
+from chalicelib.invocation import WARM_UP
+from scripts import local_stack
+from scripts.local_stack import apply_concurrency_ceiling, warm_up_event
+
+
+class FakeLambda:
+    def __init__(self):
+        self.calls = []
+
+    def put_function_concurrency(self, **kwargs):
+        self.calls.append(("put", kwargs))
+
+    def delete_function_concurrency(self, **kwargs):
+        self.calls.append(("delete", kwargs))
+
+
+class FakeSession:
+    def __init__(self, client):
+        self._client = client
+
+    def client(self, name):
+        assert name == "lambda"
+        return self._client
+
+
+def test_the_scripts_and_the_wrapper_agree_on_the_warm_up_key():
+    assert local_stack.WARM_UP == WARM_UP
+
+
+def test_every_event_function_answers_the_warm_up_event_without_doing_anything(monkeypatch):
+    """Through the Chalice handler each function is deployed as (its event parsing included)."""
+    from app import app
+    from tests.unit.test_invocation import _event_functions
+
+    def no_invocation(*args, **kwargs):
+        raise AssertionError("the warm-up must return before the invocation scope (and any work)")
+
+    monkeypatch.setattr(invocation_module, "invocation", no_invocation)
+    functions = _event_functions(app)
+    assert functions
+    for name, handler in functions.items():
+        assert handler(warm_up_event(), None) == {WARM_UP: getattr(handler, "func", handler).__name__}, name
+
+
+def test_an_event_without_the_key_is_not_a_warm_up():
+    from chalicelib.invocation import is_warm_up
+
+    assert not is_warm_up({**warm_up_event(), WARM_UP: "yes"})
+    assert not is_warm_up({"Records": []}) and not is_warm_up(None)
+
+
+def test_the_ceiling_goes_on_every_function_and_0_removes_it():
+    functions = {"APIHandler": "s-API-1", "JobWorker": "s-JobWorker-1"}
+    client = FakeLambda()
+    apply_concurrency_ceiling(FakeSession(client), functions, 2)
+    apply_concurrency_ceiling(FakeSession(client), functions, 0)
+    assert client.calls == [
+        ("put", {"FunctionName": "s-API-1", "ReservedConcurrentExecutions": 2}),
+        ("put", {"FunctionName": "s-JobWorker-1", "ReservedConcurrentExecutions": 2}),
+        ("delete", {"FunctionName": "s-API-1"}),
+        ("delete", {"FunctionName": "s-JobWorker-1"}),
+    ]
