@@ -2,7 +2,9 @@
 bench/results/<UTC time>.json.
 
 Environment: BENCH_JOBS (200), BENCH_STEPS (5), BENCH_STEP_MS (100) shape the throughput run;
-BENCH_POLLS (200) the polling run; BENCH_IMPORT_RUNS (15) the cold-start run."""
+BENCH_POLLS (200) the polling run; BENCH_IMPORT_RUNS (15) the cold-start run; BENCH_COLD_SUBMITS
+(30) the cold burst, on a stack deployed as `make run` does (BENCH_FUNCTION_CONCURRENCY, default
+the local ceiling, 0 for none; BENCH_WARM=0 skips the warm-up: the stack as it was before both)."""
 from __future__ import annotations
 
 import json
@@ -15,8 +17,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench import cold_start, polling, requests_per_job, throughput
-from bench.stack import ROOT, start_stack, stop_stack
+from bench import cold_burst, cold_start, polling, requests_per_job, throughput
+from bench.stack import ROOT, now_ms, start_stack, stop_stack
+from scripts.stack_config import LOCAL_FUNCTION_CONCURRENCY
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -30,11 +33,15 @@ def run() -> dict[str, Any]:
     subprocess.run([sys.executable, "-m", "scripts.package", "build"], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
     log = Path(tempfile.mkdtemp(prefix="jobpipe-bench-")) / "ministack.log"
-    stack = start_stack(build, log)
+    ceiling = _env_int("BENCH_FUNCTION_CONCURRENCY", LOCAL_FUNCTION_CONCURRENCY)
+    stack = start_stack(build, log, ceiling=ceiling, warm_up=_env_int("BENCH_WARM", 1) == 1)
     try:
+        burst = {**cold_burst.measure(stack, _env_int("BENCH_COLD_SUBMITS", 30)), **stack.prepared}
         requests = requests_per_job.measure(stack)
+        burst_started = now_ms()
         load = throughput.measure(stack, _env_int("BENCH_JOBS", 200),
                                   {"steps": _env_int("BENCH_STEPS", 5), "step_ms": _env_int("BENCH_STEP_MS", 100)})
+        load["durations"] = stack.durations(burst_started)
         ids = [j["id"] for j in stack.http.get(f"{stack.api_url}/jobs?limit=100", timeout=30).json()["jobs"]]
         polls = polling.measure(stack, ids, _env_int("BENCH_POLLS", 200))
     finally:
@@ -43,14 +50,14 @@ def run() -> dict[str, Any]:
     return {
         "measured_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "emulator": "ministack (local)"},
-        "requests_per_job": requests, "throughput": load, "polling": polls, "cold_start": cold,
+        "cold_burst": burst, "requests_per_job": requests, "throughput": load, "polling": polls, "cold_start": cold,
     }
 
 
 def table(result: dict[str, Any]) -> str:
     req, load, polls, cold = (result[k] for k in ("requests_per_job", "throughput", "polling", "cold_start"))
     job = req["job"]
-    lines = [f"AWS requests per job: demo.steps {json.dumps(job['payload'])} ({job['status']}, handler ran {job['run_s']} s)",
+    lines = cold_burst_lines(result["cold_burst"]) + [f"AWS requests per job: demo.steps {json.dumps(job['payload'])} ({job['status']}, handler ran {job['run_s']} s)",
              f"  {'function / request':<46}{'count':>6}{'floor':>7}  why the floor"]
     lines += [f"  {r['request']:<46}{r['count']:>6}{r['floor']:>7}  {r['why']}" for r in req["rows"]]
     lines += [f"  {'total':<46}{req['total']:>6}{req['floor_total']:>7}",
@@ -59,7 +66,9 @@ def table(result: dict[str, Any]) -> str:
               f"  all terminal in {load['all_terminal_s']} s ({load['completed']} completed): {load['jobs_per_s']} jobs/s; "
               f"submit→completed p50 {load['latency_p50_s']} s, p99 {load['latency_p99_s']} s",
               f"  per job, amortized: AWS requests {json.dumps(load['requests_per_job'])}",
-              f"  per job, amortized: Lambda invocations {json.dumps(load['invocations_per_job'])}", ""]
+              f"  per job, amortized: Lambda invocations {json.dumps(load['invocations_per_job'])}",
+              "  durations (REPORT lines, ms): " + ", ".join(
+                  f"{f} p50 {d['p50_ms']} mean {d['mean_ms']}" for f, d in load.get("durations", {}).items()), ""]
     single, batch = polls["get_job"], polls["status_batch"]
     lines += [f"Polling ({single['requests']} requests each, sequential)",
               f"  GET /jobs/{{id}}             p50 {single['p50_ms']} ms, p99 {single['p99_ms']} ms",
@@ -68,6 +77,19 @@ def table(result: dict[str, Any]) -> str:
               f"  import app: {cold['import_app_median_ms']} ms; bare Chalice app: {cold['import_bare_chalice_median_ms']} ms",
               f"  deployment.zip: {cold['zip_mb']} MB"]
     return "\n".join(lines)
+
+
+def cold_burst_lines(burst: dict[str, Any]) -> list[str]:
+    warm = burst.get("warm")
+    setup = (f"ceiling {burst.get('ceiling') or 'none'} per function, "
+             + (f"{warm['functions']} functions warmed in {warm['seconds']} s" if warm else "no warm-up"))
+    return [f"Cold burst: {burst['submits']} concurrent submits on the fresh stack ({setup}), "
+            f"client timeout {burst['client_timeout_s']:g} s",
+            f"  accepted {burst['accepted']}, within the timeout {burst['within_limit']}; latency median "
+            f"{burst['median_s']} s, max {burst['max_s']} s; throttled retries {burst['throttled_retries']}",
+            f"  stack: {burst['baseline_processes']} processes / {burst['baseline_rss_mb']} MB before, peak "
+            f"{burst['peak_processes']} processes / {burst['peak_rss_mb']} MB RSS; all jobs ended in "
+            f"{burst['all_terminal_s']} s", ""]
 
 
 def main() -> None:

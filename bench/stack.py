@@ -1,10 +1,13 @@
 """A fresh emulator with the stack deployed for measuring: AWS request counting on, the ERP
-webhook pointed at a loopback receiver, everything else as `make run` deploys it."""
+webhook pointed at a loopback receiver, everything else as `make run` deploys it (the local
+concurrency ceiling applied and every function warmed, scripts/local_stack.py)."""
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
+import statistics
 import time
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -16,6 +19,8 @@ from chalicelib.api.auth import issue_token
 from chalicelib.aws_requests import LOG_MESSAGE
 from scripts.deploy import deploy
 from scripts.emulator import Emulator, free_port
+from scripts.local_stack import prepare
+from scripts.stack_config import LOCAL_FUNCTION_CONCURRENCY
 from tests.support.webhook_receiver import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,8 +29,9 @@ WEBHOOK_SECRET = "bench-webhook-secret-0123456789abcdef"
 
 class BenchStack:
     def __init__(self, emulator: Emulator, outputs: dict[str, str], secret: str, session: Any,
-                 webhook: WebhookReceiver) -> None:
+                 webhook: WebhookReceiver, prepared: Optional[dict[str, Any]] = None) -> None:
         self.emulator = emulator
+        self.prepared = prepared or {}
         self.outputs = outputs
         self.api_url = outputs["ApiUrl"]
         self.session = session
@@ -37,7 +43,12 @@ class BenchStack:
         })
 
     def submit(self, body: dict[str, Any]) -> dict[str, Any]:
-        response = self.http.post(f"{self.api_url}/jobs", json=body, timeout=120)
+        """POST /jobs, asking again while the API function is at its concurrency ceiling (429)."""
+        for wait_s in (0.05, 0.1, 0.2, 0.4, 0.8, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1):
+            response = self.http.post(f"{self.api_url}/jobs", json=body, timeout=120)
+            if response.status_code != 429:
+                break
+            time.sleep(wait_s)
         response.raise_for_status()
         return response.json()
 
@@ -55,6 +66,30 @@ class BenchStack:
         names = [f["FunctionName"] for f in self.session.client("lambda").list_functions()["Functions"]]
         prefix = f"{self.outputs['StackName']}-"
         return {n[len(prefix):].rsplit("-", 1)[0]: f"/aws/lambda/{n}" for n in names if n.startswith(prefix)}
+
+    def durations(self, since_ms: int) -> dict[str, dict[str, float]]:
+        """Per function, the invocations' durations since `since_ms` from the REPORT lines the
+        emulator writes (as Lambda does): count, p50 and mean in ms."""
+        logs = self.session.client("logs")
+        found: dict[str, dict[str, float]] = {}
+        for function, group in self.function_log_groups().items():
+            values: list[float] = []
+            kwargs: dict[str, Any] = {"logGroupName": group, "startTime": since_ms, "filterPattern": "REPORT"}
+            while True:
+                try:
+                    page = logs.filter_log_events(**kwargs)
+                except logs.exceptions.ResourceNotFoundException:
+                    break
+                values += [report_duration_ms(e["message"]) for e in page.get("events", [])
+                           if e["message"].startswith("REPORT RequestId")]
+                if not page.get("nextToken"):
+                    break
+                kwargs["nextToken"] = page["nextToken"]
+            values = [v for v in values if v is not None]
+            if values:
+                found[function] = {"invocations": len(values), "p50_ms": round(statistics.median(values), 1),
+                                   "mean_ms": round(statistics.fmean(values), 1)}
+        return found
 
     def request_counts(self, since_ms: int) -> Iterator[tuple[str, dict[str, int]]]:
         """(function, counts) for every invocation that reported AWS requests since `since_ms`."""
@@ -78,7 +113,9 @@ class BenchStack:
 
 
 def start_stack(build_dir: Path, log_path: Path, name: str = "jobpipe-bench",
-                parameters: Optional[dict[str, str]] = None) -> BenchStack:
+                parameters: Optional[dict[str, str]] = None, ceiling: int = LOCAL_FUNCTION_CONCURRENCY,
+                warm_up: bool = True) -> BenchStack:
+    """Deploy to a fresh emulator; `ceiling` (0: none) and `warm_up` as `make run` does them."""
     webhook = WebhookReceiver(WEBHOOK_SECRET).start()
     emulator = Emulator(free_port(), log=log_path.open("wb"), log_level="WARNING").start()
     os.environ.update(AWS_ENDPOINT_URL=emulator.endpoint, AWS_ACCESS_KEY_ID="test",
@@ -86,20 +123,27 @@ def start_stack(build_dir: Path, log_path: Path, name: str = "jobpipe-bench",
     session = boto3.session.Session()
     secret = secrets.token_urlsafe(48)
     params = {"AuthSecret": secret, "CountAwsRequests": "true", "ErpWebhookUrl": webhook.url,
-              "ErpWebhookSecret": WEBHOOK_SECRET, **(parameters or {})}
+              "ErpWebhookSecret": WEBHOOK_SECRET, "FunctionConcurrencyCeiling": str(ceiling), **(parameters or {})}
     try:
         outputs = deploy(build_dir, name, params, session)
+        prepared = prepare(session, name, outputs["ApiUrl"], ceiling, warm_up=warm_up)
     except Exception:
         emulator.stop()
         webhook.stop()
         raise
     outputs["StackName"] = name
-    return BenchStack(emulator, outputs, secret, session, webhook)
+    return BenchStack(emulator, outputs, secret, session, webhook, prepared)
 
 
 def stop_stack(stack: BenchStack) -> None:
     stack.emulator.stop()
     stack.webhook.stop()
+
+
+def report_duration_ms(line: str) -> Optional[float]:
+    """The Duration of a Lambda REPORT line, in ms (None when it has none)."""
+    match = re.search(r"\tDuration: ([0-9.]+) ms", line)
+    return float(match.group(1)) if match else None
 
 
 def now_ms() -> int:
