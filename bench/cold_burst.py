@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import os
 import statistics
+from collections import Counter
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
 
-from bench.stack import BenchStack
+from bench.stack import BenchStack, now_ms
+from bench.throughput import amortized
 from jobpipe_client import JobpipeClient, JobpipeError
 
 CLI_TIMEOUT_S = 10.0  # the CLI's default --request-timeout
@@ -103,6 +105,7 @@ def measure(stack: BenchStack, submits: int = 30, payload: Optional[dict[str, An
         finally:
             throttled.append(client.transport.throttled)
 
+    since = now_ms() - 1000
     started = time.monotonic()
     with PeakSampler(pgid) as sampler:
         with ThreadPoolExecutor(submits) as pool:
@@ -115,13 +118,20 @@ def measure(stack: BenchStack, submits: int = 30, payload: Optional[dict[str, An
                     pending.discard(job_id)
             if pending:
                 time.sleep(0.5)
+        all_terminal_s = round(time.monotonic() - started, 2) if not pending else None
+        # The subscribers and the stream still work after the last job ended, and submits that
+        # timed out may still be starting processes: sample until the functions' request lines
+        # stop changing, so the peak is the burst's and the next measurement starts quiet.
+        requests, invocations = amortized(stack, since, max(1, len(ids)))
     answered = [seconds for seconds, job_id, _ in outcomes if job_id]
     return {
         "submits": submits, "payload": payload, "client_timeout_s": CLI_TIMEOUT_S,
-        "accepted": len(ids), "errors": sorted({error for _, _, error in outcomes if error}),
+        "accepted": len(ids), "errors": dict(Counter(error.split(":", 1)[0] for _, _, error in outcomes if error)),
+        "error_example": next((error for _, _, error in outcomes if error), None),
         **latency_summary(answered, CLI_TIMEOUT_S),
         "throttled_retries": sum(throttled),
-        "all_terminal_s": round(time.monotonic() - started, 2) if not pending else None,
+        "all_terminal_s": all_terminal_s,
+        "requests_per_job": requests, "invocations_per_job": invocations,
         "not_terminal": len(pending),
         "baseline_processes": baseline_processes, "baseline_rss_mb": round(baseline_rss / 2**20),
         "peak_processes": sampler.peak_processes, "peak_rss_mb": round(sampler.peak_rss / 2**20),

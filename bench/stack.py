@@ -126,7 +126,8 @@ def start_stack(build_dir: Path, log_path: Path, name: str = "jobpipe-bench",
               "ErpWebhookSecret": WEBHOOK_SECRET, "FunctionConcurrencyCeiling": str(ceiling), **(parameters or {})}
     try:
         outputs = deploy(build_dir, name, params, session)
-        prepared = prepare(session, name, outputs["ApiUrl"], ceiling, warm_up=warm_up)
+        prepared = prepare(session, name, outputs["ApiUrl"], ceiling, warm_up=warm_up,
+                           token=issue_token(secret, user="bench", tenant="bench"))
     except Exception:
         emulator.stop()
         webhook.stop()

@@ -51,10 +51,13 @@ def warm_up_event() -> dict[str, Any]:
             "region": "us-east-1", "resources": [], "detail": {}, WARM_UP: True}
 
 
-def warm(session: Any, functions: dict[str, str], api_url: str, api_processes: int = 1) -> dict[str, Any]:
+def warm(session: Any, functions: dict[str, str], api_url: str, api_processes: int = 1,
+         token: str | None = None) -> dict[str, Any]:
     """Invoke every function once, all at once, and the API through its gateway `api_processes`
-    times concurrently (one warm process each). Returns the seconds it took and the functions
-    whose warm-up failed (a warning: the stack works, their first request is just cold)."""
+    times concurrently (one warm process each): with a `token`, a one-job listing, which also
+    imports boto3 and builds the DynamoDB client that the routes build on first use; without,
+    /health. Returns the seconds it took and the functions whose warm-up failed (a warning: the
+    stack works, their first request is just cold)."""
     client = session.client("lambda")
     started = time.monotonic()
 
@@ -63,7 +66,11 @@ def warm(session: Any, functions: dict[str, str], api_url: str, api_processes: i
         return answer.get("FunctionError")
 
     def health(_: int) -> str | None:
-        response = requests.get(f"{api_url}/health", timeout=60)
+        if token:
+            response = requests.get(f"{api_url}/jobs?limit=1", headers={"Authorization": f"Bearer {token}"},
+                                    timeout=60)
+        else:
+            response = requests.get(f"{api_url}/health", timeout=60)
         return None if response.status_code == 200 else f"HTTP {response.status_code}"
 
     others = [name for logical, name in functions.items() if logical != API_FUNCTION]
@@ -76,11 +83,13 @@ def warm(session: Any, functions: dict[str, str], api_url: str, api_processes: i
             "api_processes": api_processes, "failed": failed}
 
 
-def prepare(session: Any, stack: str, api_url: str, ceiling: int, warm_up: bool = True) -> dict[str, Any]:
-    """Apply the ceiling, then warm every function (the API up to the ceiling)."""
+def prepare(session: Any, stack: str, api_url: str, ceiling: int, warm_up: bool = True,
+            token: str | None = None) -> dict[str, Any]:
+    """Apply the ceiling, then warm every function (the API up to the ceiling; see `warm`)."""
     functions = stack_functions(session, stack)
     apply_concurrency_ceiling(session, functions, ceiling)
     if not warm_up:
         return {"ceiling": ceiling, "warm": None}
-    return {"ceiling": ceiling, "warm": warm(session, functions, api_url, api_processes=max(1, ceiling))}
+    return {"ceiling": ceiling,
+            "warm": warm(session, functions, api_url, api_processes=max(1, ceiling), token=token)}
 

@@ -113,16 +113,17 @@ def main() -> None:
         except (DeployError, ClientError, WaiterError) as exc:
             print(f"make run: the stack did not deploy: {exc}", file=sys.stderr, flush=True)
             sys.exit(1)
-        ready = prepare(session, STACK, outputs["ApiUrl"], int(parameters["FunctionConcurrencyCeiling"]))
+        from chalicelib.api.auth import issue_token
+
+        token = issue_token(secret, user="dev", tenant="dev", roles=["admin"], ttl_s=7 * 24 * 3600)
+        ready = prepare(session, STACK, outputs["ApiUrl"], int(parameters["FunctionConcurrencyCeiling"]),
+                        token=token)
         warmed = ready["warm"]
         print(f"warmed {warmed['functions']} functions in {warmed['seconds']} s "
               f"(at most {ready['ceiling'] or 'unlimited'} processes per function)", flush=True)
         for function, error in warmed["failed"].items():
             print(f"make run: warning: {function} did not warm up ({error}); its first request starts it",
                   file=sys.stderr, flush=True)
-        from chalicelib.api.auth import issue_token
-
-        token = issue_token(secret, user="dev", tenant="dev", roles=["admin"], ttl_s=7 * 24 * 3600)
         api = outputs["ApiUrl"]
         print(
             f"\njobpipe is deployed as stack {STACK!r} on {os.environ['AWS_ENDPOINT_URL']}\n\n"
