@@ -89,7 +89,9 @@ def cold_burst_lines(burst: dict[str, Any]) -> list[str]:
             f"{burst['median_s']} s, max {burst['max_s']} s; throttled retries {burst['throttled_retries']}",
             f"  stack: {burst['baseline_processes']} processes / {burst['baseline_rss_mb']} MB before, peak "
             f"{burst['peak_processes']} processes / {burst['peak_rss_mb']} MB RSS; all jobs ended in "
-            f"{burst['all_terminal_s']} s", ""]
+            f"{burst['all_terminal_s']} s",
+            "  durations in the burst (REPORT lines, ms): " + ", ".join(
+                f"{f} p50 {d['p50_ms']} mean {d['mean_ms']}" for f, d in burst.get("durations", {}).items()), ""]
 
 
 def main() -> None:

@@ -123,6 +123,7 @@ def measure(stack: BenchStack, submits: int = 30, payload: Optional[dict[str, An
         # timed out may still be starting processes: sample until the functions' request lines
         # stop changing, so the peak is the burst's and the next measurement starts quiet.
         requests, invocations = amortized(stack, since, max(1, len(ids)))
+    durations = stack.durations(since)
     answered = [seconds for seconds, job_id, _ in outcomes if job_id]
     return {
         "submits": submits, "payload": payload, "client_timeout_s": CLI_TIMEOUT_S,
@@ -131,7 +132,7 @@ def measure(stack: BenchStack, submits: int = 30, payload: Optional[dict[str, An
         **latency_summary(answered, CLI_TIMEOUT_S),
         "throttled_retries": sum(throttled),
         "all_terminal_s": all_terminal_s,
-        "requests_per_job": requests, "invocations_per_job": invocations,
+        "requests_per_job": requests, "invocations_per_job": invocations, "durations": durations,
         "not_terminal": len(pending),
         "baseline_processes": baseline_processes, "baseline_rss_mb": round(baseline_rss / 2**20),
         "peak_processes": sampler.peak_processes, "peak_rss_mb": round(sampler.peak_rss / 2**20),

@@ -51,7 +51,7 @@ def test_environment_values_become_parameters():
 
 
 def test_the_function_concurrency_ceiling_is_left_to_the_caller_unless_set():
-    assert "FunctionConcurrencyCeiling" not in from_environment({}).as_parameters()  # make run: 2, AWS: 0
+    assert "FunctionConcurrencyCeiling" not in from_environment({}).as_parameters()  # make run: 4, AWS: 0
     assert from_environment({"JOBPIPE_FUNCTION_CONCURRENCY": "0"}).as_parameters()["FunctionConcurrencyCeiling"] == "0"
     assert from_environment({"JOBPIPE_FUNCTION_CONCURRENCY": "4"}).as_parameters()["FunctionConcurrencyCeiling"] == "4"
 
