@@ -4,10 +4,12 @@ A connection error, a timeout or a 5xx moves on to the next URL; any other answe
 4xx) is the answer. The next call starts at the primary again, so a primary that comes back
 is used at once.
 
-A 429 is a throttle (API Gateway's, or the function's reserved concurrency, which the local
-stack sets so that a burst queues behind warm processes): the function did not run, so the
-same URL is asked again after a short, jittered, doubling wait (or its Retry-After), for as
-long as the request's timeout allows; a URL still throttling then counts as failed."""
+A 429 that is not jobpipe's own answer is a throttle (API Gateway's, or the function's
+reserved concurrency, which the local stack sets so that a burst queues behind warm
+processes): the function did not run, so the same URL is asked again after a short, jittered,
+doubling wait (or its Retry-After), for as long as the request's timeout allows; a URL still
+throttling then counts as failed. A 429 in jobpipe's error shape (`{"error": {"code": ...}}`,
+e.g. a tenant over its quota) is the API's answer, like any other 4xx."""
 from __future__ import annotations
 
 import random
@@ -73,7 +75,7 @@ class FailoverTransport:
                 failures.append((url, f"connection failed ({type(exc).__name__})"))
                 arrived = arrived or not _never_connected(exc)
                 continue
-            if response.status_code == THROTTLED:
+            if is_throttle(response):
                 failures.append((url, f"throttled (HTTP {THROTTLED}) for {self.timeout_s:g} s"))
                 continue
             if response.status_code >= 500:
@@ -90,7 +92,7 @@ class FailoverTransport:
         wait = THROTTLE_FIRST_WAIT_S
         while True:
             response = self.session.request(method, url, timeout=self.timeout_s, **kwargs)
-            if response.status_code != THROTTLED:
+            if not is_throttle(response):
                 return response
             pause = _retry_after_s(response)
             pause = min(pause, THROTTLE_MAX_WAIT_S) if pause is not None else wait * (0.5 + self._jitter() / 2)
@@ -99,6 +101,19 @@ class FailoverTransport:
             self.throttled += 1
             self._sleep(pause)
             wait = min(wait * 2, THROTTLE_MAX_WAIT_S)
+
+
+def is_throttle(response: requests.Response) -> bool:
+    """A 429 from in front of the API (a gateway or the function's concurrency), not one the
+    API itself answered with its error shape."""
+    if response.status_code != THROTTLED:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return True
+    error = body.get("error") if isinstance(body, dict) else None
+    return not (isinstance(error, dict) and error.get("code"))
 
 
 def _retry_after_s(response: requests.Response) -> Optional[float]:

@@ -286,3 +286,16 @@ def test_a_submit_no_url_received_is_plainly_unavailable():
         client.submit("demo.steps")
     assert not isinstance(raised.value, SubmitOutcomeUnknownError)
     assert raised.value.may_have_arrived is False
+
+
+def test_a_429_in_jobpipes_error_shape_is_the_apis_answer_not_a_throttle():
+    def over_quota(method, url, **_):
+        return make_response(method, url, 429, {"error": {"code": "quota_exceeded", "message": "too many unfinished jobs"}},
+                             {"Retry-After": "30"})
+
+    time = FakeTime()
+    client, session = make_client({PRIMARY: over_quota, FALLBACK: FakeApi()}, time=time)
+    with pytest.raises(JobpipeClientError) as raised:
+        client.submit("demo.steps")
+    assert (raised.value.status, raised.value.code) == (429, "quota_exceeded")
+    assert session.calls == [(PRIMARY, "POST")] and time.sleeps == []  # asked once, never elsewhere
