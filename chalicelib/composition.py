@@ -55,6 +55,19 @@ class Container:
             logger.info(LOG_MESSAGE, extra={"aws_requests": counts})
 
     @cached_property
+    def token_policy(self) -> Any:
+        """How API tokens are checked; raises SettingsError where the auth secret is not deployed."""
+        from chalicelib.api.auth import TokenPolicy
+
+        settings = self.settings
+        return TokenPolicy(
+            settings.require_auth_secret(),
+            max_lifetime_s=settings.token_max_lifetime_s,
+            issuer=settings.token_issuer or None,
+            audience=settings.token_audience or None,
+        )
+
+    @cached_property
     def registry(self) -> JobTypeRegistry:
         from chalicelib.job_types import registry
 

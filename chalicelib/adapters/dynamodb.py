@@ -39,17 +39,22 @@ from botocore.exceptions import ClientError
 from chalicelib.adapters.dynamodb_items import (
     BLOB_REFS,
     JSON_FIELDS,
+    RUN_PREFIX,
     attribute_value,
     blob_key,
     deserializer,
     finished_keys,
     item_to_job,
     item_to_run,
+    job_id_of,
     job_key,
+    job_partition,
     job_to_item,
     plain_value,
     run_key,
     status_key,
+    tenant_partition,
+    type_partition,
 )
 from chalicelib.domain.errors import (
     InvalidRequestError,
@@ -304,9 +309,9 @@ class DynamoJobStore:
         if query.status:
             partition = status_key(query.tenant, query.status.value)
         elif query.type:
-            partition = f"T#{query.tenant}#Y#{query.type}"
+            partition = type_partition(query.tenant, query.type)
         else:
-            partition = f"T#{query.tenant}"
+            partition = tenant_partition(query.tenant)
         request: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": index,
@@ -322,7 +327,7 @@ class DynamoJobStore:
             response = self._ddb.query(**request)
         except ClientError as exc:
             raise StoreUnavailableError("could not list jobs") from exc
-        ids = [deserializer.deserialize(i["pk"])[len("JOB#") :] for i in response.get("Items", [])]
+        ids = [job_id_of(deserializer.deserialize(i["pk"])) for i in response.get("Items", [])]
         by_id = self.get_many(ids)
         jobs = [by_id[i] for i in ids if i in by_id]
         if query.status and query.type:
@@ -355,7 +360,7 @@ class DynamoJobStore:
             response = self._ddb.query(
                 TableName=self._table,
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :run)",
-                ExpressionAttributeValues={":pk": {"S": f"JOB#{job_id}"}, ":run": {"S": "RUN#"}},
+                ExpressionAttributeValues={":pk": {"S": job_partition(job_id)}, ":run": {"S": RUN_PREFIX}},
                 ConsistentRead=True,
             )
         except ClientError as exc:

@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional, TypeVar
 from chalice import Blueprint, Response
 from pydantic import BaseModel, ValidationError
 
-from chalicelib.api.auth import Principal, authenticate
+from chalicelib.api.auth import Principal, TokenPolicy, authenticate
 from chalicelib.api.errors import (
     InvalidJsonError,
     PayloadTooLargeError,
@@ -98,7 +98,7 @@ def endpoint(
     path: str,
     *,
     methods: list[str],
-    auth_secret: Callable[[], str],
+    token_policy: Callable[[], TokenPolicy],
     max_body_bytes: Callable[[], int],
     auth: bool = True,
     internal_error: Callable[[Exception], Response] = lambda exc: internal_error_response(),
@@ -113,7 +113,7 @@ def endpoint(
         def route(**params: Any) -> Response:
             request = blueprint.current_request
             try:
-                principal = authenticate(request.headers, auth_secret()) if auth else None
+                principal = authenticate(request.headers, token_policy()) if auth else None
                 if principal is not None:
                     logger.append_keys(tenant=principal.tenant, user=principal.user)
                 outcome = view(Call(request, principal, max_body_bytes()), **params)

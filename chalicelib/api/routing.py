@@ -19,7 +19,7 @@ def router(blueprint: Blueprint, **options: Any) -> Callable[..., Callable[[Call
             path,
             methods=methods,
             auth=auth,
-            auth_secret=lambda: container().settings.auth_secret,
+            token_policy=lambda: container().token_policy,
             max_body_bytes=lambda: container().settings.max_body_bytes,
             **options,
         )

@@ -44,3 +44,22 @@ def test_registering_twice_or_with_bad_policy_is_an_error():
         local.register("y", P, priority="urgent")
     with pytest.raises(ValueError):
         local.register("z", P, max_attempts=0)
+
+
+@pytest.mark.parametrize("name", ["a#b", "Demo.Steps", "x.", ".x", "x\n", "x y", "", "x" * 129])
+def test_type_names_are_dotted_lower_case_words(name):
+    class P(BaseModel):
+        pass
+
+    with pytest.raises(ValueError):
+        JobTypeRegistry().register(name, P)
+
+
+def test_scope_patterns_refuse_a_trailing_newline():
+    from pydantic import ValidationError
+
+    from chalicelib.api.requests import SubmitJobRequest
+
+    SubmitJobRequest(type="demo.steps", scope="p-1")
+    with pytest.raises(ValidationError):
+        SubmitJobRequest(type="demo.steps", scope="p-1\n")
