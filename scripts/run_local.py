@@ -92,7 +92,8 @@ def main() -> None:
         outputs = deploy(ROOT / "build", STACK, {"AuthSecret": secret})
         from chalicelib.api.auth import issue_token
 
-        token = issue_token(secret, user="dev", tenant="dev", roles=["admin"], ttl_s=7 * 24 * 3600)
+        # Both roles, for trying everything; 24 h, the stack's default TokenMaxLifetimeSeconds.
+        token = issue_token(secret, user="dev", tenant="dev", roles=["admin", "operator"], ttl_s=24 * 3600)
         api = outputs["ApiUrl"]
         print(
             f"\njobpipe is deployed as stack {STACK!r} on {os.environ['AWS_ENDPOINT_URL']}\n\n"

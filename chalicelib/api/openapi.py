@@ -132,7 +132,7 @@ def _query(*names: str) -> list[dict[str, Any]]:
 
 
 def _operator_paths() -> dict[str, Any]:
-    """Routes for the `admin` role (403 `forbidden` without it)."""
+    """Routes for the `operator` role (403 `forbidden` without it)."""
     refused = _errors(400, 401, 403)
     task = {"type": "object", "required": ["task_id", "status"]}
     queued = {"202": _json(task, "enqueued"), "200": _json(task, "ran inline (USE_TASK_QUEUE=false)"), **refused}
