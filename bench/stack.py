@@ -86,7 +86,7 @@ def start_stack(build_dir: Path, log_path: Path, name: str = "jobpipe-bench",
     session = boto3.session.Session()
     secret = secrets.token_urlsafe(48)
     params = {"AuthSecret": secret, "CountAwsRequests": "true", "ErpWebhookUrl": webhook.url,
-              "ErpWebhookSecret": WEBHOOK_SECRET, **(parameters or {})}
+              "ErpWebhookSecret": WEBHOOK_SECRET, "DemoJobTypes": "true", **(parameters or {})}
     try:
         outputs = deploy(build_dir, name, params, session)
     except Exception:

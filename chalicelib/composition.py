@@ -69,9 +69,9 @@ class Container:
 
     @cached_property
     def registry(self) -> JobTypeRegistry:
-        from chalicelib.job_types import registry
+        from chalicelib.job_types import build_registry
 
-        return registry
+        return build_registry(demo_types=self.settings.demo_job_types)
 
     @cached_property
     def blobs(self) -> Optional[Any]:

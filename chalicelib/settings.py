@@ -26,6 +26,8 @@ class Settings(BaseModel):
     token_max_lifetime_s: int = Field(default=24 * 3600, ge=60, le=30 * 86400)
     token_issuer: str = ""  # checked against `iss` when set
     token_audience: str = ""  # checked against `aud` when set
+    # demo.* job types (demo.chaos kills its worker process on purpose): demos and tests only.
+    demo_job_types: bool = False
     # API Gateway takes 10 MB, but a Lambda proxy event must fit Lambda's 6 MB invoke payload.
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=5 * 1024 * 1024)
     # Payloads, results and artifacts above this go to S3 (a DynamoDB item holds 400 KB in all).
@@ -84,6 +86,7 @@ _ENV = {
     "token_max_lifetime_s": "JOBPIPE_TOKEN_MAX_LIFETIME_S",
     "token_issuer": "JOBPIPE_TOKEN_ISSUER",
     "token_audience": "JOBPIPE_TOKEN_AUDIENCE",
+    "demo_job_types": "JOBPIPE_DEMO_JOB_TYPES",
     "max_body_bytes": "JOBPIPE_MAX_BODY_BYTES",
     "inline_limit_bytes": "JOBPIPE_INLINE_LIMIT_BYTES",
     "retention_days": "JOBPIPE_RETENTION_DAYS",

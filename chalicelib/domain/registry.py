@@ -72,6 +72,15 @@ class JobTypeRegistry:
 
         return decorator
 
+    def merged(self, other: "JobTypeRegistry") -> "JobTypeRegistry":
+        """A new registry with the types of both; raises ValueError if a name is in both."""
+        clash = set(self._types) & set(other._types)
+        if clash:
+            raise ValueError(f"job types registered twice: {sorted(clash)}")
+        combined = JobTypeRegistry()
+        combined._types = {**self._types, **other._types}
+        return combined
+
     def get(self, name: str) -> JobType:
         """Raises UnknownJobTypeError listing the known types."""
         try:

@@ -7,7 +7,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from chalicelib.domain.errors import FatalJobError, RetryableJobError
-from chalicelib.job_types import registry
+from chalicelib.job_types import demo_registry
 
 
 class StepsPayload(BaseModel):
@@ -26,7 +26,7 @@ class StepsPayload(BaseModel):
         return self
 
 
-@registry.register(
+@demo_registry.register(
     "demo.steps",
     StepsPayload,
     max_attempts=3,
@@ -55,7 +55,7 @@ class SleepPayload(BaseModel):
     seconds: float = Field(ge=0, le=60)
 
 
-@registry.register(
+@demo_registry.register(
     "demo.sleep",
     SleepPayload,
     max_attempts=2,
@@ -77,7 +77,7 @@ class FanoutPayload(BaseModel):
     fail_child: Optional[int] = Field(default=None, ge=1, description="this child fails (fatally)")
 
 
-@registry.register(
+@demo_registry.register(
     "demo.fanout",
     FanoutPayload,
     max_attempts=1,
@@ -104,7 +104,7 @@ class OutputsPayload(BaseModel):
     pad: str = Field(default="", description="ignored; makes a payload as large as needed")
 
 
-@registry.register(
+@demo_registry.register(
     "demo.outputs",
     OutputsPayload,
     max_attempts=2,

@@ -93,6 +93,7 @@ def deploy_stack(name: str, session: Any, log: Path, webhook: WebhookReceiver, *
         "ProgressMinIntervalSeconds": "1",
         "ErpWebhookUrl": webhook.url,
         "ErpWebhookSecret": WEBHOOK_SECRET,
+        "DemoJobTypes": "true",
     }
     outputs = deploy(BUILD, name, {**defaults, **parameters}, session)
     return Stack(outputs["ApiUrl"], secret, outputs, session, log, webhook)

@@ -240,3 +240,14 @@ def test_a_tenant_claim_that_could_reach_another_tenants_keys_is_401(client, ten
 def test_a_type_filter_holding_the_key_separator_is_refused(client):
     response = get(client, "/jobs?type=demo.steps%23S%23queued")
     assert response.status_code == 400 and response.json_body["error"]["code"] == "invalid_request"
+
+
+def test_demo_types_are_unknown_where_the_stack_leaves_them_off(client, monkeypatch):
+    from chalicelib import composition
+
+    monkeypatch.setenv("JOBPIPE_DEMO_JOB_TYPES", "false")
+    composition.use(None)
+    response = client.http.post("/jobs", headers=auth(), body=json.dumps({"type": "demo.chaos", "payload": {}}))
+    assert response.status_code == 422 and response.json_body["error"]["code"] == "unknown_job_type"
+    listed = [t["type"] for t in get(client, "/job-types").json_body["job_types"]]
+    assert not any(name.startswith("demo.") for name in listed)

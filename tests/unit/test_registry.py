@@ -3,7 +3,9 @@ from pydantic import BaseModel
 
 from chalicelib.domain.errors import InvalidPayloadError, UnknownJobTypeError
 from chalicelib.domain.registry import JobTypeRegistry
-from chalicelib.job_types import registry
+from chalicelib.job_types import build_registry
+
+registry = build_registry(demo_types=True)
 
 
 def test_demo_steps_is_registered_with_its_policy():
@@ -63,3 +65,32 @@ def test_scope_patterns_refuse_a_trailing_newline():
     SubmitJobRequest(type="demo.steps", scope="p-1")
     with pytest.raises(ValidationError):
         SubmitJobRequest(type="demo.steps", scope="p-1\n")
+
+
+def test_demo_types_are_registered_only_when_asked_for():
+    production = build_registry(demo_types=False)
+    assert not any(name.startswith("demo.") for name in production.names())
+    assert "maintenance.health_check" in production.names()
+    with pytest.raises(UnknownJobTypeError):
+        production.get_public("demo.chaos")
+    assert {"demo.chaos", "demo.steps", "demo.outputs"} <= set(registry.names(public=True))
+
+
+def test_merging_refuses_a_name_in_both():
+    class P(BaseModel):
+        pass
+
+    a, b = JobTypeRegistry(), JobTypeRegistry()
+    a.register("x.y", P)(lambda ctx, p: None)
+    b.register("x.y", P)(lambda ctx, p: None)
+    with pytest.raises(ValueError):
+        a.merged(b)
+
+
+def test_settings_keep_demo_types_off_by_default():
+    from chalicelib.settings import load_settings
+
+    base = {"JOBPIPE_TABLE": "jobs", "JOBPIPE_IDEMPOTENCY_TABLE": "idem", "JOBPIPE_QUEUE_URL_HIGH": "h",
+            "JOBPIPE_QUEUE_URL_NORMAL": "n", "JOBPIPE_QUEUE_URL_LOW": "l", "JOBPIPE_DLQ_URL": "d"}
+    assert load_settings(base).demo_job_types is False
+    assert load_settings({**base, "JOBPIPE_DEMO_JOB_TYPES": "true"}).demo_job_types is True
