@@ -211,7 +211,8 @@ class Container:
         from chalicelib.adapters.webhook import UrllibWebhookSender
         from chalicelib.subscribers.erp import ErpBridge
 
-        return ErpBridge(UrllibWebhookSender(), self.settings.erp_webhook_url, self.settings.erp_webhook_secret)
+        url, secret = self.settings.require_webhook()
+        return ErpBridge(UrllibWebhookSender(), url, secret)
 
     def idempotency_persistence(self) -> Any:
         """A fresh Powertools persistence layer: each idempotent function configures its own."""

@@ -37,6 +37,7 @@ class Settings(BaseModel):
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     event_bus_name: str = Field(default="default", min_length=1)
     progress_min_interval_s: float = Field(default=2.0, ge=0, le=300)
+    # Only the ERP bridge function gets these (the template's per-function environment).
     erp_webhook_url: str = ""
     erp_webhook_secret: str = ""
     # Off in production. The benchmark logs every AWS request; the reliability suites make
@@ -56,6 +57,15 @@ class Settings(BaseModel):
         if not self.auth_secret:
             raise SettingsError("JOBPIPE_AUTH_SECRET is not set: only the API function authenticates tokens")
         return self.auth_secret
+
+    def require_webhook(self) -> tuple[str, str]:
+        """(url, secret) of the ERP webhook; raises SettingsError in a function deployed without
+        them: an unsigned delivery would be worse than none."""
+        if not self.erp_webhook_url or not self.erp_webhook_secret:
+            raise SettingsError(
+                "ERP_WEBHOOK_URL and ERP_WEBHOOK_SECRET must both be set: only the ERP bridge delivers webhooks"
+            )
+        return self.erp_webhook_url, self.erp_webhook_secret
 
     @property
     def queue_urls(self) -> dict[str, str]:
