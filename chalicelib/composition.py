@@ -129,6 +129,15 @@ class Container:
         return DynamoStatsStore(self.client("dynamodb"), self.settings.stats_table_name)
 
     @cached_property
+    def quota(self) -> Any:
+        """Admission at submit, or None when the stack sets no bound."""
+        if not self.settings.tenant_max_unfinished_jobs:
+            return None
+        from chalicelib.quota import TenantQuota
+
+        return TenantQuota(self.stats, self.settings.tenant_max_unfinished_jobs)
+
+    @cached_property
     def queue_operations(self) -> Any:
         from chalicelib.adapters.sqs_operations import SqsQueueOperations
 
@@ -227,10 +236,12 @@ class Container:
         from chalicelib.api.idempotency import IdempotentSubmission
 
         persistence = self.idempotency_persistence()
-        lifecycle = self.lifecycle
+        lifecycle, quota = self.lifecycle, self.quota
 
         def submit(request: dict[str, Any]) -> str:
             body = request["body"]
+            if quota is not None:  # once per key: a replay returns its job whatever the count
+                quota.admit(request["tenant"])
             return lifecycle.submit(tenant=request["tenant"], user=request["user"], **body).id
 
         return IdempotentSubmission(persistence, submit, ttl_s=self.settings.idempotency_ttl_s)

@@ -28,6 +28,8 @@ class Settings(BaseModel):
     token_audience: str = ""  # checked against `aud` when set
     # demo.* job types (demo.chaos kills its worker process on purpose): demos and tests only.
     demo_job_types: bool = False
+    # Admission at submit: each tenant's unfinished jobs at most this many (0: no bound).
+    tenant_max_unfinished_jobs: int = Field(default=1000, ge=0)
     # API Gateway takes 10 MB, but a Lambda proxy event must fit Lambda's 6 MB invoke payload.
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=5 * 1024 * 1024)
     # Payloads, results and artifacts above this go to S3 (a DynamoDB item holds 400 KB in all).
@@ -97,6 +99,7 @@ _ENV = {
     "token_issuer": "JOBPIPE_TOKEN_ISSUER",
     "token_audience": "JOBPIPE_TOKEN_AUDIENCE",
     "demo_job_types": "JOBPIPE_DEMO_JOB_TYPES",
+    "tenant_max_unfinished_jobs": "JOBPIPE_TENANT_MAX_UNFINISHED_JOBS",
     "max_body_bytes": "JOBPIPE_MAX_BODY_BYTES",
     "inline_limit_bytes": "JOBPIPE_INLINE_LIMIT_BYTES",
     "retention_days": "JOBPIPE_RETENTION_DAYS",

@@ -88,6 +88,11 @@ def task_sort_key(job_type: str) -> str:
     return f"{TASK_PREFIX}{key_part(job_type)}"
 
 
+def tenant_counter_key(tenant: str) -> str:
+    """The stats table's item counting the tenant's unfinished jobs."""
+    return f"TENANT#{key_part(tenant)}"
+
+
 def finished_partition(day: str, shard: int) -> str:
     """gsi4pk: one shard of one day's finished jobs (`day` is yyyy-mm-dd)."""
     return f"FIN#{key_part(day)}#{int(shard)}"

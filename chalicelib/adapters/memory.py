@@ -306,6 +306,7 @@ class InMemoryStatsStore:
         self.seen: set[str] = set()
         self.status: dict[str, int] = {}
         self.hours: dict[str, dict[str, int]] = {}
+        self.tenants: dict[str, int] = {}
 
     def record(self, delta: Any) -> bool:
         if delta.dedupe_key in self.seen:
@@ -317,7 +318,12 @@ class InMemoryStatsStore:
             hour = self.hours.setdefault(delta.hour, {})
             for name, value in delta.events.items():
                 hour[name] = hour.get(name, 0) + value
+        if delta.tenant and delta.unfinished:
+            self.tenants[delta.tenant] = self.tenants.get(delta.tenant, 0) + delta.unfinished
         return True
+
+    def unfinished(self, tenant: str) -> int:
+        return max(0, self.tenants.get(tenant, 0))
 
     def status_counts(self) -> dict[str, int]:
         return dict(self.status)

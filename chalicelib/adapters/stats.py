@@ -5,6 +5,7 @@ jobs table's stream).
     HOUR#<yyyy-mm-ddThh>    that hour's events, per type (`t:<type>:<event>`) and the
                             completion-time histogram (`d:<bucket>`); expires after 35 days
     SEEN#<job>#<version>    marks a change as counted; expires after 2 days
+    TENANT#<tenant>         `unfinished`: the tenant's jobs not yet finished (admission at submit)
 
 Each change is one transaction: the SEEN marker (conditional on not existing) and the ADDs,
 so a redelivered stream batch is counted once."""
@@ -15,6 +16,7 @@ from typing import Any, Optional
 
 from botocore.exceptions import ClientError
 
+from chalicelib.adapters.dynamodb_items import tenant_counter_key
 from chalicelib.domain.errors import StoreUnavailableError
 from chalicelib.domain.stats import StatDelta
 
@@ -64,6 +66,8 @@ class DynamoStatsStore:
             items.append(_add_update(self._table, "STATUS", delta.status, None))
         if delta.hour and delta.events:
             items.append(_add_update(self._table, f"HOUR#{delta.hour}", delta.events, now + HOUR_TTL_S))
+        if delta.tenant and delta.unfinished:
+            items.append(_add_update(self._table, tenant_counter_key(delta.tenant), {"unfinished": delta.unfinished}, None))
         try:
             self._ddb.transact_write_items(TransactItems=items)
         except ClientError as exc:
@@ -74,6 +78,15 @@ class DynamoStatsStore:
                 return False
             raise StoreUnavailableError("could not record job statistics") from exc
         return True
+
+    def unfinished(self, tenant: str) -> int:
+        try:
+            item = self._ddb.get_item(
+                TableName=self._table, Key={"pk": {"S": tenant_counter_key(tenant)}}, ProjectionExpression="unfinished"
+            ).get("Item") or {}
+        except ClientError as exc:
+            raise StoreUnavailableError("could not read the tenant's job count") from exc
+        return max(0, int(item.get("unfinished", {}).get("N", "0")))
 
     def status_counts(self) -> dict[str, int]:
         try:

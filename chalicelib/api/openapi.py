@@ -83,7 +83,7 @@ def _paths() -> dict[str, Any]:
             "post": {"summary": "submit a job",
                      "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
                      "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("SubmitJobRequest")}}},
-                     "responses": {"202": _json(_ref("Job"), "accepted"), **_errors(400, 401, 409, 413, 422)}},
+                     "responses": {"202": _json(_ref("Job"), "accepted"), **_errors(400, 401, 409, 413, 422, 429)}},
             "get": {"summary": "the tenant's jobs, newest first", "parameters": _list_parameters(), "responses": {
                 "200": _json({"type": "object", "required": ["jobs", "next_cursor"], "properties": {
                     "jobs": {"type": "array", "items": _ref("Job")}, "next_cursor": {"type": ["string", "null"]}}}),

@@ -22,7 +22,7 @@ JOBS_TABLE_STREAM = "arn:aws:dynamodb:us-east-1:000000000000:table/jobpipe-jobs/
 
 _deserializer = TypeDeserializer()
 # Only these attributes matter for counting; the rest of the image is not decoded.
-_FIELDS = ("sk", "id", "type", "status", "version", "created_at", "finished_at")
+_FIELDS = ("sk", "id", "tenant", "type", "status", "version", "created_at", "finished_at")
 
 
 def _image(raw: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
