@@ -5,7 +5,7 @@ EMU := .venv-emulator
 BIN := $(VENV)/bin
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: run test unit functional e2e package lint bench clean browser
+.PHONY: run test unit functional e2e package lint bench clean browser stack-config
 
 # The dashboard's browser tests drive Debian's Chromium through Playwright (pip), never a
 # browser Playwright downloads. Installed only when missing; a failed install fails the target.
@@ -64,7 +64,12 @@ test: $(VENV)/.installed $(EMU)/.installed $(CHROMIUM) lint
 bench: $(VENV)/.installed $(EMU)/.installed
 	$(BIN)/python -m bench
 
-run: $(VENV)/.installed $(EMU)/.installed package
+# The stack's parameters come from the environment (README: "Running locally"); a bad value
+# stops `make run` before the build, with one line naming the variable and exit code 2.
+stack-config: $(VENV)/.installed
+	@$(BIN)/python -m scripts.stack_config
+
+run: $(VENV)/.installed $(EMU)/.installed stack-config package
 	$(BIN)/python -m scripts.run_local
 
 clean:

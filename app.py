@@ -13,6 +13,7 @@ from chalicelib.dashboard import dashboard
 from chalicelib.events.handlers import events
 from chalicelib.observability import logger
 from chalicelib.worker.handlers import worker
+from chalicelib.worker.scheduled import scheduled
 from chalicelib.worker.stats_stream import stats_stream
 
 app = Chalice(app_name="jobpipe")
@@ -25,6 +26,7 @@ app.register_blueprint(system_api)
 app.register_blueprint(worker)
 app.register_blueprint(events)
 app.register_blueprint(stats_stream)
+app.register_blueprint(scheduled)
 app.register_blueprint(dashboard)
 
 

@@ -29,7 +29,12 @@ class Container:
         """A boto3 client; the endpoint comes from AWS_ENDPOINT_URL when set (emulators)."""
         from botocore.config import Config
 
-        client = self._boto.client(service, config=Config(retries={"mode": "standard", "max_attempts": 4}))
+        settings = self.settings
+        client = self._boto.client(service, config=Config(
+            connect_timeout=settings.aws_connect_timeout_s,
+            read_timeout=settings.aws_read_timeout_s,
+            retries={"mode": "standard", "total_max_attempts": settings.aws_max_attempts},
+        ))
         if self.request_counter is not None:
             self.request_counter.attach(client)
         return client
@@ -118,7 +123,12 @@ class Container:
     def queue(self) -> Any:
         from chalicelib.adapters.sqs import SqsJobQueue
 
-        return SqsJobQueue(self.client("sqs"), self.settings.queue_urls, self.settings.dead_letter_urls)
+        client = self.client("sqs")
+        if self.settings.fault_send_message_failure_rate > 0:
+            from chalicelib.adapters.faults import FailingSendMessage
+
+            client = FailingSendMessage(client, self.settings.fault_send_message_failure_rate)
+        return SqsJobQueue(client, self.settings.queue_urls, self.settings.dead_letter_urls)
 
     @cached_property
     def stats(self) -> Any:
@@ -141,7 +151,8 @@ class Container:
     def queue_operations(self) -> Any:
         from chalicelib.adapters.sqs_operations import SqsQueueOperations
 
-        return SqsQueueOperations(self.client("sqs"), self.settings.queue_urls, self.settings.dead_letter_urls)
+        return SqsQueueOperations(self.client("sqs"), self.settings.queue_urls, self.settings.dead_letter_urls,
+                                  self.settings.other_dead_letters)
 
     @cached_property
     def maintenance(self) -> Any:
@@ -173,7 +184,31 @@ class Container:
             self.registry,
             retention_s=self.settings.retention_days * 86400,
             retry_base_s=self.settings.retry_base_s,
+            dispatch_grace_s=self.settings.dispatch_grace_s,
+            caches_of=self.cache_rules.namespaces_for,
         )
+
+    @cached_property
+    def cache_rules(self) -> Any:
+        from chalicelib.subscribers.cache import load_rules
+
+        return load_rules()
+
+    @cached_property
+    def reconciler(self) -> Any:
+        from chalicelib.observability import logger
+        from chalicelib.reconciler import Reconciler
+
+        return Reconciler(self.lifecycle, self.queue_operations,
+                          observe=lambda message, extra: logger.info(message, extra=extra))
+
+    @cached_property
+    def reconciler_log(self) -> Any:
+        from chalicelib.adapters.reconciler_log import DynamoReconcilerLog
+
+        if not self.settings.stats_table_name:
+            raise SettingsError("JOBPIPE_STATS_TABLE is not set; the reconciler's passes are not kept")
+        return DynamoReconcilerLog(self.client("dynamodb"), self.settings.stats_table_name)
 
     @cached_property
     def runner(self) -> Any:
@@ -208,10 +243,10 @@ class Container:
     @cached_property
     def cache_invalidator(self) -> Any:
         from chalicelib.observability import logger
-        from chalicelib.subscribers.cache import CacheInvalidator, load_rules
+        from chalicelib.subscribers.cache import CacheInvalidator
 
         return CacheInvalidator(
-            self.cache_store, load_rules(), self.publisher,
+            self.cache_store, self.cache_rules, self.publisher,
             log=lambda message, extra: logger.info(message, extra=extra),
         )
 
@@ -239,7 +274,11 @@ class Container:
         lifecycle, quota = self.lifecycle, self.quota
 
         def submit(request: dict[str, Any]) -> str:
-            body = request["body"]
+            body = dict(request["body"])  # as JSON: run_at is a string again
+            if body.get("run_at"):
+                from chalicelib.domain.job import parse_time
+
+                body["run_at"] = parse_time(body["run_at"])
             if quota is not None:  # once per key: a replay returns its job whatever the count
                 quota.admit(request["tenant"])
             return lifecycle.submit(tenant=request["tenant"], user=request["user"], **body).id

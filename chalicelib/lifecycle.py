@@ -6,13 +6,16 @@ StaleJobError from the store; the methods here re-read and decide again where th
 """
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
+from chalicelib.defaults import DISPATCH_GRACE_S, MAX_DISPATCH_BACKOFF_S, MAX_SCHEDULE_S, SQS_MAX_DELAY_S
 from chalicelib.domain.errors import (
+    InvalidRequestError,
     InvalidTransitionError,
     JobAlreadyFinishedError,
     JobNotFoundError,
@@ -27,6 +30,7 @@ from chalicelib.domain.job import (
     child_job_id,
     isoformat,
     new_job_id,
+    parse_time,
     utcnow,
 )
 from chalicelib.domain.progress import check_not_decreasing, clamp_percent
@@ -42,6 +46,14 @@ _RACE_RETRIES = 5
 LEASE_GRACE_S = 30
 # Time an invocation keeps after a handler's timeout to record the outcome.
 INVOCATION_MARGIN_S = 10
+
+
+class ReconcileOutcome(str, Enum):
+    RELEASED = "released"  # a held job's message was sent: its start is within SQS's delay
+    REDISPATCHED = "redispatched"  # a queued/retrying job's message was sent again
+    LEASE_EXPIRED = "lease_expired"  # a running attempt outlived its lease: worker_lost
+    DEAD_LETTERED = "dead_lettered"  # its message sits on a dead-letter queue: failed
+    SKIPPED = "skipped"  # nothing to do (finished meanwhile, not due)
 
 
 class ClaimOutcome(str, Enum):
@@ -82,13 +94,19 @@ class JobLifecycle:
         clock: Clock = utcnow,
         retention_s: int = 7 * 24 * 3600,
         retry_base_s: int = 2,
+        dispatch_grace_s: int = DISPATCH_GRACE_S,
+        caches_of: Callable[[str], Sequence[str]] = lambda job_type: (),
     ) -> None:
+        """`caches_of(job_type)`: the scope cache namespaces a completion of that type
+        invalidates, in the completion's own write."""
+        self.caches_of = caches_of
         self.store = store
         self.queue = queue
         self.registry = registry
         self.clock = clock
         self.retention_s = retention_s
         self.retry_base_s = retry_base_s
+        self.dispatch_grace_s = dispatch_grace_s
 
     # -- submission -------------------------------------------------------------------------
 
@@ -101,15 +119,23 @@ class JobLifecycle:
         payload: Any,
         priority: Optional[str] = None,
         delay_seconds: int = 0,
+        run_at: Optional[datetime] = None,
         scope: Optional[str] = None,
         job_id: Optional[str] = None,
         parent_id: Optional[str] = None,
     ) -> Job:
-        """Validate, store as queued, enqueue. If the enqueue fails the record is removed again,
-        so a refused submission leaves nothing behind. Raises UnknownJobTypeError,
-        InvalidPayloadError, QueueUnavailableError."""
+        """Validate, store as queued, enqueue. The job starts `delay_seconds` from now or at
+        `run_at` (at most MAX_SCHEDULE_S ahead). A start within SQS's delay is sent at once;
+        a later one is held in the store and released by the reconciler. The record is
+        written first and is what counts: if the enqueue fails, the reconciler sends the
+        message once the job is due, so an accepted job is never stranded. Raises
+        UnknownJobTypeError, InvalidPayloadError, InvalidRequestError."""
         job_type = self.registry.get(type)
         model = job_type.parse_payload(payload)
+        now = self.clock()
+        start = self._start_time(now, delay_seconds, run_at)
+        wait_s = math.ceil((start - now).total_seconds())
+        held = wait_s > SQS_MAX_DELAY_S
         job = Job(
             id=job_id or new_job_id(),
             type=job_type.name,
@@ -121,17 +147,38 @@ class JobLifecycle:
             priority=priority or job_type.priority,
             max_attempts=job_type.max_attempts,
             timeout_s=job_type.timeout_s,
-            created_at=isoformat(self.clock()),
+            created_at=isoformat(now),
+            not_before=isoformat(start),
+            due_at=isoformat(start - timedelta(seconds=SQS_MAX_DELAY_S) if held
+                             else start + timedelta(seconds=self.dispatch_grace_s)),
+            dispatches=0 if held else 1,
         )
         self.store.create(job)
-        try:
-            self.queue.send(
-                JobMessage(job.id, 1), priority=job.priority, delay_seconds=delay_seconds
-            )
-        except QueueUnavailableError:
-            self.store.discard(job.id)
-            raise
+        if not held:
+            try:
+                self.queue.send(JobMessage(job.id, 1), priority=job.priority, delay_seconds=max(0, wait_s))
+            except QueueUnavailableError:
+                pass  # stored with a due time: the reconciler sends the message then
         return job
+
+    @staticmethod
+    def _start_time(now: datetime, delay_seconds: int, run_at: Optional[datetime]) -> datetime:
+        if run_at is not None and delay_seconds:
+            raise InvalidRequestError("give either run_at or delay_seconds, not both")
+        if run_at is not None:
+            if run_at.tzinfo is None:
+                raise InvalidRequestError("run_at needs a time zone (for example 2027-01-31T09:00:00Z)")
+            start = max(now, run_at)
+        else:
+            if delay_seconds < 0:
+                raise InvalidRequestError("delay_seconds must not be negative")
+            start = now + timedelta(seconds=delay_seconds)
+        if (start - now).total_seconds() > MAX_SCHEDULE_S:
+            raise InvalidRequestError(
+                f"a job can be scheduled at most {MAX_SCHEDULE_S // 86400} days ahead",
+                details={"max_delay_seconds": MAX_SCHEDULE_S},
+            )
+        return start
 
     def spawn(
         self, parent: Job, index: int, *, type: str, payload: Any,
@@ -223,18 +270,24 @@ class JobLifecycle:
         if job.cancel_requested:
             self._finish(job, JobStatus.CANCELED)
             return Claim(ClaimOutcome.SKIP, job, "cancel requested before start")
+        if job.not_before is not None:
+            early_s = (parse_time(job.not_before) - now).total_seconds()
+            if early_s > 1:  # a message delivered before the job's start (a redrive, a duplicate)
+                return Claim(ClaimOutcome.DEFER, job, "job is scheduled later", retry_after_s=math.ceil(early_s))
         if time_left_s is not None and time_left_s < job.timeout_s + INVOCATION_MARGIN_S:
             return Claim(ClaimOutcome.DEFER, job, "not enough time left in this invocation",
                          retry_after_s=0)
         transition(job, JobStatus.RUNNING)
         attempt = job.attempts + 1
         started = isoformat(now)
+        lease = isoformat(now + timedelta(seconds=job.timeout_s + LEASE_GRACE_S))
         changes = ChangeSet(
             {
                 "status": JobStatus.RUNNING,
                 "attempts": attempt,
                 "started_at": job.started_at or started,
-                "lease_expires_at": isoformat(now + timedelta(seconds=job.timeout_s + LEASE_GRACE_S)),
+                "lease_expires_at": lease,
+                "due_at": lease,
                 "progress": Progress(percent=0, step="started", updated_at=started),
             },
             run=Run(job_id=job.id, attempt=attempt, status=JobStatus.RUNNING, started_at=started),
@@ -294,15 +347,18 @@ class JobLifecycle:
                 return self._finish(current, JobStatus.CANCELED, error=error)
             if retryable and current.attempts < current.max_attempts:
                 transition(current, JobStatus.RETRYING)
+                delay = retry_delay_s(current.attempts, base_s=self.retry_base_s)
+                start = self.clock() + timedelta(seconds=delay)
                 retried = self.store.apply(
                     current,
                     JobStatus.RUNNING,
                     ChangeSet(
-                        {"status": JobStatus.RETRYING, "error": error, "lease_expires_at": REMOVE},
+                        {"status": JobStatus.RETRYING, "error": error, "lease_expires_at": REMOVE,
+                         "not_before": isoformat(start), "dispatches": 1,
+                         "due_at": isoformat(start + timedelta(seconds=self.dispatch_grace_s))},
                         run=self._closed_run(current, JobStatus.FAILED, error),
                     ),
                 )
-                delay = retry_delay_s(current.attempts, base_s=self.retry_base_s)
                 # If this send fails the delivery is reported failed; its redelivery finds the
                 # job `retrying` and claims the next attempt itself, so nothing is lost.
                 self.queue.send(
@@ -320,6 +376,52 @@ class JobLifecycle:
             return failed
 
         return self._with_fresh(job, decide)
+
+    # -- reconciliation: jobs whose due time passed ------------------------------------------
+
+    def reconcile(self, job: Job) -> ReconcileOutcome:
+        """Act on a job the due index returned. A queued/retrying job gets its message (again):
+        released when it was held for a long schedule, redispatched when a message was sent
+        before but no worker claimed it (lost, purged, stuck); each resend doubles the wait
+        before the next. A running job past its lease is failed `worker_lost` and retried or
+        failed by the usual rules. Raises StaleJobError when the job changed meanwhile,
+        QueueUnavailableError when the message could not be sent (the job stays due)."""
+        now = self.clock()
+        if job.status.is_terminal or job.due_at is None or parse_time(job.due_at) > now:
+            return ReconcileOutcome.SKIPPED
+        if job.status == JobStatus.RUNNING:
+            if job.lease_expires_at is not None and parse_time(job.lease_expires_at) > now:
+                self.store.apply(job, JobStatus.RUNNING, ChangeSet({"due_at": job.lease_expires_at}))
+                return ReconcileOutcome.SKIPPED
+            error = JobErrorInfo(code="worker_lost",
+                                 message=f"attempt {job.attempts} outlived its lease without finishing")
+            self.fail_attempt(job, error, retryable=True)
+            return ReconcileOutcome.LEASE_EXPIRED
+        start = max(now, parse_time(job.not_before)) if job.not_before else now
+        wait_s = math.ceil((start - now).total_seconds())
+        if wait_s > SQS_MAX_DELAY_S:  # not yet within SQS's reach: look again when it is
+            self.store.apply(job, job.status, ChangeSet(
+                {"due_at": isoformat(start - timedelta(seconds=SQS_MAX_DELAY_S))}))
+            return ReconcileOutcome.SKIPPED
+        backoff_s = min(MAX_DISPATCH_BACKOFF_S, self.dispatch_grace_s * 2 ** max(0, job.dispatches - 1))
+        # The write comes first so that two overlapping passes send one message, not two.
+        self.store.apply(job, job.status, ChangeSet({
+            "due_at": isoformat(start + timedelta(seconds=backoff_s)), "dispatches": job.dispatches + 1,
+        }))
+        self.queue.send(JobMessage(job.id, job.attempts + 1), priority=job.priority, delay_seconds=wait_s)
+        return ReconcileOutcome.RELEASED if job.dispatches == 0 else ReconcileOutcome.REDISPATCHED
+
+    def fail_dead_lettered(self, job: Job, message: JobMessage) -> ReconcileOutcome:
+        """A message found on a dead-letter queue: if it is the one that should start the job's
+        next attempt, nothing will run the job any more, so it fails with `dead_lettered`.
+        Messages of earlier attempts, of running or finished jobs are left alone."""
+        if job.status not in (JobStatus.QUEUED, JobStatus.RETRYING) or message.attempt != job.attempts + 1:
+            return ReconcileOutcome.SKIPPED
+        self._finish(job, JobStatus.FAILED, error=JobErrorInfo(
+            code="dead_lettered",
+            message=f"the message for attempt {message.attempt} was dead-lettered after failed deliveries",
+        ))
+        return ReconcileOutcome.DEAD_LETTERED
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -350,12 +452,14 @@ class JobLifecycle:
             "finished_at": isoformat(now),
             "expires_at": int(now.timestamp()) + self.retention_s,
             "lease_expires_at": REMOVE,
+            "due_at": REMOVE,
             **fields,
         }
         run = None
         if job.status == JobStatus.RUNNING:
             run = self._closed_run(job, target, fields.get("error"))
-        return self.store.apply(job, job.status, ChangeSet(changes, run=run))
+        caches = tuple(self.caches_of(job.type)) if target == JobStatus.COMPLETED and job.scope else ()
+        return self.store.apply(job, job.status, ChangeSet(changes, run=run, invalidate_caches=caches))
 
     def _closed_run(self, job: Job, status: JobStatus, error: Optional[JobErrorInfo]) -> Run:
         return Run(

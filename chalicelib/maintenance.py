@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Optional
 
-from chalicelib.domain.errors import JobpipeError
+from chalicelib.domain.errors import JobpipeError, TaskTimeError
 from chalicelib.domain.job import isoformat, utcnow
 from chalicelib.domain.stats import hours_back, summarize
 from chalicelib.ports import BlobStore, FinishedJobs, QueueOperations, StatsStore
@@ -18,6 +18,16 @@ TEMP_PREFIX = "tmp/"
 _TTL_SLACK_DAYS = 2
 # Stop a long clean-up with this much of the attempt's time left, and report it incomplete.
 _STOP_MARGIN_MS = 5_000
+# Stop probing with this much time left; the probes not run are reported as not checked.
+_PROBE_MARGIN_MS = 2_000
+# The least time each task needs to do any of its work; with less it is refused, not started
+# (inline in the API function, a task may find little of the function's time left).
+MIN_RUN_MS = {
+    "cleanup_runs": _STOP_MARGIN_MS + 1_000,
+    "cleanup_temp_files": _STOP_MARGIN_MS + 1_000,
+    "health_check": _PROBE_MARGIN_MS + 1_000,
+    "log_statistics": 2_000,
+}
 
 Probe = Callable[[], dict[str, Any]]
 
@@ -88,22 +98,34 @@ class MaintenanceTasks:
                 "objects_deleted": deleted, "complete": complete}
 
     def health_check(self, control: TaskControl = TaskControl()) -> dict[str, Any]:
-        """Check every dependency; one failing check does not stop the others."""
+        """Check every dependency; one failing check does not stop the others. With less than
+        the probe margin left, the checks not yet run are reported `not checked` and the
+        result is `complete: false` (and not healthy: nothing is known about them)."""
         checks: dict[str, Any] = {}
+        unchecked = {"ok": False, "error": "not checked: the task ran out of time"}
+        complete = True
         for name, probe in self._probes.items():
+            if control.remaining_ms() < _PROBE_MARGIN_MS:
+                checks[name], complete = dict(unchecked), False
+                continue
             try:
                 checks[name] = probe()
             except JobpipeError as exc:
                 checks[name] = {"ok": False, "error": exc.message}
             except Exception as exc:  # a probe's own failure is the finding, not the task's
                 checks[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        queues = self._queues.health()
-        checks["queues"] = queues
-        problems = [n for n, c in checks.items() if n != "queues" and not c.get("ok")]
-        problems += [q["name"] for q in queues if not q["ok"]]
+        if control.remaining_ms() < _PROBE_MARGIN_MS:
+            queues: list[dict[str, Any]] = []
+            checks["queues"], complete = [], False
+            problems = [n for n, c in checks.items() if n != "queues" and not c.get("ok")] + ["queues"]
+        else:
+            queues = self._queues.health()
+            checks["queues"] = queues
+            problems = [n for n, c in checks.items() if n != "queues" and not c.get("ok")]
+            problems += [q["name"] for q in queues if not q["ok"]]
         dead = sum(q.get("visible", 0) for q in queues if q["kind"] == "dlq" and q["ok"])
         return {"healthy": not problems, "problems": problems, "dead_lettered": dead,
-                "checked_at": isoformat(self._clock()), "checks": checks}
+                "checked_at": isoformat(self._clock()), "checks": checks, "complete": complete}
 
     def log_statistics(self, window_hours: int, control: TaskControl = TaskControl()) -> dict[str, Any]:
         """Counts by status and type, completion-time percentiles and failure rates over the
@@ -113,6 +135,14 @@ class MaintenanceTasks:
         return {**summary, "computed_at": isoformat(self._clock())}
 
     def run(self, task: str, payload: dict[str, Any], control: TaskControl = TaskControl()) -> dict[str, Any]:
-        """Run a task by its short name (the inline mode)."""
+        """Run a task by its short name. Raises TaskTimeError, before starting it, when
+        `control` leaves less than the task's MIN_RUN_MS."""
+        left = control.remaining_ms()
+        needed = MIN_RUN_MS.get(task, 0)
+        if left < needed:
+            raise TaskTimeError(
+                f"{task} needs at least {needed / 1000:g} s and has {max(0, left) / 1000:g} s left",
+                details={"task": task, "needed_ms": needed, "remaining_ms": max(0, left)},
+            )
         method = getattr(self, task)
         return method(**payload, control=control)

@@ -44,6 +44,9 @@ class ChangeSet:
 
     fields: dict[str, Any] = field(default_factory=dict)
     run: Optional[Run] = None
+    # Cache namespaces of the job's scope invalidated in the same atomic write (a completion):
+    # once the change is visible, so is the invalidation (read-your-writes for scope caches).
+    invalidate_caches: tuple[str, ...] = ()
 
 
 class JobStore(Protocol):
@@ -76,6 +79,11 @@ class JobStore(Protocol):
 
     def add_child(self, parent_id: str, child_id: str) -> None:
         """Append `child_id` to the parent's `children` once (version + 1)."""
+
+    def due(self, now: str, limit: int) -> list[Job]:
+        """Up to `limit` unfinished jobs whose `due_at` is before `now` (an isoformat time),
+        earliest first, from the sparse due index (never a Scan). Read eventually consistent:
+        the caller's conditional writes decide."""
 
 
 class JobQueue(Protocol):
@@ -176,6 +184,14 @@ class StatsStore(Protocol):
 
     def hourly(self, hours: list[str]) -> list[dict[str, int]]:
         """The counters of each hour key given (missing hours are empty)."""
+
+
+class ReconcilerLog(Protocol):
+    def record(self, started_at: str, counts: dict[str, int]) -> None:
+        """Keep one pass's counts: added to the totals, and as the last pass."""
+
+    def summary(self) -> dict[str, Any]:
+        """{"last_pass": {"started_at", "counts"} or None, "totals": {outcome: n}}."""
 
 
 @dataclass(frozen=True)

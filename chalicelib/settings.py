@@ -17,6 +17,15 @@ class Settings(BaseModel):
     dead_letter_url_high: Optional[str] = None  # per-priority DLQs; unset falls back to dead_letter_url
     dead_letter_url_low: Optional[str] = None
     stats_table_name: Optional[str] = None
+    # The other dead-letter queues operators see and redrive (the API function only).
+    erp_webhook_queue_url: Optional[str] = None
+    erp_webhook_dlq_url: Optional[str] = None
+    erp_outbound_queue_url: Optional[str] = None
+    erp_outbound_dlq_url: Optional[str] = None
+    cache_queue_url: Optional[str] = None
+    cache_dlq_url: Optional[str] = None
+    event_delivery_dlq_url: Optional[str] = None
+    stream_failure_queue_url: Optional[str] = None
     bucket_name: Optional[str] = None
     use_task_queue: bool = True
     # Only the API function gets the token secret (the template's per-function environment):
@@ -39,13 +48,26 @@ class Settings(BaseModel):
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     event_bus_name: str = Field(default="default", min_length=1)
     progress_min_interval_s: float = Field(default=2.0, ge=0, le=300)
+    # How long a queued job may wait for a worker past its start before the reconciler sends
+    # its message again (doubling after each resend).
+    dispatch_grace_s: int = Field(default=120, ge=1, le=24 * 3600)
+    # First wait before a failed delivery (worker, ERP bridge, cache consumer) comes back.
+    redelivery_base_s: int = Field(default=30, ge=1, le=900)
+    # AWS calls: every function's clients are sized to the function. The API's must answer
+    # inside API Gateway's 29 s (1 s connect, 3 s read, 2 tries: at most ~8 s per call);
+    # the defaults fit the workers' and consumers' longer timeouts.
+    aws_connect_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    aws_read_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    aws_max_attempts: int = Field(default=4, ge=1, le=10)
     # Only the ERP bridge function gets these (the template's per-function environment).
     erp_webhook_url: str = ""
     erp_webhook_secret: str = ""
     # Off in production. The benchmark logs every AWS request; the reliability suites make
-    # EventBridge refuse this fraction of PutEvents entries.
+    # EventBridge refuse this fraction of PutEvents entries, and SendMessage lose its connection
+    # on this fraction of calls.
     count_aws_requests: bool = False
     fault_put_events_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    fault_send_message_failure_rate: float = Field(default=0.0, ge=0, le=1)
 
     @field_validator("auth_secret")
     @classmethod
@@ -74,6 +96,20 @@ class Settings(BaseModel):
         return {"high": self.queue_url_high, "normal": self.queue_url_normal, "low": self.queue_url_low}
 
     @property
+    def other_dead_letters(self) -> dict[str, tuple[str, Optional[str]]]:
+        """name -> (DLQ URL, the queue its messages are redriven to, or None), where configured."""
+        pairs = {
+            "erp_webhook": (self.erp_webhook_dlq_url, self.erp_webhook_queue_url),
+            "erp_outbound": (self.erp_outbound_dlq_url, self.erp_outbound_queue_url),
+            "cache_invalidation": (self.cache_dlq_url, self.cache_queue_url),
+            # Events EventBridge could not deliver; re-publish them from the message body.
+            "event_delivery": (self.event_delivery_dlq_url, None),
+            # Descriptions of stream batches given up on (shard and sequence range), not events.
+            "stream_failure": (self.stream_failure_queue_url, None),
+        }
+        return {name: pair for name, pair in pairs.items() if pair[0]}
+
+    @property
     def dead_letter_urls(self) -> dict[str, str]:
         return {
             "high": self.dead_letter_url_high or self.dead_letter_url,
@@ -92,6 +128,14 @@ _ENV = {
     "dead_letter_url_high": "JOBPIPE_DLQ_URL_HIGH",
     "dead_letter_url_low": "JOBPIPE_DLQ_URL_LOW",
     "stats_table_name": "JOBPIPE_STATS_TABLE",
+    "erp_webhook_queue_url": "JOBPIPE_ERP_WEBHOOK_QUEUE_URL",
+    "erp_webhook_dlq_url": "JOBPIPE_ERP_WEBHOOK_DLQ_URL",
+    "erp_outbound_queue_url": "JOBPIPE_ERP_OUTBOUND_QUEUE_URL",
+    "erp_outbound_dlq_url": "JOBPIPE_ERP_OUTBOUND_DLQ_URL",
+    "cache_queue_url": "JOBPIPE_CACHE_QUEUE_URL",
+    "cache_dlq_url": "JOBPIPE_CACHE_DLQ_URL",
+    "event_delivery_dlq_url": "JOBPIPE_EVENT_DELIVERY_DLQ_URL",
+    "stream_failure_queue_url": "JOBPIPE_STREAM_FAILURE_QUEUE_URL",
     "bucket_name": "JOBPIPE_BUCKET",
     "use_task_queue": "USE_TASK_QUEUE",  # the name the maintenance API has always used
     "auth_secret": "JOBPIPE_AUTH_SECRET",
@@ -107,10 +151,16 @@ _ENV = {
     "idempotency_ttl_s": "JOBPIPE_IDEMPOTENCY_TTL_S",
     "event_bus_name": "JOBPIPE_EVENT_BUS",
     "progress_min_interval_s": "PROGRESS_MIN_INTERVAL_S",
+    "dispatch_grace_s": "JOBPIPE_DISPATCH_GRACE_S",
+    "redelivery_base_s": "JOBPIPE_REDELIVERY_BASE_S",
+    "aws_connect_timeout_s": "JOBPIPE_AWS_CONNECT_TIMEOUT_S",
+    "aws_read_timeout_s": "JOBPIPE_AWS_READ_TIMEOUT_S",
+    "aws_max_attempts": "JOBPIPE_AWS_MAX_ATTEMPTS",
     "erp_webhook_url": "ERP_WEBHOOK_URL",
     "erp_webhook_secret": "ERP_WEBHOOK_SECRET",
     "count_aws_requests": "JOBPIPE_COUNT_AWS_REQUESTS",
     "fault_put_events_failure_rate": "JOBPIPE_FAULT_PUT_EVENTS_FAILURE_RATE",
+    "fault_send_message_failure_rate": "JOBPIPE_FAULT_SEND_MESSAGE_FAILURE_RATE",
 }
 
 

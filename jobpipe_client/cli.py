@@ -20,7 +20,7 @@ from rich.console import Console
 
 from jobpipe_client.client import JobpipeClient
 from jobpipe_client.errors import JobpipeClientError, JobpipeError, JobpipeUnavailableError, WaitTimeoutError
-from jobpipe_client.progress_view import ProgressBoard, exit_code, jobs_table
+from jobpipe_client.progress_view import ProgressBoard, exit_code, jobs_table, plain_table
 
 EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 3
@@ -56,29 +56,40 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("type", metavar="TYPE", help="job type, e.g. demo.steps")
     submit.add_argument("--payload", default="{}", help="JSON object, or @file.json (default {})")
     submit.add_argument("--priority", choices=("high", "normal", "low"))
-    submit.add_argument("--delay", type=int, default=0, metavar="SECONDS", help="start after SECONDS (0-900)")
+    start = submit.add_mutually_exclusive_group()
+    start.add_argument("--delay", type=parse_delay, default=0, metavar="DURATION",
+                       help="start after DURATION: seconds, or with a unit (90s, 15m, 6h, 3d); up to 365 days")
+    start.add_argument("--run-at", type=parse_run_at, metavar="TIME",
+                       help="start at TIME, ISO 8601 with a zone (2027-01-31T09:00:00Z); up to 365 days ahead")
     submit.add_argument("--scope")
     submit.add_argument("--idempotency-key")
     submit.add_argument("--watch", action="store_true", help="follow the job until it ends")
     submit.add_argument("--timeout", type=float, metavar="SECONDS", help="with --watch: give up after SECONDS")
+    _json_flag(submit, "the job as the API returns it (with --watch: as it ended)")
 
     status = commands.add_parser("status", parents=[connection], help="show jobs")
     status.add_argument("ids", nargs="+", metavar="ID")
-    status.add_argument("--json", action="store_true", help="print the API's JSON")
+    _json_flag(status, "a JSON list of the jobs as the API returns them")
 
     listing = commands.add_parser("list", parents=[connection], help="list recent jobs, newest first")
     listing.add_argument("--status", choices=STATUSES)
     listing.add_argument("--type")
     listing.add_argument("--limit", type=int, default=25, help="how many jobs (default 25)")
-    listing.add_argument("--json", action="store_true", help="print the API's JSON")
+    _json_flag(listing, "a JSON list of the jobs as the API returns them")
 
     cancel = commands.add_parser("cancel", parents=[connection], help="cancel a job")
     cancel.add_argument("id", metavar="ID")
+    _json_flag(cancel, "the job as the API returns it after the cancel")
 
     watch = commands.add_parser("watch", parents=[connection], help="follow jobs until they end")
     watch.add_argument("ids", nargs="+", metavar="ID")
     watch.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after SECONDS")
+    _json_flag(watch, "no progress display; a JSON list of the jobs as they ended")
     return parser
+
+
+def _json_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--json", action="store_true", help=f"print JSON on stdout: {what}")
 
 
 def client_from(args: argparse.Namespace, environ: Mapping[str, str]) -> JobpipeClient:
@@ -113,6 +124,32 @@ def parse_payload(text: str) -> dict[str, Any]:
     return payload
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_delay(text: str) -> int:
+    """`90`, `90s`, `15m`, `6h`, `3d` -> seconds (argparse reports a refusal in one line)."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:], None)
+    number = value[:-1] if unit else value
+    if not number.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: give seconds or a number with s, m, h or d")
+    return int(number) * (unit or 1)
+
+
+def parse_run_at(text: str) -> str:
+    """ISO 8601 with a zone, passed on as given (the API checks the range)."""
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time (e.g. 2027-01-31T09:00:00Z)") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a zone, e.g. 2027-01-31T09:00:00Z or +01:00")
+    return moment.isoformat()
+
+
 class Commands:
     def __init__(self, client: JobpipeClient, out: Console, err: TextIO) -> None:
         self.client = client
@@ -122,7 +159,12 @@ class Commands:
     def submit(self, args: argparse.Namespace) -> int:
         payload = parse_payload(args.payload)
         job = self.client.submit(args.type, payload, priority=args.priority, delay_seconds=args.delay,
-                                 scope=args.scope, idempotency_key=args.idempotency_key)
+                                 run_at=args.run_at, scope=args.scope, idempotency_key=args.idempotency_key)
+        if args.json:
+            if args.watch:
+                return self._watch([job], args.timeout, as_json=True, single=True)
+            self._json(job)
+            return 0
         self.out.print(job["id"], highlight=False, soft_wrap=True)
         return self._watch([job], args.timeout) if args.watch else 0
 
@@ -130,9 +172,9 @@ class Commands:
         jobs = self.client.status_many(args.ids)
         found = [j for j in jobs.values() if j.get("status") != "not_found"]
         if args.json:
-            print(json.dumps(found, indent=2), file=self.out.file)
+            self._json(found)
         elif found:
-            self.out.print(jobs_table(found))
+            self._table(found)
         return self._report_unknown(jobs)
 
     def list(self, args: argparse.Namespace) -> int:
@@ -140,16 +182,18 @@ class Commands:
             raise UsageError("--limit must be at least 1")
         jobs = list(self.client.list(status=args.status, type=args.type, limit=args.limit))
         if args.json:
-            print(json.dumps(jobs, indent=2), file=self.out.file)
-        elif jobs:
-            self.out.print(jobs_table(jobs))
+            self._json(jobs)
+        elif jobs or not self.out.is_terminal:
+            self._table(jobs)  # into a pipe an empty listing is the header alone
         else:
             self.out.print("no jobs")
         return 0
 
     def cancel(self, args: argparse.Namespace) -> int:
         job = self.client.cancel(args.id)
-        if job["status"] == "canceled":
+        if args.json:
+            self._json(job)
+        elif job["status"] == "canceled":
             self.out.print(f"{job['id']} canceled", highlight=False)
         else:
             self.out.print(f"{job['id']} cancel requested: it is {job['status']} and stops at its next check",
@@ -160,9 +204,14 @@ class Commands:
         jobs = self.client.status_many(args.ids)
         if self._report_unknown(jobs):
             return EXIT_BAD_INPUT
-        return self._watch(list(jobs.values()), args.timeout)
+        return self._watch(list(jobs.values()), args.timeout, as_json=args.json)
 
-    def _watch(self, jobs: list[dict[str, Any]], timeout: Optional[float]) -> int:
+    def _watch(self, jobs: list[dict[str, Any]], timeout: Optional[float], *, as_json: bool = False,
+               single: bool = False) -> int:
+        if as_json:
+            final = self.client.wait_many(jobs, timeout=timeout)
+            self._json(next(iter(final.values())) if single else list(final.values()))
+            return exit_code(final)
         board = ProgressBoard(self.out)
         try:
             with board:
@@ -171,11 +220,50 @@ class Commands:
             board.summary()
         return exit_code(final)
 
+    def _json(self, value: Any) -> None:
+        print(json.dumps(value, indent=2), file=self.out.file, flush=True)
+
+    def _table(self, jobs: list[dict[str, Any]]) -> None:
+        """A fitted table on a terminal; whole values in aligned columns anywhere else."""
+        if self.out.is_terminal:
+            self.out.print(jobs_table(jobs))
+        else:
+            self.out.file.write(plain_table(jobs))
+            self.out.file.flush()
+
     def _report_unknown(self, jobs: dict[str, dict[str, Any]]) -> int:
         unknown = [i for i, j in jobs.items() if j.get("status") == "not_found"]
         for job_id in unknown:
             print(f"jobpipe: job {job_id} not found", file=self.err)
         return EXIT_BAD_INPUT if unknown else 0
+
+
+def refusal_line(exc: JobpipeClientError) -> str:
+    """A 4xx in one line: the API's message and code, then its `details` (which field, what is
+    wrong), e.g. `refused: payload is not valid ... (invalid_payload): steps: Input should be
+    greater than or equal to 1`."""
+    line = f"refused: {exc.message} ({exc.code})"
+    problems = describe_details(exc.details)
+    return " ".join(f"{line}: {problems}".split()) if problems else line
+
+
+def describe_details(details: Any) -> str:
+    """The API's `details` as text: `loc: msg` per validation problem, `key=value` for a mapping."""
+    if details is None or details == [] or details == {}:
+        return ""
+    if isinstance(details, list):
+        parts = []
+        for item in details:
+            if isinstance(item, dict) and "msg" in item:
+                loc = ".".join(str(p) for p in item.get("loc") or [])
+                parts.append(f"{loc}: {item['msg']}" if loc else str(item["msg"]))
+            else:
+                parts.append(item if isinstance(item, str) else json.dumps(item, separators=(",", ":")))
+        return "; ".join(parts)
+    if isinstance(details, dict):
+        return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}"
+                         for k, v in details.items())
+    return str(details)
 
 
 def main(
@@ -201,7 +289,7 @@ def main(
     except UsageError as exc:
         return fail(EXIT_BAD_INPUT, str(exc))
     except JobpipeClientError as exc:
-        return fail(EXIT_BAD_INPUT, f"refused: {exc.message} ({exc.code})")
+        return fail(EXIT_BAD_INPUT, refusal_line(exc))
     except JobpipeUnavailableError as exc:
         return fail(EXIT_UNAVAILABLE, str(exc))
     except WaitTimeoutError as exc:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import requests
@@ -48,10 +49,15 @@ class JobpipeClient:
         delay_seconds: int = 0,
         scope: Optional[str] = None,
         idempotency_key: Optional[str] = None,
+        run_at: Union[datetime, str, None] = None,
     ) -> Job:
-        """Submit a job; returns it as queued. Without `idempotency_key` a fresh one is sent, so
-        a submission that timed out on one URL and is repeated on a fallback makes one job."""
+        """Submit a job; returns it as queued. It starts `delay_seconds` from now or at `run_at`
+        (an aware datetime or ISO 8601 text with a zone), up to 365 days ahead; the job's
+        `not_before` says when. Without `idempotency_key` a fresh one is sent, so a submission
+        that timed out on one URL and is repeated on a fallback makes one job."""
         body: dict[str, Any] = {"type": type, "payload": dict(payload or {}), "delay_seconds": delay_seconds}
+        if run_at is not None:
+            body["run_at"] = run_at.isoformat() if isinstance(run_at, datetime) else run_at
         if priority is not None:
             body["priority"] = priority
         if scope is not None:

@@ -123,20 +123,41 @@ class ProgressBoard:
             self.console.print(line, soft_wrap=True)
 
 
+COLUMNS = ("id", "type", "status", "progress", "attempts", "created", "detail")
+
+
+def job_row(job: dict[str, Any]) -> list[str]:
+    """A job's values for the COLUMNS, whole."""
+    found = job.get("status") != "not_found"
+    return [
+        str(job["id"]),
+        str(job.get("type") or ""),
+        str(job.get("status") or ""),
+        f"{float(progress_of(job).get('percent') or 0):.0f}%" if found else "",
+        f"{job.get('attempts', 0)}/{job.get('max_attempts', 0)}" if found else "",
+        str(job.get("created_at") or ""),
+        detail(job),
+    ]
+
+
 def jobs_table(jobs: list[dict[str, Any]]) -> Table:
-    """`jobpipe status` / `jobpipe list`: one row per job."""
+    """`jobpipe status` / `jobpipe list` on a terminal: one row per job, fitted to its width."""
     table = Table(box=None, pad_edge=False)
-    for column in ("id", "type", "status", "progress", "attempts", "created", "detail"):
+    for column in COLUMNS:
         table.add_column(column, no_wrap=column in ("id", "status"))
     for job in jobs:
-        found = job.get("status") != "not_found"
-        table.add_row(
-            job["id"],
-            job.get("type", ""),
-            status_text(job.get("status", "")),
-            f"{float(progress_of(job).get('percent') or 0):.0f}%" if found else "",
-            f"{job.get('attempts', 0)}/{job.get('max_attempts', 0)}" if found else "",
-            job.get("created_at", "") or "",
-            detail(job),
-        )
+        row = job_row(job)
+        table.add_row(*row[:2], status_text(row[2]), *row[3:])
     return table
+
+
+def plain_table(jobs: list[dict[str, Any]]) -> str:
+    """`jobpipe status` / `jobpipe list` into a pipe or file: a header and one line per job,
+    columns aligned with spaces, every value whole (never cut or wrapped; line breaks and
+    tabs inside a value become spaces). An empty value is `-`, so every line has the same
+    number of fields before the last column (`detail`, which may hold spaces)."""
+    rows = [list(COLUMNS)] + [[" ".join(v.split()) or "-" for v in job_row(job)] for job in jobs]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS) - 1)]
+    lines = ["  ".join([*(value.ljust(width) for value, width in zip(row, widths)), row[-1]]).rstrip()
+             for row in rows]
+    return "\n".join(lines) + "\n"

@@ -21,6 +21,8 @@ from typing import Any, Mapping
 import boto3
 from botocore.exceptions import ClientError
 
+from scripts.stack_config import StackConfigError, check_parameters
+
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACT_BUCKET_PREFIX = "jobpipe-artifacts"
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
@@ -66,11 +68,7 @@ def ensure_artifact_bucket(s3: Any, account: str, region: str) -> str:
     return bucket
 
 
-def _upload(session: Any, zip_path: Path, stack: str) -> str:
-    account = session.client("sts").get_caller_identity()["Account"]
-    region = session.region_name or "us-east-1"
-    s3 = session.client("s3")
-    bucket = ensure_artifact_bucket(s3, account, region)
+def _upload(s3: Any, bucket: str, account: str, zip_path: Path, stack: str) -> str:
     data = zip_path.read_bytes()
     key = f"{stack}/{hashlib.sha256(data).hexdigest()}.zip"
     s3.put_object(Bucket=bucket, Key=key, Body=data, ExpectedBucketOwner=account)
@@ -79,12 +77,24 @@ def _upload(session: Any, zip_path: Path, stack: str) -> str:
     return f"s3://{bucket}/{key}"
 
 
+def _upload_template(s3: Any, bucket: str, account: str, template: dict[str, Any], stack: str) -> str:
+    """The template as an S3 object: a TemplateBody is limited to 51,200 bytes, a TemplateURL
+    to 1 MB (what `aws cloudformation deploy --s3-bucket` does too)."""
+    data = json.dumps(template, separators=(",", ":")).encode()
+    key = f"{stack}/{hashlib.sha256(data).hexdigest()}.template.json"
+    s3.put_object(Bucket=bucket, Key=key, Body=data, ExpectedBucketOwner=account)
+    return f"{s3.meta.endpoint_url.rstrip('/')}/{bucket}/{key}"
+
+
 def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: Any = None) -> dict[str, str]:
     """Create or update `stack`; returns its outputs, plus `ApiUrl` for the emulator's gateway."""
     session = session or boto3.session.Session()
     cfn = session.client("cloudformation")
     template = json.loads((build_dir / "sam.json").read_text())
-    code_uri = _upload(session, build_dir / "deployment.zip", stack)
+    account = session.client("sts").get_caller_identity()["Account"]
+    s3 = session.client("s3")
+    bucket = ensure_artifact_bucket(s3, account, session.region_name or "us-east-1")
+    code_uri = _upload(s3, bucket, account, build_dir / "deployment.zip", stack)
     for resource in template["Resources"].values():
         if resource["Type"] == "AWS::Serverless::Function":
             resource["Properties"]["CodeUri"] = code_uri
@@ -98,7 +108,7 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
         StackName=stack,
         ChangeSetName=change_set,
         ChangeSetType=change_type,
-        TemplateBody=json.dumps(template),
+        TemplateURL=_upload_template(s3, bucket, account, template, stack),
         Parameters=[{"ParameterKey": k, "ParameterValue": str(v)} for k, v in parameters.items()],
         Capabilities=CAPABILITIES,
     )
@@ -134,6 +144,11 @@ def main(argv: list[str]) -> None:
         print(f"deploy: parameters are Key=Value, not {malformed[0]!r}", file=sys.stderr)
         sys.exit(2)
     parameters = dict(arg.split("=", 1) for arg in argv[2:])
+    try:  # e.g. ErpWebhookUrl without an ErpWebhookSecret of 32+ characters
+        check_parameters(parameters)
+    except StackConfigError as exc:
+        print(f"deploy: {exc}", file=sys.stderr)
+        sys.exit(2)
     try:
         print(json.dumps(deploy(build_dir, stack, parameters), indent=2))
     except DeployError as exc:

@@ -12,14 +12,28 @@ import time
 from pathlib import Path
 
 import boto3
+from botocore.exceptions import ClientError, WaiterError
 
-from scripts.deploy import deploy
+from scripts.deploy import DeployError, deploy
 from scripts.emulator import Emulator
+from scripts.stack_config import StackConfigError, StackParameters, from_environment
+
+EXIT_BAD_CONFIG = 2
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = ROOT / ".local"
 STACK = os.environ.get("JOBPIPE_STACK", "jobpipe")
 PORT = int(os.environ.get("GATEWAY_PORT", "4566"))
+
+
+def stack_parameters(environ: dict[str, str]) -> StackParameters:
+    """The stack's parameters from the environment (scripts/stack_config.py); a bad value ends
+    the run here, before anything starts, with one line on stderr and exit code 2."""
+    try:
+        return from_environment(environ)
+    except StackConfigError as exc:
+        print(f"make run: {exc}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_BAD_CONFIG)
 
 
 def auth_secret() -> str:
@@ -74,6 +88,7 @@ def main() -> None:
     # Ctrl-C (and a plain `kill`) end the run the same way, stopping what it started.
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
+    parameters = stack_parameters(dict(os.environ)).as_parameters()
     emulator = None
     if not os.environ.get("AWS_ENDPOINT_URL"):
         emulator = Emulator(
@@ -88,8 +103,15 @@ def main() -> None:
     stop = threading.Event()
     try:
         session = boto3.session.Session()
-        secret = auth_secret()
-        outputs = deploy(ROOT / "build", STACK, {"AuthSecret": secret, "DemoJobTypes": "true"})
+        secret = parameters.setdefault("AuthSecret", auth_secret())
+        parameters.setdefault("DemoJobTypes", "true")  # the demo types, for trying things out
+        shown = ", ".join(f"{k}={v}" for k, v in parameters.items() if "Secret" not in k)
+        print(f"deploying stack {STACK!r} with {shown}", flush=True)
+        try:
+            outputs = deploy(ROOT / "build", STACK, parameters)
+        except (DeployError, ClientError, WaiterError) as exc:
+            print(f"make run: the stack did not deploy: {exc}", file=sys.stderr, flush=True)
+            sys.exit(1)
         from chalicelib.api.auth import issue_token
 
         # Both roles, for trying everything; 24 h, the stack's default TokenMaxLifetimeSeconds.

@@ -11,10 +11,13 @@ Key design (one table, see README "Data model"):
     GSI by_type    gsi3pk=T#<tenant>#Y#<type>   gsi3sk=<created_at>#<id>   type filter
 
     GSI by_finished_day  gsi4pk=FIN#<yyyy-mm-dd>#<shard>  gsi4sk=<finished_at>#<id>   sparse: finished jobs only
+    GSI by_due           gsi5pk=DUE#<shard>               gsi5sk=<due_at>#<id>        sparse: unfinished jobs only
 
 by_finished_day lets clean-up find old finished jobs across tenants without a Scan: one
 Query per (day, shard) partition, oldest first. The shard (0-7, from the id) spreads a busy
-day's finishes over eight partitions.
+day's finishes over eight partitions. by_due is how the reconciler finds, with one Query per
+shard, the queued jobs no worker claimed in time, held jobs whose start is near, and running
+jobs past their lease; a job leaves it when it finishes.
 
 Claim-check: a payload or result whose JSON exceeds `inline_limit` is written to S3
 (`jobs/<id>/payload.json`, `result.json`) and the item keeps `payload_ref`/`result_ref`; get()
@@ -34,7 +37,7 @@ import json
 import time
 from typing import Any, Iterable, Optional
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.dynamodb_items import (
     BLOB_REFS,
@@ -43,6 +46,9 @@ from chalicelib.adapters.dynamodb_items import (
     attribute_value,
     blob_key,
     deserializer,
+    due_keys,
+    due_partition,
+    DUE_SHARDS,
     finished_keys,
     item_to_job,
     item_to_run,
@@ -62,7 +68,8 @@ from chalicelib.domain.errors import (
     StaleJobError,
     StoreUnavailableError,
 )
-from chalicelib.domain.job import Job, Progress, Run
+from chalicelib.adapters.dynamodb_cache import invalidation_write
+from chalicelib.domain.job import Job, Progress, Run, isoformat, utcnow
 from chalicelib.domain.status import JobStatus
 from chalicelib.ports import REMOVE, BlobStore, ChangeSet, JobPage, JobQuery
 
@@ -77,8 +84,9 @@ _RUN_EXPIRY_MARGIN_S = 24 * 3600
 _UNPROCESSED_RETRIES = 6
 
 
-def _error_code(exc: ClientError) -> str:
-    return exc.response.get("Error", {}).get("Code", "")
+def _error_code(exc: Exception) -> str:
+    """The AWS error code of a refusal; "" for a timeout or lost connection (BotoCoreError)."""
+    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
 
 
 class DynamoJobStore:
@@ -98,12 +106,12 @@ class DynamoJobStore:
         self._inline_limit = inline_limit
         self._retention_s = retention_s
 
-    def _check_out(self, job_id: str, field: str, text: str) -> Optional[dict[str, Any]]:
+    def _check_out(self, job_id: str, field: str, text: str, attempt: Optional[int] = None) -> Optional[dict[str, Any]]:
         """Write `text` to S3 if it is too large for the item; returns the ref to keep, or None."""
         data = text.encode()
         if self._blobs is None or len(data) <= self._inline_limit:
             return None
-        key = blob_key(job_id, field)
+        key = blob_key(job_id, field, attempt)
         self._blobs.put(key, data, "application/json")
         return {"key": key, "bytes": len(data)}
 
@@ -121,7 +129,7 @@ class DynamoJobStore:
                 Item=item,
                 ConditionExpression="attribute_not_exists(pk)",
             )
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             if _error_code(exc) == "ConditionalCheckFailedException":
                 raise StaleJobError(f"job {job.id} already exists") from exc
             if ref is not None:
@@ -131,7 +139,7 @@ class DynamoJobStore:
     def discard(self, job_id: str) -> None:
         try:
             self._ddb.delete_item(TableName=self._table, Key=job_key(job_id))
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailableError(f"could not remove job {job_id}") from exc
         if self._blobs is not None:
             self._blobs.delete([blob_key(job_id, "payload")])
@@ -153,7 +161,7 @@ class DynamoJobStore:
             if field in JSON_FIELDS:
                 value = json.dumps(value, separators=(",", ":"))
                 names[f"#r{i}"] = BLOB_REFS[field]
-                ref = self._check_out(job.id, field, value)
+                ref = self._check_out(job.id, field, value, job.attempts if field == "result" else None)
                 if ref is not None:  # the value goes to S3, the item keeps where
                     names[f"#f{i}"], names[f"#r{i}"] = BLOB_REFS[field], attr
                     value = ref
@@ -164,6 +172,14 @@ class DynamoJobStore:
             names["#gsi4pk"], names["#gsi4sk"] = "gsi4pk", "gsi4sk"
             values[":gsi4pk"], values[":gsi4sk"] = map(attribute_value, finished_keys(job.id, changes.fields["finished_at"]))
             sets += ["#gsi4pk = :gsi4pk", "#gsi4sk = :gsi4sk"]
+        if "due_at" in changes.fields:
+            names["#gsi5pk"], names["#gsi5sk"] = "gsi5pk", "gsi5sk"
+            due_at = changes.fields["due_at"]
+            if due_at is REMOVE or due_at is None:
+                removes += ["#gsi5pk", "#gsi5sk"]
+            else:
+                values[":gsi5pk"], values[":gsi5sk"] = map(attribute_value, due_keys(job.id, due_at))
+                sets += ["#gsi5pk = :gsi5pk", "#gsi5sk = :gsi5sk"]
         if "status" in changes.fields:
             names["#gsi2pk"] = "gsi2pk"
             values[":gsi2pk"] = attribute_value(status_key(job.tenant, JobStatus(changes.fields["status"]).value))
@@ -177,14 +193,16 @@ class DynamoJobStore:
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
+        also = [self._run_write(changes.run)] if changes.run is not None else []
+        also += [invalidation_write(self._table, job.tenant, job.scope or "", namespace, job.id,
+                                    changes.fields.get("finished_at") or isoformat(utcnow()))
+                 for namespace in changes.invalidate_caches]
         try:
-            if changes.run is None:
+            if not also:
                 self._ddb.update_item(**update)
             else:
-                self._ddb.transact_write_items(
-                    TransactItems=[{"Update": update}, self._run_write(changes.run)]
-                )
-        except ClientError as exc:
+                self._ddb.transact_write_items(TransactItems=[{"Update": update}, *also])
+        except (ClientError, BotoCoreError) as exc:
             if _lost_race(exc):
                 raise StaleJobError(
                     f"job {job.id} is no longer {expected_status.value} at version {job.version}"
@@ -240,7 +258,7 @@ class DynamoJobStore:
                 },
                 ReturnValues="ALL_NEW",
             )
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             if _error_code(exc) == "ConditionalCheckFailedException":
                 raise self._progress_refusal(job_id, attempt, progress) from exc
             raise StoreUnavailableError(f"could not record progress of job {job_id}") from exc
@@ -267,7 +285,7 @@ class DynamoJobStore:
             response = self._ddb.get_item(
                 TableName=self._table, Key=job_key(job_id), ConsistentRead=consistent
             )
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailableError(f"could not read job {job_id}") from exc
         item = response.get("Item")
         return item_to_job(item, self._fetch) if item else None
@@ -294,7 +312,7 @@ class DynamoJobStore:
         for attempt in range(_UNPROCESSED_RETRIES + 1):
             try:
                 response = self._ddb.batch_get_item(RequestItems=request)
-            except ClientError as exc:
+            except (ClientError, BotoCoreError) as exc:
                 raise StoreUnavailableError("could not read jobs") from exc
             items.extend(response.get("Responses", {}).get(self._table, []))
             request = response.get("UnprocessedKeys") or {}
@@ -325,7 +343,7 @@ class DynamoJobStore:
             request["ExclusiveStartKey"] = _decode_cursor(query.cursor, pk_attr, partition)
         try:
             response = self._ddb.query(**request)
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailableError("could not list jobs") from exc
         ids = [job_id_of(deserializer.deserialize(i["pk"])) for i in response.get("Items", [])]
         by_id = self.get_many(ids)
@@ -334,6 +352,26 @@ class DynamoJobStore:
             jobs = [j for j in jobs if j.type == query.type]
         last = response.get("LastEvaluatedKey")
         return JobPage(jobs, _encode_cursor(last) if last else None)
+
+    def due(self, now: str, limit: int) -> list[Job]:
+        ids: list[tuple[str, str]] = []
+        for shard in range(DUE_SHARDS):
+            try:
+                response = self._ddb.query(
+                    TableName=self._table,
+                    IndexName="by_due",
+                    KeyConditionExpression="#pk = :pk AND #sk < :upper",
+                    ExpressionAttributeNames={"#pk": "gsi5pk", "#sk": "gsi5sk"},
+                    ExpressionAttributeValues={":pk": {"S": due_partition(shard)}, ":upper": {"S": f"{now}#~"}},
+                    Limit=limit,
+                )
+            except (ClientError, BotoCoreError) as exc:
+                raise StoreUnavailableError("could not read the due jobs") from exc
+            for item in response.get("Items", []):
+                ids.append((item["gsi5sk"]["S"], job_id_of(item["pk"]["S"])))
+        chosen = [job_id for _, job_id in sorted(ids)[:limit]]
+        by_id = self.get_many(chosen)
+        return [by_id[i] for i in chosen if i in by_id]
 
     def add_child(self, parent_id: str, child_id: str) -> None:
         try:
@@ -350,7 +388,7 @@ class DynamoJobStore:
                     ":one": {"N": "1"},
                 },
             )
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             if _error_code(exc) == "ConditionalCheckFailedException":
                 return  # already listed
             raise StoreUnavailableError(f"could not link child {child_id} to job {parent_id}") from exc
@@ -363,7 +401,7 @@ class DynamoJobStore:
                 ExpressionAttributeValues={":pk": {"S": job_partition(job_id)}, ":run": {"S": RUN_PREFIX}},
                 ConsistentRead=True,
             )
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailableError(f"could not read runs of job {job_id}") from exc
         return [item_to_run(i) for i in response.get("Items", [])]
 

@@ -31,6 +31,26 @@ def _epoch(at: str) -> int:
     return int(datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp())
 
 
+def invalidation_write(table: str, tenant: str, scope: str, namespace: str, job_id: str, at: str) -> dict[str, Any]:
+    """The write that invalidates a namespace (ADD generation 1), as a TransactWriteItems
+    entry: the job store puts it in a completion's own transaction."""
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": _key(tenant, scope, cache_sort_key(namespace)),
+            "UpdateExpression": (
+                "ADD generation :one SET invalidated_at = :at, invalidated_by = :job, expires_at = :expires"
+            ),
+            "ExpressionAttributeValues": {
+                ":one": {"N": "1"},
+                ":at": {"S": at},
+                ":job": {"S": job_id},
+                ":expires": {"N": str(_epoch(at) + CACHE_TTL_S)},
+            },
+        }
+    }
+
+
 class DynamoCacheStore:
     def __init__(self, client: Any, table_name: str) -> None:
         self._ddb = client
@@ -72,30 +92,27 @@ class DynamoCacheStore:
 
     def get(self, tenant: str, scope: str, namespace: str) -> CacheEntry:
         try:
+            # Strongly consistent: a read after a completion sees the generation it bumped.
             item = self._ddb.get_item(
-                TableName=self._table, Key=_key(tenant, scope, cache_sort_key(namespace))
+                TableName=self._table, Key=_key(tenant, scope, cache_sort_key(namespace)), ConsistentRead=True
             ).get("Item")
         except ClientError as exc:
             raise StoreUnavailableError("could not read the cache") from exc
         return self._entry(namespace, item or {})
 
     def invalidate(self, tenant: str, scope: str, namespace: str, job_id: str, at: str) -> int:
+        """Bump the generation unless `job_id` already did (its completion's own write does):
+        a completion invalidates a namespace once, so a value stored after it stays a hit."""
+        write = invalidation_write(self._table, tenant, scope, namespace, job_id, at)["Update"]
         try:
             response = self._ddb.update_item(
-                TableName=self._table,
-                Key=_key(tenant, scope, cache_sort_key(namespace)),
-                UpdateExpression=(
-                    "ADD generation :one SET invalidated_at = :at, invalidated_by = :job, expires_at = :expires"
-                ),
-                ExpressionAttributeValues={
-                    ":one": {"N": "1"},
-                    ":at": {"S": at},
-                    ":job": {"S": job_id},
-                    ":expires": {"N": str(_epoch(at) + CACHE_TTL_S)},
-                },
+                **write,
+                ConditionExpression="attribute_not_exists(invalidated_by) OR invalidated_by <> :job",
                 ReturnValues="UPDATED_NEW",
             )
         except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return self.get(tenant, scope, namespace).generation
             raise StoreUnavailableError("could not invalidate the cache") from exc
         return int(response["Attributes"]["generation"]["N"])
 

@@ -18,6 +18,10 @@ deserializer = TypeDeserializer()
 JSON_FIELDS = {"payload": "payload_json", "result": "result_json"}
 BLOB_REFS = {"payload": "payload_ref", "result": "result_ref"}
 FINISHED_SHARDS = 8
+# The sparse by_due index spreads unfinished jobs over this many partitions, so neither a
+# burst of submissions nor the reconciler's queries meet one hot partition.
+DUE_SHARDS = 8
+GSI_KEYS = tuple(f"gsi{i}{part}" for i in range(1, 6) for part in ("pk", "sk"))
 
 
 # Every key of the jobs table is built here, from parts that cannot hold the separator: a
@@ -133,8 +137,26 @@ def finished_keys(job_id: str, finished_at: str) -> tuple[str, str]:
     return finished_partition(finished_at[:10], shard), f"{finished_at}#{key_part(job_id)}"
 
 
-def blob_key(job_id: str, field: str) -> str:
-    return f"jobs/{job_id}/{field}.json"
+def due_partition(shard: int) -> str:
+    return f"DUE#{int(shard)}"
+
+
+def due_keys(job_id: str, due_at: str) -> tuple[str, str]:
+    """(gsi5pk, gsi5sk) of an unfinished job in the by_due index: due time first, so one
+    Query per shard returns what is due, oldest first."""
+    return due_partition(zlib.crc32(job_id.encode()) % DUE_SHARDS), f"{due_at}#{key_part(job_id)}"
+
+
+def blob_prefix(job_id: str) -> str:
+    """Every S3 object of a job's own data lives under this prefix."""
+    return f"jobs/{job_id}/"
+
+
+def blob_key(job_id: str, field: str, attempt: Optional[int] = None) -> str:
+    """A claim-checked field's object. A result is keyed by its attempt, so a late attempt that
+    loses the race to complete cannot overwrite the winner's object before its write fails."""
+    suffix = f"-{attempt:04d}" if attempt is not None else ""
+    return f"{blob_prefix(job_id)}{field}{suffix}.json"
 
 
 def job_to_item(job: Job) -> dict[str, Any]:
@@ -152,6 +174,8 @@ def job_to_item(job: Job) -> dict[str, Any]:
     }
     if job.finished_at:
         item["gsi4pk"], item["gsi4sk"] = finished_keys(job.id, job.finished_at)
+    if job.due_at and not job.status.is_terminal:
+        item["gsi5pk"], item["gsi5sk"] = due_keys(job.id, job.due_at)
     for name, value in data.items():
         if name in JSON_FIELDS:
             item[JSON_FIELDS[name]] = json.dumps(value, separators=(",", ":"))
@@ -174,7 +198,7 @@ def item_to_job(item: dict[str, Any], fetch: Optional[Callable[[str], bytes]] = 
         if ref is not None:
             key, size = ref["key"], ref["bytes"]
             data[name] = json.loads(fetch(key)) if fetch else _claim_check_placeholder(size)
-    for key in ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk", "gsi4pk", "gsi4sk"):
+    for key in ("pk", "sk", *GSI_KEYS):
         data.pop(key, None)
     return Job.model_validate(data)
 

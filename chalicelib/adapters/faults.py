@@ -28,3 +28,24 @@ class FailingPutEvents:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
+
+
+class FailingSendMessage:
+    """An SQS client whose `send_message` fails a random `rate` of its calls as a lost
+    connection does (botocore's EndpointConnectionError, after the request may or may not have
+    reached SQS: here it never does). Other calls pass through."""
+
+    def __init__(self, client: Any, rate: float, *, draw: Callable[[], float] = random.random) -> None:
+        self._client = client
+        self._rate = rate
+        self._draw = draw
+
+    def send_message(self, **kwargs: Any) -> dict[str, Any]:
+        if self._draw() < self._rate:
+            from botocore.exceptions import EndpointConnectionError
+
+            raise EndpointConnectionError(endpoint_url="injected by JOBPIPE_FAULT_SEND_MESSAGE_FAILURE_RATE")
+        return self._client.send_message(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)

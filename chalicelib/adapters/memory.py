@@ -26,10 +26,13 @@ from chalicelib.ports import REMOVE, Artifact, ArtifactInfo, ChangeSet, JobMessa
 
 
 class InMemoryJobStore:
-    def __init__(self) -> None:
+    def __init__(self, caches: Optional["InMemoryCacheStore"] = None) -> None:
+        """`caches`: the scope caches a change's `invalidate_caches` invalidates (DynamoDB
+        keeps both in one table and one transaction)."""
         self._jobs: dict[str, Job] = {}
         self._runs: dict[tuple[str, int], Run] = {}
         self._lock = threading.Lock()
+        self.caches = caches if caches is not None else InMemoryCacheStore()
 
     def create(self, job: Job) -> None:
         with self._lock:
@@ -79,6 +82,9 @@ class InMemoryJobStore:
             self._jobs[job.id] = new
             if changes.run is not None:
                 self._write_run(changes.run)
+            for namespace in changes.invalidate_caches:
+                self.caches.invalidate(new.tenant, new.scope or "", namespace, new.id,
+                                       new.finished_at or isoformat(utcnow()))
             return new.model_copy(deep=True)
 
     def record_progress(self, job_id: str, attempt: int, progress: Progress) -> Job:
@@ -104,6 +110,13 @@ class InMemoryJobStore:
 
     def runs(self, job_id: str) -> list[Run]:
         return [r for (jid, _), r in sorted(self._runs.items()) if jid == job_id]
+
+    def due(self, now: str, limit: int) -> list[Job]:
+        due = sorted(
+            (j for j in self._jobs.values() if j.due_at and not j.status.is_terminal and j.due_at <= now),
+            key=lambda j: (j.due_at, j.id),
+        )
+        return [j.model_copy(deep=True) for j in due[:limit]]
 
     def _write_run(self, run: Run) -> None:
         key = (run.job_id, run.attempt)
@@ -196,6 +209,8 @@ class InMemoryCacheStore:
 
     def invalidate(self, tenant, scope, namespace, job_id, at):
         item = self.items.setdefault((tenant, scope, namespace), {"generation": 0})
+        if item.get("invalidated_by") == job_id:  # its completion's own write already did
+            return item["generation"]
         item.update(generation=item["generation"] + 1, invalidated_at=at, invalidated_by=job_id)
         self.writes += 1
         return item["generation"]
@@ -330,3 +345,33 @@ class InMemoryStatsStore:
 
     def hourly(self, hours: list[str]) -> list[dict[str, int]]:
         return [dict(self.hours.get(h, {})) for h in hours]
+
+
+class InMemoryReconcilerLog:
+    def __init__(self) -> None:
+        self.last_pass: Optional[dict[str, Any]] = None
+        self.totals: dict[str, int] = {}
+
+    def record(self, started_at: str, counts: dict[str, int]) -> None:
+        self.last_pass = {"started_at": started_at, "counts": dict(counts)}
+        self.totals["passes"] = self.totals.get("passes", 0) + 1
+        for name, value in counts.items():
+            self.totals[name] = self.totals.get(name, 0) + value
+
+    def summary(self) -> dict[str, Any]:
+        return {"last_pass": self.last_pass, "totals": dict(self.totals)}
+
+
+class InMemoryQueueOperations:
+    """Dead letters are the in-memory queue's `dead` list plus what a test parks there as the
+    queue's redrive policy would."""
+
+    def __init__(self, queue: InMemoryJobQueue) -> None:
+        self._queue = queue
+
+    def peek_dead_letters(self, priority: str, limit: int) -> list[Any]:
+        from chalicelib.ports import DeadLetter
+
+        return [DeadLetter(message_id=f"m{i}", body={**message.to_body(), **({"reason": reason} if reason else {})},
+                           sent_at=None, receive_count=0)
+                for i, (message, reason) in enumerate(self._queue.dead[:limit])]

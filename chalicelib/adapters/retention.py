@@ -9,13 +9,22 @@ from typing import Any, Iterator, Optional
 
 from botocore.exceptions import ClientError
 
-from chalicelib.adapters.dynamodb_items import FINISHED_SHARDS, finished_partition, job_id_of, job_partition
+from chalicelib.adapters.dynamodb_items import (
+    FINISHED_SHARDS,
+    blob_prefix,
+    finished_partition,
+    job_id_of,
+    job_partition,
+)
 from chalicelib.domain.errors import StoreUnavailableError
 from chalicelib.domain.job import isoformat
 from chalicelib.ports import BlobStore
 
 _BATCH_WRITE_MAX = 25
 _UNPROCESSED_RETRIES = 6
+
+
+_END_OF_TIME = datetime(9999, 1, 1, tzinfo=timezone.utc)
 
 
 class DynamoFinishedJobs:
@@ -77,9 +86,13 @@ class DynamoFinishedJobs:
                 request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         except ClientError as exc:
             raise StoreUnavailableError(f"could not read job {job_id} for deletion") from exc
-        # Objects first: if the item deletes then fail, a later run still finds the job.
-        if blob_keys and self._blobs is not None:
-            self._blobs.delete(blob_keys)
+        # Objects first: if the item deletes then fail, a later run still finds the job. Listed
+        # too, for the results of attempts that lost the race to complete (keyed per attempt).
+        if self._blobs is not None:
+            for page in self._blobs.keys_older_than(blob_prefix(job_id), _END_OF_TIME):
+                blob_keys.extend(page)
+            if blob_keys:
+                self._blobs.delete(sorted(set(blob_keys)))
         # The job item last, so an interrupted purge is found again through the index.
         keys.sort(key=lambda k: k["sk"]["S"] == "JOB")
         for start in range(0, len(keys), _BATCH_WRITE_MAX):

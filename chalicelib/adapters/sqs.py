@@ -4,12 +4,12 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.domain.errors import InvalidRequestError, QueueUnavailableError
 from chalicelib.ports import JobMessage
 
-MAX_DELAY_S = 900  # SQS DelaySeconds limit
+from chalicelib.defaults import SQS_MAX_DELAY_S as MAX_DELAY_S
 
 
 class SqsJobQueue:
@@ -31,7 +31,7 @@ class SqsJobQueue:
                 MessageBody=json.dumps(message.to_body()),
                 DelaySeconds=delay_seconds,
             )
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
             raise QueueUnavailableError(f"could not enqueue job {message.job_id}") from exc
 
     def dead_letter(self, message: JobMessage, *, priority: str, reason: dict[str, Any]) -> None:
@@ -40,7 +40,7 @@ class SqsJobQueue:
             self._sqs.send_message(
                 QueueUrl=self._url(self._dead, priority), MessageBody=json.dumps(body)
             )
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
             raise QueueUnavailableError(
                 f"could not dead-letter job {message.job_id}"
             ) from exc
@@ -53,15 +53,16 @@ class SqsJobQueue:
                 ReceiptHandle=receipt_handle,
                 VisibilityTimeout=max(0, min(seconds, 12 * 3600)),
             )
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
             raise QueueUnavailableError("could not change a message's visibility") from exc
 
     def _url_for_arn(self, queue_arn: str) -> str:
-        # arn:aws:sqs:<region>:<account>:<name>
+        """A queue's URL from its ARN (arn:aws:sqs:<region>:<account>:<name>) without a
+        GetQueueUrl call, which the consumers' roles need not allow: the endpoint, the account
+        and the name, as SQS (and emulators) form queue URLs."""
         name = queue_arn.rsplit(":", 1)[-1]
         for url in (*self._urls.values(), *self._dead.values()):
             if url.rstrip("/").rsplit("/", 1)[-1] == name:
                 return url
         account = queue_arn.split(":")[4]
-        return self._sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
-
+        return f"{self._sqs.meta.endpoint_url.rstrip('/')}/{account}/{name}"

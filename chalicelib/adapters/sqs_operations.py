@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from botocore.exceptions import ClientError
 
-from chalicelib.domain.errors import DeadLetterUnavailableError, InvalidRequestError
+from chalicelib.domain.errors import DeadLetterUnavailableError, InvalidRequestError, NotRedrivableError
 from chalicelib.ports import DeadLetter
 
 _ATTRIBUTES = {
@@ -24,20 +24,42 @@ _PEEK_HIDE_S = 30
 
 
 class SqsQueueOperations:
-    def __init__(self, client: Any, queue_urls: Mapping[str, str], dead_letter_urls: Mapping[str, str]) -> None:
+    def __init__(self, client: Any, queue_urls: Mapping[str, str], dead_letter_urls: Mapping[str, str],
+                 other_dead_letters: Optional[Mapping[str, tuple[str, Optional[str]]]] = None) -> None:
+        """`queue_urls`/`dead_letter_urls` by priority; `other_dead_letters` the rest of the
+        pipeline's dead-letter queues by name -> (DLQ URL, the queue a redrive returns its
+        messages to, or None where a message cannot simply be sent again)."""
         self._sqs = client
         self._queues = dict(queue_urls)
         self._dead = dict(dead_letter_urls)
+        self._others = {name: pair for name, pair in (other_dead_letters or {}).items() if pair[0]}
 
-    def _pair(self, priority: str) -> tuple[str, str]:
-        if priority not in self._queues:
-            raise InvalidRequestError(f"priority must be one of {', '.join(self._queues)}")
-        return self._queues[priority], self._dead[priority]
+    def dead_letter_queues(self) -> list[str]:
+        return [*self._queues, *self._others]
+
+    def _pair(self, name: str) -> tuple[Optional[str], str]:
+        """(the queue a redrive returns messages to, the dead-letter queue) of `name`."""
+        if name in self._queues:
+            return self._queues[name], self._dead[name]
+        if name in self._others:
+            dead, source = self._others[name]
+            return source, dead
+        raise InvalidRequestError(f"queue must be one of {', '.join(self.dead_letter_queues())}")
 
     def _depth(self, url: str) -> dict[str, int]:
         response = self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(_ATTRIBUTES.values()))
         attributes = response.get("Attributes", {})
         return {key: int(attributes.get(name, 0)) for key, name in _ATTRIBUTES.items()}
+
+    def dead_letter_depths(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        try:
+            for name in self.dead_letter_queues():
+                depth = self._depth(self._pair(name)[1])
+                out[name] = depth["visible"] + depth["in_flight"]
+        except ClientError as exc:
+            raise DeadLetterUnavailableError("could not read dead-letter queue attributes") from exc
+        return out
 
     def depths(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
@@ -97,6 +119,10 @@ class SqsQueueOperations:
 
     def redrive(self, priority: str, limit: int) -> dict[str, int]:
         queue, dead = self._pair(priority)
+        if queue is None:
+            raise NotRedrivableError(
+                f"messages on the {priority} dead-letter queue cannot be sent again as they are; "
+                "see docs/reliability.md", details={"queue": priority})
         moved = failed = 0
         try:
             messages = self._receive(dead, limit, _PEEK_HIDE_S)

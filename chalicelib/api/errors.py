@@ -42,9 +42,11 @@ _STATUS: list[tuple[type[domain.JobpipeError], int]] = [
     (domain.InvalidTransitionError, 409),
     (domain.CacheGenerationChangedError, 409),
     (domain.QuotaExceededError, 429),
+    (domain.NotRedrivableError, 409),
     (domain.QueueUnavailableError, 503),
     (domain.StoreUnavailableError, 503),
     (domain.DeadLetterUnavailableError, 503),
+    (domain.TaskTimeError, 503),
 ]
 
 

@@ -7,7 +7,8 @@ so they get the pipeline's retries, timeouts, priorities and cancellation. With
 USE_TASK_QUEUE=false a task runs inline and its result comes back in the response."""
 from __future__ import annotations
 
-from typing import Any, Optional
+import time
+from typing import Any, Callable, Optional
 
 from chalice import Blueprint
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,7 +21,7 @@ from chalicelib.composition import container
 from chalicelib.domain.errors import JobNotFoundError, TaskNotFoundError
 from chalicelib.domain.job import Job
 from chalicelib.job_types.maintenance import TASKS
-from chalicelib.maintenance import SYSTEM_TENANT
+from chalicelib.maintenance import SYSTEM_TENANT, TaskControl
 from chalicelib.observability import count
 from chalicelib.ports import JobQuery
 
@@ -31,6 +32,25 @@ TYPE_PREFIX = "maintenance."
 
 
 route = router(maintenance_api, role=OPERATOR)
+
+# API Gateway answers 504 after 29 s whatever the function's timeout: an inline task must end
+# within both.
+API_GATEWAY_TIMEOUT_MS = 29_000
+# Kept back from an inline task's time for writing the answer after it stops.
+INLINE_ANSWER_MARGIN_MS = 1_000
+
+
+def inline_time_left(lambda_context: Any, monotonic: Callable[[], float] = time.monotonic) -> Callable[[], int]:
+    """Milliseconds an inline task has left, from now: the API function's remaining time (its
+    Lambda context; none outside Lambda) and API Gateway's limit, less the answer's margin."""
+    started = monotonic()
+    remaining = getattr(lambda_context, "get_remaining_time_in_millis", None)
+    budget = API_GATEWAY_TIMEOUT_MS if remaining is None else min(int(remaining()), API_GATEWAY_TIMEOUT_MS)
+
+    def time_left() -> int:
+        return int(budget - (monotonic() - started) * 1000 - INLINE_ANSWER_MARGIN_MS)
+
+    return time_left
 
 
 class ListTasksQuery(BaseModel):
@@ -62,9 +82,15 @@ def _start(call: Call, task: str) -> Any:
     payload = validate(model, params).model_dump()
     services = container()
     if not services.settings.use_task_queue:
-        result = services.maintenance.run(task, payload)
-        return {"task_id": None, "status": "completed", "result": result,
-                "message": f"{task} ran inline (USE_TASK_QUEUE=false)"}, 200
+        # Bounded by the API function's time: a task stops early (`complete: false`) or, when
+        # even a part of it cannot fit, is refused with 503 task_out_of_time.
+        control = TaskControl(remaining_ms=inline_time_left(maintenance_api.lambda_context))
+        result = services.maintenance.run(task, payload, control)
+        message = f"{task} ran inline (USE_TASK_QUEUE=false)"
+        if result.get("complete") is False:
+            message += ("; it stopped before the API function's time ran out and is incomplete: "
+                        "run it again to continue, or queue it (USE_TASK_QUEUE=true)")
+        return {"task_id": None, "status": "completed", "result": result, "message": message}, 200
     job = services.lifecycle.submit(
         tenant=SYSTEM_TENANT, user=call.user.user, type=f"{TYPE_PREFIX}{task}", payload=payload
     )

@@ -8,11 +8,10 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from chalicelib.api.requests import MAX_BATCH_IDS, ListJobsQuery, SubmitJobRequest
-from chalicelib.domain.job import Job, Run
+from chalicelib.domain.job import INTERNAL_FIELDS, Job, Run
 from chalicelib.domain.status import JobStatus
 
 _REF = "#/components/schemas/{model}"
-_HIDDEN_JOB_FIELDS = ("lease_expires_at", "timeout_s")  # Job.public() leaves them out
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -37,7 +36,7 @@ def _schemas() -> dict[str, Any]:
     )
     schemas = top["$defs"]
     job = schemas["Job"]
-    for field in _HIDDEN_JOB_FIELDS:
+    for field in sorted(INTERNAL_FIELDS):  # Job.public() leaves them out
         job["properties"].pop(field, None)
     job["required"] = sorted(set(job["properties"]) - {"result"})  # public() writes every field
     schemas["NotFound"] = {"type": "object", "required": ["id", "status"],
@@ -135,7 +134,8 @@ def _operator_paths() -> dict[str, Any]:
     """Routes for the `operator` role (403 `forbidden` without it)."""
     refused = _errors(400, 401, 403)
     task = {"type": "object", "required": ["task_id", "status"]}
-    queued = {"202": _json(task, "enqueued"), "200": _json(task, "ran inline (USE_TASK_QUEUE=false)"), **refused}
+    queued = {"202": _json(task, "enqueued"), "200": _json(task, "ran inline (USE_TASK_QUEUE=false)"), **refused,
+              **_errors(503)}
     task_id = [_path_param("task_id")]
     return {
         "/api/system/stats": {"get": {"parameters": _query("window_hours"), "responses": {

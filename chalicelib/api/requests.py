@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from chalicelib.domain.status import JobStatus
+from chalicelib.defaults import MAX_SCHEDULE_S
 
 MAX_BATCH_IDS = 100
 
@@ -16,8 +17,17 @@ class SubmitJobRequest(BaseModel):
     type: str = Field(min_length=1, max_length=128)
     payload: dict[str, Any] = Field(default_factory=dict)
     priority: Optional[Literal["high", "normal", "low"]] = None
-    delay_seconds: int = Field(default=0, ge=0, le=900)
+    # Up to 900 s the job's message is delayed by SQS; beyond, the job is held in the store and
+    # released by the reconciler. `run_at` (ISO 8601 with a zone) instead of a delay.
+    delay_seconds: int = Field(default=0, ge=0, le=MAX_SCHEDULE_S)
+    run_at: Optional[AwareDatetime] = None
     scope: Optional[str] = Field(default=None, min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._:/@\-]+$")
+
+    @model_validator(mode="after")
+    def _one_start(self) -> "SubmitJobRequest":
+        if self.run_at is not None and self.delay_seconds:
+            raise ValueError("give either run_at or delay_seconds, not both")
+        return self
 
 
 class ListJobsQuery(BaseModel):

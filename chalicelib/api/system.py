@@ -11,7 +11,8 @@ from chalicelib.api.auth import OPERATOR
 from chalicelib.api.http import Call, validate
 from chalicelib.api.routing import router
 from chalicelib.composition import container
-from chalicelib.domain.job import PRIORITIES, isoformat, utcnow
+from chalicelib.domain.errors import NotRedrivableError
+from chalicelib.domain.job import isoformat, utcnow
 from chalicelib.domain.stats import hours_back, summarize
 
 system_api = Blueprint(__name__)
@@ -29,18 +30,28 @@ class StatsQuery(BaseModel):
 class DeadLetterQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    priority: Optional[Literal["high", "normal", "low"]] = None
+    priority: Optional[Literal["high", "normal", "low"]] = None  # a jobs DLQ (as `queue`)
+    queue: Optional[str] = Field(default=None, min_length=1, max_length=64)  # any dead-letter queue by name
     limit: int = Field(default=10, ge=1, le=100)
+
+
+def _queues(params: DeadLetterQuery, operations: Any) -> list[str]:
+    """The dead-letter queues a request names: one (`queue` or `priority`), else every one."""
+    name = params.queue or params.priority
+    return [name] if name else operations.dead_letter_queues()
 
 
 @route("/api/system/stats", methods=["GET"])
 def stats(call: Call) -> Any:
-    """Queue depths from queue attributes; everything else from the stats recorder's counters."""
+    """Queue depths from queue attributes; the reconciler's last pass and totals; everything
+    else from the stats recorder's counters."""
     params = validate(StatsQuery, dict(call.request.query_params or {}))
     services = container()
     hours = hours_back(utcnow(), params.window_hours)
     summary = summarize(services.stats.status_counts(), services.stats.hourly(hours), params.window_hours)
-    return {"queues": services.queue_operations.depths(), **summary, "as_of": isoformat(utcnow())}
+    return {"queues": services.queue_operations.depths(),
+            "dead_letter_queues": services.queue_operations.dead_letter_depths(), **summary,
+            "reconciler": services.reconciler_log.summary(), "as_of": isoformat(utcnow())}
 
 
 @route("/api/system/dlq", methods=["GET"])
@@ -48,7 +59,7 @@ def dead_letters(call: Call) -> Any:
     """Messages on the dead-letter queues, left where they are, with their job's status."""
     params = validate(DeadLetterQuery, dict(call.request.query_params or {}))
     services = container()
-    priorities = [params.priority] if params.priority else list(PRIORITIES)
+    priorities = _queues(params, services.queue_operations)
     peeked = {p: services.queue_operations.peek_dead_letters(p, params.limit) for p in priorities}
     ids = [str(m.body["job_id"]) for ms in peeked.values() for m in ms if isinstance(m.body.get("job_id"), str)]
     jobs = services.store.get_many(ids) if ids else {}
@@ -72,5 +83,13 @@ def redrive(call: Call) -> Any:
     failed is acknowledged by the worker without running again; resubmit it to rerun it."""
     params = validate(DeadLetterQuery, dict(call.request.query_params or {}))
     operations = container().queue_operations
-    priorities = [params.priority] if params.priority else list(PRIORITIES)
-    return {"redriven": {p: operations.redrive(p, params.limit) for p in priorities}}
+    if params.queue or params.priority:
+        name = params.queue or params.priority
+        return {"redriven": {name: operations.redrive(name, params.limit)}}
+    redriven = {}
+    for name in operations.dead_letter_queues():  # all that can be: the rest are for reading
+        try:
+            redriven[name] = operations.redrive(name, params.limit)
+        except NotRedrivableError:
+            continue
+    return {"redriven": redriven}

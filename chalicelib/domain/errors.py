@@ -149,5 +149,18 @@ class QuotaExceededError(JobpipeError):
         self.retry_after_s = retry_after_s
 
 
+class TaskTimeError(JobpipeError):
+    """A maintenance task was not started: the time left cannot fit even a part of it."""
+
+    code = "task_out_of_time"
+
+
 class DeadLetterUnavailableError(JobpipeError):
     code = "dlq_unavailable"
+
+
+class NotRedrivableError(JobpipeError):
+    """The dead-letter queue holds descriptions of failures (a stream batch's range), not
+    messages that can be sent to a queue again."""
+
+    code = "not_redrivable"

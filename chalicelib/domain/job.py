@@ -65,6 +65,15 @@ class Run(BaseModel):
     error: Optional[JobErrorInfo] = None
 
 
+# Bookkeeping of the worker and the reconciler that clients never see.
+INTERNAL_FIELDS = frozenset({"lease_expires_at", "timeout_s", "due_at", "dispatches"})
+
+
+def parse_time(value: str) -> datetime:
+    """An `isoformat` string (or any ISO 8601 time with an offset) back to an aware datetime."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
 class Job(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -89,9 +98,16 @@ class Job(BaseModel):
     started_at: Optional[str] = None
     finished_at: Optional[str] = None
     lease_expires_at: Optional[str] = None
+    # The earliest time the job may start (submit's delay or run_at; a retry's backoff).
+    not_before: Optional[str] = None
+    # When the reconciler looks at the job next, while it is unfinished: a queued or retrying
+    # job's message should have been claimed by then, a running job's lease has ended by then.
+    due_at: Optional[str] = None
+    # Messages sent for the job's next attempt (0: held for a schedule beyond SQS's delay).
+    dispatches: int = 0
     expires_at: Optional[int] = None  # epoch seconds; DynamoDB TTL removes the record after it
     version: int = 1
 
     def public(self) -> dict[str, Any]:
         """The job as clients see it (internal bookkeeping left out)."""
-        return self.model_dump(mode="json", exclude={"lease_expires_at", "timeout_s"})
+        return self.model_dump(mode="json", exclude=INTERNAL_FIELDS)

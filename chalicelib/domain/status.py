@@ -20,11 +20,12 @@ class JobStatus(str, Enum):
 TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED})
 
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELED}),
+    # queued/retrying -> failed: the job's message was dead-lettered before any attempt took it.
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELED, JobStatus.FAILED}),
     JobStatus.RUNNING: frozenset(
         {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.RETRYING}
     ),
-    JobStatus.RETRYING: frozenset({JobStatus.RUNNING, JobStatus.CANCELED}),
+    JobStatus.RETRYING: frozenset({JobStatus.RUNNING, JobStatus.CANCELED, JobStatus.FAILED}),
     JobStatus.COMPLETED: frozenset(),
     JobStatus.FAILED: frozenset(),
     JobStatus.CANCELED: frozenset(),

@@ -9,6 +9,18 @@ from chalicelib.domain.progress import is_notable_change
 from chalicelib.events.model import PROGRESS_CHANGED, STATUS_CHANGED, JobEvent, event_id_for
 
 
+# PutEvents takes 256 KB per call; a job's progress message and error are free text of any
+# length. Events carry their first characters (a poison-sized event would block its stream).
+MAX_EVENT_TEXT_CHARS = 2048
+
+
+def clip(text: Optional[str], limit: int = MAX_EVENT_TEXT_CHARS) -> Optional[str]:
+    """`text` cut to `limit` characters, marked with an ellipsis when cut."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
 @dataclass(frozen=True)
 class JobChange:
     """One write to a job as the change stream reports it."""
@@ -45,12 +57,13 @@ def events_for_change(old: Optional[Job], new: Optional[Job], timestamp: str) ->
             attempt=new.attempts,
             previous_status=old.status.value if old else None,
             previous_progress=old.progress.percent if old else None,
-            step=new.progress.step,
-            message=new.progress.message,
+            step=clip(new.progress.step, 256),
+            message=clip(new.progress.message),
             tenant=new.tenant,
             type=new.type,
             scope=new.scope,
             version=new.version,
-            error=new.error.model_dump() if new.error and status_changed else None,
+            error={"code": clip(new.error.code, 256), "message": clip(new.error.message)}
+            if new.error and status_changed else None,
         )
     ]

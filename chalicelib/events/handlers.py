@@ -10,6 +10,7 @@ from chalice import Blueprint
 
 from chalicelib.adapters.dynamodb_stream import job_change
 from chalicelib.composition import container, reports_aws_requests
+from chalicelib.defaults import redelivery_wait_s
 from chalicelib.domain.errors import EventPublishError
 from chalicelib.events.model import JobEvent
 from chalicelib.events.publishing import publish_changes
@@ -22,8 +23,6 @@ events = Blueprint(__name__)
 JOBS_STREAM = "arn:aws:dynamodb:us-east-1:000000000000:table/jobpipe-jobs/stream/1970-01-01T00:00:00.000"
 ERP_WEBHOOK_QUEUE = "jobpipe-erp-webhook"
 CACHE_INVALIDATION_QUEUE = "jobpipe-cache-invalidation"
-# Redelivery backoff for a failed webhook: 2, 4, 8 ... seconds, at most 15 minutes.
-MAX_BACKOFF_S = 900
 
 
 @tracer.capture_method
@@ -80,7 +79,7 @@ class _Consumer:
             self._once(detail, self.lambda_context)
         except Exception:
             receives = int(record.attributes.approximate_receive_count or 1)
-            backoff = min(MAX_BACKOFF_S, 2**receives)
+            backoff = redelivery_wait_s(receives, services.settings.redelivery_base_s)
             container().queue.set_visibility(record.event_source_arn, record.receipt_handle, backoff)
             logger.warning(f"{self._name} failed; retrying in {backoff} s",
                            extra={"event_id": detail.get("event_id"), "receive_count": receives})
@@ -110,7 +109,8 @@ def consume(event: Any, consumer: _Consumer) -> dict[str, Any]:
     )
 
 
-@events.on_sqs_message(queue=ERP_WEBHOOK_QUEUE, batch_size=10, name="erp_bridge")
+# 5 deliveries x the sender's 5 s timeout stay well inside the function's 60 s.
+@events.on_sqs_message(queue=ERP_WEBHOOK_QUEUE, batch_size=5, name="erp_bridge")
 @reports_aws_requests
 def erp_bridge(event: Any) -> dict[str, Any]:
     return consume(event, _erp)

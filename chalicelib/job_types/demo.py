@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from chalicelib.domain.errors import FatalJobError, RetryableJobError
 from chalicelib.job_types import demo_registry
+from chalicelib.worker.helpers import complete_job, fail_job, progress, start_job
 
 
 class StepsPayload(BaseModel):
@@ -18,6 +19,8 @@ class StepsPayload(BaseModel):
     step_ms: int = Field(ge=0, le=60_000, description="milliseconds each step takes")
     fail_at: Optional[int] = Field(default=None, ge=1, description="step at which every attempt fails")
     fail_mode: Literal["retry", "fatal"] = "retry"
+    message_chars: int = Field(default=0, ge=0, le=300_000,
+                               description="pad each step's progress message to this many characters (large events)")
 
     @model_validator(mode="after")
     def _fail_within_steps(self) -> "StepsPayload":
@@ -44,8 +47,9 @@ def run_steps(ctx, payload: StepsPayload) -> dict:
             if payload.fail_mode == "fatal":
                 raise FatalJobError(message, code="demo_failure")
             raise RetryableJobError(message, code="demo_failure")
+        message = f"finished step {step} of {payload.steps}"
         ctx.progress(100 * step / payload.steps, step=f"step {step}/{payload.steps}",
-                     message=f"finished step {step} of {payload.steps}")
+                     message=message.ljust(payload.message_chars, "."))
     return {"steps": payload.steps, "attempt": ctx.attempt}
 
 
@@ -121,3 +125,48 @@ def write_outputs(ctx, payload: OutputsPayload) -> dict:
         data = (block * (payload.artifact_bytes // 256 + 1))[: payload.artifact_bytes]
         ctx.artifact("data.bin", data, "application/octet-stream")
     return {"text": "r" * payload.result_bytes, "pad_bytes": len(payload.pad)}
+
+
+class ModelPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"step_ms": 200}]})
+
+    step_ms: int = Field(default=200, ge=0, le=60_000, description="milliseconds each processing step takes")
+    fail_at: Optional[int] = Field(
+        default=None, ge=20, le=80, multiple_of=10,
+        description="the processing step (20-80, a multiple of 10) at which the model fails (MODEL_ERROR)",
+    )
+
+
+@demo_registry.register(
+    "demo.model",
+    ModelPayload,
+    max_attempts=2,
+    timeout_s=120,
+    priority="normal",
+    description="The worker helpers' usage example: start_job, progress 10-80 %, complete_job "
+    "(or fail_job MODEL_ERROR at `fail_at`).",
+)
+def process_model(ctx, payload: ModelPayload) -> None:
+    # Written as the progress conventions' usage example reads (helpers, no return value).
+    try:
+        # Start job
+        start_job(ctx, "Initializing model processing")
+
+        # Report progress throughout
+        progress(ctx, 10, "setup", "Setting up environment")
+
+        # Process model...
+        for i in range(20, 90, 10):
+            progress(ctx, i, "processing", f"Processing step {i}%")
+            # Do work...
+            time.sleep(payload.step_ms / 1000)
+            if payload.fail_at == i:
+                raise RuntimeError(f"model processing failed at step {i}% as asked")
+
+        # Complete job
+        output = {"model": "output.stl", "size": 1024}
+        complete_job(ctx, output, "Model processing complete")
+
+    except Exception as e:
+        fail_job(ctx, "MODEL_ERROR", str(e))
+        raise

@@ -75,10 +75,12 @@ class CacheStore(Protocol):
         raises CacheGenerationChangedError if the namespace was invalidated since."""
 
     def get(self, tenant: str, scope: str, namespace: str) -> CacheEntry:
-        """The entry; `hit` is False when nothing is stored for the current generation."""
+        """The entry, read strongly consistent; `hit` is False when nothing is stored for the
+        current generation."""
 
     def invalidate(self, tenant: str, scope: str, namespace: str, job_id: str, at: str) -> int:
-        """Bump the generation (one write); returns the new generation."""
+        """Bump the generation (one write) unless `job_id` already did (its completion's own
+        write invalidates the namespaces its rules name); returns the generation."""
 
     def record_completion(self, tenant: str, scope: str, completion: TaskCompletion) -> None:
         """Remember when a task of `completion.type` last completed for the scope."""

@@ -11,6 +11,8 @@ from chalicelib.domain.errors import WebhookDeliveryError
 SIGNATURE_HEADER = "X-Jobpipe-Signature"
 EVENT_ID_HEADER = "X-Jobpipe-Event-Id"
 EVENT_TYPE_HEADER = "X-Jobpipe-Event-Type"
+# An HMAC key shorter than this is guessable; an empty one signs nothing.
+MIN_SECRET_CHARS = 32
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -29,6 +31,12 @@ class WebhookSender(Protocol):
 
 class ErpBridge:
     def __init__(self, sender: WebhookSender, url: str, secret: str) -> None:
+        """Raises WebhookDeliveryError when a URL is set with a secret under MIN_SECRET_CHARS:
+        events are never sent unsigned or weakly signed (they wait on the queue instead)."""
+        if url and len(secret) < MIN_SECRET_CHARS:
+            raise WebhookDeliveryError(
+                f"ERP_WEBHOOK_SECRET must be at least {MIN_SECRET_CHARS} characters when ERP_WEBHOOK_URL is set"
+            )
         self._sender = sender
         self._url = url
         self._secret = secret

@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
-from chalicelib.domain.errors import InvalidArtifactError, JobCancelledError, JobTimeoutError
+from chalicelib.domain.errors import FatalJobError, InvalidArtifactError, JobCancelledError, JobTimeoutError
 from chalicelib.domain.job import Job
 from chalicelib.ports import ArtifactInfo
 from chalicelib.worker.progress import ProgressReporter
@@ -17,6 +18,22 @@ StoreArtifact = Callable[[str, str, bytes, str], ArtifactInfo]
 # A cancel request is looked up in the store at most this often by ctx.cancelled() (the
 # runner uses the progress interval when longer); a progress write counts as a look-up.
 CANCEL_POLL_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True)
+class Completion:
+    """How a handler finished its work: the result and a final progress message."""
+
+    result: Any
+    message: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """How a handler declared its job failed: the code and message the job ends with."""
+
+    code: str
+    message: str
 
 
 class JobContext:
@@ -42,6 +59,8 @@ class JobContext:
         self._last_cancel_check = monotonic()
         self._cancel_seen = False
         self._expired = threading.Event()
+        self._completion: Optional[Completion] = None
+        self._failure: Optional[Failure] = None
 
     @property
     def job(self) -> Job:
@@ -81,6 +100,45 @@ class JobContext:
             self._cancel_seen = True
         if self._cancel_seen:
             raise JobCancelledError(f"job {self.job_id} was canceled")
+
+    @property
+    def progress_percent(self) -> float:
+        """The highest percent reported in this attempt (written or still pending)."""
+        return self._reporter.percent
+
+    @property
+    def completion(self) -> Optional[Completion]:
+        """What `complete` recorded (None if it was not called)."""
+        return self._completion
+
+    @property
+    def failure(self) -> Optional[Failure]:
+        """What `fail` recorded first (None if it was not called)."""
+        return self._failure
+
+    @property
+    def cancel_seen(self) -> bool:
+        """True once this context has seen the job's cancel request."""
+        return self._cancel_seen
+
+    def complete(self, result: Any, message: Optional[str] = None) -> Completion:
+        """Record the job's result and final message: the job completes with them when the
+        handler returns, whatever it returns. A later call replaces an earlier one."""
+        self._check_expired()
+        self._completion = Completion(result, message)
+        return self._completion
+
+    def fail(self, code: str, message: str, percent: Optional[float] = None) -> FatalJobError:
+        """Record that the job fails with `code` and `message` (no retry), and the percent
+        reached when given (a lower or invalid one keeps the percent already reached: never
+        refused). The first call decides; the handler should raise what this returns, but the
+        job fails with the recorded code whatever the handler does next, unless it was
+        canceled (a cancel request seen by the handler ends the job canceled)."""
+        if self._failure is None:
+            self._failure = Failure(str(code), str(message))
+            if percent is not None:
+                self._reporter.report_final(percent, "failed", self._failure.message)
+        return FatalJobError(self._failure.message, code=self._failure.code)
 
     def spawn(self, type: str, payload: Any, *, priority: Optional[str] = None,
               scope: Optional[str] = None) -> str:

@@ -9,10 +9,12 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from chalice import Blueprint
 
 from chalicelib.composition import container, reports_aws_requests
+from chalicelib.defaults import redelivery_wait_s
 from chalicelib.observability import logger, tracer
 from chalicelib.worker.runner import DeferredDelivery, parse_message
 
 worker = Blueprint(__name__)
+
 
 # Placeholder names: the deployment template binds each function to its real queue ARN.
 # One queue, worker function and concurrency limit per priority, so a flood of low-priority
@@ -54,6 +56,18 @@ class RecordRunner:
             if deferred.retry_after_s is not None:
                 hold(deferred.retry_after_s)
             logger.info("delivery deferred", extra={"reason": str(deferred)})
+            raise
+        except Exception as exc:
+            # Failed before the handler's outcome was written (throttling, a store or blob
+            # error): deliver again soon rather than after the queue's visibility timeout.
+            receives = int(record.attributes.approximate_receive_count or 1)
+            wait = redelivery_wait_s(receives, container().settings.redelivery_base_s)
+            logger.warning("delivery failed; retrying", extra={"error": f"{type(exc).__name__}: {exc}"[:500],
+                                                                 "retry_in_s": wait, "receive_count": receives})
+            try:
+                hold(wait)
+            except Exception:  # the queue is unreachable too: its visibility timeout applies
+                logger.warning("could not shorten the failed delivery's visibility")
             raise
         finally:
             logger.remove_keys(["job_id", "attempt", "message_id"])

@@ -1,20 +1,18 @@
 """The worker helpers of the progress conventions: `progress`, `start_job`, `complete_job`,
-`fail_job`, for handlers that prefer functions to context methods."""
+`fail_job`, for handlers that prefer functions to context methods (the seed's worker API):
+
+    start_job(ctx, "Initializing model processing")
+    progress(ctx, 10, "setup", "Setting up environment")
+    complete_job(ctx, {"model": "output.stl"}, "Model processing complete")   # no return needed
+    fail_job(ctx, "MODEL_ERROR", str(exc))                                    # raises FatalJobError
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
 
-from chalicelib.domain.errors import FatalJobError
-from chalicelib.worker.context import JobContext
+from chalicelib.worker.context import Completion, JobContext
 
-
-@dataclass(frozen=True)
-class Completion:
-    """Returned by a handler (via `complete_job`): the result and a final progress message."""
-
-    result: Any
-    message: Optional[str] = None
+__all__ = ["Completion", "complete_job", "fail_job", "progress", "start_job"]
 
 
 def progress(
@@ -25,24 +23,28 @@ def progress(
     details: Optional[dict[str, Any]] = None,
     force: bool = False,
 ) -> None:
-    """Throttled progress (see JobContext.progress)."""
+    """Throttled, coalesced, monotonic progress (see JobContext.progress): raises
+    ProgressRejectedError for a decrease, JobCancelledError once a cancel was requested."""
     ctx.progress(percent, step, message, details, force=force)
 
 
 def start_job(ctx: JobContext, message: Optional[str] = None) -> None:
-    """Mark the start of the work with a message, written at once. (The job is already
-    running: a worker claims the attempt before the handler runs.)"""
-    ctx.progress(ctx.job.progress.percent, step="started", message=message, force=True)
+    """Mark the start of the work with `message` (step `started`), written at once at the
+    percent already reached. The job is already `running`: a worker claims the attempt
+    before the handler runs. Raises JobCancelledError if a cancel was requested."""
+    ctx.progress(ctx.progress_percent, step="started", message=message, force=True)
 
 
 def complete_job(ctx: JobContext, result: Any, message: Optional[str] = None) -> Completion:
-    """`return complete_job(ctx, result, "done")`: the job completes with `result` and the
-    final progress message. Completion is explicit; progress alone never completes a job."""
-    return Completion(result, message)
+    """Record `result` as the job's result and `message` as its final progress message; the
+    job completes with them when the handler returns, whether it returns this, None or
+    anything else. Progress alone never completes a job."""
+    return ctx.complete(result, message)
 
 
-def fail_job(ctx: JobContext, code: str, message: str, progress_percent: Optional[float] = None) -> None:
-    """Fail the job now with `code` and `message` (no retry), recording the percent reached."""
-    if progress_percent is not None:
-        ctx.progress(progress_percent, step="failed", message=message, force=True)
-    raise FatalJobError(message, code=code)
+def fail_job(ctx: JobContext, code: str, message: str, progress_percent: Optional[float] = None) -> NoReturn:
+    """Fail the job now with `code` and `message`, without retrying, recording
+    `progress_percent` when given (one below the percent reached keeps the percent reached;
+    it is never refused). Raises FatalJobError; the job fails with this code and message
+    even if the handler catches it, unless a cancel request already stopped the handler."""
+    raise ctx.fail(code, message, progress_percent)

@@ -62,6 +62,11 @@ class ProgressReporter:
         return self._job
 
     @property
+    def percent(self) -> float:
+        """The highest percent accepted in this attempt (written or still pending)."""
+        return self._accepted
+
+    @property
     def last_write_at(self) -> float:
         """When (monotonic) the job was last written, and so read back (the claim counts)."""
         return self._last_write
@@ -90,6 +95,18 @@ class ProgressReporter:
                 self._timer = self._timer_factory(max(0.0, remaining), self._on_timer)
                 self._timer.start()
             return self._job
+
+    def report_final(self, percent: Any, step: Optional[str], message: Optional[str]) -> None:
+        """Queue the last report of an attempt that is failing: never refused, a lower or
+        invalid percent keeps the one reached (progress stays monotonic). Written by `close`."""
+        with self._lock:
+            try:
+                value = max(self._accepted, clamp_percent(percent))
+            except JobpipeError:
+                value = self._accepted
+            self._accepted = value
+            details = (self._pending or self._job.progress).details
+            self._pending = Progress(percent=value, step=step, message=message, details=details)
 
     def flush(self) -> Job:
         """Write the pending report, if any, now."""

@@ -18,8 +18,7 @@ from chalicelib.domain.job import Job, JobErrorInfo
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.lifecycle import LEASE_GRACE_S, ClaimOutcome, JobLifecycle
 from chalicelib.ports import ArtifactStore, JobMessage
-from chalicelib.worker.context import CANCEL_POLL_INTERVAL_S, JobContext
-from chalicelib.worker.helpers import Completion
+from chalicelib.worker.context import CANCEL_POLL_INTERVAL_S, Completion, JobContext
 from chalicelib.worker.progress import ProgressReporter
 from chalicelib.worker.timeout import run_with_timeout
 
@@ -130,17 +129,17 @@ class JobRunner:
         try:
             result = run_with_timeout(lambda: job_type.handler(ctx, payload), job.timeout_s, ctx.expire)
         except JobCancelledError:
-            final = self.lifecycle.mark_canceled(reporter.close())
-            self._observe("canceled", final, {"duration_s": self._monotonic() - started})
-            return final
-        except FatalJobError as exc:
-            return self._fail(reporter.close(), _error_info(exc), False, started)
+            return self._cancel(reporter, started)
         except JobTimeoutError as exc:
             return self._fail(reporter.close(), _error_info(exc), True, started)
-        except Exception as exc:  # a handler's own failure: retried while attempts remain
-            return self._fail(reporter.close(), _error_info(exc), True, started)
+        except Exception as exc:
+            return self._end_early(ctx, reporter, exc, started)
+        if ctx.failure is not None:  # fail_job was called and its error swallowed
+            return self._end_early(ctx, reporter, None, started)
         message = None
-        if isinstance(result, Completion):
+        if ctx.completion is not None:  # complete_job recorded the result: it is the job's
+            result, message = ctx.completion.result, ctx.completion.message
+        elif isinstance(result, Completion):
             result, message = result.result, result.message
         try:
             json.dumps(result)
@@ -149,6 +148,25 @@ class JobRunner:
             return self._fail(reporter.close(), error, False, started)
         final = self.lifecycle.complete(reporter.job, result, message, last_progress=reporter.settle())
         self._observe("completed", final, {"duration_s": self._monotonic() - started})
+        return final
+
+    def _end_early(self, ctx: JobContext, reporter: ProgressReporter, exc: Optional[Exception],
+                   started: float) -> Job:
+        """How an attempt ends when the handler raised `exc`, or returned after fail_job:
+        canceled once the handler saw a cancel request (the user's word wins); else failed
+        with the first fail_job's code and message; else failed now for a FatalJobError,
+        retried (while attempts remain) for any other exception."""
+        if ctx.cancel_seen:
+            return self._cancel(reporter, started)
+        if ctx.failure is not None:
+            error = JobErrorInfo(code=ctx.failure.code, message=ctx.failure.message[:_MAX_ERROR_MESSAGE])
+            return self._fail(reporter.close(), error, False, started)
+        assert exc is not None
+        return self._fail(reporter.close(), _error_info(exc), not isinstance(exc, FatalJobError), started)
+
+    def _cancel(self, reporter: ProgressReporter, started: float) -> Job:
+        final = self.lifecycle.mark_canceled(reporter.close())
+        self._observe("canceled", final, {"duration_s": self._monotonic() - started})
         return final
 
     def _fail(self, job: Job, error: JobErrorInfo, retryable: bool, started: Optional[float] = None) -> Job:

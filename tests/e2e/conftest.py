@@ -20,7 +20,7 @@ from tests.support.webhook_receiver import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build"
-WEBHOOK_SECRET = "e2e-webhook-secret-0123456789"
+WEBHOOK_SECRET = "e2e-webhook-secret-0123456789abcdef"
 FAULTS_STACK = "jobpipe-faults"
 
 
@@ -37,6 +37,22 @@ class Stack:
 
     def token(self, tenant: str = "acme", user: str = "ann", roles=None, ttl_s: int = 3600) -> str:
         return issue_token(self.secret, user=user, tenant=tenant, roles=roles, ttl_s=ttl_s)
+
+    def operator_headers(self) -> dict[str, str]:
+        """A token with the system-wide roles (the operator routes)."""
+        token = self.token("ops", "operator", roles=["admin", "operator"])
+        return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    def wait_for_webhook(self, job_id: str, status: str, timeout_s: float = 60) -> list[dict]:
+        """The ERP receiver's accepted deliveries for the job once one carries `status`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            accepted = self.webhook.accepted(job_id)
+            if any(d["detail"]["status"] == status for d in accepted):
+                return accepted
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {status} event of job {job_id} reached the ERP: {accepted}")
+            time.sleep(0.5)
 
     def headers(self, tenant: str = "acme", **extra: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(tenant)}", "Content-Type": "application/json", **extra}
@@ -79,6 +95,8 @@ def deploy_stack(name: str, session: Any, log: Path, webhook: WebhookReceiver, *
         "AuthSecret": secret,
         "RetryBaseSeconds": "1",
         "ProgressMinIntervalSeconds": "1",
+        "DispatchGraceSeconds": "5",
+        "RedeliveryBaseSeconds": "2",
         "ErpWebhookUrl": webhook.url,
         "ErpWebhookSecret": WEBHOOK_SECRET,
         "DemoJobTypes": "true",
@@ -114,10 +132,12 @@ def stack(tmp_path_factory) -> Stack:
 @pytest.fixture(scope="session")
 def faults_stack(stack) -> Stack:
     """A second stack in the same emulator, deployed with fault injection: EventBridge refuses
-    30 % of PutEvents entries, and the ERP receiver answers 500 to half of its deliveries (at
-    most twice per event). The main stack stays clean."""
+    30 % of PutEvents entries, 10 % of SendMessage calls lose their connection (lost job
+    messages, at submit and at retry, for the reconciler to resend), and the ERP receiver
+    answers 500 to half of its deliveries (at most twice per event). The main stack stays clean."""
     webhook = WebhookReceiver(WEBHOOK_SECRET, fail_rate=0.5, max_failures_per_event=2, seed=6).start()
     try:
-        yield deploy_stack(FAULTS_STACK, stack.session, stack.log, webhook, FaultPutEventsFailureRate="0.3")
+        yield deploy_stack(FAULTS_STACK, stack.session, stack.log, webhook, FaultPutEventsFailureRate="0.3",
+                           FaultSendMessageFailureRate="0.1")
     finally:
         webhook.stop()

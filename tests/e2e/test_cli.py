@@ -88,3 +88,21 @@ def test_the_cli_uses_a_fallback_url_when_the_primary_is_down(stack):
                      env={"JOBPIPE_API_URL": closed, "JOBPIPE_FALLBACK_URLS": stack.api_url})
     assert result.returncode == 0, result.stderr
     assert isinstance(json.loads(result.stdout), list)
+
+
+def test_in_a_pipe_list_and_status_print_whole_values_and_refusals_name_the_field(stack):
+    done = jobpipe(stack, "submit", "demo.model", "--payload", '{"step_ms": 0}', "--watch", "--json")
+    assert done.returncode == 0, done.stderr
+    job = json.loads(done.stdout)
+    assert job["status"] == "completed" and job["result"] == {"model": "output.stl", "size": 1024}
+    for args in (["status", job["id"]], ["list", "--type", "demo.model", "--limit", "100"]):
+        result = jobpipe(stack, *args)  # stdout is a pipe here
+        assert result.returncode == 0, result.stderr
+        header, *rows = result.stdout.splitlines()
+        assert header.split() == ["id", "type", "status", "progress", "attempts", "created", "detail"]
+        (row,) = [r for r in rows if r.startswith(job["id"])]
+        assert row.split()[:6] == [job["id"], "demo.model", "completed", "100%", "1/2", job["created_at"]]
+        assert row.endswith("Model processing complete") and "…" not in result.stdout
+    refused = jobpipe(stack, "submit", "demo.steps", "--payload", '{"steps": 0, "step_ms": 0}')
+    assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1
+    assert "(invalid_payload): steps: Input should be greater than or equal to 1" in refused.stderr

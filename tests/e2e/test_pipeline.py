@@ -96,7 +96,7 @@ def test_batch_status_and_listing(stack):
         ({"data": "{oops"}, 400, "invalid_json"),
         ({"json": {"type": "nope"}}, 422, "unknown_job_type"),
         ({"json": {"type": "demo.steps", "payload": {"steps": -1}}}, 422, "invalid_payload"),
-        ({"json": {**STEPS, "delay_seconds": 5000}}, 400, "invalid_request"),
+        ({"json": {**STEPS, "delay_seconds": 400 * 86400}}, 400, "invalid_request"),
         ({"data": json.dumps({**STEPS, "payload": {"steps": 1, "step_ms": 0, "x": "y" * (5 * 1024 * 1024)}})}, 413, "payload_too_large"),
     ],
 )

@@ -50,7 +50,7 @@ def aws(monkeypatch):
             "JOBPIPE_EVENT_BUS": "job-events",
             "PROGRESS_MIN_INTERVAL_S": "0",
             "ERP_WEBHOOK_URL": "https://erp.example/hook",
-            "ERP_WEBHOOK_SECRET": "functional-webhook-secret",
+            "ERP_WEBHOOK_SECRET": "functional-webhook-secret-0123456789abcdef",
             "JOBPIPE_TABLE": "jobs",
             "JOBPIPE_IDEMPOTENCY_TABLE": "idempotency",
             "JOBPIPE_QUEUE_URL_HIGH": urls["high"],

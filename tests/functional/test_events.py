@@ -57,7 +57,7 @@ def test_erp_bridge_delivers_once_per_event_and_retries_failures(client, aws, ta
             return self.status
 
     sender = Sender()
-    composition.container().erp_bridge = ErpBridge(sender, "https://erp.example/hook", "functional-webhook-secret")
+    composition.container().erp_bridge = ErpBridge(sender, "https://erp.example/hook", "functional-webhook-secret-0123456789abcdef")
     job = submit(client, STEPS)
     publish_stream(client._app, stream)
     envelopes = [e for e in tap() if e["detail"]["job_id"] == job["id"]]
@@ -71,7 +71,7 @@ def test_erp_bridge_delivers_once_per_event_and_retries_failures(client, aws, ta
     delivered = [(json.loads(body)["event_id"], status) for body, _, status in sent]
     assert [s for _, s in delivered] == [500, 200]  # the third delivery was recognised as done
     body, headers, _ = sent[-1]
-    assert verify("functional-webhook-secret", body, headers["X-Jobpipe-Signature"])
+    assert verify("functional-webhook-secret-0123456789abcdef", body, headers["X-Jobpipe-Signature"])
 
 
 def test_cache_is_invalidated_by_completion_only(client, aws, tap, stream):

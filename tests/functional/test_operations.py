@@ -5,6 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from chalicelib import composition
 from chalicelib.composition import container
 from chalicelib.domain.job import Job, Run, isoformat
 from chalicelib.domain.status import JobStatus
@@ -56,7 +57,7 @@ def test_every_system_route_and_only_those_need_the_operator_role(app):
 def test_maintenance_types_are_not_submittable_or_listed(client):
     response = client.http.post("/jobs", headers=operator(), body=json.dumps({"type": "maintenance.cleanup_runs"}))
     assert response.status_code == 422 and response.json_body["error"]["code"] == "unknown_job_type"
-    assert "known types: demo.chaos, demo.fanout, demo.outputs, demo.sleep, demo.steps" in response.json_body["error"]["message"]
+    assert "known types: demo.chaos, demo.fanout, demo.model, demo.outputs, demo.sleep, demo.steps" in response.json_body["error"]["message"]
     types = [t["type"] for t in client.http.get("/job-types", headers=auth()).json_body["job_types"]]
     assert not any(t.startswith("maintenance.") for t in types)
 
@@ -250,3 +251,29 @@ def test_large_payload_and_result_are_claim_checked_in_s3(client, aws):
     assert item["payload_ref"]["M"]["key"]["S"] == f"jobs/{job['id']}/payload.json"
     listed = client.http.get("/jobs", headers=auth()).json_body["jobs"]
     assert listed[0]["payload"] == {"claim_check": {"bytes": int(item["payload_ref"]["M"]["bytes"]["N"])}}
+
+
+def test_every_dead_letter_queue_is_shown_and_the_subscribers_are_redriven(client, aws, monkeypatch):
+    """The subscribers' DLQs and the failure destinations show beside the jobs DLQs; a
+    subscriber's DLQ is redriven to its queue, a stream failure description cannot be."""
+    sqs = aws["sqs"]
+    urls = {name: sqs.create_queue(QueueName=name)["QueueUrl"]
+            for name in ("erp-webhook", "erp-webhook-dlq", "stream-failures")}
+    monkeypatch.setenv("JOBPIPE_ERP_WEBHOOK_QUEUE_URL", urls["erp-webhook"])
+    monkeypatch.setenv("JOBPIPE_ERP_WEBHOOK_DLQ_URL", urls["erp-webhook-dlq"])
+    monkeypatch.setenv("JOBPIPE_STREAM_FAILURE_QUEUE_URL", urls["stream-failures"])
+    composition.use(None)
+    sqs.send_message(QueueUrl=urls["erp-webhook-dlq"], MessageBody=json.dumps({"detail": {"event_id": "e1"}}))
+    sqs.send_message(QueueUrl=urls["stream-failures"], MessageBody=json.dumps({"DDBStreamBatchInfo": {}}))
+    shown = client.http.get("/api/system/dlq", headers=operator()).json_body["dead_letters"]
+    assert set(shown) == {"high", "normal", "low", "erp_webhook", "stream_failure"}
+    assert [m["body"] for m in shown["erp_webhook"]] == [{"detail": {"event_id": "e1"}}]
+    stats = client.http.get("/api/system/stats", headers=operator()).json_body
+    assert stats["dead_letter_queues"]["erp_webhook"] == 1 and stats["dead_letter_queues"]["stream_failure"] == 1
+    refused = client.http.post("/api/system/dlq/redrive?queue=stream_failure", headers=operator())
+    assert refused.status_code == 409 and refused.json_body["error"]["code"] == "not_redrivable"
+    moved = client.http.post("/api/system/dlq/redrive", headers=operator()).json_body["redriven"]
+    assert moved["erp_webhook"] == {"moved": 1, "failed": 0} and "stream_failure" not in moved
+    assert receive_all({**aws, "q": urls["erp-webhook"]}, "q")[0]["Body"] == json.dumps({"detail": {"event_id": "e1"}})
+    unknown = client.http.get("/api/system/dlq?queue=nope", headers=operator())
+    assert unknown.status_code == 400 and unknown.json_body["error"]["code"] == "invalid_request"

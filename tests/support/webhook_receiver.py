@@ -23,7 +23,10 @@ class WebhookReceiver:
         self._failures: Counter[str] = Counter()
         self.deliveries: list[dict[str, Any]] = []  # every request, failed ones included
         self.fail_first_for_jobs: set[str] = set()
+        # Jobs whose events are first answered 302 (a redirect that must not count as delivered).
+        self.redirect_first_for_jobs: set[str] = set()
         self._failed_once: set[str] = set()
+        self.followed_redirects = 0  # GETs: a redirect followed with the body dropped
         self._lock = threading.Lock()
         receiver = self
 
@@ -33,6 +36,14 @@ class WebhookReceiver:
                 body = self.rfile.read(length)
                 status = receiver._receive(body, dict(self.headers))
                 self.send_response(status)
+                if status == 302:
+                    self.send_header("Location", "/erp/moved")
+                self.end_headers()
+
+            def do_GET(self) -> None:  # noqa: N802: a sender that followed a redirect lands here
+                with receiver._lock:
+                    receiver.followed_redirects += 1
+                self.send_response(200)
                 self.end_headers()
 
             def log_message(self, *args: Any) -> None:
@@ -49,6 +60,9 @@ class WebhookReceiver:
             if detail.get("job_id") in self.fail_first_for_jobs and detail["event_id"] not in self._failed_once:
                 self._failed_once.add(detail["event_id"])
                 status = 500
+            elif detail.get("job_id") in self.redirect_first_for_jobs and detail["event_id"] not in self._failed_once:
+                self._failed_once.add(detail["event_id"])
+                status = 302
             elif (self.fail_rate and self._failures[detail["event_id"]] < self.max_failures_per_event
                   and self._random.random() < self.fail_rate):
                 self._failures[detail["event_id"]] += 1

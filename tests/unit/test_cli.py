@@ -1,6 +1,7 @@
 """The `jobpipe` CLI's commands, output and exit codes, over the in-memory API (no sockets)."""
 import io
 import json
+import re
 
 import pytest
 from rich.console import Console
@@ -61,6 +62,7 @@ def test_submit_watch_exits_0_when_the_job_completes():
     assert result.code == 0, result.err
     assert f"{job_id} demo.steps running 50.0% step 1/2: half way" in result.out
     assert f"{job_id} completed" in result.out.splitlines()[-1]
+    assert result.out.splitlines()[0] == job_id  # the id first, then the changes
 
 
 @pytest.mark.parametrize("final", [
@@ -187,3 +189,138 @@ def test_connection_flags_win_over_the_environment_and_work_before_or_after_the_
 def test_payload_parsing_refuses_non_objects():
     with pytest.raises(UsageError):
         parse_payload('"text"')
+
+
+@pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("15m", 900), ("6h", 21600), ("3d", 259200)])
+def test_delay_takes_seconds_or_a_unit(text, seconds):
+    from jobpipe_client.cli import parse_delay
+
+    assert parse_delay(text) == seconds
+
+
+@pytest.mark.parametrize("argv", [
+    ["submit", "demo.steps", "--delay", "soon"],
+    ["submit", "demo.steps", "--run-at", "2027-01-31T09:00:00"],
+    ["submit", "demo.steps", "--run-at", "next tuesday"],
+    ["submit", "demo.steps", "--run-at", "2027-01-31T09:00:00Z", "--delay", "5"],
+])
+def test_bad_schedules_are_one_line_and_exit_2(argv, capsys):
+    from jobpipe_client.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(argv)
+    assert exit_info.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+LONG_TYPE = "reports.quarterly-revenue-by-region-and-product-line"
+LONG_MESSAGE = "processing the second half of the regional ledgers,\nwith every\tadjustment " + "x" * 150
+
+
+def test_list_into_a_pipe_prints_whole_values_in_aligned_columns():
+    api = FakeApi()
+    running = api.add(status="running", type=LONG_TYPE,
+                      progress={"percent": 62.5, "step": "ledgers", "message": LONG_MESSAGE})
+    done = api.add(status="completed", progress={"percent": 100.0, "step": None, "message": None})
+    result = run_cli(["list"], api)
+    assert result.code == 0 and result.err == ""
+    header, *rows = result.out.splitlines()
+    assert header.split() == ["id", "type", "status", "progress", "attempts", "created", "detail"]
+    assert len(rows) == 2  # one line per job: nothing wrapped
+    by_id = {row.split()[0]: row for row in rows}
+    line = by_id[running["id"]]
+    assert line.split()[:6] == [running["id"], LONG_TYPE, "running", "62%", "0/3", "2026-01-01T00:00:00.000Z"]
+    assert line.endswith("ledgers: " + " ".join(LONG_MESSAGE.split()))  # whole, line breaks and tabs as spaces
+    assert "…" not in result.out
+    assert by_id[done["id"]].split()[2:] == ["completed", "100%", "0/3", "2026-01-01T00:00:00.000Z", "-"]
+    # every column starts where its header does
+    for name in ("type", "status", "progress", "attempts", "created", "detail"):
+        start = header.index(name)
+        for row in rows:
+            assert row[start - 2:start] == "  " and row[start] != " "
+
+
+def test_status_into_a_pipe_prints_whole_values():
+    api = FakeApi()
+    job = api.add(status="failed", type=LONG_TYPE, error={"code": "demo_failure", "message": LONG_MESSAGE})
+    result = run_cli(["status", job["id"]], api)
+    (header, row) = result.out.splitlines()
+    assert row.split()[:3] == [job["id"], LONG_TYPE, "failed"]
+    assert row.endswith("demo_failure: " + " ".join(LONG_MESSAGE.split()))
+
+
+def test_an_empty_list_into_a_pipe_is_the_header_alone():
+    result = run_cli(["list"], FakeApi())
+    assert result.code == 0 and result.out.split() == ["id", "type", "status", "progress", "attempts", "created", "detail"]
+
+
+def test_list_on_a_terminal_is_the_fitted_table():
+    api = FakeApi()
+    api.add(status="running", type=LONG_TYPE)
+    out, err = io.StringIO(), io.StringIO()
+    time = FakeTime()
+
+    def make_client(args, env):
+        return JobpipeClient(URL, "tok", session=FakeSession({URL: api}), sleep=time.sleep, clock=time.clock)
+
+    code = main(["list"], environ=ENV, out=Console(file=out, width=60, force_terminal=True), err=err,
+                make_client=make_client)
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", out.getvalue())
+    assert code == 0 and all(len(line) <= 60 for line in shown.splitlines())
+
+
+def test_json_on_every_command():
+    api = FakeApi()
+    submitted = run_cli(["submit", "demo.steps", "--json"], api)
+    job = json.loads(submitted.out)
+    assert submitted.code == 0 and job["id"] in api.jobs and job["status"] == "queued"
+    assert json.loads(run_cli(["status", job["id"], "--json"], api).out)[0]["id"] == job["id"]
+    assert [j["id"] for j in json.loads(run_cli(["list", "--json"], api).out)] == [job["id"]]
+    canceled = run_cli(["cancel", job["id"], "--json"], api)
+    assert canceled.code == 0 and json.loads(canceled.out)["status"] == "canceled"
+    watched = run_cli(["watch", job["id"], "--json"], api)
+    assert watched.code == 1 and [j["status"] for j in json.loads(watched.out)] == ["canceled"]
+
+
+def test_submit_watch_json_prints_only_the_final_job():
+    api = FakeApi()
+    original_add = api.add
+
+    def add_scripted(**fields):
+        job = original_add(**fields)
+        api.script(job["id"], {"status": "running", "version": 2},
+                   {"status": "completed", "version": 3, "result": {"ok": True}})
+        return job
+
+    api.add = add_scripted
+    result = run_cli(["submit", "demo.steps", "--watch", "--json"], api)
+    assert result.code == 0 and json.loads(result.out)["result"] == {"ok": True}
+
+
+def refusing_with(status, error):
+    def refusing(method, url, **_):
+        from tests.support.fake_api import make_response
+
+        return make_response(method, url, status, {"error": error})
+
+    return refusing
+
+
+def test_a_refused_payload_names_each_field_and_what_is_wrong_in_one_line():
+    error = {"code": "invalid_payload", "message": "payload is not valid for job type 'demo.steps'",
+             "details": [{"loc": ["steps"], "msg": "Input should be greater than or equal to 1", "type": "x"},
+                         {"loc": ["step_ms"], "msg": "Field required", "type": "missing"},
+                         {"loc": [], "msg": "Value error, fail_at (5) must not exceed\nsteps (2)", "type": "value_error"}]}
+    result = run_cli(["submit", "demo.steps", "--payload", '{"steps": 0}'], server=refusing_with(422, error))
+    assert result.code == 2 and result.out == ""
+    assert result.err_lines == [
+        "jobpipe: refused: payload is not valid for job type 'demo.steps' (invalid_payload): "
+        "steps: Input should be greater than or equal to 1; step_ms: Field required; "
+        "Value error, fail_at (5) must not exceed steps (2)"
+    ]
+
+
+def test_a_refusal_with_mapping_details_is_one_line():
+    error = {"code": "invalid_request", "message": "too many ids", "details": {"limit": 100}}
+    result = run_cli(["status", "a"], server=refusing_with(400, error))
+    assert result.code == 2 and result.err_lines == ["jobpipe: refused: too many ids (invalid_request): limit=100"]

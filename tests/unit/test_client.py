@@ -38,6 +38,16 @@ def test_submit_sends_the_job_and_a_fresh_idempotency_key():
     assert session.headers["Authorization"] == "Bearer tok"
 
 
+def test_submit_sends_run_at_as_iso_8601():
+    from datetime import datetime, timezone
+
+    api = FakeApi()
+    client, _ = make_client({PRIMARY: api})
+    client.submit("demo.steps", run_at=datetime(2027, 1, 31, 9, tzinfo=timezone.utc))
+    client.submit("demo.steps", run_at="2027-02-01T09:00:00+01:00")
+    assert [r[2]["json"]["run_at"] for r in api.requests] == ["2027-01-31T09:00:00+00:00", "2027-02-01T09:00:00+01:00"]
+
+
 @pytest.mark.parametrize("down", ["refused", "timeout", "500", "502", "503"])
 def test_a_failing_primary_falls_back_and_the_next_call_tries_it_first(down):
     api = FakeApi()

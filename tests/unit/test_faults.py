@@ -1,4 +1,5 @@
-"""PutEvents fault injection and AWS request counting: pure, on fakes."""
+"""PutEvents and SendMessage fault injection and AWS request counting: pure, on fakes."""
+import pytest
 import botocore.session
 from botocore.awsrequest import AWSResponse
 
@@ -60,3 +61,28 @@ def test_every_event_function_reports_its_own_aws_requests():
 
     for handler in (job_worker, event_publisher, erp_bridge, cache_invalidation):
         assert getattr(handler.func, "reports_aws_requests", False), handler.func.__name__
+
+
+def test_send_message_faults_are_connection_errors_the_queue_adapter_translates():
+    from botocore.exceptions import EndpointConnectionError
+
+    from chalicelib.adapters.faults import FailingSendMessage
+    from chalicelib.adapters.sqs import SqsJobQueue
+    from chalicelib.domain.errors import QueueUnavailableError
+    from chalicelib.ports import JobMessage
+
+    class Sqs:
+        sent = []
+
+        def send_message(self, **kwargs):
+            self.sent.append(kwargs)
+            return {"MessageId": "m"}
+
+    draws = iter([0.1, 0.9])
+    client = FailingSendMessage(Sqs(), 0.5, draw=lambda: next(draws))
+    with pytest.raises(EndpointConnectionError):
+        client.send_message(QueueUrl="q", MessageBody="{}")
+    queue = SqsJobQueue(FailingSendMessage(Sqs(), 1.0), {"normal": "http://q/1/jobs"}, {"normal": "http://q/1/dlq"})
+    with pytest.raises(QueueUnavailableError):
+        queue.send(JobMessage("j", 1), priority="normal")
+    assert client.send_message(QueueUrl="q", MessageBody="{}") == {"MessageId": "m"}

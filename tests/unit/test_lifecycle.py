@@ -4,11 +4,11 @@ from chalicelib.domain.errors import (
     JobAlreadyFinishedError,
     JobNotFoundError,
     ProgressRejectedError,
-    QueueUnavailableError,
     StaleJobError,
 )
 from chalicelib.domain.status import JobStatus
-from chalicelib.lifecycle import ClaimOutcome, retry_delay_s
+from chalicelib.domain.job import isoformat
+from chalicelib.lifecycle import ClaimOutcome, ReconcileOutcome, retry_delay_s
 from chalicelib.ports import ChangeSet, JobMessage
 
 STEPS = {"steps": 4, "step_ms": 0}
@@ -27,11 +27,16 @@ def test_submit_stores_a_queued_job_and_enqueues_attempt_one(lifecycle, store, q
     assert queue.sent == [(JobMessage(job.id, 1), "normal", 30)]
 
 
-def test_submit_that_cannot_enqueue_leaves_nothing_behind(lifecycle, store, queue):
+def test_submit_that_cannot_enqueue_keeps_the_job_for_the_reconciler(lifecycle, store, queue, clock):
     queue.fail_sends = True
-    with pytest.raises(QueueUnavailableError):
-        submit(lifecycle)
-    assert store._jobs == {}
+    job = submit(lifecycle)
+    assert store.get(job.id).status == JobStatus.QUEUED and queue.sent == []
+    assert store.due(isoformat(clock.now), 10) == []
+    queue.fail_sends = False
+    clock.advance(lifecycle.dispatch_grace_s)
+    assert [j.id for j in store.due(isoformat(clock.now), 10)] == [job.id]
+    assert lifecycle.reconcile(store.get(job.id)) == ReconcileOutcome.REDISPATCHED
+    assert queue.drain() == [JobMessage(job.id, 1)]
 
 
 def test_another_tenant_sees_not_found(lifecycle):
@@ -109,17 +114,19 @@ def test_progress_from_a_finished_attempt_is_refused(lifecycle, store):
         store.record_progress(job.id, 1, running.progress.model_copy(update={"percent": 100}))
 
 
-def test_retry_then_fail_and_dead_letter(lifecycle, queue):
+def test_retry_then_fail_and_dead_letter(lifecycle, queue, clock):
     from chalicelib.domain.job import JobErrorInfo
 
     job = submit(lifecycle)
     queue.drain()
     error = JobErrorInfo(code="boom", message="it broke")
     for attempt in (1, 2):
+        clock.advance(900)  # past the retry's backoff
         running = lifecycle.claim(JobMessage(job.id, attempt)).job
         after = lifecycle.fail_attempt(running, error, retryable=True)
         assert after.status == JobStatus.RETRYING
         assert queue.drain() == [JobMessage(job.id, attempt + 1)]
+    clock.advance(900)
     running = lifecycle.claim(JobMessage(job.id, 3)).job
     final = lifecycle.fail_attempt(running, error, retryable=True)
     assert final.status == JobStatus.FAILED and final.error.code == "boom"

@@ -115,3 +115,56 @@ def test_artifact_names_are_checked(blobs):
     assert artifacts.put("j", "r.csv", b"a,b", "text/csv").location == "inline"
     assert artifacts.put("j", "r.bin", b"a,b", "application/octet-stream").location == "s3"
     assert artifacts.put("j", "huge.txt", b"a" * (65 * 1024), "text/plain").location == "s3"
+
+
+def test_a_task_that_cannot_fit_in_the_time_left_is_refused_before_it_starts(tasks, store, clock):
+    from chalicelib.domain.errors import TaskTimeError
+    from chalicelib.maintenance import MIN_RUN_MS
+
+    finished_job(store, clock, "old-1", 30)
+    with pytest.raises(TaskTimeError) as refused:
+        tasks.run("cleanup_runs", {"max_age_hours": 24}, TaskControl(remaining_ms=lambda: 4_000))
+    assert refused.value.code == "task_out_of_time"
+    assert "cleanup_runs needs at least 6 s and has 4 s left" == refused.value.message
+    assert "old-1" in store._jobs  # nothing was done
+    left = MIN_RUN_MS["cleanup_runs"]
+    assert tasks.run("cleanup_runs", {"max_age_hours": 24}, TaskControl(remaining_ms=lambda: left + 10**6))["complete"]
+
+
+def test_health_check_stops_probing_when_time_runs_short(store, blobs, clock):
+    probed = []
+    countdown = iter([10_000, 10_000, 1_000, 1_000, 1_000])
+    tasks = MaintenanceTasks(
+        finished=InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs, clock=clock), blobs),
+        stats=InMemoryStatsStore(), queues=FakeQueues(), blobs=blobs,
+        probes={name: (lambda n=name: probed.append(n) or {"ok": True}) for name in ("jobs_table", "stats_table", "bucket")},
+        retention_days=7, clock=clock)
+    result = tasks.run("health_check", {}, TaskControl(remaining_ms=lambda: next(countdown)))
+    assert probed == ["jobs_table"]
+    assert result["complete"] is False and result["healthy"] is False
+    assert result["checks"]["stats_table"] == {"ok": False, "error": "not checked: the task ran out of time"}
+    assert set(result["problems"]) == {"stats_table", "bucket", "queues"}
+
+
+def test_health_check_with_time_enough_is_complete(tasks):
+    result = tasks.health_check()
+    assert result["complete"] is True and result["checks"]["jobs_table"] == {"ok": True}
+
+
+def test_inline_time_left_is_bounded_by_the_function_and_the_gateway():
+    from chalicelib.api.maintenance import inline_time_left
+
+    class Context:
+        def __init__(self, left_ms):
+            self.left_ms = left_ms
+
+        def get_remaining_time_in_millis(self):
+            return self.left_ms
+
+    now = [100.0]
+    assert inline_time_left(Context(30_000), lambda: now[0])() == 28_000  # the gateway's 29 s, less 1 s
+    assert inline_time_left(Context(5_000), lambda: now[0])() == 4_000  # the function's own time
+    assert inline_time_left(None, lambda: now[0])() == 28_000  # outside Lambda
+    time_left = inline_time_left(Context(12_000), lambda: now[0])
+    now[0] += 2.5
+    assert time_left() == 8_500

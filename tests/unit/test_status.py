@@ -5,12 +5,14 @@ from chalicelib.domain.status import TERMINAL, TRANSITIONS, JobStatus, can_trans
 ALLOWED = {
     ("queued", "running"),
     ("queued", "canceled"),
+    ("queued", "failed"),  # its message was dead-lettered
     ("running", "completed"),
     ("running", "failed"),
     ("running", "canceled"),
     ("running", "retrying"),
     ("retrying", "running"),
     ("retrying", "canceled"),
+    ("retrying", "failed"),
 }
 
 

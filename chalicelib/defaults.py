@@ -1,0 +1,25 @@
+"""Limits and intervals the pipeline's behaviour rests on, each with why."""
+from __future__ import annotations
+
+# SQS delays a message by at most this much; a job scheduled further ahead is held in the
+# store (no message) and released by the reconciler once its start is this close.
+SQS_MAX_DELAY_S = 900
+# How far ahead a job may be scheduled (run_at / delay_seconds): a year, like a yearly report.
+MAX_SCHEDULE_S = 365 * 24 * 3600
+# How long after its start a queued job may wait for a worker before the reconciler sends its
+# message again (a lost or dead message). Doubled after each resend, up to the cap, so a long
+# backlog is not flooded with duplicates. A stack parameter overrides the grace.
+DISPATCH_GRACE_S = 120
+MAX_DISPATCH_BACKOFF_S = 3600
+# A failed delivery (a worker failing before the handler ran, a webhook or cache store that
+# did not answer) hides its message this long, doubling per receive up to 15 minutes, instead of
+# the queue's visibility timeout. With the consumer queues' maxReceiveCount of 100 an ERP event
+# is retried for about 24 hours before it is dead-lettered.
+DELIVERY_RETRY_BASE_S = 30
+DELIVERY_RETRY_MAX_S = 900
+
+
+def redelivery_wait_s(receives: int, base_s: int = DELIVERY_RETRY_BASE_S) -> int:
+    """The wait before the next delivery of a message received `receives` times: 30 s, 60 s,
+    120 s ... at most DELIVERY_RETRY_MAX_S (`base_s` instead of 30 s: the test stacks)."""
+    return min(DELIVERY_RETRY_MAX_S, base_s * 2 ** min(10, max(0, receives - 1)))

@@ -1,0 +1,114 @@
+"""The reconciler: one bounded, idempotent pass over what could leave a job stuck.
+
+A scheduled function runs a pass every few minutes (stack parameter `ReconcilerSchedule`).
+Each pass, in this order:
+
+1. dead letters: a message on a jobs dead-letter queue that should start a queued or retrying
+   job's next attempt means nothing will run that job any more: it fails `dead_lettered` (and
+   its event goes out). The message stays on the queue for operators and redrive.
+2. due jobs, from the sparse by_due index (never a Scan), earliest first: a queued or retrying
+   job no worker claimed by its due time gets its message again (lost, purged or stuck
+   messages; a job held for a start beyond SQS's 15-minute delay is released the same way);
+   a running attempt past its lease ends `worker_lost` and is retried or failed as usual.
+
+Every action is a conditional write against the status and version read, so overlapping passes,
+workers and cancels cannot double anything; a duplicate message is harmless because claims are
+idempotent. What a pass did is returned as counts for the logs, metrics and system stats."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Optional
+
+from chalicelib.domain.errors import JobpipeError, StaleJobError
+from chalicelib.domain.job import PRIORITIES, isoformat
+from chalicelib.lifecycle import JobLifecycle, ReconcileOutcome
+from chalicelib.ports import DeadLetter, JobMessage, QueueOperations
+
+# Jobs looked at per pass; the rest wait for the next pass (the index keeps them earliest first).
+DUE_PER_PASS = 200
+# Dead letters peeked per priority per pass.
+DEAD_LETTERS_PER_PASS = 50
+
+
+@dataclass
+class ReconcilePass:
+    """What one pass did: counts per outcome (`released`, `redispatched`, `lease_expired`,
+    `dead_lettered`, `raced`, `errors`), and the time it ran."""
+
+    started_at: str
+    counts: Counter = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"started_at": self.started_at, "counts": dict(self.counts), "errors": self.errors[:10]}
+
+
+class Reconciler:
+    def __init__(
+        self,
+        lifecycle: JobLifecycle,
+        dead_letters: Optional[QueueOperations],
+        *,
+        due_per_pass: int = DUE_PER_PASS,
+        dead_letters_per_pass: int = DEAD_LETTERS_PER_PASS,
+        observe: Optional[Callable[[str, dict[str, Any]], None]] = None,
+    ) -> None:
+        self._lifecycle = lifecycle
+        self._dead_letters = dead_letters
+        self._due_per_pass = due_per_pass
+        self._dead_letters_per_pass = dead_letters_per_pass
+        self._observe = observe or (lambda message, extra: None)
+
+    def run_pass(self) -> ReconcilePass:
+        result = ReconcilePass(started_at=isoformat(self._lifecycle.clock()))
+        if self._dead_letters is not None:
+            self._fail_dead_lettered(result)
+        now = isoformat(self._lifecycle.clock())
+        for job in self._lifecycle.store.due(now, self._due_per_pass):
+            self._act(result, job.id, lambda job=job: self._lifecycle.reconcile(job))
+        return result
+
+    def _fail_dead_lettered(self, result: ReconcilePass) -> None:
+        messages: dict[str, JobMessage] = {}
+        for letter in self._peek_all():
+            message = _job_message(letter)
+            if message is not None:
+                messages.setdefault(f"{message.job_id}:{message.attempt}", message)
+        if not messages:
+            return
+        jobs = self._lifecycle.store.get_many({m.job_id for m in messages.values()})
+        for message in messages.values():
+            job = jobs.get(message.job_id)
+            if job is not None and not job.status.is_terminal:
+                self._act(result, job.id, lambda job=job, m=message: self._lifecycle.fail_dead_lettered(job, m))
+
+    def _peek_all(self) -> Iterable[DeadLetter]:
+        seen: set[str] = set()
+        for priority in PRIORITIES:  # priorities may share one DLQ: each message counts once
+            for letter in self._dead_letters.peek_dead_letters(priority, self._dead_letters_per_pass):
+                if letter.message_id not in seen:
+                    seen.add(letter.message_id)
+                    yield letter
+
+    def _act(self, result: ReconcilePass, job_id: str, action: Callable[[], ReconcileOutcome]) -> None:
+        try:
+            outcome = action()
+        except StaleJobError:
+            result.counts["raced"] += 1  # a worker or a cancel got there first: nothing to do
+            return
+        except JobpipeError as exc:  # left due: the next pass tries again
+            result.counts["errors"] += 1
+            result.errors.append(f"{job_id}: {exc.code}: {exc.message}")
+            self._observe("reconcile action failed", {"job_id": job_id, "error_code": exc.code})
+            return
+        if outcome != ReconcileOutcome.SKIPPED:
+            result.counts[outcome.value] += 1
+            self._observe(f"job {outcome.value}", {"job_id": job_id})
+
+
+def _job_message(letter: DeadLetter) -> Optional[JobMessage]:
+    job_id, attempt = letter.body.get("job_id"), letter.body.get("attempt", 1)
+    if not isinstance(job_id, str) or not isinstance(attempt, int):
+        return None  # not a job message; operators see it in GET /api/system/dlq
+    return JobMessage(job_id, attempt)

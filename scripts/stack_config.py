@@ -1,0 +1,205 @@
+"""The local stack's parameters, from the environment, validated before anything is deployed.
+
+`make run` (scripts/run_local.py) reads the variables below; `scripts/deploy.py` checks the
+same rules on the `Key=Value` parameters it is given. A bad value is a `StackConfigError`
+whose message is one line naming the variable (or parameter) and the rule it breaks.
+
+Run as `python -m scripts.stack_config` to check the environment alone (exit code 2 when bad).
+"""
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any, Mapping, Optional
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+SECRET_MIN_CHARS = 32
+# Seconds; the same bounds as the template's ProgressMinIntervalSeconds.
+PROGRESS_INTERVAL_MAX_S = 300
+# Days; the template's bound (RetentionDays MaxValue).
+RETENTION_MAX_DAYS = 30
+# A job's S3 objects must outlive its record, which lives up to a year of schedule, a day of
+# running and retries, and its retention: the template's BlobRetentionDays default and minimum.
+BLOB_RETENTION_DEFAULT_DAYS = 400
+BLOB_RETENTION_MAX_DAYS = 3650
+SCHEDULE_MAX_DAYS = 365
+
+# CloudFormation parameter -> (environment variable, default shown in the README).
+VARIABLES: dict[str, tuple[str, str]] = {
+    "AuthSecret": ("JOBPIPE_AUTH_SECRET", "generated once into .local/auth-secret"),
+    "ErpWebhookUrl": ("ERP_WEBHOOK_URL", "empty: no webhook"),
+    "ErpWebhookSecret": ("ERP_WEBHOOK_SECRET", "empty"),
+    "UseTaskQueue": ("USE_TASK_QUEUE", "true"),
+    "ProgressMinIntervalSeconds": ("PROGRESS_MIN_INTERVAL_S", "2"),
+    "RetentionDays": ("RETENTION_DAYS", "7"),
+    "BlobRetentionDays": ("BLOB_RETENTION_DAYS", "400 (at least 400 and RETENTION_DAYS + 366)"),
+}
+
+
+class StackConfigError(ValueError):
+    """A parameter breaks its rule; the message is one line meant for a person."""
+
+
+class _Rule(ValueError):
+    """One field's problem: which field (a parameter name) and the rule, without the name."""
+
+    def __init__(self, field: str, rule: str) -> None:
+        super().__init__(rule)
+        self.field = field
+        self.rule = rule
+
+
+def _number(field: str, value: Any, *, low: float, high: float, whole: bool) -> float:
+    kind = "a whole number" if whole else "a number"
+    rule = f"must be {kind} from {low:g} to {high:g} (got {str(value)!r})"
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise _Rule(field, rule) from None
+    if math.isnan(number) or not low <= number <= high or (whole and not number.is_integer()):
+        raise _Rule(field, rule)
+    return number
+
+
+class StackParameters(BaseModel):
+    """The parameters `make run` deploys with (field names are the template's parameters)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    AuthSecret: Optional[str] = None
+    ErpWebhookUrl: str = ""
+    ErpWebhookSecret: str = ""
+    UseTaskQueue: str = "true"
+    ProgressMinIntervalSeconds: str = "2"
+    RetentionDays: str = "7"
+    BlobRetentionDays: Optional[str] = None
+
+    @field_validator("AuthSecret", mode="before")
+    @classmethod
+    def _auth_secret(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if len(value) < SECRET_MIN_CHARS:
+            raise _Rule("AuthSecret", f"must be at least {SECRET_MIN_CHARS} characters (it has {len(value)})")
+        if value.strip() != value:
+            raise _Rule("AuthSecret", "must not start or end with whitespace")
+        return value
+
+    @field_validator("ErpWebhookUrl", mode="before")
+    @classmethod
+    def _webhook_url(cls, value: Any) -> str:
+        value = str(value).strip()
+        if not value:
+            return ""
+        try:
+            parts = urlsplit(value)
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            parts, port_ok = None, False
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok \
+                or any(c.isspace() for c in value):
+            raise _Rule("ErpWebhookUrl", f"must be an http(s) URL with a host, e.g. https://erp.example/hook "
+                                         f"(got {value[:80]!r})")
+        return value
+
+    @field_validator("UseTaskQueue", mode="before")
+    @classmethod
+    def _boolean(cls, value: Any) -> str:
+        text = str(value).strip().lower()
+        if text in ("true", "1", "yes", "on"):
+            return "true"
+        if text in ("false", "0", "no", "off"):
+            return "false"
+        raise _Rule("UseTaskQueue", f"must be true or false (got {str(value)[:40]!r})")
+
+    @field_validator("ProgressMinIntervalSeconds", mode="before")
+    @classmethod
+    def _interval(cls, value: Any) -> str:
+        return f"{_number('ProgressMinIntervalSeconds', value, low=0, high=PROGRESS_INTERVAL_MAX_S, whole=False):g}"
+
+    @field_validator("RetentionDays", mode="before")
+    @classmethod
+    def _retention(cls, value: Any) -> str:
+        return str(int(_number("RetentionDays", value, low=1, high=RETENTION_MAX_DAYS, whole=True)))
+
+    @field_validator("BlobRetentionDays", mode="before")
+    @classmethod
+    def _blob_retention(cls, value: Any) -> Optional[str]:
+        if value is None:
+            return None
+        return str(int(_number("BlobRetentionDays", value, low=BLOB_RETENTION_DEFAULT_DAYS,
+                               high=BLOB_RETENTION_MAX_DAYS, whole=True)))
+
+    @model_validator(mode="after")
+    def _across_fields(self) -> "StackParameters":
+        if self.ErpWebhookUrl and len(self.ErpWebhookSecret) < SECRET_MIN_CHARS:
+            raise _Rule("ErpWebhookSecret", f"must be at least {SECRET_MIN_CHARS} characters when "
+                        f"{{ErpWebhookUrl}} is set (it has {len(self.ErpWebhookSecret)})")
+        if self.ErpWebhookSecret and len(self.ErpWebhookSecret) < SECRET_MIN_CHARS:
+            raise _Rule("ErpWebhookSecret", f"must be at least {SECRET_MIN_CHARS} characters "
+                        f"(it has {len(self.ErpWebhookSecret)})")
+        retention = int(self.RetentionDays)
+        least = retention + SCHEDULE_MAX_DAYS + 1
+        if self.BlobRetentionDays is None:
+            self.BlobRetentionDays = str(max(BLOB_RETENTION_DEFAULT_DAYS, least))
+        elif int(self.BlobRetentionDays) < least:
+            raise _Rule("BlobRetentionDays", f"must be at least {{RetentionDays}} + {SCHEDULE_MAX_DAYS + 1} ({least}), "
+                        f"so a job's objects outlive its record (got {self.BlobRetentionDays})")
+        return self
+
+    def as_parameters(self) -> dict[str, str]:
+        """The CloudFormation parameters (AuthSecret only when set)."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+def _refusal(exc: ValidationError, name_of: Mapping[str, str]) -> StackConfigError:
+    lines = []
+    for error in exc.errors():
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, _Rule):
+            field, rule = cause.field, cause.rule
+        else:
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            rule = error["msg"]
+        for param, name in name_of.items():  # rules name other fields as {Param}
+            rule = rule.replace("{" + param + "}", name)
+        lines.append(f"{name_of.get(field, field)} {rule}")
+    return StackConfigError("; ".join(lines))
+
+
+def from_environment(environ: Mapping[str, str]) -> StackParameters:
+    """The parameters the environment gives (unset or empty variables keep their defaults);
+    raises StackConfigError naming the variable and the rule."""
+    raw = {param: environ[var] for param, (var, _) in VARIABLES.items() if environ.get(var, "") != ""}
+    names = {param: var for param, (var, _) in VARIABLES.items()}
+    try:
+        return StackParameters.model_validate(raw)
+    except ValidationError as exc:
+        raise _refusal(exc, names) from None
+
+
+def check_parameters(parameters: Mapping[str, str]) -> None:
+    """Check the parameters this module knows among `parameters` (CloudFormation names, as
+    `python -m scripts.deploy ... Key=Value` takes them); raises StackConfigError naming the
+    parameter. Parameters it does not know are left to CloudFormation."""
+    known = {k: v for k, v in parameters.items() if k in VARIABLES}
+    try:
+        StackParameters.model_validate(known)
+    except ValidationError as exc:
+        raise _refusal(exc, {param: param for param in VARIABLES}) from None
+
+
+def main() -> None:
+    import os
+
+    try:
+        from_environment(os.environ)
+    except StackConfigError as exc:
+        print(f"make run: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

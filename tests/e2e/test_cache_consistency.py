@@ -1,0 +1,31 @@
+"""Read-your-writes for scope caches on the deployed stack: a cache read made right after a
+read shows a job completed never serves the entry stored before the job ran."""
+import time
+import uuid
+
+COMPLETIONS = 50
+
+
+def test_no_stale_cache_read_right_after_completed(stack):
+    run = uuid.uuid4().hex[:8]
+    pending = {}
+    for i in range(COMPLETIONS):
+        scope = f"ryw-{run}-{i}"
+        put = stack.call("PUT", f"/cache/{scope}/steps-summary", json={"stale": True, "i": i})
+        assert put.status_code == 200, put.text
+        job = stack.submit({"type": "demo.steps", "scope": scope, "payload": {"steps": 1, "step_ms": 0}})
+        pending[job["id"]] = scope
+    stale, checked = [], 0
+    deadline = time.monotonic() + 300
+    while pending and time.monotonic() < deadline:
+        for job_id, scope in list(pending.items()):
+            if stack.job(job_id)["status"] != "completed":
+                continue
+            read = stack.call("GET", f"/cache/{scope}/steps-summary")  # at once, no waiting for events
+            checked += 1
+            if read.status_code != 404 or read.json().get("invalidated_by") != job_id:
+                stale.append((job_id, read.status_code, read.text[:200]))
+            del pending[job_id]
+        time.sleep(0.2)
+    assert not pending, f"{len(pending)} jobs did not complete in time"
+    assert checked == COMPLETIONS and stale == []

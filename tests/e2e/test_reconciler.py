@@ -1,0 +1,91 @@
+"""Nothing stays stuck, nothing vanishes, on the deployed stack: the scheduled reconciler sends
+lost messages again and fails dead-lettered jobs; long schedules are held and cancelable; a
+redirecting ERP gets the event once with its body; an oversized event goes out clipped.
+
+The scenarios are set up together and waited for together: the reconciler runs once a minute
+(EventBridge's shortest rate), and the suite allows two periods."""
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+PERIOD_S = 60
+STEPS = {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0}}
+BIG_MESSAGE = 300_000  # characters: the event would exceed PutEvents' 256 KB unclipped
+
+
+@pytest.fixture(scope="module")
+def scenarios(stack):
+    sqs = stack.session.client("sqs")
+    out = {}
+    # Lost messages: two delayed jobs whose queue is purged before they are delivered.
+    out["purged"] = [stack.submit({**STEPS, "delay_seconds": 15})["id"] for _ in range(2)]
+    sqs.purge_queue(QueueUrl=stack.outputs["JobsQueueUrl"])
+    out["purged_at"] = time.monotonic()
+    # A job message moved to the DLQ by hand: the job is held, its message parked on the DLQ.
+    held_for_dlq = stack.submit({**STEPS, "delay_seconds": 7200})
+    sqs.send_message(QueueUrl=stack.outputs["JobsDeadLetterQueueUrl"],
+                     MessageBody=json.dumps({"job_id": held_for_dlq["id"], "attempt": 1}))
+    out["dead_lettered"] = held_for_dlq["id"]
+    # A job an hour ahead.
+    out["hour_ahead"] = stack.submit({**STEPS, "delay_seconds": 3600})
+    # An ERP that answers 302 before 200, and an event too large for PutEvents unclipped.
+    redirected = stack.submit({**STEPS, "delay_seconds": 2})
+    stack.webhook.redirect_first_for_jobs.add(redirected["id"])
+    out["redirected"] = redirected["id"]
+    out["big"] = stack.submit({"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0,
+                                                                 "message_chars": BIG_MESSAGE}})["id"]
+    return out
+
+
+def test_purged_jobs_complete_within_two_reconciler_periods(stack, scenarios):
+    for job_id in scenarios["purged"]:
+        left = 15 + 5 + 2 * PERIOD_S + 20 - (time.monotonic() - scenarios["purged_at"])
+        job = stack.wait_terminal(job_id, timeout_s=max(left, 1))
+        assert job["status"] == "completed", job
+    stats = stack.call("GET", "/api/system/stats", headers=stack.operator_headers()).json()
+    assert stats["reconciler"]["totals"].get("redispatched", 0) >= 2, stats["reconciler"]
+
+
+def test_a_message_moved_to_the_dlq_fails_its_job(stack, scenarios):
+    job = stack.wait_terminal(scenarios["dead_lettered"], timeout_s=2 * PERIOD_S + 20)
+    assert job["status"] == "failed" and job["error"]["code"] == "dead_lettered", job
+    stack.wait_for_webhook(job["id"], "failed", timeout_s=60)  # its event reaches the subscribers
+
+
+def test_a_job_an_hour_ahead_is_queued_with_not_before_and_can_be_canceled(stack, scenarios):
+    submitted = scenarios["hour_ahead"]
+    job = stack.job(submitted["id"])
+    assert job["status"] == "queued"
+    not_before = datetime.fromisoformat(job["not_before"].replace("Z", "+00:00"))
+    created = datetime.fromisoformat(job["created_at"].replace("Z", "+00:00"))
+    assert not_before - created == timedelta(seconds=3600)
+    assert not_before > datetime.now(timezone.utc) + timedelta(minutes=50)
+    canceled = stack.call("DELETE", f"/jobs/{job['id']}")
+    assert canceled.status_code == 202 and canceled.json()["status"] == "canceled"
+
+
+def test_an_erp_answering_302_gets_the_event_once_with_its_body(stack, scenarios):
+    job_id = scenarios["redirected"]
+    stack.wait_terminal(job_id, timeout_s=60)
+    deliveries = stack.wait_for_webhook(job_id, "completed", timeout_s=2 * PERIOD_S)
+    by_event = {}
+    for d in stack.webhook.all_for(job_id):
+        by_event.setdefault(d["detail"]["event_id"], []).append(d["status"])
+    assert by_event and all(statuses[0] == 302 and statuses.count(200) == 1 for statuses in by_event.values()), by_event
+    assert all(d["signature_valid"] and d["detail"]["job_id"] == job_id for d in deliveries)
+    assert stack.webhook.followed_redirects == 0
+
+
+def test_an_oversized_event_goes_out_clipped_and_the_stream_moves_on(stack, scenarios):
+    job = stack.wait_terminal(scenarios["big"], timeout_s=60)
+    assert job["status"] == "completed" and len(job["progress"]["message"]) == BIG_MESSAGE
+    (completed,) = [d["detail"] for d in stack.wait_for_webhook(job["id"], "completed", timeout_s=60)
+                    if d["detail"]["status"] == "completed"]
+    assert 1000 < len(completed["message"]) <= 2048 and completed["message"].endswith("…")
+    after = stack.submit(STEPS)  # a later write on the same stream is published too
+    stack.wait_terminal(after["id"], timeout_s=60)
+    stack.wait_for_webhook(after["id"], "completed", timeout_s=60)

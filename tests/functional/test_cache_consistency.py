@@ -1,0 +1,66 @@
+"""Read-your-writes for scope caches, on moto: a completion invalidates the namespaces its rules
+name in its own write, so a cache read made right after a read shows the job completed never
+serves an entry stored before the completion, before any event has been processed."""
+import json
+import uuid
+
+from tests.functional.conftest import LambdaContext, auth, sqs_event
+from tests.functional.test_api import run_worker, submit
+from tests.functional.test_events import publish_stream, stream, tap  # noqa: F401  (fixtures)
+
+
+def put(client, scope, namespace, value, **headers):
+    response = client.http.put(f"/cache/{scope}/{namespace}", headers=auth(**headers), body=json.dumps(value))
+    assert response.status_code == 200, response.body
+    return response.json_body
+
+
+def read(client, scope, namespace):
+    return client.http.get(f"/cache/{scope}/{namespace}", headers=auth())
+
+
+def test_a_cache_read_right_after_completed_never_serves_an_entry_from_before(client, aws):
+    for round_ in range(5):
+        put(client, "p-7", "steps-summary", {"round": round_, "stale": True})
+        put(client, "p-7", "unrelated", {"round": round_})
+        job = submit(client, {"type": "demo.steps", "scope": "p-7", "payload": {"steps": 2, "step_ms": 0}})
+        run_worker(client, aws)  # no stream, bus or invalidation function has run
+        assert client.http.get(f"/jobs/{job['id']}", headers=auth()).json_body["status"] == "completed"
+        miss = read(client, "p-7", "steps-summary")
+        assert miss.status_code == 404, miss.body
+        assert miss.json_body["invalidated_by"] == job["id"] and miss.json_body["generation"] == round_ + 1
+        assert read(client, "p-7", "steps-report").status_code == 404
+        assert read(client, "p-7", "unrelated").json_body["value"] == {"round": round_}  # not named by the rules
+
+
+def test_a_failed_job_or_a_job_without_scope_invalidates_nothing(client, aws):
+    put(client, "p-8", "steps-summary", {"kept": True})
+    submit(client, {"type": "demo.steps", "scope": "p-8",
+                    "payload": {"steps": 1, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"}})
+    submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})
+    run_worker(client, aws)
+    hit = read(client, "p-8", "steps-summary")
+    assert hit.status_code == 200 and hit.json_body["value"] == {"kept": True}
+
+
+def test_the_event_path_still_announces_and_does_not_invalidate_twice(client, aws, tap, stream):
+    put(client, "p-9", "steps-summary", {"stale": True})
+    job = submit(client, {"type": "demo.steps", "scope": "p-9", "payload": {"steps": 1, "step_ms": 0}})
+    run_worker(client, aws)
+    miss = read(client, "p-9", "steps-summary").json_body
+    assert miss["generation"] == 1
+    fresh = put(client, "p-9", "steps-summary", {"fresh": True}, **{"If-Match": str(miss["generation"])})
+    assert fresh["generation"] == 1
+    # The event path runs later: it records the task, announces cache.invalidated, and leaves
+    # the value stored after the completion alone (the completion already invalidated).
+    publish_stream(client._app, stream)
+    completed = [e for e in tap() if e["detail-type"] == "job.status.changed" and e["detail"]["status"] == "completed"]
+    messages = [{"MessageId": str(uuid.uuid4()), "Body": json.dumps(e), "ReceiptHandle": "rh"} for e in completed]
+    handler = client._app.handler_map["cache_invalidation"]
+    assert handler(sqs_event(messages), LambdaContext(60)) == {"batchItemFailures": []}
+    hit = read(client, "p-9", "steps-summary")
+    assert hit.status_code == 200 and hit.json_body["value"] == {"fresh": True} and hit.json_body["generation"] == 1
+    announced = [e["detail"] for e in tap() if e["detail-type"] == "cache.invalidated"]
+    assert [(a["job_id"], a["namespaces"]) for a in announced] == [(job["id"], ["steps-summary", "steps-report"])]
+    tasks = client.http.get("/scopes/p-9/tasks", headers=auth()).json_body["tasks"]
+    assert [(t["type"], t["job_id"]) for t in tasks] == [("demo.steps", job["id"])]

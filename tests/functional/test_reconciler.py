@@ -1,0 +1,95 @@
+"""The reconciler and long schedules through the API and the scheduled function, on moto."""
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from chalicelib.api.auth import issue_token
+from tests.functional.conftest import SECRET, LambdaContext, auth, drain, receive_all
+
+STEPS = {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0}}
+
+
+@pytest.fixture
+def quick_grace(monkeypatch):
+    monkeypatch.setenv("JOBPIPE_DISPATCH_GRACE_S", "1")
+
+
+def scheduled_event(detail: dict) -> dict:
+    return {"version": "0", "id": "e1", "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "123456789012", "time": "2026-11-30T12:00:00Z", "region": "us-east-1",
+            "resources": [], "detail": detail}
+
+
+def reconcile(app) -> dict:
+    return app.handler_map["reconciler"](scheduled_event({}), LambdaContext(120))
+
+
+def operator_headers() -> dict:
+    token = issue_token(SECRET, user="op", tenant="ops", roles=["admin", "operator"])
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_purged_message_is_sent_again_and_the_job_completes(quick_grace, app, client, aws):
+    job = client.http.post("/jobs", headers=auth(), body=json.dumps(STEPS)).json_body
+    aws["sqs"].purge_queue(QueueUrl=aws["jobs_url"])
+    time.sleep(1.2)
+    assert reconcile(app)["counts"] == {"redispatched": 1}
+    drain(app, aws)
+    assert client.http.get(f"/jobs/{job['id']}", headers=auth()).json_body["status"] == "completed"
+    stats = client.http.get("/api/system/stats", headers=operator_headers()).json_body
+    assert stats["reconciler"]["totals"]["redispatched"] == 1
+    assert stats["reconciler"]["last_pass"]["counts"] == {"redispatched": 1}
+
+
+def test_a_message_moved_to_the_dlq_fails_its_job_as_dead_lettered(app, client, aws):
+    job = client.http.post("/jobs", headers=auth(), body=json.dumps(STEPS)).json_body
+    (message,) = receive_all(aws)
+    aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=message["Body"])
+    aws["sqs"].delete_message(QueueUrl=aws["jobs_url"], ReceiptHandle=message["ReceiptHandle"])
+    assert reconcile(app)["counts"] == {"dead_lettered": 1}
+    failed = client.http.get(f"/jobs/{job['id']}", headers=auth()).json_body
+    assert failed["status"] == "failed" and failed["error"]["code"] == "dead_lettered"
+    assert reconcile(app)["counts"] == {}
+
+
+def test_a_job_an_hour_ahead_is_held_shows_not_before_and_can_be_canceled(app, client, aws):
+    before = datetime.now(timezone.utc)
+    job = client.http.post("/jobs", headers=auth(), body=json.dumps({**STEPS, "delay_seconds": 3600})).json_body
+    assert job["status"] == "queued"
+    not_before = datetime.fromisoformat(job["not_before"].replace("Z", "+00:00"))
+    assert timedelta(seconds=3599) <= not_before - before <= timedelta(seconds=3610)
+    assert receive_all(aws) == [], "held in the store, not on the queue"
+    assert reconcile(app)["counts"] == {}
+    canceled = client.http.delete(f"/jobs/{job['id']}", headers=auth())
+    assert canceled.status_code == 202 and canceled.json_body["status"] == "canceled"
+
+
+def test_run_at_is_validated(app, client, aws):
+    soon = (datetime.now(timezone.utc) + timedelta(seconds=30)).isoformat()
+    ok = client.http.post("/jobs", headers=auth(), body=json.dumps({**STEPS, "run_at": soon}))
+    assert ok.status_code == 202 and ok.json_body["not_before"][:19] == soon[:19]
+    for body, code in [
+        ({**STEPS, "run_at": "2027-01-01T00:00:00"}, "invalid_request"),  # no zone
+        ({**STEPS, "run_at": "tomorrow"}, "invalid_request"),
+        ({**STEPS, "run_at": soon, "delay_seconds": 5}, "invalid_request"),
+        ({**STEPS, "delay_seconds": 366 * 86400}, "invalid_request"),
+        ({**STEPS, "run_at": (datetime.now(timezone.utc) + timedelta(days=400)).isoformat()}, "invalid_request"),
+    ]:
+        response = client.http.post("/jobs", headers=auth(), body=json.dumps(body))
+        assert response.status_code == 400, (body, response.json_body)
+        assert response.json_body["error"]["code"] == code
+
+
+def test_a_scheduled_maintenance_task_is_enqueued_once_per_firing(app, client, aws):
+    event = scheduled_event({"maintenance_task": "health_check"})
+    first = app.handler_map["reconciler"](event, LambdaContext(120))
+    again = app.handler_map["reconciler"](event, LambdaContext(120))  # a retried invocation
+    assert first["status"] == "queued"
+    assert again == {**first, "status": "already_enqueued"}
+    drain(app, aws)
+    task = client.http.get(f"/api/system/maintenance/tasks/{first['task_id']}", headers=operator_headers()).json_body
+    assert task["status"] == "completed" and task["requested_by"] == "schedule"

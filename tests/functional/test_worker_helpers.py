@@ -1,0 +1,77 @@
+"""The worker helpers through the API and the worker function, on moto: what a job written with
+`start_job`, `progress`, `complete_job` and `fail_job` ends as, seen by GET /jobs/{id}."""
+import json
+
+import pytest
+from pydantic import BaseModel
+
+from chalicelib.job_types import registry
+from chalicelib.worker.helpers import fail_job, progress, start_job
+from tests.functional.conftest import auth, drain
+
+
+class Empty(BaseModel):
+    pass
+
+
+@pytest.fixture
+def late_failure_type():
+    """A job type (for this test only) failing below the percent it reached."""
+    name = "test.fail_below_reached"
+
+    @registry.register(name, Empty, max_attempts=3, timeout_s=30)
+    def fail_below(ctx, payload):
+        start_job(ctx, "Beginning processing")
+        progress(ctx, 80, "processing", "Processing", force=True)
+        fail_job(ctx, "ERR_001", "Something went wrong", progress_percent=75)
+
+    yield name
+    registry._types.pop(name)
+
+
+def submit(client, body):
+    response = client.http.post("/jobs", headers=auth(), body=json.dumps(body))
+    assert response.status_code == 202, response.body
+    return response.json_body
+
+
+def get(client, job_id):
+    return client.http.get(f"/jobs/{job_id}", headers=auth()).json_body
+
+
+def test_demo_model_completes_with_the_result_complete_job_recorded(client, app, aws):
+    job = submit(client, {"type": "demo.model", "payload": {"step_ms": 0}})
+    drain(app, aws)
+    done = get(client, job["id"])
+    assert done["status"] == "completed", done
+    assert done["result"] == {"model": "output.stl", "size": 1024}
+    assert done["progress"]["percent"] == 100
+    assert done["progress"]["message"] == "Model processing complete"
+    runs = client.http.get(f"/jobs/{job['id']}/runs", headers=auth()).json_body["runs"]
+    assert [r["status"] for r in runs] == ["completed"]
+
+
+def test_demo_model_failure_is_the_callers_code_without_retry(client, app, aws):
+    job = submit(client, {"type": "demo.model", "payload": {"step_ms": 0, "fail_at": 40}})
+    drain(app, aws)
+    done = get(client, job["id"])
+    assert done["status"] == "failed" and done["attempts"] == 1
+    assert done["error"]["code"] == "MODEL_ERROR"
+    assert done["error"]["message"] == "model processing failed at step 40% as asked"
+    assert done["progress"]["percent"] == 40
+
+
+def test_fail_job_below_the_percent_reached_fails_once_with_the_callers_code(client, app, aws, late_failure_type):
+    job = submit(client, {"type": late_failure_type, "payload": {}})
+    drain(app, aws)
+    done = get(client, job["id"])
+    assert done["status"] == "failed" and done["attempts"] == 1, done
+    assert (done["error"]["code"], done["error"]["message"]) == ("ERR_001", "Something went wrong")
+    assert done["progress"]["percent"] == 80 and done["progress"]["step"] == "failed"
+
+
+def test_demo_model_payload_is_validated(client):
+    response = client.http.post("/jobs", headers=auth(),
+                                body=json.dumps({"type": "demo.model", "payload": {"fail_at": 45}}))
+    assert response.status_code == 422
+    assert response.json_body["error"]["code"] == "invalid_payload"

@@ -1,0 +1,134 @@
+"""The local stack's parameters from the environment: what `make run` deploys with, and the
+one line it ends with when a value is bad."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scripts import deploy, run_local
+from scripts.stack_config import VARIABLES, StackConfigError, check_parameters, from_environment
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "s" * 32
+
+
+def test_defaults_match_the_template():
+    template = json.loads((ROOT / "infra" / "resources.json").read_text())["Parameters"]
+    params = from_environment({}).as_parameters()
+    assert "AuthSecret" not in params
+    for name, value in params.items():
+        assert name in template, name
+        if name != "BlobRetentionDays":
+            assert str(template[name].get("Default", "")) == value, name
+    assert params["BlobRetentionDays"] == str(template["BlobRetentionDays"]["Default"])
+
+
+def test_every_variable_maps_to_a_template_parameter():
+    template = json.loads((ROOT / "infra" / "resources.json").read_text())["Parameters"]
+    assert set(VARIABLES) <= set(template)
+
+
+def test_environment_values_become_parameters():
+    params = from_environment({
+        "JOBPIPE_AUTH_SECRET": "a" * 40,
+        "ERP_WEBHOOK_URL": "http://127.0.0.1:8099/erp",
+        "ERP_WEBHOOK_SECRET": SECRET,
+        "USE_TASK_QUEUE": "False",
+        "PROGRESS_MIN_INTERVAL_S": "0.5",
+        "RETENTION_DAYS": "30",
+    }).as_parameters()
+    assert params == {
+        "AuthSecret": "a" * 40,
+        "ErpWebhookUrl": "http://127.0.0.1:8099/erp",
+        "ErpWebhookSecret": SECRET,
+        "UseTaskQueue": "false",
+        "ProgressMinIntervalSeconds": "0.5",
+        "RetentionDays": "30",
+        "BlobRetentionDays": "400",  # past the retention plus a year of schedule
+    }
+
+
+def test_empty_variables_keep_the_defaults():
+    assert from_environment({"ERP_WEBHOOK_URL": "", "RETENTION_DAYS": ""}).as_parameters()["RetentionDays"] == "7"
+
+
+@pytest.mark.parametrize(
+    "environ, expected",
+    [
+        ({"JOBPIPE_AUTH_SECRET": "too-short"}, "JOBPIPE_AUTH_SECRET must be at least 32 characters (it has 9)"),
+        ({"JOBPIPE_AUTH_SECRET": " " + "x" * 40}, "JOBPIPE_AUTH_SECRET must not start or end with whitespace"),
+        ({"ERP_WEBHOOK_URL": "https://erp.example/hook"},
+         "ERP_WEBHOOK_SECRET must be at least 32 characters when ERP_WEBHOOK_URL is set (it has 0)"),
+        ({"ERP_WEBHOOK_URL": "https://erp.example/hook", "ERP_WEBHOOK_SECRET": "short"},
+         "ERP_WEBHOOK_SECRET must be at least 32 characters when ERP_WEBHOOK_URL is set (it has 5)"),
+        ({"ERP_WEBHOOK_SECRET": "short"}, "ERP_WEBHOOK_SECRET must be at least 32 characters (it has 5)"),
+        ({"ERP_WEBHOOK_URL": "erp.example/hook", "ERP_WEBHOOK_SECRET": SECRET}, "ERP_WEBHOOK_URL must be an http(s) URL"),
+        ({"ERP_WEBHOOK_URL": "ftp://erp.example/", "ERP_WEBHOOK_SECRET": SECRET}, "ERP_WEBHOOK_URL must be an http(s) URL"),
+        ({"ERP_WEBHOOK_URL": "http://", "ERP_WEBHOOK_SECRET": SECRET}, "ERP_WEBHOOK_URL must be an http(s) URL"),
+        ({"ERP_WEBHOOK_URL": "http://h:99999/", "ERP_WEBHOOK_SECRET": SECRET}, "ERP_WEBHOOK_URL must be an http(s) URL"),
+        ({"ERP_WEBHOOK_URL": "http://h/a b", "ERP_WEBHOOK_SECRET": SECRET}, "ERP_WEBHOOK_URL must be an http(s) URL"),
+        ({"USE_TASK_QUEUE": "maybe"}, "USE_TASK_QUEUE must be true or false (got 'maybe')"),
+        ({"PROGRESS_MIN_INTERVAL_S": "301"}, "PROGRESS_MIN_INTERVAL_S must be a number from 0 to 300 (got '301')"),
+        ({"PROGRESS_MIN_INTERVAL_S": "-1"}, "PROGRESS_MIN_INTERVAL_S must be a number from 0 to 300"),
+        ({"PROGRESS_MIN_INTERVAL_S": "fast"}, "PROGRESS_MIN_INTERVAL_S must be a number from 0 to 300"),
+        ({"PROGRESS_MIN_INTERVAL_S": "nan"}, "PROGRESS_MIN_INTERVAL_S must be a number from 0 to 300"),
+        ({"RETENTION_DAYS": "0"}, "RETENTION_DAYS must be a whole number from 1 to 30 (got '0')"),
+        ({"RETENTION_DAYS": "2.5"}, "RETENTION_DAYS must be a whole number from 1 to 30"),
+        ({"RETENTION_DAYS": "9999"}, "RETENTION_DAYS must be a whole number from 1 to 30"),
+        ({"RETENTION_DAYS": "10", "BLOB_RETENTION_DAYS": "10"}, "BLOB_RETENTION_DAYS must be a whole number from 400"),
+    ],
+)
+def test_a_bad_value_names_the_variable_and_the_rule(environ, expected):
+    with pytest.raises(StackConfigError) as caught:
+        from_environment(environ)
+    message = str(caught.value)
+    assert message.startswith(expected), message
+    assert "\n" not in message
+
+
+def test_secrets_are_never_echoed():
+    with pytest.raises(StackConfigError) as caught:
+        from_environment({"JOBPIPE_AUTH_SECRET": "hunter2-secret"})
+    assert "hunter2" not in str(caught.value)
+
+
+def test_check_parameters_names_the_template_parameter():
+    with pytest.raises(StackConfigError, match="^ErpWebhookSecret must be at least 32 characters when ErpWebhookUrl is set"):
+        check_parameters({"AuthSecret": "a" * 40, "ErpWebhookUrl": "http://127.0.0.1:9/erp", "ErpWebhookSecret": "x"})
+    check_parameters({"AuthSecret": "a" * 40, "ErpWebhookUrl": "http://127.0.0.1:9/erp", "ErpWebhookSecret": SECRET,
+                      "CountAwsRequests": "true"})
+
+
+def test_deploy_main_refuses_a_short_erp_secret_in_one_line(capsys, monkeypatch):
+    monkeypatch.setattr(deploy, "deploy", lambda *a, **k: pytest.fail("must not deploy"))
+    with pytest.raises(SystemExit) as exited:
+        deploy.main(["build", "jobpipe", "AuthSecret=" + "a" * 40, "ErpWebhookUrl=http://h/erp", "ErpWebhookSecret=short"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("deploy: ErpWebhookSecret must be at least 32 characters")
+
+
+def test_run_local_stops_before_starting_anything(capsys, monkeypatch):
+    monkeypatch.setenv("JOBPIPE_AUTH_SECRET", "short")
+    monkeypatch.setattr(run_local, "Emulator", lambda *a, **k: pytest.fail("must not start the emulator"))
+    monkeypatch.setattr(run_local, "deploy", lambda *a, **k: pytest.fail("must not deploy"))
+    with pytest.raises(SystemExit) as exited:
+        run_local.main()
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "make run: JOBPIPE_AUTH_SECRET must be at least 32 characters (it has 5)\n"
+
+
+@pytest.mark.parametrize("module", ["scripts.run_local", "scripts.stack_config"])
+def test_as_a_process_one_line_exit_code_2_no_traceback(module):
+    env = {"PATH": "/usr/bin:/bin", "JOBPIPE_AUTH_SECRET": "x" * 40,
+           "ERP_WEBHOOK_URL": "http://127.0.0.1:9/erp", "ERP_WEBHOOK_SECRET": "short",
+           "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    done = subprocess.run([sys.executable, "-m", module], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert done.stderr == ("make run: ERP_WEBHOOK_SECRET must be at least 32 characters when ERP_WEBHOOK_URL "
+                           "is set (it has 5)\n")
+    assert "Traceback" not in done.stdout

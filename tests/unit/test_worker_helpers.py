@@ -1,0 +1,236 @@
+"""The worker helpers keep their word: `complete_job` records its result, `fail_job` fails with
+the caller's code whatever the percent, `start_job` and `progress` report as documented."""
+import pytest
+from pydantic import BaseModel
+
+from chalicelib.domain.errors import FatalJobError, ProgressRejectedError
+from chalicelib.domain.registry import JobTypeRegistry
+from chalicelib.domain.status import JobStatus
+from chalicelib.job_types import build_registry
+from chalicelib.lifecycle import JobLifecycle
+from chalicelib.worker.helpers import complete_job, fail_job, progress, start_job
+from chalicelib.worker.runner import JobRunner
+
+default_registry = build_registry(demo_types=True)
+
+
+class Empty(BaseModel):
+    pass
+
+
+def make_types(seen):
+    types = JobTypeRegistry()
+
+    @types.register("h.complete_no_return", Empty)
+    def complete_no_return(ctx, payload):
+        progress(ctx, 40, "work", "working")
+        complete_job(ctx, {"model": "output.stl"}, "Model processing complete")
+
+    @types.register("h.complete_returned", Empty)
+    def complete_returned(ctx, payload):
+        return complete_job(ctx, [1, 2, 3], "listed")
+
+    @types.register("h.complete_then_other_return", Empty)
+    def complete_then_other_return(ctx, payload):
+        complete_job(ctx, {"kept": True}, "kept")
+        return {"ignored": True}
+
+    @types.register("h.fail_lower_percent", Empty, max_attempts=3)
+    def fail_lower_percent(ctx, payload):
+        progress(ctx, 80, "processing", "far along", force=True)
+        fail_job(ctx, "MODEL_ERROR", "the mesh is broken", progress_percent=75)
+
+    @types.register("h.fail_higher_percent", Empty, max_attempts=3)
+    def fail_higher_percent(ctx, payload):
+        progress(ctx, 20, "processing")
+        fail_job(ctx, "MODEL_ERROR", "late failure", progress_percent=90)
+
+    @types.register("h.fail_bad_percent", Empty, max_attempts=3)
+    def fail_bad_percent(ctx, payload):
+        fail_job(ctx, "E_BAD", "odd percent", progress_percent="lots")
+
+    @types.register("h.fail_swallowed", Empty, max_attempts=3)
+    def fail_swallowed(ctx, payload):
+        try:
+            fail_job(ctx, "FIRST", "the first word")
+        except FatalJobError:
+            pass
+        return {"pretend": "fine"}
+
+    @types.register("h.fail_then_other_error", Empty, max_attempts=3)
+    def fail_then_other_error(ctx, payload):
+        try:
+            fail_job(ctx, "FIRST", "the first word")
+        except FatalJobError:
+            raise RuntimeError("cleanup broke")
+
+    @types.register("h.seed_example", Empty, max_attempts=3)
+    def seed_example(ctx, payload):
+        try:
+            start_job(ctx, "Initializing")
+            progress(ctx, 60, "processing", "Processing")
+            raise ValueError("disk full")
+        except Exception as e:
+            fail_job(ctx, "MODEL_ERROR", str(e))
+            raise
+
+    @types.register("h.start_after_progress", Empty)
+    def start_after_progress(ctx, payload):
+        progress(ctx, 30, "early")  # still pending: the throttle window is open
+        start_job(ctx, "Beginning processing")
+        seen.append(ctx.job.progress.model_dump())
+        return "ok"
+
+    @types.register("h.progress_decrease", Empty, max_attempts=1)
+    def progress_decrease(ctx, payload):
+        progress(ctx, 50, "half", "Halfway done", {"items": 100}, force=True)
+        seen.append(ctx.job.progress.model_dump())
+        try:
+            progress(ctx, 40)
+        except ProgressRejectedError as exc:
+            seen.append(exc.code)
+        return None
+
+    return types
+
+
+@pytest.fixture
+def seen():
+    return []
+
+
+@pytest.fixture
+def env(store, queue, clock, seen):
+    types = make_types(seen)
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    return lifecycle, JobRunner(lifecycle, types, progress_interval_s=0)
+
+
+def run(env, queue, type_):
+    lifecycle, runner = env
+    lifecycle.submit(tenant="acme", user="ann", type=type_, payload={})
+    (message,) = queue.drain()
+    return runner.run(message)
+
+
+def test_complete_job_records_its_result_without_a_return(env, queue):
+    final = run(env, queue, "h.complete_no_return")
+    assert final.status == JobStatus.COMPLETED
+    assert final.result == {"model": "output.stl"}
+    assert final.progress.percent == 100 and final.progress.message == "Model processing complete"
+
+
+def test_complete_job_returned_is_the_same_completion(env, queue):
+    final = run(env, queue, "h.complete_returned")
+    assert final.result == [1, 2, 3] and final.progress.message == "listed"
+
+
+def test_complete_job_wins_over_another_return_value(env, queue):
+    final = run(env, queue, "h.complete_then_other_return")
+    assert final.result == {"kept": True}
+
+
+def test_fail_job_with_a_lower_percent_fails_with_the_callers_code_once(env, queue, store):
+    final = run(env, queue, "h.fail_lower_percent")
+    assert final.status == JobStatus.FAILED and final.attempts == 1
+    assert final.error.code == "MODEL_ERROR" and final.error.message == "the mesh is broken"
+    assert final.progress.percent == 80  # never moved backwards
+    assert final.progress.step == "failed" and final.progress.message == "the mesh is broken"
+    assert queue.sent == []  # no retry was scheduled
+
+
+def test_fail_job_records_a_higher_percent(env, queue):
+    final = run(env, queue, "h.fail_higher_percent")
+    assert final.status == JobStatus.FAILED and final.error.code == "MODEL_ERROR"
+    assert final.progress.percent == 90
+
+
+def test_fail_job_with_an_invalid_percent_still_fails_with_the_callers_code(env, queue):
+    final = run(env, queue, "h.fail_bad_percent")
+    assert final.status == JobStatus.FAILED and final.error.code == "E_BAD" and final.attempts == 1
+
+
+def test_fail_job_holds_even_when_the_handler_swallows_its_error(env, queue):
+    final = run(env, queue, "h.fail_swallowed")
+    assert final.status == JobStatus.FAILED and final.error.code == "FIRST" and final.result is None
+
+
+def test_fail_job_holds_when_the_handler_raises_something_else_after(env, queue):
+    final = run(env, queue, "h.fail_then_other_error")
+    assert final.status == JobStatus.FAILED and final.attempts == 1
+    assert (final.error.code, final.error.message) == ("FIRST", "the first word")
+
+
+def test_seed_usage_except_fail_job_raise_fails_without_retry(env, queue):
+    final = run(env, queue, "h.seed_example")
+    assert final.status == JobStatus.FAILED and final.attempts == 1
+    assert (final.error.code, final.error.message) == ("MODEL_ERROR", "disk full")
+    assert final.progress.percent == 60
+
+
+def test_start_job_writes_at_once_at_the_percent_reached(store, queue, clock, seen):
+    types = make_types(seen)
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    runner = JobRunner(lifecycle, types, progress_interval_s=3600)  # nothing due by time
+    lifecycle.submit(tenant="acme", user="ann", type="h.start_after_progress", payload={})
+    (message,) = queue.drain()
+    final = runner.run(message)
+    assert final.status == JobStatus.COMPLETED
+    (written,) = seen
+    assert written["percent"] == 30 and written["step"] == "started"
+    assert written["message"] == "Beginning processing"
+
+
+def test_progress_writes_the_seed_fields_and_refuses_a_decrease(env, queue, seen):
+    final = run(env, queue, "h.progress_decrease")
+    assert seen[0]["percent"] == 50 and seen[0]["step"] == "half"
+    assert seen[0]["message"] == "Halfway done" and seen[0]["details"] == {"items": 100}
+    assert seen[1] == "progress_rejected"
+    assert final.status == JobStatus.COMPLETED and final.result is None
+
+
+def test_a_cancel_seen_by_the_handler_wins_over_fail_job(store, queue, clock):
+    types = JobTypeRegistry()
+
+    @types.register("h.cancel", Empty)
+    def cancelled(ctx, payload):
+        try:
+            progress(ctx, 10, "one", force=True)
+        except Exception as e:
+            fail_job(ctx, "MODEL_ERROR", str(e))
+            raise
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    runner = JobRunner(lifecycle, types, progress_interval_s=0)
+    job = lifecycle.submit(tenant="acme", user="ann", type="h.cancel", payload={})
+    (message,) = queue.drain()
+    original = store.record_progress
+
+    def cancel_first(job_id, attempt, progress_):
+        lifecycle.cancel("acme", job_id)
+        return original(job_id, attempt, progress_)
+
+    store.record_progress = cancel_first
+    assert runner.run(message).status == JobStatus.CANCELED
+
+
+def test_demo_model_completes_through_the_helpers(store, queue, clock):
+    lifecycle = JobLifecycle(store, queue, default_registry, clock=clock)
+    runner = JobRunner(lifecycle, default_registry, progress_interval_s=0)
+    lifecycle.submit(tenant="acme", user="ann", type="demo.model", payload={"step_ms": 0})
+    (message,) = queue.drain()
+    final = runner.run(message)
+    assert final.status == JobStatus.COMPLETED
+    assert final.result == {"model": "output.stl", "size": 1024}
+    assert final.progress.message == "Model processing complete"
+
+
+def test_demo_model_fails_with_model_error_and_no_retry(store, queue, clock):
+    lifecycle = JobLifecycle(store, queue, default_registry, clock=clock)
+    runner = JobRunner(lifecycle, default_registry, progress_interval_s=0)
+    lifecycle.submit(tenant="acme", user="ann", type="demo.model", payload={"step_ms": 0, "fail_at": 50})
+    (message,) = queue.drain()
+    final = runner.run(message)
+    assert final.status == JobStatus.FAILED and final.attempts == 1
+    assert final.error.code == "MODEL_ERROR" and "step 50%" in final.error.message
+    assert final.progress.percent == 50
