@@ -1,11 +1,15 @@
-# jobpipe: `make run` serves the deployed stack locally, `make test` runs the whole suite.
+# jobpipe: `make run` serves the deployed stack locally, `make test` runs the whole suite,
+# tier by tier (unit, contract, functional, lint, e2e), stopping at the first tier that fails.
 PYTHON ?= python3
 VENV := .venv
 EMU := .venv-emulator
 BIN := $(VENV)/bin
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: run test unit functional e2e package lint bench clean browser stack-config
+.PHONY: run test unit contract functional e2e package lint bench clean browser stack-config
+
+# The tiers run one after the other, cheapest first, even under `make -j`.
+.NOTPARALLEL:
 
 # The dashboard's browser tests drive Debian's Chromium through Playwright (pip), never a
 # browser Playwright downloads. Installed only when missing; a failed install fails the target.
@@ -48,8 +52,13 @@ package: $(VENV)/.installed
 lint: package
 	$(BIN)/cfn-lint build/sam.json
 
+# Pure Python, no sockets, nothing but .venv: answers in seconds.
 unit: $(VENV)/.installed
 	$(BIN)/python -m pytest tests/unit
+
+# Every port's behaviour against its in-memory adapter and its AWS adapter on moto.
+contract: $(VENV)/.installed
+	$(BIN)/python -m pytest tests/contract
 
 functional: $(VENV)/.installed
 	$(BIN)/python -m pytest tests/functional
@@ -57,8 +66,9 @@ functional: $(VENV)/.installed
 e2e: $(VENV)/.installed $(EMU)/.installed $(CHROMIUM) package
 	$(BIN)/python -m pytest tests/e2e
 
-test: $(VENV)/.installed $(EMU)/.installed $(CHROMIUM) lint
-	$(BIN)/python -m pytest tests
+# Each tier is its own pytest run; make stops at the first that fails, so a broken unit test is
+# reported before the emulator venv, chromium or the package are even built.
+test: unit contract functional lint e2e
 
 # Cost and speed on a freshly deployed local stack; not part of `make test`. BENCH_JOBS etc. in bench/__main__.py.
 bench: $(VENV)/.installed $(EMU)/.installed

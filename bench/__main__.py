@@ -53,10 +53,13 @@ def table(result: dict[str, Any]) -> str:
     lines = [f"AWS requests per job: demo.steps {json.dumps(job['payload'])} ({job['status']}, handler ran {job['run_s']} s)",
              f"  {'function / request':<46}{'count':>6}{'floor':>7}  why the floor"]
     lines += [f"  {r['request']:<46}{r['count']:>6}{r['floor']:>7}  {r['why']}" for r in req["rows"]]
-    lines += [f"  {'total':<46}{req['total']:>6}{req['floor_total']:>7}", ""]
+    lines += [f"  {'total':<46}{req['total']:>6}{req['floor_total']:>7}",
+              f"  Lambda invocations: {req['invocations_total']} " + json.dumps(req["invocations"]), ""]
     lines += [f"Throughput: {load['jobs']} jobs demo.steps {json.dumps(load['payload'])} from {load['submit_threads']} threads",
               f"  all terminal in {load['all_terminal_s']} s ({load['completed']} completed): {load['jobs_per_s']} jobs/s; "
-              f"submit→completed p50 {load['latency_p50_s']} s, p99 {load['latency_p99_s']} s", ""]
+              f"submit→completed p50 {load['latency_p50_s']} s, p99 {load['latency_p99_s']} s",
+              f"  per job, amortized: AWS requests {json.dumps(load['requests_per_job'])}",
+              f"  per job, amortized: Lambda invocations {json.dumps(load['invocations_per_job'])}", ""]
     single, batch = polls["get_job"], polls["status_batch"]
     lines += [f"Polling ({single['requests']} requests each, sequential)",
               f"  GET /jobs/{{id}}             p50 {single['p50_ms']} ms, p99 {single['p99_ms']} ms",

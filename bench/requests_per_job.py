@@ -29,12 +29,13 @@ def floors(run_s: float) -> dict[str, tuple[int, str]]:
         "JobWorker dynamodb.UpdateItem": (writes, f"one progress write per {PROGRESS_INTERVAL_S:g} s window "
                                                   f"inside the {run_s:.1f} s run; the last one is the completion"),
         "EventPublisher eventbridge.PutEvents": (events, "one per job write that yields an event (3 transitions "
-                                                         "+ 1 per progress write); writes seconds apart arrive "
-                                                         "in separate stream batches"),
-        "ErpBridge dynamodb.PutItem": (3, "an idempotency record per status event before the webhook POST"),
-        "ErpBridge dynamodb.UpdateItem": (3, "the same records marked complete after the POST"),
-        "CacheInvalidation dynamodb.PutItem": (1, "idempotency record for the completed event"),
-        "CacheInvalidation dynamodb.UpdateItem": (1, "marked complete (no scope: no cache to invalidate)"),
+                                                         "+ 1 milestone per progress write, 20 points apart); "
+                                                         "writes seconds apart arrive in separate stream batches"),
+        "EventPublisher dynamodb.TransactWriteItems": (3, "the counters, once per stream batch holding a status "
+                                                          "change (3, seconds apart)"),
+        "ErpBridge dynamodb.PutItem": (events, "an idempotency record per status event (milestones included) "
+                                               "before the webhook POST"),
+        "ErpBridge dynamodb.UpdateItem": (events, "the same records marked complete after the POST"),
     }
 
 
@@ -63,12 +64,13 @@ def measure(stack: BenchStack, timeout_s: float = 120) -> dict[str, Any]:
         time.sleep(0.5)
         item = _job_item(stack, job["id"])
     # Settle: the stream, the webhook bridge and cache invalidation run after completion.
-    totals, stable = Counter(), 0
+    totals, invocations, stable = Counter(), Counter(), 0
     while stable < 3 and time.monotonic() < deadline:
         time.sleep(2)
-        latest = Counter()
+        latest, invocations = Counter(), Counter()
         for function, counts in stack.request_counts(since):
             latest.update({f"{function} {op}": n for op, n in counts.items()})
+            invocations[function] += 1
         stable = stable + 1 if latest == totals and len(stack.webhook.accepted(job["id"])) >= 3 else 0
         totals = latest
     run_s = _seconds(item["started_at"], item["finished_at"])
@@ -82,5 +84,7 @@ def measure(stack: BenchStack, timeout_s: float = 120) -> dict[str, Any]:
         "job": {"type": "demo.steps", "payload": PAYLOAD, "status": item["status"], "run_s": round(run_s, 2)},
         "rows": rows,
         "total": sum(totals.values()),
+        "invocations": dict(sorted(invocations.items())),
+        "invocations_total": sum(invocations.values()),
         "floor_total": sum(f for f, _ in floor.values()),
     }

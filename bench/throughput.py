@@ -8,7 +8,9 @@ from datetime import datetime
 from statistics import quantiles
 from typing import Any
 
-from bench.stack import BenchStack
+from collections import Counter
+
+from bench.stack import BenchStack, now_ms
 
 TERMINAL = ("completed", "failed", "canceled")
 
@@ -26,6 +28,7 @@ def _at(stamp: str) -> datetime:
 def measure(stack: BenchStack, jobs: int, payload: dict[str, Any], threads: int = 8,
             timeout_s: float = 600) -> dict[str, Any]:
     body = {"type": "demo.steps", "payload": payload}
+    since = now_ms() - 1000
     started = time.monotonic()
     with ThreadPoolExecutor(threads) as pool:
         ids = [job["id"] for job in pool.map(lambda _: stack.submit(body), range(jobs))]
@@ -43,10 +46,34 @@ def measure(stack: BenchStack, jobs: int, payload: dict[str, Any], threads: int 
     elapsed = time.monotonic() - started
     latencies = [(_at(j["finished_at"]) - _at(j["created_at"])).total_seconds() for j in finished.values()]
     completed = sum(1 for j in finished.values() if j["status"] == "completed")
+    requests, invocations = amortized(stack, since, jobs)
     return {
+        "requests_per_job": requests, "invocations_per_job": invocations,
         "jobs": jobs, "payload": payload, "submit_threads": threads, "completed": completed,
         "submit_s": round(submitted_s, 2), "all_terminal_s": round(elapsed, 2),
         "jobs_per_s": round(jobs / elapsed, 2),
         "latency_p50_s": round(percentile(latencies, 50), 2),
         "latency_p99_s": round(percentile(latencies, 99), 2),
     }
+
+
+def amortized(stack: BenchStack, since_ms: int, jobs: int, settle_s: float = 6) -> tuple[dict, dict]:
+    """AWS requests and Lambda invocations per job over the burst, per function (and "total"),
+    from every function's per-invocation line; waits for the stream and subscribers to settle."""
+    requests, invocations, previous = Counter(), Counter(), None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(settle_s)
+        requests, invocations = Counter(), Counter()
+        for function, counts in stack.request_counts(since_ms):
+            requests[function] += sum(counts.values())
+            invocations[function] += 1
+        if (requests, invocations) == previous:
+            break
+        previous = (requests, invocations)
+
+    def per_job(counter: Counter) -> dict:
+        shares = {f: round(n / jobs, 2) for f, n in sorted(counter.items())}
+        return {**shares, "total": round(sum(counter.values()) / jobs, 2)}
+
+    return per_job(requests), per_job(invocations)

@@ -2,10 +2,9 @@
 adapters into the lifecycle, once per process (reused across warm invocations)."""
 from __future__ import annotations
 
-import functools
 import threading
 from functools import cached_property
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.lifecycle import JobLifecycle
@@ -16,6 +15,8 @@ class Container:
     def __init__(self, settings: Settings, *, session: Any = None) -> None:
         self.settings = settings
         self._session = session
+        self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
 
     @cached_property
     def _boto(self) -> Any:
@@ -26,18 +27,24 @@ class Container:
         return boto3.session.Session()
 
     def client(self, service: str) -> Any:
-        """A boto3 client; the endpoint comes from AWS_ENDPOINT_URL when set (emulators)."""
-        from botocore.config import Config
+        """The process's boto3 client for `service`, built on first use and shared by every
+        adapter (boto3 clients are thread-safe; one connection pool per service). The endpoint
+        comes from AWS_ENDPOINT_URL when set (emulators)."""
+        with self._clients_lock:
+            client = self._clients.get(service)
+            if client is None:
+                from botocore.config import Config
 
-        settings = self.settings
-        client = self._boto.client(service, config=Config(
-            connect_timeout=settings.aws_connect_timeout_s,
-            read_timeout=settings.aws_read_timeout_s,
-            retries={"mode": "standard", "total_max_attempts": settings.aws_max_attempts},
-        ))
-        if self.request_counter is not None:
-            self.request_counter.attach(client)
-        return client
+                settings = self.settings
+                client = self._boto.client(service, config=Config(
+                    connect_timeout=settings.aws_connect_timeout_s,
+                    read_timeout=settings.aws_read_timeout_s,
+                    retries={"mode": "standard", "total_max_attempts": settings.aws_max_attempts},
+                ))
+                if self.request_counter is not None:
+                    self.request_counter.attach(client)  # once per client: each request counted once
+                self._clients[service] = client
+            return client
 
     @cached_property
     def request_counter(self) -> Any:
@@ -53,11 +60,11 @@ class Container:
         if self.request_counter is None:
             return
         counts = self.request_counter.take()
-        if counts:
-            from chalicelib.aws_requests import LOG_MESSAGE
-            from chalicelib.observability import logger
+        # One line per invocation, even with no request: the benchmark counts invocations too.
+        from chalicelib.aws_requests import LOG_MESSAGE
+        from chalicelib.observability import logger
 
-            logger.info(LOG_MESSAGE, extra={"aws_requests": counts})
+        logger.info(LOG_MESSAGE, extra={"aws_requests": counts})
 
     @cached_property
     def token_policy(self) -> Any:
@@ -91,8 +98,13 @@ class Container:
     def store(self) -> Any:
         from chalicelib.adapters.dynamodb import DynamoJobStore
 
+        client = self.client("dynamodb")
+        if self.settings.fault_claim_failure_rate > 0:
+            from chalicelib.adapters.faults import FailingClaims
+
+            client = FailingClaims(client, self.settings.fault_claim_failure_rate)
         return DynamoJobStore(
-            self.client("dynamodb"),
+            client,
             self.settings.table_name,
             blobs=self.blobs,
             inline_limit=self.settings.inline_limit_bytes,
@@ -304,21 +316,6 @@ def report_aws_requests() -> None:
     its container with JOBPIPE_COUNT_AWS_REQUESTS on)."""
     if _container is not None:
         _container.report_aws_requests()
-
-
-def reports_aws_requests(handler: Callable[..., Any]) -> Callable[..., Any]:
-    """For event functions: their Lambda handler is the blueprint's function itself (app.py and
-    its middleware are never imported there), so each reports its own invocation's requests."""
-
-    @functools.wraps(handler)
-    def invocation(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return handler(*args, **kwargs)
-        finally:
-            report_aws_requests()
-
-    invocation.reports_aws_requests = True  # type: ignore[attr-defined]  # checked by the unit tests
-    return invocation
 
 
 def use(replacement: Optional[Container]) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable, Iterator, Optional, Protocol
+from typing import Any, Iterable, Iterator, Optional, Protocol, Sequence
 
 from chalicelib.domain.job import Job, Progress, Run
 from chalicelib.domain.status import JobStatus
@@ -173,8 +173,10 @@ class FinishedJobs(Protocol):
 
 
 class StatsStore(Protocol):
-    def record(self, delta: Any) -> bool:
-        """Apply a StatDelta once: False (and no change) if its dedupe key was seen before."""
+    def record_batch(self, deltas: Sequence[Any]) -> int:
+        """Apply each StatDelta whose dedupe key was not seen before, exactly once, and return
+        how many were new. The shared counter items (`STATUS`, each hour's) are written at most
+        once per call (per transaction of up to ~90 deltas), never once per delta."""
 
     def status_counts(self) -> dict[str, int]:
         """Jobs currently in each status."""

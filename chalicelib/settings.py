@@ -63,11 +63,12 @@ class Settings(BaseModel):
     erp_webhook_url: str = ""
     erp_webhook_secret: str = ""
     # Off in production. The benchmark logs every AWS request; the reliability suites make
-    # EventBridge refuse this fraction of PutEvents entries, and SendMessage lose its connection
-    # on this fraction of calls.
+    # EventBridge refuse this fraction of PutEvents entries, SendMessage lose its connection
+    # and a worker's claim write be throttled on this fraction of calls.
     count_aws_requests: bool = False
     fault_put_events_failure_rate: float = Field(default=0.0, ge=0, le=1)
     fault_send_message_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    fault_claim_failure_rate: float = Field(default=0.0, ge=0, le=1)
 
     @field_validator("auth_secret")
     @classmethod
@@ -161,6 +162,7 @@ _ENV = {
     "count_aws_requests": "JOBPIPE_COUNT_AWS_REQUESTS",
     "fault_put_events_failure_rate": "JOBPIPE_FAULT_PUT_EVENTS_FAILURE_RATE",
     "fault_send_message_failure_rate": "JOBPIPE_FAULT_SEND_MESSAGE_FAILURE_RATE",
+    "fault_claim_failure_rate": "JOBPIPE_FAULT_CLAIM_FAILURE_RATE",
 }
 
 

@@ -1,10 +1,16 @@
-"""Start and stop the embedded AWS emulator (ministack), bound to loopback only."""
+"""Start and stop the embedded AWS emulator (ministack), bound to loopback only.
+
+An emulator never outlives the process that started it, however that process ends (SIGKILL,
+pytest-timeout's os._exit, a crash): ministack runs in its own process group, together with
+the function processes it starts, and a small watchdog process holds a pipe from the parent.
+When the pipe closes, the watchdog kills the whole group."""
 from __future__ import annotations
 
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -14,6 +20,37 @@ ROOT = Path(__file__).resolve().parents[1]
 MINISTACK = ROOT / ".venv-emulator" / "bin" / "ministack"
 HOST = "127.0.0.1"
 
+# Runs as `python -c WATCHDOG <pgid>` with its stdin the read end of a pipe only the parent
+# writes to. EOF on stdin means the parent is gone (or stopping the emulator): TERM, then KILL,
+# the process group. It ends on its own once the group is gone.
+WATCHDOG = r"""
+import os, select, signal, sys, time
+pgid = int(sys.argv[1])
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+def alive():
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+while alive():
+    ready, _, _ = select.select([sys.stdin], [], [], 1.0)
+    if ready and not os.read(sys.stdin.fileno(), 4096):
+        break
+else:
+    sys.exit(0)
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        sys.exit(0)
+    deadline = time.monotonic() + 5
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+"""
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -22,7 +59,8 @@ def free_port() -> int:
 
 
 class Emulator:
-    """One ministack process. Stopped by its own process id (its Lambda workers die with it)."""
+    """One ministack process and its function processes, in a process group of their own that
+    ends with `stop()` or with the process that called `start()`."""
 
     def __init__(
         self, port: int, log: Optional[IO[bytes]] = None, log_level: str = "INFO", inherit_output: bool = False
@@ -33,6 +71,7 @@ class Emulator:
         self._log_level = log_level
         self._inherit_output = inherit_output
         self.process: Optional[subprocess.Popen] = None
+        self._watchdog: Optional[subprocess.Popen] = None
 
     def start(self, timeout_s: float = 30) -> "Emulator":
         if not MINISTACK.exists():
@@ -53,9 +92,20 @@ class Emulator:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        # Its own session too: a signal to the parent's process group must not take the
+        # watchdog down before it has done its work. The pipe is not inheritable (Popen's
+        # pipes are close-on-exec), so only this process holds the write end.
+        self._watchdog = subprocess.Popen(
+            [sys.executable, "-c", WATCHDOG, str(self.process.pid)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.stop()
                 raise RuntimeError(f"ministack exited with code {self.process.returncode}")
             try:
                 with urllib.request.urlopen(f"{self.endpoint}/_ministack/health", timeout=1):
@@ -65,14 +115,32 @@ class Emulator:
         self.stop()
         raise RuntimeError(f"ministack did not answer on {self.endpoint} within {timeout_s:g} s")
 
+    @property
+    def process_group(self) -> Optional[int]:
+        """ministack's process group (its function processes are in it too)."""
+        return self.process.pid if self.process is not None else None
+
     def stop(self) -> None:
-        """Stop the process we started (and its process group: the Lambda worker processes)."""
-        if self.process is None or self.process.poll() is not None:
+        """Stop ministack and every process of its group (the Lambda function processes)."""
+        if self.process is None:
             return
-        pgid = os.getpgid(self.process.pid)
-        os.killpg(pgid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(pgid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        if self._watchdog is not None:
+            # Closing the pipe is what a dying parent does: the watchdog finishes off whatever
+            # of the group outlived ministack, then exits.
+            self._watchdog.stdin.close()
+            try:
+                self._watchdog.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._watchdog.kill()
+                self._watchdog.wait()
+            self._watchdog = None

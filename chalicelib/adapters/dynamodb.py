@@ -39,6 +39,7 @@ from typing import Any, Iterable, Optional
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.adapters.dynamodb_batch import BATCH_GET_MAX, batch_get
 from chalicelib.adapters.dynamodb_items import (
     BLOB_REFS,
     JSON_FIELDS,
@@ -64,6 +65,7 @@ from chalicelib.adapters.dynamodb_items import (
 )
 from chalicelib.domain.errors import (
     InvalidRequestError,
+    JobNotFoundError,
     ProgressRejectedError,
     StaleJobError,
     StoreUnavailableError,
@@ -78,10 +80,8 @@ _INDEXES = {
     "status": ("by_status", "gsi2pk", "gsi2sk"),
     "type": ("by_type", "gsi3pk", "gsi3sk"),
 }
-_BATCH_GET_MAX = 100
 # Runs are written while a job runs; they outlive its record by this margin.
 _RUN_EXPIRY_MARGIN_S = 24 * 3600
-_UNPROCESSED_RETRIES = 6
 
 
 def _error_code(exc: Exception) -> str:
@@ -298,28 +298,15 @@ class DynamoJobStore:
     def get_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
         ids = list(dict.fromkeys(job_ids))
         found: dict[str, Job] = {}
-        for start in range(0, len(ids), _BATCH_GET_MAX):
-            keys = [job_key(i) for i in ids[start : start + _BATCH_GET_MAX]]
+        for start in range(0, len(ids), BATCH_GET_MAX):
+            keys = [job_key(i) for i in ids[start : start + BATCH_GET_MAX]]
             for item in self._batch_get(keys):
                 job = item_to_job(item)
                 found[job.id] = job
         return found
 
     def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """BatchGetItem with UnprocessedKeys retried (botocore does not retry those)."""
-        items: list[dict[str, Any]] = []
-        request = {self._table: {"Keys": keys}}
-        for attempt in range(_UNPROCESSED_RETRIES + 1):
-            try:
-                response = self._ddb.batch_get_item(RequestItems=request)
-            except (ClientError, BotoCoreError) as exc:
-                raise StoreUnavailableError("could not read jobs") from exc
-            items.extend(response.get("Responses", {}).get(self._table, []))
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                return items
-            time.sleep(min(1.0, 0.05 * (2**attempt)))
-        raise StoreUnavailableError("the jobs table kept throttling a batch read")
+        return batch_get(self._ddb, self._table, keys, error="could not read jobs")
 
     def list_jobs(self, query: JobQuery) -> JobPage:
         index_kind = "status" if query.status else ("type" if query.type else None)
@@ -389,9 +376,12 @@ class DynamoJobStore:
                 },
             )
         except (ClientError, BotoCoreError) as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
-                return  # already listed
-            raise StoreUnavailableError(f"could not link child {child_id} to job {parent_id}") from exc
+            if _error_code(exc) != "ConditionalCheckFailedException":
+                raise StoreUnavailableError(f"could not link child {child_id} to job {parent_id}") from exc
+            if self.get(parent_id) is None:  # the rare path: tell a missing parent from a listed child
+                raise JobNotFoundError(
+                    f"job {parent_id} does not exist; cannot list child {child_id}"
+                ) from exc
 
     def runs(self, job_id: str) -> list[Run]:
         try:

@@ -4,72 +4,132 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from datetime import datetime
-from typing import Any, Callable, Iterable, Iterator, Optional
+import uuid
+from collections import Counter
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 from chalicelib.adapters.artifacts import blob_key as artifact_blob_key
 from chalicelib.adapters.artifacts import check_name, keeps_inline
+from chalicelib.adapters.dynamodb_items import blob_key as claim_check_key
+from chalicelib.adapters.dynamodb_items import blob_prefix, status_key, tenant_partition, type_partition
+from chalicelib.adapters.sqs import MAX_DELAY_S
 from chalicelib.domain.errors import (
-    EventPublishError,
-
-
     ArtifactNotFoundError,
     BlobNotFoundError,
+    EventPublishError,
     InvalidRequestError,
+    JobNotFoundError,
     ProgressRejectedError,
     QueueUnavailableError,
     StaleJobError,
+    WebhookDeliveryError,
 )
 from chalicelib.domain.job import Job, Progress, Run, isoformat, utcnow
+from chalicelib.domain.stats import combine
 from chalicelib.domain.status import JobStatus
-from chalicelib.ports import REMOVE, Artifact, ArtifactInfo, ChangeSet, JobMessage, JobPage, JobQuery
+from chalicelib.ports import (
+    REMOVE,
+    Artifact,
+    ArtifactInfo,
+    BlobStore,
+    ChangeSet,
+    DeadLetter,
+    JobMessage,
+    JobPage,
+    JobQuery,
+)
+
+# Payloads and results larger than the inline limit live in the BlobStore (the claim-check),
+# under the same keys the DynamoDB adapter uses.
+_CLAIM_CHECKED = ("payload", "result")
+_END_OF_TIME = datetime(9999, 1, 1, tzinfo=timezone.utc)
 
 
 class InMemoryJobStore:
-    def __init__(self, caches: Optional["InMemoryCacheStore"] = None) -> None:
+    def __init__(self, caches: Optional["InMemoryCacheStore"] = None, *, blobs: Optional[BlobStore] = None,
+                 inline_limit: int = 64 * 1024) -> None:
         """`caches`: the scope caches a change's `invalidate_caches` invalidates (DynamoDB
-        keeps both in one table and one transaction)."""
+        keeps both in one table and one transaction). Without `blobs`, payloads and results
+        always stay in the job (like the DynamoDB adapter)."""
         self._jobs: dict[str, Job] = {}
         self._runs: dict[tuple[str, int], Run] = {}
+        # job id -> field -> (object key, size) of a claim-checked field (the value is in `blobs`)
+        self._refs: dict[str, dict[str, tuple[str, int]]] = {}
+        self._blobs = blobs
+        self._inline_limit = inline_limit
         self._lock = threading.Lock()
         self.caches = caches if caches is not None else InMemoryCacheStore()
+
+    def _check_out(self, job_id: str, field: str, value: Any, attempt: Optional[int] = None) -> None:
+        """Write the field to the blob store when its JSON is larger than the inline limit (a
+        result under its attempt's key, like the DynamoDB adapter)."""
+        refs = self._refs.setdefault(job_id, {})
+        refs.pop(field, None)
+        data = json.dumps(value, separators=(",", ":")).encode()
+        if self._blobs is None or len(data) <= self._inline_limit:
+            return
+        key = claim_check_key(job_id, field, attempt)
+        self._blobs.put(key, data, "application/json")
+        refs[field] = (key, len(data))
+
+    def _read(self, job: Job, *, fetch: bool) -> Job:
+        """A copy of the stored job; claim-checked fields fetched back, or shown as placeholders."""
+        refs = self._refs.get(job.id) or {}
+        update = {}
+        for field, (key, size) in refs.items():
+            if fetch:
+                update[field] = json.loads(self._blobs.get(key))
+            else:
+                update[field] = {"claim_check": {"bytes": size}}
+        return job.model_copy(update=update, deep=True)
 
     def create(self, job: Job) -> None:
         with self._lock:
             if job.id in self._jobs:
                 raise StaleJobError(f"job {job.id} already exists")
+            self._check_out(job.id, "payload", job.payload)
             self._jobs[job.id] = job.model_copy(deep=True)
 
     def discard(self, job_id: str) -> None:
         with self._lock:
             self._jobs.pop(job_id, None)
+            self._refs.pop(job_id, None)
+        if self._blobs is not None:
+            self._blobs.delete([claim_check_key(job_id, "payload")])
 
     def get(self, job_id: str, *, consistent: bool = True) -> Optional[Job]:
         job = self._jobs.get(job_id)
-        return job.model_copy(deep=True) if job else None
+        return self._read(job, fetch=True) if job else None
 
     def get_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
-        return {i: j for i in job_ids if (j := self.get(i)) is not None}
+        return {i: self._read(self._jobs[i], fetch=False) for i in dict.fromkeys(job_ids) if i in self._jobs}
 
     def list_jobs(self, query: JobQuery) -> JobPage:
-        jobs = sorted(
-            (j for j in self._jobs.values() if j.tenant == query.tenant),
-            key=lambda j: (j.created_at, j.id),
-            reverse=True,
-        )
+        """Pages the listing of the index the DynamoDB adapter reads (status, else type, else
+        tenant), then drops jobs of another type when both filters are given: a page may be
+        short, even empty, with a cursor to the rest (one bounded read per request)."""
         if query.status:
-            jobs = [j for j in jobs if j.status == query.status]
-        if query.type:
-            jobs = [j for j in jobs if j.type == query.type]
+            partition = status_key(query.tenant, query.status.value)
+            jobs = (j for j in self._jobs.values() if j.tenant == query.tenant and j.status == query.status)
+        elif query.type:
+            partition = type_partition(query.tenant, query.type)
+            jobs = (j for j in self._jobs.values() if j.tenant == query.tenant and j.type == query.type)
+        else:
+            partition = tenant_partition(query.tenant)
+            jobs = (j for j in self._jobs.values() if j.tenant == query.tenant)
+        listing = sorted(jobs, key=lambda j: (j.created_at, j.id), reverse=True)
         if query.cursor:
-            after = _decode_cursor(query.cursor)
-            jobs = [j for j in jobs if (j.created_at, j.id) < after]
-        page = jobs[: query.limit]
+            after = _decode_cursor(query.cursor, partition)
+            listing = [j for j in listing if (j.created_at, j.id) < after]
+        page = listing[: query.limit]
         cursor = None
-        if len(jobs) > query.limit:
+        if len(listing) > query.limit:
             last = page[-1]
-            cursor = _encode_cursor((last.created_at, last.id))
-        return JobPage([j.model_copy(deep=True) for j in page], cursor)
+            cursor = _encode_cursor(partition, (last.created_at, last.id))
+        if query.status and query.type:
+            page = [j for j in page if j.type == query.type]
+        return JobPage([self._read(j, fetch=False) for j in page], cursor)
 
     def apply(self, job: Job, expected_status: JobStatus, changes: ChangeSet) -> Job:
         with self._lock:
@@ -79,6 +139,9 @@ class InMemoryJobStore:
             update = {k: (None if v is REMOVE else v) for k, v in changes.fields.items()}
             update["version"] = stored.version + 1
             new = Job.model_validate({**stored.model_dump(), **_dumped(update)})
+            for field in _CLAIM_CHECKED:
+                if field in changes.fields:
+                    self._check_out(job.id, field, getattr(new, field), stored.attempts if field == "result" else None)
             self._jobs[job.id] = new
             if changes.run is not None:
                 self._write_run(changes.run)
@@ -102,7 +165,9 @@ class InMemoryJobStore:
 
     def add_child(self, parent_id: str, child_id: str) -> None:
         with self._lock:
-            parent = self._jobs[parent_id]
+            parent = self._jobs.get(parent_id)
+            if parent is None:
+                raise JobNotFoundError(f"job {parent_id} does not exist; cannot list child {child_id}")
             if child_id not in parent.children:
                 self._jobs[parent_id] = parent.model_copy(
                     update={"children": [*parent.children, child_id], "version": parent.version + 1}
@@ -116,7 +181,7 @@ class InMemoryJobStore:
             (j for j in self._jobs.values() if j.due_at and not j.status.is_terminal and j.due_at <= now),
             key=lambda j: (j.due_at, j.id),
         )
-        return [j.model_copy(deep=True) for j in due[:limit]]
+        return [self._read(j, fetch=False) for j in due[:limit]]  # like a listing: claim-checks not fetched
 
     def _write_run(self, run: Run) -> None:
         key = (run.job_id, run.attempt)
@@ -126,30 +191,126 @@ class InMemoryJobStore:
         self._runs[key] = run
 
 
-class InMemoryJobQueue:
-    """Records what was sent; tests drain it into the worker."""
+class ParkedMessage(tuple):
+    """A dead-letter queue's message: `(message, reason)` (what tests compare), and where and
+    since when it is parked, as SQS keeps it."""
 
-    def __init__(self) -> None:
+    def __new__(cls, message: JobMessage, reason: Optional[dict[str, Any]], priority: str) -> "ParkedMessage":
+        parked = super().__new__(cls, (message, reason))
+        parked.priority = priority
+        parked.message_id = str(uuid.uuid4())
+        parked.sent_at = isoformat(utcnow())
+        parked.receive_count = 0
+        return parked
+
+    def dead_letter(self) -> DeadLetter:
+        message, reason = self
+        body = {**message.to_body(), **({"reason": json.loads(json.dumps(reason))} if reason else {})}
+        return DeadLetter(self.message_id, body, self.sent_at, self.receive_count)
+
+
+class InMemoryJobQueue:
+    """Records what was sent; tests drain it into the worker. `dead` holds the dead-letter
+    queues' messages; a test may append `(message, reason)` itself, as SQS's redrive policy
+    parks a message (on the normal priority's DLQ)."""
+
+    def __init__(self, priorities: Iterable[str] = ("high", "normal", "low")) -> None:
+        self.priorities = tuple(priorities)
         self.sent: list[tuple[JobMessage, str, int]] = []
-        self.dead: list[tuple[JobMessage, dict[str, Any]]] = []
+        self.dead: list[tuple[JobMessage, Optional[dict[str, Any]]]] = []
         self.fail_sends = False
         self.visibility: dict[str, int] = {}
 
+    def priority_of(self, priority: str) -> str:
+        """Like the SQS adapter: a priority without its own queue goes to `normal`."""
+        return priority if priority in self.priorities else "normal"
+
     def send(self, message: JobMessage, *, priority: str, delay_seconds: int = 0) -> None:
+        if not 0 <= delay_seconds <= MAX_DELAY_S:
+            raise InvalidRequestError(f"delay_seconds must be between 0 and {MAX_DELAY_S}")
         if self.fail_sends:
             raise QueueUnavailableError("queue is unavailable")
         self.sent.append((message, priority, delay_seconds))
 
     def dead_letter(self, message: JobMessage, *, priority: str, reason: dict[str, Any]) -> None:
-        self.dead.append((message, reason))
+        if self.fail_sends:
+            raise QueueUnavailableError(f"could not dead-letter job {message.job_id}")
+        self.dead.append(ParkedMessage(message, reason, self.priority_of(priority)))
+
+    def parked(self, priority: str) -> list[ParkedMessage]:
+        """The messages on `priority`'s dead-letter queue, oldest first."""
+        for i, entry in enumerate(self.dead):
+            if not isinstance(entry, ParkedMessage):
+                self.dead[i] = ParkedMessage(entry[0], entry[1], "normal")
+        return [entry for entry in self.dead if entry.priority == priority]
 
     def set_visibility(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
-        self.visibility[receipt_handle] = seconds
+        self.visibility[receipt_handle] = max(0, min(seconds, 12 * 3600))
 
     def drain(self) -> list[JobMessage]:
         messages = [m for m, _, _ in self.sent]
         self.sent.clear()
         return messages
+
+
+class InMemoryQueueOperations:
+    """Same contract as SqsQueueOperations, over an InMemoryJobQueue: what was sent and not
+    drained is on the queue (delayed when sent with a delay), `dead` on the dead-letter queues."""
+
+    def __init__(self, queue: InMemoryJobQueue) -> None:
+        self._queue = queue
+
+    def _parked(self, priority: str) -> list[ParkedMessage]:
+        if priority not in self._queue.priorities:
+            raise InvalidRequestError(f"priority must be one of {', '.join(self._queue.priorities)}")
+        return self._queue.parked(priority)
+
+    def _depth(self, priority: str) -> dict[str, int]:
+        sent = [delay for _, p, delay in self._queue.sent if self._queue.priority_of(p) == priority]
+        return {"visible": sum(1 for d in sent if d == 0), "in_flight": 0, "delayed": sum(1 for d in sent if d > 0)}
+
+    def depths(self) -> dict[str, dict[str, int]]:
+        return {p: {**self._depth(p), "dead_lettered": len(self._parked(p))} for p in self._queue.priorities}
+
+    def peek_dead_letters(self, priority: str, limit: int) -> list[DeadLetter]:
+        peeked = self._parked(priority)[:limit]
+        for parked in peeked:  # a peek is a receive: like SQS, it counts
+            parked.receive_count += 1
+        return [parked.dead_letter() for parked in peeked]
+
+    def redrive(self, priority: str, limit: int) -> dict[str, int]:
+        moving = self._parked(priority)[:limit]
+        self._queue.dead[:] = [e for e in self._queue.dead if not any(e is m for m in moving)]
+        for parked in moving:
+            self._queue.sent.append((parked[0], priority, 0))
+        return {"moved": len(moving), "failed": 0}
+
+    def health(self) -> list[dict[str, Any]]:
+        checks = []
+        for priority in self._queue.priorities:
+            checks.append({"name": f"jobs-{priority}", "kind": "queue", "priority": priority, "ok": True,
+                           **self._depth(priority)})
+            checks.append({"name": f"jobs-{priority}-dlq", "kind": "dlq", "priority": priority, "ok": True,
+                           "visible": len(self._parked(priority)), "in_flight": 0, "delayed": 0})
+        return checks
+
+
+class InMemoryWebhookSender:
+    """Same contract as UrllibWebhookSender: records each POST and answers `statuses[url]`
+    (200 by default); a URL in `unreachable` raises WebhookDeliveryError like a refused connection."""
+
+    def __init__(self, statuses: Optional[Mapping[str, int]] = None) -> None:
+        self.statuses: dict[str, int] = dict(statuses or {})
+        self.unreachable: set[str] = set()
+        self.posts: list[tuple[str, bytes, dict[str, str]]] = []
+
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        if not url.startswith(("https://", "http://")):
+            raise WebhookDeliveryError(f"webhook URL must be http(s): {url[:100]!r}")
+        if url in self.unreachable:
+            raise WebhookDeliveryError(f"webhook unreachable: {url[:100]}")
+        self.posts.append((url, bytes(body), dict(headers)))
+        return self.statuses.get(url, 200)
 
 
 class InMemoryEventPublisher:
@@ -168,16 +329,22 @@ def _dumped(update: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.model_dump() if hasattr(v, "model_dump") else v) for k, v in update.items()}
 
 
-def _encode_cursor(key: tuple[str, str]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
+def _encode_cursor(partition: str, key: tuple[str, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps([partition, *key]).encode()).decode()
 
 
-def _decode_cursor(cursor: str) -> tuple[str, str]:
+def _decode_cursor(cursor: str, partition: str) -> tuple[str, str]:
+    """A cursor names the listing it came from: one of another tenant or filter is refused."""
     try:
-        created_at, job_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        listing, created_at, job_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if listing != partition:
+            raise ValueError("cursor belongs to another listing")
         return str(created_at), str(job_id)
     except (ValueError, TypeError) as exc:
-        raise InvalidRequestError("cursor is not valid", details={"cursor": cursor}) from exc
+        raise InvalidRequestError(
+            "cursor is not valid for this listing; start again without it",
+            details={"cursor": cursor[:200]},
+        ) from exc
 
 
 class InMemoryCacheStore:
@@ -302,7 +469,13 @@ class InMemoryFinishedJobs:
 
     def purge(self, job_id: str) -> int:
         deleted = 0
+        # Objects first, like the DynamoDB adapter (an interrupted purge is found again): the
+        # claim-checks and whatever else is under the job's prefix (results of losing attempts).
+        old = [k for page in self._blobs.keys_older_than(blob_prefix(job_id), _END_OF_TIME) for k in page]
+        if old:
+            self._blobs.delete(old)
         with self._store._lock:
+            self._store._refs.pop(job_id, None)
             if self._store._jobs.pop(job_id, None) is not None:
                 deleted += 1
             for key in [k for k in self._store._runs if k[0] == job_id]:
@@ -317,25 +490,35 @@ class InMemoryFinishedJobs:
 
 
 class InMemoryStatsStore:
+    """Same items as the DynamoDB adapter; `writes` counts the writes per item key, so tests can
+    see which items run hot."""
+
     def __init__(self) -> None:
         self.seen: set[str] = set()
         self.status: dict[str, int] = {}
         self.hours: dict[str, dict[str, int]] = {}
         self.tenants: dict[str, int] = {}
+        self.writes: Counter[str] = Counter()
 
-    def record(self, delta: Any) -> bool:
-        if delta.dedupe_key in self.seen:
-            return False
-        self.seen.add(delta.dedupe_key)
-        for name, value in delta.status.items():
+    def record_batch(self, deltas: Any) -> int:
+        new = [d for d in {d.dedupe_key: d for d in deltas}.values() if d.dedupe_key not in self.seen]
+        totals = combine(new)
+        for delta in new:
+            self.seen.add(delta.dedupe_key)
+            self.writes[f"SEEN#{delta.dedupe_key}"] += 1
+        if totals.status:
+            self.writes["STATUS"] += 1
+        for name, value in totals.status.items():
             self.status[name] = self.status.get(name, 0) + value
-        if delta.hour and delta.events:
-            hour = self.hours.setdefault(delta.hour, {})
-            for name, value in delta.events.items():
+        for hour_key, events in totals.hours.items():
+            self.writes[f"HOUR#{hour_key}"] += 1
+            hour = self.hours.setdefault(hour_key, {})
+            for name, value in events.items():
                 hour[name] = hour.get(name, 0) + value
-        if delta.tenant and delta.unfinished:
-            self.tenants[delta.tenant] = self.tenants.get(delta.tenant, 0) + delta.unfinished
-        return True
+        for tenant, value in totals.tenants.items():
+            self.writes[f"TENANT#{tenant}"] += 1
+            self.tenants[tenant] = self.tenants.get(tenant, 0) + value
+        return len(new)
 
     def unfinished(self, tenant: str) -> int:
         return max(0, self.tenants.get(tenant, 0))
@@ -360,18 +543,3 @@ class InMemoryReconcilerLog:
 
     def summary(self) -> dict[str, Any]:
         return {"last_pass": self.last_pass, "totals": dict(self.totals)}
-
-
-class InMemoryQueueOperations:
-    """Dead letters are the in-memory queue's `dead` list plus what a test parks there as the
-    queue's redrive policy would."""
-
-    def __init__(self, queue: InMemoryJobQueue) -> None:
-        self._queue = queue
-
-    def peek_dead_letters(self, priority: str, limit: int) -> list[Any]:
-        from chalicelib.ports import DeadLetter
-
-        return [DeadLetter(message_id=f"m{i}", body={**message.to_body(), **({"reason": reason} if reason else {})},
-                           sent_at=None, receive_count=0)
-                for i, (message, reason) in enumerate(self._queue.dead[:limit])]

@@ -3,12 +3,12 @@
 objects. Used by the clean-up task in the worker, never on a request path."""
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator, Optional
 
 from botocore.exceptions import ClientError
 
+from chalicelib.adapters.dynamodb_batch import BATCH_WRITE_MAX, batch_write
 from chalicelib.adapters.dynamodb_items import (
     FINISHED_SHARDS,
     blob_prefix,
@@ -19,9 +19,6 @@ from chalicelib.adapters.dynamodb_items import (
 from chalicelib.domain.errors import StoreUnavailableError
 from chalicelib.domain.job import isoformat
 from chalicelib.ports import BlobStore
-
-_BATCH_WRITE_MAX = 25
-_UNPROCESSED_RETRIES = 6
 
 
 _END_OF_TIME = datetime(9999, 1, 1, tzinfo=timezone.utc)
@@ -95,20 +92,10 @@ class DynamoFinishedJobs:
                 self._blobs.delete(sorted(set(blob_keys)))
         # The job item last, so an interrupted purge is found again through the index.
         keys.sort(key=lambda k: k["sk"]["S"] == "JOB")
-        for start in range(0, len(keys), _BATCH_WRITE_MAX):
-            self._batch_delete(keys[start : start + _BATCH_WRITE_MAX])
+        for start in range(0, len(keys), BATCH_WRITE_MAX):
+            self._batch_delete(keys[start : start + BATCH_WRITE_MAX])
         return len(keys)
 
     def _batch_delete(self, keys: list[dict[str, Any]]) -> None:
-        """BatchWriteItem with UnprocessedItems retried (botocore does not retry those)."""
-        request = {self._table: [{"DeleteRequest": {"Key": k}} for k in keys]}
-        for attempt in range(_UNPROCESSED_RETRIES + 1):
-            try:
-                response = self._ddb.batch_write_item(RequestItems=request)
-            except ClientError as exc:
-                raise StoreUnavailableError("could not delete job items") from exc
-            request = response.get("UnprocessedItems") or {}
-            if not request:
-                return
-            time.sleep(min(1.0, 0.05 * (2**attempt)))
-        raise StoreUnavailableError("the jobs table kept throttling a batch delete")
+        batch_write(self._ddb, self._table, [{"DeleteRequest": {"Key": k}} for k in keys],
+                    error="could not delete job items")

@@ -7,22 +7,27 @@ jobs table's stream).
     SEEN#<job>#<version>    marks a change as counted; expires after 2 days
     TENANT#<tenant>         `unfinished`: the tenant's jobs not yet finished (admission at submit)
 
-Each change is one transaction: the SEEN marker (conditional on not existing) and the ADDs,
-so a redelivered stream batch is counted once."""
+A batch of changes is one transaction: a SEEN marker per change (conditional on not existing)
+and one ADD per shared item (`STATUS`, each hour touched) of the batch's summed deltas, so the
+shared items take one write per stream batch, not one per change, and a redelivered batch is
+counted once: a transaction cancelled by markers already present is retried without those
+changes (the sums are recomputed from the new ones only)."""
 from __future__ import annotations
 
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from botocore.exceptions import ClientError
 
+from chalicelib.adapters.dynamodb_batch import BATCH_GET_MAX, batch_get
 from chalicelib.adapters.dynamodb_items import tenant_counter_key
 from chalicelib.domain.errors import StoreUnavailableError
-from chalicelib.domain.stats import StatDelta
+from chalicelib.domain.stats import StatDelta, combine
 
 SEEN_TTL_S = 2 * 86400
 HOUR_TTL_S = 35 * 86400
-_BATCH_GET_MAX = 100
+# TransactWriteItems takes at most 100 items: markers, STATUS and the hours of a chunk.
+_TRANSACT_MAX = 100
 
 
 def _add_update(table: str, pk: str, counters: dict[str, int], expires_at: Optional[int]) -> dict[str, Any]:
@@ -53,31 +58,47 @@ class DynamoStatsStore:
         self._ddb = client
         self._table = table_name
 
-    def record(self, delta: StatDelta) -> bool:
+    def record_batch(self, deltas: Sequence[StatDelta]) -> int:
+        unique = list({d.dedupe_key: d for d in deltas}.values())  # one operation per item in a transaction
+        counted = 0
+        for chunk in _chunks(unique):
+            counted += self._record_chunk(chunk)
+        return counted
+
+    def _record_chunk(self, deltas: list[StatDelta]) -> int:
+        pending = list(deltas)
+        while pending:
+            try:
+                self._ddb.transact_write_items(TransactItems=self._items(pending))
+                return len(pending)
+            except ClientError as exc:
+                seen = _already_counted(exc, pending)
+                if seen is None:
+                    raise StoreUnavailableError("could not record job statistics") from exc
+                if not seen:  # cancelled without saying which marker: count one change at a time
+                    if len(pending) == 1:
+                        return 0
+                    return sum(self._record_chunk([delta]) for delta in pending)
+                pending = [d for i, d in enumerate(pending) if i not in seen]
+        return 0
+
+    def _items(self, deltas: list[StatDelta]) -> list[dict[str, Any]]:
         now = int(time.time())
         items: list[dict[str, Any]] = [{
             "Put": {
                 "TableName": self._table,
-                "Item": {"pk": {"S": f"SEEN#{delta.dedupe_key}"}, "expires_at": {"N": str(now + SEEN_TTL_S)}},
+                "Item": {"pk": {"S": f"SEEN#{d.dedupe_key}"}, "expires_at": {"N": str(now + SEEN_TTL_S)}},
                 "ConditionExpression": "attribute_not_exists(pk)",
             }
-        }]
-        if delta.status:
-            items.append(_add_update(self._table, "STATUS", delta.status, None))
-        if delta.hour and delta.events:
-            items.append(_add_update(self._table, f"HOUR#{delta.hour}", delta.events, now + HOUR_TTL_S))
-        if delta.tenant and delta.unfinished:
-            items.append(_add_update(self._table, tenant_counter_key(delta.tenant), {"unfinished": delta.unfinished}, None))
-        try:
-            self._ddb.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            reasons = exc.response.get("CancellationReasons") or []
-            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
-                return False
-            if not reasons and "ConditionalCheckFailed" in str(exc):
-                return False
-            raise StoreUnavailableError("could not record job statistics") from exc
-        return True
+        } for d in deltas]
+        totals = combine(deltas)
+        if totals.status:
+            items.append(_add_update(self._table, "STATUS", totals.status, None))
+        for hour, events in sorted(totals.hours.items()):
+            items.append(_add_update(self._table, f"HOUR#{hour}", events, now + HOUR_TTL_S))
+        for tenant, unfinished in sorted(totals.tenants.items()):
+            items.append(_add_update(self._table, tenant_counter_key(tenant), {"unfinished": unfinished}, None))
+        return items
 
     def unfinished(self, tenant: str) -> int:
         try:
@@ -97,23 +118,46 @@ class DynamoStatsStore:
 
     def hourly(self, hours: list[str]) -> list[dict[str, int]]:
         found: dict[str, dict[str, int]] = {}
-        for start in range(0, len(hours), _BATCH_GET_MAX):
-            request = {self._table: {"Keys": [{"pk": {"S": f"HOUR#{h}"}} for h in hours[start:start + _BATCH_GET_MAX]]}}
-            for attempt in range(6):
-                try:
-                    response = self._ddb.batch_get_item(RequestItems=request)
-                except ClientError as exc:
-                    raise StoreUnavailableError("could not read job statistics") from exc
-                for item in response.get("Responses", {}).get(self._table, []):
-                    found[item["pk"]["S"][len("HOUR#"):]] = _counters(item)
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                time.sleep(min(1.0, 0.05 * (2**attempt)))
-            else:
-                raise StoreUnavailableError("the stats table kept throttling a batch read")
+        wanted = list(dict.fromkeys(hours))  # BatchGetItem refuses a key twice
+        for start in range(0, len(wanted), BATCH_GET_MAX):
+            keys = [{"pk": {"S": f"HOUR#{h}"}} for h in wanted[start:start + BATCH_GET_MAX]]
+            for item in batch_get(self._ddb, self._table, keys, error="could not read job statistics"):
+                found[item["pk"]["S"][len("HOUR#"):]] = _counters(item)
         return [found.get(h, {}) for h in hours]
 
 
 def _counters(item: dict[str, Any]) -> dict[str, int]:
     return {k: int(v["N"]) for k, v in item.items() if k not in ("pk", "expires_at") and "N" in v}
+
+
+def _chunks(deltas: list[StatDelta]) -> list[list[StatDelta]]:
+    """Split so each transaction holds its markers, STATUS, its hours and its tenants' counters
+    within _TRANSACT_MAX."""
+    chunks: list[list[StatDelta]] = []
+    current: list[StatDelta] = []
+    shared: set[str] = set()  # HOUR# and TENANT# items the chunk touches
+    for delta in deltas:
+        more = {f"HOUR#{delta.hour}"} if delta.hour and delta.events else set()
+        if delta.tenant and delta.unfinished:
+            more.add(f"TENANT#{delta.tenant}")
+        if current and len(current) + 1 + 1 + len(shared | more) > _TRANSACT_MAX:
+            chunks.append(current)
+            current, shared = [], set()
+        current.append(delta)
+        shared |= more
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _already_counted(exc: ClientError, deltas: list[StatDelta]) -> Optional[set[int]]:
+    """Indexes of the deltas whose marker existed (the transaction was cancelled for them);
+    an empty set when the cancellation does not say which; None for any other error."""
+    reasons = exc.response.get("CancellationReasons") or []
+    if reasons:
+        failed = {i for i, r in enumerate(reasons[: len(deltas)]) if r.get("Code") == "ConditionalCheckFailed"}
+        others = [r for r in reasons if r.get("Code") not in (None, "None", "ConditionalCheckFailed")]
+        return failed if failed and not others else None
+    if "ConditionalCheckFailed" in str(exc):
+        return set()
+    return None

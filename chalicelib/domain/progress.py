@@ -27,12 +27,11 @@ def check_not_decreasing(current: float, requested: float) -> None:
 
 
 def is_notable_change(previous: float, current: float) -> bool:
-    """True when progress moving from `previous` to `current` deserves a progress event:
-    it reaches a milestone (0/25/50/75/100), crosses a 10-point boundary, or jumps by 10+."""
+    """True when progress moving from `previous` to `current` deserves an event (seed 002's
+    rule): it reaches a milestone (0/25/50/75/100) or moves by 10 points or more. Nothing
+    else is published: no rule routes finer progress anywhere (pollers read the job)."""
     if current <= previous and not (current == previous == 0.0):
         return False
     if current - previous >= SIGNIFICANT_JUMP:
         return True
-    if any(previous < m <= current for m in MILESTONES) or (previous == current == 0.0):
-        return True
-    return math.floor(current / SIGNIFICANT_JUMP) > math.floor(previous / SIGNIFICANT_JUMP)
+    return any(previous < m <= current for m in MILESTONES) or (previous == current == 0.0)

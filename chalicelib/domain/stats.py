@@ -41,6 +41,37 @@ class StatDelta:
     unfinished: int = 0  # the tenant's unfinished jobs: +1 created, -1 finished or removed unfinished
 
 
+@dataclass(frozen=True)
+class StatTotals:
+    """The sum of several deltas: what one write per shared counter item applies."""
+
+    status: dict[str, int]
+    hours: dict[str, dict[str, int]]
+    tenants: dict[str, int] = field(default_factory=dict)  # tenant -> change of its unfinished jobs
+
+
+def combine(deltas: Iterable[StatDelta]) -> StatTotals:
+    """Add up deltas, so a batch of changes touches `STATUS` and each hour's item once (a
+    shared item written per change is a hot partition at scale). Zero sums are dropped."""
+    status: dict[str, int] = {}
+    hours: dict[str, dict[str, int]] = {}
+    tenants: dict[str, int] = {}
+    for delta in deltas:
+        if delta.tenant and delta.unfinished:
+            tenants[delta.tenant] = tenants.get(delta.tenant, 0) + delta.unfinished
+        for name, value in delta.status.items():
+            status[name] = status.get(name, 0) + value
+        if delta.hour and delta.events:
+            hour = hours.setdefault(delta.hour, {})
+            for name, value in delta.events.items():
+                hour[name] = hour.get(name, 0) + value
+    return StatTotals(
+        status={k: v for k, v in status.items() if v},
+        hours={h: c for h, c in hours.items() if c},
+        tenants={t: n for t, n in tenants.items() if n},
+    )
+
+
 def hour_of(timestamp: Optional[str], fallback: datetime) -> str:
     return (timestamp or fallback.strftime("%Y-%m-%dT%H"))[:13]
 

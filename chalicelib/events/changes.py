@@ -33,7 +33,7 @@ class JobChange:
 
 def events_for_change(old: Optional[Job], new: Optional[Job], timestamp: str) -> list[JobEvent]:
     """One `job.status.changed` per status transition (creation counts: none -> queued), else
-    one `job.progress.changed` when progress moved notably within the same status. Deleting a
+    one `job.status.progress` when progress reached a milestone within the same status. Deleting a
     job (TTL expiry, cleanup) produces nothing. At most one event per write, keyed by version."""
     if new is None:
         return []

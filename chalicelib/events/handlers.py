@@ -1,4 +1,5 @@
-"""Event functions: the change-stream publisher and the subscribers' queue consumers."""
+"""Event functions: the change-stream consumer (status events and statistics) and the
+subscribers' queue consumers."""
 from __future__ import annotations
 
 import json
@@ -9,13 +10,15 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from chalice import Blueprint
 
 from chalicelib.adapters.dynamodb_stream import job_change
-from chalicelib.composition import container, reports_aws_requests
+from chalicelib.composition import container
 from chalicelib.defaults import redelivery_wait_s
+from chalicelib.invocation import entry_point
 from chalicelib.domain.errors import EventPublishError
 from chalicelib.events.model import JobEvent
 from chalicelib.events.publishing import publish_changes
 from chalicelib.observability import logger, tracer
 from chalicelib.subscribers.idempotent import once_per_event
+from chalicelib.worker.stats_stream import record_changes
 
 events = Blueprint(__name__)
 
@@ -27,15 +30,20 @@ CACHE_INVALIDATION_QUEUE = "jobpipe-cache-invalidation"
 
 @tracer.capture_method
 def publish_stream_batch(event: dict[str, Any]) -> dict[str, Any]:
-    """Publish the status events of a batch of job writes. Raises EventPublishError when some
+    """Count the batch's status changes (exactly once, whatever the redeliveries), then publish
+    the status events of its job writes. Raises EventPublishError when some
     could not go out after the publisher's retries: the invocation fails and the stream
     delivers the batch again (bisected on AWS), re-publishing with the same event ids.
 
     Failing the invocation rather than reporting the first unpublished record as a batch item
     failure: emulators (ministack) advance a stream past a batch whose function returned, so a
     checkpoint there would drop the events after it."""
-    changes = [c for c in (job_change(r) for r in event.get("Records", [])) if c is not None]
-    failed_at = publish_changes(changes, container().publisher)
+    records = event.get("Records", [])
+    services = container()
+    if services.settings.stats_table_name:
+        record_changes(records, services.stats)
+    changes = [c for c in (job_change(r) for r in records) if c is not None]
+    failed_at = publish_changes(changes, services.publisher)
     if failed_at is None:
         return {"batchItemFailures": []}
     logger.warning("event publishing stopped; the stream will retry the batch", extra={"sequence_number": failed_at})
@@ -44,7 +52,7 @@ def publish_stream_batch(event: dict[str, Any]) -> dict[str, Any]:
 
 @events.on_dynamodb_record(stream_arn=JOBS_STREAM, batch_size=100, starting_position="TRIM_HORIZON",
                            name="event_publisher")
-@reports_aws_requests
+@entry_point
 def event_publisher(event: Any) -> dict[str, Any]:
     return publish_stream_batch(event.to_dict())
 
@@ -111,12 +119,12 @@ def consume(event: Any, consumer: _Consumer) -> dict[str, Any]:
 
 # 5 deliveries x the sender's 5 s timeout stay well inside the function's 60 s.
 @events.on_sqs_message(queue=ERP_WEBHOOK_QUEUE, batch_size=5, name="erp_bridge")
-@reports_aws_requests
+@entry_point
 def erp_bridge(event: Any) -> dict[str, Any]:
     return consume(event, _erp)
 
 
 @events.on_sqs_message(queue=CACHE_INVALIDATION_QUEUE, batch_size=10, name="cache_invalidation")
-@reports_aws_requests
+@entry_point
 def cache_invalidation(event: Any) -> dict[str, Any]:
     return consume(event, _cache)

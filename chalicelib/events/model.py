@@ -8,7 +8,9 @@ from pydantic import BaseModel, ConfigDict
 
 SOURCE = "jobpipe"
 STATUS_CHANGED = "job.status.changed"
-PROGRESS_CHANGED = "job.progress.changed"
+# Milestone progress is a status event (seed 002): its `job.status.` prefix is what the ERP
+# rules route; `job.status.changed` stays one per transition.
+PROGRESS_CHANGED = "job.status.progress"
 CACHE_INVALIDATED = "cache.invalidated"
 
 _EVENT_NAMESPACE = uuid.UUID("6f1d3a52-8a8e-4b8e-9a53-3c1f2f7d5b10")
@@ -21,12 +23,12 @@ def event_id_for(job_id: str, version: int, kind: str = "job") -> str:
 
 
 class JobEvent(BaseModel):
-    """`detail` of job.status.changed and job.progress.changed."""
+    """`detail` of job.status.changed (a transition) and job.status.progress (a milestone)."""
 
     model_config = ConfigDict(extra="forbid")
 
     event_id: str
-    event_type: Literal["job.status.changed", "job.progress.changed"]
+    event_type: Literal["job.status.changed", "job.status.progress"]
     timestamp: str
     job_id: str
     status: str

@@ -1,13 +1,35 @@
 """Publish the events of a batch of job writes, in order, reporting where publishing stopped."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from chalicelib.domain.errors import EventPublishError
 from chalicelib.events.changes import JobChange, events_for_change
+from chalicelib.events.model import SOURCE
 from chalicelib.ports import EventPublisher
 
+# One PutEvents call takes at most 10 entries and 256 KB in all (an entry's size: its Source,
+# DetailType and Detail, in UTF-8); entries of several records and jobs share a call.
 CHUNK = 10
+REQUEST_MAX_BYTES = 256 * 1024
+
+
+def entry_size(event: Any) -> int:
+    return len(SOURCE) + len(event.detail_type.encode()) + len(event.model_dump_json().encode())
+
+
+def chunks(pending: Sequence[tuple[str, Any]]) -> list[list[tuple[str, Any]]]:
+    """Consecutive groups of (sequence number, event) that fit one PutEvents call each."""
+    groups: list[list[tuple[str, Any]]] = []
+    size = 0
+    for item in pending:
+        item_size = entry_size(item[1])
+        if not groups or len(groups[-1]) == CHUNK or size + item_size > REQUEST_MAX_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(item)
+        size += item_size
+    return groups
 
 
 def publish_changes(changes: Sequence[JobChange], publisher: EventPublisher) -> Optional[str]:
@@ -16,8 +38,7 @@ def publish_changes(changes: Sequence[JobChange], publisher: EventPublisher) -> 
     from there (events already out are published again with the same event_id)."""
     pending = [(change.sequence_number, event) for change in changes
                for event in events_for_change(change.old, change.new, change.timestamp)]
-    for start in range(0, len(pending), CHUNK):
-        chunk = pending[start : start + CHUNK]
+    for chunk in chunks(pending):
         try:
             publisher.publish([event for _, event in chunk])
         except EventPublishError as exc:

@@ -8,8 +8,9 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from chalice import Blueprint
 
-from chalicelib.composition import container, reports_aws_requests
+from chalicelib.composition import container
 from chalicelib.defaults import redelivery_wait_s
+from chalicelib.invocation import entry_point
 from chalicelib.observability import logger, tracer
 from chalicelib.worker.runner import DeferredDelivery, parse_message
 
@@ -84,19 +85,19 @@ def process_jobs_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 @worker.on_sqs_message(queue=JOBS_QUEUE, batch_size=WORKER_BATCH_SIZE, name="job_worker")
-@reports_aws_requests
+@entry_point
 def job_worker(event: Any) -> dict[str, Any]:
     """Normal priority."""
     return process_jobs_batch(event.to_dict(), event.context)
 
 
 @worker.on_sqs_message(queue=JOBS_QUEUE_HIGH, batch_size=WORKER_BATCH_SIZE, name="job_worker_high")
-@reports_aws_requests
+@entry_point
 def job_worker_high(event: Any) -> dict[str, Any]:
     return process_jobs_batch(event.to_dict(), event.context)
 
 
 @worker.on_sqs_message(queue=JOBS_QUEUE_LOW, batch_size=WORKER_BATCH_SIZE, name="job_worker_low")
-@reports_aws_requests
+@entry_point
 def job_worker_low(event: Any) -> dict[str, Any]:
     return process_jobs_batch(event.to_dict(), event.context)

@@ -12,7 +12,8 @@ from typing import Any
 
 from chalice import Blueprint
 
-from chalicelib.composition import container, reports_aws_requests
+from chalicelib.composition import container
+from chalicelib.invocation import entry_point
 from chalicelib.domain.errors import StaleJobError
 from chalicelib.domain.job import utcnow
 from chalicelib.maintenance import SYSTEM_TENANT
@@ -60,7 +61,7 @@ def enqueue_maintenance(task: str, scheduled_at: str) -> dict[str, Any]:
 
 
 @scheduled.schedule(RECONCILER_SCHEDULE, name="reconciler")
-@reports_aws_requests
+@entry_point
 def reconciler(event: Any) -> dict[str, Any]:
     task = (event.detail or {}).get("maintenance_task")
     if task:

@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build"
 WEBHOOK_SECRET = "e2e-webhook-secret-0123456789abcdef"
 FAULTS_STACK = "jobpipe-faults"
+# A soak (JOBPIPE_SOAK > 1) also takes the ERP down for over ten minutes from the start.
+ERP_OUTAGE_S = 660 if int(os.environ.get("JOBPIPE_SOAK", "1")) > 1 else 0
 
 
 class Stack:
@@ -133,11 +135,13 @@ def stack(tmp_path_factory) -> Stack:
 def faults_stack(stack) -> Stack:
     """A second stack in the same emulator, deployed with fault injection: EventBridge refuses
     30 % of PutEvents entries, 10 % of SendMessage calls lose their connection (lost job
-    messages, at submit and at retry, for the reconciler to resend), and the ERP receiver
-    answers 500 to half of its deliveries (at most twice per event). The main stack stays clean."""
-    webhook = WebhookReceiver(WEBHOOK_SECRET, fail_rate=0.5, max_failures_per_event=2, seed=6).start()
+    messages, at submit and at retry, for the reconciler to resend), 10 % of claim writes are
+    throttled, and the ERP receiver answers 500 to half of its deliveries (at most twice per
+    event; in a soak it is also down for the first 11 minutes). The main stack stays clean."""
+    webhook = WebhookReceiver(WEBHOOK_SECRET, fail_rate=0.5, max_failures_per_event=2, seed=6,
+                              outage_s=ERP_OUTAGE_S).start()
     try:
         yield deploy_stack(FAULTS_STACK, stack.session, stack.log, webhook, FaultPutEventsFailureRate="0.3",
-                           FaultSendMessageFailureRate="0.1")
+                           FaultSendMessageFailureRate="0.1", FaultClaimFailureRate="0.1")
     finally:
         webhook.stop()

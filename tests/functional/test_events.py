@@ -6,6 +6,7 @@ import uuid
 import pytest
 
 from chalicelib import composition
+from chalicelib.adapters.memory import InMemoryWebhookSender
 from chalicelib.subscribers.erp import ErpBridge, verify
 from tests.functional.conftest import LambdaContext, auth, receive_all, sqs_event
 from tests.functional.test_api import STEPS, run_worker, submit
@@ -32,18 +33,31 @@ def publish_stream(app, stream):
     return app.handler_map["event_publisher"]({"Records": stream.records}, LambdaContext(60))
 
 
-def test_each_transition_is_published_once_even_when_the_stream_is_replayed(client, aws, tap, stream):
+def test_each_transition_is_published_once_and_a_replayed_stream_reaches_subscribers_once(client, aws, tap, stream):
     job = submit(client, dict(STEPS, scope="proj-1"))
     run_worker(client, aws)
     assert publish_stream(client._app, stream) == {"batchItemFailures": []}
-    assert publish_stream(client._app, stream) == {"batchItemFailures": []}  # a replay of the same records
-    events = tap()
-    status = [e["detail"] for e in events if e["detail-type"] == "job.status.changed"]
-    transitions = [(d["previous_status"], d["status"]) for d in status]
-    assert transitions == [(None, "queued"), ("queued", "running"), ("running", "completed")] * 2
-    assert len({d["event_id"] for d in status}) == 3  # the replay carries the same ids
-    progress = [e["detail"] for e in events if e["detail-type"] == "job.progress.changed"]
+    first = tap()
+    status = [e["detail"] for e in first if e["detail-type"] == "job.status.changed"]
+    assert [(d["previous_status"], d["status"]) for d in status] == [
+        (None, "queued"), ("queued", "running"), ("running", "completed")
+    ]
+    assert len({d["event_id"] for d in status}) == 3 and {d["job_id"] for d in status} == {job["id"]}
+    progress = [e["detail"] for e in first if e["detail-type"] == "job.status.progress"]
     assert progress and all(p["status"] == "running" for p in progress)
+    # A replay of the same records (the stream delivers at least once) goes out again with the
+    # same event ids; the bus does not deduplicate, the subscribers do.
+    assert publish_stream(client._app, stream) == {"batchItemFailures": []}
+    replayed = tap()
+    assert sorted(e["detail"]["event_id"] for e in replayed) == sorted(e["detail"]["event_id"] for e in first)
+    sender = InMemoryWebhookSender()
+    composition.container().erp_bridge = ErpBridge(sender, "https://erp.example/hook", "functional-webhook-secret-0123456789abcdef")
+    messages = [{"MessageId": str(uuid.uuid4()), "Body": json.dumps(e), "ReceiptHandle": "rh"}
+                for e in first + replayed if e["detail-type"] == "job.status.changed"]
+    erp = client._app.handler_map["erp_bridge"]
+    assert erp(sqs_event(messages), LambdaContext(60)) == {"batchItemFailures": []}
+    delivered = [json.loads(body)["event_id"] for _, body, _ in sender.posts]
+    assert sorted(delivered) == sorted(d["event_id"] for d in status)  # each transition once
 
 
 def test_erp_bridge_delivers_once_per_event_and_retries_failures(client, aws, tap, stream):

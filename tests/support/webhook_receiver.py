@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -13,10 +14,14 @@ from chalicelib.subscribers.erp import EVENT_ID_HEADER, SIGNATURE_HEADER, verify
 
 
 class WebhookReceiver:
-    def __init__(self, secret: str, *, fail_rate: float = 0.0, max_failures_per_event: int = 2, seed: int = 0) -> None:
+    def __init__(self, secret: str, *, fail_rate: float = 0.0, max_failures_per_event: int = 2, seed: int = 0,
+                 outage_s: float = 0.0) -> None:
         """`fail_rate`: the fraction of deliveries answered 500, at most `max_failures_per_event`
-        times for one event (so the bridge's backoff keeps a test bounded)."""
+        times for one event (so the bridge's backoff keeps a test bounded). `outage_s`: every
+        delivery in the first `outage_s` seconds after start is answered 503 (an ERP outage)."""
         self.secret = secret
+        self.outage_s = outage_s
+        self._outage_ends = float("inf")
         self.fail_rate = fail_rate
         self.max_failures_per_event = max_failures_per_event
         self._random = random.Random(seed)
@@ -57,7 +62,9 @@ class WebhookReceiver:
         detail = json.loads(body)
         with self._lock:
             status = 200
-            if detail.get("job_id") in self.fail_first_for_jobs and detail["event_id"] not in self._failed_once:
+            if time.monotonic() < self._outage_ends:
+                status = 503
+            elif detail.get("job_id") in self.fail_first_for_jobs and detail["event_id"] not in self._failed_once:
                 self._failed_once.add(detail["event_id"])
                 status = 500
             elif detail.get("job_id") in self.redirect_first_for_jobs and detail["event_id"] not in self._failed_once:
@@ -91,6 +98,7 @@ class WebhookReceiver:
             return [d for d in self.deliveries if d["detail"]["job_id"] == job_id]
 
     def start(self) -> "WebhookReceiver":
+        self._outage_ends = time.monotonic() + self.outage_s
         self._thread.start()
         return self
 

@@ -42,8 +42,8 @@ def test_status_change_carries_the_seeds_fields():
         assert field in detail
 
 
-@pytest.mark.parametrize("before, after, expected", [(3, 8, []), (8, 12, ["job.progress.changed"]),
-                                                     (20, 25, ["job.progress.changed"]), (40, 40, [])])
+@pytest.mark.parametrize("before, after, expected", [(3, 8, []), (8, 12, []), (8, 18, ["job.status.progress"]),
+                                                     (20, 25, ["job.status.progress"]), (40, 40, [])])
 def test_progress_events_only_for_notable_moves(before, after, expected):
     old = job(4, JobStatus.RUNNING, before, attempts=1)
     new = job(5, JobStatus.RUNNING, after, attempts=1)
@@ -159,3 +159,36 @@ def test_erp_bridge_signs_and_refuses_non_2xx():
     assert headers["X-Jobpipe-Signature"] == sign("k" * 32, body) and not verify("other", body, headers["X-Jobpipe-Signature"])
     with pytest.raises(WebhookDeliveryError):
         ErpBridge(Sender(500), "http://erp/hook", "k" * 32).deliver(detail)
+
+
+class CountingPublisher:
+    def __init__(self):
+        self.calls = []
+
+    def publish(self, events):
+        self.calls.append(list(events))
+
+
+def _creations(count, message="m"):
+    return [JobChange(f"seq-{i}", None, job(1).model_copy(update={"id": f"job-{i}", "progress": Progress(
+        percent=0, step="s", message=message)}), T) for i in range(count)]
+
+
+def test_events_of_many_records_and_jobs_share_put_events_calls_of_ten():
+    publisher = CountingPublisher()
+    assert publish_changes(_creations(23), publisher) is None
+    assert [len(call) for call in publisher.calls] == [10, 10, 3]
+
+
+def test_a_put_events_call_stays_under_its_size_limit(monkeypatch):
+    # Events carry clipped texts (a few KB at most), so ten fit in 256 KB; a smaller limit
+    # shows the calls are split by size as well as by count.
+    from chalicelib.events import publishing
+    from chalicelib.events.publishing import entry_size
+
+    monkeypatch.setattr(publishing, "REQUEST_MAX_BYTES", 8 * 1024)
+    publisher = CountingPublisher()
+    assert publish_changes(_creations(10, message="x" * 60_000), publisher) is None
+    assert len(publisher.calls) > 1
+    assert all(sum(entry_size(e) for e in call) <= 8 * 1024 for call in publisher.calls)
+    assert sum(len(call) for call in publisher.calls) == 10

@@ -1,4 +1,5 @@
-"""PutEvents and SendMessage fault injection and AWS request counting: pure, on fakes."""
+"""PutEvents, SendMessage and claim fault injection and AWS request counting: pure, on fakes. That every
+function reports its requests is tests/unit/test_invocation.py, over the app's handler map."""
 import pytest
 import botocore.session
 from botocore.awsrequest import AWSResponse
@@ -54,15 +55,6 @@ def test_counter_counts_each_request_by_service_and_operation_then_resets():
     assert counter.take() == {}
 
 
-def test_every_event_function_reports_its_own_aws_requests():
-    # Their Lambda handler is the blueprint function: app.py's middleware never runs there.
-    from chalicelib.events.handlers import cache_invalidation, erp_bridge, event_publisher
-    from chalicelib.worker.handlers import job_worker
-
-    for handler in (job_worker, event_publisher, erp_bridge, cache_invalidation):
-        assert getattr(handler.func, "reports_aws_requests", False), handler.func.__name__
-
-
 def test_send_message_faults_are_connection_errors_the_queue_adapter_translates():
     from botocore.exceptions import EndpointConnectionError
 
@@ -86,3 +78,24 @@ def test_send_message_faults_are_connection_errors_the_queue_adapter_translates(
     with pytest.raises(QueueUnavailableError):
         queue.send(JobMessage("j", 1), priority="normal")
     assert client.send_message(QueueUrl="q", MessageBody="{}") == {"MessageId": "m"}
+
+
+def test_claim_faults_fail_only_the_claim_transaction_and_write_nothing():
+    from botocore.exceptions import ClientError
+
+    from chalicelib.adapters.faults import FailingClaims
+
+    class Ddb:
+        writes = []
+
+        def transact_write_items(self, **kwargs):
+            self.writes.append(kwargs)
+            return {}
+
+    ddb = Ddb()
+    claims = FailingClaims(ddb, 1.0)
+    claim = {"TransactItems": [{"Update": {"Key": {}}}, {"Put": {"Item": {"sk": {"S": "RUN#0001"}}}}]}
+    completion = {"TransactItems": [{"Update": {"Key": {}}}, {"Update": {"Key": {"sk": {"S": "RUN#0001"}}}}]}
+    with pytest.raises(ClientError):
+        claims.transact_write_items(**claim)
+    assert claims.transact_write_items(**completion) == {} and ddb.writes == [completion]

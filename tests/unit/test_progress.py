@@ -117,7 +117,8 @@ def test_percent_is_clamped_and_must_be_a_number():
     [
         (0, 0, True),  # the first 0 is a milestone
         (0, 5, False),
-        (5, 10, True),  # crosses a 10-point boundary
+        (5, 10, False),  # a 10-point boundary alone is no milestone
+        (5, 15, True),  # a move of 10
         (21, 25, True),  # milestone
         (26, 29, False),
         (31, 45, True),  # jump of 10+

@@ -20,7 +20,7 @@ def image(job_id, status, version, tenant="a"):
 
 
 def record(stats, old, new):
-    stats.record(delta_for(old, new, NOW))
+    stats.record_batch([delta_for(old, new, NOW)])
 
 
 @pytest.mark.parametrize("old, new, change", [
@@ -40,8 +40,7 @@ def test_each_change_moves_the_tenants_unfinished_count(old, new, change):
 
 def test_the_count_follows_jobs_through_their_lives_once_per_change():
     stats = InMemoryStatsStore()
-    for i in range(3):
-        record(stats, None, image(f"j{i}", "queued", 1))
+    stats.record_batch([delta_for(None, image(f"j{i}", "queued", 1), NOW) for i in range(3)])  # one batch
     record(stats, image("j0", "queued", 1), image("j0", "running", 2))
     record(stats, image("j0", "running", 2), image("j0", "completed", 3))
     record(stats, image("j0", "running", 2), image("j0", "completed", 3))  # redelivered

@@ -1,6 +1,9 @@
 from datetime import datetime, timezone
 
+from botocore.exceptions import ClientError
+
 from chalicelib.adapters.memory import InMemoryStatsStore
+from chalicelib.adapters.stats import DynamoStatsStore
 from chalicelib.domain.stats import BUCKETS_S, bucket_for, delta_for, hours_back, percentile, summarize
 
 NOW = datetime(2026, 1, 1, 12, 30, tzinfo=timezone.utc)
@@ -46,7 +49,7 @@ def test_retry_and_restart_are_counted_as_events():
 def test_recording_the_same_change_twice_counts_once():
     stats = InMemoryStatsStore()
     delta = delta_for(None, image("queued", 1), NOW)
-    assert stats.record(delta) is True and stats.record(delta) is False
+    assert stats.record_batch([delta]) == 1 and stats.record_batch([delta]) == 0
     assert stats.status_counts() == {"queued": 1}
 
 
@@ -69,3 +72,64 @@ def test_summary_adds_hours_and_rates():
 
 def test_hours_back_ends_with_the_current_hour():
     assert hours_back(NOW, 3) == ["2026-01-01T12", "2026-01-01T11", "2026-01-01T10"]
+
+
+class TransactingClient:
+    """Answers TransactWriteItems like DynamoDB: cancelled, with reasons in item order, when a
+    marker exists; otherwise every item is written."""
+
+    def __init__(self):
+        self.items = {}
+        self.calls = []
+
+    def transact_write_items(self, TransactItems):
+        self.calls.append(TransactItems)
+        reasons = []
+        for item in TransactItems:
+            put = item.get("Put")
+            exists = put is not None and put["Item"]["pk"]["S"] in self.items
+            reasons.append({"Code": "ConditionalCheckFailed"} if exists else {"Code": "None"})
+        if any(r["Code"] == "ConditionalCheckFailed" for r in reasons):
+            raise ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+                               "CancellationReasons": reasons}, "TransactWriteItems")
+        for item in TransactItems:
+            if "Put" in item:
+                self.items[item["Put"]["Item"]["pk"]["S"]] = {"marker": 1}
+            else:
+                update = item["Update"]
+                counters = self.items.setdefault(update["Key"]["pk"]["S"], {})
+                names, values = update["ExpressionAttributeNames"], update["ExpressionAttributeValues"]
+                for alias, name in names.items():
+                    if alias.startswith("#c"):
+                        counters[name] = counters.get(name, 0) + int(values[":" + alias[1:]]["N"])
+
+
+def _deltas(first, count):
+    return [delta_for(None, {**image("queued", 1), "id": f"j{i}"}, NOW) for i in range(first, first + count)]
+
+
+def test_a_batch_writes_each_shared_counter_item_once():
+    client = TransactingClient()
+    assert DynamoStatsStore(client, "stats").record_batch(_deltas(0, 60)) == 60
+    (call,) = client.calls
+    keys = [next(iter(i.values()))["Key" if "Update" in i else "Item"]["pk"]["S"] for i in call]
+    assert keys.count("STATUS") == 1 and keys.count("HOUR#2026-01-01T12") == 1 and len(keys) == 62
+    assert client.items["STATUS"] == {"queued": 60}
+    assert client.items["HOUR#2026-01-01T12"]["submitted"] == 60
+
+
+def test_a_redelivered_batch_counts_only_its_new_changes():
+    client = TransactingClient()
+    store = DynamoStatsStore(client, "stats")
+    store.record_batch(_deltas(0, 10))
+    assert store.record_batch(_deltas(5, 10)) == 5  # j5..j9 were counted already
+    assert client.items["STATUS"] == {"queued": 15}
+    assert store.record_batch(_deltas(0, 15)) == 0
+    assert client.items["STATUS"] == {"queued": 15}
+
+
+def test_a_large_batch_is_split_within_the_transaction_limit():
+    client = TransactingClient()
+    assert DynamoStatsStore(client, "stats").record_batch(_deltas(0, 250)) == 250
+    assert all(len(call) <= 100 for call in client.calls) and len(client.calls) == 3
+    assert client.items["STATUS"] == {"queued": 250}

@@ -1,0 +1,67 @@
+"""BatchGetItem and BatchWriteItem with what they leave unprocessed retried.
+
+botocore retries a throttled call, but a batch call that succeeds may still hand back part of
+its keys or writes (UnprocessedKeys / UnprocessedItems) under throttling; those are sent again
+here with exponential backoff, and StoreUnavailableError is raised when they never go through."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.domain.errors import StoreUnavailableError
+
+BATCH_GET_MAX = 100  # keys per BatchGetItem
+BATCH_WRITE_MAX = 25  # requests per BatchWriteItem
+UNPROCESSED_RETRIES = 6  # with the backoff below: about 2.3 s in all before giving up
+
+
+def backoff_s(attempt: int) -> float:
+    return min(1.0, 0.05 * (2**attempt))
+
+
+def _until_processed(
+    send: Callable[[dict[str, Any]], dict[str, Any]],
+    request: dict[str, Any],
+    leftover: str,
+    *,
+    error: str,
+    sleep: Callable[[float], None],
+) -> list[dict[str, Any]]:
+    responses = []
+    for attempt in range(UNPROCESSED_RETRIES + 1):
+        try:
+            response = send(request)
+        except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
+            raise StoreUnavailableError(error) from exc
+        responses.append(response)
+        request = response.get(leftover) or {}
+        if not request:
+            return responses
+        sleep(backoff_s(attempt))
+    raise StoreUnavailableError(f"{error}: the table kept throttling the batch")
+
+
+def batch_get(client: Any, table: str, keys: list[dict[str, Any]], *, error: str,
+              sleep: Callable[[float], None] = time.sleep) -> list[dict[str, Any]]:
+    """The items of up to BATCH_GET_MAX `keys` (missing ones are absent), in no particular order.
+    Raises StoreUnavailableError with `error` as its message."""
+    if not keys:
+        return []
+    responses = _until_processed(
+        lambda request: client.batch_get_item(RequestItems=request),
+        {table: {"Keys": keys}}, "UnprocessedKeys", error=error, sleep=sleep,
+    )
+    return [item for response in responses for item in response.get("Responses", {}).get(table, [])]
+
+
+def batch_write(client: Any, table: str, requests: list[dict[str, Any]], *, error: str,
+                sleep: Callable[[float], None] = time.sleep) -> None:
+    """Up to BATCH_WRITE_MAX PutRequest/DeleteRequest entries, all applied or
+    StoreUnavailableError (with `error` as its message)."""
+    if requests:
+        _until_processed(
+            lambda request: client.batch_write_item(RequestItems=request),
+            {table: requests}, "UnprocessedItems", error=error, sleep=sleep,
+        )

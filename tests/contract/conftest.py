@@ -1,0 +1,113 @@
+"""Contract tests: each port's behaviour written once and run against every adapter of it, the
+in-memory twin and the AWS adapter on moto (`adapters` is parametrized over both), so the twins
+cannot drift unseen. Tables, bucket and queues come from the same infra template as AWS."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tests.support.infra import create_table
+
+TABLE, STATS_TABLE, BUCKET = "jobs", "stats", "jobs-bucket"
+PRIORITIES = ("high", "normal", "low")
+# Small, so tests can cross it with small payloads.
+INLINE_LIMIT = 256
+
+
+@dataclass
+class Adapters:
+    """One adapter of each port, all of the same kind (`memory` or `aws`), wired together the
+    way the composition root wires them."""
+
+    kind: str
+    store: Any
+    blobs: Any
+    artifacts: Any
+    finished: Any
+    stats: Any
+    queue: Any
+    queue_operations: Any
+    cache: Any
+    # The AWS side needs a receipt handle to hide a message; None on the in-memory side.
+    receive: Optional[Callable[[str], list[dict[str, Any]]]] = None
+
+
+def _memory() -> Adapters:
+    from chalicelib.adapters import memory
+
+    blobs = memory.InMemoryBlobStore()
+    store = memory.InMemoryJobStore(blobs=blobs, inline_limit=INLINE_LIMIT)
+    artifacts = memory.InMemoryArtifactStore(blobs, inline_limit=INLINE_LIMIT)
+    queue = memory.InMemoryJobQueue(PRIORITIES)
+    return Adapters(
+        kind="memory",
+        store=store,
+        blobs=blobs,
+        artifacts=artifacts,
+        finished=memory.InMemoryFinishedJobs(store, artifacts, blobs),
+        stats=memory.InMemoryStatsStore(),
+        queue=queue,
+        queue_operations=memory.InMemoryQueueOperations(queue),
+        cache=memory.InMemoryCacheStore(),
+    )
+
+
+def _aws() -> Adapters:
+    from chalicelib.adapters.artifacts import DynamoArtifactStore
+    from chalicelib.adapters.dynamodb import DynamoJobStore
+    from chalicelib.adapters.dynamodb_cache import DynamoCacheStore
+    from chalicelib.adapters.retention import DynamoFinishedJobs
+    from chalicelib.adapters.s3 import S3BlobStore
+    from chalicelib.adapters.sqs import SqsJobQueue
+    from chalicelib.adapters.sqs_operations import SqsQueueOperations
+    from chalicelib.adapters.stats import DynamoStatsStore
+
+    ddb, sqs, s3 = boto3.client("dynamodb"), boto3.client("sqs"), boto3.client("s3")
+    create_table(ddb, "JobsTable", TABLE)
+    create_table(ddb, "StatsTable", STATS_TABLE)
+    s3.create_bucket(Bucket=BUCKET)
+    queues, dead = {}, {}
+    for priority in PRIORITIES:
+        dead[priority] = sqs.create_queue(QueueName=f"jobs-{priority}-dlq")["QueueUrl"]
+        queues[priority] = sqs.create_queue(QueueName=f"jobs-{priority}")["QueueUrl"]
+    blobs = S3BlobStore(s3, BUCKET)
+    retention_s = 7 * 86400
+
+    def receive(priority: str) -> list[dict[str, Any]]:
+        return sqs.receive_message(QueueUrl=queues[priority], MaxNumberOfMessages=10,
+                                   AttributeNames=["QueueArn"]).get("Messages", [])
+
+    return Adapters(
+        kind="aws",
+        store=DynamoJobStore(ddb, TABLE, blobs=blobs, inline_limit=INLINE_LIMIT, retention_s=retention_s),
+        blobs=blobs,
+        artifacts=DynamoArtifactStore(ddb, TABLE, blobs, inline_limit=INLINE_LIMIT, retention_s=retention_s),
+        finished=DynamoFinishedJobs(ddb, TABLE, blobs),
+        stats=DynamoStatsStore(ddb, STATS_TABLE),
+        queue=SqsJobQueue(sqs, queues, dead),
+        queue_operations=SqsQueueOperations(sqs, queues, dead),
+        cache=DynamoCacheStore(ddb, TABLE),
+        receive=receive,
+    )
+
+
+@pytest.fixture(params=["memory", "aws"])
+def adapters(request, monkeypatch) -> Adapters:
+    if request.param == "memory":
+        yield _memory()
+        return
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        yield _aws()
+
+
+def body_of(message: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(message["Body"])

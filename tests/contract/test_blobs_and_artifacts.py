@@ -1,0 +1,64 @@
+"""BlobStore and ArtifactStore: objects by key, artifacts inline or in the blob store."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from chalicelib.domain.errors import ArtifactNotFoundError, BlobNotFoundError, InvalidArtifactError
+from chalicelib.domain.job import utcnow
+from tests.contract.conftest import INLINE_LIMIT
+
+JOB = "00000000-0000-4000-8000-000000000001"
+
+
+def test_blobs_put_get_and_delete(adapters):
+    adapters.blobs.put("tmp/a", b"\x00binary\xff", "application/octet-stream")
+    adapters.blobs.put("tmp/a", b"replaced", "text/plain")
+    assert adapters.blobs.get("tmp/a") == b"replaced"
+    assert adapters.blobs.delete(["tmp/a", "tmp/never-written"]) == 2
+    with pytest.raises(BlobNotFoundError):
+        adapters.blobs.get("tmp/a")
+    assert adapters.blobs.delete([]) == 0
+
+
+def test_blobs_older_than_a_moment_under_a_prefix(adapters):
+    for key in ("tmp/x/1", "tmp/x/2", "tmp/y/1"):
+        adapters.blobs.put(key, b"1", "text/plain")
+    later = utcnow() + timedelta(minutes=5)
+    assert sorted(k for page in adapters.blobs.keys_older_than("tmp/x/", later) for k in page) == ["tmp/x/1", "tmp/x/2"]
+    earlier = utcnow() - timedelta(minutes=5)
+    assert [k for page in adapters.blobs.keys_older_than("tmp/", earlier) for k in page] == []
+
+
+def test_presigned_url_names_the_key(adapters):
+    adapters.blobs.put("jobs/j/artifacts/a.bin", b"1", "application/octet-stream")
+    assert "jobs/j/artifacts/a.bin" in adapters.blobs.presigned_url("jobs/j/artifacts/a.bin", 60)
+
+
+def test_small_text_artifacts_stay_inline_the_rest_go_to_the_blob_store(adapters):
+    note = adapters.artifacts.put(JOB, "note.txt", b"hello", "text/plain")
+    assert (note.name, note.size, note.location, note.content_type) == ("note.txt", 5, "inline", "text/plain")
+    binary = adapters.artifacts.put(JOB, "image.png", b"\x89PNG", "image/png")
+    large = adapters.artifacts.put(JOB, "report.json", b"[" + b"1," * INLINE_LIMIT + b"1]", "application/json")
+    assert binary.location == "s3" and large.location == "s3"
+    assert adapters.artifacts.get(JOB, "note.txt").content == b"hello"
+    stored = adapters.artifacts.get(JOB, "image.png")
+    assert stored.content is None and adapters.blobs.get(stored.blob_key) == b"\x89PNG"
+    assert [a.name for a in adapters.artifacts.list(JOB)] == ["image.png", "note.txt", "report.json"]
+    assert adapters.artifacts.list("00000000-0000-4000-8000-000000000002") == []
+    assert adapters.artifacts.get(JOB, "note.txt").info == note
+
+
+def test_an_artifact_is_replaced_by_name_and_a_missing_or_bad_name_is_refused(adapters):
+    adapters.artifacts.put(JOB, "out.txt", b"one", "text/plain")
+    adapters.artifacts.put(JOB, "out.txt", b"two!", "text/plain")
+    assert adapters.artifacts.get(JOB, "out.txt").content == b"two!"
+    assert [(a.name, a.size) for a in adapters.artifacts.list(JOB)] == [("out.txt", 4)]
+    with pytest.raises(ArtifactNotFoundError):
+        adapters.artifacts.get(JOB, "missing.txt")
+    with pytest.raises(ArtifactNotFoundError):
+        adapters.artifacts.get(JOB, "../etc/passwd")
+    for bad in ("", ".hidden", "a/b", "x" * 129):
+        with pytest.raises(InvalidArtifactError):
+            adapters.artifacts.put(JOB, bad, b"1", "text/plain")

@@ -1,0 +1,49 @@
+"""CacheStore: values per namespace and generation; invalidation bumps the generation."""
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.domain.errors import CacheGenerationChangedError
+from chalicelib.subscribers.cache import TaskCompletion
+
+AT = "2026-01-01T10:00:00.000Z"
+
+
+def test_a_value_is_a_hit_until_its_namespace_is_invalidated(adapters):
+    cache = adapters.cache
+    miss = cache.get("acme", "proj", "summary")
+    assert (miss.hit, miss.generation, miss.value) == (False, 0, None)
+    stored = cache.put("acme", "proj", "summary", {"rows": [1, 2.5]}, AT)
+    assert (stored.hit, stored.generation, stored.value, stored.cached_at) == (True, 0, {"rows": [1, 2.5]}, AT)
+    assert cache.get("acme", "proj", "summary") == stored
+    assert cache.get("globex", "proj", "summary").hit is False  # tenants never share entries
+    assert cache.get("acme", "other", "summary").hit is False
+    assert cache.invalidate("acme", "proj", "summary", "job-1", "2026-01-01T11:00:00.000Z") == 1
+    after = cache.get("acme", "proj", "summary")
+    assert (after.hit, after.generation, after.value, after.cached_at) == (False, 1, None, None)
+    assert (after.invalidated_at, after.invalidated_by) == ("2026-01-01T11:00:00.000Z", "job-1")
+    assert cache.invalidate("acme", "proj", "never-stored", "job-1", AT) == 1
+
+
+def test_a_put_for_a_stale_generation_is_refused(adapters):
+    cache = adapters.cache
+    assert cache.put("acme", "proj", "summary", 1, AT, expected_generation=0).hit
+    cache.invalidate("acme", "proj", "summary", "job-1", AT)
+    with pytest.raises(CacheGenerationChangedError):
+        cache.put("acme", "proj", "summary", 2, AT, expected_generation=0)
+    assert cache.get("acme", "proj", "summary").hit is False
+    again = cache.put("acme", "proj", "summary", 3, AT, expected_generation=1)
+    assert (again.hit, again.generation, again.value) == (True, 1, 3)
+
+
+def test_the_latest_completion_per_task_type_is_kept(adapters):
+    cache = adapters.cache
+    cache.record_completion("acme", "proj", TaskCompletion("demo.steps", "2026-01-01T10:00:00.000Z", "job-1"))
+    cache.record_completion("acme", "proj", TaskCompletion("demo.steps", "2026-01-01T12:00:00.000Z", "job-2"))
+    cache.record_completion("acme", "proj", TaskCompletion("demo.steps", "2026-01-01T11:00:00.000Z", "job-3"))  # late
+    cache.record_completion("acme", "proj", TaskCompletion("demo.sleep", "2026-01-01T09:00:00.000Z", "job-4"))
+    assert cache.completions("acme", "proj") == [
+        TaskCompletion("demo.sleep", "2026-01-01T09:00:00.000Z", "job-4"),
+        TaskCompletion("demo.steps", "2026-01-01T12:00:00.000Z", "job-2"),
+    ]
+    assert cache.completions("globex", "proj") == []

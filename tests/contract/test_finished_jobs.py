@@ -1,0 +1,54 @@
+"""FinishedJobs: finished jobs found by day without a scan, and purged whole."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from chalicelib.domain.errors import ArtifactNotFoundError, BlobNotFoundError
+from chalicelib.domain.status import JobStatus
+from chalicelib.ports import ChangeSet
+from tests.contract.test_job_store import big, make_job, running
+
+
+def _finished(i: int, finished_at: str, **fields):
+    return make_job(i, status=JobStatus.COMPLETED, finished_at=finished_at, **fields)
+
+
+def test_finished_before_lists_jobs_finished_in_the_window_only(adapters):
+    old = [_finished(i, f"2026-01-0{1 + i % 3}T10:00:00.000Z", tenant=f"t{i % 2}") for i in range(6)]
+    recent = _finished(10, "2026-01-09T10:00:00.000Z")
+    too_old = _finished(11, "2025-12-20T10:00:00.000Z")
+    for job in [*old, recent, too_old, make_job(12)]:
+        adapters.store.create(job)
+    # a job that finishes through a status write is found too
+    live = running(adapters.store, make_job(13))
+    adapters.store.apply(live, JobStatus.RUNNING, ChangeSet({"status": JobStatus.COMPLETED,
+                                                             "finished_at": "2026-01-02T12:00:00.000Z"}))
+    since = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    cutoff = datetime(2026, 1, 5, tzinfo=timezone.utc)
+    pages = list(adapters.finished.finished_before(cutoff, since=since, page_size=2))
+    assert all(0 < len(page) <= 2 for page in pages)
+    assert sorted(i for page in pages for i in page) == sorted([j.id for j in old] + [live.id])
+
+
+def test_purge_removes_the_job_its_runs_artifacts_and_objects(adapters):
+    job = running(adapters.store, make_job(1, payload=big()))
+    job = adapters.store.apply(job, JobStatus.RUNNING, ChangeSet({"status": JobStatus.COMPLETED, "result": big(),
+                                                                 "finished_at": "2026-01-01T00:02:00.000Z"}))
+    adapters.artifacts.put(job.id, "note.txt", b"hi", "text/plain")
+    image = adapters.artifacts.put(job.id, "image.png", b"\x89PNG", "image/png")
+    blob_key = adapters.artifacts.get(job.id, image.name).blob_key
+    other = make_job(2)
+    adapters.store.create(other)
+    # the job, its run, its two artifacts
+    assert adapters.finished.purge(job.id) == 4
+    assert adapters.store.get(job.id) is None and adapters.store.runs(job.id) == []
+    assert adapters.artifacts.list(job.id) == []
+    with pytest.raises(ArtifactNotFoundError):
+        adapters.artifacts.get(job.id, "note.txt")
+    for key in (blob_key, f"jobs/{job.id}/payload.json", f"jobs/{job.id}/result-0001.json"):
+        with pytest.raises(BlobNotFoundError):
+            adapters.blobs.get(key)
+    assert adapters.store.get(other.id) == other
+    assert adapters.finished.purge(job.id) == 0

@@ -1,0 +1,253 @@
+"""JobStore: conditional writes, progress, runs, children, listings and the claim-check."""
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.domain.errors import (
+    BlobNotFoundError,
+    InvalidRequestError,
+    JobNotFoundError,
+    ProgressRejectedError,
+    StaleJobError,
+)
+from chalicelib.domain.job import Job, JobErrorInfo, Progress, Run
+from chalicelib.domain.status import JobStatus
+from chalicelib.ports import REMOVE, ChangeSet, JobQuery
+from tests.contract.conftest import INLINE_LIMIT
+
+
+def make_job(i: int = 0, *, tenant: str = "acme", type: str = "demo.steps", status: JobStatus = JobStatus.QUEUED,
+             payload=None, **fields) -> Job:
+    return Job(id=f"00000000-0000-4000-8000-{i:012d}", type=type, tenant=tenant, user="ann", status=status,
+               payload=payload if payload is not None else {"n": i},
+               created_at=f"2026-01-01T00:00:{i % 60:02d}.{i // 60:03d}Z", **fields)
+
+
+def running(store, job: Job) -> Job:
+    store.create(job)
+    return start(store, job)
+
+
+def start(store, job: Job) -> Job:
+    return store.apply(job, JobStatus.QUEUED, ChangeSet({"status": JobStatus.RUNNING, "attempts": 1},
+                                                        run=Run(job_id=job.id, attempt=1, status=JobStatus.RUNNING,
+                                                                started_at="2026-01-01T00:01:00.000Z")))
+
+
+def big(n: int = INLINE_LIMIT) -> dict:
+    return {"text": "x" * n}
+
+
+def test_create_then_get_returns_the_job_and_a_second_create_is_refused(adapters):
+    job = make_job(1, scope="proj", payload={"nested": {"a": [1, 2.5, "three"]}})
+    adapters.store.create(job)
+    assert adapters.store.get(job.id) == job
+    assert adapters.store.get(job.id, consistent=False) == job
+    with pytest.raises(StaleJobError):
+        adapters.store.create(job.model_copy(update={"payload": {"other": True}}))
+    assert adapters.store.get(job.id) == job
+    assert adapters.store.get("00000000-0000-4000-8000-999999999999") is None
+
+
+def test_get_many_returns_the_jobs_that_exist(adapters):
+    jobs = [make_job(i) for i in range(3)]
+    for job in jobs:
+        adapters.store.create(job)
+    found = adapters.store.get_many([jobs[0].id, "missing", jobs[2].id, jobs[0].id])
+    assert found == {jobs[0].id: jobs[0], jobs[2].id: jobs[2]}
+    assert adapters.store.get_many([]) == {}
+
+
+def test_discard_removes_the_job(adapters):
+    job = make_job(1)
+    adapters.store.create(job)
+    adapters.store.discard(job.id)
+    assert adapters.store.get(job.id) is None
+    adapters.store.discard(job.id)  # twice is fine
+
+
+def test_apply_writes_only_against_the_expected_status_and_version(adapters):
+    job = make_job(1, lease_expires_at="2026-01-01T00:05:00.000Z")
+    adapters.store.create(job)
+    written = adapters.store.apply(job, JobStatus.QUEUED, ChangeSet({
+        "status": JobStatus.RUNNING, "attempts": 1, "lease_expires_at": REMOVE,
+        "progress": Progress(percent=5, step="start"),
+    }))
+    assert written.version == job.version + 1 and written.status == JobStatus.RUNNING
+    assert adapters.store.get(job.id) == written
+    assert written.lease_expires_at is None and written.progress.step == "start"
+    with pytest.raises(StaleJobError):  # the version moved on
+        adapters.store.apply(job, JobStatus.QUEUED, ChangeSet({"status": JobStatus.CANCELED}))
+    with pytest.raises(StaleJobError):  # right version, wrong status
+        adapters.store.apply(written, JobStatus.QUEUED, ChangeSet({"status": JobStatus.CANCELED}))
+    with pytest.raises(StaleJobError):  # no such job
+        adapters.store.apply(make_job(2), JobStatus.QUEUED, ChangeSet({"status": JobStatus.RUNNING}))
+    assert adapters.store.get(job.id) == written
+
+
+def test_apply_with_a_run_writes_both_and_a_later_run_write_keeps_the_start_time(adapters):
+    job = running(adapters.store, make_job(1))
+    (run,) = adapters.store.runs(job.id)
+    assert run == Run(job_id=job.id, attempt=1, status=JobStatus.RUNNING, started_at="2026-01-01T00:01:00.000Z")
+    error = JobErrorInfo(code="boom", message="it broke")
+    failed = adapters.store.apply(job, JobStatus.RUNNING, ChangeSet(
+        {"status": JobStatus.RETRYING, "error": error},
+        run=Run(job_id=job.id, attempt=1, status=JobStatus.FAILED, finished_at="2026-01-01T00:02:00.000Z", error=error),
+    ))
+    again = adapters.store.apply(failed, JobStatus.RETRYING, ChangeSet(
+        {"status": JobStatus.RUNNING, "attempts": 2},
+        run=Run(job_id=job.id, attempt=2, status=JobStatus.RUNNING, started_at="2026-01-01T00:03:00.000Z"),
+    ))
+    assert again.version == job.version + 2
+    runs = adapters.store.runs(job.id)
+    assert [(r.attempt, r.status, r.started_at, r.finished_at) for r in runs] == [
+        (1, JobStatus.FAILED, "2026-01-01T00:01:00.000Z", "2026-01-01T00:02:00.000Z"),
+        (2, JobStatus.RUNNING, "2026-01-01T00:03:00.000Z", None),
+    ]
+    assert runs[0].error == error
+    assert adapters.store.runs("00000000-0000-4000-8000-999999999999") == []
+
+
+def test_progress_is_written_for_the_running_attempt_and_never_goes_back(adapters):
+    job = running(adapters.store, make_job(1))
+    stored = adapters.store.record_progress(job.id, 1, Progress(percent=40, step="a"))
+    assert stored.version == job.version + 1 and stored.progress.percent == 40
+    assert adapters.store.get(job.id).progress == Progress(percent=40, step="a")
+    assert adapters.store.record_progress(job.id, 1, Progress(percent=40, step="b")).progress.step == "b"
+    with pytest.raises(ProgressRejectedError, match="cannot decrease"):
+        adapters.store.record_progress(job.id, 1, Progress(percent=10, step="stale writer"))
+    with pytest.raises(ProgressRejectedError):  # another attempt
+        adapters.store.record_progress(job.id, 2, Progress(percent=90))
+    with pytest.raises(ProgressRejectedError):  # no such job
+        adapters.store.record_progress("00000000-0000-4000-8000-999999999999", 1, Progress(percent=90))
+    assert adapters.store.get(job.id).progress == Progress(percent=40, step="b")
+    queued = make_job(2)
+    adapters.store.create(queued)
+    with pytest.raises(ProgressRejectedError):  # not running
+        adapters.store.record_progress(queued.id, 0, Progress(percent=1))
+
+
+def test_a_child_is_listed_once_and_a_missing_parent_is_an_error(adapters):
+    parent = make_job(1)
+    adapters.store.create(parent)
+    adapters.store.add_child(parent.id, "child-a")
+    adapters.store.add_child(parent.id, "child-b")
+    adapters.store.add_child(parent.id, "child-a")  # a redelivered spawn
+    stored = adapters.store.get(parent.id)
+    assert stored.children == ["child-a", "child-b"] and stored.version == parent.version + 2
+    with pytest.raises(JobNotFoundError):
+        adapters.store.add_child("00000000-0000-4000-8000-999999999999", "child-c")
+
+
+def _all_pages(store, query: JobQuery) -> tuple[list[str], list[int]]:
+    ids, sizes = [], []
+    while True:
+        page = store.list_jobs(query)
+        assert len(page.jobs) <= query.limit
+        ids += [j.id for j in page.jobs]
+        sizes.append(len(page.jobs))
+        if page.cursor is None:
+            return ids, sizes
+        query = JobQuery(query.tenant, query.status, query.type, query.limit, page.cursor)
+
+
+def test_listing_is_the_tenants_jobs_newest_first_page_by_page(adapters):
+    jobs = [make_job(i) for i in range(7)]
+    for job in jobs:
+        adapters.store.create(job)
+    adapters.store.create(make_job(50, tenant="globex"))
+    first = adapters.store.list_jobs(JobQuery("acme", limit=3))
+    assert [j.id for j in first.jobs] == [jobs[6].id, jobs[5].id, jobs[4].id] and first.cursor
+    assert first.jobs[0] == jobs[6]
+    ids, _ = _all_pages(adapters.store, JobQuery("acme", limit=3))
+    assert ids == [j.id for j in reversed(jobs)]
+    assert adapters.store.list_jobs(JobQuery("initech")).jobs == []
+
+
+def test_a_cursor_only_continues_the_listing_it_came_from(adapters):
+    for i in range(4):
+        adapters.store.create(make_job(i))
+        adapters.store.create(make_job(10 + i, tenant="globex"))
+    cursor = adapters.store.list_jobs(JobQuery("acme", limit=2)).cursor
+    with pytest.raises(InvalidRequestError):
+        adapters.store.list_jobs(JobQuery("globex", limit=2, cursor=cursor))
+    with pytest.raises(InvalidRequestError):
+        adapters.store.list_jobs(JobQuery("acme", status=JobStatus.QUEUED, limit=2, cursor=cursor))
+    for garbage in ("not-base64!", "bm90IGpzb24", "W10="):
+        with pytest.raises(InvalidRequestError):
+            adapters.store.list_jobs(JobQuery("acme", cursor=garbage))
+
+
+def test_filters_by_status_by_type_and_by_both(adapters):
+    jobs = []
+    for i in range(12):
+        job = make_job(i, type="demo.steps" if i % 3 else "demo.sleep")
+        adapters.store.create(job)
+        if i % 2:
+            job = adapters.store.apply(job, JobStatus.QUEUED, ChangeSet({"status": JobStatus.RUNNING}))
+        jobs.append(job)
+    newest_first = list(reversed(jobs))
+    by_status, sizes = _all_pages(adapters.store, JobQuery("acme", status=JobStatus.RUNNING, limit=4))
+    assert by_status == [j.id for j in newest_first if j.status == JobStatus.RUNNING] and sizes[0] == 4
+    by_type, _ = _all_pages(adapters.store, JobQuery("acme", type="demo.sleep", limit=2))
+    assert by_type == [j.id for j in newest_first if j.type == "demo.sleep"]
+    # Both: pages of the status listing with other types dropped, so pages can be short; every
+    # match still comes exactly once, newest first, and each request is one bounded read.
+    query = JobQuery("acme", status=JobStatus.RUNNING, type="demo.sleep", limit=2)
+    both, sizes = _all_pages(adapters.store, query)
+    assert both == [j.id for j in newest_first if j.status == JobStatus.RUNNING and j.type == "demo.sleep"]
+    running_first_two = [j for j in newest_first if j.status == JobStatus.RUNNING][:2]
+    assert sizes[0] == sum(1 for j in running_first_two if j.type == "demo.sleep")
+
+
+def test_a_large_payload_and_result_are_claim_checked_and_read_back_whole(adapters):
+    job = make_job(1, payload=big())
+    adapters.store.create(job)
+    assert adapters.store.get(job.id).payload == big()
+    assert adapters.blobs.get(f"jobs/{job.id}/payload.json")  # in the blob store, not the record
+    size = len(adapters.blobs.get(f"jobs/{job.id}/payload.json"))
+    listed = adapters.store.get_many([job.id])[job.id]
+    assert listed.payload == {"claim_check": {"bytes": size}}  # listings do not fetch the objects
+    assert adapters.store.list_jobs(JobQuery("acme")).jobs[0].payload == {"claim_check": {"bytes": size}}
+    current = start(adapters.store, job)
+    done = adapters.store.apply(current, JobStatus.RUNNING, ChangeSet({"status": JobStatus.COMPLETED, "result": big(500)}))
+    assert done.result == big(500) and adapters.store.get(job.id).result == big(500)
+    assert adapters.blobs.get(f"jobs/{job.id}/result-0001.json")  # keyed by the attempt that wrote it
+    small = make_job(2, payload={"n": 2})
+    adapters.store.create(small)
+    with pytest.raises(BlobNotFoundError):
+        adapters.blobs.get(f"jobs/{small.id}/payload.json")
+
+
+def test_discard_removes_a_claim_checked_payload_too(adapters):
+    job = make_job(1, payload=big())
+    adapters.store.create(job)
+    adapters.store.discard(job.id)
+    with pytest.raises(BlobNotFoundError):
+        adapters.blobs.get(f"jobs/{job.id}/payload.json")
+
+
+def test_due_lists_unfinished_jobs_due_by_now_earliest_first(adapters):
+    now = "2026-01-01T12:00:00.000Z"
+    late = make_job(1, due_at="2026-01-01T11:00:00.000Z")
+    later = make_job(2, due_at="2026-01-01T11:30:00.000Z", payload=big())
+    future = make_job(3, due_at="2026-01-01T13:00:00.000Z")
+    finished = make_job(4, status=JobStatus.COMPLETED, due_at="2026-01-01T10:00:00.000Z",
+                        finished_at="2026-01-01T10:00:00.000Z")
+    for job in (later, future, late, finished, make_job(5)):
+        adapters.store.create(job)
+    due = adapters.store.due(now, 10)
+    assert [j.id for j in due] == [late.id, later.id]
+    assert due[0] == late and due[1].payload == adapters.store.get_many([later.id])[later.id].payload
+    assert [j.id for j in adapters.store.due(now, 1)] == [late.id]
+    # a job leaves the listing when its due time is removed, and moves when it changes
+    adapters.store.apply(late, JobStatus.QUEUED, ChangeSet({"due_at": REMOVE}))
+    adapters.store.apply(future, JobStatus.QUEUED, ChangeSet({"due_at": "2026-01-01T09:00:00.000Z"}))
+    assert [j.id for j in adapters.store.due(now, 10)] == [future.id, later.id]
+
+
+def test_no_listing_reaches_into_another_tenants_keys(adapters):
+    adapters.store.create(make_job(1))
+    for query in (JobQuery("acme#Y#demo.steps"), JobQuery("acme", type="demo.steps#S#queued"), JobQuery("acme\n")):
+        with pytest.raises(InvalidRequestError):
+            adapters.store.list_jobs(query)

@@ -1,0 +1,69 @@
+"""JobQueue and QueueOperations: what is sent shows on the priority's queue, what is parked on
+its dead-letter queue, where operators peek at it and redrive it."""
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.domain.errors import InvalidRequestError
+from chalicelib.ports import JobMessage
+from tests.contract.conftest import PRIORITIES
+
+
+def depth(adapters, priority: str) -> dict[str, int]:
+    return adapters.queue_operations.depths()[priority]
+
+
+def test_sent_messages_are_on_their_prioritys_queue_delayed_ones_delayed(adapters):
+    assert set(adapters.queue_operations.depths()) == set(PRIORITIES)
+    adapters.queue.send(JobMessage("job-1", 1), priority="high")
+    adapters.queue.send(JobMessage("job-2", 1), priority="high", delay_seconds=60)
+    adapters.queue.send(JobMessage("job-3", 2), priority="low")
+    assert depth(adapters, "high") == {"visible": 1, "in_flight": 0, "delayed": 1, "dead_lettered": 0}
+    assert depth(adapters, "low")["visible"] == 1 and depth(adapters, "normal")["visible"] == 0
+
+
+def test_a_priority_without_its_own_queue_goes_to_normal(adapters):
+    adapters.queue.send(JobMessage("job-1", 1), priority="urgent")
+    assert depth(adapters, "normal")["visible"] == 1
+
+
+def test_a_delay_past_the_queues_limit_is_refused(adapters):
+    for delay in (-1, 901):
+        with pytest.raises(InvalidRequestError):
+            adapters.queue.send(JobMessage("job-1", 1), priority="normal", delay_seconds=delay)
+    assert depth(adapters, "normal") == {"visible": 0, "in_flight": 0, "delayed": 0, "dead_lettered": 0}
+
+
+def test_dead_letters_are_peeked_without_being_taken_then_redriven(adapters):
+    reason = {"code": "boom", "message": "it broke"}
+    adapters.queue.dead_letter(JobMessage("job-1", 3), priority="low", reason=reason)
+    adapters.queue.dead_letter(JobMessage("job-2", 3), priority="low", reason=reason)
+    assert depth(adapters, "low")["dead_lettered"] == 2 and depth(adapters, "high")["dead_lettered"] == 0
+    peeked = adapters.queue_operations.peek_dead_letters("low", 10)
+    assert sorted(m.body["job_id"] for m in peeked) == ["job-1", "job-2"]
+    assert all(m.body == {"job_id": m.body["job_id"], "attempt": 3, "reason": reason} for m in peeked)
+    assert all(m.receive_count >= 1 and m.sent_at and m.message_id for m in peeked)
+    assert len(adapters.queue_operations.peek_dead_letters("low", 1)) == 1
+    assert depth(adapters, "low")["dead_lettered"] == 2  # a peek takes nothing
+    assert adapters.queue_operations.redrive("low", 10) == {"moved": 2, "failed": 0}
+    assert depth(adapters, "low") == {"visible": 2, "in_flight": 0, "delayed": 0, "dead_lettered": 0}
+    assert adapters.queue_operations.peek_dead_letters("low", 10) == []
+    assert adapters.queue_operations.redrive("low", 10) == {"moved": 0, "failed": 0}
+
+
+def test_operations_refuse_an_unknown_priority(adapters):
+    with pytest.raises(InvalidRequestError):
+        adapters.queue_operations.peek_dead_letters("urgent", 10)
+    with pytest.raises(InvalidRequestError):
+        adapters.queue_operations.redrive("urgent", 10)
+
+
+def test_health_has_one_entry_per_queue_and_dead_letter_queue(adapters):
+    adapters.queue.send(JobMessage("job-1", 1), priority="high")
+    checks = adapters.queue_operations.health()
+    assert sorted((c["priority"], c["kind"]) for c in checks) == sorted(
+        (p, kind) for p in PRIORITIES for kind in ("queue", "dlq")
+    )
+    assert all(c["ok"] and c["name"] for c in checks)
+    (high,) = [c for c in checks if c["priority"] == "high" and c["kind"] == "queue"]
+    assert high["visible"] == 1

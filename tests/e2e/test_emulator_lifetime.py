@@ -1,0 +1,81 @@
+"""An emulator ends with the process that started it, however that process ends: here it is
+SIGKILLed (no teardown runs, like pytest-timeout's os._exit), with a function process up."""
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Starts an emulator, invokes a function once (ministack keeps its process warm), reports the
+# emulator's process group, then waits to be killed.
+STARTER = r"""
+import io, json, time, zipfile
+import boto3
+from scripts.emulator import Emulator, free_port
+
+emulator = Emulator(free_port()).start()
+client = boto3.client("lambda", endpoint_url=emulator.endpoint, region_name="us-east-1",
+                      aws_access_key_id="test", aws_secret_access_key="test")
+code = io.BytesIO()
+with zipfile.ZipFile(code, "w") as archive:
+    archive.writestr("index.py", "def handler(event, context):\n    return {'ok': True}\n")
+client.create_function(FunctionName="probe", Runtime="python3.11", Handler="index.handler",
+                       Role="arn:aws:iam::000000000000:role/probe", Code={"ZipFile": code.getvalue()})
+client.get_waiter("function_active_v2").wait(FunctionName="probe")
+assert json.loads(client.invoke(FunctionName="probe", Payload=b"{}")["Payload"].read()) == {"ok": True}
+print(json.dumps({"pgid": emulator.process_group}), flush=True)
+time.sleep(600)
+"""
+
+
+def live_members(pgid: int) -> list[int]:
+    """Processes of the group that are not zombies (a zombie holds nothing but its pid)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        state, _ppid, group = stat.rsplit(")", 1)[1].split()[:3]
+        if int(group) == pgid and state != "Z":
+            members.append(int(entry))
+    return members
+
+
+def read_line(process: subprocess.Popen, timeout_s: float) -> str:
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout_s):
+            raise AssertionError(f"the starter did not report within {timeout_s:g} s")
+    return process.stdout.readline()
+
+
+def test_the_emulator_and_its_function_processes_die_when_their_starter_is_killed():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBPIPE_"))}
+    starter = subprocess.Popen([sys.executable, "-c", STARTER], cwd=ROOT, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    pgid = None
+    try:
+        line = read_line(starter, 120)
+        assert line, starter.stderr.read()
+        pgid = json.loads(line)["pgid"]
+        assert len(live_members(pgid)) >= 2, "ministack and the function's warm process"
+        starter.send_signal(signal.SIGKILL)
+        starter.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while live_members(pgid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert live_members(pgid) == []
+    finally:
+        if starter.poll() is None:
+            starter.kill()
+            starter.wait()
+        if pgid is not None and live_members(pgid):  # never leak the group, even when failing
+            os.killpg(pgid, signal.SIGKILL)

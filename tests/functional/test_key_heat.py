@@ -1,0 +1,112 @@
+"""Key heat: no item of the pipeline's own bookkeeping runs hot. 10,000 jobs of 100 tenants go
+through the lifecycle on the in-memory adapters; every job write becomes a stream record,
+cut into batches as the stream mapping delivers them, and the stats recorder consumes them.
+Writes are counted per item key (the jobs table's from the stream, the stats table's from
+its store); a job's own items (`JOB#<id>`) are left out, since they belong to one job.
+In-memory only (no moto); it sits in this tier for its ~30 s, to keep `make unit` quick."""
+from collections import Counter
+
+import pytest
+from boto3.dynamodb.types import TypeSerializer
+
+from chalicelib.adapters.dynamodb_items import job_key
+from chalicelib.adapters.memory import InMemoryJobQueue, InMemoryJobStore, InMemoryStatsStore
+from chalicelib.job_types import build_registry
+from chalicelib.lifecycle import ClaimOutcome, JobLifecycle
+from chalicelib.ports import JobMessage
+from chalicelib.worker.stats_stream import record_changes
+from tests.unit.conftest import FakeClock
+
+JOBS, TENANTS, WAVE, STREAM_BATCH = 10_000, 100, 200, 100
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def lifecycle(clock):
+    return JobLifecycle(InMemoryJobStore(), InMemoryJobQueue(), build_registry(demo_types=True), clock=clock)
+
+
+_serialize = TypeSerializer().serialize
+# The attributes of a job item the stats recorder reads (the rest of the image is not decoded).
+_COUNTED = ("id", "tenant", "type", "status", "version", "created_at", "finished_at")
+
+
+def _image(job):
+    values = job.model_dump(mode="json", include=set(_COUNTED))
+    return {"sk": {"S": "JOB"}, **{k: _serialize(v) for k, v in values.items() if v is not None}}
+
+
+class Stream:
+    """The jobs table's stream as the lifecycle's writes fill it (NEW_AND_OLD_IMAGES)."""
+
+    def __init__(self):
+        self._last = {}
+        self.records = []
+
+    def write(self, job):
+        old = self._last.get(job.id)
+        self._last[job.id] = job
+        self.records.append({"dynamodb": {
+            "Keys": job_key(job.id),
+            "OldImage": _image(old) if old else None,
+            "NewImage": _image(job),
+            "SequenceNumber": str(len(self.records)),
+        }})
+        return job
+
+
+def run_jobs(lifecycle, clock, jobs=JOBS):
+    stream = Stream()
+    for start in range(0, jobs, WAVE):  # waves of concurrent jobs, so their writes interleave
+        queued = [stream.write(lifecycle.submit(tenant=f"t{(start + i) % TENANTS}", user="u", type="demo.steps",
+                                                payload={"steps": 4, "step_ms": 0})) for i in range(WAVE)]
+        running = []
+        for job in queued:
+            claim = lifecycle.claim(JobMessage(job.id, 1))
+            assert claim.outcome == ClaimOutcome.RUN
+            running.append(stream.write(claim.job))
+        running = [stream.write(lifecycle.report_progress(job, 50)) for job in running]
+        for job in running:
+            stream.write(lifecycle.complete(job, {"ok": True}))
+        clock.advance(1)
+    return stream.records
+
+
+def test_no_shared_item_takes_more_than_one_write_per_50_status_changes(lifecycle, clock):
+    records = run_jobs(lifecycle, clock)
+    stats = InMemoryStatsStore()
+    status_changes = 0
+    for start in range(0, len(records), STREAM_BATCH):
+        status_changes += record_changes(records[start:start + STREAM_BATCH], stats)
+    assert status_changes == 3 * JOBS  # submitted, started, completed: each counted once
+
+    writes = Counter(stats.writes)
+    for record in records:
+        writes[record["dynamodb"]["Keys"]["pk"]["S"]] += 1
+    shared = {key: n for key, n in writes.items() if not key.startswith("JOB#")}
+    hottest, count = max(shared.items(), key=lambda kv: kv[1])
+    assert count * 50 <= status_changes, f"{hottest} written {count} times for {status_changes} status changes"
+    # and the counters still add up
+    assert {k: v for k, v in stats.status_counts().items() if v} == {"completed": JOBS}
+    assert sum(h.get("completed", 0) for h in stats.hours.values()) == JOBS
+    assert all(stats.unfinished(f"t{i}") == 0 for i in range(TENANTS))  # every admitted job finished
+
+
+def test_redelivered_and_bisected_batches_count_nothing_twice(lifecycle, clock):
+    records = run_jobs(lifecycle, clock, jobs=WAVE)
+    once, again = InMemoryStatsStore(), InMemoryStatsStore()
+    for start in range(0, len(records), STREAM_BATCH):
+        record_changes(records[start:start + STREAM_BATCH], once)
+    for start in range(0, len(records), STREAM_BATCH):
+        batch = records[start:start + STREAM_BATCH]
+        record_changes(batch[: len(batch) // 2], again)  # bisected after a failure ...
+        record_changes(batch, again)  # ... then the whole batch again
+        assert record_changes(batch, again) == 0
+    assert again.status_counts() == once.status_counts()
+    assert {k: v for k, v in once.status_counts().items() if v} == {"completed": WAVE}
+    assert again.hours == once.hours
+    assert again.tenants == once.tenants

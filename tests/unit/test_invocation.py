@@ -1,0 +1,95 @@
+"""The one wrapper every Lambda function passes through (chalicelib/invocation.py)."""
+import io
+import json
+import logging
+
+import pytest
+
+from chalicelib import composition
+from chalicelib.invocation import MARKER, entry_point, invocation
+from chalicelib.observability import logger
+
+
+def _event_functions(app):
+    """Every function of the app that is not a route of the API function: the handler map,
+    minus the views (which all run in the API function behind its middleware)."""
+    views = {entry.view_name for methods in app.routes.values() for entry in methods.values()}
+    return {name: handler for name, handler in app.handler_map.items() if name not in views}
+
+
+def test_every_function_of_the_app_passes_through_the_wrapper():
+    from app import app, observe
+
+    functions = _event_functions(app)
+    # The stream, queue and schedule mappings the template deploys are exactly these.
+    assert {source.name for source in app.event_sources} <= set(functions)
+    assert functions, "the app has no event functions?"
+    unwrapped = [name for name, handler in functions.items() if not getattr(getattr(handler, "func", handler), MARKER, False)]
+    assert unwrapped == []
+    assert (observe, "http") in app.middleware_handlers
+
+
+class _Counter:
+    def __init__(self):
+        self.reports = 0
+
+    def report_aws_requests(self):
+        self.reports += 1
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    counter = _Counter()
+    monkeypatch.setattr(composition, "_container", counter)
+    return counter
+
+
+@pytest.fixture
+def log_lines(monkeypatch):
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logger.registered_formatter)
+    monkeypatch.setattr(logger._logger, "handlers", [handler])
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    logger.clear_state()
+
+
+class _Context:
+    aws_request_id = "req-2"
+
+
+class _Event:
+    context = _Context()
+
+
+def test_a_warm_invocation_does_not_log_the_previous_callers_keys(counted, log_lines):
+    logger.append_keys(tenant="acme", user="alice", job_id="j-1")  # left by an earlier invocation
+
+    @entry_point
+    def handler(event):
+        logger.info("work")
+        return "done"
+
+    assert handler(_Event()) == "done"
+    line = log_lines()[-1]
+    assert "tenant" not in line and "user" not in line and "job_id" not in line
+    assert line["function"] == "handler" and line["function_request_id"] == "req-2"
+    assert counted.reports == 1
+
+
+def test_requests_are_reported_when_the_function_raises(counted):
+    @entry_point
+    def handler(event):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        handler(_Event())
+    assert counted.reports == 1
+
+
+def test_the_api_scope_resets_keys_too(counted, log_lines):
+    logger.append_keys(tenant="acme")
+    with invocation("api_handler", None):
+        logger.info("request")
+    assert "tenant" not in log_lines()[-1]
+    assert counted.reports == 1
