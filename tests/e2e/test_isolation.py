@@ -36,6 +36,12 @@ def world(stack):
     scope, namespace = f"proj-{uuid.uuid4().hex[:6]}", "steps-summary"
     done = stack.submit({"type": "demo.steps", "scope": scope, "payload": {"steps": 2, "step_ms": 50}}, tenant=owner)
     stack.wait_terminal(done["id"], tenant=owner)
+    # The completion reaches the scope's tasks through the event bus: wait, so the owner's view
+    # the tests compare before and after is settled.
+    deadline = time.monotonic() + 60
+    while not stack.call("GET", f"/scopes/{scope}/tasks", owner).json()["tasks"]:
+        assert time.monotonic() < deadline, "the completion never reached the scope's tasks"
+        time.sleep(0.5)
     running = stack.submit({"type": "demo.steps", "payload": {"steps": 40, "step_ms": 250}}, tenant=owner)
     stack.wait_for(running["id"], lambda j: j["status"] == "running", tenant=owner)
     assert stack.call("PUT", f"/cache/{scope}/{namespace}", owner, json={"secret": owner}).status_code == 200
