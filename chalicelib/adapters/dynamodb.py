@@ -1,6 +1,6 @@
 """DynamoDB adapter of the JobStore port.
 
-Key design (one table, see README "Data model"):
+Key design (one table, see docs/data-model.md):
 
     job      pk=JOB#<id>  sk=JOB          get by id: one GetItem; poll 100: one BatchGetItem
     run      pk=JOB#<id>  sk=RUN#<0001>   a job's runs: one Query on pk, begins_with(sk, RUN#)
