@@ -123,7 +123,8 @@ def start_stack(build_dir: Path, log_path: Path, name: str = "jobpipe-bench",
     session = boto3.session.Session()
     secret = secrets.token_urlsafe(48)
     params = {"AuthSecret": secret, "CountAwsRequests": "true", "ErpWebhookUrl": webhook.url,
-              "ErpWebhookSecret": WEBHOOK_SECRET, "FunctionConcurrencyCeiling": str(ceiling), **(parameters or {})}
+              "ErpWebhookSecret": WEBHOOK_SECRET, "DemoJobTypes": "true", "FunctionConcurrencyCeiling": str(ceiling),
+              **(parameters or {})}
     try:
         outputs = deploy(build_dir, name, params, session)
         prepared = prepare(session, name, outputs["ApiUrl"], ceiling, warm_up=warm_up,

@@ -67,10 +67,23 @@ class Container:
         logger.info(LOG_MESSAGE, extra={"aws_requests": counts})
 
     @cached_property
-    def registry(self) -> JobTypeRegistry:
-        from chalicelib.job_types import registry
+    def token_policy(self) -> Any:
+        """How API tokens are checked; raises SettingsError where the auth secret is not deployed."""
+        from chalicelib.api.auth import TokenPolicy
 
-        return registry
+        settings = self.settings
+        return TokenPolicy(
+            settings.require_auth_secret(),
+            max_lifetime_s=settings.token_max_lifetime_s,
+            issuer=settings.token_issuer or None,
+            audience=settings.token_audience or None,
+        )
+
+    @cached_property
+    def registry(self) -> JobTypeRegistry:
+        from chalicelib.job_types import build_registry
+
+        return build_registry(demo_types=self.settings.demo_job_types)
 
     @cached_property
     def blobs(self) -> Optional[Any]:
@@ -136,6 +149,15 @@ class Container:
         if not self.settings.stats_table_name:
             raise SettingsError("JOBPIPE_STATS_TABLE is not set; statistics are unavailable")
         return DynamoStatsStore(self.client("dynamodb"), self.settings.stats_table_name)
+
+    @cached_property
+    def quota(self) -> Any:
+        """Admission at submit, or None when the stack sets no bound."""
+        if not self.settings.tenant_max_unfinished_jobs:
+            return None
+        from chalicelib.quota import TenantQuota
+
+        return TenantQuota(self.stats, self.settings.tenant_max_unfinished_jobs)
 
     @cached_property
     def queue_operations(self) -> Any:
@@ -245,7 +267,8 @@ class Container:
         from chalicelib.adapters.webhook import UrllibWebhookSender
         from chalicelib.subscribers.erp import ErpBridge
 
-        return ErpBridge(UrllibWebhookSender(), self.settings.erp_webhook_url, self.settings.erp_webhook_secret)
+        url, secret = self.settings.require_webhook()
+        return ErpBridge(UrllibWebhookSender(), url, secret)
 
     def idempotency_persistence(self) -> Any:
         """A fresh Powertools persistence layer: each idempotent function configures its own."""
@@ -260,7 +283,7 @@ class Container:
         from chalicelib.api.idempotency import IdempotentSubmission
 
         persistence = self.idempotency_persistence()
-        lifecycle = self.lifecycle
+        lifecycle, quota = self.lifecycle, self.quota
 
         def submit(request: dict[str, Any]) -> str:
             body = dict(request["body"])  # as JSON: run_at is a string again
@@ -268,6 +291,8 @@ class Container:
                 from chalicelib.domain.job import parse_time
 
                 body["run_at"] = parse_time(body["run_at"])
+            if quota is not None:  # once per key: a replay returns its job whatever the count
+                quota.admit(request["tenant"])
             return lifecycle.submit(tenant=request["tenant"], user=request["user"], **body).id
 
         return IdempotentSubmission(persistence, submit, ttl_s=self.settings.idempotency_ttl_s)

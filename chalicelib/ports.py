@@ -181,6 +181,9 @@ class StatsStore(Protocol):
     def status_counts(self) -> dict[str, int]:
         """Jobs currently in each status."""
 
+    def unfinished(self, tenant: str) -> int:
+        """The tenant's jobs not yet finished (as far as the recorder has seen)."""
+
     def hourly(self, hours: list[str]) -> list[dict[str, int]]:
         """The counters of each hour key given (missing hours are empty)."""
 

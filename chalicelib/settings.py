@@ -28,7 +28,17 @@ class Settings(BaseModel):
     stream_failure_queue_url: Optional[str] = None
     bucket_name: Optional[str] = None
     use_task_queue: bool = True
-    auth_secret: str = Field(min_length=32)
+    # Only the API function gets the token secret (the template's per-function environment):
+    # None elsewhere, and `require_auth_secret` fails clearly where it is needed but missing.
+    auth_secret: Optional[str] = Field(default=None, min_length=32)
+    # A token may live at most this long (exp - iat, or exp - now without iat).
+    token_max_lifetime_s: int = Field(default=24 * 3600, ge=60, le=30 * 86400)
+    token_issuer: str = ""  # checked against `iss` when set
+    token_audience: str = ""  # checked against `aud` when set
+    # demo.* job types (demo.chaos kills its worker process on purpose): demos and tests only.
+    demo_job_types: bool = False
+    # Admission at submit: each tenant's unfinished jobs at most this many (0: no bound).
+    tenant_max_unfinished_jobs: int = Field(default=1000, ge=0)
     # API Gateway takes 10 MB, but a Lambda proxy event must fit Lambda's 6 MB invoke payload.
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=5 * 1024 * 1024)
     # Payloads, results and artifacts above this go to S3 (a DynamoDB item holds 400 KB in all).
@@ -49,6 +59,7 @@ class Settings(BaseModel):
     aws_connect_timeout_s: float = Field(default=2.0, gt=0, le=60)
     aws_read_timeout_s: float = Field(default=10.0, gt=0, le=300)
     aws_max_attempts: int = Field(default=4, ge=1, le=10)
+    # Only the ERP bridge function gets these (the template's per-function environment).
     erp_webhook_url: str = ""
     erp_webhook_secret: str = ""
     # Off in production. The benchmark logs every AWS request; the reliability suites make
@@ -61,10 +72,25 @@ class Settings(BaseModel):
 
     @field_validator("auth_secret")
     @classmethod
-    def _not_placeholder(cls, value: str) -> str:
-        if value.strip() != value or not value.strip():
+    def _not_placeholder(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and (value.strip() != value or not value.strip()):
             raise ValueError("must not be blank or padded")
         return value
+
+    def require_auth_secret(self) -> str:
+        """The token secret; raises SettingsError in a function deployed without it."""
+        if not self.auth_secret:
+            raise SettingsError("JOBPIPE_AUTH_SECRET is not set: only the API function authenticates tokens")
+        return self.auth_secret
+
+    def require_webhook(self) -> tuple[str, str]:
+        """(url, secret) of the ERP webhook; raises SettingsError in a function deployed without
+        them: an unsigned delivery would be worse than none."""
+        if not self.erp_webhook_url or not self.erp_webhook_secret:
+            raise SettingsError(
+                "ERP_WEBHOOK_URL and ERP_WEBHOOK_SECRET must both be set: only the ERP bridge delivers webhooks"
+            )
+        return self.erp_webhook_url, self.erp_webhook_secret
 
     @property
     def queue_urls(self) -> dict[str, str]:
@@ -114,6 +140,11 @@ _ENV = {
     "bucket_name": "JOBPIPE_BUCKET",
     "use_task_queue": "USE_TASK_QUEUE",  # the name the maintenance API has always used
     "auth_secret": "JOBPIPE_AUTH_SECRET",
+    "token_max_lifetime_s": "JOBPIPE_TOKEN_MAX_LIFETIME_S",
+    "token_issuer": "JOBPIPE_TOKEN_ISSUER",
+    "token_audience": "JOBPIPE_TOKEN_AUDIENCE",
+    "demo_job_types": "JOBPIPE_DEMO_JOB_TYPES",
+    "tenant_max_unfinished_jobs": "JOBPIPE_TENANT_MAX_UNFINISHED_JOBS",
     "max_body_bytes": "JOBPIPE_MAX_BODY_BYTES",
     "inline_limit_bytes": "JOBPIPE_INLINE_LIMIT_BYTES",
     "retention_days": "JOBPIPE_RETENTION_DAYS",

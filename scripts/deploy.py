@@ -2,6 +2,11 @@
 as `aws cloudformation package` + `deploy` would: upload the zip, point every CodeUri at it,
 create and execute a change set. The endpoint comes from AWS_ENDPOINT_URL (boto3 reads it).
 
+The code goes to `jobpipe-artifacts-<account>-<region>`, created only if missing. Every S3
+call on it names the account as `ExpectedBucketOwner` (CreateBucket takes none; a head
+confirms the new bucket right after), so a bucket of that name in another account is an
+error, never the source of the functions' code.
+
 Usage: python -m scripts.deploy [BUILD_DIR] [STACK_NAME] [Key=Value ...]
 """
 from __future__ import annotations
@@ -14,11 +19,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import boto3
+from botocore.exceptions import ClientError
 
 from scripts.stack_config import StackConfigError, check_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
-ARTIFACT_BUCKET = "jobpipe-deploy-artifacts"
+ARTIFACT_BUCKET_PREFIX = "jobpipe-artifacts"
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
 
 
@@ -26,33 +32,69 @@ class DeployError(RuntimeError):
     pass
 
 
-def _upload(s3: Any, zip_path: Path, stack: str) -> str:
+def artifact_bucket_name(account: str, region: str) -> str:
+    return f"{ARTIFACT_BUCKET_PREFIX}-{account}-{region}"
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def ensure_artifact_bucket(s3: Any, account: str, region: str) -> str:
+    """The account's artifact bucket, created if missing; raises DeployError if the name is
+    taken by another account or the bucket cannot be reached."""
+    bucket = artifact_bucket_name(account, region)
     try:
-        s3.create_bucket(Bucket=ARTIFACT_BUCKET)
-    except (s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
-        pass
+        s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=account)
+        return bucket
+    except ClientError as exc:
+        if _error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+            raise DeployError(
+                f"artifact bucket {bucket} exists but account {account} does not own it or may not use it "
+                f"({_error_code(exc)}); deploy with credentials of the account that owns it"
+            ) from exc
+    create: dict[str, Any] = {"Bucket": bucket}
+    if region != "us-east-1":  # us-east-1 refuses a LocationConstraint naming itself
+        create["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    try:
+        s3.create_bucket(**create)
+    except ClientError as exc:
+        if _error_code(exc) != "BucketAlreadyOwnedByYou":  # another deploy of ours won the race
+            raise DeployError(f"could not create artifact bucket {bucket}: {_error_code(exc)}: {exc}") from exc
+    try:
+        s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=account)
+    except ClientError as exc:
+        raise DeployError(f"artifact bucket {bucket} is not owned by account {account}") from exc
+    return bucket
+
+
+def _upload(s3: Any, bucket: str, account: str, zip_path: Path, stack: str) -> str:
     data = zip_path.read_bytes()
     key = f"{stack}/{hashlib.sha256(data).hexdigest()}.zip"
-    s3.put_object(Bucket=ARTIFACT_BUCKET, Key=key, Body=data)
-    s3.head_object(Bucket=ARTIFACT_BUCKET, Key=key)  # a missing object would deploy a mock function
-    return f"s3://{ARTIFACT_BUCKET}/{key}"
+    s3.put_object(Bucket=bucket, Key=key, Body=data, ExpectedBucketOwner=account)
+    # a missing object would deploy a mock function
+    s3.head_object(Bucket=bucket, Key=key, ExpectedBucketOwner=account)
+    return f"s3://{bucket}/{key}"
 
 
-def _upload_template(s3: Any, template: dict[str, Any], stack: str) -> str:
+def _upload_template(s3: Any, bucket: str, account: str, template: dict[str, Any], stack: str) -> str:
     """The template as an S3 object: a TemplateBody is limited to 51,200 bytes, a TemplateURL
     to 1 MB (what `aws cloudformation deploy --s3-bucket` does too)."""
     data = json.dumps(template, separators=(",", ":")).encode()
     key = f"{stack}/{hashlib.sha256(data).hexdigest()}.template.json"
-    s3.put_object(Bucket=ARTIFACT_BUCKET, Key=key, Body=data)
-    return f"{s3.meta.endpoint_url.rstrip('/')}/{ARTIFACT_BUCKET}/{key}"
+    s3.put_object(Bucket=bucket, Key=key, Body=data, ExpectedBucketOwner=account)
+    return f"{s3.meta.endpoint_url.rstrip('/')}/{bucket}/{key}"
 
 
 def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: Any = None) -> dict[str, str]:
     """Create or update `stack`; returns its outputs, plus `ApiUrl` for the emulator's gateway."""
     session = session or boto3.session.Session()
-    s3, cfn = session.client("s3"), session.client("cloudformation")
+    cfn = session.client("cloudformation")
     template = json.loads((build_dir / "sam.json").read_text())
-    code_uri = _upload(s3, build_dir / "deployment.zip", stack)
+    account = session.client("sts").get_caller_identity()["Account"]
+    s3 = session.client("s3")
+    bucket = ensure_artifact_bucket(s3, account, session.region_name or "us-east-1")
+    code_uri = _upload(s3, bucket, account, build_dir / "deployment.zip", stack)
     for resource in template["Resources"].values():
         if resource["Type"] == "AWS::Serverless::Function":
             resource["Properties"]["CodeUri"] = code_uri
@@ -66,7 +108,7 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
         StackName=stack,
         ChangeSetName=change_set,
         ChangeSetType=change_type,
-        TemplateURL=_upload_template(s3, template, stack),
+        TemplateURL=_upload_template(s3, bucket, account, template, stack),
         Parameters=[{"ParameterKey": k, "ParameterValue": str(v)} for k, v in parameters.items()],
         Capabilities=CAPABILITIES,
     )
@@ -97,13 +139,21 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
 def main(argv: list[str]) -> None:
     build_dir = ROOT / (argv[0] if argv else "build")
     stack = argv[1] if len(argv) > 1 else "jobpipe"
+    malformed = [arg for arg in argv[2:] if "=" not in arg]
+    if malformed:
+        print(f"deploy: parameters are Key=Value, not {malformed[0]!r}", file=sys.stderr)
+        sys.exit(2)
     parameters = dict(arg.split("=", 1) for arg in argv[2:])
     try:  # e.g. ErpWebhookUrl without an ErpWebhookSecret of 32+ characters
         check_parameters(parameters)
     except StackConfigError as exc:
         print(f"deploy: {exc}", file=sys.stderr)
         sys.exit(2)
-    print(json.dumps(deploy(build_dir, stack, parameters), indent=2))
+    try:
+        print(json.dumps(deploy(build_dir, stack, parameters), indent=2))
+    except DeployError as exc:
+        print(f"deploy: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -105,6 +105,7 @@ def main() -> None:
     try:
         session = boto3.session.Session()
         secret = parameters.setdefault("AuthSecret", auth_secret())
+        parameters.setdefault("DemoJobTypes", "true")  # the demo types, for trying things out
         parameters.setdefault("FunctionConcurrencyCeiling", str(LOCAL_FUNCTION_CONCURRENCY))
         shown = ", ".join(f"{k}={v}" for k, v in parameters.items() if "Secret" not in k)
         print(f"deploying stack {STACK!r} with {shown}", flush=True)
@@ -115,7 +116,8 @@ def main() -> None:
             sys.exit(1)
         from chalicelib.api.auth import issue_token
 
-        token = issue_token(secret, user="dev", tenant="dev", roles=["admin"], ttl_s=7 * 24 * 3600)
+        # Both roles, for trying everything; 24 h, the stack's default TokenMaxLifetimeSeconds.
+        token = issue_token(secret, user="dev", tenant="dev", roles=["admin", "operator"], ttl_s=24 * 3600)
         ready = prepare(session, STACK, outputs["ApiUrl"], int(parameters["FunctionConcurrencyCeiling"]),
                         token=token)
         warmed = ready["warm"]

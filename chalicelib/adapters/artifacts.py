@@ -12,18 +12,19 @@ from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 
+from chalicelib.adapters.dynamodb_items import ARTIFACT_PREFIX, artifact_key, job_partition
 from chalicelib.domain.errors import ArtifactNotFoundError, InvalidArtifactError, StoreUnavailableError
 from chalicelib.domain.job import isoformat, utcnow
 from chalicelib.ports import Artifact, ArtifactInfo, BlobStore
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
-_TEXT = re.compile(r"^(text/[\w.+\-]+|application/([\w.\-]+\+)?(json|xml))(;.*)?$")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,127}")
+_TEXT = re.compile(r"(text/[\w.+\-]+|application/([\w.\-]+\+)?(json|xml))(;.*)?")
 # Artifacts are written while the job runs; they outlive its record by this margin.
 EXPIRY_MARGIN_S = 24 * 3600
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME.match(name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         raise InvalidArtifactError(
             "artifact names are 1-128 characters of letters, digits, '.', '_' and '-', "
             "starting with a letter or digit"
@@ -32,7 +33,7 @@ def check_name(name: str) -> str:
 
 
 def is_text(content_type: str) -> bool:
-    return bool(_TEXT.match(content_type.lower()))
+    return bool(_TEXT.fullmatch(content_type.lower()))
 
 
 def blob_key(job_id: str, name: str) -> str:
@@ -67,8 +68,7 @@ class DynamoArtifactStore:
         inline = keeps_inline(data, content_type, self._inline_limit)
         info = ArtifactInfo(job_id, name, content_type, len(data), isoformat(now), "inline" if inline else "s3")
         item: dict[str, Any] = {
-            "pk": {"S": f"JOB#{job_id}"},
-            "sk": {"S": f"ART#{name}"},
+            **artifact_key(job_id, name),
             "name": {"S": name},
             "content_type": {"S": content_type},
             "size": {"N": str(len(data))},
@@ -91,11 +91,11 @@ class DynamoArtifactStore:
         return [_info(job_id, i) for i in items]
 
     def get(self, job_id: str, name: str) -> Artifact:
-        if not NAME.match(name):
+        if not NAME.fullmatch(name):
             raise ArtifactNotFoundError(f"job {job_id} has no artifact {name[:128]!r}")
         try:
             item = self._ddb.get_item(
-                TableName=self._table, Key={"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": f"ART#{name}"}}
+                TableName=self._table, Key=artifact_key(job_id, name)
             ).get("Item")
         except ClientError as exc:
             raise StoreUnavailableError(f"could not read artifact {name} of job {job_id}") from exc
@@ -110,7 +110,7 @@ class DynamoArtifactStore:
         request: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :art)",
-            "ExpressionAttributeValues": {":pk": {"S": f"JOB#{job_id}"}, ":art": {"S": "ART#"}},
+            "ExpressionAttributeValues": {":pk": {"S": job_partition(job_id)}, ":art": {"S": ARTIFACT_PREFIX}},
         }
         if not with_data:
             request["ProjectionExpression"] = "#n, content_type, #s, created_at, blob_key"

@@ -1,6 +1,6 @@
 """DynamoDB adapter of the JobStore port.
 
-Key design (one table, see README "Data model"):
+Key design (one table, see docs/data-model.md):
 
     job      pk=JOB#<id>  sk=JOB          get by id: one GetItem; poll 100: one BatchGetItem
     run      pk=JOB#<id>  sk=RUN#<0001>   a job's runs: one Query on pk, begins_with(sk, RUN#)
@@ -43,6 +43,7 @@ from chalicelib.adapters.dynamodb_batch import BATCH_GET_MAX, batch_get
 from chalicelib.adapters.dynamodb_items import (
     BLOB_REFS,
     JSON_FIELDS,
+    RUN_PREFIX,
     attribute_value,
     blob_key,
     deserializer,
@@ -52,11 +53,15 @@ from chalicelib.adapters.dynamodb_items import (
     finished_keys,
     item_to_job,
     item_to_run,
+    job_id_of,
     job_key,
+    job_partition,
     job_to_item,
     plain_value,
     run_key,
     status_key,
+    tenant_partition,
+    type_partition,
 )
 from chalicelib.domain.errors import (
     InvalidRequestError,
@@ -309,9 +314,9 @@ class DynamoJobStore:
         if query.status:
             partition = status_key(query.tenant, query.status.value)
         elif query.type:
-            partition = f"T#{query.tenant}#Y#{query.type}"
+            partition = type_partition(query.tenant, query.type)
         else:
-            partition = f"T#{query.tenant}"
+            partition = tenant_partition(query.tenant)
         request: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": index,
@@ -327,7 +332,7 @@ class DynamoJobStore:
             response = self._ddb.query(**request)
         except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailableError("could not list jobs") from exc
-        ids = [deserializer.deserialize(i["pk"])[len("JOB#") :] for i in response.get("Items", [])]
+        ids = [job_id_of(deserializer.deserialize(i["pk"])) for i in response.get("Items", [])]
         by_id = self.get_many(ids)
         jobs = [by_id[i] for i in ids if i in by_id]
         if query.status and query.type:
@@ -350,7 +355,7 @@ class DynamoJobStore:
             except (ClientError, BotoCoreError) as exc:
                 raise StoreUnavailableError("could not read the due jobs") from exc
             for item in response.get("Items", []):
-                ids.append((item["gsi5sk"]["S"], item["pk"]["S"][len("JOB#"):]))
+                ids.append((item["gsi5sk"]["S"], job_id_of(item["pk"]["S"])))
         chosen = [job_id for _, job_id in sorted(ids)[:limit]]
         by_id = self.get_many(chosen)
         return [by_id[i] for i in chosen if i in by_id]
@@ -383,7 +388,7 @@ class DynamoJobStore:
             response = self._ddb.query(
                 TableName=self._table,
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :run)",
-                ExpressionAttributeValues={":pk": {"S": f"JOB#{job_id}"}, ":run": {"S": "RUN#"}},
+                ExpressionAttributeValues={":pk": {"S": job_partition(job_id)}, ":run": {"S": RUN_PREFIX}},
                 ConsistentRead=True,
             )
         except (ClientError, BotoCoreError) as exc:

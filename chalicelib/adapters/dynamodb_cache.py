@@ -13,6 +13,7 @@ from typing import Any, Optional
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
+from chalicelib.adapters.dynamodb_items import TASK_PREFIX, cache_sort_key, scope_partition, task_sort_key
 from chalicelib.domain.errors import CacheGenerationChangedError, StoreUnavailableError
 from chalicelib.subscribers.cache import CacheEntry, TaskCompletion
 
@@ -21,7 +22,7 @@ CACHE_TTL_S = 30 * 24 * 3600
 
 
 def _key(tenant: str, scope: str, sort_key: str) -> dict[str, Any]:
-    return {"pk": {"S": f"SCOPE#{tenant}#{scope}"}, "sk": {"S": sort_key}}
+    return {"pk": {"S": scope_partition(tenant, scope)}, "sk": {"S": sort_key}}
 
 
 def _epoch(at: str) -> int:
@@ -36,7 +37,7 @@ def invalidation_write(table: str, tenant: str, scope: str, namespace: str, job_
     return {
         "Update": {
             "TableName": table,
-            "Key": _key(tenant, scope, f"CACHE#{namespace}"),
+            "Key": _key(tenant, scope, cache_sort_key(namespace)),
             "UpdateExpression": (
                 "ADD generation :one SET invalidated_at = :at, invalidated_by = :job, expires_at = :expires"
             ),
@@ -71,7 +72,7 @@ class DynamoCacheStore:
         try:
             response = self._ddb.update_item(
                 TableName=self._table,
-                Key=_key(tenant, scope, f"CACHE#{namespace}"),
+                Key=_key(tenant, scope, cache_sort_key(namespace)),
                 UpdateExpression=(
                     "SET #value = :value, cached_at = :at, expires_at = :expires, "
                     "value_gen = if_not_exists(generation, :zero)"
@@ -93,7 +94,7 @@ class DynamoCacheStore:
         try:
             # Strongly consistent: a read after a completion sees the generation it bumped.
             item = self._ddb.get_item(
-                TableName=self._table, Key=_key(tenant, scope, f"CACHE#{namespace}"), ConsistentRead=True
+                TableName=self._table, Key=_key(tenant, scope, cache_sort_key(namespace)), ConsistentRead=True
             ).get("Item")
         except ClientError as exc:
             raise StoreUnavailableError("could not read the cache") from exc
@@ -120,7 +121,7 @@ class DynamoCacheStore:
             self._ddb.put_item(
                 TableName=self._table,
                 Item={
-                    **_key(tenant, scope, f"TASK#{completion.type}"),
+                    **_key(tenant, scope, task_sort_key(completion.type)),
                     "type": {"S": completion.type},
                     "completed_at": {"S": completion.completed_at},
                     "job_id": {"S": completion.job_id},
@@ -139,7 +140,7 @@ class DynamoCacheStore:
             items = self._ddb.query(
                 TableName=self._table,
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :task)",
-                ExpressionAttributeValues={":pk": {"S": f"SCOPE#{tenant}#{scope}"}, ":task": {"S": "TASK#"}},
+                ExpressionAttributeValues={":pk": {"S": scope_partition(tenant, scope)}, ":task": {"S": TASK_PREFIX}},
             ).get("Items", [])
         except ClientError as exc:
             raise StoreUnavailableError("could not read the scope's tasks") from exc

@@ -8,6 +8,7 @@ from typing import Any, Callable, Optional
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
+from chalicelib.domain.errors import InvalidRequestError
 from chalicelib.domain.job import Job, Run
 from chalicelib.domain.status import JobStatus
 
@@ -23,12 +24,82 @@ DUE_SHARDS = 8
 GSI_KEYS = tuple(f"gsi{i}{part}" for i in range(1, 6) for part in ("pk", "sk"))
 
 
+# Every key of the jobs table is built here, from parts that cannot hold the separator: a
+# value with "#" (or a control character) could otherwise name a key inside another tenant's,
+# job's or scope's prefix (a tenant "a#Y#x" listing as tenant "a"'s jobs of type "x").
+SEPARATOR = "#"
+JOB_PREFIX, RUN_PREFIX, ARTIFACT_PREFIX = "JOB#", "RUN#", "ART#"
+CACHE_PREFIX, TASK_PREFIX = "CACHE#", "TASK#"
+
+
+class InvalidKeyPartError(InvalidRequestError):
+    """A value that would not stay inside its own part of a key."""
+
+
+def key_part(value: str) -> str:
+    """`value` unchanged; raises InvalidKeyPartError if it is empty or holds the separator or a
+    control character."""
+    if not isinstance(value, str) or not value or SEPARATOR in value or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise InvalidKeyPartError("a name or id holds a character it may not: '#' or a control character",
+                                  details={"value": str(value)[:128]})
+    return value
+
+
+def job_partition(job_id: str) -> str:
+    return f"{JOB_PREFIX}{key_part(job_id)}"
+
+
+def job_id_of(partition: str) -> str:
+    return partition[len(JOB_PREFIX):]
+
+
 def job_key(job_id: str) -> dict[str, Any]:
-    return {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": "JOB"}}
+    return {"pk": {"S": job_partition(job_id)}, "sk": {"S": "JOB"}}
 
 
 def run_key(job_id: str, attempt: int) -> dict[str, Any]:
-    return {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": f"RUN#{attempt:04d}"}}
+    return {"pk": {"S": job_partition(job_id)}, "sk": {"S": f"{RUN_PREFIX}{int(attempt):04d}"}}
+
+
+def artifact_key(job_id: str, name: str) -> dict[str, Any]:
+    return {"pk": {"S": job_partition(job_id)}, "sk": {"S": f"{ARTIFACT_PREFIX}{key_part(name)}"}}
+
+
+def tenant_partition(tenant: str) -> str:
+    """gsi1pk: the tenant's listing."""
+    return f"T#{key_part(tenant)}"
+
+
+def status_key(tenant: str, status: str) -> str:
+    """gsi2pk: the tenant's jobs in one status."""
+    return f"{tenant_partition(tenant)}#S#{key_part(status)}"
+
+
+def type_partition(tenant: str, job_type: str) -> str:
+    """gsi3pk: the tenant's jobs of one type."""
+    return f"{tenant_partition(tenant)}#Y#{key_part(job_type)}"
+
+
+def scope_partition(tenant: str, scope: str) -> str:
+    return f"SCOPE#{key_part(tenant)}#{key_part(scope)}"
+
+
+def cache_sort_key(namespace: str) -> str:
+    return f"{CACHE_PREFIX}{key_part(namespace)}"
+
+
+def task_sort_key(job_type: str) -> str:
+    return f"{TASK_PREFIX}{key_part(job_type)}"
+
+
+def tenant_counter_key(tenant: str) -> str:
+    """The stats table's item counting the tenant's unfinished jobs."""
+    return f"TENANT#{key_part(tenant)}"
+
+
+def finished_partition(day: str, shard: int) -> str:
+    """gsi4pk: one shard of one day's finished jobs (`day` is yyyy-mm-dd)."""
+    return f"FIN#{key_part(day)}#{int(shard)}"
 
 
 def plain_value(value: Any) -> Any:
@@ -63,17 +134,17 @@ def from_dynamodb(value: Any) -> Any:
 def finished_keys(job_id: str, finished_at: str) -> tuple[str, str]:
     """(gsi4pk, gsi4sk) of a finished job in the by_finished_day index."""
     shard = zlib.crc32(job_id.encode()) % FINISHED_SHARDS
-    return f"FIN#{finished_at[:10]}#{shard}", f"{finished_at}#{job_id}"
+    return finished_partition(finished_at[:10], shard), f"{finished_at}#{key_part(job_id)}"
 
 
 def due_partition(shard: int) -> str:
-    return f"DUE#{shard}"
+    return f"DUE#{int(shard)}"
 
 
 def due_keys(job_id: str, due_at: str) -> tuple[str, str]:
     """(gsi5pk, gsi5sk) of an unfinished job in the by_due index: due time first, so one
     Query per shard returns what is due, oldest first."""
-    return due_partition(zlib.crc32(job_id.encode()) % DUE_SHARDS), f"{due_at}#{job_id}"
+    return due_partition(zlib.crc32(job_id.encode()) % DUE_SHARDS), f"{due_at}#{key_part(job_id)}"
 
 
 def blob_prefix(job_id: str) -> str:
@@ -88,21 +159,17 @@ def blob_key(job_id: str, field: str, attempt: Optional[int] = None) -> str:
     return f"{blob_prefix(job_id)}{field}{suffix}.json"
 
 
-def status_key(tenant: str, status: str) -> str:
-    return f"T#{tenant}#S#{status}"
-
-
 def job_to_item(job: Job) -> dict[str, Any]:
     data = job.model_dump(mode="json", exclude_none=True)
     sort_key = f"{job.created_at}#{job.id}"
     item: dict[str, Any] = {
-        "pk": f"JOB#{job.id}",
+        "pk": job_partition(job.id),
         "sk": "JOB",
-        "gsi1pk": f"T#{job.tenant}",
+        "gsi1pk": tenant_partition(job.tenant),
         "gsi1sk": sort_key,
         "gsi2pk": status_key(job.tenant, job.status.value),
         "gsi2sk": sort_key,
-        "gsi3pk": f"T#{job.tenant}#Y#{job.type}",
+        "gsi3pk": type_partition(job.tenant, job.type),
         "gsi3sk": sort_key,
     }
     if job.finished_at:

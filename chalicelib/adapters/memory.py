@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 from chalicelib.adapters.artifacts import blob_key as artifact_blob_key
 from chalicelib.adapters.artifacts import check_name, keeps_inline
 from chalicelib.adapters.dynamodb_items import blob_key as claim_check_key
-from chalicelib.adapters.dynamodb_items import blob_prefix
+from chalicelib.adapters.dynamodb_items import blob_prefix, status_key, tenant_partition, type_partition
 from chalicelib.adapters.sqs import MAX_DELAY_S
 from chalicelib.domain.errors import (
     ArtifactNotFoundError,
@@ -110,13 +110,13 @@ class InMemoryJobStore:
         tenant), then drops jobs of another type when both filters are given: a page may be
         short, even empty, with a cursor to the rest (one bounded read per request)."""
         if query.status:
-            partition = f"T#{query.tenant}#S#{query.status.value}"
+            partition = status_key(query.tenant, query.status.value)
             jobs = (j for j in self._jobs.values() if j.tenant == query.tenant and j.status == query.status)
         elif query.type:
-            partition = f"T#{query.tenant}#Y#{query.type}"
+            partition = type_partition(query.tenant, query.type)
             jobs = (j for j in self._jobs.values() if j.tenant == query.tenant and j.type == query.type)
         else:
-            partition = f"T#{query.tenant}"
+            partition = tenant_partition(query.tenant)
             jobs = (j for j in self._jobs.values() if j.tenant == query.tenant)
         listing = sorted(jobs, key=lambda j: (j.created_at, j.id), reverse=True)
         if query.cursor:
@@ -497,6 +497,7 @@ class InMemoryStatsStore:
         self.seen: set[str] = set()
         self.status: dict[str, int] = {}
         self.hours: dict[str, dict[str, int]] = {}
+        self.tenants: dict[str, int] = {}
         self.writes: Counter[str] = Counter()
 
     def record_batch(self, deltas: Any) -> int:
@@ -514,7 +515,13 @@ class InMemoryStatsStore:
             hour = self.hours.setdefault(hour_key, {})
             for name, value in events.items():
                 hour[name] = hour.get(name, 0) + value
+        for tenant, value in totals.tenants.items():
+            self.writes[f"TENANT#{tenant}"] += 1
+            self.tenants[tenant] = self.tenants.get(tenant, 0) + value
         return len(new)
+
+    def unfinished(self, tenant: str) -> int:
+        return max(0, self.tenants.get(tenant, 0))
 
     def status_counts(self) -> dict[str, int]:
         return dict(self.status)

@@ -9,7 +9,13 @@ from typing import Any, Iterator, Optional
 from botocore.exceptions import ClientError
 
 from chalicelib.adapters.dynamodb_batch import BATCH_WRITE_MAX, batch_write
-from chalicelib.adapters.dynamodb_items import FINISHED_SHARDS, blob_prefix
+from chalicelib.adapters.dynamodb_items import (
+    FINISHED_SHARDS,
+    blob_prefix,
+    finished_partition,
+    job_id_of,
+    job_partition,
+)
 from chalicelib.domain.errors import StoreUnavailableError
 from chalicelib.domain.job import isoformat
 from chalicelib.ports import BlobStore
@@ -30,7 +36,7 @@ class DynamoFinishedJobs:
         upper = isoformat(cutoff)
         while day <= last_day:
             for shard in range(FINISHED_SHARDS):
-                yield from self._query_partition(f"FIN#{day.isoformat()}#{shard}", upper, page_size)
+                yield from self._query_partition(finished_partition(day.isoformat(), shard), upper, page_size)
             day += timedelta(days=1)
 
     def _query_partition(self, partition: str, upper: str, page_size: int) -> Iterator[list[str]]:
@@ -46,7 +52,7 @@ class DynamoFinishedJobs:
                 response = self._ddb.query(**request)
             except ClientError as exc:
                 raise StoreUnavailableError("could not read the finished-jobs index") from exc
-            ids = [i["pk"]["S"][len("JOB#"):] for i in response.get("Items", [])]
+            ids = [job_id_of(i["pk"]["S"]) for i in response.get("Items", [])]
             if ids:
                 yield ids
             if "LastEvaluatedKey" not in response:
@@ -59,7 +65,7 @@ class DynamoFinishedJobs:
         request: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": f"JOB#{job_id}"}},
+            "ExpressionAttributeValues": {":pk": {"S": job_partition(job_id)}},
             "ProjectionExpression": "pk, sk, blob_key, payload_ref, result_ref",
         }
         try:

@@ -5,6 +5,7 @@ jobs table's stream).
     HOUR#<yyyy-mm-ddThh>    that hour's events, per type (`t:<type>:<event>`) and the
                             completion-time histogram (`d:<bucket>`); expires after 35 days
     SEEN#<job>#<version>    marks a change as counted; expires after 2 days
+    TENANT#<tenant>         `unfinished`: the tenant's jobs not yet finished (admission at submit)
 
 A batch of changes is one transaction: a SEEN marker per change (conditional on not existing)
 and one ADD per shared item (`STATUS`, each hour touched) of the batch's summed deltas, so the
@@ -19,6 +20,7 @@ from typing import Any, Optional, Sequence
 from botocore.exceptions import ClientError
 
 from chalicelib.adapters.dynamodb_batch import BATCH_GET_MAX, batch_get
+from chalicelib.adapters.dynamodb_items import tenant_counter_key
 from chalicelib.domain.errors import StoreUnavailableError
 from chalicelib.domain.stats import StatDelta, combine
 
@@ -94,7 +96,18 @@ class DynamoStatsStore:
             items.append(_add_update(self._table, "STATUS", totals.status, None))
         for hour, events in sorted(totals.hours.items()):
             items.append(_add_update(self._table, f"HOUR#{hour}", events, now + HOUR_TTL_S))
+        for tenant, unfinished in sorted(totals.tenants.items()):
+            items.append(_add_update(self._table, tenant_counter_key(tenant), {"unfinished": unfinished}, None))
         return items
+
+    def unfinished(self, tenant: str) -> int:
+        try:
+            item = self._ddb.get_item(
+                TableName=self._table, Key={"pk": {"S": tenant_counter_key(tenant)}}, ProjectionExpression="unfinished"
+            ).get("Item") or {}
+        except ClientError as exc:
+            raise StoreUnavailableError("could not read the tenant's job count") from exc
+        return max(0, int(item.get("unfinished", {}).get("N", "0")))
 
     def status_counts(self) -> dict[str, int]:
         try:
@@ -118,17 +131,20 @@ def _counters(item: dict[str, Any]) -> dict[str, int]:
 
 
 def _chunks(deltas: list[StatDelta]) -> list[list[StatDelta]]:
-    """Split so each transaction holds its markers, STATUS and its hours within _TRANSACT_MAX."""
+    """Split so each transaction holds its markers, STATUS, its hours and its tenants' counters
+    within _TRANSACT_MAX."""
     chunks: list[list[StatDelta]] = []
     current: list[StatDelta] = []
-    hours: set[str] = set()
+    shared: set[str] = set()  # HOUR# and TENANT# items the chunk touches
     for delta in deltas:
-        more = {delta.hour} if delta.hour and delta.events else set()
-        if current and len(current) + 1 + 1 + len(hours | more) > _TRANSACT_MAX:
+        more = {f"HOUR#{delta.hour}"} if delta.hour and delta.events else set()
+        if delta.tenant and delta.unfinished:
+            more.add(f"TENANT#{delta.tenant}")
+        if current and len(current) + 1 + 1 + len(shared | more) > _TRANSACT_MAX:
             chunks.append(current)
-            current, hours = [], set()
+            current, shared = [], set()
         current.append(delta)
-        hours |= more
+        shared |= more
     if current:
         chunks.append(current)
     return chunks

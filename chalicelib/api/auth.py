@@ -1,6 +1,11 @@
-"""Bearer JWT (HS256) authentication: claims `sub` (user), `tenant`, `exp`, optional `roles`."""
+"""Bearer JWT (HS256) authentication.
+
+Claims: `sub` (user) and `tenant`, each 1-64 of letters, digits, `.`, `_`, `-`; `exp`
+(required, at most `TokenPolicy.max_lifetime_s` after `iat`, or after now without `iat`);
+optional `roles`; `iss` and `aud` checked when the deployment configures them."""
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
@@ -12,6 +17,28 @@ from chalicelib.api.errors import ForbiddenError, UnauthorizedError
 ALGORITHM = "HS256"
 # Tenants jobpipe keeps for itself (maintenance tasks run as "_system"); no token may claim one.
 RESERVED_TENANT_PREFIX = "_"
+# Tenant and user names become parts of storage keys: no separator, no whitespace, bounded.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# Clocks of the token issuer and of the API disagree by a few seconds.
+LEEWAY_S = 30
+DEFAULT_MAX_LIFETIME_S = 24 * 3600
+
+# Roles. `operator` runs the pipeline: every /api/system/* route (statistics and dead letters
+# of all tenants, redrive, maintenance tasks). `admin` is a tenant's administrator and grants
+# nothing outside its own tenant.
+OPERATOR = "operator"
+ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class TokenPolicy:
+    """What a token must satisfy besides its signature."""
+
+    secret: str
+    max_lifetime_s: int = DEFAULT_MAX_LIFETIME_S
+    issuer: Optional[str] = None
+    audience: Optional[str] = None
+    leeway_s: int = LEEWAY_S
 
 
 @dataclass(frozen=True)
@@ -21,27 +48,38 @@ class Principal:
     roles: frozenset[str] = field(default_factory=frozenset)
 
     def require_role(self, role: str) -> None:
+        """Raises ForbiddenError unless the token carries `role`."""
         if role not in self.roles:
             raise ForbiddenError(f"this operation needs the {role!r} role")
 
 
-def authenticate(headers: Mapping[str, str], secret: str) -> Principal:
-    """Raises UnauthorizedError for a missing, malformed, expired or badly signed token."""
+def is_valid_name(value: object) -> bool:
+    """A tenant or user name as tokens may carry it (fullmatch: no trailing newline slips by)."""
+    return isinstance(value, str) and NAME_PATTERN.fullmatch(value) is not None
+
+
+def authenticate(headers: Mapping[str, str], policy: TokenPolicy) -> Principal:
+    """The token's principal; raises UnauthorizedError for a missing, malformed, expired,
+    too long-lived or badly signed token, or one whose claims are not valid names."""
     header = headers.get("authorization") or headers.get("Authorization") or ""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise UnauthorizedError("missing bearer token: send 'Authorization: Bearer <JWT>'")
+    required = ["exp", "sub", "tenant"] + [c for c, v in (("iss", policy.issuer), ("aud", policy.audience)) if v]
     try:
         claims = jwt.decode(
-            token.strip(), secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub", "tenant"]}
+            token.strip(), policy.secret, algorithms=[ALGORITHM],
+            issuer=policy.issuer or None, audience=policy.audience or None, leeway=policy.leeway_s,
+            options={"require": required, "verify_aud": bool(policy.audience)},
         )
     except jwt.ExpiredSignatureError as exc:
         raise UnauthorizedError("token has expired") from exc
     except jwt.InvalidTokenError as exc:
         raise UnauthorizedError(f"invalid token: {exc}") from exc
+    _check_lifetime(claims, policy)
     user, tenant, roles = claims.get("sub"), claims.get("tenant"), claims.get("roles", [])
-    if not isinstance(user, str) or not user or not isinstance(tenant, str) or not tenant:
-        raise UnauthorizedError("token claims 'sub' and 'tenant' must be non-empty strings")
+    if not is_valid_name(user) or not is_valid_name(tenant):
+        raise UnauthorizedError("token claims 'sub' and 'tenant' must be 1-64 letters, digits, '.', '_' or '-'")
     if tenant.startswith(RESERVED_TENANT_PREFIX):
         raise UnauthorizedError(f"tenant names starting with {RESERVED_TENANT_PREFIX!r} are reserved")
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
@@ -49,10 +87,27 @@ def authenticate(headers: Mapping[str, str], secret: str) -> Principal:
     return Principal(user=user, tenant=tenant, roles=frozenset(roles))
 
 
+def _check_lifetime(claims: Mapping[str, object], policy: TokenPolicy) -> None:
+    exp, iat = claims["exp"], claims.get("iat")
+    # PyJWT has checked both are numbers; a bool is an int to Python, not a time to us.
+    if isinstance(exp, bool) or isinstance(iat, bool):
+        raise UnauthorizedError("invalid token: 'exp' and 'iat' must be numeric dates")
+    start = iat if iat is not None else time.time()
+    if exp - start > policy.max_lifetime_s + policy.leeway_s:  # type: ignore[operator]
+        raise UnauthorizedError(
+            f"token lives longer than the {policy.max_lifetime_s} s this deployment allows"
+        )
+
+
 def issue_token(
-    secret: str, *, user: str, tenant: str, roles: Optional[list[str]] = None, ttl_s: int = 12 * 3600
+    secret: str, *, user: str, tenant: str, roles: Optional[list[str]] = None, ttl_s: int = 12 * 3600,
+    issuer: Optional[str] = None, audience: Optional[str] = None,
 ) -> str:
     """A signed token for development and tests."""
     now = int(time.time())
-    claims = {"sub": user, "tenant": tenant, "roles": roles or [], "iat": now, "exp": now + ttl_s}
+    claims: dict[str, object] = {"sub": user, "tenant": tenant, "roles": roles or [], "iat": now, "exp": now + ttl_s}
+    if issuer:
+        claims["iss"] = issuer
+    if audience:
+        claims["aud"] = audience
     return jwt.encode(claims, secret, algorithm=ALGORITHM)

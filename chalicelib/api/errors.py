@@ -41,6 +41,7 @@ _STATUS: list[tuple[type[domain.JobpipeError], int]] = [
     (domain.StaleJobError, 409),
     (domain.InvalidTransitionError, 409),
     (domain.CacheGenerationChangedError, 409),
+    (domain.QuotaExceededError, 429),
     (domain.NotRedrivableError, 409),
     (domain.QueueUnavailableError, 503),
     (domain.StoreUnavailableError, 503),
@@ -74,6 +75,8 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
 def error_response(error: domain.JobpipeError) -> Response:
     status = status_for(error)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(error, domain.QuotaExceededError):
+        headers = {"Retry-After": str(error.retry_after_s)}
     return json_response(error_body(error.code, error.message, error.details), status, headers)
 
 

@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional, TypeVar
 from chalice import Blueprint, Response
 from pydantic import BaseModel, ValidationError
 
-from chalicelib.api.auth import Principal, authenticate
+from chalicelib.api.auth import Principal, TokenPolicy, authenticate
 from chalicelib.api.errors import (
     InvalidJsonError,
     PayloadTooLargeError,
@@ -98,13 +98,15 @@ def endpoint(
     path: str,
     *,
     methods: list[str],
-    auth_secret: Callable[[], str],
+    token_policy: Callable[[], TokenPolicy],
     max_body_bytes: Callable[[], int],
     auth: bool = True,
+    role: Optional[str] = None,
     internal_error: Callable[[Exception], Response] = lambda exc: internal_error_response(),
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register `view(call, **uri_params)` as a route. The view returns (body, status) or a
-    Response; JobpipeError becomes the mapped 4xx/5xx, anything else a logged 500 shaped by
+    Response; with `role`, a token without that role is refused (403) before the view runs.
+    JobpipeError becomes the mapped 4xx/5xx, anything else a logged 500 shaped by
     `internal_error(exc)` (compatibility routes answer in their clients' error format)."""
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -113,9 +115,11 @@ def endpoint(
         def route(**params: Any) -> Response:
             request = blueprint.current_request
             try:
-                principal = authenticate(request.headers, auth_secret()) if auth else None
+                principal = authenticate(request.headers, token_policy()) if auth else None
                 if principal is not None:
                     logger.append_keys(tenant=principal.tenant, user=principal.user)
+                    if role is not None:
+                        principal.require_role(role)
                 outcome = view(Call(request, principal, max_body_bytes()), **params)
             except JobpipeError as exc:
                 if exc.code in ("store_unavailable", "queue_unavailable"):
@@ -129,6 +133,7 @@ def endpoint(
             body, status = outcome if isinstance(outcome, tuple) else (outcome, 200)
             return json_response(body, status)
 
+        route.required_role = role  # type: ignore[attr-defined]  # walked by the tests
         return route
 
     return decorator

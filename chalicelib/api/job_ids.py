@@ -15,12 +15,12 @@ from chalicelib.api.errors import InvalidJsonError
 
 _ID_KEYS = ("job_ids", "jobs", "ids")
 _QUERY_KEYS = ("job_ids", "job_id")
-_PLAUSIBLE_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+_PLAUSIBLE_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 
 
 def is_plausible_job_id(job_id: str) -> bool:
     """Ids that cannot exist are answered not_found without touching the store."""
-    return bool(_PLAUSIBLE_ID.match(job_id))
+    return bool(_PLAUSIBLE_ID.fullmatch(job_id))
 
 
 def normalize_job_ids(value: Any) -> list[str]:

@@ -82,7 +82,7 @@ def _paths() -> dict[str, Any]:
             "post": {"summary": "submit a job",
                      "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
                      "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("SubmitJobRequest")}}},
-                     "responses": {"202": _json(_ref("Job"), "accepted"), **_errors(400, 401, 409, 413, 422)}},
+                     "responses": {"202": _json(_ref("Job"), "accepted"), **_errors(400, 401, 409, 413, 422, 429)}},
             "get": {"summary": "the tenant's jobs, newest first", "parameters": _list_parameters(), "responses": {
                 "200": _json({"type": "object", "required": ["jobs", "next_cursor"], "properties": {
                     "jobs": {"type": "array", "items": _ref("Job")}, "next_cursor": {"type": ["string", "null"]}}}),
@@ -131,7 +131,7 @@ def _query(*names: str) -> list[dict[str, Any]]:
 
 
 def _operator_paths() -> dict[str, Any]:
-    """Routes for the `admin` role (403 `forbidden` without it)."""
+    """Routes for the `operator` role (403 `forbidden` without it)."""
     refused = _errors(400, 401, 403)
     task = {"type": "object", "required": ["task_id", "status"]}
     queued = {"202": _json(task, "enqueued"), "200": _json(task, "ran inline (USE_TASK_QUEUE=false)"), **refused,

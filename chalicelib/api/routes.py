@@ -66,6 +66,8 @@ def submit_job(call: Call) -> Any:
     services.registry.get_public(request.type)  # built-in types run only through their own routes
     key = call.header("idempotency-key")
     if key is None:
+        if services.quota is not None:
+            services.quota.admit(call.user.tenant)
         job = services.lifecycle.submit(tenant=call.user.tenant, user=call.user.user, **request.model_dump())
         count("jobs_submitted", job.type)
         return job.public(), 202

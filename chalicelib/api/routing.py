@@ -11,7 +11,8 @@ from chalicelib.composition import container
 
 def router(blueprint: Blueprint, **options: Any) -> Callable[..., Callable[[Callable[..., Any]], Callable[..., Any]]]:
     """A `route(path, *, methods, auth=True)` decorator factory for `blueprint`; `options`
-    (such as `internal_error`) go to every endpoint."""
+    (such as `internal_error`, or `role` for a blueprint whose every route needs one) go to
+    every endpoint."""
 
     def route(path: str, *, methods: list[str], auth: bool = True):
         return endpoint(
@@ -19,7 +20,7 @@ def router(blueprint: Blueprint, **options: Any) -> Callable[..., Callable[[Call
             path,
             methods=methods,
             auth=auth,
-            auth_secret=lambda: container().settings.auth_secret,
+            token_policy=lambda: container().token_policy,
             max_body_bytes=lambda: container().settings.max_body_bytes,
             **options,
         )

@@ -1,4 +1,5 @@
-"""Operator routes (admin only): pipeline statistics and the dead-letter queues."""
+"""Operator routes (the `operator` role): pipeline statistics and the dead-letter queues of
+every tenant."""
 from __future__ import annotations
 
 from typing import Any, Literal, Optional
@@ -6,6 +7,7 @@ from typing import Any, Literal, Optional
 from chalice import Blueprint
 from pydantic import BaseModel, ConfigDict, Field
 
+from chalicelib.api.auth import OPERATOR
 from chalicelib.api.http import Call, validate
 from chalicelib.api.routing import router
 from chalicelib.composition import container
@@ -16,7 +18,7 @@ from chalicelib.domain.stats import hours_back, summarize
 system_api = Blueprint(__name__)
 
 
-route = router(system_api)
+route = router(system_api, role=OPERATOR)
 
 
 class StatsQuery(BaseModel):
@@ -43,7 +45,6 @@ def _queues(params: DeadLetterQuery, operations: Any) -> list[str]:
 def stats(call: Call) -> Any:
     """Queue depths from queue attributes; the reconciler's last pass and totals; everything
     else from the stats recorder's counters."""
-    call.user.require_role("admin")
     params = validate(StatsQuery, dict(call.request.query_params or {}))
     services = container()
     hours = hours_back(utcnow(), params.window_hours)
@@ -56,7 +57,6 @@ def stats(call: Call) -> Any:
 @route("/api/system/dlq", methods=["GET"])
 def dead_letters(call: Call) -> Any:
     """Messages on the dead-letter queues, left where they are, with their job's status."""
-    call.user.require_role("admin")
     params = validate(DeadLetterQuery, dict(call.request.query_params or {}))
     services = container()
     priorities = _queues(params, services.queue_operations)
@@ -81,7 +81,6 @@ def dead_letters(call: Call) -> Any:
 def redrive(call: Call) -> Any:
     """Move dead-lettered messages back to their priority's queue. A job that is already
     failed is acknowledged by the worker without running again; resubmit it to rerun it."""
-    call.user.require_role("admin")
     params = validate(DeadLetterQuery, dict(call.request.query_params or {}))
     operations = container().queue_operations
     if params.queue or params.priority:

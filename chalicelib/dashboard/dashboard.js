@@ -656,6 +656,15 @@
     }
   }
 
+  // The form starts on a type that is harmless to submit by mistake: demo.steps where demo
+  // types are on, else the first type that is not a demo (never demo.chaos, first by name).
+  function defaultJobType(types) {
+    var names = types.map(function (t) { return t.type; });
+    if (names.indexOf("demo.steps") >= 0) return "demo.steps";
+    var plain = names.filter(function (n) { return n.indexOf("demo.") !== 0; });
+    return plain[0] || "";
+  }
+
   function loadJobTypes() {
     return api("GET", "job-types").then(function (answer) {
       state.jobTypes = answer.job_types || [];
@@ -669,7 +678,7 @@
         filter.appendChild(new Option(t.type, t.type));
       });
       filter.value = state.filters.type;
-      if (chosen) select.value = chosen;
+      select.value = chosen || defaultJobType(state.jobTypes);
       selectJobType();
     }, function (err) {
       if (!handleError(err)) setFormStatus("error", "Could not load job types: " + err.message);

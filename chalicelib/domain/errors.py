@@ -139,6 +139,16 @@ class TaskNotFoundError(JobpipeError):
     code = "task_not_found"
 
 
+class QuotaExceededError(JobpipeError):
+    """The tenant has as many unfinished jobs as it may; `retry_after_s` says when to try again."""
+
+    code = "quota_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: int, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after_s = retry_after_s
+
+
 class TaskTimeError(JobpipeError):
     """A maintenance task was not started: the time left cannot fit even a part of it."""
 

@@ -1,6 +1,7 @@
 """Job types: registered in code with a pydantic payload model and their run policy."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -9,6 +10,8 @@ from pydantic import BaseModel, ValidationError
 from chalicelib.domain.errors import InvalidPayloadError, UnknownJobTypeError
 
 Handler = Callable[[Any, Any], Any]  # (ctx, payload model) -> JSON-serialisable result
+# Type names become parts of storage keys and metric dimensions: dotted lower-case words.
+TYPE_NAME = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)*")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class JobTypeRegistry:
         internal: bool = False,
     ) -> Callable[[Handler], Handler]:
         """Decorator: `@registry.register("demo.steps", StepsPayload, max_attempts=3)`."""
+        if len(name) > 128 or not TYPE_NAME.fullmatch(name):
+            raise ValueError(f"job type names are dotted lower-case words (a-z, 0-9, _), not {name!r}")
         if priority not in ("high", "normal", "low"):
             raise ValueError(f"priority must be high, normal or low, not {priority!r}")
         if max_attempts < 1 or timeout_s < 1:
@@ -66,6 +71,15 @@ class JobTypeRegistry:
             return handler
 
         return decorator
+
+    def merged(self, other: "JobTypeRegistry") -> "JobTypeRegistry":
+        """A new registry with the types of both; raises ValueError if a name is in both."""
+        clash = set(self._types) & set(other._types)
+        if clash:
+            raise ValueError(f"job types registered twice: {sorted(clash)}")
+        combined = JobTypeRegistry()
+        combined._types = {**self._types, **other._types}
+        return combined
 
     def get(self, name: str) -> JobType:
         """Raises UnknownJobTypeError listing the known types."""

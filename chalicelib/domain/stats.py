@@ -37,6 +37,8 @@ class StatDelta:
     status: dict[str, int] = field(default_factory=dict)  # status -> +1/-1
     hour: Optional[str] = None  # yyyy-mm-ddThh of the event
     events: dict[str, int] = field(default_factory=dict)  # counter name -> increment
+    tenant: Optional[str] = None
+    unfinished: int = 0  # the tenant's unfinished jobs: +1 created, -1 finished or removed unfinished
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class StatTotals:
 
     status: dict[str, int]
     hours: dict[str, dict[str, int]]
+    tenants: dict[str, int] = field(default_factory=dict)  # tenant -> change of its unfinished jobs
 
 
 def combine(deltas: Iterable[StatDelta]) -> StatTotals:
@@ -52,7 +55,10 @@ def combine(deltas: Iterable[StatDelta]) -> StatTotals:
     shared item written per change is a hot partition at scale). Zero sums are dropped."""
     status: dict[str, int] = {}
     hours: dict[str, dict[str, int]] = {}
+    tenants: dict[str, int] = {}
     for delta in deltas:
+        if delta.tenant and delta.unfinished:
+            tenants[delta.tenant] = tenants.get(delta.tenant, 0) + delta.unfinished
         for name, value in delta.status.items():
             status[name] = status.get(name, 0) + value
         if delta.hour and delta.events:
@@ -62,6 +68,7 @@ def combine(deltas: Iterable[StatDelta]) -> StatTotals:
     return StatTotals(
         status={k: v for k, v in status.items() if v},
         hours={h: c for h, c in hours.items() if c},
+        tenants={t: n for t, n in tenants.items() if n},
     )
 
 
@@ -85,8 +92,10 @@ def delta_for(old: Optional[Mapping[str, Any]], new: Optional[Mapping[str, Any]]
     if not image or image.get("sk") != "JOB" or "status" not in image:
         return None
     job_id, job_type = image.get("id", "?"), image.get("type", "?")
+    tenant = image.get("tenant")
     if new is None:  # deleted: TTL, clean-up, or a refused submission
-        return StatDelta(f"{job_id}#{old.get('version')}#removed", status={old["status"]: -1})
+        return StatDelta(f"{job_id}#{old.get('version')}#removed", status={old["status"]: -1},
+                         tenant=tenant, unfinished=0 if _finished(old["status"]) else -1)
     before = old.get("status") if old else None
     after = new["status"]
     if before == after:
@@ -106,7 +115,16 @@ def delta_for(old: Optional[Mapping[str, Any]], new: Optional[Mapping[str, Any]]
     if after == JobStatus.COMPLETED.value and new.get("created_at") and new.get("finished_at"):
         seconds = (_parse(new["finished_at"]) - _parse(new["created_at"])).total_seconds()
         events[f"d:{bucket_for(seconds)}"] = 1
-    return StatDelta(f"{job_id}#{new.get('version')}", status=status, hour=hour_of(at, now), events=events)
+    if before is None:
+        unfinished = 0 if _finished(after) else 1
+    else:
+        unfinished = -1 if _finished(after) and not _finished(before) else 0
+    return StatDelta(f"{job_id}#{new.get('version')}", status=status, hour=hour_of(at, now), events=events,
+                     tenant=tenant, unfinished=unfinished)
+
+
+def _finished(status: str) -> bool:
+    return status in (JobStatus.COMPLETED.value, JobStatus.FAILED.value, JobStatus.CANCELED.value)
 
 
 def hours_back(now: datetime, hours: int) -> list[str]:

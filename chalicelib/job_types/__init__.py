@@ -1,8 +1,19 @@
-"""The job types this deployment runs. Importing this package registers them all."""
+"""The job types a deployment can run. Importing this package registers them: the product's
+types (and the internal `maintenance.*`) in `registry`, the `demo.*` types in `demo_registry`.
+The composition root builds what one deployment runs with `build_registry`: demo types only
+where the stack parameter DemoJobTypes is true (demos, benchmarks, tests), since one of them
+kills its worker process on purpose and another writes 50 MB artifacts."""
 from chalicelib.domain.registry import JobTypeRegistry
 
 registry = JobTypeRegistry()
+demo_registry = JobTypeRegistry()
 
 from chalicelib.job_types import chaos, demo, maintenance  # noqa: E402,F401  (register on import)
 
-__all__ = ["registry"]
+
+def build_registry(*, demo_types: bool) -> JobTypeRegistry:
+    """The types one deployment runs: `registry`, plus `demo_registry` when `demo_types`."""
+    return registry.merged(demo_registry) if demo_types else registry
+
+
+__all__ = ["build_registry", "demo_registry", "registry"]

@@ -12,7 +12,7 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from chalicelib.job_types import registry
+from chalicelib.job_types import demo_registry
 from chalicelib.observability import logger
 
 CHAOS_TIMEOUT_S = 3
@@ -40,7 +40,7 @@ class ChaosPayload(BaseModel):
         return self
 
 
-@registry.register(
+@demo_registry.register(
     "demo.chaos",
     ChaosPayload,
     max_attempts=3,

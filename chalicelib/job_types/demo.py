@@ -7,7 +7,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from chalicelib.domain.errors import FatalJobError, RetryableJobError
-from chalicelib.job_types import registry
+from chalicelib.job_types import demo_registry
 from chalicelib.worker.helpers import complete_job, fail_job, progress, start_job
 
 
@@ -29,7 +29,7 @@ class StepsPayload(BaseModel):
         return self
 
 
-@registry.register(
+@demo_registry.register(
     "demo.steps",
     StepsPayload,
     max_attempts=3,
@@ -59,7 +59,7 @@ class SleepPayload(BaseModel):
     seconds: float = Field(ge=0, le=60)
 
 
-@registry.register(
+@demo_registry.register(
     "demo.sleep",
     SleepPayload,
     max_attempts=2,
@@ -81,7 +81,7 @@ class FanoutPayload(BaseModel):
     fail_child: Optional[int] = Field(default=None, ge=1, description="this child fails (fatally)")
 
 
-@registry.register(
+@demo_registry.register(
     "demo.fanout",
     FanoutPayload,
     max_attempts=1,
@@ -108,7 +108,7 @@ class OutputsPayload(BaseModel):
     pad: str = Field(default="", description="ignored; makes a payload as large as needed")
 
 
-@registry.register(
+@demo_registry.register(
     "demo.outputs",
     OutputsPayload,
     max_attempts=2,
@@ -137,7 +137,7 @@ class ModelPayload(BaseModel):
     )
 
 
-@registry.register(
+@demo_registry.register(
     "demo.model",
     ModelPayload,
     max_attempts=2,

@@ -16,11 +16,11 @@ from chalicelib.events.model import CacheInvalidatedEvent, JobEvent, event_id_fo
 from chalicelib.ports import EventPublisher
 
 RULES_FILE = Path(__file__).resolve().parents[1] / "cache_invalidation_rules.json"
-_NAME = re.compile(r"^[A-Za-z0-9._:/@\-]{1,256}$")
+_NAME = re.compile(r"[A-Za-z0-9._:/@\-]{1,256}")
 
 
 def check_name(kind: str, value: str) -> str:
-    if not _NAME.match(value):
+    if not _NAME.fullmatch(value):
         raise InvalidRequestError(
             f"{kind} must be 1-256 characters of letters, digits and . _ : / @ -",
             details={kind: value[:300]},
@@ -35,7 +35,7 @@ class InvalidationRules(RootModel[dict[str, list[str]]]):
     @classmethod
     def _names(cls, rules: dict[str, list[str]]) -> dict[str, list[str]]:
         for job_type, namespaces in rules.items():
-            bad = [n for n in namespaces if not _NAME.match(n)]
+            bad = [n for n in namespaces if not _NAME.fullmatch(n)]
             if bad:
                 raise ValueError(f"{job_type}: invalid namespace names {bad}")
             if len(set(namespaces)) != len(namespaces):

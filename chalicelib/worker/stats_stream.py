@@ -14,7 +14,7 @@ from chalicelib.domain.stats import delta_for
 
 _deserializer = TypeDeserializer()
 # Only these attributes matter for counting; the rest of the image is not decoded.
-_FIELDS = ("sk", "id", "type", "status", "version", "created_at", "finished_at")
+_FIELDS = ("sk", "id", "tenant", "type", "status", "version", "created_at", "finished_at")
 
 
 def _image(raw: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:

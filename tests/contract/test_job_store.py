@@ -244,3 +244,10 @@ def test_due_lists_unfinished_jobs_due_by_now_earliest_first(adapters):
     adapters.store.apply(late, JobStatus.QUEUED, ChangeSet({"due_at": REMOVE}))
     adapters.store.apply(future, JobStatus.QUEUED, ChangeSet({"due_at": "2026-01-01T09:00:00.000Z"}))
     assert [j.id for j in adapters.store.due(now, 10)] == [future.id, later.id]
+
+
+def test_no_listing_reaches_into_another_tenants_keys(adapters):
+    adapters.store.create(make_job(1))
+    for query in (JobQuery("acme#Y#demo.steps"), JobQuery("acme", type="demo.steps#S#queued"), JobQuery("acme\n")):
+        with pytest.raises(InvalidRequestError):
+            adapters.store.list_jobs(query)

@@ -27,3 +27,19 @@ def test_no_counts_before_anything_happened(adapters):
     assert {k: v for k, v in adapters.stats.status_counts().items() if v} == {}
     assert adapters.stats.hourly([]) == []
     assert adapters.stats.hourly([f"2026-01-0{d}T{h:02d}" for d in range(1, 6) for h in range(24)]) == [{}] * 120
+
+
+def test_each_tenants_unfinished_jobs_are_counted_once_per_change(adapters):
+    created = [StatDelta(f"a-{i}#1", status={"queued": 1}, tenant="a", unfinished=1) for i in range(3)]
+    created.append(StatDelta("b-0#1", status={"queued": 1}, tenant="b", unfinished=1))
+    assert adapters.stats.record_batch(created) == 4
+    finished = StatDelta("a-0#3", status={"running": -1, "completed": 1}, tenant="a", unfinished=-1)
+    assert adapters.stats.record_batch([finished, created[0]]) == 1  # the creation was counted already
+    assert adapters.stats.record_batch([finished]) == 0
+    assert (adapters.stats.unfinished("a"), adapters.stats.unfinished("b"), adapters.stats.unfinished("c")) == (2, 1, 0)
+
+
+def test_a_batch_touching_many_tenants_stays_within_one_transactions_limits(adapters):
+    deltas = [StatDelta(f"t{i}-job#1", status={"queued": 1}, tenant=f"t{i}", unfinished=1) for i in range(150)]
+    assert adapters.stats.record_batch(deltas) == 150
+    assert [adapters.stats.unfinished(f"t{i}") for i in (0, 75, 149)] == [1, 1, 1]

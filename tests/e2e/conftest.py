@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -17,6 +15,7 @@ import requests
 from chalicelib.api.auth import issue_token
 from scripts.deploy import deploy
 from scripts.emulator import Emulator, free_port
+from tests.support.infra import ensure_package
 from tests.support.webhook_receiver import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,17 +89,6 @@ class Stack:
         return self.wait_for(job_id, lambda j: j["status"] in ("completed", "failed", "canceled"), timeout_s, tenant)
 
 
-def _package_is_stale() -> bool:
-    """True when build/ is missing or older than any source that goes into it."""
-    built = [BUILD / "sam.json", BUILD / "deployment.zip"]
-    if not all(p.exists() for p in built):
-        return True
-    built_at = min(p.stat().st_mtime for p in built)
-    sources = [ROOT / "app.py", ROOT / "requirements.txt", *ROOT.glob(".chalice/*.json"),
-               *ROOT.glob("infra/**/*"), *ROOT.glob("chalicelib/**/*")]
-    return any(p.is_file() and p.stat().st_mtime > built_at for p in sources)
-
-
 def deploy_stack(name: str, session: Any, log: Path, webhook: WebhookReceiver, **parameters: str) -> Stack:
     """Deploy the packaged stack as `name` with a fresh auth secret, quick retries and progress,
     and its ERP webhook at `webhook`; `parameters` add or override template parameters."""
@@ -113,6 +101,7 @@ def deploy_stack(name: str, session: Any, log: Path, webhook: WebhookReceiver, *
         "RedeliveryBaseSeconds": "2",
         "ErpWebhookUrl": webhook.url,
         "ErpWebhookSecret": WEBHOOK_SECRET,
+        "DemoJobTypes": "true",
     }
     outputs = deploy(BUILD, name, {**defaults, **parameters}, session)
     return Stack(outputs["ApiUrl"], secret, outputs, session, log, webhook)
@@ -120,8 +109,7 @@ def deploy_stack(name: str, session: Any, log: Path, webhook: WebhookReceiver, *
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> Stack:
-    if _package_is_stale():
-        subprocess.run([sys.executable, "-m", "scripts.package", "build"], cwd=ROOT, check=True)
+    ensure_package()
     log = tmp_path_factory.mktemp("emulator") / "ministack.log"
     webhook = WebhookReceiver(WEBHOOK_SECRET).start()
     with log.open("wb") as log_file:

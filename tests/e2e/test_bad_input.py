@@ -44,6 +44,14 @@ def bad_tokens(secret):
         "no tenant": "Bearer " + jwt.encode({"sub": "m", "exp": int(time.time()) + 60}, secret, algorithm="HS256"),
         "tenant list": f"Bearer {token_with(secret, tenant=[TENANT])}",
         "roles string": f"Bearer {token_with(secret, roles='admin')}",
+        "tenant reaching into another's keys": f"Bearer {token_with(secret, tenant=OTHER + '#Y#demo.steps')}",
+        "tenant with a newline": f"Bearer {token_with(secret, tenant=TENANT + chr(10))}",
+        "sub with a newline": f"Bearer {token_with(secret, sub='mallory' + chr(10))}",
+        "tenant too long": f"Bearer {token_with(secret, tenant='t' * 65)}",
+        "reserved tenant": f"Bearer {token_with(secret, tenant='_system', roles=['operator'])}",
+        "no exp": "Bearer " + jwt.encode({"sub": "m", "tenant": TENANT}, secret, algorithm="HS256"),
+        "lives 30 days": f"Bearer {token_with(secret, exp=int(time.time()) + 30 * 86400)}",
+        "issued in the future": f"Bearer {token_with(secret, iat=int(time.time()) + 3600, exp=int(time.time()) + 7200)}",
         "huge": "Bearer " + "a" * 10000,
     }
 
@@ -123,7 +131,8 @@ def test_bad_tokens_are_refused_on_every_kind_of_route(stack, counts):
     for name, header in bad_tokens(stack.secret).items():
         headers = {"Content-Type": "application/json", **({"Authorization": header} if header else {})}
         for method, path in (("POST", "/jobs"), ("GET", "/jobs"), ("GET", f"/jobs/{uuid.uuid4()}"),
-                             ("POST", "/jobs/status"), ("PUT", "/cache/s/n"), ("GET", "/api/jobinfo/x")):
+                             ("POST", "/jobs/status"), ("PUT", "/cache/s/n"), ("GET", "/api/jobinfo/x"),
+                             ("GET", "/api/system/stats"), ("POST", "/api/system/dlq/redrive")):
             response = stack.call(method, path, headers=headers, json=STEPS if method != "GET" else None)
             problem = refused(response) or (None if response.status_code == 401 else f"{response.status_code}")
             if problem:

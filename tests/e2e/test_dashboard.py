@@ -92,6 +92,7 @@ def test_a_job_submitted_from_the_page_moves_to_100_and_completes(stack, page, t
     open_dashboard(page, stack, tenant)
     assert "token" not in page.url  # taken out of the address bar once in session storage
     expect(page.locator("#identity")).to_have_text(re.compile(f"tenant {tenant}"))
+    expect(page.get_by_label("Job type")).to_have_value("demo.steps")  # the harmless default, never demo.chaos
 
     page.get_by_label("Job type").select_option("demo.steps")
     expect(page.get_by_label("Payload (JSON)")).to_have_value(re.compile(r'"steps"'))  # the type's example

@@ -1,6 +1,6 @@
 """Milestone progress at the ERP: a job's milestone events (`job.status.progress`) reach the
 ERP webhook and the `erp-outbound` queue once each, with seed 002's fields, in the
-EventBridge envelope the README documents."""
+EventBridge envelope docs/events.md documents."""
 import json
 import time
 

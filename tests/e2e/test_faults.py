@@ -89,6 +89,7 @@ def outcome(faults_stack):
                     sqs.send_message(QueueUrl=stack.outputs["JobsQueueUrl"],
                                      MessageBody=json.dumps({"job_id": job["id"], "attempt": 1}))
     ids = list(kinds)
+    submitted_at = time.monotonic()
     sampler = ProgressSampler(stack, ids)
     sampler.start()
     deadline = time.monotonic() + 300 * SOAK  # lost messages wait up to a reconciler period
@@ -122,6 +123,15 @@ def outcome(faults_stack):
         FunctionName=log_group(stack.session, FAULTS_STACK, "EventPublisher").rsplit("/", 1)[1]
     )["Environment"]["Variables"]
     reconciler = stack.call("GET", "/api/system/stats", headers=stack.operator_headers()).json()["reconciler"]
+    accepted = stack.webhook.accepted_counts()
+    print(json.dumps({  # the soak's figures, for its report (pytest -s or -rA shows them)
+        "jobs": len(ids), "terminal": len(final), "non_terminal": len(stuck),
+        "by_status": Counter(j["status"] for j in final.values()),
+        "completed_runs": Counter(sum(r["status"] == "completed" for r in runs[i]) for i in final),
+        "status_events": len(status_ids), "erp_accepted_once": sum(1 for e in status_ids if accepted.get(e) == 1),
+        "erp_deliveries": len(stack.webhook.deliveries), "reconciler": reconciler["totals"],
+        "seconds_in_all": round(time.monotonic() - submitted_at, 1),
+    }, default=str))
     return {"reconciler": reconciler, "stuck": stuck, "dead_letters": dead, "publisher_env": publisher_env, "kinds": kinds, "final": final, "runs": runs, "expected": expected, "tap": tap,
             "samples": sampler.samples, "effects": effects, "webhook": stack.webhook}
 

@@ -2,6 +2,7 @@
 the owner's ids, answers as if they did not exist, and changes nothing of the owner's."""
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -20,7 +21,7 @@ def rq_not_found(response):
 
 
 def forbidden(response):
-    """Operator routes need the admin role, which a tenant's token does not carry."""
+    """Operator routes need the operator role, which a tenant's token does not carry."""
     return response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
 
 
@@ -35,6 +36,12 @@ def world(stack):
     scope, namespace = f"proj-{uuid.uuid4().hex[:6]}", "steps-summary"
     done = stack.submit({"type": "demo.steps", "scope": scope, "payload": {"steps": 2, "step_ms": 50}}, tenant=owner)
     stack.wait_terminal(done["id"], tenant=owner)
+    # The completion reaches the scope's tasks through the event bus: wait, so the owner's view
+    # the tests compare before and after is settled.
+    deadline = time.monotonic() + 60
+    while not stack.call("GET", f"/scopes/{scope}/tasks", owner).json()["tasks"]:
+        assert time.monotonic() < deadline, "the completion never reached the scope's tasks"
+        time.sleep(0.5)
     running = stack.submit({"type": "demo.steps", "payload": {"steps": 40, "step_ms": 250}}, tenant=owner)
     stack.wait_for(running["id"], lambda j: j["status"] == "running", tenant=owner)
     assert stack.call("PUT", f"/cache/{scope}/{namespace}", owner, json={"secret": owner}).status_code == 200
@@ -112,3 +119,49 @@ def test_public_routes_answer_the_same_to_every_tenant(stack, world):
         theirs = stack.call(method, path, world["intruder"])
         assert mine.status_code == theirs.status_code == 200, path
         assert mine.content == theirs.content, path
+
+
+SYSTEM_ROUTES = sorted(route for route in EXPECTED if route[0].startswith("/api/system/"))
+
+
+def test_every_system_route_is_listed_as_forbidden_to_tenants():
+    assert SYSTEM_ROUTES and all(EXPECTED[route][1] is forbidden for route in SYSTEM_ROUTES)
+
+
+def role_headers(stack, tenant: str, roles: list[str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {stack.token(tenant, user='boss', roles=roles)}",
+            "Content-Type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def task_ids(stack):
+    """Two maintenance tasks to read and cancel: a finished health check and a queued clean-up."""
+    operator = role_headers(stack, "ops", ["operator"])
+    done = stack.call("POST", "/api/system/maintenance/health-check", headers=operator).json()["task_id"]
+    deadline = time.monotonic() + 60
+    while stack.call("GET", f"/api/system/maintenance/tasks/{done}", headers=operator).json()["status"] != "completed":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    return {"GET": done}
+
+
+@pytest.mark.parametrize("path, method", SYSTEM_ROUTES)
+def test_a_tenant_admin_is_refused_every_system_route_and_an_operator_is_served(stack, world, task_ids, path, method):
+    operator = role_headers(stack, "ops", ["operator"])
+    task_id = task_ids["GET"]
+    if method == "DELETE":  # a fresh task to cancel
+        task_id = stack.call("POST", "/api/system/maintenance/cleanup-temp-files", headers=operator).json()["task_id"]
+    url = path.format(task_id=task_id)
+    admin = stack.call(method, url, headers=role_headers(stack, world["owner"], ["admin"]))
+    assert forbidden(admin), (admin.status_code, admin.text[:300])
+    served = stack.call(method, url, headers=operator)
+    finished = served.status_code == 409 and served.json()["error"]["code"] == "job_finished"  # ran before the cancel
+    assert 200 <= served.status_code < 300 or (method == "DELETE" and finished), (served.status_code, served.text[:300])
+
+
+def test_a_tenant_admin_keeps_its_rights_inside_its_tenant_only(stack, world):
+    own = role_headers(stack, world["owner"], ["admin"])
+    listed = stack.call("GET", "/jobs?limit=100", headers=own)
+    assert listed.status_code == 200 and world["done"] in [j["id"] for j in listed.json()["jobs"]]
+    foreign = role_headers(stack, world["intruder"], ["admin"])
+    assert not_found_error(stack.call("GET", f"/jobs/{world['done']}", headers=foreign))

@@ -5,14 +5,14 @@ import time
 import requests
 
 
-def admin(stack) -> dict:
-    return {"Authorization": f"Bearer {stack.token(user='root', roles=['admin'])}", "Content-Type": "application/json"}
+def operator(stack) -> dict:
+    return {"Authorization": f"Bearer {stack.token(user='root', roles=['operator'])}", "Content-Type": "application/json"}
 
 
 def wait_task(stack, task_id: str, timeout_s: float = 60) -> dict:
     deadline = time.monotonic() + timeout_s
     while True:
-        task = stack.call("GET", f"/api/system/maintenance/tasks/{task_id}", headers=admin(stack)).json()
+        task = stack.call("GET", f"/api/system/maintenance/tasks/{task_id}", headers=operator(stack)).json()
         if task["status"] in ("completed", "failed", "canceled"):
             return task
         assert time.monotonic() < deadline, task
@@ -20,7 +20,7 @@ def wait_task(stack, task_id: str, timeout_s: float = 60) -> dict:
 
 
 def test_health_check_task_runs_in_a_worker_and_reports_every_dependency(stack):
-    response = stack.call("POST", "/api/system/maintenance/health-check", headers=admin(stack))
+    response = stack.call("POST", "/api/system/maintenance/health-check", headers=operator(stack))
     assert response.status_code == 202, response.text
     task = wait_task(stack, response.json()["task_id"])
     assert task["status"] == "completed", task
@@ -28,11 +28,11 @@ def test_health_check_task_runs_in_a_worker_and_reports_every_dependency(stack):
     assert result["healthy"] is True, result
     assert {"jobs_table", "stats_table", "bucket"} <= set(result["checks"])
     assert len(result["checks"]["queues"]) == 6
-    listed = stack.call("GET", "/api/system/maintenance/tasks", headers=admin(stack)).json()["tasks"]
+    listed = stack.call("GET", "/api/system/maintenance/tasks", headers=operator(stack)).json()["tasks"]
     assert task["task_id"] in [t["task_id"] for t in listed]
 
 
-def test_operator_routes_refuse_non_admins(stack):
+def test_operator_routes_refuse_non_operators(stack):
     for method, path in (("POST", "/api/system/maintenance/cleanup-runs"), ("GET", "/api/system/stats"),
                          ("GET", "/api/system/dlq")):
         response = stack.call(method, path)
@@ -40,7 +40,7 @@ def test_operator_routes_refuse_non_admins(stack):
 
 
 def test_cleanup_runs_and_temp_files_tasks_complete(stack):
-    ids = [stack.call("POST", f"/api/system/maintenance/{name}?max_age_hours=1", headers=admin(stack)).json()["task_id"]
+    ids = [stack.call("POST", f"/api/system/maintenance/{name}?max_age_hours=1", headers=operator(stack)).json()["task_id"]
            for name in ("cleanup-runs", "cleanup-temp-files")]
     results = [wait_task(stack, i) for i in ids]
     assert [t["status"] for t in results] == ["completed", "completed"], results
@@ -53,7 +53,7 @@ def test_stats_count_what_the_pipeline_did(stack):
     assert all(stack.wait_terminal(i)["status"] == "completed" for i in ids)
     deadline = time.monotonic() + 30
     while True:  # the stream consumer runs behind the writes
-        stats = stack.call("GET", "/api/system/stats", headers=admin(stack)).json()
+        stats = stack.call("GET", "/api/system/stats", headers=operator(stack)).json()
         if stats["events"]["completed"] >= 3 or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -62,7 +62,7 @@ def test_stats_count_what_the_pipeline_did(stack):
     assert stats["completion_time_s"]["p50"] is not None and stats["completion_time_s"]["p95"] is not None
     assert set(stats["queues"]) == {"high", "normal", "low"}
     assert set(stats["queues"]["low"]) == {"visible", "in_flight", "delayed", "dead_lettered"}
-    log = stack.call("POST", "/api/system/maintenance/log-statistics?window_hours=1", headers=admin(stack)).json()
+    log = stack.call("POST", "/api/system/maintenance/log-statistics?window_hours=1", headers=operator(stack)).json()
     logged = wait_task(stack, log["task_id"])
     assert logged["status"] == "completed" and logged["result"]["events"]["completed"] >= 3
 
@@ -71,12 +71,12 @@ def test_dead_lettered_job_is_shown_then_redriven(stack):
     job = stack.submit({"type": "demo.steps", "priority": "low",
                         "payload": {"steps": 1, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"}})
     assert stack.wait_terminal(job["id"])["status"] == "failed"
-    letters = stack.call("GET", "/api/system/dlq?priority=low&limit=100", headers=admin(stack)).json()["dead_letters"]["low"]
+    letters = stack.call("GET", "/api/system/dlq?priority=low&limit=100", headers=operator(stack)).json()["dead_letters"]["low"]
     mine = [m for m in letters if m["body"].get("job_id") == job["id"]]
     assert mine and mine[0]["job"]["status"] == "failed"
-    moved = stack.call("POST", "/api/system/dlq/redrive?priority=low&limit=100", headers=admin(stack)).json()
+    moved = stack.call("POST", "/api/system/dlq/redrive?priority=low&limit=100", headers=operator(stack)).json()
     assert moved["redriven"]["low"]["moved"] >= 1 and moved["redriven"]["low"]["failed"] == 0
-    after = stack.call("GET", "/api/system/dlq?priority=low&limit=100", headers=admin(stack)).json()["dead_letters"]["low"]
+    after = stack.call("GET", "/api/system/dlq?priority=low&limit=100", headers=operator(stack)).json()["dead_letters"]["low"]
     assert job["id"] not in [m["body"].get("job_id") for m in after]
     # The worker acknowledges the redriven message of a job that already failed.
     assert stack.job(job["id"])["status"] == "failed"
@@ -98,4 +98,5 @@ def test_artifacts_and_large_data_go_through_s3(stack):
     s3 = stack.session.client("s3")
     bucket = stack.outputs["JobsBucketName"]
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"jobs/{job['id']}/")["Contents"]}
-    assert keys == {f"jobs/{job['id']}/{k}" for k in ("payload.json", "result.json", "artifacts/data.bin")}
+    # the result is keyed by the attempt that wrote it
+    assert keys == {f"jobs/{job['id']}/{k}" for k in ("payload.json", "result-0001.json", "artifacts/data.bin")}

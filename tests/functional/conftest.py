@@ -63,6 +63,7 @@ def aws(monkeypatch):
             "JOBPIPE_RETRY_BASE_S": "1",
             "JOBPIPE_STATS_TABLE": "stats",
             "JOBPIPE_BUCKET": "jobs-bucket",
+            "JOBPIPE_DEMO_JOB_TYPES": "true",
         }
         for key, value in env.items():
             monkeypatch.setenv(key, value)

@@ -51,7 +51,7 @@ def test_health_needs_no_token(client):
         ({}, "missing bearer token"),
         ({"Authorization": "Basic abc"}, "missing bearer token"),
         ({"Authorization": "Bearer not-a-jwt"}, "invalid token"),
-        ({"Authorization": "Bearer " + token(ttl_s=-10)}, "expired"),
+        ({"Authorization": "Bearer " + token(ttl_s=-60)}, "expired"),  # past the 30 s leeway
     ],
 )
 def test_requests_without_a_valid_token_are_401(client, headers, fragment):
@@ -230,3 +230,25 @@ def test_deeply_nested_json_is_a_400_not_a_crash(client, aws, path):
     response = client.http.post(path, headers=auth(), body=nested)
     assert response.status_code == 400 and response.json_body["error"]["code"] == "invalid_json"
     assert table_items(aws) == []
+
+
+@pytest.mark.parametrize("tenant", ["acme#Y#demo.steps", "acme\n", "acme#S#queued"])
+def test_a_tenant_claim_that_could_reach_another_tenants_keys_is_401(client, tenant):
+    response = client.http.get("/jobs", headers={"Authorization": f"Bearer {token(tenant=tenant)}"})
+    assert response.status_code == 401 and response.json_body["error"]["code"] == "unauthorized"
+
+
+def test_a_type_filter_holding_the_key_separator_is_refused(client):
+    response = get(client, "/jobs?type=demo.steps%23S%23queued")
+    assert response.status_code == 400 and response.json_body["error"]["code"] == "invalid_request"
+
+
+def test_demo_types_are_unknown_where_the_stack_leaves_them_off(client, monkeypatch):
+    from chalicelib import composition
+
+    monkeypatch.setenv("JOBPIPE_DEMO_JOB_TYPES", "false")
+    composition.use(None)
+    response = client.http.post("/jobs", headers=auth(), body=json.dumps({"type": "demo.chaos", "payload": {}}))
+    assert response.status_code == 422 and response.json_body["error"]["code"] == "unknown_job_type"
+    listed = [t["type"] for t in get(client, "/job-types").json_body["job_types"]]
+    assert not any(name.startswith("demo.") for name in listed)

@@ -8,8 +8,8 @@ from chalicelib.api import maintenance as maintenance_api
 from tests.functional.conftest import receive_all, token
 
 
-def admin():
-    return {"Authorization": f"Bearer {token(roles=['admin'])}", "Content-Type": "application/json"}
+def operator():
+    return {"Authorization": f"Bearer {token(roles=['operator'])}", "Content-Type": "application/json"}
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def inline(aws, monkeypatch):
 
 def test_a_task_that_cannot_fit_is_refused_with_a_clear_error(client, aws, inline, monkeypatch):
     monkeypatch.setattr(maintenance_api, "API_GATEWAY_TIMEOUT_MS", 2_500)  # 1.5 s once the answer's margin is kept
-    response = client.http.post("/api/system/maintenance/health-check", headers=admin())
+    response = client.http.post("/api/system/maintenance/health-check", headers=operator())
     assert response.status_code == 503, response.body
     error = response.json_body["error"]
     assert error["code"] == "task_out_of_time"
@@ -45,7 +45,7 @@ def test_a_task_stops_at_the_deadline_and_says_it_is_incomplete(client, aws, inl
         return time_left
 
     monkeypatch.setattr(maintenance_api, "inline_time_left", scripted)
-    response = client.http.post("/api/system/maintenance/health-check", headers=admin())
+    response = client.http.post("/api/system/maintenance/health-check", headers=operator())
     assert response.status_code == 200, response.body
     body = response.json_body
     assert body["task_id"] is None and body["result"]["complete"] is False
@@ -56,7 +56,7 @@ def test_a_task_stops_at_the_deadline_and_says_it_is_incomplete(client, aws, inl
 
 
 def test_with_time_enough_an_inline_task_completes(client, aws, inline):
-    response = client.http.post("/api/system/maintenance/health-check", headers=admin())
+    response = client.http.post("/api/system/maintenance/health-check", headers=operator())
     assert response.status_code == 200, response.body
     body = response.json_body
     assert body["result"]["complete"] is True and body["message"] == "health_check ran inline (USE_TASK_QUEUE=false)"

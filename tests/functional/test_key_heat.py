@@ -11,7 +11,7 @@ from boto3.dynamodb.types import TypeSerializer
 
 from chalicelib.adapters.dynamodb_items import job_key
 from chalicelib.adapters.memory import InMemoryJobQueue, InMemoryJobStore, InMemoryStatsStore
-from chalicelib.job_types import registry
+from chalicelib.job_types import build_registry
 from chalicelib.lifecycle import ClaimOutcome, JobLifecycle
 from chalicelib.ports import JobMessage
 from chalicelib.worker.stats_stream import record_changes
@@ -27,12 +27,12 @@ def clock():
 
 @pytest.fixture
 def lifecycle(clock):
-    return JobLifecycle(InMemoryJobStore(), InMemoryJobQueue(), registry, clock=clock)
+    return JobLifecycle(InMemoryJobStore(), InMemoryJobQueue(), build_registry(demo_types=True), clock=clock)
 
 
 _serialize = TypeSerializer().serialize
 # The attributes of a job item the stats recorder reads (the rest of the image is not decoded).
-_COUNTED = ("id", "type", "status", "version", "created_at", "finished_at")
+_COUNTED = ("id", "tenant", "type", "status", "version", "created_at", "finished_at")
 
 
 def _image(job):
@@ -93,6 +93,7 @@ def test_no_shared_item_takes_more_than_one_write_per_50_status_changes(lifecycl
     # and the counters still add up
     assert {k: v for k, v in stats.status_counts().items() if v} == {"completed": JOBS}
     assert sum(h.get("completed", 0) for h in stats.hours.values()) == JOBS
+    assert all(stats.unfinished(f"t{i}") == 0 for i in range(TENANTS))  # every admitted job finished
 
 
 def test_redelivered_and_bisected_batches_count_nothing_twice(lifecycle, clock):
@@ -108,3 +109,4 @@ def test_redelivered_and_bisected_batches_count_nothing_twice(lifecycle, clock):
     assert again.status_counts() == once.status_counts()
     assert {k: v for k, v in once.status_counts().items() if v} == {"completed": WAVE}
     assert again.hours == once.hours
+    assert again.tenants == once.tenants

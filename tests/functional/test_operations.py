@@ -12,8 +12,12 @@ from chalicelib.domain.status import JobStatus
 from tests.functional.conftest import auth, drain, invoke_worker, receive_all, sqs_event, token
 
 
-def admin(**extra):
-    return {"Authorization": f"Bearer {token(user='root', roles=['admin'])}", "Content-Type": "application/json", **extra}
+def operator(**extra):
+    return {"Authorization": f"Bearer {token(user='root', roles=['operator'])}", "Content-Type": "application/json", **extra}
+
+
+def tenant_admin(**extra):
+    return {"Authorization": f"Bearer {token(user='boss', roles=['admin'])}", "Content-Type": "application/json", **extra}
 
 
 def submit(client, body, headers=None):
@@ -23,7 +27,7 @@ def submit(client, body, headers=None):
 
 
 def task(client, task_id):
-    response = client.http.get(f"/api/system/maintenance/tasks/{task_id}", headers=admin())
+    response = client.http.get(f"/api/system/maintenance/tasks/{task_id}", headers=operator())
     assert response.status_code == 200, response.body
     return response.json_body
 
@@ -35,14 +39,23 @@ def task(client, task_id):
     ("GET", "/api/system/dlq"),
     ("POST", "/api/system/dlq/redrive"),
 ])
-def test_operator_routes_need_the_admin_role(client, method, path):
-    response = getattr(client.http, method.lower())(path, headers=auth())
-    assert response.status_code == 403 and response.json_body["error"]["code"] == "forbidden"
+def test_operator_routes_need_the_operator_role(client, method, path):
+    for headers in (auth(), tenant_admin()):
+        response = getattr(client.http, method.lower())(path, headers=headers)
+        assert response.status_code == 403 and response.json_body["error"]["code"] == "forbidden"
+        assert "operator" in response.json_body["error"]["message"]
     assert getattr(client.http, method.lower())(path).status_code == 401
 
 
+def test_every_system_route_and_only_those_need_the_operator_role(app):
+    for path, methods in app.routes.items():
+        for method, entry in methods.items():
+            expected = "operator" if path.startswith("/api/system/") else None
+            assert getattr(entry.view_function, "required_role", None) == expected, (method, path)
+
+
 def test_maintenance_types_are_not_submittable_or_listed(client):
-    response = client.http.post("/jobs", headers=admin(), body=json.dumps({"type": "maintenance.cleanup_runs"}))
+    response = client.http.post("/jobs", headers=operator(), body=json.dumps({"type": "maintenance.cleanup_runs"}))
     assert response.status_code == 422 and response.json_body["error"]["code"] == "unknown_job_type"
     assert "known types: demo.chaos, demo.fanout, demo.model, demo.outputs, demo.sleep, demo.steps" in response.json_body["error"]["message"]
     types = [t["type"] for t in client.http.get("/job-types", headers=auth()).json_body["job_types"]]
@@ -50,12 +63,12 @@ def test_maintenance_types_are_not_submittable_or_listed(client):
 
 
 def test_reserved_system_tenant_cannot_be_claimed(client):
-    forged = {"Authorization": f"Bearer {token(tenant='_system', roles=['admin'])}"}
+    forged = {"Authorization": f"Bearer {token(tenant='_system', roles=['admin', 'operator'])}"}
     assert client.http.get("/jobs", headers=forged).status_code == 401
 
 
 def test_health_check_task_is_queued_then_run_by_a_worker(client, aws):
-    response = client.http.post("/api/system/maintenance/health-check", headers=admin())
+    response = client.http.post("/api/system/maintenance/health-check", headers=operator())
     assert response.status_code == 202, response.body
     body = response.json_body
     assert body["status"] == "queued" and body["task_id"] and "health_check" in body["message"]
@@ -68,15 +81,15 @@ def test_health_check_task_is_queued_then_run_by_a_worker(client, aws):
     assert result["checks"]["jobs_table"]["ok"] and result["checks"]["bucket"]["ok"]
     assert {q["name"] for q in result["checks"]["queues"]} == {
         "jobs-high", "jobs-normal", "jobs-low", "jobs-high-dlq", "jobs-normal-dlq", "jobs-low-dlq"}
-    listed = client.http.get("/api/system/maintenance/tasks", headers=admin()).json_body["tasks"]
+    listed = client.http.get("/api/system/maintenance/tasks", headers=operator()).json_body["tasks"]
     assert [t["task_id"] for t in listed] == [body["task_id"]]
-    # Task records belong to no tenant: the admin's own job listing does not show them.
-    assert client.http.get("/jobs", headers=admin()).json_body["jobs"] == []
+    # Task records belong to no tenant: the operator's own job listing does not show them.
+    assert client.http.get("/jobs", headers=operator()).json_body["jobs"] == []
 
 
 def test_health_check_reports_a_missing_dependency(client, aws):
     aws["sqs"].delete_queue(QueueUrl=aws["dlq_low_url"])
-    task_id = client.http.post("/api/system/maintenance/health-check", headers=admin()).json_body["task_id"]
+    task_id = client.http.post("/api/system/maintenance/health-check", headers=operator()).json_body["task_id"]
     drain(client._app, aws)
     result = task(client, task_id)["result"]
     assert result["healthy"] is False and result["problems"] == ["jobs-low-dlq"]
@@ -84,26 +97,26 @@ def test_health_check_reports_a_missing_dependency(client, aws):
 
 def test_bad_task_parameters_are_400_and_unknown_tasks_404(client):
     for query in ("max_age_hours=0", "max_age_hours=abc", "surprise=1"):
-        response = client.http.post(f"/api/system/maintenance/cleanup-runs?{query}", headers=admin())
+        response = client.http.post(f"/api/system/maintenance/cleanup-runs?{query}", headers=operator())
         assert response.status_code == 400 and response.json_body["error"]["code"] == "invalid_request", query
     for task_id in ("00000000-0000-0000-0000-000000000000", "bad$id"):
-        response = client.http.get(f"/api/system/maintenance/tasks/{task_id}", headers=admin())
+        response = client.http.get(f"/api/system/maintenance/tasks/{task_id}", headers=operator())
         assert response.status_code == 404 and response.json_body["error"]["code"] == "task_not_found"
 
 
 def test_a_tenant_job_is_not_a_task(client):
     job = submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})
-    response = client.http.get(f"/api/system/maintenance/tasks/{job['id']}", headers=admin())
+    response = client.http.get(f"/api/system/maintenance/tasks/{job['id']}", headers=operator())
     assert response.status_code == 404
 
 
 def test_cancel_a_queued_task(client, aws):
-    task_id = client.http.post("/api/system/maintenance/cleanup-runs", headers=admin()).json_body["task_id"]
-    response = client.http.delete(f"/api/system/maintenance/tasks/{task_id}", headers=admin())
+    task_id = client.http.post("/api/system/maintenance/cleanup-runs", headers=operator()).json_body["task_id"]
+    response = client.http.delete(f"/api/system/maintenance/tasks/{task_id}", headers=operator())
     assert response.status_code == 202 and response.json_body["status"] == "canceled"
     drain(client._app, aws)
     assert task(client, task_id)["status"] == "canceled"
-    again = client.http.delete(f"/api/system/maintenance/tasks/{task_id}", headers=admin())
+    again = client.http.delete(f"/api/system/maintenance/tasks/{task_id}", headers=operator())
     assert again.status_code == 409 and again.json_body["error"]["code"] == "job_finished"
 
 
@@ -126,7 +139,7 @@ def test_cleanup_runs_deletes_old_finished_jobs_with_runs_artifacts_and_objects(
         _old_finished_job(store, 30 + i * 7, job_id)  # spread over several days
     _old_finished_job(store, 2, "00000000-0000-0000-0000-0000000000aa")
     live = submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})
-    response = client.http.post("/api/system/maintenance/cleanup-runs?max_age_hours=24", headers=admin())
+    response = client.http.post("/api/system/maintenance/cleanup-runs?max_age_hours=24", headers=operator())
     drain(client._app, aws)
     result = task(client, response.json_body["task_id"])["result"]
     assert result["jobs_deleted"] == 12 and result["items_deleted"] == 12 * 4 and result["complete"]
@@ -143,7 +156,7 @@ def test_inline_mode_runs_the_task_in_the_request(client, aws, monkeypatch):
 
     composition.use(None)
     aws["s3"].put_object(Bucket="jobs-bucket", Key="tmp/scratch-1", Body=b"x")
-    response = client.http.post("/api/system/maintenance/cleanup-temp-files?max_age_hours=1", headers=admin())
+    response = client.http.post("/api/system/maintenance/cleanup-temp-files?max_age_hours=1", headers=operator())
     assert response.status_code == 200, response.body
     body = response.json_body
     assert body["status"] == "completed" and body["task_id"] is None
@@ -176,7 +189,7 @@ def test_stats_come_from_counters_kept_by_the_stream_consumer(client, aws):
     # A redelivered batch changes nothing.
     client._app.handler_map["event_publisher"](event, None)
     aws["sqs"].send_message(QueueUrl=aws["low_url"], MessageBody=json.dumps({"job_id": waiting["id"], "attempt": 1}))
-    stats = client.http.get("/api/system/stats?window_hours=2", headers=admin()).json_body
+    stats = client.http.get("/api/system/stats?window_hours=2", headers=operator()).json_body
     assert stats["jobs_by_status"]["completed"] == 3 and stats["jobs_by_status"]["failed"] == 1
     assert stats["jobs_by_status"]["queued"] == 1
     assert stats["events"]["submitted"] == 5 and stats["events"]["completed"] == 3
@@ -186,7 +199,7 @@ def test_stats_come_from_counters_kept_by_the_stream_consumer(client, aws):
     assert stats["completion_time_s"]["samples"] == 3 and stats["completion_time_s"]["p50"] is not None
     assert stats["queues"]["low"]["visible"] == 2  # the submission and the extra message
     assert stats["queues"]["normal"]["dead_lettered"] == 1
-    bad_window = client.http.get("/api/system/stats?window_hours=0", headers=admin())
+    bad_window = client.http.get("/api/system/stats?window_hours=0", headers=operator())
     assert bad_window.status_code == 400
 
 
@@ -194,16 +207,16 @@ def test_dead_letters_are_shown_without_being_taken_and_redriven(client, aws):
     job = submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"}})
     drain(client._app, aws)
     for _ in range(2):  # looking twice finds the same message: peeking leaves it there
-        shown = client.http.get("/api/system/dlq?priority=normal", headers=admin()).json_body["dead_letters"]
+        shown = client.http.get("/api/system/dlq?priority=normal", headers=operator()).json_body["dead_letters"]
         (letter,) = shown["normal"]
         assert letter["body"]["job_id"] == job["id"] and letter["body"]["reason"]["code"] == "demo_failure"
         assert letter["job"] == {"id": job["id"], "tenant": "acme", "type": "demo.steps", "status": "failed"}
-    moved = client.http.post("/api/system/dlq/redrive", headers=admin()).json_body["redriven"]
+    moved = client.http.post("/api/system/dlq/redrive", headers=operator()).json_body["redriven"]
     assert moved["normal"] == {"moved": 1, "failed": 0} and moved["high"] == {"moved": 0, "failed": 0}
-    assert client.http.get("/api/system/dlq", headers=admin()).json_body["dead_letters"]["normal"] == []
+    assert client.http.get("/api/system/dlq", headers=operator()).json_body["dead_letters"]["normal"] == []
     (back,) = receive_all(aws, "jobs_url")
     assert json.loads(back["Body"])["job_id"] == job["id"]
-    bad = client.http.get("/api/system/dlq?priority=urgent", headers=admin())
+    bad = client.http.get("/api/system/dlq?priority=urgent", headers=operator())
     assert bad.status_code == 400
 
 
@@ -256,15 +269,15 @@ def test_every_dead_letter_queue_is_shown_and_the_subscribers_are_redriven(clien
     composition.use(None)
     sqs.send_message(QueueUrl=urls["erp-webhook-dlq"], MessageBody=json.dumps({"detail": {"event_id": "e1"}}))
     sqs.send_message(QueueUrl=urls["stream-failures"], MessageBody=json.dumps({"DDBStreamBatchInfo": {}}))
-    shown = client.http.get("/api/system/dlq", headers=admin()).json_body["dead_letters"]
+    shown = client.http.get("/api/system/dlq", headers=operator()).json_body["dead_letters"]
     assert set(shown) == {"high", "normal", "low", "erp_webhook", "stream_failure"}
     assert [m["body"] for m in shown["erp_webhook"]] == [{"detail": {"event_id": "e1"}}]
-    stats = client.http.get("/api/system/stats", headers=admin()).json_body
+    stats = client.http.get("/api/system/stats", headers=operator()).json_body
     assert stats["dead_letter_queues"]["erp_webhook"] == 1 and stats["dead_letter_queues"]["stream_failure"] == 1
-    refused = client.http.post("/api/system/dlq/redrive?queue=stream_failure", headers=admin())
+    refused = client.http.post("/api/system/dlq/redrive?queue=stream_failure", headers=operator())
     assert refused.status_code == 409 and refused.json_body["error"]["code"] == "not_redrivable"
-    moved = client.http.post("/api/system/dlq/redrive", headers=admin()).json_body["redriven"]
+    moved = client.http.post("/api/system/dlq/redrive", headers=operator()).json_body["redriven"]
     assert moved["erp_webhook"] == {"moved": 1, "failed": 0} and "stream_failure" not in moved
     assert receive_all({**aws, "q": urls["erp-webhook"]}, "q")[0]["Body"] == json.dumps({"detail": {"event_id": "e1"}})
-    unknown = client.http.get("/api/system/dlq?queue=nope", headers=admin())
+    unknown = client.http.get("/api/system/dlq?queue=nope", headers=operator())
     assert unknown.status_code == 400 and unknown.json_body["error"]["code"] == "invalid_request"

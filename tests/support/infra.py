@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "resources.json"
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "infra" / "resources.json"
+BUILD = ROOT / "build"
 
 
 def resources() -> dict[str, Any]:
@@ -28,3 +32,26 @@ def create_table(dynamodb: Any, logical_id: str, name: str) -> None:
     ttl = props.get("TimeToLiveSpecification")
     if ttl:
         dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+
+
+def package_is_stale() -> bool:
+    """True when build/ is missing or older than any source that goes into it."""
+    built = [BUILD / "sam.json", BUILD / "deployment.zip"]
+    if not all(p.exists() for p in built):
+        return True
+    built_at = min(p.stat().st_mtime for p in built)
+    sources = [ROOT / "app.py", ROOT / "requirements.txt", *ROOT.glob(".chalice/*.json"),
+               *ROOT.glob("infra/**/*"), *ROOT.glob("chalicelib/**/*")]
+    return any(p.is_file() and p.stat().st_mtime > built_at for p in sources)
+
+
+def ensure_package() -> None:
+    """`make package` (build/sam.json and build/deployment.zip) unless build/ is up to date."""
+    if package_is_stale():
+        subprocess.run([sys.executable, "-m", "scripts.package", "build"], cwd=ROOT, check=True)
+
+
+def packaged_template() -> dict[str, Any]:
+    """build/sam.json, packaged first when stale: the template as it deploys."""
+    ensure_package()
+    return json.loads((BUILD / "sam.json").read_text())

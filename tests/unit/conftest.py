@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from chalicelib.adapters.memory import InMemoryJobQueue, InMemoryJobStore
-from chalicelib.job_types import registry as default_registry
+from chalicelib.job_types import build_registry
 from chalicelib.lifecycle import JobLifecycle
 
 
@@ -47,4 +47,4 @@ def queue() -> InMemoryJobQueue:
 
 @pytest.fixture
 def lifecycle(store, queue, clock) -> JobLifecycle:
-    return JobLifecycle(store, queue, default_registry, clock=clock)
+    return JobLifecycle(store, queue, build_registry(demo_types=True), clock=clock)

@@ -77,3 +77,15 @@ def _job():
     from chalicelib.domain.job import Job
 
     return Job(id="x", type="t", tenant="acme", user="ann", created_at="2026-01-01T00:00:00.000Z")
+
+
+def test_names_and_content_types_fullmatch():
+    from chalicelib.adapters.artifacts import check_name, keeps_inline
+    from chalicelib.domain.errors import InvalidArtifactError
+
+    check_name("report.txt")
+    for name in ("report.txt\n", "a#b", "-x", ""):
+        with pytest.raises(InvalidArtifactError):
+            check_name(name)
+    assert keeps_inline(b"x", "text/plain", 1024)
+    assert not keeps_inline(b"x", "text/plain\n", 1024)

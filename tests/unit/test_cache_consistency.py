@@ -3,10 +3,12 @@ DynamoDB transaction), and the event path does not invalidate a second time."""
 from chalicelib.adapters.memory import InMemoryCacheStore, InMemoryEventPublisher, InMemoryJobStore
 from chalicelib.domain.status import JobStatus
 from chalicelib.events.model import JobEvent
-from chalicelib.job_types import registry
+from chalicelib.job_types import build_registry
 from chalicelib.lifecycle import JobLifecycle
 from chalicelib.subscribers.cache import CacheInvalidator, load_rules
 from chalicelib.worker.runner import JobRunner
+
+registry = build_registry(demo_types=True)
 
 RULES = load_rules()
 

@@ -98,6 +98,8 @@ def test_ids_key_present_but_empty_does_not_fall_through_to_other_values():
         ("x' OR 1=1 --", False),
         ("../etc", False),
         ("", False),
+        ("abc\n", False),  # `$` would accept a trailing newline; fullmatch does not
+        ("abc#RUN#0001", False),
     ],
 )
 def test_plausible_ids(job_id, plausible):

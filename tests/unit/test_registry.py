@@ -3,7 +3,9 @@ from pydantic import BaseModel
 
 from chalicelib.domain.errors import InvalidPayloadError, UnknownJobTypeError
 from chalicelib.domain.registry import JobTypeRegistry
-from chalicelib.job_types import registry
+from chalicelib.job_types import build_registry
+
+registry = build_registry(demo_types=True)
 
 
 def test_demo_steps_is_registered_with_its_policy():
@@ -44,3 +46,51 @@ def test_registering_twice_or_with_bad_policy_is_an_error():
         local.register("y", P, priority="urgent")
     with pytest.raises(ValueError):
         local.register("z", P, max_attempts=0)
+
+
+@pytest.mark.parametrize("name", ["a#b", "Demo.Steps", "x.", ".x", "x\n", "x y", "", "x" * 129])
+def test_type_names_are_dotted_lower_case_words(name):
+    class P(BaseModel):
+        pass
+
+    with pytest.raises(ValueError):
+        JobTypeRegistry().register(name, P)
+
+
+def test_scope_patterns_refuse_a_trailing_newline():
+    from pydantic import ValidationError
+
+    from chalicelib.api.requests import SubmitJobRequest
+
+    SubmitJobRequest(type="demo.steps", scope="p-1")
+    with pytest.raises(ValidationError):
+        SubmitJobRequest(type="demo.steps", scope="p-1\n")
+
+
+def test_demo_types_are_registered_only_when_asked_for():
+    production = build_registry(demo_types=False)
+    assert not any(name.startswith("demo.") for name in production.names())
+    assert "maintenance.health_check" in production.names()
+    with pytest.raises(UnknownJobTypeError):
+        production.get_public("demo.chaos")
+    assert {"demo.chaos", "demo.steps", "demo.outputs"} <= set(registry.names(public=True))
+
+
+def test_merging_refuses_a_name_in_both():
+    class P(BaseModel):
+        pass
+
+    a, b = JobTypeRegistry(), JobTypeRegistry()
+    a.register("x.y", P)(lambda ctx, p: None)
+    b.register("x.y", P)(lambda ctx, p: None)
+    with pytest.raises(ValueError):
+        a.merged(b)
+
+
+def test_settings_keep_demo_types_off_by_default():
+    from chalicelib.settings import load_settings
+
+    base = {"JOBPIPE_TABLE": "jobs", "JOBPIPE_IDEMPOTENCY_TABLE": "idem", "JOBPIPE_QUEUE_URL_HIGH": "h",
+            "JOBPIPE_QUEUE_URL_NORMAL": "n", "JOBPIPE_QUEUE_URL_LOW": "l", "JOBPIPE_DLQ_URL": "d"}
+    assert load_settings(base).demo_job_types is False
+    assert load_settings({**base, "JOBPIPE_DEMO_JOB_TYPES": "true"}).demo_job_types is True

@@ -6,10 +6,12 @@ from pydantic import BaseModel
 from chalicelib.domain.errors import FatalJobError, ProgressRejectedError
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
-from chalicelib.job_types import registry as default_registry
+from chalicelib.job_types import build_registry
 from chalicelib.lifecycle import JobLifecycle
 from chalicelib.worker.helpers import complete_job, fail_job, progress, start_job
 from chalicelib.worker.runner import JobRunner
+
+default_registry = build_registry(demo_types=True)
 
 
 class Empty(BaseModel):

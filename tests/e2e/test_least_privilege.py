@@ -1,0 +1,51 @@
+"""Least privilege, deployed: each secret in the one function that uses it, and a stack left at
+the template's defaults (a second stack, `jobpipe-production`, in the same emulator) runs no
+demo job types."""
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.conftest import deploy_stack
+
+PRODUCTION_STACK = "jobpipe-production"
+
+
+def function_environments(stack, name: str) -> dict[str, dict[str, str]]:
+    """Logical id -> the deployed function's environment variables."""
+    cfn, lam = stack.session.client("cloudformation"), stack.session.client("lambda")
+    resources = cfn.describe_stack_resources(StackName=name)["StackResources"]
+    return {
+        r["LogicalResourceId"]: lam.get_function_configuration(FunctionName=r["PhysicalResourceId"])
+        .get("Environment", {}).get("Variables", {})
+        for r in resources if r["ResourceType"] == "AWS::Lambda::Function"
+    }
+
+
+@pytest.fixture(scope="module")
+def production_stack(stack):
+    """The template's defaults but for what a deploy must give (auth secret, webhook)."""
+    return deploy_stack(PRODUCTION_STACK, stack.session, stack.log, stack.webhook, DemoJobTypes="false")
+
+
+def test_each_secret_is_deployed_only_to_the_function_that_uses_it(stack):
+    environments = function_environments(stack, "jobpipe-e2e")
+    assert {"APIHandler", "ErpBridge", "JobWorker", "EventPublisher"} <= set(environments)
+    holders = {var: {f for f, env in environments.items() if env.get(var)}
+               for var in ("JOBPIPE_AUTH_SECRET", "ERP_WEBHOOK_SECRET")}
+    assert holders == {"JOBPIPE_AUTH_SECRET": {"APIHandler"}, "ERP_WEBHOOK_SECRET": {"ErpBridge"}}
+    assert environments["APIHandler"]["JOBPIPE_AUTH_SECRET"] == stack.secret
+
+
+def test_a_stack_at_the_defaults_refuses_demo_job_types(production_stack):
+    for job_type in ("demo.chaos", "demo.outputs", "demo.steps"):
+        response = production_stack.call("POST", "/jobs", json={"type": job_type, "payload": {}})
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == "unknown_job_type"
+    listed = production_stack.call("GET", "/job-types").json()["job_types"]
+    assert not [t["type"] for t in listed if t["type"].startswith("demo.")]
+    assert production_stack.call("GET", "/jobs").json()["jobs"] == []
+
+
+def test_the_demo_stack_still_runs_them(stack):
+    job = stack.submit({"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})
+    assert stack.wait_terminal(job["id"])["status"] == "completed"

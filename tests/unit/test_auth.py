@@ -1,0 +1,97 @@
+"""Token checks: names, lifetime, leeway, issuer and audience."""
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+
+from chalicelib.api.auth import TokenPolicy, authenticate, issue_token, is_valid_name
+from chalicelib.api.errors import UnauthorizedError
+
+SECRET = "unit-test-secret-0123456789abcdef0123"
+POLICY = TokenPolicy(SECRET, max_lifetime_s=3600)
+
+
+def bearer(**claims) -> dict[str, str]:
+    now = int(time.time())
+    base = {"sub": "ann", "tenant": "acme", "iat": now, "exp": now + 600}
+    merged = {k: v for k, v in {**base, **claims}.items() if v is not None}
+    return {"Authorization": "Bearer " + jwt.encode(merged, SECRET, algorithm="HS256")}
+
+
+def refused(headers, policy=POLICY) -> str:
+    with pytest.raises(UnauthorizedError) as caught:
+        authenticate(headers, policy)
+    return caught.value.message
+
+
+def test_a_valid_token_gives_its_principal():
+    principal = authenticate(bearer(roles=["operator"]), POLICY)
+    assert (principal.user, principal.tenant, principal.roles) == ("ann", "acme", frozenset({"operator"}))
+
+
+@pytest.mark.parametrize("tenant", ["a#Y#x", "acme\n", "acme\r\n", "\nacme", "ac me", "a/b", "", "x" * 65,
+                                    "ジョブ", "acme\x00", "T#acme", "a:b"])
+def test_tenant_names_outside_the_pattern_are_refused(tenant):
+    assert "tenant" in refused(bearer(tenant=tenant))
+
+
+@pytest.mark.parametrize("user", ["ann\n", "a#b", "", "u" * 65, "ann bob"])
+def test_user_names_outside_the_pattern_are_refused(user):
+    assert "sub" in refused(bearer(sub=user))
+
+
+def test_names_fullmatch_the_pattern():
+    assert is_valid_name("acme-1.prod_eu") and is_valid_name("x" * 64)
+    assert not is_valid_name("acme\n") and not is_valid_name(7) and not is_valid_name(None)
+
+
+def test_the_reserved_prefix_stays_reserved():
+    assert "reserved" in refused(bearer(tenant="_system"))
+
+
+def test_exp_is_required():
+    assert "exp" in refused(bearer(exp=None))
+
+
+def test_a_token_living_longer_than_the_maximum_is_refused():
+    now = int(time.time())
+    assert "longer" in refused(bearer(iat=now, exp=now + 3600 + 31))
+    authenticate(bearer(iat=now, exp=now + 3600 + 29), POLICY)  # within the leeway
+
+
+def test_without_iat_the_lifetime_counts_from_now():
+    now = int(time.time())
+    assert "longer" in refused(bearer(iat=None, exp=now + 2 * 3600))
+    authenticate(bearer(iat=None, exp=now + 1800), POLICY)
+
+
+def test_expiry_has_a_leeway_of_about_30_seconds():
+    now = int(time.time())
+    authenticate(bearer(iat=now - 600, exp=now - 10), POLICY)
+    assert "expired" in refused(bearer(iat=now - 600, exp=now - 45))
+
+
+def test_a_token_issued_in_the_future_is_refused():
+    now = int(time.time())
+    refused(bearer(iat=now + 600, exp=now + 1200))
+
+
+def test_issuer_and_audience_are_checked_when_configured():
+    policy = TokenPolicy(SECRET, max_lifetime_s=3600, issuer="https://id.example", audience="jobpipe")
+    authenticate(bearer(iss="https://id.example", aud="jobpipe"), policy)
+    for claims in ({"iss": "https://evil.example", "aud": "jobpipe"}, {"iss": "https://id.example", "aud": "other"},
+                   {"aud": "jobpipe"}, {"iss": "https://id.example"}):
+        refused(bearer(**claims), policy)
+
+
+def test_issuer_and_audience_are_ignored_when_not_configured():
+    authenticate(bearer(iss="anyone", aud="anything"), POLICY)
+
+
+def test_issue_token_makes_tokens_the_policy_accepts():
+    token = issue_token(SECRET, user="dev", tenant="dev", roles=["admin", "operator"], ttl_s=3600,
+                        issuer="i", audience="a")
+    policy = TokenPolicy(SECRET, max_lifetime_s=3600, issuer="i", audience="a")
+    assert authenticate({"Authorization": f"Bearer {token}"}, policy).roles == {"admin", "operator"}

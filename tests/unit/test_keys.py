@@ -1,0 +1,43 @@
+"""Storage keys: built in one place, from parts that cannot reach into another's prefix."""
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.adapters import dynamodb_items as keys
+from chalicelib.domain.errors import InvalidRequestError
+
+
+@pytest.mark.parametrize("build", [
+    lambda v: keys.tenant_partition(v),
+    lambda v: keys.status_key(v, "queued"),
+    lambda v: keys.status_key("acme", v),
+    lambda v: keys.type_partition("acme", v),
+    lambda v: keys.type_partition(v, "demo.steps"),
+    lambda v: keys.scope_partition(v, "p-1"),
+    lambda v: keys.scope_partition("acme", v),
+    lambda v: keys.cache_sort_key(v),
+    lambda v: keys.task_sort_key(v),
+    lambda v: keys.job_key(v),
+    lambda v: keys.run_key(v, 1),
+    lambda v: keys.artifact_key("j1", v),
+    lambda v: keys.artifact_key(v, "a.txt"),
+])
+@pytest.mark.parametrize("value", ["a#Y#x", "a#", "", "a\nb", "a\x00"])
+def test_no_key_part_may_hold_the_separator_or_control_characters(build, value):
+    with pytest.raises(InvalidRequestError):
+        build(value)
+
+
+def test_a_tenant_cannot_name_another_tenants_type_listing():
+    assert keys.type_partition("a", "x") == "T#a#Y#x"
+    with pytest.raises(InvalidRequestError):
+        keys.tenant_partition("a#Y#x")
+
+
+def test_keys_keep_their_layout():
+    assert keys.job_key("j1") == {"pk": {"S": "JOB#j1"}, "sk": {"S": "JOB"}}
+    assert keys.run_key("j1", 3)["sk"] == {"S": "RUN#0003"}
+    assert keys.status_key("acme", "running") == "T#acme#S#running"
+    assert keys.scope_partition("acme", "p/1@x") == "SCOPE#acme#p/1@x"
+    assert keys.finished_partition("2026-01-02", 5) == "FIN#2026-01-02#5"
+    assert keys.job_id_of(keys.job_partition("j-1")) == "j-1"

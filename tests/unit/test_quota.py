@@ -1,0 +1,62 @@
+"""Admission at submit: each tenant's unfinished jobs, counted from job changes, bound what it
+may submit."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from chalicelib.adapters.memory import InMemoryStatsStore
+from chalicelib.domain.errors import QuotaExceededError
+from chalicelib.domain.stats import delta_for
+from chalicelib.quota import RETRY_AFTER_S, TenantQuota
+
+NOW = datetime(2026, 1, 1, 12, 30, tzinfo=timezone.utc)
+
+
+def image(job_id, status, version, tenant="a"):
+    return {"sk": "JOB", "id": job_id, "tenant": tenant, "type": "demo.steps", "status": status,
+            "version": version, "created_at": "2026-01-01T12:00:00.000Z"}
+
+
+def record(stats, old, new):
+    stats.record_batch([delta_for(old, new, NOW)])
+
+
+@pytest.mark.parametrize("old, new, change", [
+    (None, ("queued", 1), 1),
+    (("queued", 1), ("running", 2), 0),
+    (("running", 2), ("retrying", 3), 0),
+    (("running", 2), ("completed", 3), -1),
+    (("running", 2), ("failed", 3), -1),
+    (("queued", 1), ("canceled", 2), -1),
+    (("queued", 1), None, -1),  # a refused submission removed again
+    (("completed", 3), None, 0),  # TTL or clean-up of a finished job
+])
+def test_each_change_moves_the_tenants_unfinished_count(old, new, change):
+    delta = delta_for(image("j", *old) if old else None, image("j", *new) if new else None, NOW)
+    assert (delta.tenant, delta.unfinished) == ("a", change)
+
+
+def test_the_count_follows_jobs_through_their_lives_once_per_change():
+    stats = InMemoryStatsStore()
+    stats.record_batch([delta_for(None, image(f"j{i}", "queued", 1), NOW) for i in range(3)])  # one batch
+    record(stats, image("j0", "queued", 1), image("j0", "running", 2))
+    record(stats, image("j0", "running", 2), image("j0", "completed", 3))
+    record(stats, image("j0", "running", 2), image("j0", "completed", 3))  # redelivered
+    record(stats, None, image("k0", "queued", 1, tenant="b"))
+    assert (stats.unfinished("a"), stats.unfinished("b"), stats.unfinished("c")) == (2, 1, 0)
+
+
+def test_a_tenant_at_its_bound_is_refused_and_told_when_to_retry():
+    stats = InMemoryStatsStore()
+    quota = TenantQuota(stats, 2)
+    for i in range(2):
+        quota.admit("a")
+        record(stats, None, image(f"j{i}", "queued", 1))
+    with pytest.raises(QuotaExceededError) as refused:
+        quota.admit("a")
+    assert refused.value.retry_after_s == RETRY_AFTER_S and refused.value.details == {"unfinished": 2, "limit": 2}
+    quota.admit("b")  # other tenants are not affected
+    record(stats, image("j0", "queued", 1), image("j0", "canceled", 2))
+    quota.admit("a")  # a finished job frees a slot

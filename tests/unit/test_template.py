@@ -1,0 +1,53 @@
+"""The packaged template (build/sam.json) gives each secret to the one function that uses it."""
+from __future__ import annotations
+
+import pytest
+
+from tests.support.infra import packaged_template
+
+# secret environment variable -> the only function that may carry it
+SECRETS = {
+    "JOBPIPE_AUTH_SECRET": {"APIHandler"},
+    "ERP_WEBHOOK_SECRET": {"ErpBridge"},
+}
+SECRET_PARAMETERS = {"AuthSecret": "JOBPIPE_AUTH_SECRET", "ErpWebhookSecret": "ERP_WEBHOOK_SECRET"}
+
+
+@pytest.fixture(scope="module")
+def template():
+    return packaged_template()
+
+
+def environment(template, function: str) -> dict:
+    own = template["Resources"][function]["Properties"].get("Environment", {}).get("Variables", {})
+    shared = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    return {**shared, **own}
+
+
+def functions(template) -> list[str]:
+    return [k for k, v in template["Resources"].items() if v["Type"] == "AWS::Serverless::Function"]
+
+
+def test_each_secret_reaches_only_the_function_that_uses_it(template):
+    assert {"APIHandler", "ErpBridge", "JobWorker"} <= set(functions(template))
+    carried = {name: {f for f in functions(template) if name in environment(template, f)} for name in SECRETS}
+    assert carried == SECRETS
+
+
+def test_no_secret_sits_in_globals(template):
+    shared = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    assert not set(SECRETS) & set(shared)
+    assert not any(v == {"Ref": p} for p in SECRET_PARAMETERS for v in shared.values())
+
+
+def test_secret_parameters_are_referenced_only_where_they_belong(template):
+    """No other variable name, of any resource, smuggles a secret parameter's value."""
+    for parameter, variable in SECRET_PARAMETERS.items():
+        users = {(f, name) for f in functions(template) for name, value in environment(template, f).items()
+                 if value == {"Ref": parameter}}
+        assert users == {(f, variable) for f in SECRETS[variable]}, parameter
+        assert template["Parameters"][parameter].get("NoEcho") is True
+
+
+def test_demo_types_are_off_unless_the_stack_turns_them_on(template):
+    assert template["Parameters"]["DemoJobTypes"]["Default"] == "false"
