@@ -14,7 +14,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from chalicelib.domain.errors import CacheGenerationChangedError, StoreUnavailableError
-from chalicelib.subscribers.cache import CacheEntry, TaskCompletion
+from chalicelib.ports import CacheEntry, TaskCompletion
 
 _deserialize = TypeDeserializer().deserialize
 CACHE_TTL_S = 30 * 24 * 3600

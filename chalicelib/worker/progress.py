@@ -8,20 +8,12 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Optional
 
 from chalicelib.domain.errors import JobpipeError
 from chalicelib.domain.job import Job, Progress
 from chalicelib.domain.progress import check_not_decreasing, clamp_percent
-
-
-class Timer(Protocol):
-    def start(self) -> None: ...
-
-    def cancel(self) -> None: ...
-
-
-TimerFactory = Callable[[float, Callable[[], None]], Timer]
+from chalicelib.ports import Timer, TimerFactory
 
 
 def _thread_timer(delay_s: float, fire: Callable[[], None]) -> Timer:

@@ -7,7 +7,8 @@ from chalicelib.adapters.memory import InMemoryCacheStore, InMemoryEventPublishe
 from chalicelib.domain.errors import EventPublishError, WebhookDeliveryError
 from chalicelib.domain.job import Job, JobErrorInfo, Progress
 from chalicelib.domain.status import JobStatus
-from chalicelib.events.changes import JobChange, events_for_change
+from chalicelib.events.changes import events_for_change
+from chalicelib.ports import JobChange
 from chalicelib.events.model import event_id_for
 from chalicelib.events.publishing import publish_changes
 from chalicelib.subscribers.cache import CacheInvalidator, InvalidationRules, load_rules
