@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Optional
 
+from chalicelib.domain.events import PROGRESS_CHANGED, STATUS_CHANGED, JobEvent, event_id_for
 from chalicelib.domain.job import Job
 from chalicelib.domain.progress import is_notable_change
-from chalicelib.events.model import PROGRESS_CHANGED, STATUS_CHANGED, JobEvent, event_id_for
 
 
 # PutEvents takes 256 KB per call; a job's progress message and error are free text of any

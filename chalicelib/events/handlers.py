@@ -12,10 +12,10 @@ from chalice import Blueprint
 from chalicelib.adapters.dynamodb_stream import job_change
 from chalicelib.composition import container
 from chalicelib.defaults import redelivery_wait_s
-from chalicelib.invocation import entry_point
 from chalicelib.domain.errors import EventPublishError
-from chalicelib.events.model import JobEvent
+from chalicelib.domain.events import JobEvent
 from chalicelib.events.publishing import publish_changes
+from chalicelib.invocation import entry_point
 from chalicelib.observability import logger, tracer
 from chalicelib.subscribers.idempotent import once_per_event
 from chalicelib.worker.stats_stream import record_changes

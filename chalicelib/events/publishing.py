@@ -4,8 +4,8 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 from chalicelib.domain.errors import EventPublishError
+from chalicelib.domain.events import SOURCE
 from chalicelib.events.changes import events_for_change
-from chalicelib.events.model import SOURCE
 from chalicelib.ports import EventPublisher, JobChange
 
 # One PutEvents call takes at most 10 entries and 256 KB in all (an entry's size: its Source,

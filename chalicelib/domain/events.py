@@ -1,4 +1,4 @@
-"""The events jobpipe publishes (source `jobpipe`)."""
+"""The events jobpipe publishes (source `jobpipe`) and how their ids are derived."""
 from __future__ import annotations
 
 import uuid
