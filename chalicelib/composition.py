@@ -68,9 +68,11 @@ class Container:
 
     @cached_property
     def registry(self) -> JobTypeRegistry:
+        """The deployment's job types, with the maintenance types running this container's tasks."""
         from chalicelib.job_types import registry
+        from chalicelib.job_types.maintenance import with_maintenance
 
-        return registry
+        return with_maintenance(registry, lambda: self.maintenance)
 
     @cached_property
     def blobs(self) -> Optional[Any]:

@@ -17,8 +17,7 @@ from chalicelib.api.routing import router
 from chalicelib.composition import container
 from chalicelib.domain.errors import JobNotFoundError, TaskNotFoundError
 from chalicelib.domain.job import Job
-from chalicelib.job_types.maintenance import TASKS
-from chalicelib.maintenance import SYSTEM_TENANT, TaskControl
+from chalicelib.maintenance import SYSTEM_TENANT, TASKS, TaskControl
 from chalicelib.observability import count
 from chalicelib.ports import JobQuery
 

@@ -67,6 +67,12 @@ class JobTypeRegistry:
 
         return decorator
 
+    def copy(self) -> JobTypeRegistry:
+        """A registry with the same types; what is registered in either stays out of the other."""
+        copied = JobTypeRegistry()
+        copied._types = dict(self._types)
+        return copied
+
     def get(self, name: str) -> JobType:
         """Raises UnknownJobTypeError listing the known types."""
         try:

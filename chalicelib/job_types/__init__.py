@@ -1,8 +1,6 @@
-"""The job types this deployment runs. Importing this package registers them all."""
-from chalicelib.domain.registry import JobTypeRegistry
-
-registry = JobTypeRegistry()
-
-from chalicelib.job_types import chaos, demo, maintenance  # noqa: E402,F401  (register on import)
+"""The job types this deployment runs. Importing this package registers the demo and chaos
+types; the composition root adds the maintenance types (job_types/maintenance.py)."""
+from chalicelib.job_types import chaos, demo  # noqa: F401  (register on import)
+from chalicelib.job_types.catalog import registry
 
 __all__ = ["registry"]

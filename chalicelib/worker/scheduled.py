@@ -16,7 +16,7 @@ from chalicelib.composition import container
 from chalicelib.invocation import entry_point
 from chalicelib.domain.errors import StaleJobError
 from chalicelib.domain.job import utcnow
-from chalicelib.maintenance import SYSTEM_TENANT
+from chalicelib.maintenance import SYSTEM_TENANT, TASKS
 from chalicelib.observability import count, logger
 
 scheduled = Blueprint(__name__)
@@ -41,8 +41,6 @@ def run_reconciler_pass() -> dict[str, Any]:
 
 def enqueue_maintenance(task: str, scheduled_at: str) -> dict[str, Any]:
     """Enqueue `task` once for the schedule's firing at `scheduled_at` (minute precision)."""
-    from chalicelib.job_types.maintenance import TASKS
-
     if task not in TASKS:
         raise ValueError(f"unknown maintenance task {task!r}; one of {', '.join(sorted(TASKS))}")
     job_id = str(uuid.uuid5(_TASK_NAMESPACE, f"{task}:{scheduled_at[:16]}"))
