@@ -11,6 +11,7 @@ from chalicelib.api.system import system_api
 from chalicelib.dashboard import dashboard
 from chalicelib.events.handlers import events
 from chalicelib.invocation import invocation
+from chalicelib.subscribers.handlers import subscribers
 from chalicelib.worker.handlers import worker
 from chalicelib.worker.scheduled import scheduled
 
@@ -23,6 +24,7 @@ app.register_blueprint(maintenance_api)
 app.register_blueprint(system_api)
 app.register_blueprint(worker)
 app.register_blueprint(events)
+app.register_blueprint(subscribers)
 app.register_blueprint(scheduled)
 app.register_blueprint(dashboard)
 

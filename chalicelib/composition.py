@@ -101,6 +101,12 @@ class Container:
         )
 
     @cached_property
+    def reads(self) -> Any:
+        from chalicelib.job_reads import JobReads
+
+        return JobReads(self.store)
+
+    @cached_property
     def artifacts(self) -> Optional[Any]:
         if self.blobs is None:
             return None
@@ -227,6 +233,15 @@ class Container:
         return EventBridgePublisher(client, self.settings.event_bus_name)
 
     @cached_property
+    def stream_consumer(self) -> Any:
+        """Counts and publishes the jobs table's stream; no counting without a stats table."""
+        from chalicelib.adapters.dynamodb_stream import job_change
+        from chalicelib.events.stream import StreamConsumer
+
+        stats = self.stats if self.settings.stats_table_name else None
+        return StreamConsumer(job_change, self.publisher, stats)
+
+    @cached_property
     def cache_store(self) -> Any:
         from chalicelib.adapters.dynamodb_cache import DynamoCacheStore
 
@@ -259,7 +274,7 @@ class Container:
 
     @cached_property
     def idempotent_submission(self) -> Any:
-        from chalicelib.api.idempotency import IdempotentSubmission
+        from chalicelib.idempotency import IdempotentSubmission
 
         persistence = self.idempotency_persistence()
         lifecycle = self.lifecycle

@@ -12,11 +12,10 @@ from chalice import Blueprint
 from pydantic import BaseModel, ConfigDict, Field
 
 from chalicelib.api.http import Call, validate
-from chalicelib.api.job_ids import is_plausible_job_id
 from chalicelib.api.routing import router
 from chalicelib.composition import container
 from chalicelib.domain.errors import JobNotFoundError, TaskNotFoundError
-from chalicelib.domain.job import Job
+from chalicelib.domain.job import Job, is_plausible_job_id
 from chalicelib.maintenance import SYSTEM_TENANT, TASKS, TaskControl
 from chalicelib.observability import count
 from chalicelib.ports import JobQuery

@@ -98,11 +98,11 @@ def test_health_check_reports_each_failure_without_stopping(store, blobs, clock)
 
 def test_log_statistics_summarises_the_window(tasks, clock):
     stats = tasks._stats
-    base = {"sk": "JOB", "id": "a", "type": "t", "created_at": isoformat(clock())}
+    base = {"id": "a", "type": "t", "tenant": "acme", "user": "ann", "created_at": isoformat(clock())}
     stats.record_batch([
-        delta_for(None, {**base, "status": "queued", "version": 1}, clock()),
-        delta_for({**base, "status": "running", "version": 2},
-                  {**base, "status": "failed", "version": 3, "finished_at": isoformat(clock())}, clock()),
+        delta_for(None, Job(**base, status="queued", version=1), clock()),
+        delta_for(Job(**base, status="running", version=2),
+                  Job(**base, status="failed", version=3, finished_at=isoformat(clock())), clock()),
     ])
     result = tasks.log_statistics(24)
     assert result["events"]["submitted"] == 1 and result["events"]["failed"] == 1
