@@ -53,9 +53,6 @@ class JobStore(Protocol):
     def create(self, job: Job) -> None:
         """Write a new job; raises StaleJobError if the id exists."""
 
-    def discard(self, job_id: str) -> None:
-        """Delete a job that was never delivered (submission compensation)."""
-
     def get(self, job_id: str, *, consistent: bool = True) -> Optional[Job]:
         """The job, or None. `consistent=False` allows an eventually consistent (cheaper) read,
         for status polling only; the worker and every read before a write stay consistent."""

@@ -93,13 +93,6 @@ class InMemoryJobStore:
             self._check_out(job.id, "payload", job.payload)
             self._jobs[job.id] = job.model_copy(deep=True)
 
-    def discard(self, job_id: str) -> None:
-        with self._lock:
-            self._jobs.pop(job_id, None)
-            self._refs.pop(job_id, None)
-        if self._blobs is not None:
-            self._blobs.delete([claim_check_key(job_id, "payload")])
-
     def get(self, job_id: str, *, consistent: bool = True) -> Optional[Job]:
         job = self._jobs.get(job_id)
         return self._read(job, fetch=True) if job else None

@@ -65,5 +65,3 @@ class CacheInvalidatedEvent(BaseModel):
     def detail_type(self) -> str:
         return self.event_type
 
-
-Event = JobEvent | CacheInvalidatedEvent
