@@ -1,5 +1,6 @@
 """jobpipe's Chalice app: wiring only. Routes live in chalicelib.api, workers in chalicelib.worker,
-the dashboard page in chalicelib.dashboard."""
+the stream's function in chalicelib.events, the subscribers' in chalicelib.subscribers, the
+dashboard page in chalicelib.dashboard."""
 from chalice import Chalice
 
 from chalicelib.api.artifacts import artifacts_api

@@ -69,23 +69,32 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def parse_modules() -> dict[str, ast.Module]:
-    return {module_name(p): ast.parse(p.read_text(), str(p)) for p in sorted((ROOT / PACKAGE).rglob("*.py"))}
+def parse_modules() -> dict[str, tuple[ast.Module, bool]]:
+    """Module name -> (its syntax tree, whether it is a package's __init__)."""
+    return {module_name(p): (ast.parse(p.read_text(), str(p)), p.name == "__init__.py")
+            for p in sorted((ROOT / PACKAGE).rglob("*.py"))}
 
 
-def imports(tree: ast.Module, modules: set[str]) -> list[tuple[str, set[str], int]]:
-    """(imported chalicelib module, names imported from it, line) for every import in `tree`."""
+def imports(module: str, tree: ast.Module, is_package: bool, modules: set[str]) -> list[tuple[str, set[str], int]]:
+    """(imported chalicelib module, names imported from it, line) for every import in `tree`
+    (relative imports resolved from `module`)."""
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found += [(alias.name, set(), node.lineno) for alias in node.names if alias.name.startswith(PACKAGE)]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(PACKAGE) and not node.level:
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                package = module.split(".") if is_package else module.split(".")[:-1]
+                base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
+            if not base.startswith(PACKAGE):
+                continue
             for alias in node.names:
-                submodule = f"{node.module}.{alias.name}"
+                submodule = f"{base}.{alias.name}"
                 if submodule in modules:  # `from package import module`
                     found.append((submodule, set(), node.lineno))
                 else:
-                    found.append((node.module, {alias.name}, node.lineno))
+                    found.append((base, {alias.name}, node.lineno))
     return found
 
 
@@ -152,7 +161,7 @@ def cycles(graph: dict[str, list[tuple[str, set[str], int]]]) -> list[list[str]]
 def graph() -> dict[str, list[tuple[str, set[str], int]]]:
     trees = parse_modules()
     names = set(trees)
-    return {module: imports(tree, names) for module, tree in trees.items()}
+    return {module: imports(module, tree, is_package, names) for module, (tree, is_package) in trees.items()}
 
 
 def test_every_module_is_in_a_layer(graph):
@@ -184,3 +193,16 @@ def test_the_checks_catch_an_upward_import_a_circle_and_an_unlisted_name():
         "chalicelib.api.routes:2 (handlers) imports chalicelib.composition ['_container'] (composition root)",
     ]
     assert cycles(graph) == [["chalicelib.lifecycle", "chalicelib.reconciler"]]
+
+
+def test_relative_imports_are_resolved_from_the_importing_module():
+    tree = ast.parse("from ..composition import container\nfrom . import errors\nfrom .events import SOURCE\n")
+    modules = {"chalicelib.domain.job", "chalicelib.domain.errors", "chalicelib.domain.events", "chalicelib.composition"}
+    assert imports("chalicelib.domain.job", tree, False, modules) == [
+        ("chalicelib.composition", {"container"}, 1),
+        ("chalicelib.domain.errors", set(), 2),
+        ("chalicelib.domain.events", {"SOURCE"}, 3),
+    ]
+    assert imports("chalicelib.domain", ast.parse("from .events import SOURCE"), True, modules) == [
+        ("chalicelib.domain.events", {"SOURCE"}, 1),
+    ]
