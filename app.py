@@ -1,5 +1,6 @@
 """jobpipe's Chalice app: wiring only. Routes live in chalicelib.api, workers in chalicelib.worker,
-the dashboard page in chalicelib.dashboard."""
+the stream's function in chalicelib.events, the subscribers' in chalicelib.subscribers, the
+dashboard page in chalicelib.dashboard."""
 from chalice import Chalice
 
 from chalicelib.api.artifacts import artifacts_api
@@ -11,6 +12,7 @@ from chalicelib.api.system import system_api
 from chalicelib.dashboard import dashboard
 from chalicelib.events.handlers import events
 from chalicelib.invocation import invocation
+from chalicelib.subscribers.handlers import subscribers
 from chalicelib.worker.handlers import worker
 from chalicelib.worker.scheduled import scheduled
 
@@ -23,6 +25,7 @@ app.register_blueprint(maintenance_api)
 app.register_blueprint(system_api)
 app.register_blueprint(worker)
 app.register_blueprint(events)
+app.register_blueprint(subscribers)
 app.register_blueprint(scheduled)
 app.register_blueprint(dashboard)
 

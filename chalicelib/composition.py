@@ -69,7 +69,7 @@ class Container:
     @cached_property
     def token_policy(self) -> Any:
         """How API tokens are checked; raises SettingsError where the auth secret is not deployed."""
-        from chalicelib.api.auth import TokenPolicy
+        from chalicelib.domain.tokens import TokenPolicy
 
         settings = self.settings
         return TokenPolicy(
@@ -81,9 +81,12 @@ class Container:
 
     @cached_property
     def registry(self) -> JobTypeRegistry:
+        """The deployment's job types (demo types only where DemoJobTypes is on), with the
+        maintenance types running this container's tasks."""
         from chalicelib.job_types import build_registry
+        from chalicelib.job_types.maintenance import with_maintenance
 
-        return build_registry(demo_types=self.settings.demo_job_types)
+        return with_maintenance(build_registry(demo_types=self.settings.demo_job_types), lambda: self.maintenance)
 
     @cached_property
     def blobs(self) -> Optional[Any]:
@@ -110,6 +113,12 @@ class Container:
             inline_limit=self.settings.inline_limit_bytes,
             retention_s=self.settings.retention_days * 86400,
         )
+
+    @cached_property
+    def reads(self) -> Any:
+        from chalicelib.job_reads import JobReads
+
+        return JobReads(self.store)
 
     @cached_property
     def artifacts(self) -> Optional[Any]:
@@ -247,6 +256,15 @@ class Container:
         return EventBridgePublisher(client, self.settings.event_bus_name)
 
     @cached_property
+    def stream_consumer(self) -> Any:
+        """Counts and publishes the jobs table's stream; no counting without a stats table."""
+        from chalicelib.adapters.dynamodb_stream import job_change
+        from chalicelib.events.stream import StreamConsumer
+
+        stats = self.stats if self.settings.stats_table_name else None
+        return StreamConsumer(job_change, self.publisher, stats)
+
+    @cached_property
     def cache_store(self) -> Any:
         from chalicelib.adapters.dynamodb_cache import DynamoCacheStore
 
@@ -280,7 +298,7 @@ class Container:
 
     @cached_property
     def idempotent_submission(self) -> Any:
-        from chalicelib.api.idempotency import IdempotentSubmission
+        from chalicelib.idempotency import IdempotentSubmission
 
         persistence = self.idempotency_persistence()
         lifecycle, quota = self.lifecycle, self.quota

@@ -1,11 +1,24 @@
 """The maintenance tasks (cleanup-runs, health-check, cleanup-temp-files, log-statistics):
-what each does, over ports only. They run as built-in job types in the workers
-(chalicelib/job_types/maintenance.py) or, with USE_TASK_QUEUE=false, inline in the API."""
+what each does, over ports only, their payloads and run policy. They run as built-in job types
+in the workers (chalicelib/job_types/maintenance.py) or, with USE_TASK_QUEUE=false, inline in the API.
+
+Run policy, from the old maintenance queue's table:
+
+| task               | max_attempts | timeout | priority (queue's number) |
+|--------------------|--------------|---------|---------------------------|
+| cleanup_runs       | 3            | 300 s   | 5 -> low                  |
+| health_check       | 2            | 30 s    | 3 -> normal               |
+| cleanup_temp_files | 3            | 300 s   | 5 -> low                  |
+| log_statistics     | 2            | 10 s    | 1 -> high                 |
+
+(the old queue ran lower numbers first.)"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from chalicelib.domain.errors import JobpipeError, TaskTimeError
 from chalicelib.domain.job import isoformat, utcnow
@@ -30,6 +43,31 @@ MIN_RUN_MS = {
 }
 
 Probe = Callable[[], dict[str, Any]]
+
+
+class AgePayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_age_hours: int = Field(default=24, ge=1, le=24 * 365)
+
+
+class WindowPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    window_hours: int = Field(default=24, ge=1, le=24 * 30)
+
+
+class NoPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# task name -> (payload model, max_attempts, timeout_s, priority)
+TASKS: dict[str, tuple[type[BaseModel], int, int, str]] = {
+    "cleanup_runs": (AgePayload, 3, 300, "low"),
+    "health_check": (NoPayload, 2, 30, "normal"),
+    "cleanup_temp_files": (AgePayload, 3, 300, "low"),
+    "log_statistics": (WindowPayload, 2, 10, "high"),
+}
 
 
 @dataclass

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable, Iterator, Optional, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Sequence
 
 from chalicelib.domain.job import Job, Progress, Run
 from chalicelib.domain.status import JobStatus
@@ -52,9 +52,6 @@ class ChangeSet:
 class JobStore(Protocol):
     def create(self, job: Job) -> None:
         """Write a new job; raises StaleJobError if the id exists."""
-
-    def discard(self, job_id: str) -> None:
-        """Delete a job that was never delivered (submission compensation)."""
 
     def get(self, job_id: str, *, consistent: bool = True) -> Optional[Job]:
         """The job, or None. `consistent=False` allows an eventually consistent (cheaper) read,
@@ -216,3 +213,78 @@ class QueueOperations(Protocol):
 
     def health(self) -> list[dict[str, Any]]:
         """One entry per queue and DLQ: name, ok, depth or error."""
+
+
+# -- the jobs table's change stream ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobChange:
+    """One write to a job as the change stream reports it (the stream adapter decodes records
+    into these; the event publisher and the stats recorder read them)."""
+
+    sequence_number: str
+    old: Optional[Job]
+    new: Optional[Job]
+    timestamp: str
+
+
+# -- subscribers: scope caches, the ERP webhook ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    namespace: str
+    generation: int
+    value: Any = None
+    hit: bool = False
+    cached_at: Optional[str] = None
+    invalidated_at: Optional[str] = None
+    invalidated_by: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class TaskCompletion:
+    type: str
+    completed_at: str
+    job_id: str
+
+
+class CacheStore(Protocol):
+    def put(self, tenant: str, scope: str, namespace: str, value: Any, at: str,
+            expected_generation: Optional[int] = None) -> CacheEntry:
+        """Store `value` for the namespace's current generation; with `expected_generation`,
+        raises CacheGenerationChangedError if the namespace was invalidated since."""
+
+    def get(self, tenant: str, scope: str, namespace: str) -> CacheEntry:
+        """The entry, read strongly consistent; `hit` is False when nothing is stored for the
+        current generation."""
+
+    def invalidate(self, tenant: str, scope: str, namespace: str, job_id: str, at: str) -> int:
+        """Bump the generation (one write) unless `job_id` already did (its completion's own
+        write invalidates the namespaces its rules name); returns the generation."""
+
+    def record_completion(self, tenant: str, scope: str, completion: TaskCompletion) -> None:
+        """Remember when a task of `completion.type` last completed for the scope."""
+
+    def completions(self, tenant: str, scope: str) -> list[TaskCompletion]:
+        """The scope's last completion of each task type, by type."""
+
+
+class WebhookSender(Protocol):
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        """POST and return the HTTP status; raises WebhookDeliveryError when no answer came."""
+
+
+# -- the worker's runtime -----------------------------------------------------------------------
+
+
+class Timer(Protocol):
+    """A one-shot timer (threading.Timer): the progress reporter's deferred write."""
+
+    def start(self) -> None: ...
+
+    def cancel(self) -> None: ...
+
+
+TimerFactory = Callable[[float, Callable[[], None]], Timer]

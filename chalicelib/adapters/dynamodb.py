@@ -136,14 +136,6 @@ class DynamoJobStore:
                 self._blobs.delete([ref["key"]])
             raise StoreUnavailableError("could not store the job") from exc
 
-    def discard(self, job_id: str) -> None:
-        try:
-            self._ddb.delete_item(TableName=self._table, Key=job_key(job_id))
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreUnavailableError(f"could not remove job {job_id}") from exc
-        if self._blobs is not None:
-            self._blobs.delete([blob_key(job_id, "payload")])
-
     def apply(self, job: Job, expected_status: JobStatus, changes: ChangeSet) -> Job:
         names = {"#status": "status", "#version": "version"}
         values = {

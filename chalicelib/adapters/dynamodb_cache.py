@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib.adapters.dynamodb_items import TASK_PREFIX, cache_sort_key, scope_partition, task_sort_key
 from chalicelib.domain.errors import CacheGenerationChangedError, StoreUnavailableError
-from chalicelib.subscribers.cache import CacheEntry, TaskCompletion
+from chalicelib.ports import CacheEntry, TaskCompletion
 
 _deserialize = TypeDeserializer().deserialize
 CACHE_TTL_S = 30 * 24 * 3600

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 from chalicelib.adapters.dynamodb_items import item_to_job
 from chalicelib.domain.job import isoformat
-from chalicelib.events.changes import JobChange
+from chalicelib.ports import JobChange
 
 
 def job_change(record: dict[str, Any]) -> Optional[JobChange]:

@@ -7,7 +7,7 @@ from typing import Any, Callable
 from botocore.exceptions import ClientError
 
 from chalicelib.domain.errors import EventPublishError
-from chalicelib.events.model import SOURCE
+from chalicelib.domain.events import SOURCE
 
 PUT_EVENTS_MAX = 10  # entries per PutEvents call
 _RETRIES = 4

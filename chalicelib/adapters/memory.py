@@ -17,6 +17,7 @@ from chalicelib.adapters.sqs import MAX_DELAY_S
 from chalicelib.domain.errors import (
     ArtifactNotFoundError,
     BlobNotFoundError,
+    CacheGenerationChangedError,
     EventPublishError,
     InvalidRequestError,
     JobNotFoundError,
@@ -33,6 +34,7 @@ from chalicelib.ports import (
     Artifact,
     ArtifactInfo,
     BlobStore,
+    CacheEntry,
     ChangeSet,
     DeadLetter,
     JobMessage,
@@ -90,13 +92,6 @@ class InMemoryJobStore:
                 raise StaleJobError(f"job {job.id} already exists")
             self._check_out(job.id, "payload", job.payload)
             self._jobs[job.id] = job.model_copy(deep=True)
-
-    def discard(self, job_id: str) -> None:
-        with self._lock:
-            self._jobs.pop(job_id, None)
-            self._refs.pop(job_id, None)
-        if self._blobs is not None:
-            self._blobs.delete([claim_check_key(job_id, "payload")])
 
     def get(self, job_id: str, *, consistent: bool = True) -> Optional[Job]:
         job = self._jobs.get(job_id)
@@ -356,8 +351,6 @@ class InMemoryCacheStore:
         self.writes = 0
 
     def put(self, tenant, scope, namespace, value, at, expected_generation=None):
-        from chalicelib.domain.errors import CacheGenerationChangedError
-
         item = self.items.setdefault((tenant, scope, namespace), {"generation": 0})
         if expected_generation is not None and item["generation"] != expected_generation:
             raise CacheGenerationChangedError(f"{namespace} was invalidated since generation {expected_generation}")
@@ -366,8 +359,6 @@ class InMemoryCacheStore:
         return self.get(tenant, scope, namespace)
 
     def get(self, tenant, scope, namespace):
-        from chalicelib.subscribers.cache import CacheEntry
-
         item = self.items.get((tenant, scope, namespace), {"generation": 0})
         hit = "value" in item and item["value_gen"] == item["generation"]
         return CacheEntry(namespace, item["generation"], item.get("value") if hit else None, hit,

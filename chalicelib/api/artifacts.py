@@ -6,10 +6,11 @@ from typing import Any
 from chalice import Blueprint, Response
 
 from chalicelib.api.http import Call
-from chalicelib.api.job_ids import is_plausible_job_id
 from chalicelib.api.routing import router
 from chalicelib.composition import container
 from chalicelib.domain.errors import ArtifactNotFoundError, JobNotFoundError
+from chalicelib.domain.job import is_plausible_job_id
+from chalicelib.lifecycle import JobLifecycle
 
 artifacts_api = Blueprint(__name__)
 
@@ -19,16 +20,17 @@ PRESIGNED_URL_TTL_S = 300
 route = router(artifacts_api)
 
 
-def _tenant_job(call: Call, job_id: str) -> str:
+def _tenant_job(lifecycle: JobLifecycle, call: Call, job_id: str) -> str:
     if not is_plausible_job_id(job_id):
         raise JobNotFoundError(f"job {job_id[:128]} not found")
-    return container().lifecycle.get(call.user.tenant, job_id).id
+    return lifecycle.get(call.user.tenant, job_id).id
 
 
 @route("/jobs/{job_id}/artifacts", methods=["GET"])
 def list_artifacts(call: Call, job_id: str) -> Any:
-    job_id = _tenant_job(call, job_id)
-    store = container().artifacts
+    services = container()
+    job_id = _tenant_job(services.lifecycle, call, job_id)
+    store = services.artifacts
     infos = store.list(job_id) if store is not None else []
     return {"job_id": job_id, "artifacts": [i.public() for i in infos]}
 
@@ -37,8 +39,8 @@ def list_artifacts(call: Call, job_id: str) -> Any:
 def get_artifact(call: Call, job_id: str, name: str) -> Any:
     """Inline (small text) artifacts come back as themselves with their content type; those
     in S3 as JSON with a presigned GET `url` valid for a few minutes."""
-    job_id = _tenant_job(call, job_id)
     services = container()
+    job_id = _tenant_job(services.lifecycle, call, job_id)
     if services.artifacts is None:
         raise ArtifactNotFoundError(f"job {job_id} has no artifact {name[:128]!r}")
     artifact = services.artifacts.get(job_id, name)

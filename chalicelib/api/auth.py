@@ -13,32 +13,21 @@ from typing import Mapping, Optional
 import jwt
 
 from chalicelib.api.errors import ForbiddenError, UnauthorizedError
+from chalicelib.domain.tokens import DEFAULT_MAX_LIFETIME_S, LEEWAY_S, TokenPolicy
+
+__all__ = ["DEFAULT_MAX_LIFETIME_S", "LEEWAY_S", "TokenPolicy", "Principal", "authenticate", "issue_token"]
 
 ALGORITHM = "HS256"
 # Tenants jobpipe keeps for itself (maintenance tasks run as "_system"); no token may claim one.
 RESERVED_TENANT_PREFIX = "_"
 # Tenant and user names become parts of storage keys: no separator, no whitespace, bounded.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
-# Clocks of the token issuer and of the API disagree by a few seconds.
-LEEWAY_S = 30
-DEFAULT_MAX_LIFETIME_S = 24 * 3600
 
 # Roles. `operator` runs the pipeline: every /api/system/* route (statistics and dead letters
 # of all tenants, redrive, maintenance tasks). `admin` is a tenant's administrator and grants
 # nothing outside its own tenant.
 OPERATOR = "operator"
 ADMIN = "admin"
-
-
-@dataclass(frozen=True)
-class TokenPolicy:
-    """What a token must satisfy besides its signature."""
-
-    secret: str
-    max_lifetime_s: int = DEFAULT_MAX_LIFETIME_S
-    issuer: Optional[str] = None
-    audience: Optional[str] = None
-    leeway_s: int = LEEWAY_S
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from chalicelib.api.errors import json_response
 from chalicelib.api.http import Call
 from chalicelib.api.routing import router
 from chalicelib.composition import container
+from chalicelib.domain.caches import check_name
 from chalicelib.domain.errors import InvalidRequestError
 from chalicelib.domain.job import isoformat, utcnow
-from chalicelib.subscribers.cache import check_name
 
 cache_api = Blueprint(__name__)
 

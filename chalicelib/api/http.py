@@ -69,10 +69,6 @@ class Call:
             raise InvalidRequestError("request body must be a JSON object")
         return validate(model, data)
 
-    def query(self, name: str) -> Optional[str]:
-        params = self.request.query_params or {}
-        return params.get(name)
-
     def header(self, name: str) -> Optional[str]:
         return self.request.headers.get(name)
 

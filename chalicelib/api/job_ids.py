@@ -8,21 +8,12 @@ de-duplicated, and kept in request order.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Iterable, Mapping, Optional, Union
 
 from chalicelib.api.errors import InvalidJsonError
 
 _ID_KEYS = ("job_ids", "jobs", "ids")
 _QUERY_KEYS = ("job_ids", "job_id")
-_PLAUSIBLE_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
-
-
-def is_plausible_job_id(job_id: str) -> bool:
-    """Ids that cannot exist are answered not_found without touching the store."""
-    return bool(_PLAUSIBLE_ID.fullmatch(job_id))
-
-
 def normalize_job_ids(value: Any) -> list[str]:
     """Flatten strings, comma-separated strings, numbers, lists and dicts into ordered unique ids."""
     ordered: dict[str, None] = {}

@@ -15,13 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chalicelib.api.auth import OPERATOR
 from chalicelib.api.http import Call, validate
-from chalicelib.api.job_ids import is_plausible_job_id
 from chalicelib.api.routing import router
 from chalicelib.composition import container
 from chalicelib.domain.errors import JobNotFoundError, TaskNotFoundError
-from chalicelib.domain.job import Job
-from chalicelib.job_types.maintenance import TASKS
-from chalicelib.maintenance import SYSTEM_TENANT, TaskControl
+from chalicelib.domain.job import Job, is_plausible_job_id
+from chalicelib.maintenance import SYSTEM_TENANT, TASKS, TaskControl
 from chalicelib.observability import count
 from chalicelib.ports import JobQuery
 

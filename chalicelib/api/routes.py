@@ -7,12 +7,12 @@ from chalice import Blueprint
 
 from chalicelib.api.etag import conditional_response, job_etag
 from chalicelib.api.http import Call, validate
-from chalicelib.api.job_ids import is_plausible_job_id
-from chalicelib.api.job_reads import batch_job_ids, not_found, visible_jobs
+from chalicelib.api.job_reads import batch_job_ids, not_found
 from chalicelib.api.requests import ListJobsQuery, SubmitJobRequest
 from chalicelib.api.routing import router
 from chalicelib.composition import container
 from chalicelib.domain.errors import JobNotFoundError
+from chalicelib.domain.job import is_plausible_job_id
 from chalicelib.observability import count
 from chalicelib.ports import JobQuery
 
@@ -100,7 +100,7 @@ def list_jobs(call: Call) -> Any:
 @route("/jobs/status", methods=["POST"])
 def job_status_batch(call: Call) -> Any:
     ids = batch_job_ids(call)
-    pairs = visible_jobs(call.user.tenant, ids)
+    pairs = container().reads.visible_jobs(call.user.tenant, ids)
     body = {
         "jobs": {job_id: job.public() if job else not_found(job_id) for job_id, job in pairs},
         "job_ids": ids,

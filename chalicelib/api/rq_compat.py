@@ -11,9 +11,10 @@ from chalice import Blueprint, Response
 from chalicelib.api.errors import json_response
 from chalicelib.api.etag import conditional_response, job_etag
 from chalicelib.api.http import Call
-from chalicelib.api.job_reads import batch_job_ids, load_tree, not_found, visible_job, visible_jobs
-from chalicelib.api.rq_vocabulary import job_info, job_status
+from chalicelib.api.job_reads import batch_job_ids, not_found
 from chalicelib.api.routing import router
+from chalicelib.api.rq_vocabulary import job_info, job_status
+from chalicelib.composition import container
 from chalicelib.domain.job import utcnow
 
 rq_api = Blueprint(__name__)
@@ -32,10 +33,11 @@ route = router(rq_api, internal_error=rq_internal_error)
 def _one(call: Call, kind: str, job_id: str, describe) -> Response:
     """One job with its descendants (a parent's status follows its children), tagged by the
     versions of every job read."""
-    job = visible_job(call.user.tenant, job_id)
+    reads = container().reads
+    job = reads.visible_job(call.user.tenant, job_id)
     if job is None:
         return conditional_response(call.header("if-none-match"), job_etag(kind, [(job_id, None)]), not_found(job_id))
-    tree = load_tree(call.user.tenant, [job]) if job.children else {}
+    tree = reads.tree(call.user.tenant, [job]) if job.children else {}
     members = [(job_id, job), *sorted(tree.items())]
     return conditional_response(call.header("if-none-match"), job_etag(kind, members), describe(job, utcnow(), tree))
 
@@ -53,8 +55,9 @@ def rq_job_info(call: Call, job_id: str) -> Any:
 @route("/api/jobinfo", methods=["POST"])
 def rq_job_info_batch(call: Call) -> Any:
     ids = batch_job_ids(call)
-    pairs = visible_jobs(call.user.tenant, ids)
-    tree = load_tree(call.user.tenant, [job for _, job in pairs if job is not None])
+    reads = container().reads
+    pairs = reads.visible_jobs(call.user.tenant, ids)
+    tree = reads.tree(call.user.tenant, [job for _, job in pairs if job is not None])
     now = utcnow()
     body = {
         "jobs": {job_id: job_info(job, now, tree) if job else not_found(job_id) for job_id, job in pairs},

@@ -26,12 +26,12 @@ def _parse(moment: Optional[str]) -> Optional[datetime]:
     return datetime.fromisoformat(moment.replace("Z", "+00:00")) if moment else None
 
 
-def elapsed_s(job: Job, now: datetime) -> Optional[float]:
-    """Seconds from the first attempt's start to the end (or to `now` while not ended)."""
-    started = _parse(job.started_at)
+def elapsed_s(started_at: Optional[str], ended_at: Optional[str], now: datetime) -> Optional[float]:
+    """Seconds from `started_at` to `ended_at` (to `now` while not ended); None before a start."""
+    started = _parse(started_at)
     if started is None:
         return None
-    ended = _parse(job.finished_at) or now
+    ended = _parse(ended_at) or now
     return round(max(0.0, (ended - started).total_seconds()), 3)
 
 
@@ -43,11 +43,6 @@ def exc_info(job: Job) -> Optional[str]:
 def description(job: Job) -> str:
     """Like RQ's call description: the job type, with its scope as the argument when set."""
     return f"{job.type}({job.scope})" if job.scope else job.type
-
-
-def children(job: Job) -> list[str]:
-    """Ids of the jobs this job spawned."""
-    return list(job.children)
 
 
 # A tree's status: the first of these any member has, in this order; all finished -> finished.
@@ -71,11 +66,8 @@ def _status(job: Job, now: datetime, tree: dict[str, Job]) -> dict[str, Any]:
     status = tree_status([RQ_STATUS[m.status] for m in members])
     ended_at = max(ended) if all(ended) else None  # only once every member has ended
     started_at = min(started) if started else None
-    elapsed = None
-    if started_at:
-        end = _parse(ended_at) or now
-        elapsed = round(max(0.0, (end - _parse(started_at)).total_seconds()), 3)
-    return {"id": job.id, "status": status, "started_at": started_at, "ended_at": ended_at, "elapsed_s": elapsed}
+    return {"id": job.id, "status": status, "started_at": started_at, "ended_at": ended_at,
+            "elapsed_s": elapsed_s(started_at, ended_at, now)}
 
 
 def _descendants(job: Job, tree: dict[str, Job]) -> list[Job]:

@@ -73,26 +73,26 @@ class JobCancelledError(JobpipeError):
     code = "canceled"
 
 
-class RetryableJobError(JobpipeError):
+class HandlerError(JobpipeError):
+    """Base of the errors a job handler raises to end an attempt; `code`, when given, is the
+    failure's code on the job's record instead of the class's."""
+
+    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        if code:
+            self.code = code
+
+
+class RetryableJobError(HandlerError):
     """Raise from a handler to fail this attempt and retry (while attempts remain)."""
 
     code = "retryable_error"
 
-    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
-        super().__init__(message, details=details)
-        if code:
-            self.code = code
 
-
-class FatalJobError(JobpipeError):
+class FatalJobError(HandlerError):
     """Raise from a handler to fail the job now, without retrying."""
 
     code = "fatal_error"
-
-    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
-        super().__init__(message, details=details)
-        if code:
-            self.code = code
 
 
 class JobTimeoutError(RetryableJobError):

@@ -1,6 +1,7 @@
 """The job record, its progress, its error and its runs (one run per attempt)."""
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime, timezone
 from typing import Any, Literal, Optional
@@ -20,6 +21,14 @@ def utcnow() -> datetime:
 def isoformat(moment: datetime) -> str:
     """UTC, millisecond precision, `Z` suffix: lexicographic order equals time order."""
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+_PLAUSIBLE_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
+
+
+def is_plausible_job_id(job_id: str) -> bool:
+    """Ids that cannot exist are answered not_found without touching the store."""
+    return bool(_PLAUSIBLE_ID.fullmatch(job_id))  # fullmatch: no trailing newline slips by
 
 
 def new_job_id() -> str:

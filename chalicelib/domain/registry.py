@@ -81,6 +81,12 @@ class JobTypeRegistry:
         combined._types = {**self._types, **other._types}
         return combined
 
+    def copy(self) -> JobTypeRegistry:
+        """A registry with the same types; what is registered in either stays out of the other."""
+        copied = JobTypeRegistry()
+        copied._types = dict(self._types)
+        return copied
+
     def get(self, name: str) -> JobType:
         """Raises UnknownJobTypeError listing the known types."""
         try:

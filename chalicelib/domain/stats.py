@@ -1,7 +1,7 @@
 """Counters operators read, derived from job changes (change data capture on the jobs table).
 
-`delta_for(old, new)` turns one job-item change into counter increments; it is pure, so the
-stream consumer, the in-memory store and the tests agree on what counts. Counters are kept
+`delta_for(old, new)` turns one change of a job into counter increments; it is pure, so the
+stream consumer and the tests agree on what counts. Counters are kept
 per status (jobs currently in each status) and per hour (events, per type, and a histogram
 of completion times), so a window's numbers are a handful of item reads, never a scan."""
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping, Optional
 
+from chalicelib.domain.job import Job
 from chalicelib.domain.status import JobStatus
 
 # Upper bounds (seconds) of the completion-time histogram buckets; the last is open-ended.
@@ -84,47 +85,40 @@ def _parse(timestamp: str) -> datetime:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
 
 
-def delta_for(old: Optional[Mapping[str, Any]], new: Optional[Mapping[str, Any]],
-              now: datetime) -> Optional[StatDelta]:
-    """The counter changes for a job item going from `old` to `new` (None: absent); None when
-    nothing countable changed (a progress write, a non-job item)."""
-    image = new or old
-    if not image or image.get("sk") != "JOB" or "status" not in image:
-        return None
-    job_id, job_type = image.get("id", "?"), image.get("type", "?")
-    tenant = image.get("tenant")
-    if new is None:  # deleted: TTL, clean-up, or a refused submission
-        return StatDelta(f"{job_id}#{old.get('version')}#removed", status={old["status"]: -1},
-                         tenant=tenant, unfinished=0 if _finished(old["status"]) else -1)
-    before = old.get("status") if old else None
-    after = new["status"]
+def delta_for(old: Optional[Job], new: Optional[Job], now: datetime) -> Optional[StatDelta]:
+    """The counter changes for a job going from `old` to `new` (None: absent); None when
+    nothing countable changed (a progress write)."""
+    if new is None:
+        if old is None:
+            return None
+        # deleted: TTL, clean-up, or a refused submission
+        return StatDelta(f"{old.id}#{old.version}#removed", status={old.status.value: -1},
+                         tenant=old.tenant, unfinished=0 if old.status.is_terminal else -1)
+    before = old.status.value if old else None
+    after = new.status.value
     if before == after:
         return None
     status = {after: 1}
     if before is not None:
         status[before] = -1
     if before is None:
-        event, at = "submitted", new.get("created_at")
+        event, at = "submitted", new.created_at
     else:
         event = _EVENT_FOR.get(after)
-        at = new.get("finished_at") if after in ("completed", "failed", "canceled") else None
+        at = new.finished_at if after in ("completed", "failed", "canceled") else None
     events: dict[str, int] = {}
     if event:
         events[event] = 1
-        events[f"t:{job_type}:{event}"] = 1
-    if after == JobStatus.COMPLETED.value and new.get("created_at") and new.get("finished_at"):
-        seconds = (_parse(new["finished_at"]) - _parse(new["created_at"])).total_seconds()
+        events[f"t:{new.type}:{event}"] = 1
+    if after == JobStatus.COMPLETED.value and new.created_at and new.finished_at:
+        seconds = (_parse(new.finished_at) - _parse(new.created_at)).total_seconds()
         events[f"d:{bucket_for(seconds)}"] = 1
-    if before is None:
-        unfinished = 0 if _finished(after) else 1
+    if old is None:
+        unfinished = 0 if new.status.is_terminal else 1
     else:
-        unfinished = -1 if _finished(after) and not _finished(before) else 0
-    return StatDelta(f"{job_id}#{new.get('version')}", status=status, hour=hour_of(at, now), events=events,
-                     tenant=tenant, unfinished=unfinished)
-
-
-def _finished(status: str) -> bool:
-    return status in (JobStatus.COMPLETED.value, JobStatus.FAILED.value, JobStatus.CANCELED.value)
+        unfinished = -1 if new.status.is_terminal and not old.status.is_terminal else 0
+    return StatDelta(f"{new.id}#{new.version}", status=status, hour=hour_of(at, now), events=events,
+                     tenant=new.tenant, unfinished=unfinished)
 
 
 def hours_back(now: datetime, hours: int) -> list[str]:

@@ -1,12 +1,11 @@
 """Which events a write to a job produces: the old image against the new one (pure)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
 
+from chalicelib.domain.events import PROGRESS_CHANGED, STATUS_CHANGED, JobEvent, event_id_for
 from chalicelib.domain.job import Job
 from chalicelib.domain.progress import is_notable_change
-from chalicelib.events.model import PROGRESS_CHANGED, STATUS_CHANGED, JobEvent, event_id_for
 
 
 # PutEvents takes 256 KB per call; a job's progress message and error are free text of any
@@ -19,16 +18,6 @@ def clip(text: Optional[str], limit: int = MAX_EVENT_TEXT_CHARS) -> Optional[str
     if text is None or len(text) <= limit:
         return text
     return text[: limit - 1] + "…"
-
-
-@dataclass(frozen=True)
-class JobChange:
-    """One write to a job as the change stream reports it."""
-
-    sequence_number: str
-    old: Optional[Job]
-    new: Optional[Job]
-    timestamp: str
 
 
 def events_for_change(old: Optional[Job], new: Optional[Job], timestamp: str) -> list[JobEvent]:

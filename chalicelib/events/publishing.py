@@ -4,9 +4,9 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 from chalicelib.domain.errors import EventPublishError
-from chalicelib.events.changes import JobChange, events_for_change
-from chalicelib.events.model import SOURCE
-from chalicelib.ports import EventPublisher
+from chalicelib.domain.events import SOURCE
+from chalicelib.events.changes import events_for_change
+from chalicelib.ports import EventPublisher, JobChange
 
 # One PutEvents call takes at most 10 entries and 256 KB in all (an entry's size: its Source,
 # DetailType and Detail, in UTF-8); entries of several records and jobs share a call.

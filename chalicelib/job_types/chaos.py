@@ -12,7 +12,7 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from chalicelib.job_types import demo_registry
+from chalicelib.job_types.catalog import demo_registry
 from chalicelib.observability import logger
 
 CHAOS_TIMEOUT_S = 3

@@ -7,7 +7,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from chalicelib.domain.errors import FatalJobError, RetryableJobError
-from chalicelib.job_types import demo_registry
+from chalicelib.job_types.catalog import demo_registry
 from chalicelib.worker.helpers import complete_job, fail_job, progress, start_job
 
 

@@ -4,89 +4,19 @@ whatever the number of cached values, and no scans."""
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Optional
 
-from pydantic import RootModel, field_validator
-
-from chalicelib.domain.errors import InvalidRequestError
-from chalicelib.events.model import CacheInvalidatedEvent, JobEvent, event_id_for
-from chalicelib.ports import EventPublisher
+from chalicelib.domain.caches import InvalidationRules
+from chalicelib.domain.events import CacheInvalidatedEvent, JobEvent, event_id_for
+from chalicelib.ports import CacheStore, EventPublisher, TaskCompletion
 
 RULES_FILE = Path(__file__).resolve().parents[1] / "cache_invalidation_rules.json"
-_NAME = re.compile(r"[A-Za-z0-9._:/@\-]{1,256}")
-
-
-def check_name(kind: str, value: str) -> str:
-    if not _NAME.fullmatch(value):
-        raise InvalidRequestError(
-            f"{kind} must be 1-256 characters of letters, digits and . _ : / @ -",
-            details={kind: value[:300]},
-        )
-    return value
-
-
-class InvalidationRules(RootModel[dict[str, list[str]]]):
-    """Job type -> the cache namespaces that depend on it."""
-
-    @field_validator("root")
-    @classmethod
-    def _names(cls, rules: dict[str, list[str]]) -> dict[str, list[str]]:
-        for job_type, namespaces in rules.items():
-            bad = [n for n in namespaces if not _NAME.fullmatch(n)]
-            if bad:
-                raise ValueError(f"{job_type}: invalid namespace names {bad}")
-            if len(set(namespaces)) != len(namespaces):
-                raise ValueError(f"{job_type}: namespaces repeat")
-        return rules
-
-    def namespaces_for(self, job_type: str) -> list[str]:
-        return list(self.root.get(job_type, []))
 
 
 def load_rules(path: Path = RULES_FILE) -> InvalidationRules:
+    """The deployment's rules file, validated; raises pydantic's ValidationError for a bad one."""
     return InvalidationRules.model_validate(json.loads(path.read_text()))
-
-
-@dataclass(frozen=True)
-class CacheEntry:
-    namespace: str
-    generation: int
-    value: Any = None
-    hit: bool = False
-    cached_at: Optional[str] = None
-    invalidated_at: Optional[str] = None
-    invalidated_by: Optional[str] = None
-
-
-@dataclass(frozen=True)
-class TaskCompletion:
-    type: str
-    completed_at: str
-    job_id: str
-
-
-class CacheStore(Protocol):
-    def put(self, tenant: str, scope: str, namespace: str, value: Any, at: str,
-            expected_generation: Optional[int] = None) -> CacheEntry:
-        """Store `value` for the namespace's current generation; with `expected_generation`,
-        raises CacheGenerationChangedError if the namespace was invalidated since."""
-
-    def get(self, tenant: str, scope: str, namespace: str) -> CacheEntry:
-        """The entry, read strongly consistent; `hit` is False when nothing is stored for the
-        current generation."""
-
-    def invalidate(self, tenant: str, scope: str, namespace: str, job_id: str, at: str) -> int:
-        """Bump the generation (one write) unless `job_id` already did (its completion's own
-        write invalidates the namespaces its rules name); returns the generation."""
-
-    def record_completion(self, tenant: str, scope: str, completion: TaskCompletion) -> None:
-        """Remember when a task of `completion.type` last completed for the scope."""
-
-    def completions(self, tenant: str, scope: str) -> list[TaskCompletion]:
-        ...
 
 
 class CacheInvalidator:

@@ -4,9 +4,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import Any, Protocol
+from typing import Any
 
 from chalicelib.domain.errors import WebhookDeliveryError
+from chalicelib.ports import WebhookSender
 
 SIGNATURE_HEADER = "X-Jobpipe-Signature"
 EVENT_ID_HEADER = "X-Jobpipe-Event-Id"
@@ -22,11 +23,6 @@ def sign(secret: str, body: bytes) -> str:
 
 def verify(secret: str, body: bytes, signature: str) -> bool:
     return hmac.compare_digest(sign(secret, body), signature or "")
-
-
-class WebhookSender(Protocol):
-    def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
-        """POST and return the HTTP status; raises WebhookDeliveryError when no answer came."""
 
 
 class ErpBridge:

@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from chalice import Blueprint
 
-from chalicelib.composition import container
+from chalicelib.composition import Container, container
 from chalicelib.defaults import redelivery_wait_s
 from chalicelib.invocation import entry_point
 from chalicelib.observability import logger, tracer
@@ -34,8 +34,9 @@ WORKER_BATCH_SIZE = 1
 class RecordRunner:
     """Runs one SQS record of a batch within the invocation's remaining time."""
 
-    def __init__(self, lambda_context: Any) -> None:
+    def __init__(self, lambda_context: Any, services: Container) -> None:
         self._context = lambda_context
+        self._services = services
 
     def _time_left_s(self) -> Optional[float]:
         if self._context is None or not hasattr(self._context, "get_remaining_time_in_millis"):
@@ -45,14 +46,14 @@ class RecordRunner:
     @tracer.capture_method
     def __call__(self, record: SQSRecord) -> None:
         message = parse_message(record.body)
-        queue = container().queue
+        queue = self._services.queue
 
         def hold(seconds: int) -> None:
             queue.set_visibility(record.event_source_arn, record.receipt_handle, seconds)
 
         logger.append_keys(job_id=message.job_id, attempt=message.attempt, message_id=record.message_id)
         try:
-            container().runner.run(message, time_left_s=self._time_left_s(), hold=hold)
+            self._services.runner.run(message, time_left_s=self._time_left_s(), hold=hold)
         except DeferredDelivery as deferred:
             if deferred.retry_after_s is not None:
                 hold(deferred.retry_after_s)
@@ -62,7 +63,7 @@ class RecordRunner:
             # Failed before the handler's outcome was written (throttling, a store or blob
             # error): deliver again soon rather than after the queue's visibility timeout.
             receives = int(record.attributes.approximate_receive_count or 1)
-            wait = redelivery_wait_s(receives, container().settings.redelivery_base_s)
+            wait = redelivery_wait_s(receives, self._services.settings.redelivery_base_s)
             logger.warning("delivery failed; retrying", extra={"error": f"{type(exc).__name__}: {exc}"[:500],
                                                                  "retry_in_s": wait, "receive_count": receives})
             try:
@@ -78,7 +79,7 @@ def process_jobs_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Run every record; returns {"batchItemFailures": [...]} for those to deliver again."""
     return process_partial_response(
         event=event,
-        record_handler=RecordRunner(context),
+        record_handler=RecordRunner(context, container()),
         processor=BatchProcessor(EventType.SQS, raise_on_entire_batch_failure=False),
         context=context,
     )

@@ -8,20 +8,12 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Optional
 
 from chalicelib.domain.errors import JobpipeError
 from chalicelib.domain.job import Job, Progress
 from chalicelib.domain.progress import check_not_decreasing, clamp_percent
-
-
-class Timer(Protocol):
-    def start(self) -> None: ...
-
-    def cancel(self) -> None: ...
-
-
-TimerFactory = Callable[[float, Callable[[], None]], Timer]
+from chalicelib.ports import Timer, TimerFactory
 
 
 def _thread_timer(delay_s: float, fire: Callable[[], None]) -> Timer:
@@ -54,7 +46,6 @@ class ProgressReporter:
         self._pending: Optional[Progress] = None
         self._timer: Optional[Timer] = None
         self._lock = threading.RLock()
-        self.writes = 0
 
     @property
     def job(self) -> Job:
@@ -108,12 +99,6 @@ class ProgressReporter:
             details = (self._pending or self._job.progress).details
             self._pending = Progress(percent=value, step=step, message=message, details=details)
 
-    def flush(self) -> Job:
-        """Write the pending report, if any, now."""
-        with self._lock:
-            self._flush_locked()
-            return self._job
-
     def settle(self) -> Optional[Progress]:
         """Stop the timer and hand back the pending report instead of writing it: for the
         completion, whose own write carries the final progress (one write instead of two)."""
@@ -154,4 +139,3 @@ class ProgressReporter:
             self._timer = None
         self._last_write = self._monotonic()
         self._job = self._write(self._job, pending)
-        self.writes += 1

@@ -12,11 +12,11 @@ from typing import Any
 
 from chalice import Blueprint
 
-from chalicelib.composition import container
-from chalicelib.invocation import entry_point
+from chalicelib.composition import Container, container
 from chalicelib.domain.errors import StaleJobError
 from chalicelib.domain.job import utcnow
-from chalicelib.maintenance import SYSTEM_TENANT
+from chalicelib.invocation import entry_point
+from chalicelib.maintenance import SYSTEM_TENANT, TASKS
 from chalicelib.observability import count, logger
 
 scheduled = Blueprint(__name__)
@@ -27,8 +27,7 @@ RECONCILER_SCHEDULE = "rate(1 minute)"
 _TASK_NAMESPACE = uuid.UUID("5d0c1c3e-8f1b-4d7a-9b8e-2f6a0e4c7b11")
 
 
-def run_reconciler_pass() -> dict[str, Any]:
-    services = container()
+def run_reconciler_pass(services: Container) -> dict[str, Any]:
     result = services.reconciler.run_pass()
     counts = dict(result.counts)
     services.reconciler_log.record(result.started_at, counts)
@@ -39,14 +38,11 @@ def run_reconciler_pass() -> dict[str, Any]:
     return result.as_dict()
 
 
-def enqueue_maintenance(task: str, scheduled_at: str) -> dict[str, Any]:
+def enqueue_maintenance(services: Container, task: str, scheduled_at: str) -> dict[str, Any]:
     """Enqueue `task` once for the schedule's firing at `scheduled_at` (minute precision)."""
-    from chalicelib.job_types.maintenance import TASKS
-
     if task not in TASKS:
         raise ValueError(f"unknown maintenance task {task!r}; one of {', '.join(sorted(TASKS))}")
     job_id = str(uuid.uuid5(_TASK_NAMESPACE, f"{task}:{scheduled_at[:16]}"))
-    services = container()
     # Scheduled clean-up keeps finished jobs as long as their retention (TTL would remove the
     # records then too, but not their S3 objects); the other tasks take their defaults.
     payload = {"max_age_hours": services.settings.retention_days * 24} if task == "cleanup_runs" else {}
@@ -65,5 +61,5 @@ def enqueue_maintenance(task: str, scheduled_at: str) -> dict[str, Any]:
 def reconciler(event: Any) -> dict[str, Any]:
     task = (event.detail or {}).get("maintenance_task")
     if task:
-        return enqueue_maintenance(str(task), event.time or utcnow().isoformat())
-    return run_reconciler_pass()
+        return enqueue_maintenance(container(), str(task), event.time or utcnow().isoformat())
+    return run_reconciler_pass(container())

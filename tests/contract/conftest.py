@@ -33,6 +33,7 @@ class Adapters:
     queue: Any
     queue_operations: Any
     cache: Any
+    reconciler_log: Any
     # The AWS side needs a receipt handle to hide a message; None on the in-memory side.
     receive: Optional[Callable[[str], list[dict[str, Any]]]] = None
 
@@ -54,6 +55,7 @@ def _memory() -> Adapters:
         queue=queue,
         queue_operations=memory.InMemoryQueueOperations(queue),
         cache=memory.InMemoryCacheStore(),
+        reconciler_log=memory.InMemoryReconcilerLog(),
     )
 
 
@@ -61,6 +63,7 @@ def _aws() -> Adapters:
     from chalicelib.adapters.artifacts import DynamoArtifactStore
     from chalicelib.adapters.dynamodb import DynamoJobStore
     from chalicelib.adapters.dynamodb_cache import DynamoCacheStore
+    from chalicelib.adapters.reconciler_log import DynamoReconcilerLog
     from chalicelib.adapters.retention import DynamoFinishedJobs
     from chalicelib.adapters.s3 import S3BlobStore
     from chalicelib.adapters.sqs import SqsJobQueue
@@ -92,6 +95,7 @@ def _aws() -> Adapters:
         queue=SqsJobQueue(sqs, queues, dead),
         queue_operations=SqsQueueOperations(sqs, queues, dead),
         cache=DynamoCacheStore(ddb, TABLE),
+        reconciler_log=DynamoReconcilerLog(ddb, STATS_TABLE),
         receive=receive,
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.domain.errors import CacheGenerationChangedError
-from chalicelib.subscribers.cache import TaskCompletion
+from chalicelib.ports import TaskCompletion
 
 AT = "2026-01-01T10:00:00.000Z"
 

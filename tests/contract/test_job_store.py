@@ -58,14 +58,6 @@ def test_get_many_returns_the_jobs_that_exist(adapters):
     assert adapters.store.get_many([]) == {}
 
 
-def test_discard_removes_the_job(adapters):
-    job = make_job(1)
-    adapters.store.create(job)
-    adapters.store.discard(job.id)
-    assert adapters.store.get(job.id) is None
-    adapters.store.discard(job.id)  # twice is fine
-
-
 def test_apply_writes_only_against_the_expected_status_and_version(adapters):
     job = make_job(1, lease_expires_at="2026-01-01T00:05:00.000Z")
     adapters.store.create(job)
@@ -217,14 +209,6 @@ def test_a_large_payload_and_result_are_claim_checked_and_read_back_whole(adapte
     adapters.store.create(small)
     with pytest.raises(BlobNotFoundError):
         adapters.blobs.get(f"jobs/{small.id}/payload.json")
-
-
-def test_discard_removes_a_claim_checked_payload_too(adapters):
-    job = make_job(1, payload=big())
-    adapters.store.create(job)
-    adapters.store.discard(job.id)
-    with pytest.raises(BlobNotFoundError):
-        adapters.blobs.get(f"jobs/{job.id}/payload.json")
 
 
 def test_due_lists_unfinished_jobs_due_by_now_earliest_first(adapters):

@@ -7,14 +7,13 @@ In-memory only (no moto); it sits in this tier for its ~30 s, to keep `make unit
 from collections import Counter
 
 import pytest
-from boto3.dynamodb.types import TypeSerializer
-
-from chalicelib.adapters.dynamodb_items import job_key
+from chalicelib.adapters.dynamodb_items import job_key, job_to_item
+from chalicelib.adapters.dynamodb_stream import job_change
 from chalicelib.adapters.memory import InMemoryJobQueue, InMemoryJobStore, InMemoryStatsStore
 from chalicelib.job_types import build_registry
 from chalicelib.lifecycle import ClaimOutcome, JobLifecycle
 from chalicelib.ports import JobMessage
-from chalicelib.worker.stats_stream import record_changes
+from chalicelib.events.stream import record_changes
 from tests.unit.conftest import FakeClock
 
 JOBS, TENANTS, WAVE, STREAM_BATCH = 10_000, 100, 200, 100
@@ -30,14 +29,9 @@ def lifecycle(clock):
     return JobLifecycle(InMemoryJobStore(), InMemoryJobQueue(), build_registry(demo_types=True), clock=clock)
 
 
-_serialize = TypeSerializer().serialize
-# The attributes of a job item the stats recorder reads (the rest of the image is not decoded).
-_COUNTED = ("id", "tenant", "type", "status", "version", "created_at", "finished_at")
-
-
-def _image(job):
-    values = job.model_dump(mode="json", include=set(_COUNTED))
-    return {"sk": {"S": "JOB"}, **{k: _serialize(v) for k, v in values.items() if v is not None}}
+def changes(records):
+    """The job writes the stream adapter decodes from `records`."""
+    return [job_change(record) for record in records]
 
 
 class Stream:
@@ -52,8 +46,8 @@ class Stream:
         self._last[job.id] = job
         self.records.append({"dynamodb": {
             "Keys": job_key(job.id),
-            "OldImage": _image(old) if old else None,
-            "NewImage": _image(job),
+            "OldImage": job_to_item(old) if old else None,
+            "NewImage": job_to_item(job),
             "SequenceNumber": str(len(self.records)),
         }})
         return job
@@ -81,7 +75,7 @@ def test_no_shared_item_takes_more_than_one_write_per_50_status_changes(lifecycl
     stats = InMemoryStatsStore()
     status_changes = 0
     for start in range(0, len(records), STREAM_BATCH):
-        status_changes += record_changes(records[start:start + STREAM_BATCH], stats)
+        status_changes += record_changes(changes(records[start:start + STREAM_BATCH]), stats)
     assert status_changes == 3 * JOBS  # submitted, started, completed: each counted once
 
     writes = Counter(stats.writes)
@@ -100,9 +94,9 @@ def test_redelivered_and_bisected_batches_count_nothing_twice(lifecycle, clock):
     records = run_jobs(lifecycle, clock, jobs=WAVE)
     once, again = InMemoryStatsStore(), InMemoryStatsStore()
     for start in range(0, len(records), STREAM_BATCH):
-        record_changes(records[start:start + STREAM_BATCH], once)
+        record_changes(changes(records[start:start + STREAM_BATCH]), once)
     for start in range(0, len(records), STREAM_BATCH):
-        batch = records[start:start + STREAM_BATCH]
+        batch = changes(records[start:start + STREAM_BATCH])
         record_changes(batch[: len(batch) // 2], again)  # bisected after a failure ...
         record_changes(batch, again)  # ... then the whole batch again
         assert record_changes(batch, again) == 0

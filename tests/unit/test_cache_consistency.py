@@ -1,8 +1,9 @@
 """A completion invalidates its scope's caches in its own write (the in-memory twin of the
 DynamoDB transaction), and the event path does not invalidate a second time."""
 from chalicelib.adapters.memory import InMemoryCacheStore, InMemoryEventPublisher, InMemoryJobStore
+from chalicelib.domain.events import JobEvent
 from chalicelib.domain.status import JobStatus
-from chalicelib.events.model import JobEvent
+from chalicelib.domain.events import JobEvent
 from chalicelib.job_types import build_registry
 from chalicelib.lifecycle import JobLifecycle
 from chalicelib.subscribers.cache import CacheInvalidator, load_rules

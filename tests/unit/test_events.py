@@ -4,13 +4,15 @@ import json
 import pytest
 
 from chalicelib.adapters.memory import InMemoryCacheStore, InMemoryEventPublisher
+from chalicelib.domain.caches import InvalidationRules
 from chalicelib.domain.errors import EventPublishError, WebhookDeliveryError
+from chalicelib.domain.events import event_id_for
 from chalicelib.domain.job import Job, JobErrorInfo, Progress
 from chalicelib.domain.status import JobStatus
-from chalicelib.events.changes import JobChange, events_for_change
-from chalicelib.events.model import event_id_for
+from chalicelib.events.changes import events_for_change
 from chalicelib.events.publishing import publish_changes
-from chalicelib.subscribers.cache import CacheInvalidator, InvalidationRules, load_rules
+from chalicelib.ports import JobChange
+from chalicelib.subscribers.cache import CacheInvalidator, load_rules
 from chalicelib.subscribers.erp import ErpBridge, sign, verify
 
 T = "2026-01-01T00:00:00.000Z"

@@ -4,7 +4,8 @@ import json
 import pytest
 
 from chalicelib.api.errors import InvalidJsonError
-from chalicelib.api.job_ids import extract_job_ids, is_plausible_job_id, normalize_job_ids
+from chalicelib.api.job_ids import extract_job_ids, normalize_job_ids
+from chalicelib.domain.job import is_plausible_job_id
 
 
 @pytest.mark.parametrize(

@@ -98,11 +98,11 @@ def test_health_check_reports_each_failure_without_stopping(store, blobs, clock)
 
 def test_log_statistics_summarises_the_window(tasks, clock):
     stats = tasks._stats
-    base = {"sk": "JOB", "id": "a", "type": "t", "created_at": isoformat(clock())}
+    base = {"id": "a", "type": "t", "tenant": "acme", "user": "ann", "created_at": isoformat(clock())}
     stats.record_batch([
-        delta_for(None, {**base, "status": "queued", "version": 1}, clock()),
-        delta_for({**base, "status": "running", "version": 2},
-                  {**base, "status": "failed", "version": 3, "finished_at": isoformat(clock())}, clock()),
+        delta_for(None, Job(**base, status="queued", version=1), clock()),
+        delta_for(Job(**base, status="running", version=2),
+                  Job(**base, status="failed", version=3, finished_at=isoformat(clock())), clock()),
     ])
     result = tasks.log_statistics(24)
     assert result["events"]["submitted"] == 1 and result["events"]["failed"] == 1
@@ -170,3 +170,32 @@ def test_inline_time_left_is_bounded_by_the_function_and_the_gateway():
     time_left = inline_time_left(Context(12_000), lambda: now[0])
     now[0] += 2.5
     assert time_left() == 8_500
+
+
+def test_the_maintenance_job_types_run_the_tasks_they_were_given(tasks):
+    from chalicelib.job_types import registry
+    from chalicelib.job_types.maintenance import with_maintenance
+    from chalicelib.maintenance import TASKS
+
+    given = []
+    types = with_maintenance(registry, lambda: given.append("built") or tasks)
+    assert given == []  # the tasks' ports are built when a task first runs
+    assert sorted(n for n in types.names() if n.startswith("maintenance.")) == sorted(f"maintenance.{t}" for t in TASKS)
+    assert not any(n.startswith("maintenance.") for n in types.names(public=True) + registry.names())
+
+    class Context:
+        reported: list = []
+
+        def progress(self, percent, step=None, message=None):
+            self.reported.append((percent, message))
+
+        def check_cancelled(self):
+            pass
+
+        def remaining_ms(self):
+            return 60_000
+
+    health = types.get("maintenance.health_check")
+    assert (health.internal, health.max_attempts, health.timeout_s, health.priority) == (True, 2, 30, "normal")
+    result = health.handler(Context(), health.parse_payload({}))
+    assert given == ["built"] and result["complete"] is True and result["checks"]["jobs_table"] == {"ok": True}

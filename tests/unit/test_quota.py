@@ -8,6 +8,7 @@ import pytest
 
 from chalicelib.adapters.memory import InMemoryStatsStore
 from chalicelib.domain.errors import QuotaExceededError
+from chalicelib.domain.job import Job
 from chalicelib.domain.stats import delta_for
 from chalicelib.quota import RETRY_AFTER_S, TenantQuota
 
@@ -15,8 +16,10 @@ NOW = datetime(2026, 1, 1, 12, 30, tzinfo=timezone.utc)
 
 
 def image(job_id, status, version, tenant="a"):
-    return {"sk": "JOB", "id": job_id, "tenant": tenant, "type": "demo.steps", "status": status,
-            "version": version, "created_at": "2026-01-01T12:00:00.000Z"}
+    """The job as the stream's decoder hands it to the counters."""
+    finished = "2026-01-01T12:10:00.000Z" if status in ("completed", "failed", "canceled") else None
+    return Job(id=job_id, tenant=tenant, user="u", type="demo.steps", status=status, version=version,
+               created_at="2026-01-01T12:00:00.000Z", finished_at=finished)
 
 
 def record(stats, old, new):

@@ -4,14 +4,15 @@ from botocore.exceptions import ClientError
 
 from chalicelib.adapters.memory import InMemoryStatsStore
 from chalicelib.adapters.stats import DynamoStatsStore
+from chalicelib.domain.job import Job
 from chalicelib.domain.stats import BUCKETS_S, bucket_for, delta_for, hours_back, percentile, summarize
 
 NOW = datetime(2026, 1, 1, 12, 30, tzinfo=timezone.utc)
 
 
 def image(status, version, **extra):
-    return {"sk": "JOB", "id": "j1", "type": "demo.steps", "status": status, "version": version,
-            "created_at": "2026-01-01T12:00:00.000Z", **extra}
+    return Job(id="j1", type="demo.steps", tenant="acme", user="ann", status=status, version=version,
+               created_at="2026-01-01T12:00:00.000Z", **extra)
 
 
 def test_insert_counts_a_submission_in_its_creation_hour():
@@ -30,10 +31,9 @@ def test_completion_moves_the_status_count_and_records_its_duration():
     assert BUCKETS_S[bucket_for(3)] == 5
 
 
-def test_progress_writes_and_other_items_count_nothing():
+def test_progress_writes_count_nothing():
     assert delta_for(image("running", 2), image("running", 3), NOW) is None
-    assert delta_for(None, {"sk": "RUN#0001", "status": "running"}, NOW) is None
-    assert delta_for(None, {"sk": "ART#x"}, NOW) is None
+    assert delta_for(None, None, NOW) is None
 
 
 def test_removal_takes_the_job_out_of_its_status():
@@ -105,7 +105,7 @@ class TransactingClient:
 
 
 def _deltas(first, count):
-    return [delta_for(None, {**image("queued", 1), "id": f"j{i}"}, NOW) for i in range(first, first + count)]
+    return [delta_for(None, image("queued", 1).model_copy(update={"id": f"j{i}"}), NOW) for i in range(first, first + count)]
 
 
 def test_a_batch_writes_each_shared_counter_item_once():
@@ -113,7 +113,8 @@ def test_a_batch_writes_each_shared_counter_item_once():
     assert DynamoStatsStore(client, "stats").record_batch(_deltas(0, 60)) == 60
     (call,) = client.calls
     keys = [next(iter(i.values()))["Key" if "Update" in i else "Item"]["pk"]["S"] for i in call]
-    assert keys.count("STATUS") == 1 and keys.count("HOUR#2026-01-01T12") == 1 and len(keys) == 62
+    assert keys.count("STATUS") == 1 and keys.count("HOUR#2026-01-01T12") == 1
+    assert len([k for k in keys if k.startswith("TENANT#")]) == 1 and len(keys) == 63  # 60 markers + 3 counters
     assert client.items["STATUS"] == {"queued": 60}
     assert client.items["HOUR#2026-01-01T12"]["submitted"] == 60
 

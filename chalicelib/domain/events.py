@@ -1,4 +1,4 @@
-"""The events jobpipe publishes (source `jobpipe`)."""
+"""The events jobpipe publishes (source `jobpipe`) and how their ids are derived."""
 from __future__ import annotations
 
 import uuid
@@ -65,5 +65,3 @@ class CacheInvalidatedEvent(BaseModel):
     def detail_type(self) -> str:
         return self.event_type
 
-
-Event = JobEvent | CacheInvalidatedEvent

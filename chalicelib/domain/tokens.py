@@ -1,0 +1,19 @@
+"""What an API token must satisfy besides its signature (the composition root builds it from
+the settings; chalicelib/api/auth.py checks tokens against it)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+# Clocks of the token issuer and of the API disagree by a few seconds.
+LEEWAY_S = 30
+DEFAULT_MAX_LIFETIME_S = 24 * 3600
+
+
+@dataclass(frozen=True)
+class TokenPolicy:
+    secret: str
+    max_lifetime_s: int = DEFAULT_MAX_LIFETIME_S
+    issuer: Optional[str] = None
+    audience: Optional[str] = None
+    leeway_s: int = LEEWAY_S

@@ -1,0 +1,44 @@
+"""The jobs table's stream consumer: each batch of job writes, decoded once, is counted for the
+statistics operators read (GET /api/system/stats) and published as status events.
+
+Change data capture keeps the lifecycle unaware of both. One consumer of the stream, not two:
+every stream invocation runs on the mapping's poller. Counting is one small transaction per
+batch; a failure raises, the batch is delivered again, and the per-(job, version) marker keeps
+counts exact."""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence
+
+from chalicelib.domain.job import utcnow
+from chalicelib.domain.stats import delta_for
+from chalicelib.events.publishing import publish_changes
+from chalicelib.ports import EventPublisher, JobChange, StatsStore
+
+# A stream record -> the job write it carries, or None for other items (the stream adapter's).
+Decode = Callable[[dict[str, Any]], Optional[JobChange]]
+
+
+def record_changes(changes: Sequence[JobChange], stats: StatsStore) -> int:
+    """Count every status change of a batch, in one write per shared counter item for the whole
+    batch; returns how many changes were new."""
+    now = utcnow()
+    deltas = [d for d in (delta_for(c.old, c.new, now) for c in changes) if d is not None]
+    return stats.record_batch(deltas) if deltas else 0
+
+
+class StreamConsumer:
+    def __init__(self, decode: Decode, publisher: EventPublisher, stats: Optional[StatsStore] = None) -> None:
+        """`stats` None: no statistics are kept (no stats table configured)."""
+        self._decode = decode
+        self._publisher = publisher
+        self._stats = stats
+
+    def consume(self, records: Sequence[dict[str, Any]]) -> Optional[str]:
+        """Count the batch's status changes (exactly once, whatever the redeliveries), then
+        publish the events of its job writes in stream order. Returns None when all went out,
+        else the sequence number of the first change whose events may not have (see
+        publish_changes); raises what the stats store raises."""
+        changes = [c for c in (self._decode(r) for r in records) if c is not None]
+        if self._stats is not None:
+            record_changes(changes, self._stats)
+        return publish_changes(changes, self._publisher)

@@ -1,0 +1,47 @@
+"""Status reads shared by the native and the rq-compatible polling routes.
+
+Polling is the most frequent request, so each costs one read: a GetItem (eventually
+consistent) per job polled, one BatchGetItem per batch. Another tenant's job is answered
+exactly like a missing one."""
+from __future__ import annotations
+
+from typing import Optional
+
+from chalicelib.domain.job import Job, is_plausible_job_id
+from chalicelib.ports import JobStore
+
+MAX_TREE_JOBS = 500
+
+
+class JobReads:
+    def __init__(self, store: JobStore) -> None:
+        self._store = store
+
+    def visible_jobs(self, tenant: str, ids: list[str]) -> list[tuple[str, Optional[Job]]]:
+        """(id, job) in the order of `ids`; None where the job is missing or another tenant's."""
+        found = self._store.get_many([i for i in ids if is_plausible_job_id(i)])
+        pairs: list[tuple[str, Optional[Job]]] = []
+        for job_id in ids:
+            job = found.get(job_id)
+            pairs.append((job_id, job if job is not None and job.tenant == tenant else None))
+        return pairs
+
+    def visible_job(self, tenant: str, job_id: str) -> Optional[Job]:
+        """The tenant's job by an eventually consistent read, or None."""
+        if not is_plausible_job_id(job_id):
+            return None
+        job = self._store.get(job_id, consistent=False)
+        return job if job is not None and job.tenant == tenant else None
+
+    def tree(self, tenant: str, roots: list[Job]) -> dict[str, Job]:
+        """The descendants of `roots` by id (the tenant's only), one BatchGetItem per level, at
+        most MAX_TREE_JOBS jobs."""
+        tree: dict[str, Job] = {}
+        level = [c for root in roots for c in root.children]
+        while level and len(tree) < MAX_TREE_JOBS:
+            wanted = [i for i in dict.fromkeys(level) if i not in tree][: MAX_TREE_JOBS - len(tree)]
+            found = self._store.get_many(wanted)
+            fresh = [j for j in found.values() if j.tenant == tenant and j.id not in tree]
+            tree.update((j.id, j) for j in fresh)
+            level = [c for j in fresh for c in j.children]
+        return tree

@@ -1,0 +1,209 @@
+"""Layers point one way (docs: STYLE.md habit 18; README "Layout"):
+
+    domain <- ports <- use cases <- adapters, handlers <- composition root
+
+Every module under chalicelib/ is parsed with `ast` (imports inside functions count too) and
+each import of another chalicelib module is checked against LAYERS and ALLOWED, so a new
+upward import, a module placed in no layer, or an import circle fails `make unit`."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = "chalicelib"
+
+# Layer -> module name prefixes; a module belongs to the layer of its longest matching prefix.
+LAYERS: dict[str, tuple[str, ...]] = {
+    # Pure: the job, its status table, errors, events, stats, cache names, defaults.
+    "domain": ("chalicelib.domain", "chalicelib.defaults"),
+    # What the core needs from outside (Protocols and the values they carry).
+    "ports": ("chalicelib.ports",),
+    # Structured logs, metrics and traces (Powertools), usable by everything above the domain.
+    "observability": ("chalicelib.observability",),
+    # What the pipeline does, over ports only.
+    "use cases": (
+        "chalicelib.lifecycle", "chalicelib.reconciler", "chalicelib.maintenance", "chalicelib.idempotency",
+        "chalicelib.quota",
+        "chalicelib.job_reads", "chalicelib.events", "chalicelib.subscribers", "chalicelib.worker",
+        "chalicelib.job_types",
+    ),
+    # AWS and in-memory implementations of the ports.
+    "adapters": ("chalicelib.adapters", "chalicelib.aws_requests"),
+    # Entry points: the HTTP routes, the dashboard, the Lambda functions and their wrapper.
+    "handlers": (
+        "chalicelib.api", "chalicelib.dashboard", "chalicelib.invocation", "chalicelib.events.handlers",
+        "chalicelib.subscribers.handlers", "chalicelib.worker.handlers", "chalicelib.worker.scheduled",
+    ),
+    # Reads the settings once and wires adapters into use cases.
+    "composition root": ("chalicelib.composition", "chalicelib.settings"),
+}
+
+ALLOWED: dict[str, set[str]] = {
+    "domain": {"domain"},
+    "ports": {"domain", "ports"},
+    "observability": {"domain", "observability"},
+    "use cases": {"domain", "ports", "observability", "use cases"},
+    "adapters": {"domain", "ports", "adapters"},
+    "handlers": {"domain", "ports", "observability", "use cases", "handlers"},
+    "composition root": {"domain", "ports", "observability", "use cases", "adapters", "composition root"},
+}
+
+# The upward imports left, each with its reason: (importing layer, imported module) -> the
+# names it may import, and why.
+EXCEPTIONS: dict[tuple[str, str], tuple[set[str], str]] = {
+    ("handlers", "chalicelib.composition"): (
+        {"container", "Container", "report_aws_requests"},
+        "Chalice builds every function and route from module-level functions at import time, so "
+        "the root cannot call them with their services: each entry point calls container() once "
+        "and passes the services down (and the wrapper reports the invocation's AWS requests).",
+    ),
+}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def parse_modules() -> dict[str, tuple[ast.Module, bool]]:
+    """Module name -> (its syntax tree, whether it is a package's __init__)."""
+    return {module_name(p): (ast.parse(p.read_text(), str(p)), p.name == "__init__.py")
+            for p in sorted((ROOT / PACKAGE).rglob("*.py"))}
+
+
+def imports(module: str, tree: ast.Module, is_package: bool, modules: set[str]) -> list[tuple[str, set[str], int]]:
+    """(imported chalicelib module, names imported from it, line) for every import in `tree`
+    (relative imports resolved from `module`)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, set(), node.lineno) for alias in node.names if alias.name.startswith(PACKAGE)]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                package = module.split(".") if is_package else module.split(".")[:-1]
+                base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
+            if not base.startswith(PACKAGE):
+                continue
+            for alias in node.names:
+                submodule = f"{base}.{alias.name}"
+                if submodule in modules:  # `from package import module`
+                    found.append((submodule, set(), node.lineno))
+                else:
+                    found.append((base, {alias.name}, node.lineno))
+    return found
+
+
+def layer_of(module: str) -> str | None:
+    best, layer = "", None
+    for name, prefixes in LAYERS.items():
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > len(best):
+                best, layer = prefix, name
+    return layer
+
+
+def violations(graph: dict[str, list[tuple[str, set[str], int]]]) -> list[str]:
+    """Every import in `graph` (module -> its imports) that goes against ALLOWED and EXCEPTIONS."""
+    found = []
+    for module, targets in graph.items():
+        source = layer_of(module)
+        for target, names, line in targets:
+            target_layer = layer_of(target)
+            if target_layer in ALLOWED[source]:
+                continue
+            allowed_names, _ = EXCEPTIONS.get((source, target), (set(), ""))
+            if names and names <= allowed_names:
+                continue
+            found.append(f"{module}:{line} ({source}) imports {target} {sorted(names) or ''} ({target_layer})")
+    return found
+
+
+def cycles(graph: dict[str, list[tuple[str, set[str], int]]]) -> list[list[str]]:
+    """The import circles of `graph` (strongly connected components of more than one module).
+    A submodule's implicit import of its own package is not an edge."""
+    edges = {m: {t for t, _, _ in targets if t != m} for m, targets in graph.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in edges.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in edges:
+        if node not in index:
+            visit(node)
+    return found
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, list[tuple[str, set[str], int]]]:
+    trees = parse_modules()
+    names = set(trees)
+    return {module: imports(module, tree, is_package, names) for module, (tree, is_package) in trees.items()}
+
+
+def test_every_module_is_in_a_layer(graph):
+    unplaced = [m for m in graph if m != PACKAGE and layer_of(m) is None]
+    assert not unplaced, f"place these modules in a layer of LAYERS: {unplaced}"
+    imported = {t for targets in graph.values() for t, _, _ in targets}
+    assert imported <= set(graph), f"imports of modules that do not exist: {imported - set(graph)}"
+
+
+def test_imports_point_down_the_layers(graph):
+    found = violations({m: t for m, t in graph.items() if m != PACKAGE})
+    assert not found, "upward imports:\n" + "\n".join(found)
+
+
+def test_no_import_circle(graph):
+    assert cycles(graph) == []
+
+
+def test_the_checks_catch_an_upward_import_a_circle_and_an_unlisted_name():
+    graph = {
+        "chalicelib.adapters.eventbridge": [("chalicelib.events.publishing", {"SOURCE"}, 3)],
+        "chalicelib.api.routes": [("chalicelib.composition", {"container"}, 1),
+                                  ("chalicelib.composition", {"_container"}, 2)],
+        "chalicelib.lifecycle": [("chalicelib.reconciler", {"Reconciler"}, 1)],
+        "chalicelib.reconciler": [("chalicelib.lifecycle", {"JobLifecycle"}, 1)],
+    }
+    assert violations(graph) == [
+        "chalicelib.adapters.eventbridge:3 (adapters) imports chalicelib.events.publishing ['SOURCE'] (use cases)",
+        "chalicelib.api.routes:2 (handlers) imports chalicelib.composition ['_container'] (composition root)",
+    ]
+    assert cycles(graph) == [["chalicelib.lifecycle", "chalicelib.reconciler"]]
+
+
+def test_relative_imports_are_resolved_from_the_importing_module():
+    tree = ast.parse("from ..composition import container\nfrom . import errors\nfrom .events import SOURCE\n")
+    modules = {"chalicelib.domain.job", "chalicelib.domain.errors", "chalicelib.domain.events", "chalicelib.composition"}
+    assert imports("chalicelib.domain.job", tree, False, modules) == [
+        ("chalicelib.composition", {"container"}, 1),
+        ("chalicelib.domain.errors", set(), 2),
+        ("chalicelib.domain.events", {"SOURCE"}, 3),
+    ]
+    assert imports("chalicelib.domain", ast.parse("from .events import SOURCE"), True, modules) == [
+        ("chalicelib.domain.events", {"SOURCE"}, 1),
+    ]
