@@ -225,7 +225,7 @@ def test_without_a_good_token_the_page_asks_for_one(stack, page, tenant):
     expect(page.locator("#token-panel")).to_be_visible()
     expect(page.locator("#workspace")).to_be_hidden()
 
-    page.get_by_label("Bearer token").fill(stack.token(tenant, ttl_s=-30))
+    page.get_by_label("Bearer token").fill(stack.token(tenant, ttl_s=-120))
     page.get_by_role("button", name="Use token").click()
     expect(page.locator("#token-reason")).to_have_text(re.compile("token has expired"))
     expect(page.locator("#workspace")).to_be_hidden()

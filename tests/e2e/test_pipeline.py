@@ -111,6 +111,6 @@ def test_bad_input_is_refused_clearly(stack, kwargs, status, code):
 
 def test_missing_or_expired_token_is_401(stack):
     assert stack.call("GET", "/jobs", headers={}).status_code == 401
-    expired = {"Authorization": f"Bearer {stack.token(ttl_s=-5)}"}
+    expired = {"Authorization": f"Bearer {stack.token(ttl_s=-120)}"}
     response = stack.call("GET", "/jobs", headers=expired)
     assert response.status_code == 401 and response.json()["error"]["code"] == "unauthorized"
