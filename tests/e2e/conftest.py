@@ -142,6 +142,8 @@ def faults_stack(stack) -> Stack:
                               outage_s=ERP_OUTAGE_S).start()
     try:
         yield deploy_stack(FAULTS_STACK, stack.session, stack.log, webhook, FaultPutEventsFailureRate="0.3",
-                           FaultSendMessageFailureRate="0.1", FaultClaimFailureRate="0.1")
+                           FaultSendMessageFailureRate="0.1", FaultClaimFailureRate="0.1",
+                           # messages merely waiting behind the suite's backlog are not resent
+                           DispatchGraceSeconds="30")
     finally:
         webhook.stop()
