@@ -151,13 +151,17 @@ class Container:
             client = FailingSendMessage(client, self.settings.fault_send_message_failure_rate)
         return SqsJobQueue(client, self.settings.queue_urls, self.settings.dead_letter_urls)
 
+    def _stats_table(self, what: str) -> str:
+        """The stats table's name; raises SettingsError naming `what` is unavailable without it."""
+        if not self.settings.stats_table_name:
+            raise SettingsError(f"JOBPIPE_STATS_TABLE is not set; {what}")
+        return self.settings.stats_table_name
+
     @cached_property
     def stats(self) -> Any:
         from chalicelib.adapters.stats import DynamoStatsStore
 
-        if not self.settings.stats_table_name:
-            raise SettingsError("JOBPIPE_STATS_TABLE is not set; statistics are unavailable")
-        return DynamoStatsStore(self.client("dynamodb"), self.settings.stats_table_name)
+        return DynamoStatsStore(self.client("dynamodb"), self._stats_table("statistics are unavailable"))
 
     @cached_property
     def quota(self) -> Any:
@@ -227,9 +231,7 @@ class Container:
     def reconciler_log(self) -> Any:
         from chalicelib.adapters.reconciler_log import DynamoReconcilerLog
 
-        if not self.settings.stats_table_name:
-            raise SettingsError("JOBPIPE_STATS_TABLE is not set; the reconciler's passes are not kept")
-        return DynamoReconcilerLog(self.client("dynamodb"), self.settings.stats_table_name)
+        return DynamoReconcilerLog(self.client("dynamodb"), self._stats_table("the reconciler's passes are not kept"))
 
     @cached_property
     def runner(self) -> Any:
