@@ -150,7 +150,7 @@ class JobLifecycle:
             created_at=isoformat(now),
             not_before=isoformat(start),
             due_at=isoformat(start - timedelta(seconds=SQS_MAX_DELAY_S) if held
-                             else start + timedelta(seconds=self.dispatch_grace_s)),
+                             else self._claim_deadline(start, sent=1)),
             dispatches=0 if held else 1,
         )
         self.store.create(job)
@@ -355,7 +355,7 @@ class JobLifecycle:
                     ChangeSet(
                         {"status": JobStatus.RETRYING, "error": error, "lease_expires_at": REMOVE,
                          "not_before": isoformat(start), "dispatches": 1,
-                         "due_at": isoformat(start + timedelta(seconds=self.dispatch_grace_s))},
+                         "due_at": isoformat(self._claim_deadline(start, sent=1))},
                         run=self._closed_run(current, JobStatus.FAILED, error),
                     ),
                 )
@@ -403,10 +403,10 @@ class JobLifecycle:
             self.store.apply(job, job.status, ChangeSet(
                 {"due_at": isoformat(start - timedelta(seconds=SQS_MAX_DELAY_S))}))
             return ReconcileOutcome.SKIPPED
-        backoff_s = min(MAX_DISPATCH_BACKOFF_S, self.dispatch_grace_s * 2 ** max(0, job.dispatches - 1))
         # The write comes first so that two overlapping passes send one message, not two.
         self.store.apply(job, job.status, ChangeSet({
-            "due_at": isoformat(start + timedelta(seconds=backoff_s)), "dispatches": job.dispatches + 1,
+            "due_at": isoformat(self._claim_deadline(start, sent=max(1, job.dispatches))),
+            "dispatches": job.dispatches + 1,
         }))
         self.queue.send(JobMessage(job.id, job.attempts + 1), priority=job.priority, delay_seconds=wait_s)
         return ReconcileOutcome.RELEASED if job.dispatches == 0 else ReconcileOutcome.REDISPATCHED
@@ -424,6 +424,11 @@ class JobLifecycle:
         return ReconcileOutcome.DEAD_LETTERED
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _claim_deadline(self, start: datetime, *, sent: int) -> datetime:
+        """When a job starting at `start` should have been claimed, once `sent` messages went
+        out for its next attempt: the grace, doubled per earlier resend, at most the cap."""
+        return start + timedelta(seconds=min(MAX_DISPATCH_BACKOFF_S, self.dispatch_grace_s * 2 ** (sent - 1)))
 
     def _with_fresh(self, job: Job, decide: Callable[[Job], Job]) -> Job:
         """Apply `decide` to the running attempt of `job`; on a lost race re-read and apply again
