@@ -53,6 +53,9 @@ class Settings(BaseModel):
     dispatch_grace_s: int = Field(default=120, ge=1, le=24 * 3600)
     # First wait before a failed delivery (worker, ERP bridge, cache consumer) comes back.
     redelivery_base_s: int = Field(default=30, ge=1, le=900)
+    # Longest wait between two deliveries; with the consumer queues' 100 receives, 900 s gives
+    # about 24 h of retries before an event is dead-lettered (a lower cap: proportionally less).
+    redelivery_max_s: int = Field(default=900, ge=1, le=900)
     # AWS calls: every function's clients are sized to the function. The API's must answer
     # inside API Gateway's 29 s (1 s connect, 3 s read, 2 tries: at most ~8 s per call);
     # the defaults fit the workers' and consumers' longer timeouts.
@@ -154,6 +157,7 @@ _ENV = {
     "progress_min_interval_s": "PROGRESS_MIN_INTERVAL_S",
     "dispatch_grace_s": "JOBPIPE_DISPATCH_GRACE_S",
     "redelivery_base_s": "JOBPIPE_REDELIVERY_BASE_S",
+    "redelivery_max_s": "JOBPIPE_REDELIVERY_MAX_S",
     "aws_connect_timeout_s": "JOBPIPE_AWS_CONNECT_TIMEOUT_S",
     "aws_read_timeout_s": "JOBPIPE_AWS_READ_TIMEOUT_S",
     "aws_max_attempts": "JOBPIPE_AWS_MAX_ATTEMPTS",

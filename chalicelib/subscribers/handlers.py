@@ -60,7 +60,8 @@ class Consumer:
                 once(detail, event.context)
             except Exception:
                 receives = int(record.attributes.approximate_receive_count or 1)
-                backoff = redelivery_wait_s(receives, services.settings.redelivery_base_s)
+                backoff = redelivery_wait_s(receives, services.settings.redelivery_base_s,
+                                            services.settings.redelivery_max_s)
                 services.queue.set_visibility(record.event_source_arn, record.receipt_handle, backoff)
                 logger.warning(f"{self._name} failed; retrying in {backoff} s",
                                extra={"event_id": detail.get("event_id"), "receive_count": receives})

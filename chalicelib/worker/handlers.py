@@ -63,7 +63,8 @@ class RecordRunner:
             # Failed before the handler's outcome was written (throttling, a store or blob
             # error): deliver again soon rather than after the queue's visibility timeout.
             receives = int(record.attributes.approximate_receive_count or 1)
-            wait = redelivery_wait_s(receives, self._services.settings.redelivery_base_s)
+            wait = redelivery_wait_s(receives, self._services.settings.redelivery_base_s,
+                                     self._services.settings.redelivery_max_s)
             logger.warning("delivery failed; retrying", extra={"error": f"{type(exc).__name__}: {exc}"[:500],
                                                                  "retry_in_s": wait, "receive_count": receives})
             try:

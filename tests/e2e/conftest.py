@@ -24,6 +24,9 @@ WEBHOOK_SECRET = "e2e-webhook-secret-0123456789abcdef"
 FAULTS_STACK = "jobpipe-faults"
 # A soak (JOBPIPE_SOAK > 1) also takes the ERP down for over ten minutes from the start.
 ERP_OUTAGE_S = 660 if int(os.environ.get("JOBPIPE_SOAK", "1")) > 1 else 0
+# The fault stack's longest wait between two deliveries of a failed message: after the ERP
+# outage every event comes back within this, not the production 15 minutes.
+FAULTS_REDELIVERY_MAX_S = 60
 
 
 class Stack:
@@ -137,13 +140,14 @@ def faults_stack(stack) -> Stack:
     30 % of PutEvents entries, 10 % of SendMessage calls lose their connection (lost job
     messages, at submit and at retry, for the reconciler to resend), 10 % of claim writes are
     throttled, and the ERP receiver answers 500 to half of its deliveries (at most twice per
-    event; in a soak it is also down for the first 11 minutes). The main stack stays clean."""
+    event; in a soak it is also down for the first 11 minutes, and failed deliveries come back
+    at most a minute apart). The main stack stays clean."""
     webhook = WebhookReceiver(WEBHOOK_SECRET, fail_rate=0.5, max_failures_per_event=2, seed=6,
                               outage_s=ERP_OUTAGE_S).start()
     try:
         yield deploy_stack(FAULTS_STACK, stack.session, stack.log, webhook, FaultPutEventsFailureRate="0.3",
                            FaultSendMessageFailureRate="0.1", FaultClaimFailureRate="0.1",
                            # messages merely waiting behind the suite's backlog are not resent
-                           DispatchGraceSeconds="30")
+                           DispatchGraceSeconds="30", RedeliveryMaxSeconds=str(FAULTS_REDELIVERY_MAX_S))
     finally:
         webhook.stop()

@@ -97,6 +97,11 @@ class WebhookReceiver:
         with self._lock:
             return [d for d in self.deliveries if d["detail"]["job_id"] == job_id]
 
+    @property
+    def outage_ends(self) -> float:
+        """When (time.monotonic()) the outage ends: every delivery before is answered 503."""
+        return self._outage_ends
+
     def start(self) -> "WebhookReceiver":
         self._outage_ends = time.monotonic() + self.outage_s
         self._thread.start()
