@@ -1,7 +1,8 @@
 """`make bench` (python -m bench): deploy a fresh local stack, measure, print a table and write
 bench/results/<UTC time>.json.
 
-Environment: BENCH_JOBS (200), BENCH_STEPS (5), BENCH_STEP_MS (100) shape the throughput run;
+Environment: BENCH_JOBS (200), BENCH_STEPS (10), BENCH_STEP_MS (0) shape the throughput run (the
+burst users measured: every job reports progress ten times, no sleep);
 BENCH_POLLS (200) the polling run; BENCH_IMPORT_RUNS (15) the cold-start run; BENCH_COLD_SUBMITS
 (30) the cold burst, on a stack deployed as `make run` does (BENCH_FUNCTION_CONCURRENCY, default
 the local ceiling, 0 for none; BENCH_WARM=0 skips the warm-up: the stack as it was before both)."""
@@ -40,7 +41,7 @@ def run() -> dict[str, Any]:
         requests = requests_per_job.measure(stack)
         burst_started = now_ms()
         load = throughput.measure(stack, _env_int("BENCH_JOBS", 200),
-                                  {"steps": _env_int("BENCH_STEPS", 5), "step_ms": _env_int("BENCH_STEP_MS", 100)})
+                                  {"steps": _env_int("BENCH_STEPS", 10), "step_ms": _env_int("BENCH_STEP_MS", 0)})
         load["durations"] = stack.durations(burst_started)
         ids = [j["id"] for j in stack.http.get(f"{stack.api_url}/jobs?limit=100", timeout=30).json()["jobs"]]
         polls = polling.measure(stack, ids, _env_int("BENCH_POLLS", 200))
