@@ -2,12 +2,14 @@
 
 Its payload says at which step of which attempts the worker process dies (`os._exit`, as an
 out-of-memory kill or a segfault would) or the handler hangs past its timeout. A finished
-run logs one `chaos side effect` line (job id and attempt): the suites count those in the
-function's logs to prove no job's work completed twice."""
+run leaves one side effect: an artifact named `side-effect-<attempt>-<random>` (a new name per
+run, so a second run of the same attempt shows as a second artifact) and a `chaos side effect`
+log line. The suites count the artifacts to prove no job's work completed twice."""
 from __future__ import annotations
 
 import os
 import time
+import uuid
 from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -17,6 +19,7 @@ from chalicelib.observability import logger
 
 CHAOS_TIMEOUT_S = 3
 SIDE_EFFECT_MESSAGE = "chaos side effect"
+SIDE_EFFECT_ARTIFACT_PREFIX = "side-effect-"
 
 
 class ChaosPayload(BaseModel):
@@ -58,5 +61,7 @@ def run_chaos(ctx, payload: ChaosPayload) -> dict:
         if payload.hang_at_step == step and ctx.attempt in payload.hang_attempts:
             time.sleep(CHAOS_TIMEOUT_S * 3)  # the runner's timeout interrupts this
         ctx.progress(100 * step / payload.steps, step=f"step {step}/{payload.steps}")
+    # Through the job's context: an attempt past its timeout can no longer write it.
+    ctx.artifact(f"{SIDE_EFFECT_ARTIFACT_PREFIX}{ctx.attempt}-{uuid.uuid4().hex[:8]}", f"attempt {ctx.attempt}\n")
     logger.info(SIDE_EFFECT_MESSAGE, extra={"job_id": ctx.job_id, "attempt": ctx.attempt})
     return {"steps": payload.steps, "attempt": ctx.attempt}

@@ -220,6 +220,14 @@ def test_dead_letters_are_shown_without_being_taken_and_redriven(client, aws):
     assert bad.status_code == 400
 
 
+def test_a_chaos_run_leaves_one_side_effect_per_run_past_its_last_step(client, aws):
+    job = submit(client, {"type": "demo.chaos", "payload": {"steps": 2, "step_ms": 0}})
+    drain(client._app, aws)
+    listed = client.http.get(f"/jobs/{job['id']}/artifacts", headers=auth()).json_body["artifacts"]
+    (effect,) = listed
+    assert effect["name"].startswith("side-effect-1-") and effect["location"] == "inline"
+
+
 def test_artifacts_small_inline_large_in_s3(client, aws):
     job = submit(client, {"type": "demo.outputs", "payload": {"artifact_bytes": 200_000}})
     drain(client._app, aws)
