@@ -93,6 +93,10 @@ class JobQueue(Protocol):
     def set_visibility(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
         """Hide a received message for `seconds` more (0: deliver again now)."""
 
+    def set_visibility_many(self, queue_arn: str, receipt_handles: list[str], seconds: int) -> int:
+        """`set_visibility` for several messages of one queue, ten to a request; returns how
+        many could not be changed (a refusal of the whole request raises QueueUnavailableError)."""
+
 
 class EventPublisher(Protocol):
     def publish(self, events: list[Any]) -> None:

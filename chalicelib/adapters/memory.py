@@ -242,6 +242,11 @@ class InMemoryJobQueue:
     def set_visibility(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
         self.visibility[receipt_handle] = max(0, min(seconds, 12 * 3600))
 
+    def set_visibility_many(self, queue_arn: str, receipt_handles: list[str], seconds: int) -> int:
+        for handle in receipt_handles:
+            self.set_visibility(queue_arn, handle, seconds)
+        return 0
+
     def drain(self) -> list[JobMessage]:
         messages = [m for m, _, _ in self.sent]
         self.sent.clear()

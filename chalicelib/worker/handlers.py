@@ -2,7 +2,8 @@
 records are reported back (ReportBatchItemFailures) so only they are delivered again."""
 from __future__ import annotations
 
-from typing import Any, Optional
+import time
+from typing import Any, Callable, Optional
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -10,6 +11,7 @@ from chalice import Blueprint
 
 from chalicelib.composition import Container, container
 from chalicelib.defaults import redelivery_wait_s
+from chalicelib.domain.errors import QueueUnavailableError
 from chalicelib.invocation import entry_point
 from chalicelib.observability import logger, tracer
 from chalicelib.worker.runner import DeferredDelivery, parse_message
@@ -23,20 +25,32 @@ worker = Blueprint(__name__)
 JOBS_QUEUE = "jobpipe-jobs"
 JOBS_QUEUE_HIGH = "jobpipe-jobs-high"
 JOBS_QUEUE_LOW = "jobpipe-jobs-low"
-# One job per invocation. In a batch, a job that kills the process (out of memory, a crash)
-# takes its batch-mates down unprocessed: they stay hidden for the queue's visibility timeout
-# and each such crash counts as a receive, until the redrive policy dead-letters a job that
-# never ran and its record stays queued for good. Alone, a message is received once per
-# attempt (twice when its worker died), and the lease alone decides when it is retried.
-WORKER_BATCH_SIZE = 1
+# Up to ten jobs per invocation, run one after another: under a backlog, a tenth of the
+# invocations (and of the emulator's dispatch passes). A job that kills its process (out of
+# memory, a crash) must not strand its batch-mates, so the records after the first are hidden
+# for BATCH_MATE_LEASE_S only, not the queue's visibility timeout: if the process dies they are
+# delivered again that soon. A batch-mate is claimed only while that short lease holds (its
+# message is then hidden for the attempt's lease); one whose turn comes later is handed back
+# untouched, and records delivered more often run first, so a message handed back once is not
+# handed back again behind the same kind of long first job. The first record needs no change:
+# the queue's visibility timeout (90 min) outlasts any attempt, and a dead worker's job is
+# taken over by the reconciler once its lease ends.
+WORKER_BATCH_SIZE = 10
+BATCH_MATE_LEASE_S = 30
+_TURN_MARGIN_S = 5
 
 
 class RecordRunner:
-    """Runs one SQS record of a batch within the invocation's remaining time."""
+    """Runs one SQS record of a batch within the invocation's remaining time; `mates`, the
+    message ids after the first, only within their short lease counted from `started`."""
 
-    def __init__(self, lambda_context: Any, services: Container) -> None:
+    def __init__(self, lambda_context: Any, services: Container, *, mates: frozenset[str] = frozenset(),
+                 started: float = 0.0, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._context = lambda_context
         self._services = services
+        self._mates = mates
+        self._started = started
+        self._monotonic = monotonic
 
     def _time_left_s(self) -> Optional[float]:
         if self._context is None or not hasattr(self._context, "get_remaining_time_in_millis"):
@@ -51,9 +65,19 @@ class RecordRunner:
         def hold(seconds: int) -> None:
             queue.set_visibility(record.event_source_arn, record.receipt_handle, seconds)
 
+        def hold_for_lease(seconds: int) -> None:
+            try:
+                hold(seconds)
+            except QueueUnavailableError:  # it reappears after its short lease: a harmless duplicate
+                logger.warning("could not hide a claimed batch-mate for its lease")
+
+        mate = record.message_id in self._mates
         logger.append_keys(job_id=message.job_id, attempt=message.attempt, message_id=record.message_id)
         try:
-            self._services.runner.run(message, time_left_s=self._time_left_s(), hold=hold)
+            if mate and self._monotonic() - self._started > BATCH_MATE_LEASE_S - _TURN_MARGIN_S:
+                # Its short lease is (nearly) over: it may already be running elsewhere.
+                raise DeferredDelivery("its turn in the batch came after its short lease", None)
+            self._services.runner.run(message, time_left_s=self._time_left_s(), hold=hold_for_lease if mate else None)
         except DeferredDelivery as deferred:
             if deferred.retry_after_s is not None:
                 hold(deferred.retry_after_s)
@@ -76,14 +100,38 @@ class RecordRunner:
             logger.remove_keys(["job_id", "attempt", "message_id"])
 
 
+def _receives(record: dict[str, Any]) -> int:
+    return int((record.get("attributes") or {}).get("ApproximateReceiveCount") or 1)
+
+
 def process_jobs_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Run every record; returns {"batchItemFailures": [...]} for those to deliver again."""
+    """Run every record, those delivered most often first; returns {"batchItemFailures": [...]}
+    for those to deliver again."""
+    services = container()
+    started = time.monotonic()
+    records = sorted(event.get("Records") or [], key=_receives, reverse=True)
+    mates = records[1:]
+    if mates:
+        _shorten_waits(services, mates)
     return process_partial_response(
-        event=event,
-        record_handler=RecordRunner(context, container()),
+        event={**event, "Records": records},
+        record_handler=RecordRunner(context, services, mates=frozenset(r["messageId"] for r in mates),
+                                    started=started),
         processor=BatchProcessor(EventType.SQS, raise_on_entire_batch_failure=False),
         context=context,
     )
+
+
+def _shorten_waits(services: Container, mates: list[dict[str, Any]]) -> None:
+    """Hide the batch-mates for BATCH_MATE_LEASE_S instead of the queue's visibility timeout."""
+    try:
+        refused = services.queue.set_visibility_many(
+            mates[0]["eventSourceARN"], [r["receiptHandle"] for r in mates], BATCH_MATE_LEASE_S)
+    except QueueUnavailableError:  # they keep the queue's timeout; the reconciler resends them
+        logger.warning("could not shorten the batch-mates' visibility", extra={"records": len(mates)})
+        return
+    if refused:
+        logger.warning("some batch-mates' visibility was not shortened", extra={"refused": refused})
 
 
 @worker.on_sqs_message(queue=JOBS_QUEUE, batch_size=WORKER_BATCH_SIZE, name="job_worker")

@@ -67,3 +67,21 @@ def test_health_has_one_entry_per_queue_and_dead_letter_queue(adapters):
     assert all(c["ok"] and c["name"] for c in checks)
     (high,) = [c for c in checks if c["priority"] == "high" and c["kind"] == "queue"]
     assert high["visible"] == 1
+
+
+def test_received_messages_are_shown_again_ten_to_a_request(adapters):
+    for n in range(12):
+        adapters.queue.send(JobMessage(f"job-{n}", 1), priority="normal")
+    if adapters.receive is None:  # the in-memory queue hands out no receipt handles: it records them
+        handles = [f"handle-{n}" for n in range(12)]
+    else:
+        handles = []
+        while len(handles) < 12:
+            handles += [m["ReceiptHandle"] for m in adapters.receive("normal")]
+        assert depth(adapters, "normal")["in_flight"] == 12
+    arn = "arn:aws:sqs:us-east-1:123456789012:jobs-normal"
+    assert adapters.queue.set_visibility_many(arn, handles, 0) == 0
+    if adapters.receive is None:
+        assert [adapters.queue.visibility[h] for h in handles] == [0] * 12
+    else:
+        assert depth(adapters, "normal")["visible"] == 12

@@ -41,7 +41,7 @@ def aws(monkeypatch):
                 QueueName=f"jobs-{priority}",
                 Attributes={
                     "VisibilityTimeout": "5400",
-                    "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
+                    "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "10"}),
                 },
             )["QueueUrl"]
         events = boto3.client("events")
