@@ -2,10 +2,8 @@
 records are reported back (ReportBatchItemFailures) so only they are delivered again."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from chalice import Blueprint
 
 from chalicelib.composition import Container, container
@@ -13,6 +11,9 @@ from chalicelib.defaults import redelivery_wait_s
 from chalicelib.invocation import entry_point
 from chalicelib.observability import logger, tracer
 from chalicelib.worker.runner import DeferredDelivery, parse_message
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 worker = Blueprint(__name__)
 
@@ -78,6 +79,9 @@ class RecordRunner:
 
 def process_jobs_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Run every record; returns {"batchItemFailures": [...]} for those to deliver again."""
+    # Imported on the first batch: every function loads app.py; only the SQS consumers batch.
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
     return process_partial_response(
         event=event,
         record_handler=RecordRunner(context, container()),
