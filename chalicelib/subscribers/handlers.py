@@ -11,7 +11,6 @@ from chalice import Blueprint
 
 from chalicelib.composition import Container, container
 from chalicelib.defaults import redelivery_wait_s
-from chalicelib.domain.events import JobEvent
 from chalicelib.invocation import entry_point
 from chalicelib.observability import logger
 
@@ -82,6 +81,8 @@ def deliver_to_erp(services: Container, detail: dict[str, Any]) -> int:
 
 
 def invalidate_caches(services: Container, detail: dict[str, Any]) -> Any:
+    from chalicelib.domain.events import JobEvent  # the event model is this function's alone
+
     announcement = services.cache_invalidator.handle(JobEvent.model_validate(detail))
     return announcement.model_dump() if announcement else None
 

@@ -10,7 +10,6 @@ from chalicelib.composition import Container, container
 from chalicelib.defaults import redelivery_wait_s
 from chalicelib.invocation import entry_point
 from chalicelib.observability import logger, tracer
-from chalicelib.worker.runner import DeferredDelivery, parse_message
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -46,6 +45,9 @@ class RecordRunner:
 
     @tracer.capture_method
     def __call__(self, record: SQSRecord) -> None:
+        # The runner (job context, progress, timeouts) is the workers' alone: not in app.py's imports.
+        from chalicelib.worker.runner import DeferredDelivery, parse_message
+
         message = parse_message(record.body)
         queue = self._services.queue
 
