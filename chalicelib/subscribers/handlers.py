@@ -81,7 +81,7 @@ def deliver_to_erp(services: Container, detail: dict[str, Any]) -> int:
 
 
 def invalidate_caches(services: Container, detail: dict[str, Any]) -> Any:
-    from chalicelib.domain.events import JobEvent  # the event model is this function's alone
+    from chalicelib.domain.events import JobEvent  # the event functions need it, not every import of app.py
 
     announcement = services.cache_invalidator.handle(JobEvent.model_validate(detail))
     return announcement.model_dump() if announcement else None
