@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from functools import cached_property
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.lifecycle import JobLifecycle
@@ -297,6 +297,13 @@ class Container:
         return DynamoDBPersistenceLayer(
             table_name=self.settings.idempotency_table_name, boto3_client=self.client("dynamodb")
         )
+
+    def once_per_event(self, name: str, effect: Callable[[dict[str, Any]], Any]) -> Callable[..., Any]:
+        """`effect(detail)` run once per event id for consumer `name` (chalicelib/idempotency.py),
+        on its own persistence layer."""
+        from chalicelib.idempotency import once_per_event
+
+        return once_per_event(name, self.idempotency_persistence(), effect)
 
     @cached_property
     def idempotent_submission(self) -> Any:

@@ -10,8 +10,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
-import jwt
-
 from chalicelib.api.errors import ForbiddenError, UnauthorizedError
 from chalicelib.domain.tokens import DEFAULT_MAX_LIFETIME_S, LEEWAY_S, TokenPolicy
 
@@ -54,6 +52,9 @@ def authenticate(headers: Mapping[str, str], policy: TokenPolicy) -> Principal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise UnauthorizedError("missing bearer token: send 'Authorization: Bearer <JWT>'")
+    # Imported on the first request: PyJWT pulls in cryptography, which no event function needs.
+    import jwt
+
     required = ["exp", "sub", "tenant"] + [c for c, v in (("iss", policy.issuer), ("aud", policy.audience)) if v]
     try:
         claims = jwt.decode(
@@ -93,6 +94,8 @@ def issue_token(
     issuer: Optional[str] = None, audience: Optional[str] = None,
 ) -> str:
     """A signed token for development and tests."""
+    import jwt  # as in authenticate: only where tokens are made
+
     now = int(time.time())
     claims: dict[str, object] = {"sub": user, "tenant": tenant, "roles": roles or [], "iat": now, "exp": now + ttl_s}
     if issuer:

@@ -5,18 +5,17 @@ redrive policy."""
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from chalice import Blueprint
 
 from chalicelib.composition import Container, container
 from chalicelib.defaults import redelivery_wait_s
-from chalicelib.domain.events import JobEvent
-from chalicelib.idempotency import once_per_event
 from chalicelib.invocation import entry_point
 from chalicelib.observability import logger
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 subscribers = Blueprint(__name__)
 
@@ -45,13 +44,15 @@ class Consumer:
 
     def _once_for(self, services: Container) -> Callable[..., Any]:
         if self._built_for is not services:  # built once per process (per container in tests)
-            self._once = once_per_event(self._name, services.idempotency_persistence(),
-                                        lambda detail: self._effect(services, detail))
+            self._once = services.once_per_event(self._name, lambda detail: self._effect(services, detail))
             self._built_for = services
         return self._once
 
     def consume(self, event: Any, services: Container) -> dict[str, Any]:
         """Run every record of the SQS batch; returns the batch item failures."""
+        # Imported on the first batch: every function loads app.py; only the SQS consumers batch.
+        from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
         once = self._once_for(services)
 
         def handle(record: SQSRecord) -> None:
@@ -80,6 +81,8 @@ def deliver_to_erp(services: Container, detail: dict[str, Any]) -> int:
 
 
 def invalidate_caches(services: Container, detail: dict[str, Any]) -> Any:
+    from chalicelib.domain.events import JobEvent  # the event functions need it, not every import of app.py
+
     announcement = services.cache_invalidator.handle(JobEvent.model_validate(detail))
     return announcement.model_dump() if announcement else None
 

@@ -3,10 +3,8 @@ records are reported back (ReportBatchItemFailures) so only they are delivered a
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from chalice import Blueprint
 
 from chalicelib.composition import Container, container
@@ -14,7 +12,9 @@ from chalicelib.defaults import redelivery_wait_s
 from chalicelib.domain.errors import QueueUnavailableError
 from chalicelib.invocation import entry_point
 from chalicelib.observability import logger, tracer
-from chalicelib.worker.runner import DeferredDelivery, parse_message
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 worker = Blueprint(__name__)
 
@@ -59,6 +59,9 @@ class RecordRunner:
 
     @tracer.capture_method
     def __call__(self, record: SQSRecord) -> None:
+        # The runner (job context, progress, timeouts) is the workers' alone: not in app.py's imports.
+        from chalicelib.worker.runner import DeferredDelivery, parse_message
+
         message = parse_message(record.body)
         queue = self._services.queue
 
@@ -107,6 +110,9 @@ def _receives(record: dict[str, Any]) -> int:
 def process_jobs_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Run every record, those delivered most often first; returns {"batchItemFailures": [...]}
     for those to deliver again."""
+    # Imported on the first batch: every function loads app.py; only the SQS consumers batch.
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
     services = container()
     started = time.monotonic()
     records = sorted(event.get("Records") or [], key=_receives, reverse=True)
