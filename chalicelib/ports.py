@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Protocol, Sequence
 
 from chalicelib.domain.job import Job, Progress, Run
 from chalicelib.domain.status import JobStatus
@@ -14,13 +14,23 @@ REMOVE = object()
 
 @dataclass(frozen=True)
 class JobMessage:
-    """What travels on the jobs queue: a pointer to the job and the attempt it asks for."""
+    """What travels on the jobs queue: a pointer to the job and the attempt it asks for.
+
+    `tenant` and `timeout_s` let a worker claim the attempt in one conditional write, without
+    reading the job first (the write sets the job's index key and lease, and checks both
+    against the record). They are hints, not identity: a message without them (sent before
+    they existed, or moved by hand) is claimed after a read, and equality ignores them."""
 
     job_id: str
     attempt: int
+    tenant: Optional[str] = field(default=None, compare=False)
+    timeout_s: Optional[int] = field(default=None, compare=False)
 
     def to_body(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "attempt": self.attempt}
+        body: dict[str, Any] = {"job_id": self.job_id, "attempt": self.attempt}
+        if self.tenant is not None and self.timeout_s is not None:
+            body.update(tenant=self.tenant, timeout_s=self.timeout_s)
+        return body
 
 
 @dataclass
@@ -49,6 +59,27 @@ class ChangeSet:
     invalidate_caches: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Expectation:
+    """What a write made without reading the job first requires of the stored job, checked by
+    the write itself: each field of `equal` has that value (None: the field is absent), each
+    field of `one_of` has one of those values, each field of `absent_or_at_most` is absent or
+    not above the value (isoformat times compare as times)."""
+
+    equal: Mapping[str, Any] = field(default_factory=dict)
+    one_of: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    absent_or_at_most: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExpectedWrite:
+    """How `JobStore.apply_expected` ended: `applied` with the job as written, or refused with
+    the job as stored when the write was tried (None: no such job)."""
+
+    applied: bool
+    job: Optional[Job]
+
+
 class JobStore(Protocol):
     def create(self, job: Job) -> None:
         """Write a new job; raises StaleJobError if the id exists."""
@@ -66,6 +97,13 @@ class JobStore(Protocol):
     def apply(self, job: Job, expected_status: JobStatus, changes: ChangeSet) -> Job:
         """Conditionally write `changes` if the stored job still has `expected_status` and
         `job.version`. Returns the job as written (version + 1). Raises StaleJobError."""
+
+    def apply_expected(self, job_id: str, tenant: str, expected: Expectation, changes: ChangeSet) -> ExpectedWrite:
+        """Write `changes` (version + 1) in one conditional write, with no read before it, if
+        the stored job belongs to `tenant` and meets `expected`; else write nothing and return
+        the stored job as the refused write saw it. `changes` may not carry a run, cache
+        invalidations or claim-checked fields (payload, result): ValueError. Raises
+        StoreUnavailableError."""
 
     def record_progress(self, job_id: str, attempt: int, progress: Progress) -> Job:
         """Write progress if the job is running `attempt` and the percent does not decrease.

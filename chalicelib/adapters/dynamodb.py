@@ -73,7 +73,7 @@ from chalicelib.domain.errors import (
 from chalicelib.adapters.dynamodb_cache import invalidation_write
 from chalicelib.domain.job import Job, Progress, Run, isoformat, utcnow
 from chalicelib.domain.status import JobStatus
-from chalicelib.ports import REMOVE, BlobStore, ChangeSet, JobPage, JobQuery
+from chalicelib.ports import REMOVE, BlobStore, ChangeSet, Expectation, ExpectedWrite, JobPage, JobQuery
 
 _INDEXES = {
     None: ("by_tenant", "gsi1pk", "gsi1sk"),
@@ -143,40 +143,8 @@ class DynamoJobStore:
             ":version": attribute_value(job.version),
             ":next": attribute_value(job.version + 1),
         }
-        sets, removes = ["#version = :next"], []
-        for i, (field, value) in enumerate(changes.fields.items()):
-            attr = JSON_FIELDS.get(field, field)
-            names[f"#f{i}"] = attr
-            if value is REMOVE or value is None:
-                removes.append(f"#f{i}")
-                continue
-            if field in JSON_FIELDS:
-                value = json.dumps(value, separators=(",", ":"))
-                names[f"#r{i}"] = BLOB_REFS[field]
-                ref = self._check_out(job.id, field, value, job.attempts if field == "result" else None)
-                if ref is not None:  # the value goes to S3, the item keeps where
-                    names[f"#f{i}"], names[f"#r{i}"] = BLOB_REFS[field], attr
-                    value = ref
-                removes.append(f"#r{i}")
-            sets.append(f"#f{i} = :v{i}")
-            values[f":v{i}"] = attribute_value(value)
-        if changes.fields.get("finished_at"):
-            names["#gsi4pk"], names["#gsi4sk"] = "gsi4pk", "gsi4sk"
-            values[":gsi4pk"], values[":gsi4sk"] = map(attribute_value, finished_keys(job.id, changes.fields["finished_at"]))
-            sets += ["#gsi4pk = :gsi4pk", "#gsi4sk = :gsi4sk"]
-        if "due_at" in changes.fields:
-            names["#gsi5pk"], names["#gsi5sk"] = "gsi5pk", "gsi5sk"
-            due_at = changes.fields["due_at"]
-            if due_at is REMOVE or due_at is None:
-                removes += ["#gsi5pk", "#gsi5sk"]
-            else:
-                values[":gsi5pk"], values[":gsi5sk"] = map(attribute_value, due_keys(job.id, due_at))
-                sets += ["#gsi5pk = :gsi5pk", "#gsi5sk = :gsi5sk"]
-        if "status" in changes.fields:
-            names["#gsi2pk"] = "gsi2pk"
-            values[":gsi2pk"] = attribute_value(status_key(job.tenant, JobStatus(changes.fields["status"]).value))
-            sets.append("#gsi2pk = :gsi2pk")
-        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        expression = self._update_expression(job.id, job.tenant, job.attempts, changes, names, values,
+                                             ["#version = :next"])
         update = {
             "TableName": self._table,
             "Key": job_key(job.id),
@@ -202,6 +170,87 @@ class DynamoJobStore:
             raise StoreUnavailableError(f"could not update job {job.id}") from exc
         fields = {k: (None if v is REMOVE else v) for k, v in changes.fields.items()}
         return job.model_copy(update={**fields, "version": job.version + 1})
+
+    def apply_expected(self, job_id: str, tenant: str, expected: Expectation, changes: ChangeSet) -> ExpectedWrite:
+        if changes.run is not None or changes.invalidate_caches or set(changes.fields) & set(JSON_FIELDS):
+            raise ValueError("a write without a read carries no run, cache invalidation or claim-checked field")
+        names = {"#version": "version", "#tenant": "tenant"}
+        values = {":one": attribute_value(1), ":tenant": attribute_value(tenant)}
+        conditions = ["#tenant = :tenant"]
+        for kind, checks in (("eq", expected.equal), ("in", expected.one_of), ("le", expected.absent_or_at_most)):
+            for i, (field, value) in enumerate(checks.items()):
+                name = f"#{kind}{i}"
+                names[name] = field
+                if kind == "eq" and value is None:
+                    conditions.append(f"attribute_not_exists({name})")
+                elif kind == "eq":
+                    values[f":{kind}{i}"] = attribute_value(value)
+                    conditions.append(f"{name} = :{kind}{i}")
+                elif kind == "in":
+                    options = [f":{kind}{i}_{j}" for j in range(len(value))]
+                    values.update({o: attribute_value(v) for o, v in zip(options, value)})
+                    conditions.append(f"{name} IN ({', '.join(options)})")
+                else:
+                    values[f":{kind}{i}"] = attribute_value(value)
+                    conditions.append(f"(attribute_not_exists({name}) OR {name} <= :{kind}{i})")
+        expression = self._update_expression(job_id, tenant, None, changes, names, values, [])
+        expression = f"{expression} ADD #version :one".strip()
+        try:
+            response = self._ddb.update_item(
+                TableName=self._table,
+                Key=job_key(job_id),
+                UpdateExpression=expression,
+                ConditionExpression=" AND ".join(conditions),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except (ClientError, BotoCoreError) as exc:
+            if _error_code(exc) != "ConditionalCheckFailedException":
+                raise StoreUnavailableError(f"could not update job {job_id}") from exc
+            stored = exc.response.get("Item")
+            return ExpectedWrite(False, item_to_job(stored, self._fetch) if stored else None)
+        return ExpectedWrite(True, item_to_job(response["Attributes"], self._fetch))
+
+    def _update_expression(self, job_id: str, tenant: str, attempts: Optional[int], changes: ChangeSet,
+                           names: dict[str, str], values: dict[str, Any], sets: list[str]) -> str:
+        """The SET/REMOVE expression writing `changes` and the index keys they move, its names
+        and values added to `names` and `values`; `attempts` keys a claim-checked result."""
+        sets, removes = list(sets), []
+        for i, (field, value) in enumerate(changes.fields.items()):
+            attr = JSON_FIELDS.get(field, field)
+            names[f"#f{i}"] = attr
+            if value is REMOVE or value is None:
+                removes.append(f"#f{i}")
+                continue
+            if field in JSON_FIELDS:
+                value = json.dumps(value, separators=(",", ":"))
+                names[f"#r{i}"] = BLOB_REFS[field]
+                ref = self._check_out(job_id, field, value, attempts if field == "result" else None)
+                if ref is not None:  # the value goes to S3, the item keeps where
+                    names[f"#f{i}"], names[f"#r{i}"] = BLOB_REFS[field], attr
+                    value = ref
+                removes.append(f"#r{i}")
+            sets.append(f"#f{i} = :v{i}")
+            values[f":v{i}"] = attribute_value(value)
+        if changes.fields.get("finished_at"):
+            names["#gsi4pk"], names["#gsi4sk"] = "gsi4pk", "gsi4sk"
+            values[":gsi4pk"], values[":gsi4sk"] = map(attribute_value, finished_keys(job_id, changes.fields["finished_at"]))
+            sets += ["#gsi4pk = :gsi4pk", "#gsi4sk = :gsi4sk"]
+        if "due_at" in changes.fields:
+            names["#gsi5pk"], names["#gsi5sk"] = "gsi5pk", "gsi5sk"
+            due_at = changes.fields["due_at"]
+            if due_at is REMOVE or due_at is None:
+                removes += ["#gsi5pk", "#gsi5sk"]
+            else:
+                values[":gsi5pk"], values[":gsi5sk"] = map(attribute_value, due_keys(job_id, due_at))
+                sets += ["#gsi5pk = :gsi5pk", "#gsi5sk = :gsi5sk"]
+        if "status" in changes.fields:
+            names["#gsi2pk"] = "gsi2pk"
+            values[":gsi2pk"] = attribute_value(status_key(tenant, JobStatus(changes.fields["status"]).value))
+            sets.append("#gsi2pk = :gsi2pk")
+        return ("SET " + ", ".join(sets) if sets else "") + (" REMOVE " + ", ".join(removes) if removes else "")
 
     def _run_write(self, run: Run) -> dict[str, Any]:
         expiry = {}

@@ -37,6 +37,8 @@ from chalicelib.ports import (
     CacheEntry,
     ChangeSet,
     DeadLetter,
+    Expectation,
+    ExpectedWrite,
     JobMessage,
     JobPage,
     JobQuery,
@@ -144,6 +146,21 @@ class InMemoryJobStore:
                 self.caches.invalidate(new.tenant, new.scope or "", namespace, new.id,
                                        new.finished_at or isoformat(utcnow()))
             return new.model_copy(deep=True)
+
+    def apply_expected(self, job_id: str, tenant: str, expected: Expectation, changes: ChangeSet) -> ExpectedWrite:
+        if changes.run is not None or changes.invalidate_caches or set(changes.fields) & set(_CLAIM_CHECKED):
+            raise ValueError("a write without a read carries no run, cache invalidation or claim-checked field")
+        with self._lock:
+            stored = self._jobs.get(job_id)
+            if stored is None:
+                return ExpectedWrite(False, None)
+            if stored.tenant != tenant or not _meets(stored, expected):
+                return ExpectedWrite(False, self._read(stored, fetch=True))
+            update = {k: (None if v is REMOVE else v) for k, v in changes.fields.items()}
+            update["version"] = stored.version + 1
+            new = Job.model_validate({**stored.model_dump(), **_dumped(update)})
+            self._jobs[job_id] = new
+            return ExpectedWrite(True, self._read(new, fetch=True))
 
     def record_progress(self, job_id: str, attempt: int, progress: Progress) -> Job:
         with self._lock:
@@ -323,6 +340,20 @@ class InMemoryEventPublisher:
             self.fail_next -= 1
             raise EventPublishError("publishing is failing", unpublished=[e.event_id for e in events])
         self.published.extend(events)
+
+
+def _meets(job: Job, expected: Expectation) -> bool:
+    """`expected` checked the way the DynamoDB adapter's condition expression checks it."""
+    def value(field: str) -> Any:
+        stored = getattr(job, field)
+        return stored.value if isinstance(stored, JobStatus) else stored
+
+    def plain(v: Any) -> Any:
+        return v.value if isinstance(v, JobStatus) else v
+
+    return (all(value(f) == plain(v) for f, v in expected.equal.items())
+            and all(value(f) in {plain(o) for o in options} for f, options in expected.one_of.items())
+            and all(value(f) is None or value(f) <= plain(v) for f, v in expected.absent_or_at_most.items()))
 
 
 def _dumped(update: dict[str, Any]) -> dict[str, Any]:

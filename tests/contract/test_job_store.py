@@ -12,7 +12,7 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.domain.job import Job, JobErrorInfo, Progress, Run
 from chalicelib.domain.status import JobStatus
-from chalicelib.ports import REMOVE, ChangeSet, JobQuery
+from chalicelib.ports import REMOVE, ChangeSet, Expectation, ExpectedWrite, JobQuery
 from tests.contract.conftest import INLINE_LIMIT
 
 
@@ -98,6 +98,91 @@ def test_apply_with_a_run_writes_both_and_a_later_run_write_keeps_the_start_time
     ]
     assert runs[0].error == error
     assert adapters.store.runs("00000000-0000-4000-8000-999999999999") == []
+
+
+def _start(attempt: int, **extra) -> ChangeSet:
+    return ChangeSet({"status": JobStatus.RUNNING, "attempts": attempt, "lease_expires_at": "2026-01-01T00:11:00.000Z",
+                      "due_at": "2026-01-01T00:11:00.000Z", "progress": Progress(percent=0, step="started"), **extra})
+
+
+def _may_start(attempts: int, **overrides) -> Expectation:
+    fields = {"equal": {"attempts": attempts, "timeout_s": 60, "cancel_requested": False},
+              "one_of": {"status": (JobStatus.QUEUED, JobStatus.RETRYING)},
+              "absent_or_at_most": {"not_before": "2026-01-01T00:01:00.000Z"}}
+    fields.update(overrides)
+    return Expectation(**fields)
+
+
+def test_apply_expected_writes_without_a_read_and_returns_the_job_as_written(adapters):
+    job = make_job(1, scope="proj", not_before="2026-01-01T00:00:30.000Z")
+    adapters.store.create(job)
+    written = adapters.store.apply_expected(job.id, "acme", _may_start(0), _start(1, started_at="2026-01-01T00:01:00.000Z"))
+    assert written.applied
+    assert written.job == adapters.store.get(job.id)
+    assert (written.job.status, written.job.attempts, written.job.version) == (JobStatus.RUNNING, 1, job.version + 1)
+    assert written.job.payload == job.payload and written.job.scope == "proj"
+    assert written.job.lease_expires_at == written.job.due_at == "2026-01-01T00:11:00.000Z"
+    # the by_status index moved with it
+    assert [j.id for j in adapters.store.list_jobs(JobQuery(tenant="acme", status=JobStatus.RUNNING)).jobs] == [job.id]
+    assert adapters.store.list_jobs(JobQuery(tenant="acme", status=JobStatus.QUEUED)).jobs == []
+    assert [j.id for j in adapters.store.due("2026-01-01T00:12:00.000Z", 10)] == [job.id]
+    assert adapters.store.due("2026-01-01T00:10:00.000Z", 10) == []
+
+
+def test_apply_expected_with_a_claim_checked_payload_returns_it_whole(adapters):
+    job = make_job(1, payload=big())
+    adapters.store.create(job)
+    written = adapters.store.apply_expected(job.id, "acme", _may_start(0), _start(1))
+    assert written.applied and written.job.payload == big()
+
+
+@pytest.mark.parametrize("stored, expected, tenant", [
+    ({"status": JobStatus.RUNNING}, {}, "acme"),  # not a status in one_of
+    ({"attempts": 1, "status": JobStatus.RETRYING}, {}, "acme"),  # another attempt
+    ({"timeout_s": 120}, {}, "acme"),  # equal
+    ({"cancel_requested": True}, {}, "acme"),
+    ({"not_before": "2026-01-01T00:01:00.001Z"}, {}, "acme"),  # absent_or_at_most: later
+    ({}, {"equal": {"attempts": 0, "scope": None}}, "acme"),  # None: the field must be absent
+    ({}, {}, "other"),  # the tenant is part of what is expected
+])
+def test_apply_expected_refused_writes_nothing_and_returns_the_stored_job(adapters, stored, expected, tenant):
+    job = make_job(1, scope="proj", **stored)
+    adapters.store.create(job)
+    refused = adapters.store.apply_expected(job.id, tenant, _may_start(0, **expected), _start(1))
+    assert not refused.applied
+    assert refused.job == job == adapters.store.get(job.id)
+
+
+def test_apply_expected_of_a_missing_job_returns_none_and_creates_nothing(adapters):
+    missing = make_job(9)
+    refused = adapters.store.apply_expected(missing.id, "acme", _may_start(0), _start(1))
+    assert refused == ExpectedWrite(False, None)
+    assert adapters.store.get(missing.id) is None
+
+
+def test_apply_expected_at_the_bounds_of_each_check(adapters):
+    at_bound = make_job(1, not_before="2026-01-01T00:01:00.000Z", status=JobStatus.RETRYING, attempts=2, timeout_s=60)
+    absent = make_job(2, scope=None)
+    for job in (at_bound, absent):
+        adapters.store.create(job)
+    assert adapters.store.apply_expected(at_bound.id, "acme", _may_start(2), _start(3)).applied
+    assert adapters.store.apply_expected(absent.id, "acme", _may_start(0, equal={"scope": None}), _start(1)).applied
+    with pytest.raises(ValueError):  # a run needs a transaction, a result the attempt: not without a read
+        adapters.store.apply_expected(absent.id, "acme", _may_start(1), ChangeSet(
+            {"status": JobStatus.COMPLETED}, run=Run(job_id=absent.id, attempt=1, status=JobStatus.COMPLETED)))
+    with pytest.raises(ValueError):
+        adapters.store.apply_expected(absent.id, "acme", _may_start(1), ChangeSet({"result": {"a": 1}}))
+
+
+def test_a_run_written_whole_when_its_attempt_ends(adapters):
+    job = make_job(1)
+    adapters.store.create(job)
+    started = adapters.store.apply_expected(job.id, "acme", _may_start(0), _start(1)).job
+    assert adapters.store.runs(job.id) == []
+    run = Run(job_id=job.id, attempt=1, status=JobStatus.COMPLETED, started_at="2026-01-01T00:01:00.000Z",
+              finished_at="2026-01-01T00:02:00.000Z")
+    adapters.store.apply(started, JobStatus.RUNNING, ChangeSet({"status": JobStatus.COMPLETED}, run=run))
+    assert adapters.store.runs(job.id) == [run]
 
 
 def test_progress_is_written_for_the_running_attempt_and_never_goes_back(adapters):
