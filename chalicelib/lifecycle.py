@@ -36,7 +36,7 @@ from chalicelib.domain.job import (
 from chalicelib.domain.progress import check_not_decreasing, clamp_percent
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus, can_transition
-from chalicelib.ports import REMOVE, ChangeSet, JobMessage, JobQueue, JobStore
+from chalicelib.ports import REMOVE, ChangeSet, Expectation, ExpectedWrite, JobMessage, JobQueue, JobStore
 
 Clock = Callable[[], datetime]
 
@@ -74,6 +74,11 @@ def retry_delay_s(attempt: int, *, base_s: int = 2, cap_s: int = 900) -> int:
     """Exponential backoff with full jitter for the retry after `attempt` failed (SQS caps at 900 s)."""
     ceiling = min(cap_s, base_s * (2 ** max(0, attempt - 1)))
     return max(1, int(random.uniform(ceiling / 2, ceiling)))
+
+
+def _start_message(job: Job, attempt: int) -> JobMessage:
+    """The message that starts `attempt`, with what its claim writes without a read."""
+    return JobMessage(job.id, attempt, tenant=job.tenant, timeout_s=job.timeout_s)
 
 
 def transition(job: Job, target: JobStatus) -> None:
@@ -156,7 +161,7 @@ class JobLifecycle:
         self.store.create(job)
         if not held:
             try:
-                self.queue.send(JobMessage(job.id, 1), priority=job.priority, delay_seconds=max(0, wait_s))
+                self.queue.send(_start_message(job, 1), priority=job.priority, delay_seconds=max(0, wait_s))
             except QueueUnavailableError:
                 pass  # stored with a due time: the reconciler sends the message then
         return job
@@ -243,16 +248,73 @@ class JobLifecycle:
         (SKIP), so an attempt runs once. A delivery that finds the lease expired takes over
         from a worker that died: that attempt is failed as `worker_lost` and retried.
         With `time_left_s` (the invocation's remaining time) an attempt that could not finish
-        before the invocation ends is not taken (DEFER, to be delivered again at once)."""
-        for _ in range(_RACE_RETRIES):
-            job = self.store.get(message.job_id)
-            if job is None:
+        before the invocation ends is not taken (DEFER, to be delivered again at once).
+
+        The common case costs one conditional write and no read: the message names the
+        attempt, tenant and timeout, and the write starts the attempt only if the stored job
+        is exactly the one that may start now. When it is not, the refused write returns the
+        stored job and the decision below is made on it, as after a read."""
+        job: Optional[Job] = None
+        if self._may_start_unread(message, time_left_s):
+            written = self._start_unread(message)
+            if written.applied:
+                return Claim(ClaimOutcome.RUN, written.job)
+            if written.job is None:
                 return Claim(ClaimOutcome.SKIP, None, "job does not exist")
+            job = written.job
+        for _ in range(_RACE_RETRIES):
+            if job is None:
+                job = self.store.get(message.job_id)
+                if job is None:
+                    return Claim(ClaimOutcome.SKIP, None, "job does not exist")
             try:
                 return self._claim(job, time_left_s)
             except StaleJobError:
-                continue
+                job = None
         return Claim(ClaimOutcome.DEFER, None, "job kept changing while claiming", retry_after_s=1)
+
+    @staticmethod
+    def _may_start_unread(message: JobMessage, time_left_s: Optional[float]) -> bool:
+        """A claim without a read needs the message's hints, and time for the attempt (else
+        the read path defers it, as it would any attempt that cannot finish in time)."""
+        if message.tenant is None or message.timeout_s is None:
+            return False
+        return time_left_s is None or time_left_s >= message.timeout_s + INVOCATION_MARGIN_S
+
+    def _start_unread(self, message: JobMessage) -> ExpectedWrite:
+        """Start attempt `message.attempt` if the stored job is what `_claim` would start
+        right now: a status that may go to running, the previous attempt count, the timeout
+        the lease is computed from, no cancel request, its start reached (within 1 s)."""
+        now = self.clock()
+        startable = tuple(s for s in JobStatus if can_transition(s, JobStatus.RUNNING))
+        expected = Expectation(
+            equal={"attempts": message.attempt - 1, "timeout_s": message.timeout_s, "cancel_requested": False},
+            one_of={"status": startable},
+            absent_or_at_most={"not_before": isoformat(now + timedelta(seconds=1))},
+        )
+        # Only the first attempt sets the job's start: a later one finds it set (the guard on
+        # `attempts` pins which case this is).
+        first_start = isoformat(now) if message.attempt == 1 else None
+        changes = self._start_changes(message.attempt, message.timeout_s, now, first_start)
+        return self.store.apply_expected(message.job_id, message.tenant, expected, changes)
+
+    @staticmethod
+    def _start_changes(attempt: int, timeout_s: int, now: datetime, first_start: Optional[str]) -> ChangeSet:
+        """queued/retrying -> running for `attempt`, under a lease of the timeout plus grace. No
+        run record: it is written when the attempt ends; until then the job itself shows it."""
+        started = isoformat(now)
+        lease = isoformat(now + timedelta(seconds=timeout_s + LEASE_GRACE_S))
+        fields: dict[str, Any] = {
+            "status": JobStatus.RUNNING,
+            "attempts": attempt,
+            "attempt_started_at": started,
+            "lease_expires_at": lease,
+            "due_at": lease,
+            "progress": Progress(percent=0, step="started", updated_at=started),
+        }
+        if first_start is not None:
+            fields["started_at"] = first_start
+        return ChangeSet(fields)
 
     def _claim(self, job: Job, time_left_s: Optional[float]) -> Claim:
         now = self.clock()
@@ -278,20 +340,8 @@ class JobLifecycle:
             return Claim(ClaimOutcome.DEFER, job, "not enough time left in this invocation",
                          retry_after_s=0)
         transition(job, JobStatus.RUNNING)
-        attempt = job.attempts + 1
-        started = isoformat(now)
-        lease = isoformat(now + timedelta(seconds=job.timeout_s + LEASE_GRACE_S))
-        changes = ChangeSet(
-            {
-                "status": JobStatus.RUNNING,
-                "attempts": attempt,
-                "started_at": job.started_at or started,
-                "lease_expires_at": lease,
-                "due_at": lease,
-                "progress": Progress(percent=0, step="started", updated_at=started),
-            },
-            run=Run(job_id=job.id, attempt=attempt, status=JobStatus.RUNNING, started_at=started),
-        )
+        changes = self._start_changes(job.attempts + 1, job.timeout_s, now,
+                                      None if job.started_at else isoformat(now))
         return Claim(ClaimOutcome.RUN, self.store.apply(job, job.status, changes))
 
     def record_progress(self, job: Job, progress: Progress) -> Job:
@@ -362,7 +412,7 @@ class JobLifecycle:
                 # If this send fails the delivery is reported failed; its redelivery finds the
                 # job `retrying` and claims the next attempt itself, so nothing is lost.
                 self.queue.send(
-                    JobMessage(current.id, current.attempts + 1),
+                    _start_message(current, current.attempts + 1),
                     priority=current.priority,
                     delay_seconds=delay,
                 )
@@ -408,7 +458,7 @@ class JobLifecycle:
             "due_at": isoformat(self._claim_deadline(start, sent=max(1, job.dispatches))),
             "dispatches": job.dispatches + 1,
         }))
-        self.queue.send(JobMessage(job.id, job.attempts + 1), priority=job.priority, delay_seconds=wait_s)
+        self.queue.send(_start_message(job, job.attempts + 1), priority=job.priority, delay_seconds=wait_s)
         return ReconcileOutcome.RELEASED if job.dispatches == 0 else ReconcileOutcome.REDISPATCHED
 
     def fail_dead_lettered(self, job: Job, message: JobMessage) -> ReconcileOutcome:
@@ -467,10 +517,14 @@ class JobLifecycle:
         return self.store.apply(job, job.status, ChangeSet(changes, run=run, invalidate_caches=caches))
 
     def _closed_run(self, job: Job, status: JobStatus, error: Optional[JobErrorInfo]) -> Run:
+        """The run record of the attempt `job` is running, written as it ends (in the same
+        write). An attempt started before starts were kept on the job has a run record from
+        its claim: without a start time, the write keeps the stored one."""
         return Run(
             job_id=job.id,
             attempt=job.attempts,
             status=status,
+            started_at=job.attempt_started_at,
             finished_at=isoformat(self.clock()),
             error=error,
         )

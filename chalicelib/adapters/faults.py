@@ -52,25 +52,25 @@ class FailingSendMessage:
 
 
 class FailingClaims:
-    """A DynamoDB client whose claim writes (the one transaction that puts a new run record:
-    `queued/retrying -> running`) fail a random `rate` of the time as throttling does, before
-    anything is written. Completions, progress and reads pass through."""
+    """A DynamoDB client whose claim writes (the one update that moves a job into `running`:
+    the only write that sets its by_status key to `#S#running`) fail a random `rate` of the
+    time as throttling does, before anything is written. Completions, progress and reads pass
+    through."""
 
     def __init__(self, client: Any, rate: float, *, draw: Callable[[], float] = random.random) -> None:
         self._client = client
         self._rate = rate
         self._draw = draw
 
-    def transact_write_items(self, **kwargs: Any) -> dict[str, Any]:
-        claims = any("Put" in item and item["Put"]["Item"].get("sk", {}).get("S", "").startswith("RUN#")
-                     for item in kwargs.get("TransactItems", []))
+    def update_item(self, **kwargs: Any) -> dict[str, Any]:
+        claims = kwargs.get("ExpressionAttributeValues", {}).get(":gsi2pk", {}).get("S", "").endswith("#S#running")
         if claims and self._draw() < self._rate:
             from botocore.exceptions import ClientError
 
             raise ClientError({"Error": {"Code": "ThrottlingException",
                                          "Message": "injected by JOBPIPE_FAULT_CLAIM_FAILURE_RATE"}},
-                              "TransactWriteItems")
-        return self._client.transact_write_items(**kwargs)
+                              "UpdateItem")
+        return self._client.update_item(**kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)

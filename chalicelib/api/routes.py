@@ -123,4 +123,4 @@ def cancel_job(call: Call, job_id: str) -> Any:
 def job_runs(call: Call, job_id: str) -> Any:
     services = container()
     job = services.lifecycle.get(call.user.tenant, _job_id(job_id))
-    return {"job_id": job.id, "runs": [r.model_dump(mode="json") for r in services.store.runs(job.id)]}
+    return {"job_id": job.id, "runs": [r.model_dump(mode="json") for r in job.runs(services.store.runs(job.id))]}

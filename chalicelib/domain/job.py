@@ -75,7 +75,7 @@ class Run(BaseModel):
 
 
 # Bookkeeping of the worker and the reconciler that clients never see.
-INTERNAL_FIELDS = frozenset({"lease_expires_at", "timeout_s", "due_at", "dispatches"})
+INTERNAL_FIELDS = frozenset({"lease_expires_at", "timeout_s", "due_at", "dispatches", "attempt_started_at"})
 
 
 def parse_time(value: str) -> datetime:
@@ -104,7 +104,9 @@ class Job(BaseModel):
     error: Optional[JobErrorInfo] = None
     cancel_requested: bool = False
     created_at: str
-    started_at: Optional[str] = None
+    started_at: Optional[str] = None  # when the first attempt started
+    # When the current (or last) attempt started: its run record is written when it ends.
+    attempt_started_at: Optional[str] = None
     finished_at: Optional[str] = None
     lease_expires_at: Optional[str] = None
     # The earliest time the job may start (submit's delay or run_at; a retry's backoff).
@@ -120,3 +122,12 @@ class Job(BaseModel):
     def public(self) -> dict[str, Any]:
         """The job as clients see it (internal bookkeeping left out)."""
         return self.model_dump(mode="json", exclude=INTERNAL_FIELDS)
+
+    def runs(self, recorded: list[Run]) -> list[Run]:
+        """The job's runs, oldest attempt first: `recorded` (a run is stored when its attempt
+        ends) and, while an attempt is running, that attempt, read from the job itself."""
+        if self.status != JobStatus.RUNNING or any(r.attempt == self.attempts for r in recorded):
+            return recorded
+        current = Run(job_id=self.id, attempt=self.attempts, status=JobStatus.RUNNING,
+                      started_at=self.attempt_started_at or self.started_at)
+        return sorted([*recorded, current], key=lambda r: r.attempt)

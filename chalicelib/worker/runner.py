@@ -28,6 +28,8 @@ _MAX_ERROR_MESSAGE = 2000
 class MessageBody(BaseModel):
     job_id: str
     attempt: int = 1
+    tenant: Optional[str] = None
+    timeout_s: Optional[int] = None
 
 
 class DeferredDelivery(Exception):
@@ -46,7 +48,7 @@ def parse_message(body: str) -> JobMessage:
         parsed = MessageBody.model_validate_json(body)
     except ValidationError as exc:
         raise ValueError(f"not a job message: {body[:200]!r}") from exc
-    return JobMessage(parsed.job_id, parsed.attempt)
+    return JobMessage(parsed.job_id, parsed.attempt, tenant=parsed.tenant, timeout_s=parsed.timeout_s)
 
 
 class JobRunner:
@@ -77,9 +79,11 @@ class JobRunner:
         """Process one delivery. Returns the job as left by this delivery (None if it does not
         exist); raises DeferredDelivery when the message must be delivered again later.
 
-        `hold(seconds)` is called once the attempt is claimed, to keep the message hidden for
-        the attempt's lease: if this process dies, the message reappears when the lease ends
-        and the next delivery takes the attempt over."""
+        A message hidden for the queue's visibility timeout (longer than any invocation) needs
+        nothing once claimed: if this process dies, the reconciler finds the attempt's lease
+        expired and retries the job (worker_lost). `hold(seconds)`, given for a message hidden
+        only briefly (a batch-mate), is called once the attempt is claimed, to keep it hidden
+        for the attempt's lease."""
         claim = self.lifecycle.claim(message, time_left_s=time_left_s)
         if claim.outcome == ClaimOutcome.DEFER:
             raise DeferredDelivery(claim.reason, claim.retry_after_s)

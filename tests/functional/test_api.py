@@ -95,6 +95,53 @@ def test_failing_job_retries_then_fails_and_is_dead_lettered(client, aws):
     assert json.loads(dead["Body"])["job_id"] == job["id"]
 
 
+def test_runs_show_the_running_attempt_before_its_record_is_written(client, aws, monkeypatch):
+    import dataclasses
+
+    from chalicelib.composition import container
+
+    seen = {}
+    registry = container().registry
+    steps = registry.get("demo.steps")
+
+    def observe(ctx, payload):  # what a user sees while the attempt runs
+        seen["runs"] = get(client, f"/jobs/{ctx.job_id}/runs").json_body["runs"]
+        seen["job"] = get(client, f"/jobs/{ctx.job_id}").json_body
+        return steps.handler(ctx, payload)
+
+    monkeypatch.setitem(registry._types, "demo.steps", dataclasses.replace(steps, handler=observe))
+    job = submit(client)
+    assert run_worker(client, aws) == [{"batchItemFailures": []}]
+    (running,) = seen["runs"]
+    assert running == {"job_id": job["id"], "attempt": 1, "status": "running", "started_at": seen["job"]["started_at"],
+                       "finished_at": None, "error": None}
+    (done,) = get(client, f"/jobs/{job['id']}/runs").json_body["runs"]
+    assert (done["attempt"], done["status"], done["started_at"]) == (1, "completed", running["started_at"])
+    assert done["finished_at"] >= done["started_at"]
+
+
+def test_a_worker_claims_and_completes_a_job_in_two_writes(client, aws, monkeypatch):
+    """The worker's AWS requests for one job, counted as the benchmark counts them: the claim is
+    one conditional write (no read, no visibility change), the completion one transaction with
+    the run record; the rest are the handler's progress writes."""
+    from chalicelib import aws_requests, composition
+
+    monkeypatch.setenv("JOBPIPE_COUNT_AWS_REQUESTS", "true")
+    composition.use(None)  # rebuilt with the setting on
+    reports = []
+    take = aws_requests.AwsRequestCounter.take
+    monkeypatch.setattr(aws_requests.AwsRequestCounter, "take", lambda self: reports.append(take(self)) or reports[-1])
+    job = submit(client, {"type": "demo.steps", "payload": {"steps": 3, "step_ms": 0}})
+    (message,) = receive_all(aws)
+    reports.clear()
+    assert invoke_worker(client._app, sqs_event([message])) == {"batchItemFailures": []}
+    (worker,) = reports  # one report per invocation
+    done = get(client, f"/jobs/{job['id']}").json_body
+    assert done["status"] == "completed"
+    progress_writes = done["version"] - 3  # created at 1; the claim, the completion and each progress write add 1
+    assert worker == {"dynamodb.UpdateItem": 1 + progress_writes, "dynamodb.TransactWriteItems": 1}, worker
+
+
 def test_duplicate_delivery_in_one_batch_runs_once(client, aws):
     job = submit(client)
     (message,) = receive_all(aws)

@@ -80,7 +80,7 @@ def test_send_message_faults_are_connection_errors_the_queue_adapter_translates(
     assert client.send_message(QueueUrl="q", MessageBody="{}") == {"MessageId": "m"}
 
 
-def test_claim_faults_fail_only_the_claim_transaction_and_write_nothing():
+def test_claim_faults_fail_only_the_claim_write_and_write_nothing():
     from botocore.exceptions import ClientError
 
     from chalicelib.adapters.faults import FailingClaims
@@ -88,14 +88,22 @@ def test_claim_faults_fail_only_the_claim_transaction_and_write_nothing():
     class Ddb:
         writes = []
 
+        def update_item(self, **kwargs):
+            self.writes.append(kwargs)
+            return {}
+
         def transact_write_items(self, **kwargs):
             self.writes.append(kwargs)
             return {}
 
     ddb = Ddb()
     claims = FailingClaims(ddb, 1.0)
-    claim = {"TransactItems": [{"Update": {"Key": {}}}, {"Put": {"Item": {"sk": {"S": "RUN#0001"}}}}]}
-    completion = {"TransactItems": [{"Update": {"Key": {}}}, {"Update": {"Key": {"sk": {"S": "RUN#0001"}}}}]}
+    claim = {"Key": {}, "ExpressionAttributeValues": {":gsi2pk": {"S": "T#acme#S#running"}}}
+    progress = {"Key": {}, "ExpressionAttributeValues": {":percent": {"N": "40"}}}
+    retry = {"Key": {}, "ExpressionAttributeValues": {":gsi2pk": {"S": "T#acme#S#retrying"}}}
+    completion = {"TransactItems": [{"Update": {"Key": {}}}, {"Put": {"Item": {"sk": {"S": "RUN#0001"}}}}]}
     with pytest.raises(ClientError):
-        claims.transact_write_items(**claim)
-    assert claims.transact_write_items(**completion) == {} and ddb.writes == [completion]
+        claims.update_item(**claim)
+    assert claims.update_item(**progress) == {} and claims.update_item(**retry) == {}
+    assert claims.transact_write_items(**completion) == {}
+    assert ddb.writes == [progress, retry, completion]

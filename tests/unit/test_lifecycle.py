@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 import pytest
 
 from chalicelib.domain.errors import (
@@ -7,7 +9,7 @@ from chalicelib.domain.errors import (
     StaleJobError,
 )
 from chalicelib.domain.status import JobStatus
-from chalicelib.domain.job import isoformat
+from chalicelib.domain.job import JobErrorInfo, isoformat, parse_time
 from chalicelib.lifecycle import ClaimOutcome, ReconcileOutcome, retry_delay_s
 from chalicelib.ports import ChangeSet, JobMessage
 
@@ -54,7 +56,119 @@ def test_claim_takes_the_attempt_once(lifecycle, store):
     assert first.job.status == JobStatus.RUNNING and first.job.attempts == 1
     duplicate = lifecycle.claim(JobMessage(job.id, 1))
     assert duplicate.outcome == ClaimOutcome.DEFER
-    assert [r.attempt for r in store.runs(job.id)] == [1]
+    # The run record is written when the attempt ends; until then the job shows it.
+    assert store.runs(job.id) == []
+    stored = store.get(job.id)
+    assert [(r.attempt, r.status, r.started_at) for r in stored.runs(store.runs(job.id))] == [
+        (1, JobStatus.RUNNING, first.job.attempt_started_at)]
+
+
+class CountingStore:
+    """The in-memory store, counting the calls the lifecycle makes of it."""
+
+    def __init__(self, store):
+        self._store = store
+        self.calls = []
+
+    def __getattr__(self, name):
+        method = getattr(self._store, name)
+
+        def call(*args, **kwargs):
+            self.calls.append(name)
+            return method(*args, **kwargs)
+
+        return call
+
+
+@pytest.fixture
+def counted(store, queue, clock):
+    from chalicelib.job_types import build_registry
+    from chalicelib.lifecycle import JobLifecycle
+
+    counting = CountingStore(store)
+    return counting, JobLifecycle(counting, queue, build_registry(demo_types=True), clock=clock)
+
+
+def test_a_claim_of_the_sent_message_is_one_write_and_no_read(counted, queue, clock):
+    counting, lifecycle = counted
+    job = submit(lifecycle)
+    (message, _, _), = queue.sent
+    assert (message.tenant, message.timeout_s) == ("acme", job.timeout_s)
+    counting.calls.clear()
+    claim = lifecycle.claim(message, time_left_s=job.timeout_s + 60)
+    assert counting.calls == ["apply_expected"]
+    assert claim.outcome == ClaimOutcome.RUN
+    running = claim.job
+    assert running == counting.get(job.id)
+    assert (running.status, running.attempts, running.version) == (JobStatus.RUNNING, 1, job.version + 1)
+    assert running.started_at == running.attempt_started_at == isoformat(clock.now)
+    assert running.lease_expires_at == running.due_at == isoformat(clock.now + timedelta(seconds=job.timeout_s + 30))
+    assert running.progress.step == "started" and running.payload == job.payload
+
+
+def test_a_refused_claim_write_decides_on_the_job_it_returns_without_a_read(counted, queue, clock):
+    counting, lifecycle = counted
+    job = submit(lifecycle)
+    (message, _, _), = queue.sent
+    lifecycle.claim(message)
+    counting.calls.clear()
+    duplicate = lifecycle.claim(message)  # running under a live lease
+    assert counting.calls == ["apply_expected"] and duplicate.outcome == ClaimOutcome.DEFER
+    assert duplicate.retry_after_s == job.timeout_s + 31
+    lifecycle.complete(counting.get(job.id), {"ok": True})
+    counting.calls.clear()
+    assert lifecycle.claim(message).outcome == ClaimOutcome.SKIP and counting.calls == ["apply_expected"]
+
+
+def _claim_case(case: str, hinted: bool):
+    """Run `case` on a fresh store; the delivery's message carries the claim's hints or not.
+    Returns the claim and the job as stored after it."""
+    from chalicelib.adapters.memory import InMemoryJobQueue, InMemoryJobStore
+    from chalicelib.job_types import build_registry
+    from chalicelib.lifecycle import JobLifecycle
+    from tests.unit.conftest import FakeClock
+
+    store, queue, clock = InMemoryJobStore(), InMemoryJobQueue(), FakeClock()
+    lifecycle = JobLifecycle(store, queue, build_registry(demo_types=True), clock=clock)
+    job = submit(lifecycle, delay_seconds=30 if case == "scheduled_later" else 0)
+    (message, _, _), = queue.sent
+    time_left_s = None
+    if case == "cancel_requested":  # seen by the claim that takes over a lost attempt
+        lifecycle.claim(message)
+        lifecycle.cancel("acme", job.id)
+        clock.advance(job.timeout_s + 31)
+    if case == "lease_expired":
+        lifecycle.claim(message)
+        clock.advance(job.timeout_s + 31)
+    if case == "no_time":
+        time_left_s = job.timeout_s
+    if case == "wrong_tenant":
+        message = JobMessage(job.id, 1, tenant="other", timeout_s=message.timeout_s)
+    if case == "old_attempt":  # a duplicate of attempt 1 while the job waits for attempt 2
+        lifecycle.claim(message)
+        lifecycle.fail_attempt(store.get(job.id), JobErrorInfo(code="x", message="y"), retryable=True)
+        clock.advance(900)
+    if case == "wrong_timeout":
+        message = JobMessage(job.id, 1, tenant="acme", timeout_s=message.timeout_s + 100)
+    if case == "canceled":
+        lifecycle.cancel("acme", job.id)
+    if not hinted:
+        message = JobMessage(message.job_id, message.attempt)
+    claim = lifecycle.claim(message, time_left_s=time_left_s)
+    return claim, store.get(job.id)
+
+
+@pytest.mark.parametrize("case", ["fresh", "cancel_requested", "lease_expired", "scheduled_later", "no_time",
+                                  "wrong_tenant", "old_attempt", "wrong_timeout", "canceled"])
+def test_a_claim_without_a_read_decides_exactly_like_a_claim_after_a_read(case):
+    hinted, after_hinted = _claim_case(case, hinted=True)
+    read, after_read = _claim_case(case, hinted=False)
+    assert (hinted.outcome, hinted.reason, hinted.retry_after_s) == (read.outcome, read.reason, read.retry_after_s)
+    assert after_hinted.model_dump(exclude={"id"}) == after_read.model_dump(exclude={"id"})
+    if case in ("wrong_tenant", "wrong_timeout"):  # the record decides, not the message's hints
+        assert after_hinted.tenant == "acme"
+        assert after_hinted.lease_expires_at == isoformat(
+            parse_time(after_hinted.attempt_started_at) + timedelta(seconds=after_hinted.timeout_s + 30))
 
 
 def test_expired_lease_is_taken_over_as_a_lost_worker(lifecycle, queue, clock):
