@@ -23,11 +23,13 @@ def floors(run_s: float) -> dict[str, tuple[int, str]]:
     return {
         "APIHandler dynamodb.PutItem": (1, "the job record, written once with attribute_not_exists"),
         "APIHandler sqs.SendMessage": (1, "one message per job"),
-        "JobWorker dynamodb.GetItem": (1, "the claim reads status and version for its conditional write"),
-        "JobWorker dynamodb.TransactWriteItems": (2, "claim and completion, each atomic with its run record"),
-        "JobWorker sqs.ChangeMessageVisibility": (1, "the claimed message is hidden for the attempt's lease"),
-        "JobWorker dynamodb.UpdateItem": (writes, f"one progress write per {PROGRESS_INTERVAL_S:g} s window "
-                                                  f"inside the {run_s:.1f} s run; the last one is the completion"),
+        "JobWorker dynamodb.TransactWriteItems": (1, "the completion, atomic with the attempt's run record "
+                                                     "(written when the attempt ends, not at claim)"),
+        "JobWorker dynamodb.UpdateItem": (1 + writes, "the claim: one conditional write, no read (the message "
+                                                      "names attempt, tenant and timeout; a refused write returns "
+                                                      "the stored job); one progress write per "
+                                                      f"{PROGRESS_INTERVAL_S:g} s window inside the {run_s:.1f} s "
+                                                      "run; the last one is the completion"),
         "EventPublisher eventbridge.PutEvents": (events, "one per job write that yields an event (3 transitions "
                                                          "+ 1 milestone per progress write, 20 points apart); "
                                                          "writes seconds apart arrive in separate stream batches"),

@@ -3,6 +3,8 @@
 Each method computes the change from the transition table, then asks the store for a
 conditional write against the status and version it read. A lost race surfaces as
 StaleJobError from the store; the methods here re-read and decide again where that is safe.
+The claim, the one write per job on the worker's hot path, writes first and reads only what a
+refused write returns (see `claim`).
 """
 from __future__ import annotations
 

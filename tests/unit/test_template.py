@@ -51,3 +51,22 @@ def test_secret_parameters_are_referenced_only_where_they_belong(template):
 
 def test_demo_types_are_off_unless_the_stack_turns_them_on(template):
     assert template["Parameters"]["DemoJobTypes"]["Default"] == "false"
+
+
+def test_a_claimed_message_stays_hidden_longer_than_any_attempt_can_run(template):
+    """The worker does not re-hide a message it claimed: the queue's visibility timeout must
+    outlast the worker's invocation (which outlasts any attempt it takes: a claim needs the
+    type's timeout + a margin left), or a live attempt's message would reappear mid-run."""
+    from chalicelib.job_types import build_registry
+    from chalicelib.lifecycle import INVOCATION_MARGIN_S
+
+    workers = {name: resource for name, resource in template["Resources"].items()
+               if resource["Type"] == "AWS::Serverless::Function" and name.startswith("JobWorker")}
+    assert len(workers) == 3
+    registry = build_registry(demo_types=True)
+    longest_job_s = max(registry.get(name).timeout_s for name in registry.names())
+    for name, worker in workers.items():
+        (source,) = worker["Properties"]["Events"].values()
+        queue = source["Properties"]["Queue"]["Fn::Sub"].removeprefix("${").removesuffix(".Arn}")
+        visibility = template["Resources"][queue]["Properties"]["VisibilityTimeout"]
+        assert visibility >= worker["Properties"]["Timeout"] >= longest_job_s + INVOCATION_MARGIN_S, name
