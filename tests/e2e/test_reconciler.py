@@ -1,5 +1,6 @@
 """Nothing stays stuck, nothing vanishes, on the deployed stack: the scheduled reconciler sends
-lost messages again and fails dead-lettered jobs; long schedules are held and cancelable; a
+lost messages again, retries the attempt of a worker that died once its lease has expired, and
+fails dead-lettered jobs; long schedules are held and cancelable; a
 redirecting ERP gets the event once with its body; an oversized event goes out clipped.
 
 The scenarios are set up together and waited for together: the reconciler runs once a minute
@@ -38,7 +39,27 @@ def scenarios(stack):
     out["redirected"] = redirected["id"]
     out["big"] = stack.submit({"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0,
                                                                  "message_chars": BIG_MESSAGE}})["id"]
+    # A worker process that dies in its first attempt: nothing re-hides the claimed message for
+    # the lease, so the reconciler is what brings the job back once the lease has expired.
+    out["crashed"] = stack.submit({"type": "demo.chaos", "payload": {"steps": 2, "step_ms": 0, "crash_at_step": 1}})
+    out["crashed_at"] = time.monotonic()
     return out
+
+
+def test_a_dead_workers_attempt_shows_running_then_is_retried_after_its_lease(stack, scenarios):
+    job = scenarios["crashed"]
+    running = stack.wait_for(job["id"], lambda j: j["status"] == "running", timeout_s=30)
+    # The dead attempt has no run record yet (written when an attempt ends): the job shows it.
+    (run,) = stack.call("GET", f"/jobs/{job['id']}/runs").json()["runs"]
+    assert (run["attempt"], run["status"], run["started_at"]) == (1, "running", running["started_at"]), run
+    lease_s = 3 + 30  # demo.chaos's timeout + the lease grace
+    left = lease_s + 2 * PERIOD_S + 20 - (time.monotonic() - scenarios["crashed_at"])
+    done = stack.wait_terminal(job["id"], timeout_s=max(left, 1))
+    assert done["status"] == "completed" and done["attempts"] == 2, done
+    runs = stack.call("GET", f"/jobs/{job['id']}/runs").json()["runs"]
+    assert [(r["attempt"], r["status"], (r["error"] or {}).get("code")) for r in runs] == [
+        (1, "failed", "worker_lost"), (2, "completed", None)], runs
+    assert runs[0]["started_at"] == run["started_at"] and runs[1]["started_at"] > runs[0]["finished_at"]
 
 
 def test_purged_jobs_complete_within_two_reconciler_periods(stack, scenarios):
