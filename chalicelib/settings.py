@@ -6,6 +6,8 @@ from typing import Mapping, Optional
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from chalicelib.defaults import redelivery_wait_s
+
 
 class Settings(BaseModel):
     table_name: str = Field(min_length=3)
@@ -94,6 +96,11 @@ class Settings(BaseModel):
                 "ERP_WEBHOOK_URL and ERP_WEBHOOK_SECRET must both be set: only the ERP bridge delivers webhooks"
             )
         return self.erp_webhook_url, self.erp_webhook_secret
+
+    def redelivery_wait_s(self, receives: int) -> int:
+        """How long a failed delivery received `receives` times waits before the next one, on
+        this stack's base and cap (every consumer of a queue backs off the same way)."""
+        return redelivery_wait_s(receives, self.redelivery_base_s, self.redelivery_max_s)
 
     @property
     def queue_urls(self) -> dict[str, str]:

@@ -344,12 +344,11 @@ class InMemoryEventPublisher:
 
 def _meets(job: Job, expected: Expectation) -> bool:
     """`expected` checked the way the DynamoDB adapter's condition expression checks it."""
-    def value(field: str) -> Any:
-        stored = getattr(job, field)
-        return stored.value if isinstance(stored, JobStatus) else stored
-
     def plain(v: Any) -> Any:
         return v.value if isinstance(v, JobStatus) else v
+
+    def value(field: str) -> Any:
+        return plain(getattr(job, field))
 
     return (all(value(f) == plain(v) for f, v in expected.equal.items())
             and all(value(f) in {plain(o) for o in options} for f, options in expected.one_of.items())

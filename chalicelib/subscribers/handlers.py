@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, Callable
 from chalice import Blueprint
 
 from chalicelib.composition import Container, container
-from chalicelib.defaults import redelivery_wait_s
 from chalicelib.invocation import entry_point
 from chalicelib.observability import logger
 
@@ -61,8 +60,7 @@ class Consumer:
                 once(detail, event.context)
             except Exception:
                 receives = int(record.attributes.approximate_receive_count or 1)
-                backoff = redelivery_wait_s(receives, services.settings.redelivery_base_s,
-                                            services.settings.redelivery_max_s)
+                backoff = services.settings.redelivery_wait_s(receives)
                 services.queue.set_visibility(record.event_source_arn, record.receipt_handle, backoff)
                 logger.warning(f"{self._name} failed; retrying in {backoff} s",
                                extra={"event_id": detail.get("event_id"), "receive_count": receives})

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from chalice import Blueprint
 
 from chalicelib.composition import Container, container
-from chalicelib.defaults import redelivery_wait_s
 from chalicelib.domain.errors import QueueUnavailableError
 from chalicelib.invocation import entry_point
 from chalicelib.observability import logger, tracer
@@ -90,8 +89,7 @@ class RecordRunner:
             # Failed before the handler's outcome was written (throttling, a store or blob
             # error): deliver again soon rather than after the queue's visibility timeout.
             receives = int(record.attributes.approximate_receive_count or 1)
-            wait = redelivery_wait_s(receives, self._services.settings.redelivery_base_s,
-                                     self._services.settings.redelivery_max_s)
+            wait = self._services.settings.redelivery_wait_s(receives)
             logger.warning("delivery failed; retrying", extra={"error": f"{type(exc).__name__}: {exc}"[:500],
                                                                  "retry_in_s": wait, "receive_count": receives})
             try:

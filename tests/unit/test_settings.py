@@ -41,7 +41,7 @@ def test_failed_deliveries_come_back_doubling_from_the_base_up_to_the_cap():
     from chalicelib.defaults import redelivery_wait_s
     assert [redelivery_wait_s(n) for n in (1, 2, 3, 6, 7, 100)] == [30, 60, 120, 900, 900, 900]
     settings = load_settings({**BASE, "JOBPIPE_REDELIVERY_BASE_S": "2", "JOBPIPE_REDELIVERY_MAX_S": "60"})
-    waits = [redelivery_wait_s(n, settings.redelivery_base_s, settings.redelivery_max_s) for n in range(1, 8)]
+    waits = [settings.redelivery_wait_s(n) for n in range(1, 8)]
     assert waits == [2, 4, 8, 16, 32, 60, 60]
     with pytest.raises(SettingsError, match="JOBPIPE_REDELIVERY_MAX_S"):
         load_settings({**BASE, "JOBPIPE_REDELIVERY_MAX_S": "0"})
