@@ -1,7 +1,13 @@
 """Admission at submit: a bound on each tenant's unfinished jobs, so one tenant's flood cannot
 queue every other tenant's jobs behind it. The count comes from the stats recorder (change
-data capture on the jobs table), so this reads one item and writes nothing."""
+data capture on the jobs table), so this reads one item and writes nothing — and, while a
+tenant is far from its bound, not even that on every submit (see `TenantQuota.admit`)."""
 from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable
 
 from chalicelib.domain.errors import QuotaExceededError
 from chalicelib.ports import StatsStore
@@ -9,22 +15,57 @@ from chalicelib.ports import StatsStore
 # What a refused client is told to wait: jobs finish in seconds to minutes, and asking again
 # sooner only costs a read.
 RETRY_AFTER_S = 10
+# How long a count read at submit may stand in for the next reads, while far from the bound.
+RECHECK_S = 1.0
+# Tenants whose last count this process remembers (least recently used forgotten first).
+REMEMBERED_TENANTS = 1024
+
+
+@dataclass
+class _Reading:
+    unfinished: int
+    read_at: float
+    admitted_since: int = 0
 
 
 class TenantQuota:
-    def __init__(self, stats: StatsStore, max_unfinished: int, *, retry_after_s: int = RETRY_AFTER_S) -> None:
+    def __init__(self, stats: StatsStore, max_unfinished: int, *, retry_after_s: int = RETRY_AFTER_S,
+                 recheck_s: float = RECHECK_S, clock: Callable[[], float] = time.monotonic) -> None:
         self._stats = stats
         self._max = max_unfinished
         self._retry_after_s = retry_after_s
+        self._recheck_s = recheck_s
+        self._clock = clock
+        self._readings: OrderedDict[str, _Reading] = OrderedDict()
 
     def admit(self, tenant: str) -> None:
         """Returns if `tenant` may submit one more job; raises QuotaExceededError if it already
-        has `max_unfinished` jobs queued, running or retrying."""
-        unfinished = self._stats.unfinished(tenant)
-        if unfinished >= self._max:
+        has `max_unfinished` jobs queued, running or retrying.
+
+        The count is read (one GetItem) unless this process read it under `recheck_s` ago and
+        that count plus what it admitted since stays below half the bound: a burst far from the
+        bound then costs one read a second per process instead of one per submit, and near the
+        bound every submit reads. The count already lags the jobs by the stream's delay (about a
+        second), so the bound was never exact under a burst; this adds at most `recheck_s` of
+        that lag, and only while the tenant is below half of its bound."""
+        now = self._clock()
+        reading = self._readings.get(tenant)
+        if reading is None or now - reading.read_at >= self._recheck_s \
+                or 2 * (reading.unfinished + reading.admitted_since + 1) > self._max:
+            reading = _Reading(self._stats.unfinished(tenant), now)
+        self._remember(tenant, reading)
+        if reading.unfinished + reading.admitted_since >= self._max:
+            unfinished = reading.unfinished + reading.admitted_since
             raise QuotaExceededError(
                 f"tenant has {unfinished} unfinished jobs, the most it may have is {self._max}; "
                 f"retry after {self._retry_after_s} s or when some finish",
                 retry_after_s=self._retry_after_s,
                 details={"unfinished": unfinished, "limit": self._max},
             )
+        reading.admitted_since += 1
+
+    def _remember(self, tenant: str, reading: _Reading) -> None:
+        self._readings[tenant] = reading
+        self._readings.move_to_end(tenant)
+        while len(self._readings) > REMEMBERED_TENANTS:
+            self._readings.popitem(last=False)

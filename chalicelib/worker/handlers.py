@@ -2,6 +2,7 @@
 records are reported back (ReportBatchItemFailures) so only they are delivered again."""
 from __future__ import annotations
 
+import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -39,6 +40,43 @@ BATCH_MATE_LEASE_S = 30
 _TURN_MARGIN_S = 5
 
 
+class _LeaseExtension:
+    """A claimed batch-mate's lease, taken when its short lease is about to end (`due_at`, on
+    the monotonic clock) and only if the attempt is still running then; its end is where a hold
+    at the claim would have put it. `cancel()` returns once no extension can happen any more."""
+
+    def __init__(self, hold: Callable[[int], None], due_at: float, monotonic: Callable[[], float]) -> None:
+        self._hold = hold
+        self._due_at = due_at
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._timer: Optional[threading.Timer] = None
+        self._done = False
+
+    def schedule(self, seconds: int) -> None:
+        claimed = self._monotonic()
+
+        def extend() -> None:
+            with self._lock:
+                if self._done:
+                    return
+                self._done = True
+                try:
+                    self._hold(max(1, round(seconds - (self._monotonic() - claimed))))
+                except QueueUnavailableError:  # it reappears after its short lease: a harmless duplicate
+                    logger.warning("could not hide a claimed batch-mate for its lease")
+
+        self._timer = threading.Timer(max(0.0, self._due_at - claimed), extend)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
+
+
 class RecordRunner:
     """Runs one SQS record of a batch within the invocation's remaining time; `mates`, the
     message ids after the first, only within their short lease counted from `started`."""
@@ -67,19 +105,20 @@ class RecordRunner:
         def hold(seconds: int) -> None:
             queue.set_visibility(record.event_source_arn, record.receipt_handle, seconds)
 
-        def hold_for_lease(seconds: int) -> None:
-            try:
-                hold(seconds)
-            except QueueUnavailableError:  # it reappears after its short lease: a harmless duplicate
-                logger.warning("could not hide a claimed batch-mate for its lease")
-
         mate = record.message_id in self._mates
+        lease = _LeaseExtension(hold, self._started + BATCH_MATE_LEASE_S - _TURN_MARGIN_S, self._monotonic) \
+            if mate else None
         logger.append_keys(job_id=message.job_id, attempt=message.attempt, message_id=record.message_id)
         try:
             if mate and self._monotonic() - self._started > BATCH_MATE_LEASE_S - _TURN_MARGIN_S:
                 # Its short lease is (nearly) over: it may already be running elsewhere.
                 raise DeferredDelivery("its turn in the batch came after its short lease", None)
-            self._services.runner.run(message, time_left_s=self._time_left_s(), hold=hold_for_lease if mate else None)
+            try:
+                self._services.runner.run(message, time_left_s=self._time_left_s(),
+                                          hold=lease.schedule if lease else None)
+            finally:
+                if lease:
+                    lease.cancel()  # before any hold below: a late extension must not undo it
         except DeferredDelivery as deferred:
             if deferred.retry_after_s is not None:
                 hold(deferred.retry_after_s)

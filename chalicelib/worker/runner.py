@@ -82,8 +82,9 @@ class JobRunner:
         A message hidden for the queue's visibility timeout (longer than any invocation) needs
         nothing once claimed: if this process dies, the reconciler finds the attempt's lease
         expired and retries the job (worker_lost). `hold(seconds)`, given for a message hidden
-        only briefly (a batch-mate), is called once the attempt is claimed, to keep it hidden
-        for the attempt's lease."""
+        only briefly (a batch-mate), is called once the attempt is claimed with the lease that
+        keeps it hidden for the attempt; the caller takes it then or, for a batch-mate, only if
+        the attempt outlives its short lease (chalicelib/worker/handlers.py)."""
         claim = self.lifecycle.claim(message, time_left_s=time_left_s)
         if claim.outcome == ClaimOutcome.DEFER:
             raise DeferredDelivery(claim.reason, claim.retry_after_s)

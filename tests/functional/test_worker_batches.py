@@ -74,3 +74,60 @@ def test_the_records_delivered_most_often_run_first(app, client, aws, monkeypatc
     monkeypatch.setattr(handlers, "BATCH_MATE_LEASE_S", 4)
     invoke_worker(app, event)
     assert [status(client, i) for i in ids] == ["queued", "queued", "completed"]
+
+
+def visibility_calls(monkeypatch) -> list[int]:
+    """The seconds of every single-message visibility change the worker makes from now on."""
+    from chalicelib.composition import container
+
+    queue_type = type(container().queue)
+    real = queue_type.set_visibility
+    calls: list[int] = []
+
+    def spy(self, queue_arn, receipt_handle, seconds):
+        calls.append(seconds)
+        return real(self, queue_arn, receipt_handle, seconds)
+
+    monkeypatch.setattr(queue_type, "set_visibility", spy)
+    return calls
+
+
+def test_batch_mates_that_finish_within_their_short_lease_cost_no_visibility_change(app, client, aws, monkeypatch):
+    ids = submit(client, 4)
+    calls = visibility_calls(monkeypatch)
+    result = invoke_worker(app, sqs_event(receive_all(aws)))
+    assert result == {"batchItemFailures": []}
+    assert [status(client, i) for i in ids] == ["completed"] * 4
+    assert calls == []  # only the batch's one shortening call, none per claim
+
+
+def test_a_batch_mate_still_running_as_its_short_lease_ends_is_hidden_for_its_attempts_lease(
+        app, client, aws, monkeypatch):
+    fast = submit(client, 1)[0]
+    slow = client.http.post("/jobs", headers=auth(), body=json.dumps(
+        {"type": "demo.steps", "payload": {"steps": 4, "step_ms": 500}})).json_body["id"]
+    messages = sorted(receive_all(aws), key=lambda m: [fast, slow].index(job_of(m)))
+    monkeypatch.setattr(handlers, "BATCH_MATE_LEASE_S", 2)
+    monkeypatch.setattr(handlers, "_TURN_MARGIN_S", 1)
+    calls = visibility_calls(monkeypatch)
+    started = time.monotonic()
+    assert invoke_worker(app, sqs_event(messages)) == {"batchItemFailures": []}
+    assert time.monotonic() - started > 2  # the slow job outlived its short lease ...
+    assert [status(client, i) for i in (fast, slow)] == ["completed", "completed"]
+    assert len(calls) == 1 and calls[0] > 60  # ... so it was hidden for its attempt's lease, once
+    assert receive_all(aws) == []  # and did not come back meanwhile
+
+
+def test_a_lease_extension_cancelled_before_it_is_due_never_happens():
+    holds: list[int] = []
+    clock = [0.0]
+    lease = handlers._LeaseExtension(holds.append, due_at=0.2, monotonic=lambda: clock[0])
+    lease.schedule(300)
+    lease.cancel()
+    time.sleep(0.4)
+    assert holds == []
+    late = handlers._LeaseExtension(holds.append, due_at=0.0, monotonic=lambda: clock[0])
+    late.schedule(300)
+    time.sleep(0.2)
+    late.cancel()
+    assert holds == [300]

@@ -63,3 +63,59 @@ def test_a_tenant_at_its_bound_is_refused_and_told_when_to_retry():
     quota.admit("b")  # other tenants are not affected
     record(stats, image("j0", "queued", 1), image("j0", "canceled", 2))
     quota.admit("a")  # a finished job frees a slot
+
+
+class CountingStats(InMemoryStatsStore):
+    def __init__(self):
+        super().__init__()
+        self.reads = 0
+
+    def unfinished(self, tenant):
+        self.reads += 1
+        return super().unfinished(tenant)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_far_from_the_bound_a_burst_reads_the_count_once_per_recheck_window():
+    stats, clock = CountingStats(), Clock()
+    quota = TenantQuota(stats, 1000, recheck_s=1.0, clock=clock)
+    for _ in range(50):
+        quota.admit("a")
+    assert stats.reads == 1
+    quota.admit("b")  # each tenant its own count
+    assert stats.reads == 2
+    clock.now += 1.0
+    quota.admit("a")
+    assert stats.reads == 3
+
+
+def test_near_the_bound_every_submit_reads_and_a_refusal_comes_from_a_fresh_count():
+    stats, clock = CountingStats(), Clock()
+    quota = TenantQuota(stats, 10, recheck_s=60, clock=clock)
+    admitted = 0
+    with pytest.raises(QuotaExceededError) as refused:
+        while True:
+            reads = stats.reads
+            quota.admit("a")
+            admitted += 1
+            record(stats, None, image(f"j{admitted}", "queued", 1))
+            # Below half the bound a remembered count may stand in; from there on each submit reads.
+            assert stats.reads == reads + (1 if admitted == 1 or admitted >= 6 else 0)
+    assert admitted == 10 and refused.value.details == {"unfinished": 10, "limit": 10}
+
+
+def test_what_this_process_admitted_counts_towards_half_the_bound_before_the_stream_counts_it():
+    stats, clock = CountingStats(), Clock()
+    quota = TenantQuota(stats, 4, recheck_s=60, clock=clock)
+    quota.admit("a")  # read: 0
+    quota.admit("a")  # 0 + 1 admitted + this one = 2, half the bound: the remembered count stands in
+    assert stats.reads == 1
+    quota.admit("a")  # 0 + 2 + 1 is past half: read again, though the stream has counted nothing yet
+    assert stats.reads == 2
