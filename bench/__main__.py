@@ -68,6 +68,8 @@ def table(result: dict[str, Any]) -> str:
               f"submit→completed p50 {load['latency_p50_s']} s, p99 {load['latency_p99_s']} s",
               f"  per job, amortized: AWS requests {json.dumps(load['requests_per_job'])}",
               f"  per job, amortized: Lambda invocations {json.dumps(load['invocations_per_job'])}",
+              "  CPU per job: " + ", ".join(f"{k} {v} ms" for k, v in load.get("cpu_ms_per_job", {}).items())
+              + " (the emulator is one process: one core at most)",
               "  durations (REPORT lines, ms): " + ", ".join(
                   f"{f} p50 {d['p50_ms']} mean {d['mean_ms']}" for f, d in load.get("durations", {}).items()), ""]
     single, batch = polls["get_job"], polls["status_batch"]

@@ -57,3 +57,21 @@ def test_a_report_lines_duration():
             "Max Memory Used: 80 MB")
     assert report_duration_ms(line) == 41.5
     assert report_duration_ms("REPORT RequestId: 1f") is None
+
+
+def test_group_cpu_parts_the_emulator_from_the_function_processes(tmp_path):
+    from bench.throughput import group_cpu_s
+    import os
+
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid, command, pgrp, times in [(100, "ministack", 100, (2 * tick, tick, tick, 0)),
+                                      (101, "python3 (worker) x", 100, (tick, tick, 0, 0)),
+                                      (200, "other", 200, (9 * tick, 0, 0, 0))]:
+        entry = tmp_path / str(pid)
+        entry.mkdir()
+        utime, stime, cutime, cstime = times
+        (entry / "stat").write_text(
+            f"{pid} ({command}) S 1 {pgrp} {pgrp} 0 -1 4194560 0 0 0 0 {utime} {stime} {cutime} {cstime} 20 0\n")
+    (tmp_path / "self").mkdir()
+    # the leader's own time is the emulator's; its reaped children's and the members' the functions'
+    assert group_cpu_s(100, 100, tmp_path) == {"emulator": 3.0, "functions": 3.0}
