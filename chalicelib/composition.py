@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from functools import cached_property
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.lifecycle import JobLifecycle
@@ -17,6 +17,8 @@ class Container:
         self._session = session
         self._clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
+        # Subscriber name -> its DeliveryLedger, built on first use (tests put their own here).
+        self.delivery_ledgers: dict[str, Any] = {}
 
     @cached_property
     def _boto(self) -> Any:
@@ -298,12 +300,18 @@ class Container:
             table_name=self.settings.idempotency_table_name, boto3_client=self.client("dynamodb")
         )
 
-    def once_per_event(self, name: str, effect: Callable[[dict[str, Any]], Any]) -> Callable[..., Any]:
-        """`effect(detail)` run once per event id for consumer `name` (chalicelib/idempotency.py),
-        on its own persistence layer."""
-        from chalicelib.idempotency import once_per_event
+    def delivery_ledger(self, consumer: str) -> Any:
+        """The delivery records of subscriber `consumer`, in the idempotency table (one
+        adapter per consumer, built once per process)."""
+        ledger = self.delivery_ledgers.get(consumer)
+        if ledger is None:
+            from chalicelib.adapters.dynamodb_ledger import DynamoDeliveryLedger
+            from chalicelib.defaults import DELIVERY_RECORD_TTL_S
 
-        return once_per_event(name, self.idempotency_persistence(), effect)
+            ledger = self.delivery_ledgers[consumer] = DynamoDeliveryLedger(
+                self.client("dynamodb"), self.settings.idempotency_table_name, consumer, ttl_s=DELIVERY_RECORD_TTL_S
+            )
+        return ledger
 
     @cached_property
     def idempotent_submission(self) -> Any:

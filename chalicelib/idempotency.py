@@ -1,11 +1,8 @@
-"""Doing a thing once per key, on Powertools idempotency (its DynamoDB persistence layer, or any
-other `BasePersistenceLayer`):
-
-- job submission with an `Idempotency-Key`: the key is scoped to the tenant; the request body
-  is the payload Powertools validates, so the same key with a different body is refused
-  instead of answered with the first job;
-- a subscriber's effect once per event id, whatever the number of deliveries: a re-published
-  or redelivered event finds the first outcome recorded."""
+"""Job submission with an `Idempotency-Key`, once per key, on Powertools idempotency (its
+DynamoDB persistence layer, or any other `BasePersistenceLayer`): the key is scoped to the
+tenant; the request body is the payload Powertools validates, so the same key with a different
+body is refused instead of answered with the first job. (The subscribers' once-per-event
+delivery is per SQS batch, on a DeliveryLedger: chalicelib/subscribers/delivery.py.)"""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -73,31 +70,3 @@ class IdempotentSubmission:
         except IdempotencyPersistenceLayerError as exc:
             raise StoreUnavailableError("could not record the Idempotency-Key") from exc
         return outcome["job_id"]
-
-
-def once_per_event(
-    name: str,
-    persistence: BasePersistenceLayer,
-    effect: Callable[[dict[str, Any]], Any],
-    *,
-    ttl_s: int = 7 * 24 * 3600,
-) -> Callable[[dict[str, Any]], Any]:
-    """Wrap `effect(detail)` so it runs once per `detail["event_id"]` for consumer `name` (each
-    consumer keeps its own records). If the effect raises, nothing is recorded and the next
-    delivery runs it again."""
-    config = IdempotencyConfig(
-        event_key_jmespath="event_id", raise_on_no_idempotency_key=True, expires_after_seconds=ttl_s
-    )
-
-    def run(detail: dict[str, Any]) -> Any:
-        return effect(detail)
-
-    run.__name__ = run.__qualname__ = name  # part of the idempotency key
-    once = idempotent_function(data_keyword_argument="detail", persistence_store=persistence, config=config)(run)
-
-    def call(detail: dict[str, Any], lambda_context: Any = None) -> Any:
-        if lambda_context is not None:  # in-progress records then expire with the invocation
-            config.register_lambda_context(lambda_context)
-        return once(detail=detail)
-
-    return call

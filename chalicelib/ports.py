@@ -313,6 +313,34 @@ class CacheStore(Protocol):
         """The scope's last completion of each task type, by type."""
 
 
+@dataclass(frozen=True)
+class LedgerOpening:
+    """How `DeliveryLedger.begin` left each event id of a batch: `opened` ones are this
+    process's to deliver (and then to `finish`), `done` ones were delivered before (skip them),
+    `busy` ones are being delivered elsewhere under an unexpired lease (retry them later)."""
+
+    opened: tuple[str, ...] = ()
+    done: tuple[str, ...] = ()
+    busy: tuple[str, ...] = ()
+
+
+class DeliveryLedger(Protocol):
+    """A subscriber's record of which events it delivered: one request to open a batch's
+    events, one to close them, whatever the batch's size (up to an SQS batch)."""
+
+    def begin(self, event_ids: Sequence[str], lease_s: float) -> LedgerOpening:
+        """Open an in-progress record per distinct event id, lasting `lease_s` (the time a
+        delivery has to finish: after it, an unfinished record may be taken over, so a process
+        that died mid-delivery does not hold the event for ever). Ids already done, or in
+        progress under an unexpired lease, are left as they are and reported so. Raises
+        StoreUnavailableError (nothing is opened then)."""
+
+    def finish(self, delivered: Sequence[str], failed: Sequence[str]) -> None:
+        """Mark `delivered` done (kept for the ledger's time to live, so a later duplicate is
+        skipped) and forget `failed` (so their next delivery delivers). Raises
+        StoreUnavailableError; records not closed then stay in progress until their lease ends."""
+
+
 class WebhookSender(Protocol):
     def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
         """POST and return the HTTP status; raises WebhookDeliveryError when no answer came."""

@@ -109,10 +109,13 @@ class DynamoCacheStore:
                 **write,
                 ConditionExpression="attribute_not_exists(invalidated_by) OR invalidated_by <> :job",
                 ReturnValues="UPDATED_NEW",
+                # Refused (the usual case: the completion's own write invalidated), the stored
+                # item comes back with the refusal: no GetItem, which the consumer may not send.
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return self.get(tenant, scope, namespace).generation
+                return self._entry(namespace, exc.response.get("Item") or {}).generation
             raise StoreUnavailableError("could not invalidate the cache") from exc
         return int(response["Attributes"]["generation"]["N"])
 

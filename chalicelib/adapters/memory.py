@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import threading
+import time
 import uuid
 from collections import Counter
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 from chalicelib.adapters.artifacts import blob_key as artifact_blob_key
 from chalicelib.adapters.artifacts import check_name, keeps_inline
@@ -42,6 +44,7 @@ from chalicelib.ports import (
     JobMessage,
     JobPage,
     JobQuery,
+    LedgerOpening,
 )
 
 # Payloads and results larger than the inline limit live in the BlobStore (the claim-check),
@@ -328,6 +331,41 @@ class InMemoryWebhookSender:
             raise WebhookDeliveryError(f"webhook unreachable: {url[:100]}")
         self.posts.append((url, bytes(body), dict(headers)))
         return self.statuses.get(url, 200)
+
+
+class InMemoryDeliveryLedger:
+    """Same contract as DynamoDeliveryLedger: event id -> (status, expiration in epoch seconds);
+    a record past its expiration (a lapsed lease, a done record past its TTL) counts as absent.
+    `begin` and `finish` each apply all of their writes under one lock, like the one request
+    each of them is on DynamoDB."""
+
+    def __init__(self, *, ttl_s: int, clock: Callable[[], float] = time.time) -> None:
+        self.records: dict[str, tuple[str, int]] = {}
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def begin(self, event_ids: Sequence[str], lease_s: float) -> LedgerOpening:
+        opened, done, busy = [], [], []
+        with self._lock:
+            now = self._clock()
+            for event_id in dict.fromkeys(event_ids):
+                record = self.records.get(event_id)
+                if record is not None and record[1] >= int(now):
+                    (done if record[0] == "done" else busy).append(event_id)
+                else:
+                    opened.append(event_id)
+            for event_id in opened:
+                self.records[event_id] = ("in_progress", math.ceil(now + lease_s))
+        return LedgerOpening(tuple(opened), tuple(done), tuple(busy))
+
+    def finish(self, delivered: Sequence[str], failed: Sequence[str]) -> None:
+        with self._lock:
+            expiration = math.ceil(self._clock() + self._ttl_s)
+            for event_id in delivered:
+                self.records[event_id] = ("done", expiration)
+            for event_id in failed:
+                self.records.pop(event_id, None)
 
 
 class InMemoryEventPublisher:

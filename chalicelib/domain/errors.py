@@ -113,6 +113,12 @@ class WebhookDeliveryError(JobpipeError):
     code = "webhook_delivery_failed"
 
 
+class DeliveryInProgressError(JobpipeError):
+    """Another process holds the event's delivery under an unexpired lease: try again later."""
+
+    code = "delivery_in_progress"
+
+
 class CacheGenerationChangedError(JobpipeError):
     """A cache write expected a generation that an invalidation has since replaced."""
 

@@ -1,7 +1,8 @@
 """The subscribers' functions: the ERP bridge and cache invalidation, each consuming the queue an
-EventBridge rule fills. Each record runs its effect once per event id; a failed record is
-hidden for an exponential backoff before its next delivery, and dead-lettered by the queue's
-redrive policy."""
+EventBridge rule fills. The ERP bridge delivers each event once, on a per-batch delivery ledger
+(chalicelib/subscribers/delivery.py: 2 requests per SQS batch); cache invalidation is safe to
+repeat and keeps no ledger. A failed record is hidden for an exponential backoff before its
+next delivery, and dead-lettered by the queue's redrive policy."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from chalice import Blueprint
 
 from chalicelib.composition import Container, container
+from chalicelib.defaults import DELIVERY_LEASE_S
 from chalicelib.invocation import entry_point
 from chalicelib.observability import logger
 
@@ -23,41 +25,63 @@ ERP_WEBHOOK_QUEUE = "jobpipe-erp-webhook"
 CACHE_INVALIDATION_QUEUE = "jobpipe-cache-invalidation"
 
 
-def _detail(record: SQSRecord) -> dict[str, Any]:
+def _detail(body: str) -> dict[str, Any]:
     """The `detail` of the EventBridge envelope an event rule put on the queue."""
-    envelope = json.loads(record.body)
-    detail = envelope.get("detail", envelope)
+    envelope = json.loads(body)
+    detail = envelope.get("detail", envelope) if isinstance(envelope, dict) else None
     if not isinstance(detail, dict) or "event_id" not in detail:
-        raise ValueError(f"not a jobpipe event: {record.body[:200]!r}")
+        raise ValueError(f"not a jobpipe event: {body[:200]!r}")
     return detail
 
 
-class Consumer:
-    """A subscriber's queue consumer: `effect(services, detail)` once per event."""
+def _event_ids(records: list[dict[str, Any]]) -> list[str]:
+    """The event ids of the batch's readable records (the others fail on their own)."""
+    ids = []
+    for record in records:
+        try:
+            ids.append(str(_detail(record.get("body", ""))["event_id"]))
+        except ValueError:
+            continue
+    return ids
 
-    def __init__(self, name: str, effect: Callable[[Container, dict[str, Any]], Any]) -> None:
+
+def _lease_s(context: Any) -> float:
+    """What is left of the invocation: a delivery record in progress outlives its process by
+    no more than that (so it is never taken over while this process still delivers)."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return remaining() / 1000 if callable(remaining) else DELIVERY_LEASE_S
+
+
+class Consumer:
+    """A subscriber's queue consumer: `effect(services, detail)` per record, once per event id
+    on the consumer's delivery ledger when `exactly_once`, else every time (an effect that is
+    safe to repeat)."""
+
+    def __init__(self, name: str, effect: Callable[[Container, dict[str, Any]], Any], *, exactly_once: bool) -> None:
         self._name = name
         self._effect = effect
-        self._built_for: Any = None
-        self._once: Any = None
-
-    def _once_for(self, services: Container) -> Callable[..., Any]:
-        if self._built_for is not services:  # built once per process (per container in tests)
-            self._once = services.once_per_event(self._name, lambda detail: self._effect(services, detail))
-            self._built_for = services
-        return self._once
+        self._exactly_once = exactly_once
 
     def consume(self, event: Any, services: Container) -> dict[str, Any]:
         """Run every record of the SQS batch; returns the batch item failures."""
         # Imported on the first batch: every function loads app.py; only the SQS consumers batch.
         from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
-        once = self._once_for(services)
+        from chalicelib.subscribers.delivery import DeliveryRound
+
+        raw = event.to_dict()
+        batch = None
+        if self._exactly_once:
+            batch = DeliveryRound(services.delivery_ledger(self._name), _event_ids(raw.get("Records", [])),
+                                  _lease_s(event.context))
 
         def handle(record: SQSRecord) -> None:
-            detail = _detail(record)
+            detail = _detail(record.body)
             try:
-                once(detail, event.context)
+                if batch is None:
+                    self._effect(services, detail)
+                else:
+                    batch.run(str(detail["event_id"]), lambda: self._effect(services, detail))
             except Exception:
                 receives = int(record.attributes.approximate_receive_count or 1)
                 backoff = services.settings.redelivery_wait_s(receives)
@@ -66,12 +90,21 @@ class Consumer:
                                extra={"event_id": detail.get("event_id"), "receive_count": receives})
                 raise
 
-        return process_partial_response(
-            event=event.to_dict(),
+        response = process_partial_response(
+            event=raw,
             record_handler=handle,
             processor=BatchProcessor(EventType.SQS, raise_on_entire_batch_failure=False),
             context=event.context,
         )
+        if batch is not None:
+            try:
+                batch.close()
+            except Exception:
+                # The deliveries went out: their messages succeed rather than come back to be
+                # delivered again once the lease ends. Their records stay in progress until
+                # then; only a duplicate arriving after that would be delivered twice.
+                logger.exception(f"{self._name} could not close its delivery records")
+        return response
 
 
 def deliver_to_erp(services: Container, detail: dict[str, Any]) -> int:
@@ -85,8 +118,12 @@ def invalidate_caches(services: Container, detail: dict[str, Any]) -> Any:
     return announcement.model_dump() if announcement else None
 
 
-_erp = Consumer("erp_bridge", deliver_to_erp)
-_cache = Consumer("cache_invalidation", invalidate_caches)
+_erp = Consumer("erp_bridge", deliver_to_erp, exactly_once=True)
+# No ledger: invalidation is safe to repeat (docs/performance.md). Recording the completion is
+# a conditional put that never moves back in time; the invalidation is conditional on this job
+# not having done it; the `cache.invalidated` announcement carries the same event id each time,
+# which its consumers deduplicate on, as on every jobpipe event (the bus delivers at least once).
+_cache = Consumer("cache_invalidation", invalidate_caches, exactly_once=False)
 
 
 # 5 deliveries x the sender's 5 s timeout stay well inside the function's 60 s.

@@ -25,6 +25,15 @@ def test_a_value_is_a_hit_until_its_namespace_is_invalidated(adapters):
     assert cache.invalidate("acme", "proj", "never-stored", "job-1", AT) == 1
 
 
+def test_a_repeated_invalidation_by_the_same_job_bumps_nothing_and_reports_the_generation(adapters):
+    cache = adapters.cache
+    assert cache.invalidate("acme", "proj", "summary", "job-1", AT) == 1
+    stored = cache.put("acme", "proj", "summary", {"fresh": True}, AT, expected_generation=1)
+    assert cache.invalidate("acme", "proj", "summary", "job-1", AT) == 1  # a redelivery: nothing happens
+    assert cache.get("acme", "proj", "summary") == stored
+    assert cache.invalidate("acme", "proj", "summary", "job-2", AT) == 2  # another job's completion does
+
+
 def test_a_put_for_a_stale_generation_is_refused(adapters):
     cache = adapters.cache
     assert cache.put("acme", "proj", "summary", 1, AT, expected_generation=0).hit

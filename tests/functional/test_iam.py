@@ -150,7 +150,8 @@ def _operator():
 def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app, client, aws):
     steps = {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0}}
     log.function = "APIHandler"
-    ok = client.http.post("/jobs", headers=auth(), body=json.dumps(steps)).json_body
+    # In a scope with a cache: its completion reaches cache invalidation with work to do.
+    ok = client.http.post("/jobs", headers=auth(), body=json.dumps({**steps, "scope": "p-1"})).json_body
     client.http.post("/jobs", headers=auth(**{"Idempotency-Key": "k1"}), body=json.dumps(steps))
     failing = client.http.post("/jobs", headers=auth(), body=json.dumps(
         {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"}})).json_body
@@ -187,9 +188,12 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
     aws["events"].put_rule(Name="iam-tap", EventBusName="job-events", EventPattern=json.dumps({"source": ["jobpipe"]}))
     aws["events"].put_targets(Rule="iam-tap", EventBusName="job-events", Targets=[{"Id": "t", "Arn": arn}])
     log.function = "EventPublisher"
-    app.handler_map["event_publisher"]({"Records": recorder.records[-3:]}, LambdaContext(60))
+    app.handler_map["event_publisher"]({"Records": recorder.records}, LambdaContext(60))
     envelopes = [m for m in receive_all({**aws, "tap": tap}, "tap")]
     messages = [{"MessageId": str(uuid.uuid4()), "Body": m["Body"], "ReceiptHandle": "rh"} for m in envelopes]
+    scoped = [m for m in messages if json.loads(m["Body"])["detail"].get("scope")
+              and json.loads(m["Body"])["detail"].get("status") == "completed"]
+    assert scoped
 
     class Sender:
         def post(self, url, body, headers):
@@ -201,7 +205,7 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
     log.function = "ErpBridge"
     app.handler_map["erp_bridge"](sqs_event(messages[:5]), LambdaContext(60))
     log.function = "CacheInvalidation"
-    app.handler_map["cache_invalidation"](sqs_event(messages[:5]), LambdaContext(60))
+    app.handler_map["cache_invalidation"](sqs_event(scoped), LambdaContext(60))
 
     log.function = "APIHandler"  # the submission is the API's (admission reads the stats table)
     lost = client.http.post("/jobs", headers=auth(), body=json.dumps(steps)).json_body

@@ -1,0 +1,109 @@
+"""DeliveryLedger: per batch, open each event's record once, report what is done or held
+elsewhere, let a lapsed lease be taken over, close delivered records as done and forget failed
+ones. Run against the in-memory twin and the DynamoDB adapter on moto, with one clock."""
+from __future__ import annotations
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from chalicelib.ports import LedgerOpening
+from tests.support.infra import create_table
+
+TTL_S = 7 * 24 * 3600
+LEASE_S = 60
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(params=["memory", "aws"])
+def ledgers(request, monkeypatch, clock):
+    """A factory: consumer name -> that consumer's ledger (all on the same table and clock)."""
+    if request.param == "memory":
+        from chalicelib.adapters.memory import InMemoryDeliveryLedger
+
+        made: dict[str, InMemoryDeliveryLedger] = {}
+        yield lambda consumer="erp_bridge": made.setdefault(consumer, InMemoryDeliveryLedger(ttl_s=TTL_S, clock=clock))
+        return
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        from chalicelib.adapters.dynamodb_ledger import DynamoDeliveryLedger
+
+        ddb = boto3.client("dynamodb")
+        create_table(ddb, "IdempotencyTable", "idempotency")
+        yield lambda consumer="erp_bridge": DynamoDeliveryLedger(ddb, "idempotency", consumer, ttl_s=TTL_S, clock=clock)
+
+
+def test_new_events_are_opened_and_duplicates_in_the_batch_once(ledgers):
+    ledger = ledgers()
+    assert ledger.begin(["a", "b", "a", "c"], LEASE_S) == LedgerOpening(opened=("a", "b", "c"))
+
+
+def test_done_events_are_skipped_held_ones_are_busy_and_the_rest_still_open(ledgers):
+    ledger = ledgers()
+    ledger.begin(["done", "failed", "held"], LEASE_S)
+    ledger.finish(["done"], ["failed"])
+    assert ledger.begin(["new", "done", "held", "failed"], LEASE_S) == LedgerOpening(
+        opened=("new", "failed"), done=("done",), busy=("held",))
+    # What this begin opened is now held too.
+    assert ledger.begin(["new", "failed"], LEASE_S) == LedgerOpening(busy=("new", "failed"))
+
+
+def test_a_lapsed_lease_is_taken_over_and_a_live_one_is_not(ledgers, clock):
+    ledger = ledgers()
+    ledger.begin(["crashed"], LEASE_S)  # the process dies before finishing
+    clock.now += LEASE_S - 1
+    assert ledger.begin(["crashed"], LEASE_S) == LedgerOpening(busy=("crashed",))
+    clock.now += 3
+    assert ledger.begin(["crashed"], LEASE_S) == LedgerOpening(opened=("crashed",))
+    ledger.finish(["crashed"], [])
+    assert ledger.begin(["crashed"], LEASE_S) == LedgerOpening(done=("crashed",))
+
+
+def test_a_done_record_past_its_time_to_live_counts_as_absent(ledgers, clock):
+    ledger = ledgers()
+    ledger.begin(["old"], LEASE_S)
+    ledger.finish(["old"], [])
+    clock.now += TTL_S - 10
+    assert ledger.begin(["old"], LEASE_S).done == ("old",)
+    clock.now += 20  # DynamoDB's TTL deletes lazily; the condition does not wait for it
+    assert ledger.begin(["old"], LEASE_S).opened == ("old",)
+
+
+def test_consumers_keep_their_own_records(ledgers):
+    ledgers("erp_bridge").begin(["e"], LEASE_S)
+    ledgers("erp_bridge").finish(["e"], [])
+    assert ledgers("other").begin(["e"], LEASE_S) == LedgerOpening(opened=("e",))
+
+
+def test_more_events_than_one_request_holds(ledgers):
+    """Beyond 100 ids (a transaction) and 25 writes (a batch write) the ledger splits them."""
+    ledger = ledgers()
+    ids = [f"e{i}" for i in range(130)]
+    ledger.begin(ids[:7], LEASE_S)
+    ledger.finish(ids[:7], [])
+    opening = ledger.begin(ids, LEASE_S)
+    assert opening.done == tuple(ids[:7]) and opening.opened == tuple(ids[7:]) and opening.busy == ()
+    ledger.finish(ids[7:100], ids[100:])
+    again = ledger.begin(ids, LEASE_S)
+    assert again.done == tuple(ids[:100]) and again.opened == tuple(ids[100:])
+
+
+def test_an_empty_finish_writes_nothing(ledgers):
+    ledger = ledgers()
+    ledger.finish([], [])
+    assert ledger.begin(["x"], LEASE_S).opened == ("x",)

@@ -1,0 +1,201 @@
+"""The ERP bridge's consumer on its per-batch delivery ledger, through the deployed handler: each
+event reaches the ERP once whatever the duplicates, failures and crashes, at 2 ledger requests
+per SQS batch. Run with the in-memory ledger and with the DynamoDB one on moto (where the
+requests are counted as the benchmark counts them)."""
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from chalicelib import composition
+from chalicelib.aws_requests import AwsRequestCounter
+from chalicelib.domain.errors import StoreUnavailableError
+from chalicelib.subscribers.erp import ErpBridge
+from tests.functional.conftest import LambdaContext, sqs_event
+
+SECRET = "functional-webhook-secret-0123456789abcdef"
+QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:erp-webhook"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class ProcessDied(BaseException):
+    """What a process killed mid-delivery looks like to the code after it: nothing runs."""
+
+
+class Erp:
+    """The ERP's receiver as the bridge sees it: answers `status` (or per event), never
+    deduplicates, keeps every accepted delivery."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.answers: dict[str, int] = {}
+        self.crash_on: set[str] = set()
+        self.accepted: list[str] = []
+        self.posts = 0
+
+    def post(self, url, body, headers):
+        event_id = headers["X-Jobpipe-Event-Id"]
+        self.posts += 1
+        if event_id in self.crash_on:
+            self.crash_on.discard(event_id)
+            raise ProcessDied()  # the bridge died while sending: the ERP never took it
+        status = self.answers.get(event_id, self.status)
+        if 200 <= status < 300:
+            self.accepted.append(event_id)
+        return status
+
+
+@pytest.fixture(params=["memory", "aws"])
+def bridge(request, client, aws, monkeypatch):
+    """(invoke(event ids) -> failed event ids, erp, ledger requests counter or None, backoffs, clock)."""
+    services = composition.container()
+    clock = Clock()
+    if request.param == "memory":
+        from chalicelib.adapters.memory import InMemoryDeliveryLedger
+
+        ledger = InMemoryDeliveryLedger(ttl_s=7 * 86400, clock=clock)
+        counter = None
+    else:
+        from chalicelib.adapters.dynamodb_ledger import DynamoDeliveryLedger
+
+        ddb = services.client("dynamodb")
+        ledger = DynamoDeliveryLedger(ddb, "idempotency", "erp_bridge", ttl_s=7 * 86400, clock=clock)
+        counter = AwsRequestCounter()
+        counter.attach(ddb)
+    services.delivery_ledgers["erp_bridge"] = ledger
+    erp = Erp()
+    services.erp_bridge = ErpBridge(erp, "https://erp.example/hook", SECRET)
+    backoffs: list[tuple[str, int]] = []
+    monkeypatch.setattr(services.queue, "set_visibility",
+                        lambda arn, handle, seconds: backoffs.append((handle, seconds)))
+    handler = client._app.handler_map["erp_bridge"]
+
+    def invoke(event_ids: list[str], receives: int = 1) -> list[str]:
+        messages = [{"MessageId": f"m-{i}-{e}", "ReceiptHandle": e, "Body": json.dumps(
+            {"detail-type": "job.status.changed", "source": "jobpipe",
+             "detail": {"event_id": e, "event_type": "job.status.changed", "job_id": "j-1", "status": "running"}})}
+            for i, e in enumerate(event_ids)]
+        event = sqs_event(messages, QUEUE_ARN)
+        for record in event["Records"]:
+            record["attributes"]["ApproximateReceiveCount"] = str(receives)
+        if counter is not None:
+            counter.take()
+        failures = handler(event, LambdaContext(60))["batchItemFailures"]
+        by_message = {m["MessageId"]: json.loads(m["Body"])["detail"]["event_id"] for m in messages}
+        return [by_message[f["itemIdentifier"]] for f in failures]
+
+    invoke.requests = (lambda: counter.take()) if counter is not None else None
+    return invoke, erp, ledger, backoffs, clock
+
+
+def ids(n: int) -> list[str]:
+    return [str(uuid.uuid4()) for _ in range(n)]
+
+
+def test_a_batch_of_five_is_delivered_at_two_ledger_requests(bridge):
+    invoke, erp, _, backoffs, _ = bridge
+    events = ids(5)
+    assert invoke(events) == []
+    assert erp.accepted == events and not backoffs
+    if invoke.requests:
+        assert invoke.requests() == {"dynamodb.TransactWriteItems": 1, "dynamodb.BatchWriteItem": 1}
+
+
+def test_events_already_done_are_skipped_without_delivering(bridge):
+    invoke, erp, _, _, _ = bridge
+    first = ids(4)
+    invoke(first)
+    invoke.requests and invoke.requests()
+    new = ids(1)
+    assert invoke(first[:3] + new + first[3:]) == []  # a re-published batch with one new event
+    assert erp.accepted == first + new
+    if invoke.requests:  # the refused transaction names the done ones; the rest go once more
+        assert invoke.requests() == {"dynamodb.TransactWriteItems": 2, "dynamodb.BatchWriteItem": 1}
+    assert invoke(first + new) == [] and erp.posts == 5  # all done: no POST at all
+    if invoke.requests:
+        assert invoke.requests() == {"dynamodb.TransactWriteItems": 1}  # nothing to close
+
+
+def test_duplicates_inside_one_batch_are_delivered_once(bridge):
+    invoke, erp, _, _, _ = bridge
+    (a, b) = ids(2)
+    assert invoke([a, b, a, a]) == []
+    assert erp.accepted == [a, b]
+
+
+def test_an_event_in_progress_elsewhere_is_retried_with_backoff(bridge):
+    invoke, erp, ledger, backoffs, _ = bridge
+    held, other = ids(2)
+    ledger.begin([held], 60)  # another process is delivering it right now
+    assert invoke([held, other], receives=3) == [held]
+    assert erp.accepted == [other]
+    assert backoffs == [(held, composition.container().settings.redelivery_wait_s(3))]
+    ledger.finish([held], [])  # that process delivered it
+    assert invoke([held]) == [] and erp.accepted == [other]
+
+
+def test_a_failed_delivery_forgets_its_record_so_the_redelivery_delivers(bridge):
+    invoke, erp, _, backoffs, _ = bridge
+    ok, refused = ids(2)
+    erp.answers[refused] = 500
+    assert invoke([ok, refused]) == [refused]
+    assert [handle for handle, _ in backoffs] == [refused]
+    assert erp.accepted == [ok]
+    del erp.answers[refused]
+    assert invoke([refused, ok], receives=2) == []
+    assert erp.accepted == [ok, refused]
+
+
+def test_a_duplicate_of_a_failed_delivery_in_the_same_batch_fails_with_it(bridge):
+    invoke, erp, _, _, _ = bridge
+    (refused,) = ids(1)
+    erp.answers[refused] = 503
+    assert invoke([refused, refused]) == [refused, refused]
+    assert erp.posts == 1
+
+
+def test_a_crash_between_begin_and_done_leaves_the_event_deliverable_after_the_lease(bridge):
+    invoke, erp, _, _, clock = bridge
+    (lost,) = ids(1)
+    erp.crash_on.add(lost)
+    with pytest.raises(ProcessDied):
+        invoke([lost])
+    # Redelivered while the dead process's lease (the invocation's 60 s) still runs: held.
+    clock.now += 30
+    assert invoke([lost], receives=2) == [lost]
+    clock.now += 31
+    assert invoke([lost], receives=3) == []
+    assert erp.accepted == [lost] and erp.posts == 2
+    assert invoke([lost]) == [] and erp.posts == 2
+
+
+def test_an_unreachable_ledger_fails_every_record_alone_with_backoff(bridge, monkeypatch):
+    invoke, erp, ledger, backoffs, _ = bridge
+
+    def down(*args, **kwargs):
+        raise StoreUnavailableError("the idempotency table did not answer")
+
+    monkeypatch.setattr(ledger, "begin", down)
+    events = ids(3)
+    assert invoke(events) == events
+    assert erp.posts == 0 and [handle for handle, _ in backoffs] == events
+
+
+def test_a_ledger_that_cannot_close_leaves_the_delivered_messages_done(bridge, monkeypatch):
+    invoke, erp, ledger, backoffs, _ = bridge
+
+    def down(*args, **kwargs):
+        raise StoreUnavailableError("the idempotency table did not answer")
+
+    monkeypatch.setattr(ledger, "finish", down)
+    events = ids(2)
+    assert invoke(events) == [] and erp.accepted == events and not backoffs

@@ -1,0 +1,116 @@
+"""The DynamoDB delivery ledger's reading of a refused transaction (the cases moto and the
+emulator do not produce on demand), and the delivery round over the in-memory ledger."""
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError, ReadTimeoutError
+
+from chalicelib.adapters.dynamodb_ledger import DynamoDeliveryLedger
+from chalicelib.adapters.memory import InMemoryDeliveryLedger
+from chalicelib.domain.errors import DeliveryInProgressError, StoreUnavailableError
+from chalicelib.ports import LedgerOpening
+from chalicelib.subscribers.delivery import DeliveryRound
+
+
+def cancelled(*reasons: dict) -> ClientError:
+    return ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+                        "CancellationReasons": list(reasons)}, "TransactWriteItems")
+
+
+def refused(status: str | None = None) -> dict:
+    reason = {"Code": "ConditionalCheckFailed"}
+    if status:
+        reason["Item"] = {"id": {"S": "x"}, "status": {"S": status}, "expiration": {"N": "1"}}
+    return reason
+
+
+class Client:
+    """Answers each transact_write_items with the next outcome (an error to raise, or success)."""
+
+    def __init__(self, *outcomes) -> None:
+        self.outcomes = list(outcomes)
+        self.sent: list[list[str]] = []
+
+    def transact_write_items(self, TransactItems):
+        self.sent.append([item["Put"]["Item"]["id"]["S"].rsplit("#", 1)[1] for item in TransactItems])
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return {}
+
+
+def ledger(client: Client) -> DynamoDeliveryLedger:
+    return DynamoDeliveryLedger(client, "idempotency", "erp_bridge", ttl_s=3600, clock=lambda: 1000.0)
+
+
+def test_refused_ids_are_sorted_by_the_stored_record_and_the_rest_sent_once_more():
+    client = Client(cancelled({"Code": "None"}, refused("done"), refused("in_progress"),
+                              {"Code": "TransactionConflict"}, {"Code": "None"}), None)
+    opening = ledger(client).begin(["a", "b", "c", "d", "e"], 60)
+    assert opening == LedgerOpening(opened=("a", "e"), done=("b",), busy=("c", "d"))
+    assert client.sent == [["a", "b", "c", "d", "e"], ["a", "e"]]
+
+
+def test_a_refusal_without_the_stored_record_is_treated_as_held_elsewhere():
+    client = Client(cancelled(refused(), {"Code": "None"}), None)
+    assert ledger(client).begin(["a", "b"], 60) == LedgerOpening(opened=("b",), busy=("a",))
+
+
+def test_what_a_second_refusal_leaves_unopened_is_retried_later():
+    client = Client(cancelled(refused("done"), {"Code": "ThrottlingError"}, {"Code": "None"}),
+                    cancelled(refused("in_progress"), {"Code": "ThrottlingError"}))
+    opening = ledger(client).begin(["a", "b", "c"], 60)
+    assert opening == LedgerOpening(done=("a",), busy=("b", "c"))
+    assert len(client.sent) == 2  # never a third request
+
+
+@pytest.mark.parametrize("error", [
+    cancelled({"Code": "ValidationError", "Message": "bad item"}),
+    cancelled(),  # no reasons to read
+    ClientError({"Error": {"Code": "ResourceNotFoundException", "Message": "no table"}}, "TransactWriteItems"),
+    ReadTimeoutError(endpoint_url="http://127.0.0.1"),
+])
+def test_other_refusals_and_lost_connections_are_store_unavailable(error):
+    with pytest.raises(StoreUnavailableError):
+        ledger(Client(error)).begin(["a"], 60)
+
+
+def test_the_lease_and_time_to_live_are_whole_seconds_after_the_clock():
+    client = Client(None)
+    captured = []
+    client.transact_write_items = lambda TransactItems: captured.extend(TransactItems) or {}
+    ledger(client).begin(["a"], 59.2)
+    put = captured[0]["Put"]
+    assert put["Item"]["expiration"] == {"N": "1060"} and put["Item"]["status"] == {"S": "in_progress"}
+    assert put["ExpressionAttributeValues"] == {":now": {"N": "1000"}}
+    assert put["ReturnValuesOnConditionCheckFailure"] == "ALL_OLD"
+
+
+def test_a_round_delivers_each_opened_event_once_and_closes_them_in_one_call():
+    records = InMemoryDeliveryLedger(ttl_s=3600, clock=lambda: 1000.0)
+    records.begin(["held"], 60)
+    records.begin(["done"], 60)
+    records.finish(["done"], [])
+    finished = []
+    finish = records.finish
+    records.finish = lambda delivered, failed: finished.append((list(delivered), list(failed))) or finish(delivered, failed)
+    sent = []
+    batch = DeliveryRound(records, ["a", "done", "held", "a", "bad"], 60)
+    assert batch.run("a", lambda: sent.append("a")) is True
+    assert batch.run("a", lambda: sent.append("a")) is False
+    assert batch.run("done", lambda: sent.append("done")) is False
+    with pytest.raises(DeliveryInProgressError):
+        batch.run("held", lambda: sent.append("held"))
+    with pytest.raises(ValueError):
+        batch.run("bad", lambda: (_ for _ in ()).throw(ValueError("500")))
+    with pytest.raises(ValueError):  # its duplicate shares the failure, without a second try
+        batch.run("bad", lambda: sent.append("bad"))
+    batch.close()
+    assert sent == ["a"] and finished == [(["a"], ["bad"])]
+    assert records.begin(["a", "bad"], 60) == LedgerOpening(opened=("bad",), done=("a",))
+
+
+def test_an_opened_event_no_record_reached_is_forgotten_on_close():
+    records = InMemoryDeliveryLedger(ttl_s=3600, clock=lambda: 1000.0)
+    DeliveryRound(records, ["never-run"], 60).close()
+    assert records.begin(["never-run"], 60).opened == ("never-run",)
