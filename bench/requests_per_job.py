@@ -37,7 +37,7 @@ def floors(run_s: float) -> dict[str, tuple[int, str]]:
                                                           "change (3, seconds apart)"),
         # The ledger costs 2 requests per SQS batch; a job run alone has its events seconds
         # apart, each in a batch of its own, so here that is still 2 per event. Under load a
-        # batch carries up to 5 events (the burst's amortized figure shows it).
+        # batch carries up to 10 events (the burst's amortized figure shows it).
         "ErpBridge dynamodb.TransactWriteItems": (events, "the delivery ledger opens an SQS batch's records before "
                                                           "its webhook POSTs, one request per batch; a job alone "
                                                           "has each status event in a batch of its own, so one "
