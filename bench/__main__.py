@@ -65,7 +65,8 @@ def table(result: dict[str, Any]) -> str:
               f"  Lambda invocations: {req['invocations_total']} " + json.dumps(req["invocations"]), ""]
     lines += [f"Throughput: {load['jobs']} jobs demo.steps {json.dumps(load['payload'])} from {load['submit_threads']} threads",
               f"  all terminal in {load['all_terminal_s']} s ({load['completed']} completed): {load['jobs_per_s']} jobs/s; "
-              f"submit→completed p50 {load['latency_p50_s']} s, p99 {load['latency_p99_s']} s",
+              f"submit→completed p50 {load['latency_p50_s']} s, p99 {load['latency_p99_s']} s; "
+              f"submitting took {load['submit_s']} s ({load.get('submit_throttled_retries', 0)} throttled retries)",
               f"  per job, amortized: AWS requests {json.dumps(load['requests_per_job'])}",
               f"  per job, amortized: Lambda invocations {json.dumps(load['invocations_per_job'])}",
               "  CPU per job: " + ", ".join(f"{k} {v} ms" for k, v in load.get("cpu_ms_per_job", {}).items())

@@ -40,6 +40,7 @@ class BenchStack:
         self.webhook = webhook
         self._token = issue_token(secret, user="bench", tenant="bench")
         self._local = threading.local()
+        self._transports: list[FailoverTransport] = []
         self.http = requests.Session()
         self.http.headers.update({
             "Authorization": f"Bearer {self._token}",
@@ -53,9 +54,14 @@ class BenchStack:
         transport = getattr(self._local, "transport", None)
         if transport is None:
             transport = self._local.transport = FailoverTransport([self.api_url], token=self._token, timeout_s=120)
+            self._transports.append(transport)
         response = transport.request("POST", "/jobs", json=body)
         response.raise_for_status()
         return response.json()
+
+    def throttled(self) -> int:
+        """The API's 429s that submits have retried so far (the function at its ceiling)."""
+        return sum(t.throttled for t in self._transports)
 
     def statuses(self, job_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The jobs, by id, through POST /jobs/status (100 per request)."""

@@ -59,10 +59,12 @@ def measure(stack: BenchStack, jobs: int, payload: dict[str, Any], threads: int 
     since = now_ms() - 1000
     pgid, leader = stack.emulator.process_group, stack.emulator.process.pid
     cpu_before = group_cpu_s(pgid, leader)
+    throttled = stack.throttled()
     started = time.monotonic()
     with ThreadPoolExecutor(threads) as pool:
         ids = [job["id"] for job in pool.map(lambda _: stack.submit(body), range(jobs))]
     submitted_s = time.monotonic() - started
+    throttled = stack.throttled() - throttled
     pending, finished = set(ids), {}
     while pending:
         if time.monotonic() - started > timeout_s:
@@ -83,7 +85,7 @@ def measure(stack: BenchStack, jobs: int, payload: dict[str, Any], threads: int 
         # What binds the burst on two cores: the emulator is one process (one core at most).
         "cpu_ms_per_job": {k: round((cpu_after[k] - cpu_before[k]) * 1000 / jobs, 1) for k in cpu_before},
         "jobs": jobs, "payload": payload, "submit_threads": threads, "completed": completed,
-        "submit_s": round(submitted_s, 2), "all_terminal_s": round(elapsed, 2),
+        "submit_s": round(submitted_s, 2), "submit_throttled_retries": throttled, "all_terminal_s": round(elapsed, 2),
         "jobs_per_s": round(jobs / elapsed, 2),
         "latency_p50_s": round(percentile(latencies, 50), 2),
         "latency_p99_s": round(percentile(latencies, 99), 2),
