@@ -215,8 +215,8 @@ class JobLifecycle:
         return job
 
     def _replayed(self, first: SubmissionKey, again: SubmissionKey) -> Job:
-        """The job `first` made, for a request under the same key (`again`). A request that is
-        not the first one is refused: the key names one request, not a slot."""
+        """The job `first` made, answering a request under the same key (`again`); raises
+        IdempotencyConflictError when `again` is another request: a key names one request."""
         if first.request_hash != again.request_hash:
             raise IdempotencyConflictError("this Idempotency-Key was already used with a different request body")
         job = self.store.get(first.job_id)

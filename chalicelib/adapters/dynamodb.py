@@ -165,29 +165,40 @@ class DynamoJobStore:
             key_put(self._keys_table, key, now),
             {"Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
         ]
+        try:
+            first = self._write_keyed(transaction, job.id, key, now)
+        except StoreUnavailableError:
+            if ref is not None:
+                self._blobs.delete([ref["key"]])
+            raise
+        if first is not None and ref is not None:  # a replay wrote no job: its payload object goes
+            self._blobs.delete([ref["key"]])
+        return first
+
+    def _write_keyed(self, transaction: list[dict[str, Any]], job_id: str, key: SubmissionKey,
+                     now: int) -> Optional[SubmissionKey]:
+        """Run the keyed submit's transaction; the key's stored record when it was refused on
+        the key. Tried again when a concurrent transaction on the key cancelled it
+        (TransactionConflict): the retry finds that one's record."""
         for attempt in range(_KEY_CONFLICT_RETRIES + 1):
             try:
                 self._ddb.transact_write_items(TransactItems=transaction)
                 return None
             except (ClientError, BotoCoreError) as exc:
                 reasons = [r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons") or []]
+                retry = attempt < _KEY_CONFLICT_RETRIES
                 if reasons[:1] == ["ConditionalCheckFailed"]:  # the key has a record: a replay
-                    if ref is not None:
-                        self._blobs.delete([ref["key"]])
                     stored = exc.response["CancellationReasons"][0].get("Item")
                     first = item_to_key(stored, key.key, now) if stored else self.submission_key(
                         key.tenant, key.key, now=now)  # a store that returns no ALL_OLD item
                     if first is not None:
                         return first
-                    continue  # expired or deleted meanwhile: the next try may write it
-                if reasons[1:2] == ["ConditionalCheckFailed"]:
-                    raise StaleJobError(f"job {job.id} already exists") from exc
-                # Two transactions on one key at the same moment: the other one decides, and
-                # the next try finds its record.
-                if "TransactionConflict" in reasons and attempt < _KEY_CONFLICT_RETRIES:
+                    if retry:  # expired or deleted between the refusal and the read
+                        continue
+                elif reasons[1:2] == ["ConditionalCheckFailed"]:
+                    raise StaleJobError(f"job {job_id} already exists") from exc
+                elif "TransactionConflict" in reasons and retry:
                     continue
-                if ref is not None:
-                    self._blobs.delete([ref["key"]])
                 raise StoreUnavailableError("could not store the job and its Idempotency-Key") from exc
         raise StoreUnavailableError("the Idempotency-Key kept changing while the job was stored; try again")
 

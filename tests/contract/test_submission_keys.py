@@ -1,6 +1,8 @@
 """JobStore.create_keyed / submission_key: a job and its Idempotency-Key record, written together."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 
 from chalicelib.domain.errors import StaleJobError
@@ -64,3 +66,10 @@ def test_a_keyed_job_with_a_large_payload_is_claim_checked_like_any_other(adapte
     job = make_job(1, payload=big(INLINE_LIMIT + 1))
     adapters.store.create_keyed(job, record(job), now=NOW)
     assert adapters.store.get(job.id) == job
+
+
+def test_a_refused_keyed_create_leaves_no_payload_object_behind(adapters):
+    first, second = make_job(1), make_job(2, payload=big(INLINE_LIMIT + 1))
+    adapters.store.create_keyed(first, record(first), now=NOW)
+    assert adapters.store.create_keyed(second, record(second), now=NOW) == record(first)
+    assert list(adapters.blobs.keys_older_than("jobs/", datetime(9999, 1, 1, tzinfo=timezone.utc))) in ([], [[]])
