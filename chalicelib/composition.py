@@ -114,6 +114,7 @@ class Container:
             blobs=self.blobs,
             inline_limit=self.settings.inline_limit_bytes,
             retention_s=self.settings.retention_days * 86400,
+            keys_table=self.settings.idempotency_table_name,
         )
 
     @cached_property
@@ -213,6 +214,7 @@ class Container:
             retry_base_s=self.settings.retry_base_s,
             dispatch_grace_s=self.settings.dispatch_grace_s,
             caches_of=self.cache_rules.namespaces_for,
+            key_ttl_s=self.settings.idempotency_ttl_s,
         )
 
     @cached_property
@@ -292,14 +294,6 @@ class Container:
         url, secret = self.settings.require_webhook()
         return ErpBridge(UrllibWebhookSender(), url, secret)
 
-    def idempotency_persistence(self) -> Any:
-        """A fresh Powertools persistence layer: each idempotent function configures its own."""
-        from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
-
-        return DynamoDBPersistenceLayer(
-            table_name=self.settings.idempotency_table_name, boto3_client=self.client("dynamodb")
-        )
-
     def delivery_ledger(self, consumer: str) -> Any:
         """The delivery records of subscriber `consumer`, in the idempotency table (one
         adapter per consumer, built once per process)."""
@@ -312,25 +306,6 @@ class Container:
                 self.client("dynamodb"), self.settings.idempotency_table_name, consumer, ttl_s=DELIVERY_RECORD_TTL_S
             )
         return ledger
-
-    @cached_property
-    def idempotent_submission(self) -> Any:
-        from chalicelib.idempotency import IdempotentSubmission
-
-        persistence = self.idempotency_persistence()
-        lifecycle, quota = self.lifecycle, self.quota
-
-        def submit(request: dict[str, Any]) -> str:
-            body = dict(request["body"])  # as JSON: run_at is a string again
-            if body.get("run_at"):
-                from chalicelib.domain.job import parse_time
-
-                body["run_at"] = parse_time(body["run_at"])
-            if quota is not None:  # once per key: a replay returns its job whatever the count
-                quota.admit(request["tenant"])
-            return lifecycle.submit(tenant=request["tenant"], user=request["user"], **body).id
-
-        return IdempotentSubmission(persistence, submit, ttl_s=self.settings.idempotency_ttl_s)
 
 
 _container: Optional[Container] = None

@@ -17,11 +17,13 @@ from typing import Any, Callable, Optional, Sequence
 
 from chalicelib.defaults import DISPATCH_GRACE_S, MAX_DISPATCH_BACKOFF_S, MAX_SCHEDULE_S, SQS_MAX_DELAY_S
 from chalicelib.domain.errors import (
+    IdempotencyConflictError,
     InvalidRequestError,
     InvalidTransitionError,
     JobAlreadyFinishedError,
     JobNotFoundError,
     QueueUnavailableError,
+    QuotaExceededError,
     StaleJobError,
 )
 from chalicelib.domain.job import (
@@ -38,7 +40,17 @@ from chalicelib.domain.job import (
 from chalicelib.domain.progress import check_not_decreasing, clamp_percent
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus, can_transition
-from chalicelib.ports import REMOVE, ChangeSet, Expectation, ExpectedWrite, JobMessage, JobQueue, JobStore
+from chalicelib.domain.submission_keys import check_key, request_hash
+from chalicelib.ports import (
+    REMOVE,
+    ChangeSet,
+    Expectation,
+    ExpectedWrite,
+    JobMessage,
+    JobQueue,
+    JobStore,
+    SubmissionKey,
+)
 
 Clock = Callable[[], datetime]
 
@@ -103,10 +115,13 @@ class JobLifecycle:
         retry_base_s: int = 2,
         dispatch_grace_s: int = DISPATCH_GRACE_S,
         caches_of: Callable[[str], Sequence[str]] = lambda job_type: (),
+        key_ttl_s: int = 24 * 3600,
     ) -> None:
         """`caches_of(job_type)`: the scope cache namespaces a completion of that type
-        invalidates, in the completion's own write."""
+        invalidates, in the completion's own write. `key_ttl_s`: how long a submission's
+        Idempotency-Key keeps answering with its job."""
         self.caches_of = caches_of
+        self.key_ttl_s = key_ttl_s
         self.store = store
         self.queue = queue
         self.registry = registry
@@ -130,13 +145,24 @@ class JobLifecycle:
         scope: Optional[str] = None,
         job_id: Optional[str] = None,
         parent_id: Optional[str] = None,
+        idempotency_key: Optional[str] = None,
+        admit: Optional[Callable[[str], None]] = None,
     ) -> Job:
         """Validate, store as queued, enqueue. The job starts `delay_seconds` from now or at
         `run_at` (at most MAX_SCHEDULE_S ahead). A start within SQS's delay is sent at once;
         a later one is held in the store and released by the reconciler. The record is
         written first and is what counts: if the enqueue fails, the reconciler sends the
-        message once the job is due, so an accepted job is never stranded. Raises
-        UnknownJobTypeError, InvalidPayloadError, InvalidRequestError."""
+        message once the job is due, so an accepted job is never stranded.
+
+        `admit(tenant)` (admission, the tenant quota) runs before anything is written and may
+        raise to refuse the job. With an `idempotency_key` the job and the key's record are
+        written in one atomic write, the key kept `key_ttl_s`; while it is kept, the same
+        request under that key returns the job it made, sending and writing nothing.
+        Raises UnknownJobTypeError, InvalidPayloadError, InvalidRequestError,
+        IdempotencyConflictError (the key was used with another request), what `admit` raises."""
+        request = {"type": type, "payload": payload, "priority": priority, "delay_seconds": delay_seconds,
+                   "run_at": run_at, "scope": scope}
+        key = check_key(idempotency_key) if idempotency_key is not None else None
         job_type = self.registry.get(type)
         model = job_type.parse_payload(payload)
         now = self.clock()
@@ -160,12 +186,42 @@ class JobLifecycle:
                              else self._claim_deadline(start, sent=1)),
             dispatches=0 if held else 1,
         )
-        self.store.create(job)
+        if key is None:
+            if admit is not None:
+                admit(tenant)
+            self.store.create(job)
+        else:
+            record = SubmissionKey(tenant, key, job.id, request_hash(request),
+                                   int(now.timestamp()) + self.key_ttl_s)
+            # Admission comes before the key is written, so a new job costs no read of the key;
+            # a replay refused by admission looks its key up then (one GetItem, on refusals
+            # only): the key's first request was admitted, and its replays answer its job.
+            if admit is not None:
+                try:
+                    admit(tenant)
+                except QuotaExceededError:
+                    first = self.store.submission_key(tenant, key, now=int(now.timestamp()))
+                    if first is None:
+                        raise
+                    return self._replayed(first, record)
+            first = self.store.create_keyed(job, record, now=int(now.timestamp()))
+            if first is not None:
+                return self._replayed(first, record)
         if not held:
             try:
                 self.queue.send(_start_message(job, 1), priority=job.priority, delay_seconds=max(0, wait_s))
             except QueueUnavailableError:
                 pass  # stored with a due time: the reconciler sends the message then
+        return job
+
+    def _replayed(self, first: SubmissionKey, again: SubmissionKey) -> Job:
+        """The job `first` made, answering a request under the same key (`again`); raises
+        IdempotencyConflictError when `again` is another request: a key names one request."""
+        if first.request_hash != again.request_hash:
+            raise IdempotencyConflictError("this Idempotency-Key was already used with a different request body")
+        job = self.store.get(first.job_id)
+        if job is None or job.tenant != first.tenant:  # removed after its retention, key still kept
+            raise JobNotFoundError(f"job {first.job_id}, made with this Idempotency-Key, no longer exists")
         return job
 
     @staticmethod

@@ -80,9 +80,30 @@ class ExpectedWrite:
     job: Optional[Job]
 
 
+@dataclass(frozen=True)
+class SubmissionKey:
+    """The record of a tenant's `Idempotency-Key`: the job its first submit made and a hash of
+    that submit's request, kept until `expires_at` (epoch seconds)."""
+
+    tenant: str
+    key: str
+    job_id: str
+    request_hash: str
+    expires_at: int
+
+
 class JobStore(Protocol):
     def create(self, job: Job) -> None:
         """Write a new job; raises StaleJobError if the id exists."""
+
+    def create_keyed(self, job: Job, key: SubmissionKey, *, now: int) -> Optional[SubmissionKey]:
+        """Write `job` and the record `key` in one atomic write, unless the tenant's key has a
+        record that has not expired at `now` (epoch seconds): then write nothing and return that
+        record. None: both were written. Raises StaleJobError if the job id exists,
+        StoreUnavailableError."""
+
+    def submission_key(self, tenant: str, key: str, *, now: int) -> Optional[SubmissionKey]:
+        """The record of the tenant's key, or None when there is none unexpired at `now`."""
 
     def get(self, job_id: str, *, consistent: bool = True) -> Optional[Job]:
         """The job, or None. `consistent=False` allows an eventually consistent (cheaper) read,

@@ -71,15 +71,28 @@ from chalicelib.domain.errors import (
     StoreUnavailableError,
 )
 from chalicelib.adapters.dynamodb_cache import invalidation_write
+from chalicelib.adapters.dynamodb_keys import item_to_key, key_id, key_put
 from chalicelib.domain.job import Job, Progress, Run, isoformat, utcnow
 from chalicelib.domain.status import JobStatus
-from chalicelib.ports import REMOVE, BlobStore, ChangeSet, Expectation, ExpectedWrite, JobPage, JobQuery
+from chalicelib.ports import (
+    REMOVE,
+    BlobStore,
+    ChangeSet,
+    Expectation,
+    ExpectedWrite,
+    JobPage,
+    JobQuery,
+    SubmissionKey,
+)
 
 _INDEXES = {
     None: ("by_tenant", "gsi1pk", "gsi1sk"),
     "status": ("by_status", "gsi2pk", "gsi2sk"),
     "type": ("by_type", "gsi3pk", "gsi3sk"),
 }
+# A keyed submit's transaction is tried again this often when a concurrent one on the same key
+# made DynamoDB cancel it (TransactionConflict); the retry then finds that one's record.
+_KEY_CONFLICT_RETRIES = 2
 # Runs are written while a job runs; they outlive its record by this margin.
 _RUN_EXPIRY_MARGIN_S = 24 * 3600
 
@@ -98,10 +111,13 @@ class DynamoJobStore:
         blobs: Optional[BlobStore] = None,
         inline_limit: int = 64 * 1024,
         retention_s: Optional[int] = None,
+        keys_table: Optional[str] = None,
     ) -> None:
-        """Without `blobs`, payloads and results always stay in the item (max 400 KB in all)."""
+        """Without `blobs`, payloads and results always stay in the item (max 400 KB in all).
+        `keys_table`: where submissions' Idempotency-Key records live (adapters/dynamodb_keys.py)."""
         self._ddb = client
         self._table = table_name
+        self._keys_table = keys_table
         self._blobs = blobs
         self._inline_limit = inline_limit
         self._retention_s = retention_s
@@ -117,12 +133,17 @@ class DynamoJobStore:
 
     # -- writes -----------------------------------------------------------------------------
 
-    def create(self, job: Job) -> None:
+    def _new_item(self, job: Job) -> tuple[dict[str, Any], Optional[dict[str, Any]]]:
+        """The item of a new job and the ref of its payload when that went to S3."""
         item = job_to_item(job)
         ref = self._check_out(job.id, "payload", item["payload_json"]["S"])
         if ref is not None:
             del item["payload_json"]
             item["payload_ref"] = attribute_value(ref)
+        return item, ref
+
+    def create(self, job: Job) -> None:
+        item, ref = self._new_item(job)
         try:
             self._ddb.put_item(
                 TableName=self._table,
@@ -135,6 +156,61 @@ class DynamoJobStore:
             if ref is not None:
                 self._blobs.delete([ref["key"]])
             raise StoreUnavailableError("could not store the job") from exc
+
+    def create_keyed(self, job: Job, key: SubmissionKey, *, now: int) -> Optional[SubmissionKey]:
+        if self._keys_table is None:
+            raise StoreUnavailableError("no table is configured for Idempotency-Key records")
+        item, ref = self._new_item(job)
+        transaction = [
+            key_put(self._keys_table, key, now),
+            {"Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
+        ]
+        try:
+            first = self._write_keyed(transaction, job.id, key, now)
+        except StoreUnavailableError:
+            if ref is not None:
+                self._blobs.delete([ref["key"]])
+            raise
+        if first is not None and ref is not None:  # a replay wrote no job: its payload object goes
+            self._blobs.delete([ref["key"]])
+        return first
+
+    def _write_keyed(self, transaction: list[dict[str, Any]], job_id: str, key: SubmissionKey,
+                     now: int) -> Optional[SubmissionKey]:
+        """Run the keyed submit's transaction; the key's stored record when it was refused on
+        the key. Tried again when a concurrent transaction on the key cancelled it
+        (TransactionConflict): the retry finds that one's record."""
+        for attempt in range(_KEY_CONFLICT_RETRIES + 1):
+            try:
+                self._ddb.transact_write_items(TransactItems=transaction)
+                return None
+            except (ClientError, BotoCoreError) as exc:
+                reasons = [r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons") or []]
+                retry = attempt < _KEY_CONFLICT_RETRIES
+                if reasons[:1] == ["ConditionalCheckFailed"]:  # the key has a record: a replay
+                    stored = exc.response["CancellationReasons"][0].get("Item")
+                    first = item_to_key(stored, key.key, now) if stored else self.submission_key(
+                        key.tenant, key.key, now=now)  # a store that returns no ALL_OLD item
+                    if first is not None:
+                        return first
+                    if retry:  # expired or deleted between the refusal and the read
+                        continue
+                elif reasons[1:2] == ["ConditionalCheckFailed"]:
+                    raise StaleJobError(f"job {job_id} already exists") from exc
+                elif "TransactionConflict" in reasons and retry:
+                    continue
+                raise StoreUnavailableError("could not store the job and its Idempotency-Key") from exc
+        raise StoreUnavailableError("the Idempotency-Key kept changing while the job was stored; try again")
+
+    def submission_key(self, tenant: str, key: str, *, now: int) -> Optional[SubmissionKey]:
+        if self._keys_table is None:
+            return None
+        try:
+            item = self._ddb.get_item(TableName=self._keys_table, Key=key_id(tenant, key),
+                                      ConsistentRead=True).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreUnavailableError("could not read the Idempotency-Key") from exc
+        return item_to_key(item, key, now) if item else None
 
     def apply(self, job: Job, expected_status: JobStatus, changes: ChangeSet) -> Job:
         names = {"#status": "status", "#version": "version"}

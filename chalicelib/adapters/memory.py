@@ -45,6 +45,7 @@ from chalicelib.ports import (
     JobPage,
     JobQuery,
     LedgerOpening,
+    SubmissionKey,
 )
 
 # Payloads and results larger than the inline limit live in the BlobStore (the claim-check),
@@ -67,6 +68,7 @@ class InMemoryJobStore:
         self._inline_limit = inline_limit
         self._lock = threading.Lock()
         self.caches = caches if caches is not None else InMemoryCacheStore()
+        self._keys: dict[tuple[str, str], SubmissionKey] = {}
 
     def _check_out(self, job_id: str, field: str, value: Any, attempt: Optional[int] = None) -> None:
         """Write the field to the blob store when its JSON is larger than the inline limit (a
@@ -97,6 +99,22 @@ class InMemoryJobStore:
                 raise StaleJobError(f"job {job.id} already exists")
             self._check_out(job.id, "payload", job.payload)
             self._jobs[job.id] = job.model_copy(deep=True)
+
+    def create_keyed(self, job: Job, key: SubmissionKey, *, now: int) -> Optional[SubmissionKey]:
+        with self._lock:
+            first = self._keys.get((key.tenant, key.key))
+            if first is not None and first.expires_at >= now:
+                return first
+            if job.id in self._jobs:
+                raise StaleJobError(f"job {job.id} already exists")
+            self._check_out(job.id, "payload", job.payload)
+            self._jobs[job.id] = job.model_copy(deep=True)
+            self._keys[(key.tenant, key.key)] = key
+            return None
+
+    def submission_key(self, tenant: str, key: str, *, now: int) -> Optional[SubmissionKey]:
+        first = self._keys.get((tenant, key))
+        return first if first is not None and first.expires_at >= now else None
 
     def get(self, job_id: str, *, consistent: bool = True) -> Optional[Job]:
         job = self._jobs.get(job_id)

@@ -64,22 +64,16 @@ def submit_job(call: Call) -> Any:
     request = call.model(SubmitJobRequest)
     services = container()
     services.registry.get_public(request.type)  # built-in types run only through their own routes
-    key = call.header("idempotency-key")
-    if key is None:
-        if services.quota is not None:
-            services.quota.admit(call.user.tenant)
-        job = services.lifecycle.submit(tenant=call.user.tenant, user=call.user.user, **request.model_dump())
-        count("jobs_submitted", job.type)
-        return job.public(), 202
-    job_id = services.idempotent_submission(
+    quota = services.quota
+    job = services.lifecycle.submit(
         tenant=call.user.tenant,
         user=call.user.user,
-        key=key,
-        body=request.model_dump(mode="json"),
-        lambda_context=api.lambda_context,
+        idempotency_key=call.header("idempotency-key"),
+        admit=quota.admit if quota is not None else None,
+        **request.model_dump(),
     )
-    count("jobs_submitted", request.type)
-    return services.lifecycle.get(call.user.tenant, job_id).public(), 202
+    count("jobs_submitted", job.type)
+    return job.public(), 202
 
 
 @route("/jobs", methods=["GET"])

@@ -50,7 +50,7 @@ class ProgressRejectedError(JobpipeError):
 
 
 class IdempotencyConflictError(JobpipeError):
-    """The Idempotency-Key was used before with a different request body, or is still in flight."""
+    """The Idempotency-Key was used before with a different request body."""
 
     code = "idempotency_conflict"
 

@@ -13,7 +13,7 @@ from moto import mock_aws
 
 from tests.support.infra import create_table
 
-TABLE, STATS_TABLE, BUCKET = "jobs", "stats", "jobs-bucket"
+TABLE, STATS_TABLE, KEYS_TABLE, BUCKET = "jobs", "stats", "idempotency", "jobs-bucket"
 PRIORITIES = ("high", "normal", "low")
 # Small, so tests can cross it with small payloads.
 INLINE_LIMIT = 256
@@ -73,6 +73,7 @@ def _aws() -> Adapters:
     ddb, sqs, s3 = boto3.client("dynamodb"), boto3.client("sqs"), boto3.client("s3")
     create_table(ddb, "JobsTable", TABLE)
     create_table(ddb, "StatsTable", STATS_TABLE)
+    create_table(ddb, "IdempotencyTable", KEYS_TABLE)
     s3.create_bucket(Bucket=BUCKET)
     queues, dead = {}, {}
     for priority in PRIORITIES:
@@ -87,7 +88,8 @@ def _aws() -> Adapters:
 
     return Adapters(
         kind="aws",
-        store=DynamoJobStore(ddb, TABLE, blobs=blobs, inline_limit=INLINE_LIMIT, retention_s=retention_s),
+        store=DynamoJobStore(ddb, TABLE, blobs=blobs, inline_limit=INLINE_LIMIT, retention_s=retention_s,
+                             keys_table=KEYS_TABLE),
         blobs=blobs,
         artifacts=DynamoArtifactStore(ddb, TABLE, blobs, inline_limit=INLINE_LIMIT, retention_s=retention_s),
         finished=DynamoFinishedJobs(ddb, TABLE, blobs),

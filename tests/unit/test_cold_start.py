@@ -20,7 +20,6 @@ DEFERRED = {
     "botocore.": "the SDK itself (Powertools imports the bare `botocore` package for its user agent)",
     "jwt": "the API function's authentication, on its first request",
     "cryptography": "PyJWT's, with it",
-    "aws_lambda_powertools.utilities.idempotency": "submissions with an Idempotency-Key",
     "aws_lambda_powertools.utilities.batch": "the SQS consumers: workers and subscribers",
     "aws_lambda_powertools.utilities.data_classes": "Powertools batch's, with it",
     "aws_lambda_powertools.utilities.parser": "Powertools batch's, with it",

@@ -25,7 +25,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "observability": ("chalicelib.observability",),
     # What the pipeline does, over ports only.
     "use cases": (
-        "chalicelib.lifecycle", "chalicelib.reconciler", "chalicelib.maintenance", "chalicelib.idempotency",
+        "chalicelib.lifecycle", "chalicelib.reconciler", "chalicelib.maintenance",
         "chalicelib.quota",
         "chalicelib.job_reads", "chalicelib.events", "chalicelib.subscribers", "chalicelib.worker",
         "chalicelib.job_types",

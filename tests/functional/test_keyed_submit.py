@@ -1,0 +1,203 @@
+"""POST /jobs with an Idempotency-Key on moto: the job and the key's record in one transaction,
+replays answered from the record, the requests each costs counted as the benchmark counts them."""
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+import pytest
+
+from chalicelib import aws_requests, composition
+from chalicelib.domain.errors import QueueUnavailableError
+from chalicelib.domain.job import utcnow
+from tests.functional.conftest import LambdaContext, auth, receive_all
+
+STEPS = {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0}}
+
+
+def post(client, body=STEPS, key="order-1", tenant="acme"):
+    return client.http.post("/jobs", headers=auth(tenant, **{"Idempotency-Key": key}), body=json.dumps(body))
+
+
+@pytest.fixture
+def counted(aws, monkeypatch):
+    """The AWS requests of each invocation, as the API reports them when counting is on."""
+    monkeypatch.setenv("JOBPIPE_COUNT_AWS_REQUESTS", "true")
+    composition.use(None)
+    reports: list[dict[str, int]] = []
+    take = aws_requests.AwsRequestCounter.take
+    monkeypatch.setattr(aws_requests.AwsRequestCounter, "take", lambda self: reports.append(take(self)) or reports[-1])
+    return reports
+
+
+def test_a_keyed_submit_costs_what_a_plain_one_costs(client, counted):
+    plain = client.http.post("/jobs", headers=auth("globex"), body=json.dumps(STEPS))
+    assert plain.status_code == 202
+    keyed = post(client)
+    assert keyed.status_code == 202, keyed.body
+    plain_requests, keyed_requests = counted[-2:]
+    # The quota read, the writes of the job (and of the key, in the same transaction), the message.
+    assert plain_requests == {"dynamodb.GetItem": 1, "dynamodb.PutItem": 1, "sqs.SendMessage": 1}
+    assert keyed_requests == {"dynamodb.GetItem": 1, "dynamodb.TransactWriteItems": 1, "sqs.SendMessage": 1}
+    assert sum(keyed_requests.values()) == sum(plain_requests.values()) == 3
+    assert keyed.json_body["status"] == "queued" and keyed.json_body["version"] == 1
+
+
+def test_a_replay_answers_the_first_job_and_sends_nothing(client, aws, counted):
+    first = post(client).json_body
+    assert len(receive_all(aws)) == 1
+    counted.clear()
+    again = post(client, dict(reversed(list(STEPS.items()))))  # the same request, laid out otherwise
+    assert again.status_code == 202 and again.json_body == first
+    (replay,) = counted
+    assert "sqs.SendMessage" not in replay and "dynamodb.PutItem" not in replay
+    # the refused transaction returns the key's record; the job is read to answer it
+    assert replay.get("dynamodb.TransactWriteItems") == 1 and replay.get("dynamodb.GetItem", 0) <= 2
+    assert receive_all(aws) == []
+    listed = client.http.get("/jobs", headers=auth()).json_body["jobs"]
+    assert [j["id"] for j in listed] == [first["id"]]
+
+
+def test_a_different_body_under_a_used_key_is_409_and_writes_nothing(client, aws):
+    first = post(client).json_body
+    conflict = post(client, dict(STEPS, payload={"steps": 3, "step_ms": 0}))
+    assert conflict.status_code == 409
+    assert conflict.json_body["error"]["code"] == "idempotency_conflict"
+    assert conflict.json_body["error"]["message"] == "this Idempotency-Key was already used with a different request body"
+    listed = client.http.get("/jobs", headers=auth()).json_body["jobs"]
+    assert [j["id"] for j in listed] == [first["id"]]
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "tab\there"])
+def test_a_key_that_is_no_key_is_400_and_writes_nothing(client, aws, key):
+    response = post(client, key=key)
+    assert response.status_code == 400 and response.json_body["error"]["code"] == "invalid_request"
+    assert aws["ddb"].scan(TableName="idempotency")["Items"] == []
+    assert aws["ddb"].scan(TableName="jobs")["Items"] == []
+
+
+def test_an_expired_key_makes_a_new_job(client, aws):
+    first = post(client).json_body
+    lifecycle = composition.container().lifecycle
+    later = utcnow() + timedelta(seconds=lifecycle.key_ttl_s + 1)
+    lifecycle.clock = lambda: later
+    again = post(client)
+    assert again.status_code == 202 and again.json_body["id"] != first["id"]
+    assert len(receive_all(aws)) == 2
+    assert post(client).json_body["id"] == again.json_body["id"]  # the key now names the new job
+
+
+def test_a_replay_that_lands_while_the_first_is_in_flight_finds_the_first_job(client, aws):
+    """The second request runs whole between the first's admission and its transaction: the
+    first's transaction is then refused on the key and answers the second's job."""
+    lifecycle = composition.container().lifecycle
+    body = {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0}}
+    other: dict = {}
+
+    def admit(tenant):
+        if not other:
+            other["job"] = lifecycle.submit(tenant=tenant, user="ann", idempotency_key="race-1", **body)
+
+    first = lifecycle.submit(tenant="acme", user="ann", idempotency_key="race-1", admit=admit, **body)
+    assert first.id == other["job"].id
+    assert len(receive_all(aws)) == 1
+    assert len(client.http.get("/jobs", headers=auth()).json_body["jobs"]) == 1
+
+
+def test_a_keyed_job_whose_message_was_not_sent_is_sent_by_the_reconciler(client, app, aws, monkeypatch):
+    monkeypatch.setenv("JOBPIPE_DISPATCH_GRACE_S", "1")
+    composition.use(None)
+    queue = composition.container().queue
+    send = queue.send
+
+    def down(*args, **kwargs):
+        raise QueueUnavailableError("queue down")
+
+    queue.send = down
+    job = post(client).json_body
+    assert job["status"] == "queued" and receive_all(aws) == []
+    queue.send = send
+    time.sleep(1.2)  # past the dispatch grace: the job is due
+    outcome = app.handler_map["reconciler"](
+        {"version": "0", "id": "e1", "detail-type": "Scheduled Event", "source": "aws.events",
+         "account": "1", "time": "2026-11-30T12:00:00Z", "region": "us-east-1", "resources": [], "detail": {}},
+        LambdaContext(120))
+    assert outcome["counts"] == {"redispatched": 1}
+    (message,) = receive_all(aws)
+    assert json.loads(message["Body"])["job_id"] == job["id"]
+    assert post(client).json_body["id"] == job["id"]  # and the key still answers it
+
+
+class _Client:
+    """The DynamoDB client, with its transactions' refusals changed by `refuse`."""
+
+    def __init__(self, real, refuse):
+        self._real, self._refuse = real, refuse
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def transact_write_items(self, **kwargs):
+        return self._refuse(lambda: self._real.transact_write_items(**kwargs))
+
+
+def _store(aws, refuse):
+    from chalicelib.adapters.dynamodb import DynamoJobStore
+
+    return DynamoJobStore(_Client(aws["ddb"], refuse), "jobs", keys_table="idempotency")
+
+
+def _job(i):
+    from chalicelib.domain.job import Job
+
+    return Job(id=f"00000000-0000-4000-8000-{i:012d}", type="demo.steps", tenant="acme", user="ann",
+               payload={}, created_at="2026-01-01T00:00:00Z")
+
+
+def _record(job, request_hash="h1"):
+    from chalicelib.ports import SubmissionKey
+
+    return SubmissionKey("acme", "order-1", job.id, request_hash, 2_000_000_000)
+
+
+def test_a_refusal_without_the_stored_record_reads_the_key(aws):
+    """A store that returns no ALL_OLD item with the cancellation: the record is read instead."""
+    from botocore.exceptions import ClientError
+
+    def without_item(call):
+        try:
+            return call()
+        except ClientError as exc:
+            for reason in exc.response.get("CancellationReasons", []):
+                reason.pop("Item", None)
+            raise
+
+    store = _store(aws, without_item)
+    first, second = _job(1), _job(2)
+    assert store.create_keyed(first, _record(first), now=1_900_000_000) is None
+    assert store.create_keyed(second, _record(second, "h2"), now=1_900_000_000) == _record(first)
+    assert store.get(second.id) is None
+
+
+def test_a_transaction_cancelled_by_a_concurrent_one_on_the_key_is_tried_again(aws):
+    """DynamoDB cancels one of two simultaneous transactions on an item (TransactionConflict):
+    the retry finds the record the other wrote."""
+    from botocore.exceptions import ClientError
+
+    first, second = _job(1), _job(2)
+    plain = _store(aws, lambda call: call())
+    tries = []
+
+    def conflict_once(call):
+        tries.append(1)
+        if len(tries) == 1:  # the other transaction commits as this one is cancelled
+            plain.create_keyed(first, _record(first), now=1_900_000_000)
+            raise ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+                               "CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}]},
+                              "TransactWriteItems")
+        return call()
+
+    store = _store(aws, conflict_once)
+    assert store.create_keyed(second, _record(second), now=1_900_000_000) == _record(first)
+    assert len(tries) == 2 and store.get(second.id) is None and store.get(first.id) is not None

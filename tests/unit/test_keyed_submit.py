@@ -1,0 +1,108 @@
+"""JobLifecycle.submit with an Idempotency-Key, on the in-memory adapters: once per key, what a
+replay answers, the key's lifetime, admission once per key, and concurrent first requests."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from chalicelib.domain.errors import IdempotencyConflictError, InvalidRequestError, QuotaExceededError
+from chalicelib.domain.submission_keys import request_hash
+from chalicelib.ports import JobMessage
+
+STEPS = {"steps": 2, "step_ms": 0}
+
+
+def submit(lifecycle, key="order-1", **overrides):
+    args = {"tenant": "acme", "user": "ann", "type": "demo.steps", "payload": STEPS, "idempotency_key": key,
+            **overrides}
+    return lifecycle.submit(**args)
+
+
+def test_a_replay_returns_the_first_job_and_sends_nothing(lifecycle, store, queue, clock):
+    first = submit(lifecycle)
+    clock.advance(60)
+    again = submit(lifecycle)
+    assert again == first and store.get(first.id) == first
+    assert queue.sent == [(JobMessage(first.id, 1), "normal", 0)]
+
+
+def test_the_same_key_with_another_request_is_a_conflict(lifecycle, queue):
+    submit(lifecycle)
+    for change in ({"payload": {"steps": 3, "step_ms": 0}}, {"priority": "high"}, {"scope": "p-1"},
+                   {"delay_seconds": 5}):
+        with pytest.raises(IdempotencyConflictError, match="already used with a different request body"):
+            submit(lifecycle, **change)
+    assert len(queue.sent) == 1
+
+
+def test_keys_are_per_tenant_and_per_key(lifecycle):
+    first = submit(lifecycle)
+    assert submit(lifecycle, tenant="globex").id != first.id
+    assert submit(lifecycle, key="order-2").id != first.id
+
+
+def test_a_key_answers_for_its_lifetime_then_names_a_new_job(lifecycle, clock):
+    first = submit(lifecycle)
+    clock.advance(lifecycle.key_ttl_s)
+    assert submit(lifecycle).id == first.id  # still kept at the last second
+    clock.advance(1)
+    second = submit(lifecycle, payload={"steps": 3, "step_ms": 0})  # any request: the key is free again
+    assert second.id != first.id
+    assert submit(lifecycle, payload={"steps": 3, "step_ms": 0}).id == second.id
+
+
+@pytest.mark.parametrize("key", ["", "k" * 256, "line\nbreak"])
+def test_a_key_that_is_no_key_is_refused_before_anything_is_written(lifecycle, store, queue, key):
+    with pytest.raises(InvalidRequestError, match="Idempotency-Key"):
+        submit(lifecycle, key=key)
+    assert queue.sent == [] and store.submission_key("acme", key, now=0) is None
+
+
+def test_admission_counts_a_key_once(lifecycle, queue):
+    admitted = []
+    bound = {"open": True}
+
+    def admit(tenant):
+        if not bound["open"]:
+            raise QuotaExceededError("too many", retry_after_s=10)
+        admitted.append(tenant)
+
+    first = submit(lifecycle, admit=admit)
+    bound["open"] = False
+    assert submit(lifecycle, admit=admit) == first  # refused by the quota, answered from the key
+    with pytest.raises(IdempotencyConflictError):
+        submit(lifecycle, admit=admit, payload={"steps": 3, "step_ms": 0})
+    with pytest.raises(QuotaExceededError):
+        submit(lifecycle, key="order-2", admit=admit)  # a new key is a new job: refused
+    with pytest.raises(QuotaExceededError):
+        lifecycle.submit(tenant="acme", user="ann", type="demo.steps", payload=STEPS, admit=admit)
+    assert admitted == ["acme"] and len(queue.sent) == 1
+
+
+def test_concurrent_first_requests_under_one_key_make_one_job(lifecycle, store, queue):
+    start = threading.Barrier(8)
+    jobs, errors = [], []
+
+    def one():
+        start.wait()
+        try:
+            jobs.append(submit(lifecycle))
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len({job.id for job in jobs}) == 1 and len(jobs) == 8
+    assert len(queue.sent) == 1
+
+
+def test_the_request_hash_ignores_layout_but_not_content():
+    one = {"type": "t", "payload": {"a": 1, "b": [1, 2]}, "scope": None}
+    assert request_hash(one) == request_hash({"scope": None, "payload": {"b": [1, 2], "a": 1}, "type": "t"})
+    assert request_hash(one) != request_hash({**one, "payload": {"a": 1, "b": [2, 1]}})
+    assert request_hash(one) != request_hash({**one, "scope": "s"})
