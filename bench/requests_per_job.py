@@ -21,6 +21,8 @@ def floors(run_s: float) -> dict[str, tuple[int, str]]:
     writes = max(0, math.ceil(run_s / PROGRESS_INTERVAL_S) - 1)
     events = 3 + writes  # queued, running, completed + one progress event per write (20+ points each)
     return {
+        "APIHandler dynamodb.GetItem": (1, "admission: the tenant's unfinished count (a process reuses it for "
+                                           "a second while far from the bound; a job alone reads it)"),
         "APIHandler dynamodb.PutItem": (1, "the job record, written once with attribute_not_exists"),
         "APIHandler sqs.SendMessage": (1, "one message per job"),
         "JobWorker dynamodb.TransactWriteItems": (1, "the completion, atomic with the attempt's run record "
