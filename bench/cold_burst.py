@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
 
-from bench.stack import BenchStack, now_ms
+from bench.stack import BenchStack, group_members, now_ms
 from bench.throughput import amortized
 from jobpipe_client import JobpipeClient, JobpipeError
 
@@ -24,17 +24,12 @@ TERMINAL = ("completed", "failed", "canceled")
 def group_usage(pgid: int, proc: Path = Path("/proc")) -> tuple[int, int]:
     """(processes, resident bytes summed) of the live processes in process group `pgid`."""
     count = rss = 0
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
+    for entry, fields in group_members(pgid, proc):
+        if fields[0] == "Z":
             continue
         try:
-            stat = (entry / "stat").read_text()
-            # Fields after the command (which may hold spaces): state ppid pgrp ...
-            fields = stat[stat.rindex(")") + 2:].split()
-            if int(fields[2]) != pgid or fields[0] == "Z":
-                continue
             status = (entry / "status").read_text()
-        except (OSError, ValueError, IndexError):
+        except OSError:
             continue  # the process ended while being read
         count += 1
         for line in status.splitlines():

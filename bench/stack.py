@@ -161,3 +161,20 @@ def report_duration_ms(line: str) -> Optional[float]:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def group_members(pgid: int, proc: Path = Path("/proc")) -> Iterator[tuple[Path, list[str]]]:
+    """(its /proc entry, the fields of its stat after the command) of every process in process
+    group `pgid`, zombies included; a process that ends while being read is skipped."""
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            # Fields after the command (which may hold spaces): state ppid pgrp ... utime stime cutime cstime
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[2]) != pgid:
+                continue
+        except (OSError, ValueError, IndexError):
+            continue
+        yield entry, fields

@@ -11,7 +11,7 @@ from pathlib import Path
 from statistics import quantiles
 from typing import Any
 
-from bench.stack import BenchStack, now_ms
+from bench.stack import BenchStack, group_members, now_ms
 
 TERMINAL = ("completed", "failed", "canceled")
 
@@ -29,18 +29,11 @@ def group_cpu_s(pgid: int, leader: int, proc: Path = Path("/proc")) -> dict[str,
     has already reaped (its children's time)."""
     tick = os.sysconf("SC_CLK_TCK")
     used = {"emulator": 0.0, "functions": 0.0}
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
+    for entry, fields in group_members(pgid, proc):
         try:
-            stat = (entry / "stat").read_text()
-            # Fields after the command (which may hold spaces): state ppid pgrp ... utime stime cutime cstime
-            fields = stat[stat.rindex(")") + 2:].split()
-            if int(fields[2]) != pgid:
-                continue
             own, children = int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
-        except (OSError, ValueError, IndexError):
-            continue  # the process ended while being read
+        except (ValueError, IndexError):
+            continue
         if int(entry.name) == leader:
             used["emulator"] += own / tick
             used["functions"] += children / tick

@@ -102,15 +102,20 @@ def _aws() -> Adapters:
     )
 
 
+def fake_aws_credentials(monkeypatch) -> None:
+    """What boto3 needs under moto: a region and fake keys, and no endpoint of a real emulator."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+
 @pytest.fixture(params=["memory", "aws"])
 def adapters(request, monkeypatch) -> Adapters:
     if request.param == "memory":
         yield _memory()
         return
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    fake_aws_credentials(monkeypatch)
     with mock_aws():
         yield _aws()
 

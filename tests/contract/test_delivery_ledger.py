@@ -9,6 +9,7 @@ from moto import mock_aws
 
 from chalicelib.ports import LedgerOpening
 from tests.support.infra import create_table
+from tests.contract.conftest import fake_aws_credentials
 
 TTL_S = 7 * 24 * 3600
 LEASE_S = 60
@@ -36,10 +37,7 @@ def ledgers(request, monkeypatch, clock):
         made: dict[str, InMemoryDeliveryLedger] = {}
         yield lambda consumer="erp_bridge": made.setdefault(consumer, InMemoryDeliveryLedger(ttl_s=TTL_S, clock=clock))
         return
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    fake_aws_credentials(monkeypatch)
     with mock_aws():
         from chalicelib.adapters.dynamodb_ledger import DynamoDeliveryLedger
 

@@ -178,13 +178,13 @@ def test_a_crash_between_begin_and_done_leaves_the_event_deliverable_after_the_l
     assert invoke([lost]) == [] and erp.posts == 2
 
 
+def _unreachable(*args, **kwargs):
+    raise StoreUnavailableError("the idempotency table did not answer")
+
+
 def test_an_unreachable_ledger_fails_every_record_alone_with_backoff(bridge, monkeypatch):
     invoke, erp, ledger, backoffs, _ = bridge
-
-    def down(*args, **kwargs):
-        raise StoreUnavailableError("the idempotency table did not answer")
-
-    monkeypatch.setattr(ledger, "begin", down)
+    monkeypatch.setattr(ledger, "begin", _unreachable)
     events = ids(3)
     assert invoke(events) == events
     assert erp.posts == 0 and [handle for handle, _ in backoffs] == events
@@ -192,10 +192,6 @@ def test_an_unreachable_ledger_fails_every_record_alone_with_backoff(bridge, mon
 
 def test_a_ledger_that_cannot_close_leaves_the_delivered_messages_done(bridge, monkeypatch):
     invoke, erp, ledger, backoffs, _ = bridge
-
-    def down(*args, **kwargs):
-        raise StoreUnavailableError("the idempotency table did not answer")
-
-    monkeypatch.setattr(ledger, "finish", down)
+    monkeypatch.setattr(ledger, "finish", _unreachable)
     events = ids(2)
     assert invoke(events) == [] and erp.accepted == events and not backoffs
