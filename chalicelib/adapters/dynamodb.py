@@ -59,6 +59,7 @@ from chalicelib.adapters.dynamodb_items import (
     job_to_item,
     plain_value,
     run_key,
+    STATUS_KEY_VALUE,
     status_key,
     tenant_partition,
     type_partition,
@@ -324,8 +325,8 @@ class DynamoJobStore:
                 sets += ["#gsi5pk = :gsi5pk", "#gsi5sk = :gsi5sk"]
         if "status" in changes.fields:
             names["#gsi2pk"] = "gsi2pk"
-            values[":gsi2pk"] = attribute_value(status_key(tenant, JobStatus(changes.fields["status"]).value))
-            sets.append("#gsi2pk = :gsi2pk")
+            values[STATUS_KEY_VALUE] = attribute_value(status_key(tenant, JobStatus(changes.fields["status"]).value))
+            sets.append(f"#gsi2pk = {STATUS_KEY_VALUE}")
         return ("SET " + ", ".join(sets) if sets else "") + (" REMOVE " + ", ".join(removes) if removes else "")
 
     def _run_write(self, run: Run) -> dict[str, Any]:

@@ -70,9 +70,25 @@ def tenant_partition(tenant: str) -> str:
     return f"T#{key_part(tenant)}"
 
 
+def _status_suffix(status: str) -> str:
+    return f"{SEPARATOR}S{SEPARATOR}{key_part(status)}"
+
+
 def status_key(tenant: str, status: str) -> str:
     """gsi2pk: the tenant's jobs in one status."""
-    return f"{tenant_partition(tenant)}#S#{key_part(status)}"
+    return f"{tenant_partition(tenant)}{_status_suffix(status)}"
+
+
+# The value placeholder an UpdateItem uses for a new gsi2pk: a write that moves a job into
+# another status always carries it (dynamodb.py), and only such a write does.
+STATUS_KEY_VALUE = ":gsi2pk"
+
+
+def moves_into(update: dict[str, Any], status: str) -> bool:
+    """Whether an UpdateItem request (its keyword arguments) moves a job into `status`, whatever
+    the tenant: the fault injection's way to recognise a claim (status `running`)."""
+    value = update.get("ExpressionAttributeValues", {}).get(STATUS_KEY_VALUE, {}).get("S", "")
+    return value.endswith(_status_suffix(status))
 
 
 def type_partition(tenant: str, job_type: str) -> str:

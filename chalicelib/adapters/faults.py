@@ -52,10 +52,9 @@ class FailingSendMessage:
 
 
 class FailingClaims:
-    """A DynamoDB client whose claim writes (the one update that moves a job into `running`:
-    the only write that sets its by_status key to `#S#running`) fail a random `rate` of the
-    time as throttling does, before anything is written. Completions, progress and reads pass
-    through."""
+    """A DynamoDB client whose claim writes (the one update that moves a job into `running`,
+    recognised by the job store's own item layout) fail a random `rate` of the time as
+    throttling does, before anything is written. Completions, progress and reads pass through."""
 
     def __init__(self, client: Any, rate: float, *, draw: Callable[[], float] = random.random) -> None:
         self._client = client
@@ -63,8 +62,9 @@ class FailingClaims:
         self._draw = draw
 
     def update_item(self, **kwargs: Any) -> dict[str, Any]:
-        claims = kwargs.get("ExpressionAttributeValues", {}).get(":gsi2pk", {}).get("S", "").endswith("#S#running")
-        if claims and self._draw() < self._rate:
+        from chalicelib.adapters.dynamodb_items import moves_into
+
+        if moves_into(kwargs, "running") and self._draw() < self._rate:
             from botocore.exceptions import ClientError
 
             raise ClientError({"Error": {"Code": "ThrottlingException",

@@ -127,7 +127,7 @@ class RecordRunner:
         except Exception as exc:
             # Failed before the handler's outcome was written (throttling, a store or blob
             # error): deliver again soon rather than after the queue's visibility timeout.
-            receives = int(record.attributes.approximate_receive_count or 1)
+            receives = _receives(record)
             wait = self._services.settings.redelivery_wait_s(receives)
             logger.warning("delivery failed; retrying", extra={"error": f"{type(exc).__name__}: {exc}"[:500],
                                                                  "retry_in_s": wait, "receive_count": receives})
@@ -140,8 +140,9 @@ class RecordRunner:
             logger.remove_keys(["job_id", "attempt", "message_id"])
 
 
-def _receives(record: dict[str, Any]) -> int:
-    return int((record.get("attributes") or {}).get("ApproximateReceiveCount") or 1)
+def _receives(record: SQSRecord) -> int:
+    """How many times the record's message has been delivered, this delivery included."""
+    return int(record.attributes.approximate_receive_count or 1)
 
 
 def process_jobs_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -149,10 +150,11 @@ def process_jobs_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
     for those to deliver again."""
     # Imported on the first batch: every function loads app.py; only the SQS consumers batch.
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
     services = container()
     started = time.monotonic()
-    records = sorted(event.get("Records") or [], key=_receives, reverse=True)
+    records = sorted(event.get("Records") or [], key=lambda r: _receives(SQSRecord(r)), reverse=True)
     mates = records[1:]
     if mates:
         _shorten_waits(services, mates)

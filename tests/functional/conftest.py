@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Optional
 
 import boto3
 import pytest
@@ -95,6 +96,18 @@ def token(tenant: str = "acme", user: str = "ann", roles=None, ttl_s: int = 3600
 
 def auth(tenant: str = "acme", user: str = "ann", **extra) -> dict[str, str]:
     return {"Authorization": f"Bearer {token(tenant, user)}", "Content-Type": "application/json", **extra}
+
+
+def submit_job(client, body: dict, headers: Optional[dict] = None) -> dict:
+    """POST /jobs as acme's ann (or with `headers`), asserting it was accepted: the job."""
+    response = client.http.post("/jobs", headers=headers or auth(), body=json.dumps(body))
+    assert response.status_code == 202, response.body
+    return response.json_body
+
+
+def get_job(client, job_id: str, headers: Optional[dict] = None) -> dict:
+    """GET /jobs/{job_id} as acme's ann (or with `headers`): the body, whatever the status code."""
+    return client.http.get(f"/jobs/{job_id}", headers=headers or auth()).json_body
 
 
 def receive_all(aws, url_key: str = "jobs_url") -> list[dict]:

@@ -10,6 +10,7 @@ from chalicelib.composition import container
 from chalicelib.domain.job import Job, Run, isoformat
 from chalicelib.domain.status import JobStatus
 from tests.functional.conftest import auth, drain, invoke_worker, receive_all, sqs_event, token
+from tests.functional.conftest import submit_job as submit
 
 
 def operator(**extra):
@@ -18,12 +19,6 @@ def operator(**extra):
 
 def tenant_admin(**extra):
     return {"Authorization": f"Bearer {token(user='boss', roles=['admin'])}", "Content-Type": "application/json", **extra}
-
-
-def submit(client, body, headers=None):
-    response = client.http.post("/jobs", headers=headers or auth(), body=json.dumps(body))
-    assert response.status_code == 202, response.body
-    return response.json_body
 
 
 def task(client, task_id):

@@ -1,7 +1,7 @@
 """Each priority has its own queue, DLQ and worker function."""
 import json
 
-from tests.functional.conftest import auth, invoke_worker, receive_all, sqs_event
+from tests.functional.conftest import auth, invoke_worker, receive_all, sqs_event, submit_job
 
 ARN = "arn:aws:sqs:us-east-1:123456789012:jobs-{}"
 
@@ -10,9 +10,7 @@ def submit(client, priority=None, **payload):
     body = {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0, **payload}}
     if priority:
         body["priority"] = priority
-    response = client.http.post("/jobs", headers=auth(), body=json.dumps(body))
-    assert response.status_code == 202, response.body
-    return response.json_body
+    return submit_job(client, body)
 
 
 def test_each_priority_is_sent_to_its_own_queue(client, aws):

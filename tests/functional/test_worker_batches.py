@@ -10,17 +10,17 @@ import pytest
 
 from chalicelib.worker import handlers
 from chalicelib.worker.runner import JobRunner
-from tests.functional.conftest import auth, invoke_worker, receive_all, sqs_event
+from tests.functional.conftest import auth, get_job, invoke_worker, receive_all, sqs_event, submit_job
 
 STEPS = {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0}}
 
 
 def submit(client, n: int) -> list[str]:
-    return [client.http.post("/jobs", headers=auth(), body=json.dumps(STEPS)).json_body["id"] for _ in range(n)]
+    return [submit_job(client, STEPS)["id"] for _ in range(n)]
 
 
 def status(client, job_id: str) -> str:
-    return client.http.get(f"/jobs/{job_id}", headers=auth()).json_body["status"]
+    return get_job(client, job_id)["status"]
 
 
 def job_of(message: dict) -> str:

@@ -8,6 +8,8 @@ from pydantic import BaseModel
 from chalicelib.job_types import registry
 from chalicelib.worker.helpers import fail_job, progress, start_job
 from tests.functional.conftest import auth, drain
+from tests.functional.conftest import get_job as get
+from tests.functional.conftest import submit_job as submit
 
 
 class Empty(BaseModel):
@@ -27,16 +29,6 @@ def late_failure_type():
 
     yield name
     registry._types.pop(name)
-
-
-def submit(client, body):
-    response = client.http.post("/jobs", headers=auth(), body=json.dumps(body))
-    assert response.status_code == 202, response.body
-    return response.json_body
-
-
-def get(client, job_id):
-    return client.http.get(f"/jobs/{job_id}", headers=auth()).json_body
 
 
 def test_demo_model_completes_with_the_result_complete_job_recorded(client, app, aws):

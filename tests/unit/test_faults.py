@@ -1,5 +1,6 @@
 """PutEvents, SendMessage and claim fault injection and AWS request counting: pure, on fakes. That every
-function reports its requests is tests/unit/test_invocation.py, over the app's handler map."""
+function reports its requests is tests/unit/test_invocation.py, over the app's handler map; that the
+claim fault recognises the job store's real claim write is tests/functional/test_fault_injection.py."""
 import pytest
 import botocore.session
 from botocore.awsrequest import AWSResponse
@@ -83,6 +84,7 @@ def test_send_message_faults_are_connection_errors_the_queue_adapter_translates(
 def test_claim_faults_fail_only_the_claim_write_and_write_nothing():
     from botocore.exceptions import ClientError
 
+    from chalicelib.adapters.dynamodb_items import STATUS_KEY_VALUE, status_key
     from chalicelib.adapters.faults import FailingClaims
 
     class Ddb:
@@ -98,9 +100,9 @@ def test_claim_faults_fail_only_the_claim_write_and_write_nothing():
 
     ddb = Ddb()
     claims = FailingClaims(ddb, 1.0)
-    claim = {"Key": {}, "ExpressionAttributeValues": {":gsi2pk": {"S": "T#acme#S#running"}}}
+    claim = {"Key": {}, "ExpressionAttributeValues": {STATUS_KEY_VALUE: {"S": status_key("acme", "running")}}}
     progress = {"Key": {}, "ExpressionAttributeValues": {":percent": {"N": "40"}}}
-    retry = {"Key": {}, "ExpressionAttributeValues": {":gsi2pk": {"S": "T#acme#S#retrying"}}}
+    retry = {"Key": {}, "ExpressionAttributeValues": {STATUS_KEY_VALUE: {"S": status_key("acme", "retrying")}}}
     completion = {"TransactItems": [{"Update": {"Key": {}}}, {"Put": {"Item": {"sk": {"S": "RUN#0001"}}}}]}
     with pytest.raises(ClientError):
         claims.update_item(**claim)
