@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 from chalicelib import aws_requests, composition
+from chalicelib.adapters.dynamodb_items import job_key
 from chalicelib.domain.errors import QueueUnavailableError
 from chalicelib.domain.job import utcnow
 from tests.functional.conftest import LambdaContext, auth, receive_all
@@ -86,6 +87,20 @@ def test_an_expired_key_makes_a_new_job(client, aws):
     assert again.status_code == 202 and again.json_body["id"] != first["id"]
     assert len(receive_all(aws)) == 2
     assert post(client).json_body["id"] == again.json_body["id"]  # the key now names the new job
+
+
+def test_a_replay_whose_job_was_removed_before_its_key_is_404_and_makes_nothing(client, aws):
+    """Retention removes a job by its own TTL, the key by its own: a key can outlive its job."""
+    first = post(client).json_body
+    assert len(receive_all(aws)) == 1
+    aws["ddb"].delete_item(TableName="jobs", Key=job_key(first["id"]))
+    again = post(client)
+    assert again.status_code == 404, again.body
+    error = again.json_body["error"]
+    assert error["code"] == "job_not_found"
+    assert first["id"] in error["message"] and "Idempotency-Key" in error["message"]
+    assert receive_all(aws) == []
+    assert aws["ddb"].scan(TableName="jobs", Select="COUNT")["Count"] == 0
 
 
 def test_a_replay_that_lands_while_the_first_is_in_flight_finds_the_first_job(client, aws):
