@@ -33,6 +33,10 @@ app.register_blueprint(dashboard)
 @app.middleware("http")
 def observe(event, get_response):
     """Every API request runs in the invocation scope that wraps every function
-    (chalicelib/invocation.py): fresh log keys, a trace subsegment, its AWS requests reported."""
-    with invocation("api_handler", app.lambda_context):
-        return get_response(event)
+    (chalicelib/invocation.py): fresh log keys, a trace subsegment, one summary line naming the
+    route and the status it answered."""
+    with invocation("api_handler", app.lambda_context) as summary:
+        summary.update(method=event.method, route=(event.context or {}).get("resourcePath"))
+        response = get_response(event)
+        summary["status"] = response.status_code
+        return response

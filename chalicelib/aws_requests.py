@@ -1,16 +1,13 @@
 """Exact counts of the AWS requests a function process sends, for the benchmark.
 
 A botocore `before-send` hook on every client the composition root builds counts each HTTP
-request (retries included) by service and operation; the counts of an invocation are logged
-as one structured line when it ends (`aws requests`), and read back from CloudWatch Logs."""
+request (retries included) by service and operation; the counts of an invocation go into the
+summary line it logs when it ends (chalicelib/invocation.py), read back from CloudWatch Logs."""
 from __future__ import annotations
 
 import threading
 from collections import Counter
 from typing import Any
-
-LOG_MESSAGE = "aws requests"
-
 
 class AwsRequestCounter:
     def __init__(self) -> None:

@@ -57,16 +57,9 @@ class Container:
 
         return AwsRequestCounter()
 
-    def report_aws_requests(self) -> None:
-        """Log the AWS requests counted since the last report (one line per invocation)."""
-        if self.request_counter is None:
-            return
-        counts = self.request_counter.take()
-        # One line per invocation, even with no request: the benchmark counts invocations too.
-        from chalicelib.aws_requests import LOG_MESSAGE
-        from chalicelib.observability import logger
-
-        logger.info(LOG_MESSAGE, extra={"aws_requests": counts})
+    def take_aws_requests(self) -> Optional[dict[str, int]]:
+        """The AWS requests counted since the last call, by operation (None: not counting)."""
+        return None if self.request_counter is None else self.request_counter.take()
 
     @cached_property
     def token_policy(self) -> Any:
@@ -321,11 +314,10 @@ def container() -> Container:
     return _container
 
 
-def report_aws_requests() -> None:
-    """End of an invocation: log its counted AWS requests (nothing unless the process built
-    its container with JOBPIPE_COUNT_AWS_REQUESTS on)."""
-    if _container is not None:
-        _container.report_aws_requests()
+def take_aws_requests() -> Optional[dict[str, int]]:
+    """End of an invocation: the AWS requests it sent, by operation; None unless the process
+    built its container with JOBPIPE_COUNT_AWS_REQUESTS on."""
+    return None if _container is None else _container.take_aws_requests()
 
 
 def use(replacement: Optional[Container]) -> None:

@@ -299,3 +299,12 @@ def test_demo_types_are_unknown_where_the_stack_leaves_them_off(client, monkeypa
     assert response.status_code == 422 and response.json_body["error"]["code"] == "unknown_job_type"
     listed = [t["type"] for t in get(client, "/job-types").json_body["job_types"]]
     assert not any(name.startswith("demo.") for name in listed)
+
+
+def test_every_request_ends_with_one_summary_line_naming_its_route_and_status(client, caplog):
+    job = submit(client)
+    caplog.clear()
+    assert client.http.get(f"/jobs/{job['id']}", headers=auth()).status_code == 200
+    assert client.http.get("/jobs/no-such-job", headers=auth()).status_code == 404
+    summaries = [(r.method, r.route, r.status, r.outcome) for r in caplog.records if r.getMessage() == "invocation finished"]
+    assert summaries == [("GET", "/jobs/{job_id}", 200, "ok"), ("GET", "/jobs/{job_id}", 404, "ok")]

@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from chalicelib import composition
-from chalicelib.invocation import MARKER, entry_point, invocation
+from chalicelib.invocation import LOG_MESSAGE, MARKER, entry_point, invocation
 from chalicelib.observability import logger
 
 
@@ -30,11 +30,14 @@ def test_every_function_of_the_app_passes_through_the_wrapper():
 
 
 class _Counter:
-    def __init__(self):
-        self.reports = 0
+    """A container counting AWS requests: every invocation takes its counts once."""
 
-    def report_aws_requests(self):
-        self.reports += 1
+    def __init__(self):
+        self.takes = 0
+
+    def take_aws_requests(self):
+        self.takes += 1
+        return {"dynamodb.GetItem": 1}
 
 
 @pytest.fixture
@@ -71,25 +74,48 @@ def test_a_warm_invocation_does_not_log_the_previous_callers_keys(counted, log_l
         return "done"
 
     assert handler(_Event()) == "done"
-    line = log_lines()[-1]
-    assert "tenant" not in line and "user" not in line and "job_id" not in line
-    assert line["function"] == "handler" and line["function_request_id"] == "req-2"
-    assert counted.reports == 1
+    lines = log_lines()
+    assert [line["message"] for line in lines] == ["work", LOG_MESSAGE]
+    for line in lines:
+        assert "tenant" not in line and "user" not in line and "job_id" not in line
+        assert line["function"] == "handler" and line["function_request_id"] == "req-2"
+    assert counted.takes == 1
 
 
-def test_requests_are_reported_when_the_function_raises(counted):
+def test_every_invocation_ends_with_one_summary_line_even_a_silent_one(counted, log_lines):
+    @entry_point
+    def handler(event):
+        return "done"
+
+    handler(_Event())
+    (summary,) = log_lines()
+    assert summary["message"] == LOG_MESSAGE and summary["outcome"] == "ok"
+    assert summary["duration_ms"] >= 0 and summary["aws_requests"] == {"dynamodb.GetItem": 1}
+
+
+def test_the_summary_line_says_the_invocation_failed_and_still_has_its_requests(counted, log_lines):
     @entry_point
     def handler(event):
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
         handler(_Event())
-    assert counted.reports == 1
+    (summary,) = log_lines()
+    assert summary["outcome"] == "error" and summary["aws_requests"] == {"dynamodb.GetItem": 1}
+    assert counted.takes == 1
+
+
+def test_without_counting_the_summary_line_has_no_request_counts(monkeypatch, log_lines):
+    monkeypatch.setattr(composition, "_container", None)  # no container: nothing counted
+    with invocation("api_handler", None) as summary:
+        summary["status"] = 200
+    (line,) = log_lines()
+    assert line["status"] == 200 and "aws_requests" not in line
 
 
 def test_the_api_scope_resets_keys_too(counted, log_lines):
     logger.append_keys(tenant="acme")
     with invocation("api_handler", None):
         logger.info("request")
-    assert "tenant" not in log_lines()[-1]
-    assert counted.reports == 1
+    assert all("tenant" not in line for line in log_lines())
+    assert counted.takes == 1
