@@ -5,7 +5,8 @@ Environment: BENCH_JOBS (200), BENCH_STEPS (10), BENCH_STEP_MS (0) shape the thr
 burst users measured: every job reports progress ten times, no sleep);
 BENCH_POLLS (200) the polling run; BENCH_IMPORT_RUNS (15) the cold-start run; BENCH_COLD_SUBMITS
 (30) the cold burst, on a stack deployed as `make run` does (BENCH_FUNCTION_CONCURRENCY, default
-the local ceiling, 0 for none; BENCH_WARM=0 skips the warm-up: the stack as it was before both)."""
+the local ceiling, 0 for none; BENCH_API_CONCURRENCY, default the API's local ceiling, 0 for the
+functions'; BENCH_WARM=0 skips the warm-up: the stack as it was before all three)."""
 from __future__ import annotations
 
 import json
@@ -20,7 +21,7 @@ from typing import Any
 
 from bench import cold_burst, cold_start, polling, requests_per_job, throughput
 from bench.stack import ROOT, now_ms, start_stack, stop_stack
-from scripts.stack_config import LOCAL_FUNCTION_CONCURRENCY
+from scripts.stack_config import LOCAL_API_CONCURRENCY, LOCAL_FUNCTION_CONCURRENCY
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -35,7 +36,8 @@ def run() -> dict[str, Any]:
                    stdout=subprocess.DEVNULL)
     log = Path(tempfile.mkdtemp(prefix="jobpipe-bench-")) / "ministack.log"
     ceiling = _env_int("BENCH_FUNCTION_CONCURRENCY", LOCAL_FUNCTION_CONCURRENCY)
-    stack = start_stack(build, log, ceiling=ceiling, warm_up=_env_int("BENCH_WARM", 1) == 1)
+    api_ceiling = _env_int("BENCH_API_CONCURRENCY", LOCAL_API_CONCURRENCY if ceiling else 0)
+    stack = start_stack(build, log, ceiling=ceiling, api_ceiling=api_ceiling, warm_up=_env_int("BENCH_WARM", 1) == 1)
     try:
         burst = {**cold_burst.measure(stack, _env_int("BENCH_COLD_SUBMITS", 30)), **stack.prepared}
         requests = requests_per_job.measure(stack)
@@ -85,7 +87,7 @@ def table(result: dict[str, Any]) -> str:
 
 def cold_burst_lines(burst: dict[str, Any]) -> list[str]:
     warm = burst.get("warm")
-    setup = (f"ceiling {burst.get('ceiling') or 'none'} per function, "
+    setup = (f"ceiling {burst.get('ceiling') or 'none'} per function, {burst.get('api_ceiling') or 'none'} for the API, "
              + (f"{warm['functions']} functions warmed in {warm['seconds']} s" if warm else "no warm-up"))
     return [f"Cold burst: {burst['submits']} concurrent submits on the fresh stack ({setup}), "
             f"client timeout {burst['client_timeout_s']:g} s",

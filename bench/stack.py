@@ -22,7 +22,7 @@ from jobpipe_client.transport import FailoverTransport
 from scripts.deploy import deploy
 from scripts.emulator import Emulator, free_port
 from scripts.local_stack import prepare
-from scripts.stack_config import LOCAL_FUNCTION_CONCURRENCY
+from scripts.stack_config import LOCAL_API_CONCURRENCY, LOCAL_FUNCTION_CONCURRENCY
 from tests.support.webhook_receiver import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,8 +125,9 @@ class BenchStack:
 
 def start_stack(build_dir: Path, log_path: Path, name: str = "jobpipe-bench",
                 parameters: Optional[dict[str, str]] = None, ceiling: int = LOCAL_FUNCTION_CONCURRENCY,
-                warm_up: bool = True) -> BenchStack:
-    """Deploy to a fresh emulator; `ceiling` (0: none) and `warm_up` as `make run` does them."""
+                warm_up: bool = True, api_ceiling: int = LOCAL_API_CONCURRENCY) -> BenchStack:
+    """Deploy to a fresh emulator; `ceiling` (0: none), `api_ceiling` (0: `ceiling`) and
+    `warm_up` as `make run` does them."""
     webhook = WebhookReceiver(WEBHOOK_SECRET).start()
     emulator = Emulator(free_port(), log=log_path.open("wb"), log_level="WARNING").start()
     os.environ.update(AWS_ENDPOINT_URL=emulator.endpoint, AWS_ACCESS_KEY_ID="test",
@@ -135,11 +136,12 @@ def start_stack(build_dir: Path, log_path: Path, name: str = "jobpipe-bench",
     secret = secrets.token_urlsafe(48)
     params = {"AuthSecret": secret, "CountAwsRequests": "true", "ErpWebhookUrl": webhook.url,
               "ErpWebhookSecret": WEBHOOK_SECRET, "DemoJobTypes": "true", "FunctionConcurrencyCeiling": str(ceiling),
+              "ApiConcurrencyCeiling": str(api_ceiling),
               **(parameters or {})}
     try:
         outputs = deploy(build_dir, name, params, session)
         prepared = prepare(session, name, outputs["ApiUrl"], ceiling, warm_up=warm_up,
-                           token=issue_token(secret, user="bench", tenant="bench"))
+                           token=issue_token(secret, user="bench", tenant="bench"), api_ceiling=api_ceiling)
     except Exception:
         emulator.stop()
         webhook.stop()

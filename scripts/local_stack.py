@@ -3,7 +3,7 @@ ceiling applied, and each function started once (warm), so the first requests fi
 processes instead of each starting its own.
 
 The ceiling is the template's `FunctionConcurrencyCeiling` (ReservedConcurrentExecutions on
-every function). ministack 1.5's CloudFormation leaves ReservedConcurrentExecutions out of the
+every function), the API function's its `ApiConcurrencyCeiling` when that is not 0. ministack 1.5's CloudFormation leaves ReservedConcurrentExecutions out of the
 functions it creates, so it is applied here through the Lambda API (PutFunctionConcurrency,
 the same value the template declares; on AWS CloudFormation has applied it already). ministack
 honours it: an SQS mapping dispatches at most min(MaximumConcurrency, reserved) batches and the
@@ -31,12 +31,19 @@ def stack_functions(session: Any, stack: str) -> dict[str, str]:
             if r["ResourceType"] == "AWS::Lambda::Function"}
 
 
-def apply_concurrency_ceiling(session: Any, functions: dict[str, str], ceiling: int) -> None:
-    """ReservedConcurrentExecutions = `ceiling` on every function (0: no ceiling, removed)."""
+def function_ceiling(logical_id: str, ceiling: int, api_ceiling: int = 0) -> int:
+    """The ceiling the template gives function `logical_id` (0: none): the API's own when set."""
+    return api_ceiling if logical_id == API_FUNCTION and api_ceiling > 0 else ceiling
+
+
+def apply_concurrency_ceiling(session: Any, functions: dict[str, str], ceiling: int, api_ceiling: int = 0) -> None:
+    """ReservedConcurrentExecutions = `ceiling` on every function, `api_ceiling` on the API's
+    when it is not 0 (0 for a function: no ceiling, removed)."""
     client = session.client("lambda")
-    for name in functions.values():
-        if ceiling > 0:
-            client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=ceiling)
+    for logical, name in functions.items():
+        reserved = function_ceiling(logical, ceiling, api_ceiling)
+        if reserved > 0:
+            client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=reserved)
         else:
             client.delete_function_concurrency(FunctionName=name)
 
@@ -84,12 +91,13 @@ def warm(session: Any, functions: dict[str, str], api_url: str, api_processes: i
 
 
 def prepare(session: Any, stack: str, api_url: str, ceiling: int, warm_up: bool = True,
-            token: str | None = None) -> dict[str, Any]:
-    """Apply the ceiling, then warm every function (the API up to the ceiling; see `warm`)."""
+            token: str | None = None, api_ceiling: int = 0) -> dict[str, Any]:
+    """Apply the ceilings, then warm every function (the API up to its ceiling; see `warm`)."""
     functions = stack_functions(session, stack)
-    apply_concurrency_ceiling(session, functions, ceiling)
+    apply_concurrency_ceiling(session, functions, ceiling, api_ceiling)
+    api = function_ceiling(API_FUNCTION, ceiling, api_ceiling)
     if not warm_up:
-        return {"ceiling": ceiling, "warm": None}
-    return {"ceiling": ceiling,
-            "warm": warm(session, functions, api_url, api_processes=max(1, ceiling), token=token)}
+        return {"ceiling": ceiling, "api_ceiling": api, "warm": None}
+    return {"ceiling": ceiling, "api_ceiling": api,
+            "warm": warm(session, functions, api_url, api_processes=max(1, api), token=token)}
 

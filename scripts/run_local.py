@@ -17,7 +17,13 @@ from botocore.exceptions import ClientError, WaiterError
 from scripts.deploy import DeployError, deploy
 from scripts.emulator import Emulator
 from scripts.local_stack import prepare
-from scripts.stack_config import LOCAL_FUNCTION_CONCURRENCY, StackConfigError, StackParameters, from_environment
+from scripts.stack_config import (
+    LOCAL_API_CONCURRENCY,
+    LOCAL_FUNCTION_CONCURRENCY,
+    StackConfigError,
+    StackParameters,
+    from_environment,
+)
 
 EXIT_BAD_CONFIG = 2
 
@@ -107,6 +113,9 @@ def main() -> None:
         secret = parameters.setdefault("AuthSecret", auth_secret())
         parameters.setdefault("DemoJobTypes", "true")  # the demo types, for trying things out
         parameters.setdefault("FunctionConcurrencyCeiling", str(LOCAL_FUNCTION_CONCURRENCY))
+        # No ceiling asked for: none on the API either.
+        parameters.setdefault("ApiConcurrencyCeiling",
+                              "0" if parameters["FunctionConcurrencyCeiling"] == "0" else str(LOCAL_API_CONCURRENCY))
         shown = ", ".join(f"{k}={v}" for k, v in parameters.items() if "Secret" not in k)
         print(f"deploying stack {STACK!r} with {shown}", flush=True)
         try:
@@ -119,10 +128,11 @@ def main() -> None:
         # Both roles, for trying everything; 24 h, the stack's default TokenMaxLifetimeSeconds.
         token = issue_token(secret, user="dev", tenant="dev", roles=["admin", "operator"], ttl_s=24 * 3600)
         ready = prepare(session, STACK, outputs["ApiUrl"], int(parameters["FunctionConcurrencyCeiling"]),
-                        token=token)
+                        token=token, api_ceiling=int(parameters["ApiConcurrencyCeiling"]))
         warmed = ready["warm"]
         print(f"warmed {warmed['functions']} functions in {warmed['seconds']} s "
-              f"(at most {ready['ceiling'] or 'unlimited'} processes per function)", flush=True)
+              f"(at most {ready['ceiling'] or 'unlimited'} processes per function, "
+              f"{ready['api_ceiling'] or 'unlimited'} for the API)", flush=True)
         for function, error in warmed["failed"].items():
             print(f"make run: warning: {function} did not warm up ({error}); its first request starts it",
                   file=sys.stderr, flush=True)

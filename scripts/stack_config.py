@@ -13,7 +13,7 @@ import sys
 from typing import Any, Mapping, Optional
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
 
 SECRET_MIN_CHARS = 32
 # Seconds; the same bounds as the template's ProgressMinIntervalSeconds.
@@ -32,6 +32,12 @@ SCHEDULE_MAX_DAYS = 365
 # Measured on that burst: 2 → median 5.9-6.9 s, 0.8 GB; 4 → median 3.5 s, all accepted, 1.2 GB
 # (about 65 MB a process: at most 8 functions × 4 + the emulator, if every function were busy).
 LOCAL_FUNCTION_CONCURRENCY = 4
+# The API function's own ceiling on the local stack: every submit is one API invocation, while
+# the other functions take up to ten messages or a stream batch each, so in a burst the API is
+# what the others wait on. The 200-job burst of `make bench` (8 submit threads), four runs
+# each on warm stacks, alternating: 4 → 34.5-39.0 jobs/s (about 135 throttled submits a run),
+# 6 → 39.7-41.6 jobs/s (about 57); 8 gave no more than 6. Two more processes, ~110 MB.
+LOCAL_API_CONCURRENCY = 6
 FUNCTION_CONCURRENCY_MAX = 1000
 
 # CloudFormation parameter -> (environment variable, default shown in the README).
@@ -45,6 +51,9 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "BlobRetentionDays": ("BLOB_RETENTION_DAYS", "400 (at least 400 and RETENTION_DAYS + 366)"),
     "FunctionConcurrencyCeiling": ("JOBPIPE_FUNCTION_CONCURRENCY",
                                    f"{LOCAL_FUNCTION_CONCURRENCY} (0: none, the template's default)"),
+    "ApiConcurrencyCeiling": ("JOBPIPE_API_CONCURRENCY",
+                              f"{LOCAL_API_CONCURRENCY}, or 0 when JOBPIPE_FUNCTION_CONCURRENCY is 0 "
+                              "(0: the API takes JOBPIPE_FUNCTION_CONCURRENCY's ceiling)"),
 }
 
 
@@ -85,8 +94,10 @@ class StackParameters(BaseModel):
     ProgressMinIntervalSeconds: str = "2"
     RetentionDays: str = "7"
     BlobRetentionDays: Optional[str] = None
-    # None: the caller decides (`make run` deploys LOCAL_FUNCTION_CONCURRENCY, AWS the template's 0).
+    # None: the caller decides (`make run` deploys LOCAL_FUNCTION_CONCURRENCY and
+    # LOCAL_API_CONCURRENCY, AWS the template's 0 for both).
     FunctionConcurrencyCeiling: Optional[str] = None
+    ApiConcurrencyCeiling: Optional[str] = None
 
     @field_validator("AuthSecret", mode="before")
     @classmethod
@@ -144,13 +155,12 @@ class StackParameters(BaseModel):
         return str(int(_number("BlobRetentionDays", value, low=BLOB_RETENTION_DEFAULT_DAYS,
                                high=BLOB_RETENTION_MAX_DAYS, whole=True)))
 
-    @field_validator("FunctionConcurrencyCeiling", mode="before")
+    @field_validator("FunctionConcurrencyCeiling", "ApiConcurrencyCeiling", mode="before")
     @classmethod
-    def _concurrency(cls, value: Any) -> Optional[str]:
+    def _concurrency(cls, value: Any, info: ValidationInfo) -> Optional[str]:
         if value is None:
             return None
-        return str(int(_number("FunctionConcurrencyCeiling", value, low=0, high=FUNCTION_CONCURRENCY_MAX,
-                               whole=True)))
+        return str(int(_number(info.field_name, value, low=0, high=FUNCTION_CONCURRENCY_MAX, whole=True)))
 
     @model_validator(mode="after")
     def _across_fields(self) -> "StackParameters":

@@ -65,3 +65,29 @@ def test_the_ceiling_goes_on_every_function_and_0_removes_it():
         ("delete", {"FunctionName": "s-API-1"}),
         ("delete", {"FunctionName": "s-JobWorker-1"}),
     ]
+
+
+def test_the_api_takes_its_own_ceiling_when_one_is_given():
+    functions = {"APIHandler": "s-API-1", "JobWorker": "s-JobWorker-1"}
+    client = FakeLambda()
+    apply_concurrency_ceiling(FakeSession(client), functions, 4, api_ceiling=6)
+    apply_concurrency_ceiling(FakeSession(client), functions, 0, api_ceiling=6)  # the API alone capped
+    assert client.calls == [
+        ("put", {"FunctionName": "s-API-1", "ReservedConcurrentExecutions": 6}),
+        ("put", {"FunctionName": "s-JobWorker-1", "ReservedConcurrentExecutions": 4}),
+        ("put", {"FunctionName": "s-API-1", "ReservedConcurrentExecutions": 6}),
+        ("delete", {"FunctionName": "s-JobWorker-1"}),
+    ]
+
+
+def test_the_template_gives_the_api_the_same_ceilings():
+    """infra/resources.json: ApiConcurrencyCeiling when not 0, else FunctionConcurrencyCeiling."""
+    import json
+    from pathlib import Path
+
+    template = json.loads((Path(__file__).resolve().parents[2] / "infra" / "resources.json").read_text())
+    api = template["Resources"]["APIHandler"]["Properties"]["ReservedConcurrentExecutions"]["Fn::If"]
+    worker = template["Resources"]["JobWorker"]["Properties"]["ReservedConcurrentExecutions"]
+    assert api[0] == "HasApiConcurrencyCeiling" and api[1] == {"Ref": "ApiConcurrencyCeiling"}
+    assert api[2] == worker == {"Fn::If": ["HasFunctionConcurrencyCeiling", {"Ref": "FunctionConcurrencyCeiling"},
+                                           {"Ref": "AWS::NoValue"}]}

@@ -56,6 +56,13 @@ def test_the_function_concurrency_ceiling_is_left_to_the_caller_unless_set():
     assert from_environment({"JOBPIPE_FUNCTION_CONCURRENCY": "4"}).as_parameters()["FunctionConcurrencyCeiling"] == "4"
 
 
+def test_the_api_concurrency_ceiling_is_left_to_the_caller_unless_set():
+    assert "ApiConcurrencyCeiling" not in from_environment({}).as_parameters()  # make run: 6, AWS: 0
+    assert from_environment({"JOBPIPE_API_CONCURRENCY": "8"}).as_parameters()["ApiConcurrencyCeiling"] == "8"
+    with pytest.raises(StackConfigError, match="^JOBPIPE_API_CONCURRENCY must be a whole number from 0 to 1000"):
+        from_environment({"JOBPIPE_API_CONCURRENCY": "2.5"})
+
+
 def test_empty_variables_keep_the_defaults():
     assert from_environment({"ERP_WEBHOOK_URL": "", "RETENTION_DAYS": ""}).as_parameters()["RetentionDays"] == "7"
 
