@@ -66,7 +66,8 @@ def table(result: dict[str, Any]) -> str:
     lines += [f"  {'total':<46}{req['total']:>6}{req['floor_total']:>7}",
               f"  Lambda invocations: {req['invocations_total']} " + json.dumps(req["invocations"]), ""]
     lines += [f"Throughput: {load['jobs']} jobs demo.steps {json.dumps(load['payload'])} from {load['submit_threads']} threads",
-              f"  all terminal in {load['all_terminal_s']} s ({load['completed']} completed): {load['jobs_per_s']} jobs/s; "
+              f"  last job ended {load['all_terminal_s']} s after the first submit (seen by a 0.5 s poll at "
+              f"{load['all_terminal_observed_s']} s; {load['completed']} completed): {load['jobs_per_s']} jobs/s; "
               f"submit→completed p50 {load['latency_p50_s']} s, p99 {load['latency_p99_s']} s; "
               f"submitting took {load['submit_s']} s ({load.get('submit_throttled_retries', 0)} throttled retries)",
               f"  per job, amortized: AWS requests {json.dumps(load['requests_per_job'])}",
