@@ -6,7 +6,9 @@ burst users measured: every job reports progress ten times, no sleep);
 BENCH_POLLS (200) the polling run; BENCH_IMPORT_RUNS (15) the cold-start run; BENCH_COLD_SUBMITS
 (30) the cold burst, on a stack deployed as `make run` does (BENCH_FUNCTION_CONCURRENCY, default
 the local ceiling, 0 for none; BENCH_API_CONCURRENCY, default the API's local ceiling, 0 for the
-functions'; BENCH_WARM=0 skips the warm-up: the stack as it was before all three)."""
+functions'; BENCH_WARM=0 skips the warm-up: the stack as it was before all three).
+BENCH_ERP_RECEIVER_DEDUPLICATES=true deploys with ErpReceiverDeduplicates=true (an ERP that
+keeps each X-Jobpipe-Event-Id once: the bridge keeps no delivery ledger)."""
 from __future__ import annotations
 
 import json
@@ -30,6 +32,13 @@ def _env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("", "true", "false"):
+        return default if not value else value == "true"
+    raise SystemExit(f"make bench: {name} must be true or false (got {value[:40]!r})")
+
+
 def run() -> dict[str, Any]:
     build = ROOT / "build"
     subprocess.run([sys.executable, "-m", "scripts.package", "build"], cwd=ROOT, check=True,
@@ -37,10 +46,13 @@ def run() -> dict[str, Any]:
     log = Path(tempfile.mkdtemp(prefix="jobpipe-bench-")) / "ministack.log"
     ceiling = _env_int("BENCH_FUNCTION_CONCURRENCY", LOCAL_FUNCTION_CONCURRENCY)
     api_ceiling = _env_int("BENCH_API_CONCURRENCY", LOCAL_API_CONCURRENCY if ceiling else 0)
-    stack = start_stack(build, log, ceiling=ceiling, api_ceiling=api_ceiling, warm_up=_env_int("BENCH_WARM", 1) == 1)
+    erp_dedup = _env_bool("BENCH_ERP_RECEIVER_DEDUPLICATES", False)
+    parameters = {"ErpReceiverDeduplicates": "true" if erp_dedup else "false"}
+    stack = start_stack(build, log, parameters=parameters, ceiling=ceiling, api_ceiling=api_ceiling,
+                        warm_up=_env_int("BENCH_WARM", 1) == 1)
     try:
         burst = {**cold_burst.measure(stack, _env_int("BENCH_COLD_SUBMITS", 30)), **stack.prepared}
-        requests = requests_per_job.measure(stack)
+        requests = requests_per_job.measure(stack, erp_ledger=not erp_dedup)
         burst_started = now_ms()
         load = throughput.measure(stack, _env_int("BENCH_JOBS", 200),
                                   {"steps": _env_int("BENCH_STEPS", 10), "step_ms": _env_int("BENCH_STEP_MS", 0)})
@@ -53,6 +65,7 @@ def run() -> dict[str, Any]:
     return {
         "measured_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "emulator": "ministack (local)"},
+        "parameters": parameters,
         "cold_burst": burst, "requests_per_job": requests, "throughput": load, "polling": polls, "cold_start": cold,
     }
 
@@ -60,7 +73,8 @@ def run() -> dict[str, Any]:
 def table(result: dict[str, Any]) -> str:
     req, load, polls, cold = (result[k] for k in ("requests_per_job", "throughput", "polling", "cold_start"))
     job = req["job"]
-    lines = cold_burst_lines(result["cold_burst"]) + [f"AWS requests per job: demo.steps {json.dumps(job['payload'])} ({job['status']}, handler ran {job['run_s']} s)",
+    lines = [f"Stack parameters: {json.dumps(result.get('parameters', {}))}", ""]
+    lines += cold_burst_lines(result["cold_burst"]) + [f"AWS requests per job: demo.steps {json.dumps(job['payload'])} ({job['status']}, handler ran {job['run_s']} s)",
              f"  {'function / request':<46}{'count':>6}{'floor':>7}  why the floor"]
     lines += [f"  {r['request']:<46}{r['count']:>6}{r['floor']:>7}  {r['why']}" for r in req["rows"]]
     lines += [f"  {'total':<46}{req['total']:>6}{req['floor_total']:>7}",

@@ -67,6 +67,9 @@ class Settings(BaseModel):
     # Only the ERP bridge function gets these (the template's per-function environment).
     erp_webhook_url: str = ""
     erp_webhook_secret: str = ""
+    # True when the ERP deduplicates on X-Jobpipe-Event-Id: the bridge then keeps no delivery
+    # ledger (no requests, no writes) and delivers at least once; false: exactly once on it.
+    erp_receiver_deduplicates: bool = False
     # Off in production. The benchmark logs every AWS request; the reliability suites make
     # EventBridge refuse this fraction of PutEvents entries, SendMessage lose its connection
     # and a worker's claim write be throttled on this fraction of calls.
@@ -170,6 +173,7 @@ _ENV = {
     "aws_max_attempts": "JOBPIPE_AWS_MAX_ATTEMPTS",
     "erp_webhook_url": "ERP_WEBHOOK_URL",
     "erp_webhook_secret": "ERP_WEBHOOK_SECRET",
+    "erp_receiver_deduplicates": "ERP_RECEIVER_DEDUPLICATES",
     "count_aws_requests": "JOBPIPE_COUNT_AWS_REQUESTS",
     "fault_put_events_failure_rate": "JOBPIPE_FAULT_PUT_EVENTS_FAILURE_RATE",
     "fault_send_message_failure_rate": "JOBPIPE_FAULT_SEND_MESSAGE_FAILURE_RATE",

@@ -45,6 +45,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "AuthSecret": ("JOBPIPE_AUTH_SECRET", "generated once into .local/auth-secret"),
     "ErpWebhookUrl": ("ERP_WEBHOOK_URL", "empty: no webhook"),
     "ErpWebhookSecret": ("ERP_WEBHOOK_SECRET", "empty"),
+    "ErpReceiverDeduplicates": ("ERP_RECEIVER_DEDUPLICATES",
+                                "false (true: the ERP deduplicates on X-Jobpipe-Event-Id, the bridge keeps no ledger)"),
     "UseTaskQueue": ("USE_TASK_QUEUE", "true"),
     "ProgressMinIntervalSeconds": ("PROGRESS_MIN_INTERVAL_S", "2"),
     "RetentionDays": ("RETENTION_DAYS", "7"),
@@ -90,6 +92,7 @@ class StackParameters(BaseModel):
     AuthSecret: Optional[str] = None
     ErpWebhookUrl: str = ""
     ErpWebhookSecret: str = ""
+    ErpReceiverDeduplicates: str = "false"
     UseTaskQueue: str = "true"
     ProgressMinIntervalSeconds: str = "2"
     RetentionDays: str = "7"
@@ -127,15 +130,15 @@ class StackParameters(BaseModel):
                                          f"(got {value[:80]!r})")
         return value
 
-    @field_validator("UseTaskQueue", mode="before")
+    @field_validator("UseTaskQueue", "ErpReceiverDeduplicates", mode="before")
     @classmethod
-    def _boolean(cls, value: Any) -> str:
+    def _boolean(cls, value: Any, info: ValidationInfo) -> str:
         text = str(value).strip().lower()
         if text in ("true", "1", "yes", "on"):
             return "true"
         if text in ("false", "0", "no", "off"):
             return "false"
-        raise _Rule("UseTaskQueue", f"must be true or false (got {str(value)[:40]!r})")
+        raise _Rule(info.field_name, f"must be true or false (got {str(value)[:40]!r})")
 
     @field_validator("ProgressMinIntervalSeconds", mode="before")
     @classmethod

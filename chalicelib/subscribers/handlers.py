@@ -1,8 +1,9 @@
 """The subscribers' functions: the ERP bridge and cache invalidation, each consuming the queue an
 EventBridge rule fills. The ERP bridge delivers each event once, on a per-batch delivery ledger
-(chalicelib/subscribers/delivery.py: 2 requests per SQS batch); cache invalidation is safe to
-repeat and keeps no ledger. A failed record is hidden for an exponential backoff before its
-next delivery, and dead-lettered by the queue's redrive policy."""
+(chalicelib/subscribers/delivery.py: 2 requests per SQS batch), or at least once with no ledger
+when the ERP deduplicates on X-Jobpipe-Event-Id (ERP_RECEIVER_DEDUPLICATES); cache invalidation
+is safe to repeat and keeps no ledger. A failed record is hidden for an exponential backoff
+before its next delivery, and dead-lettered by the queue's redrive policy."""
 from __future__ import annotations
 
 import json
@@ -119,6 +120,10 @@ def invalidate_caches(services: Container, detail: dict[str, Any]) -> Any:
 
 
 _erp = Consumer("erp_bridge", deliver_to_erp, exactly_once=True)
+# An ERP that deduplicates on X-Jobpipe-Event-Id makes the ledger's guarantee its own: the bridge
+# then delivers at least once (a redelivered or re-published event is POSTed again, with the same
+# id) at no request and no write a batch.
+_erp_at_least_once = Consumer("erp_bridge", deliver_to_erp, exactly_once=False)
 # No ledger: invalidation is safe to repeat (docs/performance.md). Recording the completion is
 # a conditional put that never moves back in time; the invalidation is conditional on this job
 # not having done it; the `cache.invalidated` announcement carries the same event id each time,
@@ -131,7 +136,8 @@ _cache = Consumer("cache_invalidation", invalidate_caches, exactly_once=False)
 @subscribers.on_sqs_message(queue=ERP_WEBHOOK_QUEUE, batch_size=10, name="erp_bridge")
 @entry_point
 def erp_bridge(event: Any) -> dict[str, Any]:
-    return _erp.consume(event, container())
+    services = container()
+    return (_erp_at_least_once if services.settings.erp_receiver_deduplicates else _erp).consume(event, services)
 
 
 @subscribers.on_sqs_message(queue=CACHE_INVALIDATION_QUEUE, batch_size=10, name="cache_invalidation")

@@ -195,3 +195,64 @@ def test_a_ledger_that_cannot_close_leaves_the_delivered_messages_done(bridge, m
     monkeypatch.setattr(ledger, "finish", _unreachable)
     events = ids(2)
     assert invoke(events) == [] and erp.accepted == events and not backoffs
+
+
+class DeduplicatingErp(Erp):
+    """An ERP that deduplicates on X-Jobpipe-Event-Id: a delivery of an id it has taken is
+    answered 200 and not taken again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.taken: list[str] = []
+
+    def post(self, url, body, headers):
+        status = super().post(url, body, headers)
+        event_id = headers["X-Jobpipe-Event-Id"]
+        if 200 <= status < 300 and event_id not in self.taken:
+            self.taken.append(event_id)
+        return status
+
+
+@pytest.fixture
+def at_least_once(bridge, monkeypatch):
+    """The bridge deployed with ErpReceiverDeduplicates=true: its ledger must never be used."""
+    invoke, _, ledger, backoffs, _ = bridge
+    services = composition.container()
+    monkeypatch.setattr(services, "settings", services.settings.model_copy(update={"erp_receiver_deduplicates": True}))
+    erp = DeduplicatingErp()
+    services.erp_bridge = ErpBridge(erp, "https://erp.example/hook", SECRET)
+
+    def untouchable(*args, **kwargs):
+        raise AssertionError("the ledger was used although the ERP deduplicates")
+
+    monkeypatch.setattr(ledger, "begin", untouchable)
+    monkeypatch.setattr(ledger, "finish", untouchable)
+    return invoke, erp, backoffs
+
+
+def test_a_deduplicating_erp_gets_every_event_at_no_request(at_least_once):
+    invoke, erp, backoffs = at_least_once
+    events = ids(5)
+    assert invoke(events) == []
+    assert erp.taken == events and not backoffs
+    if invoke.requests:
+        assert invoke.requests() == {}
+
+
+def test_a_deduplicating_erp_gets_a_redelivered_event_again_with_its_id(at_least_once):
+    invoke, erp, _ = at_least_once
+    events = ids(3)
+    assert invoke(events) == [] and invoke(events[1:]) == []  # the queue delivered two again
+    assert erp.posts == 5 and erp.accepted == events + events[1:]
+    assert erp.taken == events  # what the ERP keeps: each event once
+
+
+def test_a_failed_post_to_a_deduplicating_erp_fails_its_record_alone_with_backoff(at_least_once):
+    invoke, erp, backoffs = at_least_once
+    refused, taken = ids(2)
+    erp.answers[refused] = 503
+    assert invoke([refused, taken], receives=2) == [refused]
+    assert erp.taken == [taken]
+    assert backoffs == [(refused, composition.container().settings.redelivery_wait_s(2))]
+    erp.answers.clear()
+    assert invoke([refused]) == [] and erp.taken == [taken, refused]

@@ -70,3 +70,15 @@ def test_a_claimed_message_stays_hidden_longer_than_any_attempt_can_run(template
         queue = source["Properties"]["Queue"]["Fn::Sub"].removeprefix("${").removesuffix(".Arn}")
         visibility = template["Resources"][queue]["Properties"]["VisibilityTimeout"]
         assert visibility >= worker["Properties"]["Timeout"] >= longest_job_s + INVOCATION_MARGIN_S, name
+
+
+def test_the_erp_bridge_reaches_its_ledger_only_when_the_erp_does_not_deduplicate(template):
+    """ErpReceiverDeduplicates=true drops the bridge's delivery ledger, and with it every grant
+    on the idempotency table; the default keeps exactly-once delivery on the ledger."""
+    assert template["Parameters"]["ErpReceiverDeduplicates"]["Default"] == "false"
+    assert environment(template, "ErpBridge")["ERP_RECEIVER_DEDUPLICATES"] == {"Ref": "ErpReceiverDeduplicates"}
+    assert template["Conditions"]["ErpKeepsLedger"] == {"Fn::Equals": [{"Ref": "ErpReceiverDeduplicates"}, "false"]}
+    (policy,) = template["Resources"]["ErpBridgeRole"]["Properties"]["Policies"]
+    on_ledger = [s for s in policy["PolicyDocument"]["Statement"] if "IdempotencyTable" in str(s)]
+    assert on_ledger and all(s.get("Fn::If", [None])[0] == "ErpKeepsLedger" and s["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+                             for s in on_ledger)
