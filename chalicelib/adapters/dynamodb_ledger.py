@@ -1,5 +1,5 @@
 """DynamoDB adapter of the DeliveryLedger port, in the idempotency table (key `id`, TTL on
-`expiration`, shared with the keyed submissions' Powertools records under other ids):
+`expiration`, shared with the keyed submissions' key records (submit#...)):
 
     delivery record   id=DELIVERY#<consumer>#<event id>   status (in_progress | done), expiration
 
