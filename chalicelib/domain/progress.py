@@ -28,10 +28,13 @@ def check_not_decreasing(current: float, requested: float) -> None:
 
 def is_notable_change(previous: float, current: float) -> bool:
     """True when progress moving from `previous` to `current` deserves an event (seed 002's
-    rule): it reaches a milestone (0/25/50/75/100) or moves by 10 points or more. Nothing
-    else is published: no rule routes finer progress anywhere (pollers read the job)."""
-    if current <= previous and not (current == previous == 0.0):
+    rule): it reaches a milestone (25/50/75/100) or moves by 10 points or more. The 0
+    milestone is where every attempt starts: the `queued` and `running` transitions carry it,
+    so a write that leaves progress at 0 (a cancel request, the reconciler's bookkeeping, a
+    handler's "started" report) publishes nothing. Finer progress is not published either: no
+    rule routes it anywhere (pollers read the job)."""
+    if current <= previous:
         return False
     if current - previous >= SIGNIFICANT_JUMP:
         return True
-    return any(previous < m <= current for m in MILESTONES) or (previous == current == 0.0)
+    return any(previous < m <= current for m in MILESTONES)

@@ -135,3 +135,17 @@ def test_unpublished_events_fail_the_invocation_so_the_stream_retries_the_batch(
         publish_stream(client._app, stream)
     assert publish_stream(client._app, stream) == {"batchItemFailures": []}  # the retry goes out
     assert [e.status for e in failing.published] == ["queued"]
+
+
+def test_a_handler_that_reports_its_start_at_zero_publishes_each_milestone_once(client, aws, tap, stream):
+    """demo.model calls start_job (a write at 0 %, step `started`) before its first progress:
+    the ERP sees 0 % with the `running` transition and not again, then only real moves."""
+    job = submit(client, {"type": "demo.model", "payload": {"step_ms": 0}})
+    run_worker(client, aws)
+    assert publish_stream(client._app, stream) == {"batchItemFailures": []}
+    events = [e["detail"] for e in tap() if e["detail"]["job_id"] == job["id"]]
+    assert [(d["previous_status"], d["status"]) for d in events if d["event_type"] == "job.status.changed"] == [
+        (None, "queued"), ("queued", "running"), ("running", "completed")]
+    progress = [d for d in events if d["event_type"] == "job.status.progress"]
+    assert all(d["progress"] > d["previous_progress"] for d in progress), progress
+    assert len(stream.records) > len(events)  # the start write was there, and published nothing

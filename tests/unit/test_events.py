@@ -52,6 +52,19 @@ def test_progress_events_only_for_notable_moves(before, after, expected):
     assert [e.event_type for e in events_for_change(old, new, T)] == expected
 
 
+@pytest.mark.parametrize("status", [JobStatus.QUEUED, JobStatus.RUNNING])
+def test_a_write_that_leaves_progress_at_zero_publishes_nothing(status):
+    """A cancel request, the reconciler's due-time bookkeeping or a handler's "started" report
+    bump the version at 0 %: the 0 milestone went out with the transition, not again."""
+    attempts = 1 if status == JobStatus.RUNNING else 0
+    old = job(4, status, 0.0, attempts=attempts)
+    for change in ({"cancel_requested": True}, {"due_at": "2026-01-01T00:05:00.000Z"},
+                   {"progress": Progress(percent=0.0, step="started", message="Beginning processing")}):
+        assert events_for_change(old, job(5, status, 0.0, attempts=attempts).model_copy(update=change), T) == []
+    assert [e.event_type for e in events_for_change(old, job(5, status, 25.0, attempts=attempts), T)] == [
+        "job.status.progress"]
+
+
 def test_replayed_or_deleted_records_produce_nothing():
     assert events_for_change(job(3), job(3), T) == []
     assert events_for_change(job(3), None, T) == []

@@ -115,7 +115,7 @@ def test_percent_is_clamped_and_must_be_a_number():
 @pytest.mark.parametrize(
     "previous, current, notable",
     [
-        (0, 0, True),  # the first 0 is a milestone
+        (0, 0, False),  # 0 is carried by the queued and running transitions, not repeated
         (0, 5, False),
         (5, 10, False),  # a 10-point boundary alone is no milestone
         (5, 15, True),  # a move of 10
