@@ -54,7 +54,10 @@ def rq_job_info(call: Call, job_id: str) -> Any:
 
 @route("/api/jobinfo", methods=["POST"])
 def rq_job_info_batch(call: Call) -> Any:
-    ids = batch_job_ids(call)
+    # rq-engine answers a request naming no job, or a body that is not JSON, with no jobs.
+    ids = batch_job_ids(call, none_is_empty=True)
+    if not ids:
+        return {"jobs": {}, "job_ids": []}
     reads = container().reads
     pairs = reads.visible_jobs(call.user.tenant, ids)
     tree = reads.tree(call.user.tenant, [job for _, job in pairs if job is not None])

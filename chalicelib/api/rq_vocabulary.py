@@ -46,13 +46,15 @@ def description(job: Job) -> str:
 
 
 # A tree's status: the first of these any member has, in this order; all finished -> finished.
-_TREE_PRECEDENCE = ("failed", "started", "queued", "canceled")
+# rq-engine's order is failed, stopped, canceled, started, queued, deferred, scheduled; jobpipe
+# has no stopped, deferred or scheduled job.
+_TREE_PRECEDENCE = ("failed", "canceled", "started", "queued")
 
 
 def tree_status(statuses: list[str]) -> str:
     """Aggregate RQ statuses the way rq-engine does for a job and its children: any failed ->
-    failed, else any started -> started, else any queued -> queued, else any canceled ->
-    canceled, else (all finished) finished."""
+    failed, else any canceled -> canceled, else any started -> started, else any queued ->
+    queued, else (all finished) finished."""
     for status in _TREE_PRECEDENCE:
         if status in statuses:
             return status
@@ -60,14 +62,14 @@ def tree_status(statuses: list[str]) -> str:
 
 
 def _status(job: Job, now: datetime, tree: dict[str, Job]) -> dict[str, Any]:
+    """The job's id, run id and start, with the status and end of the job and every descendant
+    in `tree` (rq-engine's jobstatus); `elapsed_s` from that start to that end (or now)."""
     members = [job, *_descendants(job, tree)]
-    started = [m.started_at for m in members if m.started_at]
     ended = [m.finished_at for m in members]
     status = tree_status([RQ_STATUS[m.status] for m in members])
     ended_at = max(ended) if all(ended) else None  # only once every member has ended
-    started_at = min(started) if started else None
-    return {"id": job.id, "status": status, "started_at": started_at, "ended_at": ended_at,
-            "elapsed_s": elapsed_s(started_at, ended_at, now)}
+    return {"id": job.id, "runid": job.scope, "status": status, "started_at": job.started_at, "ended_at": ended_at,
+            "elapsed_s": elapsed_s(job.started_at, ended_at, now)}
 
 
 def _descendants(job: Job, tree: dict[str, Job]) -> list[Job]:
@@ -91,7 +93,8 @@ def job_status(job: Job, now: datetime, tree: Optional[dict[str, Job]] = None) -
 
 def job_info(job: Job, now: datetime, tree: Optional[dict[str, Job]] = None) -> dict[str, Any]:
     """`GET /api/jobinfo/{id}`: the job's own status plus result, error, description, progress,
-    and its children as nested infos (as far as `tree` holds them)."""
+    and its children as rq-engine nests them: by launch order (`"0"`, `"1"`, ...), each a list of
+    child infos, None for a child `tree` does not hold (gone, or another tenant's)."""
     tree = tree or {}
     own = _status(job, now, {})
     return {
@@ -102,8 +105,8 @@ def job_info(job: Job, now: datetime, tree: Optional[dict[str, Job]] = None) -> 
         "type": job.type,
         "attempts": job.attempts,
         "progress": job.progress.model_dump(mode="json"),
-        "children": [
-            job_info(tree[c], now, tree) if c in tree else {"id": c, "status": "not_found"}
-            for c in job.children
-        ],
+        "children": {
+            str(order): [job_info(tree[c], now, tree) if c in tree else None]
+            for order, c in enumerate(job.children)
+        },
     }

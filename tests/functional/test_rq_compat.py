@@ -14,7 +14,7 @@ def test_queued_job_reads_as_queued_with_no_times(client, aws):
     response = get(client, f"/api/jobstatus/{job['id']}")
     assert response.status_code == 200
     assert response.json_body == {
-        "id": job["id"], "status": "queued", "started_at": None, "ended_at": None, "elapsed_s": None,
+        "id": job["id"], "runid": None, "status": "queued", "started_at": None, "ended_at": None, "elapsed_s": None,
     }
     assert response.headers["ETag"].startswith('W/"')
 
@@ -28,7 +28,8 @@ def test_finished_job_info_carries_result_progress_and_times(client, aws):
     assert info["result"] == {"steps": 3, "attempt": 1} and info["exc_info"] is None
     assert info["started_at"] == native["started_at"] and info["ended_at"] == native["finished_at"]
     assert isinstance(info["elapsed_s"], float) and info["elapsed_s"] >= 0
-    assert info["description"] == "demo.steps(project-7)" and info["children"] == []
+    assert info["description"] == "demo.steps(project-7)" and info["children"] == {}
+    assert info["runid"] == "project-7"
     assert info["progress"] == native["progress"] and info["progress"]["percent"] == 100
     status = get(client, f"/api/jobstatus/{job['id']}").json_body
     assert status["status"] == "finished" and status["ended_at"] == info["ended_at"]
@@ -96,15 +97,24 @@ def test_batch_jobinfo_accepts_what_rq_clients_send(client, aws):
     assert form_body.json_body["job_ids"] == [b]
 
 
-@pytest.mark.parametrize(
-    "raw, code",
-    [("", "invalid_request"), ("[]", "invalid_request"), ("{not json", "invalid_json"),
-     (json.dumps([f"id-{i}" for i in range(101)]), "invalid_request")],
-)
-def test_batch_jobinfo_refuses_bad_requests_clearly(client, aws, raw, code):
+@pytest.mark.parametrize("raw", ["", "[]", "{}", '{"job_ids": []}', "{not json"])
+def test_batch_jobinfo_naming_no_job_answers_no_jobs_as_rq_engine_does(client, aws, raw):
+    """rq-engine answers 200 {"jobs": {}, "job_ids": []} when a body (JSON or not) and the
+    query name no job: its pollers send that while they have nothing to watch."""
     response = post(client, "/api/jobinfo", None, raw=raw)
+    assert response.status_code == 200 and response.json_body == {"jobs": {}, "job_ids": []}
+
+
+def test_batch_jobinfo_refuses_more_ids_than_a_batch_takes(client, aws):
+    response = post(client, "/api/jobinfo", None, raw=json.dumps([f"id-{i}" for i in range(101)]))
+    assert response.status_code == 400 and response.json_body["error"]["code"] == "invalid_request"
+    assert "at most 100" in response.json_body["error"]["message"]
+
+
+@pytest.mark.parametrize("raw, code", [("", "invalid_request"), ("{not json", "invalid_json")])
+def test_the_native_batch_still_refuses_a_request_naming_no_job(client, aws, raw, code):
+    response = post(client, "/jobs/status", None, raw=raw)
     assert response.status_code == 400 and response.json_body["error"]["code"] == code
-    assert response.json_body["error"]["message"]
 
 
 def test_unexpected_error_answers_rq_engine_500_shape(client, aws):

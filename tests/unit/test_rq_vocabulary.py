@@ -37,7 +37,7 @@ def test_the_mapping_covers_every_status():
 def test_running_job_elapsed_counts_to_now():
     job = make_job(status=JobStatus.RUNNING, started_at="2026-01-01T12:00:00.000Z")
     assert job_status(job, NOW) == {
-        "id": "j1", "status": "started", "started_at": "2026-01-01T12:00:00.000Z",
+        "id": "j1", "runid": None, "status": "started", "started_at": "2026-01-01T12:00:00.000Z",
         "ended_at": None, "elapsed_s": 10.5,
     }
 
@@ -65,12 +65,12 @@ def test_error_becomes_exc_info_and_scope_the_description_argument():
     )
     info = job_info(job, NOW)
     assert info["exc_info"] == "timeout: attempt 2 ran past 3 s"
-    assert info["description"] == "demo.steps(project-7)"
+    assert info["description"] == "demo.steps(project-7)" and info["runid"] == "project-7"
     assert job_info(make_job(), NOW)["description"] == "demo.steps"
 
 
-def test_children_is_an_empty_list_while_jobs_have_none():
-    assert job_info(make_job(), NOW)["children"] == []
+def test_children_is_an_empty_mapping_while_jobs_have_none():
+    assert job_info(make_job(), NOW)["children"] == {}
 
 
 @pytest.mark.parametrize(
@@ -81,6 +81,8 @@ def test_children_is_an_empty_list_while_jobs_have_none():
         (["finished", "started", "queued"], "started"),
         (["finished", "queued"], "queued"),
         (["finished", "canceled"], "canceled"),
+        (["started", "canceled", "queued"], "canceled"),  # rq-engine: canceled before started
+        (["failed", "canceled"], "failed"),
     ],
 )
 def test_tree_status_follows_rq_engine(statuses, expected):
@@ -111,5 +113,8 @@ def test_parent_status_and_end_follow_its_children():
     status = job_status(parent, now, finished)
     assert status["status"] == "finished" and status["ended_at"] == "2026-01-01T00:00:07.000Z"
     info = job_info(parent, now, tree)
-    assert info["status"] == "finished" and [c["id"] for c in info["children"]] == ["a", "b"]
-    assert info["children"][1]["status"] == "started"
+    assert info["status"] == "finished" and list(info["children"]) == ["0", "1"]
+    assert [[c["id"] for c in group] for group in info["children"].values()] == [["a"], ["b"]]
+    assert info["children"]["1"][0]["status"] == "started"
+    assert job_info(parent, now, {"a": done})["children"]["1"] == [None]  # not held: None, as rq-engine
+    assert status["started_at"] == parent.started_at  # the tree's start is the root's, as rq-engine
