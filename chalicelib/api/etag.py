@@ -15,7 +15,7 @@ from chalicelib.api.errors import json_response
 from chalicelib.domain.job import Job
 
 # Bump when the shape of an answer changes, so tags issued before a deploy stop matching.
-_FORMAT = "1"
+_FORMAT = "2"  # 2: rq answers nest children by launch order and carry runid
 # Clients may keep the answer but must revalidate it; `private` because it depends on the token.
 CACHE_CONTROL = "private, no-cache"
 

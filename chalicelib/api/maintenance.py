@@ -14,6 +14,7 @@ from chalice import Blueprint
 from pydantic import BaseModel, ConfigDict, Field
 
 from chalicelib.api.auth import OPERATOR
+from chalicelib.api.etag import conditional_response, job_etag
 from chalicelib.api.http import Call, validate
 from chalicelib.api.routing import router
 from chalicelib.composition import container
@@ -137,7 +138,10 @@ def list_tasks(call: Call) -> Any:
 
 @route(f"{PREFIX}/tasks/{{task_id}}", methods=["GET"])
 def get_task(call: Call, task_id: str) -> Any:
-    return task_view(_task(task_id))
+    """Cacheable like a job poll: a weak ETag from the task's version, 304 while unchanged."""
+    job = _task(task_id)
+    return conditional_response(call.header("if-none-match"), job_etag("maintenance.task", [(job.id, job)]),
+                                task_view(job))
 
 
 @route(f"{PREFIX}/tasks/{{task_id}}", methods=["DELETE"])

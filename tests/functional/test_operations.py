@@ -82,6 +82,19 @@ def test_health_check_task_is_queued_then_run_by_a_worker(client, aws):
     assert client.http.get("/jobs", headers=operator()).json_body["jobs"] == []
 
 
+def test_a_task_status_is_cacheable_until_the_task_changes(client, aws):
+    """Polling a task revalidates like polling a job: 304 with no body while unchanged."""
+    task_id = client.http.post("/api/system/maintenance/health-check", headers=operator()).json_body["task_id"]
+    first = client.http.get(f"/api/system/maintenance/tasks/{task_id}", headers=operator())
+    tag = first.headers["ETag"]
+    assert tag.startswith('W/"') and first.headers["Cache-Control"] == "private, no-cache"
+    again = client.http.get(f"/api/system/maintenance/tasks/{task_id}", headers=operator(**{"If-None-Match": tag}))
+    assert again.status_code == 304 and not again.body
+    drain(client._app, aws)
+    changed = client.http.get(f"/api/system/maintenance/tasks/{task_id}", headers=operator(**{"If-None-Match": tag}))
+    assert changed.status_code == 200 and changed.json_body["status"] == "completed" and changed.headers["ETag"] != tag
+
+
 def test_health_check_reports_a_missing_dependency(client, aws):
     aws["sqs"].delete_queue(QueueUrl=aws["dlq_low_url"])
     task_id = client.http.post("/api/system/maintenance/health-check", headers=operator()).json_body["task_id"]
