@@ -37,7 +37,7 @@ from chalicelib.domain.job import (
     parse_time,
     utcnow,
 )
-from chalicelib.domain.progress import check_not_decreasing, clamp_percent
+from chalicelib.domain.progress import check_not_decreasing, clamp_percent, is_notable_change
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus, can_transition
 from chalicelib.domain.submission_keys import check_key, request_hash
@@ -369,6 +369,7 @@ class JobLifecycle:
             "lease_expires_at": lease,
             "due_at": lease,
             "progress": Progress(percent=0, step="started", updated_at=started),
+            "event_percent": 0.0,  # the running transition carries 0 %
         }
         if first_start is not None:
             fields["started_at"] = first_start
@@ -409,7 +410,11 @@ class JobLifecycle:
         percent = clamp_percent(progress.percent)
         check_not_decreasing(job.progress.percent, percent)
         stamped = progress.model_copy(update={"percent": percent, "updated_at": isoformat(self.clock())})
-        return self.store.record_progress(job.id, job.attempts, stamped)
+        # A progress event when the percent reached a milestone or moved 10 points since the
+        # attempt's last event (its running transition or a progress event), not since the
+        # last write: throttled writes of a slow job each move less than 10.
+        announce = is_notable_change(job.event_percent, percent)
+        return self.store.record_progress(job.id, job.attempts, stamped, announce=announce)
 
     def report_progress(
         self,

@@ -126,8 +126,9 @@ class JobStore(Protocol):
         invalidations or claim-checked fields (payload, result): ValueError. Raises
         StoreUnavailableError."""
 
-    def record_progress(self, job_id: str, attempt: int, progress: Progress) -> Job:
-        """Write progress if the job is running `attempt` and the percent does not decrease.
+    def record_progress(self, job_id: str, attempt: int, progress: Progress, *, announce: bool = False) -> Job:
+        """Write progress if the job is running `attempt` and the percent does not decrease;
+        `announce` also makes it the job's `event_percent` (the write is a progress event).
         Returns the job as stored after the write. Raises ProgressRejectedError."""
 
     def runs(self, job_id: str) -> list[Run]:

@@ -351,12 +351,14 @@ class DynamoJobStore:
             }
         }
 
-    def record_progress(self, job_id: str, attempt: int, progress: Progress) -> Job:
+    def record_progress(self, job_id: str, attempt: int, progress: Progress, *, announce: bool = False) -> Job:
+        announced = ", #event_percent = :percent" if announce else ""
+        names = {"#event_percent": "event_percent"} if announce else {}
         try:
             response = self._ddb.update_item(
                 TableName=self._table,
                 Key=job_key(job_id),
-                UpdateExpression="SET #progress = :progress ADD #version :one",
+                UpdateExpression=f"SET #progress = :progress{announced} ADD #version :one",
                 ConditionExpression=(
                     "#status = :running AND #attempts = :attempt AND #progress.#percent <= :percent"
                 ),
@@ -366,6 +368,7 @@ class DynamoJobStore:
                     "#status": "status",
                     "#attempts": "attempts",
                     "#version": "version",
+                    **names,
                 },
                 ExpressionAttributeValues={
                     ":progress": attribute_value(progress),

@@ -183,7 +183,7 @@ class InMemoryJobStore:
             self._jobs[job_id] = new
             return ExpectedWrite(True, self._read(new, fetch=True))
 
-    def record_progress(self, job_id: str, attempt: int, progress: Progress) -> Job:
+    def record_progress(self, job_id: str, attempt: int, progress: Progress, *, announce: bool = False) -> Job:
         with self._lock:
             stored = self._jobs.get(job_id)
             if stored is None or stored.status != JobStatus.RUNNING or stored.attempts != attempt:
@@ -192,7 +192,10 @@ class InMemoryJobStore:
                 raise ProgressRejectedError(
                     f"progress cannot decrease from {stored.progress.percent:g} to {progress.percent:g}"
                 )
-            new = stored.model_copy(update={"progress": progress, "version": stored.version + 1})
+            update: dict[str, Any] = {"progress": progress, "version": stored.version + 1}
+            if announce:
+                update["event_percent"] = progress.percent
+            new = stored.model_copy(update=update)
             self._jobs[job_id] = new
             return new.model_copy(deep=True)
 

@@ -75,7 +75,8 @@ class Run(BaseModel):
 
 
 # Bookkeeping of the worker and the reconciler that clients never see.
-INTERNAL_FIELDS = frozenset({"lease_expires_at", "timeout_s", "due_at", "dispatches", "attempt_started_at"})
+INTERNAL_FIELDS = frozenset({"lease_expires_at", "timeout_s", "due_at", "dispatches", "attempt_started_at",
+                             "event_percent"})
 
 
 def parse_time(value: str) -> datetime:
@@ -116,6 +117,10 @@ class Job(BaseModel):
     due_at: Optional[str] = None
     # Messages sent for the job's next attempt (0: held for a schedule beyond SQS's delay).
     dispatches: int = 0
+    # The percent the attempt's last event carried (its `running` transition, then each
+    # progress event): seed 002's "significant change" is measured from it, not from the last
+    # write, so slow progress still reaches the ERP every 10 points.
+    event_percent: float = 0.0
     expires_at: Optional[int] = None  # epoch seconds; DynamoDB TTL removes the record after it
     version: int = 1
 

@@ -5,7 +5,6 @@ from typing import Optional
 
 from chalicelib.domain.events import PROGRESS_CHANGED, STATUS_CHANGED, JobEvent, event_id_for
 from chalicelib.domain.job import Job
-from chalicelib.domain.progress import is_notable_change
 
 
 # PutEvents takes 256 KB per call; a job's progress message and error are free text of any
@@ -22,8 +21,10 @@ def clip(text: Optional[str], limit: int = MAX_EVENT_TEXT_CHARS) -> Optional[str
 
 def events_for_change(old: Optional[Job], new: Optional[Job], timestamp: str) -> list[JobEvent]:
     """One `job.status.changed` per status transition (creation counts: none -> queued), else
-    one `job.status.progress` when progress reached a milestone within the same status. Deleting a
-    job (TTL expiry, cleanup) produces nothing. At most one event per write, keyed by version."""
+    one `job.status.progress` when the write announced its progress (moved the job's
+    `event_percent`: a milestone or 10 points since the attempt's last event, decided where
+    progress is written). Deleting a job (TTL expiry, cleanup) produces nothing. At most one
+    event per write, keyed by version."""
     if new is None:
         return []
     if old is not None and new.version <= old.version:
@@ -31,7 +32,7 @@ def events_for_change(old: Optional[Job], new: Optional[Job], timestamp: str) ->
     status_changed = old is None or old.status != new.status
     if status_changed:
         event_type = STATUS_CHANGED
-    elif is_notable_change(old.progress.percent, new.progress.percent) and new.attempts == old.attempts:
+    elif new.attempts == old.attempts and new.event_percent != old.event_percent:
         event_type = PROGRESS_CHANGED
     else:
         return []
@@ -45,7 +46,8 @@ def events_for_change(old: Optional[Job], new: Optional[Job], timestamp: str) ->
             progress=new.progress.percent,
             attempt=new.attempts,
             previous_status=old.status.value if old else None,
-            previous_progress=old.progress.percent if old else None,
+            # A progress event's previous progress is the one the attempt's last event carried.
+            previous_progress=(old.progress.percent if status_changed else old.event_percent) if old else None,
             step=clip(new.progress.step, 256),
             message=clip(new.progress.message),
             tenant=new.tenant,

@@ -204,6 +204,16 @@ def test_progress_is_written_for_the_running_attempt_and_never_goes_back(adapter
         adapters.store.record_progress(queued.id, 0, Progress(percent=1))
 
 
+def test_an_announced_progress_write_moves_the_event_percent_with_it(adapters):
+    job = running(adapters.store, make_job(1))
+    quiet = adapters.store.record_progress(job.id, 1, Progress(percent=8))
+    assert quiet.event_percent == job.event_percent == 0 and quiet.progress.percent == 8
+    loud = adapters.store.record_progress(job.id, 1, Progress(percent=12), announce=True)
+    assert loud.event_percent == 12 and loud.version == quiet.version + 1
+    assert adapters.store.get(job.id).event_percent == 12
+    assert "event_percent" not in adapters.store.get(job.id).public()  # bookkeeping, not shown
+
+
 def test_a_child_is_listed_once_and_a_missing_parent_is_an_error(adapters):
     parent = make_job(1)
     adapters.store.create(parent)

@@ -44,12 +44,16 @@ def test_status_change_carries_the_seeds_fields():
         assert field in detail
 
 
-@pytest.mark.parametrize("before, after, expected", [(3, 8, []), (8, 12, []), (8, 18, ["job.status.progress"]),
-                                                     (20, 25, ["job.status.progress"]), (40, 40, [])])
-def test_progress_events_only_for_notable_moves(before, after, expected):
-    old = job(4, JobStatus.RUNNING, before, attempts=1)
-    new = job(5, JobStatus.RUNNING, after, attempts=1)
-    assert [e.event_type for e in events_for_change(old, new, T)] == expected
+@pytest.mark.parametrize("announced, expected", [(False, []), (True, ["job.status.progress"])])
+def test_a_progress_write_is_an_event_when_it_announced_its_progress(announced, expected):
+    """The write side decides (lifecycle.record_progress moves `event_percent`); the stream
+    side publishes what the write announced, measured from the attempt's last event."""
+    old = job(4, JobStatus.RUNNING, 21.0, attempts=1, event_percent=15.0)
+    new = job(5, JobStatus.RUNNING, 26.0, attempts=1, event_percent=26.0 if announced else 15.0)
+    events = events_for_change(old, new, T)
+    assert [e.event_type for e in events] == expected
+    if events:
+        assert (events[0].previous_progress, events[0].progress) == (15.0, 26.0)
 
 
 @pytest.mark.parametrize("status", [JobStatus.QUEUED, JobStatus.RUNNING])
@@ -61,8 +65,6 @@ def test_a_write_that_leaves_progress_at_zero_publishes_nothing(status):
     for change in ({"cancel_requested": True}, {"due_at": "2026-01-01T00:05:00.000Z"},
                    {"progress": Progress(percent=0.0, step="started", message="Beginning processing")}):
         assert events_for_change(old, job(5, status, 0.0, attempts=attempts).model_copy(update=change), T) == []
-    assert [e.event_type for e in events_for_change(old, job(5, status, 25.0, attempts=attempts), T)] == [
-        "job.status.progress"]
 
 
 def test_replayed_or_deleted_records_produce_nothing():

@@ -220,6 +220,24 @@ def test_progress_is_monotonic_and_clamped(lifecycle):
     assert lifecycle.report_progress(running, 250).progress.percent == 100
 
 
+def test_slow_progress_is_announced_every_10_points_since_the_last_event_and_at_milestones(lifecycle):
+    """Seed 002: an event at each milestone and at each move of 10 points or more, measured
+    from the attempt's last event, so throttled writes of 4 points each still make events."""
+    job = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    assert running.event_percent == 0  # the running transition carries 0 %
+    announced = []
+    for percent in (0, 4, 8, 12, 16, 20, 23, 26, 30, 34, 37, 41, 45, 49, 52, 90, 100):
+        before = running.event_percent
+        running = lifecycle.report_progress(running, percent)
+        if running.event_percent != before:
+            announced.append(percent)
+    assert announced == [12, 23, 26, 37, 49, 52, 90, 100]
+    retried = lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="x"), retryable=True)
+    again = lifecycle.claim(JobMessage(job.id, 2)).job
+    assert retried.status == JobStatus.RETRYING and again.event_percent == 0  # each attempt starts over
+
+
 def test_progress_from_a_finished_attempt_is_refused(lifecycle, store):
     job = submit(lifecycle)
     running = lifecycle.claim(JobMessage(job.id, 1)).job

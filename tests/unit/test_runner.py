@@ -152,10 +152,10 @@ def test_cancel_request_stops_a_cooperative_handler(env, queue, store):
     (message,) = queue.drain()
     original = store.record_progress
 
-    def cancel_midway(job_id, attempt, progress):
+    def cancel_midway(job_id, attempt, progress, **kwargs):
         if progress.percent == 10:
             lifecycle.cancel("acme", job_id)
-        return original(job_id, attempt, progress)
+        return original(job_id, attempt, progress, **kwargs)
 
     store.record_progress = cancel_midway
     final = runner.run(message)

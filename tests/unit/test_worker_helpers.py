@@ -206,9 +206,9 @@ def test_a_cancel_seen_by_the_handler_wins_over_fail_job(store, queue, clock):
     (message,) = queue.drain()
     original = store.record_progress
 
-    def cancel_first(job_id, attempt, progress_):
+    def cancel_first(job_id, attempt, progress_, **kwargs):
         lifecycle.cancel("acme", job_id)
-        return original(job_id, attempt, progress_)
+        return original(job_id, attempt, progress_, **kwargs)
 
     store.record_progress = cancel_first
     assert runner.run(message).status == JobStatus.CANCELED
