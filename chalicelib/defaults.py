@@ -10,6 +10,12 @@ MAX_SCHEDULE_S = 365 * 24 * 3600
 # message again (a lost or dead message). Doubled after each resend, up to the cap, so a long
 # backlog is not flooded with duplicates. A stack parameter overrides the grace.
 DISPATCH_GRACE_S = 120
+# The worker functions' timeout (Lambda's maximum; .chalice/config.json): an attempt runs inside
+# one invocation, which keeps this margin after the handler's timeout to record the outcome.
+# So no job type's timeout may pass MAX_JOB_TIMEOUT_S: its attempts could never be claimed.
+WORKER_TIMEOUT_S = 900
+INVOCATION_MARGIN_S = 10
+MAX_JOB_TIMEOUT_S = WORKER_TIMEOUT_S - INVOCATION_MARGIN_S
 MAX_DISPATCH_BACKOFF_S = 3600
 # A failed delivery (a worker failing before the handler ran, a webhook or cache store that
 # did not answer) hides its message this long, doubling per receive up to 15 minutes, instead of

@@ -15,7 +15,13 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Callable, Optional, Sequence
 
-from chalicelib.defaults import DISPATCH_GRACE_S, MAX_DISPATCH_BACKOFF_S, MAX_SCHEDULE_S, SQS_MAX_DELAY_S
+from chalicelib.defaults import (
+    DISPATCH_GRACE_S,
+    INVOCATION_MARGIN_S,
+    MAX_DISPATCH_BACKOFF_S,
+    MAX_SCHEDULE_S,
+    SQS_MAX_DELAY_S,
+)
 from chalicelib.domain.errors import (
     IdempotencyConflictError,
     InvalidRequestError,
@@ -58,8 +64,6 @@ Clock = Callable[[], datetime]
 _RACE_RETRIES = 5
 # Extra time past a job's timeout before its lease counts as abandoned by a dead worker.
 LEASE_GRACE_S = 30
-# Time an invocation keeps after a handler's timeout to record the outcome.
-INVOCATION_MARGIN_S = 10
 
 
 class ReconcileOutcome(str, Enum):

@@ -7,6 +7,7 @@ from typing import Any, Callable, Optional
 
 from pydantic import BaseModel, ValidationError
 
+from chalicelib.defaults import MAX_JOB_TIMEOUT_S, WORKER_TIMEOUT_S
 from chalicelib.domain.errors import InvalidPayloadError, UnknownJobTypeError
 
 Handler = Callable[[Any, Any], Any]  # (ctx, payload model) -> JSON-serialisable result
@@ -61,6 +62,11 @@ class JobTypeRegistry:
             raise ValueError(f"priority must be high, normal or low, not {priority!r}")
         if max_attempts < 1 or timeout_s < 1:
             raise ValueError("max_attempts and timeout_s must be at least 1")
+        if timeout_s > MAX_JOB_TIMEOUT_S:
+            raise ValueError(
+                f"timeout_s of {name!r} is {timeout_s} s; an attempt runs inside one worker invocation "
+                f"({WORKER_TIMEOUT_S} s), so at most {MAX_JOB_TIMEOUT_S} s: split longer work into child jobs"
+            )
 
         def decorator(handler: Handler) -> Handler:
             if name in self._types:

@@ -48,6 +48,18 @@ def test_registering_twice_or_with_bad_policy_is_an_error():
         local.register("z", P, max_attempts=0)
 
 
+def test_a_type_whose_attempt_cannot_fit_in_a_worker_invocation_is_refused():
+    from chalicelib.defaults import MAX_JOB_TIMEOUT_S
+
+    class P(BaseModel):
+        pass
+
+    local = JobTypeRegistry()
+    local.register("fits", P, timeout_s=MAX_JOB_TIMEOUT_S)(lambda ctx, p: None)
+    with pytest.raises(ValueError, match="at most 890 s: split longer work into child jobs"):
+        local.register("too.long", P, timeout_s=MAX_JOB_TIMEOUT_S + 1)
+
+
 @pytest.mark.parametrize("name", ["a#b", "Demo.Steps", "x.", ".x", "x\n", "x y", "", "x" * 129])
 def test_type_names_are_dotted_lower_case_words(name):
     class P(BaseModel):

@@ -58,7 +58,7 @@ def test_a_claimed_message_stays_hidden_longer_than_any_attempt_can_run(template
     outlast the worker's invocation (which outlasts any attempt it takes: a claim needs the
     type's timeout + a margin left), or a live attempt's message would reappear mid-run."""
     from chalicelib.job_types import build_registry
-    from chalicelib.lifecycle import INVOCATION_MARGIN_S
+    from chalicelib.defaults import INVOCATION_MARGIN_S, WORKER_TIMEOUT_S
 
     workers = {name: resource for name, resource in template["Resources"].items()
                if resource["Type"] == "AWS::Serverless::Function" and name.startswith("JobWorker")}
@@ -70,6 +70,7 @@ def test_a_claimed_message_stays_hidden_longer_than_any_attempt_can_run(template
         queue = source["Properties"]["Queue"]["Fn::Sub"].removeprefix("${").removesuffix(".Arn}")
         visibility = template["Resources"][queue]["Properties"]["VisibilityTimeout"]
         assert visibility >= worker["Properties"]["Timeout"] >= longest_job_s + INVOCATION_MARGIN_S, name
+        assert worker["Properties"]["Timeout"] == WORKER_TIMEOUT_S, name  # what the registry bounds types by
 
 
 def test_the_erp_bridge_reaches_its_ledger_only_when_the_erp_does_not_deduplicate(template):
