@@ -23,7 +23,7 @@ from typing import Any
 
 from bench import cold_burst, cold_start, polling, requests_per_job, throughput
 from bench.stack import ROOT, now_ms, start_stack, stop_stack
-from scripts.stack_config import LOCAL_API_CONCURRENCY, LOCAL_FUNCTION_CONCURRENCY
+from scripts.stack_config import LOCAL_FUNCTION_CONCURRENCY, local_api_ceiling
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -45,7 +45,7 @@ def run() -> dict[str, Any]:
                    stdout=subprocess.DEVNULL)
     log = Path(tempfile.mkdtemp(prefix="jobpipe-bench-")) / "ministack.log"
     ceiling = _env_int("BENCH_FUNCTION_CONCURRENCY", LOCAL_FUNCTION_CONCURRENCY)
-    api_ceiling = _env_int("BENCH_API_CONCURRENCY", LOCAL_API_CONCURRENCY if ceiling else 0)
+    api_ceiling = _env_int("BENCH_API_CONCURRENCY", local_api_ceiling(ceiling))
     erp_dedup = _env_bool("BENCH_ERP_RECEIVER_DEDUPLICATES", False)
     parameters = {"ErpReceiverDeduplicates": "true" if erp_dedup else "false"}
     stack = start_stack(build, log, parameters=parameters, ceiling=ceiling, api_ceiling=api_ceiling,

@@ -3,7 +3,8 @@ ceiling applied, and each function started once (warm), so the first requests fi
 processes instead of each starting its own.
 
 The ceiling is the template's `FunctionConcurrencyCeiling` (ReservedConcurrentExecutions on
-every function), the API function's its `ApiConcurrencyCeiling` when that is not 0. ministack 1.5's CloudFormation leaves ReservedConcurrentExecutions out of the
+every function; the API function takes `ApiConcurrencyCeiling` instead when that is not 0).
+ministack 1.5's CloudFormation leaves ReservedConcurrentExecutions out of the
 functions it creates, so it is applied here through the Lambda API (PutFunctionConcurrency,
 the same value the template declares; on AWS CloudFormation has applied it already). ministack
 honours it: an SQS mapping dispatches at most min(MaximumConcurrency, reserved) batches and the

@@ -18,11 +18,11 @@ from scripts.deploy import DeployError, deploy
 from scripts.emulator import Emulator
 from scripts.local_stack import prepare
 from scripts.stack_config import (
-    LOCAL_API_CONCURRENCY,
     LOCAL_FUNCTION_CONCURRENCY,
     StackConfigError,
     StackParameters,
     from_environment,
+    local_api_ceiling,
 )
 
 EXIT_BAD_CONFIG = 2
@@ -113,9 +113,8 @@ def main() -> None:
         secret = parameters.setdefault("AuthSecret", auth_secret())
         parameters.setdefault("DemoJobTypes", "true")  # the demo types, for trying things out
         parameters.setdefault("FunctionConcurrencyCeiling", str(LOCAL_FUNCTION_CONCURRENCY))
-        # No ceiling asked for: none on the API either.
         parameters.setdefault("ApiConcurrencyCeiling",
-                              "0" if parameters["FunctionConcurrencyCeiling"] == "0" else str(LOCAL_API_CONCURRENCY))
+                              str(local_api_ceiling(int(parameters["FunctionConcurrencyCeiling"]))))
         shown = ", ".join(f"{k}={v}" for k, v in parameters.items() if "Secret" not in k)
         print(f"deploying stack {STACK!r} with {shown}", flush=True)
         try:

@@ -40,6 +40,12 @@ LOCAL_FUNCTION_CONCURRENCY = 4
 LOCAL_API_CONCURRENCY = 6
 FUNCTION_CONCURRENCY_MAX = 1000
 
+
+def local_api_ceiling(function_ceiling: int) -> int:
+    """The API's ceiling on a local stack whose functions have `function_ceiling` (0: none):
+    LOCAL_API_CONCURRENCY, or none when no ceiling was asked for."""
+    return LOCAL_API_CONCURRENCY if function_ceiling else 0
+
 # CloudFormation parameter -> (environment variable, default shown in the README).
 VARIABLES: dict[str, tuple[str, str]] = {
     "AuthSecret": ("JOBPIPE_AUTH_SECRET", "generated once into .local/auth-secret"),

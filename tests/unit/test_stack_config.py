@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from scripts import deploy, run_local
-from scripts.stack_config import VARIABLES, StackConfigError, check_parameters, from_environment
+from scripts.stack_config import (
+    LOCAL_API_CONCURRENCY,
+    VARIABLES,
+    StackConfigError,
+    check_parameters,
+    from_environment,
+    local_api_ceiling,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s" * 32
@@ -63,6 +70,12 @@ def test_the_api_concurrency_ceiling_is_left_to_the_caller_unless_set():
     assert from_environment({"JOBPIPE_API_CONCURRENCY": "8"}).as_parameters()["ApiConcurrencyCeiling"] == "8"
     with pytest.raises(StackConfigError, match="^JOBPIPE_API_CONCURRENCY must be a whole number from 0 to 1000"):
         from_environment({"JOBPIPE_API_CONCURRENCY": "2.5"})
+
+
+def test_the_local_api_ceiling_follows_whether_functions_have_one():
+    """make run and make bench share one rule: no function ceiling, no API ceiling either."""
+    assert local_api_ceiling(4) == local_api_ceiling(1) == LOCAL_API_CONCURRENCY
+    assert local_api_ceiling(0) == 0
 
 
 def test_empty_variables_keep_the_defaults():
