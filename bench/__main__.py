@@ -23,7 +23,7 @@ from typing import Any
 
 from bench import cold_burst, cold_start, polling, requests_per_job, throughput
 from bench.stack import ROOT, now_ms, start_stack, stop_stack
-from scripts.stack_config import LOCAL_FUNCTION_CONCURRENCY, local_api_ceiling
+from scripts.stack_config import LOCAL_FUNCTION_CONCURRENCY, boolean, local_api_ceiling
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -33,10 +33,14 @@ def _env_int(name: str, default: int) -> int:
 
 
 def _env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name, "").strip().lower()
-    if value in ("", "true", "false"):
-        return default if not value else value == "true"
-    raise SystemExit(f"make bench: {name} must be true or false (got {value[:40]!r})")
+    """The variable read with the stack's one rule for switches (stack_config.boolean)."""
+    value = os.environ.get(name, "")
+    if not value.strip():
+        return default
+    try:
+        return boolean(value)
+    except ValueError as exc:
+        raise SystemExit(f"make bench: {name} {exc}") from None
 
 
 def run() -> dict[str, Any]:

@@ -145,7 +145,7 @@ def main(argv: list[str]) -> None:
         sys.exit(2)
     parameters = dict(arg.split("=", 1) for arg in argv[2:])
     try:  # e.g. ErpWebhookUrl without an ErpWebhookSecret of 32+ characters
-        check_parameters(parameters)
+        parameters = check_parameters(parameters)
     except StackConfigError as exc:
         print(f"deploy: {exc}", file=sys.stderr)
         sys.exit(2)

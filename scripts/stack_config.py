@@ -90,6 +90,17 @@ def _number(field: str, value: Any, *, low: float, high: float, whole: bool) -> 
     return number
 
 
+def boolean(value: Any) -> bool:
+    """A switch as people write it (true/false, yes/no, on/off, 1/0, any case); raises
+    ValueError with the rule, for a message that names the variable."""
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"must be true or false (got {str(value)[:40]!r})")
+
+
 class StackParameters(BaseModel):
     """The parameters `make run` deploys with (field names are the template's parameters)."""
 
@@ -139,12 +150,10 @@ class StackParameters(BaseModel):
     @field_validator("UseTaskQueue", "ErpReceiverDeduplicates", mode="before")
     @classmethod
     def _boolean(cls, value: Any, info: ValidationInfo) -> str:
-        text = str(value).strip().lower()
-        if text in ("true", "1", "yes", "on"):
-            return "true"
-        if text in ("false", "0", "no", "off"):
-            return "false"
-        raise _Rule(info.field_name, f"must be true or false (got {str(value)[:40]!r})")
+        try:
+            return "true" if boolean(value) else "false"
+        except ValueError as exc:
+            raise _Rule(info.field_name, str(exc)) from None
 
     @field_validator("ProgressMinIntervalSeconds", mode="before")
     @classmethod
@@ -219,15 +228,18 @@ def from_environment(environ: Mapping[str, str]) -> StackParameters:
         raise _refusal(exc, names) from None
 
 
-def check_parameters(parameters: Mapping[str, str]) -> None:
+def check_parameters(parameters: Mapping[str, str]) -> dict[str, str]:
     """Check the parameters this module knows among `parameters` (CloudFormation names, as
-    `python -m scripts.deploy ... Key=Value` takes them); raises StackConfigError naming the
-    parameter. Parameters it does not know are left to CloudFormation."""
+    `python -m scripts.deploy ... Key=Value` takes them) and return them as CloudFormation
+    takes them (`UseTaskQueue=yes` becomes `true`, `RetentionDays= 14` becomes `14`); raises
+    StackConfigError naming the parameter. Parameters it does not know are left, unchanged,
+    to CloudFormation; only the parameters given are returned (the template keeps its defaults)."""
     known = {k: v for k, v in parameters.items() if k in VARIABLES}
     try:
-        StackParameters.model_validate(known)
+        checked = StackParameters.model_validate(known).model_dump()
     except ValidationError as exc:
         raise _refusal(exc, {param: param for param in VARIABLES}) from None
+    return {k: (checked[k] if k in known else v) for k, v in parameters.items()}
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ shard, the queued jobs no worker claimed in time, held jobs whose start is near,
 jobs past their lease; a job leaves it when it finishes.
 
 Claim-check: a payload or result whose JSON exceeds `inline_limit` is written to S3
-(`jobs/<id>/payload.json`, `result.json`) and the item keeps `payload_ref`/`result_ref`; get()
+(`jobs/<id>/payload.json`, `result-0001.json` per attempt) and the item keeps `payload_ref`/`result_ref`; get()
 reads it back, so callers never see the difference. Listings (get_many) do not fetch those
 objects: they show `{"claim_check": {"bytes": n}}` in place of the value, and GET /jobs/<id>
 returns it whole. Runs get `expires_at` too, so TTL removes a job's whole partition.

@@ -12,6 +12,7 @@ from scripts.stack_config import (
     LOCAL_API_CONCURRENCY,
     VARIABLES,
     StackConfigError,
+    boolean,
     check_parameters,
     from_environment,
     local_api_ceiling,
@@ -139,6 +140,45 @@ def test_deploy_main_refuses_a_short_erp_secret_in_one_line(capsys, monkeypatch)
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("deploy: ErpWebhookSecret must be at least 32 characters")
+
+
+def test_deploy_main_deploys_the_values_as_checked(capsys, monkeypatch):
+    deployed = {}
+    monkeypatch.setattr(deploy, "deploy", lambda build, stack, parameters: deployed.update(parameters) or {})
+    deploy.main(["build", "jobpipe", "UseTaskQueue=yes", "ErpReceiverDeduplicates=OFF", "RetentionDays= 14 ",
+                 "CountAwsRequests=true"])
+    # CloudFormation's AllowedValues take true/false only; unknown parameters pass unchanged;
+    # parameters not given keep the template's defaults
+    assert deployed == {"UseTaskQueue": "true", "ErpReceiverDeduplicates": "false", "RetentionDays": "14",
+                        "CountAwsRequests": "true"}
+
+
+def test_check_parameters_returns_only_what_it_was_given():
+    assert check_parameters({}) == {}
+    assert check_parameters({"RetentionDays": "30", "Other": " x "}) == {"RetentionDays": "30", "Other": " x "}
+
+
+@pytest.mark.parametrize("value, expected", [("true", True), (" Yes", True), ("ON", True), ("1", True),
+                                             ("false", False), ("no", False), ("Off ", False), ("0", False)])
+def test_one_rule_for_switches(value, expected):
+    assert boolean(value) is expected
+
+
+def test_a_switch_that_is_neither_says_so():
+    with pytest.raises(ValueError, match="^must be true or false \\(got 'maybe'\\)$"):
+        boolean("maybe")
+
+
+def test_bench_reads_its_switch_with_the_same_rule(monkeypatch):
+    from bench.__main__ import _env_bool
+
+    monkeypatch.setenv("BENCH_X", "yes")
+    assert _env_bool("BENCH_X", False) is True
+    monkeypatch.setenv("BENCH_X", " ")
+    assert _env_bool("BENCH_X", True) is True
+    monkeypatch.setenv("BENCH_X", "sometimes")
+    with pytest.raises(SystemExit, match="^make bench: BENCH_X must be true or false"):
+        _env_bool("BENCH_X", False)
 
 
 def test_run_local_stops_before_starting_anything(capsys, monkeypatch):
