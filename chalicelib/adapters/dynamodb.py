@@ -32,16 +32,18 @@ the indexes. `expires_at` is the table's TTL attribute. Nothing on a request pat
 """
 from __future__ import annotations
 
-import base64
 import json
 import time
 from typing import Any, Iterable, Optional
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.adapters.cursors import read_cursor, write_cursor
 from chalicelib.adapters.dynamodb_batch import BATCH_GET_MAX, batch_get
 from chalicelib.adapters.dynamodb_items import (
     BLOB_REFS,
+    JOB_PREFIX,
+    JOB_SORT_KEY,
     JSON_FIELDS,
     RUN_PREFIX,
     attribute_value,
@@ -431,7 +433,7 @@ class DynamoJobStore:
 
     def list_jobs(self, query: JobQuery) -> JobPage:
         index_kind = "status" if query.status else ("type" if query.type else None)
-        index, pk_attr, _ = _INDEXES[index_kind]
+        index, pk_attr, sk_attr = _INDEXES[index_kind]
         if query.status:
             partition = status_key(query.tenant, query.status.value)
         elif query.type:
@@ -448,7 +450,7 @@ class DynamoJobStore:
             "Limit": query.limit,
         }
         if query.cursor:
-            request["ExclusiveStartKey"] = _decode_cursor(query.cursor, pk_attr, partition)
+            request["ExclusiveStartKey"] = _decode_cursor(query.cursor, pk_attr, sk_attr, partition)
         try:
             response = self._ddb.query(**request)
         except (ClientError, BotoCoreError) as exc:
@@ -530,22 +532,22 @@ def _lost_race(exc: ClientError) -> bool:
 
 
 def _encode_cursor(key: dict[str, Any]) -> str:
-    plain = {k: deserializer.deserialize(v) for k, v in key.items()}
-    return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode()
+    return write_cursor({k: deserializer.deserialize(v) for k, v in key.items()})
 
 
-def _decode_cursor(cursor: str, pk_attr: str, partition: str) -> dict[str, Any]:
+def _decode_cursor(cursor: str, pk_attr: str, sk_attr: str, partition: str) -> dict[str, Any]:
     """A cursor is the page's LastEvaluatedKey; it must belong to the same listing (tenant and
-    filter), so a cursor can never be used to read another tenant's index partition."""
-    try:
-        plain = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    filter), so a cursor can never be used to read another tenant's index partition, and name
+    a job's item by exactly the index's and the table's keys (anything else would reach
+    DynamoDB as a malformed ExclusiveStartKey)."""
+
+    def start_key(plain: Any) -> dict[str, Any]:
         if not isinstance(plain, dict) or plain.get(pk_attr) != partition:
             raise ValueError("cursor belongs to another listing")
-        if not all(isinstance(v, str) for v in plain.values()) or len(plain) != 4:
+        if set(plain) != {"pk", "sk", pk_attr, sk_attr} or not all(isinstance(v, str) and v for v in plain.values()):
             raise ValueError("cursor has unexpected fields")
+        if not plain["pk"].startswith(JOB_PREFIX) or plain["sk"] != JOB_SORT_KEY:
+            raise ValueError("cursor names no job")
         return {k: {"S": v} for k, v in plain.items()}
-    except (ValueError, TypeError) as exc:
-        raise InvalidRequestError(
-            "cursor is not valid for this listing; start again without it",
-            details={"cursor": cursor[:200]},
-        ) from exc
+
+    return read_cursor(cursor, start_key)

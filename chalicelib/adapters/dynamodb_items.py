@@ -30,6 +30,8 @@ GSI_KEYS = tuple(f"gsi{i}{part}" for i in range(1, 6) for part in ("pk", "sk"))
 SEPARATOR = "#"
 JOB_PREFIX, RUN_PREFIX, ARTIFACT_PREFIX = "JOB#", "RUN#", "ART#"
 CACHE_PREFIX, TASK_PREFIX = "CACHE#", "TASK#"
+# The sort key of a job's own item in its partition (its runs and artifacts sort after it).
+JOB_SORT_KEY = "JOB"
 
 
 class InvalidKeyPartError(InvalidRequestError):
@@ -54,7 +56,7 @@ def job_id_of(partition: str) -> str:
 
 
 def job_key(job_id: str) -> dict[str, Any]:
-    return {"pk": {"S": job_partition(job_id)}, "sk": {"S": "JOB"}}
+    return {"pk": {"S": job_partition(job_id)}, "sk": {"S": JOB_SORT_KEY}}
 
 
 def run_key(job_id: str, attempt: int) -> dict[str, Any]:
@@ -180,7 +182,7 @@ def job_to_item(job: Job) -> dict[str, Any]:
     sort_key = f"{job.created_at}#{job.id}"
     item: dict[str, Any] = {
         "pk": job_partition(job.id),
-        "sk": "JOB",
+        "sk": JOB_SORT_KEY,
         "gsi1pk": tenant_partition(job.tenant),
         "gsi1sk": sort_key,
         "gsi2pk": status_key(job.tenant, job.status.value),

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from chalicelib.adapters.dynamodb_items import item_to_job
+from chalicelib.adapters.dynamodb_items import JOB_SORT_KEY, item_to_job
 from chalicelib.domain.job import isoformat
 from chalicelib.ports import JobChange
 
@@ -13,7 +13,7 @@ def job_change(record: dict[str, Any]) -> Optional[JobChange]:
     """The job write a stream record carries, or None for other items (runs, caches, ...)."""
     data = record.get("dynamodb") or {}
     keys = data.get("Keys") or {}
-    if keys.get("sk", {}).get("S") != "JOB":
+    if keys.get("sk", {}).get("S") != JOB_SORT_KEY:
         return None
     old_image, new_image = data.get("OldImage"), data.get("NewImage")
     created = data.get("ApproximateCreationDateTime")

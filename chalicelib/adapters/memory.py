@@ -1,7 +1,6 @@
 """In-memory adapters with the same contract as the AWS ones (conditional writes included)."""
 from __future__ import annotations
 
-import base64
 import json
 import math
 import threading
@@ -13,6 +12,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequenc
 
 from chalicelib.adapters.artifacts import blob_key as artifact_blob_key
 from chalicelib.adapters.artifacts import check_name, keeps_inline
+from chalicelib.adapters.cursors import read_cursor, write_cursor
 from chalicelib.adapters.dynamodb_items import blob_key as claim_check_key
 from chalicelib.adapters.dynamodb_items import blob_prefix, status_key, tenant_partition, type_partition
 from chalicelib.adapters.sqs import MAX_DELAY_S
@@ -419,21 +419,21 @@ def _dumped(update: dict[str, Any]) -> dict[str, Any]:
 
 
 def _encode_cursor(partition: str, key: tuple[str, str]) -> str:
-    return base64.urlsafe_b64encode(json.dumps([partition, *key]).encode()).decode()
+    return write_cursor([partition, *key])
 
 
 def _decode_cursor(cursor: str, partition: str) -> tuple[str, str]:
     """A cursor names the listing it came from: one of another tenant or filter is refused."""
-    try:
-        listing, created_at, job_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+
+    def after(plain: Any) -> tuple[str, str]:
+        listing, created_at, job_id = plain
         if listing != partition:
             raise ValueError("cursor belongs to another listing")
-        return str(created_at), str(job_id)
-    except (ValueError, TypeError) as exc:
-        raise InvalidRequestError(
-            "cursor is not valid for this listing; start again without it",
-            details={"cursor": cursor[:200]},
-        ) from exc
+        if not isinstance(created_at, str) or not isinstance(job_id, str):
+            raise ValueError("cursor has unexpected fields")
+        return created_at, job_id
+
+    return read_cursor(cursor, after)
 
 
 class InMemoryCacheStore:

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from chalicelib.adapters.dynamodb_batch import BATCH_WRITE_MAX, batch_write
 from chalicelib.adapters.dynamodb_items import (
     FINISHED_SHARDS,
+    JOB_SORT_KEY,
     blob_prefix,
     finished_partition,
     job_id_of,
@@ -91,7 +92,7 @@ class DynamoFinishedJobs:
             if blob_keys:
                 self._blobs.delete(sorted(set(blob_keys)))
         # The job item last, so an interrupted purge is found again through the index.
-        keys.sort(key=lambda k: k["sk"]["S"] == "JOB")
+        keys.sort(key=lambda k: k["sk"]["S"] == JOB_SORT_KEY)
         for start in range(0, len(keys), BATCH_WRITE_MAX):
             self._batch_delete(keys[start : start + BATCH_WRITE_MAX])
         return len(keys)

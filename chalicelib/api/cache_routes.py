@@ -1,15 +1,16 @@
 """Scope caches over HTTP: store a JSON value, read it until a completed job invalidates it."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from chalice import Blueprint
 
-from chalicelib.api.errors import json_response
+from chalicelib.api.errors import PayloadTooLargeError, json_response
 from chalicelib.api.http import Call
 from chalicelib.api.routing import router
 from chalicelib.composition import container
-from chalicelib.domain.caches import check_name
+from chalicelib.domain.caches import MAX_VALUE_BYTES, check_name
 from chalicelib.domain.errors import InvalidRequestError
 from chalicelib.domain.job import isoformat, utcnow
 
@@ -33,6 +34,12 @@ def put_cache(call: Call, scope: str, namespace: str) -> Any:
     check_name("scope", scope)
     check_name("namespace", namespace)
     value = call.json()
+    size = len(json.dumps(value, separators=(",", ":")))  # as the store writes it
+    if size > MAX_VALUE_BYTES:
+        raise PayloadTooLargeError(
+            f"a cached value's JSON may take {MAX_VALUE_BYTES} bytes; this one takes {size}",
+            details={"limit": MAX_VALUE_BYTES, "bytes": size},
+        )
     entry = container().cache_store.put(
         call.user.tenant, scope, namespace, value, isoformat(utcnow()),
         expected_generation=_generation(call.header("if-match")),

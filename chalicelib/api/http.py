@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar
 
@@ -20,15 +21,16 @@ from chalicelib.api.errors import (
 from chalicelib.domain.errors import InvalidRequestError, JobpipeError
 from chalicelib.observability import logger
 
-# Chalice answers 415 in its own format for a Content-Type outside this list; accept the
-# common ones and judge the body ourselves so every refusal has our error shape.
-CONTENT_TYPES = [
-    "application/json",
-    "text/plain",
-    "application/x-www-form-urlencoded",
-    "application/octet-stream",
-    "multipart/form-data",
-]
+# Chalice answers 415 in its own format for a Content-Type its route does not list; every
+# route takes any type and judges the body itself, so every refusal has our error shape.
+ANY_CONTENT_TYPE = ["*/*"]
+# A lone surrogate escape (`"\ud800"`) is valid JSON but no UTF-8 string: nothing could store,
+# log or hash it. Only bodies holding such an escape are checked whole.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -56,11 +58,18 @@ class Call:
         if not body.strip():
             raise InvalidJsonError("request body is empty; send a JSON object")
         try:
-            return json.loads(body)
+            value = json.loads(body, parse_constant=_no_constant)  # NaN, Infinity: not JSON
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidJsonError(f"request body is not valid JSON: {exc}") from None
         except RecursionError:  # the parser recurses once per nesting level
             raise InvalidJsonError("request body is nested too deeply") from None
+        if _SURROGATE_ESCAPE.search(body):
+            try:
+                json.dumps(value, ensure_ascii=False).encode()
+            except UnicodeEncodeError:
+                raise InvalidJsonError("request body holds a lone surrogate escape (\\ud800-\\udfff), "
+                                       "which is no Unicode character") from None
+        return value
 
     def model(self, model: type[M]) -> M:
         """The JSON body validated against `model`; InvalidRequestError lists the problems."""
@@ -106,7 +115,7 @@ def endpoint(
     `internal_error(exc)` (compatibility routes answer in their clients' error format)."""
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
-        @blueprint.route(path, methods=methods, content_types=CONTENT_TYPES)
+        @blueprint.route(path, methods=methods, content_types=ANY_CONTENT_TYPE)
         @functools.wraps(view)
         def route(**params: Any) -> Response:
             request = blueprint.current_request

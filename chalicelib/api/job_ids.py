@@ -11,6 +11,7 @@ import json
 from typing import Any, Iterable, Mapping, Optional, Union
 
 from chalicelib.api.errors import InvalidJsonError
+from chalicelib.domain.errors import InvalidRequestError
 
 _ID_KEYS = ("job_ids", "jobs", "ids")
 _QUERY_KEYS = ("job_ids", "job_id")
@@ -20,8 +21,19 @@ def normalize_job_ids(value: Any) -> list[str]:
     for job_id in _flatten(value):
         job_id = job_id.strip()
         if job_id:
-            ordered.setdefault(job_id, None)
+            ordered.setdefault(_text(job_id), None)
     return list(ordered)
+
+
+def _text(job_id: str) -> str:
+    """`job_id` if it is Unicode text; JSON can carry a lone surrogate (`"\\ud800"`), which no
+    store, log or tag can encode."""
+    try:
+        job_id.encode()
+    except UnicodeEncodeError:
+        raise InvalidRequestError("a job id holds a lone surrogate escape (\\ud800-\\udfff)",
+                                  details={"job_id": job_id.encode(errors="backslashreplace").decode()[:128]}) from None
+    return job_id
 
 
 def _flatten(value: Any) -> Iterable[str]:

@@ -8,7 +8,7 @@ from chalicelib.dashboard.page import page
 dashboard = Blueprint(__name__)
 
 
-@dashboard.route("/dashboard", methods=["GET"])
+@dashboard.route("/dashboard", methods=["GET"], content_types=["*/*"])
 def dashboard_page() -> Response:
     built = page()
     return Response(

@@ -8,6 +8,9 @@ from pydantic import RootModel, field_validator
 from chalicelib.domain.errors import InvalidRequestError
 
 _NAME = re.compile(r"[A-Za-z0-9._:/@\-]{1,256}")
+# A cached value is one DynamoDB item's attribute (items hold 400 KB in all): its JSON may take
+# 350 KiB, the rest is the item's keys and bookkeeping.
+MAX_VALUE_BYTES = 350 * 1024
 
 
 def check_name(kind: str, value: str) -> str:

@@ -1,6 +1,9 @@
 """JobStore: conditional writes, progress, runs, children, listings and the claim-check."""
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 
 from chalicelib.domain.errors import (
@@ -260,9 +263,32 @@ def test_a_cursor_only_continues_the_listing_it_came_from(adapters):
         adapters.store.list_jobs(JobQuery("globex", limit=2, cursor=cursor))
     with pytest.raises(InvalidRequestError):
         adapters.store.list_jobs(JobQuery("acme", status=JobStatus.QUEUED, limit=2, cursor=cursor))
-    for garbage in ("not-base64!", "bm90IGpzb24", "W10="):
+    for garbage in ("not-base64!", "bm90IGpzb24", "W10=", _cursor("[" * 1500), "A" * 5000):
         with pytest.raises(InvalidRequestError):
             adapters.store.list_jobs(JobQuery("acme", cursor=garbage))
+
+
+def test_a_cursor_must_name_a_job_of_the_listing_by_its_keys(adapters):
+    """A cursor reshaped by hand (right listing, other fields) is refused like any other, never
+    sent on as a malformed start key."""
+    for i in range(3):
+        adapters.store.create(make_job(i))
+    cursor = adapters.store.list_jobs(JobQuery("acme", limit=1)).cursor
+    plain = json.loads(base64.urlsafe_b64decode(cursor))
+    if isinstance(plain, dict):  # DynamoDB: the index's and the table's keys
+        partition = plain["gsi1pk"]
+        reshaped = [{"gsi1pk": partition, "a": "1", "b": "2", "c": "3"},
+                    {**plain, "sk": "RUN#0001"}, {**plain, "pk": "CACHE#x"}, {**plain, "gsi1sk": ""}]
+    else:  # in memory: listing, created_at, id
+        partition = plain[0]
+        reshaped = [[partition, 1, 2], [partition, "a"], {"listing": partition}]
+    for value in reshaped:
+        with pytest.raises(InvalidRequestError, match="cursor is not valid"):
+            adapters.store.list_jobs(JobQuery("acme", limit=1, cursor=_cursor(json.dumps(value))))
+
+
+def _cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode()
 
 
 def test_filters_by_status_by_type_and_by_both(adapters):

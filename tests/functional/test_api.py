@@ -311,3 +311,53 @@ def test_every_request_ends_with_one_summary_line_naming_its_route_and_status(cl
     assert client.http.get("/jobs/no-such-job", headers=auth()).status_code == 404
     summaries = [(r.method, r.route, r.status, r.outcome) for r in caplog.records if r.getMessage() == "invocation finished"]
     assert summaries == [("GET", "/jobs/{job_id}", 200, "ok"), ("GET", "/jobs/{job_id}", 404, "ok")]
+
+
+@pytest.mark.parametrize("path", ["/jobs/status", "/api/jobinfo"])
+def test_a_job_id_holding_a_lone_surrogate_is_a_400(client, aws, path):
+    submit(client)
+    response = client.http.post(path, headers=auth(), body='{"job_ids": ["\\ud800"]}')
+    assert response.status_code == 400, response.body
+    assert response.json_body["error"]["code"] == "invalid_request"
+    # a surrogate pair is one character, an id like any other (unknown here)
+    paired = post(client, "/jobs/status", {"job_ids": ["\U0001F600"]}).json_body
+    assert paired["jobs"]["\U0001F600"]["status"] == "not_found"
+
+
+@pytest.mark.parametrize("raw", ['{"type": "demo.steps", "payload": {"steps": NaN, "step_ms": 0}}',
+                                 '{"type": "demo.steps", "payload": {"steps": 1, "step_ms": Infinity}}',
+                                 '{"type": "demo.steps", "payload": {"note": "\\udc00", "steps": 1, "step_ms": 0}}'])
+def test_json_that_is_not_portable_json_is_refused(client, aws, raw):
+    """NaN and Infinity are Python's extensions, a lone surrogate no text: every other parser
+    (JSON.parse, Go, a DynamoDB string) would refuse what the job would later serve."""
+    response = post(client, "/jobs", None, raw=raw)
+    assert response.status_code == 400 and response.json_body["error"]["code"] == "invalid_json"
+    assert table_items(aws) == [] and receive_all(aws) == []
+    nan_cache = client.http.put("/cache/s/n", headers=auth(), body="NaN")
+    assert nan_cache.status_code == 400 and nan_cache.json_body["error"]["code"] == "invalid_json"
+
+
+@pytest.mark.parametrize("content_type", ["text/html", "application/xml", "image/png", ""])
+def test_any_content_type_is_judged_by_the_body_in_our_error_shape(client, aws, content_type):
+    headers = {**auth(), "Content-Type": content_type}
+    assert client.http.get("/jobs", headers=headers).status_code == 200
+    accepted = client.http.post("/jobs", headers=headers, body=json.dumps(STEPS))
+    assert accepted.status_code == 202, accepted.body
+    refused = client.http.post("/jobs", headers=headers, body="<job/>")
+    assert refused.status_code == 400 and refused.json_body["error"]["code"] == "invalid_json"
+    assert client.http.get("/dashboard", headers={"Content-Type": content_type}).status_code == 200
+
+
+def test_a_cache_value_larger_than_an_item_holds_is_a_413_and_keeps_the_old_value(client, aws):
+    assert client.http.put("/cache/s/n", headers=auth(), body='{"v": 1}').status_code == 200
+    big = json.dumps({"v": "x" * (350 * 1024)})
+    response = client.http.put("/cache/s/n", headers=auth(), body=big)
+    assert response.status_code == 413 and response.json_body["error"]["code"] == "payload_too_large"
+    assert response.json_body["error"]["details"]["limit"] == 350 * 1024
+    # escaped as stored: 60,000 non-ASCII characters take 6 bytes each
+    escaped = client.http.put("/cache/s/n", headers=auth(), body=json.dumps({"v": "é" * 60_000}, ensure_ascii=False))
+    assert escaped.status_code == 413
+    assert client.http.get("/cache/s/n", headers=auth()).json_body["value"] == {"v": 1}
+    fits = {"v": "x" * (340 * 1024)}
+    assert client.http.put("/cache/s/n", headers=auth(), body=json.dumps(fits)).status_code == 200
+    assert client.http.get("/cache/s/n", headers=auth()).json_body["value"] == fits
