@@ -206,6 +206,7 @@ class Container:
             retention_s=self.settings.retention_days * 86400,
             retry_base_s=self.settings.retry_base_s,
             dispatch_grace_s=self.settings.dispatch_grace_s,
+            max_dispatches=self.settings.max_dispatches,
             caches_of=self.cache_rules.namespaces_for,
             key_ttl_s=self.settings.idempotency_ttl_s,
         )

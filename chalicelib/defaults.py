@@ -12,11 +12,21 @@ MAX_SCHEDULE_S = 365 * 24 * 3600
 DISPATCH_GRACE_S = 120
 # The worker functions' timeout (Lambda's maximum; .chalice/config.json): an attempt runs inside
 # one invocation, which keeps this margin after the handler's timeout to record the outcome.
-# So no job type's timeout may pass MAX_JOB_TIMEOUT_S: its attempts could never be claimed.
+# A claim needs the timeout plus the margin still left in the invocation, and a fresh invocation
+# never has all 900 s by the time it claims (its start, the batch's earlier claims): so a type's
+# timeout also leaves CLAIM_HEADROOM_S, else its attempts would be deferred on every delivery
+# and never claimed. MAX_JOB_TIMEOUT_S is what `register` accepts.
 WORKER_TIMEOUT_S = 900
 INVOCATION_MARGIN_S = 10
-MAX_JOB_TIMEOUT_S = WORKER_TIMEOUT_S - INVOCATION_MARGIN_S
+CLAIM_HEADROOM_S = 20
+MAX_JOB_TIMEOUT_S = WORKER_TIMEOUT_S - INVOCATION_MARGIN_S - CLAIM_HEADROOM_S
 MAX_DISPATCH_BACKOFF_S = 3600
+# A queued or retrying job whose next attempt was sent this many times without any worker
+# claiming it fails `undeliverable` (its event goes out): every message for it was lost or
+# dead-lettered. With the default grace the sends are 2, 4, 8, 16, 32 minutes apart, then an
+# hour: about 20 hours in all, far beyond any backlog the queues' 14 days of retention allow
+# a worker to reach late. The bound holds whatever the dead-letter queues hold.
+MAX_DISPATCHES = 24
 # A failed delivery (a worker failing before the handler ran, a webhook or cache store that
 # did not answer) hides its message this long, doubling per receive up to 15 minutes, instead of
 # the queue's visibility timeout. With the consumer queues' maxReceiveCount of 100 an ERP event

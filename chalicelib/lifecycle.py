@@ -19,6 +19,7 @@ from chalicelib.defaults import (
     DISPATCH_GRACE_S,
     INVOCATION_MARGIN_S,
     MAX_DISPATCH_BACKOFF_S,
+    MAX_DISPATCHES,
     MAX_SCHEDULE_S,
     SQS_MAX_DELAY_S,
 )
@@ -71,6 +72,7 @@ class ReconcileOutcome(str, Enum):
     REDISPATCHED = "redispatched"  # a queued/retrying job's message was sent again
     LEASE_EXPIRED = "lease_expired"  # a running attempt outlived its lease: worker_lost
     DEAD_LETTERED = "dead_lettered"  # its message sits on a dead-letter queue: failed
+    UNDELIVERABLE = "undeliverable"  # sent max_dispatches times, never claimed: failed
     SKIPPED = "skipped"  # nothing to do (finished meanwhile, not due)
 
 
@@ -118,12 +120,14 @@ class JobLifecycle:
         retention_s: int = 7 * 24 * 3600,
         retry_base_s: int = 2,
         dispatch_grace_s: int = DISPATCH_GRACE_S,
+        max_dispatches: int = MAX_DISPATCHES,
         caches_of: Callable[[str], Sequence[str]] = lambda job_type: (),
         key_ttl_s: int = 24 * 3600,
     ) -> None:
         """`caches_of(job_type)`: the scope cache namespaces a completion of that type
         invalidates, in the completion's own write. `key_ttl_s`: how long a submission's
-        Idempotency-Key keeps answering with its job."""
+        Idempotency-Key keeps answering with its job. `max_dispatches`: how many messages
+        a job's next attempt is sent before, never claimed, it fails `undeliverable`."""
         self.caches_of = caches_of
         self.key_ttl_s = key_ttl_s
         self.store = store
@@ -133,6 +137,7 @@ class JobLifecycle:
         self.retention_s = retention_s
         self.retry_base_s = retry_base_s
         self.dispatch_grace_s = dispatch_grace_s
+        self.max_dispatches = max_dispatches
 
     # -- submission -------------------------------------------------------------------------
 
@@ -500,7 +505,9 @@ class JobLifecycle:
         """Act on a job the due index returned. A queued/retrying job gets its message (again):
         released when it was held for a long schedule, redispatched when a message was sent
         before but no worker claimed it (lost, purged, stuck); each resend doubles the wait
-        before the next. A running job past its lease is failed `worker_lost` and retried or
+        before the next, and once `max_dispatches` went out with none claimed the job fails
+        `undeliverable` (every message lost or dead-lettered: waiting longer would wait
+        forever). A running job past its lease is failed `worker_lost` and retried or
         failed by the usual rules. Raises StaleJobError when the job changed meanwhile,
         QueueUnavailableError when the message could not be sent (the job stays due)."""
         now = self.clock()
@@ -520,6 +527,13 @@ class JobLifecycle:
             self.store.apply(job, job.status, ChangeSet(
                 {"due_at": isoformat(start - timedelta(seconds=SQS_MAX_DELAY_S))}))
             return ReconcileOutcome.SKIPPED
+        if job.dispatches >= self.max_dispatches:
+            self._finish(job, JobStatus.FAILED, error=JobErrorInfo(
+                code="undeliverable",
+                message=(f"no worker claimed attempt {job.attempts + 1} after {job.dispatches} messages; "
+                         "each was lost or dead-lettered (see GET /api/system/dlq)"),
+            ))
+            return ReconcileOutcome.UNDELIVERABLE
         # The write comes first so that two overlapping passes send one message, not two.
         self.store.apply(job, job.status, ChangeSet({
             "due_at": isoformat(self._claim_deadline(start, sent=max(1, job.dispatches))),

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Protocol, Sequence, Union
 
-from chalicelib.domain.job import Job, Progress, Run
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from chalicelib.domain.job import Job, Progress, Run, is_plausible_job_id
 from chalicelib.domain.status import JobStatus
 
 # Sentinel for "remove this attribute" in a change set.
@@ -31,6 +33,31 @@ class JobMessage:
         if self.tenant is not None and self.timeout_s is not None:
             body.update(tenant=self.tenant, timeout_s=self.timeout_s)
         return body
+
+
+class _MessageBody(BaseModel):
+    job_id: str
+    attempt: int = Field(default=1, ge=1)
+    tenant: Optional[str] = None
+    timeout_s: Optional[int] = Field(default=None, ge=1)
+
+    @field_validator("job_id")
+    @classmethod
+    def _job_id(cls, value: str) -> str:
+        if not is_plausible_job_id(value):
+            raise ValueError("no job has this id")
+        return value
+
+
+def job_message_of(body: Union[str, bytes, Mapping[str, Any]]) -> JobMessage:
+    """The job message a queue body carries (its JSON text, or the JSON decoded); raises
+    ValueError for anything else: a foreign or hand-made body, an id no job can have."""
+    try:
+        parsed = (_MessageBody.model_validate(body) if isinstance(body, Mapping)
+                  else _MessageBody.model_validate_json(body))
+    except ValidationError as exc:
+        raise ValueError(f"not a job message: {str(body)[:200]!r}") from exc
+    return JobMessage(parsed.job_id, parsed.attempt, tenant=parsed.tenant, timeout_s=parsed.timeout_s)
 
 
 @dataclass

@@ -9,7 +9,13 @@ Each pass, in this order:
 2. due jobs, from the sparse by_due index (never a Scan), earliest first: a queued or retrying
    job no worker claimed by its due time gets its message again (lost, purged or stuck
    messages; a job held for a start beyond SQS's 15-minute delay is released the same way);
-   a running attempt past its lease ends `worker_lost` and is retried or failed as usual.
+   a running attempt past its lease ends `worker_lost` and is retried or failed as usual;
+   a job whose next attempt was sent `max_dispatches` times with none claimed fails
+   `undeliverable` (the bound that holds whatever the dead-letter queues hold: step 1 reads
+   only their oldest letters).
+
+The steps fail alone, and so does each job within them: a dead-letter queue that cannot be
+read, or a job whose action raises, is counted in `errors` and the rest of the pass goes on.
 
 Every action is a conditional write against the status and version read, so overlapping passes,
 workers and cancels cannot double anything; a duplicate message is harmless because claims are
@@ -23,7 +29,7 @@ from typing import Any, Callable, Iterable, Optional
 from chalicelib.domain.errors import JobpipeError, StaleJobError
 from chalicelib.domain.job import PRIORITIES, isoformat
 from chalicelib.lifecycle import JobLifecycle, ReconcileOutcome
-from chalicelib.ports import DeadLetter, JobMessage, QueueOperations
+from chalicelib.ports import DeadLetter, JobMessage, QueueOperations, job_message_of
 
 # Jobs looked at per pass; the rest wait for the next pass (the index keeps them earliest first).
 DUE_PER_PASS = 200
@@ -61,13 +67,26 @@ class Reconciler:
         self._observe = observe or (lambda message, extra: None)
 
     def run_pass(self) -> ReconcilePass:
+        """Both steps, each on its own: a dead-letter queue that cannot be read (or a letter
+        that breaks its step) must not stop the due jobs, which bound every other wait."""
         result = ReconcilePass(started_at=isoformat(self._lifecycle.clock()))
         if self._dead_letters is not None:
-            self._fail_dead_lettered(result)
+            self._step(result, "dead letters", lambda: self._fail_dead_lettered(result))
+        self._step(result, "due jobs", lambda: self._reconcile_due(result))
+        return result
+
+    def _reconcile_due(self, result: ReconcilePass) -> None:
         now = isoformat(self._lifecycle.clock())
         for job in self._lifecycle.store.due(now, self._due_per_pass):
             self._act(result, job.id, lambda job=job: self._lifecycle.reconcile(job))
-        return result
+
+    def _step(self, result: ReconcilePass, name: str, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001 - counted and logged; the pass goes on
+            result.counts["errors"] += 1
+            result.errors.append(f"{name}: {_describe(exc)}")
+            self._observe("reconciler step failed", {"step": name, "error": _describe(exc)})
 
     def _fail_dead_lettered(self, result: ReconcilePass) -> None:
         messages: dict[str, JobMessage] = {}
@@ -97,10 +116,10 @@ class Reconciler:
         except StaleJobError:
             result.counts["raced"] += 1  # a worker or a cancel got there first: nothing to do
             return
-        except JobpipeError as exc:  # left due: the next pass tries again
+        except Exception as exc:  # noqa: BLE001 - left due: the next pass tries again; one job never stops the rest
             result.counts["errors"] += 1
-            result.errors.append(f"{job_id}: {exc.code}: {exc.message}")
-            self._observe("reconcile action failed", {"job_id": job_id, "error_code": exc.code})
+            result.errors.append(f"{job_id}: {_describe(exc)}")
+            self._observe("reconcile action failed", {"job_id": job_id, "error": _describe(exc)})
             return
         if outcome != ReconcileOutcome.SKIPPED:
             result.counts[outcome.value] += 1
@@ -108,7 +127,13 @@ class Reconciler:
 
 
 def _job_message(letter: DeadLetter) -> Optional[JobMessage]:
-    job_id, attempt = letter.body.get("job_id"), letter.body.get("attempt", 1)
-    if not isinstance(job_id, str) or not isinstance(attempt, int):
+    try:
+        return job_message_of(letter.body)
+    except ValueError:
         return None  # not a job message; operators see it in GET /api/system/dlq
-    return JobMessage(job_id, attempt)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, JobpipeError):
+        return f"{exc.code}: {exc.message}"
+    return f"{type(exc).__name__}: {str(exc)[:200]}"

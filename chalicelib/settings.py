@@ -6,7 +6,7 @@ from typing import Mapping, Optional
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from chalicelib.defaults import redelivery_wait_s
+from chalicelib.defaults import MAX_DISPATCHES, redelivery_wait_s
 
 
 class Settings(BaseModel):
@@ -53,6 +53,9 @@ class Settings(BaseModel):
     # How long a queued job may wait for a worker past its start before the reconciler sends
     # its message again (doubling after each resend).
     dispatch_grace_s: int = Field(default=120, ge=1, le=24 * 3600)
+    # How many messages a queued job's next attempt is sent, none claimed, before it fails
+    # `undeliverable` (defaults.MAX_DISPATCHES).
+    max_dispatches: int = Field(default=MAX_DISPATCHES, ge=2, le=1000)
     # First wait before a failed delivery (worker, ERP bridge, cache consumer) comes back.
     redelivery_base_s: int = Field(default=30, ge=1, le=900)
     # Longest wait between two deliveries; with the consumer queues' 100 receives, 900 s gives
@@ -166,6 +169,7 @@ _ENV = {
     "event_bus_name": "JOBPIPE_EVENT_BUS",
     "progress_min_interval_s": "PROGRESS_MIN_INTERVAL_S",
     "dispatch_grace_s": "JOBPIPE_DISPATCH_GRACE_S",
+    "max_dispatches": "JOBPIPE_MAX_DISPATCHES",
     "redelivery_base_s": "JOBPIPE_REDELIVERY_BASE_S",
     "redelivery_max_s": "JOBPIPE_REDELIVERY_MAX_S",
     "aws_connect_timeout_s": "JOBPIPE_AWS_CONNECT_TIMEOUT_S",

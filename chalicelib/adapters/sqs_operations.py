@@ -10,7 +10,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Mapping, Optional
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.domain.errors import DeadLetterUnavailableError, InvalidRequestError, NotRedrivableError
 from chalicelib.ports import DeadLetter
@@ -113,7 +113,7 @@ class SqsQueueOperations:
                     {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
                     for i, m in enumerate(chunk)
                 ])
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
             raise DeadLetterUnavailableError(f"could not read the {priority} dead-letter queue") from exc
         return [_dead_letter(m) for m in messages]
 

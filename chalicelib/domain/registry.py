@@ -65,7 +65,8 @@ class JobTypeRegistry:
         if timeout_s > MAX_JOB_TIMEOUT_S:
             raise ValueError(
                 f"timeout_s of {name!r} is {timeout_s} s; an attempt runs inside one worker invocation "
-                f"({WORKER_TIMEOUT_S} s), so at most {MAX_JOB_TIMEOUT_S} s: split longer work into child jobs"
+                f"({WORKER_TIMEOUT_S} s, less {WORKER_TIMEOUT_S - MAX_JOB_TIMEOUT_S} s for its start and the outcome), "
+                f"so at most {MAX_JOB_TIMEOUT_S} s: split longer work into child jobs"
             )
 
         def decorator(handler: Handler) -> Handler:

@@ -5,7 +5,7 @@ import json
 import time
 from typing import Any, Callable, Optional
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from chalicelib.domain.errors import (
     FatalJobError,
@@ -17,19 +17,12 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.job import Job, JobErrorInfo
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.lifecycle import LEASE_GRACE_S, ClaimOutcome, JobLifecycle
-from chalicelib.ports import ArtifactStore, JobMessage
+from chalicelib.ports import ArtifactStore, JobMessage, job_message_of
 from chalicelib.worker.context import CANCEL_POLL_INTERVAL_S, Completion, JobContext
 from chalicelib.worker.progress import ProgressReporter
 from chalicelib.worker.timeout import run_with_timeout
 
 _MAX_ERROR_MESSAGE = 2000
-
-
-class MessageBody(BaseModel):
-    job_id: str
-    attempt: int = 1
-    tenant: Optional[str] = None
-    timeout_s: Optional[int] = None
 
 
 class DeferredDelivery(Exception):
@@ -44,11 +37,7 @@ class DeferredDelivery(Exception):
 
 def parse_message(body: str) -> JobMessage:
     """Raises ValueError for a body that is not a job message (it then goes to the DLQ)."""
-    try:
-        parsed = MessageBody.model_validate_json(body)
-    except ValidationError as exc:
-        raise ValueError(f"not a job message: {body[:200]!r}") from exc
-    return JobMessage(parsed.job_id, parsed.attempt, tenant=parsed.tenant, timeout_s=parsed.timeout_s)
+    return job_message_of(body)
 
 
 class JobRunner:

@@ -56,6 +56,42 @@ def test_a_message_moved_to_the_dlq_fails_its_job_as_dead_lettered(app, client, 
     assert reconcile(app)["counts"] == {}
 
 
+@pytest.mark.parametrize("foreign", [{"job_id": "other#system", "attempt": 1}, {"job_id": "", "attempt": 1}])
+def test_a_dead_letter_naming_no_possible_job_leaves_the_pass_whole(quick_grace, app, client, aws, foreign):
+    """A hand-moved or foreign message on a jobs DLQ (an id no job can have) is passed by; the
+    pass still resends what was lost."""
+    aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=json.dumps(foreign))
+    job = client.http.post("/jobs", headers=auth(), body=json.dumps(STEPS)).json_body
+    aws["sqs"].purge_queue(QueueUrl=aws["jobs_url"])
+    time.sleep(1.2)
+    assert reconcile(app)["counts"] == {"redispatched": 1}
+    drain(app, aws)
+    assert client.http.get(f"/jobs/{job['id']}", headers=auth()).json_body["status"] == "completed"
+
+
+def test_a_dead_letter_queue_that_cannot_be_read_leaves_the_due_step_running(quick_grace, app, client, aws,
+                                                                          monkeypatch):
+    from botocore.exceptions import ReadTimeoutError
+
+    from chalicelib.composition import container
+
+    job = client.http.post("/jobs", headers=auth(), body=json.dumps(STEPS)).json_body
+    aws["sqs"].purge_queue(QueueUrl=aws["jobs_url"])
+    time.sleep(1.2)
+    sqs = container().queue_operations._sqs
+
+    def times_out(**request):
+        raise ReadTimeoutError(endpoint_url="https://sqs.us-east-1.amazonaws.com")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(sqs, "receive_message", times_out)
+        result = reconcile(app)
+    assert result["counts"] == {"errors": 1, "redispatched": 1}
+    assert result["errors"][0].startswith("dead letters: dlq_unavailable: could not read the")
+    drain(app, aws)
+    assert client.http.get(f"/jobs/{job['id']}", headers=auth()).json_body["status"] == "completed"
+
+
 def test_a_job_an_hour_ahead_is_held_shows_not_before_and_can_be_canceled(app, client, aws):
     before = datetime.now(timezone.utc)
     job = client.http.post("/jobs", headers=auth(), body=json.dumps({**STEPS, "delay_seconds": 3600})).json_body

@@ -286,3 +286,28 @@ def test_spawned_children_are_linked_and_idempotent_within_an_attempt(lifecycle,
     with pytest.raises(Exception):
         lifecycle.spawn(running, 3, type="nope", payload={})
     assert store.get(parent.id).children == [first.id, second.id]
+
+
+@pytest.mark.parametrize("read_first", [False, True])
+def test_a_type_at_the_longest_timeout_register_accepts_is_claimed_by_a_fresh_invocation(store, queue, clock, read_first):
+    """A fresh 900 s invocation has a little less than 900 s left when it claims (its start,
+    earlier claims of its batch): the longest registrable timeout must still fit, on the
+    one-write claim and on the claim after a read alike."""
+    from pydantic import BaseModel
+
+    from chalicelib.defaults import CLAIM_HEADROOM_S, MAX_JOB_TIMEOUT_S, WORKER_TIMEOUT_S
+    from chalicelib.job_types import build_registry
+    from chalicelib.lifecycle import JobLifecycle
+
+    class Empty(BaseModel):
+        pass
+
+    registry = build_registry(demo_types=False).copy()
+    registry.register("longest.job", Empty, timeout_s=MAX_JOB_TIMEOUT_S)(lambda ctx, p: None)
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+    job = lifecycle.submit(tenant="acme", user="ann", type="longest.job", payload={})
+    message = queue.drain()[0]
+    if read_first:  # a message without hints (sent before they existed, moved by hand)
+        message = JobMessage(message.job_id, message.attempt)
+    claim = lifecycle.claim(message, time_left_s=WORKER_TIMEOUT_S - CLAIM_HEADROOM_S + 0.001)
+    assert claim.outcome == ClaimOutcome.RUN and store.get(job.id).status == JobStatus.RUNNING

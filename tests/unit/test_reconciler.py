@@ -6,10 +6,16 @@ from datetime import timedelta
 import pytest
 
 from chalicelib.adapters.memory import InMemoryQueueOperations
-from chalicelib.domain.errors import InvalidRequestError
+from chalicelib.domain.errors import DeadLetterUnavailableError, InvalidRequestError
 from chalicelib.domain.job import isoformat
 from chalicelib.domain.status import JobStatus
-from chalicelib.defaults import DISPATCH_GRACE_S, MAX_SCHEDULE_S, SQS_MAX_DELAY_S
+from chalicelib.defaults import (
+    DISPATCH_GRACE_S,
+    MAX_DISPATCH_BACKOFF_S,
+    MAX_DISPATCHES,
+    MAX_SCHEDULE_S,
+    SQS_MAX_DELAY_S,
+)
 from chalicelib.ports import JobMessage
 from chalicelib.reconciler import Reconciler
 
@@ -116,3 +122,114 @@ def test_a_pass_is_bounded_and_takes_the_earliest_first(lifecycle, queue, clock)
     # all were due at the same time: the index orders them by id after the due time
     assert [m.job_id for m in queue.drain()] == sorted(j.id for j in jobs)[:3]
     assert Reconciler(lifecycle, None, due_per_pass=3).run_pass().counts == {"redispatched": 2}
+
+
+class _UnreadableDeadLetters(InMemoryQueueOperations):
+    def __init__(self, queue, error: Exception) -> None:
+        super().__init__(queue)
+        self._error = error
+
+    def peek_dead_letters(self, priority, limit):
+        raise self._error
+
+
+@pytest.mark.parametrize("error", [DeadLetterUnavailableError("could not read the normal dead-letter queue"),
+                                   TimeoutError("read timed out")])
+def test_dead_letters_that_cannot_be_read_do_not_stop_the_due_jobs(lifecycle, queue, clock, store, error):
+    job = submit(lifecycle)
+    lifecycle.claim(queue.drain()[0])  # its worker then dies
+    clock.advance(3600)
+    result = Reconciler(lifecycle, _UnreadableDeadLetters(queue, error)).run_pass()
+    assert result.counts == {"errors": 1, "lease_expired": 1}
+    assert result.errors[0].startswith("dead letters: ")
+    assert store.get(job.id).error.code == "worker_lost"
+
+
+@pytest.mark.parametrize("body", [{"job_id": "a#b", "attempt": 1}, {"job_id": "", "attempt": 1},
+                                  {"job_id": "x" * 200}, {"job_id": "ok", "attempt": 0}, {"job_id": "ok", "attempt": "x"},
+                                  {"detail": "from another system"}])
+def test_a_dead_letter_that_names_no_job_is_left_to_operators(lifecycle, queue, clock, reconciler, store, body):
+    stranded = submit(lifecycle)
+    queue.drain()
+    queue.dead.append((_Raw(body), {}))
+    clock.advance(DISPATCH_GRACE_S + 1)
+    assert reconciler.run_pass().counts == {"redispatched": 1}
+    assert store.get(stranded.id).dispatches == 2
+
+
+class _Raw:
+    """A message body as someone other than jobpipe wrote it."""
+
+    def __init__(self, body: dict) -> None:
+        self._body = body
+
+    def to_body(self) -> dict:
+        return dict(self._body)
+
+
+def test_one_job_that_breaks_its_action_does_not_stop_the_others(lifecycle, queue, clock, store, monkeypatch):
+    jobs = [submit(lifecycle) for _ in range(3)]
+    queue.drain()
+    clock.advance(DISPATCH_GRACE_S + 1)
+    reconcile = lifecycle.reconcile
+
+    def breaks_on_the_first(job):
+        if job.id == min(j.id for j in jobs):
+            raise KeyError("a bug, not a store error")
+        return reconcile(job)
+
+    monkeypatch.setattr(lifecycle, "reconcile", breaks_on_the_first)
+    result = Reconciler(lifecycle, None).run_pass()
+    assert result.counts == {"errors": 1, "redispatched": 2}
+    assert result.errors == [f"{min(j.id for j in jobs)}: KeyError: 'a bug, not a store error'"]
+
+
+def test_a_job_no_worker_ever_claims_fails_undeliverable_whatever_the_dead_letters_hold(lifecycle, queue, clock, store):
+    """Each of its messages is dead-lettered where the reconciler does not look (behind older
+    parked failures): the dispatch bound alone ends the wait, in about 20 hours."""
+    reconciler = Reconciler(lifecycle, InMemoryQueueOperations(queue), dead_letters_per_pass=0)
+    job = submit(lifecycle)
+    sent = 0
+    for _ in range(10_000):
+        for message in queue.drain():
+            queue.dead.append((message, {}))
+            sent += 1
+        if store.get(job.id).status.is_terminal:
+            break
+        reconciler.run_pass()
+        clock.advance(60)
+    final = store.get(job.id)
+    assert final.status == JobStatus.FAILED and final.error.code == "undeliverable"
+    assert sent == MAX_DISPATCHES and "after 24 messages" in final.error.message
+    waited_h = (clock() - _parse(job.created_at)).total_seconds() / 3600
+    assert 18 < waited_h < 22
+
+
+def test_a_backlogged_job_is_resent_not_failed_before_the_bound(lifecycle, queue, clock, store):
+    job = submit(lifecycle)
+    reconciler = Reconciler(lifecycle, None)
+    for _ in range(MAX_DISPATCHES - 2):  # every message still waiting somewhere in a deep queue
+        clock.advance(MAX_DISPATCH_BACKOFF_S + 1)
+        assert reconciler.run_pass().counts == {"redispatched": 1}
+    assert lifecycle.claim(queue.drain()[0]).job.status == JobStatus.RUNNING
+
+
+def test_the_bound_is_a_setting(store, queue, clock):
+    from chalicelib.job_types import build_registry
+    from chalicelib.lifecycle import JobLifecycle
+
+    lifecycle = JobLifecycle(store, queue, build_registry(demo_types=True), clock=clock, max_dispatches=3)
+    job = submit(lifecycle)
+    reconciler = Reconciler(lifecycle, None)
+    counts = []
+    for _ in range(4):
+        clock.advance(MAX_DISPATCH_BACKOFF_S + 1)
+        counts.append(reconciler.run_pass().counts)
+    assert counts == [{"redispatched": 1}, {"redispatched": 1}, {"undeliverable": 1}, {}]
+    assert store.get(job.id).error.code == "undeliverable"
+
+
+def _parse(text: str):
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -8,7 +8,7 @@ from chalicelib.domain.errors import FatalJobError
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
 from chalicelib.lifecycle import JobLifecycle
-from chalicelib.ports import JobMessage
+from chalicelib.ports import JobMessage, job_message_of
 from chalicelib.worker.runner import DeferredDelivery, JobRunner, parse_message
 
 
@@ -167,3 +167,13 @@ def test_parse_message_rejects_garbage():
     assert parse_message('{"job_id": "a", "attempt": 2}') == JobMessage("a", 2)
     with pytest.raises(ValueError):
         parse_message("not json")
+
+
+@pytest.mark.parametrize("body", ['{"job_id": "a#b"}', '{"job_id": ""}', '{"job_id": "a\\n"}', '{"attempt": 1}',
+                                  '{"job_id": "a", "attempt": 0}', '{"job_id": "a", "timeout_s": -5}', "[1]"])
+def test_a_body_naming_no_possible_job_is_not_a_job_message(body):
+    """Refused before any store call: the worker reports it (it goes to the DLQ for operators),
+    and the reconciler, reading the DLQ, passes it by instead of failing on its key."""
+    with pytest.raises(ValueError, match="not a job message"):
+        parse_message(body)
+    assert job_message_of({"job_id": "a", "tenant": "acme", "timeout_s": 60}) == JobMessage("a", 1)
