@@ -166,7 +166,7 @@ class Container:
             return None
         from chalicelib.quota import TenantQuota
 
-        return TenantQuota(self.stats, self.settings.tenant_max_unfinished_jobs)
+        return TenantQuota(self.stats, self.settings.tenant_max_unfinished_jobs, recount=self.store.count_unfinished)
 
     @cached_property
     def queue_operations(self) -> Any:

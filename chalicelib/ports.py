@@ -169,6 +169,11 @@ class JobStore(Protocol):
         earliest first, from the sparse due index (never a Scan). Read eventually consistent:
         the caller's conditional writes decide."""
 
+    def count_unfinished(self, tenant: str, at_most: int) -> int:
+        """How many of the tenant's jobs are queued, running or retrying, from the status
+        index (never a Scan), counting no further than `at_most`. Admission's check of its
+        counter before it refuses a tenant. Raises StoreUnavailableError."""
+
 
 class JobQueue(Protocol):
     def send(self, message: JobMessage, *, priority: str, delay_seconds: int = 0) -> None:

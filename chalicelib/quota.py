@@ -1,15 +1,21 @@
 """Admission at submit: a bound on each tenant's unfinished jobs, so one tenant's flood cannot
 queue every other tenant's jobs behind it. The count comes from the stats recorder (change
 data capture on the jobs table), so this reads one item and writes nothing — and, while a
-tenant is far from its bound, not even that on every submit (see `TenantQuota.admit`)."""
+tenant is far from its bound, not even that on every submit (see `TenantQuota.admit`).
+
+The counter is only as right as the changes it was fed: a stream batch that exhausted its
+retries (sent to StreamFailureQueue) leaves it off for good. So a refusal is never decided by
+the counter alone: the tenant's jobs are counted in the status index first, and a tenant
+below its bound is admitted whatever the counter says (and the gap is logged)."""
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 from chalicelib.domain.errors import QuotaExceededError
+from chalicelib.observability import logger
 from chalicelib.ports import StatsStore
 
 # What a refused client is told to wait: jobs finish in seconds to minutes, and asking again
@@ -26,12 +32,17 @@ class _Reading:
     unfinished: int
     read_at: float
     admitted_since: int = 0
+    counted: bool = False  # from the status index, not the counter
 
 
 class TenantQuota:
     def __init__(self, stats: StatsStore, max_unfinished: int, *, retry_after_s: int = RETRY_AFTER_S,
-                 recheck_s: float = RECHECK_S, clock: Callable[[], float] = time.monotonic) -> None:
+                 recheck_s: float = RECHECK_S, clock: Callable[[], float] = time.monotonic,
+                 recount: Optional[Callable[[str, int], int]] = None) -> None:
+        """`recount(tenant, at_most)`: the tenant's unfinished jobs as the job store's status
+        index holds them (JobStore.count_unfinished), checked before any refusal."""
         self._stats = stats
+        self._recount = recount
         self._max = max_unfinished
         self._retry_after_s = retry_after_s
         self._recheck_s = recheck_s
@@ -53,6 +64,8 @@ class TenantQuota:
         if reading is None or now - reading.read_at >= self._recheck_s \
                 or 2 * (reading.unfinished + reading.admitted_since + 1) > self._max:
             reading = _Reading(self._stats.unfinished(tenant), now)
+        if reading.unfinished + reading.admitted_since >= self._max:
+            reading = self._counted(tenant, reading, self._readings.get(tenant), now)
         self._remember(tenant, reading)
         if reading.unfinished + reading.admitted_since >= self._max:
             unfinished = reading.unfinished + reading.admitted_since
@@ -63,6 +76,20 @@ class TenantQuota:
                 details={"unfinished": unfinished, "limit": self._max},
             )
         reading.admitted_since += 1
+
+    def _counted(self, tenant: str, reading: _Reading, last: Optional[_Reading], now: float) -> _Reading:
+        """The reading a refusal may rest on: the status index's count (jobs this process
+        admitted are in it already), or the last such count if taken under `recheck_s` ago."""
+        if self._recount is None or reading.counted:
+            return reading
+        if last is not None and last.counted and now - last.read_at < self._recheck_s:
+            return last
+        counted = _Reading(self._recount(tenant, self._max), now, counted=True)
+        if counted.unfinished < reading.unfinished:
+            logger.warning("tenant's unfinished counter is above its unfinished jobs; admitting by the jobs",
+                           extra={"tenant": tenant, "counter": reading.unfinished, "jobs": counted.unfinished,
+                                  "limit": self._max})
+        return counted
 
     def _remember(self, tenant: str, reading: _Reading) -> None:
         self._readings[tenant] = reading

@@ -76,7 +76,7 @@ from chalicelib.domain.errors import (
 from chalicelib.adapters.dynamodb_cache import invalidation_write
 from chalicelib.adapters.dynamodb_keys import item_to_key, key_id, key_put
 from chalicelib.domain.job import Job, Progress, Run, isoformat, utcnow
-from chalicelib.domain.status import JobStatus
+from chalicelib.domain.status import UNFINISHED, JobStatus
 from chalicelib.ports import (
     REMOVE,
     BlobStore,
@@ -482,6 +482,27 @@ class DynamoJobStore:
         chosen = [job_id for _, job_id in sorted(ids)[:limit]]
         by_id = self.get_many(chosen)
         return [by_id[i] for i in chosen if i in by_id]
+
+    def count_unfinished(self, tenant: str, at_most: int) -> int:
+        counted = 0
+        for status in UNFINISHED:
+            request: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": "by_status",
+                "KeyConditionExpression": "gsi2pk = :pk",
+                "ExpressionAttributeValues": {":pk": {"S": status_key(tenant, status.value)}},
+                "Select": "COUNT",
+            }
+            while counted < at_most:
+                try:
+                    response = self._ddb.query(**request)
+                except (ClientError, BotoCoreError) as exc:
+                    raise StoreUnavailableError("could not count the tenant's unfinished jobs") from exc
+                counted += int(response.get("Count", 0))
+                if "LastEvaluatedKey" not in response:
+                    break
+                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return min(counted, at_most)
 
     def add_child(self, parent_id: str, child_id: str) -> None:
         try:

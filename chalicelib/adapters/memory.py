@@ -219,6 +219,9 @@ class InMemoryJobStore:
         )
         return [self._read(j, fetch=False) for j in due[:limit]]  # like a listing: claim-checks not fetched
 
+    def count_unfinished(self, tenant: str, at_most: int) -> int:
+        return min(at_most, sum(1 for j in self._jobs.values() if j.tenant == tenant and not j.status.is_terminal))
+
     def _write_run(self, run: Run) -> None:
         key = (run.job_id, run.attempt)
         previous = self._runs.get(key)

@@ -18,6 +18,7 @@ class JobStatus(str, Enum):
 
 
 TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED})
+UNFINISHED = tuple(s for s in JobStatus if s not in TERMINAL)
 
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     # queued/retrying -> failed: the job's message was dead-lettered before any attempt took it.

@@ -356,3 +356,18 @@ def test_no_listing_reaches_into_another_tenants_keys(adapters):
     for query in (JobQuery("acme#Y#demo.steps"), JobQuery("acme", type="demo.steps#S#queued"), JobQuery("acme\n")):
         with pytest.raises(InvalidRequestError):
             adapters.store.list_jobs(query)
+
+
+def test_count_unfinished_counts_a_tenants_queued_running_and_retrying_jobs_up_to_a_bound(adapters):
+    store = adapters.store
+    for i in range(3):
+        store.create(make_job(i))
+    running(store, make_job(3))
+    done = running(store, make_job(4))
+    store.apply(done, JobStatus.RUNNING, ChangeSet({"status": JobStatus.COMPLETED}))
+    store.create(make_job(5, status=JobStatus.RETRYING))
+    store.create(make_job(6, tenant="globex"))
+    assert store.count_unfinished("acme", 100) == 5
+    assert store.count_unfinished("acme", 2) == 2
+    assert store.count_unfinished("globex", 100) == 1
+    assert store.count_unfinished("initech", 100) == 0

@@ -1,8 +1,10 @@
 """Admission at submit through the API on moto: the stats recorder counts each tenant's
 unfinished jobs from the stream, and POST /jobs over the bound is 429 with Retry-After."""
 import json
+import time
 
 from chalicelib import composition
+from chalicelib.quota import RECHECK_S
 from tests.functional.conftest import auth
 from tests.functional.test_operations import _feed_stream
 
@@ -30,3 +32,18 @@ def test_a_tenant_over_its_unfinished_jobs_is_refused_until_one_finishes(client,
     assert canceled.status_code in (200, 202), canceled.body
     _feed_stream(client._app, aws)
     assert post(client, **{"Idempotency-Key": "k-1"}).status_code == 202
+
+
+def test_a_counter_left_high_by_a_lost_stream_batch_does_not_refuse_a_tenant_below_its_bound(client, aws, monkeypatch):
+    """The counter saw jobs start and never end (their stream batch went to StreamFailureQueue):
+    the status index, counted before refusing, admits the tenant."""
+    monkeypatch.setenv("JOBPIPE_TENANT_MAX_UNFINISHED_JOBS", "2")
+    composition.use(None)
+    first = [post(client) for _ in range(2)]
+    _feed_stream(client._app, aws)
+    assert post(client).status_code == 429
+    for response in first:
+        client.http.delete(f"/jobs/{response.json_body['id']}", headers=auth())  # never fed to the counter
+    time.sleep(RECHECK_S + 0.1)  # the refusal's count stands that long
+    accepted = post(client)
+    assert accepted.status_code == 202, accepted.body

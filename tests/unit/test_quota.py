@@ -119,3 +119,48 @@ def test_what_this_process_admitted_counts_towards_half_the_bound_before_the_str
     assert stats.reads == 1
     quota.admit("a")  # 0 + 2 + 1 is past half: read again, though the stream has counted nothing yet
     assert stats.reads == 2
+
+
+class Jobs:
+    """The status index's count of a tenant's unfinished jobs (JobStore.count_unfinished)."""
+
+    def __init__(self, **unfinished):
+        self.unfinished = unfinished
+        self.counts = 0
+
+    def __call__(self, tenant, at_most):
+        self.counts += 1
+        return min(at_most, self.unfinished.get(tenant, 0))
+
+
+def test_a_counter_left_high_by_lost_changes_never_refuses_a_tenant_below_its_bound(caplog):
+    """A stream batch dropped after its retries leaves the counter off for good: the status
+    index decides before any refusal, once per recheck window."""
+    stats, clock, jobs = CountingStats(), Clock(), Jobs(a=3)
+    for i in range(10):  # the counter saw ten jobs start, never their ends
+        record(stats, None, image(f"j{i}", "queued", 1))
+    quota = TenantQuota(stats, 10, recheck_s=1.0, clock=clock, recount=jobs)
+    for _ in range(3):
+        quota.admit("a")
+    assert jobs.counts == 1, "the index's count stands in for the rest of the window"
+    assert "counter is above its unfinished jobs" in caplog.text
+    clock.now += 1.0
+    jobs.unfinished["a"] = 10  # now it is full for real
+    with pytest.raises(QuotaExceededError) as refused:
+        quota.admit("a")
+    assert refused.value.details == {"unfinished": 10, "limit": 10} and jobs.counts == 2
+    with pytest.raises(QuotaExceededError):
+        quota.admit("a")
+    assert jobs.counts == 2, "refusals within the window count once"
+
+
+def test_a_tenant_at_its_bound_by_both_counts_is_refused():
+    stats, jobs = InMemoryStatsStore(), Jobs(a=2)
+    quota = TenantQuota(stats, 2, recount=jobs)
+    for i in range(2):
+        record(stats, None, image(f"j{i}", "queued", 1))
+    with pytest.raises(QuotaExceededError):
+        quota.admit("a")
+    assert jobs.counts == 1
+    quota.admit("b")
+    assert jobs.counts == 1, "a tenant far from its bound is never counted"
