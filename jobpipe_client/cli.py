@@ -5,13 +5,16 @@ JOBPIPE_TOKEN, `--fallback-url` (repeatable) / JOBPIPE_FALLBACK_URLS (comma-sepa
 
 Exit codes: 0 done (every watched job completed); 1 a watched job failed or was canceled;
 2 bad input (usage, payload, configuration, or the API refused the request, e.g. an unknown
-job); 3 no API URL answered (for a submit that may have been accepted, the line names the
-idempotency key to repeat it with); 4 a --timeout ran out; 130 interrupted.
+job); 3 no API URL answered, or none with an answer that could be read (for a submit that may
+have been accepted, the line names the idempotency key to repeat it with); 4 a --timeout ran
+out; 130 interrupted; 141 stdout was closed early (`jobpipe list | head`), quietly. Every
+failure is one line on stderr.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -19,7 +22,7 @@ from typing import Any, Callable, Mapping, NoReturn, Optional, Sequence, TextIO
 
 from rich.console import Console
 
-from jobpipe_client.client import JobpipeClient
+from jobpipe_client.client import JobpipeClient, not_json_constant
 from jobpipe_client.errors import (
     JobpipeClientError,
     JobpipeError,
@@ -28,11 +31,13 @@ from jobpipe_client.errors import (
     WaitTimeoutError,
 )
 from jobpipe_client.progress_view import ProgressBoard, exit_code, jobs_table, plain_table
+from jobpipe_client.transport import header_text, timeout_seconds
 
 EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 3
 EXIT_TIMEOUT = 4
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a command whose reader went away
 STATUSES = ("queued", "running", "retrying", "completed", "failed", "canceled")
 
 
@@ -53,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     connection.add_argument("--token", default=argparse.SUPPRESS, help="bearer token (default: $JOBPIPE_TOKEN)")
     connection.add_argument("--fallback-url", action="append", default=argparse.SUPPRESS,
                             help="URL tried when the primary fails; repeatable (default: $JOBPIPE_FALLBACK_URLS)")
-    connection.add_argument("--request-timeout", type=float, default=argparse.SUPPRESS,
-                            help="seconds per HTTP request (default 10)")
+    connection.add_argument("--request-timeout", type=parse_request_timeout, default=argparse.SUPPRESS,
+                            metavar="SECONDS", help="seconds per HTTP request, its whole answer included (default 10)")
 
     parser = _Parser(prog="jobpipe", description="Submit and follow jobpipe jobs.", parents=[connection])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
@@ -69,9 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--run-at", type=parse_run_at, metavar="TIME",
                        help="start at TIME, ISO 8601 with a zone (2027-01-31T09:00:00Z); up to 365 days ahead")
     submit.add_argument("--scope")
-    submit.add_argument("--idempotency-key")
+    submit.add_argument("--idempotency-key", type=parse_idempotency_key)
     submit.add_argument("--watch", action="store_true", help="follow the job until it ends")
-    submit.add_argument("--timeout", type=float, metavar="SECONDS", help="with --watch: give up after SECONDS")
+    submit.add_argument("--timeout", type=parse_wait_timeout, metavar="SECONDS",
+                        help="with --watch: give up after SECONDS")
     _json_flag(submit, "the job as the API returns it (with --watch: as it ended)")
 
     status = commands.add_parser("status", parents=[connection], help="show jobs")
@@ -90,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     watch = commands.add_parser("watch", parents=[connection], help="follow jobs until they end")
     watch.add_argument("ids", nargs="+", metavar="ID")
-    watch.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after SECONDS")
+    watch.add_argument("--timeout", type=parse_wait_timeout, metavar="SECONDS", help="give up after SECONDS")
     _json_flag(watch, "no progress display; a JSON list of the jobs as they ended")
     return parser
 
@@ -100,7 +106,8 @@ def _json_flag(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def client_from(args: argparse.Namespace, environ: Mapping[str, str]) -> JobpipeClient:
-    """The client the flags and environment describe; UsageError when something is missing."""
+    """The client the flags and environment describe; UsageError when something is missing or
+    unusable (a URL that is not http(s) with a host, a token that cannot go in a header)."""
     url = getattr(args, "api_url", None) or environ.get("JOBPIPE_API_URL", "")
     token = getattr(args, "token", None) or environ.get("JOBPIPE_TOKEN", "")
     fallbacks = getattr(args, "fallback_url", None) or environ.get("JOBPIPE_FALLBACK_URLS", "").split(",")
@@ -108,24 +115,28 @@ def client_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Jobpipe
         raise UsageError("no API URL: set JOBPIPE_API_URL or pass --api-url (`make run` prints it)")
     if not token.strip():
         raise UsageError("no token: set JOBPIPE_TOKEN or pass --token (`make run` prints one)")
-    for candidate in [url, *fallbacks]:
-        if candidate.strip() and not candidate.strip().startswith(("http://", "https://")):
-            raise UsageError(f"{candidate.strip()!r} is not an http(s) URL")
-    return JobpipeClient(url, token.strip(), [f for f in fallbacks if f.strip()],
-                         timeout=getattr(args, "request_timeout", 10.0))
+    try:
+        return JobpipeClient(url, token.strip(), [f for f in fallbacks if f.strip()],
+                             timeout=getattr(args, "request_timeout", 10.0))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def parse_payload(text: str) -> dict[str, Any]:
     """The --payload value (JSON, or @file holding JSON) as an object; UsageError otherwise."""
     if text.startswith("@"):
         try:
-            text = Path(text[1:]).read_text()
+            text = Path(text[1:]).read_text(encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"cannot read payload file {text[1:]!r}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"payload file {text[1:]!r} is not UTF-8 text (byte {exc.start})") from None
     try:
-        payload = json.loads(text)
+        payload = json.loads(text, parse_constant=not_json_constant)
     except ValueError as exc:
         raise UsageError(f"--payload is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError("--payload is nested too deeply") from None
     if not isinstance(payload, dict):
         raise UsageError("--payload must be a JSON object, e.g. '{\"steps\": 10}'")
     return payload
@@ -139,9 +150,40 @@ def parse_delay(text: str) -> int:
     value = text.strip().lower()
     unit = _UNITS.get(value[-1:], None)
     number = value[:-1] if unit else value
-    if not number.isdigit():
+    if not (number.isascii() and number.isdigit()):
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration: give seconds or a number with s, m, h or d")
     return int(number) * (unit or 1)
+
+
+def _seconds(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+
+
+def parse_request_timeout(text: str) -> float:
+    """--request-timeout: seconds above 0, up to a day (a request has to end: no nan or inf)."""
+    try:
+        return timeout_seconds(_seconds(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_wait_timeout(text: str) -> float:
+    """--timeout: seconds, 0 or more, finite (a wait for nan seconds would never run out)."""
+    seconds = _seconds(text)
+    if not 0 <= seconds < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds, 0 or more")
+    return seconds
+
+
+def parse_idempotency_key(text: str) -> str:
+    """--idempotency-key: text that can go in a header as it is."""
+    try:
+        return header_text(text, "the idempotency key")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_run_at(text: str) -> str:
@@ -162,17 +204,24 @@ class Commands:
         self.client = client
         self.out = out
         self.err = err
+        self.unshown_job: Optional[str] = None  # a job that was made but is not on stdout yet
 
     def submit(self, args: argparse.Namespace) -> int:
+        if args.timeout is not None and not args.watch:
+            raise UsageError("--timeout needs --watch: it bounds the wait for the job "
+                             "(--request-timeout bounds each request)")
         payload = parse_payload(args.payload)
         job = self.client.submit(args.type, payload, priority=args.priority, delay_seconds=args.delay,
                                  run_at=args.run_at, scope=args.scope, idempotency_key=args.idempotency_key)
         if args.json:
             if args.watch:
-                return self._watch([job], args.timeout, as_json=True, single=True)
+                self.unshown_job = job["id"]  # stdout shows the job once it ends; a failure before names it
+                code = self._watch([job], args.timeout, as_json=True, single=True)
+                self.unshown_job = None
+                return code
             self._json(job)
             return 0
-        self.out.print(job["id"], highlight=False, soft_wrap=True)
+        self.out.print(job["id"], markup=False, highlight=False, soft_wrap=True)
         return self._watch([job], args.timeout) if args.watch else 0
 
     def status(self, args: argparse.Namespace) -> int:
@@ -201,10 +250,10 @@ class Commands:
         if args.json:
             self._json(job)
         elif job["status"] == "canceled":
-            self.out.print(f"{job['id']} canceled", highlight=False)
+            self.out.print(f"{job['id']} canceled", markup=False, highlight=False)
         else:
             self.out.print(f"{job['id']} cancel requested: it is {job['status']} and stops at its next check",
-                           highlight=False)
+                           markup=False, highlight=False)
         return 0
 
     def watch(self, args: argparse.Namespace) -> int:
@@ -240,9 +289,15 @@ class Commands:
 
     def _report_unknown(self, jobs: dict[str, dict[str, Any]]) -> int:
         unknown = [i for i, j in jobs.items() if j.get("status") == "not_found"]
-        for job_id in unknown:
-            print(f"jobpipe: job {job_id} not found", file=self.err)
+        if unknown:
+            say(self.err, f"{'job' if len(unknown) == 1 else 'jobs'} {', '.join(unknown)} not found")
         return EXIT_BAD_INPUT if unknown else 0
+
+
+def say(err: TextIO, message: str) -> None:
+    """`jobpipe: message` on `err` in one line, whatever line breaks the message (often the
+    server's text) holds."""
+    print(f"jobpipe: {' '.join(message.split())}", file=err)
 
 
 def refusal_line(exc: JobpipeClientError) -> str:
@@ -292,9 +347,13 @@ def main(
     """Run one command; returns the exit code. Every failure is one line on `err`."""
     err = err or sys.stderr
     args = build_parser().parse_args(argv)
+    commands: Optional[Commands] = None
 
     def fail(code: int, message: str) -> int:
-        print(f"jobpipe: {message}", file=err)
+        job_id = commands.unshown_job if commands else None
+        if job_id:
+            message += f" (job {job_id} was submitted: `jobpipe watch {job_id}` follows it)"
+        say(err, message)
         return code
 
     try:
@@ -319,7 +378,15 @@ def main(
 
 def run() -> NoReturn:
     """The console-script entry point."""
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()  # a reader gone before the last buffered output shows up here
+    except BrokenPipeError:
+        # Python flushes stdout again on the way out: point it at devnull so that flush cannot
+        # fail too (the Python docs' recipe for SIGPIPE).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = EXIT_BROKEN_PIPE
+    sys.exit(code)
 
 
 if __name__ == "__main__":

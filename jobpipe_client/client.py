@@ -4,25 +4,26 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import datetime
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Mapping, NoReturn, Optional, Sequence, Union
 
 import requests
 
 from jobpipe_client.errors import (
+    JobpipeAnswerError,
     JobpipeClientError,
-    JobpipeError,
     JobpipeUnavailableError,
     SubmitOutcomeUnknownError,
     WaitTimeoutError,
 )
 from jobpipe_client.polling import Backoff, changed, is_final
-from jobpipe_client.transport import FailoverTransport
+from jobpipe_client.transport import FailoverTransport, header_text
 
 Job = dict[str, Any]
 JobRef = Union[str, Mapping[str, Any]]
 OnChange = Callable[[Job], None]
 BATCH_LIMIT = 100  # ids per POST /jobs/status
 PAGE_LIMIT = 100  # jobs per GET /jobs page
+QUOTED_BODY_CHARS = 200  # of an error body that is not the API's (a gateway's HTML page, say)
 
 
 class JobpipeClient:
@@ -39,8 +40,10 @@ class JobpipeClient:
         backoff: Callable[[], Backoff] = Backoff,
     ) -> None:
         """`base_url` is tried first on every call, then each of `fallback_urls`; `timeout` is
-        per request, in seconds (a throttled request is retried within it). `sleep`, `clock` and
-        `backoff` pace `wait` and those retries (swappable in tests)."""
+        per request, in seconds, body included (a throttled request is retried within it). `sleep`,
+        `clock` and `backoff` pace `wait` and those retries (swappable in tests). ValueError for a
+        URL that is not http(s) with a host, a token that cannot be sent in a header (printable
+        ASCII only) or a timeout that is not above 0."""
         self.transport = FailoverTransport([base_url, *fallback_urls], token=token, timeout_s=timeout,
                                            session=session, sleep=sleep, clock=clock)
         self._sleep = sleep
@@ -62,9 +65,10 @@ class JobpipeClient:
         """Submit a job; returns it as queued. It starts `delay_seconds` from now or at `run_at`
         (an aware datetime or ISO 8601 text with a zone), up to 365 days ahead; the job's
         `not_before` says when. Without `idempotency_key` a fresh one is sent, so a submission
-        that timed out on one URL and is repeated on a fallback makes one job. When no URL
-        answered but one may have received it, raises SubmitOutcomeUnknownError carrying the
-        key: submitting again with it is safe."""
+        that timed out on one URL and is repeated on a fallback makes one job. When no URL gave a
+        usable answer but one may have received it (no answer in time, a 5xx, an answer cut off
+        or not a job), raises SubmitOutcomeUnknownError carrying the key: submitting again with
+        it is safe. ValueError for a key that is not printable ASCII."""
         body: dict[str, Any] = {"type": type, "payload": dict(payload or {}), "delay_seconds": delay_seconds}
         if run_at is not None:
             body["run_at"] = run_at.isoformat() if isinstance(run_at, datetime) else run_at
@@ -72,9 +76,12 @@ class JobpipeClient:
             body["priority"] = priority
         if scope is not None:
             body["scope"] = scope
-        key = idempotency_key or f"client-{uuid.uuid4()}"
+        key = header_text(idempotency_key, "the idempotency key") if idempotency_key else f"client-{uuid.uuid4()}"
         try:
-            return self._call("POST", "/jobs", json=body, headers={"Idempotency-Key": key})
+            return self._call("POST", "/jobs", _is_job, "a job", json=body, headers={"Idempotency-Key": key})
+        except JobpipeAnswerError as exc:  # it arrived, but what it made cannot be read
+            cause = JobpipeUnavailableError([(self.transport.last_url or exc.url, exc.reason)], may_have_arrived=True)
+            raise SubmitOutcomeUnknownError(cause, key) from exc
         except JobpipeUnavailableError as exc:
             if exc.may_have_arrived:
                 raise SubmitOutcomeUnknownError(exc, key) from exc
@@ -82,11 +89,11 @@ class JobpipeClient:
 
     def get(self, job_id: str) -> Job:
         """The job; raises JobpipeClientError (code `job_not_found`) for an unknown id."""
-        return self._call("GET", f"/jobs/{_path_id(job_id)}")
+        return self._call("GET", f"/jobs/{_path_id(job_id)}", _is_job, "a job")
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a queued job now, or ask a running one to stop (`cancel_requested`)."""
-        return self._call("DELETE", f"/jobs/{_path_id(job_id)}")
+        return self._call("DELETE", f"/jobs/{_path_id(job_id)}", _is_job, "a job")
 
     def status_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
         """Jobs by id in request order, one request per 100 ids; an unknown id maps to
@@ -99,27 +106,36 @@ class JobpipeClient:
         return found
 
     def list(self, status: Optional[str] = None, type: Optional[str] = None, limit: Optional[int] = None) -> Iterator[Job]:
-        """The tenant's jobs, newest first, following `next_cursor` until `limit` jobs (or all)."""
+        """The tenant's jobs, newest first, following `next_cursor` until `limit` jobs (or all).
+        Raises JobpipeAnswerError when a cursor comes back a second time (the listing loops)."""
         remaining = limit
         cursor: Optional[str] = None
+        seen: set[str] = set()
         while remaining is None or remaining > 0:
             params = {"status": status, "type": type, "cursor": cursor,
                       "limit": min(PAGE_LIMIT, remaining) if remaining is not None else PAGE_LIMIT}
-            page = self._call("GET", "/jobs", params={k: v for k, v in params.items() if v is not None})
-            for job in page["jobs"]:
-                yield job
+            page = self._call("GET", "/jobs", _is_page, "a page of jobs",
+                              params={k: v for k, v in params.items() if v is not None})
+            yield from page["jobs"]
             if remaining is not None:
                 remaining -= len(page["jobs"])
             cursor = page.get("next_cursor")
             if not cursor:
                 return
+            # An empty page with a new cursor is a real page (the store filters a page it read,
+            # e.g. by type within a status), so only a cursor seen before is a loop.
+            if cursor in seen:
+                raise JobpipeAnswerError("GET", f"{self.transport.last_url}/jobs",
+                                         "answered a next_cursor it had already given: the listing would never end")
+            seen.add(cursor)
 
     # -- waiting ----------------------------------------------------------------------------
 
     def wait(self, job: JobRef, timeout: Optional[float] = None, on_change: Optional[OnChange] = None) -> Job:
         """Poll until the job completes, fails or is canceled; returns its final state.
         Pass the job `submit` returned to start from it instead of reading it at once.
-        `on_change(job)` sees each new state. Raises WaitTimeoutError after `timeout` s."""
+        `on_change(job)` sees each new state. Raises WaitTimeoutError after `timeout` s
+        (ValueError when it is not a number >= 0)."""
         job_id, known = _ref(job)
         etag: Optional[str] = None
 
@@ -155,6 +171,9 @@ class JobpipeClient:
         timeout: Optional[float],
         on_change: Optional[OnChange],
     ) -> dict[str, Job]:
+        if timeout is not None and not timeout >= 0:  # also true for NaN, which would wait forever
+            raise ValueError(f"a wait's timeout must be a number of seconds >= 0, not {timeout!r}")
+
         def absorb(fresh: dict[str, Job]) -> bool:
             moved = False
             for job_id, job in fresh.items():
@@ -190,21 +209,18 @@ class JobpipeClient:
         """(job, etag), or (None, etag) when the job has not changed since `etag` (304)."""
         headers = {"If-None-Match": etag} if etag else {}
         response = self.transport.request("GET", f"/jobs/{_path_id(job_id)}", headers=headers)
-        return _answer(response), response.headers.get("ETag", etag)
+        return _answer(response, _is_job, "a job", conditional=bool(etag)), response.headers.get("ETag", etag)
 
     def _status_batch(self, ids: list[str], etag: Optional[str]) -> tuple[Optional[dict[str, Job]], Optional[str]]:
         headers = {"If-None-Match": etag} if etag else {}
         response = self.transport.request("POST", "/jobs/status", json={"job_ids": ids}, headers=headers)
-        answer = _answer(response)
+        answer = _answer(response, _is_batch, "the jobs asked for", conditional=bool(etag))
         if answer is None:
             return None, etag
         return {i: answer["jobs"][i] for i in answer["job_ids"]}, response.headers.get("ETag")
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        answer = _answer(self.transport.request(method, path, **kwargs))
-        if answer is None:
-            raise JobpipeError(f"{method} {path} answered 304 to a request that was not conditional")
-        return answer
+    def _call(self, method: str, path: str, fits: Callable[[Any], bool], what: str, **kwargs: Any) -> Any:
+        return _answer(self.transport.request(method, path, **kwargs), fits, what)
 
 
 def _ref(job: JobRef) -> tuple[str, Optional[Job]]:
@@ -214,37 +230,77 @@ def _ref(job: JobRef) -> tuple[str, Optional[Job]]:
 
 
 def _path_id(job_id: str) -> str:
-    """Ids go into the path as they are; one that would change the path is refused here."""
+    """Ids go into the path as they are; one that would change the path (or cannot be part of
+    one: a control character, a lone surrogate from undecodable bytes) is refused here."""
     job_id = str(job_id).strip()
-    if not job_id or any(c in job_id for c in "/?#% ") or job_id in (".", ".."):
+    if not job_id.isprintable() or not job_id or any(c in job_id for c in "/?#% ") or job_id in (".", ".."):
         raise JobpipeClientError(400, "invalid_job_id", f"{job_id!r} is not a job id")
     return job_id
 
 
-def _answer(response: requests.Response) -> Any:
-    """The JSON of a 2xx, None for a 304; a 4xx becomes JobpipeClientError with the API's code."""
-    if response.status_code == 304:
-        return None
-    if 400 <= response.status_code < 500:
+def _answer(response: requests.Response, fits: Callable[[Any], bool], what: str, *, conditional: bool = False) -> Any:
+    """The JSON of a 2xx when `fits` says it is `what` the route returns, or None for a 304 to a
+    `conditional` request. A 4xx becomes JobpipeClientError with the API's code; anything else
+    (not JSON, the wrong shape, a 304 to a request that was not conditional) JobpipeAnswerError."""
+    status = response.status_code
+    if 400 <= status < 500:
         raise _refusal(response)
+    if status == 304 and conditional:
+        return None
+
+    def unusable(how: str) -> JobpipeAnswerError:
+        return JobpipeAnswerError(response.request.method, response.url, f"answered HTTP {status}{how}")
+
+    if not 200 <= status < 300:
+        raise unusable(" to a request that was not conditional" if status == 304 else "")
     try:
-        return response.json()
-    except ValueError:
-        raise JobpipeError(
-            f"{response.request.method} {response.url} answered HTTP {response.status_code} that is not JSON"
-        ) from None
+        body = response.json(parse_constant=not_json_constant)
+    except (ValueError, RecursionError):
+        raise unusable(" with a body that is not JSON") from None
+    if not fits(body):
+        raise unusable(f" with JSON that is not {what}")
+    return body
+
+
+def not_json_constant(name: str) -> NoReturn:
+    """json's `parse_constant`: NaN and (-)Infinity, which json.loads accepts, are not JSON."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _is_job(value: Any) -> bool:
+    """A job as the API shows one, in what the client and the CLI read of it."""
+    if not (isinstance(value, dict) and isinstance(value.get("id"), str) and value["id"]
+            and isinstance(value.get("status"), str)):
+        return False
+    progress, error = value.get("progress") or {}, value.get("error") or {}
+    return (isinstance(progress, dict) and isinstance(progress.get("percent") or 0, (int, float))
+            and isinstance(error, dict))
+
+
+def _is_batch(value: Any) -> bool:
+    """POST /jobs/status's answer: `job_ids` in order, and a job for each in `jobs`."""
+    jobs, order = (value.get("jobs"), value.get("job_ids")) if isinstance(value, dict) else (None, None)
+    return (isinstance(jobs, dict) and isinstance(order, list)
+            and all(isinstance(i, str) and _is_job(jobs.get(i)) for i in order))
+
+
+def _is_page(value: Any) -> bool:
+    """GET /jobs's answer: a list of jobs and the cursor of the next page, if any."""
+    return (isinstance(value, dict) and isinstance(value.get("jobs"), list) and all(map(_is_job, value["jobs"]))
+            and isinstance(value.get("next_cursor") or "", str))
 
 
 def _refusal(response: requests.Response) -> JobpipeClientError:
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict) and error.get("code"):
         return JobpipeClientError(response.status_code, str(error["code"]), str(error.get("message", "")), error.get("details"))
-    # Not jobpipe's error shape (a gateway or proxy answered): keep what it said.
-    message = body.get("message") if isinstance(body, dict) else None
-    return JobpipeClientError(
-        response.status_code, f"http_{response.status_code}", str(message or response.text[:200] or response.reason)
-    )
+    # Not jobpipe's error shape (a gateway or proxy answered): keep what it said, in one line.
+    said = error if isinstance(error, dict) else body if isinstance(body, dict) else {}
+    message = " ".join(str(said.get("message") or response.text or response.reason).split())
+    if len(message) > QUOTED_BODY_CHARS:
+        message = message[: QUOTED_BODY_CHARS - 1] + "…"
+    return JobpipeClientError(response.status_code, f"http_{response.status_code}", message)

@@ -1,4 +1,5 @@
-"""What the client raises: the API refused (4xx), no URL answered, or a wait ran out of time."""
+"""What the client raises: the API refused (4xx), no URL answered, an answer was unusable, or a
+wait ran out of time."""
 from __future__ import annotations
 
 from typing import Any
@@ -32,8 +33,19 @@ class JobpipeUnavailableError(JobpipeError):
         self.may_have_arrived = may_have_arrived
 
 
+class JobpipeAnswerError(JobpipeError):
+    """A URL answered, but not with what the route returns (not JSON, the wrong shape, a 304 to a
+    request that was not conditional): a fault in the server or in front of it. `url` is where
+    the answer came from and `reason` what is wrong with it."""
+
+    def __init__(self, method: str, url: str, reason: str) -> None:
+        super().__init__(f"{method} {url} {reason}")
+        self.url = url
+        self.reason = reason
+
+
 class SubmitOutcomeUnknownError(JobpipeUnavailableError):
-    """A submit got no answer but may have been accepted. Submitting again with the same
+    """A submit got no usable answer but may have been accepted. Submitting again with the same
     `idempotency_key` is safe: the API answers with the job it made, or makes it once."""
 
     def __init__(self, cause: JobpipeUnavailableError, idempotency_key: str) -> None:

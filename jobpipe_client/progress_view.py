@@ -42,7 +42,7 @@ def detail(job: dict[str, Any]) -> str:
     if job.get("status") in ("failed", "retrying") and error:
         return f"{error.get('code')}: {error.get('message')}"
     progress = progress_of(job)
-    return ": ".join(p for p in (progress.get("step"), progress.get("message")) if p)
+    return ": ".join(str(p) for p in (progress.get("step"), progress.get("message")) if p)
 
 
 def change_line(job: dict[str, Any]) -> str:
@@ -80,7 +80,7 @@ class ProgressBoard:
         self.jobs: dict[str, dict[str, Any]] = {}
         self._tasks: dict[str, TaskID] = {}
         self._progress = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),  # ids and types are the server's text
             _StatusBarColumn(bar_width=30),
             TextColumn("{task.percentage:>5.1f}%"),
             _StatusColumn(),
@@ -141,13 +141,14 @@ def job_row(job: dict[str, Any]) -> list[str]:
 
 
 def jobs_table(jobs: list[dict[str, Any]]) -> Table:
-    """`jobpipe status` / `jobpipe list` on a terminal: one row per job, fitted to its width."""
+    """`jobpipe status` / `jobpipe list` on a terminal: one row per job, fitted to its width.
+    Every cell is Text: a value is the server's, never rich markup."""
     table = Table(box=None, pad_edge=False)
     for column in COLUMNS:
         table.add_column(column, no_wrap=column in ("id", "status"))
     for job in jobs:
         row = job_row(job)
-        table.add_row(*row[:2], status_text(row[2]), *row[3:])
+        table.add_row(*map(Text, row[:2]), status_text(row[2]), *map(Text, row[3:]))
     return table
 
 

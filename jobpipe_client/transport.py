@@ -1,22 +1,26 @@
 """HTTP with fallback: every call tries the primary URL first, then each fallback in order.
 
-A connection error, a timeout or a 5xx moves on to the next URL; any other answer (2xx, 304,
-4xx) is the answer. The next call starts at the primary again, so a primary that comes back
-is used at once.
+A connection error, a timeout, an answer that cannot be read (cut off, badly encoded, a
+redirect loop) or a 5xx moves on to the next URL; any other answer (2xx, 304, 4xx) is the
+answer. The next call starts at the primary again, so a primary that comes back is used at once.
+The request's timeout bounds each URL's whole exchange, body included: a server that trickles
+its answer a byte at a time times out like one that sends nothing.
 
 A 429 that is not jobpipe's own answer is a throttle (API Gateway's, or the function's
 reserved concurrency, which the local stack sets so that a burst queues behind warm
 processes): the function did not run, so the same URL is asked again after a short, jittered,
-doubling wait (or its Retry-After), for as long as the request's timeout allows; a URL still
-throttling then counts as failed. A 429 in jobpipe's error shape (`{"error": {"code": ...}}`,
-e.g. a tenant over its quota) is the API's answer, like any other 4xx."""
+doubling wait (longer if its Retry-After asks, up to a short cap), for as long as the request's
+timeout allows; a URL still throttling then counts as failed. A 429 in jobpipe's error shape
+(`{"error": {"code": ...}}`, e.g. a tenant over its quota) is the API's answer, like any other 4xx."""
 from __future__ import annotations
 
 import random
 import time
 from typing import Any, Callable, Optional, Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
+import urllib3
 
 from jobpipe_client.errors import JobpipeUnavailableError
 
@@ -28,6 +32,11 @@ THROTTLED = 429
 # after a median 6.9 s, mostly spent waiting with free slots.
 THROTTLE_FIRST_WAIT_S = 0.05
 THROTTLE_MAX_WAIT_S = 0.4
+# The body is read in pieces of at most this size, each within what is left of the timeout.
+BODY_READ_BYTES = 64 * 1024
+# Longer timeouts overflow the socket layer's time_t (about 10**10 s); a day is far beyond any
+# real request.
+MAX_TIMEOUT_S = 86400.0
 
 
 class FailoverTransport:
@@ -42,15 +51,16 @@ class FailoverTransport:
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        cleaned = [u.strip().rstrip("/") for u in urls if u and u.strip()]
+        """ValueError for a URL that is not http(s) with a host, a token that cannot travel in a
+        header, or a timeout that is not a number of seconds above 0 (up to a day)."""
+        cleaned = [api_url(u) for u in urls if u and u.strip()]
         if not cleaned:
             raise ValueError("at least one API base URL is needed")
         self.urls = list(dict.fromkeys(cleaned))
-        self.timeout_s = timeout_s
+        self.timeout_s = timeout_seconds(timeout_s)
         self.session = session or requests.Session()
-        self.session.headers.update(
-            {"Authorization": f"Bearer {token}", "Accept": "application/json", "User-Agent": "jobpipe-client/0.1"}
-        )
+        self.session.headers.update({"Authorization": f"Bearer {header_text(token, 'the token')}",
+                                     "Accept": "application/json", "User-Agent": "jobpipe-client/0.1"})
         self.last_url: Optional[str] = None  # the URL that gave the last answer
         self.throttled = 0  # 429s retried so far (the benchmark reports them)
         self._sleep = sleep
@@ -61,7 +71,8 @@ class FailoverTransport:
         """The first answer that is not a failure. Raises JobpipeUnavailableError when every
         URL failed, listing why each did; its `may_have_arrived` is true when some URL may
         have received the request and acted on it (no answer in time, a 5xx, a dropped
-        connection), false when none can have (refused, or throttled throughout)."""
+        connection, an answer that could not be read), false when none can have (refused, or
+        throttled throughout)."""
         failures: list[tuple[str, str]] = []
         arrived = False
         for url in self.urls:
@@ -74,6 +85,12 @@ class FailoverTransport:
             except requests.ConnectionError as exc:
                 failures.append((url, f"connection failed ({type(exc).__name__})"))
                 arrived = arrived or not _never_connected(exc)
+                continue
+            except requests.exceptions.InvalidJSONError:
+                raise  # the body given to send is not JSON (NaN, say): the caller's mistake, nothing was sent
+            except requests.RequestException as exc:
+                failures.append((url, f"its answer could not be read ({type(exc).__name__})"))
+                arrived = True
                 continue
             if is_throttle(response):
                 failures.append((url, f"throttled (HTTP {THROTTLED}) for {self.timeout_s:g} s"))
@@ -89,18 +106,94 @@ class FailoverTransport:
     def _until_not_throttled(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """The URL's answer, asked again while it is a 429 and the request's timeout allows."""
         deadline = self._clock() + self.timeout_s
+        left = self.timeout_s
         wait = THROTTLE_FIRST_WAIT_S
         while True:
-            response = self.session.request(method, url, timeout=self.timeout_s, **kwargs)
+            response = self.session.request(method, url, timeout=left, stream=True, **kwargs)
+            _read_body(response, deadline, self._clock)
             if not is_throttle(response):
                 return response
-            pause = _retry_after_s(response)
-            pause = min(pause, THROTTLE_MAX_WAIT_S) if pause is not None else wait * (0.5 + self._jitter() / 2)
+            # Never sooner than the backoff (a Retry-After of 0 would be a busy loop), never
+            # longer than the cap.
+            pause = wait * (0.5 + self._jitter() / 2)
+            pause = max(pause, min(_retry_after_s(response) or 0.0, THROTTLE_MAX_WAIT_S))
             if self._clock() + pause >= deadline:
                 return response
             self.throttled += 1
             self._sleep(pause)
             wait = min(wait * 2, THROTTLE_MAX_WAIT_S)
+            if (left := deadline - self._clock()) <= 0:  # the sleep overran the deadline
+                return response
+
+
+def _read_body(response: requests.Response, deadline: float, clock: Callable[[], float]) -> None:
+    """Reads a streamed answer's body into `response` (its `content` and `json()` then work) by
+    the monotonic `deadline`: each read may wait only for what is left of the time, so a body
+    that trickles in raises requests.ReadTimeout. Other read failures raise the requests
+    exception that `response.content` would have raised."""
+    raw = response.raw
+    if raw is None:  # already read (a response built in memory)
+        return
+    read = getattr(raw, "read1", raw.read)  # urllib3 1.x has no read1: its read waits for a whole piece
+    pieces = []
+    try:
+        while (left := deadline - clock()) > 0:
+            sock = getattr(getattr(raw, "connection", None), "sock", None)
+            if sock is not None:
+                sock.settimeout(left)  # it was given the whole timeout when the request began
+            piece = read(BODY_READ_BYTES, decode_content=True)
+            if not piece:
+                # What requests' `content` does once it has read the body itself.
+                response._content, response._content_consumed = b"".join(pieces), True
+                return
+            pieces.append(piece)
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise requests.ReadTimeout(exc, response=response) from exc
+    except urllib3.exceptions.DecodeError as exc:
+        raise requests.exceptions.ContentDecodingError(exc, response=response) from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:  # cut off, or a TLS error
+        raise requests.exceptions.ChunkedEncodingError(exc, response=response) from exc
+    finally:
+        response.close()  # back to the pool when read to the end, dropped otherwise
+    raise requests.ReadTimeout(f"the answer from {response.url} did not arrive in time", response=response)
+
+
+def api_url(text: str) -> str:
+    """`text` as a base URL: stripped, scheme in lower case, no trailing slash. ValueError unless
+    it is http(s) with a host (and a port from 1 to 65535, when given), and nothing after the
+    path (a query or fragment would end up in front of every route)."""
+    shown = text.strip()
+    try:
+        parts = urlsplit(shown.rstrip("/"))
+        port = parts.port  # ValueError when not a number from 0 to 65535
+    except ValueError as exc:
+        raise ValueError(f"{shown!r} is not a valid URL ({exc})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError(f"{shown!r} is not an http(s) URL")
+    problem = ("it has no host" if not parts.hostname
+               else "it holds a space or control character" if any(c.isspace() or not c.isprintable() for c in shown)
+               else "port 0 is no port" if port == 0
+               else "a base URL has no query or fragment" if parts.query or parts.fragment
+               else None)
+    if problem:
+        raise ValueError(f"{shown!r} is not a valid URL: {problem}")
+    return urlunsplit(parts._replace(scheme=parts.scheme.lower()))
+
+
+def header_text(value: str, what: str) -> str:
+    """`value` when it can travel in an HTTP header as it is: printable ASCII, so no line break
+    or other control character. ValueError naming `what` otherwise (never the value: it may be
+    a secret)."""
+    if not (value.isascii() and value.isprintable()):
+        raise ValueError(f"{what} must be printable ASCII (no line breaks or other control characters)")
+    return value
+
+
+def timeout_seconds(value: float) -> float:
+    """`value` when it is a number of seconds above 0 and up to MAX_TIMEOUT_S; ValueError otherwise."""
+    if not 0 < value <= MAX_TIMEOUT_S:  # also false for NaN
+        raise ValueError(f"a request timeout must be above 0 and at most {MAX_TIMEOUT_S:g} s, not {value!r}")
+    return float(value)
 
 
 def is_throttle(response: requests.Response) -> bool:
@@ -110,7 +203,7 @@ def is_throttle(response: requests.Response) -> bool:
         return False
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return True
     error = body.get("error") if isinstance(body, dict) else None
     return not (isinstance(error, dict) and error.get("code"))
@@ -128,9 +221,7 @@ def _retry_after_s(response: requests.Response) -> Optional[float]:
 def _never_connected(exc: requests.ConnectionError) -> bool:
     """True when the connection was never made (refused, unresolvable), so nothing was sent;
     False for a connection dropped mid-request, whose request may have been acted on."""
-    from urllib3.exceptions import MaxRetryError, NewConnectionError
-
     reason = exc.args[0] if exc.args else None
-    if isinstance(reason, MaxRetryError):
+    if isinstance(reason, urllib3.exceptions.MaxRetryError):
         reason = reason.reason
-    return isinstance(reason, NewConnectionError) or "refused" in str(exc).lower()
+    return isinstance(reason, urllib3.exceptions.NewConnectionError) or "refused" in str(exc).lower()

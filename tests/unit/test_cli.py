@@ -2,6 +2,9 @@
 import io
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -9,9 +12,11 @@ from rich.console import Console
 from jobpipe_client import Backoff, JobpipeClient
 from jobpipe_client.cli import build_parser, client_from, main, parse_payload, UsageError
 from tests.support.fake_api import FakeApi, FakeSession, FakeTime, failing
+from tests.unit.bad_servers import at_most
 
 URL = "http://api.test"
 ENV = {"JOBPIPE_API_URL": URL, "JOBPIPE_TOKEN": "tok"}
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Run:
@@ -23,7 +28,7 @@ class Run:
         return self.err.splitlines()
 
 
-def run_cli(argv, api=None, server=None, environ=ENV):
+def run_cli(argv, api=None, server=None, environ=ENV, terminal=False):
     api = api if api is not None else FakeApi()
     time = FakeTime()
 
@@ -34,7 +39,8 @@ def run_cli(argv, api=None, server=None, environ=ENV):
                              backoff=lambda: Backoff(initial_s=1, maximum_s=4))
 
     out, err = io.StringIO(), io.StringIO()
-    code = main(argv, environ=environ, out=Console(file=out, width=200), err=err, make_client=make_client)
+    console = Console(file=out, width=200, force_terminal=terminal)
+    code = main(argv, environ=environ, out=console, err=err, make_client=make_client)
     return Run(code, out.getvalue(), err.getvalue())
 
 
@@ -340,3 +346,111 @@ def test_a_refusal_with_mapping_details_is_one_line():
     error = {"code": "invalid_request", "message": "too many ids", "details": {"limit": 100}}
     result = run_cli(["status", "a"], server=refusing_with(400, error))
     assert result.code == 2 and result.err_lines == ["jobpipe: refused: too many ids (invalid_request): limit=100"]
+
+
+# -- bad input: refused before anything is sent, in one line, exit 2 ------------------------------
+
+@pytest.mark.parametrize("content, fragment", [
+    (b'{"a": "\xff\xfe"}', "is not UTF-8 text"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    (b'{"x": NaN}', "NaN is not a JSON value"),
+])
+def test_a_payload_file_that_is_not_utf8_too_deep_or_not_strict_json_is_one_line_exit_2(tmp_path, content, fragment):
+    path = tmp_path / "payload.json"
+    path.write_bytes(content)
+    api = FakeApi()
+    result = run_cli(["submit", "demo.steps", "--payload", f"@{path}"], api)
+    assert result.code == 2 and len(result.err_lines) == 1 and fragment in result.err
+    assert api.requests == []
+
+
+@pytest.mark.parametrize("payload", ['{"x": NaN}', '{"x": Infinity}', '{"x": -Infinity}'])
+def test_a_payload_with_nan_or_infinity_is_one_line_exit_2(payload):
+    api = FakeApi()
+    result = run_cli(["submit", "demo.steps", "--payload", payload], api)
+    assert result.code == 2 and len(result.err_lines) == 1 and "is not a JSON value" in result.err
+    assert api.requests == []
+
+
+@pytest.mark.parametrize("argv", [
+    ["submit", "demo.steps", "--idempotency-key", "ключ"],
+    ["submit", "demo.steps", "--idempotency-key", "a\nb"],
+    ["list", "--request-timeout", "0"], ["list", "--request-timeout", "-1"],
+    ["list", "--request-timeout", "nan"], ["list", "--request-timeout", "inf"], ["list", "--request-timeout", "abc"],
+    ["watch", "x", "--timeout", "nan"], ["watch", "x", "--timeout", "-5"], ["watch", "x", "--timeout", "inf"],
+    ["submit", "demo.steps", "--watch", "--timeout", "nan"], ["submit", "demo.steps", "--delay", "²"],
+])
+def test_unusable_header_values_and_timeouts_are_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as raised:
+        main(argv, environ=ENV, make_client=lambda *_: pytest.fail("nothing is sent"))
+    err = capsys.readouterr().err
+    assert raised.value.code == 2 and len(err.splitlines()) == 1 and "error: argument" in err
+
+
+def test_a_watch_whose_timeout_is_nan_ends_and_is_refused():
+    api = FakeApi()
+    job = api.add(status="running")
+    with pytest.raises(SystemExit) as raised:
+        run_cli(["watch", job["id"], "--timeout", "nan"], server=at_most(50, api))
+    assert raised.value.code == 2
+
+
+def test_timeout_without_watch_is_one_line_exit_2():
+    api = FakeApi()
+    result = run_cli(["submit", "demo.steps", "--timeout", "5"], api)
+    assert result.code == 2 and len(result.err_lines) == 1 and "--timeout needs --watch" in result.err
+    assert api.requests == []
+
+
+@pytest.mark.parametrize("environ, fragment", [
+    ({**ENV, "JOBPIPE_TOKEN": "тoken"}, "token must be printable ASCII"),
+    ({**ENV, "JOBPIPE_TOKEN": "a\rb"}, "token must be printable ASCII"),
+    ({**ENV, "JOBPIPE_API_URL": "http://"}, "no host"),
+    ({**ENV, "JOBPIPE_API_URL": "http:///jobs"}, "no host"),
+    ({**ENV, "JOBPIPE_API_URL": "http://[::1"}, "not a valid URL"),
+    ({**ENV, "JOBPIPE_API_URL": "http://127.0.0.1:99999"}, "not a valid URL"),
+    ({**ENV, "JOBPIPE_API_URL": "http://127.0.0.1:abc"}, "not a valid URL"),
+    ({**ENV, "JOBPIPE_API_URL": "http://exa mple.com"}, "space"),
+    ({**ENV, "JOBPIPE_FALLBACK_URLS": "http://"}, "no host"),
+])
+def test_unusable_tokens_and_urls_are_one_line_exit_2(environ, fragment):
+    result = run_cli(["list"], environ=environ)
+    assert result.code == 2 and len(result.err_lines) == 1 and fragment in result.err
+    assert "тoken" not in result.err and "a\rb" not in result.err  # a token is never echoed
+
+
+def test_an_upper_case_scheme_is_an_http_url():
+    args = build_parser().parse_args(["list"])
+    client = client_from(args, {"JOBPIPE_API_URL": "HTTP://api.test/prod", "JOBPIPE_TOKEN": "t"})
+    assert client.transport.urls == ["http://api.test/prod"]
+
+
+def test_status_of_several_unknown_jobs_is_one_line():
+    result = run_cli(["status", "n1", "n2", "n3"])
+    assert result.code == 2 and result.err_lines == ["jobpipe: jobs n1, n2, n3 not found"]
+
+
+# -- stdout closed early ---------------------------------------------------------------------
+
+LIST_INTO_A_CLOSED_PIPE = """
+import functools, sys
+from jobpipe_client import JobpipeClient, cli
+from tests.support.fake_api import FakeApi, FakeSession
+
+api = FakeApi()
+for _ in range(2000):
+    api.add()
+session = FakeSession({"http://api.test": api})
+cli.main = functools.partial(cli.main, make_client=lambda *_: JobpipeClient("http://api.test", "tok", session=session))
+sys.argv = ["jobpipe", "list", "--json", "--limit", "2000"]
+cli.run()
+"""
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly():
+    # Far more than a pipe holds, into a pipe whose reader is gone: the write fails (EPIPE).
+    process = subprocess.Popen([sys.executable, "-c", LIST_INTO_A_CLOSED_PIPE], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141 and err == ""

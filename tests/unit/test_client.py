@@ -1,15 +1,23 @@
-"""JobpipeClient without sockets: fallback order, error typing, paging, waiting and ETags."""
+"""JobpipeClient without sockets: fallback order, error typing, paging, waiting and ETags, and
+servers that answer badly (late, cut off, the wrong shape, in a loop)."""
+import json
+
 import pytest
+import requests
+import urllib3
 
 from jobpipe_client import (
     Backoff,
+    JobpipeAnswerError,
     JobpipeClient,
     JobpipeClientError,
     JobpipeUnavailableError,
     SubmitOutcomeUnknownError,
     WaitTimeoutError,
 )
+from jobpipe_client.transport import THROTTLE_FIRST_WAIT_S
 from tests.support.fake_api import FakeApi, FakeSession, FakeTime, failing, make_response, throttling
+from tests.unit.bad_servers import Body, answering, at_most, raising, streamed
 
 PRIMARY, FALLBACK, SPARE = "http://primary.test", "http://fallback.test", "http://spare.test"
 
@@ -299,3 +307,207 @@ def test_a_429_in_jobpipes_error_shape_is_the_apis_answer_not_a_throttle():
         client.submit("demo.steps")
     assert (raised.value.status, raised.value.code) == (429, "quota_exceeded")
     assert session.calls == [(PRIMARY, "POST")] and time.sleeps == []  # asked once, never elsewhere
+
+
+# -- servers that misbehave --------------------------------------------------------------------
+
+JOB_BYTES = json.dumps({"id": "j-1", "type": "demo.steps", "status": "queued", "version": 1}).encode()
+
+
+# -- reading answers ---------------------------------------------------------------------------
+
+def test_a_body_that_trickles_in_times_out_at_the_request_deadline_not_per_read():
+    time = FakeTime()
+    body = Body(JOB_BYTES, time, pause=0.4)
+    client, _ = make_client({PRIMARY: streamed(201, body)}, time=time, timeout=1)
+    start = time.now
+    with pytest.raises(SubmitOutcomeUnknownError) as raised:
+        client.submit("demo.steps", idempotency_key="order-21")
+    assert "timed out after 1 s" in str(raised.value) and raised.value.idempotency_key == "order-21"
+    assert time.now - start == pytest.approx(1.2)  # the read that crossed the deadline, no more
+    assert body.timeouts == pytest.approx([1.0, 0.6, 0.2])  # each read waits only for what is left
+
+
+def test_a_body_read_in_time_is_the_answer():
+    time = FakeTime()
+    client, _ = make_client({PRIMARY: streamed(201, Body(JOB_BYTES, time, pause=0.001, piece=8))}, time=time, timeout=1)
+    assert client.submit("demo.steps")["id"] == "j-1"
+
+
+@pytest.mark.parametrize("error", [urllib3.exceptions.ProtocolError("Connection broken: IncompleteRead"),
+                                   urllib3.exceptions.DecodeError("not gzip")])
+def test_a_body_cut_off_or_badly_encoded_fails_over_and_a_submit_may_have_been_accepted(error):
+    api = FakeApi()
+    job = api.add()
+    time = FakeTime()
+    client, _ = make_client({PRIMARY: streamed(200, Body(JOB_BYTES, time, piece=8, error=error, fail_after=8)),
+                             FALLBACK: api}, time=time)
+    assert client.get(job["id"])["id"] == job["id"] and client.transport.last_url == FALLBACK
+    alone, _ = make_client({PRIMARY: streamed(201, Body(JOB_BYTES, time, piece=8, error=error, fail_after=8))})
+    with pytest.raises(SubmitOutcomeUnknownError) as raised:
+        alone.submit("demo.steps", idempotency_key="order-22")
+    assert "could not be read" in str(raised.value) and raised.value.idempotency_key == "order-22"
+
+
+@pytest.mark.parametrize("exc", [
+    requests.exceptions.ChunkedEncodingError("reset mid-body"),
+    requests.exceptions.ContentDecodingError("not gzip"),
+    requests.exceptions.TooManyRedirects("30 redirects"),
+    requests.exceptions.InvalidHeader("bad header"),
+    requests.exceptions.RetryError("retries"),
+])
+def test_any_requests_failure_is_a_failed_url_and_a_submit_may_have_been_accepted(exc):
+    api = FakeApi()
+    job = api.add()
+    client, _ = make_client({PRIMARY: raising(exc), FALLBACK: api})
+    assert client.get(job["id"])["id"] == job["id"] and client.transport.last_url == FALLBACK
+    alone, _ = make_client({PRIMARY: raising(exc)})
+    with pytest.raises(SubmitOutcomeUnknownError) as raised:
+        alone.submit("demo.steps", idempotency_key="order-23")
+    assert f"could not be read ({type(exc).__name__})" in str(raised.value)
+    assert raised.value.idempotency_key == "order-23"
+
+
+GOOD_JOB = {"id": "j-1", "type": "demo.steps", "status": "running", "version": 2,
+            "progress": {"percent": 10.0, "step": None, "message": None}, "error": None}
+
+
+@pytest.mark.parametrize("body", [
+    [1, 2], {}, b"null", b"not json", b"{\"id\": \"j-1\", \"status\": NaN}", b"[" * 100_000 + b"]" * 100_000,
+    {**GOOD_JOB, "id": 7}, {**GOOD_JOB, "status": None}, {**GOOD_JOB, "progress": {"percent": "abc"}},
+    {**GOOD_JOB, "progress": "half"}, {**GOOD_JOB, "error": "plain string"},
+])
+def test_a_job_answer_of_the_wrong_shape_is_an_answer_error(body):
+    for call in (lambda c: c.get("j-1"), lambda c: c.cancel("j-1"), lambda c: c.wait("j-1")):
+        client, _ = make_client({PRIMARY: answering(200, body)})
+        with pytest.raises(JobpipeAnswerError) as raised:
+            call(client)
+        assert raised.value.url.startswith(PRIMARY) and "answered HTTP 200" in str(raised.value)
+
+
+@pytest.mark.parametrize("body", [
+    {}, {"jobs": [1]}, {"jobs": {}, "next_cursor": None}, {"jobs": [GOOD_JOB], "next_cursor": 5}, b"null",
+])
+def test_a_page_of_the_wrong_shape_is_an_answer_error(body):
+    client, _ = make_client({PRIMARY: answering(200, body)})
+    with pytest.raises(JobpipeAnswerError, match="not a page of jobs|not JSON"):
+        list(client.list())
+
+
+@pytest.mark.parametrize("body", [
+    {}, b"null", {"job_ids": ["j-1"], "jobs": {}}, {"job_ids": "j-1", "jobs": {"j-1": GOOD_JOB}},
+    {"job_ids": ["j-1"], "jobs": {"j-1": {**GOOD_JOB, "progress": {"percent": "abc"}}}},
+])
+def test_a_status_answer_of_the_wrong_shape_is_an_answer_error(body):
+    for call in (lambda c: c.status_many(["j-1"]), lambda c: c.wait_many(["j-1"])):
+        client, _ = make_client({PRIMARY: answering(200, body)})
+        with pytest.raises(JobpipeAnswerError, match="not the jobs asked for|not JSON"):
+            call(client)
+
+
+def test_a_304_to_a_request_that_sent_no_tag_is_an_answer_error():
+    for call in (lambda c: c.get("j-1"), lambda c: c.status_many(["j-1"]), lambda c: c.wait("j-1"),
+                 lambda c: list(c.list())):
+        client, _ = make_client({PRIMARY: answering(304)})
+        with pytest.raises(JobpipeAnswerError, match="answered HTTP 304 to a request that was not conditional"):
+            call(client)
+
+
+@pytest.mark.parametrize("status, body", [(200, b"not json"), (201, b"null"), (201, {}), (201, [1]), (304, None),
+                                          (202, {**GOOD_JOB, "error": "x"})])
+def test_a_submit_whose_answer_is_unusable_may_have_been_accepted(status, body):
+    client, _ = make_client({PRIMARY: answering(status, body)})
+    with pytest.raises(SubmitOutcomeUnknownError) as raised:
+        client.submit("demo.steps", idempotency_key="order-24")
+    assert raised.value.idempotency_key == "order-24" and raised.value.may_have_arrived
+    ((url, reason),) = raised.value.failures
+    assert url == PRIMARY and f"answered HTTP {status}" in reason
+
+
+def test_a_listing_that_repeats_its_cursor_is_an_answer_error_not_a_loop():
+    server = answering(200, {"jobs": [], "next_cursor": "c"})
+    client, _ = make_client({PRIMARY: server})
+    with pytest.raises(JobpipeAnswerError, match="already given"):
+        list(client.list())
+    assert server.asked == 2
+
+
+def test_a_listing_follows_an_empty_page_that_has_a_new_cursor():
+    # The store filters a page after reading it (by type within a status), so a page may be empty.
+    pages = {None: {"jobs": [], "next_cursor": "p2"}, "p2": {"jobs": [GOOD_JOB], "next_cursor": None}}
+
+    def paging(method, url, params=None, **_):
+        return make_response(method, url, 200, pages[(params or {}).get("cursor")])
+
+    client, _ = make_client({PRIMARY: paging})
+    assert [j["id"] for j in client.list(status="running", type="demo.steps")] == ["j-1"]
+
+
+def test_a_retry_after_of_0_still_backs_off_and_the_attempts_end():
+    time = FakeTime()
+    server = at_most(1000, throttling(10**6, FakeApi(), retry_after="0"))
+    client, _ = make_client({PRIMARY: server}, time=time, timeout=2)
+    with pytest.raises(JobpipeUnavailableError, match="throttled"):
+        client.get("j-1")
+    assert time.sleeps and min(time.sleeps) >= THROTTLE_FIRST_WAIT_S / 2
+    assert server.asked == len(time.sleeps) + 1 < 60
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), -1])
+def test_a_wait_refuses_a_timeout_that_is_nan_or_negative_before_any_request(timeout):
+    client, session = make_client({PRIMARY: FakeApi()})
+    for call in (lambda: client.wait("j-1", timeout=timeout), lambda: client.wait_many(["j-1"], timeout=timeout)):
+        with pytest.raises(ValueError):
+            call()
+    assert session.calls == []
+
+
+@pytest.mark.parametrize("url", ["http://", "http:///jobs", "http://[::1", "http://127.0.0.1:99999", "http://h:0",
+                                 "http://h:abc", "http://exa mple.com", "ftp://h", "h.test", "http://h/?x=1"])
+def test_a_client_refuses_a_url_that_is_not_http_with_a_host(url):
+    with pytest.raises(ValueError):
+        JobpipeClient(url, "tok")
+    with pytest.raises(ValueError):
+        JobpipeClient("http://ok.test", "tok", [url])
+
+
+def test_urls_are_taken_in_any_case_and_normalised():
+    client = JobpipeClient(" HTTP://Api.test:8080/prod/ ", "tok", ["HTTPS://b.test"])
+    assert client.transport.urls == ["http://Api.test:8080/prod", "https://b.test"]
+
+
+@pytest.mark.parametrize("token", ["тoken", "a\nb", "a\rb", "tab\there"])
+def test_a_client_refuses_a_token_that_cannot_go_in_a_header(token):
+    with pytest.raises(ValueError, match="token") as raised:
+        JobpipeClient(PRIMARY, token)
+    assert token not in str(raised.value)  # a token is a secret: never echoed
+
+
+@pytest.mark.parametrize("key", ["ключ", "a\nb", "a\r\nX-Injected: 1"])
+def test_a_submit_refuses_an_idempotency_key_that_cannot_go_in_a_header(key):
+    client, session = make_client({PRIMARY: FakeApi()})
+    with pytest.raises(ValueError, match="idempotency key"):
+        client.submit("demo.steps", idempotency_key=key)
+    assert session.calls == []
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), 1e12])
+def test_a_client_refuses_a_request_timeout_that_is_not_a_bound(timeout):
+    with pytest.raises(ValueError, match="timeout"):
+        JobpipeClient(PRIMARY, "tok", timeout=timeout)
+
+
+def test_a_4xx_not_in_jobpipes_shape_is_one_line_of_what_it_said():
+    html = b"<html>\n<body>\n<h1>Bad Request</h1>\n</body>\n</html>\n"
+    cases = [(answering(400, {"error": {"message": "something wrong"}}), "something wrong"),
+             (answering(400, {"message": "gateway says\nno\nway"}), "gateway says no way"),
+             (answering(400, html), "<html> <body> <h1>Bad Request</h1> </body> </html>")]
+    for server, message in cases:
+        client, _ = make_client({PRIMARY: server})
+        with pytest.raises(JobpipeClientError) as raised:
+            client.get("j-1")
+        assert (raised.value.code, raised.value.message) == ("http_400", message)
+    client, _ = make_client({PRIMARY: answering(404, b"<p>\n" + b"x" * 5000)})
+    with pytest.raises(JobpipeClientError) as raised:
+        client.get("j-1")
+    assert len(raised.value.message) == 200 and raised.value.message.endswith("…") and "\n" not in raised.value.message

@@ -1,0 +1,157 @@
+"""The `jobpipe` CLI against servers that answer badly: whatever comes back (the wrong shape, a
+body cut off, a loop, markup, an HTML page), the command ends with one line on stderr and its
+exit code, never a traceback; a submit that may have made a job names the key to repeat it
+with, and a job that was made is never lost from the output."""
+import json
+import re
+
+import pytest
+import requests
+
+from tests.support.fake_api import FakeApi, failing, make_response
+from tests.unit.bad_servers import answering, raising
+from tests.unit.test_cli import run_cli
+
+COMMANDS = [["submit", "demo.steps"], ["status", "j-1"], ["list"], ["cancel", "j-1"], ["watch", "j-1"]]
+JOB = {"id": "j-1", "type": "demo.steps", "status": "running", "version": 2,
+       "progress": {"percent": 10.0, "step": None, "message": None}, "error": None}
+WRONG_SHAPES = [
+    b"not json", b"null", [1, 2], {}, {"unexpected": True}, b"[" * 100_000 + b"]" * 100_000,
+    {**JOB, "progress": {"percent": "abc"}}, {**JOB, "error": "plain string"}, {**JOB, "id": None},
+    {"job_ids": ["j-1"], "jobs": {}}, {"jobs": [JOB], "next_cursor": 7},
+]
+
+
+def key_in(line):
+    return re.search(r"--idempotency-key (client-[0-9a-f-]{36}) is safe", line)
+
+
+def assert_one_line(result, code):
+    assert result.code == code and len(result.err_lines) == 1, result.err
+    assert result.err.startswith("jobpipe: ")
+
+
+@pytest.mark.parametrize("body", WRONG_SHAPES)
+@pytest.mark.parametrize("argv", COMMANDS, ids=lambda argv: argv[0])
+def test_a_2xx_of_the_wrong_shape_is_one_line_exit_3(argv, body):
+    result = run_cli(argv, server=answering(200, body))
+    assert_one_line(result, 3)
+    if argv[0] == "submit":  # the POST arrived: the job may exist
+        assert "may have been accepted" in result.err and key_in(result.err)
+    else:
+        assert "answered HTTP 200 with" in result.err
+
+
+@pytest.mark.parametrize("argv", COMMANDS, ids=lambda argv: argv[0])
+def test_a_304_to_a_request_that_sent_no_tag_is_one_line_exit_3_never_silent(argv):
+    result = run_cli(argv, server=answering(304))
+    assert_one_line(result, 3)
+    assert result.out == "" and "304" in result.err
+
+
+@pytest.mark.parametrize("exc", [
+    requests.exceptions.ChunkedEncodingError("Connection broken: IncompleteRead"),
+    requests.exceptions.ContentDecodingError("not gzip"),
+    requests.exceptions.TooManyRedirects("Exceeded 30 redirects"),
+    requests.exceptions.InvalidHeader("bad header"),
+])
+@pytest.mark.parametrize("argv", COMMANDS, ids=lambda argv: argv[0])
+def test_an_answer_that_cannot_be_read_is_one_line_exit_3(argv, exc):
+    result = run_cli(argv, server=raising(exc))
+    assert_one_line(result, 3)
+    assert f"could not be read ({type(exc).__name__})" in result.err
+    if argv[0] == "submit":
+        assert "may have been accepted" in result.err and key_in(result.err)
+
+
+def test_a_listing_that_loops_ends_with_one_line_exit_3():
+    server = answering(200, {"jobs": [], "next_cursor": "c"})
+    result = run_cli(["list"], server=server)
+    assert_one_line(result, 3)
+    assert "already given" in result.err and server.asked == 2
+
+
+@pytest.mark.parametrize("status, body, message", [
+    (400, b"<html>\n<body>\n<h1>Bad Request</h1>\n</body>\n</html>\n", "<html> <body> <h1>Bad Request</h1> </body> </html>"),
+    (404, b"<html>\n<body>\n<h1>Not Found</h1>\n</body>\n</html>\n", "<html> <body> <h1>Not Found</h1> </body> </html>"),
+    (400, {"message": "gateway says\nno\nway"}, "gateway says no way"),
+    (400, {"error": {"message": "something wrong"}}, "something wrong"),
+    (400, {"error": {"code": "bad", "message": "first\nsecond"}}, "first second"),
+])
+@pytest.mark.parametrize("argv", COMMANDS, ids=lambda argv: argv[0])
+def test_an_error_body_on_several_lines_is_one_line_exit_2(argv, status, body, message):
+    result = run_cli(argv, server=answering(status, body))
+    assert_one_line(result, 2)
+    assert f"refused: {message} (" in result.err
+
+
+MARKUP_ID = "[/]"
+MARKUP_TEXT = "[bold red]not markup[/bold red]"
+
+
+def markup_server():
+    job = {**JOB, "id": MARKUP_ID, "type": MARKUP_TEXT, "status": "canceled",
+           "progress": {"percent": 100.0, "step": MARKUP_TEXT, "message": None}}
+
+    def answer(method, url, json=None, **_):
+        if url.endswith("/jobs/status"):
+            return make_response(method, url, 200, {"job_ids": json["job_ids"], "jobs": {i: job for i in json["job_ids"]}})
+        if method == "GET" and url.endswith("/jobs"):
+            return make_response(method, url, 200, {"jobs": [job], "next_cursor": None})
+        return make_response(method, url, 201, job)
+
+    return answer
+
+
+@pytest.mark.parametrize("terminal", [False, True], ids=["pipe", "terminal"])
+@pytest.mark.parametrize("argv", [["submit", "demo.steps"], ["submit", "demo.steps", "--watch"], ["status", "x"],
+                                  ["list"], ["cancel", "x"], ["watch", "x"]], ids=" ".join)
+def test_the_servers_text_is_shown_as_it_is_never_as_markup(argv, terminal):
+    result = run_cli(argv, server=markup_server(), terminal=terminal)
+    shown = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", result.out)
+    assert result.err == "" and MARKUP_ID in shown
+    if argv[0] in ("status", "list", "watch") or "--watch" in argv:
+        assert MARKUP_TEXT in shown or "[bold red]" in shown  # a fitted table may cut the type short
+
+
+def submit_then(down):
+    """The API for the submit; then every poll fails with `down`."""
+    api = FakeApi()
+
+    def answer(method, url, **kwargs):
+        if method == "POST" and url.endswith("/jobs"):
+            return api(method, url, **kwargs)
+        return failing(down)(method, url, **kwargs)
+
+    return api, answer
+
+
+@pytest.mark.parametrize("down", ["503", "refused", "timeout"])
+def test_submit_watch_json_whose_watch_fails_still_names_the_job(down):
+    api, server = submit_then(down)
+    result = run_cli(["submit", "demo.steps", "--watch", "--json"], server=server)
+    (job_id,) = api.jobs
+    assert_one_line(result, 3)
+    assert result.out == "" and f"job {job_id} was submitted" in result.err
+
+
+def test_submit_watch_json_that_times_out_names_the_job():
+    api = FakeApi()
+    result = run_cli(["submit", "demo.steps", "--watch", "--json", "--timeout", "3"], api)
+    (job_id,) = api.jobs
+    assert_one_line(result, 4)
+    assert f"job {job_id} was submitted" in result.err
+
+
+def test_submit_watch_json_that_ends_prints_the_job_and_nothing_on_stderr():
+    api = FakeApi()
+    original_add = api.add
+
+    def add_scripted(**fields):
+        job = original_add(**fields)
+        api.script(job["id"], {"status": "completed", "version": 2})
+        return job
+
+    api.add = add_scripted
+    result = run_cli(["submit", "demo.steps", "--watch", "--json"], api)
+    assert result.code == 0 and result.err == "" and json.loads(result.out)["status"] == "completed"
