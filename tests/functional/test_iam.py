@@ -3,23 +3,34 @@ its work) is allowed by that function's role in the packaged template, on that r
 
 ministack does not enforce IAM, so without this a missing permission would first show on AWS.
 The scenarios drive each function through its paths (the API's routes, a worker's success,
-retry and failure, the stream consumers, the subscribers, the reconciler's actions)."""
+retry and failure, the stream consumers, the subscribers, the reconciler's actions; and the API
+with UseTaskQueue=false, the quota recount and the other dead-letter queues).
+
+The check reads a policy as IAM does, as far as these roles need: a statement's `Fn::If` is
+taken on the stack's parameters (their defaults unless a scenario sets them), a resource is
+matched by logical id down to the index name and the object key, and a
+`ForAllValues:StringLike` condition on `dynamodb:LeadingKeys` is checked against the partition
+key of every item a call reads or writes. tests/unit/test_iam_grants.py pins the grants
+themselves (this test cannot tell an unused grant)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
-import time
 import uuid
 from collections import defaultdict
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, NamedTuple, Optional
 
 import pytest
 
 from chalicelib import composition
 from chalicelib.api.auth import issue_token
+from chalicelib.domain.job import utcnow
 from tests.functional.conftest import SECRET, LambdaContext, auth, drain, receive_all, sqs_event
+from tests.support.infra import resources
 from tests.support.stream import StreamRecorder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,83 +48,193 @@ SPECIAL_ACTIONS = {
 }
 TRANSACT_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem"}
 SERVICE_PREFIX = {"dynamodb": "dynamodb", "sqs": "sqs", "s3": "s3", "events": "events", "eventbridge": "events"}
+# An ARN written out in a policy (`arn:${AWS::Partition}:<service>:...:<rest>`): the resource
+# type its <rest> names, by prefix.
+ARN_TYPES = {"events": ("event-bus/", "AWS::Events::EventBus"), "dynamodb": ("table/", "AWS::DynamoDB::Table"),
+             "sqs": ("", "AWS::SQS::Queue")}
+
+
+class Call(NamedTuple):
+    """One authorization a request needs: the IAM action, the resource (a logical id, with
+    `/index/<name>` or `/<object key>` when it is an index or an object), and the partition
+    keys of the items it touches (None where the request names no items: a Query, a Describe)."""
+
+    action: str
+    resource: str
+    keys: Optional[tuple[str, ...]] = None
 
 
 class CallLog:
-    """(function, IAM action, resource logical id) of every AWS call, by the function running."""
+    """Every AWS call, as Calls, by the function running."""
 
-    def __init__(self, resources: dict[str, str]) -> None:
+    def __init__(self, names: dict[str, str]) -> None:
         self.function = "none"
-        self.calls: dict[str, set[tuple[str, str]]] = defaultdict(set)
-        self._resources = resources  # physical name or URL -> logical id
+        self.calls: dict[str, set[Call]] = defaultdict(set)
+        self._resources = dict(names)  # physical name or URL -> logical id
+        infra = resources()
+        self._hash_keys = {logical: next(k["AttributeName"] for k in infra[logical]["Properties"]["KeySchema"]
+                                         if k["KeyType"] == "HASH")
+                           for logical in names.values() if infra.get(logical, {}).get("Type") == "AWS::DynamoDB::Table"}
+
+    def name(self, physical: str, logical: str) -> None:
+        self._resources[physical] = logical
 
     def hook(self, model: Any, params: dict[str, Any], **_: Any) -> None:
         service = SERVICE_PREFIX[model.service_model.signing_name]
-        operation = model.name
+        self.calls[self.function].update(self._calls(service, model.name, params))
+
+    def _calls(self, service: str, operation: str, params: dict[str, Any]) -> Iterator[Call]:
         if operation == "TransactWriteItems":
             for item in params["TransactItems"]:
                 (kind, action), = item.items()
-                self.calls[self.function].add((f"dynamodb:{TRANSACT_ACTIONS[kind]}", self._resource(action)))
+                yield self._item_call(f"dynamodb:{TRANSACT_ACTIONS[kind]}", action["TableName"],
+                                      [action.get("Key") or action["Item"]])
+            return
+        if operation in ("BatchGetItem", "BatchWriteItem"):
+            for table, request in params["RequestItems"].items():
+                items = request["Keys"] if operation == "BatchGetItem" else [
+                    r.get("PutRequest", {}).get("Item") or r["DeleteRequest"]["Key"] for r in request]
+                yield self._item_call(f"dynamodb:{operation}", table, items)
             return
         actions = SPECIAL_ACTIONS.get((service, operation), [f"{service}:{operation}"])
-        if operation == "BatchGetItem" or operation == "BatchWriteItem":
-            targets = [self._resources.get(t, t) for t in params["RequestItems"]]
-        else:
-            targets = [self._resource(params)]
+        if service == "dynamodb" and ("Key" in params or "Item" in params):
+            for action in actions:
+                yield self._item_call(action, params["TableName"], [params.get("Key") or params["Item"]])
+            return
         for action in actions:
-            for target in targets:
-                self.calls[self.function].add((action, target))
+            for resource in self._resources_of(params):
+                yield Call(action, resource)
 
-    def _resource(self, params: dict[str, Any]) -> str:
-        for key in ("TableName", "QueueUrl", "Bucket", "EventBusName", "Name"):
+    def _item_call(self, action: str, table: str, items: list[dict[str, Any]]) -> Call:
+        logical = self._resources.get(table, table)
+        hash_key = self._hash_keys[logical]
+        return Call(action, logical, tuple(sorted({item[hash_key]["S"] for item in items})))
+
+    def _resources_of(self, params: dict[str, Any]) -> list[str]:
+        if "Bucket" in params:
+            bucket = self._resources.get(params["Bucket"], params["Bucket"])
+            if "Delete" in params:  # DeleteObjects: each object
+                return [f"{bucket}/{o['Key']}" for o in params["Delete"]["Objects"]]
+            return [f"{bucket}/{params['Key']}" if "Key" in params else bucket]
+        for key in ("TableName", "QueueUrl", "EventBusName", "Name"):
             if key in params:
                 value = params[key]
                 suffix = f"/index/{params['IndexName']}" if "IndexName" in params else ""
-                return self._resources.get(value, value) + suffix
+                return [self._resources.get(value, value) + suffix]
         if "Entries" in params:  # PutEvents
-            return self._resources.get(params["Entries"][0]["EventBusName"], "?")
-        return "*"
+            return [self._resources.get(params["Entries"][0]["EventBusName"], "?")]
+        return ["*"]
 
 
-def _statement_resources(resource: Any) -> set[str]:
-    """Logical ids (with /index/... suffixes kept) a policy statement's Resource names."""
-    out: set[str] = set()
-    for entry in resource if isinstance(resource, list) else [resource]:
-        if entry == "*":
-            out.add("*")
-        elif isinstance(entry, dict) and "Fn::GetAtt" in entry:
-            out.add(entry["Fn::GetAtt"][0])
-        elif isinstance(entry, dict) and "Fn::Sub" in entry:
-            text = entry["Fn::Sub"] if isinstance(entry["Fn::Sub"], str) else entry["Fn::Sub"][0]
-            if text.startswith("${") and ".Arn}" in text:
-                logical, rest = text[2:].split(".Arn}", 1)
-                out.add(logical + (rest if rest.startswith("/index/") else ""))
-                if rest.startswith("/") and not rest.startswith("/index/"):
-                    out.add(logical)  # objects under a bucket's prefix
-            else:
-                out.add("*" if text.endswith(":*") else text)
-        elif isinstance(entry, dict) and "Ref" in entry:
-            out.add(entry["Ref"])
+def _evaluate(template: dict[str, Any], expression: Any, parameters: dict[str, Any]) -> Any:
+    """A condition or a condition function's argument, on `parameters` (else the defaults)."""
+    if isinstance(expression, dict):
+        (function, argument), = expression.items()
+        if function == "Ref":
+            default = template["Parameters"][argument].get("Default")
+            return str(parameters.get(argument, default))
+        if function == "Condition":
+            return _evaluate(template, template["Conditions"][argument], parameters)
+        values = [_evaluate(template, a, parameters) for a in argument]
+        if function == "Fn::Equals":
+            return values[0] == values[1]
+        if function == "Fn::Not":
+            return not values[0]
+        if function == "Fn::And":
+            return all(values)
+        if function == "Fn::Or":
+            return any(values)
+        raise ValueError(f"cannot evaluate {function}")
+    return str(expression)
+
+
+def statements(template: dict[str, Any], role: str, parameters: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
+    """The role's policy statements as a stack with `parameters` (else the defaults) has them."""
+    out = []
+    for policy in template["Resources"][role]["Properties"].get("Policies", []):
+        for statement in policy["PolicyDocument"]["Statement"]:
+            while isinstance(statement, dict) and "Fn::If" in statement:
+                condition, when_true, when_false = statement["Fn::If"]
+                holds = _evaluate(template, template["Conditions"][condition], parameters or {})
+                statement = when_true if holds else when_false
+            if statement != {"Ref": "AWS::NoValue"}:
+                out.append(statement)
     return out
 
 
-def allowed(template: dict[str, Any], role: str, action: str, resource: str) -> bool:
-    policies = template["Resources"][role]["Properties"].get("Policies", [])
-    for policy in policies:
-        for statement in policy["PolicyDocument"]["Statement"]:
-            if "Fn::If" in statement:
-                statement = statement["Fn::If"][1]
-                if not isinstance(statement, dict) or "Effect" not in statement:
-                    continue
-            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-            if statement["Effect"] != "Allow" or action not in actions:
-                continue
-            names = _statement_resources(statement["Resource"])
-            base = resource.split("/index/")[0]
-            if "*" in names or resource in names or (base in names and "/index/" not in resource) \
-                    or any(n.startswith(base + "/index/") and (n.endswith("/*") or n == resource) for n in names):
-                return True
+def _patterns(template: dict[str, Any], resource: Any) -> list[str]:
+    """Glob patterns over Call.resource that a statement's Resource names."""
+    out: list[str] = []
+    for entry in resource if isinstance(resource, list) else [resource]:
+        if entry == "*":
+            out.append("*")
+        elif isinstance(entry, dict) and "Fn::GetAtt" in entry:
+            logical, attribute = entry["Fn::GetAtt"]
+            out.append(logical if attribute == "Arn" else f"{logical}/{attribute}")
+        elif isinstance(entry, dict) and "Fn::Sub" in entry:
+            text = entry["Fn::Sub"] if isinstance(entry["Fn::Sub"], str) else entry["Fn::Sub"][0]
+            own = re.fullmatch(r"\$\{(\w+)\.Arn\}(/.*)?", text)
+            written = re.fullmatch(r"arn:\$\{AWS::Partition\}:(\w+):\$\{AWS::Region\}:\$\{AWS::AccountId\}:(.*)", text)
+            if own:
+                out.append(own.group(1) + (own.group(2) or ""))
+            elif written and written.group(1) in ARN_TYPES:
+                prefix, kind = ARN_TYPES[written.group(1)]
+                rest = written.group(2)
+                if rest == prefix + "*":  # every resource of that type (by name: not matched here)
+                    out += [name for name, r in template["Resources"].items() if r["Type"] == kind]
+            elif written:
+                out.append(f"arn:{written.group(1)}:{written.group(2)}")  # logs and such: no call names it
+            else:
+                raise ValueError(f"the test cannot read the resource {text!r}")
+        else:
+            raise ValueError(f"the test cannot read the resource {entry!r}")
+    return out
+
+
+def _glob(pattern: str) -> "re.Pattern[str]":
+    """IAM's wildcards (`*` any run of characters, `?` one) as a regular expression."""
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern))
+
+
+def _condition_holds(condition: Optional[dict[str, Any]], call: Call) -> bool:
+    for operator, keys in (condition or {}).items():
+        if operator != "ForAllValues:StringLike" or set(keys) != {"dynamodb:LeadingKeys"}:
+            raise ValueError(f"the test cannot evaluate the condition {operator} {sorted(keys)}")
+        if call.keys is None:  # a request that names no item (a Query's key is not read here)
+            return False
+        patterns = [_glob(p) for p in keys["dynamodb:LeadingKeys"]]
+        if not all(any(p.fullmatch(k) for p in patterns) for k in call.keys):
+            return False
+    return True
+
+
+def allowed(template: dict[str, Any], role: str, call: Call, parameters: Optional[dict[str, Any]] = None) -> bool:
+    for statement in statements(template, role, parameters):
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        if statement["Effect"] != "Allow" or call.action not in actions:
+            continue
+        if any(_glob(p).fullmatch(call.resource) for p in _patterns(template, statement["Resource"])) \
+                and _condition_holds(statement.get("Condition"), call):
+            return True
     return False
+
+
+def denied(template: dict[str, Any], log: CallLog, parameters: Optional[dict[str, Any]] = None) -> dict[str, list]:
+    """function -> the calls its role does not allow (with one example of their keys)."""
+    roles = {logical: resource["Properties"]["Role"]["Fn::GetAtt"][0]
+             for logical, resource in template["Resources"].items()
+             if resource["Type"] == "AWS::Serverless::Function"}
+    out = {}
+    for function, calls in log.calls.items():
+        missing = {(c.action, c.resource): c.keys for c in calls if not allowed(template, roles[function], c, parameters)}
+        if missing:
+            out[function] = sorted(missing.items())
+    return out
+
+
+def made(log: CallLog, function: str, action: str, resource: str) -> bool:
+    """Whether `function` made a call of `action` on a resource matching the glob `resource`."""
+    return any(c.action == action and _glob(resource).fullmatch(c.resource) for c in log.calls[function])
 
 
 @pytest.fixture(scope="module")
@@ -157,8 +278,9 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
         {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"}})).json_body
     retried = client.http.post("/jobs", headers=auth(), body=json.dumps(
         {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0, "fail_at": 1}})).json_body
-    big = client.http.post("/jobs", headers=auth(), body=json.dumps(
-        {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0, "message_chars": 100_000}})).json_body
+    # Payload, result and an artifact each over the inline limit: all three go to S3 (jobs/<id>/).
+    big = client.http.post("/jobs", headers=auth(), body=json.dumps({"type": "demo.outputs", "payload": {
+        "artifact_bytes": 100_000, "result_bytes": 100_000, "pad": "p" * 70_000}})).json_body
     held = client.http.post("/jobs", headers=auth(), body=json.dumps({**steps, "delay_seconds": 7200})).json_body
     client.http.get(f"/jobs/{ok['id']}", headers=auth())
     client.http.get("/jobs?limit=5", headers=auth())
@@ -174,8 +296,10 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
     recorder = StreamRecorder(composition.container().store._ddb, aws["ddb"], "jobs")
     log.function = "JobWorker"
     drain(app, aws)
-    client.http.get(f"/jobs/{big['id']}/artifacts", headers=auth())
     log.function = "APIHandler"
+    assert client.http.get(f"/jobs/{big['id']}", headers=auth()).json_body["status"] == "completed"
+    client.http.get(f"/jobs/{big['id']}/artifacts", headers=auth())
+    assert "url" in client.http.get(f"/jobs/{big['id']}/artifacts/data.bin", headers=auth()).json_body
     client.http.get(f"/jobs/{retried['id']}/runs", headers=auth())
     client.http.delete(f"/jobs/{held['id']}", headers=auth())
     client.http.post("/api/system/dlq/redrive", headers=_operator())
@@ -217,15 +341,90 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
     app.handler_map["reconciler"](scheduled, LambdaContext(120))
     app.handler_map["reconciler"]({**scheduled, "detail": {"maintenance_task": "health_check"}}, LambdaContext(120))
 
-    roles = {logical: resource["Properties"]["Role"]["Fn::GetAtt"][0]
-             for logical, resource in template["Resources"].items()
-             if resource["Type"] == "AWS::Serverless::Function"}
-    denied = {}
-    for function, calls in log.calls.items():
-        role = roles["JobWorker" if function == "JobWorker" else function]
-        missing = sorted(c for c in calls if not allowed(template, role, *c))
-        if missing:
-            denied[function] = missing
     assert set(log.calls) >= {"APIHandler", "JobWorker", "EventPublisher", "ErpBridge",
                               "CacheInvalidation", "Reconciler"}
-    assert not denied, denied
+    # The paths the narrowed grants serve were taken (a missing one would make this test vacuous).
+    assert made(log, "APIHandler", "dynamodb:PutItem", "IdempotencyTable")
+    assert made(log, "APIHandler", "s3:PutObject", "JobsBucket/jobs/*")
+    assert made(log, "APIHandler", "s3:GetObject", "JobsBucket/jobs/*")
+    assert made(log, "JobWorker", "s3:PutObject", "JobsBucket/jobs/*")
+    assert made(log, "JobWorker", "s3:GetObject", "JobsBucket/jobs/*")
+    assert made(log, "ErpBridge", "dynamodb:BatchWriteItem", "IdempotencyTable")
+    assert made(log, "CacheInvalidation", "dynamodb:PutItem", "JobsTable")
+    assert made(log, "Reconciler", "dynamodb:Query", "JobsTable/index/by_due")
+    assert not denied(template, log), denied(template, log)
+
+
+def test_the_api_running_maintenance_inline_and_reading_every_dead_letter_queue_is_allowed(
+        template, log, app, client, aws, monkeypatch):
+    """UseTaskQueue=false: the clean-ups, the health check and the statistics run in the API
+    function, on the grants the stack adds for it; with the defaults (queued tasks) it has none
+    of them. Also the admission recount (the status index), a keyed replay refused by the quota
+    (a read of its Idempotency-Key), and peek, depth and redrive of the subscribers' and the
+    event bus's dead-letter queues."""
+    sqs = aws["sqs"]
+    queues = {"ErpWebhookQueue": ("erp-webhook", "JOBPIPE_ERP_WEBHOOK_QUEUE_URL"),
+              "ErpWebhookDeadLetterQueue": ("erp-webhook-dlq", "JOBPIPE_ERP_WEBHOOK_DLQ_URL"),
+              "ErpOutboundQueue": ("erp-outbound", "JOBPIPE_ERP_OUTBOUND_QUEUE_URL"),
+              "ErpOutboundDeadLetterQueue": ("erp-outbound-dlq", "JOBPIPE_ERP_OUTBOUND_DLQ_URL"),
+              "CacheInvalidationQueue": ("cache-invalidation", "JOBPIPE_CACHE_QUEUE_URL"),
+              "CacheInvalidationDeadLetterQueue": ("cache-invalidation-dlq", "JOBPIPE_CACHE_DLQ_URL"),
+              "EventDeliveryDeadLetterQueue": ("event-delivery-dlq", "JOBPIPE_EVENT_DELIVERY_DLQ_URL"),
+              "StreamFailureQueue": ("stream-failure", "JOBPIPE_STREAM_FAILURE_QUEUE_URL")}
+    for logical, (name, variable) in queues.items():
+        url = sqs.create_queue(QueueName=name)["QueueUrl"]
+        log.name(url, logical)
+        monkeypatch.setenv(variable, url)
+        if "DeadLetter" in logical or logical == "StreamFailureQueue":
+            sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"detail": {"event_id": f"e-{name}"}}))
+    monkeypatch.setenv("USE_TASK_QUEUE", "false")
+    monkeypatch.setenv("JOBPIPE_TENANT_MAX_UNFINISHED_JOBS", "1")
+    composition.use(None)
+
+    log.function = "APIHandler"
+    big = client.http.post("/jobs", headers=auth(), body=json.dumps(
+        {"type": "demo.outputs", "payload": {"artifact_bytes": 100_000, "result_bytes": 100_000}})).json_body
+    log.function = "JobWorker"
+    drain(app, aws)
+    log.function = "APIHandler"
+    # A counter left high (lost stream changes): admission counts the status index first.
+    aws["ddb"].put_item(TableName="stats", Item={"pk": {"S": "TENANT#acme"}, "unfinished": {"N": "100"}})
+    keyed = {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}}
+    first = client.http.post("/jobs", headers=auth(**{"Idempotency-Key": "q-1"}), body=json.dumps(keyed))
+    again = client.http.post("/jobs", headers=auth(**{"Idempotency-Key": "q-1"}), body=json.dumps(keyed))
+    assert first.status_code == 202 and again.json_body["id"] == first.json_body["id"], again.body
+
+    aws["s3"].put_object(Bucket="jobs-bucket", Key="tmp/scratch.bin", Body=b"x")
+    later = utcnow() + timedelta(hours=3)  # the job above and the scratch object are then 3 h old
+    monkeypatch.setattr(composition.container().maintenance, "_clock", lambda: later)
+    operator = _operator()
+    for task, query in (("cleanup-runs", "?max_age_hours=1"), ("cleanup-temp-files", "?max_age_hours=1"),
+                        ("health-check", ""), ("log-statistics", "")):
+        response = client.http.post(f"/api/system/maintenance/{task}{query}", headers=operator)
+        assert response.status_code == 200 and response.json_body["task_id"] is None, response.body
+        assert response.json_body["result"].get("healthy", True), response.body
+    assert aws["s3"].list_objects_v2(Bucket="jobs-bucket").get("KeyCount") == 0
+    assert client.http.get(f"/jobs/{big['id']}", headers=auth()).status_code == 404
+
+    assert client.http.get("/api/system/stats", headers=operator).status_code == 200
+    peeked = client.http.get("/api/system/dlq", headers=operator).json_body["dead_letters"]
+    assert {name for name, letters in peeked.items() if letters} == {
+        "erp_webhook", "erp_outbound", "cache_invalidation", "event_delivery", "stream_failure"}
+    redriven = client.http.post("/api/system/dlq/redrive", headers=operator).json_body["redriven"]
+    assert {name for name, moved in redriven.items() if moved["moved"]} == {"erp_webhook", "erp_outbound",
+                                                                          "cache_invalidation"}
+
+    for action, resource in (("dynamodb:Query", "JobsTable/index/by_status"), ("dynamodb:GetItem", "IdempotencyTable"),
+                             ("dynamodb:Query", "JobsTable/index/by_finished_day"),
+                             ("dynamodb:BatchWriteItem", "JobsTable"), ("dynamodb:DescribeTable", "StatsTable"),
+                             ("s3:ListBucket", "JobsBucket"), ("s3:DeleteObject", "JobsBucket/tmp/*"),
+                             ("s3:DeleteObject", "JobsBucket/jobs/*"), ("events:DescribeEventBus", "JobEventsBus"),
+                             ("sqs:ChangeMessageVisibility", "StreamFailureQueue"),
+                             ("sqs:DeleteMessage", "ErpWebhookDeadLetterQueue"), ("sqs:SendMessage", "ErpWebhookQueue")):
+        assert made(log, "APIHandler", action, resource), (action, resource)
+    assert not made(log, "APIHandler", "sqs:DeleteMessage", "EventDeliveryDeadLetterQueue")
+    inline = {"UseTaskQueue": "false"}
+    assert not denied(template, log, inline), denied(template, log, inline)
+    # With the default (tasks queued to the workers) the API has none of the clean-up grants.
+    assert not allowed(template, "ApiHandlerRole", Call("dynamodb:BatchWriteItem", "JobsTable"))
+    assert not allowed(template, "ApiHandlerRole", Call("events:DescribeEventBus", "JobEventsBus"))

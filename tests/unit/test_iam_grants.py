@@ -1,0 +1,292 @@
+"""Every IAM grant of every function role, pinned: the packaged template (build/sam.json) must
+grant each role exactly the (action, resource) pairs listed here, so an added grant fails this
+test as surely as a removed one. The list is what the code needs (see the notes); change it
+only together with the code path that needs the change, and re-check it against
+tests/functional/test_iam.py, which proves each recorded call is still allowed.
+
+A resource is written as a logical id, with `/index/<name>` for an index, `/<prefix>*` for
+objects, `.StreamArn` for a table's stream, `logs:*` for every log group of the account, `*`
+for all. A grant present only under a stack condition ends ` if <Condition>`, and one limited
+to items by their partition key ` where LeadingKeys like <pattern>`."""
+from __future__ import annotations
+
+import re
+from typing import Any, Optional
+
+import pytest
+
+from tests.support.infra import packaged_template
+
+LOGS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+
+def ddb(*actions: str) -> set[str]:
+    return {f"dynamodb:{a}" for a in actions}
+
+
+def sqs(*actions: str) -> set[str]:
+    return {f"sqs:{a}" for a in actions}
+
+
+def s3(*actions: str) -> set[str]:
+    return {f"s3:{a}" for a in actions}
+
+
+JOBS_QUEUES = ("JobsQueueHigh", "JobsQueue", "JobsQueueLow")
+JOBS_DLQS = ("JobsDeadLetterQueueHigh", "JobsDeadLetterQueue", "JobsDeadLetterQueueLow")
+# Their messages can be redriven to their source queues: the API deletes what it moved.
+REDRIVABLE_DLQS = ("ErpWebhookDeadLetterQueue", "ErpOutboundDeadLetterQueue", "CacheInvalidationDeadLetterQueue")
+# Read only (peek, depth): their messages have no queue to go back to (settings.other_dead_letters).
+READ_ONLY_DLQS = ("EventDeliveryDeadLetterQueue", "StreamFailureQueue")
+INLINE = " if InlineMaintenance"  # UseTaskQueue=false: maintenance tasks run in the API function
+
+
+def each(resources: tuple[str, ...], actions: set[str]) -> dict[str, set[str]]:
+    """The same actions on each resource (a resource appears once in a role's dict: a later
+    entry would replace an earlier one, so each resource's actions are listed together)."""
+    return {r: actions for r in resources}
+
+
+GRANTS: dict[str, dict[str, set[str]]] = {
+    "ApiHandlerRole": {
+        "logs:*": LOGS,
+        "*": XRAY,
+        # Jobs, runs, artifacts, scope caches (and their completions' invalidations); no deletes.
+        "JobsTable": ddb("GetItem", "BatchGetItem", "PutItem", "UpdateItem", "Query"),
+        # Listings (dynamodb.py list_jobs) and the admission recount (count_unfinished).
+        "JobsTable/index/by_tenant": ddb("Query"),
+        "JobsTable/index/by_status": ddb("Query"),
+        "JobsTable/index/by_type": ddb("Query"),
+        # Idempotency-Key records only (dynamodb_keys.py), never the subscribers' delivery records.
+        "IdempotencyTable where LeadingKeys like submit#*": ddb("GetItem", "PutItem"),
+        "StatsTable": ddb("GetItem", "BatchGetItem"),
+        **each(JOBS_QUEUES, sqs("SendMessage", "GetQueueAttributes")),
+        **each(JOBS_DLQS, sqs("GetQueueAttributes", "ReceiveMessage", "DeleteMessage", "ChangeMessageVisibility")),
+        **each(REDRIVABLE_DLQS, sqs("GetQueueAttributes", "ReceiveMessage", "ChangeMessageVisibility", "DeleteMessage")),
+        **each(READ_ONLY_DLQS, sqs("GetQueueAttributes", "ReceiveMessage", "ChangeMessageVisibility")),
+        **each(("ErpWebhookQueue", "ErpOutboundQueue", "CacheInvalidationQueue"), sqs("SendMessage")),
+        "JobsBucket/jobs/*": s3("GetObject", "PutObject", "DeleteObject"),
+        # Inline cleanup-runs: the finished-day index, then each job's items in batches.
+        "JobsTable" + INLINE: ddb("BatchWriteItem", "DescribeTable"),
+        "JobsTable/index/by_finished_day" + INLINE: ddb("Query"),
+        # Inline health-check: the probes (health.py); cleanup-temp-files: list and delete tmp/.
+        "StatsTable" + INLINE: ddb("DescribeTable"),
+        "JobsBucket" + INLINE: s3("ListBucket"),
+        "JobsBucket/tmp/*" + INLINE: s3("DeleteObject"),
+        "JobEventsBus" + INLINE: {"events:DescribeEventBus"},
+    },
+    "JobWorkerRole": {
+        "logs:*": LOGS,
+        "*": XRAY,
+        # Claims, progress, completions, runs, artifacts; cleanup-runs batch-deletes a job's items.
+        "JobsTable": ddb("GetItem", "PutItem", "UpdateItem", "Query", "BatchWriteItem", "DescribeTable"),
+        "JobsTable/index/by_finished_day": ddb("Query"),
+        **each(JOBS_QUEUES, sqs("ReceiveMessage", "DeleteMessage", "GetQueueAttributes", "ChangeMessageVisibility",
+                                "SendMessage")),
+        **each(JOBS_DLQS, sqs("SendMessage", "GetQueueAttributes")),
+        "StatsTable": ddb("GetItem", "BatchGetItem", "DescribeTable"),
+        "JobsBucket/jobs/*": s3("GetObject", "PutObject", "DeleteObject"),
+        "JobsBucket/tmp/*": s3("DeleteObject"),  # cleanup-temp-files lists and deletes, never reads or writes
+        "JobsBucket": s3("ListBucket"),
+        "JobEventsBus": {"events:DescribeEventBus"},
+    },
+    "EventPublisherRole": {
+        "logs:*": LOGS,
+        "*": XRAY,
+        "JobsTable.StreamArn": ddb("GetRecords", "GetShardIterator", "DescribeStream", "ListStreams"),
+        "JobEventsBus": {"events:PutEvents"},
+        "StreamFailureQueue": sqs("SendMessage"),  # the event source mapping's on-failure destination
+        "StatsTable": ddb("PutItem", "UpdateItem"),  # stats.py: one transaction of Puts and Updates
+    },
+    "ErpBridgeRole": {
+        "logs:*": LOGS,
+        "*": XRAY,
+        "ErpWebhookQueue": sqs("ReceiveMessage", "DeleteMessage", "GetQueueAttributes", "ChangeMessageVisibility"),
+        # The delivery ledger (dynamodb_ledger.py): conditional Puts, then Puts and Deletes in a batch.
+        "IdempotencyTable if ErpKeepsLedger where LeadingKeys like DELIVERY#erp_bridge#*": ddb("PutItem",
+                                                                                              "BatchWriteItem"),
+    },
+    "CacheInvalidationRole": {
+        "logs:*": LOGS,
+        "*": XRAY,
+        "CacheInvalidationQueue": sqs("ReceiveMessage", "DeleteMessage", "GetQueueAttributes",
+                                      "ChangeMessageVisibility"),
+        "JobEventsBus": {"events:PutEvents"},
+        # Scope caches and completions only (dynamodb_cache.py), never a job's items.
+        "JobsTable where LeadingKeys like SCOPE#*": ddb("UpdateItem", "PutItem"),
+    },
+    "ReconcilerRole": {
+        "logs:*": LOGS,
+        "*": XRAY,
+        "JobsTable": ddb("GetItem", "BatchGetItem", "PutItem", "UpdateItem"),
+        "JobsTable/index/by_due": ddb("Query"),
+        "StatsTable": ddb("UpdateItem"),  # its pass's summary (reconciler_log.py)
+        **each(JOBS_QUEUES, sqs("SendMessage")),
+        # A lost attempt's last failure parks its message; dead letters are peeked and left in place.
+        **each(JOBS_DLQS, sqs("SendMessage", "ReceiveMessage", "ChangeMessageVisibility")),
+        "JobsBucket/jobs/*": s3("GetObject"),  # reads claim-checked jobs; its own submissions are tiny
+    },
+}
+
+
+def resource_name(entry: Any) -> str:
+    if entry == "*":
+        return "*"
+    if isinstance(entry, dict) and "Fn::GetAtt" in entry:
+        logical, attribute = entry["Fn::GetAtt"]
+        return logical if attribute == "Arn" else f"{logical}.{attribute}"
+    if isinstance(entry, dict) and isinstance(entry.get("Fn::Sub"), str):
+        text = entry["Fn::Sub"]
+        own = re.fullmatch(r"\$\{(\w+)\.Arn\}(/.+)?", text)
+        if own:
+            return own.group(1) + (own.group(2) or "")
+        written = re.fullmatch(r"arn:\$\{AWS::Partition\}:(\w+):\$\{AWS::Region\}:\$\{AWS::AccountId\}:(.+)", text)
+        if written:
+            return f"{written.group(1)}:{written.group(2)}"
+    raise AssertionError(f"a resource this test cannot name: {entry!r}")
+
+
+def condition_text(condition: Optional[dict[str, Any]]) -> str:
+    out = ""
+    for operator, keys in sorted((condition or {}).items()):
+        for key, values in sorted(keys.items()):
+            values = values if isinstance(values, list) else [values]
+            if operator == "ForAllValues:StringLike" and key == "dynamodb:LeadingKeys":
+                out += f" where LeadingKeys like {' '.join(values)}"
+            else:
+                out += f" where {operator} {key} {' '.join(map(str, values))}"
+    return out
+
+
+def grants(template: dict[str, Any], role: str) -> set[tuple[str, str]]:
+    """(action, resource) of every Allow statement of the role's policies, conditions written out."""
+    out = set()
+    for policy in template["Resources"][role]["Properties"].get("Policies", []):
+        for statement in policy["PolicyDocument"]["Statement"]:
+            stack_conditions = ""
+            while "Fn::If" in statement:
+                condition, statement, otherwise = statement["Fn::If"]
+                assert otherwise == {"Ref": "AWS::NoValue"}, f"{role}: an Fn::If with two grants"
+                stack_conditions += f" if {condition}"
+            assert statement["Effect"] == "Allow" and not {"NotAction", "NotResource"} & set(statement), statement
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            suffix = stack_conditions + condition_text(statement.get("Condition"))
+            out |= {(a, resource_name(r) + suffix) for a in actions for r in resources}
+    return out
+
+
+def pinned(role: str) -> set[tuple[str, str]]:
+    return {(action, resource) for resource, actions in GRANTS[role].items() for action in actions}
+
+
+@pytest.fixture(scope="module")
+def template():
+    return packaged_template()
+
+
+def test_every_role_of_the_template_is_pinned(template):
+    roles = {name for name, r in template["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
+    assert roles == set(GRANTS)
+    functions = {r["Properties"]["Role"]["Fn::GetAtt"][0] for r in template["Resources"].values()
+                 if r["Type"] == "AWS::Serverless::Function"}
+    assert functions == set(GRANTS)
+
+
+@pytest.mark.parametrize("role", sorted(GRANTS))
+def test_a_role_grants_exactly_its_pinned_actions_on_its_pinned_resources(template, role):
+    granted = grants(template, role)
+    expected = pinned(role)
+    assert not granted - expected, f"{role} grants what is not pinned: {sorted(granted - expected)}"
+    assert not expected - granted, f"{role} no longer grants: {sorted(expected - granted)}"
+
+
+def test_every_index_a_role_names_is_an_index_of_its_table(template):
+    named = {resource.split(" ")[0] for role in GRANTS for resource in GRANTS[role] if "/index/" in resource}
+    assert named
+    for resource in named:
+        table, index = resource.split("/index/")
+        indexes = {i["IndexName"] for i in template["Resources"][table]["Properties"]["GlobalSecondaryIndexes"]}
+        assert index in indexes, resource
+
+
+class Recorder:
+    """A DynamoDB client that records the partition key of every item a request names, by
+    table, and succeeds."""
+
+    HASH_KEYS = {"jobs": "pk", "idempotency": "id"}  # infra/resources.json KeySchema
+
+    def __init__(self) -> None:
+        self.keys: dict[str, list[str]] = {}
+
+    def _record(self, table: str, *items: dict[str, Any]) -> None:
+        self.keys.setdefault(table, []).extend(item[self.HASH_KEYS[table]]["S"] for item in items)
+
+    def transact_write_items(self, TransactItems, **_):
+        for entry in TransactItems:
+            (request,) = entry.values()
+            self._record(request["TableName"], request.get("Key") or request["Item"])
+        return {}
+
+    def batch_write_item(self, RequestItems, **_):
+        for table, requests in RequestItems.items():
+            self._record(table, *[r.get("PutRequest", {}).get("Item") or r["DeleteRequest"]["Key"] for r in requests])
+        return {}
+
+    def put_item(self, TableName, Item, **_):
+        self._record(TableName, Item)
+        return {}
+
+    def update_item(self, TableName, Key, **_):
+        self._record(TableName, Key)
+        return {"Attributes": {"generation": {"N": "1"}}}
+
+    def get_item(self, TableName, Key, **_):
+        self._record(TableName, Key)
+        return {}
+
+
+def like(value: str, pattern: str) -> bool:
+    """IAM's StringLike: `*` any run of characters, `?` one."""
+    return re.fullmatch("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern),
+                        value) is not None
+
+
+def leading_keys(role: str) -> str:
+    (resource,) = [r for r in GRANTS[role] if "LeadingKeys" in r]
+    return resource.rsplit(" ", 1)[1]
+
+
+def test_each_writer_held_to_a_key_prefix_names_only_items_within_it():
+    """The code behind each LeadingKeys condition names no item outside its pattern: the
+    conditions above are the code's key prefixes, not a guess at them."""
+    from chalicelib.adapters.dynamodb import DynamoJobStore
+    from chalicelib.adapters.dynamodb_cache import DynamoCacheStore
+    from chalicelib.adapters.dynamodb_ledger import DynamoDeliveryLedger
+    from chalicelib.domain.job import Job
+    from chalicelib.ports import SubmissionKey, TaskCompletion
+    from chalicelib.subscribers.handlers import _erp
+
+    api = Recorder()  # a keyed submit, and the read of its key when the quota refuses a replay
+    store = DynamoJobStore(api, "jobs", keys_table="idempotency")
+    job = Job(id="j-1", type="demo.steps", payload={}, tenant="acme", user="ann", priority="normal",
+              max_attempts=1, timeout_s=1, created_at="2026-01-01T00:00:00Z")
+    store.create_keyed(job, SubmissionKey("acme", "k-1", "j-1", "h", 2_000_000_000), now=1_000_000_000)
+    store.submission_key("acme", "k-1", now=1_000_000_000)
+    assert len(api.keys["idempotency"]) == 2
+    assert all(like(k, leading_keys("ApiHandlerRole")) for k in api.keys["idempotency"]), api.keys
+
+    bridge = Recorder()  # the ERP bridge's ledger: opened, then closed (one done, one failed)
+    ledger = DynamoDeliveryLedger(bridge, "idempotency", _erp._name, ttl_s=60)
+    ledger.begin(["e-1", "e-2"], 30)
+    ledger.finish(["e-1"], ["e-2"])
+    assert list(bridge.keys) == ["idempotency"] and len(bridge.keys["idempotency"]) == 4
+    assert all(like(k, leading_keys("ErpBridgeRole")) for k in bridge.keys["idempotency"]), bridge.keys
+
+    invalidation = Recorder()  # the cache-invalidation consumer's writes
+    cache = DynamoCacheStore(invalidation, "jobs")
+    cache.record_completion("acme", "p-1", TaskCompletion("demo.steps", "2026-01-01T00:00:00Z", "j-1"))
+    cache.invalidate("acme", "p-1", "steps-summary", "j-1", "2026-01-01T00:00:00Z")
+    assert list(invalidation.keys) == ["jobs"] and len(invalidation.keys["jobs"]) == 2
+    assert all(like(k, leading_keys("CacheInvalidationRole")) for k in invalidation.keys["jobs"]), invalidation.keys
