@@ -33,13 +33,23 @@ def operator_headers() -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
-def test_a_purged_message_is_sent_again_and_the_job_completes(quick_grace, app, client, aws):
+def submit_and_lose(client, aws) -> dict:
+    """A job whose message is then purged, past its grace (the quick_grace fixture's 1 s)."""
     job = client.http.post("/jobs", headers=auth(), body=json.dumps(STEPS)).json_body
     aws["sqs"].purge_queue(QueueUrl=aws["jobs_url"])
     time.sleep(1.2)
-    assert reconcile(app)["counts"] == {"redispatched": 1}
+    return job
+
+
+def completes(app, client, aws, job) -> bool:
     drain(app, aws)
-    assert client.http.get(f"/jobs/{job['id']}", headers=auth()).json_body["status"] == "completed"
+    return client.http.get(f"/jobs/{job['id']}", headers=auth()).json_body["status"] == "completed"
+
+
+def test_a_purged_message_is_sent_again_and_the_job_completes(quick_grace, app, client, aws):
+    job = submit_and_lose(client, aws)
+    assert reconcile(app)["counts"] == {"redispatched": 1}
+    assert completes(app, client, aws, job)
     stats = client.http.get("/api/system/stats", headers=operator_headers()).json_body
     assert stats["reconciler"]["totals"]["redispatched"] == 1
     assert stats["reconciler"]["last_pass"]["counts"] == {"redispatched": 1}
@@ -61,12 +71,9 @@ def test_a_dead_letter_naming_no_possible_job_leaves_the_pass_whole(quick_grace,
     """A hand-moved or foreign message on a jobs DLQ (an id no job can have) is passed by; the
     pass still resends what was lost."""
     aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=json.dumps(foreign))
-    job = client.http.post("/jobs", headers=auth(), body=json.dumps(STEPS)).json_body
-    aws["sqs"].purge_queue(QueueUrl=aws["jobs_url"])
-    time.sleep(1.2)
+    job = submit_and_lose(client, aws)
     assert reconcile(app)["counts"] == {"redispatched": 1}
-    drain(app, aws)
-    assert client.http.get(f"/jobs/{job['id']}", headers=auth()).json_body["status"] == "completed"
+    assert completes(app, client, aws, job)
 
 
 def test_a_dead_letter_queue_that_cannot_be_read_leaves_the_due_step_running(quick_grace, app, client, aws,
@@ -75,9 +82,7 @@ def test_a_dead_letter_queue_that_cannot_be_read_leaves_the_due_step_running(qui
 
     from chalicelib.composition import container
 
-    job = client.http.post("/jobs", headers=auth(), body=json.dumps(STEPS)).json_body
-    aws["sqs"].purge_queue(QueueUrl=aws["jobs_url"])
-    time.sleep(1.2)
+    job = submit_and_lose(client, aws)
     sqs = container().queue_operations._sqs
 
     def times_out(**request):
@@ -88,8 +93,7 @@ def test_a_dead_letter_queue_that_cannot_be_read_leaves_the_due_step_running(qui
         result = reconcile(app)
     assert result["counts"] == {"errors": 1, "redispatched": 1}
     assert result["errors"][0].startswith("dead letters: dlq_unavailable: could not read the")
-    drain(app, aws)
-    assert client.http.get(f"/jobs/{job['id']}", headers=auth()).json_body["status"] == "completed"
+    assert completes(app, client, aws, job)
 
 
 def test_a_job_an_hour_ahead_is_held_shows_not_before_and_can_be_canceled(app, client, aws):
