@@ -84,9 +84,14 @@ class Reconciler:
         try:
             step()
         except Exception as exc:  # noqa: BLE001 - counted and logged; the pass goes on
-            result.counts["errors"] += 1
-            result.errors.append(f"{name}: {_describe(exc)}")
-            self._observe("reconciler step failed", {"step": name, "error": _describe(exc)})
+            self._failed(result, name, exc, "reconciler step failed", {"step": name})
+
+    def _failed(self, result: ReconcilePass, where: str, exc: Exception, message: str,
+                extra: dict[str, Any]) -> None:
+        """A step or a job's action that raised: one more error in the pass, said where."""
+        result.counts["errors"] += 1
+        result.errors.append(f"{where}: {_describe(exc)}")
+        self._observe(message, {**extra, "error": _describe(exc)})
 
     def _fail_dead_lettered(self, result: ReconcilePass) -> None:
         messages: dict[str, JobMessage] = {}
@@ -117,9 +122,7 @@ class Reconciler:
             result.counts["raced"] += 1  # a worker or a cancel got there first: nothing to do
             return
         except Exception as exc:  # noqa: BLE001 - left due: the next pass tries again; one job never stops the rest
-            result.counts["errors"] += 1
-            result.errors.append(f"{job_id}: {_describe(exc)}")
-            self._observe("reconcile action failed", {"job_id": job_id, "error": _describe(exc)})
+            self._failed(result, job_id, exc, "reconcile action failed", {"job_id": job_id})
             return
         if outcome != ReconcileOutcome.SKIPPED:
             result.counts[outcome.value] += 1

@@ -485,24 +485,22 @@ class DynamoJobStore:
 
     def count_unfinished(self, tenant: str, at_most: int) -> int:
         counted = 0
-        for status in UNFINISHED:
-            request: dict[str, Any] = {
-                "TableName": self._table,
-                "IndexName": "by_status",
-                "KeyConditionExpression": "gsi2pk = :pk",
-                "ExpressionAttributeValues": {":pk": {"S": status_key(tenant, status.value)}},
-                "Select": "COUNT",
-            }
-            while counted < at_most:
-                try:
-                    response = self._ddb.query(**request)
-                except (ClientError, BotoCoreError) as exc:
-                    raise StoreUnavailableError("could not count the tenant's unfinished jobs") from exc
-                counted += int(response.get("Count", 0))
-                if "LastEvaluatedKey" not in response:
-                    break
-                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        return min(counted, at_most)
+        pages = self._ddb.get_paginator("query")
+        try:
+            for status in UNFINISHED:
+                for page in pages.paginate(
+                    TableName=self._table,
+                    IndexName="by_status",
+                    KeyConditionExpression="gsi2pk = :pk",
+                    ExpressionAttributeValues={":pk": {"S": status_key(tenant, status.value)}},
+                    Select="COUNT",
+                ):
+                    counted += page["Count"]
+                    if counted >= at_most:
+                        return at_most
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreUnavailableError("could not count the tenant's unfinished jobs") from exc
+        return counted
 
     def add_child(self, parent_id: str, child_id: str) -> None:
         try:
