@@ -222,8 +222,24 @@ class Container:
         from chalicelib.observability import logger
         from chalicelib.reconciler import Reconciler
 
-        return Reconciler(self.lifecycle, self.queue_operations,
+        return Reconciler(self.lifecycle, self.queue_operations, replay=self.stream_replay,
                           observe=lambda message, extra: logger.info(message, extra=extra))
+
+    @cached_property
+    def stream_replay(self) -> Optional[Any]:
+        """Replays the change-stream function's failed batches; None where StreamFailureQueue
+        is not configured."""
+        if not self.settings.stream_failure_queue_url:
+            return None
+        from chalicelib.adapters.dynamodb_stream import DynamoChangeStream
+        from chalicelib.adapters.sqs_stream_failures import SqsFailedStreamBatches
+        from chalicelib.events.replay import StreamReplay
+
+        return StreamReplay(
+            SqsFailedStreamBatches(self.client("sqs"), self.settings.stream_failure_queue_url),
+            DynamoChangeStream(self.client("dynamodbstreams"), self.settings.table_name),
+            self.stream_consumer,
+        )
 
     @cached_property
     def reconciler_log(self) -> Any:

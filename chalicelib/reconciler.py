@@ -13,9 +13,12 @@ Each pass, in this order:
    a job whose next attempt was sent `max_dispatches` times with none claimed fails
    `undeliverable` (the bound that holds whatever the dead-letter queues hold: step 1 reads
    only their oldest letters).
+3. failed stream batches: a batch of the jobs table's stream that the change-stream function
+   gave up on is read back from the stream and counted and published again, so its status
+   events still reach subscribers and its changes are still counted (events/replay.py).
 
-The steps fail alone, and so does each job within them: a dead-letter queue that cannot be
-read, or a job whose action raises, is counted in `errors` and the rest of the pass goes on.
+The steps fail alone, and so does each job or batch within them: a dead-letter queue that cannot
+be read, or a job whose action raises, is counted in `errors` and the rest of the pass goes on.
 
 Every action is a conditional write against the status and version read, so overlapping passes,
 workers and cancels cannot double anything; a duplicate message is harmless because claims are
@@ -26,8 +29,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 
-from chalicelib.domain.errors import JobpipeError, StaleJobError
+from chalicelib.domain.errors import JobpipeError, StaleJobError, StreamBatchUnreadableError
 from chalicelib.domain.job import PRIORITIES, isoformat
+from chalicelib.events.replay import REPLAYED, UNREADABLE, StreamReplay
 from chalicelib.lifecycle import JobLifecycle, ReconcileOutcome
 from chalicelib.ports import DeadLetter, JobMessage, QueueOperations, job_message_of
 
@@ -40,7 +44,8 @@ DEAD_LETTERS_PER_PASS = 50
 @dataclass
 class ReconcilePass:
     """What one pass did: counts per outcome (`released`, `redispatched`, `lease_expired`,
-    `dead_lettered`, `raced`, `errors`), and the time it ran."""
+    `dead_lettered`, `undeliverable`, `raced`, `stream_batch_replayed`,
+    `stream_batch_unreadable`, `errors`), and the time it ran."""
 
     started_at: str
     counts: Counter = field(default_factory=Counter)
@@ -56,24 +61,44 @@ class Reconciler:
         lifecycle: JobLifecycle,
         dead_letters: Optional[QueueOperations],
         *,
+        replay: Optional[StreamReplay] = None,
         due_per_pass: int = DUE_PER_PASS,
         dead_letters_per_pass: int = DEAD_LETTERS_PER_PASS,
         observe: Optional[Callable[[str, dict[str, Any]], None]] = None,
     ) -> None:
         self._lifecycle = lifecycle
         self._dead_letters = dead_letters
+        self._replay = replay
         self._due_per_pass = due_per_pass
         self._dead_letters_per_pass = dead_letters_per_pass
         self._observe = observe or (lambda message, extra: None)
 
     def run_pass(self) -> ReconcilePass:
-        """Both steps, each on its own: a dead-letter queue that cannot be read (or a letter
+        """Every step, each on its own: a dead-letter queue that cannot be read (or a letter
         that breaks its step) must not stop the due jobs, which bound every other wait."""
         result = ReconcilePass(started_at=isoformat(self._lifecycle.clock()))
         if self._dead_letters is not None:
             self._step(result, "dead letters", lambda: self._fail_dead_lettered(result))
         self._step(result, "due jobs", lambda: self._reconcile_due(result))
+        if self._replay is not None:
+            self._step(result, "failed stream batches", lambda: self._replay_failed_batches(result))
         return result
+
+    def _replay_failed_batches(self, result: ReconcilePass) -> None:
+        for batch in self._replay.take():
+            where = f"stream batch {batch.first_sequence}-{batch.last_sequence}"
+            try:
+                self._replay.replay(batch)
+            except StreamBatchUnreadableError as exc:  # its events are lost: said in every pass that sees it
+                result.counts[UNREADABLE] += 1
+                result.errors.append(f"{where}: {_describe(exc)}")
+                self._observe("stream batch unreadable", {"batch": where, "error": _describe(exc)})
+                continue
+            except Exception as exc:  # noqa: BLE001 - held for a later pass; one batch never stops the rest
+                self._failed(result, where, exc, "stream batch replay failed", {"batch": where})
+                continue
+            result.counts[REPLAYED] += 1
+            self._observe("stream batch replayed", {"batch": where, "condition": batch.condition})
 
     def _reconcile_due(self, result: ReconcilePass) -> None:
         now = isoformat(self._lifecycle.clock())

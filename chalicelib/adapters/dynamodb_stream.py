@@ -1,12 +1,16 @@
-"""Reading job writes out of the jobs table's DynamoDB stream records."""
+"""Reading job writes out of the jobs table's DynamoDB stream records, and reading a failed
+batch's records back from the stream."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Any, Optional
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from chalicelib.adapters.dynamodb_items import JOB_SORT_KEY, item_to_job
+from chalicelib.domain.errors import ChangeStreamUnavailableError, StreamBatchUnreadableError
 from chalicelib.domain.job import isoformat
-from chalicelib.ports import JobChange
+from chalicelib.ports import FailedStreamBatch, JobChange
 
 
 def job_change(record: dict[str, Any]) -> Optional[JobChange]:
@@ -24,3 +28,70 @@ def job_change(record: dict[str, Any]) -> Optional[JobChange]:
         new=item_to_job(new_image) if new_image else None,
         timestamp=isoformat(moment),
     )
+
+
+# GetRecords pages read for one failed batch before giving up for this pass (a batch is at most
+# the mapping's batch size, 100 records: one page, unless the shard returns empty pages).
+MAX_PAGES_PER_BATCH = 20
+_GONE = {"TrimmedDataAccessException", "ResourceNotFoundException"}
+
+
+class DynamoChangeStream:
+    """The ChangeStream port on DynamoDB Streams: a failed batch's records read back by their
+    sequence numbers, from the jobs table's stream only."""
+
+    def __init__(self, client: Any, table_name: str) -> None:
+        """`client`: a boto3 `dynamodbstreams` client."""
+        self._streams = client
+        self._table = table_name
+
+    def _is_jobs_stream(self, stream_arn: str) -> bool:
+        table_arn, _, label = stream_arn.partition("/stream/")
+        return bool(label) and table_arn.startswith("arn:") and table_arn.endswith(f":table/{self._table}")
+
+    def records(self, batch: FailedStreamBatch) -> list[dict[str, Any]]:
+        if not self._is_jobs_stream(batch.stream_arn):
+            raise StreamBatchUnreadableError(f"{batch.stream_arn} is not the stream of table {self._table}")
+        first, last = int(batch.first_sequence), int(batch.last_sequence)
+        try:
+            iterator = self._streams.get_shard_iterator(
+                StreamArn=batch.stream_arn, ShardId=batch.shard_id,
+                ShardIteratorType="AT_SEQUENCE_NUMBER", SequenceNumber=batch.first_sequence,
+            )["ShardIterator"]
+            found: list[dict[str, Any]] = []
+            for _ in range(MAX_PAGES_PER_BATCH):
+                page = self._streams.get_records(ShardIterator=iterator, Limit=1000)
+                for record in page.get("Records", []):
+                    sequence = int(record["dynamodb"]["SequenceNumber"])
+                    if not found and sequence != first:
+                        raise StreamBatchUnreadableError(
+                            f"the stream no longer holds record {batch.first_sequence} (it starts at {sequence})")
+                    if sequence > last:
+                        return found
+                    found.append(_as_delivered(record))
+                    if sequence == last:
+                        return found
+                iterator = page.get("NextShardIterator")
+                if not iterator:  # a closed shard, read to its end
+                    if found:
+                        return found
+                    raise StreamBatchUnreadableError(f"the shard {batch.shard_id} holds no record of this batch")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _GONE:
+                raise StreamBatchUnreadableError(
+                    f"the stream no longer holds records {batch.first_sequence}-{batch.last_sequence}") from exc
+            raise ChangeStreamUnavailableError("could not read the jobs table's stream") from exc
+        except BotoCoreError as exc:  # a timeout, a lost connection
+            raise ChangeStreamUnavailableError("could not read the jobs table's stream") from exc
+        raise ChangeStreamUnavailableError(
+            f"record {batch.last_sequence} not reached in {MAX_PAGES_PER_BATCH} pages; tried again later")
+
+
+def _as_delivered(record: dict[str, Any]) -> dict[str, Any]:
+    """A GetRecords record as the stream function receives it: the creation time in epoch
+    seconds (boto3 parses it into a datetime)."""
+    data = dict(record.get("dynamodb") or {})
+    created = data.get("ApproximateCreationDateTime")
+    if isinstance(created, datetime):
+        data["ApproximateCreationDateTime"] = created.timestamp()
+    return {**record, "dynamodb": data}

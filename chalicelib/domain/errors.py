@@ -170,3 +170,16 @@ class NotRedrivableError(JobpipeError):
     messages that can be sent to a queue again."""
 
     code = "not_redrivable"
+
+
+class StreamBatchUnreadableError(JobpipeError):
+    """A failed stream batch whose records cannot be read back: the stream no longer holds them
+    (DynamoDB keeps 24 hours), or the description names another stream."""
+
+    code = "stream_batch_unreadable"
+
+
+class ChangeStreamUnavailableError(JobpipeError):
+    """The change stream could not be read just now (a refusal, a timeout): try again later."""
+
+    code = "stream_unavailable"

@@ -108,16 +108,23 @@ def fake_aws_credentials(monkeypatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    # botocore sends DynamoDB Streams requests to an account's own endpoint, which moto does not serve.
+    monkeypatch.setenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
+
+
+def each_kind(request, monkeypatch, memory: Callable[[], Any], aws: Callable[[], Any]):
+    """For a fixture parametrized over ["memory", "aws"]: yields memory(), or aws() under moto."""
+    if request.param == "memory":
+        yield memory()
+        return
+    fake_aws_credentials(monkeypatch)
+    with mock_aws():
+        yield aws()
 
 
 @pytest.fixture(params=["memory", "aws"])
 def adapters(request, monkeypatch) -> Adapters:
-    if request.param == "memory":
-        yield _memory()
-        return
-    fake_aws_credentials(monkeypatch)
-    with mock_aws():
-        yield _aws()
+    yield from each_kind(request, monkeypatch, _memory, _aws)
 
 
 def body_of(message: dict[str, Any]) -> dict[str, Any]:

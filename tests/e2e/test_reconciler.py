@@ -1,7 +1,8 @@
 """Nothing stays stuck, nothing vanishes, on the deployed stack: the scheduled reconciler sends
-lost messages again, retries the attempt of a worker that died once its lease has expired, and
-fails dead-lettered jobs; long schedules are held and cancelable; a
-redirecting ERP gets the event once with its body; an oversized event goes out clipped.
+lost messages again, retries the attempt of a worker that died once its lease has expired,
+fails dead-lettered jobs and replays a stream batch the event publisher gave up on; long
+schedules are held and cancelable; a redirecting ERP gets the event once with its body; an
+oversized event goes out clipped.
 
 The scenarios are set up together and waited for together: the reconciler runs once a minute
 (EventBridge's shortest rate), and the suite allows two periods."""
@@ -12,6 +13,9 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+
+from chalicelib.adapters.dynamodb_items import job_key
+from tests.support.stream import on_failure_record
 
 PERIOD_S = 60
 STEPS = {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0}}
@@ -43,7 +47,32 @@ def scenarios(stack):
     # the lease, so the reconciler is what brings the job back once the lease has expired.
     out["crashed"] = stack.submit({"type": "demo.chaos", "payload": {"steps": 2, "step_ms": 0, "crash_at_step": 1}})
     out["crashed_at"] = time.monotonic()
+    # A stream batch the event publisher gave up on, described on StreamFailureQueue as the
+    # mapping's on-failure destination does: here the job's creation, whose event goes out too.
+    replayed = stack.submit(STEPS)
+    arn, shard, sequences = _stream_records_of(stack, replayed["id"])
+    sqs.send_message(QueueUrl=stack.outputs["StreamFailureQueueUrl"],
+                     MessageBody=on_failure_record(arn, shard, sequences[0], sequences[-1], len(sequences)))
+    out["replayed"], out["replayed_at"] = replayed["id"], time.monotonic()
     return out
+
+
+def _stream_records_of(stack, job_id: str) -> tuple[str, str, list[str]]:
+    """The jobs table's stream, its shard, and the sequence numbers of `job_id`'s writes on it."""
+    ddb, streams = stack.session.client("dynamodb"), stack.session.client("dynamodbstreams")
+    arn = ddb.describe_table(TableName=stack.outputs["JobsTableName"])["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    key = job_key(job_id)
+    sequences: list[str] = []
+    while iterator:
+        page = streams.get_records(ShardIterator=iterator, Limit=1000)
+        sequences += [r["dynamodb"]["SequenceNumber"] for r in page["Records"] if r["dynamodb"]["Keys"] == key]
+        if not page["Records"]:
+            break
+        iterator = page.get("NextShardIterator")
+    assert sequences, f"no write of {job_id} on the stream"
+    return arn, shard, sequences
 
 
 def test_a_dead_workers_attempt_shows_running_then_is_retried_after_its_lease(stack, scenarios):
@@ -110,3 +139,22 @@ def test_an_oversized_event_goes_out_clipped_and_the_stream_moves_on(stack, scen
     after = stack.submit(STEPS)  # a later write on the same stream is published too
     stack.wait_terminal(after["id"], timeout_s=60)
     stack.wait_for_webhook(after["id"], "completed", timeout_s=60)
+
+
+def test_a_stream_batch_the_publisher_gave_up_on_is_replayed_and_reaches_the_erp_once(stack, scenarios):
+    sqs = stack.session.client("sqs")
+    url = stack.outputs["StreamFailureQueueUrl"]
+    deadline = scenarios["replayed_at"] + 2 * PERIOD_S + 20
+    while True:
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        if sum(int(v) for v in attributes.values()) == 0:
+            break
+        assert time.monotonic() < deadline, f"the description is still on StreamFailureQueue: {attributes}"
+        time.sleep(2)
+    stats = stack.call("GET", "/api/system/stats", headers=stack.operator_headers()).json()
+    assert stats["reconciler"]["totals"].get("stream_batch_replayed", 0) >= 1, stats["reconciler"]
+    # Published again with the same id; the ERP bridge's ledger delivers each event once.
+    accepted = stack.wait_for_webhook(scenarios["replayed"], "completed", timeout_s=60)
+    ids = [d["detail"]["event_id"] for d in accepted]
+    assert len(ids) == len(set(ids)) and [d["detail"]["status"] for d in accepted].count("queued") == 1, accepted

@@ -23,6 +23,8 @@ def aws(monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    # botocore sends DynamoDB Streams requests to an account's own endpoint, which moto does not serve.
+    monkeypatch.setenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "jobpipe")
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "jobpipe-pipeline")
@@ -193,3 +195,14 @@ def receive_all_peek(aws, url_key: str) -> int:
 
 def invoke_worker(app, event: dict, timeout_s: float = 900, function: str = "job_worker") -> dict:
     return app.handler_map[function](event, LambdaContext(timeout_s))
+
+
+@pytest.fixture
+def tap(aws):
+    """A rule on the bus sending every jobpipe event to a test queue: a function returning the
+    event envelopes that arrived since it was last called."""
+    url = aws["sqs"].create_queue(QueueName="tap")["QueueUrl"]
+    arn = aws["sqs"].get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    aws["events"].put_rule(Name="tap", EventBusName="job-events", EventPattern=json.dumps({"source": ["jobpipe"]}))
+    aws["events"].put_targets(Rule="tap", EventBusName="job-events", Targets=[{"Id": "tap", "Arn": arn}])
+    return lambda: [json.loads(m["Body"]) for m in receive_all({**aws, "tap": url}, "tap")]

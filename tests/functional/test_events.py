@@ -8,7 +8,7 @@ import pytest
 from chalicelib import composition
 from chalicelib.adapters.memory import InMemoryWebhookSender
 from chalicelib.subscribers.erp import ErpBridge, verify
-from tests.functional.conftest import LambdaContext, auth, receive_all, sqs_event
+from tests.functional.conftest import LambdaContext, auth, sqs_event
 from tests.functional.test_api import STEPS, run_worker, submit
 from tests.support.stream import StreamRecorder
 
@@ -17,16 +17,6 @@ from tests.support.stream import StreamRecorder
 def stream(client, aws):
     """Records of every write the app makes to the jobs table."""
     return StreamRecorder(composition.container().store._ddb, aws["ddb"], "jobs")
-
-
-@pytest.fixture
-def tap(aws):
-    """A rule on the bus sending every jobpipe event to a test queue."""
-    url = aws["sqs"].create_queue(QueueName="tap")["QueueUrl"]
-    arn = aws["sqs"].get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    aws["events"].put_rule(Name="tap", EventBusName="job-events", EventPattern=json.dumps({"source": ["jobpipe"]}))
-    aws["events"].put_targets(Rule="tap", EventBusName="job-events", Targets=[{"Id": "tap", "Arn": arn}])
-    return lambda: [json.loads(m["Body"]) for m in receive_all({**aws, "tap": url}, "tap")]
 
 
 def publish_stream(app, stream):

@@ -3,6 +3,7 @@ new image after each write), in DynamoDB Streams' record shape."""
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from typing import Any
 
@@ -58,3 +59,17 @@ class StreamRecorder:
             name = "INSERT" if not old else ("REMOVE" if not new else "MODIFY")
             self.records.append({"eventName": name, "eventSource": "aws:dynamodb", "dynamodb": data,
                                  "eventSourceARN": f"arn:aws:dynamodb:us-east-1:123456789012:table/{self._table}/stream/x"})
+
+
+def on_failure_record(stream_arn: str, shard_id: str, first: str, last: str, size: int) -> str:
+    """The body Lambda sends a DynamoDB stream mapping's on-failure destination once a batch's
+    retries are spent: where the batch is on the stream (`DDBStreamBatchInfo`), not its records."""
+    return json.dumps({
+        "requestContext": {"requestId": "r1", "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:ep",
+                           "condition": "RetryAttemptsExhausted", "approximateInvokeCount": 21},
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "version": "1.0", "timestamp": "2026-01-01T00:00:00.000Z",
+        "DDBStreamBatchInfo": {"shardId": shard_id, "streamArn": stream_arn, "batchSize": size,
+                               "startSequenceNumber": first, "endSequenceNumber": last,
+                               "approximateArrivalOfFirstRecord": "2026-01-01T00:00:00Z",
+                               "approximateArrivalOfLastRecord": "2026-01-01T00:00:00Z"}})

@@ -121,11 +121,17 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         "*": XRAY,
         "JobsTable": ddb("GetItem", "BatchGetItem", "PutItem", "UpdateItem"),
         "JobsTable/index/by_due": ddb("Query"),
-        "StatsTable": ddb("UpdateItem"),  # its pass's summary (reconciler_log.py)
+        # Its pass's summary (reconciler_log.py); a replayed stream batch's counts (stats.py).
+        "StatsTable": ddb("PutItem", "UpdateItem"),
         **each(JOBS_QUEUES, sqs("SendMessage")),
         # A lost attempt's last failure parks its message; dead letters are peeked and left in place.
         **each(JOBS_DLQS, sqs("SendMessage", "ReceiveMessage", "ChangeMessageVisibility")),
         "JobsBucket/jobs/*": s3("GetObject"),  # reads claim-checked jobs; its own submissions are tiny
+        # Failed stream batches (events/replay.py): their descriptions taken, held and removed,
+        # their records read back by sequence number, their events published again.
+        "StreamFailureQueue": sqs("ReceiveMessage", "ChangeMessageVisibility", "DeleteMessage"),
+        "JobsTable.StreamArn": ddb("GetShardIterator", "GetRecords"),
+        "JobEventsBus": {"events:PutEvents"},
     },
 }
 

@@ -1,0 +1,90 @@
+"""In-memory twins of the ChangeStream and FailedStreamBatches ports (contract:
+tests/contract/test_stream_replay.py)."""
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from typing import Any, Callable, Optional
+
+from chalicelib.domain.errors import StreamBatchUnreadableError
+from chalicelib.ports import FailedStreamBatch
+
+
+class InMemoryChangeStream:
+    """One shard of stream records, oldest first; `trim` drops the oldest as the 24 hours do."""
+
+    def __init__(self, stream_arn: str, shard_id: str = "shard-0") -> None:
+        self.stream_arn = stream_arn
+        self.shard_id = shard_id
+        self._records: list[dict[str, Any]] = []
+
+    def append(self, record: dict[str, Any]) -> None:
+        self._records.append(record)
+
+    def trim(self, count: int) -> None:
+        del self._records[:count]
+
+    def records(self, batch: FailedStreamBatch) -> list[dict[str, Any]]:
+        if batch.stream_arn != self.stream_arn or batch.shard_id != self.shard_id:
+            raise StreamBatchUnreadableError(f"{batch.stream_arn} {batch.shard_id} is not this stream's shard")
+        first, last = int(batch.first_sequence), int(batch.last_sequence)
+        sequences = [int(r["dynamodb"]["SequenceNumber"]) for r in self._records]
+        if first not in sequences:
+            raise StreamBatchUnreadableError(f"the stream no longer holds record {batch.first_sequence}")
+        return [r for r, s in zip(self._records, sequences) if first <= s <= last]
+
+
+class InMemoryFailedStreamBatches:
+    """StreamFailureQueue: descriptions of failed batches, hidden while taken or held."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._handles = itertools.count(1)
+        # message id -> [batch, visible at, receives]
+        self._messages: dict[str, list[Any]] = {}
+
+    def put(self, stream_arn: str, shard_id: str, first: str, last: str, size: int = 1,
+            condition: str = "RetryAttemptsExhausted") -> str:
+        """What the mapping's on-failure destination does; returns the message id."""
+        message_id = f"failure-{next(self._handles)}"
+        batch = FailedStreamBatch("", message_id, stream_arn, shard_id, first, last, size, condition)
+        with self._lock:
+            self._messages[message_id] = [batch, 0.0, 0]
+        return message_id
+
+    def waiting(self) -> list[str]:
+        """Message ids still on the queue, hidden or not."""
+        with self._lock:
+            return list(self._messages)
+
+    def take(self, limit: int, hold_s: int) -> list[FailedStreamBatch]:
+        now = self._clock()
+        taken: list[FailedStreamBatch] = []
+        with self._lock:
+            for message_id, entry in self._messages.items():
+                if len(taken) == limit:
+                    break
+                batch, visible_at, receives = entry
+                if visible_at > now:
+                    continue
+                entry[1], entry[2] = now + hold_s, receives + 1
+                handle = f"{message_id}#{next(self._handles)}"
+                taken.append(FailedStreamBatch(handle, message_id, batch.stream_arn, batch.shard_id,
+                                               batch.first_sequence, batch.last_sequence, batch.size,
+                                               batch.condition, receives + 1))
+        return taken
+
+    def _entry(self, batch: FailedStreamBatch) -> Optional[list[Any]]:
+        return self._messages.get(batch.handle.split("#", 1)[0])
+
+    def settle(self, batch: FailedStreamBatch) -> None:
+        with self._lock:
+            self._messages.pop(batch.handle.split("#", 1)[0], None)
+
+    def hold(self, batch: FailedStreamBatch, seconds: int) -> None:
+        with self._lock:
+            entry = self._entry(batch)
+            if entry is not None:
+                entry[1] = self._clock() + min(seconds, 11 * 3600)

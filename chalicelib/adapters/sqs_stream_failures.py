@@ -1,0 +1,100 @@
+"""SQS adapter of the FailedStreamBatches port: StreamFailureQueue, where the change-stream
+function's event source mapping describes each batch it gave up on (Lambda's on-failure record
+for a DynamoDB stream: `DDBStreamBatchInfo` with the shard and the sequence range)."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from chalicelib.domain.errors import DeadLetterUnavailableError
+from chalicelib.ports import FailedStreamBatch
+
+
+# SQS hides a message at most 12 hours from its receive: a hold set just after a receive stays inside.
+MAX_HOLD_S = 11 * 3600
+_SEQUENCE = r"^[0-9]{1,40}$"
+
+
+class _BatchInfo(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    shardId: str = Field(min_length=28, max_length=65)  # DynamoDB Streams' bounds
+    startSequenceNumber: str = Field(pattern=_SEQUENCE)
+    endSequenceNumber: str = Field(pattern=_SEQUENCE)
+    batchSize: int = Field(default=0, ge=0)
+    streamArn: str = Field(min_length=1)
+
+
+class _FailureRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    DDBStreamBatchInfo: _BatchInfo
+    requestContext: dict[str, Any] = Field(default_factory=dict)
+
+
+def failed_batch_of(message: dict[str, Any]) -> Optional[FailedStreamBatch]:
+    """The failed batch a StreamFailureQueue message describes, or None for any other body."""
+    try:
+        record = _FailureRecord.model_validate_json(message["Body"])
+    except ValidationError:
+        return None
+    info = record.DDBStreamBatchInfo
+    if int(info.endSequenceNumber) < int(info.startSequenceNumber):
+        return None
+    return FailedStreamBatch(
+        handle=message["ReceiptHandle"],
+        message_id=message["MessageId"],
+        stream_arn=info.streamArn,
+        shard_id=info.shardId,
+        first_sequence=info.startSequenceNumber,
+        last_sequence=info.endSequenceNumber,
+        size=info.batchSize,
+        condition=str(record.requestContext.get("condition") or "unknown"),
+        receives=int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+    )
+
+
+class SqsFailedStreamBatches:
+    def __init__(self, client: Any, queue_url: str) -> None:
+        self._sqs = client
+        self._url = queue_url
+
+    def take(self, limit: int, hold_s: int) -> list[FailedStreamBatch]:
+        batches: list[FailedStreamBatch] = []
+        foreign: list[str] = []
+        try:
+            while len(batches) + len(foreign) < limit:
+                messages = self._sqs.receive_message(
+                    QueueUrl=self._url, MaxNumberOfMessages=min(10, limit - len(batches) - len(foreign)),
+                    VisibilityTimeout=min(hold_s, MAX_HOLD_S), WaitTimeSeconds=0,
+                    AttributeNames=["ApproximateReceiveCount"],
+                ).get("Messages", [])
+                if not messages:
+                    break
+                for message in messages:
+                    batch = failed_batch_of(message)
+                    if batch is None:
+                        foreign.append(message["ReceiptHandle"])
+                    else:
+                        batches.append(batch)
+            for handle in foreign:  # an operator's to read (GET /api/system/dlq), not every pass's
+                self._sqs.change_message_visibility(QueueUrl=self._url, ReceiptHandle=handle,
+                                                    VisibilityTimeout=MAX_HOLD_S)
+        except (ClientError, BotoCoreError) as exc:
+            raise DeadLetterUnavailableError("could not read StreamFailureQueue") from exc
+        return batches
+
+    def settle(self, batch: FailedStreamBatch) -> None:
+        try:
+            self._sqs.delete_message(QueueUrl=self._url, ReceiptHandle=batch.handle)
+        except (ClientError, BotoCoreError) as exc:
+            raise DeadLetterUnavailableError("could not remove a replayed batch from StreamFailureQueue") from exc
+
+    def hold(self, batch: FailedStreamBatch, seconds: int) -> None:
+        try:
+            self._sqs.change_message_visibility(QueueUrl=self._url, ReceiptHandle=batch.handle,
+                                                VisibilityTimeout=max(0, min(seconds, MAX_HOLD_S)))
+        except (ClientError, BotoCoreError) as exc:
+            raise DeadLetterUnavailableError("could not hold a batch on StreamFailureQueue") from exc

@@ -1,0 +1,73 @@
+"""Failed stream batches, counted and published again from the stream itself.
+
+The change-stream function fails a batch whose events it could not publish (or whose counts it
+could not record); the stream retries it, bisected, and then gives up on it: the mapping's
+on-failure destination (StreamFailureQueue) gets a description of the batch, its shard and
+sequence range but not its records, and the stream moves on. Left there, the batch's status
+events would never reach a subscriber and its status changes would never be counted (a tenant's
+`unfinished` counter would stay high).
+
+So the reconciler replays each description while the stream still holds its records (24 hours):
+it reads them back, runs them through the same StreamConsumer, and removes the description once
+everything went out. A repeat is harmless: events keep their ids (subscribers drop duplicates)
+and the counters' per-(job, version) markers count a change once. A replay that fails waits a
+minute, doubling per try up to an hour; a batch the stream no longer holds stays on the queue,
+for an operator (its description looked at again twice a day; `StreamFailureQueueHeldAlarm`
+stays on while it is there)."""
+from __future__ import annotations
+
+from chalicelib.defaults import redelivery_wait_s
+from chalicelib.domain.errors import EventPublishError, JobpipeError, StreamBatchUnreadableError
+from chalicelib.events.stream import StreamConsumer
+from chalicelib.ports import ChangeStream, FailedStreamBatch, FailedStreamBatches
+
+# Descriptions taken per reconciler pass; each is at most one stream batch (100 records).
+BATCHES_PER_PASS = 10
+# A replay that failed is tried again after a minute, doubling per try, at most an hour apart:
+# an outage of the bus or the stats table is outlived well inside the stream's 24 hours.
+REPLAY_RETRY_BASE_S = 60
+REPLAY_RETRY_MAX_S = 3600
+# A batch the stream no longer holds is only an operator's now: looked at twice a day (SQS hides
+# a message at most 12 hours after its receive).
+UNREADABLE_HOLD_S = 11 * 3600
+
+
+# What a pass counts for a batch: replayed, or left for an operator.
+REPLAYED = "stream_batch_replayed"
+UNREADABLE = "stream_batch_unreadable"
+
+
+class StreamReplay:
+    def __init__(self, failures: FailedStreamBatches, stream: ChangeStream, consumer: StreamConsumer) -> None:
+        self._failures = failures
+        self._stream = stream
+        self._consumer = consumer
+
+    def take(self, limit: int = BATCHES_PER_PASS) -> list[FailedStreamBatch]:
+        """Failed batches to replay now, each hidden for a first retry's wait meanwhile."""
+        return self._failures.take(limit, REPLAY_RETRY_BASE_S)
+
+    def replay(self, batch: FailedStreamBatch) -> None:
+        """Count and publish the batch's records again, then remove its description. Raises
+        StreamBatchUnreadableError when the stream no longer holds them (the description kept,
+        hidden for UNREADABLE_HOLD_S); else what the stream, the stats store or the publisher
+        raised, the description then hidden for the next try's wait."""
+        try:
+            records = self._stream.records(batch)
+        except StreamBatchUnreadableError:
+            self._failures.hold(batch, UNREADABLE_HOLD_S)
+            raise
+        try:
+            failed_at = self._consumer.consume(records)
+            if failed_at is not None:
+                raise EventPublishError(f"events from stream record {failed_at} on were not published")
+        except Exception:
+            self._hold_for_retry(batch)
+            raise
+        self._failures.settle(batch)
+
+    def _hold_for_retry(self, batch: FailedStreamBatch) -> None:
+        try:
+            self._failures.hold(batch, redelivery_wait_s(batch.receives, REPLAY_RETRY_BASE_S, REPLAY_RETRY_MAX_S))
+        except JobpipeError:
+            pass  # it comes back after the take's first wait instead; the replay's own error is the one to report

@@ -1,0 +1,100 @@
+"""The AWS edge of stream replay: which StreamFailureQueue bodies describe a batch, and how the
+stream's refusals become errors the reconciler acts on (held for an operator, or tried later)."""
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from chalicelib.adapters.dynamodb_stream import DynamoChangeStream
+from chalicelib.adapters.sqs_stream_failures import failed_batch_of
+from chalicelib.domain.errors import ChangeStreamUnavailableError, StreamBatchUnreadableError
+from chalicelib.ports import FailedStreamBatch
+
+STREAM = "arn:aws:dynamodb:us-east-1:123456789012:table/jobs/stream/2026-01-01T00:00:00.000"
+
+
+SHARD = "shardId-00000001767225600000-2bac9cd2"
+
+
+def seq(n: int) -> str:
+    """A sequence number as DynamoDB Streams writes them (21 digits or more)."""
+    return str(10**20 + n)
+
+
+INFO = {"shardId": SHARD, "startSequenceNumber": seq(100), "endSequenceNumber": seq(104), "batchSize": 5,
+        "streamArn": STREAM}
+
+
+def message(body) -> dict:
+    return {"MessageId": "m1", "ReceiptHandle": "rh", "Body": body if isinstance(body, str) else json.dumps(body),
+            "Attributes": {"ApproximateReceiveCount": "3"}}
+
+
+def test_an_on_failure_record_describes_its_batch():
+    batch = failed_batch_of(message({"requestContext": {"condition": "MaxRecordAgeExceeded"}, "DDBStreamBatchInfo": INFO}))
+    assert batch == FailedStreamBatch("rh", "m1", STREAM, SHARD, seq(100), seq(104), 5, "MaxRecordAgeExceeded", 3)
+
+
+@pytest.mark.parametrize("body", [
+    "not json", "[]", {"job_id": "j1"}, {"DDBStreamBatchInfo": {**INFO, "startSequenceNumber": "1e5"}},
+    {"DDBStreamBatchInfo": {**INFO, "startSequenceNumber": seq(200)}},  # ends before it starts
+    {"DDBStreamBatchInfo": {**INFO, "streamArn": ""}}, {"DDBStreamBatchInfo": {**INFO, "shardId": None}},
+    {"DDBStreamBatchInfo": {**INFO, "shardId": "shardId-1"}},
+])
+def test_any_other_body_describes_no_batch(body):
+    assert failed_batch_of(message(body)) is None
+
+
+def batch(stream_arn: str = STREAM) -> FailedStreamBatch:
+    return FailedStreamBatch("rh", "m1", stream_arn, SHARD, seq(100), seq(104), 5, "RetryAttemptsExhausted")
+
+
+@pytest.fixture
+def stubbed():
+    client = boto3.client("dynamodbstreams", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(client) as stubber:
+        yield DynamoChangeStream(client, "jobs"), stubber
+
+
+@pytest.mark.parametrize("code, error", [
+    ("TrimmedDataAccessException", StreamBatchUnreadableError),
+    ("ResourceNotFoundException", StreamBatchUnreadableError),
+    ("LimitExceededException", ChangeStreamUnavailableError),
+    ("InternalServerError", ChangeStreamUnavailableError),
+])
+def test_a_stream_that_no_longer_holds_the_batch_is_told_from_one_that_cannot_answer_now(stubbed, code, error):
+    stream, stubber = stubbed
+    stubber.add_client_error("get_shard_iterator", service_error_code=code)
+    with pytest.raises(error):
+        stream.records(batch())
+
+
+def record(sequence: int) -> dict:
+    return {"eventName": "INSERT", "dynamodb": {"SequenceNumber": seq(sequence), "Keys": {"pk": {"S": "x"}}}}
+
+
+def test_a_stream_that_starts_after_the_batch_no_longer_holds_it(stubbed):
+    stream, stubber = stubbed
+    stubber.add_response("get_shard_iterator", {"ShardIterator": "it-1"})
+    stubber.add_response("get_records", {"Records": [record(103), record(104)], "NextShardIterator": "it-2"})
+    with pytest.raises(StreamBatchUnreadableError, match=f"no longer holds record {seq(100)}"):
+        stream.records(batch())
+
+
+def test_records_are_read_across_pages_up_to_the_last_of_the_batch(stubbed):
+    stream, stubber = stubbed
+    stubber.add_response("get_shard_iterator", {"ShardIterator": "it-1"})
+    stubber.add_response("get_records", {"Records": [record(100), record(102)], "NextShardIterator": "it-2"})
+    stubber.add_response("get_records", {"Records": [], "NextShardIterator": "it-3"})
+    stubber.add_response("get_records", {"Records": [record(104), record(105)], "NextShardIterator": "it-4"})
+    assert [r["dynamodb"]["SequenceNumber"] for r in stream.records(batch())] == [seq(100), seq(102), seq(104)]
+
+
+def test_a_batch_of_another_stream_is_never_read(stubbed):
+    stream, _ = stubbed  # no response stubbed: a request would fail the test
+    for arn in (STREAM.replace("table/jobs/", "table/jobs2/"), "arn:aws:dynamodb:us-east-1:1:table/jobs", "jobs"):
+        with pytest.raises(StreamBatchUnreadableError):
+            stream.records(batch(arn))

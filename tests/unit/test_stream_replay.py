@@ -1,0 +1,183 @@
+"""Failed stream batches, replayed by the reconciler from the stream itself (in-memory adapters):
+a batch the change-stream function gave up on still reaches subscribers and the counters, once."""
+from __future__ import annotations
+
+from typing import Optional
+
+import pytest
+
+from chalicelib.adapters.dynamodb_items import job_key, job_to_item
+from chalicelib.adapters.dynamodb_stream import job_change
+from chalicelib.adapters.memory import InMemoryEventPublisher, InMemoryStatsStore
+from chalicelib.adapters.memory_stream import InMemoryChangeStream, InMemoryFailedStreamBatches
+from chalicelib.domain.errors import DeadLetterUnavailableError
+from chalicelib.domain.events import event_id_for
+from chalicelib.domain.job import Job
+from chalicelib.events.replay import REPLAY_RETRY_BASE_S, UNREADABLE_HOLD_S, StreamReplay
+from chalicelib.events.stream import StreamConsumer
+from chalicelib.reconciler import Reconciler
+
+STREAM = "arn:aws:dynamodb:us-east-1:123456789012:table/jobs/stream/2026-01-01T00:00:00.000"
+SHARD = "shard-0"
+
+
+class Pipeline:
+    """The jobs table's stream, the change-stream function's consumer and StreamFailureQueue,
+    on one clock."""
+
+    def __init__(self, clock) -> None:
+        self.stream = InMemoryChangeStream(STREAM, SHARD)
+        self.publisher = InMemoryEventPublisher()
+        self.stats = InMemoryStatsStore()
+        self.consumer = StreamConsumer(job_change, self.publisher, self.stats)
+        self.failures = InMemoryFailedStreamBatches(clock=lambda: clock().timestamp())
+        self._sequence = 100
+
+    def write(self, old: Optional[Job], new: Job) -> dict:
+        """The stream record of one job write."""
+        self._sequence += 1
+        data = {"Keys": job_key(new.id), "SequenceNumber": str(self._sequence),
+                "ApproximateCreationDateTime": 1_767_225_600.0, "NewImage": job_to_item(new)}
+        if old is not None:
+            data["OldImage"] = job_to_item(old)
+        record = {"eventName": "MODIFY" if old else "INSERT", "dynamodb": data}
+        self.stream.append(record)
+        return record
+
+    def deliver(self, records: list[dict]) -> Optional[str]:
+        """The mapping delivering a batch to the change-stream function; when its events do not
+        go out for good, the batch's description goes to StreamFailureQueue."""
+        failed_at = self.consumer.consume(records)
+        if failed_at is not None:
+            self.failures.put(STREAM, SHARD, records[0]["dynamodb"]["SequenceNumber"],
+                              records[-1]["dynamodb"]["SequenceNumber"], len(records))
+        return failed_at
+
+    def reconciler(self, lifecycle) -> Reconciler:
+        return Reconciler(lifecycle, None, replay=StreamReplay(self.failures, self.stream, self.consumer))
+
+
+@pytest.fixture
+def pipeline(clock) -> Pipeline:
+    return Pipeline(clock)
+
+
+def submit_and_claim(lifecycle, queue) -> tuple[Job, Job]:
+    queued = lifecycle.submit(tenant="acme", user="ann", type="demo.steps", payload={"steps": 2, "step_ms": 0})
+    running = lifecycle.claim(queue.drain()[0]).job
+    return queued, running
+
+
+def test_a_batch_the_stream_gave_up_on_reaches_subscribers_and_counters_once(lifecycle, queue, pipeline):
+    queued, running = submit_and_claim(lifecycle, queue)
+    batch = [pipeline.write(None, queued), pipeline.write(queued, running)]
+    pipeline.publisher.fail_next = 1  # the bus refuses through every retry of the stream
+    assert pipeline.deliver(batch) is not None
+    assert pipeline.publisher.published == []
+
+    assert pipeline.reconciler(lifecycle).run_pass().counts == {"stream_batch_replayed": 1}
+    published = [(e.event_id, e.status) for e in pipeline.publisher.published]
+    assert published == [(event_id_for(queued.id, queued.version), "queued"),
+                         (event_id_for(running.id, running.version), "running")]
+    # The counters had counted the batch before publishing failed: the replay counts nothing twice.
+    assert pipeline.stats.unfinished("acme") == 1
+    assert pipeline.stats.status_counts() == {"running": 1}
+    assert pipeline.failures.waiting() == []
+    assert pipeline.reconciler(lifecycle).run_pass().counts == {}
+
+
+def test_the_counts_of_a_batch_whose_counting_failed_are_made_good(lifecycle, queue, pipeline):
+    """A tenant's unfinished counter left high by a lost batch would hold back its submits."""
+    queued, running = submit_and_claim(lifecycle, queue)
+    assert pipeline.deliver([pipeline.write(None, queued), pipeline.write(queued, running)]) is None
+    completed = lifecycle.complete(running, {"ok": True})
+    record = pipeline.write(running, completed)
+    # The stats table refused this batch through every retry: nothing of it was counted or published.
+    sequence = record["dynamodb"]["SequenceNumber"]
+    pipeline.failures.put(STREAM, SHARD, sequence, sequence)
+    assert pipeline.stats.unfinished("acme") == 1
+    assert pipeline.reconciler(lifecycle).run_pass().counts == {"stream_batch_replayed": 1}
+    assert pipeline.stats.unfinished("acme") == 0
+    assert pipeline.stats.status_counts() == {"running": 0, "completed": 1}
+    assert [e.status for e in pipeline.publisher.published] == ["queued", "running", "completed"]
+
+
+def test_a_replay_that_fails_again_is_tried_again_later_each_time_later(lifecycle, queue, pipeline, clock):
+    queued, _ = submit_and_claim(lifecycle, queue)
+    pipeline.publisher.fail_next = 10
+    pipeline.deliver([pipeline.write(None, queued)])
+    reconciler = pipeline.reconciler(lifecycle)
+    pass_ = reconciler.run_pass()
+    assert pass_.counts == {"errors": 1}
+    assert pass_.errors == ["stream batch 101-101: event_publish_failed: events from stream record 101 on were not published"]
+    assert reconciler.run_pass().counts == {}, "held for the first wait"
+    clock.advance(REPLAY_RETRY_BASE_S + 1)
+    assert reconciler.run_pass().counts == {"errors": 1}
+    clock.advance(REPLAY_RETRY_BASE_S + 1)
+    assert reconciler.run_pass().counts == {}, "the second wait is twice the first"
+    clock.advance(REPLAY_RETRY_BASE_S)
+    pipeline.publisher.fail_next = 0
+    assert reconciler.run_pass().counts == {"stream_batch_replayed": 1}
+    assert [e.status for e in pipeline.publisher.published] == ["queued"]
+    assert pipeline.failures.waiting() == []
+
+
+def test_a_batch_the_stream_no_longer_holds_stays_for_an_operator(lifecycle, queue, pipeline, clock):
+    queued, running = submit_and_claim(lifecycle, queue)
+    lifecycle.complete(running, {"ok": True})  # nothing else for the passes to do
+    pipeline.publisher.fail_next = 1
+    pipeline.deliver([pipeline.write(None, queued)])
+    pipeline.stream.trim(1)  # past the stream's 24 hours
+    reconciler = pipeline.reconciler(lifecycle)
+    pass_ = reconciler.run_pass()
+    assert pass_.counts == {"stream_batch_unreadable": 1}
+    assert pass_.errors == ["stream batch 101-101: stream_batch_unreadable: the stream no longer holds record 101"]
+    assert len(pipeline.failures.waiting()) == 1, "its description stays, and so does its alarm"
+    clock.advance(UNREADABLE_HOLD_S - 60)
+    assert reconciler.run_pass().counts == {}
+    clock.advance(120)
+    assert reconciler.run_pass().counts == {"stream_batch_unreadable": 1}
+    assert pipeline.publisher.published == []
+
+
+def test_a_description_of_another_stream_is_not_replayed(lifecycle, queue, pipeline):
+    queued, _ = submit_and_claim(lifecycle, queue)
+    pipeline.write(None, queued)
+    pipeline.failures.put(STREAM.replace("table/jobs", "table/other"), SHARD, "101", "101")
+    assert pipeline.reconciler(lifecycle).run_pass().counts == {"stream_batch_unreadable": 1}
+    assert pipeline.publisher.published == []
+
+
+class _BrokenStream(InMemoryChangeStream):
+    def records(self, batch):
+        if batch.first_sequence == "101":
+            raise RuntimeError("a record that breaks the replay")
+        return super().records(batch)
+
+
+def test_one_batch_that_breaks_its_replay_does_not_stop_the_others(lifecycle, queue, pipeline):
+    queued, running = submit_and_claim(lifecycle, queue)
+    pipeline.stream = _BrokenStream(STREAM, SHARD)
+    pipeline.publisher.fail_next = 2
+    pipeline.deliver([pipeline.write(None, queued)])
+    pipeline.deliver([pipeline.write(queued, running)])
+    pass_ = pipeline.reconciler(lifecycle).run_pass()
+    assert pass_.counts == {"errors": 1, "stream_batch_replayed": 1}
+    assert pass_.errors == ["stream batch 101-101: RuntimeError: a record that breaks the replay"]
+    assert [e.status for e in pipeline.publisher.published] == ["running"]
+
+
+class _Unreachable(InMemoryFailedStreamBatches):
+    def take(self, limit, hold_s):
+        raise DeadLetterUnavailableError("could not read StreamFailureQueue")
+
+
+def test_a_failure_queue_that_cannot_be_read_is_an_error_of_its_step_only(lifecycle, queue, pipeline, clock):
+    job = lifecycle.submit(tenant="acme", user="ann", type="demo.steps", payload={"steps": 2, "step_ms": 0})
+    queue.drain()  # its message is lost
+    pipeline.failures = _Unreachable()
+    clock.advance(3600)
+    pass_ = pipeline.reconciler(lifecycle).run_pass()
+    assert pass_.counts == {"redispatched": 1, "errors": 1}
+    assert pass_.errors == ["failed stream batches: dlq_unavailable: could not read StreamFailureQueue"]
+    assert queue.drain()[0].job_id == job.id
