@@ -24,6 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple, Optional
 
+import boto3
 import pytest
 
 from chalicelib import composition
@@ -31,7 +32,7 @@ from chalicelib.api.auth import issue_token
 from chalicelib.domain.job import utcnow
 from tests.functional.conftest import SECRET, LambdaContext, auth, drain, receive_all, sqs_event
 from tests.support.infra import resources
-from tests.support.stream import StreamRecorder
+from tests.support.stream import StreamRecorder, on_failure_record
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "build" / "sam.json"
@@ -116,6 +117,11 @@ class CallLog:
             if "Delete" in params:  # DeleteObjects: each object
                 return [f"{bucket}/{o['Key']}" for o in params["Delete"]["Objects"]]
             return [f"{bucket}/{params['Key']}" if "Key" in params else bucket]
+        if "StreamArn" in params:  # a stream's records are read through iterators of it
+            self._iterated = self._resources.get(params["StreamArn"], params["StreamArn"])
+            return [self._iterated]
+        if "ShardIterator" in params:
+            return [getattr(self, "_iterated", "?")]
         for key in ("TableName", "QueueUrl", "EventBusName", "Name"):
             if key in params:
                 value = params[key]
@@ -268,8 +274,11 @@ def _operator():
     return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
 
-def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app, client, aws):
+def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app, client, aws, monkeypatch):
     steps = {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0}}
+    stream_failures = aws["sqs"].create_queue(QueueName="iam-stream-failures")["QueueUrl"]
+    monkeypatch.setenv("JOBPIPE_STREAM_FAILURE_QUEUE_URL", stream_failures)
+    log.name(stream_failures, "StreamFailureQueue")
     log.function = "APIHandler"
     # In a scope with a cache: its completion reaches cache invalidation with work to do.
     ok = client.http.post("/jobs", headers=auth(), body=json.dumps({**steps, "scope": "p-1"})).json_body
@@ -333,6 +342,15 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
 
     log.function = "APIHandler"  # the submission is the API's (admission reads the stats table)
     lost = client.http.post("/jobs", headers=auth(), body=json.dumps(steps)).json_body
+    # A stream batch the event publisher gave up on: the reconciler replays it from the stream.
+    stream_arn = aws["ddb"].describe_table(TableName="jobs")["Table"]["LatestStreamArn"]
+    log.name(stream_arn, "JobsTable/StreamArn")
+    streams = boto3.client("dynamodbstreams")
+    shard = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard,
+                                          ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    first, *_, last = [r["dynamodb"]["SequenceNumber"] for r in streams.get_records(ShardIterator=iterator)["Records"]]
+    aws["sqs"].send_message(QueueUrl=stream_failures, MessageBody=on_failure_record(stream_arn, shard, first, last, 2))
     log.function = "Reconciler"
     aws["sqs"].purge_queue(QueueUrl=aws["jobs_url"])
     aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=json.dumps({"job_id": lost["id"], "attempt": 1}))
@@ -352,6 +370,10 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
     assert made(log, "ErpBridge", "dynamodb:BatchWriteItem", "IdempotencyTable")
     assert made(log, "CacheInvalidation", "dynamodb:PutItem", "JobsTable")
     assert made(log, "Reconciler", "dynamodb:Query", "JobsTable/index/by_due")
+    assert made(log, "Reconciler", "dynamodb:GetRecords", "JobsTable/StreamArn")
+    assert made(log, "Reconciler", "events:PutEvents", "JobEventsBus")
+    assert made(log, "Reconciler", "dynamodb:PutItem", "StatsTable")
+    assert made(log, "Reconciler", "sqs:DeleteMessage", "StreamFailureQueue")
     assert not denied(template, log), denied(template, log)
 
 
