@@ -6,7 +6,7 @@ import uuid
 
 from tests.functional.conftest import LambdaContext, auth, sqs_event
 from tests.functional.test_api import run_worker, submit
-from tests.functional.test_events import publish_stream, stream, tap  # noqa: F401  (fixtures)
+from tests.functional.test_events import publish_stream, stream  # noqa: F401  (fixtures)
 
 
 def put(client, scope, namespace, value, **headers):
