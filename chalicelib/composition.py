@@ -173,7 +173,7 @@ class Container:
         from chalicelib.adapters.sqs_operations import SqsQueueOperations
 
         return SqsQueueOperations(self.client("sqs"), self.settings.queue_urls, self.settings.dead_letter_urls,
-                                  self.settings.other_dead_letters)
+                                  self.settings.other_dead_letters, targeted=self.settings.targeted_dead_letters)
 
     @cached_property
     def maintenance(self) -> Any:

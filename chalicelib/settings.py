@@ -119,12 +119,19 @@ class Settings(BaseModel):
             "erp_webhook": (self.erp_webhook_dlq_url, self.erp_webhook_queue_url),
             "erp_outbound": (self.erp_outbound_dlq_url, self.erp_outbound_queue_url),
             "cache_invalidation": (self.cache_dlq_url, self.cache_queue_url),
-            # Events EventBridge could not deliver; re-publish them from the message body.
+            # Events EventBridge could not deliver to a subscriber queue: each goes back to the
+            # queue its TARGET_ARN attribute names (targeted_dead_letters).
             "event_delivery": (self.event_delivery_dlq_url, None),
             # Descriptions of stream batches given up on (shard and sequence range), not events.
             "stream_failure": (self.stream_failure_queue_url, None),
         }
         return {name: pair for name, pair in pairs.items() if pair[0]}
+
+    @property
+    def targeted_dead_letters(self) -> dict[str, list[str]]:
+        """DLQ name -> the queues its messages name as their target, which a redrive returns them to."""
+        return {"event_delivery": [url for url in (self.erp_webhook_queue_url, self.erp_outbound_queue_url,
+                                                   self.cache_queue_url) if url]}
 
     @property
     def dead_letter_urls(self) -> dict[str, str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -25,14 +25,19 @@ _PEEK_HIDE_S = 30
 
 class SqsQueueOperations:
     def __init__(self, client: Any, queue_urls: Mapping[str, str], dead_letter_urls: Mapping[str, str],
-                 other_dead_letters: Optional[Mapping[str, tuple[str, Optional[str]]]] = None) -> None:
+                 other_dead_letters: Optional[Mapping[str, tuple[str, Optional[str]]]] = None,
+                 targeted: Optional[Mapping[str, Sequence[str]]] = None) -> None:
         """`queue_urls`/`dead_letter_urls` by priority; `other_dead_letters` the rest of the
         pipeline's dead-letter queues by name -> (DLQ URL, the queue a redrive returns its
-        messages to, or None where a message cannot simply be sent again)."""
+        messages to, or None where a message cannot simply be sent again). `targeted`: DLQs
+        whose messages each name the queue they were for (EventBridge's TARGET_ARN message
+        attribute) -> the queues a redrive may return them to."""
         self._sqs = client
         self._queues = dict(queue_urls)
         self._dead = dict(dead_letter_urls)
         self._others = {name: pair for name, pair in (other_dead_letters or {}).items() if pair[0]}
+        self._targets = {name: {_queue_name(url): url for url in urls if url}
+                         for name, urls in (targeted or {}).items() if name in self._others}
 
     def dead_letter_queues(self) -> list[str]:
         return [*self._queues, *self._others]
@@ -95,6 +100,7 @@ class SqsQueueOperations:
                 MaxNumberOfMessages=min(10, limit - len(messages)),
                 VisibilityTimeout=hide_s,
                 AttributeNames=["SentTimestamp", "ApproximateReceiveCount"],
+                MessageAttributeNames=[TARGET_ATTRIBUTE],
                 WaitTimeSeconds=0,
             ).get("Messages", [])
             fresh = [m for m in batch if m["MessageId"] not in messages]
@@ -119,30 +125,60 @@ class SqsQueueOperations:
 
     def redrive(self, priority: str, limit: int) -> dict[str, int]:
         queue, dead = self._pair(priority)
-        if queue is None:
+        targets = self._targets.get(priority)
+        if queue is None and targets is None:
             raise NotRedrivableError(
                 f"messages on the {priority} dead-letter queue cannot be sent again as they are; "
                 "see docs/reliability.md", details={"queue": priority})
         moved = failed = 0
         try:
             messages = self._receive(dead, limit, _PEEK_HIDE_S)
-            for start in range(0, len(messages), 10):
-                chunk = {str(i): m for i, m in enumerate(messages[start:start + 10])}
-                sent = self._sqs.send_message_batch(QueueUrl=queue, Entries=[
-                    {"Id": i, "MessageBody": m["Body"]} for i, m in chunk.items()
-                ])
-                ok = [e["Id"] for e in sent.get("Successful", [])]
-                failed += len(sent.get("Failed", []))
-                if not ok:
-                    continue
-                deleted = self._sqs.delete_message_batch(QueueUrl=dead, Entries=[
-                    {"Id": i, "ReceiptHandle": chunk[i]["ReceiptHandle"]} for i in ok
-                ])
-                moved += len(deleted.get("Successful", []))
-                failed += len(deleted.get("Failed", []))
+            by_queue: dict[str, list[dict[str, Any]]] = {}
+            for message in messages:
+                to = queue or _target_of(message, targets)
+                if to is None:  # names no queue of this stack: left for an operator (visible again soon)
+                    failed += 1
+                else:
+                    by_queue.setdefault(to, []).append(message)
+            for to, batch in by_queue.items():
+                done, lost = self._move(dead, to, batch)
+                moved, failed = moved + done, failed + lost
         except ClientError as exc:
             raise DeadLetterUnavailableError(f"could not redrive the {priority} dead-letter queue") from exc
         return {"moved": moved, "failed": failed}
+
+    def _move(self, dead: str, to: str, messages: list[dict[str, Any]]) -> tuple[int, int]:
+        """Send `messages` to `to`, then delete from `dead` those it accepted: (moved, failed)."""
+        moved = failed = 0
+        for start in range(0, len(messages), 10):
+            chunk = {str(i): m for i, m in enumerate(messages[start:start + 10])}
+            sent = self._sqs.send_message_batch(QueueUrl=to, Entries=[
+                {"Id": i, "MessageBody": m["Body"]} for i, m in chunk.items()
+            ])
+            ok = [e["Id"] for e in sent.get("Successful", [])]
+            failed += len(sent.get("Failed", []))
+            if not ok:
+                continue
+            deleted = self._sqs.delete_message_batch(QueueUrl=dead, Entries=[
+                {"Id": i, "ReceiptHandle": chunk[i]["ReceiptHandle"]} for i in ok
+            ])
+            moved += len(deleted.get("Successful", []))
+            failed += len(deleted.get("Failed", []))
+        return moved, failed
+
+
+# EventBridge's dead-letter messages carry the target they were for (and RULE_ARN, ERROR_CODE ...).
+TARGET_ATTRIBUTE = "TARGET_ARN"
+
+
+def _queue_name(url_or_arn: str) -> str:
+    return url_or_arn.rstrip("/").replace(":", "/").rsplit("/", 1)[-1]
+
+
+def _target_of(message: dict[str, Any], targets: Mapping[str, str]) -> Optional[str]:
+    """The URL of the queue a dead-lettered event was for, if it is one of `targets`."""
+    arn = message.get("MessageAttributes", {}).get(TARGET_ATTRIBUTE, {}).get("StringValue", "")
+    return targets.get(_queue_name(arn)) if arn.startswith("arn:") and ":sqs:" in arn else None
 
 
 def _dead_letter(message: dict[str, Any]) -> DeadLetter:

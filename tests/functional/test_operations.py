@@ -275,7 +275,8 @@ def test_large_payload_and_result_are_claim_checked_in_s3(client, aws):
 
 def test_every_dead_letter_queue_is_shown_and_the_subscribers_are_redriven(client, aws, monkeypatch):
     """The subscribers' DLQs and the failure destinations show beside the jobs DLQs; a
-    subscriber's DLQ is redriven to its queue, a stream failure description cannot be."""
+    subscriber's DLQ is redriven to its queue, a stream failure description cannot be (the
+    reconciler replays those)."""
     sqs = aws["sqs"]
     urls = {name: sqs.create_queue(QueueName=name)["QueueUrl"]
             for name in ("erp-webhook", "erp-webhook-dlq", "stream-failures")}
@@ -297,3 +298,40 @@ def test_every_dead_letter_queue_is_shown_and_the_subscribers_are_redriven(clien
     assert receive_all({**aws, "q": urls["erp-webhook"]}, "q")[0]["Body"] == json.dumps({"detail": {"event_id": "e1"}})
     unknown = client.http.get("/api/system/dlq?queue=nope", headers=operator())
     assert unknown.status_code == 400 and unknown.json_body["error"]["code"] == "invalid_request"
+
+
+def test_an_event_the_bus_could_not_deliver_goes_back_to_the_queue_it_was_for(client, aws, monkeypatch):
+    """EventBridge dead-letters an event it could not deliver within the target's retry policy,
+    naming the target (TARGET_ARN); a redrive sends it there, and leaves what names no queue
+    of this stack to an operator."""
+    sqs = aws["sqs"]
+    urls = {name: sqs.create_queue(QueueName=name)["QueueUrl"]
+            for name in ("erp-webhook", "erp-outbound", "cache-invalidation", "event-delivery-dlq")}
+    monkeypatch.setenv("JOBPIPE_ERP_WEBHOOK_QUEUE_URL", urls["erp-webhook"])
+    monkeypatch.setenv("JOBPIPE_ERP_OUTBOUND_QUEUE_URL", urls["erp-outbound"])
+    monkeypatch.setenv("JOBPIPE_CACHE_QUEUE_URL", urls["cache-invalidation"])
+    monkeypatch.setenv("JOBPIPE_EVENT_DELIVERY_DLQ_URL", urls["event-delivery-dlq"])
+    composition.use(None)
+
+    def undelivered(event_id: str, target: str) -> None:
+        attributes = {name: {"DataType": "String", "StringValue": value} for name, value in {
+            "RULE_ARN": "arn:aws:events:us-east-1:123456789012:rule/job-events/erp", "TARGET_ARN": target,
+            "ERROR_CODE": "SDK_CLIENT_ERROR", "EXHAUSTED_RETRY_CONDITION": "MaximumEventAgeInSeconds"}.items()}
+        sqs.send_message(QueueUrl=urls["event-delivery-dlq"], MessageAttributes=attributes,
+                         MessageBody=json.dumps({"detail-type": "job.status.changed", "detail": {"event_id": event_id}}))
+
+    undelivered("e1", "arn:aws:sqs:us-east-1:123456789012:erp-webhook")
+    undelivered("e2", "arn:aws:sqs:us-east-1:123456789012:cache-invalidation")
+    undelivered("e3", "arn:aws:sqs:us-east-1:123456789012:somebody-elses-queue")
+    shown = client.http.get("/api/system/dlq?queue=event_delivery", headers=operator()).json_body["dead_letters"]
+    assert sorted(m["body"]["detail"]["event_id"] for m in shown["event_delivery"]) == ["e1", "e2", "e3"]
+    moved = client.http.post("/api/system/dlq/redrive?queue=event_delivery", headers=operator()).json_body
+    assert moved["redriven"]["event_delivery"] == {"moved": 2, "failed": 1}
+
+    def ids(name: str) -> list[str]:
+        return [json.loads(m["Body"])["detail"]["event_id"] for m in receive_all({**aws, "q": urls[name]}, "q")]
+
+    assert (ids("erp-webhook"), ids("cache-invalidation"), ids("erp-outbound")) == (["e1"], ["e2"], [])
+    stats = client.http.get("/api/system/stats", headers=operator()).json_body
+    assert stats["dead_letter_queues"]["event_delivery"] == 1, "the one that names no queue of this stack stays"
+

@@ -35,10 +35,12 @@ def s3(*actions: str) -> set[str]:
 
 JOBS_QUEUES = ("JobsQueueHigh", "JobsQueue", "JobsQueueLow")
 JOBS_DLQS = ("JobsDeadLetterQueueHigh", "JobsDeadLetterQueue", "JobsDeadLetterQueueLow")
-# Their messages can be redriven to their source queues: the API deletes what it moved.
-REDRIVABLE_DLQS = ("ErpWebhookDeadLetterQueue", "ErpOutboundDeadLetterQueue", "CacheInvalidationDeadLetterQueue")
-# Read only (peek, depth): their messages have no queue to go back to (settings.other_dead_letters).
-READ_ONLY_DLQS = ("EventDeliveryDeadLetterQueue", "StreamFailureQueue")
+# Their messages can be redriven to their source queues (an undelivered event to the queue its
+# TARGET_ARN names): the API deletes what it moved.
+REDRIVABLE_DLQS = ("ErpWebhookDeadLetterQueue", "ErpOutboundDeadLetterQueue", "CacheInvalidationDeadLetterQueue",
+                   "EventDeliveryDeadLetterQueue")
+# Read only for the API (peek, depth): descriptions of stream batches, which the reconciler replays.
+READ_ONLY_DLQS = ("StreamFailureQueue",)
 INLINE = " if InlineMaintenance"  # UseTaskQueue=false: maintenance tasks run in the API function
 
 
