@@ -1,42 +1,32 @@
-"""In-memory adapters with the same contract as the AWS ones (conditional writes included)."""
+"""In-memory adapters of the job's own ports, with the same contract as the AWS ones (conditional
+writes included): the job store, the job queues and their operations, finished jobs' clean-up.
+The other ports' twins: memory_blobs.py, memory_events.py, memory_stats.py, memory_stream.py."""
 from __future__ import annotations
 
 import json
-import math
 import threading
-import time
 import uuid
-from collections import Counter
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Iterable, Iterator, Optional
 
-from chalicelib.adapters.artifacts import blob_key as artifact_blob_key
-from chalicelib.adapters.artifacts import check_name, keeps_inline
 from chalicelib.adapters.cursors import read_cursor, write_cursor
 from chalicelib.adapters.dynamodb_items import blob_key as claim_check_key
 from chalicelib.adapters.dynamodb_items import blob_prefix, status_key, tenant_partition, type_partition
+from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
+from chalicelib.adapters.memory_events import InMemoryCacheStore
 from chalicelib.adapters.sqs import MAX_DELAY_S
 from chalicelib.domain.errors import (
-    ArtifactNotFoundError,
-    BlobNotFoundError,
-    CacheGenerationChangedError,
-    EventPublishError,
     InvalidRequestError,
     JobNotFoundError,
     ProgressRejectedError,
     QueueUnavailableError,
     StaleJobError,
-    WebhookDeliveryError,
 )
 from chalicelib.domain.job import Job, Progress, Run, isoformat, utcnow
-from chalicelib.domain.stats import combine
 from chalicelib.domain.status import JobStatus
 from chalicelib.ports import (
     REMOVE,
-    Artifact,
-    ArtifactInfo,
     BlobStore,
-    CacheEntry,
     ChangeSet,
     DeadLetter,
     Expectation,
@@ -44,7 +34,6 @@ from chalicelib.ports import (
     JobMessage,
     JobPage,
     JobQuery,
-    LedgerOpening,
     SubmissionKey,
 )
 
@@ -55,7 +44,7 @@ _END_OF_TIME = datetime(9999, 1, 1, tzinfo=timezone.utc)
 
 
 class InMemoryJobStore:
-    def __init__(self, caches: Optional["InMemoryCacheStore"] = None, *, blobs: Optional[BlobStore] = None,
+    def __init__(self, caches: Optional[InMemoryCacheStore] = None, *, blobs: Optional[BlobStore] = None,
                  inline_limit: int = 64 * 1024) -> None:
         """`caches`: the scope caches a change's `invalidate_caches` invalidates (DynamoDB
         keeps both in one table and one transaction). Without `blobs`, payloads and results
@@ -339,71 +328,6 @@ class InMemoryQueueOperations:
         return checks
 
 
-class InMemoryWebhookSender:
-    """Same contract as UrllibWebhookSender: records each POST and answers `statuses[url]`
-    (200 by default); a URL in `unreachable` raises WebhookDeliveryError like a refused connection."""
-
-    def __init__(self, statuses: Optional[Mapping[str, int]] = None) -> None:
-        self.statuses: dict[str, int] = dict(statuses or {})
-        self.unreachable: set[str] = set()
-        self.posts: list[tuple[str, bytes, dict[str, str]]] = []
-
-    def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
-        if not url.startswith(("https://", "http://")):
-            raise WebhookDeliveryError(f"webhook URL must be http(s): {url[:100]!r}")
-        if url in self.unreachable:
-            raise WebhookDeliveryError(f"webhook unreachable: {url[:100]}")
-        self.posts.append((url, bytes(body), dict(headers)))
-        return self.statuses.get(url, 200)
-
-
-class InMemoryDeliveryLedger:
-    """Same contract as DynamoDeliveryLedger: event id -> (status, expiration in epoch seconds);
-    a record past its expiration (a lapsed lease, a done record past its TTL) counts as absent.
-    `begin` and `finish` each apply all of their writes under one lock, like the one request
-    each of them is on DynamoDB."""
-
-    def __init__(self, *, ttl_s: int, clock: Callable[[], float] = time.time) -> None:
-        self.records: dict[str, tuple[str, int]] = {}
-        self._ttl_s = ttl_s
-        self._clock = clock
-        self._lock = threading.Lock()
-
-    def begin(self, event_ids: Sequence[str], lease_s: float) -> LedgerOpening:
-        opened, done, busy = [], [], []
-        with self._lock:
-            now = self._clock()
-            for event_id in dict.fromkeys(event_ids):
-                record = self.records.get(event_id)
-                if record is not None and record[1] >= int(now):
-                    (done if record[0] == "done" else busy).append(event_id)
-                else:
-                    opened.append(event_id)
-            for event_id in opened:
-                self.records[event_id] = ("in_progress", math.ceil(now + lease_s))
-        return LedgerOpening(tuple(opened), tuple(done), tuple(busy))
-
-    def finish(self, delivered: Sequence[str], failed: Sequence[str]) -> None:
-        with self._lock:
-            expiration = math.ceil(self._clock() + self._ttl_s)
-            for event_id in delivered:
-                self.records[event_id] = ("done", expiration)
-            for event_id in failed:
-                self.records.pop(event_id, None)
-
-
-class InMemoryEventPublisher:
-    def __init__(self) -> None:
-        self.published: list[Any] = []
-        self.fail_next = 0
-
-    def publish(self, events: list[Any]) -> None:
-        if self.fail_next:
-            self.fail_next -= 1
-            raise EventPublishError("publishing is failing", unpublished=[e.event_id for e in events])
-        self.published.extend(events)
-
-
 def _meets(job: Job, expected: Expectation) -> bool:
     """`expected` checked the way the DynamoDB adapter's condition expression checks it."""
     def plain(v: Any) -> Any:
@@ -437,105 +361,6 @@ def _decode_cursor(cursor: str, partition: str) -> tuple[str, str]:
         return created_at, job_id
 
     return read_cursor(cursor, after)
-
-
-class InMemoryCacheStore:
-    """Same contract as DynamoCacheStore."""
-
-    def __init__(self) -> None:
-        self.items: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.tasks: dict[tuple[str, str], dict[str, Any]] = {}
-        self.writes = 0
-
-    def put(self, tenant, scope, namespace, value, at, expected_generation=None):
-        item = self.items.setdefault((tenant, scope, namespace), {"generation": 0})
-        if expected_generation is not None and item["generation"] != expected_generation:
-            raise CacheGenerationChangedError(f"{namespace} was invalidated since generation {expected_generation}")
-        item.update(value=json.loads(json.dumps(value)), value_gen=item["generation"], cached_at=at)
-        self.writes += 1
-        return self.get(tenant, scope, namespace)
-
-    def get(self, tenant, scope, namespace):
-        item = self.items.get((tenant, scope, namespace), {"generation": 0})
-        hit = "value" in item and item["value_gen"] == item["generation"]
-        return CacheEntry(namespace, item["generation"], item.get("value") if hit else None, hit,
-                          item.get("cached_at") if hit else None, item.get("invalidated_at"),
-                          item.get("invalidated_by"))
-
-    def invalidate(self, tenant, scope, namespace, job_id, at):
-        item = self.items.setdefault((tenant, scope, namespace), {"generation": 0})
-        if item.get("invalidated_by") == job_id:  # its completion's own write already did
-            return item["generation"]
-        item.update(generation=item["generation"] + 1, invalidated_at=at, invalidated_by=job_id)
-        self.writes += 1
-        return item["generation"]
-
-    def record_completion(self, tenant, scope, completion):
-        tasks = self.tasks.setdefault((tenant, scope), {})
-        previous = tasks.get(completion.type)
-        if previous is None or previous.completed_at <= completion.completed_at:
-            tasks[completion.type] = completion
-        self.writes += 1
-
-    def completions(self, tenant, scope):
-        return sorted(self.tasks.get((tenant, scope), {}).values(), key=lambda c: c.type)
-
-
-class InMemoryBlobStore:
-    def __init__(self, clock: Callable[[], datetime] = utcnow) -> None:
-        self.objects: dict[str, tuple[bytes, str, datetime]] = {}
-        self._clock = clock
-
-    def put(self, key: str, data: bytes, content_type: str) -> None:
-        self.objects[key] = (bytes(data), content_type, self._clock())
-
-    def get(self, key: str) -> bytes:
-        if key not in self.objects:
-            raise BlobNotFoundError(f"object {key} no longer exists")
-        return self.objects[key][0]
-
-    def delete(self, keys: list[str]) -> int:
-        for key in keys:
-            self.objects.pop(key, None)
-        return len(keys)
-
-    def presigned_url(self, key: str, expires_s: int) -> str:
-        return f"memory://jobs-bucket/{key}?expires_in={expires_s}"
-
-    def keys_older_than(self, prefix: str, before: datetime) -> Iterator[list[str]]:
-        old = sorted(k for k, (_, _, at) in self.objects.items() if k.startswith(prefix) and at < before)
-        for start in range(0, len(old), 1000):
-            yield old[start : start + 1000]
-
-
-class InMemoryArtifactStore:
-    def __init__(self, blobs: InMemoryBlobStore, *, inline_limit: int = 64 * 1024,
-                 clock: Callable[[], datetime] = utcnow) -> None:
-        self._blobs = blobs
-        self._inline_limit = inline_limit
-        self._clock = clock
-        self.items: dict[tuple[str, str], Artifact] = {}
-
-    def put(self, job_id: str, name: str, data: bytes, content_type: str) -> ArtifactInfo:
-        check_name(name)
-        inline = keeps_inline(data, content_type, self._inline_limit)
-        info = ArtifactInfo(job_id, name, content_type, len(data), isoformat(self._clock()),
-                            "inline" if inline else "s3")
-        if inline:
-            self.items[(job_id, name)] = Artifact(info, content=bytes(data))
-        else:
-            self._blobs.put(artifact_blob_key(job_id, name), data, content_type)
-            self.items[(job_id, name)] = Artifact(info, blob_key=artifact_blob_key(job_id, name))
-        return info
-
-    def list(self, job_id: str) -> list[ArtifactInfo]:
-        return [a.info for (jid, _), a in sorted(self.items.items()) if jid == job_id]
-
-    def get(self, job_id: str, name: str) -> Artifact:
-        try:
-            return self.items[(job_id, name)]
-        except KeyError:
-            raise ArtifactNotFoundError(f"job {job_id} has no artifact {name[:128]!r}") from None
 
 
 class InMemoryFinishedJobs:
@@ -577,57 +402,3 @@ class InMemoryFinishedJobs:
         return deleted
 
 
-class InMemoryStatsStore:
-    """Same items as the DynamoDB adapter; `writes` counts the writes per item key, so tests can
-    see which items run hot."""
-
-    def __init__(self) -> None:
-        self.seen: set[str] = set()
-        self.status: dict[str, int] = {}
-        self.hours: dict[str, dict[str, int]] = {}
-        self.tenants: dict[str, int] = {}
-        self.writes: Counter[str] = Counter()
-
-    def record_batch(self, deltas: Any) -> int:
-        new = [d for d in {d.dedupe_key: d for d in deltas}.values() if d.dedupe_key not in self.seen]
-        totals = combine(new)
-        for delta in new:
-            self.seen.add(delta.dedupe_key)
-            self.writes[f"SEEN#{delta.dedupe_key}"] += 1
-        if totals.status:
-            self.writes["STATUS"] += 1
-        for name, value in totals.status.items():
-            self.status[name] = self.status.get(name, 0) + value
-        for hour_key, events in totals.hours.items():
-            self.writes[f"HOUR#{hour_key}"] += 1
-            hour = self.hours.setdefault(hour_key, {})
-            for name, value in events.items():
-                hour[name] = hour.get(name, 0) + value
-        for tenant, value in totals.tenants.items():
-            self.writes[f"TENANT#{tenant}"] += 1
-            self.tenants[tenant] = self.tenants.get(tenant, 0) + value
-        return len(new)
-
-    def unfinished(self, tenant: str) -> int:
-        return max(0, self.tenants.get(tenant, 0))
-
-    def status_counts(self) -> dict[str, int]:
-        return dict(self.status)
-
-    def hourly(self, hours: list[str]) -> list[dict[str, int]]:
-        return [dict(self.hours.get(h, {})) for h in hours]
-
-
-class InMemoryReconcilerLog:
-    def __init__(self) -> None:
-        self.last_pass: Optional[dict[str, Any]] = None
-        self.totals: dict[str, int] = {}
-
-    def record(self, started_at: str, counts: dict[str, int]) -> None:
-        self.last_pass = {"started_at": started_at, "counts": dict(counts)}
-        self.totals["passes"] = self.totals.get("passes", 0) + 1
-        for name, value in counts.items():
-            self.totals[name] = self.totals.get(name, 0) + value
-
-    def summary(self) -> dict[str, Any]:
-        return {"last_pass": self.last_pass, "totals": dict(self.totals)}

@@ -40,10 +40,13 @@ class Adapters:
 
 def _memory() -> Adapters:
     from chalicelib.adapters import memory
+    from chalicelib.adapters import memory_stats
+    from chalicelib.adapters import memory_events
+    from chalicelib.adapters import memory_blobs
 
-    blobs = memory.InMemoryBlobStore()
+    blobs = memory_blobs.InMemoryBlobStore()
     store = memory.InMemoryJobStore(blobs=blobs, inline_limit=INLINE_LIMIT)
-    artifacts = memory.InMemoryArtifactStore(blobs, inline_limit=INLINE_LIMIT)
+    artifacts = memory_blobs.InMemoryArtifactStore(blobs, inline_limit=INLINE_LIMIT)
     queue = memory.InMemoryJobQueue(PRIORITIES)
     return Adapters(
         kind="memory",
@@ -51,11 +54,11 @@ def _memory() -> Adapters:
         blobs=blobs,
         artifacts=artifacts,
         finished=memory.InMemoryFinishedJobs(store, artifacts, blobs),
-        stats=memory.InMemoryStatsStore(),
+        stats=memory_stats.InMemoryStatsStore(),
         queue=queue,
         queue_operations=memory.InMemoryQueueOperations(queue),
-        cache=memory.InMemoryCacheStore(),
-        reconciler_log=memory.InMemoryReconcilerLog(),
+        cache=memory_events.InMemoryCacheStore(),
+        reconciler_log=memory_stats.InMemoryReconcilerLog(),
     )
 
 

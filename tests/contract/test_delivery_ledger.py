@@ -32,7 +32,7 @@ def clock() -> Clock:
 def ledgers(request, monkeypatch, clock):
     """A factory: consumer name -> that consumer's ledger (all on the same table and clock)."""
     if request.param == "memory":
-        from chalicelib.adapters.memory import InMemoryDeliveryLedger
+        from chalicelib.adapters.memory_events import InMemoryDeliveryLedger
 
         made: dict[str, InMemoryDeliveryLedger] = {}
         yield lambda consumer="erp_bridge": made.setdefault(consumer, InMemoryDeliveryLedger(ttl_s=TTL_S, clock=clock))

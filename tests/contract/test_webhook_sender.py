@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import pytest
 
-from chalicelib.adapters.memory import InMemoryWebhookSender
+from chalicelib.adapters.memory_events import InMemoryWebhookSender
 from chalicelib.adapters.webhook import UrllibWebhookSender
 from chalicelib.domain.errors import WebhookDeliveryError
 from scripts.emulator import free_port

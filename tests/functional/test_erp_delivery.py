@@ -60,7 +60,7 @@ def bridge(request, client, aws, monkeypatch):
     services = composition.container()
     clock = Clock()
     if request.param == "memory":
-        from chalicelib.adapters.memory import InMemoryDeliveryLedger
+        from chalicelib.adapters.memory_events import InMemoryDeliveryLedger
 
         ledger = InMemoryDeliveryLedger(ttl_s=7 * 86400, clock=clock)
         counter = None

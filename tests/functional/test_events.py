@@ -6,7 +6,7 @@ import uuid
 import pytest
 
 from chalicelib import composition
-from chalicelib.adapters.memory import InMemoryWebhookSender
+from chalicelib.adapters.memory_events import InMemoryWebhookSender
 from chalicelib.subscribers.erp import ErpBridge, verify
 from tests.functional.conftest import LambdaContext, auth, sqs_event
 from tests.functional.test_api import STEPS, run_worker, submit
@@ -114,7 +114,7 @@ def test_cache_routes_refuse_bad_names_and_other_tenants(client, aws):
 
 
 def test_unpublished_events_fail_the_invocation_so_the_stream_retries_the_batch(client, aws, tap, stream):
-    from chalicelib.adapters.memory import InMemoryEventPublisher
+    from chalicelib.adapters.memory_events import InMemoryEventPublisher
     from chalicelib.domain.errors import EventPublishError
 
     submit(client, STEPS)

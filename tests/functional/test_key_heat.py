@@ -9,7 +9,8 @@ from collections import Counter
 import pytest
 from chalicelib.adapters.dynamodb_items import job_key, job_to_item
 from chalicelib.adapters.dynamodb_stream import job_change
-from chalicelib.adapters.memory import InMemoryJobQueue, InMemoryJobStore, InMemoryStatsStore
+from chalicelib.adapters.memory import InMemoryJobQueue, InMemoryJobStore
+from chalicelib.adapters.memory_stats import InMemoryStatsStore
 from chalicelib.job_types import build_registry
 from chalicelib.lifecycle import ClaimOutcome, JobLifecycle
 from chalicelib.ports import JobMessage

@@ -1,7 +1,7 @@
 import pytest
 from pydantic import BaseModel
 
-from chalicelib.adapters.memory import InMemoryArtifactStore, InMemoryBlobStore
+from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
 from chalicelib.domain.errors import InvalidArtifactError
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus

@@ -1,6 +1,7 @@
 """A completion invalidates its scope's caches in its own write (the in-memory twin of the
 DynamoDB transaction), and the event path does not invalidate a second time."""
-from chalicelib.adapters.memory import InMemoryCacheStore, InMemoryEventPublisher, InMemoryJobStore
+from chalicelib.adapters.memory import InMemoryJobStore
+from chalicelib.adapters.memory_events import InMemoryCacheStore, InMemoryEventPublisher
 from chalicelib.domain.events import JobEvent
 from chalicelib.domain.status import JobStatus
 from chalicelib.domain.events import JobEvent

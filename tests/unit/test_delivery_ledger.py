@@ -6,7 +6,7 @@ import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 
 from chalicelib.adapters.dynamodb_ledger import DynamoDeliveryLedger
-from chalicelib.adapters.memory import InMemoryDeliveryLedger
+from chalicelib.adapters.memory_events import InMemoryDeliveryLedger
 from chalicelib.domain.errors import DeliveryInProgressError, StoreUnavailableError
 from chalicelib.ports import LedgerOpening
 from chalicelib.subscribers.delivery import DeliveryRound

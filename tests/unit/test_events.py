@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from chalicelib.adapters.memory import InMemoryCacheStore, InMemoryEventPublisher
+from chalicelib.adapters.memory_events import InMemoryCacheStore, InMemoryEventPublisher
 from chalicelib.domain.caches import InvalidationRules
 from chalicelib.domain.errors import EventPublishError, WebhookDeliveryError
 from chalicelib.domain.events import event_id_for

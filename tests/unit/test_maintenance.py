@@ -2,12 +2,9 @@ from datetime import timedelta
 
 import pytest
 
-from chalicelib.adapters.memory import (
-    InMemoryArtifactStore,
-    InMemoryBlobStore,
-    InMemoryFinishedJobs,
-    InMemoryStatsStore,
-)
+from chalicelib.adapters.memory import InMemoryFinishedJobs
+from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
+from chalicelib.adapters.memory_stats import InMemoryStatsStore
 from chalicelib.domain.errors import InvalidArtifactError, JobCancelledError, StoreUnavailableError
 from chalicelib.domain.job import Job, isoformat
 from chalicelib.domain.stats import delta_for

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from chalicelib.adapters.memory import InMemoryStatsStore
+from chalicelib.adapters.memory_stats import InMemoryStatsStore
 from chalicelib.domain.errors import QuotaExceededError
 from chalicelib.domain.job import Job
 from chalicelib.domain.stats import delta_for

@@ -2,7 +2,7 @@ from datetime import datetime, timezone
 
 from botocore.exceptions import ClientError
 
-from chalicelib.adapters.memory import InMemoryStatsStore
+from chalicelib.adapters.memory_stats import InMemoryStatsStore
 from chalicelib.adapters.stats import DynamoStatsStore
 from chalicelib.domain.job import Job
 from chalicelib.domain.stats import BUCKETS_S, bucket_for, delta_for, hours_back, percentile, summarize

@@ -8,7 +8,8 @@ import pytest
 
 from chalicelib.adapters.dynamodb_items import job_key, job_to_item
 from chalicelib.adapters.dynamodb_stream import job_change
-from chalicelib.adapters.memory import InMemoryEventPublisher, InMemoryStatsStore
+from chalicelib.adapters.memory_events import InMemoryEventPublisher
+from chalicelib.adapters.memory_stats import InMemoryStatsStore
 from chalicelib.adapters.memory_stream import InMemoryChangeStream, InMemoryFailedStreamBatches
 from chalicelib.domain.errors import DeadLetterUnavailableError
 from chalicelib.domain.events import event_id_for

@@ -1,0 +1,69 @@
+"""In-memory twins of the BlobStore and ArtifactStore ports (same contracts as S3 and the
+DynamoDB artifact records)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Callable, Iterator
+
+from chalicelib.adapters.artifacts import blob_key as artifact_blob_key
+from chalicelib.adapters.artifacts import check_name, keeps_inline
+from chalicelib.domain.errors import ArtifactNotFoundError, BlobNotFoundError
+from chalicelib.domain.job import isoformat, utcnow
+from chalicelib.ports import Artifact, ArtifactInfo
+
+
+class InMemoryBlobStore:
+    def __init__(self, clock: Callable[[], datetime] = utcnow) -> None:
+        self.objects: dict[str, tuple[bytes, str, datetime]] = {}
+        self._clock = clock
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        self.objects[key] = (bytes(data), content_type, self._clock())
+
+    def get(self, key: str) -> bytes:
+        if key not in self.objects:
+            raise BlobNotFoundError(f"object {key} no longer exists")
+        return self.objects[key][0]
+
+    def delete(self, keys: list[str]) -> int:
+        for key in keys:
+            self.objects.pop(key, None)
+        return len(keys)
+
+    def presigned_url(self, key: str, expires_s: int) -> str:
+        return f"memory://jobs-bucket/{key}?expires_in={expires_s}"
+
+    def keys_older_than(self, prefix: str, before: datetime) -> Iterator[list[str]]:
+        old = sorted(k for k, (_, _, at) in self.objects.items() if k.startswith(prefix) and at < before)
+        for start in range(0, len(old), 1000):
+            yield old[start : start + 1000]
+
+
+class InMemoryArtifactStore:
+    def __init__(self, blobs: InMemoryBlobStore, *, inline_limit: int = 64 * 1024,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self._blobs = blobs
+        self._inline_limit = inline_limit
+        self._clock = clock
+        self.items: dict[tuple[str, str], Artifact] = {}
+
+    def put(self, job_id: str, name: str, data: bytes, content_type: str) -> ArtifactInfo:
+        check_name(name)
+        inline = keeps_inline(data, content_type, self._inline_limit)
+        info = ArtifactInfo(job_id, name, content_type, len(data), isoformat(self._clock()),
+                            "inline" if inline else "s3")
+        if inline:
+            self.items[(job_id, name)] = Artifact(info, content=bytes(data))
+        else:
+            self._blobs.put(artifact_blob_key(job_id, name), data, content_type)
+            self.items[(job_id, name)] = Artifact(info, blob_key=artifact_blob_key(job_id, name))
+        return info
+
+    def list(self, job_id: str) -> list[ArtifactInfo]:
+        return [a.info for (jid, _), a in sorted(self.items.items()) if jid == job_id]
+
+    def get(self, job_id: str, name: str) -> Artifact:
+        try:
+            return self.items[(job_id, name)]
+        except KeyError:
+            raise ArtifactNotFoundError(f"job {job_id} has no artifact {name[:128]!r}") from None

@@ -1,0 +1,119 @@
+"""In-memory twins of the event path's ports: the event publisher, the webhook sender, the
+subscribers' delivery ledger and the scope caches (same contracts as the AWS adapters)."""
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+from chalicelib.domain.errors import CacheGenerationChangedError, EventPublishError, WebhookDeliveryError
+from chalicelib.ports import CacheEntry, LedgerOpening
+
+
+class InMemoryWebhookSender:
+    """Same contract as UrllibWebhookSender: records each POST and answers `statuses[url]`
+    (200 by default); a URL in `unreachable` raises WebhookDeliveryError like a refused connection."""
+
+    def __init__(self, statuses: Optional[Mapping[str, int]] = None) -> None:
+        self.statuses: dict[str, int] = dict(statuses or {})
+        self.unreachable: set[str] = set()
+        self.posts: list[tuple[str, bytes, dict[str, str]]] = []
+
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        if not url.startswith(("https://", "http://")):
+            raise WebhookDeliveryError(f"webhook URL must be http(s): {url[:100]!r}")
+        if url in self.unreachable:
+            raise WebhookDeliveryError(f"webhook unreachable: {url[:100]}")
+        self.posts.append((url, bytes(body), dict(headers)))
+        return self.statuses.get(url, 200)
+
+
+class InMemoryDeliveryLedger:
+    """Same contract as DynamoDeliveryLedger: event id -> (status, expiration in epoch seconds);
+    a record past its expiration (a lapsed lease, a done record past its TTL) counts as absent.
+    `begin` and `finish` each apply all of their writes under one lock, like the one request
+    each of them is on DynamoDB."""
+
+    def __init__(self, *, ttl_s: int, clock: Callable[[], float] = time.time) -> None:
+        self.records: dict[str, tuple[str, int]] = {}
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def begin(self, event_ids: Sequence[str], lease_s: float) -> LedgerOpening:
+        opened, done, busy = [], [], []
+        with self._lock:
+            now = self._clock()
+            for event_id in dict.fromkeys(event_ids):
+                record = self.records.get(event_id)
+                if record is not None and record[1] >= int(now):
+                    (done if record[0] == "done" else busy).append(event_id)
+                else:
+                    opened.append(event_id)
+            for event_id in opened:
+                self.records[event_id] = ("in_progress", math.ceil(now + lease_s))
+        return LedgerOpening(tuple(opened), tuple(done), tuple(busy))
+
+    def finish(self, delivered: Sequence[str], failed: Sequence[str]) -> None:
+        with self._lock:
+            expiration = math.ceil(self._clock() + self._ttl_s)
+            for event_id in delivered:
+                self.records[event_id] = ("done", expiration)
+            for event_id in failed:
+                self.records.pop(event_id, None)
+
+
+class InMemoryEventPublisher:
+    def __init__(self) -> None:
+        self.published: list[Any] = []
+        self.fail_next = 0
+
+    def publish(self, events: list[Any]) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise EventPublishError("publishing is failing", unpublished=[e.event_id for e in events])
+        self.published.extend(events)
+
+
+class InMemoryCacheStore:
+    """Same contract as DynamoCacheStore."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.tasks: dict[tuple[str, str], dict[str, Any]] = {}
+        self.writes = 0
+
+    def put(self, tenant, scope, namespace, value, at, expected_generation=None):
+        item = self.items.setdefault((tenant, scope, namespace), {"generation": 0})
+        if expected_generation is not None and item["generation"] != expected_generation:
+            raise CacheGenerationChangedError(f"{namespace} was invalidated since generation {expected_generation}")
+        item.update(value=json.loads(json.dumps(value)), value_gen=item["generation"], cached_at=at)
+        self.writes += 1
+        return self.get(tenant, scope, namespace)
+
+    def get(self, tenant, scope, namespace):
+        item = self.items.get((tenant, scope, namespace), {"generation": 0})
+        hit = "value" in item and item["value_gen"] == item["generation"]
+        return CacheEntry(namespace, item["generation"], item.get("value") if hit else None, hit,
+                          item.get("cached_at") if hit else None, item.get("invalidated_at"),
+                          item.get("invalidated_by"))
+
+    def invalidate(self, tenant, scope, namespace, job_id, at):
+        item = self.items.setdefault((tenant, scope, namespace), {"generation": 0})
+        if item.get("invalidated_by") == job_id:  # its completion's own write already did
+            return item["generation"]
+        item.update(generation=item["generation"] + 1, invalidated_at=at, invalidated_by=job_id)
+        self.writes += 1
+        return item["generation"]
+
+    def record_completion(self, tenant, scope, completion):
+        tasks = self.tasks.setdefault((tenant, scope), {})
+        previous = tasks.get(completion.type)
+        if previous is None or previous.completed_at <= completion.completed_at:
+            tasks[completion.type] = completion
+        self.writes += 1
+
+    def completions(self, tenant, scope):
+        return sorted(self.tasks.get((tenant, scope), {}).values(), key=lambda c: c.type)
