@@ -46,3 +46,7 @@ DELIVERY_RECORD_TTL_S = 7 * 24 * 3600
 # The lease of an in-progress delivery record when the invocation's remaining time is unknown:
 # the subscriber functions' timeout, so a live delivery is never taken over.
 DELIVERY_LEASE_S = 60
+# A listing by status and type reads the status index and keeps the jobs of the type: it reads
+# on, a page of keys at a time, until the page is full or this many pages were read (a short or
+# even empty page then still carries a cursor to the rest; the client and CLI follow it).
+FILTERED_LISTING_READS = 5

@@ -75,6 +75,7 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.adapters.dynamodb_cache import invalidation_write
 from chalicelib.adapters.dynamodb_keys import item_to_key, key_id, key_put
+from chalicelib.defaults import FILTERED_LISTING_READS
 from chalicelib.domain.job import Job, Progress, Run, isoformat, utcnow
 from chalicelib.domain.status import UNFINISHED, JobStatus
 from chalicelib.ports import (
@@ -451,17 +452,27 @@ class DynamoJobStore:
         }
         if query.cursor:
             request["ExclusiveStartKey"] = _decode_cursor(query.cursor, pk_attr, sk_attr, partition)
-        try:
-            response = self._ddb.query(**request)
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreUnavailableError("could not list jobs") from exc
-        ids = [job_id_of(deserializer.deserialize(i["pk"])) for i in response.get("Items", [])]
-        by_id = self.get_many(ids)
-        jobs = [by_id[i] for i in ids if i in by_id]
-        if query.status and query.type:
-            jobs = [j for j in jobs if j.type == query.type]
-        last = response.get("LastEvaluatedKey")
-        return JobPage(jobs, _encode_cursor(last) if last else None)
+        wanted = (lambda job: job.type == query.type) if query.status and query.type else None
+        jobs: list[Job] = []
+        for _ in range(FILTERED_LISTING_READS if wanted else 1):
+            try:
+                response = self._ddb.query(**request)
+            except (ClientError, BotoCoreError) as exc:
+                raise StoreUnavailableError("could not list jobs") from exc
+            keys = response.get("Items", [])
+            by_id = self.get_many([job_id_of(deserializer.deserialize(k["pk"])) for k in keys])
+            for key in keys:
+                job = by_id.get(job_id_of(deserializer.deserialize(key["pk"])))
+                if job is None or (wanted and not wanted(job)):
+                    continue
+                jobs.append(job)
+                if len(jobs) == query.limit and wanted:  # full: the next page starts after this job
+                    return JobPage(jobs, _encode_cursor({k: key[k] for k in ("pk", "sk", pk_attr, sk_attr)}))
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return JobPage(jobs, None)
+            request["ExclusiveStartKey"] = last
+        return JobPage(jobs, _encode_cursor(last))
 
     def due(self, now: str, limit: int) -> list[Job]:
         ids: list[tuple[str, str]] = []

@@ -15,6 +15,7 @@ from chalicelib.adapters.dynamodb_items import blob_prefix, status_key, tenant_p
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
 from chalicelib.adapters.memory_events import InMemoryCacheStore
 from chalicelib.adapters.sqs import MAX_DELAY_S
+from chalicelib.defaults import FILTERED_LISTING_READS
 from chalicelib.domain.errors import (
     InvalidRequestError,
     JobNotFoundError,
@@ -114,8 +115,9 @@ class InMemoryJobStore:
 
     def list_jobs(self, query: JobQuery) -> JobPage:
         """Pages the listing of the index the DynamoDB adapter reads (status, else type, else
-        tenant), then drops jobs of another type when both filters are given: a page may be
-        short, even empty, with a cursor to the rest (one bounded read per request)."""
+        tenant). With both filters, reads on a page at a time, keeping the jobs of the type,
+        until the page is full or FILTERED_LISTING_READS pages were read: a page may then be
+        short, even empty, with a cursor to the rest."""
         if query.status:
             partition = status_key(query.tenant, query.status.value)
             jobs = (j for j in self._jobs.values() if j.tenant == query.tenant and j.status == query.status)
@@ -129,13 +131,17 @@ class InMemoryJobStore:
         if query.cursor:
             after = _decode_cursor(query.cursor, partition)
             listing = [j for j in listing if (j.created_at, j.id) < after]
-        page = listing[: query.limit]
-        cursor = None
-        if len(listing) > query.limit:
+        filtered = bool(query.status and query.type)
+        read = listing[: query.limit * (FILTERED_LISTING_READS if filtered else 1)]
+        page = [j for j in read if j.type == query.type] if filtered else read
+        if filtered and len(page) >= query.limit:  # full: the next page starts after its last job
+            page = page[: query.limit]
             last = page[-1]
-            cursor = _encode_cursor(partition, (last.created_at, last.id))
-        if query.status and query.type:
-            page = [j for j in page if j.type == query.type]
+        elif len(listing) > len(read):
+            last = read[-1]
+        else:
+            last = None
+        cursor = _encode_cursor(partition, (last.created_at, last.id)) if last is not None else None
         return JobPage([self._read(j, fetch=False) for j in page], cursor)
 
     def apply(self, job: Job, expected_status: JobStatus, changes: ChangeSet) -> Job:

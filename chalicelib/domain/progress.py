@@ -2,13 +2,19 @@
 changes are worth an event."""
 from __future__ import annotations
 
+import json
 import math
-from typing import Any
+from typing import Any, Optional
 
 from chalicelib.domain.errors import ProgressRejectedError
 
 MILESTONES = (0.0, 25.0, 50.0, 75.0, 100.0)
 SIGNIFICANT_JUMP = 10.0
+# What one progress report may carry: it is stored on the job's record (one DynamoDB item, with
+# the payload and result) and polled often, so it stays small. Larger is refused, not cut.
+MAX_STEP_CHARS = 256
+MAX_MESSAGE_CHARS = 10_000
+MAX_DETAILS_BYTES = 32 * 1024
 
 
 def clamp_percent(value: Any) -> float:
@@ -16,6 +22,27 @@ def clamp_percent(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise ProgressRejectedError(f"progress percent must be a number, not {value!r}")
     return round(min(100.0, max(0.0, float(value))), 2)
+
+
+def check_report(step: Optional[str], message: Optional[str], details: Optional[dict[str, Any]]) -> None:
+    """Raises ProgressRejectedError for a report that cannot be stored as given: a step or
+    message that is not text or too long, details that are not a JSON object (NaN and
+    Infinity included) or too large."""
+    for name, text, limit in (("step", step, MAX_STEP_CHARS), ("message", message, MAX_MESSAGE_CHARS)):
+        if text is not None and not isinstance(text, str):
+            raise ProgressRejectedError(f"progress {name} must be text, not {type(text).__name__}")
+        if text is not None and len(text) > limit:
+            raise ProgressRejectedError(f"progress {name} is {len(text)} characters; at most {limit}")
+    if details is None:
+        return
+    if not isinstance(details, dict):
+        raise ProgressRejectedError(f"progress details must be a JSON object, not {type(details).__name__}")
+    try:
+        size = len(json.dumps(details, allow_nan=False, separators=(",", ":")).encode())
+    except (TypeError, ValueError) as exc:
+        raise ProgressRejectedError(f"progress details must be JSON: {exc}") from None
+    if size > MAX_DETAILS_BYTES:
+        raise ProgressRejectedError(f"progress details are {size} bytes as JSON; at most {MAX_DETAILS_BYTES}")
 
 
 def check_not_decreasing(current: float, requested: float) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional
 
 from chalicelib.domain.errors import JobpipeError
 from chalicelib.domain.job import Job, Progress
-from chalicelib.domain.progress import check_not_decreasing, clamp_percent
+from chalicelib.domain.progress import check_not_decreasing, check_report, clamp_percent
 from chalicelib.ports import Timer, TimerFactory
 
 
@@ -72,8 +72,10 @@ class ProgressReporter:
         force: bool = False,
     ) -> Job:
         """Record progress; returns the job as last written. Raises ProgressRejectedError for a
-        decrease or a non-number, and what the store raises for a forced or due write."""
+        decrease, a non-number or a report too large or not JSON (domain/progress.check_report),
+        and what the store raises for a forced or due write."""
         value = clamp_percent(percent)
+        check_report(step, message, details)
         with self._lock:
             check_not_decreasing(self._accepted, value)
             self._accepted = value

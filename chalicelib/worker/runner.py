@@ -136,7 +136,7 @@ class JobRunner:
         elif isinstance(result, Completion):
             result, message = result.result, result.message
         try:
-            json.dumps(result)
+            json.dumps(result, allow_nan=False)  # NaN and Infinity are no JSON: stored, they would read back as null
         except (TypeError, ValueError) as exc:
             error = JobErrorInfo(code="result_not_serializable", message=str(exc)[:_MAX_ERROR_MESSAGE])
             return self._fail(reporter.close(), error, False, started)

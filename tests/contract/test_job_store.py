@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from chalicelib.defaults import FILTERED_LISTING_READS
 from chalicelib.domain.errors import (
     BlobNotFoundError,
     InvalidRequestError,
@@ -304,13 +305,31 @@ def test_filters_by_status_by_type_and_by_both(adapters):
     assert by_status == [j.id for j in newest_first if j.status == JobStatus.RUNNING] and sizes[0] == 4
     by_type, _ = _all_pages(adapters.store, JobQuery("acme", type="demo.sleep", limit=2))
     assert by_type == [j.id for j in newest_first if j.type == "demo.sleep"]
-    # Both: pages of the status listing with other types dropped, so pages can be short; every
-    # match still comes exactly once, newest first, and each request is one bounded read.
+    # Both: the status listing with other types dropped, read on until the page is full; every
+    # match comes exactly once, newest first.
     query = JobQuery("acme", status=JobStatus.RUNNING, type="demo.sleep", limit=2)
     both, sizes = _all_pages(adapters.store, query)
     assert both == [j.id for j in newest_first if j.status == JobStatus.RUNNING and j.type == "demo.sleep"]
-    running_first_two = [j for j in newest_first if j.status == JobStatus.RUNNING][:2]
-    assert sizes[0] == sum(1 for j in running_first_two if j.type == "demo.sleep")
+    assert both and sizes[0] == min(2, len(both))
+
+
+def test_a_listing_by_status_and_type_reads_past_other_types_within_its_bound(adapters):
+    """A match behind other types' jobs is found on the first page while it is within
+    FILTERED_LISTING_READS pages; further behind, pages are empty with a cursor to the rest."""
+    limit = 2
+    within = limit * FILTERED_LISTING_READS - 1
+    adapters.store.create(make_job(0, type="demo.sleep"))
+    for i in range(1, 1 + within):
+        adapters.store.create(make_job(i, type="demo.steps"))
+    first = adapters.store.list_jobs(JobQuery("acme", status=JobStatus.QUEUED, type="demo.sleep", limit=limit))
+    assert [j.type for j in first.jobs] == ["demo.sleep"]
+    for i in range(1 + within, 1 + within + limit):  # now one page more than the bound reads
+        adapters.store.create(make_job(i, type="demo.steps"))
+    query = JobQuery("acme", status=JobStatus.QUEUED, type="demo.sleep", limit=limit)
+    first = adapters.store.list_jobs(query)
+    assert first.jobs == [] and first.cursor
+    ids, _ = _all_pages(adapters.store, query)
+    assert len(ids) == 1
 
 
 def test_a_large_payload_and_result_are_claim_checked_and_read_back_whole(adapters):

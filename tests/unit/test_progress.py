@@ -3,7 +3,7 @@ import pytest
 
 from chalicelib.domain.errors import ProgressRejectedError
 from chalicelib.domain.job import Job
-from chalicelib.domain.progress import clamp_percent, is_notable_change
+from chalicelib.domain.progress import MAX_DETAILS_BYTES, check_report, clamp_percent, is_notable_change
 from chalicelib.worker.progress import ProgressReporter
 
 
@@ -154,3 +154,27 @@ def test_a_progress_write_counts_as_a_cancel_check(setup):
     assert len(written) == 5 and reads == []
     clock.t += 2.0  # no write for a whole interval: now the store is read
     assert ctx.cancelled() is False and reads == ["j"]
+
+
+@pytest.mark.parametrize("step, message, details, says", [
+    ("s" * 257, None, None, "step is 257 characters"),
+    (None, "m" * 10_001, None, "message is 10001 characters"),
+    (None, 42, None, "message must be text"),
+    (None, None, ["a"], "details must be a JSON object"),
+    (None, None, {"x": float("nan")}, "details must be JSON"),
+    (None, None, {"x": object()}, "details must be JSON"),
+    (None, None, {"x": "d" * MAX_DETAILS_BYTES}, "at most 32768"),
+])
+def test_a_report_that_cannot_be_stored_as_given_is_refused(step, message, details, says):
+    with pytest.raises(ProgressRejectedError, match=says):
+        check_report(step, message, details)
+
+
+def test_a_refused_report_queues_nothing(setup):
+    reporter, clock, timers, written = setup
+    reporter.report(20, force=True)
+    with pytest.raises(ProgressRejectedError):
+        reporter.report(30, details={"x": float("inf")}, force=True)
+    reporter.report(30, step="s" * 256, message="m" * 10_000, details={"n": 1}, force=True)
+    assert [p.percent for p in written] == [20, 30]
+

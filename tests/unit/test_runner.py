@@ -45,6 +45,18 @@ def types():
     def unserialisable(ctx, payload):
         return object()
 
+    @registry.register("t.nan", Empty)
+    def nan(ctx, payload):
+        return {"x": float("nan")}
+
+    @registry.register("t.oversized_progress", Empty)
+    def oversized_progress(ctx, payload):
+        ctx.progress(10, message="m" * 500_000, force=True)
+
+    @registry.register("t.blank_failure", Empty)
+    def blank_failure(ctx, payload):
+        raise ctx.fail(" ", "")
+
     @registry.register("t.cooperative", Empty)
     def cooperative(ctx, payload):
         for i in range(100):
@@ -177,3 +189,28 @@ def test_a_body_naming_no_possible_job_is_not_a_job_message(body):
     with pytest.raises(ValueError, match="not a job message"):
         parse_message(body)
     assert job_message_of({"job_id": "a", "tenant": "acme", "timeout_s": 60}) == JobMessage("a", 1)
+
+
+def test_a_result_with_nan_fails_the_job_instead_of_reading_back_as_null(env, queue):
+    lifecycle, runner = env
+    submit(lifecycle, "t.nan")
+    final = run_all(runner, queue)
+    assert final.status == JobStatus.FAILED and final.error.code == "result_not_serializable"
+
+
+def test_a_progress_report_too_large_to_store_is_refused_as_such(env, queue):
+    """Not a store outage: the handler's report is what is wrong, and the error says so."""
+    lifecycle, runner = env
+    submit(lifecycle, "t.oversized_progress")
+    (message,) = queue.drain()
+    after = runner.run(message)  # an error raised by the handler: retried, like any other
+    assert after.status == JobStatus.RETRYING and after.error.code == "progress_rejected"
+    assert "500000 characters; at most 10000" in after.error.message
+
+
+def test_a_failure_without_a_code_still_has_one(env, queue):
+    lifecycle, runner = env
+    submit(lifecycle, "t.blank_failure")
+    final = run_all(runner, queue)
+    assert final.status == JobStatus.FAILED and final.error.code == "handler_failed"
+
