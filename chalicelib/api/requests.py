@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from chalicelib.domain.status import JobStatus
 from chalicelib.defaults import MAX_SCHEDULE_S
@@ -19,9 +19,17 @@ class SubmitJobRequest(BaseModel):
     priority: Optional[Literal["high", "normal", "low"]] = None
     # Up to 900 s the job's message is delayed by SQS; beyond, the job is held in the store and
     # released by the reconciler. `run_at` (ISO 8601 with a zone) instead of a delay.
-    delay_seconds: int = Field(default=0, ge=0, le=MAX_SCHEDULE_S)
+    # Strict: `true` or "10" is no number of seconds, and `run_at` is text (not an epoch number).
+    delay_seconds: int = Field(default=0, ge=0, le=MAX_SCHEDULE_S, strict=True)
     run_at: Optional[AwareDatetime] = None
     scope: Optional[str] = Field(default=None, min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._:/@\-]+$")
+
+    @field_validator("run_at", mode="before")
+    @classmethod
+    def _run_at_is_text(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str):
+            raise ValueError("run_at must be an ISO 8601 date and time with a zone, as text")
+        return value
 
     @model_validator(mode="after")
     def _one_start(self) -> "SubmitJobRequest":

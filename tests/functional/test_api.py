@@ -204,6 +204,11 @@ def test_other_tenants_job_is_not_found_everywhere(client, aws):
         (json.dumps({"type": "demo.steps", "payload": {"steps": "many"}}), 422, "invalid_payload"),
         (json.dumps({**STEPS, "delay_seconds": 365 * 86400 + 1}), 400, "invalid_request"),
             (json.dumps({**STEPS, "delay_seconds": -1}), 400, "invalid_request"),
+            # No coercion: a boolean or a numeral in text is no delay, an epoch number no run_at.
+            (json.dumps({**STEPS, "delay_seconds": True}), 400, "invalid_request"),
+            (json.dumps({**STEPS, "delay_seconds": "10"}), 400, "invalid_request"),
+            (json.dumps({**STEPS, "delay_seconds": 1.5}), 400, "invalid_request"),
+            (json.dumps({**STEPS, "run_at": 1900000000}), 400, "invalid_request"),
         (json.dumps({**STEPS, "priority": "urgent"}), 400, "invalid_request"),
         (json.dumps({**STEPS, "surprise": 1}), 400, "invalid_request"),
         (json.dumps({**STEPS, "scope": "a b"}), 400, "invalid_request"),
