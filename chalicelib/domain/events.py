@@ -43,6 +43,9 @@ class JobEvent(BaseModel):
     scope: Optional[str] = None
     version: int
     error: Optional[dict[str, Any]] = None
+    # When the job ended, as its record says (terminal statuses only); `timestamp` is when the
+    # write reached the stream, which can be later (and is coarser on AWS).
+    finished_at: Optional[str] = None
 
     @property
     def detail_type(self) -> str:

@@ -56,5 +56,6 @@ def events_for_change(old: Optional[Job], new: Optional[Job], timestamp: str) ->
             version=new.version,
             error={"code": clip(new.error.code, 256), "message": clip(new.error.message)}
             if new.error and status_changed else None,
+            finished_at=new.finished_at if new.status.is_terminal else None,
         )
     ]

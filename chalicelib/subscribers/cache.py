@@ -36,12 +36,15 @@ class CacheInvalidator:
         if not event.scope:
             self._log("completed job has no scope; no cache to invalidate", {"job_id": event.job_id})
             return None
+        # The job's own completion time (the one its record and its completion's invalidation
+        # carry); an event published before events had it falls back to its stream time.
+        completed_at = event.finished_at or event.timestamp
         self.store.record_completion(
-            event.tenant, event.scope, TaskCompletion(event.type, event.timestamp, event.job_id)
+            event.tenant, event.scope, TaskCompletion(event.type, completed_at, event.job_id)
         )
         namespaces = self.rules.namespaces_for(event.type)
         for namespace in namespaces:
-            self.store.invalidate(event.tenant, event.scope, namespace, event.job_id, event.timestamp)
+            self.store.invalidate(event.tenant, event.scope, namespace, event.job_id, completed_at)
         announcement = CacheInvalidatedEvent(
             event_id=event_id_for(event.job_id, event.version, kind="cache"),
             timestamp=event.timestamp,

@@ -96,6 +96,10 @@ def test_cache_is_invalidated_by_completion_only(client, aws, tap, stream):
     assert client.http.get("/cache/proj-9/unrelated", headers=auth()).json_body["value"] == {"n": "unrelated"}
     tasks = client.http.get("/scopes/proj-9/tasks", headers=auth()).json_body["tasks"]
     assert [(t["type"], t["job_id"]) for t in tasks] == [("demo.steps", job["id"])]
+    # The completion time is the job's own, not when its event reached the stream.
+    finished_at = client.http.get(f"/jobs/{job['id']}", headers=auth()).json_body["finished_at"]
+    assert tasks[0]["completed_at"] == finished_at == completed[0]["detail"]["finished_at"]
+    assert miss.json_body["invalidated_at"] == finished_at
     # Invalidation keeps no delivery records (it is safe to repeat): the redelivery announces
     # again, as the same event (one event id), which consumers drop like any duplicate.
     announcements = [e["detail"] for e in tap() if e["detail-type"] == "cache.invalidated"]
