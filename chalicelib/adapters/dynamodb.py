@@ -364,6 +364,7 @@ class DynamoJobStore:
                 UpdateExpression=f"SET #progress = :progress{announced} ADD #version :one",
                 ConditionExpression=(
                     "#status = :running AND #attempts = :attempt AND #progress.#percent <= :percent"
+                    " AND (attribute_not_exists(#cancel) OR #cancel = :false)"
                 ),
                 ExpressionAttributeNames={
                     "#progress": "progress",
@@ -371,6 +372,7 @@ class DynamoJobStore:
                     "#status": "status",
                     "#attempts": "attempts",
                     "#version": "version",
+                    "#cancel": "cancel_requested",
                     **names,
                 },
                 ExpressionAttributeValues={
@@ -379,11 +381,18 @@ class DynamoJobStore:
                     ":attempt": attribute_value(attempt),
                     ":percent": attribute_value(progress.percent),
                     ":one": attribute_value(1),
+                    ":false": attribute_value(False),
                 },
                 ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except (ClientError, BotoCoreError) as exc:
             if _error_code(exc) == "ConditionalCheckFailedException":
+                stored = getattr(exc, "response", {}).get("Item")
+                if stored is not None:
+                    job = item_to_job(stored)
+                    if job.cancel_requested and job.status == JobStatus.RUNNING and job.attempts == attempt:
+                        return job  # a cancel was requested: nothing written, the caller stops
                 raise self._progress_refusal(job_id, attempt, progress) from exc
             raise StoreUnavailableError(f"could not record progress of job {job_id}") from exc
         return item_to_job(response["Attributes"])

@@ -183,6 +183,8 @@ class InMemoryJobStore:
             stored = self._jobs.get(job_id)
             if stored is None or stored.status != JobStatus.RUNNING or stored.attempts != attempt:
                 raise ProgressRejectedError(f"attempt {attempt} of job {job_id} is not running")
+            if stored.cancel_requested:
+                return stored.model_copy(deep=True)
             if progress.percent < stored.progress.percent:
                 raise ProgressRejectedError(
                     f"progress cannot decrease from {stored.progress.percent:g} to {progress.percent:g}"

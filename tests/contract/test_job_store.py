@@ -208,6 +208,16 @@ def test_progress_is_written_for_the_running_attempt_and_never_goes_back(adapter
         adapters.store.record_progress(queued.id, 0, Progress(percent=1))
 
 
+def test_after_a_cancel_request_progress_is_not_written_and_the_job_says_why(adapters):
+    job = running(adapters.store, make_job(1))
+    job = adapters.store.record_progress(job.id, 1, Progress(percent=30))
+    requested = adapters.store.apply(job, JobStatus.RUNNING, ChangeSet({"cancel_requested": True}))
+    answer = adapters.store.record_progress(job.id, 1, Progress(percent=60, step="s2"), announce=True)
+    assert answer.cancel_requested and answer.progress.percent == 30 and answer.version == requested.version
+    stored = adapters.store.get(job.id)
+    assert stored.progress.percent == 30 and stored.version == requested.version
+
+
 def test_an_announced_progress_write_moves_the_event_percent_with_it(adapters):
     job = running(adapters.store, make_job(1))
     quiet = adapters.store.record_progress(job.id, 1, Progress(percent=8))
