@@ -24,9 +24,12 @@ def _generation(header: Any) -> Any:
     if header is None:
         return None
     try:
-        return int(str(header).strip('"'))
+        generation = int(str(header).strip('"'))
     except ValueError:
-        raise InvalidRequestError("If-Match must be the generation number a miss reported") from None
+        generation = -1
+    if not 0 <= generation < 10**30:  # generations count up from 0 (and fit a DynamoDB number)
+        raise InvalidRequestError("If-Match must be the generation number a miss reported")
+    return generation
 
 
 @route("/cache/{scope}/{namespace}", methods=["PUT"])

@@ -53,10 +53,20 @@ class Call:
             )
         return body
 
+    def query(self) -> dict[str, str]:
+        """The query parameters, each given once: a repeated one (`?limit=1&limit=2`) is
+        refused rather than one of its values silently kept."""
+        params = self.request.query_params or {}
+        getlist = getattr(params, "getlist", None)
+        repeated = sorted(k for k in params if getlist is not None and len(getlist(k)) > 1)
+        if repeated:
+            raise InvalidRequestError(f"query parameter {', '.join(repeated)} given more than once")
+        return dict(params)
+
     def json(self) -> Any:
         body = self.raw_body
         if not body.strip():
-            raise InvalidJsonError("request body is empty; send a JSON object")
+            raise InvalidJsonError("request body is empty; send a JSON value")
         try:
             value = json.loads(body, parse_constant=_no_constant)  # NaN, Infinity: not JSON
         except (ValueError, UnicodeDecodeError) as exc:

@@ -77,7 +77,7 @@ def task_view(job: Job) -> dict[str, Any]:
 
 def _start(call: Call, task: str) -> Any:
     model = TASKS[task][0]
-    params = dict(call.request.query_params or {})
+    params = call.query()
     payload = validate(model, params).model_dump()
     services = container()
     if not services.settings.use_task_queue:
@@ -131,7 +131,7 @@ def _task(task_id: str) -> Job:
 
 @route(f"{PREFIX}/tasks", methods=["GET"])
 def list_tasks(call: Call) -> Any:
-    params = validate(ListTasksQuery, dict(call.request.query_params or {}))
+    params = validate(ListTasksQuery, call.query())
     page = container().store.list_jobs(JobQuery(tenant=SYSTEM_TENANT, limit=params.limit, cursor=params.cursor))
     return {"tasks": [task_view(j) for j in page.jobs], "next_cursor": page.cursor}
 

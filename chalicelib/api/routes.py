@@ -78,7 +78,7 @@ def submit_job(call: Call) -> Any:
 
 @route("/jobs", methods=["GET"])
 def list_jobs(call: Call) -> Any:
-    params = validate(ListJobsQuery, dict(call.request.query_params or {}))
+    params = validate(ListJobsQuery, call.query())
     page = container().store.list_jobs(
         JobQuery(
             tenant=call.user.tenant,

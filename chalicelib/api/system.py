@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal, Optional
 
 from chalice import Blueprint
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from chalicelib.api.auth import OPERATOR
 from chalicelib.api.http import Call, validate
@@ -34,6 +34,12 @@ class DeadLetterQuery(BaseModel):
     queue: Optional[str] = Field(default=None, min_length=1, max_length=64)  # any dead-letter queue by name
     limit: int = Field(default=10, ge=1, le=100)
 
+    @model_validator(mode="after")
+    def _one_name(self) -> "DeadLetterQuery":
+        if self.priority and self.queue and self.priority != self.queue:
+            raise ValueError("give either priority or queue, not both")
+        return self
+
 
 def _queues(params: DeadLetterQuery, operations: Any) -> list[str]:
     """The dead-letter queues a request names: one (`queue` or `priority`), else every one."""
@@ -45,7 +51,7 @@ def _queues(params: DeadLetterQuery, operations: Any) -> list[str]:
 def stats(call: Call) -> Any:
     """Queue depths from queue attributes; the reconciler's last pass and totals; everything
     else from the stats recorder's counters."""
-    params = validate(StatsQuery, dict(call.request.query_params or {}))
+    params = validate(StatsQuery, call.query())
     services = container()
     hours = hours_back(utcnow(), params.window_hours)
     summary = summarize(services.stats.status_counts(), services.stats.hourly(hours), params.window_hours)
@@ -57,7 +63,7 @@ def stats(call: Call) -> Any:
 @route("/api/system/dlq", methods=["GET"])
 def dead_letters(call: Call) -> Any:
     """Messages on the dead-letter queues, left where they are, with their job's status."""
-    params = validate(DeadLetterQuery, dict(call.request.query_params or {}))
+    params = validate(DeadLetterQuery, call.query())
     services = container()
     priorities = _queues(params, services.queue_operations)
     peeked = {p: services.queue_operations.peek_dead_letters(p, params.limit) for p in priorities}
@@ -81,7 +87,7 @@ def dead_letters(call: Call) -> Any:
 def redrive(call: Call) -> Any:
     """Move dead-lettered messages back to their priority's queue. A job that is already
     failed is acknowledged by the worker without running again; resubmit it to rerun it."""
-    params = validate(DeadLetterQuery, dict(call.request.query_params or {}))
+    params = validate(DeadLetterQuery, call.query())
     operations = container().queue_operations
     if params.queue or params.priority:
         name = params.queue or params.priority

@@ -366,3 +366,16 @@ def test_a_cache_value_larger_than_an_item_holds_is_a_413_and_keeps_the_old_valu
     fits = {"v": "x" * (340 * 1024)}
     assert client.http.put("/cache/s/n", headers=auth(), body=json.dumps(fits)).status_code == 200
     assert client.http.get("/cache/s/n", headers=auth()).json_body["value"] == fits
+
+
+def test_a_repeated_query_parameter_is_refused_not_half_read(client):
+    answer = client.http.get("/jobs?limit=1&limit=2", headers=auth())
+    assert answer.status_code == 400 and answer.json_body["error"]["code"] == "invalid_request"
+    assert "limit given more than once" in answer.json_body["error"]["message"]
+
+
+@pytest.mark.parametrize("if_match", ["-1", "abc", "1" * 40])
+def test_an_if_match_that_is_no_generation_is_refused(client, if_match):
+    answer = client.http.put("/cache/p-1/ns", headers=auth(**{"If-Match": if_match}), body="[1]")
+    assert answer.status_code == 400 and answer.json_body["error"]["code"] == "invalid_request"
+

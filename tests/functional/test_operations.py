@@ -296,6 +296,8 @@ def test_every_dead_letter_queue_is_shown_and_the_subscribers_are_redriven(clien
     moved = client.http.post("/api/system/dlq/redrive", headers=operator()).json_body["redriven"]
     assert moved["erp_webhook"] == {"moved": 1, "failed": 0} and "stream_failure" not in moved
     assert receive_all({**aws, "q": urls["erp-webhook"]}, "q")[0]["Body"] == json.dumps({"detail": {"event_id": "e1"}})
+    both = client.http.get("/api/system/dlq?priority=high&queue=erp_webhook", headers=operator())
+    assert both.status_code == 400 and both.json_body["error"]["code"] == "invalid_request"
     unknown = client.http.get("/api/system/dlq?queue=nope", headers=operator())
     assert unknown.status_code == 400 and unknown.json_body["error"]["code"] == "invalid_request"
 
