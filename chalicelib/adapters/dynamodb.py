@@ -394,6 +394,10 @@ class DynamoJobStore:
                     if job.cancel_requested and job.status == JobStatus.RUNNING and job.attempts == attempt:
                         return job  # a cancel was requested: nothing written, the caller stops
                 raise self._progress_refusal(job_id, attempt, progress) from exc
+            if _error_code(exc) == "ValidationException" and "size" in str(exc).lower():
+                raise ProgressRejectedError(  # the report is what is wrong, not the store
+                    f"progress of job {job_id} does not fit its record (400 KB with its payload): "
+                    "send a shorter message or smaller details") from exc
             raise StoreUnavailableError(f"could not record progress of job {job_id}") from exc
         return item_to_job(response["Attributes"])
 

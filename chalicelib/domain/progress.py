@@ -10,10 +10,12 @@ from chalicelib.domain.errors import ProgressRejectedError
 
 MILESTONES = (0.0, 25.0, 50.0, 75.0, 100.0)
 SIGNIFICANT_JUMP = 10.0
-# What one progress report may carry: it is stored on the job's record (one DynamoDB item, with
-# the payload and result) and polled often, so it stays small. Larger is refused, not cut.
+# What one progress report may carry: it is stored on the job's record (one DynamoDB item of at
+# most 400 KB, with the payload and result), whole, while events carry the first 2,048
+# characters of the message. Larger is refused, not cut; a report that fits these bounds but not
+# the item beside a large payload is refused by the store the same way.
 MAX_STEP_CHARS = 256
-MAX_MESSAGE_CHARS = 10_000
+MAX_MESSAGE_CHARS = 300_000
 MAX_DETAILS_BYTES = 32 * 1024
 
 

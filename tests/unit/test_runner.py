@@ -51,7 +51,7 @@ def types():
 
     @registry.register("t.oversized_progress", Empty)
     def oversized_progress(ctx, payload):
-        ctx.progress(10, message="m" * 500_000, force=True)
+        ctx.progress(10, message="m" * 500_000, force=True)  # over MAX_MESSAGE_CHARS
 
     @registry.register("t.blank_failure", Empty)
     def blank_failure(ctx, payload):
@@ -205,7 +205,7 @@ def test_a_progress_report_too_large_to_store_is_refused_as_such(env, queue):
     (message,) = queue.drain()
     after = runner.run(message)  # an error raised by the handler: retried, like any other
     assert after.status == JobStatus.RETRYING and after.error.code == "progress_rejected"
-    assert "500000 characters; at most 10000" in after.error.message
+    assert "500000 characters; at most 300000" in after.error.message
 
 
 def test_a_failure_without_a_code_still_has_one(env, queue):
