@@ -424,7 +424,9 @@
         k++;
       });
     });
-    $("jobs-empty").hidden = jobs.length > 0;
+    // An empty page with a cursor is not an empty listing (status and type filters together
+    // can skip past many jobs of other types): "Load more" is shown instead.
+    $("jobs-empty").hidden = jobs.length > 0 || Boolean(state.cursor);
     renderSummary();
   }
 
