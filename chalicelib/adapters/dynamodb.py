@@ -389,31 +389,17 @@ class DynamoJobStore:
         except (ClientError, BotoCoreError) as exc:
             if _error_code(exc) == "ConditionalCheckFailedException":
                 stored = getattr(exc, "response", {}).get("Item")
-                if stored is not None:
-                    job = item_to_job(stored)
-                    if job.cancel_requested and job.status == JobStatus.RUNNING and job.attempts == attempt:
-                        return job  # a cancel was requested: nothing written, the caller stops
-                raise self._progress_refusal(job_id, attempt, progress) from exc
+                current = item_to_job(stored) if stored is not None else self.get(job_id, consistent=True)
+                if current is not None and current.cancel_requested and current.status == JobStatus.RUNNING \
+                        and current.attempts == attempt:
+                    return current  # a cancel was requested: nothing written, the caller stops
+                raise _progress_refusal(job_id, attempt, progress, current) from exc
             if _error_code(exc) == "ValidationException" and "size" in str(exc).lower():
                 raise ProgressRejectedError(  # the report is what is wrong, not the store
                     f"progress of job {job_id} does not fit its record (400 KB with its payload): "
                     "send a shorter message or smaller details") from exc
             raise StoreUnavailableError(f"could not record progress of job {job_id}") from exc
         return item_to_job(response["Attributes"])
-
-    def _progress_refusal(self, job_id: str, attempt: int, progress: Progress) -> ProgressRejectedError:
-        current = self.get(job_id, consistent=True)
-        if current is None:
-            return ProgressRejectedError(f"job {job_id} does not exist")
-        if current.status != JobStatus.RUNNING or current.attempts != attempt:
-            return ProgressRejectedError(
-                f"attempt {attempt} of job {job_id} is not running (job is {current.status.value})",
-                details={"status": current.status.value, "attempt": current.attempts},
-            )
-        return ProgressRejectedError(
-            f"progress cannot decrease from {current.progress.percent:g} to {progress.percent:g}",
-            details={"current": current.progress.percent, "requested": progress.percent},
-        )
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -473,9 +459,10 @@ class DynamoJobStore:
             except (ClientError, BotoCoreError) as exc:
                 raise StoreUnavailableError("could not list jobs") from exc
             keys = response.get("Items", [])
-            by_id = self.get_many([job_id_of(deserializer.deserialize(k["pk"])) for k in keys])
-            for key in keys:
-                job = by_id.get(job_id_of(deserializer.deserialize(key["pk"])))
+            ids = [job_id_of(deserializer.deserialize(k["pk"])) for k in keys]
+            by_id = self.get_many(ids)
+            for key, job_id in zip(keys, ids):
+                job = by_id.get(job_id)
                 if job is None or (wanted and not wanted(job)):
                     continue
                 jobs.append(job)
@@ -560,6 +547,21 @@ class DynamoJobStore:
         except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailableError(f"could not read runs of job {job_id}") from exc
         return [item_to_run(i) for i in response.get("Items", [])]
+
+
+def _progress_refusal(job_id: str, attempt: int, progress: Progress, current: Optional[Job]) -> ProgressRejectedError:
+    """Why a progress write was refused, from the job as stored when it was."""
+    if current is None:
+        return ProgressRejectedError(f"job {job_id} does not exist")
+    if current.status != JobStatus.RUNNING or current.attempts != attempt:
+        return ProgressRejectedError(
+            f"attempt {attempt} of job {job_id} is not running (job is {current.status.value})",
+            details={"status": current.status.value, "attempt": current.attempts},
+        )
+    return ProgressRejectedError(
+        f"progress cannot decrease from {current.progress.percent:g} to {progress.percent:g}",
+        details={"current": current.progress.percent, "requested": progress.percent},
+    )
 
 
 def _lost_race(exc: ClientError) -> bool:

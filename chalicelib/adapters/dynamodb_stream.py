@@ -68,7 +68,7 @@ class DynamoChangeStream:
                             f"the stream no longer holds record {batch.first_sequence} (it starts at {sequence})")
                     if sequence > last:
                         return found
-                    found.append(_as_delivered(record))
+                    found.append(as_delivered(record))
                     if sequence == last:
                         return found
                 iterator = page.get("NextShardIterator")
@@ -87,7 +87,7 @@ class DynamoChangeStream:
             f"record {batch.last_sequence} not reached in {MAX_PAGES_PER_BATCH} pages; tried again later")
 
 
-def _as_delivered(record: dict[str, Any]) -> dict[str, Any]:
+def as_delivered(record: dict[str, Any]) -> dict[str, Any]:
     """A GetRecords record as the stream function receives it: the creation time in epoch
     seconds (boto3 parses it into a datetime)."""
     data = dict(record.get("dynamodb") or {})

@@ -92,27 +92,10 @@ class SqsQueueOperations:
                                    "error": exc.response.get("Error", {}).get("Code", "error")})
         return checks
 
-    def _receive(self, url: str, limit: int, hide_s: int) -> list[dict[str, Any]]:
-        messages: dict[str, dict[str, Any]] = {}
-        while len(messages) < limit:
-            batch = self._sqs.receive_message(
-                QueueUrl=url,
-                MaxNumberOfMessages=min(10, limit - len(messages)),
-                VisibilityTimeout=hide_s,
-                AttributeNames=["SentTimestamp", "ApproximateReceiveCount"],
-                MessageAttributeNames=[TARGET_ATTRIBUTE],
-                WaitTimeSeconds=0,
-            ).get("Messages", [])
-            fresh = [m for m in batch if m["MessageId"] not in messages]
-            if not fresh:
-                break
-            messages.update((m["MessageId"], m) for m in fresh)
-        return list(messages.values())
-
     def peek_dead_letters(self, priority: str, limit: int) -> list[DeadLetter]:
         _, dead = self._pair(priority)
         try:
-            messages = self._receive(dead, limit, _PEEK_HIDE_S)
+            messages = receive_up_to(self._sqs, dead, limit, _PEEK_HIDE_S)
             for start in range(0, len(messages), 10):  # visible again at once: nothing is taken
                 chunk = messages[start:start + 10]
                 self._sqs.change_message_visibility_batch(QueueUrl=dead, Entries=[
@@ -132,7 +115,7 @@ class SqsQueueOperations:
                 "see docs/reliability.md", details={"queue": priority})
         moved = failed = 0
         try:
-            messages = self._receive(dead, limit, _PEEK_HIDE_S)
+            messages = receive_up_to(self._sqs, dead, limit, _PEEK_HIDE_S)
             by_queue: dict[str, list[dict[str, Any]]] = {}
             for message in messages:
                 to = queue or _target_of(message, targets)
@@ -169,6 +152,26 @@ class SqsQueueOperations:
 
 # EventBridge's dead-letter messages carry the target they were for (and RULE_ARN, ERROR_CODE ...).
 TARGET_ATTRIBUTE = "TARGET_ARN"
+
+
+def receive_up_to(client: Any, url: str, limit: int, hide_s: int) -> list[dict[str, Any]]:
+    """Up to `limit` messages of the queue at `url` (fewer when it runs dry), each hidden for
+    `hide_s` seconds, with their receive count, send time and target attribute."""
+    messages: dict[str, dict[str, Any]] = {}
+    while len(messages) < limit:
+        batch = client.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=min(10, limit - len(messages)),
+            VisibilityTimeout=hide_s,
+            AttributeNames=["SentTimestamp", "ApproximateReceiveCount"],
+            MessageAttributeNames=[TARGET_ATTRIBUTE],
+            WaitTimeSeconds=0,
+        ).get("Messages", [])
+        fresh = [m for m in batch if m["MessageId"] not in messages]
+        if not fresh:
+            break
+        messages.update((m["MessageId"], m) for m in fresh)
+    return list(messages.values())
 
 
 def _queue_name(url_or_arn: str) -> str:

@@ -8,6 +8,7 @@ from typing import Any, Optional
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from chalicelib.adapters.sqs_operations import receive_up_to
 from chalicelib.domain.errors import DeadLetterUnavailableError
 from chalicelib.ports import FailedStreamBatch
 
@@ -63,25 +64,14 @@ class SqsFailedStreamBatches:
 
     def take(self, limit: int, hold_s: int) -> list[FailedStreamBatch]:
         batches: list[FailedStreamBatch] = []
-        foreign: list[str] = []
         try:
-            while len(batches) + len(foreign) < limit:
-                messages = self._sqs.receive_message(
-                    QueueUrl=self._url, MaxNumberOfMessages=min(10, limit - len(batches) - len(foreign)),
-                    VisibilityTimeout=min(hold_s, MAX_HOLD_S), WaitTimeSeconds=0,
-                    AttributeNames=["ApproximateReceiveCount"],
-                ).get("Messages", [])
-                if not messages:
-                    break
-                for message in messages:
-                    batch = failed_batch_of(message)
-                    if batch is None:
-                        foreign.append(message["ReceiptHandle"])
-                    else:
-                        batches.append(batch)
-            for handle in foreign:  # an operator's to read (GET /api/system/dlq), not every pass's
-                self._sqs.change_message_visibility(QueueUrl=self._url, ReceiptHandle=handle,
-                                                    VisibilityTimeout=MAX_HOLD_S)
+            for message in receive_up_to(self._sqs, self._url, limit, min(hold_s, MAX_HOLD_S)):
+                batch = failed_batch_of(message)
+                if batch is not None:
+                    batches.append(batch)
+                else:  # an operator's to read (GET /api/system/dlq), not every pass's
+                    self._sqs.change_message_visibility(QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"],
+                                                        VisibilityTimeout=MAX_HOLD_S)
         except (ClientError, BotoCoreError) as exc:
             raise DeadLetterUnavailableError("could not read StreamFailureQueue") from exc
         return batches

@@ -16,6 +16,7 @@ from chalicelib.domain.errors import StreamBatchUnreadableError
 from chalicelib.domain.job import Job
 from tests.contract.conftest import each_kind
 from tests.support.infra import create_table
+from tests.support.stream import read_stream
 
 MEMORY_STREAM = "arn:aws:dynamodb:us-east-1:123456789012:table/jobs/stream/2026-01-01T00:00:00.000"
 
@@ -66,17 +67,14 @@ def _aws() -> Ports:
 
     ddb, sqs, streams = boto3.client("dynamodb"), boto3.client("sqs"), boto3.client("dynamodbstreams")
     create_table(ddb, "JobsTable", "jobs")
-    stream_arn = ddb.describe_table(TableName="jobs")["Table"]["LatestStreamArn"]
-    shard_id = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    stream_arn, shard_id, _ = read_stream(ddb, streams, "jobs")
     url = sqs.create_queue(QueueName="stream-failures")["QueueUrl"]
     seen: list[str] = []
 
     def write(jobs: list[Job]) -> list[str]:
         for job in jobs:
             ddb.put_item(TableName="jobs", Item=job_to_item(job))
-        iterator = streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard_id,
-                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-        every = [r["dynamodb"]["SequenceNumber"] for r in streams.get_records(ShardIterator=iterator)["Records"]]
+        every = [r["dynamodb"]["SequenceNumber"] for r in read_stream(ddb, streams, "jobs")[2]]
         new = [s for s in every if s not in seen]
         seen.extend(new)
         return new

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from chalicelib.adapters.dynamodb_items import job_key
-from tests.support.stream import on_failure_record
+from tests.support.stream import on_failure_record, read_stream
 
 PERIOD_S = 60
 STEPS = {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0}}
@@ -59,18 +59,10 @@ def scenarios(stack):
 
 def _stream_records_of(stack, job_id: str) -> tuple[str, str, list[str]]:
     """The jobs table's stream, its shard, and the sequence numbers of `job_id`'s writes on it."""
-    ddb, streams = stack.session.client("dynamodb"), stack.session.client("dynamodbstreams")
-    arn = ddb.describe_table(TableName=stack.outputs["JobsTableName"])["Table"]["LatestStreamArn"]
-    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
-    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    arn, shard, records = read_stream(stack.session.client("dynamodb"), stack.session.client("dynamodbstreams"),
+                                      stack.outputs["JobsTableName"])
     key = job_key(job_id)
-    sequences: list[str] = []
-    while iterator:
-        page = streams.get_records(ShardIterator=iterator, Limit=1000)
-        sequences += [r["dynamodb"]["SequenceNumber"] for r in page["Records"] if r["dynamodb"]["Keys"] == key]
-        if not page["Records"]:
-            break
-        iterator = page.get("NextShardIterator")
+    sequences = [r["dynamodb"]["SequenceNumber"] for r in records if r["dynamodb"]["Keys"] == key]
     assert sequences, f"no write of {job_id} on the stream"
     return arn, shard, sequences
 

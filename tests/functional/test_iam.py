@@ -32,7 +32,7 @@ from chalicelib.api.auth import issue_token
 from chalicelib.domain.job import utcnow
 from tests.functional.conftest import SECRET, LambdaContext, auth, drain, receive_all, sqs_event
 from tests.support.infra import resources
-from tests.support.stream import StreamRecorder, on_failure_record
+from tests.support.stream import StreamRecorder, on_failure_record, read_stream
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "build" / "sam.json"
@@ -343,13 +343,9 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
     log.function = "APIHandler"  # the submission is the API's (admission reads the stats table)
     lost = client.http.post("/jobs", headers=auth(), body=json.dumps(steps)).json_body
     # A stream batch the event publisher gave up on: the reconciler replays it from the stream.
-    stream_arn = aws["ddb"].describe_table(TableName="jobs")["Table"]["LatestStreamArn"]
+    stream_arn, shard, records = read_stream(aws["ddb"], boto3.client("dynamodbstreams"), "jobs")
     log.name(stream_arn, "JobsTable/StreamArn")
-    streams = boto3.client("dynamodbstreams")
-    shard = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"][0]["ShardId"]
-    iterator = streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard,
-                                          ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-    first, *_, last = [r["dynamodb"]["SequenceNumber"] for r in streams.get_records(ShardIterator=iterator)["Records"]]
+    first, *_, last = [r["dynamodb"]["SequenceNumber"] for r in records]
     aws["sqs"].send_message(QueueUrl=stream_failures, MessageBody=on_failure_record(stream_arn, shard, first, last, 2))
     log.function = "Reconciler"
     aws["sqs"].purge_queue(QueueUrl=aws["jobs_url"])

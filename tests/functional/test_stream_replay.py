@@ -4,7 +4,6 @@ more with their ids, its counts are not doubled, and its description leaves Stre
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 import boto3
@@ -12,12 +11,13 @@ import pytest
 from botocore.exceptions import ClientError
 
 from chalicelib import composition
+from chalicelib.adapters.dynamodb_stream import as_delivered
 from chalicelib.adapters.eventbridge import EventBridgePublisher
 from chalicelib.domain.errors import EventPublishError
 from chalicelib.events import replay
 from tests.functional.conftest import LambdaContext, receive_all, submit_job
 from tests.functional.test_reconciler import STEPS, operator_headers, reconcile
-from tests.support.stream import on_failure_record
+from tests.support.stream import on_failure_record, read_stream
 
 
 class BusOutage:
@@ -43,19 +43,7 @@ def failures(aws, monkeypatch) -> str:
 
 
 def stream_of_jobs_table() -> tuple[str, str, list[dict[str, Any]]]:
-    """The jobs table's stream ARN, its shard and every record on it (as GetRecords returns them)."""
-    ddb, streams = boto3.client("dynamodb"), boto3.client("dynamodbstreams")
-    arn = ddb.describe_table(TableName="jobs")["Table"]["LatestStreamArn"]
-    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
-    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-    return arn, shard, streams.get_records(ShardIterator=iterator)["Records"]
-
-
-def as_lambda_delivers(record: dict[str, Any]) -> dict[str, Any]:
-    data = dict(record["dynamodb"])
-    if isinstance(data.get("ApproximateCreationDateTime"), datetime):
-        data["ApproximateCreationDateTime"] = data["ApproximateCreationDateTime"].timestamp()
-    return {**record, "dynamodb": data}
+    return read_stream(boto3.client("dynamodb"), boto3.client("dynamodbstreams"), "jobs")
 
 
 def described(arn: str, shard: str, records: list[dict[str, Any]]) -> str:
@@ -71,7 +59,7 @@ def test_a_batch_the_bus_refused_for_good_is_published_and_counted_by_the_reconc
     job = submit_job(client, STEPS)
     arn, shard, records = stream_of_jobs_table()
     with pytest.raises(EventPublishError):  # every delivery of the batch fails the same way
-        app.handler_map["event_publisher"]({"Records": [as_lambda_delivers(r) for r in records]}, LambdaContext(60))
+        app.handler_map["event_publisher"]({"Records": [as_delivered(r) for r in records]}, LambdaContext(60))
     aws["sqs"].send_message(QueueUrl=failures, MessageBody=described(arn, shard, records))
     assert tap() == []
 

@@ -1,5 +1,6 @@
 """Stream records of a moto table, recorded from the writes themselves (old image read before,
-new image after each write), in DynamoDB Streams' record shape."""
+new image after each write), in DynamoDB Streams' record shape; a table's real stream read back
+(moto, the local stack); and the description Lambda gives of a stream batch it gave up on."""
 from __future__ import annotations
 
 import itertools
@@ -73,3 +74,19 @@ def on_failure_record(stream_arn: str, shard_id: str, first: str, last: str, siz
                                "startSequenceNumber": first, "endSequenceNumber": last,
                                "approximateArrivalOfFirstRecord": "2026-01-01T00:00:00Z",
                                "approximateArrivalOfLastRecord": "2026-01-01T00:00:00Z"}})
+
+
+def read_stream(ddb: Any, streams: Any, table: str) -> tuple[str, str, list[dict[str, Any]]]:
+    """A table's stream ARN, its (first) shard and every record on it, as GetRecords returns
+    them, read page by page from the oldest."""
+    arn = ddb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    records: list[dict[str, Any]] = []
+    while iterator:
+        page = streams.get_records(ShardIterator=iterator, Limit=1000)
+        if not page["Records"]:
+            break
+        records += page["Records"]
+        iterator = page.get("NextShardIterator")
+    return arn, shard, records
