@@ -21,7 +21,7 @@ from chalicelib.invocation import LOG_MESSAGE
 from jobpipe_client.transport import FailoverTransport
 from scripts.deploy import deploy
 from scripts.emulator import Emulator, free_port
-from scripts.local_stack import prepare
+from scripts.local_stack import function_log_groups, prepare
 from scripts.stack_config import LOCAL_API_CONCURRENCY, LOCAL_FUNCTION_CONCURRENCY
 from tests.support.webhook_receiver import WebhookReceiver
 
@@ -74,9 +74,7 @@ class BenchStack:
 
     def function_log_groups(self) -> dict[str, str]:
         """Logical function name (JobWorker, ...) -> its log group."""
-        names = [f["FunctionName"] for f in self.session.client("lambda").list_functions()["Functions"]]
-        prefix = f"{self.outputs['StackName']}-"
-        return {n[len(prefix):].rsplit("-", 1)[0]: f"/aws/lambda/{n}" for n in names if n.startswith(prefix)}
+        return function_log_groups(self.session, self.outputs["StackName"])
 
     def durations(self, since_ms: int) -> dict[str, dict[str, float]]:
         """Per function, the invocations' durations since `since_ms` from the REPORT lines the

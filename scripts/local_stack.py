@@ -32,6 +32,14 @@ def stack_functions(session: Any, stack: str) -> dict[str, str]:
             if r["ResourceType"] == "AWS::Lambda::Function"}
 
 
+def function_log_groups(session: Any, stack: str) -> dict[str, str]:
+    """Logical id -> the log group the function writes to (its LoggingConfig: a group of the
+    stack, infra/resources.json), for every function of `stack`."""
+    client = session.client("lambda")
+    return {logical: client.get_function_configuration(FunctionName=name)["LoggingConfig"]["LogGroup"]
+            for logical, name in stack_functions(session, stack).items()}
+
+
 def function_ceiling(logical_id: str, ceiling: int, api_ceiling: int = 0) -> int:
     """The ceiling the template gives function `logical_id` (0: none): the API's own when set."""
     return api_ceiling if logical_id == API_FUNCTION and api_ceiling > 0 else ceiling

@@ -63,7 +63,8 @@ def follow_function_logs(session: boto3.session.Session, stop: threading.Event) 
     started = int(time.time() * 1000)
     while not stop.is_set():
         try:
-            groups = logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/").get("logGroups", [])
+            # each function's own group, infra/resources.json (LoggingConfig)
+            groups = logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{STACK}/").get("logGroups", [])
             for group in groups:
                 name = group["logGroupName"]
                 start = since.get(name, started)

@@ -25,6 +25,10 @@ RETENTION_MAX_DAYS = 30
 BLOB_RETENTION_DEFAULT_DAYS = 400
 BLOB_RETENTION_MAX_DAYS = 3650
 SCHEDULE_MAX_DAYS = 365
+# The retention periods CloudWatch Logs accepts (PutRetentionPolicy), the template's
+# LogRetentionDays AllowedValues; 30 by default: a month of log lines to look back on.
+LOG_RETENTION_CHOICES = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
+                         2557, 2922, 3288, 3653)
 # Reserved concurrency of every function on the local stack. The emulator starts one process
 # per concurrent invocation and gives each its own cold import; on two cores a burst of 30
 # submits then timed out, peaking at 31-45 processes and 1.4-3.1 GB. A ceiling keeps a burst
@@ -57,6 +61,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "ProgressMinIntervalSeconds": ("PROGRESS_MIN_INTERVAL_S", "2"),
     "RetentionDays": ("RETENTION_DAYS", "7"),
     "BlobRetentionDays": ("BLOB_RETENTION_DAYS", "400 (at least 400 and RETENTION_DAYS + 366)"),
+    "LogRetentionDays": ("LOG_RETENTION_DAYS", "30"),
     "FunctionConcurrencyCeiling": ("JOBPIPE_FUNCTION_CONCURRENCY",
                                    f"{LOCAL_FUNCTION_CONCURRENCY} (0: none, the template's default)"),
     "ApiConcurrencyCeiling": ("JOBPIPE_API_CONCURRENCY",
@@ -114,6 +119,7 @@ class StackParameters(BaseModel):
     ProgressMinIntervalSeconds: str = "2"
     RetentionDays: str = "7"
     BlobRetentionDays: Optional[str] = None
+    LogRetentionDays: str = "30"
     # None: the caller decides (`make run` deploys LOCAL_FUNCTION_CONCURRENCY and
     # LOCAL_API_CONCURRENCY, AWS the template's 0 for both).
     FunctionConcurrencyCeiling: Optional[str] = None
@@ -172,6 +178,15 @@ class StackParameters(BaseModel):
             return None
         return str(int(_number("BlobRetentionDays", value, low=BLOB_RETENTION_DEFAULT_DAYS,
                                high=BLOB_RETENTION_MAX_DAYS, whole=True)))
+
+    @field_validator("LogRetentionDays", mode="before")
+    @classmethod
+    def _log_retention(cls, value: Any) -> str:
+        text = str(value).strip()
+        if not text.isdigit() or int(text) not in LOG_RETENTION_CHOICES:
+            raise _Rule("LogRetentionDays", f"must be one of the periods CloudWatch Logs keeps: "
+                        f"{', '.join(map(str, LOG_RETENTION_CHOICES))} (got {text[:20]!r})")
+        return str(int(text))
 
     @field_validator("FunctionConcurrencyCeiling", "ApiConcurrencyCeiling", mode="before")
     @classmethod

@@ -17,9 +17,9 @@ from collections import Counter, defaultdict
 import pytest
 
 from chalicelib.job_types.chaos import SIDE_EFFECT_ARTIFACT_PREFIX
+from scripts.local_stack import stack_functions
 from tests.e2e.conftest import ERP_OUTAGE_S, FAULTS_REDELIVERY_MAX_S, FAULTS_STACK
 from tests.support.bus_tap import BusTap
-from tests.support.function_logs import log_group
 
 TERMINAL = {"completed", "failed", "canceled"}
 SOAK = int(os.environ.get("JOBPIPE_SOAK", "1"))
@@ -125,7 +125,7 @@ def outcome(faults_stack):
     effects = Counter({i: sum(a["name"].startswith(SIDE_EFFECT_ARTIFACT_PREFIX) for a in stack.call(
         "GET", f"/jobs/{i}/artifacts").json()["artifacts"]) for i in ids})
     publisher_env = stack.session.client("lambda").get_function_configuration(
-        FunctionName=log_group(stack.session, FAULTS_STACK, "EventPublisher").rsplit("/", 1)[1]
+        FunctionName=stack_functions(stack.session, FAULTS_STACK)["EventPublisher"]
     )["Environment"]["Variables"]
     reconciler = stack.call("GET", "/api/system/stats", headers=stack.operator_headers()).json()["reconciler"]
     accepted = stack.webhook.accepted_counts()

@@ -1,10 +1,14 @@
 """Least privilege, deployed: each secret in the one function that uses it, and a stack left at
 the template's defaults (a second stack, `jobpipe-production`, in the same emulator) runs no
-demo job types."""
+demo job types, and each function's log lines in its own group, kept for the stack's retention."""
 from __future__ import annotations
+
+import time
 
 import pytest
 
+from chalicelib.invocation import LOG_MESSAGE
+from scripts.local_stack import function_log_groups
 from tests.e2e.conftest import deploy_stack
 
 PRODUCTION_STACK = "jobpipe-production"
@@ -49,3 +53,22 @@ def test_a_stack_at_the_defaults_refuses_demo_job_types(production_stack):
 def test_the_demo_stack_still_runs_them(stack):
     job = stack.submit({"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})
     assert stack.wait_terminal(job["id"])["status"] == "completed"
+
+
+def test_each_function_logs_to_its_own_group_kept_for_the_stacks_retention(stack):
+    job = stack.submit({"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})
+    assert stack.wait_terminal(job["id"])["status"] == "completed"
+    groups = function_log_groups(stack.session, "jobpipe-e2e")
+    assert groups["JobWorker"] == "/aws/lambda/jobpipe-e2e/JobWorker"
+    assert len(set(groups.values())) == len(groups)
+    logs = stack.session.client("logs")
+    kept = {g["logGroupName"]: g.get("retentionInDays")
+            for g in logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/jobpipe-e2e")["logGroups"]}
+    assert {kept.get(group) for group in groups.values()} == {30}
+    assert not [name for name in kept if name not in groups.values()], "a function wrote to a group of its own making"
+    deadline = time.monotonic() + 15  # the lines are written when the invocation ends, after the job did
+    lines: list[str] = []
+    while not (any(job["id"] in line for line in lines) and any(LOG_MESSAGE in line for line in lines)):
+        assert time.monotonic() < deadline, f"the worker's lines never reached {groups['JobWorker']}: {lines[-5:]}"
+        time.sleep(0.5)
+        lines = [e["message"] for e in logs.filter_log_events(logGroupName=groups["JobWorker"])["events"]]

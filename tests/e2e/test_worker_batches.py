@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from chalicelib.worker.handlers import BATCH_MATE_LEASE_S
-from tests.support.function_logs import log_group
+from scripts.local_stack import stack_functions
 
 STACK = "jobpipe-e2e"
 CLEAN = {"type": "demo.chaos", "payload": {"steps": 2, "step_ms": 0}}
@@ -16,7 +16,7 @@ CRASH = {"type": "demo.chaos", "payload": {"steps": 2, "step_ms": 0, "crash_at_s
 
 
 def function_name(stack, logical: str) -> str:
-    return log_group(stack.session, STACK, logical).rsplit("/", 1)[1]
+    return stack_functions(stack.session, STACK)[logical]
 
 
 @contextmanager

@@ -5,7 +5,7 @@ only together with the code path that needs the change, and re-check it against
 tests/functional/test_iam.py, which proves each recorded call is still allowed.
 
 A resource is written as a logical id, with `/index/<name>` for an index, `/<prefix>*` for
-objects, `.StreamArn` for a table's stream, `logs:*` for every log group of the account, `*`
+objects, `.StreamArn` for a table's stream, `*`
 for all. A grant present only under a stack condition ends ` if <Condition>`, and one limited
 to items by their partition key ` where LeadingKeys like <pattern>`."""
 from __future__ import annotations
@@ -17,7 +17,9 @@ import pytest
 
 from tests.support.infra import packaged_template
 
-LOGS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+# Each function writes to its own log group, which the stack creates (with its retention): no
+# logs:CreateLogGroup, and no other function's group.
+LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 
 
@@ -52,7 +54,7 @@ def each(resources: tuple[str, ...], actions: set[str]) -> dict[str, set[str]]:
 
 GRANTS: dict[str, dict[str, set[str]]] = {
     "ApiHandlerRole": {
-        "logs:*": LOGS,
+        **each(("APIHandlerLogGroup",), LOGS),
         "*": XRAY,
         # Jobs, runs, artifacts, scope caches (and their completions' invalidations); no deletes.
         "JobsTable": ddb("GetItem", "BatchGetItem", "PutItem", "UpdateItem", "Query"),
@@ -79,7 +81,7 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         "JobEventsBus" + INLINE: {"events:DescribeEventBus"},
     },
     "JobWorkerRole": {
-        "logs:*": LOGS,
+        **each(("JobWorkerLogGroup", "JobWorkerHighLogGroup", "JobWorkerLowLogGroup"), LOGS),
         "*": XRAY,
         # Claims, progress, completions, runs, artifacts; cleanup-runs batch-deletes a job's items.
         "JobsTable": ddb("GetItem", "PutItem", "UpdateItem", "Query", "BatchWriteItem", "DescribeTable"),
@@ -94,7 +96,7 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         "JobEventsBus": {"events:DescribeEventBus"},
     },
     "EventPublisherRole": {
-        "logs:*": LOGS,
+        **each(("EventPublisherLogGroup",), LOGS),
         "*": XRAY,
         "JobsTable.StreamArn": ddb("GetRecords", "GetShardIterator", "DescribeStream", "ListStreams"),
         "JobEventsBus": {"events:PutEvents"},
@@ -102,7 +104,7 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         "StatsTable": ddb("PutItem", "UpdateItem"),  # stats.py: one transaction of Puts and Updates
     },
     "ErpBridgeRole": {
-        "logs:*": LOGS,
+        **each(("ErpBridgeLogGroup",), LOGS),
         "*": XRAY,
         "ErpWebhookQueue": sqs("ReceiveMessage", "DeleteMessage", "GetQueueAttributes", "ChangeMessageVisibility"),
         # The delivery ledger (dynamodb_ledger.py): conditional Puts, then Puts and Deletes in a batch.
@@ -110,7 +112,7 @@ GRANTS: dict[str, dict[str, set[str]]] = {
                                                                                               "BatchWriteItem"),
     },
     "CacheInvalidationRole": {
-        "logs:*": LOGS,
+        **each(("CacheInvalidationLogGroup",), LOGS),
         "*": XRAY,
         "CacheInvalidationQueue": sqs("ReceiveMessage", "DeleteMessage", "GetQueueAttributes",
                                       "ChangeMessageVisibility"),
@@ -119,7 +121,7 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         "JobsTable where LeadingKeys like SCOPE#*": ddb("UpdateItem", "PutItem"),
     },
     "ReconcilerRole": {
-        "logs:*": LOGS,
+        **each(("ReconcilerLogGroup",), LOGS),
         "*": XRAY,
         "JobsTable": ddb("GetItem", "BatchGetItem", "PutItem", "UpdateItem"),
         "JobsTable/index/by_due": ddb("Query"),

@@ -10,6 +10,7 @@ import pytest
 from scripts import deploy, run_local
 from scripts.stack_config import (
     LOCAL_API_CONCURRENCY,
+    LOG_RETENTION_CHOICES,
     VARIABLES,
     StackConfigError,
     boolean,
@@ -38,6 +39,11 @@ def test_every_variable_maps_to_a_template_parameter():
     assert set(VARIABLES) <= set(template)
 
 
+def test_the_log_retention_choices_are_the_templates():
+    template = json.loads((ROOT / "infra" / "resources.json").read_text())["Parameters"]["LogRetentionDays"]
+    assert tuple(template["AllowedValues"]) == LOG_RETENTION_CHOICES
+
+
 def test_environment_values_become_parameters():
     params = from_environment({
         "JOBPIPE_AUTH_SECRET": "a" * 40,
@@ -47,6 +53,7 @@ def test_environment_values_become_parameters():
         "USE_TASK_QUEUE": "False",
         "PROGRESS_MIN_INTERVAL_S": "0.5",
         "RETENTION_DAYS": "30",
+        "LOG_RETENTION_DAYS": "90",
     }).as_parameters()
     assert params == {
         "AuthSecret": "a" * 40,
@@ -57,6 +64,7 @@ def test_environment_values_become_parameters():
         "ProgressMinIntervalSeconds": "0.5",
         "RetentionDays": "30",
         "BlobRetentionDays": "400",  # past the retention plus a year of schedule
+        "LogRetentionDays": "90",
     }
 
 
@@ -108,6 +116,8 @@ def test_empty_variables_keep_the_defaults():
         ({"RETENTION_DAYS": "2.5"}, "RETENTION_DAYS must be a whole number from 1 to 30"),
         ({"RETENTION_DAYS": "9999"}, "RETENTION_DAYS must be a whole number from 1 to 30"),
         ({"RETENTION_DAYS": "10", "BLOB_RETENTION_DAYS": "10"}, "BLOB_RETENTION_DAYS must be a whole number from 400"),
+        ({"LOG_RETENTION_DAYS": "10"}, "LOG_RETENTION_DAYS must be one of the periods CloudWatch Logs keeps: 1, 3,"),
+        ({"LOG_RETENTION_DAYS": "30.0"}, "LOG_RETENTION_DAYS must be one of the periods CloudWatch Logs keeps"),
         ({"JOBPIPE_FUNCTION_CONCURRENCY": "-1"}, "JOBPIPE_FUNCTION_CONCURRENCY must be a whole number from 0 to 1000"),
         ({"JOBPIPE_FUNCTION_CONCURRENCY": "1.5"}, "JOBPIPE_FUNCTION_CONCURRENCY must be a whole number from 0 to 1000"),
     ],

@@ -83,3 +83,27 @@ def test_the_erp_bridge_reaches_its_ledger_only_when_the_erp_does_not_deduplicat
     on_ledger = [s for s in policy["PolicyDocument"]["Statement"] if "IdempotencyTable" in str(s)]
     assert on_ledger and all(s.get("Fn::If", [None])[0] == "ErpKeepsLedger" and s["Fn::If"][2] == {"Ref": "AWS::NoValue"}
                              for s in on_ledger)
+
+
+def test_each_function_logs_to_its_own_group_which_the_stack_keeps_for_a_bounded_time(template):
+    """A function's log lines go to a group the stack creates, one per function, kept
+    LogRetentionDays (CloudWatch Logs keeps a group Lambda creates by itself for ever, billed
+    by the GB-month); the role may write only there, so no function writes into another's."""
+    resources = template["Resources"]
+    groups = {}
+    for function in functions(template):
+        group = resources[function]["Properties"].get("LoggingConfig", {}).get("LogGroup", {}).get("Ref")
+        assert group and resources[group]["Type"] == "AWS::Logs::LogGroup", f"{function} has no log group of its own"
+        assert resources[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+        groups[function] = group
+    assert len(set(groups.values())) == len(groups), "two functions share a log group"
+    retention = template["Parameters"]["LogRetentionDays"]
+    assert retention["Default"] in retention["AllowedValues"]
+    for function, group in groups.items():
+        role = resources[function]["Properties"]["Role"]["Fn::GetAtt"][0]
+        statements = resources[role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        written = [s for s in statements if any(a.startswith("logs:") for a in s.get("Action", []))]
+        targets = [r["Fn::GetAtt"][0] for s in written for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])]
+        assert group in targets
+        assert all(resources[f]["Properties"]["Role"]["Fn::GetAtt"][0] == role
+                   for f, g in groups.items() if g in targets), f"{role} may write another role's function's logs"
