@@ -50,3 +50,6 @@ DELIVERY_LEASE_S = 60
 # on, a page of keys at a time, until the page is full or this many pages were read (a short or
 # even empty page then still carries a cursor to the rest; the client and CLI follow it).
 FILTERED_LISTING_READS = 5
+# A progress step and an error code are labels: at most this many characters, stored and
+# published whole (a longer step is refused at the report, a longer fail_job code is cut).
+MAX_LABEL_CHARS = 256

@@ -6,6 +6,7 @@ import json
 import math
 from typing import Any, Optional
 
+from chalicelib.defaults import MAX_LABEL_CHARS
 from chalicelib.domain.errors import ProgressRejectedError
 
 MILESTONES = (0.0, 25.0, 50.0, 75.0, 100.0)
@@ -14,7 +15,6 @@ SIGNIFICANT_JUMP = 10.0
 # most 400 KB, with the payload and result), whole, while events carry the first 2,048
 # characters of the message. Larger is refused, not cut; a report that fits these bounds but not
 # the item beside a large payload is refused by the store the same way.
-MAX_STEP_CHARS = 256
 MAX_MESSAGE_CHARS = 300_000
 MAX_DETAILS_BYTES = 32 * 1024
 
@@ -30,7 +30,7 @@ def check_report(step: Optional[str], message: Optional[str], details: Optional[
     """Raises ProgressRejectedError for a report that cannot be stored as given: a step or
     message that is not text or too long, details that are not a JSON object (NaN and
     Infinity included) or too large."""
-    for name, text, limit in (("step", step, MAX_STEP_CHARS), ("message", message, MAX_MESSAGE_CHARS)):
+    for name, text, limit in (("step", step, MAX_LABEL_CHARS), ("message", message, MAX_MESSAGE_CHARS)):
         if text is not None and not isinstance(text, str):
             raise ProgressRejectedError(f"progress {name} must be text, not {type(text).__name__}")
         if text is not None and len(text) > limit:

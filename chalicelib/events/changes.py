@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from chalicelib.defaults import MAX_LABEL_CHARS
 from chalicelib.domain.events import PROGRESS_CHANGED, STATUS_CHANGED, JobEvent, event_id_for
 from chalicelib.domain.job import Job
 
@@ -48,13 +49,13 @@ def events_for_change(old: Optional[Job], new: Optional[Job], timestamp: str) ->
             previous_status=old.status.value if old else None,
             # A progress event's previous progress is the one the attempt's last event carried.
             previous_progress=(old.progress.percent if status_changed else old.event_percent) if old else None,
-            step=clip(new.progress.step, 256),
+            step=clip(new.progress.step, MAX_LABEL_CHARS),
             message=clip(new.progress.message),
             tenant=new.tenant,
             type=new.type,
             scope=new.scope,
             version=new.version,
-            error={"code": clip(new.error.code, 256), "message": clip(new.error.message)}
+            error={"code": clip(new.error.code, MAX_LABEL_CHARS), "message": clip(new.error.message)}
             if new.error and status_changed else None,
             finished_at=new.finished_at if new.status.is_terminal else None,
         )

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
+from chalicelib.defaults import MAX_LABEL_CHARS
 from chalicelib.domain.errors import FatalJobError, InvalidArtifactError, JobCancelledError, JobTimeoutError
 from chalicelib.domain.job import Job
 from chalicelib.ports import ArtifactInfo
@@ -18,8 +19,6 @@ StoreArtifact = Callable[[str, str, bytes, str], ArtifactInfo]
 # A cancel request is looked up in the store at most this often by ctx.cancelled() (the
 # runner uses the progress interval when longer); a progress write counts as a look-up.
 CANCEL_POLL_INTERVAL_S = 1.0
-# A fail_job code is cut to this many characters (events carry codes cut the same way).
-MAX_ERROR_CODE_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -138,7 +137,7 @@ class JobContext:
         canceled (a cancel request seen by the handler ends the job canceled)."""
         if self._failure is None:
             # A code is what consumers branch on: never empty, never a paragraph.
-            self._failure = Failure(str(code).strip()[:MAX_ERROR_CODE_CHARS] or "handler_failed", str(message))
+            self._failure = Failure(str(code).strip()[:MAX_LABEL_CHARS] or "handler_failed", str(message))
             if percent is not None:
                 self._reporter.report_final(percent, "failed", self._failure.message)
         return FatalJobError(self._failure.message, code=self._failure.code)
