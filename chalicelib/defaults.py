@@ -46,6 +46,10 @@ DELIVERY_RECORD_TTL_S = 7 * 24 * 3600
 # The lease of an in-progress delivery record when the invocation's remaining time is unknown:
 # the subscriber functions' timeout, so a live delivery is never taken over.
 DELIVERY_LEASE_S = 60
+# A due job whose reconcile action failed (a bug, a record that refuses the action's write) is
+# put back this far in the due index, so the jobs due after it are reached: a pass reads the
+# earliest due first, and a job that fails on every pass would otherwise hold its place for good.
+RECONCILE_RETRY_S = 300
 # A listing by status and type reads the status index and keeps the jobs of the type: it reads
 # on, a page of keys at a time, until the page is full or this many pages were read (a short or
 # even empty page then still carries a cursor to the rest; the client and CLI follow it).

@@ -21,6 +21,7 @@ from chalicelib.defaults import (
     MAX_DISPATCH_BACKOFF_S,
     MAX_DISPATCHES,
     MAX_SCHEDULE_S,
+    RECONCILE_RETRY_S,
     SQS_MAX_DELAY_S,
 )
 from chalicelib.domain.errors import (
@@ -541,6 +542,13 @@ class JobLifecycle:
         }))
         self.queue.send(_start_message(job, job.attempts + 1), priority=job.priority, delay_seconds=wait_s)
         return ReconcileOutcome.RELEASED if job.dispatches == 0 else ReconcileOutcome.REDISPATCHED
+
+    def put_back(self, job: Job) -> None:
+        """A due job whose reconcile action failed: due again in RECONCILE_RETRY_S, behind what
+        is due now (the job is otherwise unchanged). Raises StaleJobError when the job changed
+        meanwhile (the failed action may have moved it itself), StoreUnavailableError."""
+        later = self.clock() + timedelta(seconds=RECONCILE_RETRY_S)
+        self.store.apply(job, job.status, ChangeSet({"due_at": isoformat(later)}))
 
     def fail_dead_lettered(self, job: Job, message: JobMessage) -> ReconcileOutcome:
         """A message found on a dead-letter queue: if it is the one that should start the job's

@@ -19,6 +19,8 @@ Each pass, in this order:
 
 The steps fail alone, and so does each job or batch within them: a dead-letter queue that cannot
 be read, or a job whose action raises, is counted in `errors` and the rest of the pass goes on.
+A due job whose action raised is put back RECONCILE_RETRY_S in the due index, so a job that
+fails on every pass cannot hold the place of the jobs due after it.
 
 Every action is a conditional write against the status and version read, so overlapping passes,
 workers and cancels cannot double anything; a duplicate message is harmless because claims are
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 
 from chalicelib.domain.errors import JobpipeError, StaleJobError, StreamBatchUnreadableError
-from chalicelib.domain.job import PRIORITIES, isoformat
+from chalicelib.domain.job import PRIORITIES, Job, isoformat
 from chalicelib.events.replay import REPLAYED, UNREADABLE, StreamReplay
 from chalicelib.lifecycle import JobLifecycle, ReconcileOutcome
 from chalicelib.ports import DeadLetter, JobMessage, QueueOperations, job_message_of
@@ -103,7 +105,16 @@ class Reconciler:
     def _reconcile_due(self, result: ReconcilePass) -> None:
         now = isoformat(self._lifecycle.clock())
         for job in self._lifecycle.store.due(now, self._due_per_pass):
-            self._act(result, job.id, lambda job=job: self._lifecycle.reconcile(job))
+            if not self._act(result, job.id, lambda job=job: self._lifecycle.reconcile(job)):
+                self._put_back(result, job)
+
+    def _put_back(self, result: ReconcilePass, job: Job) -> None:
+        try:
+            self._lifecycle.put_back(job)
+        except StaleJobError:
+            pass  # the failed action moved the job itself (a resend's due time written before its send)
+        except Exception as exc:  # noqa: BLE001 - the job stays where it is; the next pass tries again
+            self._failed(result, job.id, exc, "reconcile put-back failed", {"job_id": job.id})
 
     def _step(self, result: ReconcilePass, name: str, step: Callable[[], None]) -> None:
         try:
@@ -140,18 +151,20 @@ class Reconciler:
                     seen.add(letter.message_id)
                     yield letter
 
-    def _act(self, result: ReconcilePass, job_id: str, action: Callable[[], ReconcileOutcome]) -> None:
+    def _act(self, result: ReconcilePass, job_id: str, action: Callable[[], ReconcileOutcome]) -> bool:
+        """Run one job's action; False when it raised (counted and said; one job never stops the rest)."""
         try:
             outcome = action()
         except StaleJobError:
             result.counts["raced"] += 1  # a worker or a cancel got there first: nothing to do
-            return
-        except Exception as exc:  # noqa: BLE001 - left due: the next pass tries again; one job never stops the rest
+            return True
+        except Exception as exc:  # noqa: BLE001
             self._failed(result, job_id, exc, "reconcile action failed", {"job_id": job_id})
-            return
+            return False
         if outcome != ReconcileOutcome.SKIPPED:
             result.counts[outcome.value] += 1
             self._observe(f"job {outcome.value}", {"job_id": job_id})
+        return True
 
 
 def _job_message(letter: DeadLetter) -> Optional[JobMessage]:
