@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Callable, Optional, Sequence
@@ -32,8 +32,10 @@ from chalicelib.domain.errors import (
     JobNotFoundError,
     QueueUnavailableError,
     QuotaExceededError,
+    RecordTooLargeError,
     StaleJobError,
 )
+from chalicelib.domain.events import MAX_EVENT_TEXT_CHARS, clip
 from chalicelib.domain.job import (
     Job,
     JobErrorInfo,
@@ -299,9 +301,7 @@ class JobLifecycle:
                 if job.status == JobStatus.RUNNING:
                     if job.cancel_requested:
                         return job
-                    return self.store.apply(
-                        job, JobStatus.RUNNING, ChangeSet({"cancel_requested": True})
-                    )
+                    return self._write_room(job, JobStatus.RUNNING, ChangeSet({"cancel_requested": True}))
                 return self._finish(job, JobStatus.CANCELED, cancel_requested=True)
             except StaleJobError:
                 job = self.get(tenant, job_id)
@@ -472,7 +472,7 @@ class JobLifecycle:
                 transition(current, JobStatus.RETRYING)
                 delay = retry_delay_s(current.attempts, base_s=self.retry_base_s)
                 start = self.clock() + timedelta(seconds=delay)
-                retried = self.store.apply(
+                retried = self._write_room(
                     current,
                     JobStatus.RUNNING,
                     ChangeSet(
@@ -603,7 +603,24 @@ class JobLifecycle:
         if job.status == JobStatus.RUNNING:
             run = self._closed_run(job, target, fields.get("error"))
         caches = tuple(self.caches_of(job.type)) if target == JobStatus.COMPLETED and job.scope else ()
-        return self.store.apply(job, job.status, ChangeSet(changes, run=run, invalidate_caches=caches))
+        return self._write_room(job, job.status, ChangeSet(changes, run=run, invalidate_caches=caches))
+
+    def _write_room(self, job: Job, expected: JobStatus, changes: ChangeSet) -> Job:
+        """`store.apply` for a write that must land whatever the attempt reported: an outcome
+        or a cancel request. When the record has no room left for it (a long progress message
+        beside a large payload fills DynamoDB's 400 KB), it is written with the progress
+        message cut to what events carry (MAX_EVENT_TEXT_CHARS): a job that could not be ended
+        would stay running, and be reconciled in vain, for good."""
+        try:
+            return self.store.apply(job, expected, changes)
+        except RecordTooLargeError:
+            pass  # written again below, once, with room made; refused again, it raises
+        cut = self.store.cut_progress_message(job, expected, MAX_EVENT_TEXT_CHARS)
+        progress = changes.fields.get("progress")
+        if progress is not None:  # a completion's progress keeps the attempt's last message
+            changes = replace(changes, fields={**changes.fields, "progress": progress.model_copy(
+                update={"message": clip(progress.message)})})
+        return self.store.apply(cut, expected, changes)
 
     def _closed_run(self, job: Job, status: JobStatus, error: Optional[JobErrorInfo]) -> Run:
         """The run record of the attempt `job` is running, written as it ends (in the same

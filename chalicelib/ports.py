@@ -144,7 +144,13 @@ class JobStore(Protocol):
 
     def apply(self, job: Job, expected_status: JobStatus, changes: ChangeSet) -> Job:
         """Conditionally write `changes` if the stored job still has `expected_status` and
-        `job.version`. Returns the job as written (version + 1). Raises StaleJobError."""
+        `job.version`. Returns the job as written (version + 1). Raises StaleJobError,
+        RecordTooLargeError when the record would pass the store's item size."""
+
+    def cut_progress_message(self, job: Job, expected_status: JobStatus, limit: int) -> Job:
+        """Cut the stored progress message to `limit` characters (`domain.events.clip`), nothing
+        else, if the stored job still has `expected_status` and `job.version`: room for a write
+        the record could not take. Returns the job as written (version + 1). Raises StaleJobError."""
 
     def apply_expected(self, job_id: str, tenant: str, expected: Expectation, changes: ChangeSet) -> ExpectedWrite:
         """Write `changes` (version + 1) in one conditional write, with no read before it, if

@@ -70,12 +70,14 @@ from chalicelib.domain.errors import (
     InvalidRequestError,
     JobNotFoundError,
     ProgressRejectedError,
+    RecordTooLargeError,
     StaleJobError,
     StoreUnavailableError,
 )
 from chalicelib.adapters.dynamodb_cache import invalidation_write
 from chalicelib.adapters.dynamodb_keys import item_to_key, key_id, key_put
 from chalicelib.defaults import FILTERED_LISTING_READS
+from chalicelib.domain.events import clip
 from chalicelib.domain.job import Job, Progress, Run, isoformat, utcnow
 from chalicelib.domain.status import UNFINISHED, JobStatus
 from chalicelib.ports import (
@@ -247,9 +249,32 @@ class DynamoJobStore:
                 raise StaleJobError(
                     f"job {job.id} is no longer {expected_status.value} at version {job.version}"
                 ) from exc
+            if _too_large(exc):
+                raise RecordTooLargeError(f"job {job.id}'s record has no room for this write (400 KB)") from exc
             raise StoreUnavailableError(f"could not update job {job.id}") from exc
         fields = {k: (None if v is REMOVE else v) for k, v in changes.fields.items()}
         return job.model_copy(update={**fields, "version": job.version + 1})
+
+    def cut_progress_message(self, job: Job, expected_status: JobStatus, limit: int) -> Job:
+        cut = clip(job.progress.message, limit)
+        try:  # the message alone (a nested path): the write never grows the item
+            self._ddb.update_item(
+                TableName=self._table,
+                Key=job_key(job.id),
+                UpdateExpression="SET #progress.#message = :cut ADD #version :one",
+                ConditionExpression="#status = :expected AND #version = :version",
+                ExpressionAttributeNames={"#progress": "progress", "#message": "message",
+                                          "#status": "status", "#version": "version"},
+                ExpressionAttributeValues={":cut": attribute_value(cut), ":one": attribute_value(1),
+                                           ":expected": attribute_value(expected_status.value),
+                                           ":version": attribute_value(job.version)},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            if _lost_race(exc):
+                raise StaleJobError(f"job {job.id} is no longer {expected_status.value} at version {job.version}") from exc
+            raise StoreUnavailableError(f"could not update job {job.id}") from exc
+        return job.model_copy(update={"progress": job.progress.model_copy(update={"message": cut}),
+                                      "version": job.version + 1})
 
     def apply_expected(self, job_id: str, tenant: str, expected: Expectation, changes: ChangeSet) -> ExpectedWrite:
         if changes.run is not None or changes.invalidate_caches or set(changes.fields) & set(JSON_FIELDS):
@@ -394,7 +419,7 @@ class DynamoJobStore:
                         and current.attempts == attempt:
                     return current  # a cancel was requested: nothing written, the caller stops
                 raise _progress_refusal(job_id, attempt, progress, current) from exc
-            if _error_code(exc) == "ValidationException" and "size" in str(exc).lower():
+            if _too_large(exc):
                 raise ProgressRejectedError(  # the report is what is wrong, not the store
                     f"progress of job {job_id} does not fit its record (400 KB with its payload): "
                     "send a shorter message or smaller details") from exc
@@ -574,6 +599,16 @@ def _lost_race(exc: ClientError) -> bool:
             return True
         return "ConditionalCheckFailed" in str(exc)
     return False
+
+
+def _too_large(exc: Exception) -> bool:
+    """DynamoDB refused the write because the item would pass 400 KB (alone or in a transaction)."""
+    code = _error_code(exc)
+    if code == "TransactionCanceledException":
+        reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
+        return any(r.get("Code") == "ValidationException" and "size" in str(r.get("Message", "")).lower()
+                   for r in reasons) or ("ValidationException" in str(exc) and "size" in str(exc).lower())
+    return code == "ValidationException" and "size" in str(exc).lower()
 
 
 def _encode_cursor(key: dict[str, Any]) -> str:

@@ -21,8 +21,10 @@ from chalicelib.domain.errors import (
     JobNotFoundError,
     ProgressRejectedError,
     QueueUnavailableError,
+    RecordTooLargeError,
     StaleJobError,
 )
+from chalicelib.domain.events import clip
 from chalicelib.domain.job import Job, Progress, Run, isoformat, utcnow
 from chalicelib.domain.status import JobStatus
 from chalicelib.ports import (
@@ -41,6 +43,9 @@ from chalicelib.ports import (
 # Payloads and results larger than the inline limit live in the BlobStore (the claim-check),
 # under the same keys the DynamoDB adapter uses.
 _CLAIM_CHECKED = ("payload", "result")
+# DynamoDB refuses an item over 400 KB; this store refuses a record whose JSON (what stays in
+# the record: claim-checked fields excluded) passes the same size, as the DynamoDB adapter does.
+ITEM_MAX_BYTES = 400 * 1024
 _END_OF_TIME = datetime(9999, 1, 1, tzinfo=timezone.utc)
 
 
@@ -71,6 +76,14 @@ class InMemoryJobStore:
         key = claim_check_key(job_id, field, attempt)
         self._blobs.put(key, data, "application/json")
         refs[field] = (key, len(data))
+
+    def _record_bytes(self, job: Job) -> int:
+        """About what DynamoDB counts for the job's record: its JSON without the fields that
+        live in the blob store."""
+        inline = {f for f in _CLAIM_CHECKED if self._blobs is None
+                  or len(json.dumps(getattr(job, f), separators=(",", ":")).encode()) <= self._inline_limit}
+        record = job.model_dump(mode="json", exclude=set(_CLAIM_CHECKED) - inline)
+        return len(json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode())
 
     def _read(self, job: Job, *, fetch: bool) -> Job:
         """A copy of the stored job; claim-checked fields fetched back, or shown as placeholders."""
@@ -152,6 +165,8 @@ class InMemoryJobStore:
             update = {k: (None if v is REMOVE else v) for k, v in changes.fields.items()}
             update["version"] = stored.version + 1
             new = Job.model_validate({**stored.model_dump(), **_dumped(update)})
+            if self._record_bytes(new) > ITEM_MAX_BYTES:
+                raise RecordTooLargeError(f"job {job.id}'s record has no room for this write (400 KB)")
             for field in _CLAIM_CHECKED:
                 if field in changes.fields:
                     self._check_out(job.id, field, getattr(new, field), stored.attempts if field == "result" else None)
@@ -162,6 +177,16 @@ class InMemoryJobStore:
                 self.caches.invalidate(new.tenant, new.scope or "", namespace, new.id,
                                        new.finished_at or isoformat(utcnow()))
             return new.model_copy(deep=True)
+
+    def cut_progress_message(self, job: Job, expected_status: JobStatus, limit: int) -> Job:
+        with self._lock:
+            stored = self._jobs.get(job.id)
+            if stored is None or stored.status != expected_status or stored.version != job.version:
+                raise StaleJobError(f"job {job.id} changed since it was read")
+            progress = stored.progress.model_copy(update={"message": clip(stored.progress.message, limit)})
+            new = stored.model_copy(update={"progress": progress, "version": stored.version + 1})
+            self._jobs[job.id] = new
+            return self._read(new, fetch=True)
 
     def apply_expected(self, job_id: str, tenant: str, expected: Expectation, changes: ChangeSet) -> ExpectedWrite:
         if changes.run is not None or changes.invalidate_caches or set(changes.fields) & set(_CLAIM_CHECKED):
@@ -193,6 +218,10 @@ class InMemoryJobStore:
             if announce:
                 update["event_percent"] = progress.percent
             new = stored.model_copy(update=update)
+            if self._record_bytes(new) > ITEM_MAX_BYTES:
+                raise ProgressRejectedError(
+                    f"progress of job {job_id} does not fit its record (400 KB with its payload): "
+                    "send a shorter message or smaller details")
             self._jobs[job_id] = new
             return new.model_copy(deep=True)
 

@@ -67,6 +67,11 @@ class StoreUnavailableError(JobpipeError):
     code = "store_unavailable"
 
 
+class RecordTooLargeError(StoreUnavailableError):
+    """The job's record has no room for a write (DynamoDB's 400 KB item): its progress message
+    beside a large payload and result. The write itself is not retried as it is."""
+
+
 class JobCancelledError(JobpipeError):
     """Raised inside a handler (by ctx.progress/ctx.check_cancelled) when a cancel was requested."""
 

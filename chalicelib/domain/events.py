@@ -13,6 +13,11 @@ STATUS_CHANGED = "job.status.changed"
 PROGRESS_CHANGED = "job.status.progress"
 CACHE_INVALIDATED = "cache.invalidated"
 
+# PutEvents takes 256 KB per call; a job's progress message and error are free text of any
+# length. Events carry their first characters (a poison-sized event would block its stream), and
+# a record with no room left for its outcome keeps as many of its progress message.
+MAX_EVENT_TEXT_CHARS = 2048
+
 _EVENT_NAMESPACE = uuid.UUID("6f1d3a52-8a8e-4b8e-9a53-3c1f2f7d5b10")
 
 
@@ -20,6 +25,13 @@ def event_id_for(job_id: str, version: int, kind: str = "job") -> str:
     """Deterministic: the same job write always yields the same id, so a re-publish is
     recognisable by every consumer."""
     return str(uuid.uuid5(_EVENT_NAMESPACE, f"{kind}:{job_id}:{version}"))
+
+
+def clip(text: Optional[str], limit: int = MAX_EVENT_TEXT_CHARS) -> Optional[str]:
+    """`text` cut to `limit` characters, marked with an ellipsis when cut."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
 
 
 class JobEvent(BaseModel):

@@ -4,20 +4,8 @@ from __future__ import annotations
 from typing import Optional
 
 from chalicelib.defaults import MAX_LABEL_CHARS
-from chalicelib.domain.events import PROGRESS_CHANGED, STATUS_CHANGED, JobEvent, event_id_for
+from chalicelib.domain.events import PROGRESS_CHANGED, STATUS_CHANGED, JobEvent, clip, event_id_for
 from chalicelib.domain.job import Job
-
-
-# PutEvents takes 256 KB per call; a job's progress message and error are free text of any
-# length. Events carry their first characters (a poison-sized event would block its stream).
-MAX_EVENT_TEXT_CHARS = 2048
-
-
-def clip(text: Optional[str], limit: int = MAX_EVENT_TEXT_CHARS) -> Optional[str]:
-    """`text` cut to `limit` characters, marked with an ellipsis when cut."""
-    if text is None or len(text) <= limit:
-        return text
-    return text[: limit - 1] + "…"
 
 
 def events_for_change(old: Optional[Job], new: Optional[Job], timestamp: str) -> list[JobEvent]:

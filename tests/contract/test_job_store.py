@@ -12,6 +12,7 @@ from chalicelib.domain.errors import (
     InvalidRequestError,
     JobNotFoundError,
     ProgressRejectedError,
+    RecordTooLargeError,
     StaleJobError,
 )
 from chalicelib.domain.job import Job, JobErrorInfo, Progress, Run
@@ -226,6 +227,39 @@ def test_an_announced_progress_write_moves_the_event_percent_with_it(adapters):
     assert loud.event_percent == 12 and loud.version == quiet.version + 1
     assert adapters.store.get(job.id).event_percent == 12
     assert "event_percent" not in adapters.store.get(job.id).public()  # bookkeeping, not shown
+
+
+def test_a_record_filled_by_progress_refuses_what_does_not_fit_until_its_message_is_cut(adapters):
+    """A progress report that would pass the record's 400 KB is refused as the report's fault;
+    a write that adds to a record the progress left full is refused as RecordTooLargeError,
+    and lands once the message is cut (a nested write that never grows the record)."""
+    store = adapters.store
+    with pytest.raises(ProgressRejectedError, match="does not fit its record"):
+        store.record_progress(running(store, make_job(1)).id, 1, Progress(percent=5, message="m" * 420_000))
+    fits, too_long = 0, 420_000
+    while too_long - fits > 1:  # the longest message the record takes: a handler growing its message
+        length = (fits + too_long) // 2
+        try:
+            store.record_progress(running(store, make_job(100 + length % 1000 + (length // 1000) * 1000)).id, 1,
+                                  Progress(percent=5, message="m" * length))
+            fits = length
+        except ProgressRejectedError:
+            too_long = length
+    job = store.record_progress(running(store, make_job(2)).id, 1, Progress(percent=5, message="m" * fits))
+    error = JobErrorInfo(code="worker_lost", message="attempt 1 outlived its lease " + "x" * 200)
+    # as the lifecycle ends an attempt: with its run record, in one transaction
+    lost = ChangeSet({"status": JobStatus.RETRYING, "error": error},
+                     run=Run(job_id=job.id, attempt=1, status=JobStatus.FAILED, error=error))
+    with pytest.raises(RecordTooLargeError):
+        store.apply(job, JobStatus.RUNNING, lost)
+    assert store.get(job.id).status == JobStatus.RUNNING and store.get(job.id).version == job.version
+    with pytest.raises(StaleJobError):
+        store.cut_progress_message(job.model_copy(update={"version": job.version - 1}), JobStatus.RUNNING, 10)
+    cut = store.cut_progress_message(job, JobStatus.RUNNING, 10)
+    assert cut.version == job.version + 1 and cut.progress.message == "m" * 9 + "…" and cut.progress.percent == 5
+    assert store.get(job.id) == cut
+    ended = store.apply(cut, JobStatus.RUNNING, lost)
+    assert store.get(job.id).status == JobStatus.RETRYING and ended.version == cut.version + 1
 
 
 def test_a_child_is_listed_once_and_a_missing_parent_is_an_error(adapters):

@@ -1,8 +1,14 @@
-"""A due job whose reconcile action fails on every pass does not hold back the jobs due after it."""
+"""Nothing holds a job for good: a due job whose reconcile action fails on every pass does not
+hold back the jobs due after it, and a record its progress filled still takes its outcome."""
 from __future__ import annotations
 
 from chalicelib.defaults import RECONCILE_RETRY_S
-from chalicelib.domain.errors import StoreUnavailableError
+from chalicelib.domain.errors import ProgressRejectedError, StoreUnavailableError
+from chalicelib.domain.events import MAX_EVENT_TEXT_CHARS
+from chalicelib.domain.job import JobErrorInfo
+from chalicelib.domain.progress import MAX_MESSAGE_CHARS
+from chalicelib.domain.status import JobStatus
+from chalicelib.ports import JobMessage
 from chalicelib.reconciler import DUE_PER_PASS, Reconciler
 
 STEPS = {"steps": 2, "step_ms": 0}
@@ -63,3 +69,37 @@ def test_a_job_whose_action_fails_is_left_where_it_is_when_the_failed_action_mov
     assert result.counts == {"errors": 1}
     after = store.get(job.id)
     assert after.dispatches == 2 and after.version == job.version + 1  # the resend's own write, nothing more
+
+
+def running(lifecycle, queue):
+    job = submit(lifecycle)
+    claim = lifecycle.claim(JobMessage(job.id, 1, tenant=job.tenant, timeout_s=job.timeout_s))
+    assert claim.job.status == JobStatus.RUNNING
+    return claim.job
+
+
+def filled(lifecycle, queue):
+    """A running job whose progress message is the longest its record takes."""
+    fits, too_long = 0, MAX_MESSAGE_CHARS + 1
+    while too_long - fits > 1:
+        length = (fits + too_long) // 2
+        try:
+            lifecycle.report_progress(running(lifecycle, queue), 50, message="я" * length)
+            fits = length
+        except ProgressRejectedError:
+            too_long = length
+    return lifecycle.report_progress(running(lifecycle, queue), 50, message="я" * fits)
+
+
+def test_a_job_whose_progress_filled_its_record_still_completes_cancels_and_fails(lifecycle, queue, store):
+    """Every write that ends an attempt or asks it to stop lands on a full record: the progress
+    message is cut to what events carry, the rest of the write is as it would have been."""
+    done = lifecycle.complete(filled(lifecycle, queue), {"rows": "r" * 30_000})
+    assert done.status == JobStatus.COMPLETED and store.get(done.id).result == {"rows": "r" * 30_000}
+    assert store.get(done.id).progress.message == "я" * (MAX_EVENT_TEXT_CHARS - 1) + "…"
+    asked = lifecycle.cancel("acme", filled(lifecycle, queue).id)
+    assert store.get(asked.id).cancel_requested
+    failed = lifecycle.fail_attempt(filled(lifecycle, queue), JobErrorInfo(code="boom", message="b" * 2000),
+                                    retryable=False)
+    assert failed.status == JobStatus.FAILED and store.get(failed.id).error.message == "b" * 2000
+    assert store.get(failed.id).progress.message.endswith("…")
