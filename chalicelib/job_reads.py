@@ -30,8 +30,7 @@ class JobReads:
         """The tenant's job by an eventually consistent read, or None."""
         if not is_plausible_job_id(job_id):
             return None
-        job = self._store.get(job_id, consistent=False)
-        return job if job is not None and job.tenant == tenant else None
+        return self._store.get(job_id, consistent=False, tenant=tenant)
 
     def tree(self, tenant: str, roots: list[Job]) -> dict[str, Job]:
         """The descendants of `roots` by id (the tenant's only), one BatchGetItem per level, at

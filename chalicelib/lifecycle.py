@@ -281,8 +281,8 @@ class JobLifecycle:
     def get(self, tenant: str, job_id: str, *, consistent: bool = True) -> Job:
         """The tenant's job; another tenant's job is indistinguishable from a missing one.
         `consistent=False` is for polling reads that may lag a write by a moment."""
-        job = self.store.get(job_id, consistent=consistent)
-        if job is None or job.tenant != tenant:
+        job = self.store.get(job_id, consistent=consistent, tenant=tenant)
+        if job is None:
             raise JobNotFoundError(f"job {job_id} not found")
         return job
 

@@ -132,9 +132,11 @@ class JobStore(Protocol):
     def submission_key(self, tenant: str, key: str, *, now: int) -> Optional[SubmissionKey]:
         """The record of the tenant's key, or None when there is none unexpired at `now`."""
 
-    def get(self, job_id: str, *, consistent: bool = True) -> Optional[Job]:
+    def get(self, job_id: str, *, consistent: bool = True, tenant: Optional[str] = None) -> Optional[Job]:
         """The job, or None. `consistent=False` allows an eventually consistent (cheaper) read,
-        for status polling only; the worker and every read before a write stay consistent."""
+        for status polling only; the worker and every read before a write stay consistent.
+        With `tenant`, another tenant's job is None too, and nothing of it (a claim-checked
+        payload or result) is read: a caller cannot tell it from a missing one."""
 
     def get_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
         """Jobs by id; ids that do not exist are absent from the result."""

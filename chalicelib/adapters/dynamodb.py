@@ -428,7 +428,7 @@ class DynamoJobStore:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def get(self, job_id: str, *, consistent: bool = True) -> Optional[Job]:
+    def get(self, job_id: str, *, consistent: bool = True, tenant: Optional[str] = None) -> Optional[Job]:
         try:
             response = self._ddb.get_item(
                 TableName=self._table, Key=job_key(job_id), ConsistentRead=consistent
@@ -436,7 +436,9 @@ class DynamoJobStore:
         except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailableError(f"could not read job {job_id}") from exc
         item = response.get("Item")
-        return item_to_job(item, self._fetch) if item else None
+        if not item or (tenant is not None and item.get("tenant", {}).get("S") != tenant):
+            return None
+        return item_to_job(item, self._fetch)
 
     def _fetch(self, key: str) -> bytes:
         if self._blobs is None:

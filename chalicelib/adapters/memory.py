@@ -119,9 +119,11 @@ class InMemoryJobStore:
         first = self._keys.get((tenant, key))
         return first if first is not None and first.expires_at >= now else None
 
-    def get(self, job_id: str, *, consistent: bool = True) -> Optional[Job]:
+    def get(self, job_id: str, *, consistent: bool = True, tenant: Optional[str] = None) -> Optional[Job]:
         job = self._jobs.get(job_id)
-        return self._read(job, fetch=True) if job else None
+        if job is None or (tenant is not None and job.tenant != tenant):
+            return None
+        return self._read(job, fetch=True)
 
     def get_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
         return {i: self._read(self._jobs[i], fetch=False) for i in dict.fromkeys(job_ids) if i in self._jobs}

@@ -72,12 +72,17 @@ def test_batch_tag_depends_on_the_ids_and_their_order(client, aws):
 
 
 def test_foreign_job_tags_like_a_missing_one(client, aws):
+    """Another tenant's tag of a job is the tag of an id not found: it does not follow the
+    job's writes (which would tell that it exists, and when it changes)."""
     job = submit(client)
-    foreign = read(client, "POST", "/jobs/status", [job["id"]], tenant="globex")
-    missing = read(client, "POST", "/jobs/status", [job["id"]], tenant="globex")
-    assert foreign.headers["ETag"] == missing.headers["ETag"]
-    own = read(client, "POST", "/jobs/status", [job["id"]], etag=foreign.headers["ETag"])
-    assert own.status_code == 200 and own.json_body["jobs"][job["id"]]["status"] == "queued"
+    foreign = read(client, "POST", "/jobs/status", {"job_ids": [job["id"]]}, tenant="globex")
+    own = read(client, "POST", "/jobs/status", {"job_ids": [job["id"]]})
+    assert foreign.headers["ETag"] != own.headers["ETag"]
+    assert client.http.delete(f"/jobs/{job['id']}", headers=auth()).status_code == 202  # a write: version + 1
+    after = read(client, "POST", "/jobs/status", {"job_ids": [job["id"]]}, tenant="globex", etag=foreign.headers["ETag"])
+    assert after.status_code == 304 and after.headers["ETag"] == foreign.headers["ETag"]
+    changed = read(client, "POST", "/jobs/status", {"job_ids": [job["id"]]}, etag=own.headers["ETag"])
+    assert changed.status_code == 200 and changed.json_body["jobs"][job["id"]]["status"] == "canceled"
 
 
 def test_a_404_carries_no_tag(client, aws):

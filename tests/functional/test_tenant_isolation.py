@@ -1,0 +1,80 @@
+"""Another tenant's job is answered exactly as a missing one, and none of its data is read on the
+caller's behalf, even where its claim-checked payload lives in S3 (Chalice test client on moto)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.functional.conftest import auth
+
+MISSING = "00000000-0000-0000-0000-000000000000"
+# A payload over the 64 KiB inline limit: the job store claim-checks it to S3 (jobs/<id>/payload.json).
+LARGE = {"type": "demo.outputs", "payload": {"pad": "x" * (70 * 1024)}}
+
+
+def _submit(client, body, tenant="acme"):
+    response = client.http.post("/jobs", headers=auth(tenant), body=json.dumps(body))
+    assert response.status_code == 202, response.body
+    return response.json_body
+
+
+@pytest.fixture
+def foreign_claim_checked_job(client, aws):
+    """acme's job whose payload lives in S3, and whose object is gone while its record is still
+    there: a purge that deleted the objects (it deletes them first) and stopped before the items,
+    or the bucket's lifecycle. Its owner gets 410 blob_not_found; that is documented."""
+    job = _submit(client, LARGE)
+    key = f"jobs/{job['id']}/payload.json"
+    aws["s3"].head_object(Bucket="jobs-bucket", Key=key)  # claim-checked, as intended
+    aws["s3"].delete_object(Bucket="jobs-bucket", Key=key)
+    return job
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", "/jobs/{id}"),
+        ("GET", "/jobs/{id}/runs"),
+        ("DELETE", "/jobs/{id}"),
+        ("GET", "/jobs/{id}/artifacts"),
+        ("GET", "/jobs/{id}/artifacts/summary.txt"),
+    ],
+)
+def test_a_foreign_job_whose_s3_object_is_gone_answers_like_a_missing_one(
+        client, aws, foreign_claim_checked_job, method, path):
+    """The store loads a job's claim-checked payload (and result) from S3 before the lifecycle
+    compares tenants, so globex asking for acme's job gets acme's 410 blob_not_found, not the
+    404 job_not_found every missing job gets: an existence oracle across tenants."""
+    job_id = foreign_claim_checked_job["id"]
+    foreign = client.http.request(method, path.format(id=job_id), headers=auth("globex"))
+    missing = client.http.request(method, path.format(id=MISSING), headers=auth("globex"))
+    assert missing.status_code == 404 and missing.json_body["error"]["code"] == "job_not_found"
+    assert (foreign.status_code, foreign.json_body["error"]["code"]) == (404, "job_not_found"), foreign.body
+
+
+@pytest.mark.parametrize("path", ["/api/jobstatus/{id}", "/api/jobinfo/{id}"])
+def test_a_foreign_job_whose_s3_object_is_gone_is_not_found_on_the_rq_routes(
+        client, aws, foreign_claim_checked_job, path):
+    """The rq routes promise `{"id", "status": "not_found"}` for unknown and foreign ids alike;
+    for this foreign job they answer acme's 410 instead."""
+    job_id = foreign_claim_checked_job["id"]
+    response = client.http.get(path.format(id=job_id), headers=auth("globex"))
+    assert response.status_code == 200, response.body
+    assert response.json_body == {"id": job_id, "status": "not_found"}
+
+
+def test_reading_a_foreign_job_does_not_read_its_payload_from_s3(client, aws):
+    """Even with the object in place, globex's GET of acme's job id downloads acme's payload
+    object from S3 before refusing: a read of another tenant's data on globex's request (and a
+    timing difference between foreign and missing ids)."""
+    from chalicelib import composition
+
+    job = _submit(client, LARGE)
+    reads = []
+    blobs = composition.container().blobs
+    blobs._s3.meta.events.register(
+        "before-call.s3.GetObject", lambda params, **_: reads.append(params["url_path"]))
+    response = client.http.get(f"/jobs/{job['id']}", headers=auth("globex"))
+    assert response.status_code == 404
+    assert reads == [], f"globex's request read acme's objects: {reads}"
