@@ -54,6 +54,19 @@ def test_create_then_get_returns_the_job_and_a_second_create_is_refused(adapters
     assert adapters.store.get("00000000-0000-4000-8000-999999999999") is None
 
 
+def test_get_for_a_tenant_answers_another_tenants_job_as_missing_without_reading_its_payload(adapters):
+    job = make_job(1, payload=big(INLINE_LIMIT + 1))  # claim-checked
+    adapters.store.create(job)
+    reads = adapters.blobs.get
+    adapters.blobs.get = lambda key: pytest.fail(f"read {key} for another tenant")
+    try:
+        assert adapters.store.get(job.id, tenant="globex") is None
+        assert adapters.store.get(job.id, tenant="globex", consistent=False) is None
+    finally:
+        adapters.blobs.get = reads
+    assert adapters.store.get(job.id, tenant="acme") == job
+
+
 def test_get_many_returns_the_jobs_that_exist(adapters):
     jobs = [make_job(i) for i in range(3)]
     for job in jobs:
