@@ -57,6 +57,9 @@ class StreamReplay:
         except StreamBatchUnreadableError:
             self._failures.hold(batch, UNREADABLE_HOLD_S)
             raise
+        except Exception:  # the stream throttled or away: the same waits as a failed publish
+            self._hold_for_retry(batch)
+            raise
         try:
             failed_at = self._consumer.consume(records)
             if failed_at is not None:

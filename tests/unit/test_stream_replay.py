@@ -11,7 +11,7 @@ from chalicelib.adapters.dynamodb_stream import job_change
 from chalicelib.adapters.memory_events import InMemoryEventPublisher
 from chalicelib.adapters.memory_stats import InMemoryStatsStore
 from chalicelib.adapters.memory_stream import InMemoryChangeStream, InMemoryFailedStreamBatches
-from chalicelib.domain.errors import DeadLetterUnavailableError
+from chalicelib.domain.errors import DeadLetterUnavailableError, StoreUnavailableError
 from chalicelib.domain.events import event_id_for
 from chalicelib.domain.job import Job
 from chalicelib.events.replay import REPLAY_RETRY_BASE_S, UNREADABLE_HOLD_S, StreamReplay
@@ -121,6 +121,29 @@ def test_a_replay_that_fails_again_is_tried_again_later_each_time_later(lifecycl
     assert reconciler.run_pass().counts == {"stream_batch_replayed": 1}
     assert [e.status for e in pipeline.publisher.published] == ["queued"]
     assert pipeline.failures.waiting() == []
+
+
+def test_a_stream_that_cannot_be_read_for_now_is_tried_again_later_each_time_later(lifecycle, queue, pipeline, clock,
+                                                                                    monkeypatch):
+    queued, _ = submit_and_claim(lifecycle, queue)
+    pipeline.publisher.fail_next = 10
+    pipeline.deliver([pipeline.write(None, queued)])
+    pipeline.publisher.fail_next = 0
+    records = pipeline.stream.records
+
+    def throttled(batch):
+        raise StoreUnavailableError("the stream is throttling its readers")
+
+    monkeypatch.setattr(pipeline.stream, "records", throttled)
+    reconciler = pipeline.reconciler(lifecycle)
+    assert reconciler.run_pass().counts == {"errors": 1}
+    clock.advance(REPLAY_RETRY_BASE_S + 1)
+    assert reconciler.run_pass().counts == {"errors": 1}
+    clock.advance(REPLAY_RETRY_BASE_S + 1)
+    assert reconciler.run_pass().counts == {}, "the second wait is twice the first, as for a failed publish"
+    clock.advance(REPLAY_RETRY_BASE_S)
+    monkeypatch.setattr(pipeline.stream, "records", records)
+    assert reconciler.run_pass().counts == {"stream_batch_replayed": 1}
 
 
 def test_a_batch_the_stream_no_longer_holds_stays_for_an_operator(lifecycle, queue, pipeline, clock):
