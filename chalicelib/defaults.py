@@ -50,6 +50,10 @@ DELIVERY_LEASE_S = 60
 # put back this far in the due index, so the jobs due after it are reached: a pass reads the
 # earliest due first, and a job that fails on every pass would otherwise hold its place for good.
 RECONCILE_RETRY_S = 300
+# A reconciler pass takes no further job, letter or batch once its invocation has less than
+# this left (the function's timeout is 120 s): the rest wait for the next pass, and this one
+# still ends, records and logs what it did instead of being cut off in the middle.
+RECONCILE_PASS_MARGIN_S = 15
 # A listing by status and type reads the status index and keeps the jobs of the type: it reads
 # on, a page of keys at a time, until the page is full or this many pages were read (a short or
 # even empty page then still carries a cursor to the rest; the client and CLI follow it).

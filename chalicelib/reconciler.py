@@ -17,6 +17,9 @@ Each pass, in this order:
    gave up on is read back from the stream and counted and published again, so its status
    events still reach subscribers and its changes are still counted (events/replay.py).
 
+A pass keeps to its invocation's time: once less than RECONCILE_PASS_MARGIN_S is left it takes
+nothing more (counted `out_of_time`), so it always ends and reports.
+
 The steps fail alone, and so does each job or batch within them: a dead-letter queue that cannot
 be read, or a job whose action raises, is counted in `errors` and the rest of the pass goes on.
 A due job whose action raised is put back RECONCILE_RETRY_S in the due index, so a job that
@@ -31,6 +34,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 
+from chalicelib.defaults import RECONCILE_PASS_MARGIN_S
 from chalicelib.domain.errors import JobpipeError, StaleJobError, StreamBatchUnreadableError
 from chalicelib.domain.job import PRIORITIES, Job, isoformat
 from chalicelib.events.replay import REPLAYED, UNREADABLE, StreamReplay
@@ -47,7 +51,7 @@ DEAD_LETTERS_PER_PASS = 50
 class ReconcilePass:
     """What one pass did: counts per outcome (`released`, `redispatched`, `lease_expired`,
     `dead_lettered`, `undeliverable`, `raced`, `stream_batch_replayed`,
-    `stream_batch_unreadable`, `errors`), and the time it ran."""
+    `stream_batch_unreadable`, `errors`, `out_of_time`), and the time it ran."""
 
     started_at: str
     counts: Counter = field(default_factory=Counter)
@@ -74,11 +78,14 @@ class Reconciler:
         self._due_per_pass = due_per_pass
         self._dead_letters_per_pass = dead_letters_per_pass
         self._observe = observe or (lambda message, extra: None)
+        self._time_left_s: Optional[Callable[[], float]] = None
 
-    def run_pass(self) -> ReconcilePass:
+    def run_pass(self, time_left_s: Optional[Callable[[], float]] = None) -> ReconcilePass:
         """Every step, each on its own: a dead-letter queue that cannot be read (or a letter
-        that breaks its step) must not stop the due jobs, which bound every other wait."""
+        that breaks its step) must not stop the due jobs, which bound every other wait.
+        `time_left_s`: the invocation's remaining seconds (None: no limit)."""
         result = ReconcilePass(started_at=isoformat(self._lifecycle.clock()))
+        self._time_left_s = time_left_s
         if self._dead_letters is not None:
             self._step(result, "dead letters", lambda: self._fail_dead_lettered(result))
         self._step(result, "due jobs", lambda: self._reconcile_due(result))
@@ -88,6 +95,8 @@ class Reconciler:
 
     def _replay_failed_batches(self, result: ReconcilePass) -> None:
         for batch in self._replay.take():
+            if self._out_of_time(result):
+                return  # taken batches come back after the take's first wait
             where = f"stream batch {batch.first_sequence}-{batch.last_sequence}"
             try:
                 self._replay.replay(batch)
@@ -105,6 +114,8 @@ class Reconciler:
     def _reconcile_due(self, result: ReconcilePass) -> None:
         now = isoformat(self._lifecycle.clock())
         for job in self._lifecycle.store.due(now, self._due_per_pass):
+            if self._out_of_time(result):
+                return
             if not self._act(result, job.id, lambda job=job: self._lifecycle.reconcile(job)):
                 self._put_back(result, job)
 
@@ -115,6 +126,12 @@ class Reconciler:
             pass  # the failed action moved the job itself (a resend's due time written before its send)
         except Exception as exc:  # noqa: BLE001 - the job stays where it is; the next pass tries again
             self._failed(result, job.id, exc, "reconcile put-back failed", {"job_id": job.id})
+
+    def _out_of_time(self, result: ReconcilePass) -> bool:
+        if self._time_left_s is None or self._time_left_s() >= RECONCILE_PASS_MARGIN_S:
+            return False
+        result.counts["out_of_time"] = 1
+        return True
 
     def _step(self, result: ReconcilePass, name: str, step: Callable[[], None]) -> None:
         try:
@@ -139,6 +156,8 @@ class Reconciler:
             return
         jobs = self._lifecycle.store.get_many({m.job_id for m in messages.values()})
         for message in messages.values():
+            if self._out_of_time(result):
+                return
             job = jobs.get(message.job_id)
             if job is not None and not job.status.is_terminal:
                 self._act(result, job.id, lambda job=job, m=message: self._lifecycle.fail_dead_lettered(job, m))

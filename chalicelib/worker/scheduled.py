@@ -27,8 +27,9 @@ RECONCILER_SCHEDULE = "rate(1 minute)"
 _TASK_NAMESPACE = uuid.UUID("5d0c1c3e-8f1b-4d7a-9b8e-2f6a0e4c7b11")
 
 
-def run_reconciler_pass(services: Container) -> dict[str, Any]:
-    result = services.reconciler.run_pass()
+def run_reconciler_pass(services: Container, lambda_context: Any = None) -> dict[str, Any]:
+    remaining = getattr(lambda_context, "get_remaining_time_in_millis", None)
+    result = services.reconciler.run_pass(time_left_s=(lambda: remaining() / 1000) if remaining else None)
     counts = dict(result.counts)
     services.reconciler_log.record(result.started_at, counts)
     for name, value in counts.items():
@@ -62,4 +63,4 @@ def reconciler(event: Any) -> dict[str, Any]:
     task = (event.detail or {}).get("maintenance_task")
     if task:
         return enqueue_maintenance(container(), str(task), event.time or utcnow().isoformat())
-    return run_reconciler_pass(container())
+    return run_reconciler_pass(container(), getattr(event, "context", None))

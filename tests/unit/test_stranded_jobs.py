@@ -2,7 +2,7 @@
 hold back the jobs due after it, and a record its progress filled still takes its outcome."""
 from __future__ import annotations
 
-from chalicelib.defaults import RECONCILE_RETRY_S
+from chalicelib.defaults import RECONCILE_PASS_MARGIN_S, RECONCILE_RETRY_S
 from chalicelib.domain.errors import ProgressRejectedError, StoreUnavailableError
 from chalicelib.domain.events import MAX_EVENT_TEXT_CHARS
 from chalicelib.domain.job import JobErrorInfo
@@ -103,3 +103,16 @@ def test_a_job_whose_progress_filled_its_record_still_completes_cancels_and_fail
                                     retryable=False)
     assert failed.status == JobStatus.FAILED and store.get(failed.id).error.message == "b" * 2000
     assert store.get(failed.id).progress.message.endswith("…")
+
+
+def test_a_pass_short_of_time_stops_taking_jobs_and_still_reports(lifecycle, queue, clock, store):
+    """A pass takes nothing more once its invocation has less than RECONCILE_PASS_MARGIN_S left:
+    it ends and reports instead of being cut off; the next pass takes the rest."""
+    ids = [submit(lifecycle).id for _ in range(5)]
+    queue.drain()
+    clock.advance(3600)
+    left = iter([60.0, 60.0, 60.0, RECONCILE_PASS_MARGIN_S - 1])
+    result = Reconciler(lifecycle, None).run_pass(time_left_s=lambda: next(left, 0.0))
+    assert result.counts == {"redispatched": 3, "out_of_time": 1}
+    assert Reconciler(lifecycle, None).run_pass(time_left_s=lambda: 60.0).counts == {"redispatched": 2}
+    assert all(store.get(i).dispatches == 2 for i in ids)
