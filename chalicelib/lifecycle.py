@@ -379,6 +379,7 @@ class JobLifecycle:
             "lease_expires_at": lease,
             "due_at": lease,
             "progress": Progress(percent=0, step="started", updated_at=started),
+            "error": REMOVE,  # the failed attempt's error stays on its run record, not on the next attempt
             "event_percent": 0.0,  # the running transition carries 0 %
         }
         if first_start is not None:
@@ -599,6 +600,8 @@ class JobLifecycle:
             "due_at": REMOVE,
             **fields,
         }
+        if target == JobStatus.COMPLETED:
+            changes["error"] = REMOVE  # an earlier attempt's failure is not the job's outcome
         run = None
         if job.status == JobStatus.RUNNING:
             run = self._closed_run(job, target, fields.get("error"))

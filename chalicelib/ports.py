@@ -407,8 +407,10 @@ class CacheStore(Protocol):
         current generation."""
 
     def invalidate(self, tenant: str, scope: str, namespace: str, job_id: str, at: str) -> int:
-        """Bump the generation (one write) unless `job_id` already did (its completion's own
-        write invalidates the namespaces its rules name); returns the generation."""
+        """Bump the generation (one write) unless `job_id` already did at `at`, or the namespace
+        was invalidated later than `at` (a completion's own write invalidates the namespaces its
+        rules name, so its event finds that done; a late event of an older completion finds a
+        newer one); returns the generation."""
 
     def record_completion(self, tenant: str, scope: str, completion: TaskCompletion) -> None:
         """Remember when a task of `completion.type` last completed for the scope."""

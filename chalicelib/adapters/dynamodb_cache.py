@@ -101,13 +101,15 @@ class DynamoCacheStore:
         return self._entry(namespace, item or {})
 
     def invalidate(self, tenant: str, scope: str, namespace: str, job_id: str, at: str) -> int:
-        """Bump the generation unless `job_id` already did (its completion's own write does):
-        a completion invalidates a namespace once, so a value stored after it stays a hit."""
+        """Bump the generation unless this job's invalidation, or one at a later time, already
+        did (the completion's own write does): a late event never makes a value stored after a
+        newer invalidation a miss."""
         write = invalidation_write(self._table, tenant, scope, namespace, job_id, at)["Update"]
         try:
             response = self._ddb.update_item(
                 **write,
-                ConditionExpression="attribute_not_exists(invalidated_by) OR invalidated_by <> :job",
+                ConditionExpression=("attribute_not_exists(invalidated_at) OR invalidated_at < :at"
+                                     " OR (invalidated_at = :at AND invalidated_by <> :job)"),
                 ReturnValues="UPDATED_NEW",
                 # Refused (the usual case: the completion's own write invalidated), the stored
                 # item comes back with the refusal: no GetItem, which the consumer may not send.

@@ -102,8 +102,9 @@ class InMemoryCacheStore:
 
     def invalidate(self, tenant, scope, namespace, job_id, at):
         item = self.items.setdefault((tenant, scope, namespace), {"generation": 0})
-        if item.get("invalidated_by") == job_id:  # its completion's own write already did
-            return item["generation"]
+        last = item.get("invalidated_at")
+        if last is not None and (last > at or (last == at and item.get("invalidated_by") == job_id)):
+            return item["generation"]  # its completion's own write already did, or a later one
         item.update(generation=item["generation"] + 1, invalidated_at=at, invalidated_by=job_id)
         self.writes += 1
         return item["generation"]

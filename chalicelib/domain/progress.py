@@ -64,6 +64,6 @@ def is_notable_change(previous: float, current: float) -> bool:
     rule routes it anywhere (pollers read the job)."""
     if current <= previous:
         return False
-    if current - previous >= SIGNIFICANT_JUMP:
+    if round(current - previous, 2) >= SIGNIFICANT_JUMP:  # percents have 2 places: 22.4 - 12.4 is 10
         return True
     return any(previous < m <= current for m in MILESTONES)

@@ -34,6 +34,18 @@ def test_a_repeated_invalidation_by_the_same_job_bumps_nothing_and_reports_the_g
     assert cache.invalidate("acme", "proj", "summary", "job-2", AT) == 2  # another job's completion does
 
 
+def test_a_late_invalidation_of_an_older_completion_bumps_nothing(adapters):
+    """Completions at t1 (job-1) and t2 (job-2); a value stored after t2; job-1's event arrives
+    late: the value stays a hit and the namespace still names job-2's invalidation."""
+    cache = adapters.cache
+    t1, t2 = "2026-01-01T00:00:01.000Z", "2026-01-01T00:00:02.000Z"
+    cache.invalidate("acme", "proj", "summary", "job-1", t1)
+    assert cache.invalidate("acme", "proj", "summary", "job-2", t2) == 2
+    stored = cache.put("acme", "proj", "summary", {"fresh": True}, t2, expected_generation=2)
+    assert cache.invalidate("acme", "proj", "summary", "job-1", t1) == 2
+    assert cache.get("acme", "proj", "summary") == stored
+
+
 def test_a_put_for_a_stale_generation_is_refused(adapters):
     cache = adapters.cache
     assert cache.put("acme", "proj", "summary", 1, AT, expected_generation=0).hit

@@ -1,0 +1,119 @@
+"""The event path against docs/events.md and seed 002: each test states a promise the docs make
+(a 10-point move is an event, an earlier attempt's error is not a later event's, a late
+completion event does not invalidate a fresher cache value). In-memory adapters only; every write is one
+stream record, so the events a subscriber gets are `events_for_change` of consecutive
+versions of the job."""
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.adapters.memory_events import InMemoryCacheStore, InMemoryEventPublisher
+from chalicelib.domain.caches import InvalidationRules
+from chalicelib.domain.job import JobErrorInfo
+from chalicelib.domain.status import JobStatus
+from chalicelib.events.changes import events_for_change
+from chalicelib.ports import JobMessage
+from chalicelib.subscribers.cache import CacheInvalidator
+
+STEPS = {"steps": 4, "step_ms": 0}
+T = "2026-01-01T00:00:00.000Z"
+
+
+class Tap:
+    """The job's writes as the stream sees them: each call must be one write (one version)."""
+
+    def __init__(self, store, job_id):
+        self.store = store
+        self.job_id = job_id
+        self.last = store.get(job_id)
+        self.events = events_for_change(None, self.last, T)
+
+    def step(self):
+        new = self.store.get(self.job_id)
+        assert new.version == self.last.version + 1, "one write per step"
+        produced = events_for_change(self.last, new, T)
+        self.events += produced
+        self.last = new
+        return produced
+
+
+def _submit(lifecycle, **extra):
+    return lifecycle.submit(tenant="acme", user="ann", type="demo.steps", payload=STEPS, **extra)
+
+
+def test_a_move_of_exactly_ten_points_is_a_progress_event(lifecycle, store):
+    """docs/events.md: `job.status.progress` when progress "moves by 10 points or more since the
+    attempt's last event" (seed 002: "Significant progress changes (>=10%)"). 12.4 -> 22.4 is a
+    move of 10 points, but 22.4 - 12.4 == 9.999999999999998 in floating point, so
+    `is_notable_change` (domain/progress.py) says no and the ERP never hears of 22.4 (about
+    one move in ten of 10.0 points at one decimal is lost this way)."""
+    job = _submit(lifecycle)
+    tap = Tap(store, job.id)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    tap.step()
+    running = lifecycle.report_progress(running, 12.4)
+    assert [e.progress for e in tap.step()] == [12.4]  # 0 -> 12.4: a move of 10 or more
+    lifecycle.report_progress(running, 22.4)
+    produced = tap.step()
+    assert [(e.event_type, e.previous_progress, e.progress) for e in produced] == [
+        ("job.status.progress", 12.4, 22.4)
+    ]
+
+
+def test_an_event_after_a_successful_retry_carries_no_error_of_the_failed_attempt(lifecycle, store, clock):
+    """docs/events.md: events carry `error` "on failure" (the example progress event: `"error":
+    null`). A job whose attempt 1 failed and was retried keeps attempt 1's error on its record:
+    the claim of attempt 2 does not clear it and neither does the completion, so attempt 2's
+    `running` event and the job's `completed` event both carry `{"code": "boom", ...}`: an ERP
+    reading `error` sees a completed job as failed."""
+    job = _submit(lifecycle)
+    tap = Tap(store, job.id)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    tap.step()
+    lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="attempt 1 broke"), retryable=True)
+    (retrying,) = tap.step()
+    assert retrying.status == "retrying" and retrying.error["code"] == "boom"  # the failure: right
+    clock.advance(900)
+    running = lifecycle.claim(JobMessage(job.id, 2)).job
+    (started,) = tap.step()
+    lifecycle.complete(running, {"ok": True})
+    (completed,) = tap.step()
+    assert (started.status, started.attempt) == ("running", 2)
+    assert (completed.status, completed.attempt) == ("completed", 2)
+    assert (started.error, completed.error) == (None, None)
+
+
+def test_a_late_completion_event_does_not_invalidate_a_value_recomputed_after_it(lifecycle, store, clock):
+    """docs/events.md (Scope caches): the event path's invalidation "is conditional on
+    `invalidated_by` not being the same job, so a value recomputed after the completion is not
+    invalidated a second time". Two jobs of one type complete in the same scope (A, then B);
+    each completion's own write invalidated the namespace. A reader recomputes after both and
+    PUTs with the generation its miss reported. A's event reaches CacheInvalidation late (the
+    queue backs off, or the stream batch was replayed): `invalidated_by` is B, not A, so it
+    bumps the generation again, the fresh value is a miss, and the namespace claims it was
+    invalidated by A at A's (older) time."""
+    caches = InMemoryCacheStore()
+    store.caches = caches
+    lifecycle.caches_of = lambda job_type: ("steps-summary",) if job_type == "demo.steps" else ()
+    taps = {}
+    finished = []
+    for _ in range(2):
+        job = _submit(lifecycle, scope="proj")
+        tap = taps[job.id] = Tap(store, job.id)
+        running = lifecycle.claim(JobMessage(job.id, 1)).job
+        tap.step()
+        clock.advance(1)
+        lifecycle.complete(running, {"ok": True})
+        (event,) = tap.step()
+        finished.append(event)
+    a, b = finished
+    miss = caches.get("acme", "proj", "steps-summary")
+    assert not miss.hit and miss.invalidated_by == b.job_id  # both completions invalidated it
+    caches.put("acme", "proj", "steps-summary", {"sum": 2}, T, expected_generation=miss.generation)
+    invalidator = CacheInvalidator(caches, InvalidationRules.model_validate({"demo.steps": ["steps-summary"]}),
+                                   InMemoryEventPublisher())
+    invalidator.handle(b)  # B's event: its own write did it, nothing more
+    assert caches.get("acme", "proj", "steps-summary").hit
+    invalidator.handle(a)  # A's event, late
+    after = caches.get("acme", "proj", "steps-summary")
+    assert after.hit, f"recomputed value invalidated again by the older completion {after.invalidated_by}"
