@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 import urllib3
 
+from jobpipe_client.deadline import deadline_session
 from jobpipe_client.errors import JobpipeUnavailableError
 
 THROTTLED = 429
@@ -58,7 +59,8 @@ class FailoverTransport:
             raise ValueError("at least one API base URL is needed")
         self.urls = list(dict.fromkeys(cleaned))
         self.timeout_s = timeout_seconds(timeout_s)
-        self.session = session or requests.Session()
+        # A session given keeps its own adapters; the transport's own bounds the headers' wait too.
+        self.session = session or deadline_session()
         self.session.headers.update({"Authorization": f"Bearer {header_text(token, 'the token')}",
                                      "Accept": "application/json", "User-Agent": "jobpipe-client/0.1"})
         self.last_url: Optional[str] = None  # the URL that gave the last answer
