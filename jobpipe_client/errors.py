@@ -2,7 +2,7 @@
 wait ran out of time."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping, Optional
 
 from jobpipe_client.polling import is_final
 
@@ -24,11 +24,17 @@ class JobpipeClientError(JobpipeError):
 
 class JobpipeUnavailableError(JobpipeError):
     """Every URL failed (connection error, timeout, throttle or 5xx). `failures` is
-    [(url, reason)]; `may_have_arrived` says whether a URL may have acted on the request."""
+    [(url, reason)]; `may_have_arrived` says whether a URL may have acted on the request;
+    `api_errors` maps a URL that answered a 5xx in the API's own error shape to its `code`
+    (e.g. `store_unavailable`): the API was reached there, and said why it could not serve."""
 
-    def __init__(self, failures: list[tuple[str, str]], may_have_arrived: bool = False) -> None:
+    def __init__(self, failures: list[tuple[str, str]], may_have_arrived: bool = False,
+                 api_errors: Optional[Mapping[str, str]] = None) -> None:
         tried = "; ".join(f"{url}: {reason}" for url, reason in failures)
-        super().__init__(f"the jobpipe API could not be reached ({tried})")
+        self.api_errors = dict(api_errors or {})
+        # "Could not be reached" would send the reader to the network when the API answered.
+        lead = "the jobpipe API is unavailable" if self.api_errors else "the jobpipe API could not be reached"
+        super().__init__(f"{lead} ({tried})")
         self.failures = failures
         self.may_have_arrived = may_have_arrived
 
@@ -49,7 +55,7 @@ class SubmitOutcomeUnknownError(JobpipeUnavailableError):
     `idempotency_key` is safe: the API answers with the job it made, or makes it once."""
 
     def __init__(self, cause: JobpipeUnavailableError, idempotency_key: str) -> None:
-        super().__init__(cause.failures, may_have_arrived=True)
+        super().__init__(cause.failures, may_have_arrived=True, api_errors=cause.api_errors)
         self.idempotency_key = idempotency_key
         self.args = (f"{cause}; the job may have been accepted: repeating the submit with idempotency key "
                      f"{idempotency_key} is safe (it makes no second job)",)

@@ -3,8 +3,10 @@
 A connection error, a timeout, an answer that cannot be read (cut off, badly encoded, a
 redirect loop) or a 5xx moves on to the next URL; any other answer (2xx, 304, 4xx) is the
 answer. The next call starts at the primary again, so a primary that comes back is used at once.
-The request's timeout bounds each URL's whole exchange, body included: a server that trickles
-its answer a byte at a time times out like one that sends nothing.
+The request's timeout bounds each URL's whole exchange, status line, headers and body: a server
+that trickles its answer a byte at a time times out like one that sends nothing (the transport's
+own session cuts a late header read, jobpipe_client/deadline.py; the body is read against the
+deadline here). A 5xx in the API's own error shape keeps its code in the failure's reason.
 
 A 429 that is not jobpipe's own answer is a throttle (API Gateway's, or the function's
 reserved concurrency, which the local stack sets so that a burst queues behind warm
@@ -38,6 +40,7 @@ BODY_READ_BYTES = 64 * 1024
 # Longer timeouts overflow the socket layer's time_t (about 10**10 s); a day is far beyond any
 # real request.
 MAX_TIMEOUT_S = 86400.0
+QUOTED_REASON_CHARS = 200  # of a 5xx's reason quoting the API's message (which the server wrote)
 
 
 class FailoverTransport:
@@ -76,6 +79,7 @@ class FailoverTransport:
         connection, an answer that could not be read), false when none can have (refused, or
         throttled throughout)."""
         failures: list[tuple[str, str]] = []
+        api_errors: dict[str, str] = {}
         arrived = False
         for url in self.urls:
             try:
@@ -98,12 +102,14 @@ class FailoverTransport:
                 failures.append((url, f"throttled (HTTP {THROTTLED}) for {self.timeout_s:g} s"))
                 continue
             if response.status_code >= 500:
-                failures.append((url, f"HTTP {response.status_code}"))
+                failures.append((url, server_error_reason(response)))
+                if (said := api_error(response)) is not None:
+                    api_errors[url] = said[0]
                 arrived = True
                 continue
             self.last_url = url
             return response
-        raise JobpipeUnavailableError(failures, may_have_arrived=arrived)
+        raise JobpipeUnavailableError(failures, may_have_arrived=arrived, api_errors=api_errors)
 
     def _until_not_throttled(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """The URL's answer, asked again while it is a 429 and the request's timeout allows."""
@@ -201,14 +207,31 @@ def timeout_seconds(value: float) -> float:
 def is_throttle(response: requests.Response) -> bool:
     """A 429 from in front of the API (a gateway or the function's concurrency), not one the
     API itself answered with its error shape."""
-    if response.status_code != THROTTLED:
-        return False
+    return response.status_code == THROTTLED and api_error(response) is None
+
+
+def api_error(response: requests.Response) -> Optional[tuple[str, str]]:
+    """(code, message) when the body is the API's error shape `{"error": {"code", "message"}}`,
+    None for anything else (a gateway's page, a proxy's JSON, no body)."""
     try:
         body = response.json()
     except (ValueError, RecursionError):
-        return True
+        return None
     error = body.get("error") if isinstance(body, dict) else None
-    return not (isinstance(error, dict) and error.get("code"))
+    if not (isinstance(error, dict) and error.get("code")):
+        return None
+    return str(error["code"]), str(error.get("message") or "")
+
+
+def server_error_reason(response: requests.Response) -> str:
+    """A 5xx as a failure reason: the status, and the API's code and message when it answered
+    in its own shape (`HTTP 503 store_unavailable: ...`), the part that says what is wrong."""
+    said = api_error(response)
+    if said is None:
+        return f"HTTP {response.status_code}"
+    code, message = said
+    reason = " ".join(f"HTTP {response.status_code} {code}: {message}".split())
+    return reason if len(reason) <= QUOTED_REASON_CHARS else reason[: QUOTED_REASON_CHARS - 1] + "…"
 
 
 def _retry_after_s(response: requests.Response) -> Optional[float]:
