@@ -4,10 +4,12 @@ Connection from flags or the environment: `--api-url` / JOBPIPE_API_URL, `--toke
 JOBPIPE_TOKEN, `--fallback-url` (repeatable) / JOBPIPE_FALLBACK_URLS (comma-separated).
 
 Exit codes: 0 done (every watched job completed); 1 a watched job failed or was canceled;
-2 bad input (usage, payload, configuration, or the API refused the request, e.g. an unknown
-job); 3 no API URL answered, or none with an answer that could be read (for a submit that may
-have been accepted, the line names the idempotency key to repeat it with); 4 a --timeout ran
-out; 130 interrupted; 141 stdout was closed early (`jobpipe list | head`), quietly. Every
+2 bad input (usage, payload, idempotency key, configuration such as a URL with an unusable
+host, or the API refused the request, e.g. an unknown job); 3 no API URL answered, or none with
+an answer that could be read, or the API said it is unavailable (its code is on the line); for
+a submit that may have been accepted, the line names the idempotency key to repeat it with,
+quoted for a shell; 4 a --timeout ran out; 130 interrupted (during a submit's request, with the
+key to repeat it with); 141 stdout was closed early (`jobpipe list | head`), quietly. Every
 failure is one line on stderr.
 """
 from __future__ import annotations
@@ -16,17 +18,20 @@ import argparse
 import json
 import math
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, NoReturn, Optional, Sequence, TextIO
 
 from rich.console import Console
 
-from jobpipe_client.client import JobpipeClient, not_json_constant
+from jobpipe_client.client import MAX_PAYLOAD_DEPTH, JobpipeClient, nested_deeper_than, not_json_constant
 from jobpipe_client.errors import (
     JobpipeClientError,
     JobpipeError,
+    JobpipeInputError,
     JobpipeUnavailableError,
+    SubmitInterruptedError,
     SubmitOutcomeUnknownError,
     WaitTimeoutError,
 )
@@ -139,6 +144,9 @@ def parse_payload(text: str) -> dict[str, Any]:
         raise UsageError("--payload is nested too deeply") from None
     if not isinstance(payload, dict):
         raise UsageError("--payload must be a JSON object, e.g. '{\"steps\": 10}'")
+    # json.loads took it, but sending it means encoding it again, deeper in the stack.
+    if nested_deeper_than(payload, MAX_PAYLOAD_DEPTH):
+        raise UsageError(f"--payload is nested too deeply (more than {MAX_PAYLOAD_DEPTH} levels)")
     return payload
 
 
@@ -179,7 +187,8 @@ def parse_wait_timeout(text: str) -> float:
 
 
 def parse_idempotency_key(text: str) -> str:
-    """--idempotency-key: text that can go in a header as it is."""
+    """--idempotency-key: text that can go in a header as it is. The client checks the rest (not
+    empty, no space at either end, at most 255 characters) before sending."""
     try:
         return header_text(text, "the idempotency key")
     except ValueError as exc:
@@ -332,8 +341,19 @@ def outcome_unknown_line(exc: SubmitOutcomeUnknownError) -> str:
     """A submit that got no answer in one line: why each URL failed, that the job may exist,
     and the flag that repeats it safely."""
     reasons = "; ".join(f"{url}: {reason}" for url, reason in exc.failures)
-    return (f"no answer to the submit ({reasons}); the job may have been accepted: repeating it with "
-            f"--idempotency-key {exc.idempotency_key} is safe (the API returns the job it made, never a second one)")
+    return f"no answer to the submit ({reasons}); {repeat_hint(exc.idempotency_key)}"
+
+
+def interrupted_submit_line(exc: SubmitInterruptedError) -> str:
+    """Ctrl-C while a submit waited for its answer: it may have arrived, so the key matters."""
+    return f"interrupted while the submit waited for its answer; {repeat_hint(exc.idempotency_key)}"
+
+
+def repeat_hint(key: str) -> str:
+    """That the job may exist, and the flag that repeats the submit safely, with the key quoted
+    for a shell only when it needs it (a pasted `--idempotency-key nightly run` would send `nightly`)."""
+    return (f"the job may have been accepted: repeating it with --idempotency-key {shlex.quote(key)} is safe "
+            "(the API returns the job it made, never a second one)")
 
 
 def main(
@@ -360,7 +380,7 @@ def main(
         client = make_client(args, os.environ if environ is None else environ)
         commands = Commands(client, out or Console(), err)
         return getattr(commands, args.command)(args)
-    except UsageError as exc:
+    except (UsageError, JobpipeInputError) as exc:
         return fail(EXIT_BAD_INPUT, str(exc))
     except JobpipeClientError as exc:
         return fail(EXIT_BAD_INPUT, refusal_line(exc))
@@ -372,6 +392,8 @@ def main(
         return fail(EXIT_TIMEOUT, str(exc))
     except JobpipeError as exc:
         return fail(EXIT_UNAVAILABLE, str(exc))
+    except SubmitInterruptedError as exc:
+        return fail(EXIT_INTERRUPTED, interrupted_submit_line(exc))
     except KeyboardInterrupt:
         return fail(EXIT_INTERRUPTED, "interrupted")
 

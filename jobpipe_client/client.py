@@ -11,7 +11,9 @@ import requests
 from jobpipe_client.errors import (
     JobpipeAnswerError,
     JobpipeClientError,
+    JobpipeInputError,
     JobpipeUnavailableError,
+    SubmitInterruptedError,
     SubmitOutcomeUnknownError,
     WaitTimeoutError,
 )
@@ -24,6 +26,11 @@ OnChange = Callable[[Job], None]
 BATCH_LIMIT = 100  # ids per POST /jobs/status
 PAGE_LIMIT = 100  # jobs per GET /jobs page
 QUOTED_BODY_CHARS = 200  # of an error body that is not the API's (a gateway's HTML page, say)
+MAX_KEY_CHARS = 255  # the API's limit on an Idempotency-Key
+# JSON encoders and parsers (requests', the API's) recurse once per level of nesting and give up
+# near Python's recursion limit (1000 frames), less the frames of whoever calls them; half of it
+# leaves room for any caller, and no real payload comes near it.
+MAX_PAYLOAD_DEPTH = 500
 
 
 class JobpipeClient:
@@ -68,17 +75,23 @@ class JobpipeClient:
         that timed out on one URL and is repeated on a fallback makes one job. When no URL gave a
         usable answer but one may have received it (no answer in time, a 5xx, an answer cut off
         or not a job), raises SubmitOutcomeUnknownError carrying the key: submitting again with
-        it is safe. ValueError for a key that is not printable ASCII."""
-        body: dict[str, Any] = {"type": type, "payload": dict(payload or {}), "delay_seconds": delay_seconds}
+        it is safe; Ctrl-C while it waits for the answer raises SubmitInterruptedError (a
+        KeyboardInterrupt) carrying the key likewise. JobpipeInputError (a ValueError) before any
+        request for a key that is not 1 to 255 printable ASCII characters without a space at
+        either end, or a payload nested more than MAX_PAYLOAD_DEPTH levels deep."""
+        key = check_idempotency_key(idempotency_key) if idempotency_key is not None else f"client-{uuid.uuid4()}"
+        body: dict[str, Any] = {"type": type, "payload": check_payload(dict(payload or {})),
+                                "delay_seconds": delay_seconds}
         if run_at is not None:
             body["run_at"] = run_at.isoformat() if isinstance(run_at, datetime) else run_at
         if priority is not None:
             body["priority"] = priority
         if scope is not None:
             body["scope"] = scope
-        key = header_text(idempotency_key, "the idempotency key") if idempotency_key else f"client-{uuid.uuid4()}"
         try:
             return self._call("POST", "/jobs", _is_job, "a job", json=body, headers={"Idempotency-Key": key})
+        except KeyboardInterrupt as exc:  # the request may be out: the key is what repeats it safely
+            raise SubmitInterruptedError(key) from exc
         except JobpipeAnswerError as exc:  # it arrived, but what it made cannot be read
             cause = JobpipeUnavailableError([(self.transport.last_url or exc.url, exc.reason)], may_have_arrived=True)
             raise SubmitOutcomeUnknownError(cause, key) from exc
@@ -227,6 +240,48 @@ def _ref(job: JobRef) -> tuple[str, Optional[Job]]:
     if isinstance(job, Mapping):
         return str(job["id"]), dict(job)
     return str(job), None
+
+
+def check_idempotency_key(key: str) -> str:
+    """`key` when the API will hold it as given: 1 to MAX_KEY_CHARS printable ASCII characters,
+    no space at either end (HTTP drops those, so the API would hold another key, and requests
+    refuses a leading one). JobpipeInputError otherwise, never quoting the key."""
+    try:
+        header_text(key, "the idempotency key")
+    except ValueError as exc:
+        raise JobpipeInputError(str(exc)) from None
+    problem = ("is empty" if not key
+               else f"is longer than {MAX_KEY_CHARS} characters" if len(key) > MAX_KEY_CHARS
+               else "starts or ends with a space" if key != key.strip(" ")
+               else None)
+    if problem:
+        raise JobpipeInputError(f"the idempotency key {problem}: it must be 1 to {MAX_KEY_CHARS} printable "
+                                "ASCII characters, with no space at either end")
+    return key
+
+
+def check_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """`payload` unless it nests deeper than MAX_PAYLOAD_DEPTH (JobpipeInputError): encoding it
+    would run out of recursion somewhere below the caller, as a RecursionError."""
+    if nested_deeper_than(payload, MAX_PAYLOAD_DEPTH):
+        raise JobpipeInputError(f"the payload is nested more than {MAX_PAYLOAD_DEPTH} levels deep")
+    return payload
+
+
+def nested_deeper_than(value: Any, limit: int) -> bool:
+    """True when lists and mappings in `value` nest more than `limit` levels. It walks with its
+    own stack, not recursion (the point is a value too deep to recurse through), and stops past
+    `limit`, so a value that contains itself ends too."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, Mapping) else item if isinstance(item, (list, tuple)) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _path_id(job_id: str) -> str:

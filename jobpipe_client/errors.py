@@ -1,5 +1,5 @@
-"""What the client raises: the API refused (4xx), no URL answered, an answer was unusable, or a
-wait ran out of time."""
+"""What the client raises: the request cannot be sent as given, the API refused (4xx), no URL
+answered, an answer was unusable, a wait ran out of time, or a submit was interrupted."""
 from __future__ import annotations
 
 from typing import Any, Mapping, Optional
@@ -9,6 +9,11 @@ from jobpipe_client.polling import is_final
 
 class JobpipeError(Exception):
     """Base of every error the client raises."""
+
+
+class JobpipeInputError(JobpipeError, ValueError):
+    """The request cannot be sent as given (an idempotency key, a payload): nothing was sent. A
+    ValueError, as every refusal of the caller's input before a request is."""
 
 
 class JobpipeClientError(JobpipeError):
@@ -70,3 +75,14 @@ class WaitTimeoutError(JobpipeError):
         self.timeout_s = timeout_s
         self.jobs = jobs
 
+
+
+class SubmitInterruptedError(KeyboardInterrupt):
+    """Ctrl-C while a submit waited for its answer: the request may have arrived and made the
+    job. Still a KeyboardInterrupt (the caller asked to stop, and code that catches Ctrl-C keeps
+    working), carrying the `idempotency_key` that repeats the submit safely."""
+
+    def __init__(self, idempotency_key: str) -> None:
+        super().__init__(f"interrupted while the submit waited for its answer; the job may have been accepted: "
+                         f"repeating the submit with idempotency key {idempotency_key!r} is safe (it makes no second job)")
+        self.idempotency_key = idempotency_key

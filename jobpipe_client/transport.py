@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 import urllib3
+from requests.models import PreparedRequest
 
 from jobpipe_client.deadline import deadline_session
 from jobpipe_client.errors import JobpipeUnavailableError
@@ -94,7 +95,9 @@ class FailoverTransport:
                 continue
             except requests.exceptions.InvalidJSONError:
                 raise  # the body given to send is not JSON (NaN, say): the caller's mistake, nothing was sent
-            except requests.RequestException as exc:
+            except (requests.RequestException, urllib3.exceptions.LocationParseError) as exc:
+                # The base URL was checked when the transport was made, so an unusable URL here
+                # (LocationParseError, which requests does not wrap) came from a redirect: an answer.
                 failures.append((url, f"its answer could not be read ({type(exc).__name__})"))
                 arrived = True
                 continue
@@ -182,10 +185,25 @@ def api_url(text: str) -> str:
                else "it holds a space or control character" if any(c.isspace() or not c.isprintable() for c in shown)
                else "port 0 is no port" if port == 0
                else "a base URL has no query or fragment" if parts.query or parts.fragment
-               else None)
+               else _host_problem(parts.hostname, shown))
     if problem:
         raise ValueError(f"{shown!r} is not a valid URL: {problem}")
     return urlunsplit(parts._replace(scheme=parts.scheme.lower()))
+
+
+def _host_problem(host: str, url: str) -> Optional[str]:
+    """Why requests or the socket layer would refuse `url` (with `host`) when the first request
+    is made, or None. Refused here, it is a configuration error; refused then, it would look like
+    a request that failed on the way (urllib3's LocationParseError is not even wrapped)."""
+    try:
+        host.encode("idna")  # what the socket layer does before it connects
+    except UnicodeError:
+        return "a label of its host is empty or longer than 63 characters"
+    try:
+        PreparedRequest().prepare_url(url, None)
+    except requests.RequestException as exc:
+        return " ".join(str(exc).split())
+    return None
 
 
 def header_text(value: str, what: str) -> str:
