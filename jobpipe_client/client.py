@@ -238,8 +238,8 @@ class JobpipeClient:
 
 def _ref(job: JobRef) -> tuple[str, Optional[Job]]:
     if isinstance(job, Mapping):
-        return str(job["id"]), dict(job)
-    return str(job), None
+        return _batch_id(job["id"]), dict(job)
+    return _batch_id(job), None
 
 
 def check_idempotency_key(key: str) -> str:
@@ -291,6 +291,16 @@ def _path_id(job_id: str) -> str:
     if not job_id.isprintable() or not job_id or any(c in job_id for c in "/?#% ") or job_id in (".", ".."):
         raise JobpipeClientError(400, "invalid_job_id", f"{job_id!r} is not a job id")
     return job_id
+
+
+def _batch_id(job_id: Any) -> str:
+    """The id as the API answers it in a batch: it trims ids and splits them at commas, so a
+    wait keyed by another spelling would never see its job. An id the API would split or drop
+    (empty, or holding a comma) is refused here."""
+    text = str(job_id).strip()
+    if not text or "," in text:
+        raise JobpipeClientError(400, "invalid_job_id", f"{text!r} is not a job id")
+    return text
 
 
 def _answer(response: requests.Response, fits: Callable[[Any], bool], what: str, *, conditional: bool = False) -> Any:
