@@ -11,6 +11,7 @@ import requests
 from jobpipe_client.errors import (
     JobpipeAnswerError,
     JobpipeClientError,
+    JobpipeError,
     JobpipeInputError,
     JobpipeUnavailableError,
     SubmitInterruptedError,
@@ -105,8 +106,25 @@ class JobpipeClient:
         return self._call("GET", f"/jobs/{_path_id(job_id)}", _is_job, "a job")
 
     def cancel(self, job_id: str) -> Job:
-        """Cancel a queued job now, or ask a running one to stop (`cancel_requested`)."""
-        return self._call("DELETE", f"/jobs/{_path_id(job_id)}", _is_job, "a job")
+        """Cancel a queued job now, or ask a running one to stop (`cancel_requested`). When a URL
+        that may have applied the cancel gave no answer in time and a fallback then answers 409
+        `job_finished`, the job is read: canceled, it is returned (that cancel was this one)."""
+        try:
+            return self._call("DELETE", f"/jobs/{_path_id(job_id)}", _is_job, "a job")
+        except JobpipeClientError as refusal:
+            if refusal.code != "job_finished" or not self.transport.earlier_may_have_arrived:
+                raise
+            return self._canceled_or_raise(job_id, refusal)
+
+    def _canceled_or_raise(self, job_id: str, refusal: JobpipeClientError) -> Job:
+        """The job when it is canceled; otherwise (or when it cannot be read) the refusal."""
+        try:
+            job = self.get(job_id)
+        except JobpipeError:
+            raise refusal from None
+        if job.get("status") != "canceled":
+            raise refusal
+        return job
 
     def status_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
         """Jobs by id in request order, one request per 100 ids; an unknown id maps to

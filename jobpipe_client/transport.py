@@ -68,6 +68,7 @@ class FailoverTransport:
         self.session.headers.update({"Authorization": f"Bearer {header_text(token, 'the token')}",
                                      "Accept": "application/json", "User-Agent": "jobpipe-client/0.1"})
         self.last_url: Optional[str] = None  # the URL that gave the last answer
+        self.earlier_may_have_arrived = False  # of the last answer: see `request`
         self.throttled = 0  # 429s retried so far (the benchmark reports them)
         self._sleep = sleep
         self._clock = clock
@@ -78,10 +79,12 @@ class FailoverTransport:
         URL failed, listing why each did; its `may_have_arrived` is true when some URL may
         have received the request and acted on it (no answer in time, a 5xx, a dropped
         connection, an answer that could not be read), false when none can have (refused, or
-        throttled throughout)."""
+        throttled throughout). After an answer, `earlier_may_have_arrived` says the same of the
+        URLs that failed before it (an answer to a repeat may then reflect the first try)."""
         failures: list[tuple[str, str]] = []
         api_errors: dict[str, str] = {}
         arrived = False
+        self.earlier_may_have_arrived = False
         for url in self.urls:
             try:
                 response = self._until_not_throttled(method, url + path, **kwargs)
@@ -111,6 +114,7 @@ class FailoverTransport:
                 arrived = True
                 continue
             self.last_url = url
+            self.earlier_may_have_arrived = arrived
             return response
         raise JobpipeUnavailableError(failures, may_have_arrived=arrived, api_errors=api_errors)
 
