@@ -1,0 +1,417 @@
+"""The `jobpipe` CLI and the client at their edges, from their users' side: idempotency keys
+(refused when they cannot be sent as given, quoted for a shell when named, kept through Ctrl-C),
+payloads and URLs that cannot be sent (one line, exit 2, never a traceback), a request timeout
+that bounds a slowly trickling answer, waits that end for ids the API trims, a cancel answered
+late by one URL and refused by the next, and a 5xx that keeps the API's own code.
+
+Each test's docstring says what a user would meet otherwise and what docs/api.md promises. Most
+run in-process over fakes (a real requests.Session over an in-memory adapter where requests'
+own checks matter); the one about a server that trickles its headers starts a loopback server
+on 127.0.0.1 (a free port) and stops it by its handle."""
+import io
+import json
+import socket
+import sys
+import threading
+import time
+
+import pytest
+import requests
+from requests.adapters import BaseAdapter
+from rich.console import Console
+
+from chalicelib.api.job_ids import normalize_job_ids
+from jobpipe_client import JobpipeClient, JobpipeClientError, SubmitOutcomeUnknownError
+from jobpipe_client.cli import main
+from tests.support.fake_api import FakeApi, FakeSession, FakeTime, failing, make_response
+from tests.unit.test_cli import ENV, URL, Run, run_cli
+
+PRIMARY, FALLBACK = "http://primary.test", "http://fallback.test"
+
+
+def run_main(argv, environ, make_client=None):
+    """`main` as the console script runs it; an exception that escapes it (which the user sees
+    as a traceback) becomes the result instead of an error in the test."""
+    out, err = io.StringIO(), io.StringIO()
+    kwargs = {"make_client": make_client} if make_client else {}
+    try:
+        code = main(argv, environ=environ, out=Console(file=out, width=200), err=err, **kwargs)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - what the user would see as a traceback
+        return Run(f"traceback: {type(exc).__name__}: {exc}", out.getvalue(), err.getvalue())
+    return Run(code, out.getvalue(), err.getvalue())
+
+
+class ApiAdapter(BaseAdapter):
+    """A requests transport adapter answering from a FakeApi, so a real requests.Session
+    (header checks, URL preparation, JSON encoding) runs without a socket."""
+
+    def __init__(self, api):
+        super().__init__()
+        self.api = api
+        self.sent = []
+
+    def send(self, request, **kwargs):
+        self.sent.append(request)
+        body = json.loads(request.body) if request.body else None
+        return self.api(request.method, request.url, headers=dict(request.headers), json=body)
+
+    def close(self):
+        pass
+
+
+def real_session_client(api, adapter_box):
+    def make_client(args, env):
+        adapter = ApiAdapter(api)
+        adapter_box.append(adapter)
+        session = requests.Session()
+        session.mount("http://", adapter)
+        return JobpipeClient(URL, "tok", session=session)
+
+    return make_client
+
+
+# -- idempotency keys ------------------------------------------------------------------------------
+
+def test_an_empty_idempotency_key_is_refused_not_silently_replaced_by_a_random_one():
+    """`jobpipe submit demo.steps --idempotency-key "$KEY"` with KEY unset: swapping the empty
+    key for a fresh random one would make a retry of the same command a second job. The API
+    takes 1-255 characters: an empty key is bad input (exit 2), nothing sent."""
+    api = FakeApi()
+    result = run_cli(["submit", "demo.steps", "--idempotency-key", ""], api)
+    assert result.code == 2 and len(result.err_lines) == 1, (result.code, result.err, api.requests)
+    assert api.requests == []
+
+
+def test_the_client_refuses_an_empty_idempotency_key():
+    """`client.submit(..., idempotency_key="")` is refused (ValueError), never sent with a
+    random key in its place."""
+    api = FakeApi()
+    client = JobpipeClient(URL, "tok", session=FakeSession({URL: api}))
+    with pytest.raises(ValueError, match="idempotency key"):
+        client.submit("demo.steps", idempotency_key="")
+    assert api.requests == []
+
+
+def test_a_key_with_a_leading_space_is_bad_input_not_a_submit_that_may_have_been_accepted():
+    """`jobpipe submit demo.steps --idempotency-key ' k1'`: requests would refuse the header
+    before sending anything, which must not read as a submit that may have been accepted (exit 3,
+    naming the key without its space). Nothing is sent; it is bad input: exit 2, one line, about
+    the key."""
+    api, adapters = FakeApi(), []
+    result = run_main(["submit", "demo.steps", "--idempotency-key", " k1"], ENV, real_session_client(api, adapters))
+    assert adapters[0].sent == [] and api.requests == []
+    assert result.code == 2, result.err
+    assert "may have been accepted" not in result.err and "idempotency key" in result.err
+
+
+def test_the_client_refuses_a_key_it_cannot_send_with_a_value_error_before_any_request():
+    """docs/api.md: an idempotency key that cannot be sent raises ValueError before any
+    request; a leading space is such a key, not a SubmitOutcomeUnknownError ("may have been
+    accepted")."""
+    session = requests.Session()
+    adapter = ApiAdapter(FakeApi())
+    session.mount("http://", adapter)
+    client = JobpipeClient(URL, "tok", session=session)
+    with pytest.raises(ValueError, match="idempotency key"):
+        try:
+            client.submit("demo.steps", idempotency_key=" k1")
+        except SubmitOutcomeUnknownError as exc:
+            pytest.fail(f"raised SubmitOutcomeUnknownError for a key nothing was sent with: {exc}")
+
+
+@pytest.mark.parametrize("key", ["k1 ", "x" * 256])
+def test_the_client_refuses_a_key_the_api_would_not_hold_as_given(key):
+    """A trailing space is dropped on the way (HTTP trims header values), and the API takes at
+    most 255 characters: either way the key repeated later would not be the one the API holds."""
+    api = FakeApi()
+    client = JobpipeClient(URL, "tok", session=FakeSession({URL: api}))
+    with pytest.raises(ValueError, match="idempotency key"):
+        client.submit("demo.steps", idempotency_key=key)
+    assert api.requests == []
+    client.submit("demo.steps", idempotency_key="k" * 255)
+    assert api.requests[0][2]["headers"]["Idempotency-Key"] == "k" * 255
+
+
+def test_the_key_to_repeat_a_submit_with_can_be_pasted_into_a_shell():
+    """A key with a space inside (printable ASCII, accepted) named unquoted, `--idempotency-key
+    nightly run is safe`, would make `run` a stray argument once pasted: the key is shell-quoted,
+    `--idempotency-key 'nightly run'`."""
+    result = run_cli(["submit", "demo.steps", "--idempotency-key", "nightly run"], server=failing("timeout"))
+    assert result.code == 3 and len(result.err_lines) == 1
+    assert "--idempotency-key 'nightly run' is safe" in result.err, result.err
+
+
+# -- Ctrl-C ------------------------------------------------------------------------------------------
+
+def test_ctrl_c_while_a_submit_waits_for_its_answer_names_the_key_to_repeat_it_with():
+    """Ctrl-C while `jobpipe submit` waits for the API (a slow answer): the request was sent and
+    the job may exist; a bare `jobpipe: interrupted` would lose the random idempotency key, and
+    with it a safe repeat. As for a submit that timed out: exit 130, and the line says the job
+    may have been accepted and names the key."""
+    api = FakeApi()
+
+    def interrupted_after_arriving(method, url, **kwargs):
+        api(method, url, **kwargs)  # the API made the job
+        raise KeyboardInterrupt
+
+    result = run_cli(["submit", "demo.steps"], server=interrupted_after_arriving)
+    assert len(api.jobs) == 1
+    assert result.code == 130 and len(result.err_lines) == 1
+    assert "may have been accepted" in result.err and "--idempotency-key client-" in result.err, result.err
+
+
+def test_ctrl_c_outside_a_submit_is_a_plain_interruption():
+    """Only a submit may leave a job behind: Ctrl-C during `status` is `interrupted`, exit 130."""
+    def interrupted(method, url, **kwargs):
+        raise KeyboardInterrupt
+
+    result = run_cli(["status", "j-1"], server=interrupted)
+    assert (result.code, result.err_lines) == (130, ["jobpipe: interrupted"])
+
+
+# -- payloads ----------------------------------------------------------------------------------------
+
+def test_a_payload_nested_just_below_the_parsers_limit_is_refused_in_one_line_not_a_traceback():
+    """`jobpipe submit demo.steps --payload '{"a": [[[...]]]}'` with about 985 levels: json.loads
+    in parse_payload can take it, and requests' json.dumps, deeper in the stack, would then raise
+    RecursionError (a traceback). Every depth ends as a submit (exit 0) or one line, exit 2,
+    nothing sent."""
+    limit = sys.getrecursionlimit()
+    failures = []
+    for depth in range(limit - 200, limit + 5):
+        api, adapters = FakeApi(), []
+        payload = '{"a": ' + "[" * depth + "]" * depth + "}"
+        result = run_main(["submit", "demo.steps", "--payload", payload], ENV, real_session_client(api, adapters))
+        if not (result.code == 0 or (result.code == 2 and len(result.err_lines) == 1 and api.requests == [])):
+            failures.append((depth, result.code))
+    assert failures == [], f"depths that did not end in exit 0 or one line/exit 2: {failures[:3]}..."
+
+
+# -- URLs the client cannot use ------------------------------------------------------------------
+
+@pytest.mark.parametrize("url", ["http://api..example.com", "http://" + "x" * 64 + ".example.com"])
+@pytest.mark.parametrize("argv", [["submit", "demo.steps"], ["status", "j-1"], ["list"]], ids=lambda a: a[0])
+def test_a_url_whose_host_has_an_empty_or_too_long_label_is_one_line_exit_2_not_a_traceback(argv, url):
+    """`JOBPIPE_API_URL=http://api..example.com jobpipe list` (a typo): urllib3 would raise
+    LocationParseError at the first request, which requests does not wrap (a traceback). The
+    configuration is refused: one line, exit 2."""
+    result = run_main(argv, {"JOBPIPE_API_URL": url, "JOBPIPE_TOKEN": "t"})
+    assert result.code == 2 and len(result.err_lines) == 1, result.code
+
+
+def test_a_url_requests_cannot_prepare_is_bad_configuration_not_a_submit_that_may_have_been_accepted():
+    """`JOBPIPE_API_URL=http://.example.com jobpipe submit demo.steps`: requests would raise
+    InvalidURL before connecting, which must not read as a submit that may have been accepted.
+    Nothing can have been sent: exit 2, one line about the URL."""
+    result = run_main(["submit", "demo.steps"], {"JOBPIPE_API_URL": "http://.example.com", "JOBPIPE_TOKEN": "t"})
+    assert result.code == 2 and len(result.err_lines) == 1, (result.code, result.err)
+    assert "may have been accepted" not in result.err
+
+
+# -- a server that answers slowly ---------------------------------------------------------------
+
+@pytest.fixture
+def no_sockets():
+    """This module's loopback test opens a socket to 127.0.0.1 (overrides conftest's ban)."""
+
+
+@pytest.fixture
+def trickling_headers_server():
+    """A server on 127.0.0.1 that sends its status line, then one header byte every 0.2 s for
+    up to 8 s: each read gets something well within any timeout, the answer never completes."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    listener.settimeout(10)
+    stop = threading.Event()
+
+    def serve():
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Slow: ")
+            for _ in range(40):
+                if stop.wait(0.2):
+                    return
+                try:
+                    conn.sendall(b"a")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(timeout=5)
+
+
+def test_request_timeout_bounds_an_answer_whose_headers_trickle_in(trickling_headers_server):
+    """`jobpipe --request-timeout 1 status j-1` against a server sending its headers a byte at a
+    time: docs/api.md says --request-timeout bounds each request, its whole answer included, so
+    the status line and headers too, not only the body; a per-read timeout would wait as long as
+    the server keeps trickling (here 8 s; forever for one that never stops). One line, exit 3,
+    within a few seconds."""
+    started = time.monotonic()
+    result = run_main(["--request-timeout", "1", "status", "j-1"],
+                      {"JOBPIPE_API_URL": trickling_headers_server, "JOBPIPE_TOKEN": "t"})
+    elapsed = time.monotonic() - started
+    assert result.code == 3 and len(result.err_lines) == 1, result.err
+    assert elapsed < 4, f"--request-timeout 1 took {elapsed:.1f} s"
+
+
+# -- waiting -----------------------------------------------------------------------------------------
+
+def normalizing(api):
+    """The API as it reads POST /jobs/status: ids trimmed and split at commas
+    (chalicelib/api/job_ids.py, the server's own normaliser)."""
+    def answer(method, url, json=None, **kwargs):
+        if method == "POST" and url.endswith("/jobs/status"):
+            json = {"job_ids": normalize_job_ids(json["job_ids"])}
+        return api(method, url, json=json, **kwargs)
+
+    return answer
+
+
+def test_wait_many_ends_for_an_id_the_api_answers_under_its_trimmed_spelling():
+    """`client.wait_many([line for line in open("ids.txt")])` (ids with their line ends): the
+    API trims ids and answers the job under "<id>"; a client waiting for "<id>\\n" would never
+    see it and poll until the timeout (forever without one). Like `client.wait("<id>\\n")`, it
+    ends with the completed job."""
+    api = FakeApi()
+    job = api.add(status="completed")
+    time_ = FakeTime()
+    client = JobpipeClient(URL, "tok", session=FakeSession({URL: normalizing(api)}), sleep=time_.sleep, clock=time_.clock)
+    assert client.wait(job["id"] + "\n", timeout=60)["status"] == "completed"
+    final = client.wait_many([job["id"] + "\n"], timeout=60)
+    assert [j["status"] for j in final.values()] == ["completed"]
+
+
+@pytest.mark.parametrize("job_id", ["", "  ", "a,b"])
+def test_wait_many_refuses_an_id_the_api_would_drop_or_split_before_any_request(job_id):
+    """The API drops an empty id and splits one at its commas: a wait keyed by it would never
+    end. It is refused as an invalid job id, nothing sent."""
+    api = FakeApi()
+    session = FakeSession({URL: api})
+    client = JobpipeClient(URL, "tok", session=session)
+    with pytest.raises(JobpipeClientError) as raised:
+        client.wait_many([job_id], timeout=60)
+    assert raised.value.code == "invalid_job_id" and session.calls == []
+
+
+# -- fallbacks ---------------------------------------------------------------------------------------
+
+def finished_is_409(api):
+    """The API's DELETE: a finished job answers 409 job_finished."""
+    def answer(method, url, **kwargs):
+        job = api.jobs.get(url.rsplit("/", 1)[-1])
+        if method == "DELETE" and job and job["status"] in ("completed", "failed", "canceled"):
+            return make_response(method, url, 409, {"error": {"code": "job_finished", "message": f"job {job['id']} is {job['status']}"}})
+        return api(method, url, **kwargs)
+
+    return answer
+
+
+def test_a_cancel_that_the_primary_applied_but_answered_too_late_is_not_reported_as_refused():
+    """`jobpipe cancel ID` with a fallback URL: the primary cancels the job but its answer times
+    out; the fallback (same API) then answers 409 job_finished. `refused: job ... is canceled
+    (job_finished)`, exit 2, would report the cancel the user asked for as refused: exit 0 and
+    `ID canceled`."""
+    api = FakeApi()
+    job = api.add(status="queued")
+    served = finished_is_409(api)
+
+    def applies_then_times_out(method, url, **kwargs):
+        served(method, url, **kwargs)
+        raise requests.ReadTimeout("read timed out")
+
+    def make_client(args, env):
+        session = FakeSession({PRIMARY: applies_then_times_out, FALLBACK: served})
+        return JobpipeClient(PRIMARY, "tok", [FALLBACK], session=session)
+
+    result = run_main(["cancel", job["id"]], ENV, make_client)
+    assert api.jobs[job["id"]]["status"] == "canceled"
+    assert result.code == 0 and result.out.strip() == f"{job['id']} canceled", (result.code, result.err)
+
+
+def test_a_cancel_of_a_finished_job_answered_by_the_first_url_is_still_refused():
+    """Without an earlier URL that may have applied it, 409 job_finished is the answer: the job
+    had ended before this cancel (exit 2, the API's line)."""
+    api = FakeApi()
+    job = api.add(status="canceled")
+    result = run_main(["cancel", job["id"]], ENV,
+                      lambda args, env: JobpipeClient(PRIMARY, "tok", session=FakeSession({PRIMARY: finished_is_409(api)})))
+    assert result.code == 2 and "(job_finished)" in result.err
+
+
+def test_a_late_cancel_whose_job_completed_meanwhile_is_still_refused():
+    """The primary timed out and the fallback answers 409 job_finished, but the job completed:
+    no cancel happened, so the refusal stands."""
+    api = FakeApi()
+    job = api.add(status="completed")
+    session = FakeSession({PRIMARY: failing("timeout"), FALLBACK: finished_is_409(api)})
+    client = JobpipeClient(PRIMARY, "tok", [FALLBACK], session=session)
+    with pytest.raises(JobpipeClientError) as raised:
+        client.cancel(job["id"])
+    assert raised.value.code == "job_finished"
+
+
+# -- the API's own 5xx -------------------------------------------------------------------------------
+
+def test_a_503_from_the_api_keeps_its_code_instead_of_saying_it_could_not_be_reached():
+    """`jobpipe status ID` while the store is down: the API answers 503 with
+    `{"error": {"code": "store_unavailable", "message": "down"}}`. `the jobpipe API could not be
+    reached (http://api.test: HTTP 503)` would point at the network and drop what the API said:
+    the line names `store_unavailable`."""
+    result = run_cli(["status", "j-1"], server=failing("503"))
+    assert result.code == 3 and len(result.err_lines) == 1
+    assert "store_unavailable" in result.err and "could not be reached" not in result.err, result.err
+
+
+@pytest.fixture
+def keep_alive_server():
+    """A server on 127.0.0.1 answering every request on one kept-alive connection with a job."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    listener.settimeout(10)
+    body = json.dumps({"id": "j-1", "type": "demo.steps", "status": "running", "version": 1}).encode()
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    connections = []
+
+    def serve():
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        connections.append(conn)
+        with conn:
+            while conn.recv(65536):
+                conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", connections
+    finally:
+        listener.close()
+        for conn in connections:
+            conn.close()
+        thread.join(timeout=5)
+
+
+def test_the_headers_deadline_ends_with_its_request_not_on_the_next_one(keep_alive_server):
+    """The request timeout's watch over the headers stops once they arrived: a later request on
+    the same kept-alive connection, past the first one's deadline, is answered."""
+    url, connections = keep_alive_server
+    client = JobpipeClient(url, "tok", timeout=0.3)
+    assert client.get("j-1")["id"] == "j-1"
+    time.sleep(0.5)
+    assert client.get("j-1")["id"] == "j-1" and len(connections) == 1
