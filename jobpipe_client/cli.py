@@ -15,6 +15,7 @@ failure is one line on stderr.
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import math
 import os
@@ -128,14 +129,21 @@ def client_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Jobpipe
 
 
 def parse_payload(text: str) -> dict[str, Any]:
-    """The --payload value (JSON, or @file holding JSON) as an object; UsageError otherwise."""
+    """The --payload value (JSON, or @file holding JSON as UTF-8, with or without a leading byte
+    order mark) as an object; UsageError otherwise."""
     if text.startswith("@"):
         try:
-            text = Path(text[1:]).read_text(encoding="utf-8")
+            data = Path(text[1:]).read_bytes()
         except OSError as exc:
             raise UsageError(f"cannot read payload file {text[1:]!r}: {exc.strerror}") from None
+        # Windows editors save UTF-8 with a byte order mark, which json.loads refuses.
+        bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+        try:
+            text = data[bom:].decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise UsageError(f"payload file {text[1:]!r} is not UTF-8 text (byte {exc.start})") from None
+            raise UsageError(f"payload file {text[1:]!r} is not UTF-8 text (byte {bom + exc.start})") from None
+    else:
+        text = text.removeprefix("\ufeff")  # `--payload "$(cat file)"` keeps the file's mark
     try:
         payload = json.loads(text, parse_constant=not_json_constant)
     except ValueError as exc:

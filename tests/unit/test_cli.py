@@ -1,4 +1,5 @@
 """The `jobpipe` CLI's commands, output and exit codes, over the in-memory API (no sockets)."""
+import codecs
 import io
 import json
 import re
@@ -428,6 +429,32 @@ def test_an_upper_case_scheme_is_an_http_url():
 def test_status_of_several_unknown_jobs_is_one_line():
     result = run_cli(["status", "n1", "n2", "n3"])
     assert result.code == 2 and result.err_lines == ["jobpipe: jobs n1, n2, n3 not found"]
+
+
+# -- payloads saved with a byte order mark ----------------------------------------------------
+
+def test_a_payload_file_saved_with_a_utf8_bom_is_read(tmp_path):
+    """Notepad and other Windows editors save UTF-8 with a leading byte order mark; json.loads
+    refuses it (`Unexpected UTF-8 BOM`), so `--payload @payload.json` said "not valid JSON"."""
+    path = tmp_path / "payload.json"
+    path.write_bytes(codecs.BOM_UTF8 + b'{"steps": 3, "name": "caf\xc3\xa9"}')
+    assert parse_payload(f"@{path}") == {"steps": 3, "name": "café"}
+    api = FakeApi()
+    result = run_cli(["submit", "demo.steps", "--payload", f"@{path}"], api)
+    assert result.code == 0 and api.requests[0][2]["json"]["payload"] == {"steps": 3, "name": "café"}
+    path.write_bytes(codecs.BOM_UTF8 + b'{"a": "\xff"}')
+    result = run_cli(["submit", "demo.steps", "--payload", f"@{path}"], FakeApi())
+    assert result.code == 2 and "is not UTF-8 text (byte 10)" in result.err  # counted in the file
+
+
+def test_a_payload_given_inline_with_a_bom_is_read():
+    """`--payload "$(cat payload.json)"` keeps the file's BOM as the first character."""
+    assert parse_payload('\ufeff{"steps": 2}') == {"steps": 2}
+
+
+def test_only_one_leading_bom_is_taken():
+    with pytest.raises(UsageError, match="not valid JSON"):
+        parse_payload('\ufeff\ufeff{"steps": 2}')
 
 
 # -- stdout closed early ---------------------------------------------------------------------
