@@ -9,10 +9,12 @@ from jobpipe_client.errors import (
     SubmitInterruptedError,
     SubmitOutcomeUnknownError,
     WaitTimeoutError,
+    WaitUnavailableError,
 )
-from jobpipe_client.polling import Backoff, is_final
+from jobpipe_client.polling import DEFAULT_GIVE_UP_AFTER_S, Backoff, Outage, is_final
 
 __all__ = [
+    "DEFAULT_GIVE_UP_AFTER_S",
     "Backoff",
     "JobpipeAnswerError",
     "JobpipeClient",
@@ -20,8 +22,10 @@ __all__ = [
     "JobpipeError",
     "JobpipeInputError",
     "JobpipeUnavailableError",
+    "Outage",
     "SubmitInterruptedError",
     "SubmitOutcomeUnknownError",
     "WaitTimeoutError",
+    "WaitUnavailableError",
     "is_final",
 ]

@@ -8,7 +8,9 @@ Exit codes: 0 done (every watched job completed); 1 a watched job failed or was 
 host, or the API refused the request, e.g. an unknown job); 3 no API URL answered, or none with
 an answer that could be read, or the API said it is unavailable (its code is on the line); for
 a submit that may have been accepted, the line names the idempotency key to repeat it with,
-quoted for a shell; 4 a --timeout ran out; 130 interrupted (during a submit's request, with the
+quoted for a shell; a watch rides out polls that get no answer, and exits 3 only once they have
+failed for --give-up-after seconds in a row (default 60), or when its --timeout runs out while
+they fail; 4 a --timeout ran out; 130 interrupted (during a submit's request, with the
 key to repeat it with); 141 stdout was closed early (`jobpipe list | head`), quietly. Every
 failure is one line on stderr.
 """
@@ -36,7 +38,8 @@ from jobpipe_client.errors import (
     SubmitOutcomeUnknownError,
     WaitTimeoutError,
 )
-from jobpipe_client.progress_view import ProgressBoard, exit_code, jobs_table, plain_table
+from jobpipe_client.polling import DEFAULT_GIVE_UP_AFTER_S, Outage
+from jobpipe_client.progress_view import ProgressBoard, exit_code, jobs_table, outage_line, plain_table
 from jobpipe_client.transport import header_text, timeout_seconds
 
 EXIT_BAD_INPUT = 2
@@ -83,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--idempotency-key", type=parse_idempotency_key)
     submit.add_argument("--watch", action="store_true", help="follow the job until it ends")
     submit.add_argument("--timeout", type=parse_wait_timeout, metavar="SECONDS",
-                        help="with --watch: give up after SECONDS")
+                        help="with --watch: give up after SECONDS in all (exit 4)")
+    _give_up_flag(submit, "with --watch: ")
     _json_flag(submit, "the job as the API returns it (with --watch: as it ended)")
 
     status = commands.add_parser("status", parents=[connection], help="show jobs")
@@ -102,9 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     watch = commands.add_parser("watch", parents=[connection], help="follow jobs until they end")
     watch.add_argument("ids", nargs="+", metavar="ID")
-    watch.add_argument("--timeout", type=parse_wait_timeout, metavar="SECONDS", help="give up after SECONDS")
+    watch.add_argument("--timeout", type=parse_wait_timeout, metavar="SECONDS",
+                       help="give up after SECONDS in all (exit 4)")
+    _give_up_flag(watch)
     _json_flag(watch, "no progress display; a JSON list of the jobs as they ended")
     return parser
+
+
+def _give_up_flag(parser: argparse.ArgumentParser, lead: str = "") -> None:
+    parser.add_argument("--give-up-after", type=parse_wait_timeout, metavar="SECONDS",
+                        help=f"{lead}while the API does not answer (no connection, timeouts, 5xx), keep "
+                             f"reconnecting for up to SECONDS of failed polls in a row, then exit 3 "
+                             f"(default {DEFAULT_GIVE_UP_AFTER_S:g}; 0 gives up at the first)")
 
 
 def _json_flag(parser: argparse.ArgumentParser, what: str) -> None:
@@ -227,19 +240,22 @@ class Commands:
         if args.timeout is not None and not args.watch:
             raise UsageError("--timeout needs --watch: it bounds the wait for the job "
                              "(--request-timeout bounds each request)")
+        if args.give_up_after is not None and not args.watch:
+            raise UsageError("--give-up-after needs --watch: it bounds how long the watch rides out "
+                             "polls that get no answer")
         payload = parse_payload(args.payload)
         job = self.client.submit(args.type, payload, priority=args.priority, delay_seconds=args.delay,
                                  run_at=args.run_at, scope=args.scope, idempotency_key=args.idempotency_key)
         if args.json:
             if args.watch:
                 self.unshown_job = job["id"]  # stdout shows the job once it ends; a failure before names it
-                code = self._watch([job], args.timeout, as_json=True, single=True)
+                code = self._watch([job], args, as_json=True, single=True)
                 self.unshown_job = None
                 return code
             self._json(job)
             return 0
         self.out.print(job["id"], markup=False, highlight=False, soft_wrap=True)
-        return self._watch([job], args.timeout) if args.watch else 0
+        return self._watch([job], args) if args.watch else 0
 
     def status(self, args: argparse.Namespace) -> int:
         jobs = self.client.status_many(args.ids)
@@ -277,18 +293,32 @@ class Commands:
         jobs = self.client.status_many(args.ids)
         if self._report_unknown(jobs):
             return EXIT_BAD_INPUT
-        return self._watch(list(jobs.values()), args.timeout, as_json=args.json)
+        return self._watch(list(jobs.values()), args, as_json=args.json)
 
-    def _watch(self, jobs: list[dict[str, Any]], timeout: Optional[float], *, as_json: bool = False,
+    def _watch(self, jobs: list[dict[str, Any]], args: argparse.Namespace, *, as_json: bool = False,
                single: bool = False) -> int:
+        """Follow `jobs` to their end. Polls that get no answer are ridden out: on a terminal a
+        `reconnecting` status line under the bars; elsewhere one line on stderr as an outage
+        begins and one as it ends; with --json nothing (stdout is the jobs, stderr the failure)."""
+        give_up_after = DEFAULT_GIVE_UP_AFTER_S if args.give_up_after is None else args.give_up_after
         if as_json:
-            final = self.client.wait_many(jobs, timeout=timeout)
+            final = self.client.wait_many(jobs, timeout=args.timeout, give_up_after=give_up_after)
             self._json(next(iter(final.values())) if single else list(final.values()))
             return exit_code(final)
         board = ProgressBoard(self.out)
+
+        def on_outage(outage: Outage) -> None:
+            if board.live:
+                board.outage(outage)
+            elif outage.ended:
+                say(self.err, f"reconnected after {outage.since_s:.0f} s")
+            elif outage.failures == 1:
+                say(self.err, outage_line(outage))
+
         try:
             with board:
-                final = self.client.wait_many(jobs, timeout=timeout, on_change=board.update)
+                final = self.client.wait_many(jobs, timeout=args.timeout, on_change=board.update,
+                                              give_up_after=give_up_after, on_outage=on_outage)
         finally:
             board.summary()
         return exit_code(final)

@@ -17,13 +17,24 @@ from jobpipe_client.errors import (
     SubmitInterruptedError,
     SubmitOutcomeUnknownError,
     WaitTimeoutError,
+    WaitUnavailableError,
 )
-from jobpipe_client.polling import Backoff, changed, is_final
+from jobpipe_client.polling import (
+    DEFAULT_GIVE_UP_AFTER_S,
+    RECONNECT_FIRST_S,
+    RECONNECT_MAX_S,
+    RETRY_AFTER_MAX_S,
+    Backoff,
+    Outage,
+    changed,
+    is_final,
+)
 from jobpipe_client.transport import FailoverTransport, header_text
 
 Job = dict[str, Any]
 JobRef = Union[str, Mapping[str, Any]]
 OnChange = Callable[[Job], None]
+OnOutage = Callable[[Outage], None]
 BATCH_LIMIT = 100  # ids per POST /jobs/status
 PAGE_LIMIT = 100  # jobs per GET /jobs page
 QUOTED_BODY_CHARS = 200  # of an error body that is not the API's (a gateway's HTML page, say)
@@ -49,7 +60,8 @@ class JobpipeClient:
     ) -> None:
         """`base_url` is tried first on every call, then each of `fallback_urls`; `timeout` is
         per request, in seconds, body included (a throttled request is retried within it). `sleep`,
-        `clock` and `backoff` pace `wait` and those retries (swappable in tests). ValueError for a
+        `clock` and `backoff` pace `wait` (its polls, and its pauses while no poll is answered)
+        and those retries (swappable in tests). ValueError for a
         URL that is not http(s) with a host, a token that cannot be sent in a header (printable
         ASCII only) or a timeout that is not above 0."""
         self.transport = FailoverTransport([base_url, *fallback_urls], token=token, timeout_s=timeout,
@@ -162,11 +174,27 @@ class JobpipeClient:
 
     # -- waiting ----------------------------------------------------------------------------
 
-    def wait(self, job: JobRef, timeout: Optional[float] = None, on_change: Optional[OnChange] = None) -> Job:
+    def wait(
+        self,
+        job: JobRef,
+        timeout: Optional[float] = None,
+        on_change: Optional[OnChange] = None,
+        *,
+        give_up_after: Optional[float] = DEFAULT_GIVE_UP_AFTER_S,
+        on_outage: Optional[OnOutage] = None,
+    ) -> Job:
         """Poll until the job completes, fails or is canceled; returns its final state.
         Pass the job `submit` returned to start from it instead of reading it at once.
         `on_change(job)` sees each new state. Raises WaitTimeoutError after `timeout` s
-        (ValueError when it is not a number >= 0)."""
+        (ValueError when it is not a number >= 0).
+
+        A poll no URL answered (no connection, no answer in time, a throttle, a 5xx) is asked
+        again after 1 s, doubling up to 10 s (longer when a Retry-After asks); `on_outage` sees
+        an Outage after each such poll and once more when a poll is answered again. The wait
+        raises WaitUnavailableError (a JobpipeUnavailableError) once the polls have failed for
+        `give_up_after` s in a row (default 60; 0 gives up at the first; None never), or when
+        `timeout` runs out while they fail. A 4xx (JobpipeClientError) or an answer of the
+        wrong shape (JobpipeAnswerError) ends the wait at once, as it does any call."""
         job_id, known = _ref(job)
         etag: Optional[str] = None
 
@@ -175,25 +203,35 @@ class JobpipeClient:
             fresh, etag = self._get_conditional(job_id, etag)
             return {job_id: fresh} if fresh is not None else {}
 
-        return self._watch({job_id: known}, poll, timeout, on_change)[job_id]
+        return self._watch({job_id: known}, poll, timeout, on_change, give_up_after, on_outage)[job_id]
 
     def wait_many(
-        self, jobs: Iterable[JobRef], timeout: Optional[float] = None, on_change: Optional[OnChange] = None
+        self,
+        jobs: Iterable[JobRef],
+        timeout: Optional[float] = None,
+        on_change: Optional[OnChange] = None,
+        *,
+        give_up_after: Optional[float] = DEFAULT_GIVE_UP_AFTER_S,
+        on_outage: Optional[OnOutage] = None,
     ) -> dict[str, Job]:
-        """`wait` for several jobs with one batch request per poll; unknown ids end as
-        `not_found`. Returns the final states by id, in the order given."""
+        """`wait` for several jobs with one batch request per poll (per 100 ids); unknown ids
+        end as `not_found`. Returns the final states by id, in the order given. A poll is
+        answered only when every batch of it is: the tags of its batches are kept then, so a
+        change one batch showed is seen again after another batch failed."""
         known = dict(_ref(job) for job in jobs)
         ids = list(known)
         etags: dict[int, Optional[str]] = {}
 
         def poll() -> dict[str, Job]:
             fresh: dict[str, Job] = {}
+            tags: dict[int, Optional[str]] = {}
             for start in range(0, len(ids), BATCH_LIMIT):
-                answer, etags[start] = self._status_batch(ids[start : start + BATCH_LIMIT], etags.get(start))
+                answer, tags[start] = self._status_batch(ids[start : start + BATCH_LIMIT], etags.get(start))
                 fresh.update(answer or {})
+            etags.update(tags)
             return fresh
 
-        return self._watch(known, poll, timeout, on_change)
+        return self._watch(known, poll, timeout, on_change, give_up_after, on_outage)
 
     def _watch(
         self,
@@ -201,9 +239,13 @@ class JobpipeClient:
         poll: Callable[[], dict[str, Job]],
         timeout: Optional[float],
         on_change: Optional[OnChange],
+        give_up_after: Optional[float],
+        on_outage: Optional[OnOutage],
     ) -> dict[str, Job]:
         if timeout is not None and not timeout >= 0:  # also true for NaN, which would wait forever
             raise ValueError(f"a wait's timeout must be a number of seconds >= 0, not {timeout!r}")
+        if give_up_after is not None and not give_up_after >= 0:
+            raise ValueError(f"a wait's give_up_after must be a number of seconds >= 0 or None, not {give_up_after!r}")
 
         def absorb(fresh: dict[str, Job]) -> bool:
             moved = False
@@ -215,23 +257,46 @@ class JobpipeClient:
                         on_change(job)
             return moved
 
+        def seen() -> dict[str, Job]:
+            return {i: j for i, j in known.items() if j is not None}
+
         deadline = None if timeout is None else self._clock() + timeout
         for job in known.values():
             if job is not None and on_change is not None:
                 on_change(job)
-        if any(job is None for job in known.values()):
-            absorb(poll())
         backoff = self._backoff()
         moved = True
-        while not all(is_final(job) for job in known.values()):
-            delay = backoff.next_delay(moved)
-            if deadline is not None:
-                remaining = deadline - self._clock()
-                if remaining <= 0:
-                    raise WaitTimeoutError(timeout or 0.0, {i: j for i, j in known.items() if j is not None})
-                delay = min(delay, remaining)
-            self._sleep(delay)
-            moved = absorb(poll())
+        outage: Optional[_OutageClock] = None
+        first = any(job is None for job in known.values())  # to read at once
+        while first or not all(is_final(job) for job in known.values()):
+            if not first:
+                delay = outage.retry_in_s if outage is not None else backoff.next_delay(moved)
+                if deadline is not None:
+                    remaining = deadline - self._clock()
+                    if remaining <= 0:
+                        if outage is not None:  # the jobs' state is not known: the API is not answering
+                            raise WaitUnavailableError(outage.error, outage.since_s(self._clock()), seen(),
+                                                       timeout_s=timeout or 0.0)
+                        raise WaitTimeoutError(timeout or 0.0, seen())
+                    delay = min(delay, remaining)
+                self._sleep(delay)
+            first = False
+            sent = self._clock()
+            try:
+                fresh = poll()
+            except JobpipeUnavailableError as exc:
+                outage = outage or _OutageClock(sent, give_up_after)
+                outage.failed(exc, self._clock())
+                if outage.over(self._clock()):
+                    raise WaitUnavailableError(exc, outage.since_s(self._clock()), seen()) from None
+                if on_outage is not None:
+                    on_outage(outage.report(self._clock()))
+                continue
+            if outage is not None:
+                if on_outage is not None:
+                    on_outage(outage.report(self._clock(), ended=True))
+                outage = None
+            moved = absorb(fresh)
         return known  # type: ignore[return-value]  # every entry is final, so none is None
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -252,6 +317,39 @@ class JobpipeClient:
 
     def _call(self, method: str, path: str, fits: Callable[[Any], bool], what: str, **kwargs: Any) -> Any:
         return _answer(self.transport.request(method, path, **kwargs), fits, what)
+
+
+class _OutageClock:
+    """The polls failing in a row since `started` (the clock when the first of them was sent):
+    the pause before the next, and whether the wait should give up."""
+
+    def __init__(self, started: float, give_up_after: Optional[float]) -> None:
+        self.started = started
+        self.give_up_after = give_up_after
+        self.failures = 0
+        self.error: JobpipeUnavailableError
+        self.retry_in_s = 0.0
+        self._backoff = Backoff(initial_s=RECONNECT_FIRST_S, maximum_s=RECONNECT_MAX_S, factor=2)
+
+    def since_s(self, now: float) -> float:
+        return max(0.0, now - self.started)
+
+    def failed(self, error: JobpipeUnavailableError, now: float) -> None:
+        self.failures += 1
+        self.error = error
+        pause = self._backoff.next_delay(self.failures == 1)
+        if error.retry_after_s is not None:
+            pause = max(pause, min(error.retry_after_s, RETRY_AFTER_MAX_S))
+        if self.give_up_after is not None:  # the last try comes at the bound, never past it
+            pause = min(pause, self.give_up_after - self.since_s(now))
+        self.retry_in_s = pause
+
+    def over(self, now: float) -> bool:
+        return self.give_up_after is not None and self.since_s(now) >= self.give_up_after
+
+    def report(self, now: float, ended: bool = False) -> Outage:
+        return Outage(self.error, self.failures, self.since_s(now), 0.0 if ended else self.retry_in_s,
+                      self.give_up_after, ended)
 
 
 def _ref(job: JobRef) -> tuple[str, Optional[Job]]:

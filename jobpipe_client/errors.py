@@ -31,12 +31,14 @@ class JobpipeUnavailableError(JobpipeError):
     """Every URL failed (connection error, timeout, throttle or 5xx). `failures` is
     [(url, reason)]; `may_have_arrived` says whether a URL may have acted on the request;
     `api_errors` maps a URL that answered a 5xx in the API's own error shape to its `code`
-    (e.g. `store_unavailable`): the API was reached there, and said why it could not serve."""
+    (e.g. `store_unavailable`): the API was reached there, and said why it could not serve;
+    `retry_after_s` is the longest `Retry-After` (in seconds) a URL answered with, if any."""
 
     def __init__(self, failures: list[tuple[str, str]], may_have_arrived: bool = False,
-                 api_errors: Optional[Mapping[str, str]] = None) -> None:
+                 api_errors: Optional[Mapping[str, str]] = None, retry_after_s: Optional[float] = None) -> None:
         tried = "; ".join(f"{url}: {reason}" for url, reason in failures)
         self.api_errors = dict(api_errors or {})
+        self.retry_after_s = retry_after_s
         # "Could not be reached" would send the reader to the network when the API answered.
         lead = "the jobpipe API is unavailable" if self.api_errors else "the jobpipe API could not be reached"
         super().__init__(f"{lead} ({tried})")
@@ -60,7 +62,8 @@ class SubmitOutcomeUnknownError(JobpipeUnavailableError):
     `idempotency_key` is safe: the API answers with the job it made, or makes it once."""
 
     def __init__(self, cause: JobpipeUnavailableError, idempotency_key: str) -> None:
-        super().__init__(cause.failures, may_have_arrived=True, api_errors=cause.api_errors)
+        super().__init__(cause.failures, may_have_arrived=True, api_errors=cause.api_errors,
+                         retry_after_s=cause.retry_after_s)
         self.idempotency_key = idempotency_key
         self.args = (f"{cause}; the job may have been accepted: repeating the submit with idempotency key "
                      f"{idempotency_key} is safe (it makes no second job)",)
@@ -74,6 +77,28 @@ class WaitTimeoutError(JobpipeError):
         super().__init__(f"gave up after {timeout_s:g} s waiting for {', '.join(pending) or 'jobs'}")
         self.timeout_s = timeout_s
         self.jobs = jobs
+
+
+class WaitUnavailableError(JobpipeUnavailableError):
+    """A wait gave up because no poll was answered (every URL failed: no connection, no answer
+    in time, a throttle or a 5xx) for `outage_s` seconds in a row: its `give_up_after`, or less
+    when its timeout ran out meanwhile (`timed_out`). `failures`, `api_errors` and
+    `retry_after_s` are the last poll's; `jobs` holds the last state seen, by id."""
+
+    def __init__(self, cause: JobpipeUnavailableError, outage_s: float, jobs: dict[str, dict[str, Any]],
+                 timeout_s: Optional[float] = None) -> None:
+        super().__init__(cause.failures, may_have_arrived=cause.may_have_arrived, api_errors=cause.api_errors,
+                         retry_after_s=cause.retry_after_s)
+        pending = ", ".join(i for i, j in jobs.items() if not is_final(j)) or "jobs"
+        if timeout_s is not None:
+            end = (f"the wait for {pending} ran out of time ({timeout_s:g} s) while no poll had been answered "
+                   f"for {outage_s:.0f} s")
+        else:
+            end = f"no poll was answered for {outage_s:.0f} s, so the wait for {pending} gave up"
+        self.args = (f"{cause}; {end}",)
+        self.outage_s = outage_s
+        self.jobs = jobs
+        self.timed_out = timeout_s is not None
 
 
 

@@ -2,13 +2,27 @@
 
 The schedule follows the job-queue polling strategy jobpipe's clients use: start at 2 s, keep
 that pace while something changes, and stretch the interval by half each time nothing changed,
-up to 30 s; any change brings it back to the start."""
+up to 30 s; any change brings it back to the start.
+
+A poll that no URL answered (an outage: no connection, no answer in time, a throttle, a 5xx) is
+asked again sooner, after 1 s, doubling up to 10 s (longer when the API's `Retry-After` asks),
+until an answer comes or the polls have failed for `give_up_after` seconds in a row. The default
+bound, a minute, outlasts what interrupts an API for a moment (a redeploy, a cold start, a
+gateway's 502/504, a store failing over, a laptop changing networks) and still reports a real
+outage within about a minute."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
+
+if TYPE_CHECKING:
+    from jobpipe_client.errors import JobpipeUnavailableError
 
 FINAL_STATUSES = frozenset({"completed", "failed", "canceled", "not_found"})
+DEFAULT_GIVE_UP_AFTER_S = 60.0  # of polls failing in a row before a wait gives up
+RECONNECT_FIRST_S = 1.0  # pause after the first failed poll of an outage
+RECONNECT_MAX_S = 10.0  # the longest pause of the backoff (a Retry-After may ask for more)
+RETRY_AFTER_MAX_S = 600.0  # a longer Retry-After is taken as this (a bad header cannot stall a wait)
 
 
 def is_final(job: Optional[dict[str, Any]]) -> bool:
@@ -41,3 +55,18 @@ class Backoff:
         else:
             self._delay = min(self.maximum_s, self._delay * self.factor)
         return self._delay
+
+
+@dataclass(frozen=True)
+class Outage:
+    """What a wait's `on_outage` sees: after each poll no URL answered (`ended` false), and once
+    when a poll is answered again (`ended` true). `error` is the last failure, `failures` the
+    polls failed in a row, `since_s` the seconds since the first of them was sent, `retry_in_s`
+    the pause before the next poll (0 once ended), `give_up_after_s` the bound (None: none)."""
+
+    error: "JobpipeUnavailableError"
+    failures: int
+    since_s: float
+    retry_in_s: float
+    give_up_after_s: Optional[float]
+    ended: bool = False

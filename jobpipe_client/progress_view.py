@@ -1,8 +1,14 @@
 """What `jobpipe watch` shows: a live progress bar per job on a terminal, a line per change
-otherwise (logs, pipes), and the exit code the jobs' final states make."""
+otherwise (logs, pipes), and the exit code the jobs' final states make. While the API does not
+answer, a terminal shows one `reconnecting` status line under the bars, replaced after each
+failed poll and removed once a poll is answered."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
+
+from rich.console import RenderableType
+
+from jobpipe_client.polling import Outage
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressBar, ProgressColumn, Task, TaskID, TextColumn
@@ -71,6 +77,28 @@ class _StatusBarColumn(BarColumn):
                            complete_style=colour, finished_style=colour)
 
 
+def outage_line(outage: Outage) -> str:
+    """One line for a poll no URL answered: why each URL failed, when the next try is and when
+    the wait gives up, e.g. `reconnecting: no answer from the API for 3 s (http://…: timed out
+    after 10 s); next try in 4 s, giving up after 60 s`."""
+    reasons = "; ".join(f"{url}: {reason}" for url, reason in outage.error.failures)
+    lasted = f" for {outage.since_s:.0f} s" if outage.since_s >= 1 else ""
+    bound = f", giving up after {outage.give_up_after_s:g} s" if outage.give_up_after_s is not None else ""
+    return " ".join(f"reconnecting: no answer from the API{lasted} ({reasons}); "
+                    f"next try in {outage.retry_in_s:.0f} s{bound}".split())
+
+
+class _BoardProgress(Progress):
+    """Progress with an optional status line under the bars."""
+
+    note: Optional[Text] = None
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield from super().get_renderables()
+        if self.note is not None:
+            yield self.note
+
+
 class ProgressBoard:
     """Shows jobs as they change. Use as a context manager around the wait; feed `update(job)`."""
 
@@ -79,7 +107,7 @@ class ProgressBoard:
         self.live = self.console.is_terminal
         self.jobs: dict[str, dict[str, Any]] = {}
         self._tasks: dict[str, TaskID] = {}
-        self._progress = Progress(
+        self._progress = _BoardProgress(
             TextColumn("{task.description}", markup=False),  # ids and types are the server's text
             _StatusBarColumn(bar_width=30),
             TextColumn("{task.percentage:>5.1f}%"),
@@ -97,7 +125,22 @@ class ProgressBoard:
 
     def __exit__(self, *exc: Any) -> None:
         if self.live:
+            self._progress.note = None  # the status of an outage ends with the display
             self._progress.stop()
+
+    @property
+    def note(self) -> Optional[Text]:
+        """The status line shown under the bars, if any."""
+        return self._progress.note
+
+    def outage(self, outage: Outage) -> None:
+        """On a terminal, the `reconnecting` status line (replaced each time, removed when the
+        outage has ended); elsewhere nothing (the caller says it in its own lines)."""
+        if not self.live:
+            return
+        self._progress.note = None if outage.ended else Text(outage_line(outage), style="yellow",
+                                                              overflow="ellipsis", no_wrap=True)
+        self._progress.refresh()
 
     def update(self, job: dict[str, Any]) -> None:
         self.jobs[job["id"]] = job

@@ -80,9 +80,11 @@ class FailoverTransport:
         have received the request and acted on it (no answer in time, a 5xx, a dropped
         connection, an answer that could not be read), false when none can have (refused, or
         throttled throughout). After an answer, `earlier_may_have_arrived` says the same of the
-        URLs that failed before it (an answer to a repeat may then reflect the first try)."""
+        URLs that failed before it (an answer to a repeat may then reflect the first try). The
+        error's `retry_after_s` is the longest Retry-After a throttle or a 5xx answered with."""
         failures: list[tuple[str, str]] = []
         api_errors: dict[str, str] = {}
+        retry_after: Optional[float] = None  # the longest Retry-After of a throttle or a 5xx
         arrived = False
         self.earlier_may_have_arrived = False
         for url in self.urls:
@@ -104,6 +106,9 @@ class FailoverTransport:
                 failures.append((url, f"its answer could not be read ({type(exc).__name__})"))
                 arrived = True
                 continue
+            if is_throttle(response) or response.status_code >= 500:
+                if (asked := _retry_after_s(response)) is not None:
+                    retry_after = max(retry_after or 0.0, asked)
             if is_throttle(response):
                 failures.append((url, f"throttled (HTTP {THROTTLED}) for {self.timeout_s:g} s"))
                 continue
@@ -116,7 +121,8 @@ class FailoverTransport:
             self.last_url = url
             self.earlier_may_have_arrived = arrived
             return response
-        raise JobpipeUnavailableError(failures, may_have_arrived=arrived, api_errors=api_errors)
+        raise JobpipeUnavailableError(failures, may_have_arrived=arrived, api_errors=api_errors,
+                                      retry_after_s=retry_after)
 
     def _until_not_throttled(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """The URL's answer, asked again while it is a 429 and the request's timeout allows."""
