@@ -17,18 +17,24 @@ failure is one line on stderr.
 from __future__ import annotations
 
 import argparse
-import codecs
 import json
-import math
 import os
 import shlex
 import sys
-from pathlib import Path
 from typing import Any, Callable, Mapping, NoReturn, Optional, Sequence, TextIO
 
 from rich.console import Console
 
-from jobpipe_client.client import MAX_PAYLOAD_DEPTH, JobpipeClient, nested_deeper_than, not_json_constant
+from jobpipe_client.cli_options import (
+    UsageError,
+    parse_delay,
+    parse_idempotency_key,
+    parse_payload,
+    parse_request_timeout,
+    parse_run_at,
+    parse_wait_timeout,
+)
+from jobpipe_client.client import JobpipeClient
 from jobpipe_client.errors import (
     JobpipeClientError,
     JobpipeError,
@@ -40,7 +46,6 @@ from jobpipe_client.errors import (
 )
 from jobpipe_client.polling import DEFAULT_GIVE_UP_AFTER_S, Outage
 from jobpipe_client.progress_view import ProgressBoard, exit_code, jobs_table, outage_line, plain_table
-from jobpipe_client.transport import header_text, timeout_seconds
 
 EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 3
@@ -48,10 +53,6 @@ EXIT_TIMEOUT = 4
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a command whose reader went away
 STATUSES = ("queued", "running", "retrying", "completed", "failed", "canceled")
-
-
-class UsageError(Exception):
-    """Input the CLI refuses before calling the API."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -139,94 +140,6 @@ def client_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Jobpipe
                              timeout=getattr(args, "request_timeout", 10.0))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-
-
-def parse_payload(text: str) -> dict[str, Any]:
-    """The --payload value (JSON, or @file holding JSON as UTF-8, with or without a leading byte
-    order mark) as an object; UsageError otherwise."""
-    if text.startswith("@"):
-        try:
-            data = Path(text[1:]).read_bytes()
-        except OSError as exc:
-            raise UsageError(f"cannot read payload file {text[1:]!r}: {exc.strerror}") from None
-        # Windows editors save UTF-8 with a byte order mark, which json.loads refuses.
-        bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
-        try:
-            text = data[bom:].decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise UsageError(f"payload file {text[1:]!r} is not UTF-8 text (byte {bom + exc.start})") from None
-    else:
-        text = text.removeprefix("\ufeff")  # `--payload "$(cat file)"` keeps the file's mark
-    try:
-        payload = json.loads(text, parse_constant=not_json_constant)
-    except ValueError as exc:
-        raise UsageError(f"--payload is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise UsageError("--payload is nested too deeply") from None
-    if not isinstance(payload, dict):
-        raise UsageError("--payload must be a JSON object, e.g. '{\"steps\": 10}'")
-    # json.loads took it, but sending it means encoding it again, deeper in the stack.
-    if nested_deeper_than(payload, MAX_PAYLOAD_DEPTH):
-        raise UsageError(f"--payload is nested too deeply (more than {MAX_PAYLOAD_DEPTH} levels)")
-    return payload
-
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_delay(text: str) -> int:
-    """`90`, `90s`, `15m`, `6h`, `3d` -> seconds (argparse reports a refusal in one line)."""
-    value = text.strip().lower()
-    unit = _UNITS.get(value[-1:], None)
-    number = value[:-1] if unit else value
-    if not (number.isascii() and number.isdigit()):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: give seconds or a number with s, m, h or d")
-    return int(number) * (unit or 1)
-
-
-def _seconds(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-
-
-def parse_request_timeout(text: str) -> float:
-    """--request-timeout: seconds above 0, up to a day (a request has to end: no nan or inf)."""
-    try:
-        return timeout_seconds(_seconds(text))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def parse_wait_timeout(text: str) -> float:
-    """--timeout: seconds, 0 or more, finite (a wait for nan seconds would never run out)."""
-    seconds = _seconds(text)
-    if not 0 <= seconds < math.inf:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds, 0 or more")
-    return seconds
-
-
-def parse_idempotency_key(text: str) -> str:
-    """--idempotency-key: text that can go in a header as it is. The client checks the rest (not
-    empty, no space at either end, at most 255 characters) before sending."""
-    try:
-        return header_text(text, "the idempotency key")
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def parse_run_at(text: str) -> str:
-    """ISO 8601 with a zone, passed on as given (the API checks the range)."""
-    from datetime import datetime
-
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time (e.g. 2027-01-31T09:00:00Z)") from None
-    if moment.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} needs a zone, e.g. 2027-01-31T09:00:00Z or +01:00")
-    return moment.isoformat()
 
 
 class Commands:

@@ -4,32 +4,31 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import datetime
-from typing import Any, Callable, Iterable, Iterator, Mapping, NoReturn, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import requests
 
+from jobpipe_client.answers import answer, is_batch, is_job, is_page
 from jobpipe_client.errors import (
     JobpipeAnswerError,
     JobpipeClientError,
     JobpipeError,
-    JobpipeInputError,
     JobpipeUnavailableError,
     SubmitInterruptedError,
     SubmitOutcomeUnknownError,
     WaitTimeoutError,
     WaitUnavailableError,
 )
+from jobpipe_client.inputs import batch_id, check_idempotency_key, check_payload, path_id
 from jobpipe_client.polling import (
     DEFAULT_GIVE_UP_AFTER_S,
-    RECONNECT_FIRST_S,
-    RECONNECT_MAX_S,
-    RETRY_AFTER_MAX_S,
     Backoff,
     Outage,
+    OutageClock,
     changed,
     is_final,
 )
-from jobpipe_client.transport import FailoverTransport, header_text
+from jobpipe_client.transport import FailoverTransport
 
 Job = dict[str, Any]
 JobRef = Union[str, Mapping[str, Any]]
@@ -37,12 +36,6 @@ OnChange = Callable[[Job], None]
 OnOutage = Callable[[Outage], None]
 BATCH_LIMIT = 100  # ids per POST /jobs/status
 PAGE_LIMIT = 100  # jobs per GET /jobs page
-QUOTED_BODY_CHARS = 200  # of an error body that is not the API's (a gateway's HTML page, say)
-MAX_KEY_CHARS = 255  # the API's limit on an Idempotency-Key
-# JSON encoders and parsers (requests', the API's) recurse once per level of nesting and give up
-# near Python's recursion limit (1000 frames), less the frames of whoever calls them; half of it
-# leaves room for any caller, and no real payload comes near it.
-MAX_PAYLOAD_DEPTH = 500
 
 
 class JobpipeClient:
@@ -102,7 +95,7 @@ class JobpipeClient:
         if scope is not None:
             body["scope"] = scope
         try:
-            return self._call("POST", "/jobs", _is_job, "a job", json=body, headers={"Idempotency-Key": key})
+            return self._call("POST", "/jobs", is_job, "a job", json=body, headers={"Idempotency-Key": key})
         except KeyboardInterrupt as exc:  # the request may be out: the key is what repeats it safely
             raise SubmitInterruptedError(key) from exc
         except JobpipeAnswerError as exc:  # it arrived, but what it made cannot be read
@@ -115,14 +108,14 @@ class JobpipeClient:
 
     def get(self, job_id: str) -> Job:
         """The job; raises JobpipeClientError (code `job_not_found`) for an unknown id."""
-        return self._call("GET", f"/jobs/{_path_id(job_id)}", _is_job, "a job")
+        return self._call("GET", f"/jobs/{path_id(job_id)}", is_job, "a job")
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a queued job now, or ask a running one to stop (`cancel_requested`). When a URL
         that may have applied the cancel gave no answer in time and a fallback then answers 409
         `job_finished`, the job is read: canceled, it is returned (that cancel was this one)."""
         try:
-            return self._call("DELETE", f"/jobs/{_path_id(job_id)}", _is_job, "a job")
+            return self._call("DELETE", f"/jobs/{path_id(job_id)}", is_job, "a job")
         except JobpipeClientError as refusal:
             if refusal.code != "job_finished" or not self.transport.earlier_may_have_arrived:
                 raise
@@ -157,7 +150,7 @@ class JobpipeClient:
         while remaining is None or remaining > 0:
             params = {"status": status, "type": type, "cursor": cursor,
                       "limit": min(PAGE_LIMIT, remaining) if remaining is not None else PAGE_LIMIT}
-            page = self._call("GET", "/jobs", _is_page, "a page of jobs",
+            page = self._call("GET", "/jobs", is_page, "a page of jobs",
                               params={k: v for k, v in params.items() if v is not None})
             yield from page["jobs"]
             if remaining is not None:
@@ -266,7 +259,7 @@ class JobpipeClient:
                 on_change(job)
         backoff = self._backoff()
         moved = True
-        outage: Optional[_OutageClock] = None
+        outage: Optional[OutageClock] = None
         first = any(job is None for job in known.values())  # to read at once
         while first or not all(is_final(job) for job in known.values()):
             if not first:
@@ -285,7 +278,7 @@ class JobpipeClient:
             try:
                 fresh = poll()
             except JobpipeUnavailableError as exc:
-                outage = outage or _OutageClock(sent, give_up_after)
+                outage = outage or OutageClock(sent, give_up_after)
                 outage.failed(exc, self._clock())
                 if outage.over(self._clock()):
                     raise WaitUnavailableError(exc, outage.since_s(self._clock()), seen()) from None
@@ -304,184 +297,22 @@ class JobpipeClient:
     def _get_conditional(self, job_id: str, etag: Optional[str]) -> tuple[Optional[Job], Optional[str]]:
         """(job, etag), or (None, etag) when the job has not changed since `etag` (304)."""
         headers = {"If-None-Match": etag} if etag else {}
-        response = self.transport.request("GET", f"/jobs/{_path_id(job_id)}", headers=headers)
-        return _answer(response, _is_job, "a job", conditional=bool(etag)), response.headers.get("ETag", etag)
+        response = self.transport.request("GET", f"/jobs/{path_id(job_id)}", headers=headers)
+        return answer(response, is_job, "a job", conditional=bool(etag)), response.headers.get("ETag", etag)
 
     def _status_batch(self, ids: list[str], etag: Optional[str]) -> tuple[Optional[dict[str, Job]], Optional[str]]:
         headers = {"If-None-Match": etag} if etag else {}
         response = self.transport.request("POST", "/jobs/status", json={"job_ids": ids}, headers=headers)
-        answer = _answer(response, _is_batch, "the jobs asked for", conditional=bool(etag))
-        if answer is None:
+        batch = answer(response, is_batch, "the jobs asked for", conditional=bool(etag))
+        if batch is None:
             return None, etag
-        return {i: answer["jobs"][i] for i in answer["job_ids"]}, response.headers.get("ETag")
+        return {i: batch["jobs"][i] for i in batch["job_ids"]}, response.headers.get("ETag")
 
     def _call(self, method: str, path: str, fits: Callable[[Any], bool], what: str, **kwargs: Any) -> Any:
-        return _answer(self.transport.request(method, path, **kwargs), fits, what)
-
-
-class _OutageClock:
-    """The polls failing in a row since `started` (the clock when the first of them was sent):
-    the pause before the next, and whether the wait should give up."""
-
-    def __init__(self, started: float, give_up_after: Optional[float]) -> None:
-        self.started = started
-        self.give_up_after = give_up_after
-        self.failures = 0
-        self.error: JobpipeUnavailableError
-        self.retry_in_s = 0.0
-        self._backoff = Backoff(initial_s=RECONNECT_FIRST_S, maximum_s=RECONNECT_MAX_S, factor=2)
-
-    def since_s(self, now: float) -> float:
-        return max(0.0, now - self.started)
-
-    def failed(self, error: JobpipeUnavailableError, now: float) -> None:
-        self.failures += 1
-        self.error = error
-        pause = self._backoff.next_delay(self.failures == 1)
-        if error.retry_after_s is not None:
-            pause = max(pause, min(error.retry_after_s, RETRY_AFTER_MAX_S))
-        if self.give_up_after is not None:  # the last try comes at the bound, never past it
-            pause = min(pause, self.give_up_after - self.since_s(now))
-        self.retry_in_s = pause
-
-    def over(self, now: float) -> bool:
-        return self.give_up_after is not None and self.since_s(now) >= self.give_up_after
-
-    def report(self, now: float, ended: bool = False) -> Outage:
-        return Outage(self.error, self.failures, self.since_s(now), 0.0 if ended else self.retry_in_s,
-                      self.give_up_after, ended)
+        return answer(self.transport.request(method, path, **kwargs), fits, what)
 
 
 def _ref(job: JobRef) -> tuple[str, Optional[Job]]:
     if isinstance(job, Mapping):
-        return _batch_id(job["id"]), dict(job)
-    return _batch_id(job), None
-
-
-def check_idempotency_key(key: str) -> str:
-    """`key` when the API will hold it as given: 1 to MAX_KEY_CHARS printable ASCII characters,
-    no space at either end (HTTP drops those, so the API would hold another key, and requests
-    refuses a leading one). JobpipeInputError otherwise, never quoting the key."""
-    try:
-        header_text(key, "the idempotency key")
-    except ValueError as exc:
-        raise JobpipeInputError(str(exc)) from None
-    problem = ("is empty" if not key
-               else f"is longer than {MAX_KEY_CHARS} characters" if len(key) > MAX_KEY_CHARS
-               else "starts or ends with a space" if key != key.strip(" ")
-               else None)
-    if problem:
-        raise JobpipeInputError(f"the idempotency key {problem}: it must be 1 to {MAX_KEY_CHARS} printable "
-                                "ASCII characters, with no space at either end")
-    return key
-
-
-def check_payload(payload: dict[str, Any]) -> dict[str, Any]:
-    """`payload` unless it nests deeper than MAX_PAYLOAD_DEPTH (JobpipeInputError): encoding it
-    would run out of recursion somewhere below the caller, as a RecursionError."""
-    if nested_deeper_than(payload, MAX_PAYLOAD_DEPTH):
-        raise JobpipeInputError(f"the payload is nested more than {MAX_PAYLOAD_DEPTH} levels deep")
-    return payload
-
-
-def nested_deeper_than(value: Any, limit: int) -> bool:
-    """True when lists and mappings in `value` nest more than `limit` levels. It walks with its
-    own stack, not recursion (the point is a value too deep to recurse through), and stops past
-    `limit`, so a value that contains itself ends too."""
-    pending = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        children = item.values() if isinstance(item, Mapping) else item if isinstance(item, (list, tuple)) else None
-        if children is None:
-            continue
-        if depth > limit:
-            return True
-        pending.extend((child, depth + 1) for child in children)
-    return False
-
-
-def _path_id(job_id: str) -> str:
-    """Ids go into the path as they are; one that would change the path (or cannot be part of
-    one: a control character, a lone surrogate from undecodable bytes) is refused here."""
-    job_id = str(job_id).strip()
-    if not job_id.isprintable() or not job_id or any(c in job_id for c in "/?#% ") or job_id in (".", ".."):
-        raise JobpipeClientError(400, "invalid_job_id", f"{job_id!r} is not a job id")
-    return job_id
-
-
-def _batch_id(job_id: Any) -> str:
-    """The id as the API answers it in a batch: it trims ids and splits them at commas, so a
-    wait keyed by another spelling would never see its job. An id the API would split or drop
-    (empty, or holding a comma) is refused here."""
-    text = str(job_id).strip()
-    if not text or "," in text:
-        raise JobpipeClientError(400, "invalid_job_id", f"{text!r} is not a job id")
-    return text
-
-
-def _answer(response: requests.Response, fits: Callable[[Any], bool], what: str, *, conditional: bool = False) -> Any:
-    """The JSON of a 2xx when `fits` says it is `what` the route returns, or None for a 304 to a
-    `conditional` request. A 4xx becomes JobpipeClientError with the API's code; anything else
-    (not JSON, the wrong shape, a 304 to a request that was not conditional) JobpipeAnswerError."""
-    status = response.status_code
-    if 400 <= status < 500:
-        raise _refusal(response)
-    if status == 304 and conditional:
-        return None
-
-    def unusable(how: str) -> JobpipeAnswerError:
-        return JobpipeAnswerError(response.request.method, response.url, f"answered HTTP {status}{how}")
-
-    if not 200 <= status < 300:
-        raise unusable(" to a request that was not conditional" if status == 304 else "")
-    try:
-        body = response.json(parse_constant=not_json_constant)
-    except (ValueError, RecursionError):
-        raise unusable(" with a body that is not JSON") from None
-    if not fits(body):
-        raise unusable(f" with JSON that is not {what}")
-    return body
-
-
-def not_json_constant(name: str) -> NoReturn:
-    """json's `parse_constant`: NaN and (-)Infinity, which json.loads accepts, are not JSON."""
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def _is_job(value: Any) -> bool:
-    """A job as the API shows one, in what the client and the CLI read of it."""
-    if not (isinstance(value, dict) and isinstance(value.get("id"), str) and value["id"]
-            and isinstance(value.get("status"), str)):
-        return False
-    progress, error = value.get("progress") or {}, value.get("error") or {}
-    return (isinstance(progress, dict) and isinstance(progress.get("percent") or 0, (int, float))
-            and isinstance(error, dict))
-
-
-def _is_batch(value: Any) -> bool:
-    """POST /jobs/status's answer: `job_ids` in order, and a job for each in `jobs`."""
-    jobs, order = (value.get("jobs"), value.get("job_ids")) if isinstance(value, dict) else (None, None)
-    return (isinstance(jobs, dict) and isinstance(order, list)
-            and all(isinstance(i, str) and _is_job(jobs.get(i)) for i in order))
-
-
-def _is_page(value: Any) -> bool:
-    """GET /jobs's answer: a list of jobs and the cursor of the next page, if any."""
-    return (isinstance(value, dict) and isinstance(value.get("jobs"), list) and all(map(_is_job, value["jobs"]))
-            and isinstance(value.get("next_cursor") or "", str))
-
-
-def _refusal(response: requests.Response) -> JobpipeClientError:
-    try:
-        body = response.json()
-    except (ValueError, RecursionError):
-        body = None
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict) and error.get("code"):
-        return JobpipeClientError(response.status_code, str(error["code"]), str(error.get("message", "")), error.get("details"))
-    # Not jobpipe's error shape (a gateway or proxy answered): keep what it said, in one line.
-    said = error if isinstance(error, dict) else body if isinstance(body, dict) else {}
-    message = " ".join(str(said.get("message") or response.text or response.reason).split())
-    if len(message) > QUOTED_BODY_CHARS:
-        message = message[: QUOTED_BODY_CHARS - 1] + "…"
-    return JobpipeClientError(response.status_code, f"http_{response.status_code}", message)
+        return batch_id(job["id"]), dict(job)
+    return batch_id(job), None

@@ -70,3 +70,36 @@ class Outage:
     retry_in_s: float
     give_up_after_s: Optional[float]
     ended: bool = False
+
+
+class OutageClock:
+    """The polls failing in a row since `started` (the clock when the first of them was sent):
+    the pause before the next, and whether the wait should give up."""
+
+    def __init__(self, started: float, give_up_after: Optional[float]) -> None:
+        self.started = started
+        self.give_up_after = give_up_after
+        self.failures = 0
+        self.error: JobpipeUnavailableError
+        self.retry_in_s = 0.0
+        self._backoff = Backoff(initial_s=RECONNECT_FIRST_S, maximum_s=RECONNECT_MAX_S, factor=2)
+
+    def since_s(self, now: float) -> float:
+        return max(0.0, now - self.started)
+
+    def failed(self, error: JobpipeUnavailableError, now: float) -> None:
+        self.failures += 1
+        self.error = error
+        pause = self._backoff.next_delay(self.failures == 1)
+        if error.retry_after_s is not None:
+            pause = max(pause, min(error.retry_after_s, RETRY_AFTER_MAX_S))
+        if self.give_up_after is not None:  # the last try comes at the bound, never past it
+            pause = min(pause, self.give_up_after - self.since_s(now))
+        self.retry_in_s = pause
+
+    def over(self, now: float) -> bool:
+        return self.give_up_after is not None and self.since_s(now) >= self.give_up_after
+
+    def report(self, now: float, ended: bool = False) -> Outage:
+        return Outage(self.error, self.failures, self.since_s(now), 0.0 if ended else self.retry_in_s,
+                      self.give_up_after, ended)

@@ -67,7 +67,6 @@ from chalicelib.adapters.dynamodb_items import (
     type_partition,
 )
 from chalicelib.domain.errors import (
-    InvalidRequestError,
     JobNotFoundError,
     ProgressRejectedError,
     RecordTooLargeError,

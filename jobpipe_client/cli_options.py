@@ -1,0 +1,105 @@
+"""What the `jobpipe` command line accepts: each option's parser. A refusal is one line: an
+argparse.ArgumentTypeError (argparse names the option) or, for the payload, a UsageError."""
+from __future__ import annotations
+
+import argparse
+import codecs
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jobpipe_client.answers import not_json_constant
+from jobpipe_client.inputs import MAX_PAYLOAD_DEPTH, nested_deeper_than
+from jobpipe_client.transport import header_text, timeout_seconds
+
+
+class UsageError(Exception):
+    """Input the CLI refuses before calling the API."""
+
+
+def parse_payload(text: str) -> dict[str, Any]:
+    """The --payload value (JSON, or @file holding JSON as UTF-8, with or without a leading byte
+    order mark) as an object; UsageError otherwise."""
+    if text.startswith("@"):
+        try:
+            data = Path(text[1:]).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read payload file {text[1:]!r}: {exc.strerror}") from None
+        # Windows editors save UTF-8 with a byte order mark, which json.loads refuses.
+        bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+        try:
+            text = data[bom:].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"payload file {text[1:]!r} is not UTF-8 text (byte {bom + exc.start})") from None
+    else:
+        text = text.removeprefix("\ufeff")  # `--payload "$(cat file)"` keeps the file's mark
+    try:
+        payload = json.loads(text, parse_constant=not_json_constant)
+    except ValueError as exc:
+        raise UsageError(f"--payload is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError("--payload is nested too deeply") from None
+    if not isinstance(payload, dict):
+        raise UsageError("--payload must be a JSON object, e.g. '{\"steps\": 10}'")
+    # json.loads took it, but sending it means encoding it again, deeper in the stack.
+    if nested_deeper_than(payload, MAX_PAYLOAD_DEPTH):
+        raise UsageError(f"--payload is nested too deeply (more than {MAX_PAYLOAD_DEPTH} levels)")
+    return payload
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_delay(text: str) -> int:
+    """`90`, `90s`, `15m`, `6h`, `3d` -> seconds (argparse reports a refusal in one line)."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:], None)
+    number = value[:-1] if unit else value
+    if not (number.isascii() and number.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: give seconds or a number with s, m, h or d")
+    return int(number) * (unit or 1)
+
+
+def _seconds(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+
+
+def parse_request_timeout(text: str) -> float:
+    """--request-timeout: seconds above 0, up to a day (a request has to end: no nan or inf)."""
+    try:
+        return timeout_seconds(_seconds(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_wait_timeout(text: str) -> float:
+    """--timeout: seconds, 0 or more, finite (a wait for nan seconds would never run out)."""
+    seconds = _seconds(text)
+    if not 0 <= seconds < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds, 0 or more")
+    return seconds
+
+
+def parse_idempotency_key(text: str) -> str:
+    """--idempotency-key: text that can go in a header as it is. The client checks the rest (not
+    empty, no space at either end, at most 255 characters) before sending."""
+    try:
+        return header_text(text, "the idempotency key")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_run_at(text: str) -> str:
+    """ISO 8601 with a zone, passed on as given (the API checks the range)."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time (e.g. 2027-01-31T09:00:00Z)") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a zone, e.g. 2027-01-31T09:00:00Z or +01:00")
+    return moment.isoformat()

@@ -1,0 +1,75 @@
+"""What the client refuses before sending anything: idempotency keys the API would not hold as
+given, payloads too deep to encode, job ids that would change a path or be split in a batch."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from jobpipe_client.errors import JobpipeClientError, JobpipeInputError
+from jobpipe_client.transport import header_text
+
+MAX_KEY_CHARS = 255  # the API's limit on an Idempotency-Key
+# JSON encoders and parsers (requests', the API's) recurse once per level of nesting and give up
+# near Python's recursion limit (1000 frames), less the frames of whoever calls them; half of it
+# leaves room for any caller, and no real payload comes near it.
+MAX_PAYLOAD_DEPTH = 500
+
+
+def check_idempotency_key(key: str) -> str:
+    """`key` when the API will hold it as given: 1 to MAX_KEY_CHARS printable ASCII characters,
+    no space at either end (HTTP drops those, so the API would hold another key, and requests
+    refuses a leading one). JobpipeInputError otherwise, never quoting the key."""
+    try:
+        header_text(key, "the idempotency key")
+    except ValueError as exc:
+        raise JobpipeInputError(str(exc)) from None
+    problem = ("is empty" if not key
+               else f"is longer than {MAX_KEY_CHARS} characters" if len(key) > MAX_KEY_CHARS
+               else "starts or ends with a space" if key != key.strip(" ")
+               else None)
+    if problem:
+        raise JobpipeInputError(f"the idempotency key {problem}: it must be 1 to {MAX_KEY_CHARS} printable "
+                                "ASCII characters, with no space at either end")
+    return key
+
+
+def check_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """`payload` unless it nests deeper than MAX_PAYLOAD_DEPTH (JobpipeInputError): encoding it
+    would run out of recursion somewhere below the caller, as a RecursionError."""
+    if nested_deeper_than(payload, MAX_PAYLOAD_DEPTH):
+        raise JobpipeInputError(f"the payload is nested more than {MAX_PAYLOAD_DEPTH} levels deep")
+    return payload
+
+
+def nested_deeper_than(value: Any, limit: int) -> bool:
+    """True when lists and mappings in `value` nest more than `limit` levels. It walks with its
+    own stack, not recursion (the point is a value too deep to recurse through), and stops past
+    `limit`, so a value that contains itself ends too."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, Mapping) else item if isinstance(item, (list, tuple)) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
+
+
+def path_id(job_id: str) -> str:
+    """Ids go into the path as they are; one that would change the path (or cannot be part of
+    one: a control character, a lone surrogate from undecodable bytes) is refused here."""
+    job_id = str(job_id).strip()
+    if not job_id.isprintable() or not job_id or any(c in job_id for c in "/?#% ") or job_id in (".", ".."):
+        raise JobpipeClientError(400, "invalid_job_id", f"{job_id!r} is not a job id")
+    return job_id
+
+
+def batch_id(job_id: Any) -> str:
+    """The id as the API answers it in a batch: it trims ids and splits them at commas, so a
+    wait keyed by another spelling would never see its job. An id the API would split or drop
+    (empty, or holding a comma) is refused here."""
+    text = str(job_id).strip()
+    if not text or "," in text:
+        raise JobpipeClientError(400, "invalid_job_id", f"{text!r} is not a job id")
+    return text
