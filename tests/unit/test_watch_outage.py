@@ -75,6 +75,17 @@ def always(kind):
     return at_most(200, answer)
 
 
+def interrupted_at_pause(time, n):
+    """A sleep on `time` that is interrupted (Ctrl-C) at its `n`th pause."""
+
+    def sleep(seconds):
+        time.sleep(seconds)
+        if len(time.sleeps) == n:
+            raise KeyboardInterrupt
+
+    return sleep
+
+
 def client_over(server, time, **kwargs):
     return JobpipeClient(URL, "tok", session=FakeSession({URL: server}), sleep=time.sleep, clock=time.clock,
                          backoff=lambda: Backoff(initial_s=1, maximum_s=4), **kwargs)
@@ -293,14 +304,8 @@ def test_ctrl_c_during_a_reconnect_pause_ends_the_wait():
     api = FakeApi()
     job = api.add(status="running")
     time = FakeTime()
-
-    def interrupted_on_the_third(seconds):
-        time.sleep(seconds)
-        if len(time.sleeps) == 3:
-            raise KeyboardInterrupt
-
     client = JobpipeClient(URL, "tok", session=FakeSession({URL: always("timeout")}),
-                           sleep=interrupted_on_the_third, clock=time.clock)
+                           sleep=interrupted_at_pause(time, 3), clock=time.clock)
     with pytest.raises(KeyboardInterrupt):
         client.wait(job)
 
@@ -428,13 +433,7 @@ def test_ctrl_c_during_a_reconnect_pause_is_exit_130():
     api = FakeApi()
     job = api.add(status="running")
     time = FakeTime()
-
-    def sleep(seconds):
-        time.sleep(seconds)
-        if len(time.sleeps) == 3:
-            raise KeyboardInterrupt
-
-    result = run(["watch", job["id"]], flaky(api, None, *["timeout"] * 10), sleep=sleep)
+    result = run(["watch", job["id"]], flaky(api, None, *["timeout"] * 10), sleep=interrupted_at_pause(time, 3))
     assert result.code == 130 and result.err_lines[-1] == "jobpipe: interrupted"
 
 
