@@ -78,6 +78,13 @@ class JobCancelledError(JobpipeError):
     code = "canceled"
 
 
+class AttemptEndedError(JobpipeError):
+    """Raised by a job context used to write (progress, spawn, artifact, complete, fail) after
+    its attempt ended: a context kept past the handler's return changes nothing."""
+
+    code = "attempt_ended"
+
+
 class HandlerError(JobpipeError):
     """Base of the errors a job handler raises to end an attempt; `code`, when given, is the
     failure's code on the job's record instead of the class's."""

@@ -45,6 +45,24 @@ def check_report(step: Optional[str], message: Optional[str], details: Optional[
         raise ProgressRejectedError(f"progress details must be JSON: {exc}") from None
     if size > MAX_DETAILS_BYTES:
         raise ProgressRejectedError(f"progress details are {size} bytes as JSON; at most {MAX_DETAILS_BYTES}")
+    key = _non_text_key(details)
+    if key is not None:  # json.dumps writes {1: ...} as {"1": ...}: it would not read back as given
+        raise ProgressRejectedError(f"progress details must be a JSON object: its keys are text, not {key!r}")
+
+
+def _non_text_key(value: Any) -> Any:
+    """The first key of an object in `value` (nested ones too) that is not text, else None."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, inner in item.items():
+                if not isinstance(key, str):
+                    return key
+                stack.append(inner)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return None
 
 
 def check_not_decreasing(current: float, requested: float) -> None:

@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
 from chalicelib.defaults import MAX_LABEL_CHARS
-from chalicelib.domain.errors import FatalJobError, InvalidArtifactError, JobCancelledError, JobTimeoutError
+from chalicelib.domain.errors import (
+    AttemptEndedError,
+    FatalJobError,
+    InvalidArtifactError,
+    JobCancelledError,
+    JobTimeoutError,
+)
 from chalicelib.domain.job import Job
 from chalicelib.ports import ArtifactInfo
 from chalicelib.worker.progress import ProgressReporter
@@ -60,6 +66,7 @@ class JobContext:
         self._last_cancel_check = monotonic()
         self._cancel_seen = False
         self._expired = threading.Event()
+        self._closed = threading.Event()
         self._completion: Optional[Completion] = None
         self._failure: Optional[Failure] = None
 
@@ -95,7 +102,7 @@ class JobContext:
         report kept and written when the interval ends, `force=True` written now. Raises
         ProgressRejectedError if the percent would decrease, and JobCancelledError once a
         cancel was requested, so a handler that reports progress stops cooperatively."""
-        self._check_expired()
+        self._check_writable()
         self._reporter.report(percent, step, message, details, force=force)
         if self.job.cancel_requested:
             self._cancel_seen = True
@@ -125,7 +132,7 @@ class JobContext:
     def complete(self, result: Any, message: Optional[str] = None) -> Completion:
         """Record the job's result and final message: the job completes with them when the
         handler returns, whatever it returns. A later call replaces an earlier one."""
-        self._check_expired()
+        self._check_writable()
         self._completion = Completion(result, message)
         return self._completion
 
@@ -135,6 +142,7 @@ class JobContext:
         refused). The first call decides; the handler should raise what this returns, but the
         job fails with the recorded code whatever the handler does next, unless it was
         canceled (a cancel request seen by the handler ends the job canceled)."""
+        self._check_writable()
         if self._failure is None:
             # A code is what consumers branch on: never empty, never a paragraph.
             self._failure = Failure(str(code).strip()[:MAX_LABEL_CHARS] or "handler_failed", str(message))
@@ -146,7 +154,7 @@ class JobContext:
               scope: Optional[str] = None) -> str:
         """Submit a child job (validated like any submission) and list it in this job's
         `children`; returns the child's id."""
-        self._check_expired()
+        self._check_writable()
         if self._spawn is None:
             raise RuntimeError("this context cannot spawn child jobs")
         self._spawned += 1
@@ -159,7 +167,7 @@ class JobContext:
         """Store an output of this job under `name` (replacing one of the same name): bytes
         as given, str as UTF-8 text, dict/list as JSON. Small text stays in the job's record,
         the rest goes to S3. Raises InvalidArtifactError."""
-        self._check_expired()
+        self._check_writable()
         if self._store_artifact is None:
             raise InvalidArtifactError("this worker has no artifact store configured")
         if isinstance(data, (bytes, bytearray)):
@@ -200,6 +208,20 @@ class JobContext:
         is still running raise instead of writing."""
         self._expired.set()
 
-    def _check_expired(self) -> None:
+    @property
+    def expired(self) -> bool:
+        """True once the attempt's time ran out (whatever the handler did with the timeout)."""
+        return self._expired.is_set()
+
+    def close(self) -> None:
+        """Called by the runner once the handler is done: the attempt is ending, so a context
+        kept past it (by a thread, a callback) refuses every call that writes."""
+        self._closed.set()
+
+    def _check_writable(self) -> None:
         if self._expired.is_set():
             raise JobTimeoutError(f"attempt {self.attempt} of job {self.job_id} timed out")
+        if self._closed.is_set():
+            raise AttemptEndedError(
+                f"attempt {self.attempt} of job {self.job_id} has ended: its context no longer reports "
+                "progress, completes, fails, spawns or stores artifacts (use it only while the handler runs)")

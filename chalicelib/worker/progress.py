@@ -11,8 +11,9 @@ import time
 from typing import Any, Callable, Optional
 
 from chalicelib.domain.errors import JobpipeError
+from chalicelib.domain.events import clip
 from chalicelib.domain.job import Job, Progress
-from chalicelib.domain.progress import check_not_decreasing, check_report, clamp_percent
+from chalicelib.domain.progress import MAX_MESSAGE_CHARS, check_not_decreasing, check_report, clamp_percent
 from chalicelib.ports import Timer, TimerFactory
 
 
@@ -91,7 +92,8 @@ class ProgressReporter:
 
     def report_final(self, percent: Any, step: Optional[str], message: Optional[str]) -> None:
         """Queue the last report of an attempt that is failing: never refused, a lower or
-        invalid percent keeps the one reached (progress stays monotonic). Written by `close`."""
+        invalid percent keeps the one reached (progress stays monotonic), a message longer than
+        MAX_MESSAGE_CHARS is cut (marked with "…"). Written by `close`."""
         with self._lock:
             try:
                 value = max(self._accepted, clamp_percent(percent))
@@ -99,7 +101,9 @@ class ProgressReporter:
                 value = self._accepted
             self._accepted = value
             details = (self._pending or self._job.progress).details
-            self._pending = Progress(percent=value, step=step, message=message, details=details)
+            # Never refused, so bounded here: a failure's message (a whole stderr) is cut.
+            self._pending = Progress(percent=value, step=step, message=clip(message, MAX_MESSAGE_CHARS),
+                                     details=details)
 
     def settle(self) -> Optional[Progress]:
         """Stop the timer and hand back the pending report instead of writing it: for the

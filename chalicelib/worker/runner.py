@@ -102,6 +102,9 @@ class JobRunner:
             payload = job_type.payload_model.model_validate(job.payload)
         except ValidationError as exc:
             return self._fail(job, JobErrorInfo(code="invalid_payload", message=str(exc)[:_MAX_ERROR_MESSAGE]), False)
+        except Exception as exc:  # a validator of the model raised something else than ValueError
+            message = f"the payload model of {job.type!r} raised {_describe(exc)}"
+            return self._fail(job, JobErrorInfo(code="invalid_payload", message=message[:_MAX_ERROR_MESSAGE]), False)
 
         reporter = ProgressReporter(
             job,
@@ -120,16 +123,30 @@ class JobRunner:
             cancel_poll_interval_s=max(CANCEL_POLL_INTERVAL_S, self._progress_interval_s),
         )
         started = self._monotonic()
+        raised: Optional[BaseException] = None
         try:
             result = run_with_timeout(lambda: job_type.handler(ctx, payload), job.timeout_s, ctx.expire)
-        except JobCancelledError:
+        except (KeyboardInterrupt, GeneratorExit):
+            # Not the handler's failure: KeyboardInterrupt is someone stopping this process (Ctrl-C
+            # on a local worker), which must stop; GeneratorExit only unwinds a generator being
+            # closed. The job's lease brings it back (worker_lost) as for a process that died.
+            raise
+        except BaseException as exc:  # noqa: B036 - SystemExit, asyncio.CancelledError, a library's own
+            # BaseException: it ends this attempt like any error instead of leaving the runner
+            # (and the batch-mates behind it) and the job `running` until its lease ends.
+            raised, result = exc, None
+        finally:
+            ctx.close()  # a ctx kept past the handler (a thread, a callback) writes nothing more
+        if isinstance(raised, JobCancelledError):
             return self._cancel(reporter, started)
-        except JobTimeoutError as exc:
-            return self._fail(reporter.close(), _error_info(exc), True, started)
-        except Exception as exc:
-            return self._end_early(ctx, reporter, exc, started)
-        if ctx.failure is not None:  # fail_job was called and its error swallowed
-            return self._end_early(ctx, reporter, None, started)
+        if isinstance(raised, JobTimeoutError) or ctx.expired:
+            # Once its time ran out the attempt failed `timeout`, whatever the handler did then
+            # (returned a result after catching the timeout, or raised something else).
+            timeout = raised if isinstance(raised, JobTimeoutError) else JobTimeoutError(
+                f"handler exceeded its timeout of {job.timeout_s:g} s (it caught the timeout and went on)")
+            return self._fail(reporter.close(), _error_info(timeout), True, started)
+        if raised is not None or ctx.failure is not None:  # or fail_job was called and its error swallowed
+            return self._end_early(ctx, reporter, raised, started)
         message = None
         if ctx.completion is not None:  # complete_job recorded the result: it is the job's
             result, message = ctx.completion.result, ctx.completion.message
@@ -144,7 +161,7 @@ class JobRunner:
         self._observe("completed", final, {"duration_s": self._monotonic() - started})
         return final
 
-    def _end_early(self, ctx: JobContext, reporter: ProgressReporter, exc: Optional[Exception],
+    def _end_early(self, ctx: JobContext, reporter: ProgressReporter, exc: Optional[BaseException],
                    started: float) -> Job:
         """How an attempt ends when the handler raised `exc`, or returned after fail_job:
         canceled once the handler saw a cancel request (the user's word wins); else failed
@@ -174,7 +191,16 @@ class JobRunner:
 
 def _error_info(exc: BaseException) -> JobErrorInfo:
     if isinstance(exc, JobpipeError):
-        code, message = exc.code, exc.message
+        code, message = exc.code, str(exc.message)
     else:
-        code, message = "handler_error", f"{type(exc).__name__}: {exc}"
+        code, message = "handler_error", _describe(exc)
     return JobErrorInfo(code=code, message=message[:_MAX_ERROR_MESSAGE] or type(exc).__name__)
+
+
+def _describe(exc: BaseException) -> str:
+    """`Type: text` of an exception; its type name alone when its `str()` is empty or raises."""
+    try:
+        text = str(exc)
+    except Exception:  # a broken __str__ must not keep the attempt from ending
+        text = ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
