@@ -184,7 +184,7 @@ class JobLifecycle:
         job = Job(
             id=job_id or new_job_id(),
             type=job_type.name,
-            payload=model.model_dump(mode="json"),
+            payload=job_type.dump_payload(model),
             tenant=tenant,
             user=user,
             scope=scope,

@@ -15,6 +15,16 @@ class JobpipeError(Exception):
         self.details = details
 
 
+def describe(exc: BaseException) -> str:
+    """`Type: text` of any exception; its type name alone when its `str()` is empty or raises
+    (an author's exception with a broken __str__ must not keep an outcome from being recorded)."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 class JobNotFoundError(JobpipeError):
     code = "job_not_found"
 

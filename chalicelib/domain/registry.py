@@ -2,17 +2,22 @@
 from __future__ import annotations
 
 import re
+import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+import pydantic
 from pydantic import BaseModel, ValidationError
 
 from chalicelib.defaults import MAX_JOB_TIMEOUT_S, WORKER_TIMEOUT_S
-from chalicelib.domain.errors import InvalidPayloadError, UnknownJobTypeError
+from chalicelib.domain.errors import InvalidPayloadError, UnknownJobTypeError, describe
 
 Handler = Callable[[Any, Any], Any]  # (ctx, payload model) -> JSON-serialisable result
 # Type names become parts of storage keys and metric dimensions: dotted lower-case words.
 TYPE_NAME = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)*")
+# A payload is stored on the job and shown by GET /jobs/{id}: a secret has no place in it (and
+# stored as pydantic dumps it, '**********', its handler would get the mask).
+SECRET_TYPES = tuple(t for t in (pydantic.SecretStr, pydantic.SecretBytes, getattr(pydantic, "Secret", None)) if t)
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,18 @@ class JobType:
             raise InvalidPayloadError(
                 f"payload is not valid for job type {self.name!r}", details=details
             ) from exc
+        except Exception as exc:
+            # pydantic turns only a validator's ValueError and AssertionError into a ValidationError;
+            # any other (`value.strip()` on a number) is still the payload's fault, not a server error.
+            raise InvalidPayloadError(
+                f"payload is not valid for job type {self.name!r}",
+                details=[{"loc": [], "msg": f"a validator raised {describe(exc)}", "type": "validator_error"}],
+            ) from exc
+
+    def dump_payload(self, model: BaseModel) -> Any:
+        """The payload as stored on the job: JSON, by alias, so that `payload_model` validates
+        it again in the worker (a field with `Field(alias="from")` is stored as `from`)."""
+        return model.model_dump(mode="json", by_alias=True)
 
 
 class JobTypeRegistry:
@@ -62,6 +79,16 @@ class JobTypeRegistry:
             raise ValueError(f"priority must be high, normal or low, not {priority!r}")
         if max_attempts < 1 or timeout_s < 1:
             raise ValueError("max_attempts and timeout_s must be at least 1")
+        if not (isinstance(payload_model, type) and issubclass(payload_model, BaseModel)):
+            raise TypeError(f"the payload model of {name!r} must be a pydantic BaseModel subclass, "
+                            f"not {payload_model!r}")
+        secret = _secret_field(payload_model)
+        if secret is not None:
+            raise ValueError(
+                f"the payload model of {name!r} has a secret field ({secret}): a payload is stored on the job "
+                "and shown by GET /jobs/{id}; pass a reference to the secret (its name in Secrets Manager "
+                "or Parameter Store) and read the secret in the handler"
+            )
         if timeout_s > MAX_JOB_TIMEOUT_S:
             raise ValueError(
                 f"timeout_s of {name!r} is {timeout_s} s; an attempt runs inside one worker invocation "
@@ -119,3 +146,28 @@ class JobTypeRegistry:
                 f"unknown job type {name!r}; known types: {', '.join(self.names(public=True)) or 'none'}"
             )
         return job_type
+
+
+def _secret_field(model: type[BaseModel], path: str = "", seen: Optional[set[type]] = None) -> Optional[str]:
+    """The dotted path of the first SecretStr/SecretBytes/Secret field of `model` or of a model
+    it holds (in a list, an Optional, a dict...), else None."""
+    seen = set() if seen is None else seen
+    if model in seen:
+        return None
+    seen.add(model)
+    for name, field in model.model_fields.items():
+        where = f"{path}{name}"
+        pending: list[Any] = [field.annotation]
+        while pending:
+            annotation = pending.pop()
+            origin = typing.get_origin(annotation)
+            if isinstance(origin, type) and issubclass(origin, SECRET_TYPES):
+                return where
+            if isinstance(annotation, type) and issubclass(annotation, SECRET_TYPES):
+                return where
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                inner = _secret_field(annotation, f"{where}.", seen)
+                if inner is not None:
+                    return inner
+            pending.extend(a for a in typing.get_args(annotation) if not isinstance(a, (str, int, float)))
+    return None

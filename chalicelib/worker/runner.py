@@ -13,6 +13,7 @@ from chalicelib.domain.errors import (
     JobpipeError,
     JobTimeoutError,
     StaleJobError,
+    describe,
 )
 from chalicelib.domain.job import Job, JobErrorInfo
 from chalicelib.domain.registry import JobTypeRegistry
@@ -103,7 +104,7 @@ class JobRunner:
         except ValidationError as exc:
             return self._fail(job, JobErrorInfo(code="invalid_payload", message=str(exc)[:_MAX_ERROR_MESSAGE]), False)
         except Exception as exc:  # a validator of the model raised something else than ValueError
-            message = f"the payload model of {job.type!r} raised {_describe(exc)}"
+            message = f"the payload model of {job.type!r} raised {describe(exc)}"
             return self._fail(job, JobErrorInfo(code="invalid_payload", message=message[:_MAX_ERROR_MESSAGE]), False)
 
         reporter = ProgressReporter(
@@ -193,14 +194,5 @@ def _error_info(exc: BaseException) -> JobErrorInfo:
     if isinstance(exc, JobpipeError):
         code, message = exc.code, str(exc.message)
     else:
-        code, message = "handler_error", _describe(exc)
+        code, message = "handler_error", describe(exc)
     return JobErrorInfo(code=code, message=message[:_MAX_ERROR_MESSAGE] or type(exc).__name__)
-
-
-def _describe(exc: BaseException) -> str:
-    """`Type: text` of an exception; its type name alone when its `str()` is empty or raises."""
-    try:
-        text = str(exc)
-    except Exception:  # a broken __str__ must not keep the attempt from ending
-        text = ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
