@@ -3,7 +3,8 @@
 Small text artifacts live inline as `pk=JOB#<id>, sk=ART#<name>` items in the job's partition
 (one Query lists them with the job's runs' neighbours, no index); binary or large ones go to S3
 at `jobs/<id>/artifacts/<name>` and the item keeps the key. Every item carries `expires_at`
-so DynamoDB TTL removes it after the job's own record."""
+so DynamoDB TTL removes it after the job's own record. Only text that reads back exactly as
+UTF-8 is kept inline (the API serves it as text); any other encoding goes to S3 too."""
 from __future__ import annotations
 
 import re
@@ -15,6 +16,7 @@ from botocore.exceptions import ClientError
 from chalicelib.adapters.dynamodb_items import ARTIFACT_PREFIX, artifact_key, job_partition
 from chalicelib.domain.errors import ArtifactNotFoundError, InvalidArtifactError, StoreUnavailableError
 from chalicelib.domain.job import isoformat, utcnow
+from chalicelib.domain.media_types import MAX_CONTENT_TYPE_CHARS, is_media_type
 from chalicelib.ports import Artifact, ArtifactInfo, BlobStore
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,127}")
@@ -32,6 +34,15 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_content_type(content_type: str) -> str:
+    if not is_media_type(content_type):
+        raise InvalidArtifactError(
+            f"an artifact's content type is a media type of at most {MAX_CONTENT_TYPE_CHARS} characters, "
+            f"type/subtype with optional '; name=value' parameters (text/csv; charset=utf-8), not {content_type!r:.300}"
+        )
+    return content_type
+
+
 def is_text(content_type: str) -> bool:
     return bool(_TEXT.fullmatch(content_type.lower()))
 
@@ -41,7 +52,18 @@ def blob_key(job_id: str, name: str) -> str:
 
 
 def keeps_inline(data: bytes, content_type: str, inline_limit: int) -> bool:
-    return is_text(content_type) and len(data) <= inline_limit
+    """Small text that reads back exactly: the API serves an inline artifact as UTF-8 text, so
+    text in another encoding (latin-1 bytes under `charset=iso-8859-1`) goes to S3, whose
+    presigned URL serves the bytes as written."""
+    return is_text(content_type) and len(data) <= inline_limit and _is_utf8(data)
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class DynamoArtifactStore:
@@ -64,6 +86,7 @@ class DynamoArtifactStore:
 
     def put(self, job_id: str, name: str, data: bytes, content_type: str) -> ArtifactInfo:
         check_name(name)
+        check_content_type(content_type)
         now = self._clock()
         inline = keeps_inline(data, content_type, self._inline_limit)
         info = ArtifactInfo(job_id, name, content_type, len(data), isoformat(now), "inline" if inline else "s3")

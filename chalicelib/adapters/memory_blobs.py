@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Callable, Iterator
 
 from chalicelib.adapters.artifacts import blob_key as artifact_blob_key
-from chalicelib.adapters.artifacts import check_name, keeps_inline
+from chalicelib.adapters.artifacts import check_content_type, check_name, keeps_inline
 from chalicelib.domain.errors import ArtifactNotFoundError, BlobNotFoundError
 from chalicelib.domain.job import isoformat, utcnow
 from chalicelib.ports import Artifact, ArtifactInfo
@@ -49,6 +49,7 @@ class InMemoryArtifactStore:
 
     def put(self, job_id: str, name: str, data: bytes, content_type: str) -> ArtifactInfo:
         check_name(name)
+        check_content_type(content_type)
         inline = keeps_inline(data, content_type, self._inline_limit)
         info = ArtifactInfo(job_id, name, content_type, len(data), isoformat(self._clock()),
                             "inline" if inline else "s3")

@@ -10,6 +10,7 @@ from chalicelib.api.routing import router
 from chalicelib.composition import container
 from chalicelib.domain.errors import ArtifactNotFoundError, JobNotFoundError
 from chalicelib.domain.job import is_plausible_job_id
+from chalicelib.domain.media_types import is_media_type
 from chalicelib.lifecycle import JobLifecycle
 
 artifacts_api = Blueprint(__name__)
@@ -37,18 +38,23 @@ def list_artifacts(call: Call, job_id: str) -> Any:
 
 @route("/jobs/{job_id}/artifacts/{name}", methods=["GET"])
 def get_artifact(call: Call, job_id: str, name: str) -> Any:
-    """Inline (small text) artifacts come back as themselves with their content type; those
-    in S3 as JSON with a presigned GET `url` valid for a few minutes."""
+    """Inline (small UTF-8 text) artifacts come back as themselves with their content type;
+    those in S3 as JSON with a presigned GET `url` valid for a few minutes."""
     services = container()
     job_id = _tenant_job(services.lifecycle, call, job_id)
     if services.artifacts is None:
         raise ArtifactNotFoundError(f"job {job_id} has no artifact {name[:128]!r}")
     artifact = services.artifacts.get(job_id, name)
     if artifact.content is not None:
+        # Inline artifacts are UTF-8 text as written (adapters/artifacts.keeps_inline). The
+        # content type was checked when written; one that is not a media type (stored before
+        # the check) is never sent as a header.
+        content_type = artifact.info.content_type
         return Response(
             body=artifact.content.decode("utf-8", errors="replace"),
             status_code=200,
-            headers={"Content-Type": artifact.info.content_type, "Cache-Control": "no-store"},
+            headers={"Content-Type": content_type if is_media_type(content_type) else "application/octet-stream",
+                     "Cache-Control": "no-store"},
         )
     url = services.blobs.presigned_url(artifact.blob_key, PRESIGNED_URL_TTL_S)
     return {**artifact.info.public(), "url": url, "expires_in": PRESIGNED_URL_TTL_S}

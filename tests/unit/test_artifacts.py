@@ -89,3 +89,31 @@ def test_names_and_content_types_fullmatch():
             check_name(name)
     assert keeps_inline(b"x", "text/plain", 1024)
     assert not keeps_inline(b"x", "text/plain\n", 1024)
+
+
+@pytest.mark.parametrize("content_type", [
+    "text/plain", "text/csv; charset=iso-8859-1", "application/vnd.api+json", 'text/plain;format="a b"',
+])
+def test_a_media_type_is_a_content_type(content_type):
+    from chalicelib.adapters.artifacts import check_content_type
+
+    assert check_content_type(content_type) == content_type
+
+
+@pytest.mark.parametrize("content_type", [
+    "text/plain\r\nSet-Cookie: a=b", "text/plain\n", "text", "text/plain; charset", "téxt/plain", "", None, 42,
+    "text/" + "x" * 300,
+])
+def test_anything_else_is_no_content_type(content_type):
+    from chalicelib.adapters.artifacts import check_content_type
+
+    with pytest.raises(InvalidArtifactError):
+        check_content_type(content_type)
+
+
+def test_only_text_that_reads_back_as_utf8_is_kept_inline():
+    from chalicelib.adapters.artifacts import keeps_inline
+
+    assert keeps_inline("René".encode(), "text/plain; charset=utf-8", 1024)
+    assert keeps_inline(b"plain ascii", "text/csv; charset=iso-8859-1", 1024)  # the same bytes either way
+    assert not keeps_inline("René".encode("iso-8859-1"), "text/csv; charset=iso-8859-1", 1024)
