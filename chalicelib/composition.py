@@ -258,6 +258,7 @@ class Container:
             observe=job_event,
             artifacts=self.artifacts,
             progress_interval_s=self.settings.progress_min_interval_s,
+            admit=self.quota.admit if self.quota is not None else None,  # spawned jobs count too
         )
 
     @cached_property

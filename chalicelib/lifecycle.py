@@ -258,10 +258,12 @@ class JobLifecycle:
     def spawn(
         self, parent: Job, index: int, *, type: str, payload: Any,
         priority: Optional[str] = None, scope: Optional[str] = None,
+        admit: Optional[Callable[[str], None]] = None,
     ) -> Job:
         """Submit child number `index` of the running attempt of `parent` (same tenant and user,
         the parent's scope unless given) and list it in the parent's `children`. Spawning the
-        same index again in the same attempt returns the existing child."""
+        same index again in the same attempt returns the existing child. `admit` as for submit:
+        a spawned job is admitted like a submitted one (what it raises reaches the handler)."""
         child_id = child_job_id(parent.id, parent.attempts, index)
         existing = self.store.get(child_id)
         if existing is None:
@@ -269,7 +271,7 @@ class JobLifecycle:
                 existing = self.submit(
                     tenant=parent.tenant, user=parent.user, type=type, payload=payload,
                     priority=priority or parent.priority, scope=scope if scope is not None else parent.scope,
-                    job_id=child_id, parent_id=parent.id,
+                    job_id=child_id, parent_id=parent.id, admit=admit,
                 )
             except StaleJobError:  # created by a concurrent spawn of the same index
                 existing = self.store.get(child_id)

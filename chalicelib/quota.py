@@ -49,9 +49,14 @@ class TenantQuota:
         self._clock = clock
         self._readings: OrderedDict[str, _Reading] = OrderedDict()
 
-    def admit(self, tenant: str) -> None:
+    def admit(self, tenant: str, *, pending: int = 0) -> None:
         """Returns if `tenant` may submit one more job; raises QuotaExceededError if it already
         has `max_unfinished` jobs queued, running or retrying.
+
+        `pending`: jobs the caller itself added lately that the counter may not count yet (a
+        handler spawning in a loop, faster than the stream's lag): counted on top of the counter,
+        never of the status index's count, which a refusal rests on. Counted twice once the
+        counter has them, they only make the refusal check the index sooner.
 
         The count is read (one GetItem) unless this process read it under `recheck_s` ago and
         that count plus what it admitted since stays below half the bound: a burst far from the
@@ -62,13 +67,13 @@ class TenantQuota:
         now = self._clock()
         reading = self._readings.get(tenant)
         if reading is None or now - reading.read_at >= self._recheck_s \
-                or 2 * (reading.unfinished + reading.admitted_since + 1) > self._max:
+                or 2 * (reading.unfinished + reading.admitted_since + pending + 1) > self._max:
             reading = _Reading(self._stats.unfinished(tenant), now)
-        if reading.unfinished + reading.admitted_since >= self._max:
+        if reading.unfinished + reading.admitted_since + pending >= self._max:
             reading = self._counted(tenant, reading, self._readings.get(tenant), now)
         self._remember(tenant, reading)
-        if reading.unfinished + reading.admitted_since >= self._max:
-            unfinished = reading.unfinished + reading.admitted_since
+        unfinished = reading.unfinished + reading.admitted_since + (0 if reading.counted else pending)
+        if unfinished >= self._max:
             raise QuotaExceededError(
                 f"tenant has {unfinished} unfinished jobs, the most it may have is {self._max}; "
                 f"retry after {self._retry_after_s} s or when some finish",

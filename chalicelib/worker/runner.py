@@ -1,6 +1,7 @@
 """Run one delivered job message: claim the attempt, call the handler, record how it ended."""
 from __future__ import annotations
 
+import functools
 import json
 import time
 from typing import Any, Callable, Optional
@@ -51,7 +52,11 @@ class JobRunner:
         monotonic: Callable[[], float] = time.monotonic,
         progress_interval_s: float = 2.0,
         artifacts: Optional[ArtifactStore] = None,
+        admit: Optional[Callable[..., None]] = None,
     ) -> None:
+        """`admit(tenant, pending=n)`: the tenant quota's admission (TenantQuota.admit), for the
+        jobs a handler spawns; `pending` is how many this attempt spawned before."""
+        self._admit = admit
         self.lifecycle = lifecycle
         self.artifacts = artifacts
         self.registry = registry
@@ -118,7 +123,7 @@ class JobRunner:
             reporter,
             reload=lambda job_id: self.lifecycle.store.get(job_id),
             deadline=self._monotonic() + job.timeout_s,
-            spawn=self.lifecycle.spawn,
+            spawn=self._spawn,
             monotonic=self._monotonic,
             store_artifact=self.artifacts.put if self.artifacts is not None else None,
             cancel_poll_interval_s=max(CANCEL_POLL_INTERVAL_S, self._progress_interval_s),
@@ -161,6 +166,13 @@ class JobRunner:
         final = self.lifecycle.complete(reporter.job, result, message, last_progress=reporter.settle())
         self._observe("completed", final, {"duration_s": self._monotonic() - started})
         return final
+
+    def _spawn(self, parent: Job, index: int, **request: Any) -> Job:
+        """A child of `parent`, admitted like a submitted job: a handler spawning in a loop stays
+        within its tenant's bound (QuotaExceededError at the call). The children this attempt
+        spawned before count though the stream has not counted them yet."""
+        admit = functools.partial(self._admit, pending=index - 1) if self._admit is not None else None
+        return self.lifecycle.spawn(parent, index, admit=admit, **request)
 
     def _end_early(self, ctx: JobContext, reporter: ProgressReporter, exc: Optional[BaseException],
                    started: float) -> Job:

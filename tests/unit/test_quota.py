@@ -164,3 +164,24 @@ def test_a_tenant_at_its_bound_by_both_counts_is_refused():
     assert jobs.counts == 1
     quota.admit("b")
     assert jobs.counts == 1, "a tenant far from its bound is never counted"
+
+
+def test_what_a_caller_added_before_the_counter_saw_it_counts_and_the_index_decides():
+    """A handler spawning in a loop, faster than the stream's lag: its earlier children count on
+    top of the counter; counted twice once the counter has them, the index's count decides."""
+    stats, clock, jobs = CountingStats(), Clock(), Jobs(a=1)
+    record(stats, None, image("parent", "running", 1))
+    quota = TenantQuota(stats, 3, recheck_s=60, clock=clock, recount=jobs)
+    quota.admit("a", pending=0)
+    quota.admit("a", pending=1)
+    assert jobs.counts == 0
+    jobs.unfinished["a"] = 3  # the parent and its two children, which the counter does not have yet
+    with pytest.raises(QuotaExceededError) as refused:
+        quota.admit("a", pending=2)
+    assert refused.value.details == {"unfinished": 3, "limit": 3} and jobs.counts == 1
+    clock.now += 61
+    for i in range(2):
+        record(stats, None, image(f"child{i}", "queued", 1))  # the counter catches up: 3
+    jobs.unfinished["a"] = 2  # one child finished, which the counter does not have yet
+    quota.admit("a", pending=2)  # 3 + 2 by the counter; the index's 2 admits
+    assert jobs.counts == 2
