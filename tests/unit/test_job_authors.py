@@ -1,0 +1,234 @@
+"""What a job author meets in the runner, the job context and the registry: each handler
+mistake ends its attempt with a clear code (never escapes the runner, never leaves the job
+`running`), a ctx refuses writes once its attempt ended, progress and artifact arguments are
+checked at the call, and payload models round-trip, hold no secret and are pydantic models."""
+import asyncio
+import time
+
+import pytest
+from pydantic import BaseModel, Field, SecretStr
+
+from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
+from chalicelib.domain.errors import InvalidArtifactError, JobpipeError, ProgressRejectedError
+from chalicelib.domain.progress import MAX_MESSAGE_CHARS
+from chalicelib.domain.registry import JobTypeRegistry
+from chalicelib.domain.status import JobStatus
+from chalicelib.lifecycle import JobLifecycle
+from chalicelib.worker.runner import JobRunner
+
+
+class Empty(BaseModel):
+    pass
+
+
+class Aliased(BaseModel):
+    from_: str = Field(alias="from")  # `from` is a keyword: the usual pydantic spelling
+
+
+class WithSecret(BaseModel):
+    token: SecretStr
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("__str__ broke")
+
+
+class HandlerAbort(BaseException):
+    """What some libraries raise to unwind (gevent's Timeout, trio's Cancelled...)."""
+
+
+BASE_EXCEPTIONS = {
+    "system_exit": lambda: SystemExit(3),  # sys.exit() in a library or a CLI entry point reused as a handler
+    "asyncio_cancelled": asyncio.CancelledError,  # a handler running asyncio.run(...) whose task was cancelled
+    "custom_base_exception": HandlerAbort,
+}
+
+
+def make_types(seen):
+    types = JobTypeRegistry()
+
+    for name, make in BASE_EXCEPTIONS.items():
+        def raise_it(ctx, payload, make=make):
+            raise make()
+        types.register(f"a.{name}", Empty, max_attempts=3)(raise_it)
+
+    @types.register("a.unprintable", Empty, max_attempts=3)
+    def unprintable(ctx, payload):
+        raise Unprintable()
+
+    @types.register("a.swallows_timeout", Empty, timeout_s=1, max_attempts=1)
+    def swallows_timeout(ctx, payload):
+        deadline = time.monotonic() + 1.6
+        while time.monotonic() < deadline:  # a retry loop around flaky I/O: `except Exception`
+            try:
+                time.sleep(0.05)
+            except Exception:
+                pass
+        return {"done": "after its timeout"}
+
+    @types.register("a.aliased", Aliased)
+    def aliased(ctx, payload):
+        return {"from": payload.from_}
+
+    @types.register("a.keeps_ctx", Empty)
+    def keeps_ctx(ctx, payload):
+        seen.append(ctx)  # e.g. handed to a background thread or a callback that outlives the handler
+        return "ok"
+
+    @types.register("a.details_int_keys", Empty, max_attempts=1)
+    def details_int_keys(ctx, payload):
+        try:
+            ctx.progress(10, details={1: "first row"}, force=True)
+        except ProgressRejectedError as exc:
+            seen.append(exc)
+            return "refused as documented"
+        return "accepted"
+
+    @types.register("a.fail_long_message", Empty)
+    def fail_long_message(ctx, payload):
+        ctx.progress(10, force=True)
+        raise ctx.fail("E_DUMP", "x" * (MAX_MESSAGE_CHARS + 50_000), 20)  # e.g. a whole stderr
+
+    @types.register("a.artifact_type", Empty, max_attempts=1)
+    def artifact_type(ctx, payload):
+        try:
+            ctx.artifact("report.txt", "hello", content_type=seen[0])
+        except InvalidArtifactError as exc:
+            seen.append(exc)
+            return "refused"
+        return "stored"
+
+    return types
+
+
+@pytest.fixture
+def seen():
+    return []
+
+
+@pytest.fixture
+def artifacts():
+    return InMemoryArtifactStore(InMemoryBlobStore())
+
+
+@pytest.fixture
+def env(store, queue, clock, seen, artifacts):
+    types = make_types(seen)
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    return lifecycle, JobRunner(lifecycle, types, progress_interval_s=0, artifacts=artifacts)
+
+
+def run(env, queue, type_, payload=None):
+    lifecycle, runner = env
+    lifecycle.submit(tenant="acme", user="ann", type=type_, payload=payload or {})
+    (message,) = queue.drain()
+    return runner.run(message)
+
+
+@pytest.mark.parametrize("kind", sorted(BASE_EXCEPTIONS))
+def test_a_handler_raising_a_base_exception_ends_its_attempt_instead_of_escaping_the_runner(env, queue, store, kind):
+    """SystemExit, asyncio.CancelledError or a library's own BaseException ends the attempt
+`handler_error` (retried) instead of leaving runner.run with the job `running`."""
+    try:
+        after = run(env, queue, f"a.{kind}")
+    except BaseException as exc:  # noqa: B036 - what the worker process would die of
+        (job,) = store._jobs.values()
+        pytest.fail(f"{type(exc).__name__} escaped JobRunner.run; the job was left {job.status.value}")
+    assert after.status == JobStatus.RETRYING and after.error.code == "handler_error"
+
+
+def test_an_exception_whose_str_raises_still_ends_the_attempt(env, queue, store):
+    """A broken __str__ does not keep the attempt from ending: the error names the type."""
+    try:
+        after = run(env, queue, "a.unprintable")
+    except Exception as exc:
+        (job,) = store._jobs.values()
+        pytest.fail(f"{type(exc).__name__}: {exc} escaped JobRunner.run; the job was left {job.status.value}")
+    assert after.status == JobStatus.RETRYING and after.error.code == "handler_error"
+    assert "Unprintable" in after.error.message
+
+
+def test_a_handler_that_swallows_its_timeout_does_not_complete(env, queue):
+    """docs/jobs.md: timeout_s is enforced. A handler that catches the timeout (`except
+Exception` around a retry loop) and returns late fails `timeout` instead of completing."""
+    after = run(env, queue, "a.swallows_timeout")
+    assert after.status == JobStatus.FAILED and after.error is not None and after.error.code == "timeout", \
+        (after.status, after.result)
+
+
+def test_a_payload_model_with_an_alias_reaches_its_handler(env, queue):
+    """The payload is stored by alias ({"from": ...}), which the worker's model validates again."""
+    after = run(env, queue, "a.aliased", {"from": "warehouse-7"})
+    assert after.status == JobStatus.COMPLETED, after.error
+    assert after.result == {"from": "warehouse-7"}
+
+
+class NestedSecret(BaseModel):
+    credentials: list[WithSecret] = []
+
+
+@pytest.mark.parametrize("model", [WithSecret, NestedSecret], ids=["field", "nested_model"])
+def test_a_payload_model_with_a_secret_is_refused_at_register(model):
+    """A payload is stored on the job and shown by GET /jobs/{id} (and model_dump writes a
+    SecretStr as '**********', so its handler would get the mask): a model holding a secret
+    is refused when it is registered, saying to pass a reference to the secret instead."""
+    types = JobTypeRegistry()
+    with pytest.raises(ValueError, match="secret") as refused:
+        types.register("a.secret", model)(lambda ctx, payload: None)
+    assert "token" in str(refused.value) and "reference" in str(refused.value)
+    assert types.names() == []
+
+
+def test_ctx_spawn_after_the_job_ended_is_refused(env, queue, store, seen):
+    """A ctx kept past the handler's return (a thread, a callback) spawns nothing more: the
+completed job gets no child."""
+    done = run(env, queue, "a.keeps_ctx")
+    assert done.status == JobStatus.COMPLETED
+    (ctx,) = seen
+    with pytest.raises(JobpipeError):
+        ctx.spawn("a.keeps_ctx", {})
+    assert store.get(done.id).children == []
+
+
+def test_ctx_artifact_after_the_job_ended_is_refused(env, queue, artifacts, seen):
+    """Nor does it store an artifact on the finished job."""
+    done = run(env, queue, "a.keeps_ctx")
+    (ctx,) = seen
+    with pytest.raises(JobpipeError):
+        ctx.artifact("late.txt", "written after the job completed")
+    assert artifacts.list(done.id) == []
+
+
+def test_progress_details_with_non_text_keys_are_refused_as_progress_rejected(env, queue, seen):
+    """docs/jobs.md: details are "a JSON object ... Anything else ... raises ProgressRejectedError
+at the call": {1: ...} is refused there, and the handler can catch it."""
+    after = run(env, queue, "a.details_int_keys")
+    assert after.status == JobStatus.COMPLETED and after.result == "refused as documented", after.error
+    assert isinstance(seen[0], ProgressRejectedError)
+
+
+def test_fail_job_with_a_long_message_keeps_the_progress_message_bounded(env, queue):
+    """docs/jobs.md: a progress `message` is at most 300,000 characters: fail(..., percent),
+which is never refused, cuts a longer message to that bound."""
+    after = run(env, queue, "a.fail_long_message")
+    assert after.status == JobStatus.FAILED and after.error.code == "E_DUMP"
+    assert len(after.progress.message) <= MAX_MESSAGE_CHARS
+
+
+@pytest.mark.parametrize("content_type", ["text/plain\r\nSet-Cookie: session=stolen", "text/plain\n", 42],
+                         ids=["crlf_header_injection", "trailing_newline", "not_text"])
+def test_an_artifact_content_type_that_is_no_media_type_is_refused(env, queue, seen, content_type):
+    """The content type is sent to S3 and served back as the Content-Type header: one that is not
+a media type (CR/LF, a trailing newline, not text) is refused with InvalidArtifactError."""
+    seen.append(content_type)
+    after = run(env, queue, "a.artifact_type")
+    assert after.status == JobStatus.COMPLETED and after.result == "refused", (after.result, after.error)
+
+
+def test_register_refuses_a_payload_model_that_is_not_pydantic():
+    """docs/jobs.md: "A type that breaks a rule fails `register` at import": a payload model
+that is not a pydantic BaseModel subclass is refused there, not at every submission."""
+    types = JobTypeRegistry()
+    with pytest.raises((TypeError, ValueError)):
+        types.register("a.not_a_model", dict)(lambda ctx, payload: None)
