@@ -106,15 +106,16 @@ class FailoverTransport:
                 failures.append((url, f"its answer could not be read ({type(exc).__name__})"))
                 arrived = True
                 continue
-            if is_throttle(response) or response.status_code >= 500:
-                if (asked := _retry_after_s(response)) is not None:
-                    retry_after = max(retry_after or 0.0, asked)
-            if is_throttle(response):
+            throttled, failed = is_throttle(response), response.status_code >= 500
+            if (throttled or failed) and (asked := _retry_after_s(response)) is not None:
+                retry_after = max(retry_after or 0.0, asked)
+            if throttled:
                 failures.append((url, f"throttled (HTTP {THROTTLED}) for {self.timeout_s:g} s"))
                 continue
-            if response.status_code >= 500:
-                failures.append((url, server_error_reason(response)))
-                if (said := api_error(response)) is not None:
+            if failed:
+                said = api_error(response)
+                failures.append((url, server_error_reason(response.status_code, said)))
+                if said is not None:
                     api_errors[url] = said[0]
                 arrived = True
                 continue
@@ -251,14 +252,14 @@ def api_error(response: requests.Response) -> Optional[tuple[str, str]]:
     return str(error["code"]), str(error.get("message") or "")
 
 
-def server_error_reason(response: requests.Response) -> str:
-    """A 5xx as a failure reason: the status, and the API's code and message when it answered
-    in its own shape (`HTTP 503 store_unavailable: ...`), the part that says what is wrong."""
-    said = api_error(response)
+def server_error_reason(status: int, said: Optional[tuple[str, str]]) -> str:
+    """A 5xx as a failure reason: the status, and the API's code and message (`api_error`) when
+    it answered in its own shape (`HTTP 503 store_unavailable: ...`), the part that says what is
+    wrong."""
     if said is None:
-        return f"HTTP {response.status_code}"
+        return f"HTTP {status}"
     code, message = said
-    reason = " ".join(f"HTTP {response.status_code} {code}: {message}".split())
+    reason = " ".join(f"HTTP {status} {code}: {message}".split())
     return reason if len(reason) <= QUOTED_REASON_CHARS else reason[: QUOTED_REASON_CHARS - 1] + "…"
 
 
