@@ -6,14 +6,12 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Optional
 
-from rich.console import RenderableType
-
-from jobpipe_client.polling import Outage
-
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import BarColumn, Progress, ProgressBar, ProgressColumn, Task, TaskID, TextColumn
 from rich.table import Table
 from rich.text import Text
+
+from jobpipe_client.polling import Outage
 
 STATUS_STYLES = {
     "queued": "cyan",
