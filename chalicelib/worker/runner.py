@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from chalicelib.domain.errors import (
     FatalJobError,
+    InvalidPayloadError,
     JobCancelledError,
     JobpipeError,
     JobTimeoutError,
@@ -105,11 +106,11 @@ class JobRunner:
             return self._fail(job, JobErrorInfo(code="unknown_job_type",
                                                 message=f"no handler is registered for {job.type!r}"), False)
         try:
-            payload = job_type.payload_model.model_validate(job.payload)
-        except ValidationError as exc:
-            return self._fail(job, JobErrorInfo(code="invalid_payload", message=str(exc)[:_MAX_ERROR_MESSAGE]), False)
-        except Exception as exc:  # a validator of the model raised something else than ValueError
-            message = f"the payload model of {job.type!r} raised {describe(exc)}"
+            payload = job_type.parse_payload(job.payload)  # what counts as invalid: decided there, as at submit
+        except InvalidPayloadError as exc:
+            cause = exc.__cause__  # pydantic's own message names each field; a validator's error names itself
+            message = str(cause) if isinstance(cause, ValidationError) else \
+                f"the payload model of {job.type!r} raised {describe(cause or exc)}"
             return self._fail(job, JobErrorInfo(code="invalid_payload", message=message[:_MAX_ERROR_MESSAGE]), False)
 
         reporter = ProgressReporter(
