@@ -2,8 +2,8 @@
 
 Accepted: `{"job_ids": [...]}`, `{"jobs": [...]}`, `{"ids": [...]}`, a bare list, a string,
 comma-separated strings, a dict's values when none of those keys is present, numbers, and the
-`job_id` / `job_ids` query arguments when the body is empty or not JSON. Ids are trimmed,
-de-duplicated, and kept in request order.
+`job_id` / `job_ids` query arguments (each value of a repeated one) when the body is empty or
+not JSON. Ids are trimmed, de-duplicated, and kept in request order.
 """
 from __future__ import annotations
 
@@ -61,13 +61,25 @@ def _flatten(value: Any) -> Iterable[str]:
             yield from _flatten(item)
 
 
+def _query_values(query: Mapping[str, str], key: str) -> list[str]:
+    """Every value of a query argument: a repeated one (`?job_id=a&job_id=b`, how forms and
+    URLSearchParams send lists) is a list of ids, not its last value."""
+    if key not in query:
+        return []  # Chalice's MultiDict.getlist raises KeyError for an absent key
+    getlist = getattr(query, "getlist", None)
+    if getlist is not None:
+        return list(getlist(key))
+    value = query[key]
+    return [value] if value else []
+
+
 def extract_job_ids(
     body: Union[bytes, str, None], query: Optional[Mapping[str, str]] = None
 ) -> list[str]:
     """Job ids from a request body, falling back to query arguments when the body is empty or
     not JSON. Raises InvalidJsonError when neither carries ids and the body is not JSON."""
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else (body or "")
-    query_ids = normalize_job_ids([query.get(k) for k in _QUERY_KEYS if query and query.get(k)])
+    query_ids = normalize_job_ids([_query_values(query, k) for k in _QUERY_KEYS] if query else [])
     if not text.strip():
         return query_ids
     try:

@@ -95,6 +95,8 @@ def test_batch_jobinfo_accepts_what_rq_clients_send(client, aws):
     assert from_query.json_body["job_ids"] == [a, b]
     form_body = client.http.post(f"/api/jobinfo?job_id={b}", headers=auth(), body="job_id=whatever")
     assert form_body.json_body["job_ids"] == [b]
+    repeated = client.http.post(f"/api/jobinfo?job_id={a}&job_id={b}", headers=auth(), body="")
+    assert repeated.json_body["job_ids"] == [a, b] and set(repeated.json_body["jobs"]) == {a, b}
 
 
 @pytest.mark.parametrize("raw", ["", "[]", "{}", '{"job_ids": []}', "{not json"])

@@ -65,6 +65,16 @@ def test_empty_body_falls_back_to_query_arguments(body):
     assert extract_job_ids(body, {}) == []
 
 
+def test_a_query_argument_given_more_than_once_keeps_every_value():
+    """`?job_id=a&job_id=b` is how a form or URLSearchParams sends a list: each value counts,
+    as rq-engine's parser (getlist) takes them, not only the last."""
+    from chalice.app import MultiDict
+
+    query = MultiDict({"job_id": ["a", "b,c"], "job_ids": ["d", "a"]})
+    assert extract_job_ids(b"", query) == ["d", "a", "b", "c"]
+    assert extract_job_ids("not json", MultiDict({"job_id": ["x", "y"]})) == ["x", "y"]
+
+
 def test_body_that_is_not_json_falls_back_to_query_arguments():
     assert extract_job_ids("job_id=x&y", {"job_id": "a"}) == ["a"]
 
