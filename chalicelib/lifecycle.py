@@ -60,6 +60,7 @@ from chalicelib.ports import (
     JobQueue,
     JobStore,
     SubmissionKey,
+    TaskCompletion,
 )
 
 Clock = Callable[[], datetime]
@@ -607,8 +608,12 @@ class JobLifecycle:
         run = None
         if job.status == JobStatus.RUNNING:
             run = self._closed_run(job, target, fields.get("error"))
-        caches = tuple(self.caches_of(job.type)) if target == JobStatus.COMPLETED and job.scope else ()
-        return self._write_room(job, job.status, ChangeSet(changes, run=run, invalidate_caches=caches))
+        caches, completion = (), None
+        if target == JobStatus.COMPLETED and job.scope:
+            caches = tuple(self.caches_of(job.type))
+            completion = TaskCompletion(job.type, changes["finished_at"], job.id)
+        return self._write_room(job, job.status, ChangeSet(changes, run=run, invalidate_caches=caches,
+                                                           task_completion=completion))
 
     def _write_room(self, job: Job, expected: JobStatus, changes: ChangeSet) -> Job:
         """`store.apply` for a write that must land whatever the attempt reported: an outcome

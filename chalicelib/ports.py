@@ -84,6 +84,9 @@ class ChangeSet:
     # Cache namespaces of the job's scope invalidated in the same atomic write (a completion):
     # once the change is visible, so is the invalidation (read-your-writes for scope caches).
     invalidate_caches: tuple[str, ...] = ()
+    # The scope's record of this completion (`/scopes/{scope}/tasks`), in the same atomic write:
+    # once the job reads completed, its scope's tasks show it, as a worker's timestamp did.
+    task_completion: Optional[TaskCompletion] = None
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,7 @@ class JobStore(Protocol):
         """Write `changes` (version + 1) in one conditional write, with no read before it, if
         the stored job belongs to `tenant` and meets `expected`; else write nothing and return
         the stored job as the refused write saw it. `changes` may not carry a run, cache
-        invalidations or claim-checked fields (payload, result): ValueError. Raises
+        invalidations, a task completion or claim-checked fields (payload, result): ValueError. Raises
         StoreUnavailableError."""
 
     def record_progress(self, job_id: str, attempt: int, progress: Progress, *, announce: bool = False) -> Job:

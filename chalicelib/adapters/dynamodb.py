@@ -73,7 +73,7 @@ from chalicelib.domain.errors import (
     StaleJobError,
     StoreUnavailableError,
 )
-from chalicelib.adapters.dynamodb_cache import invalidation_write
+from chalicelib.adapters.dynamodb_cache import completion_write, invalidation_write
 from chalicelib.adapters.dynamodb_keys import item_to_key, key_id, key_put
 from chalicelib.defaults import FILTERED_LISTING_READS
 from chalicelib.domain.events import clip
@@ -238,6 +238,8 @@ class DynamoJobStore:
         also += [invalidation_write(self._table, job.tenant, job.scope or "", namespace, job.id,
                                     changes.fields.get("finished_at") or isoformat(utcnow()))
                  for namespace in changes.invalidate_caches]
+        if changes.task_completion is not None:
+            also.append(completion_write(self._table, job.tenant, job.scope or "", changes.task_completion))
         try:
             if not also:
                 self._ddb.update_item(**update)
@@ -276,8 +278,10 @@ class DynamoJobStore:
                                       "version": job.version + 1})
 
     def apply_expected(self, job_id: str, tenant: str, expected: Expectation, changes: ChangeSet) -> ExpectedWrite:
-        if changes.run is not None or changes.invalidate_caches or set(changes.fields) & set(JSON_FIELDS):
-            raise ValueError("a write without a read carries no run, cache invalidation or claim-checked field")
+        if (changes.run is not None or changes.invalidate_caches or changes.task_completion is not None
+                or set(changes.fields) & set(JSON_FIELDS)):
+            raise ValueError("a write without a read carries no run, cache invalidation, task completion or "
+                             "claim-checked field")
         names = {"#version": "version", "#tenant": "tenant"}
         values = {":one": attribute_value(1), ":tenant": attribute_value(tenant)}
         conditions = ["#tenant = :tenant"]

@@ -4,7 +4,9 @@
     completion    pk=SCOPE#<tenant>#<scope>  sk=TASK#<job type>     completed_at, job_id
 
 A value is a hit only while `value_gen` equals `generation`; invalidation is one UpdateItem
-(ADD generation 1) per namespace. A scope's completions are one Query."""
+(ADD generation 1) per namespace. A scope's completions are one Query. A completion writes its
+invalidations and its task record in its own transaction (`invalidation_write`,
+`completion_write`); the event path repeats both, conditionally."""
 from __future__ import annotations
 
 import json
@@ -46,6 +48,26 @@ def invalidation_write(table: str, tenant: str, scope: str, namespace: str, job_
                 ":at": {"S": at},
                 ":job": {"S": job_id},
                 ":expires": {"N": str(_epoch(at) + CACHE_TTL_S)},
+            },
+        }
+    }
+
+
+def completion_write(table: str, tenant: str, scope: str, completion: TaskCompletion) -> dict[str, Any]:
+    """The write that records a task's completion for its scope, as a TransactWriteItems entry:
+    the job store puts it in the completion's own transaction. Unconditional (a refused
+    condition would refuse the completion with it): it is written as the job completes, so it
+    is the scope's latest completion of its type."""
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": _key(tenant, scope, task_sort_key(completion.type)),
+            "UpdateExpression": "SET #type = :type, completed_at = :at, job_id = :job",
+            "ExpressionAttributeNames": {"#type": "type"},
+            "ExpressionAttributeValues": {
+                ":type": {"S": completion.type},
+                ":at": {"S": completion.completed_at},
+                ":job": {"S": completion.job_id},
             },
         }
     }
@@ -142,8 +164,10 @@ class DynamoCacheStore:
 
     def completions(self, tenant: str, scope: str) -> list[TaskCompletion]:
         try:
+            # Strongly consistent, like a cache read: a read after a completion sees its record.
             items = self._ddb.query(
                 TableName=self._table,
+                ConsistentRead=True,
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :task)",
                 ExpressionAttributeValues={":pk": {"S": scope_partition(tenant, scope)}, ":task": {"S": TASK_PREFIX}},
             ).get("Items", [])

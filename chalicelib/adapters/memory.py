@@ -178,6 +178,8 @@ class InMemoryJobStore:
             for namespace in changes.invalidate_caches:
                 self.caches.invalidate(new.tenant, new.scope or "", namespace, new.id,
                                        new.finished_at or isoformat(utcnow()))
+            if changes.task_completion is not None:
+                self.caches.record_completion(new.tenant, new.scope or "", changes.task_completion)
             return new.model_copy(deep=True)
 
     def cut_progress_message(self, job: Job, expected_status: JobStatus, limit: int) -> Job:
@@ -191,8 +193,10 @@ class InMemoryJobStore:
             return self._read(new, fetch=True)
 
     def apply_expected(self, job_id: str, tenant: str, expected: Expectation, changes: ChangeSet) -> ExpectedWrite:
-        if changes.run is not None or changes.invalidate_caches or set(changes.fields) & set(_CLAIM_CHECKED):
-            raise ValueError("a write without a read carries no run, cache invalidation or claim-checked field")
+        if (changes.run is not None or changes.invalidate_caches or changes.task_completion is not None
+                or set(changes.fields) & set(_CLAIM_CHECKED)):
+            raise ValueError("a write without a read carries no run, cache invalidation, task completion or "
+                             "claim-checked field")
         with self._lock:
             stored = self._jobs.get(job_id)
             if stored is None:

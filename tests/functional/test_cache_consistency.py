@@ -33,6 +33,16 @@ def test_a_cache_read_right_after_completed_never_serves_an_entry_from_before(cl
         assert read(client, "p-7", "unrelated").json_body["value"] == {"round": round_}  # not named by the rules
 
 
+def test_the_scopes_tasks_show_a_completion_as_soon_as_the_job_reads_completed(client, aws):
+    """Dependency checks read `/scopes/{scope}/tasks` after a job completes: its completion is
+    there at once, written with the completion (no stream, bus or invalidation function ran)."""
+    job = submit(client, {"type": "demo.steps", "scope": "p-10", "payload": {"steps": 1, "step_ms": 0}})
+    run_worker(client, aws)
+    finished_at = client.http.get(f"/jobs/{job['id']}", headers=auth()).json_body["finished_at"]
+    tasks = client.http.get("/scopes/p-10/tasks", headers=auth()).json_body["tasks"]
+    assert tasks == [{"type": "demo.steps", "completed_at": finished_at, "job_id": job["id"]}]
+
+
 def test_a_failed_job_or_a_job_without_scope_invalidates_nothing(client, aws):
     put(client, "p-8", "steps-summary", {"kept": True})
     submit(client, {"type": "demo.steps", "scope": "p-8",

@@ -42,6 +42,21 @@ def test_the_completion_write_invalidates_what_the_rules_name(queue, clock):
     assert caches.get("acme", "p-1", "other").hit
 
 
+def test_the_completion_write_records_the_scopes_task_completion(queue, clock):
+    """`/scopes/{scope}/tasks` shows a completion as soon as the job reads completed, as a
+    worker's `prep.timestamp()` did: recorded in the completion's own write, also for a type
+    whose completion invalidates no namespace."""
+    caches, store, lifecycle, runner = make(queue, clock)
+    steps = run(lifecycle, runner, queue, type="demo.steps", payload={"steps": 1, "step_ms": 0}, scope="p-4")
+    model = run(lifecycle, runner, queue, type="demo.model", payload={"step_ms": 0}, scope="p-4")
+    assert steps.status == model.status == JobStatus.COMPLETED and RULES.namespaces_for("demo.model") == []
+    assert sorted((c.type, c.completed_at, c.job_id) for c in caches.completions("acme", "p-4")) == [
+        ("demo.model", model.finished_at, model.id), ("demo.steps", steps.finished_at, steps.id)]
+    failed = run(lifecycle, runner, queue, type="demo.steps", scope="p-5",
+                 payload={"steps": 1, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"})
+    assert failed.status == JobStatus.FAILED and caches.completions("acme", "p-5") == []
+
+
 def test_only_a_completion_with_a_scope_invalidates(queue, clock):
     caches, store, lifecycle, runner = make(queue, clock)
     caches.put("acme", "p-2", "steps-summary", {"old": 1}, "2026-01-01T00:00:00.000Z")
