@@ -17,7 +17,8 @@ class JobpipeInputError(JobpipeError, ValueError):
 
 
 class JobpipeClientError(JobpipeError):
-    """The API answered 4xx: a real answer about the request, never retried elsewhere."""
+    """A 4xx: the API's own refusal of the request (never retried elsewhere), or one from in
+    front of the API (`http_<status>`, or the gateway's code) that no other URL answered."""
 
     def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
         super().__init__(f"{message} ({code}, HTTP {status})")

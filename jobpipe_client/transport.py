@@ -1,15 +1,21 @@
 """HTTP with fallback: every call tries the primary URL first, then each fallback in order.
 
 A connection error, a timeout, an answer that cannot be read (cut off, badly encoded, a
-redirect loop) or a 5xx moves on to the next URL; any other answer (2xx, 304, 4xx) is the
-answer. The next call starts at the primary again, so a primary that comes back is used at once.
+redirect loop), a 5xx, or a 4xx that jobpipe's function did not answer (a proxy's or another
+gateway's, or this stack's gateway refusing before any function ran: `gateway_refused`,
+`route_not_found`) moves on to the next URL, as rq-engine's pollers fall back on any error;
+when no URL answers, that first refusal is the answer (unless another URL may have acted on
+the request: then no URL answered). Any other answer (2xx, 304, the
+API's own 4xx) is the answer: every URL reaches the same jobs, so the API's refusal would be
+the same anywhere. The next call starts at the primary again, so a primary that comes back is
+used at once.
 The request's timeout bounds each URL's whole exchange, status line, headers and body: a server
 that trickles its answer a byte at a time times out like one that sends nothing (the transport's
 own session cuts a late header read, jobpipe_client/deadline.py; the body is read against the
 deadline here). A 5xx in the API's own error shape keeps its code in the failure's reason.
 
-A 429 that is not jobpipe's own answer is a throttle (API Gateway's, or the function's
-reserved concurrency, which the local stack sets so that a burst queues behind warm
+A 429 that is not jobpipe's own answer is a throttle (API Gateway's, whose gateway responses
+give it the API's shape with code `gateway_refused`, or the function's reserved concurrency, which the local stack sets so that a burst queues behind warm
 processes): the function did not run, so the same URL is asked again after a short, jittered,
 doubling wait (longer if its Retry-After asks, up to a short cap), for as long as the request's
 timeout allows; a URL still throttling then counts as failed. A 429 in jobpipe's error shape
@@ -42,6 +48,9 @@ BODY_READ_BYTES = 64 * 1024
 # real request.
 MAX_TIMEOUT_S = 86400.0
 QUOTED_REASON_CHARS = 200  # of a 5xx's reason quoting the API's message (which the server wrote)
+# The codes this stack's API Gateway answers with (infra/resources.json's gateway responses),
+# in the API's error shape although no function ran.
+GATEWAY_CODES = frozenset({"gateway_refused", "route_not_found"})
 
 
 class FailoverTransport:
@@ -86,6 +95,7 @@ class FailoverTransport:
         api_errors: dict[str, str] = {}
         retry_after: Optional[float] = None  # the longest Retry-After of a throttle or a 5xx
         arrived = False
+        refused: Optional[tuple[str, requests.Response]] = None  # the first 4xx in front of the API
         self.earlier_may_have_arrived = False
         for url in self.urls:
             try:
@@ -119,8 +129,15 @@ class FailoverTransport:
                     api_errors[url] = said[0]
                 arrived = True
                 continue
+            if is_refused_in_front(response):
+                failures.append((url, f"HTTP {response.status_code}, not from the jobpipe API"))
+                refused = refused or (url, response)
+                continue
             self.last_url = url
             self.earlier_may_have_arrived = arrived
+            return response
+        if refused is not None and not arrived:  # no URL answered, and none acted: the refusal is the answer
+            self.last_url, response = refused
             return response
         raise JobpipeUnavailableError(failures, may_have_arrived=arrived, api_errors=api_errors,
                                       retry_after_s=retry_after)
@@ -235,8 +252,19 @@ def timeout_seconds(value: float) -> float:
 
 def is_throttle(response: requests.Response) -> bool:
     """A 429 from in front of the API (a gateway or the function's concurrency), not one the
-    API itself answered with its error shape."""
-    return response.status_code == THROTTLED and api_error(response) is None
+    API itself answered (`quota_exceeded`, say)."""
+    return response.status_code == THROTTLED and not _from_the_api(response)
+
+
+def is_refused_in_front(response: requests.Response) -> bool:
+    """A 4xx that jobpipe's function did not answer: not in the API's error shape (a proxy, a
+    CDN, another API's gateway), or this stack's gateway refusing before any function ran."""
+    return 400 <= response.status_code < 500 and not _from_the_api(response)
+
+
+def _from_the_api(response: requests.Response) -> bool:
+    said = api_error(response)
+    return said is not None and said[0] not in GATEWAY_CODES
 
 
 def api_error(response: requests.Response) -> Optional[tuple[str, str]]:

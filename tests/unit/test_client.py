@@ -90,19 +90,80 @@ def test_a_4xx_is_an_answer_raised_with_the_api_code_and_never_retried_elsewhere
     assert [base for base, _ in session.calls] == [PRIMARY]
 
 
-def test_a_4xx_in_another_shape_keeps_what_the_gateway_said():
-    def gateway(method, url, **_):
-        return make_response(method, url, 403, {"message": "Missing Authentication Token"})
+def refusing(status, body):
+    """A server in front of the API (a proxy, a CDN, a gateway) that refuses every request."""
+    def answer(method, url, **_):
+        return make_response(method, url, status, body)
+    return answer
 
-    def proxy(method, url, **_):
-        return make_response(method, url, 413, b"body too large")
 
+# What answers 4xx before jobpipe's function runs: another API Gateway stage or a proxy (their
+# own shapes), and this stack's gateway (its responses in the API's shape, with its own codes).
+IN_FRONT = {
+    "gateway-403": refusing(403, {"message": "Missing Authentication Token"}),
+    "proxy-404-html": refusing(404, b"<html><body>404 Not Found</body></html>"),
+    "proxy-413": refusing(413, b"body too large"),
+    "route_not_found": refusing(404, {"error": {"code": "route_not_found", "message": "no route matches"}}),
+    "gateway_refused": refusing(403, {"error": {"code": "gateway_refused", "message": "Forbidden"}}),
+}
+
+
+@pytest.mark.parametrize("refusal", list(IN_FRONT))
+def test_a_4xx_the_api_did_not_answer_falls_back_like_any_error(refusal):
+    """rq-engine's clients fall back on any error: a URL whose 4xx did not come from jobpipe's
+    function (nothing ran there) is a URL that failed, so the fallback is asked."""
+    api = FakeApi()
+    job = api.add()
+    client, session = make_client({PRIMARY: IN_FRONT[refusal], FALLBACK: api})
+    assert client.get(job["id"])["id"] == job["id"]
+    assert session.calls == [(PRIMARY, "GET"), (FALLBACK, "GET")] and client.transport.last_url == FALLBACK
+    made = client.submit("demo.steps", idempotency_key="order-3")
+    assert made["id"] in api.jobs and api.requests[-1][2]["headers"]["Idempotency-Key"] == "order-3"
+
+
+def test_a_4xx_in_another_shape_keeps_what_the_gateway_said_when_no_url_answers():
     # (A 429 is a throttle, asked again: test_a_url_throttling_for_the_whole_timeout_fails_over...)
-    for server, code, message in ((gateway, "http_403", "Missing Authentication Token"), (proxy, "http_413", "body too large")):
-        client, _ = make_client({PRIMARY: server, FALLBACK: FakeApi()})
-        with pytest.raises(JobpipeClientError) as raised:
-            client.get("some-id")
-        assert (raised.value.code, raised.value.message) == (code, message)
+    for refusal, code, message in (("gateway-403", "http_403", "Missing Authentication Token"),
+                                   ("proxy-413", "http_413", "body too large"),
+                                   ("route_not_found", "route_not_found", "no route matches")):
+        for servers in ({PRIMARY: IN_FRONT[refusal]}, {PRIMARY: IN_FRONT[refusal], FALLBACK: failing("refused")},
+                        {PRIMARY: IN_FRONT[refusal], FALLBACK: IN_FRONT["proxy-404-html"]}):
+            client, session = make_client(servers)
+            with pytest.raises(JobpipeClientError) as raised:
+                client.get("some-id")
+            assert (raised.value.code, raised.value.message) == (code, message)
+            assert [base for base, _ in session.calls] == list(servers)
+    # A URL that reached the API and failed (a 5xx) makes it an outage, which names both.
+    client, _ = make_client({PRIMARY: IN_FRONT["gateway-403"], FALLBACK: failing("503")})
+    with pytest.raises(JobpipeUnavailableError) as outage:
+        client.get("some-id")
+    assert dict(outage.value.failures) == {PRIMARY: "HTTP 403, not from the jobpipe API",
+                                           FALLBACK: "HTTP 503 store_unavailable: down"}
+
+
+def test_a_submit_refused_in_front_after_a_url_that_may_have_made_it_names_its_key():
+    client, _ = make_client({PRIMARY: failing("timeout"), FALLBACK: IN_FRONT["gateway-403"]})
+    with pytest.raises(SubmitOutcomeUnknownError) as raised:
+        client.submit("demo.steps", idempotency_key="order-12")
+    assert raised.value.idempotency_key == "order-12"
+    assert dict(raised.value.failures)[FALLBACK] == "HTTP 403, not from the jobpipe API"
+
+
+def test_api_gateways_own_throttle_in_the_apis_shape_is_asked_again():
+    """This stack's gateway answers its throttle (429) through its DEFAULT_4XX response, in the
+    API's shape with code `gateway_refused`: the function did not run, so it is a throttle."""
+    api = FakeApi()
+    calls = []
+
+    def gateway_throttle(method, url, **kwargs):
+        calls.append(url)
+        if len(calls) <= 2:
+            return make_response(method, url, 429, {"error": {"code": "gateway_refused", "message": "Too Many Requests"}})
+        return api(method, url, **kwargs)
+
+    client, _ = make_client({PRIMARY: gateway_throttle})
+    assert client.submit("demo.steps")["id"] in api.jobs
+    assert len(calls) == 3 and client.transport.throttled == 2
 
 
 def test_when_every_url_fails_the_error_says_why_for_each():
