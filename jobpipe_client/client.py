@@ -210,10 +210,20 @@ class JobpipeClient:
         """`wait` for several jobs with one batch request per poll (per 100 ids); unknown ids
         end as `not_found`. Returns the final states by id, in the order given. A poll is
         answered only when every batch of it is: the tags of its batches are kept then, so a
-        change one batch showed is seen again after another batch failed."""
+        change one batch showed is seen again after another batch failed. A batch shows a
+        payload or result kept in S3 as `{"claim_check": {"bytes": n}}`; a job that ends with
+        one is read whole (GET /jobs/{id}), so its final state carries its result."""
         known = dict(_ref(job) for job in jobs)
         ids = list(known)
         etags: dict[int, Optional[str]] = {}
+
+        def whole(job_id: str, job: Job) -> Job:
+            if not (is_final(job) and _claim_checked(job)):
+                return job
+            before = known.get(job_id)
+            if before is not None and not changed(before, job):
+                return before  # read whole when it ended
+            return self.get(job_id)
 
         def poll() -> dict[str, Job]:
             fresh: dict[str, Job] = {}
@@ -221,6 +231,7 @@ class JobpipeClient:
             for start in range(0, len(ids), BATCH_LIMIT):
                 answer, tags[start] = self._status_batch(ids[start : start + BATCH_LIMIT], etags.get(start))
                 fresh.update(answer or {})
+            fresh = {job_id: whole(job_id, job) for job_id, job in fresh.items()}
             etags.update(tags)
             return fresh
 
@@ -310,6 +321,13 @@ class JobpipeClient:
 
     def _call(self, method: str, path: str, fits: Callable[[Any], bool], what: str, **kwargs: Any) -> Any:
         return answer(self.transport.request(method, path, **kwargs), fits, what)
+
+
+def _claim_checked(job: Job) -> bool:
+    """True when a listing showed the job's payload or result as kept in S3: the batch and
+    list routes give `{"claim_check": {"bytes": n}}` in its place (GET /jobs/{id} the value)."""
+    return any(isinstance(value := job.get(field), dict) and set(value) == {"claim_check"}
+               for field in ("payload", "result"))
 
 
 def _ref(job: JobRef) -> tuple[str, Optional[Job]]:

@@ -60,8 +60,11 @@ def throttling(times: int, then: Callable[..., requests.Response], retry_after: 
 class FakeApi:
     """The subset of the API the client uses, with the real answer shapes and ETag rules."""
 
-    def __init__(self, tenant: str = "acme") -> None:
+    def __init__(self, tenant: str = "acme", inline_limit: Optional[int] = None) -> None:
+        """`inline_limit`: a payload or result whose JSON is longer is shown by the batch route
+        as the API's listings show a claim-checked one (`{"claim_check": {"bytes": n}}`)."""
         self.tenant = tenant
+        self.inline_limit = inline_limit
         self.jobs: dict[str, dict[str, Any]] = {}
         self.scripts: dict[str, list[dict[str, Any]]] = {}
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
@@ -85,6 +88,16 @@ class FakeApi:
             job.update(change)
         return job
 
+    def _listed(self, job: dict[str, Any]) -> dict[str, Any]:
+        if self.inline_limit is None:
+            return job
+        listed = dict(job)
+        for field in ("payload", "result"):
+            size = len(json.dumps(job.get(field)))
+            if field in job and size > self.inline_limit:
+                listed[field] = {"claim_check": {"bytes": size}}
+        return listed
+
     @staticmethod
     def _tag(parts: list[str]) -> str:
         return 'W/"' + hashlib.sha256("|".join(parts).encode()).hexdigest()[:16] + '"'
@@ -105,7 +118,7 @@ class FakeApi:
             return make_response(method, url, 202, job)
         if method == "POST" and path == "/jobs/status":
             ids = json["job_ids"]
-            jobs = {i: (self._read(i) or {"id": i, "status": "not_found"}) for i in ids}
+            jobs = {i: self._listed(self._read(i) or {"id": i, "status": "not_found"}) for i in ids}
             tag = self._tag([f"{i}:{jobs[i].get('version', '-')}" for i in ids])
             return self._conditional(method, url, headers, {"jobs": jobs, "job_ids": ids}, tag)
         if method == "GET" and path == "/jobs":

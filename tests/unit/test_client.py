@@ -193,6 +193,24 @@ def test_status_many_keeps_order_marks_unknown_and_splits_past_100_ids():
     assert [len(sent["json"]["job_ids"]) for _, _, sent in api.requests] == [100, 22]
 
 
+def test_wait_many_returns_a_large_result_whole_not_the_batch_routes_claim_check():
+    """A batch poll shows a payload or result kept in S3 as `{"claim_check": {"bytes": n}}`; the
+    final state wait_many returns (and on_change sees) carries the job's result itself, read
+    once with GET /jobs/{id} when the job ends."""
+    api = FakeApi(inline_limit=1000)
+    big, pad = {"text": "r" * 5000}, {"pad": "p" * 2000}
+    small = api.add(status="completed", result={"n": 1}, version=4)
+    job = api.add(status="running", payload=pad, version=2)
+    api.script(job["id"], {}, {"status": "completed", "result": big, "version": 3})
+    seen = []
+    client, _ = make_client({PRIMARY: api})
+    final = client.wait_many([job["id"], small["id"]], timeout=600, on_change=seen.append)
+    assert final[job["id"]]["result"] == big and final[job["id"]]["payload"] == pad
+    assert final[small["id"]]["result"] == {"n": 1}
+    assert seen[-1]["result"] == big
+    assert [path for method, path, _ in api.requests if method == "GET"] == [f"/jobs/{job['id']}"]
+
+
 def test_list_follows_cursors_up_to_the_limit():
     api = FakeApi()
     for _ in range(7):
