@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import functools
-import json
-import re
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar
 
@@ -12,25 +10,18 @@ from pydantic import BaseModel, ValidationError
 
 from chalicelib.api.auth import Principal, TokenPolicy, authenticate
 from chalicelib.api.errors import (
-    InvalidJsonError,
     PayloadTooLargeError,
     error_response,
     internal_error_response,
     json_response,
 )
+from chalicelib.api.json_body import read_json
 from chalicelib.domain.errors import InvalidRequestError, JobpipeError
 from chalicelib.observability import logger
 
 # Chalice answers 415 in its own format for a Content-Type its route does not list; every
 # route takes any type and judges the body itself, so every refusal has our error shape.
 ANY_CONTENT_TYPE = ["*/*"]
-# A lone surrogate escape (`"\ud800"`) is valid JSON but no UTF-8 string: nothing could store,
-# log or hash it. Only bodies holding such an escape are checked whole.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -64,22 +55,8 @@ class Call:
         return dict(params)
 
     def json(self) -> Any:
-        body = self.raw_body
-        if not body.strip():
-            raise InvalidJsonError("request body is empty; send a JSON value")
-        try:
-            value = json.loads(body, parse_constant=_no_constant)  # NaN, Infinity: not JSON
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidJsonError(f"request body is not valid JSON: {exc}") from None
-        except RecursionError:  # the parser recurses once per nesting level
-            raise InvalidJsonError("request body is nested too deeply") from None
-        if _SURROGATE_ESCAPE.search(body):
-            try:
-                json.dumps(value, ensure_ascii=False).encode()
-            except UnicodeEncodeError:
-                raise InvalidJsonError("request body holds a lone surrogate escape (\\ud800-\\udfff), "
-                                       "which is no Unicode character") from None
-        return value
+        """The body's JSON value (chalicelib/api/json_body.py); InvalidJsonError otherwise."""
+        return read_json(self.raw_body)
 
     def model(self, model: type[M]) -> M:
         """The JSON body validated against `model`; InvalidRequestError lists the problems."""

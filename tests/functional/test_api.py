@@ -342,6 +342,35 @@ def test_json_that_is_not_portable_json_is_refused(client, aws, raw):
     assert nan_cache.status_code == 400 and nan_cache.json_body["error"]["code"] == "invalid_json"
 
 
+@pytest.mark.parametrize("raw", [
+    # a surrogate written as raw UTF-8 bytes (CESU-8) is no more UTF-8 than its escape is a character
+    b'{"type": "demo.outputs", "payload": {"pad": "\xed\xa0\x80"}}',
+    '{"type": "demo.outputs", "payload": {"pad": "\ud800"}}'.encode("utf-16-le", "surrogatepass"),
+])
+def test_a_lone_surrogate_sent_as_bytes_is_refused_like_its_escape(client, aws, raw):
+    response = post(client, "/jobs", None, raw=raw)
+    assert response.status_code == 400 and response.json_body["error"]["code"] == "invalid_json"
+    assert table_items(aws) == [] and receive_all(aws) == []
+    cache = client.http.put("/cache/s/n", headers=auth(), body=b'["\xed\xb0\x80"]')
+    assert cache.status_code == 400 and cache.json_body["error"]["code"] == "invalid_json"
+
+
+@pytest.mark.parametrize("raw", ["1e400", '{"v": -1e999}', "[0, 2e308]"])
+def test_a_number_too_large_for_a_double_is_refused_not_stored_as_infinity(client, aws, raw):
+    """Python reads 1e400 as inf and would write it back as `Infinity`, which no JSON parser
+    reads: the value could be stored but never read by a client."""
+    response = client.http.put("/cache/s/n", headers=auth(), body=raw)
+    assert response.status_code == 400 and response.json_body["error"]["code"] == "invalid_json"
+    assert "finite" in response.json_body["error"]["message"]
+    assert client.http.get("/cache/s/n", headers=auth()).status_code == 404
+
+
+def test_bodies_in_utf16_or_with_a_byte_order_mark_are_still_read(client, aws):
+    body = json.dumps(STEPS)
+    for raw in (b"\xef\xbb\xbf" + body.encode(), body.encode("utf-16"), body.encode("utf-16-le")):
+        assert post(client, "/jobs", None, raw=raw).status_code == 202
+
+
 @pytest.mark.parametrize("content_type", ["text/html", "application/xml", "image/png", ""])
 def test_any_content_type_is_judged_by_the_body_in_our_error_shape(client, aws, content_type):
     headers = {**auth(), "Content-Type": content_type}
