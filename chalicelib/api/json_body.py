@@ -27,17 +27,30 @@ def _finite(text: str) -> float:
     return value
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Parsers disagree on which of two equal keys wins (Python keeps the last, others the first).
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"key {key[:100]!r} is given more than once in one object")
+            seen.add(key)
+    return value
+
+
 def read_json(body: bytes) -> Any:
     """The JSON value of `body` (UTF-8, or UTF-16/32 as RFC 4627 let clients send it, with or
     without a byte order mark). Raises InvalidJsonError for an empty body, one that is not
-    JSON or not in its encoding (a surrogate written as raw bytes included), NaN, Infinity or a
-    number too large for a double, a lone surrogate escape, or nesting too deep to parse."""
+    JSON or not in its encoding (a surrogate written as raw bytes included), an object giving a
+    key twice, NaN, Infinity or a number too large for a double, a lone surrogate escape, or
+    nesting too deep to parse."""
     if not body.strip():
         raise InvalidJsonError("request body is empty; send a JSON value")
     try:
         # Strict: Python's own bytes decoding would let UTF-8-encoded surrogates through.
         text = body.decode(json.detect_encoding(body))
-        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite, object_pairs_hook=_unique_keys)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidJsonError(f"request body is not valid JSON: {exc}") from None
     except RecursionError:  # the parser recurses once per nesting level

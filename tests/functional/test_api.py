@@ -365,6 +365,21 @@ def test_a_number_too_large_for_a_double_is_refused_not_stored_as_infinity(clien
     assert client.http.get("/cache/s/n", headers=auth()).status_code == 404
 
 
+@pytest.mark.parametrize("raw", [
+    '{"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}, "payload": {"steps": 9, "step_ms": 0}}',
+    '{"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0, "steps": 2}}',
+])
+def test_a_key_given_twice_is_refused_not_half_read(client, aws, raw):
+    """Parsers disagree on which of two equal keys wins (Python keeps the last, others the first
+    or refuse): a job must not run with a payload its submitter did not mean."""
+    response = post(client, "/jobs", None, raw=raw)
+    assert response.status_code == 400 and response.json_body["error"]["code"] == "invalid_json"
+    assert "'payload'" in response.json_body["error"]["message"] or "'steps'" in response.json_body["error"]["message"]
+    assert table_items(aws) == [] and receive_all(aws) == []
+    cache = client.http.put("/cache/s/n", headers=auth(), body='{"v": 1, "v": 2}')
+    assert cache.status_code == 400 and cache.json_body["error"]["code"] == "invalid_json"
+
+
 def test_bodies_in_utf16_or_with_a_byte_order_mark_are_still_read(client, aws):
     body = json.dumps(STEPS)
     for raw in (b"\xef\xbb\xbf" + body.encode(), body.encode("utf-16"), body.encode("utf-16-le")):
