@@ -3,18 +3,21 @@
 Accepted: `{"job_ids": [...]}`, `{"jobs": [...]}`, `{"ids": [...]}`, a bare list, a string,
 comma-separated strings, a dict's values when none of those keys is present, numbers, and the
 `job_id` / `job_ids` query arguments (each value of a repeated one) when the body is empty or
-not JSON. Ids are trimmed, de-duplicated, and kept in request order.
+not JSON. The body is read as every route reads one. Ids are trimmed, de-duplicated, and kept
+in request order.
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Iterable, Mapping, Optional, Union
 
 from chalicelib.api.errors import InvalidJsonError
+from chalicelib.api.json_body import body_text, parse_json
 from chalicelib.domain.errors import InvalidRequestError
 
 _ID_KEYS = ("job_ids", "jobs", "ids")
 _QUERY_KEYS = ("job_ids", "job_id")
+
+
 def normalize_job_ids(value: Any) -> list[str]:
     """Flatten strings, comma-separated strings, numbers, lists and dicts into ordered unique ids."""
     ordered: dict[str, None] = {}
@@ -61,35 +64,22 @@ def _flatten(value: Any) -> Iterable[str]:
             yield from _flatten(item)
 
 
-def _query_values(query: Mapping[str, str], key: str) -> list[str]:
-    """Every value of a query argument: a repeated one (`?job_id=a&job_id=b`, how forms and
-    URLSearchParams send lists) is a list of ids, not its last value."""
-    if key not in query:
-        return []  # Chalice's MultiDict.getlist raises KeyError for an absent key
-    getlist = getattr(query, "getlist", None)
-    if getlist is not None:
-        return list(getlist(key))
-    value = query[key]
-    return [value] if value else []
-
-
 def extract_job_ids(
     body: Union[bytes, str, None], query: Optional[Mapping[str, str]] = None
 ) -> list[str]:
-    """Job ids from a request body, falling back to query arguments when the body is empty or
-    not JSON. Raises InvalidJsonError when neither carries ids and the body is not JSON."""
-    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else (body or "")
-    query_ids = normalize_job_ids([_query_values(query, k) for k in _QUERY_KEYS] if query else [])
-    if not text.strip():
+    """Job ids from a request body, read as every route reads one (chalicelib/api/json_body.py),
+    falling back to the query arguments (every value of a repeated one) when the body is empty
+    or not JSON. Raises InvalidJsonError when neither carries ids and the body is not JSON."""
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else (body or b"")
+    query_ids = normalize_job_ids([_query_values(query, k) for k in _QUERY_KEYS])
+    if not raw.strip():
         return query_ids
     try:
-        payload = json.loads(text)
-    except ValueError:
+        payload = parse_json(body_text(raw))
+    except InvalidJsonError:
         if query_ids:
             return query_ids
-        raise InvalidJsonError("request body is not valid JSON") from None
-    except RecursionError:  # the parser recurses once per nesting level
-        raise InvalidJsonError("request body is nested too deeply") from None
+        raise
     try:
         if isinstance(payload, Mapping):
             for key in _ID_KEYS:
@@ -101,3 +91,11 @@ def extract_job_ids(
     except RecursionError:
         raise InvalidJsonError("request body is nested too deeply") from None
     return ids or query_ids
+
+
+def _query_values(query: Optional[Mapping[str, str]], key: str) -> list[str]:
+    """Every value of `key` (Chalice's MultiDict keeps each of a repeated argument)."""
+    if not query or key not in query:
+        return []
+    getlist = getattr(query, "getlist", None)
+    return list(getlist(key)) if getlist is not None else [query[key]]

@@ -39,22 +39,36 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return value
 
 
-def read_json(body: bytes) -> Any:
-    """The JSON value of `body` (UTF-8, or UTF-16/32 as RFC 4627 let clients send it, with or
-    without a byte order mark). Raises InvalidJsonError for an empty body, one that is not
-    JSON or not in its encoding (a surrogate written as raw bytes included), an object giving a
-    key twice, NaN, Infinity or a number too large for a double, a lone surrogate escape, or
-    nesting too deep to parse."""
-    if not body.strip():
-        raise InvalidJsonError("request body is empty; send a JSON value")
+def body_text(body: bytes) -> str:
+    """`body` decoded in its JSON encoding (UTF-8, or UTF-16/32 as RFC 4627 let clients send it,
+    a byte order mark skipped). Raises InvalidJsonError when it is not in that encoding (a
+    surrogate written as raw UTF-8 bytes included)."""
     try:
-        # Strict: Python's own bytes decoding would let UTF-8-encoded surrogates through.
-        text = body.decode(json.detect_encoding(body))
-        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite, object_pairs_hook=_unique_keys)
-    except (ValueError, UnicodeDecodeError) as exc:
+        # Strict: Python's own decoding of a JSON body would let UTF-8-encoded surrogates through.
+        return body.decode(json.detect_encoding(body))
+    except UnicodeDecodeError as exc:
+        raise InvalidJsonError(f"request body is not valid JSON: {exc}") from None
+
+
+def parse_json(text: str) -> Any:
+    """The JSON value of `text`. Raises InvalidJsonError for text that is not JSON, an object
+    giving a key twice, NaN, Infinity or a number too large for a double, or nesting too deep
+    to parse."""
+    try:
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite, object_pairs_hook=_unique_keys)
+    except ValueError as exc:
         raise InvalidJsonError(f"request body is not valid JSON: {exc}") from None
     except RecursionError:  # the parser recurses once per nesting level
         raise InvalidJsonError("request body is nested too deeply") from None
+
+
+def read_json(body: bytes) -> Any:
+    """The JSON value of `body` (`body_text`, then `parse_json`). Raises InvalidJsonError for
+    an empty body, for whatever those two refuse, and for a lone surrogate escape."""
+    if not body.strip():
+        raise InvalidJsonError("request body is empty; send a JSON value")
+    text = body_text(body)
+    value = parse_json(text)
     if _SURROGATE_ESCAPE.search(text):
         try:
             json.dumps(value, ensure_ascii=False).encode()

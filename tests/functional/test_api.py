@@ -265,6 +265,21 @@ def test_batch_status_keeps_request_order(client, aws):
     assert too_many.status_code == 400
 
 
+@pytest.mark.parametrize("path", ["/jobs/status", "/api/jobinfo"])
+def test_batch_routes_read_a_body_as_post_jobs_does_and_keep_every_query_id(client, aws, path):
+    a, b = submit(client)["id"], submit(client)["id"]
+    with_bom = post(client, path, None, raw=b"\xef\xbb\xbf" + json.dumps({"job_ids": [a]}).encode())
+    assert with_bom.status_code == 200 and with_bom.json_body["job_ids"] == [a], with_bom.body
+    assert with_bom.json_body["jobs"][a]["status"] == "queued"
+    repeated = post(client, f"{path}?job_id={a}&job_id={b}", None, raw="")
+    assert repeated.status_code == 200 and repeated.json_body["job_ids"] == [a, b], repeated.body
+    latin1 = post(client, path, None, raw=b'{"job_ids": ["caf\xe9"]}')
+    if path == "/jobs/status":
+        assert latin1.status_code == 400 and latin1.json_body["error"]["code"] == "invalid_json"
+    else:  # rq-engine answers a body it cannot read with no jobs
+        assert latin1.status_code == 200 and latin1.json_body == {"jobs": {}, "job_ids": []}
+
+
 def test_unknown_job_id_and_injection_in_path_are_404(client):
     for job_id in ("00000000-0000-0000-0000-000000000000", "..%2F..%2Fetc", "a" * 3000):
         response = get(client, f"/jobs/{job_id}")

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+from chalice.app import MultiDict
 
 from chalicelib.api.errors import InvalidJsonError
 from chalicelib.api.job_ids import extract_job_ids, normalize_job_ids
@@ -54,6 +55,20 @@ def test_values_that_carry_no_id_are_dropped(value):
 def test_bytes_and_str_bodies_parse_alike():
     assert extract_job_ids(b'["a", "b"]') == extract_job_ids('["a", "b"]') == ["a", "b"]
     assert extract_job_ids('["caf\u00e9"]'.encode("utf-8")) == ["caf\u00e9"]
+
+
+def test_a_body_is_read_as_every_other_route_reads_one():
+    assert extract_job_ids(b'\xef\xbb\xbf["a"]') == ["a"]  # a byte order mark, as POST /jobs accepts
+    assert extract_job_ids('["a", "b"]'.encode("utf-16")) == ["a", "b"]
+    for refused in (b'["caf\xe9"]', b'["\xed\xa0\x80"]', b'[NaN]', b'{"job_ids": ["a"], "job_ids": ["b"]}'):
+        with pytest.raises(InvalidJsonError):  # not an id made of replacement characters, nor "nan"
+            extract_job_ids(refused)
+        assert extract_job_ids(refused, {"job_id": "q"}) == ["q"]
+
+
+def test_every_value_of_a_repeated_query_argument_is_kept():
+    query = MultiDict({"job_id": ["a", "b"], "job_ids": ["c,d", "a"]})
+    assert extract_job_ids(None, query) == ["c", "d", "a", "b"]
 
 
 @pytest.mark.parametrize("body", [None, b"", "", "   \n"])
