@@ -7,7 +7,9 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
+from chalicelib.api.etag import CACHE_CONTROL
 from chalicelib.api.requests import MAX_BATCH_IDS, ListJobsQuery, SubmitJobRequest
+from chalicelib.domain.submission_keys import MAX_KEY_LENGTH
 from chalicelib.domain.job import INTERNAL_FIELDS, Job, Run
 from chalicelib.domain.status import JobStatus
 
@@ -24,6 +26,21 @@ def _json(schema: dict[str, Any], description: str = "") -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): _json(_ref("Error"), "refused; `error.code` says why") for s in statuses}
+
+
+def _conditional(operation: dict[str, Any]) -> dict[str, Any]:
+    """`operation`, a status read answered with a weak ETag (chalicelib/api/etag.py): it takes
+    `If-None-Match` and answers 304 with no body while the jobs it shows are unchanged."""
+    tagged = {"ETag": {"schema": {"type": "string"}, "description": "weak tag of the jobs shown"},
+              "Cache-Control": {"schema": {"type": "string", "const": CACHE_CONTROL}}}
+    responses = dict(operation["responses"])
+    responses["200"] = {**responses["200"], "headers": tagged}
+    responses["304"] = {"description": "not modified: the answer the tag in If-None-Match names still holds",
+                        "headers": tagged}
+    parameters = [*operation.get("parameters", []), {
+        "name": "If-None-Match", "in": "header", "schema": {"type": "string"},
+        "description": "ETags of earlier answers (weak comparison), or `*`"}]
+    return {**operation, "parameters": parameters, "responses": responses}
 
 
 def _path_param(name: str) -> dict[str, Any]:
@@ -80,48 +97,52 @@ def _paths() -> dict[str, Any]:
             "200": _json({"type": "object", "required": ["job_types"]}), **_errors(401)}}},
         "/jobs": {
             "post": {"summary": "submit a job",
-                     "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
+                     "parameters": [{"name": "Idempotency-Key", "in": "header",
+                                     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH}}],
                      "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("SubmitJobRequest")}}},
-                     "responses": {"202": _json(_ref("Job"), "accepted"), **_errors(400, 401, 409, 413, 422, 429)}},
+                     "responses": {"202": _json(_ref("Job"), "accepted"),
+                                   **_errors(400, 401, 404, 409, 413, 422, 429, 503)}},
             "get": {"summary": "the tenant's jobs, newest first", "parameters": _list_parameters(), "responses": {
                 "200": _json({"type": "object", "required": ["jobs", "next_cursor"], "properties": {
                     "jobs": {"type": "array", "items": _ref("Job")}, "next_cursor": {"type": ["string", "null"]}}}),
-                **_errors(400, 401)}},
+                **_errors(400, 401, 503)}},
         },
-        "/jobs/status": {"post": {
+        "/jobs/status": {"post": _conditional({
             "summary": "up to 100 jobs in one read",
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("JobIds")}}},
-            "responses": {"200": _json(_ref("JobStatusBatch")), **_errors(400, 401, 413)}}},
+            "responses": {"200": _json(_ref("JobStatusBatch")), **_errors(400, 401, 413, 503)}})},
         "/jobs/{job_id}": {
-            "get": {"parameters": job_id, "responses": {"200": _json(_ref("Job")), **_errors(401, 404)}},
-            "delete": {"parameters": job_id, "responses": {"202": _json(_ref("Job")), **_errors(401, 404, 409)}},
+            "get": _conditional({"parameters": job_id, "responses": {"200": _json(_ref("Job")), **_errors(401, 404, 503)}}),
+            "delete": {"parameters": job_id, "responses": {"202": _json(_ref("Job")), **_errors(401, 404, 409, 503)}},
         },
         "/jobs/{job_id}/runs": {"get": {"parameters": job_id, "responses": {
             "200": _json({"type": "object", "required": ["job_id", "runs"], "properties": {
                 "job_id": {"type": "string"}, "runs": {"type": "array", "items": _ref("Run")}}}),
-            **_errors(401, 404)}}},
-        "/api/jobstatus/{job_id}": {"get": {"parameters": job_id, "responses": {
-            "200": _json({"type": "object", "required": ["id", "status"]}), **_errors(401)}}},
-        "/api/jobinfo/{job_id}": {"get": {"parameters": job_id, "responses": {
-            "200": _json({"type": "object", "required": ["id", "status"]}), **_errors(401)}}},
-        "/api/jobinfo": {"post": {
+            **_errors(401, 404, 503)}}},
+        "/api/jobstatus/{job_id}": {"get": _conditional({"parameters": job_id, "responses": {
+            "200": _json({"type": "object", "required": ["id", "status"]}), **_errors(401, 503)}})},
+        "/api/jobinfo/{job_id}": {"get": _conditional({"parameters": job_id, "responses": {
+            "200": _json({"type": "object", "required": ["id", "status"]}), **_errors(401, 503)}})},
+        "/api/jobinfo": {"post": _conditional({
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("JobIds")}}},
-            "responses": {"200": _json({"type": "object", "required": ["jobs", "job_ids"]}), **_errors(400, 401, 413)}}},
+            "responses": {"200": _json({"type": "object", "required": ["jobs", "job_ids"]}),
+                          **_errors(400, 401, 413, 503)}})},
         "/cache/{scope}/{namespace}": {
             "put": {"parameters": [*cache_params, {"name": "If-Match", "in": "header", "schema": {"type": "string"}}],
                     "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}},
-                    "responses": {"200": _json({"type": "object", "required": ["generation"]}), **_errors(400, 401, 409, 413)}},
+                    "responses": {"200": _json({"type": "object", "required": ["generation"]}),
+                                  **_errors(400, 401, 409, 413, 503)}},
             "get": {"parameters": cache_params, "responses": {
                 "200": _json({"type": "object", "required": ["status", "value", "generation"]}, "hit"),
-                "404": _json({"type": "object", "required": ["status", "generation"]}, "miss, or a refused name"),
-                **_errors(400, 401)}},
+                "404": _json({"type": "object", "required": ["status", "generation"]}, "miss"),
+                **_errors(400, 401, 503)}},
         },
         "/scopes/{scope}/tasks": {"get": {"parameters": [_path_param("scope")], "responses": {
-            "200": _json({"type": "object", "required": ["scope", "tasks"]}), **_errors(400, 401)}}},
+            "200": _json({"type": "object", "required": ["scope", "tasks"]}), **_errors(400, 401, 503)}}},
         "/jobs/{job_id}/artifacts": {"get": {"parameters": job_id, "responses": {
-            "200": _json({"type": "object", "required": ["job_id", "artifacts"]}), **_errors(401, 404)}}},
+            "200": _json({"type": "object", "required": ["job_id", "artifacts"]}), **_errors(401, 404, 503)}}},
         "/jobs/{job_id}/artifacts/{name}": {"get": {"parameters": [*job_id, _path_param("name")], "responses": {
-            "200": {"description": "the content, or a presigned URL for one kept in S3"}, **_errors(401, 404, 410)}}},
+            "200": {"description": "the content, or a presigned URL for one kept in S3"}, **_errors(401, 404, 410, 503)}}},
         **_operator_paths(),
     }
 

@@ -1,0 +1,82 @@
+"""GET /openapi.json declares what each route answers: every status a client can meet (a 304
+to a conditional read, a 503 while the store is down, a 404 for a key whose job is gone), and
+the headers a conditional read takes and gives. A client generated from the document handles
+each one instead of meeting it as an undeclared surprise."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.functional.conftest import auth, submit_job
+
+STEPS = {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}}
+
+
+@pytest.fixture
+def document(client):
+    return client.http.get("/openapi.json").json_body
+
+
+def operation(document, template: str, method: str) -> dict:
+    return document["paths"][template][method.lower()]
+
+
+def call(client, method: str, path: str, body=None, **headers):
+    return client.http.request(method, path, headers=auth(**headers), body=json.dumps(body) if body is not None else b"")
+
+
+def conditional_reads(job_id: str):
+    """(template, method, path, body) of every read answered with an ETag."""
+    return [
+        ("/jobs/{job_id}", "GET", f"/jobs/{job_id}", None),
+        ("/jobs/status", "POST", "/jobs/status", {"job_ids": [job_id]}),
+        ("/api/jobstatus/{job_id}", "GET", f"/api/jobstatus/{job_id}", None),
+        ("/api/jobinfo/{job_id}", "GET", f"/api/jobinfo/{job_id}", None),
+        ("/api/jobinfo", "POST", "/api/jobinfo", {"job_ids": [job_id]}),
+    ]
+
+
+def test_every_conditional_read_declares_if_none_match_its_etag_and_its_304(client, aws, document):
+    job_id = submit_job(client, STEPS)["id"]
+    for template, method, path, body in conditional_reads(job_id):
+        first = call(client, method, path, body)
+        again = call(client, method, path, body, **{"If-None-Match": first.headers["ETag"]})
+        assert (first.status_code, again.status_code) == (200, 304), path
+        declared = operation(document, template, method)
+        assert "304" in declared["responses"], template
+        assert "ETag" in declared["responses"]["200"].get("headers", {}), template
+        assert {("header", "If-None-Match")} <= {(p["in"], p["name"]) for p in declared.get("parameters", [])}, template
+
+
+def test_every_status_a_store_outage_answers_is_declared(client, aws, document):
+    job_id = submit_job(client, STEPS)["id"]
+    aws["ddb"].delete_table(TableName="jobs")  # every read and write of the store now fails
+    requests = [
+        ("/jobs", "POST", "/jobs", STEPS), ("/jobs", "GET", "/jobs", None),
+        ("/jobs/{job_id}", "DELETE", f"/jobs/{job_id}", None), ("/jobs/{job_id}/runs", "GET", f"/jobs/{job_id}/runs", None),
+        ("/cache/{scope}/{namespace}", "PUT", "/cache/s/n", [1]), ("/cache/{scope}/{namespace}", "GET", "/cache/s/n", None),
+        ("/scopes/{scope}/tasks", "GET", "/scopes/s/tasks", None),
+        ("/jobs/{job_id}/artifacts", "GET", f"/jobs/{job_id}/artifacts", None),
+        ("/jobs/{job_id}/artifacts/{name}", "GET", f"/jobs/{job_id}/artifacts/out.txt", None),
+        *conditional_reads(job_id),
+    ]
+    for template, method, path, body in requests:
+        answer = call(client, method, path, body)
+        assert answer.status_code == 503 and answer.json_body["error"]["code"] == "store_unavailable", path
+        assert "503" in operation(document, template, method)["responses"], (template, method)
+
+
+def test_a_key_whose_job_is_gone_answers_a_declared_404(client, aws, document):
+    job = submit_job(client, STEPS, auth(**{"Idempotency-Key": "k-1"}))
+    aws["ddb"].delete_item(TableName="jobs", Key={"pk": {"S": f"JOB#{job['id']}"}, "sk": {"S": "JOB"}})
+    again = call(client, "POST", "/jobs", STEPS, **{"Idempotency-Key": "k-1"})
+    assert again.status_code == 404 and again.json_body["error"]["code"] == "job_not_found"
+    assert "404" in operation(document, "/jobs", "POST")["responses"]
+
+
+def test_a_refused_cache_name_is_a_400_not_the_404_of_a_miss(client, aws, document):
+    refused = call(client, "GET", "/cache/a%20b/n")
+    assert refused.status_code == 400 and refused.json_body["error"]["code"] == "invalid_request"
+    declared = operation(document, "/cache/{scope}/{namespace}", "GET")["responses"]
+    assert "refused" not in declared["404"]["description"] and "400" in declared
