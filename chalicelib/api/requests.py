@@ -1,6 +1,7 @@
 """Request bodies and query parameters the API accepts."""
 from __future__ import annotations
 
+import re
 from typing import Any, Literal, Optional
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -9,6 +10,8 @@ from chalicelib.domain.status import JobStatus
 from chalicelib.defaults import MAX_SCHEDULE_S
 
 MAX_BATCH_IDS = 100
+# How an ISO 8601 date and time begins (the rest is pydantic's to read).
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
 
 
 class SubmitJobRequest(BaseModel):
@@ -27,7 +30,9 @@ class SubmitJobRequest(BaseModel):
     @field_validator("run_at", mode="before")
     @classmethod
     def _run_at_is_text(cls, value: Any) -> Any:
-        if value is not None and not isinstance(value, str):
+        # pydantic would read digits in text ("1900000000") as epoch seconds, or milliseconds
+        # past 2e10: a guess, where ISO 8601 says which instant it means.
+        if value is not None and not (isinstance(value, str) and _ISO_DATE.match(value)):
             raise ValueError("run_at must be an ISO 8601 date and time with a zone, as text")
         return value
 
