@@ -161,10 +161,10 @@ def _operator_paths() -> dict[str, Any]:
     return {
         "/api/system/stats": {"get": {"parameters": _query("window_hours"), "responses": {
             "200": _json({"type": "object", "required": ["queues", "jobs_by_status"]}), **refused}}},
-        "/api/system/dlq": {"get": {"parameters": _query("priority", "limit"), "responses": {
+        "/api/system/dlq": {"get": {"parameters": _query("priority", "queue", "limit"), "responses": {
             "200": _json({"type": "object"}), **refused, **_errors(503)}}},
-        "/api/system/dlq/redrive": {"post": {"parameters": _query("priority", "limit"), "responses": {
-            "200": _json({"type": "object", "required": ["redriven"]}), **refused, **_errors(503)}}},
+        "/api/system/dlq/redrive": {"post": {"parameters": _query("priority", "queue", "limit"), "responses": {
+            "200": _json({"type": "object", "required": ["redriven"]}), **refused, **_errors(409, 503)}}},
         "/api/system/maintenance/cleanup-runs": {"post": {"parameters": _query("max_age_hours"), "responses": queued}},
         "/api/system/maintenance/health-check": {"post": {"responses": queued}},
         "/api/system/maintenance/cleanup-temp-files": {"post": {"parameters": _query("max_age_hours"), "responses": queued}},
@@ -172,7 +172,7 @@ def _operator_paths() -> dict[str, Any]:
         "/api/system/maintenance/tasks": {"get": {"parameters": _query("limit", "cursor"), "responses": {
             "200": _json({"type": "object", "required": ["tasks"]}), **refused}}},
         "/api/system/maintenance/tasks/{task_id}": {
-            "get": {"parameters": task_id, "responses": {"200": _json(task), **refused, **_errors(404)}},
+            "get": _conditional({"parameters": task_id, "responses": {"200": _json(task), **refused, **_errors(404)}}),
             "delete": {"parameters": task_id, "responses": {"202": _json(task), **refused, **_errors(404, 409)}},
         },
     }

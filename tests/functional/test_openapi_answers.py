@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from tests.functional.conftest import auth, submit_job
+from chalicelib import composition
+from tests.functional.conftest import auth, submit_job, token
 
 STEPS = {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}}
 
@@ -80,3 +81,23 @@ def test_a_refused_cache_name_is_a_400_not_the_404_of_a_miss(client, aws, docume
     assert refused.status_code == 400 and refused.json_body["error"]["code"] == "invalid_request"
     declared = operation(document, "/cache/{scope}/{namespace}", "GET")["responses"]
     assert "refused" not in declared["404"]["description"] and "400" in declared
+
+
+def test_operator_routes_declare_the_queue_they_take_the_409_of_redrive_and_the_304_of_a_task(client, aws, document, monkeypatch):
+    url = aws["sqs"].create_queue(QueueName="stream-failures")["QueueUrl"]
+    monkeypatch.setenv("JOBPIPE_STREAM_FAILURE_QUEUE_URL", url)
+    composition.use(None)
+    operator = {"Authorization": f"Bearer {token(roles=['operator'])}"}
+    for method, path in (("GET", "/api/system/dlq"), ("POST", "/api/system/dlq/redrive")):
+        assert client.http.request(method, f"{path}?queue=normal", headers=operator).status_code == 200
+        assert "queue" in {p["name"] for p in operation(document, path, method)["parameters"]}
+    refused = client.http.post("/api/system/dlq/redrive?queue=stream_failure", headers=operator)
+    assert refused.status_code == 409 and refused.json_body["error"]["code"] == "not_redrivable"
+    assert "409" in operation(document, "/api/system/dlq/redrive", "POST")["responses"]
+
+    task_id = client.http.post("/api/system/maintenance/health-check", headers=operator).json_body["task_id"]
+    path = f"/api/system/maintenance/tasks/{task_id}"
+    tag = client.http.get(path, headers=operator).headers["ETag"]
+    assert client.http.get(path, headers={**operator, "If-None-Match": tag}).status_code == 304
+    declared = operation(document, "/api/system/maintenance/tasks/{task_id}", "GET")
+    assert "304" in declared["responses"] and "If-None-Match" in {p["name"] for p in declared["parameters"]}
