@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator, Optional
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.dynamodb_batch import BATCH_WRITE_MAX, batch_write
 from chalicelib.adapters.dynamodb_items import (
@@ -51,7 +51,7 @@ class DynamoFinishedJobs:
         while True:
             try:
                 response = self._ddb.query(**request)
-            except ClientError as exc:
+            except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
                 raise StoreUnavailableError("could not read the finished-jobs index") from exc
             ids = [job_id_of(i["pk"]["S"]) for i in response.get("Items", [])]
             if ids:
@@ -82,7 +82,7 @@ class DynamoFinishedJobs:
                 if "LastEvaluatedKey" not in response:
                     break
                 request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailableError(f"could not read job {job_id} for deletion") from exc
         # Objects first: if the item deletes then fail, a later run still finds the job. Listed
         # too, for the results of attempts that lost the race to complete (keyed per attempt).

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Iterator
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.domain.errors import BlobNotFoundError, StoreUnavailableError
 
@@ -21,7 +21,7 @@ class S3BlobStore:
     def put(self, key: str, data: bytes, content_type: str) -> None:
         try:
             self._s3.put_object(Bucket=self._bucket, Key=key, Body=data, ContentType=content_type)
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
             raise StoreUnavailableError(f"could not write object {key}") from exc
 
     def get(self, key: str) -> bytes:
@@ -31,6 +31,8 @@ class S3BlobStore:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
                 raise BlobNotFoundError(f"object {key} no longer exists") from exc
             raise StoreUnavailableError(f"could not read object {key}") from exc
+        except BotoCoreError as exc:
+            raise StoreUnavailableError(f"could not read object {key}") from exc
 
     def delete(self, keys: list[str]) -> int:
         for start in range(0, len(keys), _DELETE_MAX):
@@ -39,7 +41,7 @@ class S3BlobStore:
                 response = self._s3.delete_objects(
                     Bucket=self._bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
                 )
-            except ClientError as exc:
+            except (ClientError, BotoCoreError) as exc:
                 raise StoreUnavailableError("could not delete objects") from exc
             errors = response.get("Errors") or []
             if errors:  # DeleteObjects reports failures per key inside a 200
@@ -61,5 +63,5 @@ class S3BlobStore:
                 old = [o["Key"] for o in page.get("Contents", []) if o["LastModified"] < before]
                 if old:
                     yield old
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailableError(f"could not list objects under {prefix}") from exc

@@ -62,7 +62,7 @@ class SqsQueueOperations:
             for name in self.dead_letter_queues():
                 depth = self._depth(self._pair(name)[1])
                 out[name] = depth["visible"] + depth["in_flight"]
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
             raise DeadLetterUnavailableError("could not read dead-letter queue attributes") from exc
         return out
 
@@ -76,7 +76,7 @@ class SqsQueueOperations:
                 dead_depth = self._depth(dead)
                 depth["dead_lettered"] = dead_depth["visible"] + dead_depth["in_flight"]
                 out[priority] = depth
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise DeadLetterUnavailableError("could not read queue attributes") from exc
         return out
 
@@ -90,6 +90,9 @@ class SqsQueueOperations:
                 except ClientError as exc:
                     checks.append({"name": name, "kind": kind, "priority": priority, "ok": False,
                                    "error": exc.response.get("Error", {}).get("Code", "error")})
+                except BotoCoreError as exc:  # unreachable: a finding, like a refusal
+                    checks.append({"name": name, "kind": kind, "priority": priority, "ok": False,
+                                   "error": f"{type(exc).__name__}: {exc}"[:300]})
         return checks
 
     def peek_dead_letters(self, priority: str, limit: int) -> list[DeadLetter]:
@@ -126,7 +129,7 @@ class SqsQueueOperations:
             for to, batch in by_queue.items():
                 done, lost = self._move(dead, to, batch)
                 moved, failed = moved + done, failed + lost
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise DeadLetterUnavailableError(f"could not redrive the {priority} dead-letter queue") from exc
         return {"moved": moved, "failed": failed}
 

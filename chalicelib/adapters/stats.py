@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from typing import Any, Optional, Sequence
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.dynamodb_batch import BATCH_GET_MAX, batch_get
 from chalicelib.adapters.dynamodb_items import tenant_counter_key
@@ -71,6 +71,8 @@ class DynamoStatsStore:
             try:
                 self._ddb.transact_write_items(TransactItems=self._items(pending))
                 return len(pending)
+            except BotoCoreError as exc:  # a timeout or lost connection
+                raise StoreUnavailableError("could not record job statistics") from exc
             except ClientError as exc:
                 seen = _already_counted(exc, pending)
                 if seen is None:
@@ -105,14 +107,14 @@ class DynamoStatsStore:
             item = self._ddb.get_item(
                 TableName=self._table, Key={"pk": {"S": tenant_counter_key(tenant)}}, ProjectionExpression="unfinished"
             ).get("Item") or {}
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
             raise StoreUnavailableError("could not read the tenant's job count") from exc
         return max(0, int(item.get("unfinished", {}).get("N", "0")))
 
     def status_counts(self) -> dict[str, int]:
         try:
             item = self._ddb.get_item(TableName=self._table, Key={"pk": {"S": "STATUS"}}).get("Item") or {}
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailableError("could not read job statistics") from exc
         return _counters(item)
 

@@ -337,3 +337,71 @@ def test_an_event_the_bus_could_not_deliver_goes_back_to_the_queue_it_was_for(cl
     stats = client.http.get("/api/system/stats", headers=operator()).json_body
     assert stats["dead_letter_queues"]["event_delivery"] == 1, "the one that names no queue of this stack stays"
 
+
+
+def _times_out(**request):
+    from botocore.exceptions import ReadTimeoutError
+
+    raise ReadTimeoutError(endpoint_url="https://sqs.us-east-1.amazonaws.com")
+
+
+class _TimingOut:
+    """A client whose `methods` time out (botocore's ReadTimeoutError); the rest pass through."""
+
+    def __init__(self, client, *methods):
+        self._client, self._methods = client, set(methods)
+
+    def __getattr__(self, name):
+        return _times_out if name in self._methods else getattr(self._client, name)
+
+    def get_paginator(self, operation):
+        paginator = self._client.get_paginator(operation)
+        if operation in self._methods:
+            paginator.paginate = _times_out
+        return paginator
+
+
+def test_a_queue_or_table_that_times_out_is_503_not_500_on_the_operator_routes(client, aws, monkeypatch):
+    """A timeout or lost connection is the same outage as a refusal: 503 with its code."""
+    operations = container().queue_operations
+    with monkeypatch.context() as patched:
+        patched.setattr(operations, "_sqs", _TimingOut(operations._sqs, "get_queue_attributes", "receive_message"))
+        for method, path in (("get", "/api/system/stats"), ("get", "/api/system/dlq"),
+                             ("post", "/api/system/dlq/redrive"), ("post", "/api/system/dlq/redrive?priority=low")):
+            response = getattr(client.http, method)(path, headers=operator())
+            assert response.status_code == 503, (path, response.body)
+            assert response.json_body["error"]["code"] == "dlq_unavailable", path
+    stats = container().stats
+    with monkeypatch.context() as patched:
+        patched.setattr(stats, "_ddb", _TimingOut(stats._ddb, "get_item", "batch_get_item"))
+        response = client.http.get("/api/system/stats", headers=operator())
+        assert response.status_code == 503 and response.json_body["error"]["code"] == "store_unavailable"
+    monkeypatch.setenv("USE_TASK_QUEUE", "false")  # the clean-ups answer in the request
+    composition.use(None)
+    finished, blobs = container().finished_jobs, container().blobs
+    monkeypatch.setattr(finished, "_ddb", _TimingOut(finished._ddb, "query"))
+    monkeypatch.setattr(blobs, "_s3", _TimingOut(blobs._s3, "list_objects_v2"))
+    for path in ("cleanup-runs", "cleanup-temp-files"):
+        response = client.http.post(f"/api/system/maintenance/{path}", headers=operator())
+        assert response.status_code == 503, (path, response.body)
+        assert response.json_body["error"]["code"] == "store_unavailable", path
+
+
+def test_a_queue_that_times_out_is_a_problem_the_health_check_reports(client, aws, monkeypatch):
+    """One unreachable queue is a finding, like a deleted one: the other checks still run."""
+    operations = container().queue_operations
+    real = operations._sqs.get_queue_attributes
+
+    def low_dlq_times_out(**request):
+        if request["QueueUrl"] == aws["dlq_low_url"]:
+            _times_out()
+        return real(**request)
+
+    monkeypatch.setattr(operations._sqs, "get_queue_attributes", low_dlq_times_out)
+    task_id = client.http.post("/api/system/maintenance/health-check", headers=operator()).json_body["task_id"]
+    drain(client._app, aws)
+    done = task(client, task_id)
+    assert done["status"] == "completed", done
+    assert done["result"]["healthy"] is False and done["result"]["problems"] == ["jobs-low-dlq"]
+    (low_dlq,) = [q for q in done["result"]["checks"]["queues"] if q["name"] == "jobs-low-dlq"]
+    assert low_dlq["ok"] is False and "ReadTimeoutError" in low_dlq["error"]
