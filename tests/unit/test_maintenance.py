@@ -72,6 +72,32 @@ def test_cleanup_stops_when_canceled_and_when_time_runs_out(tasks, store, clock)
     assert result["complete"] is False and result["jobs_deleted"] == 0 and "old-1" in store._jobs
 
 
+def test_cleanup_stops_within_a_page_when_time_runs_short(clock):
+    """A page holds up to 100 jobs and each purge takes several requests (tens of ms each on
+    AWS): the time left is checked before each job, so a page cannot run the task past its end
+    (inline, past API Gateway's 29 s)."""
+    spent_ms = [0]
+
+    class SlowFinished:
+        purged: list = []
+
+        def finished_before(self, cutoff, *, since, page_size=100):
+            yield [f"old-{n}" for n in range(100)]
+
+        def purge(self, job_id):
+            spent_ms[0] += 100
+            self.purged.append(job_id)
+            return 2
+
+    finished = SlowFinished()
+    tasks = MaintenanceTasks(finished=finished, stats=InMemoryStatsStore(), queues=FakeQueues(), blobs=None,
+                             probes={}, retention_days=7, clock=clock)
+    result = tasks.run("cleanup_runs", {"max_age_hours": 24}, TaskControl(remaining_ms=lambda: 8_000 - spent_ms[0]))
+    assert result["complete"] is False
+    assert 0 < result["jobs_deleted"] == len(finished.purged) < 100 and result["items_deleted"] == 2 * len(finished.purged)
+    assert 8_000 - spent_ms[0] >= 4_000, "the stop margin was spent on the page"
+
+
 def test_cleanup_temp_files_removes_only_old_objects_under_the_prefix(tasks, blobs, clock):
     blobs.put("tmp/old", b"1", "text/plain")
     blobs.put("jobs/j/payload.json", b"{}", "application/json")
