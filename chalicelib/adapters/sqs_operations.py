@@ -13,7 +13,7 @@ from typing import Any, Mapping, Optional, Sequence
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.domain.errors import DeadLetterUnavailableError, InvalidRequestError, NotRedrivableError
-from chalicelib.ports import DeadLetter
+from chalicelib.ports import DeadLetter, job_message_of
 
 _ATTRIBUTES = {
     "visible": "ApproximateNumberOfMessages",
@@ -124,6 +124,8 @@ class SqsQueueOperations:
                 to = queue or _target_of(message, targets)
                 if to is None:  # names no queue of this stack: left for an operator (visible again soon)
                     failed += 1
+                elif priority in self._queues and not _is_job_message(message):
+                    failed += 1  # no worker can take it: sent back, it would only fail ten more deliveries
                 else:
                     by_queue.setdefault(to, []).append(message)
             for to, batch in by_queue.items():
@@ -175,6 +177,14 @@ def receive_up_to(client: Any, url: str, limit: int, hide_s: int) -> list[dict[s
             break
         messages.update((m["MessageId"], m) for m in fresh)
     return list(messages.values())
+
+
+def _is_job_message(message: dict[str, Any]) -> bool:
+    try:
+        job_message_of(message["Body"])
+    except ValueError:
+        return False
+    return True
 
 
 def _queue_name(url_or_arn: str) -> str:

@@ -12,8 +12,9 @@ from chalicelib.api.http import Call, validate
 from chalicelib.api.routing import router
 from chalicelib.composition import container
 from chalicelib.domain.errors import NotRedrivableError
-from chalicelib.domain.job import isoformat, utcnow
+from chalicelib.domain.job import is_plausible_job_id, isoformat, utcnow
 from chalicelib.domain.stats import hours_back, summarize
+from chalicelib.ports import DeadLetter
 
 system_api = Blueprint(__name__)
 
@@ -47,6 +48,12 @@ def _queues(params: DeadLetterQuery, operations: Any) -> list[str]:
     return [name] if name else operations.dead_letter_queues()
 
 
+def _job_id(letter: DeadLetter) -> Optional[str]:
+    """The job a dead letter names, if it names one a job can have."""
+    job_id = letter.body.get("job_id")
+    return job_id if isinstance(job_id, str) and is_plausible_job_id(job_id) else None
+
+
 @route("/api/system/stats", methods=["GET"])
 def stats(call: Call) -> Any:
     """Queue depths from queue attributes; the reconciler's last pass and totals; everything
@@ -67,13 +74,14 @@ def dead_letters(call: Call) -> Any:
     services = container()
     priorities = _queues(params, services.queue_operations)
     peeked = {p: services.queue_operations.peek_dead_letters(p, params.limit) for p in priorities}
-    ids = [str(m.body["job_id"]) for ms in peeked.values() for m in ms if isinstance(m.body.get("job_id"), str)]
+    # Only ids a job can have are looked up: a foreign body's (too long for a key) fails the read.
+    ids = [i for ms in peeked.values() for i in (_job_id(m) for m in ms) if i]
     jobs = services.store.get_many(ids) if ids else {}
     out: dict[str, list[dict[str, Any]]] = {}
     for priority, messages in peeked.items():
         out[priority] = []
         for m in messages:
-            job = jobs.get(m.body.get("job_id")) if isinstance(m.body.get("job_id"), str) else None
+            job = jobs.get(_job_id(m) or "")
             out[priority].append({
                 "message_id": m.message_id, "body": m.body, "sent_at": m.sent_at,
                 "receive_count": m.receive_count,

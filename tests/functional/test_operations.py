@@ -405,3 +405,39 @@ def test_a_queue_that_times_out_is_a_problem_the_health_check_reports(client, aw
     assert done["result"]["healthy"] is False and done["result"]["problems"] == ["jobs-low-dlq"]
     (low_dlq,) = [q for q in done["result"]["checks"]["queues"] if q["name"] == "jobs-low-dlq"]
     assert low_dlq["ok"] is False and "ReadTimeoutError" in low_dlq["error"]
+
+
+def test_a_message_no_worker_can_take_stays_on_its_jobs_dead_letter_queue(client, aws):
+    """A hand-made or foreign body (not JSON, no job id, an id no job can have) sent back to a
+    jobs queue would only fail ten more deliveries and come back: a redrive leaves it where it
+    is (counted in `failed`), moves the job messages beside it, and the listing still shows it."""
+    job = submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"}})
+    drain(client._app, aws)
+    foreign = ["not json at all", json.dumps([1, 2]), json.dumps({"job_id": 5}), json.dumps({"job_id": "x" * 3000})]
+    for body in foreign:
+        aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=body)
+    store = container().store
+    real = store._ddb.batch_get_item
+
+    def batch_get_item(**request):  # DynamoDB refuses a partition key over 2048 bytes
+        keys = [k["pk"]["S"] for table in request["RequestItems"].values() for k in table["Keys"]]
+        if any(len(k.encode()) > 2048 for k in keys):
+            from botocore.exceptions import ClientError
+
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": "key too large"}}, "BatchGetItem")
+        return real(**request)
+
+    store._ddb.batch_get_item = batch_get_item
+    try:
+        shown = client.http.get("/api/system/dlq?priority=normal", headers=operator())
+    finally:
+        del store._ddb.batch_get_item
+    assert shown.status_code == 200, shown.body
+    letters = shown.json_body["dead_letters"]["normal"]
+    assert len(letters) == 5 and [m["job"] for m in letters if m["job"]] == [
+        {"id": job["id"], "tenant": "acme", "type": "demo.steps", "status": "failed"}]
+    moved = client.http.post("/api/system/dlq/redrive?priority=normal", headers=operator()).json_body
+    assert moved["redriven"]["normal"] == {"moved": 1, "failed": 4}
+    assert [json.loads(m["Body"])["job_id"] for m in receive_all(aws, "jobs_url")] == [job["id"]]
+    stats = client.http.get("/api/system/stats", headers=operator()).json_body
+    assert stats["dead_letter_queues"]["normal"] == 4, "the foreign messages stay"
