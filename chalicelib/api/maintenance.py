@@ -68,6 +68,8 @@ def task_view(job: Job) -> dict[str, Any]:
         "error_message": job.error.message if job.error else None,
         "error_code": job.error.code if job.error else None,
         "attempts": job.attempts,
+        # A running task's cancel takes effect at its next page or progress report: pending till then.
+        "cancel_requested": job.cancel_requested,
         "progress": job.progress.model_dump(mode="json"),
         "requested_by": job.user,
         "created_at": job.created_at,

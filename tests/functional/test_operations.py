@@ -441,3 +441,20 @@ def test_a_message_no_worker_can_take_stays_on_its_jobs_dead_letter_queue(client
     assert [json.loads(m["Body"])["job_id"] for m in receive_all(aws, "jobs_url")] == [job["id"]]
     stats = client.http.get("/api/system/stats", headers=operator()).json_body
     assert stats["dead_letter_queues"]["normal"] == 4, "the foreign messages stay"
+
+
+def test_canceling_a_running_task_says_the_cancel_was_taken(client, aws):
+    """A running task stops at its next page or progress report: until then its record says
+    the cancel is pending, in the DELETE's answer and in every poll."""
+    from chalicelib.ports import JobMessage
+
+    task_id = client.http.post("/api/system/maintenance/cleanup-runs", headers=operator()).json_body["task_id"]
+    assert task(client, task_id)["cancel_requested"] is False
+    claim = container().lifecycle.claim(JobMessage(task_id, 1))
+    assert claim.job.status.value == "running"
+    response = client.http.delete(f"/api/system/maintenance/tasks/{task_id}", headers=operator())
+    assert response.status_code == 202
+    assert response.json_body["status"] == "running" and response.json_body["cancel_requested"] is True
+    assert task(client, task_id)["cancel_requested"] is True
+    listed = client.http.get("/api/system/maintenance/tasks", headers=operator()).json_body["tasks"]
+    assert [(t["task_id"], t["cancel_requested"]) for t in listed] == [(task_id, True)]
