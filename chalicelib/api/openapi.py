@@ -153,18 +153,18 @@ def _query(*names: str) -> list[dict[str, Any]]:
 
 def _operator_paths() -> dict[str, Any]:
     """Routes for the `operator` role (403 `forbidden` without it)."""
-    refused = _errors(400, 401, 403)
+    # Every one reads a queue or a table: 503 when it does not answer.
+    refused = _errors(400, 401, 403, 503)
     task = {"type": "object", "required": ["task_id", "status"]}
-    queued = {"202": _json(task, "enqueued"), "200": _json(task, "ran inline (USE_TASK_QUEUE=false)"), **refused,
-              **_errors(503)}
+    queued = {"202": _json(task, "enqueued"), "200": _json(task, "ran inline (USE_TASK_QUEUE=false)"), **refused}
     task_id = [_path_param("task_id")]
     return {
         "/api/system/stats": {"get": {"parameters": _query("window_hours"), "responses": {
             "200": _json({"type": "object", "required": ["queues", "jobs_by_status"]}), **refused}}},
         "/api/system/dlq": {"get": {"parameters": _query("priority", "queue", "limit"), "responses": {
-            "200": _json({"type": "object"}), **refused, **_errors(503)}}},
+            "200": _json({"type": "object"}), **refused}}},
         "/api/system/dlq/redrive": {"post": {"parameters": _query("priority", "queue", "limit"), "responses": {
-            "200": _json({"type": "object", "required": ["redriven"]}), **refused, **_errors(409, 503)}}},
+            "200": _json({"type": "object", "required": ["redriven"]}), **refused, **_errors(409)}}},
         "/api/system/maintenance/cleanup-runs": {"post": {"parameters": _query("max_age_hours"), "responses": queued}},
         "/api/system/maintenance/health-check": {"post": {"responses": queued}},
         "/api/system/maintenance/cleanup-temp-files": {"post": {"parameters": _query("max_age_hours"), "responses": queued}},

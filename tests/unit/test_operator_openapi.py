@@ -1,0 +1,31 @@
+"""The operator routes' part of GET /openapi.json says what they accept and answer: every
+query parameter their request models take, and every status they can give."""
+from __future__ import annotations
+
+from chalicelib.api.maintenance import ListTasksQuery
+from chalicelib.api.openapi import openapi_document
+from chalicelib.api.system import DeadLetterQuery, StatsQuery
+from chalicelib.maintenance import TASKS
+
+
+def _declared(path: str, method: str) -> dict:
+    return openapi_document()["paths"][path][method]
+
+
+def test_each_operator_route_declares_the_query_parameters_it_takes():
+    routes = {
+        ("/api/system/stats", "get"): StatsQuery,
+        ("/api/system/dlq", "get"): DeadLetterQuery,
+        ("/api/system/dlq/redrive", "post"): DeadLetterQuery,
+        ("/api/system/maintenance/tasks", "get"): ListTasksQuery,
+        **{(f"/api/system/maintenance/{task.replace('_', '-')}", "post"): model for task, (model, *_) in TASKS.items()},
+    }
+    for (path, method), model in routes.items():
+        declared = {p["name"] for p in _declared(path, method).get("parameters", []) if p["in"] == "query"}
+        assert declared == set(model.model_fields), path
+
+
+def test_the_operator_routes_declare_the_statuses_they_answer():
+    assert {"400", "403", "503"} <= set(_declared("/api/system/stats", "get")["responses"])
+    assert {"400", "403", "409", "503"} <= set(_declared("/api/system/dlq/redrive", "post")["responses"])
+    assert {"400", "403", "503"} <= set(_declared("/api/system/maintenance/tasks", "get")["responses"])
