@@ -7,9 +7,10 @@ batch; a failure raises, the batch is delivered again, and the per-(job, version
 counts exact."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Callable, Optional, Sequence
 
-from chalicelib.domain.job import utcnow
+from chalicelib.domain.job import parse_time, utcnow
 from chalicelib.domain.stats import delta_for
 from chalicelib.events.publishing import publish_changes
 from chalicelib.ports import EventPublisher, JobChange, StatsStore
@@ -20,10 +21,18 @@ Decode = Callable[[dict[str, Any]], Optional[JobChange]]
 
 def record_changes(changes: Sequence[JobChange], stats: StatsStore) -> int:
     """Count every status change of a batch, in one write per shared counter item for the whole
-    batch; returns how many changes were new."""
+    batch; returns how many changes were new. A change without a time of its own (a start, a
+    retry) counts in the hour the stream recorded it: a replayed batch is counted hours late."""
     now = utcnow()
-    deltas = [d for d in (delta_for(c.old, c.new, now) for c in changes) if d is not None]
+    deltas = [d for d in (delta_for(c.old, c.new, _recorded_at(c, now)) for c in changes) if d is not None]
     return stats.record_batch(deltas) if deltas else 0
+
+
+def _recorded_at(change: JobChange, fallback: datetime) -> datetime:
+    try:
+        return parse_time(change.timestamp)
+    except (TypeError, ValueError):
+        return fallback
 
 
 class StreamConsumer:

@@ -134,3 +134,19 @@ def test_a_large_batch_is_split_within_the_transaction_limit():
     assert DynamoStatsStore(client, "stats").record_batch(_deltas(0, 250)) == 250
     assert all(len(call) <= 100 for call in client.calls) and len(client.calls) == 3
     assert client.items["STATUS"] == {"queued": 250}
+
+
+def test_a_change_counted_late_is_counted_in_the_hour_it_happened():
+    """A stream batch replayed by the reconciler hours after its changes (or delivered late)
+    counts each start and retry in the hour the stream recorded it, not the hour of counting."""
+    from chalicelib.events.stream import record_changes
+    from chalicelib.ports import JobChange
+
+    stats = InMemoryStatsStore()
+    changes = [
+        JobChange("1", image("queued", 1), image("running", 2), "2026-01-01T09:15:00.000Z"),
+        JobChange("2", image("running", 2), image("retrying", 3), "2026-01-01T09:20:00.000Z"),
+    ]
+    assert record_changes(changes, stats) == 2
+    assert stats.hourly(["2026-01-01T09"]) == [{"started": 1, "t:demo.steps:started": 1,
+                                                "retried": 1, "t:demo.steps:retried": 1}]
