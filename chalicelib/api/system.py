@@ -11,7 +11,7 @@ from chalicelib.api.auth import OPERATOR
 from chalicelib.api.http import Call, validate
 from chalicelib.api.routing import router
 from chalicelib.composition import container
-from chalicelib.domain.errors import NotRedrivableError
+from chalicelib.domain.errors import DeadLetterUnavailableError, NotRedrivableError
 from chalicelib.domain.job import is_plausible_job_id, isoformat, utcnow
 from chalicelib.domain.stats import hours_back, summarize
 from chalicelib.ports import DeadLetter
@@ -94,16 +94,26 @@ def dead_letters(call: Call) -> Any:
 @route("/api/system/dlq/redrive", methods=["POST"])
 def redrive(call: Call) -> Any:
     """Move dead-lettered messages back to their priority's queue. A job that is already
-    failed is acknowledged by the worker without running again; resubmit it to rerun it."""
+    failed is acknowledged by the worker without running again; resubmit it to rerun it.
+    Every queue (none named): one that does not answer is reported under `unavailable` and
+    the others still go; DeadLetterUnavailableError only when none answered."""
     params = validate(DeadLetterQuery, call.query())
     operations = container().queue_operations
     if params.queue or params.priority:
         name = params.queue or params.priority
         return {"redriven": {name: operations.redrive(name, params.limit)}}
-    redriven = {}
+    redriven: dict[str, Any] = {}
+    unavailable: dict[str, DeadLetterUnavailableError] = {}
     for name in operations.dead_letter_queues():  # all that can be: the rest are for reading
         try:
             redriven[name] = operations.redrive(name, params.limit)
         except NotRedrivableError:
             continue
-    return {"redriven": redriven}
+        except DeadLetterUnavailableError as exc:  # the others still go: what moved is said
+            unavailable[name] = exc
+    if unavailable and not redriven:
+        raise next(iter(unavailable.values()))
+    answer: dict[str, Any] = {"redriven": redriven}
+    if unavailable:
+        answer["unavailable"] = {name: {"code": exc.code, "message": exc.message} for name, exc in unavailable.items()}
+    return answer

@@ -458,3 +458,32 @@ def test_canceling_a_running_task_says_the_cancel_was_taken(client, aws):
     assert task(client, task_id)["cancel_requested"] is True
     listed = client.http.get("/api/system/maintenance/tasks", headers=operator()).json_body["tasks"]
     assert [(t["task_id"], t["cancel_requested"]) for t in listed] == [(task_id, True)]
+
+
+def test_a_dead_letter_queue_that_cannot_be_redriven_does_not_hold_back_the_others(client, aws, monkeypatch):
+    """Redriving every queue goes on past one that does not answer: the answer says what moved
+    and which queue was unavailable, instead of a 503 that hides the moves already made and
+    never reaches the queues after it."""
+    sqs = aws["sqs"]
+    urls = {name: sqs.create_queue(QueueName=name)["QueueUrl"]
+            for name in ("erp-webhook", "erp-webhook-dlq", "cache-invalidation", "cache-invalidation-dlq")}
+    monkeypatch.setenv("JOBPIPE_ERP_WEBHOOK_QUEUE_URL", urls["erp-webhook"])
+    monkeypatch.setenv("JOBPIPE_ERP_WEBHOOK_DLQ_URL", urls["erp-webhook-dlq"])
+    monkeypatch.setenv("JOBPIPE_CACHE_QUEUE_URL", urls["cache-invalidation"])
+    monkeypatch.setenv("JOBPIPE_CACHE_DLQ_URL", urls["cache-invalidation-dlq"])
+    composition.use(None)
+    job = submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"}})
+    drain(client._app, aws)
+    sqs.send_message(QueueUrl=urls["cache-invalidation-dlq"], MessageBody=json.dumps({"detail": {"event_id": "e1"}}))
+    sqs.delete_queue(QueueUrl=urls["erp-webhook-dlq"])
+    response = client.http.post("/api/system/dlq/redrive", headers=operator())
+    assert response.status_code == 200, response.body
+    body = response.json_body
+    assert body["redriven"]["normal"] == {"moved": 1, "failed": 0}
+    assert body["redriven"]["cache_invalidation"] == {"moved": 1, "failed": 0}
+    assert "erp_webhook" not in body["redriven"]
+    assert body["unavailable"]["erp_webhook"]["code"] == "dlq_unavailable"
+    assert [json.loads(m["Body"])["job_id"] for m in receive_all(aws, "jobs_url")] == [job["id"]]
+    assert len(receive_all({**aws, "q": urls["cache-invalidation"]}, "q")) == 1
+    only = client.http.post("/api/system/dlq/redrive?queue=erp_webhook", headers=operator())
+    assert only.status_code == 503 and only.json_body["error"]["code"] == "dlq_unavailable"
