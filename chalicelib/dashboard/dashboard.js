@@ -199,6 +199,10 @@
     return Math.floor(m / 60) + " h " + pad(m % 60) + " m";
   }
 
+  function countdown(ms) {
+    return ms < 60000 ? Math.ceil(ms / 1000) + " s" : duration(ms);
+  }
+
   function jobDuration(job) {
     if (!job.started_at) return "";
     var end = job.finished_at ? new Date(job.finished_at) : new Date();
@@ -246,9 +250,10 @@
 
     var statusCell = el("td", "status-cell");
     this.badge = el("span", "badge");
+    this.schedule = el("div", "schedule"); // when a queued or retrying job may start
     this.note = el("div", "note");
     this.note.setAttribute("role", "status");
-    statusCell.append(this.badge, this.note);
+    statusCell.append(this.badge, this.schedule, this.note);
 
     var progressCell = el("td", "progress-cell");
     this.bar = el("div", "bar");
@@ -310,6 +315,7 @@
       timeLine("finished", job.finished_at)
     );
     this.renderDuration(job);
+    this.renderSchedule(job);
 
     this.error.replaceChildren();
     if (job.error) {
@@ -379,6 +385,21 @@
 
   JobRow.prototype.renderDuration = function (job) {
     this.duration.textContent = jobDuration(job);
+  };
+
+  // A job submitted with a delay or run_at, or waiting out a retry's backoff, is queued or
+  // retrying with `not_before` ahead: say when it starts, counting down.
+  JobRow.prototype.renderSchedule = function (job) {
+    var waiting = (job.status === "queued" || job.status === "retrying") && job.not_before;
+    var left = waiting ? new Date(job.not_before) - Date.now() : 0;
+    if (!(left >= 1000)) {
+      if (this.schedule.firstChild) this.schedule.replaceChildren();
+      return;
+    }
+    var time = el("time", null, countdown(left));
+    time.dateTime = job.not_before;
+    time.title = when(job.not_before) + " (" + job.not_before + ")";
+    this.schedule.replaceChildren(job.status === "retrying" ? "next attempt in " : "starts in ", time);
   };
 
   function timeLine(label, iso) {
@@ -577,10 +598,13 @@
     });
   }
 
-  // Durations of running jobs tick between polls.
+  // Durations of running jobs and waits of scheduled ones tick between polls.
   function tick() {
     state.jobs.forEach(function (job) {
-      if (!TERMINAL[job.status] && job.started_at) state.rows.get(job.id).renderDuration(job);
+      if (TERMINAL[job.status]) return;
+      var row = state.rows.get(job.id);
+      if (job.started_at) row.renderDuration(job);
+      row.renderSchedule(job);
     });
   }
 

@@ -251,3 +251,178 @@ def test_a_network_failure_shows_a_banner_and_polling_recovers(stack, page, tena
     expect(banner).to_be_hidden(timeout=JOB_WAIT_MS)
     expect(line).to_have_attribute("data-status", "running", timeout=JOB_WAIT_MS)
     stack.call("DELETE", f"/jobs/{job['id']}", tenant=tenant)
+
+
+# ---------------------------------------------------------------- the page on its own
+# The tests below answer the API inside the browser (Playwright's routing), so they need no
+# emulator: each is about how the page reacts to an answer, a failure, the clock or the tab.
+
+OFFLINE_ORIGIN = "http://127.0.0.1:9"  # nothing listens there: every request is answered by FakeApi
+JOB_TYPES = [{"type": "demo.steps", "description": "Steps.", "max_attempts": 3, "timeout_s": 60, "priority": "normal",
+              "payload_schema": {"type": "object", "properties": {"steps": {"type": "integer"}}, "required": []}}]
+
+
+class FakeApi:
+    """The job routes as the page uses them, over an in-memory dict of public jobs; records
+    every request. `fail` answers the next matching requests with a given response instead."""
+
+    def __init__(self, page: Page, tenant: str = "acme"):
+        from chalicelib.dashboard.page import build_page
+
+        self.page = page
+        self.built = build_page()
+        self.jobs: dict[str, dict] = {}
+        self.requests: list[tuple[str, str, dict]] = []
+        self.failures: list[tuple[str, str, dict]] = []  # (method, path regex, fulfil kwargs)
+        self.held: list = []
+        self.hold_next: str | None = None  # a path regex: its next request waits for release()
+        self.idempotency: dict[str, str] = {}
+        self.created = 0
+        self.tenant = tenant
+        page.route(re.compile(re.escape(OFFLINE_ORIGIN) + "/.*"), self.handle)
+
+    def token(self, tenant: str | None = None) -> str:
+        from chalicelib.api.auth import issue_token
+
+        return issue_token("fake-api-secret-0123456789abcdef-0123", user="ann", tenant=tenant or self.tenant)
+
+    def open(self, token: str | None = None) -> None:
+        self.page.goto(f"{OFFLINE_ORIGIN}/dashboard#token={token or self.token()}")
+        expect(self.page.locator("#workspace")).to_be_visible()
+
+    def add(self, **fields) -> dict:
+        self.created += 1
+        job = {
+            "id": fields.pop("id", f"job-{self.created:04d}"), "type": "demo.steps", "payload": {}, "status": "queued",
+            "tenant": self.tenant, "user": "ann", "scope": None, "parent_id": None, "children": [],
+            "priority": "normal", "attempts": 0, "max_attempts": 3,
+            "progress": {"percent": 0.0, "step": None, "message": None, "details": None, "updated_at": None},
+            "result": None, "error": None, "cancel_requested": False,
+            "created_at": f"2026-01-15T10:{self.created // 60:02d}:{self.created % 60:02d}.000Z",
+            "started_at": None, "finished_at": None, "not_before": None, "expires_at": None, "version": 1,
+        }
+        job.update(fields)
+        self.jobs[job["id"]] = job
+        return job
+
+    def update(self, job_id: str, **fields) -> dict:
+        job = self.jobs[job_id]
+        job.update(fields)
+        job["version"] += 1
+        return job
+
+    def fail(self, method: str, path: str, times: int = 1, **response) -> None:
+        self.failures.extend([(method, path, response)] * times)
+
+    def count(self, method: str, path: str) -> int:
+        return sum(1 for m, p, _ in self.requests if m == method and re.fullmatch(path, p))
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        for route in held:
+            self.answer(route)
+
+    def handle(self, route) -> None:
+        request = route.request
+        path = request.url[len(OFFLINE_ORIGIN):].split("#")[0]
+        if path != "/dashboard":
+            self.requests.append((request.method, path, request.headers))
+        for i, (method, pattern, response) in enumerate(self.failures):
+            if method == request.method and re.fullmatch(pattern, path.split("?")[0]):
+                del self.failures[i]
+                if response.get("abort"):
+                    route.abort(response["abort"])
+                else:
+                    route.fulfill(**response)
+                return
+        if self.hold_next and re.fullmatch(self.hold_next, path.split("?")[0]):
+            self.hold_next = None
+            self.held.append(route)
+            return
+        self.answer(route)
+
+    def answer(self, route) -> None:
+        from urllib.parse import parse_qs, urlsplit
+
+        request = route.request
+        url = urlsplit(request.url)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        method, path = request.method, url.path
+        if path == "/dashboard":
+            route.fulfill(status=200, body=self.built.html, headers={
+                "Content-Type": "text/html; charset=utf-8",
+                "Content-Security-Policy": self.built.content_security_policy})
+        elif (method, path) == ("GET", "/job-types"):
+            route.fulfill(json={"job_types": JOB_TYPES})
+        elif (method, path) == ("GET", "/jobs"):
+            jobs = sorted(self.jobs.values(), key=lambda j: (j["created_at"], j["id"]), reverse=True)
+            jobs = [j for j in jobs if query.get("status") in (None, j["status"]) and query.get("type") in (None, j["type"])]
+            start, limit = int(query.get("cursor", 0)), int(query.get("limit", 25))
+            more = start + limit < len(jobs)
+            route.fulfill(json={"jobs": jobs[start:start + limit], "next_cursor": str(start + limit) if more else None})
+        elif (method, path) == ("POST", "/jobs/status"):
+            ids = json.loads(request.post_data)["job_ids"]
+            route.fulfill(json={"jobs": {i: self.jobs.get(i, {"id": i, "status": "not_found"}) for i in ids}, "job_ids": ids})
+        elif (method, path) == ("POST", "/jobs"):
+            key = request.headers.get("idempotency-key")
+            if key in self.idempotency:
+                route.fulfill(status=202, json=self.jobs[self.idempotency[key]])
+                return
+            body = json.loads(request.post_data)
+            job = self.add(type=body["type"], payload=body["payload"])
+            if key:
+                self.idempotency[key] = job["id"]
+            route.fulfill(status=202, json=job)
+        elif method == "DELETE" and path.startswith("/jobs/"):
+            job = self.update(path.split("/")[2], status="canceled")
+            route.fulfill(status=202, json=job)
+        elif method == "GET" and path.endswith("/runs"):
+            route.fulfill(json={"job_id": path.split("/")[2], "runs": []})
+        else:
+            route.fulfill(status=404, json={"error": {"code": "route_not_found", "message": path}})
+
+
+@pytest.fixture
+def api(page) -> FakeApi:
+    return FakeApi(page)
+
+
+def iso(moment) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def set_hidden(page: Page, hidden: bool) -> None:
+    """As the browser does when the tab goes to the background (or comes back)."""
+    page.evaluate(
+        """hidden => {
+            Object.defineProperty(document, "hidden", {configurable: true, get: () => hidden});
+            Object.defineProperty(document, "visibilityState", {configurable: true, get: () => hidden ? "hidden" : "visible"});
+            document.dispatchEvent(new Event("visibilitychange"));
+        }""",
+        hidden,
+    )
+
+
+def let_time_pass(page: Page, seconds: int, step_s: int = 30) -> None:
+    """Advance the page's clock in steps, letting each step's requests be answered."""
+    for _ in range(seconds // step_s):
+        page.clock.run_for(step_s * 1000)
+        page.wait_for_timeout(15)
+
+
+def test_scheduled_and_retrying_jobs_say_when_they_start(page, api):
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone.utc)
+    later = api.add(status="queued", not_before=iso(now + timedelta(hours=2, minutes=30, seconds=30)))
+    retry = api.add(status="retrying", attempts=1, started_at=iso(now - timedelta(seconds=20)),
+                    not_before=iso(now + timedelta(seconds=45)),
+                    error={"code": "handler_error", "message": "boom"})
+    due = api.add(status="queued", not_before=iso(now - timedelta(seconds=5)))
+    api.open()
+    expect(row(page, later["id"]).locator(".schedule")).to_have_text(re.compile(r"^starts in 2 h 30 m$"))
+    expect(row(page, later["id"]).locator(".schedule time")).to_have_attribute("datetime", later["not_before"])
+    expect(row(page, retry["id"]).locator(".schedule")).to_have_text(re.compile(r"^next attempt in 4\d s$"))
+    expect(row(page, retry["id"]).locator(".error-code")).to_have_text("handler_error")
+    expect(row(page, due["id"]).locator(".schedule")).to_have_text("")
+
