@@ -11,6 +11,7 @@
   var POLL_BACKOFF = 1.5;
   var LIST_REFRESH_MS = 10000; // new jobs submitted elsewhere show up within this
   var MAX_BATCH = 100;         // POST /jobs/status takes at most 100 ids
+  var PAUSED = "paused while this tab is hidden";
 
   // The page lives at <stage>/dashboard; the API routes are its siblings.
   var API_BASE = location.origin + location.pathname.replace(/\/dashboard\/?$/, "/");
@@ -125,7 +126,8 @@
 
   function connected() {
     hideBanner();
-    setLive("live", "live · updated " + clock(new Date()));
+    if (document.hidden) setLive("idle", PAUSED);
+    else setLive("live", "live · updated " + clock(new Date()));
   }
 
   // ---------------------------------------------------------------- page chrome
@@ -522,7 +524,7 @@
 
   function scheduleRefresh() {
     clearTimeout(state.refreshTimer);
-    if (!state.authorized) return;
+    if (!state.authorized || document.hidden) return;
     state.refreshTimer = setTimeout(function () { refreshList(false); }, LIST_REFRESH_MS);
   }
 
@@ -555,7 +557,7 @@
   // Polls every unfinished job shown, in one POST /jobs/status (chunks of 100 only past that),
   // every 2 s while something changes, backing off to 10 s while nothing does.
   function schedulePoll(delay) {
-    if (!state.authorized) return;
+    if (!state.authorized || document.hidden) return;
     state.pollDelay = Math.max(POLL_MIN_MS, delay);
     if (state.polling) return; // the running poll schedules the next one
     clearTimeout(state.pollTimer);
@@ -563,13 +565,13 @@
   }
 
   function ensurePolling() {
-    if (state.authorized && !state.polling && !state.pollTimer) state.pollTimer = setTimeout(poll, state.pollDelay);
+    if (state.authorized && !document.hidden && !state.polling && !state.pollTimer) state.pollTimer = setTimeout(poll, state.pollDelay);
   }
 
   function poll() {
     state.pollTimer = null;
     var ids = unfinishedIds();
-    if (!ids.length || !state.authorized) return; // nothing to watch until a new job shows up
+    if (!ids.length || !state.authorized || document.hidden) return; // nothing to watch until a new job shows up
     state.polling = true;
     var chunks = [];
     for (var i = 0; i < ids.length; i += MAX_BATCH) chunks.push(ids.slice(i, i + MAX_BATCH));
@@ -591,7 +593,7 @@
       }
     ).then(function () {
       state.polling = false;
-      if (state.authorized) {
+      if (state.authorized && !document.hidden) {
         clearTimeout(state.pollTimer);
         state.pollTimer = setTimeout(poll, state.pollDelay);
       }
@@ -811,9 +813,18 @@
     $("filters").addEventListener("submit", function (event) { event.preventDefault(); });
     $("refresh").addEventListener("click", function () { loadJobTypes(); refreshList(true); });
     $("load-more").addEventListener("click", loadMore);
-    // A tab in the background keeps its timers but polls no faster than needed.
+    // A tab in the background asks the API nothing (left open all night, it costs nothing);
+    // shown again, it catches up at once.
     document.addEventListener("visibilitychange", function () {
-      if (!document.hidden && state.authorized) { schedulePoll(0); refreshList(false); }
+      if (!state.authorized) return;
+      if (document.hidden) {
+        stopTimers();
+        setLive("idle", PAUSED);
+      } else {
+        setLive("connecting", "catching up…");
+        refreshList(false);
+        schedulePoll(0);
+      }
     });
     setInterval(tick, 1000);
     renderSummary();

@@ -426,3 +426,20 @@ def test_scheduled_and_retrying_jobs_say_when_they_start(page, api):
     expect(row(page, retry["id"]).locator(".error-code")).to_have_text("handler_error")
     expect(row(page, due["id"]).locator(".schedule")).to_have_text("")
 
+
+
+def test_a_hidden_tab_asks_the_api_nothing_until_it_is_shown_again(page, api):
+    page.clock.install()
+    job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z",
+                  progress={"percent": 10.0, "step": "a", "message": None, "details": None, "updated_at": None})
+    api.open()
+    expect(row(page, job["id"])).to_have_attribute("data-status", "running")
+    set_hidden(page, True)
+    expect(page.locator("#live")).to_have_text(re.compile("paused"))
+    asked = len(api.requests)
+    let_time_pass(page, 30 * 60)
+    assert api.requests[asked:] == []
+    api.update(job["id"], status="completed", progress={**job["progress"], "percent": 100.0})
+    set_hidden(page, False)
+    expect(row(page, job["id"])).to_have_attribute("data-status", "completed")
+    expect(page.locator("#live")).to_have_text(re.compile("live"))
