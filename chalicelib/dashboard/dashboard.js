@@ -12,6 +12,7 @@
   var LIST_REFRESH_MS = 10000; // new jobs submitted elsewhere show up within this
   var MAX_BATCH = 100;         // POST /jobs/status takes at most 100 ids
   var PAUSED = "paused while this tab is hidden";
+  var RETRY_AFTER_MAX_MS = 600000; // a throttle's Retry-After is honoured up to 10 minutes
 
   // The page lives at <stage>/dashboard; the API routes are its siblings.
   var API_BASE = location.origin + location.pathname.replace(/\/dashboard\/?$/, "/");
@@ -58,20 +59,30 @@
 
   // ---------------------------------------------------------------- API
 
-  function ApiError(status, code, message, details) {
+  function ApiError(status, code, message, details, retryAfterMs) {
     this.name = "ApiError";
     this.status = status;
     this.code = code;
     this.message = message;
     this.details = details;
+    this.retryAfterMs = retryAfterMs || 0;
   }
   ApiError.prototype = Object.create(Error.prototype);
 
+  // No usable answer: the API was not reached, or what answered was not the API's JSON.
   function NetworkError(message) {
     this.name = "NetworkError";
     this.message = message;
   }
   NetworkError.prototype = Object.create(Error.prototype);
+
+  // Retry-After in seconds or as an HTTP date; 0 when absent or unreadable.
+  function retryAfterMs(response) {
+    var value = response.headers.get("Retry-After");
+    if (!value) return 0;
+    var ms = /^\s*\d+\s*$/.test(value) ? Number(value) * 1000 : new Date(value) - Date.now();
+    return ms > 0 ? Math.min(ms, RETRY_AFTER_MAX_MS) : 0;
+  }
 
   function api(method, path, body) {
     var jwt = token();
@@ -96,9 +107,16 @@
             throw new ApiError(
               response.status,
               error.code || "http_" + response.status,
-              error.message || ("the API answered " + response.status + " " + response.statusText),
-              error.details
+              error.message || (data && typeof data.message === "string" && data.message) ||
+                ("the API answered " + response.status + " " + response.statusText),
+              error.details,
+              retryAfterMs(response)
             );
+          }
+          if (data === null || typeof data !== "object") {
+            var kind = response.headers.get("Content-Type") || "no content type";
+            throw new NetworkError("The answer to " + method + " " + path.split("?")[0] + " was not JSON (" +
+              response.status + ", " + kind + ").");
           }
           connected();
           return data;
@@ -119,6 +137,12 @@
     if (err instanceof NetworkError || (err instanceof ApiError && err.status >= 500)) {
       showBanner(err.message + " Retrying automatically.");
       setLive("offline", "offline, retrying");
+      return true;
+    }
+    if (err instanceof ApiError && err.status === 429 && err.code !== "quota_exceeded") {
+      showBanner("The API is throttling requests (" + err.message + "). Retrying in " +
+        Math.ceil(Math.max(err.retryAfterMs, POLL_MIN_MS) / 1000) + " s.");
+      setLive("offline", "throttled, retrying");
       return true;
     }
     return false;
@@ -510,22 +534,21 @@
         if (changed) schedulePoll(0); else ensurePolling();
         scheduleRefresh();
         if (!state.jobTypes.length) loadJobTypes();
-      },
+      }
+    ).catch(
+      // A failed refresh (or an answer the page could not use) never ends the refreshes.
       function (err) {
         if (generation !== state.listGeneration) return;
-        if (handleError(err)) {
-          if (state.authorized) scheduleRefresh();
-          return;
-        }
-        showBanner("Could not list jobs: " + err.message);
+        if (!handleError(err)) showBanner("Could not list jobs: " + err.message);
+        scheduleRefresh(err.retryAfterMs);
       }
     );
   }
 
-  function scheduleRefresh() {
+  function scheduleRefresh(atLeastMs) {
     clearTimeout(state.refreshTimer);
     if (!state.authorized || document.hidden) return;
-    state.refreshTimer = setTimeout(function () { refreshList(false); }, LIST_REFRESH_MS);
+    state.refreshTimer = setTimeout(function () { refreshList(false); }, Math.max(LIST_REFRESH_MS, atLeastMs || 0));
   }
 
   function loadMore() {
@@ -541,7 +564,8 @@
         state.cursor = page.next_cursor || null;
         order();
         schedulePoll(0);
-      },
+      }
+    ).catch(
       function (err) {
         if (!handleError(err)) showBanner("Could not load more jobs: " + err.message);
       }
@@ -586,10 +610,12 @@
         });
         if (changed) renderSummary();
         state.pollDelay = changed ? POLL_MIN_MS : Math.min(POLL_MAX_MS, state.pollDelay * POLL_BACKOFF);
-      },
+      }
+    ).catch(
+      // Whatever failed, the next poll is scheduled below: the polls never stop on an error.
       function (err) {
         if (!handleError(err)) showBanner("Could not poll job status: " + err.message);
-        state.pollDelay = Math.min(POLL_MAX_MS, state.pollDelay * 2);
+        state.pollDelay = Math.max(Math.min(POLL_MAX_MS, state.pollDelay * 2), err.retryAfterMs || 0);
       }
     ).then(function () {
       state.polling = false;

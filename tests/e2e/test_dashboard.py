@@ -443,3 +443,38 @@ def test_a_hidden_tab_asks_the_api_nothing_until_it_is_shown_again(page, api):
     set_hidden(page, False)
     expect(row(page, job["id"])).to_have_attribute("data-status", "completed")
     expect(page.locator("#live")).to_have_text(re.compile("live"))
+
+
+def test_a_throttled_page_waits_as_asked_and_keeps_refreshing(page, api):
+    page.clock.install()
+    job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
+    api.open()
+    expect(row(page, job["id"])).to_be_visible()
+    throttled = {"status": 429, "headers": {"Retry-After": "40"}, "json": {"message": "Too Many Requests"}}
+    api.fail("GET", "/jobs", **throttled)
+    api.fail("POST", "/jobs/status", **throttled)
+    let_time_pass(page, 10, step_s=1)  # the list's refresh and a poll, both throttled
+    expect(page.get_by_role("alert").filter(has_text="Too Many Requests")).to_be_visible()
+    lists, polls = api.count("GET", r"/jobs\?.*"), api.count("POST", "/jobs/status")
+    let_time_pass(page, 25, step_s=5)
+    assert (api.count("GET", r"/jobs\?.*"), api.count("POST", "/jobs/status")) == (lists, polls)  # not before 40 s
+    newer = api.add(status="queued")
+    let_time_pass(page, 30, step_s=5)
+    expect(row(page, newer["id"])).to_be_visible()  # the list's refresh goes on after the throttle
+    assert api.count("POST", "/jobs/status") > polls
+    expect(page.get_by_role("alert")).to_be_hidden()
+
+
+def test_an_answer_that_is_not_json_does_not_stop_the_polls(page, api):
+    page.clock.install()
+    job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
+    api.open()
+    expect(row(page, job["id"])).to_be_visible()
+    # A proxy's or a captive portal's page, answered 200 in place of the API's JSON.
+    api.fail("POST", "/jobs/status", status=200, content_type="text/html", body="<html>Sign in to the Wi-Fi</html>")
+    let_time_pass(page, 3, step_s=1)
+    expect(page.get_by_role("alert").filter(has_text="not JSON")).to_be_visible()
+    polls = api.count("POST", "/jobs/status")
+    let_time_pass(page, 30, step_s=2)
+    assert api.count("POST", "/jobs/status") > polls
+    expect(page.get_by_role("alert")).to_be_hidden()
