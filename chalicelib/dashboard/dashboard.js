@@ -84,14 +84,14 @@
     return ms > 0 ? Math.min(ms, RETRY_AFTER_MAX_MS) : 0;
   }
 
-  function api(method, path, body) {
+  function api(method, path, body, headers) {
     var jwt = token();
     if (!jwt) return Promise.reject(new ApiError(401, "unauthorized", "Paste a token to start."));
     var init = {
       method: method,
       cache: "no-store",
       credentials: "omit",
-      headers: { Authorization: "Bearer " + jwt, Accept: "application/json" }
+      headers: Object.assign({ Authorization: "Bearer " + jwt, Accept: "application/json" }, headers)
     };
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
@@ -745,6 +745,17 @@
     status.textContent = text;
   }
 
+  // A submit that got no usable answer (none at all, or a 5xx) may have made the job. Its
+  // Idempotency-Key is kept for the same form contents, so pressing Submit again returns the job
+  // that submit made instead of making a second one; an answered submit forgets it.
+  var unsettledSubmit = null; // {body: the JSON sent, key}
+
+  function newIdempotencyKey() {
+    var bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes); // works on plain http too, unlike crypto.randomUUID
+    return "dashboard-" + Array.from(bytes, function (b) { return (b < 16 ? "0" : "") + b.toString(16); }).join("");
+  }
+
   function submitJob(event) {
     event.preventDefault();
     var textarea = $("job-payload");
@@ -765,11 +776,15 @@
     textarea.removeAttribute("aria-invalid");
     var body = { type: $("job-type").value, payload: payload };
     if ($("job-priority").value) body.priority = $("job-priority").value;
+    var sent = JSON.stringify(body);
+    var key = unsettledSubmit && unsettledSubmit.body === sent ? unsettledSubmit.key : newIdempotencyKey();
+    unsettledSubmit = { body: sent, key: key };
     var button = $("submit-button");
     button.disabled = true;
     setFormStatus("pending", "Submitting…");
-    api("POST", "jobs", body).then(
+    api("POST", "jobs", body, { "Idempotency-Key": key }).then(
       function (job) {
+        if (unsettledSubmit && unsettledSubmit.key === key) unsettledSubmit = null;
         setFormStatus("ok", "Submitted " + job.type + " job " + job.id + ".");
         $("submit-status").dataset.jobId = job.id;
         remember(job);
@@ -777,8 +792,13 @@
         schedulePoll(0);
       },
       function (err) {
+        var unknown = err instanceof NetworkError || (err instanceof ApiError && err.status >= 500);
+        if (!unknown && unsettledSubmit && unsettledSubmit.key === key) unsettledSubmit = null;
         if (handleError(err)) {
-          setFormStatus("error", "Not submitted: " + err.message);
+          setFormStatus("error", unknown
+            ? "No usable answer to the submit (" + err.message + "). The job may have been accepted: press " +
+              "Submit job again with the same payload to make sure; it will not be made twice."
+            : "Not submitted: " + err.message);
           return;
         }
         var problems = Array.isArray(err.details)

@@ -262,6 +262,16 @@ JOB_TYPES = [{"type": "demo.steps", "description": "Steps.", "max_attempts": 3, 
               "payload_schema": {"type": "object", "properties": {"steps": {"type": "integer"}}, "required": []}}]
 
 
+class AnswerLost:
+    """A route whose request the fake API carries out but whose answer is dropped."""
+
+    def __init__(self, route):
+        self.request = route.request
+
+    def fulfill(self, **_):
+        pass
+
+
 class FakeApi:
     """The job routes as the page uses them, over an in-memory dict of public jobs; records
     every request. `fail` answers the next matching requests with a given response instead."""
@@ -332,6 +342,9 @@ class FakeApi:
                 del self.failures[i]
                 if response.get("abort"):
                     route.abort(response["abort"])
+                elif response.get("lose_answer"):  # done, but the answer never arrives
+                    self.answer(AnswerLost(route))
+                    route.abort(response["lose_answer"])
                 else:
                     route.fulfill(**response)
                 return
@@ -478,3 +491,22 @@ def test_an_answer_that_is_not_json_does_not_stop_the_polls(page, api):
     let_time_pass(page, 30, step_s=2)
     assert api.count("POST", "/jobs/status") > polls
     expect(page.get_by_role("alert")).to_be_hidden()
+
+
+def test_a_submit_whose_answer_was_lost_is_safe_to_press_again(page, api):
+    api.open()
+    status = page.locator("#submit-status")
+    api.fail("POST", "/jobs", lose_answer="connectionreset")
+    page.get_by_label("Payload (JSON)").fill('{"steps": 3}')
+    page.get_by_role("button", name="Submit job").click()
+    expect(status).to_have_text(re.compile(r"may have been accepted.*Submit job.*again.*not be made twice"))
+    assert len(api.jobs) == 1  # it was made
+    page.get_by_role("button", name="Submit job").click()
+    expect(status).to_have_text(re.compile("^Submitted demo.steps job"))
+    assert len(api.jobs) == 1
+    keys = [headers.get("idempotency-key") for method, path, headers in api.requests if (method, path) == ("POST", "/jobs")]
+    assert len(keys) == 2 and keys[0] and keys[0] == keys[1], keys
+    # Once answered, the same form submitted again is a new job with a key of its own.
+    page.get_by_role("button", name="Submit job").click()
+    expect(page.locator("tr.job")).to_have_count(2)
+    assert len(api.jobs) == 2
