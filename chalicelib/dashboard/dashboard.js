@@ -35,15 +35,28 @@
 
   // ---------------------------------------------------------------- token
 
+  // Keeps a token given in the fragment or the form: "Bearer " and whitespace (a token wrapped
+  // over lines when copied from a terminal) are dropped. Returns why it was refused, or "".
+  // A header can carry printable ASCII only: anything else could never be sent (fetch throws).
+  function keepToken(value) {
+    var jwt = value.trim().replace(/^Bearer\s+/i, "").replace(/\s+/g, "");
+    if (!jwt) return ""; // nothing given: the token kept before, if any, stays
+    var bad = jwt.match(/[^\x21-\x7e]/);
+    if (bad) return "That is not a token: it holds “" + bad[0] + "”, which a token never does (was it cut short when copied?).";
+    sessionStorage.setItem(TOKEN_KEY, jwt);
+    return "";
+  }
+
+  // Returns why the fragment's token was refused, or "" (also when there was none).
   function takeTokenFromFragment() {
     var params = new URLSearchParams(location.hash.replace(/^#/, ""));
     var token = params.get("token");
-    if (token === null) return;
+    if (token === null) return "";
     params.delete("token");
     var rest = params.toString();
     // Drop the token from the address bar and history once it is in session storage.
     history.replaceState(null, "", location.pathname + location.search + (rest ? "#" + rest : ""));
-    if (token.trim()) sessionStorage.setItem(TOKEN_KEY, token.trim());
+    return keepToken(token);
   }
 
   function token() { return sessionStorage.getItem(TOKEN_KEY); }
@@ -821,9 +834,9 @@
 
   // ---------------------------------------------------------------- start
 
-  function start() {
-    if (!token()) {
-      askForToken("Paste a token to see your jobs.");
+  function start(refused) {
+    if (refused || !token()) {
+      askForToken(refused || "Paste a token to see your jobs.");
       return;
     }
     showWorkspace();
@@ -833,18 +846,17 @@
   }
 
   function init() {
-    takeTokenFromFragment();
+    var refused = takeTokenFromFragment();
     window.addEventListener("hashchange", function () {
-      if (/(^|[#&])token=/.test(location.hash)) { takeTokenFromFragment(); start(); }
+      if (/(^|[#&])token=/.test(location.hash)) start(takeTokenFromFragment());
     });
     $("token-form").addEventListener("submit", function (event) {
       event.preventDefault();
       var input = $("token-input");
-      var value = input.value.trim().replace(/^Bearer\s+/i, "");
+      var value = input.value;
       input.value = "";
-      if (!value) return;
-      sessionStorage.setItem(TOKEN_KEY, value);
-      start();
+      if (!value.trim()) return;
+      start(keepToken(value));
     });
     $("forget-token").addEventListener("click", function () {
       sessionStorage.removeItem(TOKEN_KEY);
@@ -874,7 +886,7 @@
     });
     setInterval(tick, 1000);
     renderSummary();
-    start();
+    start(refused);
   }
 
   init();

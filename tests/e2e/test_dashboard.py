@@ -510,3 +510,19 @@ def test_a_submit_whose_answer_was_lost_is_safe_to_press_again(page, api):
     page.get_by_role("button", name="Submit job").click()
     expect(page.locator("tr.job")).to_have_count(2)
     assert len(api.jobs) == 2
+
+
+def test_a_token_that_cannot_be_sent_is_refused_with_a_reason(page, api):
+    token = api.token()
+    page.goto(f"{OFFLINE_ORIGIN}/dashboard")
+    page.get_by_label("Bearer token").fill(token[:30] + "…")  # a token copied cut short
+    page.get_by_role("button", name="Use token").click()
+    expect(page.locator("#token-reason")).to_have_text(re.compile("not a token.*“…”"))
+    expect(page.locator("#workspace")).to_be_hidden()
+    expect(page.locator("#banner")).to_be_hidden()
+    assert api.requests == []
+    # A token wrapped over two lines (a terminal's copy) is the same token.
+    page.goto(f"{OFFLINE_ORIGIN}/dashboard#token={token[:40]}%0A%20%20{token[40:]}")
+    expect(page.locator("#workspace")).to_be_visible()
+    expect(page.locator("#identity")).to_have_text(re.compile("tenant acme"))
+    assert {headers["authorization"] for _, _, headers in api.requests} == {"Bearer " + token}
