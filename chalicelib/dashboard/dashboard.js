@@ -30,6 +30,7 @@
     polling: false,
     refreshTimer: null,
     listGeneration: 0, // a changed filter makes answers to older listings stale
+    shownFor: null,    // the token whose jobs the page shows
     authorized: false
   };
 
@@ -89,6 +90,14 @@
   }
   NetworkError.prototype = Object.create(Error.prototype);
 
+  // The answer to a request sent with a token that has since been forgotten or replaced: it
+  // belongs to that token's tenant, so nothing of it is shown or acted on.
+  function StaleAnswer() {
+    this.name = "StaleAnswer";
+    this.message = "the token changed while the request was answered";
+  }
+  StaleAnswer.prototype = Object.create(Error.prototype);
+
   // Retry-After in seconds or as an HTTP date; 0 when absent or unreadable.
   function retryAfterMs(response) {
     var value = response.headers.get("Retry-After");
@@ -113,6 +122,7 @@
     return fetch(API_BASE + path, init).then(
       function (response) {
         return response.text().then(function (text) {
+          if (token() !== jwt) throw new StaleAnswer();
           var data = null;
           try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
           if (!response.ok) {
@@ -136,6 +146,7 @@
         });
       },
       function (err) {
+        if (token() !== jwt) throw new StaleAnswer();
         throw new NetworkError("Cannot reach the API (" + (err && err.message ? err.message : "network error") + ").");
       }
     );
@@ -143,6 +154,7 @@
 
   // One place decides what an error means for the page; returns true when it was handled.
   function handleError(err) {
+    if (err instanceof StaleAnswer) return true;
     if (err instanceof ApiError && err.status === 401) {
       askForToken(err.code === "unauthorized" && token() ? "The API refused the token: " + err.message : err.message);
       return true;
@@ -839,6 +851,13 @@
       askForToken(refused || "Paste a token to see your jobs.");
       return;
     }
+    if (token() !== state.shownFor) {
+      // Another token may be another tenant: nothing of the last one's stays on the page.
+      state.listGeneration++;
+      clearJobs();
+      renderSummary();
+      state.shownFor = token();
+    }
     showWorkspace();
     setLive("connecting", "connecting…");
     loadJobTypes();
@@ -860,7 +879,10 @@
     });
     $("forget-token").addEventListener("click", function () {
       sessionStorage.removeItem(TOKEN_KEY);
+      state.listGeneration++;
+      state.shownFor = null;
       clearJobs();
+      renderSummary();
       askForToken("Token forgotten. Paste a token to continue.");
     });
     $("submit-form").addEventListener("submit", submitJob);

@@ -296,6 +296,13 @@ class FakeApi:
 
         return issue_token("fake-api-secret-0123456789abcdef-0123", user="ann", tenant=tenant or self.tenant)
 
+    @staticmethod
+    def tenant_of(request) -> str | None:
+        import jwt
+
+        bearer = (request.headers.get("authorization") or "").removeprefix("Bearer ")
+        return jwt.decode(bearer, options={"verify_signature": False})["tenant"] if bearer else None
+
     def open(self, token: str | None = None) -> None:
         self.page.goto(f"{OFFLINE_ORIGIN}/dashboard#token={token or self.token()}")
         expect(self.page.locator("#workspace")).to_be_visible()
@@ -361,6 +368,7 @@ class FakeApi:
         url = urlsplit(request.url)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         method, path = request.method, url.path
+        mine = {i: j for i, j in self.jobs.items() if j["tenant"] == self.tenant_of(request)}
         if path == "/dashboard":
             route.fulfill(status=200, body=self.built.html, headers={
                 "Content-Type": "text/html; charset=utf-8",
@@ -368,14 +376,14 @@ class FakeApi:
         elif (method, path) == ("GET", "/job-types"):
             route.fulfill(json={"job_types": JOB_TYPES})
         elif (method, path) == ("GET", "/jobs"):
-            jobs = sorted(self.jobs.values(), key=lambda j: (j["created_at"], j["id"]), reverse=True)
+            jobs = sorted(mine.values(), key=lambda j: (j["created_at"], j["id"]), reverse=True)
             jobs = [j for j in jobs if query.get("status") in (None, j["status"]) and query.get("type") in (None, j["type"])]
             start, limit = int(query.get("cursor", 0)), int(query.get("limit", 25))
             more = start + limit < len(jobs)
             route.fulfill(json={"jobs": jobs[start:start + limit], "next_cursor": str(start + limit) if more else None})
         elif (method, path) == ("POST", "/jobs/status"):
             ids = json.loads(request.post_data)["job_ids"]
-            route.fulfill(json={"jobs": {i: self.jobs.get(i, {"id": i, "status": "not_found"}) for i in ids}, "job_ids": ids})
+            route.fulfill(json={"jobs": {i: mine.get(i, {"id": i, "status": "not_found"}) for i in ids}, "job_ids": ids})
         elif (method, path) == ("POST", "/jobs"):
             key = request.headers.get("idempotency-key")
             if key in self.idempotency:
@@ -526,3 +534,28 @@ def test_a_token_that_cannot_be_sent_is_refused_with_a_reason(page, api):
     expect(page.locator("#workspace")).to_be_visible()
     expect(page.locator("#identity")).to_have_text(re.compile("tenant acme"))
     assert {headers["authorization"] for _, _, headers in api.requests} == {"Bearer " + token}
+
+
+def test_answers_to_a_forgotten_token_show_nothing(page, api):
+    job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
+    api.open()
+    expect(row(page, job["id"])).to_be_visible()
+    api.hold_next = "/jobs/status"
+    for _ in range(100):  # the next poll comes within 2 s; it waits for its answer
+        if api.held:
+            break
+        page.wait_for_timeout(100)
+    assert api.held
+    page.get_by_role("button", name="Forget token").click()
+    expect(page.locator("tr.job")).to_have_count(0)
+    api.release()  # the forgotten token's poll is answered now
+    # Another tenant's token: while its first list is on its way, nothing of acme's is shown.
+    api.hold_next = "/jobs"
+    page.get_by_label("Bearer token").fill(api.token("globex"))
+    page.get_by_role("button", name="Use token").click()
+    expect(page.locator("#identity")).to_have_text(re.compile("tenant globex"))
+    page.wait_for_timeout(500)
+    expect(page.locator("tr.job")).to_have_count(0)
+    expect(page.locator("#summary .status-running .chip-count")).to_have_text("0")
+    api.release()
+    expect(page.get_by_text("No jobs here yet")).to_be_visible()
