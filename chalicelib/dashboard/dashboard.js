@@ -360,11 +360,7 @@
     this.attempts.textContent = job.attempts + "/" + job.max_attempts;
     this.attempts.title = job.attempts + " of at most " + job.max_attempts + " attempts";
 
-    this.times.replaceChildren(
-      timeLine("created", job.created_at),
-      timeLine("started", job.started_at),
-      timeLine("finished", job.finished_at)
-    );
+    this.renderTimes(job);
     this.renderDuration(job);
     this.renderSchedule(job);
 
@@ -432,6 +428,15 @@
       self.runsLoadedFor = null;
       if (!handleError(err)) self.runs.replaceChildren(el("p", "error-message", "Could not load attempts: " + err.message));
     });
+  };
+
+  // Times of today show the clock only, others their date too (both in the browser's zone).
+  JobRow.prototype.renderTimes = function (job) {
+    this.times.replaceChildren(
+      timeLine("created", job.created_at),
+      timeLine("started", job.started_at),
+      timeLine("finished", job.finished_at)
+    );
   };
 
   JobRow.prototype.renderDuration = function (job) {
@@ -651,8 +656,15 @@
     });
   }
 
-  // Durations of running jobs and waits of scheduled ones tick between polls.
+  // Durations of running jobs and waits of scheduled ones tick between polls; past midnight,
+  // the times shown as "today" gain their date.
+  var today = new Date().toDateString();
+
   function tick() {
+    if (new Date().toDateString() !== today) {
+      today = new Date().toDateString();
+      state.jobs.forEach(function (job) { state.rows.get(job.id).renderTimes(job); });
+    }
     state.jobs.forEach(function (job) {
       if (TERMINAL[job.status]) return;
       var row = state.rows.get(job.id);

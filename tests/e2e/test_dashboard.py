@@ -259,7 +259,9 @@ def test_a_network_failure_shows_a_banner_and_polling_recovers(stack, page, tena
 
 OFFLINE_ORIGIN = "http://127.0.0.1:9"  # nothing listens there: every request is answered by FakeApi
 JOB_TYPES = [{"type": "demo.steps", "description": "Steps.", "max_attempts": 3, "timeout_s": 60, "priority": "normal",
-              "payload_schema": {"type": "object", "properties": {"steps": {"type": "integer"}}, "required": []}}]
+              "payload_schema": {"type": "object", "properties": {"steps": {"type": "integer"}}, "required": []}},
+             {"type": "demo.sleep", "description": "Sleeps.", "max_attempts": 3, "timeout_s": 60, "priority": "normal",
+              "payload_schema": {"type": "object", "properties": {}, "required": []}}]
 
 
 class AnswerLost:
@@ -559,3 +561,22 @@ def test_answers_to_a_forgotten_token_show_nothing(page, api):
     expect(page.locator("#summary .status-running .chip-count")).to_have_text("0")
     api.release()
     expect(page.get_by_text("No jobs here yet")).to_be_visible()
+
+
+def test_times_shown_before_midnight_gain_their_date_after_it(browser):
+    from datetime import datetime, timezone
+
+    context = browser.new_context(timezone_id="America/New_York")
+    page = context.new_page()
+    api = FakeApi(page)
+    page.clock.install(time=datetime(2026, 1, 16, 4, 59, 40, tzinfo=timezone.utc))  # 23:59:40 in New York
+    job = api.add(status="completed", created_at="2026-01-16T04:59:30.000Z", started_at="2026-01-16T04:59:31.000Z",
+                  finished_at="2026-01-16T04:59:35.000Z")
+    api.open()
+    times = row(page, job["id"]).locator(".times time")
+    expect(times.first).to_have_text("23:59:30")  # today, in the browser's zone
+    page.clock.run_for(30_000)
+    expect(times.first).to_have_text("2026-01-15 23:59:30")  # yesterday now
+    expect(times.last).to_have_text("2026-01-15 23:59:35")
+    context.close()
+
