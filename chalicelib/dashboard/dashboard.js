@@ -548,6 +548,11 @@
     clearTimeout(state.refreshTimer);
     var generation = reset ? ++state.listGeneration : state.listGeneration;
     var more = $("load-more");
+    if (reset) {
+      // The cursor belongs to the listing being replaced: it must not page the new one.
+      state.cursor = null;
+      more.hidden = true;
+    }
     return api("GET", listPath(null)).then(
       function (page) {
         if (generation !== state.listGeneration) return;

@@ -580,3 +580,17 @@ def test_times_shown_before_midnight_gain_their_date_after_it(browser):
     expect(times.last).to_have_text("2026-01-15 23:59:35")
     context.close()
 
+
+def test_load_more_is_gone_while_another_listing_is_on_its_way(page, api):
+    for _ in range(30):
+        api.add(status="completed", type="demo.steps")
+    api.add(status="completed", type="demo.sleep")
+    api.open()
+    more = page.get_by_role("button", name="Load more")
+    expect(more).to_be_visible()
+    api.hold_next = "/jobs"
+    page.get_by_label("Type", exact=True).select_option("demo.sleep")
+    expect(more).to_be_hidden()  # its cursor belonged to the listing of every type
+    api.release()
+    expect(page.locator("tr.job")).to_have_count(1)
+    expect(more).to_be_hidden()
