@@ -12,6 +12,7 @@
   var LIST_REFRESH_MS = 10000; // new jobs submitted elsewhere show up within this
   var MAX_BATCH = 100;         // POST /jobs/status takes at most 100 ids
   var PAUSED = "paused while this tab is hidden";
+  var CANCEL_NOTES = { "canceling…": true, "cancel requested": true, "canceled": true };
   var RETRY_AFTER_MAX_MS = 600000; // a throttle's Retry-After is honoured up to 10 minutes
 
   // The page lives at <stage>/dashboard; the API routes are its siblings.
@@ -375,6 +376,11 @@
     if (cancellable && job.cancel_requested) {
       this.cancel.disabled = true;
       if (!this.note.textContent) this.note.textContent = "cancel requested";
+    }
+    // A job whose worker finished before it saw the cancel ended otherwise: the note says so
+    // instead of a cancel still pending.
+    if (!cancellable && status !== "canceled" && CANCEL_NOTES[this.note.textContent]) {
+      this.note.textContent = job.cancel_requested ? "cancel requested, but it " + status + " first" : "";
     }
 
     var facts = [["id", job.id], ["priority", job.priority], ["submitted by", job.user]];

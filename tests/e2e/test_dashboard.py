@@ -397,7 +397,15 @@ class FakeApi:
                 self.idempotency[key] = job["id"]
             route.fulfill(status=202, json=job)
         elif method == "DELETE" and path.startswith("/jobs/"):
-            job = self.update(path.split("/")[2], status="canceled")
+            job = mine[path.split("/")[2]]
+            if job["status"] in ("completed", "failed", "canceled"):
+                message = f"job {job['id']} is already {job['status']}"
+                route.fulfill(status=409, json={"error": {"code": "job_finished", "message": message}})
+                return
+            if job["status"] == "running":
+                job = self.update(job["id"], cancel_requested=True)
+            else:
+                job = self.update(job["id"], status="canceled", cancel_requested=True)
             route.fulfill(status=202, json=job)
         elif method == "GET" and path.endswith("/runs"):
             route.fulfill(json={"job_id": path.split("/")[2], "runs": []})
@@ -594,3 +602,17 @@ def test_load_more_is_gone_while_another_listing_is_on_its_way(page, api):
     api.release()
     expect(page.locator("tr.job")).to_have_count(1)
     expect(more).to_be_hidden()
+
+
+def test_a_job_that_finished_before_its_cancel_took_effect_says_so(page, api):
+    job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
+    api.open()
+    line = row(page, job["id"])
+    line.get_by_role("button", name=re.compile("Cancel")).click()
+    expect(line.locator(".note")).to_have_text("cancel requested")
+    expect(line.get_by_role("button", name=re.compile("Cancel"))).to_be_disabled()
+    api.update(job["id"], status="completed", finished_at="2026-01-15T10:00:09.000Z",
+               progress={**job["progress"], "percent": 100.0})
+    expect(line).to_have_attribute("data-status", "completed")
+    expect(line.locator(".note")).to_have_text("cancel requested, but it completed first")
+    expect(line.get_by_role("button", name=re.compile("Cancel"))).to_be_hidden()
