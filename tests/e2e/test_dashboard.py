@@ -616,3 +616,22 @@ def test_a_job_that_finished_before_its_cancel_took_effect_says_so(page, api):
     expect(line).to_have_attribute("data-status", "completed")
     expect(line.locator(".note")).to_have_text("cancel requested, but it completed first")
     expect(line.get_by_role("button", name=re.compile("Cancel"))).to_be_hidden()
+
+
+def test_text_from_the_api_is_shown_as_text(page, api):
+    evil = '<img src=x onerror="window.pwned=1">"\'&<script>window.pwned=2</script>'
+    job = api.add(
+        id="job-evil", type=evil, status="failed", user=evil, scope=evil, payload={evil: evil}, result={"r": evil},
+        progress={"percent": 40.0, "step": evil, "message": evil, "details": None, "updated_at": None},
+        error={"code": evil, "message": evil}, attempts=1, started_at="2026-01-15T10:00:00.000Z",
+        finished_at="2026-01-15T10:00:01.000Z",
+    )
+    api.open(api.token())
+    line = row(page, job["id"])
+    expect(line.locator(".job-type")).to_have_text(evil)
+    expect(line.locator(".error-code")).to_have_text(evil)
+    expect(line.locator(".progress-message")).to_have_text(evil)
+    line.get_by_role("button", name=re.compile("Details")).click()
+    expect(page.locator("#detail-job-evil")).to_contain_text(evil)
+    assert page.locator("#jobs-body img, #jobs-body script").count() == 0
+    assert page.evaluate("window.pwned") is None
