@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, WaiterError
 
 from scripts.stack_config import StackConfigError, check_parameters
 
@@ -86,11 +86,85 @@ def _upload_template(s3: Any, bucket: str, account: str, template: dict[str, Any
     return f"{s3.meta.endpoint_url.rstrip('/')}/{bucket}/{key}"
 
 
+# A change set CloudFormation could not make because nothing would change (AWS's reason).
+NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
+# Failures that only follow another one (CloudFormation cancels the rest of a failed deploy).
+CONSEQUENTIAL = ("Resource creation cancelled", "Resource update cancelled")
+# How many resource failures a DeployError names; the stack's events hold them all.
+FAILURES_SHOWN = 5
+
+
+def _existing_stack(cfn: Any, stack: str) -> dict[str, Any] | None:
+    """The stack as DescribeStacks gives it, or None when there is none of that name."""
+    try:
+        return cfn.describe_stacks(StackName=stack)["Stacks"][0]
+    except ClientError as exc:
+        if _error_code(exc) == "ValidationError" and "does not exist" in str(exc):
+            return None
+        raise
+
+
+def _latest_event_id(cfn: Any, stack: str) -> str | None:
+    events = cfn.describe_stack_events(StackName=stack)["StackEvents"]
+    return events[0]["EventId"] if events else None
+
+
+def _failures(cfn: Any, stack: str, since_event: str | None) -> list[str]:
+    """This deploy's failed resources, first failure first: the events newer than `since_event`
+    (the stack's events hold every earlier deploy's too), without the cancellations that only
+    follow a failure and without the stack's own summary of them."""
+    failures: list[str] = []
+    for page in cfn.get_paginator("describe_stack_events").paginate(StackName=stack):
+        for event in page["StackEvents"]:
+            if event["EventId"] == since_event:
+                return failures[::-1]
+            reason = " ".join(str(event.get("ResourceStatusReason") or "").split())
+            if ("FAILED" in event["ResourceStatus"] and event.get("ResourceType") != "AWS::CloudFormation::Stack"
+                    and not reason.startswith(CONSEQUENTIAL)):
+                failures.append(f"{event['LogicalResourceId']}: {reason or event['ResourceStatus']}")
+    return failures[::-1]
+
+
+def _parameter_list(template: dict[str, Any], parameters: Mapping[str, str],
+                    existing: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The change set's parameters: those given; on an update, every other parameter the stack
+    already has keeps its value (as `aws cloudformation deploy` does), rather than falling
+    back to the template's default. Raises DeployError for a parameter with no default that
+    a new stack is not given."""
+    declared = template.get("Parameters", {})
+    listed = [{"ParameterKey": k, "ParameterValue": str(v)} for k, v in parameters.items()]
+    if existing is None:
+        missing = sorted(k for k, d in declared.items() if "Default" not in d and k not in parameters)
+        if missing:
+            raise DeployError(f"a new stack needs {', '.join(missing)} (give {missing[0]}=..., "
+                              f"README: Deploying); nothing was deployed")
+        return listed
+    previous = {p["ParameterKey"] for p in existing.get("Parameters", [])}
+    kept = sorted((previous & set(declared)) - set(parameters))
+    return listed + [{"ParameterKey": k, "UsePreviousValue": True} for k in kept]
+
+
 def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: Any = None) -> dict[str, str]:
-    """Create or update `stack`; returns its outputs, plus `ApiUrl` for the emulator's gateway."""
+    """Create or update `stack`; returns its outputs, plus `ApiUrl` for the emulator's gateway.
+
+    A re-run recovers from an earlier one that failed or stopped half-way: a stack whose first
+    create rolled back (ROLLBACK_COMPLETE, nothing left of it) is deleted and created again, one
+    left in REVIEW_IN_PROGRESS by a create never executed is created, and a deploy that changes
+    nothing leaves the stack as it is. Raises DeployError with one line on what failed."""
     session = session or boto3.session.Session()
     cfn = session.client("cloudformation")
     template = json.loads((build_dir / "sam.json").read_text())
+    existing = _existing_stack(cfn, stack)
+    if existing is not None and existing["StackStatus"] == "ROLLBACK_COMPLETE":
+        print(f"stack {stack} is ROLLBACK_COMPLETE (its first create failed and left nothing); "
+              "deleting it to create it again", file=sys.stderr, flush=True)
+        cfn.delete_stack(StackName=stack)
+        cfn.get_waiter("stack_delete_complete").wait(StackName=stack, WaiterConfig={"Delay": 1, "MaxAttempts": 600})
+        existing = None
+    if existing is not None and existing["StackStatus"] == "REVIEW_IN_PROGRESS":
+        existing = None  # a create change set never executed: nothing was created
+    change_type = "CREATE" if existing is None else "UPDATE"
+    change_parameters = _parameter_list(template, parameters, existing)
     account = session.client("sts").get_caller_identity()["Account"]
     s3 = session.client("s3")
     bucket = ensure_artifact_bucket(s3, account, session.region_name or "us-east-1")
@@ -98,34 +172,41 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
     for resource in template["Resources"].values():
         if resource["Type"] == "AWS::Serverless::Function":
             resource["Properties"]["CodeUri"] = code_uri
-    try:
-        cfn.describe_stacks(StackName=stack)
-        change_type = "UPDATE"
-    except cfn.exceptions.ClientError:
-        change_type = "CREATE"
     change_set = f"jobpipe-{int(time.time() * 1000)}"
     cfn.create_change_set(
         StackName=stack,
         ChangeSetName=change_set,
         ChangeSetType=change_type,
         TemplateURL=_upload_template(s3, bucket, account, template, stack),
-        Parameters=[{"ParameterKey": k, "ParameterValue": str(v)} for k, v in parameters.items()],
+        Parameters=change_parameters,
         Capabilities=CAPABILITIES,
     )
-    cfn.get_waiter("change_set_create_complete").wait(
-        StackName=stack, ChangeSetName=change_set, WaiterConfig={"Delay": 1, "MaxAttempts": 300}
-    )
-    cfn.execute_change_set(StackName=stack, ChangeSetName=change_set)
-    waiter = "stack_create_complete" if change_type == "CREATE" else "stack_update_complete"
     try:
-        cfn.get_waiter(waiter).wait(StackName=stack, WaiterConfig={"Delay": 1, "MaxAttempts": 600})
-    except Exception as exc:
-        failures = [
-            f"{e['LogicalResourceId']}: {e.get('ResourceStatusReason')}"
-            for e in cfn.describe_stack_events(StackName=stack)["StackEvents"]
-            if "FAILED" in e["ResourceStatus"]
-        ]
-        raise DeployError(f"stack {stack} did not deploy: {'; '.join(failures) or exc}") from exc
+        cfn.get_waiter("change_set_create_complete").wait(
+            StackName=stack, ChangeSetName=change_set, WaiterConfig={"Delay": 1, "MaxAttempts": 300}
+        )
+        unchanged = False
+    except WaiterError as exc:
+        described = cfn.describe_change_set(StackName=stack, ChangeSetName=change_set)
+        reason = " ".join(str(described.get("StatusReason") or exc).split())
+        if described.get("Status") != "FAILED" or not any(text in reason for text in NO_CHANGES):
+            raise DeployError(f"stack {stack}: CloudFormation refused the change set: {reason}") from exc
+        cfn.delete_change_set(StackName=stack, ChangeSetName=change_set)
+        print(f"stack {stack} is up to date: nothing to change", file=sys.stderr, flush=True)
+        unchanged = True
+    if not unchanged:
+        since = _latest_event_id(cfn, stack)
+        cfn.execute_change_set(StackName=stack, ChangeSetName=change_set)
+        waiter = "stack_create_complete" if change_type == "CREATE" else "stack_update_complete"
+        try:
+            cfn.get_waiter(waiter).wait(StackName=stack, WaiterConfig={"Delay": 1, "MaxAttempts": 600})
+        except WaiterError as exc:
+            failures = _failures(cfn, stack, since)
+            status = cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
+            shown = "; ".join(failures[:FAILURES_SHOWN])
+            if len(failures) > FAILURES_SHOWN:
+                shown += f"; and {len(failures) - FAILURES_SHOWN} more (the stack's events)"
+            raise DeployError(f"stack {stack} did not deploy ({status}): {shown or exc}") from exc
     stack_info = cfn.describe_stacks(StackName=stack)["Stacks"][0]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack_info.get("Outputs", [])}
     endpoint = session.client("s3").meta.endpoint_url.rstrip("/")

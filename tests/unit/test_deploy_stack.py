@@ -1,0 +1,297 @@
+"""The deploy script's CloudFormation side (scripts/deploy.py) against a CloudFormation that
+behaves as AWS documents it: a re-run after a deploy that failed or stopped half-way recovers,
+an update keeps the parameters it is not given, a deploy that changes nothing succeeds, and a
+failure is one line naming this deploy's failed resources."""
+from __future__ import annotations
+
+import json
+import itertools
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError, WaiterError
+
+from scripts import deploy as deploy_script
+from scripts.deploy import DeployError, deploy
+
+ACCOUNT = "123456789012"
+SECRET = "s" * 40
+TEMPLATE = {
+    "Parameters": {
+        "AuthSecret": {"Type": "String", "NoEcho": True},
+        "ErpWebhookUrl": {"Type": "String", "Default": ""},
+        "RetentionDays": {"Type": "Number", "Default": 7},
+    },
+    "Resources": {
+        "APIHandler": {"Type": "AWS::Serverless::Function", "Properties": {"CodeUri": "./deployment.zip"}},
+        "JobsTable": {"Type": "AWS::DynamoDB::Table", "Properties": {}},
+    },
+}
+
+
+def client_error(code: str, message: str, operation: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": message}}, operation)
+
+
+class FakeS3:
+    meta = type("Meta", (), {"endpoint_url": "http://127.0.0.1:4566"})()
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.bucket = False
+
+    def head_bucket(self, **kwargs):
+        if not self.bucket:
+            raise client_error("404", "Not Found", "HeadBucket")
+
+    def create_bucket(self, **kwargs):
+        self.bucket = True
+
+    def put_object(self, Bucket, Key, Body, **kwargs):
+        self.objects[Key] = Body
+
+    def head_object(self, Bucket, Key, **kwargs):
+        assert Key in self.objects
+
+
+class FakeWaiter:
+    def __init__(self, name: str, done) -> None:
+        self.name, self.done = name, done
+
+    def wait(self, **kwargs):
+        ok, state = self.done(**{k: v for k, v in kwargs.items() if k != "WaiterConfig"})
+        if not ok:
+            raise WaiterError(self.name, "Waiter encountered a terminal failure state", {"Status": state})
+
+
+class FakeEventPages:
+    def __init__(self, cfn: "FakeCloudFormation") -> None:
+        self.cfn = cfn
+
+    def paginate(self, StackName):
+        events = self.cfn.describe_stack_events(StackName=StackName)["StackEvents"]
+        for start in range(0, len(events), 3):  # small pages: the walk must cross them
+            yield {"StackEvents": events[start:start + 3]}
+
+
+class FakeCloudFormation:
+    """One stack's CloudFormation: change sets as AWS makes them (no-change sets FAILED, updates
+    refused in ROLLBACK_COMPLETE and REVIEW_IN_PROGRESS, parameters with no default required,
+    unlisted parameters back to their defaults unless UsePreviousValue), events newest first."""
+
+    exceptions = type("Exceptions", (), {"ClientError": ClientError})
+
+    def __init__(self) -> None:
+        self.stack: dict[str, Any] | None = None
+        self.events: list[dict[str, Any]] = []
+        self.change_sets: dict[str, dict[str, Any]] = {}
+        self.fail_next: list[tuple[str, str]] = []  # (resource, reason) the next execution fails on
+        self.ids = itertools.count(1)
+        self.calls: list[str] = []
+
+    def event(self, logical: str, status: str, reason: str = "", kind: str = "AWS::DynamoDB::Table") -> None:
+        self.events.insert(0, {"EventId": f"e{next(self.ids)}", "LogicalResourceId": logical,
+                               "ResourceType": kind, "ResourceStatus": status, "ResourceStatusReason": reason})
+
+    def stack_event(self, status: str, reason: str = "") -> None:
+        self.event("jobpipe", status, reason, kind="AWS::CloudFormation::Stack")
+
+    def describe_stacks(self, StackName):
+        self.calls.append("describe_stacks")
+        if self.stack is None:
+            raise client_error("ValidationError", f"Stack with id {StackName} does not exist", "DescribeStacks")
+        return {"Stacks": [{"StackName": StackName, "StackStatus": self.stack["status"],
+                            "Parameters": [{"ParameterKey": k, "ParameterValue": "****" if k == "AuthSecret" else v}
+                                           for k, v in self.stack["parameters"].items()],
+                            "Outputs": [{"OutputKey": "RestAPIId", "OutputValue": "abc123"}]}]}
+
+    def describe_stack_events(self, StackName):
+        return {"StackEvents": list(self.events)}
+
+    def get_paginator(self, name):
+        assert name == "describe_stack_events"
+        return FakeEventPages(self)
+
+    def delete_stack(self, StackName):
+        self.calls.append("delete_stack")
+        self.stack_event("DELETE_COMPLETE")
+        self.stack, self.events = None, []
+
+    def create_change_set(self, StackName, ChangeSetName, ChangeSetType, TemplateURL, Parameters, Capabilities):
+        self.calls.append(f"create_change_set {ChangeSetType}")
+        status = self.stack["status"] if self.stack else None
+        if ChangeSetType == "CREATE" and status not in (None, "REVIEW_IN_PROGRESS"):
+            raise client_error("AlreadyExistsException", f"Stack [{StackName}] already exists", "CreateChangeSet")
+        if ChangeSetType == "UPDATE" and status in (None, "ROLLBACK_COMPLETE", "REVIEW_IN_PROGRESS"):
+            raise client_error("ValidationError", f"Stack:{StackName} is in {status} state and can not be updated.",
+                               "CreateChangeSet")
+        previous = self.stack["parameters"] if self.stack else {}
+        resolved = {k: str(d["Default"]) for k, d in TEMPLATE["Parameters"].items() if "Default" in d}
+        for p in Parameters:
+            if p.get("UsePreviousValue"):
+                resolved[p["ParameterKey"]] = previous[p["ParameterKey"]]
+            else:
+                resolved[p["ParameterKey"]] = p["ParameterValue"]
+        missing = [k for k in TEMPLATE["Parameters"] if k not in resolved]
+        if missing:
+            raise client_error("ValidationError", f"Parameters: {missing} must have values", "CreateChangeSet")
+        if self.stack is None:
+            self.stack = {"status": "REVIEW_IN_PROGRESS", "parameters": {}, "template": None}
+            self.stack_event("REVIEW_IN_PROGRESS")
+        unchanged = ChangeSetType == "UPDATE" and resolved == previous and TemplateURL == self.stack["template"]
+        self.change_sets[ChangeSetName] = {
+            "Status": "FAILED" if unchanged else "CREATE_COMPLETE", "Type": ChangeSetType,
+            "StatusReason": ("The submitted information didn't contain changes. Submit different information "
+                             "to create a change set.") if unchanged else "",
+            "parameters": resolved, "template": TemplateURL}
+
+    def describe_change_set(self, StackName, ChangeSetName):
+        change_set = self.change_sets[ChangeSetName]
+        return {"Status": change_set["Status"], "StatusReason": change_set["StatusReason"]}
+
+    def delete_change_set(self, StackName, ChangeSetName):
+        self.calls.append("delete_change_set")
+        del self.change_sets[ChangeSetName]
+
+    def execute_change_set(self, StackName, ChangeSetName):
+        self.calls.append("execute_change_set")
+        change_set = self.change_sets.pop(ChangeSetName)
+        create = change_set["Type"] == "CREATE"
+        self.stack_event("CREATE_IN_PROGRESS" if create else "UPDATE_IN_PROGRESS", "User Initiated")
+        if self.fail_next:
+            for logical, reason in self.fail_next:
+                self.event(logical, "CREATE_FAILED", reason)
+            self.event("StatsTable", "CREATE_FAILED", "Resource creation cancelled")
+            self.stack_event("ROLLBACK_IN_PROGRESS", "The following resource(s) failed to create: [...]")
+            self.fail_next = []
+            self.stack["status"] = "ROLLBACK_COMPLETE" if create else "UPDATE_ROLLBACK_COMPLETE"
+            self.stack_event(self.stack["status"])
+            return
+        self.stack.update(status="CREATE_COMPLETE" if create else "UPDATE_COMPLETE",
+                          parameters=change_set["parameters"], template=change_set["template"])
+        self.stack_event(self.stack["status"])
+
+    def get_waiter(self, name):
+        def change_set_done(StackName, ChangeSetName):
+            status = self.change_sets[ChangeSetName]["Status"]
+            return status == "CREATE_COMPLETE", status
+
+        def stack_done(StackName, want=None):
+            status = self.stack["status"] if self.stack else "DELETE_COMPLETE"
+            return status == want, status
+
+        waits = {"change_set_create_complete": change_set_done,
+                 "stack_create_complete": lambda StackName: stack_done(StackName, "CREATE_COMPLETE"),
+                 "stack_update_complete": lambda StackName: stack_done(StackName, "UPDATE_COMPLETE"),
+                 "stack_delete_complete": lambda StackName: stack_done(StackName, "DELETE_COMPLETE")}
+        return FakeWaiter(name, waits[name])
+
+
+class FakeSession:
+    region_name = "us-east-1"
+
+    def __init__(self) -> None:
+        self.cfn = FakeCloudFormation()
+        self.s3 = FakeS3()
+
+    def client(self, name):
+        return {"cloudformation": self.cfn, "s3": self.s3,
+                "sts": type("Sts", (), {"get_caller_identity": lambda self: {"Account": ACCOUNT}})()}[name]
+
+
+@pytest.fixture
+def build(tmp_path):
+    (tmp_path / "sam.json").write_text(json.dumps(TEMPLATE))
+    (tmp_path / "deployment.zip").write_bytes(b"PK\x05\x06" + b"\x00" * 18)
+    return tmp_path
+
+
+@pytest.fixture
+def session():
+    return FakeSession()
+
+
+def test_a_new_stack_is_created_and_its_api_url_returned(build, session):
+    outputs = deploy(build, "jobpipe", {"AuthSecret": SECRET}, session)
+    assert session.cfn.stack["status"] == "CREATE_COMPLETE"
+    assert outputs["ApiUrl"] == "http://127.0.0.1:4566/restapis/abc123/api/_user_request_"
+
+
+def test_an_update_keeps_the_values_of_the_parameters_it_is_not_given(build, session):
+    deploy(build, "jobpipe", {"AuthSecret": SECRET, "ErpWebhookUrl": "https://erp.example/hook"}, session)
+    (build / "deployment.zip").write_bytes(b"PK\x05\x06" + b"\x01" * 18)  # new code, nothing else
+    deploy(build, "jobpipe", {"RetentionDays": "14"}, session)
+    assert session.cfn.stack["status"] == "UPDATE_COMPLETE"
+    assert session.cfn.stack["parameters"] == {"AuthSecret": SECRET, "ErpWebhookUrl": "https://erp.example/hook",
+                                               "RetentionDays": "14"}
+
+
+def test_a_new_stack_without_a_parameter_that_has_no_default_is_refused_before_anything_is_made(build, session):
+    with pytest.raises(DeployError, match="^a new stack needs AuthSecret "):
+        deploy(build, "jobpipe", {}, session)
+    assert session.cfn.stack is None and not session.s3.objects
+
+
+def test_deploying_again_with_nothing_changed_succeeds_and_leaves_the_stack(build, session, capsys):
+    deploy(build, "jobpipe", {"AuthSecret": SECRET}, session)
+    session.cfn.calls.clear()
+    outputs = deploy(build, "jobpipe", {"AuthSecret": SECRET}, session)
+    assert outputs["RestAPIId"] == "abc123"
+    assert "execute_change_set" not in session.cfn.calls and "delete_change_set" in session.cfn.calls
+    assert session.cfn.stack["status"] == "CREATE_COMPLETE" and not session.cfn.change_sets
+    assert "stack jobpipe is up to date" in capsys.readouterr().err
+
+
+def test_a_first_create_that_rolled_back_is_created_again_by_the_next_deploy(build, session):
+    session.cfn.fail_next = [("JobsTable", "Table already exists: jobpipe-jobs")]
+    with pytest.raises(DeployError):
+        deploy(build, "jobpipe", {"AuthSecret": SECRET}, session)
+    assert session.cfn.stack["status"] == "ROLLBACK_COMPLETE"
+    deploy(build, "jobpipe", {"AuthSecret": SECRET}, session)
+    assert session.cfn.stack["status"] == "CREATE_COMPLETE"
+    assert "delete_stack" in session.cfn.calls
+
+
+def test_a_create_stopped_before_its_change_set_ran_is_created_by_the_next_deploy(build, session, monkeypatch):
+    def interrupted(**kwargs):
+        raise KeyboardInterrupt  # Ctrl-C while waiting for the change set
+
+    real = session.cfn.get_waiter
+    monkeypatch.setattr(session.cfn, "get_waiter",
+                        lambda name: type("W", (), {"wait": staticmethod(interrupted)})()
+                        if name == "change_set_create_complete" else real(name))
+    with pytest.raises(KeyboardInterrupt):
+        deploy(build, "jobpipe", {"AuthSecret": SECRET}, session)
+    assert session.cfn.stack["status"] == "REVIEW_IN_PROGRESS"
+    monkeypatch.setattr(session.cfn, "get_waiter", real)
+    deploy(build, "jobpipe", {"AuthSecret": SECRET}, session)
+    assert session.cfn.stack["status"] == "CREATE_COMPLETE"
+
+
+def test_a_failed_deploy_names_only_its_own_failures_first_failure_first(build, session):
+    session.cfn.fail_next = [("OldTable", "an earlier deploy's failure")]
+    with pytest.raises(DeployError):
+        deploy(build, "jobpipe", {"AuthSecret": SECRET}, session)
+    deploy(build, "jobpipe", {"AuthSecret": SECRET}, session)  # recreated
+    session.cfn.fail_next = [("JobsQueue", "Queue name\nalready in use"), ("JobsTable", "Limit exceeded")]
+    with pytest.raises(DeployError) as failed:
+        deploy(build, "jobpipe", {"RetentionDays": "9"}, session)
+    message = str(failed.value)
+    assert message == ("stack jobpipe did not deploy (UPDATE_ROLLBACK_COMPLETE): JobsQueue: Queue name already "
+                       "in use; JobsTable: Limit exceeded")
+    assert "\n" not in message
+
+
+def test_a_change_set_cloudformation_refuses_is_one_line_with_its_reason(build, session, monkeypatch):
+    deploy(build, "jobpipe", {"AuthSecret": SECRET}, session)
+    original = session.cfn.create_change_set
+
+    def refused(**kwargs):
+        original(**kwargs)
+        session.cfn.change_sets[kwargs["ChangeSetName"]].update(
+            Status="FAILED", StatusReason="Template error: instance of Fn::GetAtt references undefined resource X")
+
+    monkeypatch.setattr(session.cfn, "create_change_set", refused)
+    with pytest.raises(DeployError, match="^stack jobpipe: CloudFormation refused the change set: Template error: "
+                                          "instance of Fn::GetAtt references undefined resource X$"):
+        deploy(build, "jobpipe", {"RetentionDays": "9"}, session)
