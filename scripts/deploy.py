@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import boto3
-from botocore.exceptions import ClientError, WaiterError
+from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 from scripts.stack_config import StackConfigError, check_parameters
 
@@ -30,6 +30,11 @@ CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAN
 
 class DeployError(RuntimeError):
     pass
+
+
+def one_line(exc: BaseException) -> str:
+    """`exc`'s message on one line (CloudFormation's and botocore's messages may span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def artifact_bucket_name(account: str, region: str) -> str:
@@ -230,10 +235,18 @@ def main(argv: list[str]) -> None:
     except StackConfigError as exc:
         print(f"deploy: {exc}", file=sys.stderr)
         sys.exit(2)
+    missing = [name for name in ("sam.json", "deployment.zip") if not (build_dir / name).is_file()]
+    if missing:
+        print(f"deploy: {build_dir / missing[0]} is missing; `make package` builds it", file=sys.stderr)
+        sys.exit(2)
     try:
         print(json.dumps(deploy(build_dir, stack, parameters), indent=2))
-    except DeployError as exc:
-        print(f"deploy: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"deploy: interrupted; what CloudFormation had started on stack {stack} goes on without us "
+              "(its events say how it ended; deploying again picks up from there)", file=sys.stderr)
+        sys.exit(130)
+    except (DeployError, ClientError, BotoCoreError) as exc:  # no credentials, no endpoint, a refusal
+        print(f"deploy: {one_line(exc)}", file=sys.stderr)
         sys.exit(1)
 
 

@@ -9,7 +9,7 @@ import itertools
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, WaiterError
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, WaiterError
 
 from scripts import deploy as deploy_script
 from scripts.deploy import DeployError, deploy
@@ -295,3 +295,43 @@ def test_a_change_set_cloudformation_refuses_is_one_line_with_its_reason(build, 
     with pytest.raises(DeployError, match="^stack jobpipe: CloudFormation refused the change set: Template error: "
                                           "instance of Fn::GetAtt references undefined resource X$"):
         deploy(build, "jobpipe", {"RetentionDays": "9"}, session)
+
+
+@pytest.mark.parametrize("error, expected", [
+    (client_error("ValidationError", "Stack:arn:aws:cloudformation:us-east-1:1:stack/jobpipe/x is in\n"
+                  "UPDATE_IN_PROGRESS state and can not be updated.", "CreateChangeSet"),
+     "deploy: An error occurred (ValidationError) when calling the CreateChangeSet operation: Stack:arn:aws:"
+     "cloudformation:us-east-1:1:stack/jobpipe/x is in UPDATE_IN_PROGRESS state and can not be updated.\n"),
+    (NoCredentialsError(), "deploy: Unable to locate credentials\n"),
+    (EndpointConnectionError(endpoint_url="http://127.0.0.1:4566/"),
+     'deploy: Could not connect to the endpoint URL: "http://127.0.0.1:4566/"\n'),
+])
+def test_deploy_main_ends_an_aws_error_in_one_line_exit_1(error, expected, build, capsys, monkeypatch):
+    def failing(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(deploy_script, "deploy", failing)
+    with pytest.raises(SystemExit) as exited:
+        deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}"])
+    assert exited.value.code == 1
+    assert capsys.readouterr().err == expected
+
+
+def test_deploy_main_without_a_package_says_how_to_build_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(deploy_script, "deploy", lambda *a, **k: pytest.fail("must not deploy"))
+    with pytest.raises(SystemExit) as exited:
+        deploy_script.main([str(tmp_path / "build"), "jobpipe", f"AuthSecret={SECRET}"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == f"deploy: {tmp_path}/build/sam.json is missing; `make package` builds it\n"
+
+
+def test_deploy_main_interrupted_says_so_in_one_line_exit_130(build, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(deploy_script, "deploy", interrupted)
+    with pytest.raises(SystemExit) as exited:
+        deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}"])
+    assert exited.value.code == 130
+    err = capsys.readouterr().err
+    assert err.startswith("deploy: interrupted;") and err.count("\n") == 1

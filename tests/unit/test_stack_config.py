@@ -152,13 +152,15 @@ def test_deploy_main_refuses_a_short_erp_secret_in_one_line(capsys, monkeypatch)
     assert err.count("\n") == 1 and err.startswith("deploy: ErpWebhookSecret must be at least 32 characters")
 
 
-def test_deploy_main_deploys_the_values_as_checked(capsys, monkeypatch):
+def test_deploy_main_deploys_the_values_as_checked(capsys, monkeypatch, tmp_path):
     deployed = {}
+    for name in ("sam.json", "deployment.zip"):
+        (tmp_path / name).write_text("")
     monkeypatch.setattr(deploy, "deploy", lambda build, stack, parameters: deployed.update(parameters) or {})
-    deploy.main(["build", "jobpipe", "UseTaskQueue=yes", "ErpReceiverDeduplicates=OFF", "RetentionDays= 14 ",
+    deploy.main([str(tmp_path), "jobpipe", "UseTaskQueue=yes", "ErpReceiverDeduplicates=OFF", "RetentionDays= 14 ",
                  "CountAwsRequests=true"])
     # CloudFormation's AllowedValues take true/false only; unknown parameters pass unchanged;
-    # parameters not given keep the template's defaults
+    # parameters not given keep the stack's values (a new stack: the template's defaults)
     assert deployed == {"UseTaskQueue": "true", "ErpReceiverDeduplicates": "false", "RetentionDays": "14",
                         "CountAwsRequests": "true"}
 
