@@ -52,6 +52,23 @@ for sig in (signal.SIGTERM, signal.SIGKILL):
 """
 
 
+class EmulatorError(RuntimeError):
+    """The emulator did not start: its port is taken, it is not installed, it exited or never
+    answered. The message is one line for a person."""
+
+
+def port_taken(port: int) -> bool:
+    """True when something already listens on HOST:`port` (SO_REUSEADDR, as a server binds:
+    connections of an earlier run still closing do not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return True
+    return False
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
@@ -74,8 +91,14 @@ class Emulator:
         self._watchdog: Optional[subprocess.Popen] = None
 
     def start(self, timeout_s: float = 30) -> "Emulator":
+        """Start ministack and wait until it answers; raises EmulatorError (nothing left running)
+        when it cannot: the port already taken (another `make run`, whose emulator would
+        otherwise answer in its place), ministack missing, exited or silent for `timeout_s`."""
+        if port_taken(self.port):
+            raise EmulatorError(f"{HOST}:{self.port} is already in use (another `make run`?); stop what listens "
+                                f"there or choose another port with GATEWAY_PORT")
         if not MINISTACK.exists():
-            raise RuntimeError(f"{MINISTACK} is missing; run `make venv` first")
+            raise EmulatorError(f"{MINISTACK} is missing; run `make venv` first")
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBPIPE_"))},
             "BIND_HOST": HOST,  # never the 0.0.0.0 default
@@ -106,14 +129,19 @@ class Emulator:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 self.stop()
-                raise RuntimeError(f"ministack exited with code {self.process.returncode}")
+                raise EmulatorError(f"ministack exited with code {self.process.returncode} while starting "
+                                    f"on {self.endpoint}")
             try:
                 with urllib.request.urlopen(f"{self.endpoint}/_ministack/health", timeout=1):
-                    return self
+                    pass
             except OSError:
                 time.sleep(0.2)
+                continue
+            if self.process.poll() is None:
+                return self
+            # what answered is another process that took the port meanwhile
         self.stop()
-        raise RuntimeError(f"ministack did not answer on {self.endpoint} within {timeout_s:g} s")
+        raise EmulatorError(f"ministack did not answer on {self.endpoint} within {timeout_s:g} s")
 
     @property
     def process_group(self) -> Optional[int]:

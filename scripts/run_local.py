@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 
 import boto3
-from botocore.exceptions import ClientError, WaiterError
+import requests
+from botocore.exceptions import BotoCoreError, ClientError
 
-from scripts.deploy import DeployError, deploy
-from scripts.emulator import Emulator
+from scripts.deploy import DeployError, deploy, one_line
+from scripts.emulator import Emulator, EmulatorError
 from scripts.local_stack import prepare
 from scripts.stack_config import (
     LOCAL_FUNCTION_CONCURRENCY,
@@ -30,7 +31,19 @@ EXIT_BAD_CONFIG = 2
 ROOT = Path(__file__).resolve().parents[1]
 STATE = ROOT / ".local"
 STACK = os.environ.get("JOBPIPE_STACK", "jobpipe")
-PORT = int(os.environ.get("GATEWAY_PORT", "4566"))
+DEFAULT_PORT = 4566
+EXIT_INTERRUPTED = 130  # a shell's code for a run ended by Ctrl-C
+
+
+def gateway_port(environ: dict[str, str]) -> int:
+    """GATEWAY_PORT (default 4566): a bad value ends the run before anything starts, one line,
+    exit code 2."""
+    text = environ.get("GATEWAY_PORT", "").strip() or str(DEFAULT_PORT)
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        print(f"make run: GATEWAY_PORT must be a port number from 1 to 65535 (got {text[:20]!r})",
+              file=sys.stderr, flush=True)
+        sys.exit(EXIT_BAD_CONFIG)
+    return int(text)
 
 
 def stack_parameters(environ: dict[str, str]) -> StackParameters:
@@ -92,24 +105,34 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _fail(message: str, code: int = 1) -> None:
+    print(f"make run: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
 def main() -> None:
     # Ctrl-C (and a plain `kill`) end the run the same way, stopping what it started.
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     parameters = stack_parameters(dict(os.environ)).as_parameters()
+    port = gateway_port(dict(os.environ))
     emulator = None
-    if not os.environ.get("AWS_ENDPOINT_URL"):
-        emulator = Emulator(
-            PORT, log_level=os.environ.get("MINISTACK_LOG_LEVEL", "WARNING"), inherit_output=True
-        )
-        print(f"starting ministack on {emulator.endpoint}", flush=True)
-        emulator.start()
-        os.environ["AWS_ENDPOINT_URL"] = emulator.endpoint
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     stop = threading.Event()
+    ready = False
     try:
+        if not os.environ.get("AWS_ENDPOINT_URL"):
+            emulator = Emulator(
+                port, log_level=os.environ.get("MINISTACK_LOG_LEVEL", "WARNING"), inherit_output=True
+            )
+            print(f"starting ministack on {emulator.endpoint}", flush=True)
+            try:
+                emulator.start()
+            except EmulatorError as exc:
+                _fail(str(exc))
+            os.environ["AWS_ENDPOINT_URL"] = emulator.endpoint
+            os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+            os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
         session = boto3.session.Session()
         secret = parameters.setdefault("AuthSecret", auth_secret())
         parameters.setdefault("DemoJobTypes", "true")  # the demo types, for trying things out
@@ -120,19 +143,20 @@ def main() -> None:
         print(f"deploying stack {STACK!r} with {shown}", flush=True)
         try:
             outputs = deploy(ROOT / "build", STACK, parameters)
-        except (DeployError, ClientError, WaiterError) as exc:
-            print(f"make run: the stack did not deploy: {exc}", file=sys.stderr, flush=True)
-            sys.exit(1)
-        from chalicelib.api.auth import issue_token
+            from chalicelib.api.auth import issue_token
 
-        # Both roles, for trying everything; 24 h, the stack's default TokenMaxLifetimeSeconds.
-        token = issue_token(secret, user="dev", tenant="dev", roles=["admin", "operator"], ttl_s=24 * 3600)
-        ready = prepare(session, STACK, outputs["ApiUrl"], int(parameters["FunctionConcurrencyCeiling"]),
-                        token=token, api_ceiling=int(parameters["ApiConcurrencyCeiling"]))
-        warmed = ready["warm"]
+            # Both roles, for trying everything; 24 h, the stack's default TokenMaxLifetimeSeconds.
+            token = issue_token(secret, user="dev", tenant="dev", roles=["admin", "operator"], ttl_s=24 * 3600)
+            prepared = prepare(session, STACK, outputs["ApiUrl"], int(parameters["FunctionConcurrencyCeiling"]),
+                               token=token, api_ceiling=int(parameters["ApiConcurrencyCeiling"]))
+        except (DeployError, ClientError, BotoCoreError, requests.RequestException, OSError) as exc:
+            if emulator is not None and emulator.process.poll() is not None:
+                _fail(f"ministack exited with code {emulator.process.returncode} before the stack was ready")
+            _fail(f"the stack did not deploy: {one_line(exc)}")
+        warmed = prepared["warm"]
         print(f"warmed {warmed['functions']} functions in {warmed['seconds']} s "
-              f"(at most {ready['ceiling'] or 'unlimited'} processes per function, "
-              f"{ready['api_ceiling'] or 'unlimited'} for the API)", flush=True)
+              f"(at most {prepared['ceiling'] or 'unlimited'} processes per function, "
+              f"{prepared['api_ceiling'] or 'unlimited'} for the API)", flush=True)
         for function, error in warmed["failed"].items():
             print(f"make run: warning: {function} did not warm up ({error}); its first request starts it",
                   file=sys.stderr, flush=True)
@@ -152,15 +176,23 @@ def main() -> None:
             "Showing function logs; Ctrl-C stops everything.\n",
             flush=True,
         )
+        ready = True
         follower = threading.Thread(target=follow_function_logs, args=(session, stop), daemon=True)
         follower.start()
         while emulator is None or emulator.process.poll() is None:
             time.sleep(0.5)
-        print(f"ministack exited with code {emulator.process.returncode}", file=sys.stderr)
-        sys.exit(1)
+        _fail(f"ministack exited with code {emulator.process.returncode}")
     except KeyboardInterrupt:
-        print("\nstopping", flush=True)
+        if ready:  # the way a running stack is stopped
+            print("\nstopping", flush=True)
+        else:
+            stopping = "; stopping the emulator" if emulator is not None else ""
+            print(f"\nmake run: interrupted before the stack was ready{stopping}", file=sys.stderr, flush=True)
+            sys.exit(EXIT_INTERRUPTED)
     finally:
+        # A second Ctrl-C must not cut the stop short (the watchdog would still end the group).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop.set()
         if emulator is not None:
             emulator.stop()
