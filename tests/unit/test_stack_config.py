@@ -1,6 +1,8 @@
 """The local stack's parameters from the environment: what `make run` deploys with, and the
 one line it ends with when a value is bad."""
 import json
+import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -215,3 +217,72 @@ def test_as_a_process_one_line_exit_code_2_no_traceback(module):
     assert done.stderr == ("make run: ERP_WEBHOOK_SECRET must be at least 32 characters when ERP_WEBHOOK_URL "
                            "is set (it has 5)\n")
     assert "Traceback" not in done.stdout
+
+
+def _template_refuses(parameters: dict[str, str]) -> list[str]:
+    """What CloudFormation refuses in `parameters` by infra/resources.json's own constraints
+    (AllowedPattern as a whole match, lengths, bounds, AllowedValues) and its Rules."""
+    template = json.loads((ROOT / "infra" / "resources.json").read_text())
+    declared = template["Parameters"]
+    resolved = {**{k: str(d["Default"]) for k, d in declared.items() if "Default" in d}, **parameters}
+    refused = []
+    for name, value in parameters.items():
+        spec = declared[name]
+        if "AllowedValues" in spec and value not in [str(v) for v in spec["AllowedValues"]]:
+            refused.append(name)
+        elif spec["Type"] == "Number":
+            number = float(value)
+            if number < spec.get("MinValue", -math.inf) or number > spec.get("MaxValue", math.inf):
+                refused.append(name)
+        elif len(value) < spec.get("MinLength", 0) or \
+                ("AllowedPattern" in spec and not re.fullmatch(spec["AllowedPattern"], value)):
+            refused.append(name)
+
+    def holds(node):
+        (function, args), = node.items()
+        if function == "Ref":
+            return resolved[args]
+        if function == "Fn::Equals":
+            return str(holds(args[0]) if isinstance(args[0], dict) else args[0]) == \
+                str(holds(args[1]) if isinstance(args[1], dict) else args[1])
+        if function == "Fn::Not":
+            return not holds(args[0])
+        if function == "Fn::And":
+            return all(holds(a) for a in args)
+        if function == "Fn::Or":
+            return any(holds(a) for a in args)
+        raise AssertionError(f"a rule function this check does not know: {function}")
+
+    for name, rule in template.get("Rules", {}).items():
+        if "RuleCondition" not in rule or holds(rule["RuleCondition"]):
+            refused += [name for assertion in rule["Assertions"] if not holds(assertion["Assert"])]
+    return refused
+
+
+URL = "https://erp.example/hook"
+
+
+@pytest.mark.parametrize("parameters", [
+    {}, {"AuthSecret": "a" * 31}, {"AuthSecret": " " + "a" * 40}, {"AuthSecret": "a" * 40 + "\n"},
+    {"AuthSecret": "a b" * 12},
+    {"ErpWebhookUrl": URL, "ErpWebhookSecret": SECRET}, {"ErpWebhookUrl": URL}, {"ErpWebhookUrl": URL,
+                                                                                 "ErpWebhookSecret": "short"},
+    {"ErpWebhookSecret": "short"}, {"ErpWebhookSecret": SECRET},
+    *[{"ErpWebhookUrl": url, "ErpWebhookSecret": SECRET} for url in (
+        "http://127.0.0.1:8099/erp", "HTTPS://erp.example", "https://user:pw@erp.example:8443/x?y#z",
+        "http://[::1]:8099/erp", "ftp://erp.example/hook", "erp.example/hook", "http://", "http:///path",
+        "http://:80/x", "https://erp example/x", "http://erp.example:abc/")],
+    {"BlobRetentionDays": "3650"}, {"BlobRetentionDays": "3651"}, {"BlobRetentionDays": "399"},
+    {"RetentionDays": "30"}, {"RetentionDays": "31"}, {"ProgressMinIntervalSeconds": "300.5"},
+    {"FunctionConcurrencyCeiling": "1001"}, {"LogRetentionDays": "2"}, {"UseTaskQueue": "false"},
+])
+def test_the_template_refuses_what_make_run_and_deploy_refuse(parameters):
+    """`aws cloudformation deploy` to AWS checks only the template: a stack it accepts with a
+    webhook and no secret, or a short one, dead-letters or weakly signs every delivery."""
+    given = {"AuthSecret": "a" * 40, **parameters}
+    try:
+        check_parameters(given)
+        accepted = True
+    except StackConfigError:
+        accepted = False
+    assert (not _template_refuses(given)) == accepted, _template_refuses(given)
