@@ -46,6 +46,51 @@ def _until_ready(proc: subprocess.Popen, lines: "queue.Queue[str]", timeout_s: f
     raise AssertionError(f"make run was not ready in {timeout_s:g} s:\n" + "".join(seen))
 
 
+def _answers(port: int) -> bool:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/_ministack/health", timeout=2)
+        return True
+    except OSError:
+        return False
+
+
+def test_ctrl_c_while_deploying_exits_130_in_one_line_and_stops_the_emulator():
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBPIPE_"))}
+    env.update(GATEWAY_PORT=str(port), JOBPIPE_STACK="jobpipe-interrupted",
+               JOBPIPE_AUTH_SECRET="e2e-make-run-auth-secret-0123456789abcdef")
+    proc = subprocess.Popen([sys.executable, "-m", "scripts.run_local"], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    lines: "queue.Queue[str]" = queue.Queue()
+    threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True).start()
+    try:
+        seen = []
+        deadline = time.monotonic() + 120
+        while not any(line.startswith("deploying stack") for line in seen):
+            assert time.monotonic() < deadline and proc.poll() is None, "".join(seen)
+            try:
+                seen.append(lines.get(timeout=1))
+            except queue.Empty:
+                pass
+        time.sleep(1)  # into the deploy
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+        time.sleep(0.5)
+        rest = []
+        while not lines.empty():
+            rest.append(lines.get())
+        # the emulator's own warnings share the terminal; make run's is one line, the last
+        printed = [line for line in rest if line.strip()]
+        assert printed[-1] == "make run: interrupted before the stack was ready; stopping the emulator\n", rest
+        assert [line for line in seen + rest if line.startswith("make run:")] == printed[-1:], rest
+        assert "Traceback" not in "".join(seen + rest)
+        assert not _answers(port), "the emulator still answers after Ctrl-C"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+
 def test_make_run_serves_the_api_the_cli_uses_caps_every_function_and_stops_on_ctrl_c():
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBPIPE_"))}
@@ -80,6 +125,14 @@ def test_make_run_serves_the_api_the_cli_uses_caps_every_function_and_stops_on_c
             reserved[name.split("-")[2]] = concurrency.get("ReservedConcurrentExecutions")
         assert reserved.pop("APIHandler") == LOCAL_API_CONCURRENCY
         assert reserved and set(reserved.values()) == {LOCAL_FUNCTION_CONCURRENCY}, reserved
+
+        # A second `make run` on the same port is refused before it starts or deploys anything.
+        second = subprocess.run([sys.executable, "-m", "scripts.run_local"], cwd=ROOT, env=env, text=True,
+                                capture_output=True, timeout=60)
+        assert second.returncode == 1
+        assert second.stderr.strip().splitlines()[-1].startswith(
+            f"make run: 127.0.0.1:{port} is already in use (another `make run`?)")
+        assert "deploying" not in second.stdout
 
         os.kill(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=60) == 0
