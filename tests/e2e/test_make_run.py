@@ -54,15 +54,22 @@ def _answers(port: int) -> bool:
         return False
 
 
-def test_ctrl_c_while_deploying_exits_130_in_one_line_and_stops_the_emulator():
+def _make_run(stack: str) -> "tuple[int, subprocess.Popen, queue.Queue[str]]":
+    """`make run`'s script on a free port, its output lines read into a queue. Its own session:
+    a Ctrl-C sent to it reaches this process alone, as a terminal's would reach make."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBPIPE_"))}
-    env.update(GATEWAY_PORT=str(port), JOBPIPE_STACK="jobpipe-interrupted",
+    env.update(GATEWAY_PORT=str(port), JOBPIPE_STACK=stack,
                JOBPIPE_AUTH_SECRET="e2e-make-run-auth-secret-0123456789abcdef")
     proc = subprocess.Popen([sys.executable, "-m", "scripts.run_local"], cwd=ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     lines: "queue.Queue[str]" = queue.Queue()
     threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True).start()
+    return port, proc, lines
+
+
+def test_ctrl_c_while_deploying_exits_130_in_one_line_and_stops_the_emulator():
+    port, proc, lines = _make_run("jobpipe-interrupted")
     try:
         seen = []
         deadline = time.monotonic() + 120
@@ -92,15 +99,7 @@ def test_ctrl_c_while_deploying_exits_130_in_one_line_and_stops_the_emulator():
 
 
 def test_make_run_serves_the_api_the_cli_uses_caps_every_function_and_stops_on_ctrl_c():
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBPIPE_"))}
-    env.update(GATEWAY_PORT=str(port), JOBPIPE_STACK="jobpipe-run",
-               JOBPIPE_AUTH_SECRET="e2e-make-run-auth-secret-0123456789abcdef")
-    # Its own session: the Ctrl-C below reaches this process alone, as a terminal's would reach make.
-    proc = subprocess.Popen([sys.executable, "-m", "scripts.run_local"], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    lines: "queue.Queue[str]" = queue.Queue()
-    threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True).start()
+    port, proc, lines = _make_run("jobpipe-run")
     try:
         printed = _until_ready(proc, lines, timeout_s=240)
         api_url = re.search(r"^export JOBPIPE_API_URL=(\S+)$", printed, re.M).group(1)

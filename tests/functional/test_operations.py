@@ -21,6 +21,16 @@ def tenant_admin(**extra):
     return {"Authorization": f"Bearer {token(user='boss', roles=['admin'])}", "Content-Type": "application/json", **extra}
 
 
+def stack_queues(aws, monkeypatch, env_by_queue: dict[str, str]) -> dict[str, str]:
+    """Create each named queue and point its setting at it (the subscribers' queues and DLQs,
+    the failure destinations); returns name -> URL."""
+    urls = {name: aws["sqs"].create_queue(QueueName=name)["QueueUrl"] for name in env_by_queue}
+    for name, variable in env_by_queue.items():
+        monkeypatch.setenv(variable, urls[name])
+    composition.use(None)
+    return urls
+
+
 def task(client, task_id):
     response = client.http.get(f"/api/system/maintenance/tasks/{task_id}", headers=operator())
     assert response.status_code == 200, response.body
@@ -278,12 +288,11 @@ def test_every_dead_letter_queue_is_shown_and_the_subscribers_are_redriven(clien
     subscriber's DLQ is redriven to its queue, a stream failure description cannot be (the
     reconciler replays those)."""
     sqs = aws["sqs"]
-    urls = {name: sqs.create_queue(QueueName=name)["QueueUrl"]
-            for name in ("erp-webhook", "erp-webhook-dlq", "stream-failures")}
-    monkeypatch.setenv("JOBPIPE_ERP_WEBHOOK_QUEUE_URL", urls["erp-webhook"])
-    monkeypatch.setenv("JOBPIPE_ERP_WEBHOOK_DLQ_URL", urls["erp-webhook-dlq"])
-    monkeypatch.setenv("JOBPIPE_STREAM_FAILURE_QUEUE_URL", urls["stream-failures"])
-    composition.use(None)
+    urls = stack_queues(aws, monkeypatch, {
+        "erp-webhook": "JOBPIPE_ERP_WEBHOOK_QUEUE_URL",
+        "erp-webhook-dlq": "JOBPIPE_ERP_WEBHOOK_DLQ_URL",
+        "stream-failures": "JOBPIPE_STREAM_FAILURE_QUEUE_URL",
+    })
     sqs.send_message(QueueUrl=urls["erp-webhook-dlq"], MessageBody=json.dumps({"detail": {"event_id": "e1"}}))
     sqs.send_message(QueueUrl=urls["stream-failures"], MessageBody=json.dumps({"DDBStreamBatchInfo": {}}))
     shown = client.http.get("/api/system/dlq", headers=operator()).json_body["dead_letters"]
@@ -307,13 +316,12 @@ def test_an_event_the_bus_could_not_deliver_goes_back_to_the_queue_it_was_for(cl
     naming the target (TARGET_ARN); a redrive sends it there, and leaves what names no queue
     of this stack to an operator."""
     sqs = aws["sqs"]
-    urls = {name: sqs.create_queue(QueueName=name)["QueueUrl"]
-            for name in ("erp-webhook", "erp-outbound", "cache-invalidation", "event-delivery-dlq")}
-    monkeypatch.setenv("JOBPIPE_ERP_WEBHOOK_QUEUE_URL", urls["erp-webhook"])
-    monkeypatch.setenv("JOBPIPE_ERP_OUTBOUND_QUEUE_URL", urls["erp-outbound"])
-    monkeypatch.setenv("JOBPIPE_CACHE_QUEUE_URL", urls["cache-invalidation"])
-    monkeypatch.setenv("JOBPIPE_EVENT_DELIVERY_DLQ_URL", urls["event-delivery-dlq"])
-    composition.use(None)
+    urls = stack_queues(aws, monkeypatch, {
+        "erp-webhook": "JOBPIPE_ERP_WEBHOOK_QUEUE_URL",
+        "erp-outbound": "JOBPIPE_ERP_OUTBOUND_QUEUE_URL",
+        "cache-invalidation": "JOBPIPE_CACHE_QUEUE_URL",
+        "event-delivery-dlq": "JOBPIPE_EVENT_DELIVERY_DLQ_URL",
+    })
 
     def undelivered(event_id: str, target: str) -> None:
         attributes = {name: {"DataType": "String", "StringValue": value} for name, value in {
@@ -465,13 +473,12 @@ def test_a_dead_letter_queue_that_cannot_be_redriven_does_not_hold_back_the_othe
     and which queue was unavailable, instead of a 503 that hides the moves already made and
     never reaches the queues after it."""
     sqs = aws["sqs"]
-    urls = {name: sqs.create_queue(QueueName=name)["QueueUrl"]
-            for name in ("erp-webhook", "erp-webhook-dlq", "cache-invalidation", "cache-invalidation-dlq")}
-    monkeypatch.setenv("JOBPIPE_ERP_WEBHOOK_QUEUE_URL", urls["erp-webhook"])
-    monkeypatch.setenv("JOBPIPE_ERP_WEBHOOK_DLQ_URL", urls["erp-webhook-dlq"])
-    monkeypatch.setenv("JOBPIPE_CACHE_QUEUE_URL", urls["cache-invalidation"])
-    monkeypatch.setenv("JOBPIPE_CACHE_DLQ_URL", urls["cache-invalidation-dlq"])
-    composition.use(None)
+    urls = stack_queues(aws, monkeypatch, {
+        "erp-webhook": "JOBPIPE_ERP_WEBHOOK_QUEUE_URL",
+        "erp-webhook-dlq": "JOBPIPE_ERP_WEBHOOK_DLQ_URL",
+        "cache-invalidation": "JOBPIPE_CACHE_QUEUE_URL",
+        "cache-invalidation-dlq": "JOBPIPE_CACHE_DLQ_URL",
+    })
     job = submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"}})
     drain(client._app, aws)
     sqs.send_message(QueueUrl=urls["cache-invalidation-dlq"], MessageBody=json.dumps({"detail": {"event_id": "e1"}}))

@@ -297,6 +297,17 @@ def test_a_change_set_cloudformation_refuses_is_one_line_with_its_reason(build, 
         deploy(build, "jobpipe", {"RetentionDays": "9"}, session)
 
 
+def deploy_main_raising(error: BaseException, build, monkeypatch) -> int:
+    """The exit code of `python -m scripts.deploy` when its deploy raises `error`."""
+    def failing(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(deploy_script, "deploy", failing)
+    with pytest.raises(SystemExit) as exited:
+        deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}"])
+    return exited.value.code
+
+
 @pytest.mark.parametrize("error, expected", [
     (client_error("ValidationError", "Stack:arn:aws:cloudformation:us-east-1:1:stack/jobpipe/x is in\n"
                   "UPDATE_IN_PROGRESS state and can not be updated.", "CreateChangeSet"),
@@ -307,13 +318,7 @@ def test_a_change_set_cloudformation_refuses_is_one_line_with_its_reason(build, 
      'deploy: Could not connect to the endpoint URL: "http://127.0.0.1:4566/"\n'),
 ])
 def test_deploy_main_ends_an_aws_error_in_one_line_exit_1(error, expected, build, capsys, monkeypatch):
-    def failing(*args, **kwargs):
-        raise error
-
-    monkeypatch.setattr(deploy_script, "deploy", failing)
-    with pytest.raises(SystemExit) as exited:
-        deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}"])
-    assert exited.value.code == 1
+    assert deploy_main_raising(error, build, monkeypatch) == 1
     assert capsys.readouterr().err == expected
 
 
@@ -326,12 +331,6 @@ def test_deploy_main_without_a_package_says_how_to_build_it(tmp_path, capsys, mo
 
 
 def test_deploy_main_interrupted_says_so_in_one_line_exit_130(build, capsys, monkeypatch):
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(deploy_script, "deploy", interrupted)
-    with pytest.raises(SystemExit) as exited:
-        deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}"])
-    assert exited.value.code == 130
+    assert deploy_main_raising(KeyboardInterrupt(), build, monkeypatch) == 130
     err = capsys.readouterr().err
     assert err.startswith("deploy: interrupted;") and err.count("\n") == 1
