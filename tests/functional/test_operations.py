@@ -21,12 +21,23 @@ def tenant_admin(**extra):
     return {"Authorization": f"Bearer {token(user='boss', roles=['admin'])}", "Content-Type": "application/json", **extra}
 
 
-def stack_queues(aws, monkeypatch, env_by_queue: dict[str, str]) -> dict[str, str]:
-    """Create each named queue and point its setting at it (the subscribers' queues and DLQs,
-    the failure destinations); returns name -> URL."""
-    urls = {name: aws["sqs"].create_queue(QueueName=name)["QueueUrl"] for name in env_by_queue}
-    for name, variable in env_by_queue.items():
-        monkeypatch.setenv(variable, urls[name])
+QUEUE_SETTINGS = {
+    "erp-webhook": "JOBPIPE_ERP_WEBHOOK_QUEUE_URL",
+    "erp-webhook-dlq": "JOBPIPE_ERP_WEBHOOK_DLQ_URL",
+    "stream-failures": "JOBPIPE_STREAM_FAILURE_QUEUE_URL",
+    "erp-outbound": "JOBPIPE_ERP_OUTBOUND_QUEUE_URL",
+    "cache-invalidation": "JOBPIPE_CACHE_QUEUE_URL",
+    "event-delivery-dlq": "JOBPIPE_EVENT_DELIVERY_DLQ_URL",
+    "cache-invalidation-dlq": "JOBPIPE_CACHE_DLQ_URL",
+}
+
+
+def stack_queues(aws, monkeypatch, *names: str) -> dict[str, str]:
+    """Create each named queue (the subscribers' queues and DLQs, the failure destinations) and
+    point its setting at it; returns name -> URL."""
+    urls = {name: aws["sqs"].create_queue(QueueName=name)["QueueUrl"] for name in names}
+    for name in names:
+        monkeypatch.setenv(QUEUE_SETTINGS[name], urls[name])
     composition.use(None)
     return urls
 
@@ -288,11 +299,7 @@ def test_every_dead_letter_queue_is_shown_and_the_subscribers_are_redriven(clien
     subscriber's DLQ is redriven to its queue, a stream failure description cannot be (the
     reconciler replays those)."""
     sqs = aws["sqs"]
-    urls = stack_queues(aws, monkeypatch, {
-        "erp-webhook": "JOBPIPE_ERP_WEBHOOK_QUEUE_URL",
-        "erp-webhook-dlq": "JOBPIPE_ERP_WEBHOOK_DLQ_URL",
-        "stream-failures": "JOBPIPE_STREAM_FAILURE_QUEUE_URL",
-    })
+    urls = stack_queues(aws, monkeypatch, "erp-webhook", "erp-webhook-dlq", "stream-failures")
     sqs.send_message(QueueUrl=urls["erp-webhook-dlq"], MessageBody=json.dumps({"detail": {"event_id": "e1"}}))
     sqs.send_message(QueueUrl=urls["stream-failures"], MessageBody=json.dumps({"DDBStreamBatchInfo": {}}))
     shown = client.http.get("/api/system/dlq", headers=operator()).json_body["dead_letters"]
@@ -316,12 +323,7 @@ def test_an_event_the_bus_could_not_deliver_goes_back_to_the_queue_it_was_for(cl
     naming the target (TARGET_ARN); a redrive sends it there, and leaves what names no queue
     of this stack to an operator."""
     sqs = aws["sqs"]
-    urls = stack_queues(aws, monkeypatch, {
-        "erp-webhook": "JOBPIPE_ERP_WEBHOOK_QUEUE_URL",
-        "erp-outbound": "JOBPIPE_ERP_OUTBOUND_QUEUE_URL",
-        "cache-invalidation": "JOBPIPE_CACHE_QUEUE_URL",
-        "event-delivery-dlq": "JOBPIPE_EVENT_DELIVERY_DLQ_URL",
-    })
+    urls = stack_queues(aws, monkeypatch, "erp-webhook", "erp-outbound", "cache-invalidation", "event-delivery-dlq")
 
     def undelivered(event_id: str, target: str) -> None:
         attributes = {name: {"DataType": "String", "StringValue": value} for name, value in {
@@ -473,12 +475,7 @@ def test_a_dead_letter_queue_that_cannot_be_redriven_does_not_hold_back_the_othe
     and which queue was unavailable, instead of a 503 that hides the moves already made and
     never reaches the queues after it."""
     sqs = aws["sqs"]
-    urls = stack_queues(aws, monkeypatch, {
-        "erp-webhook": "JOBPIPE_ERP_WEBHOOK_QUEUE_URL",
-        "erp-webhook-dlq": "JOBPIPE_ERP_WEBHOOK_DLQ_URL",
-        "cache-invalidation": "JOBPIPE_CACHE_QUEUE_URL",
-        "cache-invalidation-dlq": "JOBPIPE_CACHE_DLQ_URL",
-    })
+    urls = stack_queues(aws, monkeypatch, "erp-webhook", "erp-webhook-dlq", "cache-invalidation", "cache-invalidation-dlq")
     job = submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"}})
     drain(client._app, aws)
     sqs.send_message(QueueUrl=urls["cache-invalidation-dlq"], MessageBody=json.dumps({"detail": {"event_id": "e1"}}))
