@@ -299,11 +299,11 @@ class Container:
 
     @cached_property
     def erp_bridge(self) -> Any:
-        from chalicelib.adapters.webhook import UrllibWebhookSender
+        from chalicelib.adapters.webhook import HttpWebhookSender
         from chalicelib.subscribers.erp import ErpBridge
 
         url, secret = self.settings.require_webhook()
-        return ErpBridge(UrllibWebhookSender(), url, secret)
+        return ErpBridge(HttpWebhookSender(), url, secret)
 
     def delivery_ledger(self, consumer: str) -> Any:
         """The delivery records of subscriber `consumer`, in the idempotency table (one

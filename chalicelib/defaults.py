@@ -46,6 +46,15 @@ DELIVERY_RECORD_TTL_S = 7 * 24 * 3600
 # The lease of an in-progress delivery record when the invocation's remaining time is unknown:
 # the subscriber functions' timeout, so a live delivery is never taken over.
 DELIVERY_LEASE_S = 60
+# One webhook POST has this long, wall clock, to be answered (status line and headers; the body
+# is never read): 10 deliveries of an SQS batch then fit the ERP bridge's 60 s timeout.
+WEBHOOK_TIMEOUT_S = 5.0
+# The ERP bridge keeps this much of its invocation for closing the batch's delivery records:
+# a POST is cut to end before it, and none starts with less than WEBHOOK_MIN_TIMEOUT_S to go.
+# An invocation that timed out would leave its delivered events' records to lapse, and the
+# redelivered batch would POST them a second time.
+DELIVERY_CLOSE_MARGIN_S = 10.0
+WEBHOOK_MIN_TIMEOUT_S = 1.0
 # A due job whose reconcile action failed (a bug, a record that refuses the action's write) is
 # put back this far in the due index, so the jobs due after it are reached: a pass reads the
 # earliest due first, and a job that fails on every pass would otherwise hold its place for good.

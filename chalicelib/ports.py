@@ -451,8 +451,11 @@ class DeliveryLedger(Protocol):
 
 
 class WebhookSender(Protocol):
-    def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
-        """POST and return the HTTP status; raises WebhookDeliveryError when no answer came."""
+    def post(self, url: str, body: bytes, headers: dict[str, str], timeout_s: Optional[float] = None) -> int:
+        """POST and return the HTTP status of the answer (any status: a redirect is not
+        followed). Raises WebhookDeliveryError when no answer came, or none whole (status line
+        and headers) within `timeout_s` seconds of wall clock, connecting included (at most the
+        sender's own timeout)."""
 
 
 # -- the worker's runtime -----------------------------------------------------------------------

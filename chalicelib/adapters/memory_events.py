@@ -8,24 +8,33 @@ import threading
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from chalicelib.defaults import WEBHOOK_TIMEOUT_S
 from chalicelib.domain.errors import CacheGenerationChangedError, EventPublishError, WebhookDeliveryError
 from chalicelib.ports import CacheEntry, LedgerOpening
 
 
 class InMemoryWebhookSender:
-    """Same contract as UrllibWebhookSender: records each POST and answers `statuses[url]`
-    (200 by default); a URL in `unreachable` raises WebhookDeliveryError like a refused connection."""
+    """Same contract as HttpWebhookSender: records each POST and answers `statuses[url]`
+    (200 by default); a URL in `unreachable` raises WebhookDeliveryError like a refused
+    connection, one in `answer_after` answers after that many seconds (no answer past the
+    POST's timeout)."""
 
-    def __init__(self, statuses: Optional[Mapping[str, int]] = None) -> None:
+    def __init__(self, statuses: Optional[Mapping[str, int]] = None, timeout_s: float = WEBHOOK_TIMEOUT_S) -> None:
         self.statuses: dict[str, int] = dict(statuses or {})
         self.unreachable: set[str] = set()
+        self.answer_after: dict[str, float] = {}
         self.posts: list[tuple[str, bytes, dict[str, str]]] = []
+        self._timeout = timeout_s
 
-    def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+    def post(self, url: str, body: bytes, headers: dict[str, str], timeout_s: Optional[float] = None) -> int:
         if not url.startswith(("https://", "http://")):
             raise WebhookDeliveryError(f"webhook URL must be http(s): {url[:100]!r}")
+        limit = self._timeout if timeout_s is None else min(self._timeout, timeout_s)
         if url in self.unreachable:
             raise WebhookDeliveryError(f"webhook unreachable: {url[:100]}")
+        if self.answer_after.get(url, 0.0) > limit:
+            self.posts.append((url, bytes(body), dict(headers)))  # sent; its answer never came in time
+            raise WebhookDeliveryError(f"webhook did not answer within {limit:g} s")
         self.posts.append((url, bytes(body), dict(headers)))
         return self.statuses.get(url, 200)
 

@@ -1,36 +1,74 @@
 """HTTP adapter of the WebhookSender port (stdlib only: nothing to bundle)."""
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
+import http.client
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+from typing import Optional
 
+from chalicelib.defaults import WEBHOOK_TIMEOUT_S
 from chalicelib.domain.errors import WebhookDeliveryError
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is an answer, not a delivery: followed, a 301/302/303 would turn the POST into
-    a body-less GET whose 2xx would count as delivered."""
-
-    def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        return None  # urllib then raises HTTPError with the 3xx status
-
-
-_OPENER = urllib.request.build_opener(_NoRedirects)
-
-
-class UrllibWebhookSender:
-    def __init__(self, timeout_s: float = 5.0) -> None:
-        """`timeout_s` bounds each POST: a batch of deliveries must fit the function's timeout."""
-        self._timeout = timeout_s
-
-    def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
-        if not url.startswith(("https://", "http://")):
-            raise WebhookDeliveryError(f"webhook URL must be http(s): {url[:100]!r}")
-        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+def _cut(connection: http.client.HTTPConnection, cut: threading.Event) -> None:
+    """Unblock a POST past its deadline: a shut-down socket ends the read waiting on it."""
+    cut.set()
+    sock = connection.sock
+    if sock is not None:
         try:
-            with _OPENER.open(request, timeout=self._timeout) as response:
-                return response.status
-        except urllib.error.HTTPError as exc:
-            return exc.code
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class HttpWebhookSender:
+    """POSTs with http.client, which follows no redirect: a 3xx is an answer, returned as its
+    status (followed, a 301/302/303 would turn the POST into a body-less GET, to any host,
+    whose 2xx would count as delivered)."""
+
+    def __init__(self, timeout_s: float = WEBHOOK_TIMEOUT_S) -> None:
+        """`timeout_s` bounds each POST, wall clock (connecting, sending, the answer's status
+        line and headers): a batch of deliveries must fit the function's timeout."""
+        self._timeout = timeout_s
+        self._tls = ssl.create_default_context()
+
+    def post(self, url: str, body: bytes, headers: dict[str, str], timeout_s: Optional[float] = None) -> int:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise WebhookDeliveryError(f"webhook URL must be http(s): {url[:100]!r}")
+        limit = self._timeout if timeout_s is None else min(self._timeout, timeout_s)
+        if limit <= 0:
+            raise WebhookDeliveryError("no time left to POST")
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise WebhookDeliveryError(f"webhook URL has a bad port: {url[:100]!r}") from exc
+        connection = (http.client.HTTPSConnection(parts.hostname, port, timeout=limit, context=self._tls)
+                      if parts.scheme == "https" else http.client.HTTPConnection(parts.hostname, port, timeout=limit))
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # Each socket operation times out alone; the watchdog bounds them all together, so an
+        # answer trickling in a byte at a time cannot hold the POST past its limit.
+        deadline = time.monotonic() + limit
+        cut = threading.Event()
+        watchdog = threading.Timer(limit, _cut, args=(connection, cut))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            connection.connect()
+            if cut.is_set():  # connecting took the whole limit: the watchdog found no socket to cut
+                raise TimeoutError()
+            connection.request("POST", path, body=body, headers=headers)
+            status = connection.getresponse().status  # the body is never read: only the status counts
+        except (OSError, http.client.HTTPException, ValueError) as exc:  # ssl.SSLError is an OSError
+            if cut.is_set() or time.monotonic() >= deadline:
+                raise WebhookDeliveryError(f"webhook did not answer within {limit:g} s") from exc
             raise WebhookDeliveryError(f"webhook unreachable: {exc}") from exc
+        finally:
+            watchdog.cancel()
+            connection.close()
+        if cut.is_set():  # headers cut short read as if they had ended: not a whole answer
+            raise WebhookDeliveryError(f"webhook did not answer within {limit:g} s")
+        return status

@@ -4,8 +4,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import Any
+from typing import Any, Optional
 
+from chalicelib.defaults import WEBHOOK_MIN_TIMEOUT_S
 from chalicelib.domain.errors import WebhookDeliveryError
 from chalicelib.ports import WebhookSender
 
@@ -47,11 +48,17 @@ class ErpBridge:
         }
         return body, headers
 
-    def deliver(self, detail: dict[str, Any]) -> int:
-        """POST the event; returns the 2xx status. Any other answer raises WebhookDeliveryError
+    def deliver(self, detail: dict[str, Any], within_s: Optional[float] = None) -> int:
+        """POST the event, answered within `within_s` seconds (None: the sender's own timeout);
+        returns the 2xx status. Any other answer, none in time, or less than
+        WEBHOOK_MIN_TIMEOUT_S to wait for one (nothing is sent then) raises WebhookDeliveryError
         so the message is retried (with backoff, then dead-lettered)."""
+        if within_s is not None and within_s < WEBHOOK_MIN_TIMEOUT_S:
+            raise WebhookDeliveryError(
+                f"too little of the invocation is left to POST event {detail['event_id']}; it is sent on its next delivery"
+            )
         body, headers = self.request_for(detail)
-        status = self._sender.post(self._url, body, headers)
+        status = self._sender.post(self._url, body, headers, timeout_s=within_s)
         if not 200 <= status < 300:
             raise WebhookDeliveryError(
                 f"ERP webhook answered {status} for event {detail['event_id']}", details={"status": status}

@@ -7,12 +7,12 @@ before its next delivery, and dead-lettered by the queue's redrive policy."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from chalice import Blueprint
 
 from chalicelib.composition import Container, container
-from chalicelib.defaults import DELIVERY_LEASE_S
+from chalicelib.defaults import DELIVERY_CLOSE_MARGIN_S, DELIVERY_LEASE_S
 from chalicelib.invocation import entry_point
 from chalicelib.observability import logger
 
@@ -46,19 +46,29 @@ def _event_ids(records: list[dict[str, Any]]) -> list[str]:
     return ids
 
 
+def _seconds_left(context: Any) -> Optional[float]:
+    """What is left of the invocation, or None when the context does not say."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return remaining() / 1000 if callable(remaining) else None
+
+
 def _lease_s(context: Any) -> float:
     """What is left of the invocation: a delivery record in progress outlives its process by
     no more than that (so it is never taken over while this process still delivers)."""
-    remaining = getattr(context, "get_remaining_time_in_millis", None)
-    return remaining() / 1000 if callable(remaining) else DELIVERY_LEASE_S
+    left = _seconds_left(context)
+    return DELIVERY_LEASE_S if left is None else left
+
+
+# effect(services, detail, seconds left in the invocation or None)
+Effect = Callable[[Container, dict[str, Any], Optional[float]], Any]
 
 
 class Consumer:
-    """A subscriber's queue consumer: `effect(services, detail)` per record, once per event id
-    on the consumer's delivery ledger when `exactly_once`, else every time (an effect that is
-    safe to repeat)."""
+    """A subscriber's queue consumer: `effect(services, detail, seconds_left)` per record, once
+    per event id on the consumer's delivery ledger when `exactly_once`, else every time (an
+    effect that is safe to repeat)."""
 
-    def __init__(self, name: str, effect: Callable[[Container, dict[str, Any]], Any], *, exactly_once: bool) -> None:
+    def __init__(self, name: str, effect: Effect, *, exactly_once: bool) -> None:
         self._name = name
         self._effect = effect
         self._exactly_once = exactly_once
@@ -80,9 +90,10 @@ class Consumer:
             detail = _detail(record.body)
             try:
                 if batch is None:
-                    self._effect(services, detail)
+                    self._effect(services, detail, _seconds_left(event.context))
                 else:
-                    batch.run(str(detail["event_id"]), lambda: self._effect(services, detail))
+                    batch.run(str(detail["event_id"]),
+                              lambda: self._effect(services, detail, _seconds_left(event.context)))
             except Exception:
                 receives = int(record.attributes.approximate_receive_count or 1)
                 backoff = services.settings.redelivery_wait_s(receives)
@@ -108,11 +119,15 @@ class Consumer:
         return response
 
 
-def deliver_to_erp(services: Container, detail: dict[str, Any]) -> int:
-    return services.erp_bridge.deliver(detail)
+def deliver_to_erp(services: Container, detail: dict[str, Any], seconds_left: Optional[float]) -> int:
+    """The POST ends DELIVERY_CLOSE_MARGIN_S before the invocation does, so the batch's delivery
+    records are always closed: an invocation cut off by its timeout would leave the records of
+    the events it delivered to lapse, and their redelivery would POST them again."""
+    return services.erp_bridge.deliver(
+        detail, within_s=None if seconds_left is None else seconds_left - DELIVERY_CLOSE_MARGIN_S)
 
 
-def invalidate_caches(services: Container, detail: dict[str, Any]) -> Any:
+def invalidate_caches(services: Container, detail: dict[str, Any], seconds_left: Optional[float]) -> Any:
     from chalicelib.domain.events import JobEvent  # the event functions need it, not every import of app.py
 
     announcement = services.cache_invalidator.handle(JobEvent.model_validate(detail))
@@ -131,8 +146,9 @@ _erp_at_least_once = Consumer("erp_bridge", deliver_to_erp, exactly_once=False)
 _cache = Consumer("cache_invalidation", invalidate_caches, exactly_once=False)
 
 
-# 10 deliveries x the sender's 5 s timeout stay inside the function's 60 s; the ledger's two
-# requests are per batch, so a fuller batch costs fewer of them (and fewer invocations).
+# 10 deliveries x the sender's 5 s timeout stay inside the function's 60 s (and whatever the
+# ledger's requests took, a POST is cut to end DELIVERY_CLOSE_MARGIN_S before it); the ledger's
+# two requests are per batch, so a fuller batch costs fewer of them (and fewer invocations).
 @subscribers.on_sqs_message(queue=ERP_WEBHOOK_QUEUE, batch_size=10, name="erp_bridge")
 @entry_point
 def erp_bridge(event: Any) -> dict[str, Any]:

@@ -1,8 +1,11 @@
-"""WebhookSender: POST a body, return the HTTP status (any status); no answer is an error.
-Run against the in-memory twin and the urllib adapter talking to a loopback receiver."""
+"""WebhookSender: POST a body, return the HTTP status (any status); no answer is an error, and so
+is an answer that has not arrived whole (status line and headers) within the POST's timeout.
+Run against the in-memory twin and the HTTP adapter talking to a loopback receiver."""
 from __future__ import annotations
 
+import socket
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
@@ -10,7 +13,7 @@ from typing import Any, Callable
 import pytest
 
 from chalicelib.adapters.memory_events import InMemoryWebhookSender
-from chalicelib.adapters.webhook import UrllibWebhookSender
+from chalicelib.adapters.webhook import HttpWebhookSender
 from chalicelib.domain.errors import WebhookDeliveryError
 from scripts.emulator import free_port
 
@@ -21,6 +24,7 @@ class Endpoint:
     ok_url: str
     failing_url: str  # answers 500
     unreachable_url: str
+    slow_url: str  # answers 200 a byte at a time, over about 2.5 s
     received: Callable[[], list[tuple[str, bytes, dict[str, str]]]]  # (url, body, headers)
 
 
@@ -31,7 +35,11 @@ def _loopback() -> tuple[ThreadingHTTPServer, list]:
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             received.append((self.path, body, dict(self.headers)))
-            self.send_response(500 if self.path.endswith("/failing") else 202)
+            if self.path.endswith("/moved"):  # to another host: never followed
+                self.send_response(302)
+                self.send_header("Location", "http://other.example/hook")
+            else:
+                self.send_response(500 if self.path.endswith("/failing") else 202)
             self.end_headers()
 
         def log_message(self, *args: Any) -> None:
@@ -40,25 +48,54 @@ def _loopback() -> tuple[ThreadingHTTPServer, list]:
     return ThreadingHTTPServer(("127.0.0.1", 0), Handler), received
 
 
+def _trickling() -> tuple[socket.socket, str]:
+    """A receiver that reads the request, then answers 200 one byte every 0.04 s (about
+    2.5 s in all): each byte comes well inside a socket timeout, the whole answer does not."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            with connection:
+                try:
+                    connection.recv(65536)
+                    for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Padding: " + b"." * 10 + b"\r\n\r\n":
+                        connection.sendall(bytes([byte]))
+                        time.sleep(0.04)
+                except OSError:
+                    pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.getsockname()[1]}/slow"
+
+
 @pytest.fixture(params=["memory", "http"])
 def endpoint(request):
     unreachable = f"http://127.0.0.1:{free_port()}/hook"
     if request.param == "memory":
-        sender = InMemoryWebhookSender({"https://erp.example/ok": 202, "https://erp.example/failing": 500})
+        sender = InMemoryWebhookSender({"https://erp.example/ok": 202, "https://erp.example/failing": 500,
+                                        "https://erp.example/moved": 302})
         sender.unreachable.add(unreachable)
+        sender.answer_after["https://erp.example/slow"] = 2.5
         yield Endpoint(sender, "https://erp.example/ok", "https://erp.example/failing", unreachable,
+                       "https://erp.example/slow",
                        lambda: [(url.split("erp.example")[1], body, headers) for url, body, headers in sender.posts])
         return
     server, received = _loopback()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    slow, slow_url = _trickling()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        yield Endpoint(UrllibWebhookSender(timeout_s=5), f"{base}/ok", f"{base}/failing", unreachable,
+        yield Endpoint(HttpWebhookSender(timeout_s=5), f"{base}/ok", f"{base}/failing", unreachable, slow_url,
                        lambda: list(received))
     finally:
         server.shutdown()
         server.server_close()
+        slow.close()
 
 
 def test_the_body_and_headers_arrive_and_the_status_comes_back(endpoint):
@@ -80,3 +117,21 @@ def test_no_answer_and_a_non_http_url_raise_delivery_errors(endpoint):
         with pytest.raises(WebhookDeliveryError):
             endpoint.sender.post(url, b"{}", {})
     assert endpoint.received() == []
+
+
+def test_a_redirect_is_returned_as_its_status_and_not_followed(endpoint):
+    assert endpoint.sender.post(endpoint.ok_url.replace("/ok", "/moved"), b"{}", {}) == 302
+    assert [path for path, _, _ in endpoint.received()] == ["/moved"]
+
+
+def test_an_answer_not_whole_within_the_timeout_is_no_answer(endpoint):
+    # The timeout bounds the whole POST, not each read: a receiver trickling its answer a
+    # byte at a time would otherwise hold the sender past any deadline.
+    started = time.monotonic()
+    with pytest.raises(WebhookDeliveryError, match="did not answer within 1 s"):
+        endpoint.sender.post(endpoint.slow_url, b"{}", {}, timeout_s=1)
+    assert time.monotonic() - started < 2
+
+
+def test_a_slow_answer_whole_within_the_timeout_is_an_answer(endpoint):
+    assert endpoint.sender.post(endpoint.slow_url, b"{}", {}, timeout_s=60) == 200

@@ -11,7 +11,8 @@ import pytest
 
 from chalicelib import composition
 from chalicelib.aws_requests import AwsRequestCounter
-from chalicelib.domain.errors import StoreUnavailableError
+from chalicelib.defaults import DELIVERY_CLOSE_MARGIN_S, WEBHOOK_TIMEOUT_S
+from chalicelib.domain.errors import StoreUnavailableError, WebhookDeliveryError
 from chalicelib.subscribers.erp import ErpBridge
 from tests.functional.conftest import LambdaContext, sqs_event
 
@@ -31,23 +32,52 @@ class ProcessDied(BaseException):
     """What a process killed mid-delivery looks like to the code after it: nothing runs."""
 
 
-class Erp:
-    """The ERP's receiver as the bridge sees it: answers `status` (or per event), never
-    deduplicates, keeps every accepted delivery."""
+class ClockedContext:
+    """A Lambda context whose remaining time runs on the test's clock (which the ERP's slow
+    answers move)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock, timeout_s: float) -> None:
+        self._clock = clock
+        self._ends = clock.now + timeout_s
+        self.aws_request_id = str(uuid.uuid4())
+        self.function_name = "erp_bridge"
+        self.memory_limit_in_mb = 512
+        self.invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:erp_bridge"
+
+    def left(self) -> float:
+        return self._ends - self._clock.now
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int(self.left() * 1000)
+
+
+class Erp:
+    """The ERP's receiver as the bridge sees it: answers `status` (or per event) after `takes`
+    seconds of the clock (none past the POST's timeout), never deduplicates, keeps every
+    accepted delivery."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
         self.status = 200
         self.answers: dict[str, int] = {}
         self.crash_on: set[str] = set()
         self.accepted: list[str] = []
         self.posts = 0
+        self.clock = clock
+        self.takes = 0.0
+        self.timeouts: list[float] = []
 
-    def post(self, url, body, headers):
+    def post(self, url, body, headers, timeout_s=None):
         event_id = headers["X-Jobpipe-Event-Id"]
         self.posts += 1
         if event_id in self.crash_on:
             self.crash_on.discard(event_id)
             raise ProcessDied()  # the bridge died while sending: the ERP never took it
+        limit = WEBHOOK_TIMEOUT_S if timeout_s is None else min(timeout_s, WEBHOOK_TIMEOUT_S)
+        self.timeouts.append(limit)
+        if self.clock is not None:
+            self.clock.now += min(self.takes, limit)
+        if self.takes > limit:
+            raise WebhookDeliveryError(f"webhook did not answer within {limit:g} s")
         status = self.answers.get(event_id, self.status)
         if 200 <= status < 300:
             self.accepted.append(event_id)
@@ -72,14 +102,14 @@ def bridge(request, client, aws, monkeypatch):
         counter = AwsRequestCounter()
         counter.attach(ddb)
     services.delivery_ledgers["erp_bridge"] = ledger
-    erp = Erp()
+    erp = Erp(clock)
     services.erp_bridge = ErpBridge(erp, "https://erp.example/hook", SECRET)
     backoffs: list[tuple[str, int]] = []
     monkeypatch.setattr(services.queue, "set_visibility",
                         lambda arn, handle, seconds: backoffs.append((handle, seconds)))
     handler = client._app.handler_map["erp_bridge"]
 
-    def invoke(event_ids: list[str], receives: int = 1) -> list[str]:
+    def invoke(event_ids: list[str], receives: int = 1, context=None) -> list[str]:
         messages = [{"MessageId": f"m-{i}-{e}", "ReceiptHandle": e, "Body": json.dumps(
             {"detail-type": "job.status.changed", "source": "jobpipe",
              "detail": {"event_id": e, "event_type": "job.status.changed", "job_id": "j-1", "status": "running"}})}
@@ -89,7 +119,7 @@ def bridge(request, client, aws, monkeypatch):
             record["attributes"]["ApproximateReceiveCount"] = str(receives)
         if counter is not None:
             counter.take()
-        failures = handler(event, LambdaContext(60))["batchItemFailures"]
+        failures = handler(event, context or LambdaContext(60))["batchItemFailures"]
         by_message = {m["MessageId"]: json.loads(m["Body"])["detail"]["event_id"] for m in messages}
         return [by_message[f["itemIdentifier"]] for f in failures]
 
@@ -197,6 +227,36 @@ def test_a_ledger_that_cannot_close_leaves_the_delivered_messages_done(bridge, m
     assert invoke(events) == [] and erp.accepted == events and not backoffs
 
 
+def test_a_slow_erp_is_cut_off_before_the_invocation_ends_and_every_record_is_closed(bridge):
+    # Each answer takes 4 s; the invocation has 40 s. The POSTs are cut to end the close
+    # margin before its end, so the batch's records are closed: the delivered ones done, the
+    # rest forgotten. (Cut off by its timeout, the invocation would have left them all in
+    # progress, and the redelivered batch would have POSTed the delivered ones again.)
+    invoke, erp, _, backoffs, clock = bridge
+    erp.takes = 4
+    events = ids(10)
+    context = ClockedContext(clock, 40)
+    failed = invoke(events, context=context)
+    assert context.left() >= DELIVERY_CLOSE_MARGIN_S
+    assert erp.accepted == events[:7] and failed == events[7:]
+    assert erp.timeouts == [WEBHOOK_TIMEOUT_S] * 7 + [2]  # the 8th had 2 s to be answered, and was not
+    assert erp.posts == 8  # the last two were not sent
+    assert [handle for handle, _ in backoffs] == events[7:]
+    erp.takes = 0
+    assert invoke(events, receives=2) == []
+    assert erp.accepted == events and erp.posts == 11  # only the three not delivered are POSTed
+
+
+def test_an_erp_that_never_answers_fails_the_batch_inside_the_invocation(bridge):
+    invoke, erp, _, _, clock = bridge
+    erp.takes = 3600
+    events = ids(10)
+    context = ClockedContext(clock, 60)
+    assert invoke(events, context=context) == events
+    assert context.left() >= DELIVERY_CLOSE_MARGIN_S
+    assert erp.posts == 10 and max(erp.timeouts) == WEBHOOK_TIMEOUT_S
+
+
 class DeduplicatingErp(Erp):
     """An ERP that deduplicates on X-Jobpipe-Event-Id: a delivery of an id it has taken is
     answered 200 and not taken again."""
@@ -205,8 +265,8 @@ class DeduplicatingErp(Erp):
         super().__init__()
         self.taken: list[str] = []
 
-    def post(self, url, body, headers):
-        status = super().post(url, body, headers)
+    def post(self, url, body, headers, timeout_s=None):
+        status = super().post(url, body, headers, timeout_s)
         event_id = headers["X-Jobpipe-Event-Id"]
         if 200 <= status < 300 and event_id not in self.taken:
             self.taken.append(event_id)

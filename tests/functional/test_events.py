@@ -56,7 +56,7 @@ def test_erp_bridge_delivers_once_per_event_and_retries_failures(client, aws, ta
     class Sender:
         status = 500
 
-        def post(self, url, body, headers):
+        def post(self, url, body, headers, timeout_s=None):
             sent.append((body, headers, self.status))
             return self.status
 

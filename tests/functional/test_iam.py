@@ -329,7 +329,7 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
     assert scoped
 
     class Sender:
-        def post(self, url, body, headers):
+        def post(self, url, body, headers, timeout_s=None):
             return 200
 
     from chalicelib.subscribers.erp import ErpBridge

@@ -164,7 +164,7 @@ def test_erp_bridge_signs_and_refuses_non_2xx():
         def __init__(self, status):
             self.status = status
 
-        def post(self, url, body, headers):
+        def post(self, url, body, headers, timeout_s=None):
             sent.append((url, body, headers))
             return self.status
 
