@@ -55,6 +55,10 @@ WEBHOOK_TIMEOUT_S = 5.0
 # redelivered batch would POST them a second time.
 DELIVERY_CLOSE_MARGIN_S = 10.0
 WEBHOOK_MIN_TIMEOUT_S = 1.0
+# A failed POST whose answer carried Retry-After (a 429, a 503) comes back no sooner than it
+# asked, up to an hour: beyond, the wait is the ERP's to shorten by answering again, and 100
+# tries an hour apart still end well inside the queue's 14 days of retention.
+WEBHOOK_RETRY_AFTER_MAX_S = 3600
 # A due job whose reconcile action failed (a bug, a record that refuses the action's write) is
 # put back this far in the due index, so the jobs due after it are reached: a pass reads the
 # earliest due first, and a job that fails on every pass would otherwise hold its place for good.

@@ -450,10 +450,18 @@ class DeliveryLedger(Protocol):
         StoreUnavailableError; records not closed then stay in progress until their lease ends."""
 
 
+@dataclass(frozen=True)
+class WebhookAnswer:
+    """A webhook's answer: its HTTP status, and the wait its Retry-After asked for (seconds;
+    None without one)."""
+
+    status: int
+    retry_after_s: Optional[float] = None
+
+
 class WebhookSender(Protocol):
-    def post(self, url: str, body: bytes, headers: dict[str, str], timeout_s: Optional[float] = None) -> int:
-        """POST and return the HTTP status of the answer (any status: a redirect is not
-        followed). Raises WebhookDeliveryError when no answer came, or none whole (status line
+    def post(self, url: str, body: bytes, headers: dict[str, str], timeout_s: Optional[float] = None) -> WebhookAnswer:
+        """POST and return the answer (any status: a redirect is not followed). Raises WebhookDeliveryError when no answer came, or none whole (status line
         and headers) within `timeout_s` seconds of wall clock, connecting included (at most the
         sender's own timeout)."""
 

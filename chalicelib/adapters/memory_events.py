@@ -10,23 +10,24 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from chalicelib.defaults import WEBHOOK_TIMEOUT_S
 from chalicelib.domain.errors import CacheGenerationChangedError, EventPublishError, WebhookDeliveryError
-from chalicelib.ports import CacheEntry, LedgerOpening
+from chalicelib.ports import CacheEntry, LedgerOpening, WebhookAnswer
 
 
 class InMemoryWebhookSender:
     """Same contract as HttpWebhookSender: records each POST and answers `statuses[url]`
     (200 by default); a URL in `unreachable` raises WebhookDeliveryError like a refused
     connection, one in `answer_after` answers after that many seconds (no answer past the
-    POST's timeout)."""
+    POST's timeout), one in `retry_after` asks for that wait (seconds)."""
 
     def __init__(self, statuses: Optional[Mapping[str, int]] = None, timeout_s: float = WEBHOOK_TIMEOUT_S) -> None:
         self.statuses: dict[str, int] = dict(statuses or {})
         self.unreachable: set[str] = set()
         self.answer_after: dict[str, float] = {}
+        self.retry_after: dict[str, float] = {}
         self.posts: list[tuple[str, bytes, dict[str, str]]] = []
         self._timeout = timeout_s
 
-    def post(self, url: str, body: bytes, headers: dict[str, str], timeout_s: Optional[float] = None) -> int:
+    def post(self, url: str, body: bytes, headers: dict[str, str], timeout_s: Optional[float] = None) -> WebhookAnswer:
         if not url.startswith(("https://", "http://")):
             raise WebhookDeliveryError(f"webhook URL must be http(s): {url[:100]!r}")
         limit = self._timeout if timeout_s is None else min(self._timeout, timeout_s)
@@ -36,7 +37,7 @@ class InMemoryWebhookSender:
             self.posts.append((url, bytes(body), dict(headers)))  # sent; its answer never came in time
             raise WebhookDeliveryError(f"webhook did not answer within {limit:g} s")
         self.posts.append((url, bytes(body), dict(headers)))
-        return self.statuses.get(url, 200)
+        return WebhookAnswer(self.statuses.get(url, 200), self.retry_after.get(url))
 
 
 class InMemoryDeliveryLedger:

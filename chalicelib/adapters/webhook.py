@@ -7,10 +7,30 @@ import ssl
 import threading
 import time
 import urllib.parse
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Optional
 
 from chalicelib.defaults import WEBHOOK_TIMEOUT_S
 from chalicelib.domain.errors import WebhookDeliveryError
+from chalicelib.ports import WebhookAnswer
+
+
+def retry_after_s(value: Optional[str], now: Optional[datetime] = None) -> Optional[float]:
+    """A Retry-After header in seconds from now: delay-seconds or an HTTP-date (RFC 9110
+    10.2.3); None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
 
 
 def _cut(connection: http.client.HTTPConnection, cut: threading.Event) -> None:
@@ -35,7 +55,7 @@ class HttpWebhookSender:
         self._timeout = timeout_s
         self._tls = ssl.create_default_context()
 
-    def post(self, url: str, body: bytes, headers: dict[str, str], timeout_s: Optional[float] = None) -> int:
+    def post(self, url: str, body: bytes, headers: dict[str, str], timeout_s: Optional[float] = None) -> WebhookAnswer:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise WebhookDeliveryError(f"webhook URL must be http(s): {url[:100]!r}")
@@ -61,7 +81,8 @@ class HttpWebhookSender:
             if cut.is_set():  # connecting took the whole limit: the watchdog found no socket to cut
                 raise TimeoutError()
             connection.request("POST", path, body=body, headers=headers)
-            status = connection.getresponse().status  # the body is never read: only the status counts
+            response = connection.getresponse()  # the body is never read: the status and headers count
+            answer = WebhookAnswer(response.status, retry_after_s(response.getheader("Retry-After")))
         except (OSError, http.client.HTTPException, ValueError) as exc:  # ssl.SSLError is an OSError
             if cut.is_set() or time.monotonic() >= deadline:
                 raise WebhookDeliveryError(f"webhook did not answer within {limit:g} s") from exc
@@ -71,4 +92,4 @@ class HttpWebhookSender:
             connection.close()
         if cut.is_set():  # headers cut short read as if they had ended: not a whole answer
             raise WebhookDeliveryError(f"webhook did not answer within {limit:g} s")
-        return status
+        return answer

@@ -52,15 +52,17 @@ class ErpBridge:
         """POST the event, answered within `within_s` seconds (None: the sender's own timeout);
         returns the 2xx status. Any other answer, none in time, or less than
         WEBHOOK_MIN_TIMEOUT_S to wait for one (nothing is sent then) raises WebhookDeliveryError
-        so the message is retried (with backoff, then dead-lettered)."""
+        so the message is retried (with backoff, then dead-lettered); its details carry the
+        answer's `status` and the `retry_after_s` the ERP asked for."""
         if within_s is not None and within_s < WEBHOOK_MIN_TIMEOUT_S:
             raise WebhookDeliveryError(
                 f"too little of the invocation is left to POST event {detail['event_id']}; it is sent on its next delivery"
             )
         body, headers = self.request_for(detail)
-        status = self._sender.post(self._url, body, headers, timeout_s=within_s)
-        if not 200 <= status < 300:
+        answer = self._sender.post(self._url, body, headers, timeout_s=within_s)
+        if not 200 <= answer.status < 300:
             raise WebhookDeliveryError(
-                f"ERP webhook answered {status} for event {detail['event_id']}", details={"status": status}
+                f"ERP webhook answered {answer.status} for event {detail['event_id']}",
+                details={"status": answer.status, "retry_after_s": answer.retry_after_s},
             )
-        return status
+        return answer.status

@@ -7,12 +7,13 @@ before its next delivery, and dead-lettered by the queue's redrive policy."""
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from chalice import Blueprint
 
 from chalicelib.composition import Container, container
-from chalicelib.defaults import DELIVERY_CLOSE_MARGIN_S, DELIVERY_LEASE_S
+from chalicelib.defaults import DELIVERY_CLOSE_MARGIN_S, DELIVERY_LEASE_S, WEBHOOK_RETRY_AFTER_MAX_S
 from chalicelib.invocation import entry_point
 from chalicelib.observability import logger
 
@@ -59,6 +60,15 @@ def _lease_s(context: Any) -> float:
     return DELIVERY_LEASE_S if left is None else left
 
 
+def _wait_s(exc: Exception, backoff: int) -> int:
+    """The backoff, or the wait the failure's answer asked for (Retry-After) when longer."""
+    details = getattr(exc, "details", None)
+    asked = details.get("retry_after_s") if isinstance(details, dict) else None
+    if not isinstance(asked, (int, float)):
+        return backoff
+    return max(backoff, min(WEBHOOK_RETRY_AFTER_MAX_S, math.ceil(asked)))
+
+
 # effect(services, detail, seconds left in the invocation or None)
 Effect = Callable[[Container, dict[str, Any], Optional[float]], Any]
 
@@ -94,9 +104,9 @@ class Consumer:
                 else:
                     batch.run(str(detail["event_id"]),
                               lambda: self._effect(services, detail, _seconds_left(event.context)))
-            except Exception:
+            except Exception as exc:
                 receives = int(record.attributes.approximate_receive_count or 1)
-                backoff = services.settings.redelivery_wait_s(receives)
+                backoff = _wait_s(exc, services.settings.redelivery_wait_s(receives))
                 services.queue.set_visibility(record.event_source_arn, record.receipt_handle, backoff)
                 logger.warning(f"{self._name} failed; retrying in {backoff} s",
                                extra={"event_id": detail.get("event_id"), "receive_count": receives})

@@ -38,6 +38,9 @@ def _loopback() -> tuple[ThreadingHTTPServer, list]:
             if self.path.endswith("/moved"):  # to another host: never followed
                 self.send_response(302)
                 self.send_header("Location", "http://other.example/hook")
+            elif self.path.endswith("/busy"):
+                self.send_response(429)
+                self.send_header("Retry-After", "120")
             else:
                 self.send_response(500 if self.path.endswith("/failing") else 202)
             self.end_headers()
@@ -77,7 +80,8 @@ def endpoint(request):
     unreachable = f"http://127.0.0.1:{free_port()}/hook"
     if request.param == "memory":
         sender = InMemoryWebhookSender({"https://erp.example/ok": 202, "https://erp.example/failing": 500,
-                                        "https://erp.example/moved": 302})
+                                        "https://erp.example/moved": 302, "https://erp.example/busy": 429})
+        sender.retry_after["https://erp.example/busy"] = 120
         sender.unreachable.add(unreachable)
         sender.answer_after["https://erp.example/slow"] = 2.5
         yield Endpoint(sender, "https://erp.example/ok", "https://erp.example/failing", unreachable,
@@ -100,13 +104,14 @@ def endpoint(request):
 
 def test_the_body_and_headers_arrive_and_the_status_comes_back(endpoint):
     body = b'{"event_id":"e-1"}'
-    assert endpoint.sender.post(endpoint.ok_url, body, {"X-Jobpipe-Event-Id": "e-1", "Content-Type": "application/json"}) == 202
+    assert endpoint.sender.post(endpoint.ok_url, body, {"X-Jobpipe-Event-Id": "e-1", "Content-Type": "application/json"}).status == 202
     ((path, received, headers),) = endpoint.received()
     assert path == "/ok" and received == body and headers["X-Jobpipe-Event-Id"] == "e-1"
 
 
 def test_an_error_status_is_returned_not_raised(endpoint):
-    assert endpoint.sender.post(endpoint.failing_url, b"{}", {}) == 500
+    answer = endpoint.sender.post(endpoint.failing_url, b"{}", {})
+    assert answer.status == 500 and answer.retry_after_s is None
     assert len(endpoint.received()) == 1
 
 
@@ -120,7 +125,7 @@ def test_no_answer_and_a_non_http_url_raise_delivery_errors(endpoint):
 
 
 def test_a_redirect_is_returned_as_its_status_and_not_followed(endpoint):
-    assert endpoint.sender.post(endpoint.ok_url.replace("/ok", "/moved"), b"{}", {}) == 302
+    assert endpoint.sender.post(endpoint.ok_url.replace("/ok", "/moved"), b"{}", {}).status == 302
     assert [path for path, _, _ in endpoint.received()] == ["/moved"]
 
 
@@ -134,4 +139,9 @@ def test_an_answer_not_whole_within_the_timeout_is_no_answer(endpoint):
 
 
 def test_a_slow_answer_whole_within_the_timeout_is_an_answer(endpoint):
-    assert endpoint.sender.post(endpoint.slow_url, b"{}", {}, timeout_s=60) == 200
+    assert endpoint.sender.post(endpoint.slow_url, b"{}", {}, timeout_s=60).status == 200
+
+
+def test_the_wait_a_retry_after_asks_for_comes_back_with_the_status(endpoint):
+    answer = endpoint.sender.post(endpoint.ok_url.replace("/ok", "/busy"), b"{}", {})
+    assert (answer.status, answer.retry_after_s) == (429, 120)

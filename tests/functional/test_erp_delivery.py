@@ -11,8 +11,9 @@ import pytest
 
 from chalicelib import composition
 from chalicelib.aws_requests import AwsRequestCounter
-from chalicelib.defaults import DELIVERY_CLOSE_MARGIN_S, WEBHOOK_TIMEOUT_S
+from chalicelib.defaults import DELIVERY_CLOSE_MARGIN_S, WEBHOOK_RETRY_AFTER_MAX_S, WEBHOOK_TIMEOUT_S
 from chalicelib.domain.errors import StoreUnavailableError, WebhookDeliveryError
+from chalicelib.ports import WebhookAnswer
 from chalicelib.subscribers.erp import ErpBridge
 from tests.functional.conftest import LambdaContext, sqs_event
 
@@ -59,6 +60,7 @@ class Erp:
     def __init__(self, clock: Clock | None = None) -> None:
         self.status = 200
         self.answers: dict[str, int] = {}
+        self.retry_after: dict[str, float] = {}  # event id -> the Retry-After of its answer
         self.crash_on: set[str] = set()
         self.accepted: list[str] = []
         self.posts = 0
@@ -81,7 +83,7 @@ class Erp:
         status = self.answers.get(event_id, self.status)
         if 200 <= status < 300:
             self.accepted.append(event_id)
-        return status
+        return WebhookAnswer(status, self.retry_after.get(event_id))
 
 
 @pytest.fixture(params=["memory", "aws"])
@@ -185,6 +187,16 @@ def test_a_failed_delivery_forgets_its_record_so_the_redelivery_delivers(bridge)
     assert erp.accepted == [ok, refused]
 
 
+def test_a_throttled_delivery_comes_back_no_sooner_than_its_retry_after(bridge):
+    invoke, erp, _, backoffs, _ = bridge
+    soon, later, much_later, unsaid = ids(4)
+    erp.answers.update({soon: 429, later: 429, much_later: 503, unsaid: 429})
+    erp.retry_after.update({soon: 5, later: 600.5, much_later: 86400})
+    assert invoke([soon, later, much_later, unsaid]) == [soon, later, much_later, unsaid]
+    backoff = composition.container().settings.redelivery_wait_s(1)
+    assert backoffs == [(soon, backoff), (later, 601), (much_later, WEBHOOK_RETRY_AFTER_MAX_S), (unsaid, backoff)]
+
+
 def test_a_duplicate_of_a_failed_delivery_in_the_same_batch_fails_with_it(bridge):
     invoke, erp, _, _, _ = bridge
     (refused,) = ids(1)
@@ -266,11 +278,11 @@ class DeduplicatingErp(Erp):
         self.taken: list[str] = []
 
     def post(self, url, body, headers, timeout_s=None):
-        status = super().post(url, body, headers, timeout_s)
+        answer = super().post(url, body, headers, timeout_s)
         event_id = headers["X-Jobpipe-Event-Id"]
-        if 200 <= status < 300 and event_id not in self.taken:
+        if 200 <= answer.status < 300 and event_id not in self.taken:
             self.taken.append(event_id)
-        return status
+        return answer
 
 
 @pytest.fixture

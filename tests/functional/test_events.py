@@ -7,6 +7,7 @@ import pytest
 
 from chalicelib import composition
 from chalicelib.adapters.memory_events import InMemoryWebhookSender
+from chalicelib.ports import WebhookAnswer
 from chalicelib.subscribers.erp import ErpBridge, verify
 from tests.functional.conftest import LambdaContext, auth, sqs_event
 from tests.functional.test_api import STEPS, run_worker, submit
@@ -58,7 +59,7 @@ def test_erp_bridge_delivers_once_per_event_and_retries_failures(client, aws, ta
 
         def post(self, url, body, headers, timeout_s=None):
             sent.append((body, headers, self.status))
-            return self.status
+            return WebhookAnswer(self.status)
 
     sender = Sender()
     composition.container().erp_bridge = ErpBridge(sender, "https://erp.example/hook", "functional-webhook-secret-0123456789abcdef")

@@ -330,8 +330,9 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
 
     class Sender:
         def post(self, url, body, headers, timeout_s=None):
-            return 200
+            return WebhookAnswer(200)
 
+    from chalicelib.ports import WebhookAnswer
     from chalicelib.subscribers.erp import ErpBridge
 
     composition.container().erp_bridge = ErpBridge(Sender(), "https://erp.example/hook", "x" * 32)

@@ -11,7 +11,7 @@ from chalicelib.domain.job import Job, JobErrorInfo, Progress
 from chalicelib.domain.status import JobStatus
 from chalicelib.events.changes import events_for_change
 from chalicelib.events.publishing import publish_changes
-from chalicelib.ports import JobChange
+from chalicelib.ports import JobChange, WebhookAnswer
 from chalicelib.subscribers.cache import CacheInvalidator, load_rules
 from chalicelib.subscribers.erp import ErpBridge, sign, verify
 
@@ -166,7 +166,7 @@ def test_erp_bridge_signs_and_refuses_non_2xx():
 
         def post(self, url, body, headers, timeout_s=None):
             sent.append((url, body, headers))
-            return self.status
+            return WebhookAnswer(self.status)
 
     detail = json.loads(completed().model_dump_json())
     assert ErpBridge(Sender(204), "http://erp/hook", "k" * 32).deliver(detail) == 204
@@ -209,3 +209,17 @@ def test_a_put_events_call_stays_under_its_size_limit(monkeypatch):
     assert len(publisher.calls) > 1
     assert all(sum(entry_size(e) for e in call) <= 8 * 1024 for call in publisher.calls)
     assert sum(len(call) for call in publisher.calls) == 10
+
+
+def test_retry_after_is_read_as_seconds_or_an_http_date():
+    from datetime import datetime, timezone
+
+    from chalicelib.adapters.webhook import retry_after_s
+
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+    assert retry_after_s("120", now) == 120
+    assert retry_after_s(" 7 ", now) == 7
+    assert retry_after_s("Thu, 01 Jan 2026 12:05:00 GMT", now) == 300
+    assert retry_after_s("Thu, 01 Jan 2026 11:00:00 GMT", now) == 0  # a date gone by: now
+    for unreadable in (None, "", "soon", "-5", "1.5e3"):
+        assert retry_after_s(unreadable, now) is None
