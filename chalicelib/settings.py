@@ -70,7 +70,7 @@ class Settings(BaseModel):
     # Only the ERP bridge function gets these (the template's per-function environment).
     erp_webhook_url: str = ""
     erp_webhook_secret: str = ""
-    # True when the ERP deduplicates on X-Jobpipe-Event-Id: the bridge then keeps no delivery
+    # True when the ERP deduplicates on the signed body's event_id: the bridge then keeps no delivery
     # ledger (no requests, no writes) and delivers at least once; false: exactly once on it.
     erp_receiver_deduplicates: bool = False
     # Off in production. The benchmark logs every AWS request; the reliability suites make

@@ -56,7 +56,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "ErpWebhookUrl": ("ERP_WEBHOOK_URL", "empty: no webhook"),
     "ErpWebhookSecret": ("ERP_WEBHOOK_SECRET", "empty"),
     "ErpReceiverDeduplicates": ("ERP_RECEIVER_DEDUPLICATES",
-                                "false (true: the ERP deduplicates on X-Jobpipe-Event-Id, the bridge keeps no ledger)"),
+                                "false (true: the ERP deduplicates on the signed body's event_id, the bridge keeps no ledger)"),
     "UseTaskQueue": ("USE_TASK_QUEUE", "true"),
     "ProgressMinIntervalSeconds": ("PROGRESS_MIN_INTERVAL_S", "2"),
     "RetentionDays": ("RETENTION_DAYS", "7"),

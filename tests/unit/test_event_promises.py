@@ -117,3 +117,36 @@ def test_a_late_completion_event_does_not_invalidate_a_value_recomputed_after_it
     invalidator.handle(a)  # A's event, late
     after = caches.get("acme", "proj", "steps-summary")
     assert after.hit, f"recomputed value invalidated again by the older completion {after.invalidated_by}"
+
+
+def _documented_verification():
+    """The receiver's check as docs/events.md writes it, to run as a receiver would."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "events.md").read_text()
+    (code,) = re.findall(r"`(hmac\.compare_digest\(.+?\))`", doc)
+    return compile(code, "docs/events.md", "eval")
+
+
+def test_a_receiver_implementing_the_documented_check_verifies_every_delivery(lifecycle, store):
+    """docs/events.md: a receiver verifies `X-Jobpipe-Signature` with the documented line, on the
+    body as received and the secret as configured (text), whatever the event's text."""
+    import hashlib
+    import hmac
+    import json
+
+    from chalicelib.subscribers.erp import ErpBridge
+
+    secret = "s3cret-ünïcode-" + "k" * 32
+    tap = Tap(store, _submit(lifecycle).id)
+    detail = json.loads(tap.events[0].model_dump_json())
+    detail["message"] = "naïve → 処理中 \U0001F600 \"quoted\" \\ </script>"
+    body, headers = ErpBridge(object(), "https://erp.example/hook", secret).request_for(detail)
+    check = _documented_verification()
+    names = {"hmac": hmac, "hashlib": hashlib, "sha256": hashlib.sha256, "secret": secret}
+    assert eval(check, {**names, "body": body, "header": headers["X-Jobpipe-Signature"]})
+    assert json.loads(body)["event_id"] == headers["X-Jobpipe-Event-Id"]
+    tampered = body.replace(b'"status":"queued"', b'"status":"failed"')
+    assert tampered != body
+    assert not eval(check, {**names, "body": tampered, "header": headers["X-Jobpipe-Signature"]})
