@@ -195,6 +195,10 @@ class JobQueue(Protocol):
     def dead_letter(self, message: JobMessage, *, priority: str, reason: dict[str, Any]) -> None:
         """Park a message of a job that failed for good on the dead-letter queue."""
 
+    def dead_letter_body(self, body: str, *, priority: str, reason: str) -> None:
+        """Park a received body that is no job message (foreign, hand-made, cut short) on the
+        priority's dead-letter queue as it came; raises QueueUnavailableError."""
+
     def set_visibility(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
         """Hide a received message for `seconds` more (0: deliver again now)."""
 

@@ -15,6 +15,7 @@ from chalicelib.adapters.dynamodb_items import blob_prefix, status_key, tenant_p
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
 from chalicelib.adapters.memory_events import InMemoryCacheStore
 from chalicelib.adapters.sqs import MAX_DELAY_S
+from chalicelib.adapters.sqs_operations import letter_body
 from chalicelib.defaults import FILTERED_LISTING_READS
 from chalicelib.domain.errors import (
     InvalidRequestError,
@@ -266,9 +267,12 @@ class ParkedMessage(tuple):
     """A dead-letter queue's message: `(message, reason)` (what tests compare), and where and
     since when it is parked, as SQS keeps it."""
 
-    def __new__(cls, message: JobMessage, reason: Optional[dict[str, Any]], priority: str) -> "ParkedMessage":
+    def __new__(cls, message: Optional[JobMessage], reason: Optional[dict[str, Any]], priority: str,
+                raw: Optional[str] = None) -> "ParkedMessage":
+        """`raw`: the body of a received message that is no job message (`message` None)."""
         parked = super().__new__(cls, (message, reason))
         parked.priority = priority
+        parked.raw = raw
         parked.message_id = str(uuid.uuid4())
         parked.sent_at = isoformat(utcnow())
         parked.receive_count = 0
@@ -276,6 +280,8 @@ class ParkedMessage(tuple):
 
     def dead_letter(self) -> DeadLetter:
         message, reason = self
+        if self.raw is not None:  # parked as it came, as SQS keeps it
+            return DeadLetter(self.message_id, letter_body(self.raw), self.sent_at, self.receive_count)
         body = {**message.to_body(), **({"reason": json.loads(json.dumps(reason))} if reason else {})}
         return DeadLetter(self.message_id, body, self.sent_at, self.receive_count)
 
@@ -307,6 +313,11 @@ class InMemoryJobQueue:
         if self.fail_sends:
             raise QueueUnavailableError(f"could not dead-letter job {message.job_id}")
         self.dead.append(ParkedMessage(message, reason, self.priority_of(priority)))
+
+    def dead_letter_body(self, body: str, *, priority: str, reason: str) -> None:
+        if self.fail_sends:
+            raise QueueUnavailableError("could not dead-letter a message that is no job message")
+        self.dead.append(ParkedMessage(None, None, self.priority_of(priority), raw=body))
 
     def parked(self, priority: str) -> list[ParkedMessage]:
         """The messages on `priority`'s dead-letter queue, oldest first."""
@@ -355,11 +366,12 @@ class InMemoryQueueOperations:
         return [parked.dead_letter() for parked in peeked]
 
     def redrive(self, priority: str, limit: int) -> dict[str, int]:
-        moving = self._parked(priority)[:limit]
+        taken = self._parked(priority)[:limit]
+        moving = [m for m in taken if m.raw is None]  # no worker can take the rest: left for an operator
         self._queue.dead[:] = [e for e in self._queue.dead if not any(e is m for m in moving)]
         for parked in moving:
             self._queue.sent.append((parked[0], priority, 0))
-        return {"moved": len(moving), "failed": 0}
+        return {"moved": len(moving), "failed": len(taken) - len(moving)}
 
     def health(self) -> list[dict[str, Any]]:
         checks = []

@@ -45,6 +45,16 @@ class SqsJobQueue:
                 f"could not dead-letter job {message.job_id}"
             ) from exc
 
+    def dead_letter_body(self, body: str, *, priority: str, reason: str) -> None:
+        # The body as it came, for whoever sent it; why it was parked rides in an attribute.
+        try:
+            self._sqs.send_message(
+                QueueUrl=self._url(self._dead, priority), MessageBody=body,
+                MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000] or "unreadable"}},
+            )
+        except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
+            raise QueueUnavailableError("could not dead-letter a message that is no job message") from exc
+
     def set_visibility(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
         """Hide a received message for `seconds` more (0 makes it visible again now)."""
         try:

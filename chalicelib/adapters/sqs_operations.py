@@ -197,13 +197,17 @@ def _target_of(message: dict[str, Any], targets: Mapping[str, str]) -> Optional[
     return targets.get(_queue_name(arn)) if arn.startswith("arn:") and ":sqs:" in arn else None
 
 
-def _dead_letter(message: dict[str, Any]) -> DeadLetter:
+def letter_body(raw: str) -> dict[str, Any]:
+    """A dead letter's body as shown: its JSON object, else its first 2,000 characters as `raw`."""
     try:
-        body = json.loads(message["Body"])
-        if not isinstance(body, dict):
-            body = {"raw": message["Body"][:2000]}
+        body = json.loads(raw)
     except ValueError:
-        body = {"raw": message["Body"][:2000]}
+        body = None
+    return body if isinstance(body, dict) else {"raw": raw[:2000]}
+
+
+def _dead_letter(message: dict[str, Any]) -> DeadLetter:
+    body = letter_body(message["Body"])
     attributes = message.get("Attributes", {})
     sent = attributes.get("SentTimestamp")
     sent_at = (datetime.fromtimestamp(int(sent) / 1000, timezone.utc).isoformat().replace("+00:00", "Z")

@@ -82,7 +82,10 @@ class RecordRunner:
     message ids after the first, only within their short lease counted from `started`."""
 
     def __init__(self, lambda_context: Any, services: Container, *, mates: frozenset[str] = frozenset(),
-                 started: float = 0.0, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 started: float = 0.0, monotonic: Callable[[], float] = time.monotonic,
+                 priority: str = "normal") -> None:
+        """`priority`: the queue's, whose dead-letter queue takes a body that is no job message."""
+        self._priority = priority
         self._context = lambda_context
         self._services = services
         self._mates = mates
@@ -99,11 +102,16 @@ class RecordRunner:
         # The runner (job context, progress, timeouts) is the workers' alone: not in app.py's imports.
         from chalicelib.worker.runner import DeferredDelivery, parse_message
 
-        message = parse_message(record.body)
         queue = self._services.queue
 
         def hold(seconds: int) -> None:
             queue.set_visibility(record.event_source_arn, record.receipt_handle, seconds)
+
+        try:
+            message = parse_message(record.body)
+        except ValueError as exc:
+            self._park_unreadable(record, str(exc), hold)
+            return
 
         mate = record.message_id in self._mates
         lease = _LeaseExtension(hold, self._started + BATCH_MATE_LEASE_S - _TURN_MARGIN_S, self._monotonic) \
@@ -139,15 +147,34 @@ class RecordRunner:
         finally:
             logger.remove_keys(["job_id", "attempt", "message_id"])
 
+    def _park_unreadable(self, record: SQSRecord, reason: str, hold: Callable[[int], None]) -> None:
+        """A body no worker can ever run goes to the dead-letter queue now, as it came, and is
+        acknowledged: failed, it would wait the queue's visibility timeout on every delivery
+        (about 15 hours) before the redrive policy parked it. If it cannot be parked it fails
+        and comes back after the usual redelivery wait, to be parked then."""
+        where = {"message_id": record.message_id, "reason": reason[:500]}
+        try:
+            self._services.queue.dead_letter_body(record.body, priority=self._priority, reason=reason)
+        except QueueUnavailableError:
+            wait = self._services.settings.redelivery_wait_s(_receives(record))
+            logger.warning("could not dead-letter a message that is no job message; retrying",
+                           extra={**where, "retry_in_s": wait})
+            try:
+                hold(wait)
+            except QueueUnavailableError:  # the queue is unreachable too: its visibility timeout applies
+                logger.warning("could not shorten the failed delivery's visibility")
+            raise
+        logger.error("message is no job message: dead-lettered", extra={**where, "priority": self._priority})
+
 
 def _receives(record: SQSRecord) -> int:
     """How many times the record's message has been delivered, this delivery included."""
     return int(record.attributes.approximate_receive_count or 1)
 
 
-def process_jobs_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Run every record, those delivered most often first; returns {"batchItemFailures": [...]}
-    for those to deliver again."""
+def process_jobs_batch(event: dict[str, Any], context: Any, priority: str = "normal") -> dict[str, Any]:
+    """Run every record of `priority`'s queue, those delivered most often first; returns
+    {"batchItemFailures": [...]} for those to deliver again."""
     # Imported on the first batch: every function loads app.py; only the SQS consumers batch.
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -161,7 +188,7 @@ def process_jobs_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return process_partial_response(
         event={**event, "Records": records},
         record_handler=RecordRunner(context, services, mates=frozenset(r["messageId"] for r in mates),
-                                    started=started),
+                                    started=started, priority=priority),
         processor=BatchProcessor(EventType.SQS, raise_on_entire_batch_failure=False),
         context=context,
     )
@@ -183,16 +210,16 @@ def _shorten_waits(services: Container, mates: list[dict[str, Any]]) -> None:
 @entry_point
 def job_worker(event: Any) -> dict[str, Any]:
     """Normal priority."""
-    return process_jobs_batch(event.to_dict(), event.context)
+    return process_jobs_batch(event.to_dict(), event.context, "normal")
 
 
 @worker.on_sqs_message(queue=JOBS_QUEUE_HIGH, batch_size=WORKER_BATCH_SIZE, name="job_worker_high")
 @entry_point
 def job_worker_high(event: Any) -> dict[str, Any]:
-    return process_jobs_batch(event.to_dict(), event.context)
+    return process_jobs_batch(event.to_dict(), event.context, "high")
 
 
 @worker.on_sqs_message(queue=JOBS_QUEUE_LOW, batch_size=WORKER_BATCH_SIZE, name="job_worker_low")
 @entry_point
 def job_worker_low(event: Any) -> dict[str, Any]:
-    return process_jobs_batch(event.to_dict(), event.context)
+    return process_jobs_batch(event.to_dict(), event.context, "low")

@@ -51,6 +51,18 @@ def test_dead_letters_are_peeked_without_being_taken_then_redriven(adapters):
     assert adapters.queue_operations.redrive("low", 10) == {"moved": 0, "failed": 0}
 
 
+def test_a_body_that_is_no_job_message_is_parked_as_it_came_and_never_redriven(adapters):
+    adapters.queue.dead_letter_body("not json", priority="high", reason="not a job message")
+    adapters.queue.dead_letter_body('{"detail": "from another system"}', priority="high", reason="not a job message")
+    assert depth(adapters, "high")["dead_lettered"] == 2 and depth(adapters, "normal")["dead_lettered"] == 0
+    peeked = adapters.queue_operations.peek_dead_letters("high", 10)
+    assert sorted(map(str, (m.body for m in peeked))) == sorted(map(str, (
+        {"raw": "not json"}, {"detail": "from another system"})))
+    # no worker could take them: a redrive leaves them for an operator
+    assert adapters.queue_operations.redrive("high", 10) == {"moved": 0, "failed": 2}
+    assert depth(adapters, "high")["visible"] == 0
+
+
 def test_operations_refuse_an_unknown_priority(adapters):
     with pytest.raises(InvalidRequestError):
         adapters.queue_operations.peek_dead_letters("urgent", 10)

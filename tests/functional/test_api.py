@@ -152,12 +152,14 @@ def test_duplicate_delivery_in_one_batch_runs_once(client, aws):
     assert len(runs) == 1
 
 
-def test_poison_message_is_reported_alone(client, aws):
-    submit(client)
+def test_poison_message_is_parked_alone(client, aws):
+    job = submit(client)
     (message,) = receive_all(aws)
     poison = {"MessageId": "poison", "Body": "{not json", "ReceiptHandle": "x"}
     result = invoke_worker(client._app, sqs_event([message, poison]))
-    assert result == {"batchItemFailures": [{"itemIdentifier": "poison"}]}
+    assert result == {"batchItemFailures": []}
+    assert [m["Body"] for m in receive_all(aws, "dlq_url")] == ["{not json"]
+    assert get(client, f"/jobs/{job['id']}").json_body["status"] == "completed"
 
 
 def test_cancel_queued_then_finished_is_409(client, aws):

@@ -131,3 +131,41 @@ def test_a_lease_extension_cancelled_before_it_is_due_never_happens():
     time.sleep(0.2)
     late.cancel()
     assert holds == [300]
+
+
+NOT_JOB_MESSAGES = ["not json", '{"job_id": "a#b", "attempt": 1}', '{"job_id": "0190a', '{"detail": "from another system"}']
+
+
+def test_a_message_that_is_no_job_message_is_parked_on_the_dead_letter_queue_at_once(app, client, aws):
+    ids = submit(client, 2)
+    for body in NOT_JOB_MESSAGES:
+        aws["sqs"].send_message(QueueUrl=aws["jobs_url"], MessageBody=body)
+    messages = sorted(receive_all(aws), key=lambda m: m["Body"] not in NOT_JOB_MESSAGES)  # they lead the batch
+    result = invoke_worker(app, sqs_event(messages))
+    # acknowledged: not delivered again (after the queue's 90 minutes, ten times) before SQS parks them
+    assert result == {"batchItemFailures": []}
+    assert [status(client, i) for i in ids] == ["completed"] * 2
+    parked = receive_all(aws, "dlq_url")
+    assert sorted(m["Body"] for m in parked) == sorted(NOT_JOB_MESSAGES)  # as they came, for whoever sent them
+    assert receive_all(aws) == []
+
+
+def test_a_message_that_is_no_job_message_comes_back_soon_when_it_cannot_be_parked(app, client, aws, monkeypatch):
+    from chalicelib.composition import container
+    from chalicelib.domain.errors import QueueUnavailableError
+
+    ids = submit(client, 1)
+    aws["sqs"].send_message(QueueUrl=aws["jobs_url"], MessageBody="not json")
+    messages = sorted(receive_all(aws), key=lambda m: m["Body"] != "not json")
+    queue_type = type(container().queue)
+
+    def unavailable(self, body, **kwargs):
+        raise QueueUnavailableError("the dead-letter queue did not answer")
+
+    monkeypatch.setattr(queue_type, "dead_letter_body", unavailable)
+    calls = visibility_calls(monkeypatch)
+    event = sqs_event(messages)
+    result = invoke_worker(app, event)
+    assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert calls == [30]  # the first redelivery wait, not the queue's 90-minute visibility timeout
+    assert status(client, ids[0]) == "completed"
