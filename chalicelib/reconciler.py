@@ -102,8 +102,8 @@ class Reconciler:
                 self._replay.replay(batch)
             except StreamBatchUnreadableError as exc:  # its events are lost: said in every pass that sees it
                 result.counts[UNREADABLE] += 1
-                result.errors.append(f"{where}: {_describe(exc)}")
-                self._observe("stream batch unreadable", {"batch": where, "error": _describe(exc)})
+                result.errors.append(f"{where}: {describe_failure(exc)}")
+                self._observe("stream batch unreadable", {"batch": where, "error": describe_failure(exc)})
                 continue
             except Exception as exc:  # noqa: BLE001 - held for a later pass; one batch never stops the rest
                 self._failed(result, where, exc, "stream batch replay failed", {"batch": where})
@@ -143,8 +143,8 @@ class Reconciler:
                 extra: dict[str, Any]) -> None:
         """A step or a job's action that raised: one more error in the pass, said where."""
         result.counts["errors"] += 1
-        result.errors.append(f"{where}: {_describe(exc)}")
-        self._observe(message, {**extra, "error": _describe(exc)})
+        result.errors.append(f"{where}: {describe_failure(exc)}")
+        self._observe(message, {**extra, "error": describe_failure(exc)})
 
     def _fail_dead_lettered(self, result: ReconcilePass) -> None:
         messages: dict[str, JobMessage] = {}
@@ -193,7 +193,8 @@ def _job_message(letter: DeadLetter) -> Optional[JobMessage]:
         return None  # not a job message; operators see it in GET /api/system/dlq
 
 
-def _describe(exc: Exception) -> str:
+def describe_failure(exc: Exception) -> str:
+    """`code: message` of a jobpipe error, `Type: text` (cut) of any other: a pass's error."""
     if isinstance(exc, JobpipeError):
         return f"{exc.code}: {exc.message}"
     return f"{type(exc).__name__}: {str(exc)[:200]}"

@@ -31,9 +31,14 @@ def run_reconciler_pass(services: Container, lambda_context: Any = None) -> dict
     remaining = getattr(lambda_context, "get_remaining_time_in_millis", None)
     result = services.reconciler.run_pass(time_left_s=(lambda: remaining() / 1000) if remaining else None)
     counts = dict(result.counts)
-    services.reconciler_log.record(result.started_at, counts)
     for name, value in counts.items():
         count(f"reconciler_{name}", "_all", value)
+    try:
+        services.reconciler_log.record(result.started_at, counts)
+    except Exception as exc:  # noqa: BLE001 - the pass's work is done: failing it would only run it again
+        from chalicelib.reconciler import describe_failure  # loaded by the pass already
+
+        result.errors.append(f"reconciler log: {describe_failure(exc)}")
     log = logger.warning if result.errors else logger.info
     log("reconciler pass", extra={"counts": counts, "errors": result.errors[:10]})
     return result.as_dict()

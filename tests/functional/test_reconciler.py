@@ -96,6 +96,27 @@ def test_a_dead_letter_queue_that_cannot_be_read_leaves_the_due_step_running(qui
     assert completes(app, client, aws, job)
 
 
+def test_a_pass_whose_record_cannot_be_kept_still_ends_and_says_so(quick_grace, app, client, aws, monkeypatch,
+                                                                   caplog):
+    from chalicelib.composition import container
+    from chalicelib.domain.errors import StoreUnavailableError
+
+    job = submit_and_lose(client, aws)
+    log = type(container().reconciler_log)
+
+    def unavailable(self, started_at, counts):
+        raise StoreUnavailableError("could not record the reconciler's pass")
+
+    monkeypatch.setattr(log, "record", unavailable)
+    # the pass did its work: it is not failed (and run again by the schedule's retries) for its record
+    result = reconcile(app)
+    assert result["counts"] == {"redispatched": 1}
+    assert result["errors"] == ["reconciler log: store_unavailable: could not record the reconciler's pass"]
+    (line,) = [r for r in caplog.records if r.getMessage() == "reconciler pass"]
+    assert line.levelname == "WARNING" and line.counts == {"redispatched": 1}
+    assert completes(app, client, aws, job)
+
+
 def test_a_job_an_hour_ahead_is_held_shows_not_before_and_can_be_canceled(app, client, aws):
     before = datetime.now(timezone.utc)
     job = client.http.post("/jobs", headers=auth(), body=json.dumps({**STEPS, "delay_seconds": 3600})).json_body
