@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from chalicelib.domain.errors import JobpipeError
+from chalicelib.domain.errors import JobpipeError, ProgressRejectedError
 from chalicelib.domain.events import clip
 from chalicelib.domain.job import Job, Progress
 from chalicelib.domain.progress import MAX_MESSAGE_CHARS, check_not_decreasing, check_report, clamp_percent
@@ -144,4 +144,13 @@ class ProgressReporter:
             self._timer.cancel()
             self._timer = None
         self._last_write = self._monotonic()
-        self._job = self._write(self._job, pending)
+        try:
+            self._job = self._write(self._job, pending)
+        except ProgressRejectedError:
+            raise  # refused for good (a decrease, an attempt already over): nothing to keep
+        except BaseException:
+            # Not written (the store did not answer, the attempt's time ran out mid-write): kept
+            # unless a later report replaced it, so the next write or the outcome carries it.
+            if self._pending is None:
+                self._pending = pending
+            raise

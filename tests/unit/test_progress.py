@@ -178,3 +178,30 @@ def test_a_refused_report_queues_nothing(setup):
     reporter.report(30, step="s" * 256, message="m" * 300_000, details={"n": 1}, force=True)
     assert [p.percent for p in written] == [20, 30]
 
+
+
+def test_a_report_whose_write_fails_is_kept_for_the_outcome(setup):
+    from chalicelib.domain.errors import StoreUnavailableError
+
+    reporter, clock, timers, written = setup
+    real_write, down = reporter._write, [True]
+
+    def flaky(job, progress):
+        if down[0]:
+            raise StoreUnavailableError("throttled")
+        return real_write(job, progress)
+
+    reporter._write = flaky
+    reporter.report(90, step="upload", message="uploading", details={"files": 3})
+    clock.t += 2
+    timers.fire_all()  # the store did not answer the timer's write
+    assert written == []
+    pending = reporter.settle()  # the completion still carries the last report
+    assert (pending.percent, pending.message, pending.details) == (90, "uploading", {"files": 3})
+
+    clock.t += 2
+    with pytest.raises(StoreUnavailableError):
+        reporter.report(95, message="closing", force=True)
+    down[0] = False
+    reporter.close()  # a failing attempt writes it before its outcome
+    assert [(p.percent, p.message) for p in written] == [(95, "closing")]
