@@ -122,11 +122,13 @@ class RecordRunner:
                 # Its short lease is (nearly) over: it may already be running elsewhere.
                 raise DeferredDelivery("its turn in the batch came after its short lease", None)
             try:
-                self._services.runner.run(message, time_left_s=self._time_left_s(),
-                                          hold=lease.schedule if lease else None)
+                left = self._services.runner.run(message, time_left_s=self._time_left_s(),
+                                                 hold=lease.schedule if lease else None)
             finally:
                 if lease:
                     lease.cancel()  # before any hold below: a late extension must not undo it
+            if left is None:  # acknowledged: nothing can run it, and the operator hears of it
+                logger.warning("job message skipped", extra={"reason": "job does not exist"})
         except DeferredDelivery as deferred:
             if deferred.retry_after_s is not None:
                 hold(deferred.retry_after_s)

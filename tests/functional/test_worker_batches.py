@@ -169,3 +169,21 @@ def test_a_message_that_is_no_job_message_comes_back_soon_when_it_cannot_be_park
     assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
     assert calls == [30]  # the first redelivery wait, not the queue's 90-minute visibility timeout
     assert status(client, ids[0]) == "completed"
+
+
+def test_a_message_for_a_job_that_does_not_exist_is_acknowledged_with_a_log_line(app, client, aws, monkeypatch):
+    import uuid
+
+    from chalicelib.observability import logger
+
+    missing = str(uuid.uuid4())  # removed after its retention, or never made
+    aws["sqs"].send_message(QueueUrl=aws["jobs_url"], MessageBody=json.dumps({"job_id": missing, "attempt": 1}))
+    lines: list[dict] = []
+    real_warning = logger.warning
+    monkeypatch.setattr(logger, "warning", lambda message, *args, extra=None, **kwargs: lines.append(
+        {**logger.get_current_keys(), **(extra or {}), "message": message, "level": "WARNING"}))
+    assert invoke_worker(app, sqs_event(receive_all(aws))) == {"batchItemFailures": []}
+    monkeypatch.setattr(logger, "warning", real_warning)
+    (line,) = [entry for entry in lines if entry["message"] == "job message skipped"]
+    assert (line["level"], line["reason"], line["job_id"], line["attempt"]) == (
+        "WARNING", "job does not exist", missing, 1)
