@@ -11,7 +11,7 @@ import re
 from datetime import datetime
 from typing import Any, Callable
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.dynamodb_items import ARTIFACT_PREFIX, artifact_key, job_partition
 from chalicelib.domain.errors import ArtifactNotFoundError, InvalidArtifactError, StoreUnavailableError
@@ -105,7 +105,7 @@ class DynamoArtifactStore:
             item["blob_key"] = {"S": blob_key(job_id, name)}
         try:
             self._ddb.put_item(TableName=self._table, Item=item)
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
             raise StoreUnavailableError(f"could not record artifact {name} of job {job_id}") from exc
         return info
 
@@ -120,7 +120,7 @@ class DynamoArtifactStore:
             item = self._ddb.get_item(
                 TableName=self._table, Key=artifact_key(job_id, name)
             ).get("Item")
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
             raise StoreUnavailableError(f"could not read artifact {name} of job {job_id}") from exc
         if item is None:
             raise ArtifactNotFoundError(f"job {job_id} has no artifact {name!r}")
@@ -146,7 +146,7 @@ class DynamoArtifactStore:
                 if "LastEvaluatedKey" not in response:
                     return items
                 request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
             raise StoreUnavailableError(f"could not list artifacts of job {job_id}") from exc
 
 

@@ -102,9 +102,15 @@ _KEY_CONFLICT_RETRIES = 2
 _RUN_EXPIRY_MARGIN_S = 24 * 3600
 
 
+def _answer(exc: Exception) -> dict[str, Any]:
+    """What AWS answered with a refusal (ClientError.response); {} for a timeout or a lost
+    connection (a BotoCoreError: a read timeout carries `response=None`)."""
+    return (exc.response or {}) if isinstance(exc, ClientError) else {}
+
+
 def _error_code(exc: Exception) -> str:
     """The AWS error code of a refusal; "" for a timeout or lost connection (BotoCoreError)."""
-    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+    return _answer(exc).get("Error", {}).get("Code", "")
 
 
 class DynamoJobStore:
@@ -190,7 +196,7 @@ class DynamoJobStore:
                 self._ddb.transact_write_items(TransactItems=transaction)
                 return None
             except (ClientError, BotoCoreError) as exc:
-                reasons = [r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons") or []]
+                reasons = [r.get("Code") for r in _answer(exc).get("CancellationReasons") or []]
                 retry = attempt < _KEY_CONFLICT_RETRIES
                 if reasons[:1] == ["ConditionalCheckFailed"]:  # the key has a record: a replay
                     stored = exc.response["CancellationReasons"][0].get("Item")
@@ -416,7 +422,7 @@ class DynamoJobStore:
             )
         except (ClientError, BotoCoreError) as exc:
             if _error_code(exc) == "ConditionalCheckFailedException":
-                stored = getattr(exc, "response", {}).get("Item")
+                stored = _answer(exc).get("Item")
                 current = item_to_job(stored) if stored is not None else self.get(job_id, consistent=True)
                 if current is not None and current.cancel_requested and current.status == JobStatus.RUNNING \
                         and current.attempts == attempt:
@@ -599,7 +605,7 @@ def _lost_race(exc: ClientError) -> bool:
     if code == "ConditionalCheckFailedException":
         return True
     if code == "TransactionCanceledException":
-        reasons = exc.response.get("CancellationReasons") or []
+        reasons = _answer(exc).get("CancellationReasons") or []
         if any(r.get("Code") == "ConditionalCheckFailed" for r in reasons):
             return True
         return "ConditionalCheckFailed" in str(exc)
@@ -610,7 +616,7 @@ def _too_large(exc: Exception) -> bool:
     """DynamoDB refused the write because the item would pass 400 KB (alone or in a transaction)."""
     code = _error_code(exc)
     if code == "TransactionCanceledException":
-        reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
+        reasons = _answer(exc).get("CancellationReasons") or []
         return any(r.get("Code") == "ValidationException" and "size" in str(r.get("Message", "")).lower()
                    for r in reasons) or ("ValidationException" in str(exc) and "size" in str(exc).lower())
     return code == "ValidationException" and "size" in str(exc).lower()

@@ -13,7 +13,7 @@ import json
 from typing import Any, Optional
 
 from boto3.dynamodb.types import TypeDeserializer
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.dynamodb_items import TASK_PREFIX, cache_sort_key, scope_partition, task_sort_key
 from chalicelib.domain.errors import CacheGenerationChangedError, StoreUnavailableError
@@ -110,6 +110,8 @@ class DynamoCacheStore:
                     f"{namespace} was invalidated since generation {expected_generation}; recompute and retry"
                 ) from exc
             raise StoreUnavailableError("could not store the cache value") from exc
+        except BotoCoreError as exc:  # a timeout or lost connection
+            raise StoreUnavailableError("could not store the cache value") from exc
         return self._entry(namespace, response["Attributes"])
 
     def get(self, tenant: str, scope: str, namespace: str) -> CacheEntry:
@@ -118,7 +120,7 @@ class DynamoCacheStore:
             item = self._ddb.get_item(
                 TableName=self._table, Key=_key(tenant, scope, cache_sort_key(namespace)), ConsistentRead=True
             ).get("Item")
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
             raise StoreUnavailableError("could not read the cache") from exc
         return self._entry(namespace, item or {})
 
@@ -141,6 +143,8 @@ class DynamoCacheStore:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return self._entry(namespace, exc.response.get("Item") or {}).generation
             raise StoreUnavailableError("could not invalidate the cache") from exc
+        except BotoCoreError as exc:  # a timeout or lost connection
+            raise StoreUnavailableError("could not invalidate the cache") from exc
         return int(response["Attributes"]["generation"]["N"])
 
     def record_completion(self, tenant: str, scope: str, completion: TaskCompletion) -> None:
@@ -161,6 +165,8 @@ class DynamoCacheStore:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return
             raise StoreUnavailableError("could not record the task completion") from exc
+        except BotoCoreError as exc:  # a timeout or lost connection
+            raise StoreUnavailableError("could not record the task completion") from exc
 
     def completions(self, tenant: str, scope: str) -> list[TaskCompletion]:
         try:
@@ -171,7 +177,7 @@ class DynamoCacheStore:
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :task)",
                 ExpressionAttributeValues={":pk": {"S": scope_partition(tenant, scope)}, ":task": {"S": TASK_PREFIX}},
             ).get("Items", [])
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailableError("could not read the scope's tasks") from exc
         return [
             TaskCompletion(i["type"]["S"], i["completed_at"]["S"], i["job_id"]["S"]) for i in items

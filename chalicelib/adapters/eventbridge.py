@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.domain.errors import EventPublishError
 from chalicelib.domain.events import SOURCE
@@ -20,8 +20,9 @@ class EventBridgePublisher:
         self._sleep = sleep
 
     def publish(self, events: list[Any]) -> None:
-        """PutEvents in chunks of 10; entries reported failed (FailedEntryCount) are retried
-        with backoff, and EventPublishError lists those that never went through."""
+        """PutEvents in chunks of 10; entries reported failed (FailedEntryCount), and calls
+        refused or unanswered (a timeout, a lost connection), are retried with backoff, and
+        EventPublishError lists those that never went through."""
         for start in range(0, len(events), PUT_EVENTS_MAX):
             self._publish_chunk(events[start : start + PUT_EVENTS_MAX])
 
@@ -38,7 +39,7 @@ class EventBridgePublisher:
         for attempt in range(_RETRIES + 1):
             try:
                 response = self._events.put_events(Entries=[self._entry(e) for e in pending])
-            except ClientError as exc:
+            except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
                 if attempt == _RETRIES:
                     raise EventPublishError(
                         f"PutEvents failed: {exc}", unpublished=[e.event_id for e in pending]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.domain.errors import StoreUnavailableError
 
@@ -38,13 +38,13 @@ class DynamoReconcilerLog:
                 UpdateExpression="SET #last = :last ADD " + ", ".join(adds),
                 ExpressionAttributeNames=names, ExpressionAttributeValues=values,
             )
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
             raise StoreUnavailableError("could not record the reconciler's pass") from exc
 
     def summary(self) -> dict[str, Any]:
         try:
             item = self._ddb.get_item(TableName=self._table, Key=_KEY).get("Item") or {}
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
             raise StoreUnavailableError("could not read the reconciler's passes") from exc
         last = json.loads(item["last_pass"]["S"]) if "last_pass" in item else None
         totals = {k[len("total_"):]: int(v["N"]) for k, v in item.items() if k.startswith("total_")}

@@ -1,0 +1,127 @@
+"""Every AWS adapter turns what an AWS call can end in (a refusal: ClientError; a timeout or a
+lost connection: BotoCoreError) into the port's named error, chained with `from exc`, so
+nothing above the adapters sees a botocore exception (an API route answers 503
+store_unavailable, not a 500)."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+
+from chalicelib.adapters.artifacts import DynamoArtifactStore
+from chalicelib.adapters.dynamodb import DynamoJobStore
+from chalicelib.adapters.dynamodb_cache import DynamoCacheStore
+from chalicelib.adapters.eventbridge import EventBridgePublisher
+from chalicelib.adapters.reconciler_log import DynamoReconcilerLog
+from chalicelib.adapters.retention import DynamoFinishedJobs
+from chalicelib.adapters.s3 import S3BlobStore
+from chalicelib.adapters.stats import DynamoStatsStore
+from chalicelib.domain.errors import EventPublishError, StoreUnavailableError
+from chalicelib.domain.events import JobEvent
+from chalicelib.domain.job import Job, Progress, Run
+from chalicelib.domain.status import JobStatus
+from chalicelib.ports import ChangeSet, Expectation, SubmissionKey, TaskCompletion
+
+JOB_ID = "00000000-0000-4000-8000-000000000001"
+AT = "2026-01-01T00:00:00.000Z"
+
+FAILURES = {
+    "refused": lambda: ClientError({"Error": {"Code": "InternalServerError", "Message": "try again"}}, "Call"),
+    "timed out": lambda: ReadTimeoutError(endpoint_url="http://127.0.0.1:4566/"),
+    "unreachable": lambda: EndpointConnectionError(endpoint_url="http://127.0.0.1:4566/"),
+}
+
+
+class Failing:
+    """A boto3 client whose every call ends in `failure()`; paginators fail when iterated."""
+
+    def __init__(self, failure: Callable[[], Exception]) -> None:
+        self._failure = failure
+        self.calls = 0
+
+    def get_paginator(self, _operation: str) -> Any:
+        client = self
+
+        class Pages:
+            def paginate(self, **_kwargs: Any):
+                client.calls += 1
+                raise client._failure()
+                yield  # a generator, like botocore's page iterator
+
+        return Pages()
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        def call(**_kwargs: Any) -> Any:
+            self.calls += 1
+            raise self._failure()
+
+        return call
+
+
+def _job() -> Job:
+    return Job(id=JOB_ID, type="demo.steps", tenant="acme", user="ann", status=JobStatus.QUEUED, payload={},
+               created_at=AT)
+
+
+def _event() -> JobEvent:
+    return JobEvent(event_id="e1", event_type="job.status.changed", timestamp=AT, job_id=JOB_ID, status="queued",
+                    progress=0, attempt=0, previous_status=None, previous_progress=None, tenant="acme",
+                    type="demo.steps", version=1)
+
+
+STORE_CALLS: dict[str, Callable[[Any], Any]] = {
+    "artifact put": lambda c: DynamoArtifactStore(c, "t", S3BlobStore(c, "b"), inline_limit=1024,
+                                                  retention_s=60).put(JOB_ID, "a.txt", b"hi", "text/plain"),
+    "artifact list": lambda c: DynamoArtifactStore(c, "t", S3BlobStore(c, "b"), inline_limit=1024,
+                                                   retention_s=60).list(JOB_ID),
+    "artifact get": lambda c: DynamoArtifactStore(c, "t", S3BlobStore(c, "b"), inline_limit=1024,
+                                                  retention_s=60).get(JOB_ID, "a.txt"),
+    "reconciler record": lambda c: DynamoReconcilerLog(c, "s").record(AT, {"requeued": 1}),
+    "reconciler summary": lambda c: DynamoReconcilerLog(c, "s").summary(),
+    "cache put": lambda c: DynamoCacheStore(c, "t").put("acme", "p", "ns", {"v": 1}, AT),
+    "cache put expecting": lambda c: DynamoCacheStore(c, "t").put("acme", "p", "ns", {"v": 1}, AT, 0),
+    "cache get": lambda c: DynamoCacheStore(c, "t").get("acme", "p", "ns"),
+    "cache invalidate": lambda c: DynamoCacheStore(c, "t").invalidate("acme", "p", "ns", JOB_ID, AT),
+    "cache record completion": lambda c: DynamoCacheStore(c, "t").record_completion(
+        "acme", "p", TaskCompletion("demo.steps", AT, JOB_ID)),
+    "cache completions": lambda c: DynamoCacheStore(c, "t").completions("acme", "p"),
+    "job create": lambda c: DynamoJobStore(c, "t").create(_job()),
+    "job create keyed": lambda c: DynamoJobStore(c, "t", keys_table="k").create_keyed(
+        _job(), SubmissionKey("acme", "key-1", JOB_ID, "h", 2_000_000_000), now=1_900_000_000),
+    "job apply": lambda c: DynamoJobStore(c, "t").apply(_job(), JobStatus.QUEUED, ChangeSet({"priority": "high"})),
+    "job apply with a run": lambda c: DynamoJobStore(c, "t").apply(
+        _job(), JobStatus.QUEUED, ChangeSet({"status": JobStatus.RUNNING},
+                                            run=Run(job_id=JOB_ID, attempt=1, status=JobStatus.RUNNING))),
+    "job cut message": lambda c: DynamoJobStore(c, "t").cut_progress_message(_job(), JobStatus.QUEUED, 10),
+    "job apply expected": lambda c: DynamoJobStore(c, "t").apply_expected(
+        JOB_ID, "acme", Expectation(equal={"attempts": 0}), ChangeSet({"attempts": 1})),
+    "job add child": lambda c: DynamoJobStore(c, "t").add_child(JOB_ID, "child"),
+    "job get": lambda c: DynamoJobStore(c, "t").get(JOB_ID),
+    "job progress": lambda c: DynamoJobStore(c, "t").record_progress(JOB_ID, 1, Progress(percent=5)),
+    "job count": lambda c: DynamoJobStore(c, "t").count_unfinished("acme", 10),
+    "job due": lambda c: DynamoJobStore(c, "t").due(AT, 10),
+    "job runs": lambda c: DynamoJobStore(c, "t").runs(JOB_ID),
+    "blob get": lambda c: S3BlobStore(c, "b").get("jobs/x"),
+    "stats counts": lambda c: DynamoStatsStore(c, "s").status_counts(),
+    "finished purge": lambda c: DynamoFinishedJobs(c, "t", S3BlobStore(c, "b")).purge(JOB_ID),
+}
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+@pytest.mark.parametrize("call", STORE_CALLS)
+def test_a_store_call_aws_refused_or_never_answered_is_store_unavailable(call, failure):
+    cause = FAILURES[failure]
+    with pytest.raises(StoreUnavailableError) as raised:
+        STORE_CALLS[call](Failing(cause))
+    assert isinstance(raised.value.__cause__, (ClientError, type(cause())))
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_events_eventbridge_refused_or_never_answered_are_retried_then_named_unpublished(failure):
+    client, waits = Failing(FAILURES[failure]), []
+    with pytest.raises(EventPublishError) as raised:
+        EventBridgePublisher(client, "bus", sleep=waits.append).publish([_event()])
+    assert raised.value.unpublished == ["e1"]
+    assert client.calls == len(waits) + 1 > 1  # tried again before giving up
+    assert isinstance(raised.value.__cause__, type(FAILURES[failure]()))
