@@ -489,24 +489,30 @@ class DynamoJobStore:
             request["ExclusiveStartKey"] = _decode_cursor(query.cursor, pk_attr, sk_attr, partition)
         wanted = (lambda job: job.type == query.type) if query.status and query.type else None
         jobs: list[Job] = []
+        # One key more than a page: DynamoDB ends a page that fills its Limit with a
+        # LastEvaluatedKey whether or not anything follows, and the key past the page tells.
+        request["Limit"] = query.limit + 1
         for _ in range(FILTERED_LISTING_READS if wanted else 1):
             try:
                 response = self._ddb.query(**request)
             except (ClientError, BotoCoreError) as exc:
                 raise StoreUnavailableError("could not list jobs") from exc
-            keys = response.get("Items", [])
+            read = response.get("Items", [])
+            keys = read[: query.limit]
+            more = len(read) > len(keys) or "LastEvaluatedKey" in response
             ids = [job_id_of(deserializer.deserialize(k["pk"])) for k in keys]
             by_id = self.get_many(ids)
-            for key, job_id in zip(keys, ids):
+            for n, (key, job_id) in enumerate(zip(keys, ids), 1):
                 job = by_id.get(job_id)
                 if job is None or (wanted and not wanted(job)):
                     continue
                 jobs.append(job)
                 if len(jobs) == query.limit and wanted:  # full: the next page starts after this job
-                    return JobPage(jobs, _encode_cursor({k: key[k] for k in ("pk", "sk", pk_attr, sk_attr)}))
-            last = response.get("LastEvaluatedKey")
-            if not last:
+                    follows = n < len(keys) or more
+                    return JobPage(jobs, _encode_cursor(_start_key(key, pk_attr, sk_attr)) if follows else None)
+            if not more:
                 return JobPage(jobs, None)
+            last = _start_key(keys[-1], pk_attr, sk_attr) if len(read) > len(keys) else response["LastEvaluatedKey"]
             request["ExclusiveStartKey"] = last
         return JobPage(jobs, _encode_cursor(last))
 
@@ -620,6 +626,11 @@ def _too_large(exc: Exception) -> bool:
         return any(r.get("Code") == "ValidationException" and "size" in str(r.get("Message", "")).lower()
                    for r in reasons) or ("ValidationException" in str(exc) and "size" in str(exc).lower())
     return code == "ValidationException" and "size" in str(exc).lower()
+
+
+def _start_key(key: dict[str, Any], pk_attr: str, sk_attr: str) -> dict[str, Any]:
+    """The ExclusiveStartKey that continues an index's listing after `key` (one of its items)."""
+    return {k: key[k] for k in ("pk", "sk", pk_attr, sk_attr)}
 
 
 def _encode_cursor(key: dict[str, Any]) -> str:

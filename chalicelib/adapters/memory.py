@@ -152,7 +152,7 @@ class InMemoryJobStore:
         page = [j for j in read if j.type == query.type] if filtered else read
         if filtered and len(page) >= query.limit:  # full: the next page starts after its last job
             page = page[: query.limit]
-            last = page[-1]
+            last = page[-1] if page[-1] is not listing[-1] else None
         elif len(listing) > len(read):
             last = read[-1]
         else:

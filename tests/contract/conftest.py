@@ -62,6 +62,37 @@ def _memory() -> Adapters:
     )
 
 
+class PagesLikeDynamoDB:
+    """A DynamoDB client that ends Query pages as DynamoDB does. moto ends a page that fills its
+    `Limit` with the last matching item without a LastEvaluatedKey; DynamoDB returns one
+    whenever a page stops at `Limit`, whether or not anything follows (the next page is then
+    empty). Everything else goes to moto as it is."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._index_keys: dict[tuple[str, str], list[str]] = {}
+
+    def query(self, **request: Any) -> dict[str, Any]:
+        response = self._client.query(**request)
+        items = response.get("Items") or []
+        if items and len(items) == request.get("Limit") and "LastEvaluatedKey" not in response:
+            names = ["pk", "sk", *self._keys_of(request["TableName"], request.get("IndexName"))]
+            response["LastEvaluatedKey"] = {n: items[-1][n] for n in names if n in items[-1]}
+        return response
+
+    def _keys_of(self, table: str, index: Optional[str]) -> list[str]:
+        if index is None:
+            return []
+        if (table, index) not in self._index_keys:
+            described = self._client.describe_table(TableName=table)["Table"]
+            for gsi in described.get("GlobalSecondaryIndexes", []):
+                self._index_keys[(table, gsi["IndexName"])] = [k["AttributeName"] for k in gsi["KeySchema"]]
+        return self._index_keys[(table, index)]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
 def _aws() -> Adapters:
     from chalicelib.adapters.artifacts import DynamoArtifactStore
     from chalicelib.adapters.dynamodb import DynamoJobStore
@@ -73,7 +104,7 @@ def _aws() -> Adapters:
     from chalicelib.adapters.sqs_operations import SqsQueueOperations
     from chalicelib.adapters.stats import DynamoStatsStore
 
-    ddb, sqs, s3 = boto3.client("dynamodb"), boto3.client("sqs"), boto3.client("s3")
+    ddb, sqs, s3 = PagesLikeDynamoDB(boto3.client("dynamodb")), boto3.client("sqs"), boto3.client("s3")
     create_table(ddb, "JobsTable", TABLE)
     create_table(ddb, "StatsTable", STATS_TABLE)
     create_table(ddb, "IdempotencyTable", KEYS_TABLE)

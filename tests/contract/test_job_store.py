@@ -312,6 +312,19 @@ def test_listing_is_the_tenants_jobs_newest_first_page_by_page(adapters):
     assert adapters.store.list_jobs(JobQuery("initech")).jobs == []
 
 
+@pytest.mark.parametrize("query", [JobQuery("acme", limit=2), JobQuery("acme", status=JobStatus.QUEUED, limit=2),
+                                   JobQuery("acme", type="demo.steps", limit=2),
+                                   JobQuery("acme", status=JobStatus.QUEUED, type="demo.steps", limit=2),
+                                   JobQuery("acme", status=JobStatus.QUEUED, type="demo.steps", limit=1)])
+def test_the_last_page_has_no_cursor_when_it_ends_the_listing_exactly(adapters, query):
+    """A listing whose length is a multiple of the page size ends on a full page without a
+    cursor: no empty page to fetch behind it."""
+    for i in range(4):
+        adapters.store.create(make_job(i))
+    ids, sizes = _all_pages(adapters.store, query)
+    assert len(ids) == 4 and 0 not in sizes
+
+
 def test_a_cursor_only_continues_the_listing_it_came_from(adapters):
     for i in range(4):
         adapters.store.create(make_job(i))
