@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from chalicelib.domain.errors import InvalidRequestError
-from chalicelib.domain.job import Job, Run
+from chalicelib.domain.job import Job, Progress, Run
 from chalicelib.domain.status import JobStatus
 
 _serializer = TypeSerializer()
@@ -120,8 +120,19 @@ def finished_partition(day: str, shard: int) -> str:
     return f"FIN#{key_part(day)}#{int(shard)}"
 
 
+def stored_progress(progress: dict[str, Any]) -> dict[str, Any]:
+    """A progress map as the item keeps it: its `details` (any JSON object a handler reported)
+    as JSON text, like a payload. As a map, DynamoDB would refuse a number past 38 digits or
+    its exponent range (1e300, 10**40) and `plain_value` would drop its nulls."""
+    if progress.get("details") is None:
+        return progress
+    return {**progress, "details": json.dumps(progress["details"], separators=(",", ":"))}
+
+
 def plain_value(value: Any) -> Any:
     """Python value -> what TypeSerializer accepts (floats as Decimal, models as dicts)."""
+    if isinstance(value, Progress):
+        value = stored_progress(value.model_dump(mode="json", exclude_none=True))
     if hasattr(value, "model_dump"):
         value = value.model_dump(mode="json", exclude_none=True)
     if isinstance(value, JobStatus):
@@ -197,6 +208,8 @@ def job_to_item(job: Job) -> dict[str, Any]:
     for name, value in data.items():
         if name in JSON_FIELDS:
             item[JSON_FIELDS[name]] = json.dumps(value, separators=(",", ":"))
+        elif name == "progress":
+            item[name] = stored_progress(value)
         else:
             item[name] = value
     return {k: attribute_value(v) for k, v in item.items()}
@@ -216,6 +229,9 @@ def item_to_job(item: dict[str, Any], fetch: Optional[Callable[[str], bytes]] = 
         if ref is not None:
             key, size = ref["key"], ref["bytes"]
             data[name] = json.loads(fetch(key)) if fetch else _claim_check_placeholder(size)
+    progress = data.get("progress")
+    if isinstance(progress, dict) and isinstance(progress.get("details"), str):  # older items keep a map
+        progress["details"] = json.loads(progress["details"])
     for key in ("pk", "sk", *GSI_KEYS):
         data.pop(key, None)
     return Job.model_validate(data)

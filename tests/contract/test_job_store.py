@@ -222,6 +222,21 @@ def test_progress_is_written_for_the_running_attempt_and_never_goes_back(adapter
         adapters.store.record_progress(queued.id, 0, Progress(percent=1))
 
 
+def test_progress_details_read_back_as_reported(adapters):
+    """Details are any JSON object a handler reports: nulls stay, numbers past DynamoDB's 38
+    digits or its exponent range are kept, text is text."""
+    details = {"skipped": None, "rows": [None, {"note": None}], "bytes": 10**40, "ratio": 1 / 3,
+               "huge": 1e300, "tiny": 5e-324, "empty": {"s": "", "l": [], "m": {}}, "name": "ünï 🚀"}
+    job = running(adapters.store, make_job(1))
+    written = adapters.store.record_progress(job.id, 1, Progress(percent=100 / 3, details=details))
+    assert written.progress.details == details and written.progress.percent == 100 / 3
+    assert adapters.store.get(job.id).progress.details == details
+    assert adapters.store.get_many([job.id])[job.id].progress.details == details
+    done = adapters.store.apply(written, JobStatus.RUNNING, ChangeSet(
+        {"status": JobStatus.COMPLETED, "progress": Progress(percent=100, details={**details, "final": True})}))
+    assert adapters.store.get(job.id).progress == done.progress
+
+
 def test_after_a_cancel_request_progress_is_not_written_and_the_job_says_why(adapters):
     job = running(adapters.store, make_job(1))
     job = adapters.store.record_progress(job.id, 1, Progress(percent=30))
