@@ -54,9 +54,10 @@ def _answers(port: int) -> bool:
         return False
 
 
-def _make_run(stack: str) -> "tuple[int, subprocess.Popen, queue.Queue[str]]":
-    """`make run`'s script on a free port, its output lines read into a queue. Its own session:
-    a Ctrl-C sent to it reaches this process alone, as a terminal's would reach make."""
+def _make_run(stack: str) -> "tuple[int, dict[str, str], subprocess.Popen, queue.Queue[str]]":
+    """`make run`'s script on a free port (with the environment it got), its output lines read
+    into a queue. Its own session: a Ctrl-C sent to it reaches this process alone, as a
+    terminal's would reach make."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBPIPE_"))}
     env.update(GATEWAY_PORT=str(port), JOBPIPE_STACK=stack,
@@ -65,11 +66,11 @@ def _make_run(stack: str) -> "tuple[int, subprocess.Popen, queue.Queue[str]]":
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     lines: "queue.Queue[str]" = queue.Queue()
     threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True).start()
-    return port, proc, lines
+    return port, env, proc, lines
 
 
 def test_ctrl_c_while_deploying_exits_130_in_one_line_and_stops_the_emulator():
-    port, proc, lines = _make_run("jobpipe-interrupted")
+    port, _, proc, lines = _make_run("jobpipe-interrupted")
     try:
         seen = []
         deadline = time.monotonic() + 120
@@ -99,7 +100,7 @@ def test_ctrl_c_while_deploying_exits_130_in_one_line_and_stops_the_emulator():
 
 
 def test_make_run_serves_the_api_the_cli_uses_caps_every_function_and_stops_on_ctrl_c():
-    port, proc, lines = _make_run("jobpipe-run")
+    port, env, proc, lines = _make_run("jobpipe-run")
     try:
         printed = _until_ready(proc, lines, timeout_s=240)
         api_url = re.search(r"^export JOBPIPE_API_URL=(\S+)$", printed, re.M).group(1)
