@@ -249,7 +249,7 @@ class Container:
 
     @cached_property
     def runner(self) -> Any:
-        from chalicelib.observability import job_event
+        from chalicelib.observability import end_process, job_event
         from chalicelib.worker.runner import JobRunner
 
         return JobRunner(
@@ -259,6 +259,7 @@ class Container:
             artifacts=self.artifacts,
             progress_interval_s=self.settings.progress_min_interval_s,
             admit=self.quota.admit if self.quota is not None else None,  # spawned jobs count too
+            end_process=end_process,
         )
 
     @cached_property

@@ -21,6 +21,14 @@ INVOCATION_MARGIN_S = 10
 CLAIM_HEADROOM_S = 20
 MAX_JOB_TIMEOUT_S = WORKER_TIMEOUT_S - INVOCATION_MARGIN_S - CLAIM_HEADROOM_S
 MAX_DISPATCH_BACKOFF_S = 3600
+# A handler whose timeout fired is interrupted again every HANDLER_REINTERRUPT_S while it goes
+# on (one that catches the timeout and keeps working in a loop); once it went on for
+# HANDLER_GIVE_UP_S its attempt is failed `timeout` and the worker's process ends, short of the
+# attempt's lease grace (LEASE_GRACE_S, 30 s, in lifecycle.py): the next attempt, started once
+# the lease lapses, never runs beside it. HANDLER_GIVE_UP_WRITE_S bounds that last write.
+HANDLER_REINTERRUPT_S = 1.0
+HANDLER_GIVE_UP_S = 15.0
+HANDLER_GIVE_UP_WRITE_S = 5.0
 # A queued or retrying job whose next attempt was sent this many times without any worker
 # claiming it fails `undeliverable` (its event goes out): every message for it was lost or
 # dead-lettered. With the default grace the sends are 2, 4, 8, 16, 32 minutes apart, then an

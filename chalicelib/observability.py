@@ -1,6 +1,8 @@
 """Structured logs, metrics (EMF) and X-Ray traces through Powertools, shared by every function."""
 from __future__ import annotations
 
+import os
+import sys
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional
 
@@ -67,3 +69,12 @@ def job_event(event: str, job: Job, extra: dict[str, Any]) -> None:
     count(f"jobs_{event}", job.type)
     if "duration_s" in extra:
         count("job_duration", job.type, float(extra["duration_s"]), MetricUnit.Seconds)
+
+
+def end_process() -> None:
+    """End this function's process at once, its log lines written: the invocation fails and
+    Lambda starts a fresh process for the next one. For a handler that would not stop."""
+    logger.error("ending the worker process: a handler went on past its timeout")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 import time
 from typing import Any, Callable, Optional
 
 from pydantic import ValidationError
+
+from chalicelib.defaults import HANDLER_GIVE_UP_S, HANDLER_GIVE_UP_WRITE_S
 
 from chalicelib.domain.errors import (
     FatalJobError,
@@ -54,9 +57,17 @@ class JobRunner:
         progress_interval_s: float = 2.0,
         artifacts: Optional[ArtifactStore] = None,
         admit: Optional[Callable[..., None]] = None,
+        end_process: Optional[Callable[[], None]] = None,
+        give_up_after_s: float = HANDLER_GIVE_UP_S,
     ) -> None:
         """`admit(tenant, pending=n)`: the tenant quota's admission (TenantQuota.admit), for the
-        jobs a handler spawns; `pending` is how many this attempt spawned before."""
+        jobs a handler spawns; `pending` is how many this attempt spawned before.
+        `end_process()`: ends the worker's process (the composition root gives it on Lambda):
+        called when a handler went on HANDLER_GIVE_UP_S past its timeout, interrupts and all,
+        once its attempt was failed `timeout`. Without it such a handler is only interrupted
+        again and again."""
+        self._end_process = end_process
+        self._give_up_after_s = give_up_after_s
         self._admit = admit
         self.lifecycle = lifecycle
         self.artifacts = artifacts
@@ -132,7 +143,9 @@ class JobRunner:
         started = self._monotonic()
         raised: Optional[BaseException] = None
         try:
-            result = run_with_timeout(lambda: job_type.handler(ctx, payload), job.timeout_s, ctx.expire)
+            give_up = functools.partial(self._give_up, reporter, started) if self._end_process else None
+            result = run_with_timeout(lambda: job_type.handler(ctx, payload), job.timeout_s, ctx.expire,
+                                      give_up=give_up, give_up_after_s=self._give_up_after_s)
         except (KeyboardInterrupt, GeneratorExit):
             # Not the handler's failure: KeyboardInterrupt is someone stopping this process (Ctrl-C
             # on a local worker), which must stop; GeneratorExit only unwinds a generator being
@@ -193,6 +206,32 @@ class JobRunner:
         final = self.lifecycle.mark_canceled(reporter.close())
         self._observe("canceled", final, {"duration_s": self._monotonic() - started})
         return final
+
+    def _give_up(self, reporter: ProgressReporter, started: float, over_s: float) -> None:
+        """A handler went on `over_s` past its timeout, however often interrupted: its attempt
+        is failed `timeout` (from another thread, for at most HANDLER_GIVE_UP_WRITE_S: this
+        runs in the alarm, which may have cut the main thread inside a store call) and the
+        process ends, before the attempt's lease lapses and its next attempt starts. Its
+        batch-mates come back after their short lease; the reconciler ends the attempt
+        `worker_lost` if that write did not land."""
+        job = reporter.job
+        self._observe("process_ended", job, {"reason": "the handler went on past its timeout",
+                                             "over_s": round(over_s, 1)})
+        error = JobErrorInfo(code=JobTimeoutError.code, message=(
+            f"handler exceeded its timeout of {job.timeout_s:g} s and went on for {over_s:.0f} s "
+            "despite being interrupted: its worker process was ended"))
+
+        def record() -> None:
+            try:
+                self._fail(job, error, True, started)
+            except Exception as exc:  # noqa: BLE001 - the lease ends the attempt instead
+                self._observe("process_ended_unrecorded", job, {"reason": describe(exc)})
+
+        writer = threading.Thread(target=record, name="give-up", daemon=True)
+        writer.start()
+        writer.join(HANDLER_GIVE_UP_WRITE_S)
+        assert self._end_process is not None
+        self._end_process()
 
     def _fail(self, job: Job, error: JobErrorInfo, retryable: bool, started: Optional[float] = None) -> Job:
         final = self.lifecycle.fail_attempt(job, error, retryable=retryable)

@@ -1,0 +1,107 @@
+"""A handler that will not stop at its timeout: interrupted again and again, and at last its
+attempt failed `timeout` and its process ended before the attempt's lease lapses, so the next
+attempt (started once the lease lapses) never runs beside it."""
+import time
+
+import pytest
+from pydantic import BaseModel
+
+from chalicelib import composition
+from chalicelib.defaults import HANDLER_GIVE_UP_S, HANDLER_GIVE_UP_WRITE_S, HANDLER_REINTERRUPT_S
+from chalicelib.domain.registry import JobTypeRegistry
+from chalicelib.domain.status import JobStatus
+from chalicelib.lifecycle import LEASE_GRACE_S, JobLifecycle
+from chalicelib.observability import end_process
+from chalicelib.worker import timeout
+from chalicelib.worker.runner import JobRunner
+
+
+class Empty(BaseModel):
+    pass
+
+
+@pytest.fixture
+def types():
+    registry = JobTypeRegistry()
+
+    @registry.register("t.stubborn", Empty, timeout_s=1, max_attempts=2)
+    def stubborn(ctx, payload):
+        """A retry loop around `except Exception`: it swallows every timeout."""
+        stop = time.monotonic() + 3
+        while time.monotonic() < stop:
+            try:
+                time.sleep(0.01)
+            except Exception:  # noqa: BLE001 - what the test is about
+                pass
+        return "finished late"
+
+    @registry.register("t.one_more_try", Empty, timeout_s=1, max_attempts=1)
+    def one_more_try(ctx, payload):
+        """Catches its timeout once, then sleeps as if nothing happened."""
+        try:
+            time.sleep(10)
+        except Exception:  # noqa: BLE001
+            time.sleep(10)
+        return "finished late"
+
+    return registry
+
+
+class ProcessEnded(KeyboardInterrupt):
+    """What the test's end of the process raises: like Ctrl-C, it leaves the runner at once."""
+
+
+def test_a_handler_interrupted_again_stops_soon_after_its_timeout(store, queue, clock, types, monkeypatch):
+    monkeypatch.setattr(timeout, "HANDLER_REINTERRUPT_S", 0.2)
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    lifecycle.submit(tenant="acme", user="ann", type="t.one_more_try", payload={})
+    started = time.monotonic()
+    job = JobRunner(lifecycle, types, progress_interval_s=0).run(queue.drain()[0])
+    assert time.monotonic() - started < 3, "the second interrupt ends the second sleep"
+    assert job.status == JobStatus.FAILED and job.error.code == "timeout"
+
+
+def test_a_handler_that_swallows_every_interrupt_is_failed_timeout_and_its_process_ended(
+        store, queue, clock, types, monkeypatch):
+    monkeypatch.setattr(timeout, "HANDLER_REINTERRUPT_S", 0.1)
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    submitted = lifecycle.submit(tenant="acme", user="ann", type="t.stubborn", payload={})
+    ended = []
+
+    def end():
+        ended.append(time.monotonic())
+        raise ProcessEnded()
+
+    runner = JobRunner(lifecycle, types, progress_interval_s=0, end_process=end, give_up_after_s=0.5)
+    started = time.monotonic()
+    with pytest.raises(ProcessEnded):
+        runner.run(queue.drain()[0])
+    assert len(ended) == 1 and 1.4 < ended[0] - started < 5
+    job = store.get(submitted.id)
+    assert job.status == JobStatus.RETRYING and job.error.code == "timeout", job.error
+    assert "worker process was ended" in job.error.message
+    assert [m.attempt for m in queue.drain()] == [2], "the next attempt is on its way"
+
+
+def test_without_a_process_to_end_the_interrupts_go_on(store, queue, clock, types, monkeypatch):
+    """Tests and local runs give no end_process: the handler is only interrupted again."""
+    monkeypatch.setattr(timeout, "HANDLER_REINTERRUPT_S", 0.1)
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    lifecycle.submit(tenant="acme", user="ann", type="t.stubborn", payload={})
+    job = JobRunner(lifecycle, types, progress_interval_s=0, give_up_after_s=0.2).run(queue.drain()[0])
+    assert job.status == JobStatus.RETRYING and job.error.code == "timeout"
+
+
+def test_the_process_ends_before_the_attempts_lease_lapses():
+    """The lease is the timeout plus LEASE_GRACE_S: giving up, with its last write, fits inside
+    the grace with time to spare for the interrupt's own period."""
+    assert HANDLER_GIVE_UP_S + HANDLER_GIVE_UP_WRITE_S + 2 * HANDLER_REINTERRUPT_S < LEASE_GRACE_S
+
+
+def test_the_worker_functions_end_their_process(monkeypatch):
+    """The composition root gives the runner the real end of the process."""
+    runner = composition.Container.runner.func(type("C", (), {
+        "lifecycle": None, "registry": None, "artifacts": None, "quota": None,
+        "settings": type("S", (), {"progress_min_interval_s": 2.0})(),
+    })())
+    assert runner._end_process is end_process
