@@ -53,24 +53,22 @@ def invalidation_write(table: str, tenant: str, scope: str, namespace: str, job_
     }
 
 
+def _completion_item(tenant: str, scope: str, completion: TaskCompletion) -> dict[str, Any]:
+    """The item that records a task's completion for its scope."""
+    return {
+        **_key(tenant, scope, task_sort_key(completion.type)),
+        "type": {"S": completion.type},
+        "completed_at": {"S": completion.completed_at},
+        "job_id": {"S": completion.job_id},
+    }
+
+
 def completion_write(table: str, tenant: str, scope: str, completion: TaskCompletion) -> dict[str, Any]:
     """The write that records a task's completion for its scope, as a TransactWriteItems entry:
     the job store puts it in the completion's own transaction. Unconditional (a refused
     condition would refuse the completion with it): it is written as the job completes, so it
     is the scope's latest completion of its type."""
-    return {
-        "Update": {
-            "TableName": table,
-            "Key": _key(tenant, scope, task_sort_key(completion.type)),
-            "UpdateExpression": "SET #type = :type, completed_at = :at, job_id = :job",
-            "ExpressionAttributeNames": {"#type": "type"},
-            "ExpressionAttributeValues": {
-                ":type": {"S": completion.type},
-                ":at": {"S": completion.completed_at},
-                ":job": {"S": completion.job_id},
-            },
-        }
-    }
+    return {"Put": {"TableName": table, "Item": _completion_item(tenant, scope, completion)}}
 
 
 class DynamoCacheStore:
@@ -151,12 +149,7 @@ class DynamoCacheStore:
         try:
             self._ddb.put_item(
                 TableName=self._table,
-                Item={
-                    **_key(tenant, scope, task_sort_key(completion.type)),
-                    "type": {"S": completion.type},
-                    "completed_at": {"S": completion.completed_at},
-                    "job_id": {"S": completion.job_id},
-                },
+                Item=_completion_item(tenant, scope, completion),
                 # A late, older completion never replaces a newer one.
                 ConditionExpression="attribute_not_exists(completed_at) OR completed_at <= :at",
                 ExpressionAttributeValues={":at": {"S": completion.completed_at}},
