@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 
 from chalicelib.defaults import RECONCILE_PASS_MARGIN_S
-from chalicelib.domain.errors import JobpipeError, StaleJobError, StreamBatchUnreadableError
+from chalicelib.domain.errors import JobpipeError, StaleJobError, StreamBatchUnreadableError, describe
 from chalicelib.domain.job import PRIORITIES, Job, isoformat
 from chalicelib.events.replay import REPLAYED, UNREADABLE, StreamReplay
 from chalicelib.lifecycle import JobLifecycle, ReconcileOutcome
@@ -194,7 +194,8 @@ def _job_message(letter: DeadLetter) -> Optional[JobMessage]:
 
 
 def describe_failure(exc: Exception) -> str:
-    """`code: message` of a jobpipe error, `Type: text` (cut) of any other: a pass's error."""
+    """`code: message` of a jobpipe error, `Type: text` (the text cut to 200 characters) of any
+    other, as `describe` words it: a pass's error."""
     if isinstance(exc, JobpipeError):
         return f"{exc.code}: {exc.message}"
-    return f"{type(exc).__name__}: {str(exc)[:200]}"
+    return describe(exc)[: len(type(exc).__name__) + len(": ") + 200]

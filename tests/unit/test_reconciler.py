@@ -233,3 +233,17 @@ def _parse(text: str):
     from datetime import datetime
 
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_a_failure_is_described_even_when_its_text_cannot_be_had():
+    """A pass's error names the exception's type, its text cut to 200 characters, and survives an
+    exception whose str() raises (as the worker's outcomes do)."""
+    from chalicelib.reconciler import describe_failure
+
+    class Unprintable(Exception):
+        def __str__(self):
+            raise RuntimeError("no text")
+
+    assert describe_failure(Unprintable()) == "Unprintable"
+    assert describe_failure(ValueError("x" * 500)) == "ValueError: " + "x" * 200
+    assert describe_failure(InvalidRequestError("bad")) == "invalid_request: bad"
