@@ -77,13 +77,22 @@ def authenticate(headers: Mapping[str, str], policy: TokenPolicy) -> Principal:
     return Principal(user=user, tenant=tenant, roles=frozenset(roles))
 
 
+def _is_numeric_date(value: object) -> bool:
+    """A NumericDate is a JSON number (RFC 7519 2). PyJWT also takes text it can read as an int
+    ("1700000000"), and a bool is an int to Python: neither is a time to us."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _check_lifetime(claims: Mapping[str, object], policy: TokenPolicy) -> None:
     exp, iat = claims["exp"], claims.get("iat")
-    # PyJWT has checked both are numbers; a bool is an int to Python, not a time to us.
-    if isinstance(exp, bool) or isinstance(iat, bool):
-        raise UnauthorizedError("invalid token: 'exp' and 'iat' must be numeric dates")
+    if not all(_is_numeric_date(claims[c]) for c in ("exp", "iat", "nbf") if c in claims):
+        raise UnauthorizedError("invalid token: 'exp', 'iat' and 'nbf' must be numeric dates (JSON numbers)")
     start = iat if iat is not None else time.time()
-    if exp - start > policy.max_lifetime_s + policy.leeway_s:  # type: ignore[operator]
+    try:
+        lifetime = exp - start  # type: ignore[operator]
+    except OverflowError:  # an int date past any float (10**400): no clock reaches it
+        lifetime = float("inf")
+    if lifetime > policy.max_lifetime_s + policy.leeway_s:
         raise UnauthorizedError(
             f"token lives longer than the {policy.max_lifetime_s} s this deployment allows"
         )

@@ -95,3 +95,38 @@ def test_issue_token_makes_tokens_the_policy_accepts():
                         issuer="i", audience="a")
     policy = TokenPolicy(SECRET, max_lifetime_s=3600, issuer="i", audience="a")
     assert authenticate({"Authorization": f"Bearer {token}"}, policy).roles == {"admin", "operator"}
+
+
+def signed(claims_json: str) -> dict[str, str]:
+    """A token carrying these claims exactly as written (json.dumps cannot write some of them)."""
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    signing_input = b64(b'{"alg":"HS256","typ":"JWT"}') + "." + b64(claims_json.encode())
+    signature = hmac.new(SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return {"Authorization": f"Bearer {signing_input}.{b64(signature)}"}
+
+
+@pytest.mark.parametrize("dates", [
+    '"exp": "{exp}"',                       # a NumericDate is a JSON number (RFC 7519 2), not text
+    '"exp": {exp}, "iat": "{now}"',
+    '"exp": {exp}, "nbf": "{now}"',
+])
+def test_dates_that_are_not_json_numbers_are_refused_not_an_error(dates):
+    """PyJWT reads "1700000000" as a date; the lifetime check then subtracted text from a number
+    (TypeError: a 500 for a token the issuer signed)."""
+    now = int(time.time())
+    claims = '{"sub": "ann", "tenant": "acme", ' + dates.format(exp=now + 600, now=now) + "}"
+    assert "numeric" in refused(signed(claims))
+
+
+@pytest.mark.parametrize("dates", ['"exp": 1{zeros}', '"exp": {exp}.5, "iat": -1{zeros}'])
+def test_a_date_beyond_any_clock_is_a_token_living_too_long(dates):
+    """An exp of 10**400 is an int PyJWT accepts; exp - now overflowed a float (OverflowError, a 500)."""
+    now = int(time.time())
+    claims = '{"sub": "ann", "tenant": "acme", ' + dates.format(exp=now + 600, zeros="0" * 400) + "}"
+    assert "longer" in refused(signed(claims))
