@@ -228,8 +228,9 @@ class BlobStore(Protocol):
     def delete(self, keys: list[str]) -> int:
         """Delete the objects (missing ones are fine); returns how many were asked for."""
 
-    def presigned_url(self, key: str, expires_s: int) -> str:
-        """A GET URL for the object, valid `expires_s` seconds."""
+    def presigned_url(self, key: str, expires_s: int, *, content_disposition: Optional[str] = None) -> str:
+        """A GET URL for the object, valid `expires_s` seconds; its answer carries
+        `content_disposition` as its Content-Disposition header when given."""
 
     def keys_older_than(self, prefix: str, before: datetime) -> Iterator[list[str]]:
         """Pages of keys under `prefix` last modified before `before`."""

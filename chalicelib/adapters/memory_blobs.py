@@ -3,7 +3,8 @@ DynamoDB artifact records)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
+from urllib.parse import urlencode
 
 from chalicelib.adapters.artifacts import blob_key as artifact_blob_key
 from chalicelib.adapters.artifacts import check_content_type, check_name, keeps_inline
@@ -30,8 +31,11 @@ class InMemoryBlobStore:
             self.objects.pop(key, None)
         return len(keys)
 
-    def presigned_url(self, key: str, expires_s: int) -> str:
-        return f"memory://jobs-bucket/{key}?expires_in={expires_s}"
+    def presigned_url(self, key: str, expires_s: int, *, content_disposition: Optional[str] = None) -> str:
+        query: dict[str, Any] = {"expires_in": expires_s}
+        if content_disposition is not None:
+            query["response-content-disposition"] = content_disposition
+        return f"memory://jobs-bucket/{key}?{urlencode(query)}"
 
     def keys_older_than(self, prefix: str, before: datetime) -> Iterator[list[str]]:
         old = sorted(k for k, (_, _, at) in self.objects.items() if k.startswith(prefix) and at < before)

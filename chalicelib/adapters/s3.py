@@ -4,7 +4,7 @@ expire both prefixes (see infra/resources.json), so nothing here is the only cle
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -51,10 +51,11 @@ class S3BlobStore:
                 )
         return len(keys)
 
-    def presigned_url(self, key: str, expires_s: int) -> str:
-        return self._s3.generate_presigned_url(
-            "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=expires_s
-        )
+    def presigned_url(self, key: str, expires_s: int, *, content_disposition: Optional[str] = None) -> str:
+        params: dict[str, Any] = {"Bucket": self._bucket, "Key": key}
+        if content_disposition is not None:
+            params["ResponseContentDisposition"] = content_disposition  # signed: the URL cannot drop it
+        return self._s3.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_s)
 
     def keys_older_than(self, prefix: str, before: datetime) -> Iterator[list[str]]:
         paginator = self._s3.get_paginator("list_objects_v2")

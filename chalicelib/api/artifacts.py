@@ -16,6 +16,16 @@ from chalicelib.lifecycle import JobLifecycle
 artifacts_api = Blueprint(__name__)
 
 PRESIGNED_URL_TTL_S = 300
+# An artifact's bytes are a job's output, often built from a tenant's input: whatever its content
+# type, a browser saves it as a file rather than showing it as a page. Inline ones come from the
+# API's own origin (where the dashboard keeps its token), so they are also never sniffed and, if
+# shown anyway, sandboxed with nothing allowed (no script, no requests).
+INLINE_ARTIFACT_CSP = "sandbox; default-src 'none'"
+
+
+def attachment(name: str) -> str:
+    """The Content-Disposition of artifact `name` (a checked name: no quote or backslash in it)."""
+    return f'attachment; filename="{name}"'
 
 
 route = router(artifacts_api)
@@ -39,7 +49,7 @@ def list_artifacts(call: Call, job_id: str) -> Any:
 @route("/jobs/{job_id}/artifacts/{name}", methods=["GET"])
 def get_artifact(call: Call, job_id: str, name: str) -> Any:
     """Inline (small UTF-8 text) artifacts come back as themselves with their content type;
-    those in S3 as JSON with a presigned GET `url` valid for a few minutes."""
+    those in S3 as JSON with a presigned GET `url` valid for a few minutes. Both as attachments."""
     services = container()
     job_id = _tenant_job(services.lifecycle, call, job_id)
     if services.artifacts is None:
@@ -54,7 +64,11 @@ def get_artifact(call: Call, job_id: str, name: str) -> Any:
             body=artifact.content.decode("utf-8", errors="replace"),
             status_code=200,
             headers={"Content-Type": content_type if is_media_type(content_type) else "application/octet-stream",
-                     "Cache-Control": "no-store"},
+                     "Cache-Control": "no-store",
+                     "Content-Disposition": attachment(artifact.info.name),
+                     "X-Content-Type-Options": "nosniff",
+                     "Content-Security-Policy": INLINE_ARTIFACT_CSP},
         )
-    url = services.blobs.presigned_url(artifact.blob_key, PRESIGNED_URL_TTL_S)
+    url = services.blobs.presigned_url(artifact.blob_key, PRESIGNED_URL_TTL_S,
+                                       content_disposition=attachment(artifact.info.name))
     return {**artifact.info.public(), "url": url, "expires_in": PRESIGNED_URL_TTL_S}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -34,6 +35,13 @@ def test_blobs_older_than_a_moment_under_a_prefix(adapters):
 def test_presigned_url_names_the_key(adapters):
     adapters.blobs.put("jobs/j/artifacts/a.bin", b"1", "application/octet-stream")
     assert "jobs/j/artifacts/a.bin" in adapters.blobs.presigned_url("jobs/j/artifacts/a.bin", 60)
+
+
+def test_a_presigned_url_carries_the_disposition_it_was_given(adapters):
+    adapters.blobs.put("jobs/j/artifacts/a.html", b"<p>", "text/html")
+    url = adapters.blobs.presigned_url("jobs/j/artifacts/a.html", 60, content_disposition='attachment; filename="a.html"')
+    assert parse_qs(urlsplit(url).query)["response-content-disposition"] == ['attachment; filename="a.html"']
+    assert "response-content-disposition" not in adapters.blobs.presigned_url("jobs/j/artifacts/a.html", 60)
 
 
 def test_small_text_artifacts_stay_inline_the_rest_go_to_the_blob_store(adapters):

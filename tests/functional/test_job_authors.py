@@ -3,6 +3,7 @@ SystemExit does not take its batch-mates down, a text artifact in another charse
 written, a payload validator's own error is a 422 `invalid_payload`, and a handler spawning in
 a loop stays within its tenant's unfinished bound."""
 import json
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from pydantic import BaseModel, field_validator
@@ -47,12 +48,19 @@ def author_types():
         ctx.artifact("report.csv", "name;city\nRené;Zürich\n".encode("iso-8859-1"), "text/csv; charset=iso-8859-1")
         return "ok"
 
+    def web_page(ctx, payload):
+        page = "<html><body><script>fetch('/jobs').then(r => r.text()).then(alert)</script></body></html>"
+        ctx.artifact("page.html", page, "text/html; charset=utf-8")  # small UTF-8 text: inline
+        ctx.artifact("big.html", page + " " * 70_000, "text/html")  # past the inline limit: S3
+        return "ok"
+
     def fan_out(ctx, payload):
         return [ctx.spawn("author.latin1_csv", {}) for _ in range(payload.children)]
 
     add("author.exits", Empty, exits, max_attempts=3, timeout_s=30)
     add("author.latin1_csv", Empty, latin1_csv, max_attempts=1, timeout_s=30)
     add("author.fan_out", Fanout, fan_out, max_attempts=1, timeout_s=30)
+    add("author.web_page", Empty, web_page, max_attempts=1, timeout_s=30)
     add("author.named", Named, lambda ctx, payload: payload.name, timeout_s=30)
     yield
     for name in names:
@@ -90,6 +98,27 @@ under its content type."""
     stored = aws["s3"].get_object(Bucket="jobs-bucket", Key=f"jobs/{job['id']}/artifacts/report.csv")
     assert stored["Body"].read() == "name;city\nRené;Zürich\n".encode("iso-8859-1")
     assert stored["ContentType"] == "text/csv; charset=iso-8859-1"
+
+
+def test_an_html_artifact_never_renders_as_a_page_of_the_apis_origin(client, app, aws, author_types):
+    """An inline artifact is served with the content type its handler gave: text/html written
+from a tenant's input would be a page of the API's origin, where the dashboard keeps its token.
+It comes as a download (attachment), unsniffed, sandboxed with nothing allowed; one in S3 gets
+a presigned URL that downloads it too."""
+    job = submit(client, {"type": "author.web_page", "payload": {}})
+    drain(app, aws)
+    assert get(client, job["id"])["status"] == "completed"
+    inline = client.http.get(f"/jobs/{job['id']}/artifacts/page.html", headers=auth())
+    assert inline.status_code == 200 and inline.body.decode().startswith("<html>")
+    assert inline.headers["Content-Type"] == "text/html; charset=utf-8"  # as written, for API clients
+    assert inline.headers.get("Content-Disposition") == 'attachment; filename="page.html"', inline.headers
+    assert inline.headers.get("X-Content-Type-Options") == "nosniff"
+    policy = [d.strip() for d in inline.headers.get("Content-Security-Policy", "").split(";")]
+    assert "sandbox" in policy and "default-src 'none'" in policy, policy
+    in_s3 = client.http.get(f"/jobs/{job['id']}/artifacts/big.html", headers=auth()).json_body
+    assert in_s3["location"] == "s3"
+    query = parse_qs(urlsplit(in_s3["url"]).query)
+    assert query.get("response-content-disposition") == ['attachment; filename="big.html"'], in_s3["url"]
 
 
 def test_a_payload_validator_raising_a_non_value_error_is_a_422_invalid_payload(client, author_types):
