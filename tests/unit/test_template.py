@@ -107,3 +107,28 @@ def test_each_function_logs_to_its_own_group_which_the_stack_keeps_for_a_bounded
         assert group in targets
         assert all(resources[f]["Properties"]["Role"]["Fn::GetAtt"][0] == role
                    for f, g in groups.items() if g in targets), f"{role} may write another role's function's logs"
+
+
+def test_events_may_send_to_a_queue_only_from_rules_of_the_stacks_own_bus(template):
+    """A queue's policy lets EventBridge send for the stack's rules only: the event delivery DLQ
+    was open to any rule of the account (`rule/*`), and whatever lands there an operator's
+    redrive forwards to the ERP and cache invalidation queues its TARGET_ARN names."""
+    resources = template["Resources"]
+    rules = {k for k, v in resources.items() if v["Type"] == "AWS::Events::Rule"
+             and v["Properties"].get("EventBusName") == {"Ref": "JobEventsBus"}}
+    policies = {k: v for k, v in resources.items() if v["Type"] == "AWS::SQS::QueuePolicy"}
+    assert "EventDeliveryDeadLetterQueuePolicy" in policies
+    for name, policy in policies.items():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            assert statement["Principal"] == {"Service": "events.amazonaws.com"}, name
+            ((_, condition),) = statement["Condition"].items()
+            source = condition["aws:SourceArn"]
+            if "Fn::GetAtt" in source:
+                assert source["Fn::GetAtt"][0] in rules and source["Fn::GetAtt"][1] == "Arn", (name, source)
+            else:
+                assert source == {"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}"
+                                              ":rule/${JobEventsBus}/*"}, (name, source)
+    # Every rule with a dead-letter queue is one of those: the narrowed policy still takes its events.
+    for name, rule in resources.items():
+        if rule["Type"] == "AWS::Events::Rule" and any("DeadLetterConfig" in t for t in rule["Properties"]["Targets"]):
+            assert name in rules, name
