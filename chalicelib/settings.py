@@ -4,12 +4,16 @@ from __future__ import annotations
 import os
 from typing import Mapping, Optional
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from chalicelib.defaults import MAX_DISPATCHES, redelivery_wait_s
 
 
 class Settings(BaseModel):
+    # The signing keys are settings too: a refusal (chained to SettingsError, logged with its
+    # cause) names each variable and what is wrong, never the values read; repr hides the keys.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     table_name: str = Field(min_length=3)
     idempotency_table_name: str = Field(min_length=3)
     queue_url_high: str = Field(min_length=1)
@@ -32,7 +36,7 @@ class Settings(BaseModel):
     use_task_queue: bool = True
     # Only the API function gets the token secret (the template's per-function environment):
     # None elsewhere, and `require_auth_secret` fails clearly where it is needed but missing.
-    auth_secret: Optional[str] = Field(default=None, min_length=32)
+    auth_secret: Optional[str] = Field(default=None, min_length=32, repr=False)
     # A token may live at most this long (exp - iat, or exp - now without iat).
     token_max_lifetime_s: int = Field(default=24 * 3600, ge=60, le=30 * 86400)
     token_issuer: str = ""  # checked against `iss` when set
@@ -69,7 +73,7 @@ class Settings(BaseModel):
     aws_max_attempts: int = Field(default=4, ge=1, le=10)
     # Only the ERP bridge function gets these (the template's per-function environment).
     erp_webhook_url: str = ""
-    erp_webhook_secret: str = ""
+    erp_webhook_secret: str = Field(default="", repr=False)
     # True when the ERP deduplicates on the signed body's event_id: the bridge then keeps no delivery
     # ledger (no requests, no writes) and delivers at least once; false: exactly once on it.
     erp_receiver_deduplicates: bool = False
