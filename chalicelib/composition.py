@@ -42,6 +42,9 @@ class Container:
                     connect_timeout=settings.aws_connect_timeout_s,
                     read_timeout=settings.aws_read_timeout_s,
                     retries={"mode": "standard", "total_max_attempts": settings.aws_max_attempts},
+                    # S3's presigned links: SigV4, which every region takes (botocore may pick
+                    # SigV2 for them, which S3 treats as anonymous when a response header is set).
+                    signature_version="s3v4" if service == "s3" else None,
                 ))
                 if self.request_counter is not None:
                     self.request_counter.attach(client)  # once per client: each request counted once
