@@ -53,6 +53,15 @@ EXIT_TIMEOUT = 4
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a command whose reader went away
 STATUSES = ("queued", "running", "retrying", "completed", "failed", "canceled")
+EXIT_CODES = f"""exit codes:
+  0    done: every watched job completed (status, list, cancel, a plain submit: the answer was shown)
+  1    a watched job failed or was canceled
+  {EXIT_BAD_INPUT}    bad input: usage, payload, idempotency key, configuration, or the API refused the request (4xx)
+  {EXIT_UNAVAILABLE}    the API is unavailable: no URL answered, or it answered 5xx; a watch gives up after
+       --give-up-after seconds of unanswered polls; a submit names the key that repeats it safely
+  {EXIT_TIMEOUT}    a watch's --timeout ran out
+  {EXIT_INTERRUPTED}  interrupted
+  {EXIT_BROKEN_PIPE}  stdout was closed early (`jobpipe list | head`)"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,20 +80,24 @@ def build_parser() -> argparse.ArgumentParser:
     connection.add_argument("--request-timeout", type=parse_request_timeout, default=argparse.SUPPRESS,
                             metavar="SECONDS", help="seconds per HTTP request, its whole answer included (default 10)")
 
-    parser = _Parser(prog="jobpipe", description="Submit and follow jobpipe jobs.", parents=[connection])
+    parser = _Parser(prog="jobpipe", description="Submit and follow jobpipe jobs.", parents=[connection],
+                     epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     submit = commands.add_parser("submit", parents=[connection], help="submit a job")
     submit.add_argument("type", metavar="TYPE", help="job type, e.g. demo.steps")
     submit.add_argument("--payload", default="{}", help="JSON object, or @file.json (default {})")
-    submit.add_argument("--priority", choices=("high", "normal", "low"))
+    submit.add_argument("--priority", choices=("high", "normal", "low"), help="its queue (default: the job type's)")
     start = submit.add_mutually_exclusive_group()
     start.add_argument("--delay", type=parse_delay, default=0, metavar="DURATION",
                        help="start after DURATION: seconds, or with a unit (90s, 15m, 6h, 3d); up to 365 days")
     start.add_argument("--run-at", type=parse_run_at, metavar="TIME",
                        help="start at TIME, ISO 8601 with a zone (2027-01-31T09:00:00Z); up to 365 days ahead")
-    submit.add_argument("--scope")
-    submit.add_argument("--idempotency-key", type=parse_idempotency_key)
+    submit.add_argument("--scope", help="what the job works on, e.g. a run id: its completion invalidates that "
+                                        "scope's caches (letters, digits and . _ : / @ -)")
+    submit.add_argument("--idempotency-key", type=parse_idempotency_key, metavar="KEY",
+                        help="a repeated submit with the same key and payload returns the job the first made "
+                             "(default: a fresh key)")
     submit.add_argument("--watch", action="store_true", help="follow the job until it ends")
     submit.add_argument("--timeout", type=parse_wait_timeout, metavar="SECONDS",
                         help="with --watch: give up after SECONDS in all (exit 4)")

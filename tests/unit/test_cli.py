@@ -481,3 +481,21 @@ def test_a_reader_that_goes_away_ends_the_command_quietly():
     process.stdout.close()
     err = process.stderr.read().decode()
     assert process.wait(timeout=120) == 141 and err == ""
+
+
+def test_help_lists_every_exit_code_and_what_each_submit_option_does(capsys):
+    """A script calling `jobpipe watch` branches on its exit code: `jobpipe --help` names each
+    one, as docs/api.md does, and `jobpipe submit --help` says what --priority, --scope and
+    --idempotency-key do (they had no help at all)."""
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["--help"])
+    assert exited.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for code, meaning in [(0, "completed"), (1, "failed or was canceled"), (2, "bad input"), (3, "unavailable"),
+                          (4, "--timeout ran out"), (130, "interrupted"), (141, "stdout was closed")]:
+        assert re.search(rf"\b{code} [^0-9]*{re.escape(meaning)}", text), (code, text)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["submit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option, says in [("--priority", "job type's"), ("--scope", "cache"), ("--idempotency-key", "same key")]:
+        assert re.search(rf"{option} \S+ [^-]*{re.escape(says)}", text), (option, text)
