@@ -8,7 +8,7 @@ BENCH_POLLS (200) the polling run; BENCH_IMPORT_RUNS (15) the cold-start run; BE
 the local ceiling, 0 for none; BENCH_API_CONCURRENCY, default the API's local ceiling, 0 for the
 functions'; BENCH_WARM=0 skips the warm-up: the stack as it was before all three).
 BENCH_ERP_RECEIVER_DEDUPLICATES=true deploys with ErpReceiverDeduplicates=true (an ERP that
-keeps each X-Jobpipe-Event-Id once: the bridge keeps no delivery ledger)."""
+keeps each event_id once: the bridge keeps no delivery ledger)."""
 from __future__ import annotations
 
 import json

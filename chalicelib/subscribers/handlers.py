@@ -1,7 +1,7 @@
 """The subscribers' functions: the ERP bridge and cache invalidation, each consuming the queue an
 EventBridge rule fills. The ERP bridge delivers each event once, on a per-batch delivery ledger
 (chalicelib/subscribers/delivery.py: 2 requests per SQS batch), or at least once with no ledger
-when the ERP deduplicates on X-Jobpipe-Event-Id (ERP_RECEIVER_DEDUPLICATES); cache invalidation
+when the ERP deduplicates on the signed body's event_id (ERP_RECEIVER_DEDUPLICATES); cache invalidation
 is safe to repeat and keeps no ledger. A failed record is hidden for an exponential backoff
 before its next delivery, and dead-lettered by the queue's redrive policy."""
 from __future__ import annotations
@@ -145,7 +145,7 @@ def invalidate_caches(services: Container, detail: dict[str, Any], seconds_left:
 
 
 _erp = Consumer("erp_bridge", deliver_to_erp, exactly_once=True)
-# An ERP that deduplicates on X-Jobpipe-Event-Id makes the ledger's guarantee its own: the bridge
+# An ERP that deduplicates on the signed body's event_id makes the ledger's guarantee its own: the bridge
 # then delivers at least once (a redelivered or re-published event is POSTed again, with the same
 # id) at no request and no write a batch.
 _erp_at_least_once = Consumer("erp_bridge", deliver_to_erp, exactly_once=False)
