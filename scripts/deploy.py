@@ -8,6 +8,10 @@ confirms the new bucket right after), so a bucket of that name in another accoun
 error, never the source of the functions' code.
 
 Usage: python -m scripts.deploy [BUILD_DIR] [STACK_NAME] [Key=Value ...]
+(defaults: build, jobpipe; a new stack needs AuthSecret=<32+ characters>, an update keeps every
+parameter it is not given). Exit codes: 0 deployed, or nothing to change; 1 the deploy failed or
+AWS refused (one line naming the resources that failed); 2 a bad parameter or no package
+(`make package`); 130 interrupted.
 """
 from __future__ import annotations
 
@@ -222,7 +226,17 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
     return outputs
 
 
+USAGE = "python -m scripts.deploy [BUILD_DIR] [STACK_NAME] [Key=Value ...]"
+
+
 def main(argv: list[str]) -> None:
+    if any(arg in ("-h", "--help") for arg in argv):
+        print(__doc__.strip())
+        sys.exit(0)
+    options = [arg for arg in argv if arg.startswith("-")]
+    if options:  # no folder or stack name starts with one: a flag this script does not take
+        print(f"deploy: unknown option {options[0]!r}; usage: {USAGE} (see --help)", file=sys.stderr)
+        sys.exit(2)
     build_dir = ROOT / (argv[0] if argv else "build")
     stack = argv[1] if len(argv) > 1 else "jobpipe"
     malformed = [arg for arg in argv[2:] if "=" not in arg]

@@ -334,3 +334,21 @@ def test_deploy_main_interrupted_says_so_in_one_line_exit_130(build, capsys, mon
     assert deploy_main_raising(KeyboardInterrupt(), build, monkeypatch) == 130
     err = capsys.readouterr().err
     assert err.startswith("deploy: interrupted;") and err.count("\n") == 1
+
+
+def test_deploy_main_answers_help_with_its_usage_and_refuses_an_unknown_option(capsys, monkeypatch):
+    """`python -m scripts.deploy --help` printed `deploy: <root>/--help/sam.json is missing` (exit
+    2), taking the flag for a build folder; it prints the usage (exit 0), and an option it does
+    not know is one usage line (exit 2), never a folder or a stack name."""
+    monkeypatch.setattr(deploy_script, "deploy", lambda *a, **k: pytest.fail("must not deploy"))
+    for flag in ("--help", "-h"):
+        with pytest.raises(SystemExit) as exited:
+            deploy_script.main([flag])
+        assert exited.value.code == 0
+        out = capsys.readouterr().out
+        assert "Usage: python -m scripts.deploy [BUILD_DIR] [STACK_NAME] [Key=Value ...]" in out
+    with pytest.raises(SystemExit) as exited:
+        deploy_script.main(["build", "--stack", "jobpipe"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == ("deploy: unknown option '--stack'; usage: python -m scripts.deploy "
+                                       "[BUILD_DIR] [STACK_NAME] [Key=Value ...] (see --help)\n")
