@@ -56,7 +56,11 @@ class JobpipeClient:
         `clock` and `backoff` pace `wait` (its polls, and its pauses while no poll is answered)
         and those retries (swappable in tests). ValueError for a
         URL that is not http(s) with a host, a token that cannot be sent in a header (printable
-        ASCII only) or a timeout that is not above 0."""
+        ASCII only), `fallback_urls` given as one string rather than a list, or a timeout that
+        is not above 0."""
+        if isinstance(fallback_urls, str):  # it would be read one character at a time
+            raise ValueError("fallback_urls is a list of URLs, not one string: "
+                             "JobpipeClient(url, token, fallback_urls=[url2, url3])")
         self.transport = FailoverTransport([base_url, *fallback_urls], token=token, timeout_s=timeout,
                                            session=session, sleep=sleep, clock=clock)
         self._sleep = sleep

@@ -590,3 +590,11 @@ def test_a_4xx_not_in_jobpipes_shape_is_one_line_of_what_it_said():
     with pytest.raises(JobpipeClientError) as raised:
         client.get("j-1")
     assert len(raised.value.message) == 200 and raised.value.message.endswith("…") and "\n" not in raised.value.message
+
+
+def test_a_client_given_its_fallback_urls_as_one_string_says_they_are_a_list():
+    """JobpipeClient(url, token, "http://b.test") (or JOBPIPE_FALLBACK_URLS passed as it is) was
+    refused with "'h' is not an http(s) URL": the string was read a character at a time."""
+    for fallbacks in ("http://b.test", "http://b.test,http://c.test"):
+        with pytest.raises(ValueError, match=r"fallback_urls is a list of URLs"):
+            JobpipeClient(PRIMARY, "tok", fallbacks)
