@@ -1,6 +1,6 @@
-"""The README's performance table against the bench runs it cites: each figure is in the row
-it describes, equals (as rounded there) what its run's JSON in bench/results/ recorded, and
-that run is named in the section, so a reader can open the file a figure came from."""
+"""Measured figures of the README and docs/capacity.md against the bench runs they cite: each
+figure is where the page says, equals (as rounded there) what its run's JSON in bench/results/
+recorded, and that run is named beside it, so a reader can open the file a figure came from."""
 from __future__ import annotations
 
 import json
@@ -53,3 +53,22 @@ def test_each_performance_figure_is_what_the_run_it_names_recorded(row, figure, 
     decimals = len(figure.partition(".")[2])
     assert round(float(recorded), decimals) == float(figure.replace(",", "")), (run, path, recorded)
     assert run in section, f"the README's performance figures do not name {run}, where {figure} comes from"
+
+
+def durations_paragraph() -> str:
+    capacity = (ROOT / "docs" / "capacity.md").read_text()
+    return capacity.split("**Durations**", 1)[1].split("\n\n", 1)[0]
+
+
+def test_the_capacity_durations_are_those_of_the_run_the_paragraph_names():
+    """docs/capacity.md's local p50 durations (APIHandler 187 ms ... JobWorker 633 ms "for its
+    500 ms job") were said to come from 2026-11-30T211855Z, whose burst ran 0 ms jobs and
+    measured 104, 147, 117 and 477 ms: they are 2026-11-30T143513Z's."""
+    paragraph = " ".join(durations_paragraph().split())
+    runs = re.findall(r"\d{4}-\d{2}-\d{2}T\d{6}Z", paragraph)
+    assert runs, "the durations name no run"
+    recorded = json.loads((ROOT / "bench" / "results" / f"{runs[0]}.json").read_text())["throughput"]["durations"]
+    shown_by_function = re.findall(r"(APIHandler|EventPublisher|ErpBridge|JobWorker) (\d+) ms", paragraph)
+    assert len(shown_by_function) == 4, paragraph
+    for function, shown in shown_by_function:
+        assert recorded[function]["p50_ms"] == float(shown), (runs[0], function, shown, recorded[function])
