@@ -31,10 +31,15 @@ def is_final(job: Optional[dict[str, Any]]) -> bool:
 
 
 def changed(before: Optional[dict[str, Any]], after: Optional[dict[str, Any]]) -> bool:
-    """True when `after` shows a new state of the job: every write bumps its version."""
+    """True when `after` shows a new state of the job: every write bumps its version. A lower
+    version than `before` is an older state, never a change: polls are eventually consistent
+    reads, and one may come from a replica that a write seen by an earlier poll has not reached."""
     if before is None or after is None:
         return before is not after
-    return (after.get("version"), after.get("status")) != (before.get("version"), before.get("status"))
+    old, new = before.get("version"), after.get("version")
+    if isinstance(old, int) and isinstance(new, int) and new < old:
+        return False
+    return (new, after.get("status")) != (old, before.get("status"))
 
 
 @dataclass

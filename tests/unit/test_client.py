@@ -598,3 +598,29 @@ def test_a_client_given_its_fallback_urls_as_one_string_says_they_are_a_list():
     for fallbacks in ("http://b.test", "http://b.test,http://c.test"):
         with pytest.raises(ValueError, match=r"fallback_urls is a list of URLs"):
             JobpipeClient(PRIMARY, "tok", fallbacks)
+
+
+def test_a_poll_that_lags_a_state_already_seen_is_no_change():
+    """Polls are eventually consistent reads: one may come from a replica a write has not reached
+    yet and show an older version of the job than the last poll did. That is no new state: the
+    wait keeps the newer one, and on_change (a progress bar, a line per change) never goes back."""
+    api = FakeApi()
+    job = api.add(status="running", version=2, progress={"percent": 20.0, "step": "s", "message": None})
+    api.script(
+        job["id"],
+        {"version": 3, "progress": {"percent": 50.0, "step": "s", "message": None}},
+        {"version": 2, "progress": {"percent": 20.0, "step": "s", "message": None}},  # a lagging replica
+        {"status": "completed", "version": 4, "progress": {"percent": 100.0, "step": "done", "message": None}},
+    )
+    client, _ = make_client({PRIMARY: api})
+    seen = []
+    final = client.wait(job, on_change=lambda j: seen.append((j["version"], j["progress"]["percent"])))
+    assert final["status"] == "completed"
+    assert seen == [(2, 20.0), (3, 50.0), (4, 100.0)]
+
+    other = api.add(status="running", version=5, progress={"percent": 80.0, "step": "s", "message": None})
+    api.script(other["id"], {"version": 4, "progress": {"percent": 60.0, "step": "s", "message": None}},
+               {"status": "completed", "version": 6, "progress": {"percent": 100.0, "step": "done", "message": None}})
+    seen.clear()
+    client.wait_many([other], on_change=lambda j: seen.append((j["version"], j["progress"]["percent"])))
+    assert seen == [(5, 80.0), (6, 100.0)]
