@@ -301,9 +301,11 @@ def _retry_after_s(response: requests.Response) -> Optional[float]:
 
 
 def _never_connected(exc: requests.ConnectionError) -> bool:
-    """True when the connection was never made (refused, unresolvable), so nothing was sent;
+    """True when the connection was never made (refused, unresolvable, or the proxy's: urllib3
+    raises ProxyError only before a connection through the proxy is made), so nothing was sent;
     False for a connection dropped mid-request, whose request may have been acted on."""
     reason = exc.args[0] if exc.args else None
     if isinstance(reason, urllib3.exceptions.MaxRetryError):
         reason = reason.reason
-    return isinstance(reason, urllib3.exceptions.NewConnectionError) or "refused" in str(exc).lower()
+    return (isinstance(reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ProxyError))
+            or "refused" in str(exc).lower())

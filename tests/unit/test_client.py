@@ -375,6 +375,29 @@ def test_a_submit_no_url_received_is_plainly_unavailable():
     assert raised.value.may_have_arrived is False
 
 
+def proxy_error(cause):
+    """What requests raises when the connection to an HTTP(S)_PROXY fails with `cause`."""
+    proxy = urllib3.HTTPConnectionPool("proxy.test", 3128)
+    wrapped = urllib3.exceptions.ProxyError("Unable to connect to proxy", cause)
+    return requests.exceptions.ProxyError(urllib3.exceptions.MaxRetryError(proxy, "/jobs", reason=wrapped))
+
+
+@pytest.mark.parametrize("cause", [
+    urllib3.exceptions.NameResolutionError("proxy.test", None, OSError("Name or service not known")),
+    OSError("Tunnel connection failed: 407 Proxy Authentication Required"),
+    urllib3.exceptions.ConnectTimeoutError(None, "Connection to proxy.test timed out"),
+])
+def test_a_submit_whose_proxy_could_not_be_reached_is_plainly_unavailable(cause):
+    """urllib3 raises ProxyError only before the connection through the proxy is made (a proxy
+    that cannot be resolved, reached, or refuses the tunnel): the API was never asked, so the
+    submit made no job and the error says so, without a key to repeat it with."""
+    client, _ = make_client({PRIMARY: raising(proxy_error(cause))})
+    with pytest.raises(JobpipeUnavailableError) as raised:
+        client.submit("demo.steps")
+    assert not isinstance(raised.value, SubmitOutcomeUnknownError)
+    assert raised.value.may_have_arrived is False and "ProxyError" in str(raised.value)
+
+
 def test_a_429_in_jobpipes_error_shape_is_the_apis_answer_not_a_throttle():
     def over_quota(method, url, **_):
         return make_response(method, url, 429, {"error": {"code": "quota_exceeded", "message": "too many unfinished jobs"}},
