@@ -1,5 +1,6 @@
 """What `jobpipe watch` shows: a live progress bar per job on a terminal, a line per change
-otherwise (logs, pipes), and the exit code the jobs' final states make. While the API does not
+otherwise (logs, pipes, a terminal that cannot be redrawn: TERM=dumb), and the exit code the
+jobs' final states make. While the API does not
 answer, a terminal shows one `reconnecting` status line under the bars, replaced after each
 failed poll and removed once a poll is answered."""
 from __future__ import annotations
@@ -102,7 +103,9 @@ class ProgressBoard:
 
     def __init__(self, console: Optional[Console] = None) -> None:
         self.console = console or Console()
-        self.live = self.console.is_terminal
+        # A terminal rich can redraw: a dumb one (TERM=dumb) would show a live display only
+        # when it stops, so it gets a line per change like a pipe.
+        self.live = self.console.is_interactive
         self.jobs: dict[str, dict[str, Any]] = {}
         self._tasks: dict[str, TaskID] = {}
         self._progress = _BoardProgress(

@@ -40,7 +40,7 @@ def run_cli(argv, api=None, server=None, environ=ENV, terminal=False):
                              backoff=lambda: Backoff(initial_s=1, maximum_s=4))
 
     out, err = io.StringIO(), io.StringIO()
-    console = Console(file=out, width=200, force_terminal=terminal)
+    console = Console(file=out, width=200, force_terminal=terminal, force_interactive=terminal)
     code = main(argv, environ=environ, out=console, err=err, make_client=make_client)
     return Run(code, out.getvalue(), err.getvalue())
 

@@ -43,7 +43,7 @@ def test_change_line_has_id_type_status_percent_and_detail():
 
 def render_live(updates):
     out = io.StringIO()
-    console = Console(file=out, force_terminal=True, width=140, color_system="truecolor")
+    console = Console(file=out, force_terminal=True, force_interactive=True, width=140, color_system="truecolor")
     with ProgressBoard(console) as board:
         assert board.live
         for update in updates:
@@ -84,6 +84,17 @@ def test_plain_board_prints_a_line_per_change_and_a_summary():
         "j1 completed",
         "j2 failed boom: it broke",
     ]
+
+
+def test_a_terminal_that_cannot_redraw_gets_a_line_per_change_as_it_happens():
+    """TERM=dumb (an editor's shell, a CI log on a pty) is a terminal rich does not redraw: a live
+    display there shows nothing until it stops. The board prints a line per change instead."""
+    out = io.StringIO()
+    console = Console(file=out, width=200, force_terminal=True, _environ={"TERM": "dumb"})
+    with ProgressBoard(console) as board:
+        assert not board.live
+        board.update(job("j1", "running", 50, "s1", "half"))
+        assert out.getvalue().splitlines() == ["j1 demo.steps running 50.0% s1: half"]
 
 
 def test_messages_are_shown_as_text_not_markup():

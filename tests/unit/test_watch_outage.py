@@ -320,7 +320,7 @@ def run(argv, server, terminal=False, sleep=None):
                              clock=time.clock, backoff=lambda: Backoff(initial_s=1, maximum_s=4))
 
     out, err = io.StringIO(), io.StringIO()
-    console = Console(file=out, width=200, force_terminal=terminal)
+    console = Console(file=out, width=200, force_terminal=terminal, force_interactive=terminal)
     code = main(argv, environ=ENV, out=console, err=err, make_client=make_client)
     result = Run(code, out.getvalue(), err.getvalue())
     result.time = time
@@ -474,7 +474,7 @@ def test_the_live_board_status_line_is_replaced_and_cleared():
     from jobpipe_client.polling import Outage
 
     out = io.StringIO()
-    console = Console(file=out, force_terminal=True, width=120)
+    console = Console(file=out, force_terminal=True, force_interactive=True, width=120)
     error = JobpipeUnavailableError([(URL, "timed out after 10 s")])
     with ProgressBoard(console) as board:
         board.update({"id": "j-1", "type": "demo.steps", "status": "running", "version": 1})
