@@ -88,7 +88,8 @@ class JobpipeClient:
         it is safe; Ctrl-C while it waits for the answer raises SubmitInterruptedError (a
         KeyboardInterrupt) carrying the key likewise. JobpipeInputError (a ValueError) before any
         request for a key that is not 1 to 255 printable ASCII characters without a space at
-        either end, or a payload nested more than MAX_PAYLOAD_DEPTH levels deep."""
+        either end, or a payload nested more than MAX_PAYLOAD_DEPTH levels deep or holding what JSON
+        has no form for (NaN, Infinity, a set, any other object)."""
         key = check_idempotency_key(idempotency_key) if idempotency_key is not None else f"client-{uuid.uuid4()}"
         body: dict[str, Any] = {"type": type, "payload": check_payload(dict(payload or {})),
                                 "delay_seconds": delay_seconds}

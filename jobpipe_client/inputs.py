@@ -1,7 +1,8 @@
 """What the client refuses before sending anything: idempotency keys the API would not hold as
-given, payloads too deep to encode, job ids that would change a path or be split in a batch."""
+given, payloads too deep to encode or not JSON, job ids that would change a path or be split in a batch."""
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping
 
 from jobpipe_client.errors import JobpipeClientError, JobpipeInputError
@@ -33,10 +34,16 @@ def check_idempotency_key(key: str) -> str:
 
 
 def check_payload(payload: dict[str, Any]) -> dict[str, Any]:
-    """`payload` unless it nests deeper than MAX_PAYLOAD_DEPTH (JobpipeInputError): encoding it
-    would run out of recursion somewhere below the caller, as a RecursionError."""
+    """`payload` when it can be sent as JSON. JobpipeInputError when it nests deeper than
+    MAX_PAYLOAD_DEPTH (encoding it would run out of recursion somewhere below the caller, as a
+    RecursionError) or holds what JSON has no form for: NaN, Infinity, a set, any other object
+    (requests would raise its own InvalidJSONError, or a TypeError)."""
     if nested_deeper_than(payload, MAX_PAYLOAD_DEPTH):
         raise JobpipeInputError(f"the payload is nested more than {MAX_PAYLOAD_DEPTH} levels deep")
+    try:
+        json.dumps(payload, allow_nan=False)  # as requests encodes it
+    except (TypeError, ValueError) as exc:
+        raise JobpipeInputError(f"the payload is not JSON: {exc}") from None
     return payload
 
 

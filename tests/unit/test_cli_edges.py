@@ -21,7 +21,7 @@ from requests.adapters import BaseAdapter
 from rich.console import Console
 
 from chalicelib.api.job_ids import normalize_job_ids
-from jobpipe_client import JobpipeClient, JobpipeClientError, SubmitOutcomeUnknownError
+from jobpipe_client import JobpipeClient, JobpipeClientError, JobpipeInputError, SubmitOutcomeUnknownError
 from jobpipe_client.cli import main
 from tests.support.fake_api import FakeApi, FakeSession, FakeTime, failing, make_response
 from tests.unit.test_cli import ENV, URL, Run, run_cli
@@ -187,6 +187,22 @@ def test_a_payload_nested_just_below_the_parsers_limit_is_refused_in_one_line_no
         if not (result.code == 0 or (result.code == 2 and len(result.err_lines) == 1 and api.requests == [])):
             failures.append((depth, result.code))
     assert failures == [], f"depths that did not end in exit 0 or one line/exit 2: {failures[:3]}..."
+
+
+@pytest.mark.parametrize("payload", [{"ratio": float("nan")}, {"limit": float("inf")}, {"at": object()},
+                                     {"ids": {1, 2}}])
+def test_a_payload_that_is_not_json_is_the_clients_input_error_before_any_request(payload):
+    """`client.submit(type, {"ratio": nan})`: requests refuses to encode NaN, Infinity or an
+    object JSON has no form for, and raised its own InvalidJSONError (or a TypeError), which a
+    caller catching JobpipeError, or the ValueError docs/api.md names for a payload the client
+    refuses, never saw. It is JobpipeInputError, naming the problem, and nothing is sent."""
+    api = FakeApi()
+    session = requests.Session()
+    session.mount("http://", ApiAdapter(api))
+    client = JobpipeClient(URL, "tok", session=session)
+    with pytest.raises(JobpipeInputError, match="payload"):
+        client.submit("demo.steps", payload)
+    assert api.requests == []
 
 
 # -- URLs the client cannot use ------------------------------------------------------------------
