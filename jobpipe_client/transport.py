@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+import requests.auth
 import urllib3
 from requests.models import PreparedRequest
 
@@ -74,8 +75,14 @@ class FailoverTransport:
         self.timeout_s = timeout_seconds(timeout_s)
         # A session given keeps its own adapters; the transport's own bounds the headers' wait too.
         self.session = session or deadline_session()
-        self.session.headers.update({"Authorization": f"Bearer {header_text(token, 'the token')}",
-                                     "Accept": "application/json", "User-Agent": "jobpipe-client/0.1"})
+        bearer = f"Bearer {header_text(token, 'the token')}"
+        self.session.headers.update({"Authorization": bearer, "Accept": "application/json",
+                                     "User-Agent": "jobpipe-client/0.1"})
+        # The session's own auth, so requests never looks in ~/.netrc: an entry there for the
+        # host (or a `default` one) would replace the token with that login, sent as Basic. A
+        # session given with an auth of its own keeps it (as before: it is the caller's choice).
+        if getattr(self.session, "auth", None) is None:
+            self.session.auth = BearerAuth(bearer)
         self.last_url: Optional[str] = None  # the URL that gave the last answer
         self.earlier_may_have_arrived = False  # of the last answer: see `request`
         self.throttled = 0  # 429s retried so far (the benchmark reports them)
@@ -163,6 +170,20 @@ class FailoverTransport:
             wait = min(wait * 2, THROTTLE_MAX_WAIT_S)
             if (left := deadline - self._clock()) <= 0:  # the sleep overran the deadline
                 return response
+
+
+class BearerAuth(requests.auth.AuthBase):
+    """Puts the token in every request's Authorization header (its repr does not show it)."""
+
+    def __init__(self, header: str) -> None:
+        self._header = header
+
+    def __call__(self, request: PreparedRequest) -> PreparedRequest:
+        request.headers["Authorization"] = self._header
+        return request
+
+    def __repr__(self) -> str:
+        return "BearerAuth(<token>)"
 
 
 def _read_body(response: requests.Response, deadline: float, clock: Callable[[], float]) -> None:

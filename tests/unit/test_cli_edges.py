@@ -226,6 +226,25 @@ def test_a_url_requests_cannot_prepare_is_bad_configuration_not_a_submit_that_ma
     assert "may have been accepted" not in result.err
 
 
+# -- the token ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("entry", ["default login someone password s3cret",
+                                   "machine api.test login someone password s3cret"])
+def test_the_token_is_sent_even_with_a_netrc_entry_for_the_host(tmp_path, monkeypatch, entry):
+    """requests reads ~/.netrc ($NETRC) for a request that has no auth of its own and puts its
+    login in Authorization as Basic, over the session's header: a user with a `default` entry (or
+    one for the API's host) had their netrc password sent to the API in place of the token, and
+    every command refused as unauthorized. The token is always what is sent."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text(entry + "\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    api, adapters = FakeApi(), []
+    result = run_main(["list"], ENV, real_session_client(api, adapters))
+    assert result.code == 0, result.err
+    assert [r.headers["Authorization"] for r in adapters[0].sent] == ["Bearer tok"]
+
+
 # -- a server that answers slowly ---------------------------------------------------------------
 
 @pytest.fixture
