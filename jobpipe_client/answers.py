@@ -7,6 +7,7 @@ from typing import Any, Callable, NoReturn
 import requests
 
 from jobpipe_client.errors import JobpipeAnswerError, JobpipeClientError
+from jobpipe_client.transport import retry_after_s
 
 QUOTED_BODY_CHARS = 200  # of an error body that is not the API's (a gateway's HTML page, say)
 
@@ -70,10 +71,12 @@ def refusal(response: requests.Response) -> JobpipeClientError:
         body = None
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict) and error.get("code"):
-        return JobpipeClientError(response.status_code, str(error["code"]), str(error.get("message", "")), error.get("details"))
+        return JobpipeClientError(response.status_code, str(error["code"]), str(error.get("message", "")),
+                                  error.get("details"), retry_after_s(response))
     # Not jobpipe's error shape (a gateway or proxy answered): keep what it said, in one line.
     said = error if isinstance(error, dict) else body if isinstance(body, dict) else {}
     message = " ".join(str(said.get("message") or response.text or response.reason).split())
     if len(message) > QUOTED_BODY_CHARS:
         message = message[: QUOTED_BODY_CHARS - 1] + "…"
-    return JobpipeClientError(response.status_code, f"http_{response.status_code}", message)
+    return JobpipeClientError(response.status_code, f"http_{response.status_code}", message,
+                              retry_after_s=retry_after_s(response))

@@ -18,14 +18,18 @@ class JobpipeInputError(JobpipeError, ValueError):
 
 class JobpipeClientError(JobpipeError):
     """A 4xx: the API's own refusal of the request (never retried elsewhere), or one from in
-    front of the API (`http_<status>`, or the gateway's code) that no other URL answered."""
+    front of the API (`http_<status>`, or the gateway's code) that no other URL answered.
+    `retry_after_s` is its Retry-After in seconds (429 `quota_exceeded` says when to try
+    again), None without one."""
 
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+    def __init__(self, status: int, code: str, message: str, details: Any = None,
+                 retry_after_s: Optional[float] = None) -> None:
         super().__init__(f"{message} ({code}, HTTP {status})")
         self.status = status
         self.code = code
         self.message = message
         self.details = details
+        self.retry_after_s = retry_after_s
 
 
 class JobpipeUnavailableError(JobpipeError):

@@ -124,7 +124,7 @@ class FailoverTransport:
                 arrived = True
                 continue
             throttled, failed = is_throttle(response), response.status_code >= 500
-            if (throttled or failed) and (asked := _retry_after_s(response)) is not None:
+            if (throttled or failed) and (asked := retry_after_s(response)) is not None:
                 retry_after = max(retry_after or 0.0, asked)
             if throttled:
                 failures.append((url, f"throttled (HTTP {THROTTLED}) for {self.timeout_s:g} s"))
@@ -162,7 +162,7 @@ class FailoverTransport:
             # Never sooner than the backoff (a Retry-After of 0 would be a busy loop), never
             # longer than the cap.
             pause = wait * (0.5 + self._jitter() / 2)
-            pause = max(pause, min(_retry_after_s(response) or 0.0, THROTTLE_MAX_WAIT_S))
+            pause = max(pause, min(retry_after_s(response) or 0.0, THROTTLE_MAX_WAIT_S))
             if self._clock() + pause >= deadline:
                 return response
             self.throttled += 1
@@ -312,7 +312,7 @@ def server_error_reason(status: int, said: Optional[tuple[str, str]]) -> str:
     return reason if len(reason) <= QUOTED_REASON_CHARS else reason[: QUOTED_REASON_CHARS - 1] + "…"
 
 
-def _retry_after_s(response: requests.Response) -> Optional[float]:
+def retry_after_s(response: requests.Response) -> Optional[float]:
     """A Retry-After header in seconds, or None when absent or a date (not worth parsing)."""
     value = response.headers.get("Retry-After", "").strip()
     try:

@@ -409,6 +409,10 @@ def test_a_429_in_jobpipes_error_shape_is_the_apis_answer_not_a_throttle():
         client.submit("demo.steps")
     assert (raised.value.status, raised.value.code) == (429, "quota_exceeded")
     assert session.calls == [(PRIMARY, "POST")] and time.sleeps == []  # asked once, never elsewhere
+    assert raised.value.retry_after_s == 30  # when to try again, as the API said
+    with pytest.raises(JobpipeClientError) as unknown:
+        make_client({PRIMARY: FakeApi()})[0].get("no-such-job")
+    assert unknown.value.retry_after_s is None
 
 
 # -- servers that misbehave --------------------------------------------------------------------
