@@ -305,6 +305,21 @@ def test_json_on_every_command():
     assert watched.code == 1 and [j["status"] for j in json.loads(watched.out)] == ["canceled"]
 
 
+def test_json_is_one_document_or_nothing_when_the_command_fails():
+    """docs/api.md: a failing command prints nothing on stdout with --json, but `status`, which
+    prints the jobs it found and names the rest on stderr."""
+    api = FakeApi()
+    job = api.add(status="running")
+    for argv in (["watch", "ghost"], ["cancel", "ghost"], ["watch", job["id"], "--timeout", "3"]):
+        failed = run_cli([*argv, "--json"], api)
+        assert failed.code in (2, 4) and failed.out == "" and len(failed.err_lines) == 1
+    down = run_cli(["list", "--json"], server=failing("503"))
+    assert down.code == 3 and down.out == ""
+    partly = run_cli(["status", job["id"], "ghost", "--json"], api)
+    assert partly.code == 2 and [j["id"] for j in json.loads(partly.out)] == [job["id"]]
+    assert partly.err_lines == ["jobpipe: job ghost not found"]
+
+
 def test_submit_watch_json_prints_only_the_final_job():
     api = FakeApi()
     original_add = api.add
