@@ -23,6 +23,7 @@ timeout allows; a URL still throttling then counts as failed. A 429 in jobpipe's
 from __future__ import annotations
 
 import random
+import ssl
 import time
 from typing import Any, Callable, Optional, Sequence
 from urllib.parse import urlsplit, urlunsplit
@@ -112,8 +113,10 @@ class FailoverTransport:
                 arrived = arrived or not isinstance(exc, requests.ConnectTimeout)
                 continue
             except requests.ConnectionError as exc:
-                failures.append((url, f"connection failed ({type(exc).__name__})"))
-                arrived = arrived or not _never_connected(exc)
+                handshake = _handshake_failure(exc)
+                failures.append((url, f"TLS handshake failed ({handshake})" if handshake
+                                 else f"connection failed ({type(exc).__name__})"))
+                arrived = arrived or not (handshake or _never_connected(exc))
                 continue
             except requests.exceptions.InvalidJSONError:
                 raise  # the body given to send is not JSON (NaN, say): the caller's mistake, nothing was sent
@@ -319,6 +322,22 @@ def retry_after_s(response: requests.Response) -> Optional[float]:
         return max(0.0, float(value)) if value else None
     except ValueError:
         return None
+
+
+def _handshake_failure(exc: requests.ConnectionError) -> Optional[str]:
+    """Why the TLS handshake failed, when `exc` says it did: the server's certificate did not
+    verify, or the port does not speak TLS. Both end the handshake, before any of the request
+    is sent. None for anything else (a TLS error mid-answer may come after the request)."""
+    reason = exc.args[0] if exc.args else None
+    if isinstance(reason, urllib3.exceptions.MaxRetryError):
+        reason = reason.reason
+    if isinstance(reason, urllib3.exceptions.SSLError) and reason.args:
+        reason = reason.args[0]
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {getattr(reason, 'verify_message', None) or reason}"
+    if isinstance(reason, ssl.SSLError) and getattr(reason, "reason", None) == "WRONG_VERSION_NUMBER":
+        return "the server does not speak TLS there: is the URL http?"
+    return None
 
 
 def _never_connected(exc: requests.ConnectionError) -> bool:

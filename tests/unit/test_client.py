@@ -1,6 +1,7 @@
 """JobpipeClient without sockets: fallback order, error typing, paging, waiting and ETags, and
 servers that answer badly (late, cut off, the wrong shape, in a loop)."""
 import json
+import ssl
 
 import pytest
 import requests
@@ -396,6 +397,43 @@ def test_a_submit_whose_proxy_could_not_be_reached_is_plainly_unavailable(cause)
         client.submit("demo.steps")
     assert not isinstance(raised.value, SubmitOutcomeUnknownError)
     assert raised.value.may_have_arrived is False and "ProxyError" in str(raised.value)
+
+
+def tls_error(inner):
+    """What requests raises when the TLS handshake with an https URL fails with `inner`."""
+    pool = urllib3.HTTPSConnectionPool("api.test", 443)
+    return requests.exceptions.SSLError(urllib3.exceptions.MaxRetryError(
+        pool, "/jobs", reason=urllib3.exceptions.SSLError(inner)))
+
+
+def cert_unverified():
+    error = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: "
+                                            "self-signed certificate (_ssl.c:1006)")
+    error.reason, error.verify_message = "CERTIFICATE_VERIFY_FAILED", "self-signed certificate"
+    return error
+
+
+def not_tls():
+    error = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)")
+    error.reason = "WRONG_VERSION_NUMBER"
+    return error
+
+
+@pytest.mark.parametrize("inner, said", [
+    (cert_unverified(), "TLS handshake failed (certificate verify failed: self-signed certificate)"),
+    (not_tls(), "TLS handshake failed (the server does not speak TLS there: is the URL http?)"),
+])
+def test_a_submit_whose_tls_handshake_failed_is_plainly_unavailable_and_says_why(inner, said):
+    """A certificate that does not verify (self-signed, an intercepting proxy's, expired, for
+    another host) or an https URL on a port that speaks plain HTTP fails in the handshake, before
+    a byte of the request is sent. The submit was reported as one the API may have accepted, with
+    `connection failed (SSLError)` as the only reason: it made no job, and the reason is the
+    handshake's."""
+    client, _ = make_client({PRIMARY: raising(tls_error(inner))})
+    with pytest.raises(JobpipeUnavailableError) as raised:
+        client.submit("demo.steps")
+    assert not isinstance(raised.value, SubmitOutcomeUnknownError)
+    assert raised.value.may_have_arrived is False and raised.value.failures == [(PRIMARY, said)]
 
 
 def test_a_429_in_jobpipes_error_shape_is_the_apis_answer_not_a_throttle():
