@@ -11,8 +11,9 @@ a submit that may have been accepted, the line names the idempotency key to repe
 quoted for a shell; a watch rides out polls that get no answer, and exits 3 only once they have
 failed for --give-up-after seconds in a row (default 60), or when its --timeout runs out while
 they fail; 4 a --timeout ran out; 130 interrupted (during a submit's request, with the
-key to repeat it with); 141 stdout was closed early (`jobpipe list | head`), quietly. Every
-failure is one line on stderr.
+key to repeat it with); 141 stdout was closed early (`jobpipe list | head`), quietly; 143
+terminated (SIGTERM: `timeout`, `kill`), ended as Ctrl-C ends it. Every failure is one line on
+stderr.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import sys
 from typing import Any, Callable, Mapping, NoReturn, Optional, Sequence, TextIO
 
@@ -52,6 +54,7 @@ EXIT_UNAVAILABLE = 3
 EXIT_TIMEOUT = 4
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a command whose reader went away
+EXIT_TERMINATED = 143  # 128 + SIGTERM: what a shell reports for a command that SIGTERM ended
 STATUSES = ("queued", "running", "retrying", "completed", "failed", "canceled")
 EXIT_CODES = f"""exit codes:
   0    done: every watched job completed (status, list, cancel, a plain submit: the answer was shown)
@@ -62,6 +65,17 @@ EXIT_CODES = f"""exit codes:
   {EXIT_TIMEOUT}    a watch's --timeout ran out
   {EXIT_INTERRUPTED}  interrupted
   {EXIT_BROKEN_PIPE}  stdout was closed early (`jobpipe list | head`)"""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`timeout`, `kill`, a CI job canceled), raised where the command stands so it ends
+    as Ctrl-C ends it: the progress display closed and the cursor shown again, a submit's key
+    named. A KeyboardInterrupt, so a submit waiting for its answer turns it into
+    SubmitInterruptedError like Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -308,9 +322,10 @@ def outcome_unknown_line(exc: SubmitOutcomeUnknownError) -> str:
     return f"no answer to the submit ({reasons}); {repeat_hint(exc.idempotency_key)}"
 
 
-def interrupted_submit_line(exc: SubmitInterruptedError) -> str:
-    """Ctrl-C while a submit waited for its answer: it may have arrived, so the key matters."""
-    return f"interrupted while the submit waited for its answer; {repeat_hint(exc.idempotency_key)}"
+def interrupted_submit_line(exc: SubmitInterruptedError, how: str = "interrupted") -> str:
+    """Ctrl-C (or SIGTERM: `how` is then "terminated") while a submit waited for its answer: it
+    may have arrived, so the key matters."""
+    return f"{how} while the submit waited for its answer; {repeat_hint(exc.idempotency_key)}"
 
 
 def repeat_hint(key: str) -> str:
@@ -357,13 +372,18 @@ def main(
     except JobpipeError as exc:
         return fail(EXIT_UNAVAILABLE, str(exc))
     except SubmitInterruptedError as exc:
+        if isinstance(exc.__cause__, Terminated):
+            return fail(EXIT_TERMINATED, interrupted_submit_line(exc, "terminated"))
         return fail(EXIT_INTERRUPTED, interrupted_submit_line(exc))
+    except Terminated:
+        return fail(EXIT_TERMINATED, "terminated")
     except KeyboardInterrupt:
         return fail(EXIT_INTERRUPTED, "interrupted")
 
 
 def run() -> NoReturn:
-    """The console-script entry point."""
+    """The console-script entry point. SIGTERM ends a command as Ctrl-C does (exit 143)."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code = main()
         sys.stdout.flush()  # a reader gone before the last buffered output shows up here

@@ -121,7 +121,11 @@ class ProgressBoard:
 
     def __enter__(self) -> "ProgressBoard":
         if self.live:
-            self._progress.start()
+            try:
+                self._progress.start()
+            except BaseException:  # Ctrl-C or SIGTERM mid-start: show the cursor it hid
+                self._progress.stop()
+                raise
         return self
 
     def __exit__(self, *exc: Any) -> None:

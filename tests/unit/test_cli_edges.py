@@ -10,7 +10,9 @@ own checks matter); the one about a server that trickles its headers starts a lo
 on 127.0.0.1 (a free port) and stops it by its handle."""
 import io
 import json
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -22,9 +24,9 @@ from rich.console import Console
 
 from chalicelib.api.job_ids import normalize_job_ids
 from jobpipe_client import JobpipeClient, JobpipeClientError, JobpipeInputError, SubmitOutcomeUnknownError
-from jobpipe_client.cli import main
+from jobpipe_client.cli import Terminated, main
 from tests.support.fake_api import FakeApi, FakeSession, FakeTime, failing, make_response
-from tests.unit.test_cli import ENV, URL, Run, run_cli
+from tests.unit.test_cli import ENV, ROOT, URL, Run, run_cli
 
 PRIMARY, FALLBACK = "http://primary.test", "http://fallback.test"
 
@@ -169,6 +171,57 @@ def test_ctrl_c_outside_a_submit_is_a_plain_interruption():
 
     result = run_cli(["status", "j-1"], server=interrupted)
     assert (result.code, result.err_lines) == (130, ["jobpipe: interrupted"])
+
+
+WATCH_UNTIL_TERMINATED = """
+import functools, sys
+from rich.console import Console
+from jobpipe_client import JobpipeClient, cli
+from tests.support.fake_api import FakeApi, FakeSession
+
+api = FakeApi()
+job = api.add(status="running", progress={"percent": 40.0, "step": "s", "message": None})
+session = FakeSession({"http://api.test": api})
+console = Console(force_terminal=True, force_interactive=True, width=120)
+cli.main = functools.partial(cli.main, out=console,
+                             make_client=lambda *_: JobpipeClient("http://api.test", "tok", session=session))
+sys.argv = ["jobpipe", "watch", job["id"]]
+cli.run()
+"""
+
+
+def test_sigterm_mid_watch_ends_it_as_ctrl_c_does_with_the_terminal_restored():
+    """`timeout 600 jobpipe watch ID`, `kill`, a CI job canceled: SIGTERM ended the process where
+    it stood, the live display's hidden cursor left hidden and its line unfinished. It ends the
+    watch as Ctrl-C does: the display closed, the cursor shown, the summary, one line, exit 143."""
+    process = subprocess.Popen([sys.executable, "-c", WATCH_UNTIL_TERMINATED], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    shown = b""
+    while b"40.0%" not in shown:  # the display is up: the watch waits for its next poll
+        piece = process.stdout.read1(4096)
+        assert piece, process.stderr.read().decode()
+        shown += piece
+    process.send_signal(signal.SIGTERM)
+    out = shown + process.stdout.read()
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 143, err
+    assert out.rfind(b"\x1b[?25h") > out.rfind(b"\x1b[?25l") >= 0  # the cursor hidden, then shown again
+    assert err == "jobpipe: terminated\n"
+
+
+def test_sigterm_while_a_submit_waits_for_its_answer_names_the_key():
+    """A submit ended by SIGTERM may have made its job, as one ended by Ctrl-C: the line names the
+    key to repeat it with, and the exit code is 143."""
+    api = FakeApi()
+
+    def terminated_after_arriving(method, url, **kwargs):
+        api(method, url, **kwargs)
+        raise Terminated
+
+    result = run_cli(["submit", "demo.steps"], server=terminated_after_arriving)
+    assert result.code == 143 and len(result.err_lines) == 1
+    assert result.err.startswith("jobpipe: terminated while the submit waited for its answer")
+    assert "may have been accepted" in result.err and "--idempotency-key client-" in result.err
 
 
 # -- payloads ----------------------------------------------------------------------------------------
