@@ -30,6 +30,13 @@ def no_sockets(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
+@pytest.fixture(autouse=True)
+def a_terminal_that_redraws(monkeypatch):
+    """The terminal the tests are run from (TERM=dumb in an editor's shell or a CI log) does not
+    decide what they see: a test that wants another terminal says so itself."""
+    monkeypatch.setenv("TERM", "xterm-256color")
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
