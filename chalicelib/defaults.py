@@ -75,6 +75,11 @@ RECONCILE_RETRY_S = 300
 # this left (the function's timeout is 120 s): the rest wait for the next pass, and this one
 # still ends, records and logs what it did instead of being cut off in the middle.
 RECONCILE_PASS_MARGIN_S = 15
+# A pass reads the due index page after page for at most this long, then leaves what is still
+# due to the next pass: it ends inside the default 1-minute schedule (so the next pass does not
+# start beside it, racing it for the same jobs) and leaves the rest of the function's 120 s to
+# the failed stream batches, whose records the stream keeps only 24 hours.
+RECONCILE_DUE_BUDGET_S = 40
 # A listing by status and type reads the status index and keeps the jobs of the type: it reads
 # on, a page of keys at a time, until the page is full or this many pages were read (a short or
 # even empty page then still carries a cursor to the rest; the client and CLI follow it).

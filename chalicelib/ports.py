@@ -177,10 +177,13 @@ class JobStore(Protocol):
     def add_child(self, parent_id: str, child_id: str) -> None:
         """Append `child_id` to the parent's `children` once (version + 1)."""
 
-    def due(self, now: str, limit: int) -> list[Job]:
+    def due(self, now: str, limit: int, after: Optional[str] = None) -> JobPage:
         """Up to `limit` unfinished jobs whose `due_at` is before `now` (an isoformat time),
-        earliest first, from the sparse due index (never a Scan). Read eventually consistent:
-        the caller's conditional writes decide."""
+        earliest first (by due time, then id), from the sparse due index (never a Scan), each
+        read as it is now. With `after`, the page's cursor: the jobs whose place in the index
+        comes after the last one that page read, whatever was written to them since, so paging
+        on skips no job at a page's edge and never returns one twice. The cursor is None when
+        no due job follows. Read eventually consistent: the caller's conditional writes decide."""
 
     def count_unfinished(self, tenant: str, at_most: int) -> int:
         """How many of the tenant's jobs are queued, running or retrying, from the status

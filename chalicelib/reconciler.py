@@ -6,7 +6,8 @@ Each pass, in this order:
 1. dead letters: a message on a jobs dead-letter queue that should start a queued or retrying
    job's next attempt means nothing will run that job any more: it fails `dead_lettered` (and
    its event goes out). The message stays on the queue for operators and redrive.
-2. due jobs, from the sparse by_due index (never a Scan), earliest first: a queued or retrying
+2. due jobs, from the sparse by_due index (never a Scan), earliest first, page after page until
+   none is left or RECONCILE_DUE_BUDGET_S is spent (the rest stays due): a queued or retrying
    job no worker claimed by its due time gets its message again (lost, purged or stuck
    messages; a job held for a start beyond SQS's 15-minute delay is released the same way);
    a running attempt past its lease ends `worker_lost` and is retried or failed as usual;
@@ -18,7 +19,8 @@ Each pass, in this order:
    events still reach subscribers and its changes are still counted (events/replay.py).
 
 A pass keeps to its invocation's time: once less than RECONCILE_PASS_MARGIN_S is left it takes
-nothing more (counted `out_of_time`), so it always ends and reports.
+nothing more, and its due step takes nothing more once it spent RECONCILE_DUE_BUDGET_S (both
+counted `out_of_time`), so it always ends and reports, and the stream batches get their turn.
 
 The steps fail alone, and so does each job or batch within them: a dead-letter queue that cannot
 be read, or a job whose action raises, is counted in `errors` and the rest of the pass goes on.
@@ -34,15 +36,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 
-from chalicelib.defaults import RECONCILE_PASS_MARGIN_S
+from chalicelib.defaults import RECONCILE_DUE_BUDGET_S, RECONCILE_PASS_MARGIN_S
 from chalicelib.domain.errors import JobpipeError, StaleJobError, StreamBatchUnreadableError, describe
 from chalicelib.domain.job import PRIORITIES, Job, isoformat
 from chalicelib.events.replay import REPLAYED, UNREADABLE, StreamReplay
 from chalicelib.lifecycle import JobLifecycle, ReconcileOutcome
 from chalicelib.ports import DeadLetter, JobMessage, QueueOperations, job_message_of
 
-# Jobs looked at per pass; the rest wait for the next pass (the index keeps them earliest first).
-DUE_PER_PASS = 200
+# Due jobs read per page: a pass reads page after page, each from where the last ended, until
+# nothing due is left or its due budget (RECONCILE_DUE_BUDGET_S) is spent.
+DUE_PAGE = 200
 # Dead letters peeked per priority per pass.
 DEAD_LETTERS_PER_PASS = 50
 
@@ -68,17 +71,18 @@ class Reconciler:
         dead_letters: Optional[QueueOperations],
         *,
         replay: Optional[StreamReplay] = None,
-        due_per_pass: int = DUE_PER_PASS,
+        due_page: int = DUE_PAGE,
         dead_letters_per_pass: int = DEAD_LETTERS_PER_PASS,
         observe: Optional[Callable[[str, dict[str, Any]], None]] = None,
     ) -> None:
         self._lifecycle = lifecycle
         self._dead_letters = dead_letters
         self._replay = replay
-        self._due_per_pass = due_per_pass
+        self._due_page = due_page
         self._dead_letters_per_pass = dead_letters_per_pass
         self._observe = observe or (lambda message, extra: None)
         self._time_left_s: Optional[Callable[[], float]] = None
+        self._due_until_s: Optional[float] = None  # the time left at which the due step stops
 
     def run_pass(self, time_left_s: Optional[Callable[[], float]] = None) -> ReconcilePass:
         """Every step, each on its own: a dead-letter queue that cannot be read (or a letter
@@ -86,6 +90,7 @@ class Reconciler:
         `time_left_s`: the invocation's remaining seconds (None: no limit)."""
         result = ReconcilePass(started_at=isoformat(self._lifecycle.clock()))
         self._time_left_s = time_left_s
+        self._due_until_s = time_left_s() - RECONCILE_DUE_BUDGET_S if time_left_s is not None else None
         if self._dead_letters is not None:
             self._step(result, "dead letters", lambda: self._fail_dead_lettered(result))
         self._step(result, "due jobs", lambda: self._reconcile_due(result))
@@ -112,12 +117,23 @@ class Reconciler:
             self._observe("stream batch replayed", {"batch": where, "condition": batch.condition})
 
     def _reconcile_due(self, result: ReconcilePass) -> None:
+        """Every job due by the pass's start, earliest first, page after page: a job acted on
+        leaves the pages still to come (its due time moves past `now`), and one that raced or
+        failed is passed by through the cursor, never read twice."""
         now = isoformat(self._lifecycle.clock())
-        for job in self._lifecycle.store.due(now, self._due_per_pass):
-            if self._out_of_time(result):
+        after: Optional[str] = None
+        while True:
+            if self._out_of_time(result, due=True):
                 return
-            if not self._act(result, job.id, lambda job=job: self._lifecycle.reconcile(job)):
-                self._put_back(result, job)
+            page = self._lifecycle.store.due(now, self._due_page, after)
+            for job in page.jobs:
+                if self._out_of_time(result, due=True):
+                    return
+                if not self._act(result, job.id, lambda job=job: self._lifecycle.reconcile(job)):
+                    self._put_back(result, job)
+            if page.cursor is None:
+                return
+            after = page.cursor
 
     def _put_back(self, result: ReconcilePass, job: Job) -> None:
         try:
@@ -127,8 +143,13 @@ class Reconciler:
         except Exception as exc:  # noqa: BLE001 - the job stays where it is; the next pass tries again
             self._failed(result, job.id, exc, "reconcile put-back failed", {"job_id": job.id})
 
-    def _out_of_time(self, result: ReconcilePass) -> bool:
-        if self._time_left_s is None or self._time_left_s() >= RECONCILE_PASS_MARGIN_S:
+    def _out_of_time(self, result: ReconcilePass, *, due: bool = False) -> bool:
+        """True once the invocation has less than RECONCILE_PASS_MARGIN_S left or, for the due
+        step (`due`), once it spent RECONCILE_DUE_BUDGET_S: what is left waits for the next pass."""
+        if self._time_left_s is None:
+            return False
+        left = self._time_left_s()
+        if left >= RECONCILE_PASS_MARGIN_S and not (due and left < self._due_until_s):
             return False
         result.counts["out_of_time"] = 1
         return True

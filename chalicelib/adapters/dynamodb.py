@@ -516,25 +516,37 @@ class DynamoJobStore:
             request["ExclusiveStartKey"] = last
         return JobPage(jobs, _encode_cursor(last))
 
-    def due(self, now: str, limit: int) -> list[Job]:
-        ids: list[tuple[str, str]] = []
+    def due(self, now: str, limit: int, after: Optional[str] = None) -> JobPage:
+        # One Query per shard, each from the cursor on: the `limit` earliest of their union are
+        # the index's `limit` earliest, whichever shards they sit in.
+        places: list[tuple[str, str]] = []
+        more = False
         for shard in range(DUE_SHARDS):
+            values = {":pk": {"S": due_partition(shard)}, ":upper": {"S": f"{now}#~"}}
+            condition = "#pk = :pk AND #sk < :upper"
+            if after is not None:  # BETWEEN takes its ends: the cursor's own entry is dropped below
+                values[":after"] = {"S": after}
+                condition = "#pk = :pk AND #sk BETWEEN :after AND :upper"
             try:
                 response = self._ddb.query(
                     TableName=self._table,
                     IndexName="by_due",
-                    KeyConditionExpression="#pk = :pk AND #sk < :upper",
+                    KeyConditionExpression=condition,
                     ExpressionAttributeNames={"#pk": "gsi5pk", "#sk": "gsi5sk"},
-                    ExpressionAttributeValues={":pk": {"S": due_partition(shard)}, ":upper": {"S": f"{now}#~"}},
-                    Limit=limit,
+                    ExpressionAttributeValues=values,
+                    Limit=limit + 1,
                 )
             except (ClientError, BotoCoreError) as exc:
                 raise StoreUnavailableError("could not read the due jobs") from exc
-            for item in response.get("Items", []):
-                ids.append((item["gsi5sk"]["S"], job_id_of(item["pk"]["S"])))
-        chosen = [job_id for _, job_id in sorted(ids)[:limit]]
-        by_id = self.get_many(chosen)
-        return [by_id[i] for i in chosen if i in by_id]
+            read = [(item["gsi5sk"]["S"], job_id_of(item["pk"]["S"])) for item in response.get("Items", [])]
+            read = [place for place in read if place[0] != after]
+            more = more or len(read) > limit or "LastEvaluatedKey" in response
+            places.extend(read[:limit])
+        places.sort()
+        chosen = places[:limit]
+        follows = len(places) > limit or (more and len(chosen) == limit)
+        by_id = self.get_many([job_id for _, job_id in chosen])
+        return JobPage([by_id[i] for _, i in chosen if i in by_id], chosen[-1][0] if chosen and follows else None)
 
     def count_unfinished(self, tenant: str, at_most: int) -> int:
         counted = 0

@@ -245,12 +245,15 @@ class InMemoryJobStore:
     def runs(self, job_id: str) -> list[Run]:
         return [r for (jid, _), r in sorted(self._runs.items()) if jid == job_id]
 
-    def due(self, now: str, limit: int) -> list[Job]:
-        due = sorted(
-            (j for j in self._jobs.values() if j.due_at and not j.status.is_terminal and j.due_at <= now),
-            key=lambda j: (j.due_at, j.id),
+    def due(self, now: str, limit: int, after: Optional[str] = None) -> JobPage:
+        places = sorted(
+            (f"{j.due_at}#{j.id}", j) for j in self._jobs.values()
+            if j.due_at and not j.status.is_terminal and j.due_at <= now
         )
-        return [self._read(j, fetch=False) for j in due[:limit]]  # like a listing: claim-checks not fetched
+        rest = [(place, j) for place, j in places if after is None or place > after]
+        page = rest[:limit]
+        cursor = page[-1][0] if len(rest) > limit else None
+        return JobPage([self._read(j, fetch=False) for _, j in page], cursor)  # like a listing: claim-checks not fetched
 
     def count_unfinished(self, tenant: str, at_most: int) -> int:
         return min(at_most, sum(1 for j in self._jobs.values() if j.tenant == tenant and not j.status.is_terminal))

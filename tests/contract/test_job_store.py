@@ -143,8 +143,8 @@ def test_apply_expected_writes_without_a_read_and_returns_the_job_as_written(ada
     # the by_status index moved with it
     assert [j.id for j in adapters.store.list_jobs(JobQuery(tenant="acme", status=JobStatus.RUNNING)).jobs] == [job.id]
     assert adapters.store.list_jobs(JobQuery(tenant="acme", status=JobStatus.QUEUED)).jobs == []
-    assert [j.id for j in adapters.store.due("2026-01-01T00:12:00.000Z", 10)] == [job.id]
-    assert adapters.store.due("2026-01-01T00:10:00.000Z", 10) == []
+    assert [j.id for j in adapters.store.due("2026-01-01T00:12:00.000Z", 10).jobs] == [job.id]
+    assert adapters.store.due("2026-01-01T00:10:00.000Z", 10).jobs == []
 
 
 def test_apply_expected_with_a_claim_checked_payload_returns_it_whole(adapters):
@@ -445,14 +445,41 @@ def test_due_lists_unfinished_jobs_due_by_now_earliest_first(adapters):
                         finished_at="2026-01-01T10:00:00.000Z")
     for job in (later, future, late, finished, make_job(5)):
         adapters.store.create(job)
-    due = adapters.store.due(now, 10)
+    due = adapters.store.due(now, 10).jobs
     assert [j.id for j in due] == [late.id, later.id]
     assert due[0] == late and due[1].payload == adapters.store.get_many([later.id])[later.id].payload
-    assert [j.id for j in adapters.store.due(now, 1)] == [late.id]
+    assert [j.id for j in adapters.store.due(now, 1).jobs] == [late.id]
     # a job leaves the listing when its due time is removed, and moves when it changes
     adapters.store.apply(late, JobStatus.QUEUED, ChangeSet({"due_at": REMOVE}))
     adapters.store.apply(future, JobStatus.QUEUED, ChangeSet({"due_at": "2026-01-01T09:00:00.000Z"}))
-    assert [j.id for j in adapters.store.due(now, 10)] == [future.id, later.id]
+    assert [j.id for j in adapters.store.due(now, 10).jobs] == [future.id, later.id]
+
+
+def test_due_pages_through_every_due_job_once_whatever_is_written_meanwhile(adapters):
+    """Jobs due at the same moment sit in different shards of the index; a page ends among
+    them. Paging on from each page's cursor reads every due job once, in order, even when the
+    jobs read are moved (a resend's later due time) or finished before the next page is read."""
+    now = "2026-01-01T12:00:00.000Z"
+    jobs = [make_job(i, due_at=f"2026-01-01T11:00:0{i % 3}.000Z") for i in range(23)]
+    for job in jobs:
+        adapters.store.create(job)
+    adapters.store.create(make_job(99, due_at="2026-01-01T12:00:00.001Z"))  # not yet due
+    expected = [j.id for j in sorted(jobs, key=lambda j: (j.due_at, j.id))]
+    seen: list[str] = []
+    after = None
+    for _ in range(20):
+        page = adapters.store.due(now, 5, after)
+        assert len(page.jobs) <= 5
+        seen += [j.id for j in page.jobs]
+        for n, job in enumerate(page.jobs):  # what a pass does to them before its next page
+            changes = {"due_at": "2026-01-01T12:30:00.000Z"} if n % 2 else {"status": JobStatus.CANCELED,
+                                                                             "due_at": REMOVE}
+            adapters.store.apply(job, JobStatus.QUEUED, ChangeSet(changes))
+        if page.cursor is None:
+            break
+        after = page.cursor
+    assert seen == expected
+    assert adapters.store.due(now, 5).jobs == [] and adapters.store.due(now, 5).cursor is None
 
 
 def test_no_listing_reaches_into_another_tenants_keys(adapters):

@@ -33,10 +33,10 @@ def test_submit_that_cannot_enqueue_keeps_the_job_for_the_reconciler(lifecycle, 
     queue.fail_sends = True
     job = submit(lifecycle)
     assert store.get(job.id).status == JobStatus.QUEUED and queue.sent == []
-    assert store.due(isoformat(clock.now), 10) == []
+    assert store.due(isoformat(clock.now), 10).jobs == []
     queue.fail_sends = False
     clock.advance(lifecycle.dispatch_grace_s)
-    assert [j.id for j in store.due(isoformat(clock.now), 10)] == [job.id]
+    assert [j.id for j in store.due(isoformat(clock.now), 10).jobs] == [job.id]
     assert lifecycle.reconcile(store.get(job.id)) == ReconcileOutcome.REDISPATCHED
     assert queue.drain() == [JobMessage(job.id, 1)]
 

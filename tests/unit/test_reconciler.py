@@ -101,7 +101,7 @@ def test_a_held_job_can_be_canceled_and_then_never_runs(lifecycle, queue, clock,
     assert lifecycle.cancel("acme", job.id).status == JobStatus.CANCELED
     clock.advance(4 * 86400)
     assert reconciler.run_pass().counts == {} and queue.sent == []
-    assert store.due(isoformat(clock.now), 10) == []
+    assert store.due(isoformat(clock.now), 10).jobs == []
 
 
 def test_schedules_are_bounded(lifecycle, clock):
@@ -113,15 +113,15 @@ def test_schedules_are_bounded(lifecycle, clock):
     assert past.not_before == isoformat(clock.now)
 
 
-def test_a_pass_is_bounded_and_takes_the_earliest_first(lifecycle, queue, clock):
+def test_a_pass_takes_the_earliest_first_page_after_page(lifecycle, queue, clock):
     jobs = [submit(lifecycle) for _ in range(5)]
     queue.drain()
     clock.advance(DISPATCH_GRACE_S + 1)
-    result = Reconciler(lifecycle, None, due_per_pass=3).run_pass()
-    assert result.counts == {"redispatched": 3}
+    result = Reconciler(lifecycle, None, due_page=2).run_pass()
+    assert result.counts == {"redispatched": 5}
     # all were due at the same time: the index orders them by id after the due time
-    assert [m.job_id for m in queue.drain()] == sorted(j.id for j in jobs)[:3]
-    assert Reconciler(lifecycle, None, due_per_pass=3).run_pass().counts == {"redispatched": 2}
+    assert [m.job_id for m in queue.drain()] == sorted(j.id for j in jobs)
+    assert Reconciler(lifecycle, None, due_page=2).run_pass().counts == {}
 
 
 class _UnreadableDeadLetters(InMemoryQueueOperations):
@@ -247,3 +247,21 @@ def test_a_failure_is_described_even_when_its_text_cannot_be_had():
     assert describe_failure(Unprintable()) == "Unprintable"
     assert describe_failure(ValueError("x" * 500)) == "ValueError: " + "x" * 200
     assert describe_failure(InvalidRequestError("bad")) == "invalid_request: bad"
+
+
+def test_one_tenants_thousand_due_jobs_do_not_hold_back_another_tenants_stranded_job(lifecycle, queue, clock, store):
+    """A tenant's batch scheduled for one moment comes due all at once; a job of another tenant
+    whose worker died, due just after, is ended in the same pass: a pass goes through the due
+    index page after page, not only its first page."""
+    batch = [submit(lifecycle, run_at=clock.now + timedelta(hours=1)).id for _ in range(1000)]
+    due_s = 3600 - SQS_MAX_DELAY_S  # when the batch is released
+    other = lifecycle.submit(tenant="globex", user="bob", type="demo.steps", payload=STEPS)
+    queue.drain()
+    clock.advance(due_s - other.timeout_s - 30 + 1)
+    lifecycle.claim(JobMessage(other.id, 1))  # its lease ends a second after the batch is due
+    clock.advance(other.timeout_s + 30 + 60)
+    result = Reconciler(lifecycle, None).run_pass()
+    assert result.counts == {"released": 1000, "lease_expired": 1}
+    assert store.get(other.id).error.code == "worker_lost"
+    assert all(store.get(i).dispatches == 1 for i in batch)
+    assert Reconciler(lifecycle, None).run_pass().counts == {}

@@ -9,7 +9,7 @@ from chalicelib.domain.job import JobErrorInfo
 from chalicelib.domain.progress import MAX_MESSAGE_CHARS
 from chalicelib.domain.status import JobStatus
 from chalicelib.ports import JobMessage
-from chalicelib.reconciler import DUE_PER_PASS, Reconciler
+from chalicelib.reconciler import DUE_PAGE, Reconciler
 
 STEPS = {"steps": 2, "step_ms": 0}
 
@@ -20,11 +20,12 @@ def submit(lifecycle, **extra):
 
 def test_due_jobs_whose_action_keeps_failing_do_not_starve_the_rest_of_the_index(lifecycle, queue, clock, store,
                                                                                   monkeypatch):
-    """A pass reads the DUE_PER_PASS earliest entries of the due index. Jobs whose action raises
-    on every pass (a bug, a record that refuses the action's write) are put back
-    RECONCILE_RETRY_S, so a job whose message was lost, due after all of them, is still sent
-    again within the same pass's successor — and the failing ones keep being tried."""
-    stuck = {submit(lifecycle).id for _ in range(DUE_PER_PASS)}
+    """A pass reads the due index a page (DUE_PAGE) at a time. Jobs whose action raises on every
+    pass (a bug, a record that refuses the action's write), a whole page of them, are passed by
+    and put back RECONCILE_RETRY_S: a job whose message was lost, due after all of them, is sent
+    again in the same pass, the next passes do not spend their time on the failing ones, and
+    these are tried again once their wait is over."""
+    stuck = {submit(lifecycle).id for _ in range(DUE_PAGE)}
     clock.advance(1)
     lost = submit(lifecycle)
     queue.drain()  # every message is lost (a purge): the reconciler must resend them
@@ -42,14 +43,12 @@ def test_due_jobs_whose_action_keeps_failing_do_not_starve_the_rest_of_the_index
     reconciler = Reconciler(lifecycle, None)
     clock.advance(3600)
     first = reconciler.run_pass()
-    assert first.counts["errors"] == DUE_PER_PASS and store.get(lost.id).dispatches == 1
-    second = reconciler.run_pass()  # the stuck ones were put back: the lost job's turn
-    assert second.counts["redispatched"] == 1 and store.get(lost.id).dispatches == 2
+    assert first.counts == {"errors": DUE_PAGE, "redispatched": 1} and store.get(lost.id).dispatches == 2
     assert all(store.get(i).due_at > store.get(lost.id).created_at for i in stuck)
-    clock.advance(RECONCILE_RETRY_S + 1)
     tried.clear()
+    assert reconciler.run_pass().counts == {}, "put back: not tried again at once"
+    clock.advance(RECONCILE_RETRY_S + 1)
     reconciler.run_pass()
-    reconciler.run_pass()  # the lost job, due again, may take a place in the first
     assert set(tried) == stuck, "the failing jobs are tried again once their wait is over"
 
 
@@ -111,8 +110,48 @@ def test_a_pass_short_of_time_stops_taking_jobs_and_still_reports(lifecycle, que
     ids = [submit(lifecycle).id for _ in range(5)]
     queue.drain()
     clock.advance(3600)
-    left = iter([60.0, 60.0, 60.0, RECONCILE_PASS_MARGIN_S - 1])
+    left = iter([60.0] * 5 + [RECONCILE_PASS_MARGIN_S - 1])  # the pass, its page, three jobs
     result = Reconciler(lifecycle, None).run_pass(time_left_s=lambda: next(left, 0.0))
     assert result.counts == {"redispatched": 3, "out_of_time": 1}
     assert Reconciler(lifecycle, None).run_pass(time_left_s=lambda: 60.0).counts == {"redispatched": 2}
     assert all(store.get(i).dispatches == 2 for i in ids)
+
+
+class _NoFailedBatches:
+    """The stream-replay step, seen only as whether the pass got to it, and with how much time."""
+
+    def __init__(self, time_left) -> None:
+        self._time_left = time_left
+        self.taken_with: list[float] = []
+
+    def take(self):
+        self.taken_with.append(self._time_left())
+        return []
+
+
+def test_a_pass_leaves_what_is_still_due_after_its_budget_and_the_stream_batches_get_their_turn(lifecycle, queue,
+                                                                                                clock, store):
+    """A pass goes through the due index for RECONCILE_DUE_BUDGET_S at most: it ends inside the
+    schedule's minute instead of running beside the next pass, and the failed stream batches
+    (kept by the stream for 24 hours only) are still read, with time to replay them."""
+    from chalicelib.defaults import RECONCILE_DUE_BUDGET_S
+
+    ids = [submit(lifecycle).id for _ in range(1000)]
+    queue.drain()
+    clock.advance(3600)
+    spent = [0.0]
+
+    def time_left() -> float:
+        spent[0] += 0.1  # each look at the time stands for a job's write and message
+        return 120.0 - spent[0]
+
+    replay = _NoFailedBatches(time_left)
+    result = Reconciler(lifecycle, None, replay=replay).run_pass(time_left_s=time_left)
+    assert result.counts["out_of_time"] == 1 and "errors" not in result.counts
+    done = result.counts["redispatched"]
+    assert RECONCILE_DUE_BUDGET_S * 10 - 10 < done <= RECONCILE_DUE_BUDGET_S * 10
+    assert replay.taken_with and replay.taken_with[0] > 120 - RECONCILE_DUE_BUDGET_S - 1
+    assert sum(store.get(i).dispatches == 2 for i in ids) == done
+    spent[0] = 0.0
+    assert Reconciler(lifecycle, None).run_pass(time_left_s=time_left).counts["redispatched"] == done, (
+        "the next pass goes on from the earliest still due")
