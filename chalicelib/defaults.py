@@ -32,9 +32,14 @@ HANDLER_GIVE_UP_WRITE_S = 5.0
 # A queued or retrying job whose next attempt was sent this many times without any worker
 # claiming it fails `undeliverable` (its event goes out): every message for it was lost or
 # dead-lettered. With the default grace the sends are 2, 4, 8, 16, 32 minutes apart, then an
-# hour: about 20 hours in all, far beyond any backlog the queues' 14 days of retention allow
-# a worker to reach late. The bound holds whatever the dead-letter queues hold.
+# hour: about 20 hours in all. The bound holds whatever the dead-letter queues hold ...
 MAX_DISPATCHES = 24
+# ... unless its queue still holds messages no worker has received yet (a backlog: jobs of
+# five minutes behind a worker's five slots make 20 hours of 1,200 jobs), where its messages may
+# well be waiting their turn: it is looked at again every MAX_DISPATCH_BACKOFF_S, no more sent,
+# for as long as its last one can still be in the line, the jobs queues' MessageRetentionPeriod
+# (infra/resources.json) counted from its start.
+JOBS_QUEUE_RETENTION_S = 14 * 24 * 3600
 # A failed delivery (a worker failing before the handler ran, a webhook or cache store that
 # did not answer) hides its message this long, doubling per receive up to 15 minutes, instead of
 # the queue's visibility timeout. With the consumer queues' maxReceiveCount of 100 an ERP event

@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional, Sequence
 from chalicelib.defaults import (
     DISPATCH_GRACE_S,
     INVOCATION_MARGIN_S,
+    JOBS_QUEUE_RETENTION_S,
     MAX_DISPATCH_BACKOFF_S,
     MAX_DISPATCHES,
     MAX_SCHEDULE_S,
@@ -77,6 +78,7 @@ class ReconcileOutcome(str, Enum):
     LEASE_EXPIRED = "lease_expired"  # a running attempt outlived its lease: worker_lost
     DEAD_LETTERED = "dead_lettered"  # its message sits on a dead-letter queue: failed
     UNDELIVERABLE = "undeliverable"  # sent max_dispatches times, never claimed: failed
+    BACKLOGGED = "backlogged"  # sent max_dispatches times, its queue still has a line: looked at later
     SKIPPED = "skipped"  # nothing to do (finished meanwhile, not due)
 
 
@@ -506,15 +508,18 @@ class JobLifecycle:
 
     # -- reconciliation: jobs whose due time passed ------------------------------------------
 
-    def reconcile(self, job: Job) -> ReconcileOutcome:
+    def reconcile(self, job: Job, *, waiting: Callable[[str], bool] = lambda priority: False) -> ReconcileOutcome:
         """Act on a job the due index returned. A queued/retrying job gets its message (again):
         released when it was held for a long schedule, redispatched when a message was sent
         before but no worker claimed it (lost, purged, stuck); each resend doubles the wait
         before the next, and once `max_dispatches` went out with none claimed the job fails
         `undeliverable` (every message lost or dead-lettered: waiting longer would wait
-        forever). A running job past its lease is failed `worker_lost` and retried or
-        failed by the usual rules. Raises StaleJobError when the job changed meanwhile,
-        QueueUnavailableError when the message could not be sent (the job stays due)."""
+        forever), unless `waiting(priority)` says its queue still holds messages no worker
+        received (a backlog its messages may be waiting in: looked at again later, until its
+        last message cannot be on the queue any more). A running job past its lease is failed
+        `worker_lost` and retried or failed by the usual rules. Raises StaleJobError when the
+        job changed meanwhile, QueueUnavailableError when the message could not be sent (the
+        job stays due)."""
         now = self.clock()
         if job.status.is_terminal or job.due_at is None or parse_time(job.due_at) > now:
             return ReconcileOutcome.SKIPPED
@@ -533,6 +538,11 @@ class JobLifecycle:
                 {"due_at": isoformat(start - timedelta(seconds=SQS_MAX_DELAY_S))}))
             return ReconcileOutcome.SKIPPED
         if job.dispatches >= self.max_dispatches:
+            kept_until = parse_time(job.not_before or job.created_at) + timedelta(seconds=JOBS_QUEUE_RETENTION_S)
+            if now < kept_until and waiting(job.priority):
+                self.store.apply(job, job.status, ChangeSet(
+                    {"due_at": isoformat(min(kept_until, now + timedelta(seconds=MAX_DISPATCH_BACKOFF_S)))}))
+                return ReconcileOutcome.BACKLOGGED
             self._finish(job, JobStatus.FAILED, error=JobErrorInfo(
                 code="undeliverable",
                 message=(f"no worker claimed attempt {job.attempts + 1} after {job.dispatches} messages; "

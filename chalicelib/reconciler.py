@@ -13,7 +13,8 @@ Each pass, in this order:
    a running attempt past its lease ends `worker_lost` and is retried or failed as usual;
    a job whose next attempt was sent `max_dispatches` times with none claimed fails
    `undeliverable` (the bound that holds whatever the dead-letter queues hold: step 1 reads
-   only their oldest letters).
+   only their oldest letters), unless its queue still holds a line its messages may be
+   waiting in (`backlogged`: looked at again in an hour, for at most the queue's retention).
 3. failed stream batches: a batch of the jobs table's stream that the change-stream function
    gave up on is read back from the stream and counted and published again, so its status
    events still reach subscribers and its changes are still counted (events/replay.py).
@@ -53,7 +54,7 @@ DEAD_LETTERS_PER_PASS = 50
 @dataclass
 class ReconcilePass:
     """What one pass did: counts per outcome (`released`, `redispatched`, `lease_expired`,
-    `dead_lettered`, `undeliverable`, `raced`, `stream_batch_replayed`,
+    `dead_lettered`, `undeliverable`, `backlogged`, `raced`, `stream_batch_replayed`,
     `stream_batch_unreadable`, `errors`, `out_of_time`), and the time it ran."""
 
     started_at: str
@@ -83,6 +84,7 @@ class Reconciler:
         self._observe = observe or (lambda message, extra: None)
         self._time_left_s: Optional[Callable[[], float]] = None
         self._due_until_s: Optional[float] = None  # the time left at which the due step stops
+        self._lines: Optional[dict[str, bool]] = None  # per priority: does its queue hold a line (per pass)
 
     def run_pass(self, time_left_s: Optional[Callable[[], float]] = None) -> ReconcilePass:
         """Every step, each on its own: a dead-letter queue that cannot be read (or a letter
@@ -91,6 +93,7 @@ class Reconciler:
         result = ReconcilePass(started_at=isoformat(self._lifecycle.clock()))
         self._time_left_s = time_left_s
         self._due_until_s = time_left_s() - RECONCILE_DUE_BUDGET_S if time_left_s is not None else None
+        self._lines = None
         if self._dead_letters is not None:
             self._step(result, "dead letters", lambda: self._fail_dead_lettered(result))
         self._step(result, "due jobs", lambda: self._reconcile_due(result))
@@ -129,11 +132,27 @@ class Reconciler:
             for job in page.jobs:
                 if self._out_of_time(result, due=True):
                     return
-                if not self._act(result, job.id, lambda job=job: self._lifecycle.reconcile(job)):
+                if not self._act(result, job.id, lambda job=job: self._lifecycle.reconcile(
+                        job, waiting=lambda priority: self._waiting(result, priority))):
                     self._put_back(result, job)
             if page.cursor is None:
                 return
             after = page.cursor
+
+    def _waiting(self, result: ReconcilePass, priority: str) -> bool:
+        """Whether `priority`'s queue holds messages no worker has received yet, read once a
+        pass and only when a job reached its dispatch bound. Unknown (no queue operations
+        given: False; the depths unreadable: True, counted in errors) decides as the safer
+        side for the job: a job is not failed on a guess."""
+        if self._dead_letters is None:
+            return False
+        if self._lines is None:
+            try:
+                self._lines = {p: d.get("visible", 0) > 0 for p, d in self._dead_letters.depths().items()}
+            except Exception as exc:  # noqa: BLE001 - the job is looked at again later
+                self._failed(result, "queue depths", exc, "reconciler could not read queue depths", {})
+                self._lines = {}
+        return self._lines.get(priority, True)
 
     def _put_back(self, result: ReconcilePass, job: Job) -> None:
         try:

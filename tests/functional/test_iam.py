@@ -343,6 +343,9 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
 
     log.function = "APIHandler"  # the submission is the API's (admission reads the stats table)
     lost = client.http.post("/jobs", headers=auth(), body=json.dumps(steps)).json_body
+    # A job whose resends are spent: the reconciler reads its queue's depth before it fails it.
+    spent = client.http.post("/jobs", headers=auth(), body=json.dumps(steps)).json_body
+    _spend_dispatches(aws["ddb"], spent["id"])
     # A stream batch the event publisher gave up on: the reconciler replays it from the stream.
     stream_arn, shard, records = read_stream(aws["ddb"], boto3.client("dynamodbstreams"), "jobs")
     log.name(stream_arn, "JobsTable/StreamArn")
@@ -371,7 +374,21 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
     assert made(log, "Reconciler", "events:PutEvents", "JobEventsBus")
     assert made(log, "Reconciler", "dynamodb:PutItem", "StatsTable")
     assert made(log, "Reconciler", "sqs:DeleteMessage", "StreamFailureQueue")
+    assert made(log, "Reconciler", "sqs:GetQueueAttributes", "JobsQueue")
     assert not denied(template, log), denied(template, log)
+
+
+def _spend_dispatches(ddb: Any, job_id: str) -> None:
+    """The job as its 24th unclaimed message leaves it, due an hour ago (written unrecorded)."""
+    from chalicelib.adapters.dynamodb_items import due_keys, job_key
+    from chalicelib.defaults import MAX_DISPATCHES
+    from chalicelib.domain.job import isoformat
+
+    due_at = isoformat(utcnow() - timedelta(hours=1))
+    ddb.update_item(TableName="jobs", Key=job_key(job_id),
+                    UpdateExpression="SET dispatches = :n, due_at = :due, gsi5sk = :sk",
+                    ExpressionAttributeValues={":n": {"N": str(MAX_DISPATCHES)}, ":due": {"S": due_at},
+                                               ":sk": {"S": due_keys(job_id, due_at)[1]}})
 
 
 def test_the_api_running_maintenance_inline_and_reading_every_dead_letter_queue_is_allowed(

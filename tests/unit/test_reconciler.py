@@ -1,6 +1,7 @@
 """The reconciler over the in-memory adapters: nothing stays queued or running for good."""
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -173,10 +174,10 @@ def test_one_job_that_breaks_its_action_does_not_stop_the_others(lifecycle, queu
     clock.advance(DISPATCH_GRACE_S + 1)
     reconcile = lifecycle.reconcile
 
-    def breaks_on_the_first(job):
+    def breaks_on_the_first(job, **options):
         if job.id == min(j.id for j in jobs):
             raise KeyError("a bug, not a store error")
-        return reconcile(job)
+        return reconcile(job, **options)
 
     monkeypatch.setattr(lifecycle, "reconcile", breaks_on_the_first)
     result = Reconciler(lifecycle, None).run_pass()
@@ -265,3 +266,56 @@ def test_one_tenants_thousand_due_jobs_do_not_hold_back_another_tenants_stranded
     assert store.get(other.id).error.code == "worker_lost"
     assert all(store.get(i).dispatches == 1 for i in batch)
     assert Reconciler(lifecycle, None).run_pass().counts == {}
+
+
+def test_a_job_waiting_in_a_backlog_longer_than_the_resends_is_not_failed_undeliverable(lifecycle, queue, clock,
+                                                                                        store):
+    """Jobs of five minutes behind a normal worker's five slots: a line of 1,200 takes 20
+    hours. A job far back in it had MAX_DISPATCHES messages sent, every one still waiting in the
+    line; it is not failed `undeliverable` while its queue holds messages no worker received
+    yet, and runs when its turn comes."""
+    reconciler = Reconciler(lifecycle, InMemoryQueueOperations(queue))
+    job = submit(lifecycle)
+    counts: Counter = Counter()
+    for _ in range(30 * 60):  # 30 hours: the line never empties, nothing is lost
+        clock.advance(60)
+        counts.update(reconciler.run_pass().counts)
+    assert store.get(job.id).status == JobStatus.QUEUED, store.get(job.id).error
+    assert counts["redispatched"] == MAX_DISPATCHES - 1 and counts["backlogged"] >= 5
+    claim = lifecycle.claim(queue.drain()[0])
+    assert claim.job.status == JobStatus.RUNNING
+
+
+def test_a_job_is_not_kept_waiting_in_a_backlog_beyond_what_the_queue_retains(lifecycle, queue, clock, store):
+    """SQS deletes a message 14 days after it was sent: a job whose last message is older than
+    that cannot be in the line any more, however long the line is."""
+    reconciler = Reconciler(lifecycle, InMemoryQueueOperations(queue))
+    job = submit(lifecycle)
+    for _ in range(16 * 24):
+        clock.advance(3600)
+        reconciler.run_pass()
+        if store.get(job.id).status.is_terminal:
+            break
+    failed = store.get(job.id)
+    assert failed.status == JobStatus.FAILED and failed.error.code == "undeliverable"
+    waited_days = (clock() - _parse(job.created_at)).total_seconds() / 86400
+    assert 14 <= waited_days < 15
+
+
+class _UnreadableDepths(InMemoryQueueOperations):
+    def depths(self):
+        raise DeadLetterUnavailableError("could not read queue attributes")
+
+
+def test_a_job_at_its_dispatch_bound_is_not_failed_when_its_queue_cannot_be_read(lifecycle, queue, clock, store):
+    reconciler = Reconciler(lifecycle, _UnreadableDepths(queue))
+    job = submit(lifecycle)
+    for _ in range(MAX_DISPATCHES - 1):
+        clock.advance(MAX_DISPATCH_BACKOFF_S + 1)
+        assert reconciler.run_pass().counts == {"redispatched": 1}
+    clock.advance(MAX_DISPATCH_BACKOFF_S + 1)
+    result = reconciler.run_pass()
+    assert result.counts == {"backlogged": 1, "errors": 1}
+    assert result.errors == ["queue depths: dlq_unavailable: could not read queue attributes"]
+    assert store.get(job.id).status == JobStatus.QUEUED
+    assert store.get(job.id).due_at == isoformat(clock.now + timedelta(seconds=MAX_DISPATCH_BACKOFF_S))

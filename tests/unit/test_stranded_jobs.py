@@ -33,11 +33,11 @@ def test_due_jobs_whose_action_keeps_failing_do_not_starve_the_rest_of_the_index
     reconcile = lifecycle.reconcile
     tried: list[str] = []
 
-    def fails_for_the_stuck(job):
+    def fails_for_the_stuck(job, **options):
         if job.id in stuck:
             tried.append(job.id)
             raise StoreUnavailableError(f"could not update job {job.id}")
-        return reconcile(job)
+        return reconcile(job, **options)
 
     monkeypatch.setattr(lifecycle, "reconcile", fails_for_the_stuck)
     reconciler = Reconciler(lifecycle, None)

@@ -132,3 +132,12 @@ def test_events_may_send_to_a_queue_only_from_rules_of_the_stacks_own_bus(templa
     for name, rule in resources.items():
         if rule["Type"] == "AWS::Events::Rule" and any("DeadLetterConfig" in t for t in rule["Properties"]["Targets"]):
             assert name in rules, name
+
+
+def test_the_reconciler_waits_for_a_backlog_no_longer_than_the_jobs_queues_keep_messages(template):
+    from chalicelib.defaults import JOBS_QUEUE_RETENTION_S
+
+    queues = {name for name in template["Resources"] if name.startswith("JobsQueue")}
+    assert len(queues) == 3, queues
+    for name in queues:
+        assert template["Resources"][name]["Properties"]["MessageRetentionPeriod"] == JOBS_QUEUE_RETENTION_S, name
