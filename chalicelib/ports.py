@@ -319,8 +319,17 @@ class DeadLetter:
 
 
 class QueueOperations(Protocol):
-    def depths(self) -> dict[str, dict[str, int]]:
-        """Per priority: visible, in_flight, delayed on the queue and on its DLQ."""
+    """Each queue is read on its own: one that does not answer raises DeadLetterUnavailableError
+    for itself, and callers reading every queue go on to the others."""
+
+    def dead_letter_queues(self) -> list[str]:
+        """Names of the dead-letter queues: the jobs DLQs by priority, then any others."""
+
+    def queue_depth(self, priority: str) -> dict[str, int]:
+        """visible, in_flight, delayed on the priority's jobs queue."""
+
+    def dead_letter_depth(self, name: str) -> int:
+        """Messages on the named dead-letter queue (visible and in flight)."""
 
     def peek_dead_letters(self, priority: str, limit: int) -> list[DeadLetter]:
         """Up to `limit` messages of the priority's DLQ, left on it (visible again at once)."""

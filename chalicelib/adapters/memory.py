@@ -359,8 +359,15 @@ class InMemoryQueueOperations:
         sent = [delay for _, p, delay in self._queue.sent if self._queue.priority_of(p) == priority]
         return {"visible": sum(1 for d in sent if d == 0), "in_flight": 0, "delayed": sum(1 for d in sent if d > 0)}
 
-    def depths(self) -> dict[str, dict[str, int]]:
-        return {p: {**self._depth(p), "dead_lettered": len(self._parked(p))} for p in self._queue.priorities}
+    def dead_letter_queues(self) -> list[str]:
+        return list(self._queue.priorities)
+
+    def queue_depth(self, priority: str) -> dict[str, int]:
+        self._parked(priority)  # refuses an unknown priority
+        return self._depth(priority)
+
+    def dead_letter_depth(self, name: str) -> int:
+        return len(self._parked(name))
 
     def peek_dead_letters(self, priority: str, limit: int) -> list[DeadLetter]:
         peeked = self._parked(priority)[:limit]

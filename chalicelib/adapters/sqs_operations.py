@@ -56,29 +56,21 @@ class SqsQueueOperations:
         attributes = response.get("Attributes", {})
         return {key: int(attributes.get(name, 0)) for key, name in _ATTRIBUTES.items()}
 
-    def dead_letter_depths(self) -> dict[str, int]:
-        out: dict[str, int] = {}
+    def queue_depth(self, priority: str) -> dict[str, int]:
+        if priority not in self._queues:
+            raise InvalidRequestError(f"priority must be one of {', '.join(self._queues)}")
         try:
-            for name in self.dead_letter_queues():
-                depth = self._depth(self._pair(name)[1])
-                out[name] = depth["visible"] + depth["in_flight"]
+            return self._depth(self._queues[priority])
         except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
-            raise DeadLetterUnavailableError("could not read dead-letter queue attributes") from exc
-        return out
+            raise DeadLetterUnavailableError(f"could not read the {priority} queue") from exc
 
-    def depths(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
+    def dead_letter_depth(self, name: str) -> int:
+        _, dead = self._pair(name)
         try:
-            for priority in self._queues:
-                queue, dead = self._pair(priority)
-                depth = self._depth(queue)
-                # Several priorities may share one DLQ (a deployment without per-priority DLQs).
-                dead_depth = self._depth(dead)
-                depth["dead_lettered"] = dead_depth["visible"] + dead_depth["in_flight"]
-                out[priority] = depth
+            depth = self._depth(dead)
         except (ClientError, BotoCoreError) as exc:
-            raise DeadLetterUnavailableError("could not read queue attributes") from exc
-        return out
+            raise DeadLetterUnavailableError(f"could not read the {name} dead-letter queue") from exc
+        return depth["visible"] + depth["in_flight"]
 
     def health(self) -> list[dict[str, Any]]:
         checks = []

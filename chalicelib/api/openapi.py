@@ -158,13 +158,32 @@ def _operator_paths() -> dict[str, Any]:
     task = {"type": "object", "required": ["task_id", "status"]}
     queued = {"202": _json(task, "enqueued"), "200": _json(task, "ran inline (USE_TASK_QUEUE=false)"), **refused}
     task_id = [_path_param("task_id")]
+    # Reading or redriving every queue: those that did not answer, by name (503 only when none did).
+    unavailable = {"type": "object", "additionalProperties": {
+        "type": "object", "required": ["code", "message"],
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}
+    by_name = {"type": "object"}
+    depth = {"type": "object", "required": ["visible", "in_flight", "delayed", "dead_lettered"], "properties": {
+        **{k: {"type": "integer"} for k in ("visible", "in_flight", "delayed")},
+        "dead_lettered": {"type": ["integer", "null"], "description": "null when its DLQ did not answer"}}}
+    stats = {"type": "object", "required": ["queues", "dead_letter_queues", "jobs_by_status"], "properties": {
+        "queues": {"type": "object", "additionalProperties": depth},
+        "dead_letter_queues": {"type": "object", "additionalProperties": {"type": "integer"}},
+        **{k: by_name for k in ("jobs_by_status", "events", "by_type", "completion_time_s", "reconciler")},
+        "window_hours": {"type": "integer"}, "failure_rate": {"type": ["number", "null"]},
+        "as_of": {"type": "string"},
+        "unavailable": {"type": "object", "properties": {"queues": unavailable, "dead_letter_queues": unavailable},
+                        "description": "per section, the queues that did not answer"}}}
     return {
         "/api/system/stats": {"get": {"parameters": _query("window_hours"), "responses": {
-            "200": _json({"type": "object", "required": ["queues", "jobs_by_status"]}), **refused}}},
+            "200": _json(stats), **refused}}},
         "/api/system/dlq": {"get": {"parameters": _query("priority", "queue", "limit"), "responses": {
-            "200": _json({"type": "object"}), **refused}}},
+            "200": _json({"type": "object", "required": ["dead_letters"], "properties": {
+                "dead_letters": {"type": "object", "additionalProperties": {"type": "array"}},
+                "unavailable": unavailable}}), **refused}}},
         "/api/system/dlq/redrive": {"post": {"parameters": _query("priority", "queue", "limit"), "responses": {
-            "200": _json({"type": "object", "required": ["redriven"]}), **refused, **_errors(409)}}},
+            "200": _json({"type": "object", "required": ["redriven"], "properties": {
+                "redriven": {"type": "object"}, "unavailable": unavailable}}), **refused, **_errors(409)}}},
         "/api/system/maintenance/cleanup-runs": {"post": {"parameters": _query("max_age_hours"), "responses": queued}},
         "/api/system/maintenance/health-check": {"post": {"responses": queued}},
         "/api/system/maintenance/cleanup-temp-files": {"post": {"parameters": _query("max_age_hours"), "responses": queued}},

@@ -2,7 +2,7 @@
 every tenant."""
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Callable, Iterable, Literal, Optional, TypeVar
 
 from chalice import Blueprint
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -12,7 +12,7 @@ from chalicelib.api.http import Call, validate
 from chalicelib.api.routing import router
 from chalicelib.composition import container
 from chalicelib.domain.errors import DeadLetterUnavailableError, NotRedrivableError
-from chalicelib.domain.job import is_plausible_job_id, isoformat, utcnow
+from chalicelib.domain.job import PRIORITIES, is_plausible_job_id, isoformat, utcnow
 from chalicelib.domain.stats import hours_back, summarize
 from chalicelib.ports import DeadLetter
 
@@ -20,6 +20,7 @@ system_api = Blueprint(__name__)
 
 
 route = router(system_api, role=OPERATOR)
+T = TypeVar("T")
 
 
 class StatsQuery(BaseModel):
@@ -42,10 +43,21 @@ class DeadLetterQuery(BaseModel):
         return self
 
 
-def _queues(params: DeadLetterQuery, operations: Any) -> list[str]:
-    """The dead-letter queues a request names: one (`queue` or `priority`), else every one."""
-    name = params.queue or params.priority
-    return [name] if name else operations.dead_letter_queues()
+def _each(names: Iterable[str], read: Callable[[str], T]) -> tuple[dict[str, T], dict[str, DeadLetterUnavailableError]]:
+    """`read` of every name, each on its own: (what was read, the queues that did not answer)."""
+    done: dict[str, T] = {}
+    unavailable: dict[str, DeadLetterUnavailableError] = {}
+    for name in names:
+        try:
+            done[name] = read(name)
+        except DeadLetterUnavailableError as exc:
+            unavailable[name] = exc
+    return done, unavailable
+
+
+def _named(unavailable: dict[str, DeadLetterUnavailableError]) -> dict[str, dict[str, str]]:
+    """The queues that did not answer as an answer names them: {name: {code, message}}."""
+    return {name: {"code": exc.code, "message": exc.message} for name, exc in unavailable.items()}
 
 
 def _job_id(letter: DeadLetter) -> Optional[str]:
@@ -57,23 +69,45 @@ def _job_id(letter: DeadLetter) -> Optional[str]:
 @route("/api/system/stats", methods=["GET"])
 def stats(call: Call) -> Any:
     """Queue depths from queue attributes; the reconciler's last pass and totals; everything
-    else from the stats recorder's counters."""
+    else from the stats recorder's counters. A queue that does not answer is named under
+    `unavailable` (by section) and the rest still shown; DeadLetterUnavailableError only when
+    no queue answered."""
     params = validate(StatsQuery, call.query())
     services = container()
+    operations = services.queue_operations
     hours = hours_back(utcnow(), params.window_hours)
     summary = summarize(services.stats.status_counts(), services.stats.hourly(hours), params.window_hours)
-    return {"queues": services.queue_operations.depths(),
-            "dead_letter_queues": services.queue_operations.dead_letter_depths(), **summary,
-            "reconciler": services.reconciler_log.summary(), "as_of": isoformat(utcnow())}
+    dead, dead_unavailable = _each(operations.dead_letter_queues(), operations.dead_letter_depth)
+    depths, queues_unavailable = _each(PRIORITIES, operations.queue_depth)
+    if not dead and not depths:
+        raise next(iter({**queues_unavailable, **dead_unavailable}.values()))
+    # A priority's dead_lettered is its DLQ's count (null when that DLQ did not answer).
+    queues = {p: {**depth, "dead_lettered": dead.get(p)} for p, depth in depths.items()}
+    answer: dict[str, Any] = {"queues": queues, "dead_letter_queues": dead, **summary,
+                              "reconciler": services.reconciler_log.summary(), "as_of": isoformat(utcnow())}
+    unavailable = {section: _named(errors) for section, errors in
+                   (("queues", queues_unavailable), ("dead_letter_queues", dead_unavailable)) if errors}
+    if unavailable:
+        answer["unavailable"] = unavailable
+    return answer
 
 
 @route("/api/system/dlq", methods=["GET"])
 def dead_letters(call: Call) -> Any:
-    """Messages on the dead-letter queues, left where they are, with their job's status."""
+    """Messages on the dead-letter queues, left where they are, with their job's status. Every
+    queue (none named): one that does not answer is named under `unavailable` and the others
+    still shown; DeadLetterUnavailableError only when none answered."""
     params = validate(DeadLetterQuery, call.query())
     services = container()
-    priorities = _queues(params, services.queue_operations)
-    peeked = {p: services.queue_operations.peek_dead_letters(p, params.limit) for p in priorities}
+    operations = services.queue_operations
+    name = params.queue or params.priority
+    if name:
+        peeked, unavailable = {name: operations.peek_dead_letters(name, params.limit)}, {}
+    else:
+        peeked, unavailable = _each(operations.dead_letter_queues(),
+                                    lambda queue: operations.peek_dead_letters(queue, params.limit))
+        if not peeked:
+            raise next(iter(unavailable.values()))
     # Only ids a job can have are looked up: a foreign body's (too long for a key) fails the read.
     ids = [i for ms in peeked.values() for i in (_job_id(m) for m in ms) if i]
     jobs = services.store.get_many(ids) if ids else {}
@@ -88,7 +122,10 @@ def dead_letters(call: Call) -> Any:
                 "job": {"id": job.id, "tenant": job.tenant, "type": job.type, "status": job.status.value}
                 if job else None,
             })
-    return {"dead_letters": out}
+    answer: dict[str, Any] = {"dead_letters": out}
+    if unavailable:
+        answer["unavailable"] = _named(unavailable)
+    return answer
 
 
 @route("/api/system/dlq/redrive", methods=["POST"])
@@ -102,18 +139,19 @@ def redrive(call: Call) -> Any:
     if params.queue or params.priority:
         name = params.queue or params.priority
         return {"redriven": {name: operations.redrive(name, params.limit)}}
-    redriven: dict[str, Any] = {}
-    unavailable: dict[str, DeadLetterUnavailableError] = {}
-    for name in operations.dead_letter_queues():  # all that can be: the rest are for reading
+
+    def redrive_one(name: str) -> Optional[dict[str, int]]:
         try:
-            redriven[name] = operations.redrive(name, params.limit)
+            return operations.redrive(name, params.limit)
         except NotRedrivableError:
-            continue
-        except DeadLetterUnavailableError as exc:  # the others still go: what moved is said
-            unavailable[name] = exc
+            return None  # all that can be: the rest are for reading
+
+    # The others still go past one that does not answer: what moved is said.
+    done, unavailable = _each(operations.dead_letter_queues(), redrive_one)
+    redriven = {name: moved for name, moved in done.items() if moved is not None}
     if unavailable and not redriven:
         raise next(iter(unavailable.values()))
     answer: dict[str, Any] = {"redriven": redriven}
     if unavailable:
-        answer["unavailable"] = {name: {"code": exc.code, "message": exc.message} for name, exc in unavailable.items()}
+        answer["unavailable"] = _named(unavailable)
     return answer

@@ -10,11 +10,12 @@ from tests.contract.conftest import PRIORITIES
 
 
 def depth(adapters, priority: str) -> dict[str, int]:
-    return adapters.queue_operations.depths()[priority]
+    operations = adapters.queue_operations
+    return {**operations.queue_depth(priority), "dead_lettered": operations.dead_letter_depth(priority)}
 
 
 def test_sent_messages_are_on_their_prioritys_queue_delayed_ones_delayed(adapters):
-    assert set(adapters.queue_operations.depths()) == set(PRIORITIES)
+    assert adapters.queue_operations.dead_letter_queues() == list(PRIORITIES)
     adapters.queue.send(JobMessage("job-1", 1), priority="high")
     adapters.queue.send(JobMessage("job-2", 1), priority="high", delay_seconds=60)
     adapters.queue.send(JobMessage("job-3", 2), priority="low")
@@ -68,6 +69,10 @@ def test_operations_refuse_an_unknown_priority(adapters):
         adapters.queue_operations.peek_dead_letters("urgent", 10)
     with pytest.raises(InvalidRequestError):
         adapters.queue_operations.redrive("urgent", 10)
+    with pytest.raises(InvalidRequestError):
+        adapters.queue_operations.queue_depth("urgent")
+    with pytest.raises(InvalidRequestError):
+        adapters.queue_operations.dead_letter_depth("urgent")
 
 
 def test_health_has_one_entry_per_queue_and_dead_letter_queue(adapters):

@@ -101,3 +101,20 @@ def test_operator_routes_declare_the_queue_they_take_the_409_of_redrive_and_the_
     assert client.http.get(path, headers={**operator, "If-None-Match": tag}).status_code == 304
     declared = operation(document, "/api/system/maintenance/tasks/{task_id}", "GET")
     assert "304" in declared["responses"] and "If-None-Match" in {p["name"] for p in declared["parameters"]}
+
+
+def test_operator_reads_declare_the_queues_they_could_not_read(client, aws, document, monkeypatch):
+    """With one dead-letter queue unreachable, the statistics, the dead letters and a redrive of
+    every queue answer 200 naming it under `unavailable`: every key of each answer is declared."""
+    url = aws["sqs"].create_queue(QueueName="erp-webhook-dlq")["QueueUrl"]
+    monkeypatch.setenv("JOBPIPE_ERP_WEBHOOK_DLQ_URL", url)
+    monkeypatch.setenv("JOBPIPE_ERP_WEBHOOK_QUEUE_URL", aws["sqs"].create_queue(QueueName="erp-webhook")["QueueUrl"])
+    composition.use(None)
+    aws["sqs"].delete_queue(QueueUrl=url)
+    operator = {"Authorization": f"Bearer {token(roles=['operator'])}"}
+    for method, path in (("GET", "/api/system/stats"), ("GET", "/api/system/dlq"), ("POST", "/api/system/dlq/redrive")):
+        answer = client.http.request(method, path, headers=operator)
+        assert answer.status_code == 200 and "unavailable" in answer.json_body, (path, answer.body)
+        declared = operation(document, path, method)["responses"]["200"]["content"]["application/json"]["schema"]
+        assert set(answer.json_body) <= set(declared["properties"]), path
+        assert "unavailable" not in declared.get("required", []), path

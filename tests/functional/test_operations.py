@@ -491,3 +491,59 @@ def test_a_dead_letter_queue_that_cannot_be_redriven_does_not_hold_back_the_othe
     assert len(receive_all({**aws, "q": urls["cache-invalidation"]}, "q")) == 1
     only = client.http.post("/api/system/dlq/redrive?queue=erp_webhook", headers=operator())
     assert only.status_code == 503 and only.json_body["error"]["code"] == "dlq_unavailable"
+
+
+def test_a_dead_letter_queue_that_does_not_answer_leaves_the_others_readable(client, aws, monkeypatch):
+    """In an incident the operator reads what can be read: the statistics and the dead letters of
+    every queue answer for the queues that answer, and name the ones that did not under
+    `unavailable` (as redriving every queue does); a named queue that does not answer is 503."""
+    sqs = aws["sqs"]
+    urls = stack_queues(aws, monkeypatch, "erp-webhook", "erp-webhook-dlq", "cache-invalidation", "cache-invalidation-dlq")
+    job = submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"}})
+    drain(client._app, aws)
+    sqs.send_message(QueueUrl=urls["cache-invalidation-dlq"], MessageBody=json.dumps({"detail": {"event_id": "e1"}}))
+    sqs.delete_queue(QueueUrl=urls["erp-webhook-dlq"])
+
+    stats = client.http.get("/api/system/stats", headers=operator())
+    assert stats.status_code == 200, stats.body
+    body = stats.json_body
+    assert body["dead_letter_queues"] == {"high": 0, "normal": 1, "low": 0, "cache_invalidation": 1}
+    assert set(body["queues"]) == {"high", "normal", "low"} and body["queues"]["normal"]["dead_lettered"] == 1
+    assert body["unavailable"] == {"dead_letter_queues": {"erp_webhook": {
+        "code": "dlq_unavailable", "message": "could not read the erp_webhook dead-letter queue"}}}
+    assert "jobs_by_status" in body and "reconciler" in body
+
+    letters = client.http.get("/api/system/dlq", headers=operator())
+    assert letters.status_code == 200, letters.body
+    body = letters.json_body
+    assert [m["job"]["id"] for m in body["dead_letters"]["normal"]] == [job["id"]]
+    assert [m["body"] for m in body["dead_letters"]["cache_invalidation"]] == [{"detail": {"event_id": "e1"}}]
+    assert "erp_webhook" not in body["dead_letters"]
+    assert body["unavailable"] == {"erp_webhook": {
+        "code": "dlq_unavailable", "message": "could not read the erp_webhook dead-letter queue"}}
+
+    for path in ("/api/system/dlq?queue=erp_webhook", "/api/system/dlq/redrive?queue=erp_webhook"):
+        only = client.http.request("POST" if "redrive" in path else "GET", path, headers=operator())
+        assert only.status_code == 503 and only.json_body["error"]["code"] == "dlq_unavailable", path
+
+
+def test_a_jobs_queue_that_does_not_answer_is_named_and_its_dead_letter_queue_still_counted(client, aws, monkeypatch):
+    """The jobs queue and its dead-letter queue are read on their own: one that does not answer
+    leaves the other's numbers in the statistics (`dead_lettered` is null when only its DLQ
+    could not be read)."""
+    operations = container().queue_operations
+    real = operations._sqs.get_queue_attributes
+
+    def some_time_out(**request):
+        if request["QueueUrl"] in (aws["jobs_url"], aws["dlq_low_url"]):
+            _times_out()
+        return real(**request)
+
+    monkeypatch.setattr(operations._sqs, "get_queue_attributes", some_time_out)
+    body = client.http.get("/api/system/stats", headers=operator()).json_body
+    assert set(body["queues"]) == {"high", "low"}
+    assert body["queues"]["low"]["dead_lettered"] is None and body["queues"]["high"]["dead_lettered"] == 0
+    assert set(body["dead_letter_queues"]) == {"high", "normal"}
+    assert {section: set(names) for section, names in body["unavailable"].items()} == {
+        "queues": {"normal"}, "dead_letter_queues": {"low"}}
+    assert body["unavailable"]["queues"]["normal"]["code"] == "dlq_unavailable"
