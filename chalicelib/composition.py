@@ -309,6 +309,15 @@ class Container:
         url, secret = self.settings.require_webhook()
         return ErpBridge(HttpWebhookSender(), url, secret)
 
+    @cached_property
+    def erp_dead_letters(self) -> Any:
+        """ErpWebhookDeadLetterQueue, where the ERP bridge parks an event the ERP refused for
+        good; None without its URL (a refused event is then retried like any failure)."""
+        from chalicelib.adapters.sqs import SqsDeadLetterQueue
+
+        url = self.settings.erp_webhook_dlq_url
+        return SqsDeadLetterQueue(self.client("sqs"), url) if url else None
+
     def delivery_ledger(self, consumer: str) -> Any:
         """The delivery records of subscriber `consumer`, in the idempotency table (one
         adapter per consumer, built once per process)."""

@@ -60,8 +60,16 @@ DELIVERY_RECORD_TTL_S = 7 * 24 * 3600
 # the subscriber functions' timeout, so a live delivery is never taken over.
 DELIVERY_LEASE_S = 60
 # One webhook POST has this long, wall clock, to be answered (status line and headers; the body
-# is never read): 10 deliveries of an SQS batch then fit the ERP bridge's 60 s timeout.
+# is read only from a 4xx, within the same time): 10 deliveries of an SQS batch then fit the ERP
+# bridge's 60 s timeout.
 WEBHOOK_TIMEOUT_S = 5.0
+# The 4xx answers that say "not now" rather than "not this" (Request Timeout, Too Early, Too Many
+# Requests): retried like a 5xx. Any other 4xx refuses the event for good: it is parked on the
+# bridge's dead-letter queue at once instead of being retried for a day.
+WEBHOOK_TRANSIENT_4XX = frozenset({408, 425, 429})
+# How much of a 4xx answer's body is read and kept with the parked event: what the ERP said
+# was wrong, for the operator (a message attribute holds 1,000 characters of reason in all).
+WEBHOOK_ANSWER_TEXT_BYTES = 600
 # The ERP bridge keeps this much of its invocation for closing the batch's delivery records:
 # a POST is cut to end before it, and none starts with less than WEBHOOK_MIN_TIMEOUT_S to go.
 # An invocation that timed out would leave its delivered events' records to lapse, and the

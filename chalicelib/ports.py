@@ -316,6 +316,7 @@ class DeadLetter:
     body: dict[str, Any]
     sent_at: Optional[str]
     receive_count: int
+    reason: Optional[str] = None  # why it was parked, when whoever parked it said (its `reason` attribute)
 
 
 class QueueOperations(Protocol):
@@ -469,11 +470,22 @@ class DeliveryLedger(Protocol):
 
 @dataclass(frozen=True)
 class WebhookAnswer:
-    """A webhook's answer: its HTTP status, and the wait its Retry-After asked for (seconds;
-    None without one)."""
+    """A webhook's answer: its HTTP status, the wait its Retry-After asked for (seconds; None
+    without one), and for a 4xx the status line's reason phrase and the start of the body
+    (what the receiver said was wrong)."""
 
     status: int
     retry_after_s: Optional[float] = None
+    reason: str = ""
+    text: str = ""
+
+
+class DeadLetterQueue(Protocol):
+    """A subscriber's dead-letter queue, where it parks a message that must not be retried."""
+
+    def park(self, body: str, reason: str) -> None:
+        """Put `body` on the queue as it came (a redrive sends it back as it is), with `reason`
+        (cut to 1,000 characters) in its `reason` attribute. Raises QueueUnavailableError."""
 
 
 class WebhookSender(Protocol):

@@ -14,7 +14,7 @@ from chalicelib.adapters.dynamodb_items import blob_key as claim_check_key
 from chalicelib.adapters.dynamodb_items import blob_prefix, status_key, tenant_partition, type_partition
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
 from chalicelib.adapters.memory_events import InMemoryCacheStore
-from chalicelib.adapters.sqs import MAX_DELAY_S
+from chalicelib.adapters.sqs import MAX_DELAY_S, REASON_CHARS
 from chalicelib.adapters.sqs_operations import letter_body
 from chalicelib.defaults import FILTERED_LISTING_READS
 from chalicelib.domain.errors import (
@@ -279,14 +279,29 @@ class ParkedMessage(tuple):
         parked.message_id = str(uuid.uuid4())
         parked.sent_at = isoformat(utcnow())
         parked.receive_count = 0
+        parked.note = None  # the `reason` attribute of a body parked as it came
         return parked
 
     def dead_letter(self) -> DeadLetter:
         message, reason = self
         if self.raw is not None:  # parked as it came, as SQS keeps it
-            return DeadLetter(self.message_id, letter_body(self.raw), self.sent_at, self.receive_count)
+            return DeadLetter(self.message_id, letter_body(self.raw), self.sent_at, self.receive_count, self.note)
         body = {**message.to_body(), **({"reason": json.loads(json.dumps(reason))} if reason else {})}
         return DeadLetter(self.message_id, body, self.sent_at, self.receive_count)
+
+
+class InMemoryDeadLetterQueue:
+    """Same contract as SqsDeadLetterQueue: `parked` holds (body, reason) in order; with
+    `fail` set, parking raises QueueUnavailableError like a queue that does not answer."""
+
+    def __init__(self) -> None:
+        self.parked: list[tuple[str, str]] = []
+        self.fail = False
+
+    def park(self, body: str, reason: str) -> None:
+        if self.fail:
+            raise QueueUnavailableError("could not park a message on its dead-letter queue")
+        self.parked.append((body, reason[:REASON_CHARS] or "unreadable"))
 
 
 class InMemoryJobQueue:
@@ -320,7 +335,9 @@ class InMemoryJobQueue:
     def dead_letter_body(self, body: str, *, priority: str, reason: str) -> None:
         if self.fail_sends:
             raise QueueUnavailableError("could not dead-letter a message that is no job message")
-        self.dead.append(ParkedMessage(None, None, self.priority_of(priority), raw=body))
+        parked = ParkedMessage(None, None, self.priority_of(priority), raw=body)
+        parked.note = reason[:REASON_CHARS] or "unreadable"
+        self.dead.append(parked)
 
     def parked(self, priority: str) -> list[ParkedMessage]:
         """The messages on `priority`'s dead-letter queue, oldest first."""

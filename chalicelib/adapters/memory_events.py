@@ -6,24 +6,34 @@ import json
 import math
 import threading
 import time
+from http import HTTPStatus
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from chalicelib.defaults import WEBHOOK_TIMEOUT_S
+from chalicelib.defaults import WEBHOOK_ANSWER_TEXT_BYTES, WEBHOOK_TIMEOUT_S
 from chalicelib.domain.errors import CacheGenerationChangedError, EventPublishError, WebhookDeliveryError
 from chalicelib.ports import CacheEntry, LedgerOpening, WebhookAnswer
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:  # a status no standard names: no phrase, as a server may send none
+        return ""
 
 
 class InMemoryWebhookSender:
     """Same contract as HttpWebhookSender: records each POST and answers `statuses[url]`
     (200 by default); a URL in `unreachable` raises WebhookDeliveryError like a refused
     connection, one in `answer_after` answers after that many seconds (no answer past the
-    POST's timeout), one in `retry_after` asks for that wait (seconds)."""
+    POST's timeout), one in `retry_after` asks for that wait (seconds), and a 4xx answer says
+    `texts[url]` in its body."""
 
     def __init__(self, statuses: Optional[Mapping[str, int]] = None, timeout_s: float = WEBHOOK_TIMEOUT_S) -> None:
         self.statuses: dict[str, int] = dict(statuses or {})
         self.unreachable: set[str] = set()
         self.answer_after: dict[str, float] = {}
         self.retry_after: dict[str, float] = {}
+        self.texts: dict[str, str] = {}
         self.posts: list[tuple[str, bytes, dict[str, str]]] = []
         self._timeout = timeout_s
 
@@ -37,7 +47,11 @@ class InMemoryWebhookSender:
             self.posts.append((url, bytes(body), dict(headers)))  # sent; its answer never came in time
             raise WebhookDeliveryError(f"webhook did not answer within {limit:g} s")
         self.posts.append((url, bytes(body), dict(headers)))
-        return WebhookAnswer(self.statuses.get(url, 200), self.retry_after.get(url))
+        status = self.statuses.get(url, 200)
+        if not 400 <= status < 500:
+            return WebhookAnswer(status, self.retry_after.get(url))
+        text = self.texts.get(url, "").encode()[:WEBHOOK_ANSWER_TEXT_BYTES].decode("utf-8", errors="replace").strip()
+        return WebhookAnswer(status, self.retry_after.get(url), reason=_phrase(status), text=text)
 
 
 class InMemoryDeliveryLedger:

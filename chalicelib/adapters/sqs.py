@@ -1,4 +1,4 @@
-"""SQS adapter of the JobQueue port."""
+"""SQS adapters of the JobQueue and DeadLetterQueue ports."""
 from __future__ import annotations
 
 import json
@@ -50,7 +50,7 @@ class SqsJobQueue:
         try:
             self._sqs.send_message(
                 QueueUrl=self._url(self._dead, priority), MessageBody=body,
-                MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000] or "unreadable"}},
+                MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:REASON_CHARS] or "unreadable"}},
             )
         except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
             raise QueueUnavailableError("could not dead-letter a message that is no job message") from exc
@@ -89,3 +89,22 @@ class SqsJobQueue:
                 return url
         account = queue_arn.split(":")[4]
         return f"{self._sqs.meta.endpoint_url.rstrip('/')}/{account}/{name}"
+
+
+# SQS keeps a message attribute's value with the body (256 KiB in all); a reason is a line or two.
+REASON_CHARS = 1000
+
+
+class SqsDeadLetterQueue:
+    """A subscriber's dead-letter queue, by URL (the DeadLetterQueue port)."""
+
+    def __init__(self, client: Any, url: str) -> None:
+        self._sqs = client
+        self._url = url
+
+    def park(self, body: str, reason: str) -> None:
+        try:
+            self._sqs.send_message(QueueUrl=self._url, MessageBody=body, MessageAttributes={
+                "reason": {"DataType": "String", "StringValue": reason[:REASON_CHARS] or "unreadable"}})
+        except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
+            raise QueueUnavailableError("could not park a message on its dead-letter queue") from exc

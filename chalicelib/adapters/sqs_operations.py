@@ -149,11 +149,13 @@ class SqsQueueOperations:
 
 # EventBridge's dead-letter messages carry the target they were for (and RULE_ARN, ERROR_CODE ...).
 TARGET_ATTRIBUTE = "TARGET_ARN"
+# Why the pipeline parked a message itself (the worker's foreign bodies, the ERP bridge's refusals).
+REASON_ATTRIBUTE = "reason"
 
 
 def receive_up_to(client: Any, url: str, limit: int, hide_s: int) -> list[dict[str, Any]]:
     """Up to `limit` messages of the queue at `url` (fewer when it runs dry), each hidden for
-    `hide_s` seconds, with their receive count, send time and target attribute."""
+    `hide_s` seconds, with their receive count, send time, target and reason attributes."""
     messages: dict[str, dict[str, Any]] = {}
     while len(messages) < limit:
         batch = client.receive_message(
@@ -161,7 +163,7 @@ def receive_up_to(client: Any, url: str, limit: int, hide_s: int) -> list[dict[s
             MaxNumberOfMessages=min(10, limit - len(messages)),
             VisibilityTimeout=hide_s,
             AttributeNames=["SentTimestamp", "ApproximateReceiveCount"],
-            MessageAttributeNames=[TARGET_ATTRIBUTE],
+            MessageAttributeNames=[TARGET_ATTRIBUTE, REASON_ATTRIBUTE],
             WaitTimeSeconds=0,
         ).get("Messages", [])
         fresh = [m for m in batch if m["MessageId"] not in messages]
@@ -204,4 +206,5 @@ def _dead_letter(message: dict[str, Any]) -> DeadLetter:
     sent = attributes.get("SentTimestamp")
     sent_at = (datetime.fromtimestamp(int(sent) / 1000, timezone.utc).isoformat().replace("+00:00", "Z")
                if sent else None)
-    return DeadLetter(message["MessageId"], body, sent_at, int(attributes.get("ApproximateReceiveCount", 0)))
+    reason = message.get("MessageAttributes", {}).get(REASON_ATTRIBUTE, {}).get("StringValue")
+    return DeadLetter(message["MessageId"], body, sent_at, int(attributes.get("ApproximateReceiveCount", 0)), reason)

@@ -7,11 +7,12 @@ import ssl
 import threading
 import time
 import urllib.parse
+from dataclasses import replace
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Optional
 
-from chalicelib.defaults import WEBHOOK_TIMEOUT_S
+from chalicelib.defaults import WEBHOOK_ANSWER_TEXT_BYTES, WEBHOOK_TIMEOUT_S
 from chalicelib.domain.errors import WebhookDeliveryError
 from chalicelib.ports import WebhookAnswer
 
@@ -47,7 +48,7 @@ def _cut(connection: http.client.HTTPConnection, cut: threading.Event) -> None:
 class HttpWebhookSender:
     """POSTs with http.client, which follows no redirect: a 3xx is an answer, returned as its
     status (followed, a 301/302/303 would turn the POST into a body-less GET, to any host,
-    whose 2xx would count as delivered)."""
+    whose 2xx would count as delivered). Only a 4xx's body is read (its start)."""
 
     def __init__(self, timeout_s: float = WEBHOOK_TIMEOUT_S) -> None:
         """`timeout_s` bounds each POST, wall clock (connecting, sending, the answer's status
@@ -81,8 +82,11 @@ class HttpWebhookSender:
             if cut.is_set():  # connecting took the whole limit: the watchdog found no socket to cut
                 raise TimeoutError()
             connection.request("POST", path, body=body, headers=headers)
-            response = connection.getresponse()  # the body is never read: the status and headers count
+            response = connection.getresponse()
+            headers_whole = not cut.is_set()
             answer = WebhookAnswer(response.status, retry_after_s(response.getheader("Retry-After")))
+            if 400 <= response.status < 500:  # what the receiver said was wrong: kept if refused for good
+                answer = replace(answer, reason=(response.reason or "").strip()[:200], text=_start_of(response))
         except (OSError, http.client.HTTPException, ValueError) as exc:  # ssl.SSLError is an OSError
             if cut.is_set() or time.monotonic() >= deadline:
                 raise WebhookDeliveryError(f"webhook did not answer within {limit:g} s") from exc
@@ -90,6 +94,21 @@ class HttpWebhookSender:
         finally:
             watchdog.cancel()
             connection.close()
-        if cut.is_set():  # headers cut short read as if they had ended: not a whole answer
+        if not headers_whole:  # headers cut short read as if they had ended: not a whole answer
             raise WebhookDeliveryError(f"webhook did not answer within {limit:g} s")
         return answer
+
+
+def _start_of(response: http.client.HTTPResponse) -> str:
+    """Up to WEBHOOK_ANSWER_TEXT_BYTES of the answer's body as text; what arrived of it when the
+    rest does not (the status and headers are the answer: a body cut short does not undo it)."""
+    chunks: list[bytes] = []
+    try:
+        while sum(map(len, chunks)) < WEBHOOK_ANSWER_TEXT_BYTES:
+            chunk = response.read1(WEBHOOK_ANSWER_TEXT_BYTES - sum(map(len, chunks)))
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except (OSError, http.client.HTTPException, ValueError):
+        pass
+    return b"".join(chunks).decode("utf-8", errors="replace").strip()

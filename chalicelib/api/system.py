@@ -118,7 +118,7 @@ def dead_letters(call: Call) -> Any:
             job = jobs.get(_job_id(m) or "")
             out[priority].append({
                 "message_id": m.message_id, "body": m.body, "sent_at": m.sent_at,
-                "receive_count": m.receive_count,
+                "receive_count": m.receive_count, "reason": m.reason,
                 "job": {"id": job.id, "tenant": job.tenant, "type": job.type, "status": job.status.value}
                 if job else None,
             })

@@ -135,6 +135,13 @@ class WebhookDeliveryError(JobpipeError):
     code = "webhook_delivery_failed"
 
 
+class WebhookRefusedError(WebhookDeliveryError):
+    """The webhook refused the event for good (a 4xx other than 408, 425 and 429): sent again
+    as it is, it would be refused again. Parked on the subscriber's dead-letter queue, not retried."""
+
+    code = "webhook_refused"
+
+
 class DeliveryInProgressError(JobpipeError):
     """Another process holds the event's delivery under an unexpired lease: try again later."""
 

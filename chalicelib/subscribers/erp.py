@@ -6,8 +6,8 @@ import hmac
 import json
 from typing import Any, Optional
 
-from chalicelib.defaults import WEBHOOK_MIN_TIMEOUT_S
-from chalicelib.domain.errors import WebhookDeliveryError
+from chalicelib.defaults import WEBHOOK_MIN_TIMEOUT_S, WEBHOOK_TRANSIENT_4XX
+from chalicelib.domain.errors import WebhookDeliveryError, WebhookRefusedError
 from chalicelib.ports import WebhookSender
 
 SIGNATURE_HEADER = "X-Jobpipe-Signature"
@@ -50,16 +50,25 @@ class ErpBridge:
 
     def deliver(self, detail: dict[str, Any], within_s: Optional[float] = None) -> int:
         """POST the event, answered within `within_s` seconds (None: the sender's own timeout);
-        returns the 2xx status. Any other answer, none in time, or less than
-        WEBHOOK_MIN_TIMEOUT_S to wait for one (nothing is sent then) raises WebhookDeliveryError
-        so the message is retried (with backoff, then dead-lettered); its details carry the
-        answer's `status` and the `retry_after_s` the ERP asked for."""
+        returns the 2xx status. A 4xx that refuses the event for good (any but
+        WEBHOOK_TRANSIENT_4XX) raises WebhookRefusedError, so the message is parked instead of
+        retried; its message names the status, the reason phrase and the start of the answer's
+        body. Any other answer, none in time, or less than WEBHOOK_MIN_TIMEOUT_S to wait for one
+        (nothing is sent then) raises WebhookDeliveryError so the message is retried (with
+        backoff, then dead-lettered); its details carry the answer's `status` and the
+        `retry_after_s` the ERP asked for."""
         if within_s is not None and within_s < WEBHOOK_MIN_TIMEOUT_S:
             raise WebhookDeliveryError(
                 f"too little of the invocation is left to POST event {detail['event_id']}; it is sent on its next delivery"
             )
         body, headers = self.request_for(detail)
         answer = self._sender.post(self._url, body, headers, timeout_s=within_s)
+        if 400 <= answer.status < 500 and answer.status not in WEBHOOK_TRANSIENT_4XX:
+            said = " ".join(part for part in (str(answer.status), answer.reason) if part)
+            raise WebhookRefusedError(
+                f"ERP webhook refused event {detail['event_id']}: HTTP {said}" + (f": {answer.text}" if answer.text else ""),
+                details={"status": answer.status, "reason": answer.reason, "text": answer.text},
+            )
         if not 200 <= answer.status < 300:
             raise WebhookDeliveryError(
                 f"ERP webhook answered {answer.status} for event {detail['event_id']}",

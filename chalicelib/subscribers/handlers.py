@@ -3,7 +3,8 @@ EventBridge rule fills. The ERP bridge delivers each event once, on a per-batch 
 (chalicelib/subscribers/delivery.py: 2 requests per SQS batch), or at least once with no ledger
 when the ERP deduplicates on the signed body's event_id (ERP_RECEIVER_DEDUPLICATES); cache invalidation
 is safe to repeat and keeps no ledger. A failed record is hidden for an exponential backoff
-before its next delivery, and dead-lettered by the queue's redrive policy."""
+before its next delivery, and dead-lettered by the queue's redrive policy; an event the ERP
+refused for good (WebhookRefusedError) is parked on the bridge's dead-letter queue at once."""
 from __future__ import annotations
 
 import json
@@ -14,6 +15,7 @@ from chalice import Blueprint
 
 from chalicelib.composition import Container, container
 from chalicelib.defaults import DELIVERY_CLOSE_MARGIN_S, DELIVERY_LEASE_S, WEBHOOK_RETRY_AFTER_MAX_S
+from chalicelib.domain.errors import JobpipeError, WebhookRefusedError, describe
 from chalicelib.invocation import entry_point
 from chalicelib.observability import logger
 
@@ -71,17 +73,47 @@ def _wait_s(exc: Exception, backoff: int) -> int:
 
 # effect(services, detail, seconds left in the invocation or None)
 Effect = Callable[[Container, dict[str, Any], Optional[float]], Any]
+# The consumer's dead-letter queue (a DeadLetterQueue), or None where none is configured.
+DeadLetters = Callable[[Container], Any]
 
 
 class Consumer:
     """A subscriber's queue consumer: `effect(services, detail, seconds_left)` per record, once
     per event id on the consumer's delivery ledger when `exactly_once`, else every time (an
-    effect that is safe to repeat)."""
+    effect that is safe to repeat). A record whose effect was refused for good
+    (WebhookRefusedError) is parked on `dead_letters` as it came, with why, and succeeds; if it
+    cannot be parked it is retried like any failure."""
 
-    def __init__(self, name: str, effect: Effect, *, exactly_once: bool) -> None:
+    def __init__(self, name: str, effect: Effect, *, exactly_once: bool,
+                 dead_letters: Optional[DeadLetters] = None) -> None:
         self._name = name
         self._effect = effect
         self._exactly_once = exactly_once
+        self._dead_letters = dead_letters
+
+    def _retry_later(self, services: Container, record: SQSRecord, detail: dict[str, Any], exc: Exception) -> None:
+        """Hide a failed record for its backoff (or the wait its answer asked for)."""
+        receives = int(record.attributes.approximate_receive_count or 1)
+        backoff = _wait_s(exc, services.settings.redelivery_wait_s(receives))
+        services.queue.set_visibility(record.event_source_arn, record.receipt_handle, backoff)
+        logger.warning(f"{self._name} failed; retrying in {backoff} s",
+                       extra={"event_id": detail.get("event_id"), "receive_count": receives})
+
+    def _park(self, services: Container, body: str, detail: dict[str, Any], refusal: WebhookRefusedError) -> bool:
+        """Put a refused record on the dead-letter queue; whether it is there. Its delivery
+        record (if any) is forgotten like a failed one's, so a redrive delivers it."""
+        queue = self._dead_letters(services) if self._dead_letters is not None else None
+        extra = {"event_id": detail.get("event_id"), "status": refusal.details.get("status"), "reason": refusal.message}
+        if queue is None:
+            logger.warning(f"{self._name} refused for good, and no dead-letter queue is configured", extra=extra)
+            return False
+        try:
+            queue.park(body, refusal.message)
+        except JobpipeError as exc:  # the queue did not answer: the message comes back to be parked then
+            logger.warning(f"{self._name} could not park a refused event", extra={**extra, "error": describe(exc)})
+            return False
+        logger.error(f"{self._name} refused for good: dead-lettered", extra=extra)
+        return True
 
     def consume(self, event: Any, services: Container) -> dict[str, Any]:
         """Run every record of the SQS batch; returns the batch item failures."""
@@ -96,20 +128,24 @@ class Consumer:
             batch = DeliveryRound(services.delivery_ledger(self._name), _event_ids(raw.get("Records", [])),
                                   _lease_s(event.context))
 
+        parked: set[str] = set()  # event ids of this batch parked: a duplicate of one is not parked twice
+
         def handle(record: SQSRecord) -> None:
             detail = _detail(record.body)
+            event_id = str(detail["event_id"])
             try:
                 if batch is None:
                     self._effect(services, detail, _seconds_left(event.context))
                 else:
-                    batch.run(str(detail["event_id"]),
-                              lambda: self._effect(services, detail, _seconds_left(event.context)))
+                    batch.run(event_id, lambda: self._effect(services, detail, _seconds_left(event.context)))
+            except WebhookRefusedError as exc:
+                if event_id in parked or self._park(services, record.body, detail, exc):
+                    parked.add(event_id)
+                    return
+                self._retry_later(services, record, detail, exc)
+                raise
             except Exception as exc:
-                receives = int(record.attributes.approximate_receive_count or 1)
-                backoff = _wait_s(exc, services.settings.redelivery_wait_s(receives))
-                services.queue.set_visibility(record.event_source_arn, record.receipt_handle, backoff)
-                logger.warning(f"{self._name} failed; retrying in {backoff} s",
-                               extra={"event_id": detail.get("event_id"), "receive_count": receives})
+                self._retry_later(services, record, detail, exc)
                 raise
 
         response = process_partial_response(
@@ -144,11 +180,15 @@ def invalidate_caches(services: Container, detail: dict[str, Any], seconds_left:
     return announcement.model_dump() if announcement else None
 
 
-_erp = Consumer("erp_bridge", deliver_to_erp, exactly_once=True)
+def _erp_dead_letters(services: Container) -> Any:
+    return services.erp_dead_letters
+
+
+_erp = Consumer("erp_bridge", deliver_to_erp, exactly_once=True, dead_letters=_erp_dead_letters)
 # An ERP that deduplicates on the signed body's event_id makes the ledger's guarantee its own: the bridge
 # then delivers at least once (a redelivered or re-published event is POSTed again, with the same
 # id) at no request and no write a batch.
-_erp_at_least_once = Consumer("erp_bridge", deliver_to_erp, exactly_once=False)
+_erp_at_least_once = Consumer("erp_bridge", deliver_to_erp, exactly_once=False, dead_letters=_erp_dead_letters)
 # No ledger: invalidation is safe to repeat (docs/performance.md). Recording the completion is
 # a conditional put that never moves back in time; the invalidation is conditional on this job
 # not having done it; the `cache.invalidated` announcement carries the same event id each time,

@@ -59,6 +59,7 @@ def test_a_body_that_is_no_job_message_is_parked_as_it_came_and_never_redriven(a
     peeked = adapters.queue_operations.peek_dead_letters("high", 10)
     assert sorted(map(str, (m.body for m in peeked))) == sorted(map(str, (
         {"raw": "not json"}, {"detail": "from another system"})))
+    assert [m.reason for m in peeked] == ["not a job message"] * 2  # why, for the operator
     # no worker could take them: a redrive leaves them for an operator
     assert adapters.queue_operations.redrive("high", 10) == {"moved": 0, "failed": 2}
     assert depth(adapters, "high")["visible"] == 0

@@ -41,6 +41,13 @@ def _loopback() -> tuple[ThreadingHTTPServer, list]:
             elif self.path.endswith("/busy"):
                 self.send_response(429)
                 self.send_header("Retry-After", "120")
+            elif self.path.endswith("/refused"):
+                text = b'{"error": "unknown tenant acme"}' + b" " * 5000
+                self.send_response(422)
+                self.send_header("Content-Length", str(len(text)))
+                self.end_headers()
+                self.wfile.write(text)
+                return
             else:
                 self.send_response(500 if self.path.endswith("/failing") else 202)
             self.end_headers()
@@ -82,6 +89,8 @@ def endpoint(request):
         sender = InMemoryWebhookSender({"https://erp.example/ok": 202, "https://erp.example/failing": 500,
                                         "https://erp.example/moved": 302, "https://erp.example/busy": 429})
         sender.retry_after["https://erp.example/busy"] = 120
+        sender.statuses["https://erp.example/refused"] = 422
+        sender.texts["https://erp.example/refused"] = '{"error": "unknown tenant acme"}' + " " * 5000
         sender.unreachable.add(unreachable)
         sender.answer_after["https://erp.example/slow"] = 2.5
         yield Endpoint(sender, "https://erp.example/ok", "https://erp.example/failing", unreachable,
@@ -145,3 +154,12 @@ def test_a_slow_answer_whole_within_the_timeout_is_an_answer(endpoint):
 def test_the_wait_a_retry_after_asks_for_comes_back_with_the_status(endpoint):
     answer = endpoint.sender.post(endpoint.ok_url.replace("/ok", "/busy"), b"{}", {})
     assert (answer.status, answer.retry_after_s) == (429, 120)
+
+
+def test_a_4xx_comes_back_with_its_reason_phrase_and_the_start_of_its_body(endpoint):
+    """What the receiver said was wrong, for the operator, read no further than the defaults allow."""
+    answer = endpoint.sender.post(endpoint.ok_url.replace("/ok", "/refused"), b"{}", {})
+    assert (answer.status, answer.reason, answer.text) == (422, "Unprocessable Entity", '{"error": "unknown tenant acme"}')
+    ok = endpoint.sender.post(endpoint.ok_url, b"{}", {})
+    failing = endpoint.sender.post(endpoint.failing_url, b"{}", {})
+    assert (ok.reason, ok.text, failing.reason, failing.text) == ("", "", "", "")

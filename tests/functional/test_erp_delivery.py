@@ -15,7 +15,7 @@ from chalicelib.defaults import DELIVERY_CLOSE_MARGIN_S, WEBHOOK_RETRY_AFTER_MAX
 from chalicelib.domain.errors import StoreUnavailableError, WebhookDeliveryError
 from chalicelib.ports import WebhookAnswer
 from chalicelib.subscribers.erp import ErpBridge
-from tests.functional.conftest import LambdaContext, sqs_event
+from tests.functional.conftest import LambdaContext, receive_all, sqs_event, token
 
 SECRET = "functional-webhook-secret-0123456789abcdef"
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:erp-webhook"
@@ -61,6 +61,7 @@ class Erp:
         self.status = 200
         self.answers: dict[str, int] = {}
         self.retry_after: dict[str, float] = {}  # event id -> the Retry-After of its answer
+        self.texts: dict[str, str] = {}  # event id -> the start of its answer's body
         self.crash_on: set[str] = set()
         self.accepted: list[str] = []
         self.posts = 0
@@ -83,12 +84,19 @@ class Erp:
         status = self.answers.get(event_id, self.status)
         if 200 <= status < 300:
             self.accepted.append(event_id)
-        return WebhookAnswer(status, self.retry_after.get(event_id))
+        return WebhookAnswer(status, self.retry_after.get(event_id), text=self.texts.get(event_id, ""))
 
 
 @pytest.fixture(params=["memory", "aws"])
 def bridge(request, client, aws, monkeypatch):
-    """(invoke(event ids) -> failed event ids, erp, ledger requests counter or None, backoffs, clock)."""
+    """(invoke(event ids) -> failed event ids, erp, ledger requests counter or None, backoffs, clock).
+    The bridge's queue and dead-letter queue are on moto (`invoke.dead_letters()` reads the DLQ)."""
+    sqs = aws["sqs"]
+    queue_url = sqs.create_queue(QueueName="erp-webhook")["QueueUrl"]
+    dlq_url = sqs.create_queue(QueueName="erp-webhook-dlq")["QueueUrl"]
+    monkeypatch.setenv("JOBPIPE_ERP_WEBHOOK_QUEUE_URL", queue_url)
+    monkeypatch.setenv("JOBPIPE_ERP_WEBHOOK_DLQ_URL", dlq_url)
+    composition.use(None)
     services = composition.container()
     clock = Clock()
     if request.param == "memory":
@@ -125,7 +133,13 @@ def bridge(request, client, aws, monkeypatch):
         by_message = {m["MessageId"]: json.loads(m["Body"])["detail"]["event_id"] for m in messages}
         return [by_message[f["itemIdentifier"]] for f in failures]
 
+    def dead_letters() -> list[dict]:
+        return sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=0,
+                                   MessageAttributeNames=["All"]).get("Messages", [])
+
     invoke.requests = (lambda: counter.take()) if counter is not None else None
+    invoke.dead_letters = dead_letters
+    invoke.queue_url = queue_url
     return invoke, erp, ledger, backoffs, clock
 
 
@@ -328,3 +342,82 @@ def test_a_failed_post_to_a_deduplicating_erp_fails_its_record_alone_with_backof
     assert backoffs == [(refused, composition.container().settings.redelivery_wait_s(2))]
     erp.answers.clear()
     assert invoke([refused]) == [] and erp.taken == [taken, refused]
+
+
+def _envelope(event_id: str) -> dict:
+    return {"detail-type": "job.status.changed", "source": "jobpipe",
+            "detail": {"event_id": event_id, "event_type": "job.status.changed", "job_id": "j-1", "status": "running"}}
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 410, 422])
+def test_a_permanent_refusal_is_parked_on_the_dead_letter_queue_at_once_its_batch_mates_unaffected(bridge, status):
+    """An ERP that refuses an event for good is not asked again for a day: the event goes to the
+    bridge's dead-letter queue on its first refusal, as it came, with why; its record is
+    forgotten, and the others of its batch are delivered or retried as ever."""
+    invoke, erp, _, backoffs, _ = bridge
+    ok, refused, busy = ids(3)
+    erp.answers.update({refused: status, busy: 503})
+    erp.texts[refused] = '{"error": "unknown job j-1"}'
+    assert invoke([ok, refused, busy]) == [busy]
+    assert erp.accepted == [ok] and [handle for handle, _ in backoffs] == [busy]
+    (parked,) = invoke.dead_letters()
+    assert json.loads(parked["Body"]) == _envelope(refused)
+    reason = parked["MessageAttributes"]["reason"]["StringValue"]
+    assert f"ERP webhook refused event {refused}: HTTP {status}" in reason and "unknown job j-1" in reason
+
+
+@pytest.mark.parametrize("status", [408, 425, 429, 500, 502, 503, 504])
+def test_a_transient_answer_is_retried_with_backoff_not_parked(bridge, status):
+    invoke, erp, _, backoffs, _ = bridge
+    (busy,) = ids(1)
+    erp.answers[busy] = status
+    assert invoke([busy]) == [busy]
+    assert [handle for handle, _ in backoffs] == [busy] and invoke.dead_letters() == []
+
+
+def test_a_parked_event_is_shown_to_the_operator_and_delivered_once_redriven(bridge, client, aws):
+    """The operator sees why it was parked; once the ERP is fixed, a redrive sends it back and
+    it is delivered: its ledger record does not hold it as delivered or in progress."""
+    invoke, erp, _, _, _ = bridge
+    (refused,) = ids(1)
+    erp.answers[refused] = 422
+    erp.texts[refused] = "field 'tenant' is not known here"
+    assert invoke([refused]) == []
+    operator = {"Authorization": f"Bearer {token(roles=['operator'])}"}
+    (shown,) = client.http.get("/api/system/dlq?queue=erp_webhook", headers=operator).json_body["dead_letters"]["erp_webhook"]
+    assert shown["body"] == _envelope(refused)
+    assert shown["reason"].startswith(f"ERP webhook refused event {refused}: HTTP 422")
+    assert "field 'tenant' is not known here" in shown["reason"]
+    del erp.answers[refused]
+    moved = client.http.post("/api/system/dlq/redrive?queue=erp_webhook", headers=operator).json_body
+    assert moved["redriven"]["erp_webhook"] == {"moved": 1, "failed": 0}
+    (back,) = receive_all({"sqs": aws["sqs"], "q": invoke.queue_url}, "q")
+    assert json.loads(back["Body"]) == _envelope(refused)
+    assert invoke([refused]) == [] and erp.accepted == [refused]
+    assert invoke([refused]) == [] and erp.accepted == [refused], "delivered once"
+
+
+def test_a_refusal_that_cannot_be_parked_is_retried_like_a_failure(bridge, aws, monkeypatch):
+    """Nothing is lost when the dead-letter queue does not answer: the message comes back."""
+    invoke, erp, _, backoffs, _ = bridge
+    aws["sqs"].delete_queue(QueueUrl=composition.container().settings.erp_webhook_dlq_url)
+    (refused,) = ids(1)
+    erp.answers[refused] = 410
+    assert invoke([refused]) == [refused]
+    assert [handle for handle, _ in backoffs] == [refused]
+
+
+def test_a_deduplicating_erp_s_permanent_refusal_is_parked_too(at_least_once, bridge):
+    invoke, erp, backoffs = at_least_once
+    refused, taken = ids(2)
+    erp.answers[refused] = 400
+    assert invoke([refused, taken]) == [] and erp.taken == [taken] and not backoffs
+    assert [json.loads(m["Body"]) for m in bridge[0].dead_letters()] == [_envelope(refused)]
+
+
+def test_a_refused_event_twice_in_one_batch_is_posted_and_parked_once(bridge):
+    invoke, erp, _, _, _ = bridge
+    (refused,) = ids(1)
+    erp.answers[refused] = 403
+    assert invoke([refused, refused]) == []
+    assert erp.posts == 1 and len(invoke.dead_letters()) == 1

@@ -279,6 +279,9 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
     stream_failures = aws["sqs"].create_queue(QueueName="iam-stream-failures")["QueueUrl"]
     monkeypatch.setenv("JOBPIPE_STREAM_FAILURE_QUEUE_URL", stream_failures)
     log.name(stream_failures, "StreamFailureQueue")
+    erp_dead_letters = aws["sqs"].create_queue(QueueName="iam-erp-webhook-dlq")["QueueUrl"]
+    monkeypatch.setenv("JOBPIPE_ERP_WEBHOOK_DLQ_URL", erp_dead_letters)
+    log.name(erp_dead_letters, "ErpWebhookDeadLetterQueue")
     log.function = "APIHandler"
     # In a scope with a cache: its completion reaches cache invalidation with work to do.
     ok = client.http.post("/jobs", headers=auth(), body=json.dumps({**steps, "scope": "p-1"})).json_body
@@ -328,9 +331,11 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
               and json.loads(m["Body"])["detail"].get("status") == "completed"]
     assert scoped
 
-    class Sender:
+    class Sender:  # refuses one event for good: the bridge parks it on its dead-letter queue
+        refused = json.loads(messages[0]["Body"])["detail"]["event_id"]
+
         def post(self, url, body, headers, timeout_s=None):
-            return WebhookAnswer(200)
+            return WebhookAnswer(422 if headers["X-Jobpipe-Event-Id"] == self.refused else 200)
 
     from chalicelib.ports import WebhookAnswer
     from chalicelib.subscribers.erp import ErpBridge
@@ -368,6 +373,7 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
     assert made(log, "JobWorker", "s3:PutObject", "JobsBucket/jobs/*")
     assert made(log, "JobWorker", "s3:GetObject", "JobsBucket/jobs/*")
     assert made(log, "ErpBridge", "dynamodb:BatchWriteItem", "IdempotencyTable")
+    assert made(log, "ErpBridge", "sqs:SendMessage", "ErpWebhookDeadLetterQueue")
     assert made(log, "CacheInvalidation", "dynamodb:PutItem", "JobsTable")
     assert made(log, "Reconciler", "dynamodb:Query", "JobsTable/index/by_due")
     assert made(log, "Reconciler", "dynamodb:GetRecords", "JobsTable/StreamArn")

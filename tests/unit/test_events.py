@@ -5,7 +5,7 @@ import pytest
 
 from chalicelib.adapters.memory_events import InMemoryCacheStore, InMemoryEventPublisher
 from chalicelib.domain.caches import InvalidationRules
-from chalicelib.domain.errors import EventPublishError, WebhookDeliveryError
+from chalicelib.domain.errors import EventPublishError, WebhookDeliveryError, WebhookRefusedError
 from chalicelib.domain.events import event_id_for
 from chalicelib.domain.job import Job, JobErrorInfo, Progress
 from chalicelib.domain.status import JobStatus
@@ -176,6 +176,24 @@ def test_erp_bridge_signs_and_refuses_non_2xx():
     assert headers["X-Jobpipe-Signature"] == sign("k" * 32, body) and not verify("other", body, headers["X-Jobpipe-Signature"])
     with pytest.raises(WebhookDeliveryError):
         ErpBridge(Sender(500), "http://erp/hook", "k" * 32).deliver(detail)
+
+
+@pytest.mark.parametrize("status, refused", [
+    (400, True), (401, True), (403, True), (404, True), (409, True), (410, True), (422, True), (499, True),
+    (408, False), (425, False), (429, False), (500, False), (503, False), (302, False), (308, False),
+])
+def test_erp_bridge_tells_a_refusal_for_good_from_a_failure_worth_retrying(status, refused):
+    class Sender:
+        def post(self, url, body, headers, timeout_s=None):
+            return WebhookAnswer(status, reason="Nope", text='{"error": "no"}')
+
+    detail = json.loads(completed().model_dump_json())
+    with pytest.raises(WebhookDeliveryError) as raised:
+        ErpBridge(Sender(), "http://erp/hook", "k" * 32).deliver(detail)
+    assert isinstance(raised.value, WebhookRefusedError) is refused
+    if refused:
+        assert raised.value.message == f'ERP webhook refused event {detail["event_id"]}: HTTP {status} Nope: {{"error": "no"}}'
+        assert raised.value.details["status"] == status
 
 
 class CountingPublisher:

@@ -107,6 +107,7 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         **each(("ErpBridgeLogGroup",), LOGS),
         "*": XRAY,
         "ErpWebhookQueue": sqs("ReceiveMessage", "DeleteMessage", "GetQueueAttributes", "ChangeMessageVisibility"),
+        "ErpWebhookDeadLetterQueue": sqs("SendMessage"),  # an event the ERP refused for good is parked there
         # The delivery ledger (dynamodb_ledger.py): conditional Puts, then Puts and Deletes in a batch.
         "IdempotencyTable if ErpKeepsLedger where LeadingKeys like DELIVERY#erp_bridge#*": ddb("PutItem",
                                                                                               "BatchWriteItem"),

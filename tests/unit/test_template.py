@@ -85,6 +85,15 @@ def test_the_erp_bridge_reaches_its_ledger_only_when_the_erp_does_not_deduplicat
                              for s in on_ledger)
 
 
+def test_the_erp_bridge_can_park_a_refused_event_on_its_dead_letter_queue_and_nowhere_else(template):
+    """An event the ERP refuses for good goes to ErpWebhookDeadLetterQueue at once: the bridge
+    knows the queue and may send to it (and to no other queue)."""
+    assert environment(template, "ErpBridge")["JOBPIPE_ERP_WEBHOOK_DLQ_URL"] == {"Ref": "ErpWebhookDeadLetterQueue"}
+    (policy,) = template["Resources"]["ErpBridgeRole"]["Properties"]["Policies"]
+    sends = [s for s in policy["PolicyDocument"]["Statement"] if "sqs:SendMessage" in s.get("Action", [])]
+    assert [s["Resource"] for s in sends] == [{"Fn::GetAtt": ["ErpWebhookDeadLetterQueue", "Arn"]}]
+
+
 def test_each_function_logs_to_its_own_group_which_the_stack_keeps_for_a_bounded_time(template):
     """A function's log lines go to a group the stack creates, one per function, kept
     LogRetentionDays (CloudWatch Logs keeps a group Lambda creates by itself for ever, billed
