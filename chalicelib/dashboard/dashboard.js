@@ -23,6 +23,7 @@
   var state = {
     jobs: new Map(),   // id -> job, as last seen
     rows: new Map(),   // id -> row view
+    left: new Map(),   // id -> version at which the job left the status filter's view
     cursor: null,      // next page of the current listing
     filters: { status: "", type: "", limit: 25 },
     jobTypes: [],
@@ -476,10 +477,24 @@
 
   // ---------------------------------------------------------------- job state
 
-  // Keeps the newer of two views of a job (a list answer may be older than a poll answer).
+  // Whether the current filters show `job` (its type never changes; its status does).
+  function shown(job) {
+    return (!state.filters.status || job.status === state.filters.status) &&
+      (!state.filters.type || job.type === state.filters.type);
+  }
+
+  // Keeps the newer of two views of a job (a list answer may be older than a poll answer); a
+  // job that no longer matches the status filter leaves the view (and is no longer polled).
+  // Returns whether anything shown changed.
   function remember(job) {
     var known = state.jobs.get(job.id);
     if (known && known.version > job.version) return false;
+    if (!known && state.left.has(job.id) && state.left.get(job.id) >= job.version) return false;
+    if (!shown(job)) {
+      if (known) forget(job);
+      return Boolean(known);
+    }
+    state.left.delete(job.id);
     var changed = !known || known.version !== job.version || known.status !== job.status;
     state.jobs.set(job.id, job);
     var row = state.rows.get(job.id);
@@ -490,6 +505,14 @@
     }
     if (changed) row.render(job);
     return changed;
+  }
+
+  function forget(job) {
+    var row = state.rows.get(job.id);
+    state.left.set(job.id, job.version);
+    state.jobs.delete(job.id);
+    state.rows.delete(job.id);
+    if (row) { row.tr.remove(); row.detailTr.remove(); }
   }
 
   function order() {
@@ -528,6 +551,7 @@
   function clearJobs() {
     state.jobs.clear();
     state.rows.clear();
+    state.left.clear();
     state.cursor = null;
     $("jobs-body").replaceChildren();
   }
@@ -649,7 +673,7 @@
             if (job && job.status !== "not_found" && remember(job)) changed = true;
           });
         });
-        if (changed) renderSummary();
+        if (changed) order();
         state.pollDelay = changed ? POLL_MIN_MS : Math.min(POLL_MAX_MS, state.pollDelay * POLL_BACKOFF);
       }
     ).catch(
@@ -694,7 +718,7 @@
       function (job) {
         row.note.textContent = job.status === "canceled" ? "canceled" : "cancel requested";
         remember(job);
-        renderSummary();
+        order();
         schedulePoll(0);
       },
       function (err) {
@@ -703,7 +727,7 @@
           // It finished (or went away) meanwhile: show its final state.
           api("POST", "jobs/status", { job_ids: [id] }).then(function (answer) {
             var job = answer.jobs[id];
-            if (job && job.status !== "not_found") { remember(job); renderSummary(); }
+            if (job && job.status !== "not_found") { remember(job); order(); }
           }, handleError);
           return;
         }

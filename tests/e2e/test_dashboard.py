@@ -635,3 +635,38 @@ def test_text_from_the_api_is_shown_as_text(page, api):
     expect(page.locator("#detail-job-evil")).to_contain_text(evil)
     assert page.locator("#jobs-body img, #jobs-body script").count() == 0
     assert page.evaluate("window.pwned") is None
+
+
+def test_a_job_that_leaves_the_status_filter_leaves_the_view(page, api):
+    """Viewing `running`, a job that completes (or is canceled) goes from the view at the poll
+    that sees it, not when the filter next changes; a list answer older than that poll does
+    not bring it back."""
+    page.clock.install()
+    started = {"attempts": 1, "started_at": "2026-01-15T10:00:00.000Z"}
+    leaving, staying = api.add(status="running", **started), api.add(status="running", **started)
+    api.add(status="completed", **started, finished_at="2026-01-15T10:00:05.000Z")
+    api.open()
+    expect(page.locator("tr.job")).to_have_count(3)
+    page.get_by_label("Status", exact=True).select_option("running")
+    expect(page.locator("tr.job")).to_have_count(2)
+    # The next list refresh is answered as it was before the job completed.
+    api.hold_next = "/jobs"
+    let_time_pass(page, 10, step_s=1)
+    assert api.held
+    api.update(leaving["id"], status="completed", finished_at="2026-01-15T10:00:09.000Z",
+               progress={**leaving["progress"], "percent": 100.0})
+    let_time_pass(page, 12, step_s=1)
+    expect(row(page, leaving["id"])).to_have_count(0)
+    expect(page.locator(f'#detail-{leaving["id"]}')).to_have_count(0)
+    expect(row(page, staying["id"])).to_have_attribute("data-status", "running")
+    expect(page.locator("#summary .status-running .chip-count")).to_have_text("1")
+    expect(page.locator("#summary .status-completed .chip-count")).to_have_text("0")
+    api.jobs[leaving["id"]] = {**api.jobs[leaving["id"]], "status": "running", "version": 1}  # the held list's view
+    api.release()
+    api.jobs[leaving["id"]].update(status="completed", version=2)
+    page.wait_for_timeout(300)
+    assert row(page, leaving["id"]).count() == 0  # at once: a later poll would hide it again
+    api.update(staying["id"], status="canceled", cancel_requested=True)
+    let_time_pass(page, 12, step_s=1)
+    expect(page.locator("tr.job")).to_have_count(0)
+    expect(page.get_by_text("No jobs here yet")).to_be_visible()
