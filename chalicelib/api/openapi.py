@@ -102,10 +102,10 @@ def _paths() -> dict[str, Any]:
                      "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("SubmitJobRequest")}}},
                      "responses": {"202": _json(_ref("Job"), "accepted"),
                                    **_errors(400, 401, 404, 409, 413, 422, 429, 503)}},
-            "get": {"summary": "the tenant's jobs, newest first", "parameters": _list_parameters(), "responses": {
+            "get": _conditional({"summary": "the tenant's jobs, newest first", "parameters": _list_parameters(), "responses": {
                 "200": _json({"type": "object", "required": ["jobs", "next_cursor"], "properties": {
                     "jobs": {"type": "array", "items": _ref("Job")}, "next_cursor": {"type": ["string", "null"]}}}),
-                **_errors(400, 401, 503)}},
+                **_errors(400, 401, 503)}}),
         },
         "/jobs/status": {"post": _conditional({
             "summary": "up to 100 jobs in one read",

@@ -88,7 +88,11 @@ def list_jobs(call: Call) -> Any:
             cursor=params.cursor,
         )
     )
-    return {"jobs": [j.public() for j in page.jobs], "next_cursor": page.cursor}
+    # Tagged like a status read, and by where the listing goes on: a re-read of an unchanged page
+    # (the dashboard's every 10 s) is a 304 with no body.
+    tag = job_etag(f"jobs.list:{page.cursor or ''}", [(j.id, j) for j in page.jobs])
+    return conditional_response(call.header("if-none-match"), tag,
+                                {"jobs": [j.public() for j in page.jobs], "next_cursor": page.cursor})
 
 
 @route("/jobs/status", methods=["POST"])

@@ -24,6 +24,8 @@
     jobs: new Map(),   // id -> job, as last seen
     rows: new Map(),   // id -> row view
     left: new Map(),   // id -> version at which the job left the status filter's view
+    pollTags: new Map(), // ids of a poll's batch -> the ETag of its last answer
+    listTag: "",       // the ETag of the current listing's first page, as last merged
     cursor: null,      // next page of the current listing
     filters: { status: "", type: "", limit: 25 },
     jobTypes: [],
@@ -108,8 +110,13 @@
     return ms > 0 ? Math.min(ms, RETRY_AFTER_MAX_MS) : 0;
   }
 
-  function api(method, path, body, headers) {
+  // `tag`: a conditional read (the API tags its answer with an ETag). The call then resolves to
+  // {data, etag}; given a tag from an earlier answer it is sent as If-None-Match, and a 304
+  // (nothing changed since) resolves to {data: null, etag} without a body to read.
+  function api(method, path, body, headers, tag) {
     var jwt = token();
+    var conditional = tag !== undefined;
+    if (tag) headers = Object.assign({ "If-None-Match": tag }, headers);
     if (!jwt) return Promise.reject(new ApiError(401, "unauthorized", "Paste a token to start."));
     var init = {
       method: method,
@@ -125,6 +132,10 @@
       function (response) {
         return response.text().then(function (text) {
           if (token() !== jwt) throw new StaleAnswer();
+          if (tag && response.status === 304) {
+            connected();
+            return { data: null, etag: response.headers.get("ETag") || tag };
+          }
           var data = null;
           try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
           if (!response.ok) {
@@ -144,7 +155,7 @@
               response.status + ", " + kind + ").");
           }
           connected();
-          return data;
+          return conditional ? { data: data, etag: response.headers.get("ETag") || "" } : data;
         });
       },
       function (err) {
@@ -552,6 +563,8 @@
     state.jobs.clear();
     state.rows.clear();
     state.left.clear();
+    state.pollTags = new Map();
+    state.listTag = "";
     state.cursor = null;
     $("jobs-body").replaceChildren();
   }
@@ -574,6 +587,7 @@
   }
 
   // First page of the current listing; merges into what is shown (keeps rows and open details).
+  // A re-read sends the page's ETag: unchanged, it is a 304 and nothing is read or rendered.
   function refreshList(reset) {
     clearTimeout(state.refreshTimer);
     var generation = reset ? ++state.listGeneration : state.listGeneration;
@@ -583,9 +597,16 @@
       state.cursor = null;
       more.hidden = true;
     }
-    return api("GET", listPath(null)).then(
-      function (page) {
+    return api("GET", listPath(null), undefined, undefined, reset ? "" : state.listTag).then(
+      function (tagged) {
         if (generation !== state.listGeneration) return;
+        var page = tagged.data;
+        if (page === null) { // 304: the page is as merged before
+          ensurePolling();
+          scheduleRefresh();
+          return;
+        }
+        var redraw = reset || state.jobs.size === 0;
         if (reset) {
           clearJobs();
           state.cursor = page.next_cursor || null;
@@ -594,8 +615,9 @@
           state.cursor = page.next_cursor || null;
           more.hidden = !state.cursor;
         }
+        state.listTag = tagged.etag;
         var changed = page.jobs.map(remember).some(Boolean); // new jobs, or known ones that moved on
-        order();
+        if (changed || redraw) order();
         if (changed) schedulePoll(0); else ensurePolling();
         scheduleRefresh();
         if (!state.jobTypes.length) loadJobTypes();
@@ -644,7 +666,9 @@
   // ---------------------------------------------------------------- polling
 
   // Polls every unfinished job shown, in one POST /jobs/status (chunks of 100 only past that),
-  // every 2 s while something changes, backing off to 10 s while nothing does.
+  // every 2 s while something changes, backing off to 10 s while nothing does. Each batch sends
+  // the ETag of its last answer: while none of its jobs changed, the answer is a 304 without a
+  // body and nothing is read or rendered.
   function schedulePoll(delay) {
     if (!state.authorized || document.hidden) return;
     state.pollDelay = Math.max(POLL_MIN_MS, delay);
@@ -664,10 +688,20 @@
     state.polling = true;
     var chunks = [];
     for (var i = 0; i < ids.length; i += MAX_BATCH) chunks.push(ids.slice(i, i + MAX_BATCH));
-    Promise.all(chunks.map(function (chunk) { return api("POST", "jobs/status", { job_ids: chunk }); })).then(
+    var tags = state.pollTags;
+    var kept = new Map(); // only the batches of this poll keep their tags
+    Promise.all(chunks.map(function (chunk) {
+      var key = chunk.join(" ");
+      return api("POST", "jobs/status", { job_ids: chunk }, undefined, tags.get(key) || "").then(function (tagged) {
+        if (tagged.etag) kept.set(key, tagged.etag);
+        return tagged.data;
+      });
+    })).then(
       function (answers) {
+        if (state.pollTags === tags) state.pollTags = kept; // unless the jobs shown were cleared meanwhile
         var changed = false;
         answers.forEach(function (answer) {
+          if (answer === null) return; // 304: its jobs are as shown
           answer.job_ids.forEach(function (id) {
             var job = answer.jobs[id];
             if (job && job.status !== "not_found" && remember(job)) changed = true;

@@ -289,6 +289,7 @@ class FakeApi:
         self.held: list = []
         self.hold_next: str | None = None  # a path regex: its next request waits for release()
         self.idempotency: dict[str, str] = {}
+        self.not_modified = 0  # 304s answered (to polls and listings)
         self.created = 0
         self.tenant = tenant
         page.route(re.compile(re.escape(OFFLINE_ORIGIN) + "/.*"), self.handle)
@@ -382,10 +383,25 @@ class FakeApi:
             jobs = [j for j in jobs if query.get("status") in (None, j["status"]) and query.get("type") in (None, j["type"])]
             start, limit = int(query.get("cursor", 0)), int(query.get("limit", 25))
             more = start + limit < len(jobs)
-            route.fulfill(json={"jobs": jobs[start:start + limit], "next_cursor": str(start + limit) if more else None})
+            page = {"jobs": jobs[start:start + limit], "next_cursor": str(start + limit) if more else None}
+            tag = 'W/"' + "|".join([str(page["next_cursor"])] + [f"{j['id']}:{j['version']}" for j in page["jobs"]]) + '"'
+            headers = {"ETag": tag, "Cache-Control": "private, no-cache"}
+            if tag in (request.headers.get("if-none-match") or "").split(", "):
+                self.not_modified += 1
+                route.fulfill(status=304, headers=headers, body="")
+                return
+            route.fulfill(json=page, headers=headers)
         elif (method, path) == ("POST", "/jobs/status"):
             ids = json.loads(request.post_data)["job_ids"]
-            route.fulfill(json={"jobs": {i: mine.get(i, {"id": i, "status": "not_found"}) for i in ids}, "job_ids": ids})
+            # As the API tags it: the (id, version) pairs shown, weak; 304 while they are unchanged.
+            tag = 'W/"' + "|".join(f"{i}:{mine[i]['version'] if i in mine else '-'}" for i in ids) + '"'
+            headers = {"ETag": tag, "Cache-Control": "private, no-cache"}
+            if tag in (request.headers.get("if-none-match") or "").split(", "):
+                self.not_modified += 1
+                route.fulfill(status=304, headers=headers, body="")
+                return
+            route.fulfill(json={"jobs": {i: mine.get(i, {"id": i, "status": "not_found"}) for i in ids}, "job_ids": ids},
+                          headers=headers)
         elif (method, path) == ("POST", "/jobs"):
             key = request.headers.get("idempotency-key")
             if key in self.idempotency:
@@ -670,3 +686,40 @@ def test_a_job_that_leaves_the_status_filter_leaves_the_view(page, api):
     let_time_pass(page, 12, step_s=1)
     expect(page.locator("tr.job")).to_have_count(0)
     expect(page.get_by_text("No jobs here yet")).to_be_visible()
+
+
+def test_re_reads_of_unchanged_jobs_send_their_etag_and_a_304_changes_nothing(page, api):
+    """Each poll, and each refresh of the list, sends the ETag of the answer before it: while
+    nothing it shows changed the API answers 304 with no body, and the page shows what it
+    showed, touching nothing; a change is a 200 again and is shown."""
+    page.clock.install()
+    job = api.add(status="queued")
+    api.open()
+    line = row(page, job["id"])
+    expect(line).to_have_attribute("data-status", "queued")
+    let_time_pass(page, 4, step_s=1)  # the first poll: a 200 with its tag
+    page.evaluate("""() => {
+        window.mutations = [];
+        new MutationObserver(list => list.forEach(m => window.mutations.push(m.target.id || m.target.className)))
+            .observe(document.getElementById("workspace"),
+                     {subtree: true, childList: true, attributes: true, characterData: true});
+    }""")
+    let_time_pass(page, 40, step_s=2)
+
+    def sent(method, path):
+        return [h.get("if-none-match") for m, p, h in api.requests if m == method and re.fullmatch(path, p)]
+
+    polls, lists = sent("POST", "/jobs/status"), sent("GET", r"/jobs\?.*")
+    assert len(polls) >= 4 and len(lists) >= 4, (polls, lists)
+    assert polls[0] is None and set(polls[1:]) == {f'W/"{job["id"]}:1"'}, polls
+    assert lists[0] is None and set(lists[1:]) == {f'W/"None|{job["id"]}:1"'}, lists
+    assert api.not_modified == len(polls) - 1 + len(lists) - 1
+    assert page.evaluate("window.mutations") == []  # nothing re-rendered
+    expect(page.get_by_role("alert")).to_be_hidden()
+    expect(page.locator("#live")).to_have_text(re.compile("live"))
+    api.update(job["id"], status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
+    newer = api.add(status="queued")
+    let_time_pass(page, 12, step_s=1)
+    expect(line).to_have_attribute("data-status", "running")
+    expect(row(page, newer["id"])).to_have_attribute("data-status", "queued")
+    assert sent("POST", "/jobs/status")[-1] is not None

@@ -19,6 +19,7 @@ def read(client, method, path, body=None, tenant="acme", etag=None):
 def reads(job_id):
     return [
         ("GET", f"/jobs/{job_id}", None),
+        ("GET", "/jobs?limit=5", None),  # a listing: the jobs it shows and where it goes on
         ("POST", "/jobs/status", {"job_ids": [job_id, "missing"]}),
         ("GET", f"/api/jobstatus/{job_id}", None),
         ("GET", f"/api/jobinfo/{job_id}", None),
@@ -120,3 +121,20 @@ def test_cancel_still_reads_consistently(client, aws, dynamodb_calls):
     client.http.delete(f"/jobs/{job['id']}", headers=auth())
     gets = [params for name, params in dynamodb_calls if name == "GetItem"]
     assert gets and all(params["ConsistentRead"] is True for params in gets)
+
+
+def test_a_listing_s_tag_changes_with_a_new_job_and_with_its_next_page(client, aws):
+    """The dashboard re-reads the first page every 10 s: a 304 while it is unchanged, a 200 once
+    a job is added to it (or one it shows changes), or the page comes to have a next page."""
+    submit(client)
+    tag = read(client, "GET", "/jobs?limit=2").headers["ETag"]
+    assert read(client, "GET", "/jobs?limit=2", etag=tag).status_code == 304
+    submit(client)
+    grown = read(client, "GET", "/jobs?limit=2", etag=tag)
+    assert grown.status_code == 200 and len(grown.json_body["jobs"]) == 2 and grown.json_body["next_cursor"] is None
+    tag = grown.headers["ETag"]
+    newest = submit(client)
+    full = read(client, "GET", "/jobs?limit=2", etag=tag)
+    assert full.status_code == 200 and full.json_body["next_cursor"] and full.headers["ETag"] != tag
+    client.http.delete(f"/jobs/{newest['id']}", headers=auth())
+    assert read(client, "GET", "/jobs?limit=2", etag=full.headers["ETag"]).status_code == 200

@@ -31,6 +31,7 @@ def conditional_reads(job_id: str):
     """(template, method, path, body) of every read answered with an ETag."""
     return [
         ("/jobs/{job_id}", "GET", f"/jobs/{job_id}", None),
+        ("/jobs", "GET", "/jobs", None),
         ("/jobs/status", "POST", "/jobs/status", {"job_ids": [job_id]}),
         ("/api/jobstatus/{job_id}", "GET", f"/api/jobstatus/{job_id}", None),
         ("/api/jobinfo/{job_id}", "GET", f"/api/jobinfo/{job_id}", None),
