@@ -147,12 +147,15 @@ class Reconciler:
         if self._dead_letters is None:
             return False
         if self._lines is None:
+            self._lines = {}
+        if priority not in self._lines:
             try:
-                self._lines = {p: d.get("visible", 0) > 0 for p, d in self._dead_letters.depths().items()}
+                self._lines[priority] = self._dead_letters.queue_depth(priority).get("visible", 0) > 0
             except Exception as exc:  # noqa: BLE001 - the job is looked at again later
-                self._failed(result, "queue depths", exc, "reconciler could not read queue depths", {})
-                self._lines = {}
-        return self._lines.get(priority, True)
+                self._failed(result, "queue depths", exc, "reconciler could not read queue depths",
+                             {"priority": priority})
+                self._lines[priority] = True
+        return self._lines[priority]
 
     def _put_back(self, result: ReconcilePass, job: Job) -> None:
         try:

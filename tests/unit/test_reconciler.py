@@ -303,7 +303,7 @@ def test_a_job_is_not_kept_waiting_in_a_backlog_beyond_what_the_queue_retains(li
 
 
 class _UnreadableDepths(InMemoryQueueOperations):
-    def depths(self):
+    def queue_depth(self, priority):
         raise DeadLetterUnavailableError("could not read queue attributes")
 
 
