@@ -25,6 +25,7 @@ from chalicelib.defaults import (
     RECONCILE_RETRY_S,
     SQS_MAX_DELAY_S,
 )
+from chalicelib.domain.caches import check_name
 from chalicelib.domain.errors import (
     IdempotencyConflictError,
     InvalidRequestError,
@@ -266,7 +267,11 @@ class JobLifecycle:
         """Submit child number `index` of the running attempt of `parent` (same tenant and user,
         the parent's scope unless given) and list it in the parent's `children`. Spawning the
         same index again in the same attempt returns the existing child. `admit` as for submit:
-        a spawned job is admitted like a submitted one (what it raises reaches the handler)."""
+        a spawned job is admitted like a submitted one (what it raises reaches the handler).
+        A `scope` given is checked as a submitted one is (InvalidRequestError); the parent's is
+        taken as it was accepted."""
+        if scope is not None:
+            check_name("scope", scope)
         child_id = child_job_id(parent.id, parent.attempts, index)
         existing = self.store.get(child_id)
         if existing is None:

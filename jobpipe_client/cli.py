@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--run-at", type=parse_run_at, metavar="TIME",
                        help="start at TIME, ISO 8601 with a zone (2027-01-31T09:00:00Z); up to 365 days ahead")
     submit.add_argument("--scope", help="what the job works on, e.g. a run id: its completion invalidates that "
-                                        "scope's caches (letters, digits and . _ : / @ -)")
+                                        "scope's caches (letters, digits and . _ : @ -; no /)")
     submit.add_argument("--idempotency-key", type=parse_idempotency_key, metavar="KEY",
                         help="a repeated submit with the same key and payload returns the job the first made "
                              "(default: a fresh key)")

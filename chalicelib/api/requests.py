@@ -6,6 +6,8 @@ from typing import Any, Literal, Optional
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from chalicelib.domain.caches import MAX_NAME_CHARS, NAME_PATTERN, check_name
+from chalicelib.domain.errors import InvalidRequestError
 from chalicelib.domain.status import JobStatus
 from chalicelib.defaults import MAX_SCHEDULE_S
 
@@ -25,7 +27,19 @@ class SubmitJobRequest(BaseModel):
     # Strict: `true` or "10" is no number of seconds, and `run_at` is text (not an epoch number).
     delay_seconds: int = Field(default=0, ge=0, le=MAX_SCHEDULE_S, strict=True)
     run_at: Optional[AwareDatetime] = None
-    scope: Optional[str] = Field(default=None, min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._:/@\-]+$")
+    # Checked by the domain's rule (its message says why / is refused); the pattern is the schema's.
+    scope: Optional[str] = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS,
+                                 json_schema_extra={"pattern": NAME_PATTERN})
+
+    @field_validator("scope")
+    @classmethod
+    def _scope_is_a_path_segment(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None:
+            try:
+                check_name("scope", value)
+            except InvalidRequestError as exc:
+                raise ValueError(exc.message) from exc
+        return value
 
     @field_validator("run_at", mode="before")
     @classmethod

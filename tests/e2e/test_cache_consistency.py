@@ -29,3 +29,21 @@ def test_no_stale_cache_read_right_after_completed(stack):
         time.sleep(0.2)
     assert not pending, f"{len(pending)} jobs did not complete in time"
     assert checked == COMPLETIONS and stale == []
+
+
+def test_every_accepted_scope_is_reachable_and_a_slash_is_refused(stack):
+    """A scope with every character submit accepts is one path segment the deployed gateway
+    routes to its caches and completions; `runs/42` is refused at submit, as a clear 400, since
+    the gateway decodes `%2F` before it routes (a probe of it reaches no route)."""
+    scope = f"Run_{uuid.uuid4().hex[:6]}:cfg-9.v2@host"
+    put = stack.call("PUT", f"/cache/{scope}/steps-summary", json={"stale": True})
+    assert put.status_code == 200, put.text
+    job = stack.submit({"type": "demo.steps", "scope": scope, "payload": {"steps": 1, "step_ms": 0}})
+    assert stack.wait_terminal(job["id"])["status"] == "completed"
+    assert stack.call("GET", f"/cache/{scope}/steps-summary").json()["invalidated_by"] == job["id"]
+    tasks = stack.call("GET", f"/scopes/{scope}/tasks").json()
+    assert tasks["scope"] == scope and [t["job_id"] for t in tasks["tasks"]] == [job["id"]]
+    refused = stack.call("POST", "/jobs", json={"type": "demo.steps", "scope": "runs/42", "payload": {}})
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_request", refused.text
+    probe = stack.call("GET", "/scopes/runs%2F42/tasks")
+    assert 400 <= probe.status_code < 500, probe.text

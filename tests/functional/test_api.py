@@ -218,6 +218,11 @@ def test_other_tenants_job_is_not_found_everywhere(client, aws):
         (json.dumps({**STEPS, "priority": "urgent"}), 400, "invalid_request"),
         (json.dumps({**STEPS, "surprise": 1}), 400, "invalid_request"),
         (json.dumps({**STEPS, "scope": "a b"}), 400, "invalid_request"),
+        # No path segment carries these: `/` splits it (API Gateway decodes %2F before it routes),
+        # and clients drop `.` and `..` segments from a URL.
+        (json.dumps({**STEPS, "scope": "runs/42"}), 400, "invalid_request"),
+        (json.dumps({**STEPS, "scope": ".."}), 400, "invalid_request"),
+        (json.dumps({**STEPS, "scope": "."}), 400, "invalid_request"),
         (json.dumps({**STEPS, "payload": {"steps": 1, "step_ms": 0, "pad": "x" * (5 * 1024 * 1024)}}), 413, "payload_too_large"),
     ],
 )

@@ -74,3 +74,22 @@ def test_the_event_path_still_announces_and_does_not_invalidate_twice(client, aw
     assert [(a["job_id"], a["namespaces"]) for a in announced] == [(job["id"], ["steps-summary", "steps-report"])]
     tasks = client.http.get("/scopes/p-9/tasks", headers=auth()).json_body["tasks"]
     assert [(t["type"], t["job_id"]) for t in tasks] == [("demo.steps", job["id"])]
+
+
+def test_every_scope_a_submit_accepts_is_reachable_by_the_scope_routes(client, aws):
+    """A scope is one path segment of /cache/{scope}/{namespace} and /scopes/{scope}/tasks: a
+    name submit accepts, with every character it allows, reaches its caches and completions."""
+    scope = "Run_42:cfg-9.v2@host"
+    put(client, scope, "steps-summary", {"stale": True})
+    job = submit(client, {"type": "demo.steps", "scope": scope, "payload": {"steps": 1, "step_ms": 0}})
+    run_worker(client, aws)
+    assert read(client, scope, "steps-summary").json_body["invalidated_by"] == job["id"]
+    tasks = client.http.get(f"/scopes/{scope}/tasks", headers=auth()).json_body
+    assert tasks["scope"] == scope and [t["job_id"] for t in tasks["tasks"]] == [job["id"]]
+
+
+def test_a_scope_route_names_why_a_slash_is_refused(client):
+    response = client.http.get("/scopes/runs%2F42/tasks", headers=auth())
+    assert response.status_code == 400, response.body
+    error = response.json_body["error"]
+    assert error["code"] == "invalid_request" and "no /" in error["message"]

@@ -3,6 +3,7 @@ from datetime import timedelta
 import pytest
 
 from chalicelib.domain.errors import (
+    InvalidRequestError,
     JobAlreadyFinishedError,
     JobNotFoundError,
     ProgressRejectedError,
@@ -311,3 +312,21 @@ def test_a_type_at_the_longest_timeout_register_accepts_is_claimed_by_a_fresh_in
         message = JobMessage(message.job_id, message.attempt)
     claim = lifecycle.claim(message, time_left_s=WORKER_TIMEOUT_S - CLAIM_HEADROOM_S + 0.001)
     assert claim.outcome == ClaimOutcome.RUN and store.get(job.id).status == JobStatus.RUNNING
+
+
+@pytest.mark.parametrize("scope", ["runs/42", "a#b", "a b", "..", ".", "x" * 257])
+def test_a_spawned_child_is_refused_a_scope_no_route_reaches(lifecycle, store, scope):
+    """A child's scope is checked as a submitted one is: a handler's `ctx.spawn(scope=...)` never
+    makes a job whose completion records land under a key no scope route can read."""
+    parent = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(parent.id, 1)).job
+    with pytest.raises(InvalidRequestError):
+        lifecycle.spawn(running, 1, type="demo.steps", payload=STEPS, scope=scope)
+    assert store.get(parent.id).children == []
+
+
+def test_a_child_keeps_the_scope_its_parent_was_accepted_with(lifecycle, store):
+    """A job accepted while `/` was still taken in a scope spawns children under that scope."""
+    parent = submit(lifecycle, scope="runs/42")  # the domain's submit stores what the API accepted
+    running = lifecycle.claim(JobMessage(parent.id, 1)).job
+    assert lifecycle.spawn(running, 1, type="demo.steps", payload=STEPS).scope == "runs/42"
