@@ -31,7 +31,7 @@ HANDLER_GIVE_UP_S = 15.0
 HANDLER_GIVE_UP_WRITE_S = 5.0
 # A queued or retrying job whose next attempt was sent this many times without any worker
 # claiming it fails `undeliverable` (its event goes out): every message for it was lost or
-# dead-lettered. With the default grace the sends are 2, 4, 8, 16, 32 minutes apart, then an
+# dead-lettered. With the default grace the sends are 2, 2, 4, 8, 16, 32 minutes apart, then an
 # hour: about 20 hours in all. The bound holds whatever the dead-letter queues hold ...
 MAX_DISPATCHES = 24
 # ... unless its queue still holds messages no worker has received yet (a backlog: jobs of
