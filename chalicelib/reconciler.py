@@ -23,8 +23,9 @@ A pass keeps to its invocation's time: once less than RECONCILE_PASS_MARGIN_S is
 nothing more, and its due step takes nothing more once it spent RECONCILE_DUE_BUDGET_S (both
 counted `out_of_time`), so it always ends and reports, and the stream batches get their turn.
 
-The steps fail alone, and so does each job or batch within them: a dead-letter queue that cannot
-be read, or a job whose action raises, is counted in `errors` and the rest of the pass goes on.
+The steps fail alone, and so does each queue, job or batch within them: a dead-letter queue that
+cannot be read (the others' letters still count), or a job whose action raises, is counted in
+`errors` and the rest of the pass goes on.
 A due job whose action raised is put back RECONCILE_RETRY_S in the due index, so a job that
 fails on every pass cannot hold the place of the jobs due after it.
 
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Optional
 
 from chalicelib.defaults import RECONCILE_DUE_BUDGET_S, RECONCILE_PASS_MARGIN_S
 from chalicelib.domain.errors import JobpipeError, StaleJobError, StreamBatchUnreadableError, describe
@@ -191,7 +192,7 @@ class Reconciler:
 
     def _fail_dead_lettered(self, result: ReconcilePass) -> None:
         messages: dict[str, JobMessage] = {}
-        for letter in self._peek_all():
+        for letter in self._peek_all(result):
             message = _job_message(letter)
             if message is not None:
                 messages.setdefault(f"{message.job_id}:{message.attempt}", message)
@@ -205,13 +206,23 @@ class Reconciler:
             if job is not None and not job.status.is_terminal:
                 self._act(result, job.id, lambda job=job, m=message: self._lifecycle.fail_dead_lettered(job, m))
 
-    def _peek_all(self) -> Iterable[DeadLetter]:
+    def _peek_all(self, result: ReconcilePass) -> list[DeadLetter]:
+        """The oldest letters of every priority's DLQ, each read on its own: one that does not
+        answer is an error of the pass, named by priority, and the others' letters still count."""
         seen: set[str] = set()
+        letters: list[DeadLetter] = []
         for priority in PRIORITIES:  # priorities may share one DLQ: each message counts once
-            for letter in self._dead_letters.peek_dead_letters(priority, self._dead_letters_per_pass):
+            try:
+                peeked = self._dead_letters.peek_dead_letters(priority, self._dead_letters_per_pass)
+            except Exception as exc:  # noqa: BLE001 - read again next pass; the other DLQs go on
+                self._failed(result, f"dead letters ({priority})", exc, "reconciler could not read a dead-letter queue",
+                             {"priority": priority})
+                continue
+            for letter in peeked:
                 if letter.message_id not in seen:
                     seen.add(letter.message_id)
-                    yield letter
+                    letters.append(letter)
+        return letters
 
     def _act(self, result: ReconcilePass, job_id: str, action: Callable[[], ReconcileOutcome]) -> bool:
         """Run one job's action; False when it raised (counted and said; one job never stops the rest)."""

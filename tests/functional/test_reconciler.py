@@ -66,6 +66,30 @@ def test_a_message_moved_to_the_dlq_fails_its_job_as_dead_lettered(app, client, 
     assert reconcile(app)["counts"] == {}
 
 
+def test_a_dead_letter_queue_that_does_not_answer_leaves_the_others_letters_counted(app, client, aws, monkeypatch):
+    from botocore.exceptions import ReadTimeoutError
+
+    from chalicelib.composition import container
+
+    job = client.http.post("/jobs", headers=auth(), body=json.dumps(STEPS)).json_body
+    (message,) = receive_all(aws)
+    aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=message["Body"])
+    aws["sqs"].delete_message(QueueUrl=aws["jobs_url"], ReceiptHandle=message["ReceiptHandle"])
+    sqs = container().queue_operations._sqs
+    receive = sqs.receive_message
+
+    def high_times_out(**request):
+        if request["QueueUrl"] == aws["dlq_high_url"]:
+            raise ReadTimeoutError(endpoint_url="https://sqs.us-east-1.amazonaws.com")
+        return receive(**request)
+
+    monkeypatch.setattr(sqs, "receive_message", high_times_out)
+    result = reconcile(app)
+    assert result["counts"] == {"dead_lettered": 1, "errors": 1}
+    assert result["errors"] == ["dead letters (high): dlq_unavailable: could not read the high dead-letter queue"]
+    assert client.http.get(f"/jobs/{job['id']}", headers=auth()).json_body["error"]["code"] == "dead_lettered"
+
+
 @pytest.mark.parametrize("foreign", [{"job_id": "other#system", "attempt": 1}, {"job_id": "", "attempt": 1}])
 def test_a_dead_letter_naming_no_possible_job_leaves_the_pass_whole(quick_grace, app, client, aws, foreign):
     """A hand-moved or foreign message on a jobs DLQ (an id no job can have) is passed by; the
@@ -91,8 +115,8 @@ def test_a_dead_letter_queue_that_cannot_be_read_leaves_the_due_step_running(qui
     with monkeypatch.context() as patched:
         patched.setattr(sqs, "receive_message", times_out)
         result = reconcile(app)
-    assert result["counts"] == {"errors": 1, "redispatched": 1}
-    assert result["errors"][0].startswith("dead letters: dlq_unavailable: could not read the")
+    assert result["counts"] == {"errors": 3, "redispatched": 1}, "each priority's DLQ is an error of its own"
+    assert result["errors"][0].startswith("dead letters (high): dlq_unavailable: could not read the high")
     assert completes(app, client, aws, job)
 
 

@@ -141,9 +141,37 @@ def test_dead_letters_that_cannot_be_read_do_not_stop_the_due_jobs(lifecycle, qu
     lifecycle.claim(queue.drain()[0])  # its worker then dies
     clock.advance(3600)
     result = Reconciler(lifecycle, _UnreadableDeadLetters(queue, error)).run_pass()
-    assert result.counts == {"errors": 1, "lease_expired": 1}
-    assert result.errors[0].startswith("dead letters: ")
+    assert result.counts == {"errors": 3, "lease_expired": 1}, "each priority's DLQ is an error of its own"
+    assert [e.split(":")[0] for e in result.errors] == [f"dead letters ({p})" for p in ("high", "normal", "low")]
     assert store.get(job.id).error.code == "worker_lost"
+
+
+class _OneUnreadableDeadLetterQueue(InMemoryQueueOperations):
+    def __init__(self, queue, unreadable: str, error: Exception) -> None:
+        super().__init__(queue)
+        self._unreadable = unreadable
+        self._error = error
+
+    def peek_dead_letters(self, priority, limit):
+        if priority == self._unreadable:
+            raise self._error
+        return super().peek_dead_letters(priority, limit)
+
+
+@pytest.mark.parametrize("unreadable", ["high", "normal", "low"])
+@pytest.mark.parametrize("error", [DeadLetterUnavailableError("could not read the dead-letter queue"),
+                                   TimeoutError("read timed out")])
+def test_one_dead_letter_queue_that_cannot_be_read_does_not_hide_the_others_letters(
+        lifecycle, queue, store, unreadable, error):
+    jobs = {priority: submit(lifecycle, priority=priority) for priority in ("high", "normal", "low")}
+    for message in queue.drain():  # each priority's message parked on its own DLQ
+        queue.dead_letter(message, priority=store.get(message.job_id).priority, reason={})
+    result = Reconciler(lifecycle, _OneUnreadableDeadLetterQueue(queue, unreadable, error)).run_pass()
+    assert result.counts == {"dead_lettered": 2, "errors": 1}
+    assert result.errors[0].startswith(f"dead letters ({unreadable}): ")
+    for priority, job in jobs.items():
+        expected = JobStatus.QUEUED if priority == unreadable else JobStatus.FAILED
+        assert store.get(job.id).status == expected, priority
 
 
 @pytest.mark.parametrize("body", [{"job_id": "a#b", "attempt": 1}, {"job_id": "", "attempt": 1},
