@@ -166,14 +166,19 @@ def _operator_paths() -> dict[str, Any]:
     depth = {"type": "object", "required": ["visible", "in_flight", "delayed", "dead_lettered"], "properties": {
         **{k: {"type": "integer"} for k in ("visible", "in_flight", "delayed")},
         "dead_lettered": {"type": ["integer", "null"], "description": "null when its DLQ did not answer"}}}
-    stats = {"type": "object", "required": ["queues", "dead_letter_queues", "jobs_by_status"], "properties": {
+    # Each part is read on its own: what did not answer is left out and named under `unavailable`.
+    stats = {"type": "object", "required": ["queues", "dead_letter_queues", "window_hours", "as_of"], "properties": {
         "queues": {"type": "object", "additionalProperties": depth},
         "dead_letter_queues": {"type": "object", "additionalProperties": {"type": "integer"}},
         **{k: by_name for k in ("jobs_by_status", "events", "by_type", "completion_time_s", "reconciler")},
         "window_hours": {"type": "integer"}, "failure_rate": {"type": ["number", "null"]},
         "as_of": {"type": "string"},
-        "unavailable": {"type": "object", "properties": {"queues": unavailable, "dead_letter_queues": unavailable},
-                        "description": "per section, the queues that did not answer"}}}
+        "unavailable": {"type": "object", "properties": {
+            "queues": unavailable, "dead_letter_queues": unavailable,
+            **{k: {"type": "object", "required": ["code", "message"], "properties": {
+                "code": {"type": "string"}, "message": {"type": "string"}}} for k in ("counters", "reconciler")}},
+            "description": "per section, the queues that did not answer; `counters` (jobs_by_status, events, "
+                           "by_type, completion_time_s, failure_rate) and `reconciler` when their table did not"}}}
     return {
         "/api/system/stats": {"get": {"parameters": _query("window_hours"), "responses": {
             "200": _json(stats), **refused}}},

@@ -11,7 +11,7 @@ from chalicelib.api.auth import OPERATOR
 from chalicelib.api.http import Call, validate
 from chalicelib.api.routing import router
 from chalicelib.composition import container
-from chalicelib.domain.errors import DeadLetterUnavailableError, NotRedrivableError
+from chalicelib.domain.errors import DeadLetterUnavailableError, NotRedrivableError, StoreUnavailableError
 from chalicelib.domain.job import PRIORITIES, is_plausible_job_id, isoformat, utcnow
 from chalicelib.domain.stats import hours_back, summarize
 from chalicelib.ports import DeadLetter
@@ -66,27 +66,43 @@ def _job_id(letter: DeadLetter) -> Optional[str]:
     return job_id if isinstance(job_id, str) and is_plausible_job_id(job_id) else None
 
 
+def _read(read: Callable[[], T]) -> tuple[Optional[T], Optional[StoreUnavailableError]]:
+    """`read()`, or the table that did not answer: (what was read, None) or (None, its error)."""
+    try:
+        return read(), None
+    except StoreUnavailableError as exc:
+        return None, exc
+
+
 @route("/api/system/stats", methods=["GET"])
 def stats(call: Call) -> Any:
     """Queue depths from queue attributes; the reconciler's last pass and totals; everything
-    else from the stats recorder's counters. A queue that does not answer is named under
-    `unavailable` (by section) and the rest still shown; DeadLetterUnavailableError only when
-    no queue answered."""
+    else from the stats recorder's counters. Each is read on its own: a queue that does not
+    answer is named under `unavailable` (by section), so are the counters and the reconciler's
+    record when their table does not answer, and the rest is still shown (every queue down,
+    the job counts still answer). Raises the first error only when nothing could be read."""
     params = validate(StatsQuery, call.query())
     services = container()
     operations = services.queue_operations
     hours = hours_back(utcnow(), params.window_hours)
-    summary = summarize(services.stats.status_counts(), services.stats.hourly(hours), params.window_hours)
+    summary, counters_unavailable = _read(lambda: summarize(
+        services.stats.status_counts(), services.stats.hourly(hours), params.window_hours))
+    reconciler, reconciler_unavailable = _read(services.reconciler_log.summary)
     dead, dead_unavailable = _each(operations.dead_letter_queues(), operations.dead_letter_depth)
     depths, queues_unavailable = _each(PRIORITIES, operations.queue_depth)
-    if not dead and not depths:
-        raise next(iter({**queues_unavailable, **dead_unavailable}.values()))
+    if summary is None and reconciler is None and not dead and not depths:
+        raise counters_unavailable
     # A priority's dead_lettered is its DLQ's count (null when that DLQ did not answer).
     queues = {p: {**depth, "dead_lettered": dead.get(p)} for p, depth in depths.items()}
-    answer: dict[str, Any] = {"queues": queues, "dead_letter_queues": dead, **summary,
-                              "reconciler": services.reconciler_log.summary(), "as_of": isoformat(utcnow())}
-    unavailable = {section: _named(errors) for section, errors in
-                   (("queues", queues_unavailable), ("dead_letter_queues", dead_unavailable)) if errors}
+    answer: dict[str, Any] = {"queues": queues, "dead_letter_queues": dead, "window_hours": params.window_hours,
+                              **(summary or {}), "as_of": isoformat(utcnow())}
+    if reconciler is not None:
+        answer["reconciler"] = reconciler
+    unavailable: dict[str, Any] = {section: _named(errors) for section, errors in
+                                   (("queues", queues_unavailable), ("dead_letter_queues", dead_unavailable)) if errors}
+    for section, exc in (("counters", counters_unavailable), ("reconciler", reconciler_unavailable)):
+        if exc is not None:
+            unavailable[section] = {"code": exc.code, "message": exc.message}
     if unavailable:
         answer["unavailable"] = unavailable
     return answer

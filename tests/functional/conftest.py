@@ -206,3 +206,25 @@ def tap(aws):
     aws["events"].put_rule(Name="tap", EventBusName="job-events", EventPattern=json.dumps({"source": ["jobpipe"]}))
     aws["events"].put_targets(Rule="tap", EventBusName="job-events", Targets=[{"Id": "tap", "Arn": arn}])
     return lambda: [json.loads(m["Body"]) for m in receive_all({**aws, "tap": url}, "tap")]
+
+
+def times_out(**request):
+    from botocore.exceptions import ReadTimeoutError
+
+    raise ReadTimeoutError(endpoint_url="https://sqs.us-east-1.amazonaws.com")
+
+
+class TimingOut:
+    """A client whose `methods` time out (botocore's ReadTimeoutError); the rest pass through."""
+
+    def __init__(self, client, *methods):
+        self._client, self._methods = client, set(methods)
+
+    def __getattr__(self, name):
+        return times_out if name in self._methods else getattr(self._client, name)
+
+    def get_paginator(self, operation):
+        paginator = self._client.get_paginator(operation)
+        if operation in self._methods:
+            paginator.paginate = times_out
+        return paginator

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from chalicelib import composition
-from tests.functional.conftest import auth, submit_job, token
+from tests.functional.conftest import TimingOut, auth, submit_job, token
 
 STEPS = {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}}
 
@@ -119,3 +119,20 @@ def test_operator_reads_declare_the_queues_they_could_not_read(client, aws, docu
         declared = operation(document, path, method)["responses"]["200"]["content"]["application/json"]["schema"]
         assert set(answer.json_body) <= set(declared["properties"]), path
         assert "unavailable" not in declared.get("required", []), path
+
+
+def test_the_statistics_without_any_queue_or_counter_declare_what_they_answer(client, aws, document, monkeypatch):
+    """Every queue down, then the counters' table down: each answer keeps the keys it declares
+    required, and every key it gives (and every section of `unavailable`) is declared."""
+    operator = {"Authorization": f"Bearer {token(roles=['operator'])}"}
+    declared = operation(document, "/api/system/stats", "GET")["responses"]["200"]["content"]["application/json"]["schema"]
+    operations, stats = composition.container().queue_operations, composition.container().stats
+    for adapter, attribute, methods in ((operations, "_sqs", ("get_queue_attributes",)),
+                                        (stats, "_ddb", ("get_item", "batch_get_item"))):
+        with monkeypatch.context() as patched:
+            patched.setattr(adapter, attribute, TimingOut(getattr(adapter, attribute), *methods))
+            answer = client.http.get("/api/system/stats", headers=operator)
+        assert answer.status_code == 200, answer.body
+        assert set(declared["required"]) <= set(answer.json_body) <= set(declared["properties"]), attribute
+        sections = declared["properties"]["unavailable"]["properties"]
+        assert set(answer.json_body["unavailable"]) <= set(sections), attribute

@@ -9,7 +9,7 @@ from chalicelib import composition
 from chalicelib.composition import container
 from chalicelib.domain.job import Job, Run, isoformat
 from chalicelib.domain.status import JobStatus
-from tests.functional.conftest import auth, drain, invoke_worker, receive_all, sqs_event, token
+from tests.functional.conftest import TimingOut, auth, drain, invoke_worker, receive_all, sqs_event, times_out, token
 from tests.functional.conftest import submit_job as submit
 
 
@@ -349,65 +349,73 @@ def test_an_event_the_bus_could_not_deliver_goes_back_to_the_queue_it_was_for(cl
 
 
 
-def _times_out(**request):
-    from botocore.exceptions import ReadTimeoutError
-
-    raise ReadTimeoutError(endpoint_url="https://sqs.us-east-1.amazonaws.com")
-
-
-class _TimingOut:
-    """A client whose `methods` time out (botocore's ReadTimeoutError); the rest pass through."""
-
-    def __init__(self, client, *methods):
-        self._client, self._methods = client, set(methods)
-
-    def __getattr__(self, name):
-        return _times_out if name in self._methods else getattr(self._client, name)
-
-    def get_paginator(self, operation):
-        paginator = self._client.get_paginator(operation)
-        if operation in self._methods:
-            paginator.paginate = _times_out
-        return paginator
-
-
-def test_a_queue_or_table_that_times_out_is_503_not_500_on_the_operator_routes(client, aws, monkeypatch):
+def test_a_queue_or_table_thattimes_out_is_503_not_500_on_the_operator_routes(client, aws, monkeypatch):
     """A timeout or lost connection is the same outage as a refusal: 503 with its code."""
     operations = container().queue_operations
     with monkeypatch.context() as patched:
-        patched.setattr(operations, "_sqs", _TimingOut(operations._sqs, "get_queue_attributes", "receive_message"))
-        for method, path in (("get", "/api/system/stats"), ("get", "/api/system/dlq"),
+        patched.setattr(operations, "_sqs", TimingOut(operations._sqs, "get_queue_attributes", "receive_message"))
+        for method, path in (("get", "/api/system/dlq"),
                              ("post", "/api/system/dlq/redrive"), ("post", "/api/system/dlq/redrive?priority=low")):
             response = getattr(client.http, method)(path, headers=operator())
             assert response.status_code == 503, (path, response.body)
             assert response.json_body["error"]["code"] == "dlq_unavailable", path
-    stats = container().stats
-    with monkeypatch.context() as patched:
-        patched.setattr(stats, "_ddb", _TimingOut(stats._ddb, "get_item", "batch_get_item"))
+    stats, log = container().stats, container().reconciler_log
+    with monkeypatch.context() as patched:  # nothing at all can be read
+        patched.setattr(operations, "_sqs", TimingOut(operations._sqs, "get_queue_attributes"))
+        patched.setattr(stats, "_ddb", TimingOut(stats._ddb, "get_item", "batch_get_item"))
+        patched.setattr(log, "_ddb", TimingOut(log._ddb, "get_item"))
         response = client.http.get("/api/system/stats", headers=operator())
         assert response.status_code == 503 and response.json_body["error"]["code"] == "store_unavailable"
     monkeypatch.setenv("USE_TASK_QUEUE", "false")  # the clean-ups answer in the request
     composition.use(None)
     finished, blobs = container().finished_jobs, container().blobs
-    monkeypatch.setattr(finished, "_ddb", _TimingOut(finished._ddb, "query"))
-    monkeypatch.setattr(blobs, "_s3", _TimingOut(blobs._s3, "list_objects_v2"))
+    monkeypatch.setattr(finished, "_ddb", TimingOut(finished._ddb, "query"))
+    monkeypatch.setattr(blobs, "_s3", TimingOut(blobs._s3, "list_objects_v2"))
     for path in ("cleanup-runs", "cleanup-temp-files"):
         response = client.http.post(f"/api/system/maintenance/{path}", headers=operator())
         assert response.status_code == 503, (path, response.body)
         assert response.json_body["error"]["code"] == "store_unavailable", path
 
 
-def test_a_queue_that_times_out_is_a_problem_the_health_check_reports(client, aws, monkeypatch):
+def test_the_statistics_answer_with_the_job_counts_while_no_queue_answers(client, aws, monkeypatch):
+    """SQS down is when the operator most needs the job counts: the statistics answer 200 with
+    the counters and the reconciler's record, every queue named under `unavailable`; the
+    counters' table down leaves the queue depths shown, the counters named."""
+    submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})
+    _feed_stream(client._app, aws)
+    operations, stats = container().queue_operations, container().stats
+    with monkeypatch.context() as patched:
+        patched.setattr(operations, "_sqs", TimingOut(operations._sqs, "get_queue_attributes"))
+        response = client.http.get("/api/system/stats", headers=operator())
+    assert response.status_code == 200, response.body
+    body = response.json_body
+    assert body["jobs_by_status"]["queued"] == 1 and body["events"]["submitted"] == 1
+    assert "reconciler" in body and body["queues"] == {} and body["dead_letter_queues"] == {}
+    assert {section: set(names) for section, names in body["unavailable"].items()} == {
+        "queues": {"high", "normal", "low"}, "dead_letter_queues": {"high", "normal", "low"}}
+    assert body["unavailable"]["queues"]["normal"] == {
+        "code": "dlq_unavailable", "message": "could not read the normal queue"}
+
+    with monkeypatch.context() as patched:
+        patched.setattr(stats, "_ddb", TimingOut(stats._ddb, "get_item", "batch_get_item"))
+        response = client.http.get("/api/system/stats", headers=operator())
+    assert response.status_code == 200, response.body
+    body = response.json_body
+    assert body["queues"]["normal"]["visible"] == 1 and "jobs_by_status" not in body and "reconciler" in body
+    assert body["unavailable"] == {"counters": {"code": "store_unavailable", "message": "could not read job statistics"}}
+
+
+def test_a_queue_thattimes_out_is_a_problem_the_health_check_reports(client, aws, monkeypatch):
     """One unreachable queue is a finding, like a deleted one: the other checks still run."""
     operations = container().queue_operations
     real = operations._sqs.get_queue_attributes
 
-    def low_dlq_times_out(**request):
+    def low_dlqtimes_out(**request):
         if request["QueueUrl"] == aws["dlq_low_url"]:
-            _times_out()
+            times_out()
         return real(**request)
 
-    monkeypatch.setattr(operations._sqs, "get_queue_attributes", low_dlq_times_out)
+    monkeypatch.setattr(operations._sqs, "get_queue_attributes", low_dlqtimes_out)
     task_id = client.http.post("/api/system/maintenance/health-check", headers=operator()).json_body["task_id"]
     drain(client._app, aws)
     done = task(client, task_id)
@@ -536,7 +544,7 @@ def test_a_jobs_queue_that_does_not_answer_is_named_and_its_dead_letter_queue_st
 
     def some_time_out(**request):
         if request["QueueUrl"] in (aws["jobs_url"], aws["dlq_low_url"]):
-            _times_out()
+            times_out()
         return real(**request)
 
     monkeypatch.setattr(operations._sqs, "get_queue_attributes", some_time_out)
