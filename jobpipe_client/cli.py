@@ -48,6 +48,7 @@ from jobpipe_client.errors import (
 )
 from jobpipe_client.polling import DEFAULT_GIVE_UP_AFTER_S, Outage
 from jobpipe_client.progress_view import ProgressBoard, exit_code, jobs_table, outage_line, plain_table
+from jobpipe_client.terminal_text import shown
 
 EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 3
@@ -194,7 +195,7 @@ class Commands:
                 return code
             self._json(job)
             return 0
-        self.out.print(job["id"], markup=False, highlight=False, soft_wrap=True)
+        self.out.print(shown(job["id"]), markup=False, highlight=False, soft_wrap=True)
         return self._watch([job], args) if args.watch else 0
 
     def status(self, args: argparse.Namespace) -> int:
@@ -223,9 +224,9 @@ class Commands:
         if args.json:
             self._json(job)
         elif job["status"] == "canceled":
-            self.out.print(f"{job['id']} canceled", markup=False, highlight=False)
+            self.out.print(shown(f"{job['id']} canceled"), markup=False, highlight=False)
         else:
-            self.out.print(f"{job['id']} cancel requested: it is {job['status']} and stops at its next check",
+            self.out.print(shown(f"{job['id']} cancel requested: it is {job['status']} and stops at its next check"),
                            markup=False, highlight=False)
         return 0
 
@@ -282,9 +283,9 @@ class Commands:
 
 
 def say(err: TextIO, message: str) -> None:
-    """`jobpipe: message` on `err` in one line, whatever line breaks the message (often the
-    server's text) holds."""
-    print(f"jobpipe: {' '.join(message.split())}", file=err)
+    """`jobpipe: message` on `err` in one line, whatever line breaks or other control
+    characters (escaped) the message (often the server's text) holds."""
+    print(f"jobpipe: {' '.join(shown(message).split())}", file=err)
 
 
 def refusal_line(exc: JobpipeClientError) -> str:

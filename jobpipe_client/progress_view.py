@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from jobpipe_client.polling import Outage
+from jobpipe_client.terminal_text import shown
 
 STATUS_STYLES = {
     "queued": "cyan",
@@ -34,7 +35,7 @@ def exit_code(jobs: dict[str, dict[str, Any]]) -> int:
 
 
 def status_text(status: str) -> Text:
-    return Text(status, style=STATUS_STYLES.get(status, "white"))
+    return Text(shown(status), style=STATUS_STYLES.get(status, "white"))
 
 
 def progress_of(job: dict[str, Any]) -> dict[str, Any]:
@@ -42,19 +43,20 @@ def progress_of(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def detail(job: dict[str, Any]) -> str:
-    """`step: message`, or the error of a failed job, or "" when there is nothing to say."""
+    """`step: message`, or the error of a failed job, or "" when there is nothing to say; in
+    one line, its control characters escaped (the handler's text, fed by tenant input)."""
     error = job.get("error")
     if job.get("status") in ("failed", "retrying") and error:
-        return f"{error.get('code')}: {error.get('message')}"
+        return shown(f"{error.get('code')}: {error.get('message')}")
     progress = progress_of(job)
-    return ": ".join(str(p) for p in (progress.get("step"), progress.get("message")) if p)
+    return shown(": ".join(str(p) for p in (progress.get("step"), progress.get("message")) if p))
 
 
 def change_line(job: dict[str, Any]) -> str:
-    """One plain line for a job's new state (non-terminal output)."""
+    """One plain line for a job's new state (non-terminal output), control characters escaped."""
     percent = float(progress_of(job).get("percent") or 0)
     parts = [job["id"], job.get("type"), job.get("status"), f"{percent:.1f}%", detail(job)]
-    return " ".join(str(p) for p in parts if p)
+    return shown(" ".join(str(p) for p in parts if p))
 
 
 class _StatusColumn(ProgressColumn):
@@ -83,8 +85,8 @@ def outage_line(outage: Outage) -> str:
     reasons = "; ".join(f"{url}: {reason}" for url, reason in outage.error.failures)
     lasted = f" for {outage.since_s:.0f} s" if outage.since_s >= 1 else ""
     bound = f", giving up after {outage.give_up_after_s:g} s" if outage.give_up_after_s is not None else ""
-    return " ".join(f"reconnecting: no answer from the API{lasted} ({reasons}); "
-                    f"next try in {outage.retry_in_s:.0f} s{bound}".split())
+    return " ".join(shown(f"reconnecting: no answer from the API{lasted} ({reasons}); "
+                          f"next try in {outage.retry_in_s:.0f} s{bound}").split())
 
 
 class _BoardProgress(Progress):
@@ -155,7 +157,7 @@ class ProgressBoard:
         fields = {"status": job.get("status", ""), "detail": detail(job)}
         percent = float(progress_of(job).get("percent") or 0)
         if job["id"] not in self._tasks:
-            label = f"{job['id'][:8]} {job.get('type', '')}".strip()
+            label = shown(f"{job['id'][:8]} {job.get('type', '')}".strip())
             self._tasks[job["id"]] = self._progress.add_task(label, total=100, completed=percent, **fields)
         else:
             self._progress.update(self._tasks[job["id"]], completed=percent, **fields)
@@ -163,7 +165,7 @@ class ProgressBoard:
     def summary(self) -> None:
         """One line per job with its final status, and the error of those that failed."""
         for job in self.jobs.values():
-            line = Text(f"{job['id']} ")
+            line = Text(f"{shown(job['id'])} ")
             line.append_text(status_text(job.get("status", "")))
             note = detail(job) if job.get("status") != "completed" else ""
             if note:
@@ -175,9 +177,9 @@ COLUMNS = ("id", "type", "status", "progress", "attempts", "created", "detail")
 
 
 def job_row(job: dict[str, Any]) -> list[str]:
-    """A job's values for the COLUMNS, whole."""
+    """A job's values for the COLUMNS, whole, control characters escaped."""
     found = job.get("status") != "not_found"
-    return [
+    return [shown(value) for value in [
         str(job["id"]),
         str(job.get("type") or ""),
         str(job.get("status") or ""),
@@ -185,7 +187,7 @@ def job_row(job: dict[str, Any]) -> list[str]:
         f"{job.get('attempts', 0)}/{job.get('max_attempts', 0)}" if found else "",
         str(job.get("created_at") or ""),
         detail(job),
-    ]
+    ]]
 
 
 def jobs_table(jobs: list[dict[str, Any]]) -> Table:
