@@ -315,7 +315,6 @@ class DeadLetter:
     message_id: str
     body: dict[str, Any]
     sent_at: Optional[str]
-    receive_count: int
     reason: Optional[str] = None  # why it was parked, when whoever parked it said (its `reason` attribute)
 
 

@@ -278,16 +278,15 @@ class ParkedMessage(tuple):
         parked.raw = raw
         parked.message_id = str(uuid.uuid4())
         parked.sent_at = isoformat(utcnow())
-        parked.receive_count = 0
         parked.note = None  # the `reason` attribute of a body parked as it came
         return parked
 
     def dead_letter(self) -> DeadLetter:
         message, reason = self
         if self.raw is not None:  # parked as it came, as SQS keeps it
-            return DeadLetter(self.message_id, letter_body(self.raw), self.sent_at, self.receive_count, self.note)
+            return DeadLetter(self.message_id, letter_body(self.raw), self.sent_at, self.note)
         body = {**message.to_body(), **({"reason": json.loads(json.dumps(reason))} if reason else {})}
-        return DeadLetter(self.message_id, body, self.sent_at, self.receive_count)
+        return DeadLetter(self.message_id, body, self.sent_at)
 
 
 class InMemoryDeadLetterQueue:
@@ -387,10 +386,7 @@ class InMemoryQueueOperations:
         return len(self._parked(name))
 
     def peek_dead_letters(self, priority: str, limit: int) -> list[DeadLetter]:
-        peeked = self._parked(priority)[:limit]
-        for parked in peeked:  # a peek is a receive: like SQS, it counts
-            parked.receive_count += 1
-        return [parked.dead_letter() for parked in peeked]
+        return [parked.dead_letter() for parked in self._parked(priority)[:limit]]
 
     def redrive(self, priority: str, limit: int) -> dict[str, int]:
         taken = self._parked(priority)[:limit]

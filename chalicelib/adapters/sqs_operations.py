@@ -207,4 +207,4 @@ def _dead_letter(message: dict[str, Any]) -> DeadLetter:
     sent_at = (datetime.fromtimestamp(int(sent) / 1000, timezone.utc).isoformat().replace("+00:00", "Z")
                if sent else None)
     reason = message.get("MessageAttributes", {}).get(REASON_ATTRIBUTE, {}).get("StringValue")
-    return DeadLetter(message["MessageId"], body, sent_at, int(attributes.get("ApproximateReceiveCount", 0)), reason)
+    return DeadLetter(message["MessageId"], body, sent_at, reason)

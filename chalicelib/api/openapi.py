@@ -167,6 +167,16 @@ def _operator_paths() -> dict[str, Any]:
         **{k: {"type": "integer"} for k in ("visible", "in_flight", "delayed")},
         "dead_lettered": {"type": ["integer", "null"], "description": "null when its DLQ did not answer"}}}
     # Each part is read on its own: what did not answer is left out and named under `unavailable`.
+    # A dead letter, with how often its job was tried (its record's attempts; no receive count:
+    # every peek of a DLQ is one, and SQS drops the count of the queue the message came from).
+    letter_job = {"type": ["object", "null"], "required": ["id", "tenant", "type", "status", "attempts", "max_attempts"],
+                  "properties": {**{k: {"type": "string"} for k in ("id", "tenant", "type", "status")},
+                                 "attempts": {"type": "integer"}, "max_attempts": {"type": "integer"}},
+                  "description": "the job the body names, null when it names none"}
+    letter = {"type": "object", "required": ["message_id", "body", "sent_at", "reason", "job"], "properties": {
+        "message_id": {"type": "string"}, "body": {"type": "object"}, "sent_at": {"type": ["string", "null"]},
+        "reason": {"type": ["string", "null"], "description": "why the pipeline parked it, when it did"},
+        "job": letter_job}}
     stats = {"type": "object", "required": ["queues", "dead_letter_queues", "window_hours", "as_of"], "properties": {
         "queues": {"type": "object", "additionalProperties": depth},
         "dead_letter_queues": {"type": "object", "additionalProperties": {"type": "integer"}},
@@ -184,7 +194,7 @@ def _operator_paths() -> dict[str, Any]:
             "200": _json(stats), **refused}}},
         "/api/system/dlq": {"get": {"parameters": _query("priority", "queue", "limit"), "responses": {
             "200": _json({"type": "object", "required": ["dead_letters"], "properties": {
-                "dead_letters": {"type": "object", "additionalProperties": {"type": "array"}},
+                "dead_letters": {"type": "object", "additionalProperties": {"type": "array", "items": letter}},
                 "unavailable": unavailable}}), **refused}}},
         "/api/system/dlq/redrive": {"post": {"parameters": _query("priority", "queue", "limit"), "responses": {
             "200": _json({"type": "object", "required": ["redriven"], "properties": {

@@ -133,9 +133,12 @@ def dead_letters(call: Call) -> Any:
         for m in messages:
             job = jobs.get(_job_id(m) or "")
             out[priority].append({
-                "message_id": m.message_id, "body": m.body, "sent_at": m.sent_at,
-                "receive_count": m.receive_count, "reason": m.reason,
-                "job": {"id": job.id, "tenant": job.tenant, "type": job.type, "status": job.status.value}
+                "message_id": m.message_id, "body": m.body, "sent_at": m.sent_at, "reason": m.reason,
+                # How often the job was tried is its record's: the DLQ's receive count counts
+                # every peek (the reconciler's each pass) and SQS does not carry the count of
+                # the queue the message came from.
+                "job": {"id": job.id, "tenant": job.tenant, "type": job.type, "status": job.status.value,
+                        "attempts": job.attempts, "max_attempts": job.max_attempts}
                 if job else None,
             })
     answer: dict[str, Any] = {"dead_letters": out}

@@ -43,7 +43,7 @@ def test_dead_letters_are_peeked_without_being_taken_then_redriven(adapters):
     peeked = adapters.queue_operations.peek_dead_letters("low", 10)
     assert sorted(m.body["job_id"] for m in peeked) == ["job-1", "job-2"]
     assert all(m.body == {"job_id": m.body["job_id"], "attempt": 3, "reason": reason} for m in peeked)
-    assert all(m.receive_count >= 1 and m.sent_at and m.message_id for m in peeked)
+    assert all(m.sent_at and m.message_id for m in peeked)
     assert len(adapters.queue_operations.peek_dead_letters("low", 1)) == 1
     assert depth(adapters, "low")["dead_lettered"] == 2  # a peek takes nothing
     assert adapters.queue_operations.redrive("low", 10) == {"moved": 2, "failed": 0}

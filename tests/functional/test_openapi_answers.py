@@ -9,7 +9,7 @@ import json
 import pytest
 
 from chalicelib import composition
-from tests.functional.conftest import TimingOut, auth, submit_job, token
+from tests.functional.conftest import TimingOut, auth, drain, submit_job, token
 
 STEPS = {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}}
 
@@ -136,3 +136,16 @@ def test_the_statistics_without_any_queue_or_counter_declare_what_they_answer(cl
         assert set(declared["required"]) <= set(answer.json_body) <= set(declared["properties"]), attribute
         sections = declared["properties"]["unavailable"]["properties"]
         assert set(answer.json_body["unavailable"]) <= set(sections), attribute
+
+
+def test_a_dead_letter_holds_what_the_document_declares_of_it(client, aws, document):
+    """Each letter, and the job it names, has the keys the document declares, and no others."""
+    submit_job(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"}})
+    drain(client._app, aws)
+    operator = {"Authorization": f"Bearer {token(roles=['operator'])}"}
+    (letter,) = client.http.get("/api/system/dlq?priority=normal", headers=operator).json_body["dead_letters"]["normal"]
+    schema = operation(document, "/api/system/dlq", "GET")["responses"]["200"]["content"]["application/json"]["schema"]
+    declared = schema["properties"]["dead_letters"]["additionalProperties"]["items"]
+    assert set(letter) == set(declared["required"]) == set(declared["properties"])
+    job = declared["properties"]["job"]
+    assert set(letter["job"]) == set(job["required"]) == set(job["properties"])

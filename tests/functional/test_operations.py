@@ -232,6 +232,26 @@ def test_stats_come_from_counters_kept_by_the_stream_consumer(client, aws):
     assert bad_window.status_code == 400
 
 
+def test_a_dead_letter_says_how_often_its_job_was_tried_not_how_often_it_was_looked_at(client, aws):
+    """SQS counts each peek of a DLQ as a receive, and the reconciler peeks the jobs DLQs every
+    pass: a letter's receive count climbed by one a minute and said nothing of the job's tries.
+    A letter shows its job's attempts (from the job's record) and the message's own attempt."""
+    from tests.functional.conftest import LambdaContext
+
+    job = submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"}})
+    drain(client._app, aws)
+    scheduled = {"version": "0", "id": "e1", "detail-type": "Scheduled Event", "source": "aws.events",
+                 "account": "123456789012", "time": "2026-11-30T12:00:00Z", "region": "us-east-1",
+                 "resources": [], "detail": {}}
+    for _ in range(3):  # three passes, three peeks of every jobs DLQ
+        client._app.handler_map["reconciler"](scheduled, LambdaContext(120))
+    for _ in range(2):
+        (letter,) = client.http.get("/api/system/dlq?priority=normal", headers=operator()).json_body["dead_letters"]["normal"]
+        assert "receive_count" not in letter
+        assert letter["body"]["attempt"] == 1
+        assert (letter["job"]["attempts"], letter["job"]["max_attempts"]) == (1, job["max_attempts"])
+
+
 def test_dead_letters_are_shown_without_being_taken_and_redriven(client, aws):
     job = submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"}})
     drain(client._app, aws)
@@ -239,7 +259,8 @@ def test_dead_letters_are_shown_without_being_taken_and_redriven(client, aws):
         shown = client.http.get("/api/system/dlq?priority=normal", headers=operator()).json_body["dead_letters"]
         (letter,) = shown["normal"]
         assert letter["body"]["job_id"] == job["id"] and letter["body"]["reason"]["code"] == "demo_failure"
-        assert letter["job"] == {"id": job["id"], "tenant": "acme", "type": "demo.steps", "status": "failed"}
+        assert letter["job"] == {"id": job["id"], "tenant": "acme", "type": "demo.steps", "status": "failed",
+                                 "attempts": 1, "max_attempts": job["max_attempts"]}
     moved = client.http.post("/api/system/dlq/redrive", headers=operator()).json_body["redriven"]
     assert moved["normal"] == {"moved": 1, "failed": 0} and moved["high"] == {"moved": 0, "failed": 0}
     assert client.http.get("/api/system/dlq", headers=operator()).json_body["dead_letters"]["normal"] == []
@@ -453,7 +474,8 @@ def test_a_message_no_worker_can_take_stays_on_its_jobs_dead_letter_queue(client
     assert shown.status_code == 200, shown.body
     letters = shown.json_body["dead_letters"]["normal"]
     assert len(letters) == 5 and [m["job"] for m in letters if m["job"]] == [
-        {"id": job["id"], "tenant": "acme", "type": "demo.steps", "status": "failed"}]
+        {"id": job["id"], "tenant": "acme", "type": "demo.steps", "status": "failed", "attempts": 1,
+         "max_attempts": job["max_attempts"]}]
     moved = client.http.post("/api/system/dlq/redrive?priority=normal", headers=operator()).json_body
     assert moved["redriven"]["normal"] == {"moved": 1, "failed": 4}
     assert [json.loads(m["Body"])["job_id"] for m in receive_all(aws, "jobs_url")] == [job["id"]]
