@@ -8,6 +8,7 @@ from chalicelib.domain.errors import (
     JobNotFoundError,
     ProgressRejectedError,
     StaleJobError,
+    UnknownJobTypeError,
 )
 from chalicelib.domain.status import JobStatus
 from chalicelib.domain.job import JobErrorInfo, isoformat, parse_time
@@ -284,7 +285,7 @@ def test_spawned_children_are_linked_and_idempotent_within_an_attempt(lifecycle,
     assert first.tenant == "acme" and first.user == "ann"
     assert store.get(parent.id).children == [first.id, second.id]
     assert [m.job_id for m, _, _ in queue.sent].count(first.id) == 1
-    with pytest.raises(Exception):
+    with pytest.raises(UnknownJobTypeError, match="unknown job type 'nope'"):
         lifecycle.spawn(running, 3, type="nope", payload={})
     assert store.get(parent.id).children == [first.id, second.id]
 
