@@ -500,16 +500,22 @@ def test_canceling_a_running_task_says_the_cancel_was_taken(client, aws):
     assert [(t["task_id"], t["cancel_requested"]) for t in listed] == [(task_id, True)]
 
 
+def a_letter_on_two_dead_letter_queues_and_the_erps_gone(client, aws, monkeypatch):
+    """A failed job's letter on the normal DLQ, an event's on cache invalidation's, and the ERP
+    webhook's DLQ deleted (a queue that does not answer): the stack's queues and the job."""
+    urls = stack_queues(aws, monkeypatch, "erp-webhook", "erp-webhook-dlq", "cache-invalidation", "cache-invalidation-dlq")
+    job = submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"}})
+    drain(client._app, aws)
+    aws["sqs"].send_message(QueueUrl=urls["cache-invalidation-dlq"], MessageBody=json.dumps({"detail": {"event_id": "e1"}}))
+    aws["sqs"].delete_queue(QueueUrl=urls["erp-webhook-dlq"])
+    return urls, job
+
+
 def test_a_dead_letter_queue_that_cannot_be_redriven_does_not_hold_back_the_others(client, aws, monkeypatch):
     """Redriving every queue goes on past one that does not answer: the answer says what moved
     and which queue was unavailable, instead of a 503 that hides the moves already made and
     never reaches the queues after it."""
-    sqs = aws["sqs"]
-    urls = stack_queues(aws, monkeypatch, "erp-webhook", "erp-webhook-dlq", "cache-invalidation", "cache-invalidation-dlq")
-    job = submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"}})
-    drain(client._app, aws)
-    sqs.send_message(QueueUrl=urls["cache-invalidation-dlq"], MessageBody=json.dumps({"detail": {"event_id": "e1"}}))
-    sqs.delete_queue(QueueUrl=urls["erp-webhook-dlq"])
+    urls, job = a_letter_on_two_dead_letter_queues_and_the_erps_gone(client, aws, monkeypatch)
     response = client.http.post("/api/system/dlq/redrive", headers=operator())
     assert response.status_code == 200, response.body
     body = response.json_body
@@ -527,12 +533,7 @@ def test_a_dead_letter_queue_that_does_not_answer_leaves_the_others_readable(cli
     """In an incident the operator reads what can be read: the statistics and the dead letters of
     every queue answer for the queues that answer, and name the ones that did not under
     `unavailable` (as redriving every queue does); a named queue that does not answer is 503."""
-    sqs = aws["sqs"]
-    urls = stack_queues(aws, monkeypatch, "erp-webhook", "erp-webhook-dlq", "cache-invalidation", "cache-invalidation-dlq")
-    job = submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"}})
-    drain(client._app, aws)
-    sqs.send_message(QueueUrl=urls["cache-invalidation-dlq"], MessageBody=json.dumps({"detail": {"event_id": "e1"}}))
-    sqs.delete_queue(QueueUrl=urls["erp-webhook-dlq"])
+    urls, job = a_letter_on_two_dead_letter_queues_and_the_erps_gone(client, aws, monkeypatch)
 
     stats = client.http.get("/api/system/stats", headers=operator())
     assert stats.status_code == 200, stats.body
