@@ -135,5 +135,6 @@ def test_unexpected_error_answers_rq_engine_500_shape(client, aws):
         body = response.json_body
         assert body["Success"] is False and body["Error"]
         assert isinstance(body["StackTrace"], list) and "ValidationError" in body["StackTrace"][0]
+        assert "mangled" not in response.body.decode()  # the exception's text holds stored values
     native = get(client, f"/jobs/{job['id']}")
     assert native.status_code == 500 and native.json_body["error"]["code"] == "internal_error"
