@@ -133,7 +133,7 @@ class Reconciler:
             for job in page.jobs:
                 if self._out_of_time(result, due=True):
                     return
-                if not self._act(result, job.id, lambda job=job: self._lifecycle.reconcile(
+                if not self._act(result, job, lambda job=job: self._lifecycle.reconcile(
                         job, waiting=lambda priority: self._waiting(result, priority))):
                     self._put_back(result, job)
             if page.cursor is None:
@@ -204,7 +204,7 @@ class Reconciler:
                 return
             job = jobs.get(message.job_id)
             if job is not None and not job.status.is_terminal:
-                self._act(result, job.id, lambda job=job, m=message: self._lifecycle.fail_dead_lettered(job, m))
+                self._act(result, job, lambda job=job, m=message: self._lifecycle.fail_dead_lettered(job, m))
 
     def _peek_all(self, result: ReconcilePass) -> list[DeadLetter]:
         """The oldest letters of every priority's DLQ, each read on its own: one that does not
@@ -224,19 +224,21 @@ class Reconciler:
                     letters.append(letter)
         return letters
 
-    def _act(self, result: ReconcilePass, job_id: str, action: Callable[[], ReconcileOutcome]) -> bool:
-        """Run one job's action; False when it raised (counted and said; one job never stops the rest)."""
+    def _act(self, result: ReconcilePass, job: Job, action: Callable[[], ReconcileOutcome]) -> bool:
+        """Run one job's action; False when it raised (counted and said, with the job's tenant and
+        type; one job never stops the rest)."""
+        said = {"job_id": job.id, "tenant": job.tenant, "job_type": job.type}
         try:
             outcome = action()
         except StaleJobError:
             result.counts["raced"] += 1  # a worker or a cancel got there first: nothing to do
             return True
         except Exception as exc:  # noqa: BLE001
-            self._failed(result, job_id, exc, "reconcile action failed", {"job_id": job_id})
+            self._failed(result, job.id, exc, "reconcile action failed", said)
             return False
         if outcome != ReconcileOutcome.SKIPPED:
             result.counts[outcome.value] += 1
-            self._observe(f"job {outcome.value}", {"job_id": job_id})
+            self._observe(f"job {outcome.value}", said)
         return True
 
 

@@ -48,6 +48,18 @@ def test_a_lost_message_is_sent_again_once_the_job_is_overdue(lifecycle, queue, 
     assert reconciler.run_pass().counts == {}
 
 
+def test_each_job_the_reconciler_acts_on_is_said_with_its_tenant_and_type(lifecycle, queue, clock):
+    """An operator asked "why did tenant acme's job run twice" finds the rescue in the log by
+    tenant and type, not only by an id they must already know."""
+    lines = []
+    reconciler = Reconciler(lifecycle, InMemoryQueueOperations(queue), observe=lambda m, extra: lines.append((m, extra)))
+    job = submit(lifecycle)
+    running = lifecycle.claim(queue.drain()[0]).job
+    clock.advance(running.timeout_s + 31)
+    assert reconciler.run_pass().counts == {"lease_expired": 1}
+    assert lines == [("job lease_expired", {"job_id": job.id, "tenant": "acme", "job_type": "demo.steps"})]
+
+
 def test_a_claimed_job_is_left_alone_until_its_lease_ends(lifecycle, queue, clock, reconciler, store):
     job = submit(lifecycle)
     running = lifecycle.claim(queue.drain()[0]).job
