@@ -14,7 +14,7 @@ from chalicelib.adapters.dynamodb_items import blob_key as claim_check_key
 from chalicelib.adapters.dynamodb_items import blob_prefix, status_key, tenant_partition, type_partition
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
 from chalicelib.adapters.memory_events import InMemoryCacheStore
-from chalicelib.adapters.sqs import MAX_DELAY_S, REASON_CHARS
+from chalicelib.adapters.sqs import MAX_DELAY_S, reason_attribute
 from chalicelib.adapters.sqs_operations import letter_body
 from chalicelib.defaults import FILTERED_LISTING_READS
 from chalicelib.domain.errors import (
@@ -300,7 +300,7 @@ class InMemoryDeadLetterQueue:
     def park(self, body: str, reason: str) -> None:
         if self.fail:
             raise QueueUnavailableError("could not park a message on its dead-letter queue")
-        self.parked.append((body, reason[:REASON_CHARS] or "unreadable"))
+        self.parked.append((body, reason_attribute(reason)))
 
 
 class InMemoryJobQueue:
@@ -335,7 +335,7 @@ class InMemoryJobQueue:
         if self.fail_sends:
             raise QueueUnavailableError("could not dead-letter a message that is no job message")
         parked = ParkedMessage(None, None, self.priority_of(priority), raw=body)
-        parked.note = reason[:REASON_CHARS] or "unreadable"
+        parked.note = reason_attribute(reason)
         self.dead.append(parked)
 
     def parked(self, priority: str) -> list[ParkedMessage]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Mapping
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -50,7 +51,7 @@ class SqsJobQueue:
         try:
             self._sqs.send_message(
                 QueueUrl=self._url(self._dead, priority), MessageBody=body,
-                MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:REASON_CHARS] or "unreadable"}},
+                MessageAttributes={"reason": {"DataType": "String", "StringValue": reason_attribute(reason)}},
             )
         except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
             raise QueueUnavailableError("could not dead-letter a message that is no job message") from exc
@@ -93,6 +94,16 @@ class SqsJobQueue:
 
 # SQS keeps a message attribute's value with the body (256 KiB in all); a reason is a line or two.
 REASON_CHARS = 1000
+# What SQS refuses in a String attribute, as in a body (SendMessage fails InvalidParameterValue):
+# the C0 controls but tab, LF and CR, lone surrogates, U+FFFE and U+FFFF.
+_NOT_SQS_TEXT = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def reason_attribute(reason: str) -> str:
+    """`reason` as a `reason` attribute SQS takes: characters it refuses written as their escapes
+    (\\x00, \\ufffe; a webhook's answer may hold any), cut to REASON_CHARS, "unreadable" if empty."""
+    text = _NOT_SQS_TEXT.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", reason)
+    return text[:REASON_CHARS] or "unreadable"
 
 
 class SqsDeadLetterQueue:
@@ -105,6 +116,6 @@ class SqsDeadLetterQueue:
     def park(self, body: str, reason: str) -> None:
         try:
             self._sqs.send_message(QueueUrl=self._url, MessageBody=body, MessageAttributes={
-                "reason": {"DataType": "String", "StringValue": reason[:REASON_CHARS] or "unreadable"}})
+                "reason": {"DataType": "String", "StringValue": reason_attribute(reason)}})
         except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
             raise QueueUnavailableError("could not park a message on its dead-letter queue") from exc

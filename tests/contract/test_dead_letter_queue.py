@@ -53,3 +53,12 @@ def test_a_queue_that_does_not_answer_raises_queue_unavailable(dead_letters):
     break_it()
     with pytest.raises(QueueUnavailableError):
         queue.park("a", "why")
+
+
+def test_a_reason_holding_characters_sqs_refuses_is_parked_with_them_escaped(dead_letters):
+    # An attribute's text has the body's character rules: SendMessage refuses a NUL, an ESC or
+    # U+FFFE in it, and a refusal the ERP explained with one would never be parked.
+    queue, parked, _ = dead_letters
+    queue.park("a", "HTTP 400 Bad Request: bad\x00input\x1b[2J\ufffe\tend\ncaf\u00e9 \U0001f600")
+    [(body, reason)] = parked()
+    assert reason == "HTTP 400 Bad Request: bad\\x00input\\x1b[2J\\ufffe\tend\ncaf\u00e9 \U0001f600"
