@@ -47,14 +47,8 @@ class SqsJobQueue:
             ) from exc
 
     def dead_letter_body(self, body: str, *, priority: str, reason: str) -> None:
-        # The body as it came, for whoever sent it; why it was parked rides in an attribute.
-        try:
-            self._sqs.send_message(
-                QueueUrl=self._url(self._dead, priority), MessageBody=body,
-                MessageAttributes={"reason": {"DataType": "String", "StringValue": reason_attribute(reason)}},
-            )
-        except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
-            raise QueueUnavailableError("could not dead-letter a message that is no job message") from exc
+        park(self._sqs, self._url(self._dead, priority), body, reason,
+             failure="could not dead-letter a message that is no job message")
 
     def set_visibility(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
         """Hide a received message for `seconds` more (0 makes it visible again now)."""
@@ -106,6 +100,17 @@ def reason_attribute(reason: str) -> str:
     return text[:REASON_CHARS] or "unreadable"
 
 
+def park(sqs: Any, url: str, body: str, reason: str, *, failure: str) -> None:
+    """Send `body` as it came, for whoever sent it, to the dead-letter queue at `url`; why it was
+    parked rides in its `reason` attribute. QueueUnavailableError(`failure`) when SQS refuses
+    or does not answer."""
+    try:
+        sqs.send_message(QueueUrl=url, MessageBody=body, MessageAttributes={
+            "reason": {"DataType": "String", "StringValue": reason_attribute(reason)}})
+    except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
+        raise QueueUnavailableError(failure) from exc
+
+
 class SqsDeadLetterQueue:
     """A subscriber's dead-letter queue, by URL (the DeadLetterQueue port)."""
 
@@ -114,8 +119,4 @@ class SqsDeadLetterQueue:
         self._url = url
 
     def park(self, body: str, reason: str) -> None:
-        try:
-            self._sqs.send_message(QueueUrl=self._url, MessageBody=body, MessageAttributes={
-                "reason": {"DataType": "String", "StringValue": reason_attribute(reason)}})
-        except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
-            raise QueueUnavailableError("could not park a message on its dead-letter queue") from exc
+        park(self._sqs, self._url, body, reason, failure="could not park a message on its dead-letter queue")
