@@ -11,7 +11,13 @@ from chalicelib.api.auth import OPERATOR
 from chalicelib.api.http import Call, validate
 from chalicelib.api.routing import router
 from chalicelib.composition import container
-from chalicelib.domain.errors import DeadLetterUnavailableError, NotRedrivableError, StoreUnavailableError
+from chalicelib.domain.errors import (
+    DeadLetterUnavailableError,
+    JobpipeError,
+    NotRedrivableError,
+    StoreUnavailableError,
+)
+from chalicelib.domain.events import SOURCE
 from chalicelib.domain.job import PRIORITIES, is_plausible_job_id, isoformat, utcnow
 from chalicelib.domain.stats import hours_back, summarize
 from chalicelib.ports import DeadLetter
@@ -55,14 +61,24 @@ def _each(names: Iterable[str], read: Callable[[str], T]) -> tuple[dict[str, T],
     return done, unavailable
 
 
+def _said(exc: JobpipeError) -> dict[str, str]:
+    """What did not answer, as an answer says it: {code, message}."""
+    return {"code": exc.code, "message": exc.message}
+
+
 def _named(unavailable: dict[str, DeadLetterUnavailableError]) -> dict[str, dict[str, str]]:
     """The queues that did not answer as an answer names them: {name: {code, message}}."""
-    return {name: {"code": exc.code, "message": exc.message} for name, exc in unavailable.items()}
+    return {name: _said(exc) for name, exc in unavailable.items()}
 
 
 def _job_id(letter: DeadLetter) -> Optional[str]:
-    """The job a dead letter names, if it names one a job can have."""
-    job_id = letter.body.get("job_id")
+    """The job a dead letter names, if it names one a job can have: a job message's `job_id`,
+    or, for one of jobpipe's events (parked by a subscriber or by the bus), its detail's."""
+    body = letter.body
+    detail = body.get("detail")
+    if body.get("source") == SOURCE and isinstance(detail, dict):
+        body = detail
+    job_id = body.get("job_id")
     return job_id if isinstance(job_id, str) and is_plausible_job_id(job_id) else None
 
 
@@ -102,7 +118,7 @@ def stats(call: Call) -> Any:
                                    (("queues", queues_unavailable), ("dead_letter_queues", dead_unavailable)) if errors}
     for section, exc in (("counters", counters_unavailable), ("reconciler", reconciler_unavailable)):
         if exc is not None:
-            unavailable[section] = {"code": exc.code, "message": exc.message}
+            unavailable[section] = _said(exc)
     if unavailable:
         answer["unavailable"] = unavailable
     return answer

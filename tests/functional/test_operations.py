@@ -339,6 +339,23 @@ def test_every_dead_letter_queue_is_shown_and_the_subscribers_are_redriven(clien
     assert unknown.status_code == 400 and unknown.json_body["error"]["code"] == "invalid_request"
 
 
+def test_a_parked_event_names_the_job_its_detail_is_about(client, aws, monkeypatch):
+    """An event a subscriber parked (or the bus could not deliver) is the bus's envelope: the
+    listing shows the job its `detail` names, as it does for a job message; an envelope that
+    is not jobpipe's, or names no job, shows none."""
+    sqs = aws["sqs"]
+    urls = stack_queues(aws, monkeypatch, "erp-webhook", "erp-webhook-dlq")
+    job = submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})
+    ours = {"version": "0", "id": "e-1", "detail-type": "job.status.changed", "source": "jobpipe",
+            "detail": {"event_id": "e-1", "event_type": "job.status.changed", "job_id": job["id"], "status": "queued"}}
+    theirs = {**ours, "source": "someone.else"}
+    for body in (ours, theirs, {"source": "jobpipe", "detail": "no object"}):
+        sqs.send_message(QueueUrl=urls["erp-webhook-dlq"], MessageBody=json.dumps(body))
+    shown = client.http.get("/api/system/dlq?queue=erp_webhook", headers=operator()).json_body["dead_letters"]
+    assert [m["job"] and m["job"]["id"] for m in shown["erp_webhook"]] == [job["id"], None, None]
+    assert shown["erp_webhook"][0]["job"]["tenant"] == "acme"
+
+
 def test_an_event_the_bus_could_not_deliver_goes_back_to_the_queue_it_was_for(client, aws, monkeypatch):
     """EventBridge dead-letters an event it could not deliver within the target's retry policy,
     naming the target (TARGET_ARN); a redrive sends it there, and leaves what names no queue
