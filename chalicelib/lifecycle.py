@@ -528,10 +528,7 @@ class JobLifecycle:
         now = self.clock()
         if job.status.is_terminal or job.due_at is None or parse_time(job.due_at) > now:
             return ReconcileOutcome.SKIPPED
-        if job.status == JobStatus.RUNNING:
-            if job.lease_expires_at is not None and parse_time(job.lease_expires_at) > now:
-                self.store.apply(job, JobStatus.RUNNING, ChangeSet({"due_at": job.lease_expires_at}))
-                return ReconcileOutcome.SKIPPED
+        if job.status == JobStatus.RUNNING:  # a running job is due when its lease ends (the claim sets both)
             error = JobErrorInfo(code="worker_lost",
                                  message=f"attempt {job.attempts} outlived its lease without finishing")
             self.fail_attempt(job, error, retryable=True)
