@@ -269,7 +269,9 @@ class JobLifecycle:
         same index again in the same attempt returns the existing child. `admit` as for submit:
         a spawned job is admitted like a submitted one (what it raises reaches the handler).
         A `scope` given is checked as a submitted one is (InvalidRequestError); the parent's is
-        taken as it was accepted."""
+        taken as it was accepted. A built-in (maintenance) type is as unknown to a handler as to
+        POST /jobs (UnknownJobTypeError): its tasks reach every tenant's jobs."""
+        self.registry.get_public(type)
         if scope is not None:
             check_name("scope", scope)
         child_id = child_job_id(parent.id, parent.attempts, index)

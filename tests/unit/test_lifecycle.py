@@ -12,7 +12,9 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.domain.status import JobStatus
 from chalicelib.domain.job import JobErrorInfo, isoformat, parse_time
-from chalicelib.lifecycle import ClaimOutcome, ReconcileOutcome, retry_delay_s
+from chalicelib.job_types import build_registry
+from chalicelib.job_types.maintenance import with_maintenance
+from chalicelib.lifecycle import ClaimOutcome, JobLifecycle, ReconcileOutcome, retry_delay_s
 from chalicelib.ports import ChangeSet, JobMessage
 
 STEPS = {"steps": 4, "step_ms": 0}
@@ -324,6 +326,18 @@ def test_a_spawned_child_is_refused_a_scope_no_route_reaches(lifecycle, store, s
     with pytest.raises(InvalidRequestError):
         lifecycle.spawn(running, 1, type="demo.steps", payload=STEPS, scope=scope)
     assert store.get(parent.id).children == []
+
+
+def test_a_handler_cannot_spawn_a_maintenance_task(store, queue, clock):
+    """A tenant's job spawning `maintenance.cleanup_runs` would run a task that deletes every
+    tenant's finished jobs: a built-in type is as unknown to ctx.spawn as to POST /jobs."""
+    registry = with_maintenance(build_registry(demo_types=True), tasks=lambda: None)
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+    parent = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(parent.id, 1)).job
+    with pytest.raises(UnknownJobTypeError, match="unknown job type 'maintenance.cleanup_runs'"):
+        lifecycle.spawn(running, 1, type="maintenance.cleanup_runs", payload={})
+    assert store.get(parent.id).children == [] and [m.job_id for m, _, _ in queue.sent] == [parent.id]
 
 
 def test_a_child_keeps_the_scope_its_parent_was_accepted_with(lifecycle, store):
