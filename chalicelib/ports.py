@@ -124,7 +124,9 @@ class SubmissionKey:
 
 class JobStore(Protocol):
     def create(self, job: Job) -> None:
-        """Write a new job; raises StaleJobError if the id exists."""
+        """Write a new job; raises StaleJobError if the id holds another job. The very same job
+        already stored is this write landing once (a retry whose first try landed, its answer
+        lost), not an error. StoreUnavailableError when it may or may not have been written."""
 
     def create_keyed(self, job: Job, key: SubmissionKey, *, now: int) -> Optional[SubmissionKey]:
         """Write `job` and the record `key` in one atomic write, unless the tenant's key has a

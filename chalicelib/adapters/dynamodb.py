@@ -160,13 +160,24 @@ class DynamoJobStore:
                 TableName=self._table,
                 Item=item,
                 ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except (ClientError, BotoCoreError) as exc:
             if _error_code(exc) == "ConditionalCheckFailedException":
+                if self._is_stored(item, _answer(exc).get("Item")):
+                    return  # botocore's retry of a write that landed, its answer lost: this job
                 raise StaleJobError(f"job {job.id} already exists") from exc
-            if ref is not None:
+            if ref is not None and _not_written(exc):
                 self._blobs.delete([ref["key"]])
             raise StoreUnavailableError("could not store the job") from exc
+
+    def _is_stored(self, item: dict[str, Any], stored: Optional[dict[str, Any]]) -> bool:
+        """Whether `stored`, what refused a new job's item, is that same job: an earlier try of
+        the same write (with a job's fresh id and millisecond `created_at`, nothing else can be)."""
+        if stored is None:  # a store that returns no ALL_OLD item
+            stored = self._ddb.get_item(TableName=self._table, Key={k: item[k] for k in ("pk", "sk")},
+                                        ConsistentRead=True).get("Item")
+        return stored is not None and item_to_job(stored) == item_to_job(item)
 
     def create_keyed(self, job: Job, key: SubmissionKey, *, now: int) -> Optional[SubmissionKey]:
         if self._keys_table is None:
@@ -178,8 +189,8 @@ class DynamoJobStore:
         ]
         try:
             first = self._write_keyed(transaction, job.id, key, now)
-        except StoreUnavailableError:
-            if ref is not None:
+        except StoreUnavailableError as exc:
+            if ref is not None and _not_written(exc.__cause__):
                 self._blobs.delete([ref["key"]])
             raise
         if first is not None and ref is not None:  # a replay wrote no job: its payload object goes
@@ -616,6 +627,16 @@ def _progress_refusal(job_id: str, attempt: int, progress: Progress, current: Op
         f"progress cannot decrease from {current.progress.percent:g} to {progress.percent:g}",
         details={"current": current.progress.percent, "requested": progress.percent},
     )
+
+
+def _not_written(exc: Optional[BaseException]) -> bool:
+    """Whether a failed write's answer proves it wrote nothing: DynamoDB refused its one and only
+    try (a 4xx). A timeout, a lost connection or a 5xx may come after the write was applied, and
+    a refused retry may follow a try that was (botocore retries both)."""
+    if not isinstance(exc, ClientError):
+        return False
+    meta = _answer(exc).get("ResponseMetadata", {})
+    return meta.get("HTTPStatusCode", 500) < 500 and not meta.get("RetryAttempts")
 
 
 def _lost_race(exc: ClientError) -> bool:

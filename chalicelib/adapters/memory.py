@@ -100,6 +100,8 @@ class InMemoryJobStore:
     def create(self, job: Job) -> None:
         with self._lock:
             if job.id in self._jobs:
+                if self._jobs[job.id] == job:  # a retried write whose first try landed
+                    return
                 raise StaleJobError(f"job {job.id} already exists")
             self._check_out(job.id, "payload", job.payload)
             self._jobs[job.id] = job.model_copy(deep=True)

@@ -54,6 +54,20 @@ def test_create_then_get_returns_the_job_and_a_second_create_is_refused(adapters
     assert adapters.store.get("00000000-0000-4000-8000-999999999999") is None
 
 
+@pytest.mark.parametrize("payload", [{"n": 1}, big(INLINE_LIMIT + 1)], ids=["inline", "claim-checked"])
+def test_creating_the_very_same_job_again_is_the_write_landing_once(adapters, payload):
+    """A retried write whose first try landed (its answer lost) writes the job it wrote: the store
+    takes it as written, so the caller does not refuse the job it stored. A job that differs under
+    the same id is still refused."""
+    job = make_job(1, payload=payload)
+    adapters.store.create(job)
+    adapters.store.create(job.model_copy())
+    assert adapters.store.get(job.id) == job
+    with pytest.raises(StaleJobError):
+        adapters.store.create(job.model_copy(update={"created_at": "2026-01-01T00:00:02.000Z"}))
+    assert adapters.store.get(job.id) == job
+
+
 def test_get_for_a_tenant_answers_another_tenants_job_as_missing_without_reading_its_payload(adapters):
     job = make_job(1, payload=big(INLINE_LIMIT + 1))  # claim-checked
     adapters.store.create(job)

@@ -1,0 +1,85 @@
+"""A write whose answer was lost: DynamoDB applied it, but the answer never came back (a read
+timeout, a connection reset, a 500 after the write) and botocore sent the request again. The
+second try of a conditional write finds the first one's result and is refused; what the user
+sees must be what happened, the write that landed."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import ReadTimeoutError
+
+from chalicelib import composition
+from tests.functional.conftest import auth, receive_all
+
+LARGE = {"type": "demo.outputs", "payload": {"pad": "x" * (70 * 1024)}}
+STEPS = {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}}
+
+
+class AnswersLost:
+    """A DynamoDB client whose `operation` is applied by each try, with every try's answer lost
+    but the last, as botocore's standard retries meet a write whose answer timed out: `tries`
+    requests reach DynamoDB, and the last one's answer (or refusal) is what the caller gets;
+    with `all_lost`, that one times out too."""
+
+    def __init__(self, client: Any, operation: str, *, tries: int = 2, all_lost: bool = False) -> None:
+        self._client = client
+        self._operation = operation
+        self._tries = tries
+        self._all_lost = all_lost
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self._client, name)
+        if name != self._operation:
+            return real
+
+        def lost(**kwargs: Any) -> Any:
+            self.calls += 1
+            for _ in range(self._tries - (0 if self._all_lost else 1)):
+                try:
+                    real(**kwargs)
+                except Exception:  # noqa: BLE001 - its answer was lost whatever it was
+                    pass
+            if self._all_lost:
+                raise ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com/")
+            return real(**kwargs)
+
+        return lost
+
+
+def _jobs_of(client) -> list[dict]:
+    return client.http.get("/jobs", headers=auth()).json_body["jobs"]
+
+
+def test_a_submission_whose_first_try_landed_is_accepted_once(app, client, aws):
+    """The job's PutItem landed and its answer was lost; botocore's second try is refused by the
+    write's own condition (the id exists). That job is the one the user asked for: the answer is
+    202 with it, and its message goes out now, not a 409 `conflict` for a job that then runs
+    anyway once the reconciler finds it due (and again when the user, told it failed, resubmits)."""
+    store = composition.container().store
+    store._ddb = AnswersLost(store._ddb, "put_item")
+
+    response = client.http.post("/jobs", headers=auth(), body=json.dumps(STEPS))
+
+    assert response.status_code == 202, response.body
+    job_id = response.json_body["id"]
+    assert [j["id"] for j in _jobs_of(client)] == [job_id]
+    assert len(receive_all(aws)) == 1
+
+
+def test_a_claim_checked_submission_whose_answer_never_came_keeps_its_payload(app, client, aws):
+    """Every try's answer was lost, so the API cannot know whether the job was stored and says so
+    (503). The job may have been stored, and then it is due and runs: its payload object must
+    still be there for it, not deleted as if the write had been refused."""
+    store = composition.container().store
+    store._ddb = AnswersLost(store._ddb, "put_item", all_lost=True)
+
+    response = client.http.post("/jobs", headers=auth(), body=json.dumps(LARGE))
+
+    assert response.status_code == 503, response.body
+    store._ddb = store._ddb._client
+    [stored] = _jobs_of(client)
+    read = client.http.get(f"/jobs/{stored['id']}", headers=auth())
+    assert read.status_code == 200, read.body  # not 410 blob_not_found
+    assert read.json_body["payload"]["pad"] == LARGE["payload"]["pad"]
