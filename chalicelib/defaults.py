@@ -80,6 +80,14 @@ WEBHOOK_MIN_TIMEOUT_S = 1.0
 # asked, up to an hour: beyond, the wait is the ERP's to shorten by answering again, and 100
 # tries an hour apart still end well inside the queue's 14 days of retention.
 WEBHOOK_RETRY_AFTER_MAX_S = 3600
+# A finished job's record expires (DynamoDB TTL on `expires_at`) this long after its retention
+# ends. The daily `cleanup_runs` deletes the job with its runs, artifacts and S3 objects within a
+# day of that end, and finds it through its record; TTL deletes records only, at any moment past
+# their time, so a record it took first would leave the job's objects for the bucket's
+# BlobRetentionDays. One more daily run's worth of slack for a clean-up that failed or ran short.
+# Runs and artifacts expire a day after the job's record (RECORD_PART_EXPIRY_S).
+RECORD_EXPIRY_SLACK_S = 2 * 24 * 3600
+RECORD_PART_EXPIRY_S = RECORD_EXPIRY_SLACK_S + 24 * 3600
 # A due job whose reconcile action failed (a bug, a record that refuses the action's write) is
 # put back this far in the due index, so the jobs due after it are reached: a pass reads the
 # earliest due first, and a job that fails on every pass would otherwise hold its place for good.

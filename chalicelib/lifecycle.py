@@ -23,6 +23,7 @@ from chalicelib.defaults import (
     MAX_DISPATCHES,
     MAX_SCHEDULE_S,
     RECONCILE_RETRY_S,
+    RECORD_EXPIRY_SLACK_S,
     SQS_MAX_DELAY_S,
 )
 from chalicelib.domain.caches import check_name
@@ -612,7 +613,8 @@ class JobLifecycle:
         changes = {
             "status": target,
             "finished_at": isoformat(now),
-            "expires_at": int(now.timestamp()) + self.retention_s,
+            # the daily clean-up deletes it with its objects first (TTL deletes the record only)
+            "expires_at": int(now.timestamp()) + self.retention_s + RECORD_EXPIRY_SLACK_S,
             "lease_expires_at": REMOVE,
             "due_at": REMOVE,
             **fields,

@@ -14,6 +14,7 @@ from typing import Any, Callable
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.dynamodb_items import ARTIFACT_PREFIX, artifact_key, job_partition
+from chalicelib.defaults import RECORD_PART_EXPIRY_S
 from chalicelib.domain.errors import ArtifactNotFoundError, InvalidArtifactError, StoreUnavailableError
 from chalicelib.domain.job import isoformat, utcnow
 from chalicelib.domain.media_types import MAX_CONTENT_TYPE_CHARS, is_media_type
@@ -21,8 +22,6 @@ from chalicelib.ports import Artifact, ArtifactInfo, BlobStore
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,127}")
 _TEXT = re.compile(r"(text/[\w.+\-]+|application/([\w.\-]+\+)?(json|xml))(;.*)?")
-# Artifacts are written while the job runs; they outlive its record by this margin.
-EXPIRY_MARGIN_S = 24 * 3600
 
 
 def check_name(name: str) -> str:
@@ -96,7 +95,7 @@ class DynamoArtifactStore:
             "content_type": {"S": content_type},
             "size": {"N": str(len(data))},
             "created_at": {"S": info.created_at},
-            "expires_at": {"N": str(int(now.timestamp()) + self._retention_s + EXPIRY_MARGIN_S)},
+            "expires_at": {"N": str(int(now.timestamp()) + self._retention_s + RECORD_PART_EXPIRY_S)},
         }
         if inline:
             item["data"] = {"B": data}

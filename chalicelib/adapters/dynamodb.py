@@ -75,7 +75,7 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.adapters.dynamodb_cache import completion_write, invalidation_write
 from chalicelib.adapters.dynamodb_keys import item_to_key, key_id, key_put
-from chalicelib.defaults import FILTERED_LISTING_READS
+from chalicelib.defaults import FILTERED_LISTING_READS, RECORD_PART_EXPIRY_S
 from chalicelib.domain.events import clip
 from chalicelib.domain.job import Job, Progress, Run, isoformat, utcnow
 from chalicelib.domain.status import UNFINISHED, JobStatus
@@ -98,8 +98,6 @@ _INDEXES = {
 # A keyed submit's transaction is tried again this often when a concurrent one on the same key
 # made DynamoDB cancel it (TransactionConflict); the retry then finds that one's record.
 _KEY_CONFLICT_RETRIES = 2
-# Runs are written while a job runs; they outlive its record by this margin.
-_RUN_EXPIRY_MARGIN_S = 24 * 3600
 
 
 def _answer(exc: Exception) -> dict[str, Any]:
@@ -380,7 +378,7 @@ class DynamoJobStore:
     def _run_write(self, run: Run) -> dict[str, Any]:
         expiry = {}
         if self._retention_s is not None:
-            expiry = {"expires_at": int(time.time()) + self._retention_s + _RUN_EXPIRY_MARGIN_S}
+            expiry = {"expires_at": int(time.time()) + self._retention_s + RECORD_PART_EXPIRY_S}
         if run.started_at is not None:
             item = {**run_key(run.job_id, run.attempt), **{
                 k: attribute_value(v) for k, v in {**plain_value(run), **expiry}.items()
