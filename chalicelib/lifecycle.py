@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import Enum
@@ -394,6 +395,7 @@ class JobLifecycle:
             "progress": Progress(percent=0, step="started", updated_at=started),
             "error": REMOVE,  # the failed attempt's error stays on its run record, not on the next attempt
             "event_percent": 0.0,  # the running transition carries 0 %
+            "claim_id": uuid.uuid4().hex,
         }
         if first_start is not None:
             fields["started_at"] = first_start

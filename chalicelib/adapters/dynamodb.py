@@ -257,17 +257,20 @@ class DynamoJobStore:
             also.append(completion_write(self._table, job.tenant, job.scope or "", changes.task_completion))
         try:
             if not also:
-                self._ddb.update_item(**update)
-            else:
+                self._ddb.update_item(**update, ReturnValuesOnConditionCheckFailure="ALL_OLD")
+            else:  # a retried transaction is no second write: botocore sends it with one ClientRequestToken
                 self._ddb.transact_write_items(TransactItems=[{"Update": update}, *also])
         except (ClientError, BotoCoreError) as exc:
-            if _lost_race(exc):
+            if not also and _shows(_answer(exc).get("Item"), changes, version=job.version + 1):
+                pass  # a claim refused by what its earlier try wrote, that try's answer lost: written
+            elif _lost_race(exc):
                 raise StaleJobError(
                     f"job {job.id} is no longer {expected_status.value} at version {job.version}"
                 ) from exc
-            if _too_large(exc):
+            elif _too_large(exc):
                 raise RecordTooLargeError(f"job {job.id}'s record has no room for this write (400 KB)") from exc
-            raise StoreUnavailableError(f"could not update job {job.id}") from exc
+            else:
+                raise StoreUnavailableError(f"could not update job {job.id}") from exc
         fields = {k: (None if v is REMOVE else v) for k, v in changes.fields.items()}
         return job.model_copy(update={**fields, "version": job.version + 1})
 
@@ -333,7 +336,9 @@ class DynamoJobStore:
             if _error_code(exc) != "ConditionalCheckFailedException":
                 raise StoreUnavailableError(f"could not update job {job_id}") from exc
             stored = exc.response.get("Item")
-            return ExpectedWrite(False, item_to_job(stored, self._fetch) if stored else None)
+            # A claim refused by what its earlier try wrote (that try's answer lost): written.
+            written = stored is not None and stored.get("tenant", {}).get("S") == tenant and _shows(stored, changes)
+            return ExpectedWrite(written, item_to_job(stored, self._fetch) if stored else None)
         return ExpectedWrite(True, item_to_job(response["Attributes"], self._fetch))
 
     def _update_expression(self, job_id: str, tenant: str, attempts: Optional[int], changes: ChangeSet,
@@ -625,6 +630,20 @@ def _progress_refusal(job_id: str, attempt: int, progress: Progress, current: Op
         f"progress cannot decrease from {current.progress.percent:g} to {progress.percent:g}",
         details={"current": current.progress.percent, "requested": progress.percent},
     )
+
+
+def _shows(stored: Optional[dict[str, Any]], changes: ChangeSet, *, version: Optional[int] = None) -> bool:
+    """Whether `stored`, the item a claim's conditional write was refused on, holds every change
+    of that claim (at `version`, when given): botocore tried the write again after DynamoDB
+    applied it and its answer was lost, and the retry was refused by the write itself. Only a
+    claim is known so, by its `claim_id`: no other writer's changes carry it."""
+    if stored is None or "claim_id" not in changes.fields:
+        return False
+    current = item_to_job(stored)
+    if version is not None and current.version != version:
+        return False
+    return all(getattr(current, field, REMOVE) == (None if value is REMOVE else value)
+               for field, value in changes.fields.items())
 
 
 def _not_written(exc: Optional[BaseException]) -> bool:

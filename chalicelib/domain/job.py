@@ -76,7 +76,7 @@ class Run(BaseModel):
 
 # Bookkeeping of the worker and the reconciler that clients never see.
 INTERNAL_FIELDS = frozenset({"lease_expires_at", "timeout_s", "due_at", "dispatches", "attempt_started_at",
-                             "event_percent"})
+                             "event_percent", "claim_id"})
 
 
 def parse_time(value: str) -> datetime:
@@ -108,6 +108,9 @@ class Job(BaseModel):
     started_at: Optional[str] = None  # when the first attempt started
     # When the current (or last) attempt started: its run record is written when it ends.
     attempt_started_at: Optional[str] = None
+    # Which claim started it: a claim whose write DynamoDB applied but whose answer was lost is
+    # refused on its retry, and knows the attempt for its own by this id, not by a clock.
+    claim_id: Optional[str] = None
     finished_at: Optional[str] = None
     lease_expires_at: Optional[str] = None
     # The earliest time the job may start (submit's delay or run_at; a retry's backoff).

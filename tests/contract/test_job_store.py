@@ -90,6 +90,36 @@ def test_get_many_returns_the_jobs_that_exist(adapters):
     assert adapters.store.get_many([]) == {}
 
 
+def test_a_claim_refused_only_by_its_own_earlier_try_is_taken_as_written(adapters):
+    """botocore sends a write again when its answer was lost (a timeout, a 5xx after DynamoDB
+    applied it); the retry's condition is then refused by the write itself. A claim (a write
+    carrying its `claim_id`) refused on a stored job that holds every change it makes (and, after
+    a read, at the version it produced) is that claim, made once: taken as written, with or
+    without a read. Another claim's refusal, another tenant's, or any other write's is refused."""
+    start = {"status": JobStatus.RUNNING, "attempts": 1, "attempt_started_at": "2026-01-01T00:03:00.000Z",
+             "lease_expires_at": "2026-01-01T00:04:00.000Z", "due_at": "2026-01-01T00:04:00.000Z",
+             "error": REMOVE, "claim_id": "a" * 32}
+    job = make_job(1, due_at="2026-01-01T00:02:00.000Z", dispatches=1)
+    adapters.store.create(job)
+    first = adapters.store.apply(job, JobStatus.QUEUED, ChangeSet(start))
+    again = adapters.store.apply(job, JobStatus.QUEUED, ChangeSet(start))
+    assert (again.version, again.status, again.claim_id) == (first.version, JobStatus.RUNNING, "a" * 32)
+    with pytest.raises(StaleJobError):
+        adapters.store.apply(job, JobStatus.QUEUED, ChangeSet({**start, "claim_id": "b" * 32}))
+    with pytest.raises(StaleJobError):  # no claim: a refusal is a refusal
+        adapters.store.apply(job, JobStatus.QUEUED, ChangeSet({"status": JobStatus.RUNNING}))
+
+    other = make_job(2)
+    adapters.store.create(other)
+    expected = Expectation(equal={"attempts": 0, "cancel_requested": False}, one_of={"status": (JobStatus.QUEUED,)})
+    claimed = adapters.store.apply_expected(other.id, "acme", expected, ChangeSet(start))
+    retried = adapters.store.apply_expected(other.id, "acme", expected, ChangeSet(start))
+    assert claimed.applied and retried.applied and retried.job.version == claimed.job.version
+    another = adapters.store.apply_expected(other.id, "acme", expected, ChangeSet({**start, "claim_id": "b" * 32}))
+    assert not another.applied and another.job.claim_id == "a" * 32
+    assert not adapters.store.apply_expected(other.id, "globex", expected, ChangeSet(start)).applied
+
+
 def test_apply_writes_only_against_the_expected_status_and_version(adapters):
     job = make_job(1, lease_expires_at="2026-01-01T00:05:00.000Z")
     adapters.store.create(job)

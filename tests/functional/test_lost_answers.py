@@ -5,12 +5,13 @@ sees must be what happened, the write that landed."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 from botocore.exceptions import ReadTimeoutError
 
 from chalicelib import composition
-from tests.functional.conftest import auth, receive_all
+from chalicelib.adapters.dynamodb_items import moves_into
+from tests.functional.conftest import auth, get_job, invoke_worker, receive_all, sqs_event
 
 LARGE = {"type": "demo.outputs", "payload": {"pad": "x" * (70 * 1024)}}
 STEPS = {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}}
@@ -22,9 +23,11 @@ class AnswersLost:
     requests reach DynamoDB, and the last one's answer (or refusal) is what the caller gets;
     with `all_lost`, that one times out too."""
 
-    def __init__(self, client: Any, operation: str, *, tries: int = 2, all_lost: bool = False) -> None:
+    def __init__(self, client: Any, operation: str, *, tries: int = 2, all_lost: bool = False,
+                 only: Callable[[dict[str, Any]], bool] = lambda request: True) -> None:
         self._client = client
         self._operation = operation
+        self._only = only
         self._tries = tries
         self._all_lost = all_lost
         self.calls = 0
@@ -35,6 +38,8 @@ class AnswersLost:
             return real
 
         def lost(**kwargs: Any) -> Any:
+            if not self._only(kwargs):
+                return real(**kwargs)
             self.calls += 1
             for _ in range(self._tries - (0 if self._all_lost else 1)):
                 try:
@@ -83,3 +88,41 @@ def test_a_claim_checked_submission_whose_answer_never_came_keeps_its_payload(ap
     read = client.http.get(f"/jobs/{stored['id']}", headers=auth())
     assert read.status_code == 200, read.body  # not 410 blob_not_found
     assert read.json_body["payload"]["pad"] == LARGE["payload"]["pad"]
+
+
+def _claims(request: dict[str, Any]) -> bool:
+    return moves_into(request, "running")
+
+
+def test_a_claim_whose_first_try_landed_runs_the_attempt(app, client, aws):
+    """The claim's write started the attempt and its answer was lost; botocore's second try is
+    refused, since the job is running now, and the refusal shows the attempt this very claim
+    started. The delivery runs it: deferred as if another worker held it, the attempt would run
+    nowhere until its lease ended, then end `worker_lost` (a job of one attempt failed so without
+    ever running)."""
+    job_id = client.http.post("/jobs", headers=auth(), body=json.dumps(STEPS)).json_body["id"]
+    store = composition.container().store
+    store._ddb = lost = AnswersLost(store._ddb, "update_item", only=_claims)
+    event = sqs_event(receive_all(aws))
+
+    assert invoke_worker(app, event) == {"batchItemFailures": []}
+
+    assert lost.calls == 1
+    job = get_job(client, job_id)
+    assert (job["status"], job["attempts"]) == ("completed", 1)
+
+
+def test_a_claim_after_a_read_whose_first_try_landed_runs_the_attempt(app, client, aws):
+    """The same on the claim that reads the job first (a message without the hints of the claim
+    without a read: one sent before they were added, or redriven from a dead-letter queue)."""
+    job_id = client.http.post("/jobs", headers=auth(), body=json.dumps(STEPS)).json_body["id"]
+    receive_all(aws)
+    store = composition.container().store
+    store._ddb = lost = AnswersLost(store._ddb, "update_item", only=_claims)
+    event = sqs_event([{"Body": json.dumps({"job_id": job_id, "attempt": 1})}])
+
+    assert invoke_worker(app, event) == {"batchItemFailures": []}
+
+    assert lost.calls == 1
+    job = get_job(client, job_id)
+    assert (job["status"], job["attempts"]) == ("completed", 1)
