@@ -181,29 +181,9 @@ class JobLifecycle:
         request = {"type": type, "payload": payload, "priority": priority, "delay_seconds": delay_seconds,
                    "run_at": run_at, "scope": scope}
         key = check_key(idempotency_key) if idempotency_key is not None else None
-        job_type = self.registry.get(type)
-        model = job_type.parse_payload(payload)
         now = self.clock()
-        start = self._start_time(now, delay_seconds, run_at)
-        wait_s = math.ceil((start - now).total_seconds())
-        held = wait_s > SQS_MAX_DELAY_S
-        job = Job(
-            id=job_id or new_job_id(),
-            type=job_type.name,
-            payload=job_type.dump_payload(model),
-            tenant=tenant,
-            user=user,
-            scope=scope,
-            parent_id=parent_id,
-            priority=priority or job_type.priority,
-            max_attempts=job_type.max_attempts,
-            timeout_s=job_type.timeout_s,
-            created_at=isoformat(now),
-            not_before=isoformat(start),
-            due_at=isoformat(start - timedelta(seconds=SQS_MAX_DELAY_S) if held
-                             else self._claim_deadline(start, sent=1)),
-            dispatches=0 if held else 1,
-        )
+        job, wait_s = self._new_job(now, tenant=tenant, user=user, type=type, payload=payload, priority=priority,
+                                    delay_seconds=delay_seconds, run_at=run_at, scope=scope, job_id=job_id)
         if key is None:
             if admit is not None:
                 admit(tenant)
@@ -225,12 +205,47 @@ class JobLifecycle:
             first = self.store.create_keyed(job, record, now=int(now.timestamp()))
             if first is not None:
                 return self._replayed(first, record)
-        if not held:
-            try:
-                self.queue.send(_start_message(job, 1), priority=job.priority, delay_seconds=max(0, wait_s))
-            except QueueUnavailableError:
-                pass  # stored with a due time: the reconciler sends the message then
+        self._send_first(job, wait_s)
         return job
+
+    def _new_job(self, now: datetime, *, tenant: str, user: str, type: str, payload: Any, priority: Optional[str],
+                 delay_seconds: int, run_at: Optional[datetime], scope: Optional[str], job_id: Optional[str],
+                 parent_id: Optional[str] = None) -> tuple[Job, int]:
+        """A checked request as the queued job to store, and the seconds until it starts.
+        Raises UnknownJobTypeError, InvalidPayloadError, InvalidRequestError."""
+        job_type = self.registry.get(type)
+        model = job_type.parse_payload(payload)
+        start = self._start_time(now, delay_seconds, run_at)
+        wait_s = math.ceil((start - now).total_seconds())
+        held = wait_s > SQS_MAX_DELAY_S
+        job = Job(
+            id=job_id or new_job_id(),
+            type=job_type.name,
+            payload=job_type.dump_payload(model),
+            tenant=tenant,
+            user=user,
+            scope=scope,
+            parent_id=parent_id,
+            priority=priority or job_type.priority,
+            max_attempts=job_type.max_attempts,
+            timeout_s=job_type.timeout_s,
+            created_at=isoformat(now),
+            not_before=isoformat(start),
+            due_at=isoformat(start - timedelta(seconds=SQS_MAX_DELAY_S) if held
+                             else self._claim_deadline(start, sent=1)),
+            dispatches=0 if held else 1,
+        )
+        return job, wait_s
+
+    def _send_first(self, job: Job, wait_s: int) -> None:
+        """The stored job's first message, unless it is held for a start beyond SQS's delay.
+        The record is what counts: a send that fails leaves it to the reconciler."""
+        if wait_s > SQS_MAX_DELAY_S:
+            return
+        try:
+            self.queue.send(_start_message(job, 1), priority=job.priority, delay_seconds=max(0, wait_s))
+        except QueueUnavailableError:
+            pass  # stored with a due time: the reconciler sends the message then
 
     def _replayed(self, first: SubmissionKey, again: SubmissionKey) -> Job:
         """The job `first` made, answering a request under the same key (`again`); raises
@@ -267,27 +282,37 @@ class JobLifecycle:
         admit: Optional[Callable[[str], None]] = None,
     ) -> Job:
         """Submit child number `index` of the running attempt of `parent` (same tenant and user,
-        the parent's scope unless given) and list it in the parent's `children`. Spawning the
-        same index again in the same attempt returns the existing child. `admit` as for submit:
-        a spawned job is admitted like a submitted one (what it raises reaches the handler).
-        A `scope` given is checked as a submitted one is (InvalidRequestError); the parent's is
-        taken as it was accepted. A built-in (maintenance) type is as unknown to a handler as to
-        POST /jobs (UnknownJobTypeError): its tasks reach every tenant's jobs."""
+        the parent's scope unless given) and list it in the parent's `children`, in one write
+        (a worker dying between the two would leave a child its parent does not list).
+        Spawning the same index again in the same attempt returns the existing child. `admit` as
+        for submit: a spawned job is admitted like a submitted one (what it raises reaches the
+        handler). A `scope` given is checked as a submitted one is (InvalidRequestError); the
+        parent's is taken as it was accepted. Raises AttemptEndedError, writing and sending
+        nothing, once that attempt is no longer the parent's running one (a worker that lost
+        its lease and woke after the next attempt started, or after the parent ended). A built-in
+        (maintenance) type is as unknown to a handler as to POST /jobs (UnknownJobTypeError): its
+        tasks reach every tenant's jobs."""
         self.registry.get_public(type)
         if scope is not None:
             check_name("scope", scope)
         child_id = child_job_id(parent.id, parent.attempts, index)
         existing = self.store.get(child_id)
         if existing is None:
+            child, wait_s = self._new_job(
+                self.clock(), tenant=parent.tenant, user=parent.user, type=type, payload=payload,
+                priority=priority or parent.priority, delay_seconds=0, run_at=None,
+                scope=scope if scope is not None else parent.scope, job_id=child_id, parent_id=parent.id,
+            )
+            if admit is not None:
+                admit(parent.tenant)
             try:
-                existing = self.submit(
-                    tenant=parent.tenant, user=parent.user, type=type, payload=payload,
-                    priority=priority or parent.priority, scope=scope if scope is not None else parent.scope,
-                    job_id=child_id, parent_id=parent.id, admit=admit,
-                )
+                self.store.create_child(child, parent.attempts)
             except StaleJobError:  # created by a concurrent spawn of the same index
                 existing = self.store.get(child_id)
-        self.store.add_child(parent.id, child_id)
+            else:
+                self._send_first(child, wait_s)
+                return child
+        self.store.add_child(parent.id, child_id, parent.attempts)
         return existing
 
     # -- reads ------------------------------------------------------------------------------

@@ -176,8 +176,17 @@ class JobStore(Protocol):
     def runs(self, job_id: str) -> list[Run]:
         """The job's runs, oldest attempt first."""
 
-    def add_child(self, parent_id: str, child_id: str) -> None:
-        """Append `child_id` to the parent's `children` once (version + 1)."""
+    def create_child(self, child: Job, attempt: int) -> None:
+        """Store `child` (a new job naming its `parent_id`) and append it to the parent's
+        `children` (version + 1) in one write, while attempt `attempt` of the parent is running.
+        Raises StaleJobError when the child exists, AttemptEndedError when that attempt is no
+        longer the parent's running one, JobNotFoundError when the parent does not exist:
+        each writing nothing."""
+
+    def add_child(self, parent_id: str, child_id: str, attempt: int) -> None:
+        """Append an existing `child_id` to the parent's `children` once (version + 1), while
+        attempt `attempt` of the parent is running; one already listed is left as it is.
+        Raises AttemptEndedError, JobNotFoundError (the parent does not exist)."""
 
     def due(self, now: str, limit: int, after: Optional[str] = None) -> JobPage:
         """Up to `limit` unfinished jobs whose `due_at` is before `now` (an isoformat time),

@@ -67,7 +67,9 @@ from chalicelib.adapters.dynamodb_items import (
     type_partition,
 )
 from chalicelib.domain.errors import (
+    AttemptEndedError,
     JobNotFoundError,
+    JobpipeError,
     ProgressRejectedError,
     RecordTooLargeError,
     StaleJobError,
@@ -581,28 +583,64 @@ class DynamoJobStore:
             raise StoreUnavailableError("could not count the tenant's unfinished jobs") from exc
         return counted
 
-    def add_child(self, parent_id: str, child_id: str) -> None:
+    def create_child(self, child: Job, attempt: int) -> None:
+        item, ref = self._new_item(child)
+        link = self._link(child.parent_id or "", child.id, attempt, listed_already_fails=False)
+        transaction = [
+            {"Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
+            {"Update": link},
+        ]
+        for retry in range(_KEY_CONFLICT_RETRIES + 1):
+            try:
+                self._ddb.transact_write_items(TransactItems=transaction)
+                return
+            except (ClientError, BotoCoreError) as exc:
+                reasons = [r.get("Code") for r in _answer(exc).get("CancellationReasons") or []]
+                if reasons[:1] == ["ConditionalCheckFailed"]:  # its payload object is the existing child's
+                    raise StaleJobError(f"job {child.id} already exists") from exc
+                if "TransactionConflict" in reasons and retry < _KEY_CONFLICT_RETRIES:
+                    continue  # the parent's own progress write, at the same moment
+                if ref is not None:
+                    self._blobs.delete([ref["key"]])
+                if reasons[1:2] == ["ConditionalCheckFailed"]:
+                    raise self._not_linked(child.parent_id or "", child.id, attempt) from exc
+                raise StoreUnavailableError(f"could not spawn child {child.id} of job {child.parent_id}") from exc
+
+    def add_child(self, parent_id: str, child_id: str, attempt: int) -> None:
         try:
-            self._ddb.update_item(
-                TableName=self._table,
-                Key=job_key(parent_id),
-                UpdateExpression="SET #children = list_append(if_not_exists(#children, :empty), :child) ADD #version :one",
-                ConditionExpression="attribute_exists(pk) AND NOT contains(#children, :child_id)",
-                ExpressionAttributeNames={"#children": "children", "#version": "version"},
-                ExpressionAttributeValues={
-                    ":empty": {"L": []},
-                    ":child": {"L": [{"S": child_id}]},
-                    ":child_id": {"S": child_id},
-                    ":one": {"N": "1"},
-                },
-            )
+            self._ddb.update_item(**self._link(parent_id, child_id, attempt, listed_already_fails=True))
         except (ClientError, BotoCoreError) as exc:
             if _error_code(exc) != "ConditionalCheckFailedException":
                 raise StoreUnavailableError(f"could not link child {child_id} to job {parent_id}") from exc
-            if self.get(parent_id) is None:  # the rare path: tell a missing parent from a listed child
-                raise JobNotFoundError(
-                    f"job {parent_id} does not exist; cannot list child {child_id}"
-                ) from exc
+            parent = self.get(parent_id)  # the rare path: tell a listed child from a refusal
+            if parent is None or child_id not in parent.children:
+                raise self._not_linked(parent_id, child_id, attempt, parent) from exc
+
+    def _link(self, parent_id: str, child_id: str, attempt: int, *, listed_already_fails: bool) -> dict[str, Any]:
+        """The update appending `child_id` to the parent's children while `attempt` runs."""
+        condition = "#status = :running AND #attempts = :attempt"
+        values = {":empty": {"L": []}, ":child": {"L": [{"S": child_id}]}, ":one": {"N": "1"},
+                  ":running": attribute_value(JobStatus.RUNNING.value), ":attempt": attribute_value(attempt)}
+        if listed_already_fails:
+            condition += " AND NOT contains(#children, :child_id)"
+            values[":child_id"] = {"S": child_id}
+        return {
+            "TableName": self._table,
+            "Key": job_key(parent_id),
+            "UpdateExpression": "SET #children = list_append(if_not_exists(#children, :empty), :child) ADD #version :one",
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {"#children": "children", "#version": "version", "#status": "status",
+                                         "#attempts": "attempts"},
+            "ExpressionAttributeValues": values,
+        }
+
+    def _not_linked(self, parent_id: str, child_id: str, attempt: int, parent: Optional[Job] = None) -> JobpipeError:
+        """Why the parent refused to list the child: it does not exist, or `attempt` is over."""
+        parent = parent or self.get(parent_id)
+        if parent is None:
+            return JobNotFoundError(f"job {parent_id} does not exist; cannot list child {child_id}")
+        return AttemptEndedError(f"attempt {attempt} of job {parent_id} is no longer running: "
+                                 f"child {child_id} is not spawned")
 
     def runs(self, job_id: str) -> list[Run]:
         try:

@@ -18,6 +18,7 @@ from chalicelib.adapters.sqs import MAX_DELAY_S, reason_attribute
 from chalicelib.adapters.sqs_operations import letter_body
 from chalicelib.defaults import FILTERED_LISTING_READS
 from chalicelib.domain.errors import (
+    AttemptEndedError,
     InvalidRequestError,
     JobNotFoundError,
     ProgressRejectedError,
@@ -238,15 +239,34 @@ class InMemoryJobStore:
             self._jobs[job_id] = new
             return new.model_copy(deep=True)
 
-    def add_child(self, parent_id: str, child_id: str) -> None:
+    def create_child(self, child: Job, attempt: int) -> None:
         with self._lock:
-            parent = self._jobs.get(parent_id)
-            if parent is None:
-                raise JobNotFoundError(f"job {parent_id} does not exist; cannot list child {child_id}")
-            if child_id not in parent.children:
-                self._jobs[parent_id] = parent.model_copy(
-                    update={"children": [*parent.children, child_id], "version": parent.version + 1}
-                )
+            if child.id in self._jobs:
+                raise StaleJobError(f"job {child.id} already exists")
+            parent = self._running_parent(child.parent_id, child.id, attempt)
+            self._check_out(child.id, "payload", child.payload)
+            self._jobs[child.id] = child.model_copy(deep=True)
+            self._jobs[parent.id] = parent.model_copy(
+                update={"children": [*parent.children, child.id], "version": parent.version + 1})
+
+    def add_child(self, parent_id: str, child_id: str, attempt: int) -> None:
+        with self._lock:
+            listed = self._jobs.get(parent_id)
+            if listed is not None and child_id in listed.children:
+                return
+            parent = self._running_parent(parent_id, child_id, attempt)
+            self._jobs[parent_id] = parent.model_copy(
+                update={"children": [*parent.children, child_id], "version": parent.version + 1})
+
+    def _running_parent(self, parent_id: Optional[str], child_id: str, attempt: int) -> Job:
+        """The parent, while `attempt` is its running attempt (the lock held)."""
+        parent = self._jobs.get(parent_id) if parent_id is not None else None
+        if parent is None:
+            raise JobNotFoundError(f"job {parent_id} does not exist; cannot list child {child_id}")
+        if parent.status != JobStatus.RUNNING or parent.attempts != attempt:
+            raise AttemptEndedError(f"attempt {attempt} of job {parent_id} is no longer running: "
+                                    f"child {child_id} is not spawned")
+        return parent
 
     def runs(self, job_id: str) -> list[Run]:
         return [r for (jid, _), r in sorted(self._runs.items()) if jid == job_id]

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime, timezone
 
 import pytest
 
 from chalicelib.defaults import FILTERED_LISTING_READS
 from chalicelib.domain.errors import (
+    AttemptEndedError,
     BlobNotFoundError,
     InvalidRequestError,
     JobNotFoundError,
@@ -335,15 +337,50 @@ def test_a_record_filled_by_progress_refuses_what_does_not_fit_until_its_message
 
 
 def test_a_child_is_listed_once_and_a_missing_parent_is_an_error(adapters):
-    parent = make_job(1)
-    adapters.store.create(parent)
-    adapters.store.add_child(parent.id, "child-a")
-    adapters.store.add_child(parent.id, "child-b")
-    adapters.store.add_child(parent.id, "child-a")  # a redelivered spawn
+    parent = running(adapters.store, make_job(1))
+    adapters.store.add_child(parent.id, "child-a", 1)
+    adapters.store.add_child(parent.id, "child-b", 1)
+    adapters.store.add_child(parent.id, "child-a", 1)  # a redelivered spawn
     stored = adapters.store.get(parent.id)
     assert stored.children == ["child-a", "child-b"] and stored.version == parent.version + 2
     with pytest.raises(JobNotFoundError):
-        adapters.store.add_child("00000000-0000-4000-8000-999999999999", "child-c")
+        adapters.store.add_child("00000000-0000-4000-8000-999999999999", "child-c", 1)
+
+
+def test_a_child_is_made_and_listed_in_one_write_while_its_parents_attempt_runs(adapters):
+    store = adapters.store
+    parent = running(store, make_job(1))
+    child = make_job(2, parent_id=parent.id, payload={"pad": "x" * INLINE_LIMIT})  # its payload claim-checked
+    store.create_child(child, 1)
+    assert store.get(child.id) == child and store.get(parent.id).children == [child.id]
+    with pytest.raises(StaleJobError):  # made already: nothing written
+        store.create_child(child.model_copy(update={"payload": {"n": 0}}), 1)
+    assert store.get(child.id).payload == child.payload
+    assert store.get(parent.id).children == [child.id] and store.get(parent.id).version == parent.version + 1
+
+
+@pytest.mark.parametrize("parent_is", ["on its next attempt", "finished", "missing"])
+def test_an_attempt_no_longer_running_makes_and_lists_no_child(adapters, parent_is):
+    """A worker that lost its lease (its attempt taken over, or the job ended) spawns nothing:
+    the child is not written, nor listed, nor its payload's object kept."""
+    store = adapters.store
+    parent = running(store, make_job(1))
+    if parent_is == "on its next attempt":
+        parent = store.apply(parent, JobStatus.RUNNING, ChangeSet({"attempts": 2}))
+    elif parent_is == "finished":
+        parent = store.apply(parent, JobStatus.RUNNING, ChangeSet({"status": JobStatus.COMPLETED}))
+    child = make_job(2, parent_id=parent.id if parent_is != "missing" else make_job(9).id,
+                     payload={"pad": "x" * INLINE_LIMIT})
+    error = JobNotFoundError if parent_is == "missing" else AttemptEndedError
+    with pytest.raises(error):
+        store.create_child(child, 1)
+    with pytest.raises(error):
+        store.add_child(child.parent_id, "child-a", 1)
+    assert store.get(child.id) is None
+    assert [k for page in adapters.blobs.keys_older_than(f"jobs/{child.id}/", datetime(9999, 1, 1, tzinfo=timezone.utc))
+            for k in page] == []
+    if parent_is != "missing":
+        assert store.get(parent.id) == parent
 
 
 def _all_pages(store, query: JobQuery) -> tuple[list[str], list[int]]:

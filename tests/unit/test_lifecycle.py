@@ -3,15 +3,17 @@ from datetime import timedelta
 import pytest
 
 from chalicelib.domain.errors import (
+    AttemptEndedError,
     InvalidRequestError,
     JobAlreadyFinishedError,
     JobNotFoundError,
     ProgressRejectedError,
     StaleJobError,
+    StoreUnavailableError,
     UnknownJobTypeError,
 )
 from chalicelib.domain.status import JobStatus
-from chalicelib.domain.job import JobErrorInfo, isoformat, parse_time
+from chalicelib.domain.job import JobErrorInfo, child_job_id, isoformat, parse_time
 from chalicelib.job_types import build_registry
 from chalicelib.job_types.maintenance import with_maintenance
 from chalicelib.lifecycle import ClaimOutcome, JobLifecycle, ReconcileOutcome, retry_delay_s
@@ -345,3 +347,42 @@ def test_a_child_keeps_the_scope_its_parent_was_accepted_with(lifecycle, store):
     parent = submit(lifecycle, scope="runs/42")  # the domain's submit stores what the API accepted
     running = lifecycle.claim(JobMessage(parent.id, 1)).job
     assert lifecycle.spawn(running, 1, type="demo.steps", payload=STEPS).scope == "runs/42"
+
+
+@pytest.mark.parametrize("then", ["next attempt running", "completed"])
+def test_an_attempt_that_lost_its_lease_spawns_no_child(lifecycle, store, queue, clock, then):
+    """A paused worker whose lease ran out wakes and spawns: its attempt is no longer the job's
+    (the next one runs, or the job has ended), so no child is made, sent or listed on the parent."""
+    parent = submit(lifecycle)
+    stale = lifecycle.claim(JobMessage(parent.id, 1)).job
+    clock.advance(stale.timeout_s + 31)
+    assert lifecycle.claim(JobMessage(parent.id, 1)).outcome == ClaimOutcome.SKIP  # worker_lost: retrying
+    clock.advance(900)
+    current = lifecycle.claim(JobMessage(parent.id, 2)).job
+    if then == "completed":
+        lifecycle.complete(current, {"ok": True})
+    before, queue.sent[:] = store.get(parent.id), []
+    with pytest.raises(AttemptEndedError, match=f"attempt 1 of job {parent.id}"):
+        lifecycle.spawn(stale, 1, type="demo.steps", payload=STEPS)
+    assert store.get(child_job_id(parent.id, 1, 1)) is None
+    assert queue.sent == [] and store.get(parent.id) == before
+
+
+def test_a_spawned_child_is_never_left_off_its_parent(lifecycle, store, queue):
+    """The child and its place in the parent's `children` are one write: a worker that dies
+    (or a store that stops answering) between making the child and listing it must not leave
+    a child running that its parent does not list."""
+    parent = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(parent.id, 1)).job
+
+    def dies(*args, **kwargs):
+        raise StoreUnavailableError("the worker died here")
+
+    store.add_child = dies
+    try:
+        child_id = lifecycle.spawn(running, 1, type="demo.steps", payload=STEPS).id
+    except StoreUnavailableError:
+        child_id = child_job_id(parent.id, 1, 1)
+    made = store.get(child_id) is not None
+    assert made == (child_id in store.get(parent.id).children)
+    assert made == (child_id in [m.job_id for m, _, _ in queue.sent])
