@@ -1,9 +1,10 @@
 """The lifecycle as a model: random interleavings of what the cloud does to jobs — duplicate,
 late and lost messages, workers that crash or fall behind, cancels at any moment, failed
-sends, the reconciler's passes and time passing — over the in-memory adapters. After every
-step the safety rules hold (only the table's transitions, one event per status change,
-counters equal to the jobs, one live attempt per job, an outcome from its own attempt); at
-the end, once the faults stop, workers and the reconciler bring every job to an end.
+sends, the reconciler's passes, an operator's redrive, handlers spawning children and time
+passing — over the in-memory adapters. After every step the safety rules hold (only the
+table's transitions, one event per status change, counters equal to the jobs, one live attempt
+per job, an outcome from its own attempt, every child on its parent and spawned by a live
+attempt); at the end, once the faults stop, workers and the reconciler bring every job to an end.
 
 Hypothesis shrinks a failure to the shortest sequence of steps that breaks a rule (which can
 take minutes: hence the longer timeout). In-memory only; it sits in this tier for its ~10 s.
@@ -23,9 +24,9 @@ from chalicelib.adapters.dynamodb_items import job_key, job_to_item
 from chalicelib.adapters.dynamodb_stream import job_change
 from chalicelib.adapters.memory import InMemoryJobQueue, InMemoryJobStore, InMemoryQueueOperations, ParkedMessage
 from chalicelib.adapters.memory_stats import InMemoryStatsStore
-from chalicelib.domain.errors import JobAlreadyFinishedError, ProgressRejectedError, QueueUnavailableError, StaleJobError
+from chalicelib.domain.errors import AttemptEndedError, JobAlreadyFinishedError, ProgressRejectedError, QueueUnavailableError, StaleJobError
 from chalicelib.domain.events import STATUS_CHANGED
-from chalicelib.domain.job import Job, JobErrorInfo, parse_time
+from chalicelib.domain.job import Job, JobErrorInfo, child_job_id, parse_time
 from chalicelib.domain.status import JobStatus, can_transition
 from chalicelib.events.changes import events_for_change
 from chalicelib.events.stream import record_changes
@@ -75,6 +76,7 @@ class Worker:
     job: Job
     message: Message
     reported: float = 0.0
+    spawned: int = 0
     ended: bool = field(default=False)
 
 
@@ -169,7 +171,8 @@ class LifecycleModel(RuleBasedStateMachine):
             self.messages.remove(message)
 
     @precondition(lambda self: self.live_workers())
-    @rule(data=st.data(), action=st.sampled_from(["progress", "progress", "complete", "fail", "give_up", "stall"]),
+    @rule(data=st.data(), action=st.sampled_from(["progress", "progress", "complete", "fail", "give_up", "stall",
+                                                  "spawn"]),
           step=st.sampled_from([1, 9, 10, 25, 40]))
     def worker_acts(self, data: st.DataObject, action: str, step: int) -> None:
         """A worker reports progress, ends its attempt, or its process dies or stalls (a pause,
@@ -182,7 +185,7 @@ class LifecycleModel(RuleBasedStateMachine):
             self.act(worker, action, step)
 
     @precondition(lambda self: self.stalled)
-    @rule(data=st.data(), action=st.sampled_from(["progress", "complete", "fail"]))
+    @rule(data=st.data(), action=st.sampled_from(["progress", "complete", "fail", "spawn"]))
     def stalled_worker_wakes(self, data: st.DataObject, action: str) -> None:
         """A stalled attempt's process wakes up, maybe long after its lease, and writes as if
         nothing happened: what it writes lands only while its attempt is still the job's."""
@@ -195,7 +198,9 @@ class LifecycleModel(RuleBasedStateMachine):
 
     def act(self, worker: Worker, action: str, step: int) -> None:
         attempt = worker.job.attempts
-        if action == "progress":
+        if action == "spawn":
+            self.spawn(worker)
+        elif action == "progress":
             percent = min(100.0, worker.reported + step)
             try:
                 worker.job = self.lifecycle.report_progress(worker.job, percent, step="step")
@@ -214,6 +219,23 @@ class LifecycleModel(RuleBasedStateMachine):
         else:
             error = JobErrorInfo(code="handler_error", message="boom")
             self.stop(worker, lambda job: self.lifecycle.fail_attempt(job, error, retryable=action == "fail"))
+
+    def spawn(self, worker: Worker) -> None:
+        """The handler spawns its next child: made, sent and listed while its attempt is the
+        job's running one; refused, with nothing written, once it is not."""
+        worker.spawned += 1
+        stored = self.store.get(worker.job.id)
+        live = stored.status == JobStatus.RUNNING and stored.attempts == worker.job.attempts
+        child_id = child_job_id(worker.job.id, worker.job.attempts, worker.spawned)
+        try:
+            child = self.lifecycle.spawn(worker.job, worker.spawned, type="demo.sleep", payload={"seconds": 0})
+        except AttemptEndedError:
+            assert not live and self.store.get(child_id) is None
+            self.end(worker)  # the handler stops: its attempt is over
+            return
+        assert live, f"attempt {worker.job.attempts} of {worker.job.id} spawned {child.id} after it ended"
+        self.jobs.append(child.id)
+        self.collect_sent()
 
     def stop(self, worker: Worker, write) -> None:
         """The attempt's last write; a stale attempt's is refused and changes nothing. A write
@@ -256,6 +278,15 @@ class LifecycleModel(RuleBasedStateMachine):
     def reconcile(self) -> None:
         self.reconciler.run_pass()
         self.collect_sent()
+
+    @precondition(lambda self: self.queue.dead)
+    @rule(priority=st.sampled_from(["high", "normal", "low"]))
+    def redrive(self, priority: str) -> None:
+        """An operator moves a dead-letter queue's messages back to its queue."""
+        InMemoryQueueOperations(self.queue).redrive(priority, 10)
+        for body, sent_priority, _ in self.queue.sent:
+            self.messages.append(Message(body, sent_priority, self.now()))
+        self.queue.sent.clear()
 
     @rule(down=st.booleans())
     def queue_outage(self, down: bool) -> None:
@@ -311,6 +342,8 @@ class LifecycleModel(RuleBasedStateMachine):
                 assert job.lease_expires_at is not None and job.due_at is not None
             if not job.status.is_terminal:
                 assert job.due_at is not None, f"{job.id} is {job.status.value} with nothing to reconcile it"
+            if job.parent_id is not None:
+                assert job.id in self.store._jobs[job.parent_id].children, f"{job.id} is not on its parent"
 
     @invariant()
     def an_outcome_belongs_to_the_last_attempt(self) -> None:
