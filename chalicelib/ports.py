@@ -272,8 +272,11 @@ class Artifact:
 
 
 class ArtifactStore(Protocol):
-    def put(self, job_id: str, name: str, data: bytes, content_type: str) -> ArtifactInfo:
-        """Store (or replace) a job's artifact: small text inline, the rest in S3."""
+    def put(self, job_id: str, name: str, data: bytes, content_type: str, *,
+            attempt: Optional[int] = None) -> ArtifactInfo:
+        """Store (or replace) a job's artifact: small text inline, the rest in S3. With
+        `attempt` (the attempt writing it) only while that attempt is the job's running one:
+        else AttemptEndedError, and nothing is stored or replaced."""
 
     def list(self, job_id: str) -> list[ArtifactInfo]:
         """A job's artifacts, by name."""

@@ -2,26 +2,41 @@
 
 Small text artifacts live inline as `pk=JOB#<id>, sk=ART#<name>` items in the job's partition
 (one Query lists them with the job's runs' neighbours, no index); binary or large ones go to S3
-at `jobs/<id>/artifacts/<name>` and the item keeps the key. Every item carries `expires_at`
-so DynamoDB TTL removes it after the job's own record. Only text that reads back exactly as
-UTF-8 is kept inline (the API serves it as text); any other encoding goes to S3 too."""
+at `jobs/<id>/artifacts/<attempt>/<name>` (`0002/report.pdf`) and the item keeps the key. Every
+item carries `expires_at` so DynamoDB TTL removes it after the job's own record. Only text that
+reads back exactly as UTF-8 is kept inline (the API serves it as text); any other encoding goes
+to S3 too.
+
+An attempt's artifact is written in one transaction with a check that the attempt is still the
+job's running one: a worker that lost its lease (the next attempt took over, or the job ended)
+and woke to write replaces nothing. Its S3 object sits under its own attempt's key, so the
+upload that comes before that check cannot overwrite the object the job's item names."""
 from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.adapters.dynamodb_items import ARTIFACT_PREFIX, artifact_key, job_partition
+from chalicelib.adapters.dynamodb_items import ARTIFACT_PREFIX, artifact_key, job_key, job_partition
 from chalicelib.defaults import RECORD_PART_EXPIRY_S
-from chalicelib.domain.errors import ArtifactNotFoundError, InvalidArtifactError, StoreUnavailableError
+from chalicelib.domain.errors import (
+    ArtifactNotFoundError,
+    AttemptEndedError,
+    InvalidArtifactError,
+    StoreUnavailableError,
+)
 from chalicelib.domain.job import isoformat, utcnow
 from chalicelib.domain.media_types import MAX_CONTENT_TYPE_CHARS, is_media_type
+from chalicelib.domain.status import JobStatus
 from chalicelib.ports import Artifact, ArtifactInfo, BlobStore
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,127}")
 _TEXT = re.compile(r"(text/[\w.+\-]+|application/([\w.\-]+\+)?(json|xml))(;.*)?")
+# An attempt's artifact write is tried again this often when the attempt's own progress write
+# on the job's item made DynamoDB cancel its transaction (TransactionConflict).
+_CONFLICT_RETRIES = 2
 
 
 def check_name(name: str) -> str:
@@ -46,8 +61,14 @@ def is_text(content_type: str) -> bool:
     return bool(_TEXT.fullmatch(content_type.lower()))
 
 
-def blob_key(job_id: str, name: str) -> str:
-    return f"jobs/{job_id}/artifacts/{name}"
+def blob_key(job_id: str, name: str, attempt: Optional[int] = None) -> str:
+    """An artifact's S3 object; an attempt's under its own number (a name holds no '/')."""
+    return f"jobs/{job_id}/artifacts/{name}" if attempt is None else f"jobs/{job_id}/artifacts/{attempt:04d}/{name}"
+
+
+def attempt_ended(job_id: str, attempt: int, name: str) -> AttemptEndedError:
+    return AttemptEndedError(f"attempt {attempt} of job {job_id} is no longer running: "
+                             f"artifact {name} is not stored")
 
 
 def keeps_inline(data: bytes, content_type: str, inline_limit: int) -> bool:
@@ -83,7 +104,8 @@ class DynamoArtifactStore:
         self._retention_s = retention_s
         self._clock = clock
 
-    def put(self, job_id: str, name: str, data: bytes, content_type: str) -> ArtifactInfo:
+    def put(self, job_id: str, name: str, data: bytes, content_type: str, *,
+            attempt: Optional[int] = None) -> ArtifactInfo:
         check_name(name)
         check_content_type(content_type)
         now = self._clock()
@@ -97,16 +119,46 @@ class DynamoArtifactStore:
             "created_at": {"S": info.created_at},
             "expires_at": {"N": str(int(now.timestamp()) + self._retention_s + RECORD_PART_EXPIRY_S)},
         }
-        if inline:
+        key = None if inline else blob_key(job_id, name, attempt)
+        if key is None:
             item["data"] = {"B": data}
         else:
-            self._blobs.put(blob_key(job_id, name), data, content_type)
-            item["blob_key"] = {"S": blob_key(job_id, name)}
+            self._blobs.put(key, data, content_type)
+            item["blob_key"] = {"S": key}
         try:
-            self._ddb.put_item(TableName=self._table, Item=item)
+            if attempt is None:
+                self._ddb.put_item(TableName=self._table, Item=item)
+            else:
+                self._put_while_running(job_id, attempt, name, item, key)
         except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
             raise StoreUnavailableError(f"could not record artifact {name} of job {job_id}") from exc
         return info
+
+    def _put_while_running(self, job_id: str, attempt: int, name: str, item: dict[str, Any],
+                           key: Optional[str]) -> None:
+        """Put `item` if `attempt` is the job's running one; AttemptEndedError (its object
+        deleted) if it is not."""
+        check = {"ConditionCheck": {
+            "TableName": self._table,
+            "Key": job_key(job_id),
+            "ConditionExpression": "#status = :running AND #attempts = :attempt",
+            "ExpressionAttributeNames": {"#status": "status", "#attempts": "attempts"},
+            "ExpressionAttributeValues": {":running": {"S": JobStatus.RUNNING.value}, ":attempt": {"N": str(attempt)}},
+        }}
+        transaction = [check, {"Put": {"TableName": self._table, "Item": item}}]
+        for retry in range(_CONFLICT_RETRIES + 1):
+            try:
+                self._ddb.transact_write_items(TransactItems=transaction)
+                return
+            except ClientError as exc:
+                reasons = [r.get("Code") for r in (exc.response or {}).get("CancellationReasons") or []]
+                if "TransactionConflict" in reasons and retry < _CONFLICT_RETRIES:
+                    continue  # the attempt's own progress write, at the same moment
+                if reasons[:1] != ["ConditionalCheckFailed"]:
+                    raise
+                if key is not None:
+                    self._blobs.delete([key])
+                raise attempt_ended(job_id, attempt, name) from exc
 
     def list(self, job_id: str) -> list[ArtifactInfo]:
         items = self._query(job_id, with_data=False)

@@ -7,9 +7,10 @@ from typing import Any, Callable, Iterator, Optional
 from urllib.parse import urlencode
 
 from chalicelib.adapters.artifacts import blob_key as artifact_blob_key
-from chalicelib.adapters.artifacts import check_content_type, check_name, keeps_inline
+from chalicelib.adapters.artifacts import attempt_ended, check_content_type, check_name, keeps_inline
 from chalicelib.domain.errors import ArtifactNotFoundError, BlobNotFoundError
 from chalicelib.domain.job import isoformat, utcnow
+from chalicelib.domain.status import JobStatus
 from chalicelib.ports import Artifact, ArtifactInfo
 
 
@@ -45,23 +46,32 @@ class InMemoryBlobStore:
 
 class InMemoryArtifactStore:
     def __init__(self, blobs: InMemoryBlobStore, *, inline_limit: int = 64 * 1024,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, jobs: Optional[Any] = None) -> None:
+        """`jobs`: the job store whose records an attempt's artifact is checked against (the
+        DynamoDB adapter keeps both in one table); without it nothing is checked."""
         self._blobs = blobs
         self._inline_limit = inline_limit
         self._clock = clock
+        self._jobs = jobs
         self.items: dict[tuple[str, str], Artifact] = {}
 
-    def put(self, job_id: str, name: str, data: bytes, content_type: str) -> ArtifactInfo:
+    def put(self, job_id: str, name: str, data: bytes, content_type: str, *,
+            attempt: Optional[int] = None) -> ArtifactInfo:
         check_name(name)
         check_content_type(content_type)
         inline = keeps_inline(data, content_type, self._inline_limit)
         info = ArtifactInfo(job_id, name, content_type, len(data), isoformat(self._clock()),
                             "inline" if inline else "s3")
-        if inline:
-            self.items[(job_id, name)] = Artifact(info, content=bytes(data))
-        else:
-            self._blobs.put(artifact_blob_key(job_id, name), data, content_type)
-            self.items[(job_id, name)] = Artifact(info, blob_key=artifact_blob_key(job_id, name))
+        key = None if inline else artifact_blob_key(job_id, name, attempt)
+        if key is not None:
+            self._blobs.put(key, data, content_type)
+        if attempt is not None and self._jobs is not None:
+            job = self._jobs.get(job_id)
+            if job is None or job.status != JobStatus.RUNNING or job.attempts != attempt:
+                if key is not None:
+                    self._blobs.delete([key])
+                raise attempt_ended(job_id, attempt, name)
+        self.items[(job_id, name)] = Artifact(info, content=bytes(data)) if key is None else Artifact(info, blob_key=key)
         return info
 
     def list(self, job_id: str) -> list[ArtifactInfo]:

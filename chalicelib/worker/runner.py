@@ -137,7 +137,8 @@ class JobRunner:
             deadline=self._monotonic() + job.timeout_s,
             spawn=self._spawn,
             monotonic=self._monotonic,
-            store_artifact=self.artifacts.put if self.artifacts is not None else None,
+            store_artifact=functools.partial(self.artifacts.put, attempt=job.attempts)
+            if self.artifacts is not None else None,
             cancel_poll_interval_s=max(CANCEL_POLL_INTERVAL_S, self._progress_interval_s),
         )
         started = self._monotonic()

@@ -46,7 +46,7 @@ def _memory() -> Adapters:
 
     blobs = memory_blobs.InMemoryBlobStore()
     store = memory.InMemoryJobStore(blobs=blobs, inline_limit=INLINE_LIMIT)
-    artifacts = memory_blobs.InMemoryArtifactStore(blobs, inline_limit=INLINE_LIMIT)
+    artifacts = memory_blobs.InMemoryArtifactStore(blobs, inline_limit=INLINE_LIMIT, jobs=store)
     queue = memory.InMemoryJobQueue(PRIORITIES)
     return Adapters(
         kind="memory",

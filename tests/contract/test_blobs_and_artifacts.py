@@ -70,3 +70,39 @@ def test_an_artifact_is_replaced_by_name_and_a_missing_or_bad_name_is_refused(ad
     for bad in ("", ".hidden", "a/b", "x" * 129):
         with pytest.raises(InvalidArtifactError):
             adapters.artifacts.put(JOB, bad, b"1", "text/plain")
+
+
+@pytest.mark.parametrize("data", [b"small text", b"x" * (INLINE_LIMIT + 1)], ids=["inline", "blob"])
+def test_an_attempts_artifact_lands_only_while_that_attempt_runs(adapters, data):
+    """An attempt's artifact is checked against the job's record in the same write: once the
+    attempt is no longer the job's running one (taken over, ended) nothing is stored or
+    replaced, and its object is not kept (nor can it have overwritten the live one's)."""
+    from chalicelib.domain.errors import AttemptEndedError
+    from chalicelib.domain.job import Job
+    from chalicelib.domain.status import JobStatus
+    from chalicelib.ports import ChangeSet
+
+    job = Job(id=JOB, type="demo.steps", tenant="acme", user="ann", created_at="2026-01-01T00:00:00.000Z")
+    adapters.store.create(job)
+    job = adapters.store.apply(job, JobStatus.QUEUED, ChangeSet({"status": JobStatus.RUNNING, "attempts": 1}))
+    with pytest.raises(AttemptEndedError):  # not its attempt
+        adapters.artifacts.put(JOB, "out.txt", data, "text/plain", attempt=2)
+    assert adapters.artifacts.list(JOB) == []
+    first = adapters.artifacts.put(JOB, "out.txt", data, "text/plain", attempt=1)
+    job = adapters.store.apply(job, JobStatus.RUNNING, ChangeSet({"status": JobStatus.RETRYING}))
+    job = adapters.store.apply(job, JobStatus.RETRYING, ChangeSet({"status": JobStatus.RUNNING, "attempts": 2}))
+    second = adapters.artifacts.put(JOB, "out.txt", data.upper(), "text/plain", attempt=2)
+    adapters.store.apply(job, JobStatus.RUNNING, ChangeSet({"status": JobStatus.COMPLETED}))
+    for attempt in (1, 2):  # attempt 1 woke after attempt 2 took over; attempt 2 after the job ended
+        with pytest.raises(AttemptEndedError, match=f"attempt {attempt} of job {JOB}"):
+            adapters.artifacts.put(JOB, "out.txt", b"late", "text/plain", attempt=attempt)
+        with pytest.raises(AttemptEndedError):
+            adapters.artifacts.put(JOB, "other.bin", b"late", "application/octet-stream", attempt=attempt)
+    assert [a.name for a in adapters.artifacts.list(JOB)] == ["out.txt"]
+    stored = adapters.artifacts.get(JOB, "out.txt")
+    assert (stored.content or adapters.blobs.get(stored.blob_key)) == data.upper()
+    assert stored.info.location == second.location == first.location
+    kept = [k for page in adapters.blobs.keys_older_than(f"jobs/{JOB}/", utcnow() + timedelta(minutes=5))
+            for k in page]
+    assert kept == ([] if first.location == "inline" else
+                    [f"jobs/{JOB}/artifacts/0001/out.txt", f"jobs/{JOB}/artifacts/0002/out.txt"])

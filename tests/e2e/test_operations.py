@@ -98,5 +98,5 @@ def test_artifacts_and_large_data_go_through_s3(stack):
     s3 = stack.session.client("s3")
     bucket = stack.outputs["JobsBucketName"]
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"jobs/{job['id']}/")["Contents"]}
-    # the result is keyed by the attempt that wrote it
-    assert keys == {f"jobs/{job['id']}/{k}" for k in ("payload.json", "result-0001.json", "artifacts/data.bin")}
+    # the result and the artifact are keyed by the attempt that wrote them
+    assert keys == {f"jobs/{job['id']}/{k}" for k in ("payload.json", "result-0001.json", "artifacts/0001/data.bin")}

@@ -95,7 +95,7 @@ under its content type."""
     assert response.status_code == 200
     served = response.json_body  # not inline (served as UTF-8 text): in S3, behind a presigned URL
     assert served["location"] == "s3" and served["url"].startswith("https://"), served
-    stored = aws["s3"].get_object(Bucket="jobs-bucket", Key=f"jobs/{job['id']}/artifacts/report.csv")
+    stored = aws["s3"].get_object(Bucket="jobs-bucket", Key=f"jobs/{job['id']}/artifacts/0001/report.csv")
     assert stored["Body"].read() == "name;city\nRené;Zürich\n".encode("iso-8859-1")
     assert stored["ContentType"] == "text/csv; charset=iso-8859-1"
 

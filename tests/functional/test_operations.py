@@ -291,7 +291,7 @@ def test_artifacts_small_inline_large_in_s3(client, aws):
     assert numbers.json_body == {"payload_pad_bytes": 0}
     binary = client.http.get(f"/jobs/{job['id']}/artifacts/data.bin", headers=auth()).json_body
     assert binary["location"] == "s3" and binary["url"].startswith("https://") and binary["expires_in"] == 300
-    stored = aws["s3"].get_object(Bucket="jobs-bucket", Key=f"jobs/{job['id']}/artifacts/data.bin")["Body"].read()
+    stored = aws["s3"].get_object(Bucket="jobs-bucket", Key=f"jobs/{job['id']}/artifacts/0001/data.bin")["Body"].read()
     assert stored[:3] == b"\x00\x01\x02" and len(stored) == 200_000
     for path, code in ((f"/jobs/{job['id']}/artifacts/nope", "artifact_not_found"),
                        (f"/jobs/{job['id']}/artifacts/..%2Fx", "artifact_not_found")):

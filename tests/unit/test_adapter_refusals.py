@@ -73,6 +73,9 @@ def _event() -> JobEvent:
 STORE_CALLS: dict[str, Callable[[Any], Any]] = {
     "artifact put": lambda c: DynamoArtifactStore(c, "t", S3BlobStore(c, "b"), inline_limit=1024,
                                                   retention_s=60).put(JOB_ID, "a.txt", b"hi", "text/plain"),
+    "artifact put of an attempt": lambda c: DynamoArtifactStore(c, "t", S3BlobStore(c, "b"), inline_limit=1024,
+                                                             retention_s=60).put(JOB_ID, "a.txt", b"hi", "text/plain",
+                                                                                 attempt=1),
     "artifact list": lambda c: DynamoArtifactStore(c, "t", S3BlobStore(c, "b"), inline_limit=1024,
                                                    retention_s=60).list(JOB_ID),
     "artifact get": lambda c: DynamoArtifactStore(c, "t", S3BlobStore(c, "b"), inline_limit=1024,

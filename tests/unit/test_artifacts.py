@@ -17,7 +17,7 @@ class Empty(BaseModel):
 def setup(store, queue, clock):
     registry = JobTypeRegistry()
     blobs = InMemoryBlobStore(clock)
-    artifacts = InMemoryArtifactStore(blobs, inline_limit=1024, clock=clock)
+    artifacts = InMemoryArtifactStore(blobs, inline_limit=1024, clock=clock, jobs=store)
 
     @registry.register("t.outputs", Empty)
     def outputs(ctx, payload):
@@ -53,7 +53,7 @@ def test_handler_artifacts_are_stored_by_kind_and_size(setup, queue):
         "big.txt": ("s3", "text/plain; charset=utf-8", 2000),
     }
     assert artifacts.get(job.id, "note.txt").content == "héllo".encode()
-    assert blobs.get(f"jobs/{job.id}/artifacts/big.txt") == b"x" * 2000
+    assert blobs.get(f"jobs/{job.id}/artifacts/0001/big.txt") == b"x" * 2000
 
 
 def test_unsupported_artifact_data_fails_the_attempt(setup, queue):
@@ -117,3 +117,46 @@ def test_only_text_that_reads_back_as_utf8_is_kept_inline():
     assert keeps_inline("René".encode(), "text/plain; charset=utf-8", 1024)
     assert keeps_inline(b"plain ascii", "text/csv; charset=iso-8859-1", 1024)  # the same bytes either way
     assert not keeps_inline("René".encode("iso-8859-1"), "text/csv; charset=iso-8859-1", 1024)
+
+
+@pytest.mark.parametrize("kept", ["inline", "s3"])
+def test_an_attempt_that_lost_its_lease_replaces_no_artifact(store, queue, clock, kept):
+    """A worker paused past its lease wakes after the next attempt took over and completed: its
+    artifact of the same name must not replace the one the job ended with (its S3 object
+    neither), nor add one; the late write raises AttemptEndedError."""
+    from chalicelib.domain.errors import AttemptEndedError
+    from chalicelib.ports import JobMessage
+
+    registry = JobTypeRegistry()
+    blobs = InMemoryBlobStore(clock)
+    artifacts = InMemoryArtifactStore(blobs, inline_limit=1024, clock=clock, jobs=store)
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+    runner = JobRunner(lifecycle, registry, artifacts=artifacts)
+    size = 10 if kept == "inline" else 2000
+    raised = []
+
+    @registry.register("t.slow", Empty, timeout_s=60)
+    def slow(ctx, payload):
+        if ctx.attempt == 2:
+            ctx.artifact("out.txt", "2" * size)
+            return "attempt 2"
+        clock.advance(60 + 31)  # paused past its lease: another worker takes the job over
+        assert lifecycle.claim(JobMessage(ctx.job_id, 1)).reason == "took over an abandoned attempt"
+        clock.advance(900)
+        assert runner.run(JobMessage(ctx.job_id, 2)).status == JobStatus.COMPLETED
+        for name in ("out.txt", "late.txt"):
+            try:
+                ctx.artifact(name, "1" * size)
+            except AttemptEndedError as exc:
+                raised.append(exc)
+        return "attempt 1"
+
+    job = lifecycle.submit(tenant="acme", user="ann", type="t.slow", payload={})
+    queue.drain()
+    runner.run(JobMessage(job.id, 1))
+    assert len(raised) == 2
+    assert [a.name for a in artifacts.list(job.id)] == ["out.txt"]
+    out = artifacts.get(job.id, "out.txt")
+    assert (out.content or blobs.get(out.blob_key)) == b"2" * size
+    final = store.get(job.id)
+    assert final.status == JobStatus.COMPLETED and final.result == "attempt 2"

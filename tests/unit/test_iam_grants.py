@@ -83,8 +83,10 @@ GRANTS: dict[str, dict[str, set[str]]] = {
     "JobWorkerRole": {
         **each(("JobWorkerLogGroup", "JobWorkerHighLogGroup", "JobWorkerLowLogGroup"), LOGS),
         "*": XRAY,
-        # Claims, progress, completions, runs, artifacts; cleanup-runs batch-deletes a job's items.
-        "JobsTable": ddb("GetItem", "PutItem", "UpdateItem", "Query", "BatchWriteItem", "DescribeTable"),
+        # Claims, progress, completions, runs, artifacts (each checked against its attempt: a
+        # ConditionCheck on the job's item); cleanup-runs batch-deletes a job's items.
+        "JobsTable": ddb("GetItem", "PutItem", "UpdateItem", "ConditionCheckItem", "Query", "BatchWriteItem",
+                         "DescribeTable"),
         "JobsTable/index/by_finished_day": ddb("Query"),
         **each(JOBS_QUEUES, sqs("ReceiveMessage", "DeleteMessage", "GetQueueAttributes", "ChangeMessageVisibility",
                                 "SendMessage")),
