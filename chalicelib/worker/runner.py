@@ -166,7 +166,9 @@ class JobRunner:
             timeout = raised if isinstance(raised, JobTimeoutError) else JobTimeoutError(
                 f"handler exceeded its timeout of {job.timeout_s:g} s (it caught the timeout and went on)")
             return self._fail(reporter.close(), _error_info(timeout), True, started)
-        if raised is not None or ctx.failure is not None:  # or fail_job was called and its error swallowed
+        # fail_job was called and its error swallowed, or the handler saw the cancel request and
+        # returned (`if ctx.cancelled(): return`, a caught JobCancelledError): not a completion.
+        if raised is not None or ctx.failure is not None or ctx.cancel_seen:
             return self._end_early(ctx, reporter, raised, started)
         message = None
         if ctx.completion is not None:  # complete_job recorded the result: it is the job's
@@ -191,10 +193,10 @@ class JobRunner:
 
     def _end_early(self, ctx: JobContext, reporter: ProgressReporter, exc: Optional[BaseException],
                    started: float) -> Job:
-        """How an attempt ends when the handler raised `exc`, or returned after fail_job:
-        canceled once the handler saw a cancel request (the user's word wins); else failed
-        with the first fail_job's code and message; else failed now for a FatalJobError,
-        retried (while attempts remain) for any other exception."""
+        """How an attempt ends when the handler raised `exc`, or returned after fail_job or after
+        it saw a cancel request: canceled once the handler saw a cancel request (the user's
+        word wins); else failed with the first fail_job's code and message; else failed now for
+        a FatalJobError, retried (while attempts remain) for any other exception."""
         if ctx.cancel_seen:
             return self._cancel(reporter, started)
         if ctx.failure is not None:

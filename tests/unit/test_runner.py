@@ -1,10 +1,11 @@
+import itertools
 import threading
 import time
 
 import pytest
 from pydantic import BaseModel
 
-from chalicelib.domain.errors import FatalJobError
+from chalicelib.domain.errors import FatalJobError, JobCancelledError
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
 from chalicelib.lifecycle import JobLifecycle
@@ -173,6 +174,54 @@ def test_cancel_request_stops_a_cooperative_handler(env, queue, store):
     final = runner.run(message)
     assert final.status == JobStatus.CANCELED
     assert final.progress.percent == 9, "the report that met the cancel request was not written"
+
+
+@pytest.mark.parametrize("stops", ["returns on ctx.cancelled()", "catches JobCancelledError and returns",
+                                   "completes on ctx.cancelled()"])
+def test_a_handler_that_saw_the_cancel_request_and_returned_ends_canceled(store, queue, clock, stops):
+    """A client cancels while the handler runs; the handler sees the request (`ctx.cancelled()`,
+    or the JobCancelledError of a progress report) and stops by returning: the job ends
+    `canceled`, as when it raises, not `completed` with what it returned on the way out."""
+    registry = JobTypeRegistry()
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+
+    @registry.register("t.polls", Empty)
+    def polls(ctx, payload):
+        lifecycle.cancel("acme", ctx.job_id)  # the client's DELETE, while the handler runs
+        if stops == "catches JobCancelledError and returns":
+            try:
+                ctx.progress(50)
+            except JobCancelledError:
+                return {"partial": True}
+        elif ctx.cancelled():
+            if stops == "completes on ctx.cancelled()":
+                ctx.complete({"partial": True})
+                return None
+            return {"partial": True}
+        return {"done": True}
+
+    ticks = itertools.count(0, 2)  # each look at the clock 2 s later: ctx.cancelled() reads the store
+    runner = JobRunner(lifecycle, registry, progress_interval_s=0, monotonic=lambda: next(ticks))
+    submit(lifecycle, "t.polls")
+    final = run_all(runner, queue)
+    assert final.status == JobStatus.CANCELED and final.result is None
+    assert final.error.code == "canceled" and store.runs(final.id)[0].status == JobStatus.CANCELED
+
+
+def test_a_cancel_the_handler_never_saw_lets_its_result_stand(store, queue, clock):
+    """Cancellation is cooperative: a handler that returns its result before it looks at the
+    request has done the work, and the job completes with it."""
+    registry = JobTypeRegistry()
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+
+    @registry.register("t.quick", Empty)
+    def quick(ctx, payload):
+        lifecycle.cancel("acme", ctx.job_id)
+        return {"done": True}
+
+    submit(lifecycle, "t.quick")
+    final = run_all(JobRunner(lifecycle, registry, progress_interval_s=0), queue)
+    assert final.status == JobStatus.COMPLETED and final.result == {"done": True}
 
 
 def test_parse_message_rejects_garbage():
