@@ -600,7 +600,7 @@ class DynamoJobStore:
                     raise StaleJobError(f"job {child.id} already exists") from exc
                 if "TransactionConflict" in reasons and retry < _KEY_CONFLICT_RETRIES:
                     continue  # the parent's own progress write, at the same moment
-                if ref is not None:
+                if ref is not None and _not_written(exc):  # after a lost answer the child may be stored
                     self._blobs.delete([ref["key"]])
                 if reasons[1:2] == ["ConditionalCheckFailed"]:
                     raise self._not_linked(child.parent_id or "", child.id, attempt) from exc

@@ -7,10 +7,14 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
+import pytest
 from botocore.exceptions import ReadTimeoutError
 
 from chalicelib import composition
 from chalicelib.adapters.dynamodb_items import moves_into
+from chalicelib.domain.errors import StoreUnavailableError
+from chalicelib.domain.job import child_job_id
+from chalicelib.ports import JobMessage
 from tests.functional.conftest import auth, get_job, invoke_worker, receive_all, sqs_event
 
 LARGE = {"type": "demo.outputs", "payload": {"pad": "x" * (70 * 1024)}}
@@ -126,3 +130,23 @@ def test_a_claim_after_a_read_whose_first_try_landed_runs_the_attempt(app, clien
     assert lost.calls == 1
     job = get_job(client, job_id)
     assert (job["status"], job["attempts"]) == ("completed", 1)
+
+
+def test_a_claim_checked_child_whose_answer_never_came_keeps_its_payload(app, client, aws):
+    """A spawn whose transaction (the child and its place on the parent) may have landed with
+    every answer lost: the handler is told it failed, and the child, if stored, is due and runs;
+    its payload object must still be there for it."""
+    parent_id = client.http.post("/jobs", headers=auth(), body=json.dumps(STEPS)).json_body["id"]
+    services = composition.container()
+    running = services.lifecycle.claim(JobMessage(parent_id, 1)).job
+    services.store._ddb = AnswersLost(services.store._ddb, "transact_write_items", all_lost=True)
+
+    with pytest.raises(StoreUnavailableError):
+        services.lifecycle.spawn(running, 1, type=LARGE["type"], payload=LARGE["payload"])
+
+    services.store._ddb = services.store._ddb._client
+    child = services.store.get(child_job_id(parent_id, 1, 1))
+    assert child is not None and child.id in services.store.get(parent_id).children
+    read = client.http.get(f"/jobs/{child.id}", headers=auth())
+    assert read.status_code == 200, read.body  # not 410 blob_not_found
+    assert read.json_body["payload"]["pad"] == LARGE["payload"]["pad"]
