@@ -108,3 +108,10 @@ FILTERED_LISTING_READS = 5
 # A progress step and an error code are labels: at most this many characters, stored and
 # published whole (a longer step is refused at the report, a longer fail_job code is cut).
 MAX_LABEL_CHARS = 256
+# A job lists at most this many children (`ctx.spawn`): the list lives in the job's own record
+# (36 characters and a byte of overhead per id), beside a payload and a result at the highest
+# inline limit (128 KiB each), progress details (32 KiB) and the outcome's texts, within
+# DynamoDB's 400 KB: 2,000 ids take 74 KB of it. A spawn past the bound fails the job
+# `too_many_children` (its list only grows, so a retry would be refused again); a larger fan-out
+# is a tree, children spawning children.
+MAX_CHILDREN = 2_000

@@ -20,6 +20,7 @@ from chalicelib.defaults import (
     DISPATCH_GRACE_S,
     INVOCATION_MARGIN_S,
     JOBS_QUEUE_RETENTION_S,
+    MAX_CHILDREN,
     MAX_DISPATCH_BACKOFF_S,
     MAX_DISPATCHES,
     MAX_SCHEDULE_S,
@@ -38,6 +39,7 @@ from chalicelib.domain.errors import (
     QuotaExceededError,
     RecordTooLargeError,
     StaleJobError,
+    TooManyChildrenError,
 )
 from chalicelib.domain.events import MAX_EVENT_TEXT_CHARS, clip
 from chalicelib.domain.job import (
@@ -279,7 +281,7 @@ class JobLifecycle:
     def spawn(
         self, parent: Job, index: int, *, type: str, payload: Any,
         priority: Optional[str] = None, scope: Optional[str] = None,
-        admit: Optional[Callable[[str], None]] = None,
+        admit: Optional[Callable[[str], None]] = None, listed: Optional[int] = None,
     ) -> Job:
         """Submit child number `index` of the running attempt of `parent` (same tenant and user,
         the parent's scope unless given) and list it in the parent's `children`, in one write
@@ -291,12 +293,19 @@ class JobLifecycle:
         nothing, once that attempt is no longer the parent's running one (a worker that lost
         its lease and woke after the next attempt started, or after the parent ended). A built-in
         (maintenance) type is as unknown to a handler as to POST /jobs (UnknownJobTypeError): its
-        tasks reach every tenant's jobs."""
+        tasks reach every tenant's jobs. `listed`: how many children the parent may list already
+        (default: its `children`); with MAX_CHILDREN of them, TooManyChildrenError, before the
+        child is made."""
         self.registry.get_public(type)
         if scope is not None:
             check_name("scope", scope)
         child_id = child_job_id(parent.id, parent.attempts, index)
         existing = self.store.get(child_id)
+        if existing is None and (len(parent.children) if listed is None else listed) >= MAX_CHILDREN:
+            raise TooManyChildrenError(
+                f"job {parent.id} lists {MAX_CHILDREN} children, as many as a job may; "
+                "spawn the rest from its children (a tree) or from a follow-up job",
+                details={"limit": MAX_CHILDREN})
         if existing is None:
             child, wait_s = self._new_job(
                 self.clock(), tenant=parent.tenant, user=parent.user, type=type, payload=payload,

@@ -121,6 +121,13 @@ class JobTimeoutError(RetryableJobError):
     code = "timeout"
 
 
+class TooManyChildrenError(FatalJobError):
+    """A spawn past the children a job may list (defaults.MAX_CHILDREN): the job fails, not
+    retried, since its list of children only grows."""
+
+    code = "too_many_children"
+
+
 class EventPublishError(JobpipeError):
     """Some events could not be published after retries."""
 

@@ -1,0 +1,78 @@
+"""Inputs that reach a service's own limit, on moto: each ends in a clear answer (a refusal at
+submit, or a job that fails with a named error), never a record DynamoDB can no longer write,
+a job stranded `running`, or a message retried for good."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from pydantic import BaseModel
+
+from chalicelib.defaults import MAX_CHILDREN
+from chalicelib.job_types import registry
+from tests.functional.conftest import drain, receive_all
+from tests.functional.conftest import get_job as get
+from tests.functional.conftest import submit_job as submit
+
+
+class Pad(BaseModel):
+    pad: str = ""
+    spawn: int = 0
+
+
+@pytest.fixture
+def limit_types():
+    names = []
+
+    def add(name, handler, **policy):
+        registry.register(name, Pad, **policy)(handler)
+        names.append(name)
+
+    def fan_out(ctx, payload):
+        ctx.progress(50, step="spawn", details={"pad": "d" * (31 * 1024)})
+        spawned = [ctx.spawn("limits.leaf", {}) for _ in range(payload.spawn)]
+        return {"spawned": spawned, "pad": "r" * (63 * 1024)}
+
+    add("limits.fan_out", fan_out, max_attempts=3, timeout_s=30)
+    add("limits.leaf", lambda ctx, payload: "ok", max_attempts=1, timeout_s=30)
+    yield
+    for name in names:
+        registry._types.pop(name)
+
+
+def _list_children(aws, job_id: str, count: int) -> None:
+    """The job lists `count` children already (as spawned by its earlier attempts)."""
+    aws["ddb"].update_item(
+        TableName="jobs", Key={"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": "JOB"}},
+        UpdateExpression="SET children = :c",
+        ExpressionAttributeValues={":c": {"L": [{"S": str(uuid.uuid4())} for _ in range(count)]}},
+    )
+
+
+def test_a_parent_at_the_children_bound_still_has_room_to_complete(client, app, aws, limit_types):
+    """docs/jobs.md: a job lists at most MAX_CHILDREN children. At the bound its record still
+takes a payload and a result at the inline limit and progress details at theirs."""
+    parent = submit(client, {"type": "limits.fan_out", "payload": {"pad": "p" * (63 * 1024)}})
+    _list_children(aws, parent["id"], MAX_CHILDREN)
+    drain(app, aws)
+    done = get(client, parent["id"])
+    assert done["status"] == "completed", done.get("error")
+    assert len(done["children"]) == MAX_CHILDREN and len(done["result"]["pad"]) == 63 * 1024
+
+
+def test_a_spawn_past_the_children_bound_fails_the_job_by_name(client, app, aws, limit_types):
+    """A parent whose record cannot list one more child fails `too_many_children` at the spawn,
+without retrying (its list only grows) and without making the child: before, the child was
+made, its listing refused as a store outage, and the attempt retried, each retry making
+another unlisted child, until the record had no room for the failure either and the job stayed
+`running` while its message came back for good."""
+    parent = submit(client, {"type": "limits.fan_out", "payload": {"spawn": 3}})
+    _list_children(aws, parent["id"], MAX_CHILDREN - 1)
+    drain(app, aws)
+    failed = get(client, parent["id"])
+    assert failed["status"] == "failed", failed
+    assert failed["error"]["code"] == "too_many_children" and str(MAX_CHILDREN) in failed["error"]["message"]
+    assert failed["attempts"] == 1 and len(failed["children"]) == MAX_CHILDREN
+    leaves = [c for c in failed["children"][-1:] if get(client, c).get("type") == "limits.leaf"]
+    assert len(leaves) == 1, "the one child within the bound was made and listed"
+    assert receive_all(aws) == []
