@@ -115,3 +115,10 @@ MAX_LABEL_CHARS = 256
 # `too_many_children` (its list only grows, so a retry would be refused again); a larger fan-out
 # is a tree, children spawning children.
 MAX_CHILDREN = 2_000
+# Lambda returns at most 6 MB (6,291,556 bytes) from a synchronous invocation, and an API
+# answer travels as the `body` text of the proxy response: JSON written again inside JSON, so
+# each quote and backslash takes two bytes and each non-ASCII character, which the API's JSON
+# writes as \uXXXX, seven. A job's answer (GET /jobs/{id}: its payload and result) stays within
+# this many bytes so measured, leaving the rest to the headers and the response's envelope: a
+# submit past it is refused (413), a result past it fails its job `result_too_large`.
+MAX_ANSWER_BYTES = 6_000_000

@@ -20,6 +20,7 @@ from chalicelib.defaults import (
     DISPATCH_GRACE_S,
     INVOCATION_MARGIN_S,
     JOBS_QUEUE_RETENTION_S,
+    MAX_ANSWER_BYTES,
     MAX_CHILDREN,
     MAX_DISPATCH_BACKOFF_S,
     MAX_DISPATCHES,
@@ -35,6 +36,7 @@ from chalicelib.domain.errors import (
     InvalidTransitionError,
     JobAlreadyFinishedError,
     JobNotFoundError,
+    PayloadTooLargeError,
     QueueUnavailableError,
     QuotaExceededError,
     RecordTooLargeError,
@@ -47,6 +49,7 @@ from chalicelib.domain.job import (
     JobErrorInfo,
     Progress,
     Run,
+    answer_bytes,
     child_job_id,
     isoformat,
     new_job_id,
@@ -214,7 +217,8 @@ class JobLifecycle:
                  delay_seconds: int, run_at: Optional[datetime], scope: Optional[str], job_id: Optional[str],
                  parent_id: Optional[str] = None) -> tuple[Job, int]:
         """A checked request as the queued job to store, and the seconds until it starts.
-        Raises UnknownJobTypeError, InvalidPayloadError, InvalidRequestError."""
+        Raises UnknownJobTypeError, InvalidPayloadError, InvalidRequestError,
+        PayloadTooLargeError (no answer could carry the job)."""
         job_type = self.registry.get(type)
         model = job_type.parse_payload(payload)
         start = self._start_time(now, delay_seconds, run_at)
@@ -237,6 +241,13 @@ class JobLifecycle:
                              else self._claim_deadline(start, sent=1)),
             dispatches=0 if held else 1,
         )
+        size = answer_bytes(job.public())
+        if size > MAX_ANSWER_BYTES:  # no answer could carry the job: not its 202, not a GET of it
+            raise PayloadTooLargeError(
+                f"the job would be {size} bytes as the API answers it, past the {MAX_ANSWER_BYTES} "
+                "it can return (Lambda's 6 MB, with JSON's escapes: a non-ASCII character takes 7 "
+                "bytes); pass a reference to large input (an object in S3) instead",
+                details={"answer_bytes": size, "limit": MAX_ANSWER_BYTES})
         return job, wait_s
 
     def _send_first(self, job: Job, wait_s: int) -> None:

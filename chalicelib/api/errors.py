@@ -20,8 +20,7 @@ class InvalidJsonError(domain.JobpipeError):
     code = "invalid_json"
 
 
-class PayloadTooLargeError(domain.JobpipeError):
-    code = "payload_too_large"
+PayloadTooLargeError = domain.PayloadTooLargeError  # a job too large to answer is refused by the lifecycle
 
 
 _STATUS: list[tuple[type[domain.JobpipeError], int]] = [

@@ -41,6 +41,12 @@ class InvalidRequestError(JobpipeError):
     code = "invalid_request"
 
 
+class PayloadTooLargeError(JobpipeError):
+    """A request, or the job it would make, is larger than the API can take or answer."""
+
+    code = "payload_too_large"
+
+
 class InvalidTransitionError(JobpipeError):
     """The transition table does not allow the requested status change."""
 

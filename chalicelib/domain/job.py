@@ -1,6 +1,7 @@
 """The job record, its progress, its error and its runs (one run per attempt)."""
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import datetime, timezone
@@ -139,3 +140,10 @@ class Job(BaseModel):
         current = Run(job_id=self.id, attempt=self.attempts, status=JobStatus.RUNNING,
                       started_at=self.attempt_started_at or self.started_at)
         return sorted([*recorded, current], key=lambda r: r.attempt)
+
+
+def answer_bytes(value: Any) -> int:
+    """The bytes `value` (JSON data) takes as an API answer's body inside Lambda's proxy
+    response: the API's JSON (ASCII, non-ASCII as \\uXXXX escapes) written again as a JSON
+    string. What defaults.MAX_ANSWER_BYTES bounds."""
+    return len(json.dumps(json.dumps(value, separators=(",", ":"))))

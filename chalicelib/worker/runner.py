@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional
 
 from pydantic import ValidationError
 
-from chalicelib.defaults import HANDLER_GIVE_UP_S, HANDLER_GIVE_UP_WRITE_S
+from chalicelib.defaults import HANDLER_GIVE_UP_S, HANDLER_GIVE_UP_WRITE_S, MAX_ANSWER_BYTES
 
 from chalicelib.domain.errors import (
     FatalJobError,
@@ -20,7 +20,7 @@ from chalicelib.domain.errors import (
     StaleJobError,
     describe,
 )
-from chalicelib.domain.job import Job, JobErrorInfo
+from chalicelib.domain.job import Job, JobErrorInfo, answer_bytes
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.lifecycle import LEASE_GRACE_S, ClaimOutcome, JobLifecycle
 from chalicelib.ports import ArtifactStore, JobMessage, job_message_of
@@ -179,6 +179,13 @@ class JobRunner:
             json.dumps(result, allow_nan=False)  # NaN and Infinity are no JSON: stored, they would read back as null
         except (TypeError, ValueError) as exc:
             error = JobErrorInfo(code="result_not_serializable", message=str(exc)[:_MAX_ERROR_MESSAGE])
+            return self._fail(reporter.close(), error, False, started)
+        size = answer_bytes(reporter.job.model_copy(update={"result": result}).public())
+        if size > MAX_ANSWER_BYTES:  # stored, no GET of the job could return it
+            error = JobErrorInfo(code="result_too_large", message=(
+                f"the job with its result would be {size} bytes as the API answers it, past the "
+                f"{MAX_ANSWER_BYTES} it can return (Lambda's 6 MB): write large outputs as artifacts "
+                "(ctx.artifact) and return their names"))
             return self._fail(reporter.close(), error, False, started)
         final = self.lifecycle.complete(reporter.job, result, message, last_progress=reporter.settle())
         self._observe("completed", final, {"duration_s": self._monotonic() - started})

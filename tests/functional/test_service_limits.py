@@ -3,14 +3,16 @@ submit, or a job that fails with a named error), never a record DynamoDB can no 
 a job stranded `running`, or a message retried for good."""
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
 from pydantic import BaseModel
 
-from chalicelib.defaults import MAX_CHILDREN
+from chalicelib.defaults import MAX_ANSWER_BYTES, MAX_CHILDREN
+from chalicelib.domain.job import answer_bytes
 from chalicelib.job_types import registry
-from tests.functional.conftest import drain, receive_all
+from tests.functional.conftest import auth, drain, receive_all
 from tests.functional.conftest import get_job as get
 from tests.functional.conftest import submit_job as submit
 
@@ -35,6 +37,7 @@ def limit_types():
 
     add("limits.fan_out", fan_out, max_attempts=3, timeout_s=30)
     add("limits.leaf", lambda ctx, payload: "ok", max_attempts=1, timeout_s=30)
+    add("limits.big_result", lambda ctx, payload: {"text": "é" * 950_000}, max_attempts=3, timeout_s=30)
     yield
     for name in names:
         registry._types.pop(name)
@@ -76,3 +79,30 @@ another unlisted child, until the record had no room for the failure either and 
     leaves = [c for c in failed["children"][-1:] if get(client, c).get("type") == "limits.leaf"]
     assert len(leaves) == 1, "the one child within the bound was made and listed"
     assert receive_all(aws) == []
+
+
+def test_a_payload_whose_answer_would_pass_lambdas_6_mb_is_refused_at_submit(client, aws):
+    """A body within the 5 MiB limit can still make an answer Lambda cannot return: the API's
+JSON writes é as \\u00e9 and the proxy response escapes that text again (\\\\u00e9), 7 bytes
+for 2. Before, the job was stored and sent and its 202 was lost (API Gateway answered 502),
+as was every GET of it; now it is 413 payload_too_large, nothing stored."""
+    body = json.dumps({"type": "demo.outputs", "payload": {"pad": "é" * 950_000}}, ensure_ascii=False)
+    assert len(body.encode()) < 5 * 1024 * 1024
+    response = client.http.post("/jobs", headers=auth(), body=body.encode())
+    assert response.status_code == 413, response.body[:300]
+    error = response.json_body["error"]
+    assert error["code"] == "payload_too_large" and "6 MB" in error["message"], error
+    assert receive_all(aws) == []
+    assert client.http.get("/jobs", headers=auth()).json_body["jobs"] == []
+
+
+def test_a_result_no_answer_could_carry_fails_the_job_by_name(client, app, aws, limit_types):
+    """docs/data-model.md: a result is bounded by what one GET /jobs/{id} answer carries. Before,
+the job completed with it (in S3) and every GET of it failed at Lambda's 6 MB (a 502 the client
+takes for an outage); now it fails `result_too_large`, not retried, naming artifacts."""
+    job = submit(client, {"type": "limits.big_result", "payload": {}})
+    drain(app, aws)
+    failed = get(client, job["id"])
+    assert failed["status"] == "failed" and failed["attempts"] == 1, failed
+    assert failed["error"]["code"] == "result_too_large" and "artifact" in failed["error"]["message"]
+    assert answer_bytes(failed) <= MAX_ANSWER_BYTES
