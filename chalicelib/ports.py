@@ -7,6 +7,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Protoco
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from chalicelib.defaults import MAX_ANSWER_BYTES
 from chalicelib.domain.job import Job, Progress, Run, is_plausible_job_id
 from chalicelib.domain.status import JobStatus
 
@@ -73,6 +74,10 @@ class JobQuery:
     type: Optional[str] = None
     limit: int = 25
     cursor: Optional[str] = None
+    # The page's jobs take at most this many bytes as the API answers them (answer_bytes): the
+    # answer's MAX_ANSWER_BYTES less room for its cursor and frame. A page ends before the job
+    # that would pass it (a page holds one job whatever its size), its cursor going on from there.
+    answer_bytes: int = MAX_ANSWER_BYTES - 8 * 1024
 
 
 @dataclass

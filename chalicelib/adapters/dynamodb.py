@@ -79,7 +79,7 @@ from chalicelib.adapters.dynamodb_cache import completion_write, invalidation_wr
 from chalicelib.adapters.dynamodb_keys import item_to_key, key_id, key_put
 from chalicelib.defaults import FILTERED_LISTING_READS, RECORD_PART_EXPIRY_S
 from chalicelib.domain.events import clip
-from chalicelib.domain.job import Job, Progress, Run, isoformat, utcnow
+from chalicelib.domain.job import Job, Progress, Run, answer_bytes, isoformat, utcnow
 from chalicelib.domain.status import UNFINISHED, JobStatus
 from chalicelib.ports import (
     REMOVE,
@@ -505,6 +505,7 @@ class DynamoJobStore:
             request["ExclusiveStartKey"] = _decode_cursor(query.cursor, pk_attr, sk_attr, partition)
         wanted = (lambda job: job.type == query.type) if query.status and query.type else None
         jobs: list[Job] = []
+        spent, shown = 0, None  # the answer's bytes so far; the index key of the page's last job
         # One key more than a page: DynamoDB ends a page that fills its Limit with a
         # LastEvaluatedKey whether or not anything follows, and the key past the page tells.
         request["Limit"] = query.limit + 1
@@ -522,6 +523,10 @@ class DynamoJobStore:
                 job = by_id.get(job_id)
                 if job is None or (wanted and not wanted(job)):
                     continue
+                size = answer_bytes(job.public())
+                if jobs and spent + size > query.answer_bytes:  # the answer is full: go on from the last job
+                    return JobPage(jobs, _encode_cursor(shown))
+                spent, shown = spent + size, _start_key(key, pk_attr, sk_attr)
                 jobs.append(job)
                 if len(jobs) == query.limit and wanted:  # full: the next page starts after this job
                     follows = n < len(keys) or more

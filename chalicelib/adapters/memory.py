@@ -27,7 +27,7 @@ from chalicelib.domain.errors import (
     StaleJobError,
 )
 from chalicelib.domain.events import clip
-from chalicelib.domain.job import Job, Progress, Run, isoformat, utcnow
+from chalicelib.domain.job import Job, Progress, Run, answer_bytes, isoformat, utcnow
 from chalicelib.domain.status import JobStatus
 from chalicelib.ports import (
     REMOVE,
@@ -160,8 +160,15 @@ class InMemoryJobStore:
             last = read[-1]
         else:
             last = None
+        shown = [self._read(j, fetch=False) for j in page]
+        spent = 0
+        for n, job in enumerate(shown):  # the answer is full: the next page starts after the last job
+            spent += answer_bytes(job.public())
+            if n and spent > query.answer_bytes:
+                shown, last = shown[:n], page[n - 1]
+                break
         cursor = _encode_cursor(partition, (last.created_at, last.id)) if last is not None else None
-        return JobPage([self._read(j, fetch=False) for j in page], cursor)
+        return JobPage(shown, cursor)
 
     def apply(self, job: Job, expected_status: JobStatus, changes: ChangeSet) -> Job:
         with self._lock:

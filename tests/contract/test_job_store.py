@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
@@ -17,7 +18,7 @@ from chalicelib.domain.errors import (
     RecordTooLargeError,
     StaleJobError,
 )
-from chalicelib.domain.job import Job, JobErrorInfo, Progress, Run
+from chalicelib.domain.job import Job, JobErrorInfo, Progress, Run, answer_bytes
 from chalicelib.domain.status import JobStatus
 from chalicelib.ports import REMOVE, ChangeSet, Expectation, ExpectedWrite, JobQuery
 from tests.contract.conftest import INLINE_LIMIT
@@ -583,3 +584,28 @@ def test_count_unfinished_counts_a_tenants_queued_running_and_retrying_jobs_up_t
     assert store.count_unfinished("acme", 2) == 2
     assert store.count_unfinished("globex", 100) == 1
     assert store.count_unfinished("initech", 100) == 0
+
+
+@pytest.mark.parametrize("query", [JobQuery("acme", limit=10), JobQuery("acme", status=JobStatus.QUEUED, limit=10),
+                                   JobQuery("acme", status=JobStatus.QUEUED, type="demo.steps", limit=10)])
+def test_a_page_ends_before_the_job_that_would_pass_its_answer_bytes(adapters, query):
+    """A page holds at most `limit` jobs and at most `answer_bytes` of them as the API answers
+    them (Lambda returns 6 MB): it ends early, at least one job in it, and its cursor goes on
+    from the job it ended before, so every job comes once."""
+    jobs = [make_job(i, payload={"pad": "é" * 30}) for i in range(7)]
+    for job in jobs:
+        adapters.store.create(job)
+    one = answer_bytes(adapters.store.get(jobs[0].id).public())
+    query = replace(query, answer_bytes=3 * one + one // 2)
+    ids, sizes = [], []
+    while True:
+        page = adapters.store.list_jobs(query)
+        assert sum(answer_bytes(j.public()) for j in page.jobs) <= query.answer_bytes
+        ids += [j.id for j in page.jobs]
+        sizes.append(len(page.jobs))
+        if page.cursor is None:
+            break
+        query = replace(query, cursor=page.cursor)
+    assert ids == [j.id for j in reversed(jobs)] and sizes == [3, 3, 1]
+    tight = adapters.store.list_jobs(replace(query, cursor=None, answer_bytes=1))
+    assert len(tight.jobs) == 1 and tight.cursor  # a job larger than the bound still has its page

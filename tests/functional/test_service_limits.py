@@ -7,6 +7,7 @@ import json
 import uuid
 
 import pytest
+from moto.dynamodb.models import table as moto_table
 from pydantic import BaseModel
 
 from chalicelib.defaults import MAX_ANSWER_BYTES, MAX_CHILDREN
@@ -106,3 +107,27 @@ takes for an outage); now it fails `result_too_large`, not retried, naming artif
     assert failed["status"] == "failed" and failed["attempts"] == 1, failed
     assert failed["error"]["code"] == "result_too_large" and "artifact" in failed["error"]["message"]
     assert answer_bytes(failed) <= MAX_ANSWER_BYTES
+
+
+def test_a_page_of_jobs_stays_within_what_one_answer_carries(client, aws, monkeypatch):
+    """GET /jobs?limit=100 of jobs with payloads just under the claim-check limit (64 KiB,
+kept in the record and shown whole) made an answer past Lambda's 6 MB: a 502 for every
+listing of the tenant's jobs. A page now ends before the job that would pass MAX_ANSWER_BYTES,
+with a cursor to the rest."""
+    # DynamoDB counts a Query's 1 MB in what the index projects (its keys here); moto counts
+    # whole items, and so would end the page after 15 of these jobs by itself.
+    monkeypatch.setattr(moto_table, "RESULT_SIZE_LIMIT", 64 * 1024 * 1024)
+    pad = "x" * (63 * 1024)
+    made = [submit(client, {"type": "demo.outputs", "payload": {"pad": pad}})["id"] for _ in range(100)]
+    seen, cursor = [], None
+    while True:
+        response = client.http.get("/jobs?limit=100" + (f"&cursor={cursor}" if cursor else ""), headers=auth())
+        assert response.status_code == 200
+        page = response.json_body
+        assert answer_bytes(page) <= MAX_ANSWER_BYTES and page["jobs"]
+        assert all(job["payload"]["pad"] == pad for job in page["jobs"])
+        seen += [job["id"] for job in page["jobs"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(made) and len(seen) == 100
