@@ -2,11 +2,21 @@
 for, and how a job that is not there is answered (the reads: chalicelib/job_reads.py)."""
 from __future__ import annotations
 
+import json
+from typing import Any, Iterable, Iterator, Mapping
+
 from chalicelib.api.errors import InvalidJsonError
 from chalicelib.api.http import Call
 from chalicelib.api.job_ids import extract_job_ids
 from chalicelib.api.requests import MAX_BATCH_IDS
+from chalicelib.defaults import MAX_ANSWER_BYTES
 from chalicelib.domain.errors import InvalidRequestError
+from chalicelib.domain.events import clip
+from chalicelib.domain.job import Job, answer_bytes
+
+# What the jobs of one answer may take together (answer_bytes): MAX_ANSWER_BYTES less room for
+# the rest of it (the ids, not-found entries, the frame).
+ANSWER_JOBS_BYTES = MAX_ANSWER_BYTES - 64 * 1024
 
 
 def batch_job_ids(call: Call, *, none_is_empty: bool = False) -> list[str]:
@@ -33,3 +43,45 @@ def batch_job_ids(call: Call, *, none_is_empty: bool = False) -> list[str]:
 
 def not_found(job_id: str) -> dict[str, str]:
     return {"id": job_id, "status": "not_found"}
+
+
+def fitted(appearances: Iterable[Job], budget: int = ANSWER_JOBS_BYTES) -> dict[str, Job]:
+    """Each job of an answer (by id) as the answer shows it: whole while the jobs, in the order
+    and as often as they appear in it, fit `budget` together; past that point short (`short`),
+    so a batch of jobs with large inline payloads or results still fits what Lambda returns."""
+    shown: dict[str, Job] = {}
+    sizes: dict[str, int] = {}
+    spent = 0
+    for job in appearances:
+        if job.id not in shown:
+            size = answer_bytes(job.public())
+            if spent + size > budget:
+                job = short(job)
+                size = answer_bytes(job.public())
+            shown[job.id], sizes[job.id] = job, size
+        spent += sizes[job.id]
+    return shown
+
+
+def short(job: Job) -> Job:
+    """`job` with its payload, result and progress details as the claim-check placeholder (as a
+    listing shows one kept in S3: GET /jobs/{id} has them whole) and its progress message cut
+    to what events carry."""
+    progress = job.progress.model_copy(update={"message": clip(job.progress.message),
+                                               "details": _placeholder(job.progress.details)})
+    return job.model_copy(update={"payload": _placeholder(job.payload), "result": _placeholder(job.result),
+                                  "progress": progress})
+
+
+def _placeholder(value: Any) -> Any:
+    if value is None or (isinstance(value, Mapping) and set(value) == {"claim_check"}):
+        return value
+    return {"claim_check": {"bytes": len(json.dumps(value, separators=(",", ":")).encode())}}
+
+
+def in_answer_order(roots: Iterable[Job], tree: Mapping[str, Job]) -> Iterator[Job]:
+    """The jobs of a jobinfo answer as it nests them: each root, then its descendants that
+    `tree` holds, depth first, in launch order."""
+    for job in roots:
+        yield job
+        yield from in_answer_order([tree[c] for c in job.children if c in tree], tree)

@@ -131,3 +131,28 @@ with a cursor to the rest."""
         if cursor is None:
             break
     assert sorted(seen) == sorted(made) and len(seen) == 100
+
+
+@pytest.mark.parametrize("route", ["/jobs/status", "/api/jobinfo"])
+def test_a_batch_of_100_jobs_stays_within_what_one_answer_carries(client, aws, route):
+    """POST /jobs/status (what wait_many polls) and POST /api/jobinfo with 100 ids of jobs whose
+payloads (or results) sit just under the 64 KiB kept in the record were answers of 6.5 MB: a 502 at every
+poll, which a client takes for an outage. Past MAX_ANSWER_BYTES the jobs after the point are
+shown short: payload and result as the claim-check placeholder (as for one kept in S3)."""
+    pad = "x" * (63 * 1024)
+    made = [submit(client, {"type": "demo.outputs", "payload": {"pad": pad}})["id"] for _ in range(100)]
+    for job_id in made:  # rq's jobinfo shows results, not payloads: each holds one as large
+        aws["ddb"].update_item(TableName="jobs", Key={"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": "JOB"}},
+                               UpdateExpression="SET result_json = :r",
+                               ExpressionAttributeValues={":r": {"S": json.dumps({"pad": pad})}})
+    response = client.http.post(route, headers=auth(), body=json.dumps({"job_ids": made}))
+    assert response.status_code == 200
+    answer = response.json_body
+    assert answer_bytes(answer) <= MAX_ANSWER_BYTES
+    assert answer["job_ids"] == made and set(answer["jobs"]) == set(made)
+    assert all(answer["jobs"][i]["status"] == "queued" for i in made)
+    if route == "/jobs/status":
+        shown = [answer["jobs"][i]["payload"] for i in made]
+        assert shown[0]["pad"] == pad
+        assert shown[-1] == {"claim_check": {"bytes": len(json.dumps({"artifact_bytes": 0, "result_bytes": 0,
+                                                                        "pad": pad}, separators=(",", ":")))}}
