@@ -6,13 +6,31 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any, Callable
 
 from chalicelib.domain.errors import InvalidRequestError
+from chalicelib.domain.job import is_plausible_job_id
 
 # A job store's cursor is a few keys of at most a few hundred bytes; anything far longer did
 # not come from a page of ours (and is never parsed).
 MAX_CURSOR_CHARS = 2048
+
+
+# A job's creation time as records hold it (domain.job.isoformat: 2026-01-31T09:00:00.000Z),
+# read leniently (no fraction, an offset), never more than a time.
+_CREATED_AT = re.compile(r"\d{4}-\d{2}-\d{2}T[\d:.]{5,20}(?:Z|[+-]\d{2}:\d{2})")
+
+
+def check_position(created_at: Any, job_id: Any) -> tuple[str, str]:
+    """(created_at, job_id) when they are a position a job of a listing could hold: a time as
+    records hold it and a plausible job id. Raises ValueError otherwise (a cursor made by hand:
+    DynamoDB refuses a start key past its key limits, or not UTF-8, as a malformed request)."""
+    if not (isinstance(created_at, str) and _CREATED_AT.fullmatch(created_at)):
+        raise ValueError("cursor names no creation time")
+    if not (isinstance(job_id, str) and is_plausible_job_id(job_id)):
+        raise ValueError("cursor names no job id")
+    return created_at, job_id
 
 
 def write_cursor(value: Any) -> str:

@@ -38,7 +38,7 @@ from typing import Any, Iterable, Optional
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.adapters.cursors import read_cursor, write_cursor
+from chalicelib.adapters.cursors import check_position, read_cursor, write_cursor
 from chalicelib.adapters.dynamodb_batch import BATCH_GET_MAX, batch_get
 from chalicelib.adapters.dynamodb_items import (
     BLOB_REFS,
@@ -743,6 +743,10 @@ def _decode_cursor(cursor: str, pk_attr: str, sk_attr: str, partition: str) -> d
             raise ValueError("cursor has unexpected fields")
         if not plain["pk"].startswith(JOB_PREFIX) or plain["sk"] != JOB_SORT_KEY:
             raise ValueError("cursor names no job")
+        created_at, _, job_id = plain[sk_attr].partition("#")
+        if job_id != job_id_of(plain["pk"]):
+            raise ValueError("cursor's index key names another job than its table key")
+        check_position(created_at, job_id)
         return {k: {"S": v} for k, v in plain.items()}
 
     return read_cursor(cursor, start_key)

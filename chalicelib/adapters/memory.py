@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator, Optional
 
-from chalicelib.adapters.cursors import read_cursor, write_cursor
+from chalicelib.adapters.cursors import check_position, read_cursor, write_cursor
 from chalicelib.adapters.dynamodb_items import blob_key as claim_check_key
 from chalicelib.adapters.dynamodb_items import blob_prefix, status_key, tenant_partition, type_partition
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
@@ -474,9 +474,7 @@ def _decode_cursor(cursor: str, partition: str) -> tuple[str, str]:
         listing, created_at, job_id = plain
         if listing != partition:
             raise ValueError("cursor belongs to another listing")
-        if not isinstance(created_at, str) or not isinstance(job_id, str):
-            raise ValueError("cursor has unexpected fields")
-        return created_at, job_id
+        return check_position(created_at, job_id)
 
     return read_cursor(cursor, after)
 

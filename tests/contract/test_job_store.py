@@ -609,3 +609,28 @@ def test_a_page_ends_before_the_job_that_would_pass_its_answer_bytes(adapters, q
     assert ids == [j.id for j in reversed(jobs)] and sizes == [3, 3, 1]
     tight = adapters.store.list_jobs(replace(query, cursor=None, answer_bytes=1))
     assert len(tight.jobs) == 1 and tight.cursor  # a job larger than the bound still has its page
+
+
+def test_a_cursor_names_a_position_a_job_of_the_listing_could_hold(adapters):
+    """A cursor of the right listing whose position is no job's (an index sort key past
+    DynamoDB's 1,024 bytes, a lone surrogate, another job's id beside the table key, no time)
+    is refused like any other: DynamoDB refuses such a start key, which reached the client as
+    503 store_unavailable instead of 400."""
+    for i in range(3):
+        adapters.store.create(make_job(i))
+    cursor = adapters.store.list_jobs(JobQuery("acme", limit=1)).cursor
+    plain = json.loads(base64.urlsafe_b64decode(cursor))
+    other = "00000000-0000-4000-8000-000000000777"
+    if isinstance(plain, dict):  # DynamoDB: the index's and the table's keys
+        time, job_id = plain["gsi1sk"].split("#")
+        reshaped = [{**plain, "gsi1sk": f"{time}#{job_id}" + "x" * 1100},
+                    {**plain, "gsi1sk": f"{time}#{other}"},
+                    {**plain, "gsi1sk": f"later#{job_id}"},
+                    {**plain, "pk": "JOB#\ud800", "gsi1sk": f"{time}#\ud800"}]
+    else:  # in memory: listing, created_at, id
+        partition, time, job_id = plain
+        reshaped = [[partition, time + "x" * 1100, job_id], [partition, "later", job_id],
+                    [partition, time, "\ud800"], [partition, time, "x" * 1100]]
+    for value in reshaped:
+        with pytest.raises(InvalidRequestError, match="cursor is not valid"):
+            adapters.store.list_jobs(JobQuery("acme", limit=1, cursor=_cursor(json.dumps(value))))
