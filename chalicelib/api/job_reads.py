@@ -12,7 +12,7 @@ from chalicelib.api.requests import MAX_BATCH_IDS
 from chalicelib.defaults import MAX_ANSWER_BYTES
 from chalicelib.domain.errors import InvalidRequestError
 from chalicelib.domain.events import clip
-from chalicelib.domain.job import Job, answer_bytes
+from chalicelib.domain.job import MAX_JOB_ID_CHARS, Job, answer_bytes
 
 # What the jobs of one answer may take together (answer_bytes): MAX_ANSWER_BYTES less room for
 # the rest of it (the ids, not-found entries, the frame).
@@ -37,6 +37,12 @@ def batch_job_ids(call: Call, *, none_is_empty: bool = False) -> list[str]:
         raise InvalidRequestError(
             f"{len(ids)} job ids given; at most {MAX_BATCH_IDS} per request",
             details={"limit": MAX_BATCH_IDS},
+        )
+    overlong = next((i for i in ids if len(i) > MAX_JOB_ID_CHARS), None)
+    if overlong is not None:  # the answer echoes each id three times: no such id is answered
+        raise InvalidRequestError(
+            f"a job id is {len(overlong)} characters; job ids have at most {MAX_JOB_ID_CHARS}",
+            details={"job_id": overlong[:MAX_JOB_ID_CHARS] + "…", "limit": MAX_JOB_ID_CHARS},
         )
     return ids
 

@@ -24,7 +24,8 @@ def isoformat(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-_PLAUSIBLE_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
+MAX_JOB_ID_CHARS = 128
+_PLAUSIBLE_ID = re.compile(rf"[A-Za-z0-9_.:\-]{{1,{MAX_JOB_ID_CHARS}}}")
 
 
 def is_plausible_job_id(job_id: str) -> bool:

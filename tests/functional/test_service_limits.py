@@ -156,3 +156,18 @@ shown short: payload and result as the claim-check placeholder (as for one kept 
         assert shown[0]["pad"] == pad
         assert shown[-1] == {"claim_check": {"bytes": len(json.dumps({"artifact_bytes": 0, "result_bytes": 0,
                                                                         "pad": pad}, separators=(",", ":")))}}
+
+
+@pytest.mark.parametrize("route", ["/jobs/status", "/api/jobinfo"])
+def test_a_batch_of_overlong_ids_is_refused_not_echoed(client, aws, route):
+    """A batch answer echoes each id three times (a key of `jobs`, the entry's `id`, `job_ids`):
+100 ids of 50,000 characters, a body within the 5 MiB limit, made an answer of 15 MB, past
+what Lambda returns. No job id is longer than 128 characters: such an id is a 400 naming it."""
+    ids = [f"{i:03d}" + "x" * 49_997 for i in range(100)]
+    response = client.http.post(route, headers=auth(), body=json.dumps({"job_ids": ids}))
+    assert response.status_code == 400, (response.status_code, answer_bytes(response.json_body))
+    error = response.json_body["error"]
+    assert error["code"] == "invalid_request" and "128" in error["message"]
+    assert answer_bytes(response.json_body) < 2048
+    fine = client.http.post(route, headers=auth(), body=json.dumps({"job_ids": ["x" * 128]}))
+    assert fine.status_code == 200 and fine.json_body["jobs"]["x" * 128]["status"] == "not_found"
