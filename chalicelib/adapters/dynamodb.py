@@ -648,16 +648,23 @@ class DynamoJobStore:
                                  f"child {child_id} is not spawned")
 
     def runs(self, job_id: str) -> list[Run]:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :run)",
+            "ExpressionAttributeValues": {":pk": {"S": job_partition(job_id)}, ":run": {"S": RUN_PREFIX}},
+            "ConsistentRead": True,
+        }
+        items: list[dict[str, Any]] = []
         try:
-            response = self._ddb.query(
-                TableName=self._table,
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :run)",
-                ExpressionAttributeValues={":pk": {"S": job_partition(job_id)}, ":run": {"S": RUN_PREFIX}},
-                ConsistentRead=True,
-            )
+            while True:  # a Query answers 1 MB at most: a job with hundreds of failed attempts has more
+                response = self._ddb.query(**request)
+                items.extend(response.get("Items", []))
+                if "LastEvaluatedKey" not in response:
+                    break
+                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailableError(f"could not read runs of job {job_id}") from exc
-        return [item_to_run(i) for i in response.get("Items", [])]
+        return [item_to_run(i) for i in items]
 
 
 def _progress_refusal(job_id: str, attempt: int, progress: Progress, current: Optional[Job]) -> ProgressRejectedError:

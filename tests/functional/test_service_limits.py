@@ -171,3 +171,21 @@ what Lambda returns. No job id is longer than 128 characters: such an id is a 40
     assert answer_bytes(response.json_body) < 2048
     fine = client.http.post(route, headers=auth(), body=json.dumps({"job_ids": ["x" * 128]}))
     assert fine.status_code == 200 and fine.json_body["jobs"]["x" * 128]["status"] == "not_found"
+
+
+def test_every_run_of_a_job_with_many_attempts_is_listed(aws):
+    """A job's runs are one Query, and a Query answers at most 1 MB: 500 attempts that each
+failed with an error of 2,000 characters (what the runner keeps) fill about 1.2 MB, and the
+runs past the first page were left out of GET /jobs/{id}/runs without a word."""
+    from chalicelib.adapters.dynamodb import DynamoJobStore
+
+    store = DynamoJobStore(aws["ddb"], "jobs")
+    job_id = "00000000-0000-4000-8000-000000000042"
+    for attempt in range(1, 501):
+        aws["ddb"].put_item(TableName="jobs", Item={
+            "pk": {"S": f"JOB#{job_id}"}, "sk": {"S": f"RUN#{attempt:04d}"}, "job_id": {"S": job_id},
+            "attempt": {"N": str(attempt)}, "status": {"S": "failed"},
+            "started_at": {"S": "2026-01-01T00:00:00.000Z"}, "finished_at": {"S": "2026-01-01T00:00:01.000Z"},
+            "error": {"M": {"code": {"S": "handler_error"}, "message": {"S": "e" * 2000}}},
+        })
+    assert [run.attempt for run in store.runs(job_id)] == list(range(1, 501))
