@@ -122,3 +122,8 @@ MAX_CHILDREN = 2_000
 # this many bytes so measured, leaving the rest to the headers and the response's envelope: a
 # submit past it is refused (413), a result past it fails its job `result_too_large`.
 MAX_ANSWER_BYTES = 6_000_000
+# rq-engine's jobstatus covers a job's whole tree, read level by level (a BatchGetItem per 100
+# jobs) on every poll: at most this many jobs, a parent at MAX_CHILDREN with its children's own
+# children. A larger tree is not read past the level that would pass it, and never reads
+# `finished` on what was read (its unread jobs may still run or fail).
+MAX_TREE_JOBS = 5_000

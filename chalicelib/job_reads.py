@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from typing import Optional
 
+from chalicelib.defaults import MAX_TREE_JOBS
 from chalicelib.domain.job import Job, is_plausible_job_id
 from chalicelib.ports import JobStore
-
-MAX_TREE_JOBS = 500
 
 
 class JobReads:
@@ -32,15 +31,19 @@ class JobReads:
             return None
         return self._store.get(job_id, consistent=False, tenant=tenant)
 
-    def tree(self, tenant: str, roots: list[Job]) -> dict[str, Job]:
-        """The descendants of `roots` by id (the tenant's only), one BatchGetItem per level, at
-        most MAX_TREE_JOBS jobs."""
+    def tree(self, tenant: str, roots: list[Job]) -> tuple[dict[str, Job], bool]:
+        """The descendants of `roots` by id (the tenant's only), level by level (a BatchGetItem
+        per 100), at most MAX_TREE_JOBS jobs; and whether that is all of them (False: some
+        were left unread, which is not the same as gone)."""
         tree: dict[str, Job] = {}
         level = [c for root in roots for c in root.children]
-        while level and len(tree) < MAX_TREE_JOBS:
-            wanted = [i for i in dict.fromkeys(level) if i not in tree][: MAX_TREE_JOBS - len(tree)]
-            found = self._store.get_many(wanted)
+        while level:
+            wanted = [i for i in dict.fromkeys(level) if i not in tree]
+            room = MAX_TREE_JOBS - len(tree)
+            found = self._store.get_many(wanted[:room])
             fresh = [j for j in found.values() if j.tenant == tenant and j.id not in tree]
             tree.update((j.id, j) for j in fresh)
+            if len(wanted) > room:
+                return tree, False  # a status resting on part of the tree: the caller says so
             level = [c for j in fresh for c in j.children]
-        return tree
+        return tree, True

@@ -37,11 +37,12 @@ def _one(call: Call, kind: str, job_id: str, describe) -> Response:
     job = reads.visible_job(call.user.tenant, job_id)
     if job is None:
         return conditional_response(call.header("if-none-match"), job_etag(kind, [(job_id, None)]), not_found(job_id))
-    tree = reads.tree(call.user.tenant, [job]) if job.children else {}
+    tree, whole = reads.tree(call.user.tenant, [job]) if job.children else ({}, True)
     members = [(job_id, job), *sorted(tree.items())]
     shown = fitted(in_answer_order([job], tree))
+    nested = {i: shown.get(i, j) for i, j in tree.items()}
     return conditional_response(call.header("if-none-match"), job_etag(kind, members),
-                                describe(shown[job.id], utcnow(), {i: shown.get(i, j) for i, j in tree.items()}))
+                                describe(shown[job.id], utcnow(), nested, whole=whole))
 
 
 @route("/api/jobstatus/{job_id}", methods=["GET"])
@@ -63,7 +64,7 @@ def rq_job_info_batch(call: Call) -> Any:
     reads = container().reads
     pairs = reads.visible_jobs(call.user.tenant, ids)
     roots = [job for _, job in pairs if job is not None]
-    tree = reads.tree(call.user.tenant, roots)
+    tree, _ = reads.tree(call.user.tenant, roots)  # a jobinfo's status is the job's own
     shown = fitted(in_answer_order(roots, tree))
     nested = {i: shown.get(i, j) for i, j in tree.items()}
     now = utcnow()

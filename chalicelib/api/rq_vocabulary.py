@@ -61,12 +61,15 @@ def tree_status(statuses: list[str]) -> str:
     return "finished"
 
 
-def _status(job: Job, now: datetime, tree: dict[str, Job]) -> dict[str, Any]:
+def _status(job: Job, now: datetime, tree: dict[str, Job], *, whole: bool = True) -> dict[str, Any]:
     """The job's id, run id and start, with the status and end of the job and every descendant
-    in `tree` (rq-engine's jobstatus); `elapsed_s` from that start to that end (or now)."""
+    in `tree` (rq-engine's jobstatus); `elapsed_s` from that start to that end (or now). A tree
+    not read `whole` never reads finished: its unread members may still run or fail."""
     members = [job, *_descendants(job, tree)]
     ended = [m.finished_at for m in members]
     status = tree_status([RQ_STATUS[m.status] for m in members])
+    if not whole and status == "finished":
+        status, ended = "started", [None]
     ended_at = max(ended) if all(ended) else None  # only once every member has ended
     return {"id": job.id, "runid": job.scope, "status": status, "started_at": job.started_at, "ended_at": ended_at,
             "elapsed_s": elapsed_s(job.started_at, ended_at, now)}
@@ -85,16 +88,20 @@ def _descendants(job: Job, tree: dict[str, Job]) -> list[Job]:
     return found
 
 
-def job_status(job: Job, now: datetime, tree: Optional[dict[str, Job]] = None) -> dict[str, Any]:
+def job_status(job: Job, now: datetime, tree: Optional[dict[str, Job]] = None, *,
+               whole: bool = True) -> dict[str, Any]:
     """`GET /api/jobstatus/{id}`: the light answer a poller checks for a terminal status. With
-    `tree` (the job's descendants by id) the status, times and elapsed cover the whole tree."""
-    return _status(job, now, tree or {})
+    `tree` (the job's descendants by id) the status, times and elapsed cover the whole tree;
+    `whole=False`: `tree` is part of it (a larger tree than is read), never read as finished."""
+    return _status(job, now, tree or {}, whole=whole)
 
 
-def job_info(job: Job, now: datetime, tree: Optional[dict[str, Job]] = None) -> dict[str, Any]:
+def job_info(job: Job, now: datetime, tree: Optional[dict[str, Job]] = None, *,
+             whole: bool = True) -> dict[str, Any]:
     """`GET /api/jobinfo/{id}`: the job's own status plus result, error, description, progress,
     and its children as rq-engine nests them: by launch order (`"0"`, `"1"`, ...), each a list of
-    child infos, None for a child `tree` does not hold (gone, or another tenant's)."""
+    child infos, None for a child `tree` does not hold (gone, another tenant's, or past the
+    jobs read). Its status is the job's own, so `whole` changes nothing (one call for both)."""
     tree = tree or {}
     own = _status(job, now, {})
     return {

@@ -189,3 +189,26 @@ runs past the first page were left out of GET /jobs/{id}/runs without a word."""
             "error": {"M": {"code": {"S": "handler_error"}, "message": {"S": "e" * 2000}}},
         })
     assert [run.attempt for run in store.runs(job_id)] == list(range(1, 501))
+
+
+def test_the_rq_status_of_a_wide_fan_out_covers_every_child(client, aws):
+    """rq-engine's jobstatus of a parent covers its children: finished only once all are. The
+tree was read up to 500 jobs, and the children past them were left out as if gone, so a parent
+of 600 (MAX_CHILDREN allows 2,000) read `finished` while its last child still ran."""
+    from chalicelib.adapters.dynamodb import DynamoJobStore
+    from chalicelib.domain.job import Job
+    from chalicelib.domain.status import JobStatus
+
+    store = DynamoJobStore(aws["ddb"], "jobs")
+    done = {"status": JobStatus.COMPLETED, "started_at": "2026-01-01T00:00:01.000Z",
+            "finished_at": "2026-01-01T00:00:02.000Z", "created_at": "2026-01-01T00:00:00.000Z"}
+    children = [f"00000000-0000-4000-8000-{i:012d}" for i in range(1, 601)]
+    for n, child_id in enumerate(children, 1):
+        fields = done if n < 600 else {**done, "status": JobStatus.RUNNING, "finished_at": None}
+        store.create(Job(id=child_id, type="demo.steps", tenant="acme", user="ann", **fields))
+    parent = "00000000-0000-4000-8000-000000000000"
+    store.create(Job(id=parent, type="demo.fanout", tenant="acme", user="ann", children=children, **done))
+    status = client.http.get(f"/api/jobstatus/{parent}", headers=auth()).json_body
+    assert status["status"] == "started" and status["ended_at"] is None, status
+    info = client.http.get(f"/api/jobinfo/{parent}", headers=auth()).json_body
+    assert info["children"]["599"][0]["status"] == "started"

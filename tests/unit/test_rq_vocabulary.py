@@ -118,3 +118,8 @@ def test_parent_status_and_end_follow_its_children():
     assert info["children"]["1"][0]["status"] == "started"
     assert job_info(parent, now, {"a": done})["children"]["1"] == [None]  # not held: None, as rq-engine
     assert status["started_at"] == parent.started_at  # the tree's start is the root's, as rq-engine
+    # A tree larger than is read: what was read is all finished, the rest may still run.
+    cut = job_status(parent, now, {"a": done}, whole=False)
+    assert cut["status"] == "started" and cut["ended_at"] is None
+    assert job_status(parent, now, {"a": done, "b": make("b", JobStatus.FAILED, None, "2026-01-01T00:00:03.000Z")},
+                      whole=False)["status"] == "failed"
