@@ -97,9 +97,11 @@ _INDEXES = {
     "status": ("by_status", "gsi2pk", "gsi2sk"),
     "type": ("by_type", "gsi3pk", "gsi3sk"),
 }
-# A keyed submit's transaction is tried again this often when a concurrent one on the same key
-# made DynamoDB cancel it (TransactionConflict); the retry then finds that one's record.
-_KEY_CONFLICT_RETRIES = 2
+# A transaction is tried again this often when a concurrent write to one of its items made
+# DynamoDB cancel it (TransactionConflict): a keyed submit's on the same key (the retry finds
+# that one's record), a spawn's parent's own progress write, the completions of two jobs of one
+# scope (both write the scope's invalidation record) or a cancel request on the finishing job.
+_CONFLICT_RETRIES = 2
 
 
 def _answer(exc: Exception) -> dict[str, Any]:
@@ -202,13 +204,13 @@ class DynamoJobStore:
         """Run the keyed submit's transaction; the key's stored record when it was refused on
         the key. Tried again when a concurrent transaction on the key cancelled it
         (TransactionConflict): the retry finds that one's record."""
-        for attempt in range(_KEY_CONFLICT_RETRIES + 1):
+        for attempt in range(_CONFLICT_RETRIES + 1):
             try:
                 self._ddb.transact_write_items(TransactItems=transaction)
                 return None
             except (ClientError, BotoCoreError) as exc:
                 reasons = [r.get("Code") for r in _answer(exc).get("CancellationReasons") or []]
-                retry = attempt < _KEY_CONFLICT_RETRIES
+                retry = attempt < _CONFLICT_RETRIES
                 if reasons[:1] == ["ConditionalCheckFailed"]:  # the key has a record: a replay
                     stored = exc.response["CancellationReasons"][0].get("Item")
                     first = item_to_key(stored, key.key, now) if stored else self.submission_key(
@@ -260,8 +262,8 @@ class DynamoJobStore:
         try:
             if not also:
                 self._ddb.update_item(**update, ReturnValuesOnConditionCheckFailure="ALL_OLD")
-            else:  # a retried transaction is no second write: botocore sends it with one ClientRequestToken
-                self._ddb.transact_write_items(TransactItems=[{"Update": update}, *also])
+            else:
+                self._transact([{"Update": update}, *also])
         except (ClientError, BotoCoreError) as exc:
             if not also and _shows(_answer(exc).get("Item"), changes, version=job.version + 1):
                 pass  # a claim refused by what its earlier try wrote, that try's answer lost: written
@@ -275,6 +277,21 @@ class DynamoJobStore:
                 raise StoreUnavailableError(f"could not update job {job.id}") from exc
         fields = {k: (None if v is REMOVE else v) for k, v in changes.fields.items()}
         return job.model_copy(update={**fields, "version": job.version + 1})
+
+    def _transact(self, items: list[dict[str, Any]]) -> None:
+        """TransactWriteItems, tried again while a concurrent write to one of `items` cancels it
+        (TransactionConflict: nothing was written; a write that changed the job makes the next
+        try fail its condition, which the caller reads as a lost race). botocore's own retry of
+        a try whose answer was lost is no second write: it sends one ClientRequestToken."""
+        for retry in range(_CONFLICT_RETRIES + 1):
+            try:
+                self._ddb.transact_write_items(TransactItems=items)
+                return
+            except ClientError as exc:
+                reasons = [r.get("Code") for r in _answer(exc).get("CancellationReasons") or []]
+                if "TransactionConflict" not in reasons or "ConditionalCheckFailed" in reasons \
+                        or retry == _CONFLICT_RETRIES:
+                    raise
 
     def cut_progress_message(self, job: Job, expected_status: JobStatus, limit: int) -> Job:
         cut = clip(job.progress.message, limit)
@@ -595,7 +612,7 @@ class DynamoJobStore:
             {"Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
             {"Update": link},
         ]
-        for retry in range(_KEY_CONFLICT_RETRIES + 1):
+        for retry in range(_CONFLICT_RETRIES + 1):
             try:
                 self._ddb.transact_write_items(TransactItems=transaction)
                 return
@@ -603,7 +620,7 @@ class DynamoJobStore:
                 reasons = [r.get("Code") for r in _answer(exc).get("CancellationReasons") or []]
                 if reasons[:1] == ["ConditionalCheckFailed"]:  # its payload object is the existing child's
                     raise StaleJobError(f"job {child.id} already exists") from exc
-                if "TransactionConflict" in reasons and retry < _KEY_CONFLICT_RETRIES:
+                if "TransactionConflict" in reasons and retry < _CONFLICT_RETRIES:
                     continue  # the parent's own progress write, at the same moment
                 if ref is not None and _not_written(exc):  # after a lost answer the child may be stored
                     self._blobs.delete([ref["key"]])

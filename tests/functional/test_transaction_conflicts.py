@@ -1,0 +1,74 @@
+"""A transaction DynamoDB cancels because another request was writing one of its items at that
+moment (TransactionConflict): nothing was written, and trying it again is how it lands. Two jobs
+of one scope completing together both write the scope's records; a cancel request can reach a
+job in the very moment its attempt finishes."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from chalicelib import composition
+from tests.functional.conftest import auth, get_job, invoke_worker, receive_all, sqs_event
+
+SCOPED = {"type": "demo.steps", "scope": "p-7", "payload": {"steps": 2, "step_ms": 0}}
+
+
+class Conflicting:
+    """A DynamoDB client whose first `conflicts` TransactWriteItems are cancelled as DynamoDB
+    cancels one that met a concurrent write (nothing written)."""
+
+    def __init__(self, client: Any, conflicts: int) -> None:
+        self._client = client
+        self.left = conflicts
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self._client, name)
+        if name != "transact_write_items":
+            return real
+
+        def conflicting(**kwargs: Any) -> Any:
+            if self.left:
+                self.left -= 1
+                reasons = [{"Code": "None"}] * (len(kwargs["TransactItems"]) - 1) + [{"Code": "TransactionConflict"}]
+                raise ClientError({"Error": {"Code": "TransactionCanceledException",
+                                             "Message": "Transaction cancelled [None, TransactionConflict]"},
+                                   "CancellationReasons": reasons}, "TransactWriteItems")
+            return real(**kwargs)
+
+        return conflicting
+
+
+def test_a_completion_that_met_a_concurrent_write_lands_on_its_next_try(app, client, aws):
+    """The completion's transaction (the job, its run record, the scope's invalidations) was
+    cancelled by another job's completion in the same scope: it is tried again and the job
+    completes in this delivery. It was a store outage to the worker: the message came back, waited
+    out the lease, and the attempt that had done its work ended `worker_lost` and ran again."""
+    job_id = client.http.post("/jobs", headers=auth(), body=json.dumps(SCOPED)).json_body["id"]
+    store = composition.container().store
+    store._ddb = conflicting = Conflicting(store._ddb, conflicts=2)
+
+    assert invoke_worker(app, sqs_event(receive_all(aws))) == {"batchItemFailures": []}
+
+    assert conflicting.left == 0
+    job = get_job(client, job_id)
+    assert (job["status"], job["attempts"], job["error"]) == ("completed", 1, None)
+    runs = client.http.get(f"/jobs/{job_id}/runs", headers=auth()).json_body["runs"]
+    assert [r["status"] for r in runs] == ["completed"]
+
+
+def test_a_completion_that_keeps_meeting_concurrent_writes_is_a_store_outage(app, client, aws):
+    """Past its tries the conflict is what it is, a store that cannot take the write now: the
+    delivery fails and comes back, nothing half-written."""
+    job_id = client.http.post("/jobs", headers=auth(), body=json.dumps(SCOPED)).json_body["id"]
+    store = composition.container().store
+    store._ddb = Conflicting(store._ddb, conflicts=99)
+
+    failures = invoke_worker(app, sqs_event(receive_all(aws)))["batchItemFailures"]
+
+    assert len(failures) == 1
+    store._ddb = store._ddb._client
+    job = get_job(client, job_id)
+    assert job["status"] == "running"
+    assert client.http.get(f"/jobs/{job_id}/runs", headers=auth()).json_body["runs"][0]["status"] == "running"
