@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Any, Iterable, Optional
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -46,6 +47,7 @@ from chalicelib.adapters.dynamodb_items import (
     JOB_SORT_KEY,
     JSON_FIELDS,
     RUN_PREFIX,
+    WRITE_ID,
     attribute_value,
     blob_key,
     deserializer,
@@ -237,14 +239,16 @@ class DynamoJobStore:
         return item_to_key(item, key, now) if item else None
 
     def apply(self, job: Job, expected_status: JobStatus, changes: ChangeSet) -> Job:
-        names = {"#status": "status", "#version": "version"}
+        write_id = uuid.uuid4().hex  # this write's own: botocore's retry of it carries the same
+        names = {"#status": "status", "#version": "version", "#write_id": WRITE_ID}
         values = {
             ":expected": attribute_value(expected_status.value),
             ":version": attribute_value(job.version),
             ":next": attribute_value(job.version + 1),
+            ":write_id": attribute_value(write_id),
         }
         expression = self._update_expression(job.id, job.tenant, job.attempts, changes, names, values,
-                                             ["#version = :next"])
+                                             ["#version = :next", "#write_id = :write_id"])
         update = {
             "TableName": self._table,
             "Key": job_key(job.id),
@@ -265,8 +269,9 @@ class DynamoJobStore:
             else:
                 self._transact([{"Update": update}, *also])
         except (ClientError, BotoCoreError) as exc:
-            if not also and _shows(_answer(exc).get("Item"), changes, version=job.version + 1):
-                pass  # a claim refused by what its earlier try wrote, that try's answer lost: written
+            stored = _answer(exc).get("Item")
+            if not also and (_wrote(stored, write_id) or _shows(stored, changes, version=job.version + 1)):
+                pass  # refused by what its earlier try wrote, that try's answer lost: written
             elif _lost_race(exc):
                 raise StaleJobError(
                     f"job {job.id} is no longer {expected_status.value} at version {job.version}"
@@ -699,11 +704,21 @@ def _progress_refusal(job_id: str, attempt: int, progress: Progress, current: Op
     )
 
 
+def _wrote(stored: Optional[dict[str, Any]], write_id: str) -> bool:
+    """Whether `stored`, the item an `apply` was refused on, carries that write's own id:
+    botocore tried the write again after DynamoDB applied it and its answer was lost, and the
+    retry was refused by the write itself (a cancel by the job now canceled, a dispatch by its
+    own version). Contents cannot tell: two reconciler passes releasing one held job write the
+    same due time and count, and only the one whose write landed may send the message."""
+    return stored is not None and stored.get(WRITE_ID, {}).get("S") == write_id
+
+
 def _shows(stored: Optional[dict[str, Any]], changes: ChangeSet, *, version: Optional[int] = None) -> bool:
     """Whether `stored`, the item a claim's conditional write was refused on, holds every change
     of that claim (at `version`, when given): botocore tried the write again after DynamoDB
-    applied it and its answer was lost, and the retry was refused by the write itself. Only a
-    claim is known so, by its `claim_id`: no other writer's changes carry it."""
+    applied it and its answer was lost, and the retry was refused by the write itself. A claim
+    is known so by its contents, its `claim_id` among them (no other writer's changes carry
+    it), whichever request made it: the port's contract, which the in-memory store keeps too."""
     if stored is None or "claim_id" not in changes.fields:
         return False
     current = item_to_job(stored)

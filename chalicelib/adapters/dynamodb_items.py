@@ -22,6 +22,10 @@ FINISHED_SHARDS = 8
 # burst of submissions nor the reconciler's queries meet one hot partition.
 DUE_SHARDS = 8
 GSI_KEYS = tuple(f"gsi{i}{part}" for i in range(1, 6) for part in ("pk", "sk"))
+# The id of the last status, dispatch or cancel write to a job's item (JobStore.apply): a write
+# whose answer was lost knows its own effect by it when botocore's retry is refused. The
+# adapter's bookkeeping, never a field of the job.
+WRITE_ID = "write_id"
 
 
 # Every key of the jobs table is built here, from parts that cannot hold the separator: a
@@ -232,7 +236,7 @@ def item_to_job(item: dict[str, Any], fetch: Optional[Callable[[str], bytes]] = 
     progress = data.get("progress")
     if isinstance(progress, dict) and isinstance(progress.get("details"), str):  # older items keep a map
         progress["details"] = json.loads(progress["details"])
-    for key in ("pk", "sk", *GSI_KEYS):
+    for key in ("pk", "sk", WRITE_ID, *GSI_KEYS):
         data.pop(key, None)
     return Job.model_validate(data)
 

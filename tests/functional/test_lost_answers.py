@@ -5,6 +5,7 @@ sees must be what happened, the write that landed."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Callable
 
 import pytest
@@ -16,6 +17,7 @@ from chalicelib.domain.errors import StoreUnavailableError
 from chalicelib.domain.job import child_job_id
 from chalicelib.ports import JobMessage
 from tests.functional.conftest import auth, get_job, invoke_worker, receive_all, sqs_event
+from tests.functional.test_reconciler import operator_headers, quick_grace, reconcile  # noqa: F401 - a fixture
 
 LARGE = {"type": "demo.outputs", "payload": {"pad": "x" * (70 * 1024)}}
 STEPS = {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}}
@@ -150,3 +152,75 @@ def test_a_claim_checked_child_whose_answer_never_came_keeps_its_payload(app, cl
     read = client.http.get(f"/jobs/{child.id}", headers=auth())
     assert read.status_code == 200, read.body  # not 410 blob_not_found
     assert read.json_body["payload"]["pad"] == LARGE["payload"]["pad"]
+
+
+def _moves_into(status: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda request: moves_into(request, status)
+
+
+def _writes(field: str) -> Callable[[dict[str, Any]], bool]:
+    """An UpdateItem request that sets the job field `field`."""
+    return lambda request: field in request.get("ExpressionAttributeNames", {}).values()
+
+
+def test_a_cancel_whose_first_try_landed_is_answered_canceled(app, client, aws):
+    """A queued job's cancel wrote `canceled` and its answer was lost; botocore's retry is
+    refused, since the job is canceled now. That is this cancel, recorded: the answer is 202
+    with the canceled job, not a 409 `job_finished` telling the user the job was already
+    canceled (by whom?), which a client reads as a cancel that did not happen here."""
+    job_id = client.http.post("/jobs", headers=auth(), body=json.dumps(STEPS)).json_body["id"]
+    store = composition.container().store
+    store._ddb = lost = AnswersLost(store._ddb, "update_item", only=_moves_into("canceled"))
+
+    response = client.http.delete(f"/jobs/{job_id}", headers=auth())
+
+    assert lost.calls == 1
+    assert response.status_code == 202, response.body
+    assert response.json_body["status"] == "canceled"
+
+
+def test_a_second_cancel_is_still_told_the_job_is_finished(app, client, aws):
+    """What the cancel above recognises is its own write, not any cancel: a job canceled before
+    is still 409 `job_finished`."""
+    job_id = client.http.post("/jobs", headers=auth(), body=json.dumps(STEPS)).json_body["id"]
+    assert client.http.delete(f"/jobs/{job_id}", headers=auth()).status_code == 202
+    store = composition.container().store
+    store._ddb = AnswersLost(store._ddb, "update_item", only=_moves_into("canceled"))
+
+    response = client.http.delete(f"/jobs/{job_id}", headers=auth())
+
+    assert response.status_code == 409, response.body
+    assert response.json_body["error"]["code"] == "job_finished"
+
+
+def test_a_redispatch_whose_write_landed_sends_the_message(quick_grace, app, client, aws):
+    """The reconciler writes a due job's next dispatch before it sends the message (two passes
+    send one). That write landed with its answer lost, and its retry was refused by it: the
+    pass counted the job `raced` and sent nothing, so the job waited out another, doubled grace
+    with a dispatch spent on no message. It sends the message now."""
+    job_id = client.http.post("/jobs", headers=auth(), body=json.dumps(STEPS)).json_body["id"]
+    aws["sqs"].purge_queue(QueueUrl=aws["jobs_url"])
+    time.sleep(1.2)
+    store = composition.container().store
+    store._ddb = lost = AnswersLost(store._ddb, "update_item", only=_writes("dispatches"))
+
+    assert reconcile(app)["counts"] == {"redispatched": 1}
+
+    assert lost.calls == 1
+    store._ddb = store._ddb._client
+    [message] = receive_all(aws)
+    assert json.loads(message["Body"])["job_id"] == job_id
+
+
+def test_a_dead_lettered_failure_whose_write_landed_is_counted_as_one(app, client, aws):
+    """The reconciler failed a job whose message was dead-lettered; the write's answer was lost
+    and its retry refused by it. The pass counts what it did (`dead_lettered`), not `raced`."""
+    job_id = client.http.post("/jobs", headers=auth(), body=json.dumps(STEPS)).json_body["id"]
+    (message,) = receive_all(aws)
+    aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=message["Body"])
+    store = composition.container().store
+    store._ddb = AnswersLost(store._ddb, "update_item", only=_moves_into("failed"))
+
+    assert reconcile(app)["counts"] == {"dead_lettered": 1}
+    assert get_job(client, job_id)["error"]["code"] == "dead_lettered"
+
