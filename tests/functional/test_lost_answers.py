@@ -224,3 +224,17 @@ def test_a_dead_lettered_failure_whose_write_landed_is_counted_as_one(app, clien
     assert reconcile(app)["counts"] == {"dead_lettered": 1}
     assert get_job(client, job_id)["error"]["code"] == "dead_lettered"
 
+
+def test_a_reconciler_pass_whose_record_landed_is_counted_once(quick_grace, app, client, aws):
+    """A pass's record adds to the running totals; its answer lost, botocore's retry added them
+    again, and the operator's stats showed two passes and two redispatches for one of each."""
+    client.http.post("/jobs", headers=auth(), body=json.dumps(STEPS))
+    aws["sqs"].purge_queue(QueueUrl=aws["jobs_url"])
+    time.sleep(1.2)
+    log = composition.container().reconciler_log
+    log._ddb = AnswersLost(log._ddb, "update_item")
+
+    reconcile(app)
+
+    totals = client.http.get("/api/system/stats", headers=operator_headers()).json_body["reconciler"]["totals"]
+    assert totals == {"passes": 1, "redispatched": 1}
