@@ -167,7 +167,6 @@ class JobLifecycle:
         run_at: Optional[datetime] = None,
         scope: Optional[str] = None,
         job_id: Optional[str] = None,
-        parent_id: Optional[str] = None,
         idempotency_key: Optional[str] = None,
         admit: Optional[Callable[[str], None]] = None,
     ) -> Job:
