@@ -93,6 +93,14 @@ class ChangeSet:
     # once the job reads completed, its scope's tasks show it, as a worker's timestamp did.
     task_completion: Optional[TaskCompletion] = None
 
+    def claim_landed_in(self, job: Job) -> bool:
+        """Whether `job`, the job a claim's conditional write was refused on, holds every change
+        of that claim: botocore tried the write again after it was applied and its answer was
+        lost, and the retry was refused by the write itself. A claim is known so by its
+        contents, its `claim_id` among them (no other writer's changes carry it)."""
+        return "claim_id" in self.fields and all(
+            getattr(job, name, REMOVE) == (None if value is REMOVE else value) for name, value in self.fields.items())
+
 
 @dataclass(frozen=True)
 class Expectation:

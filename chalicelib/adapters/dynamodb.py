@@ -715,17 +715,12 @@ def _wrote(stored: Optional[dict[str, Any]], write_id: str) -> bool:
 
 def _shows(stored: Optional[dict[str, Any]], changes: ChangeSet, *, version: Optional[int] = None) -> bool:
     """Whether `stored`, the item a claim's conditional write was refused on, holds every change
-    of that claim (at `version`, when given): botocore tried the write again after DynamoDB
-    applied it and its answer was lost, and the retry was refused by the write itself. A claim
-    is known so by its contents, its `claim_id` among them (no other writer's changes carry
-    it), whichever request made it: the port's contract, which the in-memory store keeps too."""
+    of that claim (at `version`, when given): ChangeSet.claim_landed_in, whichever request made
+    it (the port's contract, which the in-memory store keeps too)."""
     if stored is None or "claim_id" not in changes.fields:
         return False
     current = item_to_job(stored)
-    if version is not None and current.version != version:
-        return False
-    return all(getattr(current, field, REMOVE) == (None if value is REMOVE else value)
-               for field, value in changes.fields.items())
+    return (version is None or current.version == version) and changes.claim_landed_in(current)
 
 
 def _not_written(exc: Optional[BaseException]) -> bool:

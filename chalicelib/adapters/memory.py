@@ -175,7 +175,7 @@ class InMemoryJobStore:
             stored = self._jobs.get(job.id)
             if stored is None or stored.status != expected_status or stored.version != job.version:
                 if (stored is not None and stored.version == job.version + 1 and not changes.invalidate_caches
-                        and changes.run is None and changes.task_completion is None and _holds(stored, changes)):
+                        and changes.run is None and changes.task_completion is None and changes.claim_landed_in(stored)):
                     return stored.model_copy(deep=True)  # a claim's earlier try, its answer lost
                 raise StaleJobError(f"job {job.id} changed since it was read")
             update = {k: (None if v is REMOVE else v) for k, v in changes.fields.items()}
@@ -217,7 +217,7 @@ class InMemoryJobStore:
                 return ExpectedWrite(False, None)
             if stored.tenant != tenant or not _meets(stored, expected):
                 # a claim refused by its own earlier try (that try's answer lost): written
-                return ExpectedWrite(stored.tenant == tenant and _holds(stored, changes), self._read(stored, fetch=True))
+                return ExpectedWrite(stored.tenant == tenant and changes.claim_landed_in(stored), self._read(stored, fetch=True))
             update = {k: (None if v is REMOVE else v) for k, v in changes.fields.items()}
             update["version"] = stored.version + 1
             new = Job.model_validate({**stored.model_dump(), **_dumped(update)})
@@ -437,13 +437,6 @@ class InMemoryQueueOperations:
             checks.append({"name": f"jobs-{priority}-dlq", "kind": "dlq", "priority": priority, "ok": True,
                            "visible": len(self._parked(priority)), "in_flight": 0, "delayed": 0})
         return checks
-
-
-def _holds(job: Job, changes: ChangeSet) -> bool:
-    """Whether `job` holds every change of the claim `changes` (its `claim_id` among them), as
-    the DynamoDB adapter checks a claim refused by its own earlier try."""
-    return "claim_id" in changes.fields and all(getattr(job, field, REMOVE) == (None if value is REMOVE else value)
-                                        for field, value in changes.fields.items())
 
 
 def _meets(job: Job, expected: Expectation) -> bool:
