@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.adapters.dynamodb_batch import transact_write
 from chalicelib.adapters.dynamodb_items import ARTIFACT_PREFIX, artifact_key, job_key, job_partition
 from chalicelib.defaults import RECORD_PART_EXPIRY_S
 from chalicelib.domain.errors import (
@@ -34,9 +35,6 @@ from chalicelib.ports import Artifact, ArtifactInfo, BlobStore
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,127}")
 _TEXT = re.compile(r"(text/[\w.+\-]+|application/([\w.\-]+\+)?(json|xml))(;.*)?")
-# An attempt's artifact write is tried again this often when the attempt's own progress write
-# on the job's item made DynamoDB cancel its transaction (TransactionConflict).
-_CONFLICT_RETRIES = 2
 
 
 def check_name(name: str) -> str:
@@ -145,20 +143,15 @@ class DynamoArtifactStore:
             "ExpressionAttributeNames": {"#status": "status", "#attempts": "attempts"},
             "ExpressionAttributeValues": {":running": {"S": JobStatus.RUNNING.value}, ":attempt": {"N": str(attempt)}},
         }}
-        transaction = [check, {"Put": {"TableName": self._table, "Item": item}}]
-        for retry in range(_CONFLICT_RETRIES + 1):
-            try:
-                self._ddb.transact_write_items(TransactItems=transaction)
-                return
-            except ClientError as exc:
-                reasons = [r.get("Code") for r in (exc.response or {}).get("CancellationReasons") or []]
-                if "TransactionConflict" in reasons and retry < _CONFLICT_RETRIES:
-                    continue  # the attempt's own progress write, at the same moment
-                if reasons[:1] != ["ConditionalCheckFailed"]:
-                    raise
-                if key is not None:
-                    self._blobs.delete([key])
-                raise attempt_ended(job_id, attempt, name) from exc
+        try:  # a TransactionConflict is the attempt's own progress write, at the same moment: tried again
+            transact_write(self._ddb, [check, {"Put": {"TableName": self._table, "Item": item}}])
+        except ClientError as exc:
+            reasons = [r.get("Code") for r in (exc.response or {}).get("CancellationReasons") or []]
+            if reasons[:1] != ["ConditionalCheckFailed"]:
+                raise
+            if key is not None:
+                self._blobs.delete([key])
+            raise attempt_ended(job_id, attempt, name) from exc
 
     def list(self, job_id: str) -> list[ArtifactInfo]:
         items = self._query(job_id, with_data=False)

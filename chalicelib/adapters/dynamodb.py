@@ -40,7 +40,7 @@ from typing import Any, Iterable, Optional
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.cursors import check_position, read_cursor, write_cursor
-from chalicelib.adapters.dynamodb_batch import BATCH_GET_MAX, batch_get
+from chalicelib.adapters.dynamodb_batch import BATCH_GET_MAX, CONFLICT_RETRIES, batch_get, transact_write
 from chalicelib.adapters.dynamodb_items import (
     BLOB_REFS,
     JOB_PREFIX,
@@ -99,11 +99,6 @@ _INDEXES = {
     "status": ("by_status", "gsi2pk", "gsi2sk"),
     "type": ("by_type", "gsi3pk", "gsi3sk"),
 }
-# A transaction is tried again this often when a concurrent write to one of its items made
-# DynamoDB cancel it (TransactionConflict): a keyed submit's on the same key (the retry finds
-# that one's record), a spawn's parent's own progress write, the completions of two jobs of one
-# scope (both write the scope's invalidation record) or a cancel request on the finishing job.
-_CONFLICT_RETRIES = 2
 
 
 def _answer(exc: Exception) -> dict[str, Any]:
@@ -206,13 +201,13 @@ class DynamoJobStore:
         """Run the keyed submit's transaction; the key's stored record when it was refused on
         the key. Tried again when a concurrent transaction on the key cancelled it
         (TransactionConflict): the retry finds that one's record."""
-        for attempt in range(_CONFLICT_RETRIES + 1):
+        for attempt in range(CONFLICT_RETRIES + 1):
             try:
                 self._ddb.transact_write_items(TransactItems=transaction)
                 return None
             except (ClientError, BotoCoreError) as exc:
                 reasons = [r.get("Code") for r in _answer(exc).get("CancellationReasons") or []]
-                retry = attempt < _CONFLICT_RETRIES
+                retry = attempt < CONFLICT_RETRIES
                 if reasons[:1] == ["ConditionalCheckFailed"]:  # the key has a record: a replay
                     stored = exc.response["CancellationReasons"][0].get("Item")
                     first = item_to_key(stored, key.key, now) if stored else self.submission_key(
@@ -267,7 +262,7 @@ class DynamoJobStore:
             if not also:
                 self._ddb.update_item(**update, ReturnValuesOnConditionCheckFailure="ALL_OLD")
             else:
-                self._transact([{"Update": update}, *also])
+                transact_write(self._ddb, [{"Update": update}, *also])
         except (ClientError, BotoCoreError) as exc:
             stored = _answer(exc).get("Item")
             if not also and (_wrote(stored, write_id) or _shows(stored, changes, version=job.version + 1)):
@@ -282,21 +277,6 @@ class DynamoJobStore:
                 raise StoreUnavailableError(f"could not update job {job.id}") from exc
         fields = {k: (None if v is REMOVE else v) for k, v in changes.fields.items()}
         return job.model_copy(update={**fields, "version": job.version + 1})
-
-    def _transact(self, items: list[dict[str, Any]]) -> None:
-        """TransactWriteItems, tried again while a concurrent write to one of `items` cancels it
-        (TransactionConflict: nothing was written; a write that changed the job makes the next
-        try fail its condition, which the caller reads as a lost race). botocore's own retry of
-        a try whose answer was lost is no second write: it sends one ClientRequestToken."""
-        for retry in range(_CONFLICT_RETRIES + 1):
-            try:
-                self._ddb.transact_write_items(TransactItems=items)
-                return
-            except ClientError as exc:
-                reasons = [r.get("Code") for r in _answer(exc).get("CancellationReasons") or []]
-                if "TransactionConflict" not in reasons or "ConditionalCheckFailed" in reasons \
-                        or retry == _CONFLICT_RETRIES:
-                    raise
 
     def cut_progress_message(self, job: Job, expected_status: JobStatus, limit: int) -> Job:
         cut = clip(job.progress.message, limit)
@@ -617,21 +597,17 @@ class DynamoJobStore:
             {"Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
             {"Update": link},
         ]
-        for retry in range(_CONFLICT_RETRIES + 1):
-            try:
-                self._ddb.transact_write_items(TransactItems=transaction)
-                return
-            except (ClientError, BotoCoreError) as exc:
-                reasons = [r.get("Code") for r in _answer(exc).get("CancellationReasons") or []]
-                if reasons[:1] == ["ConditionalCheckFailed"]:  # its payload object is the existing child's
-                    raise StaleJobError(f"job {child.id} already exists") from exc
-                if "TransactionConflict" in reasons and retry < _CONFLICT_RETRIES:
-                    continue  # the parent's own progress write, at the same moment
-                if ref is not None and _not_written(exc):  # after a lost answer the child may be stored
-                    self._blobs.delete([ref["key"]])
-                if reasons[1:2] == ["ConditionalCheckFailed"]:
-                    raise self._not_linked(child.parent_id or "", child.id, attempt) from exc
-                raise StoreUnavailableError(f"could not spawn child {child.id} of job {child.parent_id}") from exc
+        try:  # a TransactionConflict is the parent's own progress write, at the same moment: tried again
+            transact_write(self._ddb, transaction)
+        except (ClientError, BotoCoreError) as exc:
+            reasons = [r.get("Code") for r in _answer(exc).get("CancellationReasons") or []]
+            if reasons[:1] == ["ConditionalCheckFailed"]:  # its payload object is the existing child's
+                raise StaleJobError(f"job {child.id} already exists") from exc
+            if ref is not None and _not_written(exc):  # after a lost answer the child may be stored
+                self._blobs.delete([ref["key"]])
+            if reasons[1:2] == ["ConditionalCheckFailed"]:
+                raise self._not_linked(child.parent_id or "", child.id, attempt) from exc
+            raise StoreUnavailableError(f"could not spawn child {child.id} of job {child.parent_id}") from exc
 
     def add_child(self, parent_id: str, child_id: str, attempt: int) -> None:
         try:

@@ -1,8 +1,11 @@
-"""BatchGetItem and BatchWriteItem with what they leave unprocessed retried.
+"""BatchGetItem and BatchWriteItem with what they leave unprocessed retried, and
+TransactWriteItems tried again when a concurrent write cancelled it.
 
 botocore retries a throttled call, but a batch call that succeeds may still hand back part of
 its keys or writes (UnprocessedKeys / UnprocessedItems) under throttling; those are sent again
-here with exponential backoff, and StoreUnavailableError is raised when they never go through."""
+here with exponential backoff, and StoreUnavailableError is raised when they never go through.
+A transaction DynamoDB cancelled because another request was writing one of its items at that
+moment (TransactionConflict) wrote nothing and is sent again (botocore does not)."""
 from __future__ import annotations
 
 import time
@@ -15,6 +18,12 @@ from chalicelib.domain.errors import StoreUnavailableError
 BATCH_GET_MAX = 100  # keys per BatchGetItem
 BATCH_WRITE_MAX = 25  # requests per BatchWriteItem
 UNPROCESSED_RETRIES = 6  # with the backoff below: about 2.3 s in all before giving up
+# A transaction is tried again this often when a concurrent write to one of its items made
+# DynamoDB cancel it (TransactionConflict): a keyed submit's on the same key (the retry finds
+# that one's record), a parent's own progress write beside a spawn or an artifact, the
+# completions of two jobs of one scope (both write the scope's invalidation record) or a
+# cancel request on the finishing job.
+CONFLICT_RETRIES = 2
 
 
 def backoff_s(attempt: int) -> float:
@@ -65,3 +74,20 @@ def batch_write(client: Any, table: str, requests: list[dict[str, Any]], *, erro
             lambda request: client.batch_write_item(RequestItems=request),
             {table: requests}, "UnprocessedItems", error=error, sleep=sleep,
         )
+
+
+def transact_write(client: Any, items: list[dict[str, Any]]) -> None:
+    """TransactWriteItems, tried again while a concurrent write to one of `items` cancels it
+    (TransactionConflict: nothing was written; a write that changed what a condition checks
+    makes the next try fail that condition). The last ClientError is raised as it came, for the
+    caller to read its CancellationReasons. botocore's own retry of a try whose answer was lost
+    is no second write: it sends one ClientRequestToken."""
+    for retry in range(CONFLICT_RETRIES + 1):
+        try:
+            client.transact_write_items(TransactItems=items)
+            return
+        except ClientError as exc:
+            reasons = [r.get("Code") for r in (exc.response or {}).get("CancellationReasons") or []]
+            if "TransactionConflict" not in reasons or "ConditionalCheckFailed" in reasons \
+                    or retry == CONFLICT_RETRIES:
+                raise
