@@ -7,12 +7,13 @@ where it was (at worst delivered twice, which the worker tolerates)."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping, Optional, Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.domain.errors import DeadLetterUnavailableError, InvalidRequestError, NotRedrivableError
+from chalicelib.domain.job import isoformat
 from chalicelib.ports import DeadLetter, job_message_of
 
 _ATTRIBUTES = {
@@ -21,6 +22,8 @@ _ATTRIBUTES = {
     "delayed": "ApproximateNumberOfMessagesDelayed",
 }
 _PEEK_HIDE_S = 30
+# SentTimestamp counts milliseconds from here.
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class SqsQueueOperations:
@@ -204,7 +207,7 @@ def _dead_letter(message: dict[str, Any]) -> DeadLetter:
     body = letter_body(message["Body"])
     attributes = message.get("Attributes", {})
     sent = attributes.get("SentTimestamp")
-    sent_at = (datetime.fromtimestamp(int(sent) / 1000, timezone.utc).isoformat().replace("+00:00", "Z")
-               if sent else None)
+    # Whole milliseconds, added exactly (a float of them can land a microsecond short).
+    sent_at = isoformat(_EPOCH + timedelta(milliseconds=int(sent))) if sent else None
     reason = message.get("MessageAttributes", {}).get(REASON_ATTRIBUTE, {}).get("StringValue")
     return DeadLetter(message["MessageId"], body, sent_at, reason)

@@ -2,6 +2,8 @@
 its dead-letter queue, where operators peek at it and redrive it."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from chalicelib.domain.errors import InvalidRequestError
@@ -43,7 +45,10 @@ def test_dead_letters_are_peeked_without_being_taken_then_redriven(adapters):
     peeked = adapters.queue_operations.peek_dead_letters("low", 10)
     assert sorted(m.body["job_id"] for m in peeked) == ["job-1", "job-2"]
     assert all(m.body == {"job_id": m.body["job_id"], "attempt": 3, "reason": reason} for m in peeked)
-    assert all(m.sent_at and m.message_id for m in peeked)
+    assert all(m.message_id for m in peeked)
+    # Every time an answer shows is written one way: UTC, milliseconds, `Z` (domain isoformat).
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", m.sent_at) for m in peeked), \
+        [m.sent_at for m in peeked]
     assert len(adapters.queue_operations.peek_dead_letters("low", 1)) == 1
     assert depth(adapters, "low")["dead_lettered"] == 2  # a peek takes nothing
     assert adapters.queue_operations.redrive("low", 10) == {"moved": 2, "failed": 0}

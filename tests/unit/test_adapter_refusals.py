@@ -130,3 +130,15 @@ def test_events_eventbridge_refused_or_never_answered_are_retried_then_named_unp
     assert raised.value.unpublished == ["e1"]
     assert client.calls == len(waits) + 1 > 1  # tried again before giving up
     assert isinstance(raised.value.__cause__, type(FAILURES[failure]()))
+
+
+@pytest.mark.parametrize("sent, shown", [
+    ("1796167374273", "2026-12-01T23:22:54.273Z"),
+    ("1796167374000", "2026-12-01T23:22:54.000Z"),  # a whole second keeps its milliseconds
+    ("1796167374005", "2026-12-01T23:22:54.005Z"),
+])
+def test_a_dead_letters_sent_time_is_shown_like_every_other_time(sent, shown):
+    from chalicelib.adapters.sqs_operations import _dead_letter
+
+    letter = _dead_letter({"MessageId": "m-1", "Body": "{}", "Attributes": {"SentTimestamp": sent}})
+    assert letter.sent_at == shown
