@@ -23,7 +23,7 @@ def retry_after_s(value: Optional[str], now: Optional[datetime] = None) -> Optio
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # DIGIT is ASCII; "²" is a digit to isdigit alone
         return float(value)
     try:
         when = parsedate_to_datetime(value)
