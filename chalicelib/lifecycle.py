@@ -448,6 +448,9 @@ class JobLifecycle:
     def _claim(self, job: Job, time_left_s: Optional[float]) -> Claim:
         now = self.clock()
         if job.status.is_terminal:
+            if job.dead_letter_owed is not None:  # raises QueueUnavailableError: delivered again
+                self._dead_letter(job, job.dead_letter_owed)
+                job = self.store.apply(job, job.status, ChangeSet({"dead_letter_owed": REMOVE}))
             return Claim(ClaimOutcome.SKIP, job, f"job is {job.status.value}")
         if job.status == JobStatus.RUNNING:
             lease = job.lease_expires_at
@@ -551,11 +554,13 @@ class JobLifecycle:
                 )
                 return retried
             failed = self._finish(current, JobStatus.FAILED, error=error)
-            self.queue.dead_letter(
-                JobMessage(current.id, current.attempts),
-                priority=current.priority,
-                reason={"code": error.code, "message": error.message},
-            )
+            try:
+                self._dead_letter(failed, failed.attempts)
+            except QueueUnavailableError:
+                # The job reads failed; its letter is owed, and the attempt's message parks it
+                # when it comes back (this delivery fails; a dead worker's message reappears).
+                self.store.apply(failed, JobStatus.FAILED, ChangeSet({"dead_letter_owed": failed.attempts}))
+                raise
             return failed
 
         return self._with_fresh(job, decide)
@@ -633,6 +638,13 @@ class JobLifecycle:
         """When a job starting at `start` should have been claimed, once `sent` messages went
         out for its next attempt: the grace, doubled per earlier resend, at most the cap."""
         return start + timedelta(seconds=min(MAX_DISPATCH_BACKOFF_S, self.dispatch_grace_s * 2 ** (sent - 1)))
+
+    def _dead_letter(self, job: Job, attempt: int) -> None:
+        """Park the message of `job`'s failed `attempt`, with the job's error as the reason.
+        Raises QueueUnavailableError."""
+        error = job.error or JobErrorInfo(code="failed", message="")
+        self.queue.dead_letter(JobMessage(job.id, attempt), priority=job.priority,
+                               reason={"code": error.code, "message": error.message})
 
     def _with_fresh(self, job: Job, decide: Callable[[Job], Job]) -> Job:
         """Apply `decide` to the running attempt of `job`; on a lost race re-read and apply again

@@ -78,7 +78,7 @@ class Run(BaseModel):
 
 # Bookkeeping of the worker and the reconciler that clients never see.
 INTERNAL_FIELDS = frozenset({"lease_expires_at", "timeout_s", "due_at", "dispatches", "attempt_started_at",
-                             "event_percent", "claim_id"})
+                             "event_percent", "claim_id", "dead_letter_owed"})
 
 
 def parse_time(value: str) -> datetime:
@@ -127,6 +127,9 @@ class Job(BaseModel):
     # write, so slow progress still reaches the ERP every 10 points.
     event_percent: float = 0.0
     expires_at: Optional[int] = None  # epoch seconds; DynamoDB TTL removes the record after it
+    # The attempt of a failed job whose message the dead-letter queue did not take when the job
+    # failed: the next delivery of one of the job's messages parks it (JobLifecycle.claim).
+    dead_letter_owed: Optional[int] = None
     version: int = 1
 
     def public(self) -> dict[str, Any]:

@@ -142,6 +142,16 @@ def test_apply_writes_only_against_the_expected_status_and_version(adapters):
     assert adapters.store.get(job.id) == written
 
 
+def test_a_failed_jobs_owed_dead_letter_is_kept_until_removed(adapters):
+    job = make_job(1, status=JobStatus.FAILED, error=JobErrorInfo(code="boom", message="it broke"), attempts=3)
+    adapters.store.create(job)
+    owed = adapters.store.apply(job, JobStatus.FAILED, ChangeSet({"dead_letter_owed": 3}))
+    assert adapters.store.get(job.id) == owed and owed.dead_letter_owed == 3
+    assert "dead_letter_owed" not in owed.public()
+    paid = adapters.store.apply(owed, JobStatus.FAILED, ChangeSet({"dead_letter_owed": REMOVE}))
+    assert adapters.store.get(job.id) == paid and paid.dead_letter_owed is None
+
+
 def test_apply_with_a_run_writes_both_and_a_later_run_write_keeps_the_start_time(adapters):
     job = running(adapters.store, make_job(1))
     (run,) = adapters.store.runs(job.id)

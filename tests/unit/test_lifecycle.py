@@ -8,6 +8,7 @@ from chalicelib.domain.errors import (
     JobAlreadyFinishedError,
     JobNotFoundError,
     ProgressRejectedError,
+    QueueUnavailableError,
     StaleJobError,
     StoreUnavailableError,
     UnknownJobTypeError,
@@ -386,3 +387,40 @@ def test_a_spawned_child_is_never_left_off_its_parent(lifecycle, store, queue):
     made = store.get(child_id) is not None
     assert made == (child_id in store.get(parent.id).children)
     assert made == (child_id in [m.job_id for m, _, _ in queue.sent])
+
+
+@pytest.mark.parametrize("ended_by", ["worker", "reconciler"])
+def test_a_dead_letter_the_queue_refused_is_parked_by_the_message_coming_back(lifecycle, store, queue, clock, ended_by):
+    """The failed write lands before the dead letter is sent: when the send fails the job reads
+    failed with its error, and the attempt's message, delivered again (its delivery failed, or
+    the worker that ran it died), parks it then. Once, however often it comes back."""
+    job = submit(lifecycle)
+    for attempt in (1, 2):
+        clock.advance(900)  # past the retry's backoff
+        lifecycle.fail_attempt(lifecycle.claim(JobMessage(job.id, attempt)).job,
+                               JobErrorInfo(code="boom", message="it broke"), retryable=True)
+    clock.advance(900)
+    running = lifecycle.claim(JobMessage(job.id, 3)).job
+    queue.fail_sends = True
+    with pytest.raises(QueueUnavailableError):
+        if ended_by == "worker":
+            lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=False)
+        else:
+            clock.advance(running.timeout_s + 3600)
+            lifecycle.reconcile(store.get(job.id))
+    failed = store.get(job.id)
+    assert failed.status == JobStatus.FAILED and queue.dead == []
+    queue.fail_sends = False
+    for _ in range(2):
+        assert lifecycle.claim(JobMessage(job.id, 3)).outcome == ClaimOutcome.SKIP
+    reason = {"code": failed.error.code, "message": failed.error.message}
+    assert queue.dead == [(JobMessage(job.id, 3), reason)]
+    assert "dead_letter_owed" not in store.get(job.id).public()
+
+
+def test_a_dead_letter_sent_at_once_is_not_sent_again_by_a_later_delivery(lifecycle, store, queue):
+    job = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=False)
+    assert lifecycle.claim(JobMessage(job.id, 1)).outcome == ClaimOutcome.SKIP
+    assert len(queue.dead) == 1
