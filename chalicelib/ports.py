@@ -177,7 +177,7 @@ class JobStore(Protocol):
         the stored job belongs to `tenant` and meets `expected`; else write nothing and return
         the stored job as the refused write saw it. `changes` may not carry a run, cache
         invalidations, a task completion or claim-checked fields (payload, result): ValueError. Raises
-        StoreUnavailableError."""
+        RecordTooLargeError when the record would pass the store's item size, StoreUnavailableError."""
 
     def record_progress(self, job_id: str, attempt: int, progress: Progress, *, announce: bool = False) -> Job:
         """Write progress if the job is running `attempt` and the percent does not decrease;
@@ -193,8 +193,8 @@ class JobStore(Protocol):
         """Store `child` (a new job naming its `parent_id`) and append it to the parent's
         `children` (version + 1) in one write, while attempt `attempt` of the parent is running.
         Raises StaleJobError when the child exists, AttemptEndedError when that attempt is no
-        longer the parent's running one, JobNotFoundError when the parent does not exist:
-        each writing nothing."""
+        longer the parent's running one, JobNotFoundError when the parent does not exist,
+        RecordTooLargeError when the parent's record has no room to list it: each writing nothing."""
 
     def add_child(self, parent_id: str, child_id: str, attempt: int) -> None:
         """Append an existing `child_id` to the parent's `children` once (version + 1), while

@@ -337,6 +337,8 @@ class DynamoJobStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except (ClientError, BotoCoreError) as exc:
+            if _too_large(exc):
+                raise RecordTooLargeError(f"job {job_id}'s record has no room for this write (400 KB)") from exc
             if _error_code(exc) != "ConditionalCheckFailedException":
                 raise StoreUnavailableError(f"could not update job {job_id}") from exc
             stored = exc.response.get("Item")
@@ -607,6 +609,9 @@ class DynamoJobStore:
                 self._blobs.delete([ref["key"]])
             if reasons[1:2] == ["ConditionalCheckFailed"]:
                 raise self._not_linked(child.parent_id or "", child.id, attempt) from exc
+            if _too_large(exc):
+                raise RecordTooLargeError(
+                    f"job {child.parent_id}'s record has no room to list child {child.id} (400 KB)") from exc
             raise StoreUnavailableError(f"could not spawn child {child.id} of job {child.parent_id}") from exc
 
     def add_child(self, parent_id: str, child_id: str, attempt: int) -> None:

@@ -221,6 +221,8 @@ class InMemoryJobStore:
             update = {k: (None if v is REMOVE else v) for k, v in changes.fields.items()}
             update["version"] = stored.version + 1
             new = Job.model_validate({**stored.model_dump(), **_dumped(update)})
+            if self._record_bytes(new) > ITEM_MAX_BYTES:
+                raise RecordTooLargeError(f"job {job_id}'s record has no room for this write (400 KB)")
             self._jobs[job_id] = new
             return ExpectedWrite(True, self._read(new, fetch=True))
 
@@ -251,10 +253,12 @@ class InMemoryJobStore:
             if child.id in self._jobs:
                 raise StaleJobError(f"job {child.id} already exists")
             parent = self._running_parent(child.parent_id, child.id, attempt)
+            listing = parent.model_copy(update={"children": [*parent.children, child.id], "version": parent.version + 1})
+            if self._record_bytes(listing) > ITEM_MAX_BYTES:
+                raise RecordTooLargeError(f"job {parent.id}'s record has no room to list child {child.id} (400 KB)")
             self._check_out(child.id, "payload", child.payload)
             self._jobs[child.id] = child.model_copy(deep=True)
-            self._jobs[parent.id] = parent.model_copy(
-                update={"children": [*parent.children, child.id], "version": parent.version + 1})
+            self._jobs[parent.id] = listing
 
     def add_child(self, parent_id: str, child_id: str, attempt: int) -> None:
         with self._lock:

@@ -347,6 +347,37 @@ def test_a_record_filled_by_progress_refuses_what_does_not_fit_until_its_message
     assert store.get(job.id).status == JobStatus.RETRYING and ended.version == cut.version + 1
 
 
+def _filled_by_progress(store, job: Job) -> Job:
+    """`job` running with the longest progress message its record takes (binary search, as a
+    handler growing its message would find it)."""
+    fits, too_long = 0, 420_000
+    while too_long - fits > 1:
+        length = (fits + too_long) // 2
+        try:
+            store.record_progress(running(store, make_job(100 + length % 1000 + (length // 1000) * 1000)).id, 1,
+                                  Progress(percent=5, message="m" * length))
+            fits = length
+        except ProgressRejectedError:
+            too_long = length
+    return store.record_progress(running(store, job).id, 1, Progress(percent=5, message="m" * fits))
+
+
+def test_a_full_record_refuses_a_write_without_a_read_and_a_child_it_would_list(adapters):
+    """Past the record's 400 KB a write is refused as RecordTooLargeError, whichever write it is:
+    nothing is written, no child made, listed, nor its payload's object kept."""
+    store = adapters.store
+    parent = _filled_by_progress(store, make_job(1))
+    with pytest.raises(RecordTooLargeError):
+        store.apply_expected(parent.id, parent.tenant, Expectation(equal={"attempts": 1}),
+                             ChangeSet({"claim_id": "c" * 400}))
+    child = make_job(2, parent_id=parent.id, payload={"pad": "x" * INLINE_LIMIT})
+    with pytest.raises(RecordTooLargeError):
+        store.create_child(child, 1)
+    assert store.get(parent.id) == parent
+    assert [k for page in adapters.blobs.keys_older_than("jobs/", datetime(9999, 1, 1, tzinfo=timezone.utc))
+            for k in page if child.id in k] == []
+
+
 def test_a_child_is_listed_once_and_a_missing_parent_is_an_error(adapters):
     parent = running(adapters.store, make_job(1))
     adapters.store.add_child(parent.id, "child-a", 1)
