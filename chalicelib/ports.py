@@ -233,6 +233,11 @@ class JobQueue(Protocol):
         """`set_visibility` for several messages of one queue, ten to a request; returns how
         many could not be changed (a refusal of the whole request raises QueueUnavailableError)."""
 
+    def acknowledge(self, queue_arn: str, receipt_handle: str) -> None:
+        """Delete a received message from its queue now, before its batch answers (a message
+        parked elsewhere must not come back with a batch whose answer was lost); raises
+        QueueUnavailableError."""
+
 
 class EventPublisher(Protocol):
     def publish(self, events: list[Any]) -> None:

@@ -351,6 +351,7 @@ class InMemoryJobQueue:
         self.dead: list[tuple[JobMessage, Optional[dict[str, Any]]]] = []
         self.fail_sends = False
         self.visibility: dict[str, int] = {}
+        self.acknowledged: list[str] = []  # receipt handles deleted before their batch answered
 
     def priority_of(self, priority: str) -> str:
         """Like the SQS adapter: a priority without its own queue goes to `normal`."""
@@ -389,6 +390,11 @@ class InMemoryJobQueue:
         for handle in receipt_handles:
             self.set_visibility(queue_arn, handle, seconds)
         return 0
+
+    def acknowledge(self, queue_arn: str, receipt_handle: str) -> None:
+        if self.fail_sends:
+            raise QueueUnavailableError("could not delete a received message")
+        self.acknowledged.append(receipt_handle)
 
     def drain(self) -> list[JobMessage]:
         messages = [m for m, _, _ in self.sent]

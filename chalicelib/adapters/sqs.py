@@ -74,6 +74,12 @@ class SqsJobQueue:
             failed += len(response.get("Failed", []))
         return failed
 
+    def acknowledge(self, queue_arn: str, receipt_handle: str) -> None:
+        try:
+            self._sqs.delete_message(QueueUrl=self._url_for_arn(queue_arn), ReceiptHandle=receipt_handle)
+        except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
+            raise QueueUnavailableError("could not delete a received message") from exc
+
     def _url_for_arn(self, queue_arn: str) -> str:
         """A queue's URL from its ARN (arn:aws:sqs:<region>:<account>:<name>) without a
         GetQueueUrl call, which the consumers' roles need not allow: the endpoint, the account

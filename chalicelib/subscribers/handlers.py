@@ -99,21 +99,31 @@ class Consumer:
         logger.warning(f"{self._name} failed; retrying in {backoff} s",
                        extra={"event_id": detail.get("event_id"), "receive_count": receives})
 
-    def _park(self, services: Container, body: str, detail: dict[str, Any], refusal: WebhookRefusedError) -> bool:
-        """Put a refused record on the dead-letter queue; whether it is there. Its delivery
-        record (if any) is forgotten like a failed one's, so a redrive delivers it."""
+    def _park(self, services: Container, record: SQSRecord, detail: dict[str, Any],
+              refusal: WebhookRefusedError) -> bool:
+        """Put a refused record on the dead-letter queue; whether it is there (its message then
+        leaves its queue at once, `_acknowledge`). Its delivery record (if any) is forgotten
+        like a failed one's, so a redrive delivers it."""
         queue = self._dead_letters(services) if self._dead_letters is not None else None
         extra = {"event_id": detail.get("event_id"), "status": refusal.details.get("status"), "reason": refusal.message}
         if queue is None:
             logger.warning(f"{self._name} refused for good, and no dead-letter queue is configured", extra=extra)
             return False
         try:
-            queue.park(body, refusal.message)
+            queue.park(record.body, refusal.message)
         except JobpipeError as exc:  # the queue did not answer: the message comes back to be parked then
             logger.warning(f"{self._name} could not park a refused event", extra={**extra, "error": describe(exc)})
             return False
         logger.error(f"{self._name} refused for good: dead-lettered", extra=extra)
         return True
+
+    def _acknowledge(self, services: Container, record: SQSRecord, event_id: str) -> None:
+        """Delete a parked event's message (or a batch duplicate's) from its queue now."""
+        try:
+            services.queue.acknowledge(record.event_source_arn, record.receipt_handle)
+        except JobpipeError as exc:  # the batch's answer deletes it, as it would have
+            logger.warning(f"{self._name} could not delete a parked event's message",
+                           extra={"event_id": event_id, "error": describe(exc)})
 
     def consume(self, event: Any, services: Container) -> dict[str, Any]:
         """Run every record of the SQS batch; returns the batch item failures."""
@@ -128,7 +138,10 @@ class Consumer:
             batch = DeliveryRound(services.delivery_ledger(self._name), _event_ids(raw.get("Records", [])),
                                   _lease_s(event.context))
 
-        parked: set[str] = set()  # event ids of this batch parked: a duplicate of one is not parked twice
+        # Event ids of this batch parked: a duplicate of one is not parked twice. A parked
+        # event's messages leave the queue at once, not with the batch's answer: a batch that
+        # came back before its answer (an invocation that died, an answer lost) would park it again.
+        parked: set[str] = set()
 
         def handle(record: SQSRecord) -> None:
             detail = _detail(record.body)
@@ -139,8 +152,9 @@ class Consumer:
                 else:
                     batch.run(event_id, lambda: self._effect(services, detail, _seconds_left(event.context)))
             except WebhookRefusedError as exc:
-                if event_id in parked or self._park(services, record.body, detail, exc):
+                if event_id in parked or self._park(services, record, detail, exc):
                     parked.add(event_id)
+                    self._acknowledge(services, record, event_id)
                     return
                 self._retry_later(services, record, detail, exc)
                 raise

@@ -108,3 +108,15 @@ def test_received_messages_are_shown_again_ten_to_a_request(adapters):
         assert [adapters.queue.visibility[h] for h in handles] == [0] * 12
     else:
         assert depth(adapters, "normal")["visible"] == 12
+
+
+def test_an_acknowledged_message_leaves_its_queue_before_its_batch_answers(adapters):
+    adapters.queue.send(JobMessage("job-1", 1), priority="normal")
+    arn = "arn:aws:sqs:us-east-1:123456789012:jobs-normal"
+    if adapters.receive is None:  # the in-memory queue hands out no receipt handles: it records them
+        adapters.queue.acknowledge(arn, "handle-1")
+        assert adapters.queue.acknowledged == ["handle-1"]
+        return
+    (received,) = adapters.receive("normal")
+    adapters.queue.acknowledge(arn, received["ReceiptHandle"])
+    assert depth(adapters, "normal") == {"visible": 0, "in_flight": 0, "delayed": 0, "dead_lettered": 0}

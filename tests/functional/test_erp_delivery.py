@@ -421,3 +421,22 @@ def test_a_refused_event_twice_in_one_batch_is_posted_and_parked_once(bridge):
     erp.answers[refused] = 403
     assert invoke([refused, refused]) == []
     assert erp.posts == 1 and len(invoke.dead_letters()) == 1
+
+
+def test_a_refused_event_whose_batch_comes_back_before_its_answer_is_parked_once(bridge, client, aws):
+    """A refused event's message leaves its queue once it is parked, not only when the batch's
+    answer reaches SQS: a batch that comes back (its invocation died after the park, its
+    answer was lost) does not park it a second time."""
+    invoke, erp, _, _, _ = bridge
+    (refused,) = ids(1)
+    erp.answers[refused] = 422
+    sqs = aws["sqs"]
+    sqs.send_message(QueueUrl=invoke.queue_url, MessageBody=json.dumps(_envelope(refused)))
+    handler = client._app.handler_map["erp_bridge"]
+    for _ in range(2):  # the first delivery's answer never reaches SQS: what is on the queue comes back
+        received = sqs.receive_message(QueueUrl=invoke.queue_url, MaxNumberOfMessages=10,
+                                       VisibilityTimeout=0).get("Messages", [])
+        if not received:
+            break
+        handler(sqs_event(received, QUEUE_ARN), LambdaContext(60))
+    assert erp.posts == 1 and len(invoke.dead_letters()) == 1

@@ -342,7 +342,10 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
 
     composition.container().erp_bridge = ErpBridge(Sender(), "https://erp.example/hook", "x" * 32)
     log.function = "ErpBridge"
-    app.handler_map["erp_bridge"](sqs_event(messages[:5]), LambdaContext(60))
+    erp_queue = aws["sqs"].create_queue(QueueName="iam-erp-webhook")["QueueUrl"]
+    log.name(erp_queue, "ErpWebhookQueue")  # the parked event's message is deleted from it at once
+    erp_arn = aws["sqs"].get_queue_attributes(QueueUrl=erp_queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    app.handler_map["erp_bridge"](sqs_event(messages[:5], erp_arn), LambdaContext(60))
     log.function = "CacheInvalidation"
     app.handler_map["cache_invalidation"](sqs_event(scoped), LambdaContext(60))
 
