@@ -64,11 +64,6 @@ def blob_key(job_id: str, name: str, attempt: Optional[int] = None) -> str:
     return f"jobs/{job_id}/artifacts/{name}" if attempt is None else f"jobs/{job_id}/artifacts/{attempt:04d}/{name}"
 
 
-def attempt_ended(job_id: str, attempt: int, name: str) -> AttemptEndedError:
-    return AttemptEndedError(f"attempt {attempt} of job {job_id} is no longer running: "
-                             f"artifact {name} is not stored")
-
-
 def keeps_inline(data: bytes, content_type: str, inline_limit: int) -> bool:
     """Small text that reads back exactly: the API serves an inline artifact as UTF-8 text, so
     text in another encoding (latin-1 bytes under `charset=iso-8859-1`) goes to S3, whose
@@ -151,7 +146,7 @@ class DynamoArtifactStore:
                 raise
             if key is not None:
                 self._blobs.delete([key])
-            raise attempt_ended(job_id, attempt, name) from exc
+            raise AttemptEndedError.refusing(job_id, attempt, f"artifact {name} is not stored") from exc
 
     def list(self, job_id: str) -> list[ArtifactInfo]:
         items = self._query(job_id, with_data=False)

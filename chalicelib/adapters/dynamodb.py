@@ -647,8 +647,7 @@ class DynamoJobStore:
         parent = parent or self.get(parent_id)
         if parent is None:
             return JobNotFoundError(f"job {parent_id} does not exist; cannot list child {child_id}")
-        return AttemptEndedError(f"attempt {attempt} of job {parent_id} is no longer running: "
-                                 f"child {child_id} is not spawned")
+        return AttemptEndedError.refusing(parent_id, attempt, f"child {child_id} is not spawned")
 
     def runs(self, job_id: str) -> list[Run]:
         request: dict[str, Any] = {

@@ -275,8 +275,7 @@ class InMemoryJobStore:
         if parent is None:
             raise JobNotFoundError(f"job {parent_id} does not exist; cannot list child {child_id}")
         if parent.status != JobStatus.RUNNING or parent.attempts != attempt:
-            raise AttemptEndedError(f"attempt {attempt} of job {parent_id} is no longer running: "
-                                    f"child {child_id} is not spawned")
+            raise AttemptEndedError.refusing(parent.id, attempt, f"child {child_id} is not spawned")
         return parent
 
     def runs(self, job_id: str) -> list[Run]:

@@ -7,8 +7,8 @@ from typing import Any, Callable, Iterator, Optional
 from urllib.parse import urlencode
 
 from chalicelib.adapters.artifacts import blob_key as artifact_blob_key
-from chalicelib.adapters.artifacts import attempt_ended, check_content_type, check_name, keeps_inline
-from chalicelib.domain.errors import ArtifactNotFoundError, BlobNotFoundError
+from chalicelib.adapters.artifacts import check_content_type, check_name, keeps_inline
+from chalicelib.domain.errors import ArtifactNotFoundError, AttemptEndedError, BlobNotFoundError
 from chalicelib.domain.job import isoformat, utcnow
 from chalicelib.domain.status import JobStatus
 from chalicelib.ports import Artifact, ArtifactInfo
@@ -70,7 +70,7 @@ class InMemoryArtifactStore:
             if job is None or job.status != JobStatus.RUNNING or job.attempts != attempt:
                 if key is not None:
                     self._blobs.delete([key])
-                raise attempt_ended(job_id, attempt, name)
+                raise AttemptEndedError.refusing(job_id, attempt, f"artifact {name} is not stored")
         self.items[(job_id, name)] = Artifact(info, content=bytes(data)) if key is None else Artifact(info, blob_key=key)
         return info
 

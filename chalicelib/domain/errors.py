@@ -100,6 +100,12 @@ class AttemptEndedError(JobpipeError):
 
     code = "attempt_ended"
 
+    @classmethod
+    def refusing(cls, job_id: str, attempt: int, refused: str) -> "AttemptEndedError":
+        """A store's refusal of a write for an attempt that is over: `refused` says what was
+        not written ("child <id> is not spawned", "artifact <name> is not stored")."""
+        return cls(f"attempt {attempt} of job {job_id} is no longer running: {refused}")
+
 
 class HandlerError(JobpipeError):
     """Base of the errors a job handler raises to end an attempt; `code`, when given, is the

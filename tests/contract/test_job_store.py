@@ -414,7 +414,9 @@ def test_an_attempt_no_longer_running_makes_and_lists_no_child(adapters, parent_
     child = make_job(2, parent_id=parent.id if parent_is != "missing" else make_job(9).id,
                      payload={"pad": "x" * INLINE_LIMIT})
     error = JobNotFoundError if parent_is == "missing" else AttemptEndedError
-    with pytest.raises(error):
+    said = (f"attempt 1 of job {parent.id} is no longer running: child {child.id} is not spawned"
+            if error is AttemptEndedError else None)
+    with pytest.raises(error, match=said):
         store.create_child(child, 1)
     with pytest.raises(error):
         store.add_child(child.parent_id, "child-a", 1)
