@@ -3,7 +3,7 @@ for, and how a job that is not there is answered (the reads: chalicelib/job_read
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from chalicelib.api.errors import InvalidJsonError
 from chalicelib.api.http import Call
@@ -83,6 +83,13 @@ def _placeholder(value: Any) -> Any:
     if value is None or (isinstance(value, Mapping) and set(value) == {"claim_check"}):
         return value
     return {"claim_check": {"bytes": len(json.dumps(value, separators=(",", ":")).encode())}}
+
+
+def fitted_tree(roots: Sequence[Job], tree: Mapping[str, Job]) -> tuple[dict[str, Job], dict[str, Job]]:
+    """`fitted` for a jobinfo answer: (each job by id as it is shown, the descendants in `tree`
+    as they are shown nested), the jobs taken in the order the answer nests them."""
+    shown = fitted(in_answer_order(roots, tree))
+    return shown, {i: shown.get(i, j) for i, j in tree.items()}
 
 
 def in_answer_order(roots: Iterable[Job], tree: Mapping[str, Job]) -> Iterator[Job]:

@@ -10,7 +10,7 @@ from chalice import Blueprint, Response
 from chalicelib.api.errors import json_response
 from chalicelib.api.etag import conditional_response, job_etag
 from chalicelib.api.http import Call
-from chalicelib.api.job_reads import batch_job_ids, fitted, in_answer_order, not_found
+from chalicelib.api.job_reads import batch_job_ids, fitted_tree, not_found
 from chalicelib.api.routing import router
 from chalicelib.api.rq_vocabulary import job_info, job_status
 from chalicelib.composition import container
@@ -39,8 +39,7 @@ def _one(call: Call, kind: str, job_id: str, describe) -> Response:
         return conditional_response(call.header("if-none-match"), job_etag(kind, [(job_id, None)]), not_found(job_id))
     tree, whole = reads.tree(call.user.tenant, [job]) if job.children else ({}, True)
     members = [(job_id, job), *sorted(tree.items())]
-    shown = fitted(in_answer_order([job], tree))
-    nested = {i: shown.get(i, j) for i, j in tree.items()}
+    shown, nested = fitted_tree([job], tree)
     return conditional_response(call.header("if-none-match"), job_etag(kind, members),
                                 describe(shown[job.id], utcnow(), nested, whole=whole))
 
@@ -65,8 +64,7 @@ def rq_job_info_batch(call: Call) -> Any:
     pairs = reads.visible_jobs(call.user.tenant, ids)
     roots = [job for _, job in pairs if job is not None]
     tree, _ = reads.tree(call.user.tenant, roots)  # a jobinfo's status is the job's own
-    shown = fitted(in_answer_order(roots, tree))
-    nested = {i: shown.get(i, j) for i, j in tree.items()}
+    shown, nested = fitted_tree(roots, tree)
     now = utcnow()
     body = {
         "jobs": {job_id: job_info(shown[job.id], now, nested) if job else not_found(job_id) for job_id, job in pairs},
