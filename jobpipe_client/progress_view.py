@@ -52,16 +52,29 @@ def detail(job: dict[str, Any]) -> str:
     return shown(": ".join(str(p) for p in (progress.get("step"), progress.get("message")) if p))
 
 
+def attempt_text(job: dict[str, Any]) -> str:
+    """`attempt N/M` for a job past its first attempt or retrying one, else "": each attempt's
+    progress starts again at 0 %, and a bar that drops back says why."""
+    attempts, most = int(job.get("attempts") or 0), int(job.get("max_attempts") or 0)
+    status = job.get("status")
+    if not (status == "retrying" or (status == "running" and attempts > 1)):
+        return ""
+    return f"attempt {attempts}/{most}" if most else f"attempt {attempts}"
+
+
 def change_line(job: dict[str, Any]) -> str:
     """One plain line for a job's new state (non-terminal output), control characters escaped."""
     percent = float(progress_of(job).get("percent") or 0)
-    parts = [job["id"], job.get("type"), job.get("status"), f"{percent:.1f}%", detail(job)]
+    parts = [job["id"], job.get("type"), job.get("status"), attempt_text(job), f"{percent:.1f}%", detail(job)]
     return shown(" ".join(str(p) for p in parts if p))
 
 
 class _StatusColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
-        return status_text(task.fields.get("status", ""))
+        text = status_text(task.fields.get("status", ""))
+        if task.fields.get("attempt"):
+            text.append(f" {task.fields['attempt']}")
+        return text
 
 
 class _DetailColumn(ProgressColumn):
@@ -154,7 +167,7 @@ class ProgressBoard:
         if not self.live:
             self.console.print(Text(change_line(job)), soft_wrap=True)
             return
-        fields = {"status": job.get("status", ""), "detail": detail(job)}
+        fields = {"status": job.get("status", ""), "attempt": attempt_text(job), "detail": detail(job)}
         percent = float(progress_of(job).get("percent") or 0)
         if job["id"] not in self._tasks:
             label = shown(f"{job['id'][:8]} {job.get('type', '')}".strip())

@@ -112,3 +112,18 @@ def test_jobs_table_lists_each_job():
     assert lines[0].split() == ["id", "type", "status", "progress", "attempts", "created", "detail"]
     assert lines[1].split()[:4] == ["j1", "demo.steps", "running", "40%"]
     assert lines[2].split()[:4] == ["j2", "demo.steps", "completed", "100%"]
+
+
+def test_a_job_on_a_later_attempt_says_which_so_its_bar_starting_again_is_read_as_such():
+    """A retried job's next attempt starts again at 0 %: the bar and the line per change name the
+    attempt (the failed one's while retrying, with its error), so the drop is not a mystery."""
+    error = {"code": "boom", "message": "it broke"}
+    first = job(percent=60, attempts=1, max_attempts=3)
+    retrying = job(status="retrying", percent=60, attempts=1, max_attempts=3, error=error)
+    second = job(percent=0, step="start", attempts=2, max_attempts=3)
+    assert change_line(first) == "job-1 demo.steps running 60.0%"
+    assert change_line(retrying) == "job-1 demo.steps retrying attempt 1/3 60.0% boom: it broke"
+    assert change_line(second) == "job-1 demo.steps running attempt 2/3 0.0% start"
+    text, _ = render_live([first, retrying, second])
+    last = text.rsplit("job-1", 1)[-1]
+    assert "attempt 2/3" in last and "0.0%" in last
