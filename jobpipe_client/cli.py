@@ -5,7 +5,8 @@ JOBPIPE_TOKEN, `--fallback-url` (repeatable) / JOBPIPE_FALLBACK_URLS (comma-sepa
 
 Exit codes: 0 done (every watched job completed); 1 a watched job failed or was canceled;
 2 bad input (usage, payload, idempotency key, configuration such as a URL with an unusable
-host, or the API refused the request, e.g. an unknown job); 3 no API URL answered, or none with
+host, or the API refused the request, e.g. an unknown job or the tenant's quota (429
+quota_exceeded, its line saying when to try again)); 3 no API URL answered, or none with
 an answer that could be read, or the API said it is unavailable (its code is on the line); for
 a submit that may have been accepted, the line names the idempotency key to repeat it with,
 quoted for a shell; a watch rides out polls that get no answer, and exits 3 only once they have
@@ -60,7 +61,8 @@ STATUSES = ("queued", "running", "retrying", "completed", "failed", "canceled")
 EXIT_CODES = f"""exit codes:
   0    done: every watched job completed (status, list, cancel, a plain submit: the answer was shown)
   1    a watched job failed or was canceled
-  {EXIT_BAD_INPUT}    bad input: usage, payload, idempotency key, configuration, or the API refused the request (4xx)
+  {EXIT_BAD_INPUT}    bad input: usage, payload, idempotency key, configuration, or the API refused the request (4xx,
+       a quota's 429 too: its line says when to try again)
   {EXIT_UNAVAILABLE}    the API is unavailable: no URL answered, or it answered 5xx; a watch gives up after
        --give-up-after seconds of unanswered polls; a submit names the key that repeats it safely
   {EXIT_TIMEOUT}    a watch's --timeout ran out

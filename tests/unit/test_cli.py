@@ -142,6 +142,24 @@ def test_api_refusal_is_one_line_exit_2_with_the_code():
     assert result.err_lines == ["jobpipe: refused: payload is not valid (invalid_payload)"]
 
 
+def test_a_quota_refusal_is_a_refusal_exit_2_its_line_saying_when_to_try_again():
+    """The tenant's quota refused the job (429 quota_exceeded, jobpipe's answer, not a throttle):
+    nothing was made, the API answered, so it is a refusal like any other 4xx, not an outage."""
+    def over_quota(method, url, **_):
+        from tests.support.fake_api import make_response
+
+        return make_response(method, url, 429, {"error": {
+            "code": "quota_exceeded", "details": {"unfinished": 5, "limit": 5},
+            "message": "tenant has 5 unfinished jobs, the most it may have is 5; retry after 30 s or when some finish"}},
+            {"Retry-After": "30"})
+
+    result = run_cli(["submit", "demo.steps"], server=over_quota)
+    assert result.code == 2
+    (line,) = result.err_lines
+    assert line.startswith("jobpipe: refused: tenant has 5 unfinished jobs") and "retry after 30 s" in line
+    assert "(quota_exceeded)" in line
+
+
 def test_unreachable_api_is_one_line_exit_3():
     result = run_cli(["status", "x"], server=failing("refused"))
     assert result.code == 3 and len(result.err_lines) == 1 and "could not be reached" in result.err
