@@ -43,8 +43,12 @@ class Container:
                     read_timeout=settings.aws_read_timeout_s,
                     retries={"mode": "standard", "total_max_attempts": settings.aws_max_attempts},
                     # S3's presigned links: SigV4, which every region takes (botocore may pick
-                    # SigV2 for them, which S3 treats as anonymous when a response header is set).
+                    # SigV2 for them, which S3 treats as anonymous when a response header is set),
+                    # on the bucket's regional host: the global one answers 400 for a region opened
+                    # after March 2019, and a 307 (the signed host then no longer matches) for a
+                    # day after a bucket is created. An emulator's endpoint keeps the bucket in the path.
                     signature_version="s3v4" if service == "s3" else None,
+                    s3={"addressing_style": "virtual"} if service == "s3" else None,
                 ))
                 if self.request_counter is not None:
                     self.request_counter.attach(client)  # once per client: each request counted once

@@ -60,3 +60,26 @@ def test_links_to_objects_are_signed_with_sigv4(monkeypatch):
     url = Container(settings(), session=session).blobs.presigned_url(
         "jobs/j/artifacts/a.bin", 60, content_disposition='attachment; filename="a.bin"')
     assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in url and "Signature=" not in url.replace("X-Amz-Signature=", "")
+
+
+def test_links_to_objects_name_the_buckets_own_region(monkeypatch):
+    """A presigned link goes to the bucket's regional host, not the global s3.amazonaws.com: a
+    bucket in a region opened after March 2019 answers the global host 400, and one in an older
+    region answers it with a 307 to the regional host for up to a day after it is created, where
+    the SigV4 signature (which covers the host) no longer matches. An emulator's endpoint keeps
+    its own host, with the bucket in the path."""
+    import boto3
+    from urllib.parse import urlsplit
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    for region in ("eu-central-1", "af-south-1", "us-east-1"):
+        url = Container(settings(), session=boto3.session.Session(region_name=region)).blobs.presigned_url(
+            "jobs/j/artifacts/a.bin", 60)
+        host = "bucket.s3.amazonaws.com" if region == "us-east-1" else f"bucket.s3.{region}.amazonaws.com"
+        assert urlsplit(url).netloc == host, url
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+    url = Container(settings(), session=boto3.session.Session(region_name="eu-central-1")).blobs.presigned_url(
+        "jobs/j/artifacts/a.bin", 60)
+    assert url.startswith("http://127.0.0.1:4566/bucket/jobs/j/artifacts/a.bin?"), url
