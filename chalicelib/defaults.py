@@ -4,6 +4,10 @@ from __future__ import annotations
 # SQS delays a message by at most this much; a job scheduled further ahead is held in the
 # store (no message) and released by the reconciler once its start is this close.
 SQS_MAX_DELAY_S = 900
+# SQS hides a received message at most 12 hours from its receive, in all, and refuses a
+# ChangeMessageVisibility that would pass that; a hold is set within the invocation that
+# received the message (15 minutes at most), so 11 hours from then stays inside.
+SQS_MAX_HOLD_S = 11 * 3600
 # How far ahead a job may be scheduled (run_at / delay_seconds): a year, like a yearly report.
 MAX_SCHEDULE_S = 365 * 24 * 3600
 # How long after its start a queued job may wait for a worker before the reconciler sends its

@@ -16,7 +16,7 @@ from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlob
 from chalicelib.adapters.memory_events import InMemoryCacheStore
 from chalicelib.adapters.sqs import MAX_DELAY_S, reason_attribute
 from chalicelib.adapters.sqs_operations import letter_body
-from chalicelib.defaults import FILTERED_LISTING_READS
+from chalicelib.defaults import FILTERED_LISTING_READS, SQS_MAX_HOLD_S
 from chalicelib.domain.errors import (
     AttemptEndedError,
     InvalidRequestError,
@@ -383,7 +383,7 @@ class InMemoryJobQueue:
         return [entry for entry in self.dead if entry.priority == priority]
 
     def set_visibility(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
-        self.visibility[receipt_handle] = max(0, min(seconds, 12 * 3600))
+        self.visibility[receipt_handle] = max(0, min(seconds, SQS_MAX_HOLD_S))
 
     def set_visibility_many(self, queue_arn: str, receipt_handles: list[str], seconds: int) -> int:
         for handle in receipt_handles:

@@ -11,6 +11,7 @@ from chalicelib.domain.errors import InvalidRequestError, QueueUnavailableError
 from chalicelib.ports import JobMessage
 
 from chalicelib.defaults import SQS_MAX_DELAY_S as MAX_DELAY_S
+from chalicelib.defaults import SQS_MAX_HOLD_S
 
 
 class SqsJobQueue:
@@ -51,12 +52,13 @@ class SqsJobQueue:
              failure="could not dead-letter a message that is no job message")
 
     def set_visibility(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
-        """Hide a received message for `seconds` more (0 makes it visible again now)."""
+        """Hide a received message for `seconds` more (0 makes it visible again now), at most
+        SQS_MAX_HOLD_S: SQS refuses a hold past 12 hours from the receive."""
         try:
             self._sqs.change_message_visibility(
                 QueueUrl=self._url_for_arn(queue_arn),
                 ReceiptHandle=receipt_handle,
-                VisibilityTimeout=max(0, min(seconds, 12 * 3600)),
+                VisibilityTimeout=max(0, min(seconds, SQS_MAX_HOLD_S)),
             )
         except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
             raise QueueUnavailableError("could not change a message's visibility") from exc
@@ -64,7 +66,7 @@ class SqsJobQueue:
     def set_visibility_many(self, queue_arn: str, receipt_handles: list[str], seconds: int) -> int:
         failed = 0
         for start in range(0, len(receipt_handles), 10):
-            entries = [{"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": max(0, min(seconds, 12 * 3600))}
+            entries = [{"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": max(0, min(seconds, SQS_MAX_HOLD_S))}
                        for i, handle in enumerate(receipt_handles[start:start + 10])]
             try:
                 response = self._sqs.change_message_visibility_batch(QueueUrl=self._url_for_arn(queue_arn),

@@ -9,12 +9,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chalicelib.adapters.sqs_operations import receive_up_to
+from chalicelib.defaults import SQS_MAX_HOLD_S
 from chalicelib.domain.errors import DeadLetterUnavailableError
 from chalicelib.ports import FailedStreamBatch
 
-
-# SQS hides a message at most 12 hours from its receive: a hold set just after a receive stays inside.
-MAX_HOLD_S = 11 * 3600
 _SEQUENCE = r"^[0-9]{1,40}$"
 
 
@@ -65,13 +63,13 @@ class SqsFailedStreamBatches:
     def take(self, limit: int, hold_s: int) -> list[FailedStreamBatch]:
         batches: list[FailedStreamBatch] = []
         try:
-            for message in receive_up_to(self._sqs, self._url, limit, min(hold_s, MAX_HOLD_S)):
+            for message in receive_up_to(self._sqs, self._url, limit, min(hold_s, SQS_MAX_HOLD_S)):
                 batch = failed_batch_of(message)
                 if batch is not None:
                     batches.append(batch)
                 else:  # an operator's to read (GET /api/system/dlq), not every pass's
                     self._sqs.change_message_visibility(QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"],
-                                                        VisibilityTimeout=MAX_HOLD_S)
+                                                        VisibilityTimeout=SQS_MAX_HOLD_S)
         except (ClientError, BotoCoreError) as exc:
             raise DeadLetterUnavailableError("could not read StreamFailureQueue") from exc
         return batches
@@ -85,6 +83,6 @@ class SqsFailedStreamBatches:
     def hold(self, batch: FailedStreamBatch, seconds: int) -> None:
         try:
             self._sqs.change_message_visibility(QueueUrl=self._url, ReceiptHandle=batch.handle,
-                                                VisibilityTimeout=max(0, min(seconds, MAX_HOLD_S)))
+                                                VisibilityTimeout=max(0, min(seconds, SQS_MAX_HOLD_S)))
         except (ClientError, BotoCoreError) as exc:
             raise DeadLetterUnavailableError("could not hold a batch on StreamFailureQueue") from exc

@@ -120,3 +120,28 @@ def test_an_acknowledged_message_leaves_its_queue_before_its_batch_answers(adapt
     (received,) = adapters.receive("normal")
     adapters.queue.acknowledge(arn, received["ReceiptHandle"])
     assert depth(adapters, "normal") == {"visible": 0, "in_flight": 0, "delayed": 0, "dead_lettered": 0}
+
+
+def test_a_hold_past_what_sqs_takes_hides_the_message_as_long_as_it_may(adapters):
+    """SQS hides a received message at most 12 hours from its receive, in all: a hold asked for
+    longer (a redriven message of a job scheduled days ahead) is cut to SQS_MAX_HOLD_S, which a
+    hold set within the invocation that received it stays inside. 12 hours from the hold itself
+    is past that limit, and SQS refuses the whole call."""
+    from chalicelib.defaults import SQS_MAX_HOLD_S
+
+    adapters.queue.send(JobMessage("job-1", 1), priority="normal")
+    arn = "arn:aws:sqs:us-east-1:123456789012:jobs-normal"
+    if adapters.receive is None:
+        handles = ["handle-1", "handle-2"]
+    else:
+        adapters.queue.send(JobMessage("job-2", 1), priority="normal")
+        handles = []
+        while len(handles) < 2:
+            handles += [m["ReceiptHandle"] for m in adapters.receive("normal")]
+    adapters.queue.set_visibility(arn, handles[0], 2 * 24 * 3600)
+    assert adapters.queue.set_visibility_many(arn, handles[1:], 2 * 24 * 3600) == 0
+    if adapters.receive is None:
+        assert [adapters.queue.visibility[h] for h in handles] == [SQS_MAX_HOLD_S] * 2
+    else:
+        assert depth(adapters, "normal") == {"visible": 0, "in_flight": 2, "delayed": 0, "dead_lettered": 0}
+    assert 3600 <= 12 * 3600 - SQS_MAX_HOLD_S  # room for the invocation that received it
