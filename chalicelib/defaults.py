@@ -131,3 +131,7 @@ MAX_ANSWER_BYTES = 6_000_000
 # children. A larger tree is not read past the level that would pass it, and never reads
 # `finished` on what was read (its unread jobs may still run or fail).
 MAX_TREE_JOBS = 5_000
+# A completion writes its job, its run, its scope's task record and one item per cache namespace
+# its job type invalidates in one DynamoDB transaction, which takes 100 items: rules naming more
+# namespaces for a job type are refused when loaded (chalicelib/cache_invalidation_rules.json).
+MAX_NAMESPACES_PER_JOB_TYPE = 100 - 3

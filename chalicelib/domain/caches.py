@@ -5,6 +5,7 @@ import re
 
 from pydantic import RootModel, field_validator
 
+from chalicelib.defaults import MAX_NAMESPACES_PER_JOB_TYPE
 from chalicelib.domain.errors import InvalidRequestError
 
 # A scope or namespace name is one segment of a URL path (/cache/{scope}/{namespace}): no `/`,
@@ -46,6 +47,9 @@ class InvalidationRules(RootModel[dict[str, list[str]]]):
                 raise ValueError(f"{job_type}: invalid namespace names {bad}")
             if len(set(namespaces)) != len(namespaces):
                 raise ValueError(f"{job_type}: namespaces repeat")
+            if len(namespaces) > MAX_NAMESPACES_PER_JOB_TYPE:
+                raise ValueError(f"{job_type}: {len(namespaces)} namespaces, at most {MAX_NAMESPACES_PER_JOB_TYPE} "
+                                 "(a completion invalidates them in its own transaction of 100 items)")
         return rules
 
     def namespaces_for(self, job_type: str) -> list[str]:

@@ -243,3 +243,21 @@ def test_retry_after_is_read_as_seconds_or_an_http_date():
     # and raised out of the POST an ERP had answered 2xx, which was then delivered again.
     for unreadable in (None, "", "soon", "-5", "1.5e3", "\u00b2", "\u0661\u0662"):
         assert retry_after_s(unreadable, now) is None
+
+
+def test_a_job_type_invalidates_no_more_namespaces_than_its_completion_can_write():
+    """A completion writes its job, its run, its scope's task record and one item per namespace
+    in one DynamoDB transaction, which takes 100 items: rules naming more for a job type are
+    refused when loaded, since every completion of that type would be refused by DynamoDB."""
+    import pytest
+    from pydantic import ValidationError
+
+    from chalicelib.defaults import MAX_NAMESPACES_PER_JOB_TYPE
+    from chalicelib.subscribers.cache import load_rules
+
+    assert MAX_NAMESPACES_PER_JOB_TYPE == 100 - 3
+    names = [f"ns-{n}" for n in range(MAX_NAMESPACES_PER_JOB_TYPE + 1)]
+    assert InvalidationRules.model_validate({"demo.steps": names[:-1]}).namespaces_for("demo.steps") == names[:-1]
+    with pytest.raises(ValidationError, match="at most 97"):
+        InvalidationRules.model_validate({"demo.steps": names})
+    assert all(len(load_rules().namespaces_for(t)) <= MAX_NAMESPACES_PER_JOB_TYPE for t in load_rules().root)
