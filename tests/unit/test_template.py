@@ -150,3 +150,20 @@ def test_the_reconciler_waits_for_a_backlog_no_longer_than_the_jobs_queues_keep_
     assert len(queues) == 3, queues
     for name in queues:
         assert template["Resources"][name]["Properties"]["MessageRetentionPeriod"] == JOBS_QUEUE_RETENTION_S, name
+
+
+def test_every_condition_compares_strings_with_strings(template):
+    """CloudFormation's Ref of a parameter is a string, a Number parameter's too, and Fn::Equals
+    takes string values: a literal compared with one is written as a string ("0", not 0)."""
+    def literals(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "Fn::Equals":
+                    yield from (v for v in value if not isinstance(v, dict))
+                yield from literals(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from literals(item)
+
+    compared = list(literals(template["Conditions"])) + list(literals(template["Resources"]))
+    assert compared and all(isinstance(v, str) for v in compared), compared
