@@ -301,7 +301,8 @@ class JobLifecycle:
         handler). A `scope` given is checked as a submitted one is (InvalidRequestError); the
         parent's is taken as it was accepted. Raises AttemptEndedError, writing and sending
         nothing, once that attempt is no longer the parent's running one (a worker that lost
-        its lease and woke after the next attempt started, or after the parent ended). A built-in
+        its lease and woke after the next attempt started, or after the parent ended), and
+        JobCancelledError, the same way, once the parent's cancel was requested. A built-in
         (maintenance) type is as unknown to a handler as to POST /jobs (UnknownJobTypeError): its
         tasks reach every tenant's jobs. `listed`: how many children the parent may list already
         (default: its `children`); with MAX_CHILDREN of them, TooManyChildrenError, before the

@@ -191,10 +191,12 @@ class JobStore(Protocol):
 
     def create_child(self, child: Job, attempt: int) -> None:
         """Store `child` (a new job naming its `parent_id`) and append it to the parent's
-        `children` (version + 1) in one write, while attempt `attempt` of the parent is running.
-        Raises StaleJobError when the child exists, AttemptEndedError when that attempt is no
-        longer the parent's running one, JobNotFoundError when the parent does not exist,
-        RecordTooLargeError when the parent's record has no room to list it: each writing nothing."""
+        `children` (version + 1) in one write, while attempt `attempt` of the parent is running
+        and no cancel of the parent was requested. Raises StaleJobError when the child exists,
+        AttemptEndedError when that attempt is no longer the parent's running one,
+        JobCancelledError when its cancel was requested, JobNotFoundError when the parent does
+        not exist, RecordTooLargeError when the parent's record has no room to list it: each
+        writing nothing."""
 
     def add_child(self, parent_id: str, child_id: str, attempt: int) -> None:
         """Append an existing `child_id` to the parent's `children` once (version + 1), while

@@ -70,6 +70,7 @@ from chalicelib.adapters.dynamodb_items import (
 )
 from chalicelib.domain.errors import (
     AttemptEndedError,
+    JobCancelledError,
     JobNotFoundError,
     JobpipeError,
     ProgressRejectedError,
@@ -594,7 +595,7 @@ class DynamoJobStore:
 
     def create_child(self, child: Job, attempt: int) -> None:
         item, ref = self._new_item(child)
-        link = self._link(child.parent_id or "", child.id, attempt, listed_already_fails=False)
+        link = self._link(child.parent_id or "", child.id, attempt, listed_already_fails=False, canceled_fails=True)
         transaction = [
             {"Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
             {"Update": link},
@@ -624,29 +625,38 @@ class DynamoJobStore:
             if parent is None or child_id not in parent.children:
                 raise self._not_linked(parent_id, child_id, attempt, parent) from exc
 
-    def _link(self, parent_id: str, child_id: str, attempt: int, *, listed_already_fails: bool) -> dict[str, Any]:
-        """The update appending `child_id` to the parent's children while `attempt` runs."""
+    def _link(self, parent_id: str, child_id: str, attempt: int, *, listed_already_fails: bool,
+              canceled_fails: bool = False) -> dict[str, Any]:
+        """The update appending `child_id` to the parent's children while `attempt` runs (and,
+        `canceled_fails`, while no cancel was requested: a new child of a canceled fan-out)."""
         condition = "#status = :running AND #attempts = :attempt"
+        names = {"#children": "children", "#version": "version", "#status": "status", "#attempts": "attempts"}
         values = {":empty": {"L": []}, ":child": {"L": [{"S": child_id}]}, ":one": {"N": "1"},
                   ":running": attribute_value(JobStatus.RUNNING.value), ":attempt": attribute_value(attempt)}
         if listed_already_fails:
             condition += " AND NOT contains(#children, :child_id)"
             values[":child_id"] = {"S": child_id}
+        if canceled_fails:
+            condition += " AND (attribute_not_exists(#cancel) OR #cancel = :false)"
+            names["#cancel"] = "cancel_requested"
+            values[":false"] = {"BOOL": False}
         return {
             "TableName": self._table,
             "Key": job_key(parent_id),
             "UpdateExpression": "SET #children = list_append(if_not_exists(#children, :empty), :child) ADD #version :one",
             "ConditionExpression": condition,
-            "ExpressionAttributeNames": {"#children": "children", "#version": "version", "#status": "status",
-                                         "#attempts": "attempts"},
+            "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
 
     def _not_linked(self, parent_id: str, child_id: str, attempt: int, parent: Optional[Job] = None) -> JobpipeError:
-        """Why the parent refused to list the child: it does not exist, or `attempt` is over."""
+        """Why the parent refused to list the child: it does not exist, `attempt` is over, or
+        its cancel was requested."""
         parent = parent or self.get(parent_id)
         if parent is None:
             return JobNotFoundError(f"job {parent_id} does not exist; cannot list child {child_id}")
+        if parent.status == JobStatus.RUNNING and parent.attempts == attempt and parent.cancel_requested:
+            return JobCancelledError(f"job {parent_id} was canceled: child {child_id} is not spawned")
         return AttemptEndedError.refusing(parent_id, attempt, f"child {child_id} is not spawned")
 
     def runs(self, job_id: str) -> list[Run]:

@@ -20,6 +20,7 @@ from chalicelib.defaults import FILTERED_LISTING_READS, SQS_MAX_HOLD_S
 from chalicelib.domain.errors import (
     AttemptEndedError,
     InvalidRequestError,
+    JobCancelledError,
     JobNotFoundError,
     ProgressRejectedError,
     QueueUnavailableError,
@@ -253,6 +254,8 @@ class InMemoryJobStore:
             if child.id in self._jobs:
                 raise StaleJobError(f"job {child.id} already exists")
             parent = self._running_parent(child.parent_id, child.id, attempt)
+            if parent.cancel_requested:
+                raise JobCancelledError(f"job {parent.id} was canceled: child {child.id} is not spawned")
             listing = parent.model_copy(update={"children": [*parent.children, child.id], "version": parent.version + 1})
             if self._record_bytes(listing) > ITEM_MAX_BYTES:
                 raise RecordTooLargeError(f"job {parent.id}'s record has no room to list child {child.id} (400 KB)")

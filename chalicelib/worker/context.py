@@ -153,13 +153,21 @@ class JobContext:
     def spawn(self, type: str, payload: Any, *, priority: Optional[str] = None,
               scope: Optional[str] = None) -> str:
         """Submit a child job (validated like any submission) and list it in this job's
-        `children`; returns the child's id."""
+        `children`; returns the child's id. Raises JobCancelledError, making no child, once the
+        job's cancel was requested (the handler has seen it then, as after a progress report)."""
         self._check_writable()
         if self._spawn is None:
             raise RuntimeError("this context cannot spawn child jobs")
+        if self._cancel_seen or self.job.cancel_requested:
+            self._cancel_seen = True
+            raise JobCancelledError(f"job {self.job_id} was canceled")
         self._spawned += 1
-        return self._spawn(self.job, self._spawned, type=type, payload=payload,
-                           priority=priority, scope=scope).id
+        try:
+            return self._spawn(self.job, self._spawned, type=type, payload=payload,
+                               priority=priority, scope=scope).id
+        except JobCancelledError:
+            self._cancel_seen = True
+            raise
 
     def artifact(
         self, name: str, data: Union[bytes, str, dict, list], content_type: Optional[str] = None

@@ -13,6 +13,7 @@ from chalicelib.domain.errors import (
     AttemptEndedError,
     BlobNotFoundError,
     InvalidRequestError,
+    JobCancelledError,
     JobNotFoundError,
     ProgressRejectedError,
     RecordTooLargeError,
@@ -425,6 +426,24 @@ def test_an_attempt_no_longer_running_makes_and_lists_no_child(adapters, parent_
             for k in page] == []
     if parent_is != "missing":
         assert store.get(parent.id) == parent
+
+
+def test_a_parent_whose_cancel_was_requested_makes_and_lists_no_child(adapters):
+    """A user who cancels a fan-out expects no new children: the spawn's one write is
+    conditioned on no cancel request too, and refused it raises JobCancelledError, writing
+    nothing (not the child, not its payload's object). A child made before stays listed."""
+    store = adapters.store
+    parent = running(store, make_job(1))
+    before = make_job(3, parent_id=parent.id)
+    store.create_child(before, 1)
+    parent = store.apply(store.get(parent.id), JobStatus.RUNNING, ChangeSet({"cancel_requested": True}))
+    child = make_job(2, parent_id=parent.id, payload={"pad": "x" * INLINE_LIMIT})
+    with pytest.raises(JobCancelledError, match=f"job {parent.id}"):
+        store.create_child(child, 1)
+    assert store.get(child.id) is None
+    assert [k for page in adapters.blobs.keys_older_than(f"jobs/{child.id}/", datetime(9999, 1, 1, tzinfo=timezone.utc))
+            for k in page] == []
+    assert store.get(parent.id) == parent and parent.children == [before.id]
 
 
 def _all_pages(store, query: JobQuery) -> tuple[list[str], list[int]]:

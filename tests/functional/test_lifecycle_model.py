@@ -24,7 +24,7 @@ from chalicelib.adapters.dynamodb_items import job_key, job_to_item
 from chalicelib.adapters.dynamodb_stream import job_change
 from chalicelib.adapters.memory import InMemoryJobQueue, InMemoryJobStore, InMemoryQueueOperations, ParkedMessage
 from chalicelib.adapters.memory_stats import InMemoryStatsStore
-from chalicelib.domain.errors import AttemptEndedError, JobAlreadyFinishedError, ProgressRejectedError, QueueUnavailableError, StaleJobError
+from chalicelib.domain.errors import AttemptEndedError, JobAlreadyFinishedError, JobCancelledError, ProgressRejectedError, QueueUnavailableError, StaleJobError
 from chalicelib.domain.events import STATUS_CHANGED
 from chalicelib.domain.job import Job, JobErrorInfo, child_job_id, parse_time
 from chalicelib.domain.status import JobStatus, can_transition
@@ -222,7 +222,8 @@ class LifecycleModel(RuleBasedStateMachine):
 
     def spawn(self, worker: Worker) -> None:
         """The handler spawns its next child: made, sent and listed while its attempt is the
-        job's running one; refused, with nothing written, once it is not."""
+        job's running one and no cancel was requested; refused, with nothing written, once it
+        is not (and the job ends canceled once it was)."""
         worker.spawned += 1
         stored = self.store.get(worker.job.id)
         live = stored.status == JobStatus.RUNNING and stored.attempts == worker.job.attempts
@@ -233,7 +234,12 @@ class LifecycleModel(RuleBasedStateMachine):
             assert not live and self.store.get(child_id) is None
             self.end(worker)  # the handler stops: its attempt is over
             return
+        except JobCancelledError:
+            assert live and stored.cancel_requested and self.store.get(child_id) is None
+            self.stop(worker, lambda job: self.lifecycle.mark_canceled(job))  # the runner ends it canceled
+            return
         assert live, f"attempt {worker.job.attempts} of {worker.job.id} spawned {child.id} after it ended"
+        assert not stored.cancel_requested, f"{worker.job.id} spawned {child.id} after its cancel was requested"
         self.jobs.append(child.id)
         self.collect_sent()
 

@@ -6,6 +6,7 @@ import pytest
 from pydantic import BaseModel
 
 from chalicelib.domain.errors import FatalJobError, JobCancelledError
+from chalicelib.domain.job import child_job_id
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
 from chalicelib.lifecycle import JobLifecycle
@@ -222,6 +223,40 @@ def test_a_cancel_the_handler_never_saw_lets_its_result_stand(store, queue, cloc
     submit(lifecycle, "t.quick")
     final = run_all(JobRunner(lifecycle, registry, progress_interval_s=0), queue)
     assert final.status == JobStatus.COMPLETED and final.result == {"done": True}
+
+
+@pytest.mark.parametrize("handler_then", ["lets the error go", "catches it and returns"])
+def test_a_parent_whose_cancel_was_requested_spawns_no_child(store, queue, clock, handler_then):
+    """A user cancels a fan-out while its handler spawns: the spawn after the request (the
+    handler has not looked at it) makes, lists and sends no child; it raises JobCancelledError,
+    and the job ends canceled however the handler stops. The child made before stays."""
+    registry = JobTypeRegistry()
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+    spawned, refused = [], []
+
+    @registry.register("t.child", Empty)
+    def child(ctx, payload):
+        return None
+
+    @registry.register("t.fanout", Empty)
+    def fanout(ctx, payload):
+        spawned.append(ctx.spawn("t.child", {}))
+        lifecycle.cancel("acme", ctx.job_id)  # the client's DELETE, while the handler runs
+        try:
+            spawned.append(ctx.spawn("t.child", {}))
+        except JobCancelledError as exc:
+            refused.append(exc)
+            if handler_then == "lets the error go":
+                raise
+        return {"spawned": len(spawned)}
+
+    parent = submit(lifecycle, "t.fanout")
+    (message,) = queue.drain()
+    final = JobRunner(lifecycle, registry, progress_interval_s=0).run(message)
+    assert len(spawned) == 1 and len(refused) == 1
+    assert final.status == JobStatus.CANCELED and final.result is None and final.children == spawned
+    assert [m.job_id for m in queue.drain()] == spawned
+    assert store.get(child_job_id(parent.id, 1, 2)) is None
 
 
 def test_parse_message_rejects_garbage():
