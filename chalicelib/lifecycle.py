@@ -361,7 +361,9 @@ class JobLifecycle:
                     if job.cancel_requested:
                         return job
                     return self._write_room(job, JobStatus.RUNNING, ChangeSet({"cancel_requested": True}))
-                return self._finish(job, JobStatus.CANCELED, cancel_requested=True)
+                # No attempt ends here: a retrying job's error is its failed attempt's, kept on
+                # that attempt's run record, not the outcome of the job or of its `canceled` event.
+                return self._finish(job, JobStatus.CANCELED, cancel_requested=True, error=REMOVE)
             except StaleJobError:
                 job = self.get(tenant, job_id)
         raise StaleJobError(f"job {job_id} kept changing; try again")

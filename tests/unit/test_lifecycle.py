@@ -205,6 +205,25 @@ def test_cancel_queued_is_immediate(lifecycle):
     assert lifecycle.claim(JobMessage(job.id, 1)).outcome == ClaimOutcome.SKIP
 
 
+def test_a_job_canceled_between_attempts_does_not_carry_the_failed_attempts_error(lifecycle, store):
+    """A retrying job canceled before its next attempt: the cancel ended no attempt, so the job
+    (and its `canceled` event, which the ERP gets) has no error; the failed attempt's error
+    stays on its run record, as it does when the next attempt starts or the job completes."""
+    from chalicelib.events.changes import events_for_change
+
+    job = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    error = JobErrorInfo(code="handler_error", message="RuntimeError: transient")
+    retrying = lifecycle.fail_attempt(running, error, retryable=True)
+    assert retrying.status == JobStatus.RETRYING and retrying.error == error
+    canceled = lifecycle.cancel("acme", job.id)
+    assert canceled.status == JobStatus.CANCELED and canceled.error is None
+    assert store.get(job.id).error is None
+    (event,) = events_for_change(retrying, store.get(job.id), "2026-01-01T00:00:00.000Z")
+    assert event.status == "canceled" and event.error is None
+    assert [r.error for r in store.runs(job.id)] == [error]
+
+
 def test_cancel_running_only_requests_and_finished_is_refused(lifecycle):
     job = submit(lifecycle)
     running = lifecycle.claim(JobMessage(job.id, 1)).job
