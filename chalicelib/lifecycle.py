@@ -349,7 +349,11 @@ class JobLifecycle:
 
     def cancel(self, tenant: str, job_id: str) -> Job:
         """Queued/retrying -> canceled now; running -> cancel_requested (the worker stops
-        cooperatively); finished -> JobAlreadyFinishedError."""
+        cooperatively); finished -> JobAlreadyFinishedError.
+
+        The request on a running job is conditioned on its attempt, not on the version read:
+        a handler's progress writes bump the version as often as it forces them, and the
+        request, which changes nothing they write, must not lose to each of them."""
         job = self.get(tenant, job_id)
         for _ in range(_RACE_RETRIES):
             try:
@@ -360,7 +364,15 @@ class JobLifecycle:
                 if job.status == JobStatus.RUNNING:
                     if job.cancel_requested:
                         return job
-                    return self._write_room(job, JobStatus.RUNNING, ChangeSet({"cancel_requested": True}))
+                    written = self.store.apply_expected(job.id, job.tenant, Expectation(equal={
+                        "status": JobStatus.RUNNING, "attempts": job.attempts, "cancel_requested": False,
+                    }), ChangeSet({"cancel_requested": True}))
+                    if written.applied and written.job is not None:
+                        return written.job
+                    if written.job is None:  # removed meanwhile (a clean-up)
+                        raise JobNotFoundError(f"job {job_id} not found")
+                    job = written.job  # the attempt ended, or the request landed already: decide on it
+                    continue
                 # No attempt ends here: a retrying job's error is its failed attempt's, kept on
                 # that attempt's run record, not the outcome of the job or of its `canceled` event.
                 return self._finish(job, JobStatus.CANCELED, cancel_requested=True, error=REMOVE)
@@ -694,7 +706,7 @@ class JobLifecycle:
 
     def _write_room(self, job: Job, expected: JobStatus, changes: ChangeSet) -> Job:
         """`store.apply` for a write that must land whatever the attempt reported: an outcome
-        or a cancel request. When the record has no room left for it (a long progress message
+        (or `worker_lost`). When the record has no room left for it (a long progress message
         beside a large payload fills DynamoDB's 400 KB), it is written with the progress
         message cut to what events carry (MAX_EVENT_TEXT_CHARS): a job that could not be ended
         would stay running, and be reconciled in vain, for good."""

@@ -179,6 +179,22 @@ def test_a_cancel_whose_first_try_landed_is_answered_canceled(app, client, aws):
     assert response.json_body["status"] == "canceled"
 
 
+def test_a_running_jobs_cancel_request_whose_first_try_landed_is_answered_requested(app, client, aws):
+    """The request on a running job is written on its attempt, not on the version read; its
+    retry after a lost answer is refused by the request it made, and answered 202 with the
+    cancel requested."""
+    job_id = client.http.post("/jobs", headers=auth(), body=json.dumps(STEPS)).json_body["id"]
+    assert composition.container().lifecycle.claim(JobMessage(job_id, 1)).job.status.value == "running"
+    store = composition.container().store
+    store._ddb = lost = AnswersLost(store._ddb, "update_item", only=_writes("cancel_requested"))
+
+    response = client.http.delete(f"/jobs/{job_id}", headers=auth())
+
+    assert lost.calls == 1
+    assert response.status_code == 202, response.body
+    assert response.json_body["status"] == "running" and response.json_body["cancel_requested"] is True
+
+
 def test_a_second_cancel_is_still_told_the_job_is_finished(app, client, aws):
     """What the cancel above recognises is its own write, not any cancel: a job canceled before
     is still 409 `job_finished`."""

@@ -235,6 +235,30 @@ def test_cancel_running_only_requests_and_finished_is_refused(lifecycle):
         lifecycle.cancel("acme", job.id)
 
 
+def test_a_cancel_request_lands_however_often_the_handler_reports_progress(lifecycle, store):
+    """A handler reporting with `force=True` in a loop writes its job every few milliseconds,
+    each write a new version: the cancel request, conditioned on the running attempt rather
+    than on the version it read, lands anyway instead of losing every race and answering
+    409 `conflict` for a job that could never be canceled while it ran."""
+    job = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    percent = iter(range(1, 100))
+    read = store.get
+
+    def read_then_report(job_id, *args, **kwargs):  # the handler writes between every read and write
+        found = read(job_id, *args, **kwargs)
+        store.record_progress(job_id, 1, running.progress.model_copy(update={"percent": next(percent)}))
+        return found
+
+    store.get = read_then_report
+    requested = lifecycle.cancel("acme", job.id)
+    assert requested.status == JobStatus.RUNNING and requested.cancel_requested
+    del store.get
+    stored = store.get(job.id)
+    assert stored.cancel_requested and stored.attempts == 1 and stored.progress.percent >= 1
+    assert lifecycle.cancel("acme", job.id).cancel_requested  # asked again: the same answer
+
+
 def test_progress_is_monotonic_and_clamped(lifecycle):
     job = submit(lifecycle)
     running = lifecycle.claim(JobMessage(job.id, 1)).job
