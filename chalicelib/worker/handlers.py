@@ -152,8 +152,10 @@ class RecordRunner:
     def _park_unreadable(self, record: SQSRecord, reason: str, hold: Callable[[int], None]) -> None:
         """A body no worker can ever run goes to the dead-letter queue now, as it came, and is
         acknowledged: failed, it would wait the queue's visibility timeout on every delivery
-        (about 15 hours) before the redrive policy parked it. If it cannot be parked it fails
-        and comes back after the usual redelivery wait, to be parked then."""
+        (about 15 hours) before the redrive policy parked it. Its message leaves its queue as
+        soon as it is parked, not with the batch's answer: a batch that came back before its
+        answer (an invocation that died, an answer lost) would park it again. If it cannot be
+        parked it fails and comes back after the usual redelivery wait, to be parked then."""
         where = {"message_id": record.message_id, "reason": reason[:500]}
         try:
             self._services.queue.dead_letter_body(record.body, priority=self._priority, reason=reason)
@@ -167,6 +169,10 @@ class RecordRunner:
                 logger.warning("could not shorten the failed delivery's visibility")
             raise
         logger.error("message is no job message: dead-lettered", extra={**where, "priority": self._priority})
+        try:
+            self._services.queue.acknowledge(record.event_source_arn, record.receipt_handle)
+        except QueueUnavailableError:  # the batch's answer deletes it, as it would have
+            logger.warning("could not delete a dead-lettered message that is no job message", extra=where)
 
 
 def _receives(record: SQSRecord) -> int:

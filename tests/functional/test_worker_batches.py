@@ -187,3 +187,18 @@ def test_a_message_for_a_job_that_does_not_exist_is_acknowledged_with_a_log_line
     (line,) = [entry for entry in lines if entry["message"] == "job message skipped"]
     assert (line["level"], line["reason"], line["job_id"], line["attempt"]) == (
         "WARNING", "job does not exist", missing, 1)
+
+
+def test_a_message_that_is_no_job_message_whose_batch_comes_back_before_its_answer_is_parked_once(app, aws):
+    """Its message leaves the queue once it is parked, not only when the batch's answer reaches
+    SQS: a batch that comes back (its invocation died after the park, its answer was lost) does
+    not park it a second time."""
+    aws["sqs"].send_message(QueueUrl=aws["jobs_url"], MessageBody="not json")
+    for _ in range(2):  # the first delivery's answer never reaches SQS: what is on the queue comes back
+        received = aws["sqs"].receive_message(QueueUrl=aws["jobs_url"], MaxNumberOfMessages=10,
+                                              VisibilityTimeout=0).get("Messages", [])
+        if not received:
+            break
+        assert invoke_worker(app, sqs_event(received)) == {"batchItemFailures": []}
+    assert [m["Body"] for m in receive_all(aws, "dlq_url")] == ["not json"]
+    assert receive_all(aws) == []
