@@ -39,6 +39,7 @@ from chalicelib.domain.errors import (
     PayloadTooLargeError,
     QueueUnavailableError,
     QuotaExceededError,
+    RecordFullError,
     RecordTooLargeError,
     StaleJobError,
     TooManyChildrenError,
@@ -306,7 +307,8 @@ class JobLifecycle:
         (maintenance) type is as unknown to a handler as to POST /jobs (UnknownJobTypeError): its
         tasks reach every tenant's jobs. `listed`: how many children the parent may list already
         (default: its `children`); with MAX_CHILDREN of them, TooManyChildrenError, before the
-        child is made."""
+        child is made. RecordFullError, nothing made, when the parent's record has no room to
+        list it (DynamoDB's 400 KB)."""
         self.registry.get_public(type)
         if scope is not None:
             check_name("scope", scope)
@@ -329,6 +331,12 @@ class JobLifecycle:
                 self.store.create_child(child, parent.attempts)
             except StaleJobError:  # created by a concurrent spawn of the same index
                 existing = self.store.get(child_id)
+            except RecordTooLargeError as exc:  # the handler's doing, as a retry would find it
+                raise RecordFullError(
+                    f"job {parent.id}'s record has no room to list child {child_id}: DynamoDB's 400 KB "
+                    "item holds its payload, its progress (message and details) and its children; report a "
+                    "shorter progress message or smaller details before spawning, or spawn the rest from "
+                    "its children (a tree)") from exc
             else:
                 self._send_first(child, wait_s)
                 return child

@@ -140,6 +140,14 @@ class TooManyChildrenError(FatalJobError):
     code = "too_many_children"
 
 
+class RecordFullError(FatalJobError):
+    """A spawn its parent's record has no room to list (DynamoDB's 400 KB item, which also holds
+    the job's payload, progress and children): the job fails, not retried, since its next
+    attempt lists the same children and its handler reports the same progress."""
+
+    code = "record_full"
+
+
 class EventPublishError(JobpipeError):
     """Some events could not be published after retries."""
 

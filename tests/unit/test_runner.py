@@ -5,7 +5,7 @@ import time
 import pytest
 from pydantic import BaseModel
 
-from chalicelib.domain.errors import FatalJobError, JobCancelledError
+from chalicelib.domain.errors import FatalJobError, JobCancelledError, ProgressRejectedError
 from chalicelib.domain.job import child_job_id
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
@@ -16,6 +16,10 @@ from chalicelib.worker.runner import DeferredDelivery, JobRunner, parse_message
 
 class Empty(BaseModel):
     pass
+
+
+class Padded(BaseModel):
+    pad: str = ""
 
 
 @pytest.fixture
@@ -64,6 +68,20 @@ def types():
         for i in range(100):
             ctx.progress(i)
         return "never"
+
+    @registry.register("t.fill_then_spawn", Padded, max_attempts=3)
+    def fill_then_spawn(ctx, payload):
+        """Reports the longest progress message its record takes beside its payload (as a
+        handler growing its message finds it), then spawns: the record has no room to list the child."""
+        fits, too_long = 0, 300_001
+        while too_long - fits > 1:
+            length = (fits + too_long) // 2
+            try:
+                ctx.progress(50, message="m" * length, force=True)
+                fits = length
+            except ProgressRejectedError:
+                too_long = length
+        return ctx.spawn("t.ok", {})
 
     registry.calls = calls
     return registry
@@ -298,3 +316,18 @@ def test_a_failure_without_a_code_still_has_one(env, queue):
     final = run_all(runner, queue)
     assert final.status == JobStatus.FAILED and final.error.code == "handler_failed"
 
+
+
+def test_a_spawn_its_parents_record_has_no_room_to_list_fails_the_job_once_by_name(env, queue, store):
+    """A record filled to DynamoDB's 400 KB (a long progress message) refuses to list one more
+    child: the job fails `record_full`, not retried (its next attempt lists the same children and
+    its handler reports the same), nothing made. Before, the refusal reached the handler as
+    `store_unavailable`, an outage, and every attempt was retried to be refused the same way."""
+    lifecycle, runner = env
+    job = lifecycle.submit(tenant="acme", user="ann", type="t.fill_then_spawn",
+                           payload={"pad": "p" * 120_000})  # kept in the record: this store has no blobs
+    final = run_all(runner, queue)
+    assert final.status == JobStatus.FAILED and final.attempts == 1, final.error
+    assert final.error.code == "record_full" and "400 KB" in final.error.message
+    assert final.children == [] and len(queue.dead) == 1
+    assert [j.id for j in store._jobs.values()] == [job.id]
