@@ -31,6 +31,7 @@ from chalicelib.defaults import (
 )
 from chalicelib.domain.caches import check_name
 from chalicelib.domain.errors import (
+    DeadLetterOwedError,
     IdempotencyConflictError,
     InvalidRequestError,
     InvalidTransitionError,
@@ -549,7 +550,8 @@ class JobLifecycle:
     def fail_attempt(self, job: Job, error: JobErrorInfo, *, retryable: bool) -> Job:
         """End the running attempt with `error`: retrying (and a delayed message for the next
         attempt) while attempts remain and the error is retryable, else failed and the
-        message parked on the dead-letter queue."""
+        message parked on the dead-letter queue. Raises DeadLetterOwedError (a
+        QueueUnavailableError) when the job was failed but its dead letter not sent."""
 
         def decide(current: Job) -> Job:
             if current.cancel_requested:
@@ -579,11 +581,14 @@ class JobLifecycle:
             failed = self._finish(current, JobStatus.FAILED, error=error)
             try:
                 self._dead_letter(failed, failed.attempts)
-            except QueueUnavailableError:
+            except QueueUnavailableError as exc:
                 # The job reads failed; its letter is owed, and the attempt's message parks it
                 # when it comes back (this delivery fails; a dead worker's message reappears).
-                self.store.apply(failed, JobStatus.FAILED, ChangeSet({"dead_letter_owed": failed.attempts}))
-                raise
+                owed = self.store.apply(failed, JobStatus.FAILED, ChangeSet({"dead_letter_owed": failed.attempts}))
+                raise DeadLetterOwedError(
+                    f"job {failed.id} failed ({error.code}) and its dead letter is owed: the dead-letter queue "
+                    f"did not answer ({exc.message}); the message of attempt {failed.attempts} parks it when "
+                    "it is delivered again", job=owed) from exc
             return failed
 
         return self._with_fresh(job, decide)

@@ -79,6 +79,16 @@ class QueueUnavailableError(JobpipeError):
     code = "queue_unavailable"
 
 
+class DeadLetterOwedError(QueueUnavailableError):
+    """A job was failed (the write landed) but its dead letter could not be sent: `job`, as
+    written, keeps the attempt whose letter is owed, and that attempt's message, delivered
+    again, parks it."""
+
+    def __init__(self, message: str, *, job: Any) -> None:
+        super().__init__(message)
+        self.job = job
+
+
 class StoreUnavailableError(JobpipeError):
     code = "store_unavailable"
 

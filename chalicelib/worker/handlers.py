@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from chalice import Blueprint
 
 from chalicelib.composition import Container, container
-from chalicelib.domain.errors import QueueUnavailableError
+from chalicelib.domain.errors import DeadLetterOwedError, QueueUnavailableError
 from chalicelib.invocation import entry_point
 from chalicelib.observability import logger, tracer
 
@@ -136,11 +136,16 @@ class RecordRunner:
             raise
         except Exception as exc:
             # Failed before the handler's outcome was written (throttling, a store or blob
-            # error): deliver again soon rather than after the queue's visibility timeout.
+            # error), or the job failed and its dead letter is owed: deliver again soon rather
+            # than after the queue's visibility timeout.
             receives = _receives(record)
             wait = self._services.settings.redelivery_wait_s(receives)
-            logger.warning("delivery failed; retrying", extra={"error": f"{type(exc).__name__}: {exc}"[:500],
-                                                                 "retry_in_s": wait, "receive_count": receives})
+            extra = {"error": f"{type(exc).__name__}: {exc}"[:500], "retry_in_s": wait, "receive_count": receives}
+            if isinstance(exc, DeadLetterOwedError):  # not run again: the message comes back to park the letter
+                logger.warning("job failed; its dead letter is owed (the dead-letter queue did not answer) "
+                               "and is parked when this message comes back", extra=extra)
+            else:
+                logger.warning("delivery failed; retrying", extra=extra)
             try:
                 hold(wait)
             except Exception:  # the queue is unreachable too: its visibility timeout applies

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from chalicelib.defaults import HANDLER_GIVE_UP_S, HANDLER_GIVE_UP_WRITE_S, MAX_ANSWER_BYTES
 
 from chalicelib.domain.errors import (
+    DeadLetterOwedError,
     FatalJobError,
     InvalidPayloadError,
     JobCancelledError,
@@ -246,8 +247,17 @@ class JobRunner:
         self._end_process()
 
     def _fail(self, job: Job, error: JobErrorInfo, retryable: bool, started: Optional[float] = None) -> Job:
-        final = self.lifecycle.fail_attempt(job, error, retryable=retryable)
+        """End the attempt with `error`, observed; raises DeadLetterOwedError, after observing
+        the failure, when the job failed but its dead letter was not sent (the delivery must fail
+        so that its message comes back to park it)."""
         extra: dict[str, Any] = {"error_code": error.code}
+        try:
+            final = self.lifecycle.fail_attempt(job, error, retryable=retryable)
+        except DeadLetterOwedError as owed:
+            if started is not None:
+                extra["duration_s"] = self._monotonic() - started
+            self._observe(owed.job.status.value, owed.job, {**extra, "dead_letter": "owed"})
+            raise
         if started is not None:
             extra["duration_s"] = self._monotonic() - started
         self._observe("retried" if final.status.value == "retrying" else final.status.value, final, extra)

@@ -202,3 +202,35 @@ def test_a_message_that_is_no_job_message_whose_batch_comes_back_before_its_answ
         assert invoke_worker(app, sqs_event(received)) == {"batchItemFailures": []}
     assert [m["Body"] for m in receive_all(aws, "dlq_url")] == ["not json"]
     assert receive_all(aws) == []
+
+
+def test_a_job_failed_while_the_dead_letter_queue_does_not_answer_says_so_in_the_log(app, client, aws, monkeypatch):
+    """The job is failed and its dead letter owed: the worker's lines say that (a `job failed`
+    line, counted, and why its message comes back), not `delivery failed; retrying`, which told
+    an operator the job would run again."""
+    from chalicelib.composition import container
+    from chalicelib.domain.errors import QueueUnavailableError
+    from chalicelib.observability import logger
+
+    job = submit_job(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0, "fail_at": 1,
+                                                                "fail_mode": "fatal"}})
+    queue_type = type(container().queue)
+
+    def unavailable(self, message, **kwargs):
+        raise QueueUnavailableError("the dead-letter queue did not answer")
+
+    monkeypatch.setattr(queue_type, "dead_letter", unavailable)
+    lines: list[dict] = []
+    for level in ("info", "warning", "error"):
+        monkeypatch.setattr(logger, level, lambda message, *args, extra=None, _level=level, **kwargs: lines.append(
+            {**logger.get_current_keys(), **(extra or {}), "message": message, "level": _level}))
+    event = sqs_event(receive_all(aws))
+    result = invoke_worker(app, event)
+    assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert status(client, job["id"]) == "failed"
+    said = [line["message"] for line in lines]
+    assert "delivery failed; retrying" not in said, said
+    (failed,) = [line for line in lines if line["message"] == "job failed"]
+    assert failed["error_code"] == "demo_failure" and failed["dead_letter"] == "owed"
+    (owed,) = [line for line in lines if "dead letter is owed" in line["message"]]
+    assert owed["level"] == "warning" and owed["job_id"] == job["id"] and owed["retry_in_s"] == 30
