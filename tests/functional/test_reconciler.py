@@ -169,6 +169,18 @@ def test_run_at_is_validated(app, client, aws):
         assert response.json_body["error"]["code"] == code
 
 
+def test_a_run_at_in_the_past_starts_the_job_now(app, client, aws):
+    """docs/api.md: a run_at that has passed (a scheduler a little late, a retried scheduled
+    submission, or the year 1) is no error: the job starts now, its not_before the submit time."""
+    for run_at in ("2020-06-01T09:00:00Z", "1970-01-01T00:00:00Z", "0001-01-01T00:00:00+01:00",
+                   "0001-01-01T00:00:00-01:00"):
+        response = client.http.post("/jobs", headers=auth(), body=json.dumps({**STEPS, "run_at": run_at}))
+        assert response.status_code == 202, (run_at, response.json_body)
+        job = response.json_body
+        assert job["not_before"] == job["created_at"], job
+    assert len(receive_all(aws)) == 4, "sent at once, none held"
+
+
 def test_a_scheduled_maintenance_task_is_enqueued_once_per_firing(app, client, aws):
     event = scheduled_event({"maintenance_task": "health_check"})
     first = app.handler_map["reconciler"](event, LambdaContext(120))
