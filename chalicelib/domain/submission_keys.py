@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from chalicelib.domain.errors import InvalidRequestError
@@ -21,12 +21,16 @@ def check_key(key: str) -> str:
 
 
 def request_hash(request: Mapping[str, Any]) -> str:
-    """SHA-256 of the request's canonical JSON (keys sorted, times as ISO 8601): equal for the same
-    request however its JSON was laid out."""
+    """SHA-256 of the request's canonical JSON (keys sorted, times as the instant they name, ISO
+    8601 in UTC): equal for the same request however its JSON was laid out and whatever UTC
+    offset a time was written at."""
 
     def plain(value: Any) -> Any:
         if isinstance(value, datetime):
-            return value.isoformat()
+            try:
+                return value.astimezone(timezone.utc).isoformat() if value.tzinfo is not None else value.isoformat()
+            except OverflowError:  # no UTC date (the year 1 at +01:00): as written
+                return value.isoformat()
         raise TypeError(f"{type(value).__name__} is not part of a job request")
 
     text = json.dumps(dict(request), sort_keys=True, separators=(",", ":"), default=plain)

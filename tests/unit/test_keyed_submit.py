@@ -3,6 +3,7 @@ replay answers, the key's lifetime, admission once per key, and concurrent first
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 
 import pytest
 
@@ -106,3 +107,19 @@ def test_the_request_hash_ignores_layout_but_not_content():
     assert request_hash(one) == request_hash({"scope": None, "payload": {"b": [1, 2], "a": 1}, "type": "t"})
     assert request_hash(one) != request_hash({**one, "payload": {"a": 1, "b": [2, 1]}})
     assert request_hash(one) != request_hash({**one, "scope": "s"})
+
+
+def test_a_replay_giving_run_at_at_another_offset_is_the_same_request(lifecycle, clock):
+    """One instant, written at another UTC offset (a client in Berlin retrying what a server in
+    UTC sent first) makes the same job: a replay, not 409 idempotency_conflict. Another instant
+    is another request."""
+    from datetime import timedelta, timezone
+
+    at = clock.now + timedelta(hours=2)
+    first = submit(lifecycle, run_at=at)
+    assert submit(lifecycle, run_at=at.astimezone(timezone(timedelta(hours=1)))).id == first.id
+    assert submit(lifecycle, run_at=at.astimezone(timezone(timedelta(hours=-5, minutes=-30)))).id == first.id
+    with pytest.raises(IdempotencyConflictError):
+        submit(lifecycle, run_at=at.replace(tzinfo=timezone(timedelta(hours=1))))  # the same wall clock, an hour earlier
+    year_one = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))  # no UTC date: hashed as written
+    assert submit(lifecycle, key="order-2", run_at=year_one).id == submit(lifecycle, key="order-2", run_at=year_one).id
