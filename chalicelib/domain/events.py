@@ -55,8 +55,9 @@ class JobEvent(BaseModel):
     scope: Optional[str] = None
     version: int
     error: Optional[dict[str, Any]] = None
-    # When the job ended, as its record says (terminal statuses only); `timestamp` is when the
-    # write reached the stream, which can be later (and is coarser on AWS).
+    # When the job ended, as its record says (terminal statuses only). `timestamp` is when the
+    # write reached the stream: on AWS DynamoDB Streams' ApproximateCreationDateTime, rounded
+    # down to the second, so it can read up to a second earlier than `finished_at` (or later).
     finished_at: Optional[str] = None
 
     @property

@@ -150,3 +150,28 @@ def test_a_receiver_implementing_the_documented_check_verifies_every_delivery(li
     tampered = body.replace(b'"status":"queued"', b'"status":"failed"')
     assert tampered != body
     assert not eval(check, {**names, "body": tampered, "header": headers["X-Jobpipe-Signature"]})
+
+
+def test_an_events_timestamp_is_the_streams_second_and_can_read_before_finished_at(lifecycle, clock):
+    """docs/events.md: `timestamp` is DynamoDB Streams' ApproximateCreationDateTime, whole
+    seconds on AWS, so a job that ended at .734 s shows a timestamp of .000 s, before its
+    `finished_at`; `finished_at` is the time to take as the job's end."""
+    from datetime import datetime
+
+    from chalicelib.adapters.dynamodb_items import job_key, job_to_item
+    from chalicelib.adapters.dynamodb_stream import job_change
+    from chalicelib.domain.job import parse_time
+
+    job = lifecycle.submit(tenant="acme", user="ann", type="demo.steps", payload=STEPS)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    clock.advance(2.734)
+    done = lifecycle.complete(running, {"ok": True})
+    assert done.finished_at.endswith(".734Z")
+    second = int(parse_time(done.finished_at).timestamp())  # as AWS sends it: the second, rounded down
+    change = job_change({"dynamodb": {"Keys": job_key(done.id), "ApproximateCreationDateTime": float(second),
+                                      "OldImage": job_to_item(running), "NewImage": job_to_item(done)}})
+    (event,) = events_for_change(change.old, change.new, change.timestamp)
+    assert event.finished_at == done.finished_at
+    assert event.timestamp == datetime.fromtimestamp(second, parse_time(done.finished_at).tzinfo).isoformat(
+        timespec="milliseconds").replace("+00:00", "Z")
+    assert event.timestamp.endswith(".000Z") and event.timestamp < event.finished_at
