@@ -510,7 +510,7 @@ class JobLifecycle:
         # A progress event when the percent reached a milestone or moved 10 points since the
         # attempt's last event (its running transition or a progress event), not since the
         # last write: throttled writes of a slow job each move less than 10.
-        announce = is_notable_change(job.event_percent, percent)
+        announce = is_notable_change(job.progress.percent if job.event_percent is None else job.event_percent, percent)
         return self.store.record_progress(job.id, job.attempts, stamped, announce=announce)
 
     def report_progress(

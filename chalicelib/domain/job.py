@@ -124,8 +124,9 @@ class Job(BaseModel):
     dispatches: int = 0
     # The percent the attempt's last event carried (its `running` transition, then each
     # progress event): seed 002's "significant change" is measured from it, not from the last
-    # write, so slow progress still reaches the ERP every 10 points.
-    event_percent: float = 0.0
+    # write, so slow progress still reaches the ERP every 10 points. None on an attempt started
+    # by a version that kept no mark: its writes are measured from the write before, as then.
+    event_percent: Optional[float] = None
     expires_at: Optional[int] = None  # epoch seconds; DynamoDB TTL removes the record after it
     # The attempt of a failed job whose message the dead-letter queue did not take when the job
     # failed: the next delivery of one of the job's messages parks it (JobLifecycle.claim).

@@ -6,6 +6,7 @@ from typing import Optional
 from chalicelib.defaults import MAX_LABEL_CHARS
 from chalicelib.domain.events import PROGRESS_CHANGED, STATUS_CHANGED, JobEvent, clip, event_id_for
 from chalicelib.domain.job import Job
+from chalicelib.domain.progress import is_notable_change
 
 
 def events_for_change(old: Optional[Job], new: Optional[Job], timestamp: str) -> list[JobEvent]:
@@ -21,7 +22,7 @@ def events_for_change(old: Optional[Job], new: Optional[Job], timestamp: str) ->
     status_changed = old is None or old.status != new.status
     if status_changed:
         event_type = STATUS_CHANGED
-    elif new.attempts == old.attempts and new.event_percent != old.event_percent:
+    elif new.attempts == old.attempts and _announced(old, new):
         event_type = PROGRESS_CHANGED
     else:
         return []
@@ -36,7 +37,7 @@ def events_for_change(old: Optional[Job], new: Optional[Job], timestamp: str) ->
             attempt=new.attempts,
             previous_status=old.status.value if old else None,
             # A progress event's previous progress is the one the attempt's last event carried.
-            previous_progress=(old.progress.percent if status_changed else old.event_percent) if old else None,
+            previous_progress=(old.progress.percent if status_changed else _last_announced(old)) if old else None,
             step=clip(new.progress.step, MAX_LABEL_CHARS),
             message=clip(new.progress.message),
             tenant=new.tenant,
@@ -48,3 +49,18 @@ def events_for_change(old: Optional[Job], new: Optional[Job], timestamp: str) ->
             finished_at=new.finished_at if new.status.is_terminal else None,
         )
     ]
+
+
+def _announced(old: Job, new: Job) -> bool:
+    """Whether a write within an attempt announced its progress: it moved `event_percent`. A
+    write by a version that kept no mark (an attempt it started, finishing under it while the
+    stream already runs this one) is announced as that version decided: a notable change from
+    the write before."""
+    if new.event_percent is None:
+        return is_notable_change(old.progress.percent, new.progress.percent)
+    return new.event_percent != old.event_percent
+
+
+def _last_announced(job: Job) -> float:
+    """The percent the attempt's last event carried (the last write's, for an unmarked one)."""
+    return job.progress.percent if job.event_percent is None else job.event_percent

@@ -38,7 +38,9 @@ def running(store, job: Job) -> Job:
 
 
 def start(store, job: Job) -> Job:
-    return store.apply(job, JobStatus.QUEUED, ChangeSet({"status": JobStatus.RUNNING, "attempts": 1},
+    # As a claim starts an attempt: its running transition carries 0 %.
+    changes = {"status": JobStatus.RUNNING, "attempts": 1, "event_percent": 0.0}
+    return store.apply(job, JobStatus.QUEUED, ChangeSet(changes,
                                                         run=Run(job_id=job.id, attempt=1, status=JobStatus.RUNNING,
                                                                 started_at="2026-01-01T00:01:00.000Z")))
 

@@ -1,0 +1,49 @@
+"""A deploy over a running pipeline: what earlier versions wrote (job items, stream records)
+is read, run and announced as they meant it. Each older shape is built here as that version
+wrote it, from the history of the code (git log -S '<field>')."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from chalicelib.adapters.dynamodb_items import job_to_item
+from chalicelib.adapters.dynamodb_stream import job_change
+from chalicelib.domain.job import Job, Progress
+from chalicelib.domain.status import JobStatus
+from chalicelib.events.changes import events_for_change
+
+T = "2026-01-01T00:00:00.000Z"
+
+
+def _running(version: int, percent: float) -> Job:
+    return Job(id="job-1", type="demo.steps", tenant="acme", user="ann", created_at=T, version=version,
+               status=JobStatus.RUNNING, attempts=1, progress=Progress(percent=percent, step="s", message="m"))
+
+
+def _without(item: dict[str, Any], *names: str) -> dict[str, Any]:
+    """An item as a version that did not write `names` left it."""
+    return {k: v for k, v in item.items() if k not in names}
+
+
+def _stream_record(old: Optional[dict[str, Any]], new: Optional[dict[str, Any]]) -> dict[str, Any]:
+    data: dict[str, Any] = {"Keys": {"pk": {"S": "JOB#job-1"}, "sk": {"S": "JOB"}}, "SequenceNumber": "1",
+                            "ApproximateCreationDateTime": 1767225600, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+    if old:
+        data["OldImage"] = old
+    if new:
+        data["NewImage"] = new
+    return {"eventName": "MODIFY", "dynamodb": data}
+
+
+def test_a_milestone_written_by_a_worker_that_kept_no_event_percent_is_announced():
+    """A worker of a version before `event_percent` (a2504e0) finishes its attempt under the old
+    code while the stream function already runs the new one: its writes carry no mark, and
+    their milestones (25 %, 50 %, a 10-point move) are published as that version decided them,
+    from the write before. They were dropped: neither image moved a mark it did not have."""
+    writes = [_without(job_to_item(_running(v, p)), "event_percent")
+              for v, p in ((3, 0.0), (4, 12.0), (5, 20.0), (6, 26.0), (7, 30.0))]
+    published = []
+    for old, new in zip(writes, writes[1:]):
+        change = job_change(_stream_record(old, new))
+        published += [(e.event_type, e.previous_progress, e.progress)
+                      for e in events_for_change(change.old, change.new, change.timestamp)]
+    assert published == [("job.status.progress", 0.0, 12.0), ("job.status.progress", 20.0, 26.0)]
