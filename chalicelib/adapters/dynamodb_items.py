@@ -7,9 +7,10 @@ from decimal import Decimal
 from typing import Any, Callable, Optional
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from pydantic import BaseModel
 
 from chalicelib.domain.errors import InvalidRequestError
-from chalicelib.domain.job import Job, Progress, Run
+from chalicelib.domain.job import Job, JobErrorInfo, Progress, Run
 from chalicelib.domain.status import JobStatus
 
 _serializer = TypeSerializer()
@@ -238,11 +239,25 @@ def item_to_job(item: dict[str, Any], fetch: Optional[Callable[[str], bytes]] = 
         progress["details"] = json.loads(progress["details"])
     for key in ("pk", "sk", WRITE_ID, *GSI_KEYS):
         data.pop(key, None)
-    return Job.model_validate(data)
+    if isinstance(progress, dict):
+        data["progress"] = _known(progress, Progress)
+    if isinstance(data.get("error"), dict):
+        data["error"] = _known(data["error"], JobErrorInfo)
+    return Job.model_validate(_known(data, Job))
 
 
 def item_to_run(item: dict[str, Any]) -> Run:
     data = {k: from_dynamodb(deserializer.deserialize(v)) for k, v in item.items()}
     for key in ("pk", "sk", "expires_at"):
         data.pop(key, None)
-    return Run.model_validate(data)
+    if isinstance(data.get("error"), dict):
+        data["error"] = _known(data["error"], JobErrorInfo)
+    return Run.model_validate(_known(data, Run))
+
+
+def _known(data: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """`data` without the attributes `model` does not have: those a newer version wrote, read by
+    this one when an update is rolled back (CloudFormation does so by itself when an update
+    fails). The models themselves refuse unknown fields, so a write of this version that names
+    one is still refused (the in-memory store validates every write)."""
+    return {k: v for k, v in data.items() if k in model.model_fields}

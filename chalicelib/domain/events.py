@@ -64,6 +64,14 @@ class JobEvent(BaseModel):
     def detail_type(self) -> str:
         return self.event_type
 
+    @classmethod
+    def read(cls, detail: dict[str, Any]) -> "JobEvent":
+        """A subscriber's reading of an event's `detail`: fields this version does not know (an
+        event a newer version published, waiting on a queue when an update is rolled back) are
+        left out, not refused, so the event is still handled instead of failing until it is
+        dead-lettered. Publishing builds the model itself, which refuses unknown fields."""
+        return cls.model_validate({k: v for k, v in detail.items() if k in cls.model_fields})
+
 
 class CacheInvalidatedEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -190,7 +190,7 @@ def deliver_to_erp(services: Container, detail: dict[str, Any], seconds_left: Op
 def invalidate_caches(services: Container, detail: dict[str, Any], seconds_left: Optional[float]) -> Any:
     from chalicelib.domain.events import JobEvent  # the event functions need it, not every import of app.py
 
-    announcement = services.cache_invalidator.handle(JobEvent.model_validate(detail))
+    announcement = services.cache_invalidator.handle(JobEvent.read(detail))
     return announcement.model_dump() if announcement else None
 
 

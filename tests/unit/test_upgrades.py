@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from chalicelib.adapters.dynamodb_items import job_to_item
+from chalicelib.adapters.dynamodb_items import attribute_value, item_to_job, item_to_run, job_to_item
 from chalicelib.adapters.dynamodb_stream import job_change
-from chalicelib.domain.job import Job, Progress
+from chalicelib.domain.job import Job, JobErrorInfo, Progress
 from chalicelib.domain.status import JobStatus
 from chalicelib.events.changes import events_for_change
 
@@ -47,3 +47,24 @@ def test_a_milestone_written_by_a_worker_that_kept_no_event_percent_is_announced
         published += [(e.event_type, e.previous_progress, e.progress)
                       for e in events_for_change(change.old, change.new, change.timestamp)]
     assert published == [("job.status.progress", 0.0, 12.0), ("job.status.progress", 20.0, 26.0)]
+
+
+def test_a_rolled_back_version_reads_what_a_newer_one_wrote():
+    """CloudFormation rolls a failed update back by itself: the code then reading the tables is
+    older than some items in them. A job, its progress, its error and a run carrying attributes
+    this version does not know read as this version knows them, on GET and on the stream,
+    instead of failing every read of the job (a 500, a worker's delivery failing)."""
+    job = _running(7, 40.0).model_copy(update={"error": JobErrorInfo(code="timeout", message="late")})
+    item = job_to_item(job)
+    newer = {**item, "lease_owner": attribute_value("w-1"),
+             "progress": {"M": {**item["progress"]["M"], "eta_s": attribute_value(12)}},
+             "error": {"M": {**item["error"]["M"], "retryable": attribute_value(True)}}}
+    assert item_to_job(newer) == job
+    assert job_change(_stream_record(item, newer)).new == job
+
+    run = {"pk": attribute_value("JOB#job-1"), "sk": attribute_value("RUN#0001"), "job_id": attribute_value("job-1"),
+           "attempt": attribute_value(1), "status": attribute_value("failed"), "started_at": attribute_value(T),
+           "error": attribute_value({"code": "timeout", "message": "late", "retryable": True}),
+           "host": attribute_value("w-1")}
+    read = item_to_run(run)
+    assert (read.status, read.started_at, read.error) == (JobStatus.FAILED, T, JobErrorInfo(code="timeout", message="late"))
