@@ -511,7 +511,10 @@ class JobLifecycle:
         # attempt's last event (its running transition or a progress event), not since the
         # last write: throttled writes of a slow job each move less than 10.
         announce = is_notable_change(job.progress.percent if job.event_percent is None else job.event_percent, percent)
-        return self.store.record_progress(job.id, job.attempts, stamped, announce=announce)
+        written = self.store.record_progress(job.id, job.attempts, stamped, announce=announce)
+        # The store answers a claim-checked payload as its placeholder; a job's payload never
+        # changes, and the attempt keeps the one it was claimed with (its handler reads it).
+        return written.model_copy(update={"payload": job.payload})
 
     def report_progress(
         self,

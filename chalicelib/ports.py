@@ -182,9 +182,11 @@ class JobStore(Protocol):
     def record_progress(self, job_id: str, attempt: int, progress: Progress, *, announce: bool = False) -> Job:
         """Write progress if the job is running `attempt` and the percent does not decrease;
         `announce` also makes it the job's `event_percent` (the write is a progress event).
-        Returns the job as stored after the write. Once a cancel was requested nothing is
-        written: the stored job is returned (`cancel_requested` set), so the caller stops
-        without a report reaching anyone after the request. Raises ProgressRejectedError."""
+        Returns the job as stored after the write, a claim-checked payload or result shown as
+        its placeholder, as listings show it (the hot write reads no object back). Once a
+        cancel was requested nothing is written: the stored job is returned (`cancel_requested`
+        set), so the caller stops without a report reaching anyone after the request. Raises
+        ProgressRejectedError, StoreUnavailableError."""
 
     def runs(self, job_id: str) -> list[Run]:
         """The job's runs, oldest attempt first."""

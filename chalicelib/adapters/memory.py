@@ -233,7 +233,7 @@ class InMemoryJobStore:
             if stored is None or stored.status != JobStatus.RUNNING or stored.attempts != attempt:
                 raise ProgressRejectedError(f"attempt {attempt} of job {job_id} is not running")
             if stored.cancel_requested:
-                return stored.model_copy(deep=True)
+                return self._read(stored, fetch=False)
             if progress.percent < stored.progress.percent:
                 raise ProgressRejectedError(
                     f"progress cannot decrease from {stored.progress.percent:g} to {progress.percent:g}"
@@ -247,7 +247,7 @@ class InMemoryJobStore:
                     f"progress of job {job_id} does not fit its record (400 KB with its payload): "
                     "send a shorter message or smaller details")
             self._jobs[job_id] = new
-            return new.model_copy(deep=True)
+            return self._read(new, fetch=False)  # like DynamoDB's answer: no object read back
 
     def create_child(self, child: Job, attempt: int) -> None:
         with self._lock:

@@ -307,6 +307,19 @@ def test_after_a_cancel_request_progress_is_not_written_and_the_job_says_why(ada
     assert stored.progress.percent == 30 and stored.version == requested.version
 
 
+def test_a_progress_write_answers_a_claim_checked_payload_as_its_placeholder(adapters):
+    """Progress is the hot write: its answer reads no object back, written or refused on a cancel
+    request; the claim-checked payload shows as a listing shows it (the caller has it whole)."""
+    job = running(adapters.store, make_job(1, payload=big(INLINE_LIMIT + 1)))
+    placeholder = adapters.store.get_many([job.id])[job.id].payload
+    assert placeholder == {"claim_check": {"bytes": len(json.dumps(big(INLINE_LIMIT + 1), separators=(",", ":")))}}
+    assert adapters.store.record_progress(job.id, 1, Progress(percent=10)).payload == placeholder
+    adapters.store.apply(adapters.store.get(job.id), JobStatus.RUNNING, ChangeSet({"cancel_requested": True}))
+    refused = adapters.store.record_progress(job.id, 1, Progress(percent=20))
+    assert refused.cancel_requested and refused.payload == placeholder
+    assert adapters.store.get(job.id).payload == big(INLINE_LIMIT + 1)
+
+
 def test_an_announced_progress_write_moves_the_event_percent_with_it(adapters):
     job = running(adapters.store, make_job(1))
     quiet = adapters.store.record_progress(job.id, 1, Progress(percent=8))

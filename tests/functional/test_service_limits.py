@@ -39,6 +39,12 @@ def limit_types():
     add("limits.fan_out", fan_out, max_attempts=3, timeout_s=30)
     add("limits.leaf", lambda ctx, payload: "ok", max_attempts=1, timeout_s=30)
     add("limits.big_result", lambda ctx, payload: {"text": "é" * 950_000}, max_attempts=3, timeout_s=30)
+
+    def echo_after_progress(ctx, payload):
+        ctx.progress(50, force=True)
+        return {"echo": ctx.job.payload["pad"]}
+
+    add("limits.echo_after_progress", echo_after_progress, max_attempts=3, timeout_s=30)
     yield
     for name in names:
         registry._types.pop(name)
@@ -107,6 +113,23 @@ takes for an outage); now it fails `result_too_large`, not retried, naming artif
     assert failed["status"] == "failed" and failed["attempts"] == 1, failed
     assert failed["error"]["code"] == "result_too_large" and "artifact" in failed["error"]["message"]
     assert answer_bytes(failed) <= MAX_ANSWER_BYTES
+
+
+def test_a_result_is_bounded_with_the_payload_the_job_was_given_after_a_progress_write(client, app, aws, limit_types):
+    """A progress write answers the job with a claim-checked payload as its placeholder (the write
+reads no object back). The worker took that answer for the attempt's job: after one report,
+ctx.job.payload was {"claim_check": ...}, and a result was bounded beside the placeholder, so a
+job whose payload and result no answer could carry together completed, every GET of it past
+Lambda's 6 MB. The attempt keeps the payload it was claimed with."""
+    small = submit(client, {"type": "limits.echo_after_progress", "payload": {"pad": "p" * (100 * 1024)}})
+    large = submit(client, {"type": "limits.echo_after_progress", "payload": {"pad": "p" * 3_100_000}})
+    drain(app, aws)
+    done = get(client, small["id"])
+    assert done["status"] == "completed", done.get("error")
+    assert done["result"] == {"echo": "p" * (100 * 1024)}
+    failed = get(client, large["id"])
+    assert failed["status"] == "failed" and failed["attempts"] == 1, failed.get("error")
+    assert failed["error"]["code"] == "result_too_large"
 
 
 def test_a_page_of_jobs_stays_within_what_one_answer_carries(client, aws, monkeypatch):
