@@ -358,6 +358,9 @@ class DynamoJobStore:
             names[f"#f{i}"] = attr
             if value is REMOVE or value is None:
                 removes.append(f"#f{i}")
+                if field in JSON_FIELDS:  # the value in S3 too: its ref would be read back
+                    names[f"#r{i}"] = BLOB_REFS[field]
+                    removes.append(f"#r{i}")
                 continue
             if field in JSON_FIELDS:
                 value = json.dumps(value, separators=(",", ":"))

@@ -595,6 +595,17 @@ def test_a_large_payload_and_result_are_claim_checked_and_read_back_whole(adapte
         adapters.blobs.get(f"jobs/{small.id}/payload.json")
 
 
+@pytest.mark.parametrize("gone", [None, REMOVE], ids=["none", "remove"])
+def test_a_claim_checked_result_written_again_as_nothing_reads_back_as_nothing(adapters, gone):
+    job = running(adapters.store, make_job(1))
+    done = adapters.store.apply(job, JobStatus.RUNNING, ChangeSet({"result": big(500)}))
+    assert adapters.store.get(job.id).result == big(500)
+    cleared = adapters.store.apply(done, JobStatus.RUNNING, ChangeSet({"result": gone}))
+    assert cleared.result is None
+    assert adapters.store.get(job.id).result is None
+    assert adapters.store.get_many([job.id])[job.id].result is None
+
+
 def test_due_lists_unfinished_jobs_due_by_now_earliest_first(adapters):
     now = "2026-01-01T12:00:00.000Z"
     late = make_job(1, due_at="2026-01-01T11:00:00.000Z")
