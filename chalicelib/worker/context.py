@@ -13,7 +13,9 @@ from chalicelib.domain.errors import (
     FatalJobError,
     InvalidArtifactError,
     JobCancelledError,
+    JobpipeError,
     JobTimeoutError,
+    StoreUnavailableError,
 )
 from chalicelib.domain.job import Job
 from chalicelib.ports import ArtifactInfo
@@ -58,7 +60,8 @@ class JobContext:
         self._reporter = reporter
         self._cancel_poll_interval_s = cancel_poll_interval_s
         self._spawn = spawn
-        self._spawned = 0
+        self._spawned = 0  # spawn calls: each child's index, unique in the attempt
+        self._made = 0  # the children those calls made (or may have: a store that did not answer)
         self._store_artifact = store_artifact
         self._reload = reload
         self._deadline = deadline
@@ -163,11 +166,19 @@ class JobContext:
             raise JobCancelledError(f"job {self.job_id} was canceled")
         self._spawned += 1
         try:
-            return self._spawn(self.job, self._spawned, type=type, payload=payload,
-                               priority=priority, scope=scope).id
+            child = self._spawn(self.job, self._spawned, made=self._made, type=type, payload=payload,
+                                priority=priority, scope=scope)
         except JobCancelledError:
             self._cancel_seen = True
             raise
+        except JobpipeError as exc:
+            # Refused before a child was made (its request, the quota, the bound, the record)
+            # counts towards nothing; a store that did not answer may have made it.
+            if isinstance(exc, StoreUnavailableError):
+                self._made += 1
+            raise
+        self._made += 1
+        return child.id
 
     def artifact(
         self, name: str, data: Union[bytes, str, dict, list], content_type: Optional[str] = None

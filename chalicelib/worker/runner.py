@@ -192,14 +192,14 @@ class JobRunner:
         self._observe("completed", final, {"duration_s": self._monotonic() - started})
         return final
 
-    def _spawn(self, parent: Job, index: int, *, listed_at_claim: int, **request: Any) -> Job:
-        """A child of `parent`, admitted like a submitted job: a handler spawning in a loop stays
-        within its tenant's bound (QuotaExceededError at the call). The children this attempt
-        spawned before count though the stream has not counted them yet, and count towards the
-        children the parent may list, beside those it listed when the attempt was claimed (its
-        earlier attempts')."""
-        admit = functools.partial(self._admit, pending=index - 1) if self._admit is not None else None
-        return self.lifecycle.spawn(parent, index, admit=admit, listed=listed_at_claim + index - 1, **request)
+    def _spawn(self, parent: Job, index: int, *, made: int, listed_at_claim: int, **request: Any) -> Job:
+        """Child number `index` of `parent`, admitted like a submitted job: a handler spawning in
+        a loop stays within its tenant's bound (QuotaExceededError at the call). The `made`
+        children this attempt spawned before count though the stream has not counted them yet,
+        and count towards the children the parent may list, beside those it listed when the
+        attempt was claimed (its earlier attempts')."""
+        admit = functools.partial(self._admit, pending=made) if self._admit is not None else None
+        return self.lifecycle.spawn(parent, index, admit=admit, listed=listed_at_claim + made, **request)
 
     def _end_early(self, ctx: JobContext, reporter: ProgressReporter, exc: Optional[BaseException],
                    started: float) -> Job:

@@ -5,7 +5,8 @@ import time
 import pytest
 from pydantic import BaseModel
 
-from chalicelib.domain.errors import FatalJobError, JobCancelledError, ProgressRejectedError
+from chalicelib.defaults import MAX_CHILDREN
+from chalicelib.domain.errors import FatalJobError, JobCancelledError, ProgressRejectedError, UnknownJobTypeError
 from chalicelib.domain.job import child_job_id
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
@@ -81,6 +82,16 @@ def types():
                 fits = length
             except ProgressRejectedError:
                 too_long = length
+        return ctx.spawn("t.ok", {})
+
+    @registry.register("t.spawn_after_refusals", Empty, max_attempts=1)
+    def spawn_after_refusals(ctx, payload):
+        """Skips the children it may not make (a type it cannot spawn), then spawns one."""
+        for _ in range(3):
+            try:
+                ctx.spawn("t.no_such_type", {})
+            except UnknownJobTypeError:
+                pass
         return ctx.spawn("t.ok", {})
 
     registry.calls = calls
@@ -331,3 +342,18 @@ def test_a_spawn_its_parents_record_has_no_room_to_list_fails_the_job_once_by_na
     assert final.error.code == "record_full" and "400 KB" in final.error.message
     assert final.children == [] and len(queue.dead) == 1
     assert [j.id for j in store._jobs.values()] == [job.id]
+
+
+def test_a_spawn_refused_before_its_child_was_made_does_not_count_towards_the_children_bound(env, queue, store):
+    """A job lists at most MAX_CHILDREN children; the spawns a handler caught, refused before
+    any child was made (a type it may not spawn), are no children. They counted as children
+    listed (and as jobs pending for the quota), so a parent one short of the bound was refused
+    its last child as `too_many_children`."""
+    lifecycle, runner = env
+    job = submit(lifecycle, "t.spawn_after_refusals")
+    store._jobs[job.id] = store._jobs[job.id].model_copy(
+        update={"children": [f"earlier-{i}" for i in range(MAX_CHILDREN - 1)]})
+    (message,) = queue.drain()
+    final = runner.run(message)
+    assert final.status == JobStatus.COMPLETED, final.error
+    assert len(final.children) == MAX_CHILDREN and final.children[-1] == final.result
