@@ -3,8 +3,10 @@
 Each method computes the change from the transition table, then asks the store for a
 conditional write against the status and version it read. A lost race surfaces as
 StaleJobError from the store; the methods here re-read and decide again where that is safe.
-The claim, the one write per job on the worker's hot path, writes first and reads only what a
-refused write returns (see `claim`).
+Two writes state what they require of the job instead (`JobStore.apply_expected`) and decide
+on what a refused write returns: the claim, the one write per job on the worker's hot path,
+writes first and reads nothing (see `claim`); a cancel request on a running job is conditioned
+on its attempt, not its version, which each progress write moves (see `cancel`).
 """
 from __future__ import annotations
 

@@ -164,20 +164,25 @@ class JobStore(Protocol):
 
     def apply(self, job: Job, expected_status: JobStatus, changes: ChangeSet) -> Job:
         """Conditionally write `changes` if the stored job still has `expected_status` and
-        `job.version`. Returns the job as written (version + 1). Raises StaleJobError,
-        RecordTooLargeError when the record would pass the store's item size."""
+        `job.version`. Returns the job as written (version + 1). A write refused only by what its
+        own earlier try wrote (retried after it landed, its answer lost) is written, not a lost
+        race. Raises StaleJobError, RecordTooLargeError when the record would pass the store's
+        item size, StoreUnavailableError."""
 
     def cut_progress_message(self, job: Job, expected_status: JobStatus, limit: int) -> Job:
         """Cut the stored progress message to `limit` characters (`domain.events.clip`), nothing
         else, if the stored job still has `expected_status` and `job.version`: room for a write
-        the record could not take. Returns the job as written (version + 1). Raises StaleJobError."""
+        the record could not take. Returns the job as written (version + 1). Raises
+        StaleJobError, StoreUnavailableError."""
 
     def apply_expected(self, job_id: str, tenant: str, expected: Expectation, changes: ChangeSet) -> ExpectedWrite:
         """Write `changes` (version + 1) in one conditional write, with no read before it, if
         the stored job belongs to `tenant` and meets `expected`; else write nothing and return
-        the stored job as the refused write saw it. `changes` may not carry a run, cache
-        invalidations, a task completion or claim-checked fields (payload, result): ValueError. Raises
-        RecordTooLargeError when the record would pass the store's item size, StoreUnavailableError."""
+        the stored job as the refused write saw it (a claim refused only by its own earlier
+        try, its answer lost, is `applied`: `ChangeSet.claim_landed_in`). `changes` may not
+        carry a run, cache invalidations, a task completion or claim-checked fields (payload,
+        result): ValueError. Raises RecordTooLargeError when the record would pass the store's
+        item size, StoreUnavailableError."""
 
     def record_progress(self, job_id: str, attempt: int, progress: Progress, *, announce: bool = False) -> Job:
         """Write progress if the job is running `attempt` and the percent does not decrease;
@@ -221,17 +226,20 @@ class JobStore(Protocol):
 
 class JobQueue(Protocol):
     def send(self, message: JobMessage, *, priority: str, delay_seconds: int = 0) -> None:
-        """Enqueue; raises QueueUnavailableError when the message could not be sent."""
+        """Enqueue; raises QueueUnavailableError when the message could not be sent,
+        InvalidRequestError for a delay outside SQS's 0 to SQS_MAX_DELAY_S seconds."""
 
     def dead_letter(self, message: JobMessage, *, priority: str, reason: dict[str, Any]) -> None:
-        """Park a message of a job that failed for good on the dead-letter queue."""
+        """Park a message of a job that failed for good on the dead-letter queue; raises
+        QueueUnavailableError (the letter is then owed: `Job.dead_letter_owed`)."""
 
     def dead_letter_body(self, body: str, *, priority: str, reason: str) -> None:
         """Park a received body that is no job message (foreign, hand-made, cut short) on the
         priority's dead-letter queue as it came; raises QueueUnavailableError."""
 
     def set_visibility(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
-        """Hide a received message for `seconds` more (0: deliver again now)."""
+        """Hide a received message for `seconds` more (0: deliver again now), at most
+        SQS_MAX_HOLD_S; raises QueueUnavailableError."""
 
     def set_visibility_many(self, queue_arn: str, receipt_handles: list[str], seconds: int) -> int:
         """`set_visibility` for several messages of one queue, ten to a request; returns how

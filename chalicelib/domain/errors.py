@@ -99,14 +99,17 @@ class RecordTooLargeError(StoreUnavailableError):
 
 
 class JobCancelledError(JobpipeError):
-    """Raised inside a handler (by ctx.progress/ctx.check_cancelled) when a cancel was requested."""
+    """Raised inside a handler (by ctx.progress, ctx.check_cancelled, ctx.spawn) when a cancel
+    was requested; a job store refuses to make a child of a job whose cancel was requested with it."""
 
     code = "canceled"
 
 
 class AttemptEndedError(JobpipeError):
     """Raised by a job context used to write (progress, spawn, artifact, complete, fail) after
-    its attempt ended: a context kept past the handler's return changes nothing."""
+    its attempt ended: a context kept past the handler's return changes nothing. A store
+    refuses a child or an artifact of an attempt that is no longer the job's running one with
+    it too (`refusing`): a worker that lost its lease and woke after the next attempt started."""
 
     code = "attempt_ended"
 

@@ -207,3 +207,26 @@ def test_relative_imports_are_resolved_from_the_importing_module():
     assert imports("chalicelib.domain", ast.parse("from .events import SOURCE"), True, modules) == [
         ("chalicelib.domain.events", {"SOURCE"}, 1),
     ]
+
+
+def _layout_row(path: str) -> str:
+    """The README "Layout" table's row of `path`."""
+    rows = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith(f"| `{path}` |")]
+    assert len(rows) == 1, f"README's layout table has no row for {path}"
+    return rows[0]
+
+
+def test_the_readme_layout_names_every_port_and_every_adapter_module():
+    """The row of ports.py says "every port", and the adapters' row names each module: a port or
+    an adapter added without its line in the layout fails here."""
+    from typing import Protocol
+
+    from chalicelib import ports
+
+    protocols = [name for name, value in vars(ports).items()
+                 if isinstance(value, type) and Protocol in value.__mro__[1:] and value.__module__ == ports.__name__]
+    row = _layout_row("chalicelib/ports.py")
+    assert [p for p in protocols if f"`{p}`" not in row] == []
+    row = _layout_row("chalicelib/adapters/")
+    modules = sorted(p.name for p in (ROOT / PACKAGE / "adapters").glob("*.py") if p.name != "__init__.py")
+    assert [m for m in modules if f"`{m}`" not in row] == []
