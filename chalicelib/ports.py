@@ -13,6 +13,10 @@ from chalicelib.domain.status import JobStatus
 
 # Sentinel for "remove this attribute" in a change set.
 REMOVE = object()
+# The job's fields a store keeps outside its record once their JSON passes the inline limit
+# (the claim-check: an object in S3, read back by `JobStore.get`, shown as a placeholder by
+# listings and progress writes).
+CLAIM_CHECKED = ("payload", "result")
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,15 @@ class ChangeSet:
     # The scope's record of this completion (`/scopes/{scope}/tasks`), in the same atomic write:
     # once the job reads completed, its scope's tasks show it, as a worker's timestamp did.
     task_completion: Optional[TaskCompletion] = None
+
+    def check_unread(self) -> None:
+        """Raise ValueError unless these changes may be written with no read of the job
+        (`JobStore.apply_expected`): no run, cache invalidation, task completion or
+        claim-checked field, each of which a store writes from the job it read."""
+        if (self.run is not None or self.invalidate_caches or self.task_completion is not None
+                or set(self.fields) & set(CLAIM_CHECKED)):
+            raise ValueError("a write without a read carries no run, cache invalidation, task completion or "
+                             "claim-checked field")
 
     def claim_landed_in(self, job: Job) -> bool:
         """Whether `job`, the job a claim's conditional write was refused on, holds every change

@@ -301,10 +301,7 @@ class DynamoJobStore:
                                       "version": job.version + 1})
 
     def apply_expected(self, job_id: str, tenant: str, expected: Expectation, changes: ChangeSet) -> ExpectedWrite:
-        if (changes.run is not None or changes.invalidate_caches or changes.task_completion is not None
-                or set(changes.fields) & set(JSON_FIELDS)):
-            raise ValueError("a write without a read carries no run, cache invalidation, task completion or "
-                             "claim-checked field")
+        changes.check_unread()
         names = {"#version": "version", "#tenant": "tenant"}
         values = {":one": attribute_value(1), ":tenant": attribute_value(tenant)}
         conditions = ["#tenant = :tenant"]

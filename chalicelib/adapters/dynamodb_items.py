@@ -12,12 +12,14 @@ from pydantic import BaseModel
 from chalicelib.domain.errors import InvalidRequestError
 from chalicelib.domain.job import Job, JobErrorInfo, Progress, Run
 from chalicelib.domain.status import JobStatus
+from chalicelib.ports import CLAIM_CHECKED
 
 _serializer = TypeSerializer()
 deserializer = TypeDeserializer()
 
-JSON_FIELDS = {"payload": "payload_json", "result": "result_json"}
-BLOB_REFS = {"payload": "payload_ref", "result": "result_ref"}
+# A claim-checked field's attribute: its JSON text in the item, or where its object is in S3.
+JSON_FIELDS = {field: f"{field}_json" for field in CLAIM_CHECKED}
+BLOB_REFS = {field: f"{field}_ref" for field in CLAIM_CHECKED}
 FINISHED_SHARDS = 8
 # The sparse by_due index spreads unfinished jobs over this many partitions, so neither a
 # burst of submissions nor the reconciler's queries meet one hot partition.

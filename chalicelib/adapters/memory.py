@@ -31,6 +31,7 @@ from chalicelib.domain.events import clip
 from chalicelib.domain.job import Job, Progress, Run, answer_bytes, isoformat, utcnow
 from chalicelib.domain.status import JobStatus
 from chalicelib.ports import (
+    CLAIM_CHECKED,
     REMOVE,
     BlobStore,
     ChangeSet,
@@ -43,9 +44,6 @@ from chalicelib.ports import (
     SubmissionKey,
 )
 
-# Payloads and results larger than the inline limit live in the BlobStore (the claim-check),
-# under the same keys the DynamoDB adapter uses.
-_CLAIM_CHECKED = ("payload", "result")
 # DynamoDB refuses an item over 400 KB; this store refuses a record whose JSON (what stays in
 # the record: claim-checked fields excluded) passes the same size, as the DynamoDB adapter does.
 ITEM_MAX_BYTES = 400 * 1024
@@ -70,7 +68,7 @@ class InMemoryJobStore:
 
     def _check_out(self, job_id: str, field: str, value: Any, attempt: Optional[int] = None) -> None:
         """Write the field to the blob store when its JSON is larger than the inline limit (a
-        result under its attempt's key, like the DynamoDB adapter)."""
+        result under its attempt's key, like the DynamoDB adapter, under the same keys)."""
         refs = self._refs.setdefault(job_id, {})
         refs.pop(field, None)
         data = json.dumps(value, separators=(",", ":")).encode()
@@ -83,9 +81,9 @@ class InMemoryJobStore:
     def _record_bytes(self, job: Job) -> int:
         """About what DynamoDB counts for the job's record: its JSON without the fields that
         live in the blob store."""
-        inline = {f for f in _CLAIM_CHECKED if self._blobs is None
+        inline = {f for f in CLAIM_CHECKED if self._blobs is None
                   or len(json.dumps(getattr(job, f), separators=(",", ":")).encode()) <= self._inline_limit}
-        record = job.model_dump(mode="json", exclude=set(_CLAIM_CHECKED) - inline)
+        record = job.model_dump(mode="json", exclude=set(CLAIM_CHECKED) - inline)
         return len(json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode())
 
     def _read(self, job: Job, *, fetch: bool) -> Job:
@@ -184,7 +182,7 @@ class InMemoryJobStore:
             new = Job.model_validate({**stored.model_dump(), **_dumped(update)})
             if self._record_bytes(new) > ITEM_MAX_BYTES:
                 raise RecordTooLargeError(f"job {job.id}'s record has no room for this write (400 KB)")
-            for field in _CLAIM_CHECKED:
+            for field in CLAIM_CHECKED:
                 if field in changes.fields:
                     self._check_out(job.id, field, getattr(new, field), stored.attempts if field == "result" else None)
             self._jobs[job.id] = new
@@ -208,10 +206,7 @@ class InMemoryJobStore:
             return self._read(new, fetch=True)
 
     def apply_expected(self, job_id: str, tenant: str, expected: Expectation, changes: ChangeSet) -> ExpectedWrite:
-        if (changes.run is not None or changes.invalidate_caches or changes.task_completion is not None
-                or set(changes.fields) & set(_CLAIM_CHECKED)):
-            raise ValueError("a write without a read carries no run, cache invalidation, task completion or "
-                             "claim-checked field")
+        changes.check_unread()
         with self._lock:
             stored = self._jobs.get(job_id)
             if stored is None:
