@@ -25,6 +25,7 @@ from typing import Any, Mapping
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
+from scripts.local_stack import apply_gateway_responses
 from scripts.stack_config import StackConfigError, check_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -221,6 +222,8 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
     endpoint = session.client("s3").meta.endpoint_url.rstrip("/")
     if "amazonaws.com" not in endpoint:
         outputs["ApiUrl"] = f"{endpoint}/restapis/{outputs['RestAPIId']}/api/_user_request_"
+        # the emulator leaves the API's gateway responses out of its body (scripts/local_stack.py)
+        apply_gateway_responses(session.client("apigateway"), outputs["RestAPIId"], template)
     else:
         outputs["ApiUrl"] = outputs["EndpointURL"].rstrip("/")
     return outputs

@@ -9,7 +9,12 @@ functions it creates, so it is applied here through the Lambda API (PutFunctionC
 the same value the template declares; on AWS CloudFormation has applied it already). ministack
 honours it: an SQS mapping dispatches at most min(MaximumConcurrency, reserved) batches and the
 rest wait in the queue; an API request over it is answered 429 at once, which the client
-retries (jobpipe_client/transport.py); the stream poller runs one batch at a time anyway."""
+retries (jobpipe_client/transport.py); the stream poller runs one batch at a time anyway.
+
+The API's gateway responses (`route_not_found`, `gateway_refused`) are declared on the API
+(SAM's GatewayResponses), so AWS imports them with its body into every deployment; ministack's
+import leaves that part of the body out, so `apply_gateway_responses` puts them through the API
+Gateway API and deploys the stage again (scripts/deploy.py, after each deploy to an emulator)."""
 from __future__ import annotations
 
 import json
@@ -22,6 +27,8 @@ from typing import Any
 import requests
 
 API_FUNCTION = "APIHandler"
+# SAM's GatewayResponses parameter groups, as API Gateway names their parameters
+RESPONSE_PARAMETER_KINDS = {"Headers": "header", "Paths": "path", "QueryStrings": "querystring"}
 WARM_UP = "jobpipe_warm_up"  # chalicelib/invocation.py returns at once for an event holding it
 
 
@@ -97,6 +104,45 @@ def warm(session: Any, functions: dict[str, str], api_url: str, api_processes: i
     failed.update({functions.get(API_FUNCTION, API_FUNCTION): e for e in api if e})
     return {"seconds": round(time.monotonic() - started, 2), "functions": len(functions),
             "api_processes": api_processes, "failed": failed}
+
+
+def _gateway_response_arguments(response_type: str, declared: dict[str, Any]) -> dict[str, Any]:
+    """SAM's GatewayResponses entry as PutGatewayResponse takes it (its headers prefixed)."""
+    arguments: dict[str, Any] = {"responseType": response_type}
+    if "StatusCode" in declared:
+        arguments["statusCode"] = str(declared["StatusCode"])
+    parameters = {f"gatewayresponse.{RESPONSE_PARAMETER_KINDS[kind]}.{name}": value
+                  for kind, values in (declared.get("ResponseParameters") or {}).items()
+                  for name, value in values.items()}
+    if parameters:
+        arguments["responseParameters"] = parameters
+    if declared.get("ResponseTemplates"):
+        arguments["responseTemplates"] = dict(declared["ResponseTemplates"])
+    return arguments
+
+
+def apply_gateway_responses(apigateway: Any, rest_api_id: str, template: dict[str, Any]) -> bool:
+    """Put the gateway responses the template's API declares that the deployed API does not
+    answer with, then deploy its stage again (a gateway response reaches a stage only with a
+    deployment). True when something was put; on AWS, which imports them with the API's body,
+    nothing is."""
+    api = template.get("Resources", {}).get("RestAPI", {}).get("Properties", {})
+    declared = api.get("GatewayResponses") or {}
+    if not declared:
+        return False
+    current = {item["responseType"]: item
+               for item in apigateway.get_gateway_responses(restApiId=rest_api_id, limit=500)["items"]}
+    wanted = [_gateway_response_arguments(kind, response) for kind, response in declared.items()]
+    missing = [arguments for arguments in wanted
+               if current.get(arguments["responseType"], {}).get("defaultResponse", True)
+               or any(current[arguments["responseType"]].get(k) != v for k, v in arguments.items())]
+    if not missing:
+        return False
+    for arguments in missing:
+        apigateway.put_gateway_response(restApiId=rest_api_id, **arguments)
+    apigateway.create_deployment(restApiId=rest_api_id, stageName=api.get("StageName", "api"),
+                                 description="gateway responses the emulator's body import left out")
+    return True
 
 
 def prepare(session: Any, stack: str, api_url: str, ceiling: int, warm_up: bool = True,

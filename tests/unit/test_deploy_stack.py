@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 
 from scripts import deploy as deploy_script
 from scripts.deploy import DeployError, deploy
+from tests.unit.test_local_stack import API_TEMPLATE, FakeApiGateway
 
 ACCOUNT = "123456789012"
 SECRET = "s" * 40
@@ -193,9 +194,10 @@ class FakeSession:
     def __init__(self) -> None:
         self.cfn = FakeCloudFormation()
         self.s3 = FakeS3()
+        self.apigateway = FakeApiGateway()
 
     def client(self, name):
-        return {"cloudformation": self.cfn, "s3": self.s3,
+        return {"cloudformation": self.cfn, "s3": self.s3, "apigateway": self.apigateway,
                 "sts": type("Sts", (), {"get_caller_identity": lambda self: {"Account": ACCOUNT}})()}[name]
 
 
@@ -215,6 +217,16 @@ def test_a_new_stack_is_created_and_its_api_url_returned(build, session):
     outputs = deploy(build, "jobpipe", {"AuthSecret": SECRET}, session)
     assert session.cfn.stack["status"] == "CREATE_COMPLETE"
     assert outputs["ApiUrl"] == "http://127.0.0.1:4566/restapis/abc123/api/_user_request_"
+
+
+def test_on_an_emulator_the_apis_gateway_responses_are_put_and_its_stage_deployed_again(build, session):
+    """ministack leaves SAM's GatewayResponses out of the API it imports: without this an unknown
+    route answered 403 `Missing Authentication Token`, not 404 `route_not_found`."""
+    template = {**TEMPLATE, "Resources": {**TEMPLATE["Resources"], **API_TEMPLATE["Resources"]}}
+    (build / "sam.json").write_text(json.dumps(template))
+    deploy(build, "jobpipe", {"AuthSecret": SECRET}, session)
+    assert set(session.apigateway.customized) == {"MISSING_AUTHENTICATION_TOKEN", "DEFAULT_4XX"}
+    assert [call for call, _ in session.apigateway.calls] == ["put", "put", "deploy"]
 
 
 def test_an_update_keeps_the_values_of_the_parameters_it_is_not_given(build, session):

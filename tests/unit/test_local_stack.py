@@ -91,3 +91,68 @@ def test_the_template_gives_the_api_the_same_ceilings():
     assert api[0] == "HasApiConcurrencyCeiling" and api[1] == {"Ref": "ApiConcurrencyCeiling"}
     assert api[2] == worker == {"Fn::If": ["HasFunctionConcurrencyCeiling", {"Ref": "FunctionConcurrencyCeiling"},
                                            {"Ref": "AWS::NoValue"}]}
+
+
+class FakeApiGateway:
+    """API Gateway as ministack has it after a deploy: the gateway responses the API's body
+    declares (x-amazon-apigateway-gateway-responses) not imported, every type at its default."""
+
+    def __init__(self, customized=None):
+        self.customized = dict(customized or {})
+        self.calls = []
+
+    def get_gateway_responses(self, restApiId, limit=500):
+        defaults = [{"responseType": t, "defaultResponse": True} for t in ("DEFAULT_4XX", "MISSING_AUTHENTICATION_TOKEN")
+                    if t not in self.customized]
+        return {"items": defaults + [{"defaultResponse": False, **r} for r in self.customized.values()]}
+
+    def put_gateway_response(self, **kwargs):
+        self.calls.append(("put", kwargs))
+        self.customized[kwargs["responseType"]] = {k: v for k, v in kwargs.items() if k != "restApiId"}
+
+    def create_deployment(self, **kwargs):
+        self.calls.append(("deploy", kwargs))
+
+
+GATEWAY_RESPONSES = {
+    "MISSING_AUTHENTICATION_TOKEN": {
+        "StatusCode": "404",
+        "ResponseParameters": {"Headers": {"Content-Type": "'application/json'"}},
+        "ResponseTemplates": {"application/json": '{"error": {"code": "route_not_found"}}'},
+    },
+    "DEFAULT_4XX": {
+        "ResponseParameters": {"Headers": {"Content-Type": "'application/json'"}},
+        "ResponseTemplates": {"application/json": '{"error": {"code": "gateway_refused"}}'},
+    },
+}
+API_TEMPLATE = {"Resources": {"RestAPI": {"Type": "AWS::Serverless::Api",
+                                          "Properties": {"StageName": "api", "GatewayResponses": GATEWAY_RESPONSES}}}}
+
+
+def test_gateway_responses_the_emulator_left_out_are_put_and_the_stage_deployed_again():
+    from scripts.local_stack import apply_gateway_responses
+
+    client = FakeApiGateway()
+    assert apply_gateway_responses(client, "abc123", API_TEMPLATE) is True
+    assert client.calls == [
+        ("put", {"restApiId": "abc123", "responseType": "MISSING_AUTHENTICATION_TOKEN", "statusCode": "404",
+                 "responseParameters": {"gatewayresponse.header.Content-Type": "'application/json'"},
+                 "responseTemplates": {"application/json": '{"error": {"code": "route_not_found"}}'}}),
+        ("put", {"restApiId": "abc123", "responseType": "DEFAULT_4XX",
+                 "responseParameters": {"gatewayresponse.header.Content-Type": "'application/json'"},
+                 "responseTemplates": {"application/json": '{"error": {"code": "gateway_refused"}}'}}),
+        ("deploy", {"restApiId": "abc123", "stageName": "api",
+                    "description": "gateway responses the emulator's body import left out"}),
+    ]
+    # Once in effect (as on AWS, which imports them with the body), nothing is put or deployed.
+    client.calls.clear()
+    assert apply_gateway_responses(client, "abc123", API_TEMPLATE) is False
+    assert client.calls == []
+
+
+def test_a_template_without_gateway_responses_changes_nothing():
+    from scripts.local_stack import apply_gateway_responses
+
+    client = FakeApiGateway()
+    assert apply_gateway_responses(client, "abc123", {"Resources": {}}) is False
+    assert client.calls == []

@@ -1,6 +1,8 @@
 """The packaged template (build/sam.json) gives each secret to the one function that uses it."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.support.infra import packaged_template
@@ -167,3 +169,20 @@ def test_every_condition_compares_strings_with_strings(template):
 
     compared = list(literals(template["Conditions"])) + list(literals(template["Resources"]))
     assert compared and all(isinstance(v, str) for v in compared), compared
+
+
+def test_the_gateway_responses_are_part_of_the_apis_deployment(template):
+    """API Gateway answers with the gateway responses of the stage's deployment. Declared as
+    AWS::ApiGateway::GatewayResponse resources, they raced the deployment SAM generates (a stack
+    answered an unknown route 403 `Missing Authentication Token`) and a change to one never
+    reached the stage; on the API's GatewayResponses they are in its body, so in every deployment."""
+    resources = template["Resources"]
+    assert not [k for k, v in resources.items() if v["Type"] == "AWS::ApiGateway::GatewayResponse"]
+    responses = resources["RestAPI"]["Properties"]["GatewayResponses"]
+    unknown = responses["MISSING_AUTHENTICATION_TOKEN"]
+    assert unknown["StatusCode"] == "404"
+    assert json.loads(unknown["ResponseTemplates"]["application/json"])["error"]["code"] == "route_not_found"
+    refused = responses["DEFAULT_4XX"]
+    assert '"code": "gateway_refused"' in refused["ResponseTemplates"]["application/json"]
+    for response in responses.values():
+        assert response["ResponseParameters"]["Headers"] == {"Content-Type": "'application/json'"}
