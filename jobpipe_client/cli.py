@@ -67,7 +67,8 @@ EXIT_CODES = f"""exit codes:
        --give-up-after seconds of unanswered polls; a submit names the key that repeats it safely
   {EXIT_TIMEOUT}    a watch's --timeout ran out
   {EXIT_INTERRUPTED}  interrupted
-  {EXIT_BROKEN_PIPE}  stdout was closed early (`jobpipe list | head`)"""
+  {EXIT_BROKEN_PIPE}  stdout was closed early (`jobpipe list | head`)
+  {EXIT_TERMINATED}  terminated (SIGTERM: `timeout 600 jobpipe watch ID`, `kill`), ended as Ctrl-C ends it"""
 
 
 class Terminated(KeyboardInterrupt):

@@ -11,6 +11,7 @@ import pytest
 from rich.console import Console
 
 from jobpipe_client import Backoff, JobpipeClient
+from jobpipe_client import cli as cli_module
 from jobpipe_client.cli import build_parser, client_from, main, parse_payload, UsageError
 from tests.support.fake_api import FakeApi, FakeSession, FakeTime, failing
 from tests.unit.bad_servers import at_most
@@ -525,8 +526,12 @@ def test_help_lists_every_exit_code_and_what_each_submit_option_does(capsys):
     assert exited.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     for code, meaning in [(0, "completed"), (1, "failed or was canceled"), (2, "bad input"), (3, "unavailable"),
-                          (4, "--timeout ran out"), (130, "interrupted"), (141, "stdout was closed")]:
+                          (4, "--timeout ran out"), (130, "interrupted"), (141, "stdout was closed"),
+                          (143, "terminated")]:
         assert re.search(rf"\b{code} [^0-9]*{re.escape(meaning)}", text), (code, text)
+    # every code the CLI exits with is listed: 143 (SIGTERM) was left out of the help
+    codes = {v for k, v in vars(cli_module).items() if k.startswith("EXIT_") and isinstance(v, int)}
+    assert codes and all(re.search(rf"(^| ){code} ", text) for code in codes), (codes, text)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["submit", "--help"])
     text = " ".join(capsys.readouterr().out.split())
