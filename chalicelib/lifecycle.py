@@ -474,9 +474,7 @@ class JobLifecycle:
     def _claim(self, job: Job, time_left_s: Optional[float]) -> Claim:
         now = self.clock()
         if job.status.is_terminal:
-            if job.dead_letter_owed is not None:  # raises QueueUnavailableError: delivered again
-                self._dead_letter(job, job.dead_letter_owed)
-                job = self.store.apply(job, job.status, ChangeSet({"dead_letter_owed": REMOVE}))
+            job = self.park_owed_letter(job)  # raises QueueUnavailableError: delivered again
             return Claim(ClaimOutcome.SKIP, job, f"job is {job.status.value}")
         if job.status == JobStatus.RUNNING:
             lease = job.lease_expires_at
@@ -501,6 +499,21 @@ class JobLifecycle:
         changes = self._start_changes(job.attempts + 1, job.timeout_s, now,
                                       None if job.started_at else isoformat(now))
         return Claim(ClaimOutcome.RUN, self.store.apply(job, job.status, changes))
+
+    def park_owed_letter(self, job: Job) -> Job:
+        """Park the dead letter a failed `job` owes (`dead_letter_owed`, its queue did not answer
+        when the job failed) and clear the mark; returns the job as it is then (unchanged when
+        it owes none). Called by a delivery of one of the job's messages, whichever it is: a
+        claim that finds the job failed, or a late attempt whose outcome was not written.
+        Raises QueueUnavailableError, the letter still owed: that delivery must fail, so that
+        its message comes back to park it."""
+        if job.dead_letter_owed is None:
+            return job
+        self._dead_letter(job, job.dead_letter_owed)
+        try:
+            return self.store.apply(job, job.status, ChangeSet({"dead_letter_owed": REMOVE}))
+        except StaleJobError:  # another delivery parked it meanwhile
+            return self.store.get(job.id) or job
 
     def record_progress(self, job: Job, progress: Progress) -> Job:
         """Conditional, monotonic progress write for the running attempt of `job`. Returns the

@@ -85,7 +85,9 @@ class JobRunner:
         hold: Optional[Callable[[int], None]] = None,
     ) -> Optional[Job]:
         """Process one delivery. Returns the job as left by this delivery (None if it does not
-        exist); raises DeferredDelivery when the message must be delivered again later.
+        exist); raises DeferredDelivery when the message must be delivered again later, and
+        QueueUnavailableError when the job's owed dead letter could not be parked (it is parked
+        when the message comes back).
 
         A message hidden for the queue's visibility timeout (longer than any invocation) needs
         nothing once claimed: if this process dies, the reconciler finds the attempt's lease
@@ -109,8 +111,11 @@ class JobRunner:
             return self._execute(job)
         except StaleJobError as exc:
             # The attempt was taken over or finished elsewhere; its outcome is not ours to write.
+            # If the reconciler failed it while the dead-letter queue did not answer, this
+            # delivery's message is the one that parks the letter: it is acknowledged next.
             self._observe("abandoned", job, {"reason": exc.message})
-            return self.lifecycle.store.get(job.id)
+            fresh = self.lifecycle.store.get(job.id)
+            return self.lifecycle.park_owed_letter(fresh) if fresh is not None else None
 
     def _execute(self, job: Job) -> Job:
         job_type = self.registry.find(job.type)

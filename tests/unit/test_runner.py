@@ -6,7 +6,14 @@ import pytest
 from pydantic import BaseModel
 
 from chalicelib.defaults import MAX_CHILDREN
-from chalicelib.domain.errors import FatalJobError, JobCancelledError, ProgressRejectedError, UnknownJobTypeError
+from chalicelib.domain.errors import (
+    DeadLetterOwedError,
+    FatalJobError,
+    JobCancelledError,
+    ProgressRejectedError,
+    QueueUnavailableError,
+    UnknownJobTypeError,
+)
 from chalicelib.domain.job import child_job_id
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
@@ -357,3 +364,54 @@ def test_a_spawn_refused_before_its_child_was_made_does_not_count_towards_the_ch
     final = runner.run(message)
     assert final.status == JobStatus.COMPLETED, final.error
     assert len(final.children) == MAX_CHILDREN and final.children[-1] == final.result
+
+
+def test_a_late_attempt_whose_job_was_failed_with_its_dead_letter_owed_parks_the_letter(store, queue, clock):
+    """A worker that lost its lease (a long pause) wakes after the reconciler failed its attempt
+    `worker_lost` while the dead-letter queue did not answer: the job owes the attempt's letter,
+    and this delivery's message is the one that parks it. The late outcome is not written
+    (abandoned), but the letter is parked before the message is acknowledged, not dropped
+    with it."""
+    registry = JobTypeRegistry()
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+
+    @registry.register("t.paused", Empty, max_attempts=1, timeout_s=60)
+    def paused(ctx, payload):
+        clock.advance(3600)  # past the lease: the reconciler takes the attempt
+        queue.fail_sends = True
+        with pytest.raises(DeadLetterOwedError):
+            lifecycle.reconcile(store.get(ctx.job_id))
+        queue.fail_sends = False
+        return {"late": True}
+
+    job = submit(lifecycle, "t.paused")
+    (message,) = queue.drain()
+    final = JobRunner(lifecycle, registry, progress_interval_s=0).run(message)
+    assert final.status == JobStatus.FAILED and final.error.code == "worker_lost"
+    assert [message for message, _ in queue.parked("normal")] == [JobMessage(job.id, 1)]
+    assert store.get(job.id).dead_letter_owed is None
+
+
+def test_a_late_attempt_that_cannot_park_its_jobs_owed_letter_fails_its_delivery(store, queue, clock):
+    """The dead-letter queue still does not answer: the delivery fails, so its message comes
+    back and parks the letter then (the claim of a failed job that owes one)."""
+    registry = JobTypeRegistry()
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+
+    @registry.register("t.paused", Empty, max_attempts=1, timeout_s=60)
+    def paused(ctx, payload):
+        clock.advance(3600)
+        queue.fail_sends = True
+        with pytest.raises(DeadLetterOwedError):
+            lifecycle.reconcile(store.get(ctx.job_id))
+        return {"late": True}
+
+    job = submit(lifecycle, "t.paused")
+    (message,) = queue.drain()
+    runner = JobRunner(lifecycle, registry, progress_interval_s=0)
+    with pytest.raises(QueueUnavailableError):
+        runner.run(message)
+    queue.fail_sends = False
+    assert runner.run(message).status == JobStatus.FAILED
+    assert [message for message, _ in queue.parked("normal")] == [JobMessage(job.id, 1)]
+    assert store.get(job.id).dead_letter_owed is None
