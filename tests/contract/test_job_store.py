@@ -337,16 +337,7 @@ def test_a_record_filled_by_progress_refuses_what_does_not_fit_until_its_message
     store = adapters.store
     with pytest.raises(ProgressRejectedError, match="does not fit its record"):
         store.record_progress(running(store, make_job(1)).id, 1, Progress(percent=5, message="m" * 420_000))
-    fits, too_long = 0, 420_000
-    while too_long - fits > 1:  # the longest message the record takes: a handler growing its message
-        length = (fits + too_long) // 2
-        try:
-            store.record_progress(running(store, make_job(100 + length % 1000 + (length // 1000) * 1000)).id, 1,
-                                  Progress(percent=5, message="m" * length))
-            fits = length
-        except ProgressRejectedError:
-            too_long = length
-    job = store.record_progress(running(store, make_job(2)).id, 1, Progress(percent=5, message="m" * fits))
+    job = _filled_by_progress(store, make_job(2))
     error = JobErrorInfo(code="worker_lost", message="attempt 1 outlived its lease " + "x" * 200)
     # as the lifecycle ends an attempt: with its run record, in one transaction
     lost = ChangeSet({"status": JobStatus.RETRYING, "error": error},
