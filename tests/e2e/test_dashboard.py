@@ -69,6 +69,7 @@ def submit_from_page(page: Page, body: dict) -> str:
     before = status.get_attribute("data-job-id")
     page.get_by_label("Job type").select_option(body["type"])
     page.get_by_label("Payload (JSON)").fill(json.dumps(body["payload"]))
+    page.get_by_label("Priority").select_option(body.get("priority", ""))
     page.get_by_role("button", name="Submit job").click()
     other = f"^(?!{re.escape(before)}$)" if before else "^"
     expect(status).to_have_attribute("data-job-id", re.compile(other + r"[\w-]+$"))
@@ -127,7 +128,12 @@ def test_polling_is_one_batch_of_the_unfinished_jobs(stack, page, tenant):
     page.on("request", lambda r: single_gets.append(r.url) if r.method == "GET" and re.search(r"/jobs/[^/?]+$", r.url) else None)
     open_dashboard(page, stack, tenant)
     long_id = submit_from_page(page, LONG_JOB)
-    short_id = submit_from_page(page, {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 100}})
+    # On the high queue: a worker runs a batch's jobs one after another, so on the long job's
+    # queue the short one could land in its batch and wait out the long job's first 30 s. And
+    # 6 s long: still unfinished at the first poll after its submit (2 s later, or 2 s after a
+    # list refresh that showed it moving); a job of 0.2 s could be seen completed by a list
+    # refresh with no poll of the two made yet.
+    short_id = submit_from_page(page, {"type": "demo.steps", "priority": "high", "payload": {"steps": 6, "step_ms": 1000}})
 
     expect(row(page, short_id)).to_have_attribute("data-status", "completed", timeout=JOB_WAIT_MS)
     expect(row(page, long_id)).to_have_attribute("data-status", "running", timeout=JOB_WAIT_MS)
