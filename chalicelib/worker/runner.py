@@ -259,14 +259,15 @@ class JobRunner:
         try:
             final = self.lifecycle.fail_attempt(job, error, retryable=retryable)
         except DeadLetterOwedError as owed:
-            if started is not None:
-                extra["duration_s"] = self._monotonic() - started
-            self._observe(owed.job.status.value, owed.job, {**extra, "dead_letter": "owed"})
+            self._observe_failure(owed.job, {**extra, "dead_letter": "owed"}, started)
             raise
-        if started is not None:
-            extra["duration_s"] = self._monotonic() - started
-        self._observe("retried" if final.status.value == "retrying" else final.status.value, final, extra)
+        self._observe_failure(final, extra, started)
         return final
+
+    def _observe_failure(self, final: Job, extra: dict[str, Any], started: Optional[float]) -> None:
+        if started is not None:
+            extra = {**extra, "duration_s": self._monotonic() - started}
+        self._observe("retried" if final.status.value == "retrying" else final.status.value, final, extra)
 
 
 def _error_info(exc: BaseException) -> JobErrorInfo:
