@@ -86,6 +86,12 @@ class InMemoryJobStore:
         record = job.model_dump(mode="json", exclude=set(CLAIM_CHECKED) - inline)
         return len(json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode())
 
+    def _check_room(self, job: Job, refused: str) -> None:
+        """RecordTooLargeError when `job`, as it would be written, passes DynamoDB's 400 KB item;
+        `refused` says what has no room ("for this write", "to list child <id>")."""
+        if self._record_bytes(job) > ITEM_MAX_BYTES:
+            raise RecordTooLargeError(f"job {job.id}'s record has no room {refused} (400 KB)")
+
     def _read(self, job: Job, *, fetch: bool) -> Job:
         """A copy of the stored job; claim-checked fields fetched back, or shown as placeholders."""
         refs = self._refs.get(job.id) or {}
@@ -180,8 +186,7 @@ class InMemoryJobStore:
             update = {k: (None if v is REMOVE else v) for k, v in changes.fields.items()}
             update["version"] = stored.version + 1
             new = Job.model_validate({**stored.model_dump(), **_dumped(update)})
-            if self._record_bytes(new) > ITEM_MAX_BYTES:
-                raise RecordTooLargeError(f"job {job.id}'s record has no room for this write (400 KB)")
+            self._check_room(new, "for this write")
             for field in CLAIM_CHECKED:
                 if field in changes.fields:
                     self._check_out(job.id, field, getattr(new, field), stored.attempts if field == "result" else None)
@@ -217,8 +222,7 @@ class InMemoryJobStore:
             update = {k: (None if v is REMOVE else v) for k, v in changes.fields.items()}
             update["version"] = stored.version + 1
             new = Job.model_validate({**stored.model_dump(), **_dumped(update)})
-            if self._record_bytes(new) > ITEM_MAX_BYTES:
-                raise RecordTooLargeError(f"job {job_id}'s record has no room for this write (400 KB)")
+            self._check_room(new, "for this write")
             self._jobs[job_id] = new
             return ExpectedWrite(True, self._read(new, fetch=True))
 
@@ -252,8 +256,7 @@ class InMemoryJobStore:
             if parent.cancel_requested:
                 raise JobCancelledError(f"job {parent.id} was canceled: child {child.id} is not spawned")
             listing = parent.model_copy(update={"children": [*parent.children, child.id], "version": parent.version + 1})
-            if self._record_bytes(listing) > ITEM_MAX_BYTES:
-                raise RecordTooLargeError(f"job {parent.id}'s record has no room to list child {child.id} (400 KB)")
+            self._check_room(listing, f"to list child {child.id}")
             self._check_out(child.id, "payload", child.payload)
             self._jobs[child.id] = child.model_copy(deep=True)
             self._jobs[parent.id] = listing
