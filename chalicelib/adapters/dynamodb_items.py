@@ -7,10 +7,9 @@ from decimal import Decimal
 from typing import Any, Callable, Optional
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from pydantic import BaseModel
 
 from chalicelib.domain.errors import InvalidRequestError
-from chalicelib.domain.job import Job, JobErrorInfo, Progress, Run
+from chalicelib.domain.job import Job, JobErrorInfo, Progress, Run, known_fields
 from chalicelib.domain.status import JobStatus
 from chalicelib.ports import CLAIM_CHECKED
 
@@ -242,10 +241,10 @@ def item_to_job(item: dict[str, Any], fetch: Optional[Callable[[str], bytes]] = 
     for key in ("pk", "sk", WRITE_ID, *GSI_KEYS):
         data.pop(key, None)
     if isinstance(progress, dict):
-        data["progress"] = _known(progress, Progress)
+        data["progress"] = known_fields(progress, Progress)
     if isinstance(data.get("error"), dict):
-        data["error"] = _known(data["error"], JobErrorInfo)
-    return Job.model_validate(_known(data, Job))
+        data["error"] = known_fields(data["error"], JobErrorInfo)
+    return Job.model_validate(known_fields(data, Job))
 
 
 def item_to_run(item: dict[str, Any]) -> Run:
@@ -253,13 +252,6 @@ def item_to_run(item: dict[str, Any]) -> Run:
     for key in ("pk", "sk", "expires_at"):
         data.pop(key, None)
     if isinstance(data.get("error"), dict):
-        data["error"] = _known(data["error"], JobErrorInfo)
-    return Run.model_validate(_known(data, Run))
+        data["error"] = known_fields(data["error"], JobErrorInfo)
+    return Run.model_validate(known_fields(data, Run))
 
-
-def _known(data: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
-    """`data` without the attributes `model` does not have: those a newer version wrote, read by
-    this one when an update is rolled back (CloudFormation does so by itself when an update
-    fails). The models themselves refuse unknown fields, so a write of this version that names
-    one is still refused (the in-memory store validates every write)."""
-    return {k: v for k, v in data.items() if k in model.model_fields}

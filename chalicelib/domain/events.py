@@ -6,6 +6,8 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict
 
+from chalicelib.domain.job import known_fields
+
 SOURCE = "jobpipe"
 STATUS_CHANGED = "job.status.changed"
 # Milestone progress is a status event (seed 002): its `job.status.` prefix is what the ERP
@@ -70,7 +72,7 @@ class JobEvent(BaseModel):
         event a newer version published, waiting on a queue when an update is rolled back) are
         left out, not refused, so the event is still handled instead of failing until it is
         dead-lettered. Publishing builds the model itself, which refuses unknown fields."""
-        return cls.model_validate({k: v for k, v in detail.items() if k in cls.model_fields})
+        return cls.model_validate(known_fields(detail, cls))
 
 
 class CacheInvalidatedEvent(BaseModel):

@@ -81,6 +81,14 @@ INTERNAL_FIELDS = frozenset({"lease_expires_at", "timeout_s", "due_at", "dispatc
                              "event_percent", "claim_id", "dead_letter_owed"})
 
 
+def known_fields(data: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """`data` without the fields `model` does not have: those a newer version wrote (a stored
+    record, an event waiting on a queue), read by this one when an update is rolled back
+    (CloudFormation does so by itself when an update fails). The models themselves refuse
+    unknown fields, so what this version writes still may name none."""
+    return {k: v for k, v in data.items() if k in model.model_fields}
+
+
 def parse_time(value: str) -> datetime:
     """An `isoformat` string (or any ISO 8601 time with an offset) back to an aware datetime."""
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
