@@ -17,6 +17,9 @@ REMOVE = object()
 # (the claim-check: an object in S3, read back by `JobStore.get`, shown as a placeholder by
 # listings and progress writes).
 CLAIM_CHECKED = ("payload", "result")
+# The message attribute a job message handed back by a worker batch carries: how many times it
+# was (JobQueue.hand_back); the worker counts it with the receives when it orders a batch.
+HANDBACKS_ATTRIBUTE = "handbacks"
 
 
 @dataclass(frozen=True)
@@ -257,6 +260,13 @@ class JobQueue(Protocol):
     def set_visibility_many(self, queue_arn: str, receipt_handles: list[str], seconds: int) -> int:
         """`set_visibility` for several messages of one queue, ten to a request; returns how
         many could not be changed (a refusal of the whole request raises QueueUnavailableError)."""
+
+    def hand_back(self, queue_arn: str, bodies: list[tuple[str, int]]) -> set[int]:
+        """Send each received `(body, handbacks)` to its queue again as a new message, ten to a
+        request, its count of hand-backs in the HANDBACKS_ATTRIBUTE message attribute: a copy
+        starts at one receive, so waiting in line does not bring a message nearer the redrive
+        policy's maxReceiveCount. Returns the positions in `bodies` that were not sent (a
+        refusal of a whole request raises QueueUnavailableError)."""
 
     def acknowledge(self, queue_arn: str, receipt_handle: str) -> None:
         """Delete a received message from its queue now, before its batch answers (a message

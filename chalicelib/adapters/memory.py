@@ -352,6 +352,7 @@ class InMemoryJobQueue:
         self.fail_sends = False
         self.visibility: dict[str, int] = {}
         self.acknowledged: list[str] = []  # receipt handles deleted before their batch answered
+        self.handed_back: list[tuple[str, str, int]] = []  # (queue ARN, body, hand-backs)
 
     def priority_of(self, priority: str) -> str:
         """Like the SQS adapter: a priority without its own queue goes to `normal`."""
@@ -390,6 +391,12 @@ class InMemoryJobQueue:
         for handle in receipt_handles:
             self.set_visibility(queue_arn, handle, seconds)
         return 0
+
+    def hand_back(self, queue_arn: str, bodies: list[tuple[str, int]]) -> set[int]:
+        if self.fail_sends:
+            raise QueueUnavailableError("could not hand the messages back")
+        self.handed_back += [(queue_arn, body, handbacks) for body, handbacks in bodies]
+        return set()
 
     def acknowledge(self, queue_arn: str, receipt_handle: str) -> None:
         if self.fail_sends:

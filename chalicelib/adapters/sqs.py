@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.domain.errors import InvalidRequestError, QueueUnavailableError
-from chalicelib.ports import JobMessage
+from chalicelib.ports import HANDBACKS_ATTRIBUTE, JobMessage
 
 from chalicelib.defaults import SQS_MAX_DELAY_S as MAX_DELAY_S
 from chalicelib.defaults import SQS_MAX_HOLD_S
@@ -74,6 +74,19 @@ class SqsJobQueue:
             except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
                 raise QueueUnavailableError("could not change the messages' visibility") from exc
             failed += len(response.get("Failed", []))
+        return failed
+
+    def hand_back(self, queue_arn: str, bodies: list[tuple[str, int]]) -> set[int]:
+        failed: set[int] = set()
+        for start in range(0, len(bodies), 10):
+            entries = [{"Id": str(i), "MessageBody": body, "MessageAttributes": {
+                HANDBACKS_ATTRIBUTE: {"DataType": "Number", "StringValue": str(handbacks)}}}
+                for i, (body, handbacks) in enumerate(bodies[start:start + 10])]
+            try:
+                response = self._sqs.send_message_batch(QueueUrl=self._url_for_arn(queue_arn), Entries=entries)
+            except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
+                raise QueueUnavailableError("could not hand the messages back") from exc
+            failed |= {start + int(entry["Id"]) for entry in response.get("Failed", [])}
         return failed
 
     def acknowledge(self, queue_arn: str, receipt_handle: str) -> None:

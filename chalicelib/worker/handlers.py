@@ -12,6 +12,7 @@ from chalicelib.composition import Container, container
 from chalicelib.domain.errors import DeadLetterOwedError, QueueUnavailableError
 from chalicelib.invocation import entry_point
 from chalicelib.observability import logger, tracer
+from chalicelib.ports import HANDBACKS_ATTRIBUTE
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -29,15 +30,64 @@ JOBS_QUEUE_LOW = "jobpipe-jobs-low"
 # invocations (and of the emulator's dispatch passes). A job that kills its process (out of
 # memory, a crash) must not strand its batch-mates, so the records after the first are hidden
 # for BATCH_MATE_LEASE_S only, not the queue's visibility timeout: if the process dies they are
-# delivered again that soon. A batch-mate is claimed only while that short lease holds (its
-# message is then hidden for the attempt's lease); one whose turn comes later is handed back
-# untouched, and records delivered more often run first, so a message handed back once is not
-# handed back again behind the same kind of long first job. The first record needs no change:
-# the queue's visibility timeout (90 min) outlasts any attempt, and a dead worker's job is
-# taken over by the reconciler once its lease ends.
+# delivered again that soon. Nor may a long job hold them back: the batch-mates that have not
+# started once the batch has run BATCH_MATE_WAIT_S are handed back (JobQueue.hand_back), each
+# sent to its queue again as a new message for another invocation, and answered as done so that
+# the original leaves the queue. A copy starts at one receive: waiting in line behind long jobs
+# never brings a message to the redrive policy's maxReceiveCount (which a message made visible
+# again would count towards, and a backlog of long jobs would then dead-letter jobs that never
+# ran); its count of hand-backs rides along and counts as receives when a batch is ordered, the
+# records delivered most often first. A batch-mate is claimed only while its short lease holds
+# (its message is then hidden for the attempt's lease); one whose turn comes later (its hand-back
+# failed) is handed back untouched. The first record needs no change: the queue's visibility
+# timeout (90 min) outlasts any attempt, and a dead worker's job is taken over by the reconciler
+# once its lease ends.
 WORKER_BATCH_SIZE = 10
 BATCH_MATE_LEASE_S = 30
+BATCH_MATE_WAIT_S = 2.0
 _TURN_MARGIN_S = 5
+
+
+class _WaitingMates:
+    """The batch-mates not started yet, handed back together once the batch has run
+    `wait_s`; `take(message_id)` before running one says whether this invocation still may."""
+
+    def __init__(self, queue: Any, mates: list[dict[str, Any]], wait_s: float) -> None:
+        self._queue = queue
+        self._waiting = {r["messageId"]: r for r in mates}
+        self._handed_back: set[str] = set()
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(wait_s, self._hand_back)
+        self._timer.daemon = True
+        if mates:
+            self._timer.start()
+
+    def take(self, message_id: str) -> bool:
+        with self._lock:
+            self._waiting.pop(message_id, None)
+            return message_id not in self._handed_back
+
+    def stop(self) -> None:
+        self._timer.cancel()
+        with self._lock:  # a hand-back under way ends before the batch answers
+            self._waiting.clear()
+
+    def _hand_back(self) -> None:
+        with self._lock:
+            records = list(self._waiting.values())
+            if not records:
+                return
+            try:
+                refused = self._queue.hand_back(records[0]["eventSourceARN"],
+                                                [(r["body"], _handbacks(r) + 1) for r in records])
+            except QueueUnavailableError:  # they wait their turn in this batch, as they would have
+                logger.warning("could not hand back the batch-mates a long job holds up",
+                               extra={"records": len(records)})
+                return
+            self._handed_back |= {r["messageId"] for i, r in enumerate(records) if i not in refused}
+            self._waiting.clear()
+            logger.info("batch-mates handed back: a job ahead of them runs long",
+                        extra={"handed_back": len(records) - len(refused), "refused": len(refused)})
 
 
 class _LeaseExtension:
@@ -83,9 +133,11 @@ class RecordRunner:
 
     def __init__(self, lambda_context: Any, services: Container, *, mates: frozenset[str] = frozenset(),
                  started: float = 0.0, monotonic: Callable[[], float] = time.monotonic,
-                 priority: str = "normal") -> None:
-        """`priority`: the queue's, whose dead-letter queue takes a body that is no job message."""
+                 priority: str = "normal", waiting: Optional[_WaitingMates] = None) -> None:
+        """`priority`: the queue's, whose dead-letter queue takes a body that is no job message;
+        `waiting`: the batch-mates a long job may hand back before their turn."""
         self._priority = priority
+        self._waiting = waiting
         self._context = lambda_context
         self._services = services
         self._mates = mates
@@ -102,6 +154,8 @@ class RecordRunner:
         # The runner (job context, progress, timeouts) is the workers' alone: not in app.py's imports.
         from chalicelib.worker.runner import DeferredDelivery, parse_message
 
+        if self._waiting is not None and not self._waiting.take(record.message_id):
+            return  # sent again as a new message: this one leaves the queue with the batch's answer
         queue = self._services.queue
 
         def hold(seconds: int) -> None:
@@ -185,6 +239,12 @@ def _receives(record: SQSRecord) -> int:
     return int(record.attributes.approximate_receive_count or 1)
 
 
+def _handbacks(record: dict[str, Any]) -> int:
+    """How many times a worker batch handed the record's message back (HANDBACKS_ATTRIBUTE)."""
+    value = ((record.get("messageAttributes") or {}).get(HANDBACKS_ATTRIBUTE) or {}).get("stringValue")
+    return int(value) if value and value.isdigit() else 0
+
+
 def process_jobs_batch(event: dict[str, Any], context: Any, priority: str = "normal") -> dict[str, Any]:
     """Run every record of `priority`'s queue, those delivered most often first; returns
     {"batchItemFailures": [...]} for those to deliver again."""
@@ -194,17 +254,22 @@ def process_jobs_batch(event: dict[str, Any], context: Any, priority: str = "nor
 
     services = container()
     started = time.monotonic()
-    records = sorted(event.get("Records") or [], key=lambda r: _receives(SQSRecord(r)), reverse=True)
+    records = sorted(event.get("Records") or [], key=lambda r: _receives(SQSRecord(r)) + _handbacks(r),
+                     reverse=True)
     mates = records[1:]
     if mates:
         _shorten_waits(services, mates)
-    return process_partial_response(
-        event={**event, "Records": records},
-        record_handler=RecordRunner(context, services, mates=frozenset(r["messageId"] for r in mates),
-                                    started=started, priority=priority),
-        processor=BatchProcessor(EventType.SQS, raise_on_entire_batch_failure=False),
-        context=context,
-    )
+    waiting = _WaitingMates(services.queue, mates, BATCH_MATE_WAIT_S)
+    try:
+        return process_partial_response(
+            event={**event, "Records": records},
+            record_handler=RecordRunner(context, services, mates=frozenset(r["messageId"] for r in mates),
+                                        started=started, priority=priority, waiting=waiting),
+            processor=BatchProcessor(EventType.SQS, raise_on_entire_batch_failure=False),
+            context=context,
+        )
+    finally:
+        waiting.stop()
 
 
 def _shorten_waits(services: Container, mates: list[dict[str, Any]]) -> None:

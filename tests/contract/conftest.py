@@ -117,8 +117,8 @@ def _aws() -> Adapters:
     retention_s = 7 * 86400
 
     def receive(priority: str) -> list[dict[str, Any]]:
-        return sqs.receive_message(QueueUrl=queues[priority], MaxNumberOfMessages=10,
-                                   AttributeNames=["QueueArn"]).get("Messages", [])
+        return sqs.receive_message(QueueUrl=queues[priority], MaxNumberOfMessages=10, AttributeNames=["All"],
+                                   MessageAttributeNames=["All"]).get("Messages", [])
 
     return Adapters(
         kind="aws",

@@ -122,6 +122,27 @@ def test_an_acknowledged_message_leaves_its_queue_before_its_batch_answers(adapt
     assert depth(adapters, "normal") == {"visible": 0, "in_flight": 0, "delayed": 0, "dead_lettered": 0}
 
 
+def test_a_message_handed_back_is_on_its_queue_again_as_a_new_message_with_its_count(adapters):
+    """A worker batch hands back the batch-mates a long job holds up: each is sent again, a
+    fresh message (one receive, however often the original was received) that carries how many
+    times it was handed back, the original left for the batch's answer to delete."""
+    from chalicelib.ports import HANDBACKS_ATTRIBUTE
+
+    arn = "arn:aws:sqs:us-east-1:123456789012:jobs-normal"
+    bodies = [('{"job_id": "job-1", "attempt": 1}', 1), ('{"job_id": "job-2", "attempt": 2}', 3)]
+    if adapters.receive is None:
+        assert adapters.queue.hand_back(arn, bodies) == set()
+        assert adapters.queue.handed_back == [(arn, body, n) for body, n in bodies]
+        return
+    adapters.queue.send(JobMessage("job-1", 1), priority="normal")
+    adapters.receive("normal")  # the original, in flight
+    assert adapters.queue.hand_back(arn, bodies) == set()
+    copies = sorted(adapters.receive("normal"), key=lambda m: m["Body"])
+    assert [(m["Body"], int(m["MessageAttributes"][HANDBACKS_ATTRIBUTE]["StringValue"])) for m in copies] == bodies
+    assert [m["Attributes"]["ApproximateReceiveCount"] for m in copies] == ["1", "1"]
+    assert depth(adapters, "normal")["in_flight"] == 3
+
+
 def test_a_hold_past_what_sqs_takes_hides_the_message_as_long_as_it_may(adapters):
     """SQS hides a received message at most 12 hours from its receive, in all: a hold asked for
     longer (a redriven message of a job scheduled days ahead) is cut to SQS_MAX_HOLD_S, which a

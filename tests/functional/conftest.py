@@ -117,7 +117,7 @@ def receive_all(aws, url_key: str = "jobs_url") -> list[dict]:
     messages = []
     while True:
         batch = aws["sqs"].receive_message(
-            QueueUrl=aws[url_key], MaxNumberOfMessages=10, AttributeNames=["All"]
+            QueueUrl=aws[url_key], MaxNumberOfMessages=10, AttributeNames=["All"], MessageAttributeNames=["All"]
         ).get("Messages", [])
         if not batch:
             return messages
@@ -125,15 +125,17 @@ def receive_all(aws, url_key: str = "jobs_url") -> list[dict]:
 
 
 def sqs_event(messages: list[dict], queue_arn: str = "arn:aws:sqs:us-east-1:123456789012:jobs-normal") -> dict:
-    """An SQS Lambda event with each record's own messageId (Chalice's generator repeats one)."""
+    """An SQS Lambda event with each record's own messageId (Chalice's generator repeats one)
+    and its message attributes, as an event source mapping delivers them."""
     return {
         "Records": [
             {
                 "messageId": m.get("MessageId", str(uuid.uuid4())),
                 "receiptHandle": m.get("ReceiptHandle", "rh"),
                 "body": m["Body"],
-                "attributes": {"ApproximateReceiveCount": "1"},
-                "messageAttributes": {},
+                "attributes": {"ApproximateReceiveCount": (m.get("Attributes") or {}).get("ApproximateReceiveCount", "1")},
+                "messageAttributes": {name: {"stringValue": a.get("StringValue"), "dataType": a["DataType"]}
+                                      for name, a in (m.get("MessageAttributes") or {}).items()},
                 "md5OfBody": "",
                 "eventSource": "aws:sqs",
                 "eventSourceARN": queue_arn,

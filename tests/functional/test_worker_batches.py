@@ -1,6 +1,7 @@
 """Worker batches of up to ten jobs, without giving up crash isolation: batch-mates wait their
-turn under a short lease, come back that soon when the process dies, are handed back untouched
-when their turn comes too late, and those delivered most often run first."""
+turn under a short lease, come back that soon when the process dies, are sent again as new
+messages when a long job holds them up, are handed back untouched when their turn comes too
+late, and those delivered (or handed back) most often run first."""
 from __future__ import annotations
 
 import json
@@ -72,6 +73,100 @@ def test_the_records_delivered_most_often_run_first(app, client, aws, monkeypatc
     event = sqs_event(messages)
     event["Records"][2]["attributes"]["ApproximateReceiveCount"] = "3"
     monkeypatch.setattr(handlers, "BATCH_MATE_LEASE_S", 4)
+    invoke_worker(app, event)
+    assert [status(client, i) for i in ids] == ["queued", "queued", "completed"]
+
+
+def submit_slow(client) -> str:
+    return client.http.post("/jobs", headers=auth(), body=json.dumps(
+        {"type": "demo.steps", "payload": {"steps": 3, "step_ms": 400}})).json_body["id"]
+
+
+def held_up_batch(client, aws, n: int) -> tuple[str, list[str], list[dict]]:
+    """A slow job and `n` quick ones received in one batch, the slow one first."""
+    slow = submit_slow(client)
+    ids = submit(client, n)
+    return slow, ids, sorted(receive_all(aws), key=lambda m: [slow, *ids].index(job_of(m)))
+
+
+def test_batch_mates_a_long_job_holds_up_are_sent_again_as_new_messages(app, client, aws, monkeypatch):
+    slow, ids, messages = held_up_batch(client, aws, 2)
+    monkeypatch.setattr(handlers, "BATCH_MATE_WAIT_S", 0.3)
+    # answered as done: the originals leave the queue, the copies take their place in line
+    assert invoke_worker(app, sqs_event(messages)) == {"batchItemFailures": []}
+    assert [status(client, i) for i in (slow, *ids)] == ["completed", "queued", "queued"]
+    copies = receive_all(aws)
+    assert sorted(job_of(m) for m in copies) == sorted(ids)
+    assert [m["Body"] for m in copies] == [next(o["Body"] for o in messages if job_of(o) == job_of(m))
+                                           for m in copies]
+    assert {m["MessageAttributes"]["handbacks"]["StringValue"] for m in copies} == {"1"}
+    assert all(m["Attributes"]["ApproximateReceiveCount"] == "1" for m in copies)  # not nearer the redrive
+    assert invoke_worker(app, sqs_event(copies)) == {"batchItemFailures": []}
+    assert [status(client, i) for i in ids] == ["completed"] * 2
+
+
+def test_a_line_of_long_jobs_behind_two_workers_dead_letters_none_of_them(app, client, aws, monkeypatch):
+    """Two workers, a line of jobs each longer than a batch-mate may wait: every batch runs one
+    and hands back the rest. Made visible again, a message would count a receive per batch it
+    waited in, and two batches taken together can each hold a message at the redrive policy's
+    10 receives while running only one: the other would be dead-lettered (and its job failed
+    `dead_lettered`) without having run. A copy starts at one receive."""
+    monkeypatch.setattr(handlers, "BATCH_MATE_WAIT_S", 0.05)
+    ids = [client.http.post("/jobs", headers=auth(), body=json.dumps(
+        {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 100}})).json_body["id"] for _ in range(30)]
+    for _ in range(60):  # two event source mapping pollers: each receives a batch, then both run
+        batches = [aws["sqs"].receive_message(QueueUrl=aws["jobs_url"], MaxNumberOfMessages=10, AttributeNames=["All"],
+                                              MessageAttributeNames=["All"]).get("Messages", []) for _ in range(2)]
+        if not any(batches):
+            break
+        for received in filter(None, batches):  # and each deletes what its batch finished
+            event = sqs_event(received)
+            failed = {f["itemIdentifier"] for f in invoke_worker(app, event)["batchItemFailures"]}
+            for record in event["Records"]:
+                if record["messageId"] not in failed:
+                    aws["sqs"].delete_message(QueueUrl=aws["jobs_url"], ReceiptHandle=record["receiptHandle"])
+    assert [status(client, i) for i in ids] == ["completed"] * len(ids)
+    assert receive_all(aws, "dlq_url") == []
+
+
+def test_batch_mates_the_queue_does_not_take_back_wait_their_turn(app, client, aws, monkeypatch):
+    from chalicelib.composition import container
+    from chalicelib.domain.errors import QueueUnavailableError
+
+    monkeypatch.setattr(handlers, "BATCH_MATE_WAIT_S", 0.3)
+    queue_type = type(container().queue)
+
+    def unavailable(self, arn, bodies):
+        raise QueueUnavailableError("the queue did not answer")
+
+    monkeypatch.setattr(queue_type, "hand_back", unavailable)
+    slow, ids, messages = held_up_batch(client, aws, 2)
+    assert invoke_worker(app, sqs_event(messages)) == {"batchItemFailures": []}
+    assert [status(client, i) for i in (slow, *ids)] == ["completed"] * 3
+    assert receive_all(aws) == []
+
+
+def test_a_batch_mate_whose_copy_the_queue_refused_runs_in_its_batch(app, client, aws, monkeypatch):
+    from chalicelib.composition import container
+
+    monkeypatch.setattr(handlers, "BATCH_MATE_WAIT_S", 0.3)
+    queue_type = type(container().queue)
+    real = queue_type.hand_back
+    # the second of the two entries refused, the first sent
+    monkeypatch.setattr(queue_type, "hand_back", lambda self, arn, bodies: {1} | real(self, arn, bodies[:1]))
+    slow, ids, messages = held_up_batch(client, aws, 2)
+    assert invoke_worker(app, sqs_event(messages)) == {"batchItemFailures": []}
+    assert [status(client, i) for i in (slow, *ids)] == ["completed", "queued", "completed"]
+    assert [job_of(m) for m in receive_all(aws)] == [ids[0]]
+
+
+def test_a_message_handed_back_more_often_runs_first(app, client, aws, monkeypatch):
+    ids = submit(client, 3)
+    messages = sorted(receive_all(aws), key=lambda m: ids.index(job_of(m)))
+    event = sqs_event(messages)
+    event["Records"][2]["messageAttributes"]["handbacks"] = {"stringValue": "2", "dataType": "Number"}
+    event["Records"][1]["attributes"]["ApproximateReceiveCount"] = "2"
+    monkeypatch.setattr(handlers, "BATCH_MATE_LEASE_S", 4)  # under the turn margin: only the first runs
     invoke_worker(app, event)
     assert [status(client, i) for i in ids] == ["queued", "queued", "completed"]
 
