@@ -16,6 +16,10 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
 
 SECRET_MIN_CHARS = 32
+# The template's MaxLength of AuthSecret and ErpWebhookSecret, and of ErpWebhookUrl: with
+# them every function's environment stays inside Lambda's 4 KB, or the deploy would fail.
+SECRET_MAX_CHARS = 128
+WEBHOOK_URL_MAX_CHARS = 1024
 # Seconds; the same bounds as the template's ProgressMinIntervalSeconds.
 PROGRESS_INTERVAL_MAX_S = 300
 # Days; the template's bound (RetentionDays MaxValue).
@@ -132,6 +136,8 @@ class StackParameters(BaseModel):
             return None
         if len(value) < SECRET_MIN_CHARS:
             raise _Rule("AuthSecret", f"must be at least {SECRET_MIN_CHARS} characters (it has {len(value)})")
+        if len(value) > SECRET_MAX_CHARS:
+            raise _Rule("AuthSecret", f"must be at most {SECRET_MAX_CHARS} characters (it has {len(value)})")
         if value.strip() != value:
             raise _Rule("AuthSecret", "must not start or end with whitespace")
         return value
@@ -142,6 +148,8 @@ class StackParameters(BaseModel):
         value = str(value).strip()
         if not value:
             return ""
+        if len(value) > WEBHOOK_URL_MAX_CHARS:
+            raise _Rule("ErpWebhookUrl", f"must be at most {WEBHOOK_URL_MAX_CHARS} characters (it has {len(value)})")
         try:
             parts = urlsplit(value)
             port_ok = parts.port is None or parts.port > 0
@@ -202,6 +210,9 @@ class StackParameters(BaseModel):
                         f"{{ErpWebhookUrl}} is set (it has {len(self.ErpWebhookSecret)})")
         if self.ErpWebhookSecret and len(self.ErpWebhookSecret) < SECRET_MIN_CHARS:
             raise _Rule("ErpWebhookSecret", f"must be at least {SECRET_MIN_CHARS} characters "
+                        f"(it has {len(self.ErpWebhookSecret)})")
+        if len(self.ErpWebhookSecret) > SECRET_MAX_CHARS:
+            raise _Rule("ErpWebhookSecret", f"must be at most {SECRET_MAX_CHARS} characters "
                         f"(it has {len(self.ErpWebhookSecret)})")
         retention = int(self.RetentionDays)
         least = retention + SCHEDULE_MAX_DAYS + 1

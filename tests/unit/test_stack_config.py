@@ -46,6 +46,16 @@ def test_the_log_retention_choices_are_the_templates():
     assert tuple(template["AllowedValues"]) == LOG_RETENTION_CHOICES
 
 
+def test_the_length_bounds_are_the_templates():
+    from scripts.stack_config import SECRET_MAX_CHARS, SECRET_MIN_CHARS, WEBHOOK_URL_MAX_CHARS
+
+    template = json.loads((ROOT / "infra" / "resources.json").read_text())["Parameters"]
+    assert (template["AuthSecret"]["MinLength"], template["AuthSecret"]["MaxLength"]) == (
+        SECRET_MIN_CHARS, SECRET_MAX_CHARS)
+    assert template["ErpWebhookSecret"]["MaxLength"] == SECRET_MAX_CHARS
+    assert template["ErpWebhookUrl"]["MaxLength"] == WEBHOOK_URL_MAX_CHARS
+
+
 def test_environment_values_become_parameters():
     params = from_environment({
         "JOBPIPE_AUTH_SECRET": "a" * 40,
@@ -108,6 +118,11 @@ def test_empty_variables_keep_the_defaults():
         ({"ERP_WEBHOOK_URL": "http://", "ERP_WEBHOOK_SECRET": SECRET}, "ERP_WEBHOOK_URL must be an http(s) URL"),
         ({"ERP_WEBHOOK_URL": "http://h:99999/", "ERP_WEBHOOK_SECRET": SECRET}, "ERP_WEBHOOK_URL must be an http(s) URL"),
         ({"ERP_WEBHOOK_URL": "http://h/a b", "ERP_WEBHOOK_SECRET": SECRET}, "ERP_WEBHOOK_URL must be an http(s) URL"),
+        ({"JOBPIPE_AUTH_SECRET": "x" * 129}, "JOBPIPE_AUTH_SECRET must be at most 128 characters (it has 129)"),
+        ({"ERP_WEBHOOK_URL": "https://erp.example/hook", "ERP_WEBHOOK_SECRET": "x" * 200},
+         "ERP_WEBHOOK_SECRET must be at most 128 characters (it has 200)"),
+        ({"ERP_WEBHOOK_URL": "https://erp.example/" + "a" * 1010, "ERP_WEBHOOK_SECRET": SECRET},
+         "ERP_WEBHOOK_URL must be at most 1024 characters (it has 1030)"),
         ({"USE_TASK_QUEUE": "maybe"}, "USE_TASK_QUEUE must be true or false (got 'maybe')"),
         ({"ERP_RECEIVER_DEDUPLICATES": "2"}, "ERP_RECEIVER_DEDUPLICATES must be true or false (got '2')"),
         ({"PROGRESS_MIN_INTERVAL_S": "301"}, "PROGRESS_MIN_INTERVAL_S must be a number from 0 to 300 (got '301')"),

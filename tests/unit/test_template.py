@@ -186,3 +186,31 @@ def test_the_gateway_responses_are_part_of_the_apis_deployment(template):
     assert '"code": "gateway_refused"' in refused["ResponseTemplates"]["application/json"]
     for response in responses.values():
         assert response["ResponseParameters"]["Headers"] == {"Content-Type": "'application/json'"}
+
+
+# Lambda refuses a function whose environment (every name and value) passes 4 KB: the deploy
+# fails. A resource's name, URL or ARN there is counted at 110 characters (a queue URL of a
+# stack named up to 30 characters), a parameter at its longest.
+LAMBDA_ENVIRONMENT_BYTES = 4096
+RESOURCE_VALUE_CHARS = 110
+
+
+def test_every_function_environment_fits_lambdas_4_kb_whatever_the_parameters(template):
+    parameters = template["Parameters"]
+
+    def longest(value) -> int:
+        if isinstance(value, str):
+            return len(value)
+        name = value.get("Ref") if isinstance(value, dict) else None
+        if name not in parameters:
+            return RESOURCE_VALUE_CHARS
+        parameter = parameters[name]
+        if "AllowedValues" in parameter:
+            return max(len(str(v)) for v in parameter["AllowedValues"])
+        if parameter["Type"] == "Number":
+            return len(str(parameter.get("MaxValue", 10 ** 12)))
+        assert "MaxLength" in parameter, f"{name} reaches a function's environment with no MaxLength"
+        return parameter["MaxLength"]
+
+    sizes = {f: sum(len(n) + longest(v) for n, v in environment(template, f).items()) for f in functions(template)}
+    assert all(size <= LAMBDA_ENVIRONMENT_BYTES for size in sizes.values()), sizes
