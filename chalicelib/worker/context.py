@@ -60,6 +60,7 @@ class JobContext:
         self._reporter = reporter
         self._cancel_poll_interval_s = cancel_poll_interval_s
         self._spawn = spawn
+        self._spawn_lock = threading.Lock()  # a handler may spawn from several threads
         self._spawned = 0  # spawn calls: each child's index, unique in the attempt
         self._made = 0  # the children those calls made (or may have: a store that did not answer)
         self._store_artifact = store_artifact
@@ -157,10 +158,15 @@ class JobContext:
               scope: Optional[str] = None) -> str:
         """Submit a child job (validated like any submission) and list it in this job's
         `children`; returns the child's id. Raises JobCancelledError, making no child, once the
-        job's cancel was requested (the handler has seen it then, as after a progress report)."""
+        job's cancel was requested (the handler has seen it then, as after a progress report).
+        Safe from several threads: their spawns are made one at a time, each child its own."""
         self._check_writable()
         if self._spawn is None:
             raise RuntimeError("this context cannot spawn child jobs")
+        with self._spawn_lock:
+            return self._spawn_one(type, payload, priority=priority, scope=scope)
+
+    def _spawn_one(self, type: str, payload: Any, *, priority: Optional[str], scope: Optional[str]) -> str:
         if self._cancel_seen or self.job.cancel_requested:
             self._cancel_seen = True
             raise JobCancelledError(f"job {self.job_id} was canceled")

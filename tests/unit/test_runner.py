@@ -295,6 +295,37 @@ def test_a_parent_whose_cancel_was_requested_spawns_no_child(store, queue, clock
     assert store.get(child_job_id(parent.id, 1, 2)) is None
 
 
+def test_children_spawned_from_several_threads_are_each_made_once(store, queue, clock):
+    """A handler fans out from a thread pool: every ctx.spawn makes its own child (each call
+    takes its own index, which names the child), none replays another's."""
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    registry = JobTypeRegistry()
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+
+    @registry.register("t.child", Empty)
+    def child(ctx, payload):
+        return None
+
+    @registry.register("t.pool", Empty)
+    def pool(ctx, payload):
+        with ThreadPoolExecutor(8) as threads:
+            return list(threads.map(lambda _: ctx.spawn("t.child", {}), range(40)))
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch often: the index read and its increment interleave
+    try:
+        submit(lifecycle, "t.pool")
+        (message,) = queue.drain()
+        final = JobRunner(lifecycle, registry, progress_interval_s=0).run(message)
+    finally:
+        sys.setswitchinterval(switch)
+    assert final.status == JobStatus.COMPLETED
+    assert len(set(final.result)) == 40 and sorted(final.children) == sorted(final.result)
+    assert sorted(m.job_id for m in queue.drain()) == sorted(final.result)
+
+
 def test_parse_message_rejects_garbage():
     assert parse_message('{"job_id": "a", "attempt": 2}') == JobMessage("a", 2)
     with pytest.raises(ValueError):
