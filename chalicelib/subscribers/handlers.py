@@ -31,7 +31,10 @@ CACHE_INVALIDATION_QUEUE = "jobpipe-cache-invalidation"
 
 def _detail(body: str) -> dict[str, Any]:
     """The `detail` of the EventBridge envelope an event rule put on the queue."""
-    envelope = json.loads(body)
+    try:
+        envelope = json.loads(body)
+    except ValueError:
+        envelope = None
     detail = envelope.get("detail", envelope) if isinstance(envelope, dict) else None
     if not isinstance(detail, dict) or "event_id" not in detail:
         raise ValueError(f"not a jobpipe event: {body[:200]!r}")
@@ -97,7 +100,8 @@ class Consumer:
         backoff = _wait_s(exc, services.settings.redelivery_wait_s(receives))
         services.queue.set_visibility(record.event_source_arn, record.receipt_handle, backoff)
         logger.warning(f"{self._name} failed; retrying in {backoff} s",
-                       extra={"event_id": detail.get("event_id"), "receive_count": receives})
+                       extra={"event_id": detail.get("event_id"), "job_id": detail.get("job_id"),
+                              "receive_count": receives, "error": describe(exc)[:500]})
 
     def _park(self, services: Container, record: SQSRecord, detail: dict[str, Any],
               refusal: WebhookRefusedError) -> bool:
@@ -144,7 +148,13 @@ class Consumer:
         parked: set[str] = set()
 
         def handle(record: SQSRecord) -> None:
-            detail = _detail(record.body)
+            try:
+                detail = _detail(record.body)
+            except ValueError as exc:  # fails until the redrive policy parks it on the DLQ
+                logger.warning(f"{self._name} received a message that is no jobpipe event",
+                               extra={"message_id": record.message_id, "error": describe(exc)[:500],
+                                      "receive_count": int(record.attributes.approximate_receive_count or 1)})
+                raise
             event_id = str(detail["event_id"])
             try:
                 if batch is None:

@@ -440,3 +440,53 @@ def test_a_refused_event_whose_batch_comes_back_before_its_answer_is_parked_once
             break
         handler(sqs_event(received, QUEUE_ARN), LambdaContext(60))
     assert erp.posts == 1 and len(invoke.dead_letters()) == 1
+
+
+def _warnings(monkeypatch) -> list[dict]:
+    """The warnings the functions log from here on, each with the keys it carries."""
+    from chalicelib.observability import logger
+
+    lines: list[dict] = []
+    monkeypatch.setattr(logger, "warning", lambda message, *args, extra=None, **kwargs: lines.append(
+        {**logger.get_current_keys(), **(extra or {}), "message": message}))
+    return lines
+
+
+def test_a_failed_delivery_s_log_line_says_why_and_for_which_job(bridge, monkeypatch):
+    """The on-call engineer reads why the ERP was not reached (its answer, a timeout, the
+    bridge's configuration) and which job's event waits, not only that it failed."""
+    invoke, erp, _, _, _ = bridge
+    lines = _warnings(monkeypatch)
+    (busy,) = ids(1)
+    erp.answers[busy] = 503
+    assert invoke([busy], receives=2) == [busy]
+    (line,) = [entry for entry in lines if entry["message"].startswith("erp_bridge failed; retrying")]
+    assert (line["event_id"], line["job_id"], line["receive_count"]) == (busy, "j-1", 2)
+    assert line["error"] == f"WebhookDeliveryError: ERP webhook answered 503 for event {busy}"
+
+
+def test_a_bridge_with_a_short_secret_says_so_in_its_log(bridge, monkeypatch):
+    """docs/reliability.md sends the operator to the bridge's log for this message."""
+    invoke, _, _, _, _ = bridge
+    services = composition.container()
+    del services.erp_bridge  # built again from the settings, as a new process would
+    monkeypatch.setattr(services.settings, "erp_webhook_secret", "too-short")
+    lines = _warnings(monkeypatch)
+    (waiting,) = ids(1)
+    assert invoke([waiting]) == [waiting]
+    (line,) = [entry for entry in lines if entry["message"].startswith("erp_bridge failed; retrying")]
+    assert "ERP_WEBHOOK_SECRET must be at least 32 characters" in line["error"]
+
+
+def test_a_message_that_is_no_jobpipe_event_is_said_in_the_log(bridge, monkeypatch):
+    """A foreign body on the bridge's queue fails on every delivery until the redrive policy
+    parks it: each failure is a warning with the message's id and why, not a silent retry."""
+    _, erp, _, _, _ = bridge
+    lines = _warnings(monkeypatch)
+    from app import app as chalice_app
+
+    event = sqs_event([{"MessageId": "m-foreign", "ReceiptHandle": "rh-foreign", "Body": "not an event"}], QUEUE_ARN)
+    failures = chalice_app.handler_map["erp_bridge"](event, LambdaContext(60))["batchItemFailures"]
+    assert failures == [{"itemIdentifier": "m-foreign"}] and erp.posts == 0
+    (line,) = [entry for entry in lines if entry["message"] == "erp_bridge received a message that is no jobpipe event"]
+    assert line["message_id"] == "m-foreign" and "not a jobpipe event" in line["error"]
