@@ -16,7 +16,13 @@ from chalicelib.api.errors import (
     json_response,
 )
 from chalicelib.api.json_body import read_json
-from chalicelib.domain.errors import InvalidRequestError, JobpipeError
+from chalicelib.domain.errors import (
+    DeadLetterUnavailableError,
+    InvalidRequestError,
+    JobpipeError,
+    QueueUnavailableError,
+    StoreUnavailableError,
+)
 from chalicelib.observability import logger
 
 # Chalice answers 415 in its own format for a Content-Type its route does not list; every
@@ -24,6 +30,8 @@ from chalicelib.observability import logger
 ANY_CONTENT_TYPE = ["*/*"]
 
 M = TypeVar("M", bound=BaseModel)
+# A table or queue that refused or did not answer: its 503 is logged with the cause under it.
+_DEPENDENCY_FAILURES = (StoreUnavailableError, QueueUnavailableError, DeadLetterUnavailableError)
 
 
 @dataclass
@@ -114,7 +122,7 @@ def endpoint(
                         principal.require_role(role)
                 outcome = view(Call(request, principal, max_body_bytes()), **params)
             except JobpipeError as exc:
-                if exc.code in ("store_unavailable", "queue_unavailable"):
+                if isinstance(exc, _DEPENDENCY_FAILURES):  # the answer says what; the log says why
                     logger.exception("dependency failure", extra={"path": path})
                 return error_response(exc)
             except Exception as exc:

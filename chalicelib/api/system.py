@@ -20,6 +20,7 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.events import SOURCE
 from chalicelib.domain.job import PRIORITIES, is_plausible_job_id, isoformat, utcnow
 from chalicelib.domain.stats import hours_back, summarize
+from chalicelib.observability import logger
 from chalicelib.ports import DeadLetter
 
 system_api = Blueprint(__name__)
@@ -49,14 +50,24 @@ class DeadLetterQuery(BaseModel):
         return self
 
 
-def _each(names: Iterable[str], read: Callable[[str], T]) -> tuple[dict[str, T], dict[str, DeadLetterUnavailableError]]:
-    """`read` of every name, each on its own: (what was read, the queues that did not answer)."""
+def _outage(section: str, exc: JobpipeError, name: Optional[str] = None) -> None:
+    """Log what an answer reads around: the answer names it, the line says why (the refusal
+    or timeout it was raised from, in its traceback)."""
+    logger.warning("operator route read around an outage",
+                   extra={"section": section, "queue": name, "error": f"{exc.code}: {exc.message}"}, exc_info=exc)
+
+
+def _each(names: Iterable[str], read: Callable[[str], T],
+          section: str = "dead_letter_queues") -> tuple[dict[str, T], dict[str, DeadLetterUnavailableError]]:
+    """`read` of every name, each on its own: (what was read, the queues that did not answer,
+    each logged)."""
     done: dict[str, T] = {}
     unavailable: dict[str, DeadLetterUnavailableError] = {}
     for name in names:
         try:
             done[name] = read(name)
         except DeadLetterUnavailableError as exc:
+            _outage(section, exc, name)
             unavailable[name] = exc
     return done, unavailable
 
@@ -82,11 +93,13 @@ def _job_id(letter: DeadLetter) -> Optional[str]:
     return job_id if isinstance(job_id, str) and is_plausible_job_id(job_id) else None
 
 
-def _read(read: Callable[[], T]) -> tuple[Optional[T], Optional[StoreUnavailableError]]:
-    """`read()`, or the table that did not answer: (what was read, None) or (None, its error)."""
+def _read(section: str, read: Callable[[], T]) -> tuple[Optional[T], Optional[StoreUnavailableError]]:
+    """`read()`, or the table that did not answer: (what was read, None) or (None, its error,
+    logged)."""
     try:
         return read(), None
     except StoreUnavailableError as exc:
+        _outage(section, exc)
         return None, exc
 
 
@@ -101,11 +114,11 @@ def stats(call: Call) -> Any:
     services = container()
     operations = services.queue_operations
     hours = hours_back(utcnow(), params.window_hours)
-    summary, counters_unavailable = _read(lambda: summarize(
+    summary, counters_unavailable = _read("counters", lambda: summarize(
         services.stats.status_counts(), services.stats.hourly(hours), params.window_hours))
-    reconciler, reconciler_unavailable = _read(services.reconciler_log.summary)
+    reconciler, reconciler_unavailable = _read("reconciler", services.reconciler_log.summary)
     dead, dead_unavailable = _each(operations.dead_letter_queues(), operations.dead_letter_depth)
-    depths, queues_unavailable = _each(PRIORITIES, operations.queue_depth)
+    depths, queues_unavailable = _each(PRIORITIES, operations.queue_depth, "queues")
     if summary is None and reconciler is None and not dead and not depths:
         raise counters_unavailable
     # A priority's dead_lettered is its DLQ's count (null when that DLQ did not answer).

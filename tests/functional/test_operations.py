@@ -595,3 +595,46 @@ def test_a_jobs_queue_that_does_not_answer_is_named_and_its_dead_letter_queue_st
     assert {section: set(names) for section, names in body["unavailable"].items()} == {
         "queues": {"normal"}, "dead_letter_queues": {"low"}}
     assert body["unavailable"]["queues"]["normal"]["code"] == "dlq_unavailable"
+
+
+def _logged(monkeypatch) -> list[dict]:
+    """The warnings, errors and logged exceptions from here on, with the cause an exception
+    line carries (its traceback shows the chain: `exc_info`)."""
+    import sys
+
+    from chalicelib.observability import logger
+
+    lines: list[dict] = []
+    for level in ("warning", "error", "exception"):
+        def log(message, *args, extra=None, _level=level, exc_info=None, **kwargs):
+            raised = exc_info if isinstance(exc_info, BaseException) else \
+                sys.exc_info()[1] if _level == "exception" or exc_info else None
+            lines.append({**(extra or {}), "message": message, "level": _level,
+                          "cause": repr(raised.__cause__) if raised is not None else None})
+        monkeypatch.setattr(logger, level, log)
+    return lines
+
+
+def test_a_queue_or_table_that_does_not_answer_an_operator_route_is_in_the_log_with_its_cause(client, aws, monkeypatch):
+    """The answer says which queue or table did not answer; the API's log says why (the
+    refusal or timeout under it), whether the route answered 503 or named it under
+    `unavailable`."""
+    operations, stats = container().queue_operations, container().stats
+    lines = _logged(monkeypatch)
+    with monkeypatch.context() as patched:
+        patched.setattr(operations, "_sqs", TimingOut(operations._sqs, "get_queue_attributes", "receive_message"))
+        assert client.http.get("/api/system/dlq", headers=operator()).status_code == 503
+        (line,) = [entry for entry in lines if entry["message"] == "dependency failure"]
+        assert line["path"] == "/api/system/dlq" and "ReadTimeoutError" in line["cause"]
+        lines.clear()
+        body = client.http.get("/api/system/stats", headers=operator()).json_body
+        assert set(body["unavailable"]) == {"queues", "dead_letter_queues"}
+    said = {(entry["section"], entry["queue"]) for entry in lines if entry["message"] == "operator route read around an outage"}
+    assert said == {(section, p) for section in ("queues", "dead_letter_queues") for p in ("high", "normal", "low")}
+    assert all("ReadTimeoutError" in entry["cause"] for entry in lines if entry["message"] != "dependency failure")
+    lines.clear()
+    with monkeypatch.context() as patched:
+        patched.setattr(stats, "_ddb", TimingOut(stats._ddb, "get_item", "batch_get_item"))
+        assert "counters" in client.http.get("/api/system/stats", headers=operator()).json_body["unavailable"]
+    (line,) = lines
+    assert (line["section"], line["level"]) == ("counters", "warning") and "ReadTimeoutError" in line["cause"]
