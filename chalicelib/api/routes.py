@@ -12,7 +12,7 @@ from chalicelib.api.requests import ListJobsQuery, SubmitJobRequest
 from chalicelib.api.routing import router
 from chalicelib.composition import container
 from chalicelib.domain.errors import JobNotFoundError
-from chalicelib.domain.job import is_plausible_job_id
+from chalicelib.domain.job import is_plausible_job_id, new_job_id
 from chalicelib.observability import count
 from chalicelib.ports import JobQuery
 
@@ -65,14 +65,17 @@ def submit_job(call: Call) -> Any:
     services = container()
     services.registry.get_public(request.type)  # built-in types run only through their own routes
     quota = services.quota
+    made = new_job_id()  # a keyed replay answers the key's first job instead: not made, not counted
     job = services.lifecycle.submit(
         tenant=call.user.tenant,
         user=call.user.user,
         idempotency_key=call.header("idempotency-key"),
         admit=quota.admit if quota is not None else None,
+        job_id=made,
         **request.model_dump(),
     )
-    count("jobs_submitted", job.type)
+    if job.id == made:
+        count("jobs_submitted", job.type)
     return job.public(), 202
 
 

@@ -216,3 +216,16 @@ def test_a_transaction_cancelled_by_a_concurrent_one_on_the_key_is_tried_again(a
     store = _store(aws, conflict_once)
     assert store.create_keyed(second, _record(second), now=1_900_000_000) == _record(first)
     assert len(tries) == 2 and store.get(second.id) is None and store.get(first.id) is not None
+
+
+def test_a_replayed_submit_is_not_counted_as_a_submission_again(client, monkeypatch):
+    """`jobs_submitted` counts jobs made, as the statistics' `submitted` does: a client
+    retrying under its key (a lost answer) gets the same job, and the metric the same count."""
+    from chalicelib.api import routes
+
+    counted: list[tuple[str, str]] = []
+    monkeypatch.setattr(routes, "count", lambda name, job_type, *args, **kwargs: counted.append((name, job_type)))
+    first, again = post(client), post(client)
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert again.json_body["id"] == first.json_body["id"]
+    assert counted == [("jobs_submitted", "demo.steps")]
