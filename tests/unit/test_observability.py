@@ -40,3 +40,51 @@ def test_the_stand_in_keeps_the_calls_the_code_makes():
     assert Runner()(2) == 4 and publish(1) == 2
     with tracer.provider.in_subsegment("## job_worker") as subsegment:
         assert subsegment is None
+
+
+def _metrics_paragraph() -> str:
+    import pathlib
+
+    text = (pathlib.Path(__file__).parents[2] / "docs" / "operations.md").read_text()
+    start = text.index("**Metrics.**")
+    return text[start:text.index("\n\n", start)]
+
+
+def test_the_metrics_carry_the_dimensions_operations_md_names(monkeypatch, capsys):
+    """A CloudWatch metric is found by its whole set of dimensions: an alarm written on
+    `job_type` alone, when the metric also carries `service`, reads no data and never fires."""
+    import json
+
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "jobpipe-pipeline")
+    capsys.readouterr()
+    observability.count("jobs_failed", "demo.steps")
+    (emitted,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    (metric,) = emitted["_aws"]["CloudWatchMetrics"]
+    assert metric["Namespace"] == "jobpipe" and [m["Name"] for m in metric["Metrics"]] == ["jobs_failed"]
+    (dimensions,) = metric["Dimensions"]
+    paragraph = _metrics_paragraph()
+    for name in dimensions:
+        assert f"`{name}`" in paragraph, name
+    assert f"`{emitted['service']}`" in paragraph
+
+
+def test_operations_md_names_every_metric_a_worker_or_the_reconciler_emits():
+    """The events a runner observes are counted as `jobs_<event>`, a failure by the status it
+    left (`failed`, `retried`, `canceled`); the reconciler's pass counts each outcome as
+    `reconciler_<outcome>`."""
+    import inspect
+    import re
+
+    from chalicelib.lifecycle import ReconcileOutcome
+    from chalicelib.worker import runner
+
+    observed = set(re.findall(r'_observe\("(\w+)"', inspect.getsource(runner))) | {"failed", "retried", "canceled"}
+    paragraph = _metrics_paragraph()
+    for event in observed:
+        assert f"`jobs_{event}`" in paragraph, event
+    for outcome in ReconcileOutcome:
+        if outcome is not ReconcileOutcome.SKIPPED:
+            assert f"`{outcome.value}`" in paragraph, outcome.value
+    for name in ("jobs_submitted", "job_duration", "reconciler_<outcome>", "errors", "raced", "out_of_time",
+                 "stream_batch_replayed", "stream_batch_unreadable"):
+        assert f"`{name}`" in paragraph, name
