@@ -48,10 +48,12 @@ class EventBridgePublisher:
                 if not response.get("FailedEntryCount"):
                     return
                 # Entries answer in request order; an entry with an ErrorCode was not accepted.
-                pending = [e for e, r in zip(pending, response["Entries"]) if r.get("ErrorCode")]
+                refusals = [(e, r) for e, r in zip(pending, response["Entries"]) if r.get("ErrorCode")]
+                pending = [e for e, _ in refusals]
                 if attempt == _RETRIES:
+                    said = sorted({f"{r['ErrorCode']}: {r.get('ErrorMessage', '')}".rstrip(": ") for _, r in refusals})
                     raise EventPublishError(
-                        f"{len(pending)} events were refused by EventBridge",
+                        f"{len(pending)} events were refused by EventBridge ({'; '.join(said)[:300]})",
                         unpublished=[e.event_id for e in pending],
                     )
             self._sleep(min(2.0, 0.1 * (2**attempt)))

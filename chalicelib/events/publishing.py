@@ -6,6 +6,7 @@ from typing import Any, Optional, Sequence
 from chalicelib.domain.errors import EventPublishError
 from chalicelib.domain.events import SOURCE
 from chalicelib.events.changes import events_for_change
+from chalicelib.observability import logger
 from chalicelib.ports import EventPublisher, JobChange
 
 # One PutEvents call takes at most 10 entries and 256 KB in all (an entry's size: its Source,
@@ -43,8 +44,11 @@ def publish_changes(changes: Sequence[JobChange], publisher: EventPublisher) -> 
             publisher.publish([event for _, event in chunk])
         except EventPublishError as exc:
             failed = set(exc.unpublished)
-            for sequence_number, event in chunk:
-                if not failed or event.event_id in failed:
-                    return sequence_number
-            return chunk[0][0]
+            stopped = next((sequence_number for sequence_number, event in chunk
+                            if not failed or event.event_id in failed), chunk[0][0])
+            # Where it stopped is the caller's to say (a stream retry, a replay); why is said here.
+            logger.warning("events not published", extra={
+                "sequence_number": stopped, "unpublished": len(failed) or len(chunk),
+                "error": f"{exc.code}: {exc.message}"[:500]})
+            return stopped
     return None

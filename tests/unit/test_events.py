@@ -261,3 +261,24 @@ def test_a_job_type_invalidates_no_more_namespaces_than_its_completion_can_write
     with pytest.raises(ValidationError, match="at most 97"):
         InvalidationRules.model_validate({"demo.steps": names})
     assert all(len(load_rules().namespaces_for(t)) <= MAX_NAMESPACES_PER_JOB_TYPE for t in load_rules().root)
+
+
+def test_events_that_could_not_be_published_are_logged_with_why(monkeypatch):
+    """The stream's retry and the reconciler's replay say where publishing stopped; the line
+    says why, with the codes EventBridge gave the entries it refused."""
+    from chalicelib.adapters.eventbridge import EventBridgePublisher
+    from chalicelib.observability import logger
+
+    class Refusing:
+        def put_events(self, Entries):
+            return {"FailedEntryCount": len(Entries), "Entries": [
+                {"ErrorCode": "ThrottlingException", "ErrorMessage": "Rate exceeded"} for _ in Entries]}
+
+    lines = []
+    monkeypatch.setattr(logger, "warning", lambda message, *args, extra=None, **kwargs: lines.append(
+        {**(extra or {}), "message": message}))
+    assert publish_changes(changes(2), EventBridgePublisher(Refusing(), "bus", sleep=lambda s: None)) == "seq-0"
+    (line,) = lines
+    assert line["message"] == "events not published" and line["sequence_number"] == "seq-0"
+    assert line["unpublished"] == 2
+    assert line["error"] == "event_publish_failed: 2 events were refused by EventBridge (ThrottlingException: Rate exceeded)"
