@@ -109,6 +109,14 @@ RECONCILE_DUE_BUDGET_S = 40
 # on, a page of keys at a time, until the page is full or this many pages were read (a short or
 # even empty page then still carries a cursor to the rest; the client and CLI follow it).
 FILTERED_LISTING_READS = 5
+# GET /jobs/{id}/artifacts answers a page of a job's artifacts, by name: this many unless the
+# caller asks for up to MAX_ARTIFACT_PAGE. A job may write any number (one per row of its input),
+# so the whole listing could pass what one answer carries (MAX_ANSWER_BYTES). An entry takes at
+# most ~1.5 KB as answered (a 128-character name, a 255-character content type escaped twice),
+# so a full page stays under 2 MB; its Query reads each item whole, inline text included (up to
+# 128 KiB), 1 MB a call, which bounds a page's reads too.
+ARTIFACT_PAGE = 100
+MAX_ARTIFACT_PAGE = 1_000
 # A progress step and an error code are labels: at most this many characters, stored and
 # published whole (a longer step is refused at the report, a longer fail_job code is cut).
 MAX_LABEL_CHARS = 256

@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Protoco
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from chalicelib.defaults import MAX_ANSWER_BYTES
+from chalicelib.defaults import ARTIFACT_PAGE, MAX_ANSWER_BYTES
 from chalicelib.domain.job import Job, Progress, Run, is_plausible_job_id
 from chalicelib.domain.status import JobStatus
 
@@ -324,6 +324,12 @@ class Artifact:
     blob_key: Optional[str] = None  # artifacts kept in S3
 
 
+@dataclass
+class ArtifactPage:
+    artifacts: list[ArtifactInfo]
+    cursor: Optional[str] = None  # where the next page starts; None when no artifact follows
+
+
 class ArtifactStore(Protocol):
     def put(self, job_id: str, name: str, data: bytes, content_type: str, *,
             attempt: Optional[int] = None) -> ArtifactInfo:
@@ -331,8 +337,10 @@ class ArtifactStore(Protocol):
         `attempt` (the attempt writing it) only while that attempt is the job's running one:
         else AttemptEndedError, and nothing is stored or replaced."""
 
-    def list(self, job_id: str) -> list[ArtifactInfo]:
-        """A job's artifacts, by name."""
+    def list(self, job_id: str, *, limit: int = ARTIFACT_PAGE, cursor: Optional[str] = None) -> ArtifactPage:
+        """A page of a job's artifacts, by name: at most `limit`, from where `cursor` (a page's
+        of this job's listing) left off, with a cursor only while more follow. Raises
+        InvalidRequestError for a cursor that is not one (another job's, made by hand)."""
 
     def get(self, job_id: str, name: str) -> Artifact:
         """Raises ArtifactNotFoundError."""

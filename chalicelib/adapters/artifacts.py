@@ -19,9 +19,10 @@ from typing import Any, Callable, Optional
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.adapters.cursors import read_cursor, write_cursor
 from chalicelib.adapters.dynamodb_batch import transact_write
 from chalicelib.adapters.dynamodb_items import ARTIFACT_PREFIX, artifact_key, job_key, job_partition
-from chalicelib.defaults import RECORD_PART_EXPIRY_S
+from chalicelib.defaults import ARTIFACT_PAGE, RECORD_PART_EXPIRY_S
 from chalicelib.domain.errors import (
     ArtifactNotFoundError,
     AttemptEndedError,
@@ -31,7 +32,7 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.job import isoformat, utcnow
 from chalicelib.domain.media_types import MAX_CONTENT_TYPE_CHARS, is_media_type
 from chalicelib.domain.status import JobStatus
-from chalicelib.ports import Artifact, ArtifactInfo, BlobStore
+from chalicelib.ports import Artifact, ArtifactInfo, ArtifactPage, BlobStore
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,127}")
 _TEXT = re.compile(r"(text/[\w.+\-]+|application/([\w.\-]+\+)?(json|xml))(;.*)?")
@@ -69,6 +70,31 @@ def keeps_inline(data: bytes, content_type: str, inline_limit: int) -> bool:
     text in another encoding (latin-1 bytes under `charset=iso-8859-1`) goes to S3, whose
     presigned URL serves the bytes as written."""
     return is_text(content_type) and len(data) <= inline_limit and _is_utf8(data)
+
+
+# What a cursor of a job's artifact listing starts with: no job listing's cursor does.
+_CURSOR_TAG = "art"
+
+
+def page_cursor(job_id: str, name: str) -> str:
+    """The cursor of a page of job `job_id`'s artifacts that ended at artifact `name`."""
+    return write_cursor([_CURSOR_TAG, job_id, name])
+
+
+def read_page_cursor(cursor: str, job_id: str) -> str:
+    """The artifact name a page of `job_id`'s listing ended at; InvalidRequestError for a
+    cursor that is not one (another job's, another listing's, made by hand)."""
+
+    def after(plain: Any) -> str:
+        if not (isinstance(plain, list) and len(plain) == 3 and plain[0] == _CURSOR_TAG):
+            raise ValueError("cursor is no artifact listing's")
+        if plain[1] != job_id:
+            raise ValueError("cursor belongs to another job's listing")
+        if not (isinstance(plain[2], str) and NAME.fullmatch(plain[2])):
+            raise ValueError("cursor names no artifact")
+        return plain[2]
+
+    return read_cursor(cursor, after)
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -148,9 +174,32 @@ class DynamoArtifactStore:
                 self._blobs.delete([key])
             raise AttemptEndedError.refusing(job_id, attempt, f"artifact {name} is not stored") from exc
 
-    def list(self, job_id: str) -> list[ArtifactInfo]:
-        items = self._query(job_id, with_data=False)
-        return [_info(job_id, i) for i in items]
+    def list(self, job_id: str, *, limit: int = ARTIFACT_PAGE, cursor: Optional[str] = None) -> ArtifactPage:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :art)",
+            "ExpressionAttributeValues": {":pk": {"S": job_partition(job_id)}, ":art": {"S": ARTIFACT_PREFIX}},
+            "ProjectionExpression": "#n, content_type, #s, created_at, blob_key",
+            "ExpressionAttributeNames": {"#n": "name", "#s": "size"},
+            # One item more than the page: DynamoDB ends a page that fills its Limit with a
+            # LastEvaluatedKey whether or not anything follows, and the item past the page tells.
+            "Limit": limit + 1,
+        }
+        if cursor:
+            request["ExclusiveStartKey"] = artifact_key(job_id, read_page_cursor(cursor, job_id))
+        items: list[dict[str, Any]] = []
+        try:
+            while len(items) <= limit:  # a call reads at most 1 MB: inline artifacts are read whole
+                response = self._ddb.query(**request)
+                items.extend(response.get("Items", []))
+                if "LastEvaluatedKey" not in response:
+                    break
+                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+                request["Limit"] = limit + 1 - len(items)
+        except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
+            raise StoreUnavailableError(f"could not list artifacts of job {job_id}") from exc
+        infos = [_info(job_id, i) for i in items[:limit]]
+        return ArtifactPage(infos, page_cursor(job_id, infos[-1].name) if len(items) > limit else None)
 
     def get(self, job_id: str, name: str) -> Artifact:
         if not NAME.fullmatch(name):
@@ -167,26 +216,6 @@ class DynamoArtifactStore:
         if "data" in item:
             return Artifact(info, content=bytes(item["data"]["B"]))
         return Artifact(info, blob_key=item["blob_key"]["S"])
-
-    def _query(self, job_id: str, *, with_data: bool) -> list[dict[str, Any]]:
-        request: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :art)",
-            "ExpressionAttributeValues": {":pk": {"S": job_partition(job_id)}, ":art": {"S": ARTIFACT_PREFIX}},
-        }
-        if not with_data:
-            request["ProjectionExpression"] = "#n, content_type, #s, created_at, blob_key"
-            request["ExpressionAttributeNames"] = {"#n": "name", "#s": "size"}
-        items: list[dict[str, Any]] = []
-        try:
-            while True:
-                response = self._ddb.query(**request)
-                items.extend(response.get("Items", []))
-                if "LastEvaluatedKey" not in response:
-                    return items
-                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
-            raise StoreUnavailableError(f"could not list artifacts of job {job_id}") from exc
 
 
 def _info(job_id: str, item: dict[str, Any]) -> ArtifactInfo:

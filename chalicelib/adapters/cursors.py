@@ -1,6 +1,7 @@
 """A listing's page cursor as clients carry it: JSON, base64url, opaque to them. Both job stores
-write theirs here and read them back through `read_cursor`, which turns anything a client
-could send (not base64, not JSON, nested a thousand deep, megabytes long) into one 400."""
+and both artifact stores write theirs here and read them back through `read_cursor`, which
+turns anything a client could send (not base64, not JSON, nested a thousand deep, megabytes
+long) into one 400."""
 from __future__ import annotations
 
 import base64

@@ -7,11 +7,12 @@ from typing import Any, Callable, Iterator, Optional
 from urllib.parse import urlencode
 
 from chalicelib.adapters.artifacts import blob_key as artifact_blob_key
-from chalicelib.adapters.artifacts import check_content_type, check_name, keeps_inline
+from chalicelib.adapters.artifacts import check_content_type, check_name, keeps_inline, page_cursor, read_page_cursor
+from chalicelib.defaults import ARTIFACT_PAGE
 from chalicelib.domain.errors import ArtifactNotFoundError, AttemptEndedError, BlobNotFoundError
 from chalicelib.domain.job import isoformat, utcnow
 from chalicelib.domain.status import JobStatus
-from chalicelib.ports import Artifact, ArtifactInfo
+from chalicelib.ports import Artifact, ArtifactInfo, ArtifactPage
 
 
 class InMemoryBlobStore:
@@ -74,8 +75,12 @@ class InMemoryArtifactStore:
         self.items[(job_id, name)] = Artifact(info, content=bytes(data)) if key is None else Artifact(info, blob_key=key)
         return info
 
-    def list(self, job_id: str) -> list[ArtifactInfo]:
-        return [a.info for (jid, _), a in sorted(self.items.items()) if jid == job_id]
+    def list(self, job_id: str, *, limit: int = ARTIFACT_PAGE, cursor: Optional[str] = None) -> ArtifactPage:
+        after = read_page_cursor(cursor, job_id) if cursor else None
+        listing = [a.info for (jid, name), a in sorted(self.items.items())
+                   if jid == job_id and (after is None or name > after)]
+        page = listing[:limit]
+        return ArtifactPage(page, page_cursor(job_id, page[-1].name) if len(listing) > limit else None)
 
     def get(self, job_id: str, name: str) -> Artifact:
         try:

@@ -5,13 +5,15 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.http import Call
+from chalicelib.api.http import Call, validate
+from chalicelib.api.requests import ListArtifactsQuery
 from chalicelib.api.routing import router
 from chalicelib.composition import container
 from chalicelib.domain.errors import ArtifactNotFoundError, JobNotFoundError
 from chalicelib.domain.job import is_plausible_job_id
 from chalicelib.domain.media_types import is_media_type
 from chalicelib.lifecycle import JobLifecycle
+from chalicelib.ports import ArtifactPage
 
 artifacts_api = Blueprint(__name__)
 
@@ -39,11 +41,13 @@ def _tenant_job(lifecycle: JobLifecycle, call: Call, job_id: str) -> str:
 
 @route("/jobs/{job_id}/artifacts", methods=["GET"])
 def list_artifacts(call: Call, job_id: str) -> Any:
+    """A page of the job's artifacts, by name; `next_cursor` while more follow."""
+    params = validate(ListArtifactsQuery, call.query())
     services = container()
     job_id = _tenant_job(services.lifecycle, call, job_id)
     store = services.artifacts
-    infos = store.list(job_id) if store is not None else []
-    return {"job_id": job_id, "artifacts": [i.public() for i in infos]}
+    page = store.list(job_id, limit=params.limit, cursor=params.cursor) if store is not None else ArtifactPage([])
+    return {"job_id": job_id, "artifacts": [i.public() for i in page.artifacts], "next_cursor": page.cursor}
 
 
 @route("/jobs/{job_id}/artifacts/{name}", methods=["GET"])

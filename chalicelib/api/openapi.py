@@ -8,7 +8,8 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from chalicelib.api.etag import CACHE_CONTROL
-from chalicelib.api.requests import MAX_BATCH_IDS, ListJobsQuery, SubmitJobRequest
+from chalicelib.api.requests import MAX_BATCH_IDS, ListArtifactsQuery, ListJobsQuery, SubmitJobRequest
+from chalicelib.defaults import MAX_ARTIFACT_PAGE
 from chalicelib.domain.submission_keys import MAX_KEY_LENGTH
 from chalicelib.domain.job import INTERNAL_FIELDS, Job, Run
 from chalicelib.domain.status import JobStatus
@@ -84,6 +85,15 @@ def _list_parameters() -> list[dict[str, Any]]:
     ]
 
 
+def _artifact_page_parameters() -> list[dict[str, Any]]:
+    limit = ListArtifactsQuery.model_fields["limit"]
+    return [
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ARTIFACT_PAGE,
+                                                     "default": limit.default}},
+        {"name": "cursor", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 2048}},
+    ]
+
+
 def _paths() -> dict[str, Any]:
     public: dict[str, Any] = {"security": []}
     job_id = [_path_param("job_id")]
@@ -139,8 +149,13 @@ def _paths() -> dict[str, Any]:
         },
         "/scopes/{scope}/tasks": {"get": {"parameters": [_path_param("scope")], "responses": {
             "200": _json({"type": "object", "required": ["scope", "tasks"]}), **_errors(400, 401, 503)}}},
-        "/jobs/{job_id}/artifacts": {"get": {"parameters": job_id, "responses": {
-            "200": _json({"type": "object", "required": ["job_id", "artifacts"]}), **_errors(401, 404, 503)}}},
+        "/jobs/{job_id}/artifacts": {"get": {
+            "summary": "a page of the job's artifacts, by name", "parameters": [*job_id, *_artifact_page_parameters()],
+            "responses": {
+                "200": _json({"type": "object", "required": ["job_id", "artifacts", "next_cursor"], "properties": {
+                    "job_id": {"type": "string"}, "artifacts": {"type": "array", "items": {"type": "object"}},
+                    "next_cursor": {"type": ["string", "null"]}}}),
+                **_errors(400, 401, 404, 503)}}},
         "/jobs/{job_id}/artifacts/{name}": {"get": {"parameters": [*job_id, _path_param("name")], "responses": {
             "200": {"description": "the content, or a presigned URL for one kept in S3"}, **_errors(401, 404, 410, 503)}}},
         **_operator_paths(),

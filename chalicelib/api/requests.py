@@ -9,7 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from chalicelib.domain.caches import MAX_NAME_CHARS, NAME_PATTERN, check_name
 from chalicelib.domain.errors import InvalidRequestError
 from chalicelib.domain.status import JobStatus
-from chalicelib.defaults import MAX_SCHEDULE_S
+from chalicelib.defaults import ARTIFACT_PAGE, MAX_ARTIFACT_PAGE, MAX_SCHEDULE_S
 
 MAX_BATCH_IDS = 100
 # How an ISO 8601 date and time begins (the rest is pydantic's to read).
@@ -63,4 +63,13 @@ class ListJobsQuery(BaseModel):
     status: Optional[JobStatus] = None
     type: Optional[str] = Field(default=None, min_length=1, max_length=128)
     limit: int = Field(default=25, ge=1, le=100)
+    cursor: Optional[str] = Field(default=None, min_length=1, max_length=2048)
+
+
+class ListArtifactsQuery(BaseModel):
+    """A page of a job's artifacts, by name (a caller that does not page gets the first)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=ARTIFACT_PAGE, ge=1, le=MAX_ARTIFACT_PAGE)
     cursor: Optional[str] = Field(default=None, min_length=1, max_length=2048)

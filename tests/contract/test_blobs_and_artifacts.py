@@ -53,8 +53,8 @@ def test_small_text_artifacts_stay_inline_the_rest_go_to_the_blob_store(adapters
     assert adapters.artifacts.get(JOB, "note.txt").content == b"hello"
     stored = adapters.artifacts.get(JOB, "image.png")
     assert stored.content is None and adapters.blobs.get(stored.blob_key) == b"\x89PNG"
-    assert [a.name for a in adapters.artifacts.list(JOB)] == ["image.png", "note.txt", "report.json"]
-    assert adapters.artifacts.list("00000000-0000-4000-8000-000000000002") == []
+    assert [a.name for a in adapters.artifacts.list(JOB).artifacts] == ["image.png", "note.txt", "report.json"]
+    assert adapters.artifacts.list("00000000-0000-4000-8000-000000000002").artifacts == []
     assert adapters.artifacts.get(JOB, "note.txt").info == note
 
 
@@ -62,7 +62,7 @@ def test_an_artifact_is_replaced_by_name_and_a_missing_or_bad_name_is_refused(ad
     adapters.artifacts.put(JOB, "out.txt", b"one", "text/plain")
     adapters.artifacts.put(JOB, "out.txt", b"two!", "text/plain")
     assert adapters.artifacts.get(JOB, "out.txt").content == b"two!"
-    assert [(a.name, a.size) for a in adapters.artifacts.list(JOB)] == [("out.txt", 4)]
+    assert [(a.name, a.size) for a in adapters.artifacts.list(JOB).artifacts] == [("out.txt", 4)]
     with pytest.raises(ArtifactNotFoundError):
         adapters.artifacts.get(JOB, "missing.txt")
     with pytest.raises(ArtifactNotFoundError):
@@ -87,7 +87,7 @@ def test_an_attempts_artifact_lands_only_while_that_attempt_runs(adapters, data)
     job = adapters.store.apply(job, JobStatus.QUEUED, ChangeSet({"status": JobStatus.RUNNING, "attempts": 1}))
     with pytest.raises(AttemptEndedError):  # not its attempt
         adapters.artifacts.put(JOB, "out.txt", data, "text/plain", attempt=2)
-    assert adapters.artifacts.list(JOB) == []
+    assert adapters.artifacts.list(JOB).artifacts == []
     first = adapters.artifacts.put(JOB, "out.txt", data, "text/plain", attempt=1)
     job = adapters.store.apply(job, JobStatus.RUNNING, ChangeSet({"status": JobStatus.RETRYING}))
     job = adapters.store.apply(job, JobStatus.RETRYING, ChangeSet({"status": JobStatus.RUNNING, "attempts": 2}))
@@ -98,7 +98,7 @@ def test_an_attempts_artifact_lands_only_while_that_attempt_runs(adapters, data)
             adapters.artifacts.put(JOB, "out.txt", b"late", "text/plain", attempt=attempt)
         with pytest.raises(AttemptEndedError):
             adapters.artifacts.put(JOB, "other.bin", b"late", "application/octet-stream", attempt=attempt)
-    assert [a.name for a in adapters.artifacts.list(JOB)] == ["out.txt"]
+    assert [a.name for a in adapters.artifacts.list(JOB).artifacts] == ["out.txt"]
     stored = adapters.artifacts.get(JOB, "out.txt")
     assert (stored.content or adapters.blobs.get(stored.blob_key)) == data.upper()
     assert stored.info.location == second.location == first.location
@@ -106,3 +106,53 @@ def test_an_attempts_artifact_lands_only_while_that_attempt_runs(adapters, data)
             for k in page]
     assert kept == ([] if first.location == "inline" else
                     [f"jobs/{JOB}/artifacts/0001/out.txt", f"jobs/{JOB}/artifacts/0002/out.txt"])
+
+
+def _names(page) -> list[str]:
+    return [a.name for a in page.artifacts]
+
+
+def test_a_jobs_artifacts_are_listed_a_page_at_a_time_by_name(adapters):
+    """A job may write any number of artifacts: a listing answers at most `limit` of them, in
+    name order, with a cursor to the next page only while more follow (also when the last page
+    is exactly full), and never one of another job."""
+    names = [f"row-{n:02d}.csv" for n in range(7)] + ["Summary.txt", "data.bin"]
+    for name in reversed(names):  # written out of order
+        data, kind = (b"\x00", "application/octet-stream") if name.endswith(".bin") else (b"1", "text/csv")
+        adapters.artifacts.put(JOB, name, data, kind)
+    adapters.artifacts.put("00000000-0000-4000-8000-000000000002", "row-00.csv", b"other", "text/csv")
+    pages, cursor = [], None
+    while True:
+        page = adapters.artifacts.list(JOB, limit=3, cursor=cursor)
+        pages.append(_names(page))
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+    ordered = sorted(names)
+    assert pages == [ordered[0:3], ordered[3:6], ordered[6:9]]
+    assert _names(adapters.artifacts.list(JOB, limit=4, cursor=adapters.artifacts.list(JOB, limit=5).cursor)) == ordered[5:9]
+    whole = adapters.artifacts.list(JOB, limit=9)
+    assert (_names(whole), whole.cursor) == (ordered, None)
+    assert whole.artifacts[ordered.index("data.bin")].location == "s3"
+    # a page's cursor goes on after its last name, even once that artifact is gone
+    assert _names(adapters.artifacts.list(JOB, limit=2, cursor=adapters.artifacts.list(JOB, limit=8).cursor)) == ordered[8:]
+    empty = adapters.artifacts.list("00000000-0000-4000-8000-000000000003", limit=3)
+    assert (empty.artifacts, empty.cursor) == ([], None)
+
+
+def test_a_cursor_that_is_not_one_of_the_jobs_listing_is_refused(adapters):
+    from chalicelib.adapters.cursors import write_cursor
+    from chalicelib.domain.errors import InvalidRequestError
+
+    other = "00000000-0000-4000-8000-000000000002"
+    for job_id in (JOB, other):
+        for n in range(3):
+            adapters.artifacts.put(job_id, f"out-{n}.txt", b"1", "text/plain")
+    others = adapters.artifacts.list(other, limit=1).cursor
+    assert others is not None
+    for bad in (others, "not a cursor", "e30", write_cursor(["art", JOB]), write_cursor(["art", JOB, "../x"]),
+                write_cursor(["art", JOB, "a" * 129]), write_cursor({"pk": f"JOB#{JOB}", "sk": "JOB"}),
+                write_cursor([[[[["deep"]]]]]), "A" * 3000):
+        with pytest.raises(InvalidRequestError, match="cursor is not valid"):
+            adapters.artifacts.list(JOB, limit=2, cursor=bad)
+

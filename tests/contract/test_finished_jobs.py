@@ -44,7 +44,7 @@ def test_purge_removes_the_job_its_runs_artifacts_and_objects(adapters):
     # the job, its run, its two artifacts
     assert adapters.finished.purge(job.id) == 4
     assert adapters.store.get(job.id) is None and adapters.store.runs(job.id) == []
-    assert adapters.artifacts.list(job.id) == []
+    assert adapters.artifacts.list(job.id).artifacts == []
     with pytest.raises(ArtifactNotFoundError):
         adapters.artifacts.get(job.id, "note.txt")
     for key in (blob_key, f"jobs/{job.id}/payload.json", f"jobs/{job.id}/result-0001.json"):

@@ -45,7 +45,7 @@ def test_handler_artifacts_are_stored_by_kind_and_size(setup, queue):
     lifecycle, runner, artifacts, blobs = setup
     job, final = run(lifecycle, runner, queue, "t.outputs")
     assert final.status == JobStatus.COMPLETED
-    stored = {a.name: (a.location, a.content_type, a.size) for a in artifacts.list(job.id)}
+    stored = {a.name: (a.location, a.content_type, a.size) for a in artifacts.list(job.id).artifacts}
     assert stored == {
         "note.txt": ("inline", "text/plain; charset=utf-8", len("héllo".encode())),
         "table.json": ("inline", "application/json", len('{"rows":[1,2]}')),
@@ -155,8 +155,48 @@ def test_an_attempt_that_lost_its_lease_replaces_no_artifact(store, queue, clock
     queue.drain()
     runner.run(JobMessage(job.id, 1))
     assert len(raised) == 2
-    assert [a.name for a in artifacts.list(job.id)] == ["out.txt"]
+    assert [a.name for a in artifacts.list(job.id).artifacts] == ["out.txt"]
     out = artifacts.get(job.id, "out.txt")
     assert (out.content or blobs.get(out.blob_key)) == b"2" * size
     final = store.get(job.id)
     assert final.status == JobStatus.COMPLETED and final.result == "attempt 2"
+
+
+class ArtifactPartition:
+    """A DynamoDB client holding one job's `count` artifact items, answering a Query as DynamoDB
+    does: up to its Limit, at most `per_call` items a call (its 1 MB, of large inline items),
+    a LastEvaluatedKey whenever it stopped short of the partition's end."""
+
+    def __init__(self, job_id: str, count: int, per_call: int) -> None:
+        self.items = [{"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": f"ART#row-{n:05d}.txt"},
+                       "name": {"S": f"row-{n:05d}.txt"}, "content_type": {"S": "text/plain"},
+                       "size": {"N": "1"}, "created_at": {"S": "2026-01-01T00:00:00.000Z"}} for n in range(count)]
+        self.per_call = per_call
+        self.read = 0
+
+    def query(self, **request):
+        start = request.get("ExclusiveStartKey", {}).get("sk", {}).get("S", "")
+        rest = [i for i in self.items if i["sk"]["S"] > start]
+        taken = rest[: min(request.get("Limit", len(rest)), self.per_call)]
+        self.read += len(taken)
+        answer = {"Items": taken}
+        if taken and len(taken) < len(rest) + (1 if len(taken) == request.get("Limit") else 0):
+            answer["LastEvaluatedKey"] = {"pk": taken[-1]["pk"], "sk": taken[-1]["sk"]}
+        return answer
+
+
+def test_a_page_of_a_job_with_tens_of_thousands_of_artifacts_reads_that_page_only():
+    from chalicelib.adapters.artifacts import DynamoArtifactStore
+
+    job_id = "00000000-0000-4000-8000-000000000001"
+    ddb = ArtifactPartition(job_id, 20_000, per_call=7)
+    store = DynamoArtifactStore(ddb, "jobs", InMemoryBlobStore(), inline_limit=1024, retention_s=86400)
+    first = store.list(job_id, limit=25)
+    assert [a.name for a in first.artifacts] == [f"row-{n:05d}.txt" for n in range(25)]
+    assert ddb.read == 26  # the page and the one item that says more follow
+    ddb.read = 0
+    second = store.list(job_id, limit=25, cursor=first.cursor)
+    assert [a.name for a in second.artifacts] == [f"row-{n:05d}.txt" for n in range(25, 50)] and ddb.read == 26
+    last = store.list(job_id, limit=25, cursor=store.list(job_id, limit=19_990).cursor)
+    assert [a.name for a in last.artifacts] == [f"row-{n:05d}.txt" for n in range(19_990, 20_000)]
+    assert last.cursor is None

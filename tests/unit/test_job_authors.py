@@ -197,7 +197,7 @@ def test_ctx_artifact_after_the_job_ended_is_refused(env, queue, artifacts, seen
     (ctx,) = seen
     with pytest.raises(JobpipeError):
         ctx.artifact("late.txt", "written after the job completed")
-    assert artifacts.list(done.id) == []
+    assert artifacts.list(done.id).artifacts == []
 
 
 def test_progress_details_with_non_text_keys_are_refused_as_progress_rejected(env, queue, seen):
