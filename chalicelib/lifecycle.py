@@ -45,6 +45,7 @@ from chalicelib.domain.errors import (
     RecordFullError,
     RecordTooLargeError,
     StaleJobError,
+    StoreUnavailableError,
     TooManyChildrenError,
 )
 from chalicelib.domain.events import MAX_EVENT_TEXT_CHARS, clip
@@ -510,10 +511,18 @@ class JobLifecycle:
         if job.dead_letter_owed is None:
             return job
         self._dead_letter(job, job.dead_letter_owed)
+        return self._letter_parked(job)
+
+    def _letter_parked(self, job: Job) -> Job:
+        """Clear the owed mark of a failed `job` whose letter was just parked; returns the job as
+        it is then. A store that does not answer leaves the mark: a later delivery of the
+        attempt's message would park the letter a second time, which is better than none."""
         try:
             return self.store.apply(job, job.status, ChangeSet({"dead_letter_owed": REMOVE}))
         except StaleJobError:  # another delivery parked it meanwhile
             return self.store.get(job.id) or job
+        except StoreUnavailableError:
+            return job
 
     def record_progress(self, job: Job, progress: Progress) -> Job:
         """Conditional, monotonic progress write for the running attempt of `job`. Returns the
@@ -596,18 +605,19 @@ class JobLifecycle:
                     delay_seconds=delay,
                 )
                 return retried
-            failed = self._finish(current, JobStatus.FAILED, error=error)
+            # Written failed owing its letter, in one write: whatever stops this delivery before
+            # the letter is parked (the queue does not answer, the process dies), the attempt's
+            # message parks it when it comes back (its delivery fails; a dead worker's message
+            # reappears). Parked, the mark is cleared: one more write, for a failed job only.
+            failed = self._finish(current, JobStatus.FAILED, error=error, dead_letter_owed=current.attempts)
             try:
                 self._dead_letter(failed, failed.attempts)
             except QueueUnavailableError as exc:
-                # The job reads failed; its letter is owed, and the attempt's message parks it
-                # when it comes back (this delivery fails; a dead worker's message reappears).
-                owed = self.store.apply(failed, JobStatus.FAILED, ChangeSet({"dead_letter_owed": failed.attempts}))
                 raise DeadLetterOwedError(
                     f"job {failed.id} failed ({error.code}) and its dead letter is owed: the dead-letter queue "
                     f"did not answer ({exc.message}); the message of attempt {failed.attempts} parks it when "
-                    "it is delivered again", job=owed) from exc
-            return failed
+                    "it is delivered again", job=failed) from exc
+            return self._letter_parked(failed)
 
         return self._with_fresh(job, decide)
 

@@ -461,6 +461,52 @@ def test_a_dead_letter_the_queue_refused_is_parked_by_the_message_coming_back(li
     assert "dead_letter_owed" not in store.get(job.id).public()
 
 
+@pytest.mark.parametrize("how", ["the process dies", "the store does not answer the mark"])
+def test_a_letter_the_failing_delivery_did_not_park_is_parked_by_the_next_one(lifecycle, store, queue, how):
+    """The job is written `failed` owing its letter, in the same write: a worker that dies
+    before the dead-letter queue took it (out of memory, the function's timeout), or whose
+    store does not answer after the queue did not either, leaves a job that still owes it, and
+    the attempt's message parks it when it comes back. Written after the failure instead, the
+    mark was lost with the process and the letter with it."""
+    job = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+
+    class Died(BaseException):
+        pass
+
+    real_dead_letter, real_apply = queue.dead_letter, store.apply
+
+    def dead_letter(message, **kwargs):
+        if how == "the process dies":
+            raise Died()
+        raise QueueUnavailableError("the dead-letter queue did not answer")
+
+    def apply(job, expected, changes):
+        if how != "the process dies" and "status" not in changes.fields:  # any write after the failure
+            raise StoreUnavailableError("the table did not answer")
+        return real_apply(job, expected, changes)
+
+    queue.dead_letter, store.apply = dead_letter, apply
+    with pytest.raises((Died, QueueUnavailableError)):
+        lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=False)
+    queue.dead_letter, store.apply = real_dead_letter, real_apply
+    failed = store.get(job.id)
+    assert failed.status == JobStatus.FAILED and failed.dead_letter_owed == 1 and queue.dead == []
+    assert lifecycle.claim(JobMessage(job.id, 1)).outcome == ClaimOutcome.SKIP
+    assert queue.dead == [(JobMessage(job.id, 1), {"code": "boom", "message": "it broke"})]
+    assert store.get(job.id).dead_letter_owed is None
+
+
+def test_a_failed_job_whose_letter_was_parked_owes_none(lifecycle, store, queue):
+    job = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    failed = lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=False)
+    assert failed.dead_letter_owed is None and store.get(job.id).dead_letter_owed is None
+    assert len(queue.dead) == 1
+    assert lifecycle.claim(JobMessage(job.id, 1)).outcome == ClaimOutcome.SKIP
+    assert len(queue.dead) == 1  # a later delivery parks nothing
+
+
 def test_a_dead_letter_sent_at_once_is_not_sent_again_by_a_later_delivery(lifecycle, store, queue):
     job = submit(lifecycle)
     running = lifecycle.claim(JobMessage(job.id, 1)).job
