@@ -273,6 +273,11 @@ class JobQueue(Protocol):
         parked elsewhere must not come back with a batch whose answer was lost); raises
         QueueUnavailableError."""
 
+    def acknowledge_many(self, queue_arn: str, receipt_handles: list[str]) -> int:
+        """`acknowledge` for several messages of one queue, ten to a request (the originals of
+        messages handed back); returns how many could not be deleted (a refusal of the whole
+        request raises QueueUnavailableError)."""
+
 
 class EventPublisher(Protocol):
     def publish(self, events: list[Any]) -> None:

@@ -403,6 +403,12 @@ class InMemoryJobQueue:
             raise QueueUnavailableError("could not delete a received message")
         self.acknowledged.append(receipt_handle)
 
+    def acknowledge_many(self, queue_arn: str, receipt_handles: list[str]) -> int:
+        if self.fail_sends:
+            raise QueueUnavailableError("could not delete the received messages")
+        self.acknowledged += receipt_handles
+        return 0
+
     def drain(self) -> list[JobMessage]:
         messages = [m for m, _, _ in self.sent]
         self.sent.clear()

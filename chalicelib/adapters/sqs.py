@@ -95,6 +95,18 @@ class SqsJobQueue:
         except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
             raise QueueUnavailableError("could not delete a received message") from exc
 
+    def acknowledge_many(self, queue_arn: str, receipt_handles: list[str]) -> int:
+        failed = 0
+        for start in range(0, len(receipt_handles), 10):
+            entries = [{"Id": str(i), "ReceiptHandle": handle}
+                       for i, handle in enumerate(receipt_handles[start:start + 10])]
+            try:
+                response = self._sqs.delete_message_batch(QueueUrl=self._url_for_arn(queue_arn), Entries=entries)
+            except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
+                raise QueueUnavailableError("could not delete the received messages") from exc
+            failed += len(response.get("Failed", []))
+        return failed
+
     def _url_for_arn(self, queue_arn: str) -> str:
         """A queue's URL from its ARN (arn:aws:sqs:<region>:<account>:<name>) without a
         GetQueueUrl call, which the consumers' roles need not allow: the endpoint, the account

@@ -32,8 +32,9 @@ JOBS_QUEUE_LOW = "jobpipe-jobs-low"
 # for BATCH_MATE_LEASE_S only, not the queue's visibility timeout: if the process dies they are
 # delivered again that soon. Nor may a long job hold them back: the batch-mates that have not
 # started once the batch has run BATCH_MATE_WAIT_S are handed back (JobQueue.hand_back), each
-# sent to its queue again as a new message for another invocation, and answered as done so that
-# the original leaves the queue. A copy starts at one receive: waiting in line behind long jobs
+# sent to its queue again as a new message for another invocation, its original deleted then
+# (before its short lease could bring it back beside its copy) and answered as done. A copy
+# starts at one receive: waiting in line behind long jobs
 # never brings a message to the redrive policy's maxReceiveCount (which a message made visible
 # again would count towards, and a backlog of long jobs would then dead-letter jobs that never
 # ran); its count of hand-backs rides along and counts as receives when a batch is ordered, the
@@ -84,10 +85,26 @@ class _WaitingMates:
                 logger.warning("could not hand back the batch-mates a long job holds up",
                                extra={"records": len(records)})
                 return
-            self._handed_back |= {r["messageId"] for i, r in enumerate(records) if i not in refused}
+            sent = [r for i, r in enumerate(records) if i not in refused]
+            self._handed_back |= {r["messageId"] for r in sent}
             self._waiting.clear()
             logger.info("batch-mates handed back: a job ahead of them runs long",
-                        extra={"handed_back": len(records) - len(refused), "refused": len(refused)})
+                        extra={"handed_back": len(sent), "refused": len(refused)})
+            self._delete_originals(sent)
+
+    def _delete_originals(self, sent: list[dict[str, Any]]) -> None:
+        """The originals leave the queue now, not with the batch's answer: their short lease ends
+        while the long job runs, and delivered again each would run beside its copy, be handed
+        back once more (another copy) and count receives towards the redrive policy."""
+        if not sent:
+            return
+        try:
+            undeleted = self._queue.acknowledge_many(sent[0]["eventSourceARN"], [r["receiptHandle"] for r in sent])
+        except QueueUnavailableError:  # each comes back after its short lease: a duplicate its claim sees
+            logger.warning("could not delete the handed-back batch-mates' originals", extra={"records": len(sent)})
+            return
+        if undeleted:
+            logger.warning("some handed-back batch-mates' originals were not deleted", extra={"undeleted": undeleted})
 
 
 class _LeaseExtension:

@@ -122,10 +122,28 @@ def test_an_acknowledged_message_leaves_its_queue_before_its_batch_answers(adapt
     assert depth(adapters, "normal") == {"visible": 0, "in_flight": 0, "delayed": 0, "dead_lettered": 0}
 
 
+def test_received_messages_are_acknowledged_ten_to_a_request(adapters):
+    """The originals of a batch's handed-back messages leave their queue at once, in one request
+    per ten, before the batch answers."""
+    for n in range(12):
+        adapters.queue.send(JobMessage(f"job-{n}", 1), priority="normal")
+    arn = "arn:aws:sqs:us-east-1:123456789012:jobs-normal"
+    if adapters.receive is None:  # the in-memory queue hands out no receipt handles: it records them
+        handles = [f"handle-{n}" for n in range(12)]
+        assert adapters.queue.acknowledge_many(arn, handles) == 0
+        assert adapters.queue.acknowledged == handles
+        return
+    handles = []
+    while len(handles) < 12:
+        handles += [m["ReceiptHandle"] for m in adapters.receive("normal")]
+    assert adapters.queue.acknowledge_many(arn, handles) == 0
+    assert depth(adapters, "normal") == {"visible": 0, "in_flight": 0, "delayed": 0, "dead_lettered": 0}
+
+
 def test_a_message_handed_back_is_on_its_queue_again_as_a_new_message_with_its_count(adapters):
     """A worker batch hands back the batch-mates a long job holds up: each is sent again, a
     fresh message (one receive, however often the original was received) that carries how many
-    times it was handed back, the original left for the batch's answer to delete."""
+    times it was handed back; the worker deletes the original (acknowledge_many)."""
     from chalicelib.ports import HANDBACKS_ATTRIBUTE
 
     arn = "arn:aws:sqs:us-east-1:123456789012:jobs-normal"

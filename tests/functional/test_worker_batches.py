@@ -101,8 +101,28 @@ def test_batch_mates_a_long_job_holds_up_are_sent_again_as_new_messages(app, cli
                                            for m in copies]
     assert {m["MessageAttributes"]["handbacks"]["StringValue"] for m in copies} == {"1"}
     assert all(m["Attributes"]["ApproximateReceiveCount"] == "1" for m in copies)  # not nearer the redrive
+    monkeypatch.setattr(handlers, "BATCH_MATE_WAIT_S", handlers.BATCH_MATE_WAIT_S * 10)  # quick jobs: none waits
     assert invoke_worker(app, sqs_event(copies)) == {"batchItemFailures": []}
     assert [status(client, i) for i in ids] == ["completed"] * 2
+
+
+def test_the_originals_of_handed_back_batch_mates_leave_the_queue_at_once(app, client, aws, monkeypatch):
+    """A handed-back original must not outlive its short lease on the queue while the long job
+    runs: delivered again, it would run beside its copy, be handed back again (one more copy
+    each time) and count receives towards the redrive policy until it was dead-lettered."""
+    monkeypatch.setattr(handlers, "BATCH_MATE_LEASE_S", 1)
+    monkeypatch.setattr(handlers, "BATCH_MATE_WAIT_S", 0.2)
+    slow = client.http.post("/jobs", headers=auth(), body=json.dumps(
+        {"type": "demo.steps", "payload": {"steps": 4, "step_ms": 500}})).json_body["id"]
+    ids = submit(client, 2)
+    messages = sorted(receive_all(aws), key=lambda m: [slow, *ids].index(job_of(m)))
+    started = time.monotonic()
+    assert invoke_worker(app, sqs_event(messages)) == {"batchItemFailures": []}
+    assert time.monotonic() - started > 1.5  # the long job outlived the batch-mates' short lease
+    # before the batch's answer deletes anything, only the copies are on the queue
+    on_queue = receive_all(aws)
+    assert sorted(job_of(m) for m in on_queue) == sorted(ids)
+    assert all("handbacks" in m["MessageAttributes"] for m in on_queue)
 
 
 def test_a_line_of_long_jobs_behind_two_workers_dead_letters_none_of_them(app, client, aws, monkeypatch):
