@@ -17,8 +17,9 @@ REMOVE = object()
 # (the claim-check: an object in S3, read back by `JobStore.get`, shown as a placeholder by
 # listings and progress writes).
 CLAIM_CHECKED = ("payload", "result")
-# The message attribute a job message handed back by a worker batch carries: how many times it
-# was (JobQueue.hand_back); the worker counts it with the receives when it orders a batch.
+# The message attribute a job message handed back by a worker batch carries: how many times the
+# messages it replaces were delivered (JobQueue.hand_back); the worker counts it with the copy's
+# own receives when it orders a batch.
 HANDBACKS_ATTRIBUTE = "handbacks"
 
 
@@ -262,8 +263,8 @@ class JobQueue(Protocol):
         many could not be changed (a refusal of the whole request raises QueueUnavailableError)."""
 
     def hand_back(self, queue_arn: str, bodies: list[tuple[str, int]]) -> set[int]:
-        """Send each received `(body, handbacks)` to its queue again as a new message, ten to a
-        request, its count of hand-backs in the HANDBACKS_ATTRIBUTE message attribute: a copy
+        """Send each received `(body, deliveries)` to its queue again as a new message, ten to a
+        request, the deliveries it replaces in the HANDBACKS_ATTRIBUTE message attribute: a copy
         starts at one receive, so waiting in line does not bring a message nearer the redrive
         policy's maxReceiveCount. Returns the positions in `bodies` that were not sent (a
         refusal of a whole request raises QueueUnavailableError)."""

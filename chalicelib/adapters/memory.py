@@ -352,7 +352,7 @@ class InMemoryJobQueue:
         self.fail_sends = False
         self.visibility: dict[str, int] = {}
         self.acknowledged: list[str] = []  # receipt handles deleted before their batch answered
-        self.handed_back: list[tuple[str, str, int]] = []  # (queue ARN, body, hand-backs)
+        self.handed_back: list[tuple[str, str, int]] = []  # (queue ARN, body, deliveries it replaces)
 
     def priority_of(self, priority: str) -> str:
         """Like the SQS adapter: a priority without its own queue goes to `normal`."""

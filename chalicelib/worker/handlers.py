@@ -37,8 +37,8 @@ JOBS_QUEUE_LOW = "jobpipe-jobs-low"
 # starts at one receive: waiting in line behind long jobs
 # never brings a message to the redrive policy's maxReceiveCount (which a message made visible
 # again would count towards, and a backlog of long jobs would then dead-letter jobs that never
-# ran); its count of hand-backs rides along and counts as receives when a batch is ordered, the
-# records delivered most often first. A batch-mate is claimed only while its short lease holds
+# ran); the deliveries of the messages it replaces ride along and count with its receives when a
+# batch is ordered, the records delivered most often first. A batch-mate is claimed only while its short lease holds
 # (its message is then hidden for the attempt's lease); one whose turn comes later (its hand-back
 # failed) is handed back untouched. The first record needs no change: the queue's visibility
 # timeout (90 min) outlasts any attempt, and a dead worker's job is taken over by the reconciler
@@ -80,7 +80,7 @@ class _WaitingMates:
                 return
             try:
                 refused = self._queue.hand_back(records[0]["eventSourceARN"],
-                                                [(r["body"], _handbacks(r) + 1) for r in records])
+                                                [(r["body"], _deliveries(r)) for r in records])
             except QueueUnavailableError:  # they wait their turn in this batch, as they would have
                 logger.warning("could not hand back the batch-mates a long job holds up",
                                extra={"records": len(records)})
@@ -256,10 +256,13 @@ def _receives(record: SQSRecord) -> int:
     return int(record.attributes.approximate_receive_count or 1)
 
 
-def _handbacks(record: dict[str, Any]) -> int:
-    """How many times a worker batch handed the record's message back (HANDBACKS_ATTRIBUTE)."""
+def _deliveries(record: dict[str, Any]) -> int:
+    """How many times the record's job message was delivered, this delivery included: its own
+    receives, and those of the messages it was handed back from (HANDBACKS_ATTRIBUTE), so a
+    copy keeps the place its original had earned in line."""
     value = ((record.get("messageAttributes") or {}).get(HANDBACKS_ATTRIBUTE) or {}).get("stringValue")
-    return int(value) if value and value.isdigit() else 0
+    receives = (record.get("attributes") or {}).get("ApproximateReceiveCount") or "1"
+    return (int(receives) if receives.isdigit() else 1) + (int(value) if value and value.isdigit() else 0)
 
 
 def process_jobs_batch(event: dict[str, Any], context: Any, priority: str = "normal") -> dict[str, Any]:
@@ -267,12 +270,10 @@ def process_jobs_batch(event: dict[str, Any], context: Any, priority: str = "nor
     {"batchItemFailures": [...]} for those to deliver again."""
     # Imported on the first batch: every function loads app.py; only the SQS consumers batch.
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
     services = container()
     started = time.monotonic()
-    records = sorted(event.get("Records") or [], key=lambda r: _receives(SQSRecord(r)) + _handbacks(r),
-                     reverse=True)
+    records = sorted(event.get("Records") or [], key=_deliveries, reverse=True)
     mates = records[1:]
     if mates:
         _shorten_waits(services, mates)

@@ -142,8 +142,8 @@ def test_received_messages_are_acknowledged_ten_to_a_request(adapters):
 
 def test_a_message_handed_back_is_on_its_queue_again_as_a_new_message_with_its_count(adapters):
     """A worker batch hands back the batch-mates a long job holds up: each is sent again, a
-    fresh message (one receive, however often the original was received) that carries how many
-    times it was handed back; the worker deletes the original (acknowledge_many)."""
+    fresh message (one receive, however often the original was received) that carries the count
+    it is given (the deliveries it replaces); the worker deletes the original (acknowledge_many)."""
     from chalicelib.ports import HANDBACKS_ATTRIBUTE
 
     arn = "arn:aws:sqs:us-east-1:123456789012:jobs-normal"

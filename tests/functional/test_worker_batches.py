@@ -191,6 +191,27 @@ def test_a_message_handed_back_more_often_runs_first(app, client, aws, monkeypat
     assert [status(client, i) for i in ids] == ["queued", "queued", "completed"]
 
 
+def test_a_copy_keeps_its_place_earned_by_the_deliveries_before_its_hand_back(app, client, aws, monkeypatch):
+    """A message delivered four times (deferred, failed) and then handed back has waited longer
+    than one delivered three times: its copy, one receive on a new message, runs first."""
+    slow, ids, messages = held_up_batch(client, aws, 1)
+    monkeypatch.setattr(handlers, "BATCH_MATE_WAIT_S", 0.2)
+    event = sqs_event(messages)
+    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "5"  # the long job leads the batch
+    event["Records"][1]["attributes"]["ApproximateReceiveCount"] = "4"
+    assert invoke_worker(app, event) == {"batchItemFailures": []}
+    (copy,) = receive_all(aws)
+    assert job_of(copy) == ids[0]
+    other = submit(client, 1)[0]
+    (waited_less,) = [m for m in receive_all(aws) if job_of(m) == other]
+    event = sqs_event([waited_less, copy])
+    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "3"
+    monkeypatch.setattr(handlers, "BATCH_MATE_LEASE_S", 4)  # under the turn margin: only the first runs
+    monkeypatch.setattr(handlers, "BATCH_MATE_WAIT_S", 30)
+    invoke_worker(app, event)
+    assert [status(client, i) for i in (ids[0], other)] == ["completed", "queued"]
+
+
 def visibility_calls(monkeypatch) -> list[int]:
     """The seconds of every single-message visibility change the worker makes from now on."""
     from chalicelib.composition import container
