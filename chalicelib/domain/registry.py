@@ -77,6 +77,10 @@ class JobTypeRegistry:
             raise ValueError(f"job type names are dotted lower-case words (a-z, 0-9, _), not {name!r}")
         if priority not in ("high", "normal", "low"):
             raise ValueError(f"priority must be high, normal or low, not {priority!r}")
+        for field, value in (("max_attempts", max_attempts), ("timeout_s", timeout_s)):
+            # Kept on the job's record as integers: a fraction would fail every submission of the type.
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{field} of {name!r} must be a whole number (an int), not {value!r}")
         if max_attempts < 1 or timeout_s < 1:
             raise ValueError("max_attempts and timeout_s must be at least 1")
         if not (isinstance(payload_model, type) and issubclass(payload_model, BaseModel)):

@@ -105,3 +105,17 @@ def test_settings_keep_demo_types_off_by_default():
             "JOBPIPE_QUEUE_URL_NORMAL": "n", "JOBPIPE_QUEUE_URL_LOW": "l", "JOBPIPE_DLQ_URL": "d"}
     assert load_settings(base).demo_job_types is False
     assert load_settings({**base, "JOBPIPE_DEMO_JOB_TYPES": "true"}).demo_job_types is True
+
+
+@pytest.mark.parametrize("policy", [{"timeout_s": 2.5}, {"max_attempts": 2.5}, {"max_attempts": "3"},
+                                    {"timeout_s": None}, {"max_attempts": True}, {"timeout_s": 30.0}])
+def test_a_policy_that_is_no_whole_number_is_refused_at_register(policy):
+    """The job's record keeps max_attempts and timeout_s as integers: a type registered with
+    `timeout_s=2.5` would make every submission of it fail on the job's own model (a 500), and
+    `max_attempts="3"` met a comparison's TypeError saying nothing of the type."""
+    class P(BaseModel):
+        pass
+
+    (field,) = policy
+    with pytest.raises(TypeError, match=f"{field} of 'x.y' must be a whole number"):
+        JobTypeRegistry().register("x.y", P, **policy)
