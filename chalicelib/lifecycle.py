@@ -50,6 +50,7 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.domain.events import MAX_EVENT_TEXT_CHARS, clip
 from chalicelib.domain.job import (
+    PRIORITIES,
     Job,
     JobErrorInfo,
     Progress,
@@ -225,6 +226,8 @@ class JobLifecycle:
         PayloadTooLargeError (no answer could carry the job)."""
         job_type = self.registry.get(type)
         model = job_type.parse_payload(payload)
+        if priority is not None and priority not in PRIORITIES:  # POST /jobs's model checks it; ctx.spawn's comes here
+            raise InvalidRequestError(f"priority must be high, normal or low, not {priority!r:.100}")
         start = self._start_time(now, delay_seconds, run_at)
         wait_s = math.ceil((start - now).total_seconds())
         held = wait_s > SQS_MAX_DELAY_S
@@ -303,7 +306,7 @@ class JobLifecycle:
         (a worker dying between the two would leave a child its parent does not list).
         Spawning the same index again in the same attempt returns the existing child. `admit` as
         for submit: a spawned job is admitted like a submitted one (what it raises reaches the
-        handler). A `scope` given is checked as a submitted one is (InvalidRequestError); the
+        handler). A `priority` or `scope` given is checked as a submitted one is (InvalidRequestError); the
         parent's is taken as it was accepted. Raises AttemptEndedError, writing and sending
         nothing, once that attempt is no longer the parent's running one (a worker that lost
         its lease and woke after the next attempt started, or after the parent ended), and

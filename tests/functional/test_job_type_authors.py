@@ -173,3 +173,16 @@ def test_a_short_timeout_fails_the_attempt_timeout(client, app, aws, day_one):
     assert done["status"] == "failed" and done["error"]["code"] == "timeout", done
     assert done["result"] is None
 
+
+
+def test_a_spawn_with_an_unknown_priority_fails_invalid_request_naming_it(client, app, aws, day_one):
+    """docs/jobs.md: a child is "validated like any submission": a priority POST /jobs answers
+with 400 `invalid_request` fails the spawn the same way, not with the job record's own
+pydantic error as a `handler_error`."""
+    job = submit(client, {"type": "day1.spawn_one",
+                          "payload": {"type": "day1.noop", "payload": {}, "priority": "urgent"}})
+    drain(app, aws)
+    done = get(client, job["id"])
+    assert done["status"] == "failed" and done["children"] == []
+    assert done["error"]["code"] == "invalid_request", done["error"]
+    assert "'urgent'" in done["error"]["message"] and "high, normal or low" in done["error"]["message"]
