@@ -34,7 +34,16 @@ class UnknownJobTypeError(JobpipeError):
 
 
 class InvalidPayloadError(JobpipeError):
+    """`details`: pydantic's errors, each `{"loc", "msg", "type"}`."""
+
     code = "invalid_payload"
+
+    def with_fields(self) -> str:
+        """The message followed by each field and what is wrong with it (`rows: Input should be
+        ...`): what a job's `error`, which has no details, says of a spawn refused so."""
+        problems = [f"{'.'.join(str(part) for part in d['loc']) or 'payload'}: {d['msg']}"
+                    for d in self.details or () if isinstance(d, dict) and "loc" in d and "msg" in d]
+        return f"{self.message}: {'; '.join(problems)}" if problems else self.message
 
 
 class InvalidRequestError(JobpipeError):

@@ -271,7 +271,10 @@ class JobRunner:
 
 
 def _error_info(exc: BaseException) -> JobErrorInfo:
-    if isinstance(exc, JobpipeError):
+    # A spawn's: the fields it names are in its details, which a job's error has not.
+    if isinstance(exc, InvalidPayloadError):
+        code, message = exc.code, exc.with_fields()
+    elif isinstance(exc, JobpipeError):
         code, message = exc.code, str(exc.message)
     else:
         code, message = "handler_error", describe(exc)

@@ -186,3 +186,16 @@ pydantic error as a `handler_error`."""
     assert done["status"] == "failed" and done["children"] == []
     assert done["error"]["code"] == "invalid_request", done["error"]
     assert "'urgent'" in done["error"]["message"] and "high, normal or low" in done["error"]["message"]
+
+
+def test_a_spawn_with_an_invalid_payload_fails_the_job_naming_the_field(client, app, aws, day_one):
+    """A submitter sees which field of a payload is wrong in the 422's details; a handler's
+spawn refused the same way has only the job's `error` to say it, so its message names them."""
+    job = submit(client, {"type": "day1.spawn_one",
+                          "payload": {"type": "day1.csv_import", "payload": {"rows": 0, "sheet": 2}}})
+    drain(app, aws)
+    error = get(client, job["id"])["error"]
+    assert error["code"] == "invalid_payload"
+    assert error["message"].startswith("payload is not valid for job type 'day1.csv_import': "), error
+    assert "rows: Input should be greater than or equal to 1" in error["message"]
+    assert "sheet: Extra inputs are not permitted" in error["message"]
