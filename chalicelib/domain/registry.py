@@ -1,6 +1,7 @@
 """Job types: registered in code with a pydantic payload model and their run policy."""
 from __future__ import annotations
 
+import inspect
 import re
 import typing
 from dataclasses import dataclass
@@ -101,6 +102,15 @@ class JobTypeRegistry:
             )
 
         def decorator(handler: Handler) -> Handler:
+            if not callable(handler):
+                raise TypeError(f"the handler of {name!r} must be callable (ctx, payload), not {handler!r:.100}")
+            if inspect.iscoroutinefunction(handler) or inspect.isasyncgenfunction(handler):
+                # Called, it would return a coroutine that never runs, taken for the job's result.
+                raise TypeError(
+                    f"the handler of {name!r} is a coroutine function; the worker calls handlers as plain "
+                    "functions: register a function that runs it, "
+                    "`lambda ctx, payload: asyncio.run(handler(ctx, payload))`"
+                )
             if name in self._types:
                 raise ValueError(f"job type {name!r} is already registered")
             self._types[name] = JobType(

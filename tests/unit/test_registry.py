@@ -119,3 +119,21 @@ def test_a_policy_that_is_no_whole_number_is_refused_at_register(policy):
     (field,) = policy
     with pytest.raises(TypeError, match=f"{field} of 'x.y' must be a whole number"):
         JobTypeRegistry().register("x.y", P, **policy)
+
+
+def test_a_handler_that_is_no_plain_function_is_refused_at_register():
+    """The worker calls a handler and takes what it returns as the result: an `async def`
+handler returned a coroutine that never ran (the job failed result_not_serializable with its
+work not done), so it is refused at import, saying how to run it."""
+    class P(BaseModel):
+        pass
+
+    async def fetch_rates(ctx, payload):
+        return {}
+
+    local = JobTypeRegistry()
+    with pytest.raises(TypeError, match="handler of 'rates.fetch' is a coroutine function.*asyncio.run"):
+        local.register("rates.fetch", P)(fetch_rates)
+    with pytest.raises(TypeError, match="handler of 'rates.none' must be callable"):
+        local.register("rates.none", P)(None)
+    assert local.names() == []
