@@ -42,7 +42,7 @@ def check_name(name: str) -> str:
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise InvalidArtifactError(
             "artifact names are 1-128 characters of letters, digits, '.', '_' and '-', "
-            "starting with a letter or digit"
+            f"starting with a letter or digit, not {name!r:.150}"
         )
     return name
 

@@ -93,6 +93,10 @@ def day_one(client):
     def spawn_one(ctx, payload):
         return ctx.spawn(payload.type, payload.payload, priority=payload.priority)
 
+    def bad_artifact(ctx, payload):
+        ctx.artifact(payload.type, "row,reason\n")
+
+    add("day1.bad_artifact", Spawner, bad_artifact, max_attempts=1, timeout_s=10)
     add("day1.csv_import", CsvImport, csv_import, max_attempts=2, timeout_s=60)
     add("day1.noop", Empty, lambda ctx, payload: None, max_attempts=1, timeout_s=10, priority="low")
     add("day1.fan_out", Fanout, fan_out, max_attempts=1, timeout_s=60)
@@ -199,3 +203,16 @@ spawn refused the same way has only the job's `error` to say it, so its message 
     assert error["message"].startswith("payload is not valid for job type 'day1.csv_import': "), error
     assert "rows: Input should be greater than or equal to 1" in error["message"]
     assert "sheet: Extra inputs are not permitted" in error["message"]
+
+
+@pytest.mark.parametrize("name", ["rejected 0001.csv", ".rejected.csv", "x" * 129, "batches/0001.csv"])
+def test_an_artifact_name_outside_the_rules_fails_the_job_naming_it(client, app, aws, day_one, name):
+    """docs/jobs.md: artifact names are letters, digits, `.`, `_`, `-`, starting with a letter or
+digit, at most 128 of them; the job's error says which name broke the rule."""
+    job = submit(client, {"type": "day1.bad_artifact", "payload": {"type": name}})
+    drain(app, aws)
+    done = get(client, job["id"])
+    assert done["status"] == "failed" and done["error"]["code"] == "invalid_artifact"
+    assert "starting with a letter or digit" in done["error"]["message"]
+    assert repr(name)[:60] in done["error"]["message"], done["error"]
+    assert _artifacts(client, job["id"]) == []
