@@ -156,6 +156,9 @@ def test_a_flaky_service_is_retried_and_succeeds_on_attempt_two(client, app, aws
     drain(app, aws)
     done = get(client, job["id"])
     assert done["status"] == "completed" and done["attempts"] == 2 and done["result"] == {"rate": 1.1}
+    assert done["error"] is None  # the failed attempt's error is on its run, not on the completed job
+    failed_run = _runs(client, job["id"])[0]
+    assert failed_run["error"] == {"code": "rates_unavailable", "message": "the rates service answered 503"}
     assert [(r["attempt"], r["status"]) for r in _runs(client, job["id"])] == [(1, "failed"), (2, "completed")]
     assert day_one["flaky"] == 2
 
