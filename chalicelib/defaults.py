@@ -120,6 +120,10 @@ MAX_ARTIFACT_PAGE = 1_000
 # A progress step and an error code are labels: at most this many characters, stored and
 # published whole (a longer step is refused at the report, a longer fail_job code is cut).
 MAX_LABEL_CHARS = 256
+# A failed attempt's error keeps this much of its text (an exception's, a fail_job message):
+# a traceback's worth, and within the 2,048 characters an event carries, so the event has it
+# whole; the job's record keeps its room for the outcome.
+MAX_ERROR_MESSAGE_CHARS = 2_000
 # A job lists at most this many children (`ctx.spawn`): the list lives in the job's own record
 # (36 characters and a byte of overhead per id), beside a payload and a result at the highest
 # inline limit (128 KiB each), progress details (32 KiB) and the outcome's texts, within

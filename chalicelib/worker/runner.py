@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional
 
 from pydantic import ValidationError
 
-from chalicelib.defaults import HANDLER_GIVE_UP_S, HANDLER_GIVE_UP_WRITE_S, MAX_ANSWER_BYTES
+from chalicelib.defaults import HANDLER_GIVE_UP_S, HANDLER_GIVE_UP_WRITE_S, MAX_ANSWER_BYTES, MAX_ERROR_MESSAGE_CHARS
 
 from chalicelib.domain.errors import (
     DeadLetterOwedError,
@@ -28,8 +28,6 @@ from chalicelib.ports import ArtifactStore, JobMessage, job_message_of
 from chalicelib.worker.context import CANCEL_POLL_INTERVAL_S, Completion, JobContext
 from chalicelib.worker.progress import ProgressReporter
 from chalicelib.worker.timeout import run_with_timeout
-
-_MAX_ERROR_MESSAGE = 2000
 
 
 class DeferredDelivery(Exception):
@@ -128,7 +126,7 @@ class JobRunner:
             cause = exc.__cause__  # pydantic's own message names each field; a validator's error names itself
             message = str(cause) if isinstance(cause, ValidationError) else \
                 f"the payload model of {job.type!r} raised {describe(cause or exc)}"
-            return self._fail(job, JobErrorInfo(code="invalid_payload", message=message[:_MAX_ERROR_MESSAGE]), False)
+            return self._fail(job, JobErrorInfo(code="invalid_payload", message=message[:MAX_ERROR_MESSAGE_CHARS]), False)
 
         reporter = ProgressReporter(
             job,
@@ -184,7 +182,7 @@ class JobRunner:
         try:
             json.dumps(result, allow_nan=False)  # NaN and Infinity are no JSON: stored, they would read back as null
         except (TypeError, ValueError) as exc:
-            error = JobErrorInfo(code="result_not_serializable", message=str(exc)[:_MAX_ERROR_MESSAGE])
+            error = JobErrorInfo(code="result_not_serializable", message=str(exc)[:MAX_ERROR_MESSAGE_CHARS])
             return self._fail(reporter.close(), error, False, started)
         size = answer_bytes(reporter.job.model_copy(update={"result": result}).public())
         if size > MAX_ANSWER_BYTES:  # stored, no GET of the job could return it
@@ -215,7 +213,7 @@ class JobRunner:
         if ctx.cancel_seen:
             return self._cancel(reporter, started)
         if ctx.failure is not None:
-            error = JobErrorInfo(code=ctx.failure.code, message=ctx.failure.message[:_MAX_ERROR_MESSAGE])
+            error = JobErrorInfo(code=ctx.failure.code, message=ctx.failure.message[:MAX_ERROR_MESSAGE_CHARS])
             return self._fail(reporter.close(), error, False, started)
         assert exc is not None
         return self._fail(reporter.close(), _error_info(exc), not isinstance(exc, FatalJobError), started)
@@ -278,4 +276,4 @@ def _error_info(exc: BaseException) -> JobErrorInfo:
         code, message = exc.code, str(exc.message)
     else:
         code, message = "handler_error", describe(exc)
-    return JobErrorInfo(code=code, message=message[:_MAX_ERROR_MESSAGE] or type(exc).__name__)
+    return JobErrorInfo(code=code, message=message[:MAX_ERROR_MESSAGE_CHARS] or type(exc).__name__)

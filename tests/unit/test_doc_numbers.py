@@ -40,3 +40,19 @@ def test_the_jobs_tables_write_units_agree_across_docs_capacity():
     assert f"({per_job} a job)" in binds, binds
     rate = number(binds.split("|")[2].strip())
     assert 40_000 / per_job - 100 <= rate <= 40_000 / per_job, binds
+
+
+def test_the_error_text_a_job_keeps_is_the_one_the_docs_give():
+    """A failed attempt's error keeps MAX_ERROR_MESSAGE_CHARS of its text; jobs.md said nothing
+    of it (and read as if a fail_job message kept 300,000 characters), reliability.md that the
+    full text stays on the job."""
+    from chalicelib.defaults import MAX_ERROR_MESSAGE_CHARS
+    from chalicelib.domain.events import MAX_EVENT_TEXT_CHARS
+
+    assert MAX_ERROR_MESSAGE_CHARS <= MAX_EVENT_TEXT_CHARS
+    stated = f"first {MAX_ERROR_MESSAGE_CHARS:,} characters"
+    jobs = " ".join(doc("docs/jobs.md").split())
+    assert f"`error.message` keeps the {stated} of the exception's text" in jobs
+    assert f"its message is the error's {stated}" in jobs
+    reliability = " ".join(doc("docs/reliability.md").split())
+    assert f"an error's text is kept to its {stated} there" in reliability
