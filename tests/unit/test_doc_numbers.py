@@ -56,3 +56,22 @@ def test_the_error_text_a_job_keeps_is_the_one_the_docs_give():
     assert f"its message is the error's {stated}" in jobs
     reliability = " ".join(doc("docs/reliability.md").split())
     assert f"an error's text is kept to its {stated} there" in reliability
+
+
+def test_a_jobs_longest_run_is_the_one_the_code_and_the_functions_allow():
+    """jobs.md's bound on `timeout_s` is the registry's, from the worker functions' timeout
+    (.chalice/config.json) and its margins; and no page speaks of a job running longer (a quick
+    job "behind a 20-minute one", when none can run past 870 s)."""
+    import json
+
+    from chalicelib.defaults import CLAIM_HEADROOM_S, INVOCATION_MARGIN_S, MAX_JOB_TIMEOUT_S, WORKER_TIMEOUT_S
+
+    functions = json.loads(doc(".chalice/config.json"))["stages"]["dev"]["lambda_functions"]
+    assert {f["lambda_timeout"] for name, f in functions.items() if name.startswith("job_worker")} == {WORKER_TIMEOUT_S}
+    jobs = " ".join(doc("docs/jobs.md").split())
+    assert (f"`timeout_s` is at most {MAX_JOB_TIMEOUT_S} s: an attempt runs inside one worker invocation "
+            f"({WORKER_TIMEOUT_S} s) that keeps {INVOCATION_MARGIN_S} s to record the outcome and "
+            f"{CLAIM_HEADROOM_S} s for the invocation's start") in jobs
+    for page in ("docs/jobs.md", "docs/capacity.md", "docs/reliability.md", "docs/performance.md"):
+        for minutes in re.findall(r"(\d+)-minute (?:job|one)\b", " ".join(doc(page).split())):
+            assert int(minutes) * 60 <= MAX_JOB_TIMEOUT_S, (page, f"{minutes}-minute job")
