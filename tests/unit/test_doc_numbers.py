@@ -75,3 +75,21 @@ def test_a_jobs_longest_run_is_the_one_the_code_and_the_functions_allow():
     for page in ("docs/jobs.md", "docs/capacity.md", "docs/reliability.md", "docs/performance.md"):
         for minutes in re.findall(r"(\d+)-minute (?:job|one)\b", " ".join(doc(page).split())):
             assert int(minutes) * 60 <= MAX_JOB_TIMEOUT_S, (page, f"{minutes}-minute job")
+
+
+def test_each_bounded_parameters_refusal_states_its_bounds():
+    """CloudFormation answers a parameter that breaks its rule with its ConstraintDescription:
+    the operator's only word on the bound. ErpWebhookUrl's said the URL's host may have 1024
+    characters, where MaxLength bounds the whole URL."""
+    import json
+
+    parameters = json.loads(doc("infra/resources.json"))["Parameters"]
+    for name, parameter in parameters.items():
+        if "MaxLength" not in parameter:
+            continue
+        said = parameter["ConstraintDescription"]
+        low, high = parameter.get("MinLength"), parameter["MaxLength"]
+        assert (f"{low} to {high} characters" if low else f"at most {high} characters") in said or \
+            f"32 to {high} characters" in said, (name, said)
+    url = parameters["ErpWebhookUrl"]["ConstraintDescription"]
+    assert f"URL of at most {parameters['ErpWebhookUrl']['MaxLength']} characters" in url, url
