@@ -1,6 +1,7 @@
 """A small client for the jobpipe API (requests only), with fallback URLs, and the `jobpipe` CLI."""
 from jobpipe_client.client import JobpipeClient
 from jobpipe_client.errors import (
+    ArtifactDownloadError,
     JobpipeAnswerError,
     JobpipeClientError,
     JobpipeError,
@@ -14,6 +15,7 @@ from jobpipe_client.errors import (
 from jobpipe_client.polling import DEFAULT_GIVE_UP_AFTER_S, Backoff, Outage, is_final
 
 __all__ = [
+    "ArtifactDownloadError",
     "DEFAULT_GIVE_UP_AFTER_S",
     "Backoff",
     "JobpipeAnswerError",

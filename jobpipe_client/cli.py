@@ -1,13 +1,15 @@
-"""`jobpipe`: submit, inspect, list, cancel and watch jobs from a shell.
+"""`jobpipe`: submit, inspect, list, cancel and watch jobs, and fetch their artifacts, from a shell.
 
 Connection from flags or the environment: `--api-url` / JOBPIPE_API_URL, `--token` /
 JOBPIPE_TOKEN, `--fallback-url` (repeatable) / JOBPIPE_FALLBACK_URLS (comma-separated).
 
 Exit codes: 0 done (every watched job completed); 1 a watched job failed or was canceled;
-2 bad input (usage, payload, idempotency key, configuration such as a URL with an unusable
-host, or the API refused the request, e.g. an unknown job or the tenant's quota (429
-quota_exceeded, its line saying when to try again)); 3 no API URL answered, or none with
-an answer that could be read, or the API said it is unavailable (its code is on the line); for
+2 bad input (usage, payload, idempotency key, an artifact name outside the rules, an output
+file that exists without --force or cannot be written, configuration such as a URL with an
+unusable host, or the API refused the request, e.g. an unknown job or artifact or the tenant's
+quota (429 quota_exceeded, its line saying when to try again)); 3 no API URL answered, or none
+with an answer that could be read, or the API said it is unavailable (its code is on the line),
+or an artifact's download from its S3 link failed (refused, expired, gone, no answer); for
 a submit that may have been accepted, the line names the idempotency key to repeat it with,
 quoted for a shell; a watch rides out polls that get no answer, and exits 3 only once they have
 failed for --give-up-after seconds in a row (default 60), or when its --timeout runs out while
@@ -37,6 +39,7 @@ from jobpipe_client.cli_options import (
     parse_run_at,
     parse_wait_timeout,
 )
+from jobpipe_client.artifact_view import artifacts_table, check_target, plain_artifacts, write_whole
 from jobpipe_client.client import JobpipeClient
 from jobpipe_client.errors import (
     JobpipeClientError,
@@ -59,12 +62,15 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a command whos
 EXIT_TERMINATED = 143  # 128 + SIGTERM: what a shell reports for a command that SIGTERM ended
 STATUSES = ("queued", "running", "retrying", "completed", "failed", "canceled")
 EXIT_CODES = f"""exit codes:
-  0    done: every watched job completed (status, list, cancel, a plain submit: the answer was shown)
+  0    done: every watched job completed (status, list, cancel, artifacts, a plain submit: the answer was
+       shown; artifact: it was written)
   1    a watched job failed or was canceled
-  {EXIT_BAD_INPUT}    bad input: usage, payload, idempotency key, configuration, or the API refused the request (4xx,
-       a quota's 429 too: its line says when to try again)
+  {EXIT_BAD_INPUT}    bad input: usage, payload, idempotency key, artifact name, configuration, an -o FILE that
+       exists (without --force) or cannot be written, or the API refused the request (4xx: an unknown
+       job or artifact; a quota's 429 too: its line says when to try again)
   {EXIT_UNAVAILABLE}    the API is unavailable: no URL answered, or it answered 5xx; a watch gives up after
-       --give-up-after seconds of unanswered polls; a submit names the key that repeats it safely
+       --give-up-after seconds of unanswered polls; a submit names the key that repeats it safely;
+       an artifact's download from its S3 link failed (refused or expired link, object gone, no answer)
   {EXIT_TIMEOUT}    a watch's --timeout ran out
   {EXIT_INTERRUPTED}  interrupted
   {EXIT_BROKEN_PIPE}  stdout was closed early (`jobpipe list | head`)
@@ -142,6 +148,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="give up after SECONDS in all (exit 4)")
     _give_up_flag(watch)
     _json_flag(watch, "no progress display; a JSON list of the jobs as they ended")
+
+    artifacts = commands.add_parser("artifacts", parents=[connection], help="list a job's artifacts")
+    artifacts.add_argument("id", metavar="JOB_ID")
+    _json_flag(artifacts, "a JSON list of every artifact as the API lists them")
+
+    artifact = commands.add_parser("artifact", parents=[connection],
+                                   help="download one artifact of a job, to stdout or a file")
+    artifact.add_argument("id", metavar="JOB_ID")
+    artifact.add_argument("name", metavar="NAME", help="the artifact's name, as `jobpipe artifacts` lists it")
+    artifact.add_argument("-o", "--output", metavar="FILE",
+                          help="write it to FILE, whole or not at all (default, or -: stdout)")
+    artifact.add_argument("--force", action="store_true", help="replace FILE if it exists (refused otherwise)")
     return parser
 
 
@@ -238,6 +256,48 @@ class Commands:
         if self._report_unknown(jobs):
             return EXIT_BAD_INPUT
         return self._watch(list(jobs.values()), args, as_json=args.json)
+
+    def artifacts(self, args: argparse.Namespace) -> int:
+        found = list(self.client.artifacts(args.id))
+        if args.json:
+            self._json(found)
+        elif not self.out.is_terminal:
+            self.out.file.write(plain_artifacts(found))  # into a pipe an empty listing is the header alone
+            self.out.file.flush()
+        elif found:
+            self.out.print(artifacts_table(found))
+        else:
+            self.out.print("no artifacts")
+        return 0
+
+    def artifact(self, args: argparse.Namespace) -> int:
+        to_file = args.output not in (None, "-")
+        if to_file:
+            check_target(args.output, replace=args.force)  # before the download, not after it
+        data = self.client.artifact(args.id, args.name)
+        if to_file:
+            write_whole(args.output, data, replace=args.force)
+            self.out.print(shown(f"saved {args.name} to {args.output} ({len(data)} bytes)"),
+                           markup=False, highlight=False, soft_wrap=True)
+        elif self.out.is_terminal:
+            self._show_on_terminal(args.name, data)
+        else:
+            self.out.file.flush()
+            self.out.file.buffer.write(data)
+            self.out.file.buffer.flush()
+        return 0
+
+    def _show_on_terminal(self, name: str, data: bytes) -> None:
+        """Text as text, its control characters escaped (a job's output is the tenant's: an escape
+        sequence in it would be obeyed); anything else is refused, as curl refuses binary."""
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is None or "\x00" in text:
+            raise UsageError(f"{name} is not text ({len(data)} bytes): pass -o FILE, or send stdout to a file or a pipe")
+        for line in text.splitlines():
+            self.out.print(shown(line), markup=False, highlight=False, soft_wrap=True)
 
     def _watch(self, jobs: list[dict[str, Any]], args: argparse.Namespace, *, as_json: bool = False,
                single: bool = False) -> int:

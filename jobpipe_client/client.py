@@ -1,4 +1,5 @@
-"""`JobpipeClient`: submit, read, wait for, list and cancel jobs over the jobpipe HTTP API."""
+"""`JobpipeClient`: submit, read, wait for, list and cancel jobs, and fetch their artifacts, over
+the jobpipe HTTP API."""
 from __future__ import annotations
 
 import time
@@ -9,6 +10,14 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequenc
 import requests
 
 from jobpipe_client.answers import answer, is_batch, is_job, is_page
+from jobpipe_client.artifacts import (
+    ARTIFACT_PAGE_LIMIT,
+    artifact_name,
+    download,
+    is_artifact_page,
+    is_download_link,
+    is_inline,
+)
 from jobpipe_client.errors import (
     JobpipeAnswerError,
     JobpipeClientError,
@@ -165,10 +174,44 @@ class JobpipeClient:
                 return
             # An empty page with a new cursor is a real page (the store filters a page it read,
             # e.g. by type within a status), so only a cursor seen before is a loop.
-            if cursor in seen:
-                raise JobpipeAnswerError("GET", f"{self.transport.last_url}/jobs",
-                                         "answered a next_cursor it had already given: the listing would never end")
-            seen.add(cursor)
+            self._check_new_cursor(cursor, seen, "/jobs")
+
+    def artifacts(self, job_id: str) -> Iterator[dict[str, Any]]:
+        """Every artifact of the job, by name (`name`, `content_type`, `size`, `created_at`,
+        `location`), following `next_cursor` page by page. JobpipeClientError `job_not_found`
+        for an unknown job; JobpipeAnswerError when a cursor comes back a second time."""
+        path = f"/jobs/{path_id(job_id)}/artifacts"
+        cursor: Optional[str] = None
+        seen: set[str] = set()
+        while True:
+            params: dict[str, Any] = {"limit": ARTIFACT_PAGE_LIMIT, **({"cursor": cursor} if cursor else {})}
+            page = self._call("GET", path, is_artifact_page, "a page of artifacts", params=params)
+            yield from page["artifacts"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+            self._check_new_cursor(cursor, seen, path)
+
+    def artifact(self, job_id: str, name: str) -> bytes:
+        """The artifact's bytes: an inline one from the API's answer, one in S3 from the
+        presigned URL the API answers with (fetched without the token, within `timeout` per
+        wait, and checked against the artifact's size). JobpipeInputError, before any request,
+        for a name outside the artifact name rules; JobpipeClientError `artifact_not_found`
+        (naming it) or `job_not_found`; ArtifactDownloadError when S3 refuses the link (expired,
+        403), no longer has the object (404), or gives no answer or a short one."""
+        path = f"/jobs/{path_id(job_id)}/artifacts/{artifact_name(name)}"
+        response = self.transport.request("GET", path)
+        if is_inline(response):
+            return response.content
+        link = answer(response, is_download_link, "an artifact's download link")
+        return download(self.transport.session, link, job_id.strip(), name, self.transport.timeout_s)
+
+    def _check_new_cursor(self, cursor: str, seen: set[str], path: str) -> None:
+        """JobpipeAnswerError when a listing gives a cursor a second time: it would never end."""
+        if cursor in seen:
+            raise JobpipeAnswerError("GET", f"{self.transport.last_url}{path}",
+                                     "answered a next_cursor it had already given: the listing would never end")
+        seen.add(cursor)
 
     # -- waiting ----------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """What the client raises: the request cannot be sent as given, the API refused (4xx), no URL
-answered, an answer was unusable, a wait ran out of time, or a submit was interrupted."""
+answered, an answer was unusable, an artifact's S3 link failed, a wait ran out of time, or a
+submit was interrupted."""
 from __future__ import annotations
 
 from typing import Any, Mapping, Optional
@@ -60,6 +61,25 @@ class JobpipeAnswerError(JobpipeError):
         super().__init__(f"{method} {url} {reason}")
         self.url = url
         self.reason = reason
+
+
+class ArtifactDownloadError(JobpipeError):
+    """The API gave an artifact's presigned S3 link, but its bytes could not be fetched there: S3
+    refused the link (expired, or its signature no longer good: 403), the object is gone (404),
+    S3 answered 5xx, gave no answer in time, could not be reached, or sent fewer bytes than the
+    artifact holds. `job_id`, `name`, `where` (the link without its query, which is a
+    credential while it lasts), `status` (None when S3 gave no answer), `code` (S3's error code,
+    when it said one) and `reason`. Asking again gets a fresh link."""
+
+    def __init__(self, job_id: str, name: str, where: str, reason: str,
+                 status: Optional[int] = None, code: Optional[str] = None) -> None:
+        super().__init__(f"artifact {name!r} of job {job_id} could not be downloaded from {where} ({reason})")
+        self.job_id = job_id
+        self.name = name
+        self.where = where
+        self.reason = reason
+        self.status = status
+        self.code = code
 
 
 class SubmitOutcomeUnknownError(JobpipeUnavailableError):

@@ -5,7 +5,7 @@ answer, a terminal shows one `reconnecting` status line under the bars, replaced
 failed poll and removed once a poll is answered."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 from rich.console import Console, RenderableType
 from rich.progress import BarColumn, Progress, ProgressBar, ProgressColumn, Task, TaskID, TextColumn
@@ -220,8 +220,15 @@ def plain_table(jobs: list[dict[str, Any]]) -> str:
     columns aligned with spaces, every value whole (never cut or wrapped; line breaks and
     tabs inside a value become spaces). An empty value is `-`, so every line has the same
     number of fields before the last column (`detail`, which may hold spaces)."""
-    rows = [list(COLUMNS)] + [[" ".join(v.split()) or "-" for v in job_row(job)] for job in jobs]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS) - 1)]
+    return aligned(COLUMNS, [job_row(job) for job in jobs])
+
+
+def aligned(columns: Sequence[str], values: list[list[str]]) -> str:
+    """A header and one line per row of `values` (escaped already), columns aligned with spaces,
+    every value whole: line breaks and tabs become spaces, an empty value `-`, and only the last
+    column may hold spaces."""
+    rows = [list(columns)] + [[" ".join(v.split()) or "-" for v in row] for row in values]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns) - 1)]
     lines = ["  ".join([*(value.ljust(width) for value, width in zip(row, widths)), row[-1]]).rstrip()
              for row in rows]
     return "\n".join(lines) + "\n"

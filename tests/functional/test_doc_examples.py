@@ -9,9 +9,11 @@ import json
 import re
 import shlex
 from pathlib import Path
+from typing import Optional
 from urllib.parse import urlencode, urlsplit
 
 import pytest
+import requests
 from rich.console import Console
 
 import jobpipe_client
@@ -40,6 +42,18 @@ def _bridge(chalice_client, session: FakeSession):
     return server
 
 
+def _s3_over_moto(seen: Optional[list] = None):
+    """moto's S3 answering a presigned GET (an artifact's link) as requests sends it."""
+
+    def server(method, url, *, headers=None, **_):
+        if seen is not None:
+            seen.append(dict(headers or {}))
+        answer = requests.request(method, url, headers={k: v for k, v in (headers or {}).items() if v is not None})
+        return make_response(method, url, answer.status_code, answer.content, dict(answer.headers))
+
+    return server
+
+
 def _dumps(value) -> bytes:
     return json.dumps(value).encode()
 
@@ -51,7 +65,8 @@ def make_client(app, aws, client):
     class DocClient(jobpipe_client.JobpipeClient):
         def __init__(self, base_url, token, fallback_urls=(), timeout=10.0, **kwargs):
             session = FakeSession({})
-            session.servers = dict.fromkeys((URL, OTHER_URL), _bridge(client, session))
+            session.servers = {**dict.fromkeys((URL, OTHER_URL), _bridge(client, session)),
+                               "https:/": _s3_over_moto()}  # an artifact's presigned URL
             super().__init__(base_url, token, fallback_urls, timeout, session=session,
                              sleep=lambda seconds: drain(app, aws, rounds=1), **kwargs)
 
@@ -82,6 +97,7 @@ def test_the_python_client_examples_of_docs_api_md_run_as_written(make_client, m
         exec(compile(block, "docs/api.md", "exec"), scope)
     assert scope["done"]["status"] == "completed"
     assert scope["later"]["not_before"] > scope["job"]["not_before"]
+    assert len(scope["data"]) == 4096 and scope["summary"].startswith(b"job ")  # from S3, and inline
     assert "100.0" in capsys.readouterr().out  # on_change saw the job complete
 
 

@@ -69,6 +69,17 @@ class FakeApi:
         self.scripts: dict[str, list[dict[str, Any]]] = {}
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
         self.not_modified = 0
+        # job id -> name -> the artifact as listed, with its "data" (inline) or "url" (in S3)
+        self.artifacts: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def add_artifact(self, job_id: str, name: str, data: bytes = b"", content_type: str = "text/plain",
+                     url: Optional[str] = None, size: Optional[int] = None) -> dict[str, Any]:
+        """An artifact of `job_id`: inline (its bytes are the answer) or, with `url`, in S3
+        (the answer is that presigned URL); `size` is what the API says it holds."""
+        listed = {"name": name, "content_type": content_type, "size": len(data) if size is None else size,
+                  "created_at": "2026-01-01T00:00:00.000Z", "location": "s3" if url else "inline"}
+        self.artifacts.setdefault(job_id, {})[name] = {**listed, "data": data, "url": url}
+        return listed
 
     def add(self, status: str = "queued", **fields: Any) -> dict[str, Any]:
         job = {"id": str(uuid.uuid4()), "type": "demo.steps", "status": status, "version": 1,
@@ -123,6 +134,8 @@ class FakeApi:
             return self._conditional(method, url, headers, {"jobs": jobs, "job_ids": ids}, tag)
         if method == "GET" and path == "/jobs":
             return self._page(method, url, params or {})
+        if method == "GET" and len(parts) in (3, 4) and parts[:1] == ["jobs"] and parts[2] == "artifacts":
+            return self._artifacts(method, url, parts[1], parts[3] if len(parts) == 4 else None, params or {})
         if len(parts) == 2 and parts[0] == "jobs":
             job = self._read(parts[1])
             if job is None:
@@ -132,6 +145,30 @@ class FakeApi:
                 return make_response(method, url, 202, job)
             return self._conditional(method, url, headers, dict(job), self._tag([f"{job['id']}:{job['version']}"]))
         return make_response(method, url, 403, {"message": "Missing Authentication Token"})
+
+    def _artifacts(self, method: str, url: str, job_id: str, name: Optional[str], params: dict[str, Any]
+                   ) -> requests.Response:
+        """GET /jobs/{id}/artifacts (a page by name, `next_cursor` the last name shown) and
+        GET /jobs/{id}/artifacts/{name} (inline: the bytes as an attachment; in S3: its link)."""
+        if job_id not in self.jobs:
+            return make_response(method, url, 404, {"error": {"code": "job_not_found", "message": f"job {job_id} not found"}})
+        kept = self.artifacts.get(job_id, {})
+        if name is None:
+            names = sorted(n for n in kept if n > (params.get("cursor") or ""))
+            shown = names[: int(params.get("limit", 100))]
+            listed = [{k: v for k, v in kept[n].items() if k not in ("data", "url")} for n in shown]
+            cursor = shown[-1] if len(shown) < len(names) else None
+            return make_response(method, url, 200, {"job_id": job_id, "artifacts": listed, "next_cursor": cursor})
+        if name not in kept:
+            return make_response(method, url, 404, {"error": {"code": "artifact_not_found",
+                                                              "message": f"job {job_id} has no artifact {name!r}"}})
+        artifact = kept[name]
+        public = {k: v for k, v in artifact.items() if k not in ("data", "url")}
+        if artifact["url"] is None:
+            return make_response(method, url, 200, artifact["data"], {
+                "Content-Type": artifact["content_type"], "Content-Disposition": f'attachment; filename="{name}"'})
+        return make_response(method, url, 200, {**public, "url": artifact["url"], "expires_in": 300},
+                             {"Content-Type": "application/json"})
 
     def _page(self, method: str, url: str, params: dict[str, Any]) -> requests.Response:
         jobs = [j for j in reversed(list(self.jobs.values()))
@@ -143,6 +180,32 @@ class FakeApi:
         return make_response(method, url, 200, {"jobs": page, "next_cursor": cursor})
 
 
+class FakeS3:
+    """S3 answering presigned GETs: `objects` maps a URL (its query aside) to its bytes; a
+    request carrying an Authorization header is refused as S3 refuses it (a presigned URL is
+    its own authorization). `requests` records each request's URL and headers."""
+
+    def __init__(self, objects: Optional[dict[str, bytes]] = None) -> None:
+        self.objects = dict(objects or {})
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, method: str, url: str, *, headers=None, **kwargs: Any) -> requests.Response:
+        self.requests.append((url, {"headers": dict(headers or {}), **kwargs}))
+        if (headers or {}).get("Authorization"):
+            return self.error(method, url, 400, "InvalidArgument",
+                              "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter ...")
+        data = self.objects.get(url.split("?")[0])
+        if data is None:
+            return self.error(method, url, 404, "NoSuchKey", "The specified key does not exist.")
+        return make_response(method, url, 200, data, {"Content-Type": "application/octet-stream"})
+
+    @staticmethod
+    def error(method: str, url: str, status: int, code: str, message: str) -> requests.Response:
+        body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
+                "<RequestId>4442587FB7D0A2F9</RequestId></Error>").encode()
+        return make_response(method, url, status, body, {"Content-Type": "application/xml"})
+
+
 class FakeSession:
     """requests.Session's `request` and `headers`, routed to a server per base URL."""
 
@@ -150,9 +213,11 @@ class FakeSession:
         self.servers = servers
         self.headers: dict[str, str] = {}
         self.calls: list[tuple[str, str]] = []  # (base URL, method)
+        self.timeouts: list[float] = []  # each request's
 
     def request(self, method: str, url: str, *, timeout: float, **kwargs: Any) -> requests.Response:
         assert timeout > 0
+        self.timeouts.append(timeout)
         for base, server in self.servers.items():
             if url.startswith(base + "/"):
                 self.calls.append((base, method))
