@@ -4,6 +4,8 @@ import time
 
 import requests
 
+from jobpipe_client import JobpipeClient
+
 
 def operator(stack) -> dict:
     return {"Authorization": f"Bearer {stack.token(user='root', roles=['operator'])}", "Content-Type": "application/json"}
@@ -95,6 +97,12 @@ def test_artifacts_and_large_data_go_through_s3(stack):
     link = stack.call("GET", f"/jobs/{job['id']}/artifacts/data.bin").json()
     data = requests.get(link["url"], timeout=30)
     assert data.status_code == 200 and len(data.content) == 300_000 and data.content[:4] == bytes([0, 1, 2, 3])
+    # the Python client does the same: every page of the listing, inline bytes and S3's alike
+    client = JobpipeClient(stack.api_url, stack.token(), timeout=30)
+    assert [a["name"] for a in client.artifacts(job["id"])] == [
+        "data.bin", "numbers.json", "summary.txt"]
+    assert client.artifact(job["id"], "data.bin") == data.content
+    assert client.artifact(job["id"], "summary.txt") == summary.content
     s3 = stack.session.client("s3")
     bucket = stack.outputs["JobsBucketName"]
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"jobs/{job['id']}/")["Contents"]}
