@@ -8,8 +8,8 @@ confirms the new bucket right after), so a bucket of that name in another accoun
 error, never the source of the functions' code.
 
 Usage: python -m scripts.deploy [BUILD_DIR] [STACK_NAME] [Key=Value ...]
-(defaults: build, jobpipe; a new stack needs AuthSecret=<32+ characters>, an update keeps every
-parameter it is not given). Exit codes: 0 deployed, or nothing to change; 1 the deploy failed or
+(defaults: build, jobpipe; a new stack needs AuthSecret=<32 to 128 characters>, an update keeps
+every parameter it is not given). Exit codes: 0 deployed, or nothing to change; 1 the deploy failed or
 AWS refused (one line naming the resources that failed); 2 a bad parameter or no package
 (`make package`); 130 interrupted.
 """

@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 
 from scripts import deploy as deploy_script
 from scripts.deploy import DeployError, deploy
+from scripts.stack_config import SECRET_MAX_CHARS, SECRET_MIN_CHARS
 from tests.unit.test_local_stack import API_TEMPLATE, FakeApiGateway
 
 ACCOUNT = "123456789012"
@@ -364,3 +365,13 @@ def test_deploy_main_answers_help_with_its_usage_and_refuses_an_unknown_option(c
     assert exited.value.code == 2
     assert capsys.readouterr().err == ("deploy: unknown option '--stack'; usage: python -m scripts.deploy "
                                        "[BUILD_DIR] [STACK_NAME] [Key=Value ...] (see --help)\n")
+
+
+def test_deploy_help_states_the_auth_secrets_length_as_the_template_bounds_it(capsys, monkeypatch):
+    """The usage said a new stack needs an AuthSecret of "32+ characters" after the template and
+    the parameter check began to refuse one past SECRET_MAX_CHARS: it gives both bounds."""
+    monkeypatch.setattr(deploy_script, "deploy", lambda *a, **k: pytest.fail("must not deploy"))
+    with pytest.raises(SystemExit):
+        deploy_script.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"AuthSecret=<{SECRET_MIN_CHARS} to {SECRET_MAX_CHARS} characters>" in out
