@@ -505,12 +505,12 @@ class JobLifecycle:
         return Claim(ClaimOutcome.RUN, self.store.apply(job, job.status, changes))
 
     def park_owed_letter(self, job: Job) -> Job:
-        """Park the dead letter a failed `job` owes (`dead_letter_owed`, its queue did not answer
-        when the job failed) and clear the mark; returns the job as it is then (unchanged when
-        it owes none). Called by a delivery of one of the job's messages, whichever it is: a
-        claim that finds the job failed, or a late attempt whose outcome was not written.
-        Raises QueueUnavailableError, the letter still owed: that delivery must fail, so that
-        its message comes back to park it."""
+        """Park the dead letter a failed `job` owes (`dead_letter_owed`: its queue did not answer
+        when the job failed, or the worker ended before it was parked) and clear the mark;
+        returns the job as it is then (unchanged when it owes none). Called by a delivery of one
+        of the job's messages, whichever it is: a claim that finds the job failed, or a late
+        attempt whose outcome was not written. Raises QueueUnavailableError, the letter still
+        owed: that delivery must fail, so that its message comes back to park it."""
         if job.dead_letter_owed is None:
             return job
         self._dead_letter(job, job.dead_letter_owed)

@@ -136,8 +136,10 @@ class Job(BaseModel):
     # by a version that kept no mark: its writes are measured from the write before, as then.
     event_percent: Optional[float] = None
     expires_at: Optional[int] = None  # epoch seconds; DynamoDB TTL removes the record after it
-    # The attempt of a failed job whose message the dead-letter queue did not take when the job
-    # failed: the next delivery of one of the job's messages parks it (JobLifecycle.claim).
+    # The attempt of a failed job whose message is not parked on the dead-letter queue yet: set
+    # by the failed write itself, cleared once the queue took the letter; left set (the queue did
+    # not answer, the worker died between the two), the next delivery of one of the job's
+    # messages parks it (JobLifecycle.claim).
     dead_letter_owed: Optional[int] = None
     version: int = 1
 

@@ -172,7 +172,7 @@ class RecordRunner:
         from chalicelib.worker.runner import DeferredDelivery, parse_message
 
         if self._waiting is not None and not self._waiting.take(record.message_id):
-            return  # sent again as a new message: this one leaves the queue with the batch's answer
+            return  # sent again as a new message, this one deleted then: answered as done
         queue = self._services.queue
 
         def hold(seconds: int) -> None:
