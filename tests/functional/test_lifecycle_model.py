@@ -362,14 +362,21 @@ class LifecycleModel(RuleBasedStateMachine):
 
     # -- and in the end, nothing stays stuck ---------------------------------------------------
 
+    def completing(self, job: Job) -> Job:
+        """Complete `job`'s attempt with its number as the result, kept as the job's outcome
+        only once the write landed: a worker whose attempt was taken over (its lease ended, a
+        later attempt completed the job) is refused and leaves the outcome as it is."""
+        done = self.lifecycle.complete(job, {"attempt": job.attempts})
+        self.outcomes[job.id] = job.attempts
+        return done
+
     def teardown(self) -> None:
         if not hasattr(self, "store"):
             return
         self.queue.fail_sends = False
         for _ in range(SETTLE_ROUNDS):
             for worker in self.live_workers():
-                self.stop(worker, lambda job: self.lifecycle.complete(job, {"attempt": job.attempts}))
-                self.outcomes[worker.job.id] = worker.job.attempts
+                self.stop(worker, self.completing)
             for message in self.visible():
                 claim = self.lifecycle.claim(message.body)
                 self.collect_sent()
