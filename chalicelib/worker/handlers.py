@@ -28,21 +28,20 @@ JOBS_QUEUE_HIGH = "jobpipe-jobs-high"
 JOBS_QUEUE_LOW = "jobpipe-jobs-low"
 # Up to ten jobs per invocation, run one after another: under a backlog, a tenth of the
 # invocations (and of the emulator's dispatch passes). A job that kills its process (out of
-# memory, a crash) must not strand its batch-mates, so the records after the first are hidden
-# for BATCH_MATE_LEASE_S only, not the queue's visibility timeout: if the process dies they are
+# memory, a crash) must not strand its batch-mates, so the records after the first are hidden for
+# BATCH_MATE_LEASE_S only, not the queue's visibility timeout: if the process dies they are
 # delivered again that soon. Nor may a long job hold them back: the batch-mates that have not
-# started once the batch has run BATCH_MATE_WAIT_S are handed back (JobQueue.hand_back), each
-# sent to its queue again as a new message for another invocation, its original deleted then
-# (before its short lease could bring it back beside its copy) and answered as done. A copy
-# starts at one receive: waiting in line behind long jobs
-# never brings a message to the redrive policy's maxReceiveCount (which a message made visible
-# again would count towards, and a backlog of long jobs would then dead-letter jobs that never
-# ran); the deliveries of the messages it replaces ride along and count with its receives when a
-# batch is ordered, the records delivered most often first. A batch-mate is claimed only while its short lease holds
-# (its message is then hidden for the attempt's lease); one whose turn comes later (its hand-back
-# failed) is handed back untouched. The first record needs no change: the queue's visibility
-# timeout (90 min) outlasts any attempt, and a dead worker's job is taken over by the reconciler
-# once its lease ends.
+# started once the batch has run BATCH_MATE_WAIT_S are handed back (JobQueue.hand_back), each sent
+# to its queue again as a new message for another invocation, its original deleted then (before
+# its short lease could bring it back beside its copy) and answered as done. A copy starts at one
+# receive: waiting in line behind long jobs never brings a message to the redrive policy's
+# maxReceiveCount (which a message made visible again would count towards, and a backlog of long
+# jobs would then dead-letter jobs that never ran); the deliveries of the messages it replaces
+# ride along and count with its receives when a batch is ordered, the records delivered most often
+# first. A batch-mate is claimed only while its short lease holds (its message is then hidden for
+# the attempt's lease); one whose turn comes later (its hand-back failed) is handed back
+# untouched. The first record needs no change: the queue's visibility timeout (90 min) outlasts
+# any attempt, and a dead worker's job is taken over by the reconciler once its lease ends.
 WORKER_BATCH_SIZE = 10
 BATCH_MATE_LEASE_S = 30
 BATCH_MATE_WAIT_S = 2.0
