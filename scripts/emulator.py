@@ -3,14 +3,20 @@
 An emulator never outlives the process that started it, however that process ends (SIGKILL,
 pytest-timeout's os._exit, a crash): ministack runs in its own process group, together with
 the function processes it starts, and a small watchdog process holds a pipe from the parent.
-When the pipe closes, the watchdog kills the whole group."""
+When the pipe closes, the watchdog kills the whole group. Nor does it leave files behind:
+ministack unpacks each function process's code (tens of MB) into a directory of its own under
+the temporary directory and never removes it when it is killed; its TMPDIR is a scratch
+directory of this emulator's, removed when the group is gone (by `stop()` or the watchdog).
+Without it every test run left gigabytes in /tmp, until the disk was full."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -20,12 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 MINISTACK = ROOT / ".venv-emulator" / "bin" / "ministack"
 HOST = "127.0.0.1"
 
-# Runs as `python -c WATCHDOG <pgid>` with its stdin the read end of a pipe only the parent
-# writes to. EOF on stdin means the parent is gone (or stopping the emulator): TERM, then KILL,
-# the process group. It ends on its own once the group is gone.
+# Runs as `python -c WATCHDOG <pgid> <scratch>` with its stdin the read end of a pipe only the
+# parent writes to. EOF on stdin means the parent is gone (or stopping the emulator): TERM, then
+# KILL, the process group. It ends on its own once the group is gone, removing the scratch
+# directory either way.
 WATCHDOG = r"""
-import os, select, signal, sys, time
-pgid = int(sys.argv[1])
+import os, select, shutil, signal, sys, time
+pgid, scratch = int(sys.argv[1]), sys.argv[2]
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 def alive():
     try:
@@ -35,20 +42,21 @@ def alive():
         return False
     except PermissionError:
         return True
+def end():
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 5
+        while alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
 while alive():
     ready, _, _ = select.select([sys.stdin], [], [], 1.0)
     if ready and not os.read(sys.stdin.fileno(), 4096):
+        end()
         break
-else:
-    sys.exit(0)
-for sig in (signal.SIGTERM, signal.SIGKILL):
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        sys.exit(0)
-    deadline = time.monotonic() + 5
-    while alive() and time.monotonic() < deadline:
-        time.sleep(0.1)
+shutil.rmtree(scratch, ignore_errors=True)
 """
 
 
@@ -89,6 +97,7 @@ class Emulator:
         self._inherit_output = inherit_output
         self.process: Optional[subprocess.Popen] = None
         self._watchdog: Optional[subprocess.Popen] = None
+        self.scratch: Optional[str] = None  # the emulator's TMPDIR while it runs
 
     def start(self, timeout_s: float = 30) -> "Emulator":
         """Start ministack and wait until it answers; raises EmulatorError (nothing left running)
@@ -99,8 +108,10 @@ class Emulator:
                                 f"there or choose another port with GATEWAY_PORT")
         if not MINISTACK.exists():
             raise EmulatorError(f"{MINISTACK} is missing; run `make venv` first")
+        self.scratch = tempfile.mkdtemp(prefix="jobpipe-emulator-")
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBPIPE_"))},
+            "TMPDIR": self.scratch,  # the function processes' unpacked code: removed with the emulator
             "BIND_HOST": HOST,  # never the 0.0.0.0 default
             "GATEWAY_PORT": str(self.port),
             "MINISTACK_HOST": HOST,
@@ -119,7 +130,7 @@ class Emulator:
         # watchdog down before it has done its work. The pipe is not inheritable (Popen's
         # pipes are close-on-exec), so only this process holds the write end.
         self._watchdog = subprocess.Popen(
-            [sys.executable, "-c", WATCHDOG, str(self.process.pid)],
+            [sys.executable, "-c", WATCHDOG, str(self.process.pid), self.scratch],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -172,3 +183,6 @@ class Emulator:
                 self._watchdog.kill()
                 self._watchdog.wait()
             self._watchdog = None
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None

@@ -1,5 +1,6 @@
 """An emulator ends with the process that started it, however that process ends: here it is
-SIGKILLed (no teardown runs, like pytest-timeout's os._exit), with a function process up."""
+SIGKILLed (no teardown runs, like pytest-timeout's os._exit), with a function process up. And
+it leaves nothing on disk: the function's unpacked code goes with it."""
 import json
 import os
 import selectors
@@ -28,7 +29,7 @@ client.create_function(FunctionName="probe", Runtime="python3.11", Handler="inde
                        Role="arn:aws:iam::000000000000:role/probe", Code={"ZipFile": code.getvalue()})
 client.get_waiter("function_active_v2").wait(FunctionName="probe")
 assert json.loads(client.invoke(FunctionName="probe", Payload=b"{}")["Payload"].read()) == {"ok": True}
-print(json.dumps({"pgid": emulator.process_group}), flush=True)
+print(json.dumps({"pgid": emulator.process_group, "scratch": emulator.scratch}), flush=True)
 time.sleep(600)
 """
 
@@ -65,14 +66,19 @@ def test_the_emulator_and_its_function_processes_die_when_their_starter_is_kille
     try:
         line = read_line(starter, 120)
         assert line, starter.stderr.read()
-        pgid = json.loads(line)["pgid"]
+        pgid, scratch = json.loads(line)["pgid"], Path(json.loads(line)["scratch"])
         assert len(live_members(pgid)) >= 2, "ministack and the function's warm process"
+        assert any(p.name.startswith("ministack-lambda-probe") for p in scratch.iterdir()), \
+            "the warm process's code is unpacked in the emulator's own temporary directory"
         starter.send_signal(signal.SIGKILL)
         starter.wait(timeout=10)
         deadline = time.monotonic() + 10
         while live_members(pgid) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert live_members(pgid) == []
+        while scratch.exists() and time.monotonic() < deadline + 5:
+            time.sleep(0.2)
+        assert not scratch.exists(), sorted(p.name for p in scratch.iterdir())
     finally:
         if starter.poll() is None:
             starter.kill()
