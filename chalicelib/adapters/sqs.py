@@ -64,30 +64,16 @@ class SqsJobQueue:
             raise QueueUnavailableError("could not change a message's visibility") from exc
 
     def set_visibility_many(self, queue_arn: str, receipt_handles: list[str], seconds: int) -> int:
-        failed = 0
-        for start in range(0, len(receipt_handles), 10):
-            entries = [{"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": max(0, min(seconds, SQS_MAX_HOLD_S))}
-                       for i, handle in enumerate(receipt_handles[start:start + 10])]
-            try:
-                response = self._sqs.change_message_visibility_batch(QueueUrl=self._url_for_arn(queue_arn),
-                                                                     Entries=entries)
-            except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
-                raise QueueUnavailableError("could not change the messages' visibility") from exc
-            failed += len(response.get("Failed", []))
-        return failed
+        hold = max(0, min(seconds, SQS_MAX_HOLD_S))
+        return len(self._batched(queue_arn, "change_message_visibility_batch",
+                                 [{"ReceiptHandle": handle, "VisibilityTimeout": hold} for handle in receipt_handles],
+                                 "could not change the messages' visibility"))
 
     def hand_back(self, queue_arn: str, bodies: list[tuple[str, int]]) -> set[int]:
-        failed: set[int] = set()
-        for start in range(0, len(bodies), 10):
-            entries = [{"Id": str(i), "MessageBody": body, "MessageAttributes": {
+        return self._batched(queue_arn, "send_message_batch", [
+            {"MessageBody": body, "MessageAttributes": {
                 HANDBACKS_ATTRIBUTE: {"DataType": "Number", "StringValue": str(handbacks)}}}
-                for i, (body, handbacks) in enumerate(bodies[start:start + 10])]
-            try:
-                response = self._sqs.send_message_batch(QueueUrl=self._url_for_arn(queue_arn), Entries=entries)
-            except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
-                raise QueueUnavailableError("could not hand the messages back") from exc
-            failed |= {start + int(entry["Id"]) for entry in response.get("Failed", [])}
-        return failed
+            for body, handbacks in bodies], "could not hand the messages back")
 
     def acknowledge(self, queue_arn: str, receipt_handle: str) -> None:
         try:
@@ -96,15 +82,21 @@ class SqsJobQueue:
             raise QueueUnavailableError("could not delete a received message") from exc
 
     def acknowledge_many(self, queue_arn: str, receipt_handles: list[str]) -> int:
-        failed = 0
-        for start in range(0, len(receipt_handles), 10):
-            entries = [{"Id": str(i), "ReceiptHandle": handle}
-                       for i, handle in enumerate(receipt_handles[start:start + 10])]
+        return len(self._batched(queue_arn, "delete_message_batch",
+                                 [{"ReceiptHandle": handle} for handle in receipt_handles],
+                                 "could not delete the received messages"))
+
+    def _batched(self, queue_arn: str, call: str, entries: list[dict[str, Any]], failure: str) -> set[int]:
+        """`call` (an SQS *Batch request) over `entries`, ten to a request; returns the positions
+        in `entries` SQS refused. QueueUnavailableError(`failure`) when a whole request fails."""
+        failed: set[int] = set()
+        for start in range(0, len(entries), 10):
+            chunk = [{"Id": str(i), **entry} for i, entry in enumerate(entries[start:start + 10])]
             try:
-                response = self._sqs.delete_message_batch(QueueUrl=self._url_for_arn(queue_arn), Entries=entries)
+                response = getattr(self._sqs, call)(QueueUrl=self._url_for_arn(queue_arn), Entries=chunk)
             except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
-                raise QueueUnavailableError("could not delete the received messages") from exc
-            failed += len(response.get("Failed", []))
+                raise QueueUnavailableError(failure) from exc
+            failed |= {start + int(entry["Id"]) for entry in response.get("Failed", [])}
         return failed
 
     def _url_for_arn(self, queue_arn: str) -> str:
