@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
@@ -19,21 +20,25 @@ COLD_MEDIAN = ("cold_burst", "median_s")
 COLD_RSS = ("cold_burst", "peak_rss_mb")
 
 # (the row's first words, the figure as the README writes it, the run, where the run keeps it)
+NOW = "2026-12-02T040057Z"
+GET_P50 = ("polling", "get_job", "p50_ms")
+
 FIGURES = [
     ("AWS requests per job, 200-job burst", "14.5", "2026-11-30T135114Z", BURST_REQUESTS),
-    ("AWS requests per job, 200-job burst", "5.39", "2026-12-01T023516Z", BURST_REQUESTS),
+    ("AWS requests per job, 200-job burst", "5.43", NOW, BURST_REQUESTS),
     ("AWS requests per job, 200-job burst", "4.79", "2026-12-01T023402Z", BURST_REQUESTS),
     ("Lambda invocations per job, burst", "4.1", "2026-11-30T135114Z", BURST_INVOCATIONS),
-    ("Lambda invocations per job, burst", "1.61", "2026-12-01T023516Z", BURST_INVOCATIONS),
+    ("Lambda invocations per job, burst", "1.64", NOW, BURST_INVOCATIONS),
     ("burst throughput", "4.9", "2026-11-30T135114Z", BURST_RATE),
-    ("burst throughput", "73.7", "2026-12-01T023516Z", BURST_RATE),
-    ("burst throughput", "42.2", "2026-12-01T003125Z", BURST_RATE),
+    ("burst throughput", "52.9", NOW, BURST_RATE),
     ("AWS requests, one 10 s job", "38", "2026-11-30T135114Z", ALONE),
-    ("AWS requests, one 10 s job", "37", "2026-12-01T023516Z", ALONE),
+    ("AWS requests, one 10 s job", "37", NOW, ALONE),
     ("AWS requests, one 10 s job", "21", "2026-12-01T023402Z", ALONE),
     ("cold burst", "1,214", "2026-11-30T143513Z", COLD_RSS),
-    ("cold burst", "0.39", "2026-12-01T023516Z", COLD_MEDIAN),
-    ("cold burst", "1,249", "2026-12-01T023516Z", COLD_RSS),
+    ("cold burst", "0.53", NOW, COLD_MEDIAN),
+    ("cold burst", "1,258", NOW, COLD_RSS),
+    ("`GET /jobs/{id}` p50", "20.0", "2026-11-30T135114Z", GET_P50),
+    ("`GET /jobs/{id}` p50", "13.6", NOW, GET_P50),
 ]
 
 
@@ -72,3 +77,49 @@ def test_the_capacity_durations_are_those_of_the_run_the_paragraph_names():
     assert len(shown_by_function) == 4, paragraph
     for function, shown in shown_by_function:
         assert recorded[function]["p50_ms"] == float(shown), (runs[0], function, shown, recorded[function])
+
+
+# the columns of docs/performance.md's table of runs after the first two, and where a run keeps each
+RUN_COLUMNS = [
+    [ALONE, ("requests_per_job", "invocations_total")],
+    [BURST_REQUESTS, BURST_INVOCATIONS],
+    [BURST_RATE],
+    [("throughput", "cpu_ms_per_job", "emulator"), ("throughput", "cpu_ms_per_job", "functions")],
+    [COLD_MEDIAN, ("cold_burst", "max_s"), COLD_RSS],
+    [("cold_start", "import_app_median_ms"), ("cold_start", "import_bare_chalice_median_ms")],
+    [GET_P50],
+]
+
+
+def runs_table() -> list[tuple[str, list[str]]]:
+    page = (ROOT / "docs" / "performance.md").read_text()
+    table = page.split("### Every run since the cost work", 1)[1].split("\n\n")[2]
+    rows = []
+    for line in table.splitlines()[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows.append((re.fullmatch(r"`(\S+)`", cells[0]).group(1), cells[2:]))
+    return rows
+
+
+def test_every_figure_of_the_table_of_runs_is_what_its_run_recorded():
+    rows = runs_table()
+    assert len(rows) >= 5
+    for run, cells in rows:
+        recorded = json.loads((ROOT / "bench" / "results" / f"{run}.json").read_text())
+        assert len(cells) == len(RUN_COLUMNS), (run, cells)
+        for cell, paths in zip(cells, RUN_COLUMNS):
+            shown = re.findall(r"\d[\d,]*(?:\.\d+)?", cell)
+            assert len(shown) == len(paths), (run, cell)
+            for figure, path in zip(shown, paths):
+                value = recorded
+                for key in path:
+                    value = value[key]
+                written = Decimal(figure.replace(",", ""))
+                rounded = Decimal(str(value)).quantize(written, rounding=ROUND_HALF_UP)  # as a reader rounds
+                assert rounded == written, (run, path, value, cell)
+
+
+def test_where_it_stands_names_the_latest_run_of_the_table():
+    page = (ROOT / "docs" / "performance.md").read_text()
+    (heading,) = re.findall(r"^## Where it stands: `bench/results/(\S+)\.json`$", page, re.M)
+    assert heading == max(run for run, _ in runs_table() if run.startswith("2026")) == NOW
