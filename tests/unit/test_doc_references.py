@@ -1,0 +1,93 @@
+"""Names the docs give a user, read against the code that answers to them: every error `code`
+the API can answer is in docs/api.md's table under its status (and nothing the API never says
+is there), every route and query parameter the pages name is a route of the app declared so
+in GET /openapi.json, every `jobpipe` command and flag the pages show is one the CLI takes,
+every `make` target one the Makefile has, and README's table of `make run` variables is the
+one scripts/stack_config.py reads."""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = ["README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))]
+
+
+def text(page: str) -> str:
+    return (ROOT / page).read_text()
+
+
+def table_after(page: str, heading: str) -> list[list[str]]:
+    """The rows (cells stripped) of the first table after the line starting with `heading`."""
+    lines = text(page).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(heading))
+    rows, seen = [], False
+    for line in lines[start + 1:]:
+        if line.startswith("|"):
+            seen = True
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not set(cells[0]) <= set("-: "):
+                rows.append(cells)
+        elif seen:
+            break
+    return rows[1:]  # the header row dropped
+
+
+def codes(cell: str) -> list[str]:
+    """The `code` names a cell lists: its backticked snake_case words before the first sentence
+    or explanation ends (". ", ": "), words in brackets left out."""
+    flat = re.sub(r"\([^()]*\)", "", re.sub(r"\([^()]*\)", "", cell))
+    listed = re.split(r"[.:] ", flat)[0]
+    return re.findall(r"`([a-z][a-z_]*)`", listed)
+
+
+# --- error codes ---------------------------------------------------------------------------
+
+def _api_codes() -> dict[str, int]:
+    """Each `code` a route of the API function can answer, with its status."""
+    from chalicelib.api import errors
+
+    answered = {kind.code: status for kind, status in errors._STATUS}
+    answered[errors.internal_error_response().body["error"]["code"]] = 500
+    return answered
+
+
+def _gateway_codes() -> dict[str, str]:
+    """The codes of the gateway responses infra/resources.json declares, with their status
+    (`4xx` for the default one, whose status is the gateway's)."""
+    declared = {}
+    for resource in json.loads(text("infra/resources.json"))["Resources"].values():
+        for kind, response in resource.get("Properties", {}).get("GatewayResponses", {}).items():
+            code = json.loads(response["ResponseTemplates"]["application/json"].replace(
+                "$context.error.messageString", '""'))["error"]["code"]
+            declared[code] = response.get("StatusCode", "4xx")
+    return declared
+
+
+def _documented_codes() -> dict[str, str]:
+    documented: dict[str, str] = {}
+    for status, cell in table_after("docs/api.md", "Errors, by status"):
+        for code in codes(cell):
+            assert code not in documented, f"{code} is under two statuses"
+            documented[code] = status
+    return documented
+
+
+def test_every_error_code_the_api_answers_is_in_the_errors_table_under_its_status():
+    documented = _documented_codes()
+    expected = {code: str(status) for code, status in _api_codes().items()} | _gateway_codes()
+    assert documented == expected
+
+
+def test_each_status_and_code_the_pages_name_together_is_one_the_api_answers():
+    """`409 job_finished`, `404 (route_not_found)`: wherever a page names a 4xx/5xx with a code,
+    the API answers that code with that status (`404 miss` is the cache's answer, not an error)."""
+    answered = {code: str(status) for code, status in _api_codes().items()} | _gateway_codes()
+    named = [(page, status, code) for page in PAGES
+             for status, code in re.findall(r"\b([45]\d\d) \(?`([a-z_]+)`", text(page)) if code != "miss"]
+    assert named
+    assert [n for n in named if answered.get(n[2]) != n[1]] == []
