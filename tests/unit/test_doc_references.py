@@ -91,3 +91,24 @@ def test_each_status_and_code_the_pages_name_together_is_one_the_api_answers():
              for status, code in re.findall(r"\b([45]\d\d) \(?`([a-z_]+)`", text(page)) if code != "miss"]
     assert named
     assert [n for n in named if answered.get(n[2]) != n[1]] == []
+
+
+# --- the Python client and the CLI ----------------------------------------------------------
+
+def test_every_client_call_the_pages_show_exists_and_docs_api_md_names_each_one_and_each_error():
+    """A reader of docs/api.md meets every public method of JobpipeClient and every error the
+    package exports (what a wait raises when its timeout runs out was in none), and no page
+    shows a `client.<call>` the client lacks."""
+    import jobpipe_client
+
+    methods = {name for name in dir(jobpipe_client.JobpipeClient) if not name.startswith("_")}
+    shown = {name for page in PAGES for name in re.findall(r"\bclient\.([a-z_]+)\(", text(page))}
+    assert shown and shown <= methods
+    api = text("docs/api.md")
+    assert [m for m in sorted(methods) if not re.search(rf"(client\.|`){m}\b", api)] == []
+    errors = [name for name in jobpipe_client.__all__
+              if isinstance(getattr(jobpipe_client, name), type) and issubclass(getattr(jobpipe_client, name), BaseException)]
+    assert [e for e in errors if f"`{e}`" not in api] == []
+    denied = [(page, m) for page in PAGES
+              for m in re.findall(r"client has no\s+(\w+) call", " ".join(text(page).split())) if m in methods]
+    assert denied == []  # migrating.md said the client had no artifact call after it had one
