@@ -112,3 +112,78 @@ def test_every_client_call_the_pages_show_exists_and_docs_api_md_names_each_one_
     denied = [(page, m) for page in PAGES
               for m in re.findall(r"client has no\s+(\w+) call", " ".join(text(page).split())) if m in methods]
     assert denied == []  # migrating.md said the client had no artifact call after it had one
+
+
+def _cli_options() -> dict[str, set[str]]:
+    """Each `jobpipe` command with the option strings it takes."""
+    from jobpipe_client.cli import build_parser
+
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return {name: {o for a in sub._actions for o in a.option_strings} for name, sub in commands.choices.items()}
+
+
+def _cli_lines() -> list[tuple[str, str]]:
+    """(page, command line) of every `jobpipe ...` in a code span or a shell block."""
+    found = []
+    for page in PAGES:
+        page_text = text(page)
+        found += [(page, c) for c in re.findall(r"`(jobpipe [^`]+)`", page_text)]
+        for block in re.findall(r"```sh\n(.*?)```", page_text, re.S):
+            found += [(page, line.split("  #")[0]) for line in block.splitlines() if line.startswith("jobpipe ")]
+    return found
+
+
+def test_every_jobpipe_command_and_flag_the_pages_show_is_one_the_cli_takes_and_each_command_is_shown():
+    options = _cli_options()
+    unknown, shown = [], set()
+    for page, line in _cli_lines():
+        command, *words = line.split()[1:]
+        if command.startswith("-"):  # `jobpipe --help`
+            continue
+        shown.add(command)
+        flags = [w.strip("[]").split("=")[0] for w in words if w.strip("[]").startswith("-") and w.strip("[]") != "-"]
+        unknown += [(page, command, f) for f in flags if f not in options.get(command, ())]
+    assert unknown == []
+    assert set(options) <= shown, "a command docs/api.md does not show"
+    assert [c for c in options if f"jobpipe {c} " not in text("docs/api.md")] == []
+
+
+# --- routes ----------------------------------------------------------------------------------
+
+def _template(path: str) -> str:
+    return re.sub(r"\{[^}]*\}", "{}", path)
+
+
+def _declared_operations() -> dict[tuple[str, str], set[str]]:
+    """(METHOD, path template) of each operation of GET /openapi.json, with its query parameters."""
+    from chalicelib.api.openapi import openapi_document
+
+    return {(method.upper(), _template(path)): {p["name"] for p in op.get("parameters", []) if p["in"] == "query"}
+            for path, item in openapi_document()["paths"].items() for method, op in item.items()}
+
+
+ROUTE = re.compile(r"\b(GET|POST|PUT|DELETE|PATCH) (?:\$JOBPIPE_API_URL|\{JOBPIPE_API_URL\})?(/[A-Za-z0-9_{}./-]*)\??([A-Za-z0-9_=&-]*)")
+# A page's mentions of the routes of the systems jobpipe replaces (docs/migrating.md).
+FOREIGN = ("/rq-engine/", "/api/v1/")
+
+
+def test_every_route_the_pages_name_is_served_and_declared_and_every_route_is_in_a_page():
+    from app import app
+
+    served = {(method, _template(path)) for path, methods in app.routes.items() for method in methods}
+    declared = _declared_operations()
+    assert set(declared) == served
+    named: set[tuple[str, str]] = set()
+    for page in PAGES:
+        for method, path, query in ROUTE.findall(text(page)):
+            if path == "/" or path.startswith(FOREIGN):
+                continue
+            exact = (method, _template(path.rstrip("/")))
+            key = exact if exact in served else next((k for k in served if k[0] == method and re.fullmatch(
+                re.escape(k[1]).replace(r"\{\}", "[^/]+"), _template(path.rstrip("/")))), None)
+            assert key is not None, (page, method, path)
+            named.add(key)
+            params = {q.split("=")[0] for q in query.split("&") if q}
+            assert params <= declared[key], (page, method, path, params - declared[key])
+    assert served - named == set()
