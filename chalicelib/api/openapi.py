@@ -94,6 +94,18 @@ def _artifact_page_parameters() -> list[dict[str, Any]]:
     ]
 
 
+def _query_ids() -> list[dict[str, Any]]:
+    """A batch route's ids as query arguments (chalicelib/api/job_ids.py): read when the body is
+    empty or not JSON, each value of a repeated one."""
+    return [{"name": name, "in": "query", "style": "form", "explode": True,
+             "schema": {"type": "array", "items": {"type": "string"}}} for name in ("job_id", "job_ids")]
+
+
+def _ids_body() -> dict[str, Any]:
+    """A batch route's ids as a body, optional: the query can carry them instead."""
+    return {"required": False, "content": {"application/json": {"schema": _ref("JobIds")}}}
+
+
 def _paths() -> dict[str, Any]:
     public: dict[str, Any] = {"security": []}
     job_id = [_path_param("job_id")]
@@ -119,7 +131,8 @@ def _paths() -> dict[str, Any]:
         },
         "/jobs/status": {"post": _conditional({
             "summary": "up to 100 jobs in one read",
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("JobIds")}}},
+            "parameters": _query_ids(),
+            "requestBody": _ids_body(),
             "responses": {"200": _json(_ref("JobStatusBatch")), **_errors(400, 401, 413, 503)}})},
         "/jobs/{job_id}": {
             "get": _conditional({"parameters": job_id, "responses": {"200": _json(_ref("Job")), **_errors(401, 404, 503)}}),
@@ -134,7 +147,8 @@ def _paths() -> dict[str, Any]:
         "/api/jobinfo/{job_id}": {"get": _conditional({"parameters": job_id, "responses": {
             "200": _json({"type": "object", "required": ["id", "status"]}), **_errors(401, 503)}})},
         "/api/jobinfo": {"post": _conditional({
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("JobIds")}}},
+            "parameters": _query_ids(),
+            "requestBody": _ids_body(),
             "responses": {"200": _json({"type": "object", "required": ["jobs", "job_ids"]}),
                           **_errors(400, 401, 413, 503)}})},
         "/cache/{scope}/{namespace}": {

@@ -149,3 +149,15 @@ def test_a_dead_letter_holds_what_the_document_declares_of_it(client, aws, docum
     assert set(letter) == set(declared["required"]) == set(declared["properties"])
     job = declared["properties"]["job"]
     assert set(letter["job"]) == set(job["required"]) == set(job["properties"])
+
+
+def test_each_batch_route_reads_the_query_ids_its_operation_declares(client, aws, document):
+    """POST /jobs/status and POST /api/jobinfo, with no body: `?job_id=` repeated, `?job_ids=`."""
+    a, b = (submit_job(client, STEPS)["id"] for _ in range(2))
+    for template in ("/jobs/status", "/api/jobinfo"):
+        declared = {p["name"] for p in operation(document, template, "POST")["parameters"] if p["in"] == "query"}
+        assert declared == {"job_id", "job_ids"}
+        for query in (f"job_id={a}&job_id={b}", f"job_ids={a}&job_ids={b}"):
+            answer = client.http.post(f"{template}?{query}", headers=auth(), body=b"")
+            assert answer.status_code == 200, (template, query, answer.body)
+            assert answer.json_body["job_ids"] == [a, b]

@@ -187,3 +187,18 @@ def test_every_route_the_pages_name_is_served_and_declared_and_every_route_is_in
             params = {q.split("=")[0] for q in query.split("&") if q}
             assert params <= declared[key], (page, method, path, params - declared[key])
     assert served - named == set()
+
+
+def test_the_batch_routes_declare_the_query_ids_docs_api_md_gives_them_and_an_optional_body():
+    """api.md: a batch route takes `?job_id=` / `?job_ids=` when the body is empty or not JSON;
+    GET /openapi.json declared neither and a required body, so a client built from it could
+    not send the ids as the page says."""
+    from chalicelib.api.openapi import openapi_document
+
+    assert "`?job_id=` / `?job_ids=`" in text("docs/api.md")
+    for path in ("/jobs/status", "/api/jobinfo"):
+        operation = openapi_document()["paths"][path]["post"]
+        query = {p["name"]: p for p in operation["parameters"] if p["in"] == "query"}
+        assert set(query) == {"job_id", "job_ids"}, path
+        assert all(p["schema"]["type"] == "array" and p.get("explode", True) for p in query.values()), path
+        assert operation["requestBody"]["required"] is False, path
