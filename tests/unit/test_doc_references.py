@@ -202,3 +202,45 @@ def test_the_batch_routes_declare_the_query_ids_docs_api_md_gives_them_and_an_op
         assert set(query) == {"job_id", "job_ids"}, path
         assert all(p["schema"]["type"] == "array" and p.get("explode", True) for p in query.values()), path
         assert operation["requestBody"]["required"] is False, path
+
+
+# --- make, and the variables of `make run` ---------------------------------------------------
+
+def test_every_make_target_the_pages_name_is_in_the_makefile():
+    targets = set(re.findall(r"^([a-z][a-z0-9-]*):", text("Makefile"), re.M))
+    named = {(page, target) for page in PAGES for target in re.findall(r"`make ([a-z][a-z0-9-]*)", text(page))}
+    named |= {(page, line.split()[1]) for page in PAGES for block in re.findall(r"```sh\n(.*?)```", text(page), re.S)
+              for line in block.splitlines() if re.match(r"(\S+=\S+ )*make [a-z]", line)
+              for line in [re.sub(r"^(\S+=\S+ )*", "", line)]}
+    assert {"run", "test", "bench", "unit"} <= {t for _, t in named}
+    assert [(page, t) for page, t in sorted(named) if t not in targets] == []
+
+
+def _bounds(parameter: dict) -> list[str]:
+    """How a rule states the template's bounds on a parameter: `0-300`, or `at least 400` and
+    `at most 3,650`; `32 to 128 characters`, or `... 1,024 characters` for a maximum alone."""
+    if "MinLength" in parameter and "MaxLength" in parameter:
+        return [f"{parameter['MinLength']} to {parameter['MaxLength']} characters"]
+    if "MaxLength" in parameter:
+        return [f"{parameter['MaxLength']:,} characters"]
+    if "MinValue" in parameter:
+        low, high = parameter["MinValue"], parameter["MaxValue"]
+        return [f"{low}-{high}"] if high < 1000 or low == 0 else [f"at least {low:,}", f"at most {high:,}"]
+    return []
+
+
+def test_the_readme_table_of_make_run_variables_is_the_one_stack_config_reads_with_the_templates_bounds():
+    """Each row's variable is the one scripts/stack_config.py reads for its parameter, every
+    variable it reads has a row, and each rule states the bounds the template holds the
+    parameter to (BlobRetentionDays' maximum, 3,650 days, was refused but not written)."""
+    from scripts.stack_config import VARIABLES
+
+    template = json.loads(text("infra/resources.json"))["Parameters"]
+    rows = {row[1].strip("`"): row for row in table_after("README.md", "The stack's parameters come from")}
+    assert {param: row[0].strip("`") for param, row in rows.items()} == {p: v for p, (v, _) in VARIABLES.items()}
+    for param, (variable, _, default, rule) in rows.items():
+        parameter = template[param]
+        missing = [b for b in _bounds(parameter) if b not in rule.replace("0 - ", "0-")]
+        assert missing == [], (variable, rule)
+        if "AllowedValues" in parameter and param == "LogRetentionDays":
+            assert re.findall(r"\d+", rule) == [str(v) for v in parameter["AllowedValues"]], rule
