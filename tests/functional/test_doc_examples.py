@@ -111,3 +111,61 @@ def test_every_cli_submit_the_docs_show_is_accepted(make_client, tmp_path, monke
         code = main(shlex.split(command)[1:], environ={}, out=Console(file=out), err=err,
                     make_client=lambda args, env: make_client(URL, token()))
         assert code == 0, (command, err.getvalue())
+
+
+def _curl_commands(page: str) -> list[str]:
+    """Every `curl` of the page's shell blocks, continuation lines joined, comments dropped."""
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", (ROOT / page).read_text(), re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("  #")[0].strip()
+            if line.startswith("curl "):
+                commands.append(line)
+    return commands
+
+
+def _curl(client, command: str, **values: str):
+    """The Chalice test client's answer to `command` (curl's -X, -H, -d; the URL after
+    $JOBPIPE_API_URL), with `<name>` and `$NAME` replaced from `values`."""
+    for name, value in values.items():
+        command = command.replace(f"<{name}>", value).replace(f"${name}", value)
+    words = shlex.split(command)[1:]
+    method, headers, body, path = "GET", {}, b"", None
+    while words:
+        word = words.pop(0)
+        if word == "-X":
+            method = words.pop(0)
+        elif word == "-H":
+            name, value = words.pop(0).split(":", 1)
+            headers[name.strip()] = value.strip()
+        elif word == "-d":
+            body = words.pop(0).encode()
+            method = "POST" if method == "GET" else method
+            headers.setdefault("Content-Type", "application/x-www-form-urlencoded")  # as curl sends -d
+        elif not word.startswith("-"):
+            path = word
+    return client.http.request(method, path, headers=headers, body=body)
+
+
+def test_every_curl_the_readme_and_migrating_md_show_is_answered_as_they_say(client):
+    """README's submit and read; migrating.md's cache miss, the PUT for the generation it
+    reported (the page's `If-Match: 3` is that of its example miss), the maintenance task
+    started and read. `make run`'s token is tenant `dev`'s with `admin` and `operator`."""
+    dev = token(tenant="dev", user="dev", roles=["admin", "operator"])
+    values = {"JOBPIPE_API_URL": "", "JOBPIPE_TOKEN": dev, "OPERATOR_TOKEN": dev}
+    submit, read = _curl_commands("README.md")
+    job = _curl(client, submit, **values)
+    assert job.status_code == 202, job.body
+    assert _curl(client, read, id=job.json_body["id"], **values).json_body["status"] == "queued"
+
+    miss_read, put, start, task = _curl_commands("docs/migrating.md")
+    miss = _curl(client, miss_read, **values)
+    assert (miss.status_code, miss.json_body["status"]) == (404, "miss"), miss.body
+    assert (miss.json_body["generation"], miss.json_body["invalidated_at"], miss.json_body["invalidated_by"]) == (0, None, None)
+    stored = _curl(client, put.replace("If-Match: 3", f"If-Match: {miss.json_body['generation']}"), **values)
+    assert stored.status_code == 200, stored.body
+    hit = _curl(client, miss_read, **values).json_body
+    assert (hit["status"], hit["value"]) == ("hit", {"stations": 12})
+    started = _curl(client, start, **values)
+    assert started.status_code == 202, started.body
+    assert _curl(client, task, task_id=started.json_body["task_id"], **values).json_body["task_type"] == "cleanup_runs"
