@@ -1,12 +1,10 @@
-"""`jobpipe artifacts` and `jobpipe artifact`'s output: the listing as a table, and an
-artifact's bytes written whole to a file (or refused) so no file is left half-written."""
+"""`jobpipe artifacts` and `jobpipe artifact`'s output: the listing as a table, a target file
+checked before anything is downloaded, and what a terminal may be shown."""
 from __future__ import annotations
 
-import os
-import stat
-import tempfile
+import codecs
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from rich.table import Table
 from rich.text import Text
@@ -17,6 +15,7 @@ from jobpipe_client.terminal_text import shown
 
 # content_type last: it is the one value that may hold spaces (`text/csv; charset=utf-8`).
 ARTIFACT_COLUMNS = ("name", "size", "location", "created_at", "content_type")
+TEXT_CHECK_BYTES = 1024 * 1024  # of a downloaded artifact read at a time to tell text from binary
 
 
 def artifact_row(artifact: dict[str, Any]) -> list[str]:
@@ -51,44 +50,15 @@ def check_target(target: str, replace: bool) -> None:
         raise UsageError(f"cannot write {target}: there is no directory {path.parent}")
 
 
-def write_whole(target: str, data: bytes, replace: bool) -> None:
-    """Writes `data` to `target` whole or not at all. A new file is created exclusively (one that
-    appeared meanwhile is refused as an existing one is); a file replaced (`replace`) is written
-    beside it and renamed over it, keeping its permissions, so a failed write leaves it as it
-    was. Something that is not a file (a device, a pipe) is written to as it is. UsageError
-    for what the file system refuses."""
-    path = Path(target)
+def is_text(held: BinaryIO) -> bool:
+    """True when the file holds UTF-8 text without a NUL, read from its start a piece at a time."""
+    held.seek(0)
+    decoder = codecs.getincrementaldecoder("utf-8")()
     try:
-        if replace and path.exists():
-            if not path.is_file():
-                with open(path, "wb") as stream:
-                    stream.write(data)
-                return
-            _replace(path, data)
-            return
-        try:
-            stream = open(path, "xb")
-        except FileExistsError:
-            raise UsageError(f"{target} exists: pass --force to replace it") from None
-        with stream:
-            try:
-                stream.write(data)
-            except BaseException:
-                stream.close()
-                path.unlink(missing_ok=True)
-                raise
-    except OSError as exc:
-        raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
-
-
-def _replace(path: Path, data: bytes) -> None:
-    mode = stat.S_IMODE(path.stat().st_mode)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        while piece := held.read(TEXT_CHECK_BYTES):
+            if "\x00" in decoder.decode(piece):
+                return False
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -8,8 +8,9 @@ as it is: it carries its own signature, so the token is not sent there (S3 would
 authorization, and the token is no business of S3's)."""
 from __future__ import annotations
 
+import contextlib
 import re
-from typing import Any
+from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -22,6 +23,8 @@ from jobpipe_client.errors import ArtifactDownloadError, JobpipeInputError
 # artifact, and one with '/', '%' or '..' in it would reach another path.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,127}")
 ARTIFACT_PAGE_LIMIT = 1000  # artifacts per GET /jobs/{id}/artifacts page: the most the API gives
+# Read from S3 and written out at a time: an artifact may be gigabytes, and is never held whole.
+DOWNLOAD_PIECE_BYTES = 1024 * 1024
 # S3's error document: <Error><Code>AccessDenied</Code><Message>Request has expired</Message>...
 _S3_CODE = re.compile(r"<Code>([^<]{1,100})</Code>")
 _S3_MESSAGE = re.compile(r"<Message>([^<]{1,300})</Message>")
@@ -74,24 +77,60 @@ class _NoAuth(requests.auth.AuthBase):
 
 
 def download(session: requests.Session, link: dict[str, Any], job_id: str, name: str, timeout_s: float) -> bytes:
-    """The bytes at `link["url"]`. The connection and the wait for the headers are bounded by
+    """The bytes at `link["url"]`, in memory (`fetch` into a list)."""
+    pieces: list[bytes] = []
+    fetch(session, link, job_id, name, timeout_s, pieces.append)
+    return b"".join(pieces)
+
+
+def fetch(session: requests.Session, link: dict[str, Any], job_id: str, name: str, timeout_s: float,
+          write: Callable[[bytes], Any]) -> int:
+    """Streams the bytes at `link["url"]` into `write`, DOWNLOAD_PIECE_BYTES at most at a time, and
+    returns how many there were. The connection and the wait for the headers are bounded by
     `timeout_s`, and so is each wait for the next piece of the body (an artifact takes as long as
     its size needs, as long as it keeps coming). ArtifactDownloadError when S3 refuses it, gives
-    no answer, or sends other than `link["size"]` bytes."""
+    no answer, or sends other than `link["size"]` bytes (more: as soon as they pass it). What
+    `write` raises (a full disk, a closed pipe) passes through as it is."""
     url = link["url"]
     parts = urlsplit(url)
     where = urlunsplit(parts._replace(query="", fragment=""))
+    size = link.get("size")
 
     def failed(reason: str, status: Any = None, code: Any = None) -> ArtifactDownloadError:
         return ArtifactDownloadError(job_id, name, where, reason, status, code)
 
-    try:
+    with _from_s3(failed, timeout_s):
         response = session.request("GET", url, timeout=timeout_s, stream=True, auth=_NoAuth(),
                                    headers={"Authorization": None, "Accept": None})
-        try:
-            data = response.content
-        finally:
-            response.close()
+    with contextlib.closing(response):
+        pieces = response.iter_content(DOWNLOAD_PIECE_BYTES)
+        if response.status_code != 200:
+            with _from_s3(failed, timeout_s):
+                text = next(pieces, b"")[:4096].decode("utf-8", errors="replace")
+            code, message = _S3_CODE.search(text), _S3_MESSAGE.search(text)
+            said = " ".join(f"{code.group(1) if code else ''}: {message.group(1) if message else ''}".strip(": ").split())
+            raise failed(f"HTTP {response.status_code}{' ' + said if said else ''}",
+                         response.status_code, code.group(1) if code else None)
+        count = 0
+        while True:
+            with _from_s3(failed, timeout_s):
+                piece = next(pieces, None)
+            if piece is None:
+                break
+            count += len(piece)
+            if size is not None and count > size:  # never more of it than the artifact holds
+                raise failed(f"S3 sent more than its {size} bytes")
+            write(piece)
+    if size is not None and count < size:
+        raise failed(f"S3 sent {count} of its {size} bytes")
+    return count
+
+
+@contextlib.contextmanager
+def _from_s3(failed: Callable[..., ArtifactDownloadError], timeout_s: float) -> Iterator[None]:
+    """A requests failure while S3 is asked or read, as the ArtifactDownloadError it is."""
+    try:
+        yield
     except requests.Timeout:
         raise failed(f"no answer within {timeout_s:g} s") from None
     except requests.ConnectionError as exc:
@@ -102,14 +141,3 @@ def download(session: requests.Session, link: dict[str, Any], job_id: str, name:
         raise failed(f"its answer was cut off or could not be read ({type(exc).__name__})") from None
     except requests.RequestException as exc:
         raise failed(f"the request failed ({type(exc).__name__})") from None
-    if response.status_code != 200:
-        text = data[:4096].decode("utf-8", errors="replace")
-        code, message = _S3_CODE.search(text), _S3_MESSAGE.search(text)
-        said = " ".join(f"{code.group(1) if code else ''}: {message.group(1) if message else ''}".strip(": ").split())
-        raise failed(f"HTTP {response.status_code}{' ' + said if said else ''}",
-                     response.status_code, code.group(1) if code else None)
-    size = link.get("size")
-    if size is not None and len(data) != size:
-        raise failed(f"S3 sent {len(data)} of its {size} bytes" if len(data) < size
-                     else f"S3 sent {len(data)} bytes, not its {size}")
-    return data

@@ -21,12 +21,14 @@ stderr.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shlex
 import signal
 import sys
-from typing import Any, Callable, Mapping, NoReturn, Optional, Sequence, TextIO
+import tempfile
+from typing import Any, BinaryIO, Callable, Mapping, NoReturn, Optional, Sequence, TextIO
 
 from rich.console import Console
 
@@ -39,7 +41,7 @@ from jobpipe_client.cli_options import (
     parse_run_at,
     parse_wait_timeout,
 )
-from jobpipe_client.artifact_view import artifacts_table, check_target, plain_artifacts, write_whole
+from jobpipe_client.artifact_view import artifacts_table, check_target, is_text, plain_artifacts
 from jobpipe_client.client import JobpipeClient
 from jobpipe_client.errors import (
     JobpipeClientError,
@@ -271,33 +273,40 @@ class Commands:
         return 0
 
     def artifact(self, args: argparse.Namespace) -> int:
-        to_file = args.output not in (None, "-")
-        if to_file:
+        if args.output not in (None, "-"):
             check_target(args.output, replace=args.force)  # before the download, not after it
-        data = self.client.artifact(args.id, args.name)
-        if to_file:
-            write_whole(args.output, data, replace=args.force)
-            self.out.print(shown(f"saved {args.name} to {args.output} ({len(data)} bytes)"),
+            try:
+                size = self.client.download_artifact(args.id, args.name, args.output, overwrite=args.force)
+            except FileExistsError:  # one appeared while the download ran
+                raise UsageError(f"{args.output} exists: pass --force to replace it") from None
+            except OSError as exc:
+                raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+            self.out.print(shown(f"saved {args.name} to {args.output} ({size} bytes)"),
                            markup=False, highlight=False, soft_wrap=True)
         elif self.out.is_terminal:
-            self._show_on_terminal(args.name, data)
+            with tempfile.TemporaryFile() as held:  # on disk, not in memory: it is read twice
+                try:
+                    size = self.client.download_artifact(args.id, args.name, held)
+                except OSError as exc:  # the temporary file's: a full disk
+                    raise UsageError(f"cannot hold {args.name} to show it: {exc.strerror or exc}") from None
+                self._show_on_terminal(args.name, held, size)
         else:
             self.out.file.flush()
-            self.out.file.buffer.write(data)
+            self.client.download_artifact(args.id, args.name, self.out.file.buffer)
             self.out.file.buffer.flush()
         return 0
 
-    def _show_on_terminal(self, name: str, data: bytes) -> None:
+    def _show_on_terminal(self, name: str, held: BinaryIO, size: int) -> None:
         """Text as text, its control characters escaped (a job's output is the tenant's: an escape
         sequence in it would be obeyed); anything else is refused, as curl refuses binary."""
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        if text is None or "\x00" in text:
-            raise UsageError(f"{name} is not text ({len(data)} bytes): pass -o FILE, or send stdout to a file or a pipe")
-        for line in text.splitlines():
-            self.out.print(shown(line), markup=False, highlight=False, soft_wrap=True)
+        if not is_text(held):
+            raise UsageError(f"{name} is not text ({size} bytes): pass -o FILE, or send stdout to a file or a pipe")
+        held.seek(0)
+        text = io.TextIOWrapper(held, encoding="utf-8", newline="")  # lines end at \n, \r\n or \r
+        for piece in text:
+            for line in piece.splitlines():
+                self.out.print(shown(line), markup=False, highlight=False, soft_wrap=True)
+        text.detach()  # `held` is closed by its owner
 
     def _watch(self, jobs: list[dict[str, Any]], args: argparse.Namespace, *, as_json: bool = False,
                single: bool = False) -> int:

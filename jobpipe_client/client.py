@@ -2,18 +2,21 @@
 the jobpipe HTTP API."""
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from datetime import datetime
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import requests
 
 from jobpipe_client.answers import answer, is_batch, is_job, is_page
+from jobpipe_client.artifact_file import PathTarget, check_target, write_whole
 from jobpipe_client.artifacts import (
     ARTIFACT_PAGE_LIMIT,
     artifact_name,
     download,
+    fetch,
     is_artifact_page,
     is_download_link,
     is_inline,
@@ -193,7 +196,8 @@ class JobpipeClient:
             self._check_new_cursor(cursor, seen, path)
 
     def artifact(self, job_id: str, name: str) -> bytes:
-        """The artifact's bytes: an inline one from the API's answer, one in S3 from the
+        """The artifact's bytes, held whole in memory (for a large one, `download_artifact`
+        streams it to a file): an inline one from the API's answer, one in S3 from the
         presigned URL the API answers with (fetched without the token, within `timeout` per
         wait, and checked against the artifact's size). JobpipeInputError, before any request,
         for a name outside the artifact name rules; JobpipeClientError `artifact_not_found`
@@ -205,6 +209,35 @@ class JobpipeClient:
             return response.content
         link = answer(response, is_download_link, "an artifact's download link")
         return download(self.transport.session, link, job_id.strip(), name, self.transport.timeout_s)
+
+    def download_artifact(self, job_id: str, name: str, target: Union[PathTarget, BinaryIO], *,
+                          overwrite: bool = False) -> int:
+        """Streams the artifact into `target` and returns its size in bytes; unlike `artifact`,
+        it is never held in memory whole (one in S3 may be gigabytes). `target` is a path or a
+        binary file object (`sys.stdout.buffer`). A path is written whole or not at all: the
+        bytes go into a temporary file beside it, which takes its name only once they are all
+        in and their count is the artifact's size; a failure or Ctrl-C removes it and leaves a
+        file it was to replace as it was. A file object gets the bytes as they come, so a
+        failed download may have written part of them. Raises what `artifact` raises; and, for a
+        path, before any request: FileExistsError when it exists (unless `overwrite`; also when
+        one appears during the download), IsADirectoryError, FileNotFoundError when its
+        directory does not exist; any other OSError the file system raises while writing."""
+        path = check_target(target, overwrite) if isinstance(target, (str, os.PathLike)) else None
+        artifact_path = f"/jobs/{path_id(job_id)}/artifacts/{artifact_name(name)}"
+        response = self.transport.request("GET", artifact_path)
+        if is_inline(response):
+            def fill(stream: BinaryIO) -> int:
+                stream.write(response.content)
+                return len(response.content)
+        else:
+            link = answer(response, is_download_link, "an artifact's download link")
+
+            def fill(stream: BinaryIO) -> int:
+                return fetch(self.transport.session, link, job_id.strip(), name, self.transport.timeout_s,
+                             stream.write)
+        if path is None:
+            return fill(target)  # type: ignore[arg-type]
+        return write_whole(path, overwrite, fill)
 
     def _check_new_cursor(self, cursor: str, seen: set[str], path: str) -> None:
         """JobpipeAnswerError when a listing gives a cursor a second time: it would never end."""

@@ -1,15 +1,23 @@
 """The client and the CLI fetch a completed job's artifacts from the API on moto: every page of
 the listing, an inline one from the API's answer, one in S3 from the presigned URL the API
-signs (fetched from moto's S3 as requests sends it, without the token)."""
+signs (fetched from moto's S3 as requests sends it, without the token); and a large one streamed
+from a link on a local HTTP server, as a real connection delivers it."""
 from __future__ import annotations
 
 import io
 import json
+import socket
+import threading
+import tracemalloc
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Optional
+
+import pytest
 
 from rich.console import Console
 
 from chalicelib.composition import container
-from jobpipe_client import JobpipeClient
+from jobpipe_client import ArtifactDownloadError, JobpipeClient
 from jobpipe_client.cli import main
 from tests.functional.conftest import submit_job, token
 from tests.functional.test_doc_examples import URL, _bridge, _s3_over_moto
@@ -53,3 +61,85 @@ def test_a_completed_jobs_artifacts_are_listed_and_fetched_inline_and_from_s3(cl
     code = main(["artifacts", job_id, "--json"], environ={}, out=Console(file=out), err=err,
                 make_client=lambda args, env: jobpipe)
     assert code == 0 and [a["name"] for a in json.loads(out.getvalue())] == list(listed)
+
+
+class _Loopback:
+    """The API and S3 on one HTTP server on 127.0.0.1 (a free port): GET /jobs/J/artifacts/NAME
+    answers a link to /s3/NAME, which sends `size` bytes in 64 KiB writes, or breaks the
+    connection after `cut_after` of them."""
+
+    def __init__(self, size: int, cut_after: Optional[int] = None) -> None:
+        loopback = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.startswith("/jobs/"):
+                    name = self.path.rsplit("/", 1)[1]
+                    body = json.dumps({"name": name, "location": "s3", "size": size, "expires_in": 300,
+                                       "url": f"{loopback.url}/s3/{name}?X-Amz-Signature=5ec2e7"}).encode()
+                    self._send(body, "application/json")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(size))
+                self.end_headers()
+                sent = 0
+                while sent < size:
+                    if cut_after is not None and sent >= cut_after:
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
+                    piece = min(65536, size - sent)
+                    self.wfile.write(b"\x5a" * piece)
+                    sent += piece
+
+            def _send(self, body: bytes, content_type: str) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "_Loopback":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def test_a_large_artifact_streams_from_its_link_to_a_file_never_whole_in_memory(tmp_path):
+    size = 48 * 1024 * 1024
+    with _Loopback(size) as loopback:
+        jobpipe = JobpipeClient(loopback.url, "tok", timeout=5)
+        target = tmp_path / "data.bin"
+        tracemalloc.start()
+        try:
+            written = jobpipe.download_artifact("j-1", "data.bin", target)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert written == size and target.stat().st_size == size
+    assert peak < 8 * 1024 * 1024  # a few pieces, never the 48 MiB
+    assert [p.name for p in tmp_path.iterdir()] == ["data.bin"]
+
+
+def test_an_artifact_whose_link_breaks_off_midway_leaves_no_file_and_exits_3(tmp_path):
+    size = 8 * 1024 * 1024
+    with _Loopback(size, cut_after=2 * 1024 * 1024) as loopback:
+        jobpipe = JobpipeClient(loopback.url, "tok", timeout=5)
+        with pytest.raises(ArtifactDownloadError, match="cut off"):
+            jobpipe.download_artifact("j-1", "data.bin", tmp_path / "a.bin")
+        err = io.StringIO()
+        code = main(["artifact", "j-1", "data.bin", "-o", str(tmp_path / "b.bin")], environ={},
+                    out=Console(file=io.StringIO()), err=err, make_client=lambda args, env: jobpipe)
+    assert code == 3 and "could not be downloaded" in err.getvalue() and len(err.getvalue().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []

@@ -88,8 +88,9 @@ def _submit_commands() -> list[str]:
     return commands
 
 
-def test_the_python_client_examples_of_docs_api_md_run_as_written(make_client, monkeypatch, capsys):
+def test_the_python_client_examples_of_docs_api_md_run_as_written(make_client, monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(jobpipe_client, "JobpipeClient", make_client)
+    monkeypatch.chdir(tmp_path)  # where an example downloads to
     blocks = _python_blocks("docs/api.md")
     assert blocks
     scope = {"url": URL, "other_url": OTHER_URL, "token": token()}
@@ -98,6 +99,7 @@ def test_the_python_client_examples_of_docs_api_md_run_as_written(make_client, m
     assert scope["done"]["status"] == "completed"
     assert scope["later"]["not_before"] > scope["job"]["not_before"]
     assert len(scope["data"]) == 4096 and scope["summary"].startswith(b"job ")  # from S3, and inline
+    assert (tmp_path / "data.bin").read_bytes() == scope["data"]  # streamed to a file
     assert "100.0" in capsys.readouterr().out  # on_change saw the job complete
 
 

@@ -23,6 +23,7 @@ def make_response(method: str, url: str, status: int, body: Any = None, headers:
     response.reason = {200: "OK", 202: "Accepted", 304: "Not Modified", 404: "Not Found"}.get(status, "")
     response.headers = CaseInsensitiveDict(headers or {})
     response._content = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    response._content_consumed = True  # read already, as iter_content then sees it
     response.request = requests.Request(method, url).prepare()
     return response
 

@@ -3,15 +3,18 @@ jobs, one fetched to stdout or a file, and a clear line and exit code for each w
 with no file left half-written or overwritten unasked (no sockets)."""
 import io
 import json
+import tracemalloc
 
 import pytest
+import requests
 from rich.console import Console
 
 from jobpipe_client import JobpipeClient
-from jobpipe_client.artifacts import ARTIFACT_PAGE_LIMIT
+from jobpipe_client.artifacts import ARTIFACT_PAGE_LIMIT, DOWNLOAD_PIECE_BYTES
 from jobpipe_client.cli import build_parser, client_from, main
 from tests.support.fake_api import FakeApi, FakeS3, FakeSession
 from tests.unit.test_cli import ENV, URL, Run
+from tests.unit.test_client_artifacts import Generated, streaming_s3
 
 BUCKET = "https://jobs-bucket.s3.amazonaws.com"
 SIGNED = "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=5ec2e7"
@@ -189,3 +192,71 @@ def test_the_help_names_the_commands_and_their_exit_codes():
     assert "artifacts" in text and "artifact" in text
     assert "download" in text  # exit 3's line
     assert "--force" in build_parser()._subparsers._group_actions[0].choices["artifact"].format_help()
+
+
+class Sink(io.RawIOBase):
+    """A binary stdout that keeps only the count of what it was given."""
+
+    count = 0
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        self.count += len(data)
+        return len(data)
+
+
+def peak_bytes(call):
+    """`call()`'s result and the most memory Python held above the start while it ran."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        result = call()
+        return result, tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+
+
+def test_artifact_streams_a_large_one_to_a_file_or_stdout_never_whole_in_memory(api, job, tmp_path):
+    size = 24 * DOWNLOAD_PIECE_BYTES + 1
+    api.add_artifact(job["id"], "data.bin", b"", "application/octet-stream", url=f"{BUCKET}/k{SIGNED}", size=size)
+    target = tmp_path / "data.bin"
+    argv = ["artifact", job["id"], "data.bin", "-o", str(target)]
+    result, peak = peak_bytes(lambda: run_cli(argv, api, streaming_s3(Generated(size))))
+    assert result.code == 0, result.err
+    assert result.out.strip() == f"saved data.bin to {target} ({size} bytes)"
+    assert target.stat().st_size == size and peak < 4 * DOWNLOAD_PIECE_BYTES
+
+    def make_client(args, env):
+        return JobpipeClient(URL, "tok", session=FakeSession({URL: api, BUCKET: streaming_s3(Generated(size))}))
+
+    sink = Sink()
+    out = Console(file=io.TextIOWrapper(sink, encoding="utf-8", write_through=True))
+    code, peak = peak_bytes(lambda: main(argv[:3], environ=ENV, out=out, err=io.StringIO(), make_client=make_client))
+    assert code == 0 and sink.count == size and peak < 4 * DOWNLOAD_PIECE_BYTES
+
+
+@pytest.mark.parametrize("error,code,line", [
+    (KeyboardInterrupt(), 130, "jobpipe: interrupted"),
+    (requests.exceptions.ChunkedEncodingError("IncompleteRead"), 3, None),
+])
+def test_a_download_interrupted_or_cut_off_midway_leaves_no_file(api, job, tmp_path, error, code, line):
+    size = 3 * DOWNLOAD_PIECE_BYTES
+    api.add_artifact(job["id"], "data.bin", b"", "application/octet-stream", url=f"{BUCKET}/k{SIGNED}", size=size)
+    target = tmp_path / "data.bin"
+    s3 = streaming_s3(Generated(size, error, fail_after=DOWNLOAD_PIECE_BYTES))
+    result = run_cli(["artifact", job["id"], "data.bin", "-o", str(target)], api, s3)
+    assert result.code == code and result.out == "" and len(result.err_lines) == 1
+    assert result.err_lines == [line] if line else "cut off" in result.err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_large_text_artifact_is_shown_on_a_terminal_line_by_line(api, job):
+    lines = [f"row {n}: {'x' * 100}" for n in range(30_000)]  # past one piece
+    data = ("\r\n".join(lines) + "\n").encode()
+    s3 = FakeS3()
+    in_s3(api, s3, job["id"], "rows.txt", data)
+    result = run_cli(["artifact", job["id"], "rows.txt"], api, s3, terminal=True)
+    assert result.code == 0 and result.out.splitlines() == lines

@@ -2,6 +2,7 @@
 artifact's bytes inline or behind its presigned S3 URL, and each way that fetch can fail."""
 import pytest
 import requests
+import urllib3
 
 from jobpipe_client import (
     ArtifactDownloadError,
@@ -10,7 +11,7 @@ from jobpipe_client import (
     JobpipeClientError,
     JobpipeInputError,
 )
-from jobpipe_client.artifacts import ARTIFACT_PAGE_LIMIT
+from jobpipe_client.artifacts import ARTIFACT_PAGE_LIMIT, DOWNLOAD_PIECE_BYTES
 from tests.support.fake_api import FakeApi, FakeS3, FakeSession, FakeTime, make_response
 from tests.unit.bad_servers import answering, raising
 
@@ -228,3 +229,159 @@ def test_a_real_session_sends_the_token_to_the_api_and_never_to_s3(tmp_path, mon
     assert client.artifact(job["id"], "scan.pdf") == b"%PDF-1.7"
     assert to_api.sent[0].headers["Authorization"] == "Bearer tok"
     assert "Authorization" not in to_s3.sent[0].headers
+
+
+class Generated:
+    """A streamed S3 body of `size` bytes made as it is read (what requests calls `raw`): it is
+    never in memory whole. `largest` is the biggest read asked of it; after `fail_after` bytes
+    it raises `error` (a cut connection, or Ctrl-C)."""
+
+    def __init__(self, size, error=None, fail_after=None):
+        self.size, self.sent, self.largest = size, 0, 0
+        self.error, self.fail_after = error, fail_after
+
+    def read(self, amt=None, decode_content=None):
+        if self.error is not None and self.sent >= self.fail_after:
+            raise self.error
+        amt = amt or self.size
+        self.largest = max(self.largest, amt)
+        piece = bytes([self.sent // amt % 256]) * min(amt, self.size - self.sent)
+        self.sent += len(piece)
+        return piece
+
+    def stream(self, amt, decode_content=None):  # as urllib3's response streams (requests uses it)
+        while piece := self.read(amt):
+            yield piece
+
+    def close(self):
+        pass
+
+
+def streaming_s3(body):
+    def answer(method, url, **_):
+        response = requests.Response()
+        response.status_code, response.url, response.raw = 200, url, body
+        response.request = requests.Request(method, url).prepare()
+        return response
+
+    return answer
+
+
+class Written:
+    """A binary file object recording the size of each write."""
+
+    def __init__(self):
+        self.writes, self.total = [], 0
+
+    def write(self, data):
+        self.writes.append(len(data))
+        self.total += len(data)
+        return len(data)
+
+
+def large_in_s3(api, job_id, size, name="data.bin"):
+    return api.add_artifact(job_id, name, b"", "application/octet-stream", url=f"{BUCKET}/k{SIGNED}", size=size)
+
+
+def test_download_artifact_streams_a_large_artifact_a_piece_at_a_time():
+    api = FakeApi()
+    job = api.add("completed")
+    size = 5 * DOWNLOAD_PIECE_BYTES + 17
+    large_in_s3(api, job["id"], size)
+    body = Generated(size)
+    client, _ = make_client(api, streaming_s3(body))
+    target = Written()
+    assert client.download_artifact(job["id"], "data.bin", target) == size
+    assert target.total == size and len(target.writes) == 6
+    assert max(target.writes) <= DOWNLOAD_PIECE_BYTES and body.largest <= DOWNLOAD_PIECE_BYTES
+
+
+def test_download_artifact_to_a_path_writes_it_whole_and_leaves_nothing_else(tmp_path):
+    api = FakeApi()
+    job = api.add("completed")
+    size = 2 * DOWNLOAD_PIECE_BYTES + 3
+    large_in_s3(api, job["id"], size)
+    api.add_artifact(job["id"], "report.csv", b"a,b\n", "text/csv")
+    client, _ = make_client(api, streaming_s3(Generated(size)))
+    target = tmp_path / "data.bin"
+    assert client.download_artifact(job["id"], "data.bin", target) == size
+    data = target.read_bytes()
+    assert len(data) == size and data[:1] == b"\x00" and data[-1:] == b"\x02"
+    assert client.download_artifact(job["id"], "report.csv", str(tmp_path / "report.csv")) == 4
+    assert (tmp_path / "report.csv").read_bytes() == b"a,b\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.bin", "report.csv"]
+
+
+@pytest.mark.parametrize("error,raised", [
+    (requests.exceptions.ChunkedEncodingError("connection broken: IncompleteRead"), ArtifactDownloadError),
+    (urllib3.exceptions.ReadTimeoutError(None, None, "read timed out"), ArtifactDownloadError),
+    (KeyboardInterrupt(), KeyboardInterrupt),
+])
+def test_a_download_that_breaks_off_leaves_no_file_and_a_replaced_one_as_it_was(tmp_path, error, raised):
+    api = FakeApi()
+    job = api.add("completed")
+    size = 3 * DOWNLOAD_PIECE_BYTES
+    large_in_s3(api, job["id"], size)
+    client, _ = make_client(api, streaming_s3(Generated(size, error, fail_after=DOWNLOAD_PIECE_BYTES)))
+    with pytest.raises(raised):
+        client.download_artifact(job["id"], "data.bin", tmp_path / "new.bin")
+    kept = tmp_path / "kept.bin"
+    kept.write_bytes(b"mine")
+    client, _ = make_client(api, streaming_s3(Generated(size, error, fail_after=DOWNLOAD_PIECE_BYTES)))
+    with pytest.raises(raised):
+        client.download_artifact(job["id"], "data.bin", kept, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.bin"] and kept.read_bytes() == b"mine"
+
+
+def test_a_download_that_is_short_or_long_is_refused_and_a_long_one_stops_at_its_size(tmp_path):
+    api = FakeApi()
+    job = api.add("completed")
+    large_in_s3(api, job["id"], 2 * DOWNLOAD_PIECE_BYTES, name="short.bin")
+    client, _ = make_client(api, streaming_s3(Generated(DOWNLOAD_PIECE_BYTES + 5)))
+    with pytest.raises(ArtifactDownloadError, match=f"{DOWNLOAD_PIECE_BYTES + 5} of its {2 * DOWNLOAD_PIECE_BYTES}"):
+        client.download_artifact(job["id"], "short.bin", tmp_path / "short.bin")
+    large_in_s3(api, job["id"], 10, name="long.bin")
+    body = Generated(50 * DOWNLOAD_PIECE_BYTES)
+    client, _ = make_client(api, streaming_s3(body))
+    with pytest.raises(ArtifactDownloadError, match="more than its 10 bytes"):
+        client.download_artifact(job["id"], "long.bin", tmp_path / "long.bin")
+    assert body.sent == DOWNLOAD_PIECE_BYTES  # it stopped at the first piece past the size
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_artifact_refuses_an_existing_file_a_directory_or_a_missing_one_before_any_request(tmp_path):
+    api = FakeApi()
+    job = api.add("completed")
+    api.add_artifact(job["id"], "report.csv", b"new\n", "text/csv")
+    client, session = make_client(api)
+    (tmp_path / "report.csv").write_bytes(b"mine\n")
+    with pytest.raises(FileExistsError):
+        client.download_artifact(job["id"], "report.csv", tmp_path / "report.csv")
+    with pytest.raises(IsADirectoryError):
+        client.download_artifact(job["id"], "report.csv", tmp_path, overwrite=True)
+    with pytest.raises(FileNotFoundError):
+        client.download_artifact(job["id"], "report.csv", tmp_path / "no-dir" / "report.csv")
+    assert session.calls == [] and (tmp_path / "report.csv").read_bytes() == b"mine\n"
+    (tmp_path / "report.csv").chmod(0o640)
+    assert client.download_artifact(job["id"], "report.csv", tmp_path / "report.csv", overwrite=True) == 4
+    assert (tmp_path / "report.csv").read_bytes() == b"new\n"
+    assert (tmp_path / "report.csv").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_file_that_appears_during_the_download_is_not_replaced(tmp_path):
+    api = FakeApi()
+    job = api.add("completed")
+    target = tmp_path / "data.bin"
+
+    class Appearing(Generated):
+        def read(self, amt=None, decode_content=None):
+            if self.sent and not target.exists():
+                target.write_bytes(b"theirs")
+            return super().read(amt, decode_content)
+
+    size = 2 * DOWNLOAD_PIECE_BYTES
+    large_in_s3(api, job["id"], size)
+    client, _ = make_client(api, streaming_s3(Appearing(size)))
+    with pytest.raises(FileExistsError):
+        client.download_artifact(job["id"], "data.bin", target)
+    assert target.read_bytes() == b"theirs" and [p.name for p in tmp_path.iterdir()] == ["data.bin"]
