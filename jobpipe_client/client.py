@@ -331,7 +331,20 @@ class JobpipeClient:
             raise ValueError(f"a wait's timeout must be a number of seconds >= 0, not {timeout!r}")
         if give_up_after is not None and not give_up_after >= 0:
             raise ValueError(f"a wait's give_up_after must be a number of seconds >= 0 or None, not {give_up_after!r}")
+        deadline = None if timeout is None else self._clock() + timeout
+        with self.transport.bounded_by(deadline):  # a poll's URLs hanging cannot carry it past
+            return self._poll_until_final(known, poll, deadline, timeout, on_change, give_up_after, on_outage)
 
+    def _poll_until_final(
+        self,
+        known: dict[str, Optional[Job]],
+        poll: Callable[[], dict[str, Job]],
+        deadline: Optional[float],
+        timeout: Optional[float],
+        on_change: Optional[OnChange],
+        give_up_after: Optional[float],
+        on_outage: Optional[OnOutage],
+    ) -> dict[str, Job]:
         def absorb(fresh: dict[str, Job]) -> bool:
             moved = False
             for job_id, job in fresh.items():
@@ -345,7 +358,6 @@ class JobpipeClient:
         def seen() -> dict[str, Job]:
             return {i: j for i, j in known.items() if j is not None}
 
-        deadline = None if timeout is None else self._clock() + timeout
         for job in known.values():
             if job is not None and on_change is not None:
                 on_change(job)

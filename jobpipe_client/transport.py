@@ -22,10 +22,11 @@ timeout allows; a URL still throttling then counts as failed. A 429 in jobpipe's
 (`{"error": {"code": ...}}`, e.g. a tenant over its quota) is the API's answer, like any other 4xx."""
 from __future__ import annotations
 
+import contextlib
 import random
 import ssl
 import time
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -49,6 +50,9 @@ BODY_READ_BYTES = 64 * 1024
 # Longer timeouts overflow the socket layer's time_t (about 10**10 s); a day is far beyond any
 # real request.
 MAX_TIMEOUT_S = 86400.0
+# What a request sent as a wait runs out is given to answer: the last look at the jobs is worth
+# a moment past the deadline, a URL after it (a fallback) is not asked at all.
+LAST_LOOK_S = 1.0
 QUOTED_REASON_CHARS = 200  # of a 5xx's reason quoting the API's message (which the server wrote)
 # The codes this stack's API Gateway answers with (infra/resources.json's gateway responses),
 # in the API's error shape although no function ran.
@@ -87,6 +91,8 @@ class FailoverTransport:
         self.last_url: Optional[str] = None  # the URL that gave the last answer
         self.earlier_may_have_arrived = False  # of the last answer: see `request`
         self.throttled = 0  # 429s retried so far (the benchmark reports them)
+        # A clock time no request may outlast (a wait's deadline, see `bounded_by`), or None.
+        self.until: Optional[float] = None
         self._sleep = sleep
         self._clock = clock
         self._jitter = jitter
@@ -106,10 +112,14 @@ class FailoverTransport:
         refused: Optional[tuple[str, requests.Response]] = None  # the first 4xx in front of the API
         self.earlier_may_have_arrived = False
         for url in self.urls:
+            budget = self._budget_s(first=url == self.urls[0])
+            if budget is None:
+                failures.append((url, "not asked: the wait's time had run out"))
+                continue
             try:
-                response = self._until_not_throttled(method, url + path, **kwargs)
+                response = self._until_not_throttled(method, url + path, budget, **kwargs)
             except requests.Timeout as exc:
-                failures.append((url, f"timed out after {self.timeout_s:g} s"))
+                failures.append((url, f"timed out after {budget:g} s"))
                 arrived = arrived or not isinstance(exc, requests.ConnectTimeout)
                 continue
             except requests.ConnectionError as exc:
@@ -130,7 +140,7 @@ class FailoverTransport:
             if (throttled or failed) and (asked := retry_after_s(response)) is not None:
                 retry_after = max(retry_after or 0.0, asked)
             if throttled:
-                failures.append((url, f"throttled (HTTP {THROTTLED}) for {self.timeout_s:g} s"))
+                failures.append((url, f"throttled (HTTP {THROTTLED}) for {budget:g} s"))
                 continue
             if failed:
                 said = api_error(response)
@@ -152,10 +162,30 @@ class FailoverTransport:
         raise JobpipeUnavailableError(failures, may_have_arrived=arrived, api_errors=api_errors,
                                       retry_after_s=retry_after)
 
-    def _until_not_throttled(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        """The URL's answer, asked again while it is a 429 and the request's timeout allows."""
-        deadline = self._clock() + self.timeout_s
-        left = self.timeout_s
+    @contextlib.contextmanager
+    def bounded_by(self, until: Optional[float]) -> Iterator[None]:
+        """Within it, no request outlasts the clock time `until` (None: no bound): each URL is
+        given what is left, the first at least LAST_LOOK_S, and a fallback none once it has
+        passed. A wait's polls are, so its timeout holds however long its URLs hang."""
+        self.until = until
+        try:
+            yield
+        finally:
+            self.until = None
+
+    def _budget_s(self, first: bool) -> Optional[float]:
+        """The seconds a request to the next URL may take, or None when it is not to be sent."""
+        if self.until is None:
+            return self.timeout_s
+        left = self.until - self._clock()
+        if left <= 0 and not first:
+            return None
+        return min(self.timeout_s, max(left, LAST_LOOK_S))
+
+    def _until_not_throttled(self, method: str, url: str, budget: float, **kwargs: Any) -> requests.Response:
+        """The URL's answer, asked again while it is a 429 and the request's `budget` allows."""
+        deadline = self._clock() + budget
+        left = budget
         wait = THROTTLE_FIRST_WAIT_S
         while True:
             response = self.session.request(method, url, timeout=left, stream=True, **kwargs)

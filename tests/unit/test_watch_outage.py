@@ -484,3 +484,39 @@ def test_the_live_board_status_line_is_replaced_and_cleared():
         assert "no answer from the API for 1 s" in board.note.plain
         board.outage(Outage(error, failures=2, since_s=3, retry_in_s=0, give_up_after_s=60, ended=True))
         assert board.note is None
+
+
+def test_a_wait_whose_polls_hang_ends_at_its_timeout_not_a_request_timeout_per_url_later():
+    """Each request of a poll is bounded by what is left of the wait: a poll whose URLs all hang
+    for the request's whole timeout (10 s each, here 2 URLs) cannot carry a 15 s wait to 22 s."""
+    api = FakeApi()
+    job = api.add(status="running")
+    time = FakeTime()
+    servers = {}
+
+    def hanging(method, url, **_):
+        time.now += session.timeouts[-1]  # the request waits out its whole timeout
+        raise requests.ReadTimeout(f"read timed out: {url}")
+
+    session = FakeSession({URL: hanging, "http://other.test": hanging})
+    client = JobpipeClient(URL, "tok", ["http://other.test"], session=session, sleep=time.sleep, clock=time.clock)
+    start = time.now
+    with pytest.raises(WaitUnavailableError) as raised:
+        client.wait(job, timeout=15)
+    assert time.now - start == pytest.approx(15) and raised.value.timed_out
+    assert session.timeouts[-2:] == [10, pytest.approx(3)]  # the second URL had 3 s of the wait left
+    # outside a wait, a request has its whole timeout again
+    with pytest.raises(JobpipeUnavailableError):
+        client.get(job["id"])
+    assert session.timeouts[-2:] == [10, 10]
+
+
+def test_a_poll_sent_as_the_wait_runs_out_still_has_a_moment_to_answer():
+    api = FakeApi()
+    job = api.add(status="running")
+    api.script(job["id"], {"status": "completed", "version": 2})
+    time = FakeTime()
+    session = FakeSession({URL: api})
+    client = JobpipeClient(URL, "tok", session=session, sleep=time.sleep, clock=time.clock)
+    assert client.wait(job, timeout=2)["status"] == "completed"  # polled at 2 s, the deadline
+    assert session.timeouts == [1]
