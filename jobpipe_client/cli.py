@@ -3,7 +3,8 @@
 Connection from flags or the environment: `--api-url` / JOBPIPE_API_URL, `--token` /
 JOBPIPE_TOKEN, `--fallback-url` (repeatable) / JOBPIPE_FALLBACK_URLS (comma-separated).
 
-Exit codes: 0 done (every watched job completed); 1 a watched job failed or was canceled;
+Exit codes: 0 done (every watched job completed); 1 a watched job failed or was canceled, or is no
+longer found (not_found: deleted while watched);
 2 bad input (usage, payload, idempotency key, an artifact name outside the rules, an output
 file that exists without --force or cannot be written, configuration such as a URL with an
 unusable host, or the API refused the request, e.g. an unknown job or artifact or the tenant's
@@ -66,7 +67,7 @@ STATUSES = ("queued", "running", "retrying", "completed", "failed", "canceled")
 EXIT_CODES = f"""exit codes:
   0    done: every watched job completed (status, list, cancel, artifacts, a plain submit: the answer was
        shown; artifact: it was written)
-  1    a watched job failed or was canceled
+  1    a watched job failed or was canceled, or is no longer found (not_found: deleted while watched)
   {EXIT_BAD_INPUT}    bad input: usage, payload, idempotency key, artifact name, configuration, an -o FILE that
        exists (without --force) or cannot be written, or the API refused the request (4xx: an unknown
        job or artifact; a quota's 429 too: its line says when to try again)

@@ -537,3 +537,14 @@ def test_help_lists_every_exit_code_and_what_each_submit_option_does(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for option, says in [("--priority", "job type's"), ("--scope", "cache"), ("--idempotency-key", "same key")]:
         assert re.search(rf"{option} \S+ [^-]*{re.escape(says)}", text), (option, text)
+
+
+def test_a_watched_job_that_disappears_ends_the_watch_as_not_found_exit_1_as_the_help_says():
+    api = FakeApi()
+    job = api.add("running")
+    reads = iter([True, True])
+    real_read = api._read
+    api._read = lambda job_id: real_read(job_id) if next(reads, False) else None  # deleted meanwhile
+    result = run_cli(["watch", job["id"]], api)
+    assert result.code == 1 and result.out.splitlines()[-1] == f"{job['id']} not_found"
+    assert "is no longer found (not_found:" in " ".join(build_parser().format_help().split())
