@@ -10,6 +10,10 @@ SQS_MAX_DELAY_S = 900
 SQS_MAX_HOLD_S = 11 * 3600
 # How far ahead a job may be scheduled (run_at / delay_seconds): a year, like a yearly report.
 MAX_SCHEDULE_S = 365 * 24 * 3600
+# A failed attempt's retry waits between half and all of 2^(n-1) x this after attempt n, up to
+# SQS_MAX_DELAY_S: a flaky call gets a second try within seconds. The stack's RetryBaseSeconds
+# (JOBPIPE_RETRY_BASE_S) overrides it.
+JOB_RETRY_BASE_S = 2
 # How long after its start a queued job may wait for a worker before the reconciler sends its
 # message again (a lost or dead message). Doubled after each resend, up to the cap, so a long
 # backlog is not flooded with duplicates. A stack parameter overrides the grace.
@@ -25,6 +29,16 @@ INVOCATION_MARGIN_S = 10
 CLAIM_HEADROOM_S = 20
 MAX_JOB_TIMEOUT_S = WORKER_TIMEOUT_S - INVOCATION_MARGIN_S - CLAIM_HEADROOM_S
 MAX_DISPATCH_BACKOFF_S = 3600
+# A worker invocation takes up to this many messages (the most an SQS event source mapping
+# hands over without a batching window) and runs them one after another: under a backlog, a
+# tenth of the invocations.
+WORKER_BATCH_SIZE = 10
+# The messages after a batch's first are hidden this long only, not the queue's visibility
+# timeout: a job that kills its process gives its batch-mates back this soon.
+BATCH_MATE_LEASE_S = 30
+# The batch-mates not started once the batch has run this long are handed back to their queue
+# for another invocation: a quick job behind a long one starts this late, not after it.
+BATCH_MATE_WAIT_S = 2.0
 # A handler whose timeout fired is interrupted again every HANDLER_REINTERRUPT_S while it goes
 # on (one that catches the timeout and keeps working in a loop); once it went on for
 # HANDLER_GIVE_UP_S its attempt is failed `timeout` and the worker's process ends, short of the
@@ -105,6 +119,9 @@ RECONCILE_PASS_MARGIN_S = 15
 # start beside it, racing it for the same jobs) and leaves the rest of the function's 120 s to
 # the failed stream batches, whose records the stream keeps only 24 hours.
 RECONCILE_DUE_BUDGET_S = 40
+# Due jobs read per page of the due index: a pass reads page after page, each from where the
+# last ended, until nothing due is left or its due budget (above) is spent.
+DUE_PAGE = 200
 # A listing by status and type reads the status index and keeps the jobs of the type: it reads
 # on, a page of keys at a time, until the page is full or this many pages were read (a short or
 # even empty page then still carries a cursor to the rest; the client and CLI follow it).

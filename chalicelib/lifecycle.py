@@ -21,6 +21,7 @@ from typing import Any, Callable, Optional, Sequence
 from chalicelib.defaults import (
     DISPATCH_GRACE_S,
     INVOCATION_MARGIN_S,
+    JOB_RETRY_BASE_S,
     JOBS_QUEUE_RETENTION_S,
     MAX_ANSWER_BYTES,
     MAX_CHILDREN,
@@ -138,7 +139,7 @@ class JobLifecycle:
         *,
         clock: Clock = utcnow,
         retention_s: int = 7 * 24 * 3600,
-        retry_base_s: int = 2,
+        retry_base_s: int = JOB_RETRY_BASE_S,
         dispatch_grace_s: int = DISPATCH_GRACE_S,
         max_dispatches: int = MAX_DISPATCHES,
         caches_of: Callable[[str], Sequence[str]] = lambda job_type: (),

@@ -6,7 +6,7 @@ from typing import Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from chalicelib.defaults import MAX_DISPATCHES, redelivery_wait_s
+from chalicelib.defaults import JOB_RETRY_BASE_S, MAX_DISPATCHES, redelivery_wait_s
 
 
 class Settings(BaseModel):
@@ -50,7 +50,7 @@ class Settings(BaseModel):
     # Payloads, results and artifacts above this go to S3 (a DynamoDB item holds 400 KB in all).
     inline_limit_bytes: int = Field(default=64 * 1024, ge=1024, le=128 * 1024)
     retention_days: int = Field(default=7, ge=1)
-    retry_base_s: int = Field(default=2, ge=1, le=900)
+    retry_base_s: int = Field(default=JOB_RETRY_BASE_S, ge=1, le=900)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     event_bus_name: str = Field(default="default", min_length=1)
     progress_min_interval_s: float = Field(default=2.0, ge=0, le=300)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from chalice import Blueprint
 
 from chalicelib.composition import Container, container
+from chalicelib.defaults import BATCH_MATE_LEASE_S, BATCH_MATE_WAIT_S, WORKER_BATCH_SIZE
 from chalicelib.domain.errors import DeadLetterOwedError, QueueUnavailableError
 from chalicelib.invocation import entry_point
 from chalicelib.observability import logger, tracer
@@ -26,8 +27,8 @@ worker = Blueprint(__name__)
 JOBS_QUEUE = "jobpipe-jobs"
 JOBS_QUEUE_HIGH = "jobpipe-jobs-high"
 JOBS_QUEUE_LOW = "jobpipe-jobs-low"
-# Up to ten jobs per invocation, run one after another: under a backlog, a tenth of the
-# invocations (and of the emulator's dispatch passes). A job that kills its process (out of
+# Up to WORKER_BATCH_SIZE jobs per invocation, run one after another: under a backlog, a tenth
+# of the invocations (and of the emulator's dispatch passes). A job that kills its process (out of
 # memory, a crash) must not strand its batch-mates, so the records after the first are hidden for
 # BATCH_MATE_LEASE_S only, not the queue's visibility timeout: if the process dies they are
 # delivered again that soon. Nor may a long job hold them back: the batch-mates that have not
@@ -42,9 +43,6 @@ JOBS_QUEUE_LOW = "jobpipe-jobs-low"
 # the attempt's lease); one whose turn comes later (its hand-back failed) is handed back
 # untouched. The first record needs no change: the queue's visibility timeout (90 min) outlasts
 # any attempt, and a dead worker's job is taken over by the reconciler once its lease ends.
-WORKER_BATCH_SIZE = 10
-BATCH_MATE_LEASE_S = 30
-BATCH_MATE_WAIT_S = 2.0
 _TURN_MARGIN_S = 5
 
 

@@ -8,7 +8,7 @@ import time
 from contextlib import contextmanager
 from datetime import datetime
 
-from chalicelib.worker.handlers import BATCH_MATE_LEASE_S, BATCH_MATE_WAIT_S
+from chalicelib.defaults import BATCH_MATE_LEASE_S, BATCH_MATE_WAIT_S
 from scripts.local_stack import stack_functions
 
 STACK = "jobpipe-e2e"

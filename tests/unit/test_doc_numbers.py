@@ -93,3 +93,48 @@ def test_each_bounded_parameters_refusal_states_its_bounds():
             f"32 to {high} characters" in said, (name, said)
     url = parameters["ErpWebhookUrl"]["ConstraintDescription"]
     assert f"URL of at most {parameters['ErpWebhookUrl']['MaxLength']} characters" in url, url
+
+
+def test_the_worker_batch_and_reconciler_page_numbers_are_the_ones_the_docs_give():
+    """The worker's batch size, its batch-mates' short lease and hand-back wait, and the due
+    index's page size are defaults (chalicelib/defaults.py) that jobs.md, reliability.md and
+    performance.md quote in numbers."""
+    from chalicelib.defaults import BATCH_MATE_LEASE_S, BATCH_MATE_WAIT_S, DUE_PAGE, WORKER_BATCH_SIZE
+
+    words = {10: "ten"}
+    jobs = " ".join(doc("docs/jobs.md").split())
+    assert f"The worker takes up to {words[WORKER_BATCH_SIZE]} messages per invocation" in jobs
+    assert f"hidden for a {BATCH_MATE_LEASE_S} s short lease (`BATCH_MATE_LEASE_S`" in jobs
+    assert f"delivered again {BATCH_MATE_LEASE_S} s after the batch began" in jobs
+    wait = f"{BATCH_MATE_WAIT_S:g}"
+    assert f"once the batch has run {wait} s (`BATCH_MATE_WAIT_S`)" in jobs
+    assert f"starts about {wait} s late" in jobs
+    reliability = " ".join(doc("docs/reliability.md").split())
+    assert f"reads the index {DUE_PAGE} jobs a page (`DUE_PAGE`)" in reliability
+    assert f"(up to {words[WORKER_BATCH_SIZE]}) were hidden for a {BATCH_MATE_LEASE_S} s short lease" in reliability
+    assert f"delivered again {BATCH_MATE_LEASE_S} s after the batch began" in reliability
+    performance = " ".join(doc("docs/performance.md").split())
+    assert f"its {BATCH_MATE_LEASE_S} s short lease" in performance
+    for migrating_line in doc("docs/migrating.md").splitlines():
+        if "`WORKER_BATCH_SIZE`" in migrating_line:
+            assert f"up to {words[WORKER_BATCH_SIZE]} jobs per invocation" in migrating_line
+
+
+def test_the_job_retry_base_is_one_number_in_code_template_and_docs():
+    """The first retry's base (2 s) was written in the settings and again in the lifecycle; it
+    is JOB_RETRY_BASE_S, the template's RetryBaseSeconds default and the one jobs.md works its
+    schedule from."""
+    import inspect
+    import json
+
+    from chalicelib.defaults import JOB_RETRY_BASE_S
+    from chalicelib.lifecycle import JobLifecycle
+    from chalicelib.settings import Settings
+
+    assert Settings.model_fields["retry_base_s"].default == JOB_RETRY_BASE_S
+    assert inspect.signature(JobLifecycle).parameters["retry_base_s"].default == JOB_RETRY_BASE_S
+    parameters = json.loads(doc("infra/resources.json"))["Parameters"]
+    assert parameters["RetryBaseSeconds"]["Default"] == JOB_RETRY_BASE_S
+    b = JOB_RETRY_BASE_S
+    jobs = " ".join(doc("docs/jobs.md").split())
+    assert f"`RetryBaseSeconds` ({b} s: {b // 2}-{b} s, then {b}-{2 * b} s, {2 * b}-{4 * b} s" in jobs

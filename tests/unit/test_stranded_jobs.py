@@ -2,14 +2,14 @@
 hold back the jobs due after it, and a record its progress filled still takes its outcome."""
 from __future__ import annotations
 
-from chalicelib.defaults import RECONCILE_PASS_MARGIN_S, RECONCILE_RETRY_S
+from chalicelib.defaults import DUE_PAGE, RECONCILE_PASS_MARGIN_S, RECONCILE_RETRY_S
 from chalicelib.domain.errors import ProgressRejectedError, StoreUnavailableError
 from chalicelib.domain.events import MAX_EVENT_TEXT_CHARS
 from chalicelib.domain.job import JobErrorInfo
 from chalicelib.domain.progress import MAX_MESSAGE_CHARS
 from chalicelib.domain.status import JobStatus
 from chalicelib.ports import JobMessage
-from chalicelib.reconciler import DUE_PAGE, Reconciler
+from chalicelib.reconciler import Reconciler
 
 STEPS = {"steps": 2, "step_ms": 0}
 
