@@ -249,17 +249,26 @@ class RecordRunner:
 
 
 def _receives(record: SQSRecord) -> int:
-    """How many times the record's message has been delivered, this delivery included."""
-    return int(record.attributes.approximate_receive_count or 1)
+    """How many times the record's job message was delivered, this delivery included, as if it
+    had not been handed back: a copy counts its originals' deliveries less the one it stands for
+    (the receive that handed it back ran nothing), so a failed delivery's wait goes on doubling
+    from where its original's had got to instead of starting over."""
+    own, handbacks = _counts(record.raw_event)
+    return own + max(0, handbacks - 1)
 
 
 def _deliveries(record: dict[str, Any]) -> int:
     """How many times the record's job message was delivered, this delivery included: its own
     receives, and those of the messages it was handed back from (HANDBACKS_ATTRIBUTE), so a
     copy keeps the place its original had earned in line."""
+    return sum(_counts(record))
+
+
+def _counts(record: dict[str, Any]) -> tuple[int, int]:
+    """The record's own receives and its HANDBACKS_ATTRIBUTE (0 on a message never handed back)."""
     value = ((record.get("messageAttributes") or {}).get(HANDBACKS_ATTRIBUTE) or {}).get("stringValue")
     receives = (record.get("attributes") or {}).get("ApproximateReceiveCount") or "1"
-    return (int(receives) if receives.isdigit() else 1) + (int(value) if value and value.isdigit() else 0)
+    return (int(receives) if receives.isdigit() else 1), (int(value) if value and value.isdigit() else 0)
 
 
 def process_jobs_batch(event: dict[str, Any], context: Any, priority: str = "normal") -> dict[str, Any]:

@@ -370,3 +370,34 @@ def test_a_job_failed_while_the_dead_letter_queue_does_not_answer_says_so_in_the
     assert failed["error_code"] == "demo_failure" and failed["dead_letter"] == "owed"
     (owed,) = [line for line in lines if "dead letter is owed" in line["message"]]
     assert owed["level"] == "warning" and owed["job_id"] == job["id"] and owed["retry_in_s"] == 30
+
+
+def test_a_failed_delivery_of_a_copy_backs_off_as_its_original_would_have(app, client, aws, monkeypatch):
+    """The wait before a failed delivery comes back doubles with the deliveries so far. A copy
+    sent by a hand-back starts at one receive on a new message, and its wait started over at
+    the first (30 s) however often its original had failed: it counts the original's
+    deliveries (its `handbacks`), the one that was handed back standing for the copy's first."""
+    from chalicelib.composition import container
+    from chalicelib.domain.errors import StoreUnavailableError
+
+    job = submit(client, 1)[0]
+    (message,) = receive_all(aws)
+
+    def store_down(self, message, **kwargs):
+        raise StoreUnavailableError("throttled")
+
+    monkeypatch.setattr(JobRunner, "run", store_down)
+    calls = visibility_calls(monkeypatch)
+    wait_at = container().settings.redelivery_wait_s
+
+    original = sqs_event([message])
+    original["Records"][0]["attributes"]["ApproximateReceiveCount"] = "3"
+    copy = sqs_event([message])  # its original failed twice, then was handed back on its third receive
+    copy["Records"][0]["messageAttributes"]["handbacks"] = {"stringValue": "3", "dataType": "Number"}
+    second = sqs_event([message])  # the copy's second receive
+    second["Records"][0]["messageAttributes"]["handbacks"] = {"stringValue": "3", "dataType": "Number"}
+    second["Records"][0]["attributes"]["ApproximateReceiveCount"] = "2"
+    for event in (original, copy, second):
+        assert len(invoke_worker(app, event)["batchItemFailures"]) == 1
+    assert calls == [wait_at(3), wait_at(3), wait_at(4)]
+    assert wait_at(3) > wait_at(1) and status(client, job) == "queued"
