@@ -41,6 +41,7 @@ from typing import Any, Callable, Optional
 from chalicelib.defaults import DUE_PAGE, RECONCILE_DUE_BUDGET_S, RECONCILE_PASS_MARGIN_S
 from chalicelib.domain.errors import JobpipeError, StaleJobError, StreamBatchUnreadableError, describe
 from chalicelib.domain.job import PRIORITIES, Job, isoformat
+from chalicelib.domain.status import JobStatus
 from chalicelib.events.replay import REPLAYED, UNREADABLE, StreamReplay
 from chalicelib.lifecycle import JobLifecycle, ReconcileOutcome
 from chalicelib.ports import DeadLetter, JobMessage, QueueOperations, job_message_of
@@ -130,7 +131,7 @@ class Reconciler:
             for job in page.jobs:
                 if self._out_of_time(result, due=True):
                     return
-                if not self._act(result, job, lambda job=job: self._lifecycle.reconcile(
+                if not self._act(result, job, _attempt_of(job), lambda job=job: self._lifecycle.reconcile(
                         job, waiting=lambda priority: self._waiting(result, priority))):
                     self._put_back(result, job)
             if page.cursor is None:
@@ -161,7 +162,8 @@ class Reconciler:
         except StaleJobError:
             pass  # the failed action moved the job itself (a resend's due time written before its send)
         except Exception as exc:  # noqa: BLE001 - the job stays where it is; the next pass tries again
-            self._failed(result, job.id, exc, "reconcile put-back failed", {"job_id": job.id})
+            self._failed(result, job.id, exc, "reconcile put-back failed",
+                         {"job_id": job.id, "attempt": _attempt_of(job)})
 
     def _out_of_time(self, result: ReconcilePass, *, due: bool = False) -> bool:
         """True once the invocation has less than RECONCILE_PASS_MARGIN_S left or, for the due
@@ -201,7 +203,8 @@ class Reconciler:
                 return
             job = jobs.get(message.job_id)
             if job is not None and not job.status.is_terminal:
-                self._act(result, job, lambda job=job, m=message: self._lifecycle.fail_dead_lettered(job, m))
+                self._act(result, job, message.attempt,
+                          lambda job=job, m=message: self._lifecycle.fail_dead_lettered(job, m))
 
     def _peek_all(self, result: ReconcilePass) -> list[DeadLetter]:
         """The oldest letters of every priority's DLQ, each read on its own: one that does not
@@ -221,10 +224,10 @@ class Reconciler:
                     letters.append(letter)
         return letters
 
-    def _act(self, result: ReconcilePass, job: Job, action: Callable[[], ReconcileOutcome]) -> bool:
-        """Run one job's action; False when it raised (counted and said, with the job's tenant and
-        type; one job never stops the rest)."""
-        said = {"job_id": job.id, "tenant": job.tenant, "job_type": job.type}
+    def _act(self, result: ReconcilePass, job: Job, attempt: int, action: Callable[[], ReconcileOutcome]) -> bool:
+        """Run one job's action on `attempt`; False when it raised (counted and said, with the
+        job's tenant, type and the attempt; one job never stops the rest)."""
+        said = {"job_id": job.id, "tenant": job.tenant, "job_type": job.type, "attempt": attempt}
         try:
             outcome = action()
         except StaleJobError:
@@ -237,6 +240,11 @@ class Reconciler:
             result.counts[outcome.value] += 1
             self._observe(f"job {outcome.value}", said)
         return True
+
+
+def _attempt_of(job: Job) -> int:
+    """The attempt a due job's action is about: the running one, else the one its message asks for."""
+    return job.attempts if job.status == JobStatus.RUNNING else job.attempts + 1
 
 
 def _job_message(letter: DeadLetter) -> Optional[JobMessage]:

@@ -57,7 +57,36 @@ def test_each_job_the_reconciler_acts_on_is_said_with_its_tenant_and_type(lifecy
     running = lifecycle.claim(queue.drain()[0]).job
     clock.advance(running.timeout_s + 31)
     assert reconciler.run_pass().counts == {"lease_expired": 1}
-    assert lines == [("job lease_expired", {"job_id": job.id, "tenant": "acme", "job_type": "demo.steps"})]
+    assert lines == [("job lease_expired", {"job_id": job.id, "tenant": "acme", "job_type": "demo.steps", "attempt": 1})]
+
+
+def test_each_job_line_of_the_reconciler_names_the_attempt_it_acted_on(lifecycle, queue, clock, store, monkeypatch):
+    """A job's "lease_expired", "redispatched" and "dead_lettered" lines, and an action that
+    failed, say which attempt: the running one for a lease, the one its message asks for else.
+    Without it an operator reading a job's lines could not tell its second rescue from its first."""
+    lines = []
+    reconciler = Reconciler(lifecycle, InMemoryQueueOperations(queue), observe=lambda m, extra: lines.append((m, extra)))
+    job = submit(lifecycle)
+    running = lifecycle.claim(queue.drain()[0]).job
+    clock.advance(running.timeout_s + 31)
+    reconciler.run_pass()
+    queue.drain()  # attempt 2's message is lost
+    clock.advance(SQS_MAX_DELAY_S + DISPATCH_GRACE_S)
+    reconciler.run_pass()
+    queue.dead.append((queue.drain()[0], {}))  # and its resend is dead-lettered
+    dead = submit(lifecycle)
+    queue.dead.append((queue.drain()[0], {}))
+    broken = submit(lifecycle)
+    queue.drain()
+    monkeypatch.setattr(lifecycle, "fail_dead_lettered", lambda job, message: (_ for _ in ()).throw(RuntimeError("x")))
+    clock.advance(DISPATCH_GRACE_S + 1)
+    reconciler.run_pass()
+    said = {(m, e["job_id"]): e.get("attempt") for m, e in lines}
+    assert said[("job lease_expired", job.id)] == 1
+    assert said[("job redispatched", job.id)] == 2
+    assert said[("reconcile action failed", dead.id)] == 1
+    assert said[("reconcile action failed", job.id)] == 2
+    assert said[("job redispatched", broken.id)] == 1
 
 
 def test_a_claimed_job_is_left_alone_until_its_lease_ends(lifecycle, queue, clock, reconciler, store):
