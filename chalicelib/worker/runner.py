@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from chalicelib.defaults import HANDLER_GIVE_UP_S, HANDLER_GIVE_UP_WRITE_S, MAX_ANSWER_BYTES, MAX_ERROR_MESSAGE_CHARS
 
@@ -180,6 +180,8 @@ class JobRunner:
         elif isinstance(result, Completion):
             result, message = result.result, result.message
         try:
+            if isinstance(result, BaseModel):  # a result written as a model, as payloads are
+                result = result.model_dump(mode="json")
             json.dumps(result, allow_nan=False)  # NaN and Infinity are no JSON: stored, they would read back as null
         except (TypeError, ValueError) as exc:
             error = JobErrorInfo(code="result_not_serializable", message=str(exc)[:MAX_ERROR_MESSAGE_CHARS])

@@ -28,6 +28,11 @@ class Empty(BaseModel):
     pass
 
 
+class Totals(BaseModel):
+    rows: int
+    rejected: int = 0
+
+
 class Spawner(BaseModel):
     type: str
     payload: dict = {}
@@ -104,6 +109,7 @@ def day_one(client):
     add("day1.stoppable", Empty, stoppable, max_attempts=1, timeout_s=30)
     add("day1.slow", Empty, slow, max_attempts=1, timeout_s=1)
     add("day1.spawn_one", Spawner, spawn_one, max_attempts=1, timeout_s=10)
+    add("day1.model_result", CsvImport, lambda ctx, payload: Totals(rows=payload.rows), max_attempts=1, timeout_s=10)
     yield calls
     for name in names:
         registry._types.pop(name)
@@ -219,3 +225,12 @@ digit, at most 128 of them; the job's error says which name broke the rule."""
     assert "starting with a letter or digit" in done["error"]["message"]
     assert repr(name)[:60] in done["error"]["message"], done["error"]
     assert _artifacts(client, job["id"]) == []
+
+
+def test_a_handler_returning_a_pydantic_model_completes_with_its_json(client, app, aws, day_one):
+    """Payloads are models, so a handler's author returns one too: the job completes with it as
+    JSON; it failed `result_not_serializable`."""
+    job = submit(client, {"type": "day1.model_result", "payload": {"rows": 7}})
+    drain(app, aws)
+    done = get(client, job["id"])
+    assert (done["status"], done["result"]) == ("completed", {"rows": 7, "rejected": 0}), done.get("error")

@@ -1,6 +1,7 @@
 import itertools
 import threading
 import time
+from datetime import datetime, timezone
 
 import pytest
 from pydantic import BaseModel
@@ -446,3 +447,32 @@ def test_a_late_attempt_that_cannot_park_its_jobs_owed_letter_fails_its_delivery
     assert runner.run(message).status == JobStatus.FAILED
     assert [message for message, _ in queue.parked("normal")] == [JobMessage(job.id, 1)]
     assert store.get(job.id).dead_letter_owed is None
+
+
+class Report(BaseModel):
+    """A result as a handler's author writes one: a model, with fields JSON has no type for."""
+
+    rows: int
+    at: datetime
+    share: float = 0.5
+
+
+def test_a_result_that_is_a_pydantic_model_is_stored_as_its_json(env, queue, types, store):
+    """Payloads are pydantic models, so results are too: one returned, or given to complete_job,
+    is stored as its JSON form (datetimes as ISO text) instead of failing the job
+    `result_not_serializable`; a model holding NaN still fails it."""
+    from chalicelib.worker.helpers import complete_job
+
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    types.register("t.model", Empty)(lambda ctx, payload: Report(rows=3, at=at))
+    types.register("t.completed_model", Empty)(lambda ctx, payload: complete_job(ctx, Report(rows=4, at=at), "done"))
+    types.register("t.model_nan", Empty)(lambda ctx, payload: Report(rows=1, at=at, share=float("nan")))
+    lifecycle, runner = env
+    for type_, rows in (("t.model", 3), ("t.completed_model", 4)):
+        job = submit(lifecycle, type_)
+        final = run_all(runner, queue)
+        assert final.status == JobStatus.COMPLETED, final.error
+        assert store.get(job.id).result == {"rows": rows, "at": "2026-01-02T03:04:05Z", "share": 0.5}
+    submit(lifecycle, "t.model_nan")
+    final = run_all(runner, queue)
+    assert final.status == JobStatus.FAILED and final.error.code == "result_not_serializable"
