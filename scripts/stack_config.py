@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
 
 SECRET_MIN_CHARS = 32
-# The template's MaxLength of AuthSecret and ErpWebhookSecret, and of ErpWebhookUrl: with
-# them every function's environment stays inside Lambda's 4 KB, or the deploy would fail.
+# The template's MaxLength of AuthSecret and ErpWebhookSecret, and of ErpWebhookUrl (ASCII
+# only): with them every function's environment stays inside Lambda's 4 KB, counted in bytes
+# (a secret's character may take four), or the deploy would fail.
 SECRET_MAX_CHARS = 128
 WEBHOOK_URL_MAX_CHARS = 1024
 # Seconds; the same bounds as the template's ProgressMinIntervalSeconds.
@@ -150,6 +151,9 @@ class StackParameters(BaseModel):
             return ""
         if len(value) > WEBHOOK_URL_MAX_CHARS:
             raise _Rule("ErpWebhookUrl", f"must be at most {WEBHOOK_URL_MAX_CHARS} characters (it has {len(value)})")
+        if not value.isascii():  # Lambda's 4 KB of environment holds 1,024 characters of URL only in ASCII
+            raise _Rule("ErpWebhookUrl", "must be in ASCII (a host's other characters in its xn-- form, "
+                                         f"a path's percent-encoded) (got {value[:80]!r})")
         try:
             parts = urlsplit(value)
             port_ok = parts.port is None or parts.port > 0

@@ -118,6 +118,8 @@ def test_empty_variables_keep_the_defaults():
         ({"ERP_WEBHOOK_URL": "http://", "ERP_WEBHOOK_SECRET": SECRET}, "ERP_WEBHOOK_URL must be an http(s) URL"),
         ({"ERP_WEBHOOK_URL": "http://h:99999/", "ERP_WEBHOOK_SECRET": SECRET}, "ERP_WEBHOOK_URL must be an http(s) URL"),
         ({"ERP_WEBHOOK_URL": "http://h/a b", "ERP_WEBHOOK_SECRET": SECRET}, "ERP_WEBHOOK_URL must be an http(s) URL"),
+        ({"ERP_WEBHOOK_URL": "https://bücher.example/", "ERP_WEBHOOK_SECRET": SECRET},
+         "ERP_WEBHOOK_URL must be in ASCII (a host's other characters in its xn-- form, a path's percent-encoded)"),
         ({"JOBPIPE_AUTH_SECRET": "x" * 129}, "JOBPIPE_AUTH_SECRET must be at most 128 characters (it has 129)"),
         ({"ERP_WEBHOOK_URL": "https://erp.example/hook", "ERP_WEBHOOK_SECRET": "x" * 200},
          "ERP_WEBHOOK_SECRET must be at most 128 characters (it has 200)"),
@@ -286,7 +288,8 @@ URL = "https://erp.example/hook"
     *[{"ErpWebhookUrl": url, "ErpWebhookSecret": SECRET} for url in (
         "http://127.0.0.1:8099/erp", "HTTPS://erp.example", "https://user:pw@erp.example:8443/x?y#z",
         "http://[::1]:8099/erp", "ftp://erp.example/hook", "erp.example/hook", "http://", "http:///path",
-        "http://:80/x", "https://erp example/x", "http://erp.example:abc/")],
+        "http://:80/x", "https://erp example/x", "http://erp.example:abc/", "https://bücher.example/hook",
+        "https://xn--bcher-kva.example/hook", "https://erp.example/h%C3%A9", "https://erp.example/hé")],
     {"BlobRetentionDays": "3650"}, {"BlobRetentionDays": "3651"}, {"BlobRetentionDays": "399"},
     {"RetentionDays": "30"}, {"RetentionDays": "31"}, {"ProgressMinIntervalSeconds": "300.5"},
     {"FunctionConcurrencyCeiling": "1001"}, {"LogRetentionDays": "2"}, {"UseTaskQueue": "false"},

@@ -188,11 +188,32 @@ def test_the_gateway_responses_are_part_of_the_apis_deployment(template):
         assert response["ResponseParameters"]["Headers"] == {"Content-Type": "'application/json'"}
 
 
-# Lambda refuses a function whose environment (every name and value) passes 4 KB: the deploy
-# fails. A resource's name, URL or ARN there is counted at 110 characters (a queue URL of a
-# stack named up to 30 characters), a parameter at its longest.
+# Lambda refuses a function whose environment (every name and value) passes 4 KB, in bytes: the
+# deploy fails. A resource's name, URL or ARN there is counted at 110 characters (a queue URL of a
+# stack named up to 30 characters, ASCII), a parameter at its longest in UTF-8: CloudFormation's
+# MaxLength counts characters, so a free-text parameter's MaxLength is counted at 4 bytes each
+# (UTF-8's longest), unless its AllowedPattern admits ASCII only (a sample each, below, shows its
+# pattern takes the sample and refuses it with one non-ASCII character).
 LAMBDA_ENVIRONMENT_BYTES = 4096
 RESOURCE_VALUE_CHARS = 110
+UTF8_MAX_BYTES = 4
+ASCII_ONLY_SAMPLES = {
+    "ErpWebhookUrl": "https://erp.example/hook",
+    "TokenIssuer": "https://issuer.example/",
+    "TokenAudience": "jobpipe-api",
+}
+
+
+def test_the_parameters_counted_as_ascii_refuse_any_other_character(template):
+    import re
+
+    parameters = template["Parameters"]
+    for name, sample in ASCII_ONLY_SAMPLES.items():
+        pattern = parameters[name]["AllowedPattern"]
+        assert re.fullmatch(pattern, sample), (name, sample)
+        for other in ("é", "\u00a0", "€", "\U0001f600"):
+            assert not re.fullmatch(pattern, sample + other), (name, other)
+            assert not re.fullmatch(pattern, sample[:9] + other + sample[9:]), (name, other)
 
 
 def test_every_function_environment_fits_lambdas_4_kb_whatever_the_parameters(template):
@@ -200,7 +221,7 @@ def test_every_function_environment_fits_lambdas_4_kb_whatever_the_parameters(te
 
     def longest(value) -> int:
         if isinstance(value, str):
-            return len(value)
+            return len(value.encode())
         name = value.get("Ref") if isinstance(value, dict) else None
         if name not in parameters:
             return RESOURCE_VALUE_CHARS
@@ -210,7 +231,8 @@ def test_every_function_environment_fits_lambdas_4_kb_whatever_the_parameters(te
         if parameter["Type"] == "Number":
             return len(str(parameter.get("MaxValue", 10 ** 12)))
         assert "MaxLength" in parameter, f"{name} reaches a function's environment with no MaxLength"
-        return parameter["MaxLength"]
+        return parameter["MaxLength"] * (1 if name in ASCII_ONLY_SAMPLES else UTF8_MAX_BYTES)
 
-    sizes = {f: sum(len(n) + longest(v) for n, v in environment(template, f).items()) for f in functions(template)}
+    sizes = {f: sum(len(n.encode()) + longest(v) for n, v in environment(template, f).items())
+             for f in functions(template)}
     assert all(size <= LAMBDA_ENVIRONMENT_BYTES for size in sizes.values()), sizes
