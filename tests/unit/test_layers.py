@@ -4,7 +4,10 @@
 
 Every module under chalicelib/ is parsed with `ast` (imports inside functions count too) and
 each import of another chalicelib module is checked against LAYERS and ALLOWED, so a new
-upward import, a module placed in no layer, or an import circle fails `make unit`."""
+upward import, a module placed in no layer, or an import circle fails `make unit`. The same
+trees show that boto3 and botocore are imported by the adapters and the composition root only
+(never the domain), that settings.py alone reads the environment, and that the JobStore's
+status writes are called from chalicelib/lifecycle.py only; each failure names file and line."""
 from __future__ import annotations
 
 import ast
@@ -230,3 +233,115 @@ def test_the_readme_layout_names_every_port_and_every_adapter_module():
     row = _layout_row("chalicelib/adapters/")
     modules = sorted(p.name for p in (ROOT / PACKAGE / "adapters").glob("*.py") if p.name != "__init__.py")
     assert [m for m in modules if f"`{m}`" not in row] == []
+
+
+# -- what a layer may use from outside chalicelib ---------------------------------------------
+
+# The AWS SDK is used behind the ports only: by the adapters, and by the root that builds its
+# clients once. The domain, the use cases and the handlers never see it (nor its error codes).
+AWS_SDK = ("boto3", "botocore")
+AWS_SDK_LAYERS = {"adapters", "composition root"}
+# The environment is read once, validated, in one module: the domain reads none of it, and
+# neither does anything else (a setting reaches its user through the composition root).
+ENVIRONMENT_READERS = {"chalicelib.settings"}
+ENVIRONMENT_NAMES = {"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"}
+
+
+def _path_of(module: str, is_package: bool) -> str:
+    return module.replace(".", "/") + ("/__init__.py" if is_package else ".py")
+
+
+def outside_uses(module: str, tree: ast.Module, path: str) -> list[str]:
+    """`path:line ...` for each import of the AWS SDK and each read of the environment in
+    `tree` that the layer of `module` may not make (imports inside functions count too)."""
+    found = []
+    sdk_allowed = layer_of(module) in AWS_SDK_LAYERS
+    environment_allowed = module in ENVIRONMENT_READERS
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots = [alias.name.split(".")[0] for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            roots = [(node.module or "").split(".")[0]]
+            if roots == ["os"] and not environment_allowed:
+                found += [f"{path}:{node.lineno} reads the environment (os.{alias.name})"
+                          for alias in node.names if alias.name in ENVIRONMENT_NAMES]
+        elif isinstance(node, ast.Attribute) and node.attr in ENVIRONMENT_NAMES and not environment_allowed:
+            if isinstance(node.value, ast.Name) and node.value.id == "os":
+                found.append(f"{path}:{node.lineno} reads the environment (os.{node.attr})")
+            continue
+        else:
+            continue
+        if not sdk_allowed:
+            found += [f"{path}:{node.lineno} imports {root} ({layer_of(module)})" for root in roots if root in AWS_SDK]
+    return sorted(found, key=lambda use: (int(use.split(":")[1].split()[0]), use))
+
+
+def test_only_the_adapters_and_the_root_use_the_aws_sdk_and_only_settings_reads_the_environment():
+    """The domain (and every layer but the adapters and the root) imports no boto3 or botocore;
+    only settings.py reads the environment."""
+    found = [use for module, (tree, is_package) in parse_modules().items()
+             for use in outside_uses(module, tree, _path_of(module, is_package))]
+    assert not found, "the AWS SDK or the environment used outside its place:\n" + "\n".join(found)
+
+
+def test_the_outside_check_catches_the_sdk_and_the_environment_in_the_domain():
+    source = ("import os\nimport boto3.session\nfrom botocore.exceptions import ClientError\n"
+              "from os import environ\n\ndef f():\n    return os.environ.get('X') or os.getenv('Y')\n")
+    assert outside_uses("chalicelib.domain.job", ast.parse(source), "chalicelib/domain/job.py") == [
+        "chalicelib/domain/job.py:2 imports boto3 (domain)",
+        "chalicelib/domain/job.py:3 imports botocore (domain)",
+        "chalicelib/domain/job.py:4 reads the environment (os.environ)",
+        "chalicelib/domain/job.py:7 reads the environment (os.environ)",
+        "chalicelib/domain/job.py:7 reads the environment (os.getenv)",
+    ]
+    assert outside_uses("chalicelib.adapters.sqs", ast.parse("import boto3\n"), "chalicelib/adapters/sqs.py") == []
+    assert outside_uses("chalicelib.settings", ast.parse(source), "chalicelib/settings.py") == []
+    assert outside_uses("chalicelib.api.routes", ast.parse(source), "chalicelib/api/routes.py")[0] == (
+        "chalicelib/api/routes.py:2 imports boto3 (handlers)")
+
+
+# -- one place changes a job's status ---------------------------------------------------------
+
+# The JobStore writes that set a job's status (a new job's first one, or a change), called only
+# by the lifecycle (README "Layout": chalicelib/lifecycle.py, every status change of a job); the
+# adapters carry them out. Every other JobStore method is listed as what it is, so a new one is
+# placed in one list or the other.
+STATUS_WRITES = {"create", "create_keyed", "create_child", "apply", "apply_expected"}
+OTHER_STORE_METHODS = {
+    "get", "get_many", "list_jobs", "runs", "due", "count_unfinished", "submission_key",  # reads
+    "record_progress", "cut_progress_message", "add_child",  # writes that keep the status
+}
+STATUS_WRITERS = {"chalicelib.lifecycle"}
+
+
+def status_writes(module: str, tree: ast.Module, path: str) -> list[str]:
+    """`path:line` for each call of a status-setting JobStore method in `tree` that `module`
+    may not make: any module but the lifecycle and the adapters (which implement the store)."""
+    if module in STATUS_WRITERS or layer_of(module) == "adapters":
+        return []
+    return [f"{path}:{node.lineno} calls .{node.func.attr}()" for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr in STATUS_WRITES]
+
+
+def test_every_job_store_method_is_a_status_write_or_not():
+    from chalicelib.ports import JobStore
+
+    methods = {name for name, value in vars(JobStore).items() if callable(value) and not name.startswith("_")}
+    assert methods == STATUS_WRITES | OTHER_STORE_METHODS
+    assert not STATUS_WRITES & OTHER_STORE_METHODS
+
+
+def test_only_the_lifecycle_writes_a_jobs_status():
+    found = [call for module, (tree, is_package) in parse_modules().items()
+             for call in status_writes(module, tree, _path_of(module, is_package))]
+    assert not found, ("a job's status is written through chalicelib/lifecycle.py only "
+                       "(these call the JobStore's status writes):\n" + "\n".join(found))
+
+
+def test_the_status_check_catches_a_write_outside_the_lifecycle():
+    source = "def settle(store, job, changes):\n    store.record_progress(job)\n    return store.apply(job, job.status, changes)\n"
+    assert status_writes("chalicelib.reconciler", ast.parse(source), "chalicelib/reconciler.py") == [
+        "chalicelib/reconciler.py:3 calls .apply()"]
+    assert status_writes("chalicelib.lifecycle", ast.parse(source), "chalicelib/lifecycle.py") == []
+    assert status_writes("chalicelib.adapters.faults", ast.parse(source), "chalicelib/adapters/faults.py") == []
