@@ -22,9 +22,14 @@ class EventBridgePublisher:
     def publish(self, events: list[Any]) -> None:
         """PutEvents in chunks of 10; entries reported failed (FailedEntryCount), and calls
         refused or unanswered (a timeout, a lost connection), are retried with backoff, and
-        EventPublishError lists those that never went through."""
+        EventPublishError lists those that never went through: the failed chunk's, and every
+        event after it, which is not sent."""
         for start in range(0, len(events), PUT_EVENTS_MAX):
-            self._publish_chunk(events[start : start + PUT_EVENTS_MAX])
+            try:
+                self._publish_chunk(events[start : start + PUT_EVENTS_MAX])
+            except EventPublishError as exc:
+                rest = [e.event_id for e in events[start + PUT_EVENTS_MAX :]]
+                raise EventPublishError(exc.message, unpublished=exc.unpublished + rest) from exc.__cause__
 
     def _entry(self, event: Any) -> dict[str, Any]:
         return {
