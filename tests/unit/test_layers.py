@@ -345,3 +345,21 @@ def test_the_status_check_catches_a_write_outside_the_lifecycle():
         "chalicelib/reconciler.py:3 calls .apply()"]
     assert status_writes("chalicelib.lifecycle", ast.parse(source), "chalicelib/lifecycle.py") == []
     assert status_writes("chalicelib.adapters.faults", ast.parse(source), "chalicelib/adapters/faults.py") == []
+
+
+def test_the_readme_layout_names_every_module():
+    """Each module of chalicelib is in the README's "Layout" table: by its path, or by its file
+    name in its folder's row, so a new engineer finds where a thing lives and a new module is
+    placed there with a line on what it holds."""
+    text = (ROOT / "README.md").read_text()
+    layout = text[text.index("## Layout"):text.index("\nLayers point one way")]
+    unnamed = []
+    for path in sorted((ROOT / PACKAGE).rglob("*.py")):
+        relative = path.relative_to(ROOT).as_posix()
+        if path.name == "__init__.py" or f"`{relative}`" in layout:
+            continue
+        folder = path.parent.relative_to(ROOT).as_posix()
+        if folder != PACKAGE and f"`{path.name}`" in _layout_row(f"{folder}/"):
+            continue
+        unnamed.append(relative)
+    assert unnamed == [], "name these in README's layout table:\n" + "\n".join(unnamed)
