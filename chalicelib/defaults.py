@@ -8,6 +8,11 @@ SQS_MAX_DELAY_S = 900
 # ChangeMessageVisibility that would pass that; a hold is set within the invocation that
 # received the message (15 minutes at most), so 11 hours from then stays inside.
 SQS_MAX_HOLD_S = 11 * 3600
+# What one AWS request takes at most, for every module that fills one: TransactWriteItems'
+# items, and PutEvents' entries and bytes (an entry's Source, DetailType and Detail in UTF-8).
+TRANSACT_WRITE_MAX_ITEMS = 100
+PUT_EVENTS_MAX_ENTRIES = 10
+PUT_EVENTS_MAX_BYTES = 256 * 1024
 # How far ahead a job may be scheduled (run_at / delay_seconds): a year, like a yearly report.
 MAX_SCHEDULE_S = 365 * 24 * 3600
 # A failed attempt's retry waits between half and all of 2^(n-1) x this after attempt n, up to
@@ -163,4 +168,4 @@ MAX_TREE_JOBS = 5_000
 # A completion writes its job, its run, its scope's task record and one item per cache namespace
 # its job type invalidates in one DynamoDB transaction, which takes 100 items: rules naming more
 # namespaces for a job type are refused when loaded (chalicelib/cache_invalidation_rules.json).
-MAX_NAMESPACES_PER_JOB_TYPE = 100 - 3
+MAX_NAMESPACES_PER_JOB_TYPE = TRANSACT_WRITE_MAX_ITEMS - 3

@@ -21,10 +21,10 @@ from typing import Any, Callable, Sequence
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.dynamodb_batch import BATCH_WRITE_MAX, batch_write
+from chalicelib.defaults import TRANSACT_WRITE_MAX_ITEMS
 from chalicelib.domain.errors import StoreUnavailableError
 from chalicelib.ports import LedgerOpening
 
-TRANSACT_MAX = 100  # items per TransactWriteItems
 IN_PROGRESS, DONE = "in_progress", "done"
 # Cancellation reasons that refuse nothing about the record itself: sent again once.
 _NOT_REFUSED = {"None", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
@@ -52,7 +52,7 @@ class DynamoDeliveryLedger:
         opened: list[str] = []
         done: list[str] = []
         busy: list[str] = []
-        for chunk in _chunks(ids, TRANSACT_MAX):
+        for chunk in _chunks(ids, TRANSACT_WRITE_MAX_ITEMS):
             o, d, b = self._open(list(chunk), lease_s)
             opened += o
             done += d

@@ -6,10 +6,10 @@ from typing import Any, Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.defaults import PUT_EVENTS_MAX_ENTRIES
 from chalicelib.domain.errors import EventPublishError
 from chalicelib.domain.events import SOURCE
 
-PUT_EVENTS_MAX = 10  # entries per PutEvents call
 _RETRIES = 4
 
 
@@ -24,11 +24,11 @@ class EventBridgePublisher:
         refused or unanswered (a timeout, a lost connection), are retried with backoff, and
         EventPublishError lists those that never went through: the failed chunk's, and every
         event after it, which is not sent."""
-        for start in range(0, len(events), PUT_EVENTS_MAX):
+        for start in range(0, len(events), PUT_EVENTS_MAX_ENTRIES):
             try:
-                self._publish_chunk(events[start : start + PUT_EVENTS_MAX])
+                self._publish_chunk(events[start : start + PUT_EVENTS_MAX_ENTRIES])
             except EventPublishError as exc:
-                rest = [e.event_id for e in events[start + PUT_EVENTS_MAX :]]
+                rest = [e.event_id for e in events[start + PUT_EVENTS_MAX_ENTRIES :]]
                 raise EventPublishError(exc.message, unpublished=exc.unpublished + rest) from exc.__cause__
 
     def _entry(self, event: Any) -> dict[str, Any]:

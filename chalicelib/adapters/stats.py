@@ -21,13 +21,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.dynamodb_batch import BATCH_GET_MAX, batch_get
 from chalicelib.adapters.dynamodb_items import tenant_counter_key
+from chalicelib.defaults import TRANSACT_WRITE_MAX_ITEMS
 from chalicelib.domain.errors import StoreUnavailableError
 from chalicelib.domain.stats import StatDelta, combine
 
 SEEN_TTL_S = 2 * 86400
 HOUR_TTL_S = 35 * 86400
-# TransactWriteItems takes at most 100 items: markers, STATUS and the hours of a chunk.
-_TRANSACT_MAX = 100
 
 
 def _add_update(table: str, pk: str, counters: dict[str, int], expires_at: Optional[int]) -> dict[str, Any]:
@@ -134,7 +133,7 @@ def _counters(item: dict[str, Any]) -> dict[str, int]:
 
 def _chunks(deltas: list[StatDelta]) -> list[list[StatDelta]]:
     """Split so each transaction holds its markers, STATUS, its hours and its tenants' counters
-    within _TRANSACT_MAX."""
+    within one TransactWriteItems (TRANSACT_WRITE_MAX_ITEMS)."""
     chunks: list[list[StatDelta]] = []
     current: list[StatDelta] = []
     shared: set[str] = set()  # HOUR# and TENANT# items the chunk touches
@@ -142,7 +141,7 @@ def _chunks(deltas: list[StatDelta]) -> list[list[StatDelta]]:
         more = {f"HOUR#{delta.hour}"} if delta.hour and delta.events else set()
         if delta.tenant and delta.unfinished:
             more.add(f"TENANT#{delta.tenant}")
-        if current and len(current) + 1 + 1 + len(shared | more) > _TRANSACT_MAX:
+        if current and len(current) + 1 + 1 + len(shared | more) > TRANSACT_WRITE_MAX_ITEMS:
             chunks.append(current)
             current, shared = [], set()
         current.append(delta)

@@ -3,16 +3,14 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
+from chalicelib.defaults import PUT_EVENTS_MAX_BYTES, PUT_EVENTS_MAX_ENTRIES
 from chalicelib.domain.errors import EventPublishError
 from chalicelib.domain.events import SOURCE
 from chalicelib.events.changes import events_for_change
 from chalicelib.observability import logger
 from chalicelib.ports import EventPublisher, JobChange
 
-# One PutEvents call takes at most 10 entries and 256 KB in all (an entry's size: its Source,
-# DetailType and Detail, in UTF-8); entries of several records and jobs share a call.
-CHUNK = 10
-REQUEST_MAX_BYTES = 256 * 1024
+# Entries of several records and jobs share a PutEvents call, up to its limits (defaults.py).
 
 
 def entry_size(event: Any) -> int:
@@ -25,7 +23,7 @@ def chunks(pending: Sequence[tuple[str, Any]]) -> list[list[tuple[str, Any]]]:
     size = 0
     for item in pending:
         item_size = entry_size(item[1])
-        if not groups or len(groups[-1]) == CHUNK or size + item_size > REQUEST_MAX_BYTES:
+        if not groups or len(groups[-1]) == PUT_EVENTS_MAX_ENTRIES or size + item_size > PUT_EVENTS_MAX_BYTES:
             groups.append([])
             size = 0
         groups[-1].append(item)

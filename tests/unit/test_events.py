@@ -221,7 +221,7 @@ def test_a_put_events_call_stays_under_its_size_limit(monkeypatch):
     from chalicelib.events import publishing
     from chalicelib.events.publishing import entry_size
 
-    monkeypatch.setattr(publishing, "REQUEST_MAX_BYTES", 8 * 1024)
+    monkeypatch.setattr(publishing, "PUT_EVENTS_MAX_BYTES", 8 * 1024)
     publisher = CountingPublisher()
     assert publish_changes(_creations(10, message="x" * 60_000), publisher) is None
     assert len(publisher.calls) > 1
