@@ -1,0 +1,220 @@
+"""Every route of the app, walked with a second tenant's token over the first tenant's ids,
+scope, cache, cursors, Idempotency-Key and ETags (Chalice test client on moto).
+
+For each route the intruder's answer on the owner's things must be the answer it gets on
+things that do not exist (ids swapped back), must carry nothing of the owner's, and must leave
+the owner's jobs, cache, scope tasks and artifacts as they were; operator routes refuse it.
+A route added to the app fails `test_every_route_has_a_walk` until it is given one here."""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Optional
+
+import pytest
+
+from chalicelib import composition
+from chalicelib.domain.job import new_job_id
+from tests.functional.conftest import auth, drain, token
+
+OWNER, INTRUDER = "acme", "globex"
+SECRET_MARK = "acme-private-7f3e"  # in the owner's payload and cached value: never in an intruder's answer
+PUBLIC = {("/health", "GET"), ("/openapi.json", "GET"), ("/dashboard", "GET")}
+
+
+def owner(**extra: str) -> dict[str, str]:
+    return auth(OWNER, "ann", **extra)
+
+
+def intruder(roles: Optional[list[str]] = None, **extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(INTRUDER, 'bob', roles=roles)}", "Content-Type": "application/json",
+            **extra}
+
+
+def _ok(response, status: int = 200) -> Any:
+    assert response.status_code == status, (response.status_code, response.body[:300])
+    return response.json_body
+
+
+@pytest.fixture
+def world(app, client, aws):
+    """The owner's things: a finished job with a claim-checked payload, artifacts (one in S3), a
+    scope with a completion and a cached value, made under an Idempotency-Key; a finished
+    parent with a child; a queued job; a cursor into its listing and one into the artifacts."""
+    keyed = {"type": "demo.outputs", "scope": "proj-1",
+             "payload": {"artifact_bytes": 10_000, "pad": SECRET_MARK + "x" * (70 * 1024)}}
+    done = _ok(client.http.post("/jobs", headers=owner(**{"Idempotency-Key": "order-42"}), body=json.dumps(keyed)), 202)
+    parent = _ok(client.http.post("/jobs", headers=owner(), body=json.dumps(
+        {"type": "demo.fanout", "payload": {"children": 1, "steps": 1, "step_ms": 0}})), 202)
+    steps = _ok(client.http.post("/jobs", headers=owner(), body=json.dumps(
+        {"type": "demo.steps", "scope": "proj-1", "payload": {"steps": 1, "step_ms": 0}})), 202)
+    _ok(client.http.put("/cache/proj-1/steps-summary", headers=owner(), body=json.dumps({"v": 0})))
+    drain(app, aws)  # the steps job's completion invalidates the namespace: generation 1
+    queued = _ok(client.http.post("/jobs", headers=owner(), body=json.dumps(
+        {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}, "delay_seconds": 3600})), 202)
+    _ok(client.http.put("/cache/proj-1/steps-summary", headers=owner(), body=json.dumps({"v": SECRET_MARK})))
+    listing = _ok(client.http.get("/jobs?limit=1", headers=owner()))
+    artifacts = _ok(client.http.get(f"/jobs/{done['id']}/artifacts?limit=1", headers=owner()))
+    child = _ok(client.http.get(f"/jobs/{parent['id']}", headers=owner()))["children"][0]
+    assert _ok(client.http.get(f"/jobs/{done['id']}", headers=owner()))["status"] == "completed"
+    assert {t["job_id"] for t in _ok(client.http.get("/scopes/proj-1/tasks", headers=owner()))["tasks"]} \
+        == {done["id"], steps["id"]}
+    assert _ok(client.http.get("/cache/proj-1/steps-summary", headers=owner()))["generation"] == 1
+    return {"done": done["id"], "parent": parent["id"], "child": child, "queued": queued["id"], "keyed": keyed,
+            "scope": "proj-1", "namespace": "steps-summary", "cursor": listing["next_cursor"],
+            "artifact_cursor": artifacts["next_cursor"]}
+
+
+def owner_view(client, w) -> dict[str, Any]:
+    jobs = _ok(client.http.get("/jobs?limit=100", headers=owner()))["jobs"]
+    return {
+        "jobs": sorted((j["id"], j["version"], j["status"], j["cancel_requested"]) for j in jobs),
+        "cache": client.http.get(f"/cache/{w['scope']}/{w['namespace']}", headers=owner()).json_body,
+        "tasks": _ok(client.http.get(f"/scopes/{w['scope']}/tasks", headers=owner())),
+        "artifacts": _ok(client.http.get(f"/jobs/{w['done']}/artifacts", headers=owner())),
+    }
+
+
+def _walks(w: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(path, METHOD) -> the owner's things the intruder names, and the missing ones to compare:
+    `on` (path parameters, body, query) for the owner's, `missing` for things nobody has."""
+    mine = {"job_id": w["done"], "name": "data.bin", "scope": w["scope"], "namespace": w["namespace"]}
+    none = {"job_id": new_job_id(), "name": "data.bin", "scope": "never-used", "namespace": w["namespace"]}
+    ids = [w["done"], w["parent"], w["child"], w["queued"]]
+    nobody = [new_job_id() for _ in ids]
+    batch = ({"job_ids": ids}, {"job_ids": nobody})
+    return {
+        ("/jobs/{job_id}", "GET"): {"on": mine, "missing": none},
+        ("/jobs/{job_id}", "DELETE"): {"on": {**mine, "job_id": w["queued"]}, "missing": none},
+        ("/jobs/{job_id}/runs", "GET"): {"on": mine, "missing": none},
+        ("/jobs/{job_id}/artifacts", "GET"): {"on": mine, "missing": none},
+        ("/jobs/{job_id}/artifacts/{name}", "GET"): {"on": mine, "missing": none},
+        ("/api/jobstatus/{job_id}", "GET"): {"on": {**mine, "job_id": w["parent"]}, "missing": none},
+        ("/api/jobinfo/{job_id}", "GET"): {"on": {**mine, "job_id": w["parent"]}, "missing": none},
+        ("/jobs/status", "POST"): {"on": {}, "missing": {}, "body": batch},
+        ("/api/jobinfo", "POST"): {"on": {}, "missing": {}, "body": batch},
+        ("/cache/{scope}/{namespace}", "GET"): {"on": mine, "missing": none},
+        ("/cache/{scope}/{namespace}", "PUT"): {"on": mine, "missing": none, "body": ({"v": 1}, {"v": 1})},
+        ("/scopes/{scope}/tasks", "GET"): {"on": mine, "missing": none},
+        # No id in the path: the owner's listing cursor, against one of a listing nobody has.
+        ("/jobs", "GET"): {"on": {}, "missing": {}, "query": ({"cursor": w["cursor"]}, {"cursor": _other_cursor(w)})},
+        ("/job-types", "GET"): {"on": {}, "missing": {}},
+        # The owner's request under the owner's Idempotency-Key makes the intruder a job of its own.
+        ("/jobs", "POST"): {"submit": True},
+    }
+
+
+def _other_cursor(w: dict[str, Any]) -> str:
+    """A cursor shaped like the owner's, of a tenant nobody is."""
+    import base64
+
+    plain = json.loads(base64.urlsafe_b64decode(w["cursor"]))
+    text = json.dumps(plain, separators=(",", ":")).replace(f"T#{OWNER}", "T#nobody")
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+def _call(client, method: str, path: str, params: dict[str, str], headers: dict[str, str],
+          body: Any = None, query: Optional[dict[str, str]] = None):
+    url = path.format(**{k: v for k, v in params.items() if "{" + k + "}" in path})
+    url += "?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else ""
+    return client.http.request(method, url, headers=headers, body=json.dumps(body) if body is not None else b"")
+
+
+def _values(body: Any, params: dict[str, str], query: Optional[dict[str, str]]) -> list[str]:
+    """The names a request gives, in order: its body's ids, its path parameters, its query's
+    values (and the first 200 characters of each, as a refusal echoes a cursor)."""
+    given = [*(body or {}).get("job_ids", []), *params.values(), *(query or {}).values()]
+    return [*given, *(v[:200] for v in given)]
+
+
+def _shown(response, swaps: dict[str, str]) -> tuple[int, Any, set[str]]:
+    """What a client can tell of an answer: its status, its body with `swaps` applied and the
+    times that move by themselves dropped, and its header names (values such as an ETag are
+    hashes of the ids)."""
+    text = response.body.decode() if isinstance(response.body, bytes) else str(response.body)
+    for old, new in swaps.items():
+        text = text.replace(old, new)
+    text = re.sub(r'"(cached_at|elapsed_s)":\s*("[^"]*"|[0-9.]+|null)', r'"\1": "-"', text)
+    return response.status_code, text, set(response.headers)
+
+
+def test_every_route_has_a_walk(app, world):
+    routes = {(path, method) for path, methods in app.routes.items() for method in methods}
+    system = {r for r in routes if r[0].startswith("/api/system/")}
+    assert routes == set(_walks(world)) | system | PUBLIC
+
+
+def test_another_tenant_gets_on_the_owners_things_what_it_gets_on_missing_ones(app, client, aws, world):
+    """Status, body (ids swapped back) and header names alike; nothing of the owner's in it; the
+    owner's things unchanged; and no object of the owner's read from S3 on the intruder's behalf."""
+    before = owner_view(client, world)
+    reads = []
+    composition.container().blobs._s3.meta.events.register(
+        "before-call.s3.GetObject", lambda params, **_: reads.append(params["url_path"]))
+    problems = []
+    for (path, method), walk in sorted(_walks(world).items()):
+        if walk.get("submit"):
+            continue
+        foreign_body, missing_body = walk.get("body", (None, None))
+        foreign_query, missing_query = walk.get("query", (None, None))
+        foreign = _call(client, method, path, walk["on"], intruder(), foreign_body, foreign_query)
+        missing = _call(client, method, path, walk["missing"], intruder(), missing_body, missing_query)
+        swaps = {a: b for a, b in zip(_values(foreign_body, walk["on"], foreign_query),
+                                      _values(missing_body, walk["missing"], missing_query)) if a != b}
+        if _shown(foreign, swaps) != _shown(missing, {}):
+            problems.append((method, path, _shown(foreign, swaps), _shown(missing, {})))
+        text = foreign.body.decode() if isinstance(foreign.body, bytes) else str(foreign.body)
+        if SECRET_MARK in text or f'"{OWNER}"' in text or '"ann"' in text:
+            problems.append((method, path, "shows the owner's data", text[:300]))
+        if foreign.status_code >= 500:
+            problems.append((method, path, foreign.status_code, text[:300]))
+    assert not problems, "\n".join(map(str, problems))
+    assert reads == [], f"the intruder's requests read the owner's objects: {reads}"
+    assert owner_view(client, world) == before
+
+
+def test_the_owners_etag_is_no_key_to_its_job(client, world):
+    """If-None-Match with the owner's own tag: the intruder gets the missing answer, never a 304."""
+    for path in (f"/jobs/{world['done']}", f"/api/jobstatus/{world['done']}", f"/api/jobinfo/{world['done']}"):
+        tag = client.http.get(path, headers=owner()).headers["ETag"]
+        assert client.http.get(path, headers=owner(**{"If-None-Match": tag})).status_code == 304
+        response = client.http.get(path, headers=intruder(**{"If-None-Match": tag}))
+        assert response.status_code in (200, 404) and response.status_code != 304, path
+        assert SECRET_MARK not in response.body.decode()
+    batch = json.dumps({"job_ids": [world["done"]]})
+    tag = client.http.post("/jobs/status", headers=owner(), body=batch).headers["ETag"]
+    assert client.http.post("/jobs/status", headers=intruder(**{"If-None-Match": tag}), body=batch).status_code == 200
+
+
+def test_the_owners_idempotency_key_makes_the_intruder_its_own_job(client, world):
+    before = owner_view(client, world)
+    response = client.http.post("/jobs", headers=intruder(**{"Idempotency-Key": "order-42"}),
+                                body=json.dumps(world["keyed"]))
+    job = _ok(response, 202)
+    assert job["id"] != world["done"] and job["tenant"] == INTRUDER and job["status"] == "queued"
+    assert owner_view(client, world) == before
+
+
+def test_the_owners_artifact_cursor_opens_nothing(client, world):
+    path = f"/jobs/{world['done']}/artifacts?cursor={world['artifact_cursor']}"
+    response = client.http.get(path, headers=intruder())
+    assert (response.status_code, response.json_body["error"]["code"]) == (404, "job_not_found")
+
+
+@pytest.mark.parametrize("roles", [None, ["admin"]])
+def test_every_system_route_refuses_a_tenant_and_its_admin(app, client, world, roles):
+    for path, methods in app.routes.items():
+        if not path.startswith("/api/system/"):
+            continue
+        for method in methods:
+            url = path.replace("{task_id}", world["done"])
+            response = client.http.request(method, url, headers=intruder(roles))
+            assert (response.status_code, response.json_body["error"]["code"]) == (403, "forbidden"), (method, path)
+            assert client.http.request(method, url).status_code == 401, (method, path)
+
+
+def test_public_routes_answer_every_tenant_alike(client):
+    for path, method in sorted(PUBLIC):
+        mine = client.http.request(method, path, headers=owner())
+        theirs = client.http.request(method, path, headers=intruder())
+        assert mine.status_code == theirs.status_code == 200 and mine.body == theirs.body, path
