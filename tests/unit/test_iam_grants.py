@@ -130,11 +130,11 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         "JobsTable/index/by_due": ddb("Query"),
         # Its pass's summary (reconciler_log.py); a replayed stream batch's counts (stats.py).
         "StatsTable": ddb("PutItem", "UpdateItem"),
-        # Depths (the queue's, its DLQ's): a job whose resends are spent is not failed while its
-        # queue still holds a line of messages no worker received (lifecycle.reconcile).
+        # Depths (the queue's only; never its DLQ's): a job whose resends are spent is not failed
+        # while its queue still holds a line of messages no worker received (lifecycle.reconcile).
         **each(JOBS_QUEUES, sqs("SendMessage", "GetQueueAttributes")),
         # A lost attempt's last failure parks its message; dead letters are peeked and left in place.
-        **each(JOBS_DLQS, sqs("SendMessage", "ReceiveMessage", "ChangeMessageVisibility", "GetQueueAttributes")),
+        **each(JOBS_DLQS, sqs("SendMessage", "ReceiveMessage", "ChangeMessageVisibility")),
         "JobsBucket/jobs/*": s3("GetObject"),  # reads claim-checked jobs; its own submissions are tiny
         # Failed stream batches (events/replay.py): their descriptions taken, held and removed,
         # their records read back by sequence number, their events published again.
