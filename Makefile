@@ -60,8 +60,10 @@ unit: $(VENV)/.installed
 contract: $(VENV)/.installed
 	$(BIN)/python -m pytest tests/contract
 
+# moto runs in each test's process, so the files are shared among one worker per core; a file's
+# tests stay together and in order (tests/functional/test_iam.py reads what its first two record).
 functional: $(VENV)/.installed
-	$(BIN)/python -m pytest tests/functional
+	$(BIN)/python -m pytest tests/functional -n auto --dist loadfile
 
 e2e: $(VENV)/.installed $(EMU)/.installed $(CHROMIUM) package
 	$(BIN)/python -m pytest tests/e2e
