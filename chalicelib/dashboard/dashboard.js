@@ -14,6 +14,7 @@
   var PAUSED = "paused while this tab is hidden";
   var CANCEL_NOTES = { "canceling…": true, "cancel requested": true, "canceled": true };
   var RETRY_AFTER_MAX_MS = 600000; // a throttle's Retry-After is honoured up to 10 minutes
+  var REQUEST_TIMEOUT_MS = 30000;  // API Gateway answers within 29 s; past that nobody will
 
   // The page lives at <stage>/dashboard; the API routes are its siblings.
   var API_BASE = location.origin + location.pathname.replace(/\/dashboard\/?$/, "/");
@@ -128,9 +129,22 @@
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
+    // A request nobody answers (a host gone mid-connection, a proxy holding it) is given up,
+    // body included, so the page says it is offline instead of "live" with nothing moving.
+    var abort = new AbortController();
+    var timedOut = false;
+    var timer = setTimeout(function () { timedOut = true; abort.abort(); }, REQUEST_TIMEOUT_MS);
+    init.signal = abort.signal;
+    var unreachable = function (err) {
+      clearTimeout(timer);
+      if (token() !== jwt) throw new StaleAnswer();
+      throw new NetworkError("Cannot reach the API (" + (timedOut ? "no answer within " + REQUEST_TIMEOUT_MS / 1000 + " s"
+        : err && err.message ? err.message : "network error") + ").");
+    };
     return fetch(API_BASE + path, init).then(
       function (response) {
         return response.text().then(function (text) {
+          clearTimeout(timer);
           if (token() !== jwt) throw new StaleAnswer();
           if (tag && response.status === 304) {
             connected();
@@ -156,12 +170,9 @@
           }
           connected();
           return conditional ? { data: data, etag: response.headers.get("ETag") || "" } : data;
-        });
+        }, unreachable);
       },
-      function (err) {
-        if (token() !== jwt) throw new StaleAnswer();
-        throw new NetworkError("Cannot reach the API (" + (err && err.message ? err.message : "network error") + ").");
-      }
+      unreachable
     );
   }
 

@@ -732,3 +732,31 @@ def test_re_reads_of_unchanged_jobs_send_their_etag_and_a_304_changes_nothing(pa
     # answered, the polls of the same batch send its tag again.
     let_time_pass(page, 12, step_s=1)
     assert sent("POST", "/jobs/status")[-1] is not None
+
+
+def test_a_request_left_unanswered_is_given_up_and_shown(page, api):
+    """An API that takes a request and never answers (a host gone mid-connection, a proxy that
+    holds it) must not leave the page saying "live" while nothing moves: after 30 s (API
+    Gateway answers within 29 s) the request is given up, the banner says so and the polls
+    go on."""
+    page.clock.install()
+    job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
+    api.open()
+    expect(row(page, job["id"])).to_have_attribute("data-status", "running")
+    api.hold_next = "/jobs/status"
+    for _ in range(10):
+        page.clock.run_for(1000)
+        page.wait_for_timeout(15)
+        if api.held:
+            break
+    assert api.held
+    polls = api.count("POST", "/jobs/status")
+    let_time_pass(page, 31, step_s=1)
+    expect(page.get_by_role("alert")).to_have_text(re.compile("no answer within 30 s"))
+    expect(page.locator("#live")).to_have_text(re.compile("offline"))
+    api.update(job["id"], status="completed", finished_at="2026-01-15T10:00:09.000Z",
+               progress={**job["progress"], "percent": 100.0})
+    let_time_pass(page, 12, step_s=1)
+    assert api.count("POST", "/jobs/status") > polls
+    expect(row(page, job["id"])).to_have_attribute("data-status", "completed")
+    expect(page.get_by_role("alert")).to_be_hidden()
