@@ -11,6 +11,7 @@
   var POLL_BACKOFF = 1.5;
   var LIST_REFRESH_MS = 10000; // new jobs submitted elsewhere show up within this
   var MAX_BATCH = 100;         // POST /jobs/status takes at most 100 ids
+  var ARRIVALS_MAX = 500;      // jobs the refreshes may add to a page left open before it starts over
   var PAUSED = "paused while this tab is hidden";
   var CANCEL_NOTES = { "canceling…": true, "cancel requested": true, "canceled": true };
   var RETRY_AFTER_MAX_MS = 600000; // a throttle's Retry-After is honoured up to 10 minutes
@@ -27,6 +28,8 @@
     left: new Map(),   // id -> version at which the job left the status filter's view
     pollTags: new Map(), // ids of a poll's batch -> the ETag of its last answer
     listTag: "",       // the ETag of the current listing's first page, as last merged
+    listTop: "",       // listed() of the newest job of the first page, as last merged
+    arrived: 0,        // jobs the refreshes added since the listing (re)started
     cursor: null,      // next page of the current listing
     filters: { status: "", type: "", limit: 25 },
     jobTypes: [],
@@ -530,18 +533,25 @@
   }
 
   function forget(job) {
-    var row = state.rows.get(job.id);
     state.left.set(job.id, job.version);
-    state.jobs.delete(job.id);
-    state.rows.delete(job.id);
+    drop(job.id);
+  }
+
+  function drop(id) {
+    var row = state.rows.get(id);
+    state.jobs.delete(id);
+    state.rows.delete(id);
     if (row) { row.tr.remove(); row.detailTr.remove(); }
   }
+
+  // A job's place in the listing as text: newest first is greatest first (created_at is ISO 8601
+  // of one length, so comparing the texts compares (created_at, id) as the API orders them).
+  function listed(job) { return job.created_at + "|" + job.id; }
 
   function order() {
     var body = $("jobs-body");
     var jobs = Array.from(state.jobs.values()).sort(function (a, b) {
-      if (a.created_at !== b.created_at) return a.created_at < b.created_at ? 1 : -1;
-      return a.id < b.id ? 1 : -1;
+      return listed(a) < listed(b) ? 1 : -1;
     });
     // Move only rows out of place, so focus and open details survive a refresh.
     var k = 0;
@@ -576,6 +586,8 @@
     state.left.clear();
     state.pollTags = new Map();
     state.listTag = "";
+    state.listTop = "";
+    state.arrived = 0;
     state.cursor = null;
     $("jobs-body").replaceChildren();
   }
@@ -617,15 +629,32 @@
           scheduleRefresh();
           return;
         }
-        var redraw = reset || state.jobs.size === 0;
+        var fresh = page.jobs.filter(function (job) { return !state.jobs.has(job.id); }).length;
+        // The page starts over from this one when it does not reach the jobs shown (more were
+        // made since the last refresh than it holds: below it would be a gap "Load more" never
+        // fills), or when a page left open has been brought ARRIVALS_MAX jobs (rows never pile
+        // up without end). Either way what follows it is one "Load more" away.
+        var last = page.jobs[page.jobs.length - 1];
+        var startOver = !reset && state.jobs.size > 0 && Boolean(page.next_cursor) && Boolean(last) &&
+          (listed(last) > state.listTop || state.arrived + fresh > ARRIVALS_MAX);
+        var redraw = reset || startOver || state.jobs.size === 0;
         if (reset) {
           clearJobs();
-          state.cursor = page.next_cursor || null;
-          more.hidden = !state.cursor;
-        } else if (state.jobs.size === 0) {
-          state.cursor = page.next_cursor || null;
-          more.hidden = !state.cursor;
+        } else if (startOver) {
+          var onPage = new Set(page.jobs.map(function (job) { return job.id; }));
+          Array.from(state.jobs.keys()).forEach(function (id) { if (!onPage.has(id)) drop(id); });
+          state.left.clear();
+          state.pollTags = new Map();
+          state.listGeneration++; // a "Load more" on its way would page on from the old rows
         }
+        if (redraw) {
+          state.cursor = page.next_cursor || null;
+          more.hidden = !state.cursor;
+          state.arrived = 0;
+        } else {
+          state.arrived += fresh;
+        }
+        if (page.jobs.length) state.listTop = listed(page.jobs[0]);
         state.listTag = tagged.etag;
         var changed = page.jobs.map(remember).some(Boolean); // new jobs, or known ones that moved on
         if (changed || redraw) order();

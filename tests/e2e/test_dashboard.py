@@ -387,9 +387,13 @@ class FakeApi:
         elif (method, path) == ("GET", "/jobs"):
             jobs = sorted(mine.values(), key=lambda j: (j["created_at"], j["id"]), reverse=True)
             jobs = [j for j in jobs if query.get("status") in (None, j["status"]) and query.get("type") in (None, j["type"])]
-            start, limit = int(query.get("cursor", 0)), int(query.get("limit", 25))
-            more = start + limit < len(jobs)
-            page = {"jobs": jobs[start:start + limit], "next_cursor": str(start + limit) if more else None}
+            # As the API's: a cursor is where its page ended, so jobs made since do not shift it.
+            limit = int(query.get("limit", 25))
+            if "cursor" in query:
+                jobs = [j for j in jobs if f"{j['created_at']}|{j['id']}" < query["cursor"]]
+            shown = jobs[:limit]
+            more = len(jobs) > limit
+            page = {"jobs": shown, "next_cursor": f"{shown[-1]['created_at']}|{shown[-1]['id']}" if more else None}
             tag = 'W/"' + "|".join([str(page["next_cursor"])] + [f"{j['id']}:{j['version']}" for j in page["jobs"]]) + '"'
             headers = {"ETag": tag, "Cache-Control": "private, no-cache"}
             if tag in (request.headers.get("if-none-match") or "").split(", "):
@@ -760,3 +764,51 @@ def test_a_request_left_unanswered_is_given_up_and_shown(page, api):
     assert api.count("POST", "/jobs/status") > polls
     expect(row(page, job["id"])).to_have_attribute("data-status", "completed")
     expect(page.get_by_role("alert")).to_be_hidden()
+
+
+def shown_ids(page: Page) -> list[str]:
+    return page.locator("tr.job").evaluate_all("rows => rows.map(r => r.dataset.jobId)")
+
+
+def listing(api: FakeApi) -> list[str]:
+    return [j["id"] for j in sorted(api.jobs.values(), key=lambda j: (j["created_at"], j["id"]), reverse=True)]
+
+
+def test_more_new_jobs_than_a_page_leave_no_gap_in_the_list(page, api):
+    """More jobs made between two refreshes than one page holds: the newest page no longer
+    reaches the jobs shown, so the page starts over from it instead of showing it above the old
+    rows with the jobs in between missing (and "Load more" paging on below the old ones)."""
+    page.clock.install()
+    finished = {"attempts": 1, "started_at": "2026-01-15T10:00:00.000Z", "finished_at": "2026-01-15T10:00:01.000Z"}
+    for _ in range(30):
+        api.add(status="completed", **finished)
+    api.open()
+    expect(page.locator("tr.job")).to_have_count(25)
+    for _ in range(30):  # a batch submitted elsewhere
+        api.add(status="completed", **finished)
+    let_time_pass(page, 11, step_s=1)
+    expect(row(page, listing(api)[0])).to_be_visible()
+    shown = shown_ids(page)
+    assert shown == listing(api)[:len(shown)]
+    more = page.get_by_role("button", name="Load more")
+    while more.is_visible():
+        more.click()
+        page.wait_for_timeout(50)
+    assert shown_ids(page) == listing(api)
+
+
+def test_a_page_left_open_holds_a_bounded_number_of_jobs(page, api):
+    """Jobs arriving all day do not pile up rows without end: once the refreshes have brought
+    500 jobs, the page starts over from the newest page ("Load more" pages back)."""
+    page.clock.install()
+    api.open()
+    for _ in range(28):
+        for _ in range(20):
+            api.add(status="completed")
+        let_time_pass(page, 10, step_s=10)
+        page.wait_for_timeout(30)
+    expect(row(page, listing(api)[0])).to_be_visible()
+    shown = shown_ids(page)
+    assert len(shown) <= 500 + 25, len(shown)
+    assert shown == listing(api)[:len(shown)]
+    expect(page.get_by_role("button", name="Load more")).to_be_visible()
