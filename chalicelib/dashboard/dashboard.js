@@ -35,6 +35,7 @@
     jobTypes: [],
     pollDelay: POLL_MIN_MS,
     pollTimer: null,
+    pollNotBefore: 0,  // a throttled poll's Retry-After: no poll before this (ms since the epoch)
     polling: false,
     refreshTimer: null,
     listGeneration: 0, // a changed filter makes answers to older listings stale
@@ -711,7 +712,8 @@
   // body and nothing is read or rendered.
   function schedulePoll(delay) {
     if (!state.authorized || document.hidden) return;
-    state.pollDelay = Math.max(POLL_MIN_MS, delay);
+    // A new job or a cancel polls soon, but never sooner than a throttle asked.
+    state.pollDelay = Math.max(POLL_MIN_MS, delay, state.pollNotBefore - Date.now());
     if (state.polling) return; // the running poll schedules the next one
     clearTimeout(state.pollTimer);
     state.pollTimer = setTimeout(poll, state.pollDelay);
@@ -755,6 +757,7 @@
       function (err) {
         if (!handleError(err)) showBanner("Could not poll job status: " + err.message);
         state.pollDelay = Math.max(Math.min(POLL_MAX_MS, state.pollDelay * 2), err.retryAfterMs || 0);
+        if (err.retryAfterMs) state.pollNotBefore = Date.now() + err.retryAfterMs;
       }
     ).then(function () {
       state.polling = false;

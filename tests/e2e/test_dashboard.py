@@ -812,3 +812,23 @@ def test_a_page_left_open_holds_a_bounded_number_of_jobs(page, api):
     assert len(shown) <= 500 + 25, len(shown)
     assert shown == listing(api)[:len(shown)]
     expect(page.get_by_role("button", name="Load more")).to_be_visible()
+
+
+def test_a_throttled_poll_waits_out_its_retry_after_whatever_else_happens(page, api):
+    """A poll answered 429 with Retry-After: 40 is not sent again sooner, even when a list
+    refresh meanwhile brings a new job (which would otherwise poll it at once)."""
+    page.clock.install()
+    job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
+    api.open()
+    expect(row(page, job["id"])).to_be_visible()
+    api.fail("POST", "/jobs/status", status=429, headers={"Retry-After": "40"}, json={"message": "Too Many Requests"})
+    let_time_pass(page, 3, step_s=1)
+    expect(page.get_by_role("alert").filter(has_text="Too Many Requests")).to_be_visible()
+    polls = api.count("POST", "/jobs/status")
+    newer = api.add(status="queued")
+    let_time_pass(page, 12, step_s=1)
+    expect(row(page, newer["id"])).to_be_visible()  # the list refresh went on
+    let_time_pass(page, 22, step_s=1)
+    assert api.count("POST", "/jobs/status") == polls  # not before 40 s
+    let_time_pass(page, 8, step_s=1)
+    assert api.count("POST", "/jobs/status") > polls
