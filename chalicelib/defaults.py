@@ -169,3 +169,30 @@ MAX_TREE_JOBS = 5_000
 # its job type invalidates in one DynamoDB transaction, which takes 100 items: rules naming more
 # namespaces for a job type are refused when loaded (chalicelib/cache_invalidation_rules.json).
 MAX_NAMESPACES_PER_JOB_TYPE = TRANSACT_WRITE_MAX_ITEMS - 3
+# The settings a stack changes through its environment (chalicelib/settings.py), their defaults
+# here and nowhere else: the template's parameter of the same meaning (infra/resources.json)
+# defaults to the same number, `make run` (scripts/stack_config.py) too, and a test holds them.
+# A finished job (its record, runs and artifacts) is kept this many days (RetentionDays), at
+# most RETENTION_MAX_DAYS: its S3 objects are kept BlobRetentionDays (at least 400), which must
+# outlive the longest schedule (MAX_SCHEDULE_S) plus a day of running plus the retention.
+RETENTION_DAYS = 7
+RETENTION_MAX_DAYS = 30
+# At most one progress write per job per this many seconds (ProgressMinIntervalSeconds), up to
+# five minutes: a job reporting in a tight loop costs a write every 2 s, not one per call.
+PROGRESS_MIN_INTERVAL_S = 2.0
+PROGRESS_MIN_INTERVAL_MAX_S = 300
+# An API token may live at most a day (TokenMaxLifetimeSeconds): exp - iat, or exp - now.
+TOKEN_MAX_LIFETIME_S = 24 * 3600
+# Admission: each tenant's unfinished jobs at most this many (TenantMaxUnfinishedJobs; 0: no bound).
+TENANT_MAX_UNFINISHED_JOBS = 1000
+# API Gateway takes 10 MB, but a Lambda proxy event must fit Lambda's 6 MB invoke payload.
+MAX_BODY_BYTES = 5 * 1024 * 1024
+# Payloads, results and artifacts above this go to S3 (a DynamoDB item holds 400 KB in all).
+INLINE_LIMIT_BYTES = 64 * 1024
+# A submission's Idempotency-Key answers with its job for a day.
+IDEMPOTENCY_TTL_S = 24 * 3600
+# AWS calls of the workers and consumers (the API's own are shorter: the template gives it 1 s,
+# 3 s and 2 tries, to answer inside API Gateway's 29 s).
+AWS_CONNECT_TIMEOUT_S = 2.0
+AWS_READ_TIMEOUT_S = 10.0
+AWS_MAX_ATTEMPTS = 4

@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from chalicelib.defaults import (
     DISPATCH_GRACE_S,
+    IDEMPOTENCY_TTL_S,
     INVOCATION_MARGIN_S,
     JOB_RETRY_BASE_S,
     JOBS_QUEUE_RETENTION_S,
@@ -30,6 +31,7 @@ from chalicelib.defaults import (
     MAX_SCHEDULE_S,
     RECONCILE_RETRY_S,
     RECORD_EXPIRY_SLACK_S,
+    RETENTION_DAYS,
     SQS_MAX_DELAY_S,
 )
 from chalicelib.domain.caches import check_name
@@ -138,12 +140,12 @@ class JobLifecycle:
         registry: JobTypeRegistry,
         *,
         clock: Clock = utcnow,
-        retention_s: int = 7 * 24 * 3600,
+        retention_s: int = RETENTION_DAYS * 86400,
         retry_base_s: int = JOB_RETRY_BASE_S,
         dispatch_grace_s: int = DISPATCH_GRACE_S,
         max_dispatches: int = MAX_DISPATCHES,
         caches_of: Callable[[str], Sequence[str]] = lambda job_type: (),
-        key_ttl_s: int = 24 * 3600,
+        key_ttl_s: int = IDEMPOTENCY_TTL_S,
     ) -> None:
         """`caches_of(job_type)`: the scope cache namespaces a completion of that type
         invalidates, in the completion's own write. `key_ttl_s`: how long a submission's

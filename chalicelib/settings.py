@@ -6,7 +6,8 @@ from typing import Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from chalicelib.defaults import JOB_RETRY_BASE_S, MAX_DISPATCHES, redelivery_wait_s
+from chalicelib import defaults
+from chalicelib.defaults import redelivery_wait_s
 
 
 class Settings(BaseModel):
@@ -38,39 +39,39 @@ class Settings(BaseModel):
     # None elsewhere, and `require_auth_secret` fails clearly where it is needed but missing.
     auth_secret: Optional[str] = Field(default=None, min_length=32, repr=False)
     # A token may live at most this long (exp - iat, or exp - now without iat).
-    token_max_lifetime_s: int = Field(default=24 * 3600, ge=60, le=30 * 86400)
+    token_max_lifetime_s: int = Field(default=defaults.TOKEN_MAX_LIFETIME_S, ge=60, le=30 * 86400)
     token_issuer: str = ""  # checked against `iss` when set
     token_audience: str = ""  # checked against `aud` when set
     # demo.* job types (demo.chaos kills its worker process on purpose): demos and tests only.
     demo_job_types: bool = False
     # Admission at submit: each tenant's unfinished jobs at most this many (0: no bound).
-    tenant_max_unfinished_jobs: int = Field(default=1000, ge=0)
-    # API Gateway takes 10 MB, but a Lambda proxy event must fit Lambda's 6 MB invoke payload.
-    max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=5 * 1024 * 1024)
-    # Payloads, results and artifacts above this go to S3 (a DynamoDB item holds 400 KB in all).
-    inline_limit_bytes: int = Field(default=64 * 1024, ge=1024, le=128 * 1024)
-    retention_days: int = Field(default=7, ge=1)
-    retry_base_s: int = Field(default=JOB_RETRY_BASE_S, ge=1, le=900)
-    idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
+    tenant_max_unfinished_jobs: int = Field(default=defaults.TENANT_MAX_UNFINISHED_JOBS, ge=0)
+    # At most the default (defaults.py says why): a larger body would not reach the function.
+    max_body_bytes: int = Field(default=defaults.MAX_BODY_BYTES, ge=1024, le=defaults.MAX_BODY_BYTES)
+    inline_limit_bytes: int = Field(default=defaults.INLINE_LIMIT_BYTES, ge=1024, le=128 * 1024)
+    retention_days: int = Field(default=defaults.RETENTION_DAYS, ge=1)
+    retry_base_s: int = Field(default=defaults.JOB_RETRY_BASE_S, ge=1, le=900)
+    idempotency_ttl_s: int = Field(default=defaults.IDEMPOTENCY_TTL_S, ge=60)
     event_bus_name: str = Field(default="default", min_length=1)
-    progress_min_interval_s: float = Field(default=2.0, ge=0, le=300)
+    progress_min_interval_s: float = Field(default=defaults.PROGRESS_MIN_INTERVAL_S, ge=0,
+                                           le=defaults.PROGRESS_MIN_INTERVAL_MAX_S)
     # How long a queued job may wait for a worker past its start before the reconciler sends
     # its message again (doubling after each resend).
-    dispatch_grace_s: int = Field(default=120, ge=1, le=24 * 3600)
+    dispatch_grace_s: int = Field(default=defaults.DISPATCH_GRACE_S, ge=1, le=24 * 3600)
     # How many messages a queued job's next attempt is sent, none claimed, before it fails
     # `undeliverable` (defaults.MAX_DISPATCHES).
-    max_dispatches: int = Field(default=MAX_DISPATCHES, ge=2, le=1000)
+    max_dispatches: int = Field(default=defaults.MAX_DISPATCHES, ge=2, le=1000)
     # First wait before a failed delivery (worker, ERP bridge, cache consumer) comes back.
-    redelivery_base_s: int = Field(default=30, ge=1, le=900)
+    redelivery_base_s: int = Field(default=defaults.DELIVERY_RETRY_BASE_S, ge=1, le=defaults.SQS_MAX_DELAY_S)
     # Longest wait between two deliveries; with the consumer queues' 100 receives, 900 s gives
     # about 24 h of retries before an event is dead-lettered (a lower cap: proportionally less).
-    redelivery_max_s: int = Field(default=900, ge=1, le=900)
+    redelivery_max_s: int = Field(default=defaults.DELIVERY_RETRY_MAX_S, ge=1, le=defaults.SQS_MAX_DELAY_S)
     # AWS calls: every function's clients are sized to the function. The API's must answer
     # inside API Gateway's 29 s (1 s connect, 3 s read, 2 tries: at most ~8 s per call);
     # the defaults fit the workers' and consumers' longer timeouts.
-    aws_connect_timeout_s: float = Field(default=2.0, gt=0, le=60)
-    aws_read_timeout_s: float = Field(default=10.0, gt=0, le=300)
-    aws_max_attempts: int = Field(default=4, ge=1, le=10)
+    aws_connect_timeout_s: float = Field(default=defaults.AWS_CONNECT_TIMEOUT_S, gt=0, le=60)
+    aws_read_timeout_s: float = Field(default=defaults.AWS_READ_TIMEOUT_S, gt=0, le=300)
+    aws_max_attempts: int = Field(default=defaults.AWS_MAX_ATTEMPTS, ge=1, le=10)
     # Only the ERP bridge function gets these (the template's per-function environment).
     erp_webhook_url: str = ""
     erp_webhook_secret: str = Field(default="", repr=False)

@@ -15,21 +15,22 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
 
+from chalicelib import defaults
+
 SECRET_MIN_CHARS = 32
 # The template's MaxLength of AuthSecret and ErpWebhookSecret, and of ErpWebhookUrl (ASCII
 # only): with them every function's environment stays inside Lambda's 4 KB, counted in bytes
 # (a secret's character may take four), or the deploy would fail.
 SECRET_MAX_CHARS = 128
 WEBHOOK_URL_MAX_CHARS = 1024
-# Seconds; the same bounds as the template's ProgressMinIntervalSeconds.
-PROGRESS_INTERVAL_MAX_S = 300
-# Days; the template's bound (RetentionDays MaxValue).
-RETENTION_MAX_DAYS = 30
+# The functions' settings' bounds (chalicelib/defaults.py), the template's too.
+PROGRESS_INTERVAL_MAX_S = defaults.PROGRESS_MIN_INTERVAL_MAX_S
+RETENTION_MAX_DAYS = defaults.RETENTION_MAX_DAYS
 # A job's S3 objects must outlive its record, which lives up to a year of schedule, a day of
 # running and retries, and its retention: the template's BlobRetentionDays default and minimum.
 BLOB_RETENTION_DEFAULT_DAYS = 400
 BLOB_RETENTION_MAX_DAYS = 3650
-SCHEDULE_MAX_DAYS = 365
+SCHEDULE_MAX_DAYS = defaults.MAX_SCHEDULE_S // 86400
 # The retention periods CloudWatch Logs accepts (PutRetentionPolicy), the template's
 # LogRetentionDays AllowedValues; 30 by default: a month of log lines to look back on.
 LOG_RETENTION_CHOICES = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
@@ -63,8 +64,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "ErpReceiverDeduplicates": ("ERP_RECEIVER_DEDUPLICATES",
                                 "false (true: the ERP deduplicates on the signed body's event_id, the bridge keeps no ledger)"),
     "UseTaskQueue": ("USE_TASK_QUEUE", "true"),
-    "ProgressMinIntervalSeconds": ("PROGRESS_MIN_INTERVAL_S", "2"),
-    "RetentionDays": ("RETENTION_DAYS", "7"),
+    "ProgressMinIntervalSeconds": ("PROGRESS_MIN_INTERVAL_S", f"{defaults.PROGRESS_MIN_INTERVAL_S:g}"),
+    "RetentionDays": ("RETENTION_DAYS", f"{defaults.RETENTION_DAYS}"),
     "BlobRetentionDays": ("BLOB_RETENTION_DAYS", "400 (at least 400 and RETENTION_DAYS + 366)"),
     "LogRetentionDays": ("LOG_RETENTION_DAYS", "30"),
     "FunctionConcurrencyCeiling": ("JOBPIPE_FUNCTION_CONCURRENCY",
@@ -121,8 +122,8 @@ class StackParameters(BaseModel):
     ErpWebhookSecret: str = ""
     ErpReceiverDeduplicates: str = "false"
     UseTaskQueue: str = "true"
-    ProgressMinIntervalSeconds: str = "2"
-    RetentionDays: str = "7"
+    ProgressMinIntervalSeconds: str = f"{defaults.PROGRESS_MIN_INTERVAL_S:g}"
+    RetentionDays: str = f"{defaults.RETENTION_DAYS}"
     BlobRetentionDays: Optional[str] = None
     LogRetentionDays: str = "30"
     # None: the caller decides (`make run` deploys LOCAL_FUNCTION_CONCURRENCY and

@@ -80,7 +80,7 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.adapters.dynamodb_cache import completion_write, invalidation_write
 from chalicelib.adapters.dynamodb_keys import item_to_key, key_id, key_put
-from chalicelib.defaults import FILTERED_LISTING_READS, RECORD_PART_EXPIRY_S
+from chalicelib.defaults import FILTERED_LISTING_READS, INLINE_LIMIT_BYTES, RECORD_PART_EXPIRY_S
 from chalicelib.domain.events import clip
 from chalicelib.domain.job import Job, Progress, Run, answer_bytes, isoformat, utcnow
 from chalicelib.domain.status import UNFINISHED, JobStatus
@@ -120,7 +120,7 @@ class DynamoJobStore:
         table_name: str,
         *,
         blobs: Optional[BlobStore] = None,
-        inline_limit: int = 64 * 1024,
+        inline_limit: int = INLINE_LIMIT_BYTES,
         retention_s: Optional[int] = None,
         keys_table: Optional[str] = None,
     ) -> None:

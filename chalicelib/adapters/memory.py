@@ -16,7 +16,7 @@ from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlob
 from chalicelib.adapters.memory_events import InMemoryCacheStore
 from chalicelib.adapters.sqs import MAX_DELAY_S, reason_attribute
 from chalicelib.adapters.sqs_operations import letter_body
-from chalicelib.defaults import FILTERED_LISTING_READS, SQS_MAX_HOLD_S
+from chalicelib.defaults import FILTERED_LISTING_READS, INLINE_LIMIT_BYTES, SQS_MAX_HOLD_S
 from chalicelib.domain.errors import (
     AttemptEndedError,
     InvalidRequestError,
@@ -52,7 +52,7 @@ _END_OF_TIME = datetime(9999, 1, 1, tzinfo=timezone.utc)
 
 class InMemoryJobStore:
     def __init__(self, caches: Optional[InMemoryCacheStore] = None, *, blobs: Optional[BlobStore] = None,
-                 inline_limit: int = 64 * 1024) -> None:
+                 inline_limit: int = INLINE_LIMIT_BYTES) -> None:
         """`caches`: the scope caches a change's `invalidate_caches` invalidates (DynamoDB
         keeps both in one table and one transaction). Without `blobs`, payloads and results
         always stay in the job (like the DynamoDB adapter)."""

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 from chalicelib.adapters.artifacts import blob_key as artifact_blob_key
 from chalicelib.adapters.artifacts import check_content_type, check_name, keeps_inline, page_cursor, read_page_cursor
-from chalicelib.defaults import ARTIFACT_PAGE
+from chalicelib.defaults import ARTIFACT_PAGE, INLINE_LIMIT_BYTES
 from chalicelib.domain.errors import ArtifactNotFoundError, AttemptEndedError, BlobNotFoundError
 from chalicelib.domain.job import isoformat, utcnow
 from chalicelib.domain.status import JobStatus
@@ -46,7 +46,7 @@ class InMemoryBlobStore:
 
 
 class InMemoryArtifactStore:
-    def __init__(self, blobs: InMemoryBlobStore, *, inline_limit: int = 64 * 1024,
+    def __init__(self, blobs: InMemoryBlobStore, *, inline_limit: int = INLINE_LIMIT_BYTES,
                  clock: Callable[[], datetime] = utcnow, jobs: Optional[Any] = None) -> None:
         """`jobs`: the job store whose records an attempt's artifact is checked against (the
         DynamoDB adapter keeps both in one table); without it nothing is checked."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from chalicelib.defaults import TOKEN_MAX_LIFETIME_S
+
 # Clocks of the token issuer and of the API disagree by a few seconds.
 LEEWAY_S = 30
-DEFAULT_MAX_LIFETIME_S = 24 * 3600
+DEFAULT_MAX_LIFETIME_S = TOKEN_MAX_LIFETIME_S
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
+from chalicelib.defaults import PROGRESS_MIN_INTERVAL_S
 from chalicelib.domain.errors import JobpipeError, ProgressRejectedError
 from chalicelib.domain.events import clip
 from chalicelib.domain.job import Job, Progress
@@ -29,7 +30,7 @@ class ProgressReporter:
         job: Job,
         write: Callable[[Job, Progress], Job],
         *,
-        min_interval_s: float = 2.0,
+        min_interval_s: float = PROGRESS_MIN_INTERVAL_S,
         monotonic: Callable[[], float] = time.monotonic,
         timer_factory: TimerFactory = _thread_timer,
         on_error: Callable[[Exception], None] = lambda exc: None,

@@ -9,7 +9,13 @@ from typing import Any, Callable, Optional
 
 from pydantic import BaseModel, ValidationError
 
-from chalicelib.defaults import HANDLER_GIVE_UP_S, HANDLER_GIVE_UP_WRITE_S, MAX_ANSWER_BYTES, MAX_ERROR_MESSAGE_CHARS
+from chalicelib.defaults import (
+    HANDLER_GIVE_UP_S,
+    HANDLER_GIVE_UP_WRITE_S,
+    MAX_ANSWER_BYTES,
+    MAX_ERROR_MESSAGE_CHARS,
+    PROGRESS_MIN_INTERVAL_S,
+)
 
 from chalicelib.domain.errors import (
     DeadLetterOwedError,
@@ -53,7 +59,7 @@ class JobRunner:
         *,
         observe: Optional[Callable[[str, Job, dict[str, Any]], None]] = None,
         monotonic: Callable[[], float] = time.monotonic,
-        progress_interval_s: float = 2.0,
+        progress_interval_s: float = PROGRESS_MIN_INTERVAL_S,
         artifacts: Optional[ArtifactStore] = None,
         admit: Optional[Callable[..., None]] = None,
         end_process: Optional[Callable[[], None]] = None,

@@ -79,3 +79,66 @@ def test_a_settings_object_shows_no_secret():
     settings = load_settings({**BASE, "JOBPIPE_AUTH_SECRET": AUTH_SECRET, "ERP_WEBHOOK_SECRET": WEBHOOK_SECRET})
     assert not shows_part_of(AUTH_SECRET, repr(settings)) and not shows_part_of(WEBHOOK_SECRET, repr(settings))
     assert settings.auth_secret == AUTH_SECRET and settings.erp_webhook_secret == WEBHOOK_SECRET
+
+
+def _template_settings() -> list[tuple[str, str, dict]]:
+    """(settings field, template parameter, its declaration) for each function variable of
+    infra/resources.json that is a parameter as it stands (Globals or a function's own)."""
+    import json
+    from pathlib import Path
+
+    from chalicelib.settings import _ENV
+
+    template = json.loads((Path(__file__).resolve().parents[2] / "infra" / "resources.json").read_text())
+    variables = dict(template["Globals"]["Function"]["Environment"]["Variables"])
+    for resource in template["Resources"].values():
+        variables.update(resource.get("Properties", {}).get("Environment", {}).get("Variables", {}))
+    field_of = {var: field for field, var in _ENV.items()}
+    return [(field_of[var], value["Ref"], template["Parameters"][value["Ref"]])
+            for var, value in variables.items() if isinstance(value, dict) and value.get("Ref") in template["Parameters"]]
+
+
+def test_every_settings_default_is_written_once_in_defaults_py():
+    """dispatch_grace_s (120), the redelivery base and cap (30, 900) and others were written in
+    settings.py beside DISPATCH_GRACE_S and DELIVERY_RETRY_* in defaults.py: two numbers that
+    could drift. A setting's number default names its constant (0 and False are "off")."""
+    import ast
+    import inspect
+
+    from chalicelib import settings as module
+
+    tree = ast.parse(inspect.getsource(module.Settings))
+    written = []
+    for call in ast.walk(tree):
+        if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "Field":
+            for keyword in call.keywords:
+                if keyword.arg == "default" and isinstance(keyword.value, (ast.Constant, ast.BinOp)):
+                    value = keyword.value
+                    if not (isinstance(value, ast.Constant) and value.value in (None, 0, "", False, "default")):
+                        written.append(ast.unparse(call))
+    assert not written, written
+
+
+def test_the_templates_parameter_defaults_are_the_settings_defaults():
+    """A parameter's default is what a function gets from a stack deployed without it: the
+    same as the setting's (chalicelib/defaults.py) when the variable is left out."""
+    from chalicelib import defaults
+    from chalicelib.settings import Settings
+
+    held = {"RetentionDays": defaults.RETENTION_DAYS, "RetryBaseSeconds": defaults.JOB_RETRY_BASE_S,
+            "ProgressMinIntervalSeconds": defaults.PROGRESS_MIN_INTERVAL_S,
+            "DispatchGraceSeconds": defaults.DISPATCH_GRACE_S, "MaxDispatches": defaults.MAX_DISPATCHES,
+            "RedeliveryBaseSeconds": defaults.DELIVERY_RETRY_BASE_S,
+            "RedeliveryMaxSeconds": defaults.DELIVERY_RETRY_MAX_S,
+            "TokenMaxLifetimeSeconds": defaults.TOKEN_MAX_LIFETIME_S,
+            "TenantMaxUnfinishedJobs": defaults.TENANT_MAX_UNFINISHED_JOBS}
+    seen = set()
+    for field, parameter, declared in _template_settings():
+        default = Settings.model_fields[field].default
+        if parameter in held:
+            assert declared["Default"] == held[parameter] == default, parameter
+            seen.add(parameter)
+        elif "Default" in declared:
+            expected = str(default).lower() if isinstance(default, bool) else default
+            assert declared["Default"] == expected, (parameter, declared["Default"], default)
+    assert seen == set(held)
