@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from typing import Mapping, Optional
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -37,11 +38,12 @@ class Settings(BaseModel):
     use_task_queue: bool = True
     # Only the API function gets the token secret (the template's per-function environment):
     # None elsewhere, and `require_auth_secret` fails clearly where it is needed but missing.
-    auth_secret: Optional[str] = Field(default=None, min_length=32, repr=False)
+    auth_secret: Optional[str] = Field(default=None, min_length=defaults.SECRET_MIN_CHARS,
+                                       max_length=defaults.SECRET_MAX_CHARS, repr=False)
     # A token may live at most this long (exp - iat, or exp - now without iat).
     token_max_lifetime_s: int = Field(default=defaults.TOKEN_MAX_LIFETIME_S, ge=60, le=30 * 86400)
-    token_issuer: str = ""  # checked against `iss` when set
-    token_audience: str = ""  # checked against `aud` when set
+    token_issuer: str = Field(default="", max_length=defaults.TOKEN_CLAIM_MAX_CHARS)
+    token_audience: str = Field(default="", max_length=defaults.TOKEN_CLAIM_MAX_CHARS)
     # demo.* job types (demo.chaos kills its worker process on purpose): demos and tests only.
     demo_job_types: bool = False
     # Admission at submit: each tenant's unfinished jobs at most this many (0: no bound).
@@ -49,7 +51,7 @@ class Settings(BaseModel):
     # At most the default (defaults.py says why): a larger body would not reach the function.
     max_body_bytes: int = Field(default=defaults.MAX_BODY_BYTES, ge=1024, le=defaults.MAX_BODY_BYTES)
     inline_limit_bytes: int = Field(default=defaults.INLINE_LIMIT_BYTES, ge=1024, le=128 * 1024)
-    retention_days: int = Field(default=defaults.RETENTION_DAYS, ge=1)
+    retention_days: int = Field(default=defaults.RETENTION_DAYS, ge=1, le=defaults.RETENTION_MAX_DAYS)
     retry_base_s: int = Field(default=defaults.JOB_RETRY_BASE_S, ge=1, le=900)
     idempotency_ttl_s: int = Field(default=defaults.IDEMPOTENCY_TTL_S, ge=60)
     event_bus_name: str = Field(default="default", min_length=1)
@@ -73,8 +75,10 @@ class Settings(BaseModel):
     aws_read_timeout_s: float = Field(default=defaults.AWS_READ_TIMEOUT_S, gt=0, le=300)
     aws_max_attempts: int = Field(default=defaults.AWS_MAX_ATTEMPTS, ge=1, le=10)
     # Only the ERP bridge function gets these (the template's per-function environment).
-    erp_webhook_url: str = ""
-    erp_webhook_secret: str = Field(default="", repr=False)
+    # Empty: none (the defaults are not validated, and an empty variable keeps the default).
+    erp_webhook_url: str = Field(default="", max_length=defaults.WEBHOOK_URL_MAX_CHARS)
+    erp_webhook_secret: str = Field(default="", min_length=defaults.SECRET_MIN_CHARS,
+                                    max_length=defaults.SECRET_MAX_CHARS, repr=False)
     # True when the ERP deduplicates on the signed body's event_id: the bridge then keeps no delivery
     # ledger (no requests, no writes) and delivers at least once; false: exactly once on it.
     erp_receiver_deduplicates: bool = False
@@ -91,6 +95,26 @@ class Settings(BaseModel):
     def _not_placeholder(cls, value: Optional[str]) -> Optional[str]:
         if value is not None and (value.strip() != value or not value.strip()):
             raise ValueError("must not be blank or padded")
+        return value
+
+    @field_validator("token_issuer", "token_audience")
+    @classmethod
+    def _printable_ascii(cls, value: str) -> str:
+        if not all(" " <= c <= "~" for c in value):  # the template's AllowedPattern
+            raise ValueError("must be printable ASCII")
+        return value
+
+    @field_validator("erp_webhook_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018  # raises ValueError for a port that is no number
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname \
+                or not value.isascii() or any(c.isspace() for c in value):
+            raise ValueError("must be an http(s) URL with a host, in ASCII")
         return value
 
     def require_auth_secret(self) -> str:

@@ -17,12 +17,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, fie
 
 from chalicelib import defaults
 
-SECRET_MIN_CHARS = 32
-# The template's MaxLength of AuthSecret and ErpWebhookSecret, and of ErpWebhookUrl (ASCII
-# only): with them every function's environment stays inside Lambda's 4 KB, counted in bytes
-# (a secret's character may take four), or the deploy would fail.
-SECRET_MAX_CHARS = 128
-WEBHOOK_URL_MAX_CHARS = 1024
+# The template's MinLength and MaxLength (chalicelib/defaults.py says why), the functions' too.
+SECRET_MIN_CHARS = defaults.SECRET_MIN_CHARS
+SECRET_MAX_CHARS = defaults.SECRET_MAX_CHARS
+WEBHOOK_URL_MAX_CHARS = defaults.WEBHOOK_URL_MAX_CHARS
 # The functions' settings' bounds (chalicelib/defaults.py), the template's too.
 PROGRESS_INTERVAL_MAX_S = defaults.PROGRESS_MIN_INTERVAL_MAX_S
 RETENTION_MAX_DAYS = defaults.RETENTION_MAX_DAYS

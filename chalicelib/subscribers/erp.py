@@ -7,6 +7,7 @@ import json
 from typing import Any, Optional
 
 from chalicelib.defaults import WEBHOOK_MIN_TIMEOUT_S, WEBHOOK_TRANSIENT_4XX
+from chalicelib.defaults import SECRET_MIN_CHARS
 from chalicelib.domain.errors import WebhookDeliveryError, WebhookRefusedError
 from chalicelib.ports import WebhookSender
 
@@ -14,7 +15,7 @@ SIGNATURE_HEADER = "X-Jobpipe-Signature"
 EVENT_ID_HEADER = "X-Jobpipe-Event-Id"
 EVENT_TYPE_HEADER = "X-Jobpipe-Event-Type"
 # An HMAC key shorter than this is guessable; an empty one signs nothing.
-MIN_SECRET_CHARS = 32
+MIN_SECRET_CHARS = SECRET_MIN_CHARS
 
 
 def sign(secret: str, body: bytes) -> str:

@@ -33,8 +33,8 @@ def test_a_weak_or_padded_auth_secret_is_refused(secret):
 def test_the_webhook_needs_both_url_and_secret_where_it_is_delivered():
     with pytest.raises(SettingsError, match="ERP_WEBHOOK_SECRET"):
         load_settings({**BASE, "ERP_WEBHOOK_URL": "https://erp.example/hook"}).require_webhook()
-    settings = load_settings({**BASE, "ERP_WEBHOOK_URL": "https://erp.example/hook", "ERP_WEBHOOK_SECRET": "k" * 20})
-    assert settings.require_webhook() == ("https://erp.example/hook", "k" * 20)
+    settings = load_settings({**BASE, "ERP_WEBHOOK_URL": "https://erp.example/hook", "ERP_WEBHOOK_SECRET": "k" * 32})
+    assert settings.require_webhook() == ("https://erp.example/hook", "k" * 32)
 
 
 def test_failed_deliveries_come_back_doubling_from_the_base_up_to_the_cap():
@@ -142,3 +142,44 @@ def test_the_templates_parameter_defaults_are_the_settings_defaults():
             expected = str(default).lower() if isinstance(default, bool) else default
             assert declared["Default"] == expected, (parameter, declared["Default"], default)
     assert seen == set(held)
+
+
+def _bounds(field: str) -> dict[str, object]:
+    from chalicelib.settings import Settings
+
+    names = {"ge": "MinValue", "le": "MaxValue", "min_length": "MinLength", "max_length": "MaxLength"}
+    found = {}
+    for rule in Settings.model_fields[field].metadata:
+        for attribute, name in names.items():
+            if getattr(rule, attribute, None) is not None:
+                found[name] = getattr(rule, attribute)
+    return found
+
+
+def test_each_setting_a_parameter_gives_is_bounded_as_the_template_bounds_the_parameter():
+    """A function reads its variables whatever set them (a stack the template checked, an
+    emulator that checks nothing, a console edit): JOBPIPE_RETENTION_DAYS=90 was accepted where
+    RetentionDays stops at 30 (the jobs' S3 objects outlive their records only up to 30), and
+    ERP_WEBHOOK_SECRET of 20 characters where the template takes 32 to 128."""
+    from scripts.stack_config import SECRET_MIN_CHARS
+
+    for field, parameter, declared in _template_settings():
+        expected = {k: declared[k] for k in ("MinValue", "MaxValue", "MinLength", "MaxLength") if k in declared}
+        if parameter == "ErpWebhookSecret":  # empty, or 32 and more (its AllowedPattern)
+            expected["MinLength"] = SECRET_MIN_CHARS
+        assert _bounds(field) == expected, parameter
+
+
+@pytest.mark.parametrize("environ, variable", [
+    ({"JOBPIPE_RETENTION_DAYS": "31"}, "JOBPIPE_RETENTION_DAYS"),
+    ({"ERP_WEBHOOK_SECRET": "k" * 31}, "ERP_WEBHOOK_SECRET"),
+    ({"ERP_WEBHOOK_SECRET": "k" * 129}, "ERP_WEBHOOK_SECRET"),
+    ({"JOBPIPE_AUTH_SECRET": "s" * 129}, "JOBPIPE_AUTH_SECRET"),
+    ({"JOBPIPE_TOKEN_ISSUER": "https://id.example/" + "x" * 120}, "JOBPIPE_TOKEN_ISSUER"),
+    ({"JOBPIPE_TOKEN_AUDIENCE": "jobpipé"}, "JOBPIPE_TOKEN_AUDIENCE"),
+    ({"ERP_WEBHOOK_URL": "erp.example/hook"}, "ERP_WEBHOOK_URL"),
+    ({"ERP_WEBHOOK_URL": "https://erp.example/" + "x" * 1010}, "ERP_WEBHOOK_URL"),
+])
+def test_a_value_the_template_would_refuse_is_refused_by_the_settings_naming_the_variable(environ, variable):
+    with pytest.raises(SettingsError, match=variable):
+        load_settings({**BASE, **environ})
