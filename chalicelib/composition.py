@@ -337,15 +337,41 @@ class Container:
 
 
 _container: Optional[Container] = None
+_refused: Optional[SettingsError] = None  # this process's settings, refused once and for all
 _lock = threading.Lock()
+_reported: set[str] = set()
+
+
+def report_misconfiguration(error: SettingsError) -> None:
+    """Log `error` (its variable and rule, never a value) as one line, once per process:
+    a function deployed with a bad setting fails every call, and says why once."""
+    from chalicelib.observability import logger
+
+    message = str(error)
+    with _lock:
+        if message in _reported:
+            return
+        _reported.add(message)
+    logger.error(message)
 
 
 def container() -> Container:
-    global _container
+    """The process's container; raises SettingsError (logged once, on the first call) when the
+    environment breaks a setting's rule: every call after fails the same way, without reading
+    the environment again (it does not change within a process)."""
+    global _container, _refused
     if _container is None:
         with _lock:
-            if _container is None:
-                _container = Container(load_settings())
+            if _container is None and _refused is None:
+                try:
+                    _container = Container(load_settings())
+                except SettingsError as exc:
+                    _refused = exc
+        if _container is None:
+            assert _refused is not None
+            report_misconfiguration(_refused)
+            # the pydantic error it was made from is left out: it says no more, in a traceback
+            raise SettingsError(str(_refused)) from None
     return _container
 
 
@@ -357,5 +383,6 @@ def take_aws_requests() -> Optional[dict[str, int]]:
 
 def use(replacement: Optional[Container]) -> None:
     """Swap the process's container (tests); `None` rebuilds from the environment on next use."""
-    global _container
-    _container = replacement
+    global _container, _refused
+    _container, _refused = replacement, None
+    _reported.clear()

@@ -20,6 +20,15 @@ class InvalidJsonError(domain.JobpipeError):
     code = "invalid_json"
 
 
+class MisconfiguredError(domain.JobpipeError):
+    """The API function's settings break a rule (the function's log names the variable)."""
+
+    code = "misconfigured"
+
+    def __init__(self) -> None:
+        super().__init__("the service is misconfigured; its log names the setting to fix")
+
+
 PayloadTooLargeError = domain.PayloadTooLargeError  # a job too large to answer is refused by the lifecycle
 
 
@@ -27,6 +36,7 @@ _STATUS: list[tuple[type[domain.JobpipeError], int]] = [
     (UnauthorizedError, 401),
     (ForbiddenError, 403),
     (InvalidJsonError, 400),
+    (MisconfiguredError, 500),
     (PayloadTooLargeError, 413),
     (domain.InvalidRequestError, 400),
     (domain.UnknownJobTypeError, 422),

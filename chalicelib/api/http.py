@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from chalicelib.api.auth import Principal, TokenPolicy, authenticate
 from chalicelib.api.errors import (
+    MisconfiguredError,
     PayloadTooLargeError,
     error_response,
     internal_error_response,
@@ -23,6 +24,7 @@ from chalicelib.domain.errors import (
     QueueUnavailableError,
     StoreUnavailableError,
 )
+from chalicelib.composition import SettingsError, report_misconfiguration
 from chalicelib.observability import logger
 
 # Chalice answers 415 in its own format for a Content-Type its route does not list; every
@@ -121,6 +123,9 @@ def endpoint(
                     if role is not None:
                         principal.require_role(role)
                 outcome = view(Call(request, principal, max_body_bytes()), **params)
+            except SettingsError as exc:  # the same answer to every request until it is redeployed
+                report_misconfiguration(exc)
+                return error_response(MisconfiguredError())
             except JobpipeError as exc:
                 if isinstance(exc, _DEPENDENCY_FAILURES):  # the answer says what; the log says why
                     logger.exception("dependency failure", extra={"path": path})

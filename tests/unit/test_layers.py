@@ -58,10 +58,11 @@ ALLOWED: dict[str, set[str]] = {
 # names it may import, and why.
 EXCEPTIONS: dict[tuple[str, str], tuple[set[str], str]] = {
     ("handlers", "chalicelib.composition"): (
-        {"container", "Container", "take_aws_requests"},
+        {"container", "Container", "take_aws_requests", "SettingsError", "report_misconfiguration"},
         "Chalice builds every function and route from module-level functions at import time, so "
         "the root cannot call them with their services: each entry point calls container() once "
-        "and passes the services down (and the wrapper logs the invocation's AWS requests).",
+        "and passes the services down (and the wrapper logs the invocation's AWS requests); a "
+        "route answers the root's refusal of the function's settings as `misconfigured`.",
     ),
 }
 

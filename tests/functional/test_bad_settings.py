@@ -1,0 +1,67 @@
+"""A function whose environment breaks a setting's rule fails at its first call with one log
+line naming the variable and the rule: no traceback per request, no silent default."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chalicelib import composition
+from tests.functional.conftest import auth
+
+
+@pytest.fixture
+def logged(monkeypatch):
+    """Every error and exception line the functions log from here on, with its message."""
+    from chalicelib.observability import logger
+
+    lines: list[dict] = []
+    monkeypatch.setattr(logger, "error", lambda message, *a, extra=None, **k: lines.append(
+        {"level": "error", "message": str(message), **(extra or {})}))
+    monkeypatch.setattr(logger, "exception", lambda message, *a, extra=None, **k: lines.append(
+        {"level": "exception", "message": str(message), **(extra or {})}))
+    return lines
+
+
+@pytest.fixture
+def misconfigured(aws, monkeypatch):
+    monkeypatch.setenv("JOBPIPE_RETENTION_DAYS", "90")
+    composition.use(None)
+
+
+def test_the_api_answers_misconfigured_and_logs_the_variable_and_rule_once(misconfigured, client, logged):
+    answers = [client.http.get("/jobs", headers=auth()) for _ in range(3)]
+    answers.append(client.http.post("/jobs", headers=auth(), body=json.dumps({"type": "demo.steps"})))
+    for answer in answers:
+        assert answer.status_code == 500
+        assert answer.json_body["error"]["code"] == "misconfigured"
+        assert "90" not in answer.json_body["error"]["message"]  # the log says what, not the caller
+    (line,) = logged
+    assert line["level"] == "error"
+    assert "JOBPIPE_RETENTION_DAYS" in line["message"] and "30" in line["message"]
+
+
+def test_an_event_function_fails_its_call_and_logs_once(misconfigured, app, logged):
+    from chalicelib.settings import SettingsError
+
+    handler = app.handler_map["reconciler"] if "reconciler" in app.handler_map else None
+    assert handler is not None, sorted(app.handler_map)
+    event = {"version": "0", "id": "e-1", "detail-type": "Scheduled Event", "source": "aws.events",
+             "account": "123456789012", "time": "2024-01-01T00:00:00Z", "region": "us-east-1",
+             "resources": ["arn:aws:events:us-east-1:123456789012:rule/r"], "detail": {}}
+    for _ in range(2):
+        with pytest.raises(SettingsError, match="JOBPIPE_RETENTION_DAYS") as caught:
+            handler(event, None)
+        assert caught.value.__cause__ is None and caught.value.__suppress_context__  # no pydantic traceback
+    assert [line["level"] for line in logged] == ["error"]
+    assert "JOBPIPE_RETENTION_DAYS" in logged[0]["message"]
+
+
+def test_a_missing_auth_secret_is_misconfigured_not_an_internal_error(aws, monkeypatch, client, logged):
+    monkeypatch.delenv("JOBPIPE_AUTH_SECRET")
+    composition.use(None)
+    for _ in range(2):
+        answer = client.http.get("/jobs", headers=auth())
+        assert (answer.status_code, answer.json_body["error"]["code"]) == (500, "misconfigured")
+    (line,) = logged
+    assert "JOBPIPE_AUTH_SECRET" in line["message"] and line["level"] == "error"
