@@ -10,7 +10,8 @@ error, never the source of the functions' code.
 Usage: python -m scripts.deploy [BUILD_DIR] [STACK_NAME] [Key=Value ...]
 (defaults: build, jobpipe; a new stack needs AuthSecret=<32 to 128 characters>, an update keeps
 every parameter it is not given). Exit codes: 0 deployed, or nothing to change; 1 the deploy failed or
-AWS refused (one line naming the resources that failed); 2 a bad parameter or no package
+AWS refused (one line naming the resources that failed); 2 a bad parameter (one the template
+does not declare, or a value its constraints refuse: checked before anything is uploaded) or no package
 (`make package`); 130 interrupted.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 from scripts.local_stack import apply_gateway_responses
-from scripts.stack_config import StackConfigError, check_parameters
+from scripts.stack_config import StackConfigError, check_declared, check_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACT_BUCKET_PREFIX = "jobpipe-artifacts"
@@ -255,6 +256,15 @@ def main(argv: list[str]) -> None:
     missing = [name for name in ("sam.json", "deployment.zip") if not (build_dir / name).is_file()]
     if missing:
         print(f"deploy: {build_dir / missing[0]} is missing; `make package` builds it", file=sys.stderr)
+        sys.exit(2)
+    template = Path(argv[0] if argv else "build") / "sam.json"
+    try:  # every other parameter, as CloudFormation would, before the bucket or the code is touched
+        declared = json.loads((build_dir / "sam.json").read_text()).get("Parameters", {})
+        check_declared(declared, parameters, str(template))
+    except (ValueError, AttributeError) as exc:  # StackConfigError, or a file that is no template
+        reason = str(exc) if isinstance(exc, StackConfigError) else \
+            f"{template} is not a template ({one_line(exc)}); `make package` builds it"
+        print(f"deploy: {reason}", file=sys.stderr)
         sys.exit(2)
     try:
         print(json.dumps(deploy(build_dir, stack, parameters), indent=2))

@@ -8,7 +8,9 @@ Run as `python -m scripts.stack_config` to check the environment alone (exit cod
 """
 from __future__ import annotations
 
+import difflib
 import math
+import re
 import sys
 from typing import Any, Mapping, Optional
 from urllib.parse import urlsplit
@@ -269,6 +271,46 @@ def check_parameters(parameters: Mapping[str, str]) -> dict[str, str]:
     except ValidationError as exc:
         raise _refusal(exc, {param: param for param in VARIABLES}) from None
     return {k: (checked[k] if k in known else v) for k, v in parameters.items()}
+
+
+def _declared_rule(name: str, spec: Mapping[str, Any], value: str) -> Optional[str]:
+    """The rule `value` breaks among parameter `name`'s declared constraints (`spec`, as the
+    template declares it), or None; CloudFormation's own checks, made before anything is sent."""
+    if "AllowedValues" in spec and value not in [str(v) for v in spec["AllowedValues"]]:
+        return f"must be one of {', '.join(map(str, spec['AllowedValues']))}"
+    if spec.get("Type") == "Number":
+        low, high = spec.get("MinValue"), spec.get("MaxValue")
+        bounds = (f" from {low:g}" if low is not None else "") + (
+            f" {'to' if low is not None else 'at most'} {high:g}" if high is not None else "")
+        try:
+            number = float(value)
+        except ValueError:
+            return f"must be a number{bounds}"
+        if math.isnan(number) or (low is not None and number < low) or (high is not None and number > high):
+            return f"must be a number{bounds}"
+        return None
+    if len(value) < spec.get("MinLength", 0) or len(value) > spec.get("MaxLength", math.inf) or (
+            "AllowedPattern" in spec and not re.fullmatch(spec["AllowedPattern"], value)):
+        return spec.get("ConstraintDescription") or (
+            f"must be {spec.get('MinLength', 0)} to {spec.get('MaxLength', 4096)} characters matching "
+            f"{spec.get('AllowedPattern', '.*')}")
+    return None
+
+
+def check_declared(declared: Mapping[str, Mapping[str, Any]], parameters: Mapping[str, str], source: str) -> None:
+    """Check `parameters` against the parameters `declared` by the template read from `source`
+    (its name, for the message): each must be declared, and keep its type, bounds, lengths,
+    allowed values and pattern. Raises StackConfigError, one line naming the first that does
+    not (a NoEcho parameter's value never shown)."""
+    for name, value in parameters.items():
+        spec = declared.get(name)
+        if spec is None:
+            close = [k for k in declared if k.lower() == name.lower()] or difflib.get_close_matches(name, declared, 1)
+            raise StackConfigError(f"{source} has no parameter {name}" + (f" ({close[0]}?)" if close else ""))
+        rule = _declared_rule(name, spec, str(value))
+        if rule is not None:
+            shown = "" if spec.get("NoEcho") else f" (got {str(value)[:40]!r})"
+            raise StackConfigError(f"{name} {rule}{shown}")
 
 
 def main() -> None:

@@ -171,14 +171,21 @@ def test_deploy_main_refuses_a_short_erp_secret_in_one_line(capsys, monkeypatch)
     assert err.count("\n") == 1 and err.startswith("deploy: ErpWebhookSecret must be at least 32 characters")
 
 
+def _package(tmp_path: Path) -> Path:
+    """A build folder whose sam.json declares the template's parameters."""
+    parameters = json.loads((ROOT / "infra" / "resources.json").read_text())["Parameters"]
+    (tmp_path / "sam.json").write_text(json.dumps({"Parameters": parameters, "Resources": {}}))
+    (tmp_path / "deployment.zip").write_text("")
+    return tmp_path
+
+
 def test_deploy_main_deploys_the_values_as_checked(capsys, monkeypatch, tmp_path):
     deployed = {}
-    for name in ("sam.json", "deployment.zip"):
-        (tmp_path / name).write_text("")
+    _package(tmp_path)
     monkeypatch.setattr(deploy, "deploy", lambda build, stack, parameters: deployed.update(parameters) or {})
     deploy.main([str(tmp_path), "jobpipe", "UseTaskQueue=yes", "ErpReceiverDeduplicates=OFF", "RetentionDays= 14 ",
                  "CountAwsRequests=true"])
-    # CloudFormation's AllowedValues take true/false only; unknown parameters pass unchanged;
+    # CloudFormation's AllowedValues take true/false only; the others pass unchanged;
     # parameters not given keep the stack's values (a new stack: the template's defaults)
     assert deployed == {"UseTaskQueue": "true", "ErpReceiverDeduplicates": "false", "RetentionDays": "14",
                         "CountAwsRequests": "true"}
@@ -304,3 +311,35 @@ def test_the_template_refuses_what_make_run_and_deploy_refuse(parameters):
     except StackConfigError:
         accepted = False
     assert (not _template_refuses(given)) == accepted, _template_refuses(given)
+
+
+@pytest.mark.parametrize("argument, expected", [
+    ("Retentiondays=14", "deploy: build/sam.json has no parameter Retentiondays (RetentionDays?)"),
+    ("DispatchGraceSeconds=0", "deploy: DispatchGraceSeconds must be a number from 1 to 86400 (got '0')"),
+    ("TenantMaxUnfinishedJobs=lots", "deploy: TenantMaxUnfinishedJobs must be a number from 0 (got 'lots')"),
+    ("RedeliveryMaxSeconds=3600", "deploy: RedeliveryMaxSeconds must be a number from 1 to 900 (got '3600')"),
+    ("DemoJobTypes=yes", "deploy: DemoJobTypes must be one of true, false (got 'yes')"),
+    ("TokenIssuer=https://id.example/" + "x" * 120, "deploy: TokenIssuer must be at most 128 characters, "
+                                                   "printable ASCII"),
+])
+def test_deploy_main_refuses_what_the_template_refuses_before_anything_is_deployed(argument, expected, capsys,
+                                                                                   monkeypatch, tmp_path):
+    """Only the parameters `make run` sets were checked: any other went to CloudFormation after
+    the artifact bucket and the code were uploaded, and an emulator that checks no constraint
+    deployed it (a misspelt name was left out unseen, the stack keeping its default)."""
+    monkeypatch.setattr(deploy, "deploy", lambda *a, **k: pytest.fail("must not deploy"))
+    monkeypatch.setattr(deploy, "ROOT", tmp_path)
+    (tmp_path / "build").mkdir()
+    _package(tmp_path / "build")
+    with pytest.raises(SystemExit) as exited:
+        deploy.main(["build", "jobpipe", argument])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(expected), err
+
+
+def test_deploy_main_never_echoes_a_secret_it_refuses(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(deploy, "deploy", lambda *a, **k: pytest.fail("must not deploy"))
+    with pytest.raises(SystemExit):
+        deploy.main([str(_package(tmp_path)), "jobpipe", "ErpWebhookSecret=" + "q" * 129])
+    assert "qqqq" not in capsys.readouterr().err
