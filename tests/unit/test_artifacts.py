@@ -1,3 +1,5 @@
+import bisect
+
 import pytest
 from pydantic import BaseModel
 
@@ -171,16 +173,19 @@ class ArtifactPartition:
         self.items = [{"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": f"ART#row-{n:05d}.txt"},
                        "name": {"S": f"row-{n:05d}.txt"}, "content_type": {"S": "text/plain"},
                        "size": {"N": "1"}, "created_at": {"S": "2026-01-01T00:00:00.000Z"}} for n in range(count)]
+        self.keys = [i["sk"]["S"] for i in self.items]  # sorted, as the table's sort key is
         self.per_call = per_call
         self.read = 0
 
     def query(self, **request):
+        assert request.get("Limit", 1) >= 1, "DynamoDB refuses a Limit below 1 (ValidationException)"
         start = request.get("ExclusiveStartKey", {}).get("sk", {}).get("S", "")
-        rest = [i for i in self.items if i["sk"]["S"] > start]
-        taken = rest[: min(request.get("Limit", len(rest)), self.per_call)]
+        first = bisect.bisect_right(self.keys, start)  # a seek, as DynamoDB's: not a scan of the partition
+        left = len(self.items) - first
+        taken = self.items[first: first + min(request.get("Limit", left), self.per_call)]
         self.read += len(taken)
         answer = {"Items": taken}
-        if taken and len(taken) < len(rest) + (1 if len(taken) == request.get("Limit") else 0):
+        if taken and len(taken) < left + (1 if len(taken) == request.get("Limit") else 0):
             answer["LastEvaluatedKey"] = {"pk": taken[-1]["pk"], "sk": taken[-1]["sk"]}
         return answer
 
