@@ -195,18 +195,44 @@ def test_a_running_jobs_cancel_request_whose_first_try_landed_is_answered_reques
     assert response.json_body["status"] == "running" and response.json_body["cancel_requested"] is True
 
 
-def test_a_second_cancel_is_still_told_the_job_is_finished(app, client, aws):
-    """What the cancel above recognises is its own write, not any cancel: a job canceled before
-    is still 409 `job_finished`."""
+class CanceledMeanwhile:
+    """A DynamoDB client before whose first cancel write another cancel of the same job lands
+    (another request, its own write id): the write is refused on a job canceled, not by it."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self._client, name)
+        if name != "update_item":
+            return real
+
+        def raced(**kwargs: Any) -> Any:
+            if moves_into(kwargs, "canceled"):
+                self.calls += 1
+                if self.calls == 1:
+                    values = kwargs["ExpressionAttributeValues"]
+                    real(**{**kwargs, "ExpressionAttributeValues": {**values, ":write_id": {"S": "another-cancel"}}})
+            return real(**kwargs)
+
+        return raced
+
+
+def test_a_cancel_refused_on_a_job_another_cancel_ended_is_told_the_job_is_finished(app, client, aws):
+    """What the cancel above recognises is its own write, not any cancel: a cancel whose write is
+    refused because another cancel ended the job between its read and its write is 409
+    `job_finished`, as a cancel of a job canceled before is."""
     job_id = client.http.post("/jobs", headers=auth(), body=json.dumps(STEPS)).json_body["id"]
-    assert client.http.delete(f"/jobs/{job_id}", headers=auth()).status_code == 202
     store = composition.container().store
-    store._ddb = AnswersLost(store._ddb, "update_item", only=_moves_into("canceled"))
+    store._ddb = raced = CanceledMeanwhile(store._ddb)
 
     response = client.http.delete(f"/jobs/{job_id}", headers=auth())
 
+    assert raced.calls == 1  # refused once; read again, the job is canceled and nothing is written
     assert response.status_code == 409, response.body
     assert response.json_body["error"]["code"] == "job_finished"
+    assert client.http.delete(f"/jobs/{job_id}", headers=auth()).status_code == 409
 
 
 def test_a_redispatch_whose_write_landed_sends_the_message(quick_grace, app, client, aws):
