@@ -13,6 +13,7 @@ from moto import mock_aws
 from chalicelib import composition
 from chalicelib.api.auth import issue_token
 from tests.support.infra import create_table
+from tests.support.fast_moto import botocore_models_read_once, moto_transactions_keep_what_they_touch  # noqa: F401 - fixtures
 
 SECRET = "functional-test-secret-0123456789abcdef"
 
