@@ -98,7 +98,7 @@ def endpoint(request):
                        lambda: [(url.split("erp.example")[1], body, headers) for url, body, headers in sender.posts])
         return
     server, received = _loopback()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     slow, slow_url = _trickling()
     base = f"http://127.0.0.1:{server.server_address[1]}"
