@@ -184,9 +184,9 @@ def drain(app, aws, *, rounds: int = 10) -> None:
                 invoke_worker(app, sqs_event(messages, f"arn:aws:sqs:us-east-1:123456789012:jobs-{priority}"),
                               function=function)
         if not delivered:
-            _time.sleep(1.1)
             if not any(receive_all_peek(aws, k) for k in WORKERS):
-                return
+                return  # nothing delayed either: nothing to wait for
+            _time.sleep(1.1)
 
 
 def receive_all_peek(aws, url_key: str) -> int:
