@@ -5,11 +5,11 @@ consistent) per job polled, one BatchGetItem per batch. Another tenant's job is 
 exactly like a missing one."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Collection, Optional
 
 from chalicelib.defaults import MAX_TREE_JOBS
 from chalicelib.domain.job import Job, is_plausible_job_id
-from chalicelib.ports import JobStore
+from chalicelib.ports import CLAIM_CHECKED, JobStore
 
 
 class JobReads:
@@ -25,11 +25,12 @@ class JobReads:
             pairs.append((job_id, job if job is not None and job.tenant == tenant else None))
         return pairs
 
-    def visible_job(self, tenant: str, job_id: str) -> Optional[Job]:
-        """The tenant's job by an eventually consistent read, or None."""
+    def visible_job(self, tenant: str, job_id: str, *, fetch: Collection[str] = CLAIM_CHECKED) -> Optional[Job]:
+        """The tenant's job by an eventually consistent read, or None; `fetch` as for
+        JobStore.get (the claim-checked fields the answer shows whole)."""
         if not is_plausible_job_id(job_id):
             return None
-        return self._store.get(job_id, consistent=False, tenant=tenant)
+        return self._store.get(job_id, consistent=False, tenant=tenant, fetch=fetch)
 
     def tree(self, tenant: str, roots: list[Job]) -> tuple[dict[str, Job], bool]:
         """The descendants of `roots` by id (the tenant's only), level by level (a BatchGetItem

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Collection, Optional, Sequence
 
 from chalicelib.defaults import (
     DISPATCH_GRACE_S,
@@ -70,6 +70,7 @@ from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus, can_transition
 from chalicelib.domain.submission_keys import check_key, request_hash
 from chalicelib.ports import (
+    CLAIM_CHECKED,
     REMOVE,
     ChangeSet,
     Expectation,
@@ -355,10 +356,14 @@ class JobLifecycle:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def get(self, tenant: str, job_id: str, *, consistent: bool = True) -> Job:
+    def get(self, tenant: str, job_id: str, *, consistent: bool = True,
+            fetch: Collection[str] = CLAIM_CHECKED) -> Job:
         """The tenant's job; another tenant's job is indistinguishable from a missing one.
-        `consistent=False` is for polling reads that may lag a write by a moment."""
-        job = self.store.get(job_id, consistent=consistent, tenant=tenant)
+        `consistent=False` is for polling reads that may lag a write by a moment. `fetch`:
+        the claim-checked fields read back from S3 (`()` for a read that shows neither the
+        payload nor the result: the record alone, which answers also when an object is gone).
+        Raises JobNotFoundError, BlobNotFoundError (a fetched object is gone)."""
+        job = self.store.get(job_id, consistent=consistent, tenant=tenant, fetch=fetch)
         if job is None:
             raise JobNotFoundError(f"job {job_id} not found")
         return job

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Protocol, Sequence, Union
+from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Optional, Protocol, Sequence, Union
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
@@ -167,11 +167,16 @@ class JobStore(Protocol):
     def submission_key(self, tenant: str, key: str, *, now: int) -> Optional[SubmissionKey]:
         """The record of the tenant's key, or None when there is none unexpired at `now`."""
 
-    def get(self, job_id: str, *, consistent: bool = True, tenant: Optional[str] = None) -> Optional[Job]:
+    def get(self, job_id: str, *, consistent: bool = True, tenant: Optional[str] = None,
+            fetch: Collection[str] = CLAIM_CHECKED) -> Optional[Job]:
         """The job, or None. `consistent=False` allows an eventually consistent (cheaper) read,
         for status polling only; the worker and every read before a write stay consistent.
         With `tenant`, another tenant's job is None too, and nothing of it (a claim-checked
-        payload or result) is read: a caller cannot tell it from a missing one."""
+        payload or result) is read: a caller cannot tell it from a missing one. `fetch`: the
+        claim-checked fields read back from the blob store; the others show as their
+        placeholder, as listings show them (`()`: the record alone, no object read, so a
+        read that shows neither works when an object is gone). Raises BlobNotFoundError when
+        a fetched object is gone, StoreUnavailableError."""
 
     def get_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
         """Jobs by id; ids that do not exist are absent from the result."""

@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any, Iterable, Optional
+from typing import Any, Collection, Iterable, Optional
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -85,6 +85,7 @@ from chalicelib.domain.events import clip
 from chalicelib.domain.job import Job, Progress, Run, answer_bytes, isoformat, utcnow
 from chalicelib.domain.status import UNFINISHED, JobStatus
 from chalicelib.ports import (
+    CLAIM_CHECKED,
     REMOVE,
     BlobStore,
     ChangeSet,
@@ -458,7 +459,8 @@ class DynamoJobStore:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def get(self, job_id: str, *, consistent: bool = True, tenant: Optional[str] = None) -> Optional[Job]:
+    def get(self, job_id: str, *, consistent: bool = True, tenant: Optional[str] = None,
+            fetch: Collection[str] = CLAIM_CHECKED) -> Optional[Job]:
         try:
             response = self._ddb.get_item(
                 TableName=self._table, Key=job_key(job_id), ConsistentRead=consistent
@@ -468,7 +470,7 @@ class DynamoJobStore:
         item = response.get("Item")
         if not item or (tenant is not None and item.get("tenant", {}).get("S") != tenant):
             return None
-        return item_to_job(item, self._fetch)
+        return item_to_job(item, self._fetch, fetch)
 
     def _fetch(self, key: str) -> bytes:
         if self._blobs is None:

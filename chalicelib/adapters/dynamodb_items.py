@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import zlib
 from decimal import Decimal
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Collection, Optional
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
@@ -225,8 +225,10 @@ def _claim_check_placeholder(size: int) -> dict[str, Any]:
     return {"claim_check": {"bytes": size}}
 
 
-def item_to_job(item: dict[str, Any], fetch: Optional[Callable[[str], bytes]] = None) -> Job:
-    """`fetch(key)` reads a claim-checked payload/result; without it they show as placeholders."""
+def item_to_job(item: dict[str, Any], fetch: Optional[Callable[[str], bytes]] = None,
+                fields: Collection[str] = CLAIM_CHECKED) -> Job:
+    """`fetch(key)` reads the claim-checked `fields` of payload/result; without it, and those
+    not in `fields`, show as placeholders."""
     data = {k: from_dynamodb(deserializer.deserialize(v)) for k, v in item.items()}
     for name, stored in JSON_FIELDS.items():
         if stored in data:
@@ -234,7 +236,7 @@ def item_to_job(item: dict[str, Any], fetch: Optional[Callable[[str], bytes]] = 
         ref = data.pop(BLOB_REFS[name], None)
         if ref is not None:
             key, size = ref["key"], ref["bytes"]
-            data[name] = json.loads(fetch(key)) if fetch else _claim_check_placeholder(size)
+            data[name] = json.loads(fetch(key)) if fetch and name in fields else _claim_check_placeholder(size)
     progress = data.get("progress")
     if isinstance(progress, dict) and isinstance(progress.get("details"), str):  # older items keep a map
         progress["details"] = json.loads(progress["details"])

@@ -7,7 +7,7 @@ import json
 import threading
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Collection, Iterable, Iterator, Optional
 
 from chalicelib.adapters.cursors import check_position, read_cursor, write_cursor
 from chalicelib.adapters.dynamodb_items import blob_key as claim_check_key
@@ -92,12 +92,13 @@ class InMemoryJobStore:
         if self._record_bytes(job) > ITEM_MAX_BYTES:
             raise RecordTooLargeError(f"job {job.id}'s record has no room {refused} (400 KB)")
 
-    def _read(self, job: Job, *, fetch: bool) -> Job:
-        """A copy of the stored job; claim-checked fields fetched back, or shown as placeholders."""
+    def _read(self, job: Job, *, fetch: Collection[str]) -> Job:
+        """A copy of the stored job; the claim-checked fields in `fetch` fetched back, the
+        others shown as placeholders."""
         refs = self._refs.get(job.id) or {}
         update = {}
         for field, (key, size) in refs.items():
-            if fetch:
+            if field in fetch:
                 update[field] = json.loads(self._blobs.get(key))
             else:
                 update[field] = {"claim_check": {"bytes": size}}
@@ -128,14 +129,15 @@ class InMemoryJobStore:
         first = self._keys.get((tenant, key))
         return first if first is not None and first.expires_at >= now else None
 
-    def get(self, job_id: str, *, consistent: bool = True, tenant: Optional[str] = None) -> Optional[Job]:
+    def get(self, job_id: str, *, consistent: bool = True, tenant: Optional[str] = None,
+            fetch: Collection[str] = CLAIM_CHECKED) -> Optional[Job]:
         job = self._jobs.get(job_id)
         if job is None or (tenant is not None and job.tenant != tenant):
             return None
-        return self._read(job, fetch=True)
+        return self._read(job, fetch=fetch)
 
     def get_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
-        return {i: self._read(self._jobs[i], fetch=False) for i in dict.fromkeys(job_ids) if i in self._jobs}
+        return {i: self._read(self._jobs[i], fetch=()) for i in dict.fromkeys(job_ids) if i in self._jobs}
 
     def list_jobs(self, query: JobQuery) -> JobPage:
         """Pages the listing of the index the DynamoDB adapter reads (status, else type, else
@@ -165,7 +167,7 @@ class InMemoryJobStore:
             last = read[-1]
         else:
             last = None
-        shown = [self._read(j, fetch=False) for j in page]
+        shown = [self._read(j, fetch=()) for j in page]
         spent = 0
         for n, job in enumerate(shown):  # the answer is full: the next page starts after the last job
             spent += answer_bytes(job.public())
@@ -208,7 +210,7 @@ class InMemoryJobStore:
             progress = stored.progress.model_copy(update={"message": clip(stored.progress.message, limit)})
             new = stored.model_copy(update={"progress": progress, "version": stored.version + 1})
             self._jobs[job.id] = new
-            return self._read(new, fetch=True)
+            return self._read(new, fetch=CLAIM_CHECKED)
 
     def apply_expected(self, job_id: str, tenant: str, expected: Expectation, changes: ChangeSet) -> ExpectedWrite:
         changes.check_unread()
@@ -218,13 +220,14 @@ class InMemoryJobStore:
                 return ExpectedWrite(False, None)
             if stored.tenant != tenant or not _meets(stored, expected):
                 # a claim refused by its own earlier try (that try's answer lost): written
-                return ExpectedWrite(stored.tenant == tenant and changes.claim_landed_in(stored), self._read(stored, fetch=True))
+                return ExpectedWrite(stored.tenant == tenant and changes.claim_landed_in(stored),
+                                     self._read(stored, fetch=CLAIM_CHECKED))
             update = {k: (None if v is REMOVE else v) for k, v in changes.fields.items()}
             update["version"] = stored.version + 1
             new = Job.model_validate({**stored.model_dump(), **_dumped(update)})
             self._check_room(new, "for this write")
             self._jobs[job_id] = new
-            return ExpectedWrite(True, self._read(new, fetch=True))
+            return ExpectedWrite(True, self._read(new, fetch=CLAIM_CHECKED))
 
     def record_progress(self, job_id: str, attempt: int, progress: Progress, *, announce: bool = False) -> Job:
         with self._lock:
@@ -232,7 +235,7 @@ class InMemoryJobStore:
             if stored is None or stored.status != JobStatus.RUNNING or stored.attempts != attempt:
                 raise ProgressRejectedError(f"attempt {attempt} of job {job_id} is not running")
             if stored.cancel_requested:
-                return self._read(stored, fetch=False)
+                return self._read(stored, fetch=())
             if progress.percent < stored.progress.percent:
                 raise ProgressRejectedError(
                     f"progress cannot decrease from {stored.progress.percent:g} to {progress.percent:g}"
@@ -246,7 +249,7 @@ class InMemoryJobStore:
                     f"progress of job {job_id} does not fit its record (400 KB with its payload): "
                     "send a shorter message or smaller details")
             self._jobs[job_id] = new
-            return self._read(new, fetch=False)  # like DynamoDB's answer: no object read back
+            return self._read(new, fetch=())  # like DynamoDB's answer: no object read back
 
     def create_child(self, child: Job, attempt: int) -> None:
         with self._lock:
@@ -290,7 +293,7 @@ class InMemoryJobStore:
         rest = [(place, j) for place, j in places if after is None or place > after]
         page = rest[:limit]
         cursor = page[-1][0] if len(rest) > limit else None
-        return JobPage([self._read(j, fetch=False) for _, j in page], cursor)  # like a listing: claim-checks not fetched
+        return JobPage([self._read(j, fetch=()) for _, j in page], cursor)  # like a listing: claim-checks not fetched
 
     def count_unfinished(self, tenant: str, at_most: int) -> int:
         return min(at_most, sum(1 for j in self._jobs.values() if j.tenant == tenant and not j.status.is_terminal))

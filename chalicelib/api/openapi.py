@@ -135,8 +135,10 @@ def _paths() -> dict[str, Any]:
             "requestBody": _ids_body(),
             "responses": {"200": _json(_ref("JobStatusBatch")), **_errors(400, 401, 413, 503)}})},
         "/jobs/{job_id}": {
-            "get": _conditional({"parameters": job_id, "responses": {"200": _json(_ref("Job")), **_errors(401, 404, 503)}}),
-            "delete": {"parameters": job_id, "responses": {"202": _json(_ref("Job")), **_errors(401, 404, 409, 503)}},
+            "get": _conditional({"parameters": job_id, "responses": {"200": _json(_ref("Job")),
+                                                                     **_errors(401, 404, 410, 503)}}),
+            "delete": {"parameters": job_id, "responses": {"202": _json(_ref("Job")),
+                                                           **_errors(401, 404, 409, 410, 503)}},
         },
         "/jobs/{job_id}/runs": {"get": {"parameters": job_id, "responses": {
             "200": _json({"type": "object", "required": ["job_id", "runs"], "properties": {
@@ -145,7 +147,7 @@ def _paths() -> dict[str, Any]:
         "/api/jobstatus/{job_id}": {"get": _conditional({"parameters": job_id, "responses": {
             "200": _json({"type": "object", "required": ["id", "status"]}), **_errors(401, 503)}})},
         "/api/jobinfo/{job_id}": {"get": _conditional({"parameters": job_id, "responses": {
-            "200": _json({"type": "object", "required": ["id", "status"]}), **_errors(401, 503)}})},
+            "200": _json({"type": "object", "required": ["id", "status"]}), **_errors(401, 410, 503)}})},
         "/api/jobinfo": {"post": _conditional({
             "parameters": _query_ids(),
             "requestBody": _ids_body(),
@@ -171,7 +173,7 @@ def _paths() -> dict[str, Any]:
                     "next_cursor": {"type": ["string", "null"]}}}),
                 **_errors(400, 401, 404, 503)}}},
         "/jobs/{job_id}/artifacts/{name}": {"get": {"parameters": [*job_id, _path_param("name")], "responses": {
-            "200": {"description": "the content, or a presigned URL for one kept in S3"}, **_errors(401, 404, 410, 503)}}},
+            "200": {"description": "the content, or a presigned URL for one kept in S3"}, **_errors(401, 404, 503)}}},
         **_operator_paths(),
     }
 

@@ -124,5 +124,5 @@ def cancel_job(call: Call, job_id: str) -> Any:
 @route("/jobs/{job_id}/runs", methods=["GET"])
 def job_runs(call: Call, job_id: str) -> Any:
     services = container()
-    job = services.lifecycle.get(call.user.tenant, _job_id(job_id))
+    job = services.lifecycle.get(call.user.tenant, _job_id(job_id), fetch=())  # runs show no payload or result
     return {"job_id": job.id, "runs": [r.model_dump(mode="json") for r in job.runs(services.store.runs(job.id))]}

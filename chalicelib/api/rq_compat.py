@@ -30,11 +30,11 @@ def rq_internal_error(exc: Exception) -> Response:
 route = router(rq_api, internal_error=rq_internal_error)
 
 
-def _one(call: Call, kind: str, job_id: str, describe) -> Response:
+def _one(call: Call, kind: str, job_id: str, describe, shows: tuple[str, ...]) -> Response:
     """One job with its descendants (a parent's status follows its children), tagged by the
-    versions of every job read."""
+    versions of every job read; of its claim-checked fields, those the answer `shows` are read."""
     reads = container().reads
-    job = reads.visible_job(call.user.tenant, job_id)
+    job = reads.visible_job(call.user.tenant, job_id, fetch=shows)
     if job is None:
         return conditional_response(call.header("if-none-match"), job_etag(kind, [(job_id, None)]), not_found(job_id))
     tree, whole = reads.tree(call.user.tenant, [job]) if job.children else ({}, True)
@@ -46,12 +46,12 @@ def _one(call: Call, kind: str, job_id: str, describe) -> Response:
 
 @route("/api/jobstatus/{job_id}", methods=["GET"])
 def rq_job_status(call: Call, job_id: str) -> Any:
-    return _one(call, "rq.jobstatus", job_id, job_status)
+    return _one(call, "rq.jobstatus", job_id, job_status, shows=())
 
 
 @route("/api/jobinfo/{job_id}", methods=["GET"])
 def rq_job_info(call: Call, job_id: str) -> Any:
-    return _one(call, "rq.jobinfo", job_id, job_info)
+    return _one(call, "rq.jobinfo", job_id, job_info, shows=("result",))
 
 
 @route("/api/jobinfo", methods=["POST"])

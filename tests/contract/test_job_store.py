@@ -586,6 +586,32 @@ def test_a_large_payload_and_result_are_claim_checked_and_read_back_whole(adapte
         adapters.blobs.get(f"jobs/{small.id}/payload.json")
 
 
+def test_get_fetches_only_the_claim_checked_fields_asked_for(adapters):
+    """A read that needs the record, not the objects (whose job it is, its runs, its status),
+    asks for no field: it reads no object, and still reads the record when an object is gone."""
+    job = running(adapters.store, make_job(1, payload=big()))
+    adapters.store.apply(job, JobStatus.RUNNING, ChangeSet({"status": JobStatus.COMPLETED, "result": big(500)}))
+    payload_bytes = len(adapters.blobs.get(f"jobs/{job.id}/payload.json"))
+    result_bytes = len(adapters.blobs.get(f"jobs/{job.id}/result-0001.json"))
+    reads = adapters.blobs.get
+    adapters.blobs.get = lambda key: pytest.fail(f"read {key} for a read that asked for no object")
+    try:
+        record = adapters.store.get(job.id, tenant="acme", fetch=())
+    finally:
+        adapters.blobs.get = reads
+    assert record.payload == {"claim_check": {"bytes": payload_bytes}}
+    assert record.result == {"claim_check": {"bytes": result_bytes}}
+    assert record.status == JobStatus.COMPLETED and record.tenant == "acme"
+    assert adapters.store.get(job.id, tenant="globex", fetch=()) is None
+    result_only = adapters.store.get(job.id, consistent=False, fetch=("result",))
+    assert result_only.result == big(500) and result_only.payload == {"claim_check": {"bytes": payload_bytes}}
+    adapters.blobs.delete([f"jobs/{job.id}/payload.json"])
+    assert adapters.store.get(job.id, fetch=()).payload == {"claim_check": {"bytes": payload_bytes}}
+    assert adapters.store.get(job.id, fetch=("result",)).result == big(500)
+    with pytest.raises(BlobNotFoundError):
+        adapters.store.get(job.id)
+
+
 @pytest.mark.parametrize("gone", [None, REMOVE], ids=["none", "remove"])
 def test_a_claim_checked_result_written_again_as_nothing_reads_back_as_nothing(adapters, gone):
     job = running(adapters.store, make_job(1))

@@ -78,3 +78,57 @@ def test_reading_a_foreign_job_does_not_read_its_payload_from_s3(client, aws):
     response = client.http.get(f"/jobs/{job['id']}", headers=auth("globex"))
     assert response.status_code == 404
     assert reads == [], f"globex's request read acme's objects: {reads}"
+
+
+@pytest.fixture
+def owned_claim_checked_job(app, client, aws):
+    """acme's completed job whose payload and result live in S3, with inline artifacts."""
+    from tests.functional.conftest import drain
+
+    job = _submit(client, {"type": "demo.outputs", "payload": {"pad": "x" * (70 * 1024), "result_bytes": 70 * 1024}})
+    drain(app, aws)
+    done = client.http.get(f"/jobs/{job['id']}", headers=auth()).json_body
+    assert done["status"] == "completed", done
+    for name in ("payload.json", "result-0001.json"):  # claim-checked, as intended
+        aws["s3"].head_object(Bucket="jobs-bucket", Key=f"jobs/{job['id']}/{name}")
+    return done
+
+
+OWNER_RECORD_READS = ["/jobs/{id}/runs", "/jobs/{id}/artifacts", "/jobs/{id}/artifacts/summary.txt",
+                      "/api/jobstatus/{id}"]
+
+
+@pytest.mark.parametrize("path", OWNER_RECORD_READS)
+def test_the_owners_reads_of_what_is_not_the_payload_or_result_read_no_object(
+        client, owned_claim_checked_job, path):
+    """Runs, artifacts and an rq status show nothing of the payload or result: checking whose
+    job it is reads its record, not its objects in S3 (one request each, on every call)."""
+    from chalicelib import composition
+
+    reads = []
+    composition.container().blobs._s3.meta.events.register(
+        "before-call.s3.GetObject", lambda params, **_: reads.append(params["url_path"]))
+    response = client.http.get(path.format(id=owned_claim_checked_job["id"]), headers=auth())
+    assert response.status_code == 200, response.body
+    assert reads == [], f"{path} read {reads}"
+
+
+def test_the_owner_lists_runs_and_artifacts_of_a_job_whose_objects_are_gone(client, aws, owned_claim_checked_job):
+    """The job's payload and result are gone from S3 (a purge stopped between objects and
+    items, the bucket's lifecycle): GET /jobs/{id} is 410 blob_not_found as documented, and
+    what never showed them (runs, artifacts, an rq status) still answers."""
+    job_id = owned_claim_checked_job["id"]
+    for name in ("payload.json", "result-0001.json"):
+        aws["s3"].delete_object(Bucket="jobs-bucket", Key=f"jobs/{job_id}/{name}")
+    whole = client.http.get(f"/jobs/{job_id}", headers=auth())
+    assert (whole.status_code, whole.json_body["error"]["code"]) == (410, "blob_not_found")
+    runs = client.http.get(f"/jobs/{job_id}/runs", headers=auth())
+    assert runs.status_code == 200, runs.body
+    assert [(r["attempt"], r["status"]) for r in runs.json_body["runs"]] == [(1, "completed")]
+    listed = client.http.get(f"/jobs/{job_id}/artifacts", headers=auth())
+    assert listed.status_code == 200, listed.body
+    assert [a["name"] for a in listed.json_body["artifacts"]] == ["numbers.json", "summary.txt"]
+    summary = client.http.get(f"/jobs/{job_id}/artifacts/summary.txt", headers=auth())
+    assert summary.status_code == 200 and summary.body.decode().startswith(f"job {job_id}")
+    status = client.http.get(f"/api/jobstatus/{job_id}", headers=auth())
+    assert status.status_code == 200 and status.json_body["status"] == "finished", status.body
