@@ -51,6 +51,26 @@ def parse_message(body: str) -> JobMessage:
     return job_message_of(body)
 
 
+def result_json(result: Any) -> Any:
+    """A handler's result as the store keeps it: each pydantic model in it (the result itself,
+    or one inside its lists and dicts, as a handler returns its rows) as its
+    `model_dump(mode="json")`, as payloads are; anything else as it is. Raises TypeError for a
+    value outside a model that JSON has no type for (a datetime, a set: not converted unseen),
+    ValueError for NaN or Infinity (stored, they would read back as null)."""
+    dumped = False
+
+    def model_json(value: Any) -> Any:
+        nonlocal dumped
+        if not isinstance(value, BaseModel):
+            raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+        dumped = True
+        return value.model_dump(mode="json")
+
+    text = json.dumps(result, allow_nan=False, default=model_json)
+    # Models replaced by their JSON, read back as the store will (tuples as lists, keys as text).
+    return json.loads(text) if dumped else result
+
+
 class JobRunner:
     def __init__(
         self,
@@ -186,9 +206,7 @@ class JobRunner:
         elif isinstance(result, Completion):
             result, message = result.result, result.message
         try:
-            if isinstance(result, BaseModel):  # a result written as a model, as payloads are
-                result = result.model_dump(mode="json")
-            json.dumps(result, allow_nan=False)  # NaN and Infinity are no JSON: stored, they would read back as null
+            result = result_json(result)
         except (TypeError, ValueError) as exc:
             error = JobErrorInfo(code="result_not_serializable", message=str(exc)[:MAX_ERROR_MESSAGE_CHARS])
             return self._fail(reporter.close(), error, False, started)

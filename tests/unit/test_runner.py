@@ -476,3 +476,28 @@ def test_a_result_that_is_a_pydantic_model_is_stored_as_its_json(env, queue, typ
     submit(lifecycle, "t.model_nan")
     final = run_all(runner, queue)
     assert final.status == JobStatus.FAILED and final.error.code == "result_not_serializable"
+
+
+def test_models_inside_a_result_are_stored_as_their_json_and_nothing_else_is_converted(env, queue, types, store):
+    """A handler returning its rows as models in a list or dict gets each stored as its JSON form,
+    as a returned model is; a datetime or set outside any model still fails the job
+    `result_not_serializable` (no silent conversion of what the author did not model), as does
+    NaN inside a nested model."""
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    row = {"rows": 3, "at": "2026-01-02T03:04:05Z", "share": 0.5}
+    types.register("t.list", Empty)(lambda ctx, payload: [Report(rows=3, at=at), Report(rows=3, at=at)])
+    types.register("t.dict", Empty)(lambda ctx, payload: {"report": Report(rows=3, at=at),
+                                                          "more": (Report(rows=3, at=at), 1, None, "x")})
+    types.register("t.datetime", Empty)(lambda ctx, payload: {"report": Report(rows=3, at=at), "at": at})
+    types.register("t.set", Empty)(lambda ctx, payload: [Report(rows=3, at=at), {1, 2}])
+    types.register("t.nested_nan", Empty)(lambda ctx, payload: [Report(rows=1, at=at, share=float("nan"))])
+    lifecycle, runner = env
+    for type_, stored in (("t.list", [row, row]), ("t.dict", {"report": row, "more": [row, 1, None, "x"]})):
+        job = submit(lifecycle, type_)
+        final = run_all(runner, queue)
+        assert final.status == JobStatus.COMPLETED, final.error
+        assert store.get(job.id).result == stored
+    for type_ in ("t.datetime", "t.set", "t.nested_nan"):
+        submit(lifecycle, type_)
+        final = run_all(runner, queue)
+        assert final.status == JobStatus.FAILED and final.error.code == "result_not_serializable", type_
