@@ -26,6 +26,7 @@
     jobs: new Map(),   // id -> job, as last seen
     rows: new Map(),   // id -> row view
     left: new Map(),   // id -> version at which the job left the status filter's view
+    gone: new Set(),   // ids shown that the batch status answered not_found: not polled
     pollTags: new Map(), // ids of a poll's batch -> the ETag of its last answer
     listTag: "",       // the ETag of the current listing's first page, as last merged
     listTop: "",       // listed() of the newest job of the first page, as last merged
@@ -423,6 +424,19 @@
     if (!this.detailTr.hidden && status !== this.runsLoadedFor) this.loadRuns(status);
   };
 
+  // The API no longer finds the job (its retention's clean-up, a purge): what was last seen of
+  // it stays, marked gone, with nothing to cancel and nothing ticking.
+  JobRow.prototype.renderGone = function () {
+    this.tr.dataset.status = "gone";
+    this.badge.textContent = "gone";
+    this.badge.className = "badge status-gone";
+    this.bar.className = "bar status-gone";
+    this.schedule.replaceChildren();
+    this.note.textContent = "no longer found: removed after its retention, or deleted";
+    this.cancel.hidden = true;
+    this.cancel.disabled = false;
+  };
+
   JobRow.prototype.toggleDetails = function () {
     var open = this.detailTr.hidden;
     this.detailTr.hidden = !open;
@@ -514,14 +528,20 @@
   // Returns whether anything shown changed.
   function remember(job) {
     var known = state.jobs.get(job.id);
-    if (known && known.version > job.version) return false;
+    // A job marked gone that an answer shows again (a read that lagged) is shown and polled again.
+    var back = state.gone.delete(job.id);
+    if (back) state.rows.get(job.id).note.textContent = "";
+    if (known && known.version > job.version) {
+      if (back) state.rows.get(job.id).render(known);
+      return back;
+    }
     if (!known && state.left.has(job.id) && state.left.get(job.id) >= job.version) return false;
     if (!shown(job)) {
       if (known) forget(job);
       return Boolean(known);
     }
     state.left.delete(job.id);
-    var changed = !known || known.version !== job.version || known.status !== job.status;
+    var changed = back || !known || known.version !== job.version || known.status !== job.status;
     state.jobs.set(job.id, job);
     var row = state.rows.get(job.id);
     if (!row) {
@@ -540,9 +560,21 @@
 
   function drop(id) {
     var row = state.rows.get(id);
+    state.gone.delete(id);
     state.jobs.delete(id);
     state.rows.delete(id);
     if (row) { row.tr.remove(); row.detailTr.remove(); }
+  }
+
+  // The batch status answered not_found for a job shown: it is shown gone and no longer polled.
+  // The listing's next refresh is read whole (no ETag), so a job a lagging read missed comes back.
+  function markGone(id) {
+    var row = state.rows.get(id);
+    if (!row || state.gone.has(id)) return false;
+    state.gone.add(id);
+    row.renderGone();
+    state.listTag = "";
+    return true;
   }
 
   // A job's place in the listing as text: newest first is greatest first (created_at is ISO 8601
@@ -571,7 +603,7 @@
 
   function renderSummary() {
     var counts = {};
-    state.jobs.forEach(function (job) { counts[job.status] = (counts[job.status] || 0) + 1; });
+    state.jobs.forEach(function (job) { if (!state.gone.has(job.id)) counts[job.status] = (counts[job.status] || 0) + 1; });
     var summary = $("summary");
     summary.replaceChildren();
     STATUSES.forEach(function (status) {
@@ -585,6 +617,7 @@
     state.jobs.clear();
     state.rows.clear();
     state.left.clear();
+    state.gone.clear();
     state.pollTags = new Map();
     state.listTag = "";
     state.listTop = "";
@@ -595,7 +628,7 @@
 
   function unfinishedIds() {
     var ids = [];
-    state.jobs.forEach(function (job) { if (!TERMINAL[job.status]) ids.push(job.id); });
+    state.jobs.forEach(function (job) { if (!TERMINAL[job.status] && !state.gone.has(job.id)) ids.push(job.id); });
     return ids;
   }
 
@@ -746,7 +779,8 @@
           if (answer === null) return; // 304: its jobs are as shown
           answer.job_ids.forEach(function (id) {
             var job = answer.jobs[id];
-            if (job && job.status !== "not_found" && remember(job)) changed = true;
+            if (!job) return;
+            if (job.status === "not_found" ? markGone(id) : remember(job)) changed = true;
           });
         });
         if (changed) order();
@@ -778,7 +812,7 @@
       state.jobs.forEach(function (job) { state.rows.get(job.id).renderTimes(job); });
     }
     state.jobs.forEach(function (job) {
-      if (TERMINAL[job.status]) return;
+      if (TERMINAL[job.status] || state.gone.has(job.id)) return;
       var row = state.rows.get(job.id);
       if (job.started_at) row.renderDuration(job);
       row.renderSchedule(job);
@@ -804,7 +838,8 @@
           // It finished (or went away) meanwhile: show its final state.
           api("POST", "jobs/status", { job_ids: [id] }).then(function (answer) {
             var job = answer.jobs[id];
-            if (job && job.status !== "not_found") { remember(job); order(); }
+            if (job && job.status === "not_found") { markGone(id); renderSummary(); }
+            else if (job) { remember(job); order(); }
           }, handleError);
           return;
         }

@@ -832,3 +832,34 @@ def test_a_throttled_poll_waits_out_its_retry_after_whatever_else_happens(page, 
     assert api.count("POST", "/jobs/status") == polls  # not before 40 s
     let_time_pass(page, 8, step_s=1)
     assert api.count("POST", "/jobs/status") > polls
+
+
+def test_a_shown_job_the_api_no_longer_finds_is_shown_gone_and_not_polled(page, api):
+    """An unfinished job shown, then removed (its retention's clean-up, a purge) or never found
+    again: the batch status answers `not_found` for it. It is shown as gone, with no Cancel,
+    and left out of every poll after, instead of asked for every 10 s for good; should a
+    listing show it again, it is polled again."""
+    page.clock.install()
+    started = {"attempts": 1, "started_at": "2026-01-15T10:00:00.000Z"}
+    going, staying = api.add(status="running", **started), api.add(status="running", **started)
+    api.open()
+    line = row(page, going["id"])
+    expect(line).to_have_attribute("data-status", "running")
+    polled = batch_requests(page)
+    kept = api.jobs.pop(going["id"])
+    let_time_pass(page, 4, step_s=1)
+    expect(line).to_have_attribute("data-status", "gone")
+    expect(line.locator(".badge")).to_have_text("gone")
+    expect(line.locator(".note")).to_have_text(re.compile("no longer found"))
+    expect(line.get_by_role("button", name=re.compile("Cancel"))).to_be_hidden()
+    expect(page.locator("#summary .status-running .chip-count")).to_have_text("1")
+    polled.clear()
+    let_time_pass(page, 60, step_s=2)
+    assert polled and all(ids == [staying["id"]] for ids in polled), polled
+    api.jobs[going["id"]] = kept  # a read that lagged: the listing shows it again
+    let_time_pass(page, 12, step_s=1)
+    expect(line).to_have_attribute("data-status", "running")
+    expect(line.locator(".note")).to_have_text("")
+    polled.clear()
+    let_time_pass(page, 12, step_s=1)
+    assert any(going["id"] in ids for ids in polled), polled
