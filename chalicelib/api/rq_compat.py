@@ -58,8 +58,9 @@ def rq_job_info(call: Call, job_id: str) -> Any:
 def rq_job_info_batch(call: Call) -> Any:
     # rq-engine answers a request naming no job, or a body that is not JSON, with no jobs.
     ids = batch_job_ids(call, none_is_empty=True)
-    if not ids:
-        return {"jobs": {}, "job_ids": []}
+    if not ids:  # tagged as every rq answer is: a poller with nothing to watch gets 304s
+        return conditional_response(call.header("if-none-match"), job_etag("rq.jobinfo.batch", []),
+                                    {"jobs": {}, "job_ids": []})
     reads = container().reads
     pairs = reads.visible_jobs(call.user.tenant, ids)
     roots = [job for _, job in pairs if job is not None]

@@ -105,6 +105,11 @@ def test_batch_jobinfo_naming_no_job_answers_no_jobs_as_rq_engine_does(client, a
     query name no job: its pollers send that while they have nothing to watch."""
     response = post(client, "/api/jobinfo", None, raw=raw)
     assert response.status_code == 200 and response.json_body == {"jobs": {}, "job_ids": []}
+    # Tagged as every rq answer is (and as GET /openapi.json declares): a poller holding the tag
+    # of its empty answer gets a 304 until it names a job.
+    assert response.headers["Cache-Control"] == "private, no-cache" and response.headers["ETag"].startswith('W/"')
+    again = client.http.post("/api/jobinfo", headers=auth(**{"If-None-Match": response.headers["ETag"]}), body=raw)
+    assert again.status_code == 304 and again.headers["ETag"] == response.headers["ETag"]
 
 
 def test_batch_jobinfo_refuses_more_ids_than_a_batch_takes(client, aws):
