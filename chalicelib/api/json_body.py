@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from typing import Any
 
 from chalicelib.api.errors import InvalidJsonError
@@ -25,6 +26,21 @@ def _finite(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"the number {text[:40]} is too large to be a finite double")
     return value
+
+
+# The digits of the largest finite double (1.79e308): an integer with more is past any double.
+# Only bodies with a run of that many digits have their integers checked.
+_DOUBLE_DIGITS = len(str(int(sys.float_info.max)))
+_LONG_DIGITS = re.compile(r"\d{%d}" % _DOUBLE_DIGITS)
+
+
+def _bounded_int(text: str) -> int:
+    # Python keeps an integer of any length exactly; every parser that reads numbers as doubles
+    # (JavaScript's JSON.parse) reads one past the largest double as Infinity, as 1e400 is.
+    digits = len(text) - text.startswith("-")
+    if digits > _DOUBLE_DIGITS or (digits == _DOUBLE_DIGITS and abs(int(text)) > sys.float_info.max):
+        raise ValueError(f"the number {text[:40]}{'…' if len(text) > 40 else ''} is too large to be a finite double")
+    return int(text)
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -52,10 +68,12 @@ def body_text(body: bytes) -> str:
 
 def parse_json(text: str) -> Any:
     """The JSON value of `text`. Raises InvalidJsonError for text that is not JSON, an object
-    giving a key twice, NaN, Infinity or a number too large for a double, or nesting too deep
-    to parse."""
+    giving a key twice, NaN, Infinity or a number too large for a double (written as an
+    integer too), or nesting too deep to parse."""
     try:
-        return json.loads(text, parse_constant=_no_constant, parse_float=_finite, object_pairs_hook=_unique_keys)
+        integers = {"parse_int": _bounded_int} if _LONG_DIGITS.search(text) else {}
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite, object_pairs_hook=_unique_keys,
+                          **integers)
     except ValueError as exc:
         raise InvalidJsonError(f"request body is not valid JSON: {exc}") from None
     except RecursionError:  # the parser recurses once per nesting level

@@ -1,4 +1,5 @@
 import json
+import sys
 import time
 
 import pytest
@@ -382,14 +383,26 @@ def test_a_lone_surrogate_sent_as_bytes_is_refused_like_its_escape(client, aws, 
     assert cache.status_code == 400 and cache.json_body["error"]["code"] == "invalid_json"
 
 
-@pytest.mark.parametrize("raw", ["1e400", '{"v": -1e999}', "[0, 2e308]"])
+@pytest.mark.parametrize("raw", ["1e400", '{"v": -1e999}', "[0, 2e308]",
+                                 # written as integers: Python keeps them exact, a double cannot
+                                 "1" + "0" * 400, '{"v": -' + "9" * 309 + "}", "[" + "9" * 5000 + "]"])
 def test_a_number_too_large_for_a_double_is_refused_not_stored_as_infinity(client, aws, raw):
     """Python reads 1e400 as inf and would write it back as `Infinity`, which no JSON parser
-    reads: the value could be stored but never read by a client."""
+    reads: the value could be stored but never read by a client. An integer of 400 digits is
+    the same number to every other parser (JavaScript's JSON.parse reads Infinity)."""
     response = client.http.put("/cache/s/n", headers=auth(), body=raw)
     assert response.status_code == 400 and response.json_body["error"]["code"] == "invalid_json"
     assert "finite" in response.json_body["error"]["message"]
+    assert "sys." not in response.json_body["error"]["message"]  # nothing of how Python reads it
+    assert len(response.json_body["error"]["message"]) < 200
     assert client.http.get("/cache/s/n", headers=auth()).status_code == 404
+
+
+def test_the_largest_integers_a_double_holds_are_kept(client, aws):
+    largest = int(sys.float_info.max)  # 309 digits
+    raw = f"[{largest}, -{largest}, {10 ** 308}]"
+    assert client.http.put("/cache/s/n", headers=auth(), body=raw).status_code == 200
+    assert client.http.get("/cache/s/n", headers=auth()).json_body["value"] == [largest, -largest, 10 ** 308]
 
 
 @pytest.mark.parametrize("raw", [
