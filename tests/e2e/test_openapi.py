@@ -6,13 +6,13 @@ import uuid
 
 import pytest
 import schemathesis
-from schemathesis import GenerationMode
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from app import app as chalice_app
-from chalicelib.api.openapi import openapi_document, route_paths
+from chalicelib.api.openapi import route_paths
+from tests.support.openapi_cases import operation_cases
 
 TENANT = f"fuzz-{uuid.uuid4().hex[:8]}"
 MAX_EXAMPLES = 15
@@ -28,17 +28,7 @@ def api_schema(stack):
 
 
 # schemathesis' pytest plugin does not run under this pytest; its strategies do, through hypothesis.
-def _cases():
-    """Every operation with valid inputs; those that take inputs with invalid ones too."""
-    paths = openapi_document()["paths"]
-    for path, method in sorted(route_paths()):
-        yield path, method, GenerationMode.POSITIVE
-        declared = paths[path][method.lower()]
-        if declared.get("parameters") or declared.get("requestBody"):
-            yield path, method, GenerationMode.NEGATIVE
-
-
-@pytest.mark.parametrize("path, method, mode", list(_cases()))
+@pytest.mark.parametrize("path, method, mode", list(operation_cases()))
 def test_generated_requests_get_no_server_error_and_conforming_answers(api_schema, stack, path, method, mode):
     operation = api_schema[path][method]
     headers = {"Authorization": f"Bearer {stack.token(TENANT)}"}

@@ -13,7 +13,6 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -22,7 +21,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from chalicelib.api.openapi import openapi_document, route_paths
+from tests.support.openapi_cases import operation_cases
 from tests.functional.conftest import auth, token
 from tests.support.chalice_wsgi import wsgi_app
 from tests.unit.test_doc_references import codes, table_after
@@ -41,16 +40,6 @@ def documented_codes() -> dict[int, set[str]]:
 
 
 DOCUMENTED = documented_codes()
-
-
-def _cases():
-    """Every operation with valid inputs; those that take inputs with invalid ones too."""
-    paths = openapi_document()["paths"]
-    for path, method in sorted(route_paths()):
-        yield path, method, GenerationMode.POSITIVE
-        declared = paths[path][method.lower()]
-        if declared.get("parameters") or declared.get("requestBody"):
-            yield path, method, GenerationMode.NEGATIVE
 
 
 def refused_in_the_documented_shape(path: str, method: str, status: int, body: bytes) -> None:
@@ -86,7 +75,7 @@ STEPS = {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}}
 OPERATOR = {"Authorization": f"Bearer {token('fuzz', 'olga', roles=['operator'])}"}
 
 
-@pytest.mark.parametrize("path, method, mode", list(_cases()))
+@pytest.mark.parametrize("path, method, mode", list(operation_cases()))
 def test_generated_requests_get_no_server_error_and_documented_answers(app, client, path, method, mode):
     schema = schemathesis.openapi.from_wsgi("/openapi.json", wsgi_app(app))
     operation = schema[path][method]
