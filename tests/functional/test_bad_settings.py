@@ -65,3 +65,44 @@ def test_a_missing_auth_secret_is_misconfigured_not_an_internal_error(aws, monke
         assert (answer.status_code, answer.json_body["error"]["code"]) == (500, "misconfigured")
     (line,) = logged
     assert "JOBPIPE_AUTH_SECRET" in line["message"] and line["level"] == "error"
+
+
+@pytest.mark.parametrize("function", ["job_worker", "job_worker_high", "job_worker_low", "erp_bridge",
+                                      "cache_invalidation", "event_publisher"])
+def test_a_queue_or_stream_function_fails_its_whole_invocation_and_acknowledges_nothing(misconfigured, app, aws,
+                                                                                         logged, function):
+    """docs/reliability.md: a function whose settings are refused answers no batch, so no
+    message or stream record is taken as done: each comes back until its queue's redrive
+    policy parks it (or the stream hands the batch to StreamFailureQueue)."""
+    from chalicelib.settings import SettingsError
+    from tests.functional.conftest import LambdaContext, sqs_event
+
+    if function == "event_publisher":
+        event = {"Records": [{"eventID": "1", "eventName": "INSERT", "eventSource": "aws:dynamodb",
+                              "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/s",
+                              "dynamodb": {"Keys": {"pk": {"S": "JOB#j-1"}, "sk": {"S": "JOB"}},
+                                           "SequenceNumber": "100", "StreamViewType": "NEW_AND_OLD_IMAGES"}}]}
+    else:
+        event = sqs_event([{"MessageId": "m-1", "ReceiptHandle": "rh-1",
+                            "Body": json.dumps({"job_id": "j-1", "attempt": 1})}])
+    for _ in range(2):
+        with pytest.raises(SettingsError, match="JOBPIPE_RETENTION_DAYS"):
+            app.handler_map[function](event, LambdaContext(60))
+    assert [line["level"] for line in logged] == ["error"]
+
+
+def test_an_erp_bridge_with_a_short_secret_fails_each_invocation_and_says_so_once(aws, monkeypatch, app, logged):
+    """docs/reliability.md names this line for a webhook secret under 32 characters; its
+    events come back after the queue's visibility timeout until they are dead-lettered."""
+    from chalicelib.settings import SettingsError
+    from tests.functional.conftest import LambdaContext, sqs_event
+
+    monkeypatch.setenv("ERP_WEBHOOK_URL", "https://erp.example/hook")
+    monkeypatch.setenv("ERP_WEBHOOK_SECRET", "too-short")
+    composition.use(None)
+    event = sqs_event([{"MessageId": "m-1", "ReceiptHandle": "rh-1", "Body": json.dumps({"detail": {"event_id": "e-1"}})}])
+    for _ in range(2):
+        with pytest.raises(SettingsError):
+            app.handler_map["erp_bridge"](event, LambdaContext(60))
+    (line,) = logged
+    assert line["message"] == "invalid jobpipe settings: ERP_WEBHOOK_SECRET: String should have at least 32 characters"

@@ -466,7 +466,8 @@ def test_a_failed_delivery_s_log_line_says_why_and_for_which_job(bridge, monkeyp
 
 
 def test_a_bridge_with_a_short_secret_says_so_in_its_log(bridge, monkeypatch):
-    """docs/reliability.md sends the operator to the bridge's log for this message."""
+    """The bridge's own guard, for a secret that reached it past the settings (which refuse it
+    first on a deployed function: tests/functional/test_bad_settings.py)."""
     invoke, _, _, _, _ = bridge
     services = composition.container()
     del services.erp_bridge  # built again from the settings, as a new process would
