@@ -237,3 +237,15 @@ def load_settings(environ: Optional[Mapping[str, str]] = None) -> Settings:
             f"{_ENV.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors()
         )
         raise SettingsError(f"invalid jobpipe settings: {problems}") from exc
+
+
+def refused_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """Each variable of `environ` whose value the settings refuse -> the rule it breaks (no value
+    shown); settings `environ` does not give are not judged. A deploy checks what it is about to
+    pass to the functions this way, before any of them reads it."""
+    raw = {field: environ[var] for field, var in _ENV.items() if environ.get(var)}
+    try:
+        Settings.model_validate(raw)
+    except ValidationError as exc:
+        return {_ENV[str(e["loc"][0])]: e["msg"] for e in exc.errors() if e["loc"] and e["loc"][0] in raw}
+    return {}

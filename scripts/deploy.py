@@ -11,7 +11,8 @@ Usage: python -m scripts.deploy [BUILD_DIR] [STACK_NAME] [Key=Value ...]
 (defaults: build, jobpipe; a new stack needs AuthSecret=<32 to 128 characters>, an update keeps
 every parameter it is not given). Exit codes: 0 deployed, or nothing to change; 1 the deploy failed or
 AWS refused (one line naming the resources that failed); 2 a bad parameter (one the template
-does not declare, or a value its constraints refuse: checked before anything is uploaded) or no package
+does not declare, or a value its constraints or the functions' settings refuse: checked before
+anything is uploaded) or no package
 (`make package`); 130 interrupted.
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 from scripts.local_stack import apply_gateway_responses
-from scripts.stack_config import StackConfigError, check_declared, check_parameters
+from scripts.stack_config import StackConfigError, check_declared, check_parameters, check_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACT_BUCKET_PREFIX = "jobpipe-artifacts"
@@ -259,8 +260,9 @@ def main(argv: list[str]) -> None:
         sys.exit(2)
     template = Path(argv[0] if argv else "build") / "sam.json"
     try:  # every other parameter, as CloudFormation would, before the bucket or the code is touched
-        declared = json.loads((build_dir / "sam.json").read_text()).get("Parameters", {})
-        check_declared(declared, parameters, str(template))
+        packaged = json.loads((build_dir / "sam.json").read_text())
+        check_declared(packaged.get("Parameters", {}), parameters, str(template))
+        check_settings(packaged, parameters)  # and as the functions will read them
     except (ValueError, AttributeError) as exc:  # StackConfigError, or a file that is no template
         reason = str(exc) if isinstance(exc, StackConfigError) else \
             f"{template} is not a template ({one_line(exc)}); `make package` builds it"

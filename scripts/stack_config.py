@@ -313,6 +313,45 @@ def check_declared(declared: Mapping[str, Mapping[str, Any]], parameters: Mappin
             raise StackConfigError(f"{name} {rule}{shown}")
 
 
+def fed_variables(template: Mapping[str, Any]) -> dict[str, set[str]]:
+    """Parameter -> the function environment variables `template` passes it as (`{"Ref": P}` in
+    an Environment's Variables, of Globals or of a function)."""
+    fed: dict[str, set[str]] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            environment = node.get("Environment")
+            variables = environment.get("Variables") if isinstance(environment, dict) else None
+            for var, value in (variables if isinstance(variables, dict) else {}).items():
+                if isinstance(value, dict) and isinstance(value.get("Ref"), str):
+                    fed.setdefault(value["Ref"], set()).add(var)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk({"Globals": template.get("Globals"), "Resources": template.get("Resources")})
+    return fed
+
+
+def check_settings(template: Mapping[str, Any], parameters: Mapping[str, str]) -> None:
+    """Check each of `parameters` that `template` passes to the functions against the rule their
+    settings hold that variable to (chalicelib/settings.py): the template's Number takes 1.5
+    where the functions read a whole number. Raises StackConfigError, one line naming the first
+    refused (a NoEcho parameter's value never shown)."""
+    from chalicelib.settings import refused_variables
+
+    fed = fed_variables(template)
+    declared = template.get("Parameters") or {}
+    for name, value in parameters.items():
+        refused = refused_variables({var: str(value) for var in sorted(fed.get(name, ()))})
+        if refused:
+            var, rule = next(iter(refused.items()))
+            shown = "" if (declared.get(name) or {}).get("NoEcho") else f" (got {str(value)[:40]!r})"
+            raise StackConfigError(f"{name} would be refused by the functions, which read it as {var}: {rule}{shown}")
+
+
 def main() -> None:
     import os
 

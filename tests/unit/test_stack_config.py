@@ -343,3 +343,37 @@ def test_deploy_main_never_echoes_a_secret_it_refuses(capsys, monkeypatch, tmp_p
     with pytest.raises(SystemExit):
         deploy.main([str(_package(tmp_path)), "jobpipe", "ErpWebhookSecret=" + "q" * 129])
     assert "qqqq" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argument, expected", [
+    ("RetryBaseSeconds=1.5", "deploy: RetryBaseSeconds would be refused by the functions, which read it as "
+                             "JOBPIPE_RETRY_BASE_S: Input should be a valid integer"),
+    ("TenantMaxUnfinishedJobs=100.5", "deploy: TenantMaxUnfinishedJobs would be refused by the functions, which "
+                                      "read it as JOBPIPE_TENANT_MAX_UNFINISHED_JOBS: Input should be a valid integer"),
+    ("MaxDispatches=2.5", "deploy: MaxDispatches would be refused by the functions, which read it as "
+                          "JOBPIPE_MAX_DISPATCHES: Input should be a valid integer"),
+])
+def test_deploy_main_refuses_a_number_the_template_takes_but_the_functions_would_not(argument, expected, capsys,
+                                                                                     monkeypatch, tmp_path):
+    """CloudFormation's Number takes 1.5 within its bounds; the functions read a whole number of
+    seconds, days or jobs, so such a stack deployed and then refused every call (500
+    `misconfigured`, every job message failed) until it was deployed again."""
+    monkeypatch.setattr(deploy, "deploy", lambda *a, **k: pytest.fail("must not deploy"))
+    (tmp_path / "sam.json").write_text((ROOT / "infra" / "resources.json").read_text())
+    (tmp_path / "deployment.zip").write_text("")
+    with pytest.raises(SystemExit) as exited:
+        deploy.main([str(tmp_path), "jobpipe", argument])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(expected), err
+
+
+def test_deploy_main_passes_whole_numbers_written_as_the_template_takes_them(capsys, monkeypatch, tmp_path):
+    deployed = {}
+    monkeypatch.setattr(deploy, "deploy", lambda build, stack, parameters: deployed.update(parameters) or {})
+    (tmp_path / "sam.json").write_text((ROOT / "infra" / "resources.json").read_text())
+    (tmp_path / "deployment.zip").write_text("")
+    given = {"RetryBaseSeconds": "1.0", "TenantMaxUnfinishedJobs": "0", "ProgressMinIntervalSeconds": "0.5",
+             "FaultClaimFailureRate": "0.1", "TokenIssuer": "", "AuthSecret": SECRET}
+    deploy.main([str(tmp_path), "jobpipe", *(f"{k}={v}" for k, v in given.items())])
+    assert deployed == given
