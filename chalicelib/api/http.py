@@ -105,11 +105,13 @@ def endpoint(
     auth: bool = True,
     role: Optional[str] = None,
     internal_error: Callable[[Exception], Response] = lambda exc: internal_error_response(),
+    misconfigured: Callable[[], Response] = lambda: error_response(MisconfiguredError()),
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register `view(call, **uri_params)` as a route. The view returns (body, status) or a
     Response; with `role`, a token without that role is refused (403) before the view runs.
     JobpipeError becomes the mapped 4xx/5xx, anything else a logged 500 shaped by
-    `internal_error(exc)` (compatibility routes answer in their clients' error format)."""
+    `internal_error(exc)`, and settings the function refuses the 500 `misconfigured()`
+    (compatibility routes answer both in their clients' error format)."""
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         @blueprint.route(path, methods=methods, content_types=ANY_CONTENT_TYPE)
@@ -125,7 +127,7 @@ def endpoint(
                 outcome = view(Call(request, principal, max_body_bytes()), **params)
             except SettingsError as exc:  # the same answer to every request until it is redeployed
                 report_misconfiguration(exc)
-                return error_response(MisconfiguredError())
+                return misconfigured()
             except JobpipeError as exc:
                 if isinstance(exc, _DEPENDENCY_FAILURES):  # the answer says what; the log says why
                     logger.exception("dependency failure", extra={"path": path})

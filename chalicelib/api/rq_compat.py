@@ -7,7 +7,7 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.errors import json_response
+from chalicelib.api.errors import MisconfiguredError, json_response
 from chalicelib.api.etag import conditional_response, job_etag
 from chalicelib.api.http import Call
 from chalicelib.api.job_reads import batch_job_ids, fitted_tree, not_found
@@ -23,11 +23,20 @@ def rq_internal_error(exc: Exception) -> Response:
     """rq-engine's 500 shape. The trace names the exception's type only: its text can hold
     stored values or an AWS refusal's ARNs (account, role, table), and frames, file paths and
     locals are not for API clients either; all of it is in the function's log."""
-    lines = [f"{type(exc).__name__} (details in the API's log)"]
-    return json_response({"Success": False, "Error": "internal error while reading jobs", "StackTrace": lines}, 500)
+    return _rq_500("internal error while reading jobs", type(exc).__name__)
 
 
-route = router(rq_api, internal_error=rq_internal_error)
+def rq_misconfigured() -> Response:
+    """A misconfigured API function (its log names the setting) in rq-engine's 500 shape."""
+    error = MisconfiguredError()
+    return _rq_500(f"{error.code}: {error}", type(error).__name__)
+
+
+def _rq_500(error: str, kind: str) -> Response:
+    return json_response({"Success": False, "Error": error, "StackTrace": [f"{kind} (details in the API's log)"]}, 500)
+
+
+route = router(rq_api, internal_error=rq_internal_error, misconfigured=rq_misconfigured)
 
 
 def _one(call: Call, kind: str, job_id: str, describe, shows: tuple[str, ...]) -> Response:

@@ -106,3 +106,17 @@ def test_an_erp_bridge_with_a_short_secret_fails_each_invocation_and_says_so_onc
             app.handler_map["erp_bridge"](event, LambdaContext(60))
     (line,) = logged
     assert line["message"] == "invalid jobpipe settings: ERP_WEBHOOK_SECRET: String should have at least 32 characters"
+
+
+@pytest.mark.parametrize("method, path", [("GET", "/api/jobstatus/j-1"), ("GET", "/api/jobinfo/j-1"),
+                                          ("POST", "/api/jobinfo")])
+def test_the_rq_routes_answer_misconfigured_in_rq_engines_shape(misconfigured, client, logged, method, path):
+    """rq-engine's clients read a 500 as `{"Success": false, "Error", "StackTrace"}`, which the rq
+    routes answer for an unexpected error: a misconfigured API is answered so on them too."""
+    answer = client.http.request(method, path, headers=auth(), body=b"")
+    assert answer.status_code == 500
+    assert answer.json_body["Success"] is False and "misconfigured" in answer.json_body["Error"]
+    assert answer.json_body["StackTrace"] == ["MisconfiguredError (details in the API's log)"]
+    assert "90" not in json.dumps(answer.json_body)
+    (line,) = logged
+    assert "JOBPIPE_RETENTION_DAYS" in line["message"]
