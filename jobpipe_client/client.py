@@ -332,8 +332,12 @@ class JobpipeClient:
         if give_up_after is not None and not give_up_after >= 0:
             raise ValueError(f"a wait's give_up_after must be a number of seconds >= 0 or None, not {give_up_after!r}")
         deadline = None if timeout is None else self._clock() + timeout
-        with self.transport.bounded_by(deadline):  # a poll's URLs hanging cannot carry it past
-            return self._poll_until_final(known, poll, deadline, timeout, on_change, give_up_after, on_outage)
+
+        def bounded_poll() -> dict[str, Job]:
+            with self.transport.bounded_by(deadline):  # a poll's URLs hanging cannot carry it past
+                return poll()
+
+        return self._poll_until_final(known, bounded_poll, deadline, timeout, on_change, give_up_after, on_outage)
 
     def _poll_until_final(
         self,

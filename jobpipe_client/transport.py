@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import random
 import ssl
+import threading
 import time
 from typing import Any, Callable, Iterator, Optional, Sequence
 from urllib.parse import urlsplit, urlunsplit
@@ -91,8 +92,9 @@ class FailoverTransport:
         self.last_url: Optional[str] = None  # the URL that gave the last answer
         self.earlier_may_have_arrived = False  # of the last answer: see `request`
         self.throttled = 0  # 429s retried so far (the benchmark reports them)
-        # A clock time no request may outlast (a wait's deadline, see `bounded_by`), or None.
-        self.until: Optional[float] = None
+        # A clock time no request of this thread may outlast (a wait's deadline while it polls,
+        # see `bounded_by`): another thread's requests, and the wait's own callbacks, keep theirs.
+        self._bound = threading.local()
         self._sleep = sleep
         self._clock = clock
         self._jitter = jitter
@@ -164,20 +166,23 @@ class FailoverTransport:
 
     @contextlib.contextmanager
     def bounded_by(self, until: Optional[float]) -> Iterator[None]:
-        """Within it, no request outlasts the clock time `until` (None: no bound): each URL is
-        given what is left, the first at least LAST_LOOK_S, and a fallback none once it has
-        passed. A wait's polls are, so its timeout holds however long its URLs hang."""
-        self.until = until
+        """Within it, no request this thread sends outlasts the clock time `until` (None: no
+        bound): each URL is given what is left, the first at least LAST_LOOK_S, and a fallback
+        none once it has passed. A wait's polls are, so its timeout holds however long its URLs
+        hang. On leaving it the bound in force before is back (a wait inside another's callback)."""
+        before = getattr(self._bound, "until", None)
+        self._bound.until = until
         try:
             yield
         finally:
-            self.until = None
+            self._bound.until = before
 
     def _budget_s(self, first: bool) -> Optional[float]:
         """The seconds a request to the next URL may take, or None when it is not to be sent."""
-        if self.until is None:
+        until = getattr(self._bound, "until", None)
+        if until is None:
             return self.timeout_s
-        left = self.until - self._clock()
+        left = until - self._clock()
         if left <= 0 and not first:
             return None
         return min(self.timeout_s, max(left, LAST_LOOK_S))

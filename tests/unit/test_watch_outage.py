@@ -520,3 +520,52 @@ def test_a_poll_sent_as_the_wait_runs_out_still_has_a_moment_to_answer():
     client = JobpipeClient(URL, "tok", session=session, sleep=time.sleep, clock=time.clock)
     assert client.wait(job, timeout=2)["status"] == "completed"  # polled at 2 s, the deadline
     assert session.timeouts == [1]
+
+
+def test_what_on_change_asks_of_the_api_keeps_its_whole_timeout_and_its_fallbacks():
+    """The wait's bound is its polls': a request `on_change` sends (here as the wait runs out,
+    reading the job whole once it completed) was cut to a second with no fallback asked."""
+    api = FakeApi()
+    job = api.add(status="running")
+    api.script(job["id"], {"status": "completed", "version": 2})
+    time = FakeTime()
+    session = FakeSession({URL: api})
+    client = JobpipeClient(URL, "tok", session=session, sleep=time.sleep, clock=time.clock)
+    seen = []
+
+    def on_change(j):
+        if j["status"] == "completed":
+            seen.append(client.get(j["id"])["status"])
+
+    assert client.wait(job, timeout=2, on_change=on_change)["status"] == "completed"
+    assert seen == ["completed"] and session.timeouts == [1, 10]  # the poll at the deadline, then on_change's
+
+
+def test_a_wait_inside_another_waits_on_change_leaves_the_outer_waits_polls_bounded():
+    """A wait run inside another's `on_change` ended by lifting every bound: the outer wait's
+    later polls had the whole request timeout per URL again, past its own timeout."""
+    api = FakeApi()
+    outer, inner = api.add(status="queued"), api.add(status="running")
+    api.script(outer["id"], {"status": "running", "version": 2})
+    api.script(inner["id"], {"status": "completed", "version": 2})
+    time = FakeTime()
+    hang = {"on": False}
+
+    def server(method, url, **kwargs):
+        if hang["on"]:
+            time.now += session.timeouts[-1]  # the request waits out its whole timeout
+            raise requests.ReadTimeout(f"read timed out: {url}")
+        return api(method, url, **kwargs)
+
+    session = FakeSession({URL: server, "http://other.test": server})
+    client = JobpipeClient(URL, "tok", ["http://other.test"], session=session, sleep=time.sleep, clock=time.clock)
+
+    def on_change(j):
+        if j["id"] == outer["id"] and j["status"] == "running":
+            client.wait(inner, timeout=60)
+            hang["on"] = True  # from here every URL hangs
+
+    start = time.now
+    with pytest.raises(WaitUnavailableError):
+        client.wait(outer, timeout=15, on_change=on_change)
+    assert time.now - start == pytest.approx(15)
