@@ -95,6 +95,7 @@ class ReconcileOutcome(str, Enum):
     REDISPATCHED = "redispatched"  # a queued/retrying job's message was sent again
     LEASE_EXPIRED = "lease_expired"  # a running attempt outlived its lease: worker_lost
     DEAD_LETTERED = "dead_lettered"  # its message sits on a dead-letter queue: failed
+    OWED_LETTER_FOUND = "owed_letter_found"  # a failed job's owed letter is on its DLQ: mark cleared
     UNDELIVERABLE = "undeliverable"  # sent max_dispatches times, never claimed: failed
     BACKLOGGED = "backlogged"  # sent max_dispatches times, its queue still has a line: looked at later
     SKIPPED = "skipped"  # nothing to do (finished meanwhile, not due)
@@ -698,6 +699,17 @@ class JobLifecycle:
             message=f"the message for attempt {message.attempt} was dead-lettered after failed deliveries",
         ))
         return ReconcileOutcome.DEAD_LETTERED
+
+    def owed_letter_found(self, job: Job, message: JobMessage) -> ReconcileOutcome:
+        """A message found on a dead-letter queue that is the letter a failed `job` owes (of
+        the attempt it failed on): SQS's redrive policy moved that attempt's message there
+        itself (its last receive was the delivery that failed the job), or the mark's clearing
+        did not answer. The mark is cleared, so a later delivery or redrive of the message is
+        acknowledged rather than parked a second time. Raises StaleJobError on a lost race."""
+        if job.status != JobStatus.FAILED or job.dead_letter_owed != message.attempt:
+            return ReconcileOutcome.SKIPPED
+        self.store.apply(job, job.status, ChangeSet({"dead_letter_owed": REMOVE}))
+        return ReconcileOutcome.OWED_LETTER_FOUND
 
     # -- helpers ----------------------------------------------------------------------------
 

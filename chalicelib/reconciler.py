@@ -5,7 +5,9 @@ Each pass, in this order:
 
 1. dead letters: a message on a jobs dead-letter queue that should start a queued or retrying
    job's next attempt means nothing will run that job any more: it fails `dead_lettered` (and
-   its event goes out). The message stays on the queue for operators and redrive.
+   its event goes out). The message stays on the queue for operators and redrive. A message
+   that is the letter a failed job still owes (SQS moved it there itself after the receive
+   that failed the job) clears the job's mark: it is not parked a second time.
 2. due jobs, from the sparse by_due index (never a Scan), earliest first, page after page until
    none is left or RECONCILE_DUE_BUDGET_S is spent (the rest stays due): a queued or retrying
    job no worker claimed by its due time gets its message again (lost, purged or stuck
@@ -53,7 +55,7 @@ DEAD_LETTERS_PER_PASS = 50
 @dataclass
 class ReconcilePass:
     """What one pass did: counts per outcome (`released`, `redispatched`, `lease_expired`,
-    `dead_lettered`, `undeliverable`, `backlogged`, `raced`, `stream_batch_replayed`,
+    `dead_lettered`, `owed_letter_found`, `undeliverable`, `backlogged`, `raced`, `stream_batch_replayed`,
     `stream_batch_unreadable`, `errors`, `out_of_time`), and the time it ran."""
 
     started_at: str
@@ -202,9 +204,14 @@ class Reconciler:
             if self._out_of_time(result):
                 return
             job = jobs.get(message.job_id)
-            if job is not None and not job.status.is_terminal:
+            if job is None:
+                continue
+            if not job.status.is_terminal:
                 self._act(result, job, message.attempt,
                           lambda job=job, m=message: self._lifecycle.fail_dead_lettered(job, m))
+            elif job.dead_letter_owed == message.attempt:
+                self._act(result, job, message.attempt,
+                          lambda job=job, m=message: self._lifecycle.owed_letter_found(job, m))
 
     def _peek_all(self, result: ReconcilePass) -> list[DeadLetter]:
         """The oldest letters of every priority's DLQ, each read on its own: one that does not

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 
 from chalicelib.adapters.memory import InMemoryQueueOperations
-from chalicelib.domain.errors import DeadLetterUnavailableError, InvalidRequestError
-from chalicelib.domain.job import isoformat
+from chalicelib.domain.errors import DeadLetterOwedError, DeadLetterUnavailableError, InvalidRequestError
+from chalicelib.domain.job import JobErrorInfo, isoformat
 from chalicelib.domain.status import JobStatus
 from chalicelib.defaults import (
     DISPATCH_GRACE_S,
@@ -18,6 +18,7 @@ from chalicelib.defaults import (
     SQS_MAX_DELAY_S,
 )
 from chalicelib.ports import JobMessage
+from chalicelib.lifecycle import ClaimOutcome
 from chalicelib.reconciler import Reconciler
 
 STEPS = {"steps": 2, "step_ms": 0}
@@ -111,6 +112,43 @@ def test_a_dead_lettered_message_fails_its_queued_job(lifecycle, queue, reconcil
     assert failed.status == JobStatus.FAILED and failed.error.code == "dead_lettered"
     assert store.get(other.id).status == JobStatus.QUEUED
     assert reconciler.run_pass().counts == {}, "a failed job is not failed again"
+
+
+def test_an_owed_letter_sqs_moved_itself_is_found_and_not_parked_again(lifecycle, queue, reconciler, store):
+    """The delivery that failed the job was the queue's last before its redrive policy: the
+    dead-letter queue did not take the letter, so the job owes it, and SQS then moved the
+    attempt's message to the DLQ itself (no reason attribute). The pass that finds it there
+    clears the mark: a redrive of that message is acknowledged, where the claim used to park
+    it a second time, and GET /api/system/dlq showed it again after every redrive."""
+    job = submit(lifecycle)
+    running = lifecycle.claim(queue.drain()[0]).job
+    queue.fail_sends = True
+    with pytest.raises(DeadLetterOwedError):
+        lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=False)
+    queue.fail_sends = False
+    assert store.get(job.id).dead_letter_owed == 1
+    queue.dead.append((JobMessage(job.id, 1), {}))  # SQS's redrive policy moved it: its 10th receive failed
+    assert reconciler.run_pass().counts == {"owed_letter_found": 1}
+    assert store.get(job.id).dead_letter_owed is None and store.get(job.id).status == JobStatus.FAILED
+    assert reconciler.run_pass().counts == {}, "found once"
+    assert InMemoryQueueOperations(queue).redrive("normal", 10) == {"moved": 1, "failed": 0}
+    assert lifecycle.claim(queue.drain()[0]).outcome == ClaimOutcome.SKIP
+    assert queue.dead == [], "the redriven letter is acknowledged, not parked again"
+
+
+def test_a_letter_of_another_attempt_does_not_settle_what_a_failed_job_owes(lifecycle, queue, reconciler, store, clock):
+    job = submit(lifecycle)
+    running = lifecycle.claim(queue.drain()[0]).job
+    lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="x"), retryable=True)
+    clock.advance(900)
+    running = lifecycle.claim(JobMessage(job.id, 2)).job
+    queue.fail_sends = True
+    with pytest.raises(DeadLetterOwedError):
+        lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="x"), retryable=False)
+    queue.fail_sends = False
+    queue.dead.append((JobMessage(job.id, 1), {}))  # a duplicate of attempt 1's message
+    assert reconciler.run_pass().counts == {}
+    assert store.get(job.id).dead_letter_owed == 2
 
 
 def test_a_dead_letter_of_an_earlier_attempt_does_not_fail_the_retry(lifecycle, queue, reconciler, store, clock):
