@@ -160,6 +160,12 @@ MAX_CHILDREN = 2_000
 # this many bytes so measured, leaving the rest to the headers and the response's envelope: a
 # submit past it is refused (413), a result past it fails its job `result_too_large`.
 MAX_ANSWER_BYTES = 6_000_000
+# How deep a JSON value may nest (arrays and objects; a request body counting its own envelope:
+# a submit's payload gets one level less). Python's parser recurses once per level and gives
+# up near 936, pydantic writes at most 255 (a job's answer nests its payload and result one or
+# two more), so the limit is one fixed number well inside both, the same for every request
+# body, a handler's result and its progress details; real payloads stay within a dozen.
+MAX_JSON_DEPTH = 100
 # rq-engine's jobstatus covers a job's whole tree, read level by level (a BatchGetItem per 100
 # jobs) on every poll: at most this many jobs, a parent at MAX_CHILDREN with its children's own
 # children. A larger tree is not read past the level that would pass it, and never reads

@@ -9,10 +9,10 @@ from jobpipe_client.errors import JobpipeClientError, JobpipeInputError
 from jobpipe_client.transport import header_text
 
 MAX_KEY_CHARS = 255  # the API's limit on an Idempotency-Key
-# JSON encoders and parsers (requests', the API's) recurse once per level of nesting and give up
-# near Python's recursion limit (1000 frames), less the frames of whoever calls them; half of it
-# leaves room for any caller, and no real payload comes near it.
-MAX_PAYLOAD_DEPTH = 500
+# The API reads a body nested at most 100 levels (its MAX_JSON_DEPTH, docs/api.md), a submit's
+# envelope being the first: a payload deeper than this is refused here rather than sent to
+# come back 400 invalid_json. Well inside what JSON encoders (requests') recurse through.
+MAX_PAYLOAD_DEPTH = 99
 
 
 def check_idempotency_key(key: str) -> str:

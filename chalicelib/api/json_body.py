@@ -10,6 +10,8 @@ import sys
 from typing import Any
 
 from chalicelib.api.errors import InvalidJsonError
+from chalicelib.defaults import MAX_JSON_DEPTH
+from chalicelib.domain.job import nested_deeper_than
 
 # A lone surrogate escape (`"\ud800"`) is valid JSON but no UTF-8 string: nothing could store,
 # log or hash it. Only bodies holding such an escape are checked whole.
@@ -68,18 +70,26 @@ def body_text(body: bytes) -> str:
         raise InvalidJsonError(f"request body is not valid JSON: {exc}") from None
 
 
+_TOO_DEEP = (f"request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep "
+             f"(the body itself the first); at most {MAX_JSON_DEPTH}")
+
+
 def parse_json(text: str) -> Any:
     """The JSON value of `text`. Raises InvalidJsonError for text that is not JSON, an object
     giving a key twice, NaN, Infinity or a number too large for a double (written as an
-    integer too), or nesting too deep to parse."""
+    integer too), or arrays and objects nested more than MAX_JSON_DEPTH levels."""
     try:
         integers = {"parse_int": _bounded_int} if _LONG_DIGITS.search(text) else {}
-        return json.loads(text, parse_constant=_no_constant, parse_float=_finite, object_pairs_hook=_unique_keys,
-                          **integers)
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite, object_pairs_hook=_unique_keys,
+                           **integers)
     except ValueError as exc:
         raise InvalidJsonError(f"request body is not valid JSON: {exc}") from None
-    except RecursionError:  # the parser recurses once per nesting level
-        raise InvalidJsonError("request body is nested too deeply") from None
+    except RecursionError:  # the parser recurses once per nesting level, far past the limit
+        raise InvalidJsonError(_TOO_DEEP) from None
+    # Only a body with more brackets than the limit can pass it: most are never walked.
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and nested_deeper_than(value, MAX_JSON_DEPTH):
+        raise InvalidJsonError(_TOO_DEEP)
+    return value
 
 
 def read_json(body: bytes) -> Any:

@@ -157,6 +157,23 @@ class Job(BaseModel):
         return sorted([*recorded, current], key=lambda r: r.attempt)
 
 
+def nested_deeper_than(value: Any, limit: int) -> bool:
+    """True when the arrays and objects of JSON data `value` (dicts, lists, tuples; `value`
+    itself the first level) nest more than `limit` levels. Walked level by level with no
+    recursion (a value too deep to recurse through is the point), stopping past `limit`, so a
+    value that contains itself ends too."""
+    containers = (dict, list, tuple)
+    level = [value] if isinstance(value, containers) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        level = [child for item in level for child in (item.values() if isinstance(item, dict) else item)
+                 if isinstance(child, containers)]
+    return False
+
+
 def answer_bytes(value: Any) -> int:
     """The bytes `value` (JSON data) takes as an API answer's body inside Lambda's proxy
     response: the API's JSON (ASCII, non-ASCII as \\uXXXX escapes) written again as a JSON

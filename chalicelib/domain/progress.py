@@ -6,8 +6,9 @@ import json
 import math
 from typing import Any, Optional
 
-from chalicelib.defaults import MAX_LABEL_CHARS
+from chalicelib.defaults import MAX_JSON_DEPTH, MAX_LABEL_CHARS
 from chalicelib.domain.errors import ProgressRejectedError
+from chalicelib.domain.job import nested_deeper_than
 
 MILESTONES = (0.0, 25.0, 50.0, 75.0, 100.0)
 SIGNIFICANT_JUMP = 10.0
@@ -29,7 +30,7 @@ def clamp_percent(value: Any) -> float:
 def check_report(step: Optional[str], message: Optional[str], details: Optional[dict[str, Any]]) -> None:
     """Raises ProgressRejectedError for a report that cannot be stored as given: a step or
     message that is not text or too long, details that are not a JSON object (NaN and
-    Infinity included) or too large."""
+    Infinity included), nested more than MAX_JSON_DEPTH levels or too large."""
     for name, text, limit in (("step", step, MAX_LABEL_CHARS), ("message", message, MAX_MESSAGE_CHARS)):
         if text is not None and not isinstance(text, str):
             raise ProgressRejectedError(f"progress {name} must be text, not {type(text).__name__}")
@@ -39,6 +40,9 @@ def check_report(step: Optional[str], message: Optional[str], details: Optional[
         return
     if not isinstance(details, dict):
         raise ProgressRejectedError(f"progress details must be a JSON object, not {type(details).__name__}")
+    if nested_deeper_than(details, MAX_JSON_DEPTH):  # no read of the job could serialize them
+        raise ProgressRejectedError(f"progress details nest arrays and objects more than {MAX_JSON_DEPTH} "
+                                    f"levels deep; at most {MAX_JSON_DEPTH}")
     try:
         size = len(json.dumps(details, allow_nan=False, separators=(",", ":")).encode())
     except (TypeError, ValueError) as exc:

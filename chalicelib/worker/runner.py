@@ -14,6 +14,7 @@ from chalicelib.defaults import (
     HANDLER_GIVE_UP_WRITE_S,
     MAX_ANSWER_BYTES,
     MAX_ERROR_MESSAGE_CHARS,
+    MAX_JSON_DEPTH,
     PROGRESS_MIN_INTERVAL_S,
 )
 
@@ -27,7 +28,7 @@ from chalicelib.domain.errors import (
     StaleJobError,
     describe,
 )
-from chalicelib.domain.job import Job, JobErrorInfo, answer_bytes
+from chalicelib.domain.job import Job, JobErrorInfo, answer_bytes, nested_deeper_than
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.lifecycle import LEASE_GRACE_S, ClaimOutcome, JobLifecycle
 from chalicelib.ports import ArtifactStore, JobMessage, job_message_of
@@ -205,8 +206,14 @@ class JobRunner:
             result, message = ctx.completion.result, ctx.completion.message
         elif isinstance(result, Completion):
             result, message = result.result, result.message
+        too_deep = (f"the result nests arrays and objects more than {MAX_JSON_DEPTH} levels deep; "
+                    f"at most {MAX_JSON_DEPTH}")
         try:
+            if nested_deeper_than(result, MAX_JSON_DEPTH):  # before: one too deep to encode at all
+                raise ValueError(too_deep)
             result = result_json(result)
+            if nested_deeper_than(result, MAX_JSON_DEPTH):  # after: the models in it as their JSON
+                raise ValueError(too_deep)
         except (TypeError, ValueError) as exc:
             error = JobErrorInfo(code="result_not_serializable", message=str(exc)[:MAX_ERROR_MESSAGE_CHARS])
             return self._fail(reporter.close(), error, False, started)

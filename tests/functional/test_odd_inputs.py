@@ -7,8 +7,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from pydantic import BaseModel
 
-from tests.functional.conftest import auth, receive_all, submit_job, token
+from chalicelib.defaults import MAX_JSON_DEPTH
+from chalicelib.job_types import registry
+from tests.functional.conftest import auth, drain, receive_all, submit_job, token
 from tests.functional.test_api import table_items
 from tests.support.chalice_wsgi import wsgi_app
 
@@ -115,3 +118,63 @@ def test_minus_zero_reads_as_zero_where_a_count_is_taken(client, aws):
     assert stored.status_code == 200
     assert client.http.get("/cache/s/z", headers=auth()).body.endswith(b'"value":[0,-0.0],"generation":0,' +
                                                                         b'"cached_at":"' + stored.json_body["cached_at"].encode() + b'"}')
+
+
+class _AnyPayload(BaseModel):
+    value: object = None
+    result_depth: int = 0
+
+
+@pytest.fixture
+def any_payload():
+    """A job type whose payload takes any JSON and whose result nests `result_depth` levels."""
+    registry.register("odd.any", _AnyPayload, max_attempts=1, timeout_s=10)(
+        lambda ctx, p: json.loads("[" * p.result_depth + "]" * p.result_depth) if p.result_depth else None)
+    yield "odd.any"
+    registry._types.pop("odd.any")
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH, 300])
+def test_a_body_nested_past_the_limit_is_400_naming_it_and_nothing_is_written(client, aws, any_payload, depth):
+    """A payload of 255 to 935 levels passed the parser and was a 500 (pydantic gives up past
+    255 levels); past 935 it was the parser's RecursionError, as a 400: the limit was where
+    either ran out. A body may nest MAX_JSON_DEPTH levels, the envelope included, wherever it goes."""
+    job = {"type": any_payload, "payload": {"value": json.loads(nested(depth - 1))}}  # depth + 1 with the envelope
+    for method, path, body in (("POST", "/jobs", json.dumps(job)), ("PUT", "/cache/s/n", nested(depth + 1)),
+                               ("POST", "/jobs/status", nested(depth + 1))):
+        answer = client.http.request(method, path, headers=auth(), body=body)
+        refused(answer, 400, "invalid_json")
+        assert f"more than {MAX_JSON_DEPTH} levels" in answer.json_body["error"]["message"], answer.json_body
+    assert table_items(aws) == [] and receive_all(aws) == []
+
+
+def test_a_body_at_the_limit_is_kept_and_read_back(client, aws, any_payload):
+    job = client.http.post("/jobs", headers=auth(), body=json.dumps(
+        {"type": any_payload, "payload": {"value": json.loads(nested(MAX_JSON_DEPTH - 2))}}))
+    assert job.status_code == 202, job.json_body
+    assert client.http.get(f"/jobs/{job.json_body['id']}", headers=auth()).status_code == 200
+    assert client.http.put("/cache/s/n", headers=auth(), body=nested(MAX_JSON_DEPTH)).status_code == 200
+    assert client.http.get("/cache/s/n", headers=auth()).json_body["value"] == json.loads(nested(MAX_JSON_DEPTH))
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 300])
+def test_a_result_nested_past_the_limit_fails_its_job_once_saying_so(app, client, aws, any_payload, depth):
+    """A result of 255 levels or more made the job's answer fail to serialize after the handler
+    ran: the delivery failed and the job stayed running, to be run again, ending worker_lost."""
+    job = submit_job(client, {"type": any_payload, "payload": {"result_depth": depth}})
+    drain(app, aws)
+    failed = client.http.get(f"/jobs/{job['id']}", headers=auth()).json_body
+    assert failed["status"] == "failed" and failed["attempts"] == 1, failed
+    assert failed["error"]["code"] == "result_not_serializable"
+    assert f"more than {MAX_JSON_DEPTH} levels" in failed["error"]["message"]
+
+
+def test_a_result_at_the_limit_completes_its_job(app, client, aws, any_payload):
+    job = submit_job(client, {"type": any_payload, "payload": {"result_depth": MAX_JSON_DEPTH}})
+    drain(app, aws)
+    done = client.http.get(f"/jobs/{job['id']}", headers=auth()).json_body
+    assert done["status"] == "completed" and done["result"] == json.loads(nested(MAX_JSON_DEPTH))

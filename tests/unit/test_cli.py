@@ -385,6 +385,25 @@ def test_a_refusal_with_mapping_details_is_one_line():
 
 # -- bad input: refused before anything is sent, in one line, exit 2 ------------------------------
 
+def test_the_client_refuses_a_payload_past_the_apis_depth_before_sending_it(tmp_path):
+    """The API reads a body nested at most MAX_JSON_DEPTH levels, a submit's envelope one of
+    them: the client's own limit was 500, so a payload of 100 to 500 levels was sent and came
+    back 400 invalid_json, not refused here."""
+    from chalicelib.defaults import MAX_JSON_DEPTH
+    from jobpipe_client.inputs import MAX_PAYLOAD_DEPTH
+
+    assert MAX_PAYLOAD_DEPTH == MAX_JSON_DEPTH - 1
+    deepest = json.loads('{"a": ' + "[" * (MAX_PAYLOAD_DEPTH - 1) + "]" * (MAX_PAYLOAD_DEPTH - 1) + "}")
+    path = tmp_path / "payload.json"
+    for payload, refused in ((deepest, False), ({"b": deepest}, True)):
+        path.write_text(json.dumps(payload))
+        api = FakeApi()
+        result = run_cli(["submit", "demo.steps", "--payload", f"@{path}"], api)
+        assert (result.code == 2 and api.requests == []) == refused, result.err
+        if refused:
+            assert result.err_lines == [f"jobpipe: --payload is nested too deeply (more than {MAX_PAYLOAD_DEPTH} levels)"]
+
+
 @pytest.mark.parametrize("content, fragment", [
     (b'{"a": "\xff\xfe"}', "is not UTF-8 text"),
     (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),

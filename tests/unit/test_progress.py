@@ -205,3 +205,18 @@ def test_a_report_whose_write_fails_is_kept_for_the_outcome(setup):
     down[0] = False
     reporter.close()  # a failing attempt writes it before its outcome
     assert [(p.percent, p.message) for p in written] == [(95, "closing")]
+
+
+def test_details_nested_past_the_json_depth_limit_are_refused_at_the_call():
+    """Stored, details 255 levels deep made every read of the job fail to serialize (a 500)."""
+    from chalicelib.defaults import MAX_JSON_DEPTH
+
+    deep: dict = {}
+    inner = deep
+    for _ in range(MAX_JSON_DEPTH - 1):
+        inner["d"] = {}
+        inner = inner["d"]
+    check_report(None, None, deep)  # MAX_JSON_DEPTH levels: kept
+    inner["d"] = {}
+    with pytest.raises(ProgressRejectedError, match=f"more than {MAX_JSON_DEPTH} levels"):
+        check_report(None, None, deep)
