@@ -48,7 +48,10 @@ def batch_job_ids(call: Call, *, none_is_empty: bool = False) -> list[str]:
 
 
 def not_found(job_id: str) -> dict[str, str]:
-    return {"id": job_id, "status": "not_found"}
+    """rq-engine's answer for an unknown or foreign id. An id past MAX_JOB_ID_CHARS (no job has
+    one; only a single-id path can carry it) is shown cut to that length, with an ellipsis."""
+    shown = job_id if len(job_id) <= MAX_JOB_ID_CHARS else job_id[:MAX_JOB_ID_CHARS] + "…"
+    return {"id": shown, "status": "not_found"}
 
 
 def fitted(appearances: Iterable[Job], budget: int = ANSWER_JOBS_BYTES) -> dict[str, Job]:

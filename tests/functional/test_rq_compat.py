@@ -61,10 +61,23 @@ def test_canceled_job_reads_as_canceled(client, aws):
 @pytest.mark.parametrize("path", ["/api/jobstatus/{id}", "/api/jobinfo/{id}"])
 def test_unknown_implausible_and_foreign_ids_are_not_found(client, aws, path):
     job = submit(client)
-    for job_id, tenant in ((job["id"], "globex"), ("00000000-0000-0000-0000-000000000000", "acme"), ("a" * 300, "acme")):
+    for job_id, tenant in ((job["id"], "globex"), ("00000000-0000-0000-0000-000000000000", "acme"), ("a" * 128, "acme")):
         response = get(client, path.format(id=job_id), tenant=tenant)
         assert response.status_code == 200
         assert response.json_body == {"id": job_id, "status": "not_found"}
+
+
+@pytest.mark.parametrize("path", ["/api/jobstatus/{id}", "/api/jobinfo/{id}"])
+def test_an_id_past_the_longest_is_not_found_echoed_only_up_to_it(client, aws, path):
+    """The batch routes refuse an id past MAX_JOB_ID_CHARS; the single-id rq routes answered a
+    5,000-character one not_found with all of it echoed back. No job has such an id: it is
+    not_found like any unknown one, its first 128 characters and an ellipsis shown."""
+    from chalicelib.domain.job import MAX_JOB_ID_CHARS
+
+    response = get(client, path.format(id="a" * 5000))
+    assert response.status_code == 200
+    assert response.json_body == {"id": "a" * MAX_JOB_ID_CHARS + "…", "status": "not_found"}
+    assert len(response.body) < 300 and response.headers["ETag"]
 
 
 @pytest.mark.parametrize("path", ["/api/jobstatus/x", "/api/jobinfo/x"])
