@@ -88,14 +88,13 @@ def _template_settings() -> list[tuple[str, str, dict]]:
     from pathlib import Path
 
     from chalicelib.settings import _ENV
+    from scripts.stack_config import fed_variables
 
     template = json.loads((Path(__file__).resolve().parents[2] / "infra" / "resources.json").read_text())
-    variables = dict(template["Globals"]["Function"]["Environment"]["Variables"])
-    for resource in template["Resources"].values():
-        variables.update(resource.get("Properties", {}).get("Environment", {}).get("Variables", {}))
     field_of = {var: field for field, var in _ENV.items()}
-    return [(field_of[var], value["Ref"], template["Parameters"][value["Ref"]])
-            for var, value in variables.items() if isinstance(value, dict) and value.get("Ref") in template["Parameters"]]
+    return [(field_of[var], parameter, template["Parameters"][parameter])
+            for parameter, variables in sorted(fed_variables(template).items()) if parameter in template["Parameters"]
+            for var in sorted(variables)]
 
 
 def test_every_settings_default_is_written_once_in_defaults_py():
