@@ -76,13 +76,6 @@ class _NoAuth(requests.auth.AuthBase):
         return request
 
 
-def download(session: requests.Session, link: dict[str, Any], job_id: str, name: str, timeout_s: float) -> bytes:
-    """The bytes at `link["url"]`, in memory (`fetch` into a list)."""
-    pieces: list[bytes] = []
-    fetch(session, link, job_id, name, timeout_s, pieces.append)
-    return b"".join(pieces)
-
-
 def fetch(session: requests.Session, link: dict[str, Any], job_id: str, name: str, timeout_s: float,
           write: Callable[[bytes], Any]) -> int:
     """Streams the bytes at `link["url"]` into `write`, DOWNLOAD_PIECE_BYTES at most at a time, and

@@ -2,6 +2,7 @@
 the jobpipe HTTP API."""
 from __future__ import annotations
 
+import io
 import os
 import time
 import uuid
@@ -15,7 +16,6 @@ from jobpipe_client.artifact_file import PathTarget, check_target, write_whole
 from jobpipe_client.artifacts import (
     ARTIFACT_PAGE_LIMIT,
     artifact_name,
-    download,
     fetch,
     is_artifact_page,
     is_download_link,
@@ -203,12 +203,9 @@ class JobpipeClient:
         for a name outside the artifact name rules; JobpipeClientError `artifact_not_found`
         (naming it) or `job_not_found`; ArtifactDownloadError when S3 refuses the link (expired,
         403), no longer has the object (404), or gives no answer or a short one."""
-        path = f"/jobs/{path_id(job_id)}/artifacts/{artifact_name(name)}"
-        response = self.transport.request("GET", path)
-        if is_inline(response):
-            return response.content
-        link = answer(response, is_download_link, "an artifact's download link")
-        return download(self.transport.session, link, job_id.strip(), name, self.transport.timeout_s)
+        whole = io.BytesIO()
+        self.download_artifact(job_id, name, whole)
+        return whole.getvalue()
 
     def download_artifact(self, job_id: str, name: str, target: Union[PathTarget, BinaryIO], *,
                           overwrite: bool = False) -> int:
