@@ -20,20 +20,20 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from chalicelib.adapters.dynamodb_items import job_key, job_to_item
 from chalicelib.adapters.dynamodb_stream import job_change
 from chalicelib.adapters.memory import InMemoryJobQueue, InMemoryJobStore, InMemoryQueueOperations, ParkedMessage
 from chalicelib.adapters.memory_stats import InMemoryStatsStore
 from chalicelib.domain.errors import AttemptEndedError, JobAlreadyFinishedError, JobCancelledError, ProgressRejectedError, QueueUnavailableError, StaleJobError
 from chalicelib.domain.events import STATUS_CHANGED
 from chalicelib.domain.job import Job, JobErrorInfo, child_job_id, parse_time
-from chalicelib.domain.status import JobStatus, can_transition
+from chalicelib.domain.status import JobStatus
 from chalicelib.events.changes import events_for_change
 from chalicelib.events.stream import record_changes
 from chalicelib.job_types import build_registry
 from chalicelib.lifecycle import ClaimOutcome, JobLifecycle
 from chalicelib.ports import JobMessage
 from chalicelib.reconciler import Reconciler
+from tests.support.job_writes import RecordingJobs, check_at_rest, check_write
 from tests.unit.conftest import FakeClock
 
 pytestmark = pytest.mark.timeout(900)
@@ -42,24 +42,6 @@ TENANTS = ("acme", "globex")
 VISIBILITY_S = 5400  # the jobs queues' visibility timeout: a claimed message comes back after it
 MAX_RECEIVES = 4  # the redrive policy's maxReceiveCount, small so the model reaches dead letters
 SETTLE_ROUNDS = 60
-
-
-class RecordingJobs(dict):
-    """The store's items, every write appended to a stream as DynamoDB's would carry it."""
-
-    def __init__(self, stream: list[dict[str, Any]]) -> None:
-        super().__init__()
-        self.stream = stream
-
-    def __setitem__(self, job_id: str, job: Job) -> None:
-        old = self.get(job_id)
-        super().__setitem__(job_id, job)
-        self.stream.append({"dynamodb": {
-            "Keys": job_key(job_id),
-            "OldImage": job_to_item(old) if old is not None else None,
-            "NewImage": job_to_item(job),
-            "SequenceNumber": str(len(self.stream)),
-        }})
 
 
 @dataclass
@@ -305,21 +287,7 @@ class LifecycleModel(RuleBasedStateMachine):
         fresh, self.checked = self.stream[self.checked:], len(self.stream)
         for record in fresh:
             change = job_change(record)
-            if change.old is None:
-                assert change.new.status == JobStatus.QUEUED
-                continue
-            assert change.new.version == change.old.version + 1, (change.old, change.new)
-            if change.old.status != change.new.status:
-                assert can_transition(change.old.status, change.new.status), (
-                    f"{change.new.id}: {change.old.status.value} -> {change.new.status.value}")
-            started = change.new.status == JobStatus.RUNNING and change.old.status != JobStatus.RUNNING
-            assert change.new.attempts == change.old.attempts + (1 if started else 0), (change.old, change.new)
-            if change.old.cancel_requested:  # asked to stop: it ends, it never runs (again)
-                assert change.new.cancel_requested or change.new.status.is_terminal
-                assert change.new.status not in (JobStatus.RETRYING, JobStatus.QUEUED) and not started
-            if change.old.status.is_terminal:
-                assert change.new.status == change.old.status
-                assert change.new.finished_at == change.old.finished_at
+            check_write(change.old, change.new)
 
     @invariant()
     def one_event_per_status_change_and_counters_add_up(self) -> None:
@@ -344,10 +312,7 @@ class LifecycleModel(RuleBasedStateMachine):
             current = [w for w in self.live_workers()
                        if w.job.id == job.id and w.job.attempts == job.attempts and job.status == JobStatus.RUNNING]
             assert len(current) <= 1, f"{job.id} attempt {job.attempts} runs {len(current)} times"
-            if job.status == JobStatus.RUNNING:
-                assert job.lease_expires_at is not None and job.due_at is not None
-            if not job.status.is_terminal:
-                assert job.due_at is not None, f"{job.id} is {job.status.value} with nothing to reconcile it"
+            check_at_rest(job)
             if job.parent_id is not None:
                 assert job.id in self.store._jobs[job.parent_id].children, f"{job.id} is not on its parent"
 
@@ -357,8 +322,6 @@ class LifecycleModel(RuleBasedStateMachine):
             if job.status == JobStatus.COMPLETED:
                 assert job.result == {"attempt": job.attempts} == {"attempt": self.outcomes[job.id]}
                 assert job.error is None
-            if job.status.is_terminal:
-                assert job.finished_at is not None and job.lease_expires_at is None and job.due_at is None
 
     # -- and in the end, nothing stays stuck ---------------------------------------------------
 
