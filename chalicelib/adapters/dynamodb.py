@@ -57,6 +57,7 @@ from chalicelib.adapters.dynamodb_items import (
     finished_keys,
     item_to_job,
     item_to_run,
+    is_purging,
     job_id_of,
     job_key,
     job_partition,
@@ -468,7 +469,7 @@ class DynamoJobStore:
         except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailableError(f"could not read job {job_id}") from exc
         item = response.get("Item")
-        if not item or (tenant is not None and item.get("tenant", {}).get("S") != tenant):
+        if not item or is_purging(item) or (tenant is not None and item.get("tenant", {}).get("S") != tenant):
             return None
         return item_to_job(item, self._fetch, fetch)
 
@@ -483,6 +484,8 @@ class DynamoJobStore:
         for start in range(0, len(ids), BATCH_GET_MAX):
             keys = [job_key(i) for i in ids[start : start + BATCH_GET_MAX]]
             for item in self._batch_get(keys):
+                if is_purging(item):
+                    continue
                 job = item_to_job(item)
                 found[job.id] = job
         return found

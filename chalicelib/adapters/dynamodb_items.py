@@ -28,6 +28,15 @@ GSI_KEYS = tuple(f"gsi{i}{part}" for i in range(1, 6) for part in ("pk", "sk"))
 # whose answer was lost knows its own effect by it when botocore's retry is refused. The
 # adapter's bookkeeping, never a field of the job.
 WRITE_ID = "write_id"
+# Set on a job's item when its purge starts (FinishedJobs.purge), which deletes the item last:
+# a job whose purge was cut off is read as removed (never a record without its objects) and
+# stays in the finished-day index for the clean-up's next run to finish. Bookkeeping too.
+PURGING = "purging"
+
+
+def is_purging(item: dict[str, Any]) -> bool:
+    """Whether `item` (a job's, as DynamoDB returns it) belongs to a job being purged."""
+    return PURGING in item
 
 
 # Every key of the jobs table is built here, from parts that cannot hold the separator: a

@@ -65,6 +65,8 @@ class InMemoryJobStore:
         self._lock = threading.Lock()
         self.caches = caches if caches is not None else InMemoryCacheStore()
         self._keys: dict[tuple[str, str], SubmissionKey] = {}
+        # Jobs whose purge started (InMemoryFinishedJobs.purge): read as removed, like DynamoDB's.
+        self._purging: set[str] = set()
 
     def _check_out(self, job_id: str, field: str, value: Any, attempt: Optional[int] = None) -> None:
         """Write the field to the blob store when its JSON is larger than the inline limit (a
@@ -132,12 +134,13 @@ class InMemoryJobStore:
     def get(self, job_id: str, *, consistent: bool = True, tenant: Optional[str] = None,
             fetch: Collection[str] = CLAIM_CHECKED) -> Optional[Job]:
         job = self._jobs.get(job_id)
-        if job is None or (tenant is not None and job.tenant != tenant):
+        if job is None or job_id in self._purging or (tenant is not None and job.tenant != tenant):
             return None
         return self._read(job, fetch=fetch)
 
     def get_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
-        return {i: self._read(self._jobs[i], fetch=()) for i in dict.fromkeys(job_ids) if i in self._jobs}
+        return {i: self._read(self._jobs[i], fetch=()) for i in dict.fromkeys(job_ids)
+                if i in self._jobs and i not in self._purging}
 
     def list_jobs(self, query: JobQuery) -> JobPage:
         """Pages the listing of the index the DynamoDB adapter reads (status, else type, else
@@ -153,7 +156,8 @@ class InMemoryJobStore:
         else:
             partition = tenant_partition(query.tenant)
             jobs = (j for j in self._jobs.values() if j.tenant == query.tenant)
-        listing = sorted(jobs, key=lambda j: (j.created_at, j.id), reverse=True)
+        listing = sorted((j for j in jobs if j.id not in self._purging), key=lambda j: (j.created_at, j.id),
+                         reverse=True)
         if query.cursor:
             after = _decode_cursor(query.cursor, partition)
             listing = [j for j in listing if (j.created_at, j.id) < after]
@@ -517,15 +521,15 @@ class InMemoryFinishedJobs:
 
     def purge(self, job_id: str) -> int:
         deleted = 0
+        with self._store._lock:  # marked first, like the DynamoDB adapter: read as removed from now on
+            if job_id in self._store._jobs:
+                self._store._purging.add(job_id)
         # Objects first, like the DynamoDB adapter (an interrupted purge is found again): the
         # claim-checks and whatever else is under the job's prefix (results of losing attempts).
         old = [k for page in self._blobs.keys_older_than(blob_prefix(job_id), _END_OF_TIME) for k in page]
         if old:
             self._blobs.delete(old)
         with self._store._lock:
-            self._store._refs.pop(job_id, None)
-            if self._store._jobs.pop(job_id, None) is not None:
-                deleted += 1
             for key in [k for k in self._store._runs if k[0] == job_id]:
                 del self._store._runs[key]
                 deleted += 1
@@ -534,6 +538,11 @@ class InMemoryFinishedJobs:
             if artifact.blob_key:
                 self._blobs.delete([artifact.blob_key])
             deleted += 1
+        with self._store._lock:  # the job last, as the DynamoDB adapter deletes its item
+            self._store._refs.pop(job_id, None)
+            self._store._purging.discard(job_id)
+            if self._store._jobs.pop(job_id, None) is not None:
+                deleted += 1
         return deleted
 
 

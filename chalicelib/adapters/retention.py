@@ -12,9 +12,11 @@ from chalicelib.adapters.dynamodb_batch import BATCH_WRITE_MAX, batch_write
 from chalicelib.adapters.dynamodb_items import (
     FINISHED_SHARDS,
     JOB_SORT_KEY,
+    PURGING,
     blob_prefix,
     finished_partition,
     job_id_of,
+    job_key,
     job_partition,
 )
 from chalicelib.domain.errors import StoreUnavailableError
@@ -61,6 +63,7 @@ class DynamoFinishedJobs:
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def purge(self, job_id: str) -> int:
+        self._mark_purging(job_id)
         keys: list[dict[str, Any]] = []
         blob_keys: list[str] = []
         request: dict[str, Any] = {
@@ -96,6 +99,21 @@ class DynamoFinishedJobs:
         for start in range(0, len(keys), BATCH_WRITE_MAX):
             self._batch_delete(keys[start : start + BATCH_WRITE_MAX])
         return len(keys)
+
+    def _mark_purging(self, job_id: str) -> None:
+        """Mark the job's item before anything of it goes: from then on every read takes the job
+        for removed, and a purge cut off later leaves no record whose objects are gone. An item
+        already gone (an earlier purge's last step, TTL) is left so: its rest is still purged."""
+        try:
+            self._ddb.update_item(TableName=self._table, Key=job_key(job_id),
+                                  UpdateExpression="SET #purging = :true", ConditionExpression="attribute_exists(pk)",
+                                  ExpressionAttributeNames={"#purging": PURGING},
+                                  ExpressionAttributeValues={":true": {"BOOL": True}})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise StoreUnavailableError(f"could not mark job {job_id} for deletion") from exc
+        except BotoCoreError as exc:
+            raise StoreUnavailableError(f"could not mark job {job_id} for deletion") from exc
 
     def _batch_delete(self, keys: list[dict[str, Any]]) -> None:
         batch_write(self._ddb, self._table, [{"DeleteRequest": {"Key": k}} for k in keys],

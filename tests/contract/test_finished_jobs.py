@@ -5,9 +5,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from chalicelib.domain.errors import ArtifactNotFoundError, BlobNotFoundError
+from chalicelib.domain.errors import ArtifactNotFoundError, BlobNotFoundError, StoreUnavailableError
 from chalicelib.domain.status import JobStatus
-from chalicelib.ports import ChangeSet
+from chalicelib.ports import ChangeSet, JobQuery
 from tests.contract.test_job_store import big, make_job, running
 
 
@@ -51,4 +51,47 @@ def test_purge_removes_the_job_its_runs_artifacts_and_objects(adapters):
         with pytest.raises(BlobNotFoundError):
             adapters.blobs.get(key)
     assert adapters.store.get(other.id) == other
+    assert adapters.finished.purge(job.id) == 0
+
+
+class _DeletesFail:
+    """The adapters' own blob store, whose deletes do not go through: a purge cut off there."""
+
+    def __init__(self, blobs) -> None:
+        self._blobs = blobs
+
+    def delete(self, keys):
+        raise StoreUnavailableError("could not delete objects")
+
+    def __getattr__(self, name):
+        return getattr(self._blobs, name)
+
+
+def _cut_off(adapters):
+    """A FinishedJobs over the same store whose purge stops at the objects' deletion."""
+    failing = _DeletesFail(adapters.blobs)
+    if adapters.kind == "memory":
+        return type(adapters.finished)(adapters.store, adapters.artifacts, failing)
+    return type(adapters.finished)(adapters.finished._ddb, adapters.finished._table, failing)
+
+
+def test_a_purge_cut_off_leaves_no_job_to_read_and_a_repeat_finishes_it(adapters):
+    job = running(adapters.store, make_job(1, payload=big()))
+    job = adapters.store.apply(job, JobStatus.RUNNING, ChangeSet({"status": JobStatus.COMPLETED, "result": big(),
+                                                                 "finished_at": "2026-01-01T00:02:00.000Z"}))
+    adapters.artifacts.put(job.id, "image.png", b"\x89PNG", "image/png")
+    with pytest.raises(StoreUnavailableError):
+        _cut_off(adapters).purge(job.id)
+    # Half purged: read as removed by every read, never a record without its objects ...
+    assert adapters.store.get(job.id) is None and adapters.store.get(job.id, fetch=()) is None
+    assert adapters.store.get_many([job.id]) == {}
+    assert adapters.store.list_jobs(JobQuery(tenant=job.tenant)).jobs == []
+    # ... and still found by the clean-up, whose next purge removes what is left.
+    since = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    cutoff = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    assert [i for page in adapters.finished.finished_before(cutoff, since=since) for i in page] == [job.id]
+    assert adapters.finished.purge(job.id) == 3  # the job, its run, its artifact
+    assert list(adapters.finished.finished_before(cutoff, since=since)) == []
+    assert adapters.store.runs(job.id) == [] and adapters.artifacts.list(job.id).artifacts == []
+    assert list(adapters.blobs.keys_older_than(f"jobs/{job.id}/", cutoff.replace(year=2100))) == []
     assert adapters.finished.purge(job.id) == 0
