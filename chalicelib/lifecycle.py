@@ -14,7 +14,7 @@ import math
 import random
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any, Callable, Collection, Optional, Sequence
 
@@ -42,6 +42,7 @@ from chalicelib.domain.errors import (
     InvalidTransitionError,
     JobAlreadyFinishedError,
     JobNotFoundError,
+    JobPurgedError,
     PayloadTooLargeError,
     QueueUnavailableError,
     QuotaExceededError,
@@ -192,7 +193,8 @@ class JobLifecycle:
         written in one atomic write, the key kept `key_ttl_s`; while it is kept, the same
         request under that key returns the job it made, sending and writing nothing.
         Raises UnknownJobTypeError, InvalidPayloadError, InvalidRequestError,
-        IdempotencyConflictError (the key was used with another request), what `admit` raises."""
+        IdempotencyConflictError (the key was used with another request), JobPurgedError (the
+        key's job was removed while the key is kept), what `admit` raises."""
         request = {"type": type, "payload": payload, "priority": priority, "delay_seconds": delay_seconds,
                    "run_at": run_at, "scope": scope}
         key = check_key(idempotency_key) if idempotency_key is not None else None
@@ -279,7 +281,11 @@ class JobLifecycle:
             raise IdempotencyConflictError("this Idempotency-Key was already used with a different request body")
         job = self.store.get(first.job_id)
         if job is None or job.tenant != first.tenant:  # removed after its retention, key still kept
-            raise JobNotFoundError(f"job {first.job_id}, made with this Idempotency-Key, no longer exists")
+            free_at = isoformat(datetime.fromtimestamp(first.expires_at, timezone.utc))
+            raise JobPurgedError(
+                f"job {first.job_id}, made with this Idempotency-Key, has finished and been removed; the key "
+                f"makes no other job until {free_at}: to run the request again, submit it under a new key",
+                details={"job_id": first.job_id, "key_expires_at": free_at})
         return job
 
     @staticmethod

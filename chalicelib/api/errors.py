@@ -45,6 +45,7 @@ _STATUS: list[tuple[type[domain.JobpipeError], int]] = [
     (domain.ArtifactNotFoundError, 404),
     (domain.TaskNotFoundError, 404),
     (domain.BlobNotFoundError, 410),
+    (domain.JobPurgedError, 410),
     (domain.JobAlreadyFinishedError, 409),
     (domain.IdempotencyConflictError, 409),
     (domain.StaleJobError, 409),

@@ -123,7 +123,7 @@ def _paths() -> dict[str, Any]:
                                      "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH}}],
                      "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("SubmitJobRequest")}}},
                      "responses": {"202": _json(_ref("Job"), "accepted"),
-                                   **_errors(400, 401, 404, 409, 413, 422, 429, 503)}},
+                                   **_errors(400, 401, 409, 410, 413, 422, 429, 503)}},
             "get": _conditional({"summary": "the tenant's jobs, newest first", "parameters": _list_parameters(), "responses": {
                 "200": _json({"type": "object", "required": ["jobs", "next_cursor"], "properties": {
                     "jobs": {"type": "array", "items": _ref("Job")}, "next_cursor": {"type": ["string", "null"]}}}),

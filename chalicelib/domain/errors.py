@@ -29,6 +29,14 @@ class JobNotFoundError(JobpipeError):
     code = "job_not_found"
 
 
+class JobPurgedError(JobpipeError):
+    """A submission replayed under an Idempotency-Key whose job was removed (its retention ended,
+    the clean-up purged it) while the key is still kept: the request was accepted once, and the
+    key makes no other job until it expires. `details`: `job_id`, `key_expires_at`."""
+
+    code = "job_purged"
+
+
 class UnknownJobTypeError(JobpipeError):
     code = "unknown_job_type"
 

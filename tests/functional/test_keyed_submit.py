@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from chalicelib import aws_requests, composition
 from chalicelib.adapters.dynamodb_items import job_key
 from chalicelib.domain.errors import QueueUnavailableError
-from chalicelib.domain.job import utcnow
+from chalicelib.domain.job import isoformat, utcnow
 from tests.functional.conftest import LambdaContext, auth, receive_all
 
 STEPS = {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0}}
@@ -89,18 +89,32 @@ def test_an_expired_key_makes_a_new_job(client, aws):
     assert post(client).json_body["id"] == again.json_body["id"]  # the key now names the new job
 
 
-def test_a_replay_whose_job_was_removed_before_its_key_is_404_and_makes_nothing(client, aws):
-    """Retention removes a job by its own TTL, the key by its own: a key can outlive its job."""
+def test_a_replay_whose_job_was_removed_before_its_key_is_410_job_purged_and_makes_nothing(client, aws):
+    """Retention removes a job by its own TTL, the key by its own: a key can outlive its job. The
+    replay says the request was accepted and its job is gone, and when the key makes a job again."""
     first = post(client).json_body
     assert len(receive_all(aws)) == 1
     aws["ddb"].delete_item(TableName="jobs", Key=job_key(first["id"]))
     again = post(client)
-    assert again.status_code == 404, again.body
+    assert again.status_code == 410, again.body
     error = again.json_body["error"]
-    assert error["code"] == "job_not_found"
+    assert error["code"] == "job_purged"
     assert first["id"] in error["message"] and "Idempotency-Key" in error["message"]
+    expires = composition.container().store.submission_key("acme", "order-1", now=0).expires_at
+    assert error["details"] == {"job_id": first["id"], "key_expires_at": isoformat(
+        datetime.fromtimestamp(expires, timezone.utc))}
+    assert error["details"]["key_expires_at"] in error["message"]
     assert receive_all(aws) == []
     assert aws["ddb"].scan(TableName="jobs", Select="COUNT")["Count"] == 0
+    assert post(client, key="order-2").status_code == 202  # a new key runs the request again
+
+
+def test_a_replay_whose_job_is_being_purged_is_410_job_purged(client, aws):
+    first = post(client).json_body
+    aws["ddb"].update_item(TableName="jobs", Key=job_key(first["id"]), UpdateExpression="SET purging = :t",
+                           ExpressionAttributeValues={":t": {"BOOL": True}})
+    again = post(client)
+    assert again.status_code == 410 and again.json_body["error"]["code"] == "job_purged", again.body
 
 
 def test_a_replay_that_lands_while_the_first_is_in_flight_finds_the_first_job(client, aws):

@@ -69,12 +69,12 @@ def test_every_status_a_store_outage_answers_is_declared(client, aws, document):
         assert "503" in operation(document, template, method)["responses"], (template, method)
 
 
-def test_a_key_whose_job_is_gone_answers_a_declared_404(client, aws, document):
+def test_a_key_whose_job_is_gone_answers_a_declared_410(client, aws, document):
     job = submit_job(client, STEPS, auth(**{"Idempotency-Key": "k-1"}))
     aws["ddb"].delete_item(TableName="jobs", Key={"pk": {"S": f"JOB#{job['id']}"}, "sk": {"S": "JOB"}})
     again = call(client, "POST", "/jobs", STEPS, **{"Idempotency-Key": "k-1"})
-    assert again.status_code == 404 and again.json_body["error"]["code"] == "job_not_found"
-    assert "404" in operation(document, "/jobs", "POST")["responses"]
+    assert again.status_code == 410 and again.json_body["error"]["code"] == "job_purged"
+    assert "410" in operation(document, "/jobs", "POST")["responses"]
 
 
 def test_a_refused_cache_name_is_a_400_not_the_404_of_a_miss(client, aws, document):

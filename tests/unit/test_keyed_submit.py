@@ -3,11 +3,14 @@ replay answers, the key's lifetime, admission once per key, and concurrent first
 from __future__ import annotations
 
 import threading
-from datetime import datetime
+from datetime import datetime, timezone
 
 import pytest
 
-from chalicelib.domain.errors import IdempotencyConflictError, InvalidRequestError, QuotaExceededError
+from chalicelib.adapters.memory import InMemoryFinishedJobs
+from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
+from chalicelib.domain.errors import IdempotencyConflictError, InvalidRequestError, JobPurgedError, QuotaExceededError
+from chalicelib.domain.job import isoformat
 from chalicelib.domain.submission_keys import request_hash
 from chalicelib.ports import JobMessage
 
@@ -51,6 +54,20 @@ def test_a_key_answers_for_its_lifetime_then_names_a_new_job(lifecycle, clock):
     second = submit(lifecycle, payload={"steps": 3, "step_ms": 0})  # any request: the key is free again
     assert second.id != first.id
     assert submit(lifecycle, payload={"steps": 3, "step_ms": 0}).id == second.id
+
+
+def test_a_replay_whose_job_was_purged_says_so_and_when_the_key_is_free(lifecycle, store, queue, clock):
+    first = submit(lifecycle)
+    blobs = InMemoryBlobStore()
+    InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs, jobs=store), blobs).purge(first.id)
+    with pytest.raises(JobPurgedError, match=f"job {first.id}, made with this Idempotency-Key") as refused:
+        submit(lifecycle)
+    key_expires = store.submission_key("acme", "order-1", now=0).expires_at
+    assert refused.value.details["job_id"] == first.id
+    assert refused.value.details["key_expires_at"] == isoformat(datetime.fromtimestamp(key_expires, timezone.utc))
+    assert len(queue.sent) == 1  # nothing sent again
+    clock.advance(lifecycle.key_ttl_s + 1)
+    assert submit(lifecycle).id != first.id  # once the key expired it makes a new job
 
 
 @pytest.mark.parametrize("key", ["", "k" * 256, "line\nbreak"])
