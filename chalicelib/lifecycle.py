@@ -28,6 +28,7 @@ from chalicelib.defaults import (
     MAX_CHILDREN,
     MAX_DISPATCH_BACKOFF_S,
     MAX_DISPATCHES,
+    MAX_JSON_DEPTH,
     MAX_SCHEDULE_S,
     RECONCILE_RETRY_S,
     RECORD_EXPIRY_SLACK_S,
@@ -43,6 +44,7 @@ from chalicelib.domain.errors import (
     JobAlreadyFinishedError,
     JobNotFoundError,
     JobPurgedError,
+    PayloadTooDeepError,
     PayloadTooLargeError,
     QueueUnavailableError,
     QuotaExceededError,
@@ -62,6 +64,7 @@ from chalicelib.domain.job import (
     answer_bytes,
     child_job_id,
     isoformat,
+    nested_deeper_than,
     new_job_id,
     parse_time,
     utcnow,
@@ -326,8 +329,14 @@ class JobLifecycle:
         tasks reach every tenant's jobs. `listed`: how many children the parent may list already
         (default: its `children`); with MAX_CHILDREN of them, TooManyChildrenError, before the
         child is made. RecordFullError, nothing made, when the parent's record has no room to
-        list it (DynamoDB's 400 KB)."""
+        list it (DynamoDB's 400 KB). PayloadTooDeepError, nothing made, for a payload nesting more
+        levels than a submitted one may (MAX_JSON_DEPTH less POST /jobs's envelope)."""
         self.registry.get_public(type)
+        if nested_deeper_than(payload, MAX_JSON_DEPTH - 1):  # what POST /jobs's body parser refuses
+            raise PayloadTooDeepError(
+                f"the child's payload nests arrays and objects more than {MAX_JSON_DEPTH - 1} levels deep "
+                f"(the payload itself the first); at most {MAX_JSON_DEPTH - 1}, as in a submitted job",
+                details={"limit": MAX_JSON_DEPTH - 1})
         if scope is not None:
             check_name("scope", scope)
         child_id = child_job_id(parent.id, parent.attempts, index)

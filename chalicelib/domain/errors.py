@@ -170,6 +170,14 @@ class TooManyChildrenError(FatalJobError):
     code = "too_many_children"
 
 
+class PayloadTooDeepError(FatalJobError):
+    """A spawn whose payload nests deeper than a submitted one may (defaults.MAX_JSON_DEPTH, the
+    body's envelope one of its levels): no child is made and, uncaught, the job fails, not
+    retried, since its handler builds the same payload again."""
+
+    code = "payload_too_deep"
+
+
 class RecordFullError(FatalJobError):
     """A spawn its parent's record has no room to list (DynamoDB's 400 KB item, which also holds
     the job's payload, progress and children): the job fails, not retried, since its next

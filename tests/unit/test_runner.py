@@ -1,4 +1,5 @@
 import itertools
+from typing import Any
 import threading
 import time
 from datetime import datetime, timezone
@@ -11,6 +12,7 @@ from chalicelib.domain.errors import (
     DeadLetterOwedError,
     FatalJobError,
     JobCancelledError,
+    PayloadTooDeepError,
     ProgressRejectedError,
     QueueUnavailableError,
     UnknownJobTypeError,
@@ -29,6 +31,18 @@ class Empty(BaseModel):
 
 class Padded(BaseModel):
     pad: str = ""
+
+
+class Anything(BaseModel):
+    data: Any = None
+
+
+def nested(levels: int) -> dict:
+    """A payload whose arrays and objects nest `levels` deep, the payload itself the first."""
+    value: Any = {}
+    for _ in range(levels - 1):
+        value = {"data": value}
+    return value
 
 
 @pytest.fixture
@@ -101,6 +115,22 @@ def types():
             except UnknownJobTypeError:
                 pass
         return ctx.spawn("t.ok", {})
+
+    @registry.register("t.any", Anything)
+    def anything(ctx, payload):
+        return None
+
+    @registry.register("t.spawn_nested", Anything, max_attempts=3)
+    def spawn_nested(ctx, payload):
+        """Spawns a t.any child with a payload nesting `data` levels."""
+        return ctx.spawn("t.any", nested(payload.data))
+
+    @registry.register("t.spawn_nested_caught", Anything, max_attempts=3)
+    def spawn_nested_caught(ctx, payload):
+        try:
+            return ctx.spawn("t.any", nested(payload.data))
+        except PayloadTooDeepError as exc:
+            return {"refused": exc.code}
 
     registry.calls = calls
     return registry
@@ -501,3 +531,28 @@ def test_models_inside_a_result_are_stored_as_their_json_and_nothing_else_is_con
         submit(lifecycle, type_)
         final = run_all(runner, queue)
         assert final.status == JobStatus.FAILED and final.error.code == "result_not_serializable", type_
+
+
+@pytest.mark.parametrize("levels", [100, 254, 2000])
+def test_a_child_payload_nested_deeper_than_a_submit_may_fails_the_job_at_the_spawn_not_retried(env, queue, store,
+                                                                                                 levels):
+    """A child's payload is held to a submitted payload's depth (99 levels under POST /jobs's
+    envelope, the body's 100). Deeper ones passed the spawn's checks and broke in the store's
+    or the answer's encoder: a generic handler error, retried to break the same way."""
+    lifecycle, runner = env
+    job = lifecycle.submit(tenant="acme", user="ann", type="t.spawn_nested", payload={"data": levels})
+    final = run_all(runner, queue)
+    assert final.status == JobStatus.FAILED and final.attempts == 1, final.error
+    assert final.error.code == "payload_too_deep" and "at most 99" in final.error.message
+    assert final.children == [] and [j.id for j in store._jobs.values()] == [job.id]
+
+
+def test_a_child_payload_at_the_depth_a_submit_may_have_is_spawned_and_a_deeper_one_can_be_caught(env, queue, store):
+    lifecycle, runner = env
+    fits = lifecycle.submit(tenant="acme", user="ann", type="t.spawn_nested", payload={"data": 99})
+    caught = lifecycle.submit(tenant="acme", user="ann", type="t.spawn_nested_caught", payload={"data": 100})
+    run_all(runner, queue)
+    parent = store.get(fits.id)
+    assert parent.status == JobStatus.COMPLETED and len(parent.children) == 1
+    assert store.get(parent.children[0]).status == JobStatus.COMPLETED
+    assert store.get(caught.id).result == {"refused": "payload_too_deep"}
