@@ -37,6 +37,7 @@ from chalicelib.defaults import (
 )
 from chalicelib.domain.caches import check_name
 from chalicelib.domain.errors import (
+    BlobNotFoundError,
     DeadLetterOwedError,
     IdempotencyConflictError,
     InvalidRequestError,
@@ -392,8 +393,14 @@ class JobLifecycle:
 
         The request on a running job is conditioned on its attempt, not on the version read:
         a handler's progress writes bump the version as often as it forces them, and the
-        request, which changes nothing they write, must not lose to each of them."""
-        job = self.get(tenant, job_id)
+        request, which changes nothing they write, must not lose to each of them. A finished job is
+        refused on its record alone, whatever became of its objects (no BlobNotFoundError)."""
+        try:
+            job = self.get(tenant, job_id)
+        except BlobNotFoundError:
+            job = self.get(tenant, job_id, fetch=())
+            if not job.status.is_terminal:
+                raise
         for _ in range(_RACE_RETRIES):
             try:
                 if job.status.is_terminal:

@@ -75,3 +75,13 @@ def test_a_job_whose_purge_was_cut_off_is_not_found_on_every_route_until_a_repea
 
     composition.container().finished_jobs.purge(job_id)  # the clean-up's next run finds it and ends it
     assert _items(aws, job_id) == [] and _objects(aws, job_id) == []
+
+
+def test_cancelling_a_finished_job_whose_result_object_is_gone_is_409_job_finished(app, client, aws):
+    """The cancel decides on the record: a finished job is 409 whatever became of its objects."""
+    job_id = _finished_job(client, app, aws)
+    aws["s3"].delete_object(Bucket="jobs-bucket", Key=f"jobs/{job_id}/result-0001.json")
+    answer = client.http.delete(f"/jobs/{job_id}", headers=auth())
+    assert answer.status_code == 409, answer.body
+    assert answer.json_body["error"] == {"code": "job_finished", "message": f"job {job_id} is already completed",
+                                         "details": {"status": "completed"}}
