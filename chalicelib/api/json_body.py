@@ -11,7 +11,7 @@ from typing import Any
 
 from chalicelib.api.errors import InvalidJsonError
 from chalicelib.defaults import MAX_JSON_DEPTH
-from chalicelib.domain.job import nested_deeper_than
+from chalicelib.domain.job import nested_deeper_than, too_deep_message
 
 # A lone surrogate escape (`"\ud800"`) is valid JSON but no UTF-8 string: nothing could store,
 # log or hash it. Only bodies holding such an escape are checked whole.
@@ -70,8 +70,7 @@ def body_text(body: bytes) -> str:
         raise InvalidJsonError(f"request body is not valid JSON: {exc}") from None
 
 
-_TOO_DEEP = (f"request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep "
-             f"(the body itself the first); at most {MAX_JSON_DEPTH}")
+_TOO_DEEP = too_deep_message("request body")
 
 
 def parse_json(text: str) -> Any:

@@ -9,6 +9,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chalicelib.defaults import MAX_JSON_DEPTH
 from chalicelib.domain.status import JobStatus
 
 Priority = Literal["high", "normal", "low"]
@@ -172,6 +173,13 @@ def nested_deeper_than(value: Any, limit: int) -> bool:
         level = [child for item in level for child in (item.values() if isinstance(item, dict) else item)
                  if isinstance(child, containers)]
     return False
+
+
+def too_deep_message(what: str) -> str:
+    """The refusal of JSON data whose arrays and objects nest more than MAX_JSON_DEPTH levels,
+    naming `what` nests (e.g. "request body", "result"): every such refusal says it alike."""
+    return (f"the {what} nests arrays and objects more than {MAX_JSON_DEPTH} levels deep "
+            f"(the {what} itself the first); at most {MAX_JSON_DEPTH}")
 
 
 def answer_bytes(value: Any) -> int:

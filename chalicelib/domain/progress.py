@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 from chalicelib.defaults import MAX_JSON_DEPTH, MAX_LABEL_CHARS
 from chalicelib.domain.errors import ProgressRejectedError
-from chalicelib.domain.job import nested_deeper_than
+from chalicelib.domain.job import nested_deeper_than, too_deep_message
 
 MILESTONES = (0.0, 25.0, 50.0, 75.0, 100.0)
 SIGNIFICANT_JUMP = 10.0
@@ -41,8 +41,7 @@ def check_report(step: Optional[str], message: Optional[str], details: Optional[
     if not isinstance(details, dict):
         raise ProgressRejectedError(f"progress details must be a JSON object, not {type(details).__name__}")
     if nested_deeper_than(details, MAX_JSON_DEPTH):  # no read of the job could serialize them
-        raise ProgressRejectedError(f"progress details nest arrays and objects more than {MAX_JSON_DEPTH} "
-                                    f"levels deep; at most {MAX_JSON_DEPTH}")
+        raise ProgressRejectedError(too_deep_message("progress details object"))
     try:
         size = len(json.dumps(details, allow_nan=False, separators=(",", ":")).encode())
     except (TypeError, ValueError) as exc:

@@ -28,7 +28,7 @@ from chalicelib.domain.errors import (
     StaleJobError,
     describe,
 )
-from chalicelib.domain.job import Job, JobErrorInfo, answer_bytes, nested_deeper_than
+from chalicelib.domain.job import Job, JobErrorInfo, answer_bytes, nested_deeper_than, too_deep_message
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.lifecycle import LEASE_GRACE_S, ClaimOutcome, JobLifecycle
 from chalicelib.ports import ArtifactStore, JobMessage, job_message_of
@@ -206,8 +206,7 @@ class JobRunner:
             result, message = ctx.completion.result, ctx.completion.message
         elif isinstance(result, Completion):
             result, message = result.result, result.message
-        too_deep = (f"the result nests arrays and objects more than {MAX_JSON_DEPTH} levels deep; "
-                    f"at most {MAX_JSON_DEPTH}")
+        too_deep = too_deep_message("result")
         try:
             if nested_deeper_than(result, MAX_JSON_DEPTH):  # before: one too deep to encode at all
                 raise ValueError(too_deep)

@@ -9,6 +9,8 @@ import pytest
 
 from chalicelib.api.errors import InvalidJsonError
 from chalicelib.api.json_body import _LONG_DIGITS, parse_json
+from chalicelib.defaults import MAX_JSON_DEPTH
+from chalicelib.domain.job import too_deep_message
 
 NEAR = "1" * 308  # below the largest double (1.79e308), as long as an integer can be and stay so
 
@@ -28,3 +30,17 @@ def test_the_look_for_a_long_run_of_digits_starts_only_where_a_run_starts():
     assert _LONG_DIGITS.pattern.startswith(r"(?<!\d)")
     assert [m.start() for m in _LONG_DIGITS.finditer("x" + "1" * 700)] == [1]  # not again inside it
     assert [m.start() for m in _LONG_DIGITS.finditer(NEAR + "," + "1" * 309)] == [309]
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 5_000])
+def test_a_body_nested_past_the_limit_is_refused_naming_the_body_and_the_limit(depth):
+    """Past the limit or past the parser's own recursion, the one wording of every depth refusal."""
+    with pytest.raises(InvalidJsonError) as refused:
+        parse_json("[" * depth + "]" * depth)
+    assert str(refused.value) == too_deep_message("request body")
+
+
+def test_the_depth_refusal_names_what_nests_and_the_limit():
+    said = too_deep_message("result")
+    assert said.startswith("the result nests arrays and objects more than ")
+    assert f"more than {MAX_JSON_DEPTH} levels deep (the result itself the first); at most {MAX_JSON_DEPTH}" in said

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 from pydantic import BaseModel
 
-from chalicelib.defaults import MAX_CHILDREN
+from chalicelib.defaults import MAX_CHILDREN, MAX_JSON_DEPTH
 from chalicelib.domain.errors import (
     DeadLetterOwedError,
     FatalJobError,
@@ -17,7 +17,7 @@ from chalicelib.domain.errors import (
     QueueUnavailableError,
     UnknownJobTypeError,
 )
-from chalicelib.domain.job import child_job_id
+from chalicelib.domain.job import child_job_id, too_deep_message
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
 from chalicelib.lifecycle import JobLifecycle
@@ -73,6 +73,13 @@ def types():
     @registry.register("t.unserialisable", Empty)
     def unserialisable(ctx, payload):
         return object()
+
+    @registry.register("t.too_deep", Empty)
+    def too_deep(ctx, payload):
+        result: list = []
+        for _ in range(MAX_JSON_DEPTH):
+            result = [result]
+        return result
 
     @registry.register("t.nan", Empty)
     def nan(ctx, payload):
@@ -225,6 +232,14 @@ def test_unserialisable_result_fails_the_job(env, queue):
     submit(lifecycle, "t.unserialisable")
     final = run_all(runner, queue)
     assert final.status == JobStatus.FAILED and final.error.code == "result_not_serializable"
+
+
+def test_a_result_nested_past_the_limit_fails_the_job_in_the_words_of_every_depth_refusal(env, queue):
+    lifecycle, runner = env
+    submit(lifecycle, "t.too_deep")
+    final = run_all(runner, queue)
+    assert final.status == JobStatus.FAILED and final.error.code == "result_not_serializable"
+    assert final.error.message == too_deep_message("result")
 
 
 def test_cancel_request_stops_a_cooperative_handler(env, queue, store):
