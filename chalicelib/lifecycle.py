@@ -552,11 +552,16 @@ class JobLifecycle:
         it is then. A store that does not answer leaves the mark: a later delivery of the
         attempt's message would park the letter a second time, which is better than none."""
         try:
-            return self.store.apply(job, job.status, ChangeSet({"dead_letter_owed": REMOVE}))
+            return self._clear_owed_mark(job)
         except StaleJobError:  # another delivery parked it meanwhile
             return self.store.get(job.id) or job
         except StoreUnavailableError:
             return job
+
+    def _clear_owed_mark(self, job: Job) -> Job:
+        """`job` with its owed dead letter settled (parked, or found on its DLQ). Raises
+        StaleJobError when the job changed since read, StoreUnavailableError."""
+        return self.store.apply(job, job.status, ChangeSet({"dead_letter_owed": REMOVE}))
 
     def record_progress(self, job: Job, progress: Progress) -> Job:
         """Conditional, monotonic progress write for the running attempt of `job`. Returns the
@@ -728,9 +733,9 @@ class JobLifecycle:
         itself (its last receive was the delivery that failed the job), or the mark's clearing
         did not answer. The mark is cleared, so a later delivery or redrive of the message is
         acknowledged rather than parked a second time. Raises StaleJobError on a lost race."""
-        if job.status != JobStatus.FAILED or job.dead_letter_owed != message.attempt:
+        if not job.owes_dead_letter(message.attempt):
             return ReconcileOutcome.SKIPPED
-        self.store.apply(job, job.status, ChangeSet({"dead_letter_owed": REMOVE}))
+        self._clear_owed_mark(job)
         return ReconcileOutcome.OWED_LETTER_FOUND
 
     # -- helpers ----------------------------------------------------------------------------

@@ -209,7 +209,7 @@ class Reconciler:
             if not job.status.is_terminal:
                 self._act(result, job, message.attempt,
                           lambda job=job, m=message: self._lifecycle.fail_dead_lettered(job, m))
-            elif job.dead_letter_owed == message.attempt:
+            elif job.owes_dead_letter(message.attempt):
                 self._act(result, job, message.attempt,
                           lambda job=job, m=message: self._lifecycle.owed_letter_found(job, m))
 

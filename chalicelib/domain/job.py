@@ -148,6 +148,11 @@ class Job(BaseModel):
         """The job as clients see it (internal bookkeeping left out)."""
         return self.model_dump(mode="json", exclude=INTERNAL_FIELDS)
 
+    def owes_dead_letter(self, attempt: int) -> bool:
+        """True when the job failed on `attempt` and the dead letter of that attempt's message
+        is still owed (`dead_letter_owed`): what a message of it found on a DLQ settles."""
+        return self.status == JobStatus.FAILED and self.dead_letter_owed == attempt
+
     def runs(self, recorded: list[Run]) -> list[Run]:
         """The job's runs, oldest attempt first: `recorded` (a run is stored when its attempt
         ends) and, while an attempt is running, that attempt, read from the job itself."""

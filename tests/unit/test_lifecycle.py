@@ -14,7 +14,7 @@ from chalicelib.domain.errors import (
     UnknownJobTypeError,
 )
 from chalicelib.domain.status import JobStatus
-from chalicelib.domain.job import JobErrorInfo, child_job_id, isoformat, parse_time
+from chalicelib.domain.job import Job, JobErrorInfo, child_job_id, isoformat, parse_time
 from chalicelib.job_types import build_registry
 from chalicelib.job_types.maintenance import with_maintenance
 from chalicelib.lifecycle import ClaimOutcome, JobLifecycle, ReconcileOutcome, retry_delay_s
@@ -495,6 +495,20 @@ def test_a_letter_the_failing_delivery_did_not_park_is_parked_by_the_next_one(li
     assert lifecycle.claim(JobMessage(job.id, 1)).outcome == ClaimOutcome.SKIP
     assert queue.dead == [(JobMessage(job.id, 1), {"code": "boom", "message": "it broke"})]
     assert store.get(job.id).dead_letter_owed is None
+
+
+@pytest.mark.parametrize("status, owed, attempt, owes", [
+    (JobStatus.FAILED, 2, 2, True),
+    (JobStatus.FAILED, 2, 1, False),  # an earlier attempt's message: its letter is not the one owed
+    (JobStatus.FAILED, None, 2, False),
+    (JobStatus.CANCELED, 2, 2, False),  # only a failure owes a letter
+    (JobStatus.RETRYING, 2, 2, False),
+])
+def test_a_job_owes_the_dead_letter_of_the_attempt_it_failed_on_only(status, owed, attempt, owes):
+    """The one decision the reconciler (a letter found on a DLQ) and the lifecycle (clearing the
+    mark) both rest on."""
+    job = Job(id="j", type="t", tenant="x", user="u", created_at="2026-01-01T00:00:00.000Z", status=status, attempts=2, dead_letter_owed=owed)
+    assert job.owes_dead_letter(attempt) is owes
 
 
 def test_a_failed_job_whose_letter_was_parked_owes_none(lifecycle, store, queue):
