@@ -23,6 +23,7 @@ from typing import Any
 
 from bench import cold_burst, cold_start, polling, requests_per_job, throughput
 from bench.stack import ROOT, now_ms, start_stack, stop_stack
+from scripts.package import code_path
 from scripts.stack_config import LOCAL_FUNCTION_CONCURRENCY, boolean, local_api_ceiling
 
 RESULTS = ROOT / "bench" / "results"
@@ -65,7 +66,7 @@ def run() -> dict[str, Any]:
         polls = polling.measure(stack, ids, _env_int("BENCH_POLLS", 200))
     finally:
         stop_stack(stack)
-    cold = cold_start.measure(build / "deployment.zip", _env_int("BENCH_IMPORT_RUNS", 15))
+    cold = cold_start.measure(code_path(build), _env_int("BENCH_IMPORT_RUNS", 15))
     return {
         "measured_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "emulator": "ministack (local)"},

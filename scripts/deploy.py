@@ -27,6 +27,7 @@ from typing import Any, Mapping
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
+from scripts import package
 from scripts.local_stack import apply_gateway_responses
 from scripts.stack_config import StackConfigError, check_declared, check_parameters, check_settings
 
@@ -165,7 +166,7 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
     nothing leaves the stack as it is. Raises DeployError with one line on what failed."""
     session = session or boto3.session.Session()
     cfn = session.client("cloudformation")
-    template = json.loads((build_dir / "sam.json").read_text())
+    template = json.loads(package.template_path(build_dir).read_text())
     existing = _existing_stack(cfn, stack)
     if existing is not None and existing["StackStatus"] == "ROLLBACK_COMPLETE":
         print(f"stack {stack} is ROLLBACK_COMPLETE (its first create failed and left nothing); "
@@ -180,7 +181,7 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
     account = session.client("sts").get_caller_identity()["Account"]
     s3 = session.client("s3")
     bucket = ensure_artifact_bucket(s3, account, session.region_name or "us-east-1")
-    code_uri = _upload(s3, bucket, account, build_dir / "deployment.zip", stack)
+    code_uri = _upload(s3, bucket, account, package.code_path(build_dir), stack)
     for resource in template["Resources"].values():
         if resource["Type"] == "AWS::Serverless::Function":
             resource["Properties"]["CodeUri"] = code_uri
@@ -254,13 +255,14 @@ def main(argv: list[str]) -> None:
     except StackConfigError as exc:
         print(f"deploy: {exc}", file=sys.stderr)
         sys.exit(2)
-    missing = [name for name in ("sam.json", "deployment.zip") if not (build_dir / name).is_file()]
+    packaged_files = (package.template_path(build_dir), package.code_path(build_dir))
+    missing = [path for path in packaged_files if not path.is_file()]
     if missing:
-        print(f"deploy: {build_dir / missing[0]} is missing; `make package` builds it", file=sys.stderr)
+        print(f"deploy: {missing[0]} is missing; `make package` builds it", file=sys.stderr)
         sys.exit(2)
-    template = Path(argv[0] if argv else "build") / "sam.json"
+    template = package.template_path(Path(argv[0] if argv else "build"))  # as given, for the messages
     try:  # every other parameter, as CloudFormation would, before the bucket or the code is touched
-        packaged = json.loads((build_dir / "sam.json").read_text())
+        packaged = json.loads(package.template_path(build_dir).read_text())
         check_declared(packaged.get("Parameters", {}), parameters, str(template))
         check_settings(packaged, parameters)  # and as the functions will read them
     except (ValueError, AttributeError) as exc:  # StackConfigError, or a file that is no template

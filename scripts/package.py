@@ -16,6 +16,9 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# What `chalice package` writes into the build folder: the template and the functions' code.
+TEMPLATE_NAME = "sam.json"
+CODE_NAME = "deployment.zip"
 # Provided by the Lambda Python runtime; pulled in here only as dependencies of aws-xray-sdk.
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "urllib3", "dateutil", "six")
 
@@ -73,6 +76,16 @@ def rewrite_zip(zip_path: Path, compile_bytecode: bool) -> tuple[int, int]:
     return before, zip_path.stat().st_size
 
 
+def template_path(build_dir: Path) -> Path:
+    """The packaged template in `build_dir`."""
+    return build_dir / TEMPLATE_NAME
+
+
+def code_path(build_dir: Path) -> Path:
+    """The functions' packaged code in `build_dir`."""
+    return build_dir / CODE_NAME
+
+
 def runtime_matches(template: Path) -> bool:
     """True when every function of the template runs this interpreter's Python (X.Y): only
     then is the bytecode this interpreter writes used, not ignored."""
@@ -93,12 +106,12 @@ def main(out_dir: str) -> None:
         env=env,
         check=True,
     )
-    compile_bytecode = runtime_matches(out / "sam.json")
+    compile_bytecode = runtime_matches(template_path(out))
     if not compile_bytecode:
-        print(f"no bytecode in deployment.zip: the functions' runtime is not this interpreter's "
+        print(f"no bytecode in {CODE_NAME}: the functions' runtime is not this interpreter's "
               f"python{sys.version_info.major}.{sys.version_info.minor}")
-    before, after = rewrite_zip(out / "deployment.zip", compile_bytecode)
-    print(f"deployment.zip: {after / 1e6:.1f} MB ({before / 1e6:.1f} MB before leaving out the runtime's "
+    before, after = rewrite_zip(code_path(out), compile_bytecode)
+    print(f"{CODE_NAME}: {after / 1e6:.1f} MB ({before / 1e6:.1f} MB before leaving out the runtime's "
           f"boto3/botocore{', with bytecode' if compile_bytecode else ''})")
 
 

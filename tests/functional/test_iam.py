@@ -31,12 +31,13 @@ import pytest
 from chalicelib import composition
 from chalicelib.api.auth import issue_token
 from chalicelib.domain.job import utcnow
+from scripts.package import template_path
 from tests.functional.conftest import SECRET, LambdaContext, auth, drain, receive_all, sqs_event
 from tests.support.infra import resources
 from tests.support.stream import StreamRecorder, on_failure_record, read_stream
 
 ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "build" / "sam.json"
+TEMPLATE = template_path(ROOT / "build")
 
 # botocore operation -> the IAM actions it needs (the default is <service>:<Operation>).
 SPECIAL_ACTIONS = {

@@ -12,6 +12,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, WaiterError
 
 from scripts import deploy as deploy_script
+from scripts import package as package_script
 from scripts.deploy import DeployError, deploy
 from scripts.stack_config import SECRET_MAX_CHARS, SECRET_MIN_CHARS
 from tests.unit.test_local_stack import API_TEMPLATE, FakeApiGateway
@@ -341,6 +342,22 @@ def test_deploy_main_without_a_package_says_how_to_build_it(tmp_path, capsys, mo
         deploy_script.main([str(tmp_path / "build"), "jobpipe", f"AuthSecret={SECRET}"])
     assert exited.value.code == 2
     assert capsys.readouterr().err == f"deploy: {tmp_path}/build/sam.json is missing; `make package` builds it\n"
+
+
+def test_the_package_deploy_checks_and_deploys_is_where_scripts_package_puts_it(tmp_path, monkeypatch):
+    """The template's and the code's file names are package.py's alone: deploy's check of the
+    parameters, its look for a package and the deploy itself all read the files it names."""
+    monkeypatch.setattr(package_script, "TEMPLATE_NAME", "template.json")
+    monkeypatch.setattr(package_script, "CODE_NAME", "code.zip")
+    build = tmp_path / "out"
+    build.mkdir()
+    (build / "template.json").write_text(json.dumps(TEMPLATE))
+    (build / "code.zip").write_bytes(b"PK\x05\x06" + b"\x00" * 18)
+    session = FakeSession()
+    monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
+    deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}", "RetentionDays=14"])
+    assert session.cfn.stack["status"] == "CREATE_COMPLETE"
+    assert session.cfn.stack["parameters"]["RetentionDays"] == "14"
 
 
 def test_deploy_main_interrupted_says_so_in_one_line_exit_130(build, capsys, monkeypatch):
