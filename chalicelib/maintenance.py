@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chalicelib.domain.errors import JobpipeError, TaskTimeError
 from chalicelib.domain.job import isoformat, utcnow
+from chalicelib.domain.numbers import shown_number
 from chalicelib.domain.stats import hours_back, summarize
 from chalicelib.ports import BlobStore, FinishedJobs, QueueOperations, StatsStore
 
@@ -182,7 +183,8 @@ class MaintenanceTasks:
         needed = MIN_RUN_MS.get(task, 0)
         if left < needed:
             raise TaskTimeError(
-                f"{task} needs at least {needed / 1000:g} s and has {max(0, left) / 1000:g} s left",
+                f"{task} needs at least {shown_number(needed / 1000)} s "
+                f"and has {shown_number(max(0, left) / 1000)} s left",
                 details={"task": task, "needed_ms": needed, "remaining_ms": max(0, left)},
             )
         method = getattr(self, task)

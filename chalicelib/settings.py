@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import os
-from typing import Mapping, Optional
+import re
+from typing import Any, Mapping, Optional
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from chalicelib import defaults
 from chalicelib.defaults import redelivery_wait_s
+from chalicelib.domain.numbers import shown_number
 
 
 class Settings(BaseModel):
@@ -233,9 +235,7 @@ def load_settings(environ: Optional[Mapping[str, str]] = None) -> Settings:
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{_ENV.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(f"{_ENV.get(str(e['loc'][0]), e['loc'][0])}: {_rule(e)}" for e in exc.errors())
         raise SettingsError(f"invalid jobpipe settings: {problems}") from exc
 
 
@@ -247,5 +247,15 @@ def refused_variables(environ: Mapping[str, str]) -> dict[str, str]:
     try:
         Settings.model_validate(raw)
     except ValidationError as exc:
-        return {_ENV[str(e["loc"][0])]: e["msg"] for e in exc.errors() if e["loc"] and e["loc"][0] in raw}
+        return {_ENV[str(e["loc"][0])]: _rule(e) for e in exc.errors() if e["loc"] and e["loc"][0] in raw}
     return {}
+
+
+def _rule(error: Mapping[str, Any]) -> str:
+    """The rule a pydantic `error` states, its bounds (ge=2592000: "2,592,000") written as every
+    refusal shows a number (domain.numbers)."""
+    message = str(error["msg"])
+    for bound in (error.get("ctx") or {}).values():
+        if isinstance(bound, (int, float)) and not isinstance(bound, bool):
+            message = re.sub(rf"(?<![\d.]){re.escape(str(bound))}(?![\d.])", shown_number(bound), message)
+    return message

@@ -22,6 +22,8 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Optional
 
+from chalicelib.domain.numbers import shown_number
+
 ROOT = Path(__file__).resolve().parents[1]
 MINISTACK = ROOT / ".venv-emulator" / "bin" / "ministack"
 HOST = "127.0.0.1"
@@ -152,7 +154,7 @@ class Emulator:
                 return self
             # what answered is another process that took the port meanwhile
         self.stop()
-        raise EmulatorError(f"ministack did not answer on {self.endpoint} within {timeout_s:g} s")
+        raise EmulatorError(f"ministack did not answer on {self.endpoint} within {shown_number(timeout_s)} s")
 
     @property
     def process_group(self) -> Optional[int]:

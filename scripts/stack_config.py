@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
 
 from chalicelib import defaults
+from chalicelib.domain.numbers import shown_number
 
 # The template's MinLength and MaxLength (chalicelib/defaults.py says why), the functions' too.
 SECRET_MIN_CHARS = defaults.SECRET_MIN_CHARS
@@ -64,7 +65,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "ErpReceiverDeduplicates": ("ERP_RECEIVER_DEDUPLICATES",
                                 "false (true: the ERP deduplicates on the signed body's event_id, the bridge keeps no ledger)"),
     "UseTaskQueue": ("USE_TASK_QUEUE", "true"),
-    "ProgressMinIntervalSeconds": ("PROGRESS_MIN_INTERVAL_S", f"{defaults.PROGRESS_MIN_INTERVAL_S:g}"),
+    "ProgressMinIntervalSeconds": ("PROGRESS_MIN_INTERVAL_S", shown_number(defaults.PROGRESS_MIN_INTERVAL_S)),
     "RetentionDays": ("RETENTION_DAYS", f"{defaults.RETENTION_DAYS}"),
     "BlobRetentionDays": ("BLOB_RETENTION_DAYS", "400 (at least 400 and RETENTION_DAYS + 366)"),
     "LogRetentionDays": ("LOG_RETENTION_DAYS", "30"),
@@ -91,7 +92,7 @@ class _Rule(ValueError):
 
 def _number(field: str, value: Any, *, low: float, high: float, whole: bool) -> float:
     kind = "a whole number" if whole else "a number"
-    rule = f"must be {kind} from {low:g} to {high:g} (got {str(value)!r})"
+    rule = f"must be {kind} from {shown_number(low)} to {shown_number(high)} (got {str(value)!r})"
     try:
         number = float(str(value).strip())
     except ValueError:
@@ -99,6 +100,13 @@ def _number(field: str, value: Any, *, low: float, high: float, whole: bool) -> 
     if math.isnan(number) or not low <= number <= high or (whole and not number.is_integer()):
         raise _Rule(field, rule)
     return number
+
+
+def _length_rule(bound: str, chars: int, value: str, when: str = "") -> str:
+    """The rule a text of `value`'s length breaks: `bound` ("at least", "at most") `chars`
+    characters, `when` a condition holds."""
+    return (f"must be {bound} {shown_number(chars)} characters{' when ' + when if when else ''} "
+            f"(it has {shown_number(len(value))})")
 
 
 def boolean(value: Any) -> bool:
@@ -137,9 +145,9 @@ class StackParameters(BaseModel):
         if value is None:
             return None
         if len(value) < SECRET_MIN_CHARS:
-            raise _Rule("AuthSecret", f"must be at least {SECRET_MIN_CHARS} characters (it has {len(value)})")
+            raise _Rule("AuthSecret", _length_rule("at least", SECRET_MIN_CHARS, value))
         if len(value) > SECRET_MAX_CHARS:
-            raise _Rule("AuthSecret", f"must be at most {SECRET_MAX_CHARS} characters (it has {len(value)})")
+            raise _Rule("AuthSecret", _length_rule("at most", SECRET_MAX_CHARS, value))
         if value.strip() != value:
             raise _Rule("AuthSecret", "must not start or end with whitespace")
         return value
@@ -151,7 +159,7 @@ class StackParameters(BaseModel):
         if not value:
             return ""
         if len(value) > WEBHOOK_URL_MAX_CHARS:
-            raise _Rule("ErpWebhookUrl", f"must be at most {WEBHOOK_URL_MAX_CHARS} characters (it has {len(value)})")
+            raise _Rule("ErpWebhookUrl", _length_rule("at most", WEBHOOK_URL_MAX_CHARS, value))
         if not value.isascii():  # Lambda's 4 KB of environment holds 1,024 characters of URL only in ASCII
             raise _Rule("ErpWebhookUrl", "must be in ASCII (a host's other characters in its xn-- form, "
                                          f"a path's percent-encoded) (got {value[:80]!r})")
@@ -211,14 +219,12 @@ class StackParameters(BaseModel):
     @model_validator(mode="after")
     def _across_fields(self) -> "StackParameters":
         if self.ErpWebhookUrl and len(self.ErpWebhookSecret) < SECRET_MIN_CHARS:
-            raise _Rule("ErpWebhookSecret", f"must be at least {SECRET_MIN_CHARS} characters when "
-                        f"{{ErpWebhookUrl}} is set (it has {len(self.ErpWebhookSecret)})")
+            raise _Rule("ErpWebhookSecret", _length_rule("at least", SECRET_MIN_CHARS, self.ErpWebhookSecret,
+                                                         when="{ErpWebhookUrl} is set"))
         if self.ErpWebhookSecret and len(self.ErpWebhookSecret) < SECRET_MIN_CHARS:
-            raise _Rule("ErpWebhookSecret", f"must be at least {SECRET_MIN_CHARS} characters "
-                        f"(it has {len(self.ErpWebhookSecret)})")
+            raise _Rule("ErpWebhookSecret", _length_rule("at least", SECRET_MIN_CHARS, self.ErpWebhookSecret))
         if len(self.ErpWebhookSecret) > SECRET_MAX_CHARS:
-            raise _Rule("ErpWebhookSecret", f"must be at most {SECRET_MAX_CHARS} characters "
-                        f"(it has {len(self.ErpWebhookSecret)})")
+            raise _Rule("ErpWebhookSecret", _length_rule("at most", SECRET_MAX_CHARS, self.ErpWebhookSecret))
         retention = int(self.RetentionDays)
         least = retention + SCHEDULE_MAX_DAYS + 1
         if self.BlobRetentionDays is None:
@@ -280,8 +286,8 @@ def _declared_rule(name: str, spec: Mapping[str, Any], value: str) -> Optional[s
         return f"must be one of {', '.join(map(str, spec['AllowedValues']))}"
     if spec.get("Type") == "Number":
         low, high = spec.get("MinValue"), spec.get("MaxValue")
-        bounds = (f" from {low:g}" if low is not None else "") + (
-            f" {'to' if low is not None else 'at most'} {high:g}" if high is not None else "")
+        bounds = (f" from {shown_number(low)}" if low is not None else "") + (
+            f" {'to' if low is not None else 'at most'} {shown_number(high)}" if high is not None else "")
         try:
             number = float(value)
         except ValueError:
@@ -292,7 +298,8 @@ def _declared_rule(name: str, spec: Mapping[str, Any], value: str) -> Optional[s
     if len(value) < spec.get("MinLength", 0) or len(value) > spec.get("MaxLength", math.inf) or (
             "AllowedPattern" in spec and not re.fullmatch(spec["AllowedPattern"], value)):
         return spec.get("ConstraintDescription") or (
-            f"must be {spec.get('MinLength', 0)} to {spec.get('MaxLength', 4096)} characters matching "
+            f"must be {shown_number(spec.get('MinLength', 0))} to {shown_number(spec.get('MaxLength', 4096))} "
+            "characters matching "
             f"{spec.get('AllowedPattern', '.*')}")
     return None
 

@@ -217,15 +217,19 @@ def test_every_make_target_the_pages_name_is_in_the_makefile():
 
 
 def _bounds(parameter: dict) -> list[str]:
-    """How a rule states the template's bounds on a parameter: `0-300`, or `at least 400` and
-    `at most 3,650`; `32 to 128 characters`, or `... 1,024 characters` for a maximum alone."""
+    """How a rule states the template's bounds on a parameter, each number as every refusal
+    shows one (domain.numbers): `0-300`, `0-1,000`, or `at least 400` and `at most 3,650`;
+    `32 to 128 characters`, or `... 1,024 characters` for a maximum alone."""
+    from chalicelib.domain.numbers import shown_number
+
     if "MinLength" in parameter and "MaxLength" in parameter:
-        return [f"{parameter['MinLength']} to {parameter['MaxLength']} characters"]
+        return [f"{shown_number(parameter['MinLength'])} to {shown_number(parameter['MaxLength'])} characters"]
     if "MaxLength" in parameter:
-        return [f"{parameter['MaxLength']:,} characters"]
+        return [f"{shown_number(parameter['MaxLength'])} characters"]
     if "MinValue" in parameter:
-        low, high = parameter["MinValue"], parameter["MaxValue"]
-        return [f"{low}-{high}"] if high < 1000 or low == 0 else [f"at least {low:,}", f"at most {high:,}"]
+        low, high = shown_number(parameter["MinValue"]), shown_number(parameter["MaxValue"])
+        return [f"{low}-{high}"] if parameter["MaxValue"] < 1000 or parameter["MinValue"] == 0 \
+            else [f"at least {low}", f"at most {high}"]
     return []
 
 

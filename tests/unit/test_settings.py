@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.composition import Container
-from chalicelib.settings import SettingsError, load_settings
+from chalicelib.settings import SettingsError, load_settings, refused_variables
 
 BASE = {"JOBPIPE_TABLE": "jobs", "JOBPIPE_IDEMPOTENCY_TABLE": "idem", "JOBPIPE_QUEUE_URL_HIGH": "h",
         "JOBPIPE_QUEUE_URL_NORMAL": "n", "JOBPIPE_QUEUE_URL_LOW": "l", "JOBPIPE_DLQ_URL": "d"}
@@ -182,3 +182,14 @@ def test_each_setting_a_parameter_gives_is_bounded_as_the_template_bounds_the_pa
 def test_a_value_the_template_would_refuse_is_refused_by_the_settings_naming_the_variable(environ, variable):
     with pytest.raises(SettingsError, match=variable):
         load_settings({**BASE, **environ})
+
+
+def test_a_bound_the_settings_hold_a_variable_to_is_shown_as_the_docs_write_it():
+    """pydantic writes le=2592000 as it is; the refusal shows 2,592,000, like every other bound."""
+    with pytest.raises(SettingsError) as refused:
+        load_settings({**BASE, "JOBPIPE_TOKEN_MAX_LIFETIME_S": "9999999"})
+    assert "JOBPIPE_TOKEN_MAX_LIFETIME_S: Input should be less than or equal to 2,592,000" in str(refused.value)
+    assert refused_variables({"JOBPIPE_TOKEN_MAX_LIFETIME_S": "9999999"}) == {
+        "JOBPIPE_TOKEN_MAX_LIFETIME_S": "Input should be less than or equal to 2,592,000"}
+    assert refused_variables({"JOBPIPE_MAX_BODY_BYTES": "1"}) == {
+        "JOBPIPE_MAX_BODY_BYTES": "Input should be greater than or equal to 1,024"}

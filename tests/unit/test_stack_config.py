@@ -89,7 +89,7 @@ def test_the_function_concurrency_ceiling_is_left_to_the_caller_unless_set():
 def test_the_api_concurrency_ceiling_is_left_to_the_caller_unless_set():
     assert "ApiConcurrencyCeiling" not in from_environment({}).as_parameters()  # make run: 6, AWS: 0
     assert from_environment({"JOBPIPE_API_CONCURRENCY": "8"}).as_parameters()["ApiConcurrencyCeiling"] == "8"
-    with pytest.raises(StackConfigError, match="^JOBPIPE_API_CONCURRENCY must be a whole number from 0 to 1000"):
+    with pytest.raises(StackConfigError, match="^JOBPIPE_API_CONCURRENCY must be a whole number from 0 to 1,000"):
         from_environment({"JOBPIPE_API_CONCURRENCY": "2.5"})
 
 
@@ -124,7 +124,7 @@ def test_empty_variables_keep_the_defaults():
         ({"ERP_WEBHOOK_URL": "https://erp.example/hook", "ERP_WEBHOOK_SECRET": "x" * 200},
          "ERP_WEBHOOK_SECRET must be at most 128 characters (it has 200)"),
         ({"ERP_WEBHOOK_URL": "https://erp.example/" + "a" * 1010, "ERP_WEBHOOK_SECRET": SECRET},
-         "ERP_WEBHOOK_URL must be at most 1024 characters (it has 1030)"),
+         "ERP_WEBHOOK_URL must be at most 1,024 characters (it has 1,030)"),
         ({"USE_TASK_QUEUE": "maybe"}, "USE_TASK_QUEUE must be true or false (got 'maybe')"),
         ({"ERP_RECEIVER_DEDUPLICATES": "2"}, "ERP_RECEIVER_DEDUPLICATES must be true or false (got '2')"),
         ({"PROGRESS_MIN_INTERVAL_S": "301"}, "PROGRESS_MIN_INTERVAL_S must be a number from 0 to 300 (got '301')"),
@@ -137,8 +137,8 @@ def test_empty_variables_keep_the_defaults():
         ({"RETENTION_DAYS": "10", "BLOB_RETENTION_DAYS": "10"}, "BLOB_RETENTION_DAYS must be a whole number from 400"),
         ({"LOG_RETENTION_DAYS": "10"}, "LOG_RETENTION_DAYS must be one of the periods CloudWatch Logs keeps: 1, 3,"),
         ({"LOG_RETENTION_DAYS": "30.0"}, "LOG_RETENTION_DAYS must be one of the periods CloudWatch Logs keeps"),
-        ({"JOBPIPE_FUNCTION_CONCURRENCY": "-1"}, "JOBPIPE_FUNCTION_CONCURRENCY must be a whole number from 0 to 1000"),
-        ({"JOBPIPE_FUNCTION_CONCURRENCY": "1.5"}, "JOBPIPE_FUNCTION_CONCURRENCY must be a whole number from 0 to 1000"),
+        ({"JOBPIPE_FUNCTION_CONCURRENCY": "-1"}, "JOBPIPE_FUNCTION_CONCURRENCY must be a whole number from 0 to 1,000"),
+        ({"JOBPIPE_FUNCTION_CONCURRENCY": "1.5"}, "JOBPIPE_FUNCTION_CONCURRENCY must be a whole number from 0 to 1,000"),
     ],
 )
 def test_a_bad_value_names_the_variable_and_the_rule(environ, expected):
@@ -315,7 +315,9 @@ def test_the_template_refuses_what_make_run_and_deploy_refuse(parameters):
 
 @pytest.mark.parametrize("argument, expected", [
     ("Retentiondays=14", "deploy: build/sam.json has no parameter Retentiondays (RetentionDays?)"),
-    ("DispatchGraceSeconds=0", "deploy: DispatchGraceSeconds must be a number from 1 to 86400 (got '0')"),
+    ("DispatchGraceSeconds=0", "deploy: DispatchGraceSeconds must be a number from 1 to 86,400 (got '0')"),
+    ("TokenMaxLifetimeSeconds=1",
+     "deploy: TokenMaxLifetimeSeconds must be a number from 60 to 2,592,000 (got '1')"),
     ("TenantMaxUnfinishedJobs=lots", "deploy: TenantMaxUnfinishedJobs must be a number from 0 (got 'lots')"),
     ("RedeliveryMaxSeconds=3600", "deploy: RedeliveryMaxSeconds must be a number from 1 to 900 (got '3600')"),
     ("DemoJobTypes=yes", "deploy: DemoJobTypes must be one of true, false (got 'yes')"),
