@@ -45,7 +45,7 @@ class InMemoryWebhookSender:
             raise WebhookDeliveryError(f"webhook unreachable: {url[:100]}")
         if self.answer_after.get(url, 0.0) > limit:
             self.posts.append((url, bytes(body), dict(headers)))  # sent; its answer never came in time
-            raise WebhookDeliveryError(f"webhook did not answer within {limit:g} s")
+            raise WebhookDeliveryError.unanswered(limit)
         self.posts.append((url, bytes(body), dict(headers)))
         status = self.statuses.get(url, 200)
         if not 400 <= status < 500:

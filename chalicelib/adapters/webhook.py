@@ -89,13 +89,13 @@ class HttpWebhookSender:
                 answer = replace(answer, reason=(response.reason or "").strip()[:200], text=_start_of(response))
         except (OSError, http.client.HTTPException, ValueError) as exc:  # ssl.SSLError is an OSError
             if cut.is_set() or time.monotonic() >= deadline:
-                raise WebhookDeliveryError(f"webhook did not answer within {limit:g} s") from exc
+                raise WebhookDeliveryError.unanswered(limit) from exc
             raise WebhookDeliveryError(f"webhook unreachable: {exc}") from exc
         finally:
             watchdog.cancel()
             connection.close()
         if not headers_whole:  # headers cut short read as if they had ended: not a whole answer
-            raise WebhookDeliveryError(f"webhook did not answer within {limit:g} s")
+            raise WebhookDeliveryError.unanswered(limit)
         return answer
 
 

@@ -1,7 +1,9 @@
 """Domain errors. Adapters translate AWS errors into these; the API maps them to HTTP in one place."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
+
+from chalicelib.domain.numbers import shown_number
 
 
 class JobpipeError(Exception):
@@ -162,6 +164,13 @@ class FatalJobError(HandlerError):
 class JobTimeoutError(RetryableJobError):
     code = "timeout"
 
+    @staticmethod
+    def exceeded(timeout_s: float, over_s: Optional[float] = None) -> str:
+        """What an attempt past its handler's `timeout_s` says, `over_s` how long the handler
+        went on after it (when it did): every timeout's message starts so."""
+        said = f"handler exceeded its timeout of {shown_number(timeout_s)} s"
+        return said if over_s is None else f"{said} and went on for {over_s:.0f} s"
+
 
 class TooManyChildrenError(FatalJobError):
     """A spawn past the children a job may list (defaults.MAX_CHILDREN): the job fails, not
@@ -198,6 +207,11 @@ class EventPublishError(JobpipeError):
 
 class WebhookDeliveryError(JobpipeError):
     code = "webhook_delivery_failed"
+
+    @classmethod
+    def unanswered(cls, limit_s: float) -> "WebhookDeliveryError":
+        """The webhook gave no whole answer within `limit_s` (each sender says it alike)."""
+        return cls(f"webhook did not answer within {shown_number(limit_s)} s")
 
 
 class WebhookRefusedError(WebhookDeliveryError):

@@ -195,7 +195,7 @@ class JobRunner:
             # Once its time ran out the attempt failed `timeout`, whatever the handler did then
             # (returned a result after catching the timeout, or raised something else).
             timeout = raised if isinstance(raised, JobTimeoutError) else JobTimeoutError(
-                f"handler exceeded its timeout of {job.timeout_s:g} s (it caught the timeout and went on)")
+                f"{JobTimeoutError.exceeded(job.timeout_s)} (it caught the timeout and went on)")
             return self._fail(reporter.close(), _error_info(timeout), True, started)
         # fail_job was called and its error swallowed, or the handler saw the cancel request and
         # returned (`if ctx.cancelled(): return`, a caught JobCancelledError): not a completion.
@@ -266,8 +266,8 @@ class JobRunner:
         self._observe("process_ended", job, {"reason": "the handler went on past its timeout",
                                              "over_s": round(over_s, 1)})
         error = JobErrorInfo(code=JobTimeoutError.code, message=(
-            f"handler exceeded its timeout of {job.timeout_s:g} s and went on for {over_s:.0f} s "
-            "despite being interrupted: its worker process was ended"))
+            f"{JobTimeoutError.exceeded(job.timeout_s, over_s)} despite being interrupted: "
+            "its worker process was ended"))
 
         def record() -> None:
             try:

@@ -36,11 +36,11 @@ def _with_alarm(fn: Callable[[], Any], seconds: float, on_timeout: Callable[[], 
         if expired_at is None:
             expired_at = time.monotonic()
             on_timeout()
-            raise JobTimeoutError(f"handler exceeded its timeout of {seconds:g} s")
+            raise JobTimeoutError(JobTimeoutError.exceeded(seconds))
         over_s = time.monotonic() - expired_at
         if give_up is not None and over_s >= give_up_after_s:
             give_up(over_s)
-        raise JobTimeoutError(f"handler exceeded its timeout of {seconds:g} s and went on for {over_s:.0f} s")
+        raise JobTimeoutError(JobTimeoutError.exceeded(seconds, over_s))
 
     previous = signal.signal(signal.SIGALRM, alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds, HANDLER_REINTERRUPT_S)
@@ -65,7 +65,7 @@ def _with_thread(fn: Callable[[], Any], seconds: float, on_timeout: Callable[[],
     thread.join(seconds)
     if thread.is_alive():
         on_timeout()
-        raise JobTimeoutError(f"handler exceeded its timeout of {seconds:g} s")
+        raise JobTimeoutError(JobTimeoutError.exceeded(seconds))
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("result")

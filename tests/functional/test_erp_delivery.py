@@ -80,7 +80,7 @@ class Erp:
         if self.clock is not None:
             self.clock.now += min(self.takes, limit)
         if self.takes > limit:
-            raise WebhookDeliveryError(f"webhook did not answer within {limit:g} s")
+            raise WebhookDeliveryError.unanswered(limit)
         status = self.answers.get(event_id, self.status)
         if 200 <= status < 300:
             self.accepted.append(event_id)

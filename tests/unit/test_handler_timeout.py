@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from chalicelib import composition
 from chalicelib.defaults import HANDLER_GIVE_UP_S, HANDLER_GIVE_UP_WRITE_S, HANDLER_REINTERRUPT_S
+from chalicelib.domain.errors import JobTimeoutError
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
 from chalicelib.lifecycle import LEASE_GRACE_S, JobLifecycle
@@ -79,6 +80,7 @@ def test_a_handler_that_swallows_every_interrupt_is_failed_timeout_and_its_proce
     assert len(ended) == 1 and 1.4 < ended[0] - started < 5
     job = store.get(submitted.id)
     assert job.status == JobStatus.RETRYING and job.error.code == "timeout", job.error
+    assert job.error.message.startswith(JobTimeoutError.exceeded(1, over_s=round(job_over_s(job))))
     assert "worker process was ended" in job.error.message
     assert [m.attempt for m in queue.drain()] == [2], "the next attempt is on its way"
 
@@ -90,6 +92,36 @@ def test_without_a_process_to_end_the_interrupts_go_on(store, queue, clock, type
     lifecycle.submit(tenant="acme", user="ann", type="t.stubborn", payload={})
     job = JobRunner(lifecycle, types, progress_interval_s=0, give_up_after_s=0.2).run(queue.drain()[0])
     assert job.status == JobStatus.RETRYING and job.error.code == "timeout"
+
+
+def job_over_s(job) -> float:
+    """How long past its timeout the job's error says the handler went on."""
+    return float(job.error.message.split(" went on for ")[1].split(" s ")[0])
+
+
+@pytest.mark.parametrize("in_thread", [False, True])
+def test_a_timeout_says_the_handlers_timeout_in_one_wording_on_either_path(in_thread):
+    """The alarm (Lambda's main thread) and a handler's thread (elsewhere) say it alike."""
+    import threading
+
+    def late():
+        time.sleep(2)
+
+    raised = []
+
+    def run():
+        try:
+            timeout.run_with_timeout(late, 0.25, lambda: None)
+        except JobTimeoutError as exc:
+            raised.append(str(exc))
+
+    if in_thread:
+        worker = threading.Thread(target=run)
+        worker.start()
+        worker.join(5)
+    else:
+        run()
+    assert raised == [JobTimeoutError.exceeded(0.25)] == ["handler exceeded its timeout of 0.25 s"]
 
 
 def test_the_process_ends_before_the_attempts_lease_lapses():
