@@ -4,13 +4,13 @@ from __future__ import annotations
 import os
 import re
 from typing import Any, Mapping, Optional
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from chalicelib import defaults
 from chalicelib.defaults import redelivery_wait_s
 from chalicelib.domain.numbers import shown_number
+from chalicelib.domain.webhook_url import webhook_url_problem
 
 
 class Settings(BaseModel):
@@ -78,7 +78,7 @@ class Settings(BaseModel):
     aws_max_attempts: int = Field(default=defaults.AWS_MAX_ATTEMPTS, ge=1, le=10)
     # Only the ERP bridge function gets these (the template's per-function environment).
     # Empty: none (the defaults are not validated, and an empty variable keeps the default).
-    erp_webhook_url: str = Field(default="", max_length=defaults.WEBHOOK_URL_MAX_CHARS)
+    erp_webhook_url: str = ""  # held to domain.webhook_url's rule, as a deploy holds ErpWebhookUrl
     erp_webhook_secret: str = Field(default="", min_length=defaults.SECRET_MIN_CHARS,
                                     max_length=defaults.SECRET_MAX_CHARS, repr=False)
     # True when the ERP deduplicates on the signed body's event_id: the bridge then keeps no delivery
@@ -108,15 +108,10 @@ class Settings(BaseModel):
 
     @field_validator("erp_webhook_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018  # raises ValueError for a port that is no number
-        except ValueError:
-            parts = None
-        if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname \
-                or not value.isascii() or any(c.isspace() for c in value):
-            raise ValueError("must be an http(s) URL with a host, in ASCII")
+    def _webhook_url(cls, value: str) -> str:
+        problem = webhook_url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     def require_auth_secret(self) -> str:

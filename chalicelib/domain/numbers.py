@@ -11,3 +11,10 @@ def shown_number(value: float) -> str:
     if number.is_integer():
         return f"{int(number):,}"
     return f"{Decimal(repr(number)):,f}"
+
+
+def length_rule(bound: str, chars: int, length: int, when: str = "") -> str:
+    """The rule a text `length` characters long breaks: `bound` ("at least", "at most") `chars`
+    characters, `when` a condition holds."""
+    return (f"must be {bound} {shown_number(chars)} characters{' when ' + when if when else ''} "
+            f"(it has {shown_number(length)})")

@@ -160,12 +160,17 @@ def test_each_setting_a_parameter_gives_is_bounded_as_the_template_bounds_the_pa
     emulator that checks nothing, a console edit): JOBPIPE_RETENTION_DAYS=90 was accepted where
     RetentionDays stops at 30 (the jobs' S3 objects outlive their records only up to 30), and
     ERP_WEBHOOK_SECRET of 20 characters where the template takes 32 to 128."""
+    from chalicelib.domain.webhook_url import webhook_url_problem
     from scripts.stack_config import SECRET_MIN_CHARS
 
     for field, parameter, declared in _template_settings():
         expected = {k: declared[k] for k in ("MinValue", "MaxValue", "MinLength", "MaxLength") if k in declared}
         if parameter == "ErpWebhookSecret":  # empty, or 32 and more (its AllowedPattern)
             expected["MinLength"] = SECRET_MIN_CHARS
+        if parameter == "ErpWebhookUrl":  # its whole rule, the length too, is domain.webhook_url's
+            longest = "https://erp.example/" + "a" * (expected["MaxLength"] - len("https://erp.example/"))
+            assert webhook_url_problem(longest) is None and webhook_url_problem(longest + "a") is not None
+            expected = {}
         assert _bounds(field) == expected, parameter
 
 
@@ -193,3 +198,25 @@ def test_a_bound_the_settings_hold_a_variable_to_is_shown_as_the_docs_write_it()
         "JOBPIPE_TOKEN_MAX_LIFETIME_S": "Input should be less than or equal to 2,592,000"}
     assert refused_variables({"JOBPIPE_MAX_BODY_BYTES": "1"}) == {
         "JOBPIPE_MAX_BODY_BYTES": "Input should be greater than or equal to 1,024"}
+
+
+WEBHOOK_URLS = ("http://127.0.0.1:8099/erp", "HTTPS://erp.example", "https://user:pw@erp.example:8443/x?y#z",
+                "http://[::1]:8099/erp", "ftp://erp.example/hook", "erp.example/hook", "http://", "http:///path",
+                "http://:80/x", "https://erp example/x", "http://erp.example:abc/", "http://erp.example:0/",
+                "http://erp.example:65536/", "https://bücher.example/hook", "https://xn--bcher-kva.example/hook",
+                "https://erp.example/h%C3%A9", "https://erp.example/hé", "https://erp.example/" + "a" * 1010)
+
+
+@pytest.mark.parametrize("url", WEBHOOK_URLS)
+def test_the_functions_and_a_deploy_hold_the_webhook_url_to_one_rule(url):
+    """A URL `make run` and `scripts.deploy` take, the ERP bridge's settings take, and one they
+    refuse the settings refuse with the same rule: port 0 passed the settings alone."""
+    from scripts.stack_config import StackConfigError, check_parameters
+
+    try:
+        check_parameters({"ErpWebhookUrl": url, "ErpWebhookSecret": "k" * 32})
+        deploy_rule = None
+    except StackConfigError as exc:
+        deploy_rule = str(exc).removeprefix("ErpWebhookUrl ").split(" (got ")[0]
+    assert refused_variables({"ERP_WEBHOOK_URL": url}).get("ERP_WEBHOOK_URL") == (
+        None if deploy_rule is None else f"Value error, {deploy_rule}")

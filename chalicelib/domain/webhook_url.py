@@ -1,0 +1,28 @@
+"""The ERP webhook URL's rule: what the bridge's settings and a deploy's check both hold it to."""
+from __future__ import annotations
+
+from typing import Optional
+from urllib.parse import urlsplit
+
+from chalicelib.defaults import WEBHOOK_URL_MAX_CHARS
+from chalicelib.domain.numbers import length_rule
+
+
+def webhook_url_problem(url: str) -> Optional[str]:
+    """The rule `url` breaks, worded to follow the variable's name and never quoting the URL
+    (it may hold credentials), or None: an http(s) URL with a host and a port from 1 to 65535,
+    no white space, in ASCII (Lambda's 4 KB of environment holds WEBHOOK_URL_MAX_CHARS
+    characters of URL only in ASCII), at most WEBHOOK_URL_MAX_CHARS characters."""
+    if len(url) > WEBHOOK_URL_MAX_CHARS:
+        return length_rule("at most", WEBHOOK_URL_MAX_CHARS, len(url))
+    if not url.isascii():
+        return "must be in ASCII (a host's other characters in its xn-- form, a path's percent-encoded)"
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0  # raises ValueError past 65535 or for no number
+    except ValueError:
+        parts, port_ok = None, False
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok \
+            or any(c.isspace() for c in url):
+        return "must be an http(s) URL with a host, e.g. https://erp.example/hook"
+    return None
