@@ -47,7 +47,7 @@ BATCH_MATE_WAIT_S = 2.0
 # A handler whose timeout fired is interrupted again every HANDLER_REINTERRUPT_S while it goes
 # on (one that catches the timeout and keeps working in a loop); once it went on for
 # HANDLER_GIVE_UP_S its attempt is failed `timeout` and the worker's process ends, short of the
-# attempt's lease grace (LEASE_GRACE_S, 30 s, in lifecycle.py): the next attempt, started once
+# attempt's lease grace (LEASE_GRACE_S, 30 s, below): the next attempt, started once
 # the lease lapses, never runs beside it. HANDLER_GIVE_UP_WRITE_S bounds that last write.
 HANDLER_REINTERRUPT_S = 1.0
 HANDLER_GIVE_UP_S = 15.0
@@ -209,3 +209,128 @@ SECRET_MIN_CHARS = 32
 SECRET_MAX_CHARS = 128
 WEBHOOK_URL_MAX_CHARS = 1024
 TOKEN_CLAIM_MAX_CHARS = 128
+
+# What one AWS request takes at most (beside the ones above), and how often a partial one is
+# sent again: BatchGetItem's keys, BatchWriteItem's requests, DeleteObjects' keys.
+BATCH_GET_MAX = 100
+BATCH_WRITE_MAX = 25
+DELETE_OBJECTS_MAX_KEYS = 1000
+# Unprocessed batch items are sent again this often, with a backoff of 0.05 s doubling up to
+# 1 s (dynamodb_batch.backoff_s): about 2.3 s in all before giving up.
+UNPROCESSED_RETRIES = 6
+# A transaction is tried again this often when a concurrent write to one of its items made
+# DynamoDB cancel it (TransactionConflict): a keyed submit's on the same key (the retry finds
+# that one's record), a parent's own progress write beside a spawn or an artifact, the
+# completions of two jobs of one scope (both write the scope's invalidation record) or a
+# cancel request on the finishing job.
+CONFLICT_RETRIES = 2
+# PutEvents entries that failed (FailedEntryCount) are sent again this often before the batch
+# fails: a throttled bus answers within a few tries, an outage is the stream's to retry.
+PUT_EVENTS_RETRIES = 4
+# Conditional writes that lose a race are re-read and re-decided at most this many times.
+RACE_RETRIES = 5
+# DynamoDB refuses an item over 400 KB; the in-memory store refuses a record whose JSON (what
+# stays in the record: claim-checked fields excluded) passes the same size, as DynamoDB would.
+ITEM_MAX_BYTES = 400 * 1024
+
+# Extra time past a job's timeout before its lease counts as abandoned by a dead worker.
+LEASE_GRACE_S = 30
+# A claimed batch-mate's message is hidden for its attempt's lease this long before its short
+# lease (BATCH_MATE_LEASE_S) ends: the hold lands before the message could reappear.
+BATCH_TURN_MARGIN_S = 5
+# A cancel request is looked up in the store at most this often by ctx.cancelled() (the
+# runner uses the progress interval when longer); a progress write counts as a look-up.
+CANCEL_POLL_INTERVAL_S = 1.0
+
+# Dead letters peeked per priority per reconciler pass (ReceiveMessage takes ten a call: five
+# calls a priority), few enough to judge within the pass's time.
+DEAD_LETTERS_PER_PASS = 50
+# A peeked or redriven dead letter is hidden this long while it is read; a peek makes it visible
+# again at once, one left for an operator comes back this soon.
+PEEK_HIDE_S = 30
+# SQS keeps a message attribute's value with the body (256 KiB in all); a dead letter's reason
+# is a line or two.
+DEAD_LETTER_REASON_CHARS = 1000
+# Stream batch descriptions the reconciler replays per pass; each is at most one stream batch
+# (100 records).
+REPLAY_BATCHES_PER_PASS = 10
+# A replay that failed is tried again after a minute, doubling per try, at most an hour apart:
+# an outage of the bus or the stats table is outlived well inside the stream's 24 hours.
+REPLAY_RETRY_BASE_S = 60
+REPLAY_RETRY_MAX_S = 3600
+# A batch the stream no longer holds is only an operator's now: looked at twice a day, as long
+# as SQS may hide a message.
+UNREADABLE_HOLD_S = SQS_MAX_HOLD_S
+# GetRecords pages read for one failed batch before giving up for this pass (a batch is at most
+# the mapping's batch size, 100 records: one page, unless the shard returns empty pages).
+STREAM_MAX_PAGES_PER_BATCH = 20
+
+# A change's SEEN# marker (counted once) outlives the stream's 24 hours of redelivery and the
+# reconciler's replays of a batch; an hour's counters outlive the longest window the statistics
+# are read over (MAX_STATS_WINDOW_HOURS), a month.
+STATS_SEEN_TTL_S = 2 * 86400
+STATS_HOUR_TTL_S = 35 * 86400
+MAX_STATS_WINDOW_HOURS = 24 * 30
+# A clean-up is asked for jobs finished at most a year ago: far past the longest retention
+# (RETENTION_MAX_DAYS), so any age an operator means is taken, and no more.
+MAX_CLEANUP_AGE_HOURS = 24 * 365
+# A scope cache's item (its value and generation) expires this long after its last write or
+# invalidation: a namespace no one used for a month is recomputed on its next read, not kept.
+CACHE_TTL_S = 30 * 24 * 3600
+
+# Clean-up looks this far past the retention period: TTL has removed anything older.
+CLEANUP_TTL_SLACK_DAYS = 2
+# Stop a long clean-up with this much of the attempt's time left, and report it incomplete.
+CLEANUP_STOP_MARGIN_MS = 5_000
+# Stop probing with this much time left; the probes not run are reported as not checked.
+PROBE_STOP_MARGIN_MS = 2_000
+# API Gateway answers 504 after 29 s whatever the function's timeout: an inline task must end
+# within both.
+API_GATEWAY_TIMEOUT_MS = 29_000
+# Kept back from an inline task's time for writing the answer after it stops.
+INLINE_ANSWER_MARGIN_MS = 1_000
+
+# Admission (quota.py). What a refused client is told to wait: jobs finish in seconds to
+# minutes, and asking again sooner only costs a read.
+QUOTA_RETRY_AFTER_S = 10
+# How long a count read at submit may stand in for the next reads, while far from the bound.
+QUOTA_RECHECK_S = 1.0
+# Tenants whose last count this process remembers (least recently used forgotten first).
+QUOTA_REMEMBERED_TENANTS = 1024
+
+# What a request may name or carry. Job ids we make are 36 characters (a child's too); an id
+# longer than this cannot exist, and a batch echoing 100 of them stays small.
+MAX_JOB_ID_CHARS = 128
+# Ids one POST /jobs/status reads: one BatchGetItem (BATCH_GET_MAX keys).
+MAX_BATCH_IDS = BATCH_GET_MAX
+# An Idempotency-Key: room for a UUID or a client's own key of a few parts, and a small record.
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+# A media type (RFC 6838: type and subtype of 127 characters each at most) with a parameter.
+MAX_CONTENT_TYPE_CHARS = 255
+# A job store's cursor is a few keys of at most a few hundred bytes; anything far longer did
+# not come from a page of ours (and is never parsed).
+MAX_CURSOR_CHARS = 2048
+# A cache scope or namespace name is one segment of a path and part of the cache item's
+# DynamoDB keys, well inside the 1 KB a sort key may take.
+MAX_CACHE_NAME_CHARS = 256
+# A cached value is one DynamoDB item's attribute (items hold 400 KB in all): its JSON may take
+# 350 KiB, the rest is the item's keys and bookkeeping.
+MAX_CACHE_VALUE_BYTES = 350 * 1024
+# An S3 artifact's link is good this long: the client fetches it at once, and a link that
+# leaks stops working soon.
+PRESIGNED_URL_TTL_S = 300
+# PutEvents takes 256 KB per call; a job's progress message and error are free text of any
+# length. Events carry their first characters (a poison-sized event would block its stream), and
+# a record with no room left for its outcome keeps as many of its progress message.
+MAX_EVENT_TEXT_CHARS = 2048
+# What one progress report may carry: it is stored on the job's record (one DynamoDB item of at
+# most 400 KB, with the payload and result), whole, while events carry the first 2,048
+# characters of the message. Larger is refused, not cut; a report that fits these bounds but not
+# the item beside a large payload is refused by the store the same way.
+MAX_PROGRESS_MESSAGE_CHARS = 300_000
+MAX_PROGRESS_DETAILS_BYTES = 32 * 1024
+# A progress change is worth an event when it moves this many points since the last one (or
+# reaches a milestone): a subscriber hears of a long job about ten times, not on every write.
+PROGRESS_SIGNIFICANT_JUMP = 10.0
+# Clocks of the token issuer and of the API disagree by a few seconds.
+TOKEN_LEEWAY_S = 30

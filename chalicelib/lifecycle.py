@@ -24,12 +24,15 @@ from chalicelib.defaults import (
     INVOCATION_MARGIN_S,
     JOB_RETRY_BASE_S,
     JOBS_QUEUE_RETENTION_S,
+    LEASE_GRACE_S,
     MAX_ANSWER_BYTES,
     MAX_CHILDREN,
     MAX_DISPATCH_BACKOFF_S,
     MAX_DISPATCHES,
+    MAX_EVENT_TEXT_CHARS,
     MAX_JSON_DEPTH,
     MAX_SCHEDULE_S,
+    RACE_RETRIES,
     RECONCILE_RETRY_S,
     RECORD_EXPIRY_SLACK_S,
     RETENTION_DAYS,
@@ -55,7 +58,7 @@ from chalicelib.domain.errors import (
     StoreUnavailableError,
     TooManyChildrenError,
 )
-from chalicelib.domain.events import MAX_EVENT_TEXT_CHARS, clip
+from chalicelib.domain.events import clip
 from chalicelib.domain.job import (
     PRIORITIES,
     Job,
@@ -88,11 +91,6 @@ from chalicelib.ports import (
 )
 
 Clock = Callable[[], datetime]
-
-# Conditional writes that lose a race are re-read and re-decided at most this many times.
-_RACE_RETRIES = 5
-# Extra time past a job's timeout before its lease counts as abandoned by a dead worker.
-LEASE_GRACE_S = 30
 
 
 class ReconcileOutcome(str, Enum):
@@ -401,7 +399,7 @@ class JobLifecycle:
             job = self.get(tenant, job_id, fetch=())
             if not job.status.is_terminal:
                 raise
-        for _ in range(_RACE_RETRIES):
+        for _ in range(RACE_RETRIES):
             try:
                 if job.status.is_terminal:
                     raise JobAlreadyFinishedError(
@@ -449,7 +447,7 @@ class JobLifecycle:
             if written.job is None:
                 return Claim(ClaimOutcome.SKIP, None, "job does not exist")
             job = written.job
-        for _ in range(_RACE_RETRIES):
+        for _ in range(RACE_RETRIES):
             if job is None:
                 job = self.store.get(message.job_id)
                 if job is None:
@@ -756,7 +754,7 @@ class JobLifecycle:
         """Apply `decide` to the running attempt of `job`; on a lost race re-read and apply again
         while the same attempt is still running (a cancel request or progress bumped the version)."""
         current = job
-        for _ in range(_RACE_RETRIES):
+        for _ in range(RACE_RETRIES):
             if current.status != JobStatus.RUNNING or current.attempts != job.attempts:
                 raise StaleJobError(
                     f"attempt {job.attempts} of job {job.id} is no longer running "

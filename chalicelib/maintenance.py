@@ -20,6 +20,13 @@ from typing import Any, Callable, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chalicelib.defaults import (
+    CLEANUP_STOP_MARGIN_MS,
+    CLEANUP_TTL_SLACK_DAYS,
+    MAX_CLEANUP_AGE_HOURS,
+    MAX_STATS_WINDOW_HOURS,
+    PROBE_STOP_MARGIN_MS,
+)
 from chalicelib.domain.errors import JobpipeError, TaskTimeError
 from chalicelib.domain.job import isoformat, utcnow
 from chalicelib.domain.numbers import shown_number
@@ -28,18 +35,12 @@ from chalicelib.ports import BlobStore, FinishedJobs, QueueOperations, StatsStor
 
 SYSTEM_TENANT = "_system"
 TEMP_PREFIX = "tmp/"
-# Clean-up looks this far past the retention period: TTL has removed anything older.
-_TTL_SLACK_DAYS = 2
-# Stop a long clean-up with this much of the attempt's time left, and report it incomplete.
-_STOP_MARGIN_MS = 5_000
-# Stop probing with this much time left; the probes not run are reported as not checked.
-_PROBE_MARGIN_MS = 2_000
 # The least time each task needs to do any of its work; with less it is refused, not started
 # (inline in the API function, a task may find little of the function's time left).
 MIN_RUN_MS = {
-    "cleanup_runs": _STOP_MARGIN_MS + 1_000,
-    "cleanup_temp_files": _STOP_MARGIN_MS + 1_000,
-    "health_check": _PROBE_MARGIN_MS + 1_000,
+    "cleanup_runs": CLEANUP_STOP_MARGIN_MS + 1_000,
+    "cleanup_temp_files": CLEANUP_STOP_MARGIN_MS + 1_000,
+    "health_check": PROBE_STOP_MARGIN_MS + 1_000,
     "log_statistics": 2_000,
 }
 
@@ -49,13 +50,13 @@ Probe = Callable[[], dict[str, Any]]
 class AgePayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_age_hours: int = Field(default=24, ge=1, le=24 * 365)
+    max_age_hours: int = Field(default=24, ge=1, le=MAX_CLEANUP_AGE_HOURS)
 
 
 class WindowPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    window_hours: int = Field(default=24, ge=1, le=24 * 30)
+    window_hours: int = Field(default=24, ge=1, le=MAX_STATS_WINDOW_HOURS)
 
 
 class NoPayload(BaseModel):
@@ -104,14 +105,14 @@ class MaintenanceTasks:
         """Delete jobs (item, runs, artifacts, S3 objects) that finished more than
         `max_age_hours` ago, page by page from the finished-day index."""
         cutoff = self._clock() - timedelta(hours=max_age_hours)
-        since = cutoff - timedelta(days=self._retention_days + _TTL_SLACK_DAYS)
+        since = cutoff - timedelta(days=self._retention_days + CLEANUP_TTL_SLACK_DAYS)
         jobs = items = 0
         complete = True
         for page in self._finished.finished_before(cutoff, since=since):
             control.check_cancelled()
             for job_id in page:
                 # Per job, not per page: a page of 100 purges takes seconds, more than the margin.
-                if control.remaining_ms() < _STOP_MARGIN_MS:
+                if control.remaining_ms() < CLEANUP_STOP_MARGIN_MS:
                     complete = False
                     break
                 items += self._finished.purge(job_id)
@@ -131,7 +132,7 @@ class MaintenanceTasks:
         complete = True
         for keys in self._blobs.keys_older_than(TEMP_PREFIX, cutoff):
             control.check_cancelled()
-            if control.remaining_ms() < _STOP_MARGIN_MS:
+            if control.remaining_ms() < CLEANUP_STOP_MARGIN_MS:
                 complete = False
                 break
             deleted += self._blobs.delete(keys)
@@ -147,7 +148,7 @@ class MaintenanceTasks:
         unchecked = {"ok": False, "error": "not checked: the task ran out of time"}
         complete = True
         for name, probe in self._probes.items():
-            if control.remaining_ms() < _PROBE_MARGIN_MS:
+            if control.remaining_ms() < PROBE_STOP_MARGIN_MS:
                 checks[name], complete = dict(unchecked), False
                 continue
             try:
@@ -156,7 +157,7 @@ class MaintenanceTasks:
                 checks[name] = {"ok": False, "error": exc.message}
             except Exception as exc:  # a probe's own failure is the finding, not the task's
                 checks[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        if control.remaining_ms() < _PROBE_MARGIN_MS:
+        if control.remaining_ms() < PROBE_STOP_MARGIN_MS:
             queues: list[dict[str, Any]] = []
             checks["queues"], complete = [], False
             problems = [n for n, c in checks.items() if n != "queues" and not c.get("ok")] + ["queues"]

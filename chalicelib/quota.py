@@ -14,17 +14,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from chalicelib.defaults import QUOTA_RECHECK_S, QUOTA_REMEMBERED_TENANTS, QUOTA_RETRY_AFTER_S
 from chalicelib.domain.errors import QuotaExceededError
 from chalicelib.observability import logger
 from chalicelib.ports import StatsStore
-
-# What a refused client is told to wait: jobs finish in seconds to minutes, and asking again
-# sooner only costs a read.
-RETRY_AFTER_S = 10
-# How long a count read at submit may stand in for the next reads, while far from the bound.
-RECHECK_S = 1.0
-# Tenants whose last count this process remembers (least recently used forgotten first).
-REMEMBERED_TENANTS = 1024
 
 
 @dataclass
@@ -36,8 +29,8 @@ class _Reading:
 
 
 class TenantQuota:
-    def __init__(self, stats: StatsStore, max_unfinished: int, *, retry_after_s: int = RETRY_AFTER_S,
-                 recheck_s: float = RECHECK_S, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, stats: StatsStore, max_unfinished: int, *, retry_after_s: int = QUOTA_RETRY_AFTER_S,
+                 recheck_s: float = QUOTA_RECHECK_S, clock: Callable[[], float] = time.monotonic,
                  recount: Optional[Callable[[str, int], int]] = None) -> None:
         """`recount(tenant, at_most)`: the tenant's unfinished jobs as the job store's status
         index holds them (JobStore.count_unfinished), checked before any refusal."""
@@ -99,5 +92,5 @@ class TenantQuota:
     def _remember(self, tenant: str, reading: _Reading) -> None:
         self._readings[tenant] = reading
         self._readings.move_to_end(tenant)
-        while len(self._readings) > REMEMBERED_TENANTS:
+        while len(self._readings) > QUOTA_REMEMBERED_TENANTS:
             self._readings.popitem(last=False)

@@ -40,16 +40,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from chalicelib.defaults import DUE_PAGE, RECONCILE_DUE_BUDGET_S, RECONCILE_PASS_MARGIN_S
+from chalicelib.defaults import (
+    DEAD_LETTERS_PER_PASS,
+    DUE_PAGE,
+    RECONCILE_DUE_BUDGET_S,
+    RECONCILE_PASS_MARGIN_S,
+)
 from chalicelib.domain.errors import JobpipeError, StaleJobError, StreamBatchUnreadableError, describe
 from chalicelib.domain.job import PRIORITIES, Job, isoformat
 from chalicelib.domain.status import JobStatus
 from chalicelib.events.replay import REPLAYED, UNREADABLE, StreamReplay
 from chalicelib.lifecycle import JobLifecycle, ReconcileOutcome
 from chalicelib.ports import DeadLetter, JobMessage, QueueOperations, job_message_of
-
-# Dead letters peeked per priority per pass.
-DEAD_LETTERS_PER_PASS = 50
 
 
 @dataclass

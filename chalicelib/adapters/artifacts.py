@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib.adapters.cursors import read_cursor, write_cursor
 from chalicelib.adapters.dynamodb_batch import transact_write
 from chalicelib.adapters.dynamodb_items import ARTIFACT_PREFIX, artifact_key, job_key, job_partition
-from chalicelib.defaults import ARTIFACT_PAGE, RECORD_PART_EXPIRY_S
+from chalicelib.defaults import ARTIFACT_PAGE, MAX_CONTENT_TYPE_CHARS, RECORD_PART_EXPIRY_S
 from chalicelib.domain.errors import (
     ArtifactNotFoundError,
     AttemptEndedError,
@@ -30,7 +30,7 @@ from chalicelib.domain.errors import (
     StoreUnavailableError,
 )
 from chalicelib.domain.job import isoformat, utcnow
-from chalicelib.domain.media_types import MAX_CONTENT_TYPE_CHARS, is_media_type
+from chalicelib.domain.media_types import is_media_type
 from chalicelib.domain.status import JobStatus
 from chalicelib.ports import Artifact, ArtifactInfo, ArtifactPage, BlobStore
 

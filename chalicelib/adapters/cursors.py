@@ -10,12 +10,9 @@ import json
 import re
 from typing import Any, Callable
 
+from chalicelib.defaults import MAX_CURSOR_CHARS
 from chalicelib.domain.errors import InvalidRequestError
 from chalicelib.domain.job import is_plausible_job_id
-
-# A job store's cursor is a few keys of at most a few hundred bytes; anything far longer did
-# not come from a page of ours (and is never parsed).
-MAX_CURSOR_CHARS = 2048
 
 
 # A job's creation time as records hold it (domain.job.isoformat: 2026-01-31T09:00:00.000Z),

@@ -40,7 +40,7 @@ from typing import Any, Collection, Iterable, Optional
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.cursors import check_position, read_cursor, write_cursor
-from chalicelib.adapters.dynamodb_batch import BATCH_GET_MAX, CONFLICT_RETRIES, batch_get, transact_write
+from chalicelib.adapters.dynamodb_batch import batch_get, transact_write
 from chalicelib.adapters.dynamodb_items import (
     BLOB_REFS,
     JOB_PREFIX,
@@ -81,7 +81,13 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.adapters.dynamodb_cache import completion_write, invalidation_write
 from chalicelib.adapters.dynamodb_keys import item_to_key, key_id, key_put
-from chalicelib.defaults import FILTERED_LISTING_READS, INLINE_LIMIT_BYTES, RECORD_PART_EXPIRY_S
+from chalicelib.defaults import (
+    BATCH_GET_MAX,
+    CONFLICT_RETRIES,
+    FILTERED_LISTING_READS,
+    INLINE_LIMIT_BYTES,
+    RECORD_PART_EXPIRY_S,
+)
 from chalicelib.domain.events import clip
 from chalicelib.domain.job import Job, Progress, Run, answer_bytes, isoformat, utcnow
 from chalicelib.domain.status import UNFINISHED, JobStatus

@@ -13,17 +13,8 @@ from typing import Any, Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.defaults import CONFLICT_RETRIES, UNPROCESSED_RETRIES
 from chalicelib.domain.errors import StoreUnavailableError
-
-BATCH_GET_MAX = 100  # keys per BatchGetItem
-BATCH_WRITE_MAX = 25  # requests per BatchWriteItem
-UNPROCESSED_RETRIES = 6  # with the backoff below: about 2.3 s in all before giving up
-# A transaction is tried again this often when a concurrent write to one of its items made
-# DynamoDB cancel it (TransactionConflict): a keyed submit's on the same key (the retry finds
-# that one's record), a parent's own progress write beside a spawn or an artifact, the
-# completions of two jobs of one scope (both write the scope's invalidation record) or a
-# cancel request on the finishing job.
-CONFLICT_RETRIES = 2
 
 
 def backoff_s(attempt: int) -> float:

@@ -16,11 +16,11 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.dynamodb_items import TASK_PREFIX, cache_sort_key, scope_partition, task_sort_key
+from chalicelib.defaults import CACHE_TTL_S
 from chalicelib.domain.errors import CacheGenerationChangedError, StoreUnavailableError
 from chalicelib.ports import CacheEntry, TaskCompletion
 
 _deserialize = TypeDeserializer().deserialize
-CACHE_TTL_S = 30 * 24 * 3600
 
 
 def _key(tenant: str, scope: str, sort_key: str) -> dict[str, Any]:

@@ -20,8 +20,8 @@ from typing import Any, Callable, Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.adapters.dynamodb_batch import BATCH_WRITE_MAX, batch_write
-from chalicelib.defaults import TRANSACT_WRITE_MAX_ITEMS
+from chalicelib.adapters.dynamodb_batch import batch_write
+from chalicelib.defaults import BATCH_WRITE_MAX, TRANSACT_WRITE_MAX_ITEMS
 from chalicelib.domain.errors import StoreUnavailableError
 from chalicelib.ports import LedgerOpening
 

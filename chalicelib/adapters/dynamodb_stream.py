@@ -8,6 +8,7 @@ from typing import Any, Optional
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.dynamodb_items import JOB_SORT_KEY, item_to_job
+from chalicelib.defaults import STREAM_MAX_PAGES_PER_BATCH
 from chalicelib.domain.errors import ChangeStreamUnavailableError, StreamBatchUnreadableError
 from chalicelib.domain.job import isoformat
 from chalicelib.ports import FailedStreamBatch, JobChange
@@ -30,9 +31,6 @@ def job_change(record: dict[str, Any]) -> Optional[JobChange]:
     )
 
 
-# GetRecords pages read for one failed batch before giving up for this pass (a batch is at most
-# the mapping's batch size, 100 records: one page, unless the shard returns empty pages).
-MAX_PAGES_PER_BATCH = 20
 _GONE = {"TrimmedDataAccessException", "ResourceNotFoundException"}
 
 
@@ -59,7 +57,7 @@ class DynamoChangeStream:
                 ShardIteratorType="AT_SEQUENCE_NUMBER", SequenceNumber=batch.first_sequence,
             )["ShardIterator"]
             found: list[dict[str, Any]] = []
-            for _ in range(MAX_PAGES_PER_BATCH):
+            for _ in range(STREAM_MAX_PAGES_PER_BATCH):
                 page = self._streams.get_records(ShardIterator=iterator, Limit=1000)
                 for record in page.get("Records", []):
                     sequence = int(record["dynamodb"]["SequenceNumber"])
@@ -84,7 +82,7 @@ class DynamoChangeStream:
         except BotoCoreError as exc:  # a timeout, a lost connection
             raise ChangeStreamUnavailableError("could not read the jobs table's stream") from exc
         raise ChangeStreamUnavailableError(
-            f"record {batch.last_sequence} not reached in {MAX_PAGES_PER_BATCH} pages; tried again later")
+            f"record {batch.last_sequence} not reached in {STREAM_MAX_PAGES_PER_BATCH} pages; tried again later")
 
 
 def as_delivered(record: dict[str, Any]) -> dict[str, Any]:

@@ -6,11 +6,9 @@ from typing import Any, Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.defaults import PUT_EVENTS_MAX_ENTRIES
+from chalicelib.defaults import PUT_EVENTS_MAX_ENTRIES, PUT_EVENTS_RETRIES
 from chalicelib.domain.errors import EventPublishError
 from chalicelib.domain.events import SOURCE
-
-_RETRIES = 4
 
 
 class EventBridgePublisher:
@@ -41,11 +39,11 @@ class EventBridgePublisher:
 
     def _publish_chunk(self, chunk: list[Any]) -> None:
         pending = list(chunk)
-        for attempt in range(_RETRIES + 1):
+        for attempt in range(PUT_EVENTS_RETRIES + 1):
             try:
                 response = self._events.put_events(Entries=[self._entry(e) for e in pending])
             except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
-                if attempt == _RETRIES:
+                if attempt == PUT_EVENTS_RETRIES:
                     raise EventPublishError(
                         f"PutEvents failed: {exc}", unpublished=[e.event_id for e in pending]
                     ) from exc
@@ -55,7 +53,7 @@ class EventBridgePublisher:
                 # Entries answer in request order; an entry with an ErrorCode was not accepted.
                 refusals = [(e, r) for e, r in zip(pending, response["Entries"]) if r.get("ErrorCode")]
                 pending = [e for e, _ in refusals]
-                if attempt == _RETRIES:
+                if attempt == PUT_EVENTS_RETRIES:
                     said = sorted({f"{r['ErrorCode']}: {r.get('ErrorMessage', '')}".rstrip(": ") for _, r in refusals})
                     raise EventPublishError(
                         f"{len(pending)} events were refused by EventBridge ({'; '.join(said)[:300]})",

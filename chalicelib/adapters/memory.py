@@ -16,7 +16,7 @@ from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlob
 from chalicelib.adapters.memory_events import InMemoryCacheStore
 from chalicelib.adapters.sqs import MAX_DELAY_S, reason_attribute
 from chalicelib.adapters.sqs_operations import letter_body
-from chalicelib.defaults import FILTERED_LISTING_READS, INLINE_LIMIT_BYTES, SQS_MAX_HOLD_S
+from chalicelib.defaults import FILTERED_LISTING_READS, INLINE_LIMIT_BYTES, ITEM_MAX_BYTES, SQS_MAX_HOLD_S
 from chalicelib.domain.errors import (
     AttemptEndedError,
     InvalidRequestError,
@@ -44,9 +44,6 @@ from chalicelib.ports import (
     SubmissionKey,
 )
 
-# DynamoDB refuses an item over 400 KB; this store refuses a record whose JSON (what stays in
-# the record: claim-checked fields excluded) passes the same size, as the DynamoDB adapter does.
-ITEM_MAX_BYTES = 400 * 1024
 _END_OF_TIME = datetime(9999, 1, 1, tzinfo=timezone.utc)
 
 

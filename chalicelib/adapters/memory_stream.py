@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
+from chalicelib.defaults import SQS_MAX_HOLD_S
 from chalicelib.domain.errors import StreamBatchUnreadableError
 from chalicelib.ports import FailedStreamBatch
 
@@ -87,4 +88,4 @@ class InMemoryFailedStreamBatches:
         with self._lock:
             entry = self._entry(batch)
             if entry is not None:
-                entry[1] = self._clock() + min(seconds, 11 * 3600)
+                entry[1] = self._clock() + min(seconds, SQS_MAX_HOLD_S)  # as SQS caps it

@@ -8,7 +8,7 @@ from typing import Any, Iterator, Optional
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.adapters.dynamodb_batch import BATCH_WRITE_MAX, batch_write
+from chalicelib.adapters.dynamodb_batch import batch_write
 from chalicelib.adapters.dynamodb_items import (
     FINISHED_SHARDS,
     JOB_SORT_KEY,
@@ -19,6 +19,7 @@ from chalicelib.adapters.dynamodb_items import (
     job_key,
     job_partition,
 )
+from chalicelib.defaults import BATCH_WRITE_MAX
 from chalicelib.domain.errors import StoreUnavailableError
 from chalicelib.domain.job import isoformat
 from chalicelib.ports import BlobStore

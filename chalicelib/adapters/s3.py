@@ -8,9 +8,8 @@ from typing import Any, Iterator, Optional
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.defaults import DELETE_OBJECTS_MAX_KEYS
 from chalicelib.domain.errors import BlobNotFoundError, StoreUnavailableError
-
-_DELETE_MAX = 1000  # DeleteObjects takes at most 1000 keys
 
 
 class S3BlobStore:
@@ -35,8 +34,8 @@ class S3BlobStore:
             raise StoreUnavailableError(f"could not read object {key}") from exc
 
     def delete(self, keys: list[str]) -> int:
-        for start in range(0, len(keys), _DELETE_MAX):
-            chunk = keys[start : start + _DELETE_MAX]
+        for start in range(0, len(keys), DELETE_OBJECTS_MAX_KEYS):
+            chunk = keys[start : start + DELETE_OBJECTS_MAX_KEYS]
             try:
                 response = self._s3.delete_objects(
                     Bucket=self._bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}

@@ -10,8 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib.domain.errors import InvalidRequestError, QueueUnavailableError
 from chalicelib.ports import HANDBACKS_ATTRIBUTE, JobMessage
 
-from chalicelib.defaults import SQS_MAX_DELAY_S as MAX_DELAY_S
-from chalicelib.defaults import SQS_MAX_HOLD_S
+from chalicelib.defaults import DEAD_LETTER_REASON_CHARS, SQS_MAX_DELAY_S as MAX_DELAY_S, SQS_MAX_HOLD_S
 
 
 class SqsJobQueue:
@@ -111,8 +110,6 @@ class SqsJobQueue:
         return f"{self._sqs.meta.endpoint_url.rstrip('/')}/{account}/{name}"
 
 
-# SQS keeps a message attribute's value with the body (256 KiB in all); a reason is a line or two.
-REASON_CHARS = 1000
 # What SQS refuses in a String attribute, as in a body (SendMessage fails InvalidParameterValue):
 # the C0 controls but tab, LF and CR, lone surrogates, U+FFFE and U+FFFF.
 _NOT_SQS_TEXT = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -120,9 +117,9 @@ _NOT_SQS_TEXT = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010fff
 
 def reason_attribute(reason: str) -> str:
     """`reason` as a `reason` attribute SQS takes: characters it refuses written as their escapes
-    (\\x00, \\ufffe; a webhook's answer may hold any), cut to REASON_CHARS, "unreadable" if empty."""
+    (\\x00, \\ufffe; a webhook's answer may hold any), cut to DEAD_LETTER_REASON_CHARS, "unreadable" if empty."""
     text = _NOT_SQS_TEXT.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", reason)
-    return text[:REASON_CHARS] or "unreadable"
+    return text[:DEAD_LETTER_REASON_CHARS] or "unreadable"
 
 
 def park(sqs: Any, url: str, body: str, reason: str, *, failure: str) -> None:

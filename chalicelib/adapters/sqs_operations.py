@@ -12,6 +12,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.defaults import PEEK_HIDE_S
 from chalicelib.domain.errors import DeadLetterUnavailableError, InvalidRequestError, NotRedrivableError
 from chalicelib.domain.job import isoformat
 from chalicelib.ports import DeadLetter, job_message_of
@@ -21,7 +22,6 @@ _ATTRIBUTES = {
     "in_flight": "ApproximateNumberOfMessagesNotVisible",
     "delayed": "ApproximateNumberOfMessagesDelayed",
 }
-_PEEK_HIDE_S = 30
 # SentTimestamp counts milliseconds from here.
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -93,7 +93,7 @@ class SqsQueueOperations:
     def peek_dead_letters(self, priority: str, limit: int) -> list[DeadLetter]:
         _, dead = self._pair(priority)
         try:
-            messages = receive_up_to(self._sqs, dead, limit, _PEEK_HIDE_S)
+            messages = receive_up_to(self._sqs, dead, limit, PEEK_HIDE_S)
             for start in range(0, len(messages), 10):  # visible again at once: nothing is taken
                 chunk = messages[start:start + 10]
                 self._sqs.change_message_visibility_batch(QueueUrl=dead, Entries=[
@@ -113,7 +113,7 @@ class SqsQueueOperations:
                 "see docs/reliability.md", details={"queue": priority})
         moved = failed = 0
         try:
-            messages = receive_up_to(self._sqs, dead, limit, _PEEK_HIDE_S)
+            messages = receive_up_to(self._sqs, dead, limit, PEEK_HIDE_S)
             by_queue: dict[str, list[dict[str, Any]]] = {}
             for message in messages:
                 to = queue or _target_of(message, targets)

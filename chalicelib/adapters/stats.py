@@ -19,14 +19,11 @@ from typing import Any, Optional, Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.adapters.dynamodb_batch import BATCH_GET_MAX, batch_get
+from chalicelib.adapters.dynamodb_batch import batch_get
 from chalicelib.adapters.dynamodb_items import tenant_counter_key
-from chalicelib.defaults import TRANSACT_WRITE_MAX_ITEMS
+from chalicelib.defaults import BATCH_GET_MAX, STATS_HOUR_TTL_S, STATS_SEEN_TTL_S, TRANSACT_WRITE_MAX_ITEMS
 from chalicelib.domain.errors import StoreUnavailableError
 from chalicelib.domain.stats import StatDelta, combine
-
-SEEN_TTL_S = 2 * 86400
-HOUR_TTL_S = 35 * 86400
 
 
 def _add_update(table: str, pk: str, counters: dict[str, int], expires_at: Optional[int]) -> dict[str, Any]:
@@ -88,7 +85,7 @@ class DynamoStatsStore:
         items: list[dict[str, Any]] = [{
             "Put": {
                 "TableName": self._table,
-                "Item": {"pk": {"S": f"SEEN#{d.dedupe_key}"}, "expires_at": {"N": str(now + SEEN_TTL_S)}},
+                "Item": {"pk": {"S": f"SEEN#{d.dedupe_key}"}, "expires_at": {"N": str(now + STATS_SEEN_TTL_S)}},
                 "ConditionExpression": "attribute_not_exists(pk)",
             }
         } for d in deltas]
@@ -96,7 +93,7 @@ class DynamoStatsStore:
         if totals.status:
             items.append(_add_update(self._table, "STATUS", totals.status, None))
         for hour, events in sorted(totals.hours.items()):
-            items.append(_add_update(self._table, f"HOUR#{hour}", events, now + HOUR_TTL_S))
+            items.append(_add_update(self._table, f"HOUR#{hour}", events, now + STATS_HOUR_TTL_S))
         for tenant, unfinished in sorted(totals.tenants.items()):
             items.append(_add_update(self._table, tenant_counter_key(tenant), {"unfinished": unfinished}, None))
         return items

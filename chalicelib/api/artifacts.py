@@ -9,6 +9,7 @@ from chalicelib.api.http import Call, validate
 from chalicelib.api.requests import ListArtifactsQuery
 from chalicelib.api.routing import router
 from chalicelib.composition import container
+from chalicelib.defaults import PRESIGNED_URL_TTL_S
 from chalicelib.domain.errors import ArtifactNotFoundError, JobNotFoundError
 from chalicelib.domain.job import is_plausible_job_id
 from chalicelib.domain.media_types import is_media_type
@@ -17,7 +18,6 @@ from chalicelib.ports import ArtifactPage
 
 artifacts_api = Blueprint(__name__)
 
-PRESIGNED_URL_TTL_S = 300
 # An artifact's bytes are a job's output, often built from a tenant's input: whatever its content
 # type, a browser saves it as a file rather than showing it as a page. Inline ones come from the
 # API's own origin (where the dashboard keeps its token), so they are also never sniffed and, if

@@ -10,7 +10,8 @@ from chalicelib.api.errors import PayloadTooLargeError, json_response
 from chalicelib.api.http import Call
 from chalicelib.api.routing import router
 from chalicelib.composition import container
-from chalicelib.domain.caches import MAX_VALUE_BYTES, check_name
+from chalicelib.defaults import MAX_CACHE_VALUE_BYTES
+from chalicelib.domain.caches import check_name
 from chalicelib.domain.errors import InvalidRequestError
 from chalicelib.domain.job import isoformat, utcnow
 
@@ -38,10 +39,10 @@ def put_cache(call: Call, scope: str, namespace: str) -> Any:
     check_name("namespace", namespace)
     value = call.json()
     size = len(json.dumps(value, separators=(",", ":")))  # as the store writes it
-    if size > MAX_VALUE_BYTES:
+    if size > MAX_CACHE_VALUE_BYTES:
         raise PayloadTooLargeError(
-            f"a cached value's JSON may take {MAX_VALUE_BYTES} bytes; this one takes {size}",
-            details={"limit": MAX_VALUE_BYTES, "bytes": size},
+            f"a cached value's JSON may take {MAX_CACHE_VALUE_BYTES} bytes; this one takes {size}",
+            details={"limit": MAX_CACHE_VALUE_BYTES, "bytes": size},
         )
     entry = container().cache_store.put(
         call.user.tenant, scope, namespace, value, isoformat(utcnow()),

@@ -8,11 +8,10 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 from chalicelib.api.errors import InvalidJsonError
 from chalicelib.api.http import Call
 from chalicelib.api.job_ids import extract_job_ids
-from chalicelib.api.requests import MAX_BATCH_IDS
-from chalicelib.defaults import MAX_ANSWER_BYTES
+from chalicelib.defaults import MAX_ANSWER_BYTES, MAX_BATCH_IDS, MAX_JOB_ID_CHARS
 from chalicelib.domain.errors import InvalidRequestError
 from chalicelib.domain.events import clip
-from chalicelib.domain.job import MAX_JOB_ID_CHARS, Job, answer_bytes
+from chalicelib.domain.job import Job, answer_bytes
 
 # What the jobs of one answer may take together (answer_bytes): MAX_ANSWER_BYTES less room for
 # the rest of it (the ids, not-found entries, the frame).

@@ -18,6 +18,7 @@ from chalicelib.api.etag import conditional_response, job_etag
 from chalicelib.api.http import Call, validate
 from chalicelib.api.routing import router
 from chalicelib.composition import container
+from chalicelib.defaults import API_GATEWAY_TIMEOUT_MS, INLINE_ANSWER_MARGIN_MS
 from chalicelib.domain.errors import JobNotFoundError, TaskNotFoundError
 from chalicelib.domain.job import Job, is_plausible_job_id
 from chalicelib.maintenance import SYSTEM_TENANT, TASKS, TaskControl
@@ -31,12 +32,6 @@ TYPE_PREFIX = "maintenance."
 
 
 route = router(maintenance_api, role=OPERATOR)
-
-# API Gateway answers 504 after 29 s whatever the function's timeout: an inline task must end
-# within both.
-API_GATEWAY_TIMEOUT_MS = 29_000
-# Kept back from an inline task's time for writing the answer after it stops.
-INLINE_ANSWER_MARGIN_MS = 1_000
 
 
 def inline_time_left(lambda_context: Any, monotonic: Callable[[], float] = time.monotonic) -> Callable[[], int]:

@@ -8,9 +8,8 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from chalicelib.api.etag import CACHE_CONTROL
-from chalicelib.api.requests import MAX_BATCH_IDS, ListArtifactsQuery, ListJobsQuery, SubmitJobRequest
-from chalicelib.defaults import MAX_ARTIFACT_PAGE
-from chalicelib.domain.submission_keys import MAX_KEY_LENGTH
+from chalicelib.api.requests import ListArtifactsQuery, ListJobsQuery, SubmitJobRequest
+from chalicelib.defaults import MAX_ARTIFACT_PAGE, MAX_BATCH_IDS, MAX_IDEMPOTENCY_KEY_CHARS
 from chalicelib.domain.job import INTERNAL_FIELDS, Job, Run
 from chalicelib.domain.status import JobStatus
 
@@ -120,7 +119,8 @@ def _paths() -> dict[str, Any]:
         "/jobs": {
             "post": {"summary": "submit a job",
                      "parameters": [{"name": "Idempotency-Key", "in": "header",
-                                     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH}}],
+                                     "schema": {"type": "string", "minLength": 1,
+                                               "maxLength": MAX_IDEMPOTENCY_KEY_CHARS}}],
                      "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("SubmitJobRequest")}}},
                      "responses": {"202": _json(_ref("Job"), "accepted"),
                                    **_errors(400, 401, 409, 410, 413, 422, 429, 503)}},

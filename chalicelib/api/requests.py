@@ -6,12 +6,11 @@ from typing import Any, Literal, Optional
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from chalicelib.domain.caches import MAX_NAME_CHARS, NAME_PATTERN, check_name
+from chalicelib.domain.caches import NAME_PATTERN, check_name
 from chalicelib.domain.errors import InvalidRequestError
 from chalicelib.domain.status import JobStatus
-from chalicelib.defaults import ARTIFACT_PAGE, MAX_ARTIFACT_PAGE, MAX_SCHEDULE_S
+from chalicelib.defaults import ARTIFACT_PAGE, MAX_ARTIFACT_PAGE, MAX_CACHE_NAME_CHARS, MAX_SCHEDULE_S
 
-MAX_BATCH_IDS = 100
 # How an ISO 8601 date and time begins (the rest is pydantic's to read).
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
 
@@ -28,7 +27,7 @@ class SubmitJobRequest(BaseModel):
     delay_seconds: int = Field(default=0, ge=0, le=MAX_SCHEDULE_S, strict=True)
     run_at: Optional[AwareDatetime] = None
     # Checked by the domain's rule (its message says why / is refused); the pattern is the schema's.
-    scope: Optional[str] = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS,
+    scope: Optional[str] = Field(default=None, min_length=1, max_length=MAX_CACHE_NAME_CHARS,
                                  json_schema_extra={"pattern": NAME_PATTERN})
 
     @field_validator("scope")

@@ -11,6 +11,7 @@ from chalicelib.api.auth import OPERATOR
 from chalicelib.api.http import Call, validate
 from chalicelib.api.routing import router
 from chalicelib.composition import container
+from chalicelib.defaults import MAX_STATS_WINDOW_HOURS
 from chalicelib.domain.errors import (
     DeadLetterUnavailableError,
     JobpipeError,
@@ -33,7 +34,7 @@ T = TypeVar("T")
 class StatsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    window_hours: int = Field(default=24, ge=1, le=24 * 30)
+    window_hours: int = Field(default=24, ge=1, le=MAX_STATS_WINDOW_HOURS)
 
 
 class DeadLetterQuery(BaseModel):

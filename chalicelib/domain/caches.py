@@ -5,25 +5,21 @@ import re
 
 from pydantic import RootModel, field_validator
 
-from chalicelib.defaults import MAX_NAMESPACES_PER_JOB_TYPE
+from chalicelib.defaults import MAX_CACHE_NAME_CHARS, MAX_NAMESPACES_PER_JOB_TYPE
 from chalicelib.domain.errors import InvalidRequestError
 
 # A scope or namespace name is one segment of a URL path (/cache/{scope}/{namespace}): no `/`,
 # which API Gateway decodes from %2F before it routes, splitting the segment; and not `.` or `..`,
 # which clients drop from a URL. Letters, digits and . _ : @ - travel as they are.
 NAME_PATTERN = r"^(?:[A-Za-z0-9._:@\-]*[A-Za-z0-9_:@\-][A-Za-z0-9._:@\-]*|\.{3,})$"
-MAX_NAME_CHARS = 256
 _NAME = re.compile(NAME_PATTERN)
-# A cached value is one DynamoDB item's attribute (items hold 400 KB in all): its JSON may take
-# 350 KiB, the rest is the item's keys and bookkeeping.
-MAX_VALUE_BYTES = 350 * 1024
 
 
 def check_name(kind: str, value: str) -> str:
     """`value` when it is a valid scope or namespace name; raises InvalidRequestError otherwise."""
     if not is_name(value):
         raise InvalidRequestError(
-            f"{kind} must be 1-{MAX_NAME_CHARS} characters of letters, digits and . _ : @ -, "
+            f"{kind} must be 1-{MAX_CACHE_NAME_CHARS} characters of letters, digits and . _ : @ -, "
             "not . or .. alone; no / (it would split the URL path segment the name travels in)",
             details={kind: value[:300]},
         )
@@ -32,7 +28,7 @@ def check_name(kind: str, value: str) -> str:
 
 def is_name(value: object) -> bool:
     """Whether `value` is a valid scope or namespace name."""
-    return isinstance(value, str) and len(value) <= MAX_NAME_CHARS and _NAME.fullmatch(value) is not None
+    return isinstance(value, str) and len(value) <= MAX_CACHE_NAME_CHARS and _NAME.fullmatch(value) is not None
 
 
 class InvalidationRules(RootModel[dict[str, list[str]]]):

@@ -6,6 +6,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict
 
+from chalicelib.defaults import MAX_EVENT_TEXT_CHARS
 from chalicelib.domain.job import known_fields
 
 SOURCE = "jobpipe"
@@ -15,10 +16,6 @@ STATUS_CHANGED = "job.status.changed"
 PROGRESS_CHANGED = "job.status.progress"
 CACHE_INVALIDATED = "cache.invalidated"
 
-# PutEvents takes 256 KB per call; a job's progress message and error are free text of any
-# length. Events carry their first characters (a poison-sized event would block its stream), and
-# a record with no room left for its outcome keeps as many of its progress message.
-MAX_EVENT_TEXT_CHARS = 2048
 
 _EVENT_NAMESPACE = uuid.UUID("6f1d3a52-8a8e-4b8e-9a53-3c1f2f7d5b10")
 

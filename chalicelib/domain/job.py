@@ -9,7 +9,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chalicelib.defaults import MAX_JSON_DEPTH
+from chalicelib.defaults import MAX_JOB_ID_CHARS, MAX_JSON_DEPTH
 from chalicelib.domain.status import JobStatus
 
 Priority = Literal["high", "normal", "low"]
@@ -25,7 +25,6 @@ def isoformat(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-MAX_JOB_ID_CHARS = 128
 _PLAUSIBLE_ID = re.compile(rf"[A-Za-z0-9_.:\-]{{1,{MAX_JOB_ID_CHARS}}}")
 
 

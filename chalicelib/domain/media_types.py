@@ -4,12 +4,12 @@ ContentType and served back as the artifact's Content-Type header, so nothing bu
 from __future__ import annotations
 
 import re
+from chalicelib.defaults import MAX_CONTENT_TYPE_CHARS
 
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _QUOTED = r'"(?:[\t\x20\x21\x23-\x5b\x5d-\x7e]|\\[\t\x20-\x7e])*"'
 # type/subtype, then `; name=value` parameters whose value is a token or a quoted string.
 MEDIA_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}(?:[ \t]*;[ \t]*{_TOKEN}=(?:{_TOKEN}|{_QUOTED}))*")
-MAX_CONTENT_TYPE_CHARS = 255
 
 
 def is_media_type(value: object) -> bool:

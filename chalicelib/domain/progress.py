@@ -6,18 +6,17 @@ import json
 import math
 from typing import Any, Optional
 
-from chalicelib.defaults import MAX_JSON_DEPTH, MAX_LABEL_CHARS
+from chalicelib.defaults import (
+    MAX_JSON_DEPTH,
+    MAX_LABEL_CHARS,
+    MAX_PROGRESS_DETAILS_BYTES,
+    MAX_PROGRESS_MESSAGE_CHARS,
+    PROGRESS_SIGNIFICANT_JUMP,
+)
 from chalicelib.domain.errors import ProgressRejectedError
 from chalicelib.domain.job import nested_deeper_than, too_deep_message
 
 MILESTONES = (0.0, 25.0, 50.0, 75.0, 100.0)
-SIGNIFICANT_JUMP = 10.0
-# What one progress report may carry: it is stored on the job's record (one DynamoDB item of at
-# most 400 KB, with the payload and result), whole, while events carry the first 2,048
-# characters of the message. Larger is refused, not cut; a report that fits these bounds but not
-# the item beside a large payload is refused by the store the same way.
-MAX_MESSAGE_CHARS = 300_000
-MAX_DETAILS_BYTES = 32 * 1024
 
 
 def clamp_percent(value: Any) -> float:
@@ -31,7 +30,7 @@ def check_report(step: Optional[str], message: Optional[str], details: Optional[
     """Raises ProgressRejectedError for a report that cannot be stored as given: a step or
     message that is not text or too long, details that are not a JSON object (NaN and
     Infinity included), nested more than MAX_JSON_DEPTH levels or too large."""
-    for name, text, limit in (("step", step, MAX_LABEL_CHARS), ("message", message, MAX_MESSAGE_CHARS)):
+    for name, text, limit in (("step", step, MAX_LABEL_CHARS), ("message", message, MAX_PROGRESS_MESSAGE_CHARS)):
         if text is not None and not isinstance(text, str):
             raise ProgressRejectedError(f"progress {name} must be text, not {type(text).__name__}")
         if text is not None and len(text) > limit:
@@ -46,8 +45,8 @@ def check_report(step: Optional[str], message: Optional[str], details: Optional[
         size = len(json.dumps(details, allow_nan=False, separators=(",", ":")).encode())
     except (TypeError, ValueError) as exc:
         raise ProgressRejectedError(f"progress details must be JSON: {exc}") from None
-    if size > MAX_DETAILS_BYTES:
-        raise ProgressRejectedError(f"progress details are {size} bytes as JSON; at most {MAX_DETAILS_BYTES}")
+    if size > MAX_PROGRESS_DETAILS_BYTES:
+        raise ProgressRejectedError(f"progress details are {size} bytes as JSON; at most {MAX_PROGRESS_DETAILS_BYTES}")
     key = _non_text_key(details)
     if key is not None:  # json.dumps writes {1: ...} as {"1": ...}: it would not read back as given
         raise ProgressRejectedError(f"progress details must be a JSON object: its keys are text, not {key!r}")
@@ -85,6 +84,6 @@ def is_notable_change(previous: float, current: float) -> bool:
     rule routes it anywhere (pollers read the job)."""
     if current <= previous:
         return False
-    if round(current - previous, 2) >= SIGNIFICANT_JUMP:  # percents have 2 places: 22.4 - 12.4 is 10
+    if round(current - previous, 2) >= PROGRESS_SIGNIFICANT_JUMP:  # percents have 2 places: 22.4 - 12.4 is 10
         return True
     return any(previous < m <= current for m in MILESTONES)

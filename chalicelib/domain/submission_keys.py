@@ -7,16 +7,15 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
+from chalicelib.defaults import MAX_IDEMPOTENCY_KEY_CHARS
 from chalicelib.domain.errors import InvalidRequestError
-
-MAX_KEY_LENGTH = 255
 
 
 def check_key(key: str) -> str:
-    """`key` unchanged; raises InvalidRequestError unless it is 1 to MAX_KEY_LENGTH printable
+    """`key` unchanged; raises InvalidRequestError unless it is 1 to MAX_IDEMPOTENCY_KEY_CHARS printable
     characters."""
-    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
-        raise InvalidRequestError(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters")
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY_CHARS or not key.isprintable():
+        raise InvalidRequestError(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable characters")
     return key
 
 

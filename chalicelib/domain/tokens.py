@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from chalicelib.defaults import TOKEN_MAX_LIFETIME_S
+from chalicelib.defaults import TOKEN_LEEWAY_S, TOKEN_MAX_LIFETIME_S
 
-# Clocks of the token issuer and of the API disagree by a few seconds.
-LEEWAY_S = 30
 DEFAULT_MAX_LIFETIME_S = TOKEN_MAX_LIFETIME_S
 
 
@@ -18,4 +16,4 @@ class TokenPolicy:
     max_lifetime_s: int = DEFAULT_MAX_LIFETIME_S
     issuer: Optional[str] = None
     audience: Optional[str] = None
-    leeway_s: int = LEEWAY_S
+    leeway_s: int = TOKEN_LEEWAY_S

@@ -16,20 +16,16 @@ for an operator (its description looked at again twice a day; `StreamFailureQueu
 stays on while it is there)."""
 from __future__ import annotations
 
-from chalicelib.defaults import redelivery_wait_s
+from chalicelib.defaults import (
+    REPLAY_BATCHES_PER_PASS,
+    REPLAY_RETRY_BASE_S,
+    REPLAY_RETRY_MAX_S,
+    UNREADABLE_HOLD_S,
+    redelivery_wait_s,
+)
 from chalicelib.domain.errors import EventPublishError, JobpipeError, StreamBatchUnreadableError
 from chalicelib.events.stream import StreamConsumer
 from chalicelib.ports import ChangeStream, FailedStreamBatch, FailedStreamBatches
-
-# Descriptions taken per reconciler pass; each is at most one stream batch (100 records).
-BATCHES_PER_PASS = 10
-# A replay that failed is tried again after a minute, doubling per try, at most an hour apart:
-# an outage of the bus or the stats table is outlived well inside the stream's 24 hours.
-REPLAY_RETRY_BASE_S = 60
-REPLAY_RETRY_MAX_S = 3600
-# A batch the stream no longer holds is only an operator's now: looked at twice a day (SQS hides
-# a message at most 12 hours after its receive).
-UNREADABLE_HOLD_S = 11 * 3600
 
 
 # What a pass counts for a batch: replayed, or left for an operator.
@@ -43,7 +39,7 @@ class StreamReplay:
         self._stream = stream
         self._consumer = consumer
 
-    def take(self, limit: int = BATCHES_PER_PASS) -> list[FailedStreamBatch]:
+    def take(self, limit: int = REPLAY_BATCHES_PER_PASS) -> list[FailedStreamBatch]:
         """Failed batches to replay now, each hidden for a first retry's wait meanwhile."""
         return self._failures.take(limit, REPLAY_RETRY_BASE_S)
 

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
-from chalicelib.defaults import MAX_LABEL_CHARS
+from chalicelib.defaults import CANCEL_POLL_INTERVAL_S, MAX_LABEL_CHARS
 from chalicelib.domain.errors import (
     AttemptEndedError,
     FatalJobError,
@@ -23,10 +23,6 @@ from chalicelib.worker.progress import ProgressReporter
 
 # (job id, name, bytes, content type) -> what was stored
 StoreArtifact = Callable[[str, str, bytes, str], ArtifactInfo]
-
-# A cancel request is looked up in the store at most this often by ctx.cancelled() (the
-# runner uses the progress interval when longer); a progress write counts as a look-up.
-CANCEL_POLL_INTERVAL_S = 1.0
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from chalice import Blueprint
 
 from chalicelib.composition import Container, container
-from chalicelib.defaults import BATCH_MATE_LEASE_S, BATCH_MATE_WAIT_S, WORKER_BATCH_SIZE
+from chalicelib.defaults import BATCH_MATE_LEASE_S, BATCH_MATE_WAIT_S, BATCH_TURN_MARGIN_S, WORKER_BATCH_SIZE
 from chalicelib.domain.errors import DeadLetterOwedError, QueueUnavailableError
 from chalicelib.invocation import entry_point
 from chalicelib.observability import logger, tracer
@@ -43,7 +43,6 @@ JOBS_QUEUE_LOW = "jobpipe-jobs-low"
 # the attempt's lease); one whose turn comes later (its hand-back failed) is handed back
 # untouched. The first record needs no change: the queue's visibility timeout (90 min) outlasts
 # any attempt, and a dead worker's job is taken over by the reconciler once its lease ends.
-_TURN_MARGIN_S = 5
 
 
 class _WaitingMates:
@@ -182,11 +181,11 @@ class RecordRunner:
             return
 
         mate = record.message_id in self._mates
-        lease = _LeaseExtension(hold, self._started + BATCH_MATE_LEASE_S - _TURN_MARGIN_S, self._monotonic) \
+        lease = _LeaseExtension(hold, self._started + BATCH_MATE_LEASE_S - BATCH_TURN_MARGIN_S, self._monotonic) \
             if mate else None
         logger.append_keys(job_id=message.job_id, attempt=message.attempt, message_id=record.message_id)
         try:
-            if mate and self._monotonic() - self._started > BATCH_MATE_LEASE_S - _TURN_MARGIN_S:
+            if mate and self._monotonic() - self._started > BATCH_MATE_LEASE_S - BATCH_TURN_MARGIN_S:
                 # Its short lease is (nearly) over: it may already be running elsewhere.
                 raise DeferredDelivery("its turn in the batch came after its short lease", None)
             try:

@@ -10,11 +10,11 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from chalicelib.defaults import PROGRESS_MIN_INTERVAL_S
+from chalicelib.defaults import MAX_PROGRESS_MESSAGE_CHARS, PROGRESS_MIN_INTERVAL_S
 from chalicelib.domain.errors import JobpipeError, ProgressRejectedError
 from chalicelib.domain.events import clip
 from chalicelib.domain.job import Job, Progress
-from chalicelib.domain.progress import MAX_MESSAGE_CHARS, check_not_decreasing, check_report, clamp_percent
+from chalicelib.domain.progress import check_not_decreasing, check_report, clamp_percent
 from chalicelib.ports import Timer, TimerFactory
 
 
@@ -94,7 +94,7 @@ class ProgressReporter:
     def report_final(self, percent: Any, step: Optional[str], message: Optional[str]) -> None:
         """Queue the last report of an attempt that is failing: never refused, a lower or
         invalid percent keeps the one reached (progress stays monotonic), a message longer than
-        MAX_MESSAGE_CHARS is cut (marked with "…"). Written by `close`."""
+        MAX_PROGRESS_MESSAGE_CHARS is cut (marked with "…"). Written by `close`."""
         with self._lock:
             try:
                 value = max(self._accepted, clamp_percent(percent))
@@ -103,7 +103,7 @@ class ProgressReporter:
             self._accepted = value
             details = (self._pending or self._job.progress).details
             # Never refused, so bounded here: a failure's message (a whole stderr) is cut.
-            self._pending = Progress(percent=value, step=step, message=clip(message, MAX_MESSAGE_CHARS),
+            self._pending = Progress(percent=value, step=step, message=clip(message, MAX_PROGRESS_MESSAGE_CHARS),
                                      details=details)
 
     def settle(self) -> Optional[Progress]:

@@ -10,8 +10,10 @@ from typing import Any, Callable, Optional
 from pydantic import BaseModel, ValidationError
 
 from chalicelib.defaults import (
+    CANCEL_POLL_INTERVAL_S,
     HANDLER_GIVE_UP_S,
     HANDLER_GIVE_UP_WRITE_S,
+    LEASE_GRACE_S,
     MAX_ANSWER_BYTES,
     MAX_ERROR_MESSAGE_CHARS,
     MAX_JSON_DEPTH,
@@ -30,9 +32,9 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.domain.job import Job, JobErrorInfo, answer_bytes, nested_deeper_than, too_deep_message
 from chalicelib.domain.registry import JobTypeRegistry
-from chalicelib.lifecycle import LEASE_GRACE_S, ClaimOutcome, JobLifecycle
+from chalicelib.lifecycle import ClaimOutcome, JobLifecycle
 from chalicelib.ports import ArtifactStore, JobMessage, job_message_of
-from chalicelib.worker.context import CANCEL_POLL_INTERVAL_S, Completion, JobContext
+from chalicelib.worker.context import Completion, JobContext
 from chalicelib.worker.progress import ProgressReporter
 from chalicelib.worker.timeout import run_with_timeout
 

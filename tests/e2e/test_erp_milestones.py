@@ -4,7 +4,8 @@ EventBridge envelope docs/events.md documents."""
 import json
 import time
 
-from chalicelib.domain.progress import MILESTONES, SIGNIFICANT_JUMP
+from chalicelib.defaults import PROGRESS_SIGNIFICANT_JUMP
+from chalicelib.domain.progress import MILESTONES
 
 SEED_FIELDS = ("event_id", "event_type", "timestamp", "job_id", "status", "progress", "attempt",
                "previous_status", "previous_progress", "step", "message")
@@ -27,7 +28,7 @@ def _outbound(stack, job_id, until, timeout_s=60):
 
 
 def _is_milestone(previous, current):
-    return current - previous >= SIGNIFICANT_JUMP or any(previous < m <= current for m in MILESTONES)
+    return current - previous >= PROGRESS_SIGNIFICANT_JUMP or any(previous < m <= current for m in MILESTONES)
 
 
 def test_milestones_reach_the_erp_webhook_and_erp_outbound_once_each(stack):

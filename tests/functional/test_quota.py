@@ -4,7 +4,7 @@ import json
 import time
 
 from chalicelib import composition
-from chalicelib.quota import RECHECK_S
+from chalicelib.defaults import QUOTA_RECHECK_S
 from tests.functional.conftest import auth
 from tests.functional.test_operations import _feed_stream
 
@@ -44,6 +44,6 @@ def test_a_counter_left_high_by_a_lost_stream_batch_does_not_refuse_a_tenant_bel
     assert post(client).status_code == 429
     for response in first:
         client.http.delete(f"/jobs/{response.json_body['id']}", headers=auth())  # never fed to the counter
-    time.sleep(RECHECK_S + 0.1)  # the refusal's count stands that long
+    time.sleep(QUOTA_RECHECK_S + 0.1)  # the refusal's count stands that long
     accepted = post(client)
     assert accepted.status_code == 202, accepted.body

@@ -72,7 +72,7 @@ def test_an_id_past_the_longest_is_not_found_echoed_only_up_to_it(client, aws, p
     """The batch routes refuse an id past MAX_JOB_ID_CHARS; the single-id rq routes answered a
     5,000-character one not_found with all of it echoed back. No job has such an id: it is
     not_found like any unknown one, its first 128 characters and an ellipsis shown."""
-    from chalicelib.domain.job import MAX_JOB_ID_CHARS
+    from chalicelib.defaults import MAX_JOB_ID_CHARS
 
     response = get(client, path.format(id="a" * 5000))
     assert response.status_code == 200

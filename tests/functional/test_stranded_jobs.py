@@ -4,11 +4,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from chalicelib import composition
+from chalicelib.defaults import LEASE_GRACE_S, MAX_EVENT_TEXT_CHARS, MAX_PROGRESS_MESSAGE_CHARS
 from chalicelib.domain.errors import ProgressRejectedError
-from chalicelib.domain.events import MAX_EVENT_TEXT_CHARS
-from chalicelib.domain.progress import MAX_MESSAGE_CHARS
 from chalicelib.domain.status import JobStatus
-from chalicelib.lifecycle import LEASE_GRACE_S, JobLifecycle
+from chalicelib.lifecycle import JobLifecycle
 from chalicelib.ports import JobMessage
 from chalicelib.reconciler import Reconciler
 
@@ -47,7 +46,7 @@ def test_a_running_job_whose_progress_filled_its_record_still_ends_when_its_leas
 
     # The longest progress message the store accepts for a job in this state (each probe on a
     # job of its own): what a handler appending to its message ends with once a report is refused.
-    fits, too_long = 0, MAX_MESSAGE_CHARS + 1
+    fits, too_long = 0, MAX_PROGRESS_MESSAGE_CHARS + 1
     while too_long - fits > 1:
         length = (fits + too_long) // 2
         try:
@@ -55,7 +54,7 @@ def test_a_running_job_whose_progress_filled_its_record_still_ends_when_its_leas
             fits = length
         except ProgressRejectedError:
             too_long = length
-    assert 0 < fits <= MAX_MESSAGE_CHARS, "a report within its bounds fills the record"
+    assert 0 < fits <= MAX_PROGRESS_MESSAGE_CHARS, "a report within its bounds fills the record"
 
     job = running_job()
     lifecycle.report_progress(job, 50, message=TEXT * fits)  # accepted: the record is nearly full

@@ -244,7 +244,7 @@ def test_a_batch_mate_still_running_as_its_short_lease_ends_is_hidden_for_its_at
         {"type": "demo.steps", "payload": {"steps": 4, "step_ms": 500}})).json_body["id"]
     messages = sorted(receive_all(aws), key=lambda m: [fast, slow].index(job_of(m)))
     monkeypatch.setattr(handlers, "BATCH_MATE_LEASE_S", 2)
-    monkeypatch.setattr(handlers, "_TURN_MARGIN_S", 1)
+    monkeypatch.setattr(handlers, "BATCH_TURN_MARGIN_S", 1)
     calls = visibility_calls(monkeypatch)
     started = time.monotonic()
     assert invoke_worker(app, sqs_event(messages)) == {"batchItemFailures": []}

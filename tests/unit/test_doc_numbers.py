@@ -47,7 +47,7 @@ def test_the_error_text_a_job_keeps_is_the_one_the_docs_give():
     of it (and read as if a fail_job message kept 300,000 characters), reliability.md that the
     full text stays on the job."""
     from chalicelib.defaults import MAX_ERROR_MESSAGE_CHARS
-    from chalicelib.domain.events import MAX_EVENT_TEXT_CHARS
+    from chalicelib.defaults import MAX_EVENT_TEXT_CHARS
 
     assert MAX_ERROR_MESSAGE_CHARS <= MAX_EVENT_TEXT_CHARS
     stated = f"first {MAX_ERROR_MESSAGE_CHARS:,} characters"

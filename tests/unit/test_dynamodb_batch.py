@@ -1,7 +1,8 @@
 """Batch reads and writes send again what DynamoDB left unprocessed, then give up."""
 import pytest
 
-from chalicelib.adapters.dynamodb_batch import UNPROCESSED_RETRIES, batch_get, batch_write
+from chalicelib.adapters.dynamodb_batch import batch_get, batch_write
+from chalicelib.defaults import UNPROCESSED_RETRIES
 from chalicelib.domain.errors import StoreUnavailableError
 
 

@@ -7,11 +7,16 @@ import pytest
 from pydantic import BaseModel
 
 from chalicelib import composition
-from chalicelib.defaults import HANDLER_GIVE_UP_S, HANDLER_GIVE_UP_WRITE_S, HANDLER_REINTERRUPT_S
+from chalicelib.defaults import (
+    HANDLER_GIVE_UP_S,
+    HANDLER_GIVE_UP_WRITE_S,
+    HANDLER_REINTERRUPT_S,
+    LEASE_GRACE_S,
+)
 from chalicelib.domain.errors import JobTimeoutError
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
-from chalicelib.lifecycle import LEASE_GRACE_S, JobLifecycle
+from chalicelib.lifecycle import JobLifecycle
 from chalicelib.observability import end_process
 from chalicelib.worker import timeout
 from chalicelib.worker.runner import JobRunner

@@ -9,8 +9,8 @@ import pytest
 from pydantic import BaseModel, Field, SecretStr
 
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
+from chalicelib.defaults import MAX_PROGRESS_MESSAGE_CHARS
 from chalicelib.domain.errors import InvalidArtifactError, JobpipeError, ProgressRejectedError
-from chalicelib.domain.progress import MAX_MESSAGE_CHARS
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
 from chalicelib.lifecycle import JobLifecycle
@@ -88,7 +88,7 @@ def make_types(seen):
     @types.register("a.fail_long_message", Empty)
     def fail_long_message(ctx, payload):
         ctx.progress(10, force=True)
-        raise ctx.fail("E_DUMP", "x" * (MAX_MESSAGE_CHARS + 50_000), 20)  # e.g. a whole stderr
+        raise ctx.fail("E_DUMP", "x" * (MAX_PROGRESS_MESSAGE_CHARS + 50_000), 20)  # e.g. a whole stderr
 
     @types.register("a.artifact_type", Empty, max_attempts=1)
     def artifact_type(ctx, payload):
@@ -213,7 +213,7 @@ def test_fail_job_with_a_long_message_keeps_the_progress_message_bounded(env, qu
 which is never refused, cuts a longer message to that bound."""
     after = run(env, queue, "a.fail_long_message")
     assert after.status == JobStatus.FAILED and after.error.code == "E_DUMP"
-    assert len(after.progress.message) <= MAX_MESSAGE_CHARS
+    assert len(after.progress.message) <= MAX_PROGRESS_MESSAGE_CHARS
 
 
 @pytest.mark.parametrize("content_type", ["text/plain\r\nSet-Cookie: session=stolen", "text/plain\n", 42],

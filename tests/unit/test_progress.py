@@ -1,9 +1,10 @@
 """Throttle, coalesce and monotonic rules of progress reporting, on a fake clock."""
 import pytest
 
+from chalicelib.defaults import MAX_PROGRESS_DETAILS_BYTES
 from chalicelib.domain.errors import ProgressRejectedError
 from chalicelib.domain.job import Job
-from chalicelib.domain.progress import MAX_DETAILS_BYTES, check_report, clamp_percent, is_notable_change
+from chalicelib.domain.progress import check_report, clamp_percent, is_notable_change
 from chalicelib.worker.progress import ProgressReporter
 
 
@@ -163,7 +164,7 @@ def test_a_progress_write_counts_as_a_cancel_check(setup):
     (None, None, ["a"], "details must be a JSON object"),
     (None, None, {"x": float("nan")}, "details must be JSON"),
     (None, None, {"x": object()}, "details must be JSON"),
-    (None, None, {"x": "d" * MAX_DETAILS_BYTES}, "at most 32768"),
+    (None, None, {"x": "d" * MAX_PROGRESS_DETAILS_BYTES}, "at most 32768"),
 ])
 def test_a_report_that_cannot_be_stored_as_given_is_refused(step, message, details, says):
     with pytest.raises(ProgressRejectedError, match=says):

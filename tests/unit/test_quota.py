@@ -7,10 +7,11 @@ from datetime import datetime, timezone
 import pytest
 
 from chalicelib.adapters.memory_stats import InMemoryStatsStore
+from chalicelib.defaults import QUOTA_RETRY_AFTER_S
 from chalicelib.domain.errors import QuotaExceededError
 from chalicelib.domain.job import Job
 from chalicelib.domain.stats import delta_for
-from chalicelib.quota import RETRY_AFTER_S, TenantQuota
+from chalicelib.quota import TenantQuota
 
 NOW = datetime(2026, 1, 1, 12, 30, tzinfo=timezone.utc)
 
@@ -59,7 +60,7 @@ def test_a_tenant_at_its_bound_is_refused_and_told_when_to_retry():
         record(stats, None, image(f"j{i}", "queued", 1))
     with pytest.raises(QuotaExceededError) as refused:
         quota.admit("a")
-    assert refused.value.retry_after_s == RETRY_AFTER_S and refused.value.details == {"unfinished": 2, "limit": 2}
+    assert refused.value.retry_after_s == QUOTA_RETRY_AFTER_S and refused.value.details == {"unfinished": 2, "limit": 2}
     quota.admit("b")  # other tenants are not affected
     record(stats, image("j0", "queued", 1), image("j0", "canceled", 2))
     quota.admit("a")  # a finished job frees a slot

@@ -87,7 +87,7 @@ def types():
 
     @registry.register("t.oversized_progress", Empty)
     def oversized_progress(ctx, payload):
-        ctx.progress(10, message="m" * 500_000, force=True)  # over MAX_MESSAGE_CHARS
+        ctx.progress(10, message="m" * 500_000, force=True)  # over MAX_PROGRESS_MESSAGE_CHARS
 
     @registry.register("t.blank_failure", Empty)
     def blank_failure(ctx, payload):

@@ -2,11 +2,15 @@
 hold back the jobs due after it, and a record its progress filled still takes its outcome."""
 from __future__ import annotations
 
-from chalicelib.defaults import DUE_PAGE, RECONCILE_PASS_MARGIN_S, RECONCILE_RETRY_S
+from chalicelib.defaults import (
+    DUE_PAGE,
+    MAX_EVENT_TEXT_CHARS,
+    MAX_PROGRESS_MESSAGE_CHARS,
+    RECONCILE_PASS_MARGIN_S,
+    RECONCILE_RETRY_S,
+)
 from chalicelib.domain.errors import ProgressRejectedError, StoreUnavailableError
-from chalicelib.domain.events import MAX_EVENT_TEXT_CHARS
 from chalicelib.domain.job import JobErrorInfo
-from chalicelib.domain.progress import MAX_MESSAGE_CHARS
 from chalicelib.domain.status import JobStatus
 from chalicelib.ports import JobMessage
 from chalicelib.reconciler import Reconciler
@@ -79,7 +83,7 @@ def running(lifecycle, queue):
 
 def filled(lifecycle, queue):
     """A running job whose progress message is the longest its record takes."""
-    fits, too_long = 0, MAX_MESSAGE_CHARS + 1
+    fits, too_long = 0, MAX_PROGRESS_MESSAGE_CHARS + 1
     while too_long - fits > 1:
         length = (fits + too_long) // 2
         try:

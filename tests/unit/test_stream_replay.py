@@ -11,10 +11,11 @@ from chalicelib.adapters.dynamodb_stream import job_change
 from chalicelib.adapters.memory_events import InMemoryEventPublisher
 from chalicelib.adapters.memory_stats import InMemoryStatsStore
 from chalicelib.adapters.memory_stream import InMemoryChangeStream, InMemoryFailedStreamBatches
+from chalicelib.defaults import REPLAY_RETRY_BASE_S, UNREADABLE_HOLD_S
 from chalicelib.domain.errors import DeadLetterUnavailableError, StoreUnavailableError
 from chalicelib.domain.events import event_id_for
 from chalicelib.domain.job import Job
-from chalicelib.events.replay import REPLAY_RETRY_BASE_S, UNREADABLE_HOLD_S, StreamReplay
+from chalicelib.events.replay import StreamReplay
 from chalicelib.events.stream import StreamConsumer
 from chalicelib.reconciler import Reconciler
 

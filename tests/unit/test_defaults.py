@@ -1,0 +1,64 @@
+"""Every limit, timeout and interval the behaviour rests on lives in chalicelib/defaults.py with
+a line on why (STYLE.md habit 19): a module-level number elsewhere in chalicelib/ fails here,
+naming file and line, unless it is listed below as what it is instead (a format, a layout, a
+demo's own setting)."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# name -> why it is not a default: changing it is not tuning behaviour.
+NOT_DEFAULTS = {
+    "FINISHED_SHARDS": "the finished-jobs index's key layout: stored items are read back by it",
+    "DUE_SHARDS": "the due index's key layout: stored items are read back by it",
+    "CHAOS_TIMEOUT_S": "demo.chaos's own registration, beside its handler (a demo, not the pipeline)",
+}
+
+
+def _numeric(node: ast.expr) -> bool:
+    """A number written out: a literal, a sign on one, or arithmetic of literals."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, (int, float)) and not isinstance(node.value, bool)
+    if isinstance(node, ast.UnaryOp):
+        return _numeric(node.operand)
+    if isinstance(node, ast.BinOp):
+        return _numeric(node.left) and _numeric(node.right)
+    return False
+
+
+def module_level_numbers() -> list[tuple[str, str, int]]:
+    """(file, name, line) of every UPPER_CASE module-level name bound to a number outside defaults.py."""
+    found = []
+    for path in sorted((ROOT / "chalicelib").rglob("*.py")):
+        if path.name == "defaults.py" and path.parent.name == "chalicelib":
+            continue
+        for node in ast.parse(path.read_text()).body:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] \
+                if isinstance(node, ast.AnnAssign) and node.value is not None else []
+            for target in targets:
+                if isinstance(target, ast.Name) and target.id.lstrip("_").isupper() and _numeric(node.value):
+                    found.append((str(path.relative_to(ROOT)), target.id, node.lineno))
+    return found
+
+
+def test_every_limit_timeout_and_interval_is_in_defaults():
+    stray = [f"{file}:{line} {name}" for file, name, line in module_level_numbers() if name not in NOT_DEFAULTS]
+    assert stray == [], "move these into chalicelib/defaults.py with a line on why:\n" + "\n".join(stray)
+
+
+def test_what_is_left_outside_defaults_is_still_there():
+    """An entry of NOT_DEFAULTS whose constant is gone would excuse a later one of that name."""
+    assert set(NOT_DEFAULTS) <= {name for _, name, _ in module_level_numbers()}
+
+
+def test_the_defaults_that_rest_on_each_other_agree():
+    """An hour's counters are read back over windows of up to MAX_STATS_WINDOW_HOURS; a batch of
+    ids is one BatchGetItem; an unreadable stream batch is held as long as SQS may hide it."""
+    from chalicelib import defaults
+
+    assert defaults.STATS_HOUR_TTL_S > defaults.MAX_STATS_WINDOW_HOURS * 3600
+    assert defaults.MAX_BATCH_IDS <= defaults.BATCH_GET_MAX
+    assert defaults.UNREADABLE_HOLD_S <= defaults.SQS_MAX_HOLD_S
+    assert defaults.STATS_SEEN_TTL_S > 24 * 3600  # the stream redelivers a batch for 24 hours
