@@ -301,6 +301,18 @@ QUOTA_REMEMBERED_TENANTS = 1024
 # What a request may name or carry. Job ids we make are 36 characters (a child's too); an id
 # longer than this cannot exist, and a batch echoing 100 of them stays small.
 MAX_JOB_ID_CHARS = 128
+# A job type's name, as registered and as a request may name it: dotted words, a few of them.
+MAX_JOB_TYPE_CHARS = 128
+# A dead-letter queue's name in `queue=`: one of this stack's own few-word names.
+MAX_QUEUE_NAME_CHARS = 64
+# A page of GET /jobs or of the maintenance tasks: this many unless the caller asks for up to
+# MAX_LISTING_PAGE (one Query; a page that would pass MAX_ANSWER_BYTES ends early).
+LISTING_PAGE = 25
+MAX_LISTING_PAGE = 100
+# Letters GET /api/system/dlq shows, or its redrive moves, per queue unless the caller asks for
+# up to MAX_DEAD_LETTER_BATCH: ReceiveMessage takes ten a call, so at most ten calls a queue.
+DEAD_LETTER_BATCH = 10
+MAX_DEAD_LETTER_BATCH = 100
 # Ids one POST /jobs/status reads: one BatchGetItem (BATCH_GET_MAX keys).
 MAX_BATCH_IDS = BATCH_GET_MAX
 # An Idempotency-Key: room for a UUID or a client's own key of a few parts, and a small record.

@@ -18,7 +18,13 @@ from chalicelib.api.etag import conditional_response, job_etag
 from chalicelib.api.http import Call, validate
 from chalicelib.api.routing import router
 from chalicelib.composition import container
-from chalicelib.defaults import API_GATEWAY_TIMEOUT_MS, INLINE_ANSWER_MARGIN_MS
+from chalicelib.defaults import (
+    API_GATEWAY_TIMEOUT_MS,
+    INLINE_ANSWER_MARGIN_MS,
+    LISTING_PAGE,
+    MAX_CURSOR_CHARS,
+    MAX_LISTING_PAGE,
+)
 from chalicelib.domain.errors import JobNotFoundError, TaskNotFoundError
 from chalicelib.domain.job import Job, is_plausible_job_id
 from chalicelib.maintenance import SYSTEM_TENANT, TASKS, TaskControl
@@ -50,8 +56,8 @@ def inline_time_left(lambda_context: Any, monotonic: Callable[[], float] = time.
 class ListTasksQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    limit: int = Field(default=25, ge=1, le=100)
-    cursor: Optional[str] = Field(default=None, min_length=1, max_length=2048)
+    limit: int = Field(default=LISTING_PAGE, ge=1, le=MAX_LISTING_PAGE)
+    cursor: Optional[str] = Field(default=None, min_length=1, max_length=MAX_CURSOR_CHARS)
 
 
 def task_view(job: Job) -> dict[str, Any]:

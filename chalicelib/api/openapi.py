@@ -9,7 +9,14 @@ from pydantic.json_schema import models_json_schema
 
 from chalicelib.api.etag import CACHE_CONTROL
 from chalicelib.api.requests import ListArtifactsQuery, ListJobsQuery, SubmitJobRequest
-from chalicelib.defaults import MAX_ARTIFACT_PAGE, MAX_BATCH_IDS, MAX_IDEMPOTENCY_KEY_CHARS
+from chalicelib.defaults import (
+    MAX_ARTIFACT_PAGE,
+    MAX_BATCH_IDS,
+    MAX_CURSOR_CHARS,
+    MAX_IDEMPOTENCY_KEY_CHARS,
+    MAX_JOB_TYPE_CHARS,
+    MAX_LISTING_PAGE,
+)
 from chalicelib.domain.job import INTERNAL_FIELDS, Job, Run
 from chalicelib.domain.status import JobStatus
 
@@ -77,10 +84,11 @@ def _list_parameters() -> list[dict[str, Any]]:
     fields = ListJobsQuery.model_fields
     return [
         {"name": "status", "in": "query", "schema": {"type": "string", "enum": [s.value for s in JobStatus]}},
-        {"name": "type", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 128}},
-        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100,
+        {"name": "type", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": MAX_JOB_TYPE_CHARS}},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LISTING_PAGE,
                                                      "default": fields["limit"].default}},
-        {"name": "cursor", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 2048}},
+        {"name": "cursor", "in": "query", "schema": {"type": "string", "minLength": 1,
+                                                      "maxLength": MAX_CURSOR_CHARS}},
     ]
 
 
@@ -89,7 +97,8 @@ def _artifact_page_parameters() -> list[dict[str, Any]]:
     return [
         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ARTIFACT_PAGE,
                                                      "default": limit.default}},
-        {"name": "cursor", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 2048}},
+        {"name": "cursor", "in": "query", "schema": {"type": "string", "minLength": 1,
+                                                      "maxLength": MAX_CURSOR_CHARS}},
     ]
 
 
@@ -130,7 +139,7 @@ def _paths() -> dict[str, Any]:
                 **_errors(400, 401, 503)}}),
         },
         "/jobs/status": {"post": _conditional({
-            "summary": "up to 100 jobs in one read",
+            "summary": f"up to {MAX_BATCH_IDS} jobs in one read",
             "parameters": _query_ids(),
             "requestBody": _ids_body(),
             "responses": {"200": _json(_ref("JobStatusBatch")), **_errors(400, 401, 413, 503)}})},

@@ -9,7 +9,16 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from chalicelib.domain.caches import NAME_PATTERN, check_name
 from chalicelib.domain.errors import InvalidRequestError
 from chalicelib.domain.status import JobStatus
-from chalicelib.defaults import ARTIFACT_PAGE, MAX_ARTIFACT_PAGE, MAX_CACHE_NAME_CHARS, MAX_SCHEDULE_S
+from chalicelib.defaults import (
+    ARTIFACT_PAGE,
+    LISTING_PAGE,
+    MAX_ARTIFACT_PAGE,
+    MAX_CACHE_NAME_CHARS,
+    MAX_CURSOR_CHARS,
+    MAX_JOB_TYPE_CHARS,
+    MAX_LISTING_PAGE,
+    MAX_SCHEDULE_S,
+)
 
 # How an ISO 8601 date and time begins (the rest is pydantic's to read).
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
@@ -18,7 +27,7 @@ _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
 class SubmitJobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: str = Field(min_length=1, max_length=128)
+    type: str = Field(min_length=1, max_length=MAX_JOB_TYPE_CHARS)
     payload: dict[str, Any] = Field(default_factory=dict)
     priority: Optional[Literal["high", "normal", "low"]] = None
     # Up to 900 s the job's message is delayed by SQS; beyond, the job is held in the store and
@@ -60,9 +69,9 @@ class ListJobsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Optional[JobStatus] = None
-    type: Optional[str] = Field(default=None, min_length=1, max_length=128)
-    limit: int = Field(default=25, ge=1, le=100)
-    cursor: Optional[str] = Field(default=None, min_length=1, max_length=2048)
+    type: Optional[str] = Field(default=None, min_length=1, max_length=MAX_JOB_TYPE_CHARS)
+    limit: int = Field(default=LISTING_PAGE, ge=1, le=MAX_LISTING_PAGE)
+    cursor: Optional[str] = Field(default=None, min_length=1, max_length=MAX_CURSOR_CHARS)
 
 
 class ListArtifactsQuery(BaseModel):
@@ -71,4 +80,4 @@ class ListArtifactsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=ARTIFACT_PAGE, ge=1, le=MAX_ARTIFACT_PAGE)
-    cursor: Optional[str] = Field(default=None, min_length=1, max_length=2048)
+    cursor: Optional[str] = Field(default=None, min_length=1, max_length=MAX_CURSOR_CHARS)

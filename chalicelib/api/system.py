@@ -11,7 +11,12 @@ from chalicelib.api.auth import OPERATOR
 from chalicelib.api.http import Call, validate
 from chalicelib.api.routing import router
 from chalicelib.composition import container
-from chalicelib.defaults import MAX_STATS_WINDOW_HOURS
+from chalicelib.defaults import (
+    DEAD_LETTER_BATCH,
+    MAX_DEAD_LETTER_BATCH,
+    MAX_QUEUE_NAME_CHARS,
+    MAX_STATS_WINDOW_HOURS,
+)
 from chalicelib.domain.errors import (
     DeadLetterUnavailableError,
     JobpipeError,
@@ -41,8 +46,9 @@ class DeadLetterQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     priority: Optional[Literal["high", "normal", "low"]] = None  # a jobs DLQ (as `queue`)
-    queue: Optional[str] = Field(default=None, min_length=1, max_length=64)  # any dead-letter queue by name
-    limit: int = Field(default=10, ge=1, le=100)
+    # Any dead-letter queue by name.
+    queue: Optional[str] = Field(default=None, min_length=1, max_length=MAX_QUEUE_NAME_CHARS)
+    limit: int = Field(default=DEAD_LETTER_BATCH, ge=1, le=MAX_DEAD_LETTER_BATCH)
 
     @model_validator(mode="after")
     def _one_name(self) -> "DeadLetterQuery":

@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 import pydantic
 from pydantic import BaseModel, ValidationError
 
-from chalicelib.defaults import MAX_JOB_TIMEOUT_S, WORKER_TIMEOUT_S
+from chalicelib.defaults import MAX_JOB_TIMEOUT_S, MAX_JOB_TYPE_CHARS, WORKER_TIMEOUT_S
 from chalicelib.domain.errors import InvalidPayloadError, UnknownJobTypeError, describe
 
 Handler = Callable[[Any, Any], Any]  # (ctx, payload model) -> JSON-serialisable result
@@ -74,7 +74,7 @@ class JobTypeRegistry:
         internal: bool = False,
     ) -> Callable[[Handler], Handler]:
         """Decorator: `@registry.register("demo.steps", StepsPayload, max_attempts=3)`."""
-        if len(name) > 128 or not TYPE_NAME.fullmatch(name):
+        if len(name) > MAX_JOB_TYPE_CHARS or not TYPE_NAME.fullmatch(name):
             raise ValueError(f"job type names are dotted lower-case words (a-z, 0-9, _), not {name!r}")
         if priority not in ("high", "normal", "low"):
             raise ValueError(f"priority must be high, normal or low, not {priority!r}")

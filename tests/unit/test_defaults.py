@@ -62,3 +62,22 @@ def test_the_defaults_that_rest_on_each_other_agree():
     assert defaults.MAX_BATCH_IDS <= defaults.BATCH_GET_MAX
     assert defaults.UNREADABLE_HOLD_S <= defaults.SQS_MAX_HOLD_S
     assert defaults.STATS_SEEN_TTL_S > 24 * 3600  # the stream redelivers a batch for 24 hours
+
+
+def test_the_api_bounds_its_requests_by_the_defaults():
+    """A request model's bound written as a number drifted from the rule it mirrors: a cursor's
+    2048 characters were written three times beside MAX_CURSOR_CHARS, a job type's 128 twice
+    beside the registry's. Bounds of 0 and 1 (none, at least one) say no limit of their own."""
+    found = []
+    for path in sorted((ROOT / "chalicelib").rglob("*.py")):
+        relative = str(path.relative_to(ROOT))
+        if relative in ("chalicelib/defaults.py", "chalicelib/settings.py") or "/job_types/" in relative \
+                or "/adapters/" in relative:
+            continue  # settings' are held to the template's (test_settings), adapters' are AWS's formats
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                for keyword in node.keywords:
+                    if keyword.arg in ("le", "ge", "lt", "gt", "max_length", "min_length") \
+                            and _numeric(keyword.value) and ast.literal_eval(keyword.value) not in (0, 1):
+                        found.append(f"{relative}:{node.lineno} {keyword.arg}={ast.unparse(keyword.value)}")
+    assert found == [], "bound these by a name in chalicelib/defaults.py:\n" + "\n".join(found)
