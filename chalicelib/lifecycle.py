@@ -71,6 +71,7 @@ from chalicelib.domain.job import (
     nested_deeper_than,
     new_job_id,
     parse_time,
+    too_deep_message,
     utcnow,
 )
 from chalicelib.domain.progress import check_not_decreasing, clamp_percent, is_notable_change
@@ -332,10 +333,8 @@ class JobLifecycle:
         levels than a submitted one may (MAX_JSON_DEPTH less POST /jobs's envelope)."""
         self.registry.get_public(type)
         if nested_deeper_than(payload, MAX_JSON_DEPTH - 1):  # what POST /jobs's body parser refuses
-            raise PayloadTooDeepError(
-                f"the child's payload nests arrays and objects more than {MAX_JSON_DEPTH - 1} levels deep "
-                f"(the payload itself the first); at most {MAX_JSON_DEPTH - 1}, as in a submitted job",
-                details={"limit": MAX_JSON_DEPTH - 1})
+            raise PayloadTooDeepError(f"{too_deep_message('payload', MAX_JSON_DEPTH - 1)}, as in a submitted job",
+                                      details={"limit": MAX_JSON_DEPTH - 1})
         if scope is not None:
             check_name("scope", scope)
         child_id = child_job_id(parent.id, parent.attempts, index)

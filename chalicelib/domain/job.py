@@ -179,11 +179,12 @@ def nested_deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
-def too_deep_message(what: str) -> str:
-    """The refusal of JSON data whose arrays and objects nest more than MAX_JSON_DEPTH levels,
-    naming `what` nests (e.g. "request body", "result"): every such refusal says it alike."""
-    return (f"the {what} nests arrays and objects more than {MAX_JSON_DEPTH} levels deep "
-            f"(the {what} itself the first); at most {MAX_JSON_DEPTH}")
+def too_deep_message(what: str, limit: int = MAX_JSON_DEPTH) -> str:
+    """The refusal of JSON data whose arrays and objects nest more than `limit` levels
+    (MAX_JSON_DEPTH unless the data sits inside an envelope that takes levels of it), naming
+    `what` nests (e.g. "request body", "result"): every such refusal says it alike."""
+    return (f"the {what} nests arrays and objects more than {limit} levels deep "
+            f"(the {what} itself the first); at most {limit}")
 
 
 def answer_bytes(value: Any) -> int:
