@@ -752,6 +752,14 @@
     state.pollTimer = setTimeout(poll, state.pollDelay);
   }
 
+  // Polls at once, unless a throttle's Retry-After has not passed or a poll is on its way
+  // (then the next poll is as soon as either allows).
+  function pollNow() {
+    if (state.polling || state.pollNotBefore > Date.now()) { schedulePoll(0); return; }
+    clearTimeout(state.pollTimer);
+    poll();
+  }
+
   function ensurePolling() {
     if (state.authorized && !document.hidden && !state.polling && !state.pollTimer) state.pollTimer = setTimeout(poll, state.pollDelay);
   }
@@ -835,12 +843,9 @@
       function (err) {
         if (err instanceof ApiError && (err.status === 409 || err.status === 404)) {
           row.note.textContent = err.message;
-          // It finished (or went away) meanwhile: show its final state.
-          api("POST", "jobs/status", { job_ids: [id] }).then(function (answer) {
-            var job = answer.jobs[id];
-            if (job && job.status === "not_found") { markGone(id); renderSummary(); }
-            else if (job) { remember(job); order(); }
-          }, handleError);
+          // It finished (or went away) meanwhile: a poll shows its final state, and a poll
+          // that fails is shown and retried like every other.
+          pollNow();
           return;
         }
         row.cancel.disabled = false;

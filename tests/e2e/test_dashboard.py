@@ -863,3 +863,25 @@ def test_a_shown_job_the_api_no_longer_finds_is_shown_gone_and_not_polled(page, 
     polled.clear()
     let_time_pass(page, 12, step_s=1)
     assert any(going["id"] in ids for ids in polled), polled
+
+
+def test_a_refused_cancel_whose_status_read_fails_says_so_and_is_retried(page, api):
+    """A Cancel refused 409 (the job finished meanwhile) reads the job's status to show how it
+    ended; that read failing is shown like every other failed request (the banner), and the
+    read is retried on the polls' schedule until the row shows the job's final state."""
+    page.clock.install()
+    job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
+    api.open()
+    line = row(page, job["id"])
+    expect(line).to_have_attribute("data-status", "running")
+    api.update(job["id"], status="completed", finished_at="2026-01-15T10:00:09.000Z",
+               progress={**job["progress"], "percent": 100.0})
+    api.fail("POST", "/jobs/status", status=403, json={"error": {"code": "forbidden", "message": "not for this token"}})
+    line.get_by_role("button", name=re.compile("Cancel")).click()
+    expect(line.locator(".note")).to_have_text(re.compile("already completed"))
+    expect(page.get_by_role("alert")).to_have_text(re.compile("not for this token"))
+    let_time_pass(page, 3, step_s=1)
+    expect(line).to_have_attribute("data-status", "completed")
+    expect(page.get_by_role("alert")).to_be_hidden()
+    expect(line.locator(".note")).to_have_text(re.compile("already completed"))
+
