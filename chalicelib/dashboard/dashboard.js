@@ -33,7 +33,9 @@
     arrived: 0,        // jobs the refreshes added since the listing (re)started
     cursor: null,      // next page of the current listing
     filters: { status: "", type: "", limit: 25 },
-    jobTypes: [],
+    jobTypes: [],      // GET /job-types, as last read
+    typesShown: new Set(), // types of the jobs shown under this token, whatever the filters
+    typesAsked: new Set(), // types missing from /job-types that made the page read it again
     pollDelay: POLL_MIN_MS,
     pollTimer: null,
     pollNotBefore: 0,  // a throttled poll's Retry-After: no poll before this (ms since the epoch)
@@ -597,8 +599,64 @@
     });
     // An empty page with a cursor is not an empty listing (status and type filters together
     // can skip past many jobs of other types): "Load more" is shown instead.
-    $("jobs-empty").hidden = jobs.length > 0 || Boolean(state.cursor);
+    renderEmpty(jobs.length > 0 || Boolean(state.cursor));
     renderSummary();
+    syncTypes();
+  }
+
+  // An empty view says which filters emptied it and offers to clear them: a type chosen that
+  // has no jobs any more would otherwise look like a tenant without jobs.
+  function renderEmpty(hidden) {
+    $("jobs-empty").hidden = hidden;
+    if (hidden) return;
+    var f = state.filters;
+    var filtered = Boolean(f.status || f.type);
+    $("jobs-empty-text").textContent = !filtered ? "No jobs here yet. Submit one with the form."
+      : "No " + (f.status ? f.status + " " : "") + "jobs" + (f.type ? " of type " + f.type : "") + "." +
+        (f.type && state.jobTypes.length && !registered(f.type)
+          ? " The API does not list that type: it is internal, or no longer registered." : "");
+    $("clear-filters").hidden = !filtered;
+  }
+
+  function registered(type) {
+    return state.jobTypes.some(function (t) { return t.type === type; });
+  }
+
+  // The type filter offers every registered type, every type of a job shown (an internal one,
+  // one deployed since /job-types was read) and the one chosen, so the choice never reads "all"
+  // while it filters. A type /job-types did not list makes the page read it again, once, so
+  // the form offers a type deployed while the page was open.
+  function syncTypes() {
+    var unknown = false;
+    state.jobs.forEach(function (job) {
+      state.typesShown.add(job.type);
+      if (!registered(job.type) && !state.typesAsked.has(job.type)) {
+        state.typesAsked.add(job.type);
+        unknown = true;
+      }
+    });
+    renderTypeFilter();
+    // Before the first read has answered, that read (or the listing's retry of it) serves.
+    if (unknown && state.jobTypes.length) loadJobTypes();
+  }
+
+  function renderTypeFilter() {
+    var names = new Set(state.typesShown);
+    state.jobTypes.forEach(function (t) { names.add(t.type); });
+    if (state.filters.type) names.add(state.filters.type);
+    var sorted = Array.from(names).sort();
+    var filter = $("filter-type");
+    var offered = Array.from(filter.options, function (o) { return o.value; }).slice(1);
+    // Rebuilt only when the choices change: a list the user has open stays open.
+    if (JSON.stringify(offered) !== JSON.stringify(sorted)) {
+      filter.replaceChildren(new Option("all", ""));
+      sorted.forEach(function (name) {
+        var option = new Option(name, name);
+        option.title = name;
+        filter.appendChild(option);
+      });
+    }
+    filter.value = state.filters.type;
   }
 
   function renderSummary() {
@@ -624,6 +682,11 @@
     state.arrived = 0;
     state.cursor = null;
     $("jobs-body").replaceChildren();
+  }
+
+  function forgetTypesShown() {
+    state.typesShown.clear();
+    renderTypeFilter();
   }
 
   function unfinishedIds() {
@@ -912,17 +975,18 @@
     return api("GET", "job-types").then(function (answer) {
       state.jobTypes = answer.job_types || [];
       var select = $("job-type");
-      var filter = $("filter-type");
       var chosen = select.value;
       select.replaceChildren();
-      filter.replaceChildren(new Option("all", ""));
       state.jobTypes.forEach(function (t) {
-        select.appendChild(new Option(t.type, t.type));
-        filter.appendChild(new Option(t.type, t.type));
+        var option = new Option(t.type, t.type);
+        option.title = t.type;
+        select.appendChild(option);
       });
-      filter.value = state.filters.type;
-      select.value = chosen || defaultJobType(state.jobTypes);
+      // A type withdrawn since it was chosen is not kept as a blank choice.
+      select.value = chosen && registered(chosen) ? chosen : defaultJobType(state.jobTypes);
       selectJobType();
+      renderTypeFilter();
+      if (!$("jobs-empty").hidden) renderEmpty(false);
     }, function (err) {
       if (!handleError(err)) setFormStatus("error", "Could not load job types: " + err.message);
     });
@@ -996,6 +1060,7 @@
             }).join("; ")
           : "";
         if (err.code === "invalid_payload" || err.code === "invalid_request") textarea.setAttribute("aria-invalid", "true");
+        if (err.code === "unknown_job_type") loadJobTypes(); // withdrawn since the form read the types
         setFormStatus("error", err.message + (problems ? " — " + problems : "") + " (" + err.code + ")");
       }
     ).then(function () { button.disabled = false; });
@@ -1019,6 +1084,7 @@
       // Another token may be another tenant: nothing of the last one's stays on the page.
       state.listGeneration++;
       clearJobs();
+      forgetTypesShown();
       renderSummary();
       state.shownFor = token();
     }
@@ -1046,6 +1112,7 @@
       state.listGeneration++;
       state.shownFor = null;
       clearJobs();
+      forgetTypesShown();
       renderSummary();
       askForToken("Token forgotten. Paste a token to continue.");
     });
@@ -1057,6 +1124,12 @@
     $("filters").addEventListener("submit", function (event) { event.preventDefault(); });
     $("refresh").addEventListener("click", function () { loadJobTypes(); refreshList(true); });
     $("load-more").addEventListener("click", loadMore);
+    $("clear-filters").addEventListener("click", function () {
+      $("filter-status").value = "";
+      $("filter-type").value = "";
+      $("filter-status").focus(); // the button goes with the empty view
+      applyFilters();
+    });
     // A tab in the background asks the API nothing (left open all night, it costs nothing);
     // shown again, it catches up at once.
     document.addEventListener("visibilitychange", function () {

@@ -217,7 +217,7 @@ def test_load_more_and_filters(stack, page, tenant):
 
     page.get_by_label("Type", exact=True).select_option("demo.sleep")
     expect(page.locator("tr.job")).to_have_count(0)
-    expect(page.get_by_text("No jobs here yet")).to_be_visible()
+    expect(page.get_by_text("No jobs of type demo.sleep.")).to_be_visible()
     page.get_by_label("Type", exact=True).select_option("")
     page.get_by_label("Status", exact=True).select_option("failed")
     expect(page.locator("tr.job")).to_have_count(0)
@@ -298,6 +298,7 @@ class FakeApi:
         self.not_modified = 0  # 304s answered (to polls and listings)
         self.created = 0
         self.tenant = tenant
+        self.job_types = list(JOB_TYPES)  # GET /job-types: the registry as deployed now
         page.route(re.compile(re.escape(OFFLINE_ORIGIN) + "/.*"), self.handle)
 
     def token(self, tenant: str | None = None) -> str:
@@ -383,7 +384,7 @@ class FakeApi:
                 "Content-Type": "text/html; charset=utf-8",
                 "Content-Security-Policy": self.built.content_security_policy})
         elif (method, path) == ("GET", "/job-types"):
-            route.fulfill(json={"job_types": JOB_TYPES})
+            route.fulfill(json={"job_types": self.job_types})
         elif (method, path) == ("GET", "/jobs"):
             jobs = sorted(mine.values(), key=lambda j: (j["created_at"], j["id"]), reverse=True)
             jobs = [j for j in jobs if query.get("status") in (None, j["status"]) and query.get("type") in (None, j["type"])]
@@ -695,7 +696,7 @@ def test_a_job_that_leaves_the_status_filter_leaves_the_view(page, api):
     api.update(staying["id"], status="canceled", cancel_requested=True)
     let_time_pass(page, 12, step_s=1)
     expect(page.locator("tr.job")).to_have_count(0)
-    expect(page.get_by_text("No jobs here yet")).to_be_visible()
+    expect(page.get_by_text("No running jobs.")).to_be_visible()
 
 
 def test_re_reads_of_unchanged_jobs_send_their_etag_and_a_304_changes_nothing(page, api):
@@ -885,3 +886,44 @@ def test_a_refused_cancel_whose_status_read_fails_says_so_and_is_retried(page, a
     expect(page.get_by_role("alert")).to_be_hidden()
     expect(line.locator(".note")).to_have_text(re.compile("already completed"))
 
+
+def test_the_type_filter_offers_the_types_shown_and_keeps_the_one_chosen(page, api):
+    """A type deployed while the page is open (or one /job-types does not list) is offered by
+    the type filter, and by the form, once a job of it shows up; a chosen type that no longer
+    has jobs or a registration stays chosen, and the empty view says what it filters and
+    offers to show every job, instead of an empty list under a filter reading "all"."""
+    page.clock.install()
+    api.add(status="completed")
+    api.open()
+    type_filter = page.get_by_label("Type", exact=True)
+    expect(type_filter.locator("option")).to_have_text(["all", "demo.sleep", "demo.steps"])
+    monthly = {**JOB_TYPES[0], "type": "reports.monthly", "description": "Monthly report."}
+    api.job_types = [*JOB_TYPES, monthly]
+    newer = api.add(status="queued", type="reports.monthly")
+    child = api.add(status="completed", type="reports.page")  # internal: /job-types never lists it
+    let_time_pass(page, 11, step_s=1)
+    expect(row(page, newer["id"])).to_be_visible()
+    expect(type_filter.locator("option")).to_have_text(["all", "demo.sleep", "demo.steps", "reports.monthly",
+                                                        "reports.page"])
+    expect(page.get_by_label("Job type").locator("option")).to_have_text(["demo.steps", "demo.sleep", "reports.monthly"])
+    assert api.count("GET", "/job-types") == 2  # once more for the new types, not at every refresh
+    let_time_pass(page, 20, step_s=1)
+    assert api.count("GET", "/job-types") == 2
+    type_filter.select_option("reports.page")
+    expect(page.locator("tr.job")).to_have_count(1)
+    expect(row(page, child["id"])).to_be_visible()
+    type_filter.select_option("reports.monthly")
+    expect(page.locator("tr.job")).to_have_count(1)
+    # The type is withdrawn and its jobs removed: the filter still says which type it shows.
+    api.job_types = list(JOB_TYPES)
+    del api.jobs[newer["id"]]
+    page.get_by_role("button", name="Refresh").click()
+    expect(page.locator("tr.job")).to_have_count(0)
+    expect(type_filter).to_have_value("reports.monthly")
+    empty = page.locator("#jobs-empty")
+    expect(empty).to_contain_text("No jobs of type reports.monthly")
+    expect(empty).to_contain_text("no longer registered")
+    empty.get_by_role("button", name="Show all jobs").click()
+    expect(type_filter).to_have_value("")
+    expect(page.locator("tr.job")).to_have_count(2)
+    expect(empty).to_be_hidden()
