@@ -375,6 +375,7 @@
 
     this.tr.dataset.status = status;
     this.type.textContent = job.type;
+    this.type.title = job.type;
     this.badge.textContent = status;
     this.badge.className = "badge status-" + status;
 
@@ -385,6 +386,7 @@
     this.fill.style.width = percent + "%";
     this.percent.textContent = Math.floor(percent) + "%";
     this.step.textContent = step;
+    this.step.title = step;
     this.message.textContent = message;
     this.message.title = message;
 
@@ -397,7 +399,11 @@
 
     this.error.replaceChildren();
     if (job.error) {
-      this.error.append(el("code", "error-code", job.error.code), el("span", "error-message", job.error.message));
+      var code = el("code", "error-code", job.error.code);
+      var text = el("span", "error-message", job.error.message);
+      code.title = job.error.code;
+      text.title = job.error.message;
+      this.error.append(code, text);
     }
 
     var cancellable = !TERMINAL[status];
@@ -415,6 +421,9 @@
 
     var facts = [["id", job.id], ["priority", job.priority], ["submitted by", job.user]];
     if (job.scope) facts.push(["scope", job.scope]);
+    // The row cuts these short: the details show them whole.
+    if (message) facts.push(["message", message]);
+    if (job.error) facts.push(["error", job.error.code + ": " + job.error.message]);
     facts.push(["payload", JSON.stringify(job.payload, null, 2)]);
     if (job.result !== null && job.result !== undefined) facts.push(["result", JSON.stringify(job.result, null, 2)]);
     this.detailList.replaceChildren();

@@ -927,3 +927,34 @@ def test_the_type_filter_offers_the_types_shown_and_keeps_the_one_chosen(page, a
     expect(type_filter).to_have_value("")
     expect(page.locator("tr.job")).to_have_count(2)
     expect(empty).to_be_hidden()
+
+
+def test_very_long_texts_keep_the_table_in_shape_and_are_shown_whole_on_demand(page, api):
+    """A job type, step, message or error of hundreds of characters (a stack trace as the
+    error) does not widen the table past the window nor make a row a page tall: each is cut
+    with its full text as the title, and the job's details show the error and message whole."""
+    long_type = "reports." + "monthly_" * 16
+    step, message = "s" * 200, " ".join(["word"] * 400)
+    code, error = "E_" + "X" * 118, "Traceback: " + " ".join(["frame"] * 1500)
+    job = api.add(type=long_type, status="failed", attempts=1, started_at="2026-01-15T10:00:00.000Z",
+                  finished_at="2026-01-15T10:00:01.000Z",
+                  progress={"percent": 40.0, "step": step, "message": message, "details": None, "updated_at": None},
+                  error={"code": code, "message": error})
+    api.open()
+    line = row(page, job["id"])
+    expect(line).to_be_visible()
+    wrap = page.locator(".table-wrap").evaluate("w => [w.scrollWidth, w.clientWidth]")
+    assert wrap[0] <= wrap[1], wrap
+    assert line.evaluate("r => r.getBoundingClientRect().height") < 200
+    assert page.evaluate("[document.documentElement.scrollWidth, innerWidth]") == [1440, 1440]
+    for selector, text in ((".job-type", long_type), (".step", step), (".progress-message", message),
+                           (".error-code", code), (".error-message", error)):
+        expect(line.locator(selector)).to_have_attribute("title", text)
+    line.get_by_role("button", name=re.compile("Details")).click()
+    detail = page.locator(f'#detail-{job["id"]}')
+    expect(detail.locator("dd", has_text="Traceback")).to_have_text(f"{code}: {error}")
+    expect(detail.locator("dd", has_text="word word")).to_have_text(message)
+    wrap = page.locator(".table-wrap").evaluate("w => [w.scrollWidth, w.clientWidth]")
+    assert wrap[0] <= wrap[1], wrap
+    filter_width = page.get_by_label("Type", exact=True).evaluate("s => s.getBoundingClientRect().width")
+    assert filter_width < 300, filter_width
