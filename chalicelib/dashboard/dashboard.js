@@ -293,6 +293,15 @@
 
   function shortId(id) { return id.length > 8 ? id.slice(0, 8) : id; }
 
+  // A button whose request is on its way is marked aria-disabled, not disabled: a disabled
+  // button drops the keyboard's focus to the page's start. Its handler ignores it while busy.
+  function setBusy(button, on) {
+    if (on) button.setAttribute("aria-disabled", "true");
+    else button.removeAttribute("aria-disabled");
+  }
+
+  function busy(button) { return button.getAttribute("aria-disabled") === "true"; }
+
   function el(tag, className, text) {
     var node = document.createElement(tag);
     if (className) node.className = className;
@@ -407,10 +416,9 @@
     }
 
     var cancellable = !TERMINAL[status];
-    this.cancel.hidden = !cancellable;
-    if (!cancellable) this.cancel.disabled = false;
+    if (!cancellable) this.hideCancel();
     if (cancellable && job.cancel_requested) {
-      this.cancel.disabled = true;
+      setBusy(this.cancel, true);
       if (!this.note.textContent) this.note.textContent = "cancel requested";
     }
     // A job whose worker finished before it saw the cancel ended otherwise: the note says so
@@ -444,8 +452,15 @@
     this.bar.className = "bar status-gone";
     this.schedule.replaceChildren();
     this.note.textContent = "no longer found: removed after its retention, or deleted";
+    this.hideCancel();
+  };
+
+  // A Cancel that goes away with the keyboard's focus on it hands the focus to its job's
+  // details, not to the page's start.
+  JobRow.prototype.hideCancel = function () {
+    if (document.activeElement === this.cancel) this.toggle.focus();
     this.cancel.hidden = true;
-    this.cancel.disabled = false;
+    setBusy(this.cancel, false);
   };
 
   JobRow.prototype.toggleDetails = function () {
@@ -786,9 +801,9 @@
 
   function loadMore() {
     var more = $("load-more");
-    if (!state.cursor) return;
+    if (!state.cursor || busy(more)) return;
     var generation = state.listGeneration;
-    more.disabled = true;
+    setBusy(more, true);
     more.textContent = "Loading…";
     api("GET", listPath(state.cursor)).then(
       function (page) {
@@ -803,8 +818,13 @@
         if (!handleError(err)) showBanner("Could not load more jobs: " + err.message);
       }
     ).then(function () {
-      more.disabled = false;
+      setBusy(more, false);
       more.textContent = "Load more";
+      // The last page loaded: the focus goes to the last job's details, not the page's start.
+      if (!state.cursor && document.activeElement === more) {
+        var rows = $("jobs-body").querySelectorAll("tr.job");
+        if (rows.length) state.rows.get(rows[rows.length - 1].dataset.jobId).toggle.focus();
+      }
       more.hidden = !state.cursor;
     });
   }
@@ -903,7 +923,8 @@
 
   function cancelJob(id) {
     var row = state.rows.get(id);
-    row.cancel.disabled = true;
+    if (busy(row.cancel)) return;
+    setBusy(row.cancel, true);
     row.note.textContent = "canceling…";
     api("DELETE", "jobs/" + encodeURIComponent(id)).then(
       function (job) {
@@ -920,7 +941,7 @@
           pollNow();
           return;
         }
-        row.cancel.disabled = false;
+        setBusy(row.cancel, false);
         row.note.textContent = "";
         if (!handleError(err)) row.note.textContent = "cancel failed: " + err.message;
       }
@@ -1020,6 +1041,8 @@
 
   function submitJob(event) {
     event.preventDefault();
+    var button = $("submit-button");
+    if (busy(button)) return; // the last submit is still on its way
     var textarea = $("job-payload");
     var payload;
     try {
@@ -1033,6 +1056,7 @@
     if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
       textarea.setAttribute("aria-invalid", "true");
       setFormStatus("error", "The payload must be a JSON object.");
+      textarea.focus();
       return;
     }
     textarea.removeAttribute("aria-invalid");
@@ -1041,8 +1065,7 @@
     var sent = JSON.stringify(body);
     var key = unsettledSubmit && unsettledSubmit.body === sent ? unsettledSubmit.key : newIdempotencyKey();
     unsettledSubmit = { body: sent, key: key };
-    var button = $("submit-button");
-    button.disabled = true;
+    setBusy(button, true);
     setFormStatus("pending", "Submitting…");
     api("POST", "jobs", body, { "Idempotency-Key": key }).then(
       function (job) {
@@ -1072,7 +1095,7 @@
         if (err.code === "unknown_job_type") loadJobTypes(); // withdrawn since the form read the types
         setFormStatus("error", err.message + (problems ? " — " + problems : "") + " (" + err.code + ")");
       }
-    ).then(function () { button.disabled = false; });
+    ).then(function () { setBusy(button, false); });
   }
 
   function applyFilters() {
@@ -1126,6 +1149,13 @@
       askForToken("Token forgotten. Paste a token to continue.");
     });
     $("submit-form").addEventListener("submit", submitJob);
+    // Enter writes a line break in the payload; Ctrl+Enter (⌘+Enter) submits from it.
+    $("job-payload").addEventListener("keydown", function (event) {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+        event.preventDefault();
+        $("submit-form").requestSubmit();
+      }
+    });
     $("job-type").addEventListener("change", selectJobType);
     $("filter-status").addEventListener("change", applyFilters);
     $("filter-type").addEventListener("change", applyFilters);

@@ -958,3 +958,48 @@ def test_very_long_texts_keep_the_table_in_shape_and_are_shown_whole_on_demand(p
     assert wrap[0] <= wrap[1], wrap
     filter_width = page.get_by_label("Type", exact=True).evaluate("s => s.getBoundingClientRect().width")
     assert filter_width < 300, filter_width
+
+
+def test_the_keyboard_keeps_its_place_through_submit_load_more_and_cancel(page, api):
+    """A button pressed from the keyboard keeps the focus while its request is on its way (a
+    disabled button drops it to the page's start), so Enter again loads the next page or
+    submits another job, and a press while one is on its way sends nothing more; a Cancel that
+    goes away hands the focus to its job's details. Ctrl+Enter in the payload submits."""
+    for _ in range(60):
+        api.add(status="completed")
+    api.open()
+    more = page.get_by_role("button", name="Load more")
+    more.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("tr.job")).to_have_count(50)
+    expect(more).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("tr.job")).to_have_count(60)
+    expect(more).to_be_hidden()
+    expect(page.locator("tr.job").last.get_by_role("button", name=re.compile("Details"))).to_be_focused()
+
+    submit, status = page.get_by_role("button", name="Submit job"), page.locator("#submit-status")
+    submit.focus()
+    api.hold_next = "/jobs"
+    page.keyboard.press("Enter")
+    expect(status).to_have_text("Submitting…")
+    page.keyboard.press("Enter")  # still on its way: not sent twice
+    expect(submit).to_be_focused()
+    api.release()
+    expect(status).to_have_text(re.compile("Submitted demo.steps job"))
+    assert api.count("POST", "/jobs") == 1
+    first = status.get_attribute("data-job-id")
+    page.keyboard.press("Enter")
+    expect(status).not_to_have_attribute("data-job-id", first)
+    second = status.get_attribute("data-job-id")
+    page.get_by_label("Payload (JSON)").press("Control+Enter")
+    expect(status).not_to_have_attribute("data-job-id", second)
+    assert api.count("POST", "/jobs") == 3
+
+    line = row(page, status.get_attribute("data-job-id"))  # queued: a Cancel cancels it at once
+    cancel = line.get_by_role("button", name=re.compile("Cancel"))
+    cancel.focus()
+    page.keyboard.press("Enter")
+    expect(line).to_have_attribute("data-status", "canceled")
+    expect(cancel).to_be_hidden()
+    expect(line.get_by_role("button", name=re.compile("Details"))).to_be_focused()
