@@ -1039,27 +1039,66 @@
     return "dashboard-" + Array.from(bytes, function (b) { return (b < 16 ? "0" : "") + b.toString(16); }).join("");
   }
 
+  // The form's field a refused submit points at: the job type, the priority or the payload.
+  function fieldAtFault(code, details) {
+    if (code === "unknown_job_type") return $("job-type");
+    if (code === "invalid_json" || code === "invalid_payload" || code === "payload_too_large") return $("job-payload");
+    if (code !== "invalid_request") return null;
+    var first = details.length && details[0] && Array.isArray(details[0].loc) ? String(details[0].loc[0]) : "";
+    return first === "type" ? $("job-type") : first === "priority" ? $("job-priority") : $("job-payload");
+  }
+
+  // Marks `field` (or none) as the one at fault, and every other field of the form as not.
+  function markInvalid(field) {
+    ["job-type", "job-payload", "job-priority"].forEach(function (id) {
+      if ($(id) === field) $(id).setAttribute("aria-invalid", "true");
+      else $(id).removeAttribute("aria-invalid");
+    });
+  }
+
+  // A number JSON.parse cannot hold exactly: an integer past 2^53 (read rounded, and sent so)
+  // or a number past the largest double (read as Infinity, sent as null). `text` is valid
+  // JSON. Returns the first such number as written, or "".
+  function inexactNumber(text) {
+    var token = /"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
+    var match;
+    while ((match = token.exec(text))) {
+      var written = match[0];
+      if (written.charAt(0) === '"') continue; // a string's digits are text
+      var value = Number(written);
+      if (!isFinite(value) || (/^-?\d+$/.test(written) && !Number.isSafeInteger(value))) return written;
+    }
+    return "";
+  }
+
   function submitJob(event) {
     event.preventDefault();
     var button = $("submit-button");
     if (busy(button)) return; // the last submit is still on its way
     var textarea = $("job-payload");
+    var refuse = function (text) {
+      markInvalid(textarea);
+      setFormStatus("error", text);
+      textarea.focus();
+    };
     var payload;
     try {
       payload = textarea.value.trim() ? JSON.parse(textarea.value) : {};
     } catch (e) {
-      textarea.setAttribute("aria-invalid", "true");
-      setFormStatus("error", "The payload is not valid JSON: " + e.message);
-      textarea.focus();
+      refuse("The payload is not valid JSON: " + e.message);
       return;
     }
     if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
-      textarea.setAttribute("aria-invalid", "true");
-      setFormStatus("error", "The payload must be a JSON object.");
-      textarea.focus();
+      refuse("The payload must be a JSON object.");
       return;
     }
-    textarea.removeAttribute("aria-invalid");
+    var inexact = inexactNumber(textarea.value);
+    if (inexact) {
+      refuse("The payload's number " + inexact + " cannot be sent exactly from this page (JavaScript reads it as " +
+        Number(inexact) + "): write it as text, or submit with the CLI.");
+      return;
+    }
+    markInvalid(null);
     var body = { type: $("job-type").value, payload: payload };
     if ($("job-priority").value) body.priority = $("job-priority").value;
     var sent = JSON.stringify(body);
@@ -1086,12 +1125,13 @@
             : "Not submitted: " + err.message);
           return;
         }
-        var problems = Array.isArray(err.details)
-          ? err.details.map(function (d) {
-              return d && d.msg ? (d.loc || []).join(".") + ": " + d.msg : JSON.stringify(d);
-            }).join("; ")
-          : "";
-        if (err.code === "invalid_payload" || err.code === "invalid_request") textarea.setAttribute("aria-invalid", "true");
+        var details = Array.isArray(err.details) ? err.details : [];
+        // A problem with no place (loc []) is the payload's, or the request's, as a whole.
+        var problems = details.map(function (d) {
+          return d && d.msg ? ((d.loc || []).join(".") || (err.code === "invalid_payload" ? "payload" : "request")) +
+            ": " + d.msg : JSON.stringify(d);
+        }).join("; ");
+        markInvalid(fieldAtFault(err.code, details));
         if (err.code === "unknown_job_type") loadJobTypes(); // withdrawn since the form read the types
         setFormStatus("error", err.message + (problems ? " — " + problems : "") + " (" + err.code + ")");
       }

@@ -1003,3 +1003,71 @@ def test_the_keyboard_keeps_its_place_through_submit_load_more_and_cancel(page, 
     expect(line).to_have_attribute("data-status", "canceled")
     expect(cancel).to_be_hidden()
     expect(line.get_by_role("button", name=re.compile("Details"))).to_be_focused()
+
+
+SUBMIT_REFUSALS = [  # (status, error as the API answers it, what the form says, the field marked invalid)
+    (400, {"code": "invalid_json", "message": "request body is not valid JSON: key 'a' is given more than once"},
+     "request body is not valid JSON: key 'a' is given more than once (invalid_json)", "Payload (JSON)"),
+    (400, {"code": "invalid_request", "message": "request is not valid",
+           "details": [{"loc": ["priority"], "msg": "Input should be 'high', 'normal' or 'low'", "type": "literal_error"}]},
+     "request is not valid — priority: Input should be 'high', 'normal' or 'low' (invalid_request)", "Priority"),
+    (409, {"code": "idempotency_conflict", "message": "Idempotency-Key k was used with another body"},
+     "Idempotency-Key k was used with another body (idempotency_conflict)", None),
+    (413, {"code": "payload_too_large", "message": "request body is 6000044 bytes; the limit is 5242880",
+           "details": {"limit": 5242880}},
+     "request body is 6000044 bytes; the limit is 5242880 (payload_too_large)", "Payload (JSON)"),
+    (422, {"code": "invalid_payload", "message": "payload is not valid for job type 'demo.steps'",
+           "details": [{"loc": ["steps"], "msg": "Input should be a valid integer", "type": "int_parsing"},
+                       {"loc": [], "msg": "Value error, give steps or step_ms", "type": "value_error"}]},
+     "payload is not valid for job type 'demo.steps' — steps: Input should be a valid integer; "
+     "payload: Value error, give steps or step_ms (invalid_payload)", "Payload (JSON)"),
+    (422, {"code": "unknown_job_type", "message": "unknown job type 'demo.steps'; known types: demo.sleep"},
+     "unknown job type 'demo.steps'; known types: demo.sleep (unknown_job_type)", "Job type"),
+    (429, {"code": "quota_exceeded", "message": "tenant has 1000 unfinished jobs, the most it may have is 1000; "
+                                                "retry after 30 s or when some finish"},
+     "tenant has 1000 unfinished jobs, the most it may have is 1000; retry after 30 s or when some finish "
+     "(quota_exceeded)", None),
+]
+
+
+@pytest.mark.parametrize("status,error,said,invalid", SUBMIT_REFUSALS, ids=[e["code"] for _, e, _, _ in SUBMIT_REFUSALS])
+def test_a_refused_submit_says_why_and_marks_the_field_at_fault(page, api, status, error, said, invalid):
+    api.open()
+    fields = ["Job type", "Payload (JSON)", "Priority"]
+    api.fail("POST", "/jobs", status=status, json={"error": error})
+    page.get_by_role("button", name="Submit job").click()
+    expect(page.locator("#submit-status")).to_have_text(said)
+    for field in fields:
+        marked = expect(page.get_by_label(field, exact=True))
+        if field == invalid:
+            marked.to_have_attribute("aria-invalid", "true")
+        else:
+            marked.not_to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_role("alert")).to_be_hidden()  # the form's own answer: no banner
+    assert api.count("POST", "/jobs") == 1
+    if error["code"] == "unknown_job_type":  # withdrawn since the form read the types: read again
+        expect(page.get_by_label("Job type")).to_have_value("demo.steps")
+        assert api.count("GET", "/job-types") == 2
+    page.get_by_role("button", name="Submit job").click()  # the API takes it now
+    expect(page.locator("#submit-status")).to_have_text(re.compile("Submitted demo.steps job"))
+    for field in fields:
+        expect(page.get_by_label(field, exact=True)).not_to_have_attribute("aria-invalid", "true")
+
+
+def test_a_payload_number_the_page_cannot_send_exactly_is_refused_before_sending(page, api):
+    """JSON.parse reads 12345678901234567891 as 12345678901234567000 and 1e400 as Infinity,
+    which JSON.stringify sends as null: the job would be made with numbers the user did not
+    write. The form refuses such a payload and says which number, sending nothing."""
+    api.open()
+    payload, status = page.get_by_label("Payload (JSON)"), page.locator("#submit-status")
+    for number in ("12345678901234567891", "1e400", "-9007199254740993"):
+        payload.fill('{"note": "9007199254740993 in text is fine", "order": %s}' % number)
+        page.get_by_role("button", name="Submit job").click()
+        expect(status).to_have_text(re.compile(f"The payload's number {re.escape(number)} "))
+        expect(payload).to_have_attribute("aria-invalid", "true")
+    assert api.count("POST", "/jobs") == 0
+    payload.fill('{"note": "9007199254740993", "order": 9007199254740991, "ratio": 0.1, "big": 1.5e300}')
+    page.get_by_role("button", name="Submit job").click()
+    expect(status).to_have_text(re.compile("Submitted"))
+    assert api.jobs[status.get_attribute("data-job-id")]["payload"] == {
+        "note": "9007199254740993", "order": 9007199254740991, "ratio": 0.1, "big": 1.5e300}
