@@ -278,7 +278,10 @@
     if (s < 60) return s.toFixed(1) + " s";
     var m = Math.floor(s / 60);
     if (m < 60) return m + " m " + pad(Math.floor(s % 60)) + " s";
-    return Math.floor(m / 60) + " h " + pad(m % 60) + " m";
+    var h = Math.floor(m / 60);
+    // A run_at up to a year ahead counts down in days, not in thousands of hours.
+    if (h < 48) return h + " h " + pad(m % 60) + " m";
+    return Math.floor(h / 24) + " d " + pad(h % 24) + " h";
   }
 
   function countdown(ms) {

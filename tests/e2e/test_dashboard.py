@@ -477,7 +477,10 @@ def test_scheduled_and_retrying_jobs_say_when_they_start(page, api):
                     not_before=iso(now + timedelta(seconds=45)),
                     error={"code": "handler_error", "message": "boom"})
     due = api.add(status="queued", not_before=iso(now - timedelta(seconds=5)))
+    next_year = api.add(status="queued", not_before=iso(now + timedelta(days=364, hours=5, minutes=10)))
     api.open()
+    # A run_at up to 365 days ahead counts down in days, not in thousands of hours.
+    expect(row(page, next_year["id"]).locator(".schedule")).to_have_text(re.compile(r"^starts in 364 d 05 h$"))
     expect(row(page, later["id"]).locator(".schedule")).to_have_text(re.compile(r"^starts in 2 h 30 m$"))
     expect(row(page, later["id"]).locator(".schedule time")).to_have_attribute("datetime", later["not_before"])
     expect(row(page, retry["id"]).locator(".schedule")).to_have_text(re.compile(r"^next attempt in 4\d s$"))
