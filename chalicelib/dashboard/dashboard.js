@@ -983,6 +983,10 @@
   function selectJobType() {
     var type = $("job-type").value;
     var info = state.jobTypes.find(function (t) { return t.type === type; });
+    if (!state.jobTypes.length) {
+      $("job-type-description").textContent = "The API lists no job types: there is nothing to submit.";
+      $("payload-help").textContent = "";
+    }
     if (!info) return;
     $("job-type-description").textContent = (info.description || "") +
       " (at most " + info.max_attempts + " attempts, timeout " + info.timeout_s + " s)";
@@ -1078,6 +1082,11 @@
     event.preventDefault();
     var button = $("submit-button");
     if (busy(button)) return; // the last submit is still on its way
+    if (!$("job-type").value) {
+      markInvalid($("job-type"));
+      setFormStatus("error", "Not submitted: the API lists no job types.");
+      return;
+    }
     var textarea = $("job-payload");
     var refuse = function (text) {
       markInvalid(textarea);
@@ -1125,7 +1134,10 @@
           setFormStatus("error", unknown
             ? "No usable answer to the submit (" + err.message + "). The job may have been accepted: press " +
               "Submit job again with the same payload to make sure; it will not be made twice."
-            : "Not submitted: " + err.message);
+            : err.status === 429
+              ? "Not submitted: the API is throttling requests (" + err.message + "). Press Submit job again in " +
+                Math.ceil(Math.max(err.retryAfterMs, 1000) / 1000) + " s."
+              : "Not submitted: " + err.message);
           return;
         }
         var details = Array.isArray(err.details) ? err.details : [];

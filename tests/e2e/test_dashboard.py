@@ -1074,3 +1074,26 @@ def test_a_payload_number_the_page_cannot_send_exactly_is_refused_before_sending
     expect(status).to_have_text(re.compile("Submitted"))
     assert api.jobs[status.get_attribute("data-job-id")]["payload"] == {
         "note": "9007199254740993", "order": 9007199254740991, "ratio": 0.1, "big": 1.5e300}
+
+
+def test_with_no_job_types_the_form_says_there_is_nothing_to_submit(page, api):
+    api.job_types = []
+    api.open()
+    expect(page.locator("#job-type-description")).to_have_text("The API lists no job types: there is nothing to submit.")
+    page.get_by_role("button", name="Submit job").click()
+    expect(page.locator("#submit-status")).to_have_text("Not submitted: the API lists no job types.")
+    expect(page.get_by_label("Job type")).to_have_attribute("aria-invalid", "true")
+    assert api.count("POST", "/jobs") == 0
+    expect(page.get_by_text("No jobs here yet")).to_be_visible()
+
+
+def test_a_throttled_submit_says_it_was_not_made_and_when_to_press_again(page, api):
+    """The banner's "retrying" is the page's reads: a throttled submit is not sent again by
+    itself, and the form says so."""
+    api.open()
+    api.fail("POST", "/jobs", status=429, headers={"Retry-After": "20"}, json={"message": "Too Many Requests"})
+    page.get_by_role("button", name="Submit job").click()
+    expect(page.locator("#submit-status")).to_have_text(
+        "Not submitted: the API is throttling requests (Too Many Requests). Press Submit job again in 20 s.")
+    page.get_by_role("button", name="Submit job").click()
+    expect(page.locator("#submit-status")).to_have_text(re.compile("Submitted demo.steps job"))
