@@ -1097,3 +1097,23 @@ def test_a_throttled_submit_says_it_was_not_made_and_when_to_press_again(page, a
         "Not submitted: the API is throttling requests (Too Many Requests). Press Submit job again in 20 s.")
     page.get_by_role("button", name="Submit job").click()
     expect(page.locator("#submit-status")).to_have_text(re.compile("Submitted demo.steps job"))
+
+
+@pytest.mark.parametrize("width", [1024, 1280, 1366])
+def test_a_laptop_window_shows_every_column_without_scrolling_sideways(browser, width):
+    """On a laptop's window the form stacks above the jobs where both would not fit side by
+    side, so every column, the Cancel button included, is in view."""
+    context = browser.new_context(viewport={"width": width, "height": 800})
+    page = context.new_page()
+    api = FakeApi(page)
+    job = api.add(status="running", attempts=1, created_at="2026-01-15T10:00:00.000Z", started_at="2026-01-15T10:00:01.000Z",
+                  progress={"percent": 40.0, "step": "load rows", "message": "row 400 of 1000", "details": None, "updated_at": None})
+    api.add(status="failed", attempts=3, started_at="2026-01-15T10:00:00.000Z", finished_at="2026-01-15T10:00:05.000Z",
+            error={"code": "handler_error", "message": "ValueError: bad row 17"})
+    api.open()
+    cancel = row(page, job["id"]).get_by_role("button", name=re.compile("Cancel"))
+    expect(cancel).to_be_visible()
+    wrap = page.locator(".table-wrap").evaluate("w => [w.scrollWidth, w.clientWidth]")
+    assert wrap[0] <= wrap[1], wrap
+    assert cancel.evaluate("b => b.getBoundingClientRect().right") <= width
+    context.close()
