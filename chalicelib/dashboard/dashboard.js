@@ -34,6 +34,7 @@
     cursor: null,      // next page of the current listing
     filters: { status: "", type: "", limit: 25 },
     jobTypes: [],      // GET /job-types, as last read
+    typesRead: false,  // whether GET /job-types has answered (its list may be empty)
     typesShown: new Set(), // types of the jobs shown under this token, whatever the filters
     typesAsked: new Set(), // types missing from /job-types that made the page read it again
     pollDelay: POLL_MIN_MS,
@@ -640,7 +641,7 @@
     var filtered = Boolean(f.status || f.type);
     $("jobs-empty-text").textContent = !filtered ? "No jobs here yet. Submit one with the form."
       : "No " + (f.status ? f.status + " " : "") + "jobs" + (f.type ? " of type " + f.type : "") + "." +
-        (f.type && state.jobTypes.length && !registered(f.type)
+        (f.type && state.typesRead && !registered(f.type)
           ? " The API does not list that type: it is internal, or no longer registered." : "");
     $("clear-filters").hidden = !filtered;
   }
@@ -664,7 +665,7 @@
     });
     renderTypeFilter();
     // Before the first read has answered, that read (or the listing's retry of it) serves.
-    if (unknown && state.jobTypes.length) loadJobTypes();
+    if (unknown && state.typesRead) loadJobTypes();
   }
 
   function renderTypeFilter() {
@@ -784,7 +785,7 @@
         if (changed || redraw) order();
         if (changed) schedulePoll(0); else ensurePolling();
         scheduleRefresh();
-        if (!state.jobTypes.length) loadJobTypes();
+        if (!state.typesRead) loadJobTypes();
       }
     ).catch(
       // A failed refresh (or an answer the page could not use) never ends the refreshes.
@@ -1011,6 +1012,7 @@
   function loadJobTypes() {
     return api("GET", "job-types").then(function (answer) {
       state.jobTypes = answer.job_types || [];
+      state.typesRead = true;
       var select = $("job-type");
       var chosen = select.value;
       select.replaceChildren();
