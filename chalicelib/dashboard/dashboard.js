@@ -492,10 +492,11 @@
       runs.forEach(function (run) {
         var tr = el("tr");
         var badge = el("span", "badge status-" + run.status, run.status);
-        var cells = [el("td", null, String(run.attempt)), el("td"), el("td", null, when(run.started_at)),
-          el("td", null, when(run.finished_at)),
+        var cells = [el("td", null, String(run.attempt)), el("td"), el("td"), el("td"),
           el("td", null, run.error ? run.error.code + ": " + run.error.message : "")];
         cells[1].appendChild(badge);
+        if (run.started_at) cells[2].appendChild(timeOf(run.started_at));
+        if (run.finished_at) cells[3].appendChild(timeOf(run.finished_at));
         tr.append.apply(tr, cells);
         table.appendChild(tr);
       });
@@ -537,12 +538,16 @@
 
   function timeLine(label, iso) {
     var line = el("div", "time-line");
-    if (!iso) return line;
+    if (iso) line.append(el("span", "time-label", label + " "), timeOf(iso));
+    return line;
+  }
+
+  // A time in the browser's zone, with the API's UTC text as its title.
+  function timeOf(iso) {
     var time = el("time", null, when(iso));
     time.dateTime = iso;
     time.title = iso;
-    line.append(el("span", "time-label", label + " "), time);
-    return line;
+    return time;
   }
 
   // ---------------------------------------------------------------- job state

@@ -299,6 +299,7 @@ class FakeApi:
         self.created = 0
         self.tenant = tenant
         self.job_types = list(JOB_TYPES)  # GET /job-types: the registry as deployed now
+        self.runs: dict[str, list[dict]] = {}  # GET /jobs/{id}/runs, by job id
         page.route(re.compile(re.escape(OFFLINE_ORIGIN) + "/.*"), self.handle)
 
     def token(self, tenant: str | None = None) -> str:
@@ -435,7 +436,7 @@ class FakeApi:
                 job = self.update(job["id"], status="canceled", cancel_requested=True)
             route.fulfill(status=202, json=job)
         elif method == "GET" and path.endswith("/runs"):
-            route.fulfill(json={"job_id": path.split("/")[2], "runs": []})
+            route.fulfill(json={"job_id": path.split("/")[2], "runs": self.runs.get(path.split("/")[2], [])})
         else:
             route.fulfill(status=404, json={"error": {"code": "route_not_found", "message": path}})
 
@@ -1119,4 +1120,21 @@ def test_a_laptop_window_shows_every_column_without_scrolling_sideways(browser, 
     wrap = page.locator(".table-wrap").evaluate("w => [w.scrollWidth, w.clientWidth]")
     assert wrap[0] <= wrap[1], wrap
     assert cancel.evaluate("b => b.getBoundingClientRect().right") <= width
+    context.close()
+
+
+def test_an_attempts_times_show_in_the_browsers_zone_with_utc_on_hover(browser):
+    context = browser.new_context(timezone_id="Europe/Berlin")
+    page = context.new_page()
+    api = FakeApi(page)
+    job = api.add(status="failed", attempts=1, started_at="2026-01-15T10:00:01.000Z", finished_at="2026-01-15T10:00:05.000Z",
+                  error={"code": "handler_error", "message": "boom"})
+    api.runs[job["id"]] = [{"attempt": 1, "status": "failed", "started_at": job["started_at"],
+                            "finished_at": job["finished_at"], "error": job["error"]}]
+    api.open()
+    row(page, job["id"]).get_by_role("button", name=re.compile("Details")).click()
+    times = page.locator(f'#detail-{job["id"]} .runs-table time')
+    expect(times).to_have_text(["2026-01-15 11:00:01", "2026-01-15 11:00:05"])
+    expect(times.first).to_have_attribute("title", job["started_at"])
+    expect(times.first).to_have_attribute("datetime", job["started_at"])
     context.close()
