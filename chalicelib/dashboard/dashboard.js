@@ -1014,8 +1014,11 @@
     return plain[0] || "";
   }
 
+  var typesReading = null; // the read of /job-types on its way: asked again, it is not sent twice
+
   function loadJobTypes() {
-    return api("GET", "job-types").then(function (answer) {
+    if (typesReading) return typesReading;
+    typesReading = api("GET", "job-types").then(function (answer) {
       state.jobTypes = answer.job_types || [];
       state.typesRead = true;
       var select = $("job-type");
@@ -1033,7 +1036,8 @@
       if (!$("jobs-empty").hidden) renderEmpty(false);
     }, function (err) {
       if (!handleError(err)) setFormStatus("error", "Could not load job types: " + err.message);
-    });
+    }).then(function () { typesReading = null; });
+    return typesReading;
   }
 
   function setFormStatus(kind, text) {
@@ -1091,7 +1095,8 @@
     if (busy(button)) return; // the last submit is still on its way
     if (!$("job-type").value) {
       markInvalid($("job-type"));
-      setFormStatus("error", "Not submitted: the API lists no job types.");
+      setFormStatus("error", state.typesRead ? "Not submitted: the API lists no job types."
+        : "Not submitted: the job types are still being read.");
       return;
     }
     var textarea = $("job-payload");

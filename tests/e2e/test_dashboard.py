@@ -1080,7 +1080,11 @@ def test_a_payload_number_the_page_cannot_send_exactly_is_refused_before_sending
 def test_with_no_job_types_the_form_says_there_is_nothing_to_submit(page, api):
     page.clock.install()
     api.job_types = []
+    api.hold_next = "/job-types"
     api.open()
+    page.get_by_role("button", name="Submit job").click()
+    expect(page.locator("#submit-status")).to_have_text("Not submitted: the job types are still being read.")
+    api.release()
     expect(page.locator("#job-type-description")).to_have_text("The API lists no job types: there is nothing to submit.")
     let_time_pass(page, 30, step_s=1)
     assert api.count("GET", "/job-types") == 1  # an empty list is an answer: not asked again at each refresh
