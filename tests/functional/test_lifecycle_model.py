@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from chalicelib.adapters.dynamodb_stream import job_change
-from chalicelib.adapters.memory import InMemoryJobQueue, InMemoryJobStore, InMemoryQueueOperations, ParkedMessage
+from chalicelib.adapters.memory import InMemoryJobQueue, InMemoryJobStore, InMemoryQueueOperations
 from chalicelib.adapters.memory_stats import InMemoryStatsStore
 from chalicelib.domain.errors import AttemptEndedError, JobAlreadyFinishedError, JobCancelledError, ProgressRejectedError, QueueUnavailableError, StaleJobError
 from chalicelib.domain.events import STATUS_CHANGED
@@ -31,25 +31,15 @@ from chalicelib.events.changes import events_for_change
 from chalicelib.events.stream import record_changes
 from chalicelib.job_types import build_registry
 from chalicelib.lifecycle import ClaimOutcome, JobLifecycle
-from chalicelib.ports import JobMessage
 from chalicelib.reconciler import Reconciler
+from tests.support.jobs_queue_model import VISIBILITY_S, Message, SimulatedJobsQueue
 from tests.support.job_writes import RecordingJobs, check_at_rest, check_write
 from tests.unit.conftest import FakeClock
 
 pytestmark = pytest.mark.timeout(900)
 
 TENANTS = ("acme", "globex")
-VISIBILITY_S = 5400  # the jobs queues' visibility timeout: a claimed message comes back after it
-MAX_RECEIVES = 4  # the redrive policy's maxReceiveCount, small so the model reaches dead letters
 SETTLE_ROUNDS = 60
-
-
-@dataclass
-class Message:
-    body: JobMessage
-    priority: str
-    visible_at: float
-    receives: int = 0
 
 
 @dataclass
@@ -62,7 +52,7 @@ class Worker:
     ended: bool = field(default=False)
 
 
-class LifecycleModel(RuleBasedStateMachine):
+class LifecycleModel(SimulatedJobsQueue, RuleBasedStateMachine):
     @initialize()
     def start(self) -> None:
         self.clock = FakeClock()
@@ -84,19 +74,6 @@ class LifecycleModel(RuleBasedStateMachine):
         self.outcomes: dict[str, int] = {}  # job id -> the attempt whose completion was written
 
     # -- the world ---------------------------------------------------------------------------
-
-    def now(self) -> float:
-        return self.clock.now.timestamp()
-
-    def collect_sent(self) -> None:
-        """What the lifecycle sent lands on the queue, visible after its delay."""
-        for body, priority, delay in self.queue.sent:
-            self.messages.append(Message(body, priority, self.now() + delay))
-        self.queue.sent.clear()
-
-    def visible(self) -> list[Message]:
-        self.collect_sent()
-        return [m for m in self.messages if m.visible_at <= self.now()]
 
     def live_workers(self) -> list[Worker]:
         return [w for w in self.workers if not w.ended]
@@ -121,10 +98,7 @@ class LifecycleModel(RuleBasedStateMachine):
     @rule(data=st.data(), time_left=st.sampled_from([None, None, None, None, 5.0]))
     def deliver(self, data: st.DataObject, time_left: Optional[float]) -> None:
         message = data.draw(st.sampled_from(self.visible()))
-        message.receives += 1
-        if message.receives > MAX_RECEIVES:  # the redrive policy parks it
-            self.messages.remove(message)
-            self.queue.dead.append(ParkedMessage(message.body, None, self.queue.priority_of(message.priority)))
+        if not self.receive(message):  # the redrive policy parked it
             return
         try:
             claim = self.lifecycle.claim(message.body, time_left_s=time_left)
@@ -146,11 +120,7 @@ class LifecycleModel(RuleBasedStateMachine):
     @rule(data=st.data(), fault=st.sampled_from(["duplicate", "lose"]))
     def message_fault(self, data: st.DataObject, fault: str) -> None:
         """SQS delivers at least once; a purge or an operator's mistake loses a message."""
-        message = data.draw(st.sampled_from(self.messages))
-        if fault == "duplicate":
-            self.messages.append(Message(message.body, message.priority, message.visible_at))
-        else:
-            self.messages.remove(message)
+        self.duplicate_or_lose(data.draw(st.sampled_from(self.messages)), fault)
 
     @precondition(lambda self: self.live_workers())
     @rule(data=st.data(), action=st.sampled_from(["progress", "progress", "complete", "fail", "give_up", "stall",

@@ -19,7 +19,6 @@ workers waking, children, redrives); this one drives them as the worker and the 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Optional
 
@@ -30,7 +29,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from pydantic import BaseModel
 
 from chalicelib.adapters.dynamodb_stream import job_change
-from chalicelib.adapters.memory import InMemoryJobQueue, InMemoryJobStore, InMemoryQueueOperations, ParkedMessage
+from chalicelib.adapters.memory import InMemoryJobQueue, InMemoryJobStore, InMemoryQueueOperations
 from chalicelib.adapters.memory_events import InMemoryEventPublisher
 from chalicelib.adapters.memory_stats import InMemoryStatsStore
 from chalicelib.adapters.memory_stream import InMemoryChangeStream, InMemoryFailedStreamBatches
@@ -47,9 +46,9 @@ from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.events.replay import StreamReplay
 from chalicelib.events.stream import StreamConsumer
 from chalicelib.lifecycle import LEASE_GRACE_S, JobLifecycle
-from chalicelib.ports import JobMessage
 from chalicelib.reconciler import Reconciler
 from chalicelib.worker.runner import DeferredDelivery, JobRunner
+from tests.support.jobs_queue_model import VISIBILITY_S, Message, SimulatedJobsQueue
 from tests.support.job_writes import RecordingJobs, check_at_rest, check_write
 from tests.unit.conftest import FakeClock
 
@@ -58,9 +57,7 @@ pytestmark = pytest.mark.timeout(900)  # shrinking a failure to its shortest ste
 TENANTS = ("acme", "globex")
 JOB_TYPE = "model.scripted"
 TIMEOUT_S = 60
-VISIBILITY_S = 5400  # the jobs queues' visibility timeout: a claimed message comes back after it
 REDELIVERY_S = 30  # a failed delivery is held this long before it comes back
-MAX_RECEIVES = 4  # the redrive policy's maxReceiveCount, small so the model reaches dead letters
 STREAM_ARN = "arn:aws:dynamodb:us-east-1:000000000000:table/jobpipe-jobs/stream/model"
 STREAM_TRIES = 3  # deliveries of a failing stream batch before the mapping gives up on it
 SETTLE_ROUNDS = 40
@@ -79,15 +76,7 @@ class Scripted(BaseModel):
     n: int = 0
 
 
-@dataclass
-class Message:
-    body: JobMessage
-    priority: str
-    visible_at: float
-    receives: int = 0
-
-
-class PipelineModel(RuleBasedStateMachine):
+class PipelineModel(SimulatedJobsQueue, RuleBasedStateMachine):
     @initialize()
     def start(self) -> None:
         self.clock = FakeClock()
@@ -121,19 +110,6 @@ class PipelineModel(RuleBasedStateMachine):
         self.seen_events = 0
 
     # -- the world ---------------------------------------------------------------------------
-
-    def now(self) -> float:
-        return self.clock.now.timestamp()
-
-    def collect_sent(self) -> None:
-        """What the lifecycle sent lands on the queue, visible after its delay."""
-        for body, priority, delay in self.queue.sent:
-            self.messages.append(Message(body, priority, self.now() + delay))
-        self.queue.sent.clear()
-
-    def visible(self) -> list[Message]:
-        self.collect_sent()
-        return [m for m in self.messages if m.visible_at <= self.now()]
 
     def handler(self, ctx: Any, payload: Scripted) -> Any:
         """Does what the delivery's script says; what it reports, checks and raises goes
@@ -173,10 +149,7 @@ class PipelineModel(RuleBasedStateMachine):
 
     def run(self, message: Message, script: list[str], time_left_s: Optional[float] = None) -> None:
         """One delivery of `message`, as the worker function handles it."""
-        message.receives += 1
-        if message.receives > MAX_RECEIVES:  # the redrive policy parks it
-            self.messages.remove(message)
-            self.queue.dead.append(ParkedMessage(message.body, None, self.queue.priority_of(message.priority)))
+        if not self.receive(message):  # the redrive policy parked it
             return
         message.visible_at = self.now() + VISIBILITY_S  # hidden while received
         self.script = script
@@ -254,11 +227,7 @@ class PipelineModel(RuleBasedStateMachine):
     @rule(data=st.data(), fault=st.sampled_from(["duplicate", "lose"]))
     def message_fault(self, data: st.DataObject, fault: str) -> None:
         """SQS delivers at least once; a purge or an operator's mistake loses a message."""
-        message = data.draw(st.sampled_from(self.messages))
-        if fault == "duplicate":
-            self.messages.append(Message(message.body, message.priority, message.visible_at))
-        else:
-            self.messages.remove(message)
+        self.duplicate_or_lose(data.draw(st.sampled_from(self.messages)), fault)
 
     @precondition(lambda self: self.jobs)
     @rule(data=st.data())
