@@ -27,10 +27,11 @@ class JobReads:
 
     def visible_job(self, tenant: str, job_id: str, *, fetch: Collection[str] = CLAIM_CHECKED) -> Optional[Job]:
         """The tenant's job by an eventually consistent read, or None; `fetch` as for
-        JobStore.get (the claim-checked fields the answer shows whole)."""
+        JobStore.get (the claim-checked fields the answer shows whole), an object of them that
+        is gone read as empty and named in the job's `gone`."""
         if not is_plausible_job_id(job_id):
             return None
-        return self._store.get(job_id, consistent=False, tenant=tenant, fetch=fetch)
+        return self._store.get(job_id, consistent=False, tenant=tenant, fetch=fetch, mark_gone=True)
 
     def tree(self, tenant: str, roots: list[Job]) -> tuple[dict[str, Job], bool]:
         """The descendants of `roots` by id (the tenant's only), level by level (a BatchGetItem

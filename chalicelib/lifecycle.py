@@ -40,7 +40,6 @@ from chalicelib.defaults import (
 )
 from chalicelib.domain.caches import check_name
 from chalicelib.domain.errors import (
-    BlobNotFoundError,
     DeadLetterOwedError,
     IdempotencyConflictError,
     InvalidRequestError,
@@ -282,7 +281,7 @@ class JobLifecycle:
         IdempotencyConflictError when `again` is another request: a key names one request."""
         if first.request_hash != again.request_hash:
             raise IdempotencyConflictError("this Idempotency-Key was already used with a different request body")
-        job = self.store.get(first.job_id)
+        job = self.store.get(first.job_id, mark_gone=True)  # answered as GET /jobs/{id} shows it
         if job is None or job.tenant != first.tenant:  # removed after its retention, key still kept
             free_at = isoformat(datetime.fromtimestamp(first.expires_at, timezone.utc))
             raise JobPurgedError(
@@ -375,9 +374,10 @@ class JobLifecycle:
         """The tenant's job; another tenant's job is indistinguishable from a missing one.
         `consistent=False` is for polling reads that may lag a write by a moment. `fetch`:
         the claim-checked fields read back from S3 (`()` for a read that shows neither the
-        payload nor the result: the record alone, which answers also when an object is gone).
-        Raises JobNotFoundError, BlobNotFoundError (a fetched object is gone)."""
-        job = self.store.get(job_id, consistent=consistent, tenant=tenant, fetch=fetch)
+        payload nor the result: the record alone). A fetched object that is gone reads as
+        empty, named in the job's `gone`: the job as recorded, not an error. Raises
+        JobNotFoundError."""
+        job = self.store.get(job_id, consistent=consistent, tenant=tenant, fetch=fetch, mark_gone=True)
         if job is None:
             raise JobNotFoundError(f"job {job_id} not found")
         return job
@@ -390,14 +390,10 @@ class JobLifecycle:
 
         The request on a running job is conditioned on its attempt, not on the version read:
         a handler's progress writes bump the version as often as it forces them, and the
-        request, which changes nothing they write, must not lose to each of them. A finished job is
-        refused on its record alone, whatever became of its objects (no BlobNotFoundError)."""
-        try:
-            job = self.get(tenant, job_id)
-        except BlobNotFoundError:
-            job = self.get(tenant, job_id, fetch=())
-            if not job.status.is_terminal:
-                raise
+        request, which changes nothing they write, must not lose to each of them. Whatever
+        became of the job's objects, the cancel decides on its record and answers the job as
+        written, a gone object named in `gone` (as `get`)."""
+        job = self.get(tenant, job_id)
         for _ in range(RACE_RETRIES):
             try:
                 if job.status.is_terminal:
@@ -409,7 +405,7 @@ class JobLifecycle:
                         return job
                     written = self.store.apply_expected(job.id, job.tenant, Expectation(equal={
                         "status": JobStatus.RUNNING, "attempts": job.attempts, "cancel_requested": False,
-                    }), ChangeSet({"cancel_requested": True}))
+                    }), ChangeSet({"cancel_requested": True}), mark_gone=True)
                     if written.applied and written.job is not None:
                         return written.job
                     if written.job is None:  # removed meanwhile (a clean-up)

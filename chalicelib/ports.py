@@ -17,6 +17,13 @@ REMOVE = object()
 # (the claim-check: an object in S3, read back by `JobStore.get`, shown as a placeholder by
 # listings and progress writes).
 CLAIM_CHECKED = ("payload", "result")
+
+
+def gone_value(field: str) -> Any:
+    """What a claim-checked field whose object is gone reads as, `Job.gone` naming it: an
+    empty payload, no result (`JobStore.get`'s `mark_gone`)."""
+    return {} if field == "payload" else None
+
 # The message attribute a job message handed back by a worker batch carries: how many times the
 # messages it replaces were delivered (JobQueue.hand_back); the worker counts it with the copy's
 # own receives when it orders a batch.
@@ -168,15 +175,17 @@ class JobStore(Protocol):
         """The record of the tenant's key, or None when there is none unexpired at `now`."""
 
     def get(self, job_id: str, *, consistent: bool = True, tenant: Optional[str] = None,
-            fetch: Collection[str] = CLAIM_CHECKED) -> Optional[Job]:
+            fetch: Collection[str] = CLAIM_CHECKED, mark_gone: bool = False) -> Optional[Job]:
         """The job, or None. `consistent=False` allows an eventually consistent (cheaper) read,
         for status polling only; the worker and every read before a write stay consistent.
         With `tenant`, another tenant's job is None too, and nothing of it (a claim-checked
         payload or result) is read: a caller cannot tell it from a missing one. `fetch`: the
         claim-checked fields read back from the blob store; the others show as their
         placeholder, as listings show them (`()`: the record alone, no object read, so a
-        read that shows neither works when an object is gone). Raises BlobNotFoundError when
-        a fetched object is gone, StoreUnavailableError."""
+        read that shows neither works when an object is gone). A fetched object that is gone
+        raises BlobNotFoundError, or with `mark_gone` (a read that shows the job, not one
+        that runs it) reads as `gone_value` and is named in the job's `gone`. Raises
+        StoreUnavailableError."""
 
     def get_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
         """Jobs by id; ids that do not exist are absent from the result."""
@@ -197,14 +206,17 @@ class JobStore(Protocol):
         the record could not take. Returns the job as written (version + 1). Raises
         StaleJobError, StoreUnavailableError."""
 
-    def apply_expected(self, job_id: str, tenant: str, expected: Expectation, changes: ChangeSet) -> ExpectedWrite:
+    def apply_expected(self, job_id: str, tenant: str, expected: Expectation, changes: ChangeSet, *,
+                       mark_gone: bool = False) -> ExpectedWrite:
         """Write `changes` (version + 1) in one conditional write, with no read before it, if
         the stored job belongs to `tenant` and meets `expected`; else write nothing and return
         the stored job as the refused write saw it (a claim refused only by its own earlier
         try, its answer lost, is `applied`: `ChangeSet.claim_landed_in`). `changes` may not
         carry a run, cache invalidations, a task completion or claim-checked fields (payload,
         result): ValueError. Raises RecordTooLargeError when the record would pass the store's
-        item size, StoreUnavailableError."""
+        item size, StoreUnavailableError. The job returned, written or refused, is read as
+        `get` reads it, `mark_gone` alike: with it, an object found gone never turns a write
+        that landed into an error."""
 
     def record_progress(self, job_id: str, attempt: int, progress: Progress, *, announce: bool = False) -> Job:
         """Write progress if the job is running `attempt` and the percent does not decrease;

@@ -308,7 +308,8 @@ class DynamoJobStore:
         return job.model_copy(update={"progress": job.progress.model_copy(update={"message": cut}),
                                       "version": job.version + 1})
 
-    def apply_expected(self, job_id: str, tenant: str, expected: Expectation, changes: ChangeSet) -> ExpectedWrite:
+    def apply_expected(self, job_id: str, tenant: str, expected: Expectation, changes: ChangeSet, *,
+                       mark_gone: bool = False) -> ExpectedWrite:
         changes.check_unread()
         names = {"#version": "version", "#tenant": "tenant"}
         values = {":one": attribute_value(1), ":tenant": attribute_value(tenant)}
@@ -350,8 +351,8 @@ class DynamoJobStore:
             stored = exc.response.get("Item")
             # A claim refused by what its earlier try wrote (that try's answer lost): written.
             written = stored is not None and stored.get("tenant", {}).get("S") == tenant and _shows(stored, changes)
-            return ExpectedWrite(written, item_to_job(stored, self._fetch) if stored else None)
-        return ExpectedWrite(True, item_to_job(response["Attributes"], self._fetch))
+            return ExpectedWrite(written, item_to_job(stored, self._fetch, mark_gone=mark_gone) if stored else None)
+        return ExpectedWrite(True, item_to_job(response["Attributes"], self._fetch, mark_gone=mark_gone))
 
     def _update_expression(self, job_id: str, tenant: str, attempts: Optional[int], changes: ChangeSet,
                            names: dict[str, str], values: dict[str, Any], sets: list[str]) -> str:
@@ -467,7 +468,7 @@ class DynamoJobStore:
     # -- reads ------------------------------------------------------------------------------
 
     def get(self, job_id: str, *, consistent: bool = True, tenant: Optional[str] = None,
-            fetch: Collection[str] = CLAIM_CHECKED) -> Optional[Job]:
+            fetch: Collection[str] = CLAIM_CHECKED, mark_gone: bool = False) -> Optional[Job]:
         try:
             response = self._ddb.get_item(
                 TableName=self._table, Key=job_key(job_id), ConsistentRead=consistent
@@ -477,7 +478,7 @@ class DynamoJobStore:
         item = response.get("Item")
         if not item or is_purging(item) or (tenant is not None and item.get("tenant", {}).get("S") != tenant):
             return None
-        return item_to_job(item, self._fetch, fetch)
+        return item_to_job(item, self._fetch, fetch, mark_gone=mark_gone)
 
     def _fetch(self, key: str) -> bytes:
         if self._blobs is None:

@@ -8,10 +8,10 @@ from typing import Any, Callable, Collection, Optional
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from chalicelib.domain.errors import InvalidRequestError
+from chalicelib.domain.errors import BlobNotFoundError, InvalidRequestError
 from chalicelib.domain.job import Job, JobErrorInfo, Progress, Run, known_fields
 from chalicelib.domain.status import JobStatus
-from chalicelib.ports import CLAIM_CHECKED
+from chalicelib.ports import CLAIM_CHECKED, gone_value
 
 _serializer = TypeSerializer()
 deserializer = TypeDeserializer()
@@ -204,7 +204,7 @@ def blob_key(job_id: str, field: str, attempt: Optional[int] = None) -> str:
 
 
 def job_to_item(job: Job) -> dict[str, Any]:
-    data = job.model_dump(mode="json", exclude_none=True)
+    data = job.model_dump(mode="json", exclude_none=True, exclude={"gone"})  # a read's, never stored
     sort_key = f"{job.created_at}#{job.id}"
     item: dict[str, Any] = {
         "pk": job_partition(job.id),
@@ -235,17 +235,29 @@ def _claim_check_placeholder(size: int) -> dict[str, Any]:
 
 
 def item_to_job(item: dict[str, Any], fetch: Optional[Callable[[str], bytes]] = None,
-                fields: Collection[str] = CLAIM_CHECKED) -> Job:
+                fields: Collection[str] = CLAIM_CHECKED, *, mark_gone: bool = False) -> Job:
     """`fetch(key)` reads the claim-checked `fields` of payload/result; without it, and those
-    not in `fields`, show as placeholders."""
+    not in `fields`, show as placeholders. An object `fetch` finds gone raises its
+    BlobNotFoundError, or with `mark_gone` reads as empty and is named in the job's `gone`."""
     data = {k: from_dynamodb(deserializer.deserialize(v)) for k, v in item.items()}
+    gone = []
     for name, stored in JSON_FIELDS.items():
         if stored in data:
             data[name] = json.loads(data.pop(stored))
         ref = data.pop(BLOB_REFS[name], None)
         if ref is not None:
             key, size = ref["key"], ref["bytes"]
-            data[name] = json.loads(fetch(key)) if fetch and name in fields else _claim_check_placeholder(size)
+            if not (fetch and name in fields):
+                data[name] = _claim_check_placeholder(size)
+                continue
+            try:
+                data[name] = json.loads(fetch(key))
+            except BlobNotFoundError:
+                if not mark_gone:
+                    raise
+                data[name] = gone_value(name)
+                gone.append(name)
+    data["gone"] = gone
     progress = data.get("progress")
     if isinstance(progress, dict) and isinstance(progress.get("details"), str):  # older items keep a map
         progress["details"] = json.loads(progress["details"])

@@ -19,6 +19,7 @@ from chalicelib.adapters.sqs_operations import letter_body
 from chalicelib.defaults import FILTERED_LISTING_READS, INLINE_LIMIT_BYTES, ITEM_MAX_BYTES, SQS_MAX_HOLD_S
 from chalicelib.domain.errors import (
     AttemptEndedError,
+    BlobNotFoundError,
     InvalidRequestError,
     JobCancelledError,
     JobNotFoundError,
@@ -42,6 +43,7 @@ from chalicelib.ports import (
     JobPage,
     JobQuery,
     SubmissionKey,
+    gone_value,
 )
 
 _END_OF_TIME = datetime(9999, 1, 1, tzinfo=timezone.utc)
@@ -91,16 +93,22 @@ class InMemoryJobStore:
         if self._record_bytes(job) > ITEM_MAX_BYTES:
             raise RecordTooLargeError(f"job {job.id}'s record has no room {refused} (400 KB)")
 
-    def _read(self, job: Job, *, fetch: Collection[str]) -> Job:
+    def _read(self, job: Job, *, fetch: Collection[str], mark_gone: bool = False) -> Job:
         """A copy of the stored job; the claim-checked fields in `fetch` fetched back, the
-        others shown as placeholders."""
+        others shown as placeholders; an object gone raises, or is marked (`mark_gone`)."""
         refs = self._refs.get(job.id) or {}
-        update = {}
+        update: dict[str, Any] = {"gone": []}
         for field, (key, size) in refs.items():
-            if field in fetch:
-                update[field] = json.loads(self._blobs.get(key))
-            else:
+            if field not in fetch:
                 update[field] = {"claim_check": {"bytes": size}}
+                continue
+            try:
+                update[field] = json.loads(self._blobs.get(key))
+            except BlobNotFoundError:
+                if not mark_gone:
+                    raise
+                update[field] = gone_value(field)
+                update["gone"].append(field)
         return job.model_copy(update=update, deep=True)
 
     def create(self, job: Job) -> None:
@@ -129,11 +137,11 @@ class InMemoryJobStore:
         return first if first is not None and first.expires_at >= now else None
 
     def get(self, job_id: str, *, consistent: bool = True, tenant: Optional[str] = None,
-            fetch: Collection[str] = CLAIM_CHECKED) -> Optional[Job]:
+            fetch: Collection[str] = CLAIM_CHECKED, mark_gone: bool = False) -> Optional[Job]:
         job = self._jobs.get(job_id)
         if job is None or job_id in self._purging or (tenant is not None and job.tenant != tenant):
             return None
-        return self._read(job, fetch=fetch)
+        return self._read(job, fetch=fetch, mark_gone=mark_gone)
 
     def get_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
         return {i: self._read(self._jobs[i], fetch=()) for i in dict.fromkeys(job_ids)
@@ -213,7 +221,8 @@ class InMemoryJobStore:
             self._jobs[job.id] = new
             return self._read(new, fetch=CLAIM_CHECKED)
 
-    def apply_expected(self, job_id: str, tenant: str, expected: Expectation, changes: ChangeSet) -> ExpectedWrite:
+    def apply_expected(self, job_id: str, tenant: str, expected: Expectation, changes: ChangeSet, *,
+                       mark_gone: bool = False) -> ExpectedWrite:
         changes.check_unread()
         with self._lock:
             stored = self._jobs.get(job_id)
@@ -222,13 +231,13 @@ class InMemoryJobStore:
             if stored.tenant != tenant or not _meets(stored, expected):
                 # a claim refused by its own earlier try (that try's answer lost): written
                 return ExpectedWrite(stored.tenant == tenant and changes.claim_landed_in(stored),
-                                     self._read(stored, fetch=CLAIM_CHECKED))
+                                     self._read(stored, fetch=CLAIM_CHECKED, mark_gone=mark_gone))
             update = {k: (None if v is REMOVE else v) for k, v in changes.fields.items()}
             update["version"] = stored.version + 1
             new = Job.model_validate({**stored.model_dump(), **_dumped(update)})
             self._check_room(new, "for this write")
             self._jobs[job_id] = new
-            return ExpectedWrite(True, self._read(new, fetch=CLAIM_CHECKED))
+            return ExpectedWrite(True, self._read(new, fetch=CLAIM_CHECKED, mark_gone=mark_gone))
 
     def record_progress(self, job_id: str, attempt: int, progress: Progress, *, announce: bool = False) -> Job:
         with self._lock:

@@ -62,7 +62,14 @@ def _schemas() -> dict[str, Any]:
     job = schemas["Job"]
     for field in sorted(INTERNAL_FIELDS):  # Job.public() leaves them out
         job["properties"].pop(field, None)
-    job["required"] = sorted(set(job["properties"]) - {"result"})  # public() writes every field
+    # public() writes every field but `gone`, which it writes only when an object is gone
+    job["required"] = sorted(set(job["properties"]) - {"result", "gone"})
+    job["properties"]["gone"] = {
+        "type": "array", "items": {"enum": ["payload", "result"]}, "uniqueItems": True,
+        "description": "the fields whose stored object no longer exists (deleted by hand or by a bucket rule): "
+                       "each shows as null; left out while nothing is gone"}
+    job["properties"]["payload"] = {"anyOf": [job["properties"]["payload"], {"type": "null"}],
+                                    "description": "null only when `gone` names it"}
     schemas["NotFound"] = {"type": "object", "required": ["id", "status"],
                            "properties": {"id": {"type": "string"}, "status": {"const": "not_found"}}}
     schemas["Error"] = {
@@ -145,9 +152,9 @@ def _paths() -> dict[str, Any]:
             "responses": {"200": _json(_ref("JobStatusBatch")), **_errors(400, 401, 413, 503)}})},
         "/jobs/{job_id}": {
             "get": _conditional({"parameters": job_id, "responses": {"200": _json(_ref("Job")),
-                                                                     **_errors(401, 404, 410, 503)}}),
+                                                                     **_errors(401, 404, 503)}}),
             "delete": {"parameters": job_id, "responses": {"202": _json(_ref("Job")),
-                                                           **_errors(401, 404, 409, 410, 503)}},
+                                                           **_errors(401, 404, 409, 503)}},
         },
         "/jobs/{job_id}/runs": {"get": {"parameters": job_id, "responses": {
             "200": _json({"type": "object", "required": ["job_id", "runs"], "properties": {
@@ -156,7 +163,7 @@ def _paths() -> dict[str, Any]:
         "/api/jobstatus/{job_id}": {"get": _conditional({"parameters": job_id, "responses": {
             "200": _json({"type": "object", "required": ["id", "status"]}), **_errors(401, 503)}})},
         "/api/jobinfo/{job_id}": {"get": _conditional({"parameters": job_id, "responses": {
-            "200": _json({"type": "object", "required": ["id", "status"]}), **_errors(401, 410, 503)}})},
+            "200": _json({"type": "object", "required": ["id", "status"]}), **_errors(401, 503)}})},
         "/api/jobinfo": {"post": _conditional({
             "parameters": _query_ids(),
             "requestBody": _ids_body(),

@@ -142,10 +142,17 @@ class Job(BaseModel):
     # messages parks it (JobLifecycle.claim).
     dead_letter_owed: Optional[int] = None
     version: int = 1
+    # Set by a read, never stored: the claim-checked fields ("payload", "result") whose object
+    # is gone (deleted by hand or by a bucket rule), each read as empty. JobStore.get's `mark_gone`.
+    gone: list[str] = Field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
-        """The job as clients see it (internal bookkeeping left out)."""
-        return self.model_dump(mode="json", exclude=INTERNAL_FIELDS)
+        """The job as clients see it (internal bookkeeping left out): a field whose object is
+        gone shows as None, and `gone` names it (left out while nothing is gone)."""
+        shown = self.model_dump(mode="json", exclude=INTERNAL_FIELDS | ({"gone"} if not self.gone else set()))
+        for field in self.gone:
+            shown[field] = None
+        return shown
 
     def owes_dead_letter(self, attempt: int) -> bool:
         """True when the job failed on `attempt` and the dead letter of that attempt's message

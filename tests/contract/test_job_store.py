@@ -612,6 +612,51 @@ def test_get_fetches_only_the_claim_checked_fields_asked_for(adapters):
         adapters.store.get(job.id)
 
 
+def test_a_read_that_marks_gone_objects_shows_the_job_as_recorded(adapters):
+    """A reader that shows the job (not one that runs it) asks `mark_gone`: an object found
+    gone reads as empty and is named in `gone`, the rest of the job as recorded; `gone` is a
+    read's, never written back."""
+    job = running(adapters.store, make_job(1, payload=big()))
+    adapters.store.apply(job, JobStatus.RUNNING, ChangeSet({"status": JobStatus.COMPLETED, "result": big(500),
+                                                           "finished_at": "2026-01-01T00:01:00.000Z"}))
+    assert adapters.store.get(job.id, mark_gone=True).gone == []
+    adapters.blobs.delete([f"jobs/{job.id}/result-0001.json"])
+    read = adapters.store.get(job.id, mark_gone=True)
+    assert (read.result, read.gone, read.payload) == (None, ["result"], big())
+    assert (read.status, read.attempts, read.finished_at) == (JobStatus.COMPLETED, 1, "2026-01-01T00:01:00.000Z")
+    assert read.public()["result"] is None and read.public()["gone"] == ["result"]
+    adapters.blobs.delete([f"jobs/{job.id}/payload.json"])
+    read = adapters.store.get(job.id, consistent=False, tenant="acme", mark_gone=True)
+    assert (read.payload, read.result, read.gone) == ({}, None, ["payload", "result"])
+    assert read.public()["payload"] is None
+    assert adapters.store.get(job.id, fetch=("payload",), mark_gone=True).gone == ["payload"]
+    assert adapters.store.get(job.id, fetch=(), mark_gone=True).gone == []  # nothing fetched: nothing found gone
+    assert adapters.store.get(job.id, tenant="globex", mark_gone=True) is None
+    with pytest.raises(BlobNotFoundError):  # a reader that needs the values still hears of it
+        adapters.store.get(job.id)
+    assert "gone" not in make_job(2).public()
+
+
+def test_apply_expected_that_marks_gone_objects_answers_a_landed_write(adapters):
+    """The write lands whatever became of the job's objects; with `mark_gone` its answer shows
+    the job as written, the gone object named, instead of BlobNotFoundError after the write."""
+    job = running(adapters.store, make_job(1, payload=big()))
+    adapters.blobs.delete([f"jobs/{job.id}/payload.json"])
+    expected = Expectation(equal={"status": JobStatus.RUNNING, "cancel_requested": False})
+    with pytest.raises(BlobNotFoundError):
+        adapters.store.apply_expected(job.id, "acme", expected, ChangeSet({"cancel_requested": True}))
+    assert adapters.store.get(job.id, fetch=()).cancel_requested  # written before the object was read
+    written = adapters.store.apply_expected(job.id, "acme", Expectation(equal={"status": JobStatus.RUNNING}),
+                                            ChangeSet({"progress": Progress(percent=5)}), mark_gone=True)
+    assert written.applied and written.job.cancel_requested and written.job.gone == ["payload"]
+    assert written.job.progress.percent == 5
+    refused = adapters.store.apply_expected(job.id, "acme", expected, ChangeSet({"cancel_requested": True}),
+                                            mark_gone=True)
+    assert not refused.applied and refused.job.gone == ["payload"] and refused.job.payload == {}
+    stored = adapters.store.get(job.id, fetch=())
+    assert stored.gone == [] and stored.version == written.job.version
+
+
 @pytest.mark.parametrize("gone", [None, REMOVE], ids=["none", "remove"])
 def test_a_claim_checked_result_written_again_as_nothing_reads_back_as_nothing(adapters, gone):
     job = running(adapters.store, make_job(1))

@@ -13,6 +13,7 @@ from chalicelib.domain.errors import StoreUnavailableError
 from tests.functional.conftest import auth, drain
 
 OUTPUTS = {"type": "demo.outputs", "payload": {"artifact_bytes": 70 * 1024, "result_bytes": 70 * 1024}}
+LARGE = {"type": "demo.outputs", "payload": {"pad": "x" * (70 * 1024)}}  # its payload claim-checked
 
 
 def _items(aws, job_id: str) -> list[dict]:
@@ -85,3 +86,83 @@ def test_cancelling_a_finished_job_whose_result_object_is_gone_is_409_job_finish
     assert answer.status_code == 409, answer.body
     assert answer.json_body["error"] == {"code": "job_finished", "message": f"job {job_id} is already completed",
                                          "details": {"status": "completed"}}
+
+
+def _gone(aws, job_id: str, *names: str) -> None:
+    for name in names:
+        aws["s3"].delete_object(Bucket="jobs-bucket", Key=f"jobs/{job_id}/{name}")
+
+
+def test_a_finished_job_whose_result_object_is_gone_reads_as_recorded_with_its_result_gone(app, client, aws):
+    """Its status, times, error and attempts stay readable: `result` is null and `gone` names
+    it on every route that shows the result; the rq routes answer rq's own shape for a result
+    that expired (`result: null`). Listings never read the object: they show the placeholder."""
+    job_id = _finished_job(client, app, aws)
+    before = client.http.get(f"/jobs/{job_id}", headers=auth()).json_body
+    assert "gone" not in before and before["result"] is not None
+    _gone(aws, job_id, "result-0001.json")
+
+    answer = client.http.get(f"/jobs/{job_id}", headers=auth())
+    assert answer.status_code == 200, answer.body
+    job = answer.json_body
+    assert (job["result"], job["gone"]) == (None, ["result"])
+    assert {k: v for k, v in job.items() if k not in ("result", "gone")} == \
+        {k: v for k, v in before.items() if k != "result"}
+    info = client.http.get(f"/api/jobinfo/{job_id}", headers=auth())
+    assert info.status_code == 200, info.body
+    assert (info.json_body["status"], info.json_body["result"]) == ("finished", None)
+    assert "gone" not in info.json_body  # rq's shape: an expired result is null
+    batch = client.http.post("/api/jobinfo", headers=auth(), body=json.dumps([job_id])).json_body
+    assert batch["jobs"][job_id]["status"] == "finished"
+    status = client.http.post("/jobs/status", headers=auth(), body=json.dumps([job_id])).json_body["jobs"][job_id]
+    assert status["status"] == "completed" and set(status["result"]) == {"claim_check"}
+    [listed] = client.http.get("/jobs", headers=auth()).json_body["jobs"]
+    assert listed["id"] == job_id and set(listed["result"]) == {"claim_check"}
+
+
+def test_a_job_whose_payload_object_is_gone_shows_it_null_and_still_cancels(app, client, aws):
+    """A queued job: GET shows `payload: null`, `gone: ["payload"]`; its cancel writes and
+    answers the canceled job the same way, not a 410 for the object it does not need."""
+    response = client.http.post("/jobs", headers=auth(),
+                                body=json.dumps(LARGE))
+    job_id = response.json_body["id"]
+    _gone(aws, job_id, "payload.json")
+    job = client.http.get(f"/jobs/{job_id}", headers=auth()).json_body
+    assert (job["status"], job["payload"], job["gone"]) == ("queued", None, ["payload"])
+    canceled = client.http.delete(f"/jobs/{job_id}", headers=auth())
+    assert canceled.status_code == 202, canceled.body
+    assert (canceled.json_body["status"], canceled.json_body["gone"]) == ("canceled", ["payload"])
+    assert client.http.get(f"/jobs/{job_id}", headers=auth()).json_body["status"] == "canceled"
+
+
+def test_cancelling_a_running_job_whose_payload_object_is_gone_answers_the_saved_request(app, client, aws):
+    """The request is written on the record; its answer reads the object back, which is gone:
+    the answer is the job with `cancel_requested`, never a 410 after the write landed."""
+    from chalicelib.ports import JobMessage
+
+    response = client.http.post("/jobs", headers=auth(),
+                                body=json.dumps(LARGE))
+    job_id = response.json_body["id"]
+    assert composition.container().lifecycle.claim(JobMessage(job_id, 1)).job.status.value == "running"
+    _gone(aws, job_id, "payload.json")
+    answer = client.http.delete(f"/jobs/{job_id}", headers=auth())
+    assert answer.status_code == 202, answer.body
+    assert (answer.json_body["status"], answer.json_body["cancel_requested"]) == ("running", True)
+    assert (answer.json_body["payload"], answer.json_body["gone"]) == (None, ["payload"])
+    assert composition.container().store.get(job_id, fetch=()).cancel_requested
+
+
+def test_a_keyed_replay_of_a_job_whose_objects_are_gone_answers_the_job_as_recorded(app, client, aws):
+    """The key's job is still recorded: the replay answers it as GET /jobs/{id} does (its gone
+    objects named), 202, nothing made or run again."""
+    headers = auth(**{"Idempotency-Key": "nightly-42"})
+    first = client.http.post("/jobs", headers=headers, body=json.dumps(OUTPUTS))
+    assert first.status_code == 202, first.body
+    job_id = first.json_body["id"]
+    drain(app, aws)
+    _gone(aws, job_id, "result-0001.json")
+    again = client.http.post("/jobs", headers=headers, body=json.dumps(OUTPUTS))
+    assert again.status_code == 202, again.body
+    assert again.json_body == client.http.get(f"/jobs/{job_id}", headers=auth()).json_body
+    assert (again.json_body["status"], again.json_body["gone"]) == ("completed", ["result"])
+    assert len(client.http.get("/jobs", headers=auth()).json_body["jobs"]) == 1

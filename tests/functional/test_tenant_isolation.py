@@ -23,7 +23,7 @@ def _submit(client, body, tenant="acme"):
 def foreign_claim_checked_job(client, aws):
     """acme's job whose payload lives in S3, and whose object is gone while its record is still
     there: a purge that deleted the objects (it deletes them first) and stopped before the items,
-    or the bucket's lifecycle. Its owner gets 410 blob_not_found; that is documented."""
+    or the bucket's lifecycle. Its owner gets the job with the payload named in `gone`."""
     job = _submit(client, LARGE)
     key = f"jobs/{job['id']}/payload.json"
     aws["s3"].head_object(Bucket="jobs-bucket", Key=key)  # claim-checked, as intended
@@ -44,8 +44,8 @@ def foreign_claim_checked_job(client, aws):
 def test_a_foreign_job_whose_s3_object_is_gone_answers_like_a_missing_one(
         client, aws, foreign_claim_checked_job, method, path):
     """The store loads a job's claim-checked payload (and result) from S3 before the lifecycle
-    compares tenants, so globex asking for acme's job gets acme's 410 blob_not_found, not the
-    404 job_not_found every missing job gets: an existence oracle across tenants."""
+    compares tenants, so globex asking for acme's job would get acme's job with its payload
+    gone, not the 404 job_not_found every missing job gets: an existence oracle across tenants."""
     job_id = foreign_claim_checked_job["id"]
     foreign = client.http.request(method, path.format(id=job_id), headers=auth("globex"))
     missing = client.http.request(method, path.format(id=MISSING), headers=auth("globex"))
@@ -56,8 +56,8 @@ def test_a_foreign_job_whose_s3_object_is_gone_answers_like_a_missing_one(
 @pytest.mark.parametrize("path", ["/api/jobstatus/{id}", "/api/jobinfo/{id}"])
 def test_a_foreign_job_whose_s3_object_is_gone_is_not_found_on_the_rq_routes(
         client, aws, foreign_claim_checked_job, path):
-    """The rq routes promise `{"id", "status": "not_found"}` for unknown and foreign ids alike;
-    for this foreign job they answer acme's 410 instead."""
+    """The rq routes promise `{"id", "status": "not_found"}` for unknown and foreign ids alike,
+    whatever became of a foreign job's objects."""
     job_id = foreign_claim_checked_job["id"]
     response = client.http.get(path.format(id=job_id), headers=auth("globex"))
     assert response.status_code == 200, response.body
@@ -115,13 +115,14 @@ def test_the_owners_reads_of_what_is_not_the_payload_or_result_read_no_object(
 
 def test_the_owner_lists_runs_and_artifacts_of_a_job_whose_objects_are_gone(client, aws, owned_claim_checked_job):
     """The job's payload and result are gone from S3 (a purge stopped between objects and
-    items, the bucket's lifecycle): GET /jobs/{id} is 410 blob_not_found as documented, and
-    what never showed them (runs, artifacts, an rq status) still answers."""
+    items, the bucket's lifecycle): GET /jobs/{id} shows the job as recorded with both named
+    in `gone`, and what never showed them (runs, artifacts, an rq status) still answers."""
     job_id = owned_claim_checked_job["id"]
     for name in ("payload.json", "result-0001.json"):
         aws["s3"].delete_object(Bucket="jobs-bucket", Key=f"jobs/{job_id}/{name}")
     whole = client.http.get(f"/jobs/{job_id}", headers=auth())
-    assert (whole.status_code, whole.json_body["error"]["code"]) == (410, "blob_not_found")
+    assert whole.status_code == 200, whole.body
+    assert (whole.json_body["status"], whole.json_body["gone"]) == ("completed", ["payload", "result"])
     runs = client.http.get(f"/jobs/{job_id}/runs", headers=auth())
     assert runs.status_code == 200, runs.body
     assert [(r["attempt"], r["status"]) for r in runs.json_body["runs"]] == [(1, "completed")]
