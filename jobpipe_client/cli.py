@@ -4,7 +4,8 @@ Connection from flags or the environment: `--api-url` / JOBPIPE_API_URL, `--toke
 JOBPIPE_TOKEN, `--fallback-url` (repeatable) / JOBPIPE_FALLBACK_URLS (comma-separated).
 
 Exit codes: 0 done (every watched job completed); 1 a watched job failed or was canceled, or is no
-longer found (not_found: deleted while watched);
+longer found (not_found: deleted while watched), or the job's result asked for is gone (its
+stored object no longer exists: blob_not_found);
 2 bad input (usage, payload, idempotency key, an artifact name outside the rules, an output
 file that exists without --force or cannot be written, configuration such as a URL with an
 unusable host, or the API refused the request, e.g. an unknown job or artifact or the tenant's
@@ -49,12 +50,20 @@ from jobpipe_client.errors import (
     JobpipeError,
     JobpipeInputError,
     JobpipeUnavailableError,
+    ResultGoneError,
     SubmitInterruptedError,
     SubmitOutcomeUnknownError,
     WaitTimeoutError,
 )
 from jobpipe_client.polling import DEFAULT_GIVE_UP_AFTER_S, Outage
-from jobpipe_client.progress_view import ProgressBoard, exit_code, jobs_table, outage_line, plain_table
+from jobpipe_client.progress_view import (
+    EXIT_JOB_FAILED,
+    ProgressBoard,
+    exit_code,
+    jobs_table,
+    outage_line,
+    plain_table,
+)
 from jobpipe_client.terminal_text import shown
 
 EXIT_BAD_INPUT = 2
@@ -65,9 +74,10 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a command whos
 EXIT_TERMINATED = 143  # 128 + SIGTERM: what a shell reports for a command that SIGTERM ended
 STATUSES = ("queued", "running", "retrying", "completed", "failed", "canceled")
 EXIT_CODES = f"""exit codes:
-  0    done: every watched job completed (status, list, cancel, artifacts, a plain submit: the answer was
-       shown; artifact: it was written)
-  1    a watched job failed or was canceled, or is no longer found (not_found: deleted while watched)
+  0    done: every watched job completed (status, result, list, cancel, artifacts, a plain submit: the
+       answer was shown; artifact: it was written)
+  1    a watched job failed or was canceled, or is no longer found (not_found: deleted while watched);
+       result: the job's result is gone, its stored object no longer exists (blob_not_found)
   {EXIT_BAD_INPUT}    bad input: usage, payload, idempotency key, artifact name, configuration, an -o FILE that
        exists (without --force) or cannot be written, or the API refused the request (4xx: an unknown
        job or artifact; a quota's 429 too: its line says when to try again)
@@ -140,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--type")
     listing.add_argument("--limit", type=int, default=25, help="how many jobs (default 25)")
     _json_flag(listing, "a JSON list of the jobs as the API returns them")
+
+    result = commands.add_parser("result", parents=[connection],
+                                 help="print a job's result as JSON (null while it has none)")
+    result.add_argument("id", metavar="ID")
 
     cancel = commands.add_parser("cancel", parents=[connection], help="cancel a job")
     cancel.add_argument("id", metavar="ID")
@@ -230,6 +244,10 @@ class Commands:
         elif found:
             self._table(found)
         return self._report_unknown(jobs)
+
+    def result(self, args: argparse.Namespace) -> int:
+        self._json(self.client.result(args.id))
+        return 0
 
     def list(self, args: argparse.Namespace) -> int:
         if args.limit < 1:
@@ -437,6 +455,8 @@ def main(
         return fail(EXIT_BAD_INPUT, str(exc))
     except JobpipeClientError as exc:
         return fail(EXIT_BAD_INPUT, refusal_line(exc))
+    except ResultGoneError as exc:
+        return fail(EXIT_JOB_FAILED, str(exc))
     except SubmitOutcomeUnknownError as exc:
         return fail(EXIT_UNAVAILABLE, outcome_unknown_line(exc))
     except JobpipeUnavailableError as exc:

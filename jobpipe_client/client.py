@@ -26,6 +26,7 @@ from jobpipe_client.errors import (
     JobpipeClientError,
     JobpipeError,
     JobpipeUnavailableError,
+    ResultGoneError,
     SubmitInterruptedError,
     SubmitOutcomeUnknownError,
     WaitTimeoutError,
@@ -126,6 +127,16 @@ class JobpipeClient:
     def get(self, job_id: str) -> Job:
         """The job; raises JobpipeClientError (code `job_not_found`) for an unknown id."""
         return self._call("GET", f"/jobs/{path_id(job_id)}", is_job, "a job")
+
+    def result(self, job_id: str) -> Any:
+        """The job's result as recorded (GET /jobs/{id}): None while it has none (not completed,
+        or ended without one). Raises ResultGoneError (code `blob_not_found`) when the result
+        was kept in S3 and its object is gone, JobpipeClientError (`job_not_found`) for an
+        unknown id."""
+        job = self.get(job_id)
+        if "result" in (job.get("gone") or ()):
+            raise ResultGoneError(job)
+        return job.get("result")
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a queued job now, or ask a running one to stop (`cancel_requested`). When a URL

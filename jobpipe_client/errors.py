@@ -82,6 +82,20 @@ class ArtifactDownloadError(JobpipeError):
         self.code = code
 
 
+class ResultGoneError(JobpipeError):
+    """The job's result was kept in S3 and its object no longer exists (deleted by hand or by a
+    bucket rule): the API shows the job as recorded, `result` null and named in `gone`.
+    `code` is `blob_not_found`; `job_id`, and `job` as the API answered it."""
+
+    code = "blob_not_found"
+
+    def __init__(self, job: dict[str, Any]) -> None:
+        super().__init__(f"the result of job {job.get('id')} ({job.get('status')}) is gone: its stored object "
+                         f"no longer exists ({self.code})")
+        self.job_id = job.get("id")
+        self.job = job
+
+
 class SubmitOutcomeUnknownError(JobpipeUnavailableError):
     """A submit got no usable answer but may have been accepted. Submitting again with the same
     `idempotency_key` is safe: the API answers with the job it made, or makes it once."""

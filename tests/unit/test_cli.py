@@ -192,6 +192,21 @@ def test_status_shows_known_jobs_and_names_unknown_ones():
     assert as_json.code == 0 and json.loads(as_json.out)[0]["id"] == job["id"]
 
 
+def test_result_prints_the_result_as_json_and_a_gone_one_is_one_line_exit_1():
+    api = FakeApi()
+    done = api.add(status="completed", result={"rows": 3})
+    gone = api.add(status="completed", result=None, gone=["result"])
+    printed = run_cli(["result", done["id"]], api)
+    assert (printed.code, json.loads(printed.out), printed.err) == (0, {"rows": 3}, "")
+    assert json.loads(run_cli(["result", api.add()["id"]], api).out) is None  # none yet
+    failed = run_cli(["result", gone["id"]], api)
+    assert (failed.code, failed.out) == (1, "")
+    assert failed.err_lines == [f"jobpipe: the result of job {gone['id']} (completed) is gone: its stored object "
+                                "no longer exists (blob_not_found)"]
+    unknown = run_cli(["result", "ghost"], api)
+    assert unknown.code == 2 and len(unknown.err_lines) == 1 and "job_not_found" in unknown.err
+
+
 def test_list_and_cancel():
     api = FakeApi()
     queued = api.add()

@@ -13,6 +13,7 @@ from jobpipe_client import (
     JobpipeClient,
     JobpipeClientError,
     JobpipeUnavailableError,
+    ResultGoneError,
     SubmitOutcomeUnknownError,
     WaitTimeoutError,
 )
@@ -307,6 +308,29 @@ def test_cancel_returns_the_job_as_the_api_left_it():
     client, _ = make_client({PRIMARY: api})
     assert client.cancel(job["id"])["status"] == "canceled"
     assert api.requests[-1][:2] == ("DELETE", f"/jobs/{job['id']}")
+
+
+def test_result_returns_the_result_as_recorded_and_raises_when_its_object_is_gone():
+    """GET /jobs/{id} shows a job whose result object is gone as recorded, `result` null and
+    named in `gone`: `result()` does not pass that null off as the result."""
+    api = FakeApi()
+    done = api.add(status="completed", result={"n": 1})
+    running = api.add(status="running")
+    gone = api.add(status="completed", result=None, gone=["result"], finished_at="2026-01-01T00:01:00.000Z")
+    payload_gone = api.add(status="completed", result=[1], payload=None, gone=["payload"])
+    client, _ = make_client({PRIMARY: api})
+    assert client.result(done["id"]) == {"n": 1}
+    assert client.result(running["id"]) is None
+    assert client.result(payload_gone["id"]) == [1]
+    with pytest.raises(ResultGoneError) as raised:
+        client.result(gone["id"])
+    assert (raised.value.code, raised.value.job_id) == ("blob_not_found", gone["id"])
+    assert raised.value.job["finished_at"] == "2026-01-01T00:01:00.000Z"
+    assert str(raised.value) == (f"the result of job {gone['id']} (completed) is gone: its stored object no longer "
+                                 "exists (blob_not_found)")
+    with pytest.raises(JobpipeClientError) as unknown:
+        client.result("no-such-job")
+    assert unknown.value.code == "job_not_found"
 
 
 def test_a_client_needs_a_url():
