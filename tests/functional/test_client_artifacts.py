@@ -143,3 +143,30 @@ def test_an_artifact_whose_link_breaks_off_midway_leaves_no_file_and_exits_3(tmp
                     out=Console(file=io.StringIO()), err=err, make_client=lambda args, env: jobpipe)
     assert code == 3 and "could not be downloaded" in err.getvalue() and len(err.getvalue().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_artifact_whose_s3_object_is_gone_fails_its_download_in_one_line_naming_it(client, aws, tmp_path):
+    """The API signs the artifact's link without asking S3 whether the object is there (a HEAD
+    on every read for a rare case); S3 refuses the link (404 NoSuchKey, or 403 when the signer
+    may not list the bucket; moto says SignatureDoesNotMatch), and the client and the CLI say what S3 said,
+    naming the artifact, with nothing written."""
+    job_id = submit_job(client, STEPS)["id"]
+    container().artifacts.put(job_id, "scan.pdf", PDF, "application/pdf")
+    listed = aws["s3"].list_objects_v2(Bucket="jobs-bucket", Prefix=f"jobs/{job_id}/artifacts/")
+    aws["s3"].delete_object(Bucket="jobs-bucket", Key=listed["Contents"][0]["Key"])
+    jobpipe = make_client(client, [])
+
+    with pytest.raises(ArtifactDownloadError) as raised:
+        jobpipe.artifact(job_id, "scan.pdf")
+    assert raised.value.status in (403, 404) and raised.value.name == "scan.pdf", str(raised.value)
+    assert str(raised.value).startswith(f"artifact 'scan.pdf' of job {job_id} could not be downloaded from ")
+
+    out, err = io.StringIO(), io.StringIO()
+    target = tmp_path / "scan.pdf"
+    code = main(["artifact", job_id, "scan.pdf", "-o", str(target)], environ={}, out=Console(file=out), err=err,
+                make_client=lambda args, env: jobpipe)
+    assert code == 3 and out.getvalue() == ""
+    [line] = err.getvalue().splitlines()
+    assert line.startswith(f"jobpipe: artifact 'scan.pdf' of job {job_id} could not be downloaded"), line
+    assert str(raised.value.status) in line, line
+    assert list(tmp_path.iterdir()) == []
