@@ -4,7 +4,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from chalicelib.dashboard.page import ASSETS, build_page
+from chalicelib.dashboard.page import ASSETS, build_page, scripts
 
 # Anything the browser would fetch from another origin: absolute or protocol-relative URLs in
 # attributes, CSS url()/@import, or JS fetches and imports.
@@ -42,39 +42,111 @@ def test_dashboard_loads_nothing_from_outside(client):
             assert value is None or value.startswith(("data:", "#")), (tag, attrs)
 
 
+def named_scripts():
+    """The script files index.html names, in its order."""
+    return scripts((ASSETS / "index.html").read_text())
+
+
+def all_js():
+    return "\n".join((ASSETS / name).read_text() for name in named_scripts())
+
+
 def test_dashboard_inlines_its_own_css_and_js(client):
     response = client.http.get("/dashboard")
     html = response.body.decode()
     css = (ASSETS / "dashboard.css").read_text()
-    js = (ASSETS / "dashboard.js").read_text()
-    assert css in html and js in html
+    assert css in html
+    for name in named_scripts():
+        assert (ASSETS / name).read_text() in html, name
     assert '<link rel="stylesheet"' not in html and "<script src=" not in html
     policy = response.headers["Content-Security-Policy"]
     assert "default-src 'none'" in policy and "connect-src 'self'" in policy
-    assert policy.count("'sha256-") == 2
+    assert policy.count("'sha256-") == 1 + len(named_scripts())
 
 
-def test_inline_blocks_match_the_policy_hashes():
+def test_inline_blocks_match_the_policy_hashes_and_run_in_index_html_order():
     import base64
     import hashlib
 
     page = build_page()
     blocks = re.findall(r"<(script|style)>(.*?)</\1>", page.html, re.S)
-    assert [kind for kind, _ in blocks] == ["style", "script"]
+    assert [kind for kind, _ in blocks] == ["style"] + ["script"] * len(named_scripts())
+    assert [body for kind, body in blocks if kind == "script"] == [
+        "\n" + (ASSETS / name).read_text() for name in named_scripts()]
     for _, body in blocks:
         digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
         assert f"'sha256-{digest}'" in page.content_security_policy
 
 
+def test_every_script_file_is_named_in_index_html():
+    assert sorted(named_scripts()) == sorted(p.name for p in ASSETS.glob("*.js"))
+
+
 def test_the_token_is_kept_per_tab_and_never_logged():
-    js = (ASSETS / "dashboard.js").read_text()
+    js = all_js()
     assert "sessionStorage" in js and "localStorage" not in js
     assert "console." not in js
 
 
+def copy_assets(tmp_path, html=lambda text: text):
+    """The dashboard's files in `tmp_path`, index.html passed through `html`."""
+    for path in [ASSETS / "index.html", ASSETS / "dashboard.css", *ASSETS.glob("*.js")]:
+        (tmp_path / path.name).write_text(path.read_text())
+    (tmp_path / "index.html").write_text(html((ASSETS / "index.html").read_text()))
+    return tmp_path
+
+
+def tag(name):
+    return f'<script src="{name}"></script>'
+
+
 def test_a_missing_link_tag_is_refused(tmp_path):
-    for name in ("index.html", "dashboard.css", "dashboard.js"):
-        (tmp_path / name).write_text((ASSETS / name).read_text())
-    (tmp_path / "index.html").write_text((ASSETS / "index.html").read_text().replace('<script src="dashboard.js"></script>', ""))
-    with pytest.raises(ValueError, match="dashboard.js"):
+    copy_assets(tmp_path, lambda text: text.replace('<link rel="stylesheet" href="dashboard.css">', ""))
+    with pytest.raises(ValueError, match="dashboard.css"):
+        build_page(tmp_path)
+
+
+def test_a_script_file_index_html_does_not_name_is_refused(tmp_path):
+    first, *_ = named_scripts()
+    copy_assets(tmp_path, lambda text: text.replace(tag(first), ""))
+    with pytest.raises(ValueError, match=re.escape(first) + ".* not named in index.html"):
+        build_page(tmp_path)
+    copy_assets(tmp_path)
+    (tmp_path / "extra.js").write_text("var extra = 1;\n")
+    with pytest.raises(ValueError, match="extra.js .* not named in index.html"):
+        build_page(tmp_path)
+
+
+def test_a_script_index_html_names_but_the_folder_lacks_is_refused(tmp_path):
+    last = named_scripts()[-1]
+    copy_assets(tmp_path)
+    (tmp_path / last).unlink()
+    with pytest.raises(ValueError, match=f"index.html names {re.escape(last)}, not in"):
+        build_page(tmp_path)
+    copy_assets(tmp_path, lambda text: text.replace(tag(last), tag(last) + "\n" + tag("gone.js")))
+    with pytest.raises(ValueError, match="index.html names gone.js, not in"):
+        build_page(tmp_path)
+
+
+def test_a_script_named_twice_or_in_another_form_is_refused(tmp_path):
+    last = named_scripts()[-1]
+    copy_assets(tmp_path, lambda text: text.replace(tag(last), tag(last) * 2))
+    with pytest.raises(ValueError, match=f"names {re.escape(last)} more than once"):
+        build_page(tmp_path)
+    for other in (f'<script defer src="{last}"></script>', "<script>start();</script>"):
+        copy_assets(tmp_path, lambda text: text.replace("</body>", other + "\n</body>"))
+        with pytest.raises(ValueError, match="must name each script as"):
+            build_page(tmp_path)
+    copy_assets(tmp_path, lambda text: re.sub(r"<script src=[^>]*></script>", "", text))
+    for path in tmp_path.glob("*.js"):
+        path.unlink()
+    with pytest.raises(ValueError, match="index.html names no script"):
+        build_page(tmp_path)
+
+
+def test_a_closing_tag_inside_a_script_is_refused(tmp_path):
+    last = named_scripts()[-1]
+    copy_assets(tmp_path)
+    (tmp_path / last).write_text((ASSETS / last).read_text() + '\nvar end = "</script>";\n')
+    with pytest.raises(ValueError, match=f"{re.escape(last)} must not contain '</script'"):
         build_page(tmp_path)

@@ -236,6 +236,16 @@ def test_the_readme_layout_names_every_port_and_every_adapter_module():
     assert [m for m in modules if f"`{m}`" not in row] == []
 
 
+
+def test_the_readme_layout_names_every_dashboard_file():
+    """The dashboard's row names index.html, the stylesheet and every script index.html runs:
+    the one concern a change is about is found by its file's name."""
+    from chalicelib.dashboard.page import ASSETS, STYLESHEET, scripts
+
+    row = _layout_row("chalicelib/dashboard/")
+    files = ["index.html", STYLESHEET, *scripts((ASSETS / "index.html").read_text())]
+    assert [f for f in files if f"`{f}`" not in row] == []
+
 # -- what a layer may use from outside chalicelib ---------------------------------------------
 
 # The AWS SDK is used behind the ports only: by the adapters, and by the root that builds its

@@ -76,3 +76,20 @@ def test_bytecode_only_for_a_template_whose_functions_run_this_python(tmp_path):
     assert runtime_matches(template(here, here))
     assert not runtime_matches(template(here, "python3.9"))
     assert not runtime_matches(template("python3.9"))
+
+
+def test_the_packaged_code_carries_every_file_the_dashboard_page_is_built_from(tmp_path):
+    """Chalice ships chalicelib/ whole and the rewrite keeps every file that is not a module:
+    the page built from the zip's own dashboard folder is the one built here (a file it names
+    but the zip lacks, or one it ships unnamed, fails the build)."""
+    from chalicelib.dashboard.page import build_page
+    from scripts.package import code_path
+    from tests.support.infra import BUILD, ensure_package
+
+    ensure_package()
+    folder = "chalicelib/dashboard/"
+    with zipfile.ZipFile(code_path(BUILD)) as archive:
+        shipped = [n for n in archive.namelist() if n.startswith(folder) and "/" not in n[len(folder):]]
+        for name in shipped:
+            (tmp_path / name[len(folder):]).write_bytes(archive.read(name))
+    assert build_page(tmp_path) == build_page()
