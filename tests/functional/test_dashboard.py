@@ -82,6 +82,15 @@ def test_every_script_file_is_named_in_index_html():
     assert sorted(named_scripts()) == sorted(p.name for p in ASSETS.glob("*.js"))
 
 
+
+def test_each_script_says_what_it_holds_and_runs_strict():
+    """The scripts are classic scripts, each its own block: "use strict" holds only for the file
+    that opens with it (after its header comment)."""
+    for name in named_scripts():
+        lines = (ASSETS / name).read_text().splitlines()
+        assert lines[0].startswith("// jobpipe dashboard: "), name
+        assert next(line for line in lines if not line.startswith("//")) == '"use strict";', name
+
 def test_the_token_is_kept_per_tab_and_never_logged():
     js = all_js()
     assert "sessionStorage" in js and "localStorage" not in js

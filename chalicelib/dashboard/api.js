@@ -1,0 +1,214 @@
+// jobpipe dashboard: the token (kept per tab, read from the fragment or the form), the API
+// calls (timeout, ETag, Retry-After, the errors they end in), what an error means for the page
+// (`handleError`), and the page's chrome that shows it: banner, live status, token panel.
+"use strict";
+
+// ---------------------------------------------------------------- token
+
+// Keeps a token given in the fragment or the form: "Bearer " and whitespace (a token wrapped
+// over lines when copied from a terminal) are dropped. Returns why it was refused, or "".
+// A header can carry printable ASCII only: anything else could never be sent (fetch throws).
+function keepToken(value) {
+  var jwt = value.trim().replace(/^Bearer\s+/i, "").replace(/\s+/g, "");
+  if (!jwt) return ""; // nothing given: the token kept before, if any, stays
+  var bad = jwt.match(/[^\x21-\x7e]/);
+  if (bad) return "That is not a token: it holds “" + bad[0] + "”, which a token never does (was it cut short when copied?).";
+  sessionStorage.setItem(TOKEN_KEY, jwt);
+  return "";
+}
+
+// Returns why the fragment's token was refused, or "" (also when there was none).
+function takeTokenFromFragment() {
+  var params = new URLSearchParams(location.hash.replace(/^#/, ""));
+  var token = params.get("token");
+  if (token === null) return "";
+  params.delete("token");
+  var rest = params.toString();
+  // Drop the token from the address bar and history once it is in session storage.
+  history.replaceState(null, "", location.pathname + location.search + (rest ? "#" + rest : ""));
+  return keepToken(token);
+}
+
+function token() { return sessionStorage.getItem(TOKEN_KEY); }
+
+function claims(jwt) {
+  try {
+    var part = jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part + "===".slice((part.length + 3) % 4)));
+  } catch (e) {
+    return null;
+  }
+}
+
+// ---------------------------------------------------------------- API
+
+function ApiError(status, code, message, details, retryAfterMs) {
+  this.name = "ApiError";
+  this.status = status;
+  this.code = code;
+  this.message = message;
+  this.details = details;
+  this.retryAfterMs = retryAfterMs || 0;
+}
+ApiError.prototype = Object.create(Error.prototype);
+
+// No usable answer: the API was not reached, or what answered was not the API's JSON.
+function NetworkError(message) {
+  this.name = "NetworkError";
+  this.message = message;
+}
+NetworkError.prototype = Object.create(Error.prototype);
+
+// The answer to a request sent with a token that has since been forgotten or replaced: it
+// belongs to that token's tenant, so nothing of it is shown or acted on.
+function StaleAnswer() {
+  this.name = "StaleAnswer";
+  this.message = "the token changed while the request was answered";
+}
+StaleAnswer.prototype = Object.create(Error.prototype);
+
+// Retry-After in seconds or as an HTTP date; 0 when absent or unreadable.
+function retryAfterMs(response) {
+  var value = response.headers.get("Retry-After");
+  if (!value) return 0;
+  var ms = /^\s*\d+\s*$/.test(value) ? Number(value) * 1000 : new Date(value) - Date.now();
+  return ms > 0 ? Math.min(ms, RETRY_AFTER_MAX_MS) : 0;
+}
+
+// `tag`: a conditional read (the API tags its answer with an ETag). The call then resolves to
+// {data, etag}; given a tag from an earlier answer it is sent as If-None-Match, and a 304
+// (nothing changed since) resolves to {data: null, etag} without a body to read.
+function api(method, path, body, headers, tag) {
+  var jwt = token();
+  var conditional = tag !== undefined;
+  if (tag) headers = Object.assign({ "If-None-Match": tag }, headers);
+  if (!jwt) return Promise.reject(new ApiError(401, "unauthorized", "Paste a token to start."));
+  var init = {
+    method: method,
+    cache: "no-store",
+    credentials: "omit",
+    headers: Object.assign({ Authorization: "Bearer " + jwt, Accept: "application/json" }, headers)
+  };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  // A request nobody answers (a host gone mid-connection, a proxy holding it) is given up,
+  // body included, so the page says it is offline instead of "live" with nothing moving.
+  var abort = new AbortController();
+  var timedOut = false;
+  var timer = setTimeout(function () { timedOut = true; abort.abort(); }, REQUEST_TIMEOUT_MS);
+  init.signal = abort.signal;
+  var unreachable = function (err) {
+    clearTimeout(timer);
+    if (token() !== jwt) throw new StaleAnswer();
+    throw new NetworkError("Cannot reach the API (" + (timedOut ? "no answer within " + REQUEST_TIMEOUT_MS / 1000 + " s"
+      : err && err.message ? err.message : "network error") + ").");
+  };
+  return fetch(API_BASE + path, init).then(
+    function (response) {
+      return response.text().then(function (text) {
+        clearTimeout(timer);
+        if (token() !== jwt) throw new StaleAnswer();
+        if (tag && response.status === 304) {
+          connected();
+          return { data: null, etag: response.headers.get("ETag") || tag };
+        }
+        var data = null;
+        try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
+        if (!response.ok) {
+          var error = (data && data.error) || {};
+          throw new ApiError(
+            response.status,
+            error.code || "http_" + response.status,
+            error.message || (data && typeof data.message === "string" && data.message) ||
+              ("the API answered " + response.status + " " + response.statusText),
+            error.details,
+            retryAfterMs(response)
+          );
+        }
+        if (data === null || typeof data !== "object") {
+          var kind = response.headers.get("Content-Type") || "no content type";
+          throw new NetworkError("The answer to " + method + " " + path.split("?")[0] + " was not JSON (" +
+            response.status + ", " + kind + ").");
+        }
+        connected();
+        return conditional ? { data: data, etag: response.headers.get("ETag") || "" } : data;
+      }, unreachable);
+    },
+    unreachable
+  );
+}
+
+// One place decides what an error means for the page; returns true when it was handled.
+function handleError(err) {
+  if (err instanceof StaleAnswer) return true;
+  if (err instanceof ApiError && err.status === 401) {
+    askForToken(err.code === "unauthorized" && token() ? "The API refused the token: " + err.message : err.message);
+    return true;
+  }
+  if (err instanceof NetworkError || (err instanceof ApiError && err.status >= 500)) {
+    showBanner(err.message + " Retrying automatically.");
+    setLive("offline", "offline, retrying");
+    return true;
+  }
+  if (err instanceof ApiError && err.status === 429 && err.code !== "quota_exceeded") {
+    showBanner("The API is throttling requests (" + err.message + "). Retrying in " +
+      Math.ceil(Math.max(err.retryAfterMs, POLL_MIN_MS) / 1000) + " s.");
+    setLive("offline", "throttled, retrying");
+    return true;
+  }
+  return false;
+}
+
+function connected() {
+  hideBanner();
+  if (document.hidden) setLive("idle", PAUSED);
+  else setLive("live", "live · updated " + clock(new Date()));
+}
+
+// ---------------------------------------------------------------- page chrome
+
+function showBanner(text) { var b = $("banner"); b.textContent = text; b.hidden = false; }
+function hideBanner() { var b = $("banner"); if (!b.hidden) { b.hidden = true; b.textContent = ""; } }
+
+function setLive(kind, text) {
+  var live = $("live");
+  live.dataset.state = kind;
+  live.textContent = text;
+}
+
+function askForToken(reason) {
+  state.authorized = false;
+  stopTimers();
+  $("workspace").hidden = true;
+  $("identity").hidden = true;
+  $("forget-token").hidden = !token();
+  $("token-panel").hidden = false;
+  $("token-reason").textContent = reason || "";
+  setLive("idle", "not connected");
+  hideBanner();
+  $("token-input").focus();
+}
+
+function showWorkspace() {
+  state.authorized = true;
+  $("token-panel").hidden = true;
+  $("workspace").hidden = false;
+  $("forget-token").hidden = false;
+  var c = claims(token());
+  var identity = $("identity");
+  if (c && c.tenant) {
+    identity.textContent = "tenant " + c.tenant + (c.sub ? " · " + c.sub : "");
+    identity.hidden = false;
+  } else {
+    identity.hidden = true;
+  }
+}
+
+function stopTimers() {
+  clearTimeout(state.pollTimer);
+  clearTimeout(state.refreshTimer);
+  state.pollTimer = null;
+  state.refreshTimer = null;
+}

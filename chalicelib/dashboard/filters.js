@@ -1,0 +1,85 @@
+// jobpipe dashboard: the filters: which jobs they show, the listing's query, the type filter's
+// choices, and what an empty view says.
+"use strict";
+
+// Whether the current filters show `job` (its type never changes; its status does).
+function shown(job) {
+  return (!state.filters.status || job.status === state.filters.status) &&
+    (!state.filters.type || job.type === state.filters.type);
+}
+
+// An empty view says which filters emptied it and offers to clear them: a type chosen that
+// has no jobs any more would otherwise look like a tenant without jobs.
+function renderEmpty(hidden) {
+  $("jobs-empty").hidden = hidden;
+  if (hidden) return;
+  var f = state.filters;
+  var filtered = Boolean(f.status || f.type);
+  $("jobs-empty-text").textContent = !filtered ? "No jobs here yet. Submit one with the form."
+    : "No " + (f.status ? f.status + " " : "") + "jobs" + (f.type ? " of type " + f.type : "") + "." +
+      (f.type && state.typesRead && !registered(f.type)
+        ? " The API does not list that type: it is internal, or no longer registered." : "");
+  $("clear-filters").hidden = !filtered;
+}
+
+function registered(type) {
+  return state.jobTypes.some(function (t) { return t.type === type; });
+}
+
+// The type filter offers every registered type, every type of a job shown (an internal one,
+// one deployed since /job-types was read) and the one chosen, so the choice never reads "all"
+// while it filters. A type /job-types did not list makes the page read it again, once, so
+// the form offers a type deployed while the page was open.
+function syncTypes() {
+  var unknown = false;
+  state.jobs.forEach(function (job) {
+    state.typesShown.add(job.type);
+    if (!registered(job.type) && !state.typesAsked.has(job.type)) {
+      state.typesAsked.add(job.type);
+      unknown = true;
+    }
+  });
+  renderTypeFilter();
+  // Before the first read has answered, that read (or the listing's retry of it) serves.
+  if (unknown && state.typesRead) loadJobTypes();
+}
+
+function renderTypeFilter() {
+  var names = new Set(state.typesShown);
+  state.jobTypes.forEach(function (t) { names.add(t.type); });
+  if (state.filters.type) names.add(state.filters.type);
+  var sorted = Array.from(names).sort();
+  var filter = $("filter-type");
+  var offered = Array.from(filter.options, function (o) { return o.value; }).slice(1);
+  // Rebuilt only when the choices change: a list the user has open stays open.
+  if (JSON.stringify(offered) !== JSON.stringify(sorted)) {
+    filter.replaceChildren(new Option("all", ""));
+    sorted.forEach(function (name) {
+      var option = new Option(name, name);
+      option.title = name;
+      filter.appendChild(option);
+    });
+  }
+  filter.value = state.filters.type;
+}
+
+function forgetTypesShown() {
+  state.typesShown.clear();
+  renderTypeFilter();
+}
+
+function listPath(cursor) {
+  var params = new URLSearchParams();
+  params.set("limit", String(state.filters.limit));
+  if (state.filters.status) params.set("status", state.filters.status);
+  if (state.filters.type) params.set("type", state.filters.type);
+  if (cursor) params.set("cursor", cursor);
+  return "jobs?" + params.toString();
+}
+
+function applyFilters() {
+  state.filters.status = $("filter-status").value;
+  state.filters.type = $("filter-type").value;
+  state.filters.limit = Number($("page-size").value) || 25;
+  refreshList(true);
+}

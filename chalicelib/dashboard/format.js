@@ -1,0 +1,57 @@
+// jobpipe dashboard: how times, durations, countdowns and ids are written, and the small DOM
+// helpers every view uses (`el`, a busy button).
+"use strict";
+
+function pad(n) { return (n < 10 ? "0" : "") + n; }
+
+function clock(date) {
+  return pad(date.getHours()) + ":" + pad(date.getMinutes()) + ":" + pad(date.getSeconds());
+}
+
+function when(iso) {
+  if (!iso) return "";
+  var date = new Date(iso);
+  var today = new Date();
+  var sameDay = date.toDateString() === today.toDateString();
+  return (sameDay ? "" : date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate()) + " ") + clock(date);
+}
+
+function duration(ms) {
+  if (ms < 0) ms = 0;
+  var s = ms / 1000;
+  if (s < 60) return s.toFixed(1) + " s";
+  var m = Math.floor(s / 60);
+  if (m < 60) return m + " m " + pad(Math.floor(s % 60)) + " s";
+  var h = Math.floor(m / 60);
+  // A run_at up to a year ahead counts down in days, not in thousands of hours.
+  if (h < 48) return h + " h " + pad(m % 60) + " m";
+  return Math.floor(h / 24) + " d " + pad(h % 24) + " h";
+}
+
+function countdown(ms) {
+  return ms < 60000 ? Math.ceil(ms / 1000) + " s" : duration(ms);
+}
+
+function jobDuration(job) {
+  if (!job.started_at) return "";
+  var end = job.finished_at ? new Date(job.finished_at) : new Date();
+  return duration(end - new Date(job.started_at)) + (job.finished_at ? "" : " …");
+}
+
+function shortId(id) { return id.length > 8 ? id.slice(0, 8) : id; }
+
+// A button whose request is on its way is marked aria-disabled, not disabled: a disabled
+// button drops the keyboard's focus to the page's start. Its handler ignores it while busy.
+function setBusy(button, on) {
+  if (on) button.setAttribute("aria-disabled", "true");
+  else button.removeAttribute("aria-disabled");
+}
+
+function busy(button) { return button.getAttribute("aria-disabled") === "true"; }
+
+function el(tag, className, text) {
+  var node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}

@@ -1,0 +1,113 @@
+// jobpipe dashboard: the jobs shown: the newer of two views of a job kept, a job that leaves
+// the view or is gone, the rows in the listing's order, the count by status, the unfinished.
+"use strict";
+
+// Keeps the newer of two views of a job (a list answer may be older than a poll answer); a
+// job that no longer matches the status filter leaves the view (and is no longer polled).
+// Returns whether anything shown changed.
+function remember(job) {
+  var known = state.jobs.get(job.id);
+  // A job marked gone that an answer shows again (a read that lagged) is shown and polled again.
+  var back = state.gone.delete(job.id);
+  if (back) state.rows.get(job.id).note.textContent = "";
+  if (known && known.version > job.version) {
+    if (back) state.rows.get(job.id).render(known);
+    return back;
+  }
+  if (!known && state.left.has(job.id) && state.left.get(job.id) >= job.version) return false;
+  if (!shown(job)) {
+    if (known) forget(job);
+    return Boolean(known);
+  }
+  state.left.delete(job.id);
+  var changed = back || !known || known.version !== job.version || known.status !== job.status;
+  state.jobs.set(job.id, job);
+  var row = state.rows.get(job.id);
+  if (!row) {
+    row = new JobRow(job.id);
+    state.rows.set(job.id, row);
+    changed = true;
+  }
+  if (changed) row.render(job);
+  return changed;
+}
+
+function forget(job) {
+  state.left.set(job.id, job.version);
+  drop(job.id);
+}
+
+function drop(id) {
+  var row = state.rows.get(id);
+  state.gone.delete(id);
+  state.jobs.delete(id);
+  state.rows.delete(id);
+  if (row) { row.tr.remove(); row.detailTr.remove(); }
+}
+
+// The batch status answered not_found for a job shown: it is shown gone and no longer polled.
+// The listing's next refresh is read whole (no ETag), so a job a lagging read missed comes back.
+function markGone(id) {
+  var row = state.rows.get(id);
+  if (!row || state.gone.has(id)) return false;
+  state.gone.add(id);
+  row.renderGone();
+  state.listTag = "";
+  return true;
+}
+
+// A job's place in the listing as text: newest first is greatest first (created_at is ISO 8601
+// of one length, so comparing the texts compares (created_at, id) as the API orders them).
+function listed(job) { return job.created_at + "|" + job.id; }
+
+function order() {
+  var body = $("jobs-body");
+  var jobs = Array.from(state.jobs.values()).sort(function (a, b) {
+    return listed(a) < listed(b) ? 1 : -1;
+  });
+  // Move only rows out of place, so focus and open details survive a refresh.
+  var k = 0;
+  jobs.forEach(function (job) {
+    var view = state.rows.get(job.id);
+    [view.tr, view.detailTr].forEach(function (tr) {
+      if (body.children[k] !== tr) body.insertBefore(tr, body.children[k] || null);
+      k++;
+    });
+  });
+  // An empty page with a cursor is not an empty listing (status and type filters together
+  // can skip past many jobs of other types): "Load more" is shown instead.
+  renderEmpty(jobs.length > 0 || Boolean(state.cursor));
+  renderSummary();
+  syncTypes();
+}
+
+function renderSummary() {
+  var counts = {};
+  state.jobs.forEach(function (job) { if (!state.gone.has(job.id)) counts[job.status] = (counts[job.status] || 0) + 1; });
+  var summary = $("summary");
+  summary.replaceChildren();
+  STATUSES.forEach(function (status) {
+    var item = el("li", "chip status-" + status);
+    item.append(el("span", "chip-count", String(counts[status] || 0)), el("span", "chip-label", status));
+    summary.appendChild(item);
+  });
+}
+
+function clearJobs() {
+  state.jobs.clear();
+  state.rows.clear();
+  state.left.clear();
+  state.gone.clear();
+  state.pollTags = new Map();
+  state.listTag = "";
+  state.listTop = "";
+  state.arrived = 0;
+  state.cursor = null;
+  $("jobs-body").replaceChildren();
+}
+
+function unfinishedIds() {
+  var ids = [];
+  state.jobs.forEach(function (job) { if (!TERMINAL[job.status] && !state.gone.has(job.id)) ids.push(job.id); });
+  return ids;
+}

@@ -1,0 +1,265 @@
+// jobpipe dashboard: one job's row (`JobRow`): status, progress, attempts, times, duration,
+// error, the countdown of a scheduled job, its details with every attempt, and its Cancel.
+"use strict";
+
+function JobRow(id) {
+  this.id = id;
+  var tr = this.tr = el("tr", "job");
+  tr.dataset.jobId = id;
+
+  var jobCell = el("td", "job-cell");
+  this.type = el("div", "job-type");
+  this.idCode = el("code", "job-id", shortId(id));
+  this.idCode.title = id;
+  this.toggle = el("button", "details-toggle", "details");
+  this.toggle.type = "button";
+  this.toggle.setAttribute("aria-expanded", "false");
+  this.toggle.setAttribute("aria-controls", "detail-" + id);
+  this.toggle.setAttribute("aria-label", "Details of job " + shortId(id));
+  this.toggle.addEventListener("click", this.toggleDetails.bind(this));
+  jobCell.append(this.type, this.idCode, this.toggle);
+
+  // Details open in a full-width row under the job: its payload, result and every attempt.
+  this.detailTr = el("tr", "job-detail");
+  this.detailTr.id = "detail-" + id;
+  this.detailTr.hidden = true;
+  var detailCell = el("td");
+  detailCell.colSpan = 8;
+  this.detailList = el("dl", "facts");
+  this.runs = el("div", "runs");
+  detailCell.append(this.detailList, this.runs);
+  this.detailTr.appendChild(detailCell);
+
+  var statusCell = el("td", "status-cell");
+  this.badge = el("span", "badge");
+  this.schedule = el("div", "schedule"); // when a queued or retrying job may start
+  this.note = el("div", "note");
+  this.note.setAttribute("role", "status");
+  statusCell.append(this.badge, this.schedule, this.note);
+
+  var progressCell = el("td", "progress-cell");
+  this.bar = el("div", "bar");
+  this.bar.setAttribute("role", "progressbar");
+  this.bar.setAttribute("aria-valuemin", "0");
+  this.bar.setAttribute("aria-valuemax", "100");
+  this.bar.setAttribute("aria-label", "Progress of job " + shortId(id));
+  this.fill = el("div", "fill");
+  this.bar.appendChild(this.fill);
+  var line = el("div", "progress-line");
+  this.percent = el("span", "percent");
+  this.step = el("span", "step");
+  line.append(this.percent, this.step);
+  this.message = el("div", "progress-message");
+  progressCell.append(this.bar, line, this.message);
+
+  this.attempts = el("td", "attempts");
+  this.times = el("td", "times");
+  this.duration = el("td", "duration");
+  this.error = el("td", "error-cell");
+
+  var actions = el("td", "actions");
+  this.cancel = el("button", "cancel", "Cancel");
+  this.cancel.type = "button";
+  this.cancel.setAttribute("aria-label", "Cancel job " + shortId(id));
+  this.cancel.addEventListener("click", cancelJob.bind(null, id));
+  actions.appendChild(this.cancel);
+
+  tr.append(jobCell, statusCell, progressCell, this.attempts, this.times, this.duration, this.error, actions);
+}
+
+JobRow.prototype.render = function (job) {
+  var status = job.status;
+  var percent = Math.max(0, Math.min(100, Number((job.progress && job.progress.percent) || 0)));
+  var step = (job.progress && job.progress.step) || "";
+  var message = (job.progress && job.progress.message) || "";
+
+  this.tr.dataset.status = status;
+  this.type.textContent = job.type;
+  this.type.title = job.type;
+  this.badge.textContent = status;
+  this.badge.className = "badge status-" + status;
+
+  var value = String(Math.round(percent * 10) / 10);
+  if (this.bar.getAttribute("aria-valuenow") !== value) this.bar.setAttribute("aria-valuenow", value);
+  this.bar.setAttribute("aria-valuetext", Math.floor(percent) + "%" + (step ? ", " + step : ""));
+  this.bar.className = "bar status-" + status;
+  this.fill.style.width = percent + "%";
+  this.percent.textContent = Math.floor(percent) + "%";
+  this.step.textContent = step;
+  this.step.title = step;
+  this.message.textContent = message;
+  this.message.title = message;
+
+  this.attempts.textContent = job.attempts + "/" + job.max_attempts;
+  this.attempts.title = job.attempts + " of at most " + job.max_attempts + " attempts";
+
+  this.renderTimes(job);
+  this.renderDuration(job);
+  this.renderSchedule(job);
+
+  this.error.replaceChildren();
+  if (job.error) {
+    var code = el("code", "error-code", job.error.code);
+    var text = el("span", "error-message", job.error.message);
+    code.title = job.error.code;
+    text.title = job.error.message;
+    this.error.append(code, text);
+  }
+
+  var cancellable = !TERMINAL[status];
+  if (!cancellable) this.hideCancel();
+  if (cancellable && job.cancel_requested) {
+    setBusy(this.cancel, true);
+    if (!this.note.textContent) this.note.textContent = "cancel requested";
+  }
+  // A job whose worker finished before it saw the cancel ended otherwise: the note says so
+  // instead of a cancel still pending.
+  if (!cancellable && status !== "canceled" && CANCEL_NOTES[this.note.textContent]) {
+    this.note.textContent = job.cancel_requested ? "cancel requested, but it " + status + " first" : "";
+  }
+
+  var facts = [["id", job.id], ["priority", job.priority], ["submitted by", job.user]];
+  if (job.scope) facts.push(["scope", job.scope]);
+  // The row cuts these short: the details show them whole.
+  if (message) facts.push(["message", message]);
+  if (job.error) facts.push(["error", job.error.code + ": " + job.error.message]);
+  facts.push(["payload", JSON.stringify(job.payload, null, 2)]);
+  if (job.result !== null && job.result !== undefined) facts.push(["result", JSON.stringify(job.result, null, 2)]);
+  this.detailList.replaceChildren();
+  for (var i = 0; i < facts.length; i++) {
+    var value = el("dd");
+    value.appendChild(el(/^(payload|result)$/.test(facts[i][0]) ? "pre" : "code", null, facts[i][1]));
+    this.detailList.append(el("dt", null, facts[i][0]), value);
+  }
+  if (!this.detailTr.hidden && status !== this.runsLoadedFor) this.loadRuns(status);
+};
+
+// The API no longer finds the job (its retention's clean-up, a purge): what was last seen of
+// it stays, marked gone, with nothing to cancel and nothing ticking.
+JobRow.prototype.renderGone = function () {
+  this.tr.dataset.status = "gone";
+  this.badge.textContent = "gone";
+  this.badge.className = "badge status-gone";
+  this.bar.className = "bar status-gone";
+  this.schedule.replaceChildren();
+  this.note.textContent = "no longer found: removed after its retention, or deleted";
+  this.hideCancel();
+};
+
+// A Cancel that goes away with the keyboard's focus on it hands the focus to its job's
+// details, not to the page's start.
+JobRow.prototype.hideCancel = function () {
+  if (document.activeElement === this.cancel) this.toggle.focus();
+  this.cancel.hidden = true;
+  setBusy(this.cancel, false);
+};
+
+JobRow.prototype.toggleDetails = function () {
+  var open = this.detailTr.hidden;
+  this.detailTr.hidden = !open;
+  this.toggle.setAttribute("aria-expanded", String(open));
+  this.toggle.textContent = open ? "hide details" : "details";
+  if (open) this.loadRuns(this.tr.dataset.status);
+};
+
+// One GET per opening (and per status change while open): runs are not polled.
+JobRow.prototype.loadRuns = function (status) {
+  var self = this;
+  this.runsLoadedFor = status;
+  api("GET", "jobs/" + encodeURIComponent(this.id) + "/runs").then(function (answer) {
+    var runs = answer.runs || [];
+    var table = el("table", "runs-table");
+    var head = el("tr");
+    ["attempt", "status", "started", "finished", "error"].forEach(function (h) {
+      var th = el("th", null, h);
+      th.scope = "col";
+      head.appendChild(th);
+    });
+    table.appendChild(head);
+    runs.forEach(function (run) {
+      var tr = el("tr");
+      var badge = el("span", "badge status-" + run.status, run.status);
+      var cells = [el("td", null, String(run.attempt)), el("td"), el("td"), el("td"),
+        el("td", null, run.error ? run.error.code + ": " + run.error.message : "")];
+      cells[1].appendChild(badge);
+      if (run.started_at) cells[2].appendChild(timeOf(run.started_at));
+      if (run.finished_at) cells[3].appendChild(timeOf(run.finished_at));
+      tr.append.apply(tr, cells);
+      table.appendChild(tr);
+    });
+    self.runs.replaceChildren(el("h3", null, runs.length ? "Attempts" : "No attempts yet"));
+    if (runs.length) self.runs.appendChild(table);
+  }, function (err) {
+    self.runsLoadedFor = null;
+    if (!handleError(err)) self.runs.replaceChildren(el("p", "error-message", "Could not load attempts: " + err.message));
+  });
+};
+
+// Times of today show the clock only, others their date too (both in the browser's zone).
+JobRow.prototype.renderTimes = function (job) {
+  this.times.replaceChildren(
+    timeLine("created", job.created_at),
+    timeLine("started", job.started_at),
+    timeLine("finished", job.finished_at)
+  );
+};
+
+JobRow.prototype.renderDuration = function (job) {
+  this.duration.textContent = jobDuration(job);
+};
+
+// A job submitted with a delay or run_at, or waiting out a retry's backoff, is queued or
+// retrying with `not_before` ahead: say when it starts, counting down.
+JobRow.prototype.renderSchedule = function (job) {
+  var waiting = (job.status === "queued" || job.status === "retrying") && job.not_before;
+  var left = waiting ? new Date(job.not_before) - Date.now() : 0;
+  if (!(left >= 1000)) {
+    if (this.schedule.firstChild) this.schedule.replaceChildren();
+    return;
+  }
+  var time = el("time", null, countdown(left));
+  time.dateTime = job.not_before;
+  time.title = when(job.not_before) + " (" + job.not_before + ")";
+  this.schedule.replaceChildren(job.status === "retrying" ? "next attempt in " : "starts in ", time);
+};
+
+function timeLine(label, iso) {
+  var line = el("div", "time-line");
+  if (iso) line.append(el("span", "time-label", label + " "), timeOf(iso));
+  return line;
+}
+
+// A time in the browser's zone, with the API's UTC text as its title.
+function timeOf(iso) {
+  var time = el("time", null, when(iso));
+  time.dateTime = iso;
+  time.title = iso;
+  return time;
+}
+
+function cancelJob(id) {
+  var row = state.rows.get(id);
+  if (busy(row.cancel)) return;
+  setBusy(row.cancel, true);
+  row.note.textContent = "canceling…";
+  api("DELETE", "jobs/" + encodeURIComponent(id)).then(
+    function (job) {
+      row.note.textContent = job.status === "canceled" ? "canceled" : "cancel requested";
+      remember(job);
+      order();
+      schedulePoll(0);
+    },
+    function (err) {
+      if (err instanceof ApiError && (err.status === 409 || err.status === 404)) {
+        row.note.textContent = err.message;
+        // It finished (or went away) meanwhile: a poll shows its final state, and a poll
+        // that fails is shown and retried like every other.
+        pollNow();
+        return;
+      }
+      setBusy(row.cancel, false);
+      row.note.textContent = "";
+      if (!handleError(err)) row.note.textContent = "cancel failed: " + err.message;
+    }
+  );
+}

@@ -1,0 +1,85 @@
+// jobpipe dashboard: start-up: the token panel or the workspace, and every listener the page
+// sets (token form, submit form, filters, Refresh, Load more, a hidden tab). Runs last.
+"use strict";
+
+function start(refused) {
+  if (refused || !token()) {
+    askForToken(refused || "Paste a token to see your jobs.");
+    return;
+  }
+  if (token() !== state.shownFor) {
+    // Another token may be another tenant: nothing of the last one's stays on the page.
+    state.listGeneration++;
+    clearJobs();
+    forgetTypesShown();
+    renderSummary();
+    state.shownFor = token();
+  }
+  showWorkspace();
+  setLive("connecting", "connecting…");
+  loadJobTypes();
+  refreshList(true);
+}
+
+function init() {
+  var refused = takeTokenFromFragment();
+  window.addEventListener("hashchange", function () {
+    if (/(^|[#&])token=/.test(location.hash)) start(takeTokenFromFragment());
+  });
+  $("token-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    var input = $("token-input");
+    var value = input.value;
+    input.value = "";
+    if (!value.trim()) return;
+    start(keepToken(value));
+  });
+  $("forget-token").addEventListener("click", function () {
+    sessionStorage.removeItem(TOKEN_KEY);
+    state.listGeneration++;
+    state.shownFor = null;
+    clearJobs();
+    forgetTypesShown();
+    renderSummary();
+    askForToken("Token forgotten. Paste a token to continue.");
+  });
+  $("submit-form").addEventListener("submit", submitJob);
+  // Enter writes a line break in the payload; Ctrl+Enter (⌘+Enter) submits from it.
+  $("job-payload").addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      $("submit-form").requestSubmit();
+    }
+  });
+  $("job-type").addEventListener("change", selectJobType);
+  $("filter-status").addEventListener("change", applyFilters);
+  $("filter-type").addEventListener("change", applyFilters);
+  $("page-size").addEventListener("change", applyFilters);
+  $("filters").addEventListener("submit", function (event) { event.preventDefault(); });
+  $("refresh").addEventListener("click", function () { loadJobTypes(); refreshList(true); });
+  $("load-more").addEventListener("click", loadMore);
+  $("clear-filters").addEventListener("click", function () {
+    $("filter-status").value = "";
+    $("filter-type").value = "";
+    $("filter-status").focus(); // the button goes with the empty view
+    applyFilters();
+  });
+  // A tab in the background asks the API nothing (left open all night, it costs nothing);
+  // shown again, it catches up at once.
+  document.addEventListener("visibilitychange", function () {
+    if (!state.authorized) return;
+    if (document.hidden) {
+      stopTimers();
+      setLive("idle", PAUSED);
+    } else {
+      setLive("connecting", "catching up…");
+      refreshList(false);
+      schedulePoll(0);
+    }
+  });
+  setInterval(tick, 1000);
+  renderSummary();
+  start(refused);
+}
+
+init();

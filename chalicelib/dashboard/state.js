@@ -1,0 +1,49 @@
+// jobpipe dashboard: the settings the page runs by (poll and refresh intervals, batch and
+// arrival bounds, request timeout), the API's base URL, `$` and the one `state` object every
+// other file reads and changes: the jobs and rows shown, tags, cursor, filters, timers.
+// The files share the page's scope, as classic scripts run in index.html's order (start.js last).
+"use strict";
+
+var TOKEN_KEY = "jobpipe.dashboard.token";
+var STATUSES = ["queued", "running", "retrying", "completed", "failed", "canceled"];
+var TERMINAL = { completed: true, failed: true, canceled: true };
+var POLL_MIN_MS = 2000;      // while something changes
+var POLL_MAX_MS = 10000;     // backed off to when nothing does
+var POLL_BACKOFF = 1.5;
+var LIST_REFRESH_MS = 10000; // new jobs submitted elsewhere show up within this
+var MAX_BATCH = 100;         // POST /jobs/status takes at most 100 ids
+var ARRIVALS_MAX = 500;      // jobs the refreshes may add to a page left open before it starts over
+var PAUSED = "paused while this tab is hidden";
+var CANCEL_NOTES = { "canceling…": true, "cancel requested": true, "canceled": true };
+var RETRY_AFTER_MAX_MS = 600000; // a throttle's Retry-After is honoured up to 10 minutes
+var REQUEST_TIMEOUT_MS = 30000;  // API Gateway answers within 29 s; past that nobody will
+
+// The page lives at <stage>/dashboard; the API routes are its siblings.
+var API_BASE = location.origin + location.pathname.replace(/\/dashboard\/?$/, "/");
+
+var $ = function (id) { return document.getElementById(id); };
+
+var state = {
+  jobs: new Map(),   // id -> job, as last seen
+  rows: new Map(),   // id -> row view
+  left: new Map(),   // id -> version at which the job left the status filter's view
+  gone: new Set(),   // ids shown that the batch status answered not_found: not polled
+  pollTags: new Map(), // ids of a poll's batch -> the ETag of its last answer
+  listTag: "",       // the ETag of the current listing's first page, as last merged
+  listTop: "",       // listed() of the newest job of the first page, as last merged
+  arrived: 0,        // jobs the refreshes added since the listing (re)started
+  cursor: null,      // next page of the current listing
+  filters: { status: "", type: "", limit: 25 },
+  jobTypes: [],      // GET /job-types, as last read
+  typesRead: false,  // whether GET /job-types has answered (its list may be empty)
+  typesShown: new Set(), // types of the jobs shown under this token, whatever the filters
+  typesAsked: new Set(), // types missing from /job-types that made the page read it again
+  pollDelay: POLL_MIN_MS,
+  pollTimer: null,
+  pollNotBefore: 0,  // a throttled poll's Retry-After: no poll before this (ms since the epoch)
+  polling: false,
+  refreshTimer: null,
+  listGeneration: 0, // a changed filter makes answers to older listings stale
+  shownFor: null,    // the token whose jobs the page shows
+  authorized: false
+};

@@ -1,0 +1,195 @@
+// jobpipe dashboard: what keeps the view current: the listing's first page re-read every
+// 10 s and "Load more", the batch status polls of the unfinished jobs with their back-off, and
+// the once-a-second tick of durations and countdowns.
+"use strict";
+
+// ---------------------------------------------------------------- listing
+
+// First page of the current listing; merges into what is shown (keeps rows and open details).
+// A re-read sends the page's ETag: unchanged, it is a 304 and nothing is read or rendered.
+function refreshList(reset) {
+  clearTimeout(state.refreshTimer);
+  var generation = reset ? ++state.listGeneration : state.listGeneration;
+  var more = $("load-more");
+  if (reset) {
+    // The cursor belongs to the listing being replaced: it must not page the new one.
+    state.cursor = null;
+    more.hidden = true;
+  }
+  return api("GET", listPath(null), undefined, undefined, reset ? "" : state.listTag).then(
+    function (tagged) {
+      if (generation !== state.listGeneration) return;
+      var page = tagged.data;
+      if (page === null) { // 304: the page is as merged before
+        ensurePolling();
+        scheduleRefresh();
+        return;
+      }
+      var fresh = page.jobs.filter(function (job) { return !state.jobs.has(job.id); }).length;
+      // The page starts over from this one when it does not reach the jobs shown (more were
+      // made since the last refresh than it holds: below it would be a gap "Load more" never
+      // fills), or when a page left open has been brought ARRIVALS_MAX jobs (rows never pile
+      // up without end). Either way what follows it is one "Load more" away.
+      var last = page.jobs[page.jobs.length - 1];
+      var startOver = !reset && state.jobs.size > 0 && Boolean(page.next_cursor) && Boolean(last) &&
+        (listed(last) > state.listTop || state.arrived + fresh > ARRIVALS_MAX);
+      var redraw = reset || startOver || state.jobs.size === 0;
+      if (reset) {
+        clearJobs();
+      } else if (startOver) {
+        var onPage = new Set(page.jobs.map(function (job) { return job.id; }));
+        Array.from(state.jobs.keys()).forEach(function (id) { if (!onPage.has(id)) drop(id); });
+        state.left.clear();
+        state.pollTags = new Map();
+        state.listGeneration++; // a "Load more" on its way would page on from the old rows
+      }
+      if (redraw) {
+        state.cursor = page.next_cursor || null;
+        more.hidden = !state.cursor;
+        state.arrived = 0;
+      } else {
+        state.arrived += fresh;
+      }
+      if (page.jobs.length) state.listTop = listed(page.jobs[0]);
+      state.listTag = tagged.etag;
+      var changed = page.jobs.map(remember).some(Boolean); // new jobs, or known ones that moved on
+      if (changed || redraw) order();
+      if (changed) schedulePoll(0); else ensurePolling();
+      scheduleRefresh();
+      if (!state.typesRead) loadJobTypes();
+    }
+  ).catch(
+    // A failed refresh (or an answer the page could not use) never ends the refreshes.
+    function (err) {
+      if (generation !== state.listGeneration) return;
+      if (!handleError(err)) showBanner("Could not list jobs: " + err.message);
+      scheduleRefresh(err.retryAfterMs);
+    }
+  );
+}
+
+function scheduleRefresh(atLeastMs) {
+  clearTimeout(state.refreshTimer);
+  if (!state.authorized || document.hidden) return;
+  state.refreshTimer = setTimeout(function () { refreshList(false); }, Math.max(LIST_REFRESH_MS, atLeastMs || 0));
+}
+
+function loadMore() {
+  var more = $("load-more");
+  if (!state.cursor || busy(more)) return;
+  var generation = state.listGeneration;
+  setBusy(more, true);
+  more.textContent = "Loading…";
+  api("GET", listPath(state.cursor)).then(
+    function (page) {
+      if (generation !== state.listGeneration) return;
+      page.jobs.forEach(remember);
+      state.cursor = page.next_cursor || null;
+      order();
+      schedulePoll(0);
+    }
+  ).catch(
+    function (err) {
+      if (!handleError(err)) showBanner("Could not load more jobs: " + err.message);
+    }
+  ).then(function () {
+    setBusy(more, false);
+    more.textContent = "Load more";
+    // The last page loaded: the focus goes to the last job's details, not the page's start.
+    if (!state.cursor && document.activeElement === more) {
+      var rows = $("jobs-body").querySelectorAll("tr.job");
+      if (rows.length) state.rows.get(rows[rows.length - 1].dataset.jobId).toggle.focus();
+    }
+    more.hidden = !state.cursor;
+  });
+}
+
+// ---------------------------------------------------------------- polling
+
+// Polls every unfinished job shown, in one POST /jobs/status (chunks of 100 only past that),
+// every 2 s while something changes, backing off to 10 s while nothing does. Each batch sends
+// the ETag of its last answer: while none of its jobs changed, the answer is a 304 without a
+// body and nothing is read or rendered.
+function schedulePoll(delay) {
+  if (!state.authorized || document.hidden) return;
+  // A new job or a cancel polls soon, but never sooner than a throttle asked.
+  state.pollDelay = Math.max(POLL_MIN_MS, delay, state.pollNotBefore - Date.now());
+  if (state.polling) return; // the running poll schedules the next one
+  clearTimeout(state.pollTimer);
+  state.pollTimer = setTimeout(poll, state.pollDelay);
+}
+
+// Polls at once, unless a throttle's Retry-After has not passed or a poll is on its way
+// (then the next poll is as soon as either allows).
+function pollNow() {
+  if (state.polling || state.pollNotBefore > Date.now()) { schedulePoll(0); return; }
+  clearTimeout(state.pollTimer);
+  poll();
+}
+
+function ensurePolling() {
+  if (state.authorized && !document.hidden && !state.polling && !state.pollTimer) state.pollTimer = setTimeout(poll, state.pollDelay);
+}
+
+function poll() {
+  state.pollTimer = null;
+  var ids = unfinishedIds();
+  if (!ids.length || !state.authorized || document.hidden) return; // nothing to watch until a new job shows up
+  state.polling = true;
+  var chunks = [];
+  for (var i = 0; i < ids.length; i += MAX_BATCH) chunks.push(ids.slice(i, i + MAX_BATCH));
+  var tags = state.pollTags;
+  var kept = new Map(); // only the batches of this poll keep their tags
+  Promise.all(chunks.map(function (chunk) {
+    var key = chunk.join(" ");
+    return api("POST", "jobs/status", { job_ids: chunk }, undefined, tags.get(key) || "").then(function (tagged) {
+      if (tagged.etag) kept.set(key, tagged.etag);
+      return tagged.data;
+    });
+  })).then(
+    function (answers) {
+      if (state.pollTags === tags) state.pollTags = kept; // unless the jobs shown were cleared meanwhile
+      var changed = false;
+      answers.forEach(function (answer) {
+        if (answer === null) return; // 304: its jobs are as shown
+        answer.job_ids.forEach(function (id) {
+          var job = answer.jobs[id];
+          if (!job) return;
+          if (job.status === "not_found" ? markGone(id) : remember(job)) changed = true;
+        });
+      });
+      if (changed) order();
+      state.pollDelay = changed ? POLL_MIN_MS : Math.min(POLL_MAX_MS, state.pollDelay * POLL_BACKOFF);
+    }
+  ).catch(
+    // Whatever failed, the next poll is scheduled below: the polls never stop on an error.
+    function (err) {
+      if (!handleError(err)) showBanner("Could not poll job status: " + err.message);
+      state.pollDelay = Math.max(Math.min(POLL_MAX_MS, state.pollDelay * 2), err.retryAfterMs || 0);
+      if (err.retryAfterMs) state.pollNotBefore = Date.now() + err.retryAfterMs;
+    }
+  ).then(function () {
+    state.polling = false;
+    if (state.authorized && !document.hidden) {
+      clearTimeout(state.pollTimer);
+      state.pollTimer = setTimeout(poll, state.pollDelay);
+    }
+  });
+}
+
+// Durations of running jobs and waits of scheduled ones tick between polls; past midnight,
+// the times shown as "today" gain their date.
+var today = new Date().toDateString();
+
+function tick() {
+  if (new Date().toDateString() !== today) {
+    today = new Date().toDateString();
+    state.jobs.forEach(function (job) { state.rows.get(job.id).renderTimes(job); });
+  }
+  state.jobs.forEach(function (job) {
+    if (TERMINAL[job.status] || state.gone.has(job.id)) return;
+    var row = state.rows.get(job.id);
+    if (job.started_at) row.renderDuration(job);
+    row.renderSchedule(job);
+  });
+}
