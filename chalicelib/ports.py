@@ -117,6 +117,14 @@ class ChangeSet:
             raise ValueError("a write without a read carries no run, cache invalidation, task completion or "
                              "claim-checked field")
 
+    def written_on(self, job: Job) -> Job:
+        """`job` as this write leaves it, read nothing back (`JobStore.apply`'s answer): the
+        changes set on it (REMOVE as None), version + 1, every other field as `job` holds it, a
+        claim-checked one as the caller read it (whole, its placeholder, or named in `gone`)."""
+        fields = {k: (None if v is REMOVE else v) for k, v in self.fields.items()}
+        gone = [f for f in job.gone if f not in fields]  # a field written is no longer gone
+        return job.model_copy(update={**fields, "gone": gone, "version": job.version + 1})
+
     def claim_landed_in(self, job: Job) -> bool:
         """Whether `job`, the job a claim's conditional write was refused on, holds every change
         of that claim: botocore tried the write again after it was applied and its answer was
@@ -198,7 +206,8 @@ class JobStore(Protocol):
         `job.version`. Returns the job as written (version + 1). A write refused only by what its
         own earlier try wrote (retried after it landed, its answer lost) is written, not a lost
         race. Raises StaleJobError, RecordTooLargeError when the record would pass the store's
-        item size, StoreUnavailableError."""
+        item size, StoreUnavailableError. The job returned is `changes.written_on(job)`: no object
+        is read back, so a claim-checked field shows as the caller read it, one written as written."""
 
     def cut_progress_message(self, job: Job, expected_status: JobStatus, limit: int) -> Job:
         """Cut the stored progress message to `limit` characters (`domain.events.clip`), nothing

@@ -284,8 +284,7 @@ class DynamoJobStore:
                 raise RecordTooLargeError(f"job {job.id}'s record has no room for this write (400 KB)") from exc
             else:
                 raise StoreUnavailableError(f"could not update job {job.id}") from exc
-        fields = {k: (None if v is REMOVE else v) for k, v in changes.fields.items()}
-        return job.model_copy(update={**fields, "version": job.version + 1})
+        return changes.written_on(job)
 
     def cut_progress_message(self, job: Job, expected_status: JobStatus, limit: int) -> Job:
         cut = clip(job.progress.message, limit)

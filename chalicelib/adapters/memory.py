@@ -192,7 +192,7 @@ class InMemoryJobStore:
             if stored is None or stored.status != expected_status or stored.version != job.version:
                 if (stored is not None and stored.version == job.version + 1 and not changes.invalidate_caches
                         and changes.run is None and changes.task_completion is None and changes.claim_landed_in(stored)):
-                    return stored.model_copy(deep=True)  # a claim's earlier try, its answer lost
+                    return changes.written_on(job)  # a claim's earlier try, its answer lost
                 raise StaleJobError(f"job {job.id} changed since it was read")
             update = {k: (None if v is REMOVE else v) for k, v in changes.fields.items()}
             update["version"] = stored.version + 1
@@ -209,7 +209,7 @@ class InMemoryJobStore:
                                        new.finished_at or isoformat(utcnow()))
             if changes.task_completion is not None:
                 self.caches.record_completion(new.tenant, new.scope or "", changes.task_completion)
-            return new.model_copy(deep=True)
+            return changes.written_on(job)  # like DynamoDB's: the caller's job, no object read back
 
     def cut_progress_message(self, job: Job, expected_status: JobStatus, limit: int) -> Job:
         with self._lock:

@@ -145,6 +145,35 @@ def test_apply_writes_only_against_the_expected_status_and_version(adapters):
     assert adapters.store.get(job.id) == written
 
 
+def test_apply_answers_the_job_it_was_given_with_the_changes_whatever_became_of_its_objects(adapters):
+    """`apply` reads nothing back: its answer is the job the caller read plus the changes. A
+    claim-checked field shows as that read showed it (whole, its placeholder, or gone and named
+    in `gone`), one the write sets as written: a claim decides on the payload it read, and a
+    reconciler that read the record alone gets no object fetched or found gone."""
+    job = make_job(1, payload=big())
+    adapters.store.create(job)
+    placeholder = adapters.store.get(job.id, fetch=()).payload
+    assert placeholder == {"claim_check": {"bytes": len(json.dumps(big(), separators=(",", ":")))}}
+    start = {"status": JobStatus.RUNNING, "attempts": 1, "claim_id": "a" * 32}
+    record = adapters.store.get(job.id, fetch=())
+    written = adapters.store.apply(record, JobStatus.QUEUED, ChangeSet(start))
+    assert (written.payload, written.status, written.version) == (placeholder, JobStatus.RUNNING, job.version + 1)
+    again = adapters.store.apply(record, JobStatus.QUEUED, ChangeSet(start))  # its earlier try's answer lost
+    assert again == written
+
+    adapters.blobs.delete([f"jobs/{job.id}/payload.json"])
+    read = adapters.store.get(job.id, mark_gone=True)
+    progressed = adapters.store.apply(read, JobStatus.RUNNING, ChangeSet({"progress": Progress(percent=5)}))
+    assert (progressed.payload, progressed.gone, progressed.progress.percent) == ({}, ["payload"], 5)
+    done = adapters.store.apply(progressed, JobStatus.RUNNING, ChangeSet({"status": JobStatus.COMPLETED,
+                                                                        "result": big(500)}))
+    assert (done.payload, done.result, done.gone) == ({}, big(500), ["payload"])
+    assert adapters.store.get(job.id, mark_gone=True) == done
+    cleared = adapters.store.apply(adapters.store.get(job.id, fetch=("result",)), JobStatus.COMPLETED,
+                                   ChangeSet({"result": REMOVE}))
+    assert (cleared.payload, cleared.result, cleared.gone) == (placeholder, None, [])
+
+
 def test_a_failed_jobs_owed_dead_letter_is_kept_until_removed(adapters):
     job = make_job(1, status=JobStatus.FAILED, error=JobErrorInfo(code="boom", message="it broke"), attempts=3)
     adapters.store.create(job)
