@@ -337,7 +337,7 @@ class JobLifecycle:
         if scope is not None:
             check_name("scope", scope)
         child_id = child_job_id(parent.id, parent.attempts, index)
-        existing = self.store.get(child_id)
+        existing = self.store.get(child_id, mark_gone=True)  # the child as recorded, whatever its objects
         if existing is None and (len(parent.children) if listed is None else listed) >= MAX_CHILDREN:
             raise TooManyChildrenError(
                 f"job {parent.id} lists {MAX_CHILDREN} children, as many as a job may; "
@@ -354,7 +354,7 @@ class JobLifecycle:
             try:
                 self.store.create_child(child, parent.attempts)
             except StaleJobError:  # created by a concurrent spawn of the same index
-                existing = self.store.get(child_id)
+                existing = self.store.get(child_id, mark_gone=True)
             except RecordTooLargeError as exc:  # the handler's doing, as a retry would find it
                 raise RecordFullError(
                     f"job {parent.id}'s record has no room to list child {child_id}: DynamoDB's 400 KB "
@@ -433,7 +433,11 @@ class JobLifecycle:
         The common case costs one conditional write and no read: the message names the
         attempt, tenant and timeout, and the write starts the attempt only if the stored job
         is exactly the one that may start now. When it is not, the refused write returns the
-        stored job and the decision below is made on it, as after a read."""
+        stored job and the decision below is made on it, as after a read.
+
+        The decision rests on the record: an object of the job found gone (deleted by hand or
+        by a bucket rule) is named in the job's `gone`, never an error after the write landed.
+        A RUN claim whose payload is gone is failed `payload_gone` by the runner, at once."""
         job: Optional[Job] = None
         if self._may_start_unread(message, time_left_s):
             written = self._start_unread(message)
@@ -444,7 +448,7 @@ class JobLifecycle:
             job = written.job
         for _ in range(RACE_RETRIES):
             if job is None:
-                job = self.store.get(message.job_id)
+                job = self.store.get(message.job_id, mark_gone=True)
                 if job is None:
                     return Claim(ClaimOutcome.SKIP, None, "job does not exist")
             try:
@@ -476,7 +480,7 @@ class JobLifecycle:
         # `attempts` pins which case this is).
         first_start = isoformat(now) if message.attempt == 1 else None
         changes = self._start_changes(message.attempt, message.timeout_s, now, first_start)
-        return self.store.apply_expected(message.job_id, message.tenant, expected, changes)
+        return self.store.apply_expected(message.job_id, message.tenant, expected, changes, mark_gone=True)
 
     @staticmethod
     def _start_changes(attempt: int, timeout_s: int, now: datetime, first_start: Optional[str]) -> ChangeSet:
@@ -547,7 +551,7 @@ class JobLifecycle:
         try:
             return self._clear_owed_mark(job)
         except StaleJobError:  # another delivery parked it meanwhile
-            return self.store.get(job.id) or job
+            return self.store.get(job.id, mark_gone=True) or job
         except StoreUnavailableError:
             return job
 
@@ -758,7 +762,7 @@ class JobLifecycle:
             try:
                 return decide(current)
             except StaleJobError:
-                fresh = self.store.get(job.id)
+                fresh = self.store.get(job.id, mark_gone=True)  # the attempt's payload is in `job` already
                 if fresh is None:
                     raise
                 current = fresh

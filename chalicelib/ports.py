@@ -191,9 +191,9 @@ class JobStore(Protocol):
         claim-checked fields read back from the blob store; the others show as their
         placeholder, as listings show them (`()`: the record alone, no object read, so a
         read that shows neither works when an object is gone). A fetched object that is gone
-        raises BlobNotFoundError, or with `mark_gone` (a read that shows the job, not one
-        that runs it) reads as `gone_value` and is named in the job's `gone`. Raises
-        StoreUnavailableError."""
+        raises BlobNotFoundError, or with `mark_gone` (a read that shows the job or decides on
+        its record: the claim, which fails a job whose payload is gone `payload_gone`) reads
+        as `gone_value` and is named in the job's `gone`. Raises StoreUnavailableError."""
 
     def get_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
         """Jobs by id; ids that do not exist are absent from the result."""

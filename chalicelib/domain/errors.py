@@ -187,6 +187,18 @@ class PayloadTooDeepError(FatalJobError):
     code = "payload_too_deep"
 
 
+class PayloadGoneError(FatalJobError):
+    """A claimed job whose claim-checked payload object is gone (deleted by hand or by a bucket
+    rule): the attempt fails for good, since no attempt can ever read the payload again."""
+
+    code = "payload_gone"
+
+    @classmethod
+    def of(cls, job_id: str) -> "PayloadGoneError":
+        return cls(f"the payload of job {job_id} is gone from the bucket (deleted by hand or by a "
+                   "lifecycle rule): no attempt can run it")
+
+
 class RecordFullError(FatalJobError):
     """A spawn its parent's record has no room to list (DynamoDB's 400 KB item, which also holds
     the job's payload, progress and children): the job fails, not retried, since its next

@@ -27,6 +27,7 @@ from chalicelib.domain.errors import (
     JobCancelledError,
     JobpipeError,
     JobTimeoutError,
+    PayloadGoneError,
     StaleJobError,
     describe,
 )
@@ -141,10 +142,12 @@ class JobRunner:
             # If the reconciler failed it while the dead-letter queue did not answer, this
             # delivery's message is the one that parks the letter: it is acknowledged next.
             self._observe("abandoned", job, {"reason": exc.message})
-            fresh = self.lifecycle.store.get(job.id)
+            fresh = self.lifecycle.store.get(job.id, mark_gone=True)  # its record decides
             return self.lifecycle.park_owed_letter(fresh) if fresh is not None else None
 
     def _execute(self, job: Job) -> Job:
+        if "payload" in job.gone:  # the claim found its object gone: no attempt can ever read it
+            return self._fail(job, _error_info(PayloadGoneError.of(job.id)), False)
         job_type = self.registry.find(job.type)
         if job_type is None:
             return self._fail(job, JobErrorInfo(code="unknown_job_type",
@@ -166,7 +169,7 @@ class JobRunner:
         )
         ctx = JobContext(
             reporter,
-            reload=lambda job_id: self.lifecycle.store.get(job_id),
+            reload=lambda job_id: self.lifecycle.store.get(job_id, fetch=()),  # its cancel request: the record
             deadline=self._monotonic() + job.timeout_s,
             spawn=functools.partial(self._spawn, listed_at_claim=len(job.children)),
             monotonic=self._monotonic,

@@ -10,7 +10,7 @@ import pytest
 from chalicelib import composition
 from chalicelib.adapters.retention import DynamoFinishedJobs
 from chalicelib.domain.errors import StoreUnavailableError
-from tests.functional.conftest import auth, drain
+from tests.functional.conftest import LambdaContext, auth, drain
 
 OUTPUTS = {"type": "demo.outputs", "payload": {"artifact_bytes": 70 * 1024, "result_bytes": 70 * 1024}}
 LARGE = {"type": "demo.outputs", "payload": {"pad": "x" * (70 * 1024)}}  # its payload claim-checked
@@ -166,3 +166,54 @@ def test_a_keyed_replay_of_a_job_whose_objects_are_gone_answers_the_job_as_recor
     assert again.json_body == client.http.get(f"/jobs/{job_id}", headers=auth()).json_body
     assert (again.json_body["status"], again.json_body["gone"]) == ("completed", ["result"])
     assert len(client.http.get("/jobs", headers=auth()).json_body["jobs"]) == 1
+
+
+@pytest.fixture
+def stream(client, aws):
+    from tests.support.stream import StreamRecorder
+
+    return StreamRecorder(composition.container().store._ddb, aws["ddb"], "jobs")
+
+
+def _deliver(app, aws, messages: list[dict]) -> dict:
+    from tests.functional.conftest import invoke_worker, sqs_event
+
+    return invoke_worker(app, sqs_event(messages, "arn:aws:sqs:us-east-1:123456789012:jobs-normal"))
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["submitted", "keyed"])
+def test_a_queued_job_whose_payload_object_is_gone_fails_at_once_payload_gone(app, client, aws, tap, stream, keyed):
+    """The worker claims it, finds the payload gone and fails it for good: `payload_gone`, no
+    retry, its letter on the DLQ, its failed event published, the delivery a success (its
+    message deleted), where it failed delivery after delivery until its lease ended."""
+    from tests.functional.conftest import receive_all, receive_all_peek
+
+    headers = auth(**{"Idempotency-Key": "nightly-43"}) if keyed else auth()
+    job_id = client.http.post("/jobs", headers=headers, body=json.dumps(LARGE)).json_body["id"]
+    _gone(aws, job_id, "payload.json")
+    assert _deliver(app, aws, receive_all(aws)) == {"batchItemFailures": []}
+
+    job = client.http.get(f"/jobs/{job_id}", headers=auth()).json_body
+    assert (job["status"], job["attempts"], job["error"]["code"], job["gone"]) == \
+        ("failed", 1, "payload_gone", ["payload"])
+    assert receive_all_peek(aws, "jobs_url") == 0  # no next attempt sent
+    [letter] = receive_all(aws, "dlq_url")
+    assert {k: v for k, v in json.loads(letter["Body"]).items() if k != "reason"} == \
+        {"job_id": job_id, "attempt": 1}
+    assert json.loads(letter["Body"])["reason"] == job["error"]
+    assert app.handler_map["event_publisher"]({"Records": stream.records},
+                                              LambdaContext(60)) == {"batchItemFailures": []}
+    status = [e["detail"] for e in tap() if e["detail-type"] == "job.status.changed"]
+    assert [(d["previous_status"], d["status"]) for d in status] == \
+        [(None, "queued"), ("queued", "running"), ("running", "failed")]
+    assert status[-1]["error"]["code"] == "payload_gone"
+
+
+def test_a_duplicate_of_a_completed_job_whose_result_object_is_gone_is_acknowledged(app, client, aws):
+    """Its claim is refused on the record, which reads as completed: acknowledged, not failed on
+    each delivery until the redrive policy parks it 10 receives (about 75 minutes) later."""
+    job_id = _finished_job(client, app, aws)
+    _gone(aws, job_id, "result-0001.json")
+    body = json.dumps({"job_id": job_id, "attempt": 1, "tenant": "acme", "timeout_s": 120})
+    assert _deliver(app, aws, [{"Body": body}]) == {"batchItemFailures": []}
+    assert client.http.get(f"/jobs/{job_id}", headers=auth()).json_body["status"] == "completed"
