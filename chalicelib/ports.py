@@ -212,8 +212,8 @@ class JobStore(Protocol):
     def cut_progress_message(self, job: Job, expected_status: JobStatus, limit: int) -> Job:
         """Cut the stored progress message to `limit` characters (`domain.events.clip`), nothing
         else, if the stored job still has `expected_status` and `job.version`: room for a write
-        the record could not take. Returns the job as written (version + 1). Raises
-        StaleJobError, StoreUnavailableError."""
+        the record could not take. Returns the job as written (version + 1), read nothing back
+        (as `apply`: `job` with the message cut). Raises StaleJobError, StoreUnavailableError."""
 
     def apply_expected(self, job_id: str, tenant: str, expected: Expectation, changes: ChangeSet, *,
                        mark_gone: bool = False) -> ExpectedWrite:

@@ -219,7 +219,7 @@ class InMemoryJobStore:
             progress = stored.progress.model_copy(update={"message": clip(stored.progress.message, limit)})
             new = stored.model_copy(update={"progress": progress, "version": stored.version + 1})
             self._jobs[job.id] = new
-            return self._read(new, fetch=CLAIM_CHECKED)
+            return ChangeSet({"progress": progress}).written_on(job)  # like DynamoDB's: no object read back
 
     def apply_expected(self, job_id: str, tenant: str, expected: Expectation, changes: ChangeSet, *,
                        mark_gone: bool = False) -> ExpectedWrite:

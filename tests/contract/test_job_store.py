@@ -383,6 +383,20 @@ def test_a_record_filled_by_progress_refuses_what_does_not_fit_until_its_message
     assert store.get(job.id).status == JobStatus.RETRYING and ended.version == cut.version + 1
 
 
+
+def test_cutting_the_progress_message_answers_the_job_it_was_given_reading_no_object(adapters):
+    """Like `apply`: the caller's job with the message cut (version + 1), a claim-checked field
+    as that caller read it, so an attempt whose payload object went meanwhile can still end."""
+    store = adapters.store
+    job = running(store, make_job(1, payload=big()))
+    store.record_progress(job.id, 1, Progress(percent=5, message="m" * 50))
+    adapters.blobs.delete([f"jobs/{job.id}/payload.json"])
+    read = store.get(job.id, mark_gone=True)
+    cut = store.cut_progress_message(read, JobStatus.RUNNING, 10)
+    assert (cut.payload, cut.gone, cut.progress.message, cut.version) == ({}, ["payload"], "m" * 9 + "…",
+                                                                          read.version + 1)
+    assert store.get(job.id, mark_gone=True) == cut
+
 def _filled_by_progress(store, job: Job) -> Job:
     """`job` running with the longest progress message its record takes (binary search, as a
     handler growing its message would find it)."""
