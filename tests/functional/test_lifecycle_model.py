@@ -25,7 +25,7 @@ from chalicelib.adapters.memory import InMemoryJobQueue, InMemoryJobStore, InMem
 from chalicelib.adapters.memory_stats import InMemoryStatsStore
 from chalicelib.domain.errors import AttemptEndedError, JobAlreadyFinishedError, JobCancelledError, ProgressRejectedError, QueueUnavailableError, StaleJobError
 from chalicelib.domain.events import STATUS_CHANGED
-from chalicelib.domain.job import Job, JobErrorInfo, child_job_id, parse_time
+from chalicelib.domain.job import Job, JobErrorInfo, child_job_id
 from chalicelib.domain.status import JobStatus
 from chalicelib.events.changes import events_for_change
 from chalicelib.events.stream import record_changes
@@ -225,11 +225,7 @@ class LifecycleModel(SimulatedJobsQueue, RuleBasedStateMachine):
     def wait(self, seconds) -> None:
         """Time passes: a while, or up to the next moment a message shows or a job is due."""
         if seconds == "next":
-            self.collect_sent()
-            moments = [m.visible_at for m in self.messages if m.visible_at > self.now()]
-            moments += [parse_time(j.due_at).timestamp() for j in self.store._jobs.values()
-                        if j.due_at and parse_time(j.due_at).timestamp() > self.now()]
-            seconds = min(moments) - self.now() if moments else 1
+            seconds = self.until_next_moment()
         self.clock.advance(seconds)
 
     @rule()

@@ -1,12 +1,14 @@
 """The jobs queues as the lifecycle models see them: messages with a visible-at time, SQS's
 at-least-once delivery, the redrive policy parking a message after MAX_RECEIVES, and what the
 lifecycle sent landing on the queue. Mixed into the models' state machines, which own
-`self.clock` (a FakeClock), `self.queue` (an InMemoryJobQueue) and `self.messages`."""
+`self.clock` (a FakeClock), `self.queue` (an InMemoryJobQueue), `self.store` (an
+InMemoryJobStore) and `self.messages`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from chalicelib.adapters.memory import ParkedMessage
+from chalicelib.domain.job import parse_time
 from chalicelib.ports import JobMessage
 
 VISIBILITY_S = 5400  # the jobs queues' visibility timeout: a claimed message comes back after it
@@ -30,6 +32,15 @@ class SimulatedJobsQueue:
         for body, priority, delay in self.queue.sent:
             self.messages.append(Message(body, priority, self.now() + delay))
         self.queue.sent.clear()
+
+    def until_next_moment(self) -> float:
+        """Seconds until a message next shows or a job is next due (1 when nothing is waiting):
+        the wait that reaches the model's next event without skipping past it."""
+        self.collect_sent()
+        moments = [m.visible_at for m in self.messages if m.visible_at > self.now()]
+        moments += [parse_time(j.due_at).timestamp() for j in self.store._jobs.values()
+                    if j.due_at and parse_time(j.due_at).timestamp() > self.now()]
+        return min(moments) - self.now() if moments else 1
 
     def visible(self) -> list[Message]:
         self.collect_sent()

@@ -238,11 +238,7 @@ class PipelineModel(SimulatedJobsQueue, RuleBasedStateMachine):
     def wait(self, seconds: Any) -> None:
         """Time passes: a while, or up to the next moment a message shows or a job is due."""
         if seconds == "next":
-            self.collect_sent()
-            moments = [m.visible_at for m in self.messages if m.visible_at > self.now()]
-            moments += [parse_time(j.due_at).timestamp() for j in self.store._jobs.values()
-                        if j.due_at and parse_time(j.due_at).timestamp() > self.now()]
-            seconds = min(moments) - self.now() if moments else 1
+            seconds = self.until_next_moment()
         self.clock.advance(seconds)
 
     @rule()
