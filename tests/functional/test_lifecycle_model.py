@@ -328,7 +328,7 @@ class LifecycleModel(SimulatedJobsQueue, RuleBasedStateMachine):
 
 
 LifecycleModel.TestCase.settings = settings(
-    max_examples=200, stateful_step_count=100, deadline=None, database=None,
+    max_examples=200, stateful_step_count=100, deadline=None, database=None, derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 test_lifecycle_model = LifecycleModel.TestCase

@@ -248,3 +248,31 @@ def test_the_readme_table_of_make_run_variables_is_the_one_stack_config_reads_wi
         assert missing == [], (variable, rule)
         if "AllowedValues" in parameter and param == "LogRetentionDays":
             assert re.findall(r"\d+", rule) == [str(v) for v in parameter["AllowedValues"]], rule
+
+
+# --- the model tests ---------------------------------------------------------------------------
+
+def _hypothesis_settings(path: Path) -> dict[str, object]:
+    """The keywords of the module-level `....settings = settings(...)` a state machine's file gives
+    its TestCase, read from the source (the functional tier's modules are not imported here)."""
+    import ast
+
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) \
+                and getattr(node.value.func, "id", None) == "settings":
+            return {k.arg: ast.literal_eval(k.value) for k in node.value.keywords
+                    if isinstance(k.value, ast.Constant)}
+    raise AssertionError(f"{path} gives its state machine no settings")
+
+
+def test_the_model_tests_the_readme_calls_derandomized_are_so():
+    """README says its state machines run derandomized and without an example database, the same
+    on every run: a model that draws new examples each run fails one day on a change that
+    did not break it, and a failure seen once may not be seen again."""
+    paragraph = next(p for p in text("README.md").split("\n\n") if "Hypothesis state machines" in p)
+    assert "derandomized and without an example database" in paragraph
+    models = sorted(set(re.findall(r"`(tests/[\w/]+_model\.py)`", paragraph)))
+    assert len(models) == 2, models
+    for model in models:
+        chosen = _hypothesis_settings(ROOT / model)
+        assert (chosen.get("derandomize"), chosen.get("database", "unset")) == (True, None), (model, chosen)
