@@ -113,6 +113,18 @@ def get_job(client, job_id: str, headers: Optional[dict] = None) -> dict:
     return client.http.get(f"/jobs/{job_id}", headers=headers or auth()).json_body
 
 
+def job_items(aws, job_id: str) -> list[dict]:
+    """Every item of the job's partition in the jobs table (its own, its runs, its artifacts)."""
+    return aws["ddb"].query(TableName="jobs", KeyConditionExpression="pk = :pk",
+                            ExpressionAttributeValues={":pk": {"S": f"JOB#{job_id}"}})["Items"]
+
+
+def job_objects(aws, job_id: str) -> list[str]:
+    """The keys of the job's objects in the jobs bucket (claim-checks, results, artifacts)."""
+    listed = aws["s3"].list_objects_v2(Bucket="jobs-bucket", Prefix=f"jobs/{job_id}/")
+    return [o["Key"] for o in listed.get("Contents", [])]
+
+
 def receive_all(aws, url_key: str = "jobs_url") -> list[dict]:
     """Every visible message on a queue (delays ignored by draining what is there now)."""
     messages = []

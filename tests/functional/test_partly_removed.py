@@ -10,20 +10,10 @@ import pytest
 from chalicelib import composition
 from chalicelib.adapters.retention import DynamoFinishedJobs
 from chalicelib.domain.errors import StoreUnavailableError
-from tests.functional.conftest import LambdaContext, auth, drain
+from tests.functional.conftest import LambdaContext, auth, drain, job_items, job_objects
 
 OUTPUTS = {"type": "demo.outputs", "payload": {"artifact_bytes": 70 * 1024, "result_bytes": 70 * 1024}}
 LARGE = {"type": "demo.outputs", "payload": {"pad": "x" * (70 * 1024)}}  # its payload claim-checked
-
-
-def _items(aws, job_id: str) -> list[dict]:
-    return aws["ddb"].query(TableName="jobs", KeyConditionExpression="pk = :pk",
-                            ExpressionAttributeValues={":pk": {"S": f"JOB#{job_id}"}})["Items"]
-
-
-def _objects(aws, job_id: str) -> list[str]:
-    listed = aws["s3"].list_objects_v2(Bucket="jobs-bucket", Prefix=f"jobs/{job_id}/")
-    return [o["Key"] for o in listed.get("Contents", [])]
 
 
 class _ItemsKept:
@@ -59,9 +49,9 @@ def _purge_cut_off(job_id: str) -> None:
 
 def test_a_job_whose_purge_was_cut_off_is_not_found_on_every_route_until_a_repeat_ends_it(app, client, aws):
     job_id = _finished_job(client, app, aws)
-    assert len(_objects(aws, job_id)) == 2  # its result and its artifact
+    assert len(job_objects(aws, job_id)) == 2  # its result and its artifact
     _purge_cut_off(job_id)
-    assert _objects(aws, job_id) == [] and any(i["sk"]["S"] == "JOB" for i in _items(aws, job_id))
+    assert job_objects(aws, job_id) == [] and any(i["sk"]["S"] == "JOB" for i in job_items(aws, job_id))
 
     for method, path in (("get", f"/jobs/{job_id}"), ("delete", f"/jobs/{job_id}"),
                          ("get", f"/jobs/{job_id}/runs"), ("get", f"/jobs/{job_id}/artifacts")):
@@ -75,7 +65,7 @@ def test_a_job_whose_purge_was_cut_off_is_not_found_on_every_route_until_a_repea
     assert client.http.get("/jobs", headers=auth()).json_body["jobs"] == []
 
     composition.container().finished_jobs.purge(job_id)  # the clean-up's next run finds it and ends it
-    assert _items(aws, job_id) == [] and _objects(aws, job_id) == []
+    assert job_items(aws, job_id) == [] and job_objects(aws, job_id) == []
 
 
 def test_cancelling_a_finished_job_whose_result_object_is_gone_is_409_job_finished(app, client, aws):

@@ -11,27 +11,17 @@ from datetime import datetime, timedelta, timezone
 
 from chalicelib import composition
 from chalicelib.maintenance import MaintenanceTasks
-from tests.functional.conftest import auth, drain
+from tests.functional.conftest import auth, drain, job_items, job_objects
 
 OUTPUTS = {"type": "demo.outputs", "payload": {"artifact_bytes": 70 * 1024, "result_bytes": 70 * 1024}}
-
-
-def _items(aws, job_id: str) -> list[dict]:
-    return aws["ddb"].query(TableName="jobs", KeyConditionExpression="pk = :pk",
-                            ExpressionAttributeValues={":pk": {"S": f"JOB#{job_id}"}})["Items"]
-
-
-def _objects(aws, job_id: str) -> list[str]:
-    listed = aws["s3"].list_objects_v2(Bucket="jobs-bucket", Prefix=f"jobs/{job_id}/")
-    return [o["Key"] for o in listed.get("Contents", [])]
 
 
 def test_the_scheduled_cleanup_reaches_a_finished_job_before_ttl_may_take_its_record(app, client, aws):
     response = client.http.post("/jobs", headers=auth(), body=json.dumps(OUTPUTS))
     job_id = response.json_body["id"]
     drain(app, aws)
-    [job] = [i for i in _items(aws, job_id) if i["sk"]["S"] == "JOB"]
-    assert job["status"]["S"] == "completed" and len(_objects(aws, job_id)) == 2  # result and artifact in S3
+    [job] = [i for i in job_items(aws, job_id) if i["sk"]["S"] == "JOB"]
+    assert job["status"]["S"] == "completed" and len(job_objects(aws, job_id)) == 2  # result and artifact in S3
     finished = datetime.fromisoformat(job["finished_at"]["S"].replace("Z", "+00:00"))
     expires = datetime.fromtimestamp(int(job["expires_at"]["N"]), timezone.utc)
     services = composition.container()
@@ -45,6 +35,6 @@ def test_the_scheduled_cleanup_reaches_a_finished_job_before_ttl_may_take_its_re
                          clock=lambda at=firing: at).cleanup_runs(days * 24)
         firing += timedelta(days=1)
 
-    assert _objects(aws, job_id) == []
-    assert _items(aws, job_id) == []
+    assert job_objects(aws, job_id) == []
+    assert job_items(aws, job_id) == []
     assert expires >= finished + timedelta(days=days)  # kept its retention
