@@ -203,9 +203,10 @@ class JobStore(Protocol):
 
     def apply(self, job: Job, expected_status: JobStatus, changes: ChangeSet) -> Job:
         """Conditionally write `changes` if the stored job still has `expected_status` and
-        `job.version`. Returns the job as written (version + 1). A write refused only by what its
-        own earlier try wrote (retried after it landed, its answer lost) is written, not a lost
-        race. Raises StaleJobError, RecordTooLargeError when the record would pass the store's
+        `job.version`. Returns the job as written (version + 1), an object `job` was read with as
+        gone (`Job.gone`) still named so unless the write sets its field. A write refused only by
+        what its own earlier try wrote (retried after it landed, its answer lost) is written, not a
+        lost race. Raises StaleJobError, RecordTooLargeError when the record would pass the store's
         item size, StoreUnavailableError. The job returned is `changes.written_on(job)`: no object
         is read back, so a claim-checked field shows as the caller read it, one written as written."""
 

@@ -700,6 +700,20 @@ def test_apply_expected_that_marks_gone_objects_answers_a_landed_write(adapters)
     assert stored.gone == [] and stored.version == written.job.version
 
 
+def test_apply_on_a_job_read_with_a_gone_object_answers_it_still_gone(adapters):
+    """A queued job's cancel reads it (`mark_gone`) and writes with `apply`: the answer is the job
+    as read with the write's changes, its gone payload still null and named in `gone`, on both
+    adapters (the in-memory one answered the payload whole from its own memory)."""
+    job = make_job(1, payload=big())
+    adapters.store.create(job)
+    adapters.blobs.delete([f"jobs/{job.id}/payload.json"])
+    read = adapters.store.get(job.id, mark_gone=True)
+    written = adapters.store.apply(read, JobStatus.QUEUED, ChangeSet({"cancel_requested": True}))
+    assert (written.gone, written.payload, written.cancel_requested) == (["payload"], {}, True)
+    assert written.public()["payload"] is None and written.version == job.version + 1
+    assert adapters.store.get(job.id, fetch=()).gone == []  # a read's, never stored
+
+
 @pytest.mark.parametrize("gone", [None, REMOVE], ids=["none", "remove"])
 def test_a_claim_checked_result_written_again_as_nothing_reads_back_as_nothing(adapters, gone):
     job = running(adapters.store, make_job(1))
