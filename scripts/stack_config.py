@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, fie
 
 from chalicelib import defaults
 from chalicelib.domain.numbers import length_rule, shown_number
-from chalicelib.domain.webhook_url import webhook_url_problem
+from chalicelib.domain.webhook_url import shown_url, webhook_url_problem
 
 # The template's MinLength and MaxLength (chalicelib/defaults.py says why), the functions' too.
 SECRET_MIN_CHARS = defaults.SECRET_MIN_CHARS
@@ -153,7 +153,7 @@ class StackParameters(BaseModel):
             return ""
         problem = webhook_url_problem(value)
         if problem is not None:  # a URL too long to quote is said by its length alone
-            shown = "" if len(value) > WEBHOOK_URL_MAX_CHARS else f" (got {value[:80]!r})"
+            shown = "" if len(value) > WEBHOOK_URL_MAX_CHARS else f" (got {shown_url(value)!r})"
             raise _Rule("ErpWebhookUrl", problem + shown)
         return value
 

@@ -26,3 +26,15 @@ def webhook_url_problem(url: str) -> Optional[str]:
             or any(c.isspace() for c in url):
         return "must be an http(s) URL with a host, e.g. https://erp.example/hook"
     return None
+
+
+def shown_url(url: str, limit: int = 80) -> str:
+    """`url` as a refusal may show it, so a typo can be found: without a user:password, a query
+    or a fragment (where a URL carries its credentials), cut to `limit` characters."""
+    try:
+        parts = urlsplit(url)
+        host = parts.netloc.rpartition("@")[2]
+    except ValueError:
+        return ""
+    shown = f"{parts.scheme}://{host}{parts.path}" if parts.scheme else f"{host}{parts.path}"
+    return shown[:limit]

@@ -379,3 +379,18 @@ def test_deploy_main_passes_whole_numbers_written_as_the_template_takes_them(cap
              "FaultClaimFailureRate": "0.1", "TokenIssuer": "", "AuthSecret": SECRET}
     deploy.main([str(tmp_path), "jobpipe", *(f"{k}={v}" for k, v in given.items())])
     assert deployed == given
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("ftp://user:hunter2@erp.example/hook?token=abc", "'ftp://erp.example/hook'"),
+    ("https://erp.example:0/hook#x", "'https://erp.example:0/hook'"),
+    ("erp.example/hook", "'erp.example/hook'"),
+])
+def test_a_refused_webhook_url_is_shown_without_its_credentials_or_query(url, shown):
+    """The refusal shows what was typed, so a typo can be found, but never the user:password
+    or the query, where a URL carries its credentials: a terminal or a CI log keeps the line."""
+    with pytest.raises(StackConfigError) as raised:
+        check_parameters({"ErpWebhookUrl": url, "ErpWebhookSecret": SECRET})
+    message = str(raised.value)
+    assert message.endswith(f"(got {shown})")
+    assert "hunter2" not in message and "token" not in message and "user" not in message
