@@ -73,6 +73,7 @@ from chalicelib.domain.job import (
     too_deep_message,
     utcnow,
 )
+from chalicelib.domain.numbers import shown_number
 from chalicelib.domain.progress import check_not_decreasing, clamp_percent, is_notable_change
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus, can_transition
@@ -260,7 +261,8 @@ class JobLifecycle:
         size = answer_bytes(job.public())
         if size > MAX_ANSWER_BYTES:  # no answer could carry the job: not its 202, not a GET of it
             raise PayloadTooLargeError(
-                f"the job would be {size} bytes as the API answers it, past the {MAX_ANSWER_BYTES} "
+                f"the job would be {shown_number(size)} bytes as the API answers it, past the "
+                f"{shown_number(MAX_ANSWER_BYTES)} "
                 "it can return (Lambda's 6 MB, with JSON's escapes: a non-ASCII character takes 7 "
                 "bytes); pass a reference to large input (an object in S3) instead",
                 details={"answer_bytes": size, "limit": MAX_ANSWER_BYTES})

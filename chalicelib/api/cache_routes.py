@@ -14,6 +14,7 @@ from chalicelib.defaults import MAX_CACHE_VALUE_BYTES
 from chalicelib.domain.caches import check_name
 from chalicelib.domain.errors import InvalidRequestError
 from chalicelib.domain.job import isoformat, utcnow
+from chalicelib.domain.numbers import shown_number
 
 cache_api = Blueprint(__name__)
 
@@ -41,7 +42,8 @@ def put_cache(call: Call, scope: str, namespace: str) -> Any:
     size = len(json.dumps(value, separators=(",", ":")))  # as the store writes it
     if size > MAX_CACHE_VALUE_BYTES:
         raise PayloadTooLargeError(
-            f"a cached value's JSON may take {MAX_CACHE_VALUE_BYTES} bytes; this one takes {size}",
+            f"a cached value's JSON may take {shown_number(MAX_CACHE_VALUE_BYTES)} bytes; this one takes "
+            f"{shown_number(size)}",
             details={"limit": MAX_CACHE_VALUE_BYTES, "bytes": size},
         )
     entry = container().cache_store.put(

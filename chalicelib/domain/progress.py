@@ -15,6 +15,7 @@ from chalicelib.defaults import (
 )
 from chalicelib.domain.errors import ProgressRejectedError
 from chalicelib.domain.job import nested_deeper_than, too_deep_message
+from chalicelib.domain.numbers import shown_number
 
 MILESTONES = (0.0, 25.0, 50.0, 75.0, 100.0)
 
@@ -46,7 +47,8 @@ def check_report(step: Optional[str], message: Optional[str], details: Optional[
     except (TypeError, ValueError) as exc:
         raise ProgressRejectedError(f"progress details must be JSON: {exc}") from None
     if size > MAX_PROGRESS_DETAILS_BYTES:
-        raise ProgressRejectedError(f"progress details are {size} bytes as JSON; at most {MAX_PROGRESS_DETAILS_BYTES}")
+        raise ProgressRejectedError(f"progress details are {shown_number(size)} bytes as JSON; "
+                                    f"at most {shown_number(MAX_PROGRESS_DETAILS_BYTES)}")
     key = _non_text_key(details)
     if key is not None:  # json.dumps writes {1: ...} as {"1": ...}: it would not read back as given
         raise ProgressRejectedError(f"progress details must be a JSON object: its keys are text, not {key!r}")

@@ -32,6 +32,7 @@ from chalicelib.domain.errors import (
     describe,
 )
 from chalicelib.domain.job import Job, JobErrorInfo, answer_bytes, nested_deeper_than, too_deep_message
+from chalicelib.domain.numbers import shown_number
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.lifecycle import ClaimOutcome, JobLifecycle
 from chalicelib.ports import ArtifactStore, JobMessage, job_message_of
@@ -224,8 +225,8 @@ class JobRunner:
         size = answer_bytes(reporter.job.model_copy(update={"result": result}).public())
         if size > MAX_ANSWER_BYTES:  # stored, no GET of the job could return it
             error = JobErrorInfo(code="result_too_large", message=(
-                f"the job with its result would be {size} bytes as the API answers it, past the "
-                f"{MAX_ANSWER_BYTES} it can return (Lambda's 6 MB): write large outputs as artifacts "
+                f"the job with its result would be {shown_number(size)} bytes as the API answers it, past "
+                f"the {shown_number(MAX_ANSWER_BYTES)} it can return (Lambda's 6 MB): write large outputs as artifacts "
                 "(ctx.artifact) and return their names"))
             return self._fail(reporter.close(), error, False, started)
         final = self.lifecycle.complete(reporter.job, result, message, last_progress=reporter.settle())

@@ -164,7 +164,7 @@ def test_a_progress_write_counts_as_a_cancel_check(setup):
     (None, None, ["a"], "details must be a JSON object"),
     (None, None, {"x": float("nan")}, "details must be JSON"),
     (None, None, {"x": object()}, "details must be JSON"),
-    (None, None, {"x": "d" * MAX_PROGRESS_DETAILS_BYTES}, "at most 32768"),
+    (None, None, {"x": "d" * MAX_PROGRESS_DETAILS_BYTES}, "at most 32,768"),
 ])
 def test_a_report_that_cannot_be_stored_as_given_is_refused(step, message, details, says):
     with pytest.raises(ProgressRejectedError, match=says):
