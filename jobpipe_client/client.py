@@ -301,7 +301,8 @@ class JobpipeClient:
         answered only when every batch of it is: the tags of its batches are kept then, so a
         change one batch showed is seen again after another batch failed. A batch shows a
         payload or result kept in S3 as `{"claim_check": {"bytes": n}}`; a job that ends with
-        one is read whole (GET /jobs/{id}), so its final state carries its result."""
+        one is read whole (GET /jobs/{id}), so its final state carries its result (removed
+        before that read, it ends `not_found`)."""
         known = dict(_ref(job) for job in jobs)
         ids = list(known)
         etags: dict[int, Optional[str]] = {}
@@ -312,7 +313,12 @@ class JobpipeClient:
             before = known.get(job_id)
             if before is not None and not changed(before, job):
                 return before  # read whole when it ended
-            return self.get(job_id)
+            try:
+                return self.get(job_id)
+            except JobpipeClientError as exc:
+                if exc.code != "job_not_found":
+                    raise
+                return {"id": job_id, "status": "not_found"}  # removed since the batch: as it ends one
 
         def poll() -> dict[str, Job]:
             fresh: dict[str, Job] = {}

@@ -213,6 +213,30 @@ def test_wait_many_returns_a_large_result_whole_not_the_batch_routes_claim_check
     assert [path for method, path, _ in api.requests if method == "GET"] == [f"/jobs/{job['id']}"]
 
 
+class RemovedOnceSeenEnded(FakeApi):
+    """A job removed (purged, or expired) right after a batch poll showed it ended."""
+
+    def _read(self, job_id):
+        job = super()._read(job_id)
+        if job is not None and job["status"] == "completed":
+            del self.jobs[job_id]
+        return job
+
+
+def test_wait_many_ends_a_job_removed_before_its_whole_read_as_not_found():
+    """A job the batch showed ended with its result in S3 is read whole; removed in between,
+    the wait ends it `not_found`, as a batch ends an unknown id, instead of raising for it and
+    losing every other job's final state."""
+    api = RemovedOnceSeenEnded(inline_limit=1000)
+    job = api.add(status="running", version=2)
+    other = api.add(status="failed", version=3)
+    api.script(job["id"], {}, {"status": "completed", "result": {"text": "r" * 5000}, "version": 3})
+    client, _ = make_client({PRIMARY: api})
+    final = client.wait_many([job["id"], other["id"]], timeout=600)
+    assert final[job["id"]] == {"id": job["id"], "status": "not_found"}
+    assert final[other["id"]]["status"] == "failed"
+
+
 def test_list_follows_cursors_up_to_the_limit():
     api = FakeApi()
     for _ in range(7):
