@@ -14,9 +14,15 @@ from chalicelib.adapters.dynamodb_items import blob_key as claim_check_key
 from chalicelib.adapters.dynamodb_items import blob_prefix, status_key, tenant_partition, type_partition
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
 from chalicelib.adapters.memory_events import InMemoryCacheStore
-from chalicelib.adapters.sqs import MAX_DELAY_S, reason_attribute
+from chalicelib.adapters.sqs import reason_attribute
 from chalicelib.adapters.sqs_operations import letter_body
-from chalicelib.defaults import FILTERED_LISTING_READS, INLINE_LIMIT_BYTES, ITEM_MAX_BYTES, SQS_MAX_HOLD_S
+from chalicelib.defaults import (
+    FILTERED_LISTING_READS,
+    INLINE_LIMIT_BYTES,
+    ITEM_MAX_BYTES,
+    SQS_MAX_DELAY_S,
+    SQS_MAX_HOLD_S,
+)
 from chalicelib.domain.errors import (
     AttemptEndedError,
     BlobNotFoundError,
@@ -372,8 +378,8 @@ class InMemoryJobQueue:
         return priority if priority in self.priorities else "normal"
 
     def send(self, message: JobMessage, *, priority: str, delay_seconds: int = 0) -> None:
-        if not 0 <= delay_seconds <= MAX_DELAY_S:
-            raise InvalidRequestError(f"delay_seconds must be between 0 and {MAX_DELAY_S}")
+        if not 0 <= delay_seconds <= SQS_MAX_DELAY_S:
+            raise InvalidRequestError(f"delay_seconds must be between 0 and {SQS_MAX_DELAY_S}")
         if self.fail_sends:
             raise QueueUnavailableError("queue is unavailable")
         self.sent.append((message, priority, delay_seconds))

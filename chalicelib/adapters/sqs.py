@@ -10,7 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib.domain.errors import InvalidRequestError, QueueUnavailableError
 from chalicelib.ports import HANDBACKS_ATTRIBUTE, JobMessage
 
-from chalicelib.defaults import DEAD_LETTER_REASON_CHARS, SQS_MAX_DELAY_S as MAX_DELAY_S, SQS_MAX_HOLD_S
+from chalicelib.defaults import DEAD_LETTER_REASON_CHARS, SQS_MAX_DELAY_S, SQS_MAX_HOLD_S
 
 
 class SqsJobQueue:
@@ -24,8 +24,8 @@ class SqsJobQueue:
         return urls.get(priority) or urls["normal"]
 
     def send(self, message: JobMessage, *, priority: str, delay_seconds: int = 0) -> None:
-        if not 0 <= delay_seconds <= MAX_DELAY_S:
-            raise InvalidRequestError(f"delay_seconds must be between 0 and {MAX_DELAY_S}")
+        if not 0 <= delay_seconds <= SQS_MAX_DELAY_S:
+            raise InvalidRequestError(f"delay_seconds must be between 0 and {SQS_MAX_DELAY_S}")
         try:
             self._sqs.send_message(
                 QueueUrl=self._url(self._urls, priority),

@@ -8,15 +8,13 @@ from typing import Any, Optional
 
 from chalicelib.defaults import WEBHOOK_MIN_TIMEOUT_S, WEBHOOK_TRANSIENT_4XX
 from chalicelib.defaults import SECRET_MIN_CHARS
+from chalicelib.domain.numbers import length_rule
 from chalicelib.domain.errors import WebhookDeliveryError, WebhookRefusedError
 from chalicelib.ports import WebhookSender
 
 SIGNATURE_HEADER = "X-Jobpipe-Signature"
 EVENT_ID_HEADER = "X-Jobpipe-Event-Id"
 EVENT_TYPE_HEADER = "X-Jobpipe-Event-Type"
-# An HMAC key shorter than this is guessable; an empty one signs nothing.
-MIN_SECRET_CHARS = SECRET_MIN_CHARS
-
 
 def sign(secret: str, body: bytes) -> str:
     """`sha256=<hex HMAC-SHA256 of the body>` — what the receiver recomputes to verify."""
@@ -29,12 +27,11 @@ def verify(secret: str, body: bytes, signature: str) -> bool:
 
 class ErpBridge:
     def __init__(self, sender: WebhookSender, url: str, secret: str) -> None:
-        """Raises WebhookDeliveryError when a URL is set with a secret under MIN_SECRET_CHARS:
+        """Raises WebhookDeliveryError when a URL is set with a secret under SECRET_MIN_CHARS:
         events are never sent unsigned or weakly signed (they wait on the queue instead)."""
-        if url and len(secret) < MIN_SECRET_CHARS:
+        if url and len(secret) < SECRET_MIN_CHARS:
             raise WebhookDeliveryError(
-                f"ERP_WEBHOOK_SECRET must be at least {MIN_SECRET_CHARS} characters when ERP_WEBHOOK_URL is set"
-            )
+                "ERP_WEBHOOK_SECRET " + length_rule("at least", SECRET_MIN_CHARS, len(secret), "ERP_WEBHOOK_URL is set"))
         self._sender = sender
         self._url = url
         self._secret = secret
