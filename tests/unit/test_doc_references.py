@@ -272,7 +272,7 @@ def test_the_model_tests_the_readme_calls_derandomized_are_so():
     paragraph = next(p for p in text("README.md").split("\n\n") if "Hypothesis state machines" in p)
     assert "derandomized and without an example database" in paragraph
     models = sorted(set(re.findall(r"`(tests/[\w/]+_model\.py)`", paragraph)))
-    assert len(models) == 2, models
+    assert models == sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("tests/*/test_*_model.py")), models
     for model in models:
         chosen = _hypothesis_settings(ROOT / model)
         assert (chosen.get("derandomize"), chosen.get("database", "unset")) == (True, None), (model, chosen)
