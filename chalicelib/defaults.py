@@ -76,9 +76,10 @@ def redelivery_wait_s(receives: int, base_s: int = DELIVERY_RETRY_BASE_S, max_s:
     120 s ... at most 15 minutes (stack parameters change both ends: the test stacks)."""
     return min(max_s, base_s * 2 ** min(10, max(0, receives - 1)))
 # A subscriber keeps the record of a delivered event this long (the DynamoDB TTL): longer than
-# an event can still come back (the consumer queues' ~24 h of retries, the stream's 24 h), so a
-# late duplicate finds it and is skipped.
-DELIVERY_RECORD_TTL_S = 7 * 24 * 3600
+# a copy of the event can still come back, so a late duplicate finds it and is skipped. A copy
+# may wait out the 14 days a consumer queue or its dead-letter queue keeps a message, be redriven
+# as a new message then and be retried for ~24 h more: 16 days (about 200 bytes an event).
+DELIVERY_RECORD_TTL_S = 16 * 24 * 3600
 # The lease of an in-progress delivery record when the invocation's remaining time is unknown:
 # the subscriber functions' timeout, so a live delivery is never taken over.
 DELIVERY_LEASE_S = 60

@@ -81,3 +81,19 @@ def test_the_api_bounds_its_requests_by_the_defaults():
                             and _numeric(keyword.value) and ast.literal_eval(keyword.value) not in (0, 1):
                         found.append(f"{relative}:{node.lineno} {keyword.arg}={ast.unparse(keyword.value)}")
     assert found == [], "bound these by a name in chalicelib/defaults.py:\n" + "\n".join(found)
+
+
+def test_a_delivery_record_outlives_every_copy_of_its_event_on_the_bridges_queues():
+    """A copy of a delivered event can wait on the ERP bridge's queue or its dead-letter queue
+    for their retention, and a redrive (receive, send, delete) puts it back as a new message:
+    the record that it was delivered must still be there then, and through the retries that
+    follow, or the ERP gets the event again. Seven days were shorter than the DLQ's fourteen."""
+    import json
+
+    from chalicelib import defaults
+
+    resources = json.loads((ROOT / "infra" / "resources.json").read_text())["Resources"]
+    retention = max(resources[name]["Properties"]["MessageRetentionPeriod"]
+                    for name in ("ErpWebhookQueue", "ErpWebhookDeadLetterQueue"))
+    retries = defaults.DELIVERY_RETRY_MAX_S * 100  # about 24 h of tries once redriven, at most
+    assert defaults.DELIVERY_RECORD_TTL_S >= retention + retries
