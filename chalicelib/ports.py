@@ -1,6 +1,8 @@
 """Ports: what the core needs from the outside world. Each has an AWS adapter and an in-memory one."""
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Optional, Protocol, Sequence, Union
@@ -8,6 +10,7 @@ from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Optio
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from chalicelib.defaults import ARTIFACT_PAGE, MAX_ANSWER_BYTES
+from chalicelib.domain.errors import BlobNotFoundError
 from chalicelib.domain.job import Job, Progress, Run, is_plausible_job_id
 from chalicelib.domain.status import JobStatus
 
@@ -19,10 +22,21 @@ REMOVE = object()
 CLAIM_CHECKED = ("payload", "result")
 
 
-def gone_value(field: str) -> Any:
-    """What a claim-checked field whose object is gone reads as, `Job.gone` naming it: an
-    empty payload, no result (`JobStore.get`'s `mark_gone`)."""
-    return {} if field == "payload" else None
+def claim_checked_value(field: str, size: int, read: Optional[Callable[[], bytes]], *, mark_gone: bool,
+                        gone: list[str]) -> Any:
+    """A claim-checked `field` (its object `size` bytes) as a JobStore read shows it, alike on
+    every adapter: without `read`, its placeholder `{"claim_check": {"bytes": size}}`; else the
+    object `read` returns, as JSON. An object gone raises BlobNotFoundError, or with `mark_gone`
+    is appended to `gone` and reads as empty: `{}` for a payload, None for a result."""
+    if read is None:
+        return {"claim_check": {"bytes": size}}
+    try:
+        return json.loads(read())
+    except BlobNotFoundError:
+        if not mark_gone:
+            raise
+        gone.append(field)
+        return {} if field == "payload" else None
 
 # The message attribute a job message handed back by a worker batch carries: how many times the
 # messages it replaces were delivered (JobQueue.hand_back); the worker counts it with the copy's
@@ -193,7 +207,7 @@ class JobStore(Protocol):
         read that shows neither works when an object is gone). A fetched object that is gone
         raises BlobNotFoundError, or with `mark_gone` (a read that shows the job or decides on
         its record: the claim, which fails a job whose payload is gone `payload_gone`) reads
-        as `gone_value` and is named in the job's `gone`. Raises StoreUnavailableError."""
+        as empty and is named in the job's `gone` (`claim_checked_value`). Raises StoreUnavailableError."""
 
     def get_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
         """Jobs by id; ids that do not exist are absent from the result."""

@@ -304,8 +304,7 @@ class DynamoJobStore:
             if _lost_race(exc):
                 raise StaleJobError(f"job {job.id} is no longer {expected_status.value} at version {job.version}") from exc
             raise StoreUnavailableError(f"could not update job {job.id}") from exc
-        return job.model_copy(update={"progress": job.progress.model_copy(update={"message": cut}),
-                                      "version": job.version + 1})
+        return ChangeSet({"progress": job.progress.model_copy(update={"message": cut})}).written_on(job)
 
     def apply_expected(self, job_id: str, tenant: str, expected: Expectation, changes: ChangeSet, *,
                        mark_gone: bool = False) -> ExpectedWrite:

@@ -1,6 +1,7 @@
 """How jobs and runs are laid out as DynamoDB items (keys, attribute values, claim-checks)."""
 from __future__ import annotations
 
+import functools
 import json
 import zlib
 from decimal import Decimal
@@ -8,10 +9,10 @@ from typing import Any, Callable, Collection, Optional
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from chalicelib.domain.errors import BlobNotFoundError, InvalidRequestError
+from chalicelib.domain.errors import InvalidRequestError
 from chalicelib.domain.job import Job, JobErrorInfo, Progress, Run, known_fields
 from chalicelib.domain.status import JobStatus
-from chalicelib.ports import CLAIM_CHECKED, gone_value
+from chalicelib.ports import CLAIM_CHECKED, claim_checked_value
 
 _serializer = TypeSerializer()
 deserializer = TypeDeserializer()
@@ -230,33 +231,20 @@ def job_to_item(job: Job) -> dict[str, Any]:
     return {k: attribute_value(v) for k, v in item.items()}
 
 
-def _claim_check_placeholder(size: int) -> dict[str, Any]:
-    return {"claim_check": {"bytes": size}}
-
-
 def item_to_job(item: dict[str, Any], fetch: Optional[Callable[[str], bytes]] = None,
                 fields: Collection[str] = CLAIM_CHECKED, *, mark_gone: bool = False) -> Job:
     """`fetch(key)` reads the claim-checked `fields` of payload/result; without it, and those
     not in `fields`, show as placeholders. An object `fetch` finds gone raises its
     BlobNotFoundError, or with `mark_gone` reads as empty and is named in the job's `gone`."""
     data = {k: from_dynamodb(deserializer.deserialize(v)) for k, v in item.items()}
-    gone = []
+    gone: list[str] = []
     for name, stored in JSON_FIELDS.items():
         if stored in data:
             data[name] = json.loads(data.pop(stored))
         ref = data.pop(BLOB_REFS[name], None)
         if ref is not None:
-            key, size = ref["key"], ref["bytes"]
-            if not (fetch and name in fields):
-                data[name] = _claim_check_placeholder(size)
-                continue
-            try:
-                data[name] = json.loads(fetch(key))
-            except BlobNotFoundError:
-                if not mark_gone:
-                    raise
-                data[name] = gone_value(name)
-                gone.append(name)
+            read = functools.partial(fetch, ref["key"]) if fetch and name in fields else None
+            data[name] = claim_checked_value(name, ref["bytes"], read, mark_gone=mark_gone, gone=gone)
     data["gone"] = gone
     progress = data.get("progress")
     if isinstance(progress, dict) and isinstance(progress.get("details"), str):  # older items keep a map

@@ -3,6 +3,7 @@ writes included): the job store, the job queues and their operations, finished j
 The other ports' twins: memory_blobs.py, memory_events.py, memory_stats.py, memory_stream.py."""
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import uuid
@@ -49,7 +50,7 @@ from chalicelib.ports import (
     JobPage,
     JobQuery,
     SubmissionKey,
-    gone_value,
+    claim_checked_value,
 )
 
 _END_OF_TIME = datetime(9999, 1, 1, tzinfo=timezone.utc)
@@ -103,18 +104,11 @@ class InMemoryJobStore:
         """A copy of the stored job; the claim-checked fields in `fetch` fetched back, the
         others shown as placeholders; an object gone raises, or is marked (`mark_gone`)."""
         refs = self._refs.get(job.id) or {}
-        update: dict[str, Any] = {"gone": []}
+        gone: list[str] = []
+        update: dict[str, Any] = {"gone": gone}
         for field, (key, size) in refs.items():
-            if field not in fetch:
-                update[field] = {"claim_check": {"bytes": size}}
-                continue
-            try:
-                update[field] = json.loads(self._blobs.get(key))
-            except BlobNotFoundError:
-                if not mark_gone:
-                    raise
-                update[field] = gone_value(field)
-                update["gone"].append(field)
+            read = functools.partial(self._blobs.get, key) if field in fetch else None
+            update[field] = claim_checked_value(field, size, read, mark_gone=mark_gone, gone=gone)
         return job.model_copy(update=update, deep=True)
 
     def create(self, job: Job) -> None:
