@@ -7,7 +7,12 @@ When the pipe closes, the watchdog kills the whole group. Nor does it leave file
 ministack unpacks each function process's code (tens of MB) into a directory of its own under
 the temporary directory and never removes it when it is killed; its TMPDIR is a scratch
 directory of this emulator's, removed when the group is gone (by `stop()` or the watchdog).
-Without it every test run left gigabytes in /tmp, until the disk was full."""
+Without it every test run left gigabytes in /tmp, until the disk was full.
+
+The scratch directory is memory-backed where the machine offers it (`/dev/shm` that may hold
+executables and has room): every cold function process unpacks ~1,400 files, which takes about
+0.25 s there against 1.4 s on a busy disk, and removing a long test run's scratch (tens of
+thousands of files) takes a fraction of a second there against more than a minute on disk."""
 from __future__ import annotations
 
 import os
@@ -27,6 +32,10 @@ from chalicelib.domain.numbers import shown_number
 ROOT = Path(__file__).resolve().parents[1]
 MINISTACK = ROOT / ".venv-emulator" / "bin" / "ministack"
 HOST = "127.0.0.1"
+MEMORY_TMP = Path("/dev/shm")
+# A memory-backed directory with less room than this is left alone: a long test run's function
+# processes unpack a few GB, and a container's default /dev/shm (64 MB) is far too small.
+MEMORY_TMP_MIN_FREE_BYTES = 4 * 1024**3
 
 # Runs as `python -c WATCHDOG <pgid> <scratch>` with its stdin the read end of a pipe only the
 # parent writes to. EOF on stdin means the parent is gone (or stopping the emulator): TERM, then
@@ -60,6 +69,22 @@ while alive():
         break
 shutil.rmtree(scratch, ignore_errors=True)
 """
+
+
+def scratch_parent(candidate: Path = MEMORY_TMP, min_free_bytes: int = MEMORY_TMP_MIN_FREE_BYTES) -> Optional[str]:
+    """`candidate` when the function processes' code can live there: it exists, may be written
+    and may hold executables (the packages' compiled extensions are loaded from it; Docker
+    mounts /dev/shm `noexec`) and has `min_free_bytes` free; otherwise None, the system's
+    temporary directory."""
+    try:
+        fs = os.statvfs(candidate)
+    except OSError:
+        return None
+    if fs.f_flag & (os.ST_NOEXEC | os.ST_RDONLY) or not os.access(candidate, os.W_OK | os.X_OK):
+        return None
+    if fs.f_bavail * fs.f_frsize < min_free_bytes:
+        return None
+    return str(candidate)
 
 
 class EmulatorError(RuntimeError):
@@ -110,7 +135,7 @@ class Emulator:
                                 f"there or choose another port with GATEWAY_PORT")
         if not MINISTACK.exists():
             raise EmulatorError(f"{MINISTACK} is missing; run `make venv` first")
-        self.scratch = tempfile.mkdtemp(prefix="jobpipe-emulator-")
+        self.scratch = tempfile.mkdtemp(prefix="jobpipe-emulator-", dir=scratch_parent())
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBPIPE_"))},
             "TMPDIR": self.scratch,  # the function processes' unpacked code: removed with the emulator

@@ -7,8 +7,11 @@ import selectors
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+from scripts.emulator import scratch_parent
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,6 +73,8 @@ def test_the_emulator_and_its_function_processes_die_when_their_starter_is_kille
         assert len(live_members(pgid)) >= 2, "ministack and the function's warm process"
         assert any(p.name.startswith("ministack-lambda-probe") for p in scratch.iterdir()), \
             "the warm process's code is unpacked in the emulator's own temporary directory"
+        assert scratch.parent == Path(scratch_parent() or tempfile.gettempdir()), \
+            "memory-backed where the machine offers it"
         starter.send_signal(signal.SIGKILL)
         starter.wait(timeout=10)
         deadline = time.monotonic() + 10

@@ -3,6 +3,7 @@ taken, GATEWAY_PORT is bad, the emulator dies or the deploy fails, Ctrl-C comes.
 one line on stderr and a non-zero exit, no traceback, and the emulator it started stopped."""
 from __future__ import annotations
 
+import os
 import signal
 import socket
 
@@ -11,7 +12,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from scripts import emulator as emulator_module
 from scripts import run_local
-from scripts.emulator import Emulator, EmulatorError, HOST
+from scripts.emulator import Emulator, EmulatorError, HOST, scratch_parent
 
 SECRET = "r" * 40
 
@@ -83,6 +84,18 @@ def test_a_port_that_is_taken_is_refused_before_ministack_starts(monkeypatch):
         with pytest.raises(EmulatorError, match=f"^{HOST}:{port} is already in use \\(another `make run`\\?\\); "
                                                 f".* GATEWAY_PORT$"):
             Emulator(port).start()
+
+
+def test_the_emulator_unpacks_functions_in_a_memory_backed_directory_only_where_one_fits(monkeypatch, tmp_path):
+    assert scratch_parent(tmp_path, min_free_bytes=0) == str(tmp_path)
+    assert scratch_parent(tmp_path / "missing", min_free_bytes=0) is None
+    free = os.statvfs(tmp_path).f_bavail * os.statvfs(tmp_path).f_frsize
+    assert scratch_parent(tmp_path, min_free_bytes=free + 2**30) is None, "a container's 64 MB /dev/shm"
+    real = os.statvfs
+    for flag in (os.ST_NOEXEC, os.ST_RDONLY):  # compiled extensions cannot be loaded from noexec
+        monkeypatch.setattr(emulator_module.os, "statvfs",
+                            lambda path, flag=flag: os.statvfs_result((*real(path)[:8], real(path).f_flag | flag, 255)))
+        assert scratch_parent(tmp_path, min_free_bytes=0) is None
 
 
 def test_make_run_on_a_taken_port_ends_in_one_line_exit_1(monkeypatch, capsys, run):
