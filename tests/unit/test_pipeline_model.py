@@ -33,6 +33,7 @@ from chalicelib.adapters.memory import InMemoryJobQueue, InMemoryJobStore, InMem
 from chalicelib.adapters.memory_events import InMemoryEventPublisher
 from chalicelib.adapters.memory_stats import InMemoryStatsStore
 from chalicelib.adapters.memory_stream import InMemoryChangeStream, InMemoryFailedStreamBatches
+from chalicelib.defaults import LEASE_GRACE_S
 from chalicelib.domain.errors import (
     FatalJobError,
     IdempotencyConflictError,
@@ -45,7 +46,7 @@ from chalicelib.domain.job import parse_time
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.events.replay import StreamReplay
 from chalicelib.events.stream import StreamConsumer
-from chalicelib.lifecycle import LEASE_GRACE_S, JobLifecycle
+from chalicelib.lifecycle import JobLifecycle
 from chalicelib.reconciler import Reconciler
 from chalicelib.worker.runner import DeferredDelivery, JobRunner
 from tests.support.jobs_queue_model import VISIBILITY_S, Message, SimulatedJobsQueue

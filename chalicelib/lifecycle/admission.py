@@ -1,0 +1,246 @@
+"""A new job: checked, stored queued (or held for a start beyond SQS's delay) and sent its first
+message; a submission's Idempotency-Key answering its job again; a running attempt's children."""
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Optional
+
+from chalicelib.defaults import (
+    MAX_ANSWER_BYTES,
+    MAX_CHILDREN,
+    MAX_JSON_DEPTH,
+    MAX_SCHEDULE_S,
+    SQS_MAX_DELAY_S,
+)
+from chalicelib.domain.caches import check_name
+from chalicelib.domain.errors import (
+    IdempotencyConflictError,
+    InvalidRequestError,
+    JobPurgedError,
+    PayloadTooDeepError,
+    PayloadTooLargeError,
+    QueueUnavailableError,
+    QuotaExceededError,
+    RecordFullError,
+    RecordTooLargeError,
+    StaleJobError,
+    TooManyChildrenError,
+)
+from chalicelib.domain.job import (
+    PRIORITIES,
+    Job,
+    answer_bytes,
+    child_job_id,
+    isoformat,
+    nested_deeper_than,
+    new_job_id,
+    too_deep_message,
+)
+from chalicelib.domain.numbers import shown_number
+from chalicelib.domain.submission_keys import check_key, request_hash
+from chalicelib.lifecycle.transitions import JobTransitions, start_message
+from chalicelib.ports import SubmissionKey
+
+
+class Admission(JobTransitions):
+    """A new job: submitted (with its Idempotency-Key) or spawned by a running attempt."""
+
+    def submit(
+        self,
+        *,
+        tenant: str,
+        user: str,
+        type: str,
+        payload: Any,
+        priority: Optional[str] = None,
+        delay_seconds: int = 0,
+        run_at: Optional[datetime] = None,
+        scope: Optional[str] = None,
+        job_id: Optional[str] = None,
+        idempotency_key: Optional[str] = None,
+        admit: Optional[Callable[[str], None]] = None,
+    ) -> Job:
+        """Validate, store as queued, enqueue. The job starts `delay_seconds` from now or at
+        `run_at` (at most MAX_SCHEDULE_S ahead). A start within SQS's delay is sent at once;
+        a later one is held in the store and released by the reconciler. The record is
+        written first and is what counts: if the enqueue fails, the reconciler sends the
+        message once the job is due, so an accepted job is never stranded.
+
+        `admit(tenant)` (admission, the tenant quota) runs before anything is written and may
+        raise to refuse the job. With an `idempotency_key` the job and the key's record are
+        written in one atomic write, the key kept `key_ttl_s`; while it is kept, the same
+        request under that key returns the job it made, sending and writing nothing.
+        Raises UnknownJobTypeError, InvalidPayloadError, InvalidRequestError,
+        IdempotencyConflictError (the key was used with another request), JobPurgedError (the
+        key's job was removed while the key is kept), what `admit` raises."""
+        request = {"type": type, "payload": payload, "priority": priority, "delay_seconds": delay_seconds,
+                   "run_at": run_at, "scope": scope}
+        key = check_key(idempotency_key) if idempotency_key is not None else None
+        now = self.clock()
+        job, wait_s = self._new_job(now, tenant=tenant, user=user, type=type, payload=payload, priority=priority,
+                                    delay_seconds=delay_seconds, run_at=run_at, scope=scope, job_id=job_id)
+        if key is None:
+            if admit is not None:
+                admit(tenant)
+            self.store.create(job)
+        else:
+            record = SubmissionKey(tenant, key, job.id, request_hash(request),
+                                   int(now.timestamp()) + self.key_ttl_s)
+            # Admission comes before the key is written, so a new job costs no read of the key;
+            # a replay refused by admission looks its key up then (one GetItem, on refusals
+            # only): the key's first request was admitted, and its replays answer its job.
+            if admit is not None:
+                try:
+                    admit(tenant)
+                except QuotaExceededError:
+                    first = self.store.submission_key(tenant, key, now=int(now.timestamp()))
+                    if first is None:
+                        raise
+                    return self._replayed(first, record)
+            first = self.store.create_keyed(job, record, now=int(now.timestamp()))
+            if first is not None:
+                return self._replayed(first, record)
+        self._send_first(job, wait_s)
+        return job
+
+    def _new_job(self, now: datetime, *, tenant: str, user: str, type: str, payload: Any, priority: Optional[str],
+                 delay_seconds: int, run_at: Optional[datetime], scope: Optional[str], job_id: Optional[str],
+                 parent_id: Optional[str] = None) -> tuple[Job, int]:
+        """A checked request as the queued job to store, and the seconds until it starts.
+        Raises UnknownJobTypeError, InvalidPayloadError, InvalidRequestError,
+        PayloadTooLargeError (no answer could carry the job)."""
+        job_type = self.registry.get(type)
+        model = job_type.parse_payload(payload)
+        if priority is not None and priority not in PRIORITIES:  # POST /jobs's model checks it; ctx.spawn's comes here
+            raise InvalidRequestError(f"priority must be high, normal or low, not {priority!r:.100}")
+        start = self._start_time(now, delay_seconds, run_at)
+        wait_s = math.ceil((start - now).total_seconds())
+        held = wait_s > SQS_MAX_DELAY_S
+        job = Job(
+            id=job_id or new_job_id(),
+            type=job_type.name,
+            payload=job_type.dump_payload(model),
+            tenant=tenant,
+            user=user,
+            scope=scope,
+            parent_id=parent_id,
+            priority=priority or job_type.priority,
+            max_attempts=job_type.max_attempts,
+            timeout_s=job_type.timeout_s,
+            created_at=isoformat(now),
+            not_before=isoformat(start),
+            due_at=isoformat(start - timedelta(seconds=SQS_MAX_DELAY_S) if held
+                             else self._claim_deadline(start, sent=1)),
+            dispatches=0 if held else 1,
+        )
+        size = answer_bytes(job.public())
+        if size > MAX_ANSWER_BYTES:  # no answer could carry the job: not its 202, not a GET of it
+            raise PayloadTooLargeError(
+                f"the job would be {shown_number(size)} bytes as the API answers it, past the "
+                f"{shown_number(MAX_ANSWER_BYTES)} "
+                "it can return (Lambda's 6 MB, with JSON's escapes: a non-ASCII character takes 7 "
+                "bytes); pass a reference to large input (an object in S3) instead",
+                details={"answer_bytes": size, "limit": MAX_ANSWER_BYTES})
+        return job, wait_s
+
+    def _send_first(self, job: Job, wait_s: int) -> None:
+        """The stored job's first message, unless it is held for a start beyond SQS's delay.
+        The record is what counts: a send that fails leaves it to the reconciler."""
+        if wait_s > SQS_MAX_DELAY_S:
+            return
+        try:
+            self.queue.send(start_message(job, 1), priority=job.priority, delay_seconds=max(0, wait_s))
+        except QueueUnavailableError:
+            pass  # stored with a due time: the reconciler sends the message then
+
+    def _replayed(self, first: SubmissionKey, again: SubmissionKey) -> Job:
+        """The job `first` made, answering a request under the same key (`again`); raises
+        IdempotencyConflictError when `again` is another request: a key names one request."""
+        if first.request_hash != again.request_hash:
+            raise IdempotencyConflictError("this Idempotency-Key was already used with a different request body")
+        job = self.store.get(first.job_id, mark_gone=True)  # answered as GET /jobs/{id} shows it
+        if job is None or job.tenant != first.tenant:  # removed after its retention, key still kept
+            free_at = isoformat(datetime.fromtimestamp(first.expires_at, timezone.utc))
+            raise JobPurgedError(
+                f"job {first.job_id}, made with this Idempotency-Key, has finished and been removed; the key "
+                f"makes no other job until {free_at}: to run the request again, submit it under a new key",
+                details={"job_id": first.job_id, "key_expires_at": free_at})
+        return job
+
+    @staticmethod
+    def _start_time(now: datetime, delay_seconds: int, run_at: Optional[datetime]) -> datetime:
+        if run_at is not None and delay_seconds:
+            raise InvalidRequestError("give either run_at or delay_seconds, not both")
+        if run_at is not None:
+            if run_at.tzinfo is None:
+                raise InvalidRequestError("run_at needs a time zone (for example 2027-01-31T09:00:00Z)")
+            start = max(now, run_at)
+        else:
+            if delay_seconds < 0:
+                raise InvalidRequestError("delay_seconds must not be negative")
+            start = now + timedelta(seconds=delay_seconds)
+        if (start - now).total_seconds() > MAX_SCHEDULE_S:
+            raise InvalidRequestError(
+                f"a job can be scheduled at most {MAX_SCHEDULE_S // 86400} days ahead",
+                details={"max_delay_seconds": MAX_SCHEDULE_S},
+            )
+        return start
+
+    def spawn(
+        self, parent: Job, index: int, *, type: str, payload: Any,
+        priority: Optional[str] = None, scope: Optional[str] = None,
+        admit: Optional[Callable[[str], None]] = None, listed: Optional[int] = None,
+    ) -> Job:
+        """Submit child number `index` of the running attempt of `parent` (same tenant and user,
+        the parent's scope unless given) and list it in the parent's `children`, in one write
+        (a worker dying between the two would leave a child its parent does not list).
+        Spawning the same index again in the same attempt returns the existing child. `admit` as
+        for submit: a spawned job is admitted like a submitted one (what it raises reaches the
+        handler). A `priority` or `scope` given is checked as a submitted one is (InvalidRequestError); the
+        parent's is taken as it was accepted. Raises AttemptEndedError, writing and sending
+        nothing, once that attempt is no longer the parent's running one (a worker that lost
+        its lease and woke after the next attempt started, or after the parent ended), and
+        JobCancelledError, the same way, once the parent's cancel was requested. A built-in
+        (maintenance) type is as unknown to a handler as to POST /jobs (UnknownJobTypeError): its
+        tasks reach every tenant's jobs. `listed`: how many children the parent may list already
+        (default: its `children`); with MAX_CHILDREN of them, TooManyChildrenError, before the
+        child is made. RecordFullError, nothing made, when the parent's record has no room to
+        list it (DynamoDB's 400 KB). PayloadTooDeepError, nothing made, for a payload nesting more
+        levels than a submitted one may (MAX_JSON_DEPTH less POST /jobs's envelope)."""
+        self.registry.get_public(type)
+        if nested_deeper_than(payload, MAX_JSON_DEPTH - 1):  # what POST /jobs's body parser refuses
+            raise PayloadTooDeepError(f"{too_deep_message('payload', MAX_JSON_DEPTH - 1)}, as in a submitted job",
+                                      details={"limit": MAX_JSON_DEPTH - 1})
+        if scope is not None:
+            check_name("scope", scope)
+        child_id = child_job_id(parent.id, parent.attempts, index)
+        existing = self.store.get(child_id, mark_gone=True)  # the child as recorded, whatever its objects
+        if existing is None and (len(parent.children) if listed is None else listed) >= MAX_CHILDREN:
+            raise TooManyChildrenError(
+                f"job {parent.id} lists {MAX_CHILDREN} children, as many as a job may; "
+                "spawn the rest from its children (a tree) or from a follow-up job",
+                details={"limit": MAX_CHILDREN})
+        if existing is None:
+            child, wait_s = self._new_job(
+                self.clock(), tenant=parent.tenant, user=parent.user, type=type, payload=payload,
+                priority=priority or parent.priority, delay_seconds=0, run_at=None,
+                scope=scope if scope is not None else parent.scope, job_id=child_id, parent_id=parent.id,
+            )
+            if admit is not None:
+                admit(parent.tenant)
+            try:
+                self.store.create_child(child, parent.attempts)
+            except StaleJobError:  # created by a concurrent spawn of the same index
+                existing = self.store.get(child_id, mark_gone=True)
+            except RecordTooLargeError as exc:  # the handler's doing, as a retry would find it
+                raise RecordFullError(
+                    f"job {parent.id}'s record has no room to list child {child_id}: DynamoDB's 400 KB "
+                    "item holds its payload, its progress (message and details) and its children; report a "
+                    "shorter progress message or smaller details before spawning, or spawn the rest from "
+                    "its children (a tree)") from exc
+            else:
+                self._send_first(child, wait_s)
+                return child
+        self.store.add_child(parent.id, child_id, parent.attempts)
+        return existing

@@ -1,0 +1,144 @@
+"""A running attempt's writes: throttled, monotonic progress, and its outcome: completed,
+canceled on request, retrying after a delay (`retry_delay_s`) while attempts remain, or failed
+with its message parked on the dead-letter queue."""
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from typing import Any, Callable, Optional
+
+from chalicelib.defaults import RACE_RETRIES
+from chalicelib.domain.errors import DeadLetterOwedError, QueueUnavailableError, StaleJobError
+from chalicelib.domain.job import Job, JobErrorInfo, Progress, isoformat
+from chalicelib.domain.progress import check_not_decreasing, clamp_percent, is_notable_change
+from chalicelib.domain.status import JobStatus
+from chalicelib.lifecycle.dead_letters import DeadLetters
+from chalicelib.lifecycle.transitions import start_message, transition
+from chalicelib.ports import REMOVE, ChangeSet
+
+
+def retry_delay_s(attempt: int, *, base_s: int = 2, cap_s: int = 900) -> int:
+    """Exponential backoff with full jitter for the retry after `attempt` failed (SQS caps at 900 s)."""
+    ceiling = min(cap_s, base_s * (2 ** max(0, attempt - 1)))
+    return max(1, int(random.uniform(ceiling / 2, ceiling)))
+
+
+class Attempts(DeadLetters):
+    """What a running attempt writes: its progress, and its end (completed, canceled,
+    retrying or failed)."""
+
+    def record_progress(self, job: Job, progress: Progress) -> Job:
+        """Conditional, monotonic progress write for the running attempt of `job`. Returns the
+        stored job (a cancel request is visible in it without another read). Raises
+        ProgressRejectedError when the percent would decrease or the attempt is over."""
+        percent = clamp_percent(progress.percent)
+        check_not_decreasing(job.progress.percent, percent)
+        stamped = progress.model_copy(update={"percent": percent, "updated_at": isoformat(self.clock())})
+        # A progress event when the percent reached a milestone or moved 10 points since the
+        # attempt's last event (its running transition or a progress event), not since the
+        # last write: throttled writes of a slow job each move less than 10.
+        announce = is_notable_change(job.progress.percent if job.event_percent is None else job.event_percent, percent)
+        written = self.store.record_progress(job.id, job.attempts, stamped, announce=announce)
+        # The store answers a claim-checked payload as its placeholder; a job's payload never
+        # changes, and the attempt keeps the one it was claimed with (its handler reads it).
+        return written.model_copy(update={"payload": job.payload})
+
+    def report_progress(
+        self,
+        job: Job,
+        percent: float,
+        step: Optional[str] = None,
+        message: Optional[str] = None,
+    ) -> Job:
+        """`record_progress` from plain values."""
+        return self.record_progress(job, Progress(percent=clamp_percent(percent), step=step, message=message))
+
+    def complete(self, job: Job, result: Any, message: Optional[str] = None,
+                 last_progress: Optional[Progress] = None) -> Job:
+        """running -> completed with the handler's result (and a final progress message).
+        `last_progress`, a report not yet written, lends its message and details to the
+        completion's progress (100 %), so it costs no write of its own."""
+
+        def finish(j: Job) -> Job:
+            last = last_progress or j.progress
+            return self._finish(
+                j, JobStatus.COMPLETED, result=result,
+                progress=Progress(percent=100, step="completed", message=message or last.message or j.progress.message,
+                                  details=last.details if last.details is not None else j.progress.details,
+                                  updated_at=isoformat(self.clock())),
+            )
+
+        return self._with_fresh(job, finish)
+
+    def mark_canceled(self, job: Job) -> Job:
+        """running -> canceled after the handler stopped on a cancel request."""
+        return self._with_fresh(job, lambda j: self._finish(
+            j, JobStatus.CANCELED,
+            error=JobErrorInfo(code="canceled", message="canceled on request"),
+        ))
+
+    def fail_attempt(self, job: Job, error: JobErrorInfo, *, retryable: bool) -> Job:
+        """End the running attempt with `error`: retrying (and a delayed message for the next
+        attempt) while attempts remain and the error is retryable, else failed and the
+        message parked on the dead-letter queue. Raises DeadLetterOwedError (a
+        QueueUnavailableError) when the job was failed but its dead letter not sent."""
+
+        def decide(current: Job) -> Job:
+            if current.cancel_requested:
+                return self._finish(current, JobStatus.CANCELED, error=error)
+            if retryable and current.attempts < current.max_attempts:
+                transition(current, JobStatus.RETRYING)
+                delay = retry_delay_s(current.attempts, base_s=self.retry_base_s)
+                start = self.clock() + timedelta(seconds=delay)
+                retried = self._write_room(
+                    current,
+                    JobStatus.RUNNING,
+                    ChangeSet(
+                        {"status": JobStatus.RETRYING, "error": error, "lease_expires_at": REMOVE,
+                         "not_before": isoformat(start), "dispatches": 1,
+                         "due_at": isoformat(self._claim_deadline(start, sent=1))},
+                        run=self._closed_run(current, JobStatus.FAILED, error),
+                    ),
+                )
+                # If this send fails the delivery is reported failed; its redelivery finds the
+                # job `retrying` and claims the next attempt itself, so nothing is lost.
+                self.queue.send(
+                    start_message(current, current.attempts + 1),
+                    priority=current.priority,
+                    delay_seconds=delay,
+                )
+                return retried
+            # Written failed owing its letter, in one write: whatever stops this delivery before
+            # the letter is parked (the queue does not answer, the process dies), the attempt's
+            # message parks it when it comes back (its delivery fails; a dead worker's message
+            # reappears). Parked, the mark is cleared: one more write, for a failed job only.
+            failed = self._finish(current, JobStatus.FAILED, error=error, dead_letter_owed=current.attempts)
+            try:
+                self._dead_letter(failed, failed.attempts)
+            except QueueUnavailableError as exc:
+                raise DeadLetterOwedError(
+                    f"job {failed.id} failed ({error.code}) and its dead letter is owed: the dead-letter queue "
+                    f"did not answer ({exc.message}); the message of attempt {failed.attempts} parks it when "
+                    "it is delivered again", job=failed) from exc
+            return self._letter_parked(failed)
+
+        return self._with_fresh(job, decide)
+
+    def _with_fresh(self, job: Job, decide: Callable[[Job], Job]) -> Job:
+        """Apply `decide` to the running attempt of `job`; on a lost race re-read and apply again
+        while the same attempt is still running (a cancel request or progress bumped the version)."""
+        current = job
+        for _ in range(RACE_RETRIES):
+            if current.status != JobStatus.RUNNING or current.attempts != job.attempts:
+                raise StaleJobError(
+                    f"attempt {job.attempts} of job {job.id} is no longer running "
+                    f"(job is {current.status.value}, attempt {current.attempts})"
+                )
+            try:
+                return decide(current)
+            except StaleJobError:
+                fresh = self.store.get(job.id, mark_gone=True)  # the attempt's payload is in `job` already
+                if fresh is None:
+                    raise
+                current = fresh
+        raise StaleJobError(f"job {job.id} kept changing; giving up this write")

@@ -1,0 +1,48 @@
+"""A failed job's dead letter: its attempt's message parked on the dead-letter queue, owed
+(`dead_letter_owed`) when the queue did not answer or the worker ended first, and the mark
+cleared once the letter is parked or found on its queue."""
+from __future__ import annotations
+
+from chalicelib.domain.errors import StaleJobError, StoreUnavailableError
+from chalicelib.domain.job import Job, JobErrorInfo
+from chalicelib.lifecycle.transitions import JobTransitions
+from chalicelib.ports import REMOVE, ChangeSet, JobMessage
+
+
+class DeadLetters(JobTransitions):
+    """A failed job's dead letter: parked, owed when its queue did not answer, the mark cleared."""
+
+    def park_owed_letter(self, job: Job) -> Job:
+        """Park the dead letter a failed `job` owes (`dead_letter_owed`: its queue did not answer
+        when the job failed, or the worker ended before it was parked) and clear the mark;
+        returns the job as it is then (unchanged when it owes none). Called by a delivery of one
+        of the job's messages, whichever it is: a claim that finds the job failed, or a late
+        attempt whose outcome was not written. Raises QueueUnavailableError, the letter still
+        owed: that delivery must fail, so that its message comes back to park it."""
+        if job.dead_letter_owed is None:
+            return job
+        self._dead_letter(job, job.dead_letter_owed)
+        return self._letter_parked(job)
+
+    def _letter_parked(self, job: Job) -> Job:
+        """Clear the owed mark of a failed `job` whose letter was just parked; returns the job as
+        it is then. A store that does not answer leaves the mark: a later delivery of the
+        attempt's message would park the letter a second time, which is better than none."""
+        try:
+            return self._clear_owed_mark(job)
+        except StaleJobError:  # another delivery parked it meanwhile
+            return self.store.get(job.id, mark_gone=True) or job
+        except StoreUnavailableError:
+            return job
+
+    def _clear_owed_mark(self, job: Job) -> Job:
+        """`job` with its owed dead letter settled (parked, or found on its DLQ). Raises
+        StaleJobError when the job changed since read, StoreUnavailableError."""
+        return self.store.apply(job, job.status, ChangeSet({"dead_letter_owed": REMOVE}))
+
+    def _dead_letter(self, job: Job, attempt: int) -> None:
+        """Park the message of `job`'s failed `attempt`, with the job's error as the reason.
+        Raises QueueUnavailableError."""
+        error = job.error or JobErrorInfo(code="failed", message="")
+        self.queue.dead_letter(JobMessage(job.id, attempt), priority=job.priority,
+                               reason={"code": error.code, "message": error.message})
