@@ -98,7 +98,7 @@ def status_key(tenant: str, status: str) -> str:
 
 
 # The value placeholder an UpdateItem uses for a new gsi2pk: a write that moves a job into
-# another status always carries it (dynamodb.py), and only such a write does.
+# another status always carries it (dynamodb_writes.py), and only such a write does.
 STATUS_KEY_VALUE = ":gsi2pk"
 
 

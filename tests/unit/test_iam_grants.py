@@ -58,7 +58,7 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         "*": XRAY,
         # Jobs, runs, artifacts, scope caches (and their completions' invalidations); no deletes.
         "JobsTable": ddb("GetItem", "BatchGetItem", "PutItem", "UpdateItem", "Query"),
-        # Listings (dynamodb.py list_jobs) and the admission recount (count_unfinished).
+        # Listings (dynamodb_reads.py list_jobs) and the admission recount (count_unfinished).
         "JobsTable/index/by_tenant": ddb("Query"),
         "JobsTable/index/by_status": ddb("Query"),
         "JobsTable/index/by_type": ddb("Query"),
