@@ -477,6 +477,20 @@ def test_an_attempt_no_longer_running_makes_and_lists_no_child(adapters, parent_
         assert store.get(parent.id) == parent
 
 
+def test_a_refused_child_is_told_from_the_parents_record_whatever_became_of_its_objects(adapters):
+    """Why a parent refused to list a child rests on its record (status, attempt, cancel
+    request): its payload object gone (deleted by hand, or by a bucket rule) is not read, and
+    not an error in place of the refusal."""
+    store = adapters.store
+    parent = running(store, make_job(1, payload=big()))
+    store.apply(parent, JobStatus.RUNNING, ChangeSet({"status": JobStatus.COMPLETED}))
+    adapters.blobs.delete([f"jobs/{parent.id}/payload.json"])
+    with pytest.raises(AttemptEndedError, match=f"attempt 1 of job {parent.id}"):
+        store.create_child(make_job(2, parent_id=parent.id), 1)
+    with pytest.raises(AttemptEndedError, match=f"attempt 1 of job {parent.id}"):
+        store.add_child(parent.id, "child-a", 1)
+
+
 def test_a_parent_whose_cancel_was_requested_makes_and_lists_no_child(adapters):
     """A user who cancels a fan-out expects no new children: the spawn's one write is
     conditioned on no cancel request too, and refused it raises JobCancelledError, writing
