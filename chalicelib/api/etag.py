@@ -1,7 +1,9 @@
 """Entity tags for status reads, so a poll of jobs that have not changed is a 304 with no body.
 
-A tag is derived from the (job id, version) pairs an answer shows: every write to a job bumps its
-version, so the tag changes exactly when the job does. Tags are weak (`W/`) because a running
+A tag is derived from the (job id, version) pairs an answer shows and the claim-checked fields of
+each found gone: every write to a job bumps its version, and an object that vanishes (which no
+write records) changes what the answer shows, so the tag changes exactly when the answer does
+(a 304 never hides a result turned null). Tags are weak (`W/`) because a running
 job's derived fields (`elapsed_s`) move without a write; the answer is equivalent, not identical.
 """
 from __future__ import annotations
@@ -22,10 +24,13 @@ CACHE_CONTROL = "private, no-cache"
 
 def job_etag(kind: str, jobs: Iterable[tuple[str, Optional[Job]]]) -> str:
     """The weak tag of an answer of `kind` showing these jobs in this order; None for an id
-    answered as not found (unknown and foreign ids tag alike, so the tag leaks nothing)."""
+    answered as not found (unknown and foreign ids tag alike, so the tag leaks nothing). A
+    job's `gone` fields are tagged too; none gone tags as before they were."""
     digest = hashlib.sha256(f"{_FORMAT}:{kind}".encode())
     for job_id, job in jobs:
         digest.update(f"\0{job_id}\0{job.version if job is not None else '-'}".encode())
+        if job is not None and job.gone:
+            digest.update(f"\0gone:{','.join(sorted(job.gone))}".encode())
     return f'W/"{digest.hexdigest()[:32]}"'
 
 

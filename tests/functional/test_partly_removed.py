@@ -110,6 +110,21 @@ def test_a_finished_job_whose_result_object_is_gone_reads_as_recorded_with_its_r
     assert listed["id"] == job_id and set(listed["result"]) == {"claim_check"}
 
 
+def test_a_poll_holding_the_tag_of_a_result_since_gone_gets_the_answer_not_a_304(app, client, aws):
+    """No write bumps the version when an object goes, yet the answer changes: every route that
+    shows the result answers the change to the tag read before, then 304s on the new tag."""
+    job_id = _finished_job(client, app, aws)
+    paths = (f"/jobs/{job_id}", f"/api/jobinfo/{job_id}")
+    tags = {path: client.http.get(path, headers=auth()).headers["ETag"] for path in paths}
+    _gone(aws, job_id, "result-0001.json")
+
+    for path in paths:
+        answer = client.http.get(path, headers=auth(**{"If-None-Match": tags[path]}))
+        assert answer.status_code == 200 and answer.json_body["result"] is None, (path, answer.status_code)
+        again = client.http.get(path, headers=auth(**{"If-None-Match": answer.headers["ETag"]}))
+        assert again.status_code == 304, path
+
+
 def test_a_job_whose_payload_object_is_gone_shows_it_null_and_still_cancels(app, client, aws):
     """A queued job: GET shows `payload: null`, `gone: ["payload"]`; its cancel writes and
     answers the canceled job the same way, not a 410 for the object it does not need."""

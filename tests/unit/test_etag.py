@@ -4,9 +4,9 @@ from chalicelib.api.etag import conditional_response, job_etag, matches
 from chalicelib.domain.job import Job
 
 
-def make_job(job_id="j1", version=1) -> Job:
+def make_job(job_id="j1", version=1, gone=()) -> Job:
     return Job(id=job_id, type="demo.steps", tenant="acme", user="ann",
-               created_at="2026-01-01T00:00:00.000Z", version=version)
+               created_at="2026-01-01T00:00:00.000Z", version=version, gone=list(gone))
 
 
 def test_tag_is_weak_and_stable_for_the_same_versions():
@@ -22,11 +22,21 @@ def test_tag_is_weak_and_stable_for_the_same_versions():
         ("rq.jobinfo", [("j1", make_job())]),
         ("job", [("j1", None)]),
         ("job", [("j1", make_job()), ("j2", None)]),
+        ("job", [("j1", make_job(gone=["result"]))]),
     ],
-    ids=["new-version", "other-kind", "not-found", "more-ids"],
+    ids=["new-version", "other-kind", "not-found", "more-ids", "object-gone"],
 )
 def test_tag_changes_with_version_kind_visibility_and_ids(other):
     assert job_etag(*other) != job_etag("job", [("j1", make_job())])
+
+
+def test_a_gone_object_changes_the_tag_and_each_gone_field_tags_apart():
+    """An object vanishing bumps no version, yet the answer changes (the field null, `gone`
+    naming it): a 304 must not hide that."""
+    tags = {job_etag("job", [("j1", make_job(gone=g))]) for g in ([], ["payload"], ["result"], ["payload", "result"])}
+    assert len(tags) == 4
+    assert job_etag("job", [("j1", make_job(gone=["result", "payload"]))]) == \
+        job_etag("job", [("j1", make_job(gone=["payload", "result"]))])
 
 
 def test_tag_depends_on_order():
