@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
 from chalicelib.api.errors import ForbiddenError, UnauthorizedError
-from chalicelib.defaults import TOKEN_LEEWAY_S
-from chalicelib.domain.tokens import DEFAULT_MAX_LIFETIME_S, TokenPolicy
+from chalicelib.domain.tokens import TokenPolicy
 
-__all__ = ["DEFAULT_MAX_LIFETIME_S", "TOKEN_LEEWAY_S", "TokenPolicy", "Principal", "authenticate", "issue_token"]
+__all__ = ["TokenPolicy", "Principal", "authenticate", "issue_token"]
 
 ALGORITHM = "HS256"
 # Tenants jobpipe keeps for itself (maintenance tasks run as "_system"); no token may claim one.

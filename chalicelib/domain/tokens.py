@@ -7,13 +7,11 @@ from typing import Optional
 
 from chalicelib.defaults import TOKEN_LEEWAY_S, TOKEN_MAX_LIFETIME_S
 
-DEFAULT_MAX_LIFETIME_S = TOKEN_MAX_LIFETIME_S
-
 
 @dataclass(frozen=True)
 class TokenPolicy:
     secret: str
-    max_lifetime_s: int = DEFAULT_MAX_LIFETIME_S
+    max_lifetime_s: int = TOKEN_MAX_LIFETIME_S
     issuer: Optional[str] = None
     audience: Optional[str] = None
     leeway_s: int = TOKEN_LEEWAY_S

@@ -97,3 +97,28 @@ def test_a_delivery_record_outlives_every_copy_of_its_event_on_the_bridges_queue
                     for name in ("ErpWebhookQueue", "ErpWebhookDeadLetterQueue"))
     retries = defaults.DELIVERY_RETRY_MAX_S * 100  # about 24 h of tries once redriven, at most
     assert defaults.DELIVERY_RECORD_TTL_S >= retention + retries
+
+
+def _defaults_aliases() -> list[str]:
+    """Each module outside defaults.py that renames a default (`X = TOKEN_MAX_LIFETIME_S`) or
+    hands one (or such a renaming) on in its `__all__`: a second name or home for it."""
+    names = set(vars(__import__("chalicelib.defaults", fromlist=["_"])))
+    modules = [(p.relative_to(ROOT), ast.parse(p.read_text()).body) for p in sorted((ROOT / "chalicelib").rglob("*.py"))
+               if not (p.name == "defaults.py" and p.parent.name == "chalicelib")]
+    assigns = [(where, node) for where, body in modules for node in body if isinstance(node, ast.Assign)]
+    found = []
+    for where, node in assigns:
+        if isinstance(node.value, ast.Name) and node.value.id in names:
+            renamed = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            found.append(f"{where}:{node.lineno} {renamed[0]} = {node.value.id}")
+            names.update(renamed)
+    for where, node in assigns:
+        if any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets) \
+                and isinstance(node.value, (ast.List, ast.Tuple)):
+            found += [f"{where}:{node.lineno} __all__ names {e.value}" for e in node.value.elts
+                      if isinstance(e, ast.Constant) and e.value in names]
+    return found
+
+
+def test_a_default_has_one_name_and_is_imported_from_defaults():
+    assert _defaults_aliases() == [], "import these from chalicelib/defaults.py by their own name"
