@@ -15,19 +15,27 @@ from chalicelib.ports import FailedStreamBatch, JobChange
 
 
 def job_change(record: dict[str, Any]) -> Optional[JobChange]:
-    """The job write a stream record carries, or None for other items (runs, caches, ...)."""
+    """The job write a stream record carries, or None for other items (runs, caches, ...).
+    Timed by the record's ApproximateCreationDateTime; a record without one by the latest time
+    the new image names (`Job.last_recorded_time`): what the events' `timestamp` and the
+    statistics' hour of a start or retry rest on must not move with when a batch is read (a
+    replay hours later); a deletion, which names no time of its own, by now."""
     data = record.get("dynamodb") or {}
     keys = data.get("Keys") or {}
     if keys.get("sk", {}).get("S") != JOB_SORT_KEY:
         return None
     old_image, new_image = data.get("OldImage"), data.get("NewImage")
+    new = item_to_job(new_image) if new_image else None
     created = data.get("ApproximateCreationDateTime")
-    moment = datetime.fromtimestamp(float(created), timezone.utc) if created else datetime.now(timezone.utc)
+    if created:
+        timestamp = isoformat(datetime.fromtimestamp(float(created), timezone.utc))
+    else:  # an emulator's record: the write's own time, the same on every delivery and replay
+        timestamp = (new.last_recorded_time() if new else None) or isoformat(datetime.now(timezone.utc))
     return JobChange(
         sequence_number=str(data.get("SequenceNumber", "")),
         old=item_to_job(old_image) if old_image else None,
-        new=item_to_job(new_image) if new_image else None,
-        timestamp=isoformat(moment),
+        new=new,
+        timestamp=timestamp,
     )
 
 

@@ -154,6 +154,21 @@ class Job(BaseModel):
             shown[field] = None
         return shown
 
+    def last_recorded_time(self) -> Optional[str]:
+        """The latest of the times the record names (created, an attempt's start, its last
+        progress, its end), none later than the write that left it so; None when none reads
+        as a time."""
+        times = []
+        for value in (self.created_at, self.started_at, self.attempt_started_at, self.progress.updated_at,
+                      self.finished_at):
+            if not value:
+                continue
+            try:
+                times.append((parse_time(value), value))
+            except (TypeError, ValueError):
+                continue
+        return max(times)[1] if times else None
+
     def owes_dead_letter(self, attempt: int) -> bool:
         """True when the job failed on `attempt` and the dead letter of that attempt's message
         is still owed (`dead_letter_owed`): what a message of it found on a DLQ settles."""

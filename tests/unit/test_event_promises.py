@@ -175,3 +175,24 @@ def test_an_events_timestamp_is_the_streams_second_and_can_read_before_finished_
     assert event.timestamp == datetime.fromtimestamp(second, parse_time(done.finished_at).tzinfo).isoformat(
         timespec="milliseconds").replace("+00:00", "Z")
     assert event.timestamp.endswith(".000Z") and event.timestamp < event.finished_at
+
+
+def test_a_stream_record_without_a_creation_time_is_timed_by_the_write_it_carries(lifecycle, clock):
+    """A record carrying no ApproximateCreationDateTime (an emulator's) is timed by the latest
+    time the job's new image names, not by when it is read: the same timestamp on every
+    delivery and on a replay hours later, never after the write."""
+    from chalicelib.adapters.dynamodb_items import job_key, job_to_item
+    from chalicelib.adapters.dynamodb_stream import job_change
+
+    job = lifecycle.submit(tenant="acme", user="ann", type="demo.steps", payload=STEPS)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    clock.advance(2.5)
+    done = lifecycle.complete(running, {"ok": True})
+    writes = [(None, job, job.created_at), (job, running, running.attempt_started_at),
+              (running, done, done.finished_at)]
+    for old, new, written in writes:
+        record = {"dynamodb": {"Keys": job_key(new.id), "NewImage": job_to_item(new),
+                               **({"OldImage": job_to_item(old)} if old else {})}}
+        first = job_change(record).timestamp
+        clock.advance(3600)  # read again an hour later: a redelivery, a replay
+        assert first == job_change(record).timestamp == written, new.status
