@@ -438,6 +438,8 @@ class DeadLetter:
     body: dict[str, Any]
     sent_at: Optional[str]
     reason: Optional[str] = None  # why it was parked, when whoever parked it said (its `reason` attribute)
+    # What deletes it (SQS's receipt handle of the peek that read it); never shown.
+    receipt: Optional[str] = field(default=None, repr=False, compare=False)
 
 
 class QueueOperations(Protocol):
@@ -455,6 +457,11 @@ class QueueOperations(Protocol):
 
     def peek_dead_letters(self, priority: str, limit: int) -> list[DeadLetter]:
         """Up to `limit` messages of the priority's DLQ, left on it (visible again at once)."""
+
+    def delete_dead_letters(self, priority: str, letters: Sequence[DeadLetter]) -> int:
+        """Delete `letters`, as a peek of the priority's DLQ returned them; how many went (a
+        letter received again since, by a peek or a redrive, may stay: a later peek shows it).
+        Raises DeadLetterUnavailableError."""
 
     def redrive(self, priority: str, limit: int) -> dict[str, int]:
         """Move up to `limit` DLQ messages back to the priority's queue; {"moved", "failed"}."""

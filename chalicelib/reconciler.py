@@ -7,7 +7,8 @@ Each pass, in this order:
    job's next attempt means nothing will run that job any more: it fails `dead_lettered` (and
    its event goes out). The message stays on the queue for operators and redrive. A message
    that is the letter a failed job still owes (SQS moved it there itself after the receive
-   that failed the job) clears the job's mark: it is not parked a second time.
+   that failed the job) clears the job's mark: it is not parked a second time. A letter whose
+   job no longer exists (removed by retention) is deleted (`orphaned_letter_deleted`).
 2. due jobs, from the sparse by_due index (never a Scan), earliest first, page after page until
    none is left or RECONCILE_DUE_BUDGET_S is spent (the rest stays due): a queued or retrying
    job no worker claimed by its due time gets its message again (lost, purged or stuck
@@ -57,8 +58,8 @@ from chalicelib.ports import DeadLetter, JobMessage, QueueOperations, job_messag
 @dataclass
 class ReconcilePass:
     """What one pass did: counts per outcome (`released`, `redispatched`, `lease_expired`,
-    `dead_lettered`, `owed_letter_found`, `undeliverable`, `backlogged`, `raced`, `stream_batch_replayed`,
-    `stream_batch_unreadable`, `errors`, `out_of_time`), and the time it ran."""
+    `dead_lettered`, `owed_letter_found`, `orphaned_letter_deleted`, `undeliverable`, `backlogged`, `raced`,
+    `stream_batch_replayed`, `stream_batch_unreadable`, `errors`, `out_of_time`), and the time it ran."""
 
     started_at: str
     counts: Counter = field(default_factory=Counter)
@@ -195,13 +196,16 @@ class Reconciler:
 
     def _fail_dead_lettered(self, result: ReconcilePass) -> None:
         messages: dict[str, JobMessage] = {}
-        for letter in self._peek_all(result):
+        lettered: list[tuple[str, DeadLetter, str]] = []  # (priority, letter, its job's id)
+        for priority, letter in self._peek_all(result):
             message = _job_message(letter)
             if message is not None:
                 messages.setdefault(f"{message.job_id}:{message.attempt}", message)
+                lettered.append((priority, letter, message.job_id))
         if not messages:
             return
         jobs = self._lifecycle.store.get_many({m.job_id for m in messages.values()})
+        self._delete_orphans(result, [(p, letter) for p, letter, job_id in lettered if job_id not in jobs])
         for message in messages.values():
             if self._out_of_time(result):
                 return
@@ -215,12 +219,34 @@ class Reconciler:
                 self._act(result, job, message.attempt,
                           lambda job=job, m=message: self._lifecycle.owed_letter_found(job, m))
 
-    def _peek_all(self, result: ReconcilePass) -> list[DeadLetter]:
-        """The oldest letters of every priority's DLQ, each read on its own: one that does not
-        answer is an error of the pass, named by priority, and the others' letters still count."""
-        seen: set[str] = set()
-        letters: list[DeadLetter] = []
-        for priority in PRIORITIES:  # priorities may share one DLQ: each message counts once
+    def _delete_orphans(self, result: ReconcilePass, orphans: list[tuple[str, DeadLetter]]) -> None:
+        """Delete the letters whose job no longer exists (retention removed it: a DLQ keeps a
+        letter longer than the table keeps its job), once: no redrive can run it and no job
+        record explains it, and left there it would be peeked every pass until the queue's
+        retention ends, holding a place among the oldest letters a pass reads."""
+        by_priority: dict[str, list[DeadLetter]] = {}
+        for priority, letter in orphans:
+            by_priority.setdefault(priority, []).append(letter)
+        for priority, letters in by_priority.items():
+            try:
+                deleted = self._dead_letters.delete_dead_letters(priority, letters)
+            except Exception as exc:  # noqa: BLE001 - peeked and deleted again next pass
+                self._failed(result, f"dead letters ({priority})", exc,
+                             "reconciler could not delete the letters of removed jobs", {"priority": priority})
+                continue
+            if deleted:
+                result.counts["orphaned_letter_deleted"] += deleted
+                self._observe("dead letters of removed jobs deleted",
+                              {"priority": priority, "deleted": deleted,
+                               "job_ids": sorted({str(letter.body.get("job_id")) for letter in letters})[:10]})
+
+    def _peek_all(self, result: ReconcilePass) -> list[tuple[str, DeadLetter]]:
+        """The oldest letters of every priority's DLQ with the priority each was read from, each
+        queue read on its own: one that does not answer is an error of the pass, named by
+        priority, and the others' letters still count. Priorities may share one DLQ: each
+        message counts once, as its last peek read it (SQS deletes by the latest receipt)."""
+        letters: dict[str, tuple[str, DeadLetter]] = {}
+        for priority in PRIORITIES:
             try:
                 peeked = self._dead_letters.peek_dead_letters(priority, self._dead_letters_per_pass)
             except Exception as exc:  # noqa: BLE001 - read again next pass; the other DLQs go on
@@ -228,10 +254,8 @@ class Reconciler:
                              {"priority": priority})
                 continue
             for letter in peeked:
-                if letter.message_id not in seen:
-                    seen.add(letter.message_id)
-                    letters.append(letter)
-        return letters
+                letters[letter.message_id] = (priority, letter)
+        return list(letters.values())
 
     def _act(self, result: ReconcilePass, job: Job, attempt: int, action: Callable[[], ReconcileOutcome]) -> bool:
         """Run one job's action on `attempt`; False when it raised (counted and said, with the

@@ -8,7 +8,7 @@ import json
 import threading
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Collection, Iterable, Iterator, Optional
+from typing import Any, Collection, Iterable, Iterator, Optional, Sequence
 
 from chalicelib.adapters.cursors import check_position, read_cursor, write_cursor
 from chalicelib.adapters.dynamodb_items import blob_key as claim_check_key
@@ -334,9 +334,9 @@ class ParkedMessage(tuple):
     def dead_letter(self) -> DeadLetter:
         message, reason = self
         if self.raw is not None:  # parked as it came, as SQS keeps it
-            return DeadLetter(self.message_id, letter_body(self.raw), self.sent_at, self.note)
+            return DeadLetter(self.message_id, letter_body(self.raw), self.sent_at, self.note, receipt=self.message_id)
         body = {**message.to_body(), **({"reason": json.loads(json.dumps(reason))} if reason else {})}
-        return DeadLetter(self.message_id, body, self.sent_at)
+        return DeadLetter(self.message_id, body, self.sent_at, receipt=self.message_id)
 
 
 class InMemoryDeadLetterQueue:
@@ -456,6 +456,12 @@ class InMemoryQueueOperations:
 
     def peek_dead_letters(self, priority: str, limit: int) -> list[DeadLetter]:
         return [parked.dead_letter() for parked in self._parked(priority)[:limit]]
+
+    def delete_dead_letters(self, priority: str, letters: Sequence[DeadLetter]) -> int:
+        wanted = {letter.receipt for letter in letters}
+        going = [m for m in self._parked(priority) if m.message_id in wanted]
+        self._queue.dead[:] = [e for e in self._queue.dead if not any(e is m for m in going)]
+        return len(going)
 
     def redrive(self, priority: str, limit: int) -> dict[str, int]:
         taken = self._parked(priority)[:limit]

@@ -1,4 +1,5 @@
-"""SQS adapter of the QueueOperations port: depths from queue attributes, DLQ peek and redrive.
+"""SQS adapter of the QueueOperations port: depths from queue attributes, DLQ peek, delete and
+redrive.
 
 Redrive is receive + send + delete (SQS's StartMessageMoveTask is not available on the local
 emulator, and cannot move messages the pipeline parked on the DLQ itself): a message is
@@ -103,6 +104,19 @@ class SqsQueueOperations:
         except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
             raise DeadLetterUnavailableError(f"could not read the {priority} dead-letter queue") from exc
         return [_dead_letter(m) for m in messages]
+
+    def delete_dead_letters(self, priority: str, letters: Sequence[DeadLetter]) -> int:
+        _, dead = self._pair(priority)
+        handles = [letter.receipt for letter in letters if letter.receipt]
+        deleted = 0
+        try:
+            for start in range(0, len(handles), 10):
+                answer = self._sqs.delete_message_batch(QueueUrl=dead, Entries=[
+                    {"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles[start:start + 10])])
+                deleted += len(answer.get("Successful", []))
+        except (ClientError, BotoCoreError) as exc:
+            raise DeadLetterUnavailableError(f"could not delete from the {priority} dead-letter queue") from exc
+        return deleted
 
     def redrive(self, priority: str, limit: int) -> dict[str, int]:
         queue, dead = self._pair(priority)
@@ -210,4 +224,4 @@ def _dead_letter(message: dict[str, Any]) -> DeadLetter:
     # Whole milliseconds, added exactly (a float of them can land a microsecond short).
     sent_at = isoformat(_EPOCH + timedelta(milliseconds=int(sent))) if sent else None
     reason = message.get("MessageAttributes", {}).get(REASON_ATTRIBUTE, {}).get("StringValue")
-    return DeadLetter(message["MessageId"], body, sent_at, reason)
+    return DeadLetter(message["MessageId"], body, sent_at, reason, receipt=message.get("ReceiptHandle"))

@@ -57,6 +57,19 @@ def test_dead_letters_are_peeked_without_being_taken_then_redriven(adapters):
     assert adapters.queue_operations.redrive("low", 10) == {"moved": 0, "failed": 0}
 
 
+def test_peeked_dead_letters_are_deleted_as_the_peek_returned_them(adapters):
+    """The reconciler deletes the letters of jobs that no longer exist: those named go, the
+    others stay; a letter already gone is not counted."""
+    for job_id in ("job-1", "job-2", "job-3"):
+        adapters.queue.dead_letter(JobMessage(job_id, 3), priority="low", reason={})
+    peeked = {m.body["job_id"]: m for m in adapters.queue_operations.peek_dead_letters("low", 10)}
+    operations = adapters.queue_operations
+    assert operations.delete_dead_letters("low", [peeked["job-1"], peeked["job-3"]]) == 2
+    assert [m.body["job_id"] for m in operations.peek_dead_letters("low", 10)] == ["job-2"]
+    assert depth(adapters, "low")["dead_lettered"] == 1
+    assert operations.delete_dead_letters("low", []) == 0
+
+
 def test_a_body_that_is_no_job_message_is_parked_as_it_came_and_never_redriven(adapters):
     adapters.queue.dead_letter_body("not json", priority="high", reason="not a job message")
     adapters.queue.dead_letter_body('{"detail": "from another system"}', priority="high", reason="not a job message")

@@ -433,6 +433,9 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
     aws["sqs"].send_message(QueueUrl=stream_failures, MessageBody=on_failure_record(stream_arn, shard, first, last, 2))
     aws["sqs"].purge_queue(QueueUrl=aws["jobs_url"])
     aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=json.dumps({"job_id": lost["id"], "attempt": 1}))
+    # The letter of a job retention removed: the reconciler deletes it.
+    aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=json.dumps(
+        {"job_id": "00000000-0000-4000-8000-000000000000", "attempt": 1}))
     assert client.http.get("/api/system/dlq", headers=_operator()).json_body["dead_letters"]["normal"]
     log.function = "Reconciler"
     scheduled = {"version": "0", "id": "e", "detail-type": "Scheduled Event", "source": "aws.events", "account": "1",
@@ -469,6 +472,7 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
     assert made(log, "Reconciler", "dynamodb:PutItem", "StatsTable")
     assert made(log, "Reconciler", "sqs:DeleteMessage", "StreamFailureQueue")
     assert made(log, "Reconciler", "sqs:GetQueueAttributes", "JobsQueue")
+    assert made(log, "Reconciler", "sqs:DeleteMessage", "JobsDeadLetterQueue")
     assert not denied(template, log), denied(template, log)
     RECORDED["queued"] = log
 

@@ -133,8 +133,9 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         # Depths (the queue's only; never its DLQ's): a job whose resends are spent is not failed
         # while its queue still holds a line of messages no worker received (lifecycle.reconcile).
         **each(JOBS_QUEUES, sqs("SendMessage", "GetQueueAttributes")),
-        # A lost attempt's last failure parks its message; dead letters are peeked and left in place.
-        **each(JOBS_DLQS, sqs("SendMessage", "ReceiveMessage", "ChangeMessageVisibility")),
+        # A lost attempt's last failure parks its message; dead letters are peeked and left in
+        # place, but for those of jobs retention removed, deleted (reconciler._delete_orphans).
+        **each(JOBS_DLQS, sqs("SendMessage", "ReceiveMessage", "ChangeMessageVisibility", "DeleteMessage")),
         "JobsBucket/jobs/*": s3("GetObject"),  # reads claim-checked jobs; its own submissions are tiny
         # Failed stream batches (events/replay.py): their descriptions taken, held and removed,
         # their records read back by sequence number, their events published again.

@@ -6,7 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from chalicelib.adapters.memory import InMemoryQueueOperations
+from chalicelib.adapters.memory import InMemoryFinishedJobs, InMemoryQueueOperations
+from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
 from chalicelib.domain.errors import DeadLetterOwedError, DeadLetterUnavailableError, InvalidRequestError
 from chalicelib.domain.job import JobErrorInfo, isoformat
 from chalicelib.domain.status import JobStatus
@@ -100,6 +101,21 @@ def test_a_claimed_job_is_left_alone_until_its_lease_ends(lifecycle, queue, cloc
     after = store.get(job.id)
     assert after.status == JobStatus.RETRYING and after.error.code == "worker_lost"
     assert [m.attempt for m in queue.drain()] == [2]
+
+
+def test_a_dead_letter_whose_job_no_longer_exists_is_deleted_once(lifecycle, queue, reconciler, store):
+    """Retention removed the job (its record is kept fewer days than a DLQ keeps a letter): the
+    letter can run nothing and tell nothing, so the first pass deletes it, rather than every
+    pass peeking it until the queue's retention ends, holding a place among the oldest 50."""
+    job = submit(lifecycle)
+    failed = submit(lifecycle)
+    for message in queue.drain():  # SQS's redrive policy parked both: no attempt ran
+        queue.dead.append((message, {}))
+    blobs = InMemoryBlobStore()
+    InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs), blobs).purge(job.id)  # by retention
+    assert reconciler.run_pass().counts == {"dead_lettered": 1, "orphaned_letter_deleted": 1}
+    assert [m.job_id for m, _ in queue.dead] == [failed.id], "the failed job's letter stays for operators"
+    assert reconciler.run_pass().counts == {}
 
 
 def test_a_dead_lettered_message_fails_its_queued_job(lifecycle, queue, reconciler, store):
