@@ -595,6 +595,16 @@ class DeliveryLedger(Protocol):
         skipped) and forget `failed` (so their next delivery delivers). Raises
         StoreUnavailableError; records not closed then stay in progress until their lease ends."""
 
+    def begin_parking(self, message_id: str) -> bool:
+        """Whether the queue message `message_id` (SQS's id: the same on each of its deliveries,
+        a new one for a redriven copy) is still to be parked: False once `parked` recorded it.
+        One conditional write. Raises StoreUnavailableError."""
+
+    def parked(self, message_id: str) -> None:
+        """Record the message parked, for the ledger's time to live (longer than the message
+        can stay on its queue): a later delivery of it is not parked again. Raises
+        StoreUnavailableError."""
+
 
 @dataclass(frozen=True)
 class WebhookAnswer:

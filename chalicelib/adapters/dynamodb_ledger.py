@@ -2,11 +2,16 @@
 `expiration`, shared with the keyed submissions' key records (submit#...)):
 
     delivery record   id=DELIVERY#<consumer>#<event id>   status (in_progress | done), expiration
+    parked message    id=DELIVERY#<consumer>#parked:<SQS message id>   status (parking | parked), expiration
 
 `expiration` is the lease's end while in progress and the TTL once done: a record whose
 `expiration` has passed is as good as absent (TTL deletes lazily), so one condition,
 `attribute_not_exists(id) OR expiration < :now`, lets `begin` open new events, take over
 abandoned leases and reopen records past their time to live.
+
+A refused event's message is parked on the dead-letter queue once: `begin_parking` is a
+conditional Put (`parking`) that fails on a `parked` record, `parked` a Put after the park; both
+expire with the ledger's time to live.
 
 `begin` is one TransactWriteItems of conditional Puts (up to 100). A refused transaction
 writes nothing; its CancellationReasons (with the stored record, ReturnValuesOnConditionCheck
@@ -26,6 +31,7 @@ from chalicelib.domain.errors import StoreUnavailableError
 from chalicelib.ports import LedgerOpening
 
 IN_PROGRESS, DONE = "in_progress", "done"
+PARKING, PARKED = "parking", "parked"
 # Cancellation reasons that refuse nothing about the record itself: sent again once.
 _NOT_REFUSED = {"None", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
 
@@ -118,3 +124,32 @@ class DynamoDeliveryLedger:
         for start in range(0, len(requests), BATCH_WRITE_MAX):
             batch_write(self._ddb, self._table, requests[start:start + BATCH_WRITE_MAX],
                         error="could not close the delivery records")
+
+    def _parked_id(self, message_id: str) -> dict[str, Any]:
+        return {"id": {"S": f"{self._prefix}parked:{message_id}"}}
+
+    def _put_parked(self, message_id: str, status: str, **condition: Any) -> None:
+        now = self._clock()
+        self._ddb.put_item(TableName=self._table, Item={
+            **self._parked_id(message_id), "status": {"S": status},
+            "expiration": {"N": str(math.ceil(now + self._ttl_s))}}, **condition)
+
+    def begin_parking(self, message_id: str) -> bool:
+        try:
+            self._put_parked(message_id, PARKING,
+                             ConditionExpression="attribute_not_exists(id) OR #status <> :parked OR expiration < :now",
+                             ExpressionAttributeNames={"#status": "status"},
+                             ExpressionAttributeValues={":parked": {"S": PARKED}, ":now": {"N": str(int(self._clock()))}})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise StoreUnavailableError("could not read whether a message was parked") from exc
+        except BotoCoreError as exc:
+            raise StoreUnavailableError("could not read whether a message was parked") from exc
+        return True
+
+    def parked(self, message_id: str) -> None:
+        try:
+            self._put_parked(message_id, PARKED)
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreUnavailableError("could not record a parked message") from exc

@@ -13,6 +13,9 @@ from chalicelib.defaults import WEBHOOK_ANSWER_TEXT_BYTES, WEBHOOK_TIMEOUT_S
 from chalicelib.domain.errors import CacheGenerationChangedError, EventPublishError, WebhookDeliveryError
 from chalicelib.ports import CacheEntry, LedgerOpening, WebhookAnswer
 
+# A parked message's record, beside the event records (an event id never starts so).
+PARKED = "parked:"
+
 
 def _phrase(status: int) -> str:
     try:
@@ -87,6 +90,15 @@ class InMemoryDeliveryLedger:
                 self.records[event_id] = ("done", expiration)
             for event_id in failed:
                 self.records.pop(event_id, None)
+
+    def begin_parking(self, message_id: str) -> bool:
+        with self._lock:
+            record = self.records.get(PARKED + message_id)
+            return record is None or record[1] < int(self._clock())
+
+    def parked(self, message_id: str) -> None:
+        with self._lock:
+            self.records[PARKED + message_id] = ("parked", math.ceil(self._clock() + self._ttl_s))
 
 
 class InMemoryEventPublisher:

@@ -107,18 +107,31 @@ class Consumer:
               refusal: WebhookRefusedError) -> bool:
         """Put a refused record on the dead-letter queue; whether it is there (its message then
         leaves its queue at once, `_acknowledge`). Its delivery record (if any) is forgotten
-        like a failed one's, so a redrive delivers it."""
+        like a failed one's, so a redrive delivers it. With a delivery ledger the message is
+        parked once: recorded parked, a later delivery of it (its delete and its batch's answer
+        both lost) is not parked again; a redriven copy is a new message."""
         queue = self._dead_letters(services) if self._dead_letters is not None else None
         extra = {"event_id": detail.get("event_id"), "status": refusal.details.get("status"), "reason": refusal.message}
         if queue is None:
             logger.warning(f"{self._name} refused for good, and no dead-letter queue is configured", extra=extra)
             return False
+        ledger = services.delivery_ledger(self._name) if self._exactly_once else None
         try:
+            if ledger is not None and not ledger.begin_parking(record.message_id):
+                logger.warning(f"{self._name} refused an event parked before: its message is deleted",
+                               extra={**extra, "message_id": record.message_id})
+                return True
             queue.park(record.body, refusal.message)
-        except JobpipeError as exc:  # the queue did not answer: the message comes back to be parked then
+        except JobpipeError as exc:  # no answer: the message comes back to be parked then
             logger.warning(f"{self._name} could not park a refused event", extra={**extra, "error": describe(exc)})
             return False
         logger.error(f"{self._name} refused for good: dead-lettered", extra=extra)
+        if ledger is not None:
+            try:
+                ledger.parked(record.message_id)
+            except JobpipeError as exc:  # parked: only a delete and an answer both lost would park it again
+                logger.warning(f"{self._name} could not record a parked event",
+                               extra={**extra, "message_id": record.message_id, "error": describe(exc)})
         return True
 
     def _acknowledge(self, services: Container, record: SQSRecord, event_id: str) -> None:

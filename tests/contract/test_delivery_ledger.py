@@ -105,3 +105,19 @@ def test_an_empty_finish_writes_nothing(ledgers):
     ledger = ledgers()
     ledger.finish([], [])
     assert ledger.begin(["x"], LEASE_S).opened == ("x",)
+
+
+def test_a_message_recorded_parked_is_not_parked_again_until_its_record_expires(ledgers, clock):
+    """A refused event's message is parked once: a park that did not go through leaves it to
+    park, a recorded park keeps each later delivery of the same message off the dead-letter
+    queue; a redriven copy (a new message id) and the event's own delivery record are apart."""
+    ledger = ledgers()
+    assert ledger.begin_parking("m-1") is True
+    assert ledger.begin_parking("m-1") is True, "the park did not go through: it is tried again"
+    ledger.parked("m-1")
+    assert ledger.begin_parking("m-1") is False
+    assert ledger.begin_parking("m-2") is True
+    assert ledger.begin(["e-1"], LEASE_S) == LedgerOpening(opened=("e-1",))
+    assert ledgers("cache_invalidation").begin_parking("m-1") is True
+    clock.now += TTL_S + 1
+    assert ledger.begin_parking("m-1") is True

@@ -12,7 +12,7 @@ import pytest
 from chalicelib import composition
 from chalicelib.aws_requests import AwsRequestCounter
 from chalicelib.defaults import DELIVERY_CLOSE_MARGIN_S, WEBHOOK_RETRY_AFTER_MAX_S, WEBHOOK_TIMEOUT_S
-from chalicelib.domain.errors import StoreUnavailableError, WebhookDeliveryError
+from chalicelib.domain.errors import QueueUnavailableError, StoreUnavailableError, WebhookDeliveryError
 from chalicelib.ports import WebhookAnswer
 from chalicelib.subscribers.erp import ErpBridge
 from tests.functional.conftest import LambdaContext, receive_all, sqs_event, token
@@ -440,6 +440,34 @@ def test_a_refused_event_whose_batch_comes_back_before_its_answer_is_parked_once
             break
         handler(sqs_event(received, QUEUE_ARN), LambdaContext(60))
     assert erp.posts == 1 and len(invoke.dead_letters()) == 1
+
+
+def test_a_parked_event_whose_message_delete_and_batch_answer_were_both_lost_is_parked_once(
+        bridge, client, aws, monkeypatch):
+    """The queue did not take the early delete and the batch's answer never reached SQS: the
+    message comes back, the ERP refuses it again, and the ledger's mark of the message parked
+    keeps a second copy off the dead-letter queue; the message is deleted then."""
+    invoke, erp, _, _, _ = bridge
+    (refused,) = ids(1)
+    erp.answers[refused] = 422
+    sqs = aws["sqs"]
+    sqs.send_message(QueueUrl=invoke.queue_url, MessageBody=json.dumps(_envelope(refused)))
+    handler = client._app.handler_map["erp_bridge"]
+    queue = composition.container().queue
+    acknowledge = queue.acknowledge
+
+    def unanswered(*args, **kwargs):
+        raise QueueUnavailableError("could not delete a received message")
+
+    monkeypatch.setattr(queue, "acknowledge", unanswered)
+    received = sqs.receive_message(QueueUrl=invoke.queue_url, VisibilityTimeout=0)["Messages"]
+    handler(sqs_event(received, QUEUE_ARN), LambdaContext(60))  # its answer is lost
+    monkeypatch.setattr(queue, "acknowledge", acknowledge)
+    again = sqs.receive_message(QueueUrl=invoke.queue_url, VisibilityTimeout=0)["Messages"]
+    assert [m["MessageId"] for m in again] == [m["MessageId"] for m in received]
+    handler(sqs_event(again, QUEUE_ARN), LambdaContext(60))
+    assert len(invoke.dead_letters()) == 1
+    assert sqs.receive_message(QueueUrl=invoke.queue_url, VisibilityTimeout=0).get("Messages", []) == []
 
 
 def _warnings(monkeypatch) -> list[dict]:
