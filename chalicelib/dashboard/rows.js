@@ -229,9 +229,10 @@ function timeLine(label, iso) {
   return line;
 }
 
-// A time in the browser's zone, with the API's UTC text as its title.
+// A time in the browser's zone, with the API's UTC text as its title. Marked "at": past
+// midnight, every such time in the table and the details is written again (`tick`).
 function timeOf(iso) {
-  var time = el("time", null, when(iso));
+  var time = el("time", "at", when(iso));
   time.dateTime = iso;
   time.title = iso;
   return time;

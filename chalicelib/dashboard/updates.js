@@ -178,13 +178,13 @@ function poll() {
 }
 
 // Durations of running jobs and waits of scheduled ones tick between polls; past midnight,
-// the times shown as "today" gain their date.
+// the times shown as "today", in the table and in open details alike, gain their date.
 var today = new Date().toDateString();
 
 function tick() {
   if (new Date().toDateString() !== today) {
     today = new Date().toDateString();
-    state.jobs.forEach(function (job) { state.rows.get(job.id).renderTimes(job); });
+    $("jobs-body").querySelectorAll("time.at").forEach(function (time) { time.textContent = when(time.dateTime); });
   }
   state.jobs.forEach(function (job) {
     if (TERMINAL[job.status] || state.gone.has(job.id)) return;

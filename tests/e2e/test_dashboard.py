@@ -620,6 +620,32 @@ def test_times_shown_before_midnight_gain_their_date_after_it(browser):
     context.close()
 
 
+def test_an_open_details_panel_gains_its_dates_at_midnight_as_the_table_does(browser):
+    """The attempts in a job's details are written as the table writes its times: the clock
+    only today, the date too for an earlier day, and a panel left open across midnight gains
+    its dates at midnight, as the table's times do."""
+    from datetime import datetime, timezone
+
+    context = browser.new_context(timezone_id="America/New_York")
+    page = context.new_page()
+    api = FakeApi(page)
+    page.clock.install(time=datetime(2026, 1, 16, 4, 59, 40, tzinfo=timezone.utc))  # 23:59:40 in New York
+    job = api.add(status="failed", attempts=1, created_at="2026-01-16T04:59:30.000Z", started_at="2026-01-16T04:59:31.000Z",
+                  finished_at="2026-01-16T04:59:35.000Z", error={"code": "handler_error", "message": "boom"})
+    api.runs[job["id"]] = [{"attempt": 1, "status": "failed", "started_at": job["started_at"],
+                            "finished_at": job["finished_at"], "error": job["error"]}]
+    api.open()
+    row(page, job["id"]).get_by_role("button", name=re.compile("Details")).click()
+    table = row(page, job["id"]).locator(".times time")
+    panel = page.locator(f'#detail-{job["id"]} .runs-table time')
+    expect(panel).to_have_text(["23:59:31", "23:59:35"])
+    expect(table).to_have_text(["23:59:30", "23:59:31", "23:59:35"])
+    page.clock.run_for(30_000)
+    expect(table).to_have_text(["2026-01-15 23:59:30", "2026-01-15 23:59:31", "2026-01-15 23:59:35"])
+    expect(panel).to_have_text(["2026-01-15 23:59:31", "2026-01-15 23:59:35"])
+    context.close()
+
+
 def test_load_more_is_gone_while_another_listing_is_on_its_way(page, api):
     for _ in range(30):
         api.add(status="completed", type="demo.steps")
