@@ -1153,6 +1153,67 @@ def test_a_laptop_window_shows_every_column_without_scrolling_sideways(browser, 
     context.close()
 
 
+def overflows(page: Page) -> list[str]:
+    """What sticks out sideways: the page past the window, the table past its box, a row or a
+    cell (of a job or of its details) past the table's box."""
+    return page.evaluate("""() => {
+        const out = [], root = document.documentElement, wrap = document.querySelector(".table-wrap");
+        if (root.scrollWidth > innerWidth) out.push(`page ${root.scrollWidth} > ${innerWidth}`);
+        if (wrap.scrollWidth > wrap.clientWidth) out.push(`table ${wrap.scrollWidth} > ${wrap.clientWidth}`);
+        const right = wrap.getBoundingClientRect().right + 0.5;
+        document.querySelectorAll("#jobs-body tr:not([hidden]), #jobs-body tr:not([hidden]) td, .runs-table").forEach(box => {
+            const edge = box.getBoundingClientRect().right;
+            if (edge > right) out.push(`${box.closest("tr").dataset.jobId || box.closest("tr").id} ${box.className} ${edge - right}`);
+        });
+        return out;
+    }""")
+
+
+@pytest.mark.parametrize("day", ["today", "earlier"])
+def test_no_width_from_a_phone_to_a_4k_screen_scrolls_sideways(browser, day):
+    """Dated or not, with texts of every length and a job's details open, nothing sticks out
+    sideways at any window width from 320 px (a phone) to 1920 px."""
+    from datetime import datetime, timedelta, timezone
+
+    context = browser.new_context(viewport={"width": 1920, "height": 900}, timezone_id="UTC")
+    page = context.new_page()
+    api = FakeApi(page)
+    now = datetime(2026, 1, 16, 12, 0, 0, tzinfo=timezone.utc)
+    page.clock.install(time=now)
+    at = now - (timedelta(minutes=30) if day == "today" else timedelta(days=3))
+    times = {"created_at": iso(at), "started_at": iso(at + timedelta(seconds=1))}
+    ended = {**times, "finished_at": iso(at + timedelta(seconds=5))}
+    progress = {"percent": 40.0, "step": "load rows", "message": "row 400 of 1000", "details": None, "updated_at": None}
+    long = {"type": "reports." + "monthly_" * 16, "progress": {**progress, "step": "s" * 200, "message": " ".join(["word"] * 400)},
+            "error": {"code": "E_" + "X" * 118, "message": "Traceback: " + " ".join(["frame"] * 1500)}}
+    api.add(status="running", attempts=1, **times, progress=progress, cancel_requested=True)
+    api.add(status="retrying", attempts=2, **times, not_before=iso(now + timedelta(days=300)), progress=progress,
+            error={"code": "handler_error", "message": "ValueError: bad row 17"})
+    api.add(status="completed", attempts=3, max_attempts=10, **ended, progress={**progress, "percent": 100.0})
+    failed = api.add(status="failed", attempts=1, **ended, **long, user="u" * 200, scope="s" * 200,
+                     payload={"k" * 300: "v" * 3000}, result={"r": "x" * 3000})
+    api.add(status="running", attempts=1, **times, **long)
+    api.runs[failed["id"]] = [{"attempt": 1, "status": "failed", "started_at": failed["started_at"],
+                               "finished_at": failed["finished_at"], "error": failed["error"]}]
+    api.open()
+    row(page, failed["id"]).get_by_role("button", name=re.compile("Details")).click()
+    expect(page.locator(f'#detail-{failed["id"]} .runs-table time')).to_have_count(2)
+    dated = row(page, failed["id"]).locator(".times time").first
+    expect(dated).to_have_text(re.compile(r"^\d\d:" if day == "today" else r"^2026-01-13 "))
+    found, shown = {}, {}
+    for width in sorted({*range(320, 1921, 20), *range(1270, 1311)}):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.evaluate("() => new Promise(requestAnimationFrame)")
+        if problems := overflows(page):
+            found[width] = problems
+        shown[width] = row(page, failed["id"]).evaluate("r => getComputedStyle(r).display")
+    context.close()
+    assert not found, [f"{width} px: {problems[0]} (and {len(problems) - 1} more)" for width, problems in found.items()]
+    # A table where it fits (the form beside it from 1441 px), each job a card where it does not.
+    assert (shown[320], shown[1000], shown[1100], shown[1440], shown[1460], shown[1920]) == (
+        "grid", "grid", "table-row", "table-row", "table-row", "table-row"), shown
+
+
 def test_an_attempts_times_show_in_the_browsers_zone_with_utc_on_hover(browser):
     context = browser.new_context(timezone_id="Europe/Berlin")
     page = context.new_page()
