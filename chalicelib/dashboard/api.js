@@ -3,6 +3,11 @@
 // (`handleError`), and the page's chrome that shows it: banner, live status, token panel.
 "use strict";
 
+(function (jobpipe) {
+var $ = jobpipe.$, API_BASE = jobpipe.API_BASE, PAUSED = jobpipe.PAUSED, POLL_MIN_MS = jobpipe.POLL_MIN_MS,
+  REQUEST_TIMEOUT_MS = jobpipe.REQUEST_TIMEOUT_MS, RETRY_AFTER_MAX_MS = jobpipe.RETRY_AFTER_MAX_MS,
+  TOKEN_KEY = jobpipe.TOKEN_KEY, state = jobpipe.state, clock = jobpipe.clock;
+
 // ---------------------------------------------------------------- token
 
 // Keeps a token given in the fragment or the form: "Bearer " and whitespace (a token wrapped
@@ -212,3 +217,9 @@ function stopTimers() {
   state.pollTimer = null;
   state.refreshTimer = null;
 }
+
+Object.assign(jobpipe, { ApiError: ApiError, NetworkError: NetworkError, api: api, askForToken: askForToken,
+  handleError: handleError, keepToken: keepToken, setLive: setLive, showBanner: showBanner,
+  showWorkspace: showWorkspace, stopTimers: stopTimers, takeTokenFromFragment: takeTokenFromFragment,
+  token: token });
+})(window.jobpipe);

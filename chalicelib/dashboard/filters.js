@@ -2,6 +2,9 @@
 // choices, and what an empty view says.
 "use strict";
 
+(function (jobpipe) {
+var $ = jobpipe.$, state = jobpipe.state;
+
 // Whether the current filters show `job` (its type never changes; its status does).
 function shown(job) {
   return (!state.filters.status || job.status === state.filters.status) &&
@@ -41,7 +44,7 @@ function syncTypes() {
   });
   renderTypeFilter();
   // Before the first read has answered, that read (or the listing's retry of it) serves.
-  if (unknown && state.typesRead) loadJobTypes();
+  if (unknown && state.typesRead) jobpipe.loadJobTypes();
 }
 
 function renderTypeFilter() {
@@ -81,5 +84,10 @@ function applyFilters() {
   state.filters.status = $("filter-status").value;
   state.filters.type = $("filter-type").value;
   state.filters.limit = Number($("page-size").value) || 25;
-  refreshList(true);
+  jobpipe.refreshList(true);
 }
+
+Object.assign(jobpipe, { applyFilters: applyFilters, forgetTypesShown: forgetTypesShown, listPath: listPath,
+  registered: registered, renderEmpty: renderEmpty, renderTypeFilter: renderTypeFilter, shown: shown,
+  syncTypes: syncTypes });
+})(window.jobpipe);

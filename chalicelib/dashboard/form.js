@@ -3,6 +3,13 @@
 // no answer, and what a refused submit says and marks.
 "use strict";
 
+(function (jobpipe) {
+var $ = jobpipe.$, state = jobpipe.state, busy = jobpipe.busy, setBusy = jobpipe.setBusy,
+  ApiError = jobpipe.ApiError, NetworkError = jobpipe.NetworkError, api = jobpipe.api,
+  handleError = jobpipe.handleError, order = jobpipe.order, remember = jobpipe.remember,
+  registered = jobpipe.registered, renderEmpty = jobpipe.renderEmpty,
+  renderTypeFilter = jobpipe.renderTypeFilter, schedulePoll = jobpipe.schedulePoll;
+
 function exampleFor(schema) {
   if (!schema) return {};
   if (Array.isArray(schema.examples) && schema.examples.length) return schema.examples[0];
@@ -210,3 +217,6 @@ function submitJob(event) {
     }
   ).then(function () { setBusy(button, false); });
 }
+
+Object.assign(jobpipe, { loadJobTypes: loadJobTypes, selectJobType: selectJobType, submitJob: submitJob });
+})(window.jobpipe);

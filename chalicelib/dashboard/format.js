@@ -2,6 +2,7 @@
 // helpers every view uses (`el`, a busy button).
 "use strict";
 
+(function (jobpipe) {
 function pad(n) { return (n < 10 ? "0" : "") + n; }
 
 function clock(date) {
@@ -55,3 +56,7 @@ function el(tag, className, text) {
   if (text !== undefined) node.textContent = text;
   return node;
 }
+
+Object.assign(jobpipe, { busy: busy, clock: clock, countdown: countdown, el: el, jobDuration: jobDuration,
+  setBusy: setBusy, shortId: shortId, when: when });
+})(window.jobpipe);

@@ -2,6 +2,10 @@
 // the view or is gone, the rows in the listing's order, the count by status, the unfinished.
 "use strict";
 
+(function (jobpipe) {
+var $ = jobpipe.$, STATUSES = jobpipe.STATUSES, TERMINAL = jobpipe.TERMINAL, state = jobpipe.state,
+  el = jobpipe.el, JobRow = jobpipe.JobRow;
+
 // Keeps the newer of two views of a job (a list answer may be older than a poll answer); a
 // job that no longer matches the status filter leaves the view (and is no longer polled).
 // Returns whether anything shown changed.
@@ -15,7 +19,7 @@ function remember(job) {
     return back;
   }
   if (!known && state.left.has(job.id) && state.left.get(job.id) >= job.version) return false;
-  if (!shown(job)) {
+  if (!jobpipe.shown(job)) {
     if (known) forget(job);
     return Boolean(known);
   }
@@ -76,9 +80,9 @@ function order() {
   });
   // An empty page with a cursor is not an empty listing (status and type filters together
   // can skip past many jobs of other types): "Load more" is shown instead.
-  renderEmpty(jobs.length > 0 || Boolean(state.cursor));
+  jobpipe.renderEmpty(jobs.length > 0 || Boolean(state.cursor));
   renderSummary();
-  syncTypes();
+  jobpipe.syncTypes();
 }
 
 function renderSummary() {
@@ -111,3 +115,7 @@ function unfinishedIds() {
   state.jobs.forEach(function (job) { if (!TERMINAL[job.status] && !state.gone.has(job.id)) ids.push(job.id); });
   return ids;
 }
+
+Object.assign(jobpipe, { clearJobs: clearJobs, drop: drop, listed: listed, markGone: markGone, order: order,
+  remember: remember, renderSummary: renderSummary, unfinishedIds: unfinishedIds });
+})(window.jobpipe);

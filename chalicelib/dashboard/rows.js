@@ -2,6 +2,12 @@
 // error, the countdown of a scheduled job, its details with every attempt, and its Cancel.
 "use strict";
 
+(function (jobpipe) {
+var CANCEL_NOTES = jobpipe.CANCEL_NOTES, TERMINAL = jobpipe.TERMINAL, state = jobpipe.state,
+  busy = jobpipe.busy, countdown = jobpipe.countdown, el = jobpipe.el, jobDuration = jobpipe.jobDuration,
+  setBusy = jobpipe.setBusy, shortId = jobpipe.shortId, when = jobpipe.when, ApiError = jobpipe.ApiError,
+  api = jobpipe.api, handleError = jobpipe.handleError;
+
 function JobRow(id) {
   this.id = id;
   var tr = this.tr = el("tr", "job");
@@ -246,16 +252,16 @@ function cancelJob(id) {
   api("DELETE", "jobs/" + encodeURIComponent(id)).then(
     function (job) {
       row.note.textContent = job.status === "canceled" ? "canceled" : "cancel requested";
-      remember(job);
-      order();
-      schedulePoll(0);
+      jobpipe.remember(job);
+      jobpipe.order();
+      jobpipe.schedulePoll(0);
     },
     function (err) {
       if (err instanceof ApiError && (err.status === 409 || err.status === 404)) {
         row.note.textContent = err.message;
         // It finished (or went away) meanwhile: a poll shows its final state, and a poll
         // that fails is shown and retried like every other.
-        pollNow();
+        jobpipe.pollNow();
         return;
       }
       setBusy(row.cancel, false);
@@ -264,3 +270,6 @@ function cancelJob(id) {
     }
   );
 }
+
+Object.assign(jobpipe, { JobRow: JobRow });
+})(window.jobpipe);

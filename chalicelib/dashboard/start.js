@@ -2,6 +2,16 @@
 // sets (token form, submit form, filters, Refresh, Load more, a hidden tab). Runs last.
 "use strict";
 
+(function (jobpipe) {
+var $ = jobpipe.$, PAUSED = jobpipe.PAUSED, TOKEN_KEY = jobpipe.TOKEN_KEY, state = jobpipe.state,
+  askForToken = jobpipe.askForToken, keepToken = jobpipe.keepToken, setLive = jobpipe.setLive,
+  showWorkspace = jobpipe.showWorkspace, stopTimers = jobpipe.stopTimers,
+  takeTokenFromFragment = jobpipe.takeTokenFromFragment, token = jobpipe.token,
+  clearJobs = jobpipe.clearJobs, renderSummary = jobpipe.renderSummary, applyFilters = jobpipe.applyFilters,
+  forgetTypesShown = jobpipe.forgetTypesShown, loadMore = jobpipe.loadMore,
+  refreshList = jobpipe.refreshList, schedulePoll = jobpipe.schedulePoll, tick = jobpipe.tick,
+  loadJobTypes = jobpipe.loadJobTypes, selectJobType = jobpipe.selectJobType, submitJob = jobpipe.submitJob;
+
 function start(refused) {
   if (refused || !token()) {
     askForToken(refused || "Paste a token to see your jobs.");
@@ -83,3 +93,4 @@ function init() {
 }
 
 init();
+})(window.jobpipe);

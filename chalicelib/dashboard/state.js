@@ -1,9 +1,12 @@
 // jobpipe dashboard: the settings the page runs by (poll and refresh intervals, batch and
 // arrival bounds, request timeout), the API's base URL, `$` and the one `state` object every
 // other file reads and changes: the jobs and rows shown, tags, cursor, filters, timers.
-// The files share the page's scope, as classic scripts run in index.html's order (start.js last).
+// Each file keeps its names to itself: it adds what later files use to the page's one global,
+// `jobpipe` (made here), and takes at its start what earlier files added; a name of a later
+// file it reads from `jobpipe` when called. Classic scripts, run in index.html's order.
 "use strict";
 
+(function (jobpipe) {
 var TOKEN_KEY = "jobpipe.dashboard.token";
 var STATUSES = ["queued", "running", "retrying", "completed", "failed", "canceled"];
 var TERMINAL = { completed: true, failed: true, canceled: true };
@@ -47,3 +50,10 @@ var state = {
   shownFor: null,    // the token whose jobs the page shows
   authorized: false
 };
+
+Object.assign(jobpipe, { $: $, API_BASE: API_BASE, ARRIVALS_MAX: ARRIVALS_MAX, CANCEL_NOTES: CANCEL_NOTES,
+  LIST_REFRESH_MS: LIST_REFRESH_MS, MAX_BATCH: MAX_BATCH, PAUSED: PAUSED, POLL_BACKOFF: POLL_BACKOFF,
+  POLL_MAX_MS: POLL_MAX_MS, POLL_MIN_MS: POLL_MIN_MS, REQUEST_TIMEOUT_MS: REQUEST_TIMEOUT_MS,
+  RETRY_AFTER_MAX_MS: RETRY_AFTER_MAX_MS, STATUSES: STATUSES, TERMINAL: TERMINAL, TOKEN_KEY: TOKEN_KEY,
+  state: state });
+})(window.jobpipe = {});

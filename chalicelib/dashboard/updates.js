@@ -3,6 +3,15 @@
 // the once-a-second tick of durations and countdowns.
 "use strict";
 
+(function (jobpipe) {
+var $ = jobpipe.$, ARRIVALS_MAX = jobpipe.ARRIVALS_MAX, LIST_REFRESH_MS = jobpipe.LIST_REFRESH_MS,
+  MAX_BATCH = jobpipe.MAX_BATCH, POLL_BACKOFF = jobpipe.POLL_BACKOFF, POLL_MAX_MS = jobpipe.POLL_MAX_MS,
+  POLL_MIN_MS = jobpipe.POLL_MIN_MS, TERMINAL = jobpipe.TERMINAL, state = jobpipe.state, busy = jobpipe.busy,
+  setBusy = jobpipe.setBusy, when = jobpipe.when, api = jobpipe.api, handleError = jobpipe.handleError,
+  showBanner = jobpipe.showBanner, clearJobs = jobpipe.clearJobs, drop = jobpipe.drop,
+  listed = jobpipe.listed, markGone = jobpipe.markGone, order = jobpipe.order, remember = jobpipe.remember,
+  unfinishedIds = jobpipe.unfinishedIds, listPath = jobpipe.listPath;
+
 // ---------------------------------------------------------------- listing
 
 // First page of the current listing; merges into what is shown (keeps rows and open details).
@@ -56,7 +65,7 @@ function refreshList(reset) {
       if (changed || redraw) order();
       if (changed) schedulePoll(0); else ensurePolling();
       scheduleRefresh();
-      if (!state.typesRead) loadJobTypes();
+      if (!state.typesRead) jobpipe.loadJobTypes();
     }
   ).catch(
     // A failed refresh (or an answer the page could not use) never ends the refreshes.
@@ -193,3 +202,7 @@ function tick() {
     row.renderSchedule(job);
   });
 }
+
+Object.assign(jobpipe, { loadMore: loadMore, pollNow: pollNow, refreshList: refreshList,
+  schedulePoll: schedulePoll, tick: tick });
+})(window.jobpipe);

@@ -1214,6 +1214,19 @@ def test_no_width_from_a_phone_to_a_4k_screen_scrolls_sideways(browser, day):
         "grid", "grid", "table-row", "table-row", "table-row", "table-row"), shown
 
 
+def test_the_page_adds_one_name_to_the_global_scope(page, api):
+    """The scripts keep their names to themselves: the page, running, adds `jobpipe` to
+    `window` and nothing else (the names `window` has before the page's first script runs, kept
+    under a symbol, are the baseline)."""
+    before = 'Symbol.for("names before the page")'
+    page.add_init_script(f"Object.defineProperty(window, {before}, {{value: Object.getOwnPropertyNames(window)}})")
+    api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
+    api.open()
+    expect(page.locator("tr.job")).to_have_count(1)
+    added = page.evaluate(f"Object.getOwnPropertyNames(window).filter(name => !window[{before}].includes(name))")
+    assert added == ["jobpipe"], added
+
+
 def test_an_attempts_times_show_in_the_browsers_zone_with_utc_on_hover(browser):
     context = browser.new_context(timezone_id="Europe/Berlin")
     page = context.new_page()

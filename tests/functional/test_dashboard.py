@@ -91,6 +91,40 @@ def test_each_script_says_what_it_holds_and_runs_strict():
         assert lines[0].startswith("// jobpipe dashboard: "), name
         assert next(line for line in lines if not line.startswith("//")) == '"use strict";', name
 
+NAMES = r"[\w$]+"
+
+
+def test_each_script_takes_from_jobpipe_only_what_a_script_adds():
+    """Each file is one function over `jobpipe`, the page's only global (state.js makes it): the
+    names it takes at its start were added by a file before it, and every other `jobpipe.NAME`
+    it reads (a later file's, when called) is added by some file."""
+    added: dict[str, str] = {}
+    taken: list[tuple[str, str, bool]] = []  # (file, name, at its start)
+    for index, name in enumerate(named_scripts()):
+        js = (ASSETS / name).read_text()
+        opening = "(function (jobpipe) {\n"
+        closing = "})(window.jobpipe = {});\n" if index == 0 else "})(window.jobpipe);\n"
+        assert js.count(opening) == 1 and js.index(opening) < js.index("\n\n", js.index('"use strict";')) + 3, name
+        assert js.endswith(closing), name
+        start = re.match(r"var ((?:[\w$]+ = jobpipe\.[\w$]+(?:,\s*)?)+);", js[js.index(opening) + len(opening):])
+        imports = re.findall(rf"({NAMES}) = jobpipe\.({NAMES})", start.group(1)) if start else []
+        assert all(local == remote for local, remote in imports), (name, imports)
+        taken += [(name, remote, True) for _, remote in imports]
+        exports = re.search(r"\nObject\.assign\(jobpipe, \{(.*?)\}\);\n\}\)", js, re.S)
+        pairs = re.findall(rf"({NAMES}): ({NAMES})", exports.group(1)) if exports else []
+        assert all(key == value for key, value in pairs), (name, pairs)
+        for key, _ in pairs:
+            assert key not in added, f"{key} is added by {added[key]} and {name}"
+            added[key] = name
+        body = js[start.end() if start else 0:exports.start() if exports else len(js)]
+        taken += [(name, used, False) for used in re.findall(rf"(?<![\w.\"'`])jobpipe\.({NAMES})", body)]  # not in text
+    order = named_scripts()
+    for name, used, at_start in taken:
+        assert used in added, f"{name} takes jobpipe.{used}, which no script adds"
+        if at_start:
+            assert order.index(added[used]) < order.index(name), f"{name} takes {used} at its start, before {added[used]} runs"
+
+
 def test_the_token_is_kept_per_tab_and_never_logged():
     js = all_js()
     assert "sessionStorage" in js and "localStorage" not in js
