@@ -218,8 +218,8 @@ function stopTimers() {
   state.refreshTimer = null;
 }
 
-Object.assign(jobpipe, { ApiError: ApiError, NetworkError: NetworkError, api: api, askForToken: askForToken,
-  handleError: handleError, keepToken: keepToken, setLive: setLive, showBanner: showBanner,
+Object.assign(jobpipe, { ApiError: ApiError, NetworkError: NetworkError, StaleAnswer: StaleAnswer, api: api,
+  askForToken: askForToken, handleError: handleError, keepToken: keepToken, setLive: setLive, showBanner: showBanner,
   showWorkspace: showWorkspace, stopTimers: stopTimers, takeTokenFromFragment: takeTokenFromFragment,
   token: token });
 })(window.jobpipe);

@@ -6,7 +6,7 @@
 var CANCEL_NOTES = jobpipe.CANCEL_NOTES, TERMINAL = jobpipe.TERMINAL, state = jobpipe.state,
   busy = jobpipe.busy, countdown = jobpipe.countdown, el = jobpipe.el, jobDuration = jobpipe.jobDuration,
   setBusy = jobpipe.setBusy, shortId = jobpipe.shortId, when = jobpipe.when, ApiError = jobpipe.ApiError,
-  api = jobpipe.api, handleError = jobpipe.handleError;
+  StaleAnswer = jobpipe.StaleAnswer, api = jobpipe.api, handleError = jobpipe.handleError;
 
 function JobRow(id) {
   this.id = id;
@@ -197,7 +197,13 @@ JobRow.prototype.loadRuns = function (status) {
     if (runs.length) self.runs.appendChild(table);
   }, function (err) {
     self.runsLoadedFor = null;
-    if (!handleError(err)) self.runs.replaceChildren(el("p", "error-message", "Could not load attempts: " + err.message));
+    handleError(err);
+    if (err instanceof StaleAnswer) return;
+    // Said here too: the banner goes with the next good answer, and the attempts are not polled.
+    var again = el("button", "runs-again", "Load attempts again");
+    again.type = "button";
+    again.addEventListener("click", function () { self.loadRuns(self.tr.dataset.status); });
+    self.runs.replaceChildren(el("p", "error-message", "Could not load attempts: " + err.message), again);
   });
 };
 

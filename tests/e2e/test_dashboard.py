@@ -1214,6 +1214,29 @@ def test_no_width_from_a_phone_to_a_4k_screen_scrolls_sideways(browser, day):
         "grid", "grid", "table-row", "table-row", "table-row", "table-row"), shown
 
 
+@pytest.mark.parametrize("failure", [
+    {"status": 503, "json": {"message": "Service Unavailable"}},
+    {"status": 429, "headers": {"Retry-After": "1"}, "json": {"message": "Too Many Requests"}},
+], ids=["5xx", "429"])
+def test_attempts_that_could_not_be_read_say_so_in_the_details_and_can_be_read_again(page, api, failure):
+    """A failed read of a job's attempts (the stack overloaded or throttling) is said in its
+    details, not only in the banner, which the next good answer takes away: the details would
+    be left without attempts and without a word. A button there reads them again."""
+    job = api.add(status="failed", attempts=1, started_at="2026-01-15T10:00:01.000Z", finished_at="2026-01-15T10:00:05.000Z",
+                  error={"code": "handler_error", "message": "boom"})
+    api.runs[job["id"]] = [{"attempt": 1, "status": "failed", "started_at": job["started_at"],
+                            "finished_at": job["finished_at"], "error": job["error"]}]
+    api.open()
+    api.fail("GET", r"/jobs/[^/]+/runs", **failure)
+    row(page, job["id"]).get_by_role("button", name=re.compile("Details")).click()
+    detail = page.locator(f'#detail-{job["id"]}')
+    expect(detail.locator(".runs")).to_contain_text(re.compile("Could not load attempts: .*" + failure["json"]["message"]))
+    detail.get_by_role("button", name="Load attempts again").click()
+    expect(detail.locator(".runs-table tr")).to_have_count(2)
+    expect(detail.locator(".runs")).not_to_contain_text("Could not load")
+    assert api.count("GET", r"/jobs/[^/]+/runs") == 2
+
+
 def test_the_page_adds_one_name_to_the_global_scope(page, api):
     """The scripts keep their names to themselves: the page, running, adds `jobpipe` to
     `window` and nothing else (the names `window` has before the page's first script runs, kept
