@@ -12,13 +12,15 @@ function shown(job) {
 }
 
 // An empty view says which filters emptied it and offers to clear them: a type chosen that
-// has no jobs any more would otherwise look like a tenant without jobs.
+// has no jobs any more would otherwise look like a tenant without jobs. While the listing is on
+// its way (a slow stack: seconds), it says so instead.
 function renderEmpty(hidden) {
   $("jobs-empty").hidden = hidden;
   if (hidden) return;
   var f = state.filters;
-  var filtered = Boolean(f.status || f.type);
-  $("jobs-empty-text").textContent = !filtered ? "No jobs here yet. Submit one with the form."
+  var filtered = Boolean(f.status || f.type) && !state.loading;
+  $("jobs-empty-text").textContent = state.loading ? "Loading jobs…"
+    : !filtered ? "No jobs here yet. Submit one with the form."
     : "No " + (f.status ? f.status + " " : "") + "jobs" + (f.type ? " of type " + f.type : "") + "." +
       (f.type && state.typesRead && !registered(f.type)
         ? " The API does not list that type: it is internal, or no longer registered." : "");

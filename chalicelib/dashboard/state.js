@@ -36,6 +36,7 @@ var state = {
   listTop: "",       // listed() of the newest job of the first page, as last merged
   arrived: 0,        // jobs the refreshes added since the listing (re)started
   cursor: null,      // next page of the current listing
+  loading: false,    // a listing that replaces the jobs shown is on its way
   filters: { status: "", type: "", limit: 25 },
   jobTypes: [],      // GET /job-types, as last read
   typesRead: false,  // whether GET /job-types has answered (its list may be empty)

@@ -10,7 +10,8 @@ var $ = jobpipe.$, ARRIVALS_MAX = jobpipe.ARRIVALS_MAX, LIST_REFRESH_MS = jobpip
   setBusy = jobpipe.setBusy, when = jobpipe.when, api = jobpipe.api, handleError = jobpipe.handleError,
   showBanner = jobpipe.showBanner, clearJobs = jobpipe.clearJobs, drop = jobpipe.drop,
   listed = jobpipe.listed, markGone = jobpipe.markGone, order = jobpipe.order, remember = jobpipe.remember,
-  unfinishedIds = jobpipe.unfinishedIds, listPath = jobpipe.listPath;
+  unfinishedIds = jobpipe.unfinishedIds, listPath = jobpipe.listPath,
+  renderEmpty = jobpipe.renderEmpty;
 
 // ---------------------------------------------------------------- listing
 
@@ -24,10 +25,12 @@ function refreshList(reset) {
     // The cursor belongs to the listing being replaced: it must not page the new one.
     state.cursor = null;
     more.hidden = true;
+    loading(true);
   }
   return api("GET", listPath(null), undefined, undefined, reset ? "" : state.listTag).then(
     function (tagged) {
       if (generation !== state.listGeneration) return;
+      if (state.loading) loading(false);
       var page = tagged.data;
       if (page === null) { // 304: the page is as merged before
         ensurePolling();
@@ -75,6 +78,15 @@ function refreshList(reset) {
       scheduleRefresh(err.retryAfterMs);
     }
   );
+}
+
+// Until a listing that replaces the jobs shown answers, the rows shown (another filter's) are
+// marked busy, or the empty view says it is loading. A failed one is retried: still loading.
+function loading(on) {
+  state.loading = on;
+  if (on) $("jobs-table").setAttribute("aria-busy", "true");
+  else $("jobs-table").removeAttribute("aria-busy");
+  renderEmpty(state.jobs.size > 0 || Boolean(state.cursor));
 }
 
 function scheduleRefresh(atLeastMs) {

@@ -1237,6 +1237,36 @@ def test_attempts_that_could_not_be_read_say_so_in_the_details_and_can_be_read_a
     assert api.count("GET", r"/jobs/[^/]+/runs") == 2
 
 
+def test_a_listing_on_its_way_says_so_instead_of_showing_no_jobs(page, api):
+    """On a slow stack the first listing (or a new filter's) takes seconds: until it answers
+    the page says it is loading, and the rows of the filter left are marked busy, instead of
+    an empty table (or rows of another filter) passing for the answer."""
+    done = api.add(status="completed", attempts=1, started_at="2026-01-15T10:00:00.000Z", finished_at="2026-01-15T10:00:01.000Z")
+    failed = api.add(status="failed", attempts=1, started_at="2026-01-15T10:00:00.000Z", finished_at="2026-01-15T10:00:01.000Z",
+                     error={"code": "handler_error", "message": "boom"})
+    api.hold_next = "/jobs"
+    page.goto(f"{OFFLINE_ORIGIN}/dashboard#token={api.token()}")
+    expect(page.locator("#jobs-empty")).to_have_text(re.compile("Loading jobs…"))
+    expect(page.locator("#jobs-table")).to_have_attribute("aria-busy", "true")
+    api.release()
+    expect(page.locator("tr.job")).to_have_count(2)
+    expect(page.locator("#jobs-empty")).to_be_hidden()
+    expect(page.locator("#jobs-table")).not_to_have_attribute("aria-busy", "true")
+    api.hold_next = "/jobs"
+    page.get_by_label("Status", exact=True).select_option("failed")
+    expect(page.locator("#jobs-table")).to_have_attribute("aria-busy", "true")
+    expect(page.locator("#jobs-empty")).to_be_hidden()  # the rows shown meanwhile are marked, not hidden
+    api.release()
+    expect(page.locator("tr.job")).to_have_count(1)
+    expect(row(page, failed["id"])).to_be_visible()
+    expect(row(page, done["id"])).to_have_count(0)
+    expect(page.locator("#jobs-table")).not_to_have_attribute("aria-busy", "true")
+    api.hold_next = "/jobs"
+    page.get_by_label("Status", exact=True).select_option("running")
+    api.release()
+    expect(page.get_by_text("No running jobs.")).to_be_visible()
+
+
 def test_the_page_adds_one_name_to_the_global_scope(page, api):
     """The scripts keep their names to themselves: the page, running, adds `jobpipe` to
     `window` and nothing else (the names `window` has before the page's first script runs, kept
