@@ -1267,6 +1267,25 @@ def test_a_listing_on_its_way_says_so_instead_of_showing_no_jobs(page, api):
     expect(page.get_by_text("No running jobs.")).to_be_visible()
 
 
+@pytest.mark.parametrize("width", [320, 390, 430, 600, 1024])
+def test_each_filter_keeps_its_label_beside_it_on_a_phone(browser, width):
+    """The filters wrap on a narrow window, but never between a label and its list: "Type" at
+    the end of one line with its list on the next reads as the list of the line below."""
+    context = browser.new_context(viewport={"width": width, "height": 800})
+    page = context.new_page()
+    api = FakeApi(page)
+    api.add(status="completed", type="reports." + "monthly_" * 6)
+    api.open()
+    for name in ("Status", "Type", "Page size"):
+        control = page.get_by_label(name, exact=True)
+        label = page.locator(f'label[for="{control.get_attribute("id")}"]')
+        box, text = control.bounding_box(), label.bounding_box()
+        middle = text["y"] + text["height"] / 2
+        assert box["y"] <= middle <= box["y"] + box["height"] and text["x"] < box["x"], (name, text, box)
+        assert box["x"] + box["width"] <= width, (name, box)
+    context.close()
+
+
 def test_the_page_adds_one_name_to_the_global_scope(page, api):
     """The scripts keep their names to themselves: the page, running, adds `jobpipe` to
     `window` and nothing else (the names `window` has before the page's first script runs, kept
