@@ -124,9 +124,11 @@ JobRow.prototype.render = function (job) {
     this.note.textContent = job.cancel_requested ? "cancel requested, but it " + status + " first" : "";
   }
 
-  var facts = [["id", job.id], ["priority", job.priority], ["submitted by", job.user]];
+  var facts = [["id", job.id], ["type", job.type], ["priority", job.priority], ["submitted by", job.user]];
   if (job.scope) facts.push(["scope", job.scope]);
-  // The row cuts these short: the details show them whole.
+  // The row cuts these short (their whole text its title, which a touch screen cannot hover):
+  // the details show them whole.
+  if (step) facts.push(["step", step]);
   if (message) facts.push(["message", message]);
   if (job.error) facts.push(["error", job.error.code + ": " + job.error.message]);
   facts.push(["payload", JSON.stringify(job.payload, null, 2)]);

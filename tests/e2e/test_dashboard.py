@@ -984,6 +984,9 @@ def test_very_long_texts_keep_the_table_in_shape_and_are_shown_whole_on_demand(p
     detail = page.locator(f'#detail-{job["id"]}')
     expect(detail.locator("dd", has_text="Traceback")).to_have_text(f"{code}: {error}")
     expect(detail.locator("dd", has_text="word word")).to_have_text(message)
+    # A touch screen has no hover for the title: the details show the type and step whole too.
+    expect(detail.locator("dd", has_text="monthly_monthly")).to_have_text(long_type)
+    expect(detail.locator("dd", has_text="sssss")).to_have_text(step)
     wrap = page.locator(".table-wrap").evaluate("w => [w.scrollWidth, w.clientWidth]")
     assert wrap[0] <= wrap[1], wrap
     filter_width = page.get_by_label("Type", exact=True).evaluate("s => s.getBoundingClientRect().width")
