@@ -4,8 +4,8 @@
 
 (function (jobpipe) {
 var $ = jobpipe.$, PAUSED = jobpipe.PAUSED, TOKEN_KEY = jobpipe.TOKEN_KEY, state = jobpipe.state,
-  askForToken = jobpipe.askForToken, keepToken = jobpipe.keepToken, setLive = jobpipe.setLive,
-  showWorkspace = jobpipe.showWorkspace, stopTimers = jobpipe.stopTimers,
+  busy = jobpipe.busy, askForToken = jobpipe.askForToken, keepToken = jobpipe.keepToken,
+  setLive = jobpipe.setLive, showWorkspace = jobpipe.showWorkspace, stopTimers = jobpipe.stopTimers,
   takeTokenFromFragment = jobpipe.takeTokenFromFragment, token = jobpipe.token,
   clearJobs = jobpipe.clearJobs, renderSummary = jobpipe.renderSummary, applyFilters = jobpipe.applyFilters,
   forgetTypesShown = jobpipe.forgetTypesShown, loadMore = jobpipe.loadMore,
@@ -66,7 +66,12 @@ function init() {
   $("filter-type").addEventListener("change", applyFilters);
   $("page-size").addEventListener("change", applyFilters);
   $("filters").addEventListener("submit", function (event) { event.preventDefault(); });
-  $("refresh").addEventListener("click", function () { loadJobTypes(); refreshList(true); });
+  // Pressed again while its listing is on its way (a slow stack), Refresh sends nothing more.
+  $("refresh").addEventListener("click", function () {
+    if (busy($("refresh"))) return;
+    loadJobTypes();
+    refreshList(true);
+  });
   $("load-more").addEventListener("click", loadMore);
   $("clear-filters").addEventListener("click", function () {
     $("filter-status").value = "";

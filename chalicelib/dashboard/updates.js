@@ -26,10 +26,12 @@ function refreshList(reset) {
     state.cursor = null;
     more.hidden = true;
     loading(true);
+    setBusy($("refresh"), true);
   }
   return api("GET", listPath(null), undefined, undefined, reset ? "" : state.listTag).then(
     function (tagged) {
       if (generation !== state.listGeneration) return;
+      setBusy($("refresh"), false);
       if (state.loading) loading(false);
       var page = tagged.data;
       if (page === null) { // 304: the page is as merged before
@@ -74,6 +76,7 @@ function refreshList(reset) {
     // A failed refresh (or an answer the page could not use) never ends the refreshes.
     function (err) {
       if (generation !== state.listGeneration) return;
+      setBusy($("refresh"), false);
       if (!handleError(err)) showBanner("Could not list jobs: " + err.message);
       scheduleRefresh(err.retryAfterMs);
     }

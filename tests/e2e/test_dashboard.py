@@ -1289,6 +1289,31 @@ def test_each_filter_keeps_its_label_beside_it_on_a_phone(browser, width):
     context.close()
 
 
+def test_refresh_pressed_again_while_its_listing_is_on_its_way_sends_nothing_more(page, api):
+    """On a slow stack an operator presses Refresh again and again: one listing goes, not one
+    per press (each a full read, on a stack already slow or throttling); once it has answered,
+    or failed, Refresh reads again."""
+    api.add(status="completed")
+    api.open()
+    expect(page.locator("tr.job")).to_have_count(1)
+    lists = api.count("GET", r"/jobs\?.*")
+    refresh = page.get_by_role("button", name="Refresh")
+    api.hold_next = "/jobs"
+    for _ in range(4):
+        refresh.click(force=True)  # aria-disabled while busy: Playwright would wait for it
+    expect(refresh).to_have_attribute("aria-disabled", "true")
+    assert api.count("GET", r"/jobs\?.*") == lists + 1
+    api.release()
+    expect(refresh).not_to_have_attribute("aria-disabled", "true")
+    api.fail("GET", "/jobs", status=503, json={"message": "Service Unavailable"})
+    refresh.click()
+    expect(page.get_by_role("alert")).to_contain_text("Service Unavailable")
+    expect(refresh).not_to_have_attribute("aria-disabled", "true")
+    refresh.click()
+    expect(page.get_by_role("alert")).to_be_hidden()
+    assert api.count("GET", r"/jobs\?.*") == lists + 3
+
+
 def test_the_page_adds_one_name_to_the_global_scope(page, api):
     """The scripts keep their names to themselves: the page, running, adds `jobpipe` to
     `window` and nothing else (the names `window` has before the page's first script runs, kept
