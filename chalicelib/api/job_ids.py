@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping, Optional, Union
 from chalicelib.api.errors import InvalidJsonError
 from chalicelib.api.json_body import body_text, parse_json
 from chalicelib.domain.errors import InvalidRequestError
+from chalicelib.domain.text import NOT_UNICODE, is_unicode
 
 _ID_KEYS = ("job_ids", "jobs", "ids")
 _QUERY_KEYS = ("job_ids", "job_id")
@@ -31,11 +32,9 @@ def normalize_job_ids(value: Any) -> list[str]:
 def _text(job_id: str) -> str:
     """`job_id` if it is Unicode text; JSON can carry a lone surrogate (`"\\ud800"`), which no
     store, log or tag can encode."""
-    try:
-        job_id.encode()
-    except UnicodeEncodeError:
-        raise InvalidRequestError("a job id holds a lone surrogate escape (\\ud800-\\udfff)",
-                                  details={"job_id": job_id.encode(errors="backslashreplace").decode()[:128]}) from None
+    if not is_unicode(job_id):
+        raise InvalidRequestError(f"a job id {NOT_UNICODE}",
+                                  details={"job_id": job_id.encode(errors="backslashreplace").decode()[:128]})
     return job_id
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from chalicelib.api.errors import InvalidJsonError
 from chalicelib.defaults import MAX_JSON_DEPTH
 from chalicelib.domain.job import nested_deeper_than, too_deep_message
+from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate
 
 # A lone surrogate escape (`"\ud800"`) is valid JSON but no UTF-8 string: nothing could store,
 # log or hash it. Only bodies holding such an escape are checked whole.
@@ -98,10 +99,6 @@ def read_json(body: bytes) -> Any:
         raise InvalidJsonError("request body is empty; send a JSON value")
     text = body_text(body)
     value = parse_json(text)
-    if _SURROGATE_ESCAPE.search(text):
-        try:
-            json.dumps(value, ensure_ascii=False).encode()
-        except UnicodeEncodeError:
-            raise InvalidJsonError("request body holds a lone surrogate escape (\\ud800-\\udfff), "
-                                   "which is no Unicode character") from None
+    if _SURROGATE_ESCAPE.search(text) and holds_lone_surrogate(value):  # a pair's escapes are one character
+        raise InvalidJsonError(f"request body {NOT_UNICODE}, written as an escape")
     return value

@@ -7,10 +7,11 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chalicelib.defaults import MAX_JOB_ID_CHARS, MAX_JSON_DEPTH
 from chalicelib.domain.status import JobStatus
+from chalicelib.domain.text import unicode_text
 
 Priority = Literal["high", "normal", "low"]
 PRIORITIES: tuple[str, ...] = ("high", "normal", "low")
@@ -60,6 +61,13 @@ class JobErrorInfo(BaseModel):
 
     code: str
     message: str
+
+    @field_validator("code", "message")
+    @classmethod
+    def _unicode(cls, text: str) -> str:
+        # An error's text is never refused (an exception's, a fail_job's): a lone surrogate in
+        # it, which no store could write, is shown as U+FFFD, as undecodable bytes are.
+        return unicode_text(text)
 
 
 class Run(BaseModel):

@@ -16,6 +16,7 @@ from chalicelib.defaults import (
 from chalicelib.domain.errors import ProgressRejectedError
 from chalicelib.domain.job import nested_deeper_than, too_deep_message
 from chalicelib.domain.numbers import shown_number
+from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate, is_unicode
 
 MILESTONES = (0.0, 25.0, 50.0, 75.0, 100.0)
 
@@ -30,12 +31,15 @@ def clamp_percent(value: Any) -> float:
 def check_report(step: Optional[str], message: Optional[str], details: Optional[dict[str, Any]]) -> None:
     """Raises ProgressRejectedError for a report that cannot be stored as given: a step or
     message that is not text or too long, details that are not a JSON object (NaN and
-    Infinity included), nested more than MAX_JSON_DEPTH levels or too large."""
+    Infinity included), nested more than MAX_JSON_DEPTH levels or too large, and any of the
+    three holding a lone surrogate (no store could write it)."""
     for name, text, limit in (("step", step, MAX_LABEL_CHARS), ("message", message, MAX_PROGRESS_MESSAGE_CHARS)):
         if text is not None and not isinstance(text, str):
             raise ProgressRejectedError(f"progress {name} must be text, not {type(text).__name__}")
         if text is not None and len(text) > limit:
             raise ProgressRejectedError(f"progress {name} is {len(text)} characters; at most {limit}")
+        if text is not None and not is_unicode(text):
+            raise ProgressRejectedError(f"progress {name} {NOT_UNICODE}")
     if details is None:
         return
     if not isinstance(details, dict):
@@ -49,6 +53,8 @@ def check_report(step: Optional[str], message: Optional[str], details: Optional[
     if size > MAX_PROGRESS_DETAILS_BYTES:
         raise ProgressRejectedError(f"progress details are {shown_number(size)} bytes as JSON; "
                                     f"at most {shown_number(MAX_PROGRESS_DETAILS_BYTES)}")
+    if holds_lone_surrogate(details):
+        raise ProgressRejectedError(f"progress details {NOT_UNICODE}")
     key = _non_text_key(details)
     if key is not None:  # json.dumps writes {1: ...} as {"1": ...}: it would not read back as given
         raise ProgressRejectedError(f"progress details must be a JSON object: its keys are text, not {key!r}")

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from chalicelib.defaults import MAX_JOB_TIMEOUT_S, MAX_JOB_TYPE_CHARS, WORKER_TIMEOUT_S
 from chalicelib.domain.errors import InvalidPayloadError, UnknownJobTypeError, describe
+from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate
 
 Handler = Callable[[Any, Any], Any]  # (ctx, payload model) -> JSON-serialisable result
 # Type names become parts of storage keys and metric dimensions: dotted lower-case words.
@@ -33,7 +34,11 @@ class JobType:
     internal: bool = False  # built-in (maintenance) types: not listed, not submittable on /jobs
 
     def parse_payload(self, payload: Any) -> BaseModel:
-        """Validate a payload; raises InvalidPayloadError with pydantic's errors in `details`."""
+        """Validate a payload; raises InvalidPayloadError with pydantic's errors in `details`,
+        or for a payload holding a lone surrogate (a child's: POST /jobs refuses its body)."""
+        if holds_lone_surrogate(payload):
+            raise InvalidPayloadError(f"payload {NOT_UNICODE}",
+                                      details=[{"loc": [], "msg": f"text {NOT_UNICODE}", "type": "not_unicode"}])
         try:
             return self.payload_model.model_validate(payload)
         except ValidationError as exc:

@@ -17,7 +17,8 @@ from chalicelib.domain.errors import (
     JobTimeoutError,
     StoreUnavailableError,
 )
-from chalicelib.domain.job import Job
+from chalicelib.domain.job import Job, JobErrorInfo
+from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate
 from chalicelib.ports import ArtifactInfo
 from chalicelib.worker.progress import ProgressReporter
 
@@ -145,7 +146,9 @@ class JobContext:
         self._check_writable()
         if self._failure is None:
             # A code is what consumers branch on: never empty, never a paragraph.
-            self._failure = Failure(str(code).strip()[:MAX_LABEL_CHARS] or "handler_failed", str(message))
+            # As the job's error will show them (JobErrorInfo): the percent's report carries the message too.
+            error = JobErrorInfo(code=str(code).strip()[:MAX_LABEL_CHARS] or "handler_failed", message=str(message))
+            self._failure = Failure(error.code, error.message)
             if percent is not None:
                 self._reporter.report_final(percent, "failed", self._failure.message)
         return FatalJobError(self._failure.message, code=self._failure.code)
@@ -191,6 +194,8 @@ class JobContext:
         self._check_writable()
         if self._store_artifact is None:
             raise InvalidArtifactError("this worker has no artifact store configured")
+        if isinstance(data, (str, dict, list)) and holds_lone_surrogate(data):  # no UTF-8 text, no JSON reader takes it
+            raise InvalidArtifactError(f"artifact {name!r:.140} {NOT_UNICODE}")
         if isinstance(data, (bytes, bytearray)):
             raw, default_type = bytes(data), "application/octet-stream"
         elif isinstance(data, str):

@@ -34,6 +34,7 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.job import Job, JobErrorInfo, answer_bytes, nested_deeper_than, too_deep_message
 from chalicelib.domain.numbers import shown_number
 from chalicelib.domain.registry import JobTypeRegistry
+from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate
 from chalicelib.lifecycle import ClaimOutcome, JobLifecycle
 from chalicelib.ports import ArtifactStore, JobMessage, job_message_of
 from chalicelib.worker.context import Completion, JobContext
@@ -219,6 +220,8 @@ class JobRunner:
             result = result_json(result)
             if nested_deeper_than(result, MAX_JSON_DEPTH):  # after: the models in it as their JSON
                 raise ValueError(too_deep)
+            if holds_lone_surrogate(result):  # no store could write it, no strict JSON reader take it
+                raise ValueError(f"the result {NOT_UNICODE}")
         except (TypeError, ValueError) as exc:
             error = JobErrorInfo(code="result_not_serializable", message=str(exc)[:MAX_ERROR_MESSAGE_CHARS])
             return self._fail(reporter.close(), error, False, started)
