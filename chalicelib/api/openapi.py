@@ -136,7 +136,8 @@ def _paths() -> dict[str, Any]:
             "post": {"summary": "submit a job",
                      "parameters": [{"name": "Idempotency-Key", "in": "header",
                                      "schema": {"type": "string", "minLength": 1,
-                                               "maxLength": MAX_IDEMPOTENCY_KEY_CHARS}}],
+                                               "maxLength": MAX_IDEMPOTENCY_KEY_CHARS,
+                                               "pattern": "^[ -~]+$"}}],  # printable ASCII
                      "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("SubmitJobRequest")}}},
                      "responses": {"202": _json(_ref("Job"), "accepted"),
                                    **_errors(400, 401, 409, 410, 413, 422, 429, 503)}},

@@ -13,9 +13,11 @@ from chalicelib.domain.errors import InvalidRequestError
 
 def check_key(key: str) -> str:
     """`key` unchanged; raises InvalidRequestError unless it is 1 to MAX_IDEMPOTENCY_KEY_CHARS printable
-    characters."""
-    if not key or len(key) > MAX_IDEMPOTENCY_KEY_CHARS or not key.isprintable():
-        raise InvalidRequestError(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable characters")
+    ASCII characters. A header's other bytes reach the API read as ISO-8859-1 or as UTF-8
+    depending on the hop, so the same key could be held as two (or refused as control
+    characters): the client sends ASCII only, and so must every caller."""
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY_CHARS or not (key.isascii() and key.isprintable()):
+        raise InvalidRequestError(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters")
     return key
 
 
