@@ -88,11 +88,14 @@ class InMemoryJobStore:
 
     def _record_bytes(self, job: Job) -> int:
         """About what DynamoDB counts for the job's record: its JSON without the fields that
-        live in the blob store."""
+        live in the blob store, text in UTF-8, and the inline payload and result and the
+        progress details as the item keeps them: JSON text, non-ASCII as \\uXXXX escapes."""
         inline = {f for f in CLAIM_CHECKED if self._blobs is None
                   or len(json.dumps(getattr(job, f), separators=(",", ":")).encode()) <= self._inline_limit}
         record = job.model_dump(mode="json", exclude=set(CLAIM_CHECKED) - inline)
-        return len(json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode())
+        as_json_text = [record.pop(f) for f in inline] + [record["progress"].pop("details")]
+        return (len(json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode())
+                + sum(len(json.dumps(value, separators=(",", ":"))) for value in as_json_text))
 
     def _check_room(self, job: Job, refused: str) -> None:
         """RecordTooLargeError when `job`, as it would be written, passes DynamoDB's 400 KB item;

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from chalicelib.defaults import FILTERED_LISTING_READS
+from chalicelib.defaults import FILTERED_LISTING_READS, MAX_PROGRESS_DETAILS_BYTES
 from chalicelib.domain.errors import (
     AttemptEndedError,
     BlobNotFoundError,
@@ -410,6 +410,22 @@ def _filled_by_progress(store, job: Job) -> Job:
         except ProgressRejectedError:
             too_long = length
     return store.record_progress(running(store, job).id, 1, Progress(percent=5, message="m" * fits))
+
+
+def test_progress_details_count_toward_the_record_as_stored_non_ascii_as_its_escapes(adapters):
+    """The record keeps progress details (and an inline payload or result) as JSON text with
+    every non-ASCII character as its \\uXXXX escape: details of 5,300 "é" take 31,800 bytes of
+    the 400 KB, not the 10,600 of their UTF-8. The in-memory twin counted the UTF-8 and kept
+    a report DynamoDB refuses."""
+    store = adapters.store
+    text = "é" * 2_650
+    details = {text: text}
+    assert len(json.dumps(details, separators=(",", ":"))) < MAX_PROGRESS_DETAILS_BYTES  # a report the worker sends
+    job = running(store, make_job(1))
+    with pytest.raises(ProgressRejectedError, match="does not fit its record"):
+        store.record_progress(job.id, 1, Progress(percent=5, details=details, message="m" * (400 * 1024 - 20_000)))
+    fits = store.record_progress(job.id, 1, Progress(percent=5, details=details, message="m" * (400 * 1024 - 45_000)))
+    assert store.get(job.id) == fits
 
 
 def test_a_full_record_refuses_a_write_without_a_read_and_a_child_it_would_list(adapters):
