@@ -37,11 +37,15 @@ def check_payload(payload: dict[str, Any]) -> dict[str, Any]:
     """`payload` when it can be sent as JSON. JobpipeInputError when it nests deeper than
     MAX_PAYLOAD_DEPTH (encoding it would run out of recursion somewhere below the caller, as a
     RecursionError) or holds what JSON has no form for: NaN, Infinity, a set, any other object
-    (requests would raise its own InvalidJSONError, or a TypeError)."""
+    (requests would raise its own InvalidJSONError, or a TypeError), or a lone surrogate (text
+    read with surrogateescape: the API refuses it, 400 invalid_json)."""
     if nested_deeper_than(payload, MAX_PAYLOAD_DEPTH):
         raise JobpipeInputError(f"the payload is nested more than {MAX_PAYLOAD_DEPTH} levels deep")
     try:
-        json.dumps(payload, allow_nan=False)  # as requests encodes it
+        json.dumps(payload, allow_nan=False, ensure_ascii=False).encode()  # as requests encodes it, in UTF-8
+    except UnicodeEncodeError:
+        raise JobpipeInputError("the payload holds a lone surrogate (\\ud800-\\udfff: bytes that were not "
+                                "UTF-8), which is no Unicode character") from None
     except (TypeError, ValueError) as exc:
         raise JobpipeInputError(f"the payload is not JSON: {exc}") from None
     return payload

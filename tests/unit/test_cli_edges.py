@@ -258,6 +258,29 @@ def test_a_payload_that_is_not_json_is_the_clients_input_error_before_any_reques
     assert api.requests == []
 
 
+@pytest.mark.parametrize("payload", [{"name": "caf\udce9"}, {"\ud800": 1}, {"rows": [["ok", "\udfff"]]}])
+def test_a_payload_holding_a_lone_surrogate_is_the_clients_input_error_before_any_request(payload):
+    """A file name read with surrogateescape (`"caf\\udce9"` for latin-1 bytes) is valid JSON as
+    an escape, and the API refuses it 400 invalid_json: the client says so before sending."""
+    api = FakeApi()
+    session = requests.Session()
+    session.mount("http://", ApiAdapter(api))
+    client = JobpipeClient(URL, "tok", session=session)
+    with pytest.raises(JobpipeInputError, match="lone surrogate"):
+        client.submit("demo.steps", payload)
+    assert api.requests == []
+
+
+def test_a_payload_argument_of_undecodable_bytes_is_one_line_exit_2_nothing_sent():
+    """`jobpipe submit demo.steps --payload '{"name": "caf\xe9"}'` from a latin-1 terminal:
+    Python hands the argument over with the byte as a lone surrogate."""
+    api = FakeApi()
+    argv = ["submit", "demo.steps", "--payload", b'{"name": "caf\xe9"}'.decode("utf-8", "surrogateescape")]
+    result = run_main(argv, ENV, real_session_client(api, []))
+    assert (result.code, len(result.err_lines), api.requests) == (2, 1, []), result.err_lines
+    assert "lone surrogate" in result.err_lines[0]
+
+
 # -- URLs the client cannot use ------------------------------------------------------------------
 
 @pytest.mark.parametrize("url", ["http://api..example.com", "http://" + "x" * 64 + ".example.com"])
