@@ -52,6 +52,8 @@ def authenticate(headers: Mapping[str, str], policy: TokenPolicy) -> Principal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise UnauthorizedError("missing bearer token: send 'Authorization: Bearer <JWT>'")
+    if not token.isascii():  # PyJWT encodes the token first: a lone surrogate would raise there
+        raise UnauthorizedError("invalid token: a JWT is ASCII (base64url parts joined by '.')")
     # Imported on the first request: PyJWT pulls in cryptography, which no event function needs.
     import jwt
 

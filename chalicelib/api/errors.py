@@ -6,6 +6,7 @@ from typing import Any
 from chalice import Response
 
 from chalicelib.domain import errors as domain
+from chalicelib.domain.text import unicode_text
 
 
 class UnauthorizedError(domain.JobpipeError):
@@ -76,7 +77,8 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    error: dict[str, Any] = {"code": code, "message": message}
+    # A message may echo what the request named (a path part): never as a lone surrogate.
+    error: dict[str, Any] = {"code": code, "message": unicode_text(message)}
     if details is not None:
         error["details"] = details
     return {"error": error}

@@ -357,6 +357,22 @@ def test_a_job_id_holding_a_lone_surrogate_is_a_400(client, aws, path):
     assert paired["jobs"]["\U0001F600"]["status"] == "not_found"
 
 
+@pytest.mark.parametrize("path", ["/jobs/\ud800x", "/jobs/\ud800x/runs"])
+def test_a_refusal_echoing_a_lone_surrogate_shows_u_fffd_in_its_place(client, path):
+    """A path part handed over with a lone surrogate (a Lambda event's JSON can carry the
+    escape) was echoed into the message, making an answer no strict JSON reader takes."""
+    response = client.http.get(path, headers=auth())
+    assert (response.status_code, response.json_body["error"]["message"]) == (404, "job \ufffdx not found")
+    response.body.decode("utf-8")
+    assert b"\\ud800" not in response.body
+
+
+@pytest.mark.parametrize("token", ["\ud800", "x.y.z\udcff"])
+def test_a_token_holding_a_lone_surrogate_is_401_not_500(client, token):
+    response = client.http.get("/jobs", headers={"Authorization": f"Bearer {token}"})
+    assert (response.status_code, response.json_body["error"]["code"]) == (401, "unauthorized")
+
+
 @pytest.mark.parametrize("raw", ['{"type": "demo.steps", "payload": {"steps": NaN, "step_ms": 0}}',
                                  '{"type": "demo.steps", "payload": {"steps": 1, "step_ms": Infinity}}',
                                  '{"type": "demo.steps", "payload": {"note": "\\udc00", "steps": 1, "step_ms": 0}}'])

@@ -130,3 +130,13 @@ def test_a_date_beyond_any_clock_is_a_token_living_too_long(dates):
     now = int(time.time())
     claims = '{"sub": "ann", "tenant": "acme", ' + dates.format(exp=now + 600, zeros="0" * 400) + "}"
     assert "longer" in refused(signed(claims))
+
+
+@pytest.mark.parametrize("token", ["\ud800", "{token}\udcff", "{token}é", "😀.😀.😀", "{token}\x00"])
+def test_a_token_that_is_not_ascii_is_refused_not_an_error(token):
+    """A JWT is base64url parts joined by dots: ASCII. A header holding a lone surrogate (a
+    Lambda event's JSON can carry its escape) made PyJWT's encode raise UnicodeEncodeError,
+    a 500."""
+    valid = bearer()["Authorization"].removeprefix("Bearer ")
+    message = refused({"Authorization": "Bearer " + token.format(token=valid)})
+    assert message.startswith("invalid token")
