@@ -2,12 +2,14 @@
 replay answers, the key's lifetime, admission once per key, and concurrent first requests."""
 from __future__ import annotations
 
+import inspect
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from chalicelib.adapters.memory import InMemoryFinishedJobs
+from chalicelib.api.requests import SubmitJobRequest
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
 from chalicelib.domain.errors import IdempotencyConflictError, InvalidRequestError, JobPurgedError, QuotaExceededError
 from chalicelib.domain.job import isoformat
@@ -31,12 +33,32 @@ def test_a_replay_returns_the_first_job_and_sends_nothing(lifecycle, store, queu
     assert queue.sent == [(JobMessage(first.id, 1), "normal", 0)]
 
 
-def test_the_same_key_with_another_request_is_a_conflict(lifecycle, queue):
+# Per field of POST /jobs's body (SubmitJobRequest), a request that differs from `submit`'s in it alone.
+ANOTHER_REQUEST = {
+    "type": lambda clock: {"type": "demo.sleep", "payload": {"seconds": 0}},
+    "payload": lambda clock: {"payload": {"steps": 3, "step_ms": 0}},
+    "priority": lambda clock: {"priority": "high"},
+    "delay_seconds": lambda clock: {"delay_seconds": 5},
+    "run_at": lambda clock: {"run_at": clock.now + timedelta(hours=1)},
+    "scope": lambda clock: {"scope": "p-1"},
+}
+
+
+def test_the_same_key_with_another_request_is_a_conflict(lifecycle, queue, clock):
+    """Each field of POST /jobs's body counts in the key's request hash, so a new field is one
+    a replay is compared on: it must reach JobLifecycle.submit (the route passes the body's
+    fields as its keywords) and the `request` it hashes (lifecycle/admission.py)."""
+    fields = set(SubmitJobRequest.model_fields)
+    assert fields == set(ANOTHER_REQUEST), (
+        f"give each field of SubmitJobRequest another value in ANOTHER_REQUEST: {sorted(fields ^ set(ANOTHER_REQUEST))}")
+    taken = set(inspect.signature(lifecycle.submit).parameters)
+    assert fields <= taken, f"JobLifecycle.submit takes no {sorted(fields - taken)}: POST /jobs would answer 500"
     submit(lifecycle)
-    for change in ({"payload": {"steps": 3, "step_ms": 0}}, {"priority": "high"}, {"scope": "p-1"},
-                   {"delay_seconds": 5}):
+    for field, another in ANOTHER_REQUEST.items():
         with pytest.raises(IdempotencyConflictError, match="already used with a different request body"):
-            submit(lifecycle, **change)
+            submit(lifecycle, **another(clock))
+            pytest.fail(f"a replay with another {field} is answered the first job: "
+                        f"add {field} to the `request` JobLifecycle.submit hashes")
     assert len(queue.sent) == 1
 
 
