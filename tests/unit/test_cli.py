@@ -54,6 +54,31 @@ def test_submit_prints_the_job_id():
     assert api.requests[0][2]["json"]["payload"] == {"steps": 2, "step_ms": 0}
 
 
+# `jobpipe submit` with every option that goes into the body (--delay and --run-at exclude each other).
+EVERY_SUBMIT_OPTION = [
+    ["submit", "demo.steps", "--payload", '{"steps": 2}', "--priority", "high", "--delay", "60", "--scope", "p-7"],
+    ["submit", "demo.steps", "--run-at", "2027-01-31T09:00:00Z"],
+]
+
+
+def test_submit_can_send_every_field_of_post_jobs():
+    """A field POST /jobs takes (SubmitJobRequest) and the CLI and the client cannot send is
+    one a user of them never gets: each is sent by some `jobpipe submit` option, through
+    JobpipeClient.submit, and the API's model reads the body as sent."""
+    from chalicelib.api.requests import SubmitJobRequest
+
+    api = FakeApi()
+    for argv in EVERY_SUBMIT_OPTION:
+        assert run_cli(argv, api).code == 0, argv
+    bodies = [sent["json"] for method, path, sent in api.requests if (method, path) == ("POST", "/jobs")]
+    for body in bodies:
+        SubmitJobRequest.model_validate(body)
+    sent = {field for body in bodies for field in body}
+    missing = set(SubmitJobRequest.model_fields) - sent
+    assert missing == set(), (f"no `jobpipe submit` option sends {sorted(missing)}: add it to JobpipeClient.submit, "
+                              "the CLI's submit parser and EVERY_SUBMIT_OPTION")
+
+
 def test_submit_watch_exits_0_when_the_job_completes():
     api = FakeApi()
     original_add = api.add
