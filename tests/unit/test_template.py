@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -118,6 +119,38 @@ def test_each_function_logs_to_its_own_group_which_the_stack_keeps_for_a_bounded
         assert group in targets
         assert all(resources[f]["Properties"]["Role"]["Fn::GetAtt"][0] == role
                    for f, g in groups.items() if g in targets), f"{role} may write another role's function's logs"
+
+
+def test_every_queue_function_reads_a_queue_of_the_stack_that_dead_letters_under_an_alarm(template):
+    """A function on `@on_sqs_message` alone reads the placeholder queue its name gives (no queue
+    the stack makes) and, without ReportBatchItemFailures, a batch answered with failures is
+    deleted whole: its event source is bound in infra/resources.json (as CacheInvalidation's) to
+    a queue of the stack, which parks what keeps failing on a dead-letter queue whose alarm
+    tells an operator (docs/reliability.md) and which the operator's routes peek and redrive
+    (docs/operations.md)."""
+    resources = template["Resources"]
+    alarmed = {dimension["Value"]["Fn::GetAtt"][0] for alarm in resources.values()
+               if alarm["Type"] == "AWS::CloudWatch::Alarm"
+               for dimension in alarm["Properties"].get("Dimensions", []) if dimension["Name"] == "QueueName"}
+    for function in functions(template):
+        for event in resources[function]["Properties"].get("Events", {}).values():
+            if event["Type"] != "SQS":
+                continue
+            source = event["Properties"]
+            own = re.fullmatch(r"\$\{(\w+)\.Arn\}", source["Queue"].get("Fn::Sub", ""))
+            queue = own.group(1) if own else None
+            assert queue and resources.get(queue, {}).get("Type") == "AWS::SQS::Queue", (
+                f"{function} reads {source['Queue']}, no queue of the stack: bind its event source in "
+                "infra/resources.json")
+            assert source.get("FunctionResponseTypes") == ["ReportBatchItemFailures"], (
+                f"{function}'s event source does not report batch item failures: a failed record is deleted")
+            redrive = resources[queue]["Properties"].get("RedrivePolicy", {})
+            assert "deadLetterTargetArn" in redrive, f"{queue} ({function}) has no dead-letter queue"
+            dead_letters = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+            assert dead_letters in alarmed, f"{dead_letters} ({function}'s) has no alarm on its messages"
+            assert {"Ref": dead_letters} in environment(template, "APIHandler").values(), (
+                f"the API function is not given {dead_letters}'s URL: GET /api/system/dlq cannot show it "
+                "(a JOBPIPE_..._DLQ_URL variable, read in chalicelib/settings.py)")
 
 
 def test_events_may_send_to_a_queue_only_from_rules_of_the_stacks_own_bus(template):
