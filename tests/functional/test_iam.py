@@ -257,14 +257,16 @@ def _source_grants(template: dict[str, Any]) -> dict[str, set[tuple[str, str]]]:
     """role -> (action, resource) its functions' event source mappings use: a queue's receive,
     delete, visibility and attributes; a stream's reads and its on-failure destination's send."""
     out: dict[str, set[tuple[str, str]]] = defaultdict(set)
-    for resource in template["Resources"].values():
+    for function, resource in template["Resources"].items():
         if resource["Type"] != "AWS::Serverless::Function":
             continue
         role = resource["Properties"]["Role"]["Fn::GetAtt"][0]
         for event in resource["Properties"].get("Events", {}).values():
             source = event["Properties"]
             if event["Type"] == "SQS":
-                (queue,) = _patterns(template, source["Queue"])
+                queues = _patterns(template, source["Queue"])
+                assert len(queues) == 1, f"{function} reads {source['Queue']}, no one queue of the stack"
+                (queue,) = queues
                 out[role] |= {(a, queue) for a in SQS_SOURCE_ACTIONS}
             elif event["Type"] == "DynamoDB":
                 stream = re.sub(r"^\$\{(\w+)\.StreamArn\}$", r"\1/StreamArn", source["Stream"]["Fn::Sub"])

@@ -204,7 +204,9 @@ def template():
 
 def test_every_role_of_the_template_is_pinned(template):
     roles = {name for name, r in template["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
-    assert roles == set(GRANTS)
+    assert roles - set(GRANTS) == set(), (f"pin the grants of {sorted(roles - set(GRANTS))} in GRANTS: "
+                                          "its policy in infra/resources.json, each grant what its code needs")
+    assert set(GRANTS) - roles == set(), f"GRANTS pins {sorted(set(GRANTS) - roles)}, no role of the template"
     functions = {r["Properties"]["Role"]["Fn::GetAtt"][0] for r in template["Resources"].values()
                  if r["Type"] == "AWS::Serverless::Function"}
     assert functions == set(GRANTS)

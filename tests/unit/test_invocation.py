@@ -25,7 +25,8 @@ def test_every_function_of_the_app_passes_through_the_wrapper():
     assert {source.name for source in app.event_sources} <= set(functions)
     assert functions, "the app has no event functions?"
     unwrapped = [name for name, handler in functions.items() if not getattr(getattr(handler, "func", handler), MARKER, False)]
-    assert unwrapped == []
+    assert unwrapped == [], (f"{unwrapped} skip the wrapper: decorate each with @entry_point "
+                             "(chalicelib/invocation.py) under its Chalice decorator")
     assert (observe, "http") in app.middleware_handlers
 
 
