@@ -235,14 +235,18 @@ def _bounds(parameter: dict) -> list[str]:
 
 def test_the_readme_table_of_make_run_variables_is_the_one_stack_config_reads_with_the_templates_bounds():
     """Each row's variable is the one scripts/stack_config.py reads for its parameter, every
-    variable it reads has a row, and each rule states the bounds the template holds the
-    parameter to (BlobRetentionDays' maximum, 3,650 days, was refused but not written)."""
+    variable it reads has a row, its default is the one `make run` deploys (a changed default
+    in chalicelib/defaults.py left the row's number behind), and each rule states the bounds
+    the template holds the parameter to (BlobRetentionDays' maximum, 3,650 days, was refused
+    but not written)."""
     from scripts.stack_config import VARIABLES
 
     template = json.loads(text("infra/resources.json"))["Parameters"]
     rows = {row[1].strip("`"): row for row in table_after("README.md", "The stack's parameters come from")}
     assert {param: row[0].strip("`") for param, row in rows.items()} == {p: v for p, (v, _) in VARIABLES.items()}
     for param, (variable, _, default, rule) in rows.items():
+        first = [re.match(r"[\w.]+", text.lstrip("`")).group() for text in (default, VARIABLES[param][1])]
+        assert first[0] == first[1], f"README gives {variable} the default {default!r}; make run deploys {first[1]}"
         parameter = template[param]
         missing = [b for b in _bounds(parameter) if b not in rule.replace("0 - ", "0-")]
         assert missing == [], (variable, rule)
