@@ -10,9 +10,11 @@ from datetime import datetime
 from typing import Any
 
 from bench.stack import BenchStack, now_ms
+from chalicelib.defaults import PROGRESS_MIN_INTERVAL_S
 
 PAYLOAD = {"steps": 100, "step_ms": 100}  # 100 progress calls over 10 s
-PROGRESS_INTERVAL_S = 2.0  # the deployed default (ProgressMinIntervalSeconds)
+# The stack is deployed with ProgressMinIntervalSeconds at its default.
+PROGRESS_INTERVAL_S = PROGRESS_MIN_INTERVAL_S
 
 
 def floors(run_s: float, erp_ledger: bool = True) -> dict[str, tuple[int, str]]:

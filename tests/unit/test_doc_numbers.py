@@ -138,3 +138,24 @@ def test_the_job_retry_base_is_one_number_in_code_template_and_docs():
     b = JOB_RETRY_BASE_S
     jobs = " ".join(doc("docs/jobs.md").split())
     assert f"`RetryBaseSeconds` ({b} s: {b // 2}-{b} s, then {b}-{2 * b} s, {2 * b}-{4 * b} s" in jobs
+
+
+def test_the_progress_interval_is_one_number_in_code_template_and_docs():
+    """PROGRESS_MIN_INTERVAL_S is the template's ProgressMinIntervalSeconds default, the one the
+    bench counts progress writes by, and the default docs/jobs.md and docs/migrating.md give
+    a job author."""
+    import json
+
+    from bench.requests_per_job import PROGRESS_INTERVAL_S
+    from chalicelib.defaults import PROGRESS_MIN_INTERVAL_S
+    from chalicelib.settings import Settings
+
+    interval = f"{PROGRESS_MIN_INTERVAL_S:g}"
+    assert Settings.model_fields["progress_min_interval_s"].default == PROGRESS_MIN_INTERVAL_S
+    assert json.loads(doc("infra/resources.json"))["Parameters"]["ProgressMinIntervalSeconds"]["Default"] \
+        == PROGRESS_MIN_INTERVAL_S
+    assert PROGRESS_INTERVAL_S == PROGRESS_MIN_INTERVAL_S
+    jobs = " ".join(doc("docs/jobs.md").split())
+    assert f"`PROGRESS_MIN_INTERVAL_S` (default {interval} s;" in jobs, f"docs/jobs.md: the default is {interval} s"
+    migrating = row(doc("docs/migrating.md"), "force flag, 2 s throttle")
+    assert f"(default {interval})" in migrating[1], f"docs/migrating.md: the default is {interval}"
