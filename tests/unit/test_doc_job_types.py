@@ -1,7 +1,8 @@
 """The job types docs/jobs.md and docs/migrating.md show a job author, run as written: each
 page's Python block that registers a type is executed into a fresh registry (in place of
 `chalicelib.job_types.catalog.registry`, which the block imports), then a job of that type is
-submitted and run by the worker's runner on the in-memory adapters."""
+submitted and run by the worker's runner on the in-memory adapters; and the test docs/jobs.md
+shows for it passes."""
 from __future__ import annotations
 
 import re
@@ -18,11 +19,16 @@ from chalicelib.worker.runner import JobRunner
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def python_block(page: str, holding: str) -> str:
+    """The page's one Python block that holds `holding`."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / page).read_text(), re.S)
+    (block,) = [b for b in blocks if holding in b]
+    return block
+
+
 def registering_block(page: str) -> str:
     """The page's one Python block that registers a job type."""
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / page).read_text(), re.S)
-    (block,) = [b for b in blocks if "@registry.register(" in b]
-    return block
+    return python_block(page, "@registry.register(")
 
 
 def registered_from(page: str, monkeypatch) -> JobTypeRegistry:
@@ -44,3 +50,16 @@ def test_a_documented_job_type_registers_and_completes(page, type_, payload, res
     (message,) = queue.drain()
     job = JobRunner(lifecycle, types, progress_interval_s=0).run(message)
     assert (job.status, job.result) == (JobStatus.COMPLETED, result), job.error
+
+
+def test_the_test_docs_jobs_md_shows_for_its_job_type_passes(store, queue, clock, monkeypatch):
+    """The test a job author copies from docs/jobs.md, run against the page's own type: the
+    deployment's registry (`build_registry`) is the fresh one the page's type registered in."""
+    import chalicelib.job_types
+
+    types = registered_from("docs/jobs.md", monkeypatch)
+    monkeypatch.setattr(chalicelib.job_types, "registry", types)
+    scope = {"__name__": "docs_example_test_reports"}
+    exec(compile(python_block("docs/jobs.md", "def test_"), "docs/jobs.md", "exec"), scope)
+    (test,) = [f for name, f in scope.items() if name.startswith("test_")]
+    test(store, queue, clock)
