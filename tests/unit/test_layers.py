@@ -222,16 +222,27 @@ def _layout_row(path: str) -> str:
 
 
 def test_the_readme_layout_names_every_port_and_every_adapter_module():
-    """The row of ports.py says "every port", and the adapters' row names each module: a port or
-    an adapter added without its line in the layout fails here."""
+    """The row of ports/ says "every port", and the adapters' row names each module: a port or
+    an adapter added without its line in the layout fails here. Every name a module of ports/
+    defines is imported from the package too (`from chalicelib.ports import JobStore`)."""
+    import importlib
+    import pkgutil
     from typing import Protocol
 
     from chalicelib import ports
 
-    protocols = [name for name, value in vars(ports).items()
-                 if isinstance(value, type) and Protocol in value.__mro__[1:] and value.__module__ == ports.__name__]
-    row = _layout_row("chalicelib/ports.py")
-    assert [p for p in protocols if f"`{p}`" not in row] == []
+    defined = {}  # each public name a module of ports/ defines (not imports), as it defines it
+    for info in pkgutil.iter_modules(ports.__path__):
+        module = importlib.import_module(f"{ports.__name__}.{info.name}")
+        for node in ast.parse(Path(module.__file__).read_text()).body:
+            names = ([node.name] if isinstance(node, (ast.ClassDef, ast.FunctionDef))
+                     else [t.id for t in node.targets] if isinstance(node, ast.Assign) else [])
+            defined.update((name, getattr(module, name)) for name in names if not name.startswith("_"))
+    assert sorted(ports.__all__) == sorted(defined)
+    assert [name for name, value in defined.items() if getattr(ports, name) is not value] == []
+    protocols = [name for name, value in defined.items() if isinstance(value, type) and Protocol in value.__mro__[1:]]
+    row = _layout_row("chalicelib/ports/")
+    assert protocols and [p for p in protocols if f"`{p}`" not in row] == []
     row = _layout_row("chalicelib/adapters/")
     modules = sorted(p.name for p in (ROOT / PACKAGE / "adapters").glob("*.py") if p.name != "__init__.py")
     assert [m for m in modules if f"`{m}`" not in row] == []

@@ -1,0 +1,79 @@
+"""Operations: finished jobs' removal (`FinishedJobs`), the counters (`StatsStore`), the
+reconciler's log (`ReconcilerLog`), the queues and their dead letters (`QueueOperations`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterator, Optional, Protocol, Sequence
+
+
+# Retention: finding and removing finished jobs.
+class FinishedJobs(Protocol):
+    def finished_before(self, cutoff: datetime, *, since: datetime, page_size: int = 100) -> Iterator[list[str]]:
+        """Pages of ids of jobs that finished in [since, cutoff), read from the sparse
+        finished-day index (never a Scan)."""
+
+    def purge(self, job_id: str) -> int:
+        """Delete the job's item, runs and artifacts and its S3 objects; returns items deleted."""
+
+
+class StatsStore(Protocol):
+    def record_batch(self, deltas: Sequence[Any]) -> int:
+        """Apply each StatDelta whose dedupe key was not seen before, exactly once, and return
+        how many were new. The shared counter items (`STATUS`, each hour's) are written at most
+        once per call (per transaction of up to ~90 deltas), never once per delta."""
+
+    def status_counts(self) -> dict[str, int]:
+        """Jobs currently in each status."""
+
+    def unfinished(self, tenant: str) -> int:
+        """The tenant's jobs not yet finished (as far as the recorder has seen)."""
+
+    def hourly(self, hours: list[str]) -> list[dict[str, int]]:
+        """The counters of each hour key given (missing hours are empty)."""
+
+
+class ReconcilerLog(Protocol):
+    def record(self, started_at: str, counts: dict[str, int]) -> None:
+        """Keep one pass's counts: added to the totals, and as the last pass."""
+
+    def summary(self) -> dict[str, Any]:
+        """{"last_pass": {"started_at", "counts"} or None, "totals": {outcome: n}}."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    message_id: str
+    body: dict[str, Any]
+    sent_at: Optional[str]
+    reason: Optional[str] = None  # why it was parked, when whoever parked it said (its `reason` attribute)
+    # What deletes it (SQS's receipt handle of the peek that read it); never shown.
+    receipt: Optional[str] = field(default=None, repr=False, compare=False)
+
+
+class QueueOperations(Protocol):
+    """Each queue is read on its own: one that does not answer raises DeadLetterUnavailableError
+    for itself, and callers reading every queue go on to the others."""
+
+    def dead_letter_queues(self) -> list[str]:
+        """Names of the dead-letter queues: the jobs DLQs by priority, then any others."""
+
+    def queue_depth(self, priority: str) -> dict[str, int]:
+        """visible, in_flight, delayed on the priority's jobs queue."""
+
+    def dead_letter_depth(self, name: str) -> int:
+        """Messages on the named dead-letter queue (visible and in flight)."""
+
+    def peek_dead_letters(self, priority: str, limit: int) -> list[DeadLetter]:
+        """Up to `limit` messages of the priority's DLQ, left on it (visible again at once)."""
+
+    def delete_dead_letters(self, priority: str, letters: Sequence[DeadLetter]) -> int:
+        """Delete `letters`, as a peek of the priority's DLQ returned them; how many went (a
+        letter received again since, by a peek or a redrive, may stay: a later peek shows it).
+        Raises DeadLetterUnavailableError."""
+
+    def redrive(self, priority: str, limit: int) -> dict[str, int]:
+        """Move up to `limit` DLQ messages back to the priority's queue; {"moved", "failed"}."""
+
+    def health(self) -> list[dict[str, Any]]:
+        """One entry per queue and DLQ: name, ok, depth or error."""

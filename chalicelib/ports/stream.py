@@ -1,0 +1,66 @@
+"""The jobs table's change stream: a job write as it reports it (`JobChange`), the events made
+of them (`EventPublisher`), the batches the event publisher gave up on, read back
+(`FailedStreamBatches`, `ChangeStream`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional, Protocol
+
+from chalicelib.domain.job import Job
+
+
+class EventPublisher(Protocol):
+    def publish(self, events: list[Any]) -> None:
+        """Publish every event or raise EventPublishError naming what was not published.
+        Events carry a deterministic `event_id`; consumers use it to drop re-publishes."""
+
+
+@dataclass(frozen=True)
+class JobChange:
+    """One write to a job as the change stream reports it (the stream adapter decodes records
+    into these; the event publisher and the stats recorder read them)."""
+
+    sequence_number: str
+    old: Optional[Job]
+    new: Optional[Job]
+    timestamp: str
+
+
+@dataclass(frozen=True)
+class FailedStreamBatch:
+    """A batch of the jobs table's stream that the change-stream function gave up on (retries
+    exhausted, or too old), as the mapping's on-failure destination describes it: where its
+    records are on the stream, not the records themselves."""
+
+    handle: str  # settles or holds it (the queue message's receipt handle)
+    message_id: str
+    stream_arn: str
+    shard_id: str
+    first_sequence: str
+    last_sequence: str
+    size: int
+    condition: str  # RetryAttemptsExhausted, MaxRecordAgeExceeded
+    receives: int = 1  # how often this description was taken, this time included
+
+
+class FailedStreamBatches(Protocol):
+    """Where the change-stream function's failed batches are described (StreamFailureQueue)."""
+
+    def take(self, limit: int, hold_s: int) -> list[FailedStreamBatch]:
+        """Up to `limit` failed batches, each hidden from the next take for `hold_s` seconds
+        (until settled or held longer). Messages that describe no stream batch are not
+        returned; they stay for operators (GET /api/system/dlq)."""
+
+    def settle(self, batch: FailedStreamBatch) -> None:
+        """The batch was replayed: its description is removed."""
+
+    def hold(self, batch: FailedStreamBatch, seconds: int) -> None:
+        """Hide the batch's description for `seconds` (at most 12 hours) before it is taken again."""
+
+
+class ChangeStream(Protocol):
+    def records(self, batch: FailedStreamBatch) -> list[dict[str, Any]]:
+        """The batch's stream records, first to last sequence number in stream order, shaped as
+        the change-stream function receives them. Raises StreamBatchUnreadableError when the
+        stream no longer holds them (or the batch names another stream),
+        ChangeStreamUnavailableError when the stream cannot be read now."""
