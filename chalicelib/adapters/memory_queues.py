@@ -1,0 +1,180 @@
+"""In-memory twins of the job queues' ports (sqs.py, sqs_operations.py), same contract: the jobs
+queues and their dead-letter queues (`InMemoryJobQueue`), their operations, a subscriber's
+dead-letter queue."""
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, Iterable, Optional, Sequence
+
+from chalicelib.adapters.sqs import reason_attribute
+from chalicelib.adapters.sqs_operations import letter_body
+from chalicelib.defaults import SQS_MAX_DELAY_S, SQS_MAX_HOLD_S
+from chalicelib.domain.errors import InvalidRequestError, QueueUnavailableError
+from chalicelib.domain.job import isoformat, utcnow
+from chalicelib.ports import DeadLetter, JobMessage
+
+
+class ParkedMessage(tuple):
+    """A dead-letter queue's message: `(message, reason)` (what tests compare), and where and
+    since when it is parked, as SQS keeps it."""
+
+    def __new__(cls, message: Optional[JobMessage], reason: Optional[dict[str, Any]], priority: str,
+                raw: Optional[str] = None) -> "ParkedMessage":
+        """`raw`: the body of a received message that is no job message (`message` None)."""
+        parked = super().__new__(cls, (message, reason))
+        parked.priority = priority
+        parked.raw = raw
+        parked.message_id = str(uuid.uuid4())
+        parked.sent_at = isoformat(utcnow())
+        parked.note = None  # the `reason` attribute of a body parked as it came
+        return parked
+
+    def dead_letter(self) -> DeadLetter:
+        message, reason = self
+        if self.raw is not None:  # parked as it came, as SQS keeps it
+            return DeadLetter(self.message_id, letter_body(self.raw), self.sent_at, self.note, receipt=self.message_id)
+        body = {**message.to_body(), **({"reason": json.loads(json.dumps(reason))} if reason else {})}
+        return DeadLetter(self.message_id, body, self.sent_at, receipt=self.message_id)
+
+
+class InMemoryDeadLetterQueue:
+    """Same contract as SqsDeadLetterQueue: `parked` holds (body, reason) in order; with
+    `fail` set, parking raises QueueUnavailableError like a queue that does not answer."""
+
+    def __init__(self) -> None:
+        self.parked: list[tuple[str, str]] = []
+        self.fail = False
+
+    def park(self, body: str, reason: str) -> None:
+        if self.fail:
+            raise QueueUnavailableError("could not park a message on its dead-letter queue")
+        self.parked.append((body, reason_attribute(reason)))
+
+
+class InMemoryJobQueue:
+    """Records what was sent; tests drain it into the worker. `dead` holds the dead-letter
+    queues' messages; a test may append `(message, reason)` itself, as SQS's redrive policy
+    parks a message (on the normal priority's DLQ)."""
+
+    def __init__(self, priorities: Iterable[str] = ("high", "normal", "low")) -> None:
+        self.priorities = tuple(priorities)
+        self.sent: list[tuple[JobMessage, str, int]] = []
+        self.dead: list[tuple[JobMessage, Optional[dict[str, Any]]]] = []
+        self.fail_sends = False
+        self.visibility: dict[str, int] = {}
+        self.acknowledged: list[str] = []  # receipt handles deleted before their batch answered
+        self.handed_back: list[tuple[str, str, int]] = []  # (queue ARN, body, deliveries it replaces)
+
+    def priority_of(self, priority: str) -> str:
+        """Like the SQS adapter: a priority without its own queue goes to `normal`."""
+        return priority if priority in self.priorities else "normal"
+
+    def send(self, message: JobMessage, *, priority: str, delay_seconds: int = 0) -> None:
+        if not 0 <= delay_seconds <= SQS_MAX_DELAY_S:
+            raise InvalidRequestError(f"delay_seconds must be between 0 and {SQS_MAX_DELAY_S}")
+        if self.fail_sends:
+            raise QueueUnavailableError("queue is unavailable")
+        self.sent.append((message, priority, delay_seconds))
+
+    def dead_letter(self, message: JobMessage, *, priority: str, reason: dict[str, Any]) -> None:
+        if self.fail_sends:
+            raise QueueUnavailableError(f"could not dead-letter job {message.job_id}")
+        self.dead.append(ParkedMessage(message, reason, self.priority_of(priority)))
+
+    def dead_letter_body(self, body: str, *, priority: str, reason: str) -> None:
+        if self.fail_sends:
+            raise QueueUnavailableError("could not dead-letter a message that is no job message")
+        parked = ParkedMessage(None, None, self.priority_of(priority), raw=body)
+        parked.note = reason_attribute(reason)
+        self.dead.append(parked)
+
+    def parked(self, priority: str) -> list[ParkedMessage]:
+        """The messages on `priority`'s dead-letter queue, oldest first."""
+        for i, entry in enumerate(self.dead):
+            if not isinstance(entry, ParkedMessage):
+                self.dead[i] = ParkedMessage(entry[0], entry[1], "normal")
+        return [entry for entry in self.dead if entry.priority == priority]
+
+    def set_visibility(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
+        self.visibility[receipt_handle] = max(0, min(seconds, SQS_MAX_HOLD_S))
+
+    def set_visibility_many(self, queue_arn: str, receipt_handles: list[str], seconds: int) -> int:
+        for handle in receipt_handles:
+            self.set_visibility(queue_arn, handle, seconds)
+        return 0
+
+    def hand_back(self, queue_arn: str, bodies: list[tuple[str, int]]) -> set[int]:
+        if self.fail_sends:
+            raise QueueUnavailableError("could not hand the messages back")
+        self.handed_back += [(queue_arn, body, handbacks) for body, handbacks in bodies]
+        return set()
+
+    def acknowledge(self, queue_arn: str, receipt_handle: str) -> None:
+        if self.fail_sends:
+            raise QueueUnavailableError("could not delete a received message")
+        self.acknowledged.append(receipt_handle)
+
+    def acknowledge_many(self, queue_arn: str, receipt_handles: list[str]) -> int:
+        if self.fail_sends:
+            raise QueueUnavailableError("could not delete the received messages")
+        self.acknowledged += receipt_handles
+        return 0
+
+    def drain(self) -> list[JobMessage]:
+        messages = [m for m, _, _ in self.sent]
+        self.sent.clear()
+        return messages
+
+
+class InMemoryQueueOperations:
+    """Same contract as SqsQueueOperations, over an InMemoryJobQueue: what was sent and not
+    drained is on the queue (delayed when sent with a delay), `dead` on the dead-letter queues."""
+
+    def __init__(self, queue: InMemoryJobQueue) -> None:
+        self._queue = queue
+
+    def _parked(self, priority: str) -> list[ParkedMessage]:
+        if priority not in self._queue.priorities:
+            raise InvalidRequestError(f"priority must be one of {', '.join(self._queue.priorities)}")
+        return self._queue.parked(priority)
+
+    def _depth(self, priority: str) -> dict[str, int]:
+        sent = [delay for _, p, delay in self._queue.sent if self._queue.priority_of(p) == priority]
+        return {"visible": sum(1 for d in sent if d == 0), "in_flight": 0, "delayed": sum(1 for d in sent if d > 0)}
+
+    def dead_letter_queues(self) -> list[str]:
+        return list(self._queue.priorities)
+
+    def queue_depth(self, priority: str) -> dict[str, int]:
+        self._parked(priority)  # refuses an unknown priority
+        return self._depth(priority)
+
+    def dead_letter_depth(self, name: str) -> int:
+        return len(self._parked(name))
+
+    def peek_dead_letters(self, priority: str, limit: int) -> list[DeadLetter]:
+        return [parked.dead_letter() for parked in self._parked(priority)[:limit]]
+
+    def delete_dead_letters(self, priority: str, letters: Sequence[DeadLetter]) -> int:
+        wanted = {letter.receipt for letter in letters}
+        going = [m for m in self._parked(priority) if m.message_id in wanted]
+        self._queue.dead[:] = [e for e in self._queue.dead if not any(e is m for m in going)]
+        return len(going)
+
+    def redrive(self, priority: str, limit: int) -> dict[str, int]:
+        taken = self._parked(priority)[:limit]
+        moving = [m for m in taken if m.raw is None]  # no worker can take the rest: left for an operator
+        self._queue.dead[:] = [e for e in self._queue.dead if not any(e is m for m in moving)]
+        for parked in moving:
+            self._queue.sent.append((parked[0], priority, 0))
+        return {"moved": len(moving), "failed": len(taken) - len(moving)}
+
+    def health(self) -> list[dict[str, Any]]:
+        checks = []
+        for priority in self._queue.priorities:
+            checks.append({"name": f"jobs-{priority}", "kind": "queue", "priority": priority, "ok": True,
+                           **self._depth(priority)})
+            checks.append({"name": f"jobs-{priority}-dlq", "kind": "dlq", "priority": priority, "ok": True,
+                           "visible": len(self._parked(priority)), "in_flight": 0, "delayed": 0})
+        return checks
