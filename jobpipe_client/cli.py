@@ -34,16 +34,17 @@ from typing import Any, BinaryIO, Callable, Mapping, NoReturn, Optional, Sequenc
 
 from rich.console import Console
 
-from jobpipe_client.cli_options import (
-    UsageError,
-    parse_delay,
-    parse_idempotency_key,
-    parse_payload,
-    parse_request_timeout,
-    parse_run_at,
-    parse_wait_timeout,
-)
+from jobpipe_client.cli_options import UsageError, parse_payload
 from jobpipe_client.artifact_view import artifacts_table, check_target, is_text, plain_artifacts
+from jobpipe_client.cli_parser import (
+    EXIT_BAD_INPUT,
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_TIMEOUT,
+    EXIT_UNAVAILABLE,
+    build_parser,
+)
 from jobpipe_client.client import JobpipeClient
 from jobpipe_client.errors import (
     JobpipeClientError,
@@ -66,29 +67,6 @@ from jobpipe_client.progress_view import (
 )
 from jobpipe_client.terminal_text import shown
 
-EXIT_BAD_INPUT = 2
-EXIT_UNAVAILABLE = 3
-EXIT_TIMEOUT = 4
-EXIT_INTERRUPTED = 130
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a command whose reader went away
-EXIT_TERMINATED = 143  # 128 + SIGTERM: what a shell reports for a command that SIGTERM ended
-STATUSES = ("queued", "running", "retrying", "completed", "failed", "canceled")
-EXIT_CODES = f"""exit codes:
-  0    done: every watched job completed (status, result, list, cancel, artifacts, a plain submit: the
-       answer was shown; artifact: it was written)
-  1    a watched job failed or was canceled, or is no longer found (not_found: deleted while watched);
-       result: the job's result is gone, its stored object no longer exists (blob_not_found)
-  {EXIT_BAD_INPUT}    bad input: usage, payload, idempotency key, artifact name, configuration, an -o FILE that
-       exists (without --force) or cannot be written, or the API refused the request (4xx: an unknown
-       job or artifact; a quota's 429 too: its line says when to try again)
-  {EXIT_UNAVAILABLE}    the API is unavailable: no URL answered, or it answered 5xx; a watch gives up after
-       --give-up-after seconds of unanswered polls; a submit names the key that repeats it safely;
-       an artifact's download from its S3 link failed (refused or expired link, object gone, no answer)
-  {EXIT_TIMEOUT}    a watch's --timeout ran out
-  {EXIT_INTERRUPTED}  interrupted
-  {EXIT_BROKEN_PIPE}  stdout was closed early (`jobpipe list | head`)
-  {EXIT_TERMINATED}  terminated (SIGTERM: `timeout 600 jobpipe watch ID`, `kill`), ended as Ctrl-C ends it"""
-
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM (`timeout`, `kill`, a CI job canceled), raised where the command stands so it ends
@@ -99,96 +77,6 @@ class Terminated(KeyboardInterrupt):
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated()
-
-
-class _Parser(argparse.ArgumentParser):
-    """Usage errors as one line on stderr (argparse prints the whole usage by default)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    connection = _Parser(add_help=False)
-    connection.add_argument("--api-url", default=argparse.SUPPRESS, help="API base URL (default: $JOBPIPE_API_URL)")
-    connection.add_argument("--token", default=argparse.SUPPRESS, help="bearer token (default: $JOBPIPE_TOKEN)")
-    connection.add_argument("--fallback-url", action="append", default=argparse.SUPPRESS,
-                            help="URL tried when the primary fails; repeatable (default: $JOBPIPE_FALLBACK_URLS)")
-    connection.add_argument("--request-timeout", type=parse_request_timeout, default=argparse.SUPPRESS,
-                            metavar="SECONDS", help="seconds per HTTP request, its whole answer included (default 10)")
-
-    parser = _Parser(prog="jobpipe", description="Submit and follow jobpipe jobs.", parents=[connection],
-                     epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-
-    submit = commands.add_parser("submit", parents=[connection], help="submit a job")
-    submit.add_argument("type", metavar="TYPE", help="job type, e.g. demo.steps")
-    submit.add_argument("--payload", default="{}", help="JSON object, or @file.json (default {})")
-    submit.add_argument("--priority", choices=("high", "normal", "low"), help="its queue (default: the job type's)")
-    start = submit.add_mutually_exclusive_group()
-    start.add_argument("--delay", type=parse_delay, default=0, metavar="DURATION",
-                       help="start after DURATION: seconds, or with a unit (90s, 15m, 6h, 3d); up to 365 days")
-    start.add_argument("--run-at", type=parse_run_at, metavar="TIME",
-                       help="start at TIME, ISO 8601 with a zone (2027-01-31T09:00:00Z); up to 365 days ahead")
-    submit.add_argument("--scope", help="what the job works on, e.g. a run id: its completion invalidates that "
-                                        "scope's caches (letters, digits and . _ : @ -; no /)")
-    submit.add_argument("--idempotency-key", type=parse_idempotency_key, metavar="KEY",
-                        help="a repeated submit with the same key and payload returns the job the first made "
-                             "(default: a fresh key)")
-    submit.add_argument("--watch", action="store_true", help="follow the job until it ends")
-    submit.add_argument("--timeout", type=parse_wait_timeout, metavar="SECONDS",
-                        help="with --watch: give up after SECONDS in all (exit 4)")
-    _give_up_flag(submit, "with --watch: ")
-    _json_flag(submit, "the job as the API returns it (with --watch: as it ended)")
-
-    status = commands.add_parser("status", parents=[connection], help="show jobs")
-    status.add_argument("ids", nargs="+", metavar="ID")
-    _json_flag(status, "a JSON list of the jobs as the API returns them")
-
-    listing = commands.add_parser("list", parents=[connection], help="list recent jobs, newest first")
-    listing.add_argument("--status", choices=STATUSES)
-    listing.add_argument("--type")
-    listing.add_argument("--limit", type=int, default=25, help="how many jobs (default 25)")
-    _json_flag(listing, "a JSON list of the jobs as the API returns them")
-
-    result = commands.add_parser("result", parents=[connection],
-                                 help="print a job's result as JSON (null while it has none)")
-    result.add_argument("id", metavar="ID")
-
-    cancel = commands.add_parser("cancel", parents=[connection], help="cancel a job")
-    cancel.add_argument("id", metavar="ID")
-    _json_flag(cancel, "the job as the API returns it after the cancel")
-
-    watch = commands.add_parser("watch", parents=[connection], help="follow jobs until they end")
-    watch.add_argument("ids", nargs="+", metavar="ID")
-    watch.add_argument("--timeout", type=parse_wait_timeout, metavar="SECONDS",
-                       help="give up after SECONDS in all (exit 4)")
-    _give_up_flag(watch)
-    _json_flag(watch, "no progress display; a JSON list of the jobs as they ended")
-
-    artifacts = commands.add_parser("artifacts", parents=[connection], help="list a job's artifacts")
-    artifacts.add_argument("id", metavar="JOB_ID")
-    _json_flag(artifacts, "a JSON list of every artifact as the API lists them")
-
-    artifact = commands.add_parser("artifact", parents=[connection],
-                                   help="download one artifact of a job, to stdout or a file")
-    artifact.add_argument("id", metavar="JOB_ID")
-    artifact.add_argument("name", metavar="NAME", help="the artifact's name, as `jobpipe artifacts` lists it")
-    artifact.add_argument("-o", "--output", metavar="FILE",
-                          help="write it to FILE, whole or not at all (default, or -: stdout)")
-    artifact.add_argument("--force", action="store_true", help="replace FILE if it exists (refused otherwise)")
-    return parser
-
-
-def _give_up_flag(parser: argparse.ArgumentParser, lead: str = "") -> None:
-    parser.add_argument("--give-up-after", type=parse_wait_timeout, metavar="SECONDS",
-                        help=f"{lead}while the API does not answer (no connection, timeouts, 5xx), keep "
-                             f"reconnecting for up to SECONDS of failed polls in a row, then exit 3 "
-                             f"(default {DEFAULT_GIVE_UP_AFTER_S:g}; 0 gives up at the first)")
-
-
-def _json_flag(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--json", action="store_true", help=f"print JSON on stdout: {what}")
 
 
 def client_from(args: argparse.Namespace, environ: Mapping[str, str]) -> JobpipeClient:

@@ -275,7 +275,7 @@ def test_payload_parsing_refuses_non_objects():
 
 @pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("15m", 900), ("6h", 21600), ("3d", 259200)])
 def test_delay_takes_seconds_or_a_unit(text, seconds):
-    from jobpipe_client.cli import parse_delay
+    from jobpipe_client.cli_options import parse_delay
 
     assert parse_delay(text) == seconds
 
