@@ -110,6 +110,18 @@ def deploy_stack(name: str, session: Any, log: Path, webhook: WebhookReceiver, *
     return Stack(outputs["ApiUrl"], secret, outputs, session, log, webhook)
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: every collected test is seen
+def pytest_collection_modifyitems(items) -> None:
+    """A module that marks its tests needing the stack (`@pytest.mark.stack`) marks each of
+    them: `-m "not stack"` must never start an emulator. Raises pytest.UsageError naming any not
+    marked."""
+    marking = {item.module for item in items if item.get_closest_marker("stack")}
+    unmarked = [item.nodeid for item in items
+                if item.module in marking and "stack" in item.fixturenames and not item.get_closest_marker("stack")]
+    if unmarked:
+        raise pytest.UsageError("needs the stack but is not marked @pytest.mark.stack: " + ", ".join(unmarked))
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> Stack:
     ensure_package()

@@ -1,6 +1,11 @@
-"""The dashboard in headless Chromium (Debian's, driven by Playwright) against the deployed stack.
+"""The dashboard in headless Chromium (Debian's, driven by Playwright).
 
-Each test uses a tenant of its own, so what the page shows is exactly what that test made."""
+The tests marked `stack` drive the page against the deployed stack (the `stack` fixture: an
+emulator and a deploy), each with a tenant of its own, so what the page shows is exactly what
+that test made. The others answer the API inside the browser (`FakeApi`) and need no emulator:
+
+    .venv/bin/python -m pytest tests/e2e/test_dashboard.py -m "not stack"
+"""
 from __future__ import annotations
 
 import json
@@ -89,6 +94,7 @@ def batch_requests(page: Page) -> list[list[str]]:
     return seen
 
 
+@pytest.mark.stack
 def test_a_job_submitted_from_the_page_moves_to_100_and_completes(stack, page, tenant, tmp_path):
     open_dashboard(page, stack, tenant)
     assert "token" not in page.url  # taken out of the address bar once in session storage
@@ -122,6 +128,7 @@ def test_a_job_submitted_from_the_page_moves_to_100_and_completes(stack, page, t
     print(f"dashboard screenshot: {shot}")
 
 
+@pytest.mark.stack
 def test_polling_is_one_batch_of_the_unfinished_jobs(stack, page, tenant):
     requests = batch_requests(page)
     single_gets: list[str] = []
@@ -147,6 +154,7 @@ def test_polling_is_one_batch_of_the_unfinished_jobs(stack, page, tenant):
     stack.call("DELETE", f"/jobs/{long_id}", tenant=tenant)
 
 
+@pytest.mark.stack
 def test_cancel_a_running_job_from_the_page(stack, page, tenant):
     job = stack.submit(LONG_JOB, tenant=tenant)
     open_dashboard(page, stack, tenant)
@@ -171,6 +179,7 @@ def test_cancel_a_running_job_from_the_page(stack, page, tenant):
     expect(attempts.nth(1)).to_contain_text("canceled")
 
 
+@pytest.mark.stack
 def test_cancel_of_a_job_that_finished_meanwhile_shows_the_409(stack, page, tenant):
     job = stack.submit(LONG_JOB, tenant=tenant)
     open_dashboard(page, stack, tenant)
@@ -188,6 +197,7 @@ def test_cancel_of_a_job_that_finished_meanwhile_shows_the_409(stack, page, tena
     expect(line).to_have_attribute("data-status", "canceled", timeout=JOB_WAIT_MS)
 
 
+@pytest.mark.stack
 def test_another_tenants_jobs_are_not_shown(stack, page, tenant):
     other = stack.submit({"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}}, tenant=tenant + "-other")
     mine = [stack.submit({"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}}, tenant=tenant) for _ in range(2)]
@@ -201,6 +211,7 @@ def test_another_tenants_jobs_are_not_shown(stack, page, tenant):
     assert shown == listed  # the same jobs, newest first
 
 
+@pytest.mark.stack
 def test_load_more_and_filters(stack, page, tenant):
     ids = [stack.submit({"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}}, tenant=tenant)["id"] for _ in range(12)]
     for job_id in ids:
@@ -226,6 +237,7 @@ def test_load_more_and_filters(stack, page, tenant):
     expect(page.locator('tr.job[data-status="completed"]')).to_have_count(10)
 
 
+@pytest.mark.stack
 def test_without_a_good_token_the_page_asks_for_one(stack, page, tenant):
     page.goto(f"{stack.api_url}/dashboard")
     expect(page.locator("#token-panel")).to_be_visible()
@@ -243,6 +255,7 @@ def test_without_a_good_token_the_page_asks_for_one(stack, page, tenant):
     expect(page.get_by_text("No jobs here yet")).to_be_visible()
 
 
+@pytest.mark.stack
 def test_a_network_failure_shows_a_banner_and_polling_recovers(stack, page, tenant):
     job = stack.submit(LONG_JOB, tenant=tenant)
     open_dashboard(page, stack, tenant)
