@@ -12,6 +12,7 @@ import json
 import os
 import re
 import secrets
+import time
 
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
@@ -283,6 +284,23 @@ JOB_TYPES = [{"type": "demo.steps", "description": "Steps.", "max_attempts": 3, 
               "payload_schema": {"type": "object", "properties": {}, "required": []}}]
 
 
+FETCHES = 'Symbol.for("fetches")'  # [started, handled], kept under a symbol: no name added to `window`
+# An answer is handled once its body is read: the page reads every answer's text, and what it
+# does with it after is promise callbacks, run before the next task (a test's next evaluate).
+COUNT_FETCHES = f"""(() => {{
+    const count = window[{FETCHES}] = [0, 0], fetch = window.fetch;
+    const handled = () => {{ count[1]++; }};
+    window.fetch = function (...args) {{
+        count[0]++;
+        return fetch.apply(this, args).then(response => {{
+            const text = response.text.bind(response);
+            response.text = () => text().finally(handled);
+            return response;
+        }}, error => {{ handled(); throw error; }});
+    }};
+}})()"""
+
+
 class AnswerLost:
     """A route whose request the fake API carries out but whose answer is dropped."""
 
@@ -314,6 +332,7 @@ class FakeApi:
         self.job_types = list(JOB_TYPES)  # GET /job-types: the registry as deployed now
         self.runs: dict[str, list[dict]] = {}  # GET /jobs/{id}/runs, by job id
         page.route(re.compile(re.escape(OFFLINE_ORIGIN) + "/.*"), self.handle)
+        page.add_init_script(COUNT_FETCHES)
 
     def token(self, tenant: str | None = None) -> str:
         from chalicelib.api.auth import issue_token
@@ -351,6 +370,19 @@ class FakeApi:
         job.update(fields)
         job["version"] += 1
         return job
+
+    def settle(self) -> None:
+        """Return once every request the page has made is answered and the page has handled the
+        answer, or is held (`hold_next`): what a step of the clock set off is over, however
+        loaded the machine. Raises AssertionError if that takes 20 s."""
+        deadline = time.monotonic() + 20
+        while True:
+            started, handled = self.page.evaluate(f"() => window[{FETCHES}]")
+            held = sum(1 for route in self.held if route.request.failure is None)
+            if started - handled <= held:
+                return
+            assert time.monotonic() < deadline, f"{started - handled - held} requests left unanswered"
+            self.page.wait_for_timeout(5)  # lets the routes be answered meanwhile
 
     def fail(self, method: str, path: str, times: int = 1, **response) -> None:
         self.failures.extend([(method, path, response)] * times)
@@ -482,11 +514,12 @@ def set_hidden(page: Page, hidden: bool) -> None:
     )
 
 
-def let_time_pass(page: Page, seconds: int, step_s: int = 30) -> None:
-    """Advance the page's clock in steps, letting each step's requests be answered."""
+def let_time_pass(api: FakeApi, seconds: int, step_s: int = 30) -> None:
+    """Advance the page's clock in steps, each step's requests answered and handled before the
+    next (`FakeApi.settle`): the page's state, not the wall clock, ends a step."""
     for _ in range(seconds // step_s):
-        page.clock.run_for(step_s * 1000)
-        page.wait_for_timeout(15)
+        api.page.clock.run_for(step_s * 1000)
+        api.settle()
 
 
 def test_scheduled_and_retrying_jobs_say_when_they_start(page, api):
@@ -519,7 +552,7 @@ def test_a_hidden_tab_asks_the_api_nothing_until_it_is_shown_again(page, api):
     set_hidden(page, True)
     expect(page.locator("#live")).to_have_text(re.compile("paused"))
     asked = len(api.requests)
-    let_time_pass(page, 30 * 60)
+    let_time_pass(api, 30 * 60)
     assert api.requests[asked:] == []
     api.update(job["id"], status="completed", progress={**job["progress"], "percent": 100.0})
     set_hidden(page, False)
@@ -535,13 +568,13 @@ def test_a_throttled_page_waits_as_asked_and_keeps_refreshing(page, api):
     throttled = {"status": 429, "headers": {"Retry-After": "40"}, "json": {"message": "Too Many Requests"}}
     api.fail("GET", "/jobs", **throttled)
     api.fail("POST", "/jobs/status", **throttled)
-    let_time_pass(page, 10, step_s=1)  # the list's refresh and a poll, both throttled
+    let_time_pass(api, 10, step_s=1)  # the list's refresh and a poll, both throttled
     expect(page.get_by_role("alert").filter(has_text="Too Many Requests")).to_be_visible()
     lists, polls = api.count("GET", r"/jobs\?.*"), api.count("POST", "/jobs/status")
-    let_time_pass(page, 25, step_s=5)
+    let_time_pass(api, 25, step_s=5)
     assert (api.count("GET", r"/jobs\?.*"), api.count("POST", "/jobs/status")) == (lists, polls)  # not before 40 s
     newer = api.add(status="queued")
-    let_time_pass(page, 30, step_s=5)
+    let_time_pass(api, 30, step_s=5)
     expect(row(page, newer["id"])).to_be_visible()  # the list's refresh goes on after the throttle
     assert api.count("POST", "/jobs/status") > polls
     expect(page.get_by_role("alert")).to_be_hidden()
@@ -554,10 +587,10 @@ def test_an_answer_that_is_not_json_does_not_stop_the_polls(page, api):
     expect(row(page, job["id"])).to_be_visible()
     # A proxy's or a captive portal's page, answered 200 in place of the API's JSON.
     api.fail("POST", "/jobs/status", status=200, content_type="text/html", body="<html>Sign in to the Wi-Fi</html>")
-    let_time_pass(page, 3, step_s=1)
+    let_time_pass(api, 3, step_s=1)
     expect(page.get_by_role("alert").filter(has_text="not JSON")).to_be_visible()
     polls = api.count("POST", "/jobs/status")
-    let_time_pass(page, 30, step_s=2)
+    let_time_pass(api, 30, step_s=2)
     assert api.count("POST", "/jobs/status") > polls
     expect(page.get_by_role("alert")).to_be_hidden()
 
@@ -598,14 +631,12 @@ def test_a_token_that_cannot_be_sent_is_refused_with_a_reason(page, api):
 
 
 def test_answers_to_a_forgotten_token_show_nothing(page, api):
+    page.clock.install()
     job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
     api.open()
     expect(row(page, job["id"])).to_be_visible()
     api.hold_next = "/jobs/status"
-    for _ in range(100):  # the next poll comes within 2 s; it waits for its answer
-        if api.held:
-            break
-        page.wait_for_timeout(100)
+    let_time_pass(api, 2, step_s=1)  # the next poll comes within 2 s; it waits for its answer
     assert api.held
     page.get_by_role("button", name="Forget token").click()
     expect(page.locator("tr.job")).to_have_count(0)
@@ -615,7 +646,7 @@ def test_answers_to_a_forgotten_token_show_nothing(page, api):
     page.get_by_label("Bearer token").fill(api.token("globex"))
     page.get_by_role("button", name="Use token").click()
     expect(page.locator("#identity")).to_have_text(re.compile("tenant globex"))
-    page.wait_for_timeout(500)
+    api.settle()  # the forgotten token's poll is handled, the new token's listing held
     expect(page.locator("tr.job")).to_have_count(0)
     expect(page.locator("#summary .status-running .chip-count")).to_have_text("0")
     api.release()
@@ -728,11 +759,11 @@ def test_a_job_that_leaves_the_status_filter_leaves_the_view(page, api):
     expect(page.locator("tr.job")).to_have_count(2)
     # The next list refresh is answered as it was before the job completed.
     api.hold_next = "/jobs"
-    let_time_pass(page, 10, step_s=1)
+    let_time_pass(api, 10, step_s=1)
     assert api.held
     api.update(leaving["id"], status="completed", finished_at="2026-01-15T10:00:09.000Z",
                progress={**leaving["progress"], "percent": 100.0})
-    let_time_pass(page, 12, step_s=1)
+    let_time_pass(api, 12, step_s=1)
     expect(row(page, leaving["id"])).to_have_count(0)
     expect(page.locator(f'#detail-{leaving["id"]}')).to_have_count(0)
     expect(row(page, staying["id"])).to_have_attribute("data-status", "running")
@@ -741,10 +772,10 @@ def test_a_job_that_leaves_the_status_filter_leaves_the_view(page, api):
     api.jobs[leaving["id"]] = {**api.jobs[leaving["id"]], "status": "running", "version": 1}  # the held list's view
     api.release()
     api.jobs[leaving["id"]].update(status="completed", version=2)
-    page.wait_for_timeout(300)
+    api.settle()
     assert row(page, leaving["id"]).count() == 0  # at once: a later poll would hide it again
     api.update(staying["id"], status="canceled", cancel_requested=True)
-    let_time_pass(page, 12, step_s=1)
+    let_time_pass(api, 12, step_s=1)
     expect(page.locator("tr.job")).to_have_count(0)
     expect(page.get_by_text("No running jobs.")).to_be_visible()
 
@@ -758,14 +789,14 @@ def test_re_reads_of_unchanged_jobs_send_their_etag_and_a_304_changes_nothing(pa
     api.open()
     line = row(page, job["id"])
     expect(line).to_have_attribute("data-status", "queued")
-    let_time_pass(page, 4, step_s=1)  # the first poll: a 200 with its tag
+    let_time_pass(api, 4, step_s=1)  # the first poll: a 200 with its tag
     page.evaluate("""() => {
         window.mutations = [];
         new MutationObserver(list => list.forEach(m => window.mutations.push(m.target.id || m.target.className)))
             .observe(document.getElementById("workspace"),
                      {subtree: true, childList: true, attributes: true, characterData: true});
     }""")
-    let_time_pass(page, 40, step_s=2)
+    let_time_pass(api, 40, step_s=2)
 
     def sent(method, path):
         return [h.get("if-none-match") for m, p, h in api.requests if m == method and re.fullmatch(path, p)]
@@ -780,12 +811,12 @@ def test_re_reads_of_unchanged_jobs_send_their_etag_and_a_304_changes_nothing(pa
     expect(page.locator("#live")).to_have_text(re.compile("live"))
     api.update(job["id"], status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
     newer = api.add(status="queued")
-    let_time_pass(page, 12, step_s=1)
+    let_time_pass(api, 12, step_s=1)
     expect(line).to_have_attribute("data-status", "running")
     expect(row(page, newer["id"])).to_have_attribute("data-status", "queued")
     # The first poll of the two jobs has no tag yet (a tag is kept per batch of ids); once it
     # answered, the polls of the same batch send its tag again.
-    let_time_pass(page, 12, step_s=1)
+    let_time_pass(api, 12, step_s=1)
     assert sent("POST", "/jobs/status")[-1] is not None
 
 
@@ -800,18 +831,17 @@ def test_a_request_left_unanswered_is_given_up_and_shown(page, api):
     expect(row(page, job["id"])).to_have_attribute("data-status", "running")
     api.hold_next = "/jobs/status"
     for _ in range(10):
-        page.clock.run_for(1000)
-        page.wait_for_timeout(15)
+        let_time_pass(api, 1, step_s=1)
         if api.held:
             break
     assert api.held
     polls = api.count("POST", "/jobs/status")
-    let_time_pass(page, 31, step_s=1)
+    let_time_pass(api, 31, step_s=1)
     expect(page.get_by_role("alert")).to_have_text(re.compile("no answer within 30 s"))
     expect(page.locator("#live")).to_have_text(re.compile("offline"))
     api.update(job["id"], status="completed", finished_at="2026-01-15T10:00:09.000Z",
                progress={**job["progress"], "percent": 100.0})
-    let_time_pass(page, 12, step_s=1)
+    let_time_pass(api, 12, step_s=1)
     assert api.count("POST", "/jobs/status") > polls
     expect(row(page, job["id"])).to_have_attribute("data-status", "completed")
     expect(page.get_by_role("alert")).to_be_hidden()
@@ -837,14 +867,14 @@ def test_more_new_jobs_than_a_page_leave_no_gap_in_the_list(page, api):
     expect(page.locator("tr.job")).to_have_count(25)
     for _ in range(30):  # a batch submitted elsewhere
         api.add(status="completed", **finished)
-    let_time_pass(page, 11, step_s=1)
+    let_time_pass(api, 11, step_s=1)
     expect(row(page, listing(api)[0])).to_be_visible()
     shown = shown_ids(page)
     assert shown == listing(api)[:len(shown)]
     more = page.get_by_role("button", name="Load more")
     while more.is_visible():
         more.click()
-        page.wait_for_timeout(50)
+        api.settle()
     assert shown_ids(page) == listing(api)
 
 
@@ -856,8 +886,7 @@ def test_a_page_left_open_holds_a_bounded_number_of_jobs(page, api):
     for _ in range(28):
         for _ in range(20):
             api.add(status="completed")
-        let_time_pass(page, 10, step_s=10)
-        page.wait_for_timeout(30)
+        let_time_pass(api, 10, step_s=10)
     expect(row(page, listing(api)[0])).to_be_visible()
     shown = shown_ids(page)
     assert len(shown) <= 500 + 25, len(shown)
@@ -873,15 +902,15 @@ def test_a_throttled_poll_waits_out_its_retry_after_whatever_else_happens(page, 
     api.open()
     expect(row(page, job["id"])).to_be_visible()
     api.fail("POST", "/jobs/status", status=429, headers={"Retry-After": "40"}, json={"message": "Too Many Requests"})
-    let_time_pass(page, 3, step_s=1)
+    let_time_pass(api, 3, step_s=1)
     expect(page.get_by_role("alert").filter(has_text="Too Many Requests")).to_be_visible()
     polls = api.count("POST", "/jobs/status")
     newer = api.add(status="queued")
-    let_time_pass(page, 12, step_s=1)
+    let_time_pass(api, 12, step_s=1)
     expect(row(page, newer["id"])).to_be_visible()  # the list refresh went on
-    let_time_pass(page, 22, step_s=1)
+    let_time_pass(api, 22, step_s=1)
     assert api.count("POST", "/jobs/status") == polls  # not before 40 s
-    let_time_pass(page, 8, step_s=1)
+    let_time_pass(api, 8, step_s=1)
     assert api.count("POST", "/jobs/status") > polls
 
 
@@ -898,21 +927,21 @@ def test_a_shown_job_the_api_no_longer_finds_is_shown_gone_and_not_polled(page, 
     expect(line).to_have_attribute("data-status", "running")
     polled = batch_requests(page)
     kept = api.jobs.pop(going["id"])
-    let_time_pass(page, 4, step_s=1)
+    let_time_pass(api, 4, step_s=1)
     expect(line).to_have_attribute("data-status", "gone")
     expect(line.locator(".badge")).to_have_text("gone")
     expect(line.locator(".note")).to_have_text(re.compile("no longer found"))
     expect(line.get_by_role("button", name=re.compile("Cancel"))).to_be_hidden()
     expect(page.locator("#summary .status-running .chip-count")).to_have_text("1")
     polled.clear()
-    let_time_pass(page, 60, step_s=2)
+    let_time_pass(api, 60, step_s=2)
     assert polled and all(ids == [staying["id"]] for ids in polled), polled
     api.jobs[going["id"]] = kept  # a read that lagged: the listing shows it again
-    let_time_pass(page, 12, step_s=1)
+    let_time_pass(api, 12, step_s=1)
     expect(line).to_have_attribute("data-status", "running")
     expect(line.locator(".note")).to_have_text("")
     polled.clear()
-    let_time_pass(page, 12, step_s=1)
+    let_time_pass(api, 12, step_s=1)
     assert any(going["id"] in ids for ids in polled), polled
 
 
@@ -931,7 +960,7 @@ def test_a_refused_cancel_whose_status_read_fails_says_so_and_is_retried(page, a
     line.get_by_role("button", name=re.compile("Cancel")).click()
     expect(line.locator(".note")).to_have_text(re.compile("already completed"))
     expect(page.get_by_role("alert")).to_have_text(re.compile("not for this token"))
-    let_time_pass(page, 3, step_s=1)
+    let_time_pass(api, 3, step_s=1)
     expect(line).to_have_attribute("data-status", "completed")
     expect(page.get_by_role("alert")).to_be_hidden()
     expect(line.locator(".note")).to_have_text(re.compile("already completed"))
@@ -951,13 +980,13 @@ def test_the_type_filter_offers_the_types_shown_and_keeps_the_one_chosen(page, a
     api.job_types = [*JOB_TYPES, monthly]
     newer = api.add(status="queued", type="reports.monthly")
     child = api.add(status="completed", type="reports.page")  # internal: /job-types never lists it
-    let_time_pass(page, 11, step_s=1)
+    let_time_pass(api, 11, step_s=1)
     expect(row(page, newer["id"])).to_be_visible()
     expect(type_filter.locator("option")).to_have_text(["all", "demo.sleep", "demo.steps", "reports.monthly",
                                                         "reports.page"])
     expect(page.get_by_label("Job type").locator("option")).to_have_text(["demo.steps", "demo.sleep", "reports.monthly"])
     assert api.count("GET", "/job-types") == 2  # once more for the new types, not at every refresh
-    let_time_pass(page, 20, step_s=1)
+    let_time_pass(api, 20, step_s=1)
     assert api.count("GET", "/job-types") == 2
     type_filter.select_option("reports.page")
     expect(page.locator("tr.job")).to_have_count(1)
@@ -1135,7 +1164,7 @@ def test_with_no_job_types_the_form_says_there_is_nothing_to_submit(page, api):
     expect(page.locator("#submit-status")).to_have_text("Not submitted: the job types are still being read.")
     api.release()
     expect(page.locator("#job-type-description")).to_have_text("The API lists no job types: there is nothing to submit.")
-    let_time_pass(page, 30, step_s=1)
+    let_time_pass(api, 30, step_s=1)
     assert api.count("GET", "/job-types") == 1  # an empty list is an answer: not asked again at each refresh
     page.get_by_role("button", name="Submit job").click()
     expect(page.locator("#submit-status")).to_have_text("Not submitted: the API lists no job types.")
