@@ -33,10 +33,17 @@ function countdown(ms) {
   return ms < 60000 ? Math.ceil(ms / 1000) + " s" : duration(ms);
 }
 
+// A finished job's duration is fixed and a running one's ticks ("…"); a job waiting for its
+// next attempt (retrying, or queued again) runs nothing: "" (its row shows the last attempt's).
 function jobDuration(job) {
   if (!job.started_at) return "";
-  var end = job.finished_at ? new Date(job.finished_at) : new Date();
-  return duration(end - new Date(job.started_at)) + (job.finished_at ? "" : " …");
+  if (job.finished_at) return duration(new Date(job.finished_at) - new Date(job.started_at));
+  return job.status === "running" ? duration(new Date() - new Date(job.started_at)) + " …" : "";
+}
+
+// An attempt's duration from its run (GET /jobs/{id}/runs); "" while it has not ended.
+function runDuration(run) {
+  return run.started_at && run.finished_at ? duration(new Date(run.finished_at) - new Date(run.started_at)) : "";
 }
 
 function shortId(id) { return id.length > 8 ? id.slice(0, 8) : id; }
@@ -58,5 +65,5 @@ function el(tag, className, text) {
 }
 
 Object.assign(jobpipe, { busy: busy, clock: clock, countdown: countdown, el: el, jobDuration: jobDuration,
-  setBusy: setBusy, shortId: shortId, when: when });
+  runDuration: runDuration, setBusy: setBusy, shortId: shortId, when: when });
 })(window.jobpipe);

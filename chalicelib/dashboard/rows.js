@@ -5,7 +5,7 @@
 (function (jobpipe) {
 var CANCEL_NOTES = jobpipe.CANCEL_NOTES, TERMINAL = jobpipe.TERMINAL, state = jobpipe.state,
   busy = jobpipe.busy, countdown = jobpipe.countdown, el = jobpipe.el, jobDuration = jobpipe.jobDuration,
-  setBusy = jobpipe.setBusy, shortId = jobpipe.shortId, when = jobpipe.when, ApiError = jobpipe.ApiError,
+  runDuration = jobpipe.runDuration, setBusy = jobpipe.setBusy, shortId = jobpipe.shortId, when = jobpipe.when, ApiError = jobpipe.ApiError,
   StaleAnswer = jobpipe.StaleAnswer, api = jobpipe.api, handleError = jobpipe.handleError;
 
 function JobRow(id) {
@@ -170,12 +170,24 @@ JobRow.prototype.toggleDetails = function () {
   if (open) this.loadRuns(this.tr.dataset.status);
 };
 
+// The job's attempts, oldest first; whoever reads them notes the last one's duration.
+JobRow.prototype.readRuns = function () {
+  var self = this, attempts = state.jobs.has(this.id) ? state.jobs.get(this.id).attempts : 0;
+  return api("GET", "jobs/" + encodeURIComponent(this.id) + "/runs").then(function (answer) {
+    var runs = answer.runs || [], ended = runs.filter(function (run) { return runDuration(run); });
+    var last = ended[ended.length - 1];
+    self.lastAttempt = { attempts: attempts, attempt: last ? last.attempt : 0, text: last ? runDuration(last) : "" };
+    var job = state.jobs.get(self.id);
+    if (job) self.renderDuration(job);
+    return runs;
+  });
+};
+
 // One GET per opening (and per status change while open): runs are not polled.
 JobRow.prototype.loadRuns = function (status) {
   var self = this;
   this.runsLoadedFor = status;
-  api("GET", "jobs/" + encodeURIComponent(this.id) + "/runs").then(function (answer) {
-    var runs = answer.runs || [];
+  this.readRuns().then(function (runs) {
     var table = el("table", "runs-table");
     var head = el("tr");
     ["attempt", "status", "started", "finished", "error"].forEach(function (h) {
@@ -218,8 +230,21 @@ JobRow.prototype.renderTimes = function (job) {
   );
 };
 
+// A job waiting for its next attempt runs nothing: its last attempt's duration, fixed (read
+// once per attempt from its runs), instead of a clock ticking since its first start.
 JobRow.prototype.renderDuration = function (job) {
-  this.duration.textContent = jobDuration(job);
+  var waiting = Boolean(job.started_at) && (job.status === "queued" || job.status === "retrying");
+  this.duration.classList.toggle("last-attempt", waiting);
+  var last = waiting && this.lastAttempt && this.lastAttempt.attempts === job.attempts ? this.lastAttempt : null;
+  if (!waiting || !(last && last.text)) this.duration.textContent = waiting ? "" : jobDuration(job);
+  else this.duration.replaceChildren(el("span", "duration-label", "last attempt "), last.text);
+  this.duration.title = last && last.text ? "attempt " + last.attempt + " took " + last.text : "";
+  if (waiting && !last && !this.readingLast) {
+    var self = this;
+    this.readingLast = true;
+    // A failed read is shown as any other is; the job's next change asks again.
+    this.readRuns().catch(handleError).then(function () { self.readingLast = false; });
+  }
 };
 
 // A job submitted with a delay or run_at, or waiting out a retry's backoff, is queued or

@@ -213,7 +213,7 @@ function tick() {
   state.jobs.forEach(function (job) {
     if (TERMINAL[job.status] || state.gone.has(job.id)) return;
     var row = state.rows.get(job.id);
-    if (job.started_at) row.renderDuration(job);
+    if (job.status === "running") row.renderDuration(job); // a waiting job's duration is fixed
     row.renderSchedule(job);
   });
 }

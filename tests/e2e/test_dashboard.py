@@ -543,6 +543,39 @@ def test_scheduled_and_retrying_jobs_say_when_they_start(page, api):
 
 
 
+def test_a_job_waiting_for_its_next_attempt_shows_the_last_ones_duration_not_a_clock(page, api):
+    """A retrying job (or one queued again) has started once, but nothing runs while it waits:
+    its duration is its last attempt's, fixed, and its status says when it runs next; a
+    duration ticks again only once the next attempt runs."""
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime(2026, 1, 16, 12, 0, 0, tzinfo=timezone.utc)
+    page.clock.install(time=now)
+    first = {"started_at": iso(now - timedelta(seconds=60)), "error": {"code": "handler_error", "message": "boom"}}
+    retrying = api.add(status="retrying", attempts=2, **first, not_before=iso(now + timedelta(seconds=45)))
+    again = api.add(status="queued", attempts=1, **first)
+    api.runs[retrying["id"]] = [
+        {"attempt": 1, "status": "failed", "started_at": iso(now - timedelta(seconds=60)),
+         "finished_at": iso(now - timedelta(seconds=50)), "error": first["error"]},
+        {"attempt": 2, "status": "failed", "started_at": iso(now - timedelta(seconds=20)),
+         "finished_at": "2026-01-16T11:59:43.200Z", "error": first["error"]}]
+    api.runs[again["id"]] = [{"attempt": 1, "status": "failed", "started_at": iso(now - timedelta(seconds=60)),
+                              "finished_at": "2026-01-16T11:59:05.500Z", "error": first["error"]}]
+    api.open()
+    waiting, queued = row(page, retrying["id"]), row(page, again["id"])
+    expect(waiting.locator(".duration")).to_have_text("last attempt 3.2 s")
+    expect(waiting.locator(".schedule")).to_have_text(re.compile(r"^next attempt in 4\d s$"))
+    expect(queued.locator(".duration")).to_have_text("last attempt 5.5 s")
+    let_time_pass(api, 5, step_s=1)
+    expect(waiting.locator(".duration")).to_have_text("last attempt 3.2 s")  # nothing ticks while it waits
+    expect(queued.locator(".duration")).to_have_text("last attempt 5.5 s")
+    assert api.count("GET", r"/jobs/[^/]+/runs") == 2  # read once, not at each tick or poll
+    api.update(retrying["id"], status="running", attempts=3, not_before=None)
+    let_time_pass(api, 12, step_s=1)
+    expect(waiting.locator(".duration")).to_have_text(re.compile(r"^1 m \d\d s …$"))  # since its first start
+    expect(waiting.locator(".duration")).not_to_have_class(re.compile("last-attempt"))
+
+
 def test_a_hidden_tab_asks_the_api_nothing_until_it_is_shown_again(page, api):
     page.clock.install()
     job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z",
@@ -1239,8 +1272,10 @@ def test_no_width_from_a_phone_to_a_4k_screen_scrolls_sideways(browser, day):
     long = {"type": "reports." + "monthly_" * 16, "progress": {**progress, "step": "s" * 200, "message": " ".join(["word"] * 400)},
             "error": {"code": "E_" + "X" * 118, "message": "Traceback: " + " ".join(["frame"] * 1500)}}
     api.add(status="running", attempts=1, **times, progress=progress, cancel_requested=True)
-    api.add(status="retrying", attempts=2, **times, not_before=iso(now + timedelta(days=300)), progress=progress,
-            error={"code": "handler_error", "message": "ValueError: bad row 17"})
+    retrying = api.add(status="retrying", attempts=2, **times, not_before=iso(now + timedelta(days=300)),
+                       progress=progress, error={"code": "handler_error", "message": "ValueError: bad row 17"})
+    api.runs[retrying["id"]] = [{"attempt": 2, "status": "failed", "started_at": iso(at),  # a long last attempt
+                                 "finished_at": iso(at + timedelta(hours=23, minutes=59)), "error": retrying["error"]}]
     api.add(status="completed", attempts=3, max_attempts=10, **ended, progress={**progress, "percent": 100.0})
     failed = api.add(status="failed", attempts=1, **ended, **long, user="u" * 200, scope="s" * 200,
                      payload={"k" * 300: "v" * 3000}, result={"r": "x" * 3000})
