@@ -6,7 +6,7 @@
 (function (jobpipe) {
 var $ = jobpipe.$, API_BASE = jobpipe.API_BASE, PAUSED = jobpipe.PAUSED, POLL_MIN_MS = jobpipe.POLL_MIN_MS,
   REQUEST_TIMEOUT_MS = jobpipe.REQUEST_TIMEOUT_MS, RETRY_AFTER_MAX_MS = jobpipe.RETRY_AFTER_MAX_MS,
-  TOKEN_KEY = jobpipe.TOKEN_KEY, state = jobpipe.state, clock = jobpipe.clock;
+  TOKEN_KEY = jobpipe.TOKEN_KEY, state = jobpipe.state, bdi = jobpipe.bdi, clock = jobpipe.clock;
 
 // ---------------------------------------------------------------- token
 
@@ -204,7 +204,7 @@ function showWorkspace() {
   var c = claims(token());
   var identity = $("identity");
   if (c && c.tenant) {
-    identity.textContent = "tenant " + c.tenant + (c.sub ? " · " + c.sub : "");
+    identity.replaceChildren("tenant ", bdi(c.tenant), c.sub ? " · " : "", c.sub ? bdi(c.sub) : "");
     identity.hidden = false;
   } else {
     identity.hidden = true;

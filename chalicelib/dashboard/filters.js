@@ -3,7 +3,7 @@
 "use strict";
 
 (function (jobpipe) {
-var $ = jobpipe.$, state = jobpipe.state;
+var $ = jobpipe.$, state = jobpipe.state, bdi = jobpipe.bdi;
 
 // Whether the current filters show `job` (its type never changes; its status does).
 function shown(job) {
@@ -19,11 +19,11 @@ function renderEmpty(hidden) {
   if (hidden) return;
   var f = state.filters;
   var filtered = Boolean(f.status || f.type) && !state.loading;
-  $("jobs-empty-text").textContent = state.loading ? "Loading jobs…"
-    : !filtered ? "No jobs here yet. Submit one with the form."
-    : "No " + (f.status ? f.status + " " : "") + "jobs" + (f.type ? " of type " + f.type : "") + "." +
-      (f.type && state.typesRead && !registered(f.type)
-        ? " The API does not list that type: it is internal, or no longer registered." : "");
+  $("jobs-empty-text").replaceChildren.apply($("jobs-empty-text"), state.loading ? ["Loading jobs…"]
+    : !filtered ? ["No jobs here yet. Submit one with the form."]
+    : ["No " + (f.status ? f.status + " " : "") + "jobs"].concat(f.type ? [" of type ", bdi(f.type)] : [], ".",
+      f.type && state.typesRead && !registered(f.type)
+        ? " The API does not list that type: it is internal, or no longer registered." : ""));
   $("clear-filters").hidden = !filtered;
 }
 

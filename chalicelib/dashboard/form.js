@@ -4,7 +4,7 @@
 "use strict";
 
 (function (jobpipe) {
-var $ = jobpipe.$, state = jobpipe.state, busy = jobpipe.busy, setBusy = jobpipe.setBusy,
+var $ = jobpipe.$, state = jobpipe.state, bdi = jobpipe.bdi, busy = jobpipe.busy, setBusy = jobpipe.setBusy,
   ApiError = jobpipe.ApiError, NetworkError = jobpipe.NetworkError, api = jobpipe.api,
   handleError = jobpipe.handleError, order = jobpipe.order, remember = jobpipe.remember,
   registered = jobpipe.registered, renderEmpty = jobpipe.renderEmpty,
@@ -47,8 +47,8 @@ function selectJobType() {
     $("payload-help").textContent = "";
   }
   if (!info) return;
-  $("job-type-description").textContent = (info.description || "") +
-    " (at most " + info.max_attempts + " attempts, timeout " + info.timeout_s + " s)";
+  $("job-type-description").replaceChildren(bdi(info.description || ""),
+    " (at most " + info.max_attempts + " attempts, timeout " + info.timeout_s + " s)");
   $("payload-help").textContent = describeFields(info.payload_schema);
   var textarea = $("job-payload");
   // Replace the payload only if the user has not written their own.
@@ -93,10 +93,11 @@ function loadJobTypes() {
   return typesReading;
 }
 
-function setFormStatus(kind, text) {
+// `parts`: the page's words as strings, what the API or a user wrote isolated (`bdi`).
+function setFormStatus(kind) {
   var status = $("submit-status");
   status.dataset.kind = kind;
-  status.textContent = text;
+  status.replaceChildren.apply(status, Array.prototype.slice.call(arguments, 1));
 }
 
 // A submit that got no usable answer (none at all, or a 5xx) may have made the job. Its
@@ -186,7 +187,7 @@ function submitJob(event) {
   api("POST", "jobs", body, { "Idempotency-Key": key }).then(
     function (job) {
       if (unsettledSubmit && unsettledSubmit.key === key) unsettledSubmit = null;
-      setFormStatus("ok", "Submitted " + job.type + " job " + job.id + ".");
+      setFormStatus("ok", "Submitted ", bdi(job.type), " job " + job.id + ".");
       $("submit-status").dataset.jobId = job.id;
       remember(job);
       order();
@@ -213,7 +214,8 @@ function submitJob(event) {
       }).join("; ");
       markInvalid(fieldAtFault(err.code, details));
       if (err.code === "unknown_job_type") loadJobTypes(); // withdrawn since the form read the types
-      setFormStatus("error", err.message + (problems ? " — " + problems : "") + " (" + err.code + ")");
+      setFormStatus("error", bdi(err.message), problems ? " — " : "", problems ? bdi(problems) : "",
+        " (" + err.code + ")");
     }
   ).then(function () { setBusy(button, false); });
 }

@@ -46,6 +46,10 @@ function runDuration(run) {
   return run.started_at && run.finished_at ? duration(new Date(run.finished_at) - new Date(run.started_at)) : "";
 }
 
+// Text a handler or user wrote, isolated: right-to-left text or a bidi override in it never
+// reorders the page's own words around it.
+function bdi(text) { return el("bdi", null, text); }
+
 function shortId(id) { return id.length > 8 ? id.slice(0, 8) : id; }
 
 // A button whose request is on its way is marked aria-disabled, not disabled: a disabled
@@ -64,6 +68,6 @@ function el(tag, className, text) {
   return node;
 }
 
-Object.assign(jobpipe, { busy: busy, clock: clock, countdown: countdown, el: el, jobDuration: jobDuration,
-  runDuration: runDuration, setBusy: setBusy, shortId: shortId, when: when });
+Object.assign(jobpipe, { bdi: bdi, busy: busy, clock: clock, countdown: countdown, el: el,
+  jobDuration: jobDuration, runDuration: runDuration, setBusy: setBusy, shortId: shortId, when: when });
 })(window.jobpipe);

@@ -4,8 +4,9 @@
 
 (function (jobpipe) {
 var CANCEL_NOTES = jobpipe.CANCEL_NOTES, TERMINAL = jobpipe.TERMINAL, state = jobpipe.state,
-  busy = jobpipe.busy, countdown = jobpipe.countdown, el = jobpipe.el, jobDuration = jobpipe.jobDuration,
-  runDuration = jobpipe.runDuration, setBusy = jobpipe.setBusy, shortId = jobpipe.shortId, when = jobpipe.when, ApiError = jobpipe.ApiError,
+  bdi = jobpipe.bdi, busy = jobpipe.busy, countdown = jobpipe.countdown, el = jobpipe.el,
+  jobDuration = jobpipe.jobDuration, runDuration = jobpipe.runDuration, setBusy = jobpipe.setBusy,
+  shortId = jobpipe.shortId, when = jobpipe.when, ApiError = jobpipe.ApiError,
   StaleAnswer = jobpipe.StaleAnswer, api = jobpipe.api, handleError = jobpipe.handleError;
 
 function JobRow(id) {
@@ -130,13 +131,14 @@ JobRow.prototype.render = function (job) {
   // the details show them whole.
   if (step) facts.push(["step", step]);
   if (message) facts.push(["message", message]);
-  if (job.error) facts.push(["error", job.error.code + ": " + job.error.message]);
+  if (job.error) facts.push(["error", [bdi(job.error.code), ": ", bdi(job.error.message)]]);
   facts.push(["payload", JSON.stringify(job.payload, null, 2)]);
   if (job.result !== null && job.result !== undefined) facts.push(["result", JSON.stringify(job.result, null, 2)]);
   this.detailList.replaceChildren();
   for (var i = 0; i < facts.length; i++) {
-    var value = el("dd");
-    value.appendChild(el(/^(payload|result)$/.test(facts[i][0]) ? "pre" : "code", null, facts[i][1]));
+    var value = el("dd"), text = el(/^(payload|result)$/.test(facts[i][0]) ? "pre" : "code");
+    text.append.apply(text, [].concat(facts[i][1]));
+    value.appendChild(text);
     this.detailList.append(el("dt", null, facts[i][0]), value);
   }
   if (!this.detailTr.hidden && status !== this.runsLoadedFor) this.loadRuns(status);
@@ -199,8 +201,8 @@ JobRow.prototype.loadRuns = function (status) {
     runs.forEach(function (run) {
       var tr = el("tr");
       var badge = el("span", "badge status-" + run.status, run.status);
-      var cells = [el("td", null, String(run.attempt)), el("td"), el("td"), el("td"),
-        el("td", null, run.error ? run.error.code + ": " + run.error.message : "")];
+      var cells = [el("td", null, String(run.attempt)), el("td"), el("td"), el("td"), el("td")];
+      if (run.error) cells[4].append(bdi(run.error.code), ": ", bdi(run.error.message));
       cells[1].appendChild(badge);
       if (run.started_at) cells[2].appendChild(timeOf(run.started_at));
       if (run.finished_at) cells[3].appendChild(timeOf(run.finished_at));

@@ -778,6 +778,60 @@ def test_text_from_the_api_is_shown_as_text(page, api):
     assert page.evaluate("window.pwned") is None
 
 
+LEFT_OF = """([container, first, second]) => {
+    // Whether the word `first` is drawn left of the word `second` in `container`'s text.
+    const box = word => {
+        const walk = document.createTreeWalker(document.querySelector(container), NodeFilter.SHOW_TEXT);
+        for (let node; (node = walk.nextNode());) {
+            const at = node.data.indexOf(word);
+            if (at < 0) continue;
+            const range = document.createRange();
+            range.setStart(node, at);
+            range.setEnd(node, at + 1);
+            return range.getBoundingClientRect().left;
+        }
+        throw new Error(`${word} is not in ${container}`);
+    };
+    return box(first) < box(second);
+}"""
+
+
+def test_text_a_handler_or_user_wrote_cannot_reorder_the_text_around_it(page, api):
+    """A type, step, message or error may hold right-to-left text or a bidi override (U+202E):
+    it is isolated, so it never turns the page's own words around it (the percent beside a
+    step, the rest of a sentence after a type or an error code) back to front."""
+    rlo, hebrew = "\u202e", "\u05e9\u05dc\u05d1"
+    job = api.add(type=rlo + "reports.x", status="failed", attempts=1, started_at="2026-01-15T10:00:00.000Z",
+                  finished_at="2026-01-15T10:00:01.000Z",
+                  progress={"percent": 40.0, "step": rlo + "load", "message": hebrew + " 12", "details": None,
+                            "updated_at": None},
+                  error={"code": rlo + "E_BAD", "message": "bad row"})
+    api.runs[job["id"]] = [{"attempt": 1, "status": "failed", "started_at": job["started_at"],
+                            "finished_at": job["finished_at"], "error": job["error"]}]
+    api.open()
+    line = f'tr.job[data-job-id="{job["id"]}"]'
+    assert page.evaluate(LEFT_OF, [f"{line} .progress-line", "%", "load"])
+    for selector in (".job-type", ".step", ".progress-message", ".error-code", ".error-message"):
+        assert page.locator(f"{line} {selector}").evaluate("e => getComputedStyle(e).unicodeBidi") == "isolate", selector
+    row(page, job["id"]).get_by_role("button", name=re.compile("Details")).click()
+    detail = f'#detail-{job["id"]}'
+    expect(page.locator(f"{detail} .runs-table tr")).to_have_count(2)
+    assert page.evaluate(LEFT_OF, [f"{detail} .runs-table", "bad", "row"])  # after the code's ": "
+    assert page.evaluate(LEFT_OF, [f"{detail} .facts", "bad", "row"])
+    # A sentence of the page's with a type in it: the words after the type keep their order.
+    page.get_by_label("Type", exact=True).select_option(job["type"])
+    page.get_by_label("Status", exact=True).select_option("running")
+    expect(page.locator("#jobs-empty-text")).to_contain_text("internal")
+    assert page.evaluate(LEFT_OF, ["#jobs-empty-text", "API", "internal"])
+    api.job_types = [*JOB_TYPES, {**JOB_TYPES[0], "type": job["type"], "description": rlo + "Makes a report."}]
+    page.get_by_role("button", name="Refresh").click()
+    page.get_by_label("Job type").select_option(job["type"])
+    assert page.evaluate(LEFT_OF, ["#job-type-description", "attempts", "timeout"])
+    page.get_by_role("button", name="Submit job").click()
+    expect(page.locator("#submit-status")).to_contain_text("Submitted")
+    assert page.evaluate(LEFT_OF, ["#submit-status", "Submitted", "job-"])
+
+
 def test_a_job_that_leaves_the_status_filter_leaves_the_view(page, api):
     """Viewing `running`, a job that completes (or is canceled) goes from the view at the poll
     that sees it, not when the filter next changes; a list answer older than that poll does
