@@ -391,13 +391,14 @@ class FakeApi:
         return sum(1 for m, p, _ in self.requests if m == method and re.fullmatch(path, p))
 
     def release(self) -> None:
-        """Answer the held request; one the page has not sent yet is waited for (up to 10 s)
-        first, or it would be held for good once it came."""
+        """Answer the requests held, once the one `hold_next` waits for has come: a request the
+        page has not even sent yet is waited for (up to 10 s), then the others settle."""
         for _ in range(500):
             if not self.hold_next or self.held:
                 break
             self.page.wait_for_timeout(20)  # lets Playwright route the request meanwhile
         assert not self.hold_next, f"no request matching {self.hold_next!r} came to be held"
+        self.settle()
         held, self.held = self.held, []
         for route in held:
             self.answer(route)
