@@ -54,6 +54,11 @@ function init() {
     askForToken("Token forgotten. Paste a token to continue.");
   });
   $("submit-form").addEventListener("submit", submitJob);
+  // Where the form is below the jobs (a narrow window), "New job" takes the focus to it.
+  $("new-job").addEventListener("click", function () {
+    $("submit-panel").scrollIntoView({ block: "start" });
+    $("job-type").focus({ preventScroll: true });
+  });
   // Enter writes a line break in the payload; Ctrl+Enter (⌘+Enter) submits from it.
   $("job-payload").addEventListener("keydown", function (event) {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {

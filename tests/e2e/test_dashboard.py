@@ -1275,7 +1275,7 @@ def test_a_throttled_submit_says_it_was_not_made_and_when_to_press_again(page, a
 
 @pytest.mark.parametrize("width", [1024, 1280, 1366])
 def test_a_laptop_window_shows_every_column_without_scrolling_sideways(browser, width):
-    """On a laptop's window the form stacks above the jobs where both would not fit side by
+    """On a laptop's window the form goes below the jobs where both would not fit side by
     side, so every column, the Cancel button included, is in view."""
     context = browser.new_context(viewport={"width": width, "height": 800})
     page = context.new_page()
@@ -1290,6 +1290,37 @@ def test_a_laptop_window_shows_every_column_without_scrolling_sideways(browser, 
     wrap = page.locator(".table-wrap").evaluate("w => [w.scrollWidth, w.clientWidth]")
     assert wrap[0] <= wrap[1], wrap
     assert cancel.evaluate("b => b.getBoundingClientRect().right") <= width
+    context.close()
+
+
+@pytest.mark.parametrize("width", [320, 390, 1024])
+def test_a_narrow_window_shows_the_jobs_first_and_new_job_leads_to_the_form(browser, width):
+    """An operator opens the page to watch jobs: where the form cannot sit beside the jobs (a
+    phone, a laptop) the jobs come first, on screen and for the keyboard and a screen reader
+    alike, and "New job" takes the focus to the form; beside the jobs it is not needed."""
+    context = browser.new_context(viewport={"width": width, "height": 740})
+    page = context.new_page()
+    api = FakeApi(page)
+    first = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
+    for _ in range(5):
+        api.add(status="completed")
+    api.open()
+    jobs, form = page.locator(".jobs-panel"), page.locator(".submit-panel")
+    expect(row(page, first["id"])).to_be_visible()
+    newest = row(page, listing(api)[0])
+    assert newest.bounding_box()["y"] < 740, newest.bounding_box()  # a job in view without scrolling
+    assert jobs.bounding_box()["y"] < form.bounding_box()["y"]
+    assert jobs.evaluate("(jobs, form) => Boolean(jobs.compareDocumentPosition(form) & Node.DOCUMENT_POSITION_FOLLOWING)",
+                         form.element_handle())
+    new_job = page.get_by_role("button", name="New job")
+    new_job.focus()
+    page.keyboard.press("Enter")
+    job_type = page.get_by_label("Job type")
+    expect(job_type).to_be_focused()
+    expect(job_type).to_be_in_viewport()
+    page.set_viewport_size({"width": 1920, "height": 900})
+    expect(new_job).to_be_hidden()
+    assert jobs.bounding_box()["y"] == form.bounding_box()["y"]  # side by side
     context.close()
 
 
