@@ -423,16 +423,22 @@ def test_a_refused_event_twice_in_one_batch_is_posted_and_parked_once(bridge):
     assert erp.posts == 1 and len(invoke.dead_letters()) == 1
 
 
-def test_a_refused_event_whose_batch_comes_back_before_its_answer_is_parked_once(bridge, client, aws):
-    """A refused event's message leaves its queue once it is parked, not only when the batch's
-    answer reaches SQS: a batch that comes back (its invocation died after the park, its
-    answer was lost) does not park it a second time."""
+def one_refused_event_queued(bridge, client, aws):
+    """One event on the bridge's queue that the ERP refuses (422): the bridge's invoker, the ERP,
+    SQS and the bridge's handler."""
     invoke, erp, _, _, _ = bridge
     (refused,) = ids(1)
     erp.answers[refused] = 422
     sqs = aws["sqs"]
     sqs.send_message(QueueUrl=invoke.queue_url, MessageBody=json.dumps(_envelope(refused)))
-    handler = client._app.handler_map["erp_bridge"]
+    return invoke, erp, sqs, client._app.handler_map["erp_bridge"]
+
+
+def test_a_refused_event_whose_batch_comes_back_before_its_answer_is_parked_once(bridge, client, aws):
+    """A refused event's message leaves its queue once it is parked, not only when the batch's
+    answer reaches SQS: a batch that comes back (its invocation died after the park, its
+    answer was lost) does not park it a second time."""
+    invoke, erp, sqs, handler = one_refused_event_queued(bridge, client, aws)
     for _ in range(2):  # the first delivery's answer never reaches SQS: what is on the queue comes back
         received = sqs.receive_message(QueueUrl=invoke.queue_url, MaxNumberOfMessages=10,
                                        VisibilityTimeout=0).get("Messages", [])
@@ -447,12 +453,7 @@ def test_a_parked_event_whose_message_delete_and_batch_answer_were_both_lost_is_
     """The queue did not take the early delete and the batch's answer never reached SQS: the
     message comes back, the ERP refuses it again, and the ledger's mark of the message parked
     keeps a second copy off the dead-letter queue; the message is deleted then."""
-    invoke, erp, _, _, _ = bridge
-    (refused,) = ids(1)
-    erp.answers[refused] = 422
-    sqs = aws["sqs"]
-    sqs.send_message(QueueUrl=invoke.queue_url, MessageBody=json.dumps(_envelope(refused)))
-    handler = client._app.handler_map["erp_bridge"]
+    invoke, erp, sqs, handler = one_refused_event_queued(bridge, client, aws)
     queue = composition.container().queue
     acknowledge = queue.acknowledge
 

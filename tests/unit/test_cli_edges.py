@@ -242,31 +242,24 @@ def test_a_payload_nested_just_below_the_parsers_limit_is_refused_in_one_line_no
     assert failures == [], f"depths that did not end in exit 0 or one line/exit 2: {failures[:3]}..."
 
 
-@pytest.mark.parametrize("payload", [{"ratio": float("nan")}, {"limit": float("inf")}, {"at": object()},
-                                     {"ids": {1, 2}}])
-def test_a_payload_that_is_not_json_is_the_clients_input_error_before_any_request(payload):
+@pytest.mark.parametrize(("payload", "refusal"), [
+    ({"ratio": float("nan")}, "payload"), ({"limit": float("inf")}, "payload"), ({"at": object()}, "payload"),
+    ({"ids": {1, 2}}, "payload"),
+    ({"name": "caf\udce9"}, "lone surrogate"), ({"\ud800": 1}, "lone surrogate"),
+    ({"rows": [["ok", "\udfff"]]}, "lone surrogate"),
+])
+def test_a_payload_the_api_would_refuse_is_the_clients_input_error_before_any_request(payload, refusal):
     """`client.submit(type, {"ratio": nan})`: requests refuses to encode NaN, Infinity or an
     object JSON has no form for, and raised its own InvalidJSONError (or a TypeError), which a
     caller catching JobpipeError, or the ValueError docs/api.md names for a payload the client
-    refuses, never saw. It is JobpipeInputError, naming the problem, and nothing is sent."""
+    refuses, never saw. It is JobpipeInputError, naming the problem, and nothing is sent. So is a
+    lone surrogate (a file name read with surrogateescape, `"caf\\udce9"` for latin-1 bytes): valid
+    JSON as an escape, which the API refuses 400 invalid_json."""
     api = FakeApi()
     session = requests.Session()
     session.mount("http://", ApiAdapter(api))
     client = JobpipeClient(URL, "tok", session=session)
-    with pytest.raises(JobpipeInputError, match="payload"):
-        client.submit("demo.steps", payload)
-    assert api.requests == []
-
-
-@pytest.mark.parametrize("payload", [{"name": "caf\udce9"}, {"\ud800": 1}, {"rows": [["ok", "\udfff"]]}])
-def test_a_payload_holding_a_lone_surrogate_is_the_clients_input_error_before_any_request(payload):
-    """A file name read with surrogateescape (`"caf\\udce9"` for latin-1 bytes) is valid JSON as
-    an escape, and the API refuses it 400 invalid_json: the client says so before sending."""
-    api = FakeApi()
-    session = requests.Session()
-    session.mount("http://", ApiAdapter(api))
-    client = JobpipeClient(URL, "tok", session=session)
-    with pytest.raises(JobpipeInputError, match="lone surrogate"):
+    with pytest.raises(JobpipeInputError, match=refusal):
         client.submit("demo.steps", payload)
     assert api.requests == []
 
