@@ -25,6 +25,7 @@ class Endpoint:
     failing_url: str  # answers 500
     unreachable_url: str
     slow_url: str  # answers 200 a byte at a time, over about 2.5 s
+    stalled_url: str  # answers 200 a byte at a time, over about 16 s: far past any wait here
     received: Callable[[], list[tuple[str, bytes, dict[str, str]]]]  # (url, body, headers)
 
 
@@ -59,8 +60,10 @@ def _loopback() -> tuple[ThreadingHTTPServer, list]:
 
 
 def _trickling() -> tuple[socket.socket, str]:
-    """A receiver that reads the request, then answers 200 one byte every 0.04 s (about
-    2.5 s in all): each byte comes well inside a socket timeout, the whole answer does not."""
+    """A receiver that reads the request, then answers 200 one byte at a time: every 0.04 s
+    (about 2.5 s in all) at /slow, every 0.25 s (about 16 s) at /stalled. Each byte comes well
+    inside a socket timeout, the whole answer does not; /stalled's so far past a 1 s limit that
+    a sender waiting it out is told from one cut at its deadline on a machine however busy."""
     server = socket.create_server(("127.0.0.1", 0))
 
     def serve() -> None:
@@ -71,15 +74,20 @@ def _trickling() -> tuple[socket.socket, str]:
                 return
             with connection:
                 try:
-                    connection.recv(65536)
+                    pause = 0.25 if b" /stalled " in connection.recv(65536) else 0.04
                     for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Padding: " + b"." * 10 + b"\r\n\r\n":
                         connection.sendall(bytes([byte]))
-                        time.sleep(0.04)
+                        time.sleep(pause)
                 except OSError:
                     pass
 
     threading.Thread(target=serve, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.getsockname()[1]}/slow"
+    return server, f"http://127.0.0.1:{server.getsockname()[1]}"
+
+
+# Each sender's own bound: wide, so the trickling tests' per-POST timeouts decide (a slow answer
+# must not outrun the sender's bound because the machine is busy).
+SENDER_TIMEOUT_S = 60
 
 
 @pytest.fixture(params=["memory", "http"])
@@ -87,23 +95,26 @@ def endpoint(request):
     unreachable = f"http://127.0.0.1:{free_port()}/hook"
     if request.param == "memory":
         sender = InMemoryWebhookSender({"https://erp.example/ok": 202, "https://erp.example/failing": 500,
-                                        "https://erp.example/moved": 302, "https://erp.example/busy": 429})
+                                        "https://erp.example/moved": 302, "https://erp.example/busy": 429},
+                                       timeout_s=SENDER_TIMEOUT_S)
         sender.retry_after["https://erp.example/busy"] = 120
         sender.statuses["https://erp.example/refused"] = 422
         sender.texts["https://erp.example/refused"] = '{"error": "unknown tenant acme"}' + " " * 5000
         sender.unreachable.add(unreachable)
         sender.answer_after["https://erp.example/slow"] = 2.5
+        sender.answer_after["https://erp.example/stalled"] = 16
         yield Endpoint(sender, "https://erp.example/ok", "https://erp.example/failing", unreachable,
-                       "https://erp.example/slow",
+                       "https://erp.example/slow", "https://erp.example/stalled",
                        lambda: [(url.split("erp.example")[1], body, headers) for url, body, headers in sender.posts])
         return
     server, received = _loopback()
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    slow, slow_url = _trickling()
+    slow, trickling = _trickling()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        yield Endpoint(HttpWebhookSender(timeout_s=5), f"{base}/ok", f"{base}/failing", unreachable, slow_url,
+        yield Endpoint(HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S), f"{base}/ok", f"{base}/failing", unreachable,
+                       f"{trickling}/slow", f"{trickling}/stalled",
                        lambda: list(received))
     finally:
         server.shutdown()
@@ -143,8 +154,8 @@ def test_an_answer_not_whole_within_the_timeout_is_no_answer(endpoint):
     # byte at a time would otherwise hold the sender past any deadline.
     started = time.monotonic()
     with pytest.raises(WebhookDeliveryError, match="did not answer within 1 s"):
-        endpoint.sender.post(endpoint.slow_url, b"{}", {}, timeout_s=1)
-    assert time.monotonic() - started < 2
+        endpoint.sender.post(endpoint.stalled_url, b"{}", {}, timeout_s=1)
+    assert time.monotonic() - started < 8  # cut at its deadline: the whole answer takes 16 s
 
 
 def test_a_slow_answer_whole_within_the_timeout_is_an_answer(endpoint):
