@@ -513,9 +513,12 @@ def keep_alive_server():
 
 def test_the_headers_deadline_ends_with_its_request_not_on_the_next_one(keep_alive_server):
     """The request timeout's watch over the headers stops once they arrived: a later request on
-    the same kept-alive connection, past the first one's deadline, is answered."""
+    the same kept-alive connection, made once the first one's watch is over, is answered. The
+    watch is waited for, not slept past: a timeout short enough to sleep past is one a busy
+    machine's loopback answer can miss."""
     url, connections = keep_alive_server
-    client = JobpipeClient(url, "tok", timeout=0.3)
+    client = JobpipeClient(url, "tok", timeout=5)
     assert client.get("j-1")["id"] == "j-1"
-    time.sleep(0.5)
+    for watch in [t for t in threading.enumerate() if t.name == "jobpipe-request-deadline"]:
+        watch.join(10)  # at once when stopped; one left watching cuts at the 5 s deadline, then ends
     assert client.get("j-1")["id"] == "j-1" and len(connections) == 1
