@@ -5,6 +5,7 @@ late, and those delivered (or handed back) most often run first."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -255,16 +256,24 @@ def test_a_batch_mate_still_running_as_its_short_lease_ends_is_hidden_for_its_at
 
 
 def test_a_lease_extension_cancelled_before_it_is_due_never_happens():
+    """Waited for, not slept past: a busy machine may run a timer's thread late or early
+    against a sleep of a few tenths of a second."""
     holds: list[int] = []
+    held = threading.Event()
+
+    def hold(seconds: int) -> None:
+        holds.append(seconds)
+        held.set()
+
     clock = [0.0]
-    lease = handlers._LeaseExtension(holds.append, due_at=0.2, monotonic=lambda: clock[0])
+    lease = handlers._LeaseExtension(hold, due_at=60.0, monotonic=lambda: clock[0])
     lease.schedule(300)
     lease.cancel()
-    time.sleep(0.4)
-    assert holds == []
-    late = handlers._LeaseExtension(holds.append, due_at=0.0, monotonic=lambda: clock[0])
+    lease._timer.join(10)  # a cancelled timer's thread ends at once; one left running holds at 60 s
+    assert not lease._timer.is_alive() and holds == []
+    late = handlers._LeaseExtension(hold, due_at=0.0, monotonic=lambda: clock[0])
     late.schedule(300)
-    time.sleep(0.2)
+    assert held.wait(10)  # due at once: on the timer's thread, whenever it gets to run
     late.cancel()
     assert holds == [300]
 
