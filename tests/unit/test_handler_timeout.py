@@ -45,9 +45,9 @@ def types():
     def one_more_try(ctx, payload):
         """Catches its timeout once, then sleeps as if nothing happened."""
         try:
-            time.sleep(10)
+            time.sleep(60)
         except Exception:  # noqa: BLE001
-            time.sleep(10)
+            time.sleep(60)
         return "finished late"
 
     return registry
@@ -63,7 +63,7 @@ def test_a_handler_interrupted_again_stops_soon_after_its_timeout(store, queue, 
     lifecycle.submit(tenant="acme", user="ann", type="t.one_more_try", payload={})
     started = time.monotonic()
     job = JobRunner(lifecycle, types, progress_interval_s=0).run(queue.drain()[0])
-    assert time.monotonic() - started < 3, "the second interrupt ends the second sleep"
+    assert time.monotonic() - started < 30, "the second interrupt ends the second sleep"
     assert job.status == JobStatus.FAILED and job.error.code == "timeout"
 
 
