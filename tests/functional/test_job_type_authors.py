@@ -92,7 +92,7 @@ def day_one(client):
         return {"partial": False}
 
     def slow(ctx, payload):
-        time.sleep(5)
+        time.sleep(60)  # far past the 30 s its test allows: a busy machine's drain is never near it
         return "too late"
 
     def spawn_one(ctx, payload):
@@ -181,7 +181,7 @@ def test_a_short_timeout_fails_the_attempt_timeout(client, app, aws, day_one):
     job = submit(client, {"type": "day1.slow", "payload": {}})
     started = time.monotonic()
     drain(app, aws)
-    assert time.monotonic() - started < 4.5  # interrupted, not waited out
+    assert time.monotonic() - started < 30  # interrupted at 1 s, not waited out
     done = get(client, job["id"])
     assert done["status"] == "failed" and done["error"]["code"] == "timeout", done
     assert done["result"] is None
