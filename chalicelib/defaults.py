@@ -212,10 +212,12 @@ WEBHOOK_URL_MAX_CHARS = 1024
 TOKEN_CLAIM_MAX_CHARS = 128
 
 # What one AWS request takes at most (beside the ones above), and how often a partial one is
-# sent again: BatchGetItem's keys, BatchWriteItem's requests, DeleteObjects' keys.
+# sent again: BatchGetItem's keys, BatchWriteItem's requests, DeleteObjects' keys, the entries
+# of an SQS *Batch request.
 BATCH_GET_MAX = 100
 BATCH_WRITE_MAX = 25
 DELETE_OBJECTS_MAX_KEYS = 1000
+SQS_BATCH_MAX = 10
 # Unprocessed batch items are sent again this often, with a backoff of 0.05 s doubling up to
 # 1 s (dynamodb_batch.backoff_s): about 2.3 s in all before giving up.
 UNPROCESSED_RETRIES = 6

@@ -10,7 +10,19 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib.domain.errors import InvalidRequestError, QueueUnavailableError
 from chalicelib.ports import HANDBACKS_ATTRIBUTE, JobMessage
 
-from chalicelib.defaults import DEAD_LETTER_REASON_CHARS, SQS_MAX_DELAY_S, SQS_MAX_HOLD_S
+from chalicelib.defaults import DEAD_LETTER_REASON_CHARS, SQS_BATCH_MAX, SQS_MAX_DELAY_S, SQS_MAX_HOLD_S
+
+
+def batched(client: Any, call: str, url: str, entries: list[dict[str, Any]]) -> set[int]:
+    """`call` (an SQS *Batch request) over `entries` on the queue at `url`, SQS_BATCH_MAX to a
+    request; returns the positions in `entries` SQS refused. A request that fails whole raises
+    its ClientError / BotoCoreError (the requests before it were made)."""
+    failed: set[int] = set()
+    for start in range(0, len(entries), SQS_BATCH_MAX):
+        chunk = [{"Id": str(i), **entry} for i, entry in enumerate(entries[start:start + SQS_BATCH_MAX])]
+        response = getattr(client, call)(QueueUrl=url, Entries=chunk)
+        failed |= {start + int(entry["Id"]) for entry in response.get("Failed", [])}
+    return failed
 
 
 class SqsJobQueue:
@@ -86,17 +98,12 @@ class SqsJobQueue:
                                  "could not delete the received messages"))
 
     def _batched(self, queue_arn: str, call: str, entries: list[dict[str, Any]], failure: str) -> set[int]:
-        """`call` (an SQS *Batch request) over `entries`, ten to a request; returns the positions
-        in `entries` SQS refused. QueueUnavailableError(`failure`) when a whole request fails."""
-        failed: set[int] = set()
-        for start in range(0, len(entries), 10):
-            chunk = [{"Id": str(i), **entry} for i, entry in enumerate(entries[start:start + 10])]
-            try:
-                response = getattr(self._sqs, call)(QueueUrl=self._url_for_arn(queue_arn), Entries=chunk)
-            except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
-                raise QueueUnavailableError(failure) from exc
-            failed |= {start + int(entry["Id"]) for entry in response.get("Failed", [])}
-        return failed
+        """`batched` on the queue of `queue_arn`; QueueUnavailableError(`failure`) when a whole
+        request fails."""
+        try:
+            return batched(self._sqs, call, self._url_for_arn(queue_arn), entries)
+        except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
+            raise QueueUnavailableError(failure) from exc
 
     def _url_for_arn(self, queue_arn: str) -> str:
         """A queue's URL from its ARN (arn:aws:sqs:<region>:<account>:<name>) without a

@@ -13,6 +13,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.adapters.sqs import batched
 from chalicelib.defaults import PEEK_HIDE_S
 from chalicelib.domain.errors import DeadLetterUnavailableError, InvalidRequestError, NotRedrivableError
 from chalicelib.domain.job import isoformat
@@ -95,12 +96,8 @@ class SqsQueueOperations:
         _, dead = self._pair(priority)
         try:
             messages = receive_up_to(self._sqs, dead, limit, PEEK_HIDE_S)
-            for start in range(0, len(messages), 10):  # visible again at once: nothing is taken
-                chunk = messages[start:start + 10]
-                self._sqs.change_message_visibility_batch(QueueUrl=dead, Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
-                    for i, m in enumerate(chunk)
-                ])
+            batched(self._sqs, "change_message_visibility_batch", dead, [  # visible again at once: nothing is taken
+                {"ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0} for m in messages])
         except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
             raise DeadLetterUnavailableError(f"could not read the {priority} dead-letter queue") from exc
         return [_dead_letter(m) for m in messages]
@@ -108,15 +105,11 @@ class SqsQueueOperations:
     def delete_dead_letters(self, priority: str, letters: Sequence[DeadLetter]) -> int:
         _, dead = self._pair(priority)
         handles = [letter.receipt for letter in letters if letter.receipt]
-        deleted = 0
         try:
-            for start in range(0, len(handles), 10):
-                answer = self._sqs.delete_message_batch(QueueUrl=dead, Entries=[
-                    {"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles[start:start + 10])])
-                deleted += len(answer.get("Successful", []))
+            refused = batched(self._sqs, "delete_message_batch", dead, [{"ReceiptHandle": h} for h in handles])
         except (ClientError, BotoCoreError) as exc:
             raise DeadLetterUnavailableError(f"could not delete from the {priority} dead-letter queue") from exc
-        return deleted
+        return len(handles) - len(refused)
 
     def redrive(self, priority: str, limit: int) -> dict[str, int]:
         queue, dead = self._pair(priority)
