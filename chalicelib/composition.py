@@ -255,6 +255,14 @@ class Container:
         return DynamoReconcilerLog(self.client("dynamodb"), self._stats_table("the reconciler's passes are not kept"))
 
     @cached_property
+    def clock(self) -> Any:
+        """The worker's Clock: a batch's turns, hand-back and lease extensions read it (tests
+        put a ManualClock here)."""
+        from chalicelib.adapters.clocks import SystemClock
+
+        return SystemClock()
+
+    @cached_property
     def runner(self) -> Any:
         from chalicelib.observability import end_process, job_event
         from chalicelib.worker.runner import JobRunner

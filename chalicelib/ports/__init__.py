@@ -4,7 +4,7 @@ A module per family of ports, each with the values its ports carry: `jobs.py` (`
 `queues.py` (`JobQueue`, the job message), `blobs.py` (`BlobStore`, `ArtifactStore`),
 `operations.py` (`FinishedJobs`, `StatsStore`, `ReconcilerLog`, `QueueOperations`), `stream.py`
 (`EventPublisher`, `JobChange`, `FailedStreamBatches`, `ChangeStream`), `subscribers.py`
-(`CacheStore`, `DeliveryLedger`, `DeadLetterQueue`, `WebhookSender`), `timers.py` (`Timer`).
+(`CacheStore`, `DeliveryLedger`, `DeadLetterQueue`, `WebhookSender`), `timers.py` (`Timer`, `Clock`).
 Every name is imported from here: `from chalicelib.ports import JobStore`.
 """
 from __future__ import annotations
@@ -58,7 +58,7 @@ from chalicelib.ports.subscribers import (
     WebhookAnswer,
     WebhookSender,
 )
-from chalicelib.ports.timers import Timer, TimerFactory
+from chalicelib.ports.timers import Clock, Timer, TimerFactory
 
 __all__ = [
     "Artifact",
@@ -72,6 +72,7 @@ __all__ = [
     "ChangeStream",
     "CLAIM_CHECKED",
     "claim_checked_value",
+    "Clock",
     "DeadLetter",
     "DeadLetterQueue",
     "DeliveryLedger",

@@ -3,7 +3,6 @@ records are reported back (ReportBatchItemFailures) so only they are delivered a
 from __future__ import annotations
 
 import threading
-import time
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from chalice import Blueprint
@@ -13,7 +12,7 @@ from chalicelib.defaults import BATCH_MATE_LEASE_S, BATCH_MATE_WAIT_S, BATCH_TUR
 from chalicelib.domain.errors import DeadLetterOwedError, QueueUnavailableError
 from chalicelib.invocation import entry_point
 from chalicelib.observability import logger, tracer
-from chalicelib.ports import HANDBACKS_ATTRIBUTE
+from chalicelib.ports import HANDBACKS_ATTRIBUTE, Clock, Timer
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -43,19 +42,20 @@ JOBS_QUEUE_LOW = "jobpipe-jobs-low"
 # the attempt's lease); one whose turn comes later (its hand-back failed) is handed back
 # untouched. The first record needs no change: the queue's visibility timeout (90 min) outlasts
 # any attempt, and a dead worker's job is taken over by the reconciler once its lease ends.
+# All of this timing reads the container's Clock (`services.clock`), and nothing else.
 
 
 class _WaitingMates:
     """The batch-mates not started yet, handed back together once the batch has run
-    `wait_s`; `take(message_id)` before running one says whether this invocation still may."""
+    `wait_s` on `clock`; `take(message_id)` before running one says whether this invocation
+    still may."""
 
-    def __init__(self, queue: Any, mates: list[dict[str, Any]], wait_s: float) -> None:
+    def __init__(self, queue: Any, mates: list[dict[str, Any]], wait_s: float, clock: Clock) -> None:
         self._queue = queue
         self._waiting = {r["messageId"]: r for r in mates}
         self._handed_back: set[str] = set()
         self._lock = threading.Lock()
-        self._timer = threading.Timer(wait_s, self._hand_back)
-        self._timer.daemon = True
+        self._timer = clock.timer(wait_s, self._hand_back)
         if mates:
             self._timer.start()
 
@@ -105,19 +105,19 @@ class _WaitingMates:
 
 class _LeaseExtension:
     """A claimed batch-mate's lease, taken when its short lease is about to end (`due_at`, on
-    the monotonic clock) and only if the attempt is still running then; its end is where a hold
-    at the claim would have put it. `cancel()` returns once no extension can happen any more."""
+    `clock`) and only if the attempt is still running then; its end is where a hold at the
+    claim would have put it. `cancel()` returns once no extension can happen any more."""
 
-    def __init__(self, hold: Callable[[int], None], due_at: float, monotonic: Callable[[], float]) -> None:
+    def __init__(self, hold: Callable[[int], None], due_at: float, clock: Clock) -> None:
         self._hold = hold
         self._due_at = due_at
-        self._monotonic = monotonic
+        self._clock = clock
         self._lock = threading.Lock()
-        self._timer: Optional[threading.Timer] = None
+        self._timer: Optional[Timer] = None
         self._done = False
 
     def schedule(self, seconds: int) -> None:
-        claimed = self._monotonic()
+        claimed = self._clock.monotonic()
 
         def extend() -> None:
             with self._lock:
@@ -125,12 +125,11 @@ class _LeaseExtension:
                     return
                 self._done = True
                 try:
-                    self._hold(max(1, round(seconds - (self._monotonic() - claimed))))
+                    self._hold(max(1, round(seconds - (self._clock.monotonic() - claimed))))
                 except QueueUnavailableError:  # it reappears after its short lease: a harmless duplicate
                     logger.warning("could not hide a claimed batch-mate for its lease")
 
-        self._timer = threading.Timer(max(0.0, self._due_at - claimed), extend)
-        self._timer.daemon = True
+        self._timer = self._clock.timer(max(0.0, self._due_at - claimed), extend)
         self._timer.start()
 
     def cancel(self) -> None:
@@ -142,11 +141,11 @@ class _LeaseExtension:
 
 class RecordRunner:
     """Runs one SQS record of a batch within the invocation's remaining time; `mates`, the
-    message ids after the first, only within their short lease counted from `started`."""
+    message ids after the first, only within their short lease counted from `started` (on
+    `services.clock`)."""
 
     def __init__(self, lambda_context: Any, services: Container, *, mates: frozenset[str] = frozenset(),
-                 started: float = 0.0, monotonic: Callable[[], float] = time.monotonic,
-                 priority: str = "normal", waiting: Optional[_WaitingMates] = None) -> None:
+                 started: float = 0.0, priority: str = "normal", waiting: Optional[_WaitingMates] = None) -> None:
         """`priority`: the queue's, whose dead-letter queue takes a body that is no job message;
         `waiting`: the batch-mates a long job may hand back before their turn."""
         self._priority = priority
@@ -155,7 +154,7 @@ class RecordRunner:
         self._services = services
         self._mates = mates
         self._started = started
-        self._monotonic = monotonic
+        self._clock = services.clock
 
     def _time_left_s(self) -> Optional[float]:
         if self._context is None or not hasattr(self._context, "get_remaining_time_in_millis"):
@@ -181,11 +180,11 @@ class RecordRunner:
             return
 
         mate = record.message_id in self._mates
-        lease = _LeaseExtension(hold, self._started + BATCH_MATE_LEASE_S - BATCH_TURN_MARGIN_S, self._monotonic) \
+        lease = _LeaseExtension(hold, self._started + BATCH_MATE_LEASE_S - BATCH_TURN_MARGIN_S, self._clock) \
             if mate else None
         logger.append_keys(job_id=message.job_id, attempt=message.attempt, message_id=record.message_id)
         try:
-            if mate and self._monotonic() - self._started > BATCH_MATE_LEASE_S - BATCH_TURN_MARGIN_S:
+            if mate and self._clock.monotonic() - self._started > BATCH_MATE_LEASE_S - BATCH_TURN_MARGIN_S:
                 # Its short lease is (nearly) over: it may already be running elsewhere.
                 raise DeferredDelivery("its turn in the batch came after its short lease", None)
             try:
@@ -277,12 +276,12 @@ def process_jobs_batch(event: dict[str, Any], context: Any, priority: str = "nor
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
     services = container()
-    started = time.monotonic()
+    started = services.clock.monotonic()
     records = sorted(event.get("Records") or [], key=_deliveries, reverse=True)
     mates = records[1:]
     if mates:
         _shorten_waits(services, mates)
-    waiting = _WaitingMates(services.queue, mates, BATCH_MATE_WAIT_S)
+    waiting = _WaitingMates(services.queue, mates, BATCH_MATE_WAIT_S, services.clock)
     try:
         return process_partial_response(
             event={**event, "Records": records},

@@ -5,11 +5,12 @@ late, and those delivered (or handed back) most often run first."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import pytest
 
+from chalicelib.adapters.clocks import ManualClock
+from chalicelib.defaults import BATCH_MATE_LEASE_S, BATCH_MATE_WAIT_S, BATCH_TURN_MARGIN_S, LEASE_GRACE_S
 from chalicelib.worker import handlers
 from chalicelib.worker.runner import JobRunner
 from tests.functional.conftest import auth, get_job, invoke_worker, receive_all, sqs_event, submit_job
@@ -30,14 +31,30 @@ def job_of(message: dict) -> str:
 
 
 @pytest.fixture
-def patient_mates(monkeypatch):
-    """Quick batch-mates all run in their batch however busy the machine: they are handed back
-    once the batch has run BATCH_MATE_WAIT_S (2 s), which a batch of quick jobs must not race
-    in a test that is not about hand-backs."""
-    monkeypatch.setattr(handlers, "BATCH_MATE_WAIT_S", 60)
+def clock(app, monkeypatch) -> ManualClock:
+    """The worker's clock, moved only by the jobs `runs_for` makes long: a batch's turns,
+    hand-backs and lease extensions then happen where the test puts them, however busy the
+    machine (a quick job takes no time on it)."""
+    from chalicelib.composition import container
+
+    manual = ManualClock()
+    monkeypatch.setattr(container(), "clock", manual)
+    return manual
 
 
-def test_a_batch_runs_every_job_and_deletes_nothing_it_did_not_finish(app, client, aws, patient_mates):
+def runs_for(monkeypatch, clock: ManualClock, seconds: dict[str, float]) -> None:
+    """Each job in `seconds` runs that long on the worker's clock: it moves on as the job's
+    attempt starts, the timers due meanwhile firing while the job runs."""
+    real = JobRunner._execute
+
+    def timed(self, job):
+        clock.advance(seconds.get(job.id, 0))
+        return real(self, job)
+
+    monkeypatch.setattr(JobRunner, "_execute", timed)
+
+
+def test_a_batch_runs_every_job_and_deletes_nothing_it_did_not_finish(app, client, aws, clock):
     ids = submit(client, 3)
     result = invoke_worker(app, sqs_event(receive_all(aws)))
     assert result == {"batchItemFailures": []}
@@ -65,10 +82,19 @@ def test_a_process_that_dies_gives_its_batch_mates_back_after_their_short_lease(
     assert [status(client, i) for i in ids] == ["queued"] * 3
 
 
-def test_a_batch_mate_whose_turn_comes_after_its_short_lease_is_handed_back_untouched(app, client, aws, monkeypatch):
+def test_a_batch_mate_whose_turn_comes_after_its_short_lease_is_handed_back_untouched(
+        app, client, aws, monkeypatch, clock):
+    from chalicelib.composition import container
+    from chalicelib.domain.errors import QueueUnavailableError
+
     ids = submit(client, 3)
     messages = sorted(receive_all(aws), key=lambda m: ids.index(job_of(m)))
-    monkeypatch.setattr(handlers, "BATCH_MATE_LEASE_S", 4)  # under the turn margin: no batch-mate's turn
+
+    def unavailable(self, arn, bodies):
+        raise QueueUnavailableError("the queue did not answer")
+
+    monkeypatch.setattr(type(container().queue), "hand_back", unavailable)  # so they wait their turn
+    runs_for(monkeypatch, clock, {ids[0]: BATCH_MATE_LEASE_S - BATCH_TURN_MARGIN_S + 1})
     event = sqs_event(messages)
     result = invoke_worker(app, event)
     handed_back = {f["itemIdentifier"] for f in result["batchItemFailures"]}
@@ -76,7 +102,7 @@ def test_a_batch_mate_whose_turn_comes_after_its_short_lease_is_handed_back_unto
     assert [status(client, i) for i in ids] == ["completed", "queued", "queued"]
 
 
-def test_the_records_delivered_most_often_run_first(app, client, aws, monkeypatch):
+def test_the_records_delivered_most_often_run_first(app, client, aws, monkeypatch, clock):
     ids = submit(client, 3)
     messages = sorted(receive_all(aws), key=lambda m: ids.index(job_of(m)))
     event = sqs_event(messages)
@@ -86,21 +112,16 @@ def test_the_records_delivered_most_often_run_first(app, client, aws, monkeypatc
     assert [status(client, i) for i in ids] == ["queued", "queued", "completed"]
 
 
-def submit_slow(client) -> str:
-    return client.http.post("/jobs", headers=auth(), body=json.dumps(
-        {"type": "demo.steps", "payload": {"steps": 3, "step_ms": 400}})).json_body["id"]
-
-
-def held_up_batch(client, aws, n: int) -> tuple[str, list[str], list[dict]]:
-    """A slow job and `n` quick ones received in one batch, the slow one first."""
-    slow = submit_slow(client)
-    ids = submit(client, n)
+def held_up_batch(client, aws, monkeypatch, clock, n: int) -> tuple[str, list[str], list[dict]]:
+    """A slow job (running past BATCH_MATE_WAIT_S on the worker's clock) and `n` quick ones
+    received in one batch, the slow one first."""
+    slow, *ids = submit(client, 1 + n)
+    runs_for(monkeypatch, clock, {slow: BATCH_MATE_WAIT_S + 1})
     return slow, ids, sorted(receive_all(aws), key=lambda m: [slow, *ids].index(job_of(m)))
 
 
-def test_batch_mates_a_long_job_holds_up_are_sent_again_as_new_messages(app, client, aws, monkeypatch):
-    slow, ids, messages = held_up_batch(client, aws, 2)
-    monkeypatch.setattr(handlers, "BATCH_MATE_WAIT_S", 0.3)
+def test_batch_mates_a_long_job_holds_up_are_sent_again_as_new_messages(app, client, aws, monkeypatch, clock):
+    slow, ids, messages = held_up_batch(client, aws, monkeypatch, clock, 2)
     # answered as done: the originals leave the queue, the copies take their place in line
     assert invoke_worker(app, sqs_event(messages)) == {"batchItemFailures": []}
     assert [status(client, i) for i in (slow, *ids)] == ["completed", "queued", "queued"]
@@ -110,39 +131,35 @@ def test_batch_mates_a_long_job_holds_up_are_sent_again_as_new_messages(app, cli
                                            for m in copies]
     assert {m["MessageAttributes"]["handbacks"]["StringValue"] for m in copies} == {"1"}
     assert all(m["Attributes"]["ApproximateReceiveCount"] == "1" for m in copies)  # not nearer the redrive
-    monkeypatch.setattr(handlers, "BATCH_MATE_WAIT_S", handlers.BATCH_MATE_WAIT_S * 10)  # quick jobs: none waits
+    # quick jobs: none waits
     assert invoke_worker(app, sqs_event(copies)) == {"batchItemFailures": []}
     assert [status(client, i) for i in ids] == ["completed"] * 2
 
 
-def test_the_originals_of_handed_back_batch_mates_leave_the_queue_at_once(app, client, aws, monkeypatch):
+def test_the_originals_of_handed_back_batch_mates_leave_the_queue_at_once(app, client, aws, monkeypatch, clock):
     """A handed-back original must not outlive its short lease on the queue while the long job
     runs: delivered again, it would run beside its copy, be handed back again (one more copy
     each time) and count receives towards the redrive policy until it was dead-lettered."""
-    monkeypatch.setattr(handlers, "BATCH_MATE_LEASE_S", 1)
-    monkeypatch.setattr(handlers, "BATCH_MATE_WAIT_S", 0.2)
-    slow = client.http.post("/jobs", headers=auth(), body=json.dumps(
-        {"type": "demo.steps", "payload": {"steps": 4, "step_ms": 500}})).json_body["id"]
-    ids = submit(client, 2)
-    messages = sorted(receive_all(aws), key=lambda m: [slow, *ids].index(job_of(m)))
-    started = time.monotonic()
+    slow, ids, messages = held_up_batch(client, aws, monkeypatch, clock, 2)
     assert invoke_worker(app, sqs_event(messages)) == {"batchItemFailures": []}
-    assert time.monotonic() - started > 1.5  # the long job outlived the batch-mates' short lease
-    # before the batch's answer deletes anything, only the copies are on the queue
+    # before the batch's answer deletes anything, only the copies and the long job's own
+    # message (in flight: the answer deletes it) are on the queue; the originals are gone
+    counts = aws["sqs"].get_queue_attributes(QueueUrl=aws["jobs_url"], AttributeNames=[
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    assert (counts["ApproximateNumberOfMessages"], counts["ApproximateNumberOfMessagesNotVisible"]) == ("2", "1")
     on_queue = receive_all(aws)
     assert sorted(job_of(m) for m in on_queue) == sorted(ids)
     assert all("handbacks" in m["MessageAttributes"] for m in on_queue)
 
 
-def test_a_line_of_long_jobs_behind_two_workers_dead_letters_none_of_them(app, client, aws, monkeypatch):
+def test_a_line_of_long_jobs_behind_two_workers_dead_letters_none_of_them(app, client, aws, monkeypatch, clock):
     """Two workers, a line of jobs each longer than a batch-mate may wait: every batch runs one
     and hands back the rest. Made visible again, a message would count a receive per batch it
     waited in, and two batches taken together can each hold a message at the redrive policy's
     10 receives while running only one: the other would be dead-lettered (and its job failed
     `dead_lettered`) without having run. A copy starts at one receive."""
-    monkeypatch.setattr(handlers, "BATCH_MATE_WAIT_S", 0.05)
-    ids = [client.http.post("/jobs", headers=auth(), body=json.dumps(
-        {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 100}})).json_body["id"] for _ in range(30)]
+    ids = submit(client, 30)
+    runs_for(monkeypatch, clock, dict.fromkeys(ids, BATCH_MATE_WAIT_S + 1))
     for _ in range(60):  # two event source mapping pollers: each receives a batch, then both run
         batches = [aws["sqs"].receive_message(QueueUrl=aws["jobs_url"], MaxNumberOfMessages=10, AttributeNames=["All"],
                                               MessageAttributeNames=["All"]).get("Messages", []) for _ in range(2)]
@@ -158,38 +175,36 @@ def test_a_line_of_long_jobs_behind_two_workers_dead_letters_none_of_them(app, c
     assert receive_all(aws, "dlq_url") == []
 
 
-def test_batch_mates_the_queue_does_not_take_back_wait_their_turn(app, client, aws, monkeypatch):
+def test_batch_mates_the_queue_does_not_take_back_wait_their_turn(app, client, aws, monkeypatch, clock):
     from chalicelib.composition import container
     from chalicelib.domain.errors import QueueUnavailableError
 
-    monkeypatch.setattr(handlers, "BATCH_MATE_WAIT_S", 0.3)
     queue_type = type(container().queue)
 
     def unavailable(self, arn, bodies):
         raise QueueUnavailableError("the queue did not answer")
 
     monkeypatch.setattr(queue_type, "hand_back", unavailable)
-    slow, ids, messages = held_up_batch(client, aws, 2)
+    slow, ids, messages = held_up_batch(client, aws, monkeypatch, clock, 2)
     assert invoke_worker(app, sqs_event(messages)) == {"batchItemFailures": []}
     assert [status(client, i) for i in (slow, *ids)] == ["completed"] * 3
     assert receive_all(aws) == []
 
 
-def test_a_batch_mate_whose_copy_the_queue_refused_runs_in_its_batch(app, client, aws, monkeypatch):
+def test_a_batch_mate_whose_copy_the_queue_refused_runs_in_its_batch(app, client, aws, monkeypatch, clock):
     from chalicelib.composition import container
 
-    monkeypatch.setattr(handlers, "BATCH_MATE_WAIT_S", 0.3)
     queue_type = type(container().queue)
     real = queue_type.hand_back
     # the second of the two entries refused, the first sent
     monkeypatch.setattr(queue_type, "hand_back", lambda self, arn, bodies: {1} | real(self, arn, bodies[:1]))
-    slow, ids, messages = held_up_batch(client, aws, 2)
+    slow, ids, messages = held_up_batch(client, aws, monkeypatch, clock, 2)
     assert invoke_worker(app, sqs_event(messages)) == {"batchItemFailures": []}
     assert [status(client, i) for i in (slow, *ids)] == ["completed", "queued", "completed"]
     assert [job_of(m) for m in receive_all(aws)] == [ids[0]]
 
 
-def test_a_message_handed_back_more_often_runs_first(app, client, aws, monkeypatch):
+def test_a_message_handed_back_more_often_runs_first(app, client, aws, monkeypatch, clock):
     ids = submit(client, 3)
     messages = sorted(receive_all(aws), key=lambda m: ids.index(job_of(m)))
     event = sqs_event(messages)
@@ -200,11 +215,10 @@ def test_a_message_handed_back_more_often_runs_first(app, client, aws, monkeypat
     assert [status(client, i) for i in ids] == ["queued", "queued", "completed"]
 
 
-def test_a_copy_keeps_its_place_earned_by_the_deliveries_before_its_hand_back(app, client, aws, monkeypatch):
+def test_a_copy_keeps_its_place_earned_by_the_deliveries_before_its_hand_back(app, client, aws, monkeypatch, clock):
     """A message delivered four times (deferred, failed) and then handed back has waited longer
     than one delivered three times: its copy, one receive on a new message, runs first."""
-    slow, ids, messages = held_up_batch(client, aws, 1)
-    monkeypatch.setattr(handlers, "BATCH_MATE_WAIT_S", 0.2)
+    slow, ids, messages = held_up_batch(client, aws, monkeypatch, clock, 1)
     event = sqs_event(messages)
     event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "5"  # the long job leads the batch
     event["Records"][1]["attributes"]["ApproximateReceiveCount"] = "4"
@@ -216,7 +230,6 @@ def test_a_copy_keeps_its_place_earned_by_the_deliveries_before_its_hand_back(ap
     event = sqs_event([waited_less, copy])
     event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "3"
     monkeypatch.setattr(handlers, "BATCH_MATE_LEASE_S", 4)  # under the turn margin: only the first runs
-    monkeypatch.setattr(handlers, "BATCH_MATE_WAIT_S", 30)
     invoke_worker(app, event)
     assert [status(client, i) for i in (ids[0], other)] == ["completed", "queued"]
 
@@ -238,7 +251,7 @@ def visibility_calls(monkeypatch) -> list[int]:
 
 
 def test_batch_mates_that_finish_within_their_short_lease_cost_no_visibility_change(
-        app, client, aws, monkeypatch, patient_mates):
+        app, client, aws, monkeypatch, clock):
     ids = submit(client, 4)
     calls = visibility_calls(monkeypatch)
     result = invoke_worker(app, sqs_event(receive_all(aws)))
@@ -248,43 +261,35 @@ def test_batch_mates_that_finish_within_their_short_lease_cost_no_visibility_cha
 
 
 def test_a_batch_mate_still_running_as_its_short_lease_ends_is_hidden_for_its_attempts_lease(
-        app, client, aws, monkeypatch, patient_mates):
-    """The fast job ahead has 2 s (the short lease less the turn margin) to let the slow one's
-    turn come: on a busy machine its few store calls can take a second."""
-    fast = submit(client, 1)[0]
-    slow = client.http.post("/jobs", headers=auth(), body=json.dumps(
-        {"type": "demo.steps", "payload": {"steps": 4, "step_ms": 800}})).json_body["id"]
+        app, client, aws, monkeypatch, clock):
+    """Its turn comes within its short lease (the job ahead takes no time on the worker's
+    clock) and it runs on past the lease less the turn margin: hidden for its attempt's lease
+    then, once, for what is left of that lease."""
+    fast, slow = submit(client, 2)
     messages = sorted(receive_all(aws), key=lambda m: [fast, slow].index(job_of(m)))
-    monkeypatch.setattr(handlers, "BATCH_MATE_LEASE_S", 3)
-    monkeypatch.setattr(handlers, "BATCH_TURN_MARGIN_S", 1)
+    runs_for(monkeypatch, clock, {slow: BATCH_MATE_LEASE_S})  # outlives its short lease
     calls = visibility_calls(monkeypatch)
-    started = time.monotonic()
     assert invoke_worker(app, sqs_event(messages)) == {"batchItemFailures": []}
-    assert time.monotonic() - started > 3  # the slow job outlived its short lease ...
     assert [status(client, i) for i in (fast, slow)] == ["completed", "completed"]
-    assert len(calls) == 1 and calls[0] > 60  # ... so it was hidden for its attempt's lease, once
-    assert receive_all(aws) == []  # and did not come back meanwhile
+    from chalicelib.composition import container
+
+    lease = container().store.get(slow).timeout_s + LEASE_GRACE_S
+    assert calls == [lease - (BATCH_MATE_LEASE_S - BATCH_TURN_MARGIN_S)]  # its lease's end, as if held at the claim
+    assert clock.armed == 0  # nothing left to fire after the batch
 
 
 def test_a_lease_extension_cancelled_before_it_is_due_never_happens():
-    """Waited for, not slept past: a busy machine may run a timer's thread late or early
-    against a sleep of a few tenths of a second."""
     holds: list[int] = []
-    held = threading.Event()
-
-    def hold(seconds: int) -> None:
-        holds.append(seconds)
-        held.set()
-
-    clock = [0.0]
-    lease = handlers._LeaseExtension(hold, due_at=60.0, monotonic=lambda: clock[0])
+    clock = ManualClock()
+    lease = handlers._LeaseExtension(holds.append, due_at=60.0, clock=clock)
     lease.schedule(300)
     lease.cancel()
-    lease._timer.join(10)  # a cancelled timer's thread ends at once; one left running holds at 60 s
-    assert not lease._timer.is_alive() and holds == []
-    late = handlers._LeaseExtension(hold, due_at=0.0, monotonic=lambda: clock[0])
-    late.schedule(300)
-    assert held.wait(10)  # due at once: on the timer's thread, whenever it gets to run
+    clock.advance(120)
+    assert holds == []
+    late = handlers._LeaseExtension(holds.append, due_at=0.0, clock=clock)
+    clock.advance(10)
+    late.schedule(300)  # due at once: when the clock next moves
+    clock.advance(4)
     late.cancel()
     assert holds == [300]
 
