@@ -140,7 +140,9 @@ class Settings(BaseModel):
 
     @property
     def other_dead_letters(self) -> dict[str, tuple[str, Optional[str]]]:
-        """name -> (DLQ URL, the queue its messages are redriven to, or None), where configured."""
+        """name -> (DLQ URL, the queue its messages are redriven to, or None), where configured.
+        Every dead-letter queue but the jobs queues' is named here, or no route sees it
+        (tests/unit/test_dead_letter_settings.py names one that is not)."""
         pairs = {
             "erp_webhook": (self.erp_webhook_dlq_url, self.erp_webhook_queue_url),
             "erp_outbound": (self.erp_outbound_dlq_url, self.erp_outbound_queue_url),
