@@ -2,9 +2,10 @@
 message; a submission's Idempotency-Key answering its job again; a running attempt's children."""
 from __future__ import annotations
 
+import inspect
 import math
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from chalicelib.defaults import (
     MAX_ANSWER_BYTES,
@@ -43,6 +44,22 @@ from chalicelib.lifecycle.transitions import JobTransitions, start_message
 from chalicelib.ports import SubmissionKey
 
 
+# submit's keywords that say who submits and how, not what is asked; every other one is the
+# request (POST /jobs passes its body's fields as them), over which a key's hash is taken.
+NOT_THE_REQUEST = frozenset({"self", "tenant", "user", "job_id", "idempotency_key", "admit"})
+# The request's keywords when keys began: hashed at any value, their defaults too.
+FIRST_KEYED = frozenset({"type", "payload", "priority", "delay_seconds", "run_at", "scope"})
+
+
+def hashed_request(signature: inspect.Signature, arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The request a call of `signature` (Admission.submit's) with `arguments` asks for, as its
+    Idempotency-Key's hash reads it: each keyword but NOT_THE_REQUEST. One added after
+    FIRST_KEYED counts only when given other than its default: a key stored before it existed
+    hashed no such field, and a replay of that key's request must still match it."""
+    return {name: arguments[name] for name, parameter in signature.parameters.items()
+            if name not in NOT_THE_REQUEST and (name in FIRST_KEYED or arguments[name] != parameter.default)}
+
+
 class Admission(JobTransitions):
     """A new job: submitted (with its Idempotency-Key) or spawned by a running attempt."""
 
@@ -74,8 +91,7 @@ class Admission(JobTransitions):
         Raises UnknownJobTypeError, InvalidPayloadError, InvalidRequestError,
         IdempotencyConflictError (the key was used with another request), JobPurgedError (the
         key's job was removed while the key is kept), what `admit` raises."""
-        request = {"type": type, "payload": payload, "priority": priority, "delay_seconds": delay_seconds,
-                   "run_at": run_at, "scope": scope}
+        request = hashed_request(_SUBMIT, locals())  # first: its arguments, nothing else yet
         key = check_key(idempotency_key) if idempotency_key is not None else None
         now = self.clock()
         job, wait_s = self._new_job(now, tenant=tenant, user=user, type=type, payload=payload, priority=priority,
@@ -244,3 +260,6 @@ class Admission(JobTransitions):
                 return child
         self.store.add_child(parent.id, child_id, parent.attempts)
         return existing
+
+
+_SUBMIT = inspect.signature(Admission.submit)

@@ -47,7 +47,7 @@ ANOTHER_REQUEST = {
 def test_the_same_key_with_another_request_is_a_conflict(lifecycle, queue, clock):
     """Each field of POST /jobs's body counts in the key's request hash, so a new field is one
     a replay is compared on: it must reach JobLifecycle.submit (the route passes the body's
-    fields as its keywords) and the `request` it hashes (lifecycle/admission.py)."""
+    fields as its keywords), which hashes every keyword but NOT_THE_REQUEST (lifecycle/admission.py)."""
     fields = set(SubmitJobRequest.model_fields)
     assert fields == set(ANOTHER_REQUEST), (
         f"give each field of SubmitJobRequest another value in ANOTHER_REQUEST: {sorted(fields ^ set(ANOTHER_REQUEST))}")
@@ -58,7 +58,7 @@ def test_the_same_key_with_another_request_is_a_conflict(lifecycle, queue, clock
         with pytest.raises(IdempotencyConflictError, match="already used with a different request body"):
             submit(lifecycle, **another(clock))
             pytest.fail(f"a replay with another {field} is answered the first job: "
-                        f"add {field} to the `request` JobLifecycle.submit hashes")
+                        f"{field} is hashed by JobLifecycle.submit only if NOT_THE_REQUEST leaves it out")
     assert len(queue.sent) == 1
 
 
@@ -168,9 +168,12 @@ def test_a_replay_giving_run_at_at_another_offset_is_the_same_request(lifecycle,
 # keep matching its stored key whatever the code computing the hash turns into (else, for a day
 # after a deploy, a retry under its key would be refused 409 idempotency_conflict).
 STORED_HASHES = [
-    ({}, "30e24d6bd840689e9c35ed6531906b004e774fc1acea4922b94e1b7fff894826"),
-    ({"priority": "high", "scope": "p-1", "delay_seconds": 5}, "5a9a1e8f943e5a308d084c00c423ab1a7af956e495395e9eb3b9de3c21f16518"),
-    ({"type": "demo.sleep", "payload": {"seconds": 0}, "priority": "low"}, "25e5a0dc172fc87a6266b3ef45a0c2bb0e9ccd524c5e6fa50a17fc0b003bb887"),
+    ({},
+     "30e24d6bd840689e9c35ed6531906b004e774fc1acea4922b94e1b7fff894826"),
+    ({"priority": "high", "scope": "p-1", "delay_seconds": 5},
+     "5a9a1e8f943e5a308d084c00c423ab1a7af956e495395e9eb3b9de3c21f16518"),
+    ({"type": "demo.sleep", "payload": {"seconds": 0}, "priority": "low"},
+     "25e5a0dc172fc87a6266b3ef45a0c2bb0e9ccd524c5e6fa50a17fc0b003bb887"),
     ({"run_at": datetime(2026, 1, 31, 9, 0, tzinfo=timezone(timedelta(hours=1))), "payload": {"step_ms": 0, "steps": 4}},
      "360e7b306966a868eea2ff281aee4e79c80f20bde78aa85238be058f118df380"),
 ]
@@ -180,3 +183,30 @@ STORED_HASHES = [
 def test_a_request_hashes_as_its_key_has_been_stored(lifecycle, store, request_, stored):
     submit(lifecycle, **request_)
     assert store.submission_key("acme", "order-1", now=0).request_hash == stored
+
+
+def test_a_keyword_added_to_submit_counts_only_once_given_so_stored_keys_still_match():
+    """A request keyword added later (here `labels`) is hashed when a request gives it; one that
+    leaves it at its default hashes as before it existed."""
+    from chalicelib.lifecycle.admission import hashed_request
+
+    def submit_with_labels(self, *, tenant, user, type, payload, priority=None, delay_seconds=0, run_at=None,
+                           scope=None, labels=None, job_id=None, idempotency_key=None, admit=None):
+        return hashed_request(inspect.signature(submit_with_labels), locals())
+
+    asked = {"tenant": "acme", "user": "ann", "type": "demo.steps", "payload": STEPS, "idempotency_key": "order-1"}
+    assert request_hash(submit_with_labels(None, **asked)) == STORED_HASHES[0][1]
+    assert request_hash(submit_with_labels(None, **asked, labels=["x"])) != STORED_HASHES[0][1]
+    someone_else = {**asked, "tenant": "globex", "user": "bob", "job_id": "j", "idempotency_key": "k", "admit": print}
+    assert submit_with_labels(None, **someone_else) == submit_with_labels(None, **asked)  # who and how: not hashed
+
+
+def test_every_keyword_submit_hashes_from_the_start_or_leaves_out_is_one_it_takes():
+    """A keyword renamed away from FIRST_KEYED or NOT_THE_REQUEST would change every stored
+    key's hash (or hash who submits)."""
+    from chalicelib.lifecycle.admission import FIRST_KEYED, NOT_THE_REQUEST
+
+    from chalicelib.lifecycle import JobLifecycle
+
+    taken = set(inspect.signature(JobLifecycle.submit).parameters)
+    assert FIRST_KEYED | NOT_THE_REQUEST <= taken, sorted((FIRST_KEYED | NOT_THE_REQUEST) - taken)
