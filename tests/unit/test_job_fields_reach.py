@@ -158,7 +158,8 @@ def with_another(job: Job, path: str) -> Job:
     """`job` with another value at `path`: one of the field's choices, when it has some."""
     value = value_at(job, path)
     annotation = Job.model_fields[path].annotation if path in Job.model_fields else None
-    choices = [choice for choice in get_args(annotation) if choice != value] if get_origin(annotation) is Literal else []
+    literal = get_origin(annotation) is Literal
+    choices = [choice for choice in get_args(annotation) if choice != value] if literal else []
     try:
         return changed(job, {path: choices[0] if choices else another(value)})
     except ValidationError as exc:
