@@ -157,7 +157,8 @@ class Settings(BaseModel):
 
     @property
     def targeted_dead_letters(self) -> dict[str, list[str]]:
-        """DLQ name -> the queues its messages name as their target, which a redrive returns them to."""
+        """DLQ name -> the queues its messages name as their target, which a redrive returns them to:
+        every queue a rule of the bus sends to (tests/unit/test_dead_letter_settings.py)."""
         return {"event_delivery": [url for url in (self.erp_webhook_queue_url, self.erp_outbound_queue_url,
                                                    self.cache_queue_url) if url]}
 

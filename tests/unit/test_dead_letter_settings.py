@@ -70,8 +70,18 @@ def api_environment() -> dict[str, Any]:
     return {**shared, **own}
 
 
+def variable_of(queue: str) -> Optional[str]:
+    """The API function's variable that carries `queue`'s URL (a Ref to it), if any."""
+    return next((name for name, value in api_environment().items() if value == {"Ref": queue}), None)
+
+
+def field_of(variable: Optional[str]) -> Optional[str]:
+    """The setting `variable` is read into (chalicelib/settings.py's _ENV), if any."""
+    return next((field for field, name in _ENV.items() if name == variable), None)
+
+
 def every_url_set() -> Settings:
-    """Settings with each text field a URL of its own (the field's name in it), the rest default."""
+    """Settings with each URL field (`*_url`, `*_url_*`) a URL of its own naming it, the rest default."""
     base = load_settings({"JOBPIPE_TABLE": "jobs", "JOBPIPE_IDEMPOTENCY_TABLE": "idem", "JOBPIPE_QUEUE_URL_HIGH": "h",
                           "JOBPIPE_QUEUE_URL_NORMAL": "n", "JOBPIPE_QUEUE_URL_LOW": "l", "JOBPIPE_DLQ_URL": "d"})
     urls = {name: url_of(name) for name in Settings.model_fields if name.endswith("_url") or "_url_" in name}
@@ -109,21 +119,39 @@ def test_every_dead_letter_queue_of_the_stack_is_given_to_the_api_and_seen_by_it
     dead_letters = dead_letter_queues(template)
     assert {"JobsDeadLetterQueue", "ErpWebhookDeadLetterQueue", "EventDeliveryDeadLetterQueue",
             "StreamFailureQueue"} <= set(dead_letters)  # each kind of reference is read
-    variables = {value["Ref"]: name for name, value in api_environment().items()
-                 if isinstance(value, dict) and "Ref" in value}
-    field_of = {variable: field for field, variable in _ENV.items()}
     settings = every_url_set()
     for queue, source in sorted(dead_letters.items(), key=lambda pair: pair[0]):
-        variable = variables.get(queue)
+        variable = variable_of(queue)
         assert variable, (f"{queue} is a dead-letter queue the API function is not given: add a "
                           f"JOBPIPE_..._DLQ_URL variable {{'Ref': '{queue}'}} to APIHandler's Environment "
                           "in infra/resources.json, read as a *_dlq_url setting, and " + FIX)
-        field = field_of.get(variable)
+        field = field_of(variable)
         assert field, f"{variable} ({queue}'s URL) is read by no setting: add it to _ENV in chalicelib/settings.py"
         assert url_of(field) in seen(settings), f"Settings.{field} ({queue}) is seen by no route: {FIX}"
         if source is not None:
-            source_field = field_of.get(variables.get(source, ""))
+            source_field = field_of(variable_of(source))
             assert source_field, (f"{source}, whose messages {queue} keeps, is not given to the API function "
                                   "as a setting: a redrive could not send them back")
             assert seen(settings)[url_of(field)] == url_of(source_field), (
                 f"a redrive of {queue} ({field}) would not send its messages back to {source} ({source_field})")
+
+
+def test_a_redrive_of_undelivered_events_may_return_each_to_the_queue_its_rule_sends_to():
+    """An event EventBridge could not deliver to a rule's queue lands on the rule target's
+    DeadLetterConfig queue naming that queue (TARGET_ARN); a redrive sends it only to a queue of
+    `Settings.targeted_dead_letters`, so a subscriber queue missing there keeps its events parked."""
+    template = resources()
+    settings = every_url_set()
+    name_of = {dead: name for name, (dead, _) in settings.other_dead_letters.items()}
+    targets = [(rule, target) for rule, resource in template.items() if resource.get("Type") == "AWS::Events::Rule"
+               for target in resource["Properties"].get("Targets", []) if "DeadLetterConfig" in target]
+    assert len(targets) >= 3  # the ERP outbound, ERP webhook and cache invalidation rules
+    for rule, target in targets:
+        (queue,) = named_resources(target["Arn"])
+        (dead,) = named_resources(target["DeadLetterConfig"])
+        name = name_of[url_of(field_of(variable_of(dead)))]
+        queue_field = field_of(variable_of(queue))
+        assert queue_field, f"{queue} ({rule}'s target) is not given to the API function as a setting"
+        assert url_of(queue_field) in settings.targeted_dead_letters.get(name, []), (
+            f"a redrive of {dead} ({name}) cannot send {rule}'s events back to {queue}: add "
+            f"{queue_field} to Settings.targeted_dead_letters['{name}'] (chalicelib/settings.py)")
