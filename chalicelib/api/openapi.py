@@ -68,6 +68,9 @@ def _schemas() -> dict[str, Any]:
         "type": "array", "items": {"enum": ["payload", "result"]}, "uniqueItems": True,
         "description": "the fields whose stored object no longer exists (deleted by hand or by a bucket rule): "
                        "each shows as null; left out while nothing is gone"}
+    job["properties"]["started_at"]["description"] = "when the first attempt started"
+    job["properties"]["attempt_started_at"]["description"] = (
+        "while an attempt runs (status `running`), when that attempt started; null otherwise")
     job["properties"]["payload"] = {"anyOf": [job["properties"]["payload"], {"type": "null"}],
                                     "description": "null only when `gone` names it"}
     schemas["NotFound"] = {"type": "object", "required": ["id", "status"],

@@ -85,8 +85,8 @@ class Run(BaseModel):
 
 
 # Bookkeeping of the worker and the reconciler that clients never see.
-INTERNAL_FIELDS = frozenset({"lease_expires_at", "timeout_s", "due_at", "dispatches", "attempt_started_at",
-                             "event_percent", "claim_id", "dead_letter_owed"})
+INTERNAL_FIELDS = frozenset({"lease_expires_at", "timeout_s", "due_at", "dispatches", "event_percent", "claim_id",
+                             "dead_letter_owed"})
 
 
 def known_fields(data: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
@@ -124,7 +124,8 @@ class Job(BaseModel):
     cancel_requested: bool = False
     created_at: str
     started_at: Optional[str] = None  # when the first attempt started
-    # When the current (or last) attempt started: its run record is written when it ends.
+    # When the current (or last) attempt started: its run record is written when it ends. Clients
+    # see it while that attempt runs only (`public`, `current_attempt_start`).
     attempt_started_at: Optional[str] = None
     # Which claim started it: a claim whose write DynamoDB applied but whose answer was lost is
     # refused on its retry, and knows the attempt for its own by this id, not by a clock.
@@ -156,11 +157,20 @@ class Job(BaseModel):
 
     def public(self) -> dict[str, Any]:
         """The job as clients see it (internal bookkeeping left out): a field whose object is
-        gone shows as None, and `gone` names it (left out while nothing is gone)."""
+        gone shows as None, and `gone` names it (left out while nothing is gone).
+        `attempt_started_at` is the running attempt's start, None while none runs."""
         shown = self.model_dump(mode="json", exclude=INTERNAL_FIELDS | ({"gone"} if not self.gone else set()))
+        shown["attempt_started_at"] = self.current_attempt_start()
         for field in self.gone:
             shown[field] = None
         return shown
+
+    def current_attempt_start(self) -> Optional[str]:
+        """When the running attempt started; None while no attempt runs. A job started by a
+        version that kept no attempt start shows its first start, as its runs do."""
+        if self.status != JobStatus.RUNNING:
+            return None
+        return self.attempt_started_at or self.started_at
 
     def last_recorded_time(self) -> Optional[str]:
         """The latest of the times the record names (created, an attempt's start, its last
@@ -188,7 +198,7 @@ class Job(BaseModel):
         if self.status != JobStatus.RUNNING or any(r.attempt == self.attempts for r in recorded):
             return recorded
         current = Run(job_id=self.id, attempt=self.attempts, status=JobStatus.RUNNING,
-                      started_at=self.attempt_started_at or self.started_at)
+                      started_at=self.current_attempt_start())
         return sorted([*recorded, current], key=lambda r: r.attempt)
 
 
