@@ -33,12 +33,14 @@ function countdown(ms) {
   return ms < 60000 ? Math.ceil(ms / 1000) + " s" : duration(ms);
 }
 
-// A finished job's duration is fixed and a running one's ticks ("…"); a job waiting for its
-// next attempt (retrying, or queued again) runs nothing: "" (its row shows the last attempt's).
+// A finished job's duration (first start to end) is fixed; a running one's ticks ("…") from its
+// current attempt's start, not the first attempt's; a job waiting for its next attempt
+// (retrying, or queued again) runs nothing: "" (its row shows the last attempt's).
 function jobDuration(job) {
   if (!job.started_at) return "";
   if (job.finished_at) return duration(new Date(job.finished_at) - new Date(job.started_at));
-  return job.status === "running" ? duration(new Date() - new Date(job.started_at)) + " …" : "";
+  if (job.status !== "running") return "";
+  return duration(new Date() - new Date(job.attempt_started_at || job.started_at)) + " …";
 }
 
 // An attempt's duration from its run (GET /jobs/{id}/runs); "" while it has not ended.

@@ -232,15 +232,21 @@ JobRow.prototype.renderTimes = function (job) {
   );
 };
 
+// A running job's clock counts its current attempt, labelled with its number past the first.
 // A job waiting for its next attempt runs nothing: its last attempt's duration, fixed (read
 // once per attempt from its runs), instead of a clock ticking since its first start.
 JobRow.prototype.renderDuration = function (job) {
   var waiting = Boolean(job.started_at) && (job.status === "queued" || job.status === "retrying");
+  var again = job.status === "running" && job.attempts > 1;
   this.duration.classList.toggle("last-attempt", waiting);
+  this.duration.classList.toggle("current-attempt", again);
   var last = waiting && this.lastAttempt && this.lastAttempt.attempts === job.attempts ? this.lastAttempt : null;
-  if (!waiting || !(last && last.text)) this.duration.textContent = waiting ? "" : jobDuration(job);
+  var label = "attempt " + job.attempts + " ";
+  if (again) this.duration.replaceChildren(el("span", "duration-label", label), jobDuration(job));
+  else if (!waiting || !(last && last.text)) this.duration.textContent = waiting ? "" : jobDuration(job);
   else this.duration.replaceChildren(el("span", "duration-label", "last attempt "), last.text);
-  this.duration.title = last && last.text ? "attempt " + last.attempt + " took " + last.text : "";
+  this.duration.title = last && last.text ? "attempt " + last.attempt + " took " + last.text
+    : job.status === "running" && job.started_at ? runningTitle(job) : "";
   if (waiting && !last && !this.readingLast) {
     var self = this;
     this.readingLast = true;
@@ -263,6 +269,12 @@ JobRow.prototype.renderSchedule = function (job) {
   time.title = when(job.not_before) + " (" + job.not_before + ")";
   this.schedule.replaceChildren(job.status === "retrying" ? "next attempt in " : "starts in ", time);
 };
+
+function runningTitle(job) {
+  var since = job.attempt_started_at || job.started_at;
+  return "attempt " + job.attempts + " of " + job.max_attempts + " running since " + when(since) +
+    (job.attempts > 1 ? "; first attempt started " + when(job.started_at) : "");
+}
 
 function timeLine(label, iso) {
   var line = el("div", "time-line");

@@ -359,7 +359,7 @@ class FakeApi:
             "progress": {"percent": 0.0, "step": None, "message": None, "details": None, "updated_at": None},
             "result": None, "error": None, "cancel_requested": False,
             "created_at": f"2026-01-15T10:{self.created // 60:02d}:{self.created % 60:02d}.000Z",
-            "started_at": None, "finished_at": None, "not_before": None, "expires_at": None, "version": 1,
+            "started_at": None, "attempt_started_at": None, "finished_at": None, "not_before": None, "expires_at": None, "version": 1,
         }
         job.update(fields)
         self.jobs[job["id"]] = job
@@ -571,10 +571,33 @@ def test_a_job_waiting_for_its_next_attempt_shows_the_last_ones_duration_not_a_c
     expect(waiting.locator(".duration")).to_have_text("last attempt 3.2 s")  # nothing ticks while it waits
     expect(queued.locator(".duration")).to_have_text("last attempt 5.5 s")
     assert api.count("GET", r"/jobs/[^/]+/runs") == 2  # read once, not at each tick or poll
-    api.update(retrying["id"], status="running", attempts=3, not_before=None)
+    page_now = datetime.fromtimestamp(page.evaluate("Date.now()") / 1000, timezone.utc)
+    api.update(retrying["id"], status="running", attempts=3, not_before=None, attempt_started_at=iso(page_now))
     let_time_pass(api, 12, step_s=1)
-    expect(waiting.locator(".duration")).to_have_text(re.compile(r"^1 m \d\d s …$"))  # since its first start
+    # The third attempt's own time, in seconds: since the first start it would be minutes.
+    expect(waiting.locator(".duration")).to_have_text(re.compile(r"^attempt 3 [1-5]\d\.\d s …$"))
     expect(waiting.locator(".duration")).not_to_have_class(re.compile("last-attempt"))
+
+
+def test_a_running_job_counts_its_current_attempt_not_the_ones_before(page, api):
+    """A job on its third attempt started its first minutes ago: its duration counts from the
+    running attempt's start (`attempt_started_at`), marked with that attempt's number; a job
+    on its first attempt shows the bare duration, as before."""
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime(2026, 1, 16, 12, 0, 0, tzinfo=timezone.utc)
+    page.clock.install(time=now)
+    third = api.add(status="running", attempts=3, started_at=iso(now - timedelta(minutes=10)),
+                    attempt_started_at=iso(now - timedelta(seconds=20)))
+    first = api.add(status="running", attempts=1, started_at=iso(now - timedelta(seconds=5)),
+                    attempt_started_at=iso(now - timedelta(seconds=5)))
+    api.open()
+    expect(row(page, third["id"]).locator(".duration")).to_have_text(re.compile(r"^attempt 3 2\d\.\d s …$"))
+    expect(row(page, third["id"]).locator(".duration")).to_have_attribute(
+        "title", re.compile(r"^attempt 3 of 3 running since \d\d:\d\d:\d\d; first attempt started "))
+    expect(row(page, first["id"]).locator(".duration")).to_have_text(re.compile(r"^\d\.\d s …$"))
+    let_time_pass(api, 60, step_s=10)
+    expect(row(page, third["id"]).locator(".duration")).to_have_text(re.compile(r"^attempt 3 1 m 2\d s …$"))
 
 
 def test_a_hidden_tab_asks_the_api_nothing_until_it_is_shown_again(page, api):
