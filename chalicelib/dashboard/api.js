@@ -6,7 +6,7 @@
 (function (jobpipe) {
 var $ = jobpipe.$, API_BASE = jobpipe.API_BASE, PAUSED = jobpipe.PAUSED, POLL_MIN_MS = jobpipe.POLL_MIN_MS,
   REQUEST_TIMEOUT_MS = jobpipe.REQUEST_TIMEOUT_MS, RETRY_AFTER_MAX_MS = jobpipe.RETRY_AFTER_MAX_MS,
-  TOKEN_KEY = jobpipe.TOKEN_KEY, state = jobpipe.state, bdi = jobpipe.bdi, clock = jobpipe.clock;
+  TOKEN_KEY = jobpipe.TOKEN_KEY, state = jobpipe.state, bdi = jobpipe.bdi, clock = jobpipe.clock, said = jobpipe.said;
 
 // ---------------------------------------------------------------- token
 
@@ -153,12 +153,12 @@ function handleError(err) {
     return true;
   }
   if (err instanceof NetworkError || (err instanceof ApiError && err.status >= 500)) {
-    showBanner(err.message + " Retrying automatically.");
+    showBanner(said(err.message), " Retrying automatically.");
     setLive("offline", "offline, retrying");
     return true;
   }
   if (err instanceof ApiError && err.status === 429 && err.code !== "quota_exceeded") {
-    showBanner("The API is throttling requests (" + err.message + "). Retrying in " +
+    showBanner("The API is throttling requests (", said(err.message), "). Retrying in " +
       Math.ceil(Math.max(err.retryAfterMs, POLL_MIN_MS) / 1000) + " s.");
     setLive("offline", "throttled, retrying");
     return true;
@@ -174,7 +174,8 @@ function connected() {
 
 // ---------------------------------------------------------------- page chrome
 
-function showBanner(text) { var b = $("banner"); b.textContent = text; b.hidden = false; }
+// Its parts: the page's own text, and what the API said (`said`), each isolated.
+function showBanner() { var b = $("banner"); b.replaceChildren.apply(b, arguments); b.hidden = false; }
 function hideBanner() { var b = $("banner"); if (!b.hidden) { b.hidden = true; b.textContent = ""; } }
 
 function setLive(kind, text) {

@@ -52,6 +52,25 @@ function runDuration(run) {
 // reorders the page's own words around it.
 function bdi(text) { return el("bdi", null, text); }
 
+// What the API quotes in a message, as it writes a type, a key or a name it got: '…' or "…",
+// opened after a space or a bracket (not a word's apostrophe) and closed before one or a stop.
+var QUOTED = /(^|[\s([{=:,])(['"])((?:\\.|(?!\2)[^\\])*)\2(?=$|[\s)\]}:;,.!?])/g;
+
+// An error's message, isolated from the page's words around it, and each text it quotes
+// isolated within it: right-to-left text or a bidi override in a quoted type or key never
+// reorders the rest of the message, nor the page's sentence it is part of.
+function said(message) {
+  var text = String(message), box = el("bdi"), at = 0, found;
+  QUOTED.lastIndex = 0;
+  while ((found = QUOTED.exec(text))) {
+    var open = found.index + found[1].length + 1; // just past the opening quote mark
+    box.append(text.slice(at, open), bdi(found[3]));
+    at = open + found[3].length;
+  }
+  box.append(text.slice(at));
+  return box;
+}
+
 function shortId(id) { return id.length > 8 ? id.slice(0, 8) : id; }
 
 // A button whose request is on its way is marked aria-disabled, not disabled: a disabled
@@ -71,5 +90,5 @@ function el(tag, className, text) {
 }
 
 Object.assign(jobpipe, { bdi: bdi, busy: busy, clock: clock, countdown: countdown, el: el,
-  jobDuration: jobDuration, runDuration: runDuration, setBusy: setBusy, shortId: shortId, when: when });
+  jobDuration: jobDuration, runDuration: runDuration, said: said, setBusy: setBusy, shortId: shortId, when: when });
 })(window.jobpipe);

@@ -5,7 +5,7 @@
 (function (jobpipe) {
 var CANCEL_NOTES = jobpipe.CANCEL_NOTES, TERMINAL = jobpipe.TERMINAL, state = jobpipe.state,
   bdi = jobpipe.bdi, busy = jobpipe.busy, countdown = jobpipe.countdown, el = jobpipe.el,
-  jobDuration = jobpipe.jobDuration, runDuration = jobpipe.runDuration, setBusy = jobpipe.setBusy,
+  jobDuration = jobpipe.jobDuration, runDuration = jobpipe.runDuration, said = jobpipe.said, setBusy = jobpipe.setBusy,
   shortId = jobpipe.shortId, when = jobpipe.when, ApiError = jobpipe.ApiError,
   StaleAnswer = jobpipe.StaleAnswer, api = jobpipe.api, handleError = jobpipe.handleError;
 
@@ -219,7 +219,9 @@ JobRow.prototype.loadRuns = function (status) {
     var again = el("button", "runs-again", "Load attempts again");
     again.type = "button";
     again.addEventListener("click", function () { self.loadRuns(self.tr.dataset.status); });
-    self.runs.replaceChildren(el("p", "error-message", "Could not load attempts: " + err.message), again);
+    var why = el("p", "error-message", "Could not load attempts: ");
+    why.appendChild(said(err.message));
+    self.runs.replaceChildren(why, again);
   });
 };
 
@@ -305,7 +307,7 @@ function cancelJob(id) {
     },
     function (err) {
       if (err instanceof ApiError && (err.status === 409 || err.status === 404)) {
-        row.note.textContent = err.message;
+        row.note.replaceChildren(said(err.message));
         // It finished (or went away) meanwhile: a poll shows its final state, and a poll
         // that fails is shown and retried like every other.
         jobpipe.pollNow();
@@ -313,7 +315,7 @@ function cancelJob(id) {
       }
       setBusy(row.cancel, false);
       row.note.textContent = "";
-      if (!handleError(err)) row.note.textContent = "cancel failed: " + err.message;
+      if (!handleError(err)) row.note.replaceChildren("cancel failed: ", said(err.message));
     }
   );
 }

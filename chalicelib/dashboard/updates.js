@@ -7,7 +7,7 @@
 var $ = jobpipe.$, ARRIVALS_MAX = jobpipe.ARRIVALS_MAX, LIST_REFRESH_MS = jobpipe.LIST_REFRESH_MS,
   MAX_BATCH = jobpipe.MAX_BATCH, POLL_BACKOFF = jobpipe.POLL_BACKOFF, POLL_MAX_MS = jobpipe.POLL_MAX_MS,
   POLL_MIN_MS = jobpipe.POLL_MIN_MS, TERMINAL = jobpipe.TERMINAL, state = jobpipe.state, busy = jobpipe.busy,
-  setBusy = jobpipe.setBusy, when = jobpipe.when, api = jobpipe.api, handleError = jobpipe.handleError,
+  setBusy = jobpipe.setBusy, said = jobpipe.said, when = jobpipe.when, api = jobpipe.api, handleError = jobpipe.handleError,
   showBanner = jobpipe.showBanner, clearJobs = jobpipe.clearJobs, drop = jobpipe.drop,
   listed = jobpipe.listed, markGone = jobpipe.markGone, order = jobpipe.order, remember = jobpipe.remember,
   unfinishedIds = jobpipe.unfinishedIds, listPath = jobpipe.listPath,
@@ -77,7 +77,7 @@ function refreshList(reset) {
     function (err) {
       if (generation !== state.listGeneration) return;
       setBusy($("refresh"), false);
-      if (!handleError(err)) showBanner("Could not list jobs: " + err.message);
+      if (!handleError(err)) showBanner("Could not list jobs: ", said(err.message));
       scheduleRefresh(err.retryAfterMs);
     }
   );
@@ -114,7 +114,7 @@ function loadMore() {
     }
   ).catch(
     function (err) {
-      if (!handleError(err)) showBanner("Could not load more jobs: " + err.message);
+      if (!handleError(err)) showBanner("Could not load more jobs: ", said(err.message));
     }
   ).then(function () {
     setBusy(more, false);
@@ -188,7 +188,7 @@ function poll() {
   ).catch(
     // Whatever failed, the next poll is scheduled below: the polls never stop on an error.
     function (err) {
-      if (!handleError(err)) showBanner("Could not poll job status: " + err.message);
+      if (!handleError(err)) showBanner("Could not poll job status: ", said(err.message));
       state.pollDelay = Math.max(Math.min(POLL_MAX_MS, state.pollDelay * 2), err.retryAfterMs || 0);
       if (err.retryAfterMs) state.pollNotBefore = Date.now() + err.retryAfterMs;
     }

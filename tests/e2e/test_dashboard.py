@@ -856,6 +856,39 @@ def test_text_a_handler_or_user_wrote_cannot_reorder_the_text_around_it(page, ap
     assert page.evaluate(LEFT_OF, ["#submit-status", "Submitted", "job-"])
 
 
+def test_user_text_an_api_error_quotes_cannot_reorder_the_banner_or_the_cancel_note(page, api):
+    """An error's message quotes a type or a key as the API got it, right-to-left text or a
+    bidi override (U+202E) included: the quote is isolated, so the words of the message after
+    it, and the page's own around the message, keep their order."""
+    rlo, hebrew = "\u202e", "\u05e9\u05dc\u05d1"
+    job = api.add(status="queued")
+    other = api.add(status="queued")
+    api.fail("GET", "/jobs", status=400, json={"error": {
+        "code": "invalid_request", "message": f"unknown job type '{rlo}reports.x'; known types: demo.steps"}})
+    api.page.goto(f"{OFFLINE_ORIGIN}/dashboard#token={api.token()}")
+    banner = page.locator("#banner")
+    expect(banner).to_contain_text("Could not list jobs")
+    assert page.evaluate(LEFT_OF, ["#banner", "Could", "unknown"])
+    assert page.evaluate(LEFT_OF, ["#banner", "types:", "demo.steps"])
+    page.get_by_role("button", name="Refresh").click()
+    expect(row(page, job["id"])).to_be_visible()
+
+    api.fail("DELETE", f"/jobs/{job['id']}", status=409, json={"error": {
+        "code": "job_finished", "message": f"job type '{hebrew}' 2 attempts: already finished"}})
+    row(page, job["id"]).get_by_role("button", name=re.compile("Cancel")).click()
+    note = f'tr.job[data-job-id="{job["id"]}"] .note'
+    expect(page.locator(note)).to_contain_text("already")
+    assert page.evaluate(LEFT_OF, [note, hebrew[0], "2"])  # the number after the quote is not pulled into it
+
+    api.fail("DELETE", f"/jobs/{other['id']}", status=422, json={"error": {
+        "code": "invalid_request", "message": f'key "{rlo}abc" is refused; send another'}})
+    row(page, other["id"]).get_by_role("button", name=re.compile("Cancel")).click()
+    note = f'tr.job[data-job-id="{other["id"]}"] .note'
+    expect(page.locator(note)).to_contain_text("cancel failed")
+    assert page.evaluate(LEFT_OF, [note, "cancel", "refused"])
+    assert page.evaluate(LEFT_OF, [note, "send", "another"])
+
+
 def test_a_job_that_leaves_the_status_filter_leaves_the_view(page, api):
     """Viewing `running`, a job that completes (or is canceled) goes from the view at the poll
     that sees it, not when the filter next changes; a list answer older than that poll does
