@@ -1349,6 +1349,25 @@ def test_a_laptop_window_shows_every_column_without_scrolling_sideways(browser, 
     context.close()
 
 
+def test_a_wide_screen_shows_a_job_types_whole_name(browser):
+    """A busy tenant's types often share their start (reports.monthly_export, reports.monthly_
+    exports_v2): where the table has the room, a wide screen's, a type of some 30 characters is
+    shown whole, not cut at 10 rem with the progress bar beside it many times wider."""
+    context = browser.new_context(viewport={"width": 1920, "height": 1080})
+    page = context.new_page()
+    api = FakeApi(page)
+    job = api.add(type="reports.monthly_export_by_region", status="running", attempts=1,
+                  started_at="2026-01-15T10:00:01.000Z")
+    api.open()
+    name = row(page, job["id"]).locator(".job-type")
+    expect(name).to_have_text(job["type"])
+    assert name.evaluate("e => e.scrollWidth <= e.clientWidth"), "the type is cut"
+    page.set_viewport_size({"width": 1460, "height": 900})  # the table beside the form, at its narrowest
+    wrap = page.locator(".table-wrap").evaluate("w => [w.scrollWidth, w.clientWidth]")
+    assert wrap[0] <= wrap[1], wrap
+    context.close()
+
+
 @pytest.mark.parametrize("width", [320, 390, 1024])
 def test_a_narrow_window_shows_the_jobs_first_and_new_job_leads_to_the_form(browser, width):
     """An operator opens the page to watch jobs: where the form cannot sit beside the jobs (a
