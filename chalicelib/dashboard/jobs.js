@@ -85,16 +85,33 @@ function order() {
   jobpipe.syncTypes();
 }
 
+// The counts are of the jobs loaded: while later pages exist ("Load more"), a status may have
+// more jobs than its count (a busy tenant's failures all past the first page read "0+"), so
+// the text says so, and each chip's title how to list that status whole. Exact once all are.
 function renderSummary() {
-  var counts = {};
-  state.jobs.forEach(function (job) { if (!state.gone.has(job.id)) counts[job.status] = (counts[job.status] || 0) + 1; });
+  var counts = {}, loaded = 0;
+  state.jobs.forEach(function (job) {
+    if (state.gone.has(job.id)) return;
+    counts[job.status] = (counts[job.status] || 0) + 1;
+    loaded++;
+  });
+  var partial = Boolean(state.cursor);
   var summary = $("summary");
+  summary.setAttribute("aria-label", partial ? "Jobs loaded by status: more on later pages" : "Jobs by status");
   summary.replaceChildren();
   STATUSES.forEach(function (status) {
+    var count = counts[status] || 0;
     var item = el("li", "chip status-" + status);
-    item.append(el("span", "chip-count", String(counts[status] || 0)), el("span", "chip-label", status));
+    item.append(el("span", "chip-count", String(count)));
+    if (partial) {
+      item.appendChild(el("span", "chip-more", "+"));
+      item.title = count + " " + status + " among the " + loaded + " jobs loaded; later pages may hold more. " +
+        "To list every " + status + " job, choose “" + status + "” in the Status filter.";
+    }
+    item.append(" ", el("span", "chip-label", status));
     summary.appendChild(item);
   });
+  if (partial) summary.appendChild(el("li", "summary-scope", "of the " + loaded + " loaded"));
 }
 
 function clearJobs() {

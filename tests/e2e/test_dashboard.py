@@ -1022,6 +1022,41 @@ def test_more_new_jobs_than_a_page_leave_no_gap_in_the_list(page, api):
     assert shown_ids(page) == listing(api)
 
 
+def test_counts_of_a_listing_with_more_pages_say_they_count_only_the_jobs_loaded(page, api):
+    """A busy tenant's failures may all sit past the first page: its counts then say they are
+    of the jobs loaded ("0+ failed", "of the 25 loaded"), each chip's title says how to list
+    that status whole (the status filter), and once every page is loaded the counts are exact."""
+    finished = {"attempts": 3, "started_at": "2026-01-15T10:00:00.000Z", "finished_at": "2026-01-15T10:00:01.000Z"}
+    for _ in range(5):
+        api.add(status="failed", **finished, error={"code": "handler_error", "message": "boom"})
+    for _ in range(30):
+        api.add(status="completed", **finished)
+    api.open()
+    expect(page.locator("tr.job")).to_have_count(25)
+    summary = page.locator("#summary")
+    failed = summary.locator(".status-failed")
+    expect(failed).to_have_text("0+ failed")
+    expect(failed).to_have_attribute("title", re.compile(
+        r"^0 failed among the 25 jobs loaded; later pages may hold more\. To list every failed job, choose “failed” in the Status filter\.$"))
+    expect(summary.locator(".status-completed")).to_have_text("25+ completed")
+    expect(summary.locator(".summary-scope")).to_have_text("of the 25 loaded")
+    expect(summary).to_have_attribute("aria-label", re.compile("^Jobs loaded by status: more on later pages"))
+
+    page.get_by_role("button", name="Load more").click()
+    api.settle()
+    expect(page.locator("tr.job")).to_have_count(35)
+    expect(failed).to_have_text("5 failed")
+    expect(failed).not_to_have_attribute("title", re.compile("."))
+    expect(summary.locator(".status-completed")).to_have_text("30 completed")
+    expect(summary.locator(".summary-scope")).to_have_count(0)
+    expect(summary).to_have_attribute("aria-label", "Jobs by status")
+
+    # The status filter lists every failed job: its count is exact again once they all are.
+    page.get_by_label("Status", exact=True).select_option("failed")
+    expect(page.locator("tr.job")).to_have_count(5)
+    expect(failed).to_have_text("5 failed")
+
+
 def test_a_page_left_open_holds_a_bounded_number_of_jobs(page, api):
     """Jobs arriving all day do not pile up rows without end: once the refreshes have brought
     500 jobs, the page starts over from the newest page ("Load more" pages back)."""
