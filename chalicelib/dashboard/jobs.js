@@ -46,7 +46,7 @@ function drop(id) {
   state.gone.delete(id);
   state.jobs.delete(id);
   state.rows.delete(id);
-  if (row) { row.tr.remove(); row.detailTr.remove(); }
+  if (row) row.remove();
 }
 
 // The batch status answered not_found for a job shown: it is shown gone and no longer polled.
@@ -115,6 +115,7 @@ function renderSummary() {
 }
 
 function clearJobs() {
+  state.rows.forEach(function (row) { row.remove(); });
   state.jobs.clear();
   state.rows.clear();
   state.left.clear();

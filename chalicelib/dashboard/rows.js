@@ -3,16 +3,33 @@
 "use strict";
 
 (function (jobpipe) {
-var CANCEL_NOTES = jobpipe.CANCEL_NOTES, TERMINAL = jobpipe.TERMINAL, state = jobpipe.state,
+var CANCEL_NOTES = jobpipe.CANCEL_NOTES, LAST_ATTEMPT_READS = jobpipe.LAST_ATTEMPT_READS, TERMINAL = jobpipe.TERMINAL,
+  state = jobpipe.state,
   bdi = jobpipe.bdi, busy = jobpipe.busy, countdown = jobpipe.countdown, el = jobpipe.el,
   jobDuration = jobpipe.jobDuration, runDuration = jobpipe.runDuration, said = jobpipe.said, setBusy = jobpipe.setBusy,
   shortId = jobpipe.shortId, when = jobpipe.when, ApiError = jobpipe.ApiError,
   StaleAnswer = jobpipe.StaleAnswer, api = jobpipe.api, handleError = jobpipe.handleError;
 
+// A job waiting for its next attempt shows its last one's duration, read from its runs. In an
+// outage many jobs wait at once: only rows on screen (or nearly) read theirs, and at most
+// LAST_ATTEMPT_READS at a time, the others queued, instead of one GET per retrying job at once.
+var lastReads = { queue: [], running: 0 };
+var rowOf = new WeakMap(); // tr -> its JobRow, for the observer
+var onScreen = new IntersectionObserver(function (entries) {
+  entries.forEach(function (entry) {
+    var row = rowOf.get(entry.target);
+    row.onScreen = entry.isIntersecting;
+    if (row.onScreen) row.askLastAttempt();
+  });
+}, { rootMargin: "200px 0px" });
+
 function JobRow(id) {
   this.id = id;
   var tr = this.tr = el("tr", "job");
   tr.dataset.jobId = id;
+  this.onScreen = false; // until the observer first sees it
+  rowOf.set(tr, this);
+  onScreen.observe(tr);
 
   var jobCell = el("td", "job-cell");
   this.type = el("div", "job-type");
@@ -144,6 +161,13 @@ JobRow.prototype.render = function (job) {
   if (!this.detailTr.hidden && status !== this.runsLoadedFor) this.loadRuns(status);
 };
 
+// Takes the row off the page, and out of the observer's sight (which would keep it alive).
+JobRow.prototype.remove = function () {
+  onScreen.unobserve(this.tr);
+  this.tr.remove();
+  this.detailTr.remove();
+};
+
 // The API no longer finds the job (its retention's clean-up, a purge): what was last seen of
 // it stays, marked gone, with nothing to cancel and nothing ticking.
 JobRow.prototype.renderGone = function () {
@@ -249,13 +273,47 @@ JobRow.prototype.renderDuration = function (job) {
   else this.duration.replaceChildren(el("span", "duration-label", "last attempt "), last.text);
   this.duration.title = last && last.text ? "attempt " + last.attempt + " took " + last.text
     : job.status === "running" && job.started_at ? runningTitle(job) : "";
-  if (waiting && !last && !this.readingLast) {
-    var self = this;
-    this.readingLast = true;
-    // A failed read is shown as any other is; the job's next change asks again.
-    this.readRuns().catch(handleError).then(function () { self.readingLast = false; });
-  }
+  if (waiting && !last) this.askLastAttempt();
 };
+
+// Whether the row shown for this job waits for its next attempt without its last one's
+// duration read for the attempts it has made.
+JobRow.prototype.lacksLastAttempt = function () {
+  var job = state.jobs.get(this.id);
+  return Boolean(job) && state.rows.get(this.id) === this && !state.gone.has(this.id) && Boolean(job.started_at) &&
+    (job.status === "queued" || job.status === "retrying") &&
+    !(this.lastAttempt && this.lastAttempt.attempts === job.attempts);
+};
+
+// Queues the read of the last attempt, once, if the row is on screen and lacks it.
+JobRow.prototype.askLastAttempt = function () {
+  if (!this.onScreen || this.readingLast || !this.lacksLastAttempt()) return;
+  this.readingLast = true;
+  lastReads.queue.push(this);
+  readLastAttempts();
+};
+
+function readLastAttempts() {
+  while (lastReads.running < LAST_ATTEMPT_READS && lastReads.queue.length) {
+    var row = lastReads.queue.shift();
+    // Gone from the screen or the page, or read meanwhile (its details opened): its turn passes.
+    if (!row.onScreen || !row.lacksLastAttempt()) { row.readingLast = false; continue; }
+    lastReads.running++;
+    row.readRuns().then(lastReadDone.bind(null, row), function (err) {
+      // A failed read is shown as any other is; the queued rows are let go (in an outage theirs
+      // would fail as well): each asks again at its job's next change or its next time on screen.
+      handleError(err);
+      lastReads.queue.splice(0).forEach(function (queued) { queued.readingLast = false; });
+      lastReadDone(row);
+    });
+  }
+}
+
+function lastReadDone(row) {
+  row.readingLast = false;
+  lastReads.running--;
+  readLastAttempts();
+}
 
 // A job submitted with a delay or run_at, or waiting out a retry's backoff, is queued or
 // retrying with `not_before` ahead: say when it starts, counting down.

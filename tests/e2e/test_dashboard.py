@@ -325,6 +325,7 @@ class FakeApi:
         self.failures: list[tuple[str, str, dict]] = []  # (method, path regex, fulfil kwargs)
         self.held: list = []
         self.hold_next: str | None = None  # a path regex: its next request waits for release()
+        self.holding: str | None = None  # a path regex: each of its requests waits for release() while set
         self.idempotency: dict[str, str] = {}
         self.not_modified = 0  # 304s answered (to polls and listings)
         self.created = 0
@@ -421,6 +422,9 @@ class FakeApi:
                 return
         if self.hold_next and re.fullmatch(self.hold_next, path.split("?")[0]):
             self.hold_next = None
+            self.held.append(route)
+            return
+        if self.holding and re.fullmatch(self.holding, path.split("?")[0]):
             self.held.append(route)
             return
         self.answer(route)
@@ -577,6 +581,46 @@ def test_a_job_waiting_for_its_next_attempt_shows_the_last_ones_duration_not_a_c
     # The third attempt's own time, in seconds: since the first start it would be minutes.
     expect(waiting.locator(".duration")).to_have_text(re.compile(r"^attempt 3 [1-5]\d\.\d s …$"))
     expect(waiting.locator(".duration")).not_to_have_class(re.compile("last-attempt"))
+
+
+def test_many_jobs_waiting_to_retry_read_their_last_attempts_a_few_at_a_time(page, api):
+    """In an outage 40 jobs wait for their next attempt at once. Each shows its last attempt's
+    duration as one such job does, but only the rows on screen read their attempts, at most 4
+    reads at a time: not a burst of 40 GETs. A row scrolled to reads its own then."""
+    for _ in range(40):
+        job = api.add(status="retrying", attempts=1, started_at="2026-01-16T11:59:00.000Z",
+                      error={"code": "handler_error", "message": "boom"})
+        api.runs[job["id"]] = [{"attempt": 1, "status": "failed", "started_at": "2026-01-16T11:59:00.000Z",
+                                "finished_at": "2026-01-16T11:59:02.500Z", "error": job["error"]}]
+    reads = r"/jobs/[^/]+/runs"
+    api.holding = reads
+    api.open()
+    page.get_by_label("Page size").select_option("50")
+    expect(page.locator("tr.job")).to_have_count(40)
+    api.settle()
+    assert len(api.held) == api.count("GET", reads) == 4  # the rest wait their turn
+    api.holding = None
+    api.release()
+    api.settle()
+    on_screen = page.evaluate("""() => Array.from(document.querySelectorAll("tr.job")).filter(tr => {
+        const box = tr.getBoundingClientRect();
+        return box.bottom > 0 && box.top < innerHeight;
+    }).map(tr => tr.dataset.jobId)""")
+    assert 0 < len(on_screen) < 40
+    for job_id in on_screen:
+        expect(row(page, job_id).locator(".duration")).to_have_text("last attempt 2.5 s")
+    first_reads = api.count("GET", reads)
+    assert first_reads < 4 + 25, first_reads  # the first listing's 4, the rows on screen and a margin
+
+    last = row(page, listing(api)[-1])
+    expect(last.locator(".duration")).to_have_text("")
+    last.scroll_into_view_if_needed()
+    expect(last.locator(".duration")).to_have_text("last attempt 2.5 s")
+    expect(last.locator(".duration")).to_have_attribute("title", "attempt 1 took 2.5 s")
+    api.settle()
+    read = [path.split("/")[2] for method, path, _ in api.requests if method == "GET" and re.fullmatch(reads, path)]
+    assert len(set(read)) < 40, len(set(read))  # the rows scrolled past unseen read nothing
+    assert len(read) <= 4 + len(set(read))  # and each row read once (the first listing's 4 aside)
 
 
 def test_a_running_job_counts_its_current_attempt_not_the_ones_before(page, api):
