@@ -9,7 +9,7 @@ from chalice import Blueprint
 
 from chalicelib.composition import Container, container
 from chalicelib.defaults import BATCH_MATE_LEASE_S, BATCH_MATE_WAIT_S, BATCH_TURN_MARGIN_S, WORKER_BATCH_SIZE
-from chalicelib.domain.errors import DeadLetterOwedError, QueueUnavailableError
+from chalicelib.domain.errors import DeadLetterOwedError, QueueUnavailableError, StoreUnavailableError, describe
 from chalicelib.invocation import entry_point
 from chalicelib.observability import logger, tracer
 from chalicelib.ports import HANDBACKS_ATTRIBUTE, Clock, Timer
@@ -26,6 +26,9 @@ worker = Blueprint(__name__)
 JOBS_QUEUE = "jobpipe-jobs"
 JOBS_QUEUE_HIGH = "jobpipe-jobs-high"
 JOBS_QUEUE_LOW = "jobpipe-jobs-low"
+# The delivery ledger (records DELIVERY#job_worker#parked:<message id> in the idempotency table)
+# on which the three workers park a message that is no job message once.
+UNREADABLE_LEDGER = "job_worker"
 # Up to WORKER_BATCH_SIZE jobs per invocation, run one after another: under a backlog, a tenth
 # of the invocations (and of the emulator's dispatch passes). A job that kills its process (out of
 # memory, a crash) must not strand its batch-mates, so the records after the first are hidden for
@@ -225,21 +228,40 @@ class RecordRunner:
         acknowledged: failed, it would wait the queue's visibility timeout on every delivery
         (about 15 hours) before the redrive policy parked it. Its message leaves its queue as
         soon as it is parked, not with the batch's answer: a batch that came back before its
-        answer (an invocation that died, an answer lost) would park it again. If it cannot be
-        parked it fails and comes back after the usual redelivery wait, to be parked then."""
+        answer (an invocation that died, an answer lost) would park it again. It is parked once
+        on the worker's delivery ledger (UNREADABLE_LEDGER, two Puts per such message, none on
+        a job's path): recorded parked, a later delivery of it (its delete and its batch's answer
+        both lost) is acknowledged, not parked again; a redriven copy is a new message. If it
+        cannot be parked (or the ledger does not answer) it fails and comes back after the usual
+        redelivery wait, to be parked then."""
         where = {"message_id": record.message_id, "reason": reason[:500]}
+        ledger = self._services.delivery_ledger(UNREADABLE_LEDGER)
         try:
+            if not ledger.begin_parking(record.message_id):
+                logger.warning("a message that is no job message was parked before: its message is deleted",
+                               extra=where)
+                self._acknowledge_parked(record, where)
+                return
             self._services.queue.dead_letter_body(record.body, priority=self._priority, reason=reason)
-        except QueueUnavailableError:
+        except (QueueUnavailableError, StoreUnavailableError) as exc:
             wait = self._services.settings.redelivery_wait_s(_receives(record))
             logger.warning("could not dead-letter a message that is no job message; retrying",
-                           extra={**where, "retry_in_s": wait})
+                           extra={**where, "retry_in_s": wait, "error": describe(exc)[:500]})
             try:
                 hold(wait)
             except QueueUnavailableError:  # the queue is unreachable too: its visibility timeout applies
                 logger.warning("could not shorten the failed delivery's visibility")
             raise
         logger.error("message is no job message: dead-lettered", extra={**where, "priority": self._priority})
+        try:
+            ledger.parked(record.message_id)
+        except StoreUnavailableError as exc:  # parked: only a delete and an answer both lost would park it again
+            logger.warning("could not record a parked message that is no job message",
+                           extra={**where, "error": describe(exc)[:500]})
+        self._acknowledge_parked(record, where)
+
+    def _acknowledge_parked(self, record: SQSRecord, where: dict[str, Any]) -> None:
+        """Delete a parked message from its jobs queue now."""
         try:
             self._services.queue.acknowledge(record.event_source_arn, record.receipt_handle)
         except QueueUnavailableError:  # the batch's answer deletes it, as it would have

@@ -380,6 +380,8 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
     client.http.post("/api/system/maintenance/health-check", headers=_operator())
 
     recorder = StreamRecorder(composition.container().store._ddb, aws["ddb"], "jobs")
+    # A message that is no job message: parked on the DLQ once, on the worker's delivery ledger.
+    aws["sqs"].send_message(QueueUrl=aws["jobs_url"], MessageBody="not json")
     log.function = "JobWorker"
     drain(app, aws)
     log.function = "APIHandler"
@@ -465,6 +467,7 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
     assert made(log, "APIHandler", "s3:GetObject", "JobsBucket/jobs/*")
     assert made(log, "JobWorker", "s3:PutObject", "JobsBucket/jobs/*")
     assert made(log, "JobWorker", "s3:GetObject", "JobsBucket/jobs/*")
+    assert made(log, "JobWorker", "dynamodb:PutItem", "IdempotencyTable")
     assert made(log, "ErpBridge", "dynamodb:BatchWriteItem", "IdempotencyTable")
     assert made(log, "ErpBridge", "sqs:SendMessage", "ErpWebhookDeadLetterQueue")
     assert made(log, "CacheInvalidation", "dynamodb:PutItem", "JobsTable")

@@ -365,6 +365,31 @@ def test_a_message_that_is_no_job_message_whose_batch_comes_back_before_its_answ
     assert receive_all(aws) == []
 
 
+def test_a_parked_message_whose_delete_and_batch_answer_were_both_lost_is_parked_once(app, aws, monkeypatch):
+    """The queue did not take the early delete and the batch's answer never reached SQS: the
+    message comes back, and the worker's mark of it parked (its delivery ledger, the ERP
+    bridge's) keeps a second copy off the dead-letter queue; the message is deleted then."""
+    from chalicelib.composition import container
+    from chalicelib.domain.errors import QueueUnavailableError
+
+    queue = container().queue
+    acknowledge = queue.acknowledge
+
+    def unanswered(*args, **kwargs):
+        raise QueueUnavailableError("could not delete a received message")
+
+    aws["sqs"].send_message(QueueUrl=aws["jobs_url"], MessageBody="not json")
+    monkeypatch.setattr(queue, "acknowledge", unanswered)
+    received = aws["sqs"].receive_message(QueueUrl=aws["jobs_url"], VisibilityTimeout=0)["Messages"]
+    invoke_worker(app, sqs_event(received))  # its answer is lost
+    monkeypatch.setattr(queue, "acknowledge", acknowledge)
+    again = aws["sqs"].receive_message(QueueUrl=aws["jobs_url"], VisibilityTimeout=0)["Messages"]
+    assert [m["MessageId"] for m in again] == [m["MessageId"] for m in received]
+    assert invoke_worker(app, sqs_event(again)) == {"batchItemFailures": []}
+    assert [m["Body"] for m in receive_all(aws, "dlq_url")] == ["not json"]
+    assert receive_all(aws) == []
+
+
 def test_a_job_failed_while_the_dead_letter_queue_does_not_answer_says_so_in_the_log(app, client, aws, monkeypatch):
     """The job is failed and its dead letter owed: the worker's lines say that (a `job failed`
     line, counted, and why its message comes back), not `delivery failed; retrying`, which told

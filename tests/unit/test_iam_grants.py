@@ -88,6 +88,9 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         "JobsTable": ddb("GetItem", "PutItem", "UpdateItem", "ConditionCheckItem", "Query", "BatchWriteItem",
                          "DescribeTable"),
         "JobsTable/index/by_finished_day": ddb("Query"),
+        # Its delivery ledger (dynamodb_ledger.py), for a message that is no job message only:
+        # a conditional Put before it is parked, a Put once it is.
+        "IdempotencyTable where LeadingKeys like DELIVERY#job_worker#*": ddb("PutItem"),
         **each(JOBS_QUEUES, sqs("ReceiveMessage", "DeleteMessage", "GetQueueAttributes", "ChangeMessageVisibility",
                                 "SendMessage")),
         **each(JOBS_DLQS, sqs("SendMessage", "GetQueueAttributes")),
@@ -285,6 +288,7 @@ def test_each_writer_held_to_a_key_prefix_names_only_items_within_it():
     from chalicelib.domain.job import Job
     from chalicelib.ports import SubmissionKey, TaskCompletion
     from chalicelib.subscribers.handlers import _erp
+    from chalicelib.worker.handlers import UNREADABLE_LEDGER
 
     api = Recorder()  # a keyed submit, and the read of its key when the quota refuses a replay
     store = DynamoJobStore(api, "jobs", keys_table="idempotency")
@@ -301,6 +305,13 @@ def test_each_writer_held_to_a_key_prefix_names_only_items_within_it():
     ledger.finish(["e-1"], ["e-2"])
     assert list(bridge.keys) == ["idempotency"] and len(bridge.keys["idempotency"]) == 4
     assert all(like(k, leading_keys("ErpBridgeRole")) for k in bridge.keys["idempotency"]), bridge.keys
+
+    worker = Recorder()  # a worker parks a message that is no job message on its ledger
+    ledger = DynamoDeliveryLedger(worker, "idempotency", UNREADABLE_LEDGER, ttl_s=60)
+    ledger.begin_parking("m-1")
+    ledger.parked("m-1")
+    assert list(worker.keys) == ["idempotency"] and len(worker.keys["idempotency"]) == 2
+    assert all(like(k, leading_keys("JobWorkerRole")) for k in worker.keys["idempotency"]), worker.keys
 
     invalidation = Recorder()  # the cache-invalidation consumer's writes
     cache = DynamoCacheStore(invalidation, "jobs")
