@@ -390,6 +390,26 @@ def test_a_parked_message_whose_delete_and_batch_answer_were_both_lost_is_parked
     assert receive_all(aws) == []
 
 
+def test_a_message_that_is_no_job_message_comes_back_soon_when_its_ledger_does_not_answer(app, aws, monkeypatch):
+    """Whether it was parked before cannot be read: it is not parked on a guess, but fails and
+    comes back after the first redelivery wait, to be parked then."""
+    from chalicelib.composition import container
+    from chalicelib.domain.errors import StoreUnavailableError
+
+    ledger = container().delivery_ledger(handlers.UNREADABLE_LEDGER)
+
+    def unavailable(message_id):
+        raise StoreUnavailableError("could not read whether a message was parked")
+
+    monkeypatch.setattr(ledger, "begin_parking", unavailable)
+    aws["sqs"].send_message(QueueUrl=aws["jobs_url"], MessageBody="not json")
+    calls = visibility_calls(monkeypatch)
+    event = sqs_event(receive_all(aws))
+    assert invoke_worker(app, event) == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert calls == [30]
+    assert receive_all(aws, "dlq_url") == []
+
+
 def test_a_job_failed_while_the_dead_letter_queue_does_not_answer_says_so_in_the_log(app, client, aws, monkeypatch):
     """The job is failed and its dead letter owed: the worker's lines say that (a `job failed`
     line, counted, and why its message comes back), not `delivery failed; retrying`, which told
