@@ -330,6 +330,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--jobs", type=int, default=10)
     parser.add_argument("--profile", choices=KINDS)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--profile-out", help="with --profile: write the raw cProfile stats to this file")
     parser.add_argument("--log", help="keep the functions' log lines in this file")
     args = parser.parse_args(argv)
     if args.serve:
@@ -365,6 +366,8 @@ def main(argv: Optional[list[str]] = None) -> None:
             print(f"{kind:<10} {f['invocations']:>11} {f['cpu_ms_median']:>18.2f} {f['cpu_ms_per_job']:>11.2f} "
                   f"{f['log_lines_per_invocation']:>21.1f}", file=report)
         print(f"{'total':<10} {'':>11} {'':>18} {figures['cpu_ms_per_job_total']:>11.2f}", file=report)
+    if bench.profiler is not None and args.profile_out:
+        bench.profiler.dump_stats(args.profile_out)
     if bench.profiler is not None:
         for order in ("cumulative", "tottime"):
             text = io.StringIO()
