@@ -82,6 +82,11 @@ class InMemoryArtifactStore:
         page = listing[:limit]
         return ArtifactPage(page, page_cursor(job_id, page[-1].name) if len(listing) > limit else None)
 
+    def delete_all(self, job_id: str) -> list[Artifact]:
+        """Deletes the job's artifact records and returns them (their objects, the caller's):
+        what the clean-up deletes with the job's partition in DynamoDB."""
+        return [self.items.pop(key) for key in [k for k in self.items if k[0] == job_id]]
+
     def get(self, job_id: str, name: str) -> Artifact:
         try:
             return self.items[(job_id, name)]

@@ -52,7 +52,7 @@ class InMemoryJobStore:
         self._lock = threading.Lock()
         self.caches = caches if caches is not None else InMemoryCacheStore()
         self._keys: dict[tuple[str, str], SubmissionKey] = {}
-        # Jobs whose purge started (InMemoryFinishedJobs.purge): read as removed, like DynamoDB's.
+        # Jobs whose purge started (mark_purging): read as removed, like DynamoDB's.
         self._purging: set[str] = set()
 
     def _check_out(self, job_id: str, field: str, value: Any, attempt: Optional[int] = None) -> None:
@@ -291,6 +291,38 @@ class InMemoryJobStore:
 
     def count_unfinished(self, tenant: str, at_most: int) -> int:
         return min(at_most, sum(1 for j in self._jobs.values() if j.tenant == tenant and not j.status.is_terminal))
+
+    # The clean-up's reads and deletes (InMemoryFinishedJobs), what DynamoFinishedJobs does
+    # through the table: the by_finished_day index, the purging mark, the partition's items.
+
+    def finished_between(self, since_day: str, before: str) -> list[str]:
+        """Ids of the jobs finished on `since_day` (yyyy-mm-dd) or later and before `before`
+        (a timestamp), sorted; a job being purged is still found (its purge finishes)."""
+        with self._lock:
+            return sorted(j.id for j in self._jobs.values()
+                          if j.finished_at and since_day <= j.finished_at[:10] and j.finished_at < before)
+
+    def mark_purging(self, job_id: str) -> None:
+        """From now on every read takes the job for removed; a job already gone is left so."""
+        with self._lock:
+            if job_id in self._jobs:
+                self._purging.add(job_id)
+
+    def delete_runs(self, job_id: str) -> int:
+        """Deletes the job's runs; how many there were."""
+        with self._lock:
+            keys = [k for k in self._runs if k[0] == job_id]
+            for key in keys:
+                del self._runs[key]
+            return len(keys)
+
+    def delete_job(self, job_id: str) -> int:
+        """Deletes the job's record (its purging mark and claim-check references with it): 1,
+        or 0 when it was already gone. The objects in the blob store are the caller's."""
+        with self._lock:
+            self._refs.pop(job_id, None)
+            self._purging.discard(job_id)
+            return 0 if self._jobs.pop(job_id, None) is None else 1
 
     def _write_run(self, run: Run) -> None:
         key = (run.job_id, run.attempt)
