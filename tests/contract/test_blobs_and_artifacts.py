@@ -108,6 +108,19 @@ def test_an_attempts_artifact_lands_only_while_that_attempt_runs(adapters, data)
                     [f"jobs/{JOB}/artifacts/0001/out.txt", f"jobs/{JOB}/artifacts/0002/out.txt"])
 
 
+def test_an_attempts_artifact_lands_when_the_jobs_payload_object_is_gone(adapters):
+    """The check reads the job's record, never its objects: a payload deleted from the bucket
+    (by hand, by a bucket rule) does not stop the running attempt from storing an artifact."""
+    from chalicelib.domain.status import JobStatus
+    from tests.contract.test_job_store import big, make_job, running
+
+    job = running(adapters.store, make_job(1, payload=big()))
+    adapters.blobs.delete([f"jobs/{job.id}/payload.json"])
+    info = adapters.artifacts.put(job.id, "out.txt", b"done", "text/plain", attempt=1)
+    assert info.name == "out.txt" and _names(adapters.artifacts.list(job.id)) == ["out.txt"]
+    assert adapters.store.get(job.id, fetch=()).status == JobStatus.RUNNING
+
+
 def _names(page) -> list[str]:
     return [a.name for a in page.artifacts]
 
