@@ -64,7 +64,8 @@ class AttemptWrites(JobWrites, JobReads):
         except (ClientError, BotoCoreError) as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
                 stored = answer(exc).get("Item")
-                current = item_to_job(stored) if stored is not None else self.get(job_id, consistent=True, fetch=())
+                current = (item_to_job(stored) if stored is not None
+                           else self.get(job_id, consistent=True, fetch=(), mark_gone=False))
                 if current is not None and current.cancel_requested and current.status == JobStatus.RUNNING \
                         and current.attempts == attempt:
                     return current  # a cancel was requested: nothing written, the caller stops
@@ -104,7 +105,8 @@ class AttemptWrites(JobWrites, JobReads):
         except (ClientError, BotoCoreError) as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise StoreUnavailableError(f"could not link child {child_id} to job {parent_id}") from exc
-            parent = self.get(parent_id, fetch=())  # the rare path: tell a listed child from a refusal
+            # the rare path: tell a listed child from a refusal
+            parent = self.get(parent_id, fetch=(), mark_gone=False)
             if parent is None or child_id not in parent.children:
                 raise self._not_linked(parent_id, child_id, attempt, parent) from exc
 
@@ -135,7 +137,7 @@ class AttemptWrites(JobWrites, JobReads):
     def _not_linked(self, parent_id: str, child_id: str, attempt: int, parent: Optional[Job] = None) -> JobpipeError:
         """Why the parent refused to list the child: it does not exist, `attempt` is over, or
         its cancel was requested: the record decides, no object of the parent is read."""
-        parent = parent or self.get(parent_id, fetch=())
+        parent = parent or self.get(parent_id, fetch=(), mark_gone=False)
         if parent is None:
             return JobNotFoundError(f"job {parent_id} does not exist; cannot list child {child_id}")
         if parent.status == JobStatus.RUNNING and parent.attempts == attempt and parent.cancel_requested:

@@ -45,7 +45,7 @@ class JobReads(JobTable):
     """A job by id, jobs by the page, a tenant's listings, the due jobs, a job's runs."""
 
     def get(self, job_id: str, *, consistent: bool = True, tenant: Optional[str] = None,
-            fetch: Collection[str] = CLAIM_CHECKED, mark_gone: bool = False) -> Optional[Job]:
+            fetch: Collection[str] = CLAIM_CHECKED, mark_gone: bool) -> Optional[Job]:
         try:
             response = self._ddb.get_item(
                 TableName=self._table, Key=job_key(job_id), ConsistentRead=consistent

@@ -197,7 +197,7 @@ class JobWrites(JobTable):
         return ChangeSet({"progress": job.progress.model_copy(update={"message": cut})}).written_on(job)
 
     def apply_expected(self, job_id: str, tenant: str, expected: Expectation, changes: ChangeSet, *,
-                       mark_gone: bool = False) -> ExpectedWrite:
+                       mark_gone: bool) -> ExpectedWrite:
         changes.check_unread()
         names = {"#version": "version", "#tenant": "tenant"}
         values = {":one": attribute_value(1), ":tenant": attribute_value(tenant)}

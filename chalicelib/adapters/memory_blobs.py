@@ -67,7 +67,7 @@ class InMemoryArtifactStore:
         if key is not None:
             self._blobs.put(key, data, content_type)
         if attempt is not None and self._jobs is not None:
-            job = self._jobs.get(job_id, fetch=())  # the record decides, as the DynamoDB condition
+            job = self._jobs.get(job_id, fetch=(), mark_gone=False)  # the record decides, as DynamoDB's condition
             if job is None or job.status != JobStatus.RUNNING or job.attempts != attempt:
                 if key is not None:
                     self._blobs.delete([key])

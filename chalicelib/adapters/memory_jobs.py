@@ -121,7 +121,7 @@ class InMemoryJobStore:
         return first if first is not None and first.expires_at >= now else None
 
     def get(self, job_id: str, *, consistent: bool = True, tenant: Optional[str] = None,
-            fetch: Collection[str] = CLAIM_CHECKED, mark_gone: bool = False) -> Optional[Job]:
+            fetch: Collection[str] = CLAIM_CHECKED, mark_gone: bool) -> Optional[Job]:
         job = self._jobs.get(job_id)
         if job is None or job_id in self._purging or (tenant is not None and job.tenant != tenant):
             return None
@@ -206,7 +206,7 @@ class InMemoryJobStore:
             return ChangeSet({"progress": progress}).written_on(job)  # like DynamoDB's: no object read back
 
     def apply_expected(self, job_id: str, tenant: str, expected: Expectation, changes: ChangeSet, *,
-                       mark_gone: bool = False) -> ExpectedWrite:
+                       mark_gone: bool) -> ExpectedWrite:
         changes.check_unread()
         with self._lock:
             stored = self._jobs.get(job_id)

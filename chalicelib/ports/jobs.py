@@ -144,7 +144,7 @@ class JobStore(Protocol):
         """The record of the tenant's key, or None when there is none unexpired at `now`."""
 
     def get(self, job_id: str, *, consistent: bool = True, tenant: Optional[str] = None,
-            fetch: Collection[str] = CLAIM_CHECKED, mark_gone: bool = False) -> Optional[Job]:
+            fetch: Collection[str] = CLAIM_CHECKED, mark_gone: bool) -> Optional[Job]:
         """The job, or None. `consistent=False` allows an eventually consistent (cheaper) read,
         for status polling only; the worker and every read before a write stay consistent.
         With `tenant`, another tenant's job is None too, and nothing of it (a claim-checked
@@ -154,7 +154,9 @@ class JobStore(Protocol):
         read that shows neither works when an object is gone). A fetched object that is gone
         raises BlobNotFoundError, or with `mark_gone` (a read that shows the job or decides on
         its record: the claim, which fails a job whose payload is gone `payload_gone`) reads
-        as empty and is named in the job's `gone` (`claim_checked_value`). Raises StoreUnavailableError."""
+        as empty and is named in the job's `gone` (`claim_checked_value`). `mark_gone` has no
+        default: every caller says which it needs, so none meets an error it did not expect
+        the day a bucket rule deletes an object. Raises StoreUnavailableError."""
 
     def get_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
         """Jobs by id; ids that do not exist are absent from the result."""
@@ -178,7 +180,7 @@ class JobStore(Protocol):
         (as `apply`: `job` with the message cut). Raises StaleJobError, StoreUnavailableError."""
 
     def apply_expected(self, job_id: str, tenant: str, expected: Expectation, changes: ChangeSet, *,
-                       mark_gone: bool = False) -> ExpectedWrite:
+                       mark_gone: bool) -> ExpectedWrite:
         """Write `changes` (version + 1) in one conditional write, with no read before it, if
         the stored job belongs to `tenant` and meets `expected`; else write nothing and return
         the stored job as the refused write saw it (a claim refused only by its own earlier
@@ -186,8 +188,8 @@ class JobStore(Protocol):
         carry a run, cache invalidations, a task completion or claim-checked fields (payload,
         result): ValueError. Raises RecordTooLargeError when the record would pass the store's
         item size, StoreUnavailableError. The job returned, written or refused, is read as
-        `get` reads it, `mark_gone` alike: with it, an object found gone never turns a write
-        that landed into an error."""
+        `get` reads it, `mark_gone` alike (no default, as `get`'s): with it, an object found
+        gone never turns a write that landed into an error."""
 
     def record_progress(self, job_id: str, attempt: int, progress: Progress, *, announce: bool = False) -> Job:
         """Write progress if the job is running `attempt` and the percent does not decrease;

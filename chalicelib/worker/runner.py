@@ -171,7 +171,8 @@ class JobRunner:
         )
         ctx = JobContext(
             reporter,
-            reload=lambda job_id: self.lifecycle.store.get(job_id, fetch=()),  # its cancel request: the record
+            # its cancel request: the record alone, no object read (none can be found gone)
+            reload=lambda job_id: self.lifecycle.store.get(job_id, fetch=(), mark_gone=False),
             deadline=self._monotonic() + job.timeout_s,
             spawn=functools.partial(self._spawn, listed_at_claim=len(job.children)),
             monotonic=self._monotonic,

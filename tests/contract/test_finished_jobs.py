@@ -43,14 +43,14 @@ def test_purge_removes_the_job_its_runs_artifacts_and_objects(adapters):
     adapters.store.create(other)
     # the job, its run, its two artifacts
     assert adapters.finished.purge(job.id) == 4
-    assert adapters.store.get(job.id) is None and adapters.store.runs(job.id) == []
+    assert adapters.store.get(job.id, mark_gone=False) is None and adapters.store.runs(job.id) == []
     assert adapters.artifacts.list(job.id).artifacts == []
     with pytest.raises(ArtifactNotFoundError):
         adapters.artifacts.get(job.id, "note.txt")
     for key in (blob_key, f"jobs/{job.id}/payload.json", f"jobs/{job.id}/result-0001.json"):
         with pytest.raises(BlobNotFoundError):
             adapters.blobs.get(key)
-    assert adapters.store.get(other.id) == other
+    assert adapters.store.get(other.id, mark_gone=False) == other
     assert adapters.finished.purge(job.id) == 0
 
 
@@ -83,7 +83,8 @@ def test_a_purge_cut_off_leaves_no_job_to_read_and_a_repeat_finishes_it(adapters
     with pytest.raises(StoreUnavailableError):
         _cut_off(adapters).purge(job.id)
     # Half purged: read as removed by every read, never a record without its objects ...
-    assert adapters.store.get(job.id) is None and adapters.store.get(job.id, fetch=()) is None
+    assert adapters.store.get(job.id, mark_gone=False) is None
+    assert adapters.store.get(job.id, fetch=(), mark_gone=False) is None
     assert adapters.store.get_many([job.id]) == {}
     assert adapters.store.list_jobs(JobQuery(tenant=job.tenant)).jobs == []
     # ... and still found by the clean-up, whose next purge removes what is left.

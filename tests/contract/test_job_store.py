@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -52,12 +53,12 @@ def big(n: int = INLINE_LIMIT) -> dict:
 def test_create_then_get_returns_the_job_and_a_second_create_is_refused(adapters):
     job = make_job(1, scope="proj", payload={"nested": {"a": [1, 2.5, "three"]}})
     adapters.store.create(job)
-    assert adapters.store.get(job.id) == job
-    assert adapters.store.get(job.id, consistent=False) == job
+    assert adapters.store.get(job.id, mark_gone=False) == job
+    assert adapters.store.get(job.id, consistent=False, mark_gone=False) == job
     with pytest.raises(StaleJobError):
         adapters.store.create(job.model_copy(update={"payload": {"other": True}}))
-    assert adapters.store.get(job.id) == job
-    assert adapters.store.get("00000000-0000-4000-8000-999999999999") is None
+    assert adapters.store.get(job.id, mark_gone=False) == job
+    assert adapters.store.get("00000000-0000-4000-8000-999999999999", mark_gone=False) is None
 
 
 @pytest.mark.parametrize("payload", [{"n": 1}, big(INLINE_LIMIT + 1)], ids=["inline", "claim-checked"])
@@ -68,10 +69,10 @@ def test_creating_the_very_same_job_again_is_the_write_landing_once(adapters, pa
     job = make_job(1, payload=payload)
     adapters.store.create(job)
     adapters.store.create(job.model_copy())
-    assert adapters.store.get(job.id) == job
+    assert adapters.store.get(job.id, mark_gone=False) == job
     with pytest.raises(StaleJobError):
         adapters.store.create(job.model_copy(update={"created_at": "2026-01-01T00:00:02.000Z"}))
-    assert adapters.store.get(job.id) == job
+    assert adapters.store.get(job.id, mark_gone=False) == job
 
 
 def test_get_for_a_tenant_answers_another_tenants_job_as_missing_without_reading_its_payload(adapters):
@@ -80,11 +81,11 @@ def test_get_for_a_tenant_answers_another_tenants_job_as_missing_without_reading
     reads = adapters.blobs.get
     adapters.blobs.get = lambda key: pytest.fail(f"read {key} for another tenant")
     try:
-        assert adapters.store.get(job.id, tenant="globex") is None
-        assert adapters.store.get(job.id, tenant="globex", consistent=False) is None
+        assert adapters.store.get(job.id, tenant="globex", mark_gone=False) is None
+        assert adapters.store.get(job.id, tenant="globex", consistent=False, mark_gone=False) is None
     finally:
         adapters.blobs.get = reads
-    assert adapters.store.get(job.id, tenant="acme") == job
+    assert adapters.store.get(job.id, tenant="acme", mark_gone=False) == job
 
 
 def test_get_many_returns_the_jobs_that_exist(adapters):
@@ -118,12 +119,13 @@ def test_a_claim_refused_only_by_its_own_earlier_try_is_taken_as_written(adapter
     other = make_job(2)
     adapters.store.create(other)
     expected = Expectation(equal={"attempts": 0, "cancel_requested": False}, one_of={"status": (JobStatus.QUEUED,)})
-    claimed = adapters.store.apply_expected(other.id, "acme", expected, ChangeSet(start))
-    retried = adapters.store.apply_expected(other.id, "acme", expected, ChangeSet(start))
+    claimed = adapters.store.apply_expected(other.id, "acme", expected, ChangeSet(start), mark_gone=False)
+    retried = adapters.store.apply_expected(other.id, "acme", expected, ChangeSet(start), mark_gone=False)
     assert claimed.applied and retried.applied and retried.job.version == claimed.job.version
-    another = adapters.store.apply_expected(other.id, "acme", expected, ChangeSet({**start, "claim_id": "b" * 32}))
+    another = adapters.store.apply_expected(other.id, "acme", expected, ChangeSet({**start, "claim_id": "b" * 32}),
+                                            mark_gone=False)
     assert not another.applied and another.job.claim_id == "a" * 32
-    assert not adapters.store.apply_expected(other.id, "globex", expected, ChangeSet(start)).applied
+    assert not adapters.store.apply_expected(other.id, "globex", expected, ChangeSet(start), mark_gone=False).applied
 
 
 def test_apply_writes_only_against_the_expected_status_and_version(adapters):
@@ -134,7 +136,7 @@ def test_apply_writes_only_against_the_expected_status_and_version(adapters):
         "progress": Progress(percent=5, step="start"),
     }))
     assert written.version == job.version + 1 and written.status == JobStatus.RUNNING
-    assert adapters.store.get(job.id) == written
+    assert adapters.store.get(job.id, mark_gone=False) == written
     assert written.lease_expires_at is None and written.progress.step == "start"
     with pytest.raises(StaleJobError):  # the version moved on
         adapters.store.apply(job, JobStatus.QUEUED, ChangeSet({"status": JobStatus.CANCELED}))
@@ -142,7 +144,7 @@ def test_apply_writes_only_against_the_expected_status_and_version(adapters):
         adapters.store.apply(written, JobStatus.QUEUED, ChangeSet({"status": JobStatus.CANCELED}))
     with pytest.raises(StaleJobError):  # no such job
         adapters.store.apply(make_job(2), JobStatus.QUEUED, ChangeSet({"status": JobStatus.RUNNING}))
-    assert adapters.store.get(job.id) == written
+    assert adapters.store.get(job.id, mark_gone=False) == written
 
 
 def test_apply_answers_the_job_it_was_given_with_the_changes_whatever_became_of_its_objects(adapters):
@@ -152,10 +154,10 @@ def test_apply_answers_the_job_it_was_given_with_the_changes_whatever_became_of_
     reconciler that read the record alone gets no object fetched or found gone."""
     job = make_job(1, payload=big())
     adapters.store.create(job)
-    placeholder = adapters.store.get(job.id, fetch=()).payload
+    placeholder = adapters.store.get(job.id, fetch=(), mark_gone=False).payload
     assert placeholder == {"claim_check": {"bytes": len(json.dumps(big(), separators=(",", ":")))}}
     start = {"status": JobStatus.RUNNING, "attempts": 1, "claim_id": "a" * 32}
-    record = adapters.store.get(job.id, fetch=())
+    record = adapters.store.get(job.id, fetch=(), mark_gone=False)
     written = adapters.store.apply(record, JobStatus.QUEUED, ChangeSet(start))
     assert (written.payload, written.status, written.version) == (placeholder, JobStatus.RUNNING, job.version + 1)
     again = adapters.store.apply(record, JobStatus.QUEUED, ChangeSet(start))  # its earlier try's answer lost
@@ -169,7 +171,7 @@ def test_apply_answers_the_job_it_was_given_with_the_changes_whatever_became_of_
                                                                         "result": big(500)}))
     assert (done.payload, done.result, done.gone) == ({}, big(500), ["payload"])
     assert adapters.store.get(job.id, mark_gone=True) == done
-    cleared = adapters.store.apply(adapters.store.get(job.id, fetch=("result",)), JobStatus.COMPLETED,
+    cleared = adapters.store.apply(adapters.store.get(job.id, fetch=("result",), mark_gone=False), JobStatus.COMPLETED,
                                    ChangeSet({"result": REMOVE}))
     assert (cleared.payload, cleared.result, cleared.gone) == (placeholder, None, [])
 
@@ -178,10 +180,10 @@ def test_a_failed_jobs_owed_dead_letter_is_kept_until_removed(adapters):
     job = make_job(1, status=JobStatus.FAILED, error=JobErrorInfo(code="boom", message="it broke"), attempts=3)
     adapters.store.create(job)
     owed = adapters.store.apply(job, JobStatus.FAILED, ChangeSet({"dead_letter_owed": 3}))
-    assert adapters.store.get(job.id) == owed and owed.dead_letter_owed == 3
+    assert adapters.store.get(job.id, mark_gone=False) == owed and owed.dead_letter_owed == 3
     assert "dead_letter_owed" not in owed.public()
     paid = adapters.store.apply(owed, JobStatus.FAILED, ChangeSet({"dead_letter_owed": REMOVE}))
-    assert adapters.store.get(job.id) == paid and paid.dead_letter_owed is None
+    assert adapters.store.get(job.id, mark_gone=False) == paid and paid.dead_letter_owed is None
 
 
 def test_apply_with_a_run_writes_both_and_a_later_run_write_keeps_the_start_time(adapters):
@@ -223,9 +225,10 @@ def _may_start(attempts: int, **overrides) -> Expectation:
 def test_apply_expected_writes_without_a_read_and_returns_the_job_as_written(adapters):
     job = make_job(1, scope="proj", not_before="2026-01-01T00:00:30.000Z")
     adapters.store.create(job)
-    written = adapters.store.apply_expected(job.id, "acme", _may_start(0), _start(1, started_at="2026-01-01T00:01:00.000Z"))
+    written = adapters.store.apply_expected(job.id, "acme", _may_start(0), _start(1, started_at="2026-01-01T00:01:00.000Z"),
+                                            mark_gone=False)
     assert written.applied
-    assert written.job == adapters.store.get(job.id)
+    assert written.job == adapters.store.get(job.id, mark_gone=False)
     assert (written.job.status, written.job.attempts, written.job.version) == (JobStatus.RUNNING, 1, job.version + 1)
     assert written.job.payload == job.payload and written.job.scope == "proj"
     assert written.job.lease_expires_at == written.job.due_at == "2026-01-01T00:11:00.000Z"
@@ -239,7 +242,7 @@ def test_apply_expected_writes_without_a_read_and_returns_the_job_as_written(ada
 def test_apply_expected_with_a_claim_checked_payload_returns_it_whole(adapters):
     job = make_job(1, payload=big())
     adapters.store.create(job)
-    written = adapters.store.apply_expected(job.id, "acme", _may_start(0), _start(1))
+    written = adapters.store.apply_expected(job.id, "acme", _may_start(0), _start(1), mark_gone=False)
     assert written.applied and written.job.payload == big()
 
 
@@ -255,16 +258,16 @@ def test_apply_expected_with_a_claim_checked_payload_returns_it_whole(adapters):
 def test_apply_expected_refused_writes_nothing_and_returns_the_stored_job(adapters, stored, expected, tenant):
     job = make_job(1, scope="proj", **stored)
     adapters.store.create(job)
-    refused = adapters.store.apply_expected(job.id, tenant, _may_start(0, **expected), _start(1))
+    refused = adapters.store.apply_expected(job.id, tenant, _may_start(0, **expected), _start(1), mark_gone=False)
     assert not refused.applied
-    assert refused.job == job == adapters.store.get(job.id)
+    assert refused.job == job == adapters.store.get(job.id, mark_gone=False)
 
 
 def test_apply_expected_of_a_missing_job_returns_none_and_creates_nothing(adapters):
     missing = make_job(9)
-    refused = adapters.store.apply_expected(missing.id, "acme", _may_start(0), _start(1))
+    refused = adapters.store.apply_expected(missing.id, "acme", _may_start(0), _start(1), mark_gone=False)
     assert refused == ExpectedWrite(False, None)
-    assert adapters.store.get(missing.id) is None
+    assert adapters.store.get(missing.id, mark_gone=False) is None
 
 
 def test_apply_expected_at_the_bounds_of_each_check(adapters):
@@ -272,19 +275,22 @@ def test_apply_expected_at_the_bounds_of_each_check(adapters):
     absent = make_job(2, scope=None)
     for job in (at_bound, absent):
         adapters.store.create(job)
-    assert adapters.store.apply_expected(at_bound.id, "acme", _may_start(2), _start(3)).applied
-    assert adapters.store.apply_expected(absent.id, "acme", _may_start(0, equal={"scope": None}), _start(1)).applied
+    assert adapters.store.apply_expected(at_bound.id, "acme", _may_start(2), _start(3), mark_gone=False).applied
+    assert adapters.store.apply_expected(absent.id, "acme", _may_start(0, equal={"scope": None}), _start(1),
+                                         mark_gone=False).applied
     with pytest.raises(ValueError):  # a run needs a transaction, a result the attempt: not without a read
         adapters.store.apply_expected(absent.id, "acme", _may_start(1), ChangeSet(
-            {"status": JobStatus.COMPLETED}, run=Run(job_id=absent.id, attempt=1, status=JobStatus.COMPLETED)))
+            {"status": JobStatus.COMPLETED}, run=Run(job_id=absent.id, attempt=1, status=JobStatus.COMPLETED)),
+            mark_gone=False)
     with pytest.raises(ValueError):
-        adapters.store.apply_expected(absent.id, "acme", _may_start(1), ChangeSet({"result": {"a": 1}}))
+        adapters.store.apply_expected(absent.id, "acme", _may_start(1), ChangeSet({"result": {"a": 1}}),
+                                      mark_gone=False)
 
 
 def test_a_run_written_whole_when_its_attempt_ends(adapters):
     job = make_job(1)
     adapters.store.create(job)
-    started = adapters.store.apply_expected(job.id, "acme", _may_start(0), _start(1)).job
+    started = adapters.store.apply_expected(job.id, "acme", _may_start(0), _start(1), mark_gone=False).job
     assert adapters.store.runs(job.id) == []
     run = Run(job_id=job.id, attempt=1, status=JobStatus.COMPLETED, started_at="2026-01-01T00:01:00.000Z",
               finished_at="2026-01-01T00:02:00.000Z")
@@ -296,7 +302,7 @@ def test_progress_is_written_for_the_running_attempt_and_never_goes_back(adapter
     job = running(adapters.store, make_job(1))
     stored = adapters.store.record_progress(job.id, 1, Progress(percent=40, step="a"))
     assert stored.version == job.version + 1 and stored.progress.percent == 40
-    assert adapters.store.get(job.id).progress == Progress(percent=40, step="a")
+    assert adapters.store.get(job.id, mark_gone=False).progress == Progress(percent=40, step="a")
     assert adapters.store.record_progress(job.id, 1, Progress(percent=40, step="b")).progress.step == "b"
     with pytest.raises(ProgressRejectedError, match="cannot decrease"):
         adapters.store.record_progress(job.id, 1, Progress(percent=10, step="stale writer"))
@@ -304,7 +310,7 @@ def test_progress_is_written_for_the_running_attempt_and_never_goes_back(adapter
         adapters.store.record_progress(job.id, 2, Progress(percent=90))
     with pytest.raises(ProgressRejectedError):  # no such job
         adapters.store.record_progress("00000000-0000-4000-8000-999999999999", 1, Progress(percent=90))
-    assert adapters.store.get(job.id).progress == Progress(percent=40, step="b")
+    assert adapters.store.get(job.id, mark_gone=False).progress == Progress(percent=40, step="b")
     queued = make_job(2)
     adapters.store.create(queued)
     with pytest.raises(ProgressRejectedError):  # not running
@@ -319,11 +325,11 @@ def test_progress_details_read_back_as_reported(adapters):
     job = running(adapters.store, make_job(1))
     written = adapters.store.record_progress(job.id, 1, Progress(percent=100 / 3, details=details))
     assert written.progress.details == details and written.progress.percent == 100 / 3
-    assert adapters.store.get(job.id).progress.details == details
+    assert adapters.store.get(job.id, mark_gone=False).progress.details == details
     assert adapters.store.get_many([job.id])[job.id].progress.details == details
     done = adapters.store.apply(written, JobStatus.RUNNING, ChangeSet(
         {"status": JobStatus.COMPLETED, "progress": Progress(percent=100, details={**details, "final": True})}))
-    assert adapters.store.get(job.id).progress == done.progress
+    assert adapters.store.get(job.id, mark_gone=False).progress == done.progress
 
 
 def test_after_a_cancel_request_progress_is_not_written_and_the_job_says_why(adapters):
@@ -332,7 +338,7 @@ def test_after_a_cancel_request_progress_is_not_written_and_the_job_says_why(ada
     requested = adapters.store.apply(job, JobStatus.RUNNING, ChangeSet({"cancel_requested": True}))
     answer = adapters.store.record_progress(job.id, 1, Progress(percent=60, step="s2"), announce=True)
     assert answer.cancel_requested and answer.progress.percent == 30 and answer.version == requested.version
-    stored = adapters.store.get(job.id)
+    stored = adapters.store.get(job.id, mark_gone=False)
     assert stored.progress.percent == 30 and stored.version == requested.version
 
 
@@ -343,10 +349,11 @@ def test_a_progress_write_answers_a_claim_checked_payload_as_its_placeholder(ada
     placeholder = adapters.store.get_many([job.id])[job.id].payload
     assert placeholder == {"claim_check": {"bytes": len(json.dumps(big(INLINE_LIMIT + 1), separators=(",", ":")))}}
     assert adapters.store.record_progress(job.id, 1, Progress(percent=10)).payload == placeholder
-    adapters.store.apply(adapters.store.get(job.id), JobStatus.RUNNING, ChangeSet({"cancel_requested": True}))
+    adapters.store.apply(adapters.store.get(job.id, mark_gone=False), JobStatus.RUNNING,
+                         ChangeSet({"cancel_requested": True}))
     refused = adapters.store.record_progress(job.id, 1, Progress(percent=20))
     assert refused.cancel_requested and refused.payload == placeholder
-    assert adapters.store.get(job.id).payload == big(INLINE_LIMIT + 1)
+    assert adapters.store.get(job.id, mark_gone=False).payload == big(INLINE_LIMIT + 1)
 
 
 def test_an_announced_progress_write_moves_the_event_percent_with_it(adapters):
@@ -355,8 +362,8 @@ def test_an_announced_progress_write_moves_the_event_percent_with_it(adapters):
     assert quiet.event_percent == job.event_percent == 0 and quiet.progress.percent == 8
     loud = adapters.store.record_progress(job.id, 1, Progress(percent=12), announce=True)
     assert loud.event_percent == 12 and loud.version == quiet.version + 1
-    assert adapters.store.get(job.id).event_percent == 12
-    assert "event_percent" not in adapters.store.get(job.id).public()  # bookkeeping, not shown
+    assert adapters.store.get(job.id, mark_gone=False).event_percent == 12
+    assert "event_percent" not in adapters.store.get(job.id, mark_gone=False).public()  # bookkeeping, not shown
 
 
 def test_a_record_filled_by_progress_refuses_what_does_not_fit_until_its_message_is_cut(adapters):
@@ -373,14 +380,15 @@ def test_a_record_filled_by_progress_refuses_what_does_not_fit_until_its_message
                      run=Run(job_id=job.id, attempt=1, status=JobStatus.FAILED, error=error))
     with pytest.raises(RecordTooLargeError):
         store.apply(job, JobStatus.RUNNING, lost)
-    assert store.get(job.id).status == JobStatus.RUNNING and store.get(job.id).version == job.version
+    stored = store.get(job.id, mark_gone=False)
+    assert stored.status == JobStatus.RUNNING and stored.version == job.version
     with pytest.raises(StaleJobError):
         store.cut_progress_message(job.model_copy(update={"version": job.version - 1}), JobStatus.RUNNING, 10)
     cut = store.cut_progress_message(job, JobStatus.RUNNING, 10)
     assert cut.version == job.version + 1 and cut.progress.message == "m" * 9 + "…" and cut.progress.percent == 5
-    assert store.get(job.id) == cut
+    assert store.get(job.id, mark_gone=False) == cut
     ended = store.apply(cut, JobStatus.RUNNING, lost)
-    assert store.get(job.id).status == JobStatus.RETRYING and ended.version == cut.version + 1
+    assert store.get(job.id, mark_gone=False).status == JobStatus.RETRYING and ended.version == cut.version + 1
 
 
 
@@ -425,7 +433,7 @@ def test_progress_details_count_toward_the_record_as_stored_non_ascii_as_its_esc
     with pytest.raises(ProgressRejectedError, match="does not fit its record"):
         store.record_progress(job.id, 1, Progress(percent=5, details=details, message="m" * (400 * 1024 - 20_000)))
     fits = store.record_progress(job.id, 1, Progress(percent=5, details=details, message="m" * (400 * 1024 - 45_000)))
-    assert store.get(job.id) == fits
+    assert store.get(job.id, mark_gone=False) == fits
 
 
 def test_a_full_record_refuses_a_write_without_a_read_and_a_child_it_would_list(adapters):
@@ -435,11 +443,11 @@ def test_a_full_record_refuses_a_write_without_a_read_and_a_child_it_would_list(
     parent = _filled_by_progress(store, make_job(1))
     with pytest.raises(RecordTooLargeError):
         store.apply_expected(parent.id, parent.tenant, Expectation(equal={"attempts": 1}),
-                             ChangeSet({"claim_id": "c" * 400}))
+                             ChangeSet({"claim_id": "c" * 400}), mark_gone=False)
     child = make_job(2, parent_id=parent.id, payload={"pad": "x" * INLINE_LIMIT})
     with pytest.raises(RecordTooLargeError):
         store.create_child(child, 1)
-    assert store.get(parent.id) == parent
+    assert store.get(parent.id, mark_gone=False) == parent
     assert [k for page in adapters.blobs.keys_older_than("jobs/", datetime(9999, 1, 1, tzinfo=timezone.utc))
             for k in page if child.id in k] == []
 
@@ -449,7 +457,7 @@ def test_a_child_is_listed_once_and_a_missing_parent_is_an_error(adapters):
     adapters.store.add_child(parent.id, "child-a", 1)
     adapters.store.add_child(parent.id, "child-b", 1)
     adapters.store.add_child(parent.id, "child-a", 1)  # a redelivered spawn
-    stored = adapters.store.get(parent.id)
+    stored = adapters.store.get(parent.id, mark_gone=False)
     assert stored.children == ["child-a", "child-b"] and stored.version == parent.version + 2
     with pytest.raises(JobNotFoundError):
         adapters.store.add_child("00000000-0000-4000-8000-999999999999", "child-c", 1)
@@ -460,11 +468,13 @@ def test_a_child_is_made_and_listed_in_one_write_while_its_parents_attempt_runs(
     parent = running(store, make_job(1))
     child = make_job(2, parent_id=parent.id, payload={"pad": "x" * INLINE_LIMIT})  # its payload claim-checked
     store.create_child(child, 1)
-    assert store.get(child.id) == child and store.get(parent.id).children == [child.id]
+    assert store.get(child.id, mark_gone=False) == child
+    assert store.get(parent.id, mark_gone=False).children == [child.id]
     with pytest.raises(StaleJobError):  # made already: nothing written
         store.create_child(child.model_copy(update={"payload": {"n": 0}}), 1)
-    assert store.get(child.id).payload == child.payload
-    assert store.get(parent.id).children == [child.id] and store.get(parent.id).version == parent.version + 1
+    assert store.get(child.id, mark_gone=False).payload == child.payload
+    listed = store.get(parent.id, mark_gone=False)
+    assert listed.children == [child.id] and listed.version == parent.version + 1
 
 
 @pytest.mark.parametrize("parent_is", ["on its next attempt", "finished", "missing"])
@@ -486,11 +496,11 @@ def test_an_attempt_no_longer_running_makes_and_lists_no_child(adapters, parent_
         store.create_child(child, 1)
     with pytest.raises(error):
         store.add_child(child.parent_id, "child-a", 1)
-    assert store.get(child.id) is None
+    assert store.get(child.id, mark_gone=False) is None
     assert [k for page in adapters.blobs.keys_older_than(f"jobs/{child.id}/", datetime(9999, 1, 1, tzinfo=timezone.utc))
             for k in page] == []
     if parent_is != "missing":
-        assert store.get(parent.id) == parent
+        assert store.get(parent.id, mark_gone=False) == parent
 
 
 def test_a_refused_child_is_told_from_the_parents_record_whatever_became_of_its_objects(adapters):
@@ -515,14 +525,15 @@ def test_a_parent_whose_cancel_was_requested_makes_and_lists_no_child(adapters):
     parent = running(store, make_job(1))
     before = make_job(3, parent_id=parent.id)
     store.create_child(before, 1)
-    parent = store.apply(store.get(parent.id), JobStatus.RUNNING, ChangeSet({"cancel_requested": True}))
+    parent = store.apply(store.get(parent.id, mark_gone=False), JobStatus.RUNNING,
+                         ChangeSet({"cancel_requested": True}))
     child = make_job(2, parent_id=parent.id, payload={"pad": "x" * INLINE_LIMIT})
     with pytest.raises(JobCancelledError, match=f"job {parent.id}"):
         store.create_child(child, 1)
-    assert store.get(child.id) is None
+    assert store.get(child.id, mark_gone=False) is None
     assert [k for page in adapters.blobs.keys_older_than(f"jobs/{child.id}/", datetime(9999, 1, 1, tzinfo=timezone.utc))
             for k in page] == []
-    assert store.get(parent.id) == parent and parent.children == [before.id]
+    assert store.get(parent.id, mark_gone=False) == parent and parent.children == [before.id]
 
 
 def _all_pages(store, query: JobQuery) -> tuple[list[str], list[int]]:
@@ -643,7 +654,7 @@ def test_a_listing_by_status_and_type_reads_past_other_types_within_its_bound(ad
 def test_a_large_payload_and_result_are_claim_checked_and_read_back_whole(adapters):
     job = make_job(1, payload=big())
     adapters.store.create(job)
-    assert adapters.store.get(job.id).payload == big()
+    assert adapters.store.get(job.id, mark_gone=False).payload == big()
     assert adapters.blobs.get(f"jobs/{job.id}/payload.json")  # in the blob store, not the record
     size = len(adapters.blobs.get(f"jobs/{job.id}/payload.json"))
     listed = adapters.store.get_many([job.id])[job.id]
@@ -651,7 +662,7 @@ def test_a_large_payload_and_result_are_claim_checked_and_read_back_whole(adapte
     assert adapters.store.list_jobs(JobQuery("acme")).jobs[0].payload == {"claim_check": {"bytes": size}}
     current = start(adapters.store, job)
     done = adapters.store.apply(current, JobStatus.RUNNING, ChangeSet({"status": JobStatus.COMPLETED, "result": big(500)}))
-    assert done.result == big(500) and adapters.store.get(job.id).result == big(500)
+    assert done.result == big(500) and adapters.store.get(job.id, mark_gone=False).result == big(500)
     assert adapters.blobs.get(f"jobs/{job.id}/result-0001.json")  # keyed by the attempt that wrote it
     small = make_job(2, payload={"n": 2})
     adapters.store.create(small)
@@ -669,20 +680,20 @@ def test_get_fetches_only_the_claim_checked_fields_asked_for(adapters):
     reads = adapters.blobs.get
     adapters.blobs.get = lambda key: pytest.fail(f"read {key} for a read that asked for no object")
     try:
-        record = adapters.store.get(job.id, tenant="acme", fetch=())
+        record = adapters.store.get(job.id, tenant="acme", fetch=(), mark_gone=False)
     finally:
         adapters.blobs.get = reads
     assert record.payload == {"claim_check": {"bytes": payload_bytes}}
     assert record.result == {"claim_check": {"bytes": result_bytes}}
     assert record.status == JobStatus.COMPLETED and record.tenant == "acme"
-    assert adapters.store.get(job.id, tenant="globex", fetch=()) is None
-    result_only = adapters.store.get(job.id, consistent=False, fetch=("result",))
+    assert adapters.store.get(job.id, tenant="globex", fetch=(), mark_gone=False) is None
+    result_only = adapters.store.get(job.id, consistent=False, fetch=("result",), mark_gone=False)
     assert result_only.result == big(500) and result_only.payload == {"claim_check": {"bytes": payload_bytes}}
     adapters.blobs.delete([f"jobs/{job.id}/payload.json"])
-    assert adapters.store.get(job.id, fetch=()).payload == {"claim_check": {"bytes": payload_bytes}}
-    assert adapters.store.get(job.id, fetch=("result",)).result == big(500)
+    assert adapters.store.get(job.id, fetch=(), mark_gone=False).payload == {"claim_check": {"bytes": payload_bytes}}
+    assert adapters.store.get(job.id, fetch=("result",), mark_gone=False).result == big(500)
     with pytest.raises(BlobNotFoundError):
-        adapters.store.get(job.id)
+        adapters.store.get(job.id, mark_gone=False)
 
 
 def test_a_read_that_marks_gone_objects_shows_the_job_as_recorded(adapters):
@@ -706,8 +717,21 @@ def test_a_read_that_marks_gone_objects_shows_the_job_as_recorded(adapters):
     assert adapters.store.get(job.id, fetch=(), mark_gone=True).gone == []  # nothing fetched: nothing found gone
     assert adapters.store.get(job.id, tenant="globex", mark_gone=True) is None
     with pytest.raises(BlobNotFoundError):  # a reader that needs the values still hears of it
-        adapters.store.get(job.id)
+        adapters.store.get(job.id, mark_gone=False)
     assert "gone" not in make_job(2).public()
+
+
+@pytest.mark.parametrize("method", ["get", "apply_expected"])
+def test_a_read_of_objects_says_whether_a_gone_one_raises(adapters, method):
+    """`mark_gone` has no default, on the port and on each adapter: a reader that forgets to
+    say what an object gone means to it (shown empty, or an error) is a TypeError at once,
+    not a BlobNotFoundError the day a bucket rule deletes an object."""
+    from chalicelib.ports import JobStore
+
+    for signature in (inspect.signature(getattr(JobStore, method)), inspect.signature(getattr(adapters.store, method))):
+        parameter = signature.parameters["mark_gone"]
+        assert parameter.kind is inspect.Parameter.KEYWORD_ONLY
+        assert parameter.default is inspect.Parameter.empty
 
 
 def test_apply_expected_that_marks_gone_objects_answers_a_landed_write(adapters):
@@ -717,8 +741,8 @@ def test_apply_expected_that_marks_gone_objects_answers_a_landed_write(adapters)
     adapters.blobs.delete([f"jobs/{job.id}/payload.json"])
     expected = Expectation(equal={"status": JobStatus.RUNNING, "cancel_requested": False})
     with pytest.raises(BlobNotFoundError):
-        adapters.store.apply_expected(job.id, "acme", expected, ChangeSet({"cancel_requested": True}))
-    assert adapters.store.get(job.id, fetch=()).cancel_requested  # written before the object was read
+        adapters.store.apply_expected(job.id, "acme", expected, ChangeSet({"cancel_requested": True}), mark_gone=False)
+    assert adapters.store.get(job.id, fetch=(), mark_gone=False).cancel_requested  # written before the object was read
     written = adapters.store.apply_expected(job.id, "acme", Expectation(equal={"status": JobStatus.RUNNING}),
                                             ChangeSet({"progress": Progress(percent=5)}), mark_gone=True)
     assert written.applied and written.job.cancel_requested and written.job.gone == ["payload"]
@@ -726,7 +750,7 @@ def test_apply_expected_that_marks_gone_objects_answers_a_landed_write(adapters)
     refused = adapters.store.apply_expected(job.id, "acme", expected, ChangeSet({"cancel_requested": True}),
                                             mark_gone=True)
     assert not refused.applied and refused.job.gone == ["payload"] and refused.job.payload == {}
-    stored = adapters.store.get(job.id, fetch=())
+    stored = adapters.store.get(job.id, fetch=(), mark_gone=False)
     assert stored.gone == [] and stored.version == written.job.version
 
 
@@ -741,17 +765,17 @@ def test_apply_on_a_job_read_with_a_gone_object_answers_it_still_gone(adapters):
     written = adapters.store.apply(read, JobStatus.QUEUED, ChangeSet({"cancel_requested": True}))
     assert (written.gone, written.payload, written.cancel_requested) == (["payload"], {}, True)
     assert written.public()["payload"] is None and written.version == job.version + 1
-    assert adapters.store.get(job.id, fetch=()).gone == []  # a read's, never stored
+    assert adapters.store.get(job.id, fetch=(), mark_gone=False).gone == []  # a read's, never stored
 
 
 @pytest.mark.parametrize("gone", [None, REMOVE], ids=["none", "remove"])
 def test_a_claim_checked_result_written_again_as_nothing_reads_back_as_nothing(adapters, gone):
     job = running(adapters.store, make_job(1))
     done = adapters.store.apply(job, JobStatus.RUNNING, ChangeSet({"result": big(500)}))
-    assert adapters.store.get(job.id).result == big(500)
+    assert adapters.store.get(job.id, mark_gone=False).result == big(500)
     cleared = adapters.store.apply(done, JobStatus.RUNNING, ChangeSet({"result": gone}))
     assert cleared.result is None
-    assert adapters.store.get(job.id).result is None
+    assert adapters.store.get(job.id, mark_gone=False).result is None
     assert adapters.store.get_many([job.id])[job.id].result is None
 
 
@@ -832,7 +856,7 @@ def test_a_page_ends_before_the_job_that_would_pass_its_answer_bytes(adapters, q
     jobs = [make_job(i, payload={"pad": "é" * 30}) for i in range(7)]
     for job in jobs:
         adapters.store.create(job)
-    one = answer_bytes(adapters.store.get(jobs[0].id).public())
+    one = answer_bytes(adapters.store.get(jobs[0].id, mark_gone=False).public())
     query = replace(query, answer_bytes=3 * one + one // 2)
     ids, sizes = [], []
     while True:

@@ -142,7 +142,7 @@ class LifecycleModel(SimulatedJobsQueue, RuleBasedStateMachine):
         """A stalled attempt's process wakes up, maybe long after its lease, and writes as if
         nothing happened: what it writes lands only while its attempt is still the job's."""
         worker = data.draw(st.sampled_from(self.stalled))
-        stored = self.store.get(worker.job.id)
+        stored = self.store.get(worker.job.id, mark_gone=False)
         event(f"wakes: {'same' if stored.attempts == worker.job.attempts else 'later'} attempt {stored.status.value}")
         self.stalled.remove(worker)
         worker.ended = False
@@ -177,17 +177,17 @@ class LifecycleModel(SimulatedJobsQueue, RuleBasedStateMachine):
         job's running one and no cancel was requested; refused, with nothing written, once it
         is not (and the job ends canceled once it was)."""
         worker.spawned += 1
-        stored = self.store.get(worker.job.id)
+        stored = self.store.get(worker.job.id, mark_gone=False)
         live = stored.status == JobStatus.RUNNING and stored.attempts == worker.job.attempts
         child_id = child_job_id(worker.job.id, worker.job.attempts, worker.spawned)
         try:
             child = self.lifecycle.spawn(worker.job, worker.spawned, type="demo.sleep", payload={"seconds": 0})
         except AttemptEndedError:
-            assert not live and self.store.get(child_id) is None
+            assert not live and self.store.get(child_id, mark_gone=False) is None
             self.end(worker)  # the handler stops: its attempt is over
             return
         except JobCancelledError:
-            assert live and stored.cancel_requested and self.store.get(child_id) is None
+            assert live and stored.cancel_requested and self.store.get(child_id, mark_gone=False) is None
             self.stop(worker, lambda job: self.lifecycle.mark_canceled(job))  # the runner ends it canceled
             return
         assert live, f"attempt {worker.job.attempts} of {worker.job.id} spawned {child.id} after it ended"
@@ -215,7 +215,7 @@ class LifecycleModel(SimulatedJobsQueue, RuleBasedStateMachine):
     @rule(data=st.data())
     def cancel(self, data: st.DataObject) -> None:
         job_id = data.draw(st.sampled_from(self.jobs))
-        tenant = self.store.get(job_id).tenant
+        tenant = self.store.get(job_id, mark_gone=False).tenant
         try:
             self.lifecycle.cancel(tenant, job_id)
         except JobAlreadyFinishedError:

@@ -154,7 +154,7 @@ def test_cancelling_a_running_job_whose_payload_object_is_gone_answers_the_saved
     assert answer.status_code == 202, answer.body
     assert (answer.json_body["status"], answer.json_body["cancel_requested"]) == ("running", True)
     assert (answer.json_body["payload"], answer.json_body["gone"]) == (None, ["payload"])
-    assert composition.container().store.get(job_id, fetch=()).cancel_requested
+    assert composition.container().store.get(job_id, fetch=(), mark_gone=False).cancel_requested
 
 
 def test_a_keyed_replay_of_a_job_whose_objects_are_gone_answers_the_job_as_recorded(app, client, aws):

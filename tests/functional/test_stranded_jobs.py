@@ -62,7 +62,7 @@ def test_a_running_job_whose_progress_filled_its_record_still_ends_when_its_leas
 
     reconciler = Reconciler(lifecycle, services.queue_operations)
     passes = [reconciler.run_pass() for _ in range(3)]
-    after = services.store.get(job.id)
+    after = services.store.get(job.id, mark_gone=False)
     assert after.status == JobStatus.RETRYING and after.error.code == "worker_lost", (
         f"job {job.id} is {after.status.value} 3 passes after its lease ended; the passes' errors: "
         f"{[e for p in passes for e in p.errors if job.id in e]}"

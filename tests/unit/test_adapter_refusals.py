@@ -98,11 +98,11 @@ STORE_CALLS: dict[str, Callable[[Any], Any]] = {
                                             run=Run(job_id=JOB_ID, attempt=1, status=JobStatus.RUNNING))),
     "job cut message": lambda c: DynamoJobStore(c, "t").cut_progress_message(_job(), JobStatus.QUEUED, 10),
     "job apply expected": lambda c: DynamoJobStore(c, "t").apply_expected(
-        JOB_ID, "acme", Expectation(equal={"attempts": 0}), ChangeSet({"attempts": 1})),
+        JOB_ID, "acme", Expectation(equal={"attempts": 0}), ChangeSet({"attempts": 1}), mark_gone=False),
     "job add child": lambda c: DynamoJobStore(c, "t").add_child(JOB_ID, "child", 1),
     "job create child": lambda c: DynamoJobStore(c, "t").create_child(
         _job().model_copy(update={"id": "child", "parent_id": JOB_ID}), 1),
-    "job get": lambda c: DynamoJobStore(c, "t").get(JOB_ID),
+    "job get": lambda c: DynamoJobStore(c, "t").get(JOB_ID, mark_gone=False),
     "job progress": lambda c: DynamoJobStore(c, "t").record_progress(JOB_ID, 1, Progress(percent=5)),
     "job count": lambda c: DynamoJobStore(c, "t").count_unfinished("acme", 10),
     "job due": lambda c: DynamoJobStore(c, "t").due(AT, 10),

@@ -1,4 +1,5 @@
 import bisect
+import functools
 
 import pytest
 from pydantic import BaseModel
@@ -69,8 +70,8 @@ def test_a_context_without_a_store_refuses_artifacts(store, queue, clock):
     from chalicelib.worker.progress import ProgressReporter
 
     lifecycle = JobLifecycle(store, queue, JobTypeRegistry(), clock=clock)
-    reporter = ProgressReporter(store.get("x") or _job(), lifecycle.record_progress)
-    ctx = JobContext(reporter, reload=store.get, deadline=1e12)
+    reporter = ProgressReporter(store.get("x", mark_gone=False) or _job(), lifecycle.record_progress)
+    ctx = JobContext(reporter, reload=functools.partial(store.get, mark_gone=False), deadline=1e12)
     with pytest.raises(InvalidArtifactError):
         ctx.artifact("a.txt", "x")
 
@@ -160,7 +161,7 @@ def test_an_attempt_that_lost_its_lease_replaces_no_artifact(store, queue, clock
     assert [a.name for a in artifacts.list(job.id).artifacts] == ["out.txt"]
     out = artifacts.get(job.id, "out.txt")
     assert (out.content or blobs.get(out.blob_key)) == b"2" * size
-    final = store.get(job.id)
+    final = store.get(job.id, mark_gone=False)
     assert final.status == JobStatus.COMPLETED and final.result == "attempt 2"
 
 

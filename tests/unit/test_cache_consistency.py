@@ -26,7 +26,7 @@ def run(lifecycle, runner, queue, **submission):
     job = lifecycle.submit(tenant="acme", user="ann", **submission)
     for message in queue.drain():
         runner.run(message)
-    return lifecycle.store.get(job.id)
+    return lifecycle.store.get(job.id, mark_gone=False)
 
 
 def test_the_completion_write_invalidates_what_the_rules_name(queue, clock):

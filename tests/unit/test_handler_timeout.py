@@ -88,7 +88,7 @@ def test_a_handler_that_swallows_every_interrupt_is_failed_timeout_and_its_proce
     with pytest.raises(ProcessEnded):
         runner.run(queue.drain()[0])
     assert len(ended) == 1 and 1.4 < ended[0] - started < 30
-    job = store.get(submitted.id)
+    job = store.get(submitted.id, mark_gone=False)
     assert job.status == JobStatus.RETRYING and job.error.code == "timeout", job.error
     assert job.error.message.startswith(JobTimeoutError.exceeded(1, over_s=round(job_over_s(job))))
     assert "worker process was ended" in job.error.message

@@ -32,19 +32,19 @@ def test_submit_stores_a_queued_job_and_enqueues_attempt_one(lifecycle, store, q
     job = submit(lifecycle, scope="project-1", delay_seconds=30)
     assert job.status == JobStatus.QUEUED
     assert job.version == 1 and job.attempts == 0 and job.max_attempts == 3
-    assert store.get(job.id) == job
+    assert store.get(job.id, mark_gone=False) == job
     assert queue.sent == [(JobMessage(job.id, 1), "normal", 30)]
 
 
 def test_submit_that_cannot_enqueue_keeps_the_job_for_the_reconciler(lifecycle, store, queue, clock):
     queue.fail_sends = True
     job = submit(lifecycle)
-    assert store.get(job.id).status == JobStatus.QUEUED and queue.sent == []
+    assert store.get(job.id, mark_gone=False).status == JobStatus.QUEUED and queue.sent == []
     assert store.due(isoformat(clock.now), 10).jobs == []
     queue.fail_sends = False
     clock.advance(lifecycle.dispatch_grace_s)
     assert [j.id for j in store.due(isoformat(clock.now), 10).jobs] == [job.id]
-    assert lifecycle.reconcile(store.get(job.id)) == ReconcileOutcome.REDISPATCHED
+    assert lifecycle.reconcile(store.get(job.id, mark_gone=False)) == ReconcileOutcome.REDISPATCHED
     assert queue.drain() == [JobMessage(job.id, 1)]
 
 
@@ -65,7 +65,7 @@ def test_claim_takes_the_attempt_once(lifecycle, store):
     assert duplicate.outcome == ClaimOutcome.DEFER
     # The run record is written when the attempt ends; until then the job shows it.
     assert store.runs(job.id) == []
-    stored = store.get(job.id)
+    stored = store.get(job.id, mark_gone=False)
     assert [(r.attempt, r.status, r.started_at) for r in stored.runs(store.runs(job.id))] == [
         (1, JobStatus.RUNNING, first.job.attempt_started_at)]
 
@@ -106,7 +106,7 @@ def test_a_claim_of_the_sent_message_is_one_write_and_no_read(counted, queue, cl
     assert counting.calls == ["apply_expected"]
     assert claim.outcome == ClaimOutcome.RUN
     running = claim.job
-    assert running == counting.get(job.id)
+    assert running == counting.get(job.id, mark_gone=False)
     assert (running.status, running.attempts, running.version) == (JobStatus.RUNNING, 1, job.version + 1)
     assert running.started_at == running.attempt_started_at == isoformat(clock.now)
     assert running.lease_expires_at == running.due_at == isoformat(clock.now + timedelta(seconds=job.timeout_s + 30))
@@ -122,7 +122,7 @@ def test_a_refused_claim_write_decides_on_the_job_it_returns_without_a_read(coun
     duplicate = lifecycle.claim(message)  # running under a live lease
     assert counting.calls == ["apply_expected"] and duplicate.outcome == ClaimOutcome.DEFER
     assert duplicate.retry_after_s == job.timeout_s + 31
-    lifecycle.complete(counting.get(job.id), {"ok": True})
+    lifecycle.complete(counting.get(job.id, mark_gone=False), {"ok": True})
     counting.calls.clear()
     assert lifecycle.claim(message).outcome == ClaimOutcome.SKIP and counting.calls == ["apply_expected"]
 
@@ -153,7 +153,7 @@ def _claim_case(case: str, hinted: bool):
         message = JobMessage(job.id, 1, tenant="other", timeout_s=message.timeout_s)
     if case == "old_attempt":  # a duplicate of attempt 1 while the job waits for attempt 2
         lifecycle.claim(message)
-        lifecycle.fail_attempt(store.get(job.id), JobErrorInfo(code="x", message="y"), retryable=True)
+        lifecycle.fail_attempt(store.get(job.id, mark_gone=False), JobErrorInfo(code="x", message="y"), retryable=True)
         clock.advance(900)
     if case == "wrong_timeout":
         message = JobMessage(job.id, 1, tenant="acme", timeout_s=message.timeout_s + 100)
@@ -162,7 +162,7 @@ def _claim_case(case: str, hinted: bool):
     if not hinted:
         message = JobMessage(message.job_id, message.attempt)
     claim = lifecycle.claim(message, time_left_s=time_left_s)
-    return claim, store.get(job.id)
+    return claim, store.get(job.id, mark_gone=False)
 
 
 @pytest.mark.parametrize("case", ["fresh", "cancel_requested", "lease_expired", "scheduled_later", "no_time",
@@ -218,8 +218,8 @@ def test_a_job_canceled_between_attempts_does_not_carry_the_failed_attempts_erro
     assert retrying.status == JobStatus.RETRYING and retrying.error == error
     canceled = lifecycle.cancel("acme", job.id)
     assert canceled.status == JobStatus.CANCELED and canceled.error is None
-    assert store.get(job.id).error is None
-    (event,) = events_for_change(retrying, store.get(job.id), "2026-01-01T00:00:00.000Z")
+    assert store.get(job.id, mark_gone=False).error is None
+    (event,) = events_for_change(retrying, store.get(job.id, mark_gone=False), "2026-01-01T00:00:00.000Z")
     assert event.status == "canceled" and event.error is None
     assert [r.error for r in store.runs(job.id)] == [error]
 
@@ -254,7 +254,7 @@ def test_a_cancel_request_lands_however_often_the_handler_reports_progress(lifec
     requested = lifecycle.cancel("acme", job.id)
     assert requested.status == JobStatus.RUNNING and requested.cancel_requested
     del store.get
-    stored = store.get(job.id)
+    stored = store.get(job.id, mark_gone=False)
     assert stored.cancel_requested and stored.attempts == 1 and stored.progress.percent >= 1
     assert lifecycle.cancel("acme", job.id).cancel_requested  # asked again: the same answer
 
@@ -331,11 +331,11 @@ def test_spawned_children_are_linked_and_idempotent_within_an_attempt(lifecycle,
     assert first.id == again.id != second.id
     assert first.parent_id == parent.id and first.scope == "proj" and second.scope == "elsewhere"
     assert first.tenant == "acme" and first.user == "ann"
-    assert store.get(parent.id).children == [first.id, second.id]
+    assert store.get(parent.id, mark_gone=False).children == [first.id, second.id]
     assert [m.job_id for m, _, _ in queue.sent].count(first.id) == 1
     with pytest.raises(UnknownJobTypeError, match="unknown job type 'nope'"):
         lifecycle.spawn(running, 3, type="nope", payload={})
-    assert store.get(parent.id).children == [first.id, second.id]
+    assert store.get(parent.id, mark_gone=False).children == [first.id, second.id]
 
 
 @pytest.mark.parametrize("read_first", [False, True])
@@ -360,7 +360,7 @@ def test_a_type_at_the_longest_timeout_register_accepts_is_claimed_by_a_fresh_in
     if read_first:  # a message without hints (sent before they existed, moved by hand)
         message = JobMessage(message.job_id, message.attempt)
     claim = lifecycle.claim(message, time_left_s=WORKER_TIMEOUT_S - CLAIM_HEADROOM_S + 0.001)
-    assert claim.outcome == ClaimOutcome.RUN and store.get(job.id).status == JobStatus.RUNNING
+    assert claim.outcome == ClaimOutcome.RUN and store.get(job.id, mark_gone=False).status == JobStatus.RUNNING
 
 
 @pytest.mark.parametrize("scope", ["runs/42", "a#b", "a b", "..", ".", "x" * 257])
@@ -371,7 +371,7 @@ def test_a_spawned_child_is_refused_a_scope_no_route_reaches(lifecycle, store, s
     running = lifecycle.claim(JobMessage(parent.id, 1)).job
     with pytest.raises(InvalidRequestError):
         lifecycle.spawn(running, 1, type="demo.steps", payload=STEPS, scope=scope)
-    assert store.get(parent.id).children == []
+    assert store.get(parent.id, mark_gone=False).children == []
 
 
 def test_a_handler_cannot_spawn_a_maintenance_task(store, queue, clock):
@@ -383,7 +383,7 @@ def test_a_handler_cannot_spawn_a_maintenance_task(store, queue, clock):
     running = lifecycle.claim(JobMessage(parent.id, 1)).job
     with pytest.raises(UnknownJobTypeError, match="unknown job type 'maintenance.cleanup_runs'"):
         lifecycle.spawn(running, 1, type="maintenance.cleanup_runs", payload={})
-    assert store.get(parent.id).children == [] and [m.job_id for m, _, _ in queue.sent] == [parent.id]
+    assert store.get(parent.id, mark_gone=False).children == [] and [m.job_id for m, _, _ in queue.sent] == [parent.id]
 
 
 def test_a_child_keeps_the_scope_its_parent_was_accepted_with(lifecycle, store):
@@ -405,11 +405,11 @@ def test_an_attempt_that_lost_its_lease_spawns_no_child(lifecycle, store, queue,
     current = lifecycle.claim(JobMessage(parent.id, 2)).job
     if then == "completed":
         lifecycle.complete(current, {"ok": True})
-    before, queue.sent[:] = store.get(parent.id), []
+    before, queue.sent[:] = store.get(parent.id, mark_gone=False), []
     with pytest.raises(AttemptEndedError, match=f"attempt 1 of job {parent.id}"):
         lifecycle.spawn(stale, 1, type="demo.steps", payload=STEPS)
-    assert store.get(child_job_id(parent.id, 1, 1)) is None
-    assert queue.sent == [] and store.get(parent.id) == before
+    assert store.get(child_job_id(parent.id, 1, 1), mark_gone=False) is None
+    assert queue.sent == [] and store.get(parent.id, mark_gone=False) == before
 
 
 def test_a_spawned_child_is_never_left_off_its_parent(lifecycle, store, queue):
@@ -427,8 +427,8 @@ def test_a_spawned_child_is_never_left_off_its_parent(lifecycle, store, queue):
         child_id = lifecycle.spawn(running, 1, type="demo.steps", payload=STEPS).id
     except StoreUnavailableError:
         child_id = child_job_id(parent.id, 1, 1)
-    made = store.get(child_id) is not None
-    assert made == (child_id in store.get(parent.id).children)
+    made = store.get(child_id, mark_gone=False) is not None
+    assert made == (child_id in store.get(parent.id, mark_gone=False).children)
     assert made == (child_id in [m.job_id for m, _, _ in queue.sent])
 
 
@@ -450,15 +450,15 @@ def test_a_dead_letter_the_queue_refused_is_parked_by_the_message_coming_back(li
             lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=False)
         else:
             clock.advance(running.timeout_s + 3600)
-            lifecycle.reconcile(store.get(job.id))
-    failed = store.get(job.id)
+            lifecycle.reconcile(store.get(job.id, mark_gone=False))
+    failed = store.get(job.id, mark_gone=False)
     assert failed.status == JobStatus.FAILED and queue.dead == []
     queue.fail_sends = False
     for _ in range(2):
         assert lifecycle.claim(JobMessage(job.id, 3)).outcome == ClaimOutcome.SKIP
     reason = {"code": failed.error.code, "message": failed.error.message}
     assert queue.dead == [(JobMessage(job.id, 3), reason)]
-    assert "dead_letter_owed" not in store.get(job.id).public()
+    assert "dead_letter_owed" not in store.get(job.id, mark_gone=False).public()
 
 
 @pytest.mark.parametrize("how", ["the process dies", "the store does not answer the mark"])
@@ -490,11 +490,11 @@ def test_a_letter_the_failing_delivery_did_not_park_is_parked_by_the_next_one(li
     with pytest.raises((Died, QueueUnavailableError)):
         lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=False)
     queue.dead_letter, store.apply = real_dead_letter, real_apply
-    failed = store.get(job.id)
+    failed = store.get(job.id, mark_gone=False)
     assert failed.status == JobStatus.FAILED and failed.dead_letter_owed == 1 and queue.dead == []
     assert lifecycle.claim(JobMessage(job.id, 1)).outcome == ClaimOutcome.SKIP
     assert queue.dead == [(JobMessage(job.id, 1), {"code": "boom", "message": "it broke"})]
-    assert store.get(job.id).dead_letter_owed is None
+    assert store.get(job.id, mark_gone=False).dead_letter_owed is None
 
 
 @pytest.mark.parametrize("status, owed, attempt, owes", [
@@ -515,7 +515,7 @@ def test_a_failed_job_whose_letter_was_parked_owes_none(lifecycle, store, queue)
     job = submit(lifecycle)
     running = lifecycle.claim(JobMessage(job.id, 1)).job
     failed = lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=False)
-    assert failed.dead_letter_owed is None and store.get(job.id).dead_letter_owed is None
+    assert failed.dead_letter_owed is None and store.get(job.id, mark_gone=False).dead_letter_owed is None
     assert len(queue.dead) == 1
     assert lifecycle.claim(JobMessage(job.id, 1)).outcome == ClaimOutcome.SKIP
     assert len(queue.dead) == 1  # a later delivery parks nothing

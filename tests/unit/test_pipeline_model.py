@@ -143,7 +143,7 @@ class PipelineModel(SimulatedJobsQueue, RuleBasedStateMachine):
 
     def cancel_job(self, job_id: str) -> None:
         try:
-            self.lifecycle.cancel(self.store.get(job_id).tenant, job_id)
+            self.lifecycle.cancel(self.store.get(job_id, mark_gone=False).tenant, job_id)
         except JobAlreadyFinishedError:
             pass
         self.collect_sent()

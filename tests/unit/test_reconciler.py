@@ -98,7 +98,7 @@ def test_a_claimed_job_is_left_alone_until_its_lease_ends(lifecycle, queue, cloc
     assert reconciler.run_pass().counts == {}
     clock.advance(2)
     assert reconciler.run_pass().counts == {"lease_expired": 1}
-    after = store.get(job.id)
+    after = store.get(job.id, mark_gone=False)
     assert after.status == JobStatus.RETRYING and after.error.code == "worker_lost"
     assert [m.attempt for m in queue.drain()] == [2]
 
@@ -124,9 +124,9 @@ def test_a_dead_lettered_message_fails_its_queued_job(lifecycle, queue, reconcil
     queue.dead.append((queue.drain()[0], {}))  # SQS's redrive policy parked it: no attempt ran
     result = reconciler.run_pass()
     assert result.counts == {"dead_lettered": 1}
-    failed = store.get(job.id)
+    failed = store.get(job.id, mark_gone=False)
     assert failed.status == JobStatus.FAILED and failed.error.code == "dead_lettered"
-    assert store.get(other.id).status == JobStatus.QUEUED
+    assert store.get(other.id, mark_gone=False).status == JobStatus.QUEUED
     assert reconciler.run_pass().counts == {}, "a failed job is not failed again"
 
 
@@ -142,10 +142,11 @@ def test_an_owed_letter_sqs_moved_itself_is_found_and_not_parked_again(lifecycle
     with pytest.raises(DeadLetterOwedError):
         lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=False)
     queue.fail_sends = False
-    assert store.get(job.id).dead_letter_owed == 1
+    assert store.get(job.id, mark_gone=False).dead_letter_owed == 1
     queue.dead.append((JobMessage(job.id, 1), {}))  # SQS's redrive policy moved it: its 10th receive failed
     assert reconciler.run_pass().counts == {"owed_letter_found": 1}
-    assert store.get(job.id).dead_letter_owed is None and store.get(job.id).status == JobStatus.FAILED
+    stored = store.get(job.id, mark_gone=False)
+    assert stored.dead_letter_owed is None and stored.status == JobStatus.FAILED
     assert reconciler.run_pass().counts == {}, "found once"
     assert InMemoryQueueOperations(queue).redrive("normal", 10) == {"moved": 1, "failed": 0}
     assert lifecycle.claim(queue.drain()[0]).outcome == ClaimOutcome.SKIP
@@ -164,7 +165,7 @@ def test_a_letter_of_another_attempt_does_not_settle_what_a_failed_job_owes(life
     queue.fail_sends = False
     queue.dead.append((JobMessage(job.id, 1), {}))  # a duplicate of attempt 1's message
     assert reconciler.run_pass().counts == {}
-    assert store.get(job.id).dead_letter_owed == 2
+    assert store.get(job.id, mark_gone=False).dead_letter_owed == 2
 
 
 def test_a_dead_letter_of_an_earlier_attempt_does_not_fail_the_retry(lifecycle, queue, reconciler, store, clock):
@@ -175,7 +176,7 @@ def test_a_dead_letter_of_an_earlier_attempt_does_not_fail_the_retry(lifecycle, 
     lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="x"), retryable=True)
     queue.dead.append((JobMessage(job.id, 1), {}))
     assert reconciler.run_pass().counts == {}
-    assert store.get(job.id).status == JobStatus.RETRYING
+    assert store.get(job.id, mark_gone=False).status == JobStatus.RETRYING
 
 
 def test_a_long_schedule_is_held_and_released_within_sqs_delay(lifecycle, queue, clock, reconciler, store):
@@ -238,7 +239,7 @@ def test_dead_letters_that_cannot_be_read_do_not_stop_the_due_jobs(lifecycle, qu
     result = Reconciler(lifecycle, _UnreadableDeadLetters(queue, error)).run_pass()
     assert result.counts == {"errors": 3, "lease_expired": 1}, "each priority's DLQ is an error of its own"
     assert [e.split(":")[0] for e in result.errors] == [f"dead letters ({p})" for p in ("high", "normal", "low")]
-    assert store.get(job.id).error.code == "worker_lost"
+    assert store.get(job.id, mark_gone=False).error.code == "worker_lost"
 
 
 class _OneUnreadableDeadLetterQueue(InMemoryQueueOperations):
@@ -260,13 +261,13 @@ def test_one_dead_letter_queue_that_cannot_be_read_does_not_hide_the_others_lett
         lifecycle, queue, store, unreadable, error):
     jobs = {priority: submit(lifecycle, priority=priority) for priority in ("high", "normal", "low")}
     for message in queue.drain():  # each priority's message parked on its own DLQ
-        queue.dead_letter(message, priority=store.get(message.job_id).priority, reason={})
+        queue.dead_letter(message, priority=store.get(message.job_id, mark_gone=False).priority, reason={})
     result = Reconciler(lifecycle, _OneUnreadableDeadLetterQueue(queue, unreadable, error)).run_pass()
     assert result.counts == {"dead_lettered": 2, "errors": 1}
     assert result.errors[0].startswith(f"dead letters ({unreadable}): ")
     for priority, job in jobs.items():
         expected = JobStatus.QUEUED if priority == unreadable else JobStatus.FAILED
-        assert store.get(job.id).status == expected, priority
+        assert store.get(job.id, mark_gone=False).status == expected, priority
 
 
 @pytest.mark.parametrize("body", [{"job_id": "a#b", "attempt": 1}, {"job_id": "", "attempt": 1},
@@ -278,7 +279,7 @@ def test_a_dead_letter_that_names_no_job_is_left_to_operators(lifecycle, queue, 
     queue.dead.append((_Raw(body), {}))
     clock.advance(DISPATCH_GRACE_S + 1)
     assert reconciler.run_pass().counts == {"redispatched": 1}
-    assert store.get(stranded.id).dispatches == 2
+    assert store.get(stranded.id, mark_gone=False).dispatches == 2
 
 
 class _Raw:
@@ -318,11 +319,11 @@ def test_a_job_no_worker_ever_claims_fails_undeliverable_whatever_the_dead_lette
         for message in queue.drain():
             queue.dead.append((message, {}))
             sent += 1
-        if store.get(job.id).status.is_terminal:
+        if store.get(job.id, mark_gone=False).status.is_terminal:
             break
         reconciler.run_pass()
         clock.advance(60)
-    final = store.get(job.id)
+    final = store.get(job.id, mark_gone=False)
     assert final.status == JobStatus.FAILED and final.error.code == "undeliverable"
     assert sent == MAX_DISPATCHES and "after 24 messages" in final.error.message
     waited_h = (clock() - _parse(job.created_at)).total_seconds() / 3600
@@ -350,7 +351,7 @@ def test_the_bound_is_a_setting(store, queue, clock):
         clock.advance(MAX_DISPATCH_BACKOFF_S + 1)
         counts.append(reconciler.run_pass().counts)
     assert counts == [{"redispatched": 1}, {"redispatched": 1}, {"undeliverable": 1}, {}]
-    assert store.get(job.id).error.code == "undeliverable"
+    assert store.get(job.id, mark_gone=False).error.code == "undeliverable"
 
 
 def _parse(text: str):
@@ -386,8 +387,8 @@ def test_one_tenants_thousand_due_jobs_do_not_hold_back_another_tenants_stranded
     clock.advance(other.timeout_s + 30 + 60)
     result = Reconciler(lifecycle, None).run_pass()
     assert result.counts == {"released": 1000, "lease_expired": 1}
-    assert store.get(other.id).error.code == "worker_lost"
-    assert all(store.get(i).dispatches == 1 for i in batch)
+    assert store.get(other.id, mark_gone=False).error.code == "worker_lost"
+    assert all(store.get(i, mark_gone=False).dispatches == 1 for i in batch)
     assert Reconciler(lifecycle, None).run_pass().counts == {}
 
 
@@ -403,7 +404,7 @@ def test_a_job_waiting_in_a_backlog_longer_than_the_resends_is_not_failed_undeli
     for _ in range(30 * 60):  # 30 hours: the line never empties, nothing is lost
         clock.advance(60)
         counts.update(reconciler.run_pass().counts)
-    assert store.get(job.id).status == JobStatus.QUEUED, store.get(job.id).error
+    assert store.get(job.id, mark_gone=False).status == JobStatus.QUEUED, store.get(job.id, mark_gone=False).error
     assert counts["redispatched"] == MAX_DISPATCHES - 1 and counts["backlogged"] >= 5
     claim = lifecycle.claim(queue.drain()[0])
     assert claim.job.status == JobStatus.RUNNING
@@ -417,9 +418,9 @@ def test_a_job_is_not_kept_waiting_in_a_backlog_beyond_what_the_queue_retains(li
     for _ in range(16 * 24):
         clock.advance(3600)
         reconciler.run_pass()
-        if store.get(job.id).status.is_terminal:
+        if store.get(job.id, mark_gone=False).status.is_terminal:
             break
-    failed = store.get(job.id)
+    failed = store.get(job.id, mark_gone=False)
     assert failed.status == JobStatus.FAILED and failed.error.code == "undeliverable"
     waited_days = (clock() - _parse(job.created_at)).total_seconds() / 86400
     assert 14 <= waited_days < 15
@@ -440,5 +441,5 @@ def test_a_job_at_its_dispatch_bound_is_not_failed_when_its_queue_cannot_be_read
     result = reconciler.run_pass()
     assert result.counts == {"backlogged": 1, "errors": 1}
     assert result.errors == ["queue depths: dlq_unavailable: could not read queue attributes"]
-    assert store.get(job.id).status == JobStatus.QUEUED
-    assert store.get(job.id).due_at == isoformat(clock.now + timedelta(seconds=MAX_DISPATCH_BACKOFF_S))
+    assert store.get(job.id, mark_gone=False).status == JobStatus.QUEUED
+    assert store.get(job.id, mark_gone=False).due_at == isoformat(clock.now + timedelta(seconds=MAX_DISPATCH_BACKOFF_S))

@@ -343,7 +343,7 @@ def test_a_parent_whose_cancel_was_requested_spawns_no_child(store, queue, clock
     assert len(spawned) == 1 and len(refused) == 1
     assert final.status == JobStatus.CANCELED and final.result is None and final.children == spawned
     assert [m.job_id for m in queue.drain()] == spawned
-    assert store.get(child_job_id(parent.id, 1, 2)) is None
+    assert store.get(child_job_id(parent.id, 1, 2), mark_gone=False) is None
 
 
 def test_children_spawned_from_several_threads_are_each_made_once(store, queue, clock):
@@ -462,7 +462,7 @@ def test_a_late_attempt_whose_job_was_failed_with_its_dead_letter_owed_parks_the
         clock.advance(3600)  # past the lease: the reconciler takes the attempt
         queue.fail_sends = True
         with pytest.raises(DeadLetterOwedError):
-            lifecycle.reconcile(store.get(ctx.job_id))
+            lifecycle.reconcile(store.get(ctx.job_id, mark_gone=False))
         queue.fail_sends = False
         return {"late": True}
 
@@ -471,7 +471,7 @@ def test_a_late_attempt_whose_job_was_failed_with_its_dead_letter_owed_parks_the
     final = JobRunner(lifecycle, registry, progress_interval_s=0).run(message)
     assert final.status == JobStatus.FAILED and final.error.code == "worker_lost"
     assert [message for message, _ in queue.parked("normal")] == [JobMessage(job.id, 1)]
-    assert store.get(job.id).dead_letter_owed is None
+    assert store.get(job.id, mark_gone=False).dead_letter_owed is None
 
 
 def test_a_late_attempt_that_cannot_park_its_jobs_owed_letter_fails_its_delivery(store, queue, clock):
@@ -485,7 +485,7 @@ def test_a_late_attempt_that_cannot_park_its_jobs_owed_letter_fails_its_delivery
         clock.advance(3600)
         queue.fail_sends = True
         with pytest.raises(DeadLetterOwedError):
-            lifecycle.reconcile(store.get(ctx.job_id))
+            lifecycle.reconcile(store.get(ctx.job_id, mark_gone=False))
         return {"late": True}
 
     job = submit(lifecycle, "t.paused")
@@ -496,7 +496,7 @@ def test_a_late_attempt_that_cannot_park_its_jobs_owed_letter_fails_its_delivery
     queue.fail_sends = False
     assert runner.run(message).status == JobStatus.FAILED
     assert [message for message, _ in queue.parked("normal")] == [JobMessage(job.id, 1)]
-    assert store.get(job.id).dead_letter_owed is None
+    assert store.get(job.id, mark_gone=False).dead_letter_owed is None
 
 
 class Report(BaseModel):
@@ -522,7 +522,7 @@ def test_a_result_that_is_a_pydantic_model_is_stored_as_its_json(env, queue, typ
         job = submit(lifecycle, type_)
         final = run_all(runner, queue)
         assert final.status == JobStatus.COMPLETED, final.error
-        assert store.get(job.id).result == {"rows": rows, "at": "2026-01-02T03:04:05Z", "share": 0.5}
+        assert store.get(job.id, mark_gone=False).result == {"rows": rows, "at": "2026-01-02T03:04:05Z", "share": 0.5}
     submit(lifecycle, "t.model_nan")
     final = run_all(runner, queue)
     assert final.status == JobStatus.FAILED and final.error.code == "result_not_serializable"
@@ -546,7 +546,7 @@ def test_models_inside_a_result_are_stored_as_their_json_and_nothing_else_is_con
         job = submit(lifecycle, type_)
         final = run_all(runner, queue)
         assert final.status == JobStatus.COMPLETED, final.error
-        assert store.get(job.id).result == stored
+        assert store.get(job.id, mark_gone=False).result == stored
     for type_ in ("t.datetime", "t.set", "t.nested_nan"):
         submit(lifecycle, type_)
         final = run_all(runner, queue)
@@ -572,7 +572,7 @@ def test_a_child_payload_at_the_depth_a_submit_may_have_is_spawned_and_a_deeper_
     fits = lifecycle.submit(tenant="acme", user="ann", type="t.spawn_nested", payload={"data": 99})
     caught = lifecycle.submit(tenant="acme", user="ann", type="t.spawn_nested_caught", payload={"data": 100})
     run_all(runner, queue)
-    parent = store.get(fits.id)
+    parent = store.get(fits.id, mark_gone=False)
     assert parent.status == JobStatus.COMPLETED and len(parent.children) == 1
-    assert store.get(parent.children[0]).status == JobStatus.COMPLETED
-    assert store.get(caught.id).result == {"refused": "payload_too_deep"}
+    assert store.get(parent.children[0], mark_gone=False).status == JobStatus.COMPLETED
+    assert store.get(caught.id, mark_gone=False).result == {"refused": "payload_too_deep"}

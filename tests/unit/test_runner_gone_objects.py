@@ -70,7 +70,7 @@ def _submitted(lifecycle, runner, queue, how: str):
         (parent_message,) = queue.drain()
         child_id = runner.run(parent_message).result
         (message,) = queue.drain()
-        return lifecycle.store.get(child_id), message
+        return lifecycle.store.get(child_id, mark_gone=False), message
     key = "nightly-42" if how == "keyed" else None
     job = lifecycle.submit(tenant="acme", user="ann", type="t.any", payload=BIG, idempotency_key=key)
     (message,) = queue.drain()
@@ -96,7 +96,7 @@ def test_a_job_whose_payload_object_is_gone_fails_at_once_payload_gone(env, queu
                                     "by a lifecycle rule): no attempt can run it")
     assert types.ran == [] and queue.sent == []  # no handler run, no next attempt sent
     assert queue.dead == [(JobMessage(job.id, 1), {"code": "payload_gone", "message": failed.error.message})]
-    stored = lifecycle.store.get(job.id, fetch=())
+    stored = lifecycle.store.get(job.id, fetch=(), mark_gone=False)
     assert (stored.status, stored.dead_letter_owed) == (JobStatus.FAILED, None)
     [run] = lifecycle.store.runs(job.id)
     assert (run.attempt, run.status, run.error.code) == (1, JobStatus.FAILED, "payload_gone")

@@ -47,8 +47,9 @@ def test_due_jobs_whose_action_keeps_failing_do_not_starve_the_rest_of_the_index
     reconciler = Reconciler(lifecycle, None)
     clock.advance(3600)
     first = reconciler.run_pass()
-    assert first.counts == {"errors": DUE_PAGE, "redispatched": 1} and store.get(lost.id).dispatches == 2
-    assert all(store.get(i).due_at > store.get(lost.id).created_at for i in stuck)
+    assert first.counts == {"errors": DUE_PAGE, "redispatched": 1}
+    assert store.get(lost.id, mark_gone=False).dispatches == 2
+    assert all(store.get(i, mark_gone=False).due_at > store.get(lost.id, mark_gone=False).created_at for i in stuck)
     tried.clear()
     assert reconciler.run_pass().counts == {}, "put back: not tried again at once"
     clock.advance(RECONCILE_RETRY_S + 1)
@@ -70,7 +71,7 @@ def test_a_job_whose_action_fails_is_left_where_it_is_when_the_failed_action_mov
     monkeypatch.setattr(lifecycle.queue, "send", send_fails)
     result = Reconciler(lifecycle, None).run_pass()
     assert result.counts == {"errors": 1}
-    after = store.get(job.id)
+    after = store.get(job.id, mark_gone=False)
     assert after.dispatches == 2 and after.version == job.version + 1  # the resend's own write, nothing more
 
 
@@ -98,14 +99,14 @@ def test_a_job_whose_progress_filled_its_record_still_completes_cancels_and_fail
     """Every write that ends an attempt or asks it to stop lands on a full record: the progress
     message is cut to what events carry, the rest of the write is as it would have been."""
     done = lifecycle.complete(filled(lifecycle, queue), {"rows": "r" * 30_000})
-    assert done.status == JobStatus.COMPLETED and store.get(done.id).result == {"rows": "r" * 30_000}
-    assert store.get(done.id).progress.message == "я" * (MAX_EVENT_TEXT_CHARS - 1) + "…"
+    assert done.status == JobStatus.COMPLETED and store.get(done.id, mark_gone=False).result == {"rows": "r" * 30_000}
+    assert store.get(done.id, mark_gone=False).progress.message == "я" * (MAX_EVENT_TEXT_CHARS - 1) + "…"
     asked = lifecycle.cancel("acme", filled(lifecycle, queue).id)
-    assert store.get(asked.id).cancel_requested
+    assert store.get(asked.id, mark_gone=False).cancel_requested
     failed = lifecycle.fail_attempt(filled(lifecycle, queue), JobErrorInfo(code="boom", message="b" * 2000),
                                     retryable=False)
-    assert failed.status == JobStatus.FAILED and store.get(failed.id).error.message == "b" * 2000
-    assert store.get(failed.id).progress.message.endswith("…")
+    assert failed.status == JobStatus.FAILED and store.get(failed.id, mark_gone=False).error.message == "b" * 2000
+    assert store.get(failed.id, mark_gone=False).progress.message.endswith("…")
 
 
 def test_a_pass_short_of_time_stops_taking_jobs_and_still_reports(lifecycle, queue, clock, store):
@@ -118,7 +119,7 @@ def test_a_pass_short_of_time_stops_taking_jobs_and_still_reports(lifecycle, que
     result = Reconciler(lifecycle, None).run_pass(time_left_s=lambda: next(left, 0.0))
     assert result.counts == {"redispatched": 3, "out_of_time": 1}
     assert Reconciler(lifecycle, None).run_pass(time_left_s=lambda: 60.0).counts == {"redispatched": 2}
-    assert all(store.get(i).dispatches == 2 for i in ids)
+    assert all(store.get(i, mark_gone=False).dispatches == 2 for i in ids)
 
 
 class _NoFailedBatches:
@@ -155,7 +156,7 @@ def test_a_pass_leaves_what_is_still_due_after_its_budget_and_the_stream_batches
     done = result.counts["redispatched"]
     assert RECONCILE_DUE_BUDGET_S * 10 - 10 < done <= RECONCILE_DUE_BUDGET_S * 10
     assert replay.taken_with and replay.taken_with[0] > 120 - RECONCILE_DUE_BUDGET_S - 1
-    assert sum(store.get(i).dispatches == 2 for i in ids) == done
+    assert sum(store.get(i, mark_gone=False).dispatches == 2 for i in ids) == done
     spent[0] = 0.0
     assert Reconciler(lifecycle, None).run_pass(time_left_s=time_left).counts["redispatched"] == done, (
         "the next pass goes on from the earliest still due")
