@@ -246,6 +246,8 @@ def _operator_paths() -> dict[str, Any]:
         "/api/system/dlq": {"get": {"parameters": _query("priority", "queue", "limit"), "responses": {
             "200": _json({"type": "object", "required": ["dead_letters"], "properties": {
                 "dead_letters": {"type": "object", "additionalProperties": {"type": "array", "items": letter}},
+                "total": {"type": "object", "additionalProperties": {"type": ["integer", "null"]},
+                          "description": "per queue, its letters in all (a listing shows up to `limit`)"},
                 "unavailable": unavailable}}), **refused}}},
         "/api/system/dlq/redrive": {"post": {"parameters": _query("priority", "queue", "limit"), "responses": {
             "200": _json({"type": "object", "required": ["redriven"], "properties": {

@@ -27,7 +27,7 @@ from chalicelib.domain.events import SOURCE
 from chalicelib.domain.job import PRIORITIES, is_plausible_job_id, isoformat, utcnow
 from chalicelib.domain.stats import hours_back, summarize
 from chalicelib.observability import logger
-from chalicelib.ports import DeadLetter
+from chalicelib.ports import DeadLetter, QueueOperations
 
 system_api = Blueprint(__name__)
 
@@ -146,9 +146,11 @@ def stats(call: Call) -> Any:
 
 @route("/api/system/dlq", methods=["GET"])
 def dead_letters(call: Call) -> Any:
-    """Messages on the dead-letter queues, left where they are, with their job's status. Every
-    queue (none named): one that does not answer is named under `unavailable` and the others
-    still shown; DeadLetterUnavailableError only when none answered."""
+    """Messages on the dead-letter queues, left where they are, with their job's status: up to
+    `limit` a queue (SQS has no cursor to read on from), and under `total` how many each queue
+    holds in all (SQS's approximate count; null when it did not answer). Every queue (none
+    named): one that does not answer is named under `unavailable` and the others still shown;
+    DeadLetterUnavailableError only when none answered."""
     params = validate(DeadLetterQuery, call.query())
     services = container()
     operations = services.queue_operations
@@ -177,10 +179,20 @@ def dead_letters(call: Call) -> Any:
                         "attempts": job.attempts, "max_attempts": job.max_attempts}
                 if job else None,
             })
-    answer: dict[str, Any] = {"dead_letters": out}
+    answer: dict[str, Any] = {"dead_letters": out, "total": {name: _total(operations, name) for name in out}}
     if unavailable:
         answer["unavailable"] = _named(unavailable)
     return answer
+
+
+def _total(operations: QueueOperations, name: str) -> Optional[int]:
+    """How many letters the queue holds in all, or None (logged) when it did not answer: the
+    letters already read are shown all the same."""
+    try:
+        return operations.dead_letter_depth(name)
+    except JobpipeError as exc:
+        _outage("dead_letter_queues", exc, name)
+        return None
 
 
 @route("/api/system/dlq/redrive", methods=["POST"])
