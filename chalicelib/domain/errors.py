@@ -94,6 +94,13 @@ class JobAlreadyFinishedError(JobpipeError):
     code = "job_finished"
 
 
+class JobNotFinishedError(JobpipeError):
+    """A rerun of a job that has not ended (queued, running, retrying): only a finished job is
+    run again. `details`: `status`."""
+
+    code = "job_not_finished"
+
+
 class QueueUnavailableError(JobpipeError):
     code = "queue_unavailable"
 

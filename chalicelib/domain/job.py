@@ -113,6 +113,8 @@ class Job(BaseModel):
     user: str
     scope: Optional[str] = None
     parent_id: Optional[str] = None
+    # The finished job this one runs again (POST /jobs/{id}/rerun); None on every other job.
+    rerun_of: Optional[str] = None
     children: list[str] = Field(default_factory=list)
     priority: Priority = "normal"
     attempts: int = 0

@@ -16,8 +16,11 @@ from chalicelib.defaults import (
 )
 from chalicelib.domain.caches import check_name
 from chalicelib.domain.errors import (
+    BlobNotFoundError,
     IdempotencyConflictError,
     InvalidRequestError,
+    JobNotFinishedError,
+    JobNotFoundError,
     JobPurgedError,
     PayloadTooDeepError,
     PayloadTooLargeError,
@@ -74,13 +77,15 @@ class Admission(JobTransitions):
         delay_seconds: int = 0,
         run_at: Optional[datetime] = None,
         scope: Optional[str] = None,
+        rerun_of: Optional[str] = None,
         job_id: Optional[str] = None,
         idempotency_key: Optional[str] = None,
         admit: Optional[Callable[[str], None]] = None,
     ) -> Job:
         """Validate, store as queued, enqueue. The job starts `delay_seconds` from now or at
         `run_at` (at most MAX_SCHEDULE_S ahead). A start within SQS's delay is sent at once;
-        a later one is held in the store and released by the reconciler. The record is
+        a later one is held in the store and released by the reconciler. `rerun_of`: the
+        finished job this one runs again (`rerun`), recorded on the job. The record is
         written first and is what counts: if the enqueue fails, the reconciler sends the
         message once the job is due, so an accepted job is never stranded.
 
@@ -95,7 +100,8 @@ class Admission(JobTransitions):
         key = check_key(idempotency_key) if idempotency_key is not None else None
         now = self.clock()
         job, wait_s = self._new_job(now, tenant=tenant, user=user, type=type, payload=payload, priority=priority,
-                                    delay_seconds=delay_seconds, run_at=run_at, scope=scope, job_id=job_id)
+                                    delay_seconds=delay_seconds, run_at=run_at, scope=scope, job_id=job_id,
+                                    rerun_of=rerun_of)
         if key is None:
             if admit is not None:
                 admit(tenant)
@@ -120,9 +126,53 @@ class Admission(JobTransitions):
         self._send_first(job, wait_s)
         return job
 
+    def rerun(
+        self,
+        *,
+        tenant: str,
+        user: str,
+        job_id: str,
+        delay_seconds: int = 0,
+        run_at: Optional[datetime] = None,
+        new_id: Optional[str] = None,
+        idempotency_key: Optional[str] = None,
+        admit: Optional[Callable[[str], None]] = None,
+        internal: bool = False,
+    ) -> Job:
+        """Run the tenant's finished job `job_id` again: `submit` of a new job (`new_id`, or a
+        fresh id) with its type, payload (read back from S3 when kept there), priority and scope,
+        submitted by `user`, starting now or as `delay_seconds`/`run_at` say, and `rerun_of` the
+        original's id. A child's rerun is a top-level job: no parent lists it. The original is
+        read, never written. `idempotency_key` and `admit` as for submit: the key's request is
+        the rerun (the original's fields and `rerun_of`), so the same rerun under it answers the
+        job it made, and any other request under it is IdempotencyConflictError. `internal`: the
+        caller may start built-in (maintenance) jobs; without it their type is as unknown as on
+        POST /jobs. Raises, writing and sending nothing: JobNotFoundError (no such job, or
+        another tenant's), JobNotFinishedError, UnknownJobTypeError (its type no longer
+        registered, or built-in), BlobNotFoundError (its payload's object is gone), and what
+        submit raises (InvalidPayloadError for a payload its type's model no longer takes)."""
+        original = self.store.get(job_id, tenant=tenant, fetch=("payload",), mark_gone=True)
+        if original is None:
+            raise JobNotFoundError(f"job {job_id} not found")
+        if not original.status.is_terminal:
+            raise JobNotFinishedError(
+                f"job {job_id} is {original.status.value}: only a finished job (completed, failed or canceled) "
+                "runs again; wait for it to end, or cancel it first",
+                details={"status": original.status.value})
+        (self.registry.get if internal else self.registry.get_public)(original.type)
+        if "payload" in original.gone:
+            raise BlobNotFoundError(
+                f"the payload of job {job_id} is gone from the bucket (deleted by hand or by a lifecycle rule): "
+                "it cannot run again; submit the payload anew")
+        return self.submit(
+            tenant=original.tenant, user=user, type=original.type, payload=original.payload,
+            priority=original.priority, delay_seconds=delay_seconds, run_at=run_at, scope=original.scope,
+            rerun_of=original.id, job_id=new_id, idempotency_key=idempotency_key, admit=admit,
+        )
+
     def _new_job(self, now: datetime, *, tenant: str, user: str, type: str, payload: Any, priority: Optional[str],
                  delay_seconds: int, run_at: Optional[datetime], scope: Optional[str], job_id: Optional[str],
-                 parent_id: Optional[str] = None) -> tuple[Job, int]:
+                 parent_id: Optional[str] = None, rerun_of: Optional[str] = None) -> tuple[Job, int]:
         """A checked request as the queued job to store, and the seconds until it starts.
         Raises UnknownJobTypeError, InvalidPayloadError, InvalidRequestError,
         PayloadTooLargeError (no answer could carry the job)."""
@@ -141,6 +191,7 @@ class Admission(JobTransitions):
             user=user,
             scope=scope,
             parent_id=parent_id,
+            rerun_of=rerun_of,
             priority=priority or job_type.priority,
             max_attempts=job_type.max_attempts,
             timeout_s=job_type.timeout_s,

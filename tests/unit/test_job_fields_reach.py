@@ -48,6 +48,7 @@ NOT_CARRIED_BY_EVENT = {
     "result": "as the payload: large, read GET /jobs/{id} once the event says completed",
     "user": "who submitted is not sent outside the stack on every event: the job id leads to it",
     "parent_id": "no subscriber acts on a job's tree; a child's events name the child",
+    "rerun_of": "how the job came to be, fixed at its creation: a rerun's events name the rerun, GET shows the link",
     "children": "up to 2,000 ids (74 KB): it would crowd the entry",
     "priority": "how the job is scheduled, not what happened to it",
     "max_attempts": "the status says whether another attempt follows (retrying) or none (failed)",
@@ -83,7 +84,8 @@ SHOWN_BY_STATUS = {
 NOT_SHOWN_BY_STATUS = {
     "payload": "JSON of any size: --json", "result": "JSON of any size: --json",
     "tenant": "the caller's own tenant, the same on every row", "user": "who submitted: --json",
-    "scope": "--json", "parent_id": "--json", "children": "up to 2,000 ids: --json",
+    "scope": "--json", "parent_id": "--json", "rerun_of": "--json (`jobpipe rerun` prints the new id)",
+    "children": "up to 2,000 ids: --json",
     "priority": "--json", "cancel_requested": "the status shows it once it takes effect; --json",
     "started_at": "--json", "attempt_started_at": "--json", "finished_at": "--json", "not_before": "--json",
     "expires_at": "--json", "version": "a write counter, of no use on a line",
@@ -107,7 +109,7 @@ def a_job() -> Job:
     """A failed job with every field set (a failed job's event carries its error and its end)."""
     return Job(
         id="job-1", type="demo.steps", payload={"steps": 3}, status=JobStatus.FAILED, tenant="acme",
-        user="ann", scope="p-1", parent_id="job-0", children=["job-2"], priority="high", attempts=2,
+        user="ann", scope="p-1", parent_id="job-0", rerun_of="job-00", children=["job-2"], priority="high", attempts=2,
         max_attempts=3, timeout_s=60,
         progress=Progress(percent=40.0, step="step 4/10", message="working", details={"rows": 4},
                           updated_at="2027-01-01T10:00:03.000Z"),

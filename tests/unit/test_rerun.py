@@ -1,0 +1,196 @@
+"""JobLifecycle.rerun on the in-memory adapters: a finished job run again as a new job through
+submit's admission (quota, job types, Idempotency-Key), the original left as it ended, and each
+refusal writing and sending nothing."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from chalicelib.adapters.memory import InMemoryJobQueue, InMemoryJobStore
+from chalicelib.adapters.memory_blobs import InMemoryBlobStore
+from chalicelib.domain.errors import (
+    BlobNotFoundError,
+    IdempotencyConflictError,
+    JobNotFinishedError,
+    JobNotFoundError,
+    QuotaExceededError,
+    UnknownJobTypeError,
+)
+from chalicelib.domain.job import JobErrorInfo, isoformat
+from chalicelib.domain.status import JobStatus
+from chalicelib.job_types import build_registry
+from chalicelib.job_types.maintenance import with_maintenance
+from chalicelib.lifecycle import JobLifecycle
+from chalicelib.maintenance import SYSTEM_TENANT
+from chalicelib.ports import JobMessage
+
+STEPS = {"steps": 2, "step_ms": 0}
+
+
+def failed_job(lifecycle, **submitted):
+    """A job submitted with `submitted` whose one attempt failed for good."""
+    job = lifecycle.submit(**{"tenant": "acme", "user": "ann", "type": "demo.steps", "payload": STEPS,
+                              "priority": "high", "scope": "run-7", **submitted})
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    return lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="the ERP was down"), retryable=False)
+
+
+def test_a_failed_job_runs_again_as_a_new_queued_job_and_the_original_stays_as_it_ended(lifecycle, store, queue,
+                                                                                      clock):
+    original = failed_job(lifecycle)
+    assert original.status == JobStatus.FAILED
+    sent_before = list(queue.sent)
+    clock.advance(60)
+    again = lifecycle.rerun(tenant="acme", user="bob", job_id=original.id)
+    assert again.id != original.id and again.status == JobStatus.QUEUED and again.attempts == 0
+    assert (again.tenant, again.type, again.payload, again.priority, again.scope) == (
+        "acme", "demo.steps", original.payload, "high", "run-7")
+    assert again.user == "bob"  # who asked for it to run again
+    assert again.rerun_of == original.id and again.parent_id is None and again.error is None
+    assert again.created_at == again.not_before == isoformat(clock.now)  # it starts now
+    assert store.get(again.id) == again
+    assert queue.sent == [*sent_before, (JobMessage(again.id, 1), "high", 0)]
+    assert store.get(original.id) == original  # not written: same version, status, error
+
+
+def test_a_submitted_job_is_no_rerun(lifecycle):
+    job = lifecycle.submit(tenant="acme", user="ann", type="demo.steps", payload=STEPS)
+    assert job.rerun_of is None and job.public()["rerun_of"] is None
+
+
+def test_completed_and_canceled_jobs_run_again_too(lifecycle):
+    canceled = lifecycle.submit(tenant="acme", user="ann", type="demo.steps", payload=STEPS)
+    canceled = lifecycle.cancel("acme", canceled.id)
+    completed = lifecycle.submit(tenant="acme", user="ann", type="demo.steps", payload=STEPS)
+    completed = lifecycle.complete(lifecycle.claim(JobMessage(completed.id, 1)).job, {"rows": 2})
+    for finished in (canceled, completed):
+        assert lifecycle.rerun(tenant="acme", user="ann", job_id=finished.id).rerun_of == finished.id
+
+
+def test_a_rerun_of_a_rerun_names_the_job_it_ran_again(lifecycle):
+    first = failed_job(lifecycle)
+    second = lifecycle.cancel("acme", lifecycle.rerun(tenant="acme", user="ann", job_id=first.id).id)
+    assert lifecycle.rerun(tenant="acme", user="ann", job_id=second.id).rerun_of == second.id
+
+
+def test_a_rerun_starts_when_asked(lifecycle, queue, clock):
+    original = failed_job(lifecycle)
+    later = lifecycle.rerun(tenant="acme", user="ann", job_id=original.id, delay_seconds=30)
+    assert later.not_before == isoformat(clock.now + timedelta(seconds=30))
+    assert queue.sent[-1] == (JobMessage(later.id, 1), "high", 30)
+    at = clock.now + timedelta(days=2)
+    held = lifecycle.rerun(tenant="acme", user="ann", job_id=original.id, run_at=at)
+    assert held.not_before == isoformat(at) and held.dispatches == 0  # held for the reconciler, as submit holds it
+
+
+def test_a_childs_rerun_is_a_top_level_job(lifecycle, store):
+    parent = lifecycle.submit(tenant="acme", user="ann", type="demo.steps", payload=STEPS, scope="run-7")
+    running = lifecycle.claim(JobMessage(parent.id, 1)).job
+    child = lifecycle.spawn(running, 0, type="demo.steps", payload=STEPS)
+    child = lifecycle.cancel("acme", child.id)
+    again = lifecycle.rerun(tenant="acme", user="ann", job_id=child.id)
+    assert again.parent_id is None and again.rerun_of == child.id and again.scope == "run-7"
+    assert store.get(parent.id).children == [child.id]  # the parent lists its own child only
+
+
+@pytest.mark.parametrize("status", ["queued", "running", "retrying"])
+def test_an_unfinished_job_is_refused_and_nothing_is_written(lifecycle, store, queue, status):
+    job = lifecycle.submit(tenant="acme", user="ann", type="demo.steps", payload=STEPS)
+    if status != "queued":
+        job = lifecycle.claim(JobMessage(job.id, 1)).job
+    if status == "retrying":
+        job = lifecycle.fail_attempt(job, JobErrorInfo(code="boom", message="once"), retryable=True)
+    assert job.status.value == status
+    sent, listed = list(queue.sent), _all(store)
+    with pytest.raises(JobNotFinishedError, match=f"job {job.id} is {status}") as refused:
+        lifecycle.rerun(tenant="acme", user="ann", job_id=job.id)
+    assert refused.value.code == "job_not_finished" and refused.value.details == {"status": status}
+    assert queue.sent == sent and _all(store) == listed
+
+
+def test_an_unknown_job_or_another_tenants_is_not_found(lifecycle, store, queue):
+    original = failed_job(lifecycle)
+    sent, listed = list(queue.sent), _all(store)
+    for tenant, job_id in (("globex", original.id), ("acme", "no-such-job")):
+        with pytest.raises(JobNotFoundError, match=f"job {job_id} not found"):
+            lifecycle.rerun(tenant=tenant, user="bob", job_id=job_id)
+    assert queue.sent == sent and _all(store) == listed
+
+
+def test_a_payload_whose_object_is_gone_is_refused_as_gone(clock):
+    blobs = InMemoryBlobStore(clock)
+    store = InMemoryJobStore(blobs=blobs, inline_limit=16)
+    queue = InMemoryJobQueue()
+    lifecycle = JobLifecycle(store, queue, build_registry(demo_types=True), clock=clock)
+    kept = failed_job(lifecycle)  # its payload past the store's inline limit: kept in the bucket
+    assert store.get(kept.id, fetch=()).payload == {"claim_check": {"bytes": len(b'{"steps":2,"step_ms":0,"fail_at":null,"fail_mode":"retry","message_chars":0}')}}
+    assert lifecycle.rerun(tenant="acme", user="ann", job_id=kept.id).payload == kept.payload  # read back
+
+    gone = failed_job(lifecycle)
+    blobs.delete([key for key in list(blobs.objects) if gone.id in key])
+    sent, listed = list(queue.sent), _all(store)
+    with pytest.raises(BlobNotFoundError, match=f"the payload of job {gone.id} is gone") as refused:
+        lifecycle.rerun(tenant="acme", user="ann", job_id=gone.id)
+    assert refused.value.code == "blob_not_found"
+    assert queue.sent == sent and _all(store) == listed
+
+
+def test_a_type_no_longer_registered_is_refused_as_submit_refuses_it(lifecycle, store, queue, clock):
+    original = failed_job(lifecycle)
+    without_demo = JobLifecycle(store, queue, build_registry(demo_types=False), clock=clock)
+    with pytest.raises(UnknownJobTypeError, match="unknown job type 'demo.steps'"):
+        without_demo.rerun(tenant="acme", user="ann", job_id=original.id)
+
+
+def test_a_maintenance_task_runs_again_only_with_the_authority_to_start_one(store, queue, clock):
+    lifecycle = JobLifecycle(store, queue, with_maintenance(build_registry(demo_types=True), tasks=lambda: None),
+                             clock=clock)
+    task = lifecycle.submit(tenant=SYSTEM_TENANT, user="ops", type="maintenance.health_check", payload={})
+    task = lifecycle.cancel(SYSTEM_TENANT, task.id)
+    with pytest.raises(UnknownJobTypeError, match="unknown job type 'maintenance.health_check'"):
+        lifecycle.rerun(tenant=SYSTEM_TENANT, user="ops", job_id=task.id)
+    again = lifecycle.rerun(tenant=SYSTEM_TENANT, user="ops", job_id=task.id, internal=True)
+    assert again.type == "maintenance.health_check" and again.rerun_of == task.id
+
+
+def test_quota_refuses_a_rerun_before_anything_is_written(lifecycle, store, queue):
+    original = failed_job(lifecycle)
+    sent, listed = list(queue.sent), _all(store)
+
+    def refuse(tenant):
+        raise QuotaExceededError("acme has 2 jobs waiting, as many as it may", retry_after_s=5)
+
+    with pytest.raises(QuotaExceededError):
+        lifecycle.rerun(tenant="acme", user="ann", job_id=original.id, admit=refuse)
+    assert queue.sent == sent and _all(store) == listed
+
+
+def test_a_keyed_rerun_answers_its_job_again_and_a_key_names_one_request(lifecycle, queue):
+    original = failed_job(lifecycle)
+    other = failed_job(lifecycle)
+    first = lifecycle.rerun(tenant="acme", user="ann", job_id=original.id, idempotency_key="again-1")
+    sent = list(queue.sent)
+    assert lifecycle.rerun(tenant="acme", user="ann", job_id=original.id, idempotency_key="again-1") == first
+    assert queue.sent == sent
+
+    def refuse(tenant):
+        raise QuotaExceededError("full", retry_after_s=5)
+
+    # a replay is answered even once the quota would refuse a new job, as a keyed submit's is
+    assert lifecycle.rerun(tenant="acme", user="ann", job_id=original.id, idempotency_key="again-1",
+                           admit=refuse) == first
+    for conflicting in (
+        lambda: lifecycle.rerun(tenant="acme", user="ann", job_id=other.id, idempotency_key="again-1"),
+        lambda: lifecycle.rerun(tenant="acme", user="ann", job_id=original.id, delay_seconds=5,
+                                idempotency_key="again-1"),
+        lambda: lifecycle.submit(tenant="acme", user="ann", type="demo.steps", payload=STEPS, priority="high",
+                                 scope="run-7", idempotency_key="again-1"),
+    ):
+        with pytest.raises(IdempotencyConflictError):
+            conflicting()
+    assert queue.sent == sent
+
+
+def _all(store):
+    return {job_id: store.get(job_id, fetch=()) for job_id in list(store._jobs)}
