@@ -48,6 +48,7 @@ _STATUS: list[tuple[type[domain.JobpipeError], int]] = [
     (domain.BlobNotFoundError, 410),
     (domain.JobPurgedError, 410),
     (domain.JobAlreadyFinishedError, 409),
+    (domain.JobNotFinishedError, 409),
     (domain.IdempotencyConflictError, 409),
     (domain.StaleJobError, 409),
     (domain.InvalidTransitionError, 409),

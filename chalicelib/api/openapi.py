@@ -8,7 +8,7 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from chalicelib.api.etag import CACHE_CONTROL
-from chalicelib.api.requests import ListArtifactsQuery, ListJobsQuery, SubmitJobRequest
+from chalicelib.api.requests import ListArtifactsQuery, ListJobsQuery, RerunJobRequest, SubmitJobRequest
 from chalicelib.defaults import (
     MAX_ARTIFACT_PAGE,
     MAX_BATCH_IDS,
@@ -56,7 +56,8 @@ def _path_param(name: str) -> dict[str, Any]:
 
 def _schemas() -> dict[str, Any]:
     _, top = models_json_schema(
-        [(SubmitJobRequest, "validation"), (Job, "serialization"), (Run, "serialization")], ref_template=_REF
+        [(SubmitJobRequest, "validation"), (RerunJobRequest, "validation"), (Job, "serialization"),
+         (Run, "serialization")], ref_template=_REF
     )
     schemas = top["$defs"]
     job = schemas["Job"]
@@ -69,6 +70,8 @@ def _schemas() -> dict[str, Any]:
         "description": "the fields whose stored object no longer exists (deleted by hand or by a bucket rule): "
                        "each shows as null; left out while nothing is gone"}
     job["properties"]["started_at"]["description"] = "when the first attempt started"
+    job["properties"]["rerun_of"]["description"] = (
+        "the finished job this one runs again (POST /jobs/{job_id}/rerun); null on every other job")
     job["properties"]["attempt_started_at"]["description"] = (
         "while an attempt runs (status `running`), when that attempt started; null otherwise")
     job["properties"]["payload"] = {"anyOf": [job["properties"]["payload"], {"type": "null"}],
@@ -127,6 +130,9 @@ def _ids_body() -> dict[str, Any]:
 def _paths() -> dict[str, Any]:
     public: dict[str, Any] = {"security": []}
     job_id = [_path_param("job_id")]
+    idempotency_key = {"name": "Idempotency-Key", "in": "header",
+                       "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_CHARS,
+                                  "pattern": "^[ -~]+$"}}  # printable ASCII
     cache_params = [_path_param("scope"), _path_param("namespace")]
     return {
         "/health": {"get": {**public, "summary": "liveness", "responses": {"200": _json({"type": "object"})}}},
@@ -137,10 +143,7 @@ def _paths() -> dict[str, Any]:
             "200": _json({"type": "object", "required": ["job_types"]}), **_errors(401)}}},
         "/jobs": {
             "post": {"summary": "submit a job",
-                     "parameters": [{"name": "Idempotency-Key", "in": "header",
-                                     "schema": {"type": "string", "minLength": 1,
-                                               "maxLength": MAX_IDEMPOTENCY_KEY_CHARS,
-                                               "pattern": "^[ -~]+$"}}],  # printable ASCII
+                     "parameters": [idempotency_key],
                      "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("SubmitJobRequest")}}},
                      "responses": {"202": _json(_ref("Job"), "accepted"),
                                    **_errors(400, 401, 409, 410, 413, 422, 429, 503)}},
@@ -160,6 +163,13 @@ def _paths() -> dict[str, Any]:
             "delete": {"parameters": job_id, "responses": {"202": _json(_ref("Job")),
                                                            **_errors(401, 404, 409, 503)}},
         },
+        "/jobs/{job_id}/rerun": {"post": {
+            "summary": "run a finished job again as a new job (`rerun_of` names it)",
+            "parameters": [*job_id, idempotency_key],
+            "requestBody": {"required": False,
+                            "content": {"application/json": {"schema": _ref("RerunJobRequest")}}},
+            "responses": {"202": _json(_ref("Job"), "accepted"),
+                          **_errors(400, 401, 404, 409, 410, 413, 422, 429, 503)}}},
         "/jobs/{job_id}/runs": {"get": {"parameters": job_id, "responses": {
             "200": _json({"type": "object", "required": ["job_id", "runs"], "properties": {
                 "job_id": {"type": "string"}, "runs": {"type": "array", "items": _ref("Run")}}}),

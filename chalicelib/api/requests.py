@@ -65,6 +65,19 @@ class SubmitJobRequest(BaseModel):
         return self
 
 
+class RerunJobRequest(BaseModel):
+    """POST /jobs/{id}/rerun's body, optional: when the new job starts, as POST /jobs takes it.
+    Everything else is the original's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    delay_seconds: int = Field(default=0, ge=0, le=MAX_SCHEDULE_S, strict=True)
+    run_at: Optional[AwareDatetime] = None
+
+    _run_at_is_text = field_validator("run_at", mode="before")(SubmitJobRequest._run_at_is_text.__func__)
+    _one_start = model_validator(mode="after")(SubmitJobRequest._one_start)
+
+
 class ListJobsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -8,7 +8,7 @@ from chalice import Blueprint
 from chalicelib.api.etag import conditional_response, job_etag
 from chalicelib.api.http import Call, validate
 from chalicelib.api.job_reads import batch_job_ids, fitted, not_found
-from chalicelib.api.requests import ListJobsQuery, SubmitJobRequest
+from chalicelib.api.requests import ListJobsQuery, RerunJobRequest, SubmitJobRequest
 from chalicelib.api.routing import router
 from chalicelib.composition import container
 from chalicelib.domain.errors import JobNotFoundError
@@ -72,6 +72,28 @@ def submit_job(call: Call) -> Any:
         idempotency_key=call.header("idempotency-key"),
         admit=quota.admit if quota is not None else None,
         job_id=made,
+        **request.model_dump(),
+    )
+    if job.id == made:
+        count("jobs_submitted", job.type)
+    return job.public(), 202
+
+
+@route("/jobs/{job_id}/rerun", methods=["POST"])
+def rerun_job(call: Call, job_id: str) -> Any:
+    """A finished job run again as a new job (`rerun_of` names it), answered as POST /jobs
+    answers; the body, optional, says when it starts. The original is not written."""
+    request = call.model(RerunJobRequest) if call.raw_body.strip() else RerunJobRequest()
+    services = container()
+    quota = services.quota
+    made = new_job_id()
+    job = services.lifecycle.rerun(
+        tenant=call.user.tenant,
+        user=call.user.user,
+        job_id=_job_id(job_id),
+        new_id=made,
+        idempotency_key=call.header("idempotency-key"),
+        admit=quota.admit if quota is not None else None,
         **request.model_dump(),
     )
     if job.id == made:

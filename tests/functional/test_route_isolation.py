@@ -87,6 +87,8 @@ def _walks(w: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
         ("/jobs/{job_id}", "GET"): {"on": mine, "missing": none},
         ("/jobs/{job_id}", "DELETE"): {"on": {**mine, "job_id": w["queued"]}, "missing": none},
         ("/jobs/{job_id}/runs", "GET"): {"on": mine, "missing": none},
+        # The owner's finished job with its claim-checked payload: run again by nobody but the owner.
+        ("/jobs/{job_id}/rerun", "POST"): {"on": mine, "missing": none},
         ("/jobs/{job_id}/artifacts", "GET"): {"on": mine, "missing": none},
         ("/jobs/{job_id}/artifacts/{name}", "GET"): {"on": mine, "missing": none},
         ("/api/jobstatus/{job_id}", "GET"): {"on": {**mine, "job_id": w["parent"]}, "missing": none},
