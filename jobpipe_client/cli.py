@@ -1,4 +1,4 @@
-"""`jobpipe`: submit, inspect, list, cancel and watch jobs, and fetch their artifacts, from a shell.
+"""`jobpipe`: submit, rerun, inspect, list, cancel and watch jobs, and fetch their artifacts, from a shell.
 
 Connection from flags or the environment: `--api-url` / JOBPIPE_API_URL, `--token` /
 JOBPIPE_TOKEN, `--fallback-url` (repeatable) / JOBPIPE_FALLBACK_URLS (comma-separated).
@@ -12,7 +12,7 @@ unusable host, or the API refused the request, e.g. an unknown job or artifact o
 quota (429 quota_exceeded, its line saying when to try again)); 3 no API URL answered, or none
 with an answer that could be read, or the API said it is unavailable (its code is on the line),
 or an artifact's download from its S3 link failed (refused, expired, gone, no answer); for
-a submit that may have been accepted, the line names the idempotency key to repeat it with,
+a submit or rerun that may have been accepted, the line names the idempotency key to repeat it with,
 quoted for a shell; a watch rides out polls that get no answer, and exits 3 only once they have
 failed for --give-up-after seconds in a row (default 60), or when its --timeout runs out while
 they fail; 4 a --timeout ran out; 130 interrupted (during a submit's request, with the
@@ -96,6 +96,16 @@ def client_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Jobpipe
         raise UsageError(str(exc)) from None
 
 
+def _check_watch_flags(args: argparse.Namespace) -> None:
+    """UsageError for a flag that bounds a watch given without --watch."""
+    if args.timeout is not None and not args.watch:
+        raise UsageError("--timeout needs --watch: it bounds the wait for the job "
+                         "(--request-timeout bounds each request)")
+    if args.give_up_after is not None and not args.watch:
+        raise UsageError("--give-up-after needs --watch: it bounds how long the watch rides out "
+                         "polls that get no answer")
+
+
 class Commands:
     def __init__(self, client: JobpipeClient, out: Console, err: TextIO) -> None:
         self.client = client
@@ -104,15 +114,20 @@ class Commands:
         self.unshown_job: Optional[str] = None  # a job that was made but is not on stdout yet
 
     def submit(self, args: argparse.Namespace) -> int:
-        if args.timeout is not None and not args.watch:
-            raise UsageError("--timeout needs --watch: it bounds the wait for the job "
-                             "(--request-timeout bounds each request)")
-        if args.give_up_after is not None and not args.watch:
-            raise UsageError("--give-up-after needs --watch: it bounds how long the watch rides out "
-                             "polls that get no answer")
+        _check_watch_flags(args)
         payload = parse_payload(args.payload)
         job = self.client.submit(args.type, payload, priority=args.priority, delay_seconds=args.delay,
                                  run_at=args.run_at, scope=args.scope, idempotency_key=args.idempotency_key)
+        return self._made(job, args)
+
+    def rerun(self, args: argparse.Namespace) -> int:
+        _check_watch_flags(args)
+        job = self.client.rerun(args.id, delay_seconds=args.delay, run_at=args.run_at,
+                                idempotency_key=args.idempotency_key)
+        return self._made(job, args)
+
+    def _made(self, job: dict[str, Any], args: argparse.Namespace) -> int:
+        """A job a submit or rerun made: its id (the job with --json), then followed with --watch."""
         if args.json:
             if args.watch:
                 self.unshown_job = job["id"]  # stdout shows the job once it ends; a failure before names it
@@ -299,13 +314,13 @@ def outcome_unknown_line(exc: SubmitOutcomeUnknownError) -> str:
     """A submit that got no answer in one line: why each URL failed, that the job may exist,
     and the flag that repeats it safely."""
     reasons = "; ".join(f"{url}: {reason}" for url, reason in exc.failures)
-    return f"no answer to the submit ({reasons}); {repeat_hint(exc.idempotency_key)}"
+    return f"no answer to the {exc.action} ({reasons}); {repeat_hint(exc.idempotency_key)}"
 
 
 def interrupted_submit_line(exc: SubmitInterruptedError, how: str = "interrupted") -> str:
     """Ctrl-C (or SIGTERM: `how` is then "terminated") while a submit waited for its answer: it
     may have arrived, so the key matters."""
-    return f"{how} while the submit waited for its answer; {repeat_hint(exc.idempotency_key)}"
+    return f"{how} while the {exc.action} waited for its answer; {repeat_hint(exc.idempotency_key)}"
 
 
 def repeat_hint(key: str) -> str:
@@ -331,7 +346,8 @@ def main(
     def fail(code: int, message: str) -> int:
         job_id = commands.unshown_job if commands else None
         if job_id:
-            message += f" (job {job_id} was submitted: `jobpipe watch {job_id}` follows it)"
+            message += f" (job {job_id} was {'submitted' if args.command == 'submit' else 'made'}: " \
+                       f"`jobpipe watch {job_id}` follows it)"
         say(err, message)
         return code
 

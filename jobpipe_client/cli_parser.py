@@ -22,15 +22,15 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a command whos
 EXIT_TERMINATED = 143  # 128 + SIGTERM: what a shell reports for a command that SIGTERM ended
 STATUSES = ("queued", "running", "retrying", "completed", "failed", "canceled")
 EXIT_CODES = f"""exit codes:
-  0    done: every watched job completed (status, result, list, cancel, artifacts, a plain submit: the
-       answer was shown; artifact: it was written)
+  0    done: every watched job completed (status, result, list, cancel, artifacts, a plain submit or
+       rerun: the answer was shown; artifact: it was written)
   1    a watched job failed or was canceled, or is no longer found (not_found: deleted while watched);
        result: the job's result is gone, its stored object no longer exists (blob_not_found)
   {EXIT_BAD_INPUT}    bad input: usage, payload, idempotency key, artifact name, configuration, an -o FILE that
        exists (without --force) or cannot be written, or the API refused the request (4xx: an unknown
-       job or artifact; a quota's 429 too: its line says when to try again)
+       job or artifact, a rerun of a job not finished; a quota's 429 too: its line says when to try again)
   {EXIT_UNAVAILABLE}    the API is unavailable: no URL answered, or it answered 5xx; a watch gives up after
-       --give-up-after seconds of unanswered polls; a submit names the key that repeats it safely;
+       --give-up-after seconds of unanswered polls; a submit or rerun names the key that repeats it safely;
        an artifact's download from its S3 link failed (refused or expired link, object gone, no answer)
   {EXIT_TIMEOUT}    a watch's --timeout ran out
   {EXIT_INTERRUPTED}  interrupted
@@ -62,21 +62,24 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("type", metavar="TYPE", help="job type, e.g. demo.steps")
     submit.add_argument("--payload", default="{}", help="JSON object, or @file.json (default {})")
     submit.add_argument("--priority", choices=("high", "normal", "low"), help="its queue (default: the job type's)")
-    start = submit.add_mutually_exclusive_group()
-    start.add_argument("--delay", type=parse_delay, default=0, metavar="DURATION",
-                       help="start after DURATION: seconds, or with a unit (90s, 15m, 6h, 3d); up to 365 days")
-    start.add_argument("--run-at", type=parse_run_at, metavar="TIME",
-                       help="start at TIME, ISO 8601 with a zone (2027-01-31T09:00:00Z); up to 365 days ahead")
+    _start_flags(submit)
     submit.add_argument("--scope", help="what the job works on, e.g. a run id: its completion invalidates that "
                                         "scope's caches (letters, digits and . _ : @ -; no /)")
     submit.add_argument("--idempotency-key", type=parse_idempotency_key, metavar="KEY",
                         help="a repeated submit with the same key and payload returns the job the first made "
                              "(default: a fresh key)")
-    submit.add_argument("--watch", action="store_true", help="follow the job until it ends")
-    submit.add_argument("--timeout", type=parse_wait_timeout, metavar="SECONDS",
-                        help="with --watch: give up after SECONDS in all (exit 4)")
-    _give_up_flag(submit, "with --watch: ")
-    _json_flag(submit, "the job as the API returns it (with --watch: as it ended)")
+    _watch_flags(submit, "the job")
+
+    rerun = commands.add_parser("rerun", parents=[connection], help="run a finished job again, as a new job",
+                                description="Run a finished job (completed, failed or canceled) again: a new job "
+                                            "with its type, payload, priority and scope, whose rerun_of names it. "
+                                            "Prints the new job's id, as submit does.")
+    rerun.add_argument("id", metavar="JOB_ID", help="the finished job")
+    _start_flags(rerun)
+    rerun.add_argument("--idempotency-key", type=parse_idempotency_key, metavar="KEY",
+                       help="a repeated rerun of the same job with the same key returns the job the first made "
+                            "(default: a fresh key)")
+    _watch_flags(rerun, "the new job")
 
     status = commands.add_parser("status", parents=[connection], help="show jobs")
     status.add_argument("ids", nargs="+", metavar="ID")
@@ -115,6 +118,24 @@ def build_parser() -> argparse.ArgumentParser:
                           help="write it to FILE, whole or not at all (default, or -: stdout)")
     artifact.add_argument("--force", action="store_true", help="replace FILE if it exists (refused otherwise)")
     return parser
+
+
+def _start_flags(parser: argparse.ArgumentParser) -> None:
+    """When a new job starts: --delay or --run-at (submit's and rerun's)."""
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--delay", type=parse_delay, default=0, metavar="DURATION",
+                       help="start after DURATION: seconds, or with a unit (90s, 15m, 6h, 3d); up to 365 days")
+    start.add_argument("--run-at", type=parse_run_at, metavar="TIME",
+                       help="start at TIME, ISO 8601 with a zone (2027-01-31T09:00:00Z); up to 365 days ahead")
+
+
+def _watch_flags(parser: argparse.ArgumentParser, what: str) -> None:
+    """Following the job a command made: --watch, --timeout, --give-up-after, --json."""
+    parser.add_argument("--watch", action="store_true", help=f"follow {what} until it ends")
+    parser.add_argument("--timeout", type=parse_wait_timeout, metavar="SECONDS",
+                        help="with --watch: give up after SECONDS in all (exit 4)")
+    _give_up_flag(parser, "with --watch: ")
+    _json_flag(parser, f"{what} as the API returns it (with --watch: as it ended)")
 
 
 def _give_up_flag(parser: argparse.ArgumentParser, lead: str = "") -> None:

@@ -51,6 +51,14 @@ BATCH_LIMIT = 100  # ids per POST /jobs/status
 PAGE_LIMIT = 100  # jobs per GET /jobs page
 
 
+def _start(delay_seconds: int, run_at: Union[datetime, str, None]) -> dict[str, Any]:
+    """When a new job starts, as POST /jobs and POST /jobs/{id}/rerun take it."""
+    start: dict[str, Any] = {"delay_seconds": delay_seconds}
+    if run_at is not None:
+        start["run_at"] = run_at.isoformat() if isinstance(run_at, datetime) else run_at
+    return start
+
+
 class JobpipeClient:
     def __init__(
         self,
@@ -105,23 +113,46 @@ class JobpipeClient:
         has no form for (NaN, Infinity, a set, any other object)."""
         key = check_idempotency_key(idempotency_key) if idempotency_key is not None else f"client-{uuid.uuid4()}"
         body: dict[str, Any] = {"type": type, "payload": check_payload(dict(payload or {})),
-                                "delay_seconds": delay_seconds}
-        if run_at is not None:
-            body["run_at"] = run_at.isoformat() if isinstance(run_at, datetime) else run_at
+                                **_start(delay_seconds, run_at)}
         if priority is not None:
             body["priority"] = priority
         if scope is not None:
             body["scope"] = scope
+        return self._keyed("submit", "/jobs", body, key)
+
+    def rerun(
+        self,
+        job_id: str,
+        *,
+        idempotency_key: Optional[str] = None,
+        delay_seconds: int = 0,
+        run_at: Union[datetime, str, None] = None,
+    ) -> Job:
+        """Run a finished job (completed, failed or canceled) again: a new job with its type,
+        payload, priority and scope, whose `rerun_of` names it; returned as queued. It starts
+        now, `delay_seconds` from now or at `run_at`, as `submit`'s does. Keyed as `submit` is
+        (a fresh key unless given), with the same outcomes: SubmitOutcomeUnknownError or
+        SubmitInterruptedError carrying the key when the request may have arrived unanswered
+        (repeating the rerun with it is safe), JobpipeInputError before any request for a key
+        that is no key. JobpipeClientError with the API's code for a refusal: `job_not_found`,
+        `job_not_finished`, `blob_not_found` (its payload's object is gone), `quota_exceeded`,
+        `unknown_job_type`, `idempotency_conflict`."""
+        key = check_idempotency_key(idempotency_key) if idempotency_key is not None else f"client-{uuid.uuid4()}"
+        return self._keyed("rerun", f"/jobs/{path_id(job_id)}/rerun", _start(delay_seconds, run_at), key)
+
+    def _keyed(self, action: str, path: str, body: dict[str, Any], key: str) -> Job:
+        """POST `body` to `path` under Idempotency-Key `key`: the job the API made. A request that
+        may have arrived unanswered raises the `action`'s outcome error carrying the key."""
         try:
-            return self._call("POST", "/jobs", is_job, "a job", json=body, headers={"Idempotency-Key": key})
+            return self._call("POST", path, is_job, "a job", json=body, headers={"Idempotency-Key": key})
         except KeyboardInterrupt as exc:  # the request may be out: the key is what repeats it safely
-            raise SubmitInterruptedError(key) from exc
+            raise SubmitInterruptedError(key, action) from exc
         except JobpipeAnswerError as exc:  # it arrived, but what it made cannot be read
             cause = JobpipeUnavailableError([(self.transport.last_url or exc.url, exc.reason)], may_have_arrived=True)
-            raise SubmitOutcomeUnknownError(cause, key) from exc
+            raise SubmitOutcomeUnknownError(cause, key, action) from exc
         except JobpipeUnavailableError as exc:
             if exc.may_have_arrived:
-                raise SubmitOutcomeUnknownError(exc, key) from exc
+                raise SubmitOutcomeUnknownError(exc, key, action) from exc
             raise
 
     def get(self, job_id: str) -> Job:

@@ -100,11 +100,13 @@ class SubmitOutcomeUnknownError(JobpipeUnavailableError):
     """A submit got no usable answer but may have been accepted. Submitting again with the same
     `idempotency_key` is safe: the API answers with the job it made, or makes it once."""
 
-    def __init__(self, cause: JobpipeUnavailableError, idempotency_key: str) -> None:
+    def __init__(self, cause: JobpipeUnavailableError, idempotency_key: str, action: str = "submit") -> None:
+        """`action`: the request that made a job ("submit", or "rerun" for JobpipeClient.rerun)."""
         super().__init__(cause.failures, may_have_arrived=True, api_errors=cause.api_errors,
                          retry_after_s=cause.retry_after_s)
         self.idempotency_key = idempotency_key
-        self.args = (f"{cause}; the job may have been accepted: repeating the submit with idempotency key "
+        self.action = action
+        self.args = (f"{cause}; the job may have been accepted: repeating the {action} with idempotency key "
                      f"{idempotency_key} is safe (it makes no second job)",)
 
 
@@ -146,7 +148,8 @@ class SubmitInterruptedError(KeyboardInterrupt):
     job. Still a KeyboardInterrupt (the caller asked to stop, and code that catches Ctrl-C keeps
     working), carrying the `idempotency_key` that repeats the submit safely."""
 
-    def __init__(self, idempotency_key: str) -> None:
-        super().__init__(f"interrupted while the submit waited for its answer; the job may have been accepted: "
-                         f"repeating the submit with idempotency key {idempotency_key!r} is safe (it makes no second job)")
+    def __init__(self, idempotency_key: str, action: str = "submit") -> None:
+        super().__init__(f"interrupted while the {action} waited for its answer; the job may have been accepted: "
+                         f"repeating the {action} with idempotency key {idempotency_key!r} is safe (it makes no second job)")
         self.idempotency_key = idempotency_key
+        self.action = action

@@ -135,6 +135,8 @@ class FakeApi:
             return self._conditional(method, url, headers, {"jobs": jobs, "job_ids": ids}, tag)
         if method == "GET" and path == "/jobs":
             return self._page(method, url, params or {})
+        if method == "POST" and len(parts) == 3 and parts[0] == "jobs" and parts[2] == "rerun":
+            return self._rerun(method, url, parts[1], json or {})
         if method == "GET" and len(parts) in (3, 4) and parts[:1] == ["jobs"] and parts[2] == "artifacts":
             return self._artifacts(method, url, parts[1], parts[3] if len(parts) == 4 else None, params or {})
         if len(parts) == 2 and parts[0] == "jobs":
@@ -146,6 +148,21 @@ class FakeApi:
                 return make_response(method, url, 202, job)
             return self._conditional(method, url, headers, dict(job), self._tag([f"{job['id']}:{job['version']}"]))
         return make_response(method, url, 403, {"message": "Missing Authentication Token"})
+
+    def _rerun(self, method: str, url: str, job_id: str, body: dict[str, Any]) -> requests.Response:
+        """A finished job's rerun: a new queued job with its type and payload, `rerun_of` it."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            return self.error(method, url, 404, "job_not_found", f"job {job_id} not found")
+        if job["status"] not in ("completed", "failed", "canceled"):
+            return self.error(method, url, 409, "job_not_finished",
+                              f"job {job_id} is {job['status']}: only a finished job runs again")
+        again = self.add(type=job["type"], payload=job.get("payload", {}), rerun_of=job_id)
+        return make_response(method, url, 202, again)
+
+    @staticmethod
+    def error(method: str, url: str, status: int, code: str, message: str) -> requests.Response:
+        return make_response(method, url, status, {"error": {"code": code, "message": message}})
 
     def _artifacts(self, method: str, url: str, job_id: str, name: Optional[str], params: dict[str, Any]
                    ) -> requests.Response:
