@@ -153,6 +153,9 @@ class Admission(JobTransitions):
         submit raises (InvalidPayloadError for a payload its type's model no longer takes)."""
         original = self.store.get(job_id, tenant=tenant, fetch=("payload",), mark_gone=True)
         if original is None:
+            made = self._rerun_made(tenant, idempotency_key, job_id)
+            if made is not None:  # a replay after the original was removed: its key still answers
+                return made
             raise JobNotFoundError(f"job {job_id} not found")
         if not original.status.is_terminal:
             raise JobNotFinishedError(
@@ -169,6 +172,19 @@ class Admission(JobTransitions):
             priority=original.priority, delay_seconds=delay_seconds, run_at=run_at, scope=original.scope,
             rerun_of=original.id, job_id=new_id, idempotency_key=idempotency_key, admit=admit,
         )
+
+    def _rerun_made(self, tenant: str, idempotency_key: Optional[str], job_id: str) -> Optional[Job]:
+        """The job the tenant's kept `idempotency_key` made as a rerun of `job_id`, or None.
+        Asked only when `job_id` is gone (one GetItem, then the job's): a client repeating its
+        keyed rerun after the original's removal still gets its answer. Its request cannot be
+        hashed without the original, so the job's `rerun_of` stands for it."""
+        if idempotency_key is None:
+            return None
+        record = self.store.submission_key(tenant, check_key(idempotency_key), now=int(self.clock().timestamp()))
+        if record is None:
+            return None
+        made = self.store.get(record.job_id, tenant=tenant, mark_gone=True)
+        return made if made is not None and made.rerun_of == job_id else None
 
     def _new_job(self, now: datetime, *, tenant: str, user: str, type: str, payload: Any, priority: Optional[str],
                  delay_seconds: int, run_at: Optional[datetime], scope: Optional[str], job_id: Optional[str],

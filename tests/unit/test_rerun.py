@@ -49,9 +49,9 @@ def test_a_failed_job_runs_again_as_a_new_queued_job_and_the_original_stays_as_i
     assert again.user == "bob"  # who asked for it to run again
     assert again.rerun_of == original.id and again.parent_id is None and again.error is None
     assert again.created_at == again.not_before == isoformat(clock.now)  # it starts now
-    assert store.get(again.id) == again
+    assert store.get(again.id, mark_gone=False) == again
     assert queue.sent == [*sent_before, (JobMessage(again.id, 1), "high", 0)]
-    assert store.get(original.id) == original  # not written: same version, status, error
+    assert store.get(original.id, mark_gone=False) == original  # not written: same version, status, error
 
 
 def test_a_submitted_job_is_no_rerun(lifecycle):
@@ -91,7 +91,7 @@ def test_a_childs_rerun_is_a_top_level_job(lifecycle, store):
     child = lifecycle.cancel("acme", child.id)
     again = lifecycle.rerun(tenant="acme", user="ann", job_id=child.id)
     assert again.parent_id is None and again.rerun_of == child.id and again.scope == "run-7"
-    assert store.get(parent.id).children == [child.id]  # the parent lists its own child only
+    assert store.get(parent.id, mark_gone=False).children == [child.id]  # the parent lists its own child only
 
 
 @pytest.mark.parametrize("status", ["queued", "running", "retrying"])
@@ -124,7 +124,7 @@ def test_a_payload_whose_object_is_gone_is_refused_as_gone(clock):
     queue = InMemoryJobQueue()
     lifecycle = JobLifecycle(store, queue, build_registry(demo_types=True), clock=clock)
     kept = failed_job(lifecycle)  # its payload past the store's inline limit: kept in the bucket
-    assert store.get(kept.id, fetch=()).payload == {"claim_check": {"bytes": len(b'{"steps":2,"step_ms":0,"fail_at":null,"fail_mode":"retry","message_chars":0}')}}
+    assert store.get(kept.id, fetch=(), mark_gone=False).payload == {"claim_check": {"bytes": len(b'{"steps":2,"step_ms":0,"fail_at":null,"fail_mode":"retry","message_chars":0}')}}
     assert lifecycle.rerun(tenant="acme", user="ann", job_id=kept.id).payload == kept.payload  # read back
 
     gone = failed_job(lifecycle)
@@ -193,4 +193,24 @@ def test_a_keyed_rerun_answers_its_job_again_and_a_key_names_one_request(lifecyc
 
 
 def _all(store):
-    return {job_id: store.get(job_id, fetch=()) for job_id in list(store._jobs)}
+    return {job_id: store.get(job_id, fetch=(), mark_gone=False) for job_id in list(store._jobs)}
+
+
+def test_a_keyed_rerun_replayed_after_its_original_was_removed_answers_the_job_it_made(lifecycle, store, queue):
+    """A client that timed out repeats its keyed rerun: the answer is the job the key made, even
+    when the original has since been removed (retention, or its payload object gone), as long as
+    the key is kept. Without the key, or under a key that made nothing for this job, it is 404."""
+    original = failed_job(lifecycle)
+    made = lifecycle.rerun(tenant="acme", user="ann", job_id=original.id, idempotency_key="again-2")
+    unrelated = lifecycle.submit(tenant="acme", user="ann", type="demo.steps", payload=STEPS,
+                                 idempotency_key="plain-1")
+    store.mark_purging(original.id)
+    store.delete_job(original.id)
+    sent = list(queue.sent)
+    assert lifecycle.rerun(tenant="acme", user="ann", job_id=original.id, idempotency_key="again-2") == made
+    for key in (None, "plain-1", "never-used"):
+        with pytest.raises(JobNotFoundError, match=f"job {original.id} not found"):
+            lifecycle.rerun(tenant="acme", user="ann", job_id=original.id, idempotency_key=key)
+    with pytest.raises(JobNotFoundError):  # another tenant's key of the same name answers nothing
+        lifecycle.rerun(tenant="globex", user="gil", job_id=original.id, idempotency_key="again-2")
+    assert queue.sent == sent and unrelated.rerun_of is None
