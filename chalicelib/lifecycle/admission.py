@@ -164,6 +164,9 @@ class Admission(JobTransitions):
                 details={"status": original.status.value})
         (self.registry.get if internal else self.registry.get_public)(original.type)
         if "payload" in original.gone:
+            made = self._rerun_made(tenant, idempotency_key, job_id)
+            if made is not None:
+                return made
             raise BlobNotFoundError(
                 f"the payload of job {job_id} is gone from the bucket (deleted by hand or by a lifecycle rule): "
                 "it cannot run again; submit the payload anew")

@@ -134,6 +134,10 @@ def test_a_payload_whose_object_is_gone_is_refused_as_gone(clock):
         lifecycle.rerun(tenant="acme", user="ann", job_id=gone.id)
     assert refused.value.code == "blob_not_found"
     assert queue.sent == sent and _all(store) == listed
+    kept_again = lifecycle.rerun(tenant="acme", user="ann", job_id=kept.id, idempotency_key="again-3")
+    blobs.delete([key for key in list(blobs.objects) if kept.id in key and kept_again.id not in key])
+    # its key, repeated once the object is gone, still answers the job it made
+    assert lifecycle.rerun(tenant="acme", user="ann", job_id=kept.id, idempotency_key="again-3") == kept_again
 
 
 def test_a_type_no_longer_registered_is_refused_as_submit_refuses_it(lifecycle, store, queue, clock):
