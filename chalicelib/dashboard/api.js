@@ -145,6 +145,14 @@ function api(method, path, body, headers, tag) {
   );
 }
 
+// The Idempotency-Key of a request that makes a job (a submit, a rerun): kept while that request
+// has no usable answer, so pressing again returns the job it may have made instead of a second.
+function newIdempotencyKey() {
+  var bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes); // works on plain http too, unlike crypto.randomUUID
+  return "dashboard-" + Array.from(bytes, function (b) { return (b < 16 ? "0" : "") + b.toString(16); }).join("");
+}
+
 // One place decides what an error means for the page; returns true when it was handled.
 function handleError(err) {
   if (err instanceof StaleAnswer) return true;
@@ -220,7 +228,7 @@ function stopTimers() {
 }
 
 Object.assign(jobpipe, { ApiError: ApiError, NetworkError: NetworkError, StaleAnswer: StaleAnswer, api: api,
-  askForToken: askForToken, handleError: handleError, keepToken: keepToken, setLive: setLive, showBanner: showBanner,
+  askForToken: askForToken, handleError: handleError, keepToken: keepToken, newIdempotencyKey: newIdempotencyKey, setLive: setLive, showBanner: showBanner,
   showWorkspace: showWorkspace, stopTimers: stopTimers, takeTokenFromFragment: takeTokenFromFragment,
   token: token });
 })(window.jobpipe);

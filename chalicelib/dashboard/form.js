@@ -6,7 +6,8 @@
 (function (jobpipe) {
 var $ = jobpipe.$, state = jobpipe.state, bdi = jobpipe.bdi, busy = jobpipe.busy, setBusy = jobpipe.setBusy,
   ApiError = jobpipe.ApiError, NetworkError = jobpipe.NetworkError, api = jobpipe.api,
-  handleError = jobpipe.handleError, order = jobpipe.order, remember = jobpipe.remember,
+  handleError = jobpipe.handleError,
+  newIdempotencyKey = jobpipe.newIdempotencyKey, order = jobpipe.order, remember = jobpipe.remember,
   registered = jobpipe.registered, renderEmpty = jobpipe.renderEmpty,
   renderTypeFilter = jobpipe.renderTypeFilter, schedulePoll = jobpipe.schedulePoll;
 
@@ -104,12 +105,6 @@ function setFormStatus(kind) {
 // Idempotency-Key is kept for the same form contents, so pressing Submit again returns the job
 // that submit made instead of making a second one; an answered submit forgets it.
 var unsettledSubmit = null; // {body: the JSON sent, key}
-
-function newIdempotencyKey() {
-  var bytes = new Uint8Array(16);
-  crypto.getRandomValues(bytes); // works on plain http too, unlike crypto.randomUUID
-  return "dashboard-" + Array.from(bytes, function (b) { return (b < 16 ? "0" : "") + b.toString(16); }).join("");
-}
 
 // The form's field a refused submit points at: the job type, the priority or the payload.
 function fieldAtFault(code, details) {

@@ -1,5 +1,6 @@
 // jobpipe dashboard: one job's row (`JobRow`): status, progress, attempts, times, duration,
-// error, the countdown of a scheduled job, its details with every attempt, and its Cancel.
+// error, the countdown of a scheduled job, its details with every attempt, its Cancel, and its
+// Run again once it has ended.
 "use strict";
 
 (function (jobpipe) {
@@ -8,7 +9,8 @@ var CANCEL_NOTES = jobpipe.CANCEL_NOTES, LAST_ATTEMPT_READS = jobpipe.LAST_ATTEM
   bdi = jobpipe.bdi, busy = jobpipe.busy, countdown = jobpipe.countdown, el = jobpipe.el,
   jobDuration = jobpipe.jobDuration, runDuration = jobpipe.runDuration, said = jobpipe.said, setBusy = jobpipe.setBusy,
   shortId = jobpipe.shortId, when = jobpipe.when, ApiError = jobpipe.ApiError,
-  StaleAnswer = jobpipe.StaleAnswer, api = jobpipe.api, handleError = jobpipe.handleError;
+  NetworkError = jobpipe.NetworkError, StaleAnswer = jobpipe.StaleAnswer, api = jobpipe.api,
+  handleError = jobpipe.handleError, newIdempotencyKey = jobpipe.newIdempotencyKey;
 
 // A job waiting for its next attempt shows its last one's duration, read from its runs. In an
 // outage many jobs wait at once: only rows on screen (or nearly) read theirs, and at most
@@ -26,6 +28,7 @@ var onScreen = new IntersectionObserver(function (entries) {
 function JobRow(id) {
   this.id = id;
   var tr = this.tr = el("tr", "job");
+  tr.id = "job-" + id; // what a rerun's note links to
   tr.dataset.jobId = id;
   this.onScreen = false; // until the observer first sees it
   rowOf.set(tr, this);
@@ -86,7 +89,14 @@ function JobRow(id) {
   this.cancel.type = "button";
   this.cancel.setAttribute("aria-label", "Cancel job " + shortId(id));
   this.cancel.addEventListener("click", cancelJob.bind(null, id));
-  actions.appendChild(this.cancel);
+  // A finished job runs again as a new job; shown once the job has ended.
+  this.rerun = el("button", "rerun", "Run again");
+  this.rerun.type = "button";
+  this.rerun.hidden = true;
+  this.rerun.setAttribute("aria-label", "Run job " + shortId(id) + " again");
+  this.rerun.addEventListener("click", rerunJob.bind(null, id));
+  this.unsettledRerun = null; // the Idempotency-Key of a rerun that got no usable answer
+  actions.append(this.cancel, this.rerun);
 
   tr.append(jobCell, statusCell, progressCell, this.attempts, this.times, this.duration, this.error, actions);
 }
@@ -132,6 +142,7 @@ JobRow.prototype.render = function (job) {
 
   var cancellable = !TERMINAL[status];
   if (!cancellable) this.hideCancel();
+  this.rerun.hidden = cancellable;
   if (cancellable && job.cancel_requested) {
     setBusy(this.cancel, true);
     if (!this.note.textContent) this.note.textContent = "cancel requested";
@@ -144,6 +155,7 @@ JobRow.prototype.render = function (job) {
 
   var facts = [["id", job.id], ["type", job.type], ["priority", job.priority], ["submitted by", job.user]];
   if (job.scope) facts.push(["scope", job.scope]);
+  if (job.rerun_of) facts.push(["rerun of", job.rerun_of]);
   // The row cuts these short (their whole text its title, which a touch screen cannot hover):
   // the details show them whole.
   if (step) facts.push(["step", step]);
@@ -178,14 +190,17 @@ JobRow.prototype.renderGone = function () {
   this.schedule.replaceChildren();
   this.note.textContent = "no longer found: removed after its retention, or deleted";
   this.hideCancel();
+  this.hideButton(this.rerun);
 };
 
-// A Cancel that goes away with the keyboard's focus on it hands the focus to its job's
-// details, not to the page's start.
-JobRow.prototype.hideCancel = function () {
-  if (document.activeElement === this.cancel) this.toggle.focus();
-  this.cancel.hidden = true;
-  setBusy(this.cancel, false);
+// A Cancel (or a Run again) that goes away with the keyboard's focus on it hands the focus to
+// its job's details, not to the page's start.
+JobRow.prototype.hideCancel = function () { this.hideButton(this.cancel); };
+
+JobRow.prototype.hideButton = function (button) {
+  if (document.activeElement === button) this.toggle.focus();
+  button.hidden = true;
+  setBusy(button, false);
 };
 
 JobRow.prototype.toggleDetails = function () {
@@ -376,6 +391,64 @@ function cancelJob(id) {
       if (!handleError(err)) row.note.replaceChildren("cancel failed: ", said(err.message));
     }
   );
+}
+
+// Runs a finished job again (POST /jobs/{id}/rerun): the new job is shown first, as a submitted
+// one is, and the note links to it. A rerun that got no usable answer (none, or a 5xx) may have
+// made the job: its Idempotency-Key is kept, so pressing Run again returns that job instead of
+// making a second; any answer (the job, or a refusal) lets the key go.
+function rerunJob(id) {
+  var row = state.rows.get(id);
+  if (busy(row.rerun)) return;
+  var key = row.unsettledRerun || newIdempotencyKey();
+  row.unsettledRerun = key;
+  setBusy(row.rerun, true);
+  row.note.textContent = "running again…";
+  api("POST", "jobs/" + encodeURIComponent(id) + "/rerun", undefined, { "Idempotency-Key": key }).then(
+    function (job) {
+      if (row.unsettledRerun === key) row.unsettledRerun = null;
+      setBusy(row.rerun, false);
+      jobpipe.remember(job);
+      jobpipe.order();
+      jobpipe.schedulePoll(0);
+      row.note.replaceChildren("ran again as ", linkTo(job.id));
+    },
+    function (err) {
+      var unknown = err instanceof NetworkError || (err instanceof ApiError && err.status >= 500);
+      if (!unknown && row.unsettledRerun === key) row.unsettledRerun = null;
+      setBusy(row.rerun, false);
+      row.note.textContent = "";
+      if (err instanceof ApiError && err.status === 404) {
+        // Removed meanwhile (its retention's clean-up, a purge): shown gone, nothing to run again.
+        jobpipe.markGone(id);
+        row.note.replaceChildren(said(err.message));
+        return;
+      }
+      if (handleError(err)) {
+        if (err instanceof StaleAnswer || err.status === 401) return;
+        row.note.replaceChildren.apply(row.note, unknown
+          ? ["No usable answer to the rerun (", said(err.message), "). It may have been made: press Run again " +
+            "to make sure; it will not be made twice."]
+          : ["Not run again: the API is throttling requests (", said(err.message), "). Press Run again in " +
+            Math.ceil(Math.max(err.retryAfterMs, 1000) / 1000) + " s."]);
+        return;
+      }
+      row.note.replaceChildren(said(err.message));
+    }
+  );
+}
+
+// The id of a job made from a row, as a link that takes the keyboard's focus to that job's
+// row when it is shown (the filters may leave it out).
+function linkTo(id) {
+  var link = el("a", "job-link", id);
+  link.href = "#job-" + id;
+  link.addEventListener("click", function (event) {
+    event.preventDefault();
+    var made = state.rows.get(id);
+    if (made) made.toggle.focus();
+  });
+  return link;
 }
 
 Object.assign(jobpipe, { JobRow: JobRow });
