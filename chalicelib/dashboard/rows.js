@@ -411,7 +411,7 @@ function rerunJob(id) {
       jobpipe.remember(job);
       jobpipe.order();
       jobpipe.schedulePoll(0);
-      row.note.replaceChildren("ran again as ", linkTo(job.id));
+      row.note.replaceChildren("ran again as ", state.rows.has(job.id) ? linkTo(job.id) : el("code", null, job.id));
     },
     function (err) {
       var unknown = err instanceof NetworkError || (err instanceof ApiError && err.status >= 500);
@@ -438,8 +438,8 @@ function rerunJob(id) {
   );
 }
 
-// The id of a job made from a row, as a link that takes the keyboard's focus to that job's
-// row when it is shown (the filters may leave it out).
+// The id of a job made from a row and shown (the filters may leave it out), as a link that takes
+// the keyboard's focus to that job's row.
 function linkTo(id) {
   var link = el("a", "job-link", id);
   link.href = "#job-" + id;

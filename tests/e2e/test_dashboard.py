@@ -1788,6 +1788,18 @@ def test_run_again_makes_a_new_job_shown_first_and_linked_to_its_original(page, 
     assert [j["rerun_of"] for j in api.jobs.values()].count(old["id"]) == 2
 
 
+def test_a_rerun_the_status_filter_leaves_out_is_named_but_not_linked(page, api):
+    old = finished(api, "failed")
+    api.open()
+    page.get_by_label("Status", exact=True).select_option("failed")
+    line = row(page, old["id"])
+    run_again(line).click()
+    made = next(j for j in api.jobs.values() if j["rerun_of"] == old["id"])
+    expect(line.locator(".note")).to_have_text(f"ran again as {made['id']}")
+    expect(line.locator(".note").get_by_role("link")).to_have_count(0)  # it would lead nowhere
+    expect(page.locator("tr.job")).to_have_count(1)  # queued: not among the failed
+
+
 @pytest.mark.parametrize("failure", [{"lose_answer": "connectionreset"}, {"status": 503, "json": {"message": "Service Unavailable"}}],
                          ids=["answer-lost", "503"])
 def test_a_rerun_that_got_no_usable_answer_is_safe_to_press_again(page, api, failure):
