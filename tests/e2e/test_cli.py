@@ -80,6 +80,26 @@ def test_status_list_and_cancel(stack):
     assert job_id in table.stdout and "canceled" in table.stdout
 
 
+def test_rerun_runs_a_finished_job_again_and_refuses_one_not_finished(stack):
+    """`jobpipe rerun` on the deployed stack: a scheduled job is refused while queued (exit 2, the
+    API's code), then, once canceled, runs again as a new job linked to it, which the workers run
+    to completed; the canceled one stays canceled."""
+    queued = jobpipe(stack, "submit", "demo.steps", "--payload", '{"steps": 2, "step_ms": 0}', "--delay", "600")
+    job_id = queued.stdout.strip()
+    refused = jobpipe(stack, "rerun", job_id)
+    assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1, refused.stderr
+    assert "(job_not_finished)" in refused.stderr
+    assert jobpipe(stack, "cancel", job_id).returncode == 0
+    again = jobpipe(stack, "rerun", job_id, "--watch")
+    assert again.returncode == 0, again.stderr
+    lines = again.stdout.splitlines()
+    new_id = lines[0]
+    assert new_id != job_id and lines[-1] == f"{new_id} completed"
+    assert stack.job(new_id)["rerun_of"] == job_id
+    original = stack.job(job_id)
+    assert original["status"] == "canceled" and original["rerun_of"] is None
+
+
 def test_the_cli_uses_a_fallback_url_when_the_primary_is_down(stack):
     closed = f"http://127.0.0.1:{free_port()}"
     down = jobpipe(stack, "list", "--limit", "1", env={"JOBPIPE_API_URL": closed})

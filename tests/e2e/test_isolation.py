@@ -64,6 +64,7 @@ EXPECTED = {
     ("/jobs/{job_id}", "GET"): (None, not_found_error),
     ("/jobs/{job_id}", "DELETE"): (None, not_found_error),
     ("/jobs/{job_id}/runs", "GET"): (None, not_found_error),
+    ("/jobs/{job_id}/rerun", "POST"): (None, not_found_error),
     ("/api/jobstatus/{job_id}", "GET"): (None, rq_not_found),
     ("/api/jobinfo/{job_id}", "GET"): (None, rq_not_found),
     ("/jobs/status", "POST"): ("ids", all_not_found),
