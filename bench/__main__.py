@@ -83,7 +83,10 @@ def table(result: dict[str, Any]) -> str:
              f"  {'function / request':<46}{'count':>6}{'floor':>7}  why the floor"]
     lines += [f"  {r['request']:<46}{r['count']:>6}{r['floor']:>7}  {r['why']}" for r in req["rows"]]
     lines += [f"  {'total':<46}{req['total']:>6}{req['floor_total']:>7}",
-              f"  Lambda invocations: {req['invocations_total']} " + json.dumps(req["invocations"]), ""]
+              f"  Lambda invocations: {req['invocations_total']} " + json.dumps(req["invocations"])]
+    lines += [f"  not the job's: {function}'s scheduled pass ran in its window ({n['requests']} requests, "
+              f"{n['invocations']} invocations), left out above" for function, n in req.get("scheduled_in_window", {}).items()]
+    lines += [""]
     lines += [f"Throughput: {load['jobs']} jobs demo.steps {json.dumps(load['payload'])} from {load['submit_threads']} threads",
               f"  last job ended {load['all_terminal_s']} s after the first submit (seen by a 0.5 s poll at "
               f"{load['all_terminal_observed_s']} s; {load['completed']} completed): {load['jobs_per_s']} jobs/s; "
