@@ -24,17 +24,37 @@ from chalicelib.defaults import (
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
 
 
-class SubmitJobRequest(BaseModel):
+class StartRequest(BaseModel):
+    """When a new job starts, as POST /jobs and POST /jobs/{id}/rerun both take it."""
+
     model_config = ConfigDict(extra="forbid")
 
-    type: str = Field(min_length=1, max_length=MAX_JOB_TYPE_CHARS)
-    payload: dict[str, Any] = Field(default_factory=dict)
-    priority: Optional[Literal["high", "normal", "low"]] = None
     # Up to 900 s the job's message is delayed by SQS; beyond, the job is held in the store and
     # released by the reconciler. `run_at` (ISO 8601 with a zone) instead of a delay.
     # Strict: `true` or "10" is no number of seconds, and `run_at` is text (not an epoch number).
     delay_seconds: int = Field(default=0, ge=0, le=MAX_SCHEDULE_S, strict=True)
     run_at: Optional[AwareDatetime] = None
+
+    @field_validator("run_at", mode="before")
+    @classmethod
+    def _run_at_is_text(cls, value: Any) -> Any:
+        # pydantic would read digits in text ("1900000000") as epoch seconds, or milliseconds
+        # past 2e10: a guess, where ISO 8601 says which instant it means.
+        if value is not None and not (isinstance(value, str) and _ISO_DATE.match(value)):
+            raise ValueError("run_at must be an ISO 8601 date and time with a zone, as text")
+        return value
+
+    @model_validator(mode="after")
+    def _one_start(self) -> "StartRequest":
+        if self.run_at is not None and self.delay_seconds:
+            raise ValueError("give either run_at or delay_seconds, not both")
+        return self
+
+
+class SubmitJobRequest(StartRequest):
+    type: str = Field(min_length=1, max_length=MAX_JOB_TYPE_CHARS)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    priority: Optional[Literal["high", "normal", "low"]] = None
     # Checked by the domain's rule (its message says why / is refused); the pattern is the schema's.
     scope: Optional[str] = Field(default=None, min_length=1, max_length=MAX_CACHE_NAME_CHARS,
                                  json_schema_extra={"pattern": NAME_PATTERN})
@@ -49,33 +69,10 @@ class SubmitJobRequest(BaseModel):
                 raise ValueError(exc.message) from exc
         return value
 
-    @field_validator("run_at", mode="before")
-    @classmethod
-    def _run_at_is_text(cls, value: Any) -> Any:
-        # pydantic would read digits in text ("1900000000") as epoch seconds, or milliseconds
-        # past 2e10: a guess, where ISO 8601 says which instant it means.
-        if value is not None and not (isinstance(value, str) and _ISO_DATE.match(value)):
-            raise ValueError("run_at must be an ISO 8601 date and time with a zone, as text")
-        return value
 
-    @model_validator(mode="after")
-    def _one_start(self) -> "SubmitJobRequest":
-        if self.run_at is not None and self.delay_seconds:
-            raise ValueError("give either run_at or delay_seconds, not both")
-        return self
-
-
-class RerunJobRequest(BaseModel):
+class RerunJobRequest(StartRequest):
     """POST /jobs/{id}/rerun's body, optional: when the new job starts, as POST /jobs takes it.
     Everything else is the original's."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    delay_seconds: int = Field(default=0, ge=0, le=MAX_SCHEDULE_S, strict=True)
-    run_at: Optional[AwareDatetime] = None
-
-    _run_at_is_text = field_validator("run_at", mode="before")(SubmitJobRequest._run_at_is_text.__func__)
-    _one_start = model_validator(mode="after")(SubmitJobRequest._one_start)
 
 
 class ListJobsQuery(BaseModel):
