@@ -26,7 +26,7 @@ from chalicelib.defaults import (
     MAX_LISTING_PAGE,
 )
 from chalicelib.domain.errors import JobNotFoundError, TaskNotFoundError
-from chalicelib.domain.job import Job, is_plausible_job_id
+from chalicelib.domain.job import Job, is_plausible_job_id, new_job_id
 from chalicelib.maintenance import SYSTEM_TENANT, TASKS, TaskControl
 from chalicelib.observability import count
 from chalicelib.ports import JobQuery
@@ -73,15 +73,16 @@ def task_view(job: Job) -> dict[str, Any]:
         "cancel_requested": job.cancel_requested,
         "progress": job.progress.model_dump(mode="json"),
         "requested_by": job.user,
+        "rerun_of": job.rerun_of,
         "created_at": job.created_at,
         "finished_at": job.finished_at,
     }
 
 
-def _start(call: Call, task: str) -> Any:
-    model = TASKS[task][0]
-    params = call.query()
-    payload = validate(model, params).model_dump()
+def _start(call: Call, task: str, payload: Optional[dict[str, Any]] = None) -> Any:
+    """`task` started with the request's query as its parameters, or with `payload` (a rerun's)."""
+    if payload is None:
+        payload = validate(TASKS[task][0], call.query()).model_dump()
     services = container()
     if not services.settings.use_task_queue:
         # Bounded by the API function's time: a task stops early (`complete: false`) or, when
@@ -152,3 +153,22 @@ def cancel_task(call: Call, task_id: str) -> Any:
     """Queued or retrying: canceled now; running: stops at its next progress report or page."""
     job = _task(task_id)
     return task_view(container().lifecycle.cancel(SYSTEM_TENANT, job.id)), 202
+
+
+@route(f"{PREFIX}/tasks/{{task_id}}/rerun", methods=["POST"])
+def rerun_task(call: Call, task_id: str) -> Any:
+    """A finished task run again as a new task with its parameters (`rerun_of` names it); the
+    first stays as it ended. Keyed like POST /jobs/{id}/rerun. Not finished: 409
+    job_not_finished. With USE_TASK_QUEUE=false it runs inline, as a started task does."""
+    job = _task(task_id)
+    task = job.type[len(TYPE_PREFIX):]
+    services = container()
+    if not services.settings.use_task_queue:
+        return _start(call, task, job.payload)
+    made = new_job_id()  # a keyed replay answers the key's first task instead: not made, not counted
+    again = services.lifecycle.rerun(tenant=SYSTEM_TENANT, user=call.user.user, job_id=job.id, new_id=made,
+                                     internal=True, idempotency_key=call.header("idempotency-key"))
+    if again.id == made:
+        count("jobs_submitted", again.type)
+    return {"task_id": again.id, "status": again.status.value, "rerun_of": job.id,
+            "message": f"{task} task enqueued again ({again.priority} priority)"}, 202

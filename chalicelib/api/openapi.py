@@ -272,6 +272,9 @@ def _operator_paths() -> dict[str, Any]:
             "get": _conditional({"parameters": task_id, "responses": {"200": _json(task), **refused, **_errors(404)}}),
             "delete": {"parameters": task_id, "responses": {"202": _json(task), **refused, **_errors(404, 409)}},
         },
+        "/api/system/maintenance/tasks/{task_id}/rerun": {
+            "post": {"parameters": task_id, "responses": {**queued, **_errors(404, 409)}},
+        },
     }
 
 

@@ -149,6 +149,44 @@ def test_cancel_a_queued_task(client, aws):
     assert again.status_code == 409 and again.json_body["error"]["code"] == "job_finished"
 
 
+def test_a_finished_task_runs_again_as_a_new_task_and_an_unfinished_one_is_refused(client, aws):
+    """An operator reruns a task that ended (the health check that found a queue missing, once it
+    is back): a new task with the same parameters, `rerun_of` naming the first, which stays as it
+    ended. A task not finished is 409 job_not_finished; an unknown task or a tenant's job is 404
+    task_not_found; a tenant's token is 403; the same Idempotency-Key answers the same task."""
+    first = client.http.post("/api/system/maintenance/cleanup-runs?max_age_hours=48", headers=operator()).json_body
+    refused = client.http.post(f"/api/system/maintenance/tasks/{first['task_id']}/rerun", headers=operator())
+    assert refused.status_code == 409 and refused.json_body["error"]["code"] == "job_not_finished"
+    drain(client._app, aws)
+    ended = task(client, first["task_id"])
+    assert ended["status"] == "completed" and ended["rerun_of"] is None
+    keyed = operator(**{"Idempotency-Key": "again-1"})
+    response = client.http.post(f"/api/system/maintenance/tasks/{first['task_id']}/rerun", headers=keyed)
+    assert response.status_code == 202, response.body
+    body = response.json_body
+    assert body["status"] == "queued" and body["task_id"] != first["task_id"]
+    assert body["rerun_of"] == first["task_id"] and "cleanup_runs" in body["message"]
+    again = client.http.post(f"/api/system/maintenance/tasks/{first['task_id']}/rerun", headers=keyed)
+    assert again.status_code == 202 and again.json_body["task_id"] == body["task_id"]
+    rerun = task(client, body["task_id"])
+    assert rerun["task_type"] == "cleanup_runs" and rerun["rerun_of"] == first["task_id"]
+    assert rerun["requested_by"] == "root"
+    stored = container().store.get(body["task_id"], mark_gone=False)
+    assert stored.payload == container().store.get(first["task_id"], mark_gone=False).payload
+    assert task(client, first["task_id"]) == ended  # not written
+    drain(client._app, aws)
+    assert task(client, body["task_id"])["status"] == "completed"
+    job = submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})
+    for task_id in (job["id"], "00000000-0000-0000-0000-000000000000", "bad$id"):
+        response = client.http.post(f"/api/system/maintenance/tasks/{task_id}/rerun", headers=operator())
+        assert response.status_code == 404 and response.json_body["error"]["code"] == "task_not_found"
+    for headers in (auth(), tenant_admin()):
+        response = client.http.post(f"/api/system/maintenance/tasks/{first['task_id']}/rerun", headers=headers)
+        assert response.status_code == 403
+    listed = client.http.get("/api/system/maintenance/tasks", headers=operator()).json_body["tasks"]
+    assert [t["task_id"] for t in listed] == [body["task_id"], first["task_id"]]
+
+
 def _old_finished_job(store, hours_ago: float, job_id: str) -> None:
     finished = datetime.now(timezone.utc) - timedelta(hours=hours_ago)
     job = Job(id=job_id, type="demo.steps", tenant="acme", user="ann", status=JobStatus.COMPLETED,
@@ -190,6 +228,22 @@ def test_inline_mode_runs_the_task_in_the_request(client, aws, monkeypatch):
     body = response.json_body
     assert body["status"] == "completed" and body["task_id"] is None
     assert body["result"]["objects_deleted"] == 0  # the object is newer than an hour
+    assert receive_all(aws, "low_url") == []
+
+
+def test_inline_mode_reruns_a_task_queued_before_in_the_request(client, aws, monkeypatch):
+    """A task stored while tasks were queued, rerun after USE_TASK_QUEUE=false: it runs inline
+    with its parameters, as a task started then would."""
+    task_id = client.http.post("/api/system/maintenance/cleanup-temp-files?max_age_hours=1",
+                               headers=operator()).json_body["task_id"]
+    drain(client._app, aws)
+    monkeypatch.setenv("USE_TASK_QUEUE", "false")
+    composition.use(None)
+    response = client.http.post(f"/api/system/maintenance/tasks/{task_id}/rerun", headers=operator())
+    assert response.status_code == 200, response.body
+    body = response.json_body
+    assert body["status"] == "completed" and body["task_id"] is None and "objects_deleted" in body["result"]
+    assert "cleanup_temp_files ran inline" in body["message"]
     assert receive_all(aws, "low_url") == []
 
 
