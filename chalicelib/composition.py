@@ -256,8 +256,9 @@ class Container:
 
     @cached_property
     def clock(self) -> Any:
-        """The worker's Clock: a batch's turns, hand-back and lease extensions read it (tests
-        put a ManualClock here)."""
+        """The worker's Clock: a batch's turns, hand-back and lease extensions read it, and so does
+        its runner (each attempt's progress window, cancel polls and remaining time); tests put a
+        ManualClock here."""
         from chalicelib.adapters.clocks import SystemClock
 
         return SystemClock()
@@ -270,6 +271,7 @@ class Container:
         return JobRunner(
             self.lifecycle,
             self.registry,
+            clock=self.clock,
             observe=job_event,
             artifacts=self.artifacts,
             progress_interval_s=self.settings.progress_min_interval_s,

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
@@ -19,7 +18,7 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.domain.job import Job, JobErrorInfo
 from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate
-from chalicelib.ports import ArtifactInfo
+from chalicelib.ports import ArtifactInfo, Clock
 from chalicelib.worker.progress import ProgressReporter
 
 # (job id, name, bytes, content type) -> what was stored
@@ -48,9 +47,9 @@ class JobContext:
         reporter: ProgressReporter,
         *,
         reload: Callable[[str], Optional[Job]],
+        clock: Clock,
         deadline: float,
         spawn: Optional[Callable[..., Job]] = None,
-        monotonic: Callable[[], float] = time.monotonic,
         store_artifact: Optional[StoreArtifact] = None,
         cancel_poll_interval_s: float = CANCEL_POLL_INTERVAL_S,
     ) -> None:
@@ -63,8 +62,8 @@ class JobContext:
         self._store_artifact = store_artifact
         self._reload = reload
         self._deadline = deadline
-        self._monotonic = monotonic
-        self._last_cancel_check = monotonic()
+        self._clock = clock  # the worker's: `deadline` is a reading of it
+        self._last_cancel_check = clock.monotonic()
         self._cancel_seen = False
         self._expired = threading.Event()
         self._closed = threading.Event()
@@ -212,7 +211,7 @@ class JobContext:
         if self._cancel_seen or self.job.cancel_requested:
             self._cancel_seen = True
             return True
-        now = self._monotonic()
+        now = self._clock.monotonic()
         fresh_at = max(self._last_cancel_check, self._reporter.last_write_at)
         if now - fresh_at >= self._cancel_poll_interval_s:
             self._last_cancel_check = now
@@ -227,7 +226,7 @@ class JobContext:
 
     def remaining_ms(self) -> int:
         """Milliseconds before this attempt's timeout."""
-        return max(0, int((self._deadline - self._monotonic()) * 1000))
+        return max(0, int((self._deadline - self._clock.monotonic()) * 1000))
 
     def expire(self) -> None:
         """Called by the runner when the attempt timed out: later calls from a handler that

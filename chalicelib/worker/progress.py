@@ -7,7 +7,6 @@ anything is queued, and the store's conditional write refuses it again for any o
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any, Callable, Optional
 
 from chalicelib.defaults import MAX_PROGRESS_MESSAGE_CHARS, PROGRESS_MIN_INTERVAL_S
@@ -15,13 +14,7 @@ from chalicelib.domain.errors import JobpipeError, ProgressRejectedError
 from chalicelib.domain.events import clip
 from chalicelib.domain.job import Job, Progress
 from chalicelib.domain.progress import check_not_decreasing, check_report, clamp_percent
-from chalicelib.ports import Timer, TimerFactory
-
-
-def _thread_timer(delay_s: float, fire: Callable[[], None]) -> Timer:
-    timer = threading.Timer(delay_s, fire)
-    timer.daemon = True
-    return timer
+from chalicelib.ports import Clock, Timer
 
 
 class ProgressReporter:
@@ -30,21 +23,20 @@ class ProgressReporter:
         job: Job,
         write: Callable[[Job, Progress], Job],
         *,
+        clock: Clock,
         min_interval_s: float = PROGRESS_MIN_INTERVAL_S,
-        monotonic: Callable[[], float] = time.monotonic,
-        timer_factory: TimerFactory = _thread_timer,
         on_error: Callable[[Exception], None] = lambda exc: None,
     ) -> None:
         """`write(job, progress)` performs the conditional store write and returns the stored job.
-        The claim that started the attempt counts as the window's first write."""
+        The claim that started the attempt counts as the window's first write. The window is
+        timed on `clock` (the worker's), and its end is a timer of that clock."""
         self._job = job
         self._write = write
         self._interval = min_interval_s
-        self._monotonic = monotonic
-        self._timer_factory = timer_factory
+        self._clock = clock
         self._on_error = on_error
         self._accepted = job.progress.percent
-        self._last_write = monotonic()
+        self._last_write = clock.monotonic()
         self._pending: Optional[Progress] = None
         self._timer: Optional[Timer] = None
         self._lock = threading.RLock()
@@ -82,12 +74,11 @@ class ProgressReporter:
             check_not_decreasing(self._accepted, value)
             self._accepted = value
             self._pending = Progress(percent=value, step=step, message=message, details=details)
-            due = self._monotonic() - self._last_write >= self._interval
-            if force or due:
+            since = self._clock.monotonic() - self._last_write
+            if force or since >= self._interval:
                 self._flush_locked()
             elif self._timer is None:
-                remaining = self._interval - (self._monotonic() - self._last_write)
-                self._timer = self._timer_factory(max(0.0, remaining), self._on_timer)
+                self._timer = self._clock.timer(max(0.0, self._interval - since), self._on_timer)
                 self._timer.start()
             return self._job
 
@@ -144,7 +135,7 @@ class ProgressReporter:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._last_write = self._monotonic()
+        self._last_write = self._clock.monotonic()
         try:
             self._job = self._write(self._job, pending)
         except ProgressRejectedError:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import functools
 import json
 import threading
-import time
 from typing import Any, Callable, Optional
 
 from pydantic import BaseModel, ValidationError
@@ -36,7 +35,7 @@ from chalicelib.domain.numbers import shown_number
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate
 from chalicelib.lifecycle import ClaimOutcome, JobLifecycle
-from chalicelib.ports import ArtifactStore, JobMessage, job_message_of
+from chalicelib.ports import ArtifactStore, Clock, JobMessage, job_message_of
 from chalicelib.worker.context import Completion, JobContext
 from chalicelib.worker.progress import ProgressReporter
 from chalicelib.worker.timeout import run_with_timeout
@@ -83,15 +82,17 @@ class JobRunner:
         lifecycle: JobLifecycle,
         registry: JobTypeRegistry,
         *,
+        clock: Clock,
         observe: Optional[Callable[[str, Job, dict[str, Any]], None]] = None,
-        monotonic: Callable[[], float] = time.monotonic,
         progress_interval_s: float = PROGRESS_MIN_INTERVAL_S,
         artifacts: Optional[ArtifactStore] = None,
         admit: Optional[Callable[..., None]] = None,
         end_process: Optional[Callable[[], None]] = None,
         give_up_after_s: float = HANDLER_GIVE_UP_S,
     ) -> None:
-        """`admit(tenant, pending=n)`: the tenant quota's admission (TenantQuota.admit), for the
+        """`clock`: the worker's Clock (the composition root's `clock`), the one each attempt's
+        progress window, cancel polls, remaining time and durations are read on.
+        `admit(tenant, pending=n)`: the tenant quota's admission (TenantQuota.admit), for the
         jobs a handler spawns; `pending` is how many this attempt spawned before.
         `end_process()`: ends the worker's process (the composition root gives it on Lambda):
         called when a handler went on HANDLER_GIVE_UP_S past its timeout, interrupts and all,
@@ -105,7 +106,7 @@ class JobRunner:
         self.registry = registry
         self._progress_interval_s = progress_interval_s
         self._observe = observe or (lambda event, job, extra: None)
-        self._monotonic = monotonic
+        self._clock = clock
 
     def run(
         self,
@@ -165,22 +166,22 @@ class JobRunner:
         reporter = ProgressReporter(
             job,
             self.lifecycle.record_progress,
+            clock=self._clock,
             min_interval_s=self._progress_interval_s,
-            monotonic=self._monotonic,
             on_error=lambda exc: self._observe("progress_refused", job, {"reason": str(exc)}),
         )
         ctx = JobContext(
             reporter,
             # its cancel request: the record alone, no object read (none can be found gone)
             reload=lambda job_id: self.lifecycle.store.get(job_id, fetch=(), mark_gone=False),
-            deadline=self._monotonic() + job.timeout_s,
+            clock=self._clock,
+            deadline=self._clock.monotonic() + job.timeout_s,
             spawn=functools.partial(self._spawn, listed_at_claim=len(job.children)),
-            monotonic=self._monotonic,
             store_artifact=functools.partial(self.artifacts.put, attempt=job.attempts)
             if self.artifacts is not None else None,
             cancel_poll_interval_s=max(CANCEL_POLL_INTERVAL_S, self._progress_interval_s),
         )
-        started = self._monotonic()
+        started = self._clock.monotonic()
         raised: Optional[BaseException] = None
         try:
             give_up = functools.partial(self._give_up, reporter, started) if self._end_process else None
@@ -234,7 +235,7 @@ class JobRunner:
                 "(ctx.artifact) and return their names"))
             return self._fail(reporter.close(), error, False, started)
         final = self.lifecycle.complete(reporter.job, result, message, last_progress=reporter.settle())
-        self._observe("completed", final, {"duration_s": self._monotonic() - started})
+        self._observe("completed", final, {"duration_s": self._clock.monotonic() - started})
         return final
 
     def _spawn(self, parent: Job, index: int, *, made: int, listed_at_claim: int, **request: Any) -> Job:
@@ -262,7 +263,7 @@ class JobRunner:
 
     def _cancel(self, reporter: ProgressReporter, started: float) -> Job:
         final = self.lifecycle.mark_canceled(reporter.close())
-        self._observe("canceled", final, {"duration_s": self._monotonic() - started})
+        self._observe("canceled", final, {"duration_s": self._clock.monotonic() - started})
         return final
 
     def _give_up(self, reporter: ProgressReporter, started: float, over_s: float) -> None:
@@ -306,7 +307,7 @@ class JobRunner:
 
     def _observe_failure(self, final: Job, extra: dict[str, Any], started: Optional[float]) -> None:
         if started is not None:
-            extra = {**extra, "duration_s": self._monotonic() - started}
+            extra = {**extra, "duration_s": self._clock.monotonic() - started}
         self._observe("retried" if final.status.value == "retrying" else final.status.value, final, extra)
 
 

@@ -4,6 +4,7 @@ import functools
 import pytest
 from pydantic import BaseModel
 
+from chalicelib.adapters.clocks import SystemClock
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
 from chalicelib.domain.errors import InvalidArtifactError
 from chalicelib.domain.registry import JobTypeRegistry
@@ -35,7 +36,7 @@ def setup(store, queue, clock):
         ctx.artifact("set.txt", {1, 2})
 
     lifecycle = JobLifecycle(store, queue, registry, clock=clock)
-    return lifecycle, JobRunner(lifecycle, registry, artifacts=artifacts), artifacts, blobs
+    return lifecycle, JobRunner(lifecycle, registry, clock=SystemClock(), artifacts=artifacts), artifacts, blobs
 
 
 def run(lifecycle, runner, queue, type_):
@@ -70,8 +71,10 @@ def test_a_context_without_a_store_refuses_artifacts(store, queue, clock):
     from chalicelib.worker.progress import ProgressReporter
 
     lifecycle = JobLifecycle(store, queue, JobTypeRegistry(), clock=clock)
-    reporter = ProgressReporter(store.get("x", mark_gone=False) or _job(), lifecycle.record_progress)
-    ctx = JobContext(reporter, reload=functools.partial(store.get, mark_gone=False), deadline=1e12)
+    reporter = ProgressReporter(store.get("x", mark_gone=False) or _job(), lifecycle.record_progress,
+                                clock=SystemClock())
+    ctx = JobContext(reporter, reload=functools.partial(store.get, mark_gone=False), clock=SystemClock(),
+                     deadline=1e12)
     with pytest.raises(InvalidArtifactError):
         ctx.artifact("a.txt", "x")
 
@@ -134,7 +137,7 @@ def test_an_attempt_that_lost_its_lease_replaces_no_artifact(store, queue, clock
     blobs = InMemoryBlobStore(clock)
     artifacts = InMemoryArtifactStore(blobs, inline_limit=1024, clock=clock, jobs=store)
     lifecycle = JobLifecycle(store, queue, registry, clock=clock)
-    runner = JobRunner(lifecycle, registry, artifacts=artifacts)
+    runner = JobRunner(lifecycle, registry, clock=SystemClock(), artifacts=artifacts)
     size = 10 if kept == "inline" else 2000
     raised = []
 

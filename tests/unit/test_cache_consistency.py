@@ -1,5 +1,6 @@
 """A completion invalidates its scope's caches in its own write (the in-memory twin of the
 DynamoDB transaction), and the event path does not invalidate a second time."""
+from chalicelib.adapters.clocks import SystemClock
 from chalicelib.adapters.memory import InMemoryJobStore
 from chalicelib.adapters.memory_events import InMemoryCacheStore, InMemoryEventPublisher
 from chalicelib.domain.events import JobEvent
@@ -19,7 +20,7 @@ def make(queue, clock):
     caches = InMemoryCacheStore()
     store = InMemoryJobStore(caches)
     lifecycle = JobLifecycle(store, queue, registry, clock=clock, caches_of=RULES.namespaces_for)
-    return caches, store, lifecycle, JobRunner(lifecycle, registry, progress_interval_s=0)
+    return caches, store, lifecycle, JobRunner(lifecycle, registry, clock=SystemClock(), progress_interval_s=0)
 
 
 def run(lifecycle, runner, queue, **submission):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.adapters.clocks import SystemClock
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
 from chalicelib.job_types import catalog
@@ -48,7 +49,7 @@ def test_a_documented_job_type_registers_and_completes(page, type_, payload, res
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
     lifecycle.submit(tenant="acme", user="ann", type=type_, payload=payload)
     (message,) = queue.drain()
-    job = JobRunner(lifecycle, types, progress_interval_s=0).run(message)
+    job = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(message)
     assert (job.status, job.result) == (JobStatus.COMPLETED, result), job.error
 
 

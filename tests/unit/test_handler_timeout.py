@@ -7,6 +7,7 @@ import pytest
 from pydantic import BaseModel
 
 from chalicelib import composition
+from chalicelib.adapters.clocks import SystemClock
 from chalicelib.defaults import (
     HANDLER_GIVE_UP_S,
     HANDLER_GIVE_UP_WRITE_S,
@@ -66,7 +67,7 @@ def test_a_handler_interrupted_again_stops_soon_after_its_timeout(store, queue, 
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
     lifecycle.submit(tenant="acme", user="ann", type="t.one_more_try", payload={})
     started = time.monotonic()
-    job = JobRunner(lifecycle, types, progress_interval_s=0).run(queue.drain()[0])
+    job = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(queue.drain()[0])
     assert time.monotonic() - started < 30, "the second interrupt ends the second sleep"
     assert job.status == JobStatus.FAILED and job.error.code == "timeout"
 
@@ -83,7 +84,7 @@ def test_a_handler_that_swallows_every_interrupt_is_failed_timeout_and_its_proce
         ended.append(time.monotonic())
         raise ProcessEnded()
 
-    runner = JobRunner(lifecycle, types, progress_interval_s=0, end_process=end, give_up_after_s=0.5)
+    runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0, end_process=end, give_up_after_s=0.5)
     started = time.monotonic()
     with pytest.raises(ProcessEnded):
         runner.run(queue.drain()[0])
@@ -100,7 +101,7 @@ def test_without_a_process_to_end_the_interrupts_go_on(store, queue, clock, type
     monkeypatch.setattr(timeout, "HANDLER_REINTERRUPT_S", 0.1)
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
     lifecycle.submit(tenant="acme", user="ann", type="t.stubborn", payload={})
-    job = JobRunner(lifecycle, types, progress_interval_s=0, give_up_after_s=0.2).run(queue.drain()[0])
+    job = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0, give_up_after_s=0.2).run(queue.drain()[0])
     assert job.status == JobStatus.RETRYING and job.error.code == "timeout"
 
 
@@ -143,7 +144,7 @@ def test_the_process_ends_before_the_attempts_lease_lapses():
 def test_the_worker_functions_end_their_process(monkeypatch):
     """The composition root gives the runner the real end of the process."""
     runner = composition.Container.runner.func(type("C", (), {
-        "lifecycle": None, "registry": None, "artifacts": None, "quota": None,
+        "lifecycle": None, "registry": None, "artifacts": None, "quota": None, "clock": None,
         "settings": type("S", (), {"progress_min_interval_s": 2.0})(),
     })())
     assert runner._end_process is end_process

@@ -8,6 +8,7 @@ import time
 import pytest
 from pydantic import BaseModel, Field, SecretStr
 
+from chalicelib.adapters.clocks import SystemClock
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
 from chalicelib.defaults import MAX_PROGRESS_MESSAGE_CHARS
 from chalicelib.domain.errors import InvalidArtifactError, JobpipeError, ProgressRejectedError
@@ -116,7 +117,7 @@ def artifacts():
 def env(store, queue, clock, seen, artifacts):
     types = make_types(seen)
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    return lifecycle, JobRunner(lifecycle, types, progress_interval_s=0, artifacts=artifacts)
+    return lifecycle, JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0, artifacts=artifacts)
 
 
 def run(env, queue, type_, payload=None):

@@ -51,6 +51,7 @@ from chalicelib.reconciler import Reconciler
 from chalicelib.worker.runner import DeferredDelivery, JobRunner
 from tests.support.jobs_queue_model import VISIBILITY_S, Message, SimulatedJobsQueue
 from tests.support.job_writes import RecordingJobs, check_at_rest, check_write
+from tests.support.model_clock import ModelTime
 from tests.unit.conftest import FakeClock
 
 pytestmark = pytest.mark.timeout(900)  # shrinking a failure to its shortest steps can take minutes
@@ -90,7 +91,7 @@ class PipelineModel(SimulatedJobsQueue, RuleBasedStateMachine):
         registry = JobTypeRegistry()
         registry.register(JOB_TYPE, Scripted, max_attempts=3, timeout_s=TIMEOUT_S)(self.handler)
         self.lifecycle = JobLifecycle(self.store, self.queue, registry, clock=self.clock)
-        self.runner = JobRunner(self.lifecycle, registry, monotonic=self.now, progress_interval_s=0)
+        self.runner = JobRunner(self.lifecycle, registry, clock=ModelTime(self.now), progress_interval_s=0)
         self.publisher = InMemoryEventPublisher()
         self.stats = InMemoryStatsStore()
         self.consumer = StreamConsumer(job_change, self.publisher, self.stats)

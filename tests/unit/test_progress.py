@@ -1,6 +1,8 @@
-"""Throttle, coalesce and monotonic rules of progress reporting, on a fake clock."""
+"""Throttle, coalesce and monotonic rules of progress reporting, on a ManualClock: the window
+ends, and its timer fires, exactly when the test moves the clock."""
 import pytest
 
+from chalicelib.adapters.clocks import ManualClock
 from chalicelib.defaults import MAX_PROGRESS_DETAILS_BYTES
 from chalicelib.domain.errors import ProgressRejectedError
 from chalicelib.domain.job import Job
@@ -8,78 +10,46 @@ from chalicelib.domain.progress import check_report, clamp_percent, is_notable_c
 from chalicelib.worker.progress import ProgressReporter
 
 
-class Clock:
-    def __init__(self):
-        self.t = 1000.0
-
-    def __call__(self):
-        return self.t
-
-
-class Timers:
-    """Timers that fire only when the test says so."""
-
-    def __init__(self):
-        self.armed = []
-
-    def __call__(self, delay, fire):
-        timers = self
-
-        class T:
-            cancelled = False
-
-            def start(self):
-                timers.armed.append((delay, fire, self))
-
-            def cancel(self):
-                self.cancelled = True
-
-        return T()
-
-    def fire_all(self):
-        armed, self.armed = self.armed, []
-        for _, fire, timer in armed:
-            if not timer.cancelled:
-                fire()
-
-
 @pytest.fixture
 def setup():
-    clock, timers, written = Clock(), Timers(), []
+    clock, written = ManualClock(start=1000.0), []
     job = Job(id="j", type="t", tenant="a", user="u", created_at="x", attempts=1)
 
     def write(job, progress):
         written.append(progress)
         return job.model_copy(update={"progress": progress, "version": job.version + 1})
 
-    reporter = ProgressReporter(job, write, min_interval_s=2.0, monotonic=clock, timer_factory=timers)
-    return reporter, clock, timers, written
+    reporter = ProgressReporter(job, write, clock=clock, min_interval_s=2.0)
+    return reporter, clock, written
 
 
 def test_reports_inside_the_window_are_coalesced_to_the_latest(setup):
-    reporter, clock, timers, written = setup
+    reporter, clock, written = setup
     for pct in (10, 20, 30):
         reporter.report(pct, step=f"s{pct}")
-    assert written == []  # the claim opened the window
-    assert [d for d, _, _ in timers.armed] == [2.0]
-    clock.t += 2
-    timers.fire_all()
-    assert [(p.percent, p.step) for p in written] == [(30, "s30")]
+    assert written == [] and clock.armed == 1  # the claim opened the window: one timer for its end
+    clock.advance(1.999)
+    assert written == []
+    clock.advance(0.001)
+    assert [(p.percent, p.step) for p in written] == [(30, "s30")] and clock.armed == 0
 
 
 def test_at_most_one_write_per_interval(setup):
-    reporter, clock, timers, written = setup
-    for i in range(1, 101):  # 100 calls over 10 s
-        clock.t += 0.1
-        reporter.report(i)
+    reporter, clock, written = setup
+    real_write, at = reporter._write, []
+    reporter._write = lambda job, progress: (at.append(clock.monotonic()), real_write(job, progress))[1]
+    for i in range(1, 81):  # 80 calls over 10 s
+        clock.advance(0.125)
+        reporter.report(i * 1.25)
     reporter.close()
-    assert 5 <= len(written) <= 6
-    assert written[-1].percent == 100
+    # each window's end writes the latest report before it; the close writes the last
+    assert at == [1002, 1004, 1006, 1008, 1010, 1010]
+    assert [p.percent for p in written] == [18.75, 38.75, 58.75, 78.75, 98.75, 100]
 
 
 def test_due_report_is_written_at_once_and_force_skips_the_wait(setup):
-    reporter, clock, timers, written = setup
-    clock.t += 2.5
+    reporter, clock, written = setup
+    clock.advance(2.5)
     reporter.report(40)
     assert [p.percent for p in written] == [40]
     reporter.report(41, force=True)
@@ -87,17 +57,17 @@ def test_due_report_is_written_at_once_and_force_skips_the_wait(setup):
 
 
 def test_close_writes_what_is_pending_before_completion(setup):
-    reporter, clock, timers, written = setup
+    reporter, clock, written = setup
     reporter.report(99, message="almost")
     assert written == []
     reporter.close()
-    assert [(p.percent, p.message) for p in written] == [(99, "almost")]
-    timers.fire_all()
+    assert [(p.percent, p.message) for p in written] == [(99, "almost")] and clock.armed == 0
+    clock.advance(10)
     assert len(written) == 1  # the cancelled timer writes nothing more
 
 
 def test_decrease_is_refused_and_nothing_is_queued(setup):
-    reporter, clock, timers, written = setup
+    reporter, clock, written = setup
     reporter.report(50, force=True)
     with pytest.raises(ProgressRejectedError) as info:
         reporter.report(40)
@@ -133,27 +103,29 @@ def test_which_progress_changes_are_events(previous, current, notable):
 
 
 def test_settle_hands_back_the_pending_report_without_writing(setup):
-    reporter, clock, timers, written = setup
+    reporter, clock, written = setup
     reporter.report(40, step="s40", message="almost")
     pending = reporter.settle()
     assert pending.percent == 40 and pending.message == "almost"
-    timers.fire_all()
+    clock.advance(10)
     assert written == [] and reporter.settle() is None
 
 
 def test_a_progress_write_counts_as_a_cancel_check(setup):
     from chalicelib.worker.context import JobContext
 
-    reporter, clock, timers, written = setup
+    reporter, clock, written = setup
     reads = []
-    ctx = JobContext(reporter, reload=lambda job_id: reads.append(job_id), deadline=clock.t + 60,
-                     monotonic=clock, cancel_poll_interval_s=2.0)
+    ctx = JobContext(reporter, reload=lambda job_id: reads.append(job_id), clock=clock,
+                     deadline=clock.monotonic() + 60, cancel_poll_interval_s=2.0)
     for _ in range(5):  # a write every 2 s: each leaves the stored job fresh, so no read
-        clock.t += 2.0
+        clock.advance(2.0)
         ctx.progress(reporter.job.progress.percent + 10)
         assert ctx.cancelled() is False
     assert len(written) == 5 and reads == []
-    clock.t += 2.0  # no write for a whole interval: now the store is read
+    clock.advance(1.999)
+    assert ctx.cancelled() is False and reads == []
+    clock.advance(0.001)  # no write for a whole interval: now the store is read
     assert ctx.cancelled() is False and reads == ["j"]
 
 
@@ -172,7 +144,7 @@ def test_a_report_that_cannot_be_stored_as_given_is_refused(step, message, detai
 
 
 def test_a_refused_report_queues_nothing(setup):
-    reporter, clock, timers, written = setup
+    reporter, clock, written = setup
     reporter.report(20, force=True)
     with pytest.raises(ProgressRejectedError):
         reporter.report(30, details={"x": float("inf")}, force=True)
@@ -184,7 +156,7 @@ def test_a_refused_report_queues_nothing(setup):
 def test_a_report_whose_write_fails_is_kept_for_the_outcome(setup):
     from chalicelib.domain.errors import StoreUnavailableError
 
-    reporter, clock, timers, written = setup
+    reporter, clock, written = setup
     real_write, down = reporter._write, [True]
 
     def flaky(job, progress):
@@ -194,13 +166,12 @@ def test_a_report_whose_write_fails_is_kept_for_the_outcome(setup):
 
     reporter._write = flaky
     reporter.report(90, step="upload", message="uploading", details={"files": 3})
-    clock.t += 2
-    timers.fire_all()  # the store did not answer the timer's write
+    clock.advance(2)  # the store did not answer the timer's write
     assert written == []
     pending = reporter.settle()  # the completion still carries the last report
     assert (pending.percent, pending.message, pending.details) == (90, "uploading", {"files": 3})
 
-    clock.t += 2
+    clock.advance(2)
     with pytest.raises(StoreUnavailableError):
         reporter.report(95, message="closing", force=True)
     down[0] = False

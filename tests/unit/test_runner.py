@@ -1,4 +1,3 @@
-import itertools
 from typing import Any
 import threading
 import time
@@ -7,7 +6,8 @@ from datetime import datetime, timezone
 import pytest
 from pydantic import BaseModel
 
-from chalicelib.defaults import MAX_CHILDREN, MAX_JSON_DEPTH
+from chalicelib.adapters.clocks import ManualClock, SystemClock
+from chalicelib.defaults import CANCEL_POLL_INTERVAL_S, MAX_CHILDREN, MAX_JSON_DEPTH
 from chalicelib.domain.errors import (
     DeadLetterOwedError,
     FatalJobError,
@@ -151,7 +151,7 @@ def types():
 @pytest.fixture
 def env(store, queue, clock, types):
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    return lifecycle, JobRunner(lifecycle, types, progress_interval_s=0)
+    return lifecycle, JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0)
 
 
 def run_all(runner, queue):
@@ -272,10 +272,12 @@ def test_a_handler_that_saw_the_cancel_request_and_returned_ends_canceled(store,
     `canceled`, as when it raises, not `completed` with what it returned on the way out."""
     registry = JobTypeRegistry()
     lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+    worker_clock = ManualClock()
 
     @registry.register("t.polls", Empty)
     def polls(ctx, payload):
         lifecycle.cancel("acme", ctx.job_id)  # the client's DELETE, while the handler runs
+        worker_clock.advance(CANCEL_POLL_INTERVAL_S)  # ctx.cancelled() reads the store now
         if stops == "catches JobCancelledError and returns":
             try:
                 ctx.progress(50)
@@ -288,8 +290,7 @@ def test_a_handler_that_saw_the_cancel_request_and_returned_ends_canceled(store,
             return {"partial": True}
         return {"done": True}
 
-    ticks = itertools.count(0, 2)  # each look at the clock 2 s later: ctx.cancelled() reads the store
-    runner = JobRunner(lifecycle, registry, progress_interval_s=0, monotonic=lambda: next(ticks))
+    runner = JobRunner(lifecycle, registry, clock=worker_clock, progress_interval_s=0)
     submit(lifecycle, "t.polls")
     final = run_all(runner, queue)
     assert final.status == JobStatus.CANCELED and final.result is None
@@ -308,7 +309,7 @@ def test_a_cancel_the_handler_never_saw_lets_its_result_stand(store, queue, cloc
         return {"done": True}
 
     submit(lifecycle, "t.quick")
-    final = run_all(JobRunner(lifecycle, registry, progress_interval_s=0), queue)
+    final = run_all(JobRunner(lifecycle, registry, clock=SystemClock(), progress_interval_s=0), queue)
     assert final.status == JobStatus.COMPLETED and final.result == {"done": True}
 
 
@@ -339,7 +340,7 @@ def test_a_parent_whose_cancel_was_requested_spawns_no_child(store, queue, clock
 
     parent = submit(lifecycle, "t.fanout")
     (message,) = queue.drain()
-    final = JobRunner(lifecycle, registry, progress_interval_s=0).run(message)
+    final = JobRunner(lifecycle, registry, clock=SystemClock(), progress_interval_s=0).run(message)
     assert len(spawned) == 1 and len(refused) == 1
     assert final.status == JobStatus.CANCELED and final.result is None and final.children == spawned
     assert [m.job_id for m in queue.drain()] == spawned
@@ -369,7 +370,7 @@ def test_children_spawned_from_several_threads_are_each_made_once(store, queue, 
     try:
         submit(lifecycle, "t.pool")
         (message,) = queue.drain()
-        final = JobRunner(lifecycle, registry, progress_interval_s=0).run(message)
+        final = JobRunner(lifecycle, registry, clock=SystemClock(), progress_interval_s=0).run(message)
     finally:
         sys.setswitchinterval(switch)
     assert final.status == JobStatus.COMPLETED
@@ -468,7 +469,7 @@ def test_a_late_attempt_whose_job_was_failed_with_its_dead_letter_owed_parks_the
 
     job = submit(lifecycle, "t.paused")
     (message,) = queue.drain()
-    final = JobRunner(lifecycle, registry, progress_interval_s=0).run(message)
+    final = JobRunner(lifecycle, registry, clock=SystemClock(), progress_interval_s=0).run(message)
     assert final.status == JobStatus.FAILED and final.error.code == "worker_lost"
     assert [message for message, _ in queue.parked("normal")] == [JobMessage(job.id, 1)]
     assert store.get(job.id, mark_gone=False).dead_letter_owed is None
@@ -490,7 +491,7 @@ def test_a_late_attempt_that_cannot_park_its_jobs_owed_letter_fails_its_delivery
 
     job = submit(lifecycle, "t.paused")
     (message,) = queue.drain()
-    runner = JobRunner(lifecycle, registry, progress_interval_s=0)
+    runner = JobRunner(lifecycle, registry, clock=SystemClock(), progress_interval_s=0)
     with pytest.raises(QueueUnavailableError):
         runner.run(message)
     queue.fail_sends = False

@@ -1,13 +1,13 @@
 """A job whose claim-checked payload or result object is gone (deleted by hand or by a bucket
 rule), delivered to the real runner on the in-memory adapters: it ends at once, clearly, or
 goes on when it does not need the object; it never fails delivery after delivery."""
-import itertools
-
 import pytest
 from pydantic import BaseModel
 
+from chalicelib.adapters.clocks import ManualClock
 from chalicelib.adapters.memory import InMemoryJobStore
 from chalicelib.adapters.memory_blobs import InMemoryBlobStore
+from chalicelib.defaults import CANCEL_POLL_INTERVAL_S
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
 from chalicelib.lifecycle import JobLifecycle
@@ -48,6 +48,7 @@ def types(blobs):
     @registry.register("t.loses_its_payload", Anything)
     def loses_its_payload(ctx, payload):
         blobs.delete([f"jobs/{ctx.job_id}/payload.json"])  # a bucket rule, while the attempt runs
+        registry.clock.advance(CANCEL_POLL_INTERVAL_S)  # so the cancel poll reads the store
         assert not ctx.cancelled()  # the cancel poll reads the record, not the objects
         registry.cancel(ctx.job_id)  # lands after the poll: the completion's write loses a race
         return payload.data
@@ -59,8 +60,8 @@ def types(blobs):
 def env(store, queue, clock, types):
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
     types.cancel = lambda job_id: lifecycle.cancel("acme", job_id)
-    ticks = itertools.count(0, 10)  # each look at the clock 10 s on: every cancel poll reads the store
-    return lifecycle, JobRunner(lifecycle, types, progress_interval_s=0, monotonic=lambda: next(ticks))
+    types.clock = ManualClock()  # the worker's, moved by the handler that polls for a cancel
+    return lifecycle, JobRunner(lifecycle, types, clock=types.clock, progress_interval_s=0)
 
 
 def _submitted(lifecycle, runner, queue, how: str):

@@ -72,6 +72,7 @@ from chalicelib.subscribers.erp import EVENT_ID_HEADER, SIGNATURE_HEADER, ErpBri
 from chalicelib.worker.runner import JobRunner
 from tests.support.infra import resources
 from tests.support.job_writes import RecordingJobs
+from tests.support.model_clock import ModelTime
 from tests.unit.conftest import FakeClock
 
 pytestmark = pytest.mark.timeout(900)  # shrinking a failure to its shortest steps can take minutes
@@ -317,7 +318,7 @@ class SubscriberModel(RuleBasedStateMachine):
             registry.register(job_type, Outcome, max_attempts=1, timeout_s=60)(self.handler)
         self.lifecycle = JobLifecycle(self.store, self.job_queue, registry, clock=self.clock,
                                       caches_of=self.rules.namespaces_for)
-        self.runner = JobRunner(self.lifecycle, registry, monotonic=self.now, progress_interval_s=0)
+        self.runner = JobRunner(self.lifecycle, registry, clock=ModelTime(self.now), progress_interval_s=0)
         self.publisher = InMemoryEventPublisher()
         self.consumer = StreamConsumer(job_change, self.publisher)
         self.serial = 0

@@ -3,6 +3,7 @@ the caller's code whatever the percent, `start_job` and `progress` report as doc
 import pytest
 from pydantic import BaseModel
 
+from chalicelib.adapters.clocks import SystemClock
 from chalicelib.domain.errors import FatalJobError, ProgressRejectedError
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
@@ -103,7 +104,7 @@ def seen():
 def env(store, queue, clock, seen):
     types = make_types(seen)
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    return lifecycle, JobRunner(lifecycle, types, progress_interval_s=0)
+    return lifecycle, JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0)
 
 
 def run(env, queue, type_):
@@ -171,7 +172,7 @@ def test_seed_usage_except_fail_job_raise_fails_without_retry(env, queue):
 def test_start_job_writes_at_once_at_the_percent_reached(store, queue, clock, seen):
     types = make_types(seen)
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    runner = JobRunner(lifecycle, types, progress_interval_s=3600)  # nothing due by time
+    runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=3600)  # nothing due by time
     lifecycle.submit(tenant="acme", user="ann", type="h.start_after_progress", payload={})
     (message,) = queue.drain()
     final = runner.run(message)
@@ -201,7 +202,7 @@ def test_a_cancel_seen_by_the_handler_wins_over_fail_job(store, queue, clock):
             raise
 
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    runner = JobRunner(lifecycle, types, progress_interval_s=0)
+    runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0)
     job = lifecycle.submit(tenant="acme", user="ann", type="h.cancel", payload={})
     (message,) = queue.drain()
     original = store.record_progress
@@ -216,7 +217,7 @@ def test_a_cancel_seen_by_the_handler_wins_over_fail_job(store, queue, clock):
 
 def test_demo_model_completes_through_the_helpers(store, queue, clock):
     lifecycle = JobLifecycle(store, queue, default_registry, clock=clock)
-    runner = JobRunner(lifecycle, default_registry, progress_interval_s=0)
+    runner = JobRunner(lifecycle, default_registry, clock=SystemClock(), progress_interval_s=0)
     lifecycle.submit(tenant="acme", user="ann", type="demo.model", payload={"step_ms": 0})
     (message,) = queue.drain()
     final = runner.run(message)
@@ -227,7 +228,7 @@ def test_demo_model_completes_through_the_helpers(store, queue, clock):
 
 def test_demo_model_fails_with_model_error_and_no_retry(store, queue, clock):
     lifecycle = JobLifecycle(store, queue, default_registry, clock=clock)
-    runner = JobRunner(lifecycle, default_registry, progress_interval_s=0)
+    runner = JobRunner(lifecycle, default_registry, clock=SystemClock(), progress_interval_s=0)
     lifecycle.submit(tenant="acme", user="ann", type="demo.model", payload={"step_ms": 0, "fail_at": 50})
     (message,) = queue.drain()
     final = runner.run(message)
