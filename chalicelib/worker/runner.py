@@ -186,7 +186,7 @@ class JobRunner:
         try:
             give_up = functools.partial(self._give_up, reporter, started) if self._end_process else None
             result = run_with_timeout(lambda: job_type.handler(ctx, payload), job.timeout_s, ctx.expire,
-                                      give_up=give_up, give_up_after_s=self._give_up_after_s)
+                                      clock=self._clock, give_up=give_up, give_up_after_s=self._give_up_after_s)
         except (KeyboardInterrupt, GeneratorExit):
             # Not the handler's failure: KeyboardInterrupt is someone stopping this process (Ctrl-C
             # on a local worker), which must stop; GeneratorExit only unwinds a generator being

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from typing import Any, Callable, Optional
 
 from chalicelib.defaults import HANDLER_GIVE_UP_S, HANDLER_REINTERRUPT_S
 from chalicelib.domain.errors import JobTimeoutError
+from chalicelib.ports import Clock
 
 
 def run_with_timeout(fn: Callable[[], Any], seconds: float, on_timeout: Callable[[], None], *,
+                     clock: Clock,
                      give_up: Optional[Callable[[float], None]] = None,
                      give_up_after_s: float = HANDLER_GIVE_UP_S) -> Any:
     """Run `fn`, raising JobTimeoutError after `seconds`.
@@ -19,25 +20,27 @@ def run_with_timeout(fn: Callable[[], Any], seconds: float, on_timeout: Callable
     or computing, and again every HANDLER_REINTERRUPT_S while it goes on (a handler that
     catches the timeout and keeps working); once it went on for `give_up_after_s`,
     `give_up(seconds_over)` is called from the alarm (the worker ends its process there, so
-    the attempt never outlives its lease), and the interrupts go on if it returns.
+    the attempt never outlives its lease), and the interrupts go on if it returns. The alarm
+    is the real signal (a hanging handler is interrupted whatever `clock` says); how long the
+    handler went on past its timeout is read on `clock`, the worker's.
     Elsewhere the handler runs in a daemon thread that is abandoned on timeout; `on_timeout`
     lets its later writes fail instead of landing on a finished attempt."""
     if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
-        return _with_alarm(fn, seconds, on_timeout, give_up, give_up_after_s)
+        return _with_alarm(fn, seconds, on_timeout, clock, give_up, give_up_after_s)
     return _with_thread(fn, seconds, on_timeout)
 
 
-def _with_alarm(fn: Callable[[], Any], seconds: float, on_timeout: Callable[[], None],
+def _with_alarm(fn: Callable[[], Any], seconds: float, on_timeout: Callable[[], None], clock: Clock,
                 give_up: Optional[Callable[[float], None]], give_up_after_s: float) -> Any:
     expired_at: Optional[float] = None
 
     def alarm(signum: int, frame: Any) -> None:
         nonlocal expired_at
         if expired_at is None:
-            expired_at = time.monotonic()
+            expired_at = clock.monotonic()
             on_timeout()
             raise JobTimeoutError(JobTimeoutError.exceeded(seconds))
-        over_s = time.monotonic() - expired_at
+        over_s = clock.monotonic() - expired_at
         if give_up is not None and over_s >= give_up_after_s:
             give_up(over_s)
         raise JobTimeoutError(JobTimeoutError.exceeded(seconds, over_s))
