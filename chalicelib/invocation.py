@@ -5,7 +5,8 @@ such as the API's `tenant`/`user` or a worker's `job_id`, never leak into the ne
 the function's request id; it runs inside an X-Ray subsegment named after the function; and
 when it ends, however it ends, it logs one summary line (`invocation finished`: outcome,
 duration, what the caller added such as the API's route and status, and the AWS requests it
-sent when counting is on). Every invocation leaves at least that line, so an operator can
+sent when counting is on), after writing the metrics it counted (one EMF line per job type,
+chalicelib/observability.py). Every invocation leaves at least that line, so an operator can
 follow each one; the local emulator also answers an invocation as soon as its log lines stop,
 rather than waiting 50 ms for a first line that a silent one never writes.
 
@@ -22,7 +23,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from chalicelib.composition import take_aws_requests
-from chalicelib.observability import logger, tracer
+from chalicelib.observability import flush_metrics, logger, tracer
 
 MARKER = "jobpipe_entry_point"  # set on every wrapped function; checked by the unit tests
 # An event holding this key (true) only starts the process: the local stack invokes each
@@ -34,7 +35,8 @@ LOG_MESSAGE = "invocation finished"  # the benchmark reads `aws_requests` from t
 
 @contextmanager
 def invocation(function_name: str, lambda_context: Any = None) -> Iterator[dict[str, Any]]:
-    """One invocation's scope: reset log keys, trace, and one summary line at the end. Yields
+    """One invocation's scope: reset log keys, trace, and at the end, however it ends, its
+    metrics written and one summary line. Yields
     a dict whose items the caller wants in that line."""
     logger.clear_state()
     logger.append_keys(function=function_name,
@@ -47,6 +49,7 @@ def invocation(function_name: str, lambda_context: Any = None) -> Iterator[dict[
             yield summary
         outcome = "ok"
     finally:
+        flush_metrics()
         fields = {"outcome": outcome, "duration_ms": round((time.perf_counter() - started) * 1000, 1), **summary}
         counts = take_aws_requests()
         if counts is not None:

@@ -1,13 +1,20 @@
-"""Structured logs, metrics (EMF) and X-Ray traces through Powertools, shared by every function."""
+"""Structured logs, metrics (EMF) and X-Ray traces through Powertools, shared by every function.
+
+Metrics are counted during an invocation and written when it ends (`flush_metrics`, called by
+the invocation wrapper and before the process ends, nowhere else): one EMF document per job
+type holding every value of every metric it counted, rather than a log line per value."""
 from __future__ import annotations
 
+import numbers
 import os
 import sys
+import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional
 
 from aws_lambda_powertools import Logger, Tracer
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from aws_lambda_powertools.metrics.exceptions import MetricValueError
 
 from chalicelib.domain.job import Job
 
@@ -47,10 +54,39 @@ def build_tracer() -> Any:
 tracer = build_tracer()
 
 
+# What this invocation counted, per job type: (name, unit, value) in the order counted. A lock,
+# because a worker's timers count from threads of their own.
+_counted: dict[str, list[tuple[str, Any, float]]] = {}
+_counted_lock = threading.Lock()
+
+
 def count(name: str, job_type: str, value: float = 1, unit: str = MetricUnit.Count) -> None:
-    """Emit one EMF metric with the job type as its dimension (written to the log at once)."""
-    with single_metric(name=name, unit=unit, value=value, namespace=NAMESPACE) as metric:
-        metric.add_dimension(name="job_type", value=job_type)
+    """Count `value` of metric `name` with the job type as its dimension; written when the
+    invocation ends. Raises MetricValueError for a value that is not a number."""
+    if not isinstance(value, numbers.Number):
+        raise MetricValueError(f"{value!r} is not a valid number for metric {name}")
+    with _counted_lock:
+        _counted.setdefault(job_type, []).append((name, unit, float(value)))
+
+
+def flush_metrics() -> None:
+    """Write what was counted since the last flush: per job type one EMF document, each metric
+    with the list of its values (CloudWatch sums and counts them as it did one line a value).
+    Powertools starts another document when a metric reaches EMF's 100 values or a document 100
+    metrics. Never raises: a job type whose metrics cannot be written is logged as an error."""
+    with _counted_lock:
+        counted = dict(_counted)
+        _counted.clear()
+    for job_type, values in counted.items():
+        try:
+            metrics = EphemeralMetrics(namespace=NAMESPACE)
+            metrics.add_dimension(name="job_type", value=job_type)
+            for name, unit, value in values:
+                metrics.add_metric(name=name, unit=unit, value=value)
+            if metrics.metric_set:  # empty when the last value filled a document already written
+                metrics.flush_metrics()
+        except Exception:  # noqa: BLE001 - metrics must not fail the invocation that counted them
+            logger.exception("metrics not written", extra={"job_type": job_type, "values": len(values)})
 
 
 def job_event(event: str, job: Job, extra: dict[str, Any]) -> None:
@@ -75,6 +111,7 @@ def end_process() -> None:
     """End this function's process at once, its log lines written: the invocation fails and
     Lambda starts a fresh process for the next one. For a handler that would not stop."""
     logger.error("ending the worker process: a handler went on past its timeout")
+    flush_metrics()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(1)

@@ -58,6 +58,7 @@ def test_the_metrics_carry_the_dimensions_operations_md_names(monkeypatch, capsy
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "jobpipe-pipeline")
     capsys.readouterr()
     observability.count("jobs_failed", "demo.steps")
+    observability.flush_metrics()  # as the invocation wrapper does when the invocation ends
     (emitted,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     (metric,) = emitted["_aws"]["CloudWatchMetrics"]
     assert metric["Namespace"] == "jobpipe" and [m["Name"] for m in metric["Metrics"]] == ["jobs_failed"]
