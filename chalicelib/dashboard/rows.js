@@ -4,7 +4,7 @@
 "use strict";
 
 (function (jobpipe) {
-var CANCEL_NOTES = jobpipe.CANCEL_NOTES, LAST_ATTEMPT_READS = jobpipe.LAST_ATTEMPT_READS, TERMINAL = jobpipe.TERMINAL,
+var CANCEL_NOTES = jobpipe.CANCEL_NOTES, RUNS_READS = jobpipe.RUNS_READS, TERMINAL = jobpipe.TERMINAL,
   state = jobpipe.state,
   bdi = jobpipe.bdi, busy = jobpipe.busy, countdown = jobpipe.countdown, el = jobpipe.el,
   jobDuration = jobpipe.jobDuration, runDuration = jobpipe.runDuration, said = jobpipe.said, setBusy = jobpipe.setBusy,
@@ -13,9 +13,11 @@ var CANCEL_NOTES = jobpipe.CANCEL_NOTES, LAST_ATTEMPT_READS = jobpipe.LAST_ATTEM
   handleError = jobpipe.handleError, newIdempotencyKey = jobpipe.newIdempotencyKey;
 
 // A job waiting for its next attempt shows its last one's duration, read from its runs. In an
-// outage many jobs wait at once: only rows on screen (or nearly) read theirs, and at most
-// LAST_ATTEMPT_READS at a time, the others queued, instead of one GET per retrying job at once.
-var lastReads = { queue: [], running: 0 };
+// outage many jobs wait at once: only rows on screen (or nearly) read theirs, queued, instead of
+// one GET per retrying job at once. Every read of runs goes through that one queue, at most
+// RUNS_READS at a time: the rows' reads and the details' alike. A details read goes before the
+// rows' (the user waits on it), and counts toward the limit as theirs do.
+var runsReads = { queue: [], running: 0 };
 var rowOf = new WeakMap(); // tr -> its JobRow, for the observer
 var onScreen = new IntersectionObserver(function (entries) {
   entries.forEach(function (entry) {
@@ -224,11 +226,27 @@ JobRow.prototype.readRuns = function () {
   });
 };
 
-// One GET per opening (and per status change while open): runs are not polled.
+// One GET per opening (and per status change while open): runs are not polled. Queued with the
+// rows' reads, ahead of them; one queued and not yet sent reads the runs as they are when sent.
 JobRow.prototype.loadRuns = function (status) {
   var self = this;
   this.runsLoadedFor = status;
-  this.readRuns().then(function (runs) {
+  if (this.runsAsked) return;
+  this.runsAsked = true;
+  queueRunsRead(function () {
+    self.runsAsked = false;
+    // Closed, or off the page, before its turn: nobody waits on it any more.
+    if (self.detailTr.hidden || state.rows.get(self.id) !== self) {
+      self.runsLoadedFor = null;
+      return null;
+    }
+    return self.showRuns();
+  }, true);
+};
+
+JobRow.prototype.showRuns = function () {
+  var self = this;
+  return this.readRuns().then(function (runs) {
     var table = el("table", "runs-table");
     var head = el("tr");
     ["attempt", "status", "started", "finished", "error"].forEach(function (h) {
@@ -303,31 +321,49 @@ JobRow.prototype.lacksLastAttempt = function () {
 // Queues the read of the last attempt, once, if the row is on screen and lacks it.
 JobRow.prototype.askLastAttempt = function () {
   if (!this.onScreen || this.readingLast || !this.lacksLastAttempt()) return;
+  var row = this;
   this.readingLast = true;
-  lastReads.queue.push(this);
-  readLastAttempts();
-};
-
-function readLastAttempts() {
-  while (lastReads.running < LAST_ATTEMPT_READS && lastReads.queue.length) {
-    var row = lastReads.queue.shift();
+  queueRunsRead(function () {
     // Gone from the screen or the page, or read meanwhile (its details opened): its turn passes.
-    if (!row.onScreen || !row.lacksLastAttempt()) { row.readingLast = false; continue; }
-    lastReads.running++;
-    row.readRuns().then(lastReadDone.bind(null, row), function (err) {
+    if (!row.onScreen || !row.lacksLastAttempt()) { row.readingLast = false; return null; }
+    return row.readRuns().then(function () { row.readingLast = false; }, function (err) {
       // A failed read is shown as any other is; the queued rows are let go (in an outage theirs
       // would fail as well): each asks again at its job's next change or its next time on screen.
+      // Details asked for stay queued: each says its own failure.
       handleError(err);
-      lastReads.queue.splice(0).forEach(function (queued) { queued.readingLast = false; });
-      lastReadDone(row);
+      row.readingLast = false;
+      runsReads.queue = runsReads.queue.filter(function (queued) {
+        if (!queued.asked) queued.row.readingLast = false;
+        return queued.asked;
+      });
     });
+  }, false, row);
+};
+
+// `read` sends a read of runs and returns its promise, handled, or returns null when its turn
+// passes with nothing to read. `asked`: a details read, queued behind the other details' only.
+function queueRunsRead(read, asked, row) {
+  var entry = { read: read, asked: asked, row: row }, at = runsReads.queue.length;
+  if (asked) {
+    at = 0;
+    while (at < runsReads.queue.length && runsReads.queue[at].asked) at++;
+  }
+  runsReads.queue.splice(at, 0, entry);
+  nextRunsReads();
+}
+
+function nextRunsReads() {
+  while (runsReads.running < RUNS_READS && runsReads.queue.length) {
+    var reading = runsReads.queue.shift().read();
+    if (!reading) continue;
+    runsReads.running++;
+    reading.then(runsReadDone, runsReadDone);
   }
 }
 
-function lastReadDone(row) {
-  row.readingLast = false;
-  lastReads.running--;
-  readLastAttempts();
+function runsReadDone() {
+  runsReads.running--;
+  nextRunsReads();
 }
 
 // A job submitted with a delay or run_at, or waiting out a retry's backoff, is queued or

@@ -612,15 +612,23 @@ def test_a_job_waiting_for_its_next_attempt_shows_the_last_ones_duration_not_a_c
     expect(waiting.locator(".duration")).not_to_have_class(re.compile("last-attempt"))
 
 
-def test_many_jobs_waiting_to_retry_read_their_last_attempts_a_few_at_a_time(page, api):
-    """In an outage 40 jobs wait for their next attempt at once. Each shows its last attempt's
-    duration as one such job does, but only the rows on screen read their attempts, at most 4
-    reads at a time: not a burst of 40 GETs. A row scrolled to reads its own then."""
-    for _ in range(40):
+def waiting_jobs(api: FakeApi, count: int) -> list[dict]:
+    """`count` jobs waiting for their next attempt, each with its first attempt's runs."""
+    jobs = []
+    for _ in range(count):
         job = api.add(status="retrying", attempts=1, started_at="2026-01-16T11:59:00.000Z",
                       error={"code": "handler_error", "message": "boom"})
         api.runs[job["id"]] = [{"attempt": 1, "status": "failed", "started_at": "2026-01-16T11:59:00.000Z",
                                 "finished_at": "2026-01-16T11:59:02.500Z", "error": job["error"]}]
+        jobs.append(job)
+    return jobs
+
+
+def test_many_jobs_waiting_to_retry_read_their_last_attempts_a_few_at_a_time(page, api):
+    """In an outage 40 jobs wait for their next attempt at once. Each shows its last attempt's
+    duration as one such job does, but only the rows on screen read their attempts, at most 4
+    reads at a time: not a burst of 40 GETs. A row scrolled to reads its own then."""
+    waiting_jobs(api, 40)
     reads = r"/jobs/[^/]+/runs"
     api.holding = reads
     api.open()
@@ -650,6 +658,40 @@ def test_many_jobs_waiting_to_retry_read_their_last_attempts_a_few_at_a_time(pag
     read = [path.split("/")[2] for method, path, _ in api.requests if method == "GET" and re.fullmatch(reads, path)]
     assert len(set(read)) < 40, len(set(read))  # the rows scrolled past unseen read nothing
     assert len(read) <= 4 + len(set(read))  # and each row read once (the first listing's 4 aside)
+
+
+def test_details_opened_while_rows_read_their_attempts_wait_in_the_same_four_and_go_first(page, api):
+    """Every read of a job's attempts counts toward the same 4 at a time: opening details on
+    several rows while the rows' own reads are on their way sends nothing past those 4. What
+    the user asked for goes before the rows' reads still queued: as each read is answered, the
+    next sent is an opened details' one, until every opened details has its attempts."""
+    waiting_jobs(api, 40)
+    reads = r"/jobs/[^/]+/runs"
+    api.holding = reads
+    api.open()
+    page.get_by_label("Page size").select_option("50")
+    expect(page.locator("tr.job")).to_have_count(40)
+    api.settle()
+    assert len(api.held) == 4
+    first = [route.request.url.split("/")[-2] for route in api.held]
+    opened = [job_id for job_id in listing(api)[:12] if job_id not in first][:3]
+    for job_id in opened:
+        row(page, job_id).get_by_role("button", name=re.compile("Details")).click()
+    api.settle()
+    assert len(api.held) == 4  # the details' reads wait their turn too
+    for job_id in opened:
+        expect(page.locator(f"#detail-{job_id} .runs")).to_be_empty()
+    most = 0
+    while api.held:
+        route = api.held.pop(0)
+        api.answer(route)
+        api.settle()
+        most = max(most, len(api.held))
+    assert most <= 4
+    sent = [path.split("/")[2] for method, path, _ in api.requests if method == "GET" and re.fullmatch(reads, path)]
+    assert sent[:4] == first and sent[4:7] == opened, sent
+    for job_id in opened:
+        expect(page.locator(f"#detail-{job_id} .runs-table tr")).to_have_count(2)
 
 
 def test_a_running_job_counts_its_current_attempt_not_the_ones_before(page, api):
