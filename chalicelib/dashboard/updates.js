@@ -8,6 +8,7 @@ var $ = jobpipe.$, ARRIVALS_MAX = jobpipe.ARRIVALS_MAX, LIST_REFRESH_MS = jobpip
   MAX_BATCH = jobpipe.MAX_BATCH, POLL_BACKOFF = jobpipe.POLL_BACKOFF, POLL_MAX_MS = jobpipe.POLL_MAX_MS,
   POLL_MIN_MS = jobpipe.POLL_MIN_MS, TERMINAL = jobpipe.TERMINAL, state = jobpipe.state, busy = jobpipe.busy,
   setBusy = jobpipe.setBusy, said = jobpipe.said, when = jobpipe.when, api = jobpipe.api, handleError = jobpipe.handleError,
+  StaleAnswer = jobpipe.StaleAnswer,
   showBanner = jobpipe.showBanner, clearJobs = jobpipe.clearJobs, drop = jobpipe.drop,
   listed = jobpipe.listed, markGone = jobpipe.markGone, order = jobpipe.order, remember = jobpipe.remember,
   unfinishedIds = jobpipe.unfinishedIds, listPath = jobpipe.listPath,
@@ -164,14 +165,24 @@ function poll() {
   for (var i = 0; i < ids.length; i += MAX_BATCH) chunks.push(ids.slice(i, i + MAX_BATCH));
   var tags = state.pollTags;
   var kept = new Map(); // only the batches of this poll keep their tags
+  // The poll ends once every batch has answered or failed: one that fails at once does not end
+  // it while another is slow (a loaded stack: up to 30 s), or the next poll would send that one
+  // again on top of it. The batches answered are shown; a failed one is read whole next time.
+  var failures = [];
   Promise.all(chunks.map(function (chunk) {
     var key = chunk.join(" ");
     return api("POST", "jobs/status", { job_ids: chunk }, undefined, tags.get(key) || "").then(function (tagged) {
       if (tagged.etag) kept.set(key, tagged.etag);
       return tagged.data;
+    }, function (err) {
+      failures.push(err);
+      return null;
     });
   })).then(
     function (answers) {
+      // An answer to a token since replaced belongs to its tenant: nothing of this poll is shown.
+      var stale = failures.filter(function (err) { return err instanceof StaleAnswer; });
+      if (stale.length) throw stale[0];
       if (state.pollTags === tags) state.pollTags = kept; // unless the jobs shown were cleared meanwhile
       var changed = false;
       answers.forEach(function (answer) {
@@ -183,6 +194,7 @@ function poll() {
         });
       });
       if (changed) order();
+      if (failures.length) throw failures[0];
       state.pollDelay = changed ? POLL_MIN_MS : Math.min(POLL_MAX_MS, state.pollDelay * POLL_BACKOFF);
     }
   ).catch(

@@ -1208,6 +1208,33 @@ def test_a_throttled_poll_waits_out_its_retry_after_whatever_else_happens(page, 
     assert api.count("POST", "/jobs/status") > polls
 
 
+def test_a_poll_whose_batch_is_slow_is_not_sent_again_before_it_answers(page, api):
+    """150 unfinished jobs shown are polled in two batches. One answered at once with a 500,
+    the other slow (a stack under load: up to 30 s): the next poll waits until the slow one has
+    answered, instead of sending both batches again on top of it every few seconds."""
+    page.clock.install()
+    for _ in range(150):
+        api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
+    api.open()
+    page.get_by_label("Page size").select_option("100")
+    expect(page.locator("tr.job")).to_have_count(100)
+    page.get_by_role("button", name="Load more").click()
+    expect(page.locator("tr.job")).to_have_count(150)
+    let_time_pass(api, 3, step_s=1)
+    polls = api.count("POST", "/jobs/status")
+    assert polls >= 2
+    api.fail("POST", "/jobs/status", status=500, json={"error": {"code": "internal", "message": "overloaded"}})
+    api.holding = "/jobs/status"
+    let_time_pass(api, 25, step_s=1)
+    assert api.count("POST", "/jobs/status") == polls + 2  # one poll: its 500 and its slow batch
+    assert len(api.held) == 1
+    api.holding = None
+    api.release()
+    let_time_pass(api, 25, step_s=1)
+    assert api.count("POST", "/jobs/status") > polls + 2  # the polls go on once it has answered
+    expect(page.get_by_role("alert")).to_be_hidden()
+
+
 def test_a_shown_job_the_api_no_longer_finds_is_shown_gone_and_not_polled(page, api):
     """An unfinished job shown, then removed (its retention's clean-up, a purge) or never found
     again: the batch status answers `not_found` for it. It is shown as gone, with no Cancel,
