@@ -38,6 +38,7 @@ var state = {
   arrived: 0,        // jobs the refreshes added since the listing (re)started
   cursor: null,      // next page of the current listing
   loading: false,    // a listing that replaces the jobs shown is on its way
+  listReading: null, // the read of the listing's first page on its way, if any
   filters: { status: "", type: "", limit: 25 },
   jobTypes: [],      // GET /job-types, as last read
   typesRead: false,  // whether GET /job-types has answered (its list may be empty)

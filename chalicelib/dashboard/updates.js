@@ -17,10 +17,15 @@ var $ = jobpipe.$, ARRIVALS_MAX = jobpipe.ARRIVALS_MAX, LIST_REFRESH_MS = jobpip
 // ---------------------------------------------------------------- listing
 
 // First page of the current listing; merges into what is shown (keeps rows and open details).
-// A re-read sends the page's ETag: unchanged, it is a 304 and nothing is read or rendered.
+// A re-read sends the page's ETag: unchanged, it is a 304 and nothing is read or rendered. A
+// re-read asked while one is on its way (the tab shown again on a slow stack) sends nothing:
+// that one serves, and its answer schedules the next.
 function refreshList(reset) {
+  if (!reset && state.listReading) return;
   clearTimeout(state.refreshTimer);
   var generation = reset ? ++state.listGeneration : state.listGeneration;
+  var reading = state.listReading = {};
+  var done = function () { if (state.listReading === reading) state.listReading = null; };
   var more = $("load-more");
   if (reset) {
     // The cursor belongs to the listing being replaced: it must not page the new one.
@@ -31,6 +36,7 @@ function refreshList(reset) {
   }
   return api("GET", listPath(null), undefined, undefined, reset ? "" : state.listTag).then(
     function (tagged) {
+      done();
       if (generation !== state.listGeneration) return;
       setBusy($("refresh"), false);
       if (state.loading) loading(false);
@@ -76,6 +82,7 @@ function refreshList(reset) {
   ).catch(
     // A failed refresh (or an answer the page could not use) never ends the refreshes.
     function (err) {
+      done();
       if (generation !== state.listGeneration) return;
       setBusy($("refresh"), false);
       if (!handleError(err)) showBanner("Could not list jobs: ", said(err.message));

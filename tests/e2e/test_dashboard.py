@@ -732,6 +732,30 @@ def test_a_hidden_tab_asks_the_api_nothing_until_it_is_shown_again(page, api):
     expect(page.locator("#live")).to_have_text(re.compile("live"))
 
 
+def test_a_tab_shown_again_while_its_listing_is_on_its_way_sends_no_second_one(page, api):
+    """A slow stack holds the list's refresh; the tab goes to the background and comes back, three
+    times. The listing on its way serves: each return sends no other on top of it, and the
+    refreshes go on once it has answered."""
+    page.clock.install()
+    job = api.add(status="completed")
+    api.open()
+    expect(row(page, job["id"])).to_be_visible()
+    api.settle()
+    api.holding = "/jobs"
+    let_time_pass(api, 10, step_s=1)
+    assert len(api.held) == 1  # the refresh, on its way
+    for _ in range(3):
+        set_hidden(page, True)
+        set_hidden(page, False)
+    api.settle()
+    assert len(api.held) == 1
+    api.holding = None
+    newer = api.add(status="completed")
+    api.release()
+    let_time_pass(api, 10, step_s=1)
+    expect(row(page, newer["id"])).to_be_visible()
+
+
 def test_a_throttled_page_waits_as_asked_and_keeps_refreshing(page, api):
     page.clock.install()
     job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
