@@ -58,7 +58,7 @@ from chalicelib.ports.subscribers import (
     WebhookAnswer,
     WebhookSender,
 )
-from chalicelib.ports.timers import Clock, Timer, TimerFactory
+from chalicelib.ports.timers import Clock, Timer
 
 __all__ = [
     "Artifact",
@@ -98,7 +98,6 @@ __all__ = [
     "SubmissionKey",
     "TaskCompletion",
     "Timer",
-    "TimerFactory",
     "WebhookAnswer",
     "WebhookSender",
 ]

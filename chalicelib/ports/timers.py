@@ -1,19 +1,18 @@
-"""The worker's runtime: the progress reporter's one-shot `Timer`, and the `Clock` a batch's
-timing reads (its turns, its batch-mates' hand-back and lease extensions)."""
+"""The worker's time: the `Clock` every timing of the worker reads (a batch's turns, its
+batch-mates' hand-back and lease extensions, the progress window, cancel polls, a handler's
+time left and past its timeout), and the one-shot `Timer`s it starts."""
 from __future__ import annotations
 
 from typing import Callable, Protocol
 
 
 class Timer(Protocol):
-    """A one-shot timer (threading.Timer): the progress reporter's deferred write."""
+    """A one-shot timer (threading.Timer on the system clock): the progress window's deferred
+    write, a batch's hand-back, a lease extension."""
 
     def start(self) -> None: ...
 
     def cancel(self) -> None: ...
-
-
-TimerFactory = Callable[[float, Callable[[], None]], Timer]
 
 
 class Clock(Protocol):
