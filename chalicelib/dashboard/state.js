@@ -21,6 +21,7 @@ var CANCEL_NOTES = { "canceling…": true, "cancel requested": true, "canceled":
 var RETRY_AFTER_MAX_MS = 600000; // a throttle's Retry-After is honoured up to 10 minutes
 var REQUEST_TIMEOUT_MS = 30000;  // API Gateway answers within 29 s; past that nobody will
 var RUNS_READS = 4;              // reads of runs at once, rows' and details': an outage's 100 retrying jobs are no burst
+var POLL_BATCHES = 4;            // batches of one poll on their way at once (a poll past 400 jobs queues the rest)
 
 // The page lives at <stage>/dashboard; the API routes are its siblings.
 var API_BASE = location.origin + location.pathname.replace(/\/dashboard\/?$/, "/");
@@ -55,7 +56,7 @@ var state = {
 };
 
 Object.assign(jobpipe, { $: $, API_BASE: API_BASE, ARRIVALS_MAX: ARRIVALS_MAX, CANCEL_NOTES: CANCEL_NOTES,
-  RUNS_READS: RUNS_READS,
+  POLL_BATCHES: POLL_BATCHES, RUNS_READS: RUNS_READS,
   LIST_REFRESH_MS: LIST_REFRESH_MS, MAX_BATCH: MAX_BATCH, PAUSED: PAUSED, POLL_BACKOFF: POLL_BACKOFF,
   POLL_MAX_MS: POLL_MAX_MS, POLL_MIN_MS: POLL_MIN_MS, REQUEST_TIMEOUT_MS: REQUEST_TIMEOUT_MS,
   RETRY_AFTER_MAX_MS: RETRY_AFTER_MAX_MS, STATUSES: STATUSES, TERMINAL: TERMINAL, TOKEN_KEY: TOKEN_KEY,

@@ -5,7 +5,7 @@
 
 (function (jobpipe) {
 var $ = jobpipe.$, ARRIVALS_MAX = jobpipe.ARRIVALS_MAX, LIST_REFRESH_MS = jobpipe.LIST_REFRESH_MS,
-  MAX_BATCH = jobpipe.MAX_BATCH, POLL_BACKOFF = jobpipe.POLL_BACKOFF, POLL_MAX_MS = jobpipe.POLL_MAX_MS,
+  MAX_BATCH = jobpipe.MAX_BATCH, POLL_BATCHES = jobpipe.POLL_BATCHES, POLL_BACKOFF = jobpipe.POLL_BACKOFF, POLL_MAX_MS = jobpipe.POLL_MAX_MS,
   POLL_MIN_MS = jobpipe.POLL_MIN_MS, TERMINAL = jobpipe.TERMINAL, state = jobpipe.state, busy = jobpipe.busy,
   setBusy = jobpipe.setBusy, said = jobpipe.said, when = jobpipe.when, api = jobpipe.api, handleError = jobpipe.handleError,
   StaleAnswer = jobpipe.StaleAnswer,
@@ -175,18 +175,27 @@ function poll() {
   // The poll ends once every batch has answered or failed: one that fails at once does not end
   // it while another is slow (a loaded stack: up to 30 s), or the next poll would send that one
   // again on top of it. The batches answered are shown; a failed one is read whole next time.
-  var failures = [];
-  Promise.all(chunks.map(function (chunk) {
-    var key = chunk.join(" ");
+  // At most POLL_BATCHES batches are on their way at once; the others wait their turn within
+  // the poll (1,000 jobs loaded are no burst of 10 POSTs). Once a batch is throttled (or
+  // answered for a token since replaced), those still waiting are not sent: read next time.
+  var failures = [], answers = chunks.map(function () { return null; }), next = 0;
+  var halted = function () {
+    return failures.some(function (err) { return err.retryAfterMs || err instanceof StaleAnswer; });
+  };
+  function send() {
+    if (next >= chunks.length || halted()) return Promise.resolve();
+    var at = next++, chunk = chunks[at], key = chunk.join(" ");
     return api("POST", "jobs/status", { job_ids: chunk }, undefined, tags.get(key) || "").then(function (tagged) {
       if (tagged.etag) kept.set(key, tagged.etag);
-      return tagged.data;
+      answers[at] = tagged.data;
     }, function (err) {
       failures.push(err);
-      return null;
-    });
-  })).then(
-    function (answers) {
+    }).then(send);
+  }
+  var senders = [];
+  for (var n = 0; n < Math.min(POLL_BATCHES, chunks.length); n++) senders.push(send());
+  Promise.all(senders).then(
+    function () {
       // An answer to a token since replaced belongs to its tenant: nothing of this poll is shown.
       var stale = failures.filter(function (err) { return err instanceof StaleAnswer; });
       if (stale.length) throw stale[0];
@@ -201,7 +210,8 @@ function poll() {
         });
       });
       if (changed) order();
-      if (failures.length) throw failures[0];
+      // A throttle's Retry-After is what the next poll waits out, whichever batch failed first.
+      if (failures.length) throw failures.filter(function (err) { return err.retryAfterMs; })[0] || failures[0];
       state.pollDelay = changed ? POLL_MIN_MS : Math.min(POLL_MAX_MS, state.pollDelay * POLL_BACKOFF);
     }
   ).catch(

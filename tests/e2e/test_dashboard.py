@@ -1968,3 +1968,77 @@ def test_a_throttled_rerun_says_it_was_not_made_and_when_to_press_again(page, ap
         "Not run again: the API is throttling requests (Too Many Requests). Press Run again in 20 s.")
     run_again(line).click()
     expect(line.locator(".note")).to_have_text(re.compile(r"^ran again as job-\d+$"))
+
+
+# ---------------------------------------------------------------- throttles honoured by every read
+
+SENT = 'Symbol.for("sent")'  # [page clock ms, method, path] of every request the page starts
+LOG_SENT = f"""(() => {{
+    const sent = window[{SENT}] = [], fetch = window.fetch;
+    window.fetch = function (url, init) {{
+        sent.push([Date.now(), (init && init.method) || "GET", new URL(url).pathname + new URL(url).search]);
+        return fetch.apply(this, arguments);
+    }};
+}})()"""
+THROTTLED = {"status": 429, "headers": {"Retry-After": "2"}, "json": {"message": "Too Many Requests"}}
+
+
+def sent(page: Page, method: str, path: str) -> list[int]:
+    """The page clock's times (ms) at which the page sent each request matching method and path."""
+    return [at for at, m, p in page.evaluate(f"() => window[{SENT}]") if m == method and re.fullmatch(path, p)]
+
+
+def test_a_poll_sends_at_most_four_batches_at_a_time(page, api):
+    """500 unfinished jobs shown are polled in 5 batches: at most 4 on their way at once, the
+    fifth sent as one answers; the next poll only once all 5 have answered."""
+    page.clock.install()
+    for _ in range(500):
+        api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
+    api.open()
+    page.get_by_label("Page size").select_option("100")
+    for shown in (200, 300, 400, 500):
+        page.get_by_role("button", name="Load more").click()
+        expect(page.locator("tr.job")).to_have_count(shown)
+    let_time_pass(api, 3, step_s=1)
+    api.holding = "/jobs/status"
+    polls = api.count("POST", "/jobs/status")
+    let_time_pass(api, 12, step_s=1)
+    assert api.count("POST", "/jobs/status") == polls + 4 and len(api.held) == 4
+    while api.held:
+        api.answer(api.held.pop(0))
+        api.settle()
+        assert len(api.held) <= 4
+    api.holding = None
+    assert api.count("POST", "/jobs/status") == polls + 5  # the fifth went once one answered
+    let_time_pass(api, 12, step_s=1)
+    assert api.count("POST", "/jobs/status") > polls + 5  # and the polls go on
+
+
+def test_a_poll_throttled_sends_none_of_its_batches_still_waiting(page, api):
+    """Of a poll's 5 batches, the first is answered 429, Retry-After: 2, while 3 are on their
+    way: the fifth is not sent when the 429 frees its place, and no batch goes out for 2 s."""
+    page.clock.install()
+    page.add_init_script(LOG_SENT)
+    for _ in range(500):
+        api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
+    api.open()
+    page.get_by_label("Page size").select_option("100")
+    for shown in (200, 300, 400, 500):
+        page.get_by_role("button", name="Load more").click()
+        expect(page.locator("tr.job")).to_have_count(shown)
+    let_time_pass(api, 3, step_s=1)
+    polls = api.count("POST", "/jobs/status")
+    api.fail("POST", "/jobs/status", **THROTTLED)
+    api.holding = "/jobs/status"
+    let_time_pass(api, 12, step_s=1)
+    assert api.count("POST", "/jobs/status") == polls + 4 and len(api.held) == 3
+    throttled_at = sent(page, "POST", "/jobs/status")[polls]
+    api.holding = None
+    api.release()
+    api.settle()
+    page.clock.run_for(1000)
+    api.settle()
+    assert api.count("POST", "/jobs/status") == polls + 4
+    let_time_pass(api, 12, step_s=1)
+    later = sent(page, "POST", "/jobs/status")[polls + 4:]
+    assert later and min(later) >= throttled_at + 2000, (throttled_at, later)
