@@ -9,7 +9,8 @@ var $ = jobpipe.$, PAUSED = jobpipe.PAUSED, TOKEN_KEY = jobpipe.TOKEN_KEY, state
   takeTokenFromFragment = jobpipe.takeTokenFromFragment, token = jobpipe.token,
   clearJobs = jobpipe.clearJobs, renderSummary = jobpipe.renderSummary, applyFilters = jobpipe.applyFilters,
   forgetTypesShown = jobpipe.forgetTypesShown, loadMore = jobpipe.loadMore,
-  refreshList = jobpipe.refreshList, schedulePoll = jobpipe.schedulePoll, tick = jobpipe.tick,
+  refreshList = jobpipe.refreshList, refreshSoon = jobpipe.refreshSoon, schedulePoll = jobpipe.schedulePoll,
+  tick = jobpipe.tick,
   loadJobTypes = jobpipe.loadJobTypes, selectJobType = jobpipe.selectJobType, submitJob = jobpipe.submitJob;
 
 function start(refused) {
@@ -85,7 +86,7 @@ function init() {
     applyFilters();
   });
   // A tab in the background asks the API nothing (left open all night, it costs nothing);
-  // shown again, it catches up at once.
+  // shown again, it catches up at once (or once a throttle's Retry-After has passed).
   document.addEventListener("visibilitychange", function () {
     if (!state.authorized) return;
     if (document.hidden) {
@@ -93,7 +94,7 @@ function init() {
       setLive("idle", PAUSED);
     } else {
       setLive("connecting", "catching up…");
-      refreshList(false);
+      refreshSoon();
       schedulePoll(0);
     }
   });

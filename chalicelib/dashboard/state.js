@@ -48,6 +48,7 @@ var state = {
   pollDelay: POLL_MIN_MS,
   pollTimer: null,
   pollNotBefore: 0,  // a throttled poll's Retry-After: no poll before this (ms since the epoch)
+  listNotBefore: 0,  // a throttled listing's Retry-After: no re-read of it before this
   polling: false,
   refreshTimer: null,
   listGeneration: 0, // a changed filter makes answers to older listings stale

@@ -86,6 +86,7 @@ function refreshList(reset) {
       if (generation !== state.listGeneration) return;
       setBusy($("refresh"), false);
       if (!handleError(err)) showBanner("Could not list jobs: ", said(err.message));
+      if (err.retryAfterMs) state.listNotBefore = Date.now() + err.retryAfterMs;
       scheduleRefresh(err.retryAfterMs);
     }
   );
@@ -104,6 +105,15 @@ function scheduleRefresh(atLeastMs) {
   clearTimeout(state.refreshTimer);
   if (!state.authorized || document.hidden) return;
   state.refreshTimer = setTimeout(function () { refreshList(false); }, Math.max(LIST_REFRESH_MS, atLeastMs || 0));
+}
+
+// Re-reads the listing as soon as a throttle's Retry-After allows: at once when none is pending.
+function refreshSoon() {
+  var wait = state.listNotBefore - Date.now();
+  if (wait <= 0) { refreshList(false); return; }
+  if (state.listReading) return; // its answer schedules the next
+  clearTimeout(state.refreshTimer);
+  state.refreshTimer = setTimeout(function () { refreshList(false); }, wait);
 }
 
 function loadMore() {
@@ -247,6 +257,6 @@ function tick() {
   });
 }
 
-Object.assign(jobpipe, { loadMore: loadMore, pollNow: pollNow, refreshList: refreshList,
+Object.assign(jobpipe, { loadMore: loadMore, pollNow: pollNow, refreshList: refreshList, refreshSoon: refreshSoon,
   schedulePoll: schedulePoll, tick: tick });
 })(window.jobpipe);

@@ -2042,3 +2042,30 @@ def test_a_poll_throttled_sends_none_of_its_batches_still_waiting(page, api):
     let_time_pass(api, 12, step_s=1)
     later = sent(page, "POST", "/jobs/status")[polls + 4:]
     assert later and min(later) >= throttled_at + 2000, (throttled_at, later)
+
+
+def test_a_tab_shown_again_waits_out_its_listings_retry_after(page, api):
+    """The list's refresh is answered 429, Retry-After: 2; the tab is hidden and shown again at
+    once. It catches up, but not before the 2 s are over."""
+    page.clock.install()
+    page.add_init_script(LOG_SENT)
+    job = api.add(status="completed")
+    api.open()
+    expect(row(page, job["id"])).to_be_visible()
+    api.settle()
+    lists = r"/jobs\?.*"
+    api.fail("GET", "/jobs", **THROTTLED)
+    let_time_pass(api, 10, step_s=1)
+    throttled_at = sent(page, "GET", lists)[-1]
+    assert len(sent(page, "GET", lists)) == 2
+    set_hidden(page, True)
+    set_hidden(page, False)
+    api.settle()
+    page.clock.run_for(1000)
+    api.settle()
+    assert len(sent(page, "GET", lists)) == 2
+    newer = api.add(status="completed")
+    page.clock.run_for(1500)
+    api.settle()
+    expect(row(page, newer["id"])).to_be_visible()  # caught up once the throttle was over
+    assert sent(page, "GET", lists)[2] >= throttled_at + 2000
