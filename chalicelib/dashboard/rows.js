@@ -4,8 +4,8 @@
 "use strict";
 
 (function (jobpipe) {
-var CANCEL_NOTES = jobpipe.CANCEL_NOTES, RUNS_READS = jobpipe.RUNS_READS, TERMINAL = jobpipe.TERMINAL,
-  state = jobpipe.state,
+var CANCEL_NOTES = jobpipe.CANCEL_NOTES, POLL_MIN_MS = jobpipe.POLL_MIN_MS, RUNS_READS = jobpipe.RUNS_READS,
+  TERMINAL = jobpipe.TERMINAL, state = jobpipe.state,
   bdi = jobpipe.bdi, busy = jobpipe.busy, countdown = jobpipe.countdown, el = jobpipe.el,
   jobDuration = jobpipe.jobDuration, runDuration = jobpipe.runDuration, said = jobpipe.said, setBusy = jobpipe.setBusy,
   shortId = jobpipe.shortId, when = jobpipe.when, ApiError = jobpipe.ApiError,
@@ -16,8 +16,10 @@ var CANCEL_NOTES = jobpipe.CANCEL_NOTES, RUNS_READS = jobpipe.RUNS_READS, TERMIN
 // outage many jobs wait at once: only rows on screen (or nearly) read theirs, queued, instead of
 // one GET per retrying job at once. Every read of runs goes through that one queue, at most
 // RUNS_READS at a time: the rows' reads and the details' alike. A details read goes before the
-// rows' (the user waits on it), and counts toward the limit as theirs do.
-var runsReads = { queue: [], running: 0 };
+// rows' (the user waits on it), and counts toward the limit as theirs do. A throttle's 429 to
+// any of them holds them all until its Retry-After (`state.runsNotBefore`): the queue waits,
+// then resumes.
+var runsReads = { queue: [], running: 0, timer: null };
 var rowOf = new WeakMap(); // tr -> its JobRow, for the observer
 var onScreen = new IntersectionObserver(function (entries) {
   entries.forEach(function (entry) {
@@ -228,11 +230,13 @@ JobRow.prototype.readRuns = function () {
 
 // One GET per opening (and per status change while open): runs are not polled. Queued with the
 // rows' reads, ahead of them; one queued and not yet sent reads the runs as they are when sent.
+// While a throttle holds the reads of runs, the details say when theirs goes out.
 JobRow.prototype.loadRuns = function (status) {
   var self = this;
   this.runsLoadedFor = status;
   if (this.runsAsked) return;
   this.runsAsked = true;
+  this.sayWhenRead();
   queueRunsRead(function () {
     self.runsAsked = false;
     // Closed, or off the page, before its turn: nobody waits on it any more.
@@ -242,6 +246,19 @@ JobRow.prototype.loadRuns = function (status) {
     }
     return self.showRuns();
   }, true);
+};
+
+// "… the attempts will be read in N s", while a throttle holds the reads of runs; any table of
+// attempts shown stays under it.
+JobRow.prototype.sayWhenRead = function (err) {
+  var wait = state.runsNotBefore - Date.now();
+  if (wait <= 0) return;
+  var note = el("p", "runs-wait", "The API is throttling requests");
+  if (err) note.append(" (", said(err.message), ")");
+  note.append(": the attempts will be read in " + Math.ceil(wait / 1000) + " s.");
+  var table = this.runs.querySelector("table");
+  if (table) this.runs.replaceChildren(note, this.runs.querySelector("h3") || "", table);
+  else this.runs.replaceChildren(note);
 };
 
 JobRow.prototype.showRuns = function () {
@@ -269,9 +286,17 @@ JobRow.prototype.showRuns = function () {
     self.runs.replaceChildren(el("h3", null, runs.length ? "Attempts" : "No attempts yet"));
     if (runs.length) self.runs.appendChild(table);
   }, function (err) {
-    self.runsLoadedFor = null;
     handleError(err);
-    if (err instanceof StaleAnswer) return;
+    if (err instanceof StaleAnswer) { self.runsLoadedFor = null; return; }
+    var wait = throttleWait(err);
+    if (wait) {
+      // Read again, by itself, once the throttle is over; the details say when.
+      holdRunsReads(wait);
+      self.loadRuns(self.tr.dataset.status);
+      self.sayWhenRead(err);
+      return;
+    }
+    self.runsLoadedFor = null;
     // Said here too: the banner goes with the next good answer, and the attempts are not polled.
     var again = el("button", "runs-again", "Load attempts again");
     again.type = "button";
@@ -323,28 +348,37 @@ JobRow.prototype.askLastAttempt = function () {
   if (!this.onScreen || this.readingLast || !this.lacksLastAttempt()) return;
   var row = this;
   this.readingLast = true;
-  queueRunsRead(function () {
+  var read = function () {
     // Gone from the screen or the page, or read meanwhile (its details opened): its turn passes.
     if (!row.onScreen || !row.lacksLastAttempt()) { row.readingLast = false; return null; }
     return row.readRuns().then(function () { row.readingLast = false; }, function (err) {
+      handleError(err);
+      var wait = throttleWait(err);
+      if (wait) {
+        // Throttled: every read of runs waits out its Retry-After, this one first of the rows'.
+        holdRunsReads(wait);
+        queueRunsRead(read, false, row, true);
+        return;
+      }
       // A failed read is shown as any other is; the queued rows are let go (in an outage theirs
       // would fail as well): each asks again at its job's next change or its next time on screen.
       // Details asked for stay queued: each says its own failure.
-      handleError(err);
       row.readingLast = false;
       runsReads.queue = runsReads.queue.filter(function (queued) {
         if (!queued.asked) queued.row.readingLast = false;
         return queued.asked;
       });
     });
-  }, false, row);
+  };
+  queueRunsRead(read, false, row);
 };
 
 // `read` sends a read of runs and returns its promise, handled, or returns null when its turn
-// passes with nothing to read. `asked`: a details read, queued behind the other details' only.
-function queueRunsRead(read, asked, row) {
+// passes with nothing to read. `asked`: a details read, queued behind the other details' only;
+// `ahead`: a row's read queued first of the rows' (one a throttle sent back).
+function queueRunsRead(read, asked, row, ahead) {
   var entry = { read: read, asked: asked, row: row }, at = runsReads.queue.length;
-  if (asked) {
+  if (asked || ahead) {
     at = 0;
     while (at < runsReads.queue.length && runsReads.queue[at].asked) at++;
   }
@@ -352,7 +386,22 @@ function queueRunsRead(read, asked, row) {
   nextRunsReads();
 }
 
+// How long a failed read of runs holds them all: a throttle's Retry-After (as the banner says
+// it, at least POLL_MIN_MS), or 0 for any other failure.
+function throttleWait(err) {
+  return err instanceof ApiError && err.status === 429 ? Math.max(err.retryAfterMs, POLL_MIN_MS) : 0;
+}
+
+function holdRunsReads(ms) {
+  state.runsNotBefore = Math.max(state.runsNotBefore, Date.now() + ms);
+}
+
 function nextRunsReads() {
+  var wait = state.runsNotBefore - Date.now();
+  if (wait > 0) {
+    if (!runsReads.timer) runsReads.timer = setTimeout(function () { runsReads.timer = null; nextRunsReads(); }, wait);
+    return;
+  }
   while (runsReads.running < RUNS_READS && runsReads.queue.length) {
     var reading = runsReads.queue.shift().read();
     if (!reading) continue;

@@ -49,6 +49,7 @@ var state = {
   pollTimer: null,
   pollNotBefore: 0,  // a throttled poll's Retry-After: no poll before this (ms since the epoch)
   listNotBefore: 0,  // a throttled listing's Retry-After: no re-read of it before this
+  runsNotBefore: 0,  // a throttled read of runs' Retry-After: no read of runs before this
   polling: false,
   refreshTimer: null,
   listGeneration: 0, // a changed filter makes answers to older listings stale

@@ -1665,12 +1665,13 @@ def test_no_width_from_a_phone_to_a_4k_screen_scrolls_sideways(browser, day):
 
 @pytest.mark.parametrize("failure", [
     {"status": 503, "json": {"message": "Service Unavailable"}},
-    {"status": 429, "headers": {"Retry-After": "1"}, "json": {"message": "Too Many Requests"}},
-], ids=["5xx", "429"])
+    {"status": 504, "json": {"message": "Endpoint request timed out"}},
+], ids=["503", "504"])
 def test_attempts_that_could_not_be_read_say_so_in_the_details_and_can_be_read_again(page, api, failure):
-    """A failed read of a job's attempts (the stack overloaded or throttling) is said in its
-    details, not only in the banner, which the next good answer takes away: the details would
-    be left without attempts and without a word. A button there reads them again."""
+    """A failed read of a job's attempts (the stack overloaded) is said in its details, not only
+    in the banner, which the next good answer takes away: the details would be left without
+    attempts and without a word. A button there reads them again. (A throttled read says when
+    it is read again, and is: `test_details_whose_attempts_are_throttled_…`.)"""
     job = api.add(status="failed", attempts=1, started_at="2026-01-15T10:00:01.000Z", finished_at="2026-01-15T10:00:05.000Z",
                   error={"code": "handler_error", "message": "boom"})
     api.runs[job["id"]] = [{"attempt": 1, "status": "failed", "started_at": job["started_at"],
@@ -2069,3 +2070,64 @@ def test_a_tab_shown_again_waits_out_its_listings_retry_after(page, api):
     api.settle()
     expect(row(page, newer["id"])).to_be_visible()  # caught up once the throttle was over
     assert sent(page, "GET", lists)[2] >= throttled_at + 2000
+
+
+def test_a_throttled_read_of_attempts_holds_every_read_of_attempts_until_its_retry_after(page, api):
+    """40 jobs wait to retry; the first read of their attempts is answered 429, Retry-After: 2.
+    No read of attempts goes out for 2 s: not the rows' queued ones, not a row scrolled on
+    screen. Then the queue resumes, the throttled row's read included."""
+    page.clock.install()
+    page.add_init_script(LOG_SENT)
+    waiting_jobs(api, 40)
+    reads = r"/jobs/[^/]+/runs"
+    api.fail("GET", reads, **THROTTLED)
+    api.holding = reads
+    api.open()
+    page.get_by_label("Page size").select_option("50")
+    expect(page.locator("tr.job")).to_have_count(40)
+    api.settle()
+    assert api.count("GET", reads) == 4 and len(api.held) == 3
+    throttled_id = next(p.split("/")[2] for m, p, _ in api.requests if m == "GET" and re.fullmatch(reads, p))
+    api.holding = None
+    api.release()
+    api.settle()
+    last = row(page, listing(api)[-1])
+    last.scroll_into_view_if_needed()  # comes on screen while the throttle lasts
+    api.settle()
+    throttled_at = sent(page, "GET", reads)[0]
+    page.clock.run_for(1000)
+    api.settle()
+    assert api.count("GET", reads) == 4  # nothing before the Retry-After
+    page.clock.run_for(1500)
+    api.settle()
+    expect(last.locator(".duration")).to_have_text("last attempt 2.5 s")
+    throttled = row(page, throttled_id)
+    throttled.scroll_into_view_if_needed()
+    expect(throttled.locator(".duration")).to_have_text("last attempt 2.5 s")
+    later = sent(page, "GET", reads)[4:]
+    assert later and min(later) >= throttled_at + 2000, (throttled_at, later)
+
+
+def test_details_whose_attempts_are_throttled_say_when_they_are_read_and_are_read_then(page, api):
+    """The read of an opened details' attempts answered 429, Retry-After: 2: the details say
+    they are read in 2 s, and they are, with nothing pressed; not sooner."""
+    page.clock.install()
+    page.add_init_script(LOG_SENT)
+    job = api.add(status="failed", attempts=1, started_at="2026-01-15T10:00:01.000Z", finished_at="2026-01-15T10:00:05.000Z",
+                  error={"code": "handler_error", "message": "boom"})
+    api.runs[job["id"]] = [{"attempt": 1, "status": "failed", "started_at": job["started_at"],
+                            "finished_at": job["finished_at"], "error": job["error"]}]
+    api.open()
+    reads = r"/jobs/[^/]+/runs"
+    api.fail("GET", reads, **THROTTLED)
+    row(page, job["id"]).get_by_role("button", name=re.compile("Details")).click()
+    detail = page.locator(f'#detail-{job["id"]}')
+    expect(detail.locator(".runs")).to_contain_text(re.compile(r"Too Many Requests.*read in 2 s"))
+    page.clock.run_for(1000)
+    api.settle()
+    assert api.count("GET", reads) == 1
+    page.clock.run_for(1500)
+    api.settle()
+    expect(detail.locator(".runs-table tr")).to_have_count(2)
+    first, second = sent(page, "GET", reads)
+    assert second >= first + 2000, (first, second)
