@@ -5,7 +5,7 @@
 
 (function (jobpipe) {
 var CANCEL_NOTES = jobpipe.CANCEL_NOTES, POLL_MIN_MS = jobpipe.POLL_MIN_MS, RUNS_READS = jobpipe.RUNS_READS,
-  TERMINAL = jobpipe.TERMINAL, state = jobpipe.state,
+  RUNS_RETRY_MAX_MS = jobpipe.RUNS_RETRY_MAX_MS, TERMINAL = jobpipe.TERMINAL, state = jobpipe.state,
   bdi = jobpipe.bdi, busy = jobpipe.busy, countdown = jobpipe.countdown, el = jobpipe.el,
   jobDuration = jobpipe.jobDuration, runDuration = jobpipe.runDuration, said = jobpipe.said, setBusy = jobpipe.setBusy,
   shortId = jobpipe.shortId, when = jobpipe.when, ApiError = jobpipe.ApiError,
@@ -174,7 +174,7 @@ JobRow.prototype.render = function (job) {
     value.appendChild(text);
     this.detailList.append(el("dt", null, facts[i][0]), value);
   }
-  if (!this.detailTr.hidden && status !== this.runsLoadedFor) this.loadRuns(status);
+  if (!this.detailTr.hidden && status !== this.runsLoadedFor) this.reloadRuns(status);
 };
 
 // Takes the row off the page, and out of the observer's sight (which would keep it alive).
@@ -234,6 +234,8 @@ JobRow.prototype.readRuns = function () {
 JobRow.prototype.loadRuns = function (status) {
   var self = this;
   this.runsLoadedFor = status;
+  clearTimeout(this.runsRetryTimer);
+  this.runsRetryTimer = null;
   if (this.runsAsked) return;
   this.runsAsked = true;
   this.sayWhenRead();
@@ -246,6 +248,20 @@ JobRow.prototype.loadRuns = function (status) {
     }
     return self.showRuns();
   }, true);
+};
+
+// After a failed read, the changes the polls bring read the runs again, but no sooner than the
+// poll's delay after it, doubling while it fails (up to a minute): not at every poll. Opening the
+// details or "Load attempts again" reads them at once.
+JobRow.prototype.reloadRuns = function (status) {
+  var self = this, wait = (this.runsRetryAt || 0) - Date.now();
+  if (wait <= 0) { this.loadRuns(status); return; }
+  if (this.runsRetryTimer) return;
+  this.runsRetryTimer = setTimeout(function () {
+    self.runsRetryTimer = null;
+    var now = self.tr.dataset.status;
+    if (!self.detailTr.hidden && now !== self.runsLoadedFor) self.loadRuns(now);
+  }, wait);
 };
 
 // "… the attempts will be read in N s", while a throttle holds the reads of runs; any table of
@@ -264,6 +280,8 @@ JobRow.prototype.sayWhenRead = function (err) {
 JobRow.prototype.showRuns = function () {
   var self = this;
   return this.readRuns().then(function (runs) {
+    self.runsBackoff = 0;
+    self.runsRetryAt = 0;
     var table = el("table", "runs-table");
     var head = el("tr");
     ["attempt", "status", "started", "finished", "error"].forEach(function (h) {
@@ -297,6 +315,8 @@ JobRow.prototype.showRuns = function () {
       return;
     }
     self.runsLoadedFor = null;
+    self.runsBackoff = Math.min(RUNS_RETRY_MAX_MS, self.runsBackoff ? self.runsBackoff * 2 : state.pollDelay);
+    self.runsRetryAt = Date.now() + self.runsBackoff;
     // Said here too: the banner goes with the next good answer, and the attempts are not polled.
     var again = el("button", "runs-again", "Load attempts again");
     again.type = "button";

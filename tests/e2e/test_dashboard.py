@@ -2131,3 +2131,29 @@ def test_details_whose_attempts_are_throttled_say_when_they_are_read_and_are_rea
     expect(detail.locator(".runs-table tr")).to_have_count(2)
     first, second = sent(page, "GET", reads)
     assert second >= first + 2000, (first, second)
+
+
+def test_details_whose_attempts_failed_are_read_again_with_a_back_off_not_at_every_change(page, api):
+    """A running job's details are open and reading its attempts fails (503) while the job moves
+    at every poll. The details are read again no sooner than the poll's delay after a failure,
+    doubling while it fails, instead of at every poll; once a read works they show."""
+    page.clock.install()
+    page.add_init_script(LOG_SENT)
+    job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
+    api.runs[job["id"]] = [{"attempt": 1, "status": "running", "started_at": job["started_at"],
+                            "finished_at": None, "error": None}]
+    api.open()
+    reads = r"/jobs/[^/]+/runs"
+    api.fail("GET", reads, times=4, status=503, json={"message": "Service Unavailable"})
+    row(page, job["id"]).get_by_role("button", name=re.compile("Details")).click()
+    detail = page.locator(f'#detail-{job["id"]}')
+    expect(detail.locator(".runs")).to_contain_text("Could not load attempts")
+    for second in range(40):
+        api.update(job["id"], progress={**job["progress"], "percent": float(second)})
+        page.clock.run_for(1000)
+        api.settle()
+    expect(detail.locator(".runs-table tr")).to_have_count(2)
+    times = sent(page, "GET", reads)
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert len(times) == 5, times  # four failures, then the read that works
+    assert gaps[0] >= 2000 and all(b >= 2 * a - 1000 for a, b in zip(gaps, gaps[1:])), gaps
