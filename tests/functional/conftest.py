@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 import boto3
 import pytest
@@ -11,6 +12,7 @@ from chalice.test import Client
 from moto import mock_aws
 
 from chalicelib import composition
+from chalicelib.adapters.clocks import ManualClock, SystemClock
 from chalicelib.api.auth import issue_token
 from tests.support.infra import create_table
 from tests.support.fast_moto import botocore_models_read_once, moto_transactions_keep_what_they_touch  # noqa: F401 - fixtures
@@ -91,6 +93,36 @@ def app(aws):
 def client(app):
     with Client(app) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def worker_clock(app, monkeypatch) -> ManualClock:
+    """The worker's clock (the container's), standing still until the test moves it: a
+    batch-mate's turn comes within its short lease and before the wait after which it is handed
+    back, however long the job ahead of it takes on a busy machine; a test about that timing
+    moves it itself."""
+    manual = ManualClock()
+    monkeypatch.setattr(composition.container(), "clock", manual)
+    return manual
+
+
+@contextmanager
+def batch_turns_standing() -> Iterator[None]:
+    """Within the block, a batch's timing (its mates' turns, hand-back and lease extensions) on
+    a clock standing still, so every message delivered in one batch runs in it however slow the
+    machine; each attempt's own timing (progress window, cancel polls, remaining time) keeps the
+    system clock the runner was built on. A clock the test put in the container is left alone."""
+    services = composition.container()
+    system = services.clock
+    if not isinstance(system, SystemClock):
+        yield
+        return
+    services.runner  # built now, on the system clock: it keeps the one it is built with
+    services.clock = ManualClock()
+    try:
+        yield
+    finally:
+        services.clock = system
 
 
 def token(tenant: str = "acme", user: str = "ann", roles=None, ttl_s: int = 3600) -> str:
@@ -184,7 +216,13 @@ WORKERS = {"high_url": ("job_worker_high", "high"), "jobs_url": ("job_worker", "
 
 def drain(app, aws, *, rounds: int = 10) -> None:
     """Deliver what is on the three job queues to their worker functions until all are empty
-    (waiting out the short retry delays)."""
+    (waiting out the short retry delays). What is on a queue goes as one batch, each run in it
+    (batch_turns_standing): none is handed back to the queue because a job ahead took long."""
+    with batch_turns_standing():
+        _drain(app, aws, rounds)
+
+
+def _drain(app, aws, rounds: int) -> None:
     import time as _time
 
     for _ in range(rounds):

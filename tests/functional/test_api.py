@@ -4,7 +4,6 @@ import time
 
 import pytest
 
-from chalicelib.adapters.clocks import ManualClock
 from tests.functional.conftest import auth, invoke_worker, receive_all, sqs_event, token
 
 STEPS = {"type": "demo.steps", "payload": {"steps": 3, "step_ms": 0}}
@@ -18,18 +17,6 @@ def submit(client, body=STEPS, **headers):
     response = post(client, "/jobs", body, auth(**headers) if headers else None)
     assert response.status_code == 202, response.body
     return response.json_body
-
-
-@pytest.fixture
-def worker_clock(app, monkeypatch) -> ManualClock:
-    """The worker's clock, standing still: a batch-mate's turn comes within its short lease and
-    before the wait after which it is handed back, however long the job ahead of it takes on a
-    busy machine."""
-    from chalicelib.composition import container
-
-    manual = ManualClock()
-    monkeypatch.setattr(container(), "clock", manual)
-    return manual
 
 
 def run_worker(client, aws, *, rounds=10):

@@ -262,7 +262,7 @@ def _feed_stream(app, aws):
     return event
 
 
-def test_stats_come_from_counters_kept_by_the_stream_consumer(client, aws):
+def test_stats_come_from_counters_kept_by_the_stream_consumer(client, aws, worker_clock):
     for _ in range(3):
         submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})
     bad = submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"}})

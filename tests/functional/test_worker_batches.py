@@ -13,7 +13,7 @@ from chalicelib.adapters.clocks import ManualClock
 from chalicelib.defaults import BATCH_MATE_LEASE_S, BATCH_MATE_WAIT_S, BATCH_TURN_MARGIN_S, LEASE_GRACE_S
 from chalicelib.worker import handlers
 from chalicelib.worker.runner import JobRunner
-from tests.functional.conftest import auth, get_job, invoke_worker, receive_all, sqs_event, submit_job
+from tests.functional.conftest import auth, drain, get_job, invoke_worker, receive_all, sqs_event, submit_job
 
 STEPS = {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0}}
 
@@ -30,18 +30,6 @@ def job_of(message: dict) -> str:
     return json.loads(message["Body"])["job_id"]
 
 
-@pytest.fixture
-def clock(app, monkeypatch) -> ManualClock:
-    """The worker's clock, moved only by the jobs `runs_for` makes long: a batch's turns,
-    hand-backs and lease extensions then happen where the test puts them, however busy the
-    machine (a quick job takes no time on it)."""
-    from chalicelib.composition import container
-
-    manual = ManualClock()
-    monkeypatch.setattr(container(), "clock", manual)
-    return manual
-
-
 def runs_for(monkeypatch, clock: ManualClock, seconds: dict[str, float]) -> None:
     """Each job in `seconds` runs that long on the worker's clock: it moves on as the job's
     attempt starts, the timers due meanwhile firing while the job runs."""
@@ -54,7 +42,7 @@ def runs_for(monkeypatch, clock: ManualClock, seconds: dict[str, float]) -> None
     monkeypatch.setattr(JobRunner, "_execute", timed)
 
 
-def test_a_batch_runs_every_job_and_deletes_nothing_it_did_not_finish(app, client, aws, clock):
+def test_a_batch_runs_every_job_and_deletes_nothing_it_did_not_finish(app, client, aws, worker_clock):
     ids = submit(client, 3)
     result = invoke_worker(app, sqs_event(receive_all(aws)))
     assert result == {"batchItemFailures": []}
@@ -83,7 +71,7 @@ def test_a_process_that_dies_gives_its_batch_mates_back_after_their_short_lease(
 
 
 def test_a_batch_mate_whose_turn_comes_after_its_short_lease_is_handed_back_untouched(
-        app, client, aws, monkeypatch, clock):
+        app, client, aws, monkeypatch, worker_clock):
     from chalicelib.composition import container
     from chalicelib.domain.errors import QueueUnavailableError
 
@@ -94,7 +82,7 @@ def test_a_batch_mate_whose_turn_comes_after_its_short_lease_is_handed_back_unto
         raise QueueUnavailableError("the queue did not answer")
 
     monkeypatch.setattr(type(container().queue), "hand_back", unavailable)  # so they wait their turn
-    runs_for(monkeypatch, clock, {ids[0]: BATCH_MATE_LEASE_S - BATCH_TURN_MARGIN_S + 1})
+    runs_for(monkeypatch, worker_clock, {ids[0]: BATCH_MATE_LEASE_S - BATCH_TURN_MARGIN_S + 1})
     event = sqs_event(messages)
     result = invoke_worker(app, event)
     handed_back = {f["itemIdentifier"] for f in result["batchItemFailures"]}
@@ -102,7 +90,25 @@ def test_a_batch_mate_whose_turn_comes_after_its_short_lease_is_handed_back_unto
     assert [status(client, i) for i in ids] == ["completed", "queued", "queued"]
 
 
-def test_the_records_delivered_most_often_run_first(app, client, aws, monkeypatch, clock):
+def test_drain_runs_a_whole_batch_however_long_the_job_ahead_takes(app, client, aws, monkeypatch):
+    """drain() delivers what is on a queue as one batch: on a slow machine a job ahead of the
+    others runs past BATCH_MATE_WAIT_S of real time, and still none is handed back."""
+    ids = submit(client, 3)
+    real, ran = JobRunner._execute, []
+
+    def first_runs_long(self, job):
+        if not ran:
+            time.sleep(BATCH_MATE_WAIT_S + 0.5)  # real time, as a busy machine takes it
+        ran.append(job.id)
+        return real(self, job)
+
+    monkeypatch.setattr(JobRunner, "_execute", first_runs_long)
+    drain(app, aws, rounds=1)
+    assert sorted(ran) == sorted(ids)  # all in the one round's batch
+    assert [status(client, i) for i in ids] == ["completed"] * 3
+
+
+def test_the_records_delivered_most_often_run_first(app, client, aws, monkeypatch, worker_clock):
     ids = submit(client, 3)
     messages = sorted(receive_all(aws), key=lambda m: ids.index(job_of(m)))
     event = sqs_event(messages)
@@ -112,16 +118,16 @@ def test_the_records_delivered_most_often_run_first(app, client, aws, monkeypatc
     assert [status(client, i) for i in ids] == ["queued", "queued", "completed"]
 
 
-def held_up_batch(client, aws, monkeypatch, clock, n: int) -> tuple[str, list[str], list[dict]]:
+def held_up_batch(client, aws, monkeypatch, worker_clock, n: int) -> tuple[str, list[str], list[dict]]:
     """A slow job (running past BATCH_MATE_WAIT_S on the worker's clock) and `n` quick ones
     received in one batch, the slow one first."""
     slow, *ids = submit(client, 1 + n)
-    runs_for(monkeypatch, clock, {slow: BATCH_MATE_WAIT_S + 1})
+    runs_for(monkeypatch, worker_clock, {slow: BATCH_MATE_WAIT_S + 1})
     return slow, ids, sorted(receive_all(aws), key=lambda m: [slow, *ids].index(job_of(m)))
 
 
-def test_batch_mates_a_long_job_holds_up_are_sent_again_as_new_messages(app, client, aws, monkeypatch, clock):
-    slow, ids, messages = held_up_batch(client, aws, monkeypatch, clock, 2)
+def test_batch_mates_a_long_job_holds_up_are_sent_again_as_new_messages(app, client, aws, monkeypatch, worker_clock):
+    slow, ids, messages = held_up_batch(client, aws, monkeypatch, worker_clock, 2)
     # answered as done: the originals leave the queue, the copies take their place in line
     assert invoke_worker(app, sqs_event(messages)) == {"batchItemFailures": []}
     assert [status(client, i) for i in (slow, *ids)] == ["completed", "queued", "queued"]
@@ -136,11 +142,11 @@ def test_batch_mates_a_long_job_holds_up_are_sent_again_as_new_messages(app, cli
     assert [status(client, i) for i in ids] == ["completed"] * 2
 
 
-def test_the_originals_of_handed_back_batch_mates_leave_the_queue_at_once(app, client, aws, monkeypatch, clock):
+def test_the_originals_of_handed_back_batch_mates_leave_the_queue_at_once(app, client, aws, monkeypatch, worker_clock):
     """A handed-back original must not outlive its short lease on the queue while the long job
     runs: delivered again, it would run beside its copy, be handed back again (one more copy
     each time) and count receives towards the redrive policy until it was dead-lettered."""
-    slow, ids, messages = held_up_batch(client, aws, monkeypatch, clock, 2)
+    slow, ids, messages = held_up_batch(client, aws, monkeypatch, worker_clock, 2)
     assert invoke_worker(app, sqs_event(messages)) == {"batchItemFailures": []}
     # before the batch's answer deletes anything, only the copies and the long job's own
     # message (in flight: the answer deletes it) are on the queue; the originals are gone
@@ -152,14 +158,14 @@ def test_the_originals_of_handed_back_batch_mates_leave_the_queue_at_once(app, c
     assert all("handbacks" in m["MessageAttributes"] for m in on_queue)
 
 
-def test_a_line_of_long_jobs_behind_two_workers_dead_letters_none_of_them(app, client, aws, monkeypatch, clock):
+def test_a_line_of_long_jobs_behind_two_workers_dead_letters_none_of_them(app, client, aws, monkeypatch, worker_clock):
     """Two workers, a line of jobs each longer than a batch-mate may wait: every batch runs one
     and hands back the rest. Made visible again, a message would count a receive per batch it
     waited in, and two batches taken together can each hold a message at the redrive policy's
     10 receives while running only one: the other would be dead-lettered (and its job failed
     `dead_lettered`) without having run. A copy starts at one receive."""
     ids = submit(client, 30)
-    runs_for(monkeypatch, clock, dict.fromkeys(ids, BATCH_MATE_WAIT_S + 1))
+    runs_for(monkeypatch, worker_clock, dict.fromkeys(ids, BATCH_MATE_WAIT_S + 1))
     for _ in range(60):  # two event source mapping pollers: each receives a batch, then both run
         batches = [aws["sqs"].receive_message(QueueUrl=aws["jobs_url"], MaxNumberOfMessages=10, AttributeNames=["All"],
                                               MessageAttributeNames=["All"]).get("Messages", []) for _ in range(2)]
@@ -175,7 +181,7 @@ def test_a_line_of_long_jobs_behind_two_workers_dead_letters_none_of_them(app, c
     assert receive_all(aws, "dlq_url") == []
 
 
-def test_batch_mates_the_queue_does_not_take_back_wait_their_turn(app, client, aws, monkeypatch, clock):
+def test_batch_mates_the_queue_does_not_take_back_wait_their_turn(app, client, aws, monkeypatch, worker_clock):
     from chalicelib.composition import container
     from chalicelib.domain.errors import QueueUnavailableError
 
@@ -185,26 +191,26 @@ def test_batch_mates_the_queue_does_not_take_back_wait_their_turn(app, client, a
         raise QueueUnavailableError("the queue did not answer")
 
     monkeypatch.setattr(queue_type, "hand_back", unavailable)
-    slow, ids, messages = held_up_batch(client, aws, monkeypatch, clock, 2)
+    slow, ids, messages = held_up_batch(client, aws, monkeypatch, worker_clock, 2)
     assert invoke_worker(app, sqs_event(messages)) == {"batchItemFailures": []}
     assert [status(client, i) for i in (slow, *ids)] == ["completed"] * 3
     assert receive_all(aws) == []
 
 
-def test_a_batch_mate_whose_copy_the_queue_refused_runs_in_its_batch(app, client, aws, monkeypatch, clock):
+def test_a_batch_mate_whose_copy_the_queue_refused_runs_in_its_batch(app, client, aws, monkeypatch, worker_clock):
     from chalicelib.composition import container
 
     queue_type = type(container().queue)
     real = queue_type.hand_back
     # the second of the two entries refused, the first sent
     monkeypatch.setattr(queue_type, "hand_back", lambda self, arn, bodies: {1} | real(self, arn, bodies[:1]))
-    slow, ids, messages = held_up_batch(client, aws, monkeypatch, clock, 2)
+    slow, ids, messages = held_up_batch(client, aws, monkeypatch, worker_clock, 2)
     assert invoke_worker(app, sqs_event(messages)) == {"batchItemFailures": []}
     assert [status(client, i) for i in (slow, *ids)] == ["completed", "queued", "completed"]
     assert [job_of(m) for m in receive_all(aws)] == [ids[0]]
 
 
-def test_a_message_handed_back_more_often_runs_first(app, client, aws, monkeypatch, clock):
+def test_a_message_handed_back_more_often_runs_first(app, client, aws, monkeypatch, worker_clock):
     ids = submit(client, 3)
     messages = sorted(receive_all(aws), key=lambda m: ids.index(job_of(m)))
     event = sqs_event(messages)
@@ -215,10 +221,11 @@ def test_a_message_handed_back_more_often_runs_first(app, client, aws, monkeypat
     assert [status(client, i) for i in ids] == ["queued", "queued", "completed"]
 
 
-def test_a_copy_keeps_its_place_earned_by_the_deliveries_before_its_hand_back(app, client, aws, monkeypatch, clock):
+def test_a_copy_keeps_its_place_earned_by_the_deliveries_before_its_hand_back(
+        app, client, aws, monkeypatch, worker_clock):
     """A message delivered four times (deferred, failed) and then handed back has waited longer
     than one delivered three times: its copy, one receive on a new message, runs first."""
-    slow, ids, messages = held_up_batch(client, aws, monkeypatch, clock, 1)
+    slow, ids, messages = held_up_batch(client, aws, monkeypatch, worker_clock, 1)
     event = sqs_event(messages)
     event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "5"  # the long job leads the batch
     event["Records"][1]["attributes"]["ApproximateReceiveCount"] = "4"
@@ -251,7 +258,7 @@ def visibility_calls(monkeypatch) -> list[int]:
 
 
 def test_batch_mates_that_finish_within_their_short_lease_cost_no_visibility_change(
-        app, client, aws, monkeypatch, clock):
+        app, client, aws, monkeypatch, worker_clock):
     ids = submit(client, 4)
     calls = visibility_calls(monkeypatch)
     result = invoke_worker(app, sqs_event(receive_all(aws)))
@@ -261,13 +268,13 @@ def test_batch_mates_that_finish_within_their_short_lease_cost_no_visibility_cha
 
 
 def test_a_batch_mate_still_running_as_its_short_lease_ends_is_hidden_for_its_attempts_lease(
-        app, client, aws, monkeypatch, clock):
+        app, client, aws, monkeypatch, worker_clock):
     """Its turn comes within its short lease (the job ahead takes no time on the worker's
     clock) and it runs on past the lease less the turn margin: hidden for its attempt's lease
     then, once, for what is left of that lease."""
     fast, slow = submit(client, 2)
     messages = sorted(receive_all(aws), key=lambda m: [fast, slow].index(job_of(m)))
-    runs_for(monkeypatch, clock, {slow: BATCH_MATE_LEASE_S})  # outlives its short lease
+    runs_for(monkeypatch, worker_clock, {slow: BATCH_MATE_LEASE_S})  # outlives its short lease
     calls = visibility_calls(monkeypatch)
     assert invoke_worker(app, sqs_event(messages)) == {"batchItemFailures": []}
     assert [status(client, i) for i in (fast, slow)] == ["completed", "completed"]
@@ -275,7 +282,7 @@ def test_a_batch_mate_still_running_as_its_short_lease_ends_is_hidden_for_its_at
 
     lease = container().store.get(slow, mark_gone=False).timeout_s + LEASE_GRACE_S
     assert calls == [lease - (BATCH_MATE_LEASE_S - BATCH_TURN_MARGIN_S)]  # its lease's end, as if held at the claim
-    assert clock.armed == 0  # nothing left to fire after the batch
+    assert worker_clock.armed == 0  # nothing left to fire after the batch
 
 
 def test_a_lease_extension_cancelled_before_it_is_due_never_happens():
@@ -297,7 +304,8 @@ def test_a_lease_extension_cancelled_before_it_is_due_never_happens():
 NOT_JOB_MESSAGES = ["not json", '{"job_id": "a#b", "attempt": 1}', '{"job_id": "0190a', '{"detail": "from another system"}']
 
 
-def test_a_message_that_is_no_job_message_is_parked_on_the_dead_letter_queue_at_once(app, client, aws):
+def test_a_message_that_is_no_job_message_is_parked_on_the_dead_letter_queue_at_once(
+        app, client, aws, worker_clock):
     ids = submit(client, 2)
     for body in NOT_JOB_MESSAGES:
         aws["sqs"].send_message(QueueUrl=aws["jobs_url"], MessageBody=body)
