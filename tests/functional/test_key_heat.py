@@ -5,7 +5,7 @@ Writes are counted per item key of the stats table, where the shared items live 
 `HOUR#…`, a tenant's count, the markers). The jobs table holds none: its items are a job's own
 (`JOB#<id>`) or a tenant's scope's, and its indexes' partitions (`DUE#<shard>`,
 `FIN#<day>#<shard>`, a tenant's status) are sized in docs/capacity.md.
-In-memory only (no moto); it sits in this tier for its ~30 s, to keep `make unit` quick."""
+In-memory only (no moto); it sits in this tier for its ~25 s, to keep `make unit` quick."""
 
 import pytest
 from chalicelib.adapters.dynamodb_items import job_key, job_to_item
@@ -37,21 +37,23 @@ def changes(records):
 
 
 class Stream:
-    """The jobs table's stream as the lifecycle's writes fill it (NEW_AND_OLD_IMAGES)."""
+    """The jobs table's stream as the lifecycle's writes fill it (NEW_AND_OLD_IMAGES): a write's
+    old image is the item the job's last write left, encoded once, as the table holds it."""
 
     def __init__(self):
         self._last = {}
         self.records = []
 
     def write(self, job):
-        old = self._last.get(job.id)
-        self._last[job.id] = job
+        item = job_to_item(job)
         self.records.append({"dynamodb": {
             "Keys": job_key(job.id),
-            "OldImage": job_to_item(old) if old else None,
-            "NewImage": job_to_item(job),
+            "OldImage": self._last.pop(job.id, None),
+            "NewImage": item,
             "SequenceNumber": str(len(self.records)),
         }})
+        if not job.status.is_terminal:
+            self._last[job.id] = item
         return job
 
 
