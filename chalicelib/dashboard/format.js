@@ -33,6 +33,15 @@ function countdown(ms) {
   return ms < 60000 ? Math.ceil(ms / 1000) + " s" : duration(ms);
 }
 
+// A time in the browser's zone, with the API's UTC text as its title. Marked "at": past
+// midnight, every such time in the table and the details is written again (`tick`).
+function timeOf(iso) {
+  var time = el("time", "at", when(iso));
+  time.dateTime = iso;
+  time.title = iso;
+  return time;
+}
+
 // A finished job's duration (first start to end) is fixed; a running one's ticks ("…") from its
 // current attempt's start, not the first attempt's; a job waiting for its next attempt
 // (retrying, or queued again) runs nothing: "" (its row shows the last attempt's).
@@ -90,5 +99,6 @@ function el(tag, className, text) {
 }
 
 Object.assign(jobpipe, { bdi: bdi, busy: busy, clock: clock, countdown: countdown, el: el,
-  jobDuration: jobDuration, runDuration: runDuration, said: said, setBusy: setBusy, shortId: shortId, when: when });
+  jobDuration: jobDuration, runDuration: runDuration, said: said, setBusy: setBusy, shortId: shortId,
+  timeOf: timeOf, when: when });
 })(window.jobpipe);

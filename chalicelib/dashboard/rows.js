@@ -1,31 +1,25 @@
 // jobpipe dashboard: one job's row (`JobRow`): status, progress, attempts, times, duration,
-// error, the countdown of a scheduled job, its details with every attempt, its Cancel, and its
-// Run again once it has ended.
+// error, the countdown of a scheduled job, its details with every attempt (read by attempts.js),
+// its Cancel, and its Run again once it has ended.
 "use strict";
 
 (function (jobpipe) {
-var CANCEL_NOTES = jobpipe.CANCEL_NOTES, POLL_MIN_MS = jobpipe.POLL_MIN_MS, RUNS_READS = jobpipe.RUNS_READS,
-  RUNS_RETRY_MAX_MS = jobpipe.RUNS_RETRY_MAX_MS, TERMINAL = jobpipe.TERMINAL, state = jobpipe.state,
+var CANCEL_NOTES = jobpipe.CANCEL_NOTES, TERMINAL = jobpipe.TERMINAL, state = jobpipe.state,
   bdi = jobpipe.bdi, busy = jobpipe.busy, countdown = jobpipe.countdown, el = jobpipe.el,
-  jobDuration = jobpipe.jobDuration, runDuration = jobpipe.runDuration, said = jobpipe.said, setBusy = jobpipe.setBusy,
-  shortId = jobpipe.shortId, when = jobpipe.when, ApiError = jobpipe.ApiError,
+  jobDuration = jobpipe.jobDuration, said = jobpipe.said, setBusy = jobpipe.setBusy,
+  shortId = jobpipe.shortId, timeOf = jobpipe.timeOf, when = jobpipe.when, ApiError = jobpipe.ApiError,
   NetworkError = jobpipe.NetworkError, StaleAnswer = jobpipe.StaleAnswer, api = jobpipe.api,
-  handleError = jobpipe.handleError, newIdempotencyKey = jobpipe.newIdempotencyKey;
+  handleError = jobpipe.handleError, newIdempotencyKey = jobpipe.newIdempotencyKey,
+  askLastAttempt = jobpipe.askLastAttempt, loadRuns = jobpipe.loadRuns, reloadRuns = jobpipe.reloadRuns;
 
-// A job waiting for its next attempt shows its last one's duration, read from its runs. In an
-// outage many jobs wait at once: only rows on screen (or nearly) read theirs, queued, instead of
-// one GET per retrying job at once. Every read of runs goes through that one queue, at most
-// RUNS_READS at a time: the rows' reads and the details' alike. A details read goes before the
-// rows' (the user waits on it), and counts toward the limit as theirs do. A throttle's 429 to
-// any of them holds them all until its Retry-After (`state.runsNotBefore`): the queue waits,
-// then resumes.
-var runsReads = { queue: [], running: 0, timer: null };
+// Only rows on screen (or nearly) read their last attempt, queued with every read of runs
+// (attempts.js).
 var rowOf = new WeakMap(); // tr -> its JobRow, for the observer
 var onScreen = new IntersectionObserver(function (entries) {
   entries.forEach(function (entry) {
     var row = rowOf.get(entry.target);
     row.onScreen = entry.isIntersecting;
-    if (row.onScreen) row.askLastAttempt();
+    if (row.onScreen) askLastAttempt(row);
   });
 }, { rootMargin: "200px 0px" });
 
@@ -174,7 +168,7 @@ JobRow.prototype.render = function (job) {
     value.appendChild(text);
     this.detailList.append(el("dt", null, facts[i][0]), value);
   }
-  if (!this.detailTr.hidden && status !== this.runsLoadedFor) this.reloadRuns(status);
+  if (!this.detailTr.hidden && status !== this.runsLoadedFor) reloadRuns(this, status);
 };
 
 // Takes the row off the page, and out of the observer's sight (which would keep it alive).
@@ -212,119 +206,7 @@ JobRow.prototype.toggleDetails = function () {
   this.detailTr.hidden = !open;
   this.toggle.setAttribute("aria-expanded", String(open));
   this.toggle.textContent = open ? "hide details" : "details";
-  if (open) this.loadRuns(this.tr.dataset.status);
-};
-
-// The job's attempts, oldest first; whoever reads them notes the last one's duration.
-JobRow.prototype.readRuns = function () {
-  var self = this, attempts = state.jobs.has(this.id) ? state.jobs.get(this.id).attempts : 0;
-  return api("GET", "jobs/" + encodeURIComponent(this.id) + "/runs").then(function (answer) {
-    var runs = answer.runs || [], ended = runs.filter(function (run) { return runDuration(run); });
-    var last = ended[ended.length - 1];
-    self.lastAttempt = { attempts: attempts, attempt: last ? last.attempt : 0, text: last ? runDuration(last) : "" };
-    var job = state.jobs.get(self.id);
-    if (job) self.renderDuration(job);
-    return runs;
-  });
-};
-
-// One GET per opening (and per status change while open): runs are not polled. Queued with the
-// rows' reads, ahead of them; one queued and not yet sent reads the runs as they are when sent.
-// While a throttle holds the reads of runs, the details say when theirs goes out.
-JobRow.prototype.loadRuns = function (status) {
-  var self = this;
-  this.runsLoadedFor = status;
-  clearTimeout(this.runsRetryTimer);
-  this.runsRetryTimer = null;
-  if (this.runsAsked) return;
-  this.runsAsked = true;
-  this.sayWhenRead();
-  queueRunsRead(function () {
-    self.runsAsked = false;
-    // Closed, or off the page, before its turn: nobody waits on it any more.
-    if (self.detailTr.hidden || state.rows.get(self.id) !== self) {
-      self.runsLoadedFor = null;
-      return null;
-    }
-    return self.showRuns();
-  }, true);
-};
-
-// After a failed read, the changes the polls bring read the runs again, but no sooner than the
-// poll's delay after it, doubling while it fails (up to a minute): not at every poll. Opening the
-// details or "Load attempts again" reads them at once.
-JobRow.prototype.reloadRuns = function (status) {
-  var self = this, wait = (this.runsRetryAt || 0) - Date.now();
-  if (wait <= 0) { this.loadRuns(status); return; }
-  if (this.runsRetryTimer) return;
-  this.runsRetryTimer = setTimeout(function () {
-    self.runsRetryTimer = null;
-    var now = self.tr.dataset.status;
-    if (!self.detailTr.hidden && now !== self.runsLoadedFor) self.loadRuns(now);
-  }, wait);
-};
-
-// "… the attempts will be read in N s", while a throttle holds the reads of runs; any table of
-// attempts shown stays under it.
-JobRow.prototype.sayWhenRead = function (err) {
-  var wait = state.runsNotBefore - Date.now();
-  if (wait <= 0) return;
-  var note = el("p", "runs-wait", "The API is throttling requests");
-  if (err) note.append(" (", said(err.message), ")");
-  note.append(": the attempts will be read in " + Math.ceil(wait / 1000) + " s.");
-  var table = this.runs.querySelector("table");
-  if (table) this.runs.replaceChildren(note, this.runs.querySelector("h3") || "", table);
-  else this.runs.replaceChildren(note);
-};
-
-JobRow.prototype.showRuns = function () {
-  var self = this;
-  return this.readRuns().then(function (runs) {
-    self.runsBackoff = 0;
-    self.runsRetryAt = 0;
-    var table = el("table", "runs-table");
-    var head = el("tr");
-    ["attempt", "status", "started", "finished", "error"].forEach(function (h) {
-      var th = el("th", null, h);
-      th.scope = "col";
-      head.appendChild(th);
-    });
-    table.appendChild(head);
-    runs.forEach(function (run) {
-      var tr = el("tr");
-      var badge = el("span", "badge status-" + run.status, run.status);
-      var cells = [el("td", null, String(run.attempt)), el("td"), el("td"), el("td"), el("td")];
-      if (run.error) cells[4].append(bdi(run.error.code), ": ", bdi(run.error.message));
-      cells[1].appendChild(badge);
-      if (run.started_at) cells[2].appendChild(timeOf(run.started_at));
-      if (run.finished_at) cells[3].appendChild(timeOf(run.finished_at));
-      tr.append.apply(tr, cells);
-      table.appendChild(tr);
-    });
-    self.runs.replaceChildren(el("h3", null, runs.length ? "Attempts" : "No attempts yet"));
-    if (runs.length) self.runs.appendChild(table);
-  }, function (err) {
-    handleError(err);
-    if (err instanceof StaleAnswer) { self.runsLoadedFor = null; return; }
-    var wait = throttleWait(err);
-    if (wait) {
-      // Read again, by itself, once the throttle is over; the details say when.
-      holdRunsReads(wait);
-      self.loadRuns(self.tr.dataset.status);
-      self.sayWhenRead(err);
-      return;
-    }
-    self.runsLoadedFor = null;
-    self.runsBackoff = Math.min(RUNS_RETRY_MAX_MS, self.runsBackoff ? self.runsBackoff * 2 : state.pollDelay);
-    self.runsRetryAt = Date.now() + self.runsBackoff;
-    // Said here too: the banner goes with the next good answer, and the attempts are not polled.
-    var again = el("button", "runs-again", "Load attempts again");
-    again.type = "button";
-    again.addEventListener("click", function () { self.loadRuns(self.tr.dataset.status); });
-    var why = el("p", "error-message", "Could not load attempts: ");
-    why.appendChild(said(err.message));
-    self.runs.replaceChildren(why, again);
-  });
+  if (open) loadRuns(this, this.tr.dataset.status);
 };
 
 // Times of today show the clock only, others their date too (both in the browser's zone).
@@ -351,89 +233,8 @@ JobRow.prototype.renderDuration = function (job) {
   else this.duration.replaceChildren(el("span", "duration-label", "last attempt "), last.text);
   this.duration.title = last && last.text ? "attempt " + last.attempt + " took " + last.text
     : job.status === "running" && job.started_at ? runningTitle(job) : "";
-  if (waiting && !last) this.askLastAttempt();
+  if (waiting && !last) askLastAttempt(this);
 };
-
-// Whether the row shown for this job waits for its next attempt without its last one's
-// duration read for the attempts it has made.
-JobRow.prototype.lacksLastAttempt = function () {
-  var job = state.jobs.get(this.id);
-  return Boolean(job) && state.rows.get(this.id) === this && !state.gone.has(this.id) && Boolean(job.started_at) &&
-    (job.status === "queued" || job.status === "retrying") &&
-    !(this.lastAttempt && this.lastAttempt.attempts === job.attempts);
-};
-
-// Queues the read of the last attempt, once, if the row is on screen and lacks it.
-JobRow.prototype.askLastAttempt = function () {
-  if (!this.onScreen || this.readingLast || !this.lacksLastAttempt()) return;
-  var row = this;
-  this.readingLast = true;
-  var read = function () {
-    // Gone from the screen or the page, or read meanwhile (its details opened): its turn passes.
-    if (!row.onScreen || !row.lacksLastAttempt()) { row.readingLast = false; return null; }
-    return row.readRuns().then(function () { row.readingLast = false; }, function (err) {
-      handleError(err);
-      var wait = throttleWait(err);
-      if (wait) {
-        // Throttled: every read of runs waits out its Retry-After, this one first of the rows'.
-        holdRunsReads(wait);
-        queueRunsRead(read, false, row, true);
-        return;
-      }
-      // A failed read is shown as any other is; the queued rows are let go (in an outage theirs
-      // would fail as well): each asks again at its job's next change or its next time on screen.
-      // Details asked for stay queued: each says its own failure.
-      row.readingLast = false;
-      runsReads.queue = runsReads.queue.filter(function (queued) {
-        if (!queued.asked) queued.row.readingLast = false;
-        return queued.asked;
-      });
-    });
-  };
-  queueRunsRead(read, false, row);
-};
-
-// `read` sends a read of runs and returns its promise, handled, or returns null when its turn
-// passes with nothing to read. `asked`: a details read, queued behind the other details' only;
-// `ahead`: a row's read queued first of the rows' (one a throttle sent back).
-function queueRunsRead(read, asked, row, ahead) {
-  var entry = { read: read, asked: asked, row: row }, at = runsReads.queue.length;
-  if (asked || ahead) {
-    at = 0;
-    while (at < runsReads.queue.length && runsReads.queue[at].asked) at++;
-  }
-  runsReads.queue.splice(at, 0, entry);
-  nextRunsReads();
-}
-
-// How long a failed read of runs holds them all: a throttle's Retry-After (as the banner says
-// it, at least POLL_MIN_MS), or 0 for any other failure.
-function throttleWait(err) {
-  return err instanceof ApiError && err.status === 429 ? Math.max(err.retryAfterMs, POLL_MIN_MS) : 0;
-}
-
-function holdRunsReads(ms) {
-  state.runsNotBefore = Math.max(state.runsNotBefore, Date.now() + ms);
-}
-
-function nextRunsReads() {
-  var wait = state.runsNotBefore - Date.now();
-  if (wait > 0) {
-    if (!runsReads.timer) runsReads.timer = setTimeout(function () { runsReads.timer = null; nextRunsReads(); }, wait);
-    return;
-  }
-  while (runsReads.running < RUNS_READS && runsReads.queue.length) {
-    var reading = runsReads.queue.shift().read();
-    if (!reading) continue;
-    runsReads.running++;
-    reading.then(runsReadDone, runsReadDone);
-  }
-}
-
-function runsReadDone() {
-  runsReads.running--;
-  nextRunsReads();
-}
 
 // A job submitted with a delay or run_at, or waiting out a retry's backoff, is queued or
 // retrying with `not_before` ahead: say when it starts, counting down.
@@ -462,14 +263,6 @@ function timeLine(label, iso) {
   return line;
 }
 
-// A time in the browser's zone, with the API's UTC text as its title. Marked "at": past
-// midnight, every such time in the table and the details is written again (`tick`).
-function timeOf(iso) {
-  var time = el("time", "at", when(iso));
-  time.dateTime = iso;
-  time.title = iso;
-  return time;
-}
 
 function cancelJob(id) {
   var row = state.rows.get(id);

@@ -1,0 +1,214 @@
+// jobpipe dashboard: the reads of a job's attempts (GET /jobs/{id}/runs), queued: its details'
+// table of attempts, and a waiting row's last attempt's duration. For a row (`JobRow`) it keeps
+// `lastAttempt` (what `renderDuration` shows), `runsLoadedFor` (the status its open details
+// last read them for), and its own reads' state (`runsAsked`, `readingLast`, the back-off).
+"use strict";
+
+(function (jobpipe) {
+var POLL_MIN_MS = jobpipe.POLL_MIN_MS, RUNS_READS = jobpipe.RUNS_READS,
+  RUNS_RETRY_MAX_MS = jobpipe.RUNS_RETRY_MAX_MS, state = jobpipe.state,
+  bdi = jobpipe.bdi, el = jobpipe.el, runDuration = jobpipe.runDuration, said = jobpipe.said,
+  timeOf = jobpipe.timeOf, ApiError = jobpipe.ApiError, StaleAnswer = jobpipe.StaleAnswer, api = jobpipe.api,
+  handleError = jobpipe.handleError;
+
+// A job waiting for its next attempt shows its last one's duration, read from its runs. In an
+// outage many jobs wait at once: only rows on screen (or nearly) read theirs, queued, instead of
+// one GET per retrying job at once. Every read of runs goes through that one queue, at most
+// RUNS_READS at a time: the rows' reads and the details' alike. A details read goes before the
+// rows' (the user waits on it), and counts toward the limit as theirs do. A throttle's 429 to
+// any of them holds them all until its Retry-After (`state.runsNotBefore`): the queue waits,
+// then resumes.
+var runsReads = { queue: [], running: 0, timer: null };
+
+// The job's attempts, oldest first; whoever reads them notes the last one's duration.
+function readRuns(row) {
+  var attempts = state.jobs.has(row.id) ? state.jobs.get(row.id).attempts : 0;
+  return api("GET", "jobs/" + encodeURIComponent(row.id) + "/runs").then(function (answer) {
+    var runs = answer.runs || [], ended = runs.filter(function (run) { return runDuration(run); });
+    var last = ended[ended.length - 1];
+    row.lastAttempt = { attempts: attempts, attempt: last ? last.attempt : 0, text: last ? runDuration(last) : "" };
+    var job = state.jobs.get(row.id);
+    if (job) row.renderDuration(job);
+    return runs;
+  });
+}
+
+// One GET per opening (and per status change while open): runs are not polled. Queued with the
+// rows' reads, ahead of them; one queued and not yet sent reads the runs as they are when sent.
+// While a throttle holds the reads of runs, the details say when theirs goes out.
+function loadRuns(row, status) {
+  row.runsLoadedFor = status;
+  clearTimeout(row.runsRetryTimer);
+  row.runsRetryTimer = null;
+  if (row.runsAsked) return;
+  row.runsAsked = true;
+  sayWhenRead(row);
+  queueRunsRead(function () {
+    row.runsAsked = false;
+    // Closed, or off the page, before its turn: nobody waits on it any more.
+    if (row.detailTr.hidden || state.rows.get(row.id) !== row) {
+      row.runsLoadedFor = null;
+      return null;
+    }
+    return showRuns(row);
+  }, true);
+}
+
+// After a failed read, the changes the polls bring read the runs again, but no sooner than the
+// poll's delay after it, doubling while it fails (up to a minute): not at every poll. Opening the
+// details or "Load attempts again" reads them at once.
+function reloadRuns(row, status) {
+  var wait = (row.runsRetryAt || 0) - Date.now();
+  if (wait <= 0) { loadRuns(row, status); return; }
+  if (row.runsRetryTimer) return;
+  row.runsRetryTimer = setTimeout(function () {
+    row.runsRetryTimer = null;
+    var now = row.tr.dataset.status;
+    if (!row.detailTr.hidden && now !== row.runsLoadedFor) loadRuns(row, now);
+  }, wait);
+}
+
+// "… the attempts will be read in N s", while a throttle holds the reads of runs; any table of
+// attempts shown stays under it.
+function sayWhenRead(row, err) {
+  var wait = state.runsNotBefore - Date.now();
+  if (wait <= 0) return;
+  var note = el("p", "runs-wait", "The API is throttling requests");
+  if (err) note.append(" (", said(err.message), ")");
+  note.append(": the attempts will be read in " + Math.ceil(wait / 1000) + " s.");
+  var table = row.runs.querySelector("table");
+  if (table) row.runs.replaceChildren(note, row.runs.querySelector("h3") || "", table);
+  else row.runs.replaceChildren(note);
+}
+
+function showRuns(row) {
+  return readRuns(row).then(function (runs) {
+    row.runsBackoff = 0;
+    row.runsRetryAt = 0;
+    var table = el("table", "runs-table");
+    var head = el("tr");
+    ["attempt", "status", "started", "finished", "error"].forEach(function (h) {
+      var th = el("th", null, h);
+      th.scope = "col";
+      head.appendChild(th);
+    });
+    table.appendChild(head);
+    runs.forEach(function (run) {
+      var tr = el("tr");
+      var badge = el("span", "badge status-" + run.status, run.status);
+      var cells = [el("td", null, String(run.attempt)), el("td"), el("td"), el("td"), el("td")];
+      if (run.error) cells[4].append(bdi(run.error.code), ": ", bdi(run.error.message));
+      cells[1].appendChild(badge);
+      if (run.started_at) cells[2].appendChild(timeOf(run.started_at));
+      if (run.finished_at) cells[3].appendChild(timeOf(run.finished_at));
+      tr.append.apply(tr, cells);
+      table.appendChild(tr);
+    });
+    row.runs.replaceChildren(el("h3", null, runs.length ? "Attempts" : "No attempts yet"));
+    if (runs.length) row.runs.appendChild(table);
+  }, function (err) {
+    handleError(err);
+    if (err instanceof StaleAnswer) { row.runsLoadedFor = null; return; }
+    var wait = throttleWait(err);
+    if (wait) {
+      // Read again, by itself, once the throttle is over; the details say when.
+      holdRunsReads(wait);
+      loadRuns(row, row.tr.dataset.status);
+      sayWhenRead(row, err);
+      return;
+    }
+    row.runsLoadedFor = null;
+    row.runsBackoff = Math.min(RUNS_RETRY_MAX_MS, row.runsBackoff ? row.runsBackoff * 2 : state.pollDelay);
+    row.runsRetryAt = Date.now() + row.runsBackoff;
+    // Said here too: the banner goes with the next good answer, and the attempts are not polled.
+    var again = el("button", "runs-again", "Load attempts again");
+    again.type = "button";
+    again.addEventListener("click", function () { loadRuns(row, row.tr.dataset.status); });
+    var why = el("p", "error-message", "Could not load attempts: ");
+    why.appendChild(said(err.message));
+    row.runs.replaceChildren(why, again);
+  });
+}
+
+// Whether the row shown for this job waits for its next attempt without its last one's
+// duration read for the attempts it has made.
+function lacksLastAttempt(row) {
+  var job = state.jobs.get(row.id);
+  return Boolean(job) && state.rows.get(row.id) === row && !state.gone.has(row.id) && Boolean(job.started_at) &&
+    (job.status === "queued" || job.status === "retrying") &&
+    !(row.lastAttempt && row.lastAttempt.attempts === job.attempts);
+}
+
+// Queues the read of the last attempt, once, if the row is on screen and lacks it.
+function askLastAttempt(row) {
+  if (!row.onScreen || row.readingLast || !lacksLastAttempt(row)) return;
+  row.readingLast = true;
+  var read = function () {
+    // Gone from the screen or the page, or read meanwhile (its details opened): its turn passes.
+    if (!row.onScreen || !lacksLastAttempt(row)) { row.readingLast = false; return null; }
+    return readRuns(row).then(function () { row.readingLast = false; }, function (err) {
+      handleError(err);
+      var wait = throttleWait(err);
+      if (wait) {
+        // Throttled: every read of runs waits out its Retry-After, this one first of the rows'.
+        holdRunsReads(wait);
+        queueRunsRead(read, false, row, true);
+        return;
+      }
+      // A failed read is shown as any other is; the queued rows are let go (in an outage theirs
+      // would fail as well): each asks again at its job's next change or its next time on screen.
+      // Details asked for stay queued: each says its own failure.
+      row.readingLast = false;
+      runsReads.queue = runsReads.queue.filter(function (queued) {
+        if (!queued.asked) queued.row.readingLast = false;
+        return queued.asked;
+      });
+    });
+  };
+  queueRunsRead(read, false, row);
+}
+
+// `read` sends a read of runs and returns its promise, handled, or returns null when its turn
+// passes with nothing to read. `asked`: a details read, queued behind the other details' only;
+// `ahead`: a row's read queued first of the rows' (one a throttle sent back).
+function queueRunsRead(read, asked, row, ahead) {
+  var entry = { read: read, asked: asked, row: row }, at = runsReads.queue.length;
+  if (asked || ahead) {
+    at = 0;
+    while (at < runsReads.queue.length && runsReads.queue[at].asked) at++;
+  }
+  runsReads.queue.splice(at, 0, entry);
+  nextRunsReads();
+}
+
+// How long a failed read of runs holds them all: a throttle's Retry-After (as the banner says
+// it, at least POLL_MIN_MS), or 0 for any other failure.
+function throttleWait(err) {
+  return err instanceof ApiError && err.status === 429 ? Math.max(err.retryAfterMs, POLL_MIN_MS) : 0;
+}
+
+function holdRunsReads(ms) {
+  state.runsNotBefore = Math.max(state.runsNotBefore, Date.now() + ms);
+}
+
+function nextRunsReads() {
+  var wait = state.runsNotBefore - Date.now();
+  if (wait > 0) {
+    if (!runsReads.timer) runsReads.timer = setTimeout(function () { runsReads.timer = null; nextRunsReads(); }, wait);
+    return;
+  }
+  while (runsReads.running < RUNS_READS && runsReads.queue.length) {
+    var reading = runsReads.queue.shift().read();
+    if (!reading) continue;
+    runsReads.running++;
+    reading.then(runsReadDone, runsReadDone);
+  }
+}
+
+function runsReadDone() {
+  runsReads.running--;
+  nextRunsReads();
+}
+
+Object.assign(jobpipe, { askLastAttempt: askLastAttempt, loadRuns: loadRuns, reloadRuns: reloadRuns });
+})(window.jobpipe);
