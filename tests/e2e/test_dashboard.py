@@ -1989,10 +1989,8 @@ def sent(page: Page, method: str, path: str) -> list[int]:
     return [at for at, m, p in page.evaluate(f"() => window[{SENT}]") if m == method and re.fullmatch(path, p)]
 
 
-def test_a_poll_sends_at_most_four_batches_at_a_time(page, api):
-    """500 unfinished jobs shown are polled in 5 batches: at most 4 on their way at once, the
-    fifth sent as one answers; the next poll only once all 5 have answered."""
-    page.clock.install()
+def five_pages_running(page: Page, api: FakeApi) -> None:
+    """500 running jobs shown, 100 a page: each poll reads them in 5 batches of 100."""
     for _ in range(500):
         api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
     api.open()
@@ -2001,6 +1999,13 @@ def test_a_poll_sends_at_most_four_batches_at_a_time(page, api):
         page.get_by_role("button", name="Load more").click()
         expect(page.locator("tr.job")).to_have_count(shown)
     let_time_pass(api, 3, step_s=1)
+
+
+def test_a_poll_sends_at_most_four_batches_at_a_time(page, api):
+    """500 unfinished jobs shown are polled in 5 batches: at most 4 on their way at once, the
+    fifth sent as one answers; the next poll only once all 5 have answered."""
+    page.clock.install()
+    five_pages_running(page, api)
     api.holding = "/jobs/status"
     polls = api.count("POST", "/jobs/status")
     let_time_pass(api, 12, step_s=1)
@@ -2020,14 +2025,7 @@ def test_a_poll_throttled_sends_none_of_its_batches_still_waiting(page, api):
     way: the fifth is not sent when the 429 frees its place, and no batch goes out for 2 s."""
     page.clock.install()
     page.add_init_script(LOG_SENT)
-    for _ in range(500):
-        api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
-    api.open()
-    page.get_by_label("Page size").select_option("100")
-    for shown in (200, 300, 400, 500):
-        page.get_by_role("button", name="Load more").click()
-        expect(page.locator("tr.job")).to_have_count(shown)
-    let_time_pass(api, 3, step_s=1)
+    five_pages_running(page, api)
     polls = api.count("POST", "/jobs/status")
     api.fail("POST", "/jobs/status", **THROTTLED)
     api.holding = "/jobs/status"
@@ -2059,12 +2057,16 @@ def test_a_tab_shown_again_waits_out_its_listings_retry_after(page, api):
     let_time_pass(api, 10, step_s=1)
     throttled_at = sent(page, "GET", lists)[-1]
     assert len(sent(page, "GET", lists)) == 2
+    # From here the page's time moves only as the test moves it, however slow the machine.
+    page.clock.pause_at(page.evaluate("Date.now()") / 1000)  # seconds since the epoch
+    shown_at = page.evaluate("Date.now()")
+    assert shown_at < throttled_at + 1500, (throttled_at, shown_at)
     set_hidden(page, True)
     set_hidden(page, False)
     api.settle()
-    page.clock.run_for(1000)
+    page.clock.run_for(throttled_at + 1900 - shown_at)
     api.settle()
-    assert len(sent(page, "GET", lists)) == 2
+    assert len(sent(page, "GET", lists)) == 2  # shown again within the Retry-After: no listing yet
     newer = api.add(status="completed")
     page.clock.run_for(1500)
     api.settle()
