@@ -624,17 +624,26 @@ def waiting_jobs(api: FakeApi, count: int) -> list[dict]:
     return jobs
 
 
-def test_many_jobs_waiting_to_retry_read_their_last_attempts_a_few_at_a_time(page, api):
-    """In an outage 40 jobs wait for their next attempt at once. Each shows its last attempt's
-    duration as one such job does, but only the rows on screen read their attempts, at most 4
-    reads at a time: not a burst of 40 GETs. A row scrolled to reads its own then."""
+RUNS = r"/jobs/[^/]+/runs"  # a read of a job's attempts
+
+
+def forty_waiting_their_reads_held(page: Page, api: FakeApi) -> str:
+    """40 jobs waiting to retry shown on one page, every read of their attempts held unanswered
+    (`api.release()` answers them); returns the reads' path pattern."""
     waiting_jobs(api, 40)
-    reads = r"/jobs/[^/]+/runs"
-    api.holding = reads
+    api.holding = RUNS
     api.open()
     page.get_by_label("Page size").select_option("50")
     expect(page.locator("tr.job")).to_have_count(40)
     api.settle()
+    return RUNS
+
+
+def test_many_jobs_waiting_to_retry_read_their_last_attempts_a_few_at_a_time(page, api):
+    """In an outage 40 jobs wait for their next attempt at once. Each shows its last attempt's
+    duration as one such job does, but only the rows on screen read their attempts, at most 4
+    reads at a time: not a burst of 40 GETs. A row scrolled to reads its own then."""
+    reads = forty_waiting_their_reads_held(page, api)
     assert len(api.held) == api.count("GET", reads) == 4  # the rest wait their turn
     api.holding = None
     api.release()
@@ -665,13 +674,7 @@ def test_details_opened_while_rows_read_their_attempts_wait_in_the_same_four_and
     several rows while the rows' own reads are on their way sends nothing past those 4. What
     the user asked for goes before the rows' reads still queued: as each read is answered, the
     next sent is an opened details' one, until every opened details has its attempts."""
-    waiting_jobs(api, 40)
-    reads = r"/jobs/[^/]+/runs"
-    api.holding = reads
-    api.open()
-    page.get_by_label("Page size").select_option("50")
-    expect(page.locator("tr.job")).to_have_count(40)
-    api.settle()
+    reads = forty_waiting_their_reads_held(page, api)
     assert len(api.held) == 4
     first = [route.request.url.split("/")[-2] for route in api.held]
     opened = [job_id for job_id in listing(api)[:12] if job_id not in first][:3]
@@ -2080,14 +2083,8 @@ def test_a_throttled_read_of_attempts_holds_every_read_of_attempts_until_its_ret
     screen. Then the queue resumes, the throttled row's read included."""
     page.clock.install()
     page.add_init_script(LOG_SENT)
-    waiting_jobs(api, 40)
-    reads = r"/jobs/[^/]+/runs"
-    api.fail("GET", reads, **THROTTLED)
-    api.holding = reads
-    api.open()
-    page.get_by_label("Page size").select_option("50")
-    expect(page.locator("tr.job")).to_have_count(40)
-    api.settle()
+    api.fail("GET", RUNS, **THROTTLED)
+    reads = forty_waiting_their_reads_held(page, api)
     assert api.count("GET", reads) == 4 and len(api.held) == 3
     throttled_id = next(p.split("/")[2] for m, p, _ in api.requests if m == "GET" and re.fullmatch(reads, p))
     api.holding = None
