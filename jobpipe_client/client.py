@@ -11,7 +11,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Optiona
 
 import requests
 
-from jobpipe_client.answers import answer, is_batch, is_job, is_page
+from jobpipe_client.answers import answer, is_job, is_page
 from jobpipe_client.artifact_file import PathTarget, check_target, write_whole
 from jobpipe_client.artifacts import (
     ARTIFACT_PAGE_LIMIT,
@@ -29,25 +29,12 @@ from jobpipe_client.errors import (
     ResultGoneError,
     SubmitInterruptedError,
     SubmitOutcomeUnknownError,
-    WaitTimeoutError,
-    WaitUnavailableError,
 )
-from jobpipe_client.inputs import batch_id, check_idempotency_key, check_payload, path_id
-from jobpipe_client.polling import (
-    DEFAULT_GIVE_UP_AFTER_S,
-    Backoff,
-    Outage,
-    OutageClock,
-    changed,
-    is_final,
-)
+from jobpipe_client.inputs import check_idempotency_key, check_payload, path_id
+from jobpipe_client.polling import DEFAULT_GIVE_UP_AFTER_S, Backoff
 from jobpipe_client.transport import FailoverTransport
+from jobpipe_client.waiting import BATCH_LIMIT, Job, JobRef, JobWatch, OnChange, OnOutage, status_batch
 
-Job = dict[str, Any]
-JobRef = Union[str, Mapping[str, Any]]
-OnChange = Callable[[Job], None]
-OnOutage = Callable[[Outage], None]
-BATCH_LIMIT = 100  # ids per POST /jobs/status
 PAGE_LIMIT = 100  # jobs per GET /jobs page
 
 
@@ -196,7 +183,7 @@ class JobpipeClient:
         ids = list(dict.fromkeys(job_ids))
         found: dict[str, Job] = {}
         for start in range(0, len(ids), BATCH_LIMIT):
-            answer, _ = self._status_batch(ids[start : start + BATCH_LIMIT], None)
+            answer, _ = status_batch(self.transport, ids[start : start + BATCH_LIMIT], None)
             found.update(answer or {})
         return found
 
@@ -308,15 +295,7 @@ class JobpipeClient:
         `give_up_after` s in a row (default 60; 0 gives up at the first; None never), or when
         `timeout` runs out while they fail. A 4xx (JobpipeClientError) or an answer of the
         wrong shape (JobpipeAnswerError) ends the wait at once, as it does any call."""
-        job_id, known = _ref(job)
-        etag: Optional[str] = None
-
-        def poll() -> dict[str, Job]:
-            nonlocal etag
-            fresh, etag = self._get_conditional(job_id, etag)
-            return {job_id: fresh} if fresh is not None else {}
-
-        return self._watch({job_id: known}, poll, timeout, on_change, give_up_after, on_outage)[job_id]
+        return self._watch().one(job, timeout, on_change, give_up_after, on_outage)
 
     def wait_many(
         self,
@@ -334,145 +313,12 @@ class JobpipeClient:
         payload or result kept in S3 as `{"claim_check": {"bytes": n}}`; a job that ends with
         one is read whole (GET /jobs/{id}), so its final state carries its result (removed
         before that read, it ends `not_found`)."""
-        known = dict(_ref(job) for job in jobs)
-        ids = list(known)
-        etags: dict[int, Optional[str]] = {}
+        return self._watch().many(jobs, timeout, on_change, give_up_after, on_outage)
 
-        def whole(job_id: str, job: Job) -> Job:
-            if not (is_final(job) and _claim_checked(job)):
-                return job
-            before = known.get(job_id)
-            if before is not None and not changed(before, job):
-                return before  # read whole when it ended
-            try:
-                return self.get(job_id)
-            except JobpipeClientError as exc:
-                if exc.code != "job_not_found":
-                    raise
-                return {"id": job_id, "status": "not_found"}  # removed since the batch: as it ends one
-
-        def poll() -> dict[str, Job]:
-            fresh: dict[str, Job] = {}
-            tags: dict[int, Optional[str]] = {}
-            for start in range(0, len(ids), BATCH_LIMIT):
-                answer, tags[start] = self._status_batch(ids[start : start + BATCH_LIMIT], etags.get(start))
-                fresh.update(answer or {})
-            fresh = {job_id: whole(job_id, job) for job_id, job in fresh.items()}
-            etags.update(tags)
-            return fresh
-
-        return self._watch(known, poll, timeout, on_change, give_up_after, on_outage)
-
-    def _watch(
-        self,
-        known: dict[str, Optional[Job]],
-        poll: Callable[[], dict[str, Job]],
-        timeout: Optional[float],
-        on_change: Optional[OnChange],
-        give_up_after: Optional[float],
-        on_outage: Optional[OnOutage],
-    ) -> dict[str, Job]:
-        if timeout is not None and not timeout >= 0:  # also true for NaN, which would wait forever
-            raise ValueError(f"a wait's timeout must be a number of seconds >= 0, not {timeout!r}")
-        if give_up_after is not None and not give_up_after >= 0:
-            raise ValueError(f"a wait's give_up_after must be a number of seconds >= 0 or None, not {give_up_after!r}")
-        deadline = None if timeout is None else self._clock() + timeout
-
-        def bounded_poll() -> dict[str, Job]:
-            with self.transport.bounded_by(deadline):  # a poll's URLs hanging cannot carry it past
-                return poll()
-
-        return self._poll_until_final(known, bounded_poll, deadline, timeout, on_change, give_up_after, on_outage)
-
-    def _poll_until_final(
-        self,
-        known: dict[str, Optional[Job]],
-        poll: Callable[[], dict[str, Job]],
-        deadline: Optional[float],
-        timeout: Optional[float],
-        on_change: Optional[OnChange],
-        give_up_after: Optional[float],
-        on_outage: Optional[OnOutage],
-    ) -> dict[str, Job]:
-        def absorb(fresh: dict[str, Job]) -> bool:
-            moved = False
-            for job_id, job in fresh.items():
-                if job_id in known and changed(known[job_id], job):
-                    known[job_id] = job
-                    moved = True
-                    if on_change is not None:
-                        on_change(job)
-            return moved
-
-        def seen() -> dict[str, Job]:
-            return {i: j for i, j in known.items() if j is not None}
-
-        for job in known.values():
-            if job is not None and on_change is not None:
-                on_change(job)
-        backoff = self._backoff()
-        moved = True
-        outage: Optional[OutageClock] = None
-        first = any(job is None for job in known.values())  # to read at once
-        while first or not all(is_final(job) for job in known.values()):
-            if not first:
-                delay = outage.retry_in_s if outage is not None else backoff.next_delay(moved)
-                if deadline is not None:
-                    remaining = deadline - self._clock()
-                    if remaining <= 0:
-                        if outage is not None:  # the jobs' state is not known: the API is not answering
-                            raise WaitUnavailableError(outage.error, outage.since_s(self._clock()), seen(),
-                                                       timeout_s=timeout or 0.0)
-                        raise WaitTimeoutError(timeout or 0.0, seen())
-                    delay = min(delay, remaining)
-                self._sleep(delay)
-            first = False
-            sent = self._clock()
-            try:
-                fresh = poll()
-            except JobpipeUnavailableError as exc:
-                outage = outage or OutageClock(sent, give_up_after)
-                outage.failed(exc, self._clock())
-                if outage.over(self._clock()):
-                    raise WaitUnavailableError(exc, outage.since_s(self._clock()), seen()) from None
-                if on_outage is not None:
-                    on_outage(outage.report(self._clock()))
-                continue
-            if outage is not None:
-                if on_outage is not None:
-                    on_outage(outage.report(self._clock(), ended=True))
-                outage = None
-            moved = absorb(fresh)
-        return known  # type: ignore[return-value]  # every entry is final, so none is None
+    def _watch(self) -> JobWatch:
+        return JobWatch(self.transport, self.get, self._sleep, self._clock, self._backoff)
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _get_conditional(self, job_id: str, etag: Optional[str]) -> tuple[Optional[Job], Optional[str]]:
-        """(job, etag), or (None, etag) when the job has not changed since `etag` (304)."""
-        headers = {"If-None-Match": etag} if etag else {}
-        response = self.transport.request("GET", f"/jobs/{path_id(job_id)}", headers=headers)
-        return answer(response, is_job, "a job", conditional=bool(etag)), response.headers.get("ETag", etag)
-
-    def _status_batch(self, ids: list[str], etag: Optional[str]) -> tuple[Optional[dict[str, Job]], Optional[str]]:
-        headers = {"If-None-Match": etag} if etag else {}
-        response = self.transport.request("POST", "/jobs/status", json={"job_ids": ids}, headers=headers)
-        batch = answer(response, is_batch, "the jobs asked for", conditional=bool(etag))
-        if batch is None:
-            return None, etag
-        return {i: batch["jobs"][i] for i in batch["job_ids"]}, response.headers.get("ETag")
-
     def _call(self, method: str, path: str, fits: Callable[[Any], bool], what: str, **kwargs: Any) -> Any:
         return answer(self.transport.request(method, path, **kwargs), fits, what)
-
-
-def _claim_checked(job: Job) -> bool:
-    """True when a listing showed the job's payload or result as kept in S3: the batch and
-    list routes give `{"claim_check": {"bytes": n}}` in its place (GET /jobs/{id} the value)."""
-    return any(isinstance(value := job.get(field), dict) and set(value) == {"claim_check"}
-               for field in ("payload", "result"))
-
-
-def _ref(job: JobRef) -> tuple[str, Optional[Job]]:
-    if isinstance(job, Mapping):
-        return batch_id(job["id"]), dict(job)
-    return batch_id(job), None
