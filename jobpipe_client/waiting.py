@@ -211,6 +211,10 @@ def _claim_checked(job: Job) -> bool:
 
 
 def _ref(job: JobRef) -> tuple[str, Optional[Job]]:
+    """(id, the job as given, or None to read it at once). A job given as a batch or a listing
+    showed it, ended with a value kept in S3, is read again: its final state carries the value,
+    not the `claim_check` in its place."""
     if isinstance(job, Mapping):
-        return batch_id(job["id"]), dict(job)
+        given = dict(job)
+        return batch_id(job["id"]), None if is_final(given) and _claim_checked(given) else given
     return batch_id(job), None

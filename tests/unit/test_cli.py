@@ -115,6 +115,16 @@ def test_watch_exits_1_when_a_job_fails_or_is_canceled(final):
         assert summary[1].endswith("demo_failure: failing at step 1")
 
 
+def test_watch_json_of_a_job_that_ended_with_a_large_result_prints_the_result():
+    """`jobpipe watch` reads the jobs with one batch, which shows a result kept in S3 as its
+    `{"claim_check": ...}`; a job that had already ended is printed with its result itself."""
+    api = FakeApi(inline_limit=1000)
+    big = {"text": "r" * 5000}
+    job = api.add(status="completed", result=big, version=4)
+    result = run_cli(["watch", job["id"], "--json"], api)
+    assert result.code == 0 and json.loads(result.out)[0]["result"] == big
+
+
 def test_watch_of_an_unknown_job_is_one_line_and_exit_2():
     api = FakeApi()
     known = api.add(status="completed")

@@ -213,6 +213,32 @@ def test_wait_many_returns_a_large_result_whole_not_the_batch_routes_claim_check
     assert [path for method, path, _ in api.requests if method == "GET"] == [f"/jobs/{job['id']}"]
 
 
+def test_wait_many_given_jobs_a_batch_showed_ended_returns_their_large_results_whole():
+    """Jobs given as status_many showed them, already ended with their result in S3 (the
+    `{"claim_check": ...}` in its place): wait_many reads each whole once, as it does one that
+    ends while it waits, instead of returning the placeholder as its final state."""
+    api = FakeApi(inline_limit=1000)
+    big = {"text": "r" * 5000}
+    ended = api.add(status="completed", result=big, version=4)
+    small = api.add(status="failed", result={"n": 1}, version=3)
+    client, _ = make_client({PRIMARY: api})
+    shown = client.status_many([ended["id"], small["id"]])
+    assert shown[ended["id"]]["result"] == {"claim_check": {"bytes": 5012}}
+    seen = []
+    final = client.wait_many(shown.values(), timeout=600, on_change=seen.append)
+    assert final[ended["id"]]["result"] == big and final[small["id"]]["result"] == {"n": 1}
+    assert [j["result"] for j in seen if j["id"] == ended["id"]][-1] == big
+    assert [path for method, path, _ in api.requests if method == "GET"] == [f"/jobs/{ended['id']}"]
+
+
+def test_wait_given_a_job_a_batch_showed_ended_returns_its_large_result_whole():
+    api = FakeApi(inline_limit=1000)
+    big = {"text": "r" * 5000}
+    ended = api.add(status="completed", result=big, version=4)
+    client, _ = make_client({PRIMARY: api})
+    assert client.wait(client.status_many([ended["id"]])[ended["id"]], timeout=600)["result"] == big
+
+
 class RemovedOnceSeenEnded(FakeApi):
     """A job removed (purged, or expired) right after a batch poll showed it ended."""
 
