@@ -80,6 +80,34 @@ function retryAfterMs(response) {
   return ms > 0 ? Math.min(ms, RETRY_AFTER_MAX_MS) : 0;
 }
 
+// A throttle's 429 holds: the requests of its kind (the API throttles them alike), until its
+// Retry-After. One record per kind, set here where the 429 is read; each caller asks `heldFor`
+// and decides what to do meanwhile. Other requests (a submit, a cancel) are held by nothing: their
+// refusal says when to press again.
+var KINDS = [["poll", /^POST jobs\/status$/], ["list", /^GET jobs(\?|$)/], ["runs", /^GET jobs\/[^/?]+\/runs$/]];
+var holds = {}; // kind -> no request of it before this (ms since the epoch)
+
+function kindOf(method, path) {
+  var request = method + " " + path;
+  var kind = KINDS.find(function (k) { return k[1].test(request); });
+  return kind ? kind[0] : null;
+}
+
+// Whether an error is a throttle's (a 429 other than a tenant's quota, which waiting ends not).
+function throttled(err) {
+  return err instanceof ApiError && err.status === 429 && err.code !== "quota_exceeded";
+}
+
+// Holds the requests of `kind` for `ms` from now (a hold already longer stays).
+function hold(kind, ms) {
+  holds[kind] = Math.max(holds[kind] || 0, Date.now() + ms);
+}
+
+// Milliseconds until the requests of `kind` may go out again: 0 when nothing holds them.
+function heldFor(kind) {
+  return Math.max(0, (holds[kind] || 0) - Date.now());
+}
+
 // `tag`: a conditional read (the API tags its answer with an ETag). The call then resolves to
 // {data, etag}; given a tag from an earlier answer it is sent as If-None-Match, and a 304
 // (nothing changed since) resolves to {data: null, etag} without a body to read.
@@ -123,7 +151,7 @@ function api(method, path, body, headers, tag) {
         try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
         if (!response.ok) {
           var error = (data && data.error) || {};
-          throw new ApiError(
+          var failure = new ApiError(
             response.status,
             error.code || "http_" + response.status,
             error.message || (data && typeof data.message === "string" && data.message) ||
@@ -131,6 +159,10 @@ function api(method, path, body, headers, tag) {
             error.details,
             retryAfterMs(response)
           );
+          // Held as the banner says: the Retry-After, at least POLL_MIN_MS when it names none.
+          var kind = kindOf(method, path);
+          if (kind && throttled(failure)) hold(kind, Math.max(failure.retryAfterMs, POLL_MIN_MS));
+          throw failure;
         }
         if (data === null || typeof data !== "object") {
           var kind = response.headers.get("Content-Type") || "no content type";
@@ -165,7 +197,7 @@ function handleError(err) {
     setLive("offline", "offline, retrying");
     return true;
   }
-  if (err instanceof ApiError && err.status === 429 && err.code !== "quota_exceeded") {
+  if (throttled(err)) {
     showBanner("The API is throttling requests (", said(err.message), "). Retrying in " +
       Math.ceil(Math.max(err.retryAfterMs, POLL_MIN_MS) / 1000) + " s.");
     setLive("offline", "throttled, retrying");
@@ -228,7 +260,7 @@ function stopTimers() {
 }
 
 Object.assign(jobpipe, { ApiError: ApiError, NetworkError: NetworkError, StaleAnswer: StaleAnswer, api: api,
-  askForToken: askForToken, handleError: handleError, keepToken: keepToken, newIdempotencyKey: newIdempotencyKey, setLive: setLive, showBanner: showBanner,
+  askForToken: askForToken, handleError: handleError, heldFor: heldFor, keepToken: keepToken, newIdempotencyKey: newIdempotencyKey, setLive: setLive, showBanner: showBanner,
   showWorkspace: showWorkspace, stopTimers: stopTimers, takeTokenFromFragment: takeTokenFromFragment,
-  token: token });
+  throttled: throttled, token: token });
 })(window.jobpipe);

@@ -5,18 +5,18 @@
 "use strict";
 
 (function (jobpipe) {
-var POLL_MIN_MS = jobpipe.POLL_MIN_MS, RUNS_READS = jobpipe.RUNS_READS,
+var RUNS_READS = jobpipe.RUNS_READS,
   RUNS_RETRY_MAX_MS = jobpipe.RUNS_RETRY_MAX_MS, state = jobpipe.state,
   bdi = jobpipe.bdi, el = jobpipe.el, runDuration = jobpipe.runDuration, said = jobpipe.said,
-  timeOf = jobpipe.timeOf, ApiError = jobpipe.ApiError, StaleAnswer = jobpipe.StaleAnswer, api = jobpipe.api,
-  handleError = jobpipe.handleError;
+  timeOf = jobpipe.timeOf, StaleAnswer = jobpipe.StaleAnswer, api = jobpipe.api,
+  handleError = jobpipe.handleError, heldFor = jobpipe.heldFor, throttled = jobpipe.throttled;
 
 // A job waiting for its next attempt shows its last one's duration, read from its runs. In an
 // outage many jobs wait at once: only rows on screen (or nearly) read theirs, queued, instead of
 // one GET per retrying job at once. Every read of runs goes through that one queue, at most
 // RUNS_READS at a time: the rows' reads and the details' alike. A details read goes before the
 // rows' (the user waits on it), and counts toward the limit as theirs do. A throttle's 429 to
-// any of them holds them all until its Retry-After (`state.runsNotBefore`): the queue waits,
+// any of them holds them all until its Retry-After (`heldFor("runs")`): the queue waits,
 // then resumes.
 var runsReads = { queue: [], running: 0, timer: null };
 
@@ -71,7 +71,7 @@ function reloadRuns(row, status) {
 // "… the attempts will be read in N s", while a throttle holds the reads of runs; any table of
 // attempts shown stays under it.
 function sayWhenRead(row, err) {
-  var wait = state.runsNotBefore - Date.now();
+  var wait = heldFor("runs");
   if (wait <= 0) return;
   var note = el("p", "runs-wait", "The API is throttling requests");
   if (err) note.append(" (", said(err.message), ")");
@@ -109,10 +109,8 @@ function showRuns(row) {
   }, function (err) {
     handleError(err);
     if (err instanceof StaleAnswer) { row.runsLoadedFor = null; return; }
-    var wait = throttleWait(err);
-    if (wait) {
+    if (throttled(err)) {
       // Read again, by itself, once the throttle is over; the details say when.
-      holdRunsReads(wait);
       loadRuns(row, row.tr.dataset.status);
       sayWhenRead(row, err);
       return;
@@ -148,10 +146,8 @@ function askLastAttempt(row) {
     if (!row.onScreen || !lacksLastAttempt(row)) { row.readingLast = false; return null; }
     return readRuns(row).then(function () { row.readingLast = false; }, function (err) {
       handleError(err);
-      var wait = throttleWait(err);
-      if (wait) {
+      if (throttled(err)) {
         // Throttled: every read of runs waits out its Retry-After, this one first of the rows'.
-        holdRunsReads(wait);
         queueRunsRead(read, false, row, true);
         return;
       }
@@ -181,18 +177,8 @@ function queueRunsRead(read, asked, row, ahead) {
   nextRunsReads();
 }
 
-// How long a failed read of runs holds them all: a throttle's Retry-After (as the banner says
-// it, at least POLL_MIN_MS), or 0 for any other failure.
-function throttleWait(err) {
-  return err instanceof ApiError && err.status === 429 ? Math.max(err.retryAfterMs, POLL_MIN_MS) : 0;
-}
-
-function holdRunsReads(ms) {
-  state.runsNotBefore = Math.max(state.runsNotBefore, Date.now() + ms);
-}
-
 function nextRunsReads() {
-  var wait = state.runsNotBefore - Date.now();
+  var wait = heldFor("runs");
   if (wait > 0) {
     if (!runsReads.timer) runsReads.timer = setTimeout(function () { runsReads.timer = null; nextRunsReads(); }, wait);
     return;

@@ -48,9 +48,6 @@ var state = {
   typesAsked: new Set(), // types missing from /job-types that made the page read it again
   pollDelay: POLL_MIN_MS,
   pollTimer: null,
-  pollNotBefore: 0,  // a throttled poll's Retry-After: no poll before this (ms since the epoch)
-  listNotBefore: 0,  // a throttled listing's Retry-After: no re-read of it before this
-  runsNotBefore: 0,  // a throttled read of runs' Retry-After: no read of runs before this
   polling: false,
   refreshTimer: null,
   listGeneration: 0, // a changed filter makes answers to older listings stale

@@ -8,6 +8,7 @@ var $ = jobpipe.$, ARRIVALS_MAX = jobpipe.ARRIVALS_MAX, LIST_REFRESH_MS = jobpip
   MAX_BATCH = jobpipe.MAX_BATCH, POLL_BATCHES = jobpipe.POLL_BATCHES, POLL_BACKOFF = jobpipe.POLL_BACKOFF, POLL_MAX_MS = jobpipe.POLL_MAX_MS,
   POLL_MIN_MS = jobpipe.POLL_MIN_MS, TERMINAL = jobpipe.TERMINAL, state = jobpipe.state, busy = jobpipe.busy,
   setBusy = jobpipe.setBusy, said = jobpipe.said, when = jobpipe.when, api = jobpipe.api, handleError = jobpipe.handleError,
+  heldFor = jobpipe.heldFor,
   StaleAnswer = jobpipe.StaleAnswer,
   showBanner = jobpipe.showBanner, clearJobs = jobpipe.clearJobs, drop = jobpipe.drop,
   listed = jobpipe.listed, markGone = jobpipe.markGone, order = jobpipe.order, remember = jobpipe.remember,
@@ -86,7 +87,6 @@ function refreshList(reset) {
       if (generation !== state.listGeneration) return;
       setBusy($("refresh"), false);
       if (!handleError(err)) showBanner("Could not list jobs: ", said(err.message));
-      if (err.retryAfterMs) state.listNotBefore = Date.now() + err.retryAfterMs;
       scheduleRefresh(err.retryAfterMs);
     }
   );
@@ -109,7 +109,7 @@ function scheduleRefresh(atLeastMs) {
 
 // Re-reads the listing as soon as a throttle's Retry-After allows: at once when none is pending.
 function refreshSoon() {
-  var wait = state.listNotBefore - Date.now();
+  var wait = heldFor("list");
   if (wait <= 0) { refreshList(false); return; }
   if (state.listReading) return; // its answer schedules the next
   clearTimeout(state.refreshTimer);
@@ -155,7 +155,7 @@ function loadMore() {
 function schedulePoll(delay) {
   if (!state.authorized || document.hidden) return;
   // A new job or a cancel polls soon, but never sooner than a throttle asked.
-  state.pollDelay = Math.max(POLL_MIN_MS, delay, state.pollNotBefore - Date.now());
+  state.pollDelay = Math.max(POLL_MIN_MS, delay, heldFor("poll"));
   if (state.polling) return; // the running poll schedules the next one
   clearTimeout(state.pollTimer);
   state.pollTimer = setTimeout(poll, state.pollDelay);
@@ -164,7 +164,7 @@ function schedulePoll(delay) {
 // Polls at once, unless a throttle's Retry-After has not passed or a poll is on its way
 // (then the next poll is as soon as either allows).
 function pollNow() {
-  if (state.polling || state.pollNotBefore > Date.now()) { schedulePoll(0); return; }
+  if (state.polling || heldFor("poll")) { schedulePoll(0); return; }
   clearTimeout(state.pollTimer);
   poll();
 }
@@ -229,7 +229,6 @@ function poll() {
     function (err) {
       if (!handleError(err)) showBanner("Could not poll job status: ", said(err.message));
       state.pollDelay = Math.max(Math.min(POLL_MAX_MS, state.pollDelay * 2), err.retryAfterMs || 0);
-      if (err.retryAfterMs) state.pollNotBefore = Date.now() + err.retryAfterMs;
     }
   ).then(function () {
     state.polling = false;
