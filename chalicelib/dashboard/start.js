@@ -9,7 +9,7 @@ var $ = jobpipe.$, PAUSED = jobpipe.PAUSED, TOKEN_KEY = jobpipe.TOKEN_KEY, state
   takeTokenFromFragment = jobpipe.takeTokenFromFragment, token = jobpipe.token,
   clearJobs = jobpipe.clearJobs, renderSummary = jobpipe.renderSummary, applyFilters = jobpipe.applyFilters,
   forgetTypesShown = jobpipe.forgetTypesShown, loadMore = jobpipe.loadMore,
-  refreshList = jobpipe.refreshList, refreshSoon = jobpipe.refreshSoon, schedulePoll = jobpipe.schedulePoll,
+  refreshList = jobpipe.refreshList, schedulePoll = jobpipe.schedulePoll,
   tick = jobpipe.tick,
   loadJobTypes = jobpipe.loadJobTypes, selectJobType = jobpipe.selectJobType, submitJob = jobpipe.submitJob;
 
@@ -94,7 +94,7 @@ function init() {
       setLive("idle", PAUSED);
     } else {
       setLive("connecting", "catching up…");
-      refreshSoon();
+      refreshList(false); // unless one is on its way: that one serves
       schedulePoll(0);
     }
   });

@@ -41,6 +41,8 @@ var state = {
   cursor: null,      // next page of the current listing
   loading: false,    // a listing that replaces the jobs shown is on its way
   listReading: null, // the read of the listing's first page on its way, if any
+  listWaiting: null, // a listing asked while a throttle holds them: {reset}, read once it is over
+  moreTimer: null,   // a "Load more" pressed while a throttle holds the listings, waiting it out
   filters: { status: "", type: "", limit: 25 },
   jobTypes: [],      // GET /job-types, as last read
   typesRead: false,  // whether GET /job-types has answered (its list may be empty)

@@ -10,7 +10,7 @@ var $ = jobpipe.$, ARRIVALS_MAX = jobpipe.ARRIVALS_MAX, LIST_REFRESH_MS = jobpip
   setBusy = jobpipe.setBusy, said = jobpipe.said, when = jobpipe.when, api = jobpipe.api, handleError = jobpipe.handleError,
   heldFor = jobpipe.heldFor,
   StaleAnswer = jobpipe.StaleAnswer,
-  showBanner = jobpipe.showBanner, clearJobs = jobpipe.clearJobs, drop = jobpipe.drop,
+  el = jobpipe.el, showBanner = jobpipe.showBanner, clearJobs = jobpipe.clearJobs, drop = jobpipe.drop,
   listed = jobpipe.listed, markGone = jobpipe.markGone, order = jobpipe.order, remember = jobpipe.remember,
   unfinishedIds = jobpipe.unfinishedIds, listPath = jobpipe.listPath,
   renderEmpty = jobpipe.renderEmpty;
@@ -20,10 +20,16 @@ var $ = jobpipe.$, ARRIVALS_MAX = jobpipe.ARRIVALS_MAX, LIST_REFRESH_MS = jobpip
 // First page of the current listing; merges into what is shown (keeps rows and open details).
 // A re-read sends the page's ETag: unchanged, it is a 304 and nothing is read or rendered. A
 // re-read asked while one is on its way (the tab shown again on a slow stack) sends nothing:
-// that one serves, and its answer schedules the next.
+// that one serves, and its answer schedules the next. One asked while a throttle holds the
+// listings waits it out (`holdListing`).
 function refreshList(reset) {
+  reset = reset || Boolean(state.listWaiting && state.listWaiting.reset);
   if (!reset && state.listReading) return;
   clearTimeout(state.refreshTimer);
+  var wait = heldFor("list");
+  if (wait > 0) { holdListing(reset, wait); return; }
+  state.listWaiting = null;
+  sayWhenListed();
   var generation = reset ? ++state.listGeneration : state.listGeneration;
   var reading = state.listReading = {};
   var done = function () { if (state.listReading === reading) state.listReading = null; };
@@ -92,6 +98,40 @@ function refreshList(reset) {
   );
 }
 
+// Asked while a throttle holds the listings (Refresh, a filter, the tab shown again): one read
+// once it is over, of the filters as they are then, replacing the jobs shown if any asked that
+// did; meanwhile the page says when. Asked again meanwhile, it is still that one read.
+function holdListing(reset, wait) {
+  state.listWaiting = { reset: reset };
+  if (reset) {
+    state.listGeneration++; // answers to the listing being replaced, or a "Load more" of it, are stale
+    state.cursor = null;
+    $("load-more").hidden = true;
+    loading(true);
+    setBusy($("refresh"), true);
+  }
+  state.refreshTimer = setTimeout(function () { refreshList(false); }, wait);
+  sayWhenListed();
+}
+
+// While a listing or "Load more" waits out a throttle, a note under the filters says when the
+// jobs are read, and "Load more" says it too; `tick` counts them down.
+function sayWhenListed() {
+  var wait = heldFor("list"), more = $("load-more"), note = $("list-wait");
+  var waiting = wait > 0 && Boolean(state.listWaiting || state.moreTimer);
+  if (!note) {
+    if (!waiting) return;
+    note = el("p", "hint");
+    note.id = "list-wait";
+    note.setAttribute("role", "status");
+    $("filters").after(note);
+  }
+  var seconds = Math.ceil(wait / 1000) + " s";
+  note.hidden = !waiting;
+  note.textContent = waiting ? "The API is throttling requests: the jobs will be read in " + seconds + "." : "";
+  if (state.moreTimer && wait > 0) more.textContent = "Loading in " + seconds + "…";
+}
+
 // Until a listing that replaces the jobs shown answers, the rows shown (another filter's) are
 // marked busy, or the empty view says it is loading. A failed one is retried: still loading.
 function loading(on) {
@@ -107,21 +147,28 @@ function scheduleRefresh(atLeastMs) {
   state.refreshTimer = setTimeout(function () { refreshList(false); }, Math.max(LIST_REFRESH_MS, atLeastMs || 0));
 }
 
-// Re-reads the listing as soon as a throttle's Retry-After allows: at once when none is pending.
-function refreshSoon() {
-  var wait = heldFor("list");
-  if (wait <= 0) { refreshList(false); return; }
-  if (state.listReading) return; // its answer schedules the next
-  clearTimeout(state.refreshTimer);
-  state.refreshTimer = setTimeout(function () { refreshList(false); }, wait);
-}
-
 function loadMore() {
   var more = $("load-more");
   if (!state.cursor || busy(more)) return;
-  var generation = state.listGeneration;
   setBusy(more, true);
   more.textContent = "Loading…";
+  readMore(state.listGeneration);
+}
+
+// The next page, read once no throttle holds the listings: pressed while one does, it waits
+// that out (and says so) and reads then, once, unless a listing replaced the jobs meanwhile.
+// Pressed, it goes out then even if the tab went to the background meanwhile.
+function readMore(generation) {
+  var more = $("load-more");
+  state.moreTimer = null;
+  if (generation !== state.listGeneration) { moreRead(false); return; }
+  var wait = heldFor("list");
+  if (wait > 0) {
+    state.moreTimer = setTimeout(readMore, wait, generation);
+    sayWhenListed();
+    return;
+  }
+  sayWhenListed();
   api("GET", listPath(state.cursor)).then(
     function (page) {
       if (generation !== state.listGeneration) return;
@@ -134,16 +181,19 @@ function loadMore() {
     function (err) {
       if (!handleError(err)) showBanner("Could not load more jobs: ", said(err.message));
     }
-  ).then(function () {
-    setBusy(more, false);
-    more.textContent = "Load more";
-    // The last page loaded: the focus goes to the last job's details, not the page's start.
-    if (!state.cursor && document.activeElement === more) {
-      var rows = $("jobs-body").querySelectorAll("tr.job");
-      if (rows.length) state.rows.get(rows[rows.length - 1].dataset.jobId).toggle.focus();
-    }
-    more.hidden = !state.cursor;
-  });
+  ).then(function () { moreRead(true); });
+}
+
+function moreRead(read) {
+  var more = $("load-more");
+  setBusy(more, false);
+  more.textContent = "Load more";
+  // The last page loaded: the focus goes to the last job's details, not the page's start.
+  if (read && !state.cursor && document.activeElement === more) {
+    var rows = $("jobs-body").querySelectorAll("tr.job");
+    if (rows.length) state.rows.get(rows[rows.length - 1].dataset.jobId).toggle.focus();
+  }
+  more.hidden = !state.cursor;
 }
 
 // ---------------------------------------------------------------- polling
@@ -244,6 +294,7 @@ function poll() {
 var today = new Date().toDateString();
 
 function tick() {
+  if (state.listWaiting || state.moreTimer) sayWhenListed();
   if (new Date().toDateString() !== today) {
     today = new Date().toDateString();
     $("jobs-body").querySelectorAll("time.at").forEach(function (time) { time.textContent = when(time.dateTime); });
@@ -256,6 +307,6 @@ function tick() {
   });
 }
 
-Object.assign(jobpipe, { loadMore: loadMore, pollNow: pollNow, refreshList: refreshList, refreshSoon: refreshSoon,
+Object.assign(jobpipe, { loadMore: loadMore, pollNow: pollNow, refreshList: refreshList,
   schedulePoll: schedulePoll, tick: tick });
 })(window.jobpipe);

@@ -2156,3 +2156,72 @@ def test_details_whose_attempts_failed_are_read_again_with_a_back_off_not_at_eve
     gaps = [b - a for a, b in zip(times, times[1:])]
     assert len(times) == 5, times  # four failures, then the read that works
     assert gaps[0] >= 2000 and all(b >= 2 * a - 1000 for a, b in zip(gaps, gaps[1:])), gaps
+
+
+def listing_throttled_and_paused(page: Page, api: FakeApi) -> int:
+    """The list's refresh answered 429, Retry-After: 2. The page's time moves only as the test
+    moves it, from the start, however slow the machine. Returns the page clock's time (ms) at
+    which the throttled refresh went: the page's time then."""
+    from datetime import datetime, timezone
+
+    start = datetime(2026, 1, 16, 12, 0, tzinfo=timezone.utc)
+    page.clock.install(time=start)
+    page.clock.pause_at(start)
+    page.add_init_script(LOG_SENT)
+    api.open()
+    api.settle()
+    api.fail("GET", "/jobs", **THROTTLED)
+    page.clock.run_for(10_000)
+    api.settle()
+    assert len(sent(page, "GET", r"/jobs\?.*")) == 2
+    throttled_at = sent(page, "GET", r"/jobs\?.*")[-1]
+    assert page.evaluate("Date.now()") == throttled_at
+    return throttled_at
+
+
+def test_refresh_and_a_filter_pressed_while_the_listing_is_held_read_once_when_it_ends(page, api):
+    """Within a listing's Retry-After, Refresh is pressed, then the status filter changed: the
+    page says when the jobs will be read, sends nothing before, and then one listing, of the
+    filter chosen last."""
+    for _ in range(3):
+        api.add(status="completed")
+    failed = api.add(status="failed")
+    throttled_at = listing_throttled_and_paused(page, api)
+    lists = r"/jobs\?.*"
+    page.get_by_role("button", name="Refresh").click()
+    expect(page.get_by_role("status").filter(has_text=re.compile(r"jobs will be read in [12] s"))).to_be_visible()
+    page.get_by_label("Status", exact=True).select_option("failed")
+    api.settle()
+    page.clock.run_for(throttled_at + 1900 - page.evaluate("Date.now()"))
+    api.settle()
+    assert len(sent(page, "GET", lists)) == 2  # the first listing and the throttled refresh
+    page.clock.run_for(1000)
+    api.settle()
+    later = [p for _, m, p in page.evaluate(f"() => window[{SENT}]") if m == "GET" and re.fullmatch(lists, p)][2:]
+    assert len(later) == 1 and "status=failed" in later[0], later
+    assert sent(page, "GET", lists)[2] >= throttled_at + 2000
+    expect(page.locator("tr.job")).to_have_count(1)
+    expect(row(page, failed["id"])).to_be_visible()
+    expect(page.get_by_role("status").filter(has_text="will be read")).to_have_count(0)
+
+
+def test_load_more_pressed_while_the_listing_is_held_reads_the_next_page_once_when_it_ends(page, api):
+    """Within a listing's Retry-After, Load more is pressed, twice: the page says when the jobs
+    will be read, sends nothing before, and then reads the next page once."""
+    for _ in range(30):
+        api.add(status="completed")
+    throttled_at = listing_throttled_and_paused(page, api)
+    more = page.get_by_role("button", name=re.compile("Load more|Loading"))
+    more.click()
+    more.click(force=True)  # pressed again while it waits (marked busy)
+    expect(page.get_by_role("status").filter(has_text=re.compile(r"jobs will be read in [12] s"))).to_be_visible()
+    api.settle()
+    pages = r"/jobs\?.*cursor=.*"
+    page.clock.run_for(throttled_at + 1900 - page.evaluate("Date.now()"))
+    api.settle()
+    assert sent(page, "GET", pages) == []
+    page.clock.run_for(1000)
+    api.settle()
+    assert len(sent(page, "GET", pages)) == 1 and sent(page, "GET", pages)[0] >= throttled_at + 2000
+    expect(page.locator("tr.job")).to_have_count(30)
+    expect(page.get_by_role("status").filter(has_text="will be read")).to_have_count(0)
