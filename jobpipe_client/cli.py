@@ -169,10 +169,10 @@ class Commands:
         if args.json:
             self._json(job)
         elif job["status"] == "canceled":
-            self.out.print(shown(f"{job['id']} canceled"), markup=False, highlight=False)
+            self.out.print(shown(f"{job['id']} canceled"), markup=False, highlight=False, soft_wrap=True)
         else:
             self.out.print(shown(f"{job['id']} cancel requested: it is {job['status']} and stops at its next check"),
-                           markup=False, highlight=False)
+                           markup=False, highlight=False, soft_wrap=True)
         return 0
 
     def watch(self, args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from rich.console import Console
 from jobpipe_client import Backoff, JobpipeClient
 from jobpipe_client import cli as cli_module
 from jobpipe_client.cli import build_parser, client_from, main, parse_payload, UsageError
-from tests.support.fake_api import FakeApi, FakeSession, FakeTime, failing
+from tests.support.fake_api import FakeApi, FakeSession, FakeTime, failing, make_response
 from tests.unit.bad_servers import at_most
 
 URL = "http://api.test"
@@ -41,7 +41,8 @@ def run_cli(argv, api=None, server=None, environ=ENV, terminal=False):
                              backoff=lambda: Backoff(initial_s=1, maximum_s=4))
 
     out, err = io.StringIO(), io.StringIO()
-    console = Console(file=out, width=200, force_terminal=terminal, force_interactive=terminal)
+    # Into a pipe rich's console is 80 columns wide, as `jobpipe ... | grep` gets it.
+    console = Console(file=out, width=200 if terminal else 80, force_terminal=terminal, force_interactive=terminal)
     code = main(argv, environ=environ, out=console, err=err, make_client=make_client)
     return Run(code, out.getvalue(), err.getvalue())
 
@@ -330,6 +331,22 @@ def test_list_into_a_pipe_prints_whole_values_in_aligned_columns():
         start = header.index(name)
         for row in rows:
             assert row[start - 2:start] == "  " and row[start] != " "
+
+
+def test_a_cancel_into_a_pipe_is_one_line_however_long():
+    """A running job's cancel is a request (202, still running): its one line stays one line
+    in an 80-column pipe, so `jobpipe cancel ID | grep requested` finds it."""
+    api = FakeApi()
+    job = api.add(status="running", type=LONG_TYPE)
+
+    def server(method, url, **kwargs):
+        if method == "DELETE":
+            return make_response(method, url, 202, {**job, "cancel_requested": True})
+        return api(method, url, **kwargs)
+
+    result = run_cli(["cancel", job["id"]], server=server)
+    assert result.code == 0
+    assert result.out.splitlines() == [f"{job['id']} cancel requested: it is running and stops at its next check"]
 
 
 def test_status_into_a_pipe_prints_whole_values():
