@@ -1,15 +1,20 @@
-"""What the client makes of an answer: the JSON of a 2xx when it has the route's shape, the API's
-refusal as JobpipeClientError, anything else as JobpipeAnswerError."""
+"""What the client makes of an answer: what kind it is (a throttle or a refusal from in front of
+the API, the API's own error, a 5xx's reason, its Retry-After), the JSON of a 2xx when it has
+the route's shape, the API's refusal as JobpipeClientError, anything else as JobpipeAnswerError."""
 from __future__ import annotations
 
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable, NoReturn, Optional
 
 import requests
 
 from jobpipe_client.errors import JobpipeAnswerError, JobpipeClientError
-from jobpipe_client.transport import retry_after_s
 
+THROTTLED = 429
 QUOTED_BODY_CHARS = 200  # of an error body that is not the API's (a gateway's HTML page, say)
+QUOTED_REASON_CHARS = 200  # of a 5xx's reason quoting the API's message (which the server wrote)
+# The codes this stack's API Gateway answers with (infra/resources.json's gateway responses),
+# in the API's error shape although no function ran.
+GATEWAY_CODES = frozenset({"gateway_refused", "route_not_found"})
 
 
 def answer(response: requests.Response, fits: Callable[[Any], bool], what: str, *, conditional: bool = False) -> Any:
@@ -80,3 +85,53 @@ def refusal(response: requests.Response) -> JobpipeClientError:
         message = message[: QUOTED_BODY_CHARS - 1] + "…"
     return JobpipeClientError(response.status_code, f"http_{response.status_code}", message,
                               retry_after_s=retry_after_s(response))
+
+
+def is_throttle(response: requests.Response) -> bool:
+    """A 429 from in front of the API (a gateway or the function's concurrency), not one the
+    API itself answered (`quota_exceeded`, say)."""
+    return response.status_code == THROTTLED and not _from_the_api(response)
+
+
+def is_refused_in_front(response: requests.Response) -> bool:
+    """A 4xx that jobpipe's function did not answer: not in the API's error shape (a proxy, a
+    CDN, another API's gateway), or this stack's gateway refusing before any function ran."""
+    return 400 <= response.status_code < 500 and not _from_the_api(response)
+
+
+def _from_the_api(response: requests.Response) -> bool:
+    said = api_error(response)
+    return said is not None and said[0] not in GATEWAY_CODES
+
+
+def api_error(response: requests.Response) -> Optional[tuple[str, str]]:
+    """(code, message) when the body is the API's error shape `{"error": {"code", "message"}}`,
+    None for anything else (a gateway's page, a proxy's JSON, no body)."""
+    try:
+        body = response.json()
+    except (ValueError, RecursionError):
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    if not (isinstance(error, dict) and error.get("code")):
+        return None
+    return str(error["code"]), str(error.get("message") or "")
+
+
+def server_error_reason(status: int, said: Optional[tuple[str, str]]) -> str:
+    """A 5xx as a failure reason: the status, and the API's code and message (`api_error`) when
+    it answered in its own shape (`HTTP 503 store_unavailable: ...`), the part that says what is
+    wrong."""
+    if said is None:
+        return f"HTTP {status}"
+    code, message = said
+    reason = " ".join(f"HTTP {status} {code}: {message}".split())
+    return reason if len(reason) <= QUOTED_REASON_CHARS else reason[: QUOTED_REASON_CHARS - 1] + "…"
+
+
+def retry_after_s(response: requests.Response) -> Optional[float]:
+    """A Retry-After header in seconds, or None when absent or a date (not worth parsing)."""
+    value = response.headers.get("Retry-After", "").strip()
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None

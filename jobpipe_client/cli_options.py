@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from jobpipe_client.answers import not_json_constant
-from jobpipe_client.inputs import MAX_PAYLOAD_DEPTH, nested_deeper_than
-from jobpipe_client.transport import header_text, timeout_seconds
+from jobpipe_client.inputs import MAX_PAYLOAD_DEPTH, header_text, nested_deeper_than, timeout_seconds
 
 
 class UsageError(Exception):

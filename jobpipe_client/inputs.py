@@ -1,13 +1,21 @@
-"""What the client refuses before sending anything: idempotency keys the API would not hold as
-given, payloads too deep to encode or not JSON, job ids that would change a path or be split in a batch."""
+"""What the client refuses before sending anything: settings it cannot send with (a base URL
+that is not http(s) with a host, a token that cannot travel in a header, a timeout that is no
+number of seconds), idempotency keys the API would not hold as given, payloads too deep to
+encode or not JSON, job ids that would change a path or be split in a batch."""
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from requests.models import PreparedRequest
 
 from jobpipe_client.errors import JobpipeClientError, JobpipeInputError
-from jobpipe_client.transport import header_text
 
+# Longer timeouts overflow the socket layer's time_t (about 10**10 s); a day is far beyond any
+# real request.
+MAX_TIMEOUT_S = 86400.0
 MAX_KEY_CHARS = 255  # the API's limit on an Idempotency-Key
 # The API reads a body nested at most 100 levels (its MAX_JSON_DEPTH, docs/api.md), a submit's
 # envelope being the first: a payload deeper than this is refused here rather than sent to
@@ -84,3 +92,56 @@ def batch_id(job_id: Any) -> str:
     if not text or "," in text:
         raise JobpipeClientError(400, "invalid_job_id", f"{text!r} is not a job id")
     return text
+
+
+def api_url(text: str) -> str:
+    """`text` as a base URL: stripped, scheme in lower case, no trailing slash. ValueError unless
+    it is http(s) with a host (and a port from 1 to 65535, when given), and nothing after the
+    path (a query or fragment would end up in front of every route)."""
+    shown = text.strip()
+    try:
+        parts = urlsplit(shown.rstrip("/"))
+        port = parts.port  # ValueError when not a number from 0 to 65535
+    except ValueError as exc:
+        raise ValueError(f"{shown!r} is not a valid URL ({exc})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError(f"{shown!r} is not an http(s) URL")
+    problem = ("it has no host" if not parts.hostname
+               else "it holds a space or control character" if any(c.isspace() or not c.isprintable() for c in shown)
+               else "port 0 is no port" if port == 0
+               else "a base URL has no query or fragment" if parts.query or parts.fragment
+               else _host_problem(parts.hostname, shown))
+    if problem:
+        raise ValueError(f"{shown!r} is not a valid URL: {problem}")
+    return urlunsplit(parts._replace(scheme=parts.scheme.lower()))
+
+
+def _host_problem(host: str, url: str) -> Optional[str]:
+    """Why requests or the socket layer would refuse `url` (with `host`) when the first request
+    is made, or None. Refused here, it is a configuration error; refused then, it would look like
+    a request that failed on the way (urllib3's LocationParseError is not even wrapped)."""
+    try:
+        host.encode("idna")  # what the socket layer does before it connects
+    except UnicodeError:
+        return "a label of its host is empty or longer than 63 characters"
+    try:
+        PreparedRequest().prepare_url(url, None)
+    except requests.RequestException as exc:
+        return " ".join(str(exc).split())
+    return None
+
+
+def header_text(value: str, what: str) -> str:
+    """`value` when it can travel in an HTTP header as it is: printable ASCII, so no line break
+    or other control character. ValueError naming `what` otherwise (never the value: it may be
+    a secret)."""
+    if not (value.isascii() and value.isprintable()):
+        raise ValueError(f"{what} must be printable ASCII (no line breaks or other control characters)")
+    return value
+
+
+def timeout_seconds(value: float) -> float:
+    """`value` when it is a number of seconds above 0 and up to MAX_TIMEOUT_S; ValueError otherwise."""
+    if not 0 < value <= MAX_TIMEOUT_S:  # also false for NaN
+        raise ValueError(f"a request timeout must be above 0 and at most {MAX_TIMEOUT_S:g} s, not {value!r}")
+    return float(value)

@@ -28,17 +28,18 @@ import ssl
 import threading
 import time
 from typing import Any, Callable, Iterator, Optional, Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 import requests.auth
 import urllib3
 from requests.models import PreparedRequest
 
+from jobpipe_client.answers import (THROTTLED, api_error, is_refused_in_front, is_throttle, retry_after_s,
+                                    server_error_reason)
 from jobpipe_client.deadline import deadline_session
 from jobpipe_client.errors import JobpipeUnavailableError
+from jobpipe_client.inputs import api_url, header_text, timeout_seconds
 
-THROTTLED = 429
 # First wait after a throttle, doubled per retry up to the cap; each wait is jittered (a
 # random share of it) so a burst of throttled clients does not come back in step. The cap is
 # short because a throttle frees up within a request's time (the function's slot), and a long
@@ -48,16 +49,9 @@ THROTTLE_FIRST_WAIT_S = 0.05
 THROTTLE_MAX_WAIT_S = 0.4
 # The body is read in pieces of at most this size, each within what is left of the timeout.
 BODY_READ_BYTES = 64 * 1024
-# Longer timeouts overflow the socket layer's time_t (about 10**10 s); a day is far beyond any
-# real request.
-MAX_TIMEOUT_S = 86400.0
 # What a request sent as a wait runs out is given to answer: the last look at the jobs is worth
 # a moment past the deadline, a URL after it (a fallback) is not asked at all.
 LAST_LOOK_S = 1.0
-QUOTED_REASON_CHARS = 200  # of a 5xx's reason quoting the API's message (which the server wrote)
-# The codes this stack's API Gateway answers with (infra/resources.json's gateway responses),
-# in the API's error shape although no function ran.
-GATEWAY_CODES = frozenset({"gateway_refused", "route_not_found"})
 
 
 class FailoverTransport:
@@ -254,109 +248,6 @@ def _read_body(response: requests.Response, deadline: float, clock: Callable[[],
     finally:
         response.close()  # back to the pool when read to the end, dropped otherwise
     raise requests.ReadTimeout(f"the answer from {response.url} did not arrive in time", response=response)
-
-
-def api_url(text: str) -> str:
-    """`text` as a base URL: stripped, scheme in lower case, no trailing slash. ValueError unless
-    it is http(s) with a host (and a port from 1 to 65535, when given), and nothing after the
-    path (a query or fragment would end up in front of every route)."""
-    shown = text.strip()
-    try:
-        parts = urlsplit(shown.rstrip("/"))
-        port = parts.port  # ValueError when not a number from 0 to 65535
-    except ValueError as exc:
-        raise ValueError(f"{shown!r} is not a valid URL ({exc})") from None
-    if parts.scheme.lower() not in ("http", "https"):
-        raise ValueError(f"{shown!r} is not an http(s) URL")
-    problem = ("it has no host" if not parts.hostname
-               else "it holds a space or control character" if any(c.isspace() or not c.isprintable() for c in shown)
-               else "port 0 is no port" if port == 0
-               else "a base URL has no query or fragment" if parts.query or parts.fragment
-               else _host_problem(parts.hostname, shown))
-    if problem:
-        raise ValueError(f"{shown!r} is not a valid URL: {problem}")
-    return urlunsplit(parts._replace(scheme=parts.scheme.lower()))
-
-
-def _host_problem(host: str, url: str) -> Optional[str]:
-    """Why requests or the socket layer would refuse `url` (with `host`) when the first request
-    is made, or None. Refused here, it is a configuration error; refused then, it would look like
-    a request that failed on the way (urllib3's LocationParseError is not even wrapped)."""
-    try:
-        host.encode("idna")  # what the socket layer does before it connects
-    except UnicodeError:
-        return "a label of its host is empty or longer than 63 characters"
-    try:
-        PreparedRequest().prepare_url(url, None)
-    except requests.RequestException as exc:
-        return " ".join(str(exc).split())
-    return None
-
-
-def header_text(value: str, what: str) -> str:
-    """`value` when it can travel in an HTTP header as it is: printable ASCII, so no line break
-    or other control character. ValueError naming `what` otherwise (never the value: it may be
-    a secret)."""
-    if not (value.isascii() and value.isprintable()):
-        raise ValueError(f"{what} must be printable ASCII (no line breaks or other control characters)")
-    return value
-
-
-def timeout_seconds(value: float) -> float:
-    """`value` when it is a number of seconds above 0 and up to MAX_TIMEOUT_S; ValueError otherwise."""
-    if not 0 < value <= MAX_TIMEOUT_S:  # also false for NaN
-        raise ValueError(f"a request timeout must be above 0 and at most {MAX_TIMEOUT_S:g} s, not {value!r}")
-    return float(value)
-
-
-def is_throttle(response: requests.Response) -> bool:
-    """A 429 from in front of the API (a gateway or the function's concurrency), not one the
-    API itself answered (`quota_exceeded`, say)."""
-    return response.status_code == THROTTLED and not _from_the_api(response)
-
-
-def is_refused_in_front(response: requests.Response) -> bool:
-    """A 4xx that jobpipe's function did not answer: not in the API's error shape (a proxy, a
-    CDN, another API's gateway), or this stack's gateway refusing before any function ran."""
-    return 400 <= response.status_code < 500 and not _from_the_api(response)
-
-
-def _from_the_api(response: requests.Response) -> bool:
-    said = api_error(response)
-    return said is not None and said[0] not in GATEWAY_CODES
-
-
-def api_error(response: requests.Response) -> Optional[tuple[str, str]]:
-    """(code, message) when the body is the API's error shape `{"error": {"code", "message"}}`,
-    None for anything else (a gateway's page, a proxy's JSON, no body)."""
-    try:
-        body = response.json()
-    except (ValueError, RecursionError):
-        return None
-    error = body.get("error") if isinstance(body, dict) else None
-    if not (isinstance(error, dict) and error.get("code")):
-        return None
-    return str(error["code"]), str(error.get("message") or "")
-
-
-def server_error_reason(status: int, said: Optional[tuple[str, str]]) -> str:
-    """A 5xx as a failure reason: the status, and the API's code and message (`api_error`) when
-    it answered in its own shape (`HTTP 503 store_unavailable: ...`), the part that says what is
-    wrong."""
-    if said is None:
-        return f"HTTP {status}"
-    code, message = said
-    reason = " ".join(f"HTTP {status} {code}: {message}".split())
-    return reason if len(reason) <= QUOTED_REASON_CHARS else reason[: QUOTED_REASON_CHARS - 1] + "…"
-
-
-def retry_after_s(response: requests.Response) -> Optional[float]:
-    """A Retry-After header in seconds, or None when absent or a date (not worth parsing)."""
-    value = response.headers.get("Retry-After", "").strip()
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
 
 
 def _handshake_failure(exc: requests.ConnectionError) -> Optional[str]:
