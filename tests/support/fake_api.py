@@ -15,6 +15,10 @@ from urllib.parse import urlsplit
 import requests
 from requests.structures import CaseInsensitiveDict
 
+# The API's own rule for what a listing shows of a value kept in S3, and where the store keeps one.
+from chalicelib.api.job_reads import _placeholder as claim_check_placeholder
+from chalicelib.defaults import INLINE_LIMIT_BYTES
+
 
 def make_response(method: str, url: str, status: int, body: Any = None, headers: Optional[dict] = None) -> requests.Response:
     response = requests.Response()
@@ -61,9 +65,10 @@ def throttling(times: int, then: Callable[..., requests.Response], retry_after: 
 class FakeApi:
     """The subset of the API the client uses, with the real answer shapes and ETag rules."""
 
-    def __init__(self, tenant: str = "acme", inline_limit: Optional[int] = None) -> None:
-        """`inline_limit`: a payload or result whose JSON is longer is shown by the batch route
-        as the API's listings show a claim-checked one (`{"claim_check": {"bytes": n}}`)."""
+    def __init__(self, tenant: str = "acme", inline_limit: int = INLINE_LIMIT_BYTES) -> None:
+        """`inline_limit`: a payload or result whose JSON, as the store writes it, is longer is
+        kept in S3, so the listing and the batch route show it as the API does
+        (`{"claim_check": {"bytes": n}}`); GET /jobs/{id} shows it whole."""
         self.tenant = tenant
         self.inline_limit = inline_limit
         self.jobs: dict[str, dict[str, Any]] = {}
@@ -101,13 +106,14 @@ class FakeApi:
         return job
 
     def _listed(self, job: dict[str, Any]) -> dict[str, Any]:
-        if self.inline_limit is None:
-            return job
+        """`job` as a listing or a batch shows it: a payload or result kept in S3 as its placeholder."""
         listed = dict(job)
         for field in ("payload", "result"):
-            size = len(json.dumps(job.get(field)))
-            if field in job and size > self.inline_limit:
-                listed[field] = {"claim_check": {"bytes": size}}
+            if job.get(field) is None:
+                continue
+            placeholder = claim_check_placeholder(job[field])
+            if placeholder["claim_check"]["bytes"] > self.inline_limit:
+                listed[field] = placeholder
         return listed
 
     @staticmethod
@@ -193,7 +199,7 @@ class FakeApi:
                 if all(j.get(k) == params[k] for k in ("status", "type") if k in params)]
         start = int(params.get("cursor") or 0)
         limit = int(params.get("limit", 25))
-        page = jobs[start : start + limit]
+        page = [self._listed(j) for j in jobs[start : start + limit]]
         cursor = str(start + limit) if start + limit < len(jobs) else None
         return make_response(method, url, 200, {"jobs": page, "next_cursor": cursor})
 

@@ -223,12 +223,29 @@ def test_wait_many_given_jobs_a_batch_showed_ended_returns_their_large_results_w
     small = api.add(status="failed", result={"n": 1}, version=3)
     client, _ = make_client({PRIMARY: api})
     shown = client.status_many([ended["id"], small["id"]])
-    assert shown[ended["id"]]["result"] == {"claim_check": {"bytes": 5012}}
+    assert shown[ended["id"]]["result"] == {"claim_check": {"bytes": 5011}}  # its JSON as stored: {"text":"r…r"}
     seen = []
     final = client.wait_many(shown.values(), timeout=600, on_change=seen.append)
     assert final[ended["id"]]["result"] == big and final[small["id"]]["result"] == {"n": 1}
     assert [j["result"] for j in seen if j["id"] == ended["id"]][-1] == big
     assert [path for method, path, _ in api.requests if method == "GET"] == [f"/jobs/{ended['id']}"]
+
+
+def test_a_listing_shows_a_large_result_as_its_claim_check_and_a_wait_on_it_reads_it_whole():
+    """GET /jobs shows a payload or result kept in S3 as `{"claim_check": {"bytes": n}}`, n the
+    bytes of its JSON as stored; a job a listing showed ended that way, given to wait or
+    wait_many, comes back with the value itself, never the placeholder."""
+    api = FakeApi(inline_limit=1000)
+    big = {"text": "r" * 5000}
+    ended = api.add(status="completed", result=big, version=4)
+    small = api.add(status="completed", result={"n": 1}, version=3)
+    client, _ = make_client({PRIMARY: api})
+    listed = {job["id"]: job for job in client.list(status="completed")}
+    assert listed[ended["id"]]["result"] == {"claim_check": {"bytes": 5011}}  # {"text":"r…r"}
+    assert listed[small["id"]]["result"] == {"n": 1}
+    assert client.wait(listed[ended["id"]], timeout=600)["result"] == big
+    final = client.wait_many(listed.values(), timeout=600)
+    assert final[ended["id"]]["result"] == big and final[small["id"]]["result"] == {"n": 1}
 
 
 def test_wait_given_a_job_a_batch_showed_ended_returns_its_large_result_whole():
