@@ -19,6 +19,8 @@ from requests.structures import CaseInsensitiveDict
 from chalicelib.api.job_reads import _placeholder as claim_check_placeholder
 from chalicelib.defaults import INLINE_LIMIT_BYTES
 
+FINISHED = ("completed", "failed", "canceled")
+
 
 def make_response(method: str, url: str, status: int, body: Any = None, headers: Optional[dict] = None) -> requests.Response:
     response = requests.Response()
@@ -140,7 +142,7 @@ class FakeApi:
             tag = self._tag([f"{i}:{jobs[i].get('version', '-')}" for i in ids])
             return self._conditional(method, url, headers, {"jobs": jobs, "job_ids": ids}, tag)
         if method == "GET" and path == "/jobs":
-            return self._page(method, url, params or {})
+            return self._page(method, url, headers, params or {})
         if method == "POST" and len(parts) == 3 and parts[0] == "jobs" and parts[2] == "rerun":
             return self._rerun(method, url, parts[1], json or {})
         if method == "GET" and len(parts) in (3, 4) and parts[:1] == ["jobs"] and parts[2] == "artifacts":
@@ -150,8 +152,7 @@ class FakeApi:
             if job is None:
                 return make_response(method, url, 404, {"error": {"code": "job_not_found", "message": f"job {parts[1]} not found"}})
             if method == "DELETE":
-                job.update(status="canceled", version=job["version"] + 1)
-                return make_response(method, url, 202, job)
+                return self._cancel(method, url, job)
             return self._conditional(method, url, headers, dict(job), self._tag([f"{job['id']}:{job['version']}"]))
         return make_response(method, url, 403, {"message": "Missing Authentication Token"})
 
@@ -160,15 +161,29 @@ class FakeApi:
         job = self.jobs.get(job_id)
         if job is None:
             return self.error(method, url, 404, "job_not_found", f"job {job_id} not found")
-        if job["status"] not in ("completed", "failed", "canceled"):
+        if job["status"] not in FINISHED:
             return self.error(method, url, 409, "job_not_finished",
-                              f"job {job_id} is {job['status']}: only a finished job runs again")
+                              f"job {job_id} is {job['status']}: only a finished job runs again",
+                              {"status": job["status"]})
         again = self.add(type=job["type"], payload=job.get("payload", {}), rerun_of=job_id)
         return make_response(method, url, 202, again)
 
+    def _cancel(self, method: str, url: str, job: dict[str, Any]) -> requests.Response:
+        """Queued or retrying: canceled now; running: its cancel requested (the worker stops it);
+        finished: 409 `job_finished`."""
+        if job["status"] in FINISHED:
+            return self.error(method, url, 409, "job_finished", f"job {job['id']} is already {job['status']}",
+                              {"status": job["status"]})
+        if job["status"] != "running":
+            job.update(status="canceled", cancel_requested=True, version=job["version"] + 1)
+        elif not job.get("cancel_requested"):
+            job.update(cancel_requested=True, version=job["version"] + 1)
+        return make_response(method, url, 202, dict(job))
+
     @staticmethod
-    def error(method: str, url: str, status: int, code: str, message: str) -> requests.Response:
-        return make_response(method, url, status, {"error": {"code": code, "message": message}})
+    def error(method: str, url: str, status: int, code: str, message: str, details: Any = None) -> requests.Response:
+        error = {"code": code, "message": message, **({"details": details} if details is not None else {})}
+        return make_response(method, url, status, {"error": error})
 
     def _artifacts(self, method: str, url: str, job_id: str, name: Optional[str], params: dict[str, Any]
                    ) -> requests.Response:
@@ -194,14 +209,15 @@ class FakeApi:
         return make_response(method, url, 200, {**public, "url": artifact["url"], "expires_in": 300},
                              {"Content-Type": "application/json"})
 
-    def _page(self, method: str, url: str, params: dict[str, Any]) -> requests.Response:
+    def _page(self, method: str, url: str, headers: dict, params: dict[str, Any]) -> requests.Response:
         jobs = [j for j in reversed(list(self.jobs.values()))
                 if all(j.get(k) == params[k] for k in ("status", "type") if k in params)]
         start = int(params.get("cursor") or 0)
         limit = int(params.get("limit", 25))
         page = [self._listed(j) for j in jobs[start : start + limit]]
         cursor = str(start + limit) if start + limit < len(jobs) else None
-        return make_response(method, url, 200, {"jobs": page, "next_cursor": cursor})
+        tag = self._tag([f"list:{cursor or ''}", *(f"{j['id']}:{j.get('version', '-')}" for j in page)])
+        return self._conditional(method, url, headers, {"jobs": page, "next_cursor": cursor}, tag)
 
 
 class FakeS3:

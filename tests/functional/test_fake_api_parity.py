@@ -1,0 +1,126 @@
+"""The fake API the client's tests run against (tests/support/fake_api.py) answers as the real
+app does, request for request: the same status and error code, `details` where the client reads
+them, the ETag and 304 of a conditional read, and a large value shown in a listing or a batch as
+the same placeholder. A fake that drifted from the API would hide the client's bugs behind it."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import pytest
+
+from tests.functional.conftest import drain, token
+from tests.functional.test_doc_examples import URL, _bridge
+from tests.support.fake_api import FakeApi, FakeSession
+
+LARGE_RESULT_BYTES = 70_000  # past the store's inline limit (64 KiB): kept in S3
+
+
+class Both:
+    """The real app (through the Chalice test client) and a FakeApi, each holding the same jobs
+    by its own ids, asked the same requests."""
+
+    def __init__(self, app, aws, client) -> None:
+        session = FakeSession({})
+        session.headers["Authorization"] = f"Bearer {token()}"
+        self.servers = {"api": _bridge(client, session), "fake": FakeApi()}
+        self._finish = lambda: drain(app, aws)
+        self.ids: dict[str, dict[str, str]] = {"api": {}, "fake": {}}
+
+    def submit(self, name: str, body: dict[str, Any]) -> None:
+        for side, server in self.servers.items():
+            answer = server("POST", f"{URL}/jobs", json=body, headers={})
+            assert answer.status_code == 202, (side, answer.content)
+            self.ids[side][name] = answer.json()["id"]
+
+    def finish(self, *names: str) -> None:
+        """The named jobs run to the end: the app's workers run them, and the fake's show each
+        as the app then shows it (status, version, result)."""
+        self._finish()
+        fake: FakeApi = self.servers["fake"]
+        for name in names:
+            ended = self.servers["api"]("GET", f"{URL}/jobs/{self.ids['api'][name]}").json()
+            assert ended["status"] == "completed", ended
+            fake.jobs[self.ids["fake"][name]].update(status="completed", version=ended["version"],
+                                                     result=ended["result"])
+
+    def ask(self, method: str, path: str, *, body: Any = None, params: Optional[dict] = None,
+            etag_of: Optional[tuple[str, str]] = None) -> dict[str, Any]:
+        """Each side's answer to `path` (`{name}` placeholders filled with its own job ids), as
+        (status, error code, details, whether it is tagged, the body). `etag_of` (method, path)
+        sends If-None-Match with the tag that request answered with, on each side."""
+        answers = {}
+        for side, server in self.servers.items():
+            headers = {}
+            shown_body = _fill(body, self.ids[side])
+            if etag_of is not None:
+                first = server(etag_of[0], URL + etag_of[1].format(**self.ids[side]), json=shown_body, params=params)
+                headers["If-None-Match"] = first.headers["ETag"]
+            response = server(method, URL + path.format(**self.ids[side]), json=shown_body, params=params,
+                              headers=headers)
+            payload = response.json() if response.content else None
+            error = payload.get("error") if isinstance(payload, dict) else None
+            answers[side] = {"status": response.status_code, "code": error and error.get("code"),
+                             "details": error and error.get("details"), "tagged": "ETag" in response.headers,
+                             "body": payload}
+        return answers
+
+
+def _fill(body: Any, ids: dict[str, str]) -> Any:
+    if isinstance(body, dict):
+        return {k: _fill(v, ids) for k, v in body.items()}
+    if isinstance(body, list):
+        return [_fill(v, ids) for v in body]
+    return body.format(**ids) if isinstance(body, str) else body
+
+
+def same(answers: dict[str, dict[str, Any]], *fields: str) -> None:
+    api, fake = ({f: answers[side][f] for f in fields} for side in ("api", "fake"))
+    assert fake == api, f"the fake answered {fake}, the API {api}"
+
+
+@pytest.fixture
+def both(app, aws, client) -> Both:
+    both = Both(app, aws, client)
+    both.submit("done", {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})
+    both.submit("large", {"type": "demo.outputs", "payload": {"result_bytes": LARGE_RESULT_BYTES}})
+    both.finish("done", "large")
+    both.submit("queued", {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})
+    return both
+
+
+def test_a_job_is_read_tagged_and_an_unchanged_one_is_a_304(both):
+    same(both.ask("GET", "/jobs/{done}"), "status", "tagged")
+    same(both.ask("GET", "/jobs/{done}", etag_of=("GET", "/jobs/{done}")), "status", "tagged")
+    same(both.ask("GET", "/jobs/no-such-job"), "status", "code")
+
+
+def test_a_batch_is_tagged_and_shows_an_unknown_id_and_a_large_result_alike(both):
+    ask = {"job_ids": ["{done}", "{large}", "no-such-job"]}
+    answers = both.ask("POST", "/jobs/status", body=ask)
+    same(answers, "status", "tagged")
+    for side in ("api", "fake"):
+        jobs = answers[side]["body"]["jobs"]
+        answers[side]["shown"] = (jobs["no-such-job"], jobs[both.ids[side]["large"]]["result"])
+    same(answers, "shown")
+    assert set(answers["api"]["shown"][1]) == {"claim_check"}
+    same(both.ask("POST", "/jobs/status", body=ask, etag_of=("POST", "/jobs/status")), "status", "tagged")
+
+
+def test_a_listing_is_tagged_and_shows_a_large_result_as_its_placeholder(both):
+    answers = both.ask("GET", "/jobs", params={"status": "completed"})
+    same(answers, "status", "tagged")
+    for side in ("api", "fake"):
+        listed = {j["id"]: j for j in answers[side]["body"]["jobs"]}
+        answers[side]["shown"] = listed[both.ids[side]["large"]]["result"]
+    same(answers, "shown")
+    assert set(answers["api"]["shown"]) == {"claim_check"}
+
+
+def test_cancels_and_reruns_are_refused_alike(both):
+    same(both.ask("DELETE", "/jobs/{done}"), "status", "code")
+    same(both.ask("POST", "/jobs/{queued}/rerun", body={}), "status", "code", "details")
+    same(both.ask("DELETE", "/jobs/no-such-job"), "status", "code")
+    same(both.ask("POST", "/jobs/no-such-job/rerun", body={}), "status", "code")
+    canceled = both.ask("DELETE", "/jobs/{queued}")
+    same(canceled, "status")
+    assert [canceled[side]["body"]["status"] for side in ("api", "fake")] == ["canceled", "canceled"]
