@@ -124,3 +124,39 @@ def test_cancels_and_reruns_are_refused_alike(both):
     canceled = both.ask("DELETE", "/jobs/{queued}")
     same(canceled, "status")
     assert [canceled[side]["body"]["status"] for side in ("api", "fake")] == ["canceled", "canceled"]
+
+
+def test_a_keyed_submit_repeated_answers_its_job_and_another_body_under_the_key_is_refused(both):
+    body = {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0}}
+    keyed = {"Idempotency-Key": "nightly-1"}
+    answers = {side: [server("POST", f"{URL}/jobs", json=b, headers=dict(keyed))
+                      for b in (body, body, {**body, "priority": "high"})]
+               for side, server in both.servers.items()}
+    for side, (first, again, other) in answers.items():
+        error = other.json().get("error") or {}
+        answers[side] = {"statuses": [first.status_code, again.status_code, other.status_code],
+                         "same job": first.json()["id"] == again.json()["id"], "code": error.get("code")}
+    same(answers, "statuses", "same job", "code")
+
+
+def test_a_keyed_rerun_repeated_answers_its_job_and_the_key_refuses_a_submit(both):
+    keyed = {"Idempotency-Key": "again-1"}
+    answers = {}
+    for side, server in both.servers.items():
+        path = f"{URL}/jobs/{both.ids[side]['done']}/rerun"
+        first, again = (server("POST", path, json={}, headers=dict(keyed)) for _ in range(2))
+        submit = server("POST", f"{URL}/jobs", json={"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}},
+                        headers=dict(keyed))
+        answers[side] = {"statuses": [first.status_code, again.status_code, submit.status_code],
+                         "same job": first.json()["id"] == again.json()["id"],
+                         "rerun of": first.json()["rerun_of"] == both.ids[side]["done"],
+                         "code": (submit.json().get("error") or {}).get("code")}
+    same(answers, "statuses", "same job", "rerun of", "code")
+
+
+def test_artifacts_are_listed_and_missing_ones_refused_alike(both):
+    listed = both.ask("GET", "/jobs/{done}/artifacts")
+    same(listed, "status")
+    assert [listed[side]["body"]["artifacts"] for side in ("api", "fake")] == [[], []]
+    same(both.ask("GET", "/jobs/{done}/artifacts/report.txt"), "status", "code")
+    same(both.ask("GET", "/jobs/no-such-job/artifacts"), "status", "code")

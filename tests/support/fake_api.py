@@ -79,6 +79,7 @@ class FakeApi:
         self.not_modified = 0
         # job id -> name -> the artifact as listed, with its "data" (inline) or "url" (in S3)
         self.artifacts: dict[str, dict[str, dict[str, Any]]] = {}
+        self.keys: dict[str, tuple[Any, str]] = {}  # Idempotency-Key -> (the request it came with, its job's id)
 
     def add_artifact(self, job_id: str, name: str, data: bytes = b"", content_type: str = "text/plain",
                      url: Optional[str] = None, size: Optional[int] = None) -> dict[str, Any]:
@@ -134,8 +135,7 @@ class FakeApi:
         self.requests.append((method, path, {"headers": headers, "json": json, "params": params}))
         parts = path.strip("/").split("/")
         if method == "POST" and path == "/jobs":
-            job = self.add(type=json["type"], payload=json["payload"])
-            return make_response(method, url, 202, job)
+            return self._keyed(method, url, headers, (path, json), lambda: self._submit(method, url, json))
         if method == "POST" and path == "/jobs/status":
             ids = json["job_ids"]
             jobs = {i: self._listed(self._read(i) or {"id": i, "status": "not_found"}) for i in ids}
@@ -144,7 +144,7 @@ class FakeApi:
         if method == "GET" and path == "/jobs":
             return self._page(method, url, headers, params or {})
         if method == "POST" and len(parts) == 3 and parts[0] == "jobs" and parts[2] == "rerun":
-            return self._rerun(method, url, parts[1], json or {})
+            return self._keyed(method, url, headers, (path, json or {}), lambda: self._rerun(method, url, parts[1]))
         if method == "GET" and len(parts) in (3, 4) and parts[:1] == ["jobs"] and parts[2] == "artifacts":
             return self._artifacts(method, url, parts[1], parts[3] if len(parts) == 4 else None, params or {})
         if len(parts) == 2 and parts[0] == "jobs":
@@ -156,7 +156,27 @@ class FakeApi:
             return self._conditional(method, url, headers, dict(job), self._tag([f"{job['id']}:{job['version']}"]))
         return make_response(method, url, 403, {"message": "Missing Authentication Token"})
 
-    def _rerun(self, method: str, url: str, job_id: str, body: dict[str, Any]) -> requests.Response:
+    def _keyed(self, method: str, url: str, headers: dict, request: tuple[str, Any],
+               make: Callable[[], requests.Response]) -> requests.Response:
+        """A submit or rerun (`request`: its path and body) under its Idempotency-Key: the job
+        the key made when it came with the same request, 409 `idempotency_conflict` with
+        another, else what `make` answers (a 202 keeps the key)."""
+        key = CaseInsensitiveDict(headers).get("Idempotency-Key")
+        if key is not None and key in self.keys:
+            first, job_id = self.keys[key]
+            if first != request:
+                return self.error(method, url, 409, "idempotency_conflict",
+                                  "this Idempotency-Key was used with a different request")
+            return make_response(method, url, 202, dict(self.jobs[job_id]))
+        response = make()
+        if key is not None and response.status_code == 202:
+            self.keys[key] = (request, response.json()["id"])
+        return response
+
+    def _submit(self, method: str, url: str, body: dict[str, Any]) -> requests.Response:
+        return make_response(method, url, 202, self.add(type=body["type"], payload=body["payload"]))
+
+    def _rerun(self, method: str, url: str, job_id: str) -> requests.Response:
         """A finished job's rerun: a new queued job with its type and payload, `rerun_of` it."""
         job = self.jobs.get(job_id)
         if job is None:
