@@ -18,6 +18,9 @@ from requests.structures import CaseInsensitiveDict
 # The API's own rule for what a listing shows of a value kept in S3, and where the store keeps one.
 from chalicelib.api.job_reads import _placeholder as claim_check_placeholder
 from chalicelib.defaults import INLINE_LIMIT_BYTES
+# What one listed job weighs in an answer, and what a listing's page may carry in all.
+from chalicelib.domain.job import answer_bytes
+from chalicelib.ports import JobQuery
 
 FINISHED = ("completed", "failed", "canceled")
 
@@ -234,8 +237,14 @@ class FakeApi:
                 if all(j.get(k) == params[k] for k in ("status", "type") if k in params)]
         start = int(params.get("cursor") or 0)
         limit = int(params.get("limit", 25))
-        page = [self._listed(j) for j in jobs[start : start + limit]]
-        cursor = str(start + limit) if start + limit < len(jobs) else None
+        page, spent = [], 0
+        for job in jobs[start : start + limit]:  # ends before the job that would pass what it carries
+            shown = self._listed(job)
+            spent += answer_bytes(shown)
+            if page and spent > JobQuery(self.tenant).answer_bytes:
+                break
+            page.append(shown)
+        cursor = str(start + len(page)) if start + len(page) < len(jobs) else None
         tag = self._tag([f"list:{cursor or ''}", *(f"{j['id']}:{j.get('version', '-')}" for j in page)])
         return self._conditional(method, url, headers, {"jobs": page, "next_cursor": cursor}, tag)
 

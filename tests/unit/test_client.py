@@ -248,6 +248,18 @@ def test_a_listing_shows_a_large_result_as_its_claim_check_and_a_wait_on_it_read
     assert final[ended["id"]]["result"] == big and final[small["id"]]["result"] == {"n": 1}
 
 
+def test_a_listing_whose_jobs_would_pass_what_an_answer_carries_goes_on_from_the_next_page():
+    """The API ends a page before the job that would take its answer past what Lambda returns
+    (100 payloads just under the inline limit would), its cursor going on from that job:
+    list(limit=100) still gives the 100 jobs, newest first, over two requests."""
+    api = FakeApi()
+    jobs = [api.add(status="completed", payload={"pad": "p" * 63_000}) for _ in range(100)]
+    client, _ = make_client({PRIMARY: api})
+    assert [j["id"] for j in client.list(limit=100)] == [j["id"] for j in reversed(jobs)]
+    pages = [sent["params"] for _, path, sent in api.requests if path == "/jobs"]
+    assert [page["limit"] for page in pages][0] == 100 and len(pages) == 2 and pages[1]["limit"] < 100
+
+
 def test_wait_given_a_job_a_batch_showed_ended_returns_its_large_result_whole():
     api = FakeApi(inline_limit=1000)
     big = {"text": "r" * 5000}
