@@ -260,6 +260,20 @@ def test_a_listing_whose_jobs_would_pass_what_an_answer_carries_goes_on_from_the
     assert [page["limit"] for page in pages][0] == 100 and len(pages) == 2 and pages[1]["limit"] < 100
 
 
+def test_wait_many_reads_whole_the_ended_jobs_a_full_batch_showed_short():
+    """A batch whose jobs would take its answer past what Lambda returns shows those past that
+    point short, their results as `{"claim_check": ...}` although kept in the record: wait_many
+    reads each of them whole once, and returns every result itself."""
+    api = FakeApi()
+    results = [{"n": n, "text": "r" * 63_000} for n in range(100)]  # each kept in the record
+    jobs = [api.add(status="completed", result=result, version=2) for result in results]
+    client, _ = make_client({PRIMARY: api})
+    final = client.wait_many([j["id"] for j in jobs], timeout=600)
+    assert [final[j["id"]]["result"] for j in jobs] == results
+    read_whole = [path for method, path, _ in api.requests if method == "GET"]
+    assert read_whole and read_whole == [f"/jobs/{j['id']}" for j in jobs[-len(read_whole):]]
+
+
 def test_wait_given_a_job_a_batch_showed_ended_returns_its_large_result_whole():
     api = FakeApi(inline_limit=1000)
     big = {"text": "r" * 5000}
