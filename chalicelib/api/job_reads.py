@@ -76,12 +76,14 @@ def short(job: Job) -> Job:
     listing shows one kept in S3: GET /jobs/{id} has them whole) and its progress message cut
     to what events carry."""
     progress = job.progress.model_copy(update={"message": clip(job.progress.message),
-                                               "details": _placeholder(job.progress.details)})
-    return job.model_copy(update={"payload": _placeholder(job.payload), "result": _placeholder(job.result),
+                                               "details": claim_check_placeholder(job.progress.details)})
+    return job.model_copy(update={"payload": claim_check_placeholder(job.payload), "result": claim_check_placeholder(job.result),
                                   "progress": progress})
 
 
-def _placeholder(value: Any) -> Any:
+def claim_check_placeholder(value: Any) -> Any:
+    """`value` as a listing or batch shows a value it does not carry: `{"claim_check": {"bytes":
+    n}}`, n its compact JSON's size; None and a placeholder already are returned as they are."""
     if value is None or (isinstance(value, Mapping) and set(value) == {"claim_check"}):
         return value
     return {"claim_check": {"bytes": len(json.dumps(value, separators=(",", ":")).encode())}}

@@ -17,7 +17,7 @@ from requests.structures import CaseInsensitiveDict
 
 # The API's own rules for what a listing shows of a value kept in S3, where the store keeps one,
 # and which jobs of a batch it shows short.
-from chalicelib.api.job_reads import _placeholder as claim_check_placeholder
+from chalicelib.api.job_reads import claim_check_placeholder
 from chalicelib.api.job_reads import fitted
 from chalicelib.defaults import INLINE_LIMIT_BYTES
 # What one listed job weighs in an answer, and what a listing's page may carry in all.
