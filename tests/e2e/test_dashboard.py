@@ -2046,28 +2046,46 @@ def test_a_poll_throttled_sends_none_of_its_batches_still_waiting(page, api):
     assert later and min(later) >= throttled_at + 2000, (throttled_at, later)
 
 
+def paused_clock(page: Page) -> None:
+    """The page's time moves only as the test moves it (`run_for`), from before the page opens,
+    however slow the machine; every request the page sends is logged with that time (`sent`)."""
+    from datetime import datetime, timedelta, timezone
+
+    start = datetime(2026, 1, 16, 12, 0, tzinfo=timezone.utc)
+    page.clock.install(time=start)
+    # Paused a minute on: installed, the clock runs until paused, and pausing it at a time it
+    # has already passed (a loaded machine between the two calls) is refused.
+    page.clock.pause_at(start + timedelta(minutes=1))
+    page.add_init_script(LOG_SENT)
+
+
+def listing_throttled_and_paused(page: Page, api: FakeApi) -> int:
+    """The list's refresh answered 429, Retry-After: 2. The page's time moves only as the test
+    moves it, from the start, however slow the machine. Returns the page clock's time (ms) at
+    which the throttled refresh went: the page's time then."""
+    paused_clock(page)
+    api.open()
+    api.settle()
+    api.fail("GET", "/jobs", **THROTTLED)
+    page.clock.run_for(10_000)
+    api.settle()
+    assert len(sent(page, "GET", r"/jobs\?.*")) == 2
+    throttled_at = sent(page, "GET", r"/jobs\?.*")[-1]
+    assert page.evaluate("Date.now()") == throttled_at
+    return throttled_at
+
+
 def test_a_tab_shown_again_waits_out_its_listings_retry_after(page, api):
     """The list's refresh is answered 429, Retry-After: 2; the tab is hidden and shown again at
     once. It catches up, but not before the 2 s are over."""
-    page.clock.install()
-    page.add_init_script(LOG_SENT)
     job = api.add(status="completed")
-    api.open()
-    expect(row(page, job["id"])).to_be_visible()
-    api.settle()
+    throttled_at = listing_throttled_and_paused(page, api)
     lists = r"/jobs\?.*"
-    api.fail("GET", "/jobs", **THROTTLED)
-    let_time_pass(api, 10, step_s=1)
-    throttled_at = sent(page, "GET", lists)[-1]
-    assert len(sent(page, "GET", lists)) == 2
-    # From here the page's time moves only as the test moves it, however slow the machine.
-    page.clock.pause_at(page.evaluate("Date.now()") / 1000)  # seconds since the epoch
-    shown_at = page.evaluate("Date.now()")
-    assert shown_at < throttled_at + 1500, (throttled_at, shown_at)
+    expect(row(page, job["id"])).to_be_visible()
     set_hidden(page, True)
     set_hidden(page, False)
     api.settle()
-    page.clock.run_for(throttled_at + 1900 - shown_at)
+    page.clock.run_for(1900)
     api.settle()
     assert len(sent(page, "GET", lists)) == 2  # shown again within the Retry-After: no listing yet
     newer = api.add(status="completed")
@@ -2081,8 +2099,7 @@ def test_a_throttled_read_of_attempts_holds_every_read_of_attempts_until_its_ret
     """40 jobs wait to retry; the first read of their attempts is answered 429, Retry-After: 2.
     No read of attempts goes out for 2 s: not the rows' queued ones, not a row scrolled on
     screen. Then the queue resumes, the throttled row's read included."""
-    page.clock.install()
-    page.add_init_script(LOG_SENT)
+    paused_clock(page)
     api.fail("GET", RUNS, **THROTTLED)
     reads = forty_waiting_their_reads_held(page, api)
     assert api.count("GET", reads) == 4 and len(api.held) == 3
@@ -2136,8 +2153,7 @@ def test_details_whose_attempts_failed_are_read_again_with_a_back_off_not_at_eve
     """A running job's details are open and reading its attempts fails (503) while the job moves
     at every poll. The details are read again no sooner than the poll's delay after a failure,
     doubling while it fails, instead of at every poll; once a read works they show."""
-    page.clock.install()
-    page.add_init_script(LOG_SENT)
+    paused_clock(page)
     job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
     api.runs[job["id"]] = [{"attempt": 1, "status": "running", "started_at": job["started_at"],
                             "finished_at": None, "error": None}]
@@ -2156,27 +2172,6 @@ def test_details_whose_attempts_failed_are_read_again_with_a_back_off_not_at_eve
     gaps = [b - a for a, b in zip(times, times[1:])]
     assert len(times) == 5, times  # four failures, then the read that works
     assert gaps[0] >= 2000 and all(b >= 2 * a - 1000 for a, b in zip(gaps, gaps[1:])), gaps
-
-
-def listing_throttled_and_paused(page: Page, api: FakeApi) -> int:
-    """The list's refresh answered 429, Retry-After: 2. The page's time moves only as the test
-    moves it, from the start, however slow the machine. Returns the page clock's time (ms) at
-    which the throttled refresh went: the page's time then."""
-    from datetime import datetime, timezone
-
-    start = datetime(2026, 1, 16, 12, 0, tzinfo=timezone.utc)
-    page.clock.install(time=start)
-    page.clock.pause_at(start)
-    page.add_init_script(LOG_SENT)
-    api.open()
-    api.settle()
-    api.fail("GET", "/jobs", **THROTTLED)
-    page.clock.run_for(10_000)
-    api.settle()
-    assert len(sent(page, "GET", r"/jobs\?.*")) == 2
-    throttled_at = sent(page, "GET", r"/jobs\?.*")[-1]
-    assert page.evaluate("Date.now()") == throttled_at
-    return throttled_at
 
 
 def test_refresh_and_a_filter_pressed_while_the_listing_is_held_read_once_when_it_ends(page, api):
