@@ -1,7 +1,7 @@
 // jobpipe dashboard: the reads of a job's attempts (GET /jobs/{id}/runs), queued: its details'
 // table of attempts, and a waiting row's last attempt's duration. For a row (`JobRow`) it keeps
 // `lastAttempt` (what `renderDuration` shows), `runsLoadedFor` (the status its open details
-// last read them for), and its own reads' state (`runsAsked`, `readingLast`, the back-off).
+// last read them for), `runsRead` (its one read queued or on its way) and the back-off.
 "use strict";
 
 (function (jobpipe) {
@@ -17,7 +17,8 @@ var RUNS_READS = jobpipe.RUNS_READS,
 // RUNS_READS at a time: the rows' reads and the details' alike. A details read goes before the
 // rows' (the user waits on it), and counts toward the limit as theirs do. A throttle's 429 to
 // any of them holds them all until its Retry-After (`heldFor("runs")`): the queue waits,
-// then resumes.
+// then resumes. A job has one read at a time (`row.runsRead`): its details and its row, asking
+// while one is queued or on its way, are both served by it.
 var runsReads = { queue: [], running: 0, timer: null };
 
 // The job's attempts, oldest first; whoever reads them notes the last one's duration.
@@ -33,6 +34,24 @@ function readRuns(row) {
   });
 }
 
+// The row's read of runs, for its details (`details`) or its last attempt: one already queued or
+// on its way serves both (a row's read queued moves up with the details'). `ahead`: a row's
+// read queued first of the rows' (one a throttle sent back).
+function askRuns(row, details, ahead) {
+  var read = row.runsRead;
+  if (read) {
+    var moves = details && !read.details && !read.sent;
+    read[details ? "details" : "last"] = true;
+    if (moves) {
+      runsReads.queue.splice(runsReads.queue.indexOf(read), 1);
+      queueRunsRead(read, true);
+    }
+    return;
+  }
+  read = row.runsRead = { row: row, details: details, last: !details, sent: false, status: null };
+  queueRunsRead(read, details || ahead);
+}
+
 // One GET per opening (and per status change while open): runs are not polled. Queued with the
 // rows' reads, ahead of them; one queued and not yet sent reads the runs as they are when sent.
 // While a throttle holds the reads of runs, the details say when theirs goes out.
@@ -40,18 +59,8 @@ function loadRuns(row, status) {
   row.runsLoadedFor = status;
   clearTimeout(row.runsRetryTimer);
   row.runsRetryTimer = null;
-  if (row.runsAsked) return;
-  row.runsAsked = true;
-  sayWhenRead(row);
-  queueRunsRead(function () {
-    row.runsAsked = false;
-    // Closed, or off the page, before its turn: nobody waits on it any more.
-    if (row.detailTr.hidden || state.rows.get(row.id) !== row) {
-      row.runsLoadedFor = null;
-      return null;
-    }
-    return showRuns(row);
-  }, true);
+  if (!(row.runsRead && row.runsRead.sent)) sayWhenRead(row);
+  askRuns(row, true);
 }
 
 // After a failed read, the changes the polls bring read the runs again, but no sooner than the
@@ -81,51 +90,90 @@ function sayWhenRead(row, err) {
   else row.runs.replaceChildren(note);
 }
 
-function showRuns(row) {
+// Sends the row's read of runs at its turn, for whoever still waits on it: details still open,
+// a row still on screen and lacking its last attempt. Returns its promise, handled, or null when
+// nobody does any more (closed, scrolled past or off the page before its turn).
+function sendRuns(read) {
+  var row = read.row, onPage = state.rows.get(row.id) === row;
+  if (read.details && !(onPage && !row.detailTr.hidden)) {
+    read.details = false;
+    row.runsLoadedFor = null;
+  }
+  read.last = read.last && row.onScreen && lacksLastAttempt(row);
+  if (!read.details && !read.last) { row.runsRead = null; return null; }
+  read.sent = true;
+  read.status = row.tr.dataset.status;
   return readRuns(row).then(function (runs) {
-    row.runsBackoff = 0;
-    row.runsRetryAt = 0;
-    var table = el("table", "runs-table");
-    var head = el("tr");
-    ["attempt", "status", "started", "finished", "error"].forEach(function (h) {
-      var th = el("th", null, h);
-      th.scope = "col";
-      head.appendChild(th);
-    });
-    table.appendChild(head);
-    runs.forEach(function (run) {
-      var tr = el("tr");
-      var badge = el("span", "badge status-" + run.status, run.status);
-      var cells = [el("td", null, String(run.attempt)), el("td"), el("td"), el("td"), el("td")];
-      if (run.error) cells[4].append(bdi(run.error.code), ": ", bdi(run.error.message));
-      cells[1].appendChild(badge);
-      if (run.started_at) cells[2].appendChild(timeOf(run.started_at));
-      if (run.finished_at) cells[3].appendChild(timeOf(run.finished_at));
-      tr.append.apply(tr, cells);
-      table.appendChild(tr);
-    });
-    row.runs.replaceChildren(el("h3", null, runs.length ? "Attempts" : "No attempts yet"));
-    if (runs.length) row.runs.appendChild(table);
+    row.runsRead = null;
+    if (!read.details) return;
+    showRuns(row, runs);
+    // The job moved on while they were read: the details read them once more.
+    var now = row.tr.dataset.status;
+    if (!row.detailTr.hidden && state.rows.get(row.id) === row && now !== read.status) loadRuns(row, now);
   }, function (err) {
     handleError(err);
-    if (err instanceof StaleAnswer) { row.runsLoadedFor = null; return; }
     if (throttled(err)) {
-      // Read again, by itself, once the throttle is over; the details say when.
-      loadRuns(row, row.tr.dataset.status);
-      sayWhenRead(row, err);
+      // Read again, by itself, once the throttle is over, first of the rows' (or with the
+      // details'); the details say when.
+      read.sent = false;
+      queueRunsRead(read, true);
+      if (read.details) sayWhenRead(row, err);
       return;
     }
-    row.runsLoadedFor = null;
-    row.runsBackoff = Math.min(RUNS_RETRY_MAX_MS, row.runsBackoff ? row.runsBackoff * 2 : state.pollDelay);
-    row.runsRetryAt = Date.now() + row.runsBackoff;
-    // Said here too: the banner goes with the next good answer, and the attempts are not polled.
-    var again = el("button", "runs-again", "Load attempts again");
-    again.type = "button";
-    again.addEventListener("click", function () { loadRuns(row, row.tr.dataset.status); });
-    var why = el("p", "error-message", "Could not load attempts: ");
-    why.appendChild(said(err.message));
-    row.runs.replaceChildren(why, again);
+    row.runsRead = null;
+    if (read.details) runsFailed(row, err);
+    if (read.last && !(err instanceof StaleAnswer)) {
+      // A failed read is shown as any other is; the queued rows are let go (in an outage theirs
+      // would fail as well): each asks again at its job's next change or its next time on screen.
+      // Details asked for stay queued: each says its own failure.
+      runsReads.queue = runsReads.queue.filter(function (queued) {
+        if (!queued.details) queued.row.runsRead = null;
+        return queued.details;
+      });
+    }
   });
+}
+
+function showRuns(row, runs) {
+  row.runsBackoff = 0;
+  row.runsRetryAt = 0;
+  var table = el("table", "runs-table");
+  var head = el("tr");
+  ["attempt", "status", "started", "finished", "error"].forEach(function (h) {
+    var th = el("th", null, h);
+    th.scope = "col";
+    head.appendChild(th);
+  });
+  table.appendChild(head);
+  runs.forEach(function (run) {
+    var tr = el("tr");
+    var badge = el("span", "badge status-" + run.status, run.status);
+    var cells = [el("td", null, String(run.attempt)), el("td"), el("td"), el("td"), el("td")];
+    if (run.error) cells[4].append(bdi(run.error.code), ": ", bdi(run.error.message));
+    cells[1].appendChild(badge);
+    if (run.started_at) cells[2].appendChild(timeOf(run.started_at));
+    if (run.finished_at) cells[3].appendChild(timeOf(run.finished_at));
+    tr.append.apply(tr, cells);
+    table.appendChild(tr);
+  });
+  row.runs.replaceChildren(el("h3", null, runs.length ? "Attempts" : "No attempts yet"));
+  if (runs.length) row.runs.appendChild(table);
+}
+
+// A details' read that failed: said there, with a button to read again, and read again as the
+// job moves on, backing off.
+function runsFailed(row, err) {
+  row.runsLoadedFor = null;
+  if (err instanceof StaleAnswer) return;
+  row.runsBackoff = Math.min(RUNS_RETRY_MAX_MS, row.runsBackoff ? row.runsBackoff * 2 : state.pollDelay);
+  row.runsRetryAt = Date.now() + row.runsBackoff;
+  // Said here too: the banner goes with the next good answer, and the attempts are not polled.
+  var again = el("button", "runs-again", "Load attempts again");
+  again.type = "button";
+  again.addEventListener("click", function () { loadRuns(row, row.tr.dataset.status); });
+  var why = el("p", "error-message", "Could not load attempts: ");
+  why.appendChild(said(err.message));
+  row.runs.replaceChildren(why, again);
 }
 
 // Whether the row shown for this job waits for its next attempt without its last one's
@@ -139,41 +187,18 @@ function lacksLastAttempt(row) {
 
 // Queues the read of the last attempt, once, if the row is on screen and lacks it.
 function askLastAttempt(row) {
-  if (!row.onScreen || row.readingLast || !lacksLastAttempt(row)) return;
-  row.readingLast = true;
-  var read = function () {
-    // Gone from the screen or the page, or read meanwhile (its details opened): its turn passes.
-    if (!row.onScreen || !lacksLastAttempt(row)) { row.readingLast = false; return null; }
-    return readRuns(row).then(function () { row.readingLast = false; }, function (err) {
-      handleError(err);
-      if (throttled(err)) {
-        // Throttled: every read of runs waits out its Retry-After, this one first of the rows'.
-        queueRunsRead(read, false, row, true);
-        return;
-      }
-      // A failed read is shown as any other is; the queued rows are let go (in an outage theirs
-      // would fail as well): each asks again at its job's next change or its next time on screen.
-      // Details asked for stay queued: each says its own failure.
-      row.readingLast = false;
-      runsReads.queue = runsReads.queue.filter(function (queued) {
-        if (!queued.asked) queued.row.readingLast = false;
-        return queued.asked;
-      });
-    });
-  };
-  queueRunsRead(read, false, row);
+  if (row.onScreen && lacksLastAttempt(row)) askRuns(row, false);
 }
 
-// `read` sends a read of runs and returns its promise, handled, or returns null when its turn
-// passes with nothing to read. `asked`: a details read, queued behind the other details' only;
-// `ahead`: a row's read queued first of the rows' (one a throttle sent back).
-function queueRunsRead(read, asked, row, ahead) {
-  var entry = { read: read, asked: asked, row: row }, at = runsReads.queue.length;
-  if (asked || ahead) {
+// `first`: queued behind the details' reads only (a details' read, or a row's a throttle sent
+// back); otherwise last.
+function queueRunsRead(read, first) {
+  var at = runsReads.queue.length;
+  if (first) {
     at = 0;
-    while (at < runsReads.queue.length && runsReads.queue[at].asked) at++;
+    while (at < runsReads.queue.length && runsReads.queue[at].details) at++;
   }
-  runsReads.queue.splice(at, 0, entry);
+  runsReads.queue.splice(at, 0, read);
   nextRunsReads();
 }
 
@@ -184,7 +209,7 @@ function nextRunsReads() {
     return;
   }
   while (runsReads.running < RUNS_READS && runsReads.queue.length) {
-    var reading = runsReads.queue.shift().read();
+    var reading = sendRuns(runsReads.queue.shift());
     if (!reading) continue;
     runsReads.running++;
     reading.then(runsReadDone, runsReadDone);

@@ -2124,6 +2124,56 @@ def test_a_throttled_read_of_attempts_holds_every_read_of_attempts_until_its_ret
     assert later and min(later) >= throttled_at + 2000, (throttled_at, later)
 
 
+def test_a_details_read_of_attempts_and_its_rows_are_one_request(page, api):
+    """A retrying job's row reads its attempts (its last one's duration) while its details open:
+    the read on its way serves the details too. A job whose details are open starts waiting for
+    its next attempt: the details' read and the row's are one request. If the job moves on while
+    that read is on its way, the details read once more, once."""
+    paused_clock(page)
+    waiting = waiting_jobs(api, 1)[0]
+    running = api.add(status="running", attempts=1, started_at="2026-01-16T11:59:00.000Z")
+    api.runs[running["id"]] = [{"attempt": 1, "status": "running", "started_at": running["started_at"],
+                                "finished_at": None, "error": None}]
+    api.holding = RUNS
+    api.open()
+    api.settle()
+    runs_of = lambda job: api.count("GET", f"/jobs/{job['id']}/runs")
+    assert runs_of(waiting) == 1  # the row's, on its way
+    row(page, waiting["id"]).get_by_role("button", name=re.compile("Details")).click()
+    api.settle()
+    assert runs_of(waiting) == 1
+    api.holding = None
+    api.release()
+    expect(page.locator(f"#detail-{waiting['id']} .runs-table tr")).to_have_count(2)
+    expect(row(page, waiting["id"]).locator(".duration")).to_have_text("last attempt 2.5 s")
+    assert runs_of(waiting) == 1
+
+    row(page, running["id"]).get_by_role("button", name=re.compile("Details")).click()
+    expect(page.locator(f"#detail-{running['id']} .runs-table tr")).to_have_count(2)
+    assert runs_of(running) == 1
+    failed = {"code": "handler_error", "message": "boom"}
+    api.runs[running["id"]] = [{**api.runs[running["id"]][0], "status": "failed", "finished_at": "2026-01-16T11:59:04.000Z",
+                                "error": failed}]
+    api.update(running["id"], status="retrying", error=failed)
+    api.holding = RUNS
+    page.clock.run_for(2000)  # the poll that sees it retrying
+    api.settle()
+    assert runs_of(running) == 2  # one read for the details and the row
+    api.update(running["id"], status="running", attempts=2, error=None, attempt_started_at="2026-01-16T12:01:02.000Z")
+    api.runs[running["id"]].append({"attempt": 2, "status": "running", "started_at": "2026-01-16T12:01:02.000Z",
+                                    "finished_at": None, "error": None})
+    page.clock.run_for(2000)  # the poll that sees it running again, while that read is on its way
+    api.settle()
+    assert runs_of(running) == 2
+    api.holding = None
+    api.release()
+    api.settle()
+    expect(page.locator(f"#detail-{running['id']} .runs-table tr")).to_have_count(3)  # read once more
+    page.clock.run_for(4000)
+    api.settle()
+    assert runs_of(running) == 3
+
+
 def test_details_whose_attempts_are_throttled_say_when_they_are_read_and_are_read_then(page, api):
     """The read of an opened details' attempts answered 429, Retry-After: 2: the details say
     they are read in 2 s, and they are, with nothing pressed; not sooner."""
