@@ -3,7 +3,7 @@
 "use strict";
 
 (function (jobpipe) {
-var $ = jobpipe.$, state = jobpipe.state, bdi = jobpipe.bdi;
+var $ = jobpipe.$, state = jobpipe.state, bdi = jobpipe.bdi, drop = jobpipe.drop;
 
 // Whether the current filters show `job` (its type never changes; its status does).
 function shown(job) {
@@ -82,10 +82,15 @@ function listPath(cursor) {
   return "jobs?" + params.toString();
 }
 
+// The rows the filters no longer show go at once: until the new listing answers (or while it
+// fails) the rows shown, marked busy, are only those matching the filters chosen.
 function applyFilters() {
   state.filters.status = $("filter-status").value;
   state.filters.type = $("filter-type").value;
   state.filters.limit = Number($("page-size").value) || 25;
+  var left = Array.from(state.jobs.values()).filter(function (job) { return !shown(job); });
+  left.forEach(function (job) { drop(job.id); });
+  if (left.length) jobpipe.order();
   jobpipe.refreshList(true);
 }
 

@@ -93,7 +93,13 @@ function refreshList(reset) {
       if (generation !== state.listGeneration) return;
       setBusy($("refresh"), false);
       if (!handleError(err)) showBanner("Could not list jobs: ", said(err.message));
-      scheduleRefresh(err.retryAfterMs);
+      var delay = scheduleRefresh(err.retryAfterMs);
+      // A listing that was to replace the jobs shown (a filter changed, Refresh) failed: the
+      // page says so under the filters, and its retry is such a listing again, not a merge.
+      if (reset) {
+        state.listWaiting = { reset: true, failed: err, at: Date.now() + delay };
+        sayWhenListed();
+      }
     }
   );
 }
@@ -117,8 +123,9 @@ function holdListing(reset, wait) {
 // While a listing or "Load more" waits out a throttle, a note under the filters says when the
 // jobs are read, and "Load more" says it too; `tick` counts them down.
 function sayWhenListed() {
+  var failed = state.listWaiting && state.listWaiting.failed;
   var wait = heldFor("list"), more = $("load-more"), note = $("list-wait");
-  var waiting = wait > 0 && Boolean(state.listWaiting || state.moreTimer);
+  var waiting = Boolean(failed) || (wait > 0 && Boolean(state.listWaiting || state.moreTimer));
   if (!note) {
     if (!waiting) return;
     note = el("p", "hint");
@@ -128,12 +135,18 @@ function sayWhenListed() {
   }
   var seconds = Math.ceil(wait / 1000) + " s";
   note.hidden = !waiting;
-  note.textContent = waiting ? "The API is throttling requests: the jobs will be read in " + seconds + "." : "";
+  if (failed) {
+    note.replaceChildren("Could not list the jobs (", said(failed.message), "): trying again in " +
+      Math.max(0, Math.ceil((state.listWaiting.at - Date.now()) / 1000)) + " s.");
+  } else {
+    note.textContent = waiting ? "The API is throttling requests: the jobs will be read in " + seconds + "." : "";
+  }
   if (state.moreTimer && wait > 0) more.textContent = "Loading in " + seconds + "…";
 }
 
-// Until a listing that replaces the jobs shown answers, the rows shown (another filter's) are
-// marked busy, or the empty view says it is loading. A failed one is retried: still loading.
+// Until a listing that replaces the jobs shown answers, the rows shown (those of the filter left
+// that the new one shows too) are marked busy, or the empty view says it is loading. A failed
+// one is retried afresh: still loading.
 function loading(on) {
   state.loading = on;
   if (on) $("jobs-table").setAttribute("aria-busy", "true");
@@ -141,10 +154,12 @@ function loading(on) {
   renderEmpty(state.jobs.size > 0 || Boolean(state.cursor));
 }
 
+// Returns the delay of the next refresh (ms).
 function scheduleRefresh(atLeastMs) {
+  var delay = Math.max(LIST_REFRESH_MS, atLeastMs || 0);
   clearTimeout(state.refreshTimer);
-  if (!state.authorized || document.hidden) return;
-  state.refreshTimer = setTimeout(function () { refreshList(false); }, Math.max(LIST_REFRESH_MS, atLeastMs || 0));
+  if (state.authorized && !document.hidden) state.refreshTimer = setTimeout(function () { refreshList(false); }, delay);
+  return delay;
 }
 
 function loadMore() {

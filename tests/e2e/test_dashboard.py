@@ -1720,6 +1720,39 @@ def test_a_listing_on_its_way_says_so_instead_of_showing_no_jobs(page, api):
     expect(page.get_by_text("No running jobs.")).to_be_visible()
 
 
+@pytest.mark.parametrize("failure", [
+    {"abort": "internetdisconnected"},
+    {"status": 503, "json": {"message": "Service Unavailable"}},
+], ids=["offline", "503"])
+def test_a_filter_whose_listing_fails_shows_only_its_rows_and_is_listed_afresh(page, api, failure):
+    """The status filter is changed and its listing fails: no row of another status stays shown,
+    the page says the jobs could not be listed, and the retry lists that filter afresh: the
+    rows it answers replace those shown, instead of being merged with them."""
+    paused_clock(page)
+    done = api.add(status="completed")
+    failed = api.add(status="failed")
+    api.open()
+    expect(page.locator("tr.job")).to_have_count(2)
+    api.fail("GET", "/jobs", **failure)
+    page.get_by_label("Status", exact=True).select_option("failed")
+    api.settle()
+    expect(row(page, done["id"])).to_have_count(0)
+    note = page.get_by_role("status").filter(has_text="Could not list the jobs")
+    expect(note).to_have_text(re.compile(r"trying again in 10 s\.$"))
+    expect(page.locator("#jobs-table")).to_have_attribute("aria-busy", "true")
+    del api.jobs[failed["id"]]  # purged meanwhile
+    newer = api.add(status="failed")
+    api.add(status="completed")
+    page.clock.run_for(10_000)
+    api.settle()
+    retry = [headers for method, path, headers in api.requests if method == "GET" and path.startswith("/jobs?")][-1]
+    assert "if-none-match" not in retry  # a fresh listing, not a refresh of the one shown
+    expect(page.locator("tr.job")).to_have_count(1)
+    expect(row(page, newer["id"])).to_be_visible()
+    expect(note).to_have_count(0)
+    expect(page.locator("#jobs-table")).not_to_have_attribute("aria-busy", "true")
+
+
 @pytest.mark.parametrize("width", [320, 390, 430, 600, 1024])
 def test_each_filter_keeps_its_label_beside_it_on_a_phone(browser, width):
     """The filters wrap on a narrow window, but never between a label and its list: "Type" at
