@@ -1,0 +1,246 @@
+"""The dashboard's rows and details as text: what the API answers shown as text and never
+reordering the page's own words, long texts kept in shape, times in the browser's zone gaining
+their date at midnight, and the page's scripts keeping their names to themselves.
+"""
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import expect
+
+from tests.e2e.dashboard_pages import api, browser, page  # noqa: F401 - fixtures
+from tests.e2e.dashboard_pages import JOB_TYPES, OFFLINE_ORIGIN, FakeApi, iso, row
+
+
+def test_scheduled_and_retrying_jobs_say_when_they_start(page, api):
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone.utc)
+    later = api.add(status="queued", not_before=iso(now + timedelta(hours=2, minutes=30, seconds=30)))
+    retry = api.add(status="retrying", attempts=1, started_at=iso(now - timedelta(seconds=20)),
+                    not_before=iso(now + timedelta(seconds=45)),
+                    error={"code": "handler_error", "message": "boom"})
+    due = api.add(status="queued", not_before=iso(now - timedelta(seconds=5)))
+    next_year = api.add(status="queued", not_before=iso(now + timedelta(days=364, hours=5, minutes=10)))
+    api.open()
+    # A run_at up to 365 days ahead counts down in days, not in thousands of hours.
+    expect(row(page, next_year["id"]).locator(".schedule")).to_have_text(re.compile(r"^starts in 364 d 05 h$"))
+    expect(row(page, later["id"]).locator(".schedule")).to_have_text(re.compile(r"^starts in 2 h 30 m$"))
+    expect(row(page, later["id"]).locator(".schedule time")).to_have_attribute("datetime", later["not_before"])
+    expect(row(page, retry["id"]).locator(".schedule")).to_have_text(re.compile(r"^next attempt in 4\d s$"))
+    expect(row(page, retry["id"]).locator(".error-code")).to_have_text("handler_error")
+    expect(row(page, due["id"]).locator(".schedule")).to_have_text("")
+
+
+def test_times_shown_before_midnight_gain_their_date_after_it(browser):
+    from datetime import datetime, timezone
+
+    context = browser.new_context(timezone_id="America/New_York")
+    page = context.new_page()
+    api = FakeApi(page)
+    page.clock.install(time=datetime(2026, 1, 16, 4, 59, 40, tzinfo=timezone.utc))  # 23:59:40 in New York
+    job = api.add(status="completed", created_at="2026-01-16T04:59:30.000Z", started_at="2026-01-16T04:59:31.000Z",
+                  finished_at="2026-01-16T04:59:35.000Z")
+    api.open()
+    times = row(page, job["id"]).locator(".times time")
+    expect(times.first).to_have_text("23:59:30")  # today, in the browser's zone
+    page.clock.run_for(30_000)
+    expect(times.first).to_have_text("2026-01-15 23:59:30")  # yesterday now
+    expect(times.last).to_have_text("2026-01-15 23:59:35")
+    context.close()
+
+
+def test_an_open_details_panel_gains_its_dates_at_midnight_as_the_table_does(browser):
+    """The attempts in a job's details are written as the table writes its times: the clock
+    only today, the date too for an earlier day, and a panel left open across midnight gains
+    its dates at midnight, as the table's times do."""
+    from datetime import datetime, timezone
+
+    context = browser.new_context(timezone_id="America/New_York")
+    page = context.new_page()
+    api = FakeApi(page)
+    page.clock.install(time=datetime(2026, 1, 16, 4, 59, 40, tzinfo=timezone.utc))  # 23:59:40 in New York
+    job = api.add(status="failed", attempts=1, created_at="2026-01-16T04:59:30.000Z", started_at="2026-01-16T04:59:31.000Z",
+                  finished_at="2026-01-16T04:59:35.000Z", error={"code": "handler_error", "message": "boom"})
+    api.runs[job["id"]] = [{"attempt": 1, "status": "failed", "started_at": job["started_at"],
+                            "finished_at": job["finished_at"], "error": job["error"]}]
+    api.open()
+    row(page, job["id"]).get_by_role("button", name=re.compile("Details")).click()
+    table = row(page, job["id"]).locator(".times time")
+    panel = page.locator(f'#detail-{job["id"]} .runs-table time')
+    expect(panel).to_have_text(["23:59:31", "23:59:35"])
+    expect(table).to_have_text(["23:59:30", "23:59:31", "23:59:35"])
+    page.clock.run_for(30_000)
+    expect(table).to_have_text(["2026-01-15 23:59:30", "2026-01-15 23:59:31", "2026-01-15 23:59:35"])
+    expect(panel).to_have_text(["2026-01-15 23:59:31", "2026-01-15 23:59:35"])
+    context.close()
+
+
+def test_text_from_the_api_is_shown_as_text(page, api):
+    evil = '<img src=x onerror="window.pwned=1">"\'&<script>window.pwned=2</script>'
+    job = api.add(
+        id="job-evil", type=evil, status="failed", user=evil, scope=evil, payload={evil: evil}, result={"r": evil},
+        progress={"percent": 40.0, "step": evil, "message": evil, "details": None, "updated_at": None},
+        error={"code": evil, "message": evil}, attempts=1, started_at="2026-01-15T10:00:00.000Z",
+        finished_at="2026-01-15T10:00:01.000Z",
+    )
+    api.open(api.token())
+    line = row(page, job["id"])
+    expect(line.locator(".job-type")).to_have_text(evil)
+    expect(line.locator(".error-code")).to_have_text(evil)
+    expect(line.locator(".progress-message")).to_have_text(evil)
+    line.get_by_role("button", name=re.compile("Details")).click()
+    expect(page.locator("#detail-job-evil")).to_contain_text(evil)
+    assert page.locator("#jobs-body img, #jobs-body script").count() == 0
+    assert page.evaluate("window.pwned") is None
+
+
+LEFT_OF = """([container, first, second]) => {
+    // Whether the word `first` is drawn left of the word `second` in `container`'s text.
+    const box = word => {
+        const walk = document.createTreeWalker(document.querySelector(container), NodeFilter.SHOW_TEXT);
+        for (let node; (node = walk.nextNode());) {
+            const at = node.data.indexOf(word);
+            if (at < 0) continue;
+            const range = document.createRange();
+            range.setStart(node, at);
+            range.setEnd(node, at + 1);
+            return range.getBoundingClientRect().left;
+        }
+        throw new Error(`${word} is not in ${container}`);
+    };
+    return box(first) < box(second);
+}"""
+
+
+def test_text_a_handler_or_user_wrote_cannot_reorder_the_text_around_it(page, api):
+    """A type, step, message or error may hold right-to-left text or a bidi override (U+202E):
+    it is isolated, so it never turns the page's own words around it (the percent beside a
+    step, the rest of a sentence after a type or an error code) back to front."""
+    rlo, hebrew = "\u202e", "\u05e9\u05dc\u05d1"
+    job = api.add(type=rlo + "reports.x", status="failed", attempts=1, started_at="2026-01-15T10:00:00.000Z",
+                  finished_at="2026-01-15T10:00:01.000Z",
+                  progress={"percent": 40.0, "step": rlo + "load", "message": hebrew + " 12", "details": None,
+                            "updated_at": None},
+                  error={"code": rlo + "E_BAD", "message": "bad row"})
+    api.runs[job["id"]] = [{"attempt": 1, "status": "failed", "started_at": job["started_at"],
+                            "finished_at": job["finished_at"], "error": job["error"]}]
+    api.open()
+    line = f'tr.job[data-job-id="{job["id"]}"]'
+    assert page.evaluate(LEFT_OF, [f"{line} .progress-line", "%", "load"])
+    for selector in (".job-type", ".step", ".progress-message", ".error-code", ".error-message"):
+        assert page.locator(f"{line} {selector}").evaluate("e => getComputedStyle(e).unicodeBidi") == "isolate", selector
+    row(page, job["id"]).get_by_role("button", name=re.compile("Details")).click()
+    detail = f'#detail-{job["id"]}'
+    expect(page.locator(f"{detail} .runs-table tr")).to_have_count(2)
+    assert page.evaluate(LEFT_OF, [f"{detail} .runs-table", "bad", "row"])  # after the code's ": "
+    assert page.evaluate(LEFT_OF, [f"{detail} .facts", "bad", "row"])
+    # A sentence of the page's with a type in it: the words after the type keep their order.
+    page.get_by_label("Type", exact=True).select_option(job["type"])
+    page.get_by_label("Status", exact=True).select_option("running")
+    expect(page.locator("#jobs-empty-text")).to_contain_text("internal")
+    assert page.evaluate(LEFT_OF, ["#jobs-empty-text", "API", "internal"])
+    api.job_types = [*JOB_TYPES, {**JOB_TYPES[0], "type": job["type"], "description": rlo + "Makes a report."}]
+    page.get_by_role("button", name="Refresh").click()
+    page.get_by_label("Job type").select_option(job["type"])
+    assert page.evaluate(LEFT_OF, ["#job-type-description", "attempts", "timeout"])
+    page.get_by_role("button", name="Submit job").click()
+    expect(page.locator("#submit-status")).to_contain_text("Submitted")
+    assert page.evaluate(LEFT_OF, ["#submit-status", "Submitted", "job-"])
+
+
+def test_user_text_an_api_error_quotes_cannot_reorder_the_banner_or_the_cancel_note(page, api):
+    """An error's message quotes a type or a key as the API got it, right-to-left text or a
+    bidi override (U+202E) included: the quote is isolated, so the words of the message after
+    it, and the page's own around the message, keep their order."""
+    rlo, hebrew = "\u202e", "\u05e9\u05dc\u05d1"
+    job = api.add(status="queued")
+    other = api.add(status="queued")
+    api.fail("GET", "/jobs", status=400, json={"error": {
+        "code": "invalid_request", "message": f"unknown job type '{rlo}reports.x'; known types: demo.steps"}})
+    api.page.goto(f"{OFFLINE_ORIGIN}/dashboard#token={api.token()}")
+    banner = page.locator("#banner")
+    expect(banner).to_contain_text("Could not list jobs")
+    assert page.evaluate(LEFT_OF, ["#banner", "Could", "unknown"])
+    assert page.evaluate(LEFT_OF, ["#banner", "types:", "demo.steps"])
+    page.get_by_role("button", name="Refresh").click()
+    expect(row(page, job["id"])).to_be_visible()
+
+    api.fail("DELETE", f"/jobs/{job['id']}", status=409, json={"error": {
+        "code": "job_finished", "message": f"job type '{hebrew}' 2 attempts: already finished"}})
+    row(page, job["id"]).get_by_role("button", name=re.compile("Cancel")).click()
+    note = f'tr.job[data-job-id="{job["id"]}"] .note'
+    expect(page.locator(note)).to_contain_text("already")
+    assert page.evaluate(LEFT_OF, [note, hebrew[0], "2"])  # the number after the quote is not pulled into it
+
+    api.fail("DELETE", f"/jobs/{other['id']}", status=422, json={"error": {
+        "code": "invalid_request", "message": f'key "{rlo}abc" is refused; send another'}})
+    row(page, other["id"]).get_by_role("button", name=re.compile("Cancel")).click()
+    note = f'tr.job[data-job-id="{other["id"]}"] .note'
+    expect(page.locator(note)).to_contain_text("cancel failed")
+    assert page.evaluate(LEFT_OF, [note, "cancel", "refused"])
+    assert page.evaluate(LEFT_OF, [note, "send", "another"])
+
+
+def test_very_long_texts_keep_the_table_in_shape_and_are_shown_whole_on_demand(page, api):
+    """A job type, step, message or error of hundreds of characters (a stack trace as the
+    error) does not widen the table past the window nor make a row a page tall: each is cut
+    with its full text as the title, and the job's details show the error and message whole."""
+    long_type = "reports." + "monthly_" * 16
+    step, message = "s" * 200, " ".join(["word"] * 400)
+    code, error = "E_" + "X" * 118, "Traceback: " + " ".join(["frame"] * 1500)
+    job = api.add(type=long_type, status="failed", attempts=1, started_at="2026-01-15T10:00:00.000Z",
+                  finished_at="2026-01-15T10:00:01.000Z",
+                  progress={"percent": 40.0, "step": step, "message": message, "details": None, "updated_at": None},
+                  error={"code": code, "message": error})
+    api.open()
+    line = row(page, job["id"])
+    expect(line).to_be_visible()
+    wrap = page.locator(".table-wrap").evaluate("w => [w.scrollWidth, w.clientWidth]")
+    assert wrap[0] <= wrap[1], wrap
+    assert line.evaluate("r => r.getBoundingClientRect().height") < 200
+    assert page.evaluate("[document.documentElement.scrollWidth, innerWidth]") == [1440, 1440]
+    for selector, text in ((".job-type", long_type), (".step", step), (".progress-message", message),
+                           (".error-code", code), (".error-message", error)):
+        expect(line.locator(selector)).to_have_attribute("title", text)
+    line.get_by_role("button", name=re.compile("Details")).click()
+    detail = page.locator(f'#detail-{job["id"]}')
+    expect(detail.locator("dd", has_text="Traceback")).to_have_text(f"{code}: {error}")
+    expect(detail.locator("dd", has_text="word word")).to_have_text(message)
+    # A touch screen has no hover for the title: the details show the type and step whole too.
+    expect(detail.locator("dd", has_text="monthly_monthly")).to_have_text(long_type)
+    expect(detail.locator("dd", has_text="sssss")).to_have_text(step)
+    wrap = page.locator(".table-wrap").evaluate("w => [w.scrollWidth, w.clientWidth]")
+    assert wrap[0] <= wrap[1], wrap
+    filter_width = page.get_by_label("Type", exact=True).evaluate("s => s.getBoundingClientRect().width")
+    assert filter_width < 300, filter_width
+
+
+def test_the_page_adds_one_name_to_the_global_scope(page, api):
+    """The scripts keep their names to themselves: the page, running, adds `jobpipe` to
+    `window` and nothing else (the names `window` has before the page's first script runs, kept
+    under a symbol, are the baseline)."""
+    before = 'Symbol.for("names before the page")'
+    page.add_init_script(f"Object.defineProperty(window, {before}, {{value: Object.getOwnPropertyNames(window)}})")
+    api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
+    api.open()
+    expect(page.locator("tr.job")).to_have_count(1)
+    added = page.evaluate(f"Object.getOwnPropertyNames(window).filter(name => !window[{before}].includes(name))")
+    assert added == ["jobpipe"], added
+
+
+def test_an_attempts_times_show_in_the_browsers_zone_with_utc_on_hover(browser):
+    context = browser.new_context(timezone_id="Europe/Berlin")
+    page = context.new_page()
+    api = FakeApi(page)
+    job = api.add(status="failed", attempts=1, started_at="2026-01-15T10:00:01.000Z", finished_at="2026-01-15T10:00:05.000Z",
+                  error={"code": "handler_error", "message": "boom"})
+    api.runs[job["id"]] = [{"attempt": 1, "status": "failed", "started_at": job["started_at"],
+                            "finished_at": job["finished_at"], "error": job["error"]}]
+    api.open()
+    row(page, job["id"]).get_by_role("button", name=re.compile("Details")).click()
+    times = page.locator(f'#detail-{job["id"]} .runs-table time')
+    expect(times).to_have_text(["2026-01-15 11:00:01", "2026-01-15 11:00:05"])
+    expect(times.first).to_have_attribute("title", job["started_at"])
+    expect(times.first).to_have_attribute("datetime", job["started_at"])
+    context.close()
