@@ -10,7 +10,7 @@ var $ = jobpipe.$, ARRIVALS_MAX = jobpipe.ARRIVALS_MAX, LIST_REFRESH_MS = jobpip
   setBusy = jobpipe.setBusy, said = jobpipe.said, when = jobpipe.when, api = jobpipe.api, handleError = jobpipe.handleError,
   heldFor = jobpipe.heldFor,
   StaleAnswer = jobpipe.StaleAnswer,
-  el = jobpipe.el, showBanner = jobpipe.showBanner, clearJobs = jobpipe.clearJobs, drop = jobpipe.drop,
+  el = jobpipe.el, showBanner = jobpipe.showBanner, drop = jobpipe.drop,
   listed = jobpipe.listed, markGone = jobpipe.markGone, order = jobpipe.order, remember = jobpipe.remember,
   unfinishedIds = jobpipe.unfinishedIds, listPath = jobpipe.listPath,
   renderEmpty = jobpipe.renderEmpty;
@@ -18,6 +18,8 @@ var $ = jobpipe.$, ARRIVALS_MAX = jobpipe.ARRIVALS_MAX, LIST_REFRESH_MS = jobpip
 // ---------------------------------------------------------------- listing
 
 // First page of the current listing; merges into what is shown (keeps rows and open details).
+// One that replaces the jobs shown (`reset`: Refresh, a filter) drops the rows it does not show
+// and keeps the others as they are.
 // A re-read sends the page's ETag: unchanged, it is a 304 and nothing is read or rendered. A
 // re-read asked while one is on its way (the tab shown again on a slow stack) sends nothing:
 // that one serves, and its answer schedules the next. One asked while a throttle holds the
@@ -62,14 +64,15 @@ function refreshList(reset) {
       var startOver = !reset && state.jobs.size > 0 && Boolean(page.next_cursor) && Boolean(last) &&
         (listed(last) > state.listTop || state.arrived + fresh > ARRIVALS_MAX);
       var redraw = reset || startOver || state.jobs.size === 0;
-      if (reset) {
-        clearJobs();
-      } else if (startOver) {
+      if (reset || startOver) {
+        // The jobs shown become the page's. A job it still shows keeps its row (details left
+        // open, focus, a note of what the user just did there); the others go.
         var onPage = new Set(page.jobs.map(function (job) { return job.id; }));
         Array.from(state.jobs.keys()).forEach(function (id) { if (!onPage.has(id)) drop(id); });
         state.left.clear();
         state.pollTags = new Map();
-        state.listGeneration++; // a "Load more" on its way would page on from the old rows
+        if (startOver) state.listGeneration++; // a "Load more" on its way would page on from the old rows
+        else state.listTop = "";
       }
       if (redraw) {
         state.cursor = page.next_cursor || null;

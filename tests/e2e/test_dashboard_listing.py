@@ -268,3 +268,19 @@ def test_refresh_pressed_again_while_its_listing_is_on_its_way_sends_nothing_mor
     refresh.click()
     expect(page.get_by_role("alert")).to_be_hidden()
     assert api.count("GET", r"/jobs\?.*") == lists + 3
+
+
+def test_refresh_keeps_the_rows_it_still_shows_with_their_details_open(page, api):
+    """Refresh reads the listing afresh, but a job it still shows keeps its row: details the
+    user opened stay open (and focus stays where it was); a job the listing no longer has goes."""
+    kept, other = api.add(status="running", attempts=1), api.add(status="queued")
+    api.open()
+    details = row(page, kept["id"]).get_by_role("button", name=re.compile("Details"))
+    details.click()
+    expect(details).to_have_attribute("aria-expanded", "true")
+    del api.jobs[other["id"]]
+    page.get_by_role("button", name="Refresh").click()
+    expect(page.locator("tr.job")).to_have_count(1)
+    expect(page.locator("#jobs-table")).not_to_have_attribute("aria-busy", "true")
+    expect(details).to_have_attribute("aria-expanded", "true")
+    expect(page.locator(f"#detail-{kept['id']}")).to_be_visible()

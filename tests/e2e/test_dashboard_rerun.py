@@ -188,3 +188,21 @@ def test_a_throttled_rerun_says_it_was_not_made_and_when_to_press_again(page, ap
         "Not run again: the API is throttling requests (Too Many Requests). Press Run again in 20 s.")
     run_again(line).click()
     expect(line.locator(".note")).to_have_text(re.compile(r"^ran again as job-\d+$"))
+
+
+def test_a_rerun_pressed_while_a_filters_listing_is_on_its_way_keeps_its_note(page, api):
+    """The listing a filter change sends replaces the jobs shown, but a row it still shows is
+    the same row: what the user just did there (its note) stays when that listing answers."""
+    old = finished(api, "failed")
+    api.open()
+    expect(page.locator("tr.job")).to_have_count(1)
+    api.hold_next = "/jobs"
+    page.get_by_label("Status", exact=True).select_option("failed")
+    line = row(page, old["id"])
+    run_again(line).click()
+    made = next(j for j in api.jobs.values() if j["rerun_of"] == old["id"])
+    expect(line.locator(".note")).to_have_text(f"ran again as {made['id']}")
+    api.release()
+    expect(page.locator("#jobs-table")).not_to_have_attribute("aria-busy", "true")
+    expect(line.locator(".note")).to_have_text(f"ran again as {made['id']}")
+    expect(page.locator("tr.job")).to_have_count(1)  # queued: not among the failed
