@@ -136,7 +136,7 @@ class Commands:
                 return code
             self._json(job)
             return 0
-        self.out.print(shown(job["id"]), markup=False, highlight=False, soft_wrap=True)
+        self._line(job["id"])
         return self._watch([job], args) if args.watch else 0
 
     def status(self, args: argparse.Namespace) -> int:
@@ -169,10 +169,9 @@ class Commands:
         if args.json:
             self._json(job)
         elif job["status"] == "canceled":
-            self.out.print(shown(f"{job['id']} canceled"), markup=False, highlight=False, soft_wrap=True)
+            self._line(f"{job['id']} canceled")
         else:
-            self.out.print(shown(f"{job['id']} cancel requested: it is {job['status']} and stops at its next check"),
-                           markup=False, highlight=False, soft_wrap=True)
+            self._line(f"{job['id']} cancel requested: it is {job['status']} and stops at its next check")
         return 0
 
     def watch(self, args: argparse.Namespace) -> int:
@@ -203,8 +202,7 @@ class Commands:
                 raise UsageError(f"{args.output} exists: pass --force to replace it") from None
             except OSError as exc:
                 raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
-            self.out.print(shown(f"saved {args.name} to {args.output} ({size} bytes)"),
-                           markup=False, highlight=False, soft_wrap=True)
+            self._line(f"saved {args.name} to {args.output} ({size} bytes)")
         elif self.out.is_terminal:
             with tempfile.TemporaryFile() as held:  # on disk, not in memory: it is read twice
                 try:
@@ -218,6 +216,11 @@ class Commands:
             self.out.file.buffer.flush()
         return 0
 
+    def _line(self, text: str) -> None:
+        """`text` on stdout as one line, whatever the console's width (a pipe's is 80), its
+        control characters escaped and nothing in it read as markup."""
+        self.out.print(shown(text), markup=False, highlight=False, soft_wrap=True)
+
     def _show_on_terminal(self, name: str, held: BinaryIO, size: int) -> None:
         """Text as text, its control characters escaped (a job's output is the tenant's: an escape
         sequence in it would be obeyed); anything else is refused, as curl refuses binary."""
@@ -227,7 +230,7 @@ class Commands:
         text = io.TextIOWrapper(held, encoding="utf-8", newline="")  # lines end at \n, \r\n or \r
         for piece in text:
             for line in piece.splitlines():
-                self.out.print(shown(line), markup=False, highlight=False, soft_wrap=True)
+                self._line(line)
         text.detach()  # `held` is closed by its owner
 
     def _watch(self, jobs: list[dict[str, Any]], args: argparse.Namespace, *, as_json: bool = False,
