@@ -9,8 +9,7 @@ var $ = jobpipe.$, PAUSED = jobpipe.PAUSED, TOKEN_KEY = jobpipe.TOKEN_KEY, state
   takeTokenFromFragment = jobpipe.takeTokenFromFragment, token = jobpipe.token,
   clearJobs = jobpipe.clearJobs, renderSummary = jobpipe.renderSummary, applyFilters = jobpipe.applyFilters,
   forgetTypesShown = jobpipe.forgetTypesShown, loadMore = jobpipe.loadMore,
-  refreshList = jobpipe.refreshList, schedulePoll = jobpipe.schedulePoll,
-  tick = jobpipe.tick,
+  refreshList = jobpipe.refreshList, schedulePoll = jobpipe.schedulePoll, tick = jobpipe.tick,
   loadJobTypes = jobpipe.loadJobTypes, selectJobType = jobpipe.selectJobType, submitJob = jobpipe.submitJob;
 
 function start(refused) {
