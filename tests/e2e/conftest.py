@@ -15,6 +15,7 @@ import requests
 from chalicelib.api.auth import issue_token
 from scripts.deploy import deploy
 from scripts.emulator import Emulator, free_port
+from tests.support import emulator_log
 from tests.support.infra import ensure_package
 from tests.support.webhook_receiver import WebhookReceiver
 
@@ -27,6 +28,11 @@ ERP_OUTAGE_S = 660 if int(os.environ.get("JOBPIPE_SOAK", "1")) > 1 else 0
 # The fault stack's longest wait between two deliveries of a failed message: after the ERP
 # outage every event comes back within this, not the production 15 minutes.
 FAULTS_REDELIVERY_MAX_S = 60
+# The session's emulator log once the stack has started it; a failing test's report carries
+# the lines written while that test ran (tests/support/emulator_log.py).
+SESSION_LOG: dict[str, Any] = {}
+LOG_OFFSET = pytest.StashKey[int]()
+STARTED_MS = pytest.StashKey[int]()
 
 
 class Stack:
@@ -122,10 +128,37 @@ def pytest_collection_modifyitems(items) -> None:
         raise pytest.UsageError("needs the stack but is not marked @pytest.mark.stack: " + ", ".join(unmarked))
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    """Where the emulator's log ends as the test starts (0 when its setup starts the stack)."""
+    log = SESSION_LOG.get("path")
+    item.stash[LOG_OFFSET] = emulator_log.size(log) if log else 0
+    item.stash[STARTED_MS] = int(time.time() * 1000)
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test that uses the stack reports what the emulator and the functions logged
+    while it ran, its setup included."""
+    outcome = yield
+    report = outcome.get_result()
+    log = SESSION_LOG.get("path")
+    if report.failed and log and "stack" in item.fixturenames:
+        lines = emulator_log.written_since(log, item.stash.get(LOG_OFFSET, 0))
+        if lines:
+            report.sections.append(("emulator log while it ran", lines))
+        if "session" in SESSION_LOG:
+            lines = emulator_log.function_lines_since(SESSION_LOG["session"], item.stash.get(STARTED_MS, 0))
+            if lines:
+                report.sections.append(("function logs while it ran", lines))
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> Stack:
     ensure_package()
     log = tmp_path_factory.mktemp("emulator") / "ministack.log"
+    SESSION_LOG["path"] = log
     webhook = WebhookReceiver(WEBHOOK_SECRET).start()
     with log.open("wb") as log_file:
         emulator = Emulator(free_port(), log=log_file).start()
@@ -135,8 +168,10 @@ def stack(tmp_path_factory) -> Stack:
             AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1",
         )
         try:
-            yield deploy_stack("jobpipe-e2e", boto3.session.Session(), log, webhook)
+            SESSION_LOG["session"] = boto3.session.Session()
+            yield deploy_stack("jobpipe-e2e", SESSION_LOG["session"], log, webhook)
         finally:
+            SESSION_LOG.clear()
             emulator.stop()
             webhook.stop()
             for key, value in saved.items():
