@@ -65,8 +65,9 @@ contract: $(VENV)/.installed
 functional: $(VENV)/.installed
 	$(BIN)/python -m pytest tests/functional -n auto --dist loadfile
 
+# The tier's 15 slowest setups and tests are listed at its end: where its quarter of an hour goes.
 e2e: $(VENV)/.installed $(EMU)/.installed $(CHROMIUM) package
-	$(BIN)/python -m pytest tests/e2e
+	$(BIN)/python -m pytest tests/e2e --durations=15
 
 # Each tier is its own pytest run; make stops at the first that fails, so a broken unit test is
 # reported before the emulator venv, chromium or the package are even built.
