@@ -29,7 +29,7 @@ from chalicelib.adapters.dynamodb_items import (
 from chalicelib.adapters.dynamodb_table import JobTable
 from chalicelib.defaults import BATCH_GET_MAX, FILTERED_LISTING_READS
 from chalicelib.domain.errors import StoreUnavailableError
-from chalicelib.domain.job import Job, Run, answer_bytes
+from chalicelib.domain.job import Job, Run, answer_spent
 from chalicelib.domain.status import UNFINISHED
 from chalicelib.ports import CLAIM_CHECKED, JobPage, JobQuery
 
@@ -112,10 +112,10 @@ class JobReads(JobTable):
                 job = by_id.get(job_id)
                 if job is None or (wanted and not wanted(job)):
                     continue
-                size = answer_bytes(job.public())
-                if jobs and spent + size > query.answer_bytes:  # the answer is full: go on from the last job
+                total = answer_spent(spent, job.public(), query.answer_bytes, first=not jobs)
+                if total is None:  # the answer is full: go on from the last job
                     return JobPage(jobs, _encode_cursor(shown))
-                spent, shown = spent + size, _start_key(key, pk_attr, sk_attr)
+                spent, shown = total, _start_key(key, pk_attr, sk_attr)
                 jobs.append(job)
                 if len(jobs) == query.limit and wanted:  # full: the next page starts after this job
                     follows = n < len(keys) or more

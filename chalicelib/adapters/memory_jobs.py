@@ -21,7 +21,7 @@ from chalicelib.domain.errors import (
     StaleJobError,
 )
 from chalicelib.domain.events import clip
-from chalicelib.domain.job import Job, Progress, Run, answer_bytes, isoformat, utcnow
+from chalicelib.domain.job import Job, Progress, Run, answer_spent, isoformat, utcnow
 from chalicelib.domain.status import JobStatus
 from chalicelib.ports import (
     CLAIM_CHECKED,
@@ -161,10 +161,10 @@ class InMemoryJobStore:
         else:
             last = None
         shown = [self._read(j, fetch=()) for j in page]
-        spent = 0
+        spent: Optional[int] = 0
         for n, job in enumerate(shown):  # the answer is full: the next page starts after the last job
-            spent += answer_bytes(job.public())
-            if n and spent > query.answer_bytes:
+            spent = answer_spent(spent, job.public(), query.answer_bytes, first=not n)
+            if spent is None:
                 shown, last = shown[:n], page[n - 1]
                 break
         cursor = _encode_cursor(partition, (last.created_at, last.id)) if last is not None else None

@@ -234,3 +234,12 @@ def answer_bytes(value: Any) -> int:
     response: the API's JSON (ASCII, non-ASCII as \\uXXXX escapes) written again as a JSON
     string. What defaults.MAX_ANSWER_BYTES bounds."""
     return len(json.dumps(json.dumps(value, separators=(",", ":"))))
+
+
+def answer_spent(spent: int, value: Any, budget: int, *, first: bool) -> Optional[int]:
+    """The bytes a page's answer takes with `value` (a job as the API shows it) added to the
+    `spent` of the values before it, or None when the page ends before `value`: the total would
+    pass `budget`. A page's `first` value is always taken, whatever its size, so a page is
+    never empty for want of room. Every listing's page ends by this rule."""
+    total = spent + answer_bytes(value)
+    return total if first or total <= budget else None

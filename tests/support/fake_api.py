@@ -20,8 +20,8 @@ from requests.structures import CaseInsensitiveDict
 from chalicelib.api.job_reads import claim_check_placeholder
 from chalicelib.api.job_reads import fitted
 from chalicelib.defaults import INLINE_LIMIT_BYTES
-# What one listed job weighs in an answer, and what a listing's page may carry in all.
-from chalicelib.domain.job import Job, answer_bytes
+# Where a listing's page ends (the stores' own rule), and what its jobs may carry in all.
+from chalicelib.domain.job import Job, answer_spent
 from chalicelib.ports import JobQuery
 
 FINISHED = ("completed", "failed", "canceled")
@@ -255,11 +255,12 @@ class FakeApi:
                 if all(j.get(k) == params[k] for k in ("status", "type") if k in params)]
         start = int(params.get("cursor") or 0)
         limit = int(params.get("limit", 25))
-        page, spent = [], 0
+        page: list[dict[str, Any]] = []
+        spent: Optional[int] = 0
         for job in jobs[start : start + limit]:  # ends before the job that would pass what it carries
             shown = self._listed(job)
-            spent += answer_bytes(shown)
-            if page and spent > JobQuery(self.tenant).answer_bytes:
+            spent = answer_spent(spent, shown, JobQuery(self.tenant).answer_bytes, first=not page)
+            if spent is None:
                 break
             page.append(shown)
         cursor = str(start + len(page)) if start + len(page) < len(jobs) else None
