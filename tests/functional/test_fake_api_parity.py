@@ -5,12 +5,19 @@ the same placeholder. A fake that drifted from the API would hide the client's b
 from __future__ import annotations
 
 from typing import Any, Optional
+from urllib.parse import urlsplit
 
 import pytest
 
+from chalice.local import RouteMatcher
+
+from chalicelib import composition
+from chalicelib.adapters.dynamodb_items import job_key
 from tests.functional.conftest import drain, token
 from tests.functional.test_doc_examples import URL, _bridge
-from tests.support.fake_api import FakeApi, FakeSession
+from tests.functional.test_operations import _feed_stream
+from tests.support.chalice_wsgi import gateway_response
+from tests.support.fake_api import FakeApi, FakeSession, make_response
 
 LARGE_RESULT_BYTES = 70_000  # past the store's inline limit (64 KiB): kept in S3
 
@@ -22,8 +29,10 @@ class Both:
     def __init__(self, app, aws, client) -> None:
         session = FakeSession({})
         session.headers["Authorization"] = f"Bearer {token()}"
-        self.servers = {"api": _bridge(client, session), "fake": FakeApi()}
+        self.servers = {"api": _staged(app, _bridge(client, session)), "fake": FakeApi()}
         self._finish = lambda: drain(app, aws)
+        self._count = lambda: _feed_stream(app, aws)
+        self._purge = lambda job_id: aws["ddb"].delete_item(TableName="jobs", Key=job_key(job_id))
         self.ids: dict[str, dict[str, str]] = {"api": {}, "fake": {}}
 
     def submit(self, name: str, body: dict[str, Any]) -> None:
@@ -43,14 +52,33 @@ class Both:
             fake.jobs[self.ids["fake"][name]].update(status="completed", version=ended["version"],
                                                      result=ended["result"])
 
+    def limit_unfinished(self, most: int) -> None:
+        """Each side admits a tenant's submission only while it has fewer than `most` unfinished
+        jobs (the app counting them from its jobs table's stream, fed now and by `counted`)."""
+        self.servers["fake"].max_unfinished = most
+        self._monkeypatch.setenv("JOBPIPE_TENANT_MAX_UNFINISHED_JOBS", str(most))
+        composition.use(None)
+        self.counted()
+
+    def counted(self) -> None:
+        self._count()
+
+    def purge(self, name: str) -> None:
+        """The named job is removed, as retention's clean-up removes it (a key it was made
+        under still kept)."""
+        self._purge(self.ids["api"][name])
+        self.servers["fake"].purge(self.ids["fake"][name])
+
     def ask(self, method: str, path: str, *, body: Any = None, params: Optional[dict] = None,
-            etag_of: Optional[tuple[str, str]] = None) -> dict[str, Any]:
+            etag_of: Optional[tuple[str, str]] = None, headers: Optional[dict] = None) -> dict[str, Any]:
         """Each side's answer to `path` (`{name}` placeholders filled with its own job ids), as
-        (status, error code, details, whether it is tagged, the body). `etag_of` (method, path)
-        sends If-None-Match with the tag that request answered with, on each side."""
+        (status, error code, message, details, whether it is tagged, its Cache-Control and
+        Retry-After, the body). `etag_of` (method, path) sends If-None-Match with the tag that
+        request answered with, on each side."""
         answers = {}
+        sent = dict(headers or {})
         for side, server in self.servers.items():
-            headers = {}
+            headers = dict(sent)
             shown_body = _fill(body, self.ids[side])
             if etag_of is not None:
                 first = server(etag_of[0], URL + etag_of[1].format(**self.ids[side]), json=shown_body, params=params)
@@ -60,9 +88,30 @@ class Both:
             payload = response.json() if response.content else None
             error = payload.get("error") if isinstance(payload, dict) else None
             answers[side] = {"status": response.status_code, "code": error and error.get("code"),
+                             "message": error and error.get("message"),
                              "details": error and error.get("details"), "tagged": "ETag" in response.headers,
-                             "body": payload}
+                             "cache": response.headers.get("Cache-Control"),
+                             "retry after": response.headers.get("Retry-After"), "body": payload}
         return answers
+
+
+def _staged(app, server):
+    """`server` (the app through Chalice's local gateway) behind the deployed stage: a method
+    and path no route takes is answered by the stage's gateway response (infra/resources.json),
+    as chalice_wsgi answers it, not by the local gateway's 403."""
+    matcher = RouteMatcher(list(app.routes))
+    status, text = gateway_response("MISSING_AUTHENTICATION_TOKEN")
+
+    def answer(method, url, **kwargs):
+        try:
+            route = matcher.match_route(urlsplit(url).path).route
+        except ValueError:
+            route = None
+        if route is None or method not in app.routes[route]:
+            return make_response(method, url, status, text.encode(), {"Content-Type": "application/json"})
+        return server(method, url, **kwargs)
+
+    return answer
 
 
 def _fill(body: Any, ids: dict[str, str]) -> Any:
@@ -79,8 +128,9 @@ def same(answers: dict[str, dict[str, Any]], *fields: str) -> None:
 
 
 @pytest.fixture
-def both(app, aws, client) -> Both:
+def both(app, aws, client, monkeypatch) -> Both:
     both = Both(app, aws, client)
+    both._monkeypatch = monkeypatch
     both.submit("done", {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})
     both.submit("large", {"type": "demo.outputs", "payload": {"result_bytes": LARGE_RESULT_BYTES}})
     both.finish("done", "large")
@@ -160,3 +210,69 @@ def test_artifacts_are_listed_and_missing_ones_refused_alike(both):
     assert [listed[side]["body"]["artifacts"] for side in ("api", "fake")] == [[], []]
     same(both.ask("GET", "/jobs/{done}/artifacts/report.txt"), "status", "code")
     same(both.ask("GET", "/jobs/no-such-job/artifacts"), "status", "code")
+
+
+@pytest.mark.parametrize("body", [{"type": "no.such.type", "payload": {}}, {"type": "demo.steps", "payload": []},
+                                  {"payload": {}}])
+def test_a_submit_of_an_unknown_type_or_a_body_the_api_refuses_is_refused_alike(both, body):
+    answers = both.ask("POST", "/jobs", body=body)
+    same(answers, "status", "code", "message", "details")
+    assert answers["api"]["status"] in (400, 422), answers["api"]
+
+
+def test_a_tenant_at_its_unfinished_jobs_is_refused_alike_with_retry_after(both):
+    both.limit_unfinished(2)  # one job of the fixture is queued
+    body = {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}}
+    same(both.ask("POST", "/jobs", body=body), "status")
+    both.counted()
+    refused = both.ask("POST", "/jobs", body=body)
+    same(refused, "status", "code", "details", "retry after")
+    assert refused["api"]["status"] == 429 and refused["api"]["retry after"], refused["api"]
+
+
+def test_a_keyed_replay_whose_job_was_purged_is_410_job_purged_alike(both):
+    body = {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}}
+    keyed = {"Idempotency-Key": "purged-1"}
+    for side, server in both.servers.items():
+        both.ids[side]["keyed"] = server("POST", f"{URL}/jobs", json=body, headers=dict(keyed)).json()["id"]
+    both.purge("keyed")
+    answers = both.ask("POST", "/jobs", body=body, headers=keyed)
+    same(answers, "status", "code")
+    for side in ("api", "fake"):
+        answers[side]["detailed"] = sorted(answers[side]["details"])
+        answers[side]["names the job"] = both.ids[side]["keyed"] == answers[side]["details"]["job_id"]
+    same(answers, "detailed", "names the job")
+    same(both.ask("GET", "/jobs/{keyed}"), "status", "code")
+
+
+@pytest.mark.parametrize("method, path", [("GET", "/no-such-route"), ("PUT", "/jobs"), ("GET", "/jobs/x/y/z")])
+def test_a_method_and_path_no_route_takes_is_refused_alike(both, method, path):
+    same(both.ask(method, path), "status", "code", "message")
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("GET", "/jobs/{done}", None), ("GET", "/jobs/no-such-job", None), ("GET", "/jobs", None),
+    ("POST", "/jobs/status", {"job_ids": ["{done}"]}), ("POST", "/jobs", {"type": "no.such.type"}),
+    ("POST", "/jobs", {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}}),
+    ("DELETE", "/jobs/{queued}", None), ("DELETE", "/jobs/{done}", None),
+    ("GET", "/jobs/{done}/artifacts", None), ("GET", "/jobs/{done}/artifacts/report.txt", None)])
+def test_answers_say_alike_how_they_may_be_cached(both, method, path, body):
+    same(both.ask(method, path, body=body), "status", "cache")
+
+
+def test_an_unchanged_read_answered_304_says_how_it_may_be_cached_alike(both):
+    same(both.ask("GET", "/jobs/{done}", etag_of=("GET", "/jobs/{done}")), "status", "cache")
+
+
+def test_a_job_carries_the_same_fields_in_every_answer(both):
+    answers = {side: {} for side in ("api", "fake")}
+    read = both.ask("GET", "/jobs/{done}")
+    listed = both.ask("GET", "/jobs")
+    batch = both.ask("POST", "/jobs/status", body={"job_ids": ["{queued}"]})
+    made = both.ask("POST", "/jobs", body={"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})
+    for side in ("api", "fake"):
+        answers[side]["fields"] = {
+            "read": sorted(read[side]["body"]), "listed": sorted(listed[side]["body"]["jobs"][0]),
+            "batch": sorted(batch[side]["body"]["jobs"][both.ids[side]["queued"]]),
+            "submitted": sorted(made[side]["body"])}
+    same(answers, "fields")

@@ -8,13 +8,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
+import time
+from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
+import chalice
 import requests
 from requests.structures import CaseInsensitiveDict
 
+# The API's own answers: how an error becomes one (status, Retry-After, Cache-Control), how a
+# read is tagged for caching, which job types it takes and how it checks their payloads, and
+# what it answers a method and path no route takes (the stage's gateway response).
+from chalicelib.api.errors import error_response, json_response
+from chalicelib.api.etag import conditional_response
+from chalicelib.api.http import validate
+from chalicelib.api.requests import SubmitJobRequest
+from chalicelib.defaults import IDEMPOTENCY_TTL_S
+from chalicelib.domain.errors import JobNotFoundError, JobpipeError, JobPurgedError
+from chalicelib.domain.job import isoformat, new_job_id
+from chalicelib.job_types import build_registry
+from chalicelib.quota import TenantQuota
+from tests.support.chalice_wsgi import gateway_response
 # The API's own rules for what a listing shows of a value kept in S3, where the store keeps one,
 # and which jobs of a batch it shows short.
 from chalicelib.api.job_reads import claim_check_placeholder
@@ -25,6 +40,7 @@ from chalicelib.domain.job import Job, answer_spent
 from chalicelib.ports import JobQuery
 
 FINISHED = ("completed", "failed", "canceled")
+CREATED_AT = "2026-01-01T00:00:00.000Z"
 
 
 def make_response(method: str, url: str, status: int, body: Any = None, headers: Optional[dict] = None) -> requests.Response:
@@ -37,6 +53,15 @@ def make_response(method: str, url: str, status: int, body: Any = None, headers:
     response._content_consumed = True  # read already, as iter_content then sees it
     response.request = requests.Request(method, url).prepare()
     return response
+
+
+def answered(method: str, url: str, response: chalice.Response) -> requests.Response:
+    """The API's own `response` (a Chalice Response) as requests shows it."""
+    body = response.body
+    if not isinstance(body, (bytes, str)):
+        body = json.dumps(body)
+    return make_response(method, url, response.status_code, body.encode() if isinstance(body, str) else body,
+                         dict(response.headers or {}))
 
 
 def failing(kind: str) -> Callable[..., requests.Response]:
@@ -72,11 +97,17 @@ def throttling(times: int, then: Callable[..., requests.Response], retry_after: 
 class FakeApi:
     """The subset of the API the client uses, with the real answer shapes and ETag rules."""
 
-    def __init__(self, tenant: str = "acme", inline_limit: int = INLINE_LIMIT_BYTES) -> None:
+    def __init__(self, tenant: str = "acme", inline_limit: int = INLINE_LIMIT_BYTES,
+                 max_unfinished: Optional[int] = None) -> None:
         """`inline_limit`: a payload or result whose JSON, as the store writes it, is longer is
         kept in S3, so the listing and the batch route show it as the API does
-        (`{"claim_check": {"bytes": n}}`); GET /jobs/{id} shows it whole."""
+        (`{"claim_check": {"bytes": n}}`); GET /jobs/{id} shows it whole. `max_unfinished`: a
+        submit while the tenant has this many unfinished jobs is 429 `quota_exceeded`, as the
+        API's TenantQuota refuses it. The job types are those of a deployment with its demo
+        types on (the tests' own)."""
         self.tenant = tenant
+        self.max_unfinished = max_unfinished
+        self.registry = build_registry(demo_types=True)
         self.inline_limit = inline_limit
         self.jobs: dict[str, dict[str, Any]] = {}
         self.scripts: dict[str, list[dict[str, Any]]] = {}
@@ -84,7 +115,8 @@ class FakeApi:
         self.not_modified = 0
         # job id -> name -> the artifact as listed, with its "data" (inline) or "url" (in S3)
         self.artifacts: dict[str, dict[str, dict[str, Any]]] = {}
-        self.keys: dict[str, tuple[Any, str]] = {}  # Idempotency-Key -> (the request it came with, its job's id)
+        # Idempotency-Key -> (the request it came with, its job's id, when the key expires: epoch s)
+        self.keys: dict[str, tuple[Any, str, int]] = {}
 
     def add_artifact(self, job_id: str, name: str, data: bytes = b"", content_type: str = "text/plain",
                      url: Optional[str] = None, size: Optional[int] = None) -> dict[str, Any]:
@@ -96,11 +128,17 @@ class FakeApi:
         return listed
 
     def add(self, status: str = "queued", **fields: Any) -> dict[str, Any]:
-        job = {"id": str(uuid.uuid4()), "type": "demo.steps", "status": status, "version": 1,
-               "progress": {"percent": 0.0, "step": None, "message": None}, "attempts": 0,
-               "max_attempts": 3, "error": None, "created_at": "2026-01-01T00:00:00.000Z", **fields}
+        """A job as the API shows it (Job.public(): every field it carries), with `fields`."""
+        shown = Job.model_validate({"id": new_job_id(), "type": "demo.steps", "tenant": self.tenant, "user": "ann",
+                                    "created_at": CREATED_AT, "not_before": CREATED_AT}).public()
+        job = {**shown, "status": status, **fields}
         self.jobs[job["id"]] = job
         return job
+
+    def purge(self, job_id: str) -> None:
+        """`job_id` removed, as retention's clean-up removes a finished job; the keys that made
+        it are kept (a replay under one is 410 `job_purged`)."""
+        del self.jobs[job_id]
 
     def script(self, job_id: str, *states: dict[str, Any]) -> None:
         """Successive reads of `job_id` show these changes applied in turn (the last repeats)."""
@@ -145,10 +183,10 @@ class FakeApi:
         return 'W/"' + hashlib.sha256("|".join(parts).encode()).hexdigest()[:16] + '"'
 
     def _conditional(self, method: str, url: str, headers: dict, body: Any, tag: str) -> requests.Response:
-        if headers.get("If-None-Match") == tag:
-            self.not_modified += 1
-            return make_response(method, url, 304, None, {"ETag": tag})
-        return make_response(method, url, 200, body, {"ETag": tag})
+        response = answered(method, url, conditional_response(CaseInsensitiveDict(headers).get("If-None-Match"),
+                                                              tag, body))
+        self.not_modified += response.status_code == 304
+        return response
 
     def __call__(self, method: str, url: str, *, headers=None, json=None, params=None, **_: Any) -> requests.Response:
         headers = dict(headers or {})
@@ -171,11 +209,13 @@ class FakeApi:
         if len(parts) == 2 and parts[0] == "jobs":
             job = self._read(parts[1])
             if job is None:
-                return make_response(method, url, 404, {"error": {"code": "job_not_found", "message": f"job {parts[1]} not found"}})
+                return self.error(method, url, 404, "job_not_found", f"job {parts[1]} not found")
             if method == "DELETE":
                 return self._cancel(method, url, job)
-            return self._conditional(method, url, headers, dict(job), self._tag([f"{job['id']}:{job['version']}"]))
-        return make_response(method, url, 403, {"message": "Missing Authentication Token"})
+            if method == "GET":
+                return self._conditional(method, url, headers, dict(job), self._tag([f"{job['id']}:{job['version']}"]))
+        status, text = gateway_response("MISSING_AUTHENTICATION_TOKEN")  # as the stage answers it
+        return make_response(method, url, status, text.encode(), {"Content-Type": "application/json"})
 
     def _keyed(self, method: str, url: str, headers: dict, request: tuple[str, Any],
                make: Callable[[], requests.Response]) -> requests.Response:
@@ -184,18 +224,40 @@ class FakeApi:
         another, else what `make` answers (a 202 keeps the key)."""
         key = CaseInsensitiveDict(headers).get("Idempotency-Key")
         if key is not None and key in self.keys:
-            first, job_id = self.keys[key]
+            first, job_id, expires_at = self.keys[key]
             if first != request:
                 return self.error(method, url, 409, "idempotency_conflict",
                                   "this Idempotency-Key was used with a different request")
-            return make_response(method, url, 202, dict(self.jobs[job_id]))
+            if job_id not in self.jobs:
+                free_at = isoformat(datetime.fromtimestamp(expires_at, timezone.utc))
+                return self.refused(method, url, JobPurgedError(
+                    f"job {job_id}, made with this Idempotency-Key, has finished and been removed; the key "
+                    f"makes no other job until {free_at}: to run the request again, submit it under a new key",
+                    details={"job_id": job_id, "key_expires_at": free_at}))
+            return answered(method, url, json_response(dict(self.jobs[job_id]), 202))
         response = make()
         if key is not None and response.status_code == 202:
-            self.keys[key] = (request, response.json()["id"])
+            self.keys[key] = (request, response.json()["id"], int(time.time()) + IDEMPOTENCY_TTL_S)
         return response
 
     def _submit(self, method: str, url: str, body: dict[str, Any]) -> requests.Response:
-        return make_response(method, url, 202, self.add(type=body["type"], payload=body["payload"]))
+        """A request the API's model takes, of a type the API takes, admitted by the tenant's
+        quota: else the API's own refusal."""
+        try:
+            request = validate(SubmitJobRequest, body)
+            job_type = self.registry.get_public(request.type)
+            payload = request.payload  # its type's model not asked yet: the client's tests send demo payloads
+            if self.max_unfinished is not None:
+                TenantQuota(self, self.max_unfinished).admit(self.tenant)
+        except JobpipeError as exc:
+            return self.refused(method, url, exc)
+        job = self.add(type=job_type.name, payload=payload, max_attempts=job_type.max_attempts,
+                       priority=request.priority or job_type.priority)
+        return answered(method, url, json_response(job, 202))
+
+    def unfinished(self, tenant: str) -> int:
+        """The tenant's unfinished jobs (the count TenantQuota reads from the stats store)."""
+        return sum(j["status"] not in FINISHED for j in self.jobs.values()) if tenant == self.tenant else 0
 
     def _rerun(self, method: str, url: str, job_id: str) -> requests.Response:
         """A finished job's rerun: a new queued job with its type and payload, `rerun_of` it."""
@@ -207,7 +269,7 @@ class FakeApi:
                               f"job {job_id} is {job['status']}: only a finished job runs again",
                               {"status": job["status"]})
         again = self.add(type=job["type"], payload=job.get("payload", {}), rerun_of=job_id)
-        return make_response(method, url, 202, again)
+        return answered(method, url, json_response(again, 202))
 
     def _cancel(self, method: str, url: str, job: dict[str, Any]) -> requests.Response:
         """Queued or retrying: canceled now; running: its cancel requested (the worker stops it);
@@ -219,36 +281,44 @@ class FakeApi:
             job.update(status="canceled", cancel_requested=True, version=job["version"] + 1)
         elif not job.get("cancel_requested"):
             job.update(cancel_requested=True, version=job["version"] + 1)
-        return make_response(method, url, 202, dict(job))
+        return answered(method, url, json_response(dict(job), 202))
+
+    @staticmethod
+    def refused(method: str, url: str, error: JobpipeError) -> requests.Response:
+        """`error` answered as the API answers it (its status, headers and body)."""
+        return answered(method, url, error_response(error))
 
     @staticmethod
     def error(method: str, url: str, status: int, code: str, message: str, details: Any = None) -> requests.Response:
-        error = {"code": code, "message": message, **({"details": details} if details is not None else {})}
-        return make_response(method, url, status, {"error": error})
+        """The refusal `code` with `status`, in the API's error shape and headers."""
+        error = JobpipeError(message, details=details)
+        error.code = code
+        response = error_response(error)
+        response.status_code = status
+        return answered(method, url, response)
 
     def _artifacts(self, method: str, url: str, job_id: str, name: Optional[str], params: dict[str, Any]
                    ) -> requests.Response:
         """GET /jobs/{id}/artifacts (a page by name, `next_cursor` the last name shown) and
         GET /jobs/{id}/artifacts/{name} (inline: the bytes as an attachment; in S3: its link)."""
         if job_id not in self.jobs:
-            return make_response(method, url, 404, {"error": {"code": "job_not_found", "message": f"job {job_id} not found"}})
+            return self.refused(method, url, JobNotFoundError(f"job {job_id} not found"))
         kept = self.artifacts.get(job_id, {})
         if name is None:
             names = sorted(n for n in kept if n > (params.get("cursor") or ""))
             shown = names[: int(params.get("limit", 100))]
             listed = [{k: v for k, v in kept[n].items() if k not in ("data", "url")} for n in shown]
             cursor = shown[-1] if len(shown) < len(names) else None
-            return make_response(method, url, 200, {"job_id": job_id, "artifacts": listed, "next_cursor": cursor})
+            return answered(method, url, json_response({"job_id": job_id, "artifacts": listed, "next_cursor": cursor}))
         if name not in kept:
-            return make_response(method, url, 404, {"error": {"code": "artifact_not_found",
-                                                              "message": f"job {job_id} has no artifact {name!r}"}})
+            return self.error(method, url, 404, "artifact_not_found", f"job {job_id} has no artifact {name!r}")
         artifact = kept[name]
         public = {k: v for k, v in artifact.items() if k not in ("data", "url")}
         if artifact["url"] is None:
             return make_response(method, url, 200, artifact["data"], {
-                "Content-Type": artifact["content_type"], "Content-Disposition": f'attachment; filename="{name}"'})
-        return make_response(method, url, 200, {**public, "url": artifact["url"], "expires_in": 300},
-                             {"Content-Type": "application/json"})
+                "Content-Type": artifact["content_type"], "Cache-Control": "no-store",
+                "Content-Disposition": f'attachment; filename="{name}"'})
+        return answered(method, url, json_response({**public, "url": artifact["url"], "expires_in": 300}))
 
     def _page(self, method: str, url: str, headers: dict, params: dict[str, Any]) -> requests.Response:
         jobs = [j for j in reversed(list(self.jobs.values()))
