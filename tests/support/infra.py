@@ -1,7 +1,9 @@
 """Build moto resources from the same infra template that deploys to AWS."""
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,9 +48,17 @@ def package_is_stale() -> bool:
 
 
 def ensure_package() -> None:
-    """`make package` (build/sam.json and build/deployment.zip) unless build/ is up to date."""
-    if package_is_stale():
-        subprocess.run([sys.executable, "-m", "scripts.package", "build"], cwd=ROOT, check=True)
+    """`make package` (build/sam.json and build/deployment.zip) unless build/ is up to date.
+    One process at a time, on a lock of the checkout's directory (build/ itself is removed and
+    made again by a build): tests run in parallel workers find the package built once, never
+    half-written by another worker."""
+    lock = os.open(ROOT, os.O_RDONLY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if package_is_stale():
+            subprocess.run([sys.executable, "-m", "scripts.package", "build"], cwd=ROOT, check=True)
+    finally:
+        os.close(lock)  # and with it the lock
 
 
 def packaged_template() -> dict[str, Any]:
