@@ -381,14 +381,15 @@ def five_pages_running(page: Page, api: FakeApi) -> None:
     let_time_pass(api, 3, step_s=1)
 
 
-def paused_clock(page: Page) -> None:
-    """The page's time moves only as the test moves it (`run_for`), from before the page opens,
-    however slow the machine; every request the page sends is logged with that time (`sent`)."""
+def paused_clock(page: Page, at=None) -> None:
+    """The page's time stands at `at` (a datetime; 2026-01-16 12:01 UTC unless given) and moves
+    only as the test moves it (`run_for`), from before the page opens, however slow the
+    machine; every request the page sends is logged with that time (`sent`)."""
     from datetime import datetime, timedelta, timezone
 
-    start = datetime(2026, 1, 16, 12, 0, tzinfo=timezone.utc)
-    page.clock.install(time=start)
-    # Paused a minute on: installed, the clock runs until paused, and pausing it at a time it
-    # has already passed (a loaded machine between the two calls) is refused.
-    page.clock.pause_at(start + timedelta(minutes=1))
+    at = at or datetime(2026, 1, 16, 12, 1, tzinfo=timezone.utc)
+    # Installed a minute before: installed, the clock runs until paused, and pausing it at a
+    # time it has already passed (a loaded machine between the two calls) is refused.
+    page.clock.install(time=at - timedelta(minutes=1))
+    page.clock.pause_at(at)
     page.add_init_script(LOG_SENT)

@@ -10,12 +10,12 @@ from playwright.sync_api import expect
 
 from tests.e2e.dashboard_pages import api, browser, page  # noqa: F401 - fixtures
 from tests.e2e.dashboard_pages import (
-    OFFLINE_ORIGIN, batch_requests, five_pages_running, let_time_pass, row, set_hidden,
+    OFFLINE_ORIGIN, batch_requests, five_pages_running, let_time_pass, paused_clock, row, set_hidden,
 )
 
 
 def test_a_hidden_tab_asks_the_api_nothing_until_it_is_shown_again(page, api):
-    page.clock.install()
+    paused_clock(page)
     job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z",
                   progress={"percent": 10.0, "step": "a", "message": None, "details": None, "updated_at": None})
     api.open()
@@ -35,7 +35,7 @@ def test_a_tab_shown_again_while_its_listing_is_on_its_way_sends_no_second_one(p
     """A slow stack holds the list's refresh; the tab goes to the background and comes back, three
     times. The listing on its way serves: each return sends no other on top of it, and the
     refreshes go on once it has answered."""
-    page.clock.install()
+    paused_clock(page)
     job = api.add(status="completed")
     api.open()
     expect(row(page, job["id"])).to_be_visible()
@@ -56,7 +56,7 @@ def test_a_tab_shown_again_while_its_listing_is_on_its_way_sends_no_second_one(p
 
 
 def test_an_answer_that_is_not_json_does_not_stop_the_polls(page, api):
-    page.clock.install()
+    paused_clock(page)
     job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
     api.open()
     expect(row(page, job["id"])).to_be_visible()
@@ -87,7 +87,7 @@ def test_a_token_that_cannot_be_sent_is_refused_with_a_reason(page, api):
 
 
 def test_answers_to_a_forgotten_token_show_nothing(page, api):
-    page.clock.install()
+    paused_clock(page)
     job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
     api.open()
     expect(row(page, job["id"])).to_be_visible()
@@ -113,7 +113,7 @@ def test_re_reads_of_unchanged_jobs_send_their_etag_and_a_304_changes_nothing(pa
     """Each poll, and each refresh of the list, sends the ETag of the answer before it: while
     nothing it shows changed the API answers 304 with no body, and the page shows what it
     showed, touching nothing; a change is a 200 again and is shown."""
-    page.clock.install()
+    paused_clock(page)
     job = api.add(status="queued")
     api.open()
     line = row(page, job["id"])
@@ -154,7 +154,7 @@ def test_a_request_left_unanswered_is_given_up_and_shown(page, api):
     holds it) must not leave the page saying "live" while nothing moves: after 30 s (API
     Gateway answers within 29 s) the request is given up, the banner says so and the polls
     go on."""
-    page.clock.install()
+    paused_clock(page)
     job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
     api.open()
     expect(row(page, job["id"])).to_have_attribute("data-status", "running")
@@ -180,7 +180,7 @@ def test_a_poll_whose_batch_is_slow_is_not_sent_again_before_it_answers(page, ap
     """150 unfinished jobs shown are polled in two batches. One answered at once with a 500,
     the other slow (a stack under load: up to 30 s): the next poll waits until the slow one has
     answered, instead of sending both batches again on top of it every few seconds."""
-    page.clock.install()
+    paused_clock(page)
     for _ in range(150):
         api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
     api.open()
@@ -208,7 +208,7 @@ def test_a_shown_job_the_api_no_longer_finds_is_shown_gone_and_not_polled(page, 
     again: the batch status answers `not_found` for it. It is shown as gone, with no Cancel,
     and left out of every poll after, instead of asked for every 10 s for good; should a
     listing show it again, it is polled again."""
-    page.clock.install()
+    paused_clock(page)
     started = {"attempts": 1, "started_at": "2026-01-15T10:00:00.000Z"}
     going, staying = api.add(status="running", **started), api.add(status="running", **started)
     api.open()
@@ -237,7 +237,7 @@ def test_a_shown_job_the_api_no_longer_finds_is_shown_gone_and_not_polled(page, 
 def test_a_poll_sends_at_most_four_batches_at_a_time(page, api):
     """500 unfinished jobs shown are polled in 5 batches: at most 4 on their way at once, the
     fifth sent as one answers; the next poll only once all 5 have answered."""
-    page.clock.install()
+    paused_clock(page)
     five_pages_running(page, api)
     api.holding = "/jobs/status"
     polls = api.count("POST", "/jobs/status")

@@ -9,13 +9,13 @@ from playwright.sync_api import Page, expect
 
 from tests.e2e.dashboard_pages import api, browser, page  # noqa: F401 - fixtures
 from tests.e2e.dashboard_pages import (
-    LOG_SENT, SENT, THROTTLED, FakeApi, five_pages_running, let_time_pass, paused_clock, row, sent,
+    SENT, THROTTLED, FakeApi, five_pages_running, let_time_pass, paused_clock, row, sent,
     set_hidden,
 )
 
 
 def test_a_throttled_page_waits_as_asked_and_keeps_refreshing(page, api):
-    page.clock.install()
+    paused_clock(page)
     job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
     api.open()
     expect(row(page, job["id"])).to_be_visible()
@@ -37,7 +37,7 @@ def test_a_throttled_page_waits_as_asked_and_keeps_refreshing(page, api):
 def test_a_throttled_poll_waits_out_its_retry_after_whatever_else_happens(page, api):
     """A poll answered 429 with Retry-After: 40 is not sent again sooner, even when a list
     refresh meanwhile brings a new job (which would otherwise poll it at once)."""
-    page.clock.install()
+    paused_clock(page)
     job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
     api.open()
     expect(row(page, job["id"])).to_be_visible()
@@ -57,8 +57,7 @@ def test_a_throttled_poll_waits_out_its_retry_after_whatever_else_happens(page, 
 def test_a_poll_throttled_sends_none_of_its_batches_still_waiting(page, api):
     """Of a poll's 5 batches, the first is answered 429, Retry-After: 2, while 3 are on their
     way: the fifth is not sent when the 429 frees its place, and no batch goes out for 2 s."""
-    page.clock.install()
-    page.add_init_script(LOG_SENT)
+    paused_clock(page)
     five_pages_running(page, api)
     polls = api.count("POST", "/jobs/status")
     api.fail("POST", "/jobs/status", **THROTTLED)
