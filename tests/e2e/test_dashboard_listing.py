@@ -72,7 +72,7 @@ def test_more_new_jobs_than_a_page_leave_no_gap_in_the_list(page, api):
     """More jobs made between two refreshes than one page holds: the newest page no longer
     reaches the jobs shown, so the page starts over from it instead of showing it above the old
     rows with the jobs in between missing (and "Load more" paging on below the old ones)."""
-    page.clock.install()
+    paused_clock(page)
     finished = {"attempts": 1, "started_at": "2026-01-15T10:00:00.000Z", "finished_at": "2026-01-15T10:00:01.000Z"}
     for _ in range(30):
         api.add(status="completed", **finished)
@@ -129,7 +129,7 @@ def test_counts_of_a_listing_with_more_pages_say_they_count_only_the_jobs_loaded
 def test_a_page_left_open_holds_a_bounded_number_of_jobs(page, api):
     """Jobs arriving all day do not pile up rows without end: once the refreshes have brought
     500 jobs, the page starts over from the newest page ("Load more" pages back)."""
-    page.clock.install()
+    paused_clock(page)
     api.open()
     for _ in range(28):
         for _ in range(20):
@@ -147,7 +147,7 @@ def test_the_type_filter_offers_the_types_shown_and_keeps_the_one_chosen(page, a
     the type filter, and by the form, once a job of it shows up; a chosen type that no longer
     has jobs or a registration stays chosen, and the empty view says what it filters and
     offers to show every job, instead of an empty list under a filter reading "all"."""
-    page.clock.install()
+    paused_clock(page)
     api.add(status="completed")
     api.open()
     type_filter = page.get_by_label("Type", exact=True)
@@ -251,6 +251,7 @@ def test_refresh_pressed_again_while_its_listing_is_on_its_way_sends_nothing_mor
     """On a slow stack an operator presses Refresh again and again: one listing goes, not one
     per press (each a full read, on a stack already slow or throttling); once it has answered,
     or failed, Refresh reads again."""
+    paused_clock(page)  # no refresh comes due between the presses, however slow the machine
     api.add(status="completed")
     api.open()
     expect(page.locator("tr.job")).to_have_count(1)

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.dashboard_pages import api, browser, page  # noqa: F401 - fixtures
-from tests.e2e.dashboard_pages import FakeApi, row
+from tests.e2e.dashboard_pages import FakeApi, let_time_pass, paused_clock, row
 
 
 FINISHED = {"completed": {"finished_at": "2026-01-15T10:00:09.000Z"},
@@ -32,6 +32,7 @@ def finished(api: FakeApi, status: str = "completed", **fields) -> dict:
 
 
 def test_run_again_is_offered_for_a_finished_job_only(page, api):
+    paused_clock(page)
     jobs = {status: finished(api, status) for status in FINISHED}
     jobs.update({status: api.add(status=status, attempts=1 if status != "queued" else 0,
                                  started_at=None if status == "queued" else "2026-01-15T10:00:00.000Z")
@@ -52,6 +53,7 @@ def test_run_again_is_offered_for_a_finished_job_only(page, api):
     running = jobs["running"]["id"]
     api.update(running, status="completed", finished_at="2026-01-15T10:00:09.000Z",
                progress={**jobs["running"]["progress"], "percent": 100.0})
+    let_time_pass(api, 2, step_s=1)  # the poll that sees it end
     expect(run_again(row(page, running))).to_be_visible()
     expect(row(page, running).get_by_role("button", name=re.compile("Cancel"))).to_be_hidden()
     assert api.count("POST", RERUN_PATH) == 0

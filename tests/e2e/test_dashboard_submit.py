@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.dashboard_pages import api, browser, page  # noqa: F401 - fixtures
-from tests.e2e.dashboard_pages import let_time_pass, row
+from tests.e2e.dashboard_pages import let_time_pass, paused_clock, row
 
 
 def test_a_submit_whose_answer_was_lost_is_safe_to_press_again(page, api):
@@ -33,6 +33,7 @@ def test_a_submit_whose_answer_was_lost_is_safe_to_press_again(page, api):
 
 
 def test_a_job_that_finished_before_its_cancel_took_effect_says_so(page, api):
+    paused_clock(page)
     job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
     api.open()
     line = row(page, job["id"])
@@ -41,6 +42,7 @@ def test_a_job_that_finished_before_its_cancel_took_effect_says_so(page, api):
     expect(line.get_by_role("button", name=re.compile("Cancel"))).to_be_disabled()
     api.update(job["id"], status="completed", finished_at="2026-01-15T10:00:09.000Z",
                progress={**job["progress"], "percent": 100.0})
+    let_time_pass(api, 2, step_s=1)  # the poll the cancel asked for
     expect(line).to_have_attribute("data-status", "completed")
     expect(line.locator(".note")).to_have_text("cancel requested, but it completed first")
     expect(line.get_by_role("button", name=re.compile("Cancel"))).to_be_hidden()
@@ -50,7 +52,7 @@ def test_a_refused_cancel_whose_status_read_fails_says_so_and_is_retried(page, a
     """A Cancel refused 409 (the job finished meanwhile) reads the job's status to show how it
     ended; that read failing is shown like every other failed request (the banner), and the
     read is retried on the polls' schedule until the row shows the job's final state."""
-    page.clock.install()
+    paused_clock(page)
     job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
     api.open()
     line = row(page, job["id"])
@@ -61,7 +63,7 @@ def test_a_refused_cancel_whose_status_read_fails_says_so_and_is_retried(page, a
     line.get_by_role("button", name=re.compile("Cancel")).click()
     expect(line.locator(".note")).to_have_text(re.compile("already completed"))
     expect(page.get_by_role("alert")).to_have_text(re.compile("not for this token"))
-    let_time_pass(api, 3, step_s=1)
+    let_time_pass(api, 4, step_s=1)  # the poll after a failed one: twice the 2 s delay
     expect(line).to_have_attribute("data-status", "completed")
     expect(page.get_by_role("alert")).to_be_hidden()
     expect(line.locator(".note")).to_have_text(re.compile("already completed"))
@@ -181,7 +183,7 @@ def test_a_payload_number_the_page_cannot_send_exactly_is_refused_before_sending
 
 
 def test_with_no_job_types_the_form_says_there_is_nothing_to_submit(page, api):
-    page.clock.install()
+    paused_clock(page)
     api.job_types = []
     api.hold_next = "/job-types"
     api.open()
