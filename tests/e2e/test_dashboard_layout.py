@@ -108,7 +108,9 @@ def test_no_width_from_a_phone_to_a_4k_screen_scrolls_sideways(browser, day):
     page = context.new_page()
     api = FakeApi(page)
     now = datetime(2026, 1, 16, 12, 0, 0, tzinfo=timezone.utc)
-    page.clock.install(time=now)
+    # Its dates stand still (no duration ticks between two widths measured), while its timers
+    # and animation frames run: a paused clock would hold the frame each width waits for.
+    page.clock.set_fixed_time(now)
     at = now - (timedelta(minutes=30) if day == "today" else timedelta(days=3))
     times = {"created_at": iso(at), "started_at": iso(at + timedelta(seconds=1))}
     ended = {**times, "finished_at": iso(at + timedelta(seconds=5))}
