@@ -8,7 +8,7 @@ var $ = jobpipe.$, ARRIVALS_MAX = jobpipe.ARRIVALS_MAX, LIST_REFRESH_MS = jobpip
   MAX_BATCH = jobpipe.MAX_BATCH, POLL_BATCHES = jobpipe.POLL_BATCHES, POLL_BACKOFF = jobpipe.POLL_BACKOFF, POLL_MAX_MS = jobpipe.POLL_MAX_MS,
   POLL_MIN_MS = jobpipe.POLL_MIN_MS, TERMINAL = jobpipe.TERMINAL, state = jobpipe.state, busy = jobpipe.busy,
   setBusy = jobpipe.setBusy, said = jobpipe.said, when = jobpipe.when, api = jobpipe.api, handleError = jobpipe.handleError,
-  heldFor = jobpipe.heldFor,
+  heldFor = jobpipe.heldFor, throttled = jobpipe.throttled,
   StaleAnswer = jobpipe.StaleAnswer,
   el = jobpipe.el, showBanner = jobpipe.showBanner, drop = jobpipe.drop,
   listed = jobpipe.listed, markGone = jobpipe.markGone, order = jobpipe.order, remember = jobpipe.remember,
@@ -254,11 +254,13 @@ function poll() {
   // it while another is slow (a loaded stack: up to 30 s), or the next poll would send that one
   // again on top of it. The batches answered are shown; a failed one is read whole next time.
   // At most POLL_BATCHES batches are on their way at once; the others wait their turn within
-  // the poll (1,000 jobs loaded are no burst of 10 POSTs). Once a batch is throttled (or
-  // answered for a token since replaced), those still waiting are not sent: read next time.
+  // the poll (1,000 jobs loaded are no burst of 10 POSTs). Once a batch is throttled (a 429,
+  // with a Retry-After or, as API Gateway's own, without: the polls are held either way), asked
+  // to wait by a Retry-After, or answered for a token since replaced, those still waiting are
+  // not sent: read next time.
   var failures = [], answers = chunks.map(function () { return null; }), next = 0;
   var halted = function () {
-    return failures.some(function (err) { return err.retryAfterMs || err instanceof StaleAnswer; });
+    return failures.some(function (err) { return throttled(err) || err.retryAfterMs || err instanceof StaleAnswer; });
   };
   function send() {
     if (next >= chunks.length || halted()) return Promise.resolve();

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.dashboard_pages import api, browser, page  # noqa: F401 - fixtures
@@ -54,13 +55,19 @@ def test_a_throttled_poll_waits_out_its_retry_after_whatever_else_happens(page, 
     assert api.count("POST", "/jobs/status") > polls
 
 
-def test_a_poll_throttled_sends_none_of_its_batches_still_waiting(page, api):
-    """Of a poll's 5 batches, the first is answered 429, Retry-After: 2, while 3 are on their
-    way: the fifth is not sent when the 429 frees its place, and no batch goes out for 2 s."""
+# API Gateway's own throttle (a function at its concurrency ceiling) answers 429 without a
+# Retry-After: the page holds its polls POLL_MIN_MS (2 s) then, as for Retry-After: 2.
+WITHOUT_RETRY_AFTER = {"status": 429, "json": {"message": "Too Many Requests"}}
+
+
+@pytest.mark.parametrize("throttle", [THROTTLED, WITHOUT_RETRY_AFTER], ids=["retry-after", "no-retry-after"])
+def test_a_poll_throttled_sends_none_of_its_batches_still_waiting(page, api, throttle):
+    """Of a poll's 5 batches, the first is answered 429 (Retry-After: 2, or none) while 3 are on
+    their way: the fifth is not sent when the 429 frees its place, and no batch goes out for 2 s."""
     paused_clock(page)
     five_pages_running(page, api)
     polls = api.count("POST", "/jobs/status")
-    api.fail("POST", "/jobs/status", **THROTTLED)
+    api.fail("POST", "/jobs/status", **throttle)
     api.holding = "/jobs/status"
     let_time_pass(api, 12, step_s=1)
     assert api.count("POST", "/jobs/status") == polls + 4 and len(api.held) == 3
