@@ -18,6 +18,7 @@ from tests.unit.bad_servers import at_most
 
 URL = "http://api.test"
 ENV = {"JOBPIPE_API_URL": URL, "JOBPIPE_TOKEN": "tok"}
+STEPS = '{"steps": 2, "step_ms": 0}'  # a demo.steps payload the API takes
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -57,8 +58,8 @@ def test_submit_prints_the_job_id():
 
 # `jobpipe submit` with every option that goes into the body (--delay and --run-at exclude each other).
 EVERY_SUBMIT_OPTION = [
-    ["submit", "demo.steps", "--payload", '{"steps": 2}', "--priority", "high", "--delay", "60", "--scope", "p-7"],
-    ["submit", "demo.steps", "--run-at", "2027-01-31T09:00:00Z"],
+    ["submit", "demo.steps", "--payload", STEPS, "--priority", "high", "--delay", "60", "--scope", "p-7"],
+    ["submit", "demo.steps", "--payload", STEPS, "--run-at", "2027-01-31T09:00:00Z"],
 ]
 
 
@@ -91,7 +92,7 @@ def test_submit_watch_exits_0_when_the_job_completes():
         return job
 
     api.add = add_scripted
-    result = run_cli(["submit", "demo.steps", "--payload", "{}", "--watch"], api)
+    result = run_cli(["submit", "demo.steps", "--payload", STEPS, "--watch"], api)
     (job_id,) = api.jobs
     assert result.code == 0, result.err
     assert f"{job_id} demo.steps running 50.0% step 1/2: half way" in result.out
@@ -380,7 +381,7 @@ def test_list_on_a_terminal_is_the_fitted_table():
 
 def test_json_on_every_command():
     api = FakeApi()
-    submitted = run_cli(["submit", "demo.steps", "--json"], api)
+    submitted = run_cli(["submit", "demo.steps", "--payload", STEPS, "--json"], api)
     job = json.loads(submitted.out)
     assert submitted.code == 0 and job["id"] in api.jobs and job["status"] == "queued"
     assert json.loads(run_cli(["status", job["id"], "--json"], api).out)[0]["id"] == job["id"]
@@ -417,7 +418,7 @@ def test_submit_watch_json_prints_only_the_final_job():
         return job
 
     api.add = add_scripted
-    result = run_cli(["submit", "demo.steps", "--watch", "--json"], api)
+    result = run_cli(["submit", "demo.steps", "--payload", STEPS, "--watch", "--json"], api)
     assert result.code == 0 and json.loads(result.out)["result"] == {"ok": True}
 
 
@@ -557,11 +558,11 @@ def test_a_payload_file_saved_with_a_utf8_bom_is_read(tmp_path):
     """Notepad and other Windows editors save UTF-8 with a leading byte order mark; json.loads
     refuses it (`Unexpected UTF-8 BOM`), so `--payload @payload.json` said "not valid JSON"."""
     path = tmp_path / "payload.json"
-    path.write_bytes(codecs.BOM_UTF8 + b'{"steps": 3, "name": "caf\xc3\xa9"}')
-    assert parse_payload(f"@{path}") == {"steps": 3, "name": "café"}
+    path.write_bytes(codecs.BOM_UTF8 + b'{"result_bytes": 3, "pad": "caf\xc3\xa9"}')
+    assert parse_payload(f"@{path}") == {"result_bytes": 3, "pad": "café"}
     api = FakeApi()
-    result = run_cli(["submit", "demo.steps", "--payload", f"@{path}"], api)
-    assert result.code == 0 and api.requests[0][2]["json"]["payload"] == {"steps": 3, "name": "café"}
+    result = run_cli(["submit", "demo.outputs", "--payload", f"@{path}"], api)
+    assert result.code == 0 and api.requests[0][2]["json"]["payload"] == {"result_bytes": 3, "pad": "café"}
     path.write_bytes(codecs.BOM_UTF8 + b'{"a": "\xff"}')
     result = run_cli(["submit", "demo.steps", "--payload", f"@{path}"], FakeApi())
     assert result.code == 2 and "is not UTF-8 text (byte 10)" in result.err  # counted in the file

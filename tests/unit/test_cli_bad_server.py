@@ -10,7 +10,7 @@ import requests
 
 from tests.support.fake_api import FakeApi, failing, make_response
 from tests.unit.bad_servers import answering, raising
-from tests.unit.test_cli import run_cli
+from tests.unit.test_cli import STEPS, run_cli
 
 COMMANDS = [["submit", "demo.steps"], ["status", "j-1"], ["list"], ["cancel", "j-1"], ["watch", "j-1"]]
 JOB = {"id": "j-1", "type": "demo.steps", "status": "running", "version": 2,
@@ -129,7 +129,7 @@ def submit_then(down):
 @pytest.mark.parametrize("down", ["503", "refused", "timeout"])
 def test_submit_watch_json_whose_watch_fails_still_names_the_job(down):
     api, server = submit_then(down)
-    result = run_cli(["submit", "demo.steps", "--watch", "--json"], server=server)
+    result = run_cli(["submit", "demo.steps", "--payload", STEPS, "--watch", "--json"], server=server)
     (job_id,) = api.jobs
     assert_one_line(result, 3)
     assert result.out == "" and f"job {job_id} was submitted" in result.err
@@ -137,7 +137,7 @@ def test_submit_watch_json_whose_watch_fails_still_names_the_job(down):
 
 def test_submit_watch_json_that_times_out_names_the_job():
     api = FakeApi()
-    result = run_cli(["submit", "demo.steps", "--watch", "--json", "--timeout", "3"], api)
+    result = run_cli(["submit", "demo.steps", "--payload", STEPS, "--watch", "--json", "--timeout", "3"], api)
     (job_id,) = api.jobs
     assert_one_line(result, 4)
     assert f"job {job_id} was submitted" in result.err
@@ -153,5 +153,5 @@ def test_submit_watch_json_that_ends_prints_the_job_and_nothing_on_stderr():
         return job
 
     api.add = add_scripted
-    result = run_cli(["submit", "demo.steps", "--watch", "--json"], api)
+    result = run_cli(["submit", "demo.steps", "--payload", STEPS, "--watch", "--json"], api)
     assert result.code == 0 and result.err == "" and json.loads(result.out)["status"] == "completed"

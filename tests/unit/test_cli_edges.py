@@ -26,7 +26,7 @@ from chalicelib.api.job_ids import normalize_job_ids
 from jobpipe_client import JobpipeClient, JobpipeClientError, JobpipeInputError, SubmitOutcomeUnknownError
 from jobpipe_client.cli import Terminated, main
 from tests.support.fake_api import FakeApi, FakeSession, FakeTime, failing, make_response
-from tests.unit.test_cli import ENV, ROOT, URL, Run, run_cli
+from tests.unit.test_cli import ENV, ROOT, STEPS, URL, Run, run_cli
 
 PRIMARY, FALLBACK = "http://primary.test", "http://fallback.test"
 
@@ -130,9 +130,9 @@ def test_the_client_refuses_a_key_the_api_would_not_hold_as_given(key):
     api = FakeApi()
     client = JobpipeClient(URL, "tok", session=FakeSession({URL: api}))
     with pytest.raises(ValueError, match="idempotency key"):
-        client.submit("demo.steps", idempotency_key=key)
+        client.submit("demo.steps", json.loads(STEPS), idempotency_key=key)
     assert api.requests == []
-    client.submit("demo.steps", idempotency_key="k" * 255)
+    client.submit("demo.steps", json.loads(STEPS), idempotency_key="k" * 255)
     assert api.requests[0][2]["headers"]["Idempotency-Key"] == "k" * 255
 
 
@@ -158,7 +158,7 @@ def test_ctrl_c_while_a_submit_waits_for_its_answer_names_the_key_to_repeat_it_w
         api(method, url, **kwargs)  # the API made the job
         raise KeyboardInterrupt
 
-    result = run_cli(["submit", "demo.steps"], server=interrupted_after_arriving)
+    result = run_cli(["submit", "demo.steps", "--payload", STEPS], server=interrupted_after_arriving)
     assert len(api.jobs) == 1
     assert result.code == 130 and len(result.err_lines) == 1
     assert "may have been accepted" in result.err and "--idempotency-key client-" in result.err, result.err

@@ -22,6 +22,7 @@ from tests.support.fake_api import FakeApi, FakeSession, FakeTime, failing, make
 from tests.unit.bad_servers import Body, answering, at_most, raising, streamed
 
 PRIMARY, FALLBACK, SPARE = "http://primary.test", "http://fallback.test", "http://spare.test"
+STEPS = {"steps": 2, "step_ms": 0}  # a demo.steps payload the API takes
 
 
 def make_client(servers, time=None, **kwargs):
@@ -35,16 +36,16 @@ def make_client(servers, time=None, **kwargs):
 def test_submit_sends_the_job_and_a_fresh_idempotency_key():
     api = FakeApi()
     client, session = make_client({PRIMARY: api})
-    job = client.submit("demo.steps", {"steps": 2}, priority="high", scope="p-1")
+    job = client.submit("demo.steps", STEPS, priority="high", scope="p-1")
     assert job["type"] == "demo.steps" and job["id"] in api.jobs
     method, path, sent = api.requests[0]
     assert (method, path) == ("POST", "/jobs")
-    assert sent["json"] == {"type": "demo.steps", "payload": {"steps": 2}, "delay_seconds": 0,
+    assert sent["json"] == {"type": "demo.steps", "payload": STEPS, "delay_seconds": 0,
                             "priority": "high", "scope": "p-1"}
     first_key = sent["headers"]["Idempotency-Key"]
-    client.submit("demo.steps", {"steps": 2})
+    client.submit("demo.steps", STEPS)
     assert api.requests[1][2]["headers"]["Idempotency-Key"] != first_key
-    client.submit("demo.steps", idempotency_key="order-7")
+    client.submit("demo.steps", STEPS, idempotency_key="order-7")
     assert api.requests[2][2]["headers"]["Idempotency-Key"] == "order-7"
     assert session.headers["Authorization"] == "Bearer tok"
 
@@ -54,8 +55,8 @@ def test_submit_sends_run_at_as_iso_8601():
 
     api = FakeApi()
     client, _ = make_client({PRIMARY: api})
-    client.submit("demo.steps", run_at=datetime(2027, 1, 31, 9, tzinfo=timezone.utc))
-    client.submit("demo.steps", run_at="2027-02-01T09:00:00+01:00")
+    client.submit("demo.steps", STEPS, run_at=datetime(2027, 1, 31, 9, tzinfo=timezone.utc))
+    client.submit("demo.steps", STEPS, run_at="2027-02-01T09:00:00+01:00")
     assert [r[2]["json"]["run_at"] for r in api.requests] == ["2027-01-31T09:00:00+00:00", "2027-02-01T09:00:00+01:00"]
 
 
@@ -119,7 +120,7 @@ def test_a_4xx_the_api_did_not_answer_falls_back_like_any_error(refusal):
     client, session = make_client({PRIMARY: IN_FRONT[refusal], FALLBACK: api})
     assert client.get(job["id"])["id"] == job["id"]
     assert session.calls == [(PRIMARY, "GET"), (FALLBACK, "GET")] and client.transport.last_url == FALLBACK
-    made = client.submit("demo.steps", idempotency_key="order-3")
+    made = client.submit("demo.steps", STEPS, idempotency_key="order-3")
     assert made["id"] in api.jobs and api.requests[-1][2]["headers"]["Idempotency-Key"] == "order-3"
 
 
@@ -164,7 +165,7 @@ def test_api_gateways_own_throttle_in_the_apis_shape_is_asked_again():
         return api(method, url, **kwargs)
 
     client, _ = make_client({PRIMARY: gateway_throttle})
-    assert client.submit("demo.steps")["id"] in api.jobs
+    assert client.submit("demo.steps", STEPS)["id"] in api.jobs
     assert len(calls) == 3 and client.transport.throttled == 2
 
 
@@ -436,7 +437,7 @@ def test_a_throttled_request_is_asked_again_after_short_jittered_waits():
     server = throttling(3, api)
     time = FakeTime()
     client, session = make_client({PRIMARY: server}, time=time)
-    job = client.submit("demo.steps", {"steps": 2})
+    job = client.submit("demo.steps", STEPS)
     assert job["id"] in api.jobs and len(api.jobs) == 1
     assert session.calls == [(PRIMARY, "POST")] * 4
     assert client.transport.throttled == 3
@@ -454,7 +455,7 @@ def test_a_throttle_honours_retry_after_and_keeps_the_idempotency_key():
 
     time = FakeTime()
     client, _ = make_client({PRIMARY: throttling(1, recording, retry_after="0.3")}, time=time)
-    client.submit("demo.steps", idempotency_key="order-9")
+    client.submit("demo.steps", STEPS, idempotency_key="order-9")
     assert time.sleeps == [0.3] and keys == ["order-9"]
 
 

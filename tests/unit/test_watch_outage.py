@@ -33,7 +33,7 @@ from jobpipe_client.cli import main
 from jobpipe_client.progress_view import ProgressBoard
 from tests.support.fake_api import FakeApi, FakeSession, FakeTime, make_response
 from tests.unit.bad_servers import at_most
-from tests.unit.test_cli import ENV, URL, Run
+from tests.unit.test_cli import ENV, STEPS, URL, Run
 
 
 def down(kind, method, url):
@@ -392,7 +392,7 @@ def test_submit_watch_rides_out_an_outage_and_json_stays_quiet():
         return job
 
     api.add = add_scripted
-    result = run(["submit", "demo.steps", "--watch", "--json"], flaky(api, None, "timeout", "502", None))
+    result = run(["submit", "demo.steps", "--payload", STEPS, "--watch", "--json"], flaky(api, None, "timeout", "502", None))
     assert result.code == 0 and result.err == ""
     assert '"status": "completed"' in result.out
 
