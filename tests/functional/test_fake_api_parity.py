@@ -212,12 +212,23 @@ def test_artifacts_are_listed_and_missing_ones_refused_alike(both):
     same(both.ask("GET", "/jobs/no-such-job/artifacts"), "status", "code")
 
 
-@pytest.mark.parametrize("body", [{"type": "no.such.type", "payload": {}}, {"type": "demo.steps", "payload": []},
-                                  {"payload": {}}])
+@pytest.mark.parametrize("body", [
+    {"type": "no.such.type", "payload": {}}, {"type": "demo.steps", "payload": []}, {"payload": {}},
+    # payloads the type's model refuses: a field missing, every field missing, one it does not take
+    {"type": "demo.steps", "payload": {"steps": 2}}, {"type": "demo.steps"},
+    {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0, "name": "x"}}])
 def test_a_submit_of_an_unknown_type_or_a_body_the_api_refuses_is_refused_alike(both, body):
     answers = both.ask("POST", "/jobs", body=body)
     same(answers, "status", "code", "message", "details")
     assert answers["api"]["status"] in (400, 422), answers["api"]
+
+
+def test_a_submitted_payload_is_kept_with_its_models_defaults_alike(both):
+    made = both.ask("POST", "/jobs", body={"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0}})
+    for side in ("api", "fake"):
+        made[side]["payload"] = made[side]["body"]["payload"]
+    same(made, "status", "payload")
+    assert made["api"]["payload"]["fail_mode"] == "retry", made["api"]  # a default the body left out
 
 
 def test_a_tenant_at_its_unfinished_jobs_is_refused_alike_with_retry_after(both):

@@ -241,12 +241,13 @@ class FakeApi:
         return response
 
     def _submit(self, method: str, url: str, body: dict[str, Any]) -> requests.Response:
-        """A request the API's model takes, of a type the API takes, admitted by the tenant's
-        quota: else the API's own refusal."""
+        """A request the API's model takes, of a type the API takes, with a payload its type's
+        model takes (kept as the API keeps it, the model's defaults filled in), admitted by the
+        tenant's quota: else the API's own refusal."""
         try:
             request = validate(SubmitJobRequest, body)
             job_type = self.registry.get_public(request.type)
-            payload = request.payload  # its type's model not asked yet: the client's tests send demo payloads
+            payload = job_type.dump_payload(job_type.parse_payload(request.payload))
             if self.max_unfinished is not None:
                 TenantQuota(self, self.max_unfinished).admit(self.tenant)
         except JobpipeError as exc:
