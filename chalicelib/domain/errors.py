@@ -1,8 +1,10 @@
 """Domain errors. Adapters translate AWS errors into these; the API maps them to HTTP in one place."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any, Optional
 
+from chalicelib.domain.job import isoformat
 from chalicelib.domain.numbers import shown_number
 
 
@@ -37,6 +39,15 @@ class JobPurgedError(JobpipeError):
     key makes no other job until it expires. `details`: `job_id`, `key_expires_at`."""
 
     code = "job_purged"
+
+    @classmethod
+    def of(cls, job_id: str, key_expires_at: int) -> "JobPurgedError":
+        """The refusal of a replay whose key made `job_id` and is kept until `key_expires_at`
+        (epoch seconds): what the API answers, and the client's tests' fake of it."""
+        free_at = isoformat(datetime.fromtimestamp(key_expires_at, timezone.utc))
+        return cls(f"job {job_id}, made with this Idempotency-Key, has finished and been removed; the key "
+                   f"makes no other job until {free_at}: to run the request again, submit it under a new key",
+                   details={"job_id": job_id, "key_expires_at": free_at})
 
 
 class UnknownJobTypeError(JobpipeError):

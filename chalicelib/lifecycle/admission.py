@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping, Optional
 
 from chalicelib.defaults import (
@@ -247,11 +247,7 @@ class Admission(JobTransitions):
             raise IdempotencyConflictError("this Idempotency-Key was already used with a different request body")
         job = self.store.get(first.job_id, mark_gone=True)  # answered as GET /jobs/{id} shows it
         if job is None or job.tenant != first.tenant:  # removed after its retention, key still kept
-            free_at = isoformat(datetime.fromtimestamp(first.expires_at, timezone.utc))
-            raise JobPurgedError(
-                f"job {first.job_id}, made with this Idempotency-Key, has finished and been removed; the key "
-                f"makes no other job until {free_at}: to run the request again, submit it under a new key",
-                details={"job_id": first.job_id, "key_expires_at": free_at})
+            raise JobPurgedError.of(first.job_id, first.expires_at)
         return job
 
     @staticmethod

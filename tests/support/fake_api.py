@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
@@ -26,7 +25,7 @@ from chalicelib.api.http import validate
 from chalicelib.api.requests import SubmitJobRequest
 from chalicelib.defaults import IDEMPOTENCY_TTL_S
 from chalicelib.domain.errors import JobNotFoundError, JobpipeError, JobPurgedError
-from chalicelib.domain.job import isoformat, new_job_id
+from chalicelib.domain.job import new_job_id
 from chalicelib.job_types import build_registry
 from chalicelib.quota import TenantQuota
 from tests.support.chalice_wsgi import gateway_response
@@ -229,11 +228,7 @@ class FakeApi:
                 return self.error(method, url, 409, "idempotency_conflict",
                                   "this Idempotency-Key was used with a different request")
             if job_id not in self.jobs:
-                free_at = isoformat(datetime.fromtimestamp(expires_at, timezone.utc))
-                return self.refused(method, url, JobPurgedError(
-                    f"job {job_id}, made with this Idempotency-Key, has finished and been removed; the key "
-                    f"makes no other job until {free_at}: to run the request again, submit it under a new key",
-                    details={"job_id": job_id, "key_expires_at": free_at}))
+                return self.refused(method, url, JobPurgedError.of(job_id, expires_at))
             return answered(method, url, json_response(dict(self.jobs[job_id]), 202))
         response = make()
         if key is not None and response.status_code == 202:
