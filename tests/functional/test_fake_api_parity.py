@@ -4,6 +4,7 @@ them, the ETag and 304 of a conditional read, and a large value shown in a listi
 the same placeholder. A fake that drifted from the API would hide the client's bugs behind it."""
 from __future__ import annotations
 
+import json
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
@@ -12,7 +13,7 @@ import pytest
 from chalice.local import RouteMatcher
 
 from chalicelib import composition
-from chalicelib.adapters.dynamodb_items import job_key
+from chalicelib.adapters.dynamodb_items import JSON_FIELDS, job_key
 from tests.functional.conftest import drain, token
 from tests.functional.test_doc_examples import URL, _bridge
 from tests.functional.test_operations import _feed_stream
@@ -33,6 +34,7 @@ class Both:
         self._finish = lambda: drain(app, aws)
         self._count = lambda: _feed_stream(app, aws)
         self._purge = lambda job_id: aws["ddb"].delete_item(TableName="jobs", Key=job_key(job_id))
+        self._aws = aws
         self.ids: dict[str, dict[str, str]] = {"api": {}, "fake": {}}
 
     def submit(self, name: str, body: dict[str, Any]) -> None:
@@ -68,6 +70,25 @@ class Both:
         under still kept)."""
         self._purge(self.ids["api"][name])
         self.servers["fake"].purge(self.ids["fake"][name])
+
+    def keep(self, name: str, **fields: Any) -> None:
+        """The named job kept with its `type` or `payload` changed, as a job that finished before
+        its type was removed, or its type's model changed, is kept."""
+        stored = {"type" if f == "type" else JSON_FIELDS[f]: {"S": v if f == "type" else json.dumps(v)}
+                  for f, v in fields.items()}
+        self._aws["ddb"].update_item(
+            TableName="jobs", Key=job_key(self.ids["api"][name]),
+            UpdateExpression="SET " + ", ".join(f"#{i} = :{i}" for i in range(len(stored))),
+            ExpressionAttributeNames={f"#{i}": k for i, k in enumerate(stored)},
+            ExpressionAttributeValues={f":{i}": v for i, v in enumerate(stored.values())})
+        self.servers["fake"].jobs[self.ids["fake"][name]].update(fields)
+
+    def lose_payload(self, name: str) -> None:
+        """The named job's payload, kept in S3, gone from the bucket (deleted by hand or by a
+        lifecycle rule)."""
+        job_id = self.ids["api"][name]
+        self._aws["s3"].delete_object(Bucket="jobs-bucket", Key=f"jobs/{job_id}/payload.json")
+        self.servers["fake"].lose_payload(self.ids["fake"][name])
 
     def ask(self, method: str, path: str, *, body: Any = None, params: Optional[dict] = None,
             etag_of: Optional[tuple[str, str]] = None, headers: Optional[dict] = None) -> dict[str, Any]:
@@ -287,3 +308,34 @@ def test_a_job_carries_the_same_fields_in_every_answer(both):
             "batch": sorted(batch[side]["body"]["jobs"][both.ids[side]["queued"]]),
             "submitted": sorted(made[side]["body"])}
     same(answers, "fields")
+
+
+def test_a_rerun_past_the_tenants_quota_is_refused_alike_with_retry_after(both):
+    both.limit_unfinished(1)  # one job of the fixture is queued
+    refused = both.ask("POST", "/jobs/{done}/rerun", body={})
+    same(refused, "status", "code", "message", "details", "retry after")
+    assert refused["api"]["status"] == 429 and refused["api"]["retry after"], refused["api"]
+
+
+@pytest.mark.parametrize("kept", [{"type": "no.such.type"}, {"type": "maintenance.health_check"},
+                                  {"payload": {"steps": 0, "step_ms": 0}}])
+def test_a_rerun_of_a_type_no_longer_taken_or_a_payload_its_model_refuses_is_refused_alike(both, kept):
+    """A job finished under a type since removed (or one only maintenance runs), or with a
+    payload its type's model no longer takes, runs again no more."""
+    both.keep("done", **kept)
+    refused = both.ask("POST", "/jobs/{done}/rerun", body={})
+    same(refused, "status", "code", "message", "details")
+    assert refused["api"]["status"] == 422, refused["api"]
+
+
+def test_a_rerun_whose_payload_object_is_gone_is_refused_alike(both):
+    both.submit("kept", {"type": "demo.outputs", "payload": {"pad": "p" * LARGE_RESULT_BYTES}})
+    both.finish("kept")
+    both.lose_payload("kept")
+    read = both.ask("GET", "/jobs/{kept}")
+    for side in ("api", "fake"):
+        read[side]["shown"] = {f: read[side]["body"].get(f) for f in ("payload", "gone")}
+    same(read, "status", "shown")
+    refused = both.ask("POST", "/jobs/{kept}/rerun", body={})
+    same(refused, "status", "code")
+    assert refused["api"]["status"] == 410, refused["api"]

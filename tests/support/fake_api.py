@@ -24,8 +24,9 @@ from chalicelib.api.etag import conditional_response
 from chalicelib.api.http import validate
 from chalicelib.api.requests import SubmitJobRequest
 from chalicelib.defaults import IDEMPOTENCY_TTL_S
-from chalicelib.domain.errors import JobNotFoundError, JobpipeError, JobPurgedError
+from chalicelib.domain.errors import BlobNotFoundError, JobNotFoundError, JobpipeError, JobPurgedError
 from chalicelib.domain.job import new_job_id
+from chalicelib.domain.registry import JobType
 from chalicelib.job_types import build_registry
 from chalicelib.quota import TenantQuota
 from tests.support.chalice_wsgi import gateway_response
@@ -133,6 +134,11 @@ class FakeApi:
         job = {**shown, "status": status, **fields}
         self.jobs[job["id"]] = job
         return job
+
+    def lose_payload(self, job_id: str) -> None:
+        """`job_id`'s payload, kept in S3, gone from the bucket (deleted by hand or by a lifecycle
+        rule): the job shows it None and names it in `gone`, as the API shows it."""
+        self.jobs[job_id].update(payload=None, gone=["payload"])
 
     def purge(self, job_id: str) -> None:
         """`job_id` removed, as retention's clean-up removes a finished job; the keys that made
@@ -242,21 +248,29 @@ class FakeApi:
         try:
             request = validate(SubmitJobRequest, body)
             job_type = self.registry.get_public(request.type)
-            payload = job_type.dump_payload(job_type.parse_payload(request.payload))
-            if self.max_unfinished is not None:
-                TenantQuota(self, self.max_unfinished).admit(self.tenant)
+            payload = self._admitted(job_type, request.payload)
         except JobpipeError as exc:
             return self.refused(method, url, exc)
         job = self.add(type=job_type.name, payload=payload, max_attempts=job_type.max_attempts,
                        priority=request.priority or job_type.priority)
         return answered(method, url, json_response(job, 202))
 
+    def _admitted(self, job_type: JobType, payload: Any) -> Any:
+        """`payload` as the API keeps it (its type's model's dump, defaults filled in) for a job
+        the tenant's quota admits. Raises InvalidPayloadError, QuotaExceededError."""
+        kept = job_type.dump_payload(job_type.parse_payload(payload))
+        if self.max_unfinished is not None:
+            TenantQuota(self, self.max_unfinished).admit(self.tenant)
+        return kept
+
     def unfinished(self, tenant: str) -> int:
         """The tenant's unfinished jobs (the count TenantQuota reads from the stats store)."""
         return sum(j["status"] not in FINISHED for j in self.jobs.values()) if tenant == self.tenant else 0
 
     def _rerun(self, method: str, url: str, job_id: str) -> requests.Response:
-        """A finished job's rerun: a new queued job with its type and payload, `rerun_of` it."""
+        """A finished job's rerun: a new queued job with its type, payload and priority, `rerun_of`
+        it; refused as the API refuses it: a type it no longer takes, a payload whose object is
+        gone or that its type's model no longer takes, a tenant at its quota."""
         job = self.jobs.get(job_id)
         if job is None:
             return self.error(method, url, 404, "job_not_found", f"job {job_id} not found")
@@ -264,7 +278,15 @@ class FakeApi:
             return self.error(method, url, 409, "job_not_finished",
                               f"job {job_id} is {job['status']}: only a finished job runs again",
                               {"status": job["status"]})
-        again = self.add(type=job["type"], payload=job.get("payload", {}), rerun_of=job_id)
+        try:
+            job_type = self.registry.get_public(job["type"])
+            if "payload" in job.get("gone", ()):
+                raise BlobNotFoundError(f"the payload of job {job_id} is gone from the bucket: it cannot run again")
+            payload = self._admitted(job_type, job.get("payload", {}))
+        except JobpipeError as exc:
+            return self.refused(method, url, exc)
+        again = self.add(type=job_type.name, payload=payload, max_attempts=job_type.max_attempts,
+                         priority=job["priority"], rerun_of=job_id)
         return answered(method, url, json_response(again, 202))
 
     def _cancel(self, method: str, url: str, job: dict[str, Any]) -> requests.Response:

@@ -12,6 +12,8 @@ from jobpipe_client.cli import build_parser
 from tests.support.fake_api import FakeApi, FakeSession, failing
 from tests.unit.test_cli import URL, run_cli
 
+STEPS = {"steps": 2, "step_ms": 0}  # a demo.steps payload the API takes (and so runs again)
+
 
 def a_client(server):
     return JobpipeClient(URL, "tok", session=FakeSession({URL: server}))
@@ -19,7 +21,7 @@ def a_client(server):
 
 def test_rerun_posts_to_the_jobs_rerun_route_always_with_a_key():
     api = FakeApi()
-    failed = api.add(status="failed", payload={"steps": 2})
+    failed = api.add(status="failed", payload=STEPS)
     client = a_client(api)
     again = client.rerun(failed["id"])
     assert again["rerun_of"] == failed["id"] and again["id"] != failed["id"] and again["status"] == "queued"
@@ -62,7 +64,7 @@ def test_a_rerun_refuses_a_key_that_cannot_go_in_a_header_before_any_request():
 
 def test_jobpipe_rerun_prints_the_new_job_id():
     api = FakeApi()
-    failed = api.add(status="failed")
+    failed = api.add(status="failed", payload=STEPS)
     result = run_cli(["rerun", failed["id"]], api)
     (new_id,) = set(api.jobs) - {failed["id"]}
     assert result.code == 0 and result.out.strip() == new_id and result.err == ""
@@ -71,7 +73,7 @@ def test_jobpipe_rerun_prints_the_new_job_id():
 
 def test_jobpipe_rerun_sends_its_start_and_key():
     api = FakeApi()
-    failed = api.add(status="failed")
+    failed = api.add(status="failed", payload=STEPS)
     assert run_cli(["rerun", failed["id"], "--delay", "15m", "--idempotency-key", "again-3"], api).code == 0
     assert run_cli(["rerun", failed["id"], "--run-at", "2027-01-31T09:00:00Z"], api).code == 0
     (_, _, delayed), (_, _, at) = api.requests
@@ -96,11 +98,11 @@ class EndingApi(FakeApi):
 def test_jobpipe_rerun_watch_exits_as_the_new_job_ends():
     api = EndingApi({"status": "running", "version": 2},
                     {"status": "completed", "result": {"rows": 2}, "version": 3})
-    failed = api.add(status="failed")
+    failed = api.add(status="failed", payload=STEPS)
     done = run_cli(["rerun", failed["id"], "--watch", "--json"], api)
     assert done.code == 0 and '"status": "completed"' in done.out and f'"rerun_of": "{failed["id"]}"' in done.out
     api = EndingApi({"status": "failed", "error": {"code": "boom", "message": "the ERP was down"}, "version": 2})
-    failed = api.add(status="failed")
+    failed = api.add(status="failed", payload=STEPS)
     assert run_cli(["rerun", failed["id"], "--watch"], api).code == 1
 
 
