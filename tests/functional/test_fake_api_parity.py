@@ -93,8 +93,8 @@ class Both:
     def ask(self, method: str, path: str, *, body: Any = None, params: Optional[dict] = None,
             etag_of: Optional[tuple[str, str]] = None, headers: Optional[dict] = None) -> dict[str, Any]:
         """Each side's answer to `path` (`{name}` placeholders filled with its own job ids), as
-        (status, error code, message, details, whether it is tagged, its Cache-Control and
-        Retry-After, the body). `etag_of` (method, path) sends If-None-Match with the tag that
+        (status, error code, message and the message with the side's job ids as their
+        `{name}`, details, whether it is tagged, its Cache-Control and Retry-After, the body). `etag_of` (method, path) sends If-None-Match with the tag that
         request answered with, on each side."""
         answers = {}
         sent = dict(headers or {})
@@ -108,8 +108,12 @@ class Both:
                               headers=headers)
             payload = response.json() if response.content else None
             error = payload.get("error") if isinstance(payload, dict) else None
+            message = error and error.get("message")
+            said = message
+            for name, job_id in self.ids[side].items():  # each side names its own jobs
+                said = said and said.replace(job_id, f"{{{name}}}")
             answers[side] = {"status": response.status_code, "code": error and error.get("code"),
-                             "message": error and error.get("message"),
+                             "message": message, "said": said,
                              "details": error and error.get("details"), "tagged": "ETag" in response.headers,
                              "cache": response.headers.get("Cache-Control"),
                              "retry after": response.headers.get("Retry-After"), "body": payload}
@@ -162,7 +166,7 @@ def both(app, aws, client, monkeypatch) -> Both:
 def test_a_job_is_read_tagged_and_an_unchanged_one_is_a_304(both):
     same(both.ask("GET", "/jobs/{done}"), "status", "tagged")
     same(both.ask("GET", "/jobs/{done}", etag_of=("GET", "/jobs/{done}")), "status", "tagged")
-    same(both.ask("GET", "/jobs/no-such-job"), "status", "code")
+    same(both.ask("GET", "/jobs/no-such-job"), "status", "code", "message")
 
 
 def test_a_batch_is_tagged_and_shows_an_unknown_id_and_a_large_result_alike(both):
@@ -188,10 +192,10 @@ def test_a_listing_is_tagged_and_shows_a_large_result_as_its_placeholder(both):
 
 
 def test_cancels_and_reruns_are_refused_alike(both):
-    same(both.ask("DELETE", "/jobs/{done}"), "status", "code")
-    same(both.ask("POST", "/jobs/{queued}/rerun", body={}), "status", "code", "details")
-    same(both.ask("DELETE", "/jobs/no-such-job"), "status", "code")
-    same(both.ask("POST", "/jobs/no-such-job/rerun", body={}), "status", "code")
+    same(both.ask("DELETE", "/jobs/{done}"), "status", "code", "said", "details")
+    same(both.ask("POST", "/jobs/{queued}/rerun", body={}), "status", "code", "said", "details")
+    same(both.ask("DELETE", "/jobs/no-such-job"), "status", "code", "message")
+    same(both.ask("POST", "/jobs/no-such-job/rerun", body={}), "status", "code", "message")
     canceled = both.ask("DELETE", "/jobs/{queued}")
     same(canceled, "status")
     assert [canceled[side]["body"]["status"] for side in ("api", "fake")] == ["canceled", "canceled"]
@@ -206,8 +210,9 @@ def test_a_keyed_submit_repeated_answers_its_job_and_another_body_under_the_key_
     for side, (first, again, other) in answers.items():
         error = other.json().get("error") or {}
         answers[side] = {"statuses": [first.status_code, again.status_code, other.status_code],
-                         "same job": first.json()["id"] == again.json()["id"], "code": error.get("code")}
-    same(answers, "statuses", "same job", "code")
+                         "same job": first.json()["id"] == again.json()["id"], "code": error.get("code"),
+                         "message": error.get("message")}
+    same(answers, "statuses", "same job", "code", "message")
 
 
 def test_a_keyed_rerun_repeated_answers_its_job_and_the_key_refuses_a_submit(both):
@@ -229,8 +234,9 @@ def test_artifacts_are_listed_and_missing_ones_refused_alike(both):
     listed = both.ask("GET", "/jobs/{done}/artifacts")
     same(listed, "status")
     assert [listed[side]["body"]["artifacts"] for side in ("api", "fake")] == [[], []]
-    same(both.ask("GET", "/jobs/{done}/artifacts/report.txt"), "status", "code")
-    same(both.ask("GET", "/jobs/no-such-job/artifacts"), "status", "code")
+    same(both.ask("GET", "/jobs/{done}/artifacts/report.txt"), "status", "code", "said")
+    same(both.ask("GET", "/jobs/{done}/artifacts/" + "r" * 200), "status", "code", "said")
+    same(both.ask("GET", "/jobs/no-such-job/artifacts"), "status", "code", "message")
 
 
 @pytest.mark.parametrize("body", [

@@ -24,7 +24,16 @@ from chalicelib.api.etag import conditional_response
 from chalicelib.api.http import validate
 from chalicelib.api.requests import SubmitJobRequest
 from chalicelib.defaults import IDEMPOTENCY_TTL_S
-from chalicelib.domain.errors import BlobNotFoundError, JobNotFoundError, JobpipeError, JobPurgedError
+from chalicelib.domain.errors import (
+    ArtifactNotFoundError,
+    BlobNotFoundError,
+    IdempotencyConflictError,
+    JobAlreadyFinishedError,
+    JobNotFinishedError,
+    JobNotFoundError,
+    JobpipeError,
+    JobPurgedError,
+)
 from chalicelib.domain.job import new_job_id
 from chalicelib.domain.registry import JobType
 from chalicelib.job_types import build_registry
@@ -214,7 +223,7 @@ class FakeApi:
         if len(parts) == 2 and parts[0] == "jobs":
             job = self._read(parts[1])
             if job is None:
-                return self.error(method, url, 404, "job_not_found", f"job {parts[1]} not found")
+                return self.refused(method, url, JobNotFoundError(f"job {parts[1]} not found"))
             if method == "DELETE":
                 return self._cancel(method, url, job)
             if method == "GET":
@@ -231,8 +240,8 @@ class FakeApi:
         if key is not None and key in self.keys:
             first, job_id, expires_at = self.keys[key]
             if first != request:
-                return self.error(method, url, 409, "idempotency_conflict",
-                                  "this Idempotency-Key was used with a different request")
+                return self.refused(method, url, IdempotencyConflictError(
+                    "this Idempotency-Key was already used with a different request body"))
             if job_id not in self.jobs:
                 return self.refused(method, url, JobPurgedError.of(job_id, expires_at))
             return answered(method, url, json_response(dict(self.jobs[job_id]), 202))
@@ -273,11 +282,11 @@ class FakeApi:
         gone or that its type's model no longer takes, a tenant at its quota."""
         job = self.jobs.get(job_id)
         if job is None:
-            return self.error(method, url, 404, "job_not_found", f"job {job_id} not found")
+            return self.refused(method, url, JobNotFoundError(f"job {job_id} not found"))
         if job["status"] not in FINISHED:
-            return self.error(method, url, 409, "job_not_finished",
-                              f"job {job_id} is {job['status']}: only a finished job runs again",
-                              {"status": job["status"]})
+            return self.refused(method, url, JobNotFinishedError(
+                f"job {job_id} is {job['status']}: only a finished job (completed, failed or canceled) "
+                "runs again; wait for it to end, or cancel it first", details={"status": job["status"]}))
         try:
             job_type = self.registry.get_public(job["type"])
             if "payload" in job.get("gone", ()):
@@ -293,8 +302,8 @@ class FakeApi:
         """Queued or retrying: canceled now; running: its cancel requested (the worker stops it);
         finished: 409 `job_finished`."""
         if job["status"] in FINISHED:
-            return self.error(method, url, 409, "job_finished", f"job {job['id']} is already {job['status']}",
-                              {"status": job["status"]})
+            return self.refused(method, url, JobAlreadyFinishedError(f"job {job['id']} is already {job['status']}",
+                                                                     details={"status": job["status"]}))
         if job["status"] != "running":
             job.update(status="canceled", cancel_requested=True, version=job["version"] + 1)
         elif not job.get("cancel_requested"):
@@ -305,15 +314,6 @@ class FakeApi:
     def refused(method: str, url: str, error: JobpipeError) -> requests.Response:
         """`error` answered as the API answers it (its status, headers and body)."""
         return answered(method, url, error_response(error))
-
-    @staticmethod
-    def error(method: str, url: str, status: int, code: str, message: str, details: Any = None) -> requests.Response:
-        """The refusal `code` with `status`, in the API's error shape and headers."""
-        error = JobpipeError(message, details=details)
-        error.code = code
-        response = error_response(error)
-        response.status_code = status
-        return answered(method, url, response)
 
     def _artifacts(self, method: str, url: str, job_id: str, name: Optional[str], params: dict[str, Any]
                    ) -> requests.Response:
@@ -329,7 +329,7 @@ class FakeApi:
             cursor = shown[-1] if len(shown) < len(names) else None
             return answered(method, url, json_response({"job_id": job_id, "artifacts": listed, "next_cursor": cursor}))
         if name not in kept:
-            return self.error(method, url, 404, "artifact_not_found", f"job {job_id} has no artifact {name!r}")
+            return self.refused(method, url, ArtifactNotFoundError(f"job {job_id} has no artifact {name[:128]!r}"))
         artifact = kept[name]
         public = {k: v for k, v in artifact.items() if k not in ("data", "url")}
         if artifact["url"] is None:
