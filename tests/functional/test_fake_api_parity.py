@@ -345,3 +345,11 @@ def test_a_rerun_whose_payload_object_is_gone_is_refused_alike(both):
     refused = both.ask("POST", "/jobs/{kept}/rerun", body={})
     same(refused, "status", "code")
     assert refused["api"]["status"] == 410, refused["api"]
+
+
+@pytest.mark.parametrize("body", [{"delay_seconds": -1}, {"type": "demo.sleep"}, {"run_at": "tomorrow"},
+                                  {"delay_seconds": 5, "run_at": "2027-01-31T09:00:00Z"}])
+def test_a_rerun_body_the_api_refuses_is_refused_alike(both, body):
+    refused = both.ask("POST", "/jobs/{done}/rerun", body=body)
+    same(refused, "status", "code", "message", "details")
+    assert refused["api"]["status"] == 400, refused["api"]

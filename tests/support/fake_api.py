@@ -22,7 +22,7 @@ from requests.structures import CaseInsensitiveDict
 from chalicelib.api.errors import error_response, json_response
 from chalicelib.api.etag import conditional_response
 from chalicelib.api.http import validate
-from chalicelib.api.requests import SubmitJobRequest
+from chalicelib.api.requests import RerunJobRequest, SubmitJobRequest
 from chalicelib.defaults import IDEMPOTENCY_TTL_S
 from chalicelib.domain.errors import (
     ArtifactNotFoundError,
@@ -217,6 +217,10 @@ class FakeApi:
         if method == "GET" and path == "/jobs":
             return self._page(method, url, headers, params or {})
         if method == "POST" and len(parts) == 3 and parts[0] == "jobs" and parts[2] == "rerun":
+            try:  # the body, optional, says when the job starts: checked first, as the API's route does
+                validate(RerunJobRequest, json or {})
+            except JobpipeError as exc:
+                return self.refused(method, url, exc)
             return self._keyed(method, url, headers, (path, json or {}), lambda: self._rerun(method, url, parts[1]))
         if method == "GET" and len(parts) in (3, 4) and parts[:1] == ["jobs"] and parts[2] == "artifacts":
             return self._artifacts(method, url, parts[1], parts[3] if len(parts) == 4 else None, params or {})
