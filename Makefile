@@ -52,7 +52,7 @@ package: $(VENV)/.installed
 lint: package
 	$(BIN)/cfn-lint build/sam.json
 
-# Pure Python, no sockets, nothing but .venv: answers in seconds.
+# Pure Python, no sockets, nothing but .venv: 2-3 minutes, half of it two Hypothesis models.
 unit: $(VENV)/.installed
 	$(BIN)/python -m pytest tests/unit
 
