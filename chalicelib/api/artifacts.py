@@ -58,7 +58,7 @@ def get_artifact(call: Call, job_id: str, name: str) -> Any:
     services = container()
     job_id = _tenant_job(services.lifecycle, call, job_id)
     if services.artifacts is None:
-        raise ArtifactNotFoundError(f"job {job_id} has no artifact {name[:128]!r}")
+        raise ArtifactNotFoundError.of(job_id, name)
     artifact = services.artifacts.get(job_id, name)
     if artifact.content is not None:
         # Inline artifacts are UTF-8 text as written (adapters/artifacts.keeps_inline). The

@@ -100,9 +100,22 @@ class IdempotencyConflictError(JobpipeError):
 
     code = "idempotency_conflict"
 
+    @classmethod
+    def of(cls) -> "IdempotencyConflictError":
+        """The refusal of a request under a key kept for another one: what the API answers, and
+        the client's tests' fake of it."""
+        return cls("this Idempotency-Key was already used with a different request body")
+
 
 class JobAlreadyFinishedError(JobpipeError):
+    """A cancel of a job that has ended. `details`: `status`."""
+
     code = "job_finished"
+
+    @classmethod
+    def of(cls, job_id: str, status: str) -> "JobAlreadyFinishedError":
+        """The refusal of a cancel of `job_id`, ended as `status` (completed, failed, canceled)."""
+        return cls(f"job {job_id} is already {status}", details={"status": status})
 
 
 class JobNotFinishedError(JobpipeError):
@@ -110,6 +123,12 @@ class JobNotFinishedError(JobpipeError):
     run again. `details`: `status`."""
 
     code = "job_not_finished"
+
+    @classmethod
+    def of(cls, job_id: str, status: str) -> "JobNotFinishedError":
+        """The refusal of a rerun of `job_id`, still `status` (queued, running, retrying)."""
+        return cls(f"job {job_id} is {status}: only a finished job (completed, failed or canceled) runs again; "
+                   "wait for it to end, or cancel it first", details={"status": status})
 
 
 class QueueUnavailableError(JobpipeError):
@@ -266,6 +285,12 @@ class CacheGenerationChangedError(JobpipeError):
 class ArtifactNotFoundError(JobpipeError):
     code = "artifact_not_found"
 
+    @classmethod
+    def of(cls, job_id: str, name: str) -> "ArtifactNotFoundError":
+        """The refusal of a read of `job_id`'s artifact `name`, which it has not: the name cut to
+        128 characters (a route takes any length)."""
+        return cls(f"job {job_id} has no artifact {name[:128]!r}")
+
 
 class InvalidArtifactError(JobpipeError):
     """A handler wrote an artifact with a bad name or an unsupported value."""
@@ -277,6 +302,13 @@ class BlobNotFoundError(JobpipeError):
     """An object the record points at is gone (expired by the bucket's lifecycle rule)."""
 
     code = "blob_not_found"
+
+    @classmethod
+    def payload_gone(cls, job_id: str) -> "BlobNotFoundError":
+        """The refusal of a rerun of `job_id`, whose payload's object is gone: nothing can read
+        it back, so only the tenant can submit it again."""
+        return cls(f"the payload of job {job_id} is gone from the bucket (deleted by hand or by a lifecycle rule): "
+                   "it cannot run again; submit the payload anew")
 
 
 class TaskNotFoundError(JobpipeError):

@@ -158,18 +158,13 @@ class Admission(JobTransitions):
                 return made
             raise JobNotFoundError(f"job {job_id} not found")
         if not original.status.is_terminal:
-            raise JobNotFinishedError(
-                f"job {job_id} is {original.status.value}: only a finished job (completed, failed or canceled) "
-                "runs again; wait for it to end, or cancel it first",
-                details={"status": original.status.value})
+            raise JobNotFinishedError.of(job_id, original.status.value)
         (self.registry.get if internal else self.registry.get_public)(original.type)
         if "payload" in original.gone:
             made = self._rerun_made(tenant, idempotency_key, job_id)
             if made is not None:
                 return made
-            raise BlobNotFoundError(
-                f"the payload of job {job_id} is gone from the bucket (deleted by hand or by a lifecycle rule): "
-                "it cannot run again; submit the payload anew")
+            raise BlobNotFoundError.payload_gone(job_id)
         return self.submit(
             tenant=original.tenant, user=user, type=original.type, payload=original.payload,
             priority=original.priority, delay_seconds=delay_seconds, run_at=run_at, scope=original.scope,
@@ -244,7 +239,7 @@ class Admission(JobTransitions):
         """The job `first` made, answering a request under the same key (`again`); raises
         IdempotencyConflictError when `again` is another request: a key names one request."""
         if first.request_hash != again.request_hash:
-            raise IdempotencyConflictError("this Idempotency-Key was already used with a different request body")
+            raise IdempotencyConflictError.of()
         job = self.store.get(first.job_id, mark_gone=True)  # answered as GET /jobs/{id} shows it
         if job is None or job.tenant != first.tenant:  # removed after its retention, key still kept
             raise JobPurgedError.of(first.job_id, first.expires_at)

@@ -25,9 +25,7 @@ class Cancellation(JobTransitions):
         for _ in range(RACE_RETRIES):
             try:
                 if job.status.is_terminal:
-                    raise JobAlreadyFinishedError(
-                        f"job {job_id} is already {job.status.value}", details={"status": job.status.value}
-                    )
+                    raise JobAlreadyFinishedError.of(job_id, job.status.value)
                 if job.status == JobStatus.RUNNING:
                     if job.cancel_requested:
                         return job

@@ -343,7 +343,7 @@ def test_a_rerun_whose_payload_object_is_gone_is_refused_alike(both):
         read[side]["shown"] = {f: read[side]["body"].get(f) for f in ("payload", "gone")}
     same(read, "status", "shown")
     refused = both.ask("POST", "/jobs/{kept}/rerun", body={})
-    same(refused, "status", "code")
+    same(refused, "status", "code", "said")
     assert refused["api"]["status"] == 410, refused["api"]
 
 

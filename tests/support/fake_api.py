@@ -244,8 +244,7 @@ class FakeApi:
         if key is not None and key in self.keys:
             first, job_id, expires_at = self.keys[key]
             if first != request:
-                return self.refused(method, url, IdempotencyConflictError(
-                    "this Idempotency-Key was already used with a different request body"))
+                return self.refused(method, url, IdempotencyConflictError.of())
             if job_id not in self.jobs:
                 return self.refused(method, url, JobPurgedError.of(job_id, expires_at))
             return answered(method, url, json_response(dict(self.jobs[job_id]), 202))
@@ -288,13 +287,11 @@ class FakeApi:
         if job is None:
             return self.refused(method, url, JobNotFoundError(f"job {job_id} not found"))
         if job["status"] not in FINISHED:
-            return self.refused(method, url, JobNotFinishedError(
-                f"job {job_id} is {job['status']}: only a finished job (completed, failed or canceled) "
-                "runs again; wait for it to end, or cancel it first", details={"status": job["status"]}))
+            return self.refused(method, url, JobNotFinishedError.of(job_id, job["status"]))
         try:
             job_type = self.registry.get_public(job["type"])
             if "payload" in job.get("gone", ()):
-                raise BlobNotFoundError(f"the payload of job {job_id} is gone from the bucket: it cannot run again")
+                raise BlobNotFoundError.payload_gone(job_id)
             payload = self._admitted(job_type, job.get("payload", {}))
         except JobpipeError as exc:
             return self.refused(method, url, exc)
@@ -306,8 +303,7 @@ class FakeApi:
         """Queued or retrying: canceled now; running: its cancel requested (the worker stops it);
         finished: 409 `job_finished`."""
         if job["status"] in FINISHED:
-            return self.refused(method, url, JobAlreadyFinishedError(f"job {job['id']} is already {job['status']}",
-                                                                     details={"status": job["status"]}))
+            return self.refused(method, url, JobAlreadyFinishedError.of(job["id"], job["status"]))
         if job["status"] != "running":
             job.update(status="canceled", cancel_requested=True, version=job["version"] + 1)
         elif not job.get("cancel_requested"):
@@ -333,7 +329,7 @@ class FakeApi:
             cursor = shown[-1] if len(shown) < len(names) else None
             return answered(method, url, json_response({"job_id": job_id, "artifacts": listed, "next_cursor": cursor}))
         if name not in kept:
-            return self.refused(method, url, ArtifactNotFoundError(f"job {job_id} has no artifact {name[:128]!r}"))
+            return self.refused(method, url, ArtifactNotFoundError.of(job_id, name))
         artifact = kept[name]
         public = {k: v for k, v in artifact.items() if k not in ("data", "url")}
         if artifact["url"] is None:

@@ -1,0 +1,43 @@
+"""Each refusal the API words, built once beside its error class: the API raises it, and the
+fake API the client's tests run against answers with the same builder, word for word."""
+from __future__ import annotations
+
+from chalicelib.domain.errors import (
+    ArtifactNotFoundError,
+    BlobNotFoundError,
+    IdempotencyConflictError,
+    JobAlreadyFinishedError,
+    JobNotFinishedError,
+)
+
+
+def test_a_cancel_of_a_finished_job_names_it_and_its_status():
+    error = JobAlreadyFinishedError.of("j-1", "completed")
+    assert (error.code, error.message, error.details) == (
+        "job_finished", "job j-1 is already completed", {"status": "completed"})
+
+
+def test_a_missing_artifact_is_named_cut_to_128_characters():
+    error = ArtifactNotFoundError.of("j-1", "report.txt")
+    assert (error.code, error.message) == ("artifact_not_found", "job j-1 has no artifact 'report.txt'")
+    assert ArtifactNotFoundError.of("j-1", "r" * 200).message == f"job j-1 has no artifact {'r' * 128!r}"
+
+
+def test_a_rerun_of_an_unfinished_job_says_which_jobs_run_again():
+    error = JobNotFinishedError.of("j-1", "running")
+    assert (error.code, error.details) == ("job_not_finished", {"status": "running"})
+    assert error.message == ("job j-1 is running: only a finished job (completed, failed or canceled) runs "
+                             "again; wait for it to end, or cancel it first")
+
+
+def test_a_key_used_with_another_request_is_a_conflict():
+    error = IdempotencyConflictError.of()
+    assert (error.code, error.message) == (
+        "idempotency_conflict", "this Idempotency-Key was already used with a different request body")
+
+
+def test_a_rerun_whose_payload_object_is_gone_says_to_submit_it_anew():
+    error = BlobNotFoundError.payload_gone("j-1")
+    assert error.code == "blob_not_found"
+    assert error.message == ("the payload of job j-1 is gone from the bucket (deleted by hand or by a lifecycle "
+                             "rule): it cannot run again; submit the payload anew")
