@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Optional
 
+from chalicelib.defaults import MAX_ANSWER_BYTES
 from chalicelib.domain.job import isoformat
 from chalicelib.domain.numbers import shown_number
 
@@ -75,6 +76,15 @@ class PayloadTooLargeError(JobpipeError):
     """A request, or the job it would make, is larger than the API can take or answer."""
 
     code = "payload_too_large"
+
+    @classmethod
+    def unanswerable(cls, size: int) -> "PayloadTooLargeError":
+        """The refusal of a job that would be `size` bytes as the API answers it, past what one
+        answer carries (MAX_ANSWER_BYTES)."""
+        return cls(f"the job would be {shown_number(size)} bytes as the API answers it, past the "
+                   f"{shown_number(MAX_ANSWER_BYTES)} it can return (Lambda's 6 MB, with JSON's escapes: a "
+                   "non-ASCII character takes 7 bytes); pass a reference to large input (an object in S3) instead",
+                   details={"answer_bytes": size, "limit": MAX_ANSWER_BYTES})
 
 
 class InvalidTransitionError(JobpipeError):

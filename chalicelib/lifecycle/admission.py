@@ -41,7 +41,6 @@ from chalicelib.domain.job import (
     new_job_id,
     too_deep_message,
 )
-from chalicelib.domain.numbers import shown_number
 from chalicelib.domain.submission_keys import check_key, request_hash
 from chalicelib.lifecycle.transitions import JobTransitions, start_message
 from chalicelib.ports import SubmissionKey
@@ -61,6 +60,36 @@ def hashed_request(signature: inspect.Signature, arguments: Mapping[str, Any]) -
     hashed no such field, and a replay of that key's request must still match it."""
     return {name: arguments[name] for name, parameter in signature.parameters.items()
             if name not in NOT_THE_REQUEST and (name in FIRST_KEYED or arguments[name] != parameter.default)}
+
+
+def start_time(now: datetime, delay_seconds: int, run_at: Optional[datetime]) -> datetime:
+    """When a job asked at `now` to start `delay_seconds` later, or at `run_at` (one passed: now),
+    starts. Raises InvalidRequestError: both given, a `run_at` with no zone, a negative delay, a
+    start more than MAX_SCHEDULE_S ahead."""
+    if run_at is not None and delay_seconds:
+        raise InvalidRequestError("give either run_at or delay_seconds, not both")
+    if run_at is not None:
+        if run_at.tzinfo is None:
+            raise InvalidRequestError("run_at needs a time zone (for example 2027-01-31T09:00:00Z)")
+        start = max(now, run_at)
+    else:
+        if delay_seconds < 0:
+            raise InvalidRequestError("delay_seconds must not be negative")
+        start = now + timedelta(seconds=delay_seconds)
+    if (start - now).total_seconds() > MAX_SCHEDULE_S:
+        raise InvalidRequestError(
+            f"a job can be scheduled at most {MAX_SCHEDULE_S // 86400} days ahead",
+            details={"max_delay_seconds": MAX_SCHEDULE_S},
+        )
+    return start
+
+
+def check_answerable(shown: Mapping[str, Any]) -> None:
+    """Raises PayloadTooLargeError when no answer could carry `shown` (a job as the API shows it:
+    not its 202, not a GET of it)."""
+    size = answer_bytes(shown)
+    if size > MAX_ANSWER_BYTES:
+        raise PayloadTooLargeError.unanswerable(size)
 
 
 class Admission(JobTransitions):
@@ -194,7 +223,7 @@ class Admission(JobTransitions):
         model = job_type.parse_payload(payload)
         if priority is not None and priority not in PRIORITIES:  # POST /jobs's model checks it; ctx.spawn's comes here
             raise InvalidRequestError(f"priority must be high, normal or low, not {priority!r:.100}")
-        start = self._start_time(now, delay_seconds, run_at)
+        start = start_time(now, delay_seconds, run_at)
         wait_s = math.ceil((start - now).total_seconds())
         held = wait_s > SQS_MAX_DELAY_S
         job = Job(
@@ -215,14 +244,7 @@ class Admission(JobTransitions):
                              else self._claim_deadline(start, sent=1)),
             dispatches=0 if held else 1,
         )
-        size = answer_bytes(job.public())
-        if size > MAX_ANSWER_BYTES:  # no answer could carry the job: not its 202, not a GET of it
-            raise PayloadTooLargeError(
-                f"the job would be {shown_number(size)} bytes as the API answers it, past the "
-                f"{shown_number(MAX_ANSWER_BYTES)} "
-                "it can return (Lambda's 6 MB, with JSON's escapes: a non-ASCII character takes 7 "
-                "bytes); pass a reference to large input (an object in S3) instead",
-                details={"answer_bytes": size, "limit": MAX_ANSWER_BYTES})
+        check_answerable(job.public())
         return job, wait_s
 
     def _send_first(self, job: Job, wait_s: int) -> None:
@@ -244,25 +266,6 @@ class Admission(JobTransitions):
         if job is None or job.tenant != first.tenant:  # removed after its retention, key still kept
             raise JobPurgedError.of(first.job_id, first.expires_at)
         return job
-
-    @staticmethod
-    def _start_time(now: datetime, delay_seconds: int, run_at: Optional[datetime]) -> datetime:
-        if run_at is not None and delay_seconds:
-            raise InvalidRequestError("give either run_at or delay_seconds, not both")
-        if run_at is not None:
-            if run_at.tzinfo is None:
-                raise InvalidRequestError("run_at needs a time zone (for example 2027-01-31T09:00:00Z)")
-            start = max(now, run_at)
-        else:
-            if delay_seconds < 0:
-                raise InvalidRequestError("delay_seconds must not be negative")
-            start = now + timedelta(seconds=delay_seconds)
-        if (start - now).total_seconds() > MAX_SCHEDULE_S:
-            raise InvalidRequestError(
-                f"a job can be scheduled at most {MAX_SCHEDULE_S // 86400} days ahead",
-                details={"max_delay_seconds": MAX_SCHEDULE_S},
-            )
-        return start
 
     def spawn(
         self, parent: Job, index: int, *, type: str, payload: Any,

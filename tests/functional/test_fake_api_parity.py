@@ -5,6 +5,7 @@ the same placeholder. A fake that drifted from the API would hide the client's b
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
@@ -14,6 +15,7 @@ from chalice.local import RouteMatcher
 
 from chalicelib import composition
 from chalicelib.adapters.dynamodb_items import JSON_FIELDS, job_key
+from chalicelib.defaults import MAX_SCHEDULE_S
 from tests.functional.conftest import drain, token
 from tests.functional.test_doc_examples import URL, _bridge
 from tests.functional.test_operations import _feed_stream
@@ -353,3 +355,38 @@ def test_a_rerun_body_the_api_refuses_is_refused_alike(both, body):
     refused = both.ask("POST", "/jobs/{done}/rerun", body=body)
     same(refused, "status", "code", "message", "details")
     assert refused["api"]["status"] == 400, refused["api"]
+
+
+STEPS = {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}}
+BEYOND_SCHEDULE = [{"run_at": (datetime.now(timezone.utc) + timedelta(days=400)).isoformat()},
+                   {"delay_seconds": MAX_SCHEDULE_S + 1}]
+
+
+@pytest.mark.parametrize("replayed", [
+    {"type": "no.such.type", "payload": {}}, {"payload": {}}, {"type": "demo.steps", "payload": {"steps": 0}},
+    {**STEPS, **BEYOND_SCHEDULE[0]}, {**STEPS, **BEYOND_SCHEDULE[1]}])
+def test_a_keyed_replay_the_api_refuses_before_its_key_is_refused_alike(both, replayed):
+    """The body, its type and its payload are checked before the key is looked up: a used key
+    with a body the API refuses is that body's refusal, not a conflict."""
+    keyed = {"Idempotency-Key": "checked-1"}
+    same(both.ask("POST", "/jobs", body=STEPS, headers=keyed), "status")
+    refused = both.ask("POST", "/jobs", body=replayed, headers=keyed)
+    same(refused, "status", "code", "message", "details")
+    assert refused["api"]["status"] in (400, 422), refused["api"]
+
+
+@pytest.mark.parametrize("start", BEYOND_SCHEDULE)
+def test_a_start_further_ahead_than_a_job_may_wait_is_refused_alike(both, start):
+    for path, body in (("/jobs", {**STEPS, **start}), ("/jobs/{done}/rerun", start)):
+        refused = both.ask("POST", path, body=body)
+        same(refused, "status", "code", "message", "details")
+        assert refused["api"]["status"] == 400, refused["api"]
+
+
+def test_a_job_no_answer_could_carry_is_413_alike(both):
+    """A quote takes 2 bytes in the body and 4 in the answer (its JSON written again as a
+    string): the body passes, the job it would make does not."""
+    body = {"type": "demo.outputs", "payload": {"pad": '"' * 1_600_000}}
+    refused = both.ask("POST", "/jobs", body=body)
+    same(refused, "status", "code", "message", "details")
+    assert refused["api"]["status"] == 413, refused["api"]

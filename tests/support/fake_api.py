@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
@@ -22,7 +23,7 @@ from requests.structures import CaseInsensitiveDict
 from chalicelib.api.errors import error_response, json_response
 from chalicelib.api.etag import conditional_response
 from chalicelib.api.http import validate
-from chalicelib.api.requests import RerunJobRequest, SubmitJobRequest
+from chalicelib.api.requests import RerunJobRequest, StartRequest, SubmitJobRequest
 from chalicelib.defaults import IDEMPOTENCY_TTL_S
 from chalicelib.domain.errors import (
     ArtifactNotFoundError,
@@ -37,6 +38,7 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.job import new_job_id
 from chalicelib.domain.registry import JobType
 from chalicelib.job_types import build_registry
+from chalicelib.lifecycle.admission import check_answerable, start_time
 from chalicelib.quota import TenantQuota
 from tests.support.chalice_wsgi import gateway_response
 # The API's own rules for what a listing shows of a value kept in S3, where the store keeps one,
@@ -138,11 +140,14 @@ class FakeApi:
 
     def add(self, status: str = "queued", **fields: Any) -> dict[str, Any]:
         """A job as the API shows it (Job.public(): every field it carries), with `fields`."""
-        shown = Job.model_validate({"id": new_job_id(), "type": "demo.steps", "tenant": self.tenant, "user": "ann",
-                                    "created_at": CREATED_AT, "not_before": CREATED_AT}).public()
-        job = {**shown, "status": status, **fields}
+        job = self._shown(status, **fields)
         self.jobs[job["id"]] = job
         return job
+
+    def _shown(self, status: str = "queued", **fields: Any) -> dict[str, Any]:
+        shown = Job.model_validate({"id": new_job_id(), "type": "demo.steps", "tenant": self.tenant, "user": "ann",
+                                    "created_at": CREATED_AT, "not_before": CREATED_AT}).public()
+        return {**shown, "status": status, **fields}
 
     def lose_payload(self, job_id: str) -> None:
         """`job_id`'s payload, kept in S3, gone from the bucket (deleted by hand or by a lifecycle
@@ -208,7 +213,7 @@ class FakeApi:
         self.requests.append((method, path, {"headers": headers, "json": json, "params": params}))
         parts = path.strip("/").split("/")
         if method == "POST" and path == "/jobs":
-            return self._keyed(method, url, headers, (path, json), lambda: self._submit(method, url, json))
+            return self._keyed(method, url, headers, (path, json), lambda: self._submitted(json))
         if method == "POST" and path == "/jobs/status":
             ids = json["job_ids"]
             jobs = self._fitted(ids, {i: self._listed(self._read(i) or {"id": i, "status": "not_found"}) for i in ids})
@@ -218,10 +223,11 @@ class FakeApi:
             return self._page(method, url, headers, params or {})
         if method == "POST" and len(parts) == 3 and parts[0] == "jobs" and parts[2] == "rerun":
             try:  # the body, optional, says when the job starts: checked first, as the API's route does
-                validate(RerunJobRequest, json or {})
+                start = validate(RerunJobRequest, json or {})
             except JobpipeError as exc:
                 return self.refused(method, url, exc)
-            return self._keyed(method, url, headers, (path, json or {}), lambda: self._rerun(method, url, parts[1]))
+            return self._keyed(method, url, headers, (path, json or {}), lambda: self._rerun(parts[1], start),
+                               answers=lambda made: made.get("rerun_of") == parts[1])
         if method == "GET" and len(parts) in (3, 4) and parts[:1] == ["jobs"] and parts[2] == "artifacts":
             return self._artifacts(method, url, parts[1], parts[3] if len(parts) == 4 else None, params or {})
         if len(parts) == 2 and parts[0] == "jobs":
@@ -236,68 +242,78 @@ class FakeApi:
         return make_response(method, url, status, text.encode(), {"Content-Type": "application/json"})
 
     def _keyed(self, method: str, url: str, headers: dict, request: tuple[str, Any],
-               make: Callable[[], requests.Response]) -> requests.Response:
-        """A submit or rerun (`request`: its path and body) under its Idempotency-Key: the job
-        the key made when it came with the same request, 409 `idempotency_conflict` with
-        another, else what `make` answers (a 202 keeps the key)."""
+               make: Callable[[], dict[str, Any]],
+               answers: Optional[Callable[[dict[str, Any]], bool]] = None) -> requests.Response:
+        """A submit or rerun (`request`: its path and body) under its Idempotency-Key, in the
+        API's order: `make`'s checks of the request first (it returns the fields of the job to add,
+        or raises the API's refusal), then the key (the job it made when it came with the same request, 409
+        `idempotency_conflict` with another, 410 `job_purged` when that job is gone), then the
+        tenant's quota; a 202 keeps the key. `answers`: for a rerun whose original or payload
+        object is gone, whether the key's job is that rerun (then it answers, as the API's does)."""
         key = CaseInsensitiveDict(headers).get("Idempotency-Key")
-        if key is not None and key in self.keys:
-            first, job_id, expires_at = self.keys[key]
+        kept = self.keys.get(key) if key is not None else None
+        try:
+            fields = make()
+        except (JobNotFoundError, BlobNotFoundError) as exc:
+            made = self.jobs.get(kept[1]) if kept is not None and answers is not None else None
+            if made is None or not answers(made):
+                return self.refused(method, url, exc)
+            return answered(method, url, json_response(dict(made), 202))
+        except JobpipeError as exc:
+            return self.refused(method, url, exc)
+        if kept is not None:
+            first, job_id, expires_at = kept
             if first != request:
                 return self.refused(method, url, IdempotencyConflictError.of())
             if job_id not in self.jobs:
                 return self.refused(method, url, JobPurgedError.of(job_id, expires_at))
             return answered(method, url, json_response(dict(self.jobs[job_id]), 202))
-        response = make()
-        if key is not None and response.status_code == 202:
-            self.keys[key] = (request, response.json()["id"], int(time.time()) + IDEMPOTENCY_TTL_S)
-        return response
-
-    def _submit(self, method: str, url: str, body: dict[str, Any]) -> requests.Response:
-        """A request the API's model takes, of a type the API takes, with a payload its type's
-        model takes (kept as the API keeps it, the model's defaults filled in), admitted by the
-        tenant's quota: else the API's own refusal."""
-        try:
-            request = validate(SubmitJobRequest, body)
-            job_type = self.registry.get_public(request.type)
-            payload = self._admitted(job_type, request.payload)
-        except JobpipeError as exc:
-            return self.refused(method, url, exc)
-        job = self.add(type=job_type.name, payload=payload, max_attempts=job_type.max_attempts,
-                       priority=request.priority or job_type.priority)
+        if self.max_unfinished is not None:
+            try:
+                TenantQuota(self, self.max_unfinished).admit(self.tenant)
+            except JobpipeError as exc:
+                return self.refused(method, url, exc)
+        job = self.add(**fields)  # through `add`, which a test may script
+        if key is not None:
+            self.keys[key] = (request, job["id"], int(time.time()) + IDEMPOTENCY_TTL_S)
         return answered(method, url, json_response(job, 202))
 
-    def _admitted(self, job_type: JobType, payload: Any) -> Any:
-        """`payload` as the API keeps it (its type's model's dump, defaults filled in) for a job
-        the tenant's quota admits. Raises InvalidPayloadError, QuotaExceededError."""
-        kept = job_type.dump_payload(job_type.parse_payload(payload))
-        if self.max_unfinished is not None:
-            TenantQuota(self, self.max_unfinished).admit(self.tenant)
+    def _submitted(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The fields of the job a submit makes, checked as the API checks it: its body by the API's model, its
+        type among those the API takes, its payload by its type's model (kept as the API keeps
+        it, the model's defaults filled in), its start, its size as an answer. Raises the API's
+        refusal."""
+        request = validate(SubmitJobRequest, body)
+        job_type = self.registry.get_public(request.type)
+        return self._new_job(job_type, request.payload, request, priority=request.priority or job_type.priority)
+
+    def _new_job(self, job_type: JobType, payload: Any, start: StartRequest, **fields: Any) -> dict[str, Any]:
+        """The fields of a job of `job_type` with `payload` and `fields`, checked as the
+        lifecycle's admission checks it (its payload, its start, whether an answer can carry it)."""
+        kept = {"type": job_type.name, "payload": job_type.dump_payload(job_type.parse_payload(payload)),
+                "max_attempts": job_type.max_attempts, **fields}
+        start_time(datetime.now(timezone.utc), start.delay_seconds, start.run_at)
+        check_answerable(self._shown(**kept))
         return kept
 
     def unfinished(self, tenant: str) -> int:
         """The tenant's unfinished jobs (the count TenantQuota reads from the stats store)."""
         return sum(j["status"] not in FINISHED for j in self.jobs.values()) if tenant == self.tenant else 0
 
-    def _rerun(self, method: str, url: str, job_id: str) -> requests.Response:
-        """A finished job's rerun: a new queued job with its type, payload and priority, `rerun_of`
-        it; refused as the API refuses it: a type it no longer takes, a payload whose object is
-        gone or that its type's model no longer takes, a tenant at its quota."""
+    def _rerun(self, job_id: str, start: StartRequest) -> dict[str, Any]:
+        """The fields of a finished job's rerun: a new queued job with its type, payload and priority, `rerun_of`
+        it; refused as the API refuses it: an unknown or unfinished job, a type it no longer
+        takes, a payload whose object is gone or that its type's model no longer takes, a start
+        too far ahead."""
         job = self.jobs.get(job_id)
         if job is None:
-            return self.refused(method, url, JobNotFoundError(f"job {job_id} not found"))
+            raise JobNotFoundError(f"job {job_id} not found")
         if job["status"] not in FINISHED:
-            return self.refused(method, url, JobNotFinishedError.of(job_id, job["status"]))
-        try:
-            job_type = self.registry.get_public(job["type"])
-            if "payload" in job.get("gone", ()):
-                raise BlobNotFoundError.payload_gone(job_id)
-            payload = self._admitted(job_type, job.get("payload", {}))
-        except JobpipeError as exc:
-            return self.refused(method, url, exc)
-        again = self.add(type=job_type.name, payload=payload, max_attempts=job_type.max_attempts,
-                         priority=job["priority"], rerun_of=job_id)
-        return answered(method, url, json_response(again, 202))
+            raise JobNotFinishedError.of(job_id, job["status"])
+        job_type = self.registry.get_public(job["type"])
+        if "payload" in job.get("gone", ()):
+            raise BlobNotFoundError.payload_gone(job_id)
+        return self._new_job(job_type, job.get("payload", {}), start, priority=job["priority"], rerun_of=job_id)
 
     def _cancel(self, method: str, url: str, job: dict[str, Any]) -> requests.Response:
         """Queued or retrying: canceled now; running: its cancel requested (the worker stops it);
