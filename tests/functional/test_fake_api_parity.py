@@ -390,3 +390,10 @@ def test_a_job_no_answer_could_carry_is_413_alike(both):
     refused = both.ask("POST", "/jobs", body=body)
     same(refused, "status", "code", "message", "details")
     assert refused["api"]["status"] == 413, refused["api"]
+
+
+@pytest.mark.parametrize("path, body", [("/jobs", STEPS), ("/jobs/{done}/rerun", {})])
+def test_an_idempotency_key_that_is_no_key_is_refused_alike(both, path, body):
+    refused = both.ask("POST", path, body=body, headers={"Idempotency-Key": "k" * 256})
+    same(refused, "status", "code", "message", "details")
+    assert refused["api"]["status"] == 400, refused["api"]

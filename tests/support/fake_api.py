@@ -37,6 +37,7 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.domain.job import new_job_id
 from chalicelib.domain.registry import JobType
+from chalicelib.domain.submission_keys import check_key
 from chalicelib.job_types import build_registry
 from chalicelib.lifecycle.admission import check_answerable, start_time
 from chalicelib.quota import TenantQuota
@@ -254,7 +255,14 @@ class FakeApi:
         kept = self.keys.get(key) if key is not None else None
         try:
             fields = make()
+            if key is not None:
+                check_key(key)  # 400 for a header that is no key (a request refused more ways says so sooner)
         except (JobNotFoundError, BlobNotFoundError) as exc:
+            if key is not None and answers is not None:
+                try:
+                    check_key(key)  # the API looks the key up then: it must be one
+                except JobpipeError as bad:
+                    return self.refused(method, url, bad)
             made = self.jobs.get(kept[1]) if kept is not None and answers is not None else None
             if made is None or not answers(made):
                 return self.refused(method, url, exc)
