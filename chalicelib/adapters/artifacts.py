@@ -203,7 +203,7 @@ class DynamoArtifactStore:
 
     def get(self, job_id: str, name: str) -> Artifact:
         if not NAME.fullmatch(name):
-            raise ArtifactNotFoundError(f"job {job_id} has no artifact {name[:128]!r}")
+            raise ArtifactNotFoundError.of(job_id, name)
         try:
             item = self._ddb.get_item(
                 TableName=self._table, Key=artifact_key(job_id, name)
@@ -211,7 +211,7 @@ class DynamoArtifactStore:
         except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
             raise StoreUnavailableError(f"could not read artifact {name} of job {job_id}") from exc
         if item is None:
-            raise ArtifactNotFoundError(f"job {job_id} has no artifact {name!r}")
+            raise ArtifactNotFoundError.of(job_id, name)
         info = _info(job_id, item)
         if "data" in item:
             return Artifact(info, content=bytes(item["data"]["B"]))

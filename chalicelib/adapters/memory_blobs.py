@@ -91,4 +91,4 @@ class InMemoryArtifactStore:
         try:
             return self.items[(job_id, name)]
         except KeyError:
-            raise ArtifactNotFoundError(f"job {job_id} has no artifact {name[:128]!r}") from None
+            raise ArtifactNotFoundError.of(job_id, name) from None
