@@ -36,19 +36,16 @@ def written_since(path: Path, offset: int, max_lines: int = MAX_LINES, max_line_
             lines = log.read().decode("utf-8", errors="replace").splitlines()
     except FileNotFoundError:
         return ""
-    shown = [line if len(line) <= max_line_chars else line[:max_line_chars] + " …" for line in lines[-max_lines:]]
-    left_out = len(lines) - len(shown)
-    header = [f"({left_out} earlier lines of {path} left out)"] if left_out else []
-    return "\n".join(header + shown)
+    return _tail(lines, max_lines, max_line_chars, f" of {path}")
 
 
 def function_lines_since(session: Any, start_ms: int, max_lines: int = MAX_LINES,
                          max_line_chars: int = MAX_LINE_CHARS) -> str:
     """Every function's CloudWatch Logs lines from `start_ms` (epoch milliseconds) on, of every
     stack in the emulator, in time order, each as `[stack/function] message` (its group's name
-    without `/aws/lambda/`): the last `max_lines` of them, each cut to `max_line_chars`. The stack may be what failed, so each
-    request is bounded (2 s to connect, 5 s to answer, no retries) and a failure to read is
-    one line saying so."""
+    without `/aws/lambda/`): the last `max_lines` of them, each cut to `max_line_chars`. The
+    stack may be what failed, so each request is bounded (2 s to connect, 5 s to answer, no
+    retries) and a failure to read is one line saying so."""
     logs = session.client("logs", config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1}))
     lines: list[tuple[int, str]] = []
     try:
@@ -61,6 +58,12 @@ def function_lines_since(session: Any, start_ms: int, max_lines: int = MAX_LINES
     except Exception as exc:  # noqa: BLE001 - the report says what it could not read, whatever it was
         lines.append((2**63, f"(the functions' logs could not be read: {exc})"))
     lines.sort(key=lambda line: line[0])
-    shown = [text if len(text) <= max_line_chars else text[:max_line_chars] + " …" for _, text in lines[-max_lines:]]
+    return _tail([text for _, text in lines], max_lines, max_line_chars)
+
+
+def _tail(lines: list[str], max_lines: int, max_line_chars: int, of: str = "") -> str:
+    """The last `max_lines` of `lines`, each cut to `max_line_chars`, after a first line saying
+    how many earlier ones (`of` where) were left out, when any were."""
+    shown = [line if len(line) <= max_line_chars else line[:max_line_chars] + " …" for line in lines[-max_lines:]]
     left_out = len(lines) - len(shown)
-    return "\n".join(([f"({left_out} earlier lines left out)"] if left_out else []) + shown)
+    return "\n".join(([f"({left_out} earlier lines{of} left out)"] if left_out else []) + shown)
