@@ -19,8 +19,7 @@ from chalicelib.defaults import MAX_SCHEDULE_S
 from tests.functional.conftest import drain, token
 from tests.functional.test_doc_examples import URL, _bridge
 from tests.functional.test_operations import _feed_stream
-from tests.support.chalice_wsgi import gateway_response
-from tests.support.fake_api import FakeApi, FakeSession, make_response
+from tests.support.fake_api import FakeApi, FakeSession, route_not_found
 
 LARGE_RESULT_BYTES = 70_000  # past the store's inline limit (64 KiB): kept in S3
 
@@ -29,14 +28,11 @@ class Both:
     """The real app (through the Chalice test client) and a FakeApi, each holding the same jobs
     by its own ids, asked the same requests."""
 
-    def __init__(self, app, aws, client) -> None:
+    def __init__(self, app, aws, client, monkeypatch) -> None:
         session = FakeSession({})
         session.headers["Authorization"] = f"Bearer {token()}"
         self.servers = {"api": _staged(app, _bridge(client, session)), "fake": FakeApi()}
-        self._finish = lambda: drain(app, aws)
-        self._count = lambda: _feed_stream(app, aws)
-        self._purge = lambda job_id: aws["ddb"].delete_item(TableName="jobs", Key=job_key(job_id))
-        self._aws = aws
+        self._app, self._aws, self._monkeypatch = app, aws, monkeypatch
         self.ids: dict[str, dict[str, str]] = {"api": {}, "fake": {}}
 
     def submit(self, name: str, body: dict[str, Any]) -> None:
@@ -48,7 +44,7 @@ class Both:
     def finish(self, *names: str) -> None:
         """The named jobs run to the end: the app's workers run them, and the fake's show each
         as the app then shows it (status, version, result)."""
-        self._finish()
+        drain(self._app, self._aws)
         fake: FakeApi = self.servers["fake"]
         for name in names:
             ended = self.servers["api"]("GET", f"{URL}/jobs/{self.ids['api'][name]}").json()
@@ -65,12 +61,13 @@ class Both:
         self.counted()
 
     def counted(self) -> None:
-        self._count()
+        """The app's counts of unfinished jobs brought up to date (its jobs table's stream fed)."""
+        _feed_stream(self._app, self._aws)
 
     def purge(self, name: str) -> None:
         """The named job is removed, as retention's clean-up removes it (a key it was made
         under still kept)."""
-        self._purge(self.ids["api"][name])
+        self._aws["ddb"].delete_item(TableName="jobs", Key=job_key(self.ids["api"][name]))
         self.servers["fake"].purge(self.ids["fake"][name])
 
     def keep(self, name: str, **fields: Any) -> None:
@@ -127,7 +124,6 @@ def _staged(app, server):
     and path no route takes is answered by the stage's gateway response (infra/resources.json),
     as chalice_wsgi answers it, not by the local gateway's 403."""
     matcher = RouteMatcher(list(app.routes))
-    status, text = gateway_response("MISSING_AUTHENTICATION_TOKEN")
 
     def answer(method, url, **kwargs):
         try:
@@ -135,7 +131,7 @@ def _staged(app, server):
         except ValueError:
             route = None
         if route is None or method not in app.routes[route]:
-            return make_response(method, url, status, text.encode(), {"Content-Type": "application/json"})
+            return route_not_found(method, url)
         return server(method, url, **kwargs)
 
     return answer
@@ -156,8 +152,7 @@ def same(answers: dict[str, dict[str, Any]], *fields: str) -> None:
 
 @pytest.fixture
 def both(app, aws, client, monkeypatch) -> Both:
-    both = Both(app, aws, client)
-    both._monkeypatch = monkeypatch
+    both = Both(app, aws, client, monkeypatch)
     both.submit("done", {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})
     both.submit("large", {"type": "demo.outputs", "payload": {"result_bytes": LARGE_RESULT_BYTES}})
     both.finish("done", "large")

@@ -18,13 +18,16 @@ import requests
 from requests.structures import CaseInsensitiveDict
 
 # The API's own answers: how an error becomes one (status, Retry-After, Cache-Control), how a
-# read is tagged for caching, which job types it takes and how it checks their payloads, and
-# what it answers a method and path no route takes (the stage's gateway response).
+# read is tagged for caching, which job types it takes and how it checks their payloads, what it
+# answers a method and path no route takes (the stage's gateway response), what a listing shows
+# of a value kept in S3 and which jobs of a batch it shows short, where a listing's page ends
+# (the stores' own rule).
 from chalicelib.api.errors import error_response, json_response
 from chalicelib.api.etag import conditional_response
 from chalicelib.api.http import validate
+from chalicelib.api.job_reads import claim_check_placeholder, fitted
 from chalicelib.api.requests import RerunJobRequest, StartRequest, SubmitJobRequest
-from chalicelib.defaults import IDEMPOTENCY_TTL_S
+from chalicelib.defaults import IDEMPOTENCY_TTL_S, INLINE_LIMIT_BYTES
 from chalicelib.domain.errors import (
     ArtifactNotFoundError,
     BlobNotFoundError,
@@ -35,21 +38,14 @@ from chalicelib.domain.errors import (
     JobpipeError,
     JobPurgedError,
 )
-from chalicelib.domain.job import new_job_id
+from chalicelib.domain.job import Job, answer_spent, new_job_id
 from chalicelib.domain.registry import JobType
 from chalicelib.domain.submission_keys import check_key
 from chalicelib.job_types import build_registry
 from chalicelib.lifecycle.admission import check_answerable, start_time
+from chalicelib.ports import JobQuery
 from chalicelib.quota import TenantQuota
 from tests.support.chalice_wsgi import gateway_response
-# The API's own rules for what a listing shows of a value kept in S3, where the store keeps one,
-# and which jobs of a batch it shows short.
-from chalicelib.api.job_reads import claim_check_placeholder
-from chalicelib.api.job_reads import fitted
-from chalicelib.defaults import INLINE_LIMIT_BYTES
-# Where a listing's page ends (the stores' own rule), and what its jobs may carry in all.
-from chalicelib.domain.job import Job, answer_spent
-from chalicelib.ports import JobQuery
 
 FINISHED = ("completed", "failed", "canceled")
 CREATED_AT = "2026-01-01T00:00:00.000Z"
@@ -74,6 +70,13 @@ def answered(method: str, url: str, response: chalice.Response) -> requests.Resp
         body = json.dumps(body)
     return make_response(method, url, response.status_code, body.encode() if isinstance(body, str) else body,
                          dict(response.headers or {}))
+
+
+def route_not_found(method: str, url: str) -> requests.Response:
+    """What the deployed stage answers a method and path no route takes (its gateway response,
+    infra/resources.json), before any function runs."""
+    status, text = gateway_response("MISSING_AUTHENTICATION_TOKEN")
+    return make_response(method, url, status, text.encode(), {"Content-Type": "application/json"})
 
 
 def failing(kind: str) -> Callable[..., requests.Response]:
@@ -135,7 +138,7 @@ class FakeApi:
         """An artifact of `job_id`: inline (its bytes are the answer) or, with `url`, in S3
         (the answer is that presigned URL); `size` is what the API says it holds."""
         listed = {"name": name, "content_type": content_type, "size": len(data) if size is None else size,
-                  "created_at": "2026-01-01T00:00:00.000Z", "location": "s3" if url else "inline"}
+                  "created_at": CREATED_AT, "location": "s3" if url else "inline"}
         self.artifacts.setdefault(job_id, {})[name] = {**listed, "data": data, "url": url}
         return listed
 
@@ -239,8 +242,7 @@ class FakeApi:
                 return self._cancel(method, url, job)
             if method == "GET":
                 return self._conditional(method, url, headers, dict(job), self._tag([f"{job['id']}:{job['version']}"]))
-        status, text = gateway_response("MISSING_AUTHENTICATION_TOKEN")  # as the stage answers it
-        return make_response(method, url, status, text.encode(), {"Content-Type": "application/json"})
+        return route_not_found(method, url)
 
     def _keyed(self, method: str, url: str, headers: dict, request: tuple[str, Any],
                make: Callable[[], dict[str, Any]],
@@ -253,22 +255,25 @@ class FakeApi:
         object is gone, whether the key's job is that rerun (then it answers, as the API's does)."""
         key = CaseInsensitiveDict(headers).get("Idempotency-Key")
         kept = self.keys.get(key) if key is not None else None
+        gone: Optional[JobpipeError] = None  # a rerun's original or payload object gone: the key may answer
         try:
             fields = make()
-            if key is not None:
-                check_key(key)  # 400 for a header that is no key (a request refused more ways says so sooner)
         except (JobNotFoundError, BlobNotFoundError) as exc:
-            if key is not None and answers is not None:
-                try:
-                    check_key(key)  # the API looks the key up then: it must be one
-                except JobpipeError as bad:
-                    return self.refused(method, url, bad)
-            made = self.jobs.get(kept[1]) if kept is not None and answers is not None else None
-            if made is None or not answers(made):
+            if key is None or answers is None:
                 return self.refused(method, url, exc)
-            return answered(method, url, json_response(dict(made), 202))
+            gone = exc
         except JobpipeError as exc:
             return self.refused(method, url, exc)
+        try:
+            if key is not None:
+                check_key(key)  # 400 for a header that is no key (a request refused more ways says so sooner)
+        except JobpipeError as exc:
+            return self.refused(method, url, exc)
+        if gone is not None:
+            made = self.jobs.get(kept[1]) if kept is not None else None
+            if made is None or not answers(made):
+                return self.refused(method, url, gone)
+            return answered(method, url, json_response(dict(made), 202))
         if kept is not None:
             first, job_id, expires_at = kept
             if first != request:
@@ -369,9 +374,10 @@ class FakeApi:
         limit = int(params.get("limit", 25))
         page: list[dict[str, Any]] = []
         spent: Optional[int] = 0
+        budget = JobQuery(self.tenant).answer_bytes
         for job in jobs[start : start + limit]:  # ends before the job that would pass what it carries
             shown = self._listed(job)
-            spent = answer_spent(spent, shown, JobQuery(self.tenant).answer_bytes, first=not page)
+            spent = answer_spent(spent, shown, budget, first=not page)
             if spent is None:
                 break
             page.append(shown)
