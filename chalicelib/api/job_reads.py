@@ -77,8 +77,8 @@ def short(job: Job) -> Job:
     to what events carry."""
     progress = job.progress.model_copy(update={"message": clip(job.progress.message),
                                                "details": claim_check_placeholder(job.progress.details)})
-    return job.model_copy(update={"payload": claim_check_placeholder(job.payload), "result": claim_check_placeholder(job.result),
-                                  "progress": progress})
+    return job.model_copy(update={"payload": claim_check_placeholder(job.payload),
+                                  "result": claim_check_placeholder(job.result), "progress": progress})
 
 
 def claim_check_placeholder(value: Any) -> Any:

@@ -54,7 +54,8 @@ def function_lines_since(session: Any, start_ms: int, max_lines: int = MAX_LINES
                 name = group["logGroupName"]
                 short = name.removeprefix("/aws/lambda/")
                 for events in logs.get_paginator("filter_log_events").paginate(logGroupName=name, startTime=start_ms):
-                    lines += [(event["timestamp"], f"[{short}] {event['message'].rstrip()}") for event in events["events"]]
+                    lines += [(event["timestamp"], f"[{short}] {event['message'].rstrip()}")
+                              for event in events["events"]]
     except Exception as exc:  # noqa: BLE001 - the report says what it could not read, whatever it was
         lines.append((2**63, f"(the functions' logs could not be read: {exc})"))
     lines.sort(key=lambda line: line[0])
