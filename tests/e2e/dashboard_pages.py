@@ -13,6 +13,7 @@ import json
 import os
 import re
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
@@ -385,8 +386,6 @@ def paused_clock(page: Page, at=None) -> None:
     """The page's time stands at `at` (a datetime; 2026-01-16 12:01 UTC unless given) and moves
     only as the test moves it (`run_for`), from before the page opens, however slow the
     machine; every request the page sends is logged with that time (`sent`)."""
-    from datetime import datetime, timedelta, timezone
-
     at = at or datetime(2026, 1, 16, 12, 1, tzinfo=timezone.utc)
     # Installed a minute before: installed, the clock runs until paused, and pausing it at a
     # time it has already passed (a loaded machine between the two calls) is refused.
