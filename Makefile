@@ -52,9 +52,10 @@ package: $(VENV)/.installed
 lint: package
 	$(BIN)/cfn-lint build/sam.json
 
-# Pure Python, no sockets, nothing but .venv: 2-3 minutes, half of it two Hypothesis models.
+# Pure Python, no sockets, nothing but .venv; one worker per core: 1-2 minutes, most of it two
+# Hypothesis models.
 unit: $(VENV)/.installed
-	$(BIN)/python -m pytest tests/unit
+	$(BIN)/python -m pytest tests/unit -n auto
 
 # Every port's behaviour against its in-memory adapter and its AWS adapter on moto.
 contract: $(VENV)/.installed
@@ -65,9 +66,12 @@ contract: $(VENV)/.installed
 functional: $(VENV)/.installed
 	$(BIN)/python -m pytest tests/functional -n auto --dist loadfile
 
-# The tier's 15 slowest setups and tests are listed at its end: where its quarter of an hour goes.
+# Two workers, each with its own emulator and stacks, a file's tests together on one: the fault
+# mix waits four minutes on leases and reconciler passes while the other worker runs the rest.
+# More would share two cores among more emulators. The tier's 15 slowest setups and tests are
+# listed at its end: where its eight minutes go.
 e2e: $(VENV)/.installed $(EMU)/.installed $(CHROMIUM) package
-	$(BIN)/python -m pytest tests/e2e --durations=15
+	$(BIN)/python -m pytest tests/e2e -n 2 --dist loadfile --durations=15
 
 # Each tier is its own pytest run; make stops at the first that fails, so a broken unit test is
 # reported before the emulator venv, chromium or the package are even built.
