@@ -5,6 +5,7 @@ Usage: python -m scripts.package OUT_DIR
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import py_compile
@@ -19,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # What `chalice package` writes into the build folder: the template and the functions' code.
 TEMPLATE_NAME = "sam.json"
 CODE_NAME = "deployment.zip"
+# Where a build is made before its files replace the last build's: inside the build folder.
+STAGING_PREFIX = ".staging-"
 # Provided by the Lambda Python runtime; pulled in here only as dependencies of aws-xray-sdk.
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "urllib3", "dateutil", "six")
 
@@ -95,9 +98,8 @@ def runtime_matches(template: Path) -> bool:
     return runtimes == {here}
 
 
-def main(out_dir: str) -> None:
-    out = (ROOT / out_dir).resolve()
-    shutil.rmtree(out, ignore_errors=True)
+def _build(out: Path) -> None:
+    """`chalice package` into the new folder `out`, then the zip rewritten there."""
     env = {**os.environ, "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")}
     chalice = Path(sys.executable).with_name("chalice")
     subprocess.run(
@@ -113,6 +115,27 @@ def main(out_dir: str) -> None:
     before, after = rewrite_zip(code_path(out), compile_bytecode)
     print(f"{CODE_NAME}: {after / 1e6:.1f} MB ({before / 1e6:.1f} MB before leaving out the runtime's "
           f"boto3/botocore{', with bytecode' if compile_bytecode else ''})")
+
+
+def main(out_dir: str) -> None:
+    """Build into a staging folder inside `out_dir`, then move each file it wrote into
+    `out_dir` in one rename, one build at a time (an exclusive lock on `out_dir`). A deploy or a
+    test reading the package while `make run` or another test builds it again finds the last
+    whole build, never a missing or half-written file; a failed build leaves it as it was."""
+    out = (ROOT / out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    lock = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for left in out.glob(f"{STAGING_PREFIX}*"):  # from a build that was killed
+            shutil.rmtree(left, ignore_errors=True)
+        with tempfile.TemporaryDirectory(dir=out, prefix=STAGING_PREFIX) as staging:
+            staged = Path(staging) / "package"
+            _build(staged)
+            for built in staged.iterdir():
+                os.replace(built, out / built.name)
+    finally:
+        os.close(lock)  # and with it the lock
 
 
 if __name__ == "__main__":

@@ -49,9 +49,9 @@ def package_is_stale() -> bool:
 
 def ensure_package() -> None:
     """`make package` (build/sam.json and build/deployment.zip) unless build/ is up to date.
-    One process at a time, on a lock of the checkout's directory (build/ itself is removed and
-    made again by a build): tests run in parallel workers find the package built once, never
-    half-written by another worker."""
+    One process at a time, on a lock of the checkout's directory: tests run in parallel workers
+    find the package built once, not once each (a build never shows a half-written file either:
+    scripts/package.py puts its files in place each in one rename)."""
     lock = os.open(ROOT, os.O_RDONLY)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -3,12 +3,17 @@
 extracted (Lambda's /var/task is read-only: nothing compiled there is kept)."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
+import pytest
+
+from scripts import package
 from scripts.package import rewrite_zip, runtime_matches
 
 TAG = sys.implementation.cache_tag
@@ -93,3 +98,61 @@ def test_the_packaged_code_carries_every_file_the_dashboard_page_is_built_from(t
         for name in shipped:
             (tmp_path / name[len(folder):]).write_bytes(archive.read(name))
     assert build_page(tmp_path) == build_page()
+
+
+class FakeChalice:
+    """Stands in for `chalice package OUT`: writes a template and a zip into OUT, having first
+    looked at the build folder as a reader running beside the build would see it."""
+
+    def __init__(self, build, version, fail=False):
+        self.build, self.version, self.fail, self.seen = build, version, fail, {}
+
+    def __call__(self, command, **kwargs):
+        out = Path(command[-1])
+        self.seen = {p.name: p.read_text() for p in self.build.glob("*.json")}
+        probe = os.open(self.build, os.O_RDONLY)
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self.seen["lock"] = "free"
+        except BlockingIOError:
+            self.seen["lock"] = "held"
+        finally:
+            os.close(probe)
+        if self.fail:
+            raise subprocess.CalledProcessError(1, command)
+        out.mkdir()
+        here = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        (out / "sam.json").write_text(json.dumps({"version": self.version, "Resources": {
+            "F": {"Type": "AWS::Serverless::Function", "Properties": {"Runtime": here}}}}))
+        build_zip(out / "deployment.zip")
+
+
+def build_with(monkeypatch, tmp_path, chalice):
+    monkeypatch.setattr(package, "ROOT", tmp_path)
+    monkeypatch.setattr(package.subprocess, "run", chalice)
+    package.main("build")
+
+
+def test_a_build_replaces_the_last_one_only_once_it_is_whole(tmp_path, monkeypatch):
+    """While a build runs (`make run` beside a test that deploys), the last build stays in
+    place, whole, and a second build waits for the lock; then its files replace it, and no
+    staging folder is left."""
+    build_with(monkeypatch, tmp_path, FakeChalice(tmp_path / "build", 1))
+    second = FakeChalice(tmp_path / "build", 2)
+    build_with(monkeypatch, tmp_path, second)
+    assert json.loads(second.seen["sam.json"])["version"] == 1
+    assert second.seen["lock"] == "held"
+    assert json.loads((tmp_path / "build" / "sam.json").read_text())["version"] == 2
+    assert sorted(p.name for p in (tmp_path / "build").iterdir()) == ["deployment.zip", "sam.json"]
+    with zipfile.ZipFile(tmp_path / "build" / "deployment.zip") as archive:
+        assert f"pkg/__pycache__/mod.{TAG}.pyc" in archive.namelist()
+
+
+def test_a_failed_build_leaves_the_last_one_and_a_killed_builds_staging_is_cleared(tmp_path, monkeypatch):
+    build_with(monkeypatch, tmp_path, FakeChalice(tmp_path / "build", 1))
+    killed = tmp_path / "build" / f"{package.STAGING_PREFIX}killed"
+    (killed / "package").mkdir(parents=True)
+    with pytest.raises(subprocess.CalledProcessError):
+        build_with(monkeypatch, tmp_path, FakeChalice(tmp_path / "build", 2, fail=True))
+    assert json.loads((tmp_path / "build" / "sam.json").read_text())["version"] == 1
+    assert sorted(p.name for p in (tmp_path / "build").iterdir()) == ["deployment.zip", "sam.json"]
