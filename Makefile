@@ -68,8 +68,8 @@ functional: $(VENV)/.installed
 
 # Two workers, each with its own emulator and stacks, a file's tests together on one: the fault
 # mix waits four minutes on leases and reconciler passes while the other worker runs the rest.
-# More would share two cores among more emulators. The tier's 15 slowest setups and tests are
-# listed at its end: where its eight minutes go.
+# Three were slower on two cores (557 s against 503-523 s): more emulators sharing them. The
+# tier's 15 slowest setups and tests are listed at its end: where its eight minutes go.
 e2e: $(VENV)/.installed $(EMU)/.installed $(CHROMIUM) package
 	$(BIN)/python -m pytest tests/e2e -n 2 --dist loadfile --durations=15
 
