@@ -264,11 +264,11 @@ class FakeApi:
             gone = exc
         except JobpipeError as exc:
             return self.refused(method, url, exc)
-        try:
-            if key is not None:
+        if key is not None:
+            try:
                 check_key(key)  # 400 for a header that is no key (a request refused more ways says so sooner)
-        except JobpipeError as exc:
-            return self.refused(method, url, exc)
+            except JobpipeError as exc:
+                return self.refused(method, url, exc)
         if gone is not None:
             made = self.jobs.get(kept[1]) if kept is not None else None
             if made is None or not answers(made):

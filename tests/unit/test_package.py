@@ -105,17 +105,18 @@ class FakeChalice:
     looked at the build folder as a reader running beside the build would see it."""
 
     def __init__(self, build, version, fail=False):
-        self.build, self.version, self.fail, self.seen = build, version, fail, {}
+        self.build, self.version, self.fail = build, version, fail
+        self.templates_seen, self.lock_held = {}, None
 
     def __call__(self, command, **kwargs):
         out = Path(command[-1])
-        self.seen = {p.name: p.read_text() for p in self.build.glob("*.json")}
+        self.templates_seen = {p.name: p.read_text() for p in self.build.glob("*.json")}
         probe = os.open(self.build, os.O_RDONLY)
         try:
             fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            self.seen["lock"] = "free"
+            self.lock_held = False
         except BlockingIOError:
-            self.seen["lock"] = "held"
+            self.lock_held = True
         finally:
             os.close(probe)
         if self.fail:
@@ -140,8 +141,8 @@ def test_a_build_replaces_the_last_one_only_once_it_is_whole(tmp_path, monkeypat
     build_with(monkeypatch, tmp_path, FakeChalice(tmp_path / "build", 1))
     second = FakeChalice(tmp_path / "build", 2)
     build_with(monkeypatch, tmp_path, second)
-    assert json.loads(second.seen["sam.json"])["version"] == 1
-    assert second.seen["lock"] == "held"
+    assert json.loads(second.templates_seen["sam.json"])["version"] == 1
+    assert second.lock_held
     assert json.loads((tmp_path / "build" / "sam.json").read_text())["version"] == 2
     assert sorted(p.name for p in (tmp_path / "build").iterdir()) == ["deployment.zip", "sam.json"]
     with zipfile.ZipFile(tmp_path / "build" / "deployment.zip") as archive:
