@@ -21,7 +21,7 @@ from jobpipe_client import ArtifactDownloadError, JobpipeClient
 from jobpipe_client.cli import main
 from tests.functional.conftest import submit_job, token
 from tests.functional.test_doc_examples import URL, _bridge, _s3_over_moto
-from tests.support.fake_api import FakeSession
+from tests.support.fake_http import FakeSession
 
 STEPS = {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}}
 PDF = b"%PDF-1.7\n" + bytes(range(256)) * 8

@@ -19,14 +19,14 @@ from rich.console import Console
 import jobpipe_client
 from jobpipe_client.cli import main
 from tests.functional.conftest import drain, token
-from tests.support.fake_api import FakeSession, make_response
+from tests.support.fake_http import FakeSession, make_response
 
 ROOT = Path(__file__).resolve().parents[2]
 URL, OTHER_URL = "http://api.test", "http://api-2.test"
 
 
 def _bridge(chalice_client, session: FakeSession):
-    """A fake server (tests.support.fake_api) answering from the Chalice app, with the
+    """A fake server (as tests.support.fake_http routes them) answering from the Chalice app, with the
     session's headers (the token) under the request's."""
 
     def server(method, url, *, params=None, json=None, headers=None, **_):

@@ -19,7 +19,8 @@ from chalicelib.defaults import MAX_SCHEDULE_S
 from tests.functional.conftest import drain, token
 from tests.functional.test_doc_examples import URL, _bridge
 from tests.functional.test_operations import _feed_stream
-from tests.support.fake_api import FakeApi, FakeSession, route_not_found
+from tests.support.fake_api import FakeApi
+from tests.support.fake_http import FakeSession, route_not_found
 
 LARGE_RESULT_BYTES = 70_000  # past the store's inline limit (64 KiB): kept in S3
 

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import requests
 
-from tests.support.fake_api import make_response
+from tests.support.fake_http import make_response
 
 
 def at_most(allowed, server):

@@ -13,7 +13,8 @@ from rich.console import Console
 from jobpipe_client import Backoff, JobpipeClient
 from jobpipe_client import cli as cli_module
 from jobpipe_client.cli import build_parser, client_from, main, parse_payload, UsageError
-from tests.support.fake_api import FakeApi, FakeSession, FakeTime, failing, make_response
+from tests.support.fake_api import FakeApi
+from tests.support.fake_http import FakeSession, FakeTime, failing, make_response
 from tests.unit.bad_servers import at_most
 
 URL = "http://api.test"
@@ -171,7 +172,7 @@ def test_missing_configuration_is_one_line_exit_2(environ, fragment):
 
 def test_api_refusal_is_one_line_exit_2_with_the_code():
     def refusing(method, url, **_):
-        from tests.support.fake_api import make_response
+        from tests.support.fake_http import make_response
 
         return make_response(method, url, 422, {"error": {"code": "invalid_payload", "message": "payload is not valid"}})
 
@@ -184,7 +185,7 @@ def test_a_quota_refusal_is_a_refusal_exit_2_its_line_saying_when_to_try_again()
     """The tenant's quota refused the job (429 quota_exceeded, jobpipe's answer, not a throttle):
     nothing was made, the API answered, so it is a refusal like any other 4xx, not an outage."""
     def over_quota(method, url, **_):
-        from tests.support.fake_api import make_response
+        from tests.support.fake_http import make_response
 
         return make_response(method, url, 429, {"error": {
             "code": "quota_exceeded", "details": {"unfinished": 5, "limit": 5},
@@ -424,7 +425,7 @@ def test_submit_watch_json_prints_only_the_final_job():
 
 def refusing_with(status, error):
     def refusing(method, url, **_):
-        from tests.support.fake_api import make_response
+        from tests.support.fake_http import make_response
 
         return make_response(method, url, status, {"error": error})
 
@@ -583,7 +584,8 @@ def test_only_one_leading_bom_is_taken():
 LIST_INTO_A_CLOSED_PIPE = """
 import functools, sys
 from jobpipe_client import JobpipeClient, cli
-from tests.support.fake_api import FakeApi, FakeSession
+from tests.support.fake_api import FakeApi
+from tests.support.fake_http import FakeSession
 
 api = FakeApi()
 for _ in range(2000):

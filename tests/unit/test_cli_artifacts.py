@@ -12,7 +12,8 @@ from rich.console import Console
 from jobpipe_client import JobpipeClient
 from jobpipe_client.artifacts import ARTIFACT_PAGE_LIMIT, DOWNLOAD_PIECE_BYTES
 from jobpipe_client.cli import build_parser, client_from, main
-from tests.support.fake_api import FakeApi, FakeS3, FakeSession
+from tests.support.fake_api import FakeApi
+from tests.support.fake_http import FakeS3, FakeSession
 from tests.unit.test_cli import ENV, URL, Run
 from tests.unit.test_client_artifacts import Generated, streaming_s3
 

@@ -8,7 +8,8 @@ import re
 import pytest
 import requests
 
-from tests.support.fake_api import FakeApi, failing, make_response
+from tests.support.fake_api import FakeApi
+from tests.support.fake_http import failing, make_response
 from tests.unit.bad_servers import answering, raising
 from tests.unit.test_cli import STEPS, run_cli
 

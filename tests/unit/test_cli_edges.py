@@ -25,7 +25,8 @@ from rich.console import Console
 from chalicelib.api.job_ids import normalize_job_ids
 from jobpipe_client import JobpipeClient, JobpipeClientError, JobpipeInputError, SubmitOutcomeUnknownError
 from jobpipe_client.cli import Terminated, main
-from tests.support.fake_api import FakeApi, FakeSession, FakeTime, failing, make_response
+from tests.support.fake_api import FakeApi
+from tests.support.fake_http import FakeSession, FakeTime, failing, make_response
 from tests.unit.test_cli import ENV, ROOT, STEPS, URL, Run, run_cli
 
 PRIMARY, FALLBACK = "http://primary.test", "http://fallback.test"
@@ -177,7 +178,8 @@ WATCH_UNTIL_TERMINATED = """
 import functools, sys
 from rich.console import Console
 from jobpipe_client import JobpipeClient, cli
-from tests.support.fake_api import FakeApi, FakeSession
+from tests.support.fake_api import FakeApi
+from tests.support.fake_http import FakeSession
 
 api = FakeApi()
 job = api.add(status="running", progress={"percent": 40.0, "step": "s", "message": None})

@@ -8,7 +8,8 @@ import re
 import pytest
 
 from jobpipe_client.terminal_text import shown
-from tests.support.fake_api import FakeApi, make_response
+from tests.support.fake_api import FakeApi
+from tests.support.fake_http import make_response
 from tests.unit.test_cli import run_cli
 
 CLIPBOARD = "\x1b]52;c;cm0gLXJmIH4=\x07"

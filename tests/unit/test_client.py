@@ -18,7 +18,8 @@ from jobpipe_client import (
     WaitTimeoutError,
 )
 from jobpipe_client.transport import THROTTLE_FIRST_WAIT_S
-from tests.support.fake_api import FakeApi, FakeSession, FakeTime, failing, make_response, throttling
+from tests.support.fake_api import FakeApi
+from tests.support.fake_http import FakeSession, FakeTime, failing, make_response, throttling
 from tests.unit.bad_servers import Body, answering, at_most, raising, streamed
 
 PRIMARY, FALLBACK, SPARE = "http://primary.test", "http://fallback.test", "http://spare.test"

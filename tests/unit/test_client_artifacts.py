@@ -12,7 +12,8 @@ from jobpipe_client import (
     JobpipeInputError,
 )
 from jobpipe_client.artifacts import ARTIFACT_PAGE_LIMIT, DOWNLOAD_PIECE_BYTES
-from tests.support.fake_api import FakeApi, FakeS3, FakeSession, FakeTime, make_response
+from tests.support.fake_api import FakeApi
+from tests.support.fake_http import FakeS3, FakeSession, FakeTime, make_response
 from tests.unit.bad_servers import answering, raising
 
 PRIMARY = "http://primary.test"

@@ -9,7 +9,8 @@ import pytest
 
 from jobpipe_client import JobpipeClient, JobpipeClientError, SubmitOutcomeUnknownError
 from jobpipe_client.cli import build_parser
-from tests.support.fake_api import FakeApi, FakeSession, failing
+from tests.support.fake_api import FakeApi
+from tests.support.fake_http import FakeSession, failing
 from tests.unit.test_cli import URL, run_cli
 
 STEPS = {"steps": 2, "step_ms": 0}  # a demo.steps payload the API takes (and so runs again)

@@ -31,7 +31,8 @@ from jobpipe_client import (
 )
 from jobpipe_client.cli import main
 from jobpipe_client.progress_view import ProgressBoard
-from tests.support.fake_api import FakeApi, FakeSession, FakeTime, make_response
+from tests.support.fake_api import FakeApi
+from tests.support.fake_http import FakeSession, FakeTime, make_response
 from tests.unit.bad_servers import at_most
 from tests.unit.test_cli import ENV, STEPS, URL, Run
 
