@@ -87,6 +87,14 @@ DELIVERY_LEASE_S = 60
 # is read only from a 4xx, within the same time): 10 deliveries of an SQS batch then fit the ERP
 # bridge's 60 s timeout.
 WEBHOOK_TIMEOUT_S = 5.0
+# The ERP bridge keeps its connection to the ERP open between POSTs (HTTP/1.1 keep-alive): a
+# batch of 10 events is one TCP and TLS handshake, not 10. A connection idle this long is closed
+# rather than used: inside the 5 s idle timeout of common servers (Apache, Node.js), so a server
+# rarely closes it under a POST; one that closes sooner is seen closed before the POST is sent.
+WEBHOOK_KEEP_IDLE_S = 4.0
+# What is left of an answer's body is read to its end (what keeps the connection usable) up to
+# this much; a longer one closes the connection instead of being read.
+WEBHOOK_KEEP_BODY_BYTES = 64 * 1024
 # The 4xx answers that say "not now" rather than "not this" (Request Timeout, Too Early, Too Many
 # Requests): retried like a 5xx. Any other 4xx refuses the event for good: it is parked on the
 # bridge's dead-letter queue at once instead of being retried for a day.

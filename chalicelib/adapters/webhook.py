@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import http.client
+import select
 import socket
 import ssl
 import threading
@@ -12,7 +13,12 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Optional
 
-from chalicelib.defaults import WEBHOOK_ANSWER_TEXT_BYTES, WEBHOOK_TIMEOUT_S
+from chalicelib.defaults import (
+    WEBHOOK_ANSWER_TEXT_BYTES,
+    WEBHOOK_KEEP_BODY_BYTES,
+    WEBHOOK_KEEP_IDLE_S,
+    WEBHOOK_TIMEOUT_S,
+)
 from chalicelib.domain.errors import WebhookDeliveryError
 from chalicelib.ports import WebhookAnswer
 
@@ -45,16 +51,40 @@ def _cut(connection: http.client.HTTPConnection, cut: threading.Event) -> None:
             pass
 
 
+class _ClosedUnderUs(Exception):
+    """A kept connection the server had closed: nothing of an answer came back on it."""
+
+
+# Nothing read, the connection closed or reset: what a kept connection the server has just
+# closed answers (RemoteDisconnected is a ConnectionResetError).
+_CLOSED = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+Origin = tuple[str, str, Optional[int]]
+
+
 class HttpWebhookSender:
     """POSTs with http.client, which follows no redirect: a 3xx is an answer, returned as its
     status (followed, a 301/302/303 would turn the POST into a body-less GET, to any host,
-    whose 2xx would count as delivered). Only a 4xx's body is read (its start)."""
+    whose 2xx would count as delivered). Only a 4xx's body is kept (its start).
 
-    def __init__(self, timeout_s: float = WEBHOOK_TIMEOUT_S) -> None:
+    The connection to each host stays open after an answer read to its end (HTTP/1.1
+    keep-alive) for the next POST, at most `keep_idle_s` idle: a batch of events costs one TCP
+    and TLS handshake, not one each. A kept connection is checked before it is used (a server
+    that closed it has left it readable), and a POST on a kept connection closed under it with
+    nothing answered is sent once more on a new one, as HTTP clients do: a server closing an
+    idle connection does not read what arrives on it. (One that failed while handling the POST
+    would see it again in any case: the bridge retries every unanswered POST.)"""
+
+    def __init__(self, timeout_s: float = WEBHOOK_TIMEOUT_S, keep_idle_s: float = WEBHOOK_KEEP_IDLE_S,
+                 tls: Optional[ssl.SSLContext] = None) -> None:
         """`timeout_s` bounds each POST, wall clock (connecting, sending, the answer's status
-        line and headers): a batch of deliveries must fit the function's timeout."""
+        line and headers): a batch of deliveries must fit the function's timeout. `tls`: the
+        context HTTPS connections verify the server with (default: the system's CAs)."""
         self._timeout = timeout_s
-        self._tls = ssl.create_default_context()
+        self._keep_idle = keep_idle_s
+        self._tls = tls or ssl.create_default_context()
+        self._lock = threading.Lock()
+        self._kept: dict[Origin, tuple[http.client.HTTPConnection, float]] = {}  # origin -> (connection, idle since)
 
     def post(self, url: str, body: bytes, headers: dict[str, str], timeout_s: Optional[float] = None) -> WebhookAnswer:
         parts = urllib.parse.urlsplit(url)
@@ -67,36 +97,122 @@ class HttpWebhookSender:
             port = parts.port
         except ValueError as exc:
             raise WebhookDeliveryError(f"webhook URL has a bad port: {url[:100]!r}") from exc
-        connection = (http.client.HTTPSConnection(parts.hostname, port, timeout=limit, context=self._tls)
-                      if parts.scheme == "https" else http.client.HTTPConnection(parts.hostname, port, timeout=limit))
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        origin: Origin = (parts.scheme, parts.hostname, port)
+        request = ((parts.path or "/") + (f"?{parts.query}" if parts.query else ""), body, headers)
+        deadline = time.monotonic() + limit
+        kept = self._take(origin)
+        if kept is not None:
+            try:
+                return self._exchange(kept, origin, request, deadline, limit)
+            except _ClosedUnderUs:
+                pass
+        return self._exchange(self._new(origin), origin, request, deadline, limit)
+
+    def _new(self, origin: Origin) -> http.client.HTTPConnection:
+        scheme, host, port = origin
+        if scheme == "https":
+            return http.client.HTTPSConnection(host, port, context=self._tls)
+        return http.client.HTTPConnection(host, port)
+
+    def _take(self, origin: Origin) -> Optional[http.client.HTTPConnection]:
+        """The connection kept for `origin`, if it is still open and has not idled too long."""
+        with self._lock:
+            connection, since = self._kept.pop(origin, (None, 0.0))
+        if connection is None:
+            return None
+        if time.monotonic() - since > self._keep_idle or not _idle_and_open(connection):
+            connection.close()
+            return None
+        return connection
+
+    def _keep(self, origin: Origin, connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            replaced, _ = self._kept.pop(origin, (None, 0.0))
+            self._kept[origin] = (connection, time.monotonic())
+        if replaced is not None:  # two POSTs at once to one host: one connection is kept
+            replaced.close()
+
+    def _exchange(self, connection: http.client.HTTPConnection, origin: Origin,
+                  request: tuple[str, bytes, dict[str, str]], deadline: float, limit: float) -> WebhookAnswer:
+        """One POST on `connection` (kept: open already; else connected here) by `deadline`.
+        Raises _ClosedUnderUs when a kept connection was closed under the POST with nothing
+        answered, WebhookDeliveryError for any other failure; keeps the connection when the
+        answer was read to its end and the server keeps it open."""
+        kept = connection.sock is not None
+        path, body, headers = request
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            connection.close()
+            raise WebhookDeliveryError.unanswered(limit)
         # Each socket operation times out alone; the watchdog bounds them all together, so an
         # answer trickling in a byte at a time cannot hold the POST past its limit.
-        deadline = time.monotonic() + limit
         cut = threading.Event()
-        watchdog = threading.Timer(limit, _cut, args=(connection, cut))
+        watchdog = threading.Timer(remaining, _cut, args=(connection, cut))
         watchdog.daemon = True
         watchdog.start()
+        answered, keep = False, False
         try:
-            connection.connect()
-            if cut.is_set():  # connecting took the whole limit: the watchdog found no socket to cut
-                raise TimeoutError()
+            connection.timeout = remaining
+            if kept:
+                connection.sock.settimeout(remaining)
+            else:
+                connection.connect()
+                if cut.is_set():  # connecting took the whole limit: the watchdog found no socket to cut
+                    raise TimeoutError()
             connection.request("POST", path, body=body, headers=headers)
             response = connection.getresponse()
+            answered = True
             headers_whole = not cut.is_set()
             answer = WebhookAnswer(response.status, retry_after_s(response.getheader("Retry-After")))
             if 400 <= response.status < 500:  # what the receiver said was wrong: kept if refused for good
                 answer = replace(answer, reason=(response.reason or "").strip()[:200], text=_start_of(response))
+            keep = headers_whole and _read_to_end(response)
         except (OSError, http.client.HTTPException, ValueError) as exc:  # ssl.SSLError is an OSError
+            if kept and not answered and not cut.is_set() and isinstance(exc, _CLOSED):
+                raise _ClosedUnderUs() from exc
             if cut.is_set() or time.monotonic() >= deadline:
                 raise WebhookDeliveryError.unanswered(limit) from exc
             raise WebhookDeliveryError(f"webhook unreachable: {exc}") from exc
         finally:
             watchdog.cancel()
-            connection.close()
+            if keep and not cut.is_set():
+                self._keep(origin, connection)
+            else:
+                connection.close()
         if not headers_whole:  # headers cut short read as if they had ended: not a whole answer
             raise WebhookDeliveryError.unanswered(limit)
         return answer
+
+
+def _idle_and_open(connection: http.client.HTTPConnection) -> bool:
+    """Whether a kept connection has nothing to read, as an open idle one has: a server that
+    closed it (or sent what no request asked for) left it readable."""
+    sock = connection.sock
+    if sock is None or (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
+
+
+def _read_to_end(response: http.client.HTTPResponse) -> bool:
+    """Read what is left of the answer's body, up to WEBHOOK_KEEP_BODY_BYTES; whether it ended
+    and the server keeps the connection open (so the connection can carry the next POST). A
+    body that fails to arrive is not an error: the status and headers are the answer."""
+    if response.will_close or (response.length or 0) > WEBHOOK_KEEP_BODY_BYTES:
+        return False
+    left = WEBHOOK_KEEP_BODY_BYTES
+    try:
+        while not response.isclosed() and left > 0:
+            chunk = response.read(min(left, 16 * 1024))
+            if not chunk:
+                break
+            left -= len(chunk)
+    except (OSError, http.client.HTTPException, ValueError):
+        return False
+    return response.isclosed() and not response.length  # a length left: the body came short
 
 
 def _start_of(response: http.client.HTTPResponse) -> str:

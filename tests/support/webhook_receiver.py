@@ -36,6 +36,9 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            # As an ERP's server would: the connection kept open between deliveries.
+            protocol_version = "HTTP/1.1"
+
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
@@ -43,12 +46,14 @@ class WebhookReceiver:
                 self.send_response(status)
                 if status == 302:
                     self.send_header("Location", "/erp/moved")
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def do_GET(self) -> None:  # noqa: N802: a sender that followed a redirect lands here
                 with receiver._lock:
                     receiver.followed_redirects += 1
                 self.send_response(200)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *args: Any) -> None:

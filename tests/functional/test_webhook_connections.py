@@ -1,0 +1,216 @@
+"""The HTTP webhook sender keeps its connection to the ERP between POSTs (HTTP/1.1 keep-alive)
+and never lets that cost a delivery: a connection the server closed is not used, one closed
+under a POST is replaced and the POST sent once, one whose answer was cut or not read to its
+end is not kept. Against loopback receivers (plain HTTP and TLS) that count the connections
+they accept and the POSTs they answer."""
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterator
+
+import pytest
+import trustme
+
+from chalicelib.adapters.webhook import HttpWebhookSender, _idle_and_open
+from chalicelib.defaults import WEBHOOK_KEEP_BODY_BYTES
+from chalicelib.domain.errors import WebhookDeliveryError
+
+
+class Receiver:
+    """An HTTP/1.1 receiver on 127.0.0.1. Each path is a way of answering:
+
+    - `/ok`: 202, the connection kept open;
+    - `/close`: 202 with `Connection: close`;
+    - `/ok-then-close`: 202 with no word of closing, then closes (an idle timeout of zero);
+    - `/drop-second`: the second POST on a connection is read and not answered, the connection
+      closed (a server timing out an idle connection just as a POST arrives);
+    - `/refused?bytes=N`: 422 with an N-byte body;
+    - `/short`: 202 saying a 100-byte body, 10 bytes of it, then the connection closed;
+    - `/trickle`: 200 one byte every 0.1 s.
+
+    `connections` counts the connections accepted, `answered` the bodies answered 2xx or 4xx."""
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.connections = 0
+        self.answered: list[bytes] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                receiver.connections += 1
+                self.posts_here = 0
+                super().setup()
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                self.posts_here += 1
+                if self.path == "/drop-second" and self.posts_here == 2:
+                    self.close_connection = True
+                    return
+                if self.path == "/trickle":
+                    try:
+                        for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n":
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            time.sleep(0.1)
+                    except OSError:
+                        pass
+                    self.close_connection = True
+                    return
+                receiver.answered.append(body)
+                if self.path == "/short":
+                    self.send_response(202)
+                    self.send_header("Content-Length", "100")
+                    self.end_headers()
+                    self.wfile.write(b"x" * 10)
+                    self.close_connection = True
+                    return
+                text = b""
+                if self.path.startswith("/refused"):
+                    text = b"x" * int(self.path.split("bytes=")[1])
+                self.send_response(422 if text else 202)
+                self.send_header("Content-Length", str(len(text)))
+                if self.path == "/close":
+                    self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(text)
+                if self.path == "/ok-then-close":
+                    self.close_connection = True
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        scheme = "https" if tls is not None else "http"
+        self.base = f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    yield server
+    server.stop()
+
+
+def post(sender: HttpWebhookSender, url: str, body: bytes, timeout_s: float | None = None) -> int:
+    return sender.post(url, body, {"Content-Type": "application/json"}, timeout_s=timeout_s).status
+
+
+def test_posts_to_one_receiver_share_one_connection(receiver):
+    sender = HttpWebhookSender()
+    assert [post(sender, f"{receiver.base}/ok", b"%d" % i) for i in range(10)] == [202] * 10
+    assert receiver.connections == 1
+    assert receiver.answered == [b"%d" % i for i in range(10)]
+
+
+def test_a_receiver_that_closes_after_each_answer_gets_a_connection_a_post(receiver):
+    sender = HttpWebhookSender()
+    assert [post(sender, f"{receiver.base}/close", b"%d" % i) for i in range(3)] == [202] * 3
+    assert receiver.connections == 3 and len(receiver.answered) == 3
+
+
+def test_a_connection_the_receiver_closed_while_idle_is_not_used(receiver):
+    sender = HttpWebhookSender()
+    for i in range(3):
+        assert post(sender, f"{receiver.base}/ok-then-close", b"%d" % i) == 202
+        time.sleep(0.05)  # the receiver's close arrives
+    assert receiver.connections == 3
+    assert receiver.answered == [b"0", b"1", b"2"]
+
+
+def test_a_post_whose_kept_connection_closes_under_it_is_sent_once_on_a_new_one(receiver):
+    sender = HttpWebhookSender()
+    assert post(sender, f"{receiver.base}/drop-second", b"first") == 202
+    assert post(sender, f"{receiver.base}/drop-second", b"second") == 202  # dropped on the first connection
+    assert post(sender, f"{receiver.base}/ok", b"third") == 202  # on the second, kept
+    assert receiver.answered == [b"first", b"second", b"third"]
+    assert receiver.connections == 2
+
+
+def test_a_connection_idle_past_its_bound_is_closed_not_used(receiver):
+    sender = HttpWebhookSender(keep_idle_s=0.05)
+    assert post(sender, f"{receiver.base}/ok", b"1") == 202
+    time.sleep(0.2)
+    assert post(sender, f"{receiver.base}/ok", b"2") == 202
+    assert receiver.connections == 2
+
+
+def test_a_refusal_is_read_to_its_end_and_its_connection_kept_unless_too_long(receiver):
+    sender = HttpWebhookSender()
+    answer = sender.post(f"{receiver.base}/refused?bytes=5000", b"1", {})
+    assert answer.status == 422 and answer.text == "x" * 600  # what is kept of what it said
+    assert post(sender, f"{receiver.base}/ok", b"2") == 202
+    assert receiver.connections == 1
+    assert sender.post(f"{receiver.base}/refused?bytes={2 * WEBHOOK_KEEP_BODY_BYTES}", b"3", {}).status == 422
+    assert post(sender, f"{receiver.base}/ok", b"4") == 202
+    assert receiver.connections == 2  # the long answer's connection closed, not read to its end
+
+
+def test_an_answer_whose_body_comes_short_is_the_answer_and_its_connection_not_kept(receiver):
+    sender = HttpWebhookSender()
+    assert post(sender, f"{receiver.base}/short", b"1") == 202  # delivered: not to be sent again
+    assert post(sender, f"{receiver.base}/ok", b"2") == 202
+    assert receiver.connections == 2
+    assert receiver.answered == [b"1", b"2"]
+
+
+def test_a_connection_whose_answer_was_cut_is_not_kept(receiver):
+    sender = HttpWebhookSender()
+    assert post(sender, f"{receiver.base}/ok", b"1") == 202
+    with pytest.raises(WebhookDeliveryError, match="answer"):
+        post(sender, f"{receiver.base}/trickle", b"2", timeout_s=0.5)
+    assert post(sender, f"{receiver.base}/ok", b"3") == 202
+    assert receiver.connections == 2
+    assert receiver.answered == [b"1", b"3"]
+
+
+def test_over_tls_one_handshake_serves_every_post():
+    authority = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server_tls)
+    client_tls = ssl.create_default_context()
+    authority.configure_trust(client_tls)
+    server = Receiver(tls=server_tls)
+    try:
+        sender = HttpWebhookSender(tls=client_tls)
+        assert [post(sender, f"{server.base}/ok", b"%d" % i) for i in range(5)] == [202] * 5
+        assert server.connections == 1
+        with pytest.raises(WebhookDeliveryError):  # and still verifies whom it talks to
+            HttpWebhookSender().post(f"{server.base}/ok", b"x", {})
+    finally:
+        server.stop()
+
+
+def test_an_open_idle_connection_reads_as_usable_and_a_closed_one_does_not():
+    class Held:
+        def __init__(self, sock: socket.socket) -> None:
+            self.sock = sock
+
+    ours, theirs = socket.socketpair()
+    try:
+        assert _idle_and_open(Held(ours))
+        theirs.sendall(b"unasked")
+        assert not _idle_and_open(Held(ours))  # something no request asked for
+    finally:
+        theirs.close()
+    other, peer = socket.socketpair()
+    peer.close()
+    try:
+        assert not _idle_and_open(Held(other))  # the peer's close
+        assert not _idle_and_open(Held(None))
+    finally:
+        ours.close()
+        other.close()
