@@ -177,6 +177,23 @@ def test_a_connection_whose_answer_was_cut_is_not_kept(receiver):
     assert receiver.answered == [b"1", b"3"]
 
 
+def test_posts_from_several_threads_never_share_a_connection_at_once(receiver):
+    sender = HttpWebhookSender()
+    statuses: list[int] = []
+
+    def deliver(thread: int) -> None:
+        for i in range(20):
+            statuses.append(post(sender, f"{receiver.base}/ok", b"%d-%d" % (thread, i)))
+
+    threads = [threading.Thread(target=deliver, args=(t,)) for t in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert statuses == [202] * 120
+    assert sorted(receiver.answered) == sorted(b"%d-%d" % (t, i) for t in range(6) for i in range(20))
+
+
 def test_over_tls_one_handshake_serves_every_post():
     authority = trustme.CA()
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
