@@ -1,6 +1,6 @@
 """What a kept connection saves the ERP bridge: `python -m bench.webhook_connections`.
 
-POSTs POSTS event-sized bodies (about 700 bytes, a status event's) through the bridge's own
+POSTs `--posts` event-sized bodies a round (about 700 bytes, a status event's) through the bridge's own
 HttpWebhookSender to a loopback receiver in a subprocess of its own (so none of its CPU is
 counted here), over HTTPS (a certificate from a throwaway CA, as `trustme` makes one) and over
 plain HTTP, two ways: to a receiver that keeps the connection open (`kept`) and to one that

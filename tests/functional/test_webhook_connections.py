@@ -231,3 +231,12 @@ def test_an_open_idle_connection_reads_as_usable_and_a_closed_one_does_not():
     finally:
         ours.close()
         other.close()
+
+
+def test_the_bench_counts_a_connection_a_post_closed_and_one_a_round_kept():
+    from bench.webhook_connections import measure
+
+    figures = measure(posts=4, rounds=2)
+    assert {name: row["connections"] for name, row in figures.items()} == {
+        "https kept": 2, "https closed": 8, "http kept": 2, "http closed": 8}
+    assert all(row["posts"] == 8 for row in figures.values())
