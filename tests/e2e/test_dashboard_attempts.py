@@ -5,6 +5,7 @@ by a row and its details, and failed or throttled reads said and read again.
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -19,8 +20,6 @@ def test_a_job_waiting_for_its_next_attempt_shows_the_last_ones_duration_not_a_c
     """A retrying job (or one queued again) has started once, but nothing runs while it waits:
     its duration is its last attempt's, fixed, and its status says when it runs next; a
     duration ticks again only once the next attempt runs."""
-    from datetime import datetime, timedelta, timezone
-
     now = datetime(2026, 1, 16, 12, 0, 0, tzinfo=timezone.utc)
     paused_clock(page, at=now)
     first = {"started_at": iso(now - timedelta(seconds=60)), "error": {"code": "handler_error", "message": "boom"}}
@@ -139,8 +138,6 @@ def test_a_running_job_counts_its_current_attempt_not_the_ones_before(page, api)
     """A job on its third attempt started its first minutes ago: its duration counts from the
     running attempt's start (`attempt_started_at`), marked with that attempt's number; a job
     on its first attempt shows the bare duration, as before."""
-    from datetime import datetime, timedelta, timezone
-
     now = datetime(2026, 1, 16, 12, 0, 0, tzinfo=timezone.utc)
     paused_clock(page, at=now)
     third = api.add(status="running", attempts=3, started_at=iso(now - timedelta(minutes=10)),
