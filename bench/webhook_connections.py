@@ -1,15 +1,15 @@
 """What a kept connection saves the ERP bridge: `python -m bench.webhook_connections`.
 
-POSTs `--posts` event-sized bodies a round (about 700 bytes, a status event's) through the bridge's own
-HttpWebhookSender to a loopback receiver in a subprocess of its own (so none of its CPU is
-counted here), over HTTPS (a certificate from a throwaway CA, as `trustme` makes one) and over
-plain HTTP, two ways: to a receiver that keeps the connection open (`kept`) and to one that
-answers `Connection: close` (`closed`: a connection and, over HTTPS, a TLS handshake a POST,
-as every POST paid before the sender kept its connection). Prints, per scheme and way, the
-median wall time and this process's CPU (time.process_time) a POST, and the connections the
-receiver accepted. Loopback has no round trip to speak of: on a network each new connection
-adds one round trip for TCP and one for TLS 1.3 before the POST's own. Options: --posts N
-(200), --rounds N (5), --json. Not a test: nothing here is timed by `make test`."""
+POSTs `--posts` event-sized bodies a round (about 700 bytes, a status event's) through the
+bridge's own HttpWebhookSender to a loopback receiver in a subprocess of its own (so none of
+its CPU is counted here), over HTTPS (a certificate from a throwaway CA, as `trustme` makes
+one) and over plain HTTP, two ways: to a receiver that keeps the connection open (`kept`) and
+to one that answers `Connection: close` (`closed`: a connection and, over HTTPS, a TLS
+handshake a POST, as every POST paid before the sender kept its connection). Prints, per
+scheme and way, the median wall time and this process's CPU (time.process_time) a POST, and
+the connections the receiver accepted. Loopback has no round trip to speak of: on a network
+each new connection adds one round trip for TCP and one for TLS 1.3 before the POST's own.
+Options: --posts N (200), --rounds N (5), --json. Not a test: nothing here is timed by `make test`."""
 from __future__ import annotations
 
 import argparse
@@ -89,7 +89,8 @@ def measure(posts: int = 200, rounds: int = 5) -> dict[str, Any]:
 
     authority = trustme.CA()
     with tempfile.TemporaryDirectory() as cert_dir:
-        authority.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(Path(cert_dir) / "server.pem"))
+        server_pem = authority.issue_cert("127.0.0.1").private_key_and_cert_chain_pem
+        server_pem.write_to_path(str(Path(cert_dir) / "server.pem"))
         receiver = subprocess.Popen([sys.executable, "-m", "bench.webhook_connections", "--serve", cert_dir],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
