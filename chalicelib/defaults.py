@@ -83,9 +83,9 @@ DELIVERY_RECORD_TTL_S = 16 * 24 * 3600
 # The lease of an in-progress delivery record when the invocation's remaining time is unknown:
 # the subscriber functions' timeout, so a live delivery is never taken over.
 DELIVERY_LEASE_S = 60
-# One webhook POST has this long, wall clock, to be answered (status line and headers; the body
-# is read only from a 4xx, within the same time): 10 deliveries of an SQS batch then fit the ERP
-# bridge's 60 s timeout.
+# One webhook POST has this long, wall clock, to be answered (status line and headers; the body,
+# read to keep the connection and kept only from a 4xx, within the same time): 10 deliveries of
+# an SQS batch then fit the ERP bridge's 60 s timeout.
 WEBHOOK_TIMEOUT_S = 5.0
 # The ERP bridge keeps its connection to the ERP open between POSTs (HTTP/1.1 keep-alive): a
 # batch of 10 events is one TCP and TLS handshake, not 10. A connection idle this long is closed
