@@ -14,7 +14,9 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 # What `chalice package` writes into the build folder: the template and the functions' code.
@@ -117,6 +119,17 @@ def _build(out: Path) -> None:
           f"boto3/botocore{', with bytecode' if compile_bytecode else ''})")
 
 
+@contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock on `folder`, held while the block runs: one process at a time."""
+    lock = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(lock)  # and with it the lock
+
+
 def main(out_dir: str) -> None:
     """Build into a staging folder inside `out_dir`, then move each file it wrote into
     `out_dir` in one rename, one build at a time (an exclusive lock on `out_dir`). A deploy or a
@@ -124,9 +137,7 @@ def main(out_dir: str) -> None:
     whole build, never a missing or half-written file; a failed build leaves it as it was."""
     out = (ROOT / out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    lock = os.open(out, os.O_RDONLY)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with folder_lock(out):
         for left in out.glob(f"{STAGING_PREFIX}*"):  # from a build that was killed
             shutil.rmtree(left, ignore_errors=True)
         with tempfile.TemporaryDirectory(dir=out, prefix=STAGING_PREFIX) as staging:
@@ -134,8 +145,6 @@ def main(out_dir: str) -> None:
             _build(staged)
             for built in staged.iterdir():
                 os.replace(built, out / built.name)
-    finally:
-        os.close(lock)  # and with it the lock
 
 
 if __name__ == "__main__":

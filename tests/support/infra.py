@@ -1,13 +1,13 @@
 """Build moto resources from the same infra template that deploys to AWS."""
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from scripts.package import folder_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "infra" / "resources.json"
@@ -52,13 +52,9 @@ def ensure_package() -> None:
     One process at a time, on a lock of the checkout's directory: tests run in parallel workers
     find the package built once, not once each (a build never shows a half-written file either:
     scripts/package.py puts its files in place each in one rename)."""
-    lock = os.open(ROOT, os.O_RDONLY)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with folder_lock(ROOT):
         if package_is_stale():
             subprocess.run([sys.executable, "-m", "scripts.package", "build"], cwd=ROOT, check=True)
-    finally:
-        os.close(lock)  # and with it the lock
 
 
 def packaged_template() -> dict[str, Any]:
