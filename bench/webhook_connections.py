@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.adapters.webhook import HttpWebhookSender
+from tests.support.counting_receiver import CountingReceiver
 
 BODY = b'{"event_id":"' + b"e" * 36 + b'","detail":"' + b"x" * 640 + b'"}'
 
@@ -35,38 +36,13 @@ def serve(cert_dir: str) -> None:
     """The receiver (`--serve DIR`): HTTPS on one port, HTTP on another, printed as one JSON
     line with a third, plain, that answers a GET with the connections each has accepted;
     `/close` answers with `Connection: close`. Serves until stdin closes."""
-    connections = {"https": 0, "http": 0}
-
-    def handler(scheme: str) -> type:
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self) -> None:
-                connections[scheme] += 1
-                super().setup()
-
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                self.send_response(202)
-                self.send_header("Content-Length", "0")
-                if self.path == "/close":
-                    self.send_header("Connection", "close")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                return
-
-        return Handler
-
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(Path(cert_dir) / "server.pem")
-    secure = ThreadingHTTPServer(("127.0.0.1", 0), handler("https"))
-    secure.socket = tls.wrap_socket(secure.socket, server_side=True)
-    plain = ThreadingHTTPServer(("127.0.0.1", 0), handler("http"))
+    receivers = {"https": CountingReceiver(tls=tls), "http": CountingReceiver()}
 
     class Counts(BaseHTTPRequestHandler):  # on a port of its own: asking is not counted
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            text = json.dumps(connections).encode()
+            text = json.dumps({scheme: r.connections for scheme, r in receivers.items()}).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(text)))
             self.end_headers()
@@ -76,10 +52,8 @@ def serve(cert_dir: str) -> None:
             return
 
     control = ThreadingHTTPServer(("127.0.0.1", 0), Counts)
-    for server in (secure, plain, control):
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    print(json.dumps({"https": f"https://127.0.0.1:{secure.server_address[1]}",
-                      "http": f"http://127.0.0.1:{plain.server_address[1]}",
+    threading.Thread(target=control.serve_forever, daemon=True).start()
+    print(json.dumps({**{scheme: r.base for scheme, r in receivers.items()},
                       "control": f"http://127.0.0.1:{control.server_address[1]}"}), flush=True)
     sys.stdin.read()
 
