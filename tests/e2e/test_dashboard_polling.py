@@ -80,9 +80,11 @@ def test_a_token_that_cannot_be_sent_is_refused_with_a_reason(page, api):
     expect(page.locator("#banner")).to_be_hidden()
     assert api.requests == []
     # A token wrapped over two lines (a terminal's copy) is the same token.
+    job = api.add()
     page.goto(f"{OFFLINE_ORIGIN}/dashboard#token={token[:40]}%0A%20%20{token[40:]}")
     expect(page.locator("#workspace")).to_be_visible()
     expect(page.locator("#identity")).to_have_text(re.compile("tenant acme"))
+    expect(row(page, job["id"])).to_be_visible()  # the listing asked for and answered: a request made
     assert {headers["authorization"] for _, _, headers in api.requests} == {"Bearer " + token}
 
 
