@@ -73,8 +73,14 @@ def test_dead_lettered_job_is_shown_then_redriven(stack):
     job = stack.submit({"type": "demo.steps", "priority": "low",
                         "payload": {"steps": 1, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"}})
     assert stack.wait_terminal(job["id"])["status"] == "failed"
-    letters = stack.call("GET", "/api/system/dlq?priority=low&limit=100", headers=operator(stack)).json()["dead_letters"]["low"]
-    mine = [m for m in letters if m["body"].get("job_id") == job["id"]]
+    # The job is written failed owing its letter, then the letter is parked: it shows soon after.
+    deadline = time.monotonic() + 30
+    while True:
+        letters = stack.call("GET", "/api/system/dlq?priority=low&limit=100", headers=operator(stack)).json()["dead_letters"]["low"]
+        mine = [m for m in letters if m["body"].get("job_id") == job["id"]]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert mine and mine[0]["job"]["status"] == "failed"
     moved = stack.call("POST", "/api/system/dlq/redrive?priority=low&limit=100", headers=operator(stack)).json()
     assert moved["redriven"]["low"]["moved"] >= 1 and moved["redriven"]["low"]["failed"] == 0
