@@ -30,7 +30,11 @@ from typing import IO, Optional
 from chalicelib.domain.numbers import shown_number
 
 ROOT = Path(__file__).resolve().parents[1]
-MINISTACK = ROOT / ".venv-emulator" / "bin" / "ministack"
+EMULATOR_PYTHON = ROOT / ".venv-emulator" / "bin" / "python"
+# How ministack's app is served: by uvicorn on httptools (scripts/emulator_server.py, in the
+# emulator's virtualenv), or by ministack's own entry point (hypercorn on h11, about a third more
+# of the emulator's CPU a request), kept for `python -m bench.emulator_requests` to compare.
+SERVERS = ("uvicorn", "hypercorn")
 HOST = "127.0.0.1"
 MEMORY_TMP = Path("/dev/shm")
 # A memory-backed directory with less room than this is left alone: a long test run's function
@@ -115,8 +119,12 @@ class Emulator:
     ends with `stop()` or with the process that called `start()`."""
 
     def __init__(
-        self, port: int, log: Optional[IO[bytes]] = None, log_level: str = "INFO", inherit_output: bool = False
+        self, port: int, log: Optional[IO[bytes]] = None, log_level: str = "INFO", inherit_output: bool = False,
+        server: str = "uvicorn",
     ) -> None:
+        if server not in SERVERS:
+            raise ValueError(f"server must be one of {', '.join(SERVERS)}, not {server!r}")
+        self.server = server
         self.port = port
         self.endpoint = f"http://{HOST}:{port}"
         self._log = log
@@ -133,8 +141,8 @@ class Emulator:
         if port_taken(self.port):
             raise EmulatorError(f"{HOST}:{self.port} is already in use (another `make run`?); stop what listens "
                                 f"there or choose another port with GATEWAY_PORT")
-        if not MINISTACK.exists():
-            raise EmulatorError(f"{MINISTACK} is missing; run `make venv` first")
+        if not EMULATOR_PYTHON.exists():
+            raise EmulatorError(f"{EMULATOR_PYTHON} is missing; run `make venv` first")
         self.scratch = tempfile.mkdtemp(prefix="jobpipe-emulator-", dir=scratch_parent())
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBPIPE_"))},
@@ -147,7 +155,7 @@ class Emulator:
             "POWERTOOLS_TRACE_DISABLED": "1",
         }
         self.process = subprocess.Popen(
-            [str(MINISTACK)],
+            self._command(),
             env=env,
             stdout=None if self._inherit_output else (self._log or subprocess.DEVNULL),
             stderr=subprocess.STDOUT,
@@ -180,6 +188,12 @@ class Emulator:
             # what answered is another process that took the port meanwhile
         self.stop()
         raise EmulatorError(f"ministack did not answer on {self.endpoint} within {shown_number(timeout_s)} s")
+
+    def _command(self) -> list[str]:
+        if self.server == "hypercorn":
+            return [str(EMULATOR_PYTHON.parent / "ministack")]  # reads BIND_HOST, GATEWAY_PORT, LOG_LEVEL
+        return [str(EMULATOR_PYTHON), str(ROOT / "scripts" / "emulator_server.py"), HOST, str(self.port),
+                self._log_level]
 
     @property
     def process_group(self) -> Optional[int]:

@@ -9,9 +9,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
-from scripts.emulator import scratch_parent
+import boto3
+import pytest
+
+from scripts.emulator import SERVERS, Emulator, free_port, scratch_parent
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,3 +94,29 @@ def test_the_emulator_and_its_function_processes_die_when_their_starter_is_kille
             starter.wait()
         if pgid is not None and live_members(pgid):  # never leak the group, even when failing
             os.killpg(pgid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_each_server_serves_the_emulator_and_a_stop_leaves_nothing(server):
+    """uvicorn serves every test, `make run` and `make bench`; ministack's own hypercorn is kept
+    for `python -m bench.emulator_requests` to compare with. Either answers botocore (a body
+    larger than one read of the socket) and ends, with its scratch directory, on `stop()` within
+    its graceful shutdown. (That ministack's lifespan runs under uvicorn, its event-source
+    poller and schedules, the rest of the e2e tier shows: every job there is delivered by it.)"""
+    emulator = Emulator(free_port(), server=server).start()
+    try:
+        pgid, scratch = emulator.process_group, Path(emulator.scratch)
+        sqs = boto3.client("sqs", endpoint_url=emulator.endpoint, region_name="us-east-1",
+                           aws_access_key_id="test", aws_secret_access_key="test")
+        queue = sqs.create_queue(QueueName="probe")["QueueUrl"]
+        sqs.send_message(QueueUrl=queue, MessageBody="x" * 70_000)  # a body larger than one read
+        (message,) = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1)["Messages"]
+        assert message["Body"] == "x" * 70_000
+        with urllib.request.urlopen(f"{emulator.endpoint}/_ministack/health", timeout=5) as answer:
+            assert answer.status == 200
+    finally:
+        started = time.monotonic()
+        emulator.stop()
+    assert time.monotonic() - started < 10, "stopped within its graceful shutdown, not killed after 10 s"
+    assert live_members(pgid) == [] and not scratch.exists()
+

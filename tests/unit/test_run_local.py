@@ -156,3 +156,8 @@ def test_ctrl_c_before_the_stack_is_ready_exits_130_in_one_line_with_the_emulato
     code, lines, emulator = run(capsys)
     assert code == 130 and emulator.stopped
     assert lines == ["make run: interrupted before the stack was ready; stopping the emulator"]
+
+
+def test_an_unknown_server_is_refused_before_anything_starts():
+    with pytest.raises(ValueError, match="^server must be one of uvicorn, hypercorn, not 'gunicorn'$"):
+        Emulator(0, server="gunicorn")
