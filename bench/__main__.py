@@ -8,7 +8,9 @@ BENCH_POLLS (200) the polling run; BENCH_IMPORT_RUNS (15) the cold-start run; BE
 the local ceiling, 0 for none; BENCH_API_CONCURRENCY, default the API's local ceiling, 0 for the
 functions'; BENCH_WARM=0 skips the warm-up: the stack as it was before all three).
 BENCH_ERP_RECEIVER_DEDUPLICATES=true deploys with ErpReceiverDeduplicates=true (an ERP that
-keeps each event_id once: the bridge keeps no delivery ledger)."""
+keeps each event_id once: the bridge keeps no delivery ledger). BENCH_EMULATOR_SERVER=hypercorn
+serves the emulator's app with ministack's own server instead of uvicorn, to compare the two
+(the JSON's machine.emulator_server says which served a run)."""
 from __future__ import annotations
 
 import json
@@ -23,6 +25,7 @@ from typing import Any
 
 from bench import cold_burst, cold_start, polling, requests_per_job, throughput
 from bench.stack import ROOT, now_ms, start_stack, stop_stack
+from scripts.emulator import SERVERS
 from scripts.package import code_path
 from scripts.stack_config import LOCAL_FUNCTION_CONCURRENCY, boolean, local_api_ceiling
 
@@ -44,7 +47,17 @@ def _env_bool(name: str, default: bool) -> bool:
         raise SystemExit(f"make bench: {name} {exc}") from None
 
 
+def _env_server() -> str:
+    """BENCH_EMULATOR_SERVER: what serves the emulator's app, uvicorn (every stack's) or
+    hypercorn (ministack's own, to compare with)."""
+    server = os.environ.get("BENCH_EMULATOR_SERVER", "").strip() or SERVERS[0]
+    if server not in SERVERS:
+        raise SystemExit(f"make bench: BENCH_EMULATOR_SERVER must be one of {', '.join(SERVERS)}, not {server!r}")
+    return server
+
+
 def run() -> dict[str, Any]:
+    server = _env_server()
     build = ROOT / "build"
     subprocess.run([sys.executable, "-m", "scripts.package", "build"], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
@@ -54,7 +67,7 @@ def run() -> dict[str, Any]:
     erp_dedup = _env_bool("BENCH_ERP_RECEIVER_DEDUPLICATES", False)
     parameters = {"ErpReceiverDeduplicates": "true" if erp_dedup else "false"}
     stack = start_stack(build, log, parameters=parameters, ceiling=ceiling, api_ceiling=api_ceiling,
-                        warm_up=_env_int("BENCH_WARM", 1) == 1)
+                        warm_up=_env_int("BENCH_WARM", 1) == 1, server=server)
     try:
         burst = {**cold_burst.measure(stack, _env_int("BENCH_COLD_SUBMITS", 30)), **stack.prepared}
         requests = requests_per_job.measure(stack, erp_ledger=not erp_dedup)
@@ -69,7 +82,8 @@ def run() -> dict[str, Any]:
     cold = cold_start.measure(code_path(build), _env_int("BENCH_IMPORT_RUNS", 15))
     return {
         "measured_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "emulator": "ministack (local)"},
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "emulator": "ministack (local)",
+                    "emulator_server": server},
         "parameters": parameters,
         "cold_burst": burst, "requests_per_job": requests, "throughput": load, "polling": polls, "cold_start": cold,
     }
@@ -78,7 +92,8 @@ def run() -> dict[str, Any]:
 def table(result: dict[str, Any]) -> str:
     req, load, polls, cold = (result[k] for k in ("requests_per_job", "throughput", "polling", "cold_start"))
     job = req["job"]
-    lines = [f"Stack parameters: {json.dumps(result.get('parameters', {}))}", ""]
+    server = result["machine"].get("emulator_server", "hypercorn")  # runs before it had ministack's own
+    lines = [f"Stack parameters: {json.dumps(result.get('parameters', {}))}; the emulator served by {server}", ""]
     lines += cold_burst_lines(result["cold_burst"]) + [f"AWS requests per job: demo.steps {json.dumps(job['payload'])} ({job['status']}, handler ran {job['run_s']} s)",
              f"  {'function / request':<46}{'count':>6}{'floor':>7}  why the floor"]
     lines += [f"  {r['request']:<46}{r['count']:>6}{r['floor']:>7}  {r['why']}" for r in req["rows"]]

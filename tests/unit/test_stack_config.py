@@ -394,3 +394,16 @@ def test_a_refused_webhook_url_is_shown_without_its_credentials_or_query(url, sh
     message = str(raised.value)
     assert message.endswith(f"(got {shown})")
     assert "hunter2" not in message and "token" not in message and "user" not in message
+
+
+def test_bench_serves_the_emulator_as_every_stack_unless_asked_for_ministacks_own(monkeypatch):
+    from bench.__main__ import _env_server
+
+    monkeypatch.delenv("BENCH_EMULATOR_SERVER", raising=False)
+    assert _env_server() == "uvicorn"
+    monkeypatch.setenv("BENCH_EMULATOR_SERVER", " hypercorn ")
+    assert _env_server() == "hypercorn"
+    monkeypatch.setenv("BENCH_EMULATOR_SERVER", "gunicorn")
+    with pytest.raises(SystemExit, match="^make bench: BENCH_EMULATOR_SERVER must be one of uvicorn, hypercorn, "
+                                         "not 'gunicorn'$"):
+        _env_server()
