@@ -25,7 +25,7 @@ from typing import Any
 
 from bench import cold_burst, cold_start, polling, requests_per_job, throughput
 from bench.stack import ROOT, now_ms, start_stack, stop_stack
-from scripts.emulator import SERVERS
+from scripts.emulator import DEFAULT_SERVER, SERVERS
 from scripts.package import code_path
 from scripts.stack_config import LOCAL_FUNCTION_CONCURRENCY, boolean, local_api_ceiling
 
@@ -50,7 +50,7 @@ def _env_bool(name: str, default: bool) -> bool:
 def _env_server() -> str:
     """BENCH_EMULATOR_SERVER: what serves the emulator's app, uvicorn (every stack's) or
     hypercorn (ministack's own, to compare with)."""
-    server = os.environ.get("BENCH_EMULATOR_SERVER", "").strip() or SERVERS[0]
+    server = os.environ.get("BENCH_EMULATOR_SERVER", "").strip() or DEFAULT_SERVER
     if server not in SERVERS:
         raise SystemExit(f"make bench: BENCH_EMULATOR_SERVER must be one of {', '.join(SERVERS)}, not {server!r}")
     return server

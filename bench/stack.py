@@ -20,7 +20,7 @@ from chalicelib.api.auth import issue_token
 from chalicelib.invocation import LOG_MESSAGE
 from jobpipe_client.transport import FailoverTransport
 from scripts.deploy import deploy
-from scripts.emulator import Emulator, free_port
+from scripts.emulator import DEFAULT_SERVER, Emulator, free_port
 from scripts.local_stack import function_log_groups, prepare
 from scripts.stack_config import LOCAL_API_CONCURRENCY, LOCAL_FUNCTION_CONCURRENCY
 from tests.support.webhook_receiver import WebhookReceiver
@@ -124,7 +124,7 @@ class BenchStack:
 def start_stack(build_dir: Path, log_path: Path, name: str = "jobpipe-bench",
                 parameters: Optional[dict[str, str]] = None, ceiling: int = LOCAL_FUNCTION_CONCURRENCY,
                 warm_up: bool = True, api_ceiling: int = LOCAL_API_CONCURRENCY,
-                server: str = "uvicorn") -> BenchStack:
+                server: str = DEFAULT_SERVER) -> BenchStack:
     """Deploy to a fresh emulator served by `server` (scripts/emulator.py); `ceiling` (0: none),
     `api_ceiling` (0: `ceiling`) and `warm_up` as `make run` does them."""
     webhook = WebhookReceiver(WEBHOOK_SECRET).start()

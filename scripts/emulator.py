@@ -34,7 +34,8 @@ EMULATOR_PYTHON = ROOT / ".venv-emulator" / "bin" / "python"
 # How ministack's app is served: by uvicorn on httptools (scripts/emulator_server.py, in the
 # emulator's virtualenv), or by ministack's own entry point (hypercorn on h11, about a third more
 # of the emulator's CPU a request), kept for `python -m bench.emulator_requests` to compare.
-SERVERS = ("uvicorn", "hypercorn")
+SERVERS = ("uvicorn", "hypercorn")  # the first is the default
+DEFAULT_SERVER = SERVERS[0]
 HOST = "127.0.0.1"
 MEMORY_TMP = Path("/dev/shm")
 # A memory-backed directory with less room than this is left alone: a long test run's function
@@ -120,7 +121,7 @@ class Emulator:
 
     def __init__(
         self, port: int, log: Optional[IO[bytes]] = None, log_level: str = "INFO", inherit_output: bool = False,
-        server: str = "uvicorn",
+        server: str = DEFAULT_SERVER,
     ) -> None:
         if server not in SERVERS:
             raise ValueError(f"server must be one of {', '.join(SERVERS)}, not {server!r}")
