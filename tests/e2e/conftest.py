@@ -17,6 +17,7 @@ from scripts.deploy import deploy
 from scripts.emulator import Emulator, free_port
 from tests.support import emulator_log
 from tests.support.infra import ensure_package
+from tests.support.waiting import eventually
 from tests.support.webhook_receiver import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,14 +57,9 @@ class Stack:
 
     def wait_for_webhook(self, job_id: str, status: str, timeout_s: float = 60) -> list[dict]:
         """The ERP receiver's accepted deliveries for the job once one carries `status`."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            accepted = self.webhook.accepted(job_id)
-            if any(d["detail"]["status"] == status for d in accepted):
-                return accepted
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {status} event of job {job_id} reached the ERP: {accepted}")
-            time.sleep(0.5)
+        return eventually(lambda: self.webhook.accepted(job_id),
+                          lambda accepted: any(d["detail"]["status"] == status for d in accepted),
+                          timeout_s=timeout_s, every_s=0.5, what=f"a {status} event of job {job_id} to reach the ERP")
 
     def headers(self, tenant: str = "acme", **extra: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(tenant)}", "Content-Type": "application/json", **extra}
@@ -85,14 +81,8 @@ class Stack:
         return response.json()
 
     def wait_for(self, job_id: str, predicate: Callable[[dict], bool], timeout_s: float = 60, tenant: str = "acme") -> dict:
-        deadline = time.monotonic() + timeout_s
-        job = self.job(job_id, tenant)
-        while not predicate(job):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"job {job_id} did not reach the expected state: {job}")
-            time.sleep(0.3)
-            job = self.job(job_id, tenant)
-        return job
+        return eventually(lambda: self.job(job_id, tenant), predicate, timeout_s=timeout_s, every_s=0.3,
+                          what=f"job {job_id} to reach the expected state")
 
     def wait_terminal(self, job_id: str, timeout_s: float = 60, tenant: str = "acme") -> dict:
         return self.wait_for(job_id, lambda j: j["status"] in ("completed", "failed", "canceled"), timeout_s, tenant)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
+
+from tests.support.waiting import eventually
 
 
 CHROMIUM = "/usr/bin/chromium"
@@ -170,14 +171,12 @@ class FakeApi:
         """Return once every request the page has made is answered and the page has handled the
         answer, or is held (`hold_next`): what a step of the clock set off is over, however
         loaded the machine. Raises AssertionError if that takes 20 s."""
-        deadline = time.monotonic() + 20
-        while True:
+        def unanswered_and_held() -> tuple[int, int]:
             started, handled = self.page.evaluate(f"() => window[{FETCHES}]")
-            held = sum(1 for route in self.held if route.request.failure is None)
-            if started - handled <= held:
-                return
-            assert time.monotonic() < deadline, f"{started - handled - held} requests left unanswered"
-            self.page.wait_for_timeout(5)  # lets the routes be answered meanwhile
+            return started - handled, sum(1 for route in self.held if route.request.failure is None)
+        eventually(unanswered_and_held, lambda counts: counts[0] <= counts[1], timeout_s=20, every_s=0.005,
+                   sleep=lambda s: self.page.wait_for_timeout(s * 1000),  # lets the routes be answered meanwhile
+                   what="the page's requests to be answered or held, read as (unanswered, held)")
 
     def fail(self, method: str, path: str, times: int = 1, **response) -> None:
         self.failures.extend([(method, path, response)] * times)

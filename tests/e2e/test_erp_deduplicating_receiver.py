@@ -4,12 +4,11 @@ event of a job, a refused delivery comes back with the same id, and no delivery 
 written to the idempotency table."""
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.e2e.conftest import WEBHOOK_SECRET, deploy_stack
 from tests.e2e.test_least_privilege import function_environments
+from tests.support.waiting import last_read
 from tests.support.webhook_receiver import WebhookReceiver
 
 DEDUP_STACK = "jobpipe-erp-dedup"
@@ -34,15 +33,13 @@ def test_every_event_reaches_a_deduplicating_erp_without_a_delivery_ledger(dedup
 
     # What was refused comes back, under the same id: each after its own retry wait, so the
     # completed event's second delivery may land before an earlier event's.
-    deadline = time.monotonic() + 90
-    while True:
+    def read():
         deliveries = stack.webhook.all_for(job["id"])
         accepted = stack.webhook.accepted(job["id"])
         refused = {d["detail"]["event_id"] for d in deliveries if d["status"] == 500}
-        taken = {d["detail"]["event_id"] for d in accepted}
-        if (refused and refused <= taken) or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+        return deliveries, accepted, refused, {d["detail"]["event_id"] for d in accepted}
+    deliveries, accepted, refused, taken = last_read(read, lambda r: bool(r[2]) and r[2] <= r[3],
+                                                     timeout_s=90, every_s=0.5)
     assert refused and refused <= taken, f"refused and never taken: {refused - taken}"
     assert all(d["event_id_header"] == d["detail"]["event_id"] and d["signature_valid"] for d in deliveries)
     statuses = [d["detail"]["status"] for d in accepted if d["detail"]["event_type"] == "job.status.changed"]

@@ -6,6 +6,7 @@ import time
 
 from chalicelib.defaults import PROGRESS_SIGNIFICANT_JUMP
 from chalicelib.domain.progress import MILESTONES
+from tests.support.waiting import last_read
 
 SEED_FIELDS = ("event_id", "event_type", "timestamp", "job_id", "status", "progress", "attempt",
                "previous_status", "previous_progress", "step", "message")
@@ -59,9 +60,8 @@ def test_milestones_reach_the_erp_webhook_and_erp_outbound_once_each(stack):
         assert _is_milestone(detail["previous_progress"], detail["progress"]), detail
     assert [d["progress"] for d in details] == sorted({d["progress"] for d in details})
 
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not set(ids) <= set(stack.webhook.accepted_counts()):
-        time.sleep(0.5)
+    last_read(lambda: set(stack.webhook.accepted_counts()), lambda accepted: set(ids) <= accepted,
+              timeout_s=60, every_s=0.5)
     time.sleep(2)
     accepted = stack.webhook.accepted_counts()
     assert {i: accepted[i] for i in ids} == {i: 1 for i in ids}

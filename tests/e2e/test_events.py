@@ -7,6 +7,8 @@ from collections import Counter
 
 import pytest
 
+from tests.support.waiting import last_read
+
 TERMINAL = {"completed", "failed", "canceled"}
 
 
@@ -70,9 +72,7 @@ def test_erp_webhook_receives_each_transition_once_signed_even_after_a_500(stack
     job = stack.submit({"type": "demo.steps", "payload": {"steps": 3, "step_ms": 100}})
     stack.webhook.fail_first_for_jobs.add(job["id"])
     stack.wait_terminal(job["id"])
-    deadline = time.monotonic() + 60
-    while len(stack.webhook.accepted(job["id"])) < 3 and time.monotonic() < deadline:
-        time.sleep(0.5)
+    last_read(lambda: stack.webhook.accepted(job["id"]), lambda accepted: len(accepted) >= 3, timeout_s=60, every_s=0.5)
     time.sleep(3)  # a duplicate delivery would show up here
     accepted = stack.webhook.accepted(job["id"])
     statuses = sorted(d["detail"]["status"] for d in accepted)
@@ -95,10 +95,8 @@ def test_completion_invalidates_exactly_the_named_namespaces_of_its_scope(stack,
     # running is not completion: nothing is invalidated yet
     assert stack.call("GET", f"/cache/{scope}/steps-summary").status_code == 200
     stack.wait_terminal(job["id"])
-    deadline = time.monotonic() + 30
-    while stack.call("GET", f"/cache/{scope}/steps-summary").status_code != 404 and time.monotonic() < deadline:
-        time.sleep(0.3)
-    miss = stack.call("GET", f"/cache/{scope}/steps-summary")
+    miss = last_read(lambda: stack.call("GET", f"/cache/{scope}/steps-summary"), lambda read: read.status_code == 404,
+                     timeout_s=30, every_s=0.3)
     assert miss.status_code == 404 and miss.json()["status"] == "miss"
     assert miss.json()["invalidated_by"] == job["id"]
     assert stack.call("GET", f"/cache/{scope}/steps-report").status_code == 404
@@ -106,9 +104,8 @@ def test_completion_invalidates_exactly_the_named_namespaces_of_its_scope(stack,
     assert stack.call("GET", f"/cache/{other_scope}/steps-summary").status_code == 200
     assert stack.call("GET", f"/cache/{scope}/steps-summary", tenant="globex").status_code == 404
     # The completion's own write invalidated the namespaces; the task list is the consumer's, a moment later.
-    deadline = time.monotonic() + 30
-    while not (tasks := stack.call("GET", f"/scopes/{scope}/tasks").json()["tasks"]) and time.monotonic() < deadline:
-        time.sleep(0.3)
+    tasks = last_read(lambda: stack.call("GET", f"/scopes/{scope}/tasks").json()["tasks"], bool,
+                      timeout_s=30, every_s=0.3)
     assert [(t["type"], t["job_id"]) for t in tasks] == [("demo.steps", job["id"])]
     seen = bus_tap(lambda s: any(e["detail-type"] == "cache.invalidated" and e["detail"]["job_id"] == job["id"] for e in s))
     (announcement,) = [e["detail"] for e in seen if e["detail-type"] == "cache.invalidated" and e["detail"]["job_id"] == job["id"]]

@@ -2,12 +2,12 @@
 the owner's ids, answers as if they did not exist, and changes nothing of the owner's."""
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
 
 from app import app as chalice_app
+from tests.support.waiting import eventually
 
 PUBLIC = {("/health", "GET"), ("/openapi.json", "GET"), ("/dashboard", "GET"), ("/job-types", "GET")}
 
@@ -38,10 +38,8 @@ def world(stack):
     stack.wait_terminal(done["id"], tenant=owner)
     # The completion reaches the scope's tasks through the event bus: wait, so the owner's view
     # the tests compare before and after is settled.
-    deadline = time.monotonic() + 60
-    while not stack.call("GET", f"/scopes/{scope}/tasks", owner).json()["tasks"]:
-        assert time.monotonic() < deadline, "the completion never reached the scope's tasks"
-        time.sleep(0.5)
+    eventually(lambda: stack.call("GET", f"/scopes/{scope}/tasks", owner).json()["tasks"], bool,
+               timeout_s=60, every_s=0.5, what="the completion to reach the scope's tasks")
     running = stack.submit({"type": "demo.steps", "payload": {"steps": 40, "step_ms": 250}}, tenant=owner)
     stack.wait_for(running["id"], lambda j: j["status"] == "running", tenant=owner)
     assert stack.call("PUT", f"/cache/{scope}/{namespace}", owner, json={"secret": owner}).status_code == 200
@@ -140,10 +138,9 @@ def task_ids(stack):
     """Two maintenance tasks to read and cancel: a finished health check and a queued clean-up."""
     operator = role_headers(stack, "ops", ["operator"])
     done = stack.call("POST", "/api/system/maintenance/health-check", headers=operator).json()["task_id"]
-    deadline = time.monotonic() + 60
-    while stack.call("GET", f"/api/system/maintenance/tasks/{done}", headers=operator).json()["status"] != "completed":
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
+    eventually(lambda: stack.call("GET", f"/api/system/maintenance/tasks/{done}", headers=operator).json()["status"],
+               lambda status: status == "completed", timeout_s=60, every_s=0.5,
+               what=f"health check task {done} to complete")
     return {"GET": done}
 
 

@@ -3,13 +3,12 @@ the template's defaults (a second stack, `jobpipe-production`, in the same emula
 demo job types, and each function's log lines in its own group, kept for the stack's retention."""
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from chalicelib.invocation import LOG_MESSAGE
 from scripts.local_stack import function_log_groups
 from tests.e2e.conftest import deploy_stack
+from tests.support.waiting import eventually
 
 PRODUCTION_STACK = "jobpipe-production"
 
@@ -66,9 +65,7 @@ def test_each_function_logs_to_its_own_group_kept_for_the_stacks_retention(stack
             for g in logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/jobpipe-e2e")["logGroups"]}
     assert {kept.get(group) for group in groups.values()} == {30}
     assert not [name for name in kept if name not in groups.values()], "a function wrote to a group of its own making"
-    deadline = time.monotonic() + 15  # the lines are written when the invocation ends, after the job did
-    lines: list[str] = []
-    while not (any(job["id"] in line for line in lines) and any(LOG_MESSAGE in line for line in lines)):
-        assert time.monotonic() < deadline, f"the worker's lines never reached {groups['JobWorker']}: {lines[-5:]}"
-        time.sleep(0.5)
-        lines = [e["message"] for e in logs.filter_log_events(logGroupName=groups["JobWorker"])["events"]]
+    # the lines are written when the invocation ends, after the job did
+    eventually(lambda: [e["message"] for e in logs.filter_log_events(logGroupName=groups["JobWorker"])["events"]],
+               lambda lines: any(job["id"] in line for line in lines) and any(LOG_MESSAGE in line for line in lines),
+               timeout_s=15, every_s=0.5, what=f"the worker's lines to reach {groups['JobWorker']}")

@@ -4,12 +4,12 @@ turns into the `jobpipe` namespace's metrics."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 from chalicelib.invocation import LOG_MESSAGE
 from scripts.local_stack import function_log_groups
+from tests.support.waiting import eventually
 
 
 def invocation_lines(logs, group: str, job_id: str) -> list[str]:
@@ -35,10 +35,9 @@ def test_the_worker_writes_one_metric_document_per_job_type_when_its_invocation_
     assert stack.wait_terminal(job["id"])["status"] == "completed"
     group = function_log_groups(stack.session, "jobpipe-e2e")["JobWorker"]
     logs = stack.session.client("logs")
-    deadline = time.monotonic() + 15  # lines reach the group after the invocation ends
-    while not (lines := invocation_lines(logs, group, job["id"])):
-        assert time.monotonic() < deadline, f"the invocation that ran {job['id']} never ended in {group}"
-        time.sleep(0.5)
+    # lines reach the group after the invocation ends
+    lines = eventually(lambda: invocation_lines(logs, group, job["id"]), bool, timeout_s=15, every_s=0.5,
+                       what=f"the invocation that ran {job['id']} to end in {group}")
     documents = [json.loads(line) for line in lines if '"_aws"' in line]
     assert len(documents) == 1, lines
     (document,) = documents

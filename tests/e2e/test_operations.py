@@ -1,10 +1,9 @@
 """Operations, deployed: maintenance tasks, stats from the stream consumer, dead letters,
 artifacts and claim-checked data on S3."""
-import time
-
 import requests
 
 from jobpipe_client import JobpipeClient
+from tests.support.waiting import eventually, last_read
 
 
 def operator(stack) -> dict:
@@ -12,13 +11,10 @@ def operator(stack) -> dict:
 
 
 def wait_task(stack, task_id: str, timeout_s: float = 60) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        task = stack.call("GET", f"/api/system/maintenance/tasks/{task_id}", headers=operator(stack)).json()
-        if task["status"] in ("completed", "failed", "canceled"):
-            return task
-        assert time.monotonic() < deadline, task
-        time.sleep(0.5)
+    path = f"/api/system/maintenance/tasks/{task_id}"
+    return eventually(lambda: stack.call("GET", path, headers=operator(stack)).json(),
+                      lambda task: task["status"] in ("completed", "failed", "canceled"),
+                      timeout_s=timeout_s, every_s=0.5, what=f"maintenance task {task_id} to end")
 
 
 def test_health_check_task_runs_in_a_worker_and_reports_every_dependency(stack):
@@ -53,12 +49,9 @@ def test_cleanup_runs_and_temp_files_tasks_complete(stack):
 def test_stats_count_what_the_pipeline_did(stack):
     ids = [stack.submit({"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})["id"] for _ in range(3)]
     assert all(stack.wait_terminal(i)["status"] == "completed" for i in ids)
-    deadline = time.monotonic() + 30
-    while True:  # the stream consumer runs behind the writes
-        stats = stack.call("GET", "/api/system/stats", headers=operator(stack)).json()
-        if stats["events"]["completed"] >= 3 or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    # the stream consumer runs behind the writes
+    stats = last_read(lambda: stack.call("GET", "/api/system/stats", headers=operator(stack)).json(),
+                      lambda read: read["events"]["completed"] >= 3, timeout_s=30, every_s=0.5)
     assert stats["events"]["completed"] >= 3 and stats["events"]["submitted"] >= 3
     assert stats["jobs_by_status"]["completed"] >= 3
     assert stats["completion_time_s"]["p50"] is not None and stats["completion_time_s"]["p95"] is not None
@@ -74,13 +67,10 @@ def test_dead_lettered_job_is_shown_then_redriven(stack):
                         "payload": {"steps": 1, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"}})
     assert stack.wait_terminal(job["id"])["status"] == "failed"
     # The job is written failed owing its letter, then the letter is parked: it shows soon after.
-    deadline = time.monotonic() + 30
-    while True:
+    def mine_parked() -> list[dict]:
         letters = stack.call("GET", "/api/system/dlq?priority=low&limit=100", headers=operator(stack)).json()["dead_letters"]["low"]
-        mine = [m for m in letters if m["body"].get("job_id") == job["id"]]
-        if mine or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+        return [m for m in letters if m["body"].get("job_id") == job["id"]]
+    mine = last_read(mine_parked, bool, timeout_s=30, every_s=0.2)
     assert mine and mine[0]["job"]["status"] == "failed"
     moved = stack.call("POST", "/api/system/dlq/redrive?priority=low&limit=100", headers=operator(stack)).json()
     assert moved["redriven"]["low"]["moved"] >= 1 and moved["redriven"]["low"]["failed"] == 0

@@ -1,16 +1,13 @@
 """rq-engine compatible polling and ETag revalidation through the deployed gateway."""
-import time
+from tests.support.waiting import last_read
 
 FAST = {"type": "demo.steps", "payload": {"steps": 3, "step_ms": 0}}
 
 
 def poll_rq_status(stack, job_id, timeout_s=60):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        status = stack.call("GET", f"/api/jobstatus/{job_id}").json()
-        if status["status"] in ("finished", "failed", "canceled") or time.monotonic() > deadline:
-            return status
-        time.sleep(0.3)
+    return last_read(lambda: stack.call("GET", f"/api/jobstatus/{job_id}").json(),
+                     lambda status: status["status"] in ("finished", "failed", "canceled"),
+                     timeout_s=timeout_s, every_s=0.3)
 
 
 def test_rq_clients_poll_a_job_to_finished(stack):

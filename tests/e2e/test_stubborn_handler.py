@@ -3,10 +3,9 @@ interrupt, so the worker fails its attempt `timeout` and ends its own process be
 lease lapses; the next attempt runs alone and the job completes with one side effect."""
 from __future__ import annotations
 
-import time
-
 from chalicelib.job_types.chaos import SIDE_EFFECT_ARTIFACT_PREFIX
 from scripts.local_stack import function_log_groups
+from tests.support.waiting import eventually
 
 
 def test_a_handler_that_swallows_every_interrupt_loses_its_process_and_the_next_attempt_runs_alone(stack):
@@ -25,11 +24,7 @@ def test_a_handler_that_swallows_every_interrupt_loses_its_process_and_the_next_
     # for a minute, but the job was done long before.
     group = function_log_groups(stack.session, "jobpipe-e2e")["JobWorker"]
     logs = stack.session.client("logs")
-    deadline = time.monotonic() + 15
-    while True:
-        lines = [e["message"] for e in logs.filter_log_events(logGroupName=group)["events"]]
-        ended = [line for line in lines if "job process_ended" in line and job["id"] in line]
-        if ended and any("ending the worker process" in line for line in lines):
-            break
-        assert time.monotonic() < deadline, f"no process_ended line for {job['id']} in {group}"
-        time.sleep(0.5)
+    eventually(lambda: [e["message"] for e in logs.filter_log_events(logGroupName=group)["events"]],
+               lambda lines: any("job process_ended" in line and job["id"] in line for line in lines)
+               and any("ending the worker process" in line for line in lines),
+               timeout_s=15, every_s=0.5, what=f"a process_ended line for {job['id']} in {group}")
