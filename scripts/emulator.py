@@ -34,7 +34,7 @@ EMULATOR_PYTHON = ROOT / ".venv-emulator" / "bin" / "python"
 # How ministack's app is served: by uvicorn on httptools (scripts/emulator_server.py, in the
 # emulator's virtualenv), or by ministack's own entry point (hypercorn on h11, about a third more
 # of the emulator's CPU a request), kept for `python -m bench.emulator_requests` to compare.
-SERVERS = ("uvicorn", "hypercorn")  # the first is the default
+SERVERS = ("uvicorn", "hypercorn")
 DEFAULT_SERVER = SERVERS[0]
 HOST = "127.0.0.1"
 MEMORY_TMP = Path("/dev/shm")
