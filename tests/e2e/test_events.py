@@ -1,12 +1,12 @@
 """Status events on the deployed stack: one per transition, to the bus, the ERP webhook and the
 cache invalidation consumer."""
-import json
 import time
 import uuid
 from collections import Counter
 
 import pytest
 
+from tests.support.bus_tap import BusTap
 from tests.support.waiting import last_read
 
 TERMINAL = {"completed", "failed", "canceled"}
@@ -14,24 +14,8 @@ TERMINAL = {"completed", "failed", "canceled"}
 
 @pytest.fixture(scope="module")
 def bus_tap(stack):
-    """An extra rule on the bus delivering every jobpipe event to a test queue."""
-    sqs, events = stack.session.client("sqs"), stack.session.client("events")
-    url = sqs.create_queue(QueueName=f"tap-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    bus = stack.outputs["JobEventsBusName"]
-    events.put_rule(Name="e2e-tap", EventBusName=bus, EventPattern=json.dumps({"source": ["jobpipe"]}))
-    events.put_targets(Rule="e2e-tap", EventBusName=bus, Targets=[{"Id": "tap", "Arn": arn}])
-    seen: list[dict] = []
-
-    def drain(until, timeout_s=30):
-        deadline = time.monotonic() + timeout_s
-        while not until(seen) and time.monotonic() < deadline:
-            for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
-                seen.append(json.loads(message["Body"]))
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        return seen
-
-    return drain
+    """An extra rule on the bus delivering every jobpipe event to a test queue: its `drain`."""
+    return BusTap(stack.session, stack.outputs["JobEventsBusName"]).drain
 
 
 def status_events(seen, job_id):
