@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from bench import cold_burst, cold_start, polling, requests_per_job, throughput
 from bench.stack import ROOT, now_ms, start_stack, stop_stack
@@ -61,7 +62,18 @@ def run() -> dict[str, Any]:
     build = ROOT / "build"
     subprocess.run([sys.executable, "-m", "scripts.package", "build"], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
-    log = Path(tempfile.mkdtemp(prefix="jobpipe-bench-")) / "ministack.log"
+    logs = Path(tempfile.mkdtemp(prefix="jobpipe-bench-"))
+    try:
+        with (logs / "ministack.log").open("wb") as log:
+            result = _measure(server, build, log)
+    except BaseException:
+        print(f"make bench: the emulator's log is kept in {logs / 'ministack.log'}", file=sys.stderr)
+        raise
+    shutil.rmtree(logs, ignore_errors=True)  # a run that measured leaves nothing in /tmp
+    return result
+
+
+def _measure(server: str, build: Path, log: IO[bytes]) -> dict[str, Any]:
     ceiling = _env_int("BENCH_FUNCTION_CONCURRENCY", LOCAL_FUNCTION_CONCURRENCY)
     api_ceiling = _env_int("BENCH_API_CONCURRENCY", local_api_ceiling(ceiling))
     erp_dedup = _env_bool("BENCH_ERP_RECEIVER_DEDUPLICATES", False)

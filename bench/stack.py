@@ -11,7 +11,7 @@ import statistics
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import IO, Any, Iterator, Optional
 
 import boto3
 import requests
@@ -121,14 +121,15 @@ class BenchStack:
                 kwargs["nextToken"] = page["nextToken"]
 
 
-def start_stack(build_dir: Path, log_path: Path, name: str = "jobpipe-bench",
+def start_stack(build_dir: Path, log: IO[bytes], name: str = "jobpipe-bench",
                 parameters: Optional[dict[str, str]] = None, ceiling: int = LOCAL_FUNCTION_CONCURRENCY,
                 warm_up: bool = True, api_ceiling: int = LOCAL_API_CONCURRENCY,
                 server: str = DEFAULT_SERVER) -> BenchStack:
-    """Deploy to a fresh emulator served by `server` (scripts/emulator.py); `ceiling` (0: none),
+    """Deploy to a fresh emulator served by `server` (scripts/emulator.py), its output written to
+    `log` (the caller's to close); `ceiling` (0: none),
     `api_ceiling` (0: `ceiling`) and `warm_up` as `make run` does them."""
     webhook = WebhookReceiver(WEBHOOK_SECRET).start()
-    emulator = Emulator(free_port(), log=log_path.open("wb"), log_level="WARNING", server=server).start()
+    emulator = Emulator(free_port(), log=log, log_level="WARNING", server=server).start()
     os.environ.update(AWS_ENDPOINT_URL=emulator.endpoint, AWS_ACCESS_KEY_ID="test",
                       AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
     session = boto3.session.Session()
