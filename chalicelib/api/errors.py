@@ -6,7 +6,7 @@ from typing import Any
 from chalice import Response
 
 from chalicelib.domain import errors as domain
-from chalicelib.domain.text import unicode_text
+from chalicelib.domain.text import unicode_data, unicode_text
 
 
 class UnauthorizedError(domain.JobpipeError):
@@ -78,10 +78,10 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    # A message may echo what the request named (a path part): never as a lone surrogate.
+    # A message or its details may echo what the request named (a path part): never as a lone surrogate.
     error: dict[str, Any] = {"code": code, "message": unicode_text(message)}
     if details is not None:
-        error["details"] = details
+        error["details"] = unicode_data(details)
     return {"error": error}
 
 

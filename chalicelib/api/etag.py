@@ -28,7 +28,8 @@ def job_etag(kind: str, jobs: Iterable[tuple[str, Optional[Job]]]) -> str:
     job's `gone` fields are tagged too; none gone tags as before they were."""
     digest = hashlib.sha256(f"{_FORMAT}:{kind}".encode())
     for job_id, job in jobs:
-        digest.update(f"\0{job_id}\0{job.version if job is not None else '-'}".encode())
+        # A single-id path may hand over a lone surrogate (answered not found): kept distinct.
+        digest.update(f"\0{job_id}\0{job.version if job is not None else '-'}".encode("utf-8", "surrogatepass"))
         if job is not None and job.gone:
             digest.update(f"\0gone:{','.join(sorted(job.gone))}".encode())
     return f'W/"{digest.hexdigest()[:32]}"'

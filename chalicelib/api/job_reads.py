@@ -12,6 +12,7 @@ from chalicelib.defaults import MAX_ANSWER_BYTES, MAX_BATCH_IDS, MAX_JOB_ID_CHAR
 from chalicelib.domain.errors import InvalidRequestError
 from chalicelib.domain.events import clip
 from chalicelib.domain.job import Job, answer_bytes
+from chalicelib.domain.text import unicode_text
 
 # What the jobs of one answer may take together (answer_bytes): MAX_ANSWER_BYTES less room for
 # the rest of it (the ids, not-found entries, the frame).
@@ -48,9 +49,10 @@ def batch_job_ids(call: Call, *, none_is_empty: bool = False) -> list[str]:
 
 def not_found(job_id: str) -> dict[str, str]:
     """rq-engine's answer for an unknown or foreign id. An id past MAX_JOB_ID_CHARS (no job has
-    one; only a single-id path can carry it) is shown cut to that length, with an ellipsis."""
+    one; only a single-id path can carry it) is shown cut to that length, with an ellipsis; a
+    lone surrogate (a path's JSON can carry one) as U+FFFD."""
     shown = job_id if len(job_id) <= MAX_JOB_ID_CHARS else job_id[:MAX_JOB_ID_CHARS] + "…"
-    return {"id": shown, "status": "not_found"}
+    return {"id": unicode_text(shown), "status": "not_found"}
 
 
 def fitted(appearances: Iterable[Job], budget: int = ANSWER_JOBS_BYTES) -> dict[str, Job]:

@@ -39,3 +39,15 @@ def unicode_text(text: str) -> str:
     """`text` with each lone surrogate replaced by U+FFFD, what a UTF-8 decoder shows for bytes
     it cannot read: the same length, every other character kept."""
     return _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def unicode_data(value: Any) -> Any:
+    """JSON data `value` with unicode_text applied to every string in it, keys too (dicts and
+    lists rebuilt, tuples as lists; anything else as it is). For what an answer echoes back."""
+    if isinstance(value, str):
+        return unicode_text(value)
+    if isinstance(value, dict):
+        return {unicode_data(key): unicode_data(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [unicode_data(item) for item in value]
+    return value

@@ -368,6 +368,26 @@ def test_a_refusal_echoing_a_lone_surrogate_shows_u_fffd_in_its_place(client, pa
     assert b"\\ud800" not in response.body
 
 
+@pytest.mark.parametrize("path", ["/api/jobstatus/\ud800", "/api/jobinfo/\ud800x"])
+def test_an_rq_path_holding_a_lone_surrogate_is_not_found_shown_with_u_fffd(client, aws, path):
+    """rq-engine's single-id routes answer any unknown id 200 not_found; tagging such an id
+    raised (it has no UTF-8 form) and the answer was a 500."""
+    response = client.http.get(path, headers=auth())
+    assert response.status_code == 200, response.body
+    assert response.json_body == {"id": path.rsplit("/", 1)[1].replace("\ud800", "\ufffd"), "status": "not_found"}
+    assert b"\\ud800" not in response.body
+    again = client.http.get(path, headers={**auth(), "If-None-Match": response.headers["ETag"]})
+    assert again.status_code == 304
+
+
+@pytest.mark.parametrize("path", ["/cache/\ud800/n", "/cache/s/\ud800", "/scopes/\ud800/tasks"])
+def test_a_refusal_echoing_a_lone_surrogate_in_its_details_shows_u_fffd(client, aws, path):
+    response = client.http.get(path, headers=auth())
+    assert response.status_code == 400, response.body
+    assert "\ufffd" in response.json_body["error"]["details"].popitem()[1]
+    assert b"\\ud800" not in response.body
+
+
 @pytest.mark.parametrize("token", ["\ud800", "x.y.z\udcff"])
 def test_a_token_holding_a_lone_surrogate_is_401_not_500(client, token):
     response = client.http.get("/jobs", headers={"Authorization": f"Bearer {token}"})

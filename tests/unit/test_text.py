@@ -5,7 +5,7 @@ import pytest
 from chalicelib.domain.errors import ProgressRejectedError
 from chalicelib.domain.job import JobErrorInfo
 from chalicelib.domain.progress import check_report
-from chalicelib.domain.text import holds_lone_surrogate, is_unicode, unicode_text
+from chalicelib.domain.text import holds_lone_surrogate, is_unicode, unicode_data, unicode_text
 
 
 @pytest.mark.parametrize("value", ["\ud800", "a\udfff", {"\udc80": 1}, [[{"k": ["x", "\ud83d"]}]], ("\ude00",)])
@@ -28,6 +28,12 @@ def test_a_deep_value_is_walked_without_recursion():
 def test_each_lone_surrogate_becomes_u_fffd_and_nothing_else_changes():
     assert unicode_text("a\udcff😀\ud800\u0000") == "a\ufffd😀\ufffd\u0000"
     assert is_unicode(unicode_text("\ud83d\ude00"))  # two lone halves stay two characters
+
+
+def test_unicode_data_replaces_lone_surrogates_in_every_string_keys_included():
+    data = {"scope": "a\ud800", "\udcffk": ["x\ud800", ("y", 1, None)], "n": 2.5, "ok": True}
+    assert unicode_data(data) == {"scope": "a\ufffd", "\ufffdk": ["x\ufffd", ["y", 1, None]], "n": 2.5, "ok": True}
+    assert not holds_lone_surrogate(unicode_data(data))
 
 
 def test_an_errors_text_is_kept_with_u_fffd_in_place_of_a_lone_surrogate():
