@@ -25,7 +25,7 @@ from chalicelib.defaults import (
     MAX_CURSOR_CHARS,
     MAX_LISTING_PAGE,
 )
-from chalicelib.domain.errors import JobNotFoundError, TaskNotFoundError
+from chalicelib.domain.errors import InvalidRequestError, JobNotFinishedError, JobNotFoundError, TaskNotFoundError
 from chalicelib.domain.job import Job, is_plausible_job_id, new_job_id
 from chalicelib.maintenance import SYSTEM_TENANT, TASKS, TaskControl
 from chalicelib.observability import count
@@ -159,11 +159,19 @@ def cancel_task(call: Call, task_id: str) -> Any:
 def rerun_task(call: Call, task_id: str) -> Any:
     """A finished task run again as a new task with its parameters (`rerun_of` names it); the
     first stays as it ended. Keyed like POST /jobs/{id}/rerun. Not finished: 409
-    job_not_finished. With USE_TASK_QUEUE=false it runs inline, as a started task does."""
+    job_not_finished. With USE_TASK_QUEUE=false it runs inline, as a started task does, and an
+    Idempotency-Key is refused (400): nothing is kept to answer its repeat."""
     job = _task(task_id)
     task = job.type[len(TYPE_PREFIX):]
     services = container()
     if not services.settings.use_task_queue:
+        if not job.status.is_terminal:
+            raise JobNotFinishedError.of(job.id, job.status.value)
+        if call.header("idempotency-key") is not None:
+            # An inline run leaves no record a repeat could be answered from.
+            raise InvalidRequestError(
+                "Idempotency-Key cannot be honoured when tasks run inline (USE_TASK_QUEUE=false): "
+                "an inline run keeps no record to answer a repeat with; send the rerun without one")
         return _start(call, task, job.payload)
     made = new_job_id()  # a keyed replay answers the key's first task instead: not made, not counted
     again = services.lifecycle.rerun(tenant=SYSTEM_TENANT, user=call.user.user, job_id=job.id, new_id=made,

@@ -127,12 +127,14 @@ def _ids_body() -> dict[str, Any]:
     return {"required": False, "content": {"application/json": {"schema": _ref("JobIds")}}}
 
 
+_IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_CHARS,
+                               "pattern": "^[ -~]+$"}}  # printable ASCII
+
+
 def _paths() -> dict[str, Any]:
     public: dict[str, Any] = {"security": []}
     job_id = [_path_param("job_id")]
-    idempotency_key = {"name": "Idempotency-Key", "in": "header",
-                       "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_CHARS,
-                                  "pattern": "^[ -~]+$"}}  # printable ASCII
     cache_params = [_path_param("scope"), _path_param("namespace")]
     return {
         "/health": {"get": {**public, "summary": "liveness", "responses": {"200": _json({"type": "object"})}}},
@@ -143,7 +145,7 @@ def _paths() -> dict[str, Any]:
             "200": _json({"type": "object", "required": ["job_types"]}), **_errors(401)}}},
         "/jobs": {
             "post": {"summary": "submit a job",
-                     "parameters": [idempotency_key],
+                     "parameters": [_IDEMPOTENCY_KEY],
                      "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("SubmitJobRequest")}}},
                      "responses": {"202": _json(_ref("Job"), "accepted"),
                                    **_errors(400, 401, 409, 410, 413, 422, 429, 503)}},
@@ -165,7 +167,7 @@ def _paths() -> dict[str, Any]:
         },
         "/jobs/{job_id}/rerun": {"post": {
             "summary": "run a finished job again as a new job (`rerun_of` names it)",
-            "parameters": [*job_id, idempotency_key],
+            "parameters": [*job_id, _IDEMPOTENCY_KEY],
             "requestBody": {"required": False,
                             "content": {"application/json": {"schema": _ref("RerunJobRequest")}}},
             "responses": {"202": _json(_ref("Job"), "accepted"),
@@ -273,7 +275,10 @@ def _operator_paths() -> dict[str, Any]:
             "delete": {"parameters": task_id, "responses": {"202": _json(task), **refused, **_errors(404, 409)}},
         },
         "/api/system/maintenance/tasks/{task_id}/rerun": {
-            "post": {"parameters": task_id, "responses": {**queued, **_errors(404, 409)}},
+            # A key's replay after the first task was purged answers 410, as on /jobs/{id}/rerun;
+            # with USE_TASK_QUEUE=false a key is refused (400): an inline run keeps no record.
+            "post": {"parameters": [*task_id, _IDEMPOTENCY_KEY],
+                     "responses": {**queued, **_errors(404, 409, 410, 422)}},
         },
     }
 

@@ -247,6 +247,27 @@ def test_inline_mode_reruns_a_task_queued_before_in_the_request(client, aws, mon
     assert receive_all(aws, "low_url") == []
 
 
+def test_inline_mode_refuses_to_rerun_an_unfinished_task_or_to_take_a_key(client, aws, monkeypatch):
+    """Inline, a rerun ran without the queued path's checks: a task still queued ran again beside
+    its queued copy, and a key (even one that is no key) was taken, though nothing is kept to
+    answer its repeat with: the same key twice ran the task twice."""
+    queued_id = client.http.post("/api/system/maintenance/cleanup-temp-files", headers=operator()).json_body["task_id"]
+    finished_id = client.http.post("/api/system/maintenance/health-check", headers=operator()).json_body["task_id"]
+    drain(client._app, aws)  # both run to their end: the first is enqueued again below
+    queued_id = client.http.post(f"/api/system/maintenance/tasks/{queued_id}/rerun",
+                                 headers=operator()).json_body["task_id"]
+    monkeypatch.setenv("USE_TASK_QUEUE", "false")
+    composition.use(None)
+    response = client.http.post(f"/api/system/maintenance/tasks/{queued_id}/rerun", headers=operator())
+    assert (response.status_code, response.json_body["error"]["code"]) == (409, "job_not_finished")
+    for key in ("k1", "x" * 400):
+        response = client.http.post(f"/api/system/maintenance/tasks/{finished_id}/rerun",
+                                    headers=operator(**{"Idempotency-Key": key}))
+        assert (response.status_code, response.json_body["error"]["code"]) == (400, "invalid_request"), key
+        assert "USE_TASK_QUEUE=false" in response.json_body["error"]["message"]
+    assert client.http.post(f"/api/system/maintenance/tasks/{finished_id}/rerun", headers=operator()).status_code == 200
+
+
 def _feed_stream(app, aws):
     """Deliver the jobs table's stream records, as moto recorded them, to the stream consumer."""
     from moto.dynamodb.models import dynamodb_backends
