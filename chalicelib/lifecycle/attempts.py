@@ -137,8 +137,10 @@ class Attempts(DeadLetters):
             try:
                 return decide(current)
             except StaleJobError:
-                fresh = self.store.get(job.id, mark_gone=True)  # the attempt's payload is in `job` already
+                # The record alone: the attempt's payload is in `job` already, and an object read
+                # that failed here would lose the attempt's outcome to its lease.
+                fresh = self.store.get(job.id, fetch=(), mark_gone=False)
                 if fresh is None:
                     raise
-                current = fresh
+                current = fresh.model_copy(update={"payload": job.payload, "gone": job.gone})
         raise StaleJobError(f"job {job.id} kept changing; giving up this write")

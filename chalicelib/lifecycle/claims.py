@@ -10,7 +10,7 @@ from enum import Enum
 from typing import Any, Optional
 
 from chalicelib.defaults import INVOCATION_MARGIN_S, LEASE_GRACE_S, RACE_RETRIES
-from chalicelib.domain.errors import StaleJobError
+from chalicelib.domain.errors import StaleJobError, StoreUnavailableError
 from chalicelib.domain.job import Job, JobErrorInfo, Progress, isoformat, parse_time
 from chalicelib.domain.status import JobStatus, can_transition
 from chalicelib.lifecycle.attempts import Attempts
@@ -51,10 +51,22 @@ class Claims(Attempts):
 
         The decision rests on the record: an object of the job found gone (deleted by hand or
         by a bucket rule) is named in the job's `gone`, never an error after the write landed.
-        A RUN claim whose payload is gone is failed `payload_gone` by the runner, at once."""
+        A RUN claim whose payload is gone is failed `payload_gone` by the runner, at once.
+
+        A claim the store did not answer (every answer to its write lost, or the claim-checked
+        payload not read back after the write landed: StoreUnavailableError) is looked up by
+        its `claim_id` rather than left to its lease, which a redelivery could not tell from a
+        live worker's: see `_unanswered`."""
+        claim_id = uuid.uuid4().hex  # this delivery's: found on the record, the claim was ours
+        try:
+            return self._decide(message, time_left_s, claim_id)
+        except StoreUnavailableError as exc:
+            return self._unanswered(message, claim_id, exc)
+
+    def _decide(self, message: JobMessage, time_left_s: Optional[float], claim_id: str) -> Claim:
         job: Optional[Job] = None
         if self._may_start_unread(message, time_left_s):
-            written = self._start_unread(message)
+            written = self._start_unread(message, claim_id)
             if written.applied:
                 return Claim(ClaimOutcome.RUN, written.job)
             if written.job is None:
@@ -66,10 +78,31 @@ class Claims(Attempts):
                 if job is None:
                     return Claim(ClaimOutcome.SKIP, None, "job does not exist")
             try:
-                return self._claim(job, time_left_s)
+                return self._claim(job, time_left_s, claim_id)
             except StaleJobError:
                 job = None
         return Claim(ClaimOutcome.DEFER, None, "job kept changing while claiming", retry_after_s=1)
+
+    def _unanswered(self, message: JobMessage, claim_id: str, unanswered: StoreUnavailableError) -> Claim:
+        """After a claim the store did not answer: when the record shows this delivery's claim,
+        the attempt is this delivery's to run (its payload read again) or, the payload still
+        unreadable, to give back at once: failed `payload_unavailable`, retried while attempts
+        remain, as an attempt whose worker was lost is. Raises `unanswered` when the claim did
+        not land (the delivery fails and its message is delivered again), StoreUnavailableError
+        when the record cannot be read either (the lease then ends the attempt, if it began)."""
+        record = self.store.get(message.job_id, fetch=(), mark_gone=False)
+        if record is None or record.claim_id != claim_id or record.status != JobStatus.RUNNING:
+            raise unanswered
+        try:
+            job = self.store.get(message.job_id, mark_gone=True)
+        except StoreUnavailableError as exc:
+            error = JobErrorInfo(code="payload_unavailable", message=(
+                f"attempt {record.attempts} could not read its payload ({exc.message}); its handler did not run"))
+            return Claim(ClaimOutcome.SKIP, self.fail_attempt(record, error, retryable=True),
+                         "the attempt's payload could not be read")
+        if job is None or job.claim_id != claim_id:
+            raise unanswered
+        return Claim(ClaimOutcome.RUN, job)
 
     @staticmethod
     def _may_start_unread(message: JobMessage, time_left_s: Optional[float]) -> bool:
@@ -79,7 +112,7 @@ class Claims(Attempts):
             return False
         return time_left_s is None or time_left_s >= message.timeout_s + INVOCATION_MARGIN_S
 
-    def _start_unread(self, message: JobMessage) -> ExpectedWrite:
+    def _start_unread(self, message: JobMessage, claim_id: str) -> ExpectedWrite:
         """Start attempt `message.attempt` if the stored job is what `_claim` would start
         right now: a status that may go to running, the previous attempt count, the timeout
         the lease is computed from, no cancel request, its start reached (within 1 s)."""
@@ -93,11 +126,12 @@ class Claims(Attempts):
         # Only the first attempt sets the job's start: a later one finds it set (the guard on
         # `attempts` pins which case this is).
         first_start = isoformat(now) if message.attempt == 1 else None
-        changes = self._start_changes(message.attempt, message.timeout_s, now, first_start)
+        changes = self._start_changes(message.attempt, message.timeout_s, now, first_start, claim_id)
         return self.store.apply_expected(message.job_id, message.tenant, expected, changes, mark_gone=True)
 
     @staticmethod
-    def _start_changes(attempt: int, timeout_s: int, now: datetime, first_start: Optional[str]) -> ChangeSet:
+    def _start_changes(attempt: int, timeout_s: int, now: datetime, first_start: Optional[str],
+                       claim_id: str) -> ChangeSet:
         """queued/retrying -> running for `attempt`, under a lease of the timeout plus grace. No
         run record: it is written when the attempt ends; until then the job itself shows it."""
         started = isoformat(now)
@@ -111,13 +145,13 @@ class Claims(Attempts):
             "progress": Progress(percent=0, step="started", updated_at=started),
             "error": REMOVE,  # the failed attempt's error stays on its run record, not on the next attempt
             "event_percent": 0.0,  # the running transition carries 0 %
-            "claim_id": uuid.uuid4().hex,
+            "claim_id": claim_id,
         }
         if first_start is not None:
             fields["started_at"] = first_start
         return ChangeSet(fields)
 
-    def _claim(self, job: Job, time_left_s: Optional[float]) -> Claim:
+    def _claim(self, job: Job, time_left_s: Optional[float], claim_id: str) -> Claim:
         now = self.clock()
         if job.status.is_terminal:
             job = self.park_owed_letter(job)  # raises QueueUnavailableError: delivered again
@@ -143,5 +177,5 @@ class Claims(Attempts):
                          retry_after_s=0)
         transition(job, JobStatus.RUNNING)
         changes = self._start_changes(job.attempts + 1, job.timeout_s, now,
-                                      None if job.started_at else isoformat(now))
+                                      None if job.started_at else isoformat(now), claim_id)
         return Claim(ClaimOutcome.RUN, self.store.apply(job, job.status, changes))

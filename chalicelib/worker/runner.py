@@ -145,7 +145,7 @@ class JobRunner:
             # If the reconciler failed it while the dead-letter queue did not answer, this
             # delivery's message is the one that parks the letter: it is acknowledged next.
             self._observe("abandoned", job, {"reason": exc.message})
-            fresh = self.lifecycle.store.get(job.id, mark_gone=True)  # its record decides
+            fresh = self.lifecycle.store.get(job.id, fetch=(), mark_gone=False)  # its record decides
             return self.lifecycle.park_owed_letter(fresh) if fresh is not None else None
 
     def _execute(self, job: Job) -> Job:

@@ -9,14 +9,15 @@ import time
 from typing import Any, Callable
 
 import pytest
-from botocore.exceptions import ReadTimeoutError
+from botocore.exceptions import ClientError, ReadTimeoutError
+from pydantic import BaseModel
 
 from chalicelib import composition
 from chalicelib.adapters.dynamodb_items import moves_into
 from chalicelib.domain.errors import StoreUnavailableError
 from chalicelib.domain.job import child_job_id
 from chalicelib.ports import JobMessage
-from tests.functional.conftest import auth, get_job, invoke_worker, receive_all, sqs_event
+from tests.functional.conftest import auth, drain, get_job, invoke_worker, receive_all, receive_all_peek, sqs_event
 from tests.functional.test_reconciler import operator_headers, quick_grace, reconcile  # noqa: F401 - a fixture
 
 LARGE = {"type": "demo.outputs", "payload": {"pad": "x" * (70 * 1024)}}
@@ -132,6 +133,123 @@ def test_a_claim_after_a_read_whose_first_try_landed_runs_the_attempt(app, clien
     assert lost.calls == 1
     job = get_job(client, job_id)
     assert (job["status"], job["attempts"]) == ("completed", 1)
+
+
+def test_a_claim_whose_every_answer_was_lost_runs_the_attempt_it_started(app, client, aws):
+    """Every try of the claim's write timed out, one having landed: the delivery finds its own
+    claim on the record (its claim_id) and runs the attempt. Failed instead, its redelivery would
+    have found a claim it could not tell from a live worker's and waited out the lease."""
+    job_id = client.http.post("/jobs", headers=auth(), body=json.dumps(STEPS)).json_body["id"]
+    store = composition.container().store
+    store._ddb = AnswersLost(store._ddb, "update_item", all_lost=True, only=_claims)
+    event = sqs_event(receive_all(aws))
+
+    assert invoke_worker(app, event) == {"batchItemFailures": []}
+
+    job = get_job(client, job_id)
+    assert (job["status"], job["attempts"]) == ("completed", 1)
+
+
+class ObjectReads:
+    """An S3 client whose GetObject fails (503 SlowDown, as after botocore's retries) on the calls
+    `failing` says, counting every call."""
+
+    def __init__(self, client: Any, failing: Callable[[int], bool]) -> None:
+        self._client, self._failing, self.calls = client, failing, 0
+
+    def get_object(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self._failing(self.calls):
+            raise ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}},
+                              "GetObject")
+        return self._client.get_object(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def _object_reads(failing: Callable[[int], bool]) -> ObjectReads:
+    blobs = composition.container().store._blobs
+    blobs._s3 = reads = ObjectReads(blobs._s3, failing)
+    return reads
+
+
+def test_a_claim_whose_payload_read_failed_after_its_write_runs_the_attempt(app, client, aws):
+    """The claim landed, then reading its claim-checked payload back from S3 failed: the delivery
+    reads it again and runs the attempt, rather than failing with the attempt claimed (its
+    redelivery would have waited out the lease, and the attempt ended `worker_lost` unrun)."""
+    job_id = client.http.post("/jobs", headers=auth(), body=json.dumps(LARGE)).json_body["id"]
+    reads = _object_reads(lambda call: call == 1)
+    event = sqs_event(receive_all(aws))
+
+    assert invoke_worker(app, event) == {"batchItemFailures": []}
+
+    assert reads.calls == 2
+    job = get_job(client, job_id)
+    assert (job["status"], job["attempts"]) == ("completed", 1)
+
+
+@pytest.mark.parametrize("max_attempts, ends", [(2, "retrying"), (1, "failed")])
+def test_a_claimed_attempt_whose_payload_stays_unreadable_is_given_back_at_once(app, client, aws, max_attempts, ends):
+    """S3 does not answer the claim's read of the payload, nor the read after: the attempt ends at
+    once, `payload_unavailable`, retried while attempts remain (its next message sent), not left
+    running under a lease no worker holds."""
+    services = composition.container()
+
+    class Padded(BaseModel):
+        pad: str
+
+    @services.registry.register(f"lost.payload{max_attempts}", Padded, max_attempts=max_attempts, timeout_s=600)
+    def run(ctx, payload):
+        return "ran"
+
+    body = {"type": f"lost.payload{max_attempts}", "payload": {"pad": "x" * (70 * 1024)}}
+    job_id = client.http.post("/jobs", headers=auth(), body=json.dumps(body)).json_body["id"]
+    reads = _object_reads(lambda call: True)
+    event = sqs_event(receive_all(aws))
+
+    assert invoke_worker(app, event) == {"batchItemFailures": []}  # nothing left to this message
+
+    reads._failing = lambda call: False  # S3 answers the reads below
+    job = get_job(client, job_id)
+    assert (job["status"], job["attempts"], job["error"]["code"]) == (ends, 1, "payload_unavailable")
+    assert "its handler did not run" in job["error"]["message"]
+    runs = client.http.get(f"/jobs/{job_id}/runs", headers=auth()).json_body["runs"]
+    assert [(r["attempt"], r["error"]["code"]) for r in runs] == [(1, "payload_unavailable")]
+    dead = [json.loads(m["Body"]) for m in receive_all(aws, "dlq_url")]
+    if ends == "retrying":  # the next attempt's message sent, delayed as a retry is
+        assert receive_all_peek(aws, "jobs_url") == 1 and dead == []
+        drain(app, aws)
+        assert get_job(client, job_id)["status"] == "completed"
+    else:
+        assert receive_all_peek(aws, "jobs_url") == 0 and [(m["job_id"], m["attempt"]) for m in dead] == [(job_id, 1)]
+
+
+def test_a_completion_retried_on_a_fresh_record_reads_no_object(app, client, aws):
+    """A parent that spawned completes on a stale version (the spawn moved it) and is written
+    again on its record read afresh: the record alone, the payload kept from the claim. Read with
+    its claim-checked payload, an S3 error there lost the completed attempt to its lease."""
+    services = composition.container()
+
+    class Padded(BaseModel):
+        pad: str
+
+    @services.registry.register("lost.fanout", Padded, max_attempts=1, timeout_s=60)
+    def fan(ctx, payload):
+        return {"children": [ctx.spawn("demo.steps", {"steps": 1, "step_ms": 0})]}
+
+    body = {"type": "lost.fanout", "payload": {"pad": "x" * (70 * 1024)}}
+    job_id = client.http.post("/jobs", headers=auth(), body=json.dumps(body)).json_body["id"]
+    reads = _object_reads(lambda call: call > 1)  # the claim's read answers; no other may be needed
+    event = sqs_event(receive_all(aws))
+
+    assert invoke_worker(app, event) == {"batchItemFailures": []}
+
+    assert reads.calls == 1
+    reads._failing = lambda call: False  # S3 answers the reads below
+    job = get_job(client, job_id)
+    assert job["status"] in ("completed", "running") and job["attempts"] == 1 and len(job["children"]) == 1
+    assert job.get("error") is None
 
 
 def test_a_claim_checked_child_whose_answer_never_came_keeps_its_payload(app, client, aws):
