@@ -2,6 +2,7 @@
 queue → ERP bridge and cache invalidation handlers."""
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -9,7 +10,7 @@ from chalicelib import composition
 from chalicelib.adapters.memory_events import InMemoryWebhookSender
 from chalicelib.ports import WebhookAnswer
 from chalicelib.subscribers.erp import ErpBridge, verify
-from tests.functional.conftest import LambdaContext, auth, sqs_event
+from tests.functional.conftest import LambdaContext, auth, receive_all, sqs_event, token
 from tests.functional.test_api import STEPS, run_worker, submit
 from tests.support.stream import StreamRecorder
 
@@ -144,3 +145,37 @@ def test_a_handler_that_reports_its_start_at_zero_publishes_each_milestone_once(
     progress = [d for d in events if d["event_type"] == "job.status.progress"]
     assert all(d["progress"] > d["previous_progress"] for d in progress), progress
     assert len(stream.records) > len(events)  # the start write was there, and published nothing
+
+
+def _template_rule_queues(aws, rules: tuple[str, ...]) -> dict[str, str]:
+    """Each of the template's `rules`, its pattern as deployed, on the bus with a queue of its own."""
+    template = json.loads((Path(__file__).resolve().parents[2] / "infra" / "resources.json").read_text())["Resources"]
+    urls = {}
+    for rule in rules:
+        url = aws["sqs"].create_queue(QueueName=f"rule-{rule}")["QueueUrl"]
+        arn = aws["sqs"].get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        aws["events"].put_rule(Name=rule, EventBusName="job-events",
+                               EventPattern=json.dumps(template[rule]["Properties"]["EventPattern"]))
+        aws["events"].put_targets(Rule=rule, EventBusName="job-events", Targets=[{"Id": rule, "Arn": arn}])
+        urls[rule] = url
+    return urls
+
+
+def test_the_erp_rules_take_every_tenants_job_events_and_none_of_the_systems_tasks(client, aws, tap, stream):
+    """Maintenance tasks (tenant _system: hourly health checks and statistics, daily clean-ups)
+    are the system's housekeeping: their events are no ERP's business, and each would cost a
+    webhook POST and its delivery records. The rules leave them out, so no consumer sees them."""
+    urls = _template_rule_queues(aws, ("ErpOutboundRule", "ErpWebhookRule"))
+    job = submit(client, STEPS)
+    operator = {"Authorization": f"Bearer {token(roles=['operator'])}"}
+    task = client.http.post("/api/system/maintenance/health-check", headers=operator).json_body["task_id"]
+    run_worker(client, aws)
+    assert publish_stream(client._app, stream) == {"batchItemFailures": []}
+    for rule, url in urls.items():
+        delivered = [json.loads(m["Body"])["detail"] for m in receive_all({**aws, rule: url}, rule)]
+        assert {d["job_id"] for d in delivered} == {job["id"]}, rule
+        assert [d["status"] for d in delivered if d["event_type"] == "job.status.changed"] == \
+            ["queued", "running", "completed"], rule
+    # the task ran, and its events went out to the bus, on no ERP rule's target
+    assert client.http.get(f"/api/system/maintenance/tasks/{task}", headers=operator).json_body["status"] == "completed"
+    assert {e["detail"]["tenant"] for e in tap()} == {"acme", "_system"}

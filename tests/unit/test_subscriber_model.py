@@ -110,6 +110,9 @@ def _accepts(allowed: Any, value: Any) -> bool:
         return isinstance(value, str) and value.startswith(allowed["prefix"])
     if allowed == {"wildcard": "*"}:
         return isinstance(value, str)
+    if "anything-but" in allowed:
+        excluded = allowed["anything-but"]
+        return value not in (excluded if isinstance(excluded, list) else [excluded])
     raise AssertionError(f"the model does not read the pattern {allowed}")
 
 
