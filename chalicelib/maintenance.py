@@ -148,6 +148,7 @@ class MaintenanceTasks:
         unchecked = {"ok": False, "error": "not checked: the task ran out of time"}
         complete = True
         for name, probe in self._probes.items():
+            control.check_cancelled()  # a cancel request is taken between probes, as between pages
             if control.remaining_ms() < PROBE_STOP_MARGIN_MS:
                 checks[name], complete = dict(unchecked), False
                 continue
@@ -157,6 +158,7 @@ class MaintenanceTasks:
                 checks[name] = {"ok": False, "error": exc.message}
             except Exception as exc:  # a probe's own failure is the finding, not the task's
                 checks[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        control.check_cancelled()
         if control.remaining_ms() < PROBE_STOP_MARGIN_MS:
             queues: list[dict[str, Any]] = []
             checks["queues"], complete = [], False
@@ -173,6 +175,7 @@ class MaintenanceTasks:
     def log_statistics(self, window_hours: int, control: TaskControl = TaskControl()) -> dict[str, Any]:
         """Counts by status and type, completion-time percentiles and failure rates over the
         window, from the counters the stats recorder keeps (a few item reads)."""
+        control.check_cancelled()
         hours = hours_back(self._clock(), window_hours)
         summary = summarize(self._stats.status_counts(), self._stats.hourly(hours), window_hours)
         return {**summary, "computed_at": isoformat(self._clock())}

@@ -72,6 +72,27 @@ def test_cleanup_stops_when_canceled_and_when_time_runs_out(tasks, store, clock)
     assert result["complete"] is False and result["jobs_deleted"] == 0 and "old-1" in store._jobs
 
 
+def test_a_health_check_and_the_statistics_stop_when_canceled(store, blobs, clock):
+    """A running task's cancel request (DELETE /api/system/maintenance/tasks/{id}) is taken
+    between probes and before the statistics are read, as the clean-ups take it between pages:
+    answered 202 `cancel_requested`, the task must end canceled, not run on to `completed`."""
+    probed, requests = [], iter([False, True])
+
+    def cancel_after_the_first_probe():
+        if next(requests, True):
+            raise JobCancelledError("canceled")
+
+    probes = {name: (lambda name=name: probed.append(name) or {"ok": True}) for name in ("jobs_table", "bucket")}
+    tasks = MaintenanceTasks(finished=InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs, clock=clock), blobs),
+                             stats=InMemoryStatsStore(), queues=FakeQueues(), blobs=blobs, probes=probes,
+                             retention_days=7, clock=clock)
+    with pytest.raises(JobCancelledError):
+        tasks.health_check(TaskControl(check_cancelled=cancel_after_the_first_probe))
+    assert probed == ["jobs_table"]
+    with pytest.raises(JobCancelledError):
+        tasks.log_statistics(24, TaskControl(check_cancelled=cancel_after_the_first_probe))
+
+
 def test_cleanup_stops_within_a_page_when_time_runs_short(clock):
     """A page holds up to 100 jobs and each purge takes several requests (tens of ms each on
     AWS): the time left is checked before each job, so a page cannot run the task past its end
