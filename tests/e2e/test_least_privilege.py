@@ -49,6 +49,18 @@ def test_a_stack_at_the_defaults_refuses_demo_job_types(production_stack):
     assert production_stack.call("GET", "/jobs").json()["jobs"] == []
 
 
+def test_a_stack_at_the_defaults_throttles_every_route_of_its_api_stage(production_stack):
+    """API Gateway's stage throttling, every route and caller together, at the template's
+    defaults (ApiThrottleRateLimit, ApiThrottleBurstLimit): deployed on the stage, as AWS
+    enforces it (the emulator records it and does not enforce it)."""
+    apigateway = production_stack.session.client("apigateway")
+    api_id = production_stack.outputs["RestAPIId"]
+    stages = {s["stageName"]: s for s in apigateway.get_stages(restApiId=api_id)["item"]}
+    stage = stages["api"]  # the one the API's URL names
+    assert stage["methodSettings"]["*/*"]["throttlingRateLimit"] == 1000
+    assert stage["methodSettings"]["*/*"]["throttlingBurstLimit"] == 2000
+
+
 def test_the_demo_stack_still_runs_them(stack):
     job = stack.submit({"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})
     assert stack.wait_terminal(job["id"])["status"] == "completed"
