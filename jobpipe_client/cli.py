@@ -35,6 +35,7 @@ from typing import Any, BinaryIO, Callable, Mapping, NoReturn, Optional, Sequenc
 from rich.console import Console
 
 from jobpipe_client.cli_options import UsageError, parse_payload
+from jobpipe_client.cli_stdout import stdout_console
 from jobpipe_client.artifact_view import artifacts_table, check_target, is_text, plain_artifacts
 from jobpipe_client.cli_parser import (
     EXIT_BAD_INPUT,
@@ -341,7 +342,8 @@ def main(
     err: Optional[TextIO] = None,
     make_client: Callable[[argparse.Namespace, Mapping[str, str]], JobpipeClient] = client_from,
 ) -> int:
-    """Run one command; returns the exit code. Every failure is one line on `err`."""
+    """Run one command; returns the exit code. Every failure is one line on `err`. `out` is
+    stdout's console (by default `stdout_console()`: a terminal only when stdout is one)."""
     err = err or sys.stderr
     args = build_parser().parse_args(argv)
     commands: Optional[Commands] = None
@@ -356,7 +358,7 @@ def main(
 
     try:
         client = make_client(args, os.environ if environ is None else environ)
-        commands = Commands(client, out or Console(), err)
+        commands = Commands(client, out or stdout_console(), err)
         return getattr(commands, args.command)(args)
     except (UsageError, JobpipeInputError) as exc:
         return fail(EXIT_BAD_INPUT, str(exc))

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, ProgressBar, ProgressColumn, Task
 from rich.table import Table
 from rich.text import Text
 
+from jobpipe_client.cli_stdout import stdout_console
 from jobpipe_client.polling import Outage
 from jobpipe_client.terminal_text import shown
 
@@ -117,7 +118,7 @@ class ProgressBoard:
     """Shows jobs as they change. Use as a context manager around the wait; feed `update(job)`."""
 
     def __init__(self, console: Optional[Console] = None) -> None:
-        self.console = console or Console()
+        self.console = console or stdout_console()
         # A terminal rich can redraw: a dumb one (TERM=dumb) would show a live display only
         # when it stops, so it gets a line per change like a pipe.
         self.live = self.console.is_interactive

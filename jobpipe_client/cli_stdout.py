@@ -1,0 +1,34 @@
+"""The console the `jobpipe` CLI writes its stdout through.
+
+Whether stdout is a terminal is asked of the stream itself, by its descriptor: rich takes
+FORCE_COLOR or TTY_COMPATIBLE=1 in the environment as saying it is one, and the CLI would then
+send a file or a pipe what it sends a terminal (a fitted table with colours and cut values, an
+artifact's text redrawn, a binary artifact refused). On a real terminal rich still decides the
+colours (NO_COLOR, FORCE_COLOR) and whether it can be redrawn (TERM=dumb, TTY_INTERACTIVE)."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Optional, TextIO
+
+from rich.console import Console
+
+__all__ = ["is_a_terminal", "stdout_console"]
+
+
+def is_a_terminal(stream: Any) -> bool:
+    """True when `stream` writes to a terminal (os.isatty on its descriptor); False for one
+    without a descriptor (a StringIO, a closed stdout: None) or whose descriptor is closed."""
+    try:
+        return os.isatty(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both of the last two
+        return False
+
+
+def stdout_console(stream: Optional[TextIO] = None) -> Console:
+    """A rich Console writing to `stream` (sys.stdout as it is now, by default) that is a
+    terminal exactly when the stream is one, whatever the environment says."""
+    stream = sys.stdout if stream is None else stream
+    terminal = is_a_terminal(stream)
+    # Not a terminal: never a live display either (TTY_INTERACTIVE=1 would ask for one).
+    return Console(file=stream, force_terminal=terminal, force_interactive=None if terminal else False)

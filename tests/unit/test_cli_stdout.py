@@ -1,0 +1,90 @@
+"""The `jobpipe` CLI's stdout through the console it builds itself (cli_stdout.stdout_console), not
+one a test hands it: a file or a pipe is never taken for a terminal, whatever the environment
+says. No sockets: the API is the in-memory one; stdout is a real file descriptor."""
+import io
+
+import pytest
+
+from jobpipe_client import JobpipeClient
+from jobpipe_client.cli import client_from, main
+from jobpipe_client.cli_stdout import is_a_terminal, stdout_console
+from tests.support.fake_api import FakeApi
+from tests.support.fake_http import FakeSession
+from tests.unit.test_cli import ENV, URL, Run
+
+# What rich reads as "this is a terminal" although it is not.
+TERMINAL_CLAIMS = [{"FORCE_COLOR": "1"}, {"TTY_COMPATIBLE": "1"}, {"TTY_INTERACTIVE": "1", "FORCE_COLOR": "1"}]
+
+
+def run_on_stdout(argv, api, stdout, monkeypatch):
+    """`main` with `stdout` as sys.stdout and no console given: the CLI builds its own."""
+    def make_client(args, env):
+        client_from(args, env)
+        return JobpipeClient(URL, "tok", session=FakeSession({URL: api}))
+
+    monkeypatch.setattr("sys.stdout", stdout)
+    err = io.StringIO()
+    code = main(argv, environ=ENV, err=err, make_client=make_client)
+    stdout.flush()
+    return Run(code, None, err.getvalue())
+
+
+@pytest.fixture
+def stdout_file(tmp_path):
+    """A stdout that is a file, as `jobpipe ... > out` gets it; `.read()` is what was written."""
+    path = tmp_path / "stdout"
+    stream = open(path, "w", encoding="utf-8")
+    stream.read_written = path.read_bytes
+    yield stream
+    stream.close()
+
+
+@pytest.mark.parametrize("claims", TERMINAL_CLAIMS, ids=lambda c: ",".join(c))
+def test_a_file_is_not_a_terminal_whatever_the_environment_says(claims, monkeypatch, stdout_file):
+    for name, value in claims.items():
+        monkeypatch.setenv(name, value)
+    console = stdout_console(stdout_file)
+    assert not is_a_terminal(stdout_file)
+    assert (console.is_terminal, console.is_interactive, console.color_system) == (False, False, None)
+
+
+@pytest.mark.parametrize("claims", TERMINAL_CLAIMS, ids=lambda c: ",".join(c))
+def test_an_artifact_into_a_file_is_its_bytes_exactly_whatever_the_environment_says(claims, monkeypatch,
+                                                                                     stdout_file):
+    """`FORCE_COLOR=1 jobpipe artifact J data.csv > out.csv` rewrote the bytes (tabs expanded,
+    \\r\\n made \\n, `:100:` an emoji): rich called the file a terminal, and the CLI showed it
+    the text as a terminal is shown it."""
+    for name, value in claims.items():
+        monkeypatch.setenv(name, value)
+    api = FakeApi()
+    job = api.add("completed")
+    data = "a\tb\r\nc\td\r\n:100: \x1b[31m\n".encode()
+    api.add_artifact(job["id"], "data.csv", data, "text/csv")
+    result = run_on_stdout(["artifact", job["id"], "data.csv"], api, stdout_file, monkeypatch)
+    assert (result.code, result.err, stdout_file.read_written()) == (0, "", data)
+
+
+def test_a_binary_artifact_into_a_file_is_written_not_refused_with_force_color(monkeypatch, stdout_file):
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    api = FakeApi()
+    job = api.add("completed")
+    api.add_artifact(job["id"], "data.bin", b"\x00\x01\xffbinary", "application/octet-stream")
+    result = run_on_stdout(["artifact", job["id"], "data.bin"], api, stdout_file, monkeypatch)
+    assert (result.code, result.err, stdout_file.read_written()) == (0, "", b"\x00\x01\xffbinary")
+
+
+@pytest.mark.parametrize("command", ["list", "status"])
+def test_a_listing_into_a_file_is_plain_aligned_lines_with_force_color(command, monkeypatch, stdout_file):
+    """`FORCE_COLOR=1 jobpipe list | awk ...` got ANSI colours and values cut to fit 80 columns."""
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    api = FakeApi()
+    job = api.add("failed", type="demo.a-long-job-type-name",
+                  error={"code": "demo_failure", "message": "a message long enough to be cut in a fitted table"})
+    argv = ["list"] if command == "list" else ["status", job["id"]]
+    result = run_on_stdout(argv, api, stdout_file, monkeypatch)
+    written = stdout_file.read_written().decode()
+    assert result.code == 0 and "\x1b" not in written
+    header, line = written.splitlines()
+    assert header.split() == ["id", "type", "status", "progress", "attempts", "created", "detail"]
+    assert line.split()[:3] == [job["id"], "demo.a-long-job-type-name", "failed"]
+    assert line.endswith("demo_failure: a message long enough to be cut in a fitted table")
