@@ -4,7 +4,11 @@ Whether stdout is a terminal is asked of the stream itself, by its descriptor: r
 FORCE_COLOR or TTY_COMPATIBLE=1 in the environment as saying it is one, and the CLI would then
 send a file or a pipe what it sends a terminal (a fitted table with colours and cut values, an
 artifact's text redrawn, a binary artifact refused). On a real terminal rich still decides the
-colours (NO_COLOR, FORCE_COLOR) and whether it can be redrawn (TERM=dumb, TTY_INTERACTIVE)."""
+colours (NO_COLOR, FORCE_COLOR) and whether it can be redrawn (TERM=dumb, TTY_INTERACTIVE).
+
+rich's emoji codes are off: what the CLI prints is the API's text (a job's message, an
+artifact's lines, ids), and `:warning:` or `1:100:2` in it is drawn as those characters, never
+as ⚠ or 1💯2."""
 from __future__ import annotations
 
 import os
@@ -27,8 +31,10 @@ def is_a_terminal(stream: Any) -> bool:
 
 def stdout_console(stream: Optional[TextIO] = None) -> Console:
     """A rich Console writing to `stream` (sys.stdout as it is now, by default) that is a
-    terminal exactly when the stream is one, whatever the environment says."""
+    terminal exactly when the stream is one, whatever the environment says, and draws text as
+    its own characters (no emoji codes)."""
     stream = sys.stdout if stream is None else stream
     terminal = is_a_terminal(stream)
     # Not a terminal: never a live display either (TTY_INTERACTIVE=1 would ask for one).
-    return Console(file=stream, force_terminal=terminal, force_interactive=None if terminal else False)
+    return Console(file=stream, force_terminal=terminal, force_interactive=None if terminal else False,
+                   emoji=False)

@@ -2,6 +2,7 @@
 one a test hands it: a file or a pipe is never taken for a terminal, whatever the environment
 says. No sockets: the API is the in-memory one; stdout is a real file descriptor."""
 import io
+import os
 
 import pytest
 
@@ -88,3 +89,43 @@ def test_a_listing_into_a_file_is_plain_aligned_lines_with_force_color(command, 
     assert header.split() == ["id", "type", "status", "progress", "attempts", "created", "detail"]
     assert line.split()[:3] == [job["id"], "demo.a-long-job-type-name", "failed"]
     assert line.endswith("demo_failure: a message long enough to be cut in a fitted table")
+
+
+@pytest.fixture
+def stdout_terminal():
+    """A stdout that is a terminal (a pseudo-terminal's end); `.read()` is what reached the
+    terminal, its line ends as the terminal's driver made them (\\r\\n)."""
+    controller, end = os.openpty()
+    stream = open(end, "w", encoding="utf-8")
+
+    def read_written():
+        stream.flush()
+        os.set_blocking(controller, False)
+        pieces = []
+        while True:
+            try:
+                piece = os.read(controller, 65536)
+            except BlockingIOError:
+                return b"".join(pieces).decode().replace("\r\n", "\n")
+            pieces.append(piece)
+
+    stream.read_written = read_written
+    yield stream
+    stream.close()
+    os.close(controller)
+
+
+def test_the_apis_text_on_a_terminal_is_its_own_characters_never_emoji(monkeypatch, stdout_terminal):
+    """rich replaced emoji codes in what it drew: a text artifact's `ratio 1:100:2 :warning:`
+    reached the terminal as `ratio 1💯2 ⚠`; so did a job id or a cancel's line holding one."""
+    api = FakeApi()
+    job = api.add("completed")
+    api.add_artifact(job["id"], "notes.txt", b"ratio 1:100:2 ok :warning: :smile:\n", "text/plain")
+    result = run_on_stdout(["artifact", job["id"], "notes.txt"], api, stdout_terminal, monkeypatch)
+    assert stdout_console(stdout_terminal).is_terminal
+    assert (result.code, result.err) == (0, "")
+    assert stdout_terminal.read_written() == "ratio 1:100:2 ok :warning: :smile:\n"
+    queued = api.add("queued")
+    api.jobs[":fire:"] = {**queued, "id": ":fire:"}
+    result = run_on_stdout(["cancel", ":fire:"], api, stdout_terminal, monkeypatch)
+    assert (result.code, stdout_terminal.read_written()) == (0, ":fire: canceled\n")
