@@ -8,16 +8,21 @@ colours (NO_COLOR, FORCE_COLOR) and whether it can be redrawn (TERM=dumb, TTY_IN
 
 rich's emoji codes are off: what the CLI prints is the API's text (a job's message, an
 artifact's lines, ids), and `:warning:` or `1:100:2` in it is drawn as those characters, never
-as ⚠ or 1💯2."""
+as ⚠ or 1💯2.
+
+A reader that went away (`jobpipe watch ID | head -1`) raises BrokenPipeError out of the
+console, as it does out of a plain write, so the command ends as it ends then (exit 141):
+rich's own handler would exit 1, which a watch means as "a job failed"."""
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from typing import Any, Optional, TextIO
 
 from rich.console import Console
 
-__all__ = ["is_a_terminal", "stdout_console"]
+__all__ = ["StdoutConsole", "is_a_terminal", "stdout_console"]
 
 
 def is_a_terminal(stream: Any) -> bool:
@@ -29,12 +34,20 @@ def is_a_terminal(stream: Any) -> bool:
         return False
 
 
-def stdout_console(stream: Optional[TextIO] = None) -> Console:
-    """A rich Console writing to `stream` (sys.stdout as it is now, by default) that is a
+class StdoutConsole(Console):
+    """rich's Console, but a closed reader is the BrokenPipeError it is."""
+
+    def on_broken_pipe(self) -> None:
+        """Raises BrokenPipeError (called as rich catches one writing or flushing the output)."""
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
+def stdout_console(stream: Optional[TextIO] = None) -> StdoutConsole:
+    """A console writing to `stream` (sys.stdout as it is now, by default) that is a
     terminal exactly when the stream is one, whatever the environment says, and draws text as
     its own characters (no emoji codes)."""
     stream = sys.stdout if stream is None else stream
     terminal = is_a_terminal(stream)
     # Not a terminal: never a live display either (TTY_INTERACTIVE=1 would ask for one).
-    return Console(file=stream, force_terminal=terminal, force_interactive=None if terminal else False,
-                   emoji=False)
+    return StdoutConsole(file=stream, force_terminal=terminal, force_interactive=None if terminal else False,
+                         emoji=False)

@@ -3,6 +3,8 @@ one a test hands it: a file or a pipe is never taken for a terminal, whatever th
 says. No sockets: the API is the in-memory one; stdout is a real file descriptor."""
 import io
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -11,7 +13,7 @@ from jobpipe_client.cli import client_from, main
 from jobpipe_client.cli_stdout import is_a_terminal, stdout_console
 from tests.support.fake_api import FakeApi
 from tests.support.fake_http import FakeSession
-from tests.unit.test_cli import ENV, URL, Run
+from tests.unit.test_cli import ENV, ROOT, URL, Run
 
 # What rich reads as "this is a terminal" although it is not.
 TERMINAL_CLAIMS = [{"FORCE_COLOR": "1"}, {"TTY_COMPATIBLE": "1"}, {"TTY_INTERACTIVE": "1", "FORCE_COLOR": "1"}]
@@ -129,3 +131,47 @@ def test_the_apis_text_on_a_terminal_is_its_own_characters_never_emoji(monkeypat
     api.jobs[":fire:"] = {**queued, "id": ":fire:"}
     result = run_on_stdout(["cancel", ":fire:"], api, stdout_terminal, monkeypatch)
     assert (result.code, stdout_terminal.read_written()) == (0, ":fire: canceled\n")
+
+
+# -- stdout's reader gone --------------------------------------------------------------------------
+
+def run_console_script(argv, stdout):
+    """`jobpipe ARGV` as the console script runs it (cli.run: its own stdout console, its exit
+    code), in a child process over the in-memory API holding jobs `j1`, completed, and `q1`,
+    queued, with `stdout` as its fd 1 (None: closed). (exit code, stderr)."""
+    script = f"""
+import functools, sys
+from jobpipe_client import JobpipeClient, cli
+from tests.support.fake_api import FakeApi
+from tests.support.fake_http import FakeSession
+
+api = FakeApi()
+job = api.add("completed")
+api.jobs["j1"] = {{**job, "id": "j1"}}
+api.jobs["q1"] = {{**api.add("queued"), "id": "q1"}}
+session = FakeSession({{"http://api.test": api}})
+cli.main = functools.partial(cli.main, make_client=lambda *_: JobpipeClient("http://api.test", "tok", session=session))
+sys.argv = ["jobpipe", *{argv!r}]
+cli.run()
+"""
+    close_stdout = (lambda: os.close(1)) if stdout is None else None
+    process = subprocess.run([sys.executable, "-c", script], cwd=ROOT, stdout=stdout, stderr=subprocess.PIPE,
+                             preexec_fn=close_stdout, timeout=120)
+    return process.returncode, process.stderr.decode()
+
+
+SUBMIT = ["submit", "demo.steps", "--payload", '{"steps": 1, "step_ms": 0}']
+
+
+@pytest.mark.parametrize("argv", [["watch", "j1"], SUBMIT, ["cancel", "q1"], ["status", "j1"]],
+                         ids=["watch", "submit", "cancel", "status"])
+def test_a_reader_gone_before_the_first_line_ends_the_command_quietly_as_141(argv):
+    """`jobpipe watch J | head -0`: rich's own broken-pipe handler exited 1, which for a watch
+    means "a job failed"; `status` and `list` already ended 141 as the help says."""
+    reader, writer = os.pipe()
+    os.close(reader)  # no reader at all: the first write fails
+    try:
+        code, err = run_console_script(argv, writer)
+    finally:
+        os.close(writer)
+    assert (code, err) == (141, "")
