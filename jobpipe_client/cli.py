@@ -7,7 +7,8 @@ Exit codes: 0 done (every watched job completed); 1 a watched job failed or was 
 longer found (not_found: deleted while watched), or the job's result asked for is gone (its
 stored object no longer exists: blob_not_found);
 2 bad input (usage, payload, idempotency key, an artifact name outside the rules, an output
-file that exists without --force or cannot be written, configuration such as a URL with an
+file that exists without --force or cannot be written, stdout that cannot be written (a full
+disk, closed: `>&-`; a submit's line names the job it made), configuration such as a URL with an
 unusable host, or the API refused the request, e.g. an unknown job or artifact or the tenant's
 quota (429 quota_exceeded, its line saying when to try again)); 3 no API URL answered, or none
 with an answer that could be read, or the API said it is unavailable (its code is on the line),
@@ -35,7 +36,7 @@ from typing import Any, BinaryIO, Callable, Mapping, NoReturn, Optional, Sequenc
 from rich.console import Console
 
 from jobpipe_client.cli_options import UsageError, parse_payload
-from jobpipe_client.cli_stdout import stdout_console
+from jobpipe_client.cli_stdout import StdoutError, stdout_console
 from jobpipe_client.artifact_view import artifacts_table, check_target, is_text, plain_artifacts
 from jobpipe_client.cli_parser import (
     EXIT_BAD_INPUT,
@@ -129,15 +130,17 @@ class Commands:
 
     def _made(self, job: dict[str, Any], args: argparse.Namespace) -> int:
         """A job a submit or rerun made: its id (the job with --json), then followed with --watch."""
+        self.unshown_job = job["id"]  # until stdout shows it, a failure (stdout's too) names it
         if args.json:
-            if args.watch:
-                self.unshown_job = job["id"]  # stdout shows the job once it ends; a failure before names it
+            if args.watch:  # stdout shows the job once it ends
                 code = self._watch([job], args, as_json=True, single=True)
                 self.unshown_job = None
                 return code
             self._json(job)
+            self.unshown_job = None
             return 0
         self._line(job["id"])
+        self.unshown_job = None
         return self._watch([job], args) if args.watch else 0
 
     def status(self, args: argparse.Namespace) -> int:
@@ -360,7 +363,7 @@ def main(
         client = make_client(args, os.environ if environ is None else environ)
         commands = Commands(client, out or stdout_console(), err)
         return getattr(commands, args.command)(args)
-    except (UsageError, JobpipeInputError) as exc:
+    except (UsageError, JobpipeInputError, StdoutError) as exc:
         return fail(EXIT_BAD_INPUT, str(exc))
     except JobpipeClientError as exc:
         return fail(EXIT_BAD_INPUT, refusal_line(exc))
@@ -385,16 +388,27 @@ def main(
 
 
 def run() -> NoReturn:
-    """The console-script entry point. SIGTERM ends a command as Ctrl-C does (exit 143)."""
+    """The console-script entry point. SIGTERM ends a command as Ctrl-C does (exit 143); stdout
+    that cannot be written is one line and exit 2, a reader gone exit 141, quietly."""
     signal.signal(signal.SIGTERM, _on_sigterm)
+    code: Optional[int] = None
     try:
         code = main()
-        sys.stdout.flush()  # a reader gone before the last buffered output shows up here
+        if sys.stdout is not None:  # None: closed (`>&-`), nothing to flush
+            sys.stdout.flush()  # a reader gone before the last buffered output shows up here
     except BrokenPipeError:
-        # Python flushes stdout again on the way out: point it at devnull so that flush cannot
-        # fail too (the Python docs' recipe for SIGPIPE).
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = EXIT_BROKEN_PIPE
+    except OSError as exc:
+        if code is None:  # not the flush's
+            raise
+        if code == 0:  # a write the command made failed first, and said so
+            say(sys.stderr, f"cannot write stdout: {exc.strerror or exc}")
+            code = EXIT_BAD_INPUT
+    else:
+        sys.exit(code)
+    # What stdout still holds is flushed again on the way out: point it at devnull so that flush
+    # cannot fail too (the Python docs' recipe for SIGPIPE).
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     sys.exit(code)
 
 

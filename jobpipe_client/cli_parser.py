@@ -27,8 +27,9 @@ EXIT_CODES = f"""exit codes:
   1    a watched job failed or was canceled, or is no longer found (not_found: deleted while watched);
        result: the job's result is gone, its stored object no longer exists (blob_not_found)
   {EXIT_BAD_INPUT}    bad input: usage, payload, idempotency key, artifact name, configuration, an -o FILE that
-       exists (without --force) or cannot be written, or the API refused the request (4xx: an unknown
-       job or artifact, a rerun of a job not finished; a quota's 429 too: its line says when to try again)
+       exists (without --force) or cannot be written, stdout that cannot be written (a full disk, `>&-`),
+       or the API refused the request (4xx: an unknown job or artifact, a rerun of a job not finished; a
+       quota's 429 too: its line says when to try again)
   {EXIT_UNAVAILABLE}    the API is unavailable: no URL answered, or it answered 5xx; a watch gives up after
        --give-up-after seconds of unanswered polls; a submit or rerun names the key that repeats it safely;
        an artifact's download from its S3 link failed (refused or expired link, object gone, no answer)

@@ -12,17 +12,99 @@ as ⚠ or 1💯2.
 
 A reader that went away (`jobpipe watch ID | head -1`) raises BrokenPipeError out of the
 console, as it does out of a plain write, so the command ends as it ends then (exit 141):
-rich's own handler would exit 1, which a watch means as "a job failed"."""
+rich's own handler would exit 1, which a watch means as "a job failed". Any other failure to
+write stdout (a full disk, `>&-`, a descriptor not open for writing) is StdoutError, whose
+message is the CLI's one line."""
 from __future__ import annotations
 
 import errno
+import io
 import os
 import sys
-from typing import Any, Optional, TextIO
+from typing import Any, Callable, Optional, TextIO, TypeVar
 
 from rich.console import Console
 
-__all__ = ["StdoutConsole", "is_a_terminal", "stdout_console"]
+__all__ = ["GuardedStdout", "StdoutConsole", "StdoutError", "is_a_terminal", "stdout_console"]
+
+T = TypeVar("T")
+
+
+class StdoutError(Exception):
+    """stdout cannot take what is written to it: `cannot write stdout: <why>`. Not a reader
+    that went away: that stays BrokenPipeError (the command ends quietly, 141)."""
+
+
+def _written(write: Callable[[], T]) -> T:
+    """`write()`'s result; an OSError it raises, but for BrokenPipeError, as StdoutError."""
+    try:
+        return write()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise StdoutError(f"cannot write stdout: {exc.strerror or exc}") from exc
+
+
+def _closed() -> StdoutError:
+    return StdoutError("cannot write stdout: it is closed")
+
+
+class GuardedStdout:
+    """stdout as the CLI writes it: text through `write`, an artifact's bytes through `buffer`,
+    any failure to write either (but a reader gone) raised as StdoutError. `stream` is None
+    when stdout is closed (`>&-`: Python then has no sys.stdout), and every write fails."""
+
+    def __init__(self, stream: Optional[TextIO]) -> None:
+        self._stream = stream
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self._stream, "encoding", None) or "utf-8"
+
+    @property
+    def buffer(self) -> "GuardedStdoutBytes":
+        return GuardedStdoutBytes(None if self._stream is None else self._stream.buffer)
+
+    def write(self, text: str) -> int:
+        stream = self._stream
+        if stream is None:
+            raise _closed()
+        return _written(lambda: stream.write(text))
+
+    def flush(self) -> None:
+        if self._stream is not None:  # nothing written can be pending on a closed stdout
+            _written(self._stream.flush)
+
+    def fileno(self) -> int:
+        if self._stream is None:
+            raise io.UnsupportedOperation("stdout is closed")
+        return self._stream.fileno()
+
+    def isatty(self) -> bool:
+        return is_a_terminal(self._stream)
+
+    def writable(self) -> bool:
+        return True
+
+
+class GuardedStdoutBytes:
+    """stdout's binary buffer (None: stdout is closed), its write failures StdoutError."""
+
+    def __init__(self, buffer: Any) -> None:
+        self._buffer = buffer
+
+    def write(self, data: bytes) -> int:
+        buffer = self._buffer
+        if buffer is None:
+            raise _closed()
+        return _written(lambda: buffer.write(data))
+
+    def flush(self) -> None:
+        if self._buffer is not None:
+            _written(self._buffer.flush)
+
+    def writable(self) -> bool:
+        return True
 
 
 def is_a_terminal(stream: Any) -> bool:
@@ -43,11 +125,11 @@ class StdoutConsole(Console):
 
 
 def stdout_console(stream: Optional[TextIO] = None) -> StdoutConsole:
-    """A console writing to `stream` (sys.stdout as it is now, by default) that is a
-    terminal exactly when the stream is one, whatever the environment says, and draws text as
-    its own characters (no emoji codes)."""
+    """A console writing to `stream` (sys.stdout as it is now, by default; None when stdout is
+    closed) through GuardedStdout, that is a terminal exactly when the stream is one, whatever
+    the environment says, and draws text as its own characters (no emoji codes)."""
     stream = sys.stdout if stream is None else stream
     terminal = is_a_terminal(stream)
     # Not a terminal: never a live display either (TTY_INTERACTIVE=1 would ask for one).
-    return StdoutConsole(file=stream, force_terminal=terminal, force_interactive=None if terminal else False,
-                         emoji=False)
+    return StdoutConsole(file=GuardedStdout(stream), force_terminal=terminal,  # type: ignore[arg-type]
+                         force_interactive=None if terminal else False, emoji=False)

@@ -3,6 +3,7 @@ one a test hands it: a file or a pipe is never taken for a terminal, whatever th
 says. No sockets: the API is the in-memory one; stdout is a real file descriptor."""
 import io
 import os
+import re
 import subprocess
 import sys
 
@@ -137,8 +138,9 @@ def test_the_apis_text_on_a_terminal_is_its_own_characters_never_emoji(monkeypat
 
 def run_console_script(argv, stdout):
     """`jobpipe ARGV` as the console script runs it (cli.run: its own stdout console, its exit
-    code), in a child process over the in-memory API holding jobs `j1`, completed, and `q1`,
-    queued, with `stdout` as its fd 1 (None: closed). (exit code, stderr)."""
+    code), in a child process over the in-memory API holding jobs `j1`, completed, with an
+    artifact `data.csv`, and `q1`, queued, with `stdout` as its fd 1 (None: closed). (exit
+    code, stderr)."""
     script = f"""
 import functools, sys
 from jobpipe_client import JobpipeClient, cli
@@ -149,6 +151,7 @@ api = FakeApi()
 job = api.add("completed")
 api.jobs["j1"] = {{**job, "id": "j1"}}
 api.jobs["q1"] = {{**api.add("queued"), "id": "q1"}}
+api.add_artifact("j1", "data.csv", b"a,b\\r\\n1,2\\r\\n", "text/csv")
 session = FakeSession({{"http://api.test": api}})
 cli.main = functools.partial(cli.main, make_client=lambda *_: JobpipeClient("http://api.test", "tok", session=session))
 sys.argv = ["jobpipe", *{argv!r}]
@@ -175,3 +178,30 @@ def test_a_reader_gone_before_the_first_line_ends_the_command_quietly_as_141(arg
     finally:
         os.close(writer)
     assert (code, err) == (141, "")
+
+
+# -- stdout that cannot be written -------------------------------------------------------------------
+
+SUBMITTED = r" \(job (\S+) was submitted: `jobpipe watch \1` follows it\)"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full to stand for a full disk")
+@pytest.mark.parametrize("argv", [["list"], ["status", "j1", "--json"], ["artifact", "j1", "data.csv"], SUBMIT],
+                         ids=["list", "status-json", "artifact", "submit"])
+def test_stdout_on_a_full_disk_is_one_line_and_exit_2_never_a_traceback(argv):
+    """`jobpipe list > /dev/full` ended in a traceback (OSError: No space left on device), and
+    a submit's job id was lost with it: the job was made, and nothing said which."""
+    with open("/dev/full", "wb") as full:
+        code, err = run_console_script(argv, full)
+    ending = SUBMITTED if argv is SUBMIT else ""
+    assert code == 2 and re.fullmatch(f"jobpipe: cannot write stdout: No space left on device{ending}\n", err), err
+
+
+@pytest.mark.parametrize("argv", [["status", "j1"], ["artifact", "j1", "data.csv"], SUBMIT],
+                         ids=["status", "artifact", "submit"])
+def test_a_closed_stdout_is_one_line_and_exit_2_and_a_submit_names_its_job(argv):
+    """`jobpipe submit demo.steps >&-` submitted the job, then failed on Python's missing
+    sys.stdout (AttributeError) without saying which job it made."""
+    code, err = run_console_script(argv, None)
+    ending = SUBMITTED if argv is SUBMIT else ""
+    assert code == 2 and re.fullmatch(f"jobpipe: cannot write stdout: it is closed{ending}\n", err), err
