@@ -3,6 +3,7 @@ the API, the API's own error, a 5xx's reason, its Retry-After), the JSON of a 2x
 the route's shape, the API's refusal as JobpipeClientError, anything else as JobpipeAnswerError."""
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, NoReturn, Optional
 
 import requests
@@ -47,13 +48,32 @@ def not_json_constant(name: str) -> NoReturn:
 
 
 def is_job(value: Any) -> bool:
-    """A job as the API shows one, in what the client and the CLI read of it."""
+    """A job as the API shows one, in what the client and the CLI read of it: an `id` and a
+    `status`; `progress` and `error` objects when given, the progress's `percent` a finite
+    number (JSON's 1e400 reads as infinity, and an integer of 400 digits is no float), and
+    `attempts` and `max_attempts` whole numbers when given."""
     if not (isinstance(value, dict) and isinstance(value.get("id"), str) and value["id"]
             and isinstance(value.get("status"), str)):
         return False
     progress, error = value.get("progress") or {}, value.get("error") or {}
-    return (isinstance(progress, dict) and isinstance(progress.get("percent") or 0, (int, float))
-            and isinstance(error, dict))
+    return (isinstance(progress, dict) and _is_finite(progress.get("percent") or 0)
+            and isinstance(error, dict)
+            and all(_is_count(value.get(field)) for field in ("attempts", "max_attempts")))
+
+
+def _is_finite(value: Any) -> bool:
+    """A JSON number that is a float too: not a bool, not infinite, not too large for one."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond a float's range
+        return False
+
+
+def _is_count(value: Any) -> bool:
+    """None (not given) or a whole number (not a bool, not text, not 2.0)."""
+    return value is None or (isinstance(value, int) and not isinstance(value, bool))
 
 
 def is_batch(value: Any) -> bool:

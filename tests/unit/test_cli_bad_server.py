@@ -10,7 +10,7 @@ import requests
 
 from tests.support.fake_api import FakeApi
 from tests.support.fake_http import failing, make_response
-from tests.unit.bad_servers import answering, raising
+from tests.unit.bad_servers import answering, at_most, raising
 from tests.unit.test_cli import STEPS, run_cli
 
 COMMANDS = [["submit", "demo.steps"], ["status", "j-1"], ["list"], ["cancel", "j-1"], ["watch", "j-1"]]
@@ -156,3 +156,57 @@ def test_submit_watch_json_that_ends_prints_the_job_and_nothing_on_stderr():
     api.add = add_scripted
     result = run_cli(["submit", "demo.steps", "--payload", STEPS, "--watch", "--json"], api)
     assert result.code == 0 and result.err == "" and json.loads(result.out)["status"] == "completed"
+
+
+JOB_TEXT = json.dumps({**JOB, "attempts": 1, "max_attempts": 3})
+# Jobs whose JSON parses, with a value the views could not show: a percent beyond a float
+# (10**400) or infinite (1e400), attempts that are infinite or not a number.
+UNSHOWABLE_JOBS = {
+    "percent 10**400": JOB_TEXT.replace('"percent": 10.0', '"percent": 1' + "0" * 400),
+    "percent 1e400": JOB_TEXT.replace('"percent": 10.0', '"percent": 1e400'),
+    "attempts 1e400": JOB_TEXT.replace('"attempts": 1', '"attempts": 1e400'),
+    "attempts two": JOB_TEXT.replace('"attempts": 1', '"attempts": "two"').replace("running", "retrying"),
+    "max_attempts three": JOB_TEXT.replace('"max_attempts": 3', '"max_attempts": "three"').replace("running", "retrying"),
+}
+
+
+def answering_with_job(job_text):
+    """Each route's answer in its own shape, holding the job `job_text` (JSON text, as sent)."""
+    def answer(method, url, **_):
+        path = url.split("://", 1)[1].split("/", 1)[1].split("?")[0]
+        body = {"jobs/status": f'{{"jobs": {{"j-1": {job_text}}}, "job_ids": ["j-1"]}}',
+                "jobs": f'{{"jobs": [{job_text}]}}' if method == "GET" else job_text}.get(path, job_text)
+        return make_response(method, url, 201 if (method, path) == ("POST", "jobs") else 200, body.encode())
+
+    return at_most(100, answer)
+
+
+@pytest.mark.parametrize("job_text", UNSHOWABLE_JOBS.values(), ids=UNSHOWABLE_JOBS.keys())
+@pytest.mark.parametrize("argv", COMMANDS, ids=lambda argv: argv[0])
+def test_a_job_whose_values_cannot_be_shown_is_not_a_job_one_line_exit_3(argv, job_text):
+    """A percent of 10**400 or 1e400, or attempts of 1e400 or "two", passed the shape checks and
+    crashed the views (OverflowError, ValueError: a traceback): such an answer is not a job."""
+    result = run_cli([*argv, "--payload", STEPS] if argv[0] == "submit" else argv, server=answering_with_job(job_text))
+    assert_one_line(result, 3)
+    if argv[0] == "submit":  # the POST arrived: the job may exist
+        assert "may have been accepted" in result.err and key_in(result.err)
+    else:
+        assert re.search(r"answered HTTP 200 with JSON that is not (a job|a page of jobs|the jobs asked for)",
+                         result.err), result.err
+
+
+@pytest.mark.parametrize("details, shown", [
+    ([{"loc": 5, "msg": "x"}], "5: x"),
+    ([{"loc": "payload", "msg": "x"}], "payload: x"),
+    ([{"loc": ["payload", 0, None, {"k": 1}], "msg": {"why": [1]}}], 'payload.0.null.{"k":1}: {"why":[1]}'),
+    ([{"loc": None, "msg": None}, 7, None], "null; 7; null"),
+    ({"limit": {"max": 5}, "ok": None}, 'limit={"max":5}, ok=null'),
+    (12.5, "12.5"),
+])
+def test_a_refusals_details_of_any_json_are_shown_as_text(details, shown):
+    """A 400 in the API's shape whose details held `"loc": 5` crashed the refusal line
+    (TypeError: 'int' object is not iterable), and `"loc": "payload"` read as `p.a.y.l.o.a.d`."""
+    body = {"error": {"code": "invalid_payload", "message": "bad", "details": details}}
+    result = run_cli(["submit", "demo.steps"], server=answering(400, body))
+    assert_one_line(result, 2)
+    assert result.err == f"jobpipe: {' '.join(f'refused: bad (invalid_payload): {shown}'.split())}\n"
