@@ -134,8 +134,8 @@ class JobpipeClient:
             return self._call("POST", path, is_job, "a job", json=body, headers={"Idempotency-Key": key})
         except KeyboardInterrupt as exc:  # the request may be out: the key is what repeats it safely
             raise SubmitInterruptedError(key, action) from exc
-        except JobpipeAnswerError as exc:  # it arrived, but what it made cannot be read
-            cause = JobpipeUnavailableError([(self.transport.last_url or exc.url, exc.reason)], may_have_arrived=True)
+        except JobpipeAnswerError as exc:  # it arrived, but what it made cannot be read at any URL
+            cause = JobpipeUnavailableError(exc.failures, may_have_arrived=True)
             raise SubmitOutcomeUnknownError(cause, key, action) from exc
         except JobpipeUnavailableError as exc:
             if exc.may_have_arrived:
@@ -161,7 +161,9 @@ class JobpipeClient:
         that may have applied the cancel gave no answer in time and a fallback then answers 409
         `job_finished`, the job is read: canceled, it is returned (that cancel was this one)."""
         try:
-            return self._call("DELETE", f"/jobs/{path_id(job_id)}", is_job, "a job")
+            # Not `_call`: a 2xx to a DELETE that is no job ends the call rather than repeating
+            # the cancel on a fallback (only reads and keyed POSTs move on past an unusable answer).
+            return answer(self.transport.request("DELETE", f"/jobs/{path_id(job_id)}"), is_job, "a job")
         except JobpipeClientError as refusal:
             if refusal.code != "job_finished" or not self.transport.earlier_may_have_arrived:
                 raise
@@ -250,14 +252,19 @@ class JobpipeClient:
         directory does not exist; any other OSError the file system raises while writing."""
         path = check_target(target, overwrite) if isinstance(target, (str, os.PathLike)) else None
         artifact_path = f"/jobs/{path_id(job_id)}/artifacts/{artifact_name(name)}"
-        response = self.transport.request("GET", artifact_path)
-        if is_inline(response):
+
+        def read(response: requests.Response) -> tuple[requests.Response, Optional[dict[str, Any]]]:
+            """(the answer, the download link; None for an inline artifact, the answer itself)."""
+            if is_inline(response):
+                return response, None
+            return response, answer(response, is_download_link, "an artifact's download link")
+
+        response, link = self.transport.read("GET", artifact_path, read)
+        if link is None:
             def fill(stream: BinaryIO) -> int:
                 stream.write(response.content)
                 return len(response.content)
         else:
-            link = answer(response, is_download_link, "an artifact's download link")
-
             def fill(stream: BinaryIO) -> int:
                 return fetch(self.transport.session, link, job_id.strip(), name, self.transport.timeout_s,
                              stream.write)
@@ -321,4 +328,6 @@ class JobpipeClient:
     # -- plumbing ---------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, fits: Callable[[Any], bool], what: str, **kwargs: Any) -> Any:
-        return answer(self.transport.request(method, path, **kwargs), fits, what)
+        """The JSON of the first URL's answer that `fits` (a read, or a POST under an idempotency
+        key: safe to send to the next URL after an answer that is not `what` the route returns)."""
+        return self.transport.read(method, path, lambda response: answer(response, fits, what), **kwargs)

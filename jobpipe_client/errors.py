@@ -55,12 +55,23 @@ class JobpipeUnavailableError(JobpipeError):
 class JobpipeAnswerError(JobpipeError):
     """A URL answered, but not with what the route returns (not JSON, the wrong shape, a 304 to a
     request that was not conditional): a fault in the server or in front of it. `url` is where
-    the answer came from and `reason` what is wrong with it."""
+    the answer came from and `reason` what is wrong with it; `failures` is [(url, reason)] of
+    every URL asked, when the call moved on to the others and none gave a usable answer
+    (`method`, `url` and `reason` are then the first unusable answer's)."""
 
-    def __init__(self, method: str, url: str, reason: str) -> None:
-        super().__init__(f"{method} {url} {reason}")
+    def __init__(self, method: str, url: str, reason: str,
+                 failures: Optional[list[tuple[str, str]]] = None) -> None:
+        others = list(failures or [])
+        first = next((i for i, (_, why) in enumerate(others) if why == reason), None)
+        if first is not None:  # the first failure with its reason is this answer: the rest are the others
+            del others[first]
+        listed = "; ".join(f"{base}: {why}" for base, why in others)
+        tail = f"; no other URL gave a usable answer ({listed})" if others else ""
+        super().__init__(f"{method} {url} {reason}{tail}")
+        self.method = method
         self.url = url
         self.reason = reason
+        self.failures = list(failures) if failures else [(url, reason)]
 
 
 class ArtifactDownloadError(JobpipeError):

@@ -7,8 +7,10 @@ gateway's, or this stack's gateway refusing before any function ran: `gateway_re
 when no URL answers, that first refusal is the answer (unless another URL may have acted on
 the request: then no URL answered). Any other answer (2xx, 304, the
 API's own 4xx) is the answer: every URL reaches the same jobs, so the API's refusal would be
-the same anywhere. The next call starts at the primary again, so a primary that comes back is
-used at once.
+the same anywhere. A call that is safe to send again (a read, a POST under an idempotency key)
+asks `read` rather than `request`, and a 2xx it cannot use (not JSON, the wrong shape: a
+proxy's page) moves it on to the next URL as well. The next call starts at the primary again,
+so a primary that comes back is used at once.
 The request's timeout bounds each URL's whole exchange, status line, headers and body: a server
 that trickles its answer a byte at a time times out like one that sends nothing (the transport's
 own session cuts a late header read, jobpipe_client/deadline.py; the body is read against the
@@ -27,7 +29,7 @@ import random
 import ssl
 import threading
 import time
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar
 
 import requests
 import requests.auth
@@ -37,7 +39,7 @@ from requests.models import PreparedRequest
 from jobpipe_client.answers import (THROTTLED, api_error, is_refused_in_front, is_throttle, retry_after_s,
                                     server_error_reason)
 from jobpipe_client.deadline import deadline_session
-from jobpipe_client.errors import JobpipeUnavailableError
+from jobpipe_client.errors import JobpipeAnswerError, JobpipeUnavailableError
 from jobpipe_client.inputs import api_url, header_text, timeout_seconds
 
 # First wait after a throttle, doubled per retry up to the cap; each wait is jittered (a
@@ -52,6 +54,8 @@ BODY_READ_BYTES = 64 * 1024
 # What a request sent as a wait runs out is given to answer: the last look at the jobs is worth
 # a moment past the deadline, a URL after it (a fallback) is not asked at all.
 LAST_LOOK_S = 1.0
+
+T = TypeVar("T")
 
 
 class FailoverTransport:
@@ -101,7 +105,25 @@ class FailoverTransport:
         throttled throughout). After an answer, `earlier_may_have_arrived` says the same of the
         URLs that failed before it (an answer to a repeat may then reflect the first try). The
         error's `retry_after_s` is the longest Retry-After a throttle or a 5xx answered with."""
+        return self._exchange(method, path, None, kwargs)[1]
+
+    def read(self, method: str, path: str, read: Callable[[requests.Response], T], **kwargs: Any) -> T:
+        """`read(answer)` of the first URL whose answer `read` can use, for a request that is
+        safe to send again (a read, or a POST under an idempotency key). An answer `read` finds
+        unusable (it raises JobpipeAnswerError: not JSON, the wrong shape) moves on to the next
+        URL, as a failure does: a 200 page from a proxy in front of one URL is no answer from
+        the API. When no URL gave a usable answer and one gave an unusable one, the first of
+        those is raised again, its `failures` every URL's (a URL answered: a fault in the
+        server or in front of it, not an outage); otherwise what `request` raises. What else
+        `read` raises (the API's refusal, JobpipeClientError) is raised at once."""
+        return self._exchange(method, path, read, kwargs)[0]
+
+    def _exchange(self, method: str, path: str, read: Optional[Callable[[requests.Response], T]],
+                  kwargs: dict[str, Any]) -> tuple[Optional[T], requests.Response]:
+        """(what `read` made of the answer, or None without `read`; the answer): `request`'s
+        loop over the URLs, and `read`'s."""
         failures: list[tuple[str, str]] = []
+        unusable: Optional[JobpipeAnswerError] = None  # the first answer `read` could not use
         api_errors: dict[str, str] = {}
         retry_after: Optional[float] = None  # the longest Retry-After of a throttle or a 5xx
         arrived = False
@@ -151,10 +173,20 @@ class FailoverTransport:
                 continue
             self.last_url = url
             self.earlier_may_have_arrived = arrived
-            return response
+            if read is None:
+                return None, response
+            try:
+                return read(response), response
+            except JobpipeAnswerError as exc:
+                failures.append((url, exc.reason))
+                unusable = unusable or exc
+                arrived = True  # it reached something that answered: the API may have acted
+                continue
         if refused is not None and not arrived:  # no URL answered, and none acted: the refusal is the answer
             self.last_url, response = refused
-            return response
+            return (None if read is None else read(response)), response
+        if unusable is not None:
+            raise JobpipeAnswerError(unusable.method, unusable.url, unusable.reason, failures=failures)
         raise JobpipeUnavailableError(failures, may_have_arrived=arrived, api_errors=api_errors,
                                       retry_after_s=retry_after)
 

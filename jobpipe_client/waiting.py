@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
+import requests
+
 from jobpipe_client.answers import answer, is_batch, is_job
 from jobpipe_client.errors import (
     JobpipeClientError,
@@ -187,8 +189,11 @@ class JobWatch:
     def _get_conditional(self, job_id: str, etag: Optional[str]) -> tuple[Optional[Job], Optional[str]]:
         """(job, etag), or (None, etag) when the job has not changed since `etag` (304)."""
         headers = {"If-None-Match": etag} if etag else {}
-        response = self.transport.request("GET", f"/jobs/{path_id(job_id)}", headers=headers)
-        return answer(response, is_job, "a job", conditional=bool(etag)), response.headers.get("ETag", etag)
+
+        def read(response: requests.Response) -> tuple[Optional[Job], Optional[str]]:
+            return answer(response, is_job, "a job", conditional=bool(etag)), response.headers.get("ETag", etag)
+
+        return self.transport.read("GET", f"/jobs/{path_id(job_id)}", read, headers=headers)
 
 
 def status_batch(transport: FailoverTransport, ids: list[str],
@@ -196,11 +201,14 @@ def status_batch(transport: FailoverTransport, ids: list[str],
     """POST /jobs/status for up to BATCH_LIMIT ids: (jobs by id in request order, etag), or
     (None, etag) when none has changed since `etag` (304)."""
     headers = {"If-None-Match": etag} if etag else {}
-    response = transport.request("POST", "/jobs/status", json={"job_ids": ids}, headers=headers)
-    batch = answer(response, is_batch, "the jobs asked for", conditional=bool(etag))
-    if batch is None:
-        return None, etag
-    return {i: batch["jobs"][i] for i in batch["job_ids"]}, response.headers.get("ETag")
+
+    def read(response: requests.Response) -> tuple[Optional[dict[str, Job]], Optional[str]]:
+        batch = answer(response, is_batch, "the jobs asked for", conditional=bool(etag))
+        if batch is None:
+            return None, etag
+        return {i: batch["jobs"][i] for i in batch["job_ids"]}, response.headers.get("ETag")
+
+    return transport.read("POST", "/jobs/status", read, json={"job_ids": ids}, headers=headers)
 
 
 def _claim_checked(job: Job) -> bool:

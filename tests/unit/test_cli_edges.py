@@ -469,6 +469,31 @@ def test_a_late_cancel_whose_job_completed_meanwhile_is_still_refused():
     assert raised.value.code == "job_finished"
 
 
+# -- a primary that answers what is no answer --------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [["status", "J"], ["watch", "J"], ["submit", "demo.steps", "--payload", STEPS]],
+                         ids=["status", "watch", "submit"])
+def test_a_primary_answering_an_html_page_falls_back_to_a_healthy_url(argv):
+    """`JOBPIPE_FALLBACK_URLS` set, the primary behind a proxy answering `200 text/html`: status,
+    watch and submit exited 3 (`answered HTTP 200 with a body that is not JSON`) and never asked
+    the fallback, as they would have for a primary that was down."""
+    api = FakeApi()
+    api.jobs["J"] = {**api.add(status="completed"), "id": "J"}
+
+    def nginx(method, url, **_):
+        return make_response(method, url, 200, b"<html><body>Welcome to nginx!</body></html>",
+                             {"Content-Type": "text/html"})
+
+    def make_client(args, env):
+        return JobpipeClient(PRIMARY, "tok", [FALLBACK], session=FakeSession({PRIMARY: nginx, FALLBACK: api}))
+
+    before = set(api.jobs)
+    result = run_main(argv, ENV, make_client)
+    assert (result.code, result.err) == (0, ""), result.err
+    shown = (api.jobs.keys() - before).pop() if argv[0] == "submit" else "J"  # the job submitted, or J
+    assert shown in result.out.split() and api.requests, result.out
+
+
 # -- the API's own 5xx -------------------------------------------------------------------------------
 
 def test_a_503_from_the_api_keeps_its_code_instead_of_saying_it_could_not_be_reached():

@@ -687,6 +687,64 @@ def test_a_submit_whose_answer_is_unusable_may_have_been_accepted(status, body):
     assert url == PRIMARY and f"answered HTTP {status}" in reason
 
 
+# What a proxy or a half-deployed URL may answer in the API's place: a 2xx that is no answer.
+UNUSABLE_2XX = {
+    "html page": (200, b"<html><body>Welcome to nginx!</body></html>"),
+    "wrong shape": (200, {"unexpected": True}),
+    "not a job": (201, {**GOOD_JOB, "progress": {"percent": "abc"}}),
+    "304 unasked": (304, None),
+}
+# Calls safe to send to the next URL: reads, and the POSTs made under an idempotency key.
+READS_AND_KEYED = {
+    "get": lambda c, job: c.get(job["id"]),
+    "status_many": lambda c, job: c.status_many([job["id"]])[job["id"]],
+    "list": lambda c, job: next(iter(c.list(limit=1))),
+    "wait": lambda c, job: c.wait(job["id"]),
+    "wait_many": lambda c, job: c.wait_many([job["id"]])[job["id"]],
+    "artifacts": lambda c, job: next(iter(c.artifacts(job["id"]))),
+    "artifact": lambda c, job: c.artifact(job["id"], "notes.txt"),
+    "submit": lambda c, job: c.submit("demo.steps", STEPS, idempotency_key="order-25"),
+    "rerun": lambda c, job: c.rerun(job["id"], idempotency_key="order-26"),
+}
+
+
+@pytest.mark.parametrize("unusable", UNUSABLE_2XX.values(), ids=UNUSABLE_2XX.keys())
+@pytest.mark.parametrize("call", READS_AND_KEYED.values(), ids=READS_AND_KEYED.keys())
+def test_an_unusable_2xx_moves_a_read_or_a_keyed_submit_on_to_the_fallback(call, unusable):
+    """A primary behind a proxy answering `200 text/html` (or any 2xx that is not what the route
+    returns) ended every call with JobpipeAnswerError, exit 3 in the CLI, with a healthy fallback
+    never asked. Clients fall back on any error, and an answer that cannot be read is one."""
+    api = FakeApi()
+    job = api.add(status="completed", payload=STEPS)
+    api.add_artifact(job["id"], "notes.txt", b"hello\n")
+    client, session = make_client({PRIMARY: answering(*unusable), FALLBACK: api})
+    assert call(client, job) is not None
+    assert client.transport.last_url == FALLBACK
+    assert [base for base, _ in session.calls][:2] == [PRIMARY, FALLBACK]
+
+
+def test_when_no_url_answers_usably_the_first_unusable_answer_is_raised_naming_every_url():
+    client, _ = make_client({PRIMARY: answering(200, b"<html>maintenance</html>"), FALLBACK: failing("timeout")})
+    with pytest.raises(JobpipeAnswerError) as raised:
+        client.get("j-1")
+    assert raised.value.url == f"{PRIMARY}/jobs/j-1" and "not JSON" in raised.value.reason
+    assert dict(raised.value.failures).keys() == {PRIMARY, FALLBACK}
+    assert str(raised.value).endswith("; no other URL gave a usable answer (http://fallback.test: timed out after 10 s)")
+    with pytest.raises(SubmitOutcomeUnknownError) as unknown:
+        client.submit("demo.steps", STEPS, idempotency_key="order-27")
+    assert dict(unknown.value.failures).keys() == {PRIMARY, FALLBACK} and unknown.value.may_have_arrived
+
+
+def test_a_cancel_answered_with_an_unusable_2xx_is_not_repeated_on_the_fallback():
+    """A DELETE is neither a read nor keyed: its unusable answer ends the call, as before."""
+    api = FakeApi()
+    job = api.add(status="queued")
+    client, session = make_client({PRIMARY: answering(200, b"<html></html>"), FALLBACK: api})
+    with pytest.raises(JobpipeAnswerError):
+        client.cancel(job["id"])
+    assert [base for base, _ in session.calls] == [PRIMARY] and api.jobs[job["id"]]["status"] == "queued"
+
+
 def test_a_listing_that_repeats_its_cursor_is_an_answer_error_not_a_loop():
     server = answering(200, {"jobs": [], "next_cursor": "c"})
     client, _ = make_client({PRIMARY: server})
