@@ -179,10 +179,11 @@ class Commands:
         return 0
 
     def watch(self, args: argparse.Namespace) -> int:
-        jobs = self.client.status_many(args.ids)
+        started = self.client.clock()  # --timeout is in all: the first read counts against it
+        jobs = self.client.status_many(args.ids, timeout=args.timeout)
         if self._report_unknown(jobs):
             return EXIT_BAD_INPUT
-        return self._watch(list(jobs.values()), args, as_json=args.json)
+        return self._watch(list(jobs.values()), args, as_json=args.json, started=started)
 
     def artifacts(self, args: argparse.Namespace) -> int:
         found = list(self.client.artifacts(args.id))
@@ -238,13 +239,14 @@ class Commands:
         text.detach()  # `held` is closed by its owner
 
     def _watch(self, jobs: list[dict[str, Any]], args: argparse.Namespace, *, as_json: bool = False,
-               single: bool = False) -> int:
-        """Follow `jobs` to their end. Polls that get no answer are ridden out: on a terminal a
+               single: bool = False, started: Optional[float] = None) -> int:
+        """Follow `jobs` to their end, --timeout counted from `started` (the client's clock; None:
+        now). Polls that get no answer are ridden out: on a terminal a
         `reconnecting` status line under the bars; elsewhere one line on stderr as an outage
         begins and one as it ends; with --json nothing (stdout is the jobs, stderr the failure)."""
         give_up_after = DEFAULT_GIVE_UP_AFTER_S if args.give_up_after is None else args.give_up_after
         if as_json:
-            final = self.client.wait_many(jobs, timeout=args.timeout, give_up_after=give_up_after)
+            final = self.client.wait_many(jobs, timeout=args.timeout, give_up_after=give_up_after, started=started)
             self._json(next(iter(final.values())) if single else list(final.values()))
             return exit_code(final)
         board = ProgressBoard(self.out)
@@ -260,7 +262,7 @@ class Commands:
         try:
             with board:
                 final = self.client.wait_many(jobs, timeout=args.timeout, on_change=board.update,
-                                              give_up_after=give_up_after, on_outage=on_outage)
+                                              give_up_after=give_up_after, on_outage=on_outage, started=started)
         finally:
             board.summary()
         return exit_code(final)

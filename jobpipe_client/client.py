@@ -62,7 +62,8 @@ class JobpipeClient:
         """`base_url` is tried first on every call, then each of `fallback_urls`; `timeout` is
         per request, in seconds, body included (a throttled request is retried within it). `sleep`,
         `clock` and `backoff` pace `wait` (its polls, and its pauses while no poll is answered)
-        and those retries (swappable in tests). ValueError for a
+        and those retries (swappable in tests); `clock` is kept as `self.clock`, the clock a wait's
+        `started` is read on. ValueError for a
         URL that is not http(s) with a host, a token that cannot be sent in a header (printable
         ASCII only), `fallback_urls` given as one string rather than a list, or a timeout that
         is not above 0."""
@@ -72,7 +73,7 @@ class JobpipeClient:
         self.transport = FailoverTransport([base_url, *fallback_urls], token=token, timeout_s=timeout,
                                            session=session, sleep=sleep, clock=clock)
         self._sleep = sleep
-        self._clock = clock
+        self.clock = clock
         self._backoff = backoff
 
     # -- calls ------------------------------------------------------------------------------
@@ -179,14 +180,20 @@ class JobpipeClient:
             raise refusal
         return job
 
-    def status_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
+    def status_many(self, job_ids: Iterable[str], *, timeout: Optional[float] = None) -> dict[str, Job]:
         """Jobs by id in request order, one request per 100 ids; an unknown id maps to
-        `{"id", "status": "not_found"}`."""
+        `{"id", "status": "not_found"}`. `timeout` (seconds, None: none) bounds its requests in
+        all, as a wait's bounds its polls: each URL gets at most what is left of it (the first at
+        least a second), and a fallback none once it has run out; ValueError when it is not a
+        number >= 0."""
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"status_many's timeout must be a number of seconds >= 0, not {timeout!r}")
         ids = list(dict.fromkeys(job_ids))
         found: dict[str, Job] = {}
-        for start in range(0, len(ids), BATCH_LIMIT):
-            answer, _ = status_batch(self.transport, ids[start : start + BATCH_LIMIT], None)
-            found.update(answer or {})
+        with self.transport.bounded_by(None if timeout is None else self.clock() + timeout):
+            for start in range(0, len(ids), BATCH_LIMIT):
+                answer, _ = status_batch(self.transport, ids[start : start + BATCH_LIMIT], None)
+                found.update(answer or {})
         return found
 
     def list(self, status: Optional[str] = None, type: Optional[str] = None, limit: Optional[int] = None) -> Iterator[Job]:
@@ -289,11 +296,14 @@ class JobpipeClient:
         *,
         give_up_after: Optional[float] = DEFAULT_GIVE_UP_AFTER_S,
         on_outage: Optional[OnOutage] = None,
+        started: Optional[float] = None,
     ) -> Job:
         """Poll until the job completes, fails or is canceled; returns its final state.
         Pass the job `submit` returned to start from it instead of reading it at once.
         `on_change(job)` sees each new state. Raises WaitTimeoutError after `timeout` s
-        (ValueError when it is not a number >= 0).
+        (ValueError when it is not a number >= 0), counted from `started`, a time on
+        `self.clock` (a wait that is part of something begun before it: `jobpipe watch` reads
+        the jobs first), or from the call when it is None.
 
         A poll no URL answered (no connection, no answer in time, a throttle, a 5xx) is asked
         again after 1 s, doubling up to 10 s (longer when a Retry-After asks); `on_outage` sees
@@ -302,7 +312,7 @@ class JobpipeClient:
         `give_up_after` s in a row (default 60; 0 gives up at the first; None never), or when
         `timeout` runs out while they fail. A 4xx (JobpipeClientError) or an answer of the
         wrong shape (JobpipeAnswerError) ends the wait at once, as it does any call."""
-        return self._watch().one(job, timeout, on_change, give_up_after, on_outage)
+        return self._watch().one(job, timeout, on_change, give_up_after, on_outage, started)
 
     def wait_many(
         self,
@@ -312,6 +322,7 @@ class JobpipeClient:
         *,
         give_up_after: Optional[float] = DEFAULT_GIVE_UP_AFTER_S,
         on_outage: Optional[OnOutage] = None,
+        started: Optional[float] = None,
     ) -> dict[str, Job]:
         """`wait` for several jobs with one batch request per poll (per 100 ids); unknown ids
         end as `not_found`. Returns the final states by id, in the order given. A poll is
@@ -320,10 +331,10 @@ class JobpipeClient:
         payload or result kept in S3 as `{"claim_check": {"bytes": n}}`; a job that ends with
         one is read whole (GET /jobs/{id}), so its final state carries its result (removed
         before that read, it ends `not_found`)."""
-        return self._watch().many(jobs, timeout, on_change, give_up_after, on_outage)
+        return self._watch().many(jobs, timeout, on_change, give_up_after, on_outage, started)
 
     def _watch(self) -> JobWatch:
-        return JobWatch(self.transport, self.get, self._sleep, self._clock, self._backoff)
+        return JobWatch(self.transport, self.get, self._sleep, self.clock, self._backoff)
 
     # -- plumbing ---------------------------------------------------------------------------
 

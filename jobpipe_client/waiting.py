@@ -54,6 +54,7 @@ class JobWatch:
         on_change: Optional[OnChange],
         give_up_after: Optional[float],
         on_outage: Optional[OnOutage],
+        started: Optional[float] = None,
     ) -> Job:
         """`JobpipeClient.wait`: the job's final state."""
         job_id, known = _ref(job)
@@ -64,7 +65,7 @@ class JobWatch:
             fresh, etag = self._get_conditional(job_id, etag)
             return {job_id: fresh} if fresh is not None else {}
 
-        return self._watch({job_id: known}, poll, timeout, on_change, give_up_after, on_outage)[job_id]
+        return self._watch({job_id: known}, poll, timeout, on_change, give_up_after, on_outage, started)[job_id]
 
     def many(
         self,
@@ -73,6 +74,7 @@ class JobWatch:
         on_change: Optional[OnChange],
         give_up_after: Optional[float],
         on_outage: Optional[OnOutage],
+        started: Optional[float] = None,
     ) -> dict[str, Job]:
         """`JobpipeClient.wait_many`: the final states by id, in the order given."""
         known = dict(_ref(job) for job in jobs)
@@ -102,7 +104,7 @@ class JobWatch:
             etags.update(tags)
             return fresh
 
-        return self._watch(known, poll, timeout, on_change, give_up_after, on_outage)
+        return self._watch(known, poll, timeout, on_change, give_up_after, on_outage, started)
 
     def _watch(
         self,
@@ -112,12 +114,15 @@ class JobWatch:
         on_change: Optional[OnChange],
         give_up_after: Optional[float],
         on_outage: Optional[OnOutage],
+        started: Optional[float],
     ) -> dict[str, Job]:
+        """The polls until every job is final; the timeout counts from `started` (a time on the
+        clock), or from now when it is None."""
         if timeout is not None and not timeout >= 0:  # also true for NaN, which would wait forever
             raise ValueError(f"a wait's timeout must be a number of seconds >= 0, not {timeout!r}")
         if give_up_after is not None and not give_up_after >= 0:
             raise ValueError(f"a wait's give_up_after must be a number of seconds >= 0 or None, not {give_up_after!r}")
-        deadline = None if timeout is None else self._clock() + timeout
+        deadline = None if timeout is None else (self._clock() if started is None else started) + timeout
 
         def bounded_poll() -> dict[str, Job]:
             with self.transport.bounded_by(deadline):  # a poll's URLs hanging cannot carry it past

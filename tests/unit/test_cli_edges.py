@@ -373,6 +373,43 @@ def test_request_timeout_bounds_an_answer_whose_headers_trickle_in(trickling_hea
     assert elapsed < 15, f"--request-timeout 1 took {elapsed:.1f} s"
 
 
+def test_watch_timeout_bounds_its_first_read_against_a_server_that_never_answers(trickling_headers_server):
+    """`jobpipe watch ID --timeout 1` ran about 10 s: the first read (which checks the ids exist)
+    was bounded only by --request-timeout, though the help says --timeout gives up "after
+    SECONDS in all". It ends near 1 s (held to 5 s: a busy machine's slower run is not a bound
+    missed), one line, exit 3: no answer came."""
+    started = time.monotonic()
+    result = run_main(["watch", "j-1", "--timeout", "1"],
+                      {"JOBPIPE_API_URL": trickling_headers_server, "JOBPIPE_TOKEN": "t"})
+    elapsed = time.monotonic() - started
+    assert result.code == 3 and len(result.err_lines) == 1, result.err
+    assert "timed out after 1 s" in result.err
+    assert elapsed < 5, f"watch --timeout 1 took {elapsed:.1f} s"
+
+
+def test_watch_timeout_counts_the_first_read_in_all():
+    """The first read took 2.5 of --timeout 3's seconds: the wait has what is left, not 3 s more,
+    and its line still says the --timeout given."""
+    api = FakeApi()
+    job = api.add(status="running")
+    clock = FakeTime()
+
+    def slow_first_read(method, url, **kwargs):
+        if not slow_first_read.answered:
+            clock.now += 2.5
+        slow_first_read.answered += 1
+        return api(method, url, **kwargs)
+
+    slow_first_read.answered = 0
+    session = FakeSession({URL: slow_first_read})
+    began = clock.now
+    result = run_main(["watch", job["id"], "--timeout", "3"], ENV,
+                      lambda args, env: JobpipeClient(URL, "tok", session=session, sleep=clock.sleep, clock=clock.clock))
+    assert (result.code, result.err_lines) == (4, [f"jobpipe: gave up after 3 s waiting for {job['id']}"])
+    assert session.timeouts[0] == 3, "the first read had what --timeout left, not --request-timeout's 10 s"
+    assert clock.now - began == 3
+
+
 # -- waiting -----------------------------------------------------------------------------------------
 
 def normalizing(api):
