@@ -145,6 +145,10 @@ def test_apply_writes_only_against_the_expected_status_and_version(adapters):
     with pytest.raises(StaleJobError):  # no such job
         adapters.store.apply(make_job(2), JobStatus.QUEUED, ChangeSet({"status": JobStatus.RUNNING}))
     assert adapters.store.get(job.id, mark_gone=False) == written
+    moved = adapters.store.apply(written, JobStatus.RUNNING, ChangeSet({"progress": Progress(percent=50)}))
+    with pytest.raises(StaleJobError):  # right status, the version moved on: a writer that read before
+        adapters.store.apply(written, JobStatus.RUNNING, ChangeSet({"progress": Progress(percent=40)}))
+    assert adapters.store.get(job.id, mark_gone=False) == moved and moved.version == written.version + 1
 
 
 def test_apply_answers_the_job_it_was_given_with_the_changes_whatever_became_of_its_objects(adapters):

@@ -31,6 +31,16 @@ def test_a_valid_token_gives_its_principal():
     assert (principal.user, principal.tenant, principal.roles) == ("ann", "acme", frozenset({"operator"}))
 
 
+def test_without_roles_a_principal_has_none():
+    assert authenticate(bearer(), POLICY).roles == frozenset()
+
+
+@pytest.mark.parametrize("roles", ["operator", [1], [["operator"]], {"operator": True}, ["operator", None]])
+def test_roles_must_be_a_list_of_strings(roles):
+    """A string is no list: read as one, "operator" would grant the roles o, p, e, r, a, t."""
+    assert "roles" in refused(bearer(roles=roles))
+
+
 @pytest.mark.parametrize("tenant", ["a#Y#x", "acme\n", "acme\r\n", "\nacme", "ac me", "a/b", "", "x" * 65,
                                     "ジョブ", "acme\x00", "T#acme", "a:b"])
 def test_tenant_names_outside_the_pattern_are_refused(tenant):

@@ -72,8 +72,12 @@ def test_decrease_is_refused_and_nothing_is_queued(setup):
     with pytest.raises(ProgressRejectedError) as info:
         reporter.report(40)
     assert "cannot decrease from 50 to 40" in info.value.message
+    with pytest.raises(ProgressRejectedError) as info:  # however small the step back
+        reporter.report(49.99)
+    assert info.value.details == {"current": 50, "requested": 49.99}
+    reporter.report(50, message="same percent, news")  # equal is no decrease
     reporter.close()
-    assert [p.percent for p in written] == [50]
+    assert [(p.percent, p.message) for p in written] == [(50, None), (50, "same percent, news")]
 
 
 def test_percent_is_clamped_and_must_be_a_number():
