@@ -158,13 +158,14 @@ class JobpipeClient:
         return job.get("result")
 
     def cancel(self, job_id: str) -> Job:
-        """Cancel a queued job now, or ask a running one to stop (`cancel_requested`). When a URL
-        that may have applied the cancel gave no answer in time and a fallback then answers 409
-        `job_finished`, the job is read: canceled, it is returned (that cancel was this one)."""
+        """Cancel a queued job now, or ask a running one to stop (`cancel_requested`). A cancel is
+        safe to send again, so a 2xx that is no job moves it on to the next URL as a read does:
+        repeated, it answers the job (a running one already asked to stop) or 409 `job_finished`.
+        When a URL that may have applied the cancel gave no usable answer and a fallback then
+        answers 409 `job_finished`, the job is read: canceled, it is returned (that cancel was
+        this one)."""
         try:
-            # Not `_call`: a 2xx to a DELETE that is no job ends the call rather than repeating
-            # the cancel on a fallback (only reads and keyed POSTs move on past an unusable answer).
-            return answer(self.transport.request("DELETE", f"/jobs/{path_id(job_id)}"), is_job, "a job")
+            return self._call("DELETE", f"/jobs/{path_id(job_id)}", is_job, "a job")
         except JobpipeClientError as refusal:
             if refusal.code != "job_finished" or not self.transport.earlier_may_have_arrived:
                 raise
@@ -339,6 +340,7 @@ class JobpipeClient:
     # -- plumbing ---------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, fits: Callable[[Any], bool], what: str, **kwargs: Any) -> Any:
-        """The JSON of the first URL's answer that `fits` (a read, or a POST under an idempotency
-        key: safe to send to the next URL after an answer that is not `what` the route returns)."""
+        """The JSON of the first URL's answer that `fits` (a read, a cancel, or a POST under an
+        idempotency key: safe to send to the next URL after an answer that is not `what` the
+        route returns)."""
         return self.transport.read(method, path, lambda response: answer(response, fits, what), **kwargs)

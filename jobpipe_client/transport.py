@@ -7,7 +7,7 @@ gateway's, or this stack's gateway refusing before any function ran: `gateway_re
 when no URL answers, that first refusal is the answer (unless another URL may have acted on
 the request: then no URL answered). Any other answer (2xx, 304, the
 API's own 4xx) is the answer: every URL reaches the same jobs, so the API's refusal would be
-the same anywhere. A call that is safe to send again (a read, a POST under an idempotency key)
+the same anywhere. A call that is safe to send again (a read, a cancel, a POST under an idempotency key)
 asks `read` rather than `request`, and a 2xx it cannot use (not JSON, the wrong shape: a
 proxy's page) moves it on to the next URL as well. The next call starts at the primary again,
 so a primary that comes back is used at once.
@@ -109,7 +109,7 @@ class FailoverTransport:
 
     def read(self, method: str, path: str, read: Callable[[requests.Response], T], **kwargs: Any) -> T:
         """`read(answer)` of the first URL whose answer `read` can use, for a request that is
-        safe to send again (a read, or a POST under an idempotency key). An answer `read` finds
+        safe to send again (a read, a cancel, or a POST under an idempotency key). An answer `read` finds
         unusable (it raises JobpipeAnswerError: not JSON, the wrong shape) moves on to the next
         URL, as a failure does: a 200 page from a proxy in front of one URL is no answer from
         the API. When no URL gave a usable answer and one gave an unusable one, the first of

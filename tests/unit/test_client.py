@@ -735,14 +735,36 @@ def test_when_no_url_answers_usably_the_first_unusable_answer_is_raised_naming_e
     assert dict(unknown.value.failures).keys() == {PRIMARY, FALLBACK} and unknown.value.may_have_arrived
 
 
-def test_a_cancel_answered_with_an_unusable_2xx_is_not_repeated_on_the_fallback():
-    """A DELETE is neither a read nor keyed: its unusable answer ends the call, as before."""
+@pytest.mark.parametrize("status", ["queued", "running"])
+@pytest.mark.parametrize("unusable", UNUSABLE_2XX.values(), ids=UNUSABLE_2XX.keys())
+def test_a_cancel_answered_with_an_unusable_2xx_moves_on_to_the_fallback(unusable, status):
+    """A DELETE is safe to repeat: a queued job is canceled once, a running one asked once."""
+    api = FakeApi()
+    job = api.add(status=status)
+    client, session = make_client({PRIMARY: answering(*unusable), FALLBACK: api})
+    answered = client.cancel(job["id"])
+    assert [base for base, _ in session.calls] == [PRIMARY, FALLBACK]
+    assert answered == api.jobs[job["id"]]
+    assert (answered["status"], answered["cancel_requested"]) == (
+        ("canceled", True) if status == "queued" else ("running", True))
+
+
+def test_a_cancel_the_primary_applied_behind_an_unusable_answer_returns_the_canceled_job():
+    """The primary canceled the job and a proxy replaced its answer: the fallback's 409
+    `job_finished` is that cancel's, and the canceled job is the answer."""
     api = FakeApi()
     job = api.add(status="queued")
-    client, session = make_client({PRIMARY: answering(200, b"<html></html>"), FALLBACK: api})
-    with pytest.raises(JobpipeAnswerError):
-        client.cancel(job["id"])
-    assert [base for base, _ in session.calls] == [PRIMARY] and api.jobs[job["id"]]["status"] == "queued"
+
+    def applied_then_mangled(method, url, **kwargs):
+        api(method, url.replace(PRIMARY, FALLBACK), **kwargs)
+        return answering(200, b"<html>proxy</html>")(method, url, **kwargs)
+
+    client, _ = make_client({PRIMARY: applied_then_mangled, FALLBACK: api})
+    assert client.cancel(job["id"])["status"] == "canceled"
+    api.add(status="completed", id="j-done")
+    with pytest.raises(JobpipeClientError) as refused:  # finished before: the API's refusal stands
+        client.cancel("j-done")
+    assert refused.value.code == "job_finished"
 
 
 def test_a_listing_that_repeats_its_cursor_is_an_answer_error_not_a_loop():
