@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from chalice import Blueprint
@@ -22,16 +23,18 @@ cache_api = Blueprint(__name__)
 route = router(cache_api)
 
 
+# A generation as a miss reports it: ASCII digits, bare or as an ETag's quoted string. Not
+# int()'s reading, which takes "1_0" as 10, "+3", " 3 " and digits of other scripts.
+GENERATION = re.compile(r'([0-9]{1,30})|"([0-9]{1,30})"')
+
+
 def _generation(header: Any) -> Any:
     if header is None:
         return None
-    try:
-        generation = int(str(header).strip('"'))
-    except ValueError:
-        generation = -1
-    if not 0 <= generation < 10**30:  # generations count up from 0 (and fit a DynamoDB number)
+    matched = GENERATION.fullmatch(str(header))
+    if matched is None:  # generations count up from 0 and fit a DynamoDB number (38 digits)
         raise InvalidRequestError("If-Match must be the generation number a miss reported")
-    return generation
+    return int(matched.group(1) or matched.group(2))
 
 
 @route("/cache/{scope}/{namespace}", methods=["PUT"])

@@ -186,7 +186,7 @@ def _paths() -> dict[str, Any]:
             "responses": {"200": _json({"type": "object", "required": ["jobs", "job_ids"]}),
                           **_errors(400, 401, 413, 503)}})},
         "/cache/{scope}/{namespace}": {
-            "put": {"parameters": [*cache_params, {"name": "If-Match", "in": "header", "schema": {"type": "string"}}],
+            "put": {"parameters": [*cache_params, {"name": "If-Match", "in": "header", "schema": {"type": "string", "pattern": '^([0-9]{1,30}|"[0-9]{1,30}")$'}}],
                     "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}},
                     "responses": {"200": _json({"type": "object", "required": ["generation"]}),
                                   **_errors(400, 401, 409, 413, 503)}},

@@ -495,8 +495,16 @@ def test_a_repeated_query_parameter_is_refused_not_half_read(client):
     assert "limit given more than once" in answer.json_body["error"]["message"]
 
 
-@pytest.mark.parametrize("if_match", ["-1", "abc", "1" * 40])
+@pytest.mark.parametrize("if_match", ["-1", "abc", "1" * 31, "1_0", "+1", " 1", "1 ", "\u0661", "1.0", "1e1",
+                                      '"1', '""1""', "", "*", "W/\"1\""])
 def test_an_if_match_that_is_no_generation_is_refused(client, if_match):
     answer = client.http.put("/cache/p-1/ns", headers=auth(**{"If-Match": if_match}), body="[1]")
     assert answer.status_code == 400 and answer.json_body["error"]["code"] == "invalid_request"
+    assert client.http.get("/cache/p-1/ns", headers=auth()).json_body["status"] == "miss"  # nothing stored
+
+
+@pytest.mark.parametrize("if_match", ["0", '"0"', "00"])
+def test_an_if_match_of_the_generation_stores_bare_or_quoted(client, if_match):
+    answer = client.http.put("/cache/p-1/ns", headers=auth(**{"If-Match": if_match}), body="[1]")
+    assert answer.status_code == 200 and answer.json_body["generation"] == 0
 
