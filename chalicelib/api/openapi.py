@@ -236,8 +236,11 @@ def _operator_paths() -> dict[str, Any]:
                   "properties": {**{k: {"type": "string"} for k in ("id", "tenant", "type", "status")},
                                  "attempts": {"type": "integer"}, "max_attempts": {"type": "integer"}},
                   "description": "the job the body names, null when it names none"}
-    letter = {"type": "object", "required": ["message_id", "body", "sent_at", "reason", "job"], "properties": {
-        "message_id": {"type": "string"}, "body": {"type": "object"}, "sent_at": {"type": ["string", "null"]},
+    letter = {"type": "object", "required": ["message_id", "body", "body_cut", "body_bytes", "sent_at", "reason", "job"], "properties": {
+        "message_id": {"type": "string"}, "body": {"type": "object"},
+        "body_cut": {"type": "boolean", "description": "the body did not fit the listing's answer: `{raw}` holds its start"},
+        "body_bytes": {"type": ["integer", "null"], "description": "a cut body's whole size (UTF-8); null when whole"},
+        "sent_at": {"type": ["string", "null"]},
         "reason": {"type": ["string", "null"], "description": "why the pipeline parked it, when it did"},
         "job": letter_job}}
     stats = {"type": "object", "required": ["queues", "dead_letter_queues", "window_hours", "as_of"], "properties": {

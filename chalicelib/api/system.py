@@ -2,6 +2,7 @@
 every tenant."""
 from __future__ import annotations
 
+import json
 from typing import Any, Callable, Iterable, Literal, Optional, TypeVar
 
 from chalice import Blueprint
@@ -13,6 +14,7 @@ from chalicelib.api.routing import router
 from chalicelib.composition import container
 from chalicelib.defaults import (
     DEAD_LETTER_BATCH,
+    MAX_ANSWER_BYTES,
     MAX_DEAD_LETTER_BATCH,
     MAX_QUEUE_NAME_CHARS,
     MAX_STATS_WINDOW_HOURS,
@@ -24,7 +26,7 @@ from chalicelib.domain.errors import (
     StoreUnavailableError,
 )
 from chalicelib.domain.events import SOURCE
-from chalicelib.domain.job import PRIORITIES, is_plausible_job_id, isoformat, utcnow
+from chalicelib.domain.job import PRIORITIES, answer_bytes, answer_prefix, is_plausible_job_id, isoformat, utcnow
 from chalicelib.domain.stats import hours_back, summarize
 from chalicelib.observability import logger
 from chalicelib.ports import DeadLetter, QueueOperations
@@ -179,10 +181,37 @@ def dead_letters(call: Call) -> Any:
                         "attempts": job.attempts, "max_attempts": job.max_attempts}
                 if job else None,
             })
+    _fit_bodies([letter for letters in out.values() for letter in letters])
     answer: dict[str, Any] = {"dead_letters": out, "total": {name: _total(operations, name) for name in out}}
     if unavailable:
         answer["unavailable"] = _named(unavailable)
     return answer
+
+
+# What the letters of one listing may take together: MAX_ANSWER_BYTES less room for the
+# queues' names, totals and `unavailable`.
+LETTERS_BYTES = MAX_ANSWER_BYTES - 64 * 1024
+
+
+def _fit_bodies(letters: list[dict[str, Any]]) -> None:
+    """Every letter keeps its body whole while the listing fits one answer (a hundred letters a
+    queue of up to SQS's 256 KiB each would not: API Gateway would answer 502). Past that, each
+    letter gets an equal share of LETTERS_BYTES, and a body that does not fit its letter's share
+    is shown as the start of its JSON text, `{"raw": ...}`, with `body_cut` true and `body_bytes`
+    the size of its whole JSON text (UTF-8; null for a body shown whole): the rest is read in the
+    AWS console."""
+    for letter in letters:
+        letter.update(body_cut=False, body_bytes=None)
+    if not letters or sum(answer_bytes(letter) for letter in letters) <= LETTERS_BYTES:
+        return
+    share = LETTERS_BYTES // len(letters)
+    for letter in letters:
+        if answer_bytes(letter) <= share:
+            continue
+        text = json.dumps(letter["body"], separators=(",", ":"), ensure_ascii=False)
+        letter.update(body={"raw": ""}, body_cut=True, body_bytes=len(text.encode()))
+        room = share - answer_bytes(letter)  # what the letter's own fields leave its body's text
+        letter["body"] = {"raw": answer_prefix(text, max(room + answer_bytes(""), 0))}
 
 
 def _total(operations: QueueOperations, name: str) -> Optional[int]:

@@ -236,6 +236,20 @@ def answer_bytes(value: Any) -> int:
     return len(json.dumps(json.dumps(value, separators=(",", ":"))))
 
 
+def answer_prefix(text: str, budget: int) -> str:
+    """The longest start of `text` whose answer_bytes stays within `budget` (all of it when it
+    fits; "" when not even the quotes do). Each character's bytes are its own (JSON escapes one
+    character at a time), so the start is found by counting, never by cutting an escape."""
+    if answer_bytes(text) <= budget:
+        return text
+    spent = answer_bytes("")
+    for end, character in enumerate(text):
+        spent += answer_bytes(character) - answer_bytes("")
+        if spent > budget:
+            return text[:end]
+    return text
+
+
 def answer_spent(spent: int, value: Any, budget: int, *, first: bool) -> Optional[int]:
     """The bytes a page's answer takes with `value` (a job as the API shows it) added to the
     `spent` of the values before it, or None when the page ends before `value`: the total would

@@ -30,3 +30,33 @@ def test_every_queue_is_counted_the_empty_ones_too(client, aws):
             if name in ("high", "normal", "low")} == {"high": 2, "normal": 0, "low": 0}
     assert {name: body["total"][name] for name in ("high", "normal", "low")} == {"high": 3, "normal": 0, "low": 0}
     assert set(body["total"]) == set(body["dead_letters"])
+
+
+def test_a_listing_too_large_for_one_answer_shows_the_start_of_each_large_body(client, aws):
+    """Forty letters of 200 KB each (SQS takes 256 KiB) would make an 8 MB answer, which API
+    Gateway cannot carry (502): each large body is shown as the start of its text, marked."""
+    from chalicelib.defaults import MAX_ANSWER_BYTES
+    from chalicelib.domain.job import answer_bytes
+
+    aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=json.dumps({"note": "small"}))
+    big = {"note": "é" * 100_000}  # 200 KB as UTF-8, 600 KB as the answer's \\u00e9 escapes
+    for _ in range(39):
+        aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=json.dumps(big, ensure_ascii=False))
+    answer = client.http.get("/api/system/dlq?priority=normal&limit=40", headers=operator())
+    assert answer.status_code == 200 and answer_bytes(answer.json_body) <= MAX_ANSWER_BYTES
+    letters = answer.json_body["dead_letters"]["normal"]
+    assert len(letters) == 40 and answer.json_body["total"] == {"normal": 40}
+    small = [letter for letter in letters if not letter["body_cut"]]
+    assert [letter["body"] for letter in small] == [{"note": "small"}] and small[0]["body_bytes"] is None
+    whole = json.dumps(big, separators=(",", ":"), ensure_ascii=False)
+    for letter in letters:
+        if letter["body_cut"]:
+            assert letter["body_bytes"] == len(whole.encode())
+            assert 1_000 < len(letter["body"]["raw"]) < len(whole) and whole.startswith(letter["body"]["raw"])
+
+
+def test_a_listing_that_fits_shows_every_body_whole(client, aws):
+    big = {"note": "x" * 200_000}
+    aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=json.dumps(big))
+    letters = client.http.get("/api/system/dlq?priority=normal", headers=operator()).json_body["dead_letters"]["normal"]
+    assert [(letter["body"], letter["body_cut"]) for letter in letters] == [(big, False)]
