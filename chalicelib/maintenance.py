@@ -29,7 +29,7 @@ from chalicelib.defaults import (
 )
 from chalicelib.domain.errors import JobpipeError, TaskTimeError
 from chalicelib.domain.job import isoformat, utcnow
-from chalicelib.domain.numbers import shown_number
+from chalicelib.domain.numbers import WholeNumber, shown_number
 from chalicelib.domain.stats import hours_back, summarize
 from chalicelib.ports import BlobStore, FinishedJobs, QueueOperations, StatsStore
 
@@ -50,13 +50,13 @@ Probe = Callable[[], dict[str, Any]]
 class AgePayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_age_hours: int = Field(default=24, ge=1, le=MAX_CLEANUP_AGE_HOURS)
+    max_age_hours: WholeNumber = Field(default=24, ge=1, le=MAX_CLEANUP_AGE_HOURS)
 
 
 class WindowPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    window_hours: int = Field(default=24, ge=1, le=MAX_STATS_WINDOW_HOURS)
+    window_hours: WholeNumber = Field(default=24, ge=1, le=MAX_STATS_WINDOW_HOURS)
 
 
 class NoPayload(BaseModel):

@@ -27,6 +27,7 @@ from chalicelib.defaults import (
 )
 from chalicelib.domain.errors import InvalidRequestError, JobNotFinishedError, JobNotFoundError, TaskNotFoundError
 from chalicelib.domain.job import Job, is_plausible_job_id, new_job_id
+from chalicelib.domain.numbers import WholeNumber
 from chalicelib.maintenance import SYSTEM_TENANT, TASKS, TaskControl
 from chalicelib.observability import count
 from chalicelib.ports import JobQuery
@@ -56,7 +57,7 @@ def inline_time_left(lambda_context: Any, monotonic: Callable[[], float] = time.
 class ListTasksQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    limit: int = Field(default=LISTING_PAGE, ge=1, le=MAX_LISTING_PAGE)
+    limit: WholeNumber = Field(default=LISTING_PAGE, ge=1, le=MAX_LISTING_PAGE)
     cursor: Optional[str] = Field(default=None, min_length=1, max_length=MAX_CURSOR_CHARS)
 
 

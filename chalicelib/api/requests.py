@@ -8,6 +8,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from chalicelib.domain.caches import NAME_PATTERN, check_name
 from chalicelib.domain.errors import InvalidRequestError
+from chalicelib.domain.numbers import WholeNumber
 from chalicelib.domain.status import JobStatus
 from chalicelib.defaults import (
     ARTIFACT_PAGE,
@@ -80,7 +81,7 @@ class ListJobsQuery(BaseModel):
 
     status: Optional[JobStatus] = None
     type: Optional[str] = Field(default=None, min_length=1, max_length=MAX_JOB_TYPE_CHARS)
-    limit: int = Field(default=LISTING_PAGE, ge=1, le=MAX_LISTING_PAGE)
+    limit: WholeNumber = Field(default=LISTING_PAGE, ge=1, le=MAX_LISTING_PAGE)
     cursor: Optional[str] = Field(default=None, min_length=1, max_length=MAX_CURSOR_CHARS)
 
 
@@ -89,5 +90,5 @@ class ListArtifactsQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    limit: int = Field(default=ARTIFACT_PAGE, ge=1, le=MAX_ARTIFACT_PAGE)
+    limit: WholeNumber = Field(default=ARTIFACT_PAGE, ge=1, le=MAX_ARTIFACT_PAGE)
     cursor: Optional[str] = Field(default=None, min_length=1, max_length=MAX_CURSOR_CHARS)

@@ -27,6 +27,7 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.domain.events import SOURCE
 from chalicelib.domain.job import PRIORITIES, answer_bytes, answer_prefix, is_plausible_job_id, isoformat, utcnow
+from chalicelib.domain.numbers import WholeNumber
 from chalicelib.domain.stats import hours_back, summarize
 from chalicelib.observability import logger
 from chalicelib.ports import DeadLetter, QueueOperations
@@ -41,7 +42,7 @@ T = TypeVar("T")
 class StatsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    window_hours: int = Field(default=24, ge=1, le=MAX_STATS_WINDOW_HOURS)
+    window_hours: WholeNumber = Field(default=24, ge=1, le=MAX_STATS_WINDOW_HOURS)
 
 
 class DeadLetterQuery(BaseModel):
@@ -50,7 +51,7 @@ class DeadLetterQuery(BaseModel):
     priority: Optional[Literal["high", "normal", "low"]] = None  # a jobs DLQ (as `queue`)
     # Any dead-letter queue by name.
     queue: Optional[str] = Field(default=None, min_length=1, max_length=MAX_QUEUE_NAME_CHARS)
-    limit: int = Field(default=DEAD_LETTER_BATCH, ge=1, le=MAX_DEAD_LETTER_BATCH)
+    limit: WholeNumber = Field(default=DEAD_LETTER_BATCH, ge=1, le=MAX_DEAD_LETTER_BATCH)
 
     @model_validator(mode="after")
     def _one_name(self) -> "DeadLetterQuery":

@@ -178,3 +178,27 @@ def test_a_result_at_the_limit_completes_its_job(app, client, aws, any_payload):
     drain(app, aws)
     done = client.http.get(f"/jobs/{job['id']}", headers=auth()).json_body
     assert done["status"] == "completed" and done["result"] == json.loads(nested(MAX_JSON_DEPTH))
+
+
+@pytest.mark.parametrize("written", ["1_0", "%201%20", "%2B5", "1.0", "%D9%A1", "1e1", "0x10", "true"])
+@pytest.mark.parametrize("path", ["/jobs?limit={}", "/api/system/dlq?limit={}", "/api/system/stats?window_hours={}",
+                                  "/api/system/maintenance/tasks?limit={}"])
+def test_a_number_in_the_query_is_plain_digits_or_400(client, path, written):
+    """pydantic's own reading of text as an int took "1_0" as 10, " 1 ", "+5" and "1.0"."""
+    answer = client.http.get(path.format(written), headers=OPERATOR)
+    assert answer.status_code == 400 and answer.json_body["error"]["code"] == "invalid_request"
+    assert "digits 0-9" in json.dumps(answer.json_body)
+
+
+@pytest.mark.parametrize("written", ["1_0", "%2B5", "1.0"])
+def test_a_task_parameter_that_is_no_plain_number_starts_no_task(client, aws, written):
+    answer = client.http.post(f"/api/system/maintenance/cleanup-runs?max_age_hours={written}",
+                              headers=OPERATOR, body=b"")
+    assert answer.status_code == 400 and answer.json_body["error"]["code"] == "invalid_request"
+    listed = client.http.get("/api/system/maintenance/tasks", headers=OPERATOR).json_body
+    assert listed["tasks"] == []
+
+
+def test_a_number_in_plain_digits_is_read(client):
+    assert client.http.get("/jobs?limit=007", headers=OPERATOR).status_code == 200
+    assert client.http.get("/api/system/dlq?limit=-1", headers=OPERATOR).status_code == 400  # the range's
