@@ -37,7 +37,7 @@ def _generation(header: Any) -> Any:
     return int(matched.group(1) or matched.group(2))
 
 
-@route("/cache/{scope}/{namespace}", methods=["PUT"])
+@route("/cache/{scope}/{namespace}", methods=["PUT"], query=())
 def put_cache(call: Call, scope: str, namespace: str) -> Any:
     check_name("scope", scope)
     check_name("namespace", namespace)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Collection, Optional, TypeVar
 
 from chalice import Blueprint, Response
 from pydantic import BaseModel, ValidationError
@@ -84,6 +84,20 @@ class Call:
         return self.principal
 
 
+def _check_taken(call: Call, route: str, query: Optional[Collection[str]], body: bool) -> None:
+    """InvalidRequestError for a query parameter outside `query` (when given) or, without
+    `body`, a body with anything but whitespace in it."""
+    if query is not None:
+        others = sorted(set(call.query()) - set(query))
+        if others:
+            taken = f"it takes {', '.join(sorted(query))}" if query else "it takes none"
+            raise InvalidRequestError(f"{route} does not take the query parameter {', '.join(others)}: {taken}",
+                                      details={"parameters": others})
+    if not body and call.raw_body.strip():
+        raise InvalidRequestError(f"{route} takes no request body" + (
+            ": its parameters go in the query string" if query is None else ""))
+
+
 def validate(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
@@ -106,12 +120,21 @@ def endpoint(
     role: Optional[str] = None,
     internal_error: Callable[[Exception], Response] = lambda exc: internal_error_response(),
     misconfigured: Callable[[], Response] = lambda: error_response(MisconfiguredError()),
+    query: Optional[Collection[str]] = None,
+    body: bool = True,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register `view(call, **uri_params)` as a route. The view returns (body, status) or a
     Response; with `role`, a token without that role is refused (403) before the view runs.
     JobpipeError becomes the mapped 4xx/5xx, anything else a logged 500 shaped by
     `internal_error(exc)`, and settings the function refuses the 500 `misconfigured()`
-    (compatibility routes answer both in their clients' error format)."""
+    (compatibility routes answer both in their clients' error format).
+
+    `query` names the query parameters a route takes (None: its view reads the query through a
+    model that refuses any other); `body=False` says it takes no body. A request carrying
+    another parameter, or a body the route would not read, is refused (400) before the view
+    runs: a route that changes something must never act on a request it half read, such as
+    `DELETE /jobs/{id}?dry_run=true` canceling, or a clean-up given its age in a body running
+    with the default one."""
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         @blueprint.route(path, methods=methods, content_types=ANY_CONTENT_TYPE)
@@ -124,7 +147,9 @@ def endpoint(
                     logger.append_keys(tenant=principal.tenant, user=principal.user)
                     if role is not None:
                         principal.require_role(role)
-                outcome = view(Call(request, principal, max_body_bytes()), **params)
+                call = Call(request, principal, max_body_bytes())
+                _check_taken(call, f"{request.method} {path}", query, body)
+                outcome = view(call, **params)
             except SettingsError as exc:  # the same answer to every request until it is redeployed
                 report_misconfiguration(exc)
                 return misconfigured()
@@ -137,10 +162,11 @@ def endpoint(
                 return internal_error(exc)
             if isinstance(outcome, Response):
                 return outcome
-            body, status = outcome if isinstance(outcome, tuple) else (outcome, 200)
-            return json_response(body, status)
+            answer, status = outcome if isinstance(outcome, tuple) else (outcome, 200)
+            return json_response(answer, status)
 
         route.required_role = role  # type: ignore[attr-defined]  # walked by the tests
+        route.takes_body = body  # type: ignore[attr-defined]
         return route
 
     return decorator

@@ -102,22 +102,22 @@ def _start(call: Call, task: str, payload: Optional[dict[str, Any]] = None) -> A
     return {"task_id": job.id, "status": "queued", "message": f"{task} task enqueued ({job.priority} priority)"}, 202
 
 
-@route(f"{PREFIX}/cleanup-runs", methods=["POST"])
+@route(f"{PREFIX}/cleanup-runs", methods=["POST"], body=False)
 def cleanup_runs(call: Call) -> Any:
     return _start(call, "cleanup_runs")
 
 
-@route(f"{PREFIX}/health-check", methods=["POST"])
+@route(f"{PREFIX}/health-check", methods=["POST"], body=False)
 def health_check(call: Call) -> Any:
     return _start(call, "health_check")
 
 
-@route(f"{PREFIX}/cleanup-temp-files", methods=["POST"])
+@route(f"{PREFIX}/cleanup-temp-files", methods=["POST"], body=False)
 def cleanup_temp_files(call: Call) -> Any:
     return _start(call, "cleanup_temp_files")
 
 
-@route(f"{PREFIX}/log-statistics", methods=["POST"])
+@route(f"{PREFIX}/log-statistics", methods=["POST"], body=False)
 def log_statistics(call: Call) -> Any:
     return _start(call, "log_statistics")
 
@@ -149,14 +149,14 @@ def get_task(call: Call, task_id: str) -> Any:
                                 task_view(job))
 
 
-@route(f"{PREFIX}/tasks/{{task_id}}", methods=["DELETE"])
+@route(f"{PREFIX}/tasks/{{task_id}}", methods=["DELETE"], query=(), body=False)
 def cancel_task(call: Call, task_id: str) -> Any:
     """Queued or retrying: canceled now; running: stops at its next progress report or page."""
     job = _task(task_id)
     return task_view(container().lifecycle.cancel(SYSTEM_TENANT, job.id)), 202
 
 
-@route(f"{PREFIX}/tasks/{{task_id}}/rerun", methods=["POST"])
+@route(f"{PREFIX}/tasks/{{task_id}}/rerun", methods=["POST"], query=(), body=False)
 def rerun_task(call: Call, task_id: str) -> Any:
     """A finished task run again as a new task with its parameters (`rerun_of` names it); the
     first stays as it ended. Keyed like POST /jobs/{id}/rerun. Not finished: 409

@@ -59,7 +59,7 @@ def job_types(call: Call) -> Any:
     return {"job_types": types}
 
 
-@route("/jobs", methods=["POST"])
+@route("/jobs", methods=["POST"], query=())
 def submit_job(call: Call) -> Any:
     request = call.model(SubmitJobRequest)
     services = container()
@@ -79,7 +79,7 @@ def submit_job(call: Call) -> Any:
     return job.public(), 202
 
 
-@route("/jobs/{job_id}/rerun", methods=["POST"])
+@route("/jobs/{job_id}/rerun", methods=["POST"], query=())
 def rerun_job(call: Call, job_id: str) -> Any:
     """A finished job run again as a new job (`rerun_of` names it), answered as POST /jobs
     answers; the body, optional, says when it starts. The original is not written."""
@@ -138,7 +138,7 @@ def get_job(call: Call, job_id: str) -> Any:
     return conditional_response(call.header("if-none-match"), job_etag("job", [(job.id, job)]), job.public())
 
 
-@route("/jobs/{job_id}", methods=["DELETE"])
+@route("/jobs/{job_id}", methods=["DELETE"], query=(), body=False)
 def cancel_job(call: Call, job_id: str) -> Any:
     return container().lifecycle.cancel(call.user.tenant, _job_id(job_id)).public(), 202
 

@@ -225,7 +225,7 @@ def _total(operations: QueueOperations, name: str) -> Optional[int]:
         return None
 
 
-@route("/api/system/dlq/redrive", methods=["POST"])
+@route("/api/system/dlq/redrive", methods=["POST"], body=False)
 def redrive(call: Call) -> Any:
     """Move dead-lettered messages back to their priority's queue. A job that is already
     failed is acknowledged by the worker without running again; resubmit it to rerun it.

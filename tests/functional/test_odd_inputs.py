@@ -202,3 +202,41 @@ def test_a_task_parameter_that_is_no_plain_number_starts_no_task(client, aws, wr
 def test_a_number_in_plain_digits_is_read(client):
     assert client.http.get("/jobs?limit=007", headers=OPERATOR).status_code == 200
     assert client.http.get("/api/system/dlq?limit=-1", headers=OPERATOR).status_code == 400  # the range's
+
+
+# POSTs that only read (batch status): they take ids from the query or the body, as rq's do.
+READING_POSTS = {"/jobs/status", "/api/jobinfo"}
+
+
+def _writes(app):
+    for path, methods in app.routes.items():
+        for method, entry in methods.items():
+            if method in ("POST", "PUT", "DELETE") and path not in READING_POSTS:
+                yield method, path.replace("{", "").replace("}", ""), entry.view_function
+
+
+def test_every_route_that_changes_something_refuses_a_query_parameter_it_does_not_take(client, app, aws):
+    """`DELETE /jobs/{id}?dry_run=true` canceled the job; `POST /jobs?priority=high` made a
+    normal one. Walks the app's routes, so a new one cannot be missed."""
+    writes = list(_writes(app))
+    assert len(writes) >= 11
+    for method, path, _ in writes:
+        answer = client.http.request(method, f"/{path.lstrip('/')}?dry_run=true", headers=OPERATOR, body=b"")
+        assert answer.status_code == 400, (method, path, answer.body[:200])
+        assert answer.json_body["error"]["code"] == "invalid_request" and "dry_run" in answer.body.decode()
+    assert receive_all(aws, "jobs_url") == [] and client.http.get("/jobs", headers=auth()).json_body["jobs"] == []
+
+
+def test_a_route_that_takes_no_body_refuses_one_and_does_nothing(client, app, aws):
+    """A clean-up given `{"max_age_hours": 720}` as a body ran with the default 24 h; a redrive
+    given `{"queue": "high"}` redrove every queue."""
+    bodiless = [(method, path) for method, path, view in _writes(app) if not view.takes_body]
+    assert {"/api/system/maintenance/cleanup-runs", "/api/system/dlq/redrive", "/jobs/job_id"} <= {p for _, p in bodiless}
+    for method, path in bodiless:
+        for body in (b'{"max_age_hours": 720}', b"\xff not json", b"{}"):
+            answer = client.http.request(method, path, headers=OPERATOR, body=body)
+            assert answer.status_code == 400, (method, path, body, answer.body[:200])
+            assert "takes no request body" in answer.json_body["error"]["message"]
+    assert client.http.get("/api/system/maintenance/tasks", headers=OPERATOR).json_body["tasks"] == []
+    started = client.http.post("/api/system/maintenance/cleanup-runs?max_age_hours=720", headers=OPERATOR, body=b" \n")
+    assert started.status_code == 202  # whitespace is no body
