@@ -70,22 +70,28 @@ class Attempts(DeadLetters):
 
         return self._with_fresh(job, finish)
 
-    def mark_canceled(self, job: Job) -> Job:
-        """running -> canceled after the handler stopped on a cancel request."""
+    def mark_canceled(self, job: Job, last_progress: Optional[Progress] = None) -> Job:
+        """running -> canceled after the handler stopped on a cancel request; `last_progress`
+        as `fail_attempt` takes it."""
         return self._with_fresh(job, lambda j: self._finish(
             j, JobStatus.CANCELED,
-            error=JobErrorInfo(code="canceled", message="canceled on request"),
+            error=JobErrorInfo(code="canceled", message="canceled on request"), **_reported(j, last_progress),
         ))
 
-    def fail_attempt(self, job: Job, error: JobErrorInfo, *, retryable: bool) -> Job:
+    def fail_attempt(self, job: Job, error: JobErrorInfo, *, retryable: bool,
+                     last_progress: Optional[Progress] = None) -> Job:
         """End the running attempt with `error`: retrying (and a delayed message for the next
         attempt) while attempts remain and the error is retryable, else failed and the
         message parked on the dead-letter queue. Raises DeadLetterOwedError (a
-        QueueUnavailableError) when the job was failed but its dead letter not sent."""
+        QueueUnavailableError) when the job was failed but its dead letter not sent.
+        `last_progress`, a report not yet written (`fail_job(..., progress_percent=75)`), is
+        written with the outcome: one write and one event (seed 002: exactly one per
+        transition), not a `running` progress event before the `failed` one."""
 
         def decide(current: Job) -> Job:
+            reported = _reported(current, last_progress)
             if current.cancel_requested:
-                return self._finish(current, JobStatus.CANCELED, error=error)
+                return self._finish(current, JobStatus.CANCELED, error=error, **reported)
             if retryable and current.attempts < current.max_attempts:
                 transition(current, JobStatus.RETRYING)
                 delay = retry_delay_s(current.attempts, base_s=self.retry_base_s)
@@ -96,7 +102,7 @@ class Attempts(DeadLetters):
                     ChangeSet(
                         {"status": JobStatus.RETRYING, "error": error, "lease_expires_at": REMOVE,
                          "not_before": isoformat(start), "dispatches": 1,
-                         "due_at": isoformat(self._claim_deadline(start, sent=1))},
+                         "due_at": isoformat(self._claim_deadline(start, sent=1)), **reported},
                         run=self._closed_run(current, JobStatus.FAILED, error),
                     ),
                 )
@@ -112,7 +118,7 @@ class Attempts(DeadLetters):
             # the letter is parked (the queue does not answer, the process dies), the attempt's
             # message parks it when it comes back (its delivery fails; a dead worker's message
             # reappears). Parked, the mark is cleared: one more write, for a failed job only.
-            failed = self._finish(current, JobStatus.FAILED, error=error, dead_letter_owed=current.attempts)
+            failed = self._finish(current, JobStatus.FAILED, error=error, dead_letter_owed=current.attempts, **reported)
             try:
                 self._dead_letter(failed, failed.attempts)
             except QueueUnavailableError as exc:
@@ -144,3 +150,11 @@ class Attempts(DeadLetters):
                     raise
                 current = fresh.model_copy(update={"payload": job.payload, "gone": job.gone})
         raise StaleJobError(f"job {job.id} kept changing; giving up this write")
+
+
+def _reported(job: Job, last_progress: Optional[Progress]) -> dict[str, Progress]:
+    """The fields that write `last_progress` (a report the attempt made and did not write) with
+    an attempt's outcome: none without one, or for one behind what `job` shows."""
+    if last_progress is None or last_progress.percent < job.progress.percent:
+        return {}
+    return {"progress": last_progress}

@@ -30,7 +30,7 @@ from chalicelib.domain.errors import (
     StaleJobError,
     describe,
 )
-from chalicelib.domain.job import Job, JobErrorInfo, answer_bytes, nested_deeper_than, too_deep_message
+from chalicelib.domain.job import Job, JobErrorInfo, Progress, answer_bytes, nested_deeper_than, too_deep_message
 from chalicelib.domain.numbers import shown_number
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate
@@ -205,7 +205,7 @@ class JobRunner:
             # (returned a result after catching the timeout, or raised something else).
             timeout = raised if isinstance(raised, JobTimeoutError) else JobTimeoutError(
                 f"{JobTimeoutError.exceeded(job.timeout_s)} (it caught the timeout and went on)")
-            return self._fail(reporter.close(), _error_info(timeout), True, started)
+            return self._fail(reporter.job, _error_info(timeout), True, started, reporter.settle())
         # fail_job was called and its error swallowed, or the handler saw the cancel request and
         # returned (`if ctx.cancelled(): return`, a caught JobCancelledError): not a completion.
         if raised is not None or ctx.failure is not None or ctx.cancel_seen:
@@ -226,14 +226,14 @@ class JobRunner:
                 raise ValueError(f"the result {NOT_UNICODE}")
         except (TypeError, ValueError) as exc:
             error = JobErrorInfo(code="result_not_serializable", message=str(exc)[:MAX_ERROR_MESSAGE_CHARS])
-            return self._fail(reporter.close(), error, False, started)
+            return self._fail(reporter.job, error, False, started, reporter.settle())
         size = answer_bytes(reporter.job.model_copy(update={"result": result}).public())
         if size > MAX_ANSWER_BYTES:  # stored, no GET of the job could return it
             error = JobErrorInfo(code="result_too_large", message=(
                 f"the job with its result would be {shown_number(size)} bytes as the API answers it, past "
                 f"the {shown_number(MAX_ANSWER_BYTES)} it can return (Lambda's 6 MB): write large outputs as artifacts "
                 "(ctx.artifact) and return their names"))
-            return self._fail(reporter.close(), error, False, started)
+            return self._fail(reporter.job, error, False, started, reporter.settle())
         final = self.lifecycle.complete(reporter.job, result, message, last_progress=reporter.settle())
         self._observe("completed", final, {"duration_s": self._clock.monotonic() - started})
         return final
@@ -257,12 +257,13 @@ class JobRunner:
             return self._cancel(reporter, started)
         if ctx.failure is not None:
             error = JobErrorInfo(code=ctx.failure.code, message=ctx.failure.message[:MAX_ERROR_MESSAGE_CHARS])
-            return self._fail(reporter.close(), error, False, started)
+            return self._fail(reporter.job, error, False, started, reporter.settle())
         assert exc is not None
-        return self._fail(reporter.close(), _error_info(exc), not isinstance(exc, FatalJobError), started)
+        return self._fail(reporter.job, _error_info(exc), not isinstance(exc, FatalJobError), started,
+                          reporter.settle())
 
     def _cancel(self, reporter: ProgressReporter, started: float) -> Job:
-        final = self.lifecycle.mark_canceled(reporter.close())
+        final = self.lifecycle.mark_canceled(reporter.job, reporter.settle())
         self._observe("canceled", final, {"duration_s": self._clock.monotonic() - started})
         return final
 
@@ -292,13 +293,15 @@ class JobRunner:
         assert self._end_process is not None
         self._end_process()
 
-    def _fail(self, job: Job, error: JobErrorInfo, retryable: bool, started: Optional[float] = None) -> Job:
-        """End the attempt with `error`, observed; raises DeadLetterOwedError, after observing
-        the failure, when the job failed but its dead letter was not sent (the delivery must fail
-        so that its message comes back to park it)."""
+    def _fail(self, job: Job, error: JobErrorInfo, retryable: bool, started: Optional[float] = None,
+              last_progress: Optional[Progress] = None) -> Job:
+        """End the attempt with `error` and the report it had not written yet (`last_progress`,
+        the reporter's settled: one write, one event), observed; raises DeadLetterOwedError,
+        after observing the failure, when the job failed but its dead letter was not sent (the
+        delivery must fail so that its message comes back to park it)."""
         extra: dict[str, Any] = {"error_code": error.code}
         try:
-            final = self.lifecycle.fail_attempt(job, error, retryable=retryable)
+            final = self.lifecycle.fail_attempt(job, error, retryable=retryable, last_progress=last_progress)
         except DeadLetterOwedError as owed:
             self._observe_failure(owed.job, {**extra, "dead_letter": "owed"}, started)
             raise

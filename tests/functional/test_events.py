@@ -147,6 +147,44 @@ def test_a_handler_that_reports_its_start_at_zero_publishes_each_milestone_once(
     assert len(stream.records) > len(events)  # the start write was there, and published nothing
 
 
+@pytest.fixture
+def failing_at_75():
+    """Seed 002's failure: reports at 10 and 30, then fail_job(..., progress_percent=75)."""
+    from pydantic import BaseModel
+
+    from chalicelib.job_types import registry
+    from chalicelib.worker.helpers import fail_job, progress
+
+    class Empty(BaseModel):
+        pass
+
+    name = "test.fail_at_75"
+
+    @registry.register(name, Empty, max_attempts=1, timeout_s=30)
+    def fail_at_75(ctx, payload):
+        progress(ctx, 10, "loading", force=True)
+        progress(ctx, 30, "processing", force=True)
+        fail_job(ctx, "ERR_001", "Something went wrong", progress_percent=75)
+
+    yield name
+    registry._types.pop(name)
+
+
+def test_a_failure_with_its_percent_is_one_write_and_one_event(client, aws, tap, stream, failing_at_75):
+    """The percent fail_job records went out as its own `running` progress event (step
+    `failed`) before the `failed` one, whose previous_progress was then 75 already."""
+    job = submit(client, {"type": failing_at_75, "payload": {}})
+    run_worker(client, aws)
+    assert publish_stream(client._app, stream) == {"batchItemFailures": []}
+    events = [e["detail"] for e in tap() if e["detail"]["job_id"] == job["id"]]
+    assert [(d["previous_status"], d["status"], d["previous_progress"], d["progress"]) for d in events] == [
+        (None, "queued", None, 0), ("queued", "running", 0, 0), ("running", "running", 0, 10),
+        ("running", "running", 10, 30), ("running", "failed", 30, 75)]
+    assert events[-1]["error"]["code"] == "ERR_001"
+    shown = client.http.get(f"/jobs/{job['id']}", headers=auth()).json_body
+    assert (shown["status"], shown["progress"]["percent"], shown["progress"]["step"]) == ("failed", 75, "failed")
+
+
 def _template_rule_queues(aws, rules: tuple[str, ...]) -> dict[str, str]:
     """Each of the template's `rules`, its pattern as deployed, on the bus with a queue of its own."""
     template = json.loads((Path(__file__).resolve().parents[2] / "infra" / "resources.json").read_text())["Resources"]
