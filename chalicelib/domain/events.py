@@ -7,7 +7,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict
 
 from chalicelib.defaults import MAX_EVENT_TEXT_CHARS
-from chalicelib.domain.job import known_fields
+from chalicelib.domain.job import Percent, known_fields
 
 SOURCE = "jobpipe"
 STATUS_CHANGED = "job.status.changed"
@@ -43,10 +43,10 @@ class JobEvent(BaseModel):
     timestamp: str
     job_id: str
     status: str
-    progress: float
+    progress: Percent
     attempt: int
     previous_status: Optional[str]
-    previous_progress: Optional[float]
+    previous_progress: Optional[Percent]
     step: Optional[str] = None
     message: Optional[str] = None
     tenant: str

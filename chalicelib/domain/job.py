@@ -5,9 +5,9 @@ import json
 import re
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 
 from chalicelib.defaults import MAX_JOB_ID_CHARS, MAX_JSON_DEPTH
 from chalicelib.domain.status import JobStatus
@@ -46,10 +46,20 @@ def child_job_id(parent_id: str, attempt: int, index: int) -> str:
     return str(uuid.uuid5(_CHILD_NAMESPACE, f"{parent_id}:{attempt}:{index}"))
 
 
+def _shown_percent(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
+# A percent: any number 0-100 (two decimal places kept), written in JSON as seed 002 shows it,
+# a whole one without a fraction (`50`, not `50.0`: a reader decoding it into an integer, as Go's
+# and Rust's JSON libraries do, refuses `50.0`), any other as it is (`33.33`).
+Percent = Annotated[float, PlainSerializer(_shown_percent, when_used="json")]
+
+
 class Progress(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    percent: float = 0.0
+    percent: Percent = 0.0
     step: Optional[str] = None
     message: Optional[str] = None
     details: Optional[dict[str, Any]] = None

@@ -100,7 +100,7 @@ def test_the_python_client_examples_of_docs_api_md_run_as_written(make_client, m
     assert scope["later"]["not_before"] > scope["job"]["not_before"]
     assert len(scope["data"]) == 4096 and scope["summary"].startswith(b"job ")  # from S3, and inline
     assert (tmp_path / "data.bin").read_bytes() == scope["data"]  # streamed to a file
-    assert "100.0" in capsys.readouterr().out  # on_change saw the job complete
+    assert "\n100\n" in capsys.readouterr().out  # on_change saw the job complete (a whole percent: 100)
 
 
 def test_every_cli_submit_the_docs_show_is_accepted(make_client, tmp_path, monkeypatch):

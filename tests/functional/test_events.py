@@ -217,3 +217,15 @@ def test_the_erp_rules_take_every_tenants_job_events_and_none_of_the_systems_tas
     # the task ran, and its events went out to the bus, on no ERP rule's target
     assert client.http.get(f"/api/system/maintenance/tasks/{task}", headers=operator).json_body["status"] == "completed"
     assert {e["detail"]["tenant"] for e in tap()} == {"acme", "_system"}
+
+
+def test_whole_percents_travel_as_json_integers(client, aws, tap, stream):
+    """Seed 002 writes `"progress": 50` and `"percent": 50`: a reader decoding them into an
+    integer (Go's encoding/json, Rust's serde_json) refuses `50.0`."""
+    job = submit(client, STEPS)
+    run_worker(client, aws)
+    assert publish_stream(client._app, stream) == {"batchItemFailures": []}
+    raw = client.http.get(f"/jobs/{job['id']}", headers=auth()).body.decode()
+    assert '"percent":100,' in raw and '"percent":100.0' not in raw
+    details = [json.dumps(e["detail"]) for e in tap() if e["detail"]["job_id"] == job["id"]]
+    assert details and not any(".0," in d or ".0}" in d for d in details), details
