@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
+from chalicelib.api.cache_routes import GENERATION
 from chalicelib.api.etag import CACHE_CONTROL
 from chalicelib.api.requests import ListArtifactsQuery, ListJobsQuery, RerunJobRequest, SubmitJobRequest
 from chalicelib.defaults import (
@@ -186,7 +187,8 @@ def _paths() -> dict[str, Any]:
             "responses": {"200": _json({"type": "object", "required": ["jobs", "job_ids"]}),
                           **_errors(400, 401, 413, 503)}})},
         "/cache/{scope}/{namespace}": {
-            "put": {"parameters": [*cache_params, {"name": "If-Match", "in": "header", "schema": {"type": "string", "pattern": '^([0-9]{1,30}|"[0-9]{1,30}")$'}}],
+            "put": {"parameters": [*cache_params, {"name": "If-Match", "in": "header", "schema": {
+                "type": "string", "pattern": f"^({GENERATION.pattern})$"}}],
                     "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}},
                     "responses": {"200": _json({"type": "object", "required": ["generation"]}),
                                   **_errors(400, 401, 409, 413, 503)}},
@@ -236,7 +238,8 @@ def _operator_paths() -> dict[str, Any]:
                   "properties": {**{k: {"type": "string"} for k in ("id", "tenant", "type", "status")},
                                  "attempts": {"type": "integer"}, "max_attempts": {"type": "integer"}},
                   "description": "the job the body names, null when it names none"}
-    letter = {"type": "object", "required": ["message_id", "body", "body_cut", "body_bytes", "sent_at", "reason", "job"], "properties": {
+    letter_fields = ["message_id", "body", "body_cut", "body_bytes", "sent_at", "reason", "job"]
+    letter = {"type": "object", "required": letter_fields, "properties": {
         "message_id": {"type": "string"}, "body": {"type": "object"},
         "body_cut": {"type": "boolean", "description": "the body did not fit the listing's answer: `{raw}` holds its start"},
         "body_bytes": {"type": ["integer", "null"], "description": "a cut body's whole size (UTF-8); null when whole"},

@@ -24,7 +24,8 @@ SIDE_EFFECT_ARTIFACT_PREFIX = "side-effect-"
 
 
 class ChaosPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"steps": 5, "step_ms": 100}]})
+    model_config = ConfigDict(extra="forbid", strict=True,
+                              json_schema_extra={"examples": [{"steps": 5, "step_ms": 100}]})
 
     steps: int = Field(default=5, ge=1, le=100, description="steps; progress is reported after each")
     step_ms: int = Field(default=100, ge=0, le=500, description="milliseconds each step takes")

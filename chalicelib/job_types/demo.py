@@ -13,7 +13,8 @@ from chalicelib.worker.helpers import complete_job, fail_job, progress, start_jo
 
 class StepsPayload(BaseModel):
     # The example is what the dashboard's submit form starts from.
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"steps": 10, "step_ms": 500}]})
+    model_config = ConfigDict(extra="forbid", strict=True,
+                              json_schema_extra={"examples": [{"steps": 10, "step_ms": 500}]})
 
     steps: int = Field(ge=1, le=10_000, description="number of steps; progress is reported after each")
     step_ms: int = Field(ge=0, le=60_000, description="milliseconds each step takes")
@@ -54,7 +55,7 @@ def run_steps(ctx, payload: StepsPayload) -> dict:
 
 
 class SleepPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     seconds: float = Field(ge=0, le=60)
 
@@ -73,7 +74,7 @@ def run_sleep(ctx, payload: SleepPayload) -> dict:
 
 
 class FanoutPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     children: int = Field(ge=1, le=50, description="number of demo.steps children to spawn")
     steps: int = Field(default=3, ge=1, le=1000)
@@ -101,7 +102,7 @@ def run_fanout(ctx, payload: FanoutPayload) -> dict:
 
 
 class OutputsPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     artifact_bytes: int = Field(default=0, ge=0, le=50 * 1024 * 1024, description="size of the binary artifact")
     result_bytes: int = Field(default=0, ge=0, le=5 * 1024 * 1024, description="size of the result's text")
@@ -128,7 +129,7 @@ def write_outputs(ctx, payload: OutputsPayload) -> dict:
 
 
 class ModelPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"step_ms": 200}]})
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{"step_ms": 200}]})
 
     step_ms: int = Field(default=200, ge=0, le=60_000, description="milliseconds each processing step takes")
     fail_at: Optional[int] = Field(

@@ -240,3 +240,12 @@ def test_a_route_that_takes_no_body_refuses_one_and_does_nothing(client, app, aw
     assert client.http.get("/api/system/maintenance/tasks", headers=OPERATOR).json_body["tasks"] == []
     started = client.http.post("/api/system/maintenance/cleanup-runs?max_age_hours=720", headers=OPERATOR, body=b" \n")
     assert started.status_code == 202  # whitespace is no body
+
+
+@pytest.mark.parametrize("steps", ["10", "1_0", True, 10.5])
+def test_a_demo_payload_takes_numbers_as_numbers(client, aws, steps):
+    """The demo types' models are strict: pydantic's lax reading took "1_0" as 10 and true as 1."""
+    answer = client.http.post("/jobs", headers=auth(), body=json.dumps(
+        {"type": "demo.steps", "payload": {"steps": steps, "step_ms": 0}}))
+    assert answer.status_code == 422 and answer.json_body["error"]["code"] == "invalid_payload"
+    assert receive_all(aws, "jobs_url") == []
