@@ -4,7 +4,7 @@ with its message parked on the dead-letter queue."""
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Callable, Optional
 
 from chalicelib.defaults import RACE_RETRIES
@@ -75,7 +75,8 @@ class Attempts(DeadLetters):
         as `fail_attempt` takes it."""
         return self._with_fresh(job, lambda j: self._finish(
             j, JobStatus.CANCELED,
-            error=JobErrorInfo(code="canceled", message="canceled on request"), **_reported(j, last_progress),
+            error=JobErrorInfo(code="canceled", message="canceled on request"),
+            **_reported(j, last_progress, self.clock()),
         ))
 
     def fail_attempt(self, job: Job, error: JobErrorInfo, *, retryable: bool,
@@ -89,7 +90,7 @@ class Attempts(DeadLetters):
         transition), not a `running` progress event before the `failed` one."""
 
         def decide(current: Job) -> Job:
-            reported = _reported(current, last_progress)
+            reported = _reported(current, last_progress, self.clock())
             if current.cancel_requested:
                 return self._finish(current, JobStatus.CANCELED, error=error, **reported)
             if retryable and current.attempts < current.max_attempts:
@@ -152,9 +153,10 @@ class Attempts(DeadLetters):
         raise StaleJobError(f"job {job.id} kept changing; giving up this write")
 
 
-def _reported(job: Job, last_progress: Optional[Progress]) -> dict[str, Progress]:
+def _reported(job: Job, last_progress: Optional[Progress], now: datetime) -> dict[str, Progress]:
     """The fields that write `last_progress` (a report the attempt made and did not write) with
-    an attempt's outcome: none without one, or for one behind what `job` shows."""
+    an attempt's outcome, stamped `now` as every progress write is: none without one, or for
+    one behind what `job` shows."""
     if last_progress is None or last_progress.percent < job.progress.percent:
         return {}
-    return {"progress": last_progress}
+    return {"progress": last_progress.model_copy(update={"updated_at": isoformat(now)})}

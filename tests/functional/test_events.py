@@ -183,6 +183,7 @@ def test_a_failure_with_its_percent_is_one_write_and_one_event(client, aws, tap,
     assert events[-1]["error"]["code"] == "ERR_001"
     shown = client.http.get(f"/jobs/{job['id']}", headers=auth()).json_body
     assert (shown["status"], shown["progress"]["percent"], shown["progress"]["step"]) == ("failed", 75, "failed")
+    assert shown["progress"]["updated_at"] is not None  # written now, as every report is
 
 
 def _template_rule_queues(aws, rules: tuple[str, ...]) -> dict[str, str]:

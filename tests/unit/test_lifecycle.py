@@ -316,6 +316,28 @@ def test_retry_then_fail_and_dead_letter(lifecycle, queue, clock):
     assert [r.status for r in lifecycle.store.runs(job.id)] == [JobStatus.FAILED] * 3
 
 
+@pytest.mark.parametrize("outcome", ["retrying", "failed", "canceled"])
+def test_a_report_written_with_an_attempts_end_is_stamped_when_it_is_written(lifecycle, clock, outcome):
+    """The report a handler made and the throttle had not written yet goes out with the
+    outcome's own write: it came without a time, and the job showed `progress.updated_at`
+    null after it (seed 002's job always has one), its event's time falling back to the
+    attempt's start, before the progress events published ahead of it."""
+    from chalicelib.domain.job import Progress
+
+    job = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    clock.advance(7)
+    report = Progress(percent=75, step="failed", message="it broke")
+    if outcome == "canceled":
+        after = lifecycle.mark_canceled(running, last_progress=report)
+    else:
+        after = lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"),
+                                       retryable=outcome == "retrying", last_progress=report)
+    assert after.status.value == outcome
+    assert (after.progress.percent, after.progress.message) == (75, "it broke")
+    assert after.progress.updated_at == isoformat(clock.now)
+
+
 def test_retry_delay_grows_and_is_capped():
     assert 1 <= retry_delay_s(1, base_s=2) <= 2
     assert 8 <= retry_delay_s(4, base_s=2) <= 16
