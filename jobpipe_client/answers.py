@@ -34,7 +34,7 @@ def answer(response: requests.Response, fits: Callable[[Any], bool], what: str, 
     if not 200 <= status < 300:
         raise unusable(" to a request that was not conditional" if status == 304 else "")
     try:
-        body = response.json(parse_constant=not_json_constant)
+        body = response.json(parse_constant=not_json_constant, parse_float=finite_float)
     except (ValueError, RecursionError):
         raise unusable(" with a body that is not JSON") from None
     if not fits(body):
@@ -45,6 +45,15 @@ def answer(response: requests.Response, fits: Callable[[Any], bool], what: str, 
 def not_json_constant(name: str) -> NoReturn:
     """json's `parse_constant`: NaN and (-)Infinity, which json.loads accepts, are not JSON."""
     raise ValueError(f"{name} is not a JSON value")
+
+
+def finite_float(text: str) -> float:
+    """json's `parse_float`: a number too large for a float (`1e999`) reads as infinity, which
+    JSON cannot say again (json.dumps would write `Infinity`): refused as NaN is."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is too large for a number")
+    return value
 
 
 def is_job(value: Any) -> bool:

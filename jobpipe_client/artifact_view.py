@@ -39,15 +39,21 @@ def plain_artifacts(artifacts: list[dict[str, Any]]) -> str:
 
 
 def check_target(target: str, replace: bool) -> None:
-    """UsageError, before anything is downloaded, when `target` cannot take the artifact: it
-    exists and `replace` is false, it is a directory, or its directory does not exist."""
+    """UsageError, before anything is downloaded, when `target` cannot take the artifact: it is
+    empty, exists and `replace` is false, is a directory, its directory does not exist, or the
+    system cannot look at it (a name too long, a directory not searchable)."""
+    if not target:
+        raise UsageError("-o takes a file name, not an empty one")
     path = Path(target)
-    if path.is_dir():
-        raise UsageError(f"{target} is a directory: -o takes a file name")
-    if path.exists() and not replace:
-        raise UsageError(f"{target} exists: pass --force to replace it")
-    if not path.parent.is_dir():
-        raise UsageError(f"cannot write {target}: there is no directory {path.parent}")
+    try:
+        if path.is_dir():
+            raise UsageError(f"{target} is a directory: -o takes a file name")
+        if path.exists() and not replace:
+            raise UsageError(f"{target} exists: pass --force to replace it")
+        if not path.parent.is_dir():
+            raise UsageError(f"cannot write {target}: there is no directory {path.parent}")
+    except OSError as exc:  # is_dir and exists answer False only for a missing path
+        raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
 
 
 def is_text(held: BinaryIO) -> bool:

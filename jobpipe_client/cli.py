@@ -17,7 +17,8 @@ a submit or rerun that may have been accepted, the line names the idempotency ke
 quoted for a shell; a watch rides out polls that get no answer, and exits 3 only once they have
 failed for --give-up-after seconds in a row (default 60), or when its --timeout runs out while
 they fail; 4 a --timeout ran out; 130 interrupted (during a submit's request, with the
-key to repeat it with); 141 stdout was closed early (`jobpipe list | head`), quietly; 143
+key to repeat it with); 141 stdout was closed early (`jobpipe list | head`), quietly (but for a
+submit or rerun whose job's id it had not yet taken: that line names the job); 143
 terminated (SIGTERM: `timeout`, `kill`), ended as Ctrl-C ends it. Every failure is one line on
 stderr.
 """
@@ -68,6 +69,7 @@ from jobpipe_client.progress_view import (
     plain_table,
 )
 from jobpipe_client.terminal_text import shown
+from jobpipe_client.waiting import holds_claim_check
 
 
 class Terminated(KeyboardInterrupt):
@@ -145,12 +147,24 @@ class Commands:
 
     def status(self, args: argparse.Namespace) -> int:
         jobs = self.client.status_many(args.ids)
+        if args.json:  # the whole job: a payload or result the batch showed as kept in S3 read too
+            jobs = {job_id: self._whole(job) if holds_claim_check(job) else job for job_id, job in jobs.items()}
         found = [j for j in jobs.values() if j.get("status") != "not_found"]
         if args.json:
             self._json(found)
         elif found:
             self._table(found)
         return self._report_unknown(jobs)
+
+    def _whole(self, job: dict[str, Any]) -> dict[str, Any]:
+        """The job read on its own (GET /jobs/{id}: its payload and result whole); not_found
+        when it was removed since the batch read it."""
+        try:
+            return self.client.get(job["id"])
+        except JobpipeClientError as exc:
+            if exc.code != "job_not_found":
+                raise
+            return {"id": job["id"], "status": "not_found"}
 
     def result(self, args: argparse.Namespace) -> int:
         self._json(self.client.result(args.id))
@@ -393,6 +407,10 @@ def main(
         if isinstance(exc.__cause__, Terminated):
             return fail(EXIT_TERMINATED, interrupted_submit_line(exc, "terminated"))
         return fail(EXIT_INTERRUPTED, interrupted_submit_line(exc))
+    except BrokenPipeError:  # the reader went away: quiet (141), unless that lost a job's id
+        if commands is not None and commands.unshown_job:
+            fail(EXIT_BROKEN_PIPE, "stdout was closed before the job's id was written on it")
+        raise
     except Terminated:
         return fail(EXIT_TERMINATED, "terminated")
     except KeyboardInterrupt:

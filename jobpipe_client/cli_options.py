@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from jobpipe_client.answers import not_json_constant
+from jobpipe_client.answers import finite_float, not_json_constant
 from jobpipe_client.inputs import MAX_PAYLOAD_DEPTH, header_text, nested_deeper_than, timeout_seconds
 
 
@@ -35,7 +35,7 @@ def parse_payload(text: str) -> dict[str, Any]:
     else:
         text = text.removeprefix("\ufeff")  # `--payload "$(cat file)"` keeps the file's mark
     try:
-        payload = json.loads(text, parse_constant=not_json_constant)
+        payload = json.loads(text, parse_constant=not_json_constant, parse_float=finite_float)
     except ValueError as exc:
         raise UsageError(f"--payload is not valid JSON: {exc}") from None
     except RecursionError:

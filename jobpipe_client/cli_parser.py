@@ -35,7 +35,8 @@ EXIT_CODES = f"""exit codes:
        an artifact's download from its S3 link failed (refused or expired link, object gone, no answer)
   {EXIT_TIMEOUT}    a watch's --timeout ran out
   {EXIT_INTERRUPTED}  interrupted
-  {EXIT_BROKEN_PIPE}  stdout was closed early (`jobpipe list | head`)
+  {EXIT_BROKEN_PIPE}  stdout was closed early (`jobpipe list | head`); a submit or rerun whose job's id it
+       could not write names the job on stderr
   {EXIT_TERMINATED}  terminated (SIGTERM: `timeout 600 jobpipe watch ID`, `kill`), ended as Ctrl-C ends it"""
 
 
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", parents=[connection], help="show jobs")
     status.add_argument("ids", nargs="+", metavar="ID")
-    _json_flag(status, "a JSON list of the jobs as the API returns them")
+    _json_flag(status, "a JSON list of the whole jobs, as GET /jobs/{id} returns each")
 
     listing = commands.add_parser("list", parents=[connection], help="list recent jobs, newest first")
     listing.add_argument("--status", choices=STATUSES)
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     result = commands.add_parser("result", parents=[connection],
                                  help="print a job's result as JSON (null while it has none)")
     result.add_argument("id", metavar="ID")
+    _json_flag(result, "the result, as without it (taken so that every command but artifact takes it)")
 
     cancel = commands.add_parser("cancel", parents=[connection], help="cancel a job")
     cancel.add_argument("id", metavar="ID")

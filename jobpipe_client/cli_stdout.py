@@ -14,7 +14,11 @@ A reader that went away (`jobpipe watch ID | head -1`) raises BrokenPipeError ou
 console, as it does out of a plain write, so the command ends as it ends then (exit 141):
 rich's own handler would exit 1, which a watch means as "a job failed". Any other failure to
 write stdout (a full disk, `>&-`, a descriptor not open for writing) is StdoutError, whose
-message is the CLI's one line."""
+message is the CLI's one line.
+
+Text stdout's encoding cannot write (a lone surrogate in an answer, `✓` where stdout is ASCII
+or cp1252) is written as its backslash escape, as Python writes it to stderr: never a
+UnicodeEncodeError out of a table or a progress line."""
 from __future__ import annotations
 
 import errno
@@ -69,7 +73,16 @@ class GuardedStdout:
         stream = self._stream
         if stream is None:
             raise _closed()
-        return _written(lambda: stream.write(text))
+        try:
+            return _written(lambda: stream.write(text))
+        except UnicodeEncodeError:  # the stream encoded nothing, so nothing of `text` was written
+            return _written(lambda: stream.write(self._encodable(text)))
+
+    def _encodable(self, text: str) -> str:
+        """`text` with what stdout's encoding cannot write as its escape (`\\u2713` where the
+        encoding is ASCII, `\\ud800` for a lone surrogate anywhere), as stderr writes it."""
+        encoding = self.encoding
+        return text.encode(encoding, "backslashreplace").decode(encoding)
 
     def flush(self) -> None:
         if self._stream is not None:  # nothing written can be pending on a closed stdout

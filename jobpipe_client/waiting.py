@@ -82,7 +82,7 @@ class JobWatch:
         etags: dict[int, Optional[str]] = {}
 
         def whole(job_id: str, job: Job) -> Job:
-            if not (is_final(job) and _claim_checked(job)):
+            if not (is_final(job) and holds_claim_check(job)):
                 return job
             before = known.get(job_id)
             if before is not None and not changed(before, job):
@@ -216,7 +216,7 @@ def status_batch(transport: FailoverTransport, ids: list[str],
     return transport.read("POST", "/jobs/status", read, json={"job_ids": ids}, headers=headers)
 
 
-def _claim_checked(job: Job) -> bool:
+def holds_claim_check(job: Job) -> bool:
     """True when a listing showed the job's payload or result as kept in S3: the batch and
     list routes give `{"claim_check": {"bytes": n}}` in its place (GET /jobs/{id} the value)."""
     return any(isinstance(value := job.get(field), dict) and set(value) == {"claim_check"}
@@ -229,5 +229,5 @@ def _ref(job: JobRef) -> tuple[str, Optional[Job]]:
     not the `claim_check` in its place."""
     if isinstance(job, Mapping):
         given = dict(job)
-        return batch_id(job["id"]), None if is_final(given) and _claim_checked(given) else given
+        return batch_id(job["id"]), None if is_final(given) and holds_claim_check(given) else given
     return batch_id(job), None

@@ -128,6 +128,21 @@ def test_watch_json_of_a_job_that_ended_with_a_large_result_prints_the_result():
     assert result.code == 0 and json.loads(result.out)[0]["result"] == big
 
 
+def test_status_json_prints_whole_jobs_a_result_kept_in_s3_included():
+    """The batch route shows a payload or result kept in S3 as `{"claim_check": ...}`, and
+    `status --json` printed that where its docs promise the whole job: `jobpipe status ID
+    --json | jq .[0].result` gave the placeholder. Jobs without one cost no second read."""
+    api = FakeApi(inline_limit=1000)
+    big = {"text": "r" * 5000}
+    large, small = api.add(status="completed", result=big), api.add(status="completed", result={"rows": 3})
+    result = run_cli(["status", large["id"], small["id"], "--json"], api)
+    assert result.code == 0
+    assert [job["result"] for job in json.loads(result.out)] == [big, {"rows": 3}]
+    assert [(method, url.rsplit("/", 2)[-2:]) for method, url, _ in api.requests if method == "GET"] == [
+        ("GET", ["jobs", large["id"]])]
+    assert run_cli(["result", small["id"], "--json"], api).out == run_cli(["result", small["id"]], api).out
+
+
 def test_watch_of_an_unknown_job_is_one_line_and_exit_2():
     api = FakeApi()
     known = api.add(status="completed")

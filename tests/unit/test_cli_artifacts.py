@@ -161,6 +161,18 @@ def test_a_file_that_cannot_be_written_is_exit_2_before_any_request(api, job, tm
     assert api.requests == []
 
 
+@pytest.mark.parametrize("target, said", [("x" * 300, "File name too long"), ("", "not an empty one")],
+                         ids=["too-long", "empty"])
+def test_a_file_name_the_system_cannot_look_at_is_exit_2_one_line_never_a_traceback(api, job, tmp_path, target,
+                                                                                   said):
+    """`-o <300 characters>` ended in a traceback (OSError: File name too long, which
+    Path.exists raises rather than answering False); `-o ""` said "is a directory"."""
+    api.add_artifact(job["id"], "report.csv", b"x", "text/csv")
+    result = run_cli(["artifact", job["id"], "report.csv", "-o", target and str(tmp_path / target)], api)
+    assert result.code == 2 and len(result.err_lines) == 1 and said in result.err, result.err
+    assert api.requests == []
+
+
 def test_a_failed_download_is_exit_3_one_line_and_leaves_no_file(api, job, tmp_path):
     api.add_artifact(job["id"], "scan.pdf", b"%PDF", "application/pdf", url=f"{BUCKET}/k{SIGNED}")
 

@@ -191,8 +191,22 @@ def test_a_job_whose_values_cannot_be_shown_is_not_a_job_one_line_exit_3(argv, j
     if argv[0] == "submit":  # the POST arrived: the job may exist
         assert "may have been accepted" in result.err and key_in(result.err)
     else:
-        assert re.search(r"answered HTTP 200 with JSON that is not (a job|a page of jobs|the jobs asked for)",
-                         result.err), result.err
+        # 1e400 reads as no number at all (a body that is not JSON), the rest as no job.
+        assert re.search(r"answered HTTP 200 with (JSON that is not (a job|a page of jobs|the jobs asked for)"
+                         r"|a body that is not JSON)", result.err), result.err
+
+
+@pytest.mark.parametrize("argv", [["result", "j-1"], ["status", "j-1", "--json"], ["watch", "j-1", "--json"],
+                                  ["list", "--json"]], ids=lambda argv: argv[0])
+def test_a_number_no_float_holds_is_an_unreadable_answer_never_infinity_on_stdout(argv):
+    """A result holding 1e999 read as infinity, and `--json` printed it back as `Infinity`,
+    which is not JSON: `jobpipe result ID | jq` failed on it after an exit 0."""
+    job_text = JOB_TEXT.replace('"status": "running"', '"status": "completed"').replace(
+        '"error": null', '"error": null, "result": {"x": 1e999}')
+    assert "1e999" in job_text
+    result = run_cli(argv, server=answering_with_job(job_text))
+    assert_one_line(result, 3)
+    assert result.out == "" and "with a body that is not JSON" in result.err
 
 
 @pytest.mark.parametrize("details, shown", [

@@ -266,6 +266,16 @@ def test_a_payload_the_api_would_refuse_is_the_clients_input_error_before_any_re
     assert api.requests == []
 
 
+@pytest.mark.parametrize("number", ["1e999", "-1e999"])
+def test_a_payload_number_no_float_holds_is_refused_before_any_request(number):
+    """`--payload '{"n": 1e999}'` read as infinity and was sent as `Infinity`, which is no JSON."""
+    api = FakeApi()
+    result = run_cli(["submit", "demo.steps", "--payload", f'{{"n": {number}}}'], api)
+    assert result.code == 2 and result.err_lines == [
+        f"jobpipe: --payload is not valid JSON: {number} is too large for a number"]
+    assert api.requests == []
+
+
 def test_a_payload_argument_of_undecodable_bytes_is_one_line_exit_2_nothing_sent():
     """`jobpipe submit demo.steps --payload '{"name": "caf\xe9"}'` from a latin-1 terminal:
     Python hands the argument over with the byte as a lone surrogate."""

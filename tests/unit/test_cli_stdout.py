@@ -164,26 +164,30 @@ cli.run()
 
 
 SUBMIT = ["submit", "demo.steps", "--payload", '{"steps": 1, "step_ms": 0}']
+SUBMITTED = r" \(job (\S+) was submitted: `jobpipe watch \1` follows it\)"
 
 
 @pytest.mark.parametrize("argv", [["watch", "j1"], SUBMIT, ["cancel", "q1"], ["status", "j1"]],
                          ids=["watch", "submit", "cancel", "status"])
 def test_a_reader_gone_before_the_first_line_ends_the_command_quietly_as_141(argv):
     """`jobpipe watch J | head -0`: rich's own broken-pipe handler exited 1, which for a watch
-    means "a job failed"; `status` and `list` already ended 141 as the help says."""
+    means "a job failed"; `status` and `list` already ended 141 as the help says. A submit is
+    not quiet: its job was made, and the id the reader never got is named on stderr (it was
+    lost with the pipe)."""
     reader, writer = os.pipe()
     os.close(reader)  # no reader at all: the first write fails
     try:
         code, err = run_console_script(argv, writer)
     finally:
         os.close(writer)
-    assert (code, err) == (141, "")
+    if argv is SUBMIT:
+        assert code == 141 and re.fullmatch(
+            f"jobpipe: stdout was closed before the job's id was written on it{SUBMITTED}\n", err), err
+    else:
+        assert (code, err) == (141, "")
 
 
 # -- stdout that cannot be written -------------------------------------------------------------------
-
-SUBMITTED = r" \(job (\S+) was submitted: `jobpipe watch \1` follows it\)"
-
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full to stand for a full disk")
 @pytest.mark.parametrize("argv", [["list"], ["status", "j1", "--json"], ["artifact", "j1", "data.csv"], SUBMIT],
@@ -205,3 +209,28 @@ def test_a_closed_stdout_is_one_line_and_exit_2_and_a_submit_names_its_job(argv)
     code, err = run_console_script(argv, None)
     ending = SUBMITTED if argv is SUBMIT else ""
     assert code == 2 and re.fullmatch(f"jobpipe: cannot write stdout: it is closed{ending}\n", err), err
+
+
+# -- characters stdout cannot encode --------------------------------------------------------------
+
+@pytest.mark.parametrize("encoding, text, shown", [
+    ("ascii", "naïve ✓", "na\\xefve \\u2713"),
+    ("cp1252", "done ✓", "done \\u2713"),
+    ("utf-8", "bad \ud800 text", "bad \\ud800 text"),  # a lone surrogate, from a server that sent one
+], ids=["ascii", "cp1252", "surrogate"])
+@pytest.mark.parametrize("argv", [["status", "{id}"], ["list"], ["watch", "{id}", "--timeout", "0"]],
+                         ids=lambda argv: argv[0])
+def test_text_stdout_cannot_encode_is_printed_as_its_escape_never_a_traceback(argv, encoding, text, shown):
+    """`PYTHONIOENCODING=ascii jobpipe status ID` (or a Windows console in cp1252) for a job whose
+    message held `✓` ended in UnicodeEncodeError; so did any stdout for a lone surrogate."""
+    api = FakeApi()
+    job = api.add("running", progress={"percent": 10, "step": None, "message": text, "details": None,
+                                       "updated_at": None})
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding=encoding, newline="")
+    err = io.StringIO()
+    code = main([part.format(id=job["id"]) for part in argv], environ=ENV, out=stdout_console(stream), err=err,
+                make_client=lambda *_: JobpipeClient(URL, "tok", session=FakeSession({URL: api})))
+    stream.flush()
+    assert code in (0, 4), err.getvalue()  # 4: the watch's --timeout 0 ran out, as it must
+    assert shown in raw.getvalue().decode(encoding)
