@@ -95,6 +95,9 @@ WEBHOOK_KEEP_IDLE_S = 4.0
 # What is left of an answer's body is read to its end (what keeps the connection usable) up to
 # this much; a longer one closes the connection instead of being read.
 WEBHOOK_KEEP_BODY_BYTES = 64 * 1024
+# Interim answers (102 Processing, 103 Early Hints) read past before the final one; a receiver
+# that sends more has not answered the POST.
+WEBHOOK_INTERIM_ANSWERS = 8
 # The 4xx answers that say "not now" rather than "not this" (Request Timeout, Too Early, Too Many
 # Requests): retried like a 5xx. Any other 4xx refuses the event for good: it is parked on the
 # bridge's dead-letter queue at once instead of being retried for a day.

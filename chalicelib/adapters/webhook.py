@@ -15,6 +15,7 @@ from typing import Optional
 
 from chalicelib.defaults import (
     WEBHOOK_ANSWER_TEXT_BYTES,
+    WEBHOOK_INTERIM_ANSWERS,
     WEBHOOK_KEEP_BODY_BYTES,
     WEBHOOK_KEEP_IDLE_S,
     WEBHOOK_TIMEOUT_S,
@@ -160,13 +161,15 @@ class HttpWebhookSender:
                 if cut.is_set():  # connecting took the whole limit: the watchdog found no socket to cut
                     raise TimeoutError()
             connection.request("POST", path, body=body, headers=headers)
-            response = connection.getresponse()
+            first = connection.getresponse()
+            response = _past_interim(first)
             answered = True
             headers_whole = not cut.is_set()
             answer = WebhookAnswer(response.status, retry_after_s(response.getheader("Retry-After")))
             if 400 <= response.status < 500:  # what the receiver said was wrong: kept if refused for good
                 answer = replace(answer, reason=(response.reason or "").strip()[:200], text=_start_of(response))
-            keep = headers_whole and _read_to_end(response)
+            # After an interim answer http.client still holds that one as the connection's: not kept.
+            keep = headers_whole and response is first and _read_to_end(response)
         except (OSError, http.client.HTTPException, ValueError) as exc:  # ssl.SSLError is an OSError
             if kept and not answered and not cut.is_set() and isinstance(exc, _CLOSED):
                 raise _ClosedUnderUs() from exc
@@ -182,6 +185,33 @@ class HttpWebhookSender:
         if not headers_whole:  # headers cut short read as if they had ended: not a whole answer
             raise WebhookDeliveryError.unanswered(limit)
         return answer
+
+
+class _Following:
+    """What http.client's HTTPResponse reads an answer from, as a socket: the reader the
+    interim answer before it was read from, with what it has buffered of the next."""
+
+    def __init__(self, reader: object) -> None:
+        self._reader = reader
+
+    def makefile(self, mode: str) -> object:
+        return self._reader
+
+
+def _past_interim(response: http.client.HTTPResponse) -> http.client.HTTPResponse:
+    """The final answer to the POST: http.client skips `100 Continue` only, and hands back any
+    other interim answer (`102 Processing`, `103 Early Hints`) as if it were the answer, which
+    would fail a delivery the receiver then accepts (a duplicate POST). An interim answer has
+    headers and no body; the final one follows on the same connection. At most
+    WEBHOOK_INTERIM_ANSWERS of them: a receiver sending nothing else has not answered."""
+    for _ in range(WEBHOOK_INTERIM_ANSWERS):
+        if not 102 <= response.status < 200:  # 101 switches protocols: no POST here asks for it
+            return response
+        following = http.client.HTTPResponse(_Following(response.fp), method="POST")  # type: ignore[arg-type]
+        response.fp = None  # the reader is the following answer's now: closing this one would close it
+        following.begin()
+        response = following
+    raise http.client.HTTPException(f"more than {WEBHOOK_INTERIM_ANSWERS} interim answers and no final one")
 
 
 def _idle_and_open(connection: http.client.HTTPConnection) -> bool:

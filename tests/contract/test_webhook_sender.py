@@ -39,6 +39,17 @@ def _loopback() -> tuple[ThreadingHTTPServer, list]:
             if self.path.endswith("/moved"):  # to another host: never followed
                 self.send_response(302)
                 self.send_header("Location", "http://other.example/hook")
+            elif self.path.endswith("/hints"):  # interim answers first, then the answer
+                for interim in (102, 103):
+                    self.send_response_only(interim)
+                    self.send_header("Link", "</style.css>; rel=preload")
+                    self.end_headers()
+                self.send_response(202)
+            elif self.path.endswith("/only-hints"):  # interim answers and never a final one
+                for _ in range(20):
+                    self.send_response_only(103)
+                    self.end_headers()
+                return
             elif self.path.endswith("/busy"):
                 self.send_response(429)
                 self.send_header("Retry-After", "120")
@@ -95,6 +106,7 @@ def endpoint(request):
     unreachable = f"http://127.0.0.1:{free_port()}/hook"
     if request.param == "memory":
         sender = InMemoryWebhookSender({"https://erp.example/ok": 202, "https://erp.example/failing": 500,
+                                        "https://erp.example/hints": 202,
                                         "https://erp.example/moved": 302, "https://erp.example/busy": 429},
                                        timeout_s=SENDER_TIMEOUT_S)
         sender.retry_after["https://erp.example/busy"] = 120
@@ -174,3 +186,24 @@ def test_a_4xx_comes_back_with_its_reason_phrase_and_the_start_of_its_body(endpo
     ok = endpoint.sender.post(endpoint.ok_url, b"{}", {})
     failing = endpoint.sender.post(endpoint.failing_url, b"{}", {})
     assert (ok.reason, ok.text, failing.reason, failing.text) == ("", "", "", "")
+
+
+def test_interim_answers_are_read_past_to_the_answer(endpoint):
+    """`103 Early Hints` (a CDN in front of the ERP sends them) came back as the answer: the
+    delivery failed, its record was deleted, and the ERP, which then answered 202, got the
+    event again. The next POST on the same sender is answered as ever."""
+    assert endpoint.sender.post(endpoint.ok_url.replace("/ok", "/hints"), b"{}", {}).status == 202
+    assert endpoint.sender.post(endpoint.ok_url, b"{}", {}).status == 202
+    assert [path for path, _, _ in endpoint.received()] == ["/hints", "/ok"]
+
+
+def test_interim_answers_without_an_answer_are_no_answer():
+    server, _ = _loopback()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        with pytest.raises(WebhookDeliveryError, match="interim answers"):
+            HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S).post(
+                f"http://127.0.0.1:{server.server_address[1]}/only-hints", b"{}", {})
+    finally:
+        server.shutdown()
+        server.server_close()
