@@ -6,6 +6,7 @@ a field said to be carried changes what is published (or shown) when it changes,
 does not."""
 from __future__ import annotations
 
+import json
 import re
 from enum import Enum
 from pathlib import Path
@@ -228,6 +229,17 @@ def test_every_event_field_is_a_job_field_or_the_events_own_and_events_md_names_
     detail = (ROOT / "docs" / "events.md").read_text().split("Detail:", 1)[1].split("\n\n", 1)[0]
     named = set(re.findall(r"`(\w+)`", detail))
     assert fields <= named, f"docs/events.md's Detail does not name {sorted(fields - named)}"
+
+
+def test_the_erp_outbound_example_shows_every_key_an_event_carries():
+    """Every key is on every event (`null` where it does not apply): a consumer built from the
+    example meets no key it does not show. `finished_at` was missing from it."""
+    text = (ROOT / "docs" / "events.md").read_text().split("**`erp-outbound` messages**", 1)[1]
+    example = text.split("```json\n", 1)[1].split("```", 1)[0]
+    shown = set(re.findall(r'"(\w+)":', example.split('"detail":', 1)[1]))
+    (event,) = events_for_change(None, a_job(), "2027-01-01T10:00:05.000Z")
+    published = set(json.loads(event.model_dump_json()))  # the Detail the EventBridge adapter sends
+    assert shown == published, sorted(shown ^ published)
 
 
 def test_every_public_job_field_is_shown_by_jobpipe_status_or_left_out_with_a_reason():
