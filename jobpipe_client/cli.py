@@ -171,8 +171,6 @@ class Commands:
         return 0
 
     def list(self, args: argparse.Namespace) -> int:
-        if args.limit < 1:
-            raise UsageError("--limit must be at least 1")
         jobs = list(self.client.list(status=args.status, type=args.type, limit=args.limit))
         if args.json:
             self._json(jobs)

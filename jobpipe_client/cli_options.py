@@ -49,6 +49,8 @@ def parse_payload(text: str) -> dict[str, Any]:
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_NUMBER_DIGITS = 12  # more than any delay or listing takes; a longer number is refused, not parsed
+QUOTED_ARGUMENT_CHARS = 40
 
 
 def parse_delay(text: str) -> int:
@@ -57,8 +59,23 @@ def parse_delay(text: str) -> int:
     unit = _UNITS.get(value[-1:], None)
     number = value[:-1] if unit else value
     if not (number.isascii() and number.isdigit()):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: give seconds or a number with s, m, h or d")
+        raise argparse.ArgumentTypeError(f"{quoted(text)} is not a duration: give seconds or a number with s, m, h or d")
+    if len(number.lstrip("0")) > MAX_NUMBER_DIGITS:  # the API takes up to 365 days; int() stops at 4,300 digits
+        raise argparse.ArgumentTypeError(f"{quoted(text)} is longer than any start the API takes (up to 365 days)")
     return int(number) * (unit or 1)
+
+
+def parse_limit(text: str) -> int:
+    """--limit: a whole number, 1 or more (at most MAX_NUMBER_DIGITS digits)."""
+    value = text.strip()
+    if not (value.isascii() and value.isdigit() and len(value.lstrip("0")) <= MAX_NUMBER_DIGITS and int(value) >= 1):
+        raise argparse.ArgumentTypeError(f"{quoted(text)} is not a number of jobs from 1 to {10 ** MAX_NUMBER_DIGITS - 1}")
+    return int(value)
+
+
+def quoted(text: str) -> str:
+    """`text` as a refusal names it: repr, cut to QUOTED_ARGUMENT_CHARS (a pasted file is no name)."""
+    return repr(text) if len(text) <= QUOTED_ARGUMENT_CHARS else repr(text[:QUOTED_ARGUMENT_CHARS]) + "…"
 
 
 def _seconds(text: str) -> float:

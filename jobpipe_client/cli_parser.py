@@ -7,6 +7,7 @@ from typing import NoReturn
 
 from jobpipe_client.cli_options import (
     parse_delay,
+    parse_limit,
     parse_idempotency_key,
     parse_request_timeout,
     parse_run_at,
@@ -90,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", parents=[connection], help="list recent jobs, newest first")
     listing.add_argument("--status", choices=STATUSES)
     listing.add_argument("--type")
-    listing.add_argument("--limit", type=int, default=25, help="how many jobs (default 25)")
+    listing.add_argument("--limit", type=parse_limit, default=25, help="how many jobs (default 25)")
     _json_flag(listing, "a JSON list of the jobs as the API returns them")
 
     result = commands.add_parser("result", parents=[connection],

@@ -30,7 +30,7 @@ from jobpipe_client.errors import (
     SubmitInterruptedError,
     SubmitOutcomeUnknownError,
 )
-from jobpipe_client.inputs import check_idempotency_key, check_payload, path_id
+from jobpipe_client.inputs import batch_id, check_idempotency_key, check_payload, path_id
 from jobpipe_client.polling import DEFAULT_GIVE_UP_AFTER_S, Backoff
 from jobpipe_client.transport import FailoverTransport
 from jobpipe_client.waiting import BATCH_LIMIT, Job, JobRef, JobWatch, OnChange, OnOutage, status_batch
@@ -186,10 +186,12 @@ class JobpipeClient:
         `{"id", "status": "not_found"}`. `timeout` (seconds, None: none) bounds its requests in
         all, as a wait's bounds its polls: each URL gets at most what is left of it (the first at
         least a second), and a fallback none once it has run out; ValueError when it is not a
-        number >= 0."""
+        number >= 0. An id the API would drop or split (empty, blank, holding a comma) is
+        refused before any request (JobpipeClientError `invalid_job_id`), and one with spaces
+        at its ends is keyed as the API answers it, trimmed."""
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"status_many's timeout must be a number of seconds >= 0, not {timeout!r}")
-        ids = list(dict.fromkeys(job_ids))
+        ids = list(dict.fromkeys(map(batch_id, job_ids)))
         found: dict[str, Job] = {}
         with self.transport.bounded_by(None if timeout is None else self.clock() + timeout):
             for start in range(0, len(ids), BATCH_LIMIT):

@@ -276,6 +276,31 @@ def test_a_payload_number_no_float_holds_is_refused_before_any_request(number):
     assert api.requests == []
 
 
+@pytest.mark.parametrize("argv, said", [
+    (["submit", "demo.steps", "--delay", "9" * 5000], "is longer than any start the API takes (up to 365 days)"),
+    (["list", "--limit", "9" * 5000], "is not a number of jobs from 1 to 999999999999"),
+    (["list", "--limit", "0"], "is not a number of jobs from 1 to 999999999999"),
+], ids=["delay", "limit", "limit-0"])
+def test_a_number_too_long_for_its_flag_is_one_short_line_exit_2(argv, said, capsys):
+    """`--delay` of 5,000 digits got argparse's `invalid parse_delay value: '999…'` (int() stops
+    at 4,300 digits), naming a function and echoing every digit; `--limit` echoed them too."""
+    with pytest.raises(SystemExit) as ended:
+        run_cli(argv)
+    err = capsys.readouterr().err
+    assert ended.value.code == 2 and len(err.splitlines()) == 1 and said in err and len(err) < 300, err
+
+
+@pytest.mark.parametrize("job_id", ["", "  ", "a,b"])
+def test_status_refuses_an_id_the_api_would_drop_or_split_before_any_request(job_id):
+    """`jobpipe status ''` sent it, and the API's answer left it out: exit 3, "answered HTTP 200
+    with JSON that is not the jobs asked for", as if the API were at fault."""
+    api = FakeApi()
+    result = run_cli(["status", job_id], api)
+    assert result.code == 2 and result.err_lines == [f"jobpipe: refused: {job_id.strip()!r} is not a job id "
+                                                     "(invalid_job_id)"]
+    assert api.requests == []
+
+
 def test_a_payload_argument_of_undecodable_bytes_is_one_line_exit_2_nothing_sent():
     """`jobpipe submit demo.steps --payload '{"name": "caf\xe9"}'` from a latin-1 terminal:
     Python hands the argument over with the byte as a lone surrogate."""
