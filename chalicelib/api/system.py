@@ -210,7 +210,8 @@ def _fit_bodies(letters: list[dict[str, Any]]) -> None:
         if answer_bytes(letter) <= share:
             continue
         text = json.dumps(letter["body"], separators=(",", ":"), ensure_ascii=False)
-        letter.update(body={"raw": ""}, body_cut=True, body_bytes=len(text.encode()))
+        # surrogatepass: a body whose JSON held a lone surrogate (`"\\ud800"`) reads back as one.
+        letter.update(body={"raw": ""}, body_cut=True, body_bytes=len(text.encode("utf-8", "surrogatepass")))
         room = share - answer_bytes(letter)  # what the letter's own fields leave its body's text
         letter["body"] = {"raw": answer_prefix(text, max(room + answer_bytes(""), 0))}
 

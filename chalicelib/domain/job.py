@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, field_validator
 
 from chalicelib.defaults import MAX_JOB_ID_CHARS, MAX_JSON_DEPTH
 from chalicelib.domain.status import JobStatus
@@ -53,7 +53,10 @@ def _shown_percent(value: float) -> float | int:
 # A percent: any number 0-100 (two decimal places kept), written in JSON as seed 002 shows it,
 # a whole one without a fraction (`50`, not `50.0`: a reader decoding it into an integer, as Go's
 # and Rust's JSON libraries do, refuses `50.0`), any other as it is (`33.33`).
-Percent = Annotated[float, PlainSerializer(_shown_percent, when_used="json")]
+# Its JSON schema says `number` either way: an integer is one, and `anyOf number, integer` would
+# make code generators build a union type for it.
+Percent = Annotated[float, PlainSerializer(_shown_percent, when_used="json"),
+                    WithJsonSchema({"type": "number", "minimum": 0, "maximum": 100}, mode="serialization")]
 
 
 class Progress(BaseModel):
@@ -248,16 +251,19 @@ def answer_bytes(value: Any) -> int:
 
 def answer_prefix(text: str, budget: int) -> str:
     """The longest start of `text` whose answer_bytes stays within `budget` (all of it when it
-    fits; "" when not even the quotes do). Each character's bytes are its own (JSON escapes one
-    character at a time), so the start is found by counting, never by cutting an escape."""
+    fits; "" when not even the quotes do). JSON escapes one character at a time, so a longer
+    start never takes fewer bytes: the end is found by halving (a few dozen answer_bytes of a
+    256 KiB body, not one per character), and never cuts an escape."""
     if answer_bytes(text) <= budget:
         return text
-    spent = answer_bytes("")
-    for end, character in enumerate(text):
-        spent += answer_bytes(character) - answer_bytes("")
-        if spent > budget:
-            return text[:end]
-    return text
+    fits, over = 0, len(text)  # text[:fits] fits (or is ""), text[:over] does not
+    while over - fits > 1:
+        middle = (fits + over) // 2
+        if answer_bytes(text[:middle]) <= budget:
+            fits = middle
+        else:
+            over = middle
+    return text[:fits]
 
 
 def answer_spent(spent: int, value: Any, budget: int, *, first: bool) -> Optional[int]:

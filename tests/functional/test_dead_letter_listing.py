@@ -60,3 +60,20 @@ def test_a_listing_that_fits_shows_every_body_whole(client, aws):
     aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=json.dumps(big))
     letters = client.http.get("/api/system/dlq?priority=normal", headers=operator()).json_body["dead_letters"]["normal"]
     assert [(letter["body"], letter["body_cut"]) for letter in letters] == [(big, False)]
+
+
+def test_a_cut_body_whose_json_held_a_lone_surrogate_is_shown_not_a_500(client, aws):
+    """A letter's JSON text may hold `"\\ud800"` (any JSON encoder writes one from a broken
+    string): read back it is a lone surrogate, and measuring the cut body's UTF-8 raised
+    UnicodeEncodeError, answering the whole listing 500."""
+    from chalicelib.defaults import MAX_ANSWER_BYTES
+    from chalicelib.domain.job import answer_bytes
+
+    body = '{"note": "\\ud800' + "x" * 250_000 + '"}'
+    for _ in range(30):
+        aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=body)
+    answer = client.http.get("/api/system/dlq?priority=normal&limit=30", headers=operator())
+    assert answer.status_code == 200 and answer_bytes(answer.json_body) <= MAX_ANSWER_BYTES
+    letters = answer.json_body["dead_letters"]["normal"]
+    assert len(letters) == 30 and all(letter["body_cut"] for letter in letters)
+    assert all(letter["body"]["raw"].startswith('{"note":"\ud800xxx') for letter in letters)
