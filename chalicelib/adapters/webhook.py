@@ -162,8 +162,8 @@ class HttpWebhookSender:
                     raise TimeoutError()
             connection.request("POST", path, body=body, headers=headers)
             first = connection.getresponse()
+            answered = True  # a status line came, an interim one too: the POST arrived
             response = _past_interim(first)
-            answered = True
             headers_whole = not cut.is_set()
             answer = WebhookAnswer(response.status, retry_after_s(response.getheader("Retry-After")))
             if 400 <= response.status < 500:  # what the receiver said was wrong: kept if refused for good
@@ -204,7 +204,7 @@ def _past_interim(response: http.client.HTTPResponse) -> http.client.HTTPRespons
     would fail a delivery the receiver then accepts (a duplicate POST). An interim answer has
     headers and no body; the final one follows on the same connection. At most
     WEBHOOK_INTERIM_ANSWERS of them: a receiver sending nothing else has not answered."""
-    for _ in range(WEBHOOK_INTERIM_ANSWERS):
+    for _ in range(WEBHOOK_INTERIM_ANSWERS + 1):  # the interim answers, then the final one
         if not 102 <= response.status < 200:  # 101 switches protocols: no POST here asks for it
             return response
         following = http.client.HTTPResponse(_Following(response.fp), method="POST")  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ import pytest
 
 from chalicelib.adapters.memory_events import InMemoryWebhookSender
 from chalicelib.adapters.webhook import HttpWebhookSender
+from chalicelib.defaults import WEBHOOK_INTERIM_ANSWERS
 from chalicelib.domain.errors import WebhookDeliveryError
 from scripts.emulator import free_port
 
@@ -39,17 +40,17 @@ def _loopback() -> tuple[ThreadingHTTPServer, list]:
             if self.path.endswith("/moved"):  # to another host: never followed
                 self.send_response(302)
                 self.send_header("Location", "http://other.example/hook")
-            elif self.path.endswith("/hints"):  # interim answers first, then the answer
-                for interim in (102, 103):
+            elif self.path.endswith("/hints"):  # as many interim answers as are read past, then the answer
+                for interim in (102, *[103] * (WEBHOOK_INTERIM_ANSWERS - 1)):
                     self.send_response_only(interim)
                     self.send_header("Link", "</style.css>; rel=preload")
                     self.end_headers()
                 self.send_response(202)
-            elif self.path.endswith("/only-hints"):  # interim answers and never a final one
-                for _ in range(20):
+            elif self.path.endswith("/too-many-hints"):  # one interim answer more than are read past
+                for _ in range(WEBHOOK_INTERIM_ANSWERS + 1):
                     self.send_response_only(103)
                     self.end_headers()
-                return
+                self.send_response(202)
             elif self.path.endswith("/busy"):
                 self.send_response(429)
                 self.send_header("Retry-After", "120")
@@ -197,13 +198,13 @@ def test_interim_answers_are_read_past_to_the_answer(endpoint):
     assert [path for path, _, _ in endpoint.received()] == ["/hints", "/ok"]
 
 
-def test_interim_answers_without_an_answer_are_no_answer():
+def test_more_interim_answers_than_are_read_past_are_no_answer():
     server, _ = _loopback()
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         with pytest.raises(WebhookDeliveryError, match="interim answers"):
             HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S).post(
-                f"http://127.0.0.1:{server.server_address[1]}/only-hints", b"{}", {})
+                f"http://127.0.0.1:{server.server_address[1]}/too-many-hints", b"{}", {})
     finally:
         server.shutdown()
         server.server_close()

@@ -62,6 +62,26 @@ def test_a_post_whose_kept_connection_closes_under_it_is_sent_once_on_a_new_one(
     assert receiver.connections == 2
 
 
+def test_a_post_answered_102_on_a_kept_connection_then_closed_is_not_sent_again_at_once(receiver):
+    """An interim answer says the POST arrived: the connection closing after it is a failed
+    delivery (retried through the queue, with its backoff), not a connection closed under an
+    unanswered POST, which the sender sends again at once on a new one."""
+    sender = HttpWebhookSender()
+    assert post(sender, f"{receiver.base}/hint-then-drop-second", b"first") == 202
+    with pytest.raises(WebhookDeliveryError):
+        post(sender, f"{receiver.base}/hint-then-drop-second", b"second")
+    assert receiver.answered == [b"first"] and receiver.interim == [b"second"]
+    assert receiver.connections == 1
+
+
+def test_a_post_with_interim_answers_gets_its_answer_and_the_next_a_fresh_connection(receiver):
+    sender = HttpWebhookSender()
+    assert [post(sender, f"{receiver.base}/hints", b"%d" % i) for i in range(3)] == [202] * 3
+    assert [post(sender, f"{receiver.base}/ok", b"%d" % i) for i in (3, 4)] == [202] * 2
+    assert receiver.answered == [b"0", b"1", b"2", b"3", b"4"]
+    assert receiver.connections == 4  # none kept after interim answers; the plain answer's kept
+
+
 def test_a_connection_idle_past_its_bound_is_closed_not_used(receiver):
     sender = HttpWebhookSender(keep_idle_s=0.05)
     assert post(sender, f"{receiver.base}/ok", b"1") == 202

@@ -17,15 +17,20 @@ class CountingReceiver:
     - `/ok-then-close`: 202 with no word of closing, then closes (an idle timeout of zero);
     - `/drop-second`: the second POST on a connection is read and not answered, the connection
       closed (a server timing out an idle connection just as a POST arrives);
+    - `/hint-then-drop-second`: the second POST on a connection gets `102 Processing` and then
+      the connection closed (a receiver that took the POST and died before its answer);
+    - `/hints`: `103 Early Hints`, then 202, the connection kept open;
     - `/refused?bytes=N`: 422 with an N-byte body;
     - `/short`: 202 saying a 100-byte body, 10 bytes of it, then the connection closed;
     - `/trickle`: 200 one byte every 0.1 s.
 
-    `connections` counts the connections accepted, `answered` the bodies answered 2xx or 4xx."""
+    `connections` counts the connections accepted, `answered` the bodies answered 2xx or 4xx,
+    `interim` those that got an interim answer and no other."""
 
     def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.connections = 0
         self.answered: list[bytes] = []
+        self.interim: list[bytes] = []  # the bodies answered with an interim answer alone
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -42,6 +47,16 @@ class CountingReceiver:
                 if self.path == "/drop-second" and self.posts_here == 2:
                     self.close_connection = True
                     return
+                if self.path == "/hint-then-drop-second" and self.posts_here == 2:
+                    receiver.interim.append(body)
+                    self.send_response_only(102)
+                    self.end_headers()
+                    self.close_connection = True
+                    return
+                if self.path == "/hints":
+                    self.send_response_only(103)
+                    self.send_header("Link", "</style.css>; rel=preload")
+                    self.end_headers()
                 if self.path == "/trickle":
                     try:
                         for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n":
