@@ -60,17 +60,18 @@ def parse_delay(text: str) -> int:
     number = value[:-1] if unit else value
     if not (number.isascii() and number.isdigit()):
         raise argparse.ArgumentTypeError(f"{quoted(text)} is not a duration: give seconds or a number with s, m, h or d")
-    if len(number.lstrip("0")) > MAX_NUMBER_DIGITS:  # the API takes up to 365 days; int() stops at 4,300 digits
+    digits = number.lstrip("0") or "0"  # int() counts leading zeros against its 4,300 digits too
+    if len(digits) > MAX_NUMBER_DIGITS:  # the API takes up to 365 days
         raise argparse.ArgumentTypeError(f"{quoted(text)} is longer than any start the API takes (up to 365 days)")
-    return int(number) * (unit or 1)
+    return int(digits) * (unit or 1)
 
 
 def parse_limit(text: str) -> int:
     """--limit: a whole number, 1 or more (at most MAX_NUMBER_DIGITS digits)."""
-    value = text.strip()
-    if not (value.isascii() and value.isdigit() and len(value.lstrip("0")) <= MAX_NUMBER_DIGITS and int(value) >= 1):
+    digits = text.strip().lstrip("0")  # int() counts leading zeros against its 4,300 digits too
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= MAX_NUMBER_DIGITS):  # "" is 0
         raise argparse.ArgumentTypeError(f"{quoted(text)} is not a number of jobs from 1 to {10 ** MAX_NUMBER_DIGITS - 1}")
-    return int(value)
+    return int(digits)
 
 
 def quoted(text: str) -> str:

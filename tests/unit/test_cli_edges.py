@@ -280,7 +280,8 @@ def test_a_payload_number_no_float_holds_is_refused_before_any_request(number):
     (["submit", "demo.steps", "--delay", "9" * 5000], "is longer than any start the API takes (up to 365 days)"),
     (["list", "--limit", "9" * 5000], "is not a number of jobs from 1 to 999999999999"),
     (["list", "--limit", "0"], "is not a number of jobs from 1 to 999999999999"),
-], ids=["delay", "limit", "limit-0"])
+    (["list", "--limit", "00"], "is not a number of jobs from 1 to 999999999999"),
+], ids=["delay", "limit", "limit-0", "limit-00"])
 def test_a_number_too_long_for_its_flag_is_one_short_line_exit_2(argv, said, capsys):
     """`--delay` of 5,000 digits got argparse's `invalid parse_delay value: '999…'` (int() stops
     at 4,300 digits), naming a function and echoing every digit; `--limit` echoed them too."""
@@ -288,6 +289,15 @@ def test_a_number_too_long_for_its_flag_is_one_short_line_exit_2(argv, said, cap
         run_cli(argv)
     err = capsys.readouterr().err
     assert ended.value.code == 2 and len(err.splitlines()) == 1 and said in err and len(err) < 300, err
+
+
+def test_leading_zeros_are_the_number_they_lead_however_many():
+    """int() counts leading zeros against its 4,300 digits: `--delay 000…05` was refused with
+    argparse's `invalid parse_delay value` and every zero echoed."""
+    from jobpipe_client.cli_options import parse_delay, parse_limit
+
+    assert parse_delay("0" * 4999 + "5") == 5 and parse_delay("0" * 4999 + "5m") == 300
+    assert parse_limit("0" * 4999 + "7") == 7
 
 
 @pytest.mark.parametrize("job_id", ["", "  ", "a,b"])
