@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Collection, Optional, TypeVar
 
@@ -84,16 +85,20 @@ class Call:
         return self.principal
 
 
+_EMPTY_OBJECT = re.compile(rb"\s*\{\s*\}\s*")
+
+
 def _check_taken(call: Call, route: str, query: Optional[Collection[str]], body: bool) -> None:
     """InvalidRequestError for a query parameter outside `query` (when given) or, without
-    `body`, a body with anything but whitespace in it."""
+    `body`, a body that asks for something: anything but whitespace or an empty JSON object
+    (`{}`, which clients send for "no parameters" by habit: it asks for nothing)."""
     if query is not None:
         others = sorted(set(call.query()) - set(query))
         if others:
             taken = f"it takes {', '.join(sorted(query))}" if query else "it takes none"
             raise InvalidRequestError(f"{route} does not take the query parameter {', '.join(others)}: {taken}",
                                       details={"parameters": others})
-    if not body and call.raw_body.strip():
+    if not body and call.raw_body.strip() and _EMPTY_OBJECT.fullmatch(call.raw_body) is None:
         raise InvalidRequestError(f"{route} takes no request body" + (
             ": its parameters go in the query string" if query is None else ""))
 

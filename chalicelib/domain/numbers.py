@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 
-_DIGITS = re.compile(r"-?[0-9]{1,18}")
+_DIGITS = re.compile(r"-?0*([0-9]{1,18})")  # leading zeros are not the number's digits
+_MANY_DIGITS = re.compile(r"-?[0-9]+")
 
 
 def _whole_number(value: Any) -> Any:
@@ -19,9 +20,12 @@ def _whole_number(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("must be a whole number, not true or false")
     if isinstance(value, str):
-        if _DIGITS.fullmatch(value) is None:
-            raise ValueError("must be a whole number written in the digits 0-9")
-        return int(value)
+        if (match := _DIGITS.fullmatch(value)) is not None:  # int() would count the zeros against its limit
+            number = int(match.group(1))
+            return -number if value.startswith("-") else number
+        if _MANY_DIGITS.fullmatch(value) is not None:  # beyond any bound: refused without reading it
+            raise ValueError("must be a whole number of at most 18 digits")
+        raise ValueError("must be a whole number written in the digits 0-9")
     return value
 
 

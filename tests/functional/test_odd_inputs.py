@@ -190,6 +190,15 @@ def test_a_number_in_the_query_is_plain_digits_or_400(client, path, written):
     assert "digits 0-9" in json.dumps(answer.json_body)
 
 
+def test_a_number_in_the_query_may_lead_with_zeros_and_one_too_long_is_told_so(client):
+    """`?limit=0000000000000000000005` was refused as "not written in the digits 0-9"."""
+    submit_job(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})
+    led = client.http.get("/jobs?limit=" + "0" * 30 + "1", headers=auth())
+    assert led.status_code == 200 and len(led.json_body["jobs"]) == 1
+    long = client.http.get("/jobs?limit=" + "9" * 40, headers=auth())
+    assert long.status_code == 400 and "at most 18 digits" in json.dumps(long.json_body)
+
+
 @pytest.mark.parametrize("written", ["1_0", "%2B5", "1.0"])
 def test_a_task_parameter_that_is_no_plain_number_starts_no_task(client, aws, written):
     answer = client.http.post(f"/api/system/maintenance/cleanup-runs?max_age_hours={written}",
@@ -233,13 +242,15 @@ def test_a_route_that_takes_no_body_refuses_one_and_does_nothing(client, app, aw
     bodiless = [(method, path) for method, path, view in _writes(app) if not view.takes_body]
     assert {"/api/system/maintenance/cleanup-runs", "/api/system/dlq/redrive", "/jobs/job_id"} <= {p for _, p in bodiless}
     for method, path in bodiless:
-        for body in (b'{"max_age_hours": 720}', b"\xff not json", b"{}"):
+        for body in (b'{"max_age_hours": 720}', b"\xff not json", b"[]", b"null"):
             answer = client.http.request(method, path, headers=OPERATOR, body=body)
             assert answer.status_code == 400, (method, path, body, answer.body[:200])
             assert "takes no request body" in answer.json_body["error"]["message"]
     assert client.http.get("/api/system/maintenance/tasks", headers=OPERATOR).json_body["tasks"] == []
-    started = client.http.post("/api/system/maintenance/cleanup-runs?max_age_hours=720", headers=OPERATOR, body=b" \n")
-    assert started.status_code == 202  # whitespace is no body
+    for nothing in (b" \n", b"{}", b" { }\n"):  # whitespace, or an empty object (`json={}`), is no body
+        started = client.http.post("/api/system/maintenance/cleanup-runs?max_age_hours=720", headers=OPERATOR,
+                                   body=nothing)
+        assert started.status_code == 202, (nothing, started.body[:200])
 
 
 @pytest.mark.parametrize("steps", ["10", "1_0", True, 10.5])
