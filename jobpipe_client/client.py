@@ -25,12 +25,13 @@ from jobpipe_client.errors import (
     JobpipeAnswerError,
     JobpipeClientError,
     JobpipeError,
+    JobpipeInputError,
     JobpipeUnavailableError,
     ResultGoneError,
     SubmitInterruptedError,
     SubmitOutcomeUnknownError,
 )
-from jobpipe_client.inputs import batch_id, check_idempotency_key, check_payload, path_id
+from jobpipe_client.inputs import batch_id, check_idempotency_key, check_payload, check_start, path_id
 from jobpipe_client.polling import DEFAULT_GIVE_UP_AFTER_S, Backoff
 from jobpipe_client.transport import FailoverTransport
 from jobpipe_client.waiting import BATCH_LIMIT, Job, JobRef, JobWatch, OnChange, OnOutage, status_batch
@@ -40,6 +41,7 @@ PAGE_LIMIT = 100  # jobs per GET /jobs page
 
 def _start(delay_seconds: int, run_at: Union[datetime, str, None]) -> dict[str, Any]:
     """When a new job starts, as POST /jobs and POST /jobs/{id}/rerun take it."""
+    check_start(delay_seconds, run_at)
     start: dict[str, Any] = {"delay_seconds": delay_seconds}
     if run_at is not None:
         start["run_at"] = run_at.isoformat() if isinstance(run_at, datetime) else run_at
@@ -65,16 +67,29 @@ class JobpipeClient:
         and those retries (swappable in tests); `clock` is kept as `self.clock`, the clock a wait's
         `started` is read on. ValueError for a
         URL that is not http(s) with a host, a token that cannot be sent in a header (printable
-        ASCII only), `fallback_urls` given as one string rather than a list, or a timeout that
-        is not above 0."""
+        ASCII only), `fallback_urls` given as one string rather than a list (None is none), or a
+        timeout that is not a number above 0."""
         if isinstance(fallback_urls, str):  # it would be read one character at a time
             raise ValueError("fallback_urls is a list of URLs, not one string: "
                              "JobpipeClient(url, token, fallback_urls=[url2, url3])")
-        self.transport = FailoverTransport([base_url, *fallback_urls], token=token, timeout_s=timeout,
+        if not isinstance(base_url, str) or not all(isinstance(url, str) for url in fallback_urls or ()):
+            raise ValueError("the API's URLs are text: JobpipeClient('https://...', token, ['https://...'])")
+        self.transport = FailoverTransport([base_url, *(fallback_urls or ())], token=token, timeout_s=timeout,
                                            session=session, sleep=sleep, clock=clock)
         self._sleep = sleep
         self.clock = clock
         self._backoff = backoff
+
+    def close(self) -> None:
+        """Close the client's pooled connections (a session given to it is left open). A client
+        is also a context manager: `with JobpipeClient(url, token) as client: ...`."""
+        self.transport.close()
+
+    def __enter__(self) -> "JobpipeClient":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
 
     # -- calls ------------------------------------------------------------------------------
 
@@ -97,9 +112,12 @@ class JobpipeClient:
         it is safe; Ctrl-C while it waits for the answer raises SubmitInterruptedError (a
         KeyboardInterrupt) carrying the key likewise. JobpipeInputError (a ValueError) before any
         request for a key that is not 1 to 255 printable ASCII characters without a space at
-        either end, or a payload nested more than MAX_PAYLOAD_DEPTH levels deep or holding what JSON
+        either end, a payload that is no mapping, a delay that is no finite number, a `run_at`
+        that is neither a datetime nor text, or a payload nested more than MAX_PAYLOAD_DEPTH levels deep or holding what JSON
         has no form for (NaN, Infinity, a set, any other object)."""
         key = check_idempotency_key(idempotency_key) if idempotency_key is not None else f"client-{uuid.uuid4()}"
+        if payload is not None and not isinstance(payload, Mapping):  # `[]` was sent as {}
+            raise JobpipeInputError(f"the payload must be a mapping (a JSON object), not {payload.__class__.__name__}")
         body: dict[str, Any] = {"type": type, "payload": check_payload(dict(payload or {})),
                                 **_start(delay_seconds, run_at)}
         if priority is not None:
@@ -191,6 +209,8 @@ class JobpipeClient:
         at its ends is keyed as the API answers it, trimmed."""
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"status_many's timeout must be a number of seconds >= 0, not {timeout!r}")
+        if isinstance(job_ids, str):  # it would be read one character at a time
+            raise ValueError("status_many takes a list of ids: status_many([job_id]), or get(job_id) for one")
         ids = list(dict.fromkeys(map(batch_id, job_ids)))
         found: dict[str, Job] = {}
         with self.transport.bounded_by(None if timeout is None else self.clock() + timeout):

@@ -5,6 +5,8 @@ encode or not JSON, job ids that would change a path or be split in a batch."""
 from __future__ import annotations
 
 import json
+import math
+from datetime import datetime
 from typing import Any, Mapping, Optional
 from urllib.parse import urlsplit, urlunsplit
 
@@ -75,10 +77,29 @@ def nested_deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
+def _id_text(job_id: Any) -> str:
+    """A job id is text: None (a job without an id) or a number is refused, never sent as
+    `"None"` to come back job_not_found."""
+    if not isinstance(job_id, str):
+        raise JobpipeClientError(400, "invalid_job_id", f"a job id is text, not {type(job_id).__name__}")
+    return job_id
+
+
+def check_start(delay_seconds: Any, run_at: Any) -> None:
+    """JobpipeInputError, before any request, for a start the API cannot be sent: a delay that
+    is no finite number of seconds (NaN and infinity are no JSON), a `run_at` that is neither a
+    datetime nor text (a date has no time of day)."""
+    if (isinstance(delay_seconds, bool) or not isinstance(delay_seconds, (int, float))
+            or not math.isfinite(delay_seconds)):
+        raise JobpipeInputError(f"delay_seconds must be a number of seconds, not {delay_seconds!r}")
+    if run_at is not None and not isinstance(run_at, (str, datetime)):
+        raise JobpipeInputError(f"run_at must be a datetime with a zone or ISO 8601 text, not {type(run_at).__name__}")
+
+
 def path_id(job_id: str) -> str:
     """Ids go into the path as they are; one that would change the path (or cannot be part of
     one: a control character, a lone surrogate from undecodable bytes) is refused here."""
-    job_id = str(job_id).strip()
+    job_id = _id_text(job_id).strip()
     if not job_id.isprintable() or not job_id or any(c in job_id for c in "/?#% ") or job_id in (".", ".."):
         raise JobpipeClientError(400, "invalid_job_id", f"{job_id!r} is not a job id")
     return job_id
@@ -88,7 +109,7 @@ def batch_id(job_id: Any) -> str:
     """The id as the API answers it in a batch: it trims ids and splits them at commas, so a
     wait keyed by another spelling would never see its job. An id the API would split or drop
     (empty, or holding a comma) is refused here."""
-    text = str(job_id).strip()
+    text = _id_text(job_id).strip()
     if not text or "," in text:
         raise JobpipeClientError(400, "invalid_job_id", f"{text!r} is not a job id")
     return text
@@ -135,6 +156,8 @@ def header_text(value: str, what: str) -> str:
     """`value` when it can travel in an HTTP header as it is: printable ASCII, so no line break
     or other control character. ValueError naming `what` otherwise (never the value: it may be
     a secret)."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be text, not {type(value).__name__}")
     if not (value.isascii() and value.isprintable()):
         raise ValueError(f"{what} must be printable ASCII (no line breaks or other control characters)")
     return value
@@ -142,6 +165,6 @@ def header_text(value: str, what: str) -> str:
 
 def timeout_seconds(value: float) -> float:
     """`value` when it is a number of seconds above 0 and up to MAX_TIMEOUT_S; ValueError otherwise."""
-    if not 0 < value <= MAX_TIMEOUT_S:  # also false for NaN
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TIMEOUT_S:  # NaN too
         raise ValueError(f"a request timeout must be above 0 and at most {MAX_TIMEOUT_S:g} s, not {value!r}")
     return float(value)

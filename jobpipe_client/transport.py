@@ -78,17 +78,18 @@ class FailoverTransport:
         self.urls = list(dict.fromkeys(cleaned))
         self.timeout_s = timeout_seconds(timeout_s)
         # A session given keeps its own adapters; the transport's own bounds the headers' wait too.
+        # It is not changed: the token goes on each request this transport sends, so the
+        # caller's own requests on that session (to other hosts) never carry it.
         self.session = session or deadline_session()
+        self._owns_session = session is None  # closed by `close`; a session given is the caller's
         bearer = f"Bearer {header_text(token, 'the token')}"
-        self.session.headers.update({"Authorization": bearer, "Accept": "application/json",
-                                     "User-Agent": "jobpipe-client/0.1"})
-        # The session's own auth, so requests never looks in ~/.netrc: an entry there for the
-        # host (or a `default` one) would replace the token with that login, sent as Basic. A
-        # session given with an auth of its own keeps it (as before: it is the caller's choice).
-        if getattr(self.session, "auth", None) is None:
-            self.session.auth = BearerAuth(bearer)
-        self.last_url: Optional[str] = None  # the URL that gave the last answer
-        self.earlier_may_have_arrived = False  # of the last answer: see `request`
+        self._headers = {"Authorization": bearer, "Accept": "application/json", "User-Agent": "jobpipe-client/0.1"}
+        # An auth of the request's own, so requests never looks in ~/.netrc: an entry there for
+        # the host (or a `default` one) would replace the token with that login, sent as Basic.
+        # A session given with an auth of its own keeps it (it is the caller's choice).
+        self._auth = BearerAuth(bearer) if getattr(self.session, "auth", None) is None else None
+        # Of this thread's last answer (a client shared by threads: each call reads its own).
+        self._last = threading.local()
         self.throttled = 0  # 429s retried so far (the benchmark reports them)
         # A clock time no request of this thread may outlast (a wait's deadline while it polls,
         # see `bounded_by`): another thread's requests, and the wait's own callbacks, keep theirs.
@@ -96,6 +97,22 @@ class FailoverTransport:
         self._sleep = sleep
         self._clock = clock
         self._jitter = jitter
+
+    def close(self) -> None:
+        """Close the connections of the session this transport made (a session given stays open)."""
+        if self._owns_session:
+            self.session.close()
+
+    @property
+    def last_url(self) -> Optional[str]:
+        """The URL that gave this thread's last answer."""
+        return getattr(self._last, "url", None)
+
+    @property
+    def earlier_may_have_arrived(self) -> bool:
+        """Of this thread's last answer: whether a URL that failed before it may have received
+        the request and acted on it (see `request`)."""
+        return getattr(self._last, "earlier", False)
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """The first answer that is not a failure. Raises JobpipeUnavailableError when every
@@ -128,7 +145,7 @@ class FailoverTransport:
         retry_after: Optional[float] = None  # the longest Retry-After of a throttle or a 5xx
         arrived = False
         refused: Optional[tuple[str, requests.Response]] = None  # the first 4xx in front of the API
-        self.earlier_may_have_arrived = False
+        self._last.earlier = False
         for url in self.urls:
             budget = self._budget_s(first=url == self.urls[0])
             if budget is None:
@@ -171,8 +188,7 @@ class FailoverTransport:
                 failures.append((url, f"HTTP {response.status_code}, not from the jobpipe API"))
                 refused = refused or (url, response)
                 continue
-            self.last_url = url
-            self.earlier_may_have_arrived = arrived
+            self._last.url, self._last.earlier = url, arrived
             if read is None:
                 return None, response
             try:
@@ -183,7 +199,7 @@ class FailoverTransport:
                 arrived = True  # it reached something that answered: the API may have acted
                 continue
         if refused is not None and not arrived:  # no URL answered, and none acted: the refusal is the answer
-            self.last_url, response = refused
+            self._last.url, response = refused
             return (None if read is None else read(response)), response
         if unusable is not None:
             raise JobpipeAnswerError(unusable.method, unusable.url, unusable.reason, failures=failures)
@@ -219,7 +235,9 @@ class FailoverTransport:
         left = budget
         wait = THROTTLE_FIRST_WAIT_S
         while True:
-            response = self.session.request(method, url, timeout=left, stream=True, **kwargs)
+            headers = {**self._headers, **(kwargs.get("headers") or {})}
+            response = self.session.request(method, url, timeout=left, stream=True, auth=self._auth,
+                                            **{**kwargs, "headers": headers})
             _read_body(response, deadline, self._clock)
             if not is_throttle(response):
                 return response

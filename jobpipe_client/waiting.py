@@ -7,6 +7,8 @@ pause between polls is `polling.Backoff`'s; a poll no URL answered starts an out
 (`FailoverTransport.bounded_by`)."""
 from __future__ import annotations
 
+import math
+
 from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 import requests
@@ -77,30 +79,40 @@ class JobWatch:
         started: Optional[float] = None,
     ) -> dict[str, Job]:
         """`JobpipeClient.wait_many`: the final states by id, in the order given."""
+        if isinstance(jobs, (str, Mapping)):  # it would be read one character (or key) at a time
+            raise ValueError("wait_many takes a list of jobs or ids: wait_many([job_id]), or wait(job_id) for one")
         known = dict(_ref(job) for job in jobs)
         ids = list(known)
         etags: dict[int, Optional[str]] = {}
 
-        def whole(job_id: str, job: Job) -> Job:
+        def whole(job_id: str, job: Job) -> tuple[Job, bool]:
+            """(the job to keep, whether it is as the batch showed it): a job that ended with a
+            value kept in S3 is read whole. GET /jobs/{id} reads eventually consistently, so
+            that read may come from before the end: kept as what is known, and False, so the
+            batch is asked again in full (not with its tag, which would answer 304 from now on)."""
             if not (is_final(job) and holds_claim_check(job)):
-                return job
+                return job, True
             before = known.get(job_id)
             if before is not None and not changed(before, job):
-                return before  # read whole when it ended
+                return before, True  # read whole when it ended
             try:
-                return self._get(job_id)
+                read = self._get(job_id)
             except JobpipeClientError as exc:
                 if exc.code != "job_not_found":
                     raise
-                return {"id": job_id, "status": "not_found"}  # removed since the batch: as it ends one
+                return {"id": job_id, "status": "not_found"}, True  # removed since the batch: as it ends one
+            behind = isinstance(read.get("version"), int) and read["version"] < job.get("version", 0)
+            return read, not behind
 
         def poll() -> dict[str, Job]:
             fresh: dict[str, Job] = {}
-            tags: dict[int, Optional[str]] = {}
+            tags: dict[int, Optional[str]] = {}  # kept once the whole poll is read: a later batch may fail
             for start in range(0, len(ids), BATCH_LIMIT):
                 answer, tags[start] = status_batch(self.transport, ids[start : start + BATCH_LIMIT], etags.get(start))
-                fresh.update(answer or {})
-            fresh = {job_id: whole(job_id, job) for job_id, job in fresh.items()}
+                for job_id, job in (answer or {}).items():
+                    fresh[job_id], as_shown = whole(job_id, job)
+                    if not as_shown:
+                        tags[start] = None
             etags.update(tags)
             return fresh
 
@@ -122,6 +134,8 @@ class JobWatch:
             raise ValueError(f"a wait's timeout must be a number of seconds >= 0, not {timeout!r}")
         if give_up_after is not None and not give_up_after >= 0:
             raise ValueError(f"a wait's give_up_after must be a number of seconds >= 0 or None, not {give_up_after!r}")
+        if started is not None and not math.isfinite(started):  # a NaN deadline never comes
+            raise ValueError(f"a wait's started must be a time on the client's clock, not {started!r}")
         deadline = None if timeout is None else (self._clock() if started is None else started) + timeout
 
         def bounded_poll() -> dict[str, Job]:
@@ -160,19 +174,20 @@ class JobWatch:
         moved = True
         outage: Optional[OutageClock] = None
         first = any(job is None for job in known.values())  # to read at once
+        polled = False  # a wait polls once at least, a timeout of 0 too: "look once" never answers unasked
         while first or not all(is_final(job) for job in known.values()):
             if not first:
                 delay = outage.retry_in_s if outage is not None else backoff.next_delay(moved)
                 if deadline is not None:
-                    remaining = deadline - self._clock()
-                    if remaining <= 0:
+                    remaining = max(deadline - self._clock(), 0.0)
+                    if remaining <= 0 and polled:
                         if outage is not None:  # the jobs' state is not known: the API is not answering
                             raise WaitUnavailableError(outage.error, outage.since_s(self._clock()), seen(),
                                                        timeout_s=timeout or 0.0)
                         raise WaitTimeoutError(timeout or 0.0, seen())
                     delay = min(delay, remaining)
                 self._sleep(delay)
-            first = False
+            first, polled = False, True
             sent = self._clock()
             try:
                 fresh = poll()
@@ -229,5 +244,5 @@ def _ref(job: JobRef) -> tuple[str, Optional[Job]]:
     not the `claim_check` in its place."""
     if isinstance(job, Mapping):
         given = dict(job)
-        return batch_id(job["id"]), None if is_final(given) and holds_claim_check(given) else given
+        return batch_id(job.get("id")), None if is_final(given) and holds_claim_check(given) else given
     return batch_id(job), None
