@@ -206,6 +206,16 @@ function handleError(err) {
   return false;
 }
 
+// A user's action (submit, cancel, run again) that failed for its token: a refused token asks
+// for another, and an answer to an earlier token is dropped. True when it was one of those.
+// Any other failure is the action's own to say, beside it: the banner's "retrying" is the
+// page's reads, which retry by themselves, and an action is never sent again unasked.
+function tokenTrouble(err) {
+  if (err instanceof StaleAnswer) return true;
+  if (err instanceof ApiError && err.status === 401) return handleError(err);
+  return false;
+}
+
 function connected() {
   hideBanner();
   if (document.hidden) setLive("idle", PAUSED);
@@ -262,5 +272,5 @@ function stopTimers() {
 Object.assign(jobpipe, { ApiError: ApiError, NetworkError: NetworkError, StaleAnswer: StaleAnswer, api: api,
   askForToken: askForToken, handleError: handleError, heldFor: heldFor, keepToken: keepToken, newIdempotencyKey: newIdempotencyKey, setLive: setLive, showBanner: showBanner,
   showWorkspace: showWorkspace, stopTimers: stopTimers, takeTokenFromFragment: takeTokenFromFragment,
-  throttled: throttled, token: token });
+  throttled: throttled, token: token, tokenTrouble: tokenTrouble });
 })(window.jobpipe);

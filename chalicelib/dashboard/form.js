@@ -5,8 +5,9 @@
 
 (function (jobpipe) {
 var $ = jobpipe.$, state = jobpipe.state, bdi = jobpipe.bdi, busy = jobpipe.busy, setBusy = jobpipe.setBusy,
-  ApiError = jobpipe.ApiError, NetworkError = jobpipe.NetworkError, api = jobpipe.api,
-  handleError = jobpipe.handleError,
+  ApiError = jobpipe.ApiError, NetworkError = jobpipe.NetworkError, StaleAnswer = jobpipe.StaleAnswer,
+  api = jobpipe.api, handleError = jobpipe.handleError, throttled = jobpipe.throttled,
+  tokenTrouble = jobpipe.tokenTrouble,
   newIdempotencyKey = jobpipe.newIdempotencyKey, order = jobpipe.order, remember = jobpipe.remember,
   registered = jobpipe.registered, renderEmpty = jobpipe.renderEmpty,
   renderTypeFilter = jobpipe.renderTypeFilter, schedulePoll = jobpipe.schedulePoll;
@@ -191,14 +192,21 @@ function submitJob(event) {
     function (err) {
       var unknown = err instanceof NetworkError || (err instanceof ApiError && err.status >= 500);
       if (!unknown && unsettledSubmit && unsettledSubmit.key === key) unsettledSubmit = null;
-      if (handleError(err)) {
+      if (err instanceof StaleAnswer) {  // answered for the token since replaced: its tenant's job
+        setFormStatus("error", "The token changed while the submit was answered: the job may have been made " +
+          "under the earlier token. Submitting now makes a job under this one.");
+        return;
+      }
+      if (tokenTrouble(err)) {
+        setFormStatus("error", "Not submitted: " + err.message);
+        return;
+      }
+      if (unknown || throttled(err)) {
         setFormStatus("error", unknown
           ? "No usable answer to the submit (" + err.message + "). The job may have been accepted: press " +
             "Submit job again with the same payload to make sure; it will not be made twice."
-          : err.status === 429
-            ? "Not submitted: the API is throttling requests (" + err.message + "). Press Submit job again in " +
-              Math.ceil(Math.max(err.retryAfterMs, 1000) / 1000) + " s."
-            : "Not submitted: " + err.message);
+          : "Not submitted: the API is throttling requests (" + err.message + "). Press Submit job again in " +
+            Math.ceil(Math.max(err.retryAfterMs, 1000) / 1000) + " s.");
         return;
       }
       var details = Array.isArray(err.details) ? err.details : [];

@@ -9,7 +9,7 @@ var CANCEL_NOTES = jobpipe.CANCEL_NOTES, TERMINAL = jobpipe.TERMINAL, state = jo
   jobDuration = jobpipe.jobDuration, said = jobpipe.said, setBusy = jobpipe.setBusy,
   shortId = jobpipe.shortId, timeOf = jobpipe.timeOf, when = jobpipe.when, ApiError = jobpipe.ApiError,
   NetworkError = jobpipe.NetworkError, StaleAnswer = jobpipe.StaleAnswer, api = jobpipe.api,
-  handleError = jobpipe.handleError, newIdempotencyKey = jobpipe.newIdempotencyKey,
+  throttled = jobpipe.throttled, tokenTrouble = jobpipe.tokenTrouble, newIdempotencyKey = jobpipe.newIdempotencyKey,
   askLastAttempt = jobpipe.askLastAttempt, loadRuns = jobpipe.loadRuns, reloadRuns = jobpipe.reloadRuns;
 
 // Only rows on screen (or nearly) read their last attempt, queued with every read of runs
@@ -277,7 +277,7 @@ function cancelJob(id) {
       jobpipe.schedulePoll(0);
     },
     function (err) {
-      if (err instanceof ApiError && (err.status === 409 || err.status === 404)) {
+      if (err instanceof ApiError && (err.status === 404 || (err.status === 409 && err.code === "job_finished"))) {
         row.note.replaceChildren(said(err.message));
         // It finished (or went away) meanwhile: a poll shows its final state, and a poll
         // that fails is shown and retried like every other.
@@ -286,7 +286,16 @@ function cancelJob(id) {
       }
       setBusy(row.cancel, false);
       row.note.textContent = "";
-      if (!handleError(err)) row.note.replaceChildren("cancel failed: ", said(err.message));
+      if (tokenTrouble(err)) return;
+      // Said beside the job, and never sent again unasked. With no usable answer the cancel may
+      // have been applied; pressing Cancel again is safe either way.
+      row.note.replaceChildren.apply(row.note, err instanceof NetworkError || err.status >= 500
+        ? ["No usable answer to the cancel (", said(err.message), "). It may have been canceled: press Cancel " +
+          "again to make sure."]
+        : throttled(err)
+          ? ["Not canceled: the API is throttling requests (", said(err.message), "). Press Cancel again in " +
+            Math.ceil(Math.max(err.retryAfterMs, 1000) / 1000) + " s."]
+          : ["Not canceled: ", said(err.message)]);
     }
   );
 }
@@ -322,8 +331,8 @@ function rerunJob(id) {
         row.note.replaceChildren(said(err.message));
         return;
       }
-      if (handleError(err)) {
-        if (err instanceof StaleAnswer || err.status === 401) return;
+      if (tokenTrouble(err)) return;
+      if (unknown || throttled(err)) {
         row.note.replaceChildren.apply(row.note, unknown
           ? ["No usable answer to the rerun (", said(err.message), "). It may have been made: press Run again " +
             "to make sure; it will not be made twice."]

@@ -178,8 +178,8 @@ def test_user_text_an_api_error_quotes_cannot_reorder_the_banner_or_the_cancel_n
         "code": "invalid_request", "message": f'key "{rlo}abc" is refused; send another'}})
     row(page, other["id"]).get_by_role("button", name=re.compile("Cancel")).click()
     note = f'tr.job[data-job-id="{other["id"]}"] .note'
-    expect(page.locator(note)).to_contain_text("cancel failed")
-    assert page.evaluate(LEFT_OF, [note, "cancel", "refused"])
+    expect(page.locator(note)).to_contain_text("Not canceled")
+    assert page.evaluate(LEFT_OF, [note, "canceled", "refused"])
     assert page.evaluate(LEFT_OF, [note, "send", "another"])
 
 

@@ -69,6 +69,37 @@ def test_a_refused_cancel_whose_status_read_fails_says_so_and_is_retried(page, a
     expect(line.locator(".note")).to_have_text(re.compile("already completed"))
 
 
+CANCEL_FAILURES = [  # (what the DELETE got, the note beside the job)
+    ({"status": 503, "json": {"error": {"code": "store_unavailable", "message": "store down"}}},
+     "No usable answer to the cancel (store down). It may have been canceled: press Cancel again to make sure."),
+    ({"lose_answer": "connectionreset"}, re.compile(r"^No usable answer to the cancel \(.*\)\. It may have been canceled")),
+    ({"status": 429, "headers": {"Retry-After": "20"}, "json": {"message": "Too Many Requests"}},
+     "Not canceled: the API is throttling requests (Too Many Requests). Press Cancel again in 20 s."),
+    ({"status": 409, "json": {"error": {"code": "conflict", "message": "job job-0001 kept changing; try again"}}},
+     "Not canceled: job job-0001 kept changing; try again"),
+]
+
+
+@pytest.mark.parametrize("failure, said", CANCEL_FAILURES, ids=["5xx", "lost", "throttled", "conflict"])
+def test_a_cancel_that_failed_says_so_beside_the_job_and_can_be_pressed_again(page, api, failure, said):
+    """A cancel with no usable answer, throttled, or refused 409 `conflict` (the job kept
+    changing) left an empty note and a banner saying "Retrying automatically", though the cancel
+    is never sent again unasked; the 409 kept Cancel disabled until the job ended."""
+    job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
+    api.open()
+    line = row(page, job["id"])
+    cancel = line.get_by_role("button", name=re.compile("Cancel"))
+    api.fail("DELETE", f"/jobs/{job['id']}", **failure)
+    cancel.click()
+    expect(line.locator(".note")).to_have_text(said)
+    expect(page.get_by_role("alert")).to_be_hidden()  # the row's own answer: no banner
+    expect(cancel).not_to_have_attribute("aria-disabled", "true")
+    assert api.count("DELETE", f"/jobs/{job['id']}") == 1  # never sent again unasked
+    cancel.click()
+    expect(line.locator(".note")).to_have_text(re.compile("^cancel requested$|^canceled$"))
+    assert api.count("DELETE", f"/jobs/{job['id']}") == 2
+
+
 def test_the_keyboard_keeps_its_place_through_submit_load_more_and_cancel(page, api):
     """A button pressed from the keyboard keeps the focus while its request is on its way (a
     disabled button drops it to the page's start), so Enter again loads the next page or
