@@ -14,6 +14,7 @@ from tests.e2e.dashboard_pages import api, browser, page  # noqa: F401 - fixture
 from tests.e2e.dashboard_pages import (
     THROTTLED, FakeApi, iso, let_time_pass, listing, paused_clock, row, sent,
 )
+from tests.support.waiting import eventually
 
 
 def test_a_job_waiting_for_its_next_attempt_shows_the_last_ones_duration_not_a_clock(page, api):
@@ -218,8 +219,12 @@ def test_a_details_read_of_attempts_and_its_rows_are_one_request(page, api):
                                 "finished_at": None, "error": None}]
     api.holding = RUNS
     api.open()
-    api.settle()
     runs_of = lambda job: api.count("GET", f"/jobs/{job['id']}/runs")
+    # The row reads once it is on screen (an IntersectionObserver's callback, which a loaded
+    # machine may run after the page's first requests are answered): waited for, not assumed.
+    eventually(lambda: runs_of(waiting), lambda count: count >= 1, timeout_s=20, every_s=0.01,
+               sleep=lambda s: page.wait_for_timeout(s * 1000), what="the row's read of its attempts")
+    api.settle()
     assert runs_of(waiting) == 1  # the row's, on its way
     row(page, waiting["id"]).get_by_role("button", name=re.compile("Details")).click()
     api.settle()
