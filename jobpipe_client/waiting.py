@@ -8,7 +8,6 @@ pause between polls is `polling.Backoff`'s; a poll no URL answered starts an out
 from __future__ import annotations
 
 import math
-
 from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 import requests
