@@ -69,7 +69,7 @@ from jobpipe_client.progress_view import (
     plain_table,
 )
 from jobpipe_client.terminal_text import shown
-from jobpipe_client.waiting import holds_claim_check
+from jobpipe_client.waiting import holds_claim_check, read_whole
 
 
 class Terminated(KeyboardInterrupt):
@@ -148,23 +148,14 @@ class Commands:
     def status(self, args: argparse.Namespace) -> int:
         jobs = self.client.status_many(args.ids)
         if args.json:  # the whole job: a payload or result the batch showed as kept in S3 read too
-            jobs = {job_id: self._whole(job) if holds_claim_check(job) else job for job_id, job in jobs.items()}
+            jobs = {job_id: read_whole(self.client.get, job_id) if holds_claim_check(job) else job
+                    for job_id, job in jobs.items()}
         found = [j for j in jobs.values() if j.get("status") != "not_found"]
         if args.json:
             self._json(found)
         elif found:
             self._table(found)
         return self._report_unknown(jobs)
-
-    def _whole(self, job: dict[str, Any]) -> dict[str, Any]:
-        """The job read on its own (GET /jobs/{id}: its payload and result whole); not_found
-        when it was removed since the batch read it."""
-        try:
-            return self.client.get(job["id"])
-        except JobpipeClientError as exc:
-            if exc.code != "job_not_found":
-                raise
-            return {"id": job["id"], "status": "not_found"}
 
     def result(self, args: argparse.Namespace) -> int:
         self._json(self.client.result(args.id))

@@ -94,12 +94,7 @@ class JobWatch:
             before = known.get(job_id)
             if before is not None and not changed(before, job):
                 return before, True  # read whole when it ended
-            try:
-                read = self._get(job_id)
-            except JobpipeClientError as exc:
-                if exc.code != "job_not_found":
-                    raise
-                return {"id": job_id, "status": "not_found"}, True  # removed since the batch: as it ends one
+            read = read_whole(self._get, job_id)
             behind = isinstance(read.get("version"), int) and read["version"] < job.get("version", 0)
             return read, not behind
 
@@ -228,6 +223,17 @@ def status_batch(transport: FailoverTransport, ids: list[str],
         return {i: batch["jobs"][i] for i in batch["job_ids"]}, response.headers.get("ETag")
 
     return transport.read("POST", "/jobs/status", read, json={"job_ids": ids}, headers=headers)
+
+
+def read_whole(get: Callable[[str], Job], job_id: str) -> Job:
+    """The job read on its own with `get` (GET /jobs/{id}: its payload and result whole), or
+    `{"id", "status": "not_found"}` when it was removed since a batch showed it: as it ends one."""
+    try:
+        return get(job_id)
+    except JobpipeClientError as exc:
+        if exc.code != "job_not_found":
+            raise
+        return {"id": job_id, "status": "not_found"}
 
 
 def holds_claim_check(job: Job) -> bool:
