@@ -25,7 +25,6 @@ from jobpipe_client.errors import (
     JobpipeAnswerError,
     JobpipeClientError,
     JobpipeError,
-    JobpipeInputError,
     JobpipeUnavailableError,
     ResultGoneError,
     SubmitInterruptedError,
@@ -116,9 +115,7 @@ class JobpipeClient:
         that is neither a datetime nor text, or a payload nested more than MAX_PAYLOAD_DEPTH levels deep or holding what JSON
         has no form for (NaN, Infinity, a set, any other object)."""
         key = check_idempotency_key(idempotency_key) if idempotency_key is not None else f"client-{uuid.uuid4()}"
-        if payload is not None and not isinstance(payload, Mapping):  # `[]` was sent as {}
-            raise JobpipeInputError(f"the payload must be a mapping (a JSON object), not {payload.__class__.__name__}")
-        body: dict[str, Any] = {"type": type, "payload": check_payload(dict(payload or {})),
+        body: dict[str, Any] = {"type": type, "payload": check_payload(payload),
                                 **_start(delay_seconds, run_at)}
         if priority is not None:
             body["priority"] = priority

@@ -43,12 +43,18 @@ def check_idempotency_key(key: str) -> str:
     return key
 
 
-def check_payload(payload: dict[str, Any]) -> dict[str, Any]:
-    """`payload` when it can be sent as JSON. JobpipeInputError when it nests deeper than
+def check_payload(payload: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+    """`payload` (None: `{}`) as the dict to send, when it can be sent as JSON. JobpipeInputError
+    when it is no mapping (a list is no JSON object: `[]` was sent as `{}`), when it nests deeper than
     MAX_PAYLOAD_DEPTH (encoding it would run out of recursion somewhere below the caller, as a
     RecursionError) or holds what JSON has no form for: NaN, Infinity, a set, any other object
     (requests would raise its own InvalidJSONError, or a TypeError), or a lone surrogate (text
     read with surrogateescape: the API refuses it, 400 invalid_json)."""
+    if payload is None:
+        return {}
+    if not isinstance(payload, Mapping):
+        raise JobpipeInputError(f"the payload must be a mapping (a JSON object), not {payload.__class__.__name__}")
+    payload = dict(payload)
     if nested_deeper_than(payload, MAX_PAYLOAD_DEPTH):
         raise JobpipeInputError(f"the payload is nested more than {MAX_PAYLOAD_DEPTH} levels deep")
     try:
