@@ -85,7 +85,7 @@ class Call:
         return self.principal
 
 
-_EMPTY_OBJECT = re.compile(rb"\s*\{\s*\}\s*")
+_NO_BODY = re.compile(rb"\s*(\{\s*\}\s*)?")  # nothing, whitespace, or an empty JSON object
 
 
 def _check_taken(call: Call, route: str, query: Optional[Collection[str]], body: bool) -> None:
@@ -98,7 +98,7 @@ def _check_taken(call: Call, route: str, query: Optional[Collection[str]], body:
             taken = f"it takes {', '.join(sorted(query))}" if query else "it takes none"
             raise InvalidRequestError(f"{route} does not take the query parameter {', '.join(others)}: {taken}",
                                       details={"parameters": others})
-    if not body and call.raw_body.strip() and _EMPTY_OBJECT.fullmatch(call.raw_body) is None:
+    if not body and _NO_BODY.fullmatch(call.raw_body) is None:
         raise InvalidRequestError(f"{route} takes no request body" + (
             ": its parameters go in the query string" if query is None else ""))
 
