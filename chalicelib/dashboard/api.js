@@ -216,6 +216,12 @@ function tokenTrouble(err) {
   return false;
 }
 
+// The seconds a throttled action (submit, cancel, run again) says to wait before it is pressed
+// again: its Retry-After, and at least one.
+function pressAgainInS(err) {
+  return Math.ceil(Math.max(err.retryAfterMs, 1000) / 1000);
+}
+
 function connected() {
   hideBanner();
   if (document.hidden) setLive("idle", PAUSED);
@@ -272,5 +278,5 @@ function stopTimers() {
 Object.assign(jobpipe, { ApiError: ApiError, NetworkError: NetworkError, StaleAnswer: StaleAnswer, api: api,
   askForToken: askForToken, handleError: handleError, heldFor: heldFor, keepToken: keepToken, newIdempotencyKey: newIdempotencyKey, setLive: setLive, showBanner: showBanner,
   showWorkspace: showWorkspace, stopTimers: stopTimers, takeTokenFromFragment: takeTokenFromFragment,
-  throttled: throttled, token: token, tokenTrouble: tokenTrouble });
+  pressAgainInS: pressAgainInS, throttled: throttled, token: token, tokenTrouble: tokenTrouble });
 })(window.jobpipe);

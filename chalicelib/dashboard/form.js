@@ -7,7 +7,7 @@
 var $ = jobpipe.$, state = jobpipe.state, bdi = jobpipe.bdi, busy = jobpipe.busy, setBusy = jobpipe.setBusy,
   ApiError = jobpipe.ApiError, NetworkError = jobpipe.NetworkError, StaleAnswer = jobpipe.StaleAnswer,
   api = jobpipe.api, handleError = jobpipe.handleError, throttled = jobpipe.throttled,
-  tokenTrouble = jobpipe.tokenTrouble,
+  tokenTrouble = jobpipe.tokenTrouble, pressAgainInS = jobpipe.pressAgainInS,
   newIdempotencyKey = jobpipe.newIdempotencyKey, order = jobpipe.order, remember = jobpipe.remember,
   registered = jobpipe.registered, renderEmpty = jobpipe.renderEmpty,
   renderTypeFilter = jobpipe.renderTypeFilter, schedulePoll = jobpipe.schedulePoll;
@@ -206,7 +206,7 @@ function submitJob(event) {
           ? "No usable answer to the submit (" + err.message + "). The job may have been accepted: press " +
             "Submit job again with the same payload to make sure; it will not be made twice."
           : "Not submitted: the API is throttling requests (" + err.message + "). Press Submit job again in " +
-            Math.ceil(Math.max(err.retryAfterMs, 1000) / 1000) + " s.");
+            pressAgainInS(err) + " s.");
         return;
       }
       var details = Array.isArray(err.details) ? err.details : [];

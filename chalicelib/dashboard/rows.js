@@ -9,7 +9,8 @@ var CANCEL_NOTES = jobpipe.CANCEL_NOTES, TERMINAL = jobpipe.TERMINAL, state = jo
   jobDuration = jobpipe.jobDuration, said = jobpipe.said, setBusy = jobpipe.setBusy,
   shortId = jobpipe.shortId, timeOf = jobpipe.timeOf, when = jobpipe.when, ApiError = jobpipe.ApiError,
   NetworkError = jobpipe.NetworkError, StaleAnswer = jobpipe.StaleAnswer, api = jobpipe.api,
-  throttled = jobpipe.throttled, tokenTrouble = jobpipe.tokenTrouble, newIdempotencyKey = jobpipe.newIdempotencyKey,
+  throttled = jobpipe.throttled, tokenTrouble = jobpipe.tokenTrouble, pressAgainInS = jobpipe.pressAgainInS,
+  newIdempotencyKey = jobpipe.newIdempotencyKey,
   askLastAttempt = jobpipe.askLastAttempt, loadRuns = jobpipe.loadRuns, reloadRuns = jobpipe.reloadRuns;
 
 // Only rows on screen (or nearly) read their last attempt, queued with every read of runs
@@ -294,7 +295,7 @@ function cancelJob(id) {
           "again to make sure."]
         : throttled(err)
           ? ["Not canceled: the API is throttling requests (", said(err.message), "). Press Cancel again in " +
-            Math.ceil(Math.max(err.retryAfterMs, 1000) / 1000) + " s."]
+            pressAgainInS(err) + " s."]
           : ["Not canceled: ", said(err.message)]);
     }
   );
@@ -337,7 +338,7 @@ function rerunJob(id) {
           ? ["No usable answer to the rerun (", said(err.message), "). It may have been made: press Run again " +
             "to make sure; it will not be made twice."]
           : ["Not run again: the API is throttling requests (", said(err.message), "). Press Run again in " +
-            Math.ceil(Math.max(err.retryAfterMs, 1000) / 1000) + " s."]);
+            pressAgainInS(err) + " s."]);
         return;
       }
       row.note.replaceChildren(said(err.message));
