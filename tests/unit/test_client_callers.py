@@ -10,16 +10,9 @@ import requests
 
 from jobpipe_client import JobpipeClient, JobpipeClientError, JobpipeInputError
 from tests.support.fake_api import FakeApi
-from tests.support.fake_http import FakeSession, FakeTime, make_response
+from tests.support.fake_http import make_response
+from tests.unit.test_client import FALLBACK, PRIMARY, make_client
 
-PRIMARY, FALLBACK = "http://primary.test", "http://fallback.test"
-
-
-def client_over(servers, **kwargs):
-    time = FakeTime()
-    urls = list(servers)
-    return JobpipeClient(urls[0], "tok", urls[1:], session=FakeSession(servers), sleep=time.sleep, clock=time.clock,
-                         **kwargs)
 
 
 def test_a_whole_read_from_before_the_end_does_not_stop_the_wait_from_seeing_the_end():
@@ -39,7 +32,7 @@ def test_a_whole_read_from_before_the_end_does_not_stop_the_wait_from_seeing_the
         return api(method, url, **kwargs)
 
     api.jobs[job["id"]].update(status="completed", version=5, result={"big": "x" * 100})
-    final = client_over({PRIMARY: server}).wait_many([job["id"]], timeout=3600)
+    final = make_client({PRIMARY: server})[0].wait_many([job["id"]], timeout=3600)
     assert (final[job["id"]]["status"], final[job["id"]]["result"]) == ("completed", {"big": "x" * 100})
 
 
@@ -75,7 +68,7 @@ def test_a_cancel_reads_its_own_call_not_another_threads():
             answer.json = json
         return answer
 
-    client = client_over({PRIMARY: primary, FALLBACK: fallback})
+    client = make_client({PRIMARY: primary, FALLBACK: fallback})[0]
     assert client.cancel(job["id"])["status"] == "canceled"
 
 
@@ -99,7 +92,7 @@ def test_the_callers_session_is_left_as_it_was_given_and_its_other_requests_carr
 def test_an_argument_the_api_cannot_be_sent_is_an_input_error_before_any_request(call, said):
     api = FakeApi()
     with pytest.raises(JobpipeInputError, match=said):
-        call(client_over({PRIMARY: api}))
+        call(make_client({PRIMARY: api})[0])
     assert api.requests == []
 
 
@@ -112,7 +105,7 @@ def test_a_job_id_that_is_no_text_is_refused_before_any_request(call):
     KeyError."""
     api = FakeApi()
     with pytest.raises(JobpipeClientError) as refused:
-        call(client_over({PRIMARY: api}))
+        call(make_client({PRIMARY: api})[0])
     assert refused.value.code == "invalid_job_id" and api.requests == []
 
 
@@ -122,7 +115,7 @@ def test_one_id_given_where_a_list_is_taken_is_refused_not_split_into_characters
     api = FakeApi()
     job = api.add()
     with pytest.raises(ValueError, match="list"):
-        call(client_over({PRIMARY: api}), job["id"])
+        call(make_client({PRIMARY: api})[0], job["id"])
     assert api.requests == []
 
 
@@ -130,7 +123,7 @@ def test_a_wait_started_at_nan_is_refused_it_would_never_time_out():
     api = FakeApi()
     job = api.add(status="running")
     with pytest.raises(ValueError, match="started"):
-        client_over({PRIMARY: api}).wait(job["id"], timeout=5, started=float("nan"))
+        make_client({PRIMARY: api})[0].wait(job["id"], timeout=5, started=float("nan"))
 
 
 def test_a_wait_with_no_time_looks_once_before_it_times_out():
@@ -139,7 +132,7 @@ def test_a_wait_with_no_time_looks_once_before_it_times_out():
     api = FakeApi()
     given = dict(api.add(status="running"))  # as submit or an earlier read returned it
     api.jobs[given["id"]].update(status="completed", version=given["version"] + 1)
-    assert client_over({PRIMARY: api}).wait(given, timeout=0)["status"] == "completed"
+    assert make_client({PRIMARY: api})[0].wait(given, timeout=0)["status"] == "completed"
     assert len(api.requests) == 1
 
 
