@@ -47,20 +47,23 @@ function claims(jwt) {
 
 // ---------------------------------------------------------------- API
 
-function ApiError(status, code, message, details, retryAfterMs) {
+// `kind`: the kind of request that failed (`kindOf`), null for one of no kind.
+function ApiError(status, code, message, details, retryAfterMs, kind) {
   this.name = "ApiError";
   this.status = status;
   this.code = code;
   this.message = message;
   this.details = details;
   this.retryAfterMs = retryAfterMs || 0;
+  this.kind = kind || null;
 }
 ApiError.prototype = Object.create(Error.prototype);
 
 // No usable answer: the API was not reached, or what answered was not the API's JSON.
-function NetworkError(message) {
+function NetworkError(message, kind) {
   this.name = "NetworkError";
   this.message = message;
+  this.kind = kind || null;
 }
 NetworkError.prototype = Object.create(Error.prototype);
 
@@ -114,6 +117,7 @@ function heldFor(kind) {
 function api(method, path, body, headers, tag) {
   var jwt = token();
   var conditional = tag !== undefined;
+  var kind = kindOf(method, path);
   if (tag) headers = Object.assign({ "If-None-Match": tag }, headers);
   if (!jwt) return Promise.reject(new ApiError(401, "unauthorized", "Paste a token to start."));
   var init = {
@@ -136,7 +140,7 @@ function api(method, path, body, headers, tag) {
     clearTimeout(timer);
     if (token() !== jwt) throw new StaleAnswer();
     throw new NetworkError("Cannot reach the API (" + (timedOut ? "no answer within " + REQUEST_TIMEOUT_MS / 1000 + " s"
-      : err && err.message ? err.message : "network error") + ").");
+      : err && err.message ? err.message : "network error") + ").", kind);
   };
   return fetch(API_BASE + path, init).then(
     function (response) {
@@ -144,7 +148,7 @@ function api(method, path, body, headers, tag) {
         clearTimeout(timer);
         if (token() !== jwt) throw new StaleAnswer();
         if (tag && response.status === 304) {
-          connected();
+          connected(kind);
           return { data: null, etag: response.headers.get("ETag") || tag };
         }
         var data = null;
@@ -157,19 +161,19 @@ function api(method, path, body, headers, tag) {
             error.message || (data && typeof data.message === "string" && data.message) ||
               ("the API answered " + response.status + " " + response.statusText),
             error.details,
-            retryAfterMs(response)
+            retryAfterMs(response),
+            kind
           );
           // Held as the banner says: the Retry-After, at least POLL_MIN_MS when it names none.
-          var kind = kindOf(method, path);
           if (kind && throttled(failure)) hold(kind, Math.max(failure.retryAfterMs, POLL_MIN_MS));
           throw failure;
         }
         if (data === null || typeof data !== "object") {
-          var kind = response.headers.get("Content-Type") || "no content type";
+          var type = response.headers.get("Content-Type") || "no content type";
           throw new NetworkError("The answer to " + method + " " + path.split("?")[0] + " was not JSON (" +
-            response.status + ", " + kind + ").");
+            response.status + ", " + type + ").", kind);
         }
-        connected();
+        connected(kind);
         return conditional ? { data: data, etag: response.headers.get("ETag") || "" } : data;
       }, unreachable);
     },
@@ -193,17 +197,41 @@ function handleError(err) {
     return true;
   }
   if (err instanceof NetworkError || (err instanceof ApiError && err.status >= 500)) {
-    showBanner(said(err.message), " Retrying automatically.");
-    setLive("offline", "offline, retrying");
+    trouble(err.kind, ["offline", "offline, retrying"], [said(err.message), " Retrying automatically."]);
     return true;
   }
   if (throttled(err)) {
-    showBanner("The API is throttling requests (", said(err.message), "). Retrying in " +
-      Math.ceil(Math.max(err.retryAfterMs, POLL_MIN_MS) / 1000) + " s.");
-    setLive("offline", "throttled, retrying");
+    trouble(err.kind, ["offline", "throttled, retrying"], ["The API is throttling requests (", said(err.message),
+      "). Retrying in " + Math.ceil(Math.max(err.retryAfterMs, POLL_MIN_MS) / 1000) + " s."]);
     return true;
   }
   return false;
+}
+
+// A read of the page's that failed: what the failure means (`handleError`), or else the banner
+// says what could not be read (`what`: "Could not list jobs: ") and what the API said.
+function readFailed(err, what) {
+  if (!handleError(err)) trouble(err.kind, null, [what, said(err.message)]);
+}
+
+// The page's reads that are read again by themselves, on their timers: the polls and the
+// listing's refresh. While the last of either failed, its banner and "offline" stay, whatever
+// other read is answered meanwhile (an attempts' read, the other of the two); they go once it
+// is answered again. Other failures show theirs until the next good answer of any read.
+var RETRIED = { poll: true, list: true };
+var troubles = new Map(); // kind -> [live: [state, text] or null, the banner's parts]
+
+function trouble(kind, live, parts) {
+  if (RETRIED[kind]) {
+    troubles.delete(kind); // the latest failure is shown once the other's read is answered
+    troubles.set(kind, [live, parts]);
+  }
+  showBanner.apply(null, parts);
+  if (live) setLive(live[0], live[1]);
+}
+
+function forgetTroubles() {
+  troubles.clear();
 }
 
 // A user's action (submit, cancel, run again) that failed for its token: a refused token asks
@@ -222,8 +250,17 @@ function pressAgainInS(err) {
   return Math.ceil(Math.max(err.retryAfterMs, 1000) / 1000);
 }
 
-function connected() {
-  hideBanner();
+// A read of `kind` was answered: the banner goes, unless a read that is read again by itself
+// (`RETRIED`) still fails, whose banner it shows again.
+function connected(kind) {
+  troubles.delete(kind);
+  var left = Array.from(troubles.values()).pop();
+  if (left) {
+    showBanner.apply(null, left[1]);
+    if (left[0]) { setLive(left[0][0], left[0][1]); return; }
+  } else {
+    hideBanner();
+  }
   if (document.hidden) setLive("idle", PAUSED);
   else setLive("live", "live · updated " + clock(new Date()));
 }
@@ -249,12 +286,14 @@ function askForToken(reason) {
   $("token-panel").hidden = false;
   $("token-reason").textContent = reason || "";
   setLive("idle", "not connected");
+  forgetTroubles();
   hideBanner();
   $("token-input").focus();
 }
 
 function showWorkspace() {
   state.authorized = true;
+  forgetTroubles(); // the reads of the token before, if any, are answered no more
   $("token-panel").hidden = true;
   $("workspace").hidden = false;
   $("forget-token").hidden = false;
@@ -277,6 +316,6 @@ function stopTimers() {
 
 Object.assign(jobpipe, { ApiError: ApiError, NetworkError: NetworkError, StaleAnswer: StaleAnswer, api: api,
   askForToken: askForToken, handleError: handleError, heldFor: heldFor, keepToken: keepToken, newIdempotencyKey: newIdempotencyKey, setLive: setLive, showBanner: showBanner,
-  showWorkspace: showWorkspace, stopTimers: stopTimers, takeTokenFromFragment: takeTokenFromFragment,
+  readFailed: readFailed, showWorkspace: showWorkspace, stopTimers: stopTimers, takeTokenFromFragment: takeTokenFromFragment,
   pressAgainInS: pressAgainInS, throttled: throttled, token: token, tokenTrouble: tokenTrouble });
 })(window.jobpipe);

@@ -7,10 +7,10 @@
 var $ = jobpipe.$, ARRIVALS_MAX = jobpipe.ARRIVALS_MAX, LIST_REFRESH_MS = jobpipe.LIST_REFRESH_MS,
   MAX_BATCH = jobpipe.MAX_BATCH, POLL_BATCHES = jobpipe.POLL_BATCHES, POLL_BACKOFF = jobpipe.POLL_BACKOFF, POLL_MAX_MS = jobpipe.POLL_MAX_MS,
   POLL_MIN_MS = jobpipe.POLL_MIN_MS, TERMINAL = jobpipe.TERMINAL, state = jobpipe.state, busy = jobpipe.busy,
-  setBusy = jobpipe.setBusy, said = jobpipe.said, when = jobpipe.when, api = jobpipe.api, handleError = jobpipe.handleError,
+  setBusy = jobpipe.setBusy, said = jobpipe.said, when = jobpipe.when, api = jobpipe.api, readFailed = jobpipe.readFailed,
   heldFor = jobpipe.heldFor, throttled = jobpipe.throttled,
   StaleAnswer = jobpipe.StaleAnswer,
-  el = jobpipe.el, showBanner = jobpipe.showBanner, drop = jobpipe.drop,
+  el = jobpipe.el, drop = jobpipe.drop,
   listed = jobpipe.listed, markGone = jobpipe.markGone, order = jobpipe.order, remember = jobpipe.remember,
   unfinishedIds = jobpipe.unfinishedIds, listPath = jobpipe.listPath,
   renderEmpty = jobpipe.renderEmpty;
@@ -95,7 +95,7 @@ function refreshList(reset) {
       done();
       if (generation !== state.listGeneration) return;
       setBusy($("refresh"), false);
-      if (!handleError(err)) showBanner("Could not list jobs: ", said(err.message));
+      readFailed(err, "Could not list jobs: ");
       var delay = scheduleRefresh(err.retryAfterMs);
       // A listing that was to replace the jobs shown (a filter changed, Refresh) failed: the
       // page says so under the filters, and its retry is such a listing again, not a merge.
@@ -197,7 +197,7 @@ function readMore(generation) {
     }
   ).catch(
     function (err) {
-      if (!handleError(err)) showBanner("Could not load more jobs: ", said(err.message));
+      readFailed(err, "Could not load more jobs: ");
     }
   ).then(function () { moreRead(true); });
 }
@@ -297,7 +297,7 @@ function poll() {
   ).catch(
     // Whatever failed, the next poll is scheduled below: the polls never stop on an error.
     function (err) {
-      if (!handleError(err)) showBanner("Could not poll job status: ", said(err.message));
+      readFailed(err, "Could not poll job status: ");
       state.pollDelay = Math.max(Math.min(POLL_MAX_MS, state.pollDelay * 2), err.retryAfterMs || 0);
     }
   ).then(function () {

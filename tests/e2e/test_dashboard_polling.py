@@ -253,3 +253,29 @@ def test_a_poll_sends_at_most_four_batches_at_a_time(page, api):
     assert api.count("POST", "/jobs/status") == polls + 5  # the fifth went once one answered
     let_time_pass(api, 12, step_s=1)
     assert api.count("POST", "/jobs/status") > polls + 5  # and the polls go on
+
+
+def test_the_banner_stays_while_the_polls_fail_though_other_reads_are_answered(page, api):
+    """The status polls fail (the API answers 503) while the listing's refreshes and the reads of
+    attempts are answered: the page says it is offline, and keeps saying so between two failed
+    polls, until a poll is answered again."""
+    paused_clock(page)
+    job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
+    api.open()
+    expect(row(page, job["id"])).to_be_visible()
+    api.settle()
+    unavailable = {"status": 503, "json": {"error": {"code": "unavailable", "message": "status reads are down"}}}
+    api.fail("POST", "/jobs/status", times=1000, **unavailable)
+    banner = page.get_by_role("alert").filter(has_text="status reads are down")
+    let_time_pass(api, 3, step_s=1)
+    expect(banner).to_be_visible()
+    refreshes, shown = api.count("GET", r"/jobs(\?.*)?"), []
+    for _ in range(40):  # a step a second: any moment the banner went, between two polls, is seen
+        let_time_pass(api, 1, step_s=1)
+        shown.append(page.evaluate("() => [!document.getElementById('banner').hidden, document.getElementById('live').textContent]"))
+    assert api.count("GET", r"/jobs(\?.*)?") >= refreshes + 3  # the listing was read and answered meanwhile
+    assert all(visible and "offline" in live for visible, live in shown), shown
+    api.failures.clear()
+    let_time_pass(api, 20, step_s=1)
+    expect(banner).to_be_hidden()
+    expect(page.locator("#live")).to_have_text(re.compile("live"))
