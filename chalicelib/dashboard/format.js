@@ -17,10 +17,11 @@ function when(iso) {
   return (sameDay ? "" : date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate()) + " ") + clock(date);
 }
 
+// Tenths of a second under a minute (59.96 s is "1 m 00 s", not "60.0 s"), whole seconds after.
 function duration(ms) {
   if (ms < 0) ms = 0;
-  var s = ms / 1000;
-  if (s < 60) return s.toFixed(1) + " s";
+  if (Math.round(ms / 100) < 600) return (Math.round(ms / 100) / 10).toFixed(1) + " s";
+  var s = Math.max(60, Math.floor(ms / 1000));
   var m = Math.floor(s / 60);
   if (m < 60) return m + " m " + pad(Math.floor(s % 60)) + " s";
   var h = Math.floor(m / 60);
@@ -29,8 +30,10 @@ function duration(ms) {
   return Math.floor(h / 24) + " d " + pad(h % 24) + " h";
 }
 
+// Whole seconds, rounded up: 59.5 s left is "1 m 00 s", as 60 s left is.
 function countdown(ms) {
-  return ms < 60000 ? Math.ceil(ms / 1000) + " s" : duration(ms);
+  var s = Math.ceil(ms / 1000);
+  return s < 60 ? s + " s" : duration(s * 1000);
 }
 
 // A time in the browser's zone, with the API's UTC text as its title. Marked "at": past

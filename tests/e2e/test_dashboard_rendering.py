@@ -33,6 +33,30 @@ def test_scheduled_and_retrying_jobs_say_when_they_start(page, api):
     expect(row(page, due["id"]).locator(".schedule")).to_have_text("")
 
 
+def test_durations_and_countdowns_near_a_minute_are_written_in_minutes(page, api):
+    """A duration is written in tenths of a second under a minute and in whole seconds past it: one
+    that rounds to 60.0 s is "1 m 00 s"; a countdown rounds up and says the same of 59.5 s."""
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime(2026, 1, 16, 12, 0, tzinfo=timezone.utc)
+    paused_clock(page, at=now)
+    start = now - timedelta(minutes=10)
+
+    def finished_after(seconds):
+        end = (start + timedelta(seconds=seconds)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return api.add(status="completed", attempts=1, started_at=iso(start), finished_at=end)
+
+    shown = {finished_after(59.94)["id"]: "59.9 s", finished_after(59.96)["id"]: "1 m 00 s",
+             finished_after(60.0)["id"]: "1 m 00 s", finished_after(119.999)["id"]: "1 m 59 s"}
+    retry = api.add(status="retrying", attempts=1, started_at=iso(now - timedelta(seconds=20)),
+                    not_before=(now + timedelta(seconds=59.5)).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                    error={"code": "handler_error", "message": "boom"})
+    api.open()
+    for job_id, text in shown.items():
+        expect(row(page, job_id).locator(".duration")).to_have_text(text)
+    expect(row(page, retry["id"]).locator(".schedule")).to_have_text("next attempt in 1 m 00 s")
+
+
 def test_times_shown_before_midnight_gain_their_date_after_it(browser):
     from datetime import datetime, timezone
 
