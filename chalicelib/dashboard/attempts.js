@@ -202,7 +202,9 @@ function queueRunsRead(read, first) {
   nextRunsReads();
 }
 
+// A hidden tab asks the API nothing: its reads stay queued until it is shown again.
 function nextRunsReads() {
+  if (document.hidden) return;
   var wait = heldFor("runs");
   if (wait > 0) {
     if (!runsReads.timer) runsReads.timer = setTimeout(function () { runsReads.timer = null; nextRunsReads(); }, wait);
@@ -221,5 +223,6 @@ function runsReadDone() {
   nextRunsReads();
 }
 
-Object.assign(jobpipe, { askLastAttempt: askLastAttempt, loadRuns: loadRuns, reloadRuns: reloadRuns });
+Object.assign(jobpipe, { askLastAttempt: askLastAttempt, loadRuns: loadRuns, reloadRuns: reloadRuns,
+  resumeRunsReads: nextRunsReads });
 })(window.jobpipe);

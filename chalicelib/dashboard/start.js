@@ -10,7 +10,8 @@ var $ = jobpipe.$, PAUSED = jobpipe.PAUSED, TOKEN_KEY = jobpipe.TOKEN_KEY, state
   clearJobs = jobpipe.clearJobs, renderSummary = jobpipe.renderSummary, applyFilters = jobpipe.applyFilters,
   forgetTypesShown = jobpipe.forgetTypesShown, loadMore = jobpipe.loadMore,
   refreshList = jobpipe.refreshList, schedulePoll = jobpipe.schedulePoll, tick = jobpipe.tick,
-  loadJobTypes = jobpipe.loadJobTypes, selectJobType = jobpipe.selectJobType, submitJob = jobpipe.submitJob;
+  loadJobTypes = jobpipe.loadJobTypes, resumeRunsReads = jobpipe.resumeRunsReads,
+  selectJobType = jobpipe.selectJobType, submitJob = jobpipe.submitJob;
 
 function start(refused) {
   if (refused || !token()) {
@@ -95,6 +96,7 @@ function init() {
       setLive("connecting", "catching up…");
       refreshList(false); // unless one is on its way: that one serves
       schedulePoll(0);
+      resumeRunsReads();
     }
   });
   setInterval(tick, 1000);

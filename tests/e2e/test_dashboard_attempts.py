@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 
 from tests.e2e.dashboard_pages import api, browser, page  # noqa: F401 - fixtures
 from tests.e2e.dashboard_pages import (
-    THROTTLED, FakeApi, iso, let_time_pass, listing, paused_clock, row, sent,
+    THROTTLED, FakeApi, iso, let_time_pass, listing, paused_clock, row, sent, set_hidden,
 )
 from tests.support.waiting import eventually
 
@@ -205,6 +205,25 @@ def test_a_throttled_read_of_attempts_holds_every_read_of_attempts_until_its_ret
     expect(throttled.locator(".duration")).to_have_text("last attempt 2.5 s")
     later = sent(page, "GET", reads)[4:]
     assert later and min(later) >= throttled_at + 2000, (throttled_at, later)
+
+
+def test_reads_of_attempts_queued_behind_a_throttle_wait_while_the_tab_is_hidden(page, api):
+    """The reads of attempts are held by a throttle's Retry-After when the tab goes to the
+    background: none goes out from the hidden tab once the Retry-After has passed, nor while it
+    stays hidden; shown again, the queue goes on."""
+    paused_clock(page)
+    api.fail("GET", RUNS, **THROTTLED)
+    reads = forty_waiting_their_reads_held(page, api)
+    api.holding = None
+    api.release()
+    api.settle()
+    asked = api.count("GET", reads)
+    set_hidden(page, True)
+    let_time_pass(api, 60, step_s=1)
+    assert api.count("GET", reads) == asked
+    set_hidden(page, False)
+    let_time_pass(api, 3, step_s=1)
+    assert api.count("GET", reads) > asked
 
 
 def test_a_details_read_of_attempts_and_its_rows_are_one_request(page, api):
