@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from chalicelib.defaults import MAX_ANSWER_BYTES
+from chalicelib.defaults import MAX_ANSWER_BYTES, MAX_LABEL_CHARS
 from chalicelib.domain.job import isoformat
 from chalicelib.domain.numbers import shown_number
 
@@ -186,14 +186,25 @@ class AttemptEndedError(JobpipeError):
         return cls(f"attempt {attempt} of job {job_id} is no longer running: {refused}")
 
 
+def error_code(code: Any, default: str) -> str:
+    """A handler's failure code as the job's error keeps it and consumers branch on it: text
+    (`code=404`, `code=response.status_code` is "404"), never empty (`default` then), never a
+    paragraph (cut to MAX_LABEL_CHARS)."""
+    try:
+        text = str(code).strip()
+    except Exception:  # an object whose __str__ is broken names no code
+        text = ""
+    return text[:MAX_LABEL_CHARS] or default
+
+
 class HandlerError(JobpipeError):
     """Base of the errors a job handler raises to end an attempt; `code`, when given, is the
-    failure's code on the job's record instead of the class's."""
+    failure's code on the job's record instead of the class's (`error_code`: as text)."""
 
-    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
+    def __init__(self, message: str, *, code: Any = None, details: Any = None) -> None:
         super().__init__(message, details=details)
-        if code:
-            self.code = code
+        if code is not None:
+            self.code = error_code(code, type(self).code)
 
 
 class RetryableJobError(HandlerError):

@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
-from chalicelib.defaults import CANCEL_POLL_INTERVAL_S, MAX_LABEL_CHARS
+from chalicelib.defaults import CANCEL_POLL_INTERVAL_S
 from chalicelib.domain.errors import (
     AttemptEndedError,
     FatalJobError,
@@ -15,6 +15,7 @@ from chalicelib.domain.errors import (
     JobpipeError,
     JobTimeoutError,
     StoreUnavailableError,
+    error_code,
 )
 from chalicelib.domain.job import Job, JobErrorInfo
 from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate
@@ -144,9 +145,8 @@ class JobContext:
         canceled (a cancel request seen by the handler ends the job canceled)."""
         self._check_writable()
         if self._failure is None:
-            # A code is what consumers branch on: never empty, never a paragraph.
             # As the job's error will show them (JobErrorInfo): the percent's report carries the message too.
-            error = JobErrorInfo(code=str(code).strip()[:MAX_LABEL_CHARS] or "handler_failed", message=str(message))
+            error = JobErrorInfo(code=error_code(code, "handler_failed"), message=str(message))
             self._failure = Failure(error.code, error.message)
             if percent is not None:
                 self._reporter.report_final(percent, "failed", self._failure.message)

@@ -10,8 +10,10 @@ from pydantic import BaseModel, Field, SecretStr
 
 from chalicelib.adapters.clocks import SystemClock
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
-from chalicelib.defaults import MAX_PROGRESS_MESSAGE_CHARS
-from chalicelib.domain.errors import InvalidArtifactError, JobpipeError, ProgressRejectedError
+from chalicelib.defaults import MAX_LABEL_CHARS, MAX_PROGRESS_MESSAGE_CHARS
+from chalicelib.domain.errors import (
+    FatalJobError, InvalidArtifactError, JobpipeError, ProgressRejectedError, RetryableJobError,
+)
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
 from chalicelib.lifecycle import JobLifecycle
@@ -99,6 +101,14 @@ def make_types(seen):
             seen.append(exc)
             return "refused"
         return "stored"
+
+    @types.register("a.numeric_code", Empty, max_attempts=3)
+    def numeric_code(ctx, payload):
+        raise FatalJobError("upstream answered 404", code=404)  # e.g. code=response.status_code
+
+    @types.register("a.long_code", Empty, max_attempts=3)
+    def long_code(ctx, payload):
+        raise RetryableJobError("upstream busy", code="c" * 5_000)
 
     return types
 
@@ -233,3 +243,17 @@ that is not a pydantic BaseModel subclass is refused there, not at every submiss
     types = JobTypeRegistry()
     with pytest.raises((TypeError, ValueError)):
         types.register("a.not_a_model", dict)(lambda ctx, payload: None)
+
+
+def test_a_handler_error_whose_code_is_not_text_ends_the_attempt_with_it_as_text(env, queue):
+    """`FatalJobError(..., code=404)`: the job fails at once with code "404", as `fail_job(ctx,
+404, ...)` does, instead of the worker failing to record it (the job then `running` until its
+lease ran out and the handler run again)."""
+    after = run(env, queue, "a.numeric_code")
+    assert after.status == JobStatus.FAILED and after.attempts == 1
+    assert (after.error.code, after.error.message) == ("404", "upstream answered 404")
+
+
+def test_a_handler_error_code_is_kept_as_a_label_not_a_paragraph(env, queue):
+    after = run(env, queue, "a.long_code")
+    assert after.status == JobStatus.RETRYING and after.error.code == "c" * MAX_LABEL_CHARS
