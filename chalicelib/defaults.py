@@ -51,6 +51,10 @@ BATCH_MATE_WAIT_S = 2.0
 # the lease lapses, never runs beside it. HANDLER_GIVE_UP_WRITE_S bounds that last write.
 HANDLER_REINTERRUPT_S = 1.0
 HANDLER_GIVE_UP_S = 15.0
+# A handler that takes SIGALRM for itself (`signal.alarm(0)`, a library's timeout decorator) stops
+# the interrupts: once the alarm has not come HANDLER_ALARM_LATE_S past the timeout, a watchdog
+# thread ends the attempt's time instead (it fails `timeout`) and gives up on it as the alarm would.
+HANDLER_ALARM_LATE_S = 1.0
 HANDLER_GIVE_UP_WRITE_S = 5.0
 # A queued or retrying job whose next attempt was sent this many times without any worker
 # claiming it fails `undeliverable` (its event goes out): every message for it was lost or

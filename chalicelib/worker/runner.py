@@ -204,7 +204,7 @@ class JobRunner:
             # Once its time ran out the attempt failed `timeout`, whatever the handler did then
             # (returned a result after catching the timeout, or raised something else).
             timeout = raised if isinstance(raised, JobTimeoutError) else JobTimeoutError(
-                f"{JobTimeoutError.exceeded(job.timeout_s)} (it caught the timeout and went on)")
+                f"{JobTimeoutError.exceeded(job.timeout_s)} (it went on past its timeout)")
             return self._fail(reporter.job, _error_info(timeout), True, started, reporter.settle())
         # fail_job was called and its error swallowed, or the handler saw the cancel request and
         # returned (`if ctx.cancelled(): return`, a caught JobCancelledError): not a completion.

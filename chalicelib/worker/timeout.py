@@ -5,7 +5,7 @@ import signal
 import threading
 from typing import Any, Callable, Optional
 
-from chalicelib.defaults import HANDLER_GIVE_UP_S, HANDLER_REINTERRUPT_S
+from chalicelib.defaults import HANDLER_ALARM_LATE_S, HANDLER_GIVE_UP_S, HANDLER_REINTERRUPT_S
 from chalicelib.domain.errors import JobTimeoutError
 from chalicelib.ports import Clock
 
@@ -22,7 +22,9 @@ def run_with_timeout(fn: Callable[[], Any], seconds: float, on_timeout: Callable
     `give_up(seconds_over)` is called from the alarm (the worker ends its process there, so
     the attempt never outlives its lease), and the interrupts go on if it returns. The alarm
     is the real signal (a hanging handler is interrupted whatever `clock` says); how long the
-    handler went on past its timeout is read on `clock`, the worker's.
+    handler went on past its timeout is read on `clock`, the worker's. A handler that takes
+    SIGALRM for itself stops the alarm: a watchdog thread then calls `on_timeout` (its writes
+    fail, and it fails `timeout` when it returns) and `give_up` in its place.
     Elsewhere the handler runs in a daemon thread that is abandoned on timeout; `on_timeout`
     lets its later writes fail instead of landing on a finished attempt."""
     if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
@@ -45,11 +47,30 @@ def _with_alarm(fn: Callable[[], Any], seconds: float, on_timeout: Callable[[], 
             give_up(over_s)
         raise JobTimeoutError(JobTimeoutError.exceeded(seconds, over_s))
 
+    done = threading.Event()
+
+    def watchdog() -> None:
+        # The alarm has not come HANDLER_ALARM_LATE_S past the timeout: the handler cleared the
+        # timer (`signal.alarm(0)`) or replaced `alarm`. Nothing can interrupt it then, but its
+        # attempt's time ends, and it is given up on when the alarm would have.
+        nonlocal expired_at
+        if done.wait(seconds + HANDLER_ALARM_LATE_S) or expired_at is not None:
+            return
+        expired_at = clock.monotonic()
+        on_timeout()
+        while give_up is not None and not done.wait(HANDLER_REINTERRUPT_S):
+            over_s = clock.monotonic() - expired_at
+            if over_s >= give_up_after_s:
+                give_up(over_s)
+                return
+
     previous = signal.signal(signal.SIGALRM, alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds, HANDLER_REINTERRUPT_S)
+    threading.Thread(target=watchdog, name="handler-watchdog", daemon=True).start()
     try:
         return fn()
     finally:
+        done.set()
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 

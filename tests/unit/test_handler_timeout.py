@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from chalicelib import composition
 from chalicelib.adapters.clocks import ManualClock, SystemClock
 from chalicelib.defaults import (
+    HANDLER_ALARM_LATE_S,
     HANDLER_GIVE_UP_S,
     HANDLER_GIVE_UP_WRITE_S,
     HANDLER_REINTERRUPT_S,
@@ -154,6 +155,8 @@ def test_the_process_ends_before_the_attempts_lease_lapses():
     """The lease is the timeout plus LEASE_GRACE_S: giving up, with its last write, fits inside
     the grace with time to spare for the interrupt's own period."""
     assert HANDLER_GIVE_UP_S + HANDLER_GIVE_UP_WRITE_S + 2 * HANDLER_REINTERRUPT_S < LEASE_GRACE_S
+    # and when the handler stopped the alarm, the watchdog's, which begins that much later
+    assert HANDLER_ALARM_LATE_S + HANDLER_GIVE_UP_S + HANDLER_GIVE_UP_WRITE_S + 2 * HANDLER_REINTERRUPT_S < LEASE_GRACE_S
 
 
 def test_the_worker_functions_end_their_process(monkeypatch):
@@ -163,3 +166,66 @@ def test_the_worker_functions_end_their_process(monkeypatch):
         "settings": type("S", (), {"progress_min_interval_s": 2.0})(),
     })())
     assert runner._end_process is end_process
+
+
+def own_alarm_around(seconds: float, call) -> None:
+    """The usual recipe for a timeout around one call: SIGALRM taken for it, then cleared."""
+    import signal
+
+    def expired(signum, frame):
+        raise TimeoutError("the call took too long")
+
+    before = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(5)
+    try:
+        call()
+    finally:
+        signal.alarm(0)  # clears the process's one real-time timer: the worker's too
+        signal.signal(signal.SIGALRM, before)
+
+
+def test_a_handler_that_uses_sigalrm_itself_still_fails_at_its_timeout(store, queue, clock):
+    """A handler that times one call with SIGALRM clears the worker's timer: nothing interrupts it
+    then, but its attempt's time still ends. It goes on past its 1 s and returns a result: the
+    attempt fails `timeout`, and a progress report after the timeout is not written."""
+    types, refused = JobTypeRegistry(), []
+
+    @types.register("t.own_alarm", Empty, timeout_s=1, max_attempts=2)
+    def own_alarm(ctx, payload):
+        own_alarm_around(5, lambda: time.sleep(0.05))
+        time.sleep(1 + HANDLER_ALARM_LATE_S + 1)
+        try:
+            ctx.progress(90, force=True)
+        except JobTimeoutError as exc:
+            refused.append(exc)
+        return "finished late"
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    lifecycle.submit(tenant="acme", user="ann", type="t.own_alarm", payload={})
+    job = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(queue.drain()[0])
+    assert job.status == JobStatus.RETRYING and job.error.code == "timeout" and job.result is None, job
+    assert refused and job.progress.percent < 90
+
+
+def test_a_handler_that_stopped_the_alarm_and_goes_on_has_its_process_ended(store, queue, clock):
+    """The watchdog gives up on it as the alarm would: its attempt failed `timeout` and its
+    process ended before the attempt's lease lapses."""
+    types, ended = JobTypeRegistry(), []
+
+    @types.register("t.own_alarm_forever", Empty, timeout_s=1, max_attempts=2)
+    def own_alarm_forever(ctx, payload):
+        own_alarm_around(5, lambda: None)
+        stop = time.monotonic() + 30
+        while time.monotonic() < stop and not ended:  # the test's bound: on Lambda the process ends
+            time.sleep(0.05)
+        return "finished late"
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    submitted = lifecycle.submit(tenant="acme", user="ann", type="t.own_alarm_forever", payload={})
+    runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0,
+                       end_process=lambda: ended.append(True), give_up_after_s=0.5)
+    runner.run(queue.drain()[0])
+    assert ended == [True]
+    job = store.get(submitted.id, mark_gone=False)
+    assert job.status == JobStatus.RETRYING and job.error.code == "timeout", job.error
+    assert job.error.message.endswith("its worker process was ended")
