@@ -162,6 +162,9 @@ MAX_LABEL_CHARS = 256
 # a traceback's worth, and within the 2,048 characters an event carries, so the event has it
 # whole; the job's record keeps its room for the outcome.
 MAX_ERROR_MESSAGE_CHARS = 2_000
+# The worker's log line of a handler's failure carries the last this many characters of its
+# traceback (the frames nearest the raise and the exception): where it failed, not only what.
+MAX_TRACEBACK_LOG_CHARS = 16_000
 # A job lists at most this many children (`ctx.spawn`): the list lives in the job's own record
 # (36 characters and a byte of overhead per id), beside a payload and a result at the highest
 # inline limit (128 KiB each), progress details (32 KiB) and the outcome's texts, within

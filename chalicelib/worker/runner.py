@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
+import traceback
 from typing import Any, Callable, Optional
 
 from pydantic import BaseModel, ValidationError
@@ -16,6 +17,7 @@ from chalicelib.defaults import (
     MAX_ANSWER_BYTES,
     MAX_ERROR_MESSAGE_CHARS,
     MAX_JSON_DEPTH,
+    MAX_TRACEBACK_LOG_CHARS,
     PROGRESS_MIN_INTERVAL_S,
 )
 
@@ -205,7 +207,7 @@ class JobRunner:
             # (returned a result after catching the timeout, or raised something else).
             timeout = raised if isinstance(raised, JobTimeoutError) else JobTimeoutError(
                 f"{JobTimeoutError.exceeded(job.timeout_s)} (it went on past its timeout)")
-            return self._fail(reporter.job, _error_info(timeout), True, started, reporter.settle())
+            return self._fail(reporter.job, _error_info(timeout), True, started, reporter.settle(), raised=raised)
         # fail_job was called and its error swallowed, or the handler saw the cancel request and
         # returned (`if ctx.cancelled(): return`, a caught JobCancelledError): not a completion.
         if raised is not None or ctx.failure is not None or ctx.cancel_seen:
@@ -260,7 +262,7 @@ class JobRunner:
             return self._fail(reporter.job, error, False, started, reporter.settle())
         assert exc is not None
         return self._fail(reporter.job, _error_info(exc), not isinstance(exc, FatalJobError), started,
-                          reporter.settle())
+                          reporter.settle(), raised=exc)
 
     def _cancel(self, reporter: ProgressReporter, started: float) -> Job:
         final = self.lifecycle.mark_canceled(reporter.job, reporter.settle())
@@ -294,12 +296,15 @@ class JobRunner:
         self._end_process()
 
     def _fail(self, job: Job, error: JobErrorInfo, retryable: bool, started: Optional[float] = None,
-              last_progress: Optional[Progress] = None) -> Job:
+              last_progress: Optional[Progress] = None, raised: Optional[BaseException] = None) -> Job:
         """End the attempt with `error` and the report it had not written yet (`last_progress`,
-        the reporter's settled: one write, one event), observed; raises DeadLetterOwedError,
-        after observing the failure, when the job failed but its dead letter was not sent (the
-        delivery must fail so that its message comes back to park it)."""
-        extra: dict[str, Any] = {"error_code": error.code}
+        the reporter's settled: one write, one event), observed with the error and, for what the
+        handler `raised`, where (its traceback's end); raises DeadLetterOwedError, after observing
+        the failure, when the job failed but its dead letter was not sent (the delivery must fail
+        so that its message comes back to park it)."""
+        extra: dict[str, Any] = {"error_code": error.code, "error_message": error.message}
+        if raised is not None:
+            extra["traceback"] = _traceback_end(raised)
         try:
             final = self.lifecycle.fail_attempt(job, error, retryable=retryable, last_progress=last_progress)
         except DeadLetterOwedError as owed:
@@ -312,6 +317,11 @@ class JobRunner:
         if started is not None:
             extra = {**extra, "duration_s": self._clock.monotonic() - started}
         self._observe("retried" if final.status.value == "retrying" else final.status.value, final, extra)
+
+
+def _traceback_end(exc: BaseException) -> str:
+    """The last MAX_TRACEBACK_LOG_CHARS of `exc`'s traceback: the frames nearest the raise."""
+    return "".join(traceback.format_exception(exc))[-MAX_TRACEBACK_LOG_CHARS:]
 
 
 def _error_info(exc: BaseException) -> JobErrorInfo:

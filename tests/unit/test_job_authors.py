@@ -110,6 +110,12 @@ def make_types(seen):
     def long_code(ctx, payload):
         raise RetryableJobError("upstream busy", code="c" * 5_000)
 
+    @types.register("a.missing_column", Empty, max_attempts=3)
+    def missing_column(ctx, payload):
+        def read_row(row):
+            return row["missing_column"]
+        return read_row({})
+
     return types
 
 
@@ -257,3 +263,20 @@ lease ran out and the handler run again)."""
 def test_a_handler_error_code_is_kept_as_a_label_not_a_paragraph(env, queue):
     after = run(env, queue, "a.long_code")
     assert after.status == JobStatus.RETRYING and after.error.code == "c" * MAX_LABEL_CHARS
+
+
+@pytest.mark.parametrize("type_", ["a.missing_column", "a.unprintable"])
+def test_a_handlers_failure_is_logged_with_its_message_and_where_it_was_raised(store, queue, clock, seen, type_):
+    """The job's error says what failed; the worker's log line of the failure says where too:
+    the end of the handler's traceback, with the function and line that raised."""
+    types, observed = make_types(seen), []
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0,
+                       observe=lambda event, job, extra: observed.append((event, extra)))
+    lifecycle.submit(tenant="acme", user="ann", type=type_, payload={})
+    after = runner.run(queue.drain()[0])
+    (extra,) = [extra for event, extra in observed if event == "retried"]
+    assert extra["error_code"] == "handler_error" and extra["error_message"] == after.error.message
+    raised_in = "read_row" if type_ == "a.missing_column" else "unprintable"
+    assert f", in {raised_in}\n" in extra["traceback"], extra["traceback"]
+    assert after.error.message.split(":")[0] in extra["traceback"].rstrip().splitlines()[-1]  # the exception
