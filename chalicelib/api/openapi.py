@@ -33,7 +33,28 @@ def _json(schema: dict[str, Any], description: str = "") -> dict[str, Any]:
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(s): _json(_ref("Error"), "refused; `error.code` says why") for s in statuses}
+    errors = {str(s): _json(_ref("Error"), "refused; `error.code` says why") for s in statuses}
+    if "429" in errors:  # a tenant's quota says when to submit again (API Gateway's own 429 need not)
+        errors["429"] = {**errors["429"], "headers": {"Retry-After": {
+            "schema": {"type": "integer", "minimum": 0}, "description": "seconds before a submit may be admitted"}}}
+    return errors
+
+
+# What any route answers when the API itself fails (`internal_error`) or is deployed with a setting
+# it cannot use (`misconfigured`, its log names the setting); the rq-compatible routes in
+# rq-engine's own shape.
+_INTERNAL = _json(_ref("Error"), "`internal_error` or `misconfigured`: the API's log says why")
+_RQ_INTERNAL = _json({"type": "object", "required": ["Success", "Error", "StackTrace"], "properties": {
+    "Success": {"const": False}, "Error": {"type": "string"},
+    "StackTrace": {"type": "array", "items": {"type": "string"}}}}, "rq-engine's shape of a failure")
+
+
+def _with_internal(paths: dict[str, Any]) -> dict[str, Any]:
+    """`paths`, each operation declaring the 500 it answers when the API itself fails."""
+    return {template: {method: {**op, "responses": {**op["responses"], "500": _RQ_INTERNAL
+                                                    if template.startswith("/api/job") else _INTERNAL}}
+                       for method, op in item.items()}
+            for template, item in paths.items()}
 
 
 def _conditional(operation: dict[str, Any]) -> dict[str, Any]:
@@ -164,7 +185,7 @@ def _paths() -> dict[str, Any]:
             "get": _conditional({"parameters": job_id, "responses": {"200": _json(_ref("Job")),
                                                                      **_errors(401, 404, 503)}}),
             "delete": {"parameters": job_id, "responses": {"202": _json(_ref("Job")),
-                                                           **_errors(401, 404, 409, 503)}},
+                                                           **_errors(400, 401, 404, 409, 503)}},
         },
         "/jobs/{job_id}/rerun": {"post": {
             "summary": "run a finished job again as a new job (`rerun_of` names it)",
@@ -298,7 +319,7 @@ def openapi_document() -> dict[str, Any]:
         "components": {"schemas": _schemas(),
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
         "security": [{"bearer": []}],
-        "paths": _paths(),
+        "paths": _with_internal(_paths()),
     }
 
 

@@ -120,3 +120,21 @@ def test_the_rq_routes_answer_misconfigured_in_rq_engines_shape(misconfigured, c
     assert "90" not in json.dumps(answer.json_body)
     (line,) = logged
     assert "JOBPIPE_RETENTION_DAYS" in line["message"]
+
+
+def test_every_route_declares_the_500_a_misconfigured_api_answers_in_its_shape(misconfigured, client):
+    """A client generated from GET /openapi.json meets a misconfigured API's 500 as declared: the
+    native routes' `Error`, the rq-compatible routes' rq-engine shape."""
+    from chalicelib.api.openapi import openapi_document
+
+    names = {"job_id": "j-1", "scope": "s", "namespace": "n", "name": "out.txt", "task_id": "t-1", "queue": "normal"}
+    answered_500 = 0
+    for template, operations in openapi_document()["paths"].items():
+        for method, declared in operations.items():
+            answer = client.http.request(method.upper(), template.format(**names), headers=auth(), body=b"")
+            assert str(answer.status_code) in declared["responses"], (method, template, answer.status_code)
+            if answer.status_code == 500:
+                answered_500 += 1
+                required = declared["responses"]["500"]["content"]["application/json"]["schema"].get("required", ["error"])
+                assert set(required) <= set(answer.json_body), (template, answer.json_body)
+    assert answered_500 > 20

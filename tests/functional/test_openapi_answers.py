@@ -191,3 +191,20 @@ def test_a_job_whose_objects_are_gone_answers_each_route_a_declared_status(clien
     assert set(schema["required"]) <= set(job) <= set(schema["properties"])
     assert (job["payload"], job["result"], job["gone"]) == (None, None, ["payload", "result"])
     assert set(job["gone"]) <= set(schema["properties"]["gone"]["items"]["enum"])
+
+
+@pytest.mark.parametrize("extra", ["query", "body"])
+def test_what_a_route_answers_a_parameter_or_body_it_does_not_take_is_declared(client, aws, document, extra):
+    """docs/api.md: a route refuses a query parameter it does not take (GETs ignore them: a
+    poller's cache-buster) and a body where it takes none. Every operation, called so by an
+    operator (who may call them all), answers a status its operation declares."""
+    job_id = submit_job(client, STEPS)["id"]
+    names = {"job_id": job_id, "scope": "s", "namespace": "n", "name": "out.txt", "task_id": "t-1",
+             "queue": "normal"}
+    headers = {"Authorization": f"Bearer {token(roles=['operator'])}", "Content-Type": "application/json"}
+    for template, operations in document["paths"].items():
+        path = template.format(**names)
+        for method, declared in operations.items():
+            answer = client.http.request(method.upper(), path + ("?zz=1" if extra == "query" else ""),
+                                         headers=headers, body=json.dumps({"zz": 1}) if extra == "body" else b"")
+            assert str(answer.status_code) in declared["responses"], (method, template, answer.status_code, answer.body)
