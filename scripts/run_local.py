@@ -136,6 +136,7 @@ def main() -> None:
         session = boto3.session.Session()
         secret = parameters.setdefault("AuthSecret", auth_secret())
         parameters.setdefault("DemoJobTypes", "true")  # the demo types, for trying things out
+        parameters.setdefault("LetterArrivalAlarms", "false")  # ministack provisions no metric-math alarm
         parameters.setdefault("FunctionConcurrencyCeiling", str(LOCAL_FUNCTION_CONCURRENCY))
         parameters.setdefault("ApiConcurrencyCeiling",
                               str(local_api_ceiling(int(parameters["FunctionConcurrencyCeiling"]))))

@@ -106,7 +106,8 @@ class FakeCloudFormation:
         return {"Stacks": [{"StackName": StackName, "StackStatus": self.stack["status"],
                             "Parameters": [{"ParameterKey": k, "ParameterValue": "****" if k == "AuthSecret" else v}
                                            for k, v in self.stack["parameters"].items()],
-                            "Outputs": [{"OutputKey": "RestAPIId", "OutputValue": "abc123"}]}]}
+                            "Outputs": [{"OutputKey": "RestAPIId", "OutputValue": "abc123"},
+                                        {"OutputKey": "EndpointURL", "OutputValue": "https://abc123.example/api/"}]}]}
 
     def describe_stack_events(self, StackName):
         return {"StackEvents": list(self.events)}
@@ -237,7 +238,19 @@ def test_an_update_keeps_the_values_of_the_parameters_it_is_not_given(build, ses
     deploy(build, "jobpipe", {"RetentionDays": "14"}, session)
     assert session.cfn.stack["status"] == "UPDATE_COMPLETE"
     assert session.cfn.stack["parameters"] == {"AuthSecret": SECRET, "ErpWebhookUrl": "https://erp.example/hook",
-                                               "RetentionDays": "14"}
+                                               "RetentionDays": "14", "LetterArrivalAlarms": "false"}
+
+
+@pytest.mark.parametrize("endpoint, given, deployed", [
+    ("http://127.0.0.1:4566", {}, "false"),  # an emulator: no metric-math alarm
+    ("http://127.0.0.1:4566", {"LetterArrivalAlarms": "true"}, "true"),  # one that has them, said so
+    ("https://s3.us-east-1.amazonaws.com", {}, None),  # AWS: the template's default, true
+])
+def test_an_emulator_is_deployed_the_plain_dead_letter_alarms_unless_told(build, session, monkeypatch,
+                                                                          endpoint, given, deployed):
+    monkeypatch.setattr(FakeS3, "meta", type("Meta", (), {"endpoint_url": endpoint})())
+    deploy(build, "jobpipe", {"AuthSecret": SECRET, **given}, session)
+    assert session.cfn.stack["parameters"].get("LetterArrivalAlarms") == deployed
 
 
 def test_a_new_stack_without_a_parameter_that_has_no_default_is_refused_before_anything_is_made(build, session):

@@ -121,6 +121,44 @@ def test_each_function_logs_to_its_own_group_which_the_stack_keeps_for_a_bounded
                    for f, g in groups.items() if g in targets), f"{role} may write another role's function's logs"
 
 
+def chosen(value, arrivals: bool):
+    """`value` as the stack resolves it, with LetterArrivalAlarms true or false."""
+    if isinstance(value, dict) and list(value) == ["Fn::If"] and value["Fn::If"][0] == "LetterArrivalAlarms":
+        value = value["Fn::If"][1 if arrivals else 2]
+    return None if value == {"Ref": "AWS::NoValue"} else value
+
+
+def alarm_dimensions(alarm: dict, arrivals: bool = True) -> list[dict]:
+    """The dimensions an alarm watches: its metric's, or those of the metrics its math reads."""
+    metrics = chosen(alarm.get("Metrics"), arrivals) or []
+    return (chosen(alarm.get("Dimensions"), arrivals) or []) + [
+        dimension for query in metrics if "MetricStat" in query
+        for dimension in query["MetricStat"]["Metric"].get("Dimensions", [])]
+
+
+@pytest.mark.parametrize("arrivals", [True, False])
+def test_the_jobs_dead_letter_alarms_notify_of_new_letters_not_of_letters_kept(template, arrivals):
+    """A job that fails for good parks its letter on its priority's DLQ by design, where it stays
+    until purged: an alarm on the letters waiting would stay in ALARM after the first failure and
+    notify of no later one. The jobs DLQs' alarms watch the letters that arrived in a period; with
+    LetterArrivalAlarms=false (an emulator without metric-math alarms) the letters waiting."""
+    resources = template["Resources"]
+    for queue in ("JobsDeadLetterQueueHigh", "JobsDeadLetterQueue", "JobsDeadLetterQueueLow"):
+        (alarm,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"
+                    and {"Fn::GetAtt": [queue, "QueueName"]} in [d["Value"] for d in alarm_dimensions(r["Properties"], arrivals)]]
+        assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+        if not arrivals:
+            assert chosen(alarm["MetricName"], arrivals) == "ApproximateNumberOfMessagesVisible"
+            assert chosen(alarm.get("Metrics"), arrivals) is None
+            continue
+        metrics = chosen(alarm["Metrics"], arrivals)
+        (watched,) = [query for query in metrics if query["ReturnData"]]
+        (read,) = [query for query in metrics if "MetricStat" in query]
+        assert watched["Expression"] == f"DIFF(FILL({read['Id']}, 0))", watched
+        assert read["MetricStat"]["Metric"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        assert all(chosen(alarm.get(key), arrivals) is None for key in ("MetricName", "Namespace", "Dimensions", "Period"))
+
+
 def test_every_queue_function_reads_a_queue_of_the_stack_that_dead_letters_under_an_alarm(template):
     """A function on `@on_sqs_message` alone reads the placeholder queue its name gives (no queue
     the stack makes) and, without ReportBatchItemFailures, a batch answered with failures is
@@ -131,7 +169,7 @@ def test_every_queue_function_reads_a_queue_of_the_stack_that_dead_letters_under
     resources = template["Resources"]
     alarmed = {dimension["Value"]["Fn::GetAtt"][0] for alarm in resources.values()
                if alarm["Type"] == "AWS::CloudWatch::Alarm"
-               for dimension in alarm["Properties"].get("Dimensions", []) if dimension["Name"] == "QueueName"}
+               for dimension in alarm_dimensions(alarm["Properties"]) if dimension["Name"] == "QueueName"}
     for function in functions(template):
         for event in resources[function]["Properties"].get("Events", {}).values():
             if event["Type"] != "SQS":
