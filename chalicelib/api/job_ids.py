@@ -81,9 +81,11 @@ def extract_job_ids(
         raise
     try:
         if isinstance(payload, Mapping):
-            for key in _ID_KEYS:
-                if key in payload:
-                    return normalize_job_ids(payload[key])
+            named = [normalize_job_ids(payload[key]) for key in _ID_KEYS if key in payload]
+            if named:
+                # The first key that names any, as rq-engine reads `job_ids or jobs or ids`: an empty
+                # or null `job_ids` beside `ids` is not the request's answer. Every key empty: none.
+                return next((ids for ids in named if ids), [])
             ids = normalize_job_ids(list(payload.values()))
         else:
             ids = normalize_job_ids(payload)

@@ -114,6 +114,13 @@ def test_ids_key_present_but_empty_does_not_fall_through_to_other_values():
     assert extract_job_ids(json.dumps({"job_ids": [], "other": "x"})) == []
 
 
+def test_an_empty_or_null_ids_key_gives_way_to_the_next_that_names_ids():
+    """rq-engine reads `job_ids or jobs or ids`: an empty one is passed over."""
+    assert extract_job_ids(json.dumps({"job_ids": None, "ids": ["b"]})) == ["b"]
+    assert extract_job_ids(json.dumps({"job_ids": [], "jobs": ["a"]})) == ["a"]
+    assert extract_job_ids(json.dumps({"job_ids": "", "jobs": [], "ids": None, "other": "x"})) == []
+
+
 @pytest.mark.parametrize(
     "job_id, plausible",
     [
