@@ -27,24 +27,29 @@ def python_block(page: str, holding: str) -> str:
     return block
 
 
-def registering_block(page: str) -> str:
-    """The page's one Python block that registers a job type."""
-    return python_block(page, "@registry.register(")
+def registering_block(page: str, type_: str = "") -> str:
+    """The page's one Python block that registers a job type (`type_`, when the page has more)."""
+    return python_block(page, f'@registry.register("{type_}' if type_ else "@registry.register(")
 
 
-def registered_from(page: str, monkeypatch) -> JobTypeRegistry:
+def registered_from(page: str, monkeypatch, type_: str = "") -> JobTypeRegistry:
     types = JobTypeRegistry()
     monkeypatch.setattr(catalog, "registry", types)
-    exec(compile(registering_block(page), page, "exec"), {"__name__": f"docs_example_{Path(page).stem}"})
+    # dont_inherit: run as a module of its own would, without this file's `from __future__` imports
+    exec(compile(registering_block(page, type_), page, "exec", dont_inherit=True),
+         {"__name__": f"docs_example_{Path(page).stem}"})
     return types
 
 
 @pytest.mark.parametrize("page, type_, payload, result", [
     ("docs/jobs.md", "reports.build", {"month": "2027-01"}, {"rows": 42}),
     ("docs/migrating.md", "cad.process_model", {"model_id": "m-1"}, {"model": "output.stl", "size": 1024}),
+    ("docs/migrating.md", "tech_rfp_analysis",
+     {"package_id": "proj-12345", "user_name": "John Doe", "metadata": {"country_code": "USA"}},
+     {"package_id": "proj-12345", "score": 0.87}),
 ])
 def test_a_documented_job_type_registers_and_completes(page, type_, payload, result, store, queue, clock, monkeypatch):
-    types = registered_from(page, monkeypatch)
+    types = registered_from(page, monkeypatch, type_)
     assert types.names() == [type_]
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
     lifecycle.submit(tenant="acme", user="ann", type=type_, payload=payload)
