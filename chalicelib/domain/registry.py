@@ -116,6 +116,13 @@ class JobTypeRegistry:
                     "functions: register a function that runs it, "
                     "`lambda ctx, payload: asyncio.run(handler(ctx, payload))`"
                 )
+            if inspect.isgeneratorfunction(handler):
+                # Called, it would return a generator whose body never runs, taken for the job's result.
+                raise TypeError(
+                    f"the handler of {name!r} is a generator function (it yields); the worker calls it "
+                    "and takes what it returns as the job's result, so its body would never run: "
+                    "return the result instead (the items in a list)"
+                )
             if name in self._types:
                 raise ValueError(f"job type {name!r} is already registered")
             self._types[name] = JobType(

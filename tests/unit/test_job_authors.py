@@ -280,3 +280,19 @@ def test_a_handlers_failure_is_logged_with_its_message_and_where_it_was_raised(s
     raised_in = "read_row" if type_ == "a.missing_column" else "unprintable"
     assert f", in {raised_in}\n" in extra["traceback"], extra["traceback"]
     assert after.error.message.split(":")[0] in extra["traceback"].rstrip().splitlines()[-1]  # the exception
+
+
+def test_register_refuses_a_generator_function_as_a_handler():
+    """A handler that yields would return a generator whose body never runs (its progress never
+reported, its job failed `result_not_serializable`): `register` refuses it at import, as it
+does an `async def` one, saying why."""
+    types = JobTypeRegistry()
+
+    def yields_rows(ctx, payload):
+        ctx.progress(50)
+        yield 1
+
+    with pytest.raises(TypeError, match="generator") as refused:
+        types.register("a.yields", Empty)(yields_rows)
+    assert "never run" in str(refused.value)
+    assert types.names() == []
