@@ -234,6 +234,28 @@ def nested_deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
+def non_text_key(value: Any) -> Optional[str]:
+    """The repr of the first key of an object in JSON data `value` (nested ones too) that is not
+    text (a repr, so that a None key is told from none), else None: json.dumps writes {1: ...}
+    as {"1": ...}, so such data would not read back as given.
+    Each container is walked once, so a value that contains itself ends too."""
+    stack, walked = [value], set()
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (dict, list, tuple)):
+            if id(item) in walked:
+                continue
+            walked.add(id(item))
+        if isinstance(item, dict):
+            for key, inner in item.items():
+                if not isinstance(key, str):
+                    return repr(key)
+                stack.append(inner)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return None
+
+
 def too_deep_message(what: str, limit: int = MAX_JSON_DEPTH) -> str:
     """The refusal of JSON data whose arrays and objects nest more than `limit` levels
     (MAX_JSON_DEPTH unless the data sits inside an envelope that takes levels of it), naming

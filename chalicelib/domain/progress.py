@@ -14,7 +14,7 @@ from chalicelib.defaults import (
     PROGRESS_SIGNIFICANT_JUMP,
 )
 from chalicelib.domain.errors import ProgressRejectedError
-from chalicelib.domain.job import nested_deeper_than, too_deep_message
+from chalicelib.domain.job import nested_deeper_than, non_text_key, too_deep_message
 from chalicelib.domain.numbers import shown_number
 from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate, is_unicode
 
@@ -55,24 +55,9 @@ def check_report(step: Optional[str], message: Optional[str], details: Optional[
                                     f"at most {shown_number(MAX_PROGRESS_DETAILS_BYTES)}")
     if holds_lone_surrogate(details):
         raise ProgressRejectedError(f"progress details {NOT_UNICODE}")
-    key = _non_text_key(details)
+    key = non_text_key(details)
     if key is not None:  # json.dumps writes {1: ...} as {"1": ...}: it would not read back as given
-        raise ProgressRejectedError(f"progress details must be a JSON object: its keys are text, not {key!r}")
-
-
-def _non_text_key(value: Any) -> Any:
-    """The first key of an object in `value` (nested ones too) that is not text, else None."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            for key, inner in item.items():
-                if not isinstance(key, str):
-                    return key
-                stack.append(inner)
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
-    return None
+        raise ProgressRejectedError(f"progress details must be a JSON object: its keys are text, not {key:.100}")
 
 
 def check_not_decreasing(current: float, requested: float) -> None:

@@ -32,7 +32,7 @@ from chalicelib.domain.errors import (
     StaleJobError,
     describe,
 )
-from chalicelib.domain.job import Job, JobErrorInfo, Progress, answer_bytes, nested_deeper_than, too_deep_message
+from chalicelib.domain.job import Job, JobErrorInfo, Progress, answer_bytes, nested_deeper_than, non_text_key, too_deep_message
 from chalicelib.domain.numbers import shown_number
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate
@@ -63,7 +63,8 @@ def result_json(result: Any) -> Any:
     or one inside its lists and dicts, as a handler returns its rows) as its
     `model_dump(mode="json")`, as payloads are; anything else as it is. Raises TypeError for a
     value outside a model that JSON has no type for (a datetime, a set: not converted unseen),
-    ValueError for NaN or Infinity (stored, they would read back as null)."""
+    ValueError for NaN or Infinity (stored, they would read back as null) and for a dict key
+    outside a model that is not text (stored as text, {1: "a", "1": "b"} would lose an entry)."""
     dumped = False
 
     def model_json(value: Any) -> Any:
@@ -73,6 +74,10 @@ def result_json(result: Any) -> Any:
         dumped = True
         return value.model_dump(mode="json")
 
+    key = non_text_key(result)
+    if key is not None:  # json.dumps would write it as text, or refuse it saying less
+        raise ValueError(f"the result must be JSON: the keys of its objects are text, not {key:.100} "
+                         "(JSON would store it as text, so the result would not read back as returned)")
     text = json.dumps(result, allow_nan=False, default=model_json)
     # Models replaced by their JSON, read back as the store will (tuples as lists, keys as text).
     return json.loads(text) if dumped else result

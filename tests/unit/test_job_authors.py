@@ -82,11 +82,15 @@ def make_types(seen):
     @types.register("a.details_int_keys", Empty, max_attempts=1)
     def details_int_keys(ctx, payload):
         try:
-            ctx.progress(10, details={1: "first row"}, force=True)
+            ctx.progress(10, details=seen.pop() if seen else {1: "first row"}, force=True)
         except ProgressRejectedError as exc:
             seen.append(exc)
             return "refused as documented"
         return "accepted"
+
+    @types.register("a.returns", Empty, max_attempts=1)
+    def returns(ctx, payload):
+        return seen[0]
 
     @types.register("a.fail_long_message", Empty)
     def fail_long_message(ctx, payload):
@@ -217,9 +221,12 @@ def test_ctx_artifact_after_the_job_ended_is_refused(env, queue, artifacts, seen
     assert artifacts.list(done.id).artifacts == []
 
 
-def test_progress_details_with_non_text_keys_are_refused_as_progress_rejected(env, queue, seen):
+@pytest.mark.parametrize("details", [{1: "first row"}, {"by_day": {None: 0}}], ids=["int_key", "nested_none_key"])
+def test_progress_details_with_non_text_keys_are_refused_as_progress_rejected(env, queue, seen, details):
     """docs/jobs.md: details are "a JSON object ... Anything else ... raises ProgressRejectedError
-at the call": {1: ...} is refused there, and the handler can catch it."""
+at the call": {1: ...} is refused there, and the handler can catch it; a None key too (JSON
+would write it as "null")."""
+    seen.append(details)
     after = run(env, queue, "a.details_int_keys")
     assert after.status == JobStatus.COMPLETED and after.result == "refused as documented", after.error
     assert isinstance(seen[0], ProgressRejectedError)
@@ -296,3 +303,17 @@ does an `async def` one, saying why."""
         types.register("a.yields", Empty)(yields_rows)
     assert "never run" in str(refused.value)
     assert types.names() == []
+
+
+@pytest.mark.parametrize("result", [{1: "int key", "1": "str key"}, {"rows": [{"ok": True}, {(2, 3): "cell"}]},
+                                    {"by_day": {None: 0}}],
+                         ids=["clashing_keys", "nested_tuple_key", "nested_none_key"])
+def test_a_result_with_keys_that_are_not_text_fails_its_job_result_not_serializable(env, queue, seen, result):
+    """JSON keys are text: stored, `{1: "int key", "1": "str key"}` would read back with one entry
+lost, so instead of completing with it the job fails `result_not_serializable` (not retried),
+its message naming the key, as progress details with such keys are refused."""
+    seen.append(result)
+    after = run(env, queue, "a.returns")
+    assert after.status == JobStatus.FAILED and after.error.code == "result_not_serializable", \
+        (after.status, after.result)
+    assert "keys" in after.error.message and "text" in after.error.message
