@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
-from chalicelib.defaults import CANCEL_POLL_INTERVAL_S
+from chalicelib.defaults import CANCEL_POLL_INTERVAL_S, MAX_JSON_DEPTH
 from chalicelib.domain.errors import (
     AttemptEndedError,
     FatalJobError,
@@ -17,7 +17,7 @@ from chalicelib.domain.errors import (
     StoreUnavailableError,
     error_code,
 )
-from chalicelib.domain.job import Job, JobErrorInfo
+from chalicelib.domain.job import Job, JobErrorInfo, nested_deeper_than, non_text_key, too_deep_message
 from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate
 from chalicelib.ports import ArtifactInfo, Clock
 from chalicelib.worker.progress import ProgressReporter
@@ -40,6 +40,23 @@ class Failure:
 
     code: str
     message: str
+
+
+def _artifact_json(name: str, data: Union[dict, list]) -> bytes:
+    """`data` as its JSON artifact's bytes; InvalidArtifactError when it is not JSON data that
+    reads back as given (checked at the call, as a result and progress details are, instead of
+    an invalid artifact stored or a raw TypeError failing the attempt `handler_error`)."""
+    key = non_text_key(data)
+    if key is not None:  # json.dumps would write {1: ...} as {"1": ...}
+        raise InvalidArtifactError(f"artifact {name!r:.140} must be JSON: the keys of its objects are text, "
+                                   f"not {key:.100}")
+    try:
+        return json.dumps(data, allow_nan=False, separators=(",", ":")).encode()
+    except TypeError as exc:  # a datetime, a set: not converted unseen
+        raise InvalidArtifactError(f"artifact {name!r:.140} must be JSON: {exc}") from None
+    except ValueError:  # written as NaN or Infinity, which no strict JSON reader takes
+        raise InvalidArtifactError(f"artifact {name!r:.140} must be JSON: it holds NaN or Infinity, "
+                                   "which JSON has no form for") from None
 
 
 class JobContext:
@@ -189,10 +206,14 @@ class JobContext:
     ) -> ArtifactInfo:
         """Store an output of this job under `name` (replacing one of the same name): bytes
         as given, str as UTF-8 text, dict/list as JSON. Small text stays in the job's record,
-        the rest goes to S3. Raises InvalidArtifactError."""
+        the rest goes to S3. Raises InvalidArtifactError, for dict/list data too that is not
+        JSON as a result must be (NaN, Infinity, a key that is not text, a datetime, more than
+        MAX_JSON_DEPTH levels)."""
         self._check_writable()
         if self._store_artifact is None:
             raise InvalidArtifactError("this worker has no artifact store configured")
+        if isinstance(data, (dict, list)) and nested_deeper_than(data, MAX_JSON_DEPTH):  # before any walk: a cycle ends here
+            raise InvalidArtifactError(f"artifact {name!r:.140}: {too_deep_message('data')}")
         if isinstance(data, (str, dict, list)) and holds_lone_surrogate(data):  # no UTF-8 text, no JSON reader takes it
             raise InvalidArtifactError(f"artifact {name!r:.140} {NOT_UNICODE}")
         if isinstance(data, (bytes, bytearray)):
@@ -200,7 +221,7 @@ class JobContext:
         elif isinstance(data, str):
             raw, default_type = data.encode(), "text/plain; charset=utf-8"
         elif isinstance(data, (dict, list)):
-            raw, default_type = json.dumps(data, separators=(",", ":")).encode(), "application/json"
+            raw, default_type = _artifact_json(name, data), "application/json"
         else:
             raise InvalidArtifactError(f"artifact data must be bytes, str, dict or list, not {type(data).__name__}")
         return self._store_artifact(self.job_id, name, raw, content_type or default_type)

@@ -4,6 +4,7 @@ mistake ends its attempt with a clear code (never escapes the runner, never leav
 checked at the call, and payload models round-trip, hold no secret and are pydantic models."""
 import asyncio
 import time
+from datetime import datetime, timezone
 
 import pytest
 from pydantic import BaseModel, Field, SecretStr
@@ -101,6 +102,15 @@ def make_types(seen):
     def artifact_type(ctx, payload):
         try:
             ctx.artifact("report.txt", "hello", content_type=seen[0])
+        except InvalidArtifactError as exc:
+            seen.append(exc)
+            return "refused"
+        return "stored"
+
+    @types.register("a.artifact_data", Empty, max_attempts=1)
+    def artifact_data(ctx, payload):
+        try:
+            ctx.artifact("report.json", seen[0])
         except InvalidArtifactError as exc:
             seen.append(exc)
             return "refused"
@@ -317,3 +327,28 @@ its message naming the key, as progress details with such keys are refused."""
     assert after.status == JobStatus.FAILED and after.error.code == "result_not_serializable", \
         (after.status, after.result)
     assert "keys" in after.error.message and "text" in after.error.message
+
+
+def nested(levels):
+    data = []
+    for _ in range(levels - 1):
+        data = [data]
+    return data
+
+
+@pytest.mark.parametrize("data, says", [
+    ({"ratio": float("nan")}, "NaN"), ([1, float("inf")], "Infinity"), ({"rows": [{"x": -float("inf")}]}, "NaN"),
+    ({"at": datetime(2027, 1, 1, tzinfo=timezone.utc)}, "datetime"), (nested(5_000), "levels"),
+    ({1: "int key", "1": "str key"}, "keys"), ([{"cells": {(0, 1): "a"}}], "keys"),
+], ids=["nan", "infinity", "nested_minus_infinity", "datetime", "deep", "int_key", "nested_tuple_key"])
+def test_an_artifact_whose_data_is_not_json_is_refused_at_the_call(env, queue, seen, artifacts, data, says):
+    """A dict/list artifact is stored as JSON: one holding NaN or Infinity (no JSON reader takes
+it), a datetime, a key that is not text or nesting past 100 levels raises InvalidArtifactError
+at the call saying why, which the handler can catch, instead of an invalid artifact stored or a
+raw TypeError or RecursionError failing the attempt `handler_error` to be retried."""
+    seen.append(data)
+    after = run(env, queue, "a.artifact_data")
+    assert after.status == JobStatus.COMPLETED and after.result == "refused", (after.result, after.error)
+    assert isinstance(seen[1], InvalidArtifactError) and says in str(seen[1])
+    assert artifacts.list(after.id).artifacts == []
+
