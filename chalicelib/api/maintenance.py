@@ -28,6 +28,7 @@ from chalicelib.defaults import (
 from chalicelib.domain.errors import InvalidRequestError, JobNotFinishedError, JobNotFoundError, TaskNotFoundError
 from chalicelib.domain.job import Job, is_plausible_job_id, new_job_id
 from chalicelib.domain.numbers import WholeNumber
+from chalicelib.domain.registry import MAINTENANCE_PREFIX
 from chalicelib.maintenance import SYSTEM_TENANT, TASKS, TaskControl
 from chalicelib.observability import count
 from chalicelib.ports import JobQuery
@@ -35,7 +36,7 @@ from chalicelib.ports import JobQuery
 maintenance_api = Blueprint(__name__)
 
 PREFIX = "/api/system/maintenance"
-TYPE_PREFIX = "maintenance."
+TYPE_PREFIX = MAINTENANCE_PREFIX
 
 
 route = router(maintenance_api, role=OPERATOR)

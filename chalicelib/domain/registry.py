@@ -17,6 +17,9 @@ from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate
 Handler = Callable[[Any, Any], Any]  # (ctx, payload model) -> JSON-serialisable result
 # Type names become parts of storage keys and metric dimensions: dotted lower-case words.
 TYPE_NAME = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)*")
+# The built-in maintenance task types (job_types/maintenance.py), which every deployment adds
+# beside the product's types, are named under this prefix: another type there would clash.
+MAINTENANCE_PREFIX = "maintenance."
 # A payload is stored on the job and shown by GET /jobs/{id}: a secret has no place in it (and
 # stored as pydantic dumps it, '**********', its handler would get the mask).
 SECRET_TYPES = tuple(t for t in (pydantic.SecretStr, pydantic.SecretBytes, getattr(pydantic, "Secret", None)) if t)
@@ -78,9 +81,16 @@ class JobTypeRegistry:
         description: str = "",
         internal: bool = False,
     ) -> Callable[[Handler], Handler]:
-        """Decorator: `@registry.register("demo.steps", StepsPayload, max_attempts=3)`."""
+        """Decorator: `@registry.register("demo.steps", StepsPayload, max_attempts=3)`. Raises
+        ValueError or TypeError for a type that breaks a rule (docs/jobs.md), among them a name
+        under MAINTENANCE_PREFIX unless `internal` (the built-in maintenance types are)."""
         if len(name) > MAX_JOB_TYPE_CHARS or not TYPE_NAME.fullmatch(name):
             raise ValueError(f"job type names are dotted lower-case words (a-z, 0-9, _), not {name!r}")
+        if name.startswith(MAINTENANCE_PREFIX) and not internal:
+            raise ValueError(
+                f"job type names starting {MAINTENANCE_PREFIX!r} are reserved for the built-in maintenance "
+                f"task types, which every deployment registers beside its own: name {name!r} under another prefix"
+            )
         if priority not in ("high", "normal", "low"):
             raise ValueError(f"priority must be high, normal or low, not {priority!r}")
         for field, value in (("max_attempts", max_attempts), ("timeout_s", timeout_s)):

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel
 
-from chalicelib.domain.registry import JobTypeRegistry
+from chalicelib.domain.registry import MAINTENANCE_PREFIX, JobTypeRegistry
 from chalicelib.maintenance import TASKS, MaintenanceTasks, TaskControl
 
 
@@ -32,7 +32,7 @@ def with_maintenance(registry: JobTypeRegistry, tasks: Callable[[], MaintenanceT
             return tasks().run(task, payload.model_dump(), _control(ctx))
 
         types.register(
-            f"maintenance.{task}", model, max_attempts=max_attempts, timeout_s=timeout_s,
+            f"{MAINTENANCE_PREFIX}{task}", model, max_attempts=max_attempts, timeout_s=timeout_s,
             priority=priority, description=f"Maintenance task {task}.", internal=True,
         )(handler)
     return types

@@ -352,3 +352,15 @@ raw TypeError or RecursionError failing the attempt `handler_error` to be retrie
     assert isinstance(seen[1], InvalidArtifactError) and says in str(seen[1])
     assert artifacts.list(after.id).artifacts == []
 
+
+
+@pytest.mark.parametrize("name", ["maintenance.cleanup_runs", "maintenance.nightly_export"])
+def test_register_refuses_a_product_type_named_under_the_reserved_maintenance_prefix(name):
+    """Every deployment adds the built-in `maintenance.*` task types beside the product's, so a
+product type named there would clash with them: `register` refuses it at import, naming the
+reserved prefix, instead of every function failing at its first use."""
+    types = JobTypeRegistry()
+    with pytest.raises(ValueError, match="reserved") as refused:
+        types.register(name, Empty)(lambda ctx, payload: None)
+    assert "'maintenance.'" in str(refused.value)
+    assert types.names() == []
