@@ -22,10 +22,19 @@ MILESTONES = (0.0, 25.0, 50.0, 75.0, 100.0)
 
 
 def clamp_percent(value: Any) -> float:
-    """A number clamped to [0, 100] and rounded to 2 places; ProgressRejectedError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ProgressRejectedError(f"progress percent must be a number, not {value!r}")
-    return round(min(100.0, max(0.0, float(value))), 2)
+    """A finite number clamped to [0, 100] and rounded to 2 places; ProgressRejectedError
+    otherwise (NaN, ±Infinity: a result of dividing by zero is no percent reached; a whole
+    number too large for a float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ProgressRejectedError(f"progress percent must be a number, not {value!r:.100}")
+    try:
+        number = float(value)
+    except OverflowError:  # repr of an int of thousands of digits would raise in turn
+        raise ProgressRejectedError("progress percent must be a finite number, not a whole number "
+                                    f"of {value.bit_length():,} bits, too large for a float") from None
+    if not math.isfinite(number):
+        raise ProgressRejectedError(f"progress percent must be a finite number, not {value!r}")
+    return round(min(100.0, max(0.0, number)), 2)
 
 
 def check_report(step: Optional[str], message: Optional[str], details: Optional[dict[str, Any]]) -> None:

@@ -93,6 +93,20 @@ def make_types(seen):
     def returns(ctx, payload):
         return seen[0]
 
+    @types.register("a.reports_percent", Empty, max_attempts=1)
+    def reports_percent(ctx, payload):
+        try:
+            ctx.progress(seen[0], force=True)
+        except ProgressRejectedError as exc:
+            seen.append(exc)
+            return "refused"
+        return "accepted"
+
+    @types.register("a.fails_at_percent", Empty, max_attempts=3)
+    def fails_at_percent(ctx, payload):
+        ctx.progress(30, force=True)
+        raise ctx.fail("E_BAD_ROWS", "rows were malformed", seen[0])
+
     @types.register("a.fail_long_message", Empty)
     def fail_long_message(ctx, payload):
         ctx.progress(10, force=True)
@@ -364,3 +378,26 @@ reserved prefix, instead of every function failing at its first use."""
         types.register(name, Empty)(lambda ctx, payload: None)
     assert "'maintenance.'" in str(refused.value)
     assert types.names() == []
+
+
+PERCENTS_NOT_FINITE = [float("inf"), -float("inf"), 10**400]
+
+
+@pytest.mark.parametrize("percent", PERCENTS_NOT_FINITE, ids=["infinity", "minus_infinity", "int_past_float"])
+def test_a_progress_percent_that_is_not_a_finite_number_is_refused_at_the_call(env, queue, seen, percent):
+    """Infinity (a rate divided by zero) is no percent reached: ctx.progress refuses it, and a
+whole number too large for a float, with ProgressRejectedError as it refuses NaN, instead of
+taking it as 100 or 0, or raising a raw OverflowError."""
+    seen.append(percent)
+    after = run(env, queue, "a.reports_percent")
+    assert after.status == JobStatus.COMPLETED and after.result == "refused", (after.result, after.error)
+    assert isinstance(seen[1], ProgressRejectedError) and "finite" in str(seen[1])
+
+
+def test_fail_job_with_an_infinite_percent_keeps_the_percent_reached(env, queue, seen):
+    """fail(..., percent) is never refused: Infinity, an invalid percent, keeps the one reached
+(30) instead of being written as 100, and the job fails with the handler's own code."""
+    seen.append(float("inf"))
+    after = run(env, queue, "a.fails_at_percent")
+    assert after.status == JobStatus.FAILED and after.error.code == "E_BAD_ROWS", after.error
+    assert after.progress.percent == 30
