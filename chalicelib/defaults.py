@@ -362,6 +362,11 @@ MAX_EVENT_TEXT_CHARS = 2048
 # the item beside a large payload is refused by the store the same way.
 MAX_PROGRESS_MESSAGE_CHARS = 300_000
 MAX_PROGRESS_DETAILS_BYTES = 32 * 1024
+# The record counts bytes (the message in UTF-8, the details as JSON text), not characters: a
+# report takes at most what the longest ASCII message and the largest details do together, so
+# 300,000 characters of emoji (4 bytes each, 1.2 MB) are refused at the call, not accepted and
+# then refused by the store when the throttled write is due (a timer, with no caller to tell).
+MAX_PROGRESS_REPORT_BYTES = MAX_PROGRESS_MESSAGE_CHARS + MAX_PROGRESS_DETAILS_BYTES
 # A progress change is worth an event when it moves this many points since the last one (or
 # reaches a milestone): a subscriber hears of a long job about ten times, not on every write.
 PROGRESS_SIGNIFICANT_JUMP = 10.0

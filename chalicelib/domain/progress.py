@@ -11,12 +11,14 @@ from chalicelib.defaults import (
     MAX_LABEL_CHARS,
     MAX_PROGRESS_DETAILS_BYTES,
     MAX_PROGRESS_MESSAGE_CHARS,
+    MAX_PROGRESS_REPORT_BYTES,
     PROGRESS_SIGNIFICANT_JUMP,
 )
 from chalicelib.domain.errors import ProgressRejectedError
+from chalicelib.domain.events import clip
 from chalicelib.domain.job import nested_deeper_than, non_text_key, too_deep_message
 from chalicelib.domain.numbers import shown_number
-from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate, is_unicode
+from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate, is_unicode, unicode_text
 
 MILESTONES = (0.0, 25.0, 50.0, 75.0, 100.0)
 
@@ -40,8 +42,9 @@ def clamp_percent(value: Any) -> float:
 def check_report(step: Optional[str], message: Optional[str], details: Optional[dict[str, Any]]) -> None:
     """Raises ProgressRejectedError for a report that cannot be stored as given: a step or
     message that is not text or too long, details that are not a JSON object (NaN and
-    Infinity included), nested more than MAX_JSON_DEPTH levels or too large, and any of the
-    three holding a lone surrogate (no store could write it)."""
+    Infinity included), nested more than MAX_JSON_DEPTH levels or too large, any of the
+    three holding a lone surrogate (no store could write it), and a message and details
+    taking more than MAX_PROGRESS_REPORT_BYTES together as the record keeps them."""
     for name, text, limit in (("step", step, MAX_LABEL_CHARS), ("message", message, MAX_PROGRESS_MESSAGE_CHARS)):
         if text is not None and not isinstance(text, str):
             raise ProgressRejectedError(f"progress {name} must be text, not {type(text).__name__}")
@@ -49,8 +52,37 @@ def check_report(step: Optional[str], message: Optional[str], details: Optional[
             raise ProgressRejectedError(f"progress {name} is {len(text)} characters; at most {limit}")
         if text is not None and not is_unicode(text):
             raise ProgressRejectedError(f"progress {name} {NOT_UNICODE}")
+    size = _details_bytes(details)
+    message_bytes = 0 if message is None else len(message.encode())
+    if message_bytes + size > MAX_PROGRESS_REPORT_BYTES:
+        with_details = f" and its details {shown_number(size)} as JSON" if size else ""
+        raise ProgressRejectedError(
+            f"progress message is {shown_number(message_bytes)} bytes in UTF-8{with_details}; a report "
+            f"takes at most {shown_number(MAX_PROGRESS_REPORT_BYTES)} bytes of its job's record (400 KB): "
+            "send a shorter message")
+
+
+def fitting_message(message: Optional[str], details: Optional[dict[str, Any]]) -> Optional[str]:
+    """`message` cut, marked with "…", to what check_report takes beside `details` (details
+    already taken once): MAX_PROGRESS_MESSAGE_CHARS characters, and MAX_PROGRESS_REPORT_BYTES
+    with the details. For a report that is never refused (a failure's, fail_job's)."""
+    if message is None:
+        return None
+    text = clip(unicode_text(message), MAX_PROGRESS_MESSAGE_CHARS)
+    # Measured as _details_bytes does, without its checks: this report is never refused.
+    room = MAX_PROGRESS_REPORT_BYTES - (0 if details is None else len(json.dumps(details, separators=(",", ":"))))
+    encoded = text.encode()
+    if len(encoded) <= room:
+        return text
+    # Cut in bytes, then back to whole characters: "…" itself takes 3 bytes in UTF-8.
+    return encoded[:max(0, room - len("…".encode()))].decode(errors="ignore") + "…"
+
+
+def _details_bytes(details: Optional[dict[str, Any]]) -> int:
+    """The bytes `details` take on the record (0 for none); ProgressRejectedError for details
+    check_report refuses."""
     if details is None:
-        return
+        return 0
     if not isinstance(details, dict):
         raise ProgressRejectedError(f"progress details must be a JSON object, not {type(details).__name__}")
     if nested_deeper_than(details, MAX_JSON_DEPTH):  # no read of the job could serialize them
@@ -67,6 +99,7 @@ def check_report(step: Optional[str], message: Optional[str], details: Optional[
     key = non_text_key(details)
     if key is not None:  # json.dumps writes {1: ...} as {"1": ...}: it would not read back as given
         raise ProgressRejectedError(f"progress details must be a JSON object: its keys are text, not {key:.100}")
+    return size
 
 
 def check_not_decreasing(current: float, requested: float) -> None:

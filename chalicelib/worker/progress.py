@@ -9,11 +9,10 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Optional
 
-from chalicelib.defaults import MAX_PROGRESS_MESSAGE_CHARS, PROGRESS_MIN_INTERVAL_S
+from chalicelib.defaults import PROGRESS_MIN_INTERVAL_S
 from chalicelib.domain.errors import JobpipeError, ProgressRejectedError
-from chalicelib.domain.events import clip
 from chalicelib.domain.job import Job, Progress
-from chalicelib.domain.progress import check_not_decreasing, check_report, clamp_percent
+from chalicelib.domain.progress import check_not_decreasing, check_report, clamp_percent, fitting_message
 from chalicelib.ports import Clock, Timer
 
 
@@ -85,7 +84,8 @@ class ProgressReporter:
     def report_final(self, percent: Any, step: Optional[str], message: Optional[str]) -> None:
         """Queue the last report of an attempt that is failing: never refused, a lower or
         invalid percent keeps the one reached (progress stays monotonic), a message longer than
-        MAX_PROGRESS_MESSAGE_CHARS is cut (marked with "…"). Written by `close`."""
+        a report takes (MAX_PROGRESS_MESSAGE_CHARS characters, MAX_PROGRESS_REPORT_BYTES with
+        the details) is cut to it (marked with "…"). Written by `close`."""
         with self._lock:
             try:
                 value = max(self._accepted, clamp_percent(percent))
@@ -94,7 +94,7 @@ class ProgressReporter:
             self._accepted = value
             details = (self._pending or self._job.progress).details
             # Never refused, so bounded here: a failure's message (a whole stderr) is cut.
-            self._pending = Progress(percent=value, step=step, message=clip(message, MAX_PROGRESS_MESSAGE_CHARS),
+            self._pending = Progress(percent=value, step=step, message=fitting_message(message, details),
                                      details=details)
 
     def settle(self) -> Optional[Progress]:

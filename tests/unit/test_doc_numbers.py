@@ -159,3 +159,13 @@ def test_the_progress_interval_is_one_number_in_code_template_and_docs():
     assert f"`PROGRESS_MIN_INTERVAL_S` (default {interval} s;" in jobs, f"docs/jobs.md: the default is {interval} s"
     migrating = row(doc("docs/migrating.md"), "force flag, 2 s throttle")
     assert f"(default {interval})" in migrating[1], f"docs/migrating.md: the default is {interval}"
+
+
+def test_the_bytes_a_progress_report_takes_are_the_ones_the_docs_give():
+    """jobs.md gives the bound of a report in bytes twice (for ctx.progress and for fail_job's
+    cut): it is the defaults' figure, which grows with the message's and the details' bounds."""
+    from chalicelib.defaults import MAX_PROGRESS_REPORT_BYTES
+
+    jobs = " ".join(doc("docs/jobs.md").split())
+    assert f"take at most {MAX_PROGRESS_REPORT_BYTES:,} bytes together (`MAX_PROGRESS_REPORT_BYTES`" in jobs
+    assert f"{MAX_PROGRESS_REPORT_BYTES:,} bytes in UTF-8 with the details" in jobs

@@ -11,7 +11,9 @@ from pydantic import BaseModel, Field, SecretStr
 
 from chalicelib.adapters.clocks import SystemClock
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
-from chalicelib.defaults import MAX_LABEL_CHARS, MAX_PROGRESS_MESSAGE_CHARS
+from chalicelib.defaults import (
+    MAX_EVENT_TEXT_CHARS, MAX_LABEL_CHARS, MAX_PROGRESS_MESSAGE_CHARS, MAX_PROGRESS_REPORT_BYTES,
+)
 from chalicelib.domain.errors import (
     FatalJobError, InvalidArtifactError, JobpipeError, ProgressRejectedError, RetryableJobError,
 )
@@ -106,6 +108,19 @@ def make_types(seen):
     def fails_at_percent(ctx, payload):
         ctx.progress(30, force=True)
         raise ctx.fail("E_BAD_ROWS", "rows were malformed", seen[0])
+
+    @types.register("a.reports_message", Empty, max_attempts=1)
+    def reports_message(ctx, payload):
+        try:
+            ctx.progress(10, message=seen[0])  # throttled: due after the window
+        except ProgressRejectedError as exc:
+            seen.append(exc)
+            return "refused"
+        return "accepted"
+
+    @types.register("a.fails_with_message", Empty, max_attempts=3)
+    def fails_with_message(ctx, payload):
+        raise ctx.fail("E_DUMP", seen[0], 20)
 
     @types.register("a.fail_long_message", Empty)
     def fail_long_message(ctx, payload):
@@ -401,3 +416,34 @@ def test_fail_job_with_an_infinite_percent_keeps_the_percent_reached(env, queue,
     after = run(env, queue, "a.fails_at_percent")
     assert after.status == JobStatus.FAILED and after.error.code == "E_BAD_ROWS", after.error
     assert after.progress.percent == 30
+
+
+@pytest.fixture
+def throttled(store, queue, clock, seen, artifacts):
+    """As `env`, with the deployed progress window: a report is written when the window ends."""
+    types = make_types(seen)
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    return lifecycle, JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=60, artifacts=artifacts)
+
+
+def test_a_throttled_report_whose_message_cannot_fit_the_record_is_refused_at_the_call(throttled, queue, seen):
+    """docs/jobs.md ("Bounded"): a report that cannot fit the job's record raises
+ProgressRejectedError at the call. 300,000 emoji are within the 300,000 characters, but take
+1.2 MB in UTF-8, three times DynamoDB's 400 KB item: the call refuses them, saying so in bytes,
+instead of accepting a report whose write is then refused when the window ends."""
+    seen.append("😀" * MAX_PROGRESS_MESSAGE_CHARS)
+    after = run(throttled, queue, "a.reports_message")
+    assert after.status == JobStatus.COMPLETED and after.result == "refused", (after.result, after.error)
+    assert "bytes" in str(seen[1]) and f"{MAX_PROGRESS_REPORT_BYTES:,}" in str(seen[1])
+
+
+def test_fail_job_cuts_a_non_ascii_message_to_what_fits_the_record(env, queue, seen):
+    """fail(..., percent) is never refused: its message, written as the progress message, is cut
+to what a report may take in bytes (marked "…"), so the failure's write fits the record with
+it, instead of the store refusing it and the message being cut to what an event carries."""
+    seen.append("😀" * (MAX_PROGRESS_MESSAGE_CHARS + 1_000))  # e.g. a whole log of a tool that draws
+    after = run(env, queue, "a.fails_with_message")
+    assert after.status == JobStatus.FAILED and after.error.code == "E_DUMP"
+    message = after.progress.message
+    assert message.endswith("…") and len(message.encode()) <= MAX_PROGRESS_REPORT_BYTES
+    assert len(message) > MAX_EVENT_TEXT_CHARS and set(message[:-1]) == {"😀"}
