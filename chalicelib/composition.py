@@ -186,6 +186,7 @@ class Container:
     def maintenance(self) -> Any:
         from chalicelib.adapters import health
         from chalicelib.maintenance import MaintenanceTasks
+        from chalicelib.observability import logger
 
         settings = self.settings
         probes = {"jobs_table": health.table_probe(self.client("dynamodb"), settings.table_name)}
@@ -202,6 +203,7 @@ class Container:
             blobs=self.blobs,
             probes=probes,
             retention_days=settings.retention_days,
+            observe=lambda message, extra: logger.warning(message, extra=extra),
         )
 
     @cached_property

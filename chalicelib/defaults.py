@@ -299,8 +299,16 @@ MAX_CLEANUP_AGE_HOURS = 24 * 365
 # invalidation: a namespace no one used for a month is recomputed on its next read, not kept.
 CACHE_TTL_S = 30 * 24 * 3600
 
-# Clean-up looks this far past the retention period: TTL has removed anything older.
+# Clean-up looks this far past the longest retention (RETENTION_MAX_DAYS): TTL has removed
+# anything older, whatever RetentionDays was when a record was written.
 CLEANUP_TTL_SLACK_DAYS = 2
+# A job whose purge fails (an object the bucket refuses to delete) is skipped and counted, and
+# the clean-up goes on with the jobs behind it; this many failing one after another is an outage
+# (the bucket or table down), not one job: the run fails then, and its attempt is retried.
+CLEANUP_MAX_FAILURES_IN_A_ROW = 10
+# Its result names the first this many jobs it could not purge, with their errors (all are
+# counted and logged): enough to act on, and a task's result stays small.
+CLEANUP_FAILURES_SHOWN = 10
 # Stop a long clean-up with this much of the attempt's time left, and report it incomplete.
 CLEANUP_STOP_MARGIN_MS = 5_000
 # Stop probing with this much time left; the probes not run are reported as not checked.

@@ -21,13 +21,15 @@ from typing import Any, Callable, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from chalicelib.defaults import (
+    CLEANUP_FAILURES_SHOWN,
+    CLEANUP_MAX_FAILURES_IN_A_ROW,
     CLEANUP_STOP_MARGIN_MS,
     CLEANUP_TTL_SLACK_DAYS,
     MAX_CLEANUP_AGE_HOURS,
     MAX_STATS_WINDOW_HOURS,
     PROBE_STOP_MARGIN_MS,
 )
-from chalicelib.domain.errors import JobpipeError, TaskTimeError
+from chalicelib.domain.errors import JobpipeError, TaskTimeError, describe_failure
 from chalicelib.domain.job import isoformat, utcnow
 from chalicelib.domain.numbers import WholeNumber, shown_number
 from chalicelib.domain.stats import hours_back, summarize
@@ -45,6 +47,7 @@ MIN_RUN_MS = {
 }
 
 Probe = Callable[[], dict[str, Any]]
+Observe = Callable[[str, dict[str, Any]], None]
 
 
 class AgePayload(BaseModel):
@@ -92,6 +95,7 @@ class MaintenanceTasks:
         probes: dict[str, Probe],
         retention_days: int,
         clock: Callable[[], datetime] = utcnow,
+        observe: Observe = lambda message, extra: None,
     ) -> None:
         self._finished = finished
         self._stats = stats
@@ -100,13 +104,19 @@ class MaintenanceTasks:
         self._probes = probes
         self._retention_days = retention_days
         self._clock = clock
+        self._observe = observe
 
     def cleanup_runs(self, max_age_hours: int, control: TaskControl = TaskControl()) -> dict[str, Any]:
         """Delete jobs (item, runs, artifacts, S3 objects) that finished more than
-        `max_age_hours` ago, page by page from the finished-day index."""
+        `max_age_hours` ago, page by page from the finished-day index. A job whose purge fails
+        is skipped, logged and counted (`jobs_failed`; the first few named in `failures`),
+        as the reconciler skips a job it cannot act on: the jobs behind it are still deleted and
+        the next run tries it again. Raises the last failure once CLEANUP_MAX_FAILURES_IN_A_ROW
+        purges failed one after another (an outage: the task's attempt is retried)."""
         cutoff = self._clock() - timedelta(hours=max_age_hours)
         since = cutoff - timedelta(days=self._retention_days + CLEANUP_TTL_SLACK_DAYS)
-        jobs = items = 0
+        jobs = items = failed = in_a_row = 0
+        failures: list[dict[str, str]] = []
         complete = True
         for page in self._finished.finished_before(cutoff, since=since):
             control.check_cancelled()
@@ -115,13 +125,23 @@ class MaintenanceTasks:
                 if control.remaining_ms() < CLEANUP_STOP_MARGIN_MS:
                     complete = False
                     break
-                items += self._finished.purge(job_id)
-                jobs += 1
+                try:
+                    items += self._finished.purge(job_id)
+                except Exception as exc:  # noqa: BLE001 - one job's failure never stops the others
+                    failed, in_a_row = failed + 1, in_a_row + 1
+                    error = describe_failure(exc)
+                    if len(failures) < CLEANUP_FAILURES_SHOWN:
+                        failures.append({"job_id": job_id, "error": error})
+                    self._observe("clean-up could not purge a job", {"job_id": job_id, "error": error})
+                    if in_a_row >= CLEANUP_MAX_FAILURES_IN_A_ROW:
+                        raise
+                    continue
+                jobs, in_a_row = jobs + 1, 0
             control.progress(min(99.0, float(jobs)), f"deleted {jobs} jobs")
             if not complete:
                 break
         return {"max_age_hours": max_age_hours, "cutoff": isoformat(cutoff), "jobs_deleted": jobs,
-                "items_deleted": items, "complete": complete}
+                "items_deleted": items, "jobs_failed": failed, "failures": failures, "complete": complete}
 
     def cleanup_temp_files(self, max_age_hours: int, control: TaskControl = TaskControl()) -> dict[str, Any]:
         """Delete objects under the bucket's temporary prefix older than `max_age_hours`."""
@@ -193,3 +213,4 @@ class MaintenanceTasks:
             )
         method = getattr(self, task)
         return method(**payload, control=control)
+

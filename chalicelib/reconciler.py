@@ -47,7 +47,7 @@ from chalicelib.defaults import (
     RECONCILE_DUE_BUDGET_S,
     RECONCILE_PASS_MARGIN_S,
 )
-from chalicelib.domain.errors import JobpipeError, StaleJobError, StreamBatchUnreadableError, describe
+from chalicelib.domain.errors import JobpipeError, StaleJobError, StreamBatchUnreadableError, describe_failure
 from chalicelib.domain.job import PRIORITIES, Job, isoformat
 from chalicelib.domain.status import JobStatus
 from chalicelib.events.replay import REPLAYED, UNREADABLE, StreamReplay
@@ -285,11 +285,3 @@ def _job_message(letter: DeadLetter) -> Optional[JobMessage]:
         return job_message_of(letter.body)
     except ValueError:
         return None  # not a job message; operators see it in GET /api/system/dlq
-
-
-def describe_failure(exc: Exception) -> str:
-    """`code: message` of a jobpipe error, `Type: text` (the text cut to 200 characters) of any
-    other, as `describe` words it: a pass's error."""
-    if isinstance(exc, JobpipeError):
-        return f"{exc.code}: {exc.message}"
-    return describe(exc)[: len(type(exc).__name__) + len(": ") + 200]

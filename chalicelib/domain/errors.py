@@ -30,6 +30,14 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def describe_failure(exc: Exception) -> str:
+    """`code: message` of a jobpipe error, `Type: text` (the text cut to 200 characters) of any
+    other, as `describe` words it: a reconciler pass's error, a clean-up's failed purge."""
+    if isinstance(exc, JobpipeError):
+        return f"{exc.code}: {exc.message}"
+    return describe(exc)[: len(type(exc).__name__) + len(": ") + 200]
+
+
 class JobNotFoundError(JobpipeError):
     code = "job_not_found"
 

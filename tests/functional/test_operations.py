@@ -217,6 +217,34 @@ def test_cleanup_runs_deletes_old_finished_jobs_with_runs_artifacts_and_objects(
     assert keys == ["jobs/00000000-0000-0000-0000-0000000000aa/artifacts/big.bin"]
 
 
+def test_a_job_whose_objects_cannot_be_deleted_does_not_stop_the_cleanup_of_the_others(client, aws, monkeypatch):
+    """The index is read oldest first: a job whose purge fails on every run (an object the
+    bucket refuses) used to fail the task at the same place, three attempts then
+    store_unavailable, and no job behind it was ever deleted."""
+    from chalicelib.domain.errors import StoreUnavailableError
+
+    store, blobs = container().store, container().blobs
+    ids = [f"00000000-0000-0000-0000-0000000003{i:02d}" for i in range(4)]
+    for i, job_id in enumerate(ids):
+        _old_finished_job(store, 200 - i * 24, job_id)  # ids[0] the oldest
+    real_delete = blobs.delete
+
+    def delete(keys):
+        if any(ids[0] in key for key in keys):
+            raise StoreUnavailableError("could not delete 1 objects", details=[{"key": keys[0], "code": "AccessDenied"}])
+        return real_delete(keys)
+
+    monkeypatch.setattr(blobs, "delete", delete)
+    response = client.http.post("/api/system/maintenance/cleanup-runs?max_age_hours=24", headers=operator())
+    drain(client._app, aws)
+    shown = task(client, response.json_body["task_id"])
+    assert shown["status"] == "completed" and shown["attempts"] == 1, shown
+    assert shown["result"]["jobs_deleted"] == 3 and shown["result"]["jobs_failed"] == 1
+    assert [f["job_id"] for f in shown["result"]["failures"]] == [ids[0]]
+    remaining = {i["pk"]["S"][len("JOB#"):] for i in aws["ddb"].scan(TableName="jobs")["Items"]}
+    assert ids[0] in remaining and not remaining & set(ids[1:])
+
+
 def test_inline_mode_runs_the_task_in_the_request(client, aws, monkeypatch):
     monkeypatch.setenv("USE_TASK_QUEUE", "false")
     from chalicelib import composition

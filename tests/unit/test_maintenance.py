@@ -5,6 +5,7 @@ import pytest
 from chalicelib.adapters.memory import InMemoryFinishedJobs
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
 from chalicelib.adapters.memory_stats import InMemoryStatsStore
+from chalicelib.defaults import CLEANUP_MAX_FAILURES_IN_A_ROW
 from chalicelib.domain.errors import InvalidArtifactError, JobCancelledError, StoreUnavailableError
 from chalicelib.domain.job import Job, isoformat
 from chalicelib.domain.stats import delta_for
@@ -117,6 +118,48 @@ def test_cleanup_stops_within_a_page_when_time_runs_short(clock):
     assert result["complete"] is False
     assert 0 < result["jobs_deleted"] == len(finished.purged) < 100 and result["items_deleted"] == 2 * len(finished.purged)
     assert 8_000 - spent_ms[0] >= 4_000, "the stop margin was spent on the page"
+
+
+def test_a_job_that_cannot_be_purged_is_skipped_counted_and_the_jobs_behind_it_are_deleted(tasks, store, clock, blobs):
+    """One job whose objects the bucket refuses to delete must not stop every run at the same
+    place (the index is read oldest first): it is left, said in the result and logged, and the
+    jobs after it are deleted."""
+    seen = []
+    tasks._observe = lambda message, extra: seen.append(extra)
+    for hours, job_id in ((100, "old-1"), (90, "old-2"), (80, "old-3")):
+        finished_job(store, clock, job_id, hours)
+        tasks.artifacts.put(job_id, "big.bin", b"x" * 10, "application/octet-stream")
+    real_delete = blobs.delete
+
+    def delete(keys):
+        if any("old-1" in key for key in keys):
+            raise StoreUnavailableError("could not delete 1 objects")
+        return real_delete(keys)
+
+    blobs.delete = delete
+    result = tasks.cleanup_runs(24)
+    assert result["jobs_deleted"] == 2 and result["jobs_failed"] == 1 and result["complete"]
+    assert result["failures"] == [{"job_id": "old-1", "error": "store_unavailable: could not delete 1 objects"}]
+    assert seen == [{"job_id": "old-1", "error": "store_unavailable: could not delete 1 objects"}]
+    # Its record stays (objects before items), so the next run finds it again.
+    assert set(store._jobs) == {"old-1"} and list(blobs.objects) == ["jobs/old-1/artifacts/big.bin"]
+
+
+def test_purges_failing_one_after_another_fail_the_run(tasks, store, clock):
+    """Every purge failing is an outage, not one job: the run fails (and its attempt is retried)
+    instead of marking every job of the index for deletion and deleting none."""
+    for n in range(CLEANUP_MAX_FAILURES_IN_A_ROW + 5):
+        finished_job(store, clock, f"old-{n:02d}", 30)
+    attempted = []
+
+    def purge(job_id):
+        attempted.append(job_id)
+        raise StoreUnavailableError("the bucket does not answer")
+
+    tasks._finished.purge = purge
+    with pytest.raises(StoreUnavailableError):
+        tasks.cleanup_runs(24)
+    assert len(attempted) == CLEANUP_MAX_FAILURES_IN_A_ROW
 
 
 def test_cleanup_temp_files_removes_only_old_objects_under_the_prefix(tasks, blobs, clock):
