@@ -202,7 +202,6 @@ class Container:
             queues=self.queue_operations,
             blobs=self.blobs,
             probes=probes,
-            retention_days=settings.retention_days,
             observe=lambda message, extra: logger.warning(message, extra=extra),
         )
 

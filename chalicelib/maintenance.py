@@ -27,6 +27,7 @@ from chalicelib.defaults import (
     CLEANUP_TTL_SLACK_DAYS,
     MAX_CLEANUP_AGE_HOURS,
     MAX_STATS_WINDOW_HOURS,
+    RETENTION_MAX_DAYS,
     PROBE_STOP_MARGIN_MS,
 )
 from chalicelib.domain.errors import JobpipeError, TaskTimeError, describe_failure
@@ -93,7 +94,6 @@ class MaintenanceTasks:
         queues: QueueOperations,
         blobs: Optional[BlobStore],
         probes: dict[str, Probe],
-        retention_days: int,
         clock: Callable[[], datetime] = utcnow,
         observe: Observe = lambda message, extra: None,
     ) -> None:
@@ -102,7 +102,6 @@ class MaintenanceTasks:
         self._queues = queues
         self._blobs = blobs
         self._probes = probes
-        self._retention_days = retention_days
         self._clock = clock
         self._observe = observe
 
@@ -113,8 +112,14 @@ class MaintenanceTasks:
         as the reconciler skips a job it cannot act on: the jobs behind it are still deleted and
         the next run tries it again. Raises the last failure once CLEANUP_MAX_FAILURES_IN_A_ROW
         purges failed one after another (an outage: the task's attempt is retried)."""
-        cutoff = self._clock() - timedelta(hours=max_age_hours)
-        since = cutoff - timedelta(days=self._retention_days + CLEANUP_TTL_SLACK_DAYS)
+        now = self._clock()
+        cutoff = now - timedelta(hours=max_age_hours)
+        # Back to the oldest record that can still exist: one written under an earlier, longer
+        # RetentionDays keeps its TTL, so a lowered retention must still reach it. A day is one
+        # Query per shard, mostly empty: at most (RETENTION_MAX_DAYS + CLEANUP_TTL_SLACK_DAYS + 1)
+        # x FINISHED_SHARDS = 264 a run, what a run at the longest retention always made; the
+        # daily run at the default 7 days makes 26 x 8 = 208 (each ~0.5 read unit).
+        since = now - timedelta(days=RETENTION_MAX_DAYS + CLEANUP_TTL_SLACK_DAYS)
         jobs = items = failed = in_a_row = 0
         failures: list[dict[str, str]] = []
         complete = True

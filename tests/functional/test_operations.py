@@ -245,6 +245,21 @@ def test_a_job_whose_objects_cannot_be_deleted_does_not_stop_the_cleanup_of_the_
     assert ids[0] in remaining and not remaining & set(ids[1:])
 
 
+def test_a_lowered_retention_still_cleans_up_the_jobs_kept_under_the_earlier_one(client, aws):
+    """Records written while RetentionDays was 30 keep their 30-day TTL after it is lowered to the
+    default 7: the task must delete a job that finished 20 days ago, as operations.md promises
+    ("jobs that finished more than max_age_hours ago"), whether the schedule or an operator asks."""
+    store, services = container().store, container()
+    for job_id in ("00000000-0000-0000-0000-000000000401", "00000000-0000-0000-0000-000000000402"):
+        _old_finished_job(store, 20 * 24, job_id)
+    scheduled = services.maintenance.cleanup_runs(services.settings.retention_days * 24)
+    assert scheduled["jobs_deleted"] == 2, scheduled
+    _old_finished_job(store, 20 * 24, "00000000-0000-0000-0000-000000000403")
+    assert services.maintenance.cleanup_runs(24)["jobs_deleted"] == 1
+    remaining = {i["pk"]["S"] for i in aws["ddb"].scan(TableName="jobs")["Items"]}
+    assert not any(pk.endswith("00000000000040" + n) for pk in remaining for n in "123")
+
+
 def test_inline_mode_runs_the_task_in_the_request(client, aws, monkeypatch):
     monkeypatch.setenv("USE_TASK_QUEUE", "false")
     from chalicelib import composition

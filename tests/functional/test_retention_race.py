@@ -31,7 +31,7 @@ def test_the_scheduled_cleanup_reaches_a_finished_job_before_ttl_may_take_its_re
     firing = finished.replace(hour=3, minute=15, second=0, microsecond=0)
     while firing < expires:
         MaintenanceTasks(finished=services.finished_jobs, stats=services.stats, queues=services.queue_operations,
-                         blobs=services.blobs, probes={}, retention_days=days,
+                         blobs=services.blobs, probes={},
                          clock=lambda at=firing: at).cleanup_runs(days * 24)
         firing += timedelta(days=1)
 

@@ -40,7 +40,7 @@ def tasks(store, blobs, clock):
     artifacts = InMemoryArtifactStore(blobs, clock=clock)
     finished = InMemoryFinishedJobs(store, artifacts, blobs)
     tasks = MaintenanceTasks(finished=finished, stats=InMemoryStatsStore(), queues=FakeQueues(), blobs=blobs,
-                             probes={"jobs_table": lambda: {"ok": True}}, retention_days=7, clock=clock)
+                             probes={"jobs_table": lambda: {"ok": True}}, clock=clock)
     tasks.artifacts = artifacts
     return tasks
 
@@ -59,6 +59,16 @@ def test_cleanup_runs_deletes_only_jobs_finished_before_the_cutoff(tasks, store,
     result = tasks.cleanup_runs(24)
     assert result["jobs_deleted"] == 2 and result["items_deleted"] == 3 and result["complete"]
     assert set(store._jobs) == {"new-1"} and blobs.objects == {}
+
+
+def test_cleanup_reaches_jobs_kept_under_an_earlier_longer_retention(tasks, store, clock):
+    """A record keeps the TTL of the RetentionDays it was written under: after the retention is
+    lowered (30 days to 7), a job that finished 20 days ago still exists and is older than any
+    cutoff, so the search must reach back as far as the longest retention allows."""
+    finished_job(store, clock, "kept-under-30-days", 20 * 24)
+    finished_job(store, clock, "recent", 3)
+    result = tasks.cleanup_runs(7 * 24)  # what the schedule runs at RetentionDays=7
+    assert result["jobs_deleted"] == 1 and set(store._jobs) == {"recent"}
 
 
 def test_cleanup_stops_when_canceled_and_when_time_runs_out(tasks, store, clock):
@@ -86,7 +96,7 @@ def test_a_health_check_and_the_statistics_stop_when_canceled(store, blobs, cloc
     probes = {name: (lambda name=name: probed.append(name) or {"ok": True}) for name in ("jobs_table", "bucket")}
     tasks = MaintenanceTasks(finished=InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs, clock=clock), blobs),
                              stats=InMemoryStatsStore(), queues=FakeQueues(), blobs=blobs, probes=probes,
-                             retention_days=7, clock=clock)
+                             clock=clock)
     with pytest.raises(JobCancelledError):
         tasks.health_check(TaskControl(check_cancelled=cancel_after_the_first_probe))
     assert probed == ["jobs_table"]
@@ -113,7 +123,7 @@ def test_cleanup_stops_within_a_page_when_time_runs_short(clock):
 
     finished = SlowFinished()
     tasks = MaintenanceTasks(finished=finished, stats=InMemoryStatsStore(), queues=FakeQueues(), blobs=None,
-                             probes={}, retention_days=7, clock=clock)
+                             probes={}, clock=clock)
     result = tasks.run("cleanup_runs", {"max_age_hours": 24}, TaskControl(remaining_ms=lambda: 8_000 - spent_ms[0]))
     assert result["complete"] is False
     assert 0 < result["jobs_deleted"] == len(finished.purged) < 100 and result["items_deleted"] == 2 * len(finished.purged)
@@ -176,7 +186,7 @@ def test_health_check_reports_each_failure_without_stopping(store, blobs, clock)
         raise StoreUnavailableError("table jobs: ResourceNotFoundException")
 
     tasks = MaintenanceTasks(finished=None, stats=InMemoryStatsStore(), queues=FakeQueues({"jobs-low"}), blobs=blobs,
-                             probes={"jobs_table": broken, "bucket": lambda: {"ok": True}}, retention_days=7, clock=clock)
+                             probes={"jobs_table": broken, "bucket": lambda: {"ok": True}}, clock=clock)
     result = tasks.health_check()
     assert result["healthy"] is False and result["problems"] == ["jobs_table", "jobs-low"]
     assert result["checks"]["jobs_table"]["error"].startswith("table jobs") and result["checks"]["bucket"]["ok"]
@@ -227,7 +237,7 @@ def test_health_check_stops_probing_when_time_runs_short(store, blobs, clock):
         finished=InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs, clock=clock), blobs),
         stats=InMemoryStatsStore(), queues=FakeQueues(), blobs=blobs,
         probes={name: (lambda n=name: probed.append(n) or {"ok": True}) for name in ("jobs_table", "stats_table", "bucket")},
-        retention_days=7, clock=clock)
+        clock=clock)
     result = tasks.run("health_check", {}, TaskControl(remaining_ms=lambda: next(countdown)))
     assert probed == ["jobs_table"]
     assert result["complete"] is False and result["healthy"] is False
