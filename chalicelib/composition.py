@@ -88,7 +88,8 @@ class Container:
         from chalicelib.job_types import build_registry
         from chalicelib.job_types.maintenance import with_maintenance
 
-        return with_maintenance(build_registry(demo_types=self.settings.demo_job_types), lambda: self.maintenance)
+        return with_maintenance(build_registry(demo_types=self.settings.demo_job_types), lambda: self.maintenance,
+                                submit=lambda **job: self.lifecycle.submit(**job))
 
     @cached_property
     def blobs(self) -> Optional[Any]:

@@ -309,6 +309,11 @@ CLEANUP_MAX_FAILURES_IN_A_ROW = 10
 # Its result names the first this many jobs it could not purge, with their errors (all are
 # counted and logged): enough to act on, and a task's result stays small.
 CLEANUP_FAILURES_SHOWN = 10
+# A clean-up that ran out of its time (`complete: false`) enqueues a run continuing it at once,
+# rather than leave the rest to the next day's schedule while TTL takes records and orphans
+# their objects; a chain has at most this many such runs (12 x 300 s: an hour of clean-up), and
+# a run that deleted nothing starts none, so a chain cannot go round the same failing jobs.
+CLEANUP_MAX_FOLLOW_UPS = 12
 # Stop a long clean-up with this much of the attempt's time left, and report it incomplete.
 CLEANUP_STOP_MARGIN_MS = 5_000
 # Stop probing with this much time left; the probes not run are reported as not checked.

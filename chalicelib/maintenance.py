@@ -14,6 +14,7 @@ Run policy, from the old maintenance queue's table:
 (the old queue ran lower numbers first.)"""
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Optional
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from chalicelib.defaults import (
     CLEANUP_FAILURES_SHOWN,
     CLEANUP_MAX_FAILURES_IN_A_ROW,
+    CLEANUP_MAX_FOLLOW_UPS,
     CLEANUP_STOP_MARGIN_MS,
     CLEANUP_TTL_SLACK_DAYS,
     MAX_CLEANUP_AGE_HOURS,
@@ -55,6 +57,8 @@ class AgePayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_age_hours: WholeNumber = Field(default=24, ge=1, le=MAX_CLEANUP_AGE_HOURS)
+    # How many runs of the clean-up came before this one, each continuing the last (follow_up_payload).
+    follow_up: WholeNumber = Field(default=0, ge=0, le=CLEANUP_MAX_FOLLOW_UPS)
 
 
 class WindowPayload(BaseModel):
@@ -74,6 +78,30 @@ TASKS: dict[str, tuple[type[BaseModel], int, int, str]] = {
     "cleanup_temp_files": (AgePayload, 3, 300, "low"),
     "log_statistics": (WindowPayload, 2, 10, "high"),
 }
+
+
+_FOLLOW_UP_NAMESPACE = uuid.UUID("0b7f6a52-3c1e-4f0d-9a8e-6d2c4b1f7e93")
+
+
+def follow_up_payload(task: str, payload: dict[str, Any], result: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The payload of the run that continues a clean-up's run (its `payload` and `result`), or
+    None: only a clean-up that ran out of time (`complete: false`) continues, at once rather than
+    at the next day's schedule, and only when it deleted something (a run that spent its time on
+    jobs it could not purge would only meet them again) and fewer than CLEANUP_MAX_FOLLOW_UPS
+    runs came before it."""
+    if TASKS[task][0] is not AgePayload or result.get("complete") is not False:
+        return None
+    deleted = result.get("jobs_deleted", result.get("objects_deleted", 0))
+    done = payload.get("follow_up", 0)
+    if not deleted or done >= CLEANUP_MAX_FOLLOW_UPS:
+        return None
+    return {**payload, "follow_up": done + 1}
+
+
+def follow_up_id(task: str, after: str) -> str:
+    """The id of the run continuing task run `after`: one per run, so a retried attempt of it
+    enqueues its follow-up once."""
+    return str(uuid.uuid5(_FOLLOW_UP_NAMESPACE, f"{task}:after:{after}"))
 
 
 @dataclass
@@ -105,7 +133,8 @@ class MaintenanceTasks:
         self._clock = clock
         self._observe = observe
 
-    def cleanup_runs(self, max_age_hours: int, control: TaskControl = TaskControl()) -> dict[str, Any]:
+    def cleanup_runs(self, max_age_hours: int, control: TaskControl = TaskControl(), *,
+                     follow_up: int = 0) -> dict[str, Any]:
         """Delete jobs (item, runs, artifacts, S3 objects) that finished more than
         `max_age_hours` ago, page by page from the finished-day index. A job whose purge fails
         is skipped, logged and counted (`jobs_failed`; the first few named in `failures`),
@@ -146,9 +175,11 @@ class MaintenanceTasks:
             if not complete:
                 break
         return {"max_age_hours": max_age_hours, "cutoff": isoformat(cutoff), "jobs_deleted": jobs,
-                "items_deleted": items, "jobs_failed": failed, "failures": failures, "complete": complete}
+                "items_deleted": items, "jobs_failed": failed, "failures": failures, "complete": complete,
+                "follow_up": follow_up}
 
-    def cleanup_temp_files(self, max_age_hours: int, control: TaskControl = TaskControl()) -> dict[str, Any]:
+    def cleanup_temp_files(self, max_age_hours: int, control: TaskControl = TaskControl(), *,
+                           follow_up: int = 0) -> dict[str, Any]:
         """Delete objects under the bucket's temporary prefix older than `max_age_hours`."""
         if self._blobs is None:
             return {"prefix": TEMP_PREFIX, "objects_deleted": 0, "complete": True, "note": "no bucket configured"}
@@ -163,7 +194,7 @@ class MaintenanceTasks:
             deleted += self._blobs.delete(keys)
             control.progress(min(99.0, float(deleted)), f"deleted {deleted} objects")
         return {"prefix": TEMP_PREFIX, "max_age_hours": max_age_hours, "cutoff": isoformat(cutoff),
-                "objects_deleted": deleted, "complete": complete}
+                "objects_deleted": deleted, "complete": complete, "follow_up": follow_up}
 
     def health_check(self, control: TaskControl = TaskControl()) -> dict[str, Any]:
         """Check every dependency; one failing check does not stop the others. With less than

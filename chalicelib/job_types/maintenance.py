@@ -6,12 +6,16 @@ The composition root registers them (`with_maintenance`) with the maintenance ta
 so these handlers receive their services instead of looking them up."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from pydantic import BaseModel
 
+from chalicelib.domain.errors import StaleJobError
+from chalicelib.domain.job import Job
 from chalicelib.domain.registry import MAINTENANCE_PREFIX, JobTypeRegistry
-from chalicelib.maintenance import TASKS, MaintenanceTasks, TaskControl
+from chalicelib.maintenance import SYSTEM_TENANT, TASKS, MaintenanceTasks, TaskControl, follow_up_id, follow_up_payload
+
+Submit = Callable[..., Any]
 
 
 def _control(ctx: Any) -> TaskControl:
@@ -22,14 +26,32 @@ def _control(ctx: Any) -> TaskControl:
     )
 
 
-def with_maintenance(registry: JobTypeRegistry, tasks: Callable[[], MaintenanceTasks]) -> JobTypeRegistry:
+def _continue(submit: Submit, task: str, job: Job, payload: dict[str, Any]) -> str:
+    """Enqueue the run continuing `job` (the same task, `payload`); returns its id."""
+    job_id = follow_up_id(task, job.id)
+    try:
+        submit(tenant=SYSTEM_TENANT, user=job.user, type=f"{MAINTENANCE_PREFIX}{task}", payload=payload, job_id=job_id)
+    except StaleJobError:  # a retried attempt of this run enqueued it already
+        pass
+    return job_id
+
+
+def with_maintenance(registry: JobTypeRegistry, tasks: Callable[[], MaintenanceTasks],
+                     submit: Optional[Submit] = None) -> JobTypeRegistry:
     """A copy of `registry` with every `maintenance.<task>` type added, each running its task on
-    `tasks()` (called when a task runs: its ports are built on first use)."""
+    `tasks()` (called when a task runs: its ports are built on first use). A clean-up that ran
+    out of time is continued by a run `submit` (the lifecycle's) enqueues at once, named in its
+    result as `continued_by` (maintenance.follow_up_payload says when)."""
     types = registry.copy()
     for task, (model, max_attempts, timeout_s, priority) in TASKS.items():
 
         def handler(ctx: Any, payload: BaseModel, task: str = task) -> dict[str, Any]:
-            return tasks().run(task, payload.model_dump(), _control(ctx))
+            given = payload.model_dump()
+            result = tasks().run(task, given, _control(ctx))
+            more = follow_up_payload(task, given, result)
+            if more is not None and submit is not None:
+                result["continued_by"] = _continue(submit, task, ctx.job, more)
+            return result
 
         types.register(
             f"{MAINTENANCE_PREFIX}{task}", model, max_attempts=max_attempts, timeout_s=timeout_s,

@@ -260,6 +260,38 @@ def test_a_lowered_retention_still_cleans_up_the_jobs_kept_under_the_earlier_one
     assert not any(pk.endswith("00000000000040" + n) for pk in remaining for n in "123")
 
 
+def test_a_cleanup_that_runs_out_of_time_is_continued_at_once_until_it_is_done(client, aws, monkeypatch):
+    """A run that stops with `complete: false` used to leave the rest for the next day's
+    schedule, while TTL took records and orphaned their objects: it enqueues the run continuing
+    it, and that one the next, until the jobs are gone."""
+    from chalicelib.job_types import maintenance as maintenance_types
+
+    store = container().store
+    ids = [f"00000000-0000-0000-0000-0000000005{i:02d}" for i in range(5)]
+    for i, job_id in enumerate(ids):
+        _old_finished_job(store, 30 + i, job_id)
+    real_control = maintenance_types._control
+
+    def two_jobs_a_run(ctx):
+        control, asked = real_control(ctx), iter(range(3))  # the task's own check, then one per job
+        control.remaining_ms = lambda: 10**6 if next(asked, None) is not None else 0
+        return control
+
+    monkeypatch.setattr(maintenance_types, "_control", two_jobs_a_run)
+    response = client.http.post("/api/system/maintenance/cleanup-runs?max_age_hours=24", headers=operator())
+    drain(client._app, aws)
+    first = task(client, response.json_body["task_id"])
+    assert first["result"]["complete"] is False and first["result"]["jobs_deleted"] == 2
+    second = task(client, first["result"]["continued_by"])
+    assert second["status"] == "completed" and second["requested_by"] == "root"
+    assert second["result"]["follow_up"] == 1 and second["result"]["jobs_deleted"] == 2
+    third = task(client, second["result"]["continued_by"])
+    assert third["result"] == {**third["result"], "follow_up": 2, "jobs_deleted": 1, "complete": True}
+    assert "continued_by" not in third["result"]
+    remaining = {i["pk"]["S"][len("JOB#"):] for i in aws["ddb"].scan(TableName="jobs")["Items"]}
+    assert not remaining & set(ids)
+
+
 def test_inline_mode_runs_the_task_in_the_request(client, aws, monkeypatch):
     monkeypatch.setenv("USE_TASK_QUEUE", "false")
     from chalicelib import composition

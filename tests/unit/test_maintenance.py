@@ -5,12 +5,12 @@ import pytest
 from chalicelib.adapters.memory import InMemoryFinishedJobs
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
 from chalicelib.adapters.memory_stats import InMemoryStatsStore
-from chalicelib.defaults import CLEANUP_MAX_FAILURES_IN_A_ROW
+from chalicelib.defaults import CLEANUP_MAX_FAILURES_IN_A_ROW, CLEANUP_MAX_FOLLOW_UPS
 from chalicelib.domain.errors import InvalidArtifactError, JobCancelledError, StoreUnavailableError
 from chalicelib.domain.job import Job, isoformat
 from chalicelib.domain.stats import delta_for
 from chalicelib.domain.status import JobStatus
-from chalicelib.maintenance import MaintenanceTasks, TaskControl
+from chalicelib.maintenance import MaintenanceTasks, TaskControl, follow_up_id, follow_up_payload
 
 
 class FakeQueues:
@@ -170,6 +170,25 @@ def test_purges_failing_one_after_another_fail_the_run(tasks, store, clock):
     with pytest.raises(StoreUnavailableError):
         tasks.cleanup_runs(24)
     assert len(attempted) == CLEANUP_MAX_FAILURES_IN_A_ROW
+
+
+def test_only_a_cleanup_that_ran_out_of_time_having_deleted_something_is_continued_and_not_forever():
+    """A follow-up run continues an incomplete clean-up at once; one that deleted nothing (its
+    time went on jobs it could not purge, which the next run would meet first again) and the
+    last of a chain of CLEANUP_MAX_FOLLOW_UPS start none, so a chain always ends."""
+    short = {"complete": False, "jobs_deleted": 40, "jobs_failed": 0}
+    assert follow_up_payload("cleanup_runs", {"max_age_hours": 24, "follow_up": 0}, short) == \
+        {"max_age_hours": 24, "follow_up": 1}
+    assert follow_up_payload("cleanup_temp_files", {"max_age_hours": 24, "follow_up": 3},
+                             {"complete": False, "objects_deleted": 1000}) == {"max_age_hours": 24, "follow_up": 4}
+    assert follow_up_payload("cleanup_runs", {"max_age_hours": 24, "follow_up": 0}, {**short, "complete": True}) is None
+    assert follow_up_payload("cleanup_runs", {"max_age_hours": 24, "follow_up": 0},
+                             {**short, "jobs_deleted": 0, "jobs_failed": 9}) is None
+    last = {"max_age_hours": 24, "follow_up": CLEANUP_MAX_FOLLOW_UPS}
+    assert follow_up_payload("cleanup_runs", last, short) is None
+    assert follow_up_payload("health_check", {}, {"complete": False}) is None
+    assert follow_up_id("cleanup_runs", "job-1") == follow_up_id("cleanup_runs", "job-1") != \
+        follow_up_id("cleanup_runs", "job-2")
 
 
 def test_cleanup_temp_files_removes_only_old_objects_under_the_prefix(tasks, blobs, clock):
