@@ -119,34 +119,42 @@ class SqsQueueOperations:
                 f"messages on the {priority} dead-letter queue cannot be sent again as they are; "
                 "see docs/reliability.md", details={"queue": priority})
         moved = failed = 0
+        left: list[dict[str, Any]] = []  # still on the dead-letter queue, for an operator
         try:
             messages = receive_up_to(self._sqs, dead, limit, PEEK_HIDE_S)
             by_queue: dict[str, list[dict[str, Any]]] = {}
             for message in messages:
                 to = queue or _target_of(message, targets)
-                if to is None:  # names no queue of this stack: left for an operator (visible again soon)
-                    failed += 1
+                if to is None:  # names no queue of this stack: left for an operator
+                    left.append(message)
                 elif priority in self._queues and not _is_job_message(message):
-                    failed += 1  # no worker can take it: sent back, it would only fail ten more deliveries
+                    left.append(message)  # no worker can take it: sent back, it would only fail ten more deliveries
                 else:
                     by_queue.setdefault(to, []).append(message)
             for to, batch in by_queue.items():
-                done, lost = self._move(dead, to, batch)
-                moved, failed = moved + done, failed + lost
+                done, unsent, lost = self._move(dead, to, batch)
+                moved, failed, left = moved + done, failed + lost, left + unsent
+            # Visible again at once, as after a peek: hidden for the receive's PEEK_HIDE_S, the
+            # letters just refused would be missing from the listing that counts them.
+            batched(self._sqs, "change_message_visibility_batch", dead, [
+                {"ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0} for m in left])
         except (ClientError, BotoCoreError) as exc:
             raise DeadLetterUnavailableError(f"could not redrive the {priority} dead-letter queue") from exc
-        return {"moved": moved, "failed": failed}
+        return {"moved": moved, "failed": failed + len(left)}
 
-    def _move(self, dead: str, to: str, messages: list[dict[str, Any]]) -> tuple[int, int]:
-        """Send `messages` to `to`, then delete from `dead` those it accepted: (moved, failed)."""
+    def _move(self, dead: str, to: str, messages: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]], int]:
+        """Send `messages` to `to`, then delete from `dead` those it accepted: (moved, the messages
+        not sent, how many were sent but not deleted). A message sent but not deleted stays
+        hidden: shown again at once, it could be redriven twice in a row."""
         moved = failed = 0
+        unsent: list[dict[str, Any]] = []
         for start in range(0, len(messages), 10):
             chunk = {str(i): m for i, m in enumerate(messages[start:start + 10])}
             sent = self._sqs.send_message_batch(QueueUrl=to, Entries=[
                 {"Id": i, "MessageBody": m["Body"]} for i, m in chunk.items()
             ])
             ok = [e["Id"] for e in sent.get("Successful", [])]
-            failed += len(sent.get("Failed", []))
+            unsent += [chunk[e["Id"]] for e in sent.get("Failed", [])]
             if not ok:
                 continue
             deleted = self._sqs.delete_message_batch(QueueUrl=dead, Entries=[
@@ -154,7 +162,7 @@ class SqsQueueOperations:
             ])
             moved += len(deleted.get("Successful", []))
             failed += len(deleted.get("Failed", []))
-        return moved, failed
+        return moved, unsent, failed
 
 
 # EventBridge's dead-letter messages carry the target they were for (and RULE_ARN, ERROR_CODE ...).

@@ -83,6 +83,17 @@ def test_a_body_that_is_no_job_message_is_parked_as_it_came_and_never_redriven(a
     assert depth(adapters, "high")["visible"] == 0
 
 
+def test_letters_a_redrive_cannot_move_are_listed_again_at_once(adapters):
+    """A redrive receives what it moves; a letter it leaves (no worker could take it) used to keep
+    the receive's visibility timeout on SQS and vanish from the listing for 30 s, the DLQ's
+    depth still counting it: it is put back visible at once, as a peek does."""
+    adapters.queue.dead_letter_body("not json", priority="high", reason="not a job message")
+    adapters.queue.dead_letter(JobMessage("job-1", 3), priority="high", reason={})
+    assert adapters.queue_operations.redrive("high", 10) == {"moved": 1, "failed": 1}
+    assert [m.body for m in adapters.queue_operations.peek_dead_letters("high", 10)] == [{"raw": "not json"}]
+    assert adapters.queue_operations.redrive("high", 10) == {"moved": 0, "failed": 1}
+
+
 def test_operations_refuse_an_unknown_priority(adapters):
     with pytest.raises(InvalidRequestError):
         adapters.queue_operations.peek_dead_letters("urgent", 10)

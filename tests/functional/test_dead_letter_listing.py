@@ -77,3 +77,18 @@ def test_a_cut_body_whose_json_held_a_lone_surrogate_is_shown_not_a_500(client, 
     letters = answer.json_body["dead_letters"]["normal"]
     assert len(letters) == 30 and all(letter["body_cut"] for letter in letters)
     assert all(letter["body"]["raw"].startswith('{"note":"\ud800xxx') for letter in letters)
+
+
+def test_a_letter_whose_redrive_send_failed_is_listed_again_at_once(client, aws, monkeypatch):
+    """The redrive received the letter (hidden for 30 s) and SQS refused to send it on: it
+    stayed counted in the listing's `total` but was missing from its letters for 30 s."""
+    from chalicelib.composition import container
+    job_id = "00000000-0000-0000-0000-000000000601"
+    aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=json.dumps({"job_id": job_id, "attempt": 1}))
+    sqs = container().queue_operations._sqs
+    monkeypatch.setattr(sqs, "send_message_batch", lambda QueueUrl, Entries: {"Successful": [], "Failed": [
+        {"Id": e["Id"], "SenderFault": False, "Code": "InternalError", "Message": "try again"} for e in Entries]})
+    moved = client.http.post("/api/system/dlq/redrive?priority=normal", headers=operator()).json_body
+    assert moved["redriven"]["normal"] == {"moved": 0, "failed": 1}, moved
+    listing = client.http.get("/api/system/dlq?priority=normal", headers=operator()).json_body
+    assert listing["total"] == {"normal": 1} and len(listing["dead_letters"]["normal"]) == 1
