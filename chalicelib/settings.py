@@ -5,7 +5,7 @@ import os
 import re
 from typing import Any, Mapping, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from chalicelib import defaults
 from chalicelib.defaults import redelivery_wait_s
@@ -104,6 +104,16 @@ class Settings(BaseModel):
     def _printable_ascii(cls, value: str) -> str:
         if not all(" " <= c <= "~" for c in value):  # the template's AllowedPattern
             raise ValueError("must be printable ASCII")
+        return value
+
+    @field_validator("redelivery_max_s")
+    @classmethod
+    def _cap_not_below_base(cls, value: int, info: ValidationInfo) -> int:
+        # A cap under the first wait would make every redelivery wait the cap, not back off.
+        base = info.data.get("redelivery_base_s")
+        if base is not None and value < base:
+            raise ValueError(f"must be at least JOBPIPE_REDELIVERY_BASE_S ({shown_number(base)}), "
+                             "the first wait before a redelivery")
         return value
 
     @field_validator("erp_webhook_url")

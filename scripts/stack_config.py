@@ -334,12 +334,21 @@ def check_settings(template: Mapping[str, Any], parameters: Mapping[str, str]) -
 
     fed = fed_variables(template)
     declared = template.get("Parameters") or {}
+
+    def refuse(name: str, value: str, var: str, rule: str) -> None:
+        shown = "" if (declared.get(name) or {}).get("NoEcho") else f" (got {str(value)[:40]!r})"
+        raise StackConfigError(f"{name} would be refused by the functions, which read it as {var}: {rule}{shown}")
+
     for name, value in parameters.items():
         refused = refused_variables({var: str(value) for var in sorted(fed.get(name, ()))})
         if refused:
-            var, rule = next(iter(refused.items()))
-            shown = "" if (declared.get(name) or {}).get("NoEcho") else f" (got {str(value)[:40]!r})"
-            raise StackConfigError(f"{name} would be refused by the functions, which read it as {var}: {rule}{shown}")
+            refuse(name, value, *next(iter(refused.items())))
+    # Then together, for the rules between settings (RedeliveryMaxSeconds at least RedeliveryBaseSeconds).
+    name_of = {var: name for name in parameters for var in fed.get(name, ())}
+    refused = refused_variables({var: str(parameters[name]) for var, name in name_of.items()})
+    if refused:
+        var, rule = next(iter(refused.items()))
+        refuse(name_of[var], parameters[name_of[var]], var, rule)
 
 
 def main() -> None:

@@ -370,6 +370,34 @@ def test_deploy_main_refuses_a_number_the_template_takes_but_the_functions_would
     assert err.count("\n") == 1 and err.startswith(expected), err
 
 
+@pytest.mark.parametrize("arguments, expected", [
+    (["RedeliveryBaseSeconds=600", "RedeliveryMaxSeconds=60"],
+     "deploy: RedeliveryMaxSeconds would be refused by the functions, which read it as JOBPIPE_REDELIVERY_MAX_S: "
+     "Value error, must be at least JOBPIPE_REDELIVERY_BASE_S (600), the first wait before a redelivery (got '60')"),
+    (["RedeliveryMaxSeconds=10"],  # below the default first wait, 30 s
+     "deploy: RedeliveryMaxSeconds would be refused by the functions, which read it as JOBPIPE_REDELIVERY_MAX_S: "
+     "Value error, must be at least JOBPIPE_REDELIVERY_BASE_S (30)"),
+    (["HealthCheckSchedule=every hour"], "deploy: HealthCheckSchedule must be an EventBridge schedule expression: "
+                                         "rate(1 minute), rate(5 minutes)"),
+    (["CleanupRunsSchedule=rate(2 hour)"], "deploy: CleanupRunsSchedule must be an EventBridge schedule expression"),
+    (["LogStatisticsSchedule=cron(15 3 * * ?)"], "deploy: LogStatisticsSchedule must be an EventBridge schedule"),
+    (["ReconcilerSchedule="], "deploy: ReconcilerSchedule must be an EventBridge schedule expression"),
+])
+def test_deploy_main_refuses_redelivery_and_schedule_settings_that_cannot_work(arguments, expected, capsys,
+                                                                              monkeypatch, tmp_path):
+    """Each passed its own check: a cap under the first wait made every redelivery wait the cap,
+    and a schedule that is no rate(...) or cron(...) reached CloudFormation after the upload (an
+    empty ReconcilerSchedule would leave no pass to resend lost messages)."""
+    monkeypatch.setattr(deploy, "deploy", lambda *a, **k: pytest.fail("must not deploy"))
+    (tmp_path / "sam.json").write_text((ROOT / "infra" / "resources.json").read_text())
+    (tmp_path / "deployment.zip").write_text("")
+    with pytest.raises(SystemExit) as exited:
+        deploy.main([str(tmp_path), "jobpipe", *arguments])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(expected), err
+
+
 def test_deploy_main_passes_whole_numbers_written_as_the_template_takes_them(capsys, monkeypatch, tmp_path):
     deployed = {}
     monkeypatch.setattr(deploy, "deploy", lambda build, stack, parameters: deployed.update(parameters) or {})
