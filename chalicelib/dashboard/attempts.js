@@ -224,5 +224,5 @@ function runsReadDone() {
 }
 
 Object.assign(jobpipe, { askLastAttempt: askLastAttempt, loadRuns: loadRuns, reloadRuns: reloadRuns,
-  resumeRunsReads: nextRunsReads });
+  nextRunsReads: nextRunsReads });
 })(window.jobpipe);

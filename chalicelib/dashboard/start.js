@@ -10,7 +10,7 @@ var $ = jobpipe.$, PAUSED = jobpipe.PAUSED, TOKEN_KEY = jobpipe.TOKEN_KEY, state
   clearJobs = jobpipe.clearJobs, renderSummary = jobpipe.renderSummary, applyFilters = jobpipe.applyFilters,
   forgetTypesShown = jobpipe.forgetTypesShown, loadMore = jobpipe.loadMore,
   refreshList = jobpipe.refreshList, schedulePoll = jobpipe.schedulePoll, tick = jobpipe.tick,
-  loadJobTypes = jobpipe.loadJobTypes, resumeRunsReads = jobpipe.resumeRunsReads,
+  loadJobTypes = jobpipe.loadJobTypes, nextRunsReads = jobpipe.nextRunsReads,
   selectJobType = jobpipe.selectJobType, submitJob = jobpipe.submitJob;
 
 function start(refused) {
@@ -96,7 +96,7 @@ function init() {
       setLive("connecting", "catching up…");
       refreshList(false); // unless one is on its way: that one serves
       schedulePoll(0);
-      resumeRunsReads();
+      nextRunsReads(); // the reads of attempts queued while it was hidden
     }
   });
   setInterval(tick, 1000);
