@@ -119,7 +119,8 @@ class JobContext:
         """Report progress for this attempt: throttled to one write per interval, the latest
         report kept and written when the interval ends, `force=True` written now. Raises
         ProgressRejectedError if the percent would decrease, and JobCancelledError once a
-        cancel was requested, so a handler that reports progress stops cooperatively."""
+        cancel was requested, so a handler that reports progress stops cooperatively. A write
+        the store does not answer raises nothing: the report is kept and written later."""
         self._check_writable()
         self._reporter.report(percent, step, message, details, force=force)
         if self.job.cancel_requested:

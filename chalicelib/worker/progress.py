@@ -10,7 +10,7 @@ import threading
 from typing import Any, Callable, Optional
 
 from chalicelib.defaults import PROGRESS_MIN_INTERVAL_S
-from chalicelib.domain.errors import JobpipeError, ProgressRejectedError
+from chalicelib.domain.errors import JobpipeError, ProgressRejectedError, StoreUnavailableError
 from chalicelib.domain.job import Job, Progress
 from chalicelib.domain.progress import check_not_decreasing, check_report, clamp_percent, fitting_message
 from chalicelib.ports import Clock, Timer
@@ -66,7 +66,10 @@ class ProgressReporter:
     ) -> Job:
         """Record progress; returns the job as last written. Raises ProgressRejectedError for a
         decrease, a non-number or a report too large or not JSON (domain/progress.check_report),
-        and what the store raises for a forced or due write."""
+        and what the store raises for a forced or due write but its not answering: a write the
+        store did not answer (StoreUnavailableError, its retries spent) is reported to
+        `on_error` and kept, tried again when the next window ends and carried by the outcome
+        otherwise, while the handler goes on (a progress report is worth no attempt)."""
         value = clamp_percent(percent)
         check_report(step, message, details)
         with self._lock:
@@ -75,11 +78,20 @@ class ProgressReporter:
             self._pending = Progress(percent=value, step=step, message=message, details=details)
             since = self._clock.monotonic() - self._last_write
             if force or since >= self._interval:
-                self._flush_locked()
-            elif self._timer is None:
-                self._timer = self._clock.timer(max(0.0, self._interval - since), self._on_timer)
-                self._timer.start()
+                try:
+                    self._flush_locked()
+                except StoreUnavailableError as exc:
+                    self._on_error(exc)
+                    self._arm_locked(self._interval)
+            else:
+                self._arm_locked(max(0.0, self._interval - since))
             return self._job
+
+    def _arm_locked(self, delay_s: float) -> None:
+        """Write what is pending in `delay_s`, unless a timer is set already."""
+        if self._timer is None:
+            self._timer = self._clock.timer(delay_s, self._on_timer)
+            self._timer.start()
 
     def report_final(self, percent: Any, step: Optional[str], message: Optional[str]) -> None:
         """Queue the last report of an attempt that is failing: never refused, a lower or

@@ -176,11 +176,33 @@ def test_a_report_whose_write_fails_is_kept_for_the_outcome(setup):
     assert (pending.percent, pending.message, pending.details) == (90, "uploading", {"files": 3})
 
     clock.advance(2)
-    with pytest.raises(StoreUnavailableError):
-        reporter.report(95, message="closing", force=True)
+    reporter.report(95, message="closing", force=True)  # not raised: the handler goes on
     down[0] = False
     reporter.close()  # a failing attempt writes it before its outcome
     assert [(p.percent, p.message) for p in written] == [(95, "closing")]
+
+
+def test_a_forced_write_the_store_does_not_answer_is_written_when_the_next_window_ends(setup):
+    """docs/jobs.md: a report whose write the store did not answer is kept for the next write or
+    the outcome. The handler is not failed for it (its attempt would run again from the start
+    for a progress bar): the write is tried again a window later, and the failure observed."""
+    from chalicelib.domain.errors import StoreUnavailableError
+
+    reporter, clock, written = setup
+    real_write, down, observed = reporter._write, [True], []
+    reporter._on_error = observed.append
+
+    def flaky(job, progress):
+        if down[0]:
+            raise StoreUnavailableError("throttled")
+        return real_write(job, progress)
+
+    reporter._write = flaky
+    reporter.report(40, message="halfway", force=True)
+    assert written == [] and [type(e) for e in observed] == [StoreUnavailableError]
+    down[0] = False
+    clock.advance(2)  # the window's end
+    assert [(p.percent, p.message) for p in written] == [(40, "halfway")]
 
 
 def test_details_nested_past_the_json_depth_limit_are_refused_at_the_call():
