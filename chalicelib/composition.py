@@ -195,8 +195,8 @@ class Container:
             probes["stats_table"] = health.table_probe(self.client("dynamodb"), settings.stats_table_name)
         if settings.bucket_name:
             probes["bucket"] = health.bucket_probe(self.client("s3"), settings.bucket_name)
-        if settings.event_bus_name:
-            probes["event_bus"] = health.event_bus_probe(self.client("events"), settings.event_bus_name)
+        # Always one: the events go to `default` when JOBPIPE_EVENT_BUS names no bus.
+        probes["event_bus"] = health.event_bus_probe(self.client("events"), settings.event_bus_name)
         return MaintenanceTasks(
             finished=self.finished_jobs,
             stats=self.stats,
