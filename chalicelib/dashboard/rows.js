@@ -160,8 +160,8 @@ JobRow.prototype.render = function (job) {
   if (step) facts.push(["step", step]);
   if (message) facts.push(["message", message]);
   if (job.error) facts.push(["error", [bdi(job.error.code), ": ", bdi(job.error.message)]]);
-  facts.push(["payload", JSON.stringify(job.payload, null, 2)]);
-  if (job.result !== null && job.result !== undefined) facts.push(["result", JSON.stringify(job.result, null, 2)]);
+  facts.push(["payload", this.shownData(job, "payload")]);
+  if (job.result !== null && job.result !== undefined) facts.push(["result", this.shownData(job, "result")]);
   this.detailList.replaceChildren();
   for (var i = 0; i < facts.length; i++) {
     var value = el("dd"), text = el(/^(payload|result)$/.test(facts[i][0]) ? "pre" : "code");
@@ -170,6 +170,47 @@ JobRow.prototype.render = function (job) {
     this.detailList.append(el("dt", null, facts[i][0]), value);
   }
   if (!this.detailTr.hidden && status !== this.runsLoadedFor) reloadRuns(this, status);
+};
+
+// A payload or result as the details show it. One kept in S3 (past 64 KiB) comes in listings
+// and polls as its claim check, `{"claim_check": {"bytes": n}}`: the details say so, with a
+// button that reads the job whole (GET /jobs/{id}) and shows it from then on (neither changes
+// once written: a payload never, a result once the job has ended).
+JobRow.prototype.shownData = function (job, field) {
+  var data = job[field], check = data && typeof data === "object" && !Array.isArray(data) &&
+    Object.keys(data).length === 1 && data.claim_check;
+  if (!check || typeof check.bytes !== "number") return JSON.stringify(data, null, 2);
+  this.whole = this.whole || {};
+  if (field in this.whole) return this.whole[field];
+  var row = this, box = el("span", "claim-check"), show = el("button", "show-whole", "show it");
+  this.dataBox = this.dataBox || {};
+  this.dataBox[field] = box; // the one shown: details rendered again meanwhile replace it
+  show.type = "button";
+  show.setAttribute("aria-label", "Show the " + field + " of job " + shortId(this.id));
+  show.addEventListener("click", function () { row.readWhole(field, box, show); });
+  box.append("kept in S3 (" + check.bytes.toLocaleString("en-US") + " bytes) ", show);
+  return box;
+};
+
+JobRow.prototype.readWhole = function (field, box, show) {
+  if (busy(show)) return;
+  setBusy(show, true);
+  var row = this;
+  api("GET", "jobs/" + encodeURIComponent(this.id)).then(
+    function (job) {
+      var gone = (job.gone || []).indexOf(field) >= 0;
+      row.whole[field] = gone ? "its object is gone from the bucket (deleted by hand or by a bucket rule)"
+        : JSON.stringify(job[field], null, 2);
+      if (row.dataBox[field].isConnected) row.dataBox[field].replaceWith(row.whole[field]);
+    },
+    function (err) {
+      setBusy(show, false);
+      if (tokenTrouble(err)) return;
+      var why = el("span", "error-message", " Could not read it: ");
+      why.appendChild(said(err.message));
+      box.replaceChildren(box.firstChild, show, why);
+    }
+  );
 };
 
 // Takes the row off the page, and out of the observer's sight (which would keep it alive).

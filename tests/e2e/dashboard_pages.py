@@ -13,6 +13,7 @@ import json
 import os
 import re
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
@@ -127,6 +128,9 @@ class FakeApi:
         self.tenant = tenant
         self.job_types = list(JOB_TYPES)  # GET /job-types: the registry as deployed now
         self.runs: dict[str, list[dict]] = {}  # GET /jobs/{id}/runs, by job id
+        # A payload or result kept in S3, by job id and field: listings and polls show the job's
+        # claim check in its place (as `add` was given it), GET /jobs/{id} the value whole.
+        self.kept_in_s3: dict[str, dict[str, Any]] = {}
         page.route(re.compile(re.escape(OFFLINE_ORIGIN) + "/.*"), self.handle)
         page.add_init_script(COUNT_FETCHES)
 
@@ -289,6 +293,9 @@ class FakeApi:
             route.fulfill(status=202, json=job)
         elif method == "GET" and path.endswith("/runs"):
             route.fulfill(json={"job_id": path.split("/")[2], "runs": self.runs.get(path.split("/")[2], [])})
+        elif method == "GET" and re.fullmatch(r"/jobs/[^/]+", path) and path.split("/")[2] in mine:
+            job_id = path.split("/")[2]
+            route.fulfill(json={**mine[job_id], **self.kept_in_s3.get(job_id, {})})
         else:
             route.fulfill(status=404, json={"error": {"code": "route_not_found", "message": path}})
 

@@ -269,3 +269,30 @@ def test_an_attempts_times_show_in_the_browsers_zone_with_utc_on_hover(browser):
     expect(times.first).to_have_attribute("title", job["started_at"])
     expect(times.first).to_have_attribute("datetime", job["started_at"])
     context.close()
+
+
+def test_a_payload_or_result_kept_in_s3_is_shown_on_demand_not_as_its_claim_check(page, api):
+    """Listings and polls carry a payload or result past 64 KiB as `{"claim_check": {"bytes": n}}`:
+    the details say it is kept in S3 and how large, and "show it" reads the job whole and shows
+    it, there to stay while the details are drawn again."""
+    rows = [{"line": n, "text": "x" * 40} for n in range(2_000)]
+    job = api.add(status="completed", attempts=1, started_at="2026-01-15T10:00:00.000Z",
+                  finished_at="2026-01-15T10:00:05.000Z", payload={"claim_check": {"bytes": 70_029}},
+                  result={"claim_check": {"bytes": 122_000}})
+    api.kept_in_s3[job["id"]] = {"payload": {"rows": rows}, "result": {"pages": 12}}
+    api.open()
+    row(page, job["id"]).get_by_role("button", name=re.compile("Details")).click()
+    detail = page.locator(f'#detail-{job["id"]}')
+    expect(detail.locator("pre").first).to_have_text(re.compile(r"^kept in S3 \(70,029 bytes\) show it$"))
+    expect(detail.locator("pre").nth(1)).to_have_text(re.compile(r"^kept in S3 \(122,000 bytes\) show it$"))
+    detail.get_by_role("button", name=re.compile("Show the result")).click()
+    expect(detail.locator("pre").nth(1)).to_have_text('{\n  "pages": 12\n}')
+    expect(detail.locator("pre").first).to_contain_text("kept in S3")  # only what was asked for is read
+    assert api.count("GET", rf"/jobs/{job['id']}") == 1
+    api.update(job["id"], user="bob")  # drawn again: what was read stays shown
+    api.settle()
+    page.get_by_role("button", name="Refresh").click()
+    expect(row(page, job["id"])).to_be_visible()
+    api.settle()
+    expect(detail).to_contain_text("bob")
+    expect(detail.locator("pre").nth(1)).to_have_text('{\n  "pages": 12\n}')
