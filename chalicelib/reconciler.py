@@ -47,7 +47,7 @@ from chalicelib.defaults import (
     RECONCILE_DUE_BUDGET_S,
     RECONCILE_PASS_MARGIN_S,
 )
-from chalicelib.domain.errors import JobpipeError, StaleJobError, StreamBatchUnreadableError, describe_failure
+from chalicelib.domain.errors import StaleJobError, StreamBatchUnreadableError, describe_failure
 from chalicelib.domain.job import PRIORITIES, Job, isoformat
 from chalicelib.domain.status import JobStatus
 from chalicelib.events.replay import REPLAYED, UNREADABLE, StreamReplay

@@ -22,10 +22,9 @@ RESERVED_TENANT_PREFIX = "_"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 # Roles. `operator` runs the pipeline: every /api/system/* route (statistics and dead letters
-# of all tenants, redrive, maintenance tasks). `admin` is a tenant's administrator and grants
-# nothing outside its own tenant.
+# of all tenants, redrive, maintenance tasks). Any other role a token carries (an identity
+# service's `admin`, say) grants nothing: every other route serves the token's tenant alike.
 OPERATOR = "operator"
-ADMIN = "admin"
 
 
 @dataclass(frozen=True)

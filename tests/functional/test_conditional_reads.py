@@ -6,7 +6,7 @@ import pytest
 
 from chalicelib import composition
 from tests.functional.conftest import auth
-from tests.functional.test_api import run_worker, submit
+from tests.functional.test_api import submit
 
 
 def read(client, method, path, body=None, tenant="acme", etag=None):
@@ -47,11 +47,23 @@ def test_every_status_read_revalidates_to_304_until_the_job_changes(client, aws)
 
 
 def test_progress_changes_the_tag(client, aws):
-    job = submit(client, {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0}})
-    tag = read(client, "GET", f"/jobs/{job['id']}").headers["ETag"]
-    run_worker(client, aws)
-    after = read(client, "GET", f"/jobs/{job['id']}", etag=tag)
-    assert after.status_code == 200 and after.json_body["status"] == "completed"
+    """A progress write alone (the job running before and after) changes every read's tag: a
+    poller holding the tag of the job at 10 % is answered the job at 60 %, not a 304."""
+    from chalicelib.domain.status import JobStatus
+    from chalicelib.ports import JobMessage
+
+    submitted = submit(client, {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0}})
+    lifecycle = composition.container().lifecycle
+    job = lifecycle.store.get(submitted["id"], mark_gone=False)
+    running = lifecycle.claim(JobMessage(job.id, 1, tenant=job.tenant, timeout_s=job.timeout_s)).job
+    running = lifecycle.report_progress(running, 10, step="rows")
+    tags = {path: read(client, method, path, body).headers["ETag"] for method, path, body in reads(job.id)}
+    lifecycle.report_progress(running, 60, step="rows")
+    for method, path, body in reads(job.id):
+        after = read(client, method, path, body, etag=tags[path])
+        assert after.status_code == 200 and after.headers["ETag"] != tags[path], path
+    shown = read(client, "GET", f"/jobs/{job.id}").json_body
+    assert (shown["status"], shown["progress"]["percent"]) == (JobStatus.RUNNING.value, 60)
 
 
 def test_if_none_match_lists_star_and_strong_forms(client, aws):

@@ -13,7 +13,7 @@ from chalicelib.adapters.clocks import ManualClock
 from chalicelib.defaults import BATCH_MATE_LEASE_S, BATCH_MATE_WAIT_S, BATCH_TURN_MARGIN_S, LEASE_GRACE_S
 from chalicelib.worker import handlers
 from chalicelib.worker.runner import JobRunner
-from tests.functional.conftest import auth, drain, get_job, invoke_worker, receive_all, sqs_event, submit_job
+from tests.functional.conftest import drain, get_job, invoke_worker, receive_all, sqs_event, submit_job
 
 STEPS = {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0}}
 

@@ -85,15 +85,16 @@ def test_expiry_has_a_leeway_of_about_30_seconds():
 
 def test_a_token_issued_in_the_future_is_refused():
     now = int(time.time())
-    refused(bearer(iat=now + 600, exp=now + 1200))
+    assert "iat" in refused(bearer(iat=now + 600, exp=now + 1200))
 
 
 def test_issuer_and_audience_are_checked_when_configured():
     policy = TokenPolicy(SECRET, max_lifetime_s=3600, issuer="https://id.example", audience="jobpipe")
     authenticate(bearer(iss="https://id.example", aud="jobpipe"), policy)
-    for claims in ({"iss": "https://evil.example", "aud": "jobpipe"}, {"iss": "https://id.example", "aud": "other"},
-                   {"aud": "jobpipe"}, {"iss": "https://id.example"}):
-        refused(bearer(**claims), policy)
+    for claims, why in (({"iss": "https://evil.example", "aud": "jobpipe"}, "iss"),
+                        ({"iss": "https://id.example", "aud": "other"}, "aud"),
+                        ({"aud": "jobpipe"}, "iss"), ({"iss": "https://id.example"}, "aud")):
+        assert why in refused(bearer(**claims), policy).lower(), claims
 
 
 def test_issuer_and_audience_are_ignored_when_not_configured():

@@ -3,7 +3,7 @@ job comes back from before the end, a client shared by threads, the caller's own
 arguments the API cannot be sent (refused with the library's errors, before any request)."""
 import copy
 import threading
-from datetime import date, datetime, timezone
+from datetime import date
 
 import pytest
 import requests

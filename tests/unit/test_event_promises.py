@@ -5,12 +5,9 @@ stream record, so the events a subscriber gets are `events_for_change` of consec
 versions of the job."""
 from __future__ import annotations
 
-import pytest
-
 from chalicelib.adapters.memory_events import InMemoryCacheStore, InMemoryEventPublisher
 from chalicelib.domain.caches import InvalidationRules
 from chalicelib.domain.job import JobErrorInfo
-from chalicelib.domain.status import JobStatus
 from chalicelib.events.changes import events_for_change
 from chalicelib.ports import JobMessage
 from chalicelib.subscribers.cache import CacheInvalidator

@@ -1,6 +1,5 @@
 """The local stack's preparation: the warm-up event every function answers at once, and the
 ceiling applied to every function (through a stand-in for the boto3 session)."""
-import pytest
 
 from chalicelib import invocation as invocation_module
 from chalicelib.invocation import WARM_UP

@@ -9,7 +9,7 @@ from chalicelib.defaults import (
     RECONCILE_PASS_MARGIN_S,
     RECONCILE_RETRY_S,
 )
-from chalicelib.domain.errors import ProgressRejectedError, StoreUnavailableError
+from chalicelib.domain.errors import ProgressRejectedError, QueueUnavailableError, StoreUnavailableError
 from chalicelib.domain.job import JobErrorInfo
 from chalicelib.domain.status import JobStatus
 from chalicelib.ports import JobMessage
@@ -66,7 +66,7 @@ def test_a_job_whose_action_fails_is_left_where_it_is_when_the_failed_action_mov
     clock.advance(3600)
 
     def send_fails(*_, **__):
-        raise StoreUnavailableError("queue down")
+        raise QueueUnavailableError("queue down")
 
     monkeypatch.setattr(lifecycle.queue, "send", send_fails)
     result = Reconciler(lifecycle, None).run_pass()
