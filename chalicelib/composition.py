@@ -186,7 +186,7 @@ class Container:
     @cached_property
     def maintenance(self) -> Any:
         from chalicelib.adapters import health
-        from chalicelib.maintenance import MaintenanceTasks
+        from chalicelib.maintenance import TEMP_PREFIX, MaintenanceTasks
         from chalicelib.observability import logger
 
         settings = self.settings
@@ -194,7 +194,8 @@ class Container:
         if settings.stats_table_name:
             probes["stats_table"] = health.table_probe(self.client("dynamodb"), settings.stats_table_name)
         if settings.bucket_name:
-            probes["bucket"] = health.bucket_probe(self.client("s3"), settings.bucket_name)
+            # Under the prefix the clean-up lists: the roles may list the bucket there.
+            probes["bucket"] = health.bucket_probe(self.client("s3"), settings.bucket_name, TEMP_PREFIX)
         # Always one: the events go to `default` when JOBPIPE_EVENT_BUS names no bus.
         probes["event_bus"] = health.event_bus_probe(self.client("events"), settings.event_bus_name)
         return MaintenanceTasks(

@@ -28,10 +28,13 @@ def table_probe(client: Any, table_name: str):
     return probe
 
 
-def bucket_probe(client: Any, bucket: str):
+def bucket_probe(client: Any, bucket: str, prefix: str):
+    """A probe that lists at most one key under `prefix`; raises StoreUnavailableError naming
+    the bucket. Not HeadBucket: it needs `s3:ListBucket` on the whole bucket, a listing under a
+    prefix only there (infra/resources.json grants it by prefix)."""
     def probe() -> dict[str, Any]:
         try:
-            client.head_bucket(Bucket=bucket)
+            client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
         except ClientError as exc:
             raise _failure(f"bucket {bucket}", exc) from exc
         return {"ok": True, "name": bucket}
