@@ -8,9 +8,10 @@ with UseTaskQueue=false, the quota recount and the other dead-letter queues).
 
 The check reads a policy as IAM does, as far as these roles need: a statement's `Fn::If` is
 taken on the stack's parameters (their defaults unless a scenario sets them), a resource is
-matched by logical id down to the index name and the object key, and a
-`ForAllValues:StringLike` condition on `dynamodb:LeadingKeys` is checked against the partition
-key of every item a call reads or writes. The other way, every grant must be used by a call
+matched by logical id down to the index name and the object key, a `ForAllValues:StringLike`
+condition on `dynamodb:LeadingKeys` is checked against the partition key of every item a call
+reads or writes, and a `StringLike` condition on `s3:prefix` against the Prefix a listing names
+(one that names none is refused, as on AWS). The other way, every grant must be used by a call
 the scenarios recorded or by its function's event source mapping, but for the paths listed in
 NOT_DRIVEN_HERE. tests/unit/test_iam_grants.py pins the grants themselves, each with its why."""
 from __future__ import annotations
@@ -44,7 +45,7 @@ SPECIAL_ACTIONS = {
     ("s3", "ListObjectsV2"): ["s3:ListBucket"],
     ("s3", "HeadObject"): ["s3:GetObject"],
     ("s3", "DeleteObjects"): ["s3:DeleteObject"],
-    ("s3", "HeadBucket"): ["s3:ListBucket"],
+    ("s3", "HeadBucket"): ["s3:ListBucket"],  # naming no prefix: refused where s3:prefix is a condition
     ("sqs", "SendMessageBatch"): ["sqs:SendMessage"],
     ("sqs", "DeleteMessageBatch"): ["sqs:DeleteMessage"],
     ("sqs", "ChangeMessageVisibilityBatch"): ["sqs:ChangeMessageVisibility"],
@@ -59,12 +60,14 @@ ARN_TYPES = {"events": ("event-bus/", "AWS::Events::EventBus"), "dynamodb": ("ta
 
 class Call(NamedTuple):
     """One authorization a request needs: the IAM action, the resource (a logical id, with
-    `/index/<name>` or `/<object key>` when it is an index or an object), and the partition
-    keys of the items it touches (None where the request names no items: a Query, a Describe)."""
+    `/index/<name>` or `/<object key>` when it is an index or an object), the partition keys
+    of the items it touches (None where the request names no items: a Query, a Describe), and
+    the Prefix an S3 request names (None where it names none: a HeadBucket, an unprefixed list)."""
 
     action: str
     resource: str
     keys: Optional[tuple[str, ...]] = None
+    prefix: Optional[str] = None
 
 
 class CallLog:
@@ -104,9 +107,10 @@ class CallLog:
             for action in actions:
                 yield self._item_call(action, params["TableName"], [params.get("Key") or params["Item"]])
             return
+        prefix = params.get("Prefix") if service == "s3" else None
         for action in actions:
             for resource in self._resources_of(params):
-                yield Call(action, resource)
+                yield Call(action, resource, prefix=prefix)
 
     def _item_call(self, action: str, table: str, items: list[dict[str, Any]]) -> Call:
         logical = self._resources.get(table, table)
@@ -204,15 +208,26 @@ def _glob(pattern: str) -> "re.Pattern[str]":
     return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern))
 
 
+CONDITIONS = {("ForAllValues:StringLike", "dynamodb:LeadingKeys"), ("StringLike", "s3:prefix")}
+
+
 def _condition_holds(condition: Optional[dict[str, Any]], call: Call) -> bool:
-    for operator, keys in (condition or {}).items():
-        if operator != "ForAllValues:StringLike" or set(keys) != {"dynamodb:LeadingKeys"}:
-            raise ValueError(f"the test cannot evaluate the condition {operator} {sorted(keys)}")
-        if call.keys is None:  # a request that names no item (a Query's key is not read here)
-            return False
-        patterns = [_glob(p) for p in keys["dynamodb:LeadingKeys"]]
-        if not all(any(p.fullmatch(k) for p in patterns) for k in call.keys):
-            return False
+    """Whether every operator on every key of a statement's Condition holds for the call (IAM
+    requires all); raises ValueError for one outside CONDITIONS."""
+    tests = [(operator, key, values if isinstance(values, list) else [values])
+             for operator, keys in (condition or {}).items() for key, values in keys.items()]
+    for operator, key, _ in tests:
+        if (operator, key) not in CONDITIONS:
+            raise ValueError(f"the test cannot evaluate the condition {operator} {key}")
+    for operator, key, values in tests:
+        patterns = [_glob(p) for p in values]
+        if key == "dynamodb:LeadingKeys":
+            if call.keys is None:  # a request that names no item (a Query's key is not read here)
+                return False
+            if not all(any(p.fullmatch(k) for p in patterns) for k in call.keys):
+                return False
+        elif call.prefix is None or not any(p.fullmatch(call.prefix) for p in patterns):
+            return False  # no Prefix at all (HeadBucket, a whole-bucket list) fails it, as on AWS
     return True
 
 
@@ -228,13 +243,14 @@ def allowed(template: dict[str, Any], role: str, call: Call, parameters: Optiona
 
 
 def denied(template: dict[str, Any], log: CallLog, parameters: Optional[dict[str, Any]] = None) -> dict[str, list]:
-    """function -> the calls its role does not allow (with one example of their keys)."""
+    """function -> the calls its role does not allow (with one example of their keys or prefix)."""
     roles = {logical: resource["Properties"]["Role"]["Fn::GetAtt"][0]
              for logical, resource in template["Resources"].items()
              if resource["Type"] == "AWS::Serverless::Function"}
     out = {}
     for function, calls in log.calls.items():
-        missing = {(c.action, c.resource): c.keys for c in calls if not allowed(template, roles[function], c, parameters)}
+        missing = {(c.action, c.resource): c.keys or c.prefix for c in calls
+                   if not allowed(template, roles[function], c, parameters)}
         if missing:
             out[function] = sorted(missing.items())
     return out
