@@ -242,11 +242,16 @@ def allowed(template: dict[str, Any], role: str, call: Call, parameters: Optiona
     return False
 
 
+def function_roles(template: dict[str, Any]) -> dict[str, str]:
+    """function -> its role, by logical id."""
+    return {logical: resource["Properties"]["Role"]["Fn::GetAtt"][0]
+            for logical, resource in template["Resources"].items()
+            if resource["Type"] == "AWS::Serverless::Function"}
+
+
 def denied(template: dict[str, Any], log: CallLog, parameters: Optional[dict[str, Any]] = None) -> dict[str, list]:
     """function -> the calls its role does not allow (with one example of their keys or prefix)."""
-    roles = {logical: resource["Properties"]["Role"]["Fn::GetAtt"][0]
-             for logical, resource in template["Resources"].items()
-             if resource["Type"] == "AWS::Serverless::Function"}
+    roles = function_roles(template)
     out = {}
     for function, calls in log.calls.items():
         missing = {(c.action, c.resource): c.keys or c.prefix for c in calls
@@ -621,3 +626,37 @@ def test_every_grant_is_used_by_its_functions_code_or_event_source(template):
             merged.calls[function] |= calls
     left = unused(template, merged) | unused(template, merged, {"UseTaskQueue": "false"})
     assert left == NOT_DRIVEN_HERE, "\n".join(map(str, sorted(left ^ NOT_DRIVEN_HERE)))
+
+
+def test_no_role_may_list_the_jobs_bucket_but_under_jobs_and_tmp(template):
+    """The workers (and the API running maintenance inline) list a job's objects and the scratch
+    objects, never the whole bucket: a listing naming no prefix (a HeadBucket too), or another
+    one, is refused on every stack."""
+    for parameters in ({}, {"UseTaskQueue": "false"}):
+        for role in sorted(set(function_roles(template).values())):
+            for prefix in (None, "", "other/", "jobs", "tmp", "jobsx/", "a/jobs/", "a/tmp/"):
+                call = Call("s3:ListBucket", "JobsBucket", prefix=prefix)
+                assert not allowed(template, role, call, parameters), (role, prefix, parameters)
+    inline = {"UseTaskQueue": "false"}
+    for prefix in ("tmp/", "jobs/00000000-0000-4000-8000-000000000000/"):
+        assert allowed(template, "JobWorkerRole", Call("s3:ListBucket", "JobsBucket", prefix=prefix))
+        assert allowed(template, "ApiHandlerRole", Call("s3:ListBucket", "JobsBucket", prefix=prefix), inline)
+        assert not allowed(template, "ApiHandlerRole", Call("s3:ListBucket", "JobsBucket", prefix=prefix))
+
+
+def test_every_listing_the_scenarios_made_names_a_prefix_its_role_may_list(template):
+    """What the workers (cleanup-runs, cleanup-temp-files, the health check) and the API running
+    them inline listed above: each under one job's `jobs/<id>/` or under `tmp/`, each allowed."""
+    if set(RECORDED) != {"queued", "inline"}:
+        pytest.skip("reads what both scenarios above recorded; run the module")
+    roles = function_roles(template)
+    listed: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for scenario, parameters in (("queued", {}), ("inline", {"UseTaskQueue": "false"})):
+        for function, calls in RECORDED[scenario].calls.items():
+            for call in calls:
+                if call.action != "s3:ListBucket":
+                    continue
+                assert call.prefix is not None and re.fullmatch(r"jobs/[0-9a-f-]{36}/|tmp/", call.prefix), call
+                assert allowed(template, roles[function], call, parameters), (scenario, function, call)
+                listed[scenario, function].add(call.prefix.split("/")[0])
+    assert listed == {("queued", "JobWorker"): {"jobs", "tmp"}, ("inline", "APIHandler"): {"jobs", "tmp"}}

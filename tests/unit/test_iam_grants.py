@@ -6,8 +6,9 @@ tests/functional/test_iam.py, which proves each recorded call is still allowed.
 
 A resource is written as a logical id, with `/index/<name>` for an index, `/<prefix>*` for
 objects, `.StreamArn` for a table's stream, `*`
-for all. A grant present only under a stack condition ends ` if <Condition>`, and one limited
-to items by their partition key ` where LeadingKeys like <pattern>`."""
+for all. A grant present only under a stack condition ends ` if <Condition>`, one limited
+to items by their partition key ` where LeadingKeys like <pattern>`, and a listing limited to
+key prefixes ` where prefix like <patterns>`."""
 from __future__ import annotations
 
 import re
@@ -44,6 +45,9 @@ REDRIVABLE_DLQS = ("ErpWebhookDeadLetterQueue", "ErpOutboundDeadLetterQueue", "C
 # Read only for the API (peek, depth): descriptions of stream batches, which the reconciler replays.
 READ_ONLY_DLQS = ("StreamFailureQueue",)
 INLINE = " if InlineMaintenance"  # UseTaskQueue=false: maintenance tasks run in the API function
+# Listings only under a job's objects (retention.py lists jobs/<id>/ before it deletes them) and
+# the scratch objects (cleanup-temp-files and the health check's bucket probe list tmp/).
+LISTED_PREFIXES = " where prefix like jobs/* tmp/*"
 
 
 def each(resources: tuple[str, ...], actions: set[str]) -> dict[str, set[str]]:
@@ -76,7 +80,7 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         "JobsTable/index/by_finished_day" + INLINE: ddb("Query"),
         # Inline health-check: the probes (health.py); cleanup-temp-files: list and delete tmp/.
         "StatsTable" + INLINE: ddb("DescribeTable"),
-        "JobsBucket" + INLINE: s3("ListBucket"),
+        "JobsBucket" + INLINE + LISTED_PREFIXES: s3("ListBucket"),
         "JobsBucket/tmp/*" + INLINE: s3("DeleteObject"),
         "JobEventsBus" + INLINE: {"events:DescribeEventBus"},
     },
@@ -97,7 +101,7 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         "StatsTable": ddb("GetItem", "BatchGetItem", "DescribeTable"),
         "JobsBucket/jobs/*": s3("GetObject", "PutObject", "DeleteObject"),
         "JobsBucket/tmp/*": s3("DeleteObject"),  # cleanup-temp-files lists and deletes, never reads or writes
-        "JobsBucket": s3("ListBucket"),
+        "JobsBucket" + LISTED_PREFIXES: s3("ListBucket"),
         "JobEventsBus": {"events:DescribeEventBus"},
     },
     "EventPublisherRole": {
@@ -173,6 +177,8 @@ def condition_text(condition: Optional[dict[str, Any]]) -> str:
             values = values if isinstance(values, list) else [values]
             if operator == "ForAllValues:StringLike" and key == "dynamodb:LeadingKeys":
                 out += f" where LeadingKeys like {' '.join(values)}"
+            elif operator == "StringLike" and key == "s3:prefix":
+                out += f" where prefix like {' '.join(values)}"
             else:
                 out += f" where {operator} {key} {' '.join(map(str, values))}"
     return out
