@@ -51,6 +51,17 @@ BASE_EXCEPTIONS = {
 }
 
 
+def outcome_of(call, refusal: type, seen: list, refused: str = "refused", taken: str = "accepted") -> str:
+    """`taken` when `call()` returns, else `refused` with the refusal (of type `refusal`) kept in
+    `seen`: what a handler that catches the documented refusal of a ctx call returns."""
+    try:
+        call()
+    except refusal as exc:
+        seen.append(exc)
+        return refused
+    return taken
+
+
 def make_types(seen):
     types = JobTypeRegistry()
 
@@ -84,12 +95,9 @@ def make_types(seen):
 
     @types.register("a.details_int_keys", Empty, max_attempts=1)
     def details_int_keys(ctx, payload):
-        try:
-            ctx.progress(10, details=seen.pop() if seen else {1: "first row"}, force=True)
-        except ProgressRejectedError as exc:
-            seen.append(exc)
-            return "refused as documented"
-        return "accepted"
+        details = seen.pop() if seen else {1: "first row"}
+        return outcome_of(lambda: ctx.progress(10, details=details, force=True), ProgressRejectedError, seen,
+                          refused="refused as documented")
 
     @types.register("a.returns", Empty, max_attempts=1)
     def returns(ctx, payload):
@@ -97,12 +105,7 @@ def make_types(seen):
 
     @types.register("a.reports_percent", Empty, max_attempts=1)
     def reports_percent(ctx, payload):
-        try:
-            ctx.progress(seen[0], force=True)
-        except ProgressRejectedError as exc:
-            seen.append(exc)
-            return "refused"
-        return "accepted"
+        return outcome_of(lambda: ctx.progress(seen[0], force=True), ProgressRejectedError, seen)
 
     @types.register("a.fails_at_percent", Empty, max_attempts=3)
     def fails_at_percent(ctx, payload):
@@ -110,13 +113,8 @@ def make_types(seen):
         raise ctx.fail("E_BAD_ROWS", "rows were malformed", seen[0])
 
     @types.register("a.reports_message", Empty, max_attempts=1)
-    def reports_message(ctx, payload):
-        try:
-            ctx.progress(10, message=seen[0])  # throttled: due after the window
-        except ProgressRejectedError as exc:
-            seen.append(exc)
-            return "refused"
-        return "accepted"
+    def reports_message(ctx, payload):  # throttled: due after the window
+        return outcome_of(lambda: ctx.progress(10, message=seen[0]), ProgressRejectedError, seen)
 
     @types.register("a.fails_with_message", Empty, max_attempts=3)
     def fails_with_message(ctx, payload):
@@ -129,21 +127,12 @@ def make_types(seen):
 
     @types.register("a.artifact_type", Empty, max_attempts=1)
     def artifact_type(ctx, payload):
-        try:
-            ctx.artifact("report.txt", "hello", content_type=seen[0])
-        except InvalidArtifactError as exc:
-            seen.append(exc)
-            return "refused"
-        return "stored"
+        return outcome_of(lambda: ctx.artifact("report.txt", "hello", content_type=seen[0]), InvalidArtifactError,
+                          seen, taken="stored")
 
     @types.register("a.artifact_data", Empty, max_attempts=1)
     def artifact_data(ctx, payload):
-        try:
-            ctx.artifact("report.json", seen[0])
-        except InvalidArtifactError as exc:
-            seen.append(exc)
-            return "refused"
-        return "stored"
+        return outcome_of(lambda: ctx.artifact("report.json", seen[0]), InvalidArtifactError, seen, taken="stored")
 
     @types.register("a.numeric_code", Empty, max_attempts=3)
     def numeric_code(ctx, payload):
