@@ -23,6 +23,7 @@ from chalicelib.domain.errors import (
     StoreUnavailableError,
 )
 from chalicelib.domain.job import Job, Progress
+from chalicelib.domain.progress import progress_refusal
 from chalicelib.domain.status import JobStatus
 
 
@@ -69,7 +70,7 @@ class AttemptWrites(JobWrites, JobReads):
                 if current is not None and current.cancel_requested and current.status == JobStatus.RUNNING \
                         and current.attempts == attempt:
                     return current  # a cancel was requested: nothing written, the caller stops
-                raise _progress_refusal(job_id, attempt, progress, current) from exc
+                raise progress_refusal(job_id, attempt, progress.percent, current) from exc
             if too_large(exc):
                 raise ProgressRejectedError(  # the report is what is wrong, not the store
                     f"progress of job {job_id} does not fit its record (400 KB with its payload): "
@@ -143,18 +144,3 @@ class AttemptWrites(JobWrites, JobReads):
         if parent.status == JobStatus.RUNNING and parent.attempts == attempt and parent.cancel_requested:
             return JobCancelledError(f"job {parent_id} was canceled: child {child_id} is not spawned")
         return AttemptEndedError.refusing(parent_id, attempt, f"child {child_id} is not spawned")
-
-
-def _progress_refusal(job_id: str, attempt: int, progress: Progress, current: Optional[Job]) -> ProgressRejectedError:
-    """Why a progress write was refused, from the job as stored when it was."""
-    if current is None:
-        return ProgressRejectedError(f"job {job_id} does not exist")
-    if current.status != JobStatus.RUNNING or current.attempts != attempt:
-        return ProgressRejectedError(
-            f"attempt {attempt} of job {job_id} is not running (job is {current.status.value})",
-            details={"status": current.status.value, "attempt": current.attempts},
-        )
-    return ProgressRejectedError(
-        f"progress cannot decrease from {current.progress.percent:g} to {progress.percent:g}",
-        details={"current": current.progress.percent, "requested": progress.percent},
-    )

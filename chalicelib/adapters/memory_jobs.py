@@ -22,6 +22,7 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.domain.events import clip
 from chalicelib.domain.job import Job, Progress, Run, answer_spent, isoformat, utcnow
+from chalicelib.domain.progress import progress_refusal
 from chalicelib.domain.status import JobStatus
 from chalicelib.ports import (
     CLAIM_CHECKED,
@@ -227,13 +228,11 @@ class InMemoryJobStore:
         with self._lock:
             stored = self._jobs.get(job_id)
             if stored is None or stored.status != JobStatus.RUNNING or stored.attempts != attempt:
-                raise ProgressRejectedError(f"attempt {attempt} of job {job_id} is not running")
+                raise progress_refusal(job_id, attempt, progress.percent, stored)
             if stored.cancel_requested:
                 return self._read(stored, fetch=())
             if progress.percent < stored.progress.percent:
-                raise ProgressRejectedError(
-                    f"progress cannot decrease from {stored.progress.percent:g} to {progress.percent:g}"
-                )
+                raise progress_refusal(job_id, attempt, progress.percent, stored)
             update: dict[str, Any] = {"progress": progress, "version": stored.version + 1}
             if announce:
                 update["event_percent"] = progress.percent

@@ -16,8 +16,9 @@ from chalicelib.defaults import (
 )
 from chalicelib.domain.errors import ProgressRejectedError
 from chalicelib.domain.events import clip
-from chalicelib.domain.job import nested_deeper_than, non_text_key, too_deep_message
+from chalicelib.domain.job import Job, nested_deeper_than, non_text_key, too_deep_message
 from chalicelib.domain.numbers import shown_number
+from chalicelib.domain.status import JobStatus
 from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate, is_unicode, unicode_text
 
 MILESTONES = (0.0, 25.0, 50.0, 75.0, 100.0)
@@ -104,10 +105,29 @@ def _details_bytes(details: Optional[dict[str, Any]]) -> int:
 
 def check_not_decreasing(current: float, requested: float) -> None:
     if requested < current:
-        raise ProgressRejectedError(
-            f"progress cannot decrease from {current:g} to {requested:g}",
-            details={"current": current, "requested": requested},
+        raise _decrease_refusal(current, requested)
+
+
+def _decrease_refusal(current: float, requested: float) -> ProgressRejectedError:
+    return ProgressRejectedError(
+        f"progress cannot decrease from {current:g} to {requested:g}",
+        details={"current": current, "requested": requested},
+    )
+
+
+def progress_refusal(job_id: str, attempt: int, requested: float, current: Optional[Job]) -> ProgressRejectedError:
+    """Why a store refused to record progress `requested` for `attempt` of `job_id`, from the job
+    as stored when it did (None: there is none). Every JobStore adapter words it so: the job does
+    not exist; the attempt is not running (`details`: the job's status and attempt); or the
+    percent would decrease (`details`: current and requested)."""
+    if current is None:
+        return ProgressRejectedError(f"job {job_id} does not exist")
+    if current.status != JobStatus.RUNNING or current.attempts != attempt:
+        return ProgressRejectedError(
+            f"attempt {attempt} of job {job_id} is not running (job is {current.status.value})",
+            details={"status": current.status.value, "attempt": current.attempts},
         )
+    return _decrease_refusal(current.progress.percent, requested)
 
 
 def is_notable_change(previous: float, current: float) -> bool:

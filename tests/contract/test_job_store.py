@@ -321,6 +321,25 @@ def test_progress_is_written_for_the_running_attempt_and_never_goes_back(adapter
         adapters.store.record_progress(queued.id, 0, Progress(percent=1))
 
 
+def test_a_refused_progress_write_says_why_from_the_job_as_stored(adapters):
+    """The worker and the API hand a refusal on as it is worded: the job is gone, the attempt
+    is over (with the job's status and attempt), or the percent would go back (with both
+    percents). Each store words it alike."""
+    job = running(adapters.store, make_job(1))
+    adapters.store.record_progress(job.id, 1, Progress(percent=40))
+    refusals = []
+    for job_id, attempt, percent in ((job.id, 1, 10), (job.id, 2, 90), ("00000000-0000-4000-8000-999999999999", 1, 90)):
+        with pytest.raises(ProgressRejectedError) as raised:
+            adapters.store.record_progress(job_id, attempt, Progress(percent=percent))
+        refusals.append((raised.value.code, raised.value.message, raised.value.details))
+    assert refusals == [
+        ("progress_rejected", "progress cannot decrease from 40 to 10", {"current": 40, "requested": 10}),
+        ("progress_rejected", f"attempt 2 of job {job.id} is not running (job is running)",
+         {"status": "running", "attempt": 1}),
+        ("progress_rejected", "job 00000000-0000-4000-8000-999999999999 does not exist", None),
+    ]
+
+
 def test_progress_details_read_back_as_reported(adapters):
     """Details are any JSON object a handler reports: nulls stay, numbers past DynamoDB's 38
     digits or its exponent range are kept, text is text."""
