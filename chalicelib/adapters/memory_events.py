@@ -102,15 +102,28 @@ class InMemoryDeliveryLedger:
 
 
 class InMemoryEventPublisher:
+    """Same contract as EventBridgePublisher: `published` holds what went out, in order. With
+    `fail_next` set, that many publishes fail whole (PutEvents refused or unanswered); with
+    `fail_after` set, the bus takes that many more events and then refuses every one (entries a
+    call refuses, and the chunks after them, not sent): the publish fails part way, naming the
+    events that did not go out."""
+
     def __init__(self) -> None:
         self.published: list[Any] = []
         self.fail_next = 0
+        self.fail_after: Optional[int] = None
 
     def publish(self, events: list[Any]) -> None:
         if self.fail_next:
             self.fail_next -= 1
             raise EventPublishError("publishing is failing", unpublished=[e.event_id for e in events])
-        self.published.extend(events)
+        taken = len(events) if self.fail_after is None else min(len(events), self.fail_after)
+        self.published.extend(events[:taken])
+        if self.fail_after is not None:
+            self.fail_after -= taken
+        if taken < len(events):
+            raise EventPublishError(f"{len(events) - taken} events were refused",
+                                    unpublished=[e.event_id for e in events[taken:]])
 
 
 class InMemoryCacheStore:

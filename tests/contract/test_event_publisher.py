@@ -3,6 +3,7 @@ them, or EventPublishError names each event that did not. Run against the in-mem
 EventBridge on moto (a rule on the bus sends everything from `jobpipe` to a queue read back)."""
 from __future__ import annotations
 
+import itertools
 import json
 
 import boto3
@@ -19,16 +20,23 @@ T = "2026-01-01T12:00:00.000Z"
 
 @pytest.fixture(params=["memory", "aws"])
 def publishers(request, monkeypatch):
-    """(a publisher, arrived() -> [(source, detail type, detail)], a publisher that cannot publish)."""
+    """(a publisher, arrived() -> [(source, detail type, detail)], a publisher that cannot publish,
+    failing_after(n) -> a publisher whose bus takes n more events and refuses every one after)."""
     if request.param == "memory":
         from chalicelib.adapters.memory_events import InMemoryEventPublisher
 
         publisher, failing = InMemoryEventPublisher(), InMemoryEventPublisher()
         failing.fail_next = 1
+
+        def failing_after(n):
+            publisher.fail_after = n
+            return publisher
+
         yield publisher, lambda: [(SOURCE, e.detail_type, json.loads(e.model_dump_json()))
-                                  for e in publisher.published], failing
+                                  for e in publisher.published], failing, failing_after
         return
     from chalicelib.adapters.eventbridge import EventBridgePublisher
+    from chalicelib.adapters.faults import FailingPutEvents
 
     fake_aws_credentials(monkeypatch)
     with mock_aws():
@@ -47,8 +55,15 @@ def publishers(request, monkeypatch):
                     {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
             return [(e["source"], e["detail-type"], e["detail"]) for e in seen]
 
+        def failing_after(n):
+            # The reliability suites' fault injector, its draws scripted: the first n entries
+            # drawn go to the bus, every later one (a retry's too) is refused entry by entry.
+            drawn = itertools.count()
+            refusing = FailingPutEvents(events, 1.0, draw=lambda: 1.0 if next(drawn) < n else 0.0)
+            return EventBridgePublisher(refusing, BUS, sleep=lambda s: None)
+
         yield (EventBridgePublisher(events, BUS, sleep=lambda s: None), arrived,
-               EventBridgePublisher(events, "no-such-bus", sleep=lambda s: None))
+               EventBridgePublisher(events, "no-such-bus", sleep=lambda s: None), failing_after)
 
 
 def _events(count: int) -> list:
@@ -67,23 +82,36 @@ def _sorted(arrived):
 
 
 def test_every_event_goes_out_with_its_detail_type_and_detail(publishers):
-    publisher, arrived, _ = publishers
+    publisher, arrived, _, _ = publishers
     events = _events(11)  # twelve: more than one PutEvents call takes
     publisher.publish(events)
     assert _sorted(arrived()) == _sorted([(SOURCE, e.detail_type, json.loads(e.model_dump_json())) for e in events])
 
 
 def test_nothing_to_publish_sends_nothing(publishers):
-    publisher, arrived, _ = publishers
+    publisher, arrived, _, _ = publishers
     publisher.publish([])
     assert arrived() == []
 
 
 def test_a_publisher_that_cannot_publish_names_every_event_not_published(publishers):
-    _, arrived, failing = publishers
+    _, arrived, failing, _ = publishers
     events = _events(11)
     with pytest.raises(EventPublishError) as raised:
         failing.publish(events)
     assert sorted(raised.value.unpublished) == sorted(e.event_id for e in events)
     assert raised.value.code == "event_publish_failed"
     assert arrived() == []
+
+
+def test_a_publish_refused_part_way_names_only_the_events_that_did_not_go_out(publishers):
+    """PutEvents takes ten entries a call and may refuse some of a call's entries: those that
+    went out stay out, and EventPublishError names the others in order (the refused ones and
+    every one after them, not sent), so a caller retries only what is missing."""
+    _, arrived, _, failing_after = publishers
+    events = _events(22)  # 23 events: three calls, the second refused after its third entry
+    with pytest.raises(EventPublishError) as raised:
+        failing_after(13).publish(events)
+    assert raised.value.unpublished == [e.event_id for e in events[13:]]
+    assert _sorted(arrived()) == _sorted([(SOURCE, e.detail_type, json.loads(e.model_dump_json()))
+                                          for e in events[:13]])
