@@ -55,13 +55,16 @@ class InMemoryDeadLetterQueue:
 class InMemoryJobQueue:
     """Records what was sent; tests drain it into the worker. `dead` holds the dead-letter
     queues' messages; a test may append `(message, reason)` itself, as SQS's redrive policy
-    parks a message (on the normal priority's DLQ)."""
+    parks a message (on the normal priority's DLQ). `fail_sends` fails every call as a queue
+    that does not answer; `refuse` names the receipt handles and bodies whose entries a batch
+    call refuses, the others going through, as SQS refuses an entry (a stale receipt handle)."""
 
     def __init__(self, priorities: Iterable[str] = ("high", "normal", "low")) -> None:
         self.priorities = tuple(priorities)
         self.sent: list[tuple[JobMessage, str, int]] = []
         self.dead: list[tuple[JobMessage, Optional[dict[str, Any]]]] = []
         self.fail_sends = False
+        self.refuse: set[str] = set()
         self.visibility: dict[str, int] = {}
         self.acknowledged: list[str] = []  # receipt handles deleted before their batch answered
         self.handed_back: list[tuple[str, str, int]] = []  # (queue ARN, body, deliveries it replaces)
@@ -100,15 +103,18 @@ class InMemoryJobQueue:
         self.visibility[receipt_handle] = max(0, min(seconds, SQS_MAX_HOLD_S))
 
     def set_visibility_many(self, queue_arn: str, receipt_handles: list[str], seconds: int) -> int:
-        for handle in receipt_handles:
+        taken = [handle for handle in receipt_handles if handle not in self.refuse]
+        for handle in taken:
             self.set_visibility(queue_arn, handle, seconds)
-        return 0
+        return len(receipt_handles) - len(taken)
 
     def hand_back(self, queue_arn: str, bodies: list[tuple[str, int]]) -> set[int]:
         if self.fail_sends:
             raise QueueUnavailableError("could not hand the messages back")
-        self.handed_back += [(queue_arn, body, handbacks) for body, handbacks in bodies]
-        return set()
+        refused = {i for i, (body, _) in enumerate(bodies) if body in self.refuse}
+        self.handed_back += [(queue_arn, body, handbacks)
+                             for i, (body, handbacks) in enumerate(bodies) if i not in refused]
+        return refused
 
     def acknowledge(self, queue_arn: str, receipt_handle: str) -> None:
         if self.fail_sends:
@@ -118,8 +124,9 @@ class InMemoryJobQueue:
     def acknowledge_many(self, queue_arn: str, receipt_handles: list[str]) -> int:
         if self.fail_sends:
             raise QueueUnavailableError("could not delete the received messages")
-        self.acknowledged += receipt_handles
-        return 0
+        taken = [handle for handle in receipt_handles if handle not in self.refuse]
+        self.acknowledged += taken
+        return len(receipt_handles) - len(taken)
 
     def drain(self) -> list[JobMessage]:
         messages = [m for m, _, _ in self.sent]

@@ -208,3 +208,86 @@ def test_a_hold_past_what_sqs_takes_hides_the_message_as_long_as_it_may(adapters
     else:
         assert depth(adapters, "normal") == {"visible": 0, "in_flight": 2, "delayed": 0, "dead_lettered": 0}
     assert 3600 <= 12 * 3600 - SQS_MAX_HOLD_S  # room for the invocation that received it
+
+
+# A receipt handle SQS refuses (an expired one, or one it never gave out): SQS tells it itself,
+# the in-memory queue is told (`refuse`).
+STALE = "handle-stale"
+
+
+def handles_with_a_stale_one(adapters, n: int) -> list[str]:
+    """The receipt handles of `n` messages received from `normal`, a stale one second."""
+    for i in range(n):
+        adapters.queue.send(JobMessage(f"job-{i}", 1), priority="normal")
+    if adapters.receive is None:
+        adapters.queue.refuse.add(STALE)
+        handles = [f"handle-{i}" for i in range(n)]
+    else:
+        handles = []
+        while len(handles) < n:
+            handles += [m["ReceiptHandle"] for m in adapters.receive("normal")]
+    return [handles[0], STALE, *handles[1:]]
+
+
+def test_a_visibility_change_refused_for_some_messages_counts_them_and_changes_the_others(adapters):
+    """The worker shortens its batch-mates' leases in one call and logs how many it could not:
+    SQS refuses an entry on its own (a stale receipt handle) and changes the rest."""
+    handles = handles_with_a_stale_one(adapters, 2)
+    arn = "arn:aws:sqs:us-east-1:123456789012:jobs-normal"
+    assert adapters.queue.set_visibility_many(arn, handles, 0) == 1
+    if adapters.receive is None:
+        assert adapters.queue.visibility == {"handle-0": 0, "handle-1": 0}
+    else:
+        assert depth(adapters, "normal")["visible"] == 2
+
+
+def test_an_acknowledgement_refused_for_some_messages_counts_them_and_deletes_the_others(adapters):
+    """The worker deletes the originals of the batch-mates it handed back in one call and logs
+    how many stayed: SQS refuses an entry on its own and deletes the rest."""
+    handles = handles_with_a_stale_one(adapters, 2)
+    arn = "arn:aws:sqs:us-east-1:123456789012:jobs-normal"
+    assert adapters.queue.acknowledge_many(arn, handles) == 1
+    if adapters.receive is None:
+        assert adapters.queue.acknowledged == ["handle-0", "handle-1"]
+    else:
+        assert depth(adapters, "normal") == {"visible": 0, "in_flight": 0, "delayed": 0, "dead_lettered": 0}
+
+
+class RefusesBodies:
+    """An SQS client whose SendMessageBatch refuses the entries with one of `bodies`, as SQS
+    answers an entry it refuses (under `Failed`), and sends the others. Other calls pass through."""
+
+    def __init__(self, client, bodies: set[str]) -> None:
+        self._client = client
+        self._bodies = bodies
+
+    def send_message_batch(self, *, QueueUrl, Entries):  # noqa: N803 (boto3's names)
+        kept = [e for e in Entries if e["MessageBody"] not in self._bodies]
+        sent = self._client.send_message_batch(QueueUrl=QueueUrl, Entries=kept) if kept else {}
+        refused = [{"Id": e["Id"], "SenderFault": False, "Code": "InternalError", "Message": "refused"}
+                   for e in Entries if e["MessageBody"] in self._bodies]
+        return {"Successful": sent.get("Successful", []), "Failed": [*sent.get("Failed", []), *refused]}
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+def test_a_hand_back_refused_for_some_messages_names_their_positions_and_sends_the_others(adapters):
+    """The worker runs a batch-mate whose copy was refused in its own batch, and answers the
+    others as done: which were not sent is the answer it relies on."""
+    arn = "arn:aws:sqs:us-east-1:123456789012:jobs-normal"
+    bodies = [(f'{{"job_id": "job-{i}", "attempt": 1}}', 1) for i in range(3)]
+    refused = {bodies[1][0]}
+    if adapters.receive is None:
+        queue = adapters.queue
+        queue.refuse |= refused
+    else:
+        from chalicelib.adapters.sqs import SqsJobQueue
+
+        plain = adapters.queue
+        queue = SqsJobQueue(RefusesBodies(plain._sqs, refused), plain._urls, plain._dead)
+    assert queue.hand_back(arn, bodies) == {1}
+    if adapters.receive is None:
+        assert queue.handed_back == [(arn, body, n) for body, n in (bodies[0], bodies[2])]
+    else:
+        assert sorted(m["Body"] for m in adapters.receive("normal")) == [bodies[0][0], bodies[2][0]]

@@ -1,0 +1,56 @@
+"""A worker batch when the queue refuses some entries of a batch call (SQS answers each entry:
+a stale receipt handle is refused, the others go through): the batch-mates' short leases, their
+hand-back and the deletion of their originals each carry on with what went through and say
+what did not. Driven through the in-memory queue's `refuse`."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from chalicelib.adapters.clocks import ManualClock
+from chalicelib.adapters.memory import InMemoryJobQueue
+from chalicelib.defaults import BATCH_MATE_LEASE_S
+from chalicelib.observability import logger
+from chalicelib.worker import handlers
+
+ARN = "arn:aws:sqs:us-east-1:123456789012:jobs-normal"
+
+
+def record(n: int) -> dict:
+    return {"messageId": f"m-{n}", "receiptHandle": f"handle-{n}", "body": f'{{"job_id": "job-{n}", "attempt": 1}}',
+            "eventSourceARN": ARN, "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}}
+
+
+@pytest.fixture
+def warnings(monkeypatch) -> list[tuple[str, dict]]:
+    """The worker's warnings from now on: (message, extra)."""
+    said: list[tuple[str, dict]] = []
+    monkeypatch.setattr(logger, "warning", lambda message, *args, extra=None, **kwargs: said.append(
+        (message, extra or {})))
+    return said
+
+
+def test_batch_mates_whose_lease_the_queue_would_not_shorten_are_counted_and_the_others_shortened(warnings):
+    queue = InMemoryJobQueue()
+    queue.refuse.add("handle-2")
+    handlers._shorten_waits(SimpleNamespace(queue=queue), [record(1), record(2), record(3)])
+    assert queue.visibility == {"handle-1": BATCH_MATE_LEASE_S, "handle-3": BATCH_MATE_LEASE_S}
+    assert warnings == [("some batch-mates' visibility was not shortened", {"refused": 1})]
+
+
+def test_a_batch_mate_whose_copy_was_refused_runs_in_its_batch_and_only_the_sent_originals_go(warnings):
+    """Of three batch-mates held up by a long job, the queue refuses the second's copy and the
+    first's delete: the first and third are handed back (their turn in this batch is gone), the
+    second keeps its turn, the third's original is deleted and the first's, left, is logged."""
+    queue = InMemoryJobQueue()
+    mates = [record(1), record(2), record(3)]
+    queue.refuse |= {mates[1]["body"], "handle-1"}
+    clock = ManualClock()
+    waiting = handlers._WaitingMates(queue, mates, handlers.BATCH_MATE_WAIT_S, clock)
+    clock.advance(handlers.BATCH_MATE_WAIT_S)
+    assert [waiting.take(m["messageId"]) for m in mates] == [False, True, False]
+    assert queue.handed_back == [(ARN, mates[0]["body"], 1), (ARN, mates[2]["body"], 1)]
+    assert queue.acknowledged == ["handle-3"]
+    assert warnings == [("some handed-back batch-mates' originals were not deleted", {"undeleted": 1})]
+    waiting.stop()
