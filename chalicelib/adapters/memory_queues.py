@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from chalicelib.adapters.sqs import reason_attribute
-from chalicelib.adapters.sqs_operations import letter_body
+from chalicelib.adapters.sqs_operations import letter_body, target_queue_name
 from chalicelib.defaults import SQS_MAX_DELAY_S, SQS_MAX_HOLD_S
-from chalicelib.domain.errors import InvalidRequestError, QueueUnavailableError
+from chalicelib.domain.errors import InvalidRequestError, NotRedrivableError, QueueUnavailableError
 from chalicelib.domain.job import isoformat, utcnow
 from chalicelib.ports import DeadLetter, JobMessage
 
@@ -38,18 +38,42 @@ class ParkedMessage(tuple):
         return DeadLetter(self.message_id, body, self.sent_at, receipt=self.message_id)
 
 
+class ParkedBody(tuple):
+    """A message parked as it came: `(body, reason)` (what tests compare; reason None for one
+    AWS parked itself), and as SQS keeps it, its id, when it was parked and the queue it was
+    for (the TARGET_ARN EventBridge gives an event it could not deliver)."""
+
+    def __new__(cls, body: str, reason: Optional[str], target_arn: Optional[str] = None) -> "ParkedBody":
+        parked = super().__new__(cls, (body, reason))
+        parked.target_arn = target_arn
+        parked.message_id = str(uuid.uuid4())
+        parked.sent_at = isoformat(utcnow())
+        return parked
+
+    def dead_letter(self) -> DeadLetter:
+        body, reason = self
+        return DeadLetter(self.message_id, letter_body(body), self.sent_at, reason, receipt=self.message_id)
+
+
 class InMemoryDeadLetterQueue:
     """Same contract as SqsDeadLetterQueue: `parked` holds (body, reason) in order; with
-    `fail` set, parking raises QueueUnavailableError like a queue that does not answer."""
+    `fail` set, parking raises QueueUnavailableError like a queue that does not answer. Also
+    any other dead-letter queue of the stack, which InMemoryQueueOperations reads: `put` is
+    what AWS parks on one itself."""
 
     def __init__(self) -> None:
-        self.parked: list[tuple[str, str]] = []
+        self.parked: list[ParkedBody] = []
         self.fail = False
 
     def park(self, body: str, reason: str) -> None:
         if self.fail:
             raise QueueUnavailableError("could not park a message on its dead-letter queue")
-        self.parked.append((body, reason_attribute(reason)))
+        self.parked.append(ParkedBody(body, reason_attribute(reason)))
+
+    def put(self, body: str, *, target_arn: Optional[str] = None) -> None:
+        """A message parked by AWS, with no reason: EventBridge's event it could not deliver to
+        `target_arn`, a stream mapping's description of a batch it gave up on."""
+        self.parked.append(ParkedBody(body, None, target_arn))
 
 
 class InMemoryJobQueue:
@@ -136,45 +160,86 @@ class InMemoryJobQueue:
 
 class InMemoryQueueOperations:
     """Same contract as SqsQueueOperations, over an InMemoryJobQueue: what was sent and not
-    drained is on the queue (delayed when sent with a delay), `dead` on the dead-letter queues."""
+    drained is on the queue (delayed when sent with a delay), `dead` on the dead-letter queues;
+    and over the stack's other dead-letter queues, if given."""
 
-    def __init__(self, queue: InMemoryJobQueue) -> None:
+    def __init__(self, queue: InMemoryJobQueue,
+                 other_dead_letters: Optional[Mapping[str, tuple[InMemoryDeadLetterQueue, Optional[list[str]]]]] = None,
+                 targeted: Optional[Mapping[str, Mapping[str, list[str]]]] = None) -> None:
+        """As SqsQueueOperations': `other_dead_letters` the rest of the pipeline's dead-letter
+        queues by name -> (the DLQ, the queue a redrive sends its bodies to, or None where a
+        message cannot simply be sent again), a queue being the list of bodies sent to it.
+        `targeted`: DLQs whose messages each name the queue they were for (`target_arn`) ->
+        the queues, by name, a redrive may return them to."""
         self._queue = queue
+        self._others = dict(other_dead_letters or {})
+        self._targets = {name: dict(queues) for name, queues in (targeted or {}).items() if name in self._others}
 
     def _parked(self, priority: str) -> list[ParkedMessage]:
         if priority not in self._queue.priorities:
             raise InvalidRequestError(f"priority must be one of {', '.join(self._queue.priorities)}")
         return self._queue.parked(priority)
 
+    def _letters(self, name: str) -> list[Any]:
+        """The messages on the dead-letter queue `name` (of a priority, or another), oldest first."""
+        if name in self._queue.priorities:
+            return self._queue.parked(name)
+        if name in self._others:
+            return self._others[name][0].parked
+        raise InvalidRequestError(f"queue must be one of {', '.join(self.dead_letter_queues())}")
+
     def _depth(self, priority: str) -> dict[str, int]:
         sent = [delay for _, p, delay in self._queue.sent if self._queue.priority_of(p) == priority]
         return {"visible": sum(1 for d in sent if d == 0), "in_flight": 0, "delayed": sum(1 for d in sent if d > 0)}
 
     def dead_letter_queues(self) -> list[str]:
-        return list(self._queue.priorities)
+        return [*self._queue.priorities, *self._others]
 
     def queue_depth(self, priority: str) -> dict[str, int]:
         self._parked(priority)  # refuses an unknown priority
         return self._depth(priority)
 
     def dead_letter_depth(self, name: str) -> int:
-        return len(self._parked(name))
+        return len(self._letters(name))
 
     def peek_dead_letters(self, priority: str, limit: int) -> list[DeadLetter]:
-        return [parked.dead_letter() for parked in self._parked(priority)[:limit]]
+        return [parked.dead_letter() for parked in self._letters(priority)[:limit]]
 
     def delete_dead_letters(self, priority: str, letters: Sequence[DeadLetter]) -> int:
         wanted = {letter.receipt for letter in letters}
-        going = [m for m in self._parked(priority) if m.message_id in wanted]
-        self._queue.dead[:] = [e for e in self._queue.dead if not any(e is m for m in going)]
+        parked = self._letters(priority)
+        going = [m for m in parked if m.message_id in wanted]
+        if priority in self._others:
+            parked[:] = [e for e in parked if not any(e is m for m in going)]
+        else:
+            self._queue.dead[:] = [e for e in self._queue.dead if not any(e is m for m in going)]
         return len(going)
 
     def redrive(self, priority: str, limit: int) -> dict[str, int]:
-        taken = self._parked(priority)[:limit]
+        if priority in self._others:
+            return self._redrive_other(priority, limit)
+        taken = self._letters(priority)[:limit]
         moving = [m for m in taken if m.raw is None]  # no worker can take the rest: left for an operator
         self._queue.dead[:] = [e for e in self._queue.dead if not any(e is m for m in moving)]
         for parked in moving:
             self._queue.sent.append((parked[0], priority, 0))
+        return {"moved": len(moving), "failed": len(taken) - len(moving)}
+
+    def _redrive_other(self, name: str, limit: int) -> dict[str, int]:
+        """As SqsQueueOperations: each message goes back to the DLQ's own queue, or to the queue
+        its target names; one that names none of `targeted`'s stays, counted in `failed`."""
+        dead, source = self._others[name]
+        targets = self._targets.get(name)
+        if source is None and targets is None:
+            raise NotRedrivableError.of(name)
+        taken = dead.parked[:limit]
+        moving = []
+        for parked in taken:
+            to = source if source is not None else targets.get(target_queue_name(parked.target_arn or "") or "")
+            if to is not None:
+                to.append(parked[0])  # the body as it came: its reason stays behind, as on SQS
+                moving.append(parked)
+        dead.parked[:] = [e for e in dead.parked if not any(e is m for m in moving)]
         return {"moved": len(moving), "failed": len(taken) - len(moving)}
 
     def health(self) -> list[dict[str, Any]]:

@@ -115,9 +115,7 @@ class SqsQueueOperations:
         queue, dead = self._pair(priority)
         targets = self._targets.get(priority)
         if queue is None and targets is None:
-            raise NotRedrivableError(
-                f"messages on the {priority} dead-letter queue cannot be sent again as they are; "
-                "see docs/reliability.md", details={"queue": priority})
+            raise NotRedrivableError.of(priority)
         moved = failed = 0
         left: list[dict[str, Any]] = []  # still on the dead-letter queue, for an operator
         try:
@@ -203,10 +201,16 @@ def _queue_name(url_or_arn: str) -> str:
     return url_or_arn.rstrip("/").replace(":", "/").rsplit("/", 1)[-1]
 
 
+def target_queue_name(arn: str) -> Optional[str]:
+    """The name of the SQS queue a dead-lettered event's TARGET_ARN names; None for any other
+    target (a Lambda function, an API destination) or none."""
+    return _queue_name(arn) if arn.startswith("arn:") and ":sqs:" in arn else None
+
+
 def _target_of(message: dict[str, Any], targets: Mapping[str, str]) -> Optional[str]:
     """The URL of the queue a dead-lettered event was for, if it is one of `targets`."""
-    arn = message.get("MessageAttributes", {}).get(TARGET_ATTRIBUTE, {}).get("StringValue", "")
-    return targets.get(_queue_name(arn)) if arn.startswith("arn:") and ":sqs:" in arn else None
+    name = target_queue_name(message.get("MessageAttributes", {}).get(TARGET_ATTRIBUTE, {}).get("StringValue", ""))
+    return targets.get(name) if name is not None else None
 
 
 def letter_body(raw: str) -> dict[str, Any]:

@@ -370,6 +370,12 @@ class NotRedrivableError(JobpipeError):
 
     code = "not_redrivable"
 
+    @classmethod
+    def of(cls, queue: str) -> "NotRedrivableError":
+        """The refusal of a redrive of the dead-letter queue named `queue`. `details`: `queue`."""
+        return cls(f"messages on the {queue} dead-letter queue cannot be sent again as they are; "
+                   "see docs/reliability.md", details={"queue": queue})
+
 
 class StreamBatchUnreadableError(JobpipeError):
     """A failed stream batch whose records cannot be read back: the stream no longer holds them

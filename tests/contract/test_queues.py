@@ -2,11 +2,12 @@
 its dead-letter queue, where operators peek at it and redrive it."""
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
-from chalicelib.domain.errors import InvalidRequestError
+from chalicelib.domain.errors import InvalidRequestError, NotRedrivableError
 from chalicelib.ports import JobMessage
 from tests.contract.conftest import PRIORITIES
 
@@ -291,3 +292,115 @@ def test_a_hand_back_refused_for_some_messages_names_their_positions_and_sends_t
         assert queue.handed_back == [(arn, body, n) for body, n in (bodies[0], bodies[2])]
     else:
         assert sorted(m["Body"] for m in adapters.receive("normal")) == [bodies[0][0], bodies[2][0]]
+
+
+OTHERS = ("erp_webhook", "event_delivery", "stream_failure")
+
+
+@pytest.fixture
+def stack_dead_letters(adapters):
+    """The stack's other dead-letter queues beside the jobs ones, as the composition root wires
+    them: erp_webhook redriven to its subscriber's queue, event_delivery each to the queue its
+    TARGET_ARN names (erp-webhook only), stream_failure never. Yields (operations,
+    park(name, body, reason=None, target_arn=None), arrived(queue name) -> bodies)."""
+    if adapters.kind == "memory":
+        from chalicelib.adapters.memory import InMemoryDeadLetterQueue, InMemoryQueueOperations
+
+        dead = {name: InMemoryDeadLetterQueue() for name in OTHERS}
+        webhook: list[str] = []
+        operations = InMemoryQueueOperations(
+            adapters.queue, {"erp_webhook": (dead["erp_webhook"], webhook), "event_delivery": (dead["event_delivery"], None),
+                             "stream_failure": (dead["stream_failure"], None)},
+            targeted={"event_delivery": {"erp-webhook": webhook}})
+
+        def park(name, body, reason=None, target_arn=None):
+            dead[name].park(body, reason) if reason else dead[name].put(body, target_arn=target_arn)
+
+        yield operations, park, lambda queue: list({"erp-webhook": webhook}[queue])
+        return
+    import boto3
+
+    from chalicelib.adapters.sqs_operations import SqsQueueOperations
+
+    sqs = boto3.client("sqs")
+    url = {name: sqs.create_queue(QueueName=name)["QueueUrl"]
+           for name in ("erp-webhook", "erp-webhook-dlq", "event-delivery-dlq", "stream-failures")}
+    operations = SqsQueueOperations(
+        sqs, {p: sqs.get_queue_url(QueueName=f"jobs-{p}")["QueueUrl"] for p in PRIORITIES},
+        {p: sqs.get_queue_url(QueueName=f"jobs-{p}-dlq")["QueueUrl"] for p in PRIORITIES},
+        {"erp_webhook": (url["erp-webhook-dlq"], url["erp-webhook"]), "event_delivery": (url["event-delivery-dlq"], None),
+         "stream_failure": (url["stream-failures"], None)},
+        targeted={"event_delivery": [url["erp-webhook"]]})
+    dead_url = {"erp_webhook": url["erp-webhook-dlq"], "event_delivery": url["event-delivery-dlq"],
+                "stream_failure": url["stream-failures"]}
+
+    def park(name, body, reason=None, target_arn=None):
+        attributes = {"reason": reason, "TARGET_ARN": target_arn}
+        sqs.send_message(QueueUrl=dead_url[name], MessageBody=body, MessageAttributes={
+            k: {"DataType": "String", "StringValue": v} for k, v in attributes.items() if v})
+
+    def arrived(queue):
+        messages = sqs.receive_message(QueueUrl=url[queue], MaxNumberOfMessages=10).get("Messages", [])
+        return [m["Body"] for m in messages]
+
+    yield operations, park, arrived
+
+
+def test_every_dead_letter_queue_of_the_stack_is_listed_the_jobs_ones_first(stack_dead_letters):
+    """The operators' listing, stats and redrive-all walk this list: a DLQ not in it is never seen."""
+    operations, _, _ = stack_dead_letters
+    assert operations.dead_letter_queues() == [*PRIORITIES, *OTHERS]
+    assert [operations.dead_letter_depth(name) for name in OTHERS] == [0, 0, 0]
+
+
+def test_a_subscribers_dead_letters_are_read_with_their_reason_and_redriven_to_its_queue_as_they_came(
+        stack_dead_letters):
+    operations, park, arrived = stack_dead_letters
+    bodies = ['{"detail": {"event_id": "e-1"}}', '{"detail": {"event_id": "e-2"}}']
+    for body in bodies:
+        park("erp_webhook", body, reason="HTTP 503")
+    assert operations.dead_letter_depth("erp_webhook") == 2
+    peeked = operations.peek_dead_letters("erp_webhook", 10)
+    assert sorted((json.dumps(m.body), m.reason) for m in peeked) == [(b, "HTTP 503") for b in bodies]
+    assert operations.redrive("erp_webhook", 10) == {"moved": 2, "failed": 0}
+    assert sorted(arrived("erp-webhook")) == bodies
+    assert operations.dead_letter_depth("erp_webhook") == 0
+
+
+def test_a_dead_letter_queue_of_failure_descriptions_is_read_and_deleted_but_never_redriven(stack_dead_letters):
+    """The stream's failed batches are descriptions the reconciler replays, not messages: the
+    API answers a redrive of them 409 `not_redrivable`, and a redrive of every queue skips them."""
+    operations, park, _ = stack_dead_letters
+    park("stream_failure", '{"DDBStreamBatchInfo": {"shardId": "shard-0"}}')
+    with pytest.raises(NotRedrivableError) as raised:
+        operations.redrive("stream_failure", 10)
+    assert (raised.value.code, raised.value.details) == ("not_redrivable", {"queue": "stream_failure"})
+    assert raised.value.message == ("messages on the stream_failure dead-letter queue cannot be sent again as "
+                                    "they are; see docs/reliability.md")
+    (letter,) = operations.peek_dead_letters("stream_failure", 10)
+    assert (letter.body, letter.reason) == ({"DDBStreamBatchInfo": {"shardId": "shard-0"}}, None)
+    assert operations.delete_dead_letters("stream_failure", [letter]) == 1
+    assert operations.dead_letter_depth("stream_failure") == 0
+
+
+def test_an_undelivered_event_goes_back_to_the_queue_it_names_and_one_naming_no_queue_of_the_stack_stays(
+        stack_dead_letters):
+    operations, park, arrived = stack_dead_letters
+    ours = '{"detail": {"event_id": "e-1"}}'
+    theirs = '{"detail": {"event_id": "e-2"}}'
+    park("event_delivery", ours, target_arn="arn:aws:sqs:us-east-1:123456789012:erp-webhook")
+    park("event_delivery", theirs, target_arn="arn:aws:sqs:us-east-1:123456789012:another-stacks-queue")
+    assert operations.redrive("event_delivery", 10) == {"moved": 1, "failed": 1}
+    assert arrived("erp-webhook") == [ours]
+    # left for an operator, and listed again at once
+    assert [m.body for m in operations.peek_dead_letters("event_delivery", 10)] == [json.loads(theirs)]
+
+
+def test_a_dead_letter_queue_the_stack_does_not_have_is_refused_naming_those_it_has(stack_dead_letters):
+    operations, _, _ = stack_dead_letters
+    for call in (operations.redrive, operations.peek_dead_letters):
+        with pytest.raises(InvalidRequestError, match="^queue must be one of high, normal, low, erp_webhook, "
+                                                      "event_delivery, stream_failure$"):
+            call("erp_outbound", 10)
+    with pytest.raises(InvalidRequestError, match="^priority must be one of high, normal, low$"):
+        operations.queue_depth("erp_webhook")  # the other DLQs have no jobs queue to count

@@ -8,6 +8,7 @@ from chalicelib.domain.errors import (
     IdempotencyConflictError,
     JobAlreadyFinishedError,
     JobNotFinishedError,
+    NotRedrivableError,
 )
 
 
@@ -41,3 +42,10 @@ def test_a_rerun_whose_payload_object_is_gone_says_to_submit_it_anew():
     assert error.code == "blob_not_found"
     assert error.message == ("the payload of job j-1 is gone from the bucket (deleted by hand or by a lifecycle "
                              "rule): it cannot run again; submit the payload anew")
+
+
+def test_a_redrive_of_a_dead_letter_queue_of_descriptions_names_the_queue():
+    error = NotRedrivableError.of("stream_failure")
+    assert (error.code, error.details) == ("not_redrivable", {"queue": "stream_failure"})
+    assert error.message == ("messages on the stream_failure dead-letter queue cannot be sent again as they are; "
+                             "see docs/reliability.md")
