@@ -2,8 +2,7 @@
 every tenant."""
 from __future__ import annotations
 
-import json
-from typing import Any, Callable, Iterable, Literal, Optional, TypeVar
+from typing import Any, Callable, Literal, Optional, TypeVar
 
 from chalice import Blueprint
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -12,9 +11,9 @@ from chalicelib.api.auth import OPERATOR
 from chalicelib.api.http import Call, validate
 from chalicelib.api.routing import router
 from chalicelib.composition import container
+from chalicelib.dead_letters import each_queue, list_dead_letters
 from chalicelib.defaults import (
     DEAD_LETTER_BATCH,
-    MAX_ANSWER_BYTES,
     MAX_DEAD_LETTER_BATCH,
     MAX_QUEUE_NAME_CHARS,
     MAX_STATS_WINDOW_HOURS,
@@ -25,12 +24,10 @@ from chalicelib.domain.errors import (
     NotRedrivableError,
     StoreUnavailableError,
 )
-from chalicelib.domain.events import SOURCE
-from chalicelib.domain.job import PRIORITIES, answer_bytes, answer_prefix, is_plausible_job_id, isoformat, utcnow
+from chalicelib.domain.job import PRIORITIES, isoformat, utcnow
 from chalicelib.domain.numbers import WholeNumber
 from chalicelib.domain.stats import hours_back, summarize
 from chalicelib.observability import logger
-from chalicelib.ports import DeadLetter, QueueOperations
 
 system_api = Blueprint(__name__)
 
@@ -67,21 +64,6 @@ def _outage(section: str, exc: JobpipeError, name: Optional[str] = None) -> None
                    extra={"section": section, "queue": name, "error": f"{exc.code}: {exc.message}"}, exc_info=exc)
 
 
-def _each(names: Iterable[str], read: Callable[[str], T],
-          section: str = "dead_letter_queues") -> tuple[dict[str, T], dict[str, DeadLetterUnavailableError]]:
-    """`read` of every name, each on its own: (what was read, the queues that did not answer,
-    each logged)."""
-    done: dict[str, T] = {}
-    unavailable: dict[str, DeadLetterUnavailableError] = {}
-    for name in names:
-        try:
-            done[name] = read(name)
-        except DeadLetterUnavailableError as exc:
-            _outage(section, exc, name)
-            unavailable[name] = exc
-    return done, unavailable
-
-
 def _said(exc: JobpipeError) -> dict[str, str]:
     """What did not answer, as an answer says it: {code, message}."""
     return {"code": exc.code, "message": exc.message}
@@ -90,17 +72,6 @@ def _said(exc: JobpipeError) -> dict[str, str]:
 def _named(unavailable: dict[str, DeadLetterUnavailableError]) -> dict[str, dict[str, str]]:
     """The queues that did not answer as an answer names them: {name: {code, message}}."""
     return {name: _said(exc) for name, exc in unavailable.items()}
-
-
-def _job_id(letter: DeadLetter) -> Optional[str]:
-    """The job a dead letter names, if it names one a job can have: a job message's `job_id`,
-    or, for one of jobpipe's events (parked by a subscriber or by the bus), its detail's."""
-    body = letter.body
-    detail = body.get("detail")
-    if body.get("source") == SOURCE and isinstance(detail, dict):
-        body = detail
-    job_id = body.get("job_id")
-    return job_id if isinstance(job_id, str) and is_plausible_job_id(job_id) else None
 
 
 def _read(section: str, read: Callable[[], T]) -> tuple[Optional[T], Optional[StoreUnavailableError]]:
@@ -127,8 +98,8 @@ def stats(call: Call) -> Any:
     summary, counters_unavailable = _read("counters", lambda: summarize(
         services.stats.status_counts(), services.stats.hourly(hours), params.window_hours))
     reconciler, reconciler_unavailable = _read("reconciler", services.reconciler_log.summary)
-    dead, dead_unavailable = _each(operations.dead_letter_queues(), operations.dead_letter_depth)
-    depths, queues_unavailable = _each(PRIORITIES, operations.queue_depth, "queues")
+    dead, dead_unavailable = each_queue(operations.dead_letter_queues(), operations.dead_letter_depth, _outage)
+    depths, queues_unavailable = each_queue(PRIORITIES, operations.queue_depth, _outage, "queues")
     if summary is None and reconciler is None and not dead and not depths:
         raise counters_unavailable
     # A priority's dead_lettered is its DLQ's count (null when that DLQ did not answer).
@@ -156,74 +127,12 @@ def dead_letters(call: Call) -> Any:
     DeadLetterUnavailableError only when none answered."""
     params = validate(DeadLetterQuery, call.query())
     services = container()
-    operations = services.queue_operations
-    name = params.queue or params.priority
-    if name:
-        peeked, unavailable = {name: operations.peek_dead_letters(name, params.limit)}, {}
-    else:
-        peeked, unavailable = _each(operations.dead_letter_queues(),
-                                    lambda queue: operations.peek_dead_letters(queue, params.limit))
-        if not peeked:
-            raise next(iter(unavailable.values()))
-    # Only ids a job can have are looked up: a foreign body's (too long for a key) fails the read.
-    ids = [i for ms in peeked.values() for i in (_job_id(m) for m in ms) if i]
-    jobs = services.store.get_many(ids) if ids else {}
-    out: dict[str, list[dict[str, Any]]] = {}
-    for priority, messages in peeked.items():
-        out[priority] = []
-        for m in messages:
-            job = jobs.get(_job_id(m) or "")
-            out[priority].append({
-                "message_id": m.message_id, "body": m.body, "sent_at": m.sent_at, "reason": m.reason,
-                # How often the job was tried is its record's: the DLQ's receive count counts
-                # every peek (the reconciler's each pass) and SQS does not carry the count of
-                # the queue the message came from.
-                "job": {"id": job.id, "tenant": job.tenant, "type": job.type, "status": job.status.value,
-                        "attempts": job.attempts, "max_attempts": job.max_attempts}
-                if job else None,
-            })
-    _fit_bodies([letter for letters in out.values() for letter in letters])
-    answer: dict[str, Any] = {"dead_letters": out, "total": {name: _total(operations, name) for name in out}}
-    if unavailable:
-        answer["unavailable"] = _named(unavailable)
+    listing = list_dead_letters(services.queue_operations, services.store, name=params.queue or params.priority,
+                                limit=params.limit, outage=_outage)
+    answer: dict[str, Any] = {"dead_letters": listing.letters, "total": listing.total}
+    if listing.unavailable:
+        answer["unavailable"] = _named(listing.unavailable)
     return answer
-
-
-# What the letters of one listing may take together: MAX_ANSWER_BYTES less room for the
-# queues' names, totals and `unavailable`.
-LETTERS_BYTES = MAX_ANSWER_BYTES - 64 * 1024
-
-
-def _fit_bodies(letters: list[dict[str, Any]]) -> None:
-    """Every letter keeps its body whole while the listing fits one answer (a hundred letters a
-    queue of up to SQS's 256 KiB each would not: API Gateway would answer 502). Past that, each
-    letter gets an equal share of LETTERS_BYTES, and a body that does not fit its letter's share
-    is shown as the start of its JSON text, `{"raw": ...}`, with `body_cut` true and `body_bytes`
-    the size of its whole JSON text (UTF-8; null for a body shown whole): the rest is read in the
-    AWS console."""
-    for letter in letters:
-        letter.update(body_cut=False, body_bytes=None)
-    if not letters or sum(answer_bytes(letter) for letter in letters) <= LETTERS_BYTES:
-        return
-    share = LETTERS_BYTES // len(letters)
-    for letter in letters:
-        if answer_bytes(letter) <= share:
-            continue
-        text = json.dumps(letter["body"], separators=(",", ":"), ensure_ascii=False)
-        # surrogatepass: a body whose JSON held a lone surrogate (`"\\ud800"`) reads back as one.
-        letter.update(body={"raw": ""}, body_cut=True, body_bytes=len(text.encode("utf-8", "surrogatepass")))
-        room = share - answer_bytes(letter)  # what the letter's own fields leave its body's text
-        letter["body"] = {"raw": answer_prefix(text, max(room + answer_bytes(""), 0))}
-
-
-def _total(operations: QueueOperations, name: str) -> Optional[int]:
-    """How many letters the queue holds in all, or None (logged) when it did not answer: the
-    letters already read are shown all the same."""
-    try:
-        return operations.dead_letter_depth(name)
-    except JobpipeError as exc:
-        _outage("dead_letter_queues", exc, name)
-        return None
 
 
 @route("/api/system/dlq/redrive", methods=["POST"], body=False)
@@ -245,7 +154,7 @@ def redrive(call: Call) -> Any:
             return None  # all that can be: the rest are for reading
 
     # The others still go past one that does not answer: what moved is said.
-    done, unavailable = _each(operations.dead_letter_queues(), redrive_one)
+    done, unavailable = each_queue(operations.dead_letter_queues(), redrive_one, _outage)
     redriven = {name: moved for name, moved in done.items() if moved is not None}
     if unavailable and not redriven:
         raise next(iter(unavailable.values()))

@@ -30,7 +30,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # What the pipeline does, over ports only.
     "use cases": (
         "chalicelib.lifecycle", "chalicelib.reconciler", "chalicelib.maintenance",
-        "chalicelib.quota",
+        "chalicelib.quota", "chalicelib.dead_letters",
         "chalicelib.job_reads", "chalicelib.events", "chalicelib.subscribers", "chalicelib.worker",
         "chalicelib.job_types",
     ),
