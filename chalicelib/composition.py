@@ -208,6 +208,13 @@ class Container:
         )
 
     @cached_property
+    def task_runs(self) -> Any:
+        """The maintenance routes' starts: inline in the API function when USE_TASK_QUEUE=false."""
+        from chalicelib.maintenance import TaskRuns
+
+        return TaskRuns(lambda: self.maintenance, lambda: self.lifecycle, inline=not self.settings.use_task_queue)
+
+    @cached_property
     def lifecycle(self) -> JobLifecycle:
         return JobLifecycle(
             self.store,

@@ -1,6 +1,7 @@
 """The maintenance tasks (cleanup-runs, health-check, cleanup-temp-files, log-statistics):
 what each does, over ports only, their payloads and run policy. They run as built-in job types
-in the workers (chalicelib/job_types/maintenance.py) or, with USE_TASK_QUEUE=false, inline in the API.
+in the workers (chalicelib/job_types/maintenance.py) or, with USE_TASK_QUEUE=false, inline in the API;
+`TaskRuns` decides which when a task is started or run again.
 
 Run policy, from the old maintenance queue's table:
 
@@ -32,10 +33,12 @@ from chalicelib.defaults import (
     RETENTION_MAX_DAYS,
     PROBE_STOP_MARGIN_MS,
 )
-from chalicelib.domain.errors import JobpipeError, TaskTimeError, describe_failure
-from chalicelib.domain.job import isoformat, utcnow
+from chalicelib.domain.errors import InvalidRequestError, JobpipeError, TaskTimeError, describe_failure
+from chalicelib.domain.job import Job, isoformat, new_job_id, utcnow
 from chalicelib.domain.numbers import WholeNumber, shown_number
+from chalicelib.domain.registry import MAINTENANCE_PREFIX
 from chalicelib.domain.stats import hours_back, summarize
+from chalicelib.lifecycle import JobLifecycle, check_finished
 from chalicelib.ports import BlobStore, FinishedJobs, QueueOperations, StatsStore
 
 SYSTEM_TENANT = "_system"
@@ -250,3 +253,58 @@ class MaintenanceTasks:
         method = getattr(self, task)
         return method(**payload, control=control)
 
+
+
+@dataclass(frozen=True)
+class TaskStart:
+    """What starting a task (or a finished one again) did: it ran inline, `result` its result;
+    or it was queued, `job` the task, `made` whether this call made it (a keyed rerun's replay
+    answers the key's first task instead)."""
+
+    result: Optional[dict[str, Any]] = None
+    job: Optional[Job] = None
+    made: bool = False
+
+
+class TaskRuns:
+    """A maintenance task started, or a finished one run again: inline in the API function
+    (`inline`: USE_TASK_QUEUE=false), its result in the answer, or queued as a job of
+    SYSTEM_TENANT that the workers run. `tasks` and `lifecycle` are built on first use: an
+    inline start needs no queue, a queued one no probes."""
+
+    def __init__(self, tasks: Callable[[], MaintenanceTasks], lifecycle: Callable[[], JobLifecycle], *,
+                 inline: bool) -> None:
+        self._tasks = tasks
+        self._lifecycle = lifecycle
+        self._inline = inline
+
+    def start(self, task: str, payload: dict[str, Any], *, user: str,
+              control: Callable[[], TaskControl]) -> TaskStart:
+        """`task` started with `payload` for `user`. Inline it runs bounded by `control()`, taken
+        before anything else (MaintenanceTasks.run: TaskTimeError when not even a part of it
+        fits); queued, it is the lifecycle's submit."""
+        if self._inline:
+            bound = control()  # the time left is counted from here
+            return TaskStart(result=self._tasks().run(task, payload, bound))
+        job = self._lifecycle().submit(tenant=SYSTEM_TENANT, user=user, type=f"{MAINTENANCE_PREFIX}{task}",
+                                       payload=payload)
+        return TaskStart(job=job, made=True)
+
+    def rerun(self, task: Job, *, user: str, idempotency_key: Optional[str],
+              control: Callable[[], TaskControl]) -> TaskStart:
+        """The finished `task` run again with its parameters, for `user`: queued, as the lifecycle's
+        rerun of it (a new task, `rerun_of` naming it; keyed by `idempotency_key`); inline, as
+        `start` runs it. Raises JobNotFinishedError, and inline InvalidRequestError for an
+        Idempotency-Key (nothing is kept to answer its repeat), then what `start` raises."""
+        if not self._inline:
+            made = new_job_id()  # a keyed replay answers the key's first task instead: not made
+            again = self._lifecycle().rerun(tenant=SYSTEM_TENANT, user=user, job_id=task.id, new_id=made,
+                                            internal=True, idempotency_key=idempotency_key)
+            return TaskStart(job=again, made=again.id == made)
+        check_finished(task)
+        if idempotency_key is not None:
+            # An inline run leaves no record a repeat could be answered from.
+            raise InvalidRequestError(
+                "Idempotency-Key cannot be honoured when tasks run inline (USE_TASK_QUEUE=false): "
+                "an inline run keeps no record to answer a repeat with; send the rerun without one")
+        return self.start(task.type[len(MAINTENANCE_PREFIX):], task.payload, user=user, control=control)

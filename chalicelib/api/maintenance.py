@@ -25,8 +25,8 @@ from chalicelib.defaults import (
     MAX_CURSOR_CHARS,
     MAX_LISTING_PAGE,
 )
-from chalicelib.domain.errors import InvalidRequestError, JobNotFinishedError, JobNotFoundError, TaskNotFoundError
-from chalicelib.domain.job import Job, is_plausible_job_id, new_job_id
+from chalicelib.domain.errors import JobNotFoundError, TaskNotFoundError
+from chalicelib.domain.job import Job, is_plausible_job_id
 from chalicelib.domain.numbers import WholeNumber
 from chalicelib.domain.registry import MAINTENANCE_PREFIX
 from chalicelib.maintenance import SYSTEM_TENANT, TASKS, TaskControl
@@ -81,26 +81,30 @@ def task_view(job: Job) -> dict[str, Any]:
     }
 
 
-def _start(call: Call, task: str, payload: Optional[dict[str, Any]] = None) -> Any:
-    """`task` started with the request's query as its parameters, or with `payload` (a rerun's)."""
-    if payload is None:
-        payload = validate(TASKS[task][0], call.query()).model_dump()
-    services = container()
-    if not services.settings.use_task_queue:
-        # Bounded by the API function's time: a task stops early (`complete: false`) or, when
-        # even a part of it cannot fit, is refused with 503 task_out_of_time.
-        control = TaskControl(remaining_ms=inline_time_left(maintenance_api.lambda_context))
-        result = services.maintenance.run(task, payload, control)
-        message = f"{task} ran inline (USE_TASK_QUEUE=false)"
-        if result.get("complete") is False:
-            message += ("; it stopped before the API function's time ran out and is incomplete: "
-                        "run it again to continue, or queue it (USE_TASK_QUEUE=true)")
-        return {"task_id": None, "status": "completed", "result": result, "message": message}, 200
-    job = services.lifecycle.submit(
-        tenant=SYSTEM_TENANT, user=call.user.user, type=f"{TYPE_PREFIX}{task}", payload=payload
-    )
-    count("jobs_submitted", job.type)
-    return {"task_id": job.id, "status": "queued", "message": f"{task} task enqueued ({job.priority} priority)"}, 202
+def _inline_control() -> TaskControl:
+    """An inline task's bound: the API function's time. A task stops early (`complete: false`)
+    or, when even a part of it cannot fit, is refused with 503 task_out_of_time."""
+    return TaskControl(remaining_ms=inline_time_left(maintenance_api.lambda_context))
+
+
+def _ran_inline(task: str, result: dict[str, Any]) -> Any:
+    """The answer to a task that ran inline: 200 with its result, and whether it finished."""
+    message = f"{task} ran inline (USE_TASK_QUEUE=false)"
+    if result.get("complete") is False:
+        message += ("; it stopped before the API function's time ran out and is incomplete: "
+                    "run it again to continue, or queue it (USE_TASK_QUEUE=true)")
+    return {"task_id": None, "status": "completed", "result": result, "message": message}, 200
+
+
+def _start(call: Call, task: str) -> Any:
+    """`task` started with the request's query as its parameters."""
+    payload = validate(TASKS[task][0], call.query()).model_dump()
+    started = container().task_runs.start(task, payload, user=call.user.user, control=_inline_control)
+    if started.job is None:
+        return _ran_inline(task, started.result)
+    count("jobs_submitted", started.job.type)
+    return {"task_id": started.job.id, "status": "queued",
+            "message": f"{task} task enqueued ({started.job.priority} priority)"}, 202
 
 
 @route(f"{PREFIX}/cleanup-runs", methods=["POST"], body=False)
@@ -165,20 +169,12 @@ def rerun_task(call: Call, task_id: str) -> Any:
     Idempotency-Key is refused (400): nothing is kept to answer its repeat."""
     job = _task(task_id)
     task = job.type[len(TYPE_PREFIX):]
-    services = container()
-    if not services.settings.use_task_queue:
-        if not job.status.is_terminal:
-            raise JobNotFinishedError.of(job.id, job.status.value)
-        if call.header("idempotency-key") is not None:
-            # An inline run leaves no record a repeat could be answered from.
-            raise InvalidRequestError(
-                "Idempotency-Key cannot be honoured when tasks run inline (USE_TASK_QUEUE=false): "
-                "an inline run keeps no record to answer a repeat with; send the rerun without one")
-        return _start(call, task, job.payload)
-    made = new_job_id()  # a keyed replay answers the key's first task instead: not made, not counted
-    again = services.lifecycle.rerun(tenant=SYSTEM_TENANT, user=call.user.user, job_id=job.id, new_id=made,
-                                     internal=True, idempotency_key=call.header("idempotency-key"))
-    if again.id == made:
+    started = container().task_runs.rerun(job, user=call.user.user, idempotency_key=call.header("idempotency-key"),
+                                          control=_inline_control)
+    if started.job is None:
+        return _ran_inline(task, started.result)
+    again = started.job
+    if started.made:
         count("jobs_submitted", again.type)
     return {"task_id": again.id, "status": again.status.value, "rerun_of": job.id,
             "message": f"{task} task enqueued again ({again.priority} priority)"}, 202

@@ -15,7 +15,7 @@ what they share (the ports, the table's check, a job's end).
 """
 from __future__ import annotations
 
-from chalicelib.lifecycle.admission import Admission
+from chalicelib.lifecycle.admission import Admission, check_finished
 from chalicelib.lifecycle.attempts import retry_delay_s
 from chalicelib.lifecycle.cancel import Cancellation
 from chalicelib.lifecycle.claims import Claim, ClaimOutcome, Claims
@@ -28,6 +28,7 @@ __all__ = [
     "Clock",
     "JobLifecycle",
     "ReconcileOutcome",
+    "check_finished",
     "retry_delay_s",
     "transition",
 ]

@@ -53,6 +53,13 @@ NOT_THE_REQUEST = frozenset({"self", "tenant", "user", "job_id", "idempotency_ke
 FIRST_KEYED = frozenset({"type", "payload", "priority", "delay_seconds", "run_at", "scope"})
 
 
+def check_finished(job: Job) -> None:
+    """Returns if `job` may run again: only a finished job (completed, failed or canceled) is
+    rerun, queued or inline. Raises JobNotFinishedError."""
+    if not job.status.is_terminal:
+        raise JobNotFinishedError.of(job.id, job.status.value)
+
+
 def hashed_request(signature: inspect.Signature, arguments: Mapping[str, Any]) -> dict[str, Any]:
     """The request a call of `signature` (Admission.submit's) with `arguments` asks for, as its
     Idempotency-Key's hash reads it: each keyword but NOT_THE_REQUEST. One added after
@@ -186,8 +193,7 @@ class Admission(JobTransitions):
             if made is not None:  # a replay after the original was removed: its key still answers
                 return made
             raise JobNotFoundError(f"job {job_id} not found")
-        if not original.status.is_terminal:
-            raise JobNotFinishedError.of(job_id, original.status.value)
+        check_finished(original)
         (self.registry.get if internal else self.registry.get_public)(original.type)
         if "payload" in original.gone:
             made = self._rerun_made(tenant, idempotency_key, job_id)
