@@ -1,7 +1,11 @@
-"""Job routes. Each view parses, delegates to the lifecycle, and shapes the answer."""
+"""Job routes. Each view parses the request, calls a service of the composition root and shapes
+the answer: a submit, a rerun and a cancel go through the lifecycle (a submit and a rerun under
+the tenant's quota, counted in `jobs_submitted` when made), and so do a job's read and the job
+behind its runs; a batch poll goes through the polling reads (`JobReads`); the listing and a
+job's runs are read from the job store, and the job types from the registry."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Optional
 
 from chalice import Blueprint
 
@@ -12,7 +16,7 @@ from chalicelib.api.requests import ListJobsQuery, RerunJobRequest, SubmitJobReq
 from chalicelib.api.routing import router
 from chalicelib.composition import container
 from chalicelib.domain.errors import JobNotFoundError
-from chalicelib.domain.job import is_plausible_job_id, new_job_id
+from chalicelib.domain.job import Job, is_plausible_job_id, new_job_id
 from chalicelib.observability import count
 from chalicelib.ports import JobQuery
 
@@ -20,6 +24,7 @@ api = Blueprint(__name__)
 
 
 route = router(api)
+Admit = Callable[[str], None]  # the tenant's quota: returns, or raises QuotaExceededError
 
 
 def _job_id(job_id: str) -> str:
@@ -59,24 +64,32 @@ def job_types(call: Call) -> Any:
     return {"job_types": types}
 
 
+def _submitted(make: Callable[[str, Optional[Admit]], Job]) -> Any:
+    """The answer to a submit or a rerun: 202 with the job `make(new_id, admit)` returns (the
+    lifecycle's submit or rerun of a job with id `new_id`, admitted by the tenant's quota through
+    `admit`, None when the stack sets no bound). Counted in `jobs_submitted` only when it is
+    `new_id`'s: a keyed replay answers the key's first job instead, counted when it was made."""
+    quota = container().quota
+    made = new_job_id()
+    job = make(made, quota.admit if quota is not None else None)
+    if job.id == made:
+        count("jobs_submitted", job.type)
+    return job.public(), 202
+
+
 @route("/jobs", methods=["POST"], query=())
 def submit_job(call: Call) -> Any:
     request = call.model(SubmitJobRequest)
     services = container()
     services.registry.get_public(request.type)  # built-in types run only through their own routes
-    quota = services.quota
-    made = new_job_id()  # a keyed replay answers the key's first job instead: not made, not counted
-    job = services.lifecycle.submit(
+    return _submitted(lambda made, admit: services.lifecycle.submit(
         tenant=call.user.tenant,
         user=call.user.user,
         idempotency_key=call.header("idempotency-key"),
-        admit=quota.admit if quota is not None else None,
+        admit=admit,
         job_id=made,
         **request.model_dump(),
-    )
-    if job.id == made:
-        count("jobs_submitted", job.type)
-    return job.public(), 202
+    ))
 
 
 @route("/jobs/{job_id}/rerun", methods=["POST"], query=())
@@ -85,20 +98,15 @@ def rerun_job(call: Call, job_id: str) -> Any:
     answers; the body, optional, says when it starts. The original is not written."""
     request = call.model(RerunJobRequest) if call.raw_body.strip() else RerunJobRequest()
     services = container()
-    quota = services.quota
-    made = new_job_id()
-    job = services.lifecycle.rerun(
+    return _submitted(lambda made, admit: services.lifecycle.rerun(
         tenant=call.user.tenant,
         user=call.user.user,
         job_id=_job_id(job_id),
         new_id=made,
         idempotency_key=call.header("idempotency-key"),
-        admit=quota.admit if quota is not None else None,
+        admit=admit,
         **request.model_dump(),
-    )
-    if job.id == made:
-        count("jobs_submitted", job.type)
-    return job.public(), 202
+    ))
 
 
 @route("/jobs", methods=["GET"])
