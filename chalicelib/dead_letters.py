@@ -61,7 +61,7 @@ def list_dead_letters(queues: QueueOperations, store: JobStore, *, name: Optiona
     else:
         peeked, unavailable = each_queue(queues.dead_letter_queues(),
                                          lambda queue: queues.peek_dead_letters(queue, limit), outage)
-        if not peeked:
+        if unavailable and not peeked:
             raise next(iter(unavailable.values()))
     # Only ids a job can have are looked up: a foreign body's (too long for a key) fails the read.
     ids = [i for ms in peeked.values() for i in (_job_id(m) for m in ms) if i]

@@ -1,5 +1,6 @@
 """The maintenance tasks (cleanup-runs, health-check, cleanup-temp-files, log-statistics):
-what each does, over ports only, their payloads and run policy. They run as built-in job types
+what each does, over ports only, their payloads and run policy (`TaskRuns`, which starts them,
+over the lifecycle). They run as built-in job types
 in the workers (chalicelib/job_types/maintenance.py) or, with USE_TASK_QUEUE=false, inline in the API;
 `TaskRuns` decides which when a task is started or run again.
 
