@@ -5,7 +5,7 @@ import functools
 import json
 import threading
 import traceback
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 from pydantic import BaseModel, ValidationError
 
@@ -34,7 +34,7 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.domain.job import Job, JobErrorInfo, Progress, answer_bytes, nested_deeper_than, non_text_key, too_deep_message
 from chalicelib.domain.numbers import shown_number
-from chalicelib.domain.registry import JobTypeRegistry
+from chalicelib.domain.registry import JobType, JobTypeRegistry
 from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate
 from chalicelib.lifecycle import ClaimOutcome, JobLifecycle
 from chalicelib.ports import ArtifactStore, Clock, JobMessage, job_message_of
@@ -156,20 +156,10 @@ class JobRunner:
             return self.lifecycle.park_owed_letter(fresh) if fresh is not None else None
 
     def _execute(self, job: Job) -> Job:
-        if "payload" in job.gone:  # the claim found its object gone: no attempt can ever read it
-            return self._fail(job, _error_info(PayloadGoneError.of(job.id)), False)
-        job_type = self.registry.find(job.type)
-        if job_type is None:
-            return self._fail(job, JobErrorInfo(code="unknown_job_type",
-                                                message=f"no handler is registered for {job.type!r}"), False)
-        try:
-            payload = job_type.parse_payload(job.payload)  # what counts as invalid: decided there, as at submit
-        except InvalidPayloadError as exc:
-            cause = exc.__cause__  # pydantic's own message names each field; a validator's error names itself
-            message = str(cause) if isinstance(cause, ValidationError) else \
-                f"the payload model of {job.type!r} raised {describe(cause or exc)}"
-            return self._fail(job, JobErrorInfo(code="invalid_payload", message=message[:MAX_ERROR_MESSAGE_CHARS]), False)
-
+        found = self._handler_and_payload(job)
+        if isinstance(found, JobErrorInfo):  # no attempt of it can ever run: failed for good
+            return self._fail(job, found, False)
+        job_type, payload = found
         reporter = ProgressReporter(
             job,
             self.lifecycle.record_progress,
@@ -177,17 +167,7 @@ class JobRunner:
             min_interval_s=self._progress_interval_s,
             on_error=lambda exc: self._observe("progress_refused", job, {"reason": str(exc)}),
         )
-        ctx = JobContext(
-            reporter,
-            # its cancel request: the record alone, no object read (none can be found gone)
-            reload=lambda job_id: self.lifecycle.store.get(job_id, fetch=(), mark_gone=False),
-            clock=self._clock,
-            deadline=self._clock.monotonic() + job.timeout_s,
-            spawn=functools.partial(self._spawn, listed_at_claim=len(job.children)),
-            store_artifact=functools.partial(self.artifacts.put, attempt=job.attempts)
-            if self.artifacts is not None else None,
-            cancel_poll_interval_s=max(CANCEL_POLL_INTERVAL_S, self._progress_interval_s),
-        )
+        ctx = self._context(job, reporter)
         started = self._clock.monotonic()
         raised: Optional[BaseException] = None
         try:
@@ -222,28 +202,43 @@ class JobRunner:
             result, message = ctx.completion.result, ctx.completion.message
         elif isinstance(result, Completion):
             result, message = result.result, result.message
-        too_deep = too_deep_message("result")
         try:
-            if nested_deeper_than(result, MAX_JSON_DEPTH):  # before: one too deep to encode at all
-                raise ValueError(too_deep)
-            result = result_json(result)
-            if nested_deeper_than(result, MAX_JSON_DEPTH):  # after: the models in it as their JSON
-                raise ValueError(too_deep)
-            if holds_lone_surrogate(result):  # no store could write it, no strict JSON reader take it
-                raise ValueError(f"the result {NOT_UNICODE}")
-        except (TypeError, ValueError) as exc:
-            error = JobErrorInfo(code="result_not_serializable", message=str(exc)[:MAX_ERROR_MESSAGE_CHARS])
-            return self._fail(reporter.job, error, False, started, reporter.settle())
-        size = answer_bytes(reporter.job.model_copy(update={"result": result}).public())
-        if size > MAX_ANSWER_BYTES:  # stored, no GET of the job could return it
-            error = JobErrorInfo(code="result_too_large", message=(
-                f"the job with its result would be {shown_number(size)} bytes as the API answers it, past "
-                f"the {shown_number(MAX_ANSWER_BYTES)} it can return (Lambda's 6 MB): write large outputs as artifacts "
-                "(ctx.artifact) and return their names"))
-            return self._fail(reporter.job, error, False, started, reporter.settle())
+            result = _stored_result(reporter.job, result)
+        except _RefusedResult as refused:  # for good: the handler would return it again
+            return self._fail(reporter.job, refused.error, False, started, reporter.settle())
         final = self.lifecycle.complete(reporter.job, result, message, last_progress=reporter.settle())
         self._observe("completed", final, {"duration_s": self._clock.monotonic() - started})
         return final
+
+    def _handler_and_payload(self, job: Job) -> Union[tuple[JobType, Any], JobErrorInfo]:
+        """The job's type and its payload as the handler takes it, or why no attempt of it can
+        run: its payload object gone, its type not registered, its payload not the type's."""
+        if "payload" in job.gone:  # the claim found its object gone: no attempt can ever read it
+            return _error_info(PayloadGoneError.of(job.id))
+        job_type = self.registry.find(job.type)
+        if job_type is None:
+            return JobErrorInfo(code="unknown_job_type", message=f"no handler is registered for {job.type!r}")
+        try:
+            return job_type, job_type.parse_payload(job.payload)  # what counts as invalid: decided there, as at submit
+        except InvalidPayloadError as exc:
+            cause = exc.__cause__  # pydantic's own message names each field; a validator's error names itself
+            message = str(cause) if isinstance(cause, ValidationError) else \
+                f"the payload model of {job.type!r} raised {describe(cause or exc)}"
+            return JobErrorInfo(code="invalid_payload", message=message[:MAX_ERROR_MESSAGE_CHARS])
+
+    def _context(self, job: Job, reporter: ProgressReporter) -> JobContext:
+        """The handler's `ctx` for this attempt of `job`, its reports through `reporter`."""
+        return JobContext(
+            reporter,
+            # its cancel request: the record alone, no object read (none can be found gone)
+            reload=lambda job_id: self.lifecycle.store.get(job_id, fetch=(), mark_gone=False),
+            clock=self._clock,
+            deadline=self._clock.monotonic() + job.timeout_s,
+            spawn=functools.partial(self._spawn, listed_at_claim=len(job.children)),
+            store_artifact=functools.partial(self.artifacts.put, attempt=job.attempts)
+            if self.artifacts is not None else None,
+            cancel_poll_interval_s=max(CANCEL_POLL_INTERVAL_S, self._progress_interval_s),
+        )
 
     def _spawn(self, parent: Job, index: int, *, made: int, listed_at_claim: int, **request: Any) -> Job:
         """Child number `index` of `parent`, admitted like a submitted job: a handler spawning in
@@ -322,6 +317,40 @@ class JobRunner:
         if started is not None:
             extra = {**extra, "duration_s": self._clock.monotonic() - started}
         self._observe("retried" if final.status.value == "retrying" else final.status.value, final, extra)
+
+
+class _RefusedResult(Exception):
+    """A handler's result no job can be completed with; `error` is the failure it ends in."""
+
+    def __init__(self, error: JobErrorInfo) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _stored_result(job: Job, result: Any) -> Any:
+    """`result` as the job is completed with it (`result_json`); _RefusedResult when it is no
+    JSON a store could write and a reader take (`result_not_serializable`: a type JSON lacks,
+    NaN, a key that is not text, too deep, a lone surrogate) or the job with it would be past
+    what the API can return (`result_too_large`)."""
+    too_deep = too_deep_message("result")
+    try:
+        if nested_deeper_than(result, MAX_JSON_DEPTH):  # before: one too deep to encode at all
+            raise ValueError(too_deep)
+        result = result_json(result)
+        if nested_deeper_than(result, MAX_JSON_DEPTH):  # after: the models in it as their JSON
+            raise ValueError(too_deep)
+        if holds_lone_surrogate(result):  # no store could write it, no strict JSON reader take it
+            raise ValueError(f"the result {NOT_UNICODE}")
+    except (TypeError, ValueError) as exc:
+        raise _RefusedResult(JobErrorInfo(code="result_not_serializable",
+                                          message=str(exc)[:MAX_ERROR_MESSAGE_CHARS])) from None
+    size = answer_bytes(job.model_copy(update={"result": result}).public())
+    if size > MAX_ANSWER_BYTES:  # stored, no GET of the job could return it
+        raise _RefusedResult(JobErrorInfo(code="result_too_large", message=(
+            f"the job with its result would be {shown_number(size)} bytes as the API answers it, past "
+            f"the {shown_number(MAX_ANSWER_BYTES)} it can return (Lambda's 6 MB): write large outputs as artifacts "
+            "(ctx.artifact) and return their names")))
+    return result
 
 
 def _traceback_end(exc: BaseException) -> str:
