@@ -293,7 +293,7 @@ def test_each_writer_held_to_a_key_prefix_names_only_items_within_it():
     from chalicelib.adapters.dynamodb_ledger import DynamoDeliveryLedger
     from chalicelib.domain.job import Job
     from chalicelib.ports import SubmissionKey, TaskCompletion
-    from chalicelib.subscribers.handlers import _erp
+    from chalicelib.subscribers.handlers import ERP_BRIDGE
     from chalicelib.worker.handlers import UNREADABLE_LEDGER
 
     api = Recorder()  # a keyed submit, and the read of its key when the quota refuses a replay
@@ -306,7 +306,7 @@ def test_each_writer_held_to_a_key_prefix_names_only_items_within_it():
     assert all(like(k, leading_keys("ApiHandlerRole")) for k in api.keys["idempotency"]), api.keys
 
     bridge = Recorder()  # the ERP bridge's ledger: opened, then closed (one done, one failed)
-    ledger = DynamoDeliveryLedger(bridge, "idempotency", _erp._name, ttl_s=60)
+    ledger = DynamoDeliveryLedger(bridge, "idempotency", ERP_BRIDGE, ttl_s=60)
     ledger.begin(["e-1", "e-2"], 30)
     ledger.finish(["e-1"], ["e-2"])
     assert list(bridge.keys) == ["idempotency"] and len(bridge.keys["idempotency"]) == 4
