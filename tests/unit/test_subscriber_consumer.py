@@ -1,0 +1,113 @@
+"""A subscriber's consumer over in-memory ports, without the container: each port is taken only
+when needed, a failure is hidden for its backoff or its Retry-After, a refused event is parked
+once and its message deleted, and the ledger makes a delivered event's duplicate a no-op."""
+from __future__ import annotations
+
+import json
+
+from chalicelib.adapters.memory_events import InMemoryDeliveryLedger
+from chalicelib.defaults import WEBHOOK_RETRY_AFTER_MAX_S
+from chalicelib.domain.errors import WebhookDeliveryError, WebhookRefusedError
+from chalicelib.subscribers.consumer import Consumer
+
+QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:erp-webhook"
+
+
+class Queue:
+    """The JobQueue calls a consumer makes: hides and deletes, recorded."""
+
+    def __init__(self) -> None:
+        self.hidden: list[tuple[str, int]] = []
+        self.deleted: list[str] = []
+
+    def set_visibility(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
+        self.hidden.append((receipt_handle, seconds))
+
+    def acknowledge(self, queue_arn: str, receipt_handle: str) -> None:
+        self.deleted.append(receipt_handle)
+
+
+class DeadLetters:
+    def __init__(self) -> None:
+        self.parked: list[tuple[str, str]] = []
+
+    def park(self, body: str, reason: str) -> None:
+        self.parked.append((body, reason))
+
+
+class Context:
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def batch(*event_ids: str, receives: int = 1) -> dict:
+    return {"Records": [{
+        "messageId": f"m-{e}", "receiptHandle": f"rh-{e}", "md5OfBody": "", "eventSource": "aws:sqs",
+        "eventSourceARN": QUEUE_ARN, "awsRegion": "us-east-1", "messageAttributes": {},
+        "attributes": {"ApproximateReceiveCount": str(receives)},
+        "body": json.dumps({"detail": {"event_id": e, "job_id": "j-1"}}),
+    } for e in event_ids]}
+
+
+def failed(answer: dict) -> list[str]:
+    return [f["itemIdentifier"] for f in answer["batchItemFailures"]]
+
+
+def consumer(effect, taken: list[str], queue: Queue, *, ledger=None, dead_letters=None) -> Consumer:
+    """A consumer whose ports, when taken, are named in `taken`."""
+    def take(name, port):
+        return lambda: taken.append(name) or port
+    return Consumer("erp_bridge", effect, queue=take("queue", queue), redelivery_wait_s=lambda receives: 10 * receives,
+                    ledger=take("ledger", ledger) if ledger is not None else None,
+                    dead_letters=take("dead_letters", dead_letters) if dead_letters is not None else None)
+
+
+def test_a_batch_that_succeeds_takes_no_queue_and_its_duplicates_are_not_run_again():
+    ledger, queue, taken, seen = InMemoryDeliveryLedger(ttl_s=3600), Queue(), [], []
+
+    def effect(detail, seconds_left):
+        seen.append((detail["event_id"], seconds_left))
+
+    run = consumer(effect, taken, queue, ledger=ledger, dead_letters=DeadLetters())
+    assert failed(run.consume(batch("e-1", "e-2"), Context())) == []
+    assert failed(run.consume(batch("e-2"), Context())) == []
+    assert seen == [("e-1", 30.0), ("e-2", 30.0)]
+    assert taken == ["ledger", "ledger"] and queue.hidden == queue.deleted == []
+
+
+def test_a_failure_is_hidden_for_its_backoff_or_the_longer_wait_its_answer_asked_for():
+    queue, taken = Queue(), []
+    asked = {"e-1": None, "e-2": 25.2, "e-3": 10 * WEBHOOK_RETRY_AFTER_MAX_S}
+
+    def effect(detail, seconds_left):
+        raise WebhookDeliveryError("ERP down", details={"retry_after_s": asked[detail["event_id"]]})
+
+    answer = consumer(effect, taken, queue).consume(batch("e-1", "e-2", "e-3", receives=2), Context())
+    assert failed(answer) == ["m-e-1", "m-e-2", "m-e-3"]
+    assert queue.hidden == [("rh-e-1", 20), ("rh-e-2", 26), ("rh-e-3", WEBHOOK_RETRY_AFTER_MAX_S)]
+
+
+def test_a_refused_event_is_parked_once_and_its_messages_leave_the_queue():
+    ledger, queue, dead_letters, taken = InMemoryDeliveryLedger(ttl_s=3600), Queue(), DeadLetters(), []
+
+    def effect(detail, seconds_left):
+        raise WebhookRefusedError("ERP webhook refused event: HTTP 422", details={"status": 422})
+
+    records = batch("e-1", "e-1")
+    records["Records"][1]["messageId"], records["Records"][1]["receiptHandle"] = "m-copy", "rh-copy"
+    run = consumer(effect, taken, queue, ledger=ledger, dead_letters=dead_letters)
+    assert failed(run.consume(records, Context())) == []
+    assert [reason for _, reason in dead_letters.parked] == ["ERP webhook refused event: HTTP 422"]
+    assert queue.deleted == ["rh-e-1", "rh-copy"] and queue.hidden == []
+    assert failed(run.consume(batch("e-1"), Context())) == []  # the same message again: not parked twice
+    assert len(dead_letters.parked) == 1 and queue.deleted[-1] == "rh-e-1"
+
+
+def test_a_refusal_with_no_dead_letter_queue_is_retried_like_a_failure():
+    queue, taken = Queue(), []
+
+    def effect(detail, seconds_left):
+        raise WebhookRefusedError("refused", details={"status": 400})
+
+    assert failed(consumer(effect, taken, queue).consume(batch("e-1"), Context())) == ["m-e-1"]
+    assert queue.hidden == [("rh-e-1", 10)] and taken == ["queue"]
