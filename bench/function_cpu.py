@@ -196,12 +196,12 @@ class Bench:
 
         os.environ.update(_environment(stub))
         from app import app  # after the environment: the functions read it as Lambda's would
-        from chalicelib.worker import handlers
+        from chalicelib.worker import batch
 
         # moto answers slower than the emulator (a batch of 10 takes over a second of waiting):
         # batch-mates are handed back only after a minute here, so every batch runs whole, as
         # the burst's do.
-        handlers.BATCH_MATE_WAIT_S = 60.0
+        batch.BATCH_MATE_WAIT_S = 60.0
 
         from chalicelib.api.auth import issue_token
 

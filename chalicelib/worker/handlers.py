@@ -1,21 +1,17 @@
 """SQS-triggered worker functions. Batches go through Powertools' BatchProcessor; failed
-records are reported back (ReportBatchItemFailures) so only they are delivered again."""
+records are reported back (ReportBatchItemFailures) so only they are delivered again. How a
+batch runs (its order, the batch-mates' short lease and hand-back) is chalicelib/worker/batch.py;
+here it gets its services from the container."""
 from __future__ import annotations
 
-import threading
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Optional
 
 from chalice import Blueprint
 
 from chalicelib.composition import Container, container
-from chalicelib.defaults import BATCH_MATE_LEASE_S, BATCH_MATE_WAIT_S, BATCH_TURN_MARGIN_S, WORKER_BATCH_SIZE
-from chalicelib.domain.errors import DeadLetterOwedError, QueueUnavailableError, StoreUnavailableError, describe
+from chalicelib.defaults import WORKER_BATCH_SIZE
 from chalicelib.invocation import entry_point
-from chalicelib.observability import logger, tracer
-from chalicelib.ports import HANDBACKS_ATTRIBUTE, Clock, Timer
-
-if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from chalicelib.worker.batch import BatchServices, job_batch
 
 worker = Blueprint(__name__)
 
@@ -29,266 +25,6 @@ JOBS_QUEUE_LOW = "jobpipe-jobs-low"
 # The delivery ledger (records DELIVERY#job_worker#parked:<message id> in the idempotency table)
 # on which the three workers park a message that is no job message once.
 UNREADABLE_LEDGER = "job_worker"
-# Up to WORKER_BATCH_SIZE jobs per invocation, run one after another: under a backlog, a tenth
-# of the invocations (and of the emulator's dispatch passes). A job that kills its process (out of
-# memory, a crash) must not strand its batch-mates, so the records after the first are hidden for
-# BATCH_MATE_LEASE_S only, not the queue's visibility timeout: if the process dies they are
-# delivered again that soon. Nor may a long job hold them back: the batch-mates that have not
-# started once the batch has run BATCH_MATE_WAIT_S are handed back (JobQueue.hand_back), each sent
-# to its queue again as a new message for another invocation, its original deleted then (before
-# its short lease could bring it back beside its copy) and answered as done. A copy starts at one
-# receive: waiting in line behind long jobs never brings a message to the redrive policy's
-# maxReceiveCount (which a message made visible again would count towards, and a backlog of long
-# jobs would then dead-letter jobs that never ran); the deliveries of the messages it replaces
-# ride along and count with its receives when a batch is ordered, the records delivered most often
-# first. A batch-mate is claimed only while its short lease holds (its message is then hidden for
-# the attempt's lease); one whose turn comes later (its hand-back failed) is handed back
-# untouched. The first record needs no change: the queue's visibility timeout (90 min) outlasts
-# any attempt, and a dead worker's job is taken over by the reconciler once its lease ends.
-# All of this timing reads the container's Clock (`services.clock`), and nothing else.
-
-
-class _WaitingMates:
-    """The batch-mates not started yet, handed back together once the batch has run
-    `wait_s` on `clock`; `take(message_id)` before running one says whether this invocation
-    still may."""
-
-    def __init__(self, queue: Any, mates: list[dict[str, Any]], wait_s: float, clock: Clock) -> None:
-        self._queue = queue
-        self._waiting = {r["messageId"]: r for r in mates}
-        self._handed_back: set[str] = set()
-        self._lock = threading.Lock()
-        self._timer = clock.timer(wait_s, self._hand_back)
-        if mates:
-            self._timer.start()
-
-    def take(self, message_id: str) -> bool:
-        with self._lock:
-            self._waiting.pop(message_id, None)
-            return message_id not in self._handed_back
-
-    def stop(self) -> None:
-        self._timer.cancel()
-        with self._lock:  # a hand-back under way ends before the batch answers
-            self._waiting.clear()
-
-    def _hand_back(self) -> None:
-        with self._lock:
-            records = list(self._waiting.values())
-            if not records:
-                return
-            try:
-                refused = self._queue.hand_back(records[0]["eventSourceARN"],
-                                                [(r["body"], _deliveries(r)) for r in records])
-            except QueueUnavailableError:  # they wait their turn in this batch, as they would have
-                logger.warning("could not hand back the batch-mates a long job holds up",
-                               extra={"records": len(records)})
-                return
-            sent = [r for i, r in enumerate(records) if i not in refused]
-            self._handed_back |= {r["messageId"] for r in sent}
-            self._waiting.clear()
-            logger.info("batch-mates handed back: a job ahead of them runs long",
-                        extra={"handed_back": len(sent), "refused": len(refused)})
-            self._delete_originals(sent)
-
-    def _delete_originals(self, sent: list[dict[str, Any]]) -> None:
-        """The originals leave the queue now, not with the batch's answer: their short lease ends
-        while the long job runs, and delivered again each would run beside its copy, be handed
-        back once more (another copy) and count receives towards the redrive policy."""
-        if not sent:
-            return
-        try:
-            undeleted = self._queue.acknowledge_many(sent[0]["eventSourceARN"], [r["receiptHandle"] for r in sent])
-        except QueueUnavailableError:  # each comes back after its short lease: a duplicate its claim sees
-            logger.warning("could not delete the handed-back batch-mates' originals", extra={"records": len(sent)})
-            return
-        if undeleted:
-            logger.warning("some handed-back batch-mates' originals were not deleted", extra={"undeleted": undeleted})
-
-
-class _LeaseExtension:
-    """A claimed batch-mate's lease, taken when its short lease is about to end (`due_at`, on
-    `clock`) and only if the attempt is still running then; its end is where a hold at the
-    claim would have put it. `cancel()` returns once no extension can happen any more."""
-
-    def __init__(self, hold: Callable[[int], None], due_at: float, clock: Clock) -> None:
-        self._hold = hold
-        self._due_at = due_at
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._timer: Optional[Timer] = None
-        self._done = False
-
-    def schedule(self, seconds: int) -> None:
-        claimed = self._clock.monotonic()
-
-        def extend() -> None:
-            with self._lock:
-                if self._done:
-                    return
-                self._done = True
-                try:
-                    self._hold(max(1, round(seconds - (self._clock.monotonic() - claimed))))
-                except QueueUnavailableError:  # it reappears after its short lease: a harmless duplicate
-                    logger.warning("could not hide a claimed batch-mate for its lease")
-
-        self._timer = self._clock.timer(max(0.0, self._due_at - claimed), extend)
-        self._timer.start()
-
-    def cancel(self) -> None:
-        with self._lock:
-            self._done = True
-        if self._timer is not None:
-            self._timer.cancel()
-
-
-class RecordRunner:
-    """Runs one SQS record of a batch within the invocation's remaining time; `mates`, the
-    message ids after the first, only within their short lease counted from `started` (on
-    `services.clock`)."""
-
-    def __init__(self, lambda_context: Any, services: Container, *, mates: frozenset[str] = frozenset(),
-                 started: float = 0.0, priority: str = "normal", waiting: Optional[_WaitingMates] = None) -> None:
-        """`priority`: the queue's, whose dead-letter queue takes a body that is no job message;
-        `waiting`: the batch-mates a long job may hand back before their turn."""
-        self._priority = priority
-        self._waiting = waiting
-        self._context = lambda_context
-        self._services = services
-        self._mates = mates
-        self._started = started
-        self._clock = services.clock
-
-    def _time_left_s(self) -> Optional[float]:
-        if self._context is None or not hasattr(self._context, "get_remaining_time_in_millis"):
-            return None
-        return self._context.get_remaining_time_in_millis() / 1000
-
-    @tracer.capture_method
-    def __call__(self, record: SQSRecord) -> None:
-        # The runner (job context, progress, timeouts) is the workers' alone: not in app.py's imports.
-        from chalicelib.worker.runner import DeferredDelivery, parse_message
-
-        if self._waiting is not None and not self._waiting.take(record.message_id):
-            return  # sent again as a new message, this one deleted then: answered as done
-        queue = self._services.queue
-
-        def hold(seconds: int) -> None:
-            queue.set_visibility(record.event_source_arn, record.receipt_handle, seconds)
-
-        try:
-            message = parse_message(record.body)
-        except ValueError as exc:
-            self._park_unreadable(record, str(exc), hold)
-            return
-
-        mate = record.message_id in self._mates
-        lease = _LeaseExtension(hold, self._started + BATCH_MATE_LEASE_S - BATCH_TURN_MARGIN_S, self._clock) \
-            if mate else None
-        logger.append_keys(job_id=message.job_id, attempt=message.attempt, message_id=record.message_id)
-        try:
-            if mate and self._clock.monotonic() - self._started > BATCH_MATE_LEASE_S - BATCH_TURN_MARGIN_S:
-                # Its short lease is (nearly) over: it may already be running elsewhere.
-                raise DeferredDelivery("its turn in the batch came after its short lease", None)
-            try:
-                left = self._services.runner.run(message, time_left_s=self._time_left_s(),
-                                                 hold=lease.schedule if lease else None)
-            finally:
-                if lease:
-                    lease.cancel()  # before any hold below: a late extension must not undo it
-            if left is None:  # acknowledged: nothing can run it, and the operator hears of it
-                logger.warning("job message skipped", extra={"reason": "job does not exist"})
-        except DeferredDelivery as deferred:
-            if deferred.retry_after_s is not None:
-                hold(deferred.retry_after_s)
-            logger.info("delivery deferred", extra={"reason": str(deferred)})
-            raise
-        except Exception as exc:
-            # Failed before the handler's outcome was written (throttling, a store or blob
-            # error), or the job failed and its dead letter is owed: deliver again soon rather
-            # than after the queue's visibility timeout.
-            receives = _receives(record)
-            wait = self._services.settings.redelivery_wait_s(receives)
-            extra = {"error": f"{type(exc).__name__}: {exc}"[:500], "retry_in_s": wait, "receive_count": receives}
-            if isinstance(exc, DeadLetterOwedError):  # not run again: the message comes back to park the letter
-                logger.warning("job failed; its dead letter is owed (the dead-letter queue did not answer) "
-                               "and is parked when this message comes back", extra=extra)
-            else:
-                logger.warning("delivery failed; retrying", extra=extra)
-            try:
-                hold(wait)
-            except Exception:  # the queue is unreachable too: its visibility timeout applies
-                logger.warning("could not shorten the failed delivery's visibility")
-            raise
-        finally:
-            logger.remove_keys(["job_id", "attempt", "message_id"])
-
-    def _park_unreadable(self, record: SQSRecord, reason: str, hold: Callable[[int], None]) -> None:
-        """A body no worker can ever run goes to the dead-letter queue now, as it came, and is
-        acknowledged: failed, it would wait the queue's visibility timeout on every delivery
-        (about 15 hours) before the redrive policy parked it. Its message leaves its queue as
-        soon as it is parked, not with the batch's answer: a batch that came back before its
-        answer (an invocation that died, an answer lost) would park it again. It is parked once
-        on the worker's delivery ledger (UNREADABLE_LEDGER, two Puts per such message, none on
-        a job's path): recorded parked, a later delivery of it (its delete and its batch's answer
-        both lost) is acknowledged, not parked again; a redriven copy is a new message. If it
-        cannot be parked (or the ledger does not answer) it fails and comes back after the usual
-        redelivery wait, to be parked then."""
-        where = {"message_id": record.message_id, "reason": reason[:500]}
-        ledger = self._services.delivery_ledger(UNREADABLE_LEDGER)
-        try:
-            if not ledger.begin_parking(record.message_id):
-                logger.warning("a message that is no job message was parked before: its message is deleted",
-                               extra=where)
-                self._acknowledge_parked(record, where)
-                return
-            self._services.queue.dead_letter_body(record.body, priority=self._priority, reason=reason)
-        except (QueueUnavailableError, StoreUnavailableError) as exc:
-            wait = self._services.settings.redelivery_wait_s(_receives(record))
-            logger.warning("could not dead-letter a message that is no job message; retrying",
-                           extra={**where, "retry_in_s": wait, "error": describe(exc)[:500]})
-            try:
-                hold(wait)
-            except QueueUnavailableError:  # the queue is unreachable too: its visibility timeout applies
-                logger.warning("could not shorten the failed delivery's visibility")
-            raise
-        logger.error("message is no job message: dead-lettered", extra={**where, "priority": self._priority})
-        try:
-            ledger.parked(record.message_id)
-        except StoreUnavailableError as exc:  # parked: only a delete and an answer both lost would park it again
-            logger.warning("could not record a parked message that is no job message",
-                           extra={**where, "error": describe(exc)[:500]})
-        self._acknowledge_parked(record, where)
-
-    def _acknowledge_parked(self, record: SQSRecord, where: dict[str, Any]) -> None:
-        """Delete a parked message from its jobs queue now."""
-        try:
-            self._services.queue.acknowledge(record.event_source_arn, record.receipt_handle)
-        except QueueUnavailableError:  # the batch's answer deletes it, as it would have
-            logger.warning("could not delete a dead-lettered message that is no job message", extra=where)
-
-
-def _receives(record: SQSRecord) -> int:
-    """How many times the record's job message was delivered, this delivery included, as if it
-    had not been handed back: a copy counts its originals' deliveries less the one it stands for
-    (the receive that handed it back ran nothing), so a failed delivery's wait goes on doubling
-    from where its original's had got to instead of starting over."""
-    own, handbacks = _counts(record.raw_event)
-    return own + max(0, handbacks - 1)
-
-
-def _deliveries(record: dict[str, Any]) -> int:
-    """How many times the record's job message was delivered, this delivery included: its own
-    receives, and those of the messages it was handed back from (HANDBACKS_ATTRIBUTE), so a
-    copy keeps the place its original had earned in line."""
-    return sum(_counts(record))
-
-
-def _counts(record: dict[str, Any]) -> tuple[int, int]:
-    """The record's own receives and its HANDBACKS_ATTRIBUTE (0 on a message never handed back)."""
-    value = ((record.get("messageAttributes") or {}).get(HANDBACKS_ATTRIBUTE) or {}).get("stringValue")
-    receives = (record.get("attributes") or {}).get("ApproximateReceiveCount") or "1"
-    return (int(receives) if receives.isdigit() else 1), (int(value) if value and value.isdigit() else 0)
 
 
 def process_jobs_batch(event: dict[str, Any], context: Any, priority: str = "normal") -> dict[str, Any]:
@@ -298,34 +34,33 @@ def process_jobs_batch(event: dict[str, Any], context: Any, priority: str = "nor
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
     services = container()
-    started = services.clock.monotonic()
-    records = sorted(event.get("Records") or [], key=_deliveries, reverse=True)
-    mates = records[1:]
-    if mates:
-        _shorten_waits(services, mates)
-    waiting = _WaitingMates(services.queue, mates, BATCH_MATE_WAIT_S, services.clock)
-    try:
+    with job_batch(event.get("Records") or [], _batch_services(services), time_left_s=lambda: _seconds_left(context),
+                   priority=priority) as (records, record_handler):
         return process_partial_response(
             event={**event, "Records": records},
-            record_handler=RecordRunner(context, services, mates=frozenset(r["messageId"] for r in mates),
-                                        started=started, priority=priority, waiting=waiting),
+            record_handler=record_handler,
             processor=BatchProcessor(EventType.SQS, raise_on_entire_batch_failure=False),
             context=context,
         )
-    finally:
-        waiting.stop()
 
 
-def _shorten_waits(services: Container, mates: list[dict[str, Any]]) -> None:
-    """Hide the batch-mates for BATCH_MATE_LEASE_S instead of the queue's visibility timeout."""
-    try:
-        refused = services.queue.set_visibility_many(
-            mates[0]["eventSourceARN"], [r["receiptHandle"] for r in mates], BATCH_MATE_LEASE_S)
-    except QueueUnavailableError:  # they keep the queue's timeout; the reconciler resends them
-        logger.warning("could not shorten the batch-mates' visibility", extra={"records": len(mates)})
-        return
-    if refused:
-        logger.warning("some batch-mates' visibility was not shortened", extra={"refused": refused})
+def _batch_services(services: Container) -> BatchServices:
+    """The container's services a batch runs on; the runner and the ledger are built when a
+    record first needs them."""
+    return BatchServices(
+        queue=services.queue,
+        clock=services.clock,
+        runner=lambda: services.runner,
+        unreadable_ledger=lambda: services.delivery_ledger(UNREADABLE_LEDGER),
+        redelivery_wait_s=services.settings.redelivery_wait_s,
+    )
+
+
+def _seconds_left(context: Any) -> Optional[float]:
+    """What is left of the invocation, or None when the context does not say."""
+    if context is None or not hasattr(context, "get_remaining_time_in_millis"):
+        return None
+    return context.get_remaining_time_in_millis() / 1000
 
 
 @worker.on_sqs_message(queue=JOBS_QUEUE, batch_size=WORKER_BATCH_SIZE, name="job_worker")

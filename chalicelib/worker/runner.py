@@ -132,7 +132,7 @@ class JobRunner:
         expired and retries the job (worker_lost). `hold(seconds)`, given for a message hidden
         only briefly (a batch-mate), is called once the attempt is claimed with the lease that
         keeps it hidden for the attempt; the caller takes it then or, for a batch-mate, only if
-        the attempt outlives its short lease (chalicelib/worker/handlers.py)."""
+        the attempt outlives its short lease (chalicelib/worker/batch.py)."""
         claim = self.lifecycle.claim(message, time_left_s=time_left_s)
         if claim.outcome == ClaimOutcome.DEFER:
             raise DeferredDelivery(claim.reason, claim.retry_after_s)

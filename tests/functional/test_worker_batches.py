@@ -11,7 +11,7 @@ import pytest
 
 from chalicelib.adapters.clocks import ManualClock
 from chalicelib.defaults import BATCH_MATE_LEASE_S, BATCH_MATE_WAIT_S, BATCH_TURN_MARGIN_S, LEASE_GRACE_S
-from chalicelib.worker import handlers
+from chalicelib.worker import batch, handlers
 from chalicelib.worker.runner import JobRunner
 from tests.functional.conftest import drain, get_job, invoke_worker, receive_all, sqs_event, submit_job
 
@@ -52,7 +52,7 @@ def test_a_batch_runs_every_job_and_deletes_nothing_it_did_not_finish(app, clien
 def test_a_process_that_dies_gives_its_batch_mates_back_after_their_short_lease(app, client, aws, monkeypatch):
     ids = submit(client, 3)
     messages = sorted(receive_all(aws), key=lambda m: ids.index(job_of(m)))
-    monkeypatch.setattr(handlers, "BATCH_MATE_LEASE_S", 1)
+    monkeypatch.setattr(batch, "BATCH_MATE_LEASE_S", 1)
     real_run = JobRunner.run
 
     def dies_on_the_first(self, message, **kwargs):
@@ -113,7 +113,7 @@ def test_the_records_delivered_most_often_run_first(app, client, aws, monkeypatc
     messages = sorted(receive_all(aws), key=lambda m: ids.index(job_of(m)))
     event = sqs_event(messages)
     event["Records"][2]["attributes"]["ApproximateReceiveCount"] = "3"
-    monkeypatch.setattr(handlers, "BATCH_MATE_LEASE_S", 4)
+    monkeypatch.setattr(batch, "BATCH_MATE_LEASE_S", 4)
     invoke_worker(app, event)
     assert [status(client, i) for i in ids] == ["queued", "queued", "completed"]
 
@@ -216,7 +216,7 @@ def test_a_message_handed_back_more_often_runs_first(app, client, aws, monkeypat
     event = sqs_event(messages)
     event["Records"][2]["messageAttributes"]["handbacks"] = {"stringValue": "2", "dataType": "Number"}
     event["Records"][1]["attributes"]["ApproximateReceiveCount"] = "2"
-    monkeypatch.setattr(handlers, "BATCH_MATE_LEASE_S", 4)  # under the turn margin: only the first runs
+    monkeypatch.setattr(batch, "BATCH_MATE_LEASE_S", 4)  # under the turn margin: only the first runs
     invoke_worker(app, event)
     assert [status(client, i) for i in ids] == ["queued", "queued", "completed"]
 
@@ -236,7 +236,7 @@ def test_a_copy_keeps_its_place_earned_by_the_deliveries_before_its_hand_back(
     (waited_less,) = [m for m in receive_all(aws) if job_of(m) == other]
     event = sqs_event([waited_less, copy])
     event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "3"
-    monkeypatch.setattr(handlers, "BATCH_MATE_LEASE_S", 4)  # under the turn margin: only the first runs
+    monkeypatch.setattr(batch, "BATCH_MATE_LEASE_S", 4)  # under the turn margin: only the first runs
     invoke_worker(app, event)
     assert [status(client, i) for i in (ids[0], other)] == ["completed", "queued"]
 
@@ -288,12 +288,12 @@ def test_a_batch_mate_still_running_as_its_short_lease_ends_is_hidden_for_its_at
 def test_a_lease_extension_cancelled_before_it_is_due_never_happens():
     holds: list[int] = []
     clock = ManualClock()
-    lease = handlers._LeaseExtension(holds.append, due_at=60.0, clock=clock)
+    lease = batch._LeaseExtension(holds.append, due_at=60.0, clock=clock)
     lease.schedule(300)
     lease.cancel()
     clock.advance(120)
     assert holds == []
-    late = handlers._LeaseExtension(holds.append, due_at=0.0, clock=clock)
+    late = batch._LeaseExtension(holds.append, due_at=0.0, clock=clock)
     clock.advance(10)
     late.schedule(300)  # due at once: when the clock next moves
     clock.advance(4)

@@ -4,15 +4,13 @@ hand-back and the deletion of their originals each carry on with what went throu
 what did not. Driven through the in-memory queue's `refuse`."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 from chalicelib.adapters.clocks import ManualClock
 from chalicelib.adapters.memory import InMemoryJobQueue
 from chalicelib.defaults import BATCH_MATE_LEASE_S
 from chalicelib.observability import logger
-from chalicelib.worker import handlers
+from chalicelib.worker import batch
 
 ARN = "arn:aws:sqs:us-east-1:123456789012:jobs-normal"
 
@@ -34,7 +32,7 @@ def warnings(monkeypatch) -> list[tuple[str, dict]]:
 def test_batch_mates_whose_lease_the_queue_would_not_shorten_are_counted_and_the_others_shortened(warnings):
     queue = InMemoryJobQueue()
     queue.refuse.add("handle-2")
-    handlers._shorten_waits(SimpleNamespace(queue=queue), [record(1), record(2), record(3)])
+    batch._shorten_waits(queue, [record(1), record(2), record(3)])
     assert queue.visibility == {"handle-1": BATCH_MATE_LEASE_S, "handle-3": BATCH_MATE_LEASE_S}
     assert warnings == [("some batch-mates' visibility was not shortened", {"refused": 1})]
 
@@ -47,8 +45,8 @@ def test_a_batch_mate_whose_copy_was_refused_runs_in_its_batch_and_only_the_sent
     mates = [record(1), record(2), record(3)]
     queue.refuse |= {mates[1]["body"], "handle-1"}
     clock = ManualClock()
-    waiting = handlers._WaitingMates(queue, mates, handlers.BATCH_MATE_WAIT_S, clock)
-    clock.advance(handlers.BATCH_MATE_WAIT_S)
+    waiting = batch._WaitingMates(queue, mates, batch.BATCH_MATE_WAIT_S, clock)
+    clock.advance(batch.BATCH_MATE_WAIT_S)
     assert [waiting.take(m["messageId"]) for m in mates] == [False, True, False]
     assert queue.handed_back == [(ARN, mates[0]["body"], 1), (ARN, mates[2]["body"], 1)]
     assert queue.acknowledged == ["handle-3"]
