@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 from chalicelib.defaults import BATCH_MATE_LEASE_S, BATCH_MATE_WAIT_S, BATCH_TURN_MARGIN_S
 from chalicelib.domain.errors import DeadLetterOwedError, QueueUnavailableError, StoreUnavailableError, describe
 from chalicelib.observability import logger, tracer
-from chalicelib.ports import HANDBACKS_ATTRIBUTE, Clock, DeliveryLedger, JobQueue, Timer
+from chalicelib.ports import HANDBACKS_ATTRIBUTE, Clock, DeliveryLedger, JobMessage, JobQueue, Timer
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-    from chalicelib.worker.runner import JobRunner
+    from chalicelib.worker.runner import DeferredDelivery, JobRunner
 
 
 @dataclass(frozen=True)
@@ -217,46 +217,67 @@ class RecordRunner:
             self._park_unreadable(record, str(exc), hold)
             return
 
-        mate = record.message_id in self._mates
-        lease = _LeaseExtension(hold, self._started + BATCH_MATE_LEASE_S - BATCH_TURN_MARGIN_S, self._clock) \
-            if mate else None
+        lease = self._lease_of(record, hold)
         logger.append_keys(job_id=message.job_id, attempt=message.attempt, message_id=record.message_id)
         try:
-            if mate and self._clock.monotonic() - self._started > BATCH_MATE_LEASE_S - BATCH_TURN_MARGIN_S:
-                # Its short lease is (nearly) over: it may already be running elsewhere.
-                raise DeferredDelivery("its turn in the batch came after its short lease", None)
-            try:
-                left = self._services.runner().run(message, time_left_s=self._time_left_s(),
-                                                   hold=lease.schedule if lease else None)
-            finally:
-                if lease:
-                    lease.cancel()  # before any hold below: a late extension must not undo it
-            if left is None:  # acknowledged: nothing can run it, and the operator hears of it
-                logger.warning("job message skipped", extra={"reason": "job does not exist"})
+            self._run_in_turn(message, lease)
         except DeferredDelivery as deferred:
-            if deferred.retry_after_s is not None:
-                hold(deferred.retry_after_s)
-            logger.info("delivery deferred", extra={"reason": str(deferred)})
+            self._defer(deferred, hold)
             raise
         except Exception as exc:
-            # Failed before the handler's outcome was written (throttling, a store or blob
-            # error), or the job failed and its dead letter is owed: deliver again soon rather
-            # than after the queue's visibility timeout.
-            receives = _receives(record)
-            wait = self._services.redelivery_wait_s(receives)
-            extra = {"error": f"{type(exc).__name__}: {exc}"[:500], "retry_in_s": wait, "receive_count": receives}
-            if isinstance(exc, DeadLetterOwedError):  # not run again: the message comes back to park the letter
-                logger.warning("job failed; its dead letter is owed (the dead-letter queue did not answer) "
-                               "and is parked when this message comes back", extra=extra)
-            else:
-                logger.warning("delivery failed; retrying", extra=extra)
-            try:
-                hold(wait)
-            except Exception:  # the queue is unreachable too: its visibility timeout applies
-                logger.warning("could not shorten the failed delivery's visibility")
+            self._retry_soon(record, exc, hold)
             raise
         finally:
             logger.remove_keys(["job_id", "attempt", "message_id"])
+
+    def _lease_of(self, record: SQSRecord, hold: Callable[[int], None]) -> Optional[_LeaseExtension]:
+        """A batch-mate's lease extension, due as its short lease is about to end; None for the
+        first record, which the queue's visibility timeout covers."""
+        if record.message_id not in self._mates:
+            return None
+        return _LeaseExtension(hold, self._started + BATCH_MATE_LEASE_S - BATCH_TURN_MARGIN_S, self._clock)
+
+    def _run_in_turn(self, message: JobMessage, lease: Optional[_LeaseExtension]) -> None:
+        """Run the message's attempt; a batch-mate's (one with a `lease`) only while its short
+        lease holds, its lease extended if the attempt outlives that. Raises DeferredDelivery
+        for a batch-mate whose turn came too late, and whatever the runner raises."""
+        from chalicelib.worker.runner import DeferredDelivery
+
+        if lease and self._clock.monotonic() - self._started > BATCH_MATE_LEASE_S - BATCH_TURN_MARGIN_S:
+            # Its short lease is (nearly) over: it may already be running elsewhere.
+            raise DeferredDelivery("its turn in the batch came after its short lease", None)
+        try:
+            left = self._services.runner().run(message, time_left_s=self._time_left_s(),
+                                               hold=lease.schedule if lease else None)
+        finally:
+            if lease:
+                lease.cancel()  # before any hold below: a late extension must not undo it
+        if left is None:  # acknowledged: nothing can run it, and the operator hears of it
+            logger.warning("job message skipped", extra={"reason": "job does not exist"})
+
+    @staticmethod
+    def _defer(deferred: DeferredDelivery, hold: Callable[[int], None]) -> None:
+        """Hide a deferred delivery for the wait it asks for, if any, and say why."""
+        if deferred.retry_after_s is not None:
+            hold(deferred.retry_after_s)
+        logger.info("delivery deferred", extra={"reason": str(deferred)})
+
+    def _retry_soon(self, record: SQSRecord, exc: Exception, hold: Callable[[int], None]) -> None:
+        """A delivery that failed before the handler's outcome was written (throttling, a store
+        or blob error), or whose job failed with its dead letter owed, comes back after its
+        redelivery wait rather than after the queue's visibility timeout."""
+        receives = _receives(record)
+        wait = self._services.redelivery_wait_s(receives)
+        extra = {"error": f"{type(exc).__name__}: {exc}"[:500], "retry_in_s": wait, "receive_count": receives}
+        if isinstance(exc, DeadLetterOwedError):  # not run again: the message comes back to park the letter
+            logger.warning("job failed; its dead letter is owed (the dead-letter queue did not answer) "
+                           "and is parked when this message comes back", extra=extra)
+        else:
+            logger.warning("delivery failed; retrying", extra=extra)
+        try:
+            hold(wait)
+        except Exception:  # the queue is unreachable too: its visibility timeout applies
+            logger.warning("could not shorten the failed delivery's visibility")
 
     def _park_unreadable(self, record: SQSRecord, reason: str, hold: Callable[[int], None]) -> None:
         """A body no worker can ever run goes to the dead-letter queue now, as it came, and is
