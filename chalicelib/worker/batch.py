@@ -56,13 +56,14 @@ class BatchServices:
 @contextmanager
 def job_batch(records: list[dict[str, Any]], services: BatchServices, *,
               time_left_s: Callable[[], Optional[float]], priority: str = "normal",
-              ) -> Iterator[tuple[list[dict[str, Any]], RecordRunner]]:
+              started: Optional[float] = None) -> Iterator[tuple[list[dict[str, Any]], RecordRunner]]:
     """The batch of `records` (an SQS event's, as dicts) of `priority`'s queue: yields them in
     the order they run, those delivered most often first, and the record handler that runs
     each in its turn within `time_left_s()`. On entry the batch-mates are hidden for their short
     lease and the wait after which those not started are handed back begins; on exit no
-    hand-back is under way or can start."""
-    started = services.clock.monotonic()
+    hand-back is under way or can start. `started`: when the invocation began, on
+    `services.clock` (read now when not given): the batch's timings count from it."""
+    started = services.clock.monotonic() if started is None else started
     ordered = sorted(records, key=_deliveries, reverse=True)
     mates = ordered[1:]
     if mates:

@@ -34,8 +34,9 @@ def process_jobs_batch(event: dict[str, Any], context: Any, priority: str = "nor
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
     services = container()
+    started = services.clock.monotonic()  # before the queue's client is built (a fresh process's first batch)
     with job_batch(event.get("Records") or [], _batch_services(services), time_left_s=lambda: _seconds_left(context),
-                   priority=priority) as (records, record_handler):
+                   priority=priority, started=started) as (records, record_handler):
         return process_partial_response(
             event={**event, "Records": records},
             record_handler=record_handler,
