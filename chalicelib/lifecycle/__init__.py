@@ -12,6 +12,16 @@ conditioned on its attempt, not its version, which each progress write moves (se
 transitions: `admission.py` (submit, spawn), `claims.py`, `attempts.py` (progress and an
 attempt's outcome), `dead_letters.py`, `cancel.py`, `reconcile.py`; `transitions.py` holds
 what they share (the ports, the table's check, a job's end).
+
+Where a shared step lives, for a reader following one from a family's method:
+
+    JobTransitions (transitions.py)   the ports, the table's check, `_finish` (a job's end)
+      ├─ DeadLetters (dead_letters.py)   `_dead_letter`, `park_owed_letter`: a failed job's letter
+      │    └─ Attempts (attempts.py)     progress, `complete`, `fail_attempt`, `mark_canceled`, `_with_fresh`
+      │         ├─ Claims (claims.py)        the claim
+      │         └─ Reconciliation (reconcile.py)  what the reconciler ends or sends again
+      ├─ Admission (admission.py)        submit, spawn, rerun (`check_finished`)
+      └─ Cancellation (cancel.py)        cancel requests
 """
 from __future__ import annotations
 
