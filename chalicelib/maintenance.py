@@ -84,6 +84,11 @@ TASKS: dict[str, tuple[type[BaseModel], int, int, str]] = {
 }
 
 
+def task_type(task: str) -> str:
+    """The job type a maintenance task runs as: `maintenance.<task>`."""
+    return f"{MAINTENANCE_PREFIX}{task}"
+
+
 _FOLLOW_UP_NAMESPACE = uuid.UUID("0b7f6a52-3c1e-4f0d-9a8e-6d2c4b1f7e93")
 
 
@@ -287,7 +292,7 @@ class TaskRuns:
         if self._inline:
             bound = control()  # the time left is counted from here
             return TaskStart(result=self._tasks().run(task, payload, bound))
-        job = self._lifecycle().submit(tenant=SYSTEM_TENANT, user=user, type=f"{MAINTENANCE_PREFIX}{task}",
+        job = self._lifecycle().submit(tenant=SYSTEM_TENANT, user=user, type=task_type(task),
                                        payload=payload)
         return TaskStart(job=job, made=True)
 

@@ -36,7 +36,6 @@ from chalicelib.ports import JobQuery
 maintenance_api = Blueprint(__name__)
 
 PREFIX = "/api/system/maintenance"
-TYPE_PREFIX = MAINTENANCE_PREFIX
 
 
 route = router(maintenance_api, role=OPERATOR)
@@ -65,7 +64,7 @@ class ListTasksQuery(BaseModel):
 def task_view(job: Job) -> dict[str, Any]:
     return {
         "task_id": job.id,
-        "task_type": job.type[len(TYPE_PREFIX):],
+        "task_type": job.type[len(MAINTENANCE_PREFIX):],
         "status": job.status.value,
         "result": job.result,
         "error_message": job.error.message if job.error else None,
@@ -134,7 +133,7 @@ def _task(task_id: str) -> Job:
         job = container().lifecycle.get(SYSTEM_TENANT, task_id)
     except JobNotFoundError:
         raise TaskNotFoundError(f"task {task_id[:128]} not found") from None
-    if not job.type.startswith(TYPE_PREFIX):
+    if not job.type.startswith(MAINTENANCE_PREFIX):
         raise TaskNotFoundError(f"task {task_id[:128]} not found")
     return job
 
@@ -168,7 +167,7 @@ def rerun_task(call: Call, task_id: str) -> Any:
     job_not_finished. With USE_TASK_QUEUE=false it runs inline, as a started task does, and an
     Idempotency-Key is refused (400): nothing is kept to answer its repeat."""
     job = _task(task_id)
-    task = job.type[len(TYPE_PREFIX):]
+    task = job.type[len(MAINTENANCE_PREFIX):]
     started = container().task_runs.rerun(job, user=call.user.user, idempotency_key=call.header("idempotency-key"),
                                           control=_inline_control)
     if started.job is None:

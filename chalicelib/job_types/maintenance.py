@@ -12,8 +12,10 @@ from pydantic import BaseModel
 
 from chalicelib.domain.errors import StaleJobError
 from chalicelib.domain.job import Job
-from chalicelib.domain.registry import MAINTENANCE_PREFIX, JobTypeRegistry
-from chalicelib.maintenance import SYSTEM_TENANT, TASKS, MaintenanceTasks, TaskControl, follow_up_id, follow_up_payload
+from chalicelib.domain.registry import JobTypeRegistry
+from chalicelib.maintenance import (
+    SYSTEM_TENANT, TASKS, MaintenanceTasks, TaskControl, follow_up_id, follow_up_payload, task_type,
+)
 
 Submit = Callable[..., Any]
 
@@ -30,7 +32,7 @@ def _continue(submit: Submit, task: str, job: Job, payload: dict[str, Any]) -> s
     """Enqueue the run continuing `job` (the same task, `payload`); returns its id."""
     job_id = follow_up_id(task, job.id)
     try:
-        submit(tenant=SYSTEM_TENANT, user=job.user, type=f"{MAINTENANCE_PREFIX}{task}", payload=payload, job_id=job_id)
+        submit(tenant=SYSTEM_TENANT, user=job.user, type=task_type(task), payload=payload, job_id=job_id)
     except StaleJobError:  # a retried attempt of this run enqueued it already
         pass
     return job_id
@@ -54,7 +56,7 @@ def with_maintenance(registry: JobTypeRegistry, tasks: Callable[[], MaintenanceT
             return result
 
         types.register(
-            f"{MAINTENANCE_PREFIX}{task}", model, max_attempts=max_attempts, timeout_s=timeout_s,
+            task_type(task), model, max_attempts=max_attempts, timeout_s=timeout_s,
             priority=priority, description=f"Maintenance task {task}.", internal=True,
         )(handler)
     return types

@@ -16,7 +16,7 @@ from chalicelib.composition import Container, container
 from chalicelib.domain.errors import StaleJobError
 from chalicelib.domain.job import utcnow
 from chalicelib.invocation import entry_point
-from chalicelib.maintenance import SYSTEM_TENANT, TASKS
+from chalicelib.maintenance import SYSTEM_TENANT, TASKS, task_type
 from chalicelib.observability import count, logger
 
 scheduled = Blueprint(__name__)
@@ -54,7 +54,7 @@ def enqueue_maintenance(services: Container, task: str, scheduled_at: str) -> di
     payload = {"max_age_hours": services.settings.retention_days * 24} if task == "cleanup_runs" else {}
     try:
         job = services.lifecycle.submit(
-            tenant=SYSTEM_TENANT, user="schedule", type=f"maintenance.{task}", payload=payload, job_id=job_id,
+            tenant=SYSTEM_TENANT, user="schedule", type=task_type(task), payload=payload, job_id=job_id,
         )
     except StaleJobError:  # this firing was enqueued already (a retried invocation)
         return {"task": task, "task_id": job_id, "status": "already_enqueued"}
