@@ -187,12 +187,15 @@ JobRow.prototype.shownData = function (job, field) {
   this.dataBox[field] = box; // the one shown: details rendered again meanwhile replace it
   show.type = "button";
   show.setAttribute("aria-label", "Show the " + field + " of job " + shortId(this.id));
-  show.addEventListener("click", function () { row.readWhole(field, box, show); });
+  show.addEventListener("click", function () { row.readWhole(field); });
   box.append("kept in S3 (" + check.bytes.toLocaleString("en-US") + " bytes) ", show);
   return box;
 };
 
-JobRow.prototype.readWhole = function (field, box, show) {
+// Reads the job whole for `field`; what it read, or why it could not, goes into the box shown
+// then (`dataBox`), which the details drawn again since the click may have replaced.
+JobRow.prototype.readWhole = function (field) {
+  var show = this.dataBox[field].querySelector("button");
   if (busy(show)) return;
   setBusy(show, true);
   var row = this;
@@ -201,14 +204,15 @@ JobRow.prototype.readWhole = function (field, box, show) {
       var gone = (job.gone || []).indexOf(field) >= 0;
       row.whole[field] = gone ? "its object is gone from the bucket (deleted by hand or by a bucket rule)"
         : JSON.stringify(job[field], null, 2);
-      if (row.dataBox[field].isConnected) row.dataBox[field].replaceWith(row.whole[field]);
+      row.dataBox[field].replaceWith(row.whole[field]);
     },
     function (err) {
-      setBusy(show, false);
+      var box = row.dataBox[field], again = box.querySelector("button");
+      setBusy(again, false);
       if (tokenTrouble(err)) return;
       var why = el("span", "error-message", " Could not read it: ");
       why.appendChild(said(err.message));
-      box.replaceChildren(box.firstChild, show, why);
+      box.replaceChildren(box.firstChild, again, why);
     }
   );
 };

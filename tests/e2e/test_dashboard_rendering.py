@@ -296,3 +296,19 @@ def test_a_payload_or_result_kept_in_s3_is_shown_on_demand_not_as_its_claim_chec
     api.settle()
     expect(detail).to_contain_text("bob")
     expect(detail.locator("pre").nth(1)).to_have_text('{\n  "pages": 12\n}')
+
+
+def test_a_failed_read_of_data_kept_in_s3_is_said_beside_it_and_can_be_read_again(page, api):
+    job = api.add(status="completed", attempts=1, started_at="2026-01-15T10:00:00.000Z",
+                  finished_at="2026-01-15T10:00:05.000Z", result={"claim_check": {"bytes": 90_000}})
+    api.kept_in_s3[job["id"]] = {"result": {"pages": 3}}
+    api.open()
+    row(page, job["id"]).get_by_role("button", name=re.compile("Details")).click()
+    detail = page.locator(f'#detail-{job["id"]}')
+    api.fail("GET", rf"/jobs/{job['id']}", status=503, json={"error": {"code": "store_unavailable",
+                                                                       "message": "the store did not answer"}})
+    show = detail.get_by_role("button", name=re.compile("Show the result"))
+    show.click()
+    expect(detail.locator("pre").nth(1)).to_contain_text("Could not read it: the store did not answer")
+    show.click()
+    expect(detail.locator("pre").nth(1)).to_have_text('{\n  "pages": 3\n}')
