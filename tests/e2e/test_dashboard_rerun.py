@@ -202,6 +202,7 @@ def test_a_rerun_pressed_while_a_filters_listing_is_on_its_way_keeps_its_note(pa
     page.get_by_label("Status", exact=True).select_option("failed")
     line = row(page, old["id"])
     run_again(line).click()
+    api.settle()  # the rerun answered (the listing stays held): its job is made
     made = next(j for j in api.jobs.values() if j["rerun_of"] == old["id"])
     expect(line.locator(".note")).to_have_text(f"ran again as {made['id']}")
     api.release()
