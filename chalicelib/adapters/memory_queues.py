@@ -80,8 +80,9 @@ class InMemoryJobQueue:
     """Records what was sent; tests drain it into the worker. `dead` holds the dead-letter
     queues' messages; a test may append `(message, reason)` itself, as SQS's redrive policy
     parks a message (on the normal priority's DLQ). `fail_sends` fails every call as a queue
-    that does not answer; `refuse` names the receipt handles and bodies whose entries a batch
-    call refuses, the others going through, as SQS refuses an entry (a stale receipt handle)."""
+    that does not answer; `refuse` names the receipt handles and bodies SQS would refuse (a
+    stale receipt handle): a batch call refuses their entries, the others going through, and a
+    call for one of them alone fails."""
 
     def __init__(self, priorities: Iterable[str] = ("high", "normal", "low")) -> None:
         self.priorities = tuple(priorities)
@@ -124,9 +125,13 @@ class InMemoryJobQueue:
         return [entry for entry in self.dead if entry.priority == priority]
 
     def set_visibility(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
+        if self.fail_sends or receipt_handle in self.refuse:
+            raise QueueUnavailableError("could not change a message's visibility")
         self.visibility[receipt_handle] = max(0, min(seconds, SQS_MAX_HOLD_S))
 
     def set_visibility_many(self, queue_arn: str, receipt_handles: list[str], seconds: int) -> int:
+        if self.fail_sends:
+            raise QueueUnavailableError("could not change the messages' visibility")
         taken = [handle for handle in receipt_handles if handle not in self.refuse]
         for handle in taken:
             self.set_visibility(queue_arn, handle, seconds)
@@ -141,7 +146,7 @@ class InMemoryJobQueue:
         return refused
 
     def acknowledge(self, queue_arn: str, receipt_handle: str) -> None:
-        if self.fail_sends:
+        if self.fail_sends or receipt_handle in self.refuse:
             raise QueueUnavailableError("could not delete a received message")
         self.acknowledged.append(receipt_handle)
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from chalicelib.domain.errors import InvalidRequestError, NotRedrivableError
+from chalicelib.domain.errors import InvalidRequestError, NotRedrivableError, QueueUnavailableError
 from chalicelib.ports import JobMessage
 from tests.contract.conftest import PRIORITIES
 
@@ -404,3 +404,17 @@ def test_a_dead_letter_queue_the_stack_does_not_have_is_refused_naming_those_it_
             call("erp_outbound", 10)
     with pytest.raises(InvalidRequestError, match="^priority must be one of high, normal, low$"):
         operations.queue_depth("erp_webhook")  # the other DLQs have no jobs queue to count
+
+
+def test_a_single_visibility_change_or_acknowledgement_sqs_refuses_is_an_error(adapters):
+    """One message's hold or delete that SQS refuses (a stale receipt handle) raises
+    QueueUnavailableError, as the batch calls count it: the caller logs it and the message
+    comes back when its lease ends."""
+    handles = handles_with_a_stale_one(adapters, 1)
+    arn = "arn:aws:sqs:us-east-1:123456789012:jobs-normal"
+    with pytest.raises(QueueUnavailableError):
+        adapters.queue.set_visibility(arn, STALE, 0)
+    with pytest.raises(QueueUnavailableError):
+        adapters.queue.acknowledge(arn, STALE)
+    adapters.queue.set_visibility(arn, handles[0], 0)
+    adapters.queue.acknowledge(arn, handles[0])
