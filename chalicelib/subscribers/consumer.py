@@ -91,13 +91,17 @@ class Consumer:
         self._dead_letters = dead_letters
 
     def _retry_later(self, record: SQSRecord, detail: dict[str, Any], exc: Exception) -> None:
-        """Hide a failed record for its backoff (or the wait its answer asked for)."""
+        """Hide a failed record for its backoff (or the wait its answer asked for). A hold SQS
+        refuses is logged: the record still fails and comes back when its lease ends."""
         receives = int(record.attributes.approximate_receive_count or 1)
         backoff = _wait_s(exc, self._redelivery_wait_s(receives))
-        self._queue().set_visibility(record.event_source_arn, record.receipt_handle, backoff)
-        logger.warning(f"{self._name} failed; retrying in {backoff} s",
-                       extra={"event_id": detail.get("event_id"), "job_id": detail.get("job_id"),
-                              "receive_count": receives, "error": describe(exc)[:500]})
+        where = {"event_id": detail.get("event_id"), "job_id": detail.get("job_id"), "receive_count": receives}
+        logger.warning(f"{self._name} failed; retrying in {backoff} s", extra={**where, "error": describe(exc)[:500]})
+        try:
+            self._queue().set_visibility(record.event_source_arn, record.receipt_handle, backoff)
+        except JobpipeError as refused:
+            logger.warning(f"{self._name} could not hold a failed event back",
+                           extra={**where, "error": describe(refused)[:500]})
 
     def _park(self, record: SQSRecord, detail: dict[str, Any], refusal: WebhookRefusedError) -> bool:
         """Put a refused record on the dead-letter queue; whether it is there (its message then

@@ -259,9 +259,12 @@ class RecordRunner:
     @staticmethod
     def _defer(deferred: DeferredDelivery, hold: Callable[[int], None]) -> None:
         """Hide a deferred delivery for the wait it asks for, if any, and say why."""
-        if deferred.retry_after_s is not None:
-            hold(deferred.retry_after_s)
         logger.info("delivery deferred", extra={"reason": str(deferred)})
+        if deferred.retry_after_s is not None:
+            try:
+                hold(deferred.retry_after_s)
+            except QueueUnavailableError:  # it comes back when its lease ends, deferred again if need be
+                logger.warning("could not hide the deferred delivery for its wait")
 
     def _retry_soon(self, record: SQSRecord, exc: Exception, hold: Callable[[int], None]) -> None:
         """A delivery that failed before the handler's outcome was written (throttling, a store

@@ -1,6 +1,9 @@
 """Unit tests: pure Python, in-memory adapters, no sockets."""
 from __future__ import annotations
 
+import io
+import json
+import logging
 import socket
 from datetime import datetime, timedelta, timezone
 
@@ -9,6 +12,7 @@ import pytest
 from chalicelib.adapters.memory import InMemoryJobQueue, InMemoryJobStore
 from chalicelib.job_types import build_registry
 from chalicelib.lifecycle import JobLifecycle
+from chalicelib.observability import logger
 
 
 class FakeClock:
@@ -55,3 +59,14 @@ def queue() -> InMemoryJobQueue:
 @pytest.fixture
 def lifecycle(store, queue, clock) -> JobLifecycle:
     return JobLifecycle(store, queue, build_registry(demo_types=True), clock=clock)
+
+
+@pytest.fixture
+def log_lines(monkeypatch):
+    """What the functions' logger writes from here on, one decoded JSON line each."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logger.registered_formatter)
+    monkeypatch.setattr(logger._logger, "handlers", [handler])
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    logger.clear_state()

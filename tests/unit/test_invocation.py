@@ -1,7 +1,4 @@
 """The one wrapper every Lambda function passes through (chalicelib/invocation.py)."""
-import io
-import json
-import logging
 
 import pytest
 
@@ -46,16 +43,6 @@ def counted(monkeypatch):
     counter = _Counter()
     monkeypatch.setattr(composition, "_container", counter)
     return counter
-
-
-@pytest.fixture
-def log_lines(monkeypatch):
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logger.registered_formatter)
-    monkeypatch.setattr(logger._logger, "handlers", [handler])
-    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
-    logger.clear_state()
 
 
 class _Context:

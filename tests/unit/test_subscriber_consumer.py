@@ -7,7 +7,7 @@ import json
 
 from chalicelib.adapters.memory_events import InMemoryDeliveryLedger
 from chalicelib.defaults import WEBHOOK_RETRY_AFTER_MAX_S
-from chalicelib.domain.errors import WebhookDeliveryError, WebhookRefusedError
+from chalicelib.domain.errors import QueueUnavailableError, WebhookDeliveryError, WebhookRefusedError
 from chalicelib.subscribers.consumer import Consumer
 
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:erp-webhook"
@@ -111,3 +111,21 @@ def test_a_refusal_with_no_dead_letter_queue_is_retried_like_a_failure():
 
     assert failed(consumer(effect, taken, queue).consume(batch("e-1"), Context())) == ["m-e-1"]
     assert queue.hidden == [("rh-e-1", 10)] and taken == ["queue"]
+
+
+def test_a_failure_whose_hold_is_refused_is_still_logged_and_comes_back_with_its_lease(log_lines):
+    """SQS refuses the backoff's hold (a stale receipt handle, a queue that does not answer):
+    the delivery's failure is still said, with its error, and so is the hold's; the record
+    fails and comes back when its lease ends."""
+    class RefusingQueue(Queue):
+        def set_visibility(self, queue_arn: str, receipt_handle: str, seconds: int) -> None:
+            raise QueueUnavailableError("could not change a message's visibility")
+
+    def effect(detail, seconds_left):
+        raise WebhookDeliveryError("ERP down")
+
+    answer = consumer(effect, [], RefusingQueue()).consume(batch("e-1"), Context())
+    assert failed(answer) == ["m-e-1"]
+    said = {line["message"]: line for line in log_lines()}
+    assert said["erp_bridge failed; retrying in 10 s"]["error"] == "WebhookDeliveryError: ERP down", said
+    assert "could not change a message's visibility" in said["erp_bridge could not hold a failed event back"]["error"]

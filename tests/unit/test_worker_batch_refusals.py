@@ -52,3 +52,25 @@ def test_a_batch_mate_whose_copy_was_refused_runs_in_its_batch_and_only_the_sent
     assert queue.acknowledged == ["handle-3"]
     assert warnings == [("some handed-back batch-mates' originals were not deleted", {"undeleted": 1})]
     waiting.stop()
+
+
+def test_a_deferred_delivery_whose_wait_the_queue_refuses_stays_deferred(warnings):
+    """A claim deferred with a wait (another worker holds the job's lease) whose hold the queue
+    refuses (a stale receipt handle) fails as deferred: the record comes back when its lease
+    ends, and the refused hold is said."""
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+    from chalicelib.worker.runner import DeferredDelivery
+
+    class Deferring:
+        def run(self, message, *, time_left_s=None, hold=None):
+            raise DeferredDelivery("another worker holds its lease", 30)
+
+    queue = InMemoryJobQueue()
+    queue.refuse.add("handle-1")
+    services = batch.BatchServices(queue=queue, clock=ManualClock(), runner=Deferring,
+                                   unreadable_ledger=lambda: None, redelivery_wait_s=lambda receives: 5)
+    with pytest.raises(DeferredDelivery):
+        batch.RecordRunner(services)(SQSRecord(record(1)))
+    assert queue.visibility == {}
+    assert warnings == [("could not hide the deferred delivery for its wait", {})]
