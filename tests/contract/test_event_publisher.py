@@ -89,9 +89,13 @@ def test_every_event_goes_out_with_its_detail_type_and_detail(publishers):
 
 
 def test_nothing_to_publish_sends_nothing(publishers):
-    publisher, arrived, _, _ = publishers
+    """No request is made, so none can fail: even a bus that refuses everything takes it."""
+    publisher, arrived, failing, _ = publishers
     publisher.publish([])
+    failing.publish([])
     assert arrived() == []
+    with pytest.raises(EventPublishError):  # the failing publisher still fails the next real publish
+        failing.publish(_events(1))
 
 
 def test_a_publisher_that_cannot_publish_names_every_event_not_published(publishers):
