@@ -11,7 +11,7 @@ from chalice import Blueprint
 
 from chalicelib.api.etag import conditional_response, job_etag
 from chalicelib.api.http import Call, validate
-from chalicelib.api.job_reads import batch_job_ids, fitted, not_found
+from chalicelib.api.polling import batch_job_ids, fitted, not_found
 from chalicelib.api.requests import ListJobsQuery, RerunJobRequest, SubmitJobRequest
 from chalicelib.api.routing import router
 from chalicelib.composition import container

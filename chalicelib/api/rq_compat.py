@@ -10,7 +10,7 @@ from chalice import Blueprint, Response
 from chalicelib.api.errors import MisconfiguredError, json_response
 from chalicelib.api.etag import conditional_response, job_etag
 from chalicelib.api.http import Call
-from chalicelib.api.job_reads import batch_job_ids, fitted_tree, not_found
+from chalicelib.api.polling import batch_job_ids, fitted_tree, not_found
 from chalicelib.api.routing import router
 from chalicelib.api.rq_vocabulary import job_info, job_status
 from chalicelib.composition import container

@@ -21,7 +21,7 @@ from requests.structures import CaseInsensitiveDict
 from chalicelib.api.errors import error_response, json_response
 from chalicelib.api.etag import conditional_response
 from chalicelib.api.http import validate
-from chalicelib.api.job_reads import claim_check_placeholder, fitted
+from chalicelib.api.polling import claim_check_placeholder, fitted
 from chalicelib.api.requests import RerunJobRequest, StartRequest, SubmitJobRequest
 from chalicelib.defaults import IDEMPOTENCY_TTL_S, INLINE_LIMIT_BYTES
 from chalicelib.domain.errors import (
