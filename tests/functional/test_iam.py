@@ -11,7 +11,8 @@ taken on the stack's parameters (their defaults unless a scenario sets them), a 
 matched by logical id down to the index name and the object key, a `ForAllValues:StringLike`
 condition on `dynamodb:LeadingKeys` is checked against the partition key of every item a call
 reads or writes, and a `StringLike` condition on `s3:prefix` against the Prefix a listing names
-(one that names none is refused, as on AWS). The other way, every grant must be used by a call
+(one that names none is refused, as on AWS), and a `StringEquals` or `StringLike` condition on
+`events:source` or `events:detail-type` against each entry a PutEvents puts. The other way, every grant must be used by a call
 the scenarios recorded or by its function's event source mapping, but for the paths listed in
 NOT_DRIVEN_HERE. tests/unit/test_iam_grants.py pins the grants themselves, each with its why."""
 from __future__ import annotations
@@ -62,12 +63,14 @@ class Call(NamedTuple):
     """One authorization a request needs: the IAM action, the resource (a logical id, with
     `/index/<name>` or `/<object key>` when it is an index or an object), the partition keys
     of the items it touches (None where the request names no items: a Query, a Describe), and
-    the Prefix an S3 request names (None where it names none: a HeadBucket, an unprefixed list)."""
+    the Prefix an S3 request names (None where it names none: a HeadBucket, an unprefixed list),
+    and the source and detail type of the event a PutEvents entry puts (one Call per entry)."""
 
     action: str
     resource: str
     keys: Optional[tuple[str, ...]] = None
     prefix: Optional[str] = None
+    event: Optional[tuple[str, str]] = None  # a PutEvents entry's (Source, DetailType): IAM checks each
 
 
 class CallLog:
@@ -102,6 +105,11 @@ class CallLog:
                     r.get("PutRequest", {}).get("Item") or r["DeleteRequest"]["Key"] for r in request]
                 yield self._item_call(f"dynamodb:{operation}", table, items)
             return
+        if (service, operation) == ("events", "PutEvents"):
+            for entry in params["Entries"]:
+                yield Call("events:PutEvents", self._resources.get(entry["EventBusName"], "?"),
+                           event=(entry["Source"], entry["DetailType"]))
+            return
         actions = SPECIAL_ACTIONS.get((service, operation), [f"{service}:{operation}"])
         if service == "dynamodb" and ("Key" in params or "Item" in params):
             for action in actions:
@@ -133,8 +141,6 @@ class CallLog:
                 value = params[key]
                 suffix = f"/index/{params['IndexName']}" if "IndexName" in params else ""
                 return [self._resources.get(value, value) + suffix]
-        if "Entries" in params:  # PutEvents
-            return [self._resources.get(params["Entries"][0]["EventBusName"], "?")]
         return ["*"]
 
 
@@ -208,7 +214,9 @@ def _glob(pattern: str) -> "re.Pattern[str]":
     return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern))
 
 
-CONDITIONS = {("ForAllValues:StringLike", "dynamodb:LeadingKeys"), ("StringLike", "s3:prefix")}
+CONDITIONS = {("ForAllValues:StringLike", "dynamodb:LeadingKeys"), ("StringLike", "s3:prefix"),
+              *((operator, key) for operator in ("StringEquals", "StringLike")
+                for key in ("events:source", "events:detail-type"))}
 
 
 def _condition_holds(condition: Optional[dict[str, Any]], call: Call) -> bool:
@@ -220,8 +228,14 @@ def _condition_holds(condition: Optional[dict[str, Any]], call: Call) -> bool:
         if (operator, key) not in CONDITIONS:
             raise ValueError(f"the test cannot evaluate the condition {operator} {key}")
     for operator, key, values in tests:
-        patterns = [_glob(p) for p in values]
-        if key == "dynamodb:LeadingKeys":
+        patterns = [_glob(p) if operator.endswith("StringLike") else re.compile(re.escape(p)) for p in values]
+        if key.startswith("events:"):
+            if call.event is None:  # a request that puts no event
+                return False
+            source, detail_type = call.event
+            if not any(p.fullmatch(source if key == "events:source" else detail_type) for p in patterns):
+                return False
+        elif key == "dynamodb:LeadingKeys":
             if call.keys is None:  # a request that names no item (a Query's key is not read here)
                 return False
             if not all(any(p.fullmatch(k) for p in patterns) for k in call.keys):
@@ -500,6 +514,14 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
     assert made(log, "Reconciler", "sqs:GetQueueAttributes", "JobsQueue")
     assert made(log, "Reconciler", "sqs:DeleteMessage", "JobsDeadLetterQueue")
     assert not denied(template, log), denied(template, log)
+    # Each publisher may put its own events on the bus and no other: a job status event there
+    # reaches the ERP, signed, so only the stream's publishers (and its replay) may put one.
+    status = Call("events:PutEvents", "JobEventsBus", event=("jobpipe", "job.status.changed"))
+    announcement = Call("events:PutEvents", "JobEventsBus", event=("jobpipe", "cache.invalidated"))
+    for role, own, other in (("EventPublisherRole", status, announcement), ("ReconcilerRole", status, announcement),
+                             ("CacheInvalidationRole", announcement, status)):
+        assert allowed(template, role, own) and not allowed(template, role, other), role
+        assert not allowed(template, role, own._replace(event=("other", own.event[1]))), role
     RECORDED["queued"] = log
 
 

@@ -48,6 +48,12 @@ INLINE = " if InlineMaintenance"  # UseTaskQueue=false: maintenance tasks run in
 # Listings only under a job's objects (retention.py lists jobs/<id>/ before it deletes them) and
 # the scratch objects (cleanup-temp-files and the health check's bucket probe list tmp/).
 LISTED_PREFIXES = " where prefix like jobs/* tmp/*"
+# What each publisher may put on the bus, by the entries' Source and DetailType: the stream's
+# publishers (and the reconciler's replay) the job status events only, cache invalidation its
+# announcement only. The ERP rules forward every `job.status.*` event of the bus to the ERP,
+# signed: no other function may put one there.
+STATUS_EVENTS = " where StringEquals events:source jobpipe where StringLike events:detail-type job.status.*"
+CACHE_EVENTS = " where StringEquals events:detail-type cache.invalidated where StringEquals events:source jobpipe"
 
 
 def each(resources: tuple[str, ...], actions: set[str]) -> dict[str, set[str]]:
@@ -108,7 +114,7 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         **each(("EventPublisherLogGroup",), LOGS),
         "*": XRAY,
         "JobsTable.StreamArn": ddb("GetRecords", "GetShardIterator", "DescribeStream", "ListStreams"),
-        "JobEventsBus": {"events:PutEvents"},
+        "JobEventsBus" + STATUS_EVENTS: {"events:PutEvents"},
         "StreamFailureQueue": sqs("SendMessage"),  # the event source mapping's on-failure destination
         "StatsTable": ddb("PutItem", "UpdateItem"),  # stats.py: one transaction of Puts and Updates
     },
@@ -126,7 +132,7 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         "*": XRAY,
         "CacheInvalidationQueue": sqs("ReceiveMessage", "DeleteMessage", "GetQueueAttributes",
                                       "ChangeMessageVisibility"),
-        "JobEventsBus": {"events:PutEvents"},
+        "JobEventsBus" + CACHE_EVENTS: {"events:PutEvents"},
         # Scope caches and completions only (dynamodb_cache.py), never a job's items.
         "JobsTable where LeadingKeys like SCOPE#*": ddb("UpdateItem", "PutItem"),
     },
@@ -148,7 +154,7 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         # their records read back by sequence number, their events published again.
         "StreamFailureQueue": sqs("ReceiveMessage", "ChangeMessageVisibility", "DeleteMessage"),
         "JobsTable.StreamArn": ddb("GetShardIterator", "GetRecords"),
-        "JobEventsBus": {"events:PutEvents"},
+        "JobEventsBus" + STATUS_EVENTS: {"events:PutEvents"},
     },
 }
 
@@ -325,3 +331,47 @@ def test_each_writer_held_to_a_key_prefix_names_only_items_within_it():
     cache.invalidate("acme", "p-1", "steps-summary", "j-1", "2026-01-01T00:00:00Z")
     assert list(invalidation.keys) == ["jobs"] and len(invalidation.keys["jobs"]) == 2
     assert all(like(k, leading_keys("CacheInvalidationRole")) for k in invalidation.keys["jobs"]), invalidation.keys
+
+
+def test_each_publisher_puts_only_the_events_its_grant_names():
+    """The Source and DetailType of every entry each publisher writes match its role's
+    conditions on PutEvents: the conditions above are the code's events, not a guess at them."""
+    from chalicelib.adapters.eventbridge import EventBridgePublisher
+    from chalicelib.domain.events import CacheInvalidatedEvent, JobEvent
+
+    class Bus:
+        def __init__(self) -> None:
+            self.entries: list[dict[str, Any]] = []
+
+        def put_events(self, Entries, **_):
+            self.entries.extend(Entries)
+            return {"FailedEntryCount": 0, "Entries": [{"EventId": "e"} for _ in Entries]}
+
+    def conditions(role: str) -> list[tuple[str, str]]:
+        (resource,) = [r for r in GRANTS[role] if r.startswith("JobEventsBus ")]
+        return re.findall(r" where (StringEquals|StringLike) events:(\S+) (\S+)", resource)
+
+    def allowed(role: str, entry: dict[str, Any]) -> bool:
+        fields = {"source": entry["Source"], "detail-type": entry["DetailType"]}
+        return all(like(fields[key], value) if operator == "StringLike" else fields[key] == value
+                   for operator, key, value in conditions(role))
+
+    common = {"timestamp": "2026-01-01T00:00:00.000Z", "job_id": "j-1", "tenant": "acme", "type": "demo.steps",
+              "scope": "p-1", "version": 2}
+    status = [JobEvent(event_id="e-1", event_type=kind, status="running", progress=50, attempt=1,
+                       previous_status="running", previous_progress=40, step=None, message=None, error=None,
+                       finished_at=None, **common)
+              for kind in ("job.status.changed", "job.status.progress")]
+    announcement = CacheInvalidatedEvent(event_id="e-2", namespaces=["steps-summary"],
+                                         **{k: common[k] for k in ("timestamp", "job_id", "tenant", "scope", "type")})
+    stream, cache = Bus(), Bus()
+    EventBridgePublisher(stream, "job-events").publish(status)
+    EventBridgePublisher(cache, "job-events").publish([announcement])
+    assert len(stream.entries) == 2 and len(cache.entries) == 1
+    for role in ("EventPublisherRole", "ReconcilerRole"):
+        assert conditions(role), f"{role} may put any event on the bus"
+        assert all(allowed(role, e) for e in stream.entries), (role, stream.entries)
+        assert not any(allowed(role, e) for e in cache.entries), (role, cache.entries)
+    assert conditions("CacheInvalidationRole"), "CacheInvalidationRole may put any event on the bus"
+    assert all(allowed("CacheInvalidationRole", e) for e in cache.entries), cache.entries
+    assert not any(allowed("CacheInvalidationRole", e) for e in stream.entries), stream.entries
