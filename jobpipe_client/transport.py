@@ -1,7 +1,9 @@
 """HTTP with fallback: every call tries the primary URL first, then each fallback in order.
 
-A connection error, a timeout, an answer that cannot be read (cut off, badly encoded, a
-redirect loop), a 5xx, or a 4xx that jobpipe's function did not answer (a proxy's or another
+A connection error, a timeout, an answer that cannot be read (cut off, badly encoded), a
+redirect (never followed: a POST would go on as a GET without its body, and the token be dropped
+on the way to another host or port; nothing reached the API), a 5xx, or a 4xx that jobpipe's
+function did not answer (a proxy's or another
 gateway's, or this stack's gateway refusing before any function ran: `gateway_refused`,
 `route_not_found`) moves on to the next URL, as rq-engine's pollers fall back on any error;
 when no URL answers, that first refusal is the answer (unless another URL may have acted on
@@ -166,8 +168,8 @@ class FailoverTransport:
             except requests.exceptions.InvalidJSONError:
                 raise  # the body given to send is not JSON (NaN, say): the caller's mistake, nothing was sent
             except (requests.RequestException, urllib3.exceptions.LocationParseError) as exc:
-                # The base URL was checked when the transport was made, so an unusable URL here
-                # (LocationParseError, which requests does not wrap) came from a redirect: an answer.
+                # Whatever else requests raises after sending (LocationParseError too, which it
+                # does not wrap: the base URL was checked when the transport was made).
                 failures.append((url, f"its answer could not be read ({type(exc).__name__})"))
                 arrived = True
                 continue
@@ -183,6 +185,10 @@ class FailoverTransport:
                 if said is not None:
                     api_errors[url] = said[0]
                 arrived = True
+                continue
+            if response.is_redirect:  # not followed: a POST would go on as a GET, the token be dropped
+                failures.append((url, f"redirected (HTTP {response.status_code}) to "
+                                      f"{response.headers.get('Location')}: is that the API's URL?"))
                 continue
             if is_refused_in_front(response):
                 failures.append((url, f"HTTP {response.status_code}, not from the jobpipe API"))
@@ -237,7 +243,7 @@ class FailoverTransport:
         while True:
             headers = {**self._headers, **(kwargs.get("headers") or {})}
             response = self.session.request(method, url, timeout=left, stream=True, auth=self._auth,
-                                            **{**kwargs, "headers": headers})
+                                            allow_redirects=False, **{**kwargs, "headers": headers})
             _read_body(response, deadline, self._clock)
             if not is_throttle(response):
                 return response
