@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import datetime
 from typing import Any, Mapping, Optional
 from urllib.parse import urlsplit, urlunsplit
@@ -23,6 +24,7 @@ MAX_KEY_CHARS = 255  # the API's limit on an Idempotency-Key
 # envelope being the first: a payload deeper than this is refused here rather than sent to
 # come back 400 invalid_json. Well inside what JSON encoders (requests') recurse through.
 MAX_PAYLOAD_DEPTH = 99
+_LOGIN = re.compile(r"(?<=//)[^/?#]*@")  # a URL's `user:password@`, never quoted
 
 
 def check_idempotency_key(key: str) -> str:
@@ -124,22 +126,28 @@ def batch_id(job_id: Any) -> str:
 def api_url(text: str) -> str:
     """`text` as a base URL: stripped, scheme in lower case, no trailing slash. ValueError unless
     it is http(s) with a host (and a port from 1 to 65535, when given), and nothing after the
-    path (a query or fragment would end up in front of every route)."""
+    path (a query or fragment would end up in front of every route), and no login (`user:password@`:
+    the API reads the token alone, and every failure line would quote the password). A refusal
+    never quotes a login."""
     shown = text.strip()
+    quoted = repr(_LOGIN.sub("…@", shown, count=1))
     try:
         parts = urlsplit(shown.rstrip("/"))
-        port = parts.port  # ValueError when not a number from 0 to 65535
+        # ValueError when not a number from 0 to 65535; a login is refused first, below.
+        port = parts.port if parts.username is None else None
     except ValueError as exc:
-        raise ValueError(f"{shown!r} is not a valid URL ({exc})") from None
+        raise ValueError(f"{quoted} is not a valid URL ({exc})") from None
     if parts.scheme.lower() not in ("http", "https"):
-        raise ValueError(f"{shown!r} is not an http(s) URL")
-    problem = ("it has no host" if not parts.hostname
+        raise ValueError(f"{quoted} is not an http(s) URL")
+    problem = ("it holds a login (user:password@): the API reads the token alone, so give the URL without it"
+               if parts.username is not None
+               else "it has no host" if not parts.hostname
                else "it holds a space or control character" if any(c.isspace() or not c.isprintable() for c in shown)
                else "port 0 is no port" if port == 0
                else "a base URL has no query or fragment" if parts.query or parts.fragment
                else _host_problem(parts.hostname, shown))
     if problem:
-        raise ValueError(f"{shown!r} is not a valid URL: {problem}")
+        raise ValueError(f"{quoted} is not a valid URL: {problem}")
     return urlunsplit(parts._replace(scheme=parts.scheme.lower()))
 
 

@@ -552,11 +552,13 @@ def test_timeout_without_watch_is_one_line_exit_2():
     ({**ENV, "JOBPIPE_API_URL": "http://127.0.0.1:abc"}, "not a valid URL"),
     ({**ENV, "JOBPIPE_API_URL": "http://exa mple.com"}, "space"),
     ({**ENV, "JOBPIPE_FALLBACK_URLS": "http://"}, "no host"),
+    ({**ENV, "JOBPIPE_API_URL": "https://ann:s3cret@api.test"}, "holds a login"),
 ])
 def test_unusable_tokens_and_urls_are_one_line_exit_2(environ, fragment):
     result = run_cli(["list"], environ=environ)
     assert result.code == 2 and len(result.err_lines) == 1 and fragment in result.err
     assert "тoken" not in result.err and "a\rb" not in result.err  # a token is never echoed
+    assert "s3cret" not in result.err  # nor a URL's password
 
 
 def test_an_upper_case_scheme_is_an_http_url():

@@ -815,6 +815,17 @@ def test_a_client_refuses_a_url_that_is_not_http_with_a_host(url):
         JobpipeClient("http://ok.test", "tok", [url])
 
 
+@pytest.mark.parametrize("url", ["http://ann:s3cret@api.test", "https://ann:s3cret@api.test/prod?x=1",
+                                 "http://:s3cret@api.test:99999", "http://s3cret@api.test"])
+def test_a_client_refuses_a_url_with_a_login_never_echoing_it(url):
+    """The token is what the API reads (a login in the URL is never sent); kept, it would be
+    quoted in every failure line, a password on stderr and in CI logs."""
+    for make in (lambda: JobpipeClient(url, "tok"), lambda: JobpipeClient(PRIMARY, "tok", [url])):
+        with pytest.raises(ValueError) as raised:
+            make()
+        assert "holds a login" in str(raised.value) and "s3cret" not in str(raised.value)
+
+
 def test_urls_are_taken_in_any_case_and_normalised():
     client = JobpipeClient(" HTTP://Api.test:8080/prod/ ", "tok", ["HTTPS://b.test"])
     assert client.transport.urls == ["http://Api.test:8080/prod", "https://b.test"]
