@@ -86,8 +86,14 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 def client_from(args: argparse.Namespace, environ: Mapping[str, str]) -> JobpipeClient:
     """The client the flags and environment describe; UsageError when something is missing or
     unusable (a URL that is not http(s) with a host, a token that cannot go in a header)."""
-    url = getattr(args, "api_url", None) or environ.get("JOBPIPE_API_URL", "")
-    token = getattr(args, "token", None) or environ.get("JOBPIPE_TOKEN", "")
+    url = getattr(args, "api_url", None)
+    if url is not None and not url.strip():  # `--api-url "$UNSET_VARIABLE"`: not the environment's URL instead
+        raise UsageError("--api-url is empty: give the API's base URL, or leave the flag out to use JOBPIPE_API_URL")
+    url = url or environ.get("JOBPIPE_API_URL", "")
+    token = getattr(args, "token", None)
+    if token is not None and not token.strip():
+        raise UsageError("--token is empty: give a token, or leave the flag out to use JOBPIPE_TOKEN")
+    token = token or environ.get("JOBPIPE_TOKEN", "")
     fallbacks = getattr(args, "fallback_url", None) or environ.get("JOBPIPE_FALLBACK_URLS", "").split(",")
     if not url.strip():
         raise UsageError("no API URL: set JOBPIPE_API_URL or pass --api-url (`make run` prints it)")

@@ -6,6 +6,8 @@ import argparse
 import codecs
 import json
 import math
+import re
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,10 +22,11 @@ class UsageError(Exception):
 
 def parse_payload(text: str) -> dict[str, Any]:
     """The --payload value (JSON, or @file holding JSON as UTF-8, with or without a leading byte
-    order mark) as an object; UsageError otherwise."""
+    order mark; `@-` reads it from standard input, as curl does) as an object; UsageError
+    otherwise."""
     if text.startswith("@"):
         try:
-            data = Path(text[1:]).read_bytes()
+            data = sys.stdin.buffer.read() if text == "@-" else Path(text[1:]).read_bytes()
         except OSError as exc:
             raise UsageError(f"cannot read payload file {text[1:]!r}: {exc.strerror}") from None
         # Windows editors save UTF-8 with a byte order mark, which json.loads refuses.
@@ -114,7 +117,7 @@ def parse_idempotency_key(text: str) -> str:
 def parse_run_at(text: str) -> str:
     """ISO 8601 with a zone, passed on as given (the API checks the range)."""
     try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(re.sub(r"[zZ]$", "+00:00", text.strip()))  # RFC 3339 allows "z"
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time (e.g. 2027-01-31T09:00:00Z)") from None
     if moment.tzinfo is None:

@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     submit = commands.add_parser("submit", parents=[connection], help="submit a job")
     submit.add_argument("type", metavar="TYPE", help="job type, e.g. demo.steps")
-    submit.add_argument("--payload", default="{}", help="JSON object, or @file.json (default {})")
+    submit.add_argument("--payload", default="{}", help="JSON object, or @file.json, or @- to read it from standard input (default {})")
     submit.add_argument("--priority", choices=("high", "normal", "low"), help="its queue (default: the job type's)")
     _start_flags(submit)
     submit.add_argument("--scope", help="what the job works on, e.g. a run id: its completion invalidates that "

@@ -656,3 +656,34 @@ def test_a_watched_job_that_disappears_ends_the_watch_as_not_found_exit_1_as_the
     result = run_cli(["watch", job["id"]], api)
     assert result.code == 1 and result.out.splitlines()[-1] == f"{job['id']} not_found"
     assert "is no longer found (not_found:" in " ".join(build_parser().format_help().split())
+
+
+# -- what a shell hands over ------------------------------------------------------------------
+
+def test_a_payload_of_at_dash_is_read_from_standard_input(monkeypatch):
+    """`generate | jobpipe submit demo.steps --payload @-`, as curl reads `-d @-`."""
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(codecs.BOM_UTF8 + b'{"steps": 3, "step_ms": 0}')))
+    api = FakeApi()
+    result = run_cli(["submit", "demo.steps", "--payload", "@-"], api)
+    assert result.code == 0 and api.requests[0][2]["json"]["payload"] == {"steps": 3, "step_ms": 0}
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    result = run_cli(["submit", "demo.steps", "--payload", "@-"], FakeApi())
+    assert result.code == 2 and len(result.err_lines) == 1 and "not valid JSON" in result.err
+
+
+@pytest.mark.parametrize("moment", ["2027-01-31T09:00:00z", "2027-01-31t09:00:00Z", "2027-01-31 09:00:00z"])
+def test_run_at_takes_every_spelling_of_utc_rfc_3339_allows(moment):
+    api = FakeApi()
+    result = run_cli(["submit", "demo.steps", "--payload", '{"steps": 1, "step_ms": 0}', "--run-at", moment], api)
+    assert result.code == 0, result.err
+    assert api.requests[0][2]["json"]["run_at"] == "2027-01-31T09:00:00+00:00"
+
+
+@pytest.mark.parametrize("flag, fragment", [("--api-url", "--api-url is empty"), ("--token", "--token is empty")])
+def test_an_empty_connection_flag_is_refused_not_replaced_by_the_environment(flag, fragment):
+    """`--api-url "$STAGING_URL"` with the variable unset must not send the job to the URL in
+    JOBPIPE_API_URL (often another stack)."""
+    api = FakeApi()
+    result = run_cli([flag, " ", "submit", "demo.steps"], api)
+    assert result.code == 2 and len(result.err_lines) == 1 and fragment in result.err
+    assert api.requests == []
