@@ -25,6 +25,7 @@ from jobpipe_client.errors import (
     JobpipeAnswerError,
     JobpipeClientError,
     JobpipeError,
+    JobpipeInputError,
     JobpipeUnavailableError,
     ResultGoneError,
     SubmitInterruptedError,
@@ -218,7 +219,14 @@ class JobpipeClient:
 
     def list(self, status: Optional[str] = None, type: Optional[str] = None, limit: Optional[int] = None) -> Iterator[Job]:
         """The tenant's jobs, newest first, following `next_cursor` until `limit` jobs (or all).
-        Raises JobpipeAnswerError when a cursor comes back a second time (the listing loops)."""
+        Raises JobpipeInputError at the call for a `limit` that is no whole number >= 0, and
+        JobpipeAnswerError while iterating when a cursor comes back a second time (the listing
+        loops)."""
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise JobpipeInputError(f"limit must be a whole number of jobs >= 0 or None, not {limit!r}")
+        return self._listing(status, type, limit)
+
+    def _listing(self, status: Optional[str], type: Optional[str], limit: Optional[int]) -> Iterator[Job]:
         remaining = limit
         cursor: Optional[str] = None
         seen: set[str] = set()

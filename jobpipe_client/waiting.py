@@ -124,11 +124,11 @@ class JobWatch:
     ) -> dict[str, Job]:
         """The polls until every job is final; the timeout counts from `started` (a time on the
         clock), or from now when it is None."""
-        if timeout is not None and not timeout >= 0:  # also true for NaN, which would wait forever
+        if timeout is not None and not _seconds(timeout):
             raise ValueError(f"a wait's timeout must be a number of seconds >= 0, not {timeout!r}")
-        if give_up_after is not None and not give_up_after >= 0:
+        if give_up_after is not None and not _seconds(give_up_after):
             raise ValueError(f"a wait's give_up_after must be a number of seconds >= 0 or None, not {give_up_after!r}")
-        if started is not None and not math.isfinite(started):  # a NaN deadline never comes
+        if started is not None and not (_number(started) and math.isfinite(started)):  # a NaN deadline never comes
             raise ValueError(f"a wait's started must be a time on the client's clock, not {started!r}")
         deadline = None if timeout is None else (self._clock() if started is None else started) + timeout
 
@@ -251,3 +251,13 @@ def _ref(job: JobRef) -> tuple[str, Optional[Job]]:
         given = dict(job)
         return batch_id(job.get("id")), None if is_final(given) and holds_claim_check(given) else given
     return batch_id(job), None
+
+
+def _number(value: Any) -> bool:
+    """A real number: not text ("5"), not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _seconds(value: Any) -> bool:
+    """A number of seconds >= 0 (NaN is not: it would wait forever)."""
+    return _number(value) and value >= 0

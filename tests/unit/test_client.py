@@ -324,6 +324,30 @@ def test_list_follows_cursors_up_to_the_limit():
     assert api.requests[0][2]["params"]["limit"] == 100
 
 
+@pytest.mark.parametrize("limit", [-1, "5", 2.5, True])
+def test_a_listing_limit_that_is_no_count_of_jobs_is_refused_at_the_call(limit):
+    """`list(limit=-1)` listed nothing and `limit="5"` raised a TypeError from inside the
+    generator at the first `next()`: the call itself refuses them now, before any request."""
+    api = FakeApi()
+    api.add()
+    client, _ = make_client({PRIMARY: api})
+    with pytest.raises(ValueError, match="limit must be a whole number"):
+        client.list(limit=limit)
+    assert api.requests == [] and list(client.list(limit=0)) == []
+
+
+@pytest.mark.parametrize("bound", [{"timeout": "5"}, {"give_up_after": "60"}, {"timeout": True},
+                                   {"started": "0"}])
+def test_a_wait_bound_given_as_text_is_a_value_error_not_a_type_error(bound):
+    api = FakeApi()
+    job = api.add(status="running")
+    client, _ = make_client({PRIMARY: api})
+    with pytest.raises(ValueError, match="a wait's"):
+        client.wait(job["id"], **bound)
+    with pytest.raises(ValueError, match="a wait's"):
+        client.wait_many([job["id"]], **bound)
+
+
 def test_wait_backs_off_while_nothing_changes_and_resets_on_a_change():
     api = FakeApi()
     job = api.add()
