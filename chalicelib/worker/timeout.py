@@ -23,8 +23,9 @@ def run_with_timeout(fn: Callable[[], Any], seconds: float, on_timeout: Callable
     the attempt never outlives its lease), and the interrupts go on if it returns. The alarm
     is the real signal (a hanging handler is interrupted whatever `clock` says); how long the
     handler went on past its timeout is read on `clock`, the worker's. A handler that takes
-    SIGALRM for itself stops the alarm: a watchdog thread then calls `on_timeout` (its writes
-    fail, and it fails `timeout` when it returns) and `give_up` in its place.
+    SIGALRM for itself stops the alarm, before its timeout or after catching it: a watchdog
+    thread then calls `on_timeout` (its writes fail, and it fails `timeout` when it returns)
+    and `give_up` in its place.
     Elsewhere the handler runs in a daemon thread that is abandoned on timeout; `on_timeout`
     lets its later writes fail instead of landing on a finished attempt."""
     if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
@@ -35,9 +36,11 @@ def run_with_timeout(fn: Callable[[], Any], seconds: float, on_timeout: Callable
 def _with_alarm(fn: Callable[[], Any], seconds: float, on_timeout: Callable[[], None], clock: Clock,
                 give_up: Optional[Callable[[float], None]], give_up_after_s: float) -> Any:
     expired_at: Optional[float] = None
+    alarms = 0  # how many times the alarm came: the watchdog tells from it that it stopped coming
 
     def alarm(signum: int, frame: Any) -> None:
-        nonlocal expired_at
+        nonlocal expired_at, alarms
+        alarms += 1
         if expired_at is None:
             expired_at = clock.monotonic()
             on_timeout()
@@ -50,14 +53,24 @@ def _with_alarm(fn: Callable[[], Any], seconds: float, on_timeout: Callable[[], 
     done = threading.Event()
 
     def watchdog() -> None:
-        # The alarm has not come HANDLER_ALARM_LATE_S past the timeout: the handler cleared the
-        # timer (`signal.alarm(0)`) or replaced `alarm`. Nothing can interrupt it then, but its
-        # attempt's time ends, and it is given up on when the alarm would have.
+        # The alarm comes at the timeout, then every HANDLER_REINTERRUPT_S. Once it has not come
+        # HANDLER_ALARM_LATE_S past when it should have, the handler cleared the timer
+        # (`signal.alarm(0)`) or replaced `alarm`, before its timeout or after catching it: nothing
+        # interrupts it any more, but its attempt's time ends, and it is given up on when the
+        # alarm would have.
         nonlocal expired_at
-        if done.wait(seconds + HANDLER_ALARM_LATE_S) or expired_at is not None:
+        if done.wait(seconds + HANDLER_ALARM_LATE_S):
             return
-        expired_at = clock.monotonic()
-        on_timeout()
+        seen = alarms
+        while seen and not done.wait(HANDLER_REINTERRUPT_S + HANDLER_ALARM_LATE_S):
+            if alarms == seen:
+                break  # no interrupt since the last look: the alarm stopped after the timeout
+            seen = alarms
+        if done.is_set():
+            return
+        if expired_at is None:
+            expired_at = clock.monotonic()
+            on_timeout()
         while give_up is not None and not done.wait(HANDLER_REINTERRUPT_S):
             over_s = clock.monotonic() - expired_at
             if over_s >= give_up_after_s:

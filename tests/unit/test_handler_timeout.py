@@ -157,6 +157,10 @@ def test_the_process_ends_before_the_attempts_lease_lapses():
     assert HANDLER_GIVE_UP_S + HANDLER_GIVE_UP_WRITE_S + 2 * HANDLER_REINTERRUPT_S < LEASE_GRACE_S
     # and when the handler stopped the alarm, the watchdog's, which begins that much later
     assert HANDLER_ALARM_LATE_S + HANDLER_GIVE_UP_S + HANDLER_GIVE_UP_WRITE_S + 2 * HANDLER_REINTERRUPT_S < LEASE_GRACE_S
+    # and when it stopped the alarm just before the give-up: the watchdog sees no interrupt come
+    # within two of its looks, then gives up at its next tick
+    assert (HANDLER_GIVE_UP_S + 2 * (HANDLER_REINTERRUPT_S + HANDLER_ALARM_LATE_S) + HANDLER_REINTERRUPT_S
+            + HANDLER_GIVE_UP_WRITE_S < LEASE_GRACE_S)
 
 
 def test_the_worker_functions_end_their_process(monkeypatch):
@@ -226,6 +230,35 @@ def test_a_handler_that_stopped_the_alarm_and_goes_on_has_its_process_ended(stor
                        end_process=lambda: ended.append(True), give_up_after_s=0.5)
     runner.run(queue.drain()[0])
     assert ended == [True]
+    job = store.get(submitted.id, mark_gone=False)
+    assert job.status == JobStatus.RETRYING and job.error.code == "timeout", job.error
+    assert job.error.message.endswith("its worker process was ended")
+
+
+def test_a_handler_that_stops_the_alarm_after_its_timeout_still_has_its_process_ended(store, queue, clock):
+    """The alarm interrupts it at its timeout; it catches that and goes on, timing each call with
+    SIGALRM itself, which clears the worker's timer: no interrupt comes again, so the watchdog
+    gives up on it as the alarm would have, before the attempt's lease lapses and its next
+    attempt starts beside it."""
+    types, ended = JobTypeRegistry(), []
+
+    @types.register("t.own_alarm_after_timeout", Empty, timeout_s=1, max_attempts=2)
+    def own_alarm_after_timeout(ctx, payload):
+        try:
+            time.sleep(60)  # interrupted at its timeout
+        except Exception:  # noqa: BLE001 - what the test is about
+            pass
+        stop = time.monotonic() + 10
+        while time.monotonic() < stop and not ended:  # the test's bound: on Lambda the process ends
+            own_alarm_around(5, lambda: time.sleep(0.05))
+        return "finished late"
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    submitted = lifecycle.submit(tenant="acme", user="ann", type="t.own_alarm_after_timeout", payload={})
+    runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0,
+                       end_process=lambda: ended.append(True), give_up_after_s=0.5)
+    runner.run(queue.drain()[0])
+    assert ended == [True], "given up on, its process ended"
     job = store.get(submitted.id, mark_gone=False)
     assert job.status == JobStatus.RETRYING and job.error.code == "timeout", job.error
     assert job.error.message.endswith("its worker process was ended")
