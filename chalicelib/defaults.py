@@ -56,6 +56,10 @@ HANDLER_GIVE_UP_S = 15.0
 # thread ends the attempt's time instead (it fails `timeout`) and gives up on it as the alarm would.
 HANDLER_ALARM_LATE_S = 1.0
 HANDLER_GIVE_UP_WRITE_S = 5.0
+# A handler's timeout counts from its attempt's claim, as the lease does; a claim that took the
+# whole of it (botocore's retries, every answer lost) leaves the handler this much, under an
+# alarm that interrupts it at once (an alarm of 0 s would be none).
+HANDLER_MIN_TIME_S = 0.1
 # A queued or retrying job whose next attempt was sent this many times without any worker
 # claiming it fails `undeliverable` (its event goes out): every message for it was lost or
 # dead-lettered. With the default grace the sends are 2, 2, 4, 8, 16, 32 minutes apart, then an

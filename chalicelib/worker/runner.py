@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import threading
 import traceback
 from typing import Any, Callable, Optional, Union
@@ -13,6 +14,7 @@ from chalicelib.defaults import (
     CANCEL_POLL_INTERVAL_S,
     HANDLER_GIVE_UP_S,
     HANDLER_GIVE_UP_WRITE_S,
+    HANDLER_MIN_TIME_S,
     LEASE_GRACE_S,
     MAX_ANSWER_BYTES,
     MAX_ERROR_MESSAGE_CHARS,
@@ -32,7 +34,9 @@ from chalicelib.domain.errors import (
     StaleJobError,
     describe,
 )
-from chalicelib.domain.job import Job, JobErrorInfo, Progress, answer_bytes, nested_deeper_than, non_text_key, too_deep_message
+from chalicelib.domain.job import (
+    Job, JobErrorInfo, Progress, answer_bytes, nested_deeper_than, non_text_key, parse_time, too_deep_message,
+)
 from chalicelib.domain.numbers import shown_number
 from chalicelib.domain.registry import JobType, JobTypeRegistry
 from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate
@@ -167,13 +171,15 @@ class JobRunner:
             min_interval_s=self._progress_interval_s,
             on_error=lambda exc: self._observe("progress_refused", job, {"reason": str(exc)}),
         )
-        ctx = self._context(job, reporter)
+        time_s = self._handler_time_s(job)
+        ctx = self._context(job, reporter, time_s)
         started = self._clock.monotonic()
         raised: Optional[BaseException] = None
         try:
             give_up = functools.partial(self._give_up, reporter, started) if self._end_process else None
-            result = run_with_timeout(lambda: job_type.handler(ctx, payload), job.timeout_s, ctx.expire,
-                                      clock=self._clock, give_up=give_up, give_up_after_s=self._give_up_after_s)
+            result = run_with_timeout(lambda: job_type.handler(ctx, payload), time_s, ctx.expire,
+                                      clock=self._clock, give_up=give_up, give_up_after_s=self._give_up_after_s,
+                                      timeout_s=job.timeout_s)
         except (KeyboardInterrupt, GeneratorExit):
             # Not the handler's failure: KeyboardInterrupt is someone stopping this process (Ctrl-C
             # on a local worker), which must stop; GeneratorExit only unwinds a generator being
@@ -210,6 +216,18 @@ class JobRunner:
         self._observe("completed", final, {"duration_s": self._clock.monotonic() - started})
         return final
 
+    def _handler_time_s(self, job: Job) -> float:
+        """How long the claimed attempt of `job` gives its handler: its timeout, counted from the
+        claim as its lease is (`lease_expires_at` less LEASE_GRACE_S, on the lifecycle's clock),
+        so a claim whose write or payload read took long leaves the handler only the rest, and
+        the attempt (and a give-up after it) still ends inside its lease. Whole seconds, rounded
+        up (a claim's usual milliseconds take nothing from the handler; the grace has room for
+        one more); at least HANDLER_MIN_TIME_S."""
+        if job.lease_expires_at is None:
+            return job.timeout_s
+        left_s = (parse_time(job.lease_expires_at) - self.lifecycle.clock()).total_seconds() - LEASE_GRACE_S
+        return max(HANDLER_MIN_TIME_S, min(job.timeout_s, math.ceil(left_s)))
+
     def _handler_and_payload(self, job: Job) -> Union[tuple[JobType, Any], JobErrorInfo]:
         """The job's type and its payload as the handler takes it, or why no attempt of it can
         run: its payload object gone, its type not registered, its payload not the type's."""
@@ -226,14 +244,15 @@ class JobRunner:
                 f"the payload model of {job.type!r} raised {describe(cause or exc)}"
             return JobErrorInfo(code="invalid_payload", message=message[:MAX_ERROR_MESSAGE_CHARS])
 
-    def _context(self, job: Job, reporter: ProgressReporter) -> JobContext:
-        """The handler's `ctx` for this attempt of `job`, its reports through `reporter`."""
+    def _context(self, job: Job, reporter: ProgressReporter, time_s: float) -> JobContext:
+        """The handler's `ctx` for this attempt of `job`, its reports through `reporter`, its
+        deadline `time_s` from now."""
         return JobContext(
             reporter,
             # its cancel request: the record alone, no object read (none can be found gone)
             reload=lambda job_id: self.lifecycle.store.get(job_id, fetch=(), mark_gone=False),
             clock=self._clock,
-            deadline=self._clock.monotonic() + job.timeout_s,
+            deadline=self._clock.monotonic() + time_s,
             spawn=functools.partial(self._spawn, listed_at_claim=len(job.children)),
             store_artifact=functools.partial(self.artifacts.put, attempt=job.attempts)
             if self.artifacts is not None else None,

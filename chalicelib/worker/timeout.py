@@ -13,8 +13,10 @@ from chalicelib.ports import Clock
 def run_with_timeout(fn: Callable[[], Any], seconds: float, on_timeout: Callable[[], None], *,
                      clock: Clock,
                      give_up: Optional[Callable[[float], None]] = None,
-                     give_up_after_s: float = HANDLER_GIVE_UP_S) -> Any:
-    """Run `fn`, raising JobTimeoutError after `seconds`.
+                     give_up_after_s: float = HANDLER_GIVE_UP_S,
+                     timeout_s: Optional[float] = None) -> Any:
+    """Run `fn`, raising JobTimeoutError after `seconds`, which names `timeout_s` (default
+    `seconds`: a job's timeout, of which a slow claim may have spent some already).
 
     In the main thread (as in Lambda) a SIGALRM interrupts the handler where it is, sleeping
     or computing, and again every HANDLER_REINTERRUPT_S while it goes on (a handler that
@@ -29,12 +31,12 @@ def run_with_timeout(fn: Callable[[], Any], seconds: float, on_timeout: Callable
     Elsewhere the handler runs in a daemon thread that is abandoned on timeout; `on_timeout`
     lets its later writes fail instead of landing on a finished attempt."""
     if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
-        return _with_alarm(fn, seconds, on_timeout, clock, give_up, give_up_after_s)
-    return _with_thread(fn, seconds, on_timeout)
+        return _with_alarm(fn, seconds, on_timeout, clock, give_up, give_up_after_s, timeout_s or seconds)
+    return _with_thread(fn, seconds, on_timeout, timeout_s or seconds)
 
 
 def _with_alarm(fn: Callable[[], Any], seconds: float, on_timeout: Callable[[], None], clock: Clock,
-                give_up: Optional[Callable[[float], None]], give_up_after_s: float) -> Any:
+                give_up: Optional[Callable[[float], None]], give_up_after_s: float, timeout_s: float) -> Any:
     expired_at: Optional[float] = None
     alarms = 0  # how many times the alarm came: the watchdog tells from it that it stopped coming
 
@@ -44,11 +46,11 @@ def _with_alarm(fn: Callable[[], Any], seconds: float, on_timeout: Callable[[], 
         if expired_at is None:
             expired_at = clock.monotonic()
             on_timeout()
-            raise JobTimeoutError(JobTimeoutError.exceeded(seconds))
+            raise JobTimeoutError(JobTimeoutError.exceeded(timeout_s))
         over_s = clock.monotonic() - expired_at
         if give_up is not None and over_s >= give_up_after_s:
             give_up(over_s)
-        raise JobTimeoutError(JobTimeoutError.exceeded(seconds, over_s))
+        raise JobTimeoutError(JobTimeoutError.exceeded(timeout_s, over_s))
 
     done = threading.Event()
 
@@ -88,7 +90,7 @@ def _with_alarm(fn: Callable[[], Any], seconds: float, on_timeout: Callable[[], 
         signal.signal(signal.SIGALRM, previous)
 
 
-def _with_thread(fn: Callable[[], Any], seconds: float, on_timeout: Callable[[], None]) -> Any:
+def _with_thread(fn: Callable[[], Any], seconds: float, on_timeout: Callable[[], None], timeout_s: float) -> Any:
     outcome: dict[str, Any] = {}
 
     def target() -> None:
@@ -102,7 +104,7 @@ def _with_thread(fn: Callable[[], Any], seconds: float, on_timeout: Callable[[],
     thread.join(seconds)
     if thread.is_alive():
         on_timeout()
-        raise JobTimeoutError(JobTimeoutError.exceeded(seconds))
+        raise JobTimeoutError(JobTimeoutError.exceeded(timeout_s))
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("result")

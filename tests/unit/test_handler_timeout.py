@@ -161,6 +161,9 @@ def test_the_process_ends_before_the_attempts_lease_lapses():
     # within two of its looks, then gives up at its next tick
     assert (HANDLER_GIVE_UP_S + 2 * (HANDLER_REINTERRUPT_S + HANDLER_ALARM_LATE_S) + HANDLER_REINTERRUPT_S
             + HANDLER_GIVE_UP_WRITE_S < LEASE_GRACE_S)
+    # each with the second a slow claim's time left is rounded up by (JobRunner._handler_time_s)
+    assert (1 + HANDLER_GIVE_UP_S + 2 * (HANDLER_REINTERRUPT_S + HANDLER_ALARM_LATE_S) + HANDLER_REINTERRUPT_S
+            + HANDLER_GIVE_UP_WRITE_S < LEASE_GRACE_S)
 
 
 def test_the_worker_functions_end_their_process(monkeypatch):
@@ -262,3 +265,32 @@ def test_a_handler_that_stops_the_alarm_after_its_timeout_still_has_its_process_
     job = store.get(submitted.id, mark_gone=False)
     assert job.status == JobStatus.RETRYING and job.error.code == "timeout", job.error
     assert job.error.message.endswith("its worker process was ended")
+
+
+def test_a_claim_that_took_long_leaves_the_handler_only_the_time_its_lease_holds(store, queue, clock, monkeypatch):
+    """The lease counts from the claim (its timeout plus LEASE_GRACE_S): a claim whose write took
+    long (botocore's retries, every answer lost) leaves the handler only what is left of that
+    timeout, so its attempt ends before its lease lapses and the next attempt never runs beside
+    it."""
+    types, remaining = JobTypeRegistry(), []
+
+    @types.register("t.sleeps", Empty, timeout_s=31, max_attempts=2)
+    def sleeps(ctx, payload):
+        remaining.append(ctx.remaining_ms())
+        time.sleep(60)
+
+    claim_write = store.apply_expected
+
+    def slow_claim(*args, **kwargs):
+        written = claim_write(*args, **kwargs)
+        clock.advance(30)  # the claim's answer came 30 s after its time was read
+        return written
+
+    monkeypatch.setattr(store, "apply_expected", slow_claim)
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    lifecycle.submit(tenant="acme", user="ann", type="t.sleeps", payload={})
+    started = time.monotonic()
+    job = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(queue.drain()[0])
+    assert time.monotonic() - started < 15, "interrupted once the claim's 31 s were over, not 31 s after it"
+    assert remaining and remaining[0] <= 1000, remaining
+    assert job.status == JobStatus.RETRYING and job.error.code == "timeout", job.error
