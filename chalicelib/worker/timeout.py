@@ -39,6 +39,12 @@ def _with_alarm(fn: Callable[[], Any], seconds: float, on_timeout: Callable[[], 
                 give_up: Optional[Callable[[float], None]], give_up_after_s: float, timeout_s: float) -> Any:
     expired_at: Optional[float] = None
     alarms = 0  # how many times the alarm came: the watchdog tells from it that it stopped coming
+    giving_up = threading.Lock()  # taken once, never released: the alarm and the watchdog give up once
+
+    def give_up_once(over_s: float) -> None:
+        # Not blocking: the alarm may come while this very thread is giving up.
+        if give_up is not None and giving_up.acquire(blocking=False):
+            give_up(over_s)
 
     def alarm(signum: int, frame: Any) -> None:
         nonlocal expired_at, alarms
@@ -48,8 +54,8 @@ def _with_alarm(fn: Callable[[], Any], seconds: float, on_timeout: Callable[[], 
             on_timeout()
             raise JobTimeoutError(JobTimeoutError.exceeded(timeout_s))
         over_s = clock.monotonic() - expired_at
-        if give_up is not None and over_s >= give_up_after_s:
-            give_up(over_s)
+        if over_s >= give_up_after_s:
+            give_up_once(over_s)
         raise JobTimeoutError(JobTimeoutError.exceeded(timeout_s, over_s))
 
     done = threading.Event()
@@ -76,7 +82,7 @@ def _with_alarm(fn: Callable[[], Any], seconds: float, on_timeout: Callable[[], 
         while give_up is not None and not done.wait(HANDLER_REINTERRUPT_S):
             over_s = clock.monotonic() - expired_at
             if over_s >= give_up_after_s:
-                give_up(over_s)
+                give_up_once(over_s)
                 return
 
     previous = signal.signal(signal.SIGALRM, alarm)

@@ -294,3 +294,28 @@ def test_a_claim_that_took_long_leaves_the_handler_only_the_time_its_lease_holds
     assert time.monotonic() - started < 15, "interrupted once the claim's 31 s were over, not 31 s after it"
     assert remaining and remaining[0] <= 1000, remaining
     assert job.status == JobStatus.RETRYING and job.error.code == "timeout", job.error
+
+
+def test_a_handler_given_up_on_by_the_watchdog_is_not_given_up_on_again_by_a_late_alarm(monkeypatch):
+    """The main thread is held where no signal handler runs (here: SIGALRM blocked in it, as a
+    long C call would hold it): the watchdog sees no interrupt and gives up on the handler; when
+    the thread moves again, the alarm's pending interrupt must not give up a second time (two
+    `process_ended` lines, a second failed write)."""
+    import signal
+
+    monkeypatch.setattr(timeout, "HANDLER_ALARM_LATE_S", 0.1)
+    monkeypatch.setattr(timeout, "HANDLER_REINTERRUPT_S", 0.1)
+    given_up: list[float] = []
+
+    def held():
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        try:
+            time.sleep(1.5)  # the watchdog gives up at about 0.6 s
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
+        return "finished late"
+
+    with pytest.raises(JobTimeoutError):
+        timeout.run_with_timeout(held, 0.3, lambda: None, clock=SystemClock(), give_up=given_up.append,
+                                 give_up_after_s=0.2)
+    assert len(given_up) == 1, given_up
