@@ -7,9 +7,7 @@ from __future__ import annotations
 import io
 import json
 import socket
-import threading
 import tracemalloc
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Optional
 
 import pytest
@@ -22,6 +20,7 @@ from jobpipe_client.cli import main
 from tests.functional.conftest import submit_job, token
 from tests.functional.test_doc_examples import URL, _bridge, _s3_over_moto
 from tests.support.fake_http import FakeSession
+from tests.support.local_server import LocalServer, QuietHandler
 
 STEPS = {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}}
 PDF = b"%PDF-1.7\n" + bytes(range(256)) * 8
@@ -63,7 +62,7 @@ def test_a_completed_jobs_artifacts_are_listed_and_fetched_inline_and_from_s3(cl
     assert code == 0 and [a["name"] for a in json.loads(out.getvalue())] == list(listed)
 
 
-class _Loopback:
+class _Loopback(LocalServer):
     """The API and S3 on one HTTP server on 127.0.0.1 (a free port): GET /jobs/J/artifacts/NAME
     answers a link to /s3/NAME, which sends `size` bytes in 64 KiB writes, or breaks the
     connection after `cut_after` of them."""
@@ -71,7 +70,7 @@ class _Loopback:
     def __init__(self, size: int, cut_after: Optional[int] = None) -> None:
         loopback = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 if self.path.startswith("/jobs/"):
                     name = self.path.rsplit("/", 1)[1]
@@ -99,21 +98,7 @@ class _Loopback:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self) -> "_Loopback":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        super().__init__(Handler)
 
 
 def test_a_large_artifact_streams_from_its_link_to_a_file_never_whole_in_memory(tmp_path):

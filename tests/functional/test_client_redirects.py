@@ -7,19 +7,18 @@ from __future__ import annotations
 
 import io
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from rich.console import Console
 
 from jobpipe_client import JobpipeClient, JobpipeUnavailableError, SubmitOutcomeUnknownError
 from jobpipe_client.cli import main
+from tests.support.local_server import LocalServer, QuietHandler
 
 JOB = {"id": "j-1", "type": "demo.steps", "status": "queued", "version": 1}
 
 
-class _Moved:
+class _Moved(LocalServer):
     """One HTTP server on 127.0.0.1: every request under /old answers `status` to the same path
     under /new, which answers as the API would (a page of jobs to a GET /jobs, the job to
     anything else) and counts what reaches it."""
@@ -28,7 +27,7 @@ class _Moved:
         moved = self
         self.reached: list[tuple[str, str]] = []
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 if length:
@@ -50,21 +49,7 @@ class _Moved:
 
             do_GET = do_POST = do_DELETE = _answer
 
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self) -> "_Moved":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        super().__init__(Handler)
 
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
