@@ -214,6 +214,20 @@ def test_a_handler_that_uses_sigalrm_itself_still_fails_at_its_timeout(store, qu
     assert refused and job.progress.percent < 90
 
 
+def assert_given_up_on(lifecycle: JobLifecycle, job_type: str, ended: list) -> None:
+    """A job of `job_type` run once by a worker that records its process's end in `ended`: it
+    was given up on half a second past its timeout, its attempt failed `timeout`, its process
+    ended (once)."""
+    submitted = lifecycle.submit(tenant="acme", user="ann", type=job_type, payload={})
+    runner = JobRunner(lifecycle, lifecycle.registry, clock=SystemClock(), progress_interval_s=0,
+                       end_process=lambda: ended.append(True), give_up_after_s=0.5)
+    runner.run(lifecycle.queue.drain()[0])
+    assert ended == [True], "given up on, its process ended"
+    job = lifecycle.store.get(submitted.id, mark_gone=False)
+    assert job.status == JobStatus.RETRYING and job.error.code == "timeout", job.error
+    assert job.error.message.endswith("its worker process was ended")
+
+
 def test_a_handler_that_stopped_the_alarm_and_goes_on_has_its_process_ended(store, queue, clock):
     """The watchdog gives up on it as the alarm would: its attempt failed `timeout` and its
     process ended before the attempt's lease lapses."""
@@ -227,15 +241,7 @@ def test_a_handler_that_stopped_the_alarm_and_goes_on_has_its_process_ended(stor
             time.sleep(0.05)
         return "finished late"
 
-    lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    submitted = lifecycle.submit(tenant="acme", user="ann", type="t.own_alarm_forever", payload={})
-    runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0,
-                       end_process=lambda: ended.append(True), give_up_after_s=0.5)
-    runner.run(queue.drain()[0])
-    assert ended == [True]
-    job = store.get(submitted.id, mark_gone=False)
-    assert job.status == JobStatus.RETRYING and job.error.code == "timeout", job.error
-    assert job.error.message.endswith("its worker process was ended")
+    assert_given_up_on(JobLifecycle(store, queue, types, clock=clock), "t.own_alarm_forever", ended)
 
 
 def test_a_handler_that_stops_the_alarm_after_its_timeout_still_has_its_process_ended(store, queue, clock):
@@ -256,15 +262,7 @@ def test_a_handler_that_stops_the_alarm_after_its_timeout_still_has_its_process_
             own_alarm_around(5, lambda: time.sleep(0.05))
         return "finished late"
 
-    lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    submitted = lifecycle.submit(tenant="acme", user="ann", type="t.own_alarm_after_timeout", payload={})
-    runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0,
-                       end_process=lambda: ended.append(True), give_up_after_s=0.5)
-    runner.run(queue.drain()[0])
-    assert ended == [True], "given up on, its process ended"
-    job = store.get(submitted.id, mark_gone=False)
-    assert job.status == JobStatus.RETRYING and job.error.code == "timeout", job.error
-    assert job.error.message.endswith("its worker process was ended")
+    assert_given_up_on(JobLifecycle(store, queue, types, clock=clock), "t.own_alarm_after_timeout", ended)
 
 
 def test_a_claim_that_took_long_leaves_the_handler_only_the_time_its_lease_holds(store, queue, clock, monkeypatch):
