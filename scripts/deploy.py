@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError, WaiterError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError, WaiterError
 
 from scripts import package
 from scripts.local_stack import apply_gateway_responses
@@ -280,8 +280,18 @@ def main(argv: list[str]) -> None:
               "(its events say how it ended; deploying again picks up from there)", file=sys.stderr)
         sys.exit(130)
     except (DeployError, ClientError, BotoCoreError) as exc:  # no credentials, no endpoint, a refusal
-        print(f"deploy: {one_line(exc)}", file=sys.stderr)
+        print(f"deploy: {one_line(exc)}{_what_to_set(exc)}", file=sys.stderr)
         sys.exit(1)
+
+
+def _what_to_set(exc: Exception) -> str:
+    """For a missing region or credentials, what to set: AWS's own, or any for an emulator
+    (`make run` sets them itself; a deploy beside it must)."""
+    if isinstance(exc, NoRegionError):
+        return " (set AWS_DEFAULT_REGION; for make run's emulator any, e.g. us-east-1)"
+    if isinstance(exc, NoCredentialsError):
+        return " (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE; for make run's emulator any, e.g. test)"
+    return ""
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import itertools
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, WaiterError
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError, WaiterError
 
 from scripts import deploy as deploy_script
 from scripts import package as package_script
@@ -340,7 +340,10 @@ def deploy_main_raising(error: BaseException, build, monkeypatch) -> int:
                   "UPDATE_IN_PROGRESS state and can not be updated.", "CreateChangeSet"),
      "deploy: An error occurred (ValidationError) when calling the CreateChangeSet operation: Stack:arn:aws:"
      "cloudformation:us-east-1:1:stack/jobpipe/x is in UPDATE_IN_PROGRESS state and can not be updated.\n"),
-    (NoCredentialsError(), "deploy: Unable to locate credentials\n"),
+    (NoCredentialsError(), "deploy: Unable to locate credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                           "or AWS_PROFILE; for make run's emulator any, e.g. test)\n"),
+    (NoRegionError(), "deploy: You must specify a region. (set AWS_DEFAULT_REGION; for make run's emulator any, "
+                      "e.g. us-east-1)\n"),
     (EndpointConnectionError(endpoint_url="http://127.0.0.1:4566/"),
      'deploy: Could not connect to the endpoint URL: "http://127.0.0.1:4566/"\n'),
 ])
