@@ -3,7 +3,7 @@ table (`JobTable`), a large payload or result checked out to S3 and read back, a
 refused or failed request's answer says (`error_code`, `lost_race`, `too_large`, `not_written`)."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from botocore.exceptions import ClientError
 
@@ -25,9 +25,12 @@ class JobTable:
         inline_limit: int = INLINE_LIMIT_BYTES,
         retention_s: Optional[int] = None,
         keys_table: Optional[str] = None,
+        on_unreadable: Callable[[str, Exception], None] = lambda job_id, exc: None,
     ) -> None:
         """Without `blobs`, payloads and results always stay in the item (max 400 KB in all).
-        `keys_table`: where submissions' Idempotency-Key records live (adapters/dynamodb_keys.py)."""
+        `keys_table`: where submissions' Idempotency-Key records live (adapters/dynamodb_keys.py).
+        `on_unreadable(job_id, error)`: told of a job item a page read leaves out (JobStore.get_many)."""
+        self._on_unreadable = on_unreadable
         self._ddb = client
         self._table = table_name
         self._keys_table = keys_table

@@ -159,7 +159,8 @@ class JobStore(Protocol):
         the day a bucket rule deletes an object. Raises StoreUnavailableError."""
 
     def get_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
-        """Jobs by id; ids that do not exist are absent from the result."""
+        """Jobs by id; ids that do not exist are absent from the result, and so are those whose
+        record this code cannot read (an error is logged naming each)."""
 
     def list_jobs(self, query: JobQuery) -> JobPage:
         """A tenant's jobs, newest first; raises InvalidRequestError for a bad cursor."""

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from chalicelib.api.auth import issue_token
+from chalicelib.observability import logger
 from tests.functional.conftest import SECRET, LambdaContext, auth, drain, receive_all
 
 STEPS = {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0}}
@@ -190,3 +191,27 @@ def test_a_scheduled_maintenance_task_is_enqueued_once_per_firing(app, client, a
     drain(app, aws)
     task = client.http.get(f"/api/system/maintenance/tasks/{first['task_id']}", headers=operator_headers()).json_body
     assert task["status"] == "completed" and task["requested_by"] == "schedule"
+
+
+def test_a_job_record_this_code_cannot_read_leaves_the_others_listed_and_repaired(quick_grace, app, client, aws,
+                                                                                  monkeypatch):
+    """A job item written in a form this code cannot read (a status a later version added,
+    met during a rollback; a record edited by hand) is left out of the reconciler's due page
+    and of listings and batch polls, said in an error log line naming it; the jobs beside it
+    are still listed, polled and repaired, where before every pass failed on it."""
+    unreadable = client.http.post("/jobs", headers=auth(), body=json.dumps(STEPS)).json_body
+    lost = submit_and_lose(client, aws)  # both messages purged
+    aws["ddb"].update_item(TableName="jobs", Key={"pk": {"S": f"JOB#{unreadable['id']}"}, "sk": {"S": "JOB"}},
+                           UpdateExpression="SET #s = :s", ExpressionAttributeNames={"#s": "status"},
+                           ExpressionAttributeValues={":s": {"S": "paused"}})
+    said = []
+    monkeypatch.setattr(logger, "error", lambda message, *args, extra=None, **kwargs: said.append((message, extra)))
+    assert reconcile(app)["counts"] == {"redispatched": 1}
+    assert said and said[0][0] == "job record unreadable: left out"
+    assert said[0][1]["job_id"] == unreadable["id"] and "'paused'" in said[0][1]["error"]
+    assert completes(app, client, aws, lost)
+    listed = client.http.get("/jobs", headers=auth()).json_body["jobs"]
+    assert [job["id"] for job in listed] == [lost["id"]]
+    polled = client.http.post("/jobs/status", headers=auth(),
+                              body=json.dumps({"job_ids": [unreadable["id"], lost["id"]]})).json_body
+    assert polled["jobs"][lost["id"]]["status"] == "completed"

@@ -137,10 +137,14 @@ def test_the_native_batch_still_refuses_a_request_naming_no_job(client, aws, raw
     assert response.status_code == 400 and response.json_body["error"]["code"] == code
 
 
-def test_unexpected_error_answers_rq_engine_500_shape(client, aws):
+def test_unexpected_error_answers_rq_engine_500_shape(client, aws, monkeypatch):
     """A record the code cannot read (here a status no version of jobpipe writes) is an internal
-    error, answered in the shape rq-engine's clients expect."""
-    job = submit(client)
+    error when read alone, answered in the shape rq-engine's clients expect; a batch leaves it
+    out (not_found) and answers the jobs beside it. A batch whose read fails unexpectedly is
+    answered in the same 500 shape."""
+    from chalicelib.composition import container
+
+    job, other = submit(client), submit(client)
     aws["ddb"].update_item(
         TableName="jobs",
         Key={"pk": {"S": f"JOB#{job['id']}"}, "sk": {"S": "JOB"}},
@@ -148,11 +152,19 @@ def test_unexpected_error_answers_rq_engine_500_shape(client, aws):
         ExpressionAttributeNames={"#s": "status"},
         ExpressionAttributeValues={":s": {"S": "mangled"}},
     )
-    for response in (get(client, f"/api/jobinfo/{job['id']}"), post(client, "/api/jobinfo", [job["id"]])):
+    batch = post(client, "/api/jobinfo", [job["id"], other["id"]])
+    assert batch.status_code == 200
+    assert batch.json_body["jobs"][job["id"]]["status"] == "not_found"
+    assert batch.json_body["jobs"][other["id"]]["status"] == "queued"
+
+    store = container().store
+    monkeypatch.setattr(store, "get_many", lambda ids: (_ for _ in ()).throw(RuntimeError("mangled")))
+    for response, raised in ((get(client, f"/api/jobinfo/{job['id']}"), "ValidationError"),
+                             (post(client, "/api/jobinfo", [other["id"]]), "RuntimeError")):
         assert response.status_code == 500
         body = response.json_body
         assert body["Success"] is False and body["Error"]
-        assert isinstance(body["StackTrace"], list) and "ValidationError" in body["StackTrace"][0]
+        assert isinstance(body["StackTrace"], list) and body["StackTrace"][0].startswith(raised)
         assert "mangled" not in response.body.decode()  # the exception's text holds stored values
     native = get(client, f"/jobs/{job['id']}")
     assert native.status_code == 500 and native.json_body["error"]["code"] == "internal_error"
