@@ -82,7 +82,7 @@ bench: $(VENV)/.installed $(EMU)/.installed
 	$(BIN)/python -m bench
 
 # The stack's parameters come from the environment (README: "Running locally"); a bad value
-# stops `make run` before the build, with one line naming the variable and exit code 2.
+# stops `make run` before the build (GATEWAY_PORT too), with one line naming the variable and exit code 2.
 stack-config: $(VENV)/.installed
 	@$(BIN)/python -m scripts.stack_config
 

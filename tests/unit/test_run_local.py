@@ -118,6 +118,13 @@ def test_a_bad_gateway_port_ends_the_run_before_anything_starts(value, monkeypat
     code, lines, emulator = run(capsys)
     assert code == 2 and emulator is None
     assert lines == [f"make run: GATEWAY_PORT must be a port number from 1 to 65535 (got {value!r})"]
+    # `make run`'s check before the build (scripts.stack_config) says the same.
+    from scripts import stack_config
+
+    with pytest.raises(SystemExit) as exited:
+        stack_config.main()
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines() == lines
 
 
 def test_an_emulator_that_does_not_start_ends_in_one_line(monkeypatch, capsys, run):
