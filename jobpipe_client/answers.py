@@ -65,14 +65,19 @@ def is_job(value: Any) -> bool:
             and isinstance(value.get("status"), str)):
         return False
     progress, error = value.get("progress") or {}, value.get("error") or {}
-    return (isinstance(progress, dict) and _is_finite(progress.get("percent") or 0)
+    return (isinstance(progress, dict) and is_finite_number(progress.get("percent") or 0)
             and isinstance(error, dict)
             and all(_is_count(value.get(field)) for field in ("attempts", "max_attempts")))
 
 
-def _is_finite(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """An int or a float: not a bool, not text ("5")."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_finite_number(value: Any) -> bool:
     """A JSON number that is a float too: not a bool, not infinite, not too large for one."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
+    if not is_number(value):
         return False
     try:
         return math.isfinite(value)

@@ -5,7 +5,6 @@ encode or not JSON, job ids that would change a path or be split in a batch."""
 from __future__ import annotations
 
 import json
-import math
 import re
 from datetime import datetime
 from typing import Any, Mapping, Optional
@@ -14,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from requests.models import PreparedRequest
 
+from jobpipe_client.answers import is_finite_number, is_number
 from jobpipe_client.errors import JobpipeClientError, JobpipeInputError
 
 # Longer timeouts overflow the socket layer's time_t (about 10**10 s); a day is far beyond any
@@ -97,8 +97,7 @@ def check_start(delay_seconds: Any, run_at: Any) -> None:
     """JobpipeInputError, before any request, for a start the API cannot be sent: a delay that
     is no finite number of seconds (NaN and infinity are no JSON), a `run_at` that is neither a
     datetime nor text (a date has no time of day)."""
-    if (isinstance(delay_seconds, bool) or not isinstance(delay_seconds, (int, float))
-            or not math.isfinite(delay_seconds)):
+    if not is_finite_number(delay_seconds):
         raise JobpipeInputError(f"delay_seconds must be a number of seconds, not {delay_seconds!r}")
     if run_at is not None and not isinstance(run_at, (str, datetime)):
         raise JobpipeInputError(f"run_at must be a datetime with a zone or ISO 8601 text, not {type(run_at).__name__}")
@@ -179,6 +178,6 @@ def header_text(value: str, what: str) -> str:
 
 def timeout_seconds(value: float) -> float:
     """`value` when it is a number of seconds above 0 and up to MAX_TIMEOUT_S; ValueError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TIMEOUT_S:  # NaN too
+    if not is_number(value) or not 0 < value <= MAX_TIMEOUT_S:  # NaN too
         raise ValueError(f"a request timeout must be above 0 and at most {MAX_TIMEOUT_S:g} s, not {value!r}")
     return float(value)

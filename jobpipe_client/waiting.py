@@ -7,12 +7,11 @@ pause between polls is `polling.Backoff`'s; a poll no URL answered starts an out
 (`FailoverTransport.bounded_by`)."""
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 import requests
 
-from jobpipe_client.answers import answer, is_batch, is_job
+from jobpipe_client.answers import answer, is_batch, is_finite_number, is_job, is_number
 from jobpipe_client.errors import (
     JobpipeClientError,
     JobpipeUnavailableError,
@@ -128,7 +127,7 @@ class JobWatch:
             raise ValueError(f"a wait's timeout must be a number of seconds >= 0, not {timeout!r}")
         if give_up_after is not None and not _seconds(give_up_after):
             raise ValueError(f"a wait's give_up_after must be a number of seconds >= 0 or None, not {give_up_after!r}")
-        if started is not None and not (_number(started) and math.isfinite(started)):  # a NaN deadline never comes
+        if started is not None and not is_finite_number(started):  # a NaN deadline never comes
             raise ValueError(f"a wait's started must be a time on the client's clock, not {started!r}")
         deadline = None if timeout is None else (self._clock() if started is None else started) + timeout
 
@@ -253,11 +252,6 @@ def _ref(job: JobRef) -> tuple[str, Optional[Job]]:
     return batch_id(job), None
 
 
-def _number(value: Any) -> bool:
-    """A real number: not text ("5"), not a bool."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _seconds(value: Any) -> bool:
     """A number of seconds >= 0 (NaN is not: it would wait forever)."""
-    return _number(value) and value >= 0
+    return is_number(value) and value >= 0
