@@ -83,12 +83,13 @@ def test_the_callers_session_is_left_as_it_was_given_and_its_other_requests_carr
 @pytest.mark.parametrize("call, said", [
     (lambda c: c.submit("demo.steps", {}, delay_seconds=float("nan")), "delay_seconds"),
     (lambda c: c.submit("demo.steps", {}, delay_seconds=float("inf")), "delay_seconds"),
+    (lambda c: c.submit("demo.steps", {}, delay_seconds=10**400), "delay_seconds"),  # past a float: no OverflowError
     (lambda c: c.rerun("j-1", delay_seconds="60"), "delay_seconds"),
     (lambda c: c.submit("demo.steps", {}, run_at=date(2027, 1, 31)), "run_at"),
     (lambda c: c.submit("demo.steps", [1, 2]), "mapping"),
     (lambda c: c.submit("demo.steps", []), "mapping"),  # it was sent as {}
     (lambda c: c.submit("demo.steps", 5), "mapping"),
-], ids=["nan", "inf", "text-delay", "date", "list", "empty-list", "number"])
+], ids=["nan", "inf", "huge", "text-delay", "date", "list", "empty-list", "number"])
 def test_an_argument_the_api_cannot_be_sent_is_an_input_error_before_any_request(call, said):
     api = FakeApi()
     with pytest.raises(JobpipeInputError, match=said):
