@@ -167,10 +167,9 @@ class _LeaseExtension:
                 if self._done:
                     return
                 self._done = True
-                try:
-                    self._hold(max(1, round(seconds - (self._clock.monotonic() - claimed))))
-                except QueueUnavailableError:  # it reappears after its short lease: a harmless duplicate
-                    logger.warning("could not hide a claimed batch-mate for its lease")
+                # Refused, it reappears after its short lease: a harmless duplicate.
+                _hold_or_say(self._hold, max(1, round(seconds - (self._clock.monotonic() - claimed))),
+                             "could not hide a claimed batch-mate for its lease")
 
         self._timer = self._clock.timer(max(0.0, self._due_at - claimed), extend)
         self._timer.start()
@@ -180,6 +179,15 @@ class _LeaseExtension:
             self._done = True
         if self._timer is not None:
             self._timer.cancel()
+
+
+def _hold_or_say(hold: Callable[[int], None], seconds: int, refused: str) -> None:
+    """`hold(seconds)`; a queue that refuses it leaves the message to the hold it has, said in
+    the warning `refused`."""
+    try:
+        hold(seconds)
+    except QueueUnavailableError:
+        logger.warning(refused)
 
 
 class RecordRunner:
@@ -260,11 +268,8 @@ class RecordRunner:
     def _defer(deferred: DeferredDelivery, hold: Callable[[int], None]) -> None:
         """Hide a deferred delivery for the wait it asks for, if any, and say why."""
         logger.info("delivery deferred", extra={"reason": str(deferred)})
-        if deferred.retry_after_s is not None:
-            try:
-                hold(deferred.retry_after_s)
-            except QueueUnavailableError:  # it comes back when its lease ends, deferred again if need be
-                logger.warning("could not hide the deferred delivery for its wait")
+        if deferred.retry_after_s is not None:  # refused, it comes back when its lease ends, deferred again if need be
+            _hold_or_say(hold, deferred.retry_after_s, "could not hide the deferred delivery for its wait")
 
     def _retry_soon(self, record: SQSRecord, exc: Exception, hold: Callable[[int], None]) -> None:
         """A delivery that failed before the handler's outcome was written (throttling, a store
@@ -307,10 +312,8 @@ class RecordRunner:
             wait = self._services.redelivery_wait_s(_receives(record))
             logger.warning("could not dead-letter a message that is no job message; retrying",
                            extra={**where, "retry_in_s": wait, "error": describe(exc)[:500]})
-            try:
-                hold(wait)
-            except QueueUnavailableError:  # the queue is unreachable too: its visibility timeout applies
-                logger.warning("could not shorten the failed delivery's visibility")
+            # The queue unreachable too, its visibility timeout applies.
+            _hold_or_say(hold, wait, "could not shorten the failed delivery's visibility")
             raise
         logger.error("message is no job message: dead-lettered", extra={**where, "priority": self._priority})
         try:
