@@ -3,10 +3,10 @@ ends, and its timer fires, exactly when the test moves the clock."""
 import pytest
 
 from chalicelib.adapters.clocks import ManualClock
-from chalicelib.defaults import MAX_PROGRESS_DETAILS_BYTES
+from chalicelib.defaults import MAX_PROGRESS_DETAILS_BYTES, MAX_PROGRESS_MESSAGE_CHARS, MAX_PROGRESS_REPORT_BYTES
 from chalicelib.domain.errors import ProgressRejectedError
 from chalicelib.domain.job import Job
-from chalicelib.domain.progress import check_report, clamp_percent, is_notable_change
+from chalicelib.domain.progress import check_report, clamp_percent, fitting_message, is_notable_change
 from chalicelib.worker.progress import ProgressReporter
 
 
@@ -145,6 +145,32 @@ def test_a_progress_write_counts_as_a_cancel_check(setup):
 def test_a_report_that_cannot_be_stored_as_given_is_refused(step, message, details, says):
     with pytest.raises(ProgressRejectedError, match=says):
         check_report(step, message, details)
+
+
+def _details_of(size: int) -> dict:
+    """Details taking exactly `size` bytes as the record keeps them (compact JSON)."""
+    return {"x": "d" * (size - len('{"x":""}'))}
+
+
+def test_a_report_at_each_bound_is_taken_and_one_byte_more_is_refused():
+    largest = _details_of(MAX_PROGRESS_DETAILS_BYTES)
+    check_report(None, None, largest)
+    with pytest.raises(ProgressRejectedError, match="32,769 bytes as JSON"):
+        check_report(None, None, _details_of(MAX_PROGRESS_DETAILS_BYTES + 1))
+    # Together: the longest ASCII message beside the largest details is the report's bound.
+    longest = "m" * MAX_PROGRESS_MESSAGE_CHARS
+    check_report(None, longest, largest)
+    with pytest.raises(ProgressRejectedError, match=f"takes at most {MAX_PROGRESS_REPORT_BYTES:,} bytes"):
+        check_report(None, "é" + longest[1:], largest)  # as many characters, one byte more
+
+
+def test_a_failure_message_is_cut_only_past_what_a_report_takes():
+    largest = _details_of(MAX_PROGRESS_DETAILS_BYTES)
+    fits = "m" * MAX_PROGRESS_MESSAGE_CHARS
+    assert fitting_message(fits, largest) == fits
+    cut = fitting_message("é" + fits[1:], largest)
+    assert cut.endswith("…") and len(cut.encode()) <= MAX_PROGRESS_REPORT_BYTES - MAX_PROGRESS_DETAILS_BYTES
+    check_report(None, cut, largest)
 
 
 def test_a_refused_report_queues_nothing(setup):
