@@ -191,6 +191,35 @@ def test_expired_lease_is_taken_over_as_a_lost_worker(lifecycle, queue, clock):
     assert message == JobMessage(job.id, 2) and 1 <= delay <= 900
 
 
+@pytest.mark.parametrize("hinted", [True, False])
+def test_a_claim_whose_answer_was_lost_does_not_run_an_attempt_ended_meanwhile(lifecycle, store, queue, clock,
+                                                                               hinted):
+    """The claim landed, its answer was lost, and by the time the delivery read the record back
+    (a store slow for longer than the lease) the reconciler had ended that attempt `worker_lost`
+    and sent the next: the record still shows this delivery's claim, but no attempt of it runs,
+    or the handler would run beside the next attempt's. The delivery fails and comes back."""
+    job = submit(lifecycle)
+    (message, _, _), = queue.sent
+    message = message if hinted else JobMessage(job.id, 1)
+    queue.sent.clear()
+    write = "apply_expected" if hinted else "apply"
+    real = getattr(store, write)
+
+    def landed_unanswered(*args, **kwargs):
+        real(*args, **kwargs)
+        setattr(store, write, real)  # the reconciler's own writes are answered
+        clock.advance(job.timeout_s + 31)
+        assert lifecycle.reconcile(store.get(job.id, mark_gone=False)) == ReconcileOutcome.LEASE_EXPIRED
+        raise StoreUnavailableError("the table did not answer")
+
+    setattr(store, write, landed_unanswered)
+    with pytest.raises(StoreUnavailableError):
+        lifecycle.claim(message)
+    after = store.get(job.id, mark_gone=False)
+    assert (after.status, after.attempts, after.error.code) == (JobStatus.RETRYING, 1, "worker_lost")
+    assert [m for m, _, _ in queue.sent] == [JobMessage(job.id, 2)]
+
+
 def test_stale_version_write_is_refused(lifecycle, store):
     job = submit(lifecycle)
     lifecycle.claim(JobMessage(job.id, 1))
