@@ -141,76 +141,42 @@ class FailoverTransport:
                   kwargs: dict[str, Any]) -> tuple[Optional[T], requests.Response]:
         """(what `read` made of the answer, or None without `read`; the answer): `request`'s
         loop over the URLs, and `read`'s."""
-        failures: list[tuple[str, str]] = []
-        unusable: Optional[JobpipeAnswerError] = None  # the first answer `read` could not use
-        api_errors: dict[str, str] = {}
-        retry_after: Optional[float] = None  # the longest Retry-After of a throttle or a 5xx
-        arrived = False
-        refused: Optional[tuple[str, requests.Response]] = None  # the first 4xx in front of the API
+        failed = _FailedURLs()
         self._last.earlier = False
         for url in self.urls:
-            budget = self._budget_s(first=url == self.urls[0])
-            if budget is None:
-                failures.append((url, "not asked: the wait's time had run out"))
+            response = self._answer_of(url, method, path, kwargs, failed)
+            if response is None:
                 continue
-            try:
-                response = self._until_not_throttled(method, url + path, budget, **kwargs)
-            except requests.Timeout as exc:
-                failures.append((url, f"timed out after {budget:g} s"))
-                arrived = arrived or not isinstance(exc, requests.ConnectTimeout)
-                continue
-            except requests.ConnectionError as exc:
-                handshake = _handshake_failure(exc)
-                failures.append((url, f"TLS handshake failed ({handshake})" if handshake
-                                 else f"connection failed ({type(exc).__name__})"))
-                arrived = arrived or not (handshake or _never_connected(exc))
-                continue
-            except requests.exceptions.InvalidJSONError:
-                raise  # the body given to send is not JSON (NaN, say): the caller's mistake, nothing was sent
-            except (requests.RequestException, urllib3.exceptions.LocationParseError) as exc:
-                # Whatever else requests raises after sending (LocationParseError too, which it
-                # does not wrap: the base URL was checked when the transport was made).
-                failures.append((url, f"its answer could not be read ({type(exc).__name__})"))
-                arrived = True
-                continue
-            throttled, failed = is_throttle(response), response.status_code >= 500
-            if (throttled or failed) and (asked := retry_after_s(response)) is not None:
-                retry_after = max(retry_after or 0.0, asked)
-            if throttled:
-                failures.append((url, f"throttled (HTTP {THROTTLED}) for {budget:g} s"))
-                continue
-            if failed:
-                said = api_error(response)
-                failures.append((url, server_error_reason(response.status_code, said)))
-                if said is not None:
-                    api_errors[url] = said[0]
-                arrived = True
-                continue
-            if response.is_redirect:  # not followed: a POST would go on as a GET, the token be dropped
-                failures.append((url, f"redirected (HTTP {response.status_code}) to "
-                                      f"{response.headers.get('Location')}: is that the API's URL?"))
-                continue
-            if is_refused_in_front(response):
-                failures.append((url, f"HTTP {response.status_code}, not from the jobpipe API"))
-                refused = refused or (url, response)
-                continue
-            self._last.url, self._last.earlier = url, arrived
+            self._last.url, self._last.earlier = url, failed.arrived
             if read is None:
                 return None, response
             try:
                 return read(response), response
             except JobpipeAnswerError as exc:
-                failures.append((url, exc.reason))
-                unusable = unusable or exc
-                arrived = True  # it reached something that answered: the API may have acted
-                continue
-        if refused is not None and not arrived:  # no URL answered, and none acted: the refusal is the answer
-            self._last.url, response = refused
+                failed.unusable_answer(url, exc)
+        if failed.refused is not None and not failed.arrived:  # none acted: the refusal is the answer
+            self._last.url, response = failed.refused
             return (None if read is None else read(response)), response
-        if unusable is not None:
-            raise JobpipeAnswerError(unusable.method, unusable.url, unusable.reason, failures=failures)
-        raise JobpipeUnavailableError(failures, may_have_arrived=arrived, api_errors=api_errors,
-                                      retry_after_s=retry_after)
+        raise failed.error()
+
+    def _answer_of(self, url: str, method: str, path: str, kwargs: dict[str, Any],
+                   failed: _FailedURLs) -> Optional[requests.Response]:
+        """The URL's answer, or None when it failed (recorded in `failed`, and the next URL is
+        asked). Raises requests' InvalidJSONError for a body that is not JSON: nothing was sent."""
+        budget = self._budget_s(first=url == self.urls[0])
+        if budget is None:
+            failed.not_asked(url)
+            return None
+        try:
+            response = self._until_not_throttled(method, url + path, budget, **kwargs)
+        except requests.exceptions.InvalidJSONError:
+            raise  # the body given to send is not JSON (NaN, say): the caller's mistake, nothing was sent
+        except (requests.RequestException, urllib3.exceptions.LocationParseError) as exc:
+            # LocationParseError too, which requests does not wrap: the base URL was checked
+            # when the transport was made.
+            failed.no_answer(url, exc, budget)
+            return None
+        return None if failed.no_answer_from_the_api(url, response, budget) else response
 
     @contextlib.contextmanager
     def bounded_by(self, until: Optional[float]) -> Iterator[None]:
@@ -272,6 +238,75 @@ class BearerAuth(requests.auth.AuthBase):
 
     def __repr__(self) -> str:
         return "BearerAuth(<token>)"
+
+
+class _FailedURLs:
+    """The URLs of one call that gave no answer, and why: what JobpipeUnavailableError (or the
+    first unusable answer's JobpipeAnswerError) says when no URL answers."""
+
+    def __init__(self) -> None:
+        self.failures: list[tuple[str, str]] = []
+        self.unusable: Optional[JobpipeAnswerError] = None  # the first answer `read` could not use
+        self.api_errors: dict[str, str] = {}
+        self.retry_after: Optional[float] = None  # the longest Retry-After of a throttle or a 5xx
+        self.arrived = False  # whether a URL that failed may have received the request and acted
+        self.refused: Optional[tuple[str, requests.Response]] = None  # the first 4xx in front of the API
+
+    def not_asked(self, url: str) -> None:
+        self.failures.append((url, "not asked: the wait's time had run out"))
+
+    def no_answer(self, url: str, exc: Exception, budget: float) -> None:
+        """Records what requests raised for `url`: whether the request may have reached it
+        depends on how far the exchange went."""
+        if isinstance(exc, requests.Timeout):
+            self.failures.append((url, f"timed out after {budget:g} s"))
+            self.arrived = self.arrived or not isinstance(exc, requests.ConnectTimeout)
+        elif isinstance(exc, requests.ConnectionError):
+            handshake = _handshake_failure(exc)
+            self.failures.append((url, f"TLS handshake failed ({handshake})" if handshake
+                                  else f"connection failed ({type(exc).__name__})"))
+            self.arrived = self.arrived or not (handshake or _never_connected(exc))
+        else:  # whatever else requests raises after sending
+            self.failures.append((url, f"its answer could not be read ({type(exc).__name__})"))
+            self.arrived = True
+
+    def no_answer_from_the_api(self, url: str, response: requests.Response, budget: float) -> bool:
+        """True, with the reason recorded, when `response` is no answer of the API's: a
+        throttle still on, a 5xx, a redirect, a 4xx from in front of it."""
+        throttled, failed = is_throttle(response), response.status_code >= 500
+        if (throttled or failed) and (asked := retry_after_s(response)) is not None:
+            self.retry_after = max(self.retry_after or 0.0, asked)
+        if throttled:
+            self.failures.append((url, f"throttled (HTTP {THROTTLED}) for {budget:g} s"))
+        elif failed:
+            said = api_error(response)
+            self.failures.append((url, server_error_reason(response.status_code, said)))
+            if said is not None:
+                self.api_errors[url] = said[0]
+            self.arrived = True
+        elif response.is_redirect:  # not followed: a POST would go on as a GET, the token be dropped
+            self.failures.append((url, f"redirected (HTTP {response.status_code}) to "
+                                       f"{response.headers.get('Location')}: is that the API's URL?"))
+        elif is_refused_in_front(response):
+            self.failures.append((url, f"HTTP {response.status_code}, not from the jobpipe API"))
+            self.refused = self.refused or (url, response)
+        else:
+            return False
+        return True
+
+    def unusable_answer(self, url: str, exc: JobpipeAnswerError) -> None:
+        self.failures.append((url, exc.reason))
+        self.unusable = self.unusable or exc
+        self.arrived = True  # it reached something that answered: the API may have acted
+
+    def error(self) -> Exception:
+        """What a call no URL answered raises: the first unusable answer's error naming every
+        URL's failure, or else JobpipeUnavailableError."""
+        if self.unusable is not None:
+            return JobpipeAnswerError(self.unusable.method, self.unusable.url, self.unusable.reason,
+                                      failures=self.failures)
+        return JobpipeUnavailableError(self.failures, may_have_arrived=self.arrived, api_errors=self.api_errors,
+                                       retry_after_s=self.retry_after)
 
 
 def _read_body(response: requests.Response, deadline: float, clock: Callable[[], float]) -> None:
