@@ -135,69 +135,8 @@ class JobWatch:
             with self.transport.bounded_by(deadline):  # a poll's URLs hanging cannot carry it past
                 return poll()
 
-        return self._poll_until_final(known, bounded_poll, deadline, timeout, on_change, give_up_after, on_outage)
-
-    def _poll_until_final(
-        self,
-        known: dict[str, Optional[Job]],
-        poll: Callable[[], dict[str, Job]],
-        deadline: Optional[float],
-        timeout: Optional[float],
-        on_change: Optional[OnChange],
-        give_up_after: Optional[float],
-        on_outage: Optional[OnOutage],
-    ) -> dict[str, Job]:
-        def absorb(fresh: dict[str, Job]) -> bool:
-            moved = False
-            for job_id, job in fresh.items():
-                if job_id in known and changed(known[job_id], job):
-                    known[job_id] = job
-                    moved = True
-                    if on_change is not None:
-                        on_change(job)
-            return moved
-
-        def seen() -> dict[str, Job]:
-            return {i: j for i, j in known.items() if j is not None}
-
-        for job in known.values():
-            if job is not None and on_change is not None:
-                on_change(job)
-        backoff = self._backoff()
-        moved = True
-        outage: Optional[OutageClock] = None
-        first = any(job is None for job in known.values())  # to read at once
-        polled = False  # a wait polls once at least, a timeout of 0 too: "look once" never answers unasked
-        while first or not all(is_final(job) for job in known.values()):
-            if not first:
-                delay = outage.retry_in_s if outage is not None else backoff.next_delay(moved)
-                if deadline is not None:
-                    remaining = max(deadline - self._clock(), 0.0)
-                    if remaining <= 0 and polled:
-                        if outage is not None:  # the jobs' state is not known: the API is not answering
-                            raise WaitUnavailableError(outage.error, outage.since_s(self._clock()), seen(),
-                                                       timeout_s=timeout or 0.0)
-                        raise WaitTimeoutError(timeout or 0.0, seen())
-                    delay = min(delay, remaining)
-                self._sleep(delay)
-            first, polled = False, True
-            sent = self._clock()
-            try:
-                fresh = poll()
-            except JobpipeUnavailableError as exc:
-                outage = outage or OutageClock(sent, give_up_after)
-                outage.failed(exc, self._clock())
-                if outage.over(self._clock()):
-                    raise WaitUnavailableError(exc, outage.since_s(self._clock()), seen()) from None
-                if on_outage is not None:
-                    on_outage(outage.report(self._clock()))
-                continue
-            if outage is not None:
-                if on_outage is not None:
-                    on_outage(outage.report(self._clock(), ended=True))
-                outage = None
-            moved = absorb(fresh)
-        return known  # type: ignore[return-value]  # every entry is final, so none is None
+        return _Polls(self._sleep, self._clock, self._backoff(), known, bounded_poll, deadline, timeout,
+                      on_change, give_up_after, on_outage).until_final()
 
     def _get_conditional(self, job_id: str, etag: Optional[str]) -> tuple[Optional[Job], Optional[str]]:
         """(job, etag), or (None, etag) when the job has not changed since `etag` (304)."""
@@ -207,6 +146,88 @@ class JobWatch:
             return answer(response, is_job, "a job", conditional=bool(etag)), response.headers.get("ETag", etag)
 
         return self.transport.read("GET", f"/jobs/{path_id(job_id)}", read, headers=headers)
+
+
+class _Polls:
+    """One wait's polls: the pause before each, what a poll's answer changes, and the outage a
+    poll no URL answered starts. `known` holds each job's last state (None: not read yet)."""
+
+    def __init__(self, sleep: Callable[[float], None], clock: Callable[[], float], backoff: Backoff,
+                 known: dict[str, Optional[Job]], poll: Callable[[], dict[str, Job]], deadline: Optional[float],
+                 timeout: Optional[float], on_change: Optional[OnChange], give_up_after: Optional[float],
+                 on_outage: Optional[OnOutage]) -> None:
+        self._sleep, self._clock, self._backoff = sleep, clock, backoff
+        self._known, self._poll = known, poll
+        self._deadline, self._timeout = deadline, timeout
+        self._on_change, self._give_up_after, self._on_outage = on_change, give_up_after, on_outage
+        self._moved = True  # whether the last poll changed a job (the backoff starts again)
+        self._outage: Optional[OutageClock] = None
+
+    def until_final(self) -> dict[str, Job]:
+        """Every job's final state. Raises WaitTimeoutError when the deadline passes (after one
+        poll at least), WaitUnavailableError when an outage outlasts give_up_after or the deadline."""
+        for job in self._known.values():
+            if job is not None and self._on_change is not None:
+                self._on_change(job)
+        # A job known by its id alone is read at once; a wait polls once at least before its
+        # deadline ends it, a timeout of 0 too: "look once" never answers unasked.
+        polled = any(job is None for job in self._known.values())
+        if polled:
+            self._poll_once()
+        while not all(is_final(job) for job in self._known.values()):
+            self._sleep(self._pause(polled))
+            polled = True
+            self._poll_once()
+        return self._known  # type: ignore[return-value]  # every entry is final, so none is None
+
+    def _pause(self, polled: bool) -> float:
+        """The seconds to wait before the next poll: the outage's retry, else the backoff's,
+        never past the deadline. Raises the wait's end once the deadline has passed and a poll
+        was made."""
+        delay = self._outage.retry_in_s if self._outage is not None else self._backoff.next_delay(self._moved)
+        if self._deadline is None:
+            return delay
+        remaining = max(self._deadline - self._clock(), 0.0)
+        if remaining <= 0 and polled:
+            if self._outage is not None:  # the jobs' state is not known: the API is not answering
+                raise WaitUnavailableError(self._outage.error, self._outage.since_s(self._clock()), self._seen(),
+                                           timeout_s=self._timeout or 0.0)
+            raise WaitTimeoutError(self._timeout or 0.0, self._seen())
+        return min(delay, remaining)
+
+    def _poll_once(self) -> None:
+        """One poll: its jobs absorbed, or the outage it starts or goes on with."""
+        sent = self._clock()
+        try:
+            fresh = self._poll()
+        except JobpipeUnavailableError as exc:
+            self._outage = self._outage or OutageClock(sent, self._give_up_after)
+            self._outage.failed(exc, self._clock())
+            if self._outage.over(self._clock()):
+                raise WaitUnavailableError(exc, self._outage.since_s(self._clock()), self._seen()) from None
+            if self._on_outage is not None:
+                self._on_outage(self._outage.report(self._clock()))
+            return
+        if self._outage is not None:
+            if self._on_outage is not None:
+                self._on_outage(self._outage.report(self._clock(), ended=True))
+            self._outage = None
+        self._moved = self._absorb(fresh)
+
+    def _absorb(self, fresh: dict[str, Job]) -> bool:
+        """Keeps each changed job and shows it to on_change; True when any changed."""
+        moved = False
+        for job_id, job in fresh.items():
+            if job_id in self._known and changed(self._known[job_id], job):
+                self._known[job_id] = job
+                moved = True
+                if self._on_change is not None:
+                    self._on_change(job)
+        return moved
+
+    def _seen(self) -> dict[str, Job]:
+        """The jobs a poll (or the caller) has shown, by id: the state a wait that ends early carries."""
+        return {i: j for i, j in self._known.items() if j is not None}
 
 
 def status_batch(transport: FailoverTransport, ids: list[str],

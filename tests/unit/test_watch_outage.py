@@ -157,6 +157,35 @@ def test_give_up_after_is_a_parameter_and_0_gives_up_at_the_first_failure():
     assert sum(time.sleeps) == 1 + 5 and raised.value.outage_s == 5
 
 
+def test_an_outage_that_ends_a_wait_on_ids_never_read_carries_no_state_for_them():
+    """The error's `jobs` holds only the states a poll has shown: an id no poll answered for is
+    left out, not given as None."""
+    api = FakeApi()
+    job = api.add(status="running")
+    time = FakeTime()
+    client = client_over(flaky(api, *["timeout"] * 3), time)
+    with pytest.raises(WaitUnavailableError) as raised:
+        client.wait(job["id"], give_up_after=0)
+    assert raised.value.jobs == {} and time.sleeps == []  # an id is read at once
+    with pytest.raises(WaitUnavailableError) as raised:
+        client.wait_many([job, "j-unread"], give_up_after=0)
+    assert list(raised.value.jobs) == [job["id"]]
+
+
+def test_a_wait_on_jobs_given_final_returns_them_without_a_poll_and_on_change_sees_each_once():
+    api = FakeApi()
+    done = dict(api.add(status="completed"))
+    failed = dict(api.add(status="failed"))
+    server = always("timeout")
+    time = FakeTime()
+    client = client_over(server, time)
+    seen = []
+    assert client.wait(done, on_change=lambda j: seen.append(j["id"])) == done
+    assert client.wait_many([done, failed], on_change=lambda j: seen.append(j["id"])) == {
+        done["id"]: done, failed["id"]: failed}
+    assert seen == [done["id"], done["id"], failed["id"]] and server.asked == 0 and time.sleeps == []
+
+
 @pytest.mark.parametrize("give_up_after", [float("nan"), -1])
 def test_a_wait_refuses_a_give_up_after_that_is_nan_or_negative_before_any_request(give_up_after):
     session = FakeSession({URL: FakeApi()})
