@@ -371,45 +371,54 @@ def main(
     err = err or sys.stderr
     args = build_parser().parse_args(argv)
     commands: Optional[Commands] = None
-
-    def fail(code: int, message: str) -> int:
-        job_id = commands.unshown_job if commands else None
-        if job_id:
-            message += f" (job {job_id} was {'submitted' if args.command == 'submit' else 'made'}: " \
-                       f"`jobpipe watch {job_id}` follows it)"
-        say(err, message)
-        return code
-
     try:
         client = make_client(args, os.environ if environ is None else environ)
         commands = Commands(client, out or stdout_console(), err)
         return getattr(commands, args.command)(args)
-    except (UsageError, JobpipeInputError, StdoutError) as exc:
-        return fail(EXIT_BAD_INPUT, str(exc))
-    except JobpipeClientError as exc:
-        return fail(EXIT_BAD_INPUT, refusal_line(exc))
-    except ResultGoneError as exc:
-        return fail(EXIT_JOB_FAILED, str(exc))
-    except SubmitOutcomeUnknownError as exc:
-        return fail(EXIT_UNAVAILABLE, outcome_unknown_line(exc))
-    except JobpipeUnavailableError as exc:
-        return fail(EXIT_UNAVAILABLE, str(exc))
-    except WaitTimeoutError as exc:
-        return fail(EXIT_TIMEOUT, str(exc))
-    except JobpipeError as exc:
-        return fail(EXIT_UNAVAILABLE, str(exc))
-    except SubmitInterruptedError as exc:
-        if isinstance(exc.__cause__, Terminated):
-            return fail(EXIT_TERMINATED, interrupted_submit_line(exc, "terminated"))
-        return fail(EXIT_INTERRUPTED, interrupted_submit_line(exc))
     except BrokenPipeError:  # the reader went away: quiet (141), unless that lost a job's id
         if commands is not None and commands.unshown_job:
-            fail(EXIT_BROKEN_PIPE, "stdout was closed before the job's id was written on it")
+            say(err, _naming_unshown_job("stdout was closed before the job's id was written on it", commands, args))
         raise
-    except Terminated:
-        return fail(EXIT_TERMINATED, "terminated")
-    except KeyboardInterrupt:
-        return fail(EXIT_INTERRUPTED, "interrupted")
+    except _ENDINGS as exc:
+        code, message = _ending(exc)
+        say(err, _naming_unshown_job(message, commands, args))
+        return code
+
+
+# The errors a command ends with, each with its exit code and its line, in the order they are
+# told apart: a subclass before its base (SubmitOutcomeUnknownError is a JobpipeUnavailableError,
+# every client error a JobpipeError; SubmitInterruptedError and Terminated are KeyboardInterrupts).
+_EXITS: tuple[tuple[Any, int, Callable[[Any], str]], ...] = (
+    ((UsageError, JobpipeInputError, StdoutError), EXIT_BAD_INPUT, str),
+    (JobpipeClientError, EXIT_BAD_INPUT, refusal_line),
+    (ResultGoneError, EXIT_JOB_FAILED, str),
+    (SubmitOutcomeUnknownError, EXIT_UNAVAILABLE, outcome_unknown_line),
+    (JobpipeUnavailableError, EXIT_UNAVAILABLE, str),
+    (WaitTimeoutError, EXIT_TIMEOUT, str),
+    (JobpipeError, EXIT_UNAVAILABLE, str),
+    (Terminated, EXIT_TERMINATED, lambda _: "terminated"),
+    (KeyboardInterrupt, EXIT_INTERRUPTED, lambda _: "interrupted"),
+)
+_ENDINGS = tuple(t for types, _, _ in _EXITS for t in (types if isinstance(types, tuple) else (types,)))
+
+
+def _ending(exc: BaseException) -> tuple[int, str]:
+    """(exit code, line on stderr) of an error in _ENDINGS. A submit interrupted while it waited
+    for its answer names its key, ended by SIGTERM (143) or Ctrl-C (130)."""
+    if isinstance(exc, SubmitInterruptedError):
+        if isinstance(exc.__cause__, Terminated):
+            return EXIT_TERMINATED, interrupted_submit_line(exc, "terminated")
+        return EXIT_INTERRUPTED, interrupted_submit_line(exc)
+    return next((code, line(exc)) for types, code, line in _EXITS if isinstance(exc, types))
+
+
+def _naming_unshown_job(message: str, commands: Optional[Commands], args: argparse.Namespace) -> str:
+    """`message`, naming the job the command made when stdout has not shown its id yet."""
+    job_id = commands.unshown_job if commands else None
+    if job_id:
+        message += f" (job {job_id} was {'submitted' if args.command == 'submit' else 'made'}: " \
+                   f"`jobpipe watch {job_id}` follows it)"
+    return message
 
 
 def run() -> NoReturn:
