@@ -7,7 +7,7 @@ from typing import Any, Collection, Iterable, Optional
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.adapters.cursors import check_position, read_cursor, write_cursor
+from chalicelib.adapters.cursors import check_position, fill_page, listed_index, read_cursor, write_cursor
 from chalicelib.adapters.dynamodb_batch import batch_get
 from chalicelib.adapters.dynamodb_items import (
     JOB_PREFIX,
@@ -23,13 +23,11 @@ from chalicelib.adapters.dynamodb_items import (
     job_key,
     job_partition,
     status_key,
-    tenant_partition,
-    type_partition,
 )
 from chalicelib.adapters.dynamodb_table import JobTable
-from chalicelib.defaults import BATCH_GET_MAX, FILTERED_LISTING_READS
+from chalicelib.defaults import BATCH_GET_MAX
 from chalicelib.domain.errors import StoreUnavailableError
-from chalicelib.domain.job import Job, Run, answer_spent
+from chalicelib.domain.job import Job, Run
 from chalicelib.domain.status import UNFINISHED
 from chalicelib.ports import CLAIM_CHECKED, JobPage, JobQuery
 
@@ -81,14 +79,10 @@ class JobReads(JobTable):
         return batch_get(self._ddb, self._table, keys, error="could not read jobs")
 
     def list_jobs(self, query: JobQuery) -> JobPage:
-        index_kind = "status" if query.status else ("type" if query.type else None)
-        index, pk_attr, sk_attr = _INDEXES[index_kind]
-        if query.status:
-            partition = status_key(query.tenant, query.status.value)
-        elif query.type:
-            partition = type_partition(query.tenant, query.type)
-        else:
-            partition = tenant_partition(query.tenant)
+        """A page of the query's index (cursors.fill_page says which jobs it shows), newest
+        first; its cursor is the index key the next page starts after."""
+        kind, partition = listed_index(query)
+        index, pk_attr, sk_attr = _INDEXES[kind]
         request: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": index,
@@ -96,43 +90,38 @@ class JobReads(JobTable):
             "ExpressionAttributeNames": {"#pk": pk_attr},
             "ExpressionAttributeValues": {":pk": {"S": partition}},
             "ScanIndexForward": False,
-            "Limit": query.limit,
+            # One key more than a page: DynamoDB ends a page that fills its Limit with a
+            # LastEvaluatedKey whether or not anything follows, and the key past the page tells.
+            "Limit": query.limit + 1,
         }
-        if query.cursor:
-            request["ExclusiveStartKey"] = _decode_cursor(query.cursor, pk_attr, sk_attr, partition)
-        wanted = (lambda job: job.type == query.type) if query.status and query.type else None
-        jobs: list[Job] = []
-        spent, shown = 0, None  # the answer's bytes so far; the index key of the page's last job
-        # One key more than a page: DynamoDB ends a page that fills its Limit with a
-        # LastEvaluatedKey whether or not anything follows, and the key past the page tells.
-        request["Limit"] = query.limit + 1
-        for _ in range(FILTERED_LISTING_READS if wanted else 1):
-            try:
-                response = self._ddb.query(**request)
-            except (ClientError, BotoCoreError) as exc:
-                raise StoreUnavailableError("could not list jobs") from exc
-            read = response.get("Items", [])
-            keys = read[: query.limit]
-            more = len(read) > len(keys) or "LastEvaluatedKey" in response
-            ids = [job_id_of(deserializer.deserialize(k["pk"])) for k in keys]
-            by_id = self.get_many(ids)
-            for n, (key, job_id) in enumerate(zip(keys, ids), 1):
-                job = by_id.get(job_id)
-                if job is None or (wanted and not wanted(job)):
-                    continue
-                total = answer_spent(spent, job.public(), query.answer_bytes, first=not jobs)
-                if total is None:  # the answer is full: go on from the last job
-                    return JobPage(jobs, _encode_cursor(shown))
-                spent, shown = total, _start_key(key, pk_attr, sk_attr)
-                jobs.append(job)
-                if len(jobs) == query.limit and wanted:  # full: the next page starts after this job
-                    follows = n < len(keys) or more
-                    return JobPage(jobs, _encode_cursor(_start_key(key, pk_attr, sk_attr)) if follows else None)
-            if not more:
-                return JobPage(jobs, None)
-            last = _start_key(keys[-1], pk_attr, sk_attr) if len(read) > len(keys) else response["LastEvaluatedKey"]
-            request["ExclusiveStartKey"] = last
-        return JobPage(jobs, _encode_cursor(last))
+        start = _decode_cursor(query.cursor, pk_attr, sk_attr, partition) if query.cursor else None
+
+        def read_after(after: Optional[dict[str, Any]]) -> tuple[list[tuple[dict[str, Any], Optional[Job]]],
+                                                               Optional[dict[str, Any]]]:
+            if after is not None:
+                request["ExclusiveStartKey"] = after
+            return self._index_page(request, query.limit, pk_attr, sk_attr)
+
+        jobs, last = fill_page(query, read_after, start)
+        return JobPage(jobs, _encode_cursor(last) if last is not None else None)
+
+    def _index_page(self, request: dict[str, Any], limit: int, pk_attr: str,
+                    sk_attr: str) -> tuple[list[tuple[dict[str, Any], Optional[Job]]], Optional[dict[str, Any]]]:
+        """One Query of a listing's index: up to `limit` (start key, job or None when it is gone
+        or cannot be read) in the index's order, and the start key the listing goes on after,
+        None when nothing follows. Raises StoreUnavailableError."""
+        try:
+            response = self._ddb.query(**request)
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreUnavailableError("could not list jobs") from exc
+        read = response.get("Items", [])
+        keys = read[:limit]
+        ids = [job_id_of(deserializer.deserialize(k["pk"])) for k in keys]
+        by_id = self.get_many(ids)
+        entries = [(_start_key(key, pk_attr, sk_attr), by_id.get(job_id)) for key, job_id in zip(keys, ids)]
+        if len(read) > len(keys):  # the key past the page: more follows the page's last key
+            return entries, entries[-1][0]
+        return entries, response.get("LastEvaluatedKey")
 
     def due(self, now: str, limit: int, after: Optional[str] = None) -> JobPage:
         # One Query per shard, each from the cursor on: the `limit` earliest of their union are

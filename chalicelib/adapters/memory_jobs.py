@@ -7,11 +7,10 @@ import json
 import threading
 from typing import Any, Collection, Iterable, Optional
 
-from chalicelib.adapters.cursors import check_position, read_cursor, write_cursor
+from chalicelib.adapters.cursors import check_position, fill_page, listed_index, read_cursor, write_cursor
 from chalicelib.adapters.dynamodb_items import blob_key as claim_check_key
-from chalicelib.adapters.dynamodb_items import status_key, tenant_partition, type_partition
 from chalicelib.adapters.memory_events import InMemoryCacheStore
-from chalicelib.defaults import FILTERED_LISTING_READS, INLINE_LIMIT_BYTES, ITEM_MAX_BYTES
+from chalicelib.defaults import INLINE_LIMIT_BYTES, ITEM_MAX_BYTES
 from chalicelib.domain.errors import (
     AttemptEndedError,
     JobCancelledError,
@@ -21,7 +20,7 @@ from chalicelib.domain.errors import (
     StaleJobError,
 )
 from chalicelib.domain.events import clip
-from chalicelib.domain.job import Job, Progress, Run, answer_spent, isoformat, utcnow
+from chalicelib.domain.job import Job, Progress, Run, isoformat, utcnow
 from chalicelib.domain.progress import progress_refusal
 from chalicelib.domain.status import JobStatus
 from chalicelib.ports import (
@@ -133,43 +132,22 @@ class InMemoryJobStore:
                 if i in self._jobs and i not in self._purging}
 
     def list_jobs(self, query: JobQuery) -> JobPage:
-        """Pages the listing of the index the DynamoDB adapter reads (status, else type, else
-        tenant). With both filters, reads on a page at a time, keeping the jobs of the type,
-        until the page is full or FILTERED_LISTING_READS pages were read: a page may then be
-        short, even empty, with a cursor to the rest."""
-        if query.status:
-            partition = status_key(query.tenant, query.status.value)
-            jobs = (j for j in self._jobs.values() if j.tenant == query.tenant and j.status == query.status)
-        elif query.type:
-            partition = type_partition(query.tenant, query.type)
-            jobs = (j for j in self._jobs.values() if j.tenant == query.tenant and j.type == query.type)
-        else:
-            partition = tenant_partition(query.tenant)
-            jobs = (j for j in self._jobs.values() if j.tenant == query.tenant)
-        listing = sorted((j for j in jobs if j.id not in self._purging), key=lambda j: (j.created_at, j.id),
-                         reverse=True)
-        if query.cursor:
-            after = _decode_cursor(query.cursor, partition)
-            listing = [j for j in listing if (j.created_at, j.id) < after]
-        filtered = bool(query.status and query.type)
-        read = listing[: query.limit * (FILTERED_LISTING_READS if filtered else 1)]
-        page = [j for j in read if j.type == query.type] if filtered else read
-        if filtered and len(page) >= query.limit:  # full: the next page starts after its last job
-            page = page[: query.limit]
-            last = page[-1] if page[-1] is not listing[-1] else None
-        elif len(listing) > len(read):
-            last = read[-1]
-        else:
-            last = None
-        shown = [self._read(j, fetch=()) for j in page]
-        spent: Optional[int] = 0
-        for n, job in enumerate(shown):  # the answer is full: the next page starts after the last job
-            spent = answer_spent(spent, job.public(), query.answer_bytes, first=not n)
-            if spent is None:
-                shown, last = shown[:n], page[n - 1]
-                break
-        cursor = _encode_cursor(partition, (last.created_at, last.id)) if last is not None else None
-        return JobPage(shown, cursor)
+        """A page of the listing of the index the DynamoDB adapter reads (cursors.fill_page says
+        which jobs it shows), newest first; its cursor names the listing and the position the
+        next page starts after."""
+        kind, partition = listed_index(query)
+        listing = sorted((j for j in self._jobs.values() if _listed_by(j, query, kind) and j.id not in self._purging),
+                         key=lambda j: (j.created_at, j.id), reverse=True)
+        start = _decode_cursor(query.cursor, partition) if query.cursor else None
+
+        def read_after(after: Optional[tuple[str, str]]) -> tuple[list[tuple[tuple[str, str], Optional[Job]]],
+                                                                Optional[tuple[str, str]]]:
+            rest = listing if after is None else [j for j in listing if (j.created_at, j.id) < after]
+            entries = [((j.created_at, j.id), self._read(j, fetch=())) for j in rest[: query.limit]]
+            return entries, entries[-1][0] if len(rest) > query.limit else None
+
+        jobs, last = fill_page(query, read_after, start)
+        return JobPage(jobs, _encode_cursor(partition, last) if last is not None else None)
 
     def apply(self, job: Job, expected_status: JobStatus, changes: ChangeSet) -> Job:
         with self._lock:
@@ -329,6 +307,15 @@ class InMemoryJobStore:
         if previous is not None and run.started_at is None:
             run = run.model_copy(update={"started_at": previous.started_at})
         self._runs[key] = run
+
+
+def _listed_by(job: Job, query: JobQuery, kind: Optional[str]) -> bool:
+    """Whether the index `kind` (cursors.listed_index) holds `job` in the query's partition."""
+    if job.tenant != query.tenant:
+        return False
+    if kind == "status":
+        return job.status == query.status
+    return kind is None or job.type == query.type
 
 
 def _meets(job: Job, expected: Expectation) -> bool:

@@ -674,6 +674,30 @@ def test_a_listing_by_status_and_type_reads_past_other_types_within_its_bound(ad
     assert len(ids) == 1
 
 
+@pytest.mark.parametrize("tight", [False, True], ids=["page-full", "answer-full"])
+def test_a_filtered_page_filled_on_a_later_read_goes_on_after_its_last_job(adapters, tight):
+    """With both filters the page reads on past other types: a page that fills (with `limit`
+    jobs, or with as many as its answer holds) on a later read goes on from its last job, and
+    the last page, the listing read to its end, has no cursor."""
+    limit = 2
+    for i in range(10):
+        adapters.store.create(make_job(i, type="demo.sleep" if i in (0, 3, 5) else "demo.steps"))
+    query = JobQuery("acme", status=JobStatus.QUEUED, type="demo.sleep", limit=limit)
+    if tight:
+        one = answer_bytes(adapters.store.get(make_job(5).id, mark_gone=False).public())
+        query = replace(query, answer_bytes=one + one // 2)
+    ids, sizes = [], []
+    while True:
+        page = adapters.store.list_jobs(query)
+        ids += [j.id for j in page.jobs]
+        sizes.append(len(page.jobs))
+        if page.cursor is None:
+            break
+        query = replace(query, cursor=page.cursor)
+    assert ids == [make_job(i).id for i in (5, 3, 0)]
+    assert sizes == ([1, 1, 1] if tight else [2, 1])
+
+
 def test_a_large_payload_and_result_are_claim_checked_and_read_back_whole(adapters):
     job = make_job(1, payload=big())
     adapters.store.create(job)
