@@ -84,55 +84,13 @@ class JobTypeRegistry:
         """Decorator: `@registry.register("demo.steps", StepsPayload, max_attempts=3)`. Raises
         ValueError or TypeError for a type that breaks a rule (docs/jobs.md), among them a name
         under MAINTENANCE_PREFIX unless `internal` (the built-in maintenance types are)."""
-        if len(name) > MAX_JOB_TYPE_CHARS or not TYPE_NAME.fullmatch(name):
-            raise ValueError(f"job type names are dotted lower-case words (a-z, 0-9, _), not {name!r}")
-        if name.startswith(MAINTENANCE_PREFIX) and not internal:
-            raise ValueError(
-                f"job type names starting {MAINTENANCE_PREFIX!r} are reserved for the built-in maintenance "
-                f"task types, which every deployment registers beside its own: name {name!r} under another prefix"
-            )
-        if priority not in ("high", "normal", "low"):
-            raise ValueError(f"priority must be high, normal or low, not {priority!r}")
-        for field, value in (("max_attempts", max_attempts), ("timeout_s", timeout_s)):
-            # Kept on the job's record as integers: a fraction would fail every submission of the type.
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{field} of {name!r} must be a whole number (an int), not {value!r}")
-        if max_attempts < 1 or timeout_s < 1:
-            raise ValueError("max_attempts and timeout_s must be at least 1")
-        if not (isinstance(payload_model, type) and issubclass(payload_model, BaseModel)):
-            raise TypeError(f"the payload model of {name!r} must be a pydantic BaseModel subclass, "
-                            f"not {payload_model!r}")
-        secret = _secret_field(payload_model)
-        if secret is not None:
-            raise ValueError(
-                f"the payload model of {name!r} has a secret field ({secret}): a payload is stored on the job "
-                "and shown by GET /jobs/{id}; pass a reference to the secret (its name in Secrets Manager "
-                "or Parameter Store) and read the secret in the handler"
-            )
-        if timeout_s > MAX_JOB_TIMEOUT_S:
-            raise ValueError(
-                f"timeout_s of {name!r} is {timeout_s} s; an attempt runs inside one worker invocation "
-                f"({WORKER_TIMEOUT_S} s, less {WORKER_TIMEOUT_S - MAX_JOB_TIMEOUT_S} s for its start and the outcome), "
-                f"so at most {MAX_JOB_TIMEOUT_S} s: split longer work into child jobs"
-            )
+        _check_name(name, internal)
+        _check_policy(name, priority, max_attempts, timeout_s)
+        _check_payload_model(name, payload_model)
+        _check_fits_a_worker(name, timeout_s)
 
         def decorator(handler: Handler) -> Handler:
-            if not callable(handler):
-                raise TypeError(f"the handler of {name!r} must be callable (ctx, payload), not {handler!r:.100}")
-            if inspect.iscoroutinefunction(handler) or inspect.isasyncgenfunction(handler):
-                # Called, it would return a coroutine that never runs, taken for the job's result.
-                raise TypeError(
-                    f"the handler of {name!r} is a coroutine function; the worker calls handlers as plain "
-                    "functions: register a function that runs it, "
-                    "`lambda ctx, payload: asyncio.run(handler(ctx, payload))`"
-                )
-            if inspect.isgeneratorfunction(handler):
-                # Called, it would return a generator whose body never runs, taken for the job's result.
-                raise TypeError(
-                    f"the handler of {name!r} is a generator function (it yields); the worker calls it "
-                    "and takes what it returns as the job's result, so its body would never run: "
-                    "return the result instead (the items in a list)"
-                )
+            _check_handler(name, handler)
             if name in self._types:
                 raise ValueError(f"job type {name!r} is already registered")
             self._types[name] = JobType(
@@ -182,6 +140,77 @@ class JobTypeRegistry:
                 f"unknown job type {name!r}; known types: {', '.join(self.names(public=True)) or 'none'}"
             )
         return job_type
+
+
+def _check_name(name: str, internal: bool) -> None:
+    """Raises ValueError for a name that is not dotted lower-case words, or that is under
+    MAINTENANCE_PREFIX for a type that is not `internal`."""
+    if len(name) > MAX_JOB_TYPE_CHARS or not TYPE_NAME.fullmatch(name):
+        raise ValueError(f"job type names are dotted lower-case words (a-z, 0-9, _), not {name!r}")
+    if name.startswith(MAINTENANCE_PREFIX) and not internal:
+        raise ValueError(
+            f"job type names starting {MAINTENANCE_PREFIX!r} are reserved for the built-in maintenance "
+            f"task types, which every deployment registers beside its own: name {name!r} under another prefix"
+        )
+
+
+def _check_policy(name: str, priority: str, max_attempts: int, timeout_s: int) -> None:
+    """Raises ValueError for an unknown priority or a count below 1, TypeError for a count that
+    is not an int."""
+    if priority not in ("high", "normal", "low"):
+        raise ValueError(f"priority must be high, normal or low, not {priority!r}")
+    for field, value in (("max_attempts", max_attempts), ("timeout_s", timeout_s)):
+        # Kept on the job's record as integers: a fraction would fail every submission of the type.
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{field} of {name!r} must be a whole number (an int), not {value!r}")
+    if max_attempts < 1 or timeout_s < 1:
+        raise ValueError("max_attempts and timeout_s must be at least 1")
+
+
+def _check_payload_model(name: str, payload_model: Any) -> None:
+    """Raises TypeError for a payload model that is no pydantic model, ValueError for one with
+    a secret field."""
+    if not (isinstance(payload_model, type) and issubclass(payload_model, BaseModel)):
+        raise TypeError(f"the payload model of {name!r} must be a pydantic BaseModel subclass, "
+                        f"not {payload_model!r}")
+    secret = _secret_field(payload_model)
+    if secret is not None:
+        raise ValueError(
+            f"the payload model of {name!r} has a secret field ({secret}): a payload is stored on the job "
+            "and shown by GET /jobs/{id}; pass a reference to the secret (its name in Secrets Manager "
+            "or Parameter Store) and read the secret in the handler"
+        )
+
+
+def _check_fits_a_worker(name: str, timeout_s: int) -> None:
+    """Raises ValueError for an attempt's timeout longer than one worker invocation allows."""
+    if timeout_s > MAX_JOB_TIMEOUT_S:
+        raise ValueError(
+            f"timeout_s of {name!r} is {timeout_s} s; an attempt runs inside one worker invocation "
+            f"({WORKER_TIMEOUT_S} s, less {WORKER_TIMEOUT_S - MAX_JOB_TIMEOUT_S} s for its start and the outcome), "
+            f"so at most {MAX_JOB_TIMEOUT_S} s: split longer work into child jobs"
+        )
+
+
+def _check_handler(name: str, handler: Any) -> None:
+    """Raises TypeError for a handler the worker cannot call for a result: not callable, or one
+    whose call returns a coroutine or generator that never runs."""
+    if not callable(handler):
+        raise TypeError(f"the handler of {name!r} must be callable (ctx, payload), not {handler!r:.100}")
+    if inspect.iscoroutinefunction(handler) or inspect.isasyncgenfunction(handler):
+        # Called, it would return a coroutine that never runs, taken for the job's result.
+        raise TypeError(
+            f"the handler of {name!r} is a coroutine function; the worker calls handlers as plain "
+            "functions: register a function that runs it, "
+            "`lambda ctx, payload: asyncio.run(handler(ctx, payload))`"
+        )
+    if inspect.isgeneratorfunction(handler):
+        # Called, it would return a generator whose body never runs, taken for the job's result.
+        raise TypeError(
+            f"the handler of {name!r} is a generator function (it yields); the worker calls it "
+            "and takes what it returns as the job's result, so its body would never run: "
+            "return the result instead (the items in a list)"
+        )
 
 
 def _secret_field(model: type[BaseModel], path: str = "", seen: Optional[set[type]] = None) -> Optional[str]:

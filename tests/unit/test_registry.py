@@ -137,3 +137,40 @@ work not done), so it is refused at import, saying how to run it."""
     with pytest.raises(TypeError, match="handler of 'rates.none' must be callable"):
         local.register("rates.none", P)(None)
     assert local.names() == []
+
+
+class Rows(BaseModel):
+    pass
+
+
+def test_an_async_generator_handler_is_refused_at_register():
+    """Called, an `async def` that yields returns an async generator whose body never runs."""
+    async def rows(ctx, payload):
+        yield 1
+
+    with pytest.raises(TypeError, match="handler of 'rows.stream' is a coroutine function"):
+        JobTypeRegistry().register("rows.stream", Rows)(rows)
+
+
+def test_a_type_that_breaks_several_rules_is_refused_for_the_first_of_them():
+    """The name, then the policy, then the payload model, then the timeout's bound; the handler
+    is checked before the name is taken."""
+    local = JobTypeRegistry()
+    with pytest.raises(ValueError, match="dotted lower-case words"):
+        local.register("Bad Name", None, priority="urgent")
+    with pytest.raises(ValueError, match="reserved for the built-in maintenance"):
+        local.register("maintenance.x", None, priority="urgent")
+    with pytest.raises(ValueError, match="priority must be"):
+        local.register("x.y", None, priority="urgent", timeout_s=1.5)
+    with pytest.raises(TypeError, match="timeout_s of 'x.y' must be a whole number"):
+        local.register("x.y", None, max_attempts=0, timeout_s=1.5)
+    with pytest.raises(ValueError, match="at least 1"):
+        local.register("x.y", None, max_attempts=0, timeout_s=10_000)
+    with pytest.raises(TypeError, match="must be a pydantic BaseModel subclass"):
+        local.register("x.y", None, timeout_s=10_000)
+    with pytest.raises(ValueError, match="so at most"):
+        local.register("x.y", Rows, timeout_s=10_000)
+    local.register("x.y", Rows)(lambda ctx, p: None)
+    with pytest.raises(TypeError, match="must be callable"):
+        local.register("x.y", Rows)(None)
+    assert local.names() == ["x.y"]
