@@ -160,6 +160,7 @@ class JobRunner:
             return self.lifecycle.park_owed_letter(fresh) if fresh is not None else None
 
     def _execute(self, job: Job) -> Job:
+        """The claimed attempt of `job` run and its outcome written: the job as it leaves it."""
         found = self._handler_and_payload(job)
         if isinstance(found, JobErrorInfo):  # no attempt of it can ever run: failed for good
             return self._fail(job, found, False)
@@ -174,12 +175,18 @@ class JobRunner:
         time_s = self._handler_time_s(job)
         ctx = self._context(job, reporter, time_s)
         started = self._clock.monotonic()
-        raised: Optional[BaseException] = None
+        result, raised = self._call_handler(job, job_type, payload, ctx, reporter, started, time_s)
+        return self._end_attempt(job, ctx, reporter, started, result, raised)
+
+    def _call_handler(self, job: Job, job_type: JobType, payload: Any, ctx: JobContext, reporter: ProgressReporter,
+                      started: float, time_s: float) -> tuple[Any, Optional[BaseException]]:
+        """(what the handler returned, what it raised): the handler run within `time_s`, its ctx
+        closed after it. Raises only KeyboardInterrupt and GeneratorExit."""
         try:
             give_up = functools.partial(self._give_up, reporter, started) if self._end_process else None
-            result = run_with_timeout(lambda: job_type.handler(ctx, payload), time_s, ctx.expire,
-                                      clock=self._clock, give_up=give_up, give_up_after_s=self._give_up_after_s,
-                                      timeout_s=job.timeout_s)
+            return run_with_timeout(lambda: job_type.handler(ctx, payload), time_s, ctx.expire,
+                                    clock=self._clock, give_up=give_up, give_up_after_s=self._give_up_after_s,
+                                    timeout_s=job.timeout_s), None
         except (KeyboardInterrupt, GeneratorExit):
             # Not the handler's failure: KeyboardInterrupt is someone stopping this process (Ctrl-C
             # on a local worker), which must stop; GeneratorExit only unwinds a generator being
@@ -188,9 +195,14 @@ class JobRunner:
         except BaseException as exc:  # noqa: B036 - SystemExit, asyncio.CancelledError, a library's own
             # BaseException: it ends this attempt like any error instead of leaving the runner
             # (and the batch-mates behind it) and the job `running` until its lease ends.
-            raised, result = exc, None
+            return None, exc
         finally:
             ctx.close()  # a ctx kept past the handler (a thread, a callback) writes nothing more
+
+    def _end_attempt(self, job: Job, ctx: JobContext, reporter: ProgressReporter, started: float, result: Any,
+                     raised: Optional[BaseException]) -> Job:
+        """The attempt's outcome written, from what its handler returned or raised and what it
+        did through its ctx: canceled, failed `timeout`, ended early, or completed."""
         if isinstance(raised, JobCancelledError):
             return self._cancel(reporter, started)
         if isinstance(raised, JobTimeoutError) or ctx.expired:
@@ -203,6 +215,11 @@ class JobRunner:
         # returned (`if ctx.cancelled(): return`, a caught JobCancelledError): not a completion.
         if raised is not None or ctx.failure is not None or ctx.cancel_seen:
             return self._end_early(ctx, reporter, raised, started)
+        return self._complete(ctx, reporter, result, started)
+
+    def _complete(self, ctx: JobContext, reporter: ProgressReporter, result: Any, started: float) -> Job:
+        """The attempt completed with its result (complete_job's, else the handler's), or failed
+        for good when that result cannot be stored."""
         message = None
         if ctx.completion is not None:  # complete_job recorded the result: it is the job's
             result, message = ctx.completion.result, ctx.completion.message

@@ -9,7 +9,7 @@ from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
 from chalicelib.job_types import build_registry
 from chalicelib.lifecycle import JobLifecycle
-from chalicelib.worker.helpers import complete_job, fail_job, progress, start_job
+from chalicelib.worker.helpers import Completion, complete_job, fail_job, progress, start_job
 from chalicelib.worker.runner import JobRunner
 
 default_registry = build_registry(demo_types=True)
@@ -235,3 +235,15 @@ def test_demo_model_fails_with_model_error_and_no_retry(store, queue, clock):
     assert final.status == JobStatus.FAILED and final.attempts == 1
     assert final.error.code == "MODEL_ERROR" and "step 50%" in final.error.message
     assert final.progress.percent == 50
+
+
+def test_a_completion_returned_without_complete_job_is_the_result_and_message(store, queue, clock):
+    """`Completion` is exported beside `complete_job`: a handler that returns one it made (a
+    library's, say, never recorded on its ctx) completes with its result and message."""
+    types = JobTypeRegistry()
+    types.register("h.completion_made", Empty)(lambda ctx, payload: Completion({"rows": 3}, "three rows"))
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    final = run((lifecycle, JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0)),
+                queue, "h.completion_made")
+    assert final.status == JobStatus.COMPLETED and final.result == {"rows": 3}
+    assert final.progress.message == "three rows"
