@@ -30,9 +30,16 @@ from chalicelib.domain.status import JobStatus
 class AttemptWrites(JobWrites, JobReads):
     """What a running attempt writes without changing the job's status: its progress and its children."""
 
-    def record_progress(self, job_id: str, attempt: int, progress: Progress, *, announce: bool = False) -> Job:
-        announced = ", #event_percent = :percent" if announce else ""
-        names = {"#event_percent": "event_percent"} if announce else {}
+    def record_progress(self, job_id: str, attempt: int, progress: Progress, *, announce: bool = False,
+                        mark: Optional[float] = None) -> Job:
+        announced, on_mark = "", ""
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        if announce:  # moves the mark it was decided from, and only that one
+            announced, names["#event_percent"] = ", #event_percent = :percent", "event_percent"
+            on_mark = " AND attribute_not_exists(#event_percent)"
+            if mark is not None:
+                on_mark, values[":mark"] = " AND #event_percent = :mark", attribute_value(mark)
         try:
             response = self._ddb.update_item(
                 TableName=self._table,
@@ -40,7 +47,7 @@ class AttemptWrites(JobWrites, JobReads):
                 UpdateExpression=f"SET #progress = :progress{announced} ADD #version :one",
                 ConditionExpression=(
                     "#status = :running AND #attempts = :attempt AND #progress.#percent <= :percent"
-                    " AND (attribute_not_exists(#cancel) OR #cancel = :false)"
+                    f" AND (attribute_not_exists(#cancel) OR #cancel = :false){on_mark}"
                 ),
                 ExpressionAttributeNames={
                     "#progress": "progress",
@@ -58,6 +65,7 @@ class AttemptWrites(JobWrites, JobReads):
                     ":percent": attribute_value(progress.percent),
                     ":one": attribute_value(1),
                     ":false": attribute_value(False),
+                    **values,
                 },
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -70,6 +78,8 @@ class AttemptWrites(JobWrites, JobReads):
                 if current is not None and current.cancel_requested and current.status == JobStatus.RUNNING \
                         and current.attempts == attempt:
                     return current  # a cancel was requested: nothing written, the caller stops
+                if announce and _moved_mark(current, attempt, progress.percent, mark):
+                    raise StaleJobError(f"job {job_id}'s event mark moved since it was read") from exc
                 raise progress_refusal(job_id, attempt, progress.percent, current) from exc
             if too_large(exc):
                 raise ProgressRejectedError(  # the report is what is wrong, not the store
@@ -144,3 +154,10 @@ class AttemptWrites(JobWrites, JobReads):
         if parent.status == JobStatus.RUNNING and parent.attempts == attempt and parent.cancel_requested:
             return JobCancelledError(f"job {parent_id} was canceled: child {child_id} is not spawned")
         return AttemptEndedError.refusing(parent_id, attempt, f"child {child_id} is not spawned")
+
+
+def _moved_mark(current: Optional[Job], attempt: int, percent: float, mark: Optional[float]) -> bool:
+    """Whether an announcing progress write was refused only for its mark: `current`, the job
+    that refused it, runs `attempt` below `percent` with another `event_percent` than `mark`."""
+    return (current is not None and current.status == JobStatus.RUNNING and current.attempts == attempt
+            and current.progress.percent <= percent and current.event_percent != mark)

@@ -202,7 +202,8 @@ class InMemoryJobStore:
             self._jobs[job_id] = new
             return ExpectedWrite(True, self._read(new, fetch=CLAIM_CHECKED, mark_gone=mark_gone))
 
-    def record_progress(self, job_id: str, attempt: int, progress: Progress, *, announce: bool = False) -> Job:
+    def record_progress(self, job_id: str, attempt: int, progress: Progress, *, announce: bool = False,
+                        mark: Optional[float] = None) -> Job:
         with self._lock:
             stored = self._jobs.get(job_id)
             if stored is None or stored.status != JobStatus.RUNNING or stored.attempts != attempt:
@@ -211,6 +212,8 @@ class InMemoryJobStore:
                 return self._read(stored, fetch=())
             if progress.percent < stored.progress.percent:
                 raise progress_refusal(job_id, attempt, progress.percent, stored)
+            if announce and stored.event_percent != mark:
+                raise StaleJobError(f"job {job_id}'s event mark moved since it was read")
             update: dict[str, Any] = {"progress": progress, "version": stored.version + 1}
             if announce:
                 update["event_percent"] = progress.percent

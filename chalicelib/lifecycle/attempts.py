@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 from chalicelib.defaults import RACE_RETRIES
 from chalicelib.domain.errors import DeadLetterOwedError, QueueUnavailableError, StaleJobError
 from chalicelib.domain.job import Job, JobErrorInfo, Progress, isoformat
-from chalicelib.domain.progress import check_not_decreasing, clamp_percent, is_notable_change
+from chalicelib.domain.progress import check_not_decreasing, clamp_percent, is_notable_change, progress_refusal
 from chalicelib.domain.status import JobStatus
 from chalicelib.lifecycle.dead_letters import DeadLetters
 from chalicelib.lifecycle.transitions import start_message, transition
@@ -30,18 +30,35 @@ class Attempts(DeadLetters):
     def record_progress(self, job: Job, progress: Progress) -> Job:
         """Conditional, monotonic progress write for the running attempt of `job`. Returns the
         stored job (a cancel request is visible in it without another read). Raises
-        ProgressRejectedError when the percent would decrease or the attempt is over."""
+        ProgressRejectedError when the percent would decrease or the attempt is over. An
+        announcement is written against the job's event mark it was decided from; a mark that
+        moved meanwhile (a write of this attempt whose every answer was lost) is read again and
+        the write decided on it."""
         percent = clamp_percent(progress.percent)
         check_not_decreasing(job.progress.percent, percent)
         stamped = progress.model_copy(update={"percent": percent, "updated_at": isoformat(self.clock())})
-        # A progress event when the percent reached a milestone or moved 10 points since the
-        # attempt's last event (its running transition or a progress event), not since the
-        # last write: throttled writes of a slow job each move less than 10.
-        announce = is_notable_change(job.progress.percent if job.event_percent is None else job.event_percent, percent)
-        written = self.store.record_progress(job.id, job.attempts, stamped, announce=announce)
-        # The store answers a claim-checked payload as its placeholder; a job's payload never
-        # changes, and the attempt keeps the one it was claimed with (its handler reads it).
-        return written.model_copy(update={"payload": job.payload})
+        current = job
+        for _ in range(RACE_RETRIES):
+            # A progress event when the percent reached a milestone or moved 10 points since the
+            # attempt's last event (its running transition or a progress event), not since the
+            # last write: throttled writes of a slow job each move less than 10.
+            mark = current.event_percent
+            announce = is_notable_change(current.progress.percent if mark is None else mark, percent)
+            try:
+                written = self.store.record_progress(job.id, job.attempts, stamped, announce=announce, mark=mark)
+            except StaleJobError:
+                # The mark moved: a write of this attempt landed unanswered (its worker still
+                # holds the mark before it). Decided again on the record, the announcement is
+                # measured from the event that write made, not made a second time.
+                fresh = self.store.get(job.id, fetch=(), mark_gone=False)
+                if fresh is None or fresh.status != JobStatus.RUNNING or fresh.attempts != job.attempts:
+                    raise progress_refusal(job.id, job.attempts, percent, fresh) from None
+                current = fresh
+                continue
+            # The store answers a claim-checked payload as its placeholder; a job's payload never
+            # changes, and the attempt keeps the one it was claimed with (its handler reads it).
+            return written.model_copy(update={"payload": job.payload})
+        raise StaleJobError(f"job {job.id} kept changing; giving up this progress write")
 
     def report_progress(
         self,

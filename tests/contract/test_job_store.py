@@ -359,7 +359,7 @@ def test_after_a_cancel_request_progress_is_not_written_and_the_job_says_why(ada
     job = running(adapters.store, make_job(1))
     job = adapters.store.record_progress(job.id, 1, Progress(percent=30))
     requested = adapters.store.apply(job, JobStatus.RUNNING, ChangeSet({"cancel_requested": True}))
-    answer = adapters.store.record_progress(job.id, 1, Progress(percent=60, step="s2"), announce=True)
+    answer = adapters.store.record_progress(job.id, 1, Progress(percent=60, step="s2"), announce=True, mark=0)
     assert answer.cancel_requested and answer.progress.percent == 30 and answer.version == requested.version
     stored = adapters.store.get(job.id, mark_gone=False)
     assert stored.progress.percent == 30 and stored.version == requested.version
@@ -383,10 +383,32 @@ def test_an_announced_progress_write_moves_the_event_percent_with_it(adapters):
     job = running(adapters.store, make_job(1))
     quiet = adapters.store.record_progress(job.id, 1, Progress(percent=8))
     assert quiet.event_percent == job.event_percent == 0 and quiet.progress.percent == 8
-    loud = adapters.store.record_progress(job.id, 1, Progress(percent=12), announce=True)
+    loud = adapters.store.record_progress(job.id, 1, Progress(percent=12), announce=True, mark=0)
     assert loud.event_percent == 12 and loud.version == quiet.version + 1
     assert adapters.store.get(job.id, mark_gone=False).event_percent == 12
     assert "event_percent" not in adapters.store.get(job.id, mark_gone=False).public()  # bookkeeping, not shown
+
+
+def test_an_announced_progress_write_lands_only_on_the_mark_it_was_decided_from(adapters):
+    """A worker whose announcing write landed unanswered still holds the mark before it: its next
+    announcement, decided from that mark, is refused (StaleJobError, nothing written) instead of
+    announcing a move measured from an event that is no longer the attempt's last."""
+    job = running(adapters.store, make_job(1))
+    adapters.store.record_progress(job.id, 1, Progress(percent=45), announce=True, mark=0)
+    before = adapters.store.get(job.id, mark_gone=False)
+    with pytest.raises(StaleJobError):
+        adapters.store.record_progress(job.id, 1, Progress(percent=48), announce=True, mark=0)
+    after = adapters.store.get(job.id, mark_gone=False)
+    assert (after.version, after.progress.percent, after.event_percent) == (before.version, 45, 45)
+    quiet = adapters.store.record_progress(job.id, 1, Progress(percent=48), mark=0)  # no announcement: no mark asked
+    assert (quiet.progress.percent, quiet.event_percent) == (48, 45)
+    assert adapters.store.record_progress(job.id, 1, Progress(percent=60), announce=True, mark=45).event_percent == 60
+    # An attempt started by a version that kept no mark: its announcement is decided from none.
+    adapters.store.create(make_job(2))
+    unmarked = adapters.store.apply(make_job(2), JobStatus.QUEUED, ChangeSet({"status": JobStatus.RUNNING, "attempts": 1}))
+    with pytest.raises(StaleJobError):
+        adapters.store.record_progress(unmarked.id, 1, Progress(percent=30), announce=True, mark=0)
+    assert adapters.store.record_progress(unmarked.id, 1, Progress(percent=30), announce=True).event_percent == 30
 
 
 def test_a_record_filled_by_progress_refuses_what_does_not_fit_until_its_message_is_cut(adapters):

@@ -186,6 +186,55 @@ def test_a_failure_with_its_percent_is_one_write_and_one_event(client, aws, tap,
     assert shown["progress"]["updated_at"] is not None  # written now, as every report is
 
 
+@pytest.fixture
+def reporting_30_45_48():
+    """Reports 30, 45 and 48, each written at once, then completes."""
+    from pydantic import BaseModel
+
+    from chalicelib.job_types import registry
+    from chalicelib.worker.helpers import progress
+
+    class Empty(BaseModel):
+        pass
+
+    name = "test.report_30_45_48"
+
+    @registry.register(name, Empty, max_attempts=1, timeout_s=30)
+    def report(ctx, payload):
+        for percent in (30, 45, 48):
+            progress(ctx, percent, force=True)
+        return {"ok": True}
+
+    yield name
+    registry._types.pop(name)
+
+
+def _writes_progress_at(percent: float):
+    def matches(request: dict) -> bool:
+        values = request.get("ExpressionAttributeValues", {})
+        return ":progress" in values and float(values.get(":percent", {}).get("N", "nan")) == percent
+    return matches
+
+
+def test_a_progress_write_whose_answers_were_all_lost_is_announced_once_and_nothing_finer(
+        client, aws, tap, stream, reporting_30_45_48):
+    """The write of 45 % landed, announced (15 points past the event at 30), and every answer to it
+    was lost: the worker keeps the report and goes on. Its next write, 48 %, was still measured
+    from the event at 30 the worker last read, and went out as a `job.status.progress` of 3
+    points (45 -> 48, no milestone), finer progress than docs/events.md publishes."""
+    from tests.functional.test_lost_answers import AnswersLost
+
+    job = submit(client, {"type": reporting_30_45_48, "payload": {}})
+    store = composition.container().store
+    store._ddb = AnswersLost(store._ddb, "update_item", all_lost=True, only=_writes_progress_at(45))
+    run_worker(client, aws)
+    store._ddb = store._ddb._client
+    assert publish_stream(client._app, stream) == {"batchItemFailures": []}
+    events = [e["detail"] for e in tap() if e["detail"]["job_id"] == job["id"]]
+    assert [(d["status"], d["previous_progress"], d["progress"]) for d in events] == [
+        ("queued", None, 0), ("running", 0, 0), ("running", 0, 30), ("running", 30, 45), ("completed", 48, 100)]
+
+
 def _template_rule_queues(aws, rules: tuple[str, ...]) -> dict[str, str]:
     """Each of the template's `rules`, its pattern as deployed, on the bus with a queue of its own."""
     template = json.loads((Path(__file__).resolve().parents[2] / "infra" / "resources.json").read_text())["Resources"]
