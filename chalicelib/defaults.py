@@ -91,6 +91,10 @@ DELIVERY_RECORD_TTL_S = 16 * 24 * 3600
 # The lease of an in-progress delivery record when the invocation's remaining time is unknown:
 # the subscriber functions' timeout, so a live delivery is never taken over.
 DELIVERY_LEASE_S = 60
+# The longest `event_id` a subscriber takes for a jobpipe event's: jobpipe's are UUIDs (36
+# characters). A longer one is a hand-made body, and would make its batch's one ledger request
+# fail whole (DynamoDB keys the record on it: 2,048 bytes at most), its batch-mates with it.
+MAX_EVENT_ID_CHARS = 128
 # One webhook POST has this long, wall clock, to be answered (status line and headers; the body,
 # read to keep the connection and kept only from a 4xx, within the same time): 10 deliveries of
 # an SQS batch then fit the ERP bridge's 60 s timeout.

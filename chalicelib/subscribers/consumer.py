@@ -10,7 +10,7 @@ import json
 import math
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from chalicelib.defaults import DELIVERY_LEASE_S, WEBHOOK_RETRY_AFTER_MAX_S
+from chalicelib.defaults import DELIVERY_LEASE_S, MAX_EVENT_ID_CHARS, WEBHOOK_RETRY_AFTER_MAX_S
 from chalicelib.domain.errors import JobpipeError, WebhookRefusedError, describe
 from chalicelib.observability import logger
 from chalicelib.ports import DeadLetterQueue, DeliveryLedger, JobQueue
@@ -23,13 +23,16 @@ Effect = Callable[[dict[str, Any], Optional[float]], Any]
 
 
 def _detail(body: str) -> dict[str, Any]:
-    """The `detail` of the EventBridge envelope an event rule put on the queue."""
+    """The `detail` of the EventBridge envelope an event rule put on the queue. Raises ValueError
+    for any other body, one whose `event_id` is no text of at most MAX_EVENT_ID_CHARS included:
+    it fails alone, never in its batch's ledger request."""
     try:
         envelope = json.loads(body)
     except ValueError:
         envelope = None
     detail = envelope.get("detail", envelope) if isinstance(envelope, dict) else None
-    if not isinstance(detail, dict) or "event_id" not in detail:
+    event_id = detail.get("event_id") if isinstance(detail, dict) else None
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_EVENT_ID_CHARS:
         raise ValueError(f"not a jobpipe event: {body[:200]!r}")
     return detail
 

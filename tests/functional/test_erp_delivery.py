@@ -520,3 +520,19 @@ def test_a_message_that_is_no_jobpipe_event_is_said_in_the_log(bridge, monkeypat
     assert failures == [{"itemIdentifier": "m-foreign"}] and erp.posts == 0
     (line,) = [entry for entry in lines if entry["message"] == "erp_bridge received a message that is no jobpipe event"]
     assert line["message_id"] == "m-foreign" and "not a jobpipe event" in line["error"]
+
+
+def test_a_message_whose_event_id_no_jobpipe_event_has_fails_alone(bridge, monkeypatch):
+    """A body shaped like an event but with an `event_id` jobpipe never makes (a hand-made one of
+    thousands of characters) is no jobpipe event: it fails on its own, said in the log, and its
+    batch-mates are delivered. Taken for an event, its id was in the batch's one ledger request,
+    which DynamoDB refuses whole (a key over 2,048 bytes), so every event beside it failed too,
+    on every delivery it shared with them, until the redrive policy parked it."""
+    invoke, erp, _, _, _ = bridge
+    lines = _warnings(monkeypatch)
+    (ok,) = ids(1)
+    foreign = "x" * 3000
+    assert invoke([ok, foreign]) == [foreign]
+    assert erp.accepted == [ok] and erp.posts == 1
+    (line,) = [entry for entry in lines if entry["message"] == "erp_bridge received a message that is no jobpipe event"]
+    assert "not a jobpipe event" in line["error"]
