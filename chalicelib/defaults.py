@@ -250,8 +250,9 @@ UNPROCESSED_RETRIES = 6
 # A transaction is tried again this often when a concurrent write to one of its items made
 # DynamoDB cancel it (TransactionConflict): a keyed submit's on the same key (the retry finds
 # that one's record), a parent's own progress write beside a spawn or an artifact, the
-# completions of two jobs of one scope (both write the scope's invalidation record) or a
-# cancel request on the finishing job.
+# completions of two jobs of one scope (both write the scope's invalidation record), a
+# cancel request on the finishing job, or the change-stream invocations of two shards adding
+# their batches to the same counters.
 CONFLICT_RETRIES = 2
 # PutEvents entries that failed (FailedEntryCount) are sent again this often before the batch
 # fails: a throttled bus answers within a few tries, an outage is the stream's to retry.

@@ -11,7 +11,8 @@ A batch of changes is one transaction: a SEEN marker per change (conditional on 
 and one ADD per shared item (`STATUS`, each hour touched) of the batch's summed deltas, so the
 shared items take one write per stream batch, not one per change, and a redelivered batch is
 counted once: a transaction cancelled by markers already present is retried without those
-changes (the sums are recomputed from the new ones only)."""
+changes (the sums are recomputed from the new ones only), and one cancelled by another shard's
+batch adding to the same counters at that moment (TransactionConflict) is tried again."""
 from __future__ import annotations
 
 import time
@@ -21,7 +22,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.dynamodb_batch import batch_get
 from chalicelib.adapters.dynamodb_items import tenant_counter_key
-from chalicelib.defaults import BATCH_GET_MAX, STATS_HOUR_TTL_S, STATS_SEEN_TTL_S, TRANSACT_WRITE_MAX_ITEMS
+from chalicelib.defaults import (
+    BATCH_GET_MAX,
+    CONFLICT_RETRIES,
+    STATS_HOUR_TTL_S,
+    STATS_SEEN_TTL_S,
+    TRANSACT_WRITE_MAX_ITEMS,
+)
 from chalicelib.domain.errors import StoreUnavailableError
 from chalicelib.domain.stats import StatDelta, combine
 
@@ -63,6 +70,7 @@ class DynamoStatsStore:
 
     def _record_chunk(self, deltas: list[StatDelta]) -> int:
         pending = list(deltas)
+        conflicts = 0
         while pending:
             try:
                 self._ddb.transact_write_items(TransactItems=self._items(pending))
@@ -71,6 +79,11 @@ class DynamoStatsStore:
                 raise StoreUnavailableError("could not record job statistics") from exc
             except ClientError as exc:
                 seen = _already_counted(exc, pending)
+                if seen is None and _conflicted(exc) and conflicts < CONFLICT_RETRIES:
+                    # Another shard's invocation was adding to the same counters: nothing was
+                    # written, and the next try lands (or names the markers counted meanwhile).
+                    conflicts += 1
+                    continue
                 if seen is None:
                     raise StoreUnavailableError("could not record job statistics") from exc
                 if not seen:  # cancelled without saying which marker: count one change at a time
@@ -146,6 +159,11 @@ def _chunks(deltas: list[StatDelta]) -> list[list[StatDelta]]:
     if current:
         chunks.append(current)
     return chunks
+
+
+def _conflicted(exc: ClientError) -> bool:
+    """Whether a concurrent write to one of the transaction's items cancelled it (nothing written)."""
+    return any(r.get("Code") == "TransactionConflict" for r in exc.response.get("CancellationReasons") or [])
 
 
 def _already_counted(exc: ClientError, deltas: list[StatDelta]) -> Optional[set[int]]:

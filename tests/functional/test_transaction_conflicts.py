@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from botocore.exceptions import ClientError
 
 from chalicelib import composition
+from chalicelib.domain.errors import StoreUnavailableError
 from tests.functional.conftest import auth, get_job, invoke_worker, receive_all, sqs_event
 
 SCOPED = {"type": "demo.steps", "scope": "p-7", "payload": {"steps": 2, "step_ms": 0}}
@@ -72,3 +74,29 @@ def test_a_completion_that_keeps_meeting_concurrent_writes_is_a_store_outage(app
     job = get_job(client, job_id)
     assert job["status"] == "running"
     assert client.http.get(f"/jobs/{job_id}/runs", headers=auth()).json_body["runs"][0]["status"] == "running"
+
+
+def test_a_stream_batch_whose_count_met_another_shards_count_is_counted_on_its_next_try(app, client, aws):
+    """Every change-stream invocation adds its batch to the same counter items (STATUS, the
+    hour's, the tenant's) in one transaction; a table with more than one stream shard runs one
+    invocation per shard at once, and two of those transactions meeting on STATUS cancel one
+    (TransactionConflict). It was a store outage: the whole batch failed before any event went
+    out, and the stream delivered it again (bisected, up to 20 times)."""
+    from chalicelib.domain.job import parse_time
+    from chalicelib.domain.stats import delta_for
+    from chalicelib.domain.status import JobStatus
+    from tests.functional.test_api import STEPS, submit
+
+    job = composition.container().store.get(submit(client, STEPS)["id"], mark_gone=False)
+    stats = composition.container().stats
+    stats._ddb = conflicting = Conflicting(stats._ddb, conflicts=1)
+
+    assert stats.record_batch([delta_for(None, job, parse_time(job.created_at))]) == 1
+
+    assert conflicting.left == 0
+    assert stats.status_counts()["queued"] == 1
+    stats._ddb = Conflicting(stats._ddb._client, conflicts=99)  # past its tries: a store outage, as before
+    with pytest.raises(StoreUnavailableError):
+        stats.record_batch([delta_for(job, job.model_copy(update={"version": job.version + 1, "status": JobStatus.RUNNING}),
+                                      parse_time(job.created_at))])
+    assert stats.status_counts() == {"queued": 1}
