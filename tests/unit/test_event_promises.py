@@ -193,3 +193,23 @@ def test_a_stream_record_without_a_creation_time_is_timed_by_the_write_it_carrie
         first = job_change(record).timestamp
         clock.advance(3600)  # read again an hour later: a redelivery, a replay
         assert first == job_change(record).timestamp == written, new.status
+
+
+def test_reports_coalesced_past_two_milestones_are_one_event_from_the_last_one(lifecycle, store):
+    """docs/events.md: an event is of a write. 5, 30 and 60 reported within one 2 s window are
+    written once, at 60: one `job.status.progress` whose previous_progress is the last event's
+    (the running transition's 0), so a receiver reads 25 and 50 as reached between them."""
+    from chalicelib.adapters.clocks import ManualClock
+    from chalicelib.worker.progress import ProgressReporter
+
+    job = _submit(lifecycle)
+    tap = Tap(store, job.id)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    tap.step()
+    window = ManualClock(start=1000.0)
+    reporter = ProgressReporter(running, lifecycle.record_progress, clock=window, min_interval_s=2.0)
+    for percent in (5, 30, 60):
+        reporter.report(percent)
+    window.advance(2.0)
+    assert [(e.event_type, e.previous_progress, e.progress) for e in tap.step()] == [
+        ("job.status.progress", 0, 60)]
