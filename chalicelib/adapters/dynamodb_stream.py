@@ -9,7 +9,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.dynamodb_items import JOB_SORT_KEY, item_to_job
 from chalicelib.defaults import STREAM_MAX_PAGES_PER_BATCH
-from chalicelib.domain.errors import ChangeStreamUnavailableError, StreamBatchUnreadableError
+from chalicelib.domain.errors import (
+    ChangeStreamUnavailableError,
+    StreamBatchPartlyHeldError,
+    StreamBatchUnreadableError,
+)
 from chalicelib.domain.job import isoformat
 from chalicelib.ports import FailedStreamBatch, JobChange
 
@@ -60,28 +64,30 @@ class DynamoChangeStream:
             raise StreamBatchUnreadableError(f"{batch.stream_arn} is not the stream of table {self._table}")
         first, last = int(batch.first_sequence), int(batch.last_sequence)
         try:
-            iterator = self._streams.get_shard_iterator(
-                StreamArn=batch.stream_arn, ShardId=batch.shard_id,
-                ShardIteratorType="AT_SEQUENCE_NUMBER", SequenceNumber=batch.first_sequence,
-            )["ShardIterator"]
+            try:
+                iterator = self._iterator(batch, "AT_SEQUENCE_NUMBER")
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "TrimmedDataAccessException":
+                    raise
+                # The first record passed the stream's 24 hours: its later ones may not have yet.
+                iterator = self._iterator(batch, "TRIM_HORIZON")
             found: list[dict[str, Any]] = []
+            trimmed = False  # the batch's first record is not on the stream any more
             for _ in range(STREAM_MAX_PAGES_PER_BATCH):
                 page = self._streams.get_records(ShardIterator=iterator, Limit=1000)
                 for record in page.get("Records", []):
                     sequence = int(record["dynamodb"]["SequenceNumber"])
-                    if not found and sequence != first:
-                        raise StreamBatchUnreadableError(
-                            f"the stream no longer holds record {batch.first_sequence} (it starts at {sequence})")
+                    if sequence < first:
+                        continue
                     if sequence > last:
-                        return found
+                        return _held(batch, found, trimmed)
+                    trimmed = trimmed or (not found and sequence != first)
                     found.append(as_delivered(record))
                     if sequence == last:
-                        return found
+                        return _held(batch, found, trimmed)
                 iterator = page.get("NextShardIterator")
                 if not iterator:  # a closed shard, read to its end
-                    if found:
-                        return found
-                    raise StreamBatchUnreadableError(f"the shard {batch.shard_id} holds no record of this batch")
+                    return _held(batch, found, trimmed)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in _GONE:
                 raise StreamBatchUnreadableError(
@@ -91,6 +97,21 @@ class DynamoChangeStream:
             raise ChangeStreamUnavailableError("could not read the jobs table's stream") from exc
         raise ChangeStreamUnavailableError(
             f"record {batch.last_sequence} not reached in {STREAM_MAX_PAGES_PER_BATCH} pages; tried again later")
+
+    def _iterator(self, batch: FailedStreamBatch, kind: str) -> str:
+        at = {"SequenceNumber": batch.first_sequence} if kind == "AT_SEQUENCE_NUMBER" else {}
+        return self._streams.get_shard_iterator(StreamArn=batch.stream_arn, ShardId=batch.shard_id,
+                                                ShardIteratorType=kind, **at)["ShardIterator"]
+
+
+def _held(batch: FailedStreamBatch, found: list[dict[str, Any]], trimmed: bool) -> list[dict[str, Any]]:
+    """`found`, the batch's records read back, when they are the whole batch (from its first);
+    else StreamBatchPartlyHeldError with them, or StreamBatchUnreadableError when there are none."""
+    if not found:
+        raise StreamBatchUnreadableError(f"the stream no longer holds record {batch.first_sequence}")
+    if trimmed:
+        raise StreamBatchPartlyHeldError(f"the stream no longer holds record {batch.first_sequence}", held=found)
+    return found
 
 
 def as_delivered(record: dict[str, Any]) -> dict[str, Any]:

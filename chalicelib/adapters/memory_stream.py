@@ -8,7 +8,7 @@ import time
 from typing import Any, Callable, Optional
 
 from chalicelib.defaults import SQS_MAX_HOLD_S
-from chalicelib.domain.errors import StreamBatchUnreadableError
+from chalicelib.domain.errors import StreamBatchPartlyHeldError, StreamBatchUnreadableError
 from chalicelib.ports import FailedStreamBatch
 
 
@@ -31,9 +31,12 @@ class InMemoryChangeStream:
             raise StreamBatchUnreadableError(f"{batch.stream_arn} {batch.shard_id} is not this stream's shard")
         first, last = int(batch.first_sequence), int(batch.last_sequence)
         sequences = [int(r["dynamodb"]["SequenceNumber"]) for r in self._records]
+        held = [r for r, s in zip(self._records, sequences) if first <= s <= last]
         if first not in sequences:
+            if held:
+                raise StreamBatchPartlyHeldError(f"the stream no longer holds record {batch.first_sequence}", held=held)
             raise StreamBatchUnreadableError(f"the stream no longer holds record {batch.first_sequence}")
-        return [r for r, s in zip(self._records, sequences) if first <= s <= last]
+        return held
 
 
 class InMemoryFailedStreamBatches:

@@ -384,6 +384,15 @@ class StreamBatchUnreadableError(JobpipeError):
     code = "stream_batch_unreadable"
 
 
+class StreamBatchPartlyHeldError(StreamBatchUnreadableError):
+    """A failed stream batch whose first records the stream no longer holds, while it still holds
+    the later ones: `held`, in stream order, shaped as the change-stream function receives them."""
+
+    def __init__(self, message: str, *, held: list[Any]) -> None:
+        super().__init__(message)
+        self.held = held
+
+
 class ChangeStreamUnavailableError(JobpipeError):
     """The change stream could not be read just now (a refusal, a timeout): try again later."""
 

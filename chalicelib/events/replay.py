@@ -13,8 +13,11 @@ everything went out. A repeat is harmless: events keep their ids (subscribers dr
 and the counters' per-(job, version) markers count a change once. A replay that fails waits a
 minute, doubling per try up to an hour; a batch the stream no longer holds stays on the queue,
 for an operator (its description looked at again twice a day; `StreamFailureQueueHeldAlarm`
-stays on while it is there)."""
+stays on while it is there). Of a batch whose first records the stream no longer holds, the
+records it still holds are counted and published each time, and the description stays too."""
 from __future__ import annotations
+
+from typing import Any
 
 from chalicelib.defaults import (
     REPLAY_BATCHES_PER_PASS,
@@ -23,7 +26,12 @@ from chalicelib.defaults import (
     UNREADABLE_HOLD_S,
     redelivery_wait_s,
 )
-from chalicelib.domain.errors import EventPublishError, JobpipeError, StreamBatchUnreadableError
+from chalicelib.domain.errors import (
+    EventPublishError,
+    JobpipeError,
+    StreamBatchPartlyHeldError,
+    StreamBatchUnreadableError,
+)
 from chalicelib.events.stream import StreamConsumer
 from chalicelib.ports import ChangeStream, FailedStreamBatch, FailedStreamBatches
 
@@ -50,12 +58,26 @@ class StreamReplay:
         raised, the description then hidden for the next try's wait."""
         try:
             records = self._stream.records(batch)
+        except StreamBatchPartlyHeldError as partly:
+            # What the stream still holds goes out; what it lost is the operator's to know.
+            self._publish(batch, partly.held)
+            self._failures.hold(batch, UNREADABLE_HOLD_S)
+            raise StreamBatchUnreadableError(
+                f"{partly.message}, nor the batch's others before record "
+                f"{partly.held[0]['dynamodb']['SequenceNumber']}: the {len(partly.held)} from there on "
+                "were counted and published") from partly
         except StreamBatchUnreadableError:
             self._failures.hold(batch, UNREADABLE_HOLD_S)
             raise
         except Exception:  # the stream throttled or away: the same waits as a failed publish
             self._hold_for_retry(batch)
             raise
+        self._publish(batch, records)
+        self._failures.settle(batch)
+
+    def _publish(self, batch: FailedStreamBatch, records: list[dict[str, Any]]) -> None:
+        """Count and publish `records`; on any failure the description is held for the next
+        try's wait and the failure raised."""
         try:
             failed_at = self._consumer.consume(records)
             if failed_at is not None:
@@ -63,7 +85,6 @@ class StreamReplay:
         except Exception:
             self._hold_for_retry(batch)
             raise
-        self._failures.settle(batch)
 
     def _hold_for_retry(self, batch: FailedStreamBatch) -> None:
         try:

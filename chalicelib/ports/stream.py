@@ -62,5 +62,6 @@ class ChangeStream(Protocol):
     def records(self, batch: FailedStreamBatch) -> list[dict[str, Any]]:
         """The batch's stream records, first to last sequence number in stream order, shaped as
         the change-stream function receives them. Raises StreamBatchUnreadableError when the
-        stream no longer holds them (or the batch names another stream),
-        ChangeStreamUnavailableError when the stream cannot be read now."""
+        stream no longer holds them (or the batch names another stream), its
+        StreamBatchPartlyHeldError with the later records when it no longer holds the first ones
+        only, ChangeStreamUnavailableError when the stream cannot be read now."""

@@ -10,7 +10,7 @@ from botocore.stub import Stubber
 
 from chalicelib.adapters.dynamodb_stream import DynamoChangeStream
 from chalicelib.adapters.sqs_stream_failures import failed_batch_of
-from chalicelib.domain.errors import ChangeStreamUnavailableError, StreamBatchUnreadableError
+from chalicelib.domain.errors import ChangeStreamUnavailableError, StreamBatchPartlyHeldError, StreamBatchUnreadableError
 from chalicelib.ports import FailedStreamBatch
 
 STREAM = "arn:aws:dynamodb:us-east-1:123456789012:table/jobs/stream/2026-01-01T00:00:00.000"
@@ -60,7 +60,6 @@ def stubbed():
 
 
 @pytest.mark.parametrize("code, error", [
-    ("TrimmedDataAccessException", StreamBatchUnreadableError),
     ("ResourceNotFoundException", StreamBatchUnreadableError),
     ("LimitExceededException", ChangeStreamUnavailableError),
     ("InternalServerError", ChangeStreamUnavailableError),
@@ -78,10 +77,32 @@ def record(sequence: int) -> dict:
 
 def test_a_stream_that_starts_after_the_batch_no_longer_holds_it(stubbed):
     stream, stubber = stubbed
-    stubber.add_response("get_shard_iterator", {"ShardIterator": "it-1"})
-    stubber.add_response("get_records", {"Records": [record(103), record(104)], "NextShardIterator": "it-2"})
-    with pytest.raises(StreamBatchUnreadableError, match=f"no longer holds record {seq(100)}"):
+    stubber.add_client_error("get_shard_iterator", service_error_code="TrimmedDataAccessException")
+    stubber.add_response("get_shard_iterator", {"ShardIterator": "it-0"},
+                         {"StreamArn": STREAM, "ShardId": SHARD, "ShardIteratorType": "TRIM_HORIZON"})
+    stubber.add_response("get_records", {"Records": [record(105)], "NextShardIterator": "it-1"})
+    with pytest.raises(StreamBatchUnreadableError, match=f"no longer holds record {seq(100)}") as refused:
         stream.records(batch())
+    assert not isinstance(refused.value, StreamBatchPartlyHeldError)
+
+
+def test_a_stream_that_starts_inside_the_batch_gives_the_records_it_still_holds(stubbed):
+    """The batch's first record passed the stream's 24 hours (GetShardIterator at it is refused,
+    TrimmedDataAccessException): read from the oldest record the stream holds, its later ones are
+    there to publish."""
+    stream, stubber = stubbed
+    stubber.add_client_error("get_shard_iterator", service_error_code="TrimmedDataAccessException")
+    stubber.add_response("get_shard_iterator", {"ShardIterator": "it-0"},
+                         {"StreamArn": STREAM, "ShardId": SHARD, "ShardIteratorType": "TRIM_HORIZON"})
+    stubber.add_response("get_records", {"Records": [record(103), record(104), record(105)], "NextShardIterator": "it-1"})
+    with pytest.raises(StreamBatchPartlyHeldError, match=f"no longer holds record {seq(100)}") as partly:
+        stream.records(batch())
+    assert [r["dynamodb"]["SequenceNumber"] for r in partly.value.held] == [seq(103), seq(104)]
+    stubber.add_response("get_shard_iterator", {"ShardIterator": "it-1"})  # an iterator at the first record, past it
+    stubber.add_response("get_records", {"Records": [record(102), record(104)], "NextShardIterator": "it-2"})
+    with pytest.raises(StreamBatchPartlyHeldError) as partly:
+        stream.records(batch())
+    assert [r["dynamodb"]["SequenceNumber"] for r in partly.value.held] == [seq(102), seq(104)]
 
 
 def test_records_are_read_across_pages_up_to_the_last_of_the_batch(stubbed):

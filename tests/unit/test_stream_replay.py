@@ -165,6 +165,26 @@ def test_a_batch_the_stream_no_longer_holds_stays_for_an_operator(lifecycle, que
     assert pipeline.publisher.published == []
 
 
+def test_what_the_stream_still_holds_of_a_partly_trimmed_batch_is_published(lifecycle, queue, pipeline):
+    """A batch whose first record passed the stream's 24 hours while its later ones have not (a
+    replay that kept failing through a long outage, the batch's writes spread over time): the
+    records still held are counted and published, and the description stays for an operator,
+    naming what is lost. Taken as a batch the stream no longer holds, the held records' events
+    were never published, though the stream could still serve them."""
+    queued, running = submit_and_claim(lifecycle, queue)
+    pipeline.publisher.fail_next = 1
+    pipeline.deliver([pipeline.write(None, queued), pipeline.write(queued, running)])
+    pipeline.stream.trim(1)  # the first record passed the stream's 24 hours, the second not yet
+    pass_ = pipeline.reconciler(lifecycle).run_pass()
+    assert pass_.counts == {"stream_batch_unreadable": 1}
+    assert pass_.errors == ["stream batch 101-102: stream_batch_unreadable: the stream no longer holds record "
+                            "101, nor the batch's others before record 102: the 1 from there on were counted "
+                            "and published"]
+    assert [(e.event_id, e.status) for e in pipeline.publisher.published] == [
+        (event_id_for(running.id, running.version), "running")]
+    assert len(pipeline.failures.waiting()) == 1, "its description stays, and so does its alarm"
+
+
 def test_a_description_of_another_stream_is_not_replayed(lifecycle, queue, pipeline):
     queued, _ = submit_and_claim(lifecycle, queue)
     pipeline.write(None, queued)
