@@ -35,11 +35,15 @@ class AttemptWrites(JobWrites, JobReads):
         announced, on_mark = "", ""
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
-        if announce:  # moves the mark it was decided from, and only that one
-            announced, names["#event_percent"] = ", #event_percent = :percent", "event_percent"
-            on_mark = " AND attribute_not_exists(#event_percent)"
+        if announce:  # moves the attempt's mark it was decided from, and only that one (Job.event_mark)
+            announced = ", #event_percent = :percent, #event_attempt = :attempt"
+            names.update({"#event_percent": "event_percent", "#event_attempt": "event_attempt"})
+            on_mark = (" AND (attribute_not_exists(#event_percent)"
+                       " OR (attribute_exists(#event_attempt) AND #event_attempt <> :attempt))")
             if mark is not None:
-                on_mark, values[":mark"] = " AND #event_percent = :mark", attribute_value(mark)
+                on_mark = (" AND #event_percent = :mark"
+                           " AND (attribute_not_exists(#event_attempt) OR #event_attempt = :attempt)")
+                values[":mark"] = attribute_value(mark)
         try:
             response = self._ddb.update_item(
                 TableName=self._table,
@@ -158,6 +162,6 @@ class AttemptWrites(JobWrites, JobReads):
 
 def _moved_mark(current: Optional[Job], attempt: int, percent: float, mark: Optional[float]) -> bool:
     """Whether an announcing progress write was refused only for its mark: `current`, the job
-    that refused it, runs `attempt` below `percent` with another `event_percent` than `mark`."""
+    that refused it, runs `attempt` below `percent` with another mark than `mark` (Job.event_mark)."""
     return (current is not None and current.status == JobStatus.RUNNING and current.attempts == attempt
-            and current.progress.percent <= percent and current.event_percent != mark)
+            and current.progress.percent <= percent and current.event_mark != mark)

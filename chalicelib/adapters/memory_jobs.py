@@ -212,11 +212,11 @@ class InMemoryJobStore:
                 return self._read(stored, fetch=())
             if progress.percent < stored.progress.percent:
                 raise progress_refusal(job_id, attempt, progress.percent, stored)
-            if announce and stored.event_percent != mark:
+            if announce and stored.event_mark != mark:
                 raise StaleJobError(f"job {job_id}'s event mark moved since it was read")
             update: dict[str, Any] = {"progress": progress, "version": stored.version + 1}
             if announce:
-                update["event_percent"] = progress.percent
+                update.update(event_percent=progress.percent, event_attempt=attempt)
             new = stored.model_copy(update=update)
             if self._record_bytes(new) > ITEM_MAX_BYTES:
                 raise ProgressRejectedError(

@@ -98,8 +98,8 @@ class Run(BaseModel):
 
 
 # Bookkeeping of the worker and the reconciler that clients never see.
-INTERNAL_FIELDS = frozenset({"lease_expires_at", "timeout_s", "due_at", "dispatches", "event_percent", "claim_id",
-                             "dead_letter_owed"})
+INTERNAL_FIELDS = frozenset({"lease_expires_at", "timeout_s", "due_at", "dispatches", "event_percent",
+                             "event_attempt", "claim_id", "dead_letter_owed"})
 
 
 def known_fields(data: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
@@ -159,6 +159,9 @@ class Job(BaseModel):
     # write, so slow progress still reaches the ERP every 10 points. None on an attempt started
     # by a version that kept no mark: its writes are measured from the write before, as then.
     event_percent: Optional[float] = None
+    # The attempt `event_percent` was marked in (its claim's, then each announcing write's): a
+    # claim by a version that keeps no mark leaves an earlier attempt's, which is then no mark.
+    event_attempt: Optional[int] = None
     expires_at: Optional[int] = None  # epoch seconds; DynamoDB TTL removes the record after it
     # The attempt of a failed job whose message is not parked on the dead-letter queue yet: set
     # by the failed write itself, cleared once the queue took the letter; left set (the queue did
@@ -179,6 +182,16 @@ class Job(BaseModel):
         for field in self.gone:
             shown[field] = None
         return shown
+
+    @property
+    def event_mark(self) -> Optional[float]:
+        """The percent the running attempt's last event carried, or None when the attempt keeps
+        no mark: started by a version that kept none, whether the record holds none or an
+        earlier attempt's (`event_attempt` another). A mark without its attempt was written by a
+        version that marked every attempt it started: this one's."""
+        if self.event_attempt is not None and self.event_attempt != self.attempts:
+            return None
+        return self.event_percent
 
     def current_attempt_start(self) -> Optional[str]:
         """When the running attempt started; None while no attempt runs. A job started by a

@@ -52,15 +52,15 @@ def events_for_change(old: Optional[Job], new: Optional[Job], timestamp: str) ->
 
 
 def _announced(old: Job, new: Job) -> bool:
-    """Whether a write within an attempt announced its progress: it moved `event_percent`. A
-    write by a version that kept no mark (an attempt it started, finishing under it while the
-    stream already runs this one) is announced as that version decided: a notable change from
-    the write before."""
-    if new.event_percent is None:
+    """Whether a write within an attempt announced its progress: it moved the attempt's mark
+    (`Job.event_mark`). A write by a version that kept no mark (an attempt it started, finishing
+    under it while the stream already runs this one, its record holding no mark or an earlier
+    attempt's) is announced as that version decided: a notable change from the write before."""
+    if new.event_mark is None:
         return is_notable_change(old.progress.percent, new.progress.percent)
-    return new.event_percent != old.event_percent
+    return new.event_mark != old.event_mark
 
 
 def _last_announced(job: Job) -> float:
     """The percent the attempt's last event carried (the last write's, for an unmarked one)."""
-    return job.progress.percent if job.event_percent is None else job.event_percent
+    return job.progress.percent if job.event_mark is None else job.event_mark

@@ -42,7 +42,7 @@ class Attempts(DeadLetters):
             # A progress event when the percent reached a milestone or moved 10 points since the
             # attempt's last event (its running transition or a progress event), not since the
             # last write: throttled writes of a slow job each move less than 10.
-            mark = current.event_percent
+            mark = current.event_mark
             announce = is_notable_change(current.progress.percent if mark is None else mark, percent)
             try:
                 written = self.store.record_progress(job.id, job.attempts, stamped, announce=announce, mark=mark)

@@ -145,6 +145,7 @@ class Claims(Attempts):
             "progress": Progress(percent=0, step="started", updated_at=started),
             "error": REMOVE,  # the failed attempt's error stays on its run record, not on the next attempt
             "event_percent": 0.0,  # the running transition carries 0 %
+            "event_attempt": attempt,
             "claim_id": claim_id,
         }
         if first_start is not None:

@@ -195,10 +195,11 @@ class JobStore(Protocol):
     def record_progress(self, job_id: str, attempt: int, progress: Progress, *, announce: bool = False,
                         mark: Optional[float] = None) -> Job:
         """Write progress if the job is running `attempt` and the percent does not decrease;
-        `announce` also makes it the job's `event_percent` (the write is a progress event), and
-        then writes only while the stored `event_percent` is still `mark`, the one the
-        announcement was decided from (None: the job has none): StaleJobError otherwise,
-        nothing written (a write of the caller's that landed unanswered moved it).
+        `announce` also makes it the attempt's mark (`event_percent`, `event_attempt`: the write
+        is a progress event), and then writes only while the stored mark (`Job.event_mark`) is
+        still `mark`, the one the announcement was decided from (None: the attempt has none):
+        StaleJobError otherwise, nothing written (a write of the caller's that landed unanswered
+        moved it).
         Returns the job as stored after the write, a claim-checked payload or result shown as
         its placeholder, as listings show it (the hot write reads no object back). Once a
         cancel was requested nothing is written: the stored job is returned (`cancel_requested`

@@ -411,6 +411,23 @@ def test_an_announced_progress_write_lands_only_on_the_mark_it_was_decided_from(
     assert adapters.store.record_progress(unmarked.id, 1, Progress(percent=30), announce=True).event_percent == 30
 
 
+def test_an_earlier_attempts_mark_is_no_mark_of_the_running_one(adapters):
+    """An attempt claimed by a version that keeps no mark finds the earlier attempt's on the
+    record: the running attempt has none (Job.event_mark), and an announcement decided from none
+    lands, marking this attempt; one decided from the earlier attempt's is refused."""
+    job = running(adapters.store, make_job(1))
+    adapters.store.record_progress(job.id, 1, Progress(percent=80), announce=True, mark=0)
+    first = adapters.store.get(job.id, mark_gone=False)
+    assert (first.event_percent, first.event_attempt, first.event_mark) == (80, 1, 80)
+    second = adapters.store.apply(first, JobStatus.RUNNING, ChangeSet(
+        {"attempts": 2, "progress": Progress(percent=0, step="started")}))  # as that version claims
+    assert (second.event_percent, second.event_mark) == (80, None)
+    with pytest.raises(StaleJobError):
+        adapters.store.record_progress(job.id, 2, Progress(percent=85), announce=True, mark=80)
+    marked = adapters.store.record_progress(job.id, 2, Progress(percent=30), announce=True)
+    assert (marked.event_percent, marked.event_attempt, marked.event_mark) == (30, 2, 30)
+
+
 def test_a_record_filled_by_progress_refuses_what_does_not_fit_until_its_message_is_cut(adapters):
     """A progress report that would pass the record's 400 KB is refused as the report's fault;
     a write that adds to a record the progress left full is refused as RecordTooLargeError,

@@ -49,6 +49,32 @@ def test_a_milestone_written_by_a_worker_that_kept_no_event_percent_is_announced
     assert published == [("job.status.progress", 0.0, 12.0), ("job.status.progress", 20.0, 26.0)]
 
 
+def test_an_attempt_claimed_by_a_version_that_keeps_no_mark_is_announced_despite_an_earlier_attempts(
+        lifecycle, store):
+    """Attempt 1 ran under this version and its last event carried 80 %; attempt 2 was claimed
+    by a version that keeps no mark (a rolled-back one, or a worker of the version before still
+    finishing its batch), whose claim leaves the record's mark as it was. That mark is attempt
+    1's: attempt 2's writes are announced as that version decided, from the write before (30,
+    then 60 and 90 %). Taken for attempt 2's mark, it never moved, and none of them reached the
+    ERP, against docs/operations.md's promise for attempts an earlier version runs."""
+    from chalicelib.ports import ChangeSet, JobMessage
+
+    job = lifecycle.submit(tenant="acme", user="ann", type="demo.steps", payload={"steps": 1, "step_ms": 0})
+    running = lifecycle.report_progress(lifecycle.claim(JobMessage(job.id, 1)).job, 80)
+    lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="attempt 1 broke"), retryable=True)
+    retrying = store.get(job.id, mark_gone=False)
+    # That version's claim: no mark of its own, so the record keeps attempt 1's.
+    claimed = store.apply(retrying, JobStatus.RETRYING, ChangeSet(
+        {"status": JobStatus.RUNNING, "attempts": 2, "progress": Progress(percent=0, step="started")}))
+    assert claimed.event_percent == 80
+    published, old = [], claimed
+    for percent in (30, 60, 90):  # that version writes progress without announcing
+        new = store.record_progress(job.id, 2, Progress(percent=percent))
+        published += [(e.previous_progress, e.progress) for e in events_for_change(old, new, T)]
+        old = new
+    assert published == [(0, 30), (30, 60), (60, 90)]
+
+
 def test_a_rolled_back_version_reads_what_a_newer_one_wrote():
     """CloudFormation rolls a failed update back by itself: the code then reading the tables is
     older than some items in them. A job, its progress, its error and a run carrying attributes
