@@ -2,6 +2,7 @@
 queue → ERP bridge and cache invalidation handlers."""
 import json
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -147,27 +148,35 @@ def test_a_handler_that_reports_its_start_at_zero_publishes_each_milestone_once(
     assert len(stream.records) > len(events)  # the start write was there, and published nothing
 
 
-@pytest.fixture
-def failing_at_75():
-    """Seed 002's failure: reports at 10 and 30, then fail_job(..., progress_percent=75)."""
+@contextmanager
+def registered(name: str, handler):
+    """`handler` a job type named `name` (an empty payload, one attempt, 30 s) in the block."""
     from pydantic import BaseModel
 
     from chalicelib.job_types import registry
-    from chalicelib.worker.helpers import fail_job, progress
 
     class Empty(BaseModel):
         pass
 
-    name = "test.fail_at_75"
+    registry.register(name, Empty, max_attempts=1, timeout_s=30)(handler)
+    try:
+        yield name
+    finally:
+        registry._types.pop(name)
 
-    @registry.register(name, Empty, max_attempts=1, timeout_s=30)
+
+@pytest.fixture
+def failing_at_75():
+    """Seed 002's failure: reports at 10 and 30, then fail_job(..., progress_percent=75)."""
+    from chalicelib.worker.helpers import fail_job, progress
+
     def fail_at_75(ctx, payload):
         progress(ctx, 10, "loading", force=True)
         progress(ctx, 30, "processing", force=True)
         fail_job(ctx, "ERR_001", "Something went wrong", progress_percent=75)
 
-    yield name
-    registry._types.pop(name)
+    with registered("test.fail_at_75", fail_at_75) as name:
+        yield name
 
 
 def test_a_failure_with_its_percent_is_one_write_and_one_event(client, aws, tap, stream, failing_at_75):
@@ -189,24 +198,15 @@ def test_a_failure_with_its_percent_is_one_write_and_one_event(client, aws, tap,
 @pytest.fixture
 def reporting_30_45_48():
     """Reports 30, 45 and 48, each written at once, then completes."""
-    from pydantic import BaseModel
-
-    from chalicelib.job_types import registry
     from chalicelib.worker.helpers import progress
 
-    class Empty(BaseModel):
-        pass
-
-    name = "test.report_30_45_48"
-
-    @registry.register(name, Empty, max_attempts=1, timeout_s=30)
     def report(ctx, payload):
         for percent in (30, 45, 48):
             progress(ctx, percent, force=True)
         return {"ok": True}
 
-    yield name
-    registry._types.pop(name)
+    with registered("test.report_30_45_48", report) as name:
+        yield name
 
 
 def _writes_progress_at(percent: float):
