@@ -264,6 +264,23 @@ def test_cancel_running_only_requests_and_finished_is_refused(lifecycle):
         lifecycle.cancel("acme", job.id)
 
 
+def test_a_cancel_of_a_job_removed_between_its_read_and_its_write_is_not_found(lifecycle, store):
+    """The job was read running, then removed (finished and purged by a clean-up) before the
+    cancel request's write: 404, as for any job that is not there, not a 500."""
+    job = submit(lifecycle)
+    lifecycle.claim(JobMessage(job.id, 1))
+    read = store.get
+
+    def read_then_removed(job_id, *args, **kwargs):
+        found = read(job_id, *args, **kwargs)
+        store.delete_job(job_id)
+        return found
+
+    store.get = read_then_removed
+    with pytest.raises(JobNotFoundError):
+        lifecycle.cancel("acme", job.id)
+
+
 def test_a_cancel_request_lands_however_often_the_handler_reports_progress(lifecycle, store):
     """A handler reporting with `force=True` in a loop writes its job every few milliseconds,
     each write a new version: the cancel request, conditioned on the running attempt rather
