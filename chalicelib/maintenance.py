@@ -57,11 +57,19 @@ Probe = Callable[[], dict[str, Any]]
 Observe = Callable[[str, dict[str, Any]], None]
 
 
-class AgePayload(BaseModel):
+class AgeParameters(BaseModel):
+    """What an operator gives a clean-up: the age of what it deletes."""
+
     model_config = ConfigDict(extra="forbid")
 
     max_age_hours: WholeNumber = Field(default=24, ge=1, le=MAX_CLEANUP_AGE_HOURS)
-    # How many runs of the clean-up came before this one, each continuing the last (follow_up_payload).
+
+
+class AgePayload(AgeParameters):
+    """A clean-up run's payload: its parameters and where it stands in its chain of runs."""
+
+    # How many runs of the clean-up came before this one, each continuing the last
+    # (follow_up_payload): the pipeline's own count, never a caller's.
     follow_up: WholeNumber = Field(default=0, ge=0, le=CLEANUP_MAX_FOLLOW_UPS)
 
 
@@ -81,6 +89,16 @@ TASKS: dict[str, tuple[type[BaseModel], int, int, str]] = {
     "health_check": (NoPayload, 2, 30, "normal"),
     "cleanup_temp_files": (AgePayload, 3, 300, "low"),
     "log_statistics": (WindowPayload, 2, 10, "high"),
+}
+
+
+# task name -> what a caller may give it (the operator routes' query): the payload without the
+# pipeline's own bookkeeping.
+TASK_PARAMETERS: dict[str, type[BaseModel]] = {
+    "cleanup_runs": AgeParameters,
+    "health_check": NoPayload,
+    "cleanup_temp_files": AgeParameters,
+    "log_statistics": WindowPayload,
 }
 
 

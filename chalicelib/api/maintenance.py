@@ -29,7 +29,7 @@ from chalicelib.domain.errors import JobNotFoundError, TaskNotFoundError
 from chalicelib.domain.job import Job, is_plausible_job_id
 from chalicelib.domain.numbers import WholeNumber
 from chalicelib.domain.registry import MAINTENANCE_PREFIX
-from chalicelib.maintenance import SYSTEM_TENANT, TASKS, TaskControl
+from chalicelib.maintenance import SYSTEM_TENANT, TASK_PARAMETERS, TaskControl
 from chalicelib.observability import count
 from chalicelib.ports import JobQuery
 
@@ -97,7 +97,7 @@ def _ran_inline(task: str, result: dict[str, Any]) -> Any:
 
 def _start(call: Call, task: str) -> Any:
     """`task` started with the request's query as its parameters."""
-    payload = validate(TASKS[task][0], call.query()).model_dump()
+    payload = validate(TASK_PARAMETERS[task], call.query()).model_dump()
     started = container().task_runs.start(task, payload, user=call.user.user, control=_inline_control)
     if started.job is None:
         return _ran_inline(task, started.result)

@@ -291,9 +291,9 @@ def _operator_paths() -> dict[str, Any]:
         "/api/system/dlq/redrive": {"post": {"parameters": _query("priority", "queue", "limit"), "responses": {
             "200": _json({"type": "object", "required": ["redriven"], "properties": {
                 "redriven": {"type": "object"}, "unavailable": unavailable}}), **refused, **_errors(409)}}},
-        "/api/system/maintenance/cleanup-runs": {"post": {"parameters": _query("max_age_hours", "follow_up"), "responses": queued}},
+        "/api/system/maintenance/cleanup-runs": {"post": {"parameters": _query("max_age_hours"), "responses": queued}},
         "/api/system/maintenance/health-check": {"post": {"responses": queued}},
-        "/api/system/maintenance/cleanup-temp-files": {"post": {"parameters": _query("max_age_hours", "follow_up"), "responses": queued}},
+        "/api/system/maintenance/cleanup-temp-files": {"post": {"parameters": _query("max_age_hours"), "responses": queued}},
         "/api/system/maintenance/log-statistics": {"post": {"parameters": _query("window_hours"), "responses": queued}},
         "/api/system/maintenance/tasks": {"get": {"parameters": _query("limit", "cursor"), "responses": {
             "200": _json({"type": "object", "required": ["tasks"]}), **refused}}},

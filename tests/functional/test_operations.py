@@ -133,6 +133,19 @@ def test_bad_task_parameters_are_400_and_unknown_tasks_404(client):
         assert response.status_code == 404 and response.json_body["error"]["code"] == "task_not_found"
 
 
+def test_a_cleanup_takes_its_age_and_not_the_count_of_runs_continuing_it(client):
+    """`follow_up` counts the runs a clean-up chain made (at most 12): the pipeline's own, never
+    an operator's, who could otherwise start a run that no run continues."""
+    for route in ("cleanup-runs", "cleanup-temp-files"):
+        response = client.http.post(f"/api/system/maintenance/{route}?max_age_hours=24&follow_up=12",
+                                     headers=operator())
+        assert response.status_code == 400, (route, response.body)
+        assert response.json_body["error"]["code"] == "invalid_request"
+        assert "follow_up" in json.dumps(response.json_body["error"]), response.body
+    tasks = client.http.get("/api/system/maintenance/tasks", headers=operator()).json_body["tasks"]
+    assert tasks == []
+
+
 def test_a_tenant_job_is_not_a_task(client):
     job = submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})
     response = client.http.get(f"/api/system/maintenance/tasks/{job['id']}", headers=operator())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from chalicelib.api.maintenance import ListTasksQuery
 from chalicelib.api.openapi import openapi_document
 from chalicelib.api.system import DeadLetterQuery, StatsQuery
-from chalicelib.maintenance import TASKS
+from chalicelib.maintenance import TASK_PARAMETERS
 
 
 def _declared(path: str, method: str) -> dict:
@@ -18,7 +18,7 @@ def test_each_operator_route_declares_the_query_parameters_it_takes():
         ("/api/system/dlq", "get"): DeadLetterQuery,
         ("/api/system/dlq/redrive", "post"): DeadLetterQuery,
         ("/api/system/maintenance/tasks", "get"): ListTasksQuery,
-        **{(f"/api/system/maintenance/{task.replace('_', '-')}", "post"): model for task, (model, *_) in TASKS.items()},
+        **{(f"/api/system/maintenance/{task.replace('_', '-')}", "post"): model for task, model in TASK_PARAMETERS.items()},
     }
     for (path, method), model in routes.items():
         declared = {p["name"] for p in _declared(path, method).get("parameters", []) if p["in"] == "query"}
