@@ -381,6 +381,10 @@ def test_deploy_main_refuses_a_number_the_template_takes_but_the_functions_would
                                          "rate(1 minute), rate(5 minutes)"),
     (["CleanupRunsSchedule=rate(2 hour)"], "deploy: CleanupRunsSchedule must be an EventBridge schedule expression"),
     (["LogStatisticsSchedule=cron(15 3 * * ?)"], "deploy: LogStatisticsSchedule must be an EventBridge schedule"),
+    # EventBridge takes a cron with `?` in exactly one of day-of-month and day-of-week.
+    (["CleanupRunsSchedule=cron(15 3 * * * *)"], "deploy: CleanupRunsSchedule must be an EventBridge schedule"),
+    (["CleanupTempFilesSchedule=cron(45 3 ? * ? *)"], "deploy: CleanupTempFilesSchedule must be an EventBridge"),
+    (["ReconcilerSchedule=cron(0/5 * 1 * MON *)"], "deploy: ReconcilerSchedule must be an EventBridge schedule"),
     (["ReconcilerSchedule="], "deploy: ReconcilerSchedule must be an EventBridge schedule expression"),
 ])
 def test_deploy_main_refuses_redelivery_and_schedule_settings_that_cannot_work(arguments, expected, capsys,
@@ -396,6 +400,20 @@ def test_deploy_main_refuses_redelivery_and_schedule_settings_that_cannot_work(a
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(expected), err
+
+
+@pytest.mark.parametrize("schedule", [
+    "cron(15 3 * * ? *)", "cron(0 12 ? * MON-FRI *)", "cron(0/5 * 1 * ? *)", "cron(0 8 ? * 6#3 2027)",
+    "cron(0 0 L * ? *)", "rate(1 minute)", "rate(12 hours)",
+])
+def test_deploy_main_passes_the_schedules_eventbridge_takes(schedule, monkeypatch, tmp_path):
+    deployed = {}
+    monkeypatch.setattr(deploy, "deploy", lambda build, stack, parameters: deployed.update(parameters) or {})
+    (tmp_path / "sam.json").write_text((ROOT / "infra" / "resources.json").read_text())
+    (tmp_path / "deployment.zip").write_text("")
+    deploy.main([str(tmp_path), "jobpipe", f"CleanupRunsSchedule={schedule}", f"ReconcilerSchedule={schedule}",
+                 f"AuthSecret={SECRET}"])
+    assert deployed["CleanupRunsSchedule"] == deployed["ReconcilerSchedule"] == schedule
 
 
 def test_deploy_main_passes_whole_numbers_written_as_the_template_takes_them(capsys, monkeypatch, tmp_path):
