@@ -254,7 +254,8 @@ class Container:
         from chalicelib.events.replay import StreamReplay
 
         return StreamReplay(
-            SqsFailedStreamBatches(self.client("sqs"), self.settings.stream_failure_queue_url),
+            SqsFailedStreamBatches(self.client("sqs"), self.settings.stream_failure_queue_url,
+                                   on_foreign=_log_foreign_stream_failure),
             DynamoChangeStream(self.client("dynamodbstreams"), self.settings.table_name),
             self.stream_consumer,
         )
@@ -407,6 +408,15 @@ def use(replacement: Optional[Container]) -> None:
     global _container, _refused
     _container, _refused = replacement, None
     _reported.clear()
+
+
+def _log_foreign_stream_failure(message_id: str, body: str, held_s: int) -> None:
+    """A StreamFailureQueue message that describes no batch, hidden from the reconciler's next
+    passes and so from GET /api/system/dlq too: a WARNING line naming it."""
+    from chalicelib.observability import logger
+
+    logger.warning("StreamFailureQueue message describes no stream batch: held for an operator",
+                   extra={"message_id": message_id, "body": body, "held_s": held_s})
 
 
 def _log_unreadable(job_id: str, exc: Exception) -> None:

@@ -291,6 +291,9 @@ REPLAY_RETRY_MAX_S = 3600
 # A batch the stream no longer holds is only an operator's now: looked at twice a day, as long
 # as SQS may hide a message.
 UNREADABLE_HOLD_S = SQS_MAX_HOLD_S
+# What the reconciler's line naming a StreamFailureQueue message that describes no batch shows
+# of its body: enough to tell what put it there, never a whole 256 KiB message in one log line.
+FOREIGN_BODY_SHOWN_CHARS = 500
 # GetRecords pages read for one failed batch before giving up for this pass (a batch is at most
 # the mapping's batch size, 100 records: one page, unless the shard returns empty pages).
 STREAM_MAX_PAGES_PER_BATCH = 20

@@ -3,13 +3,13 @@ function's event source mapping describes each batch it gave up on (Lambda's on-
 for a DynamoDB stream: `DDBStreamBatchInfo` with the shard and the sequence range)."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chalicelib.adapters.sqs_operations import receive_up_to
-from chalicelib.defaults import SQS_MAX_HOLD_S
+from chalicelib.defaults import FOREIGN_BODY_SHOWN_CHARS, SQS_MAX_HOLD_S
 from chalicelib.domain.errors import DeadLetterUnavailableError
 from chalicelib.ports import FailedStreamBatch
 
@@ -55,10 +55,16 @@ def failed_batch_of(message: dict[str, Any]) -> Optional[FailedStreamBatch]:
     )
 
 
+# Told of a message that describes no batch, as it is hidden: (its id, its body's start, seconds).
+OnForeign = Callable[[str, str, int], None]
+
+
 class SqsFailedStreamBatches:
-    def __init__(self, client: Any, queue_url: str) -> None:
+    def __init__(self, client: Any, queue_url: str,
+                 on_foreign: OnForeign = lambda message_id, body, held_s: None) -> None:
         self._sqs = client
         self._url = queue_url
+        self._on_foreign = on_foreign
 
     def take(self, limit: int, hold_s: int) -> list[FailedStreamBatch]:
         batches: list[FailedStreamBatch] = []
@@ -67,9 +73,11 @@ class SqsFailedStreamBatches:
                 batch = failed_batch_of(message)
                 if batch is not None:
                     batches.append(batch)
-                else:  # an operator's to read (GET /api/system/dlq), not every pass's
+                else:  # an operator's, not every pass's: hidden, so named where an operator sees it
                     self._sqs.change_message_visibility(QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"],
                                                         VisibilityTimeout=SQS_MAX_HOLD_S)
+                    self._on_foreign(message["MessageId"], str(message.get("Body", ""))[:FOREIGN_BODY_SHOWN_CHARS],
+                                     SQS_MAX_HOLD_S)
         except (ClientError, BotoCoreError) as exc:
             raise DeadLetterUnavailableError("could not read StreamFailureQueue") from exc
         return batches

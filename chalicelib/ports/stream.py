@@ -49,7 +49,8 @@ class FailedStreamBatches(Protocol):
     def take(self, limit: int, hold_s: int) -> list[FailedStreamBatch]:
         """Up to `limit` failed batches, each hidden from the next take for `hold_s` seconds
         (until settled or held longer). Messages that describe no stream batch are not
-        returned; they stay for operators (GET /api/system/dlq)."""
+        returned; they stay for operators, hidden from the passes between looks hours apart
+        (the adapter names each as it hides it)."""
 
     def settle(self, batch: FailedStreamBatch) -> None:
         """The batch was replayed: its description is removed."""

@@ -90,3 +90,19 @@ def test_a_description_the_stream_cannot_serve_stays_on_the_queue_for_an_operato
     assert reconcile(app)["counts"] == {}, "held for hours, not read every pass"
     stats = client.http.get("/api/system/stats", headers=operator_headers()).json_body
     assert stats["dead_letter_queues"]["stream_failure"] == 2, "both still there for an operator"
+
+
+def test_a_message_that_describes_no_batch_is_named_in_the_reconcilers_log(failures, app, aws, caplog):
+    """Held for hours like an unreadable batch, it is not in GET /api/system/dlq (SQS hands out
+    no hidden message) and no pass counts it: its line is where an operator learns of it."""
+    sent = aws["sqs"].send_message(QueueUrl=failures, MessageBody=json.dumps({"note": "put here by hand"}))
+    caplog.clear()
+    assert reconcile(app)["counts"] == {}
+    (line,) = [r for r in caplog.records if r.getMessage().startswith("StreamFailureQueue message")]
+    assert line.levelname == "WARNING"
+    assert line.message_id == sent["MessageId"] and line.body == '{"note": "put here by hand"}'
+    assert line.held_s == 11 * 3600
+    caplog.clear()
+    assert reconcile(app)["counts"] == {}
+    assert not [r for r in caplog.records if r.getMessage().startswith("StreamFailureQueue message")], \
+        "named once per look, not every pass"
