@@ -12,13 +12,14 @@ Usage: python -m scripts.deploy [BUILD_DIR] [STACK_NAME] [Key=Value ...]
 every parameter it is not given). Exit codes: 0 deployed, or nothing to change; 1 the deploy failed or
 AWS refused (one line naming the resources that failed); 2 a bad parameter (one the template
 does not declare, or a value its constraints or the functions' settings refuse: checked before
-anything is uploaded) or no package
-(`make package`); 130 interrupted.
+anything is uploaded), no package
+(`make package`) or a STACK_NAME CloudFormation cannot take; 130 interrupted.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -236,6 +237,8 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
 
 
 USAGE = "python -m scripts.deploy [BUILD_DIR] [STACK_NAME] [Key=Value ...]"
+# What CloudFormation takes as a stack's name: checked before the code is uploaded.
+STACK_NAME = re.compile(r"[A-Za-z][-A-Za-z0-9]{0,127}")
 
 
 def main(argv: list[str]) -> None:
@@ -246,8 +249,17 @@ def main(argv: list[str]) -> None:
     if options:  # no folder or stack name starts with one: a flag this script does not take
         print(f"deploy: unknown option {options[0]!r}; usage: {USAGE} (see --help)", file=sys.stderr)
         sys.exit(2)
+    placed = [arg for arg in argv[:2] if "=" in arg]
+    if placed:  # a parameter where the folder or the stack's name goes: never taken for either
+        print(f"deploy: {placed[0][:80]!r} is a parameter where BUILD_DIR or STACK_NAME goes: "
+              f"name both before any Key=Value; usage: {USAGE}", file=sys.stderr)
+        sys.exit(2)
     build_dir = ROOT / (argv[0] if argv else "build")
     stack = argv[1] if len(argv) > 1 else "jobpipe"
+    if not STACK_NAME.fullmatch(stack):
+        print(f"deploy: {stack[:80]!r} is no stack name (a letter, then letters, digits and hyphens, "
+              f"at most 128 in all); usage: {USAGE}", file=sys.stderr)
+        sys.exit(2)
     malformed = [arg for arg in argv[2:] if "=" not in arg]
     if malformed:
         print(f"deploy: parameters are Key=Value, not {malformed[0]!r}", file=sys.stderr)

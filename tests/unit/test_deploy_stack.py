@@ -400,6 +400,27 @@ def test_deploy_main_answers_help_with_its_usage_and_refuses_an_unknown_option(c
                                        "[BUILD_DIR] [STACK_NAME] [Key=Value ...] (see --help)\n")
 
 
+@pytest.mark.parametrize("argv, shown", [
+    (["build", "RetentionDays=8"], "'RetentionDays=8'"),           # the stack name left out
+    (["RetentionDays=8"], "'RetentionDays=8'"),                    # both left out
+    (["build", "bad name!", "RetentionDays=8"], "'bad name!'"),
+    (["build", "9lives"], "'9lives'"),
+    (["build", "x" * 129], "'" + "x" * 20),
+])
+def test_deploy_main_refuses_what_is_no_stack_name_before_anything_is_uploaded(argv, shown, capsys, monkeypatch):
+    """`scripts.deploy build RetentionDays=8` took the parameter for a stack's name: it answered
+    "a new stack needs AuthSecret" for a stack named `RetentionDays=8`, and with an AuthSecret it
+    uploaded the code before CloudFormation refused the name. A name CloudFormation cannot take
+    (a letter, then letters, digits and hyphens, at most 128) is one usage line, exit 2."""
+    monkeypatch.setattr(deploy_script, "deploy", lambda *a, **k: pytest.fail("must not deploy"))
+    with pytest.raises(SystemExit) as exited:
+        deploy_script.main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("deploy: ") and shown in err, err
+    assert "python -m scripts.deploy [BUILD_DIR] [STACK_NAME] [Key=Value ...]" in err
+
+
 def test_deploy_help_states_the_auth_secrets_length_as_the_template_bounds_it(capsys, monkeypatch):
     """The usage said a new stack needs an AuthSecret of "32+ characters" after the template and
     the parameter check began to refuse one past SECRET_MAX_CHARS: it gives both bounds."""
