@@ -16,6 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib.adapters.sqs import batched
 from chalicelib.defaults import PEEK_HIDE_S
 from chalicelib.domain.errors import DeadLetterUnavailableError, InvalidRequestError, NotRedrivableError
+from chalicelib.domain.events import event_detail
 from chalicelib.domain.job import isoformat
 from chalicelib.ports import DeadLetter, job_message_of
 
@@ -127,6 +128,8 @@ class SqsQueueOperations:
                     left.append(message)
                 elif priority in self._queues and not _is_job_message(message):
                     left.append(message)  # no worker can take it: sent back, it would only fail ten more deliveries
+                elif priority not in self._queues and not _is_event(message):
+                    left.append(message)  # nor a subscriber: it would fail a hundred (about ten hours of them)
                 else:
                     by_queue.setdefault(to, []).append(message)
             for to, batch in by_queue.items():
@@ -187,6 +190,14 @@ def receive_up_to(client: Any, url: str, limit: int, hide_s: int) -> list[dict[s
             break
         messages.update((m["MessageId"], m) for m in fresh)
     return list(messages.values())
+
+
+def _is_event(message: dict[str, Any]) -> bool:
+    try:
+        event_detail(message["Body"])
+    except ValueError:
+        return False
+    return True
 
 
 def _is_job_message(message: dict[str, Any]) -> bool:

@@ -1,12 +1,13 @@
 """The events jobpipe publishes (source `jobpipe`) and how their ids are derived."""
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict
 
-from chalicelib.defaults import MAX_EVENT_TEXT_CHARS
+from chalicelib.defaults import MAX_EVENT_ID_CHARS, MAX_EVENT_TEXT_CHARS
 from chalicelib.domain.job import Percent, known_fields
 
 SOURCE = "jobpipe"
@@ -18,6 +19,22 @@ CACHE_INVALIDATED = "cache.invalidated"
 
 
 _EVENT_NAMESPACE = uuid.UUID("6f1d3a52-8a8e-4b8e-9a53-3c1f2f7d5b10")
+
+
+def event_detail(body: str) -> dict[str, Any]:
+    """The `detail` of the EventBridge envelope an event rule put on a subscriber's queue (or a
+    bare detail); raises ValueError for a body that is no jobpipe event, one whose `event_id` is
+    no text of at most MAX_EVENT_ID_CHARS included: no subscriber can take it (it fails alone,
+    never in its batch's ledger request), and a dead-letter queue's redrive leaves it there."""
+    try:
+        envelope = json.loads(body)
+    except ValueError:
+        envelope = None
+    detail = envelope.get("detail", envelope) if isinstance(envelope, dict) else None
+    event_id = detail.get("event_id") if isinstance(detail, dict) else None
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_EVENT_ID_CHARS:
+        raise ValueError(f"not a jobpipe event: {body[:200]!r}")
+    return detail
 
 
 def event_id_for(job_id: str, version: int, kind: str = "job") -> str:

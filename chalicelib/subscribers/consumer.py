@@ -6,12 +6,12 @@ dead-lettered by the queue's redrive policy; an event refused for good (WebhookR
 parked on the subscriber's dead-letter queue at once. Returns the batch item failures."""
 from __future__ import annotations
 
-import json
 import math
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from chalicelib.defaults import DELIVERY_LEASE_S, MAX_EVENT_ID_CHARS, WEBHOOK_RETRY_AFTER_MAX_S
+from chalicelib.defaults import DELIVERY_LEASE_S, WEBHOOK_RETRY_AFTER_MAX_S
 from chalicelib.domain.errors import JobpipeError, WebhookRefusedError, describe
+from chalicelib.domain.events import event_detail
 from chalicelib.observability import logger
 from chalicelib.ports import DeadLetterQueue, DeliveryLedger, JobQueue
 
@@ -23,18 +23,8 @@ Effect = Callable[[dict[str, Any], Optional[float]], Any]
 
 
 def _detail(body: str) -> dict[str, Any]:
-    """The `detail` of the EventBridge envelope an event rule put on the queue. Raises ValueError
-    for any other body, one whose `event_id` is no text of at most MAX_EVENT_ID_CHARS included:
-    it fails alone, never in its batch's ledger request."""
-    try:
-        envelope = json.loads(body)
-    except ValueError:
-        envelope = None
-    detail = envelope.get("detail", envelope) if isinstance(envelope, dict) else None
-    event_id = detail.get("event_id") if isinstance(detail, dict) else None
-    if not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_EVENT_ID_CHARS:
-        raise ValueError(f"not a jobpipe event: {body[:200]!r}")
-    return detail
+    """The `detail` of the EventBridge envelope an event rule put on the queue."""
+    return event_detail(body)
 
 
 def _event_ids(records: list[dict[str, Any]]) -> list[str]:

@@ -367,6 +367,20 @@ def test_a_subscribers_dead_letters_are_read_with_their_reason_and_redriven_to_i
     assert operations.dead_letter_depth("erp_webhook") == 0
 
 
+def test_a_subscribers_letter_that_is_no_event_stays_and_is_listed_again_at_once(stack_dead_letters):
+    """No subscriber can take it: sent back, it would fail every delivery until parked again."""
+    operations, park, arrived = stack_dead_letters
+    ours = '{"detail": {"event_id": "e-1"}}'
+    for body in (ours, "hand-made", '{"detail": {"no": "event id"}}', "[1, 2]"):
+        park("erp_webhook", body)
+    park("event_delivery", "hand-made", target_arn="arn:aws:sqs:us-east-1:123456789012:erp-webhook")
+    assert operations.redrive("erp_webhook", 10) == {"moved": 1, "failed": 3}
+    assert operations.redrive("event_delivery", 10) == {"moved": 0, "failed": 1}
+    assert arrived("erp-webhook") == [ours]
+    assert sorted(json.dumps(m.body) for m in operations.peek_dead_letters("erp_webhook", 10)) == sorted(
+        ['{"detail": {"no": "event id"}}', '{"raw": "hand-made"}', '{"raw": "[1, 2]"}'])
+
+
 def test_a_dead_letter_queue_of_failure_descriptions_is_read_and_deleted_but_never_redriven(stack_dead_letters):
     """The stream's failed batches are descriptions the reconciler replays, not messages: the
     API answers a redrive of them 409 `not_redrivable`, and a redrive of every queue skips them."""

@@ -502,6 +502,25 @@ def test_every_dead_letter_queue_is_shown_and_the_subscribers_are_redriven(clien
     assert unknown.status_code == 400 and unknown.json_body["error"]["code"] == "invalid_request"
 
 
+def test_a_subscribers_letter_that_is_no_event_stays_on_its_dead_letter_queue(client, aws, monkeypatch):
+    """A body no subscriber can take (hand-made, another system's) is left where it is, as a
+    jobs DLQ leaves a body no worker can take: sent back, it failed each delivery for 100 receives
+    (about ten hours of the subscriber's invocations) before it was parked there again."""
+    sqs = aws["sqs"]
+    urls = stack_queues(aws, monkeypatch, "erp-webhook", "erp-webhook-dlq", "cache-invalidation",
+                        "cache-invalidation-dlq")
+    event = json.dumps({"detail-type": "job.status.changed", "detail": {"event_id": "e1"}})
+    for dlq in ("erp-webhook-dlq", "cache-invalidation-dlq"):
+        for body in (event, "hand-made, no event", json.dumps({"detail": {"no": "event_id"}})):
+            sqs.send_message(QueueUrl=urls[dlq], MessageBody=body)
+    moved = client.http.post("/api/system/dlq/redrive", headers=operator()).json_body["redriven"]
+    assert moved["erp_webhook"] == moved["cache_invalidation"] == {"moved": 1, "failed": 2}
+    for queue in ("erp-webhook", "cache-invalidation"):
+        assert [m["Body"] for m in receive_all({**aws, "q": urls[queue]}, "q")] == [event], queue
+    left = client.http.get("/api/system/dlq", headers=operator()).json_body["total"]
+    assert left["erp_webhook"] == left["cache_invalidation"] == 2
+
+
 def test_a_parked_event_names_the_job_its_detail_is_about(client, aws, monkeypatch):
     """An event a subscriber parked (or the bus could not deliver) is the bus's envelope: the
     listing shows the job its `detail` names, as it does for a job message; an envelope that
