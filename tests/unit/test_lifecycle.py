@@ -220,6 +220,22 @@ def test_a_claim_whose_answer_was_lost_does_not_run_an_attempt_ended_meanwhile(l
     assert [m for m, _, _ in queue.sent] == [JobMessage(job.id, 2)]
 
 
+def test_the_reconciler_leaves_a_job_that_is_not_due_as_it_is(lifecycle, store, queue, clock):
+    """A pass acts on the jobs its page read as due; one claimed or sent again since (read back
+    after its stale write) is due later: left as it is, not failed `worker_lost` under a live
+    lease, nor sent a second message within its grace. Due, each is acted on."""
+    queued = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(submit(lifecycle).id, 1)).job
+    queue.sent.clear()
+    clock.advance(lifecycle.dispatch_grace_s - 1)
+    for job in (queued, running):
+        assert lifecycle.reconcile(store.get(job.id, mark_gone=False)) == ReconcileOutcome.SKIPPED
+    assert store.get(running.id, mark_gone=False).status == JobStatus.RUNNING and queue.sent == []
+    clock.advance(running.timeout_s + 31)
+    assert lifecycle.reconcile(store.get(queued.id, mark_gone=False)) == ReconcileOutcome.REDISPATCHED
+    assert lifecycle.reconcile(store.get(running.id, mark_gone=False)) == ReconcileOutcome.LEASE_EXPIRED
+
+
 def test_stale_version_write_is_refused(lifecycle, store):
     job = submit(lifecycle)
     lifecycle.claim(JobMessage(job.id, 1))
