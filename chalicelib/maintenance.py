@@ -102,6 +102,12 @@ TASK_PARAMETERS: dict[str, type[BaseModel]] = {
 }
 
 
+def task_parameters(task: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """What of a run's `payload` a caller gave `task` (TASK_PARAMETERS), the pipeline's own
+    bookkeeping (a clean-up's `follow_up`) left out: what a rerun of it starts with."""
+    return {name: value for name, value in payload.items() if name in TASK_PARAMETERS[task].model_fields}
+
+
 def task_type(task: str) -> str:
     """The job type a maintenance task runs as: `maintenance.<task>`."""
     return f"{MAINTENANCE_PREFIX}{task}"
@@ -320,10 +326,12 @@ class TaskRuns:
         rerun of it (a new task, `rerun_of` naming it; keyed by `idempotency_key`); inline, as
         `start` runs it. Raises JobNotFinishedError, and inline InvalidRequestError for an
         Idempotency-Key (nothing is kept to answer its repeat), then what `start` raises."""
+        name = task.type[len(MAINTENANCE_PREFIX):]
+        parameters = task_parameters(name, task.payload or {})  # a new chain of runs, counted from 0
         if not self._inline:
             made = new_job_id()  # a keyed replay answers the key's first task instead: not made
             again = self._lifecycle().rerun(tenant=SYSTEM_TENANT, user=user, job_id=task.id, new_id=made,
-                                            internal=True, idempotency_key=idempotency_key)
+                                            internal=True, idempotency_key=idempotency_key, payload=parameters)
             return TaskStart(job=again, made=again.id == made)
         check_finished(task)
         if idempotency_key is not None:
@@ -331,4 +339,4 @@ class TaskRuns:
             raise InvalidRequestError(
                 "Idempotency-Key cannot be honoured when tasks run inline (USE_TASK_QUEUE=false): "
                 "an inline run keeps no record to answer a repeat with; send the rerun without one")
-        return self.start(task.type[len(MAINTENANCE_PREFIX):], task.payload, user=user, control=control)
+        return self.start(name, parameters, user=user, control=control)

@@ -174,9 +174,11 @@ class Admission(JobTransitions):
         idempotency_key: Optional[str] = None,
         admit: Optional[Callable[[str], None]] = None,
         internal: bool = False,
+        payload: Optional[dict[str, Any]] = None,
     ) -> Job:
         """Run the tenant's finished job `job_id` again: `submit` of a new job (`new_id`, or a
-        fresh id) with its type, payload (read back from S3 when kept there), priority and scope,
+        fresh id) with its type, payload (read back from S3 when kept there; `payload` instead
+        when given: a maintenance task's parameters without its run's bookkeeping), priority and scope,
         submitted by `user`, starting now or as `delay_seconds`/`run_at` say, and `rerun_of` the
         original's id. A child's rerun is a top-level job: no parent lists it. The original is
         read, never written. `idempotency_key` and `admit` as for submit: the key's request is
@@ -201,7 +203,8 @@ class Admission(JobTransitions):
                 return made
             raise BlobNotFoundError.payload_gone(job_id)
         return self.submit(
-            tenant=original.tenant, user=user, type=original.type, payload=original.payload,
+            tenant=original.tenant, user=user, type=original.type,
+            payload=original.payload if payload is None else payload,
             priority=original.priority, delay_seconds=delay_seconds, run_at=run_at, scope=original.scope,
             rerun_of=original.id, job_id=new_id, idempotency_key=idempotency_key, admit=admit,
         )

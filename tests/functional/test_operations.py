@@ -303,6 +303,13 @@ def test_a_cleanup_that_runs_out_of_time_is_continued_at_once_until_it_is_done(c
     assert "continued_by" not in third["result"]
     remaining = {i["pk"]["S"][len("JOB#"):] for i in aws["ddb"].scan(TableName="jobs")["Items"]}
     assert not remaining & set(ids)
+    # A rerun of a run that continued others starts a chain of its own: counted from 0, so it
+    # may be continued as often as any clean-up, not only as often as the third run had left.
+    again = client.http.post(f"/api/system/maintenance/tasks/{third['task_id']}/rerun", headers=operator())
+    assert again.status_code == 202, again.body
+    drain(client._app, aws)
+    rerun = task(client, again.json_body["task_id"])
+    assert rerun["rerun_of"] == third["task_id"] and rerun["result"]["follow_up"] == 0
 
 
 def test_inline_mode_runs_the_task_in_the_request(client, aws, monkeypatch):
