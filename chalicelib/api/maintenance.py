@@ -175,5 +175,7 @@ def rerun_task(call: Call, task_id: str) -> Any:
     again = started.job
     if started.made:
         count("jobs_submitted", again.type)
-    return {"task_id": again.id, "status": again.status.value, "rerun_of": job.id,
-            "message": f"{task} task enqueued again ({again.priority} priority)"}, 202
+        message = f"{task} task enqueued again ({again.priority} priority)"
+    else:  # a keyed replay: the task the key's first request made, as it is now
+        message = f"{task} task made by an earlier rerun under this Idempotency-Key: {again.status.value}"
+    return {"task_id": again.id, "status": again.status.value, "rerun_of": job.id, "message": message}, 202

@@ -189,6 +189,9 @@ def test_a_finished_task_runs_again_as_a_new_task_and_an_unfinished_one_is_refus
     assert task(client, first["task_id"]) == ended  # not written
     drain(client._app, aws)
     assert task(client, body["task_id"])["status"] == "completed"
+    replayed = client.http.post(f"/api/system/maintenance/tasks/{first['task_id']}/rerun", headers=keyed).json_body
+    assert (replayed["task_id"], replayed["status"]) == (body["task_id"], "completed")
+    assert replayed["message"] == "cleanup_runs task made by an earlier rerun under this Idempotency-Key: completed"
     job = submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})
     for task_id in (job["id"], "00000000-0000-0000-0000-000000000000", "bad$id"):
         response = client.http.post(f"/api/system/maintenance/tasks/{task_id}/rerun", headers=operator())
