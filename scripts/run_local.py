@@ -46,6 +46,17 @@ def gateway_port(environ: dict[str, str]) -> int:
     return int(text)
 
 
+def check_stack_name(stack: str) -> None:
+    """JOBPIPE_STACK (default jobpipe) must be a name CloudFormation takes: a bad one ends the
+    run before anything starts, one line, exit code 2, not after the emulator and the upload."""
+    from scripts.deploy import STACK_NAME
+
+    if not STACK_NAME.fullmatch(stack):
+        print(f"make run: JOBPIPE_STACK must be a stack name: a letter, then letters, digits and hyphens, "
+              f"at most 128 in all (got {stack[:80]!r})", file=sys.stderr, flush=True)
+        sys.exit(EXIT_BAD_CONFIG)
+
+
 def stack_parameters(environ: dict[str, str]) -> StackParameters:
     """The stack's parameters from the environment (scripts/stack_config.py); a bad value ends
     the run here, before anything starts, with one line on stderr and exit code 2."""
@@ -116,6 +127,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     parameters = stack_parameters(dict(os.environ)).as_parameters()
     port = gateway_port(dict(os.environ))
+    check_stack_name(STACK)
     emulator = None
     stop = threading.Event()
     ready = False

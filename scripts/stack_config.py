@@ -352,11 +352,11 @@ def check_settings(template: Mapping[str, Any], parameters: Mapping[str, str]) -
 
 
 def main() -> None:
-    """`make run`'s first step: the stack's parameters and GATEWAY_PORT checked before the
-    package is built (minutes on a fresh machine); one line and exit code 2 when bad."""
+    """`make run`'s first step: the stack's parameters, GATEWAY_PORT and JOBPIPE_STACK checked
+    before the package is built (minutes on a fresh machine); one line and exit code 2 when bad."""
     import os
 
-    from scripts.run_local import gateway_port
+    from scripts.run_local import STACK, check_stack_name, gateway_port
 
     try:
         from_environment(os.environ)
@@ -364,6 +364,7 @@ def main() -> None:
         print(f"make run: {exc}", file=sys.stderr)
         sys.exit(2)
     gateway_port(dict(os.environ))
+    check_stack_name(STACK)
 
 
 if __name__ == "__main__":

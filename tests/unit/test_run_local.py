@@ -127,6 +127,22 @@ def test_a_bad_gateway_port_ends_the_run_before_anything_starts(value, monkeypat
     assert capsys.readouterr().err.splitlines() == lines
 
 
+@pytest.mark.parametrize("stack", ["", "2nd", "my_stack", "a" * 129])
+def test_a_stack_name_cloudformation_refuses_ends_the_run_before_anything_starts(stack, monkeypatch, capsys, run):
+    """JOBPIPE_STACK is the stack's name: one CloudFormation refuses failed the deploy after the
+    emulator had started and the code was uploaded."""
+    from scripts import run_local, stack_config
+
+    monkeypatch.setattr(run_local, "STACK", stack)
+    code, lines, emulator = run(capsys)
+    assert code == 2 and emulator is None
+    assert lines == ["make run: JOBPIPE_STACK must be a stack name: a letter, then letters, digits and hyphens, "
+                     f"at most 128 in all (got {stack[:80]!r})"]
+    with pytest.raises(SystemExit) as exited:  # `make run`'s check before the build says the same
+        stack_config.main()
+    assert exited.value.code == 2 and capsys.readouterr().err.splitlines() == lines
+
+
 def test_an_emulator_that_does_not_start_ends_in_one_line(monkeypatch, capsys, run):
     FakeEmulator.on_start = raising(EmulatorError("ministack exited with code 1 while starting on http://x"))
     code, lines, emulator = run(capsys)
