@@ -8,8 +8,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional, TypeVar
 
-from chalicelib.defaults import MAX_ANSWER_BYTES
-from chalicelib.domain.errors import DeadLetterUnavailableError, JobpipeError
+from chalicelib.defaults import LETTER_DELETE_READS, MAX_ANSWER_BYTES, MAX_DEAD_LETTER_BATCH, STREAM_FAILURE_QUEUE
+from chalicelib.domain.errors import DeadLetterUnavailableError, JobpipeError, LetterNotFoundError, NotRedrivableError
 from chalicelib.domain.events import SOURCE
 from chalicelib.domain.job import Job, answer_bytes, answer_prefix, is_plausible_job_id
 from chalicelib.ports import DeadLetter, JobStore, QueueOperations
@@ -71,6 +71,27 @@ def list_dead_letters(queues: QueueOperations, store: JobStore, *, name: Optiona
     _fit_bodies([letter for shown in letters.values() for letter in shown])
     total = {queue: _total(queues, queue, outage) for queue in letters}
     return DeadLetterListing(letters, total, unavailable)
+
+
+def delete_dead_letter(queues: QueueOperations, name: str, message_id: str) -> None:
+    """Delete the letter `message_id` from the dead-letter queue `name`: what an operator does
+    with a letter nothing will take (a foreign body no redrive moves, which keeps the queue's
+    alarm up for its 14 days). Raises LetterNotFoundError when none of LETTER_DELETE_READS looks
+    of up to MAX_DEAD_LETTER_BATCH letters showed it (deleted already, or one SQS did not hand
+    out) or its delete was refused, NotRedrivableError for STREAM_FAILURE_QUEUE (the reconciler's
+    descriptions), DeadLetterUnavailableError."""
+    if name == STREAM_FAILURE_QUEUE:
+        raise NotRedrivableError.deleting(name)
+    for _ in range(LETTER_DELETE_READS):
+        found = [letter for letter in queues.peek_dead_letters(name, MAX_DEAD_LETTER_BATCH)
+                 if letter.message_id == message_id]
+        if found:
+            if queues.delete_dead_letters(name, found[:1]) == 1:
+                return
+            break
+    raise LetterNotFoundError(
+        f"no letter {message_id} on the {name} dead-letter queue among those it handed out; "
+        "list the queue to see what it holds, and try again")
 
 
 def _job_id(letter: DeadLetter) -> Optional[str]:

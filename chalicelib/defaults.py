@@ -359,6 +359,13 @@ MAX_LISTING_PAGE = 100
 # up to MAX_DEAD_LETTER_BATCH: ReceiveMessage takes ten a call, so at most ten calls a queue.
 DEAD_LETTER_BATCH = 10
 MAX_DEAD_LETTER_BATCH = 100
+# Deleting one letter by its id reads the queue for it (SQS deletes only what a receive handed
+# out), up to MAX_DEAD_LETTER_BATCH letters a look: SQS hands out a sample of a large queue, so
+# three looks before the letter is said not found.
+LETTER_DELETE_READS = 3
+# The name the operator routes list the stream's failed batches' descriptions under: the
+# reconciler's to replay and remove, so neither redriven nor deleted by an operator.
+STREAM_FAILURE_QUEUE = "stream_failure"
 # Ids one POST /jobs/status reads: one BatchGetItem (BATCH_GET_MAX keys).
 MAX_BATCH_IDS = BATCH_GET_MAX
 # An Idempotency-Key: room for a UUID or a client's own key of a few parts, and a small record.

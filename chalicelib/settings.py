@@ -161,7 +161,7 @@ class Settings(BaseModel):
             # queue its TARGET_ARN attribute names (targeted_dead_letters).
             "event_delivery": (self.event_delivery_dlq_url, None),
             # Descriptions of stream batches given up on (shard and sequence range), not events.
-            "stream_failure": (self.stream_failure_queue_url, None),
+            defaults.STREAM_FAILURE_QUEUE: (self.stream_failure_queue_url, None),
         }
         return {name: pair for name, pair in pairs.items() if pair[0]}
 

@@ -45,6 +45,7 @@ _STATUS: list[tuple[type[domain.JobpipeError], int]] = [
     (domain.JobNotFoundError, 404),
     (domain.ArtifactNotFoundError, 404),
     (domain.TaskNotFoundError, 404),
+    (domain.LetterNotFoundError, 404),
     (domain.BlobNotFoundError, 410),
     (domain.JobPurgedError, 410),
     (domain.JobAlreadyFinishedError, 409),

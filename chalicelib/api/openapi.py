@@ -291,6 +291,10 @@ def _operator_paths() -> dict[str, Any]:
         "/api/system/dlq/redrive": {"post": {"parameters": _query("priority", "queue", "limit"), "responses": {
             "200": _json({"type": "object", "required": ["redriven"], "properties": {
                 "redriven": {"type": "object"}, "unavailable": unavailable}}), **refused, **_errors(409)}}},
+        "/api/system/dlq/letters/{message_id}": {"delete": {
+            "parameters": [_path_param("message_id"), *_query("priority", "queue")], "responses": {
+                "200": _json({"type": "object", "required": ["deleted", "queue"], "properties": {
+                    "deleted": {"type": "string"}, "queue": {"type": "string"}}}), **refused, **_errors(404, 409)}}},
         "/api/system/maintenance/cleanup-runs": {"post": {"parameters": _query("max_age_hours"), "responses": queued}},
         "/api/system/maintenance/health-check": {"post": {"responses": queued}},
         "/api/system/maintenance/cleanup-temp-files": {"post": {"parameters": _query("max_age_hours"), "responses": queued}},

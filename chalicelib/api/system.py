@@ -2,6 +2,7 @@
 every tenant."""
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Literal, Optional, TypeVar
 
 from chalice import Blueprint
@@ -11,7 +12,7 @@ from chalicelib.api.auth import OPERATOR
 from chalicelib.api.http import Call, validate
 from chalicelib.api.routing import router
 from chalicelib.composition import container
-from chalicelib.dead_letters import each_queue, list_dead_letters
+from chalicelib.dead_letters import delete_dead_letter, each_queue, list_dead_letters
 from chalicelib.defaults import (
     DEAD_LETTER_BATCH,
     MAX_DEAD_LETTER_BATCH,
@@ -21,6 +22,7 @@ from chalicelib.defaults import (
 from chalicelib.domain.errors import (
     DeadLetterUnavailableError,
     JobpipeError,
+    LetterNotFoundError,
     NotRedrivableError,
     StoreUnavailableError,
 )
@@ -42,18 +44,33 @@ class StatsQuery(BaseModel):
     window_hours: WholeNumber = Field(default=24, ge=1, le=MAX_STATS_WINDOW_HOURS)
 
 
-class DeadLetterQuery(BaseModel):
+class QueueName(BaseModel):
+    """A dead-letter queue named by its priority (a jobs DLQ) or by its name (any)."""
+
     model_config = ConfigDict(extra="forbid")
 
     priority: Optional[Literal["high", "normal", "low"]] = None  # a jobs DLQ (as `queue`)
     # Any dead-letter queue by name.
     queue: Optional[str] = Field(default=None, min_length=1, max_length=MAX_QUEUE_NAME_CHARS)
-    limit: WholeNumber = Field(default=DEAD_LETTER_BATCH, ge=1, le=MAX_DEAD_LETTER_BATCH)
 
     @model_validator(mode="after")
-    def _one_name(self) -> "DeadLetterQuery":
+    def _one_name(self) -> "QueueName":
         if self.priority and self.queue and self.priority != self.queue:
             raise ValueError("give either priority or queue, not both")
+        return self
+
+
+class DeadLetterQuery(QueueName):
+    limit: WholeNumber = Field(default=DEAD_LETTER_BATCH, ge=1, le=MAX_DEAD_LETTER_BATCH)
+
+
+class LetterQuery(QueueName):
+    """The dead-letter queue a letter is deleted from: named, never every one."""
+
+    @model_validator(mode="after")
+    def _named(self) -> "LetterQuery":
+        if not (self.priority or self.queue):
+            raise ValueError("name the letter's dead-letter queue: priority= or queue=")
         return self
 
 
@@ -133,6 +150,23 @@ def dead_letters(call: Call) -> Any:
     if listing.unavailable:
         answer["unavailable"] = _named(listing.unavailable)
     return answer
+
+
+# An SQS message id (a UUID); anything else names no letter.
+_MESSAGE_ID = re.compile(r"[A-Za-z0-9-]{1,100}")
+
+
+@route("/api/system/dlq/letters/{message_id}", methods=["DELETE"], body=False)
+def delete_letter(call: Call, message_id: str) -> Any:
+    """Delete one letter of a dead-letter queue, by the `message_id` its listing shows: a letter
+    no redrive moves and nothing will take. 200 `{"deleted": message_id, "queue"}`; 404
+    letter_not_found when the queue did not hand it out."""
+    params = validate(LetterQuery, call.query())
+    name = params.queue or params.priority
+    if not _MESSAGE_ID.fullmatch(message_id):
+        raise LetterNotFoundError(f"no letter {message_id[:100]!r}: a letter's id is its listing's message_id")
+    delete_dead_letter(container().queue_operations, name, message_id)
+    return {"deleted": message_id, "queue": name}
 
 
 @route("/api/system/dlq/redrive", methods=["POST"], body=False)

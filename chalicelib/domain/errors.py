@@ -344,6 +344,12 @@ class TaskNotFoundError(JobpipeError):
     code = "task_not_found"
 
 
+class LetterNotFoundError(JobpipeError):
+    """No letter of that id was among those a dead-letter queue handed out."""
+
+    code = "letter_not_found"
+
+
 class QuotaExceededError(JobpipeError):
     """The tenant has as many unfinished jobs as it may; `retry_after_s` says when to try again."""
 
@@ -375,6 +381,13 @@ class NotRedrivableError(JobpipeError):
         """The refusal of a redrive of the dead-letter queue named `queue`. `details`: `queue`."""
         return cls(f"messages on the {queue} dead-letter queue cannot be sent again as they are; "
                    "see docs/reliability.md", details={"queue": queue})
+
+    @classmethod
+    def deleting(cls, queue: str) -> "NotRedrivableError":
+        """The refusal of an operator's delete from `queue`: its descriptions are the
+        reconciler's, which removes each once replayed. `details`: `queue`."""
+        return cls(f"the {queue} dead-letter queue holds descriptions the reconciler replays and removes "
+                   "itself; see docs/reliability.md", details={"queue": queue})
 
 
 class StreamBatchUnreadableError(JobpipeError):

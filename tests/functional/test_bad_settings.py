@@ -127,7 +127,8 @@ def test_every_route_declares_the_500_a_misconfigured_api_answers_in_its_shape(m
     native routes' `Error`, the rq-compatible routes' rq-engine shape."""
     from chalicelib.api.openapi import openapi_document
 
-    names = {"job_id": "j-1", "scope": "s", "namespace": "n", "name": "out.txt", "task_id": "t-1", "queue": "normal"}
+    names = {"job_id": "j-1", "scope": "s", "namespace": "n", "name": "out.txt", "task_id": "t-1", "queue": "normal",
+             "message_id": "m-1"}
     answered_500 = 0
     for template, operations in openapi_document()["paths"].items():
         for method, declared in operations.items():

@@ -92,3 +92,46 @@ def test_a_letter_whose_redrive_send_failed_is_listed_again_at_once(client, aws,
     assert moved["redriven"]["normal"] == {"moved": 0, "failed": 1}, moved
     listing = client.http.get("/api/system/dlq?priority=normal", headers=operator()).json_body
     assert listing["total"] == {"normal": 1} and len(listing["dead_letters"]["normal"]) == 1
+
+
+def test_an_operator_deletes_one_letter_by_the_id_its_listing_shows(client, aws):
+    """A foreign body on a jobs DLQ: no redrive moves it and nothing will take it, and it kept the
+    queue's alarm up for its 14 days unless deleted in the SQS console. DELETE takes it by the
+    `message_id` the listing shows, leaving the others; asked again, or for an id no letter has,
+    404 letter_not_found; a queue must be named, and only an operator may."""
+    _park(aws, "dlq_url", 3)
+    letters = client.http.get("/api/system/dlq?priority=normal", headers=operator()).json_body["dead_letters"]
+    gone, *kept = [letter["message_id"] for letter in letters["normal"]]
+    response = client.http.delete(f"/api/system/dlq/letters/{gone}?priority=normal", headers=operator())
+    assert response.status_code == 200, response.body
+    assert response.json_body == {"deleted": gone, "queue": "normal"}
+    left = client.http.get("/api/system/dlq?priority=normal", headers=operator()).json_body
+    assert sorted(letter["message_id"] for letter in left["dead_letters"]["normal"]) == sorted(kept)
+    for message_id, query in ((gone, "queue=normal"), ("00000000-0000-0000-0000-000000000000", "priority=normal"),
+                              ("not$an$id", "priority=normal")):
+        response = client.http.delete(f"/api/system/dlq/letters/{message_id}?{query}", headers=operator())
+        assert response.status_code == 404 and response.json_body["error"]["code"] == "letter_not_found"
+    for query in ("", "?queue=nowhere", "?priority=high&queue=normal"):
+        response = client.http.delete(f"/api/system/dlq/letters/{kept[0]}{query}", headers=operator())
+        assert response.status_code == 400 and response.json_body["error"]["code"] == "invalid_request", query
+    tenant = {"Authorization": f"Bearer {token()}"}
+    assert client.http.delete(f"/api/system/dlq/letters/{kept[0]}?priority=normal", headers=tenant).status_code == 403
+    assert len(client.http.get("/api/system/dlq?priority=normal", headers=operator()).json_body["dead_letters"]["normal"]) == 2
+
+
+def test_the_stream_failure_queues_descriptions_are_not_an_operators_to_delete(client, aws, monkeypatch):
+    """Its descriptions are the reconciler's, removed once replayed: 409 not_redrivable, and the
+    description stays."""
+    from chalicelib import composition
+
+    url = aws["sqs"].create_queue(QueueName="stream-failures")["QueueUrl"]
+    monkeypatch.setenv("JOBPIPE_STREAM_FAILURE_QUEUE_URL", url)
+    composition.use(None)
+    aws["sqs"].send_message(QueueUrl=url, MessageBody=json.dumps({"note": "hand-made"}))
+    (letter,) = client.http.get("/api/system/dlq?queue=stream_failure",
+                                headers=operator()).json_body["dead_letters"]["stream_failure"]
+    refused = client.http.delete(f"/api/system/dlq/letters/{letter['message_id']}?queue=stream_failure",
+                                 headers=operator())
+    assert refused.status_code == 409 and refused.json_body["error"]["code"] == "not_redrivable"
+    assert client.http.get("/api/system/dlq?queue=stream_failure", headers=operator()).json_body["total"] == {
+        "stream_failure": 1}

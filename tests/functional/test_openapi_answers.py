@@ -200,7 +200,7 @@ def test_what_a_route_answers_a_parameter_or_body_it_does_not_take_is_declared(c
     operator (who may call them all), answers a status its operation declares."""
     job_id = submit_job(client, STEPS)["id"]
     names = {"job_id": job_id, "scope": "s", "namespace": "n", "name": "out.txt", "task_id": "t-1",
-             "queue": "normal"}
+             "queue": "normal", "message_id": "m-1"}
     headers = {"Authorization": f"Bearer {token(roles=['operator'])}", "Content-Type": "application/json"}
     for template, operations in document["paths"].items():
         path = template.format(**names)
