@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -126,9 +126,9 @@ class SqsQueueOperations:
                 to = queue or _target_of(message, targets)
                 if to is None:  # names no queue of this stack: left for an operator
                     left.append(message)
-                elif priority in self._queues and not _is_job_message(message):
+                elif priority in self._queues and not _reads_as(job_message_of, message):
                     left.append(message)  # no worker can take it: sent back, it would only fail ten more deliveries
-                elif priority not in self._queues and not _is_event(message):
+                elif priority not in self._queues and not _reads_as(event_detail, message):
                     left.append(message)  # nor a subscriber: it would fail a hundred (about ten hours of them)
                 else:
                     by_queue.setdefault(to, []).append(message)
@@ -192,17 +192,10 @@ def receive_up_to(client: Any, url: str, limit: int, hide_s: int) -> list[dict[s
     return list(messages.values())
 
 
-def _is_event(message: dict[str, Any]) -> bool:
+def _reads_as(read: Callable[[str], Any], message: dict[str, Any]) -> bool:
+    """Whether `read` (event_detail, job_message_of) takes the message's body: ValueError is its no."""
     try:
-        event_detail(message["Body"])
-    except ValueError:
-        return False
-    return True
-
-
-def _is_job_message(message: dict[str, Any]) -> bool:
-    try:
-        job_message_of(message["Body"])
+        read(message["Body"])
     except ValueError:
         return False
     return True
