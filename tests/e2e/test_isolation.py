@@ -2,6 +2,7 @@
 the owner's ids, answers as if they did not exist, and changes nothing of the owner's."""
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -78,6 +79,7 @@ EXPECTED = {
         ("/api/system/stats", "GET"),
         ("/api/system/dlq", "GET"),
         ("/api/system/dlq/redrive", "POST"),
+        ("/api/system/dlq/letters/{message_id}", "DELETE"),
         ("/api/system/maintenance/cleanup-runs", "POST"),
         ("/api/system/maintenance/health-check", "POST"),
         ("/api/system/maintenance/cleanup-temp-files", "POST"),
@@ -99,7 +101,7 @@ def test_every_route_is_covered():
 def test_another_tenant_sees_nothing_and_changes_nothing(stack, world, path, method):
     before = owner_view(stack, world)
     job_id = world["done"] if method != "DELETE" else world["running"]
-    url = path.format(job_id=job_id, task_id=job_id, name="summary.txt", scope=world["scope"],
+    url = path.format(job_id=job_id, task_id=job_id, message_id=job_id, name="summary.txt", scope=world["scope"],
                       namespace=world["namespace"])
     body, check = EXPECTED[(path, method)]
     if body == "ids":
@@ -150,7 +152,12 @@ def test_a_tenant_admin_is_refused_every_system_route_and_an_operator_is_served(
     task_id = task_ids["GET"]
     if method == "DELETE":  # a fresh task to cancel
         task_id = stack.call("POST", "/api/system/maintenance/cleanup-temp-files", headers=operator).json()["task_id"]
-    url = path.format(task_id=task_id)
+    if "{message_id}" in path:  # a hand-made letter of its own to delete, on a DLQ no other test reads
+        letter = stack.session.client("sqs").send_message(QueueUrl=stack.outputs["JobsDeadLetterQueueHighUrl"],
+                                                          MessageBody=json.dumps({"note": "hand-made"}))
+        url = path.format(message_id=letter["MessageId"]) + "?priority=high"
+    else:
+        url = path.format(task_id=task_id)
     admin = stack.call(method, url, headers=role_headers(stack, world["owner"], ["admin"]))
     assert forbidden(admin), (admin.status_code, admin.text[:300])
     served = stack.call(method, url, headers=operator)
