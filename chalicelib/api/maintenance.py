@@ -25,7 +25,7 @@ from chalicelib.defaults import (
     MAX_CURSOR_CHARS,
     MAX_LISTING_PAGE,
 )
-from chalicelib.domain.errors import JobNotFoundError, TaskNotFoundError
+from chalicelib.domain.errors import JobAlreadyFinishedError, JobNotFinishedError, JobNotFoundError, TaskNotFoundError
 from chalicelib.domain.job import Job, is_plausible_job_id
 from chalicelib.domain.numbers import WholeNumber
 from chalicelib.domain.registry import MAINTENANCE_PREFIX
@@ -157,7 +157,10 @@ def get_task(call: Call, task_id: str) -> Any:
 def cancel_task(call: Call, task_id: str) -> Any:
     """Queued or retrying: canceled now; running: stops at its next progress report or page."""
     job = _task(task_id)
-    return task_view(container().lifecycle.cancel(SYSTEM_TENANT, job.id)), 202
+    try:
+        return task_view(container().lifecycle.cancel(SYSTEM_TENANT, job.id)), 202
+    except JobAlreadyFinishedError as exc:  # said of the task, as the operator named it
+        raise JobAlreadyFinishedError.of(job.id, exc.details["status"], what="task") from None
 
 
 @route(f"{PREFIX}/tasks/{{task_id}}/rerun", methods=["POST"], query=(), body=False)
@@ -168,8 +171,11 @@ def rerun_task(call: Call, task_id: str) -> Any:
     Idempotency-Key is refused (400): nothing is kept to answer its repeat."""
     job = _task(task_id)
     task = job.type[len(MAINTENANCE_PREFIX):]
-    started = container().task_runs.rerun(job, user=call.user.user, idempotency_key=call.header("idempotency-key"),
-                                          control=_inline_control)
+    try:
+        started = container().task_runs.rerun(job, user=call.user.user,
+                                              idempotency_key=call.header("idempotency-key"), control=_inline_control)
+    except JobNotFinishedError as exc:  # said of the task, as the operator named it
+        raise JobNotFinishedError.of(job.id, exc.details["status"], what="task") from None
     if started.job is None:
         return _ran_inline(task, started.result)
     again = started.job

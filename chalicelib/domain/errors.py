@@ -131,9 +131,10 @@ class JobAlreadyFinishedError(JobpipeError):
     code = "job_finished"
 
     @classmethod
-    def of(cls, job_id: str, status: str) -> "JobAlreadyFinishedError":
-        """The refusal of a cancel of `job_id`, ended as `status` (completed, failed, canceled)."""
-        return cls(f"job {job_id} is already {status}", details={"status": status})
+    def of(cls, job_id: str, status: str, *, what: str = "job") -> "JobAlreadyFinishedError":
+        """The refusal of a cancel of `job_id`, ended as `status` (completed, failed, canceled);
+        `what` it is to the caller (a maintenance task is a job of the system's)."""
+        return cls(f"{what} {job_id} is already {status}", details={"status": status})
 
 
 class JobNotFinishedError(JobpipeError):
@@ -143,10 +144,11 @@ class JobNotFinishedError(JobpipeError):
     code = "job_not_finished"
 
     @classmethod
-    def of(cls, job_id: str, status: str) -> "JobNotFinishedError":
-        """The refusal of a rerun of `job_id`, still `status` (queued, running, retrying)."""
-        return cls(f"job {job_id} is {status}: only a finished job (completed, failed or canceled) runs again; "
-                   "wait for it to end, or cancel it first", details={"status": status})
+    def of(cls, job_id: str, status: str, *, what: str = "job") -> "JobNotFinishedError":
+        """The refusal of a rerun of `job_id`, still `status` (queued, running, retrying); `what`
+        it is to the caller (a maintenance task is a job of the system's)."""
+        return cls(f"{what} {job_id} is {status}: only a finished {what} (completed, failed or canceled) runs "
+                   "again; wait for it to end, or cancel it first", details={"status": status})
 
 
 class QueueUnavailableError(JobpipeError):

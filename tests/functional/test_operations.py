@@ -159,7 +159,8 @@ def test_cancel_a_queued_task(client, aws):
     drain(client._app, aws)
     assert task(client, task_id)["status"] == "canceled"
     again = client.http.delete(f"/api/system/maintenance/tasks/{task_id}", headers=operator())
-    assert again.status_code == 409 and again.json_body["error"]["code"] == "job_finished"
+    assert again.status_code == 409 and again.json_body["error"] == {
+        "code": "job_finished", "message": f"task {task_id} is already canceled", "details": {"status": "canceled"}}
 
 
 def test_a_finished_task_runs_again_as_a_new_task_and_an_unfinished_one_is_refused(client, aws):
@@ -170,6 +171,8 @@ def test_a_finished_task_runs_again_as_a_new_task_and_an_unfinished_one_is_refus
     first = client.http.post("/api/system/maintenance/cleanup-runs?max_age_hours=48", headers=operator()).json_body
     refused = client.http.post(f"/api/system/maintenance/tasks/{first['task_id']}/rerun", headers=operator())
     assert refused.status_code == 409 and refused.json_body["error"]["code"] == "job_not_finished"
+    assert refused.json_body["error"]["message"].startswith(
+        f"task {first['task_id']} is queued: only a finished task (completed, failed or canceled) runs again")
     drain(client._app, aws)
     ended = task(client, first["task_id"])
     assert ended["status"] == "completed" and ended["rerun_of"] is None
