@@ -8,7 +8,7 @@ import uuid
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from chalicelib.adapters.sqs import reason_attribute
-from chalicelib.adapters.sqs_operations import letter_body, target_queue_name
+from chalicelib.adapters.sqs_operations import letter_body, reads_as, target_queue_name
 from chalicelib.defaults import SQS_MAX_DELAY_S, SQS_MAX_HOLD_S
 from chalicelib.domain.errors import InvalidRequestError, NotRedrivableError, QueueUnavailableError
 from chalicelib.domain.events import event_detail
@@ -242,7 +242,7 @@ class InMemoryQueueOperations:
         moving = []
         for parked in taken:
             to = source if source is not None else targets.get(target_queue_name(parked.target_arn or "") or "")
-            if to is not None and _is_event(parked[0]):  # no subscriber could take the rest
+            if to is not None and reads_as(event_detail, parked[0]):  # no subscriber could take the rest
                 to.append(parked[0])  # the body as it came: its reason stays behind, as on SQS
                 moving.append(parked)
         dead.parked[:] = [e for e in dead.parked if not any(e is m for m in moving)]
@@ -256,11 +256,3 @@ class InMemoryQueueOperations:
             checks.append({"name": f"jobs-{priority}-dlq", "kind": "dlq", "priority": priority, "ok": True,
                            "visible": len(self._parked(priority)), "in_flight": 0, "delayed": 0})
         return checks
-
-
-def _is_event(body: str) -> bool:
-    try:
-        event_detail(body)
-    except ValueError:
-        return False
-    return True

@@ -126,9 +126,9 @@ class SqsQueueOperations:
                 to = queue or _target_of(message, targets)
                 if to is None:  # names no queue of this stack: left for an operator
                     left.append(message)
-                elif priority in self._queues and not _reads_as(job_message_of, message):
+                elif priority in self._queues and not reads_as(job_message_of, message["Body"]):
                     left.append(message)  # no worker can take it: sent back, it would only fail ten more deliveries
-                elif priority not in self._queues and not _reads_as(event_detail, message):
+                elif priority not in self._queues and not reads_as(event_detail, message["Body"]):
                     left.append(message)  # nor a subscriber: it would fail a hundred (about ten hours of them)
                 else:
                     by_queue.setdefault(to, []).append(message)
@@ -192,10 +192,10 @@ def receive_up_to(client: Any, url: str, limit: int, hide_s: int) -> list[dict[s
     return list(messages.values())
 
 
-def _reads_as(read: Callable[[str], Any], message: dict[str, Any]) -> bool:
-    """Whether `read` (event_detail, job_message_of) takes the message's body: ValueError is its no."""
+def reads_as(read: Callable[[str], Any], body: str) -> bool:
+    """Whether `read` (event_detail, job_message_of) takes a letter's `body`: ValueError is its no."""
     try:
-        read(message["Body"])
+        read(body)
     except ValueError:
         return False
     return True

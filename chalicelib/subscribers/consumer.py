@@ -22,17 +22,12 @@ if TYPE_CHECKING:
 Effect = Callable[[dict[str, Any], Optional[float]], Any]
 
 
-def _detail(body: str) -> dict[str, Any]:
-    """The `detail` of the EventBridge envelope an event rule put on the queue."""
-    return event_detail(body)
-
-
 def _event_ids(records: list[dict[str, Any]]) -> list[str]:
     """The event ids of the batch's readable records (the others fail on their own)."""
     ids = []
     for record in records:
         try:
-            ids.append(str(_detail(record.get("body", ""))["event_id"]))
+            ids.append(str(event_detail(record.get("body", ""))["event_id"]))
         except ValueError:
             continue
     return ids
@@ -153,7 +148,7 @@ class Consumer:
 
         def handle(record: SQSRecord) -> None:
             try:
-                detail = _detail(record.body)
+                detail = event_detail(record.body)
             except ValueError as exc:  # fails until the redrive policy parks it on the DLQ
                 logger.warning(f"{self._name} received a message that is no jobpipe event",
                                extra={"message_id": record.message_id, "error": describe(exc)[:500],
