@@ -239,6 +239,7 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
 USAGE = "python -m scripts.deploy [BUILD_DIR] [STACK_NAME] [Key=Value ...]"
 # What CloudFormation takes as a stack's name: checked before the code is uploaded.
 STACK_NAME = re.compile(r"[A-Za-z][-A-Za-z0-9]{0,127}")
+STACK_NAME_RULE = "a letter, then letters, digits and hyphens, at most 128 in all"
 
 
 def main(argv: list[str]) -> None:
@@ -257,8 +258,7 @@ def main(argv: list[str]) -> None:
     build_dir = ROOT / (argv[0] if argv else "build")
     stack = argv[1] if len(argv) > 1 else "jobpipe"
     if not STACK_NAME.fullmatch(stack):
-        print(f"deploy: {stack[:80]!r} is no stack name (a letter, then letters, digits and hyphens, "
-              f"at most 128 in all); usage: {USAGE}", file=sys.stderr)
+        print(f"deploy: {stack[:80]!r} is no stack name ({STACK_NAME_RULE}); usage: {USAGE}", file=sys.stderr)
         sys.exit(2)
     malformed = [arg for arg in argv[2:] if "=" not in arg]
     if malformed:

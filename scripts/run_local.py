@@ -49,11 +49,11 @@ def gateway_port(environ: dict[str, str]) -> int:
 def check_stack_name(stack: str) -> None:
     """JOBPIPE_STACK (default jobpipe) must be a name CloudFormation takes: a bad one ends the
     run before anything starts, one line, exit code 2, not after the emulator and the upload."""
-    from scripts.deploy import STACK_NAME
+    from scripts.deploy import STACK_NAME, STACK_NAME_RULE
 
     if not STACK_NAME.fullmatch(stack):
-        print(f"make run: JOBPIPE_STACK must be a stack name: a letter, then letters, digits and hyphens, "
-              f"at most 128 in all (got {stack[:80]!r})", file=sys.stderr, flush=True)
+        print(f"make run: JOBPIPE_STACK must be a stack name: {STACK_NAME_RULE} (got {stack[:80]!r})",
+              file=sys.stderr, flush=True)
         sys.exit(EXIT_BAD_CONFIG)
 
 

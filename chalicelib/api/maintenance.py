@@ -8,7 +8,8 @@ USE_TASK_QUEUE=false a task runs inline and its result comes back in the respons
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Optional
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Optional
 
 from chalice import Blueprint
 from pydantic import BaseModel, ConfigDict, Field
@@ -126,6 +127,18 @@ def log_statistics(call: Call) -> Any:
     return _start(call, "log_statistics")
 
 
+@contextmanager
+def _said_of_the_task(task_id: str) -> Iterator[None]:
+    """A refusal for the task's status (finished for a cancel, not finished for a rerun) worded
+    of the task, as the operator named it; its code and details as they are."""
+    try:
+        yield
+    except JobAlreadyFinishedError as exc:
+        raise JobAlreadyFinishedError.of(task_id, exc.details["status"], what="task") from None
+    except JobNotFinishedError as exc:
+        raise JobNotFinishedError.of(task_id, exc.details["status"], what="task") from None
+
+
 def _task(task_id: str) -> Job:
     try:
         if not is_plausible_job_id(task_id):
@@ -157,10 +170,8 @@ def get_task(call: Call, task_id: str) -> Any:
 def cancel_task(call: Call, task_id: str) -> Any:
     """Queued or retrying: canceled now; running: stops at its next progress report or page."""
     job = _task(task_id)
-    try:
+    with _said_of_the_task(job.id):
         return task_view(container().lifecycle.cancel(SYSTEM_TENANT, job.id)), 202
-    except JobAlreadyFinishedError as exc:  # said of the task, as the operator named it
-        raise JobAlreadyFinishedError.of(job.id, exc.details["status"], what="task") from None
 
 
 @route(f"{PREFIX}/tasks/{{task_id}}/rerun", methods=["POST"], query=(), body=False)
@@ -171,11 +182,9 @@ def rerun_task(call: Call, task_id: str) -> Any:
     Idempotency-Key is refused (400): nothing is kept to answer its repeat."""
     job = _task(task_id)
     task = job.type[len(MAINTENANCE_PREFIX):]
-    try:
+    with _said_of_the_task(job.id):
         started = container().task_runs.rerun(job, user=call.user.user,
                                               idempotency_key=call.header("idempotency-key"), control=_inline_control)
-    except JobNotFinishedError as exc:  # said of the task, as the operator named it
-        raise JobNotFinishedError.of(job.id, exc.details["status"], what="task") from None
     if started.job is None:
         return _ran_inline(task, started.result)
     again = started.job
