@@ -250,15 +250,24 @@ class Container:
         if not self.settings.stream_failure_queue_url:
             return None
         from chalicelib.adapters.dynamodb_stream import DynamoChangeStream
-        from chalicelib.adapters.sqs_stream_failures import SqsFailedStreamBatches
         from chalicelib.events.replay import StreamReplay
 
         return StreamReplay(
-            SqsFailedStreamBatches(self.client("sqs"), self.settings.stream_failure_queue_url,
-                                   on_foreign=_log_foreign_stream_failure),
+            self.stream_failures,
             DynamoChangeStream(self.client("dynamodbstreams"), self.settings.table_name),
             self.stream_consumer,
         )
+
+    @cached_property
+    def stream_failures(self) -> Optional[Any]:
+        """StreamFailureQueue: failed batches' descriptions and parked records; None where it is
+        not configured."""
+        if not self.settings.stream_failure_queue_url:
+            return None
+        from chalicelib.adapters.sqs_stream_failures import SqsFailedStreamBatches
+
+        return SqsFailedStreamBatches(self.client("sqs"), self.settings.stream_failure_queue_url,
+                                      on_foreign=_log_foreign_stream_failure)
 
     @cached_property
     def reconciler_log(self) -> Any:
@@ -304,12 +313,15 @@ class Container:
 
     @cached_property
     def stream_consumer(self) -> Any:
-        """Counts and publishes the jobs table's stream; no counting without a stats table."""
+        """Counts and publishes the jobs table's stream; no counting without a stats table, and
+        an unreadable record parked on StreamFailureQueue (failing its batch without one)."""
         from chalicelib.adapters.dynamodb_stream import job_change
         from chalicelib.events.stream import StreamConsumer
 
         stats = self.stats if self.settings.stats_table_name else None
-        return StreamConsumer(job_change, self.publisher, stats)
+        failures = self.stream_failures
+        return StreamConsumer(job_change, self.publisher, stats, park=failures.park if failures else None,
+                              on_parked=_log_parked_record)
 
     @cached_property
     def cache_store(self) -> Any:
@@ -417,6 +429,15 @@ def _log_foreign_stream_failure(message_id: str, body: str, held_s: int) -> None
 
     logger.warning("StreamFailureQueue message describes no stream batch: held for an operator",
                    extra={"message_id": message_id, "body": body, "held_s": held_s})
+
+
+def _log_parked_record(sequence_number: str, reason: str) -> None:
+    """A stream record the change-stream function could not read, parked on StreamFailureQueue:
+    an ERROR line naming it (its events wait for a version that reads it)."""
+    from chalicelib.observability import logger
+
+    logger.error("stream record unreadable: parked on StreamFailureQueue",
+                 extra={"sequence_number": sequence_number, "error": reason})
 
 
 def _log_unreadable(job_id: str, exc: Exception) -> None:

@@ -78,13 +78,14 @@ def delete_dead_letter(queues: QueueOperations, name: str, message_id: str) -> N
     with a letter nothing will take (a foreign body no redrive moves, which keeps the queue's
     alarm up for its 14 days). Raises LetterNotFoundError when none of LETTER_DELETE_READS looks
     of up to MAX_DEAD_LETTER_BATCH letters showed it (deleted already, or one SQS did not hand
-    out) or its delete was refused, NotRedrivableError for STREAM_FAILURE_QUEUE (the reconciler's
-    descriptions), DeadLetterUnavailableError."""
-    if name == STREAM_FAILURE_QUEUE:
-        raise NotRedrivableError.deleting(name)
+    out) or its delete was refused, NotRedrivableError for a failed batch's description on
+    STREAM_FAILURE_QUEUE (the reconciler's, removed once replayed; a record parked there, whose
+    events an operator gives up, and a foreign body are deleted), DeadLetterUnavailableError."""
     for _ in range(LETTER_DELETE_READS):
         found = [letter for letter in queues.peek_dead_letters(name, MAX_DEAD_LETTER_BATCH)
                  if letter.message_id == message_id]
+        if found and name == STREAM_FAILURE_QUEUE and isinstance(found[0].body.get(BATCH_DESCRIPTION), dict):
+            raise NotRedrivableError.deleting(name)
         if found:
             if queues.delete_dead_letters(name, found[:1]) == 1:
                 return
@@ -92,6 +93,10 @@ def delete_dead_letter(queues: QueueOperations, name: str, message_id: str) -> N
     raise LetterNotFoundError(
         f"no letter {message_id} on the {name} dead-letter queue among those it handed out; "
         "list the queue to see what it holds, and try again")
+
+
+# What names a failed stream batch's description: Lambda's on-failure record for a DynamoDB stream.
+BATCH_DESCRIPTION = "DDBStreamBatchInfo"
 
 
 def _job_id(letter: DeadLetter) -> Optional[str]:

@@ -291,6 +291,13 @@ REPLAY_RETRY_MAX_S = 3600
 # A batch the stream no longer holds is only an operator's now: looked at twice a day, as long
 # as SQS may hide a message.
 UNREADABLE_HOLD_S = SQS_MAX_HOLD_S
+# An unreadable stream record is parked on StreamFailureQueue whole, its body at most what one
+# SQS message carries (1 MiB, the queue's MaximumMessageSize): a job item is at most 400 KB, and a
+# record holds two images of it, so all but records of items near that size fit.
+PARKED_RECORD_MAX_BYTES = 1024 * 1024
+# The condition a parked record's description names (Lambda's own: RetryAttemptsExhausted,
+# MaxRecordAgeExceeded).
+RECORD_UNREADABLE = "RecordUnreadable"
 # What the reconciler's line naming a StreamFailureQueue message that describes no batch shows
 # of its body: enough to tell what put it there, never a whole 256 KiB message in one log line.
 FOREIGN_BODY_SHOWN_CHARS = 500

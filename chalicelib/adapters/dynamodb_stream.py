@@ -8,13 +8,15 @@ from typing import Any, Optional
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.dynamodb_items import JOB_SORT_KEY, item_to_job
-from chalicelib.defaults import STREAM_MAX_PAGES_PER_BATCH
+from chalicelib.defaults import DEAD_LETTER_REASON_CHARS, STREAM_MAX_PAGES_PER_BATCH
 from chalicelib.domain.errors import (
     ChangeStreamUnavailableError,
     StreamBatchPartlyHeldError,
     StreamBatchUnreadableError,
+    StreamRecordUnreadableError,
+    describe,
 )
-from chalicelib.domain.job import isoformat
+from chalicelib.domain.job import Job, isoformat
 from chalicelib.ports import FailedStreamBatch, JobChange
 
 
@@ -23,13 +25,14 @@ def job_change(record: dict[str, Any]) -> Optional[JobChange]:
     Timed by the record's ApproximateCreationDateTime; a record without one by the latest time
     the new image names (`Job.last_recorded_time`): what the events' `timestamp` and the
     statistics' hour of a start or retry rest on must not move with when a batch is read (a
-    replay hours later); a deletion, which names no time of its own, by now."""
+    replay hours later); a deletion, which names no time of its own, by now. Raises
+    StreamRecordUnreadableError when either image is no job this version can read."""
     data = record.get("dynamodb") or {}
     keys = data.get("Keys") or {}
     if keys.get("sk", {}).get("S") != JOB_SORT_KEY:
         return None
     old_image, new_image = data.get("OldImage"), data.get("NewImage")
-    new = item_to_job(new_image) if new_image else None
+    new = _job_of(data, new_image, "new")
     created = data.get("ApproximateCreationDateTime")
     if created:
         timestamp = isoformat(datetime.fromtimestamp(float(created), timezone.utc))
@@ -37,10 +40,21 @@ def job_change(record: dict[str, Any]) -> Optional[JobChange]:
         timestamp = (new.last_recorded_time() if new else None) or isoformat(datetime.now(timezone.utc))
     return JobChange(
         sequence_number=str(data.get("SequenceNumber", "")),
-        old=item_to_job(old_image) if old_image else None,
+        old=_job_of(data, old_image, "old"),
         new=new,
         timestamp=timestamp,
     )
+
+
+def _job_of(data: dict[str, Any], image: Optional[dict[str, Any]], which: str) -> Optional[Job]:
+    if not image:
+        return None
+    try:
+        return item_to_job(image)
+    except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError) as exc:  # pydantic's, the deserializer's
+        raise StreamRecordUnreadableError(
+            f"stream record {data.get('SequenceNumber')}: the {which} image is no job this version reads: "
+            f"{describe(exc)}"[:DEAD_LETTER_REASON_CHARS]) from exc
 
 
 _GONE = {"TrimmedDataAccessException", "ResourceNotFoundException"}

@@ -3,12 +3,13 @@ tests/contract/test_stream_replay.py)."""
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import time
 from typing import Any, Callable, Optional
 
-from chalicelib.defaults import SQS_MAX_HOLD_S
-from chalicelib.domain.errors import StreamBatchPartlyHeldError, StreamBatchUnreadableError
+from chalicelib.defaults import PARKED_RECORD_MAX_BYTES, RECORD_UNREADABLE, SQS_MAX_HOLD_S
+from chalicelib.domain.errors import StreamBatchPartlyHeldError, StreamBatchUnreadableError, StreamRecordTooLargeError
 from chalicelib.ports import FailedStreamBatch
 
 
@@ -40,7 +41,8 @@ class InMemoryChangeStream:
 
 
 class InMemoryFailedStreamBatches:
-    """StreamFailureQueue: descriptions of failed batches, hidden while taken or held."""
+    """StreamFailureQueue: descriptions of failed batches and parked records, hidden while taken
+    or held."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
@@ -48,6 +50,7 @@ class InMemoryFailedStreamBatches:
         self._handles = itertools.count(1)
         # message id -> [batch, visible at, receives]
         self._messages: dict[str, list[Any]] = {}
+        self.reasons: dict[str, str] = {}  # a parked record's message id -> why it was parked
 
     def put(self, stream_arn: str, shard_id: str, first: str, last: str, size: int = 1,
             condition: str = "RetryAttemptsExhausted") -> str:
@@ -57,6 +60,18 @@ class InMemoryFailedStreamBatches:
         with self._lock:
             self._messages[message_id] = [batch, 0.0, 0]
         return message_id
+
+    def park(self, record: dict[str, Any], reason: str) -> None:
+        body = json.dumps(record, ensure_ascii=True, separators=(",", ":"))
+        if len(body) > PARKED_RECORD_MAX_BYTES:
+            raise StreamRecordTooLargeError(f"stream record takes {len(body)} bytes, more than one message carries")
+        sequence = str(record["dynamodb"]["SequenceNumber"])
+        message_id = f"failure-{next(self._handles)}"
+        batch = FailedStreamBatch("", message_id, str(record.get("eventSourceARN", "")), "", sequence, sequence, 1,
+                                  RECORD_UNREADABLE, records=(json.loads(body),))
+        with self._lock:
+            self._messages[message_id] = [batch, 0.0, 0]
+            self.reasons[message_id] = reason
 
     def waiting(self) -> list[str]:
         """Message ids still on the queue, hidden or not."""
@@ -77,7 +92,7 @@ class InMemoryFailedStreamBatches:
                 handle = f"{message_id}#{next(self._handles)}"
                 taken.append(FailedStreamBatch(handle, message_id, batch.stream_arn, batch.shard_id,
                                                batch.first_sequence, batch.last_sequence, batch.size,
-                                               batch.condition, receives + 1))
+                                               batch.condition, receives + 1, batch.records))
         return taken
 
     def _entry(self, batch: FailedStreamBatch) -> Optional[list[Any]]:

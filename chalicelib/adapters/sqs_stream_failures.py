@@ -1,16 +1,20 @@
 """SQS adapter of the FailedStreamBatches port: StreamFailureQueue, where the change-stream
 function's event source mapping describes each batch it gave up on (Lambda's on-failure record
-for a DynamoDB stream: `DDBStreamBatchInfo` with the shard and the sequence range)."""
+for a DynamoDB stream: `DDBStreamBatchInfo` with the shard and the sequence range), and where the
+function parks a record it cannot read, whole (`parked_stream_record`, with the job it names)."""
 from __future__ import annotations
 
+import json
 from typing import Any, Callable, Optional
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from chalicelib.adapters.dynamodb_items import JOB_PREFIX, job_id_of
+from chalicelib.adapters.sqs import park
 from chalicelib.adapters.sqs_operations import receive_up_to
-from chalicelib.defaults import FOREIGN_BODY_SHOWN_CHARS, SQS_MAX_HOLD_S
-from chalicelib.domain.errors import DeadLetterUnavailableError
+from chalicelib.defaults import FOREIGN_BODY_SHOWN_CHARS, PARKED_RECORD_MAX_BYTES, RECORD_UNREADABLE, SQS_MAX_HOLD_S
+from chalicelib.domain.errors import DeadLetterUnavailableError, StreamRecordTooLargeError
 from chalicelib.ports import FailedStreamBatch
 
 _SEQUENCE = r"^[0-9]{1,40}$"
@@ -33,12 +37,40 @@ class _FailureRecord(BaseModel):
     requestContext: dict[str, Any] = Field(default_factory=dict)
 
 
+class _StreamData(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    SequenceNumber: str = Field(pattern=_SEQUENCE)
+
+
+class _StreamRecord(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    dynamodb: _StreamData
+    eventSourceARN: str = ""
+
+
+class _ParkedRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    parked_stream_record: _StreamRecord
+
+
+def parked_body(record: dict[str, Any]) -> str:
+    """The body a parked record travels in: the record as the function received it, and the job
+    it names (`job_id`: GET /api/system/dlq shows that job beside it)."""
+    partition = ((record.get("dynamodb") or {}).get("Keys") or {}).get("pk", {}).get("S", "")
+    job_id = job_id_of(partition) if isinstance(partition, str) and partition.startswith(JOB_PREFIX) else None
+    return json.dumps({"job_id": job_id, "parked_stream_record": record}, ensure_ascii=True, separators=(",", ":"))
+
+
 def failed_batch_of(message: dict[str, Any]) -> Optional[FailedStreamBatch]:
-    """The failed batch a StreamFailureQueue message describes, or None for any other body."""
+    """The failed batch a StreamFailureQueue message describes (or the parked record it carries),
+    or None for any other body."""
     try:
         record = _FailureRecord.model_validate_json(message["Body"])
     except ValidationError:
-        return None
+        return _parked_of(message)
     info = record.DDBStreamBatchInfo
     if int(info.endSequenceNumber) < int(info.startSequenceNumber):
         return None
@@ -52,6 +84,26 @@ def failed_batch_of(message: dict[str, Any]) -> Optional[FailedStreamBatch]:
         size=info.batchSize,
         condition=str(record.requestContext.get("condition") or "unknown"),
         receives=int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+    )
+
+
+def _parked_of(message: dict[str, Any]) -> Optional[FailedStreamBatch]:
+    try:
+        parked = _ParkedRecord.model_validate_json(message["Body"]).parked_stream_record
+    except ValidationError:
+        return None
+    sequence = parked.dynamodb.SequenceNumber
+    return FailedStreamBatch(
+        handle=message["ReceiptHandle"],
+        message_id=message["MessageId"],
+        stream_arn=parked.eventSourceARN,
+        shard_id="",
+        first_sequence=sequence,
+        last_sequence=sequence,
+        size=1,
+        condition=RECORD_UNREADABLE,
+        receives=int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+        records=(json.loads(message["Body"])["parked_stream_record"],),  # as it was received
     )
 
 
@@ -81,6 +133,14 @@ class SqsFailedStreamBatches:
         except (ClientError, BotoCoreError) as exc:
             raise DeadLetterUnavailableError("could not read StreamFailureQueue") from exc
         return batches
+
+    def park(self, record: dict[str, Any], reason: str) -> None:
+        body = parked_body(record)
+        if len(body) > PARKED_RECORD_MAX_BYTES:  # ASCII: characters are bytes
+            raise StreamRecordTooLargeError(
+                f"stream record {record.get('dynamodb', {}).get('SequenceNumber')} takes {len(body)} bytes, "
+                f"more than one StreamFailureQueue message carries ({PARKED_RECORD_MAX_BYTES})")
+        park(self._sqs, self._url, body, reason, failure="could not park a stream record on StreamFailureQueue")
 
     def settle(self, batch: FailedStreamBatch) -> None:
         try:

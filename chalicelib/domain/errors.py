@@ -386,10 +386,10 @@ class NotRedrivableError(JobpipeError):
 
     @classmethod
     def deleting(cls, queue: str) -> "NotRedrivableError":
-        """The refusal of an operator's delete from `queue`: its descriptions are the
+        """The refusal of an operator's delete of a failed batch's description from `queue`: the
         reconciler's, which removes each once replayed. `details`: `queue`."""
-        return cls(f"the {queue} dead-letter queue holds descriptions the reconciler replays and removes "
-                   "itself; see docs/reliability.md", details={"queue": queue})
+        return cls(f"this letter on the {queue} dead-letter queue describes a failed stream batch, which the "
+                   "reconciler replays and removes itself; see docs/reliability.md", details={"queue": queue})
 
 
 class StreamBatchUnreadableError(JobpipeError):
@@ -406,6 +406,21 @@ class StreamBatchPartlyHeldError(StreamBatchUnreadableError):
     def __init__(self, message: str, *, held: list[Any]) -> None:
         super().__init__(message)
         self.held = held
+
+
+class StreamRecordUnreadableError(JobpipeError):
+    """A job's stream record this version cannot read: a status or a field's value a newer version
+    wrote (met during a rollback), or an item edited by hand. The change-stream function parks it
+    on StreamFailureQueue, whole, and goes on with the rest of its batch."""
+
+    code = "stream_record_unreadable"
+
+
+class StreamRecordTooLargeError(JobpipeError):
+    """An unreadable stream record too large for one StreamFailureQueue message: it cannot be
+    parked, and its batch fails as any batch whose events could not go out."""
+
+    code = "stream_record_too_large"
 
 
 class ChangeStreamUnavailableError(JobpipeError):

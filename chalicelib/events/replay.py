@@ -56,6 +56,10 @@ class StreamReplay:
         StreamBatchUnreadableError when the stream no longer holds them (the description kept,
         hidden for UNREADABLE_HOLD_S); else what the stream, the stats store or the publisher
         raised, the description then hidden for the next try's wait."""
+        if batch.records is not None:  # a parked record: read from its message, never parked again
+            self._publish(batch, list(batch.records), parking=False)
+            self._failures.settle(batch)
+            return
         try:
             records = self._stream.records(batch)
         except StreamBatchPartlyHeldError as partly:
@@ -75,11 +79,11 @@ class StreamReplay:
         self._publish(batch, records)
         self._failures.settle(batch)
 
-    def _publish(self, batch: FailedStreamBatch, records: list[dict[str, Any]]) -> None:
+    def _publish(self, batch: FailedStreamBatch, records: list[dict[str, Any]], parking: bool = True) -> None:
         """Count and publish `records`; on any failure the description is held for the next
         try's wait and the failure raised."""
         try:
-            failed_at = self._consumer.consume(records)
+            failed_at = self._consumer.consume(records, parking=parking)
             if failed_at is not None:
                 raise EventPublishError(f"events from stream record {failed_at} on were not published")
         except Exception:

@@ -30,7 +30,9 @@ class JobChange:
 class FailedStreamBatch:
     """A batch of the jobs table's stream that the change-stream function gave up on (retries
     exhausted, or too old), as the mapping's on-failure destination describes it: where its
-    records are on the stream, not the records themselves."""
+    records are on the stream, not the records themselves. Or one record the function could
+    not read and parked itself (`condition` RECORD_UNREADABLE): that record carried whole in
+    `records`, read from there and not from the stream (`shard_id` empty)."""
 
     handle: str  # settles or holds it (the queue message's receipt handle)
     message_id: str
@@ -41,6 +43,7 @@ class FailedStreamBatch:
     size: int
     condition: str  # RetryAttemptsExhausted, MaxRecordAgeExceeded
     receives: int = 1  # how often this description was taken, this time included
+    records: Optional[tuple[dict[str, Any], ...]] = None  # a parked record, carried whole
 
 
 class FailedStreamBatches(Protocol):
@@ -57,6 +60,12 @@ class FailedStreamBatches(Protocol):
 
     def hold(self, batch: FailedStreamBatch, seconds: int) -> None:
         """Hide the batch's description for `seconds` (at most 12 hours) before it is taken again."""
+
+    def park(self, record: dict[str, Any], reason: str) -> None:
+        """Put one stream record this version cannot read on the queue, whole, as the change-stream
+        function received it: taken back as a FailedStreamBatch carrying it (`records`), which the
+        replay publishes once a version that reads it runs. Raises StreamRecordTooLargeError when
+        it does not fit one message, DeadLetterUnavailableError when the queue refused it."""
 
 
 class ChangeStream(Protocol):

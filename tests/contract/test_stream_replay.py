@@ -137,3 +137,45 @@ def test_a_batch_of_another_table_is_not_read(ports):
     (batch,) = ports.failures.take(10, 60)
     with pytest.raises(StreamBatchUnreadableError):
         ports.stream.records(batch)
+
+
+def _parked(sequence: str, status: str = "paused") -> dict:
+    """A job's stream record as the function receives it, its new image holding a status this
+    version does not know."""
+    item = {**job_to_item(a_job(7)), "status": {"S": status}}
+    return {"eventID": "e1", "eventName": "MODIFY", "eventSourceARN": MEMORY_STREAM,
+            "dynamodb": {"Keys": job_key("job-0007"), "NewImage": item, "SequenceNumber": sequence,
+                         "ApproximateCreationDateTime": 1_767_225_600.0, "note": "caf\u00e9 \U0001f600"}}
+
+
+def test_a_parked_record_is_taken_back_whole_and_read_from_its_message(ports):
+    record = _parked("4200")
+    ports.failures.park(record, "the new image is no job this version reads")
+    (batch,) = ports.failures.take(10, 60)
+    assert (batch.first_sequence, batch.last_sequence, batch.size, batch.condition, batch.stream_arn) == (
+        "4200", "4200", 1, "RecordUnreadable", MEMORY_STREAM)
+    assert batch.records == (record,), "carried as it was received, whatever its characters"
+    assert ports.failures.take(10, 60) == [], "hidden while taken, as a description is"
+    ports.failures.hold(batch, 0)
+    (again,) = ports.failures.take(10, 60)
+    assert again.receives == 2 and again.records == (record,)
+    ports.failures.settle(again)
+    assert ports.failures.take(10, 0) == []
+
+
+def test_a_record_too_large_for_one_message_is_refused_and_nothing_is_parked(ports):
+    from chalicelib.defaults import PARKED_RECORD_MAX_BYTES
+    from chalicelib.domain.errors import StreamRecordTooLargeError
+
+    record = _parked("4201")
+    record["dynamodb"]["NewImage"]["progress_message"] = {"S": "x" * PARKED_RECORD_MAX_BYTES}
+    with pytest.raises(StreamRecordTooLargeError):
+        ports.failures.park(record, "unreadable")
+    assert ports.failures.take(10, 0) == []
+
+
+def test_a_description_carries_no_records(ports):
+    (sequence,) = ports.write([a_job(1)])
+    ports.describe(sequence, sequence, 1)
+    (batch,) = ports.failures.take(10, 60)
+    assert batch.records is None, "read back from the stream"

@@ -120,18 +120,26 @@ def test_an_operator_deletes_one_letter_by_the_id_its_listing_shows(client, aws)
 
 
 def test_the_stream_failure_queues_descriptions_are_not_an_operators_to_delete(client, aws, monkeypatch):
-    """Its descriptions are the reconciler's, removed once replayed: 409 not_redrivable, and the
-    description stays."""
+    """A failed batch's description is the reconciler's, removed once replayed: 409
+    not_redrivable, and it stays. A parked record (whose events the operator gives up) and a
+    hand-made body no pass would ever remove are deleted."""
     from chalicelib import composition
+    from tests.support.stream import on_failure_record
 
     url = aws["sqs"].create_queue(QueueName="stream-failures")["QueueUrl"]
     monkeypatch.setenv("JOBPIPE_STREAM_FAILURE_QUEUE_URL", url)
     composition.use(None)
-    aws["sqs"].send_message(QueueUrl=url, MessageBody=json.dumps({"note": "hand-made"}))
-    (letter,) = client.http.get("/api/system/dlq?queue=stream_failure",
-                                headers=operator()).json_body["dead_letters"]["stream_failure"]
-    refused = client.http.delete(f"/api/system/dlq/letters/{letter['message_id']}?queue=stream_failure",
-                                 headers=operator())
+    arn = "arn:aws:dynamodb:us-east-1:123456789012:table/jobs/stream/2026-01-01T00:00:00.000"
+    described = aws["sqs"].send_message(QueueUrl=url, MessageBody=on_failure_record(
+        arn, "shardId-00000001700000000000-00000000", "100", "200", 2))["MessageId"]
+    hand_made = aws["sqs"].send_message(QueueUrl=url, MessageBody=json.dumps({"note": "hand-made"}))["MessageId"]
+    parked = aws["sqs"].send_message(QueueUrl=url, MessageBody=json.dumps({"job_id": "j1", "parked_stream_record": {
+        "dynamodb": {"SequenceNumber": "300", "Keys": {}}}}))["MessageId"]
+    refused = client.http.delete(f"/api/system/dlq/letters/{described}?queue=stream_failure", headers=operator())
     assert refused.status_code == 409 and refused.json_body["error"]["code"] == "not_redrivable"
-    assert client.http.get("/api/system/dlq?queue=stream_failure", headers=operator()).json_body["total"] == {
-        "stream_failure": 1}
+    assert "describes a failed stream batch" in refused.json_body["error"]["message"]
+    for message_id in (hand_made, parked):
+        response = client.http.delete(f"/api/system/dlq/letters/{message_id}?queue=stream_failure", headers=operator())
+        assert response.status_code == 200, response.body
+    left = client.http.get("/api/system/dlq?queue=stream_failure", headers=operator()).json_body
+    assert [letter["message_id"] for letter in left["dead_letters"]["stream_failure"]] == [described]

@@ -3,6 +3,7 @@ published and counted by the reconciler from moto's real stream: its events reac
 more with their ids, its counts are not doubled, and its description leaves StreamFailureQueue."""
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -11,10 +12,12 @@ import pytest
 from botocore.exceptions import ClientError
 
 from chalicelib import composition
-from chalicelib.adapters.dynamodb_stream import as_delivered
+from chalicelib.adapters.dynamodb_items import job_key
+from chalicelib.adapters.dynamodb_stream import as_delivered, job_change
 from chalicelib.adapters.eventbridge import EventBridgePublisher
-from chalicelib.domain.errors import EventPublishError
+from chalicelib.domain.errors import EventPublishError, StreamRecordUnreadableError
 from chalicelib.events import replay
+from chalicelib.events.stream import StreamConsumer
 from tests.functional.conftest import LambdaContext, receive_all, submit_job
 from tests.functional.test_reconciler import STEPS, operator_headers, reconcile
 from tests.support.stream import on_failure_record, read_stream
@@ -106,3 +109,67 @@ def test_a_message_that_describes_no_batch_is_named_in_the_reconcilers_log(failu
     assert reconcile(app)["counts"] == {}
     assert not [r for r in caplog.records if r.getMessage().startswith("StreamFailureQueue message")], \
         "named once per look, not every pass"
+
+
+def _as_a_newer_version_reads(record: dict[str, Any]) -> Any:
+    """A decode that knows the status `paused` (a newer version's, read as running here)."""
+    record = copy.deepcopy(record)
+    for image in ("OldImage", "NewImage"):
+        item = record["dynamodb"].get(image)
+        if item and item.get("status") == {"S": "paused"}:
+            item["status"] = {"S": "running"}
+    return job_change(record)
+
+
+def test_a_record_this_version_cannot_read_is_parked_and_the_rest_of_its_batch_goes_out(
+        failures, app, client, aws, tap, monkeypatch, caplog):
+    """An item edited by hand, or a newer version's status met during a rollback: its record
+    would fail every delivery of its batch and hold every event behind it. It is parked on
+    StreamFailureQueue whole, the rest goes out, and it is published once a version that reads
+    it runs; until then each replay fails and it stays."""
+    monkeypatch.setattr(replay, "redelivery_wait_s", lambda *args: 0)
+    edited, other = submit_job(client, STEPS), submit_job(client, STEPS)
+    aws["ddb"].update_item(TableName="jobs", Key=job_key(edited["id"]), UpdateExpression="SET #s = :s, version = :v",
+                           ExpressionAttributeNames={"#s": "status"},
+                           ExpressionAttributeValues={":s": {"S": "paused"}, ":v": {"N": "2"}})
+    later = submit_job(client, STEPS)
+    _, _, records = stream_of_jobs_table()
+    caplog.clear()
+    answer = app.handler_map["event_publisher"]({"Records": [as_delivered(r) for r in records]}, LambdaContext(60))
+
+    assert answer == {"batchItemFailures": []}, "the batch is not failed for one record"
+    assert sorted(e["detail"]["job_id"] for e in tap()) == sorted([edited["id"], other["id"], later["id"]])
+    (line,) = [r for r in caplog.records if r.getMessage().startswith("stream record unreadable")]
+    assert line.levelname == "ERROR" and line.sequence_number == records[2]["dynamodb"]["SequenceNumber"]
+    listing = client.http.get("/api/system/dlq?queue=stream_failure", headers=operator_headers()).json_body
+    (letter,) = listing["dead_letters"]["stream_failure"]
+    assert letter["body"]["job_id"] == edited["id"]
+    assert letter["body"]["parked_stream_record"]["dynamodb"]["SequenceNumber"] == records[2]["dynamodb"]["SequenceNumber"]
+    assert "the new image is no job this version reads" in letter["reason"]
+
+    pass_ = reconcile(app)
+    assert pass_["counts"] == {"errors": 1}, "still unreadable: held, tried again later"
+    assert "stream_record_unreadable" in pass_["errors"][0]
+    assert tap() == []
+
+    composition.use(None)  # a version that reads it is deployed
+    container = composition.container()
+    container.stream_consumer = StreamConsumer(_as_a_newer_version_reads, container.publisher, container.stats)
+    assert reconcile(app)["counts"] == {"stream_batch_replayed": 1}
+    (event,) = [envelope["detail"] for envelope in tap()]
+    assert (event["job_id"], event["previous_status"], event["status"], event["version"]) == (
+        edited["id"], "queued", "running", 2)
+    assert receive_all(aws, "stream_failures") == []
+    stats = client.http.get("/api/system/stats", headers=operator_headers()).json_body
+    assert (stats["jobs_by_status"]["queued"], stats["jobs_by_status"]["running"]) == (2, 1), \
+        "each change counted once, the parked one late"
+
+
+def test_without_stream_failure_queue_an_unreadable_record_fails_its_batch(app, client, aws, tap):
+    """Nowhere to park it: the batch fails and the stream delivers it again, as before."""
+    edited = submit_job(client, STEPS)
+    aws["ddb"].update_item(TableName="jobs", Key=job_key(edited["id"]), UpdateExpression="SET #s = :s",
+                           ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":s": {"S": "paused"}})
+    _, _, records = stream_of_jobs_table()
+    with pytest.raises(StreamRecordUnreadableError):
+        app.handler_map["event_publisher"]({"Records": [as_delivered(r) for r in records]}, LambdaContext(60))

@@ -12,7 +12,7 @@ from chalicelib.adapters.memory_events import InMemoryEventPublisher
 from chalicelib.adapters.memory_stats import InMemoryStatsStore
 from chalicelib.adapters.memory_stream import InMemoryChangeStream, InMemoryFailedStreamBatches
 from chalicelib.defaults import REPLAY_RETRY_BASE_S, UNREADABLE_HOLD_S
-from chalicelib.domain.errors import DeadLetterUnavailableError, StoreUnavailableError
+from chalicelib.domain.errors import DeadLetterUnavailableError, StoreUnavailableError, StreamRecordUnreadableError
 from chalicelib.domain.events import event_id_for
 from chalicelib.domain.job import Job
 from chalicelib.events.replay import StreamReplay
@@ -31,8 +31,8 @@ class Pipeline:
         self.stream = InMemoryChangeStream(STREAM, SHARD)
         self.publisher = InMemoryEventPublisher()
         self.stats = InMemoryStatsStore()
-        self.consumer = StreamConsumer(job_change, self.publisher, self.stats)
         self.failures = InMemoryFailedStreamBatches(clock=lambda: clock().timestamp())
+        self.consumer = StreamConsumer(job_change, self.publisher, self.stats, park=self.failures.park)
         self._sequence = 100
 
     def write(self, old: Optional[Job], new: Job) -> dict:
@@ -226,3 +226,47 @@ def test_a_failure_queue_that_cannot_be_read_is_an_error_of_its_step_only(lifecy
     assert pass_.counts == {"redispatched": 1, "errors": 1}
     assert pass_.errors == ["failed stream batches: dlq_unavailable: could not read StreamFailureQueue"]
     assert queue.drain()[0].job_id == job.id
+
+
+def _edited_by_hand(record: dict) -> dict:
+    """`record` with its new image's status one this version does not know."""
+    record["dynamodb"]["NewImage"]["status"] = {"S": "paused"}
+    return record
+
+
+def test_a_record_a_replayed_batch_cannot_read_is_parked_and_the_rest_goes_out(lifecycle, queue, pipeline):
+    queued, running = submit_and_claim(lifecycle, queue)
+    other, _ = submit_and_claim(lifecycle, queue)
+    batch = [pipeline.write(None, queued), _edited_by_hand(pipeline.write(queued, running)), pipeline.write(None, other)]
+    pipeline.failures.put(STREAM, SHARD, batch[0]["dynamodb"]["SequenceNumber"],
+                          batch[-1]["dynamodb"]["SequenceNumber"], 3)
+
+    assert pipeline.reconciler(lifecycle).run_pass().counts == {"stream_batch_replayed": 1}
+    assert [e.job_id for e in pipeline.publisher.published] == [queued.id, other.id]
+    (parked_id,) = pipeline.failures.waiting()
+    (parked,) = pipeline.failures.take(10, 60)
+    assert parked.records == (batch[1],) and parked.condition == "RecordUnreadable"
+    assert "the new image is no job this version reads" in pipeline.failures.reasons[parked_id]
+
+
+def test_a_parked_record_still_unreadable_waits_for_its_retry_and_is_not_parked_twice(lifecycle, queue, pipeline,
+                                                                                      clock):
+    queued, running = submit_and_claim(lifecycle, queue)
+    assert pipeline.deliver([pipeline.write(None, queued), _edited_by_hand(pipeline.write(queued, running))]) is None
+    assert [e.status for e in pipeline.publisher.published] == ["queued"]
+    assert len(pipeline.failures.waiting()) == 1
+
+    result = pipeline.reconciler(lifecycle).run_pass()
+    assert result.counts == {"errors": 1} and "stream_record_unreadable" in result.errors[0]
+    assert len(pipeline.failures.waiting()) == 1, "held on the queue, not parked a second time"
+    assert pipeline.reconciler(lifecycle).run_pass().counts == {}, "hidden until its retry"
+    clock.advance(REPLAY_RETRY_BASE_S + 1)
+    assert pipeline.reconciler(lifecycle).run_pass().counts == {"errors": 1}
+
+
+def test_an_unreadable_record_with_nowhere_to_park_it_fails_its_batch(pipeline, lifecycle, queue):
+    queued, running = submit_and_claim(lifecycle, queue)
+    consumer = StreamConsumer(job_change, pipeline.publisher, pipeline.stats)
+    with pytest.raises(StreamRecordUnreadableError):
+        consumer.consume([pipeline.write(None, queued), _edited_by_hand(pipeline.write(queued, running))])
+    assert pipeline.publisher.published == [] and pipeline.stats.status_counts() == {}, "nothing half done"
