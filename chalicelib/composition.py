@@ -319,9 +319,10 @@ class Container:
         from chalicelib.events.stream import StreamConsumer
 
         stats = self.stats if self.settings.stats_table_name else None
-        failures = self.stream_failures
-        return StreamConsumer(job_change, self.publisher, stats, park=failures.park if failures else None,
-                              on_parked=_log_parked_record)
+        # Its SQS client built on the first record to park, not with every cold start.
+        park = (lambda record, reason: self.stream_failures.park(record, reason)) \
+            if self.settings.stream_failure_queue_url else None
+        return StreamConsumer(job_change, self.publisher, stats, park=park, on_parked=_log_parked_record)
 
     @cached_property
     def cache_store(self) -> Any:
