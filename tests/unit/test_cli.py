@@ -12,7 +12,8 @@ from rich.console import Console
 
 from jobpipe_client import Backoff, JobpipeClient
 from jobpipe_client import cli as cli_module
-from jobpipe_client.cli import build_parser, client_from, main, parse_payload, UsageError
+from jobpipe_client.cli import build_parser, client_from, main, UsageError
+from jobpipe_client.cli_options import parse_payload
 from tests.support.fake_api import FakeApi
 from tests.support.fake_http import FakeSession, FakeTime, failing, make_response
 from tests.unit.bad_servers import at_most
