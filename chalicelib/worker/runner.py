@@ -1,48 +1,29 @@
-"""Run one delivered job message: claim the attempt, call the handler, record how it ended."""
+"""Run one delivered job message: claim the attempt, call the handler within its time, and hand
+what it returned or raised to outcome.py, which records how the attempt ended."""
 from __future__ import annotations
 
 import functools
-import json
 import math
-import threading
-import traceback
 from typing import Any, Callable, Optional, Union
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from chalicelib.defaults import (
     CANCEL_POLL_INTERVAL_S,
     HANDLER_GIVE_UP_S,
-    HANDLER_GIVE_UP_WRITE_S,
     HANDLER_MIN_TIME_S,
     LEASE_GRACE_S,
-    MAX_ANSWER_BYTES,
     MAX_ERROR_MESSAGE_CHARS,
-    MAX_JSON_DEPTH,
-    MAX_TRACEBACK_LOG_CHARS,
     PROGRESS_MIN_INTERVAL_S,
 )
 
-from chalicelib.domain.errors import (
-    DeadLetterOwedError,
-    FatalJobError,
-    InvalidPayloadError,
-    JobCancelledError,
-    JobpipeError,
-    JobTimeoutError,
-    PayloadGoneError,
-    StaleJobError,
-    describe,
-)
-from chalicelib.domain.job import (
-    Job, JobErrorInfo, Progress, answer_bytes, nested_deeper_than, non_text_key, parse_time, too_deep_message,
-)
-from chalicelib.domain.numbers import shown_number
+from chalicelib.domain.errors import InvalidPayloadError, PayloadGoneError, StaleJobError, describe
+from chalicelib.domain.job import Job, JobErrorInfo, parse_time
 from chalicelib.domain.registry import JobType, JobTypeRegistry
-from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate
 from chalicelib.lifecycle import ClaimOutcome, JobLifecycle
 from chalicelib.ports import ArtifactStore, Clock, JobMessage, job_message_of
-from chalicelib.worker.context import Completion, JobContext
+from chalicelib.worker.context import JobContext
+from chalicelib.worker.outcome import AttemptOutcomes, error_info
 from chalicelib.worker.progress import ProgressReporter
 from chalicelib.worker.timeout import run_with_timeout
 
@@ -60,31 +41,6 @@ class DeferredDelivery(Exception):
 def parse_message(body: str) -> JobMessage:
     """Raises ValueError for a body that is not a job message (it then goes to the DLQ)."""
     return job_message_of(body)
-
-
-def result_json(result: Any) -> Any:
-    """A handler's result as the store keeps it: each pydantic model in it (the result itself,
-    or one inside its lists and dicts, as a handler returns its rows) as its
-    `model_dump(mode="json")`, as payloads are; anything else as it is. Raises TypeError for a
-    value outside a model that JSON has no type for (a datetime, a set: not converted unseen),
-    ValueError for NaN or Infinity (stored, they would read back as null) and for a dict key
-    outside a model that is not text (stored as text, {1: "a", "1": "b"} would lose an entry)."""
-    dumped = False
-
-    def model_json(value: Any) -> Any:
-        nonlocal dumped
-        if not isinstance(value, BaseModel):
-            raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-        dumped = True
-        return value.model_dump(mode="json")
-
-    key = non_text_key(result)
-    if key is not None:  # json.dumps would write it as text, or refuse it saying less
-        raise ValueError(f"the result must be JSON: the keys of its objects are text, not {key:.100} "
-                         "(JSON would store it as text, so the result would not read back as returned)")
-    text = json.dumps(result, allow_nan=False, default=model_json)
-    # Models replaced by their JSON, read back as the store will (tuples as lists, keys as text).
-    return json.loads(text) if dumped else result
 
 
 class JobRunner:
@@ -118,6 +74,7 @@ class JobRunner:
         self._progress_interval_s = progress_interval_s
         self._observe = observe or (lambda event, job, extra: None)
         self._clock = clock
+        self._outcomes = AttemptOutcomes(lifecycle, clock=clock, observe=self._observe, end_process=end_process)
 
     def run(
         self,
@@ -163,7 +120,7 @@ class JobRunner:
         """The claimed attempt of `job` run and its outcome written: the job as it leaves it."""
         found = self._handler_and_payload(job)
         if isinstance(found, JobErrorInfo):  # no attempt of it can ever run: failed for good
-            return self._fail(job, found, False)
+            return self._outcomes.fail(job, found, False)
         job_type, payload = found
         reporter = ProgressReporter(
             job,
@@ -176,14 +133,14 @@ class JobRunner:
         ctx = self._context(job, reporter, time_s)
         started = self._clock.monotonic()
         result, raised = self._call_handler(job, job_type, payload, ctx, reporter, started, time_s)
-        return self._end_attempt(job, ctx, reporter, started, result, raised)
+        return self._outcomes.after_handler(job, ctx, reporter, started, result, raised)
 
     def _call_handler(self, job: Job, job_type: JobType, payload: Any, ctx: JobContext, reporter: ProgressReporter,
                       started: float, time_s: float) -> tuple[Any, Optional[BaseException]]:
         """(what the handler returned, what it raised): the handler run within `time_s`, its ctx
         closed after it. Raises only KeyboardInterrupt and GeneratorExit."""
         try:
-            give_up = functools.partial(self._give_up, reporter, started) if self._end_process else None
+            give_up = functools.partial(self._outcomes.give_up, reporter, started) if self._end_process else None
             return run_with_timeout(lambda: job_type.handler(ctx, payload), time_s, ctx.expire,
                                     clock=self._clock, give_up=give_up, give_up_after_s=self._give_up_after_s,
                                     timeout_s=job.timeout_s), None
@@ -198,40 +155,6 @@ class JobRunner:
             return None, exc
         finally:
             ctx.close()  # a ctx kept past the handler (a thread, a callback) writes nothing more
-
-    def _end_attempt(self, job: Job, ctx: JobContext, reporter: ProgressReporter, started: float, result: Any,
-                     raised: Optional[BaseException]) -> Job:
-        """The attempt's outcome written, from what its handler returned or raised and what it
-        did through its ctx: canceled, failed `timeout`, ended early, or completed."""
-        if isinstance(raised, JobCancelledError):
-            return self._cancel(reporter, started)
-        if isinstance(raised, JobTimeoutError) or ctx.expired:
-            # Once its time ran out the attempt failed `timeout`, whatever the handler did then
-            # (returned a result after catching the timeout, or raised something else).
-            timeout = raised if isinstance(raised, JobTimeoutError) else JobTimeoutError(
-                f"{JobTimeoutError.exceeded(job.timeout_s)} (it went on past its timeout)")
-            return self._fail(reporter.job, _error_info(timeout), True, started, reporter.settle(), raised=raised)
-        # fail_job was called and its error swallowed, or the handler saw the cancel request and
-        # returned (`if ctx.cancelled(): return`, a caught JobCancelledError): not a completion.
-        if raised is not None or ctx.failure is not None or ctx.cancel_seen:
-            return self._end_early(ctx, reporter, raised, started)
-        return self._complete(ctx, reporter, result, started)
-
-    def _complete(self, ctx: JobContext, reporter: ProgressReporter, result: Any, started: float) -> Job:
-        """The attempt completed with its result (complete_job's, else the handler's), or failed
-        for good when that result cannot be stored."""
-        message = None
-        if ctx.completion is not None:  # complete_job recorded the result: it is the job's
-            result, message = ctx.completion.result, ctx.completion.message
-        elif isinstance(result, Completion):
-            result, message = result.result, result.message
-        try:
-            result = _stored_result(reporter.job, result)
-        except _RefusedResult as refused:  # for good: the handler would return it again
-            return self._fail(reporter.job, refused.error, False, started, reporter.settle())
-        final = self.lifecycle.complete(reporter.job, result, message, last_progress=reporter.settle())
-        self._observe("completed", final, {"duration_s": self._clock.monotonic() - started})
-        return final
 
     def _handler_time_s(self, job: Job) -> float:
         """How long the claimed attempt of `job` gives its handler: its timeout, counted from the
@@ -249,7 +172,7 @@ class JobRunner:
         """The job's type and its payload as the handler takes it, or why no attempt of it can
         run: its payload object gone, its type not registered, its payload not the type's."""
         if "payload" in job.gone:  # the claim found its object gone: no attempt can ever read it
-            return _error_info(PayloadGoneError.of(job.id))
+            return error_info(PayloadGoneError.of(job.id))
         job_type = self.registry.find(job.type)
         if job_type is None:
             return JobErrorInfo(code="unknown_job_type", message=f"no handler is registered for {job.type!r}")
@@ -285,121 +208,3 @@ class JobRunner:
         admit = functools.partial(self._admit, pending=made) if self._admit is not None else None
         return self.lifecycle.spawn(parent, index, admit=admit, listed=listed_at_claim + made, **request)
 
-    def _end_early(self, ctx: JobContext, reporter: ProgressReporter, exc: Optional[BaseException],
-                   started: float) -> Job:
-        """How an attempt ends when the handler raised `exc`, or returned after fail_job or after
-        it saw a cancel request: canceled once the handler saw a cancel request (the user's
-        word wins); else failed with the first fail_job's code and message; else failed now for
-        a FatalJobError, retried (while attempts remain) for any other exception."""
-        if ctx.cancel_seen:
-            return self._cancel(reporter, started)
-        if ctx.failure is not None:
-            error = JobErrorInfo(code=ctx.failure.code, message=ctx.failure.message[:MAX_ERROR_MESSAGE_CHARS])
-            return self._fail(reporter.job, error, False, started, reporter.settle())
-        assert exc is not None
-        return self._fail(reporter.job, _error_info(exc), not isinstance(exc, FatalJobError), started,
-                          reporter.settle(), raised=exc)
-
-    def _cancel(self, reporter: ProgressReporter, started: float) -> Job:
-        final = self.lifecycle.mark_canceled(reporter.job, reporter.settle())
-        self._observe("canceled", final, {"duration_s": self._clock.monotonic() - started})
-        return final
-
-    def _give_up(self, reporter: ProgressReporter, started: float, over_s: float) -> None:
-        """A handler went on `over_s` past its timeout, however often interrupted: its attempt
-        is failed `timeout` (from another thread, for at most HANDLER_GIVE_UP_WRITE_S: this
-        runs in the alarm, which may have cut the main thread inside a store call) and the
-        process ends, before the attempt's lease lapses and its next attempt starts. Its
-        batch-mates come back after their short lease; the reconciler ends the attempt
-        `worker_lost` if that write did not land."""
-        job = reporter.job
-        self._observe("process_ended", job, {"reason": "the handler went on past its timeout",
-                                             "over_s": round(over_s, 1)})
-        error = JobErrorInfo(code=JobTimeoutError.code, message=(
-            f"{JobTimeoutError.exceeded(job.timeout_s, over_s)} despite being interrupted: "
-            "its worker process was ended"))
-
-        def record() -> None:
-            try:
-                self._fail(job, error, True, started)
-            except Exception as exc:  # noqa: BLE001 - the lease ends the attempt instead
-                self._observe("process_ended_unrecorded", job, {"reason": describe(exc)})
-
-        writer = threading.Thread(target=record, name="give-up", daemon=True)
-        writer.start()
-        writer.join(HANDLER_GIVE_UP_WRITE_S)
-        assert self._end_process is not None
-        self._end_process()
-
-    def _fail(self, job: Job, error: JobErrorInfo, retryable: bool, started: Optional[float] = None,
-              last_progress: Optional[Progress] = None, raised: Optional[BaseException] = None) -> Job:
-        """End the attempt with `error` and the report it had not written yet (`last_progress`,
-        the reporter's settled: one write, one event), observed with the error and, for what the
-        handler `raised`, where (its traceback's end); raises DeadLetterOwedError, after observing
-        the failure, when the job failed but its dead letter was not sent (the delivery must fail
-        so that its message comes back to park it)."""
-        extra: dict[str, Any] = {"error_code": error.code, "error_message": error.message}
-        if raised is not None:
-            extra["traceback"] = _traceback_end(raised)
-        try:
-            final = self.lifecycle.fail_attempt(job, error, retryable=retryable, last_progress=last_progress)
-        except DeadLetterOwedError as owed:
-            self._observe_failure(owed.job, {**extra, "dead_letter": "owed"}, started)
-            raise
-        self._observe_failure(final, extra, started)
-        return final
-
-    def _observe_failure(self, final: Job, extra: dict[str, Any], started: Optional[float]) -> None:
-        if started is not None:
-            extra = {**extra, "duration_s": self._clock.monotonic() - started}
-        self._observe("retried" if final.status.value == "retrying" else final.status.value, final, extra)
-
-
-class _RefusedResult(Exception):
-    """A handler's result no job can be completed with; `error` is the failure it ends in."""
-
-    def __init__(self, error: JobErrorInfo) -> None:
-        super().__init__(error.message)
-        self.error = error
-
-
-def _stored_result(job: Job, result: Any) -> Any:
-    """`result` as the job is completed with it (`result_json`); _RefusedResult when it is no
-    JSON a store could write and a reader take (`result_not_serializable`: a type JSON lacks,
-    NaN, a key that is not text, too deep, a lone surrogate) or the job with it would be past
-    what the API can return (`result_too_large`)."""
-    too_deep = too_deep_message("result")
-    try:
-        if nested_deeper_than(result, MAX_JSON_DEPTH):  # before: one too deep to encode at all
-            raise ValueError(too_deep)
-        result = result_json(result)
-        if nested_deeper_than(result, MAX_JSON_DEPTH):  # after: the models in it as their JSON
-            raise ValueError(too_deep)
-        if holds_lone_surrogate(result):  # no store could write it, no strict JSON reader take it
-            raise ValueError(f"the result {NOT_UNICODE}")
-    except (TypeError, ValueError) as exc:
-        raise _RefusedResult(JobErrorInfo(code="result_not_serializable",
-                                          message=str(exc)[:MAX_ERROR_MESSAGE_CHARS])) from None
-    size = answer_bytes(job.model_copy(update={"result": result}).public())
-    if size > MAX_ANSWER_BYTES:  # stored, no GET of the job could return it
-        raise _RefusedResult(JobErrorInfo(code="result_too_large", message=(
-            f"the job with its result would be {shown_number(size)} bytes as the API answers it, past "
-            f"the {shown_number(MAX_ANSWER_BYTES)} it can return (Lambda's 6 MB): write large outputs as artifacts "
-            "(ctx.artifact) and return their names")))
-    return result
-
-
-def _traceback_end(exc: BaseException) -> str:
-    """The last MAX_TRACEBACK_LOG_CHARS of `exc`'s traceback: the frames nearest the raise."""
-    return "".join(traceback.format_exception(exc))[-MAX_TRACEBACK_LOG_CHARS:]
-
-
-def _error_info(exc: BaseException) -> JobErrorInfo:
-    # A spawn's: the fields it names are in its details, which a job's error has not.
-    if isinstance(exc, InvalidPayloadError):
-        code, message = exc.code, exc.with_fields()
-    elif isinstance(exc, JobpipeError):
-        code, message = exc.code, str(exc.message)
-    else:
-        code, message = "handler_error", describe(exc)
-    return JobErrorInfo(code=code, message=message[:MAX_ERROR_MESSAGE_CHARS] or type(exc).__name__)

@@ -77,9 +77,10 @@ def test_operations_md_names_every_metric_a_worker_or_the_reconciler_emits():
     import re
 
     from chalicelib.lifecycle import ReconcileOutcome
-    from chalicelib.worker import runner
+    from chalicelib.worker import outcome, runner
 
-    observed = set(re.findall(r'_observe\("(\w+)"', inspect.getsource(runner))) | {"failed", "retried", "canceled"}
+    source = inspect.getsource(runner) + inspect.getsource(outcome)
+    observed = set(re.findall(r'_observe\("(\w+)"', source)) | {"failed", "retried", "canceled"}
     paragraph = _metrics_paragraph()
     for event in observed:
         assert f"`jobs_{event}`" in paragraph, event

@@ -58,7 +58,7 @@ OWN_TIME = {"time.monotonic", "time.time", "time.perf_counter", "time.monotonic_
 
 # (module, what) -> why it stays off the Clock. Not listed, being no reading of time: the real
 # waits bounded by a Thread.join(timeout) (timeout.py's handler thread off the main thread,
-# runner.py's give-up write), which like the alarm must hold whatever a test's clock says.
+# outcome.py's give-up write), which like the alarm must hold whatever a test's clock says.
 ALLOWED_OWN_TIME: dict[tuple[str, str], str] = {
     ("timeout.py", "signal.setitimer"): (
         "the real interrupt: a handler that hangs (sleeping, computing) is stopped by the kernel's "

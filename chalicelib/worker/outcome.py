@@ -1,0 +1,234 @@
+"""How a job's attempt ends: its outcome written and observed, from what the handler returned or
+raised and what it did through its ctx (completed, failed or retried, canceled, failed
+`timeout`), its result checked first (JSON a store can write and the API can return), and the
+give-up that ends the process of a handler that went on past its timeout. runner.py claims the
+attempt and calls the handler; everything after the handler's call is here."""
+from __future__ import annotations
+
+import json
+import threading
+import traceback
+from typing import Any, Callable, Optional
+
+from pydantic import BaseModel
+
+from chalicelib.defaults import (
+    HANDLER_GIVE_UP_WRITE_S,
+    MAX_ANSWER_BYTES,
+    MAX_ERROR_MESSAGE_CHARS,
+    MAX_JSON_DEPTH,
+    MAX_TRACEBACK_LOG_CHARS,
+)
+from chalicelib.domain.errors import (
+    DeadLetterOwedError,
+    FatalJobError,
+    InvalidPayloadError,
+    JobCancelledError,
+    JobpipeError,
+    JobTimeoutError,
+    describe,
+)
+from chalicelib.domain.job import (
+    Job, JobErrorInfo, Progress, answer_bytes, nested_deeper_than, non_text_key, too_deep_message,
+)
+from chalicelib.domain.numbers import shown_number
+from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate
+from chalicelib.lifecycle import JobLifecycle
+from chalicelib.ports import Clock
+from chalicelib.worker.context import Completion, JobContext
+from chalicelib.worker.progress import ProgressReporter
+
+
+def result_json(result: Any) -> Any:
+    """A handler's result as the store keeps it: each pydantic model in it (the result itself,
+    or one inside its lists and dicts, as a handler returns its rows) as its
+    `model_dump(mode="json")`, as payloads are; anything else as it is. Raises TypeError for a
+    value outside a model that JSON has no type for (a datetime, a set: not converted unseen),
+    ValueError for NaN or Infinity (stored, they would read back as null) and for a dict key
+    outside a model that is not text (stored as text, {1: "a", "1": "b"} would lose an entry)."""
+    dumped = False
+
+    def model_json(value: Any) -> Any:
+        nonlocal dumped
+        if not isinstance(value, BaseModel):
+            raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+        dumped = True
+        return value.model_dump(mode="json")
+
+    key = non_text_key(result)
+    if key is not None:  # json.dumps would write it as text, or refuse it saying less
+        raise ValueError(f"the result must be JSON: the keys of its objects are text, not {key:.100} "
+                         "(JSON would store it as text, so the result would not read back as returned)")
+    text = json.dumps(result, allow_nan=False, default=model_json)
+    # Models replaced by their JSON, read back as the store will (tuples as lists, keys as text).
+    return json.loads(text) if dumped else result
+
+
+class AttemptOutcomes:
+    """Writes how each attempt of the worker's jobs ends, through the lifecycle, and observes it
+    (`observe(event, job, extra)`: the runner's callback, `duration_s` read on `clock` from the
+    handler's start). `end_process()`: ends the worker's process, for `give_up` (None: the
+    runner then gives no give-up to the handler's timeout)."""
+
+    def __init__(self, lifecycle: JobLifecycle, *, clock: Clock,
+                 observe: Callable[[str, Job, dict[str, Any]], None],
+                 end_process: Optional[Callable[[], None]] = None) -> None:
+        self._lifecycle = lifecycle
+        self._clock = clock
+        self._observe = observe
+        self._end_process = end_process
+
+    def after_handler(self, job: Job, ctx: JobContext, reporter: ProgressReporter, started: float, result: Any,
+                      raised: Optional[BaseException]) -> Job:
+        """The attempt's outcome written, from what its handler returned or raised and what it
+        did through its ctx: canceled, failed `timeout`, ended early, or completed."""
+        if isinstance(raised, JobCancelledError):
+            return self._cancel(reporter, started)
+        if isinstance(raised, JobTimeoutError) or ctx.expired:
+            # Once its time ran out the attempt failed `timeout`, whatever the handler did then
+            # (returned a result after catching the timeout, or raised something else).
+            timeout = raised if isinstance(raised, JobTimeoutError) else JobTimeoutError(
+                f"{JobTimeoutError.exceeded(job.timeout_s)} (it went on past its timeout)")
+            return self.fail(reporter.job, error_info(timeout), True, started, reporter.settle(), raised=raised)
+        # fail_job was called and its error swallowed, or the handler saw the cancel request and
+        # returned (`if ctx.cancelled(): return`, a caught JobCancelledError): not a completion.
+        if raised is not None or ctx.failure is not None or ctx.cancel_seen:
+            return self._end_early(ctx, reporter, raised, started)
+        return self._complete(ctx, reporter, result, started)
+
+    def _complete(self, ctx: JobContext, reporter: ProgressReporter, result: Any, started: float) -> Job:
+        """The attempt completed with its result (complete_job's, else the handler's), or failed
+        for good when that result cannot be stored."""
+        message = None
+        if ctx.completion is not None:  # complete_job recorded the result: it is the job's
+            result, message = ctx.completion.result, ctx.completion.message
+        elif isinstance(result, Completion):
+            result, message = result.result, result.message
+        try:
+            result = _stored_result(reporter.job, result)
+        except _RefusedResult as refused:  # for good: the handler would return it again
+            return self.fail(reporter.job, refused.error, False, started, reporter.settle())
+        final = self._lifecycle.complete(reporter.job, result, message, last_progress=reporter.settle())
+        self._observe("completed", final, {"duration_s": self._clock.monotonic() - started})
+        return final
+
+    def _end_early(self, ctx: JobContext, reporter: ProgressReporter, exc: Optional[BaseException],
+                   started: float) -> Job:
+        """How an attempt ends when the handler raised `exc`, or returned after fail_job or after
+        it saw a cancel request: canceled once the handler saw a cancel request (the user's
+        word wins); else failed with the first fail_job's code and message; else failed now for
+        a FatalJobError, retried (while attempts remain) for any other exception."""
+        if ctx.cancel_seen:
+            return self._cancel(reporter, started)
+        if ctx.failure is not None:
+            error = JobErrorInfo(code=ctx.failure.code, message=ctx.failure.message[:MAX_ERROR_MESSAGE_CHARS])
+            return self.fail(reporter.job, error, False, started, reporter.settle())
+        assert exc is not None
+        return self.fail(reporter.job, error_info(exc), not isinstance(exc, FatalJobError), started,
+                          reporter.settle(), raised=exc)
+
+    def _cancel(self, reporter: ProgressReporter, started: float) -> Job:
+        final = self._lifecycle.mark_canceled(reporter.job, reporter.settle())
+        self._observe("canceled", final, {"duration_s": self._clock.monotonic() - started})
+        return final
+
+    def give_up(self, reporter: ProgressReporter, started: float, over_s: float) -> None:
+        """A handler went on `over_s` past its timeout, however often interrupted: its attempt
+        is failed `timeout` (from another thread, for at most HANDLER_GIVE_UP_WRITE_S: this
+        runs in the alarm, which may have cut the main thread inside a store call) and the
+        process ends, before the attempt's lease lapses and its next attempt starts. Its
+        batch-mates come back after their short lease; the reconciler ends the attempt
+        `worker_lost` if that write did not land."""
+        job = reporter.job
+        self._observe("process_ended", job, {"reason": "the handler went on past its timeout",
+                                             "over_s": round(over_s, 1)})
+        error = JobErrorInfo(code=JobTimeoutError.code, message=(
+            f"{JobTimeoutError.exceeded(job.timeout_s, over_s)} despite being interrupted: "
+            "its worker process was ended"))
+
+        def record() -> None:
+            try:
+                self.fail(job, error, True, started)
+            except Exception as exc:  # noqa: BLE001 - the lease ends the attempt instead
+                self._observe("process_ended_unrecorded", job, {"reason": describe(exc)})
+
+        writer = threading.Thread(target=record, name="give-up", daemon=True)
+        writer.start()
+        writer.join(HANDLER_GIVE_UP_WRITE_S)
+        assert self._end_process is not None
+        self._end_process()
+
+    def fail(self, job: Job, error: JobErrorInfo, retryable: bool, started: Optional[float] = None,
+             last_progress: Optional[Progress] = None, raised: Optional[BaseException] = None) -> Job:
+        """End the attempt with `error` and the report it had not written yet (`last_progress`,
+        the reporter's settled: one write, one event), observed with the error and, for what the
+        handler `raised`, where (its traceback's end); raises DeadLetterOwedError, after observing
+        the failure, when the job failed but its dead letter was not sent (the delivery must fail
+        so that its message comes back to park it)."""
+        extra: dict[str, Any] = {"error_code": error.code, "error_message": error.message}
+        if raised is not None:
+            extra["traceback"] = _traceback_end(raised)
+        try:
+            final = self._lifecycle.fail_attempt(job, error, retryable=retryable, last_progress=last_progress)
+        except DeadLetterOwedError as owed:
+            self._observe_failure(owed.job, {**extra, "dead_letter": "owed"}, started)
+            raise
+        self._observe_failure(final, extra, started)
+        return final
+
+    def _observe_failure(self, final: Job, extra: dict[str, Any], started: Optional[float]) -> None:
+        if started is not None:
+            extra = {**extra, "duration_s": self._clock.monotonic() - started}
+        self._observe("retried" if final.status.value == "retrying" else final.status.value, final, extra)
+
+
+class _RefusedResult(Exception):
+    """A handler's result no job can be completed with; `error` is the failure it ends in."""
+
+    def __init__(self, error: JobErrorInfo) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _stored_result(job: Job, result: Any) -> Any:
+    """`result` as the job is completed with it (`result_json`); _RefusedResult when it is no
+    JSON a store could write and a reader take (`result_not_serializable`: a type JSON lacks,
+    NaN, a key that is not text, too deep, a lone surrogate) or the job with it would be past
+    what the API can return (`result_too_large`)."""
+    too_deep = too_deep_message("result")
+    try:
+        if nested_deeper_than(result, MAX_JSON_DEPTH):  # before: one too deep to encode at all
+            raise ValueError(too_deep)
+        result = result_json(result)
+        if nested_deeper_than(result, MAX_JSON_DEPTH):  # after: the models in it as their JSON
+            raise ValueError(too_deep)
+        if holds_lone_surrogate(result):  # no store could write it, no strict JSON reader take it
+            raise ValueError(f"the result {NOT_UNICODE}")
+    except (TypeError, ValueError) as exc:
+        raise _RefusedResult(JobErrorInfo(code="result_not_serializable",
+                                          message=str(exc)[:MAX_ERROR_MESSAGE_CHARS])) from None
+    size = answer_bytes(job.model_copy(update={"result": result}).public())
+    if size > MAX_ANSWER_BYTES:  # stored, no GET of the job could return it
+        raise _RefusedResult(JobErrorInfo(code="result_too_large", message=(
+            f"the job with its result would be {shown_number(size)} bytes as the API answers it, past "
+            f"the {shown_number(MAX_ANSWER_BYTES)} it can return (Lambda's 6 MB): write large outputs as artifacts "
+            "(ctx.artifact) and return their names")))
+    return result
+
+
+def _traceback_end(exc: BaseException) -> str:
+    """The last MAX_TRACEBACK_LOG_CHARS of `exc`'s traceback: the frames nearest the raise."""
+    return "".join(traceback.format_exception(exc))[-MAX_TRACEBACK_LOG_CHARS:]
+
+
+def error_info(exc: BaseException) -> JobErrorInfo:
+    """What `exc` fails a job with: a JobpipeError's code and message, `handler_error` and its
+    description for any other, the message cut to MAX_ERROR_MESSAGE_CHARS (never empty)."""
+    # A spawn's: the fields it names are in its details, which a job's error has not.
+    if isinstance(exc, InvalidPayloadError):
+        code, message = exc.code, exc.with_fields()
+    elif isinstance(exc, JobpipeError):
+        code, message = exc.code, str(exc.message)
+    else:
+        code, message = "handler_error", describe(exc)
+    return JobErrorInfo(code=code, message=message[:MAX_ERROR_MESSAGE_CHARS] or type(exc).__name__)
