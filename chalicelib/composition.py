@@ -1,11 +1,13 @@
-"""The composition root: the one place that reads settings, builds AWS clients and wires the
-adapters into the lifecycle, once per process (reused across warm invocations)."""
+"""The composition root: the one place that reads settings, builds AWS clients (through
+adapters/aws_clients.py) and wires the adapters into the lifecycle, once per process (reused
+across warm invocations)."""
 from __future__ import annotations
 
 import threading
 from functools import cached_property
 from typing import Any, Optional
 
+from chalicelib.adapters.aws_clients import AwsClients
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.lifecycle import JobLifecycle
 from chalicelib.settings import Settings, SettingsError, load_settings
@@ -14,59 +16,21 @@ from chalicelib.settings import Settings, SettingsError, load_settings
 class Container:
     def __init__(self, settings: Settings, *, session: Any = None) -> None:
         self.settings = settings
-        self._session = session
-        self._clients: dict[str, Any] = {}
-        self._clients_lock = threading.Lock()
+        self._aws = AwsClients(connect_timeout_s=settings.aws_connect_timeout_s,
+                               read_timeout_s=settings.aws_read_timeout_s,
+                               max_attempts=settings.aws_max_attempts,
+                               count_requests=settings.count_aws_requests, session=session)
         # Subscriber name -> its DeliveryLedger, built on first use (tests put their own here).
         self.delivery_ledgers: dict[str, Any] = {}
 
-    @cached_property
-    def _boto(self) -> Any:
-        if self._session is not None:
-            return self._session
-        import boto3  # imported here so a cold start of a route that needs no AWS stays cheap
-
-        return boto3.session.Session()
-
     def client(self, service: str) -> Any:
-        """The process's boto3 client for `service`, built on first use and shared by every
-        adapter (boto3 clients are thread-safe; one connection pool per service). The endpoint
-        comes from AWS_ENDPOINT_URL when set (emulators)."""
-        with self._clients_lock:
-            client = self._clients.get(service)
-            if client is None:
-                from botocore.config import Config
-
-                settings = self.settings
-                client = self._boto.client(service, config=Config(
-                    connect_timeout=settings.aws_connect_timeout_s,
-                    read_timeout=settings.aws_read_timeout_s,
-                    retries={"mode": "standard", "total_max_attempts": settings.aws_max_attempts},
-                    # S3's presigned links: SigV4, which every region takes (botocore may pick
-                    # SigV2 for them, which S3 treats as anonymous when a response header is set),
-                    # on the bucket's regional host: the global one answers 400 for a region opened
-                    # after March 2019, and a 307 (the signed host then no longer matches) for a
-                    # day after a bucket is created. An emulator's endpoint keeps the bucket in the path.
-                    signature_version="s3v4" if service == "s3" else None,
-                    s3={"addressing_style": "virtual"} if service == "s3" else None,
-                ))
-                if self.request_counter is not None:
-                    self.request_counter.attach(client)  # once per client: each request counted once
-                self._clients[service] = client
-            return client
-
-    @cached_property
-    def request_counter(self) -> Any:
-        """Counts every AWS request of this process when JOBPIPE_COUNT_AWS_REQUESTS is on (the benchmark)."""
-        if not self.settings.count_aws_requests:
-            return None
-        from chalicelib.aws_requests import AwsRequestCounter
-
-        return AwsRequestCounter()
+        """The process's boto3 client for `service` (AwsClients.client): the one every adapter
+        built here is given."""
+        return self._aws.client(service)
 
     def take_aws_requests(self) -> Optional[dict[str, int]]:
         """The AWS requests counted since the last call, by operation (None: not counting)."""
-        return None if self.request_counter is None else self.request_counter.take()
+        return self._aws.take_requests()
 
     @cached_property
     def token_policy(self) -> Any:

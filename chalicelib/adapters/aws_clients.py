@@ -1,0 +1,66 @@
+"""The process's boto3 clients: one per AWS service, built on first use and shared by every
+adapter (boto3 clients are thread-safe; one connection pool per service), each with the
+timeouts, retries and S3 link signing the adapters rely on, and every request counted when the
+benchmark asks. The composition root holds a process's one AwsClients and hands its clients to
+the adapters it builds."""
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from typing import Any, Optional
+
+
+class AwsClients:
+    def __init__(self, *, connect_timeout_s: float, read_timeout_s: float, max_attempts: int,
+                 count_requests: bool = False, session: Any = None) -> None:
+        """`session`: the boto3 Session the clients come from (None: one made with the first
+        client). `count_requests`: count every request the clients send (the benchmark's
+        JOBPIPE_COUNT_AWS_REQUESTS), taken by `take_requests`."""
+        self._session = session
+        self._connect_timeout_s = connect_timeout_s
+        self._read_timeout_s = read_timeout_s
+        self._max_attempts = max_attempts
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._counter: Any = None
+        if count_requests:
+            from chalicelib.aws_requests import AwsRequestCounter
+
+            self._counter = AwsRequestCounter()
+
+    @cached_property
+    def _boto(self) -> Any:
+        if self._session is not None:
+            return self._session
+        import boto3  # imported here so a cold start of a route that needs no AWS stays cheap
+
+        return boto3.session.Session()
+
+    def client(self, service: str) -> Any:
+        """The process's boto3 client for `service`, built on first use. The endpoint comes
+        from AWS_ENDPOINT_URL when set (emulators)."""
+        with self._lock:
+            client = self._clients.get(service)
+            if client is None:
+                from botocore.config import Config
+
+                client = self._boto.client(service, config=Config(
+                    connect_timeout=self._connect_timeout_s,
+                    read_timeout=self._read_timeout_s,
+                    retries={"mode": "standard", "total_max_attempts": self._max_attempts},
+                    # S3's presigned links: SigV4, which every region takes (botocore may pick
+                    # SigV2 for them, which S3 treats as anonymous when a response header is set),
+                    # on the bucket's regional host: the global one answers 400 for a region opened
+                    # after March 2019, and a 307 (the signed host then no longer matches) for a
+                    # day after a bucket is created. An emulator's endpoint keeps the bucket in the path.
+                    signature_version="s3v4" if service == "s3" else None,
+                    s3={"addressing_style": "virtual"} if service == "s3" else None,
+                ))
+                if self._counter is not None:
+                    self._counter.attach(client)  # once per client: each request counted once
+                self._clients[service] = client
+            return client
+
+    def take_requests(self) -> Optional[dict[str, int]]:
+        """The AWS requests counted since the last call, by operation (None: not counting)."""
+        return None if self._counter is None else self._counter.take()
