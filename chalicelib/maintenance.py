@@ -186,6 +186,7 @@ class MaintenanceTasks:
         failures: list[dict[str, str]] = []
         complete = True
         for page in self._finished.finished_before(cutoff, since=since):
+            # After every read of the index, an empty one too: most of the walk is empty days.
             control.check_cancelled()
             for job_id in page:
                 # Per job, not per page: a page of 100 purges takes seconds, more than the margin.
@@ -204,7 +205,8 @@ class MaintenanceTasks:
                         raise
                     continue
                 jobs, in_a_row = jobs + 1, 0
-            control.progress(min(99.0, float(jobs)), f"deleted {jobs} jobs")
+            if page:  # an empty page changed nothing to report: no write for it
+                control.progress(min(99.0, float(jobs)), f"deleted {jobs} jobs")
             if not complete:
                 break
         return {"max_age_hours": max_age_hours, "cutoff": isoformat(cutoff), "jobs_deleted": jobs,

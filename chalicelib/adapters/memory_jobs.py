@@ -275,12 +275,12 @@ class InMemoryJobStore:
     # The clean-up's reads and deletes (InMemoryFinishedJobs), what DynamoFinishedJobs does
     # through the table: the by_finished_day index, the purging mark, the partition's items.
 
-    def finished_between(self, since_day: str, before: str) -> list[str]:
-        """Ids of the jobs finished on `since_day` (yyyy-mm-dd) or later and before `before`
-        (a timestamp), sorted; a job being purged is still found (its purge finishes)."""
+    def finished_on(self, day: str, before: str) -> list[str]:
+        """Ids of the jobs finished on `day` (yyyy-mm-dd) and before `before` (a timestamp),
+        sorted; a job being purged is still found (its purge finishes)."""
         with self._lock:
             return sorted(j.id for j in self._jobs.values()
-                          if j.finished_at and since_day <= j.finished_at[:10] and j.finished_at < before)
+                          if j.finished_at and j.finished_at[:10] == day and j.finished_at < before)
 
     def mark_purging(self, job_id: str) -> None:
         """From now on every read takes the job for removed; a job already gone is left so."""

@@ -2,7 +2,7 @@
 and blobs: a finished job found by its day and removed whole."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
 from chalicelib.adapters.dynamodb_items import blob_prefix
@@ -23,9 +23,16 @@ class InMemoryFinishedJobs:
         self._blobs = blobs
 
     def finished_before(self, cutoff: datetime, *, since: datetime, page_size: int = 100) -> Iterator[list[str]]:
-        ids = self._store.finished_between(isoformat(since)[:10], isoformat(cutoff))
-        for start in range(0, len(ids), page_size):
-            yield ids[start : start + page_size]
+        """Day by day, as the DynamoDB adapter reads the index (without its shards): a day with
+        no job is one empty page, as its Queries are empty pages."""
+        day = since.astimezone(timezone.utc).date()
+        last_day = cutoff.astimezone(timezone.utc).date()
+        upper = isoformat(cutoff)
+        while day <= last_day:
+            ids = self._store.finished_on(day.isoformat(), upper)
+            for start in range(0, max(1, len(ids)), page_size):
+                yield ids[start : start + page_size]
+            day += timedelta(days=1)
 
     def purge(self, job_id: str) -> int:
         self._store.mark_purging(job_id)  # marked first, like the DynamoDB adapter: read as removed from now on
