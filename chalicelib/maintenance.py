@@ -222,12 +222,15 @@ class MaintenanceTasks:
         deleted = 0
         complete = True
         for keys in self._blobs.keys_older_than(TEMP_PREFIX, cutoff):
+            # After every page listed, one of recent objects only too: a cancel is not left
+            # unseen while the listing holds nothing to delete.
             control.check_cancelled()
             if control.remaining_ms() < CLEANUP_STOP_MARGIN_MS:
                 complete = False
                 break
-            deleted += self._blobs.delete(keys)
-            control.progress(min(99.0, float(deleted)), f"deleted {deleted} objects")
+            if keys:  # an empty page deletes nothing and reports nothing: no request for it
+                deleted += self._blobs.delete(keys)
+                control.progress(min(99.0, float(deleted)), f"deleted {deleted} objects")
         return {"prefix": TEMP_PREFIX, "max_age_hours": max_age_hours, "cutoff": isoformat(cutoff),
                 "objects_deleted": deleted, "complete": complete, "follow_up": follow_up}
 

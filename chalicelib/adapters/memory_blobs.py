@@ -40,9 +40,11 @@ class InMemoryBlobStore:
         return f"memory://jobs-bucket/{key}?{urlencode(query)}"
 
     def keys_older_than(self, prefix: str, before: datetime) -> Iterator[list[str]]:
-        old = sorted(k for k, (_, _, at) in self.objects.items() if k.startswith(prefix) and at < before)
-        for start in range(0, len(old), 1000):
-            yield old[start : start + 1000]
+        """Paged as S3 lists: 1000 keys a page in key order, each page its old keys (maybe none)."""
+        listed = sorted(k for k in self.objects if k.startswith(prefix))
+        for start in range(0, max(1, len(listed)), 1000):
+            # a key deleted since it was listed is left out, as S3 lists what is there
+            yield [k for k in listed[start : start + 1000] if k in self.objects and self.objects[k][2] < before]
 
 
 class InMemoryArtifactStore:

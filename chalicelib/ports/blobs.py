@@ -25,7 +25,11 @@ class BlobStore(Protocol):
         `content_disposition` as its Content-Disposition header when given."""
 
     def keys_older_than(self, prefix: str, before: datetime) -> Iterator[list[str]]:
-        """Pages of keys under `prefix` last modified before `before`."""
+        """Pages of keys under `prefix` last modified before `before`: one page per page of the
+        listing (up to 1000 keys listed), holding those of its keys old enough, so a page may be
+        empty, and at least one page. Empty pages are yielded because the temporary files'
+        clean-up checks for a cancel (and its time) after each page it reads, and a prefix of
+        recent objects is a listing of empty pages; yielding one costs no request."""
 
 
 @dataclass(frozen=True)

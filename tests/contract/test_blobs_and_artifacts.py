@@ -32,6 +32,16 @@ def test_blobs_older_than_a_moment_under_a_prefix(adapters):
     assert [k for page in adapters.blobs.keys_older_than("tmp/", earlier) for k in page] == []
 
 
+def test_blobs_older_than_yield_a_page_for_each_listing_page_empty_or_not(adapters):
+    """The temporary files' clean-up checks for a cancel after each page: a listing of recent
+    objects only, or of nothing, still yields its (empty) page."""
+    for key in ("tmp/x/1", "tmp/x/2"):
+        adapters.blobs.put(key, b"1", "text/plain")
+    earlier = utcnow() - timedelta(minutes=5)
+    assert list(adapters.blobs.keys_older_than("tmp/x/", earlier)) == [[]]
+    assert list(adapters.blobs.keys_older_than("tmp/none/", earlier)) == [[]]
+
+
 def test_presigned_url_names_the_key(adapters):
     adapters.blobs.put("jobs/j/artifacts/a.bin", b"1", "application/octet-stream")
     assert "jobs/j/artifacts/a.bin" in adapters.blobs.presigned_url("jobs/j/artifacts/a.bin", 60)

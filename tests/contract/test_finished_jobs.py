@@ -110,5 +110,5 @@ def test_a_purge_cut_off_leaves_no_job_to_read_and_a_repeat_finishes_it(adapters
     assert adapters.finished.purge(job.id) == 3  # the job, its run, its artifact
     assert all(page == [] for page in adapters.finished.finished_before(cutoff, since=since))
     assert adapters.store.runs(job.id) == [] and adapters.artifacts.list(job.id).artifacts == []
-    assert list(adapters.blobs.keys_older_than(f"jobs/{job.id}/", cutoff.replace(year=2100))) == []
+    assert list(adapters.blobs.keys_older_than(f"jobs/{job.id}/", cutoff.replace(year=2100))) == [[]]
     assert adapters.finished.purge(job.id) == 0

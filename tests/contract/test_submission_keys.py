@@ -73,4 +73,4 @@ def test_a_refused_keyed_create_leaves_no_payload_object_behind(adapters):
     first, second = make_job(1), make_job(2, payload=big(INLINE_LIMIT + 1))
     adapters.store.create_keyed(first, record(first), now=NOW)
     assert adapters.store.create_keyed(second, record(second), now=NOW) == record(first)
-    assert list(adapters.blobs.keys_older_than("jobs/", datetime(9999, 1, 1, tzinfo=timezone.utc))) in ([], [[]])
+    assert list(adapters.blobs.keys_older_than("jobs/", datetime(9999, 1, 1, tzinfo=timezone.utc))) == [[]]

@@ -3,6 +3,7 @@ that page holds: most of the finished-day index it walks is empty days and shard
 cancel that waited for a page with jobs on it would often never be seen."""
 from __future__ import annotations
 
+import time
 from collections import Counter
 from datetime import timedelta
 
@@ -11,9 +12,11 @@ import botocore.client
 from chalicelib import composition
 from chalicelib.adapters.dynamodb_items import FINISHED_SHARDS
 from chalicelib.adapters.retention import DynamoFinishedJobs
+from chalicelib.adapters.s3 import S3BlobStore
 from chalicelib.defaults import CANCEL_POLL_INTERVAL_S, CLEANUP_TTL_SLACK_DAYS, RETENTION_MAX_DAYS
 from chalicelib.domain.job import Job, isoformat, new_job_id, utcnow
 from chalicelib.domain.status import JobStatus
+from chalicelib.maintenance import MaintenanceTasks
 from tests.functional.conftest import drain, job_items, token
 
 OPERATOR = {"Authorization": f"Bearer {token(user='root', roles=['operator'])}"}
@@ -112,3 +115,77 @@ def test_walking_empty_pages_costs_no_more_requests_than_the_index_reads(app, cl
     assert requests["Query"] == days * FINISHED_SHARDS
     # the claim and the attempt's end, nothing a page
     assert requests["TransactWriteItems"] + requests["UpdateItem"] == 2 and requests["GetItem"] == 0, requests
+
+
+class _ListingCancels:
+    """The temporary files' clean-up's S3 client: when it reads the listing's second page the
+    operator cancels the task and a poll interval passes; its deletes after that are counted."""
+
+    def __init__(self, client, cancel) -> None:
+        self._client = client
+        self._cancel = cancel
+        self.pages_read = 0
+        self.canceled = False
+        self.deletes_after_cancel = 0
+
+    def get_paginator(self, operation):
+        listing = self._client.get_paginator(operation)
+        watcher = self
+
+        class _Paginator:
+            def paginate(self, **request):
+                for page in listing.paginate(**request):
+                    watcher.pages_read += 1
+                    if watcher.pages_read == 2:
+                        watcher._cancel()
+                        watcher.canceled = True
+                    yield page
+
+        return _Paginator()
+
+    def delete_objects(self, **request):
+        if self.canceled:
+            self.deletes_after_cancel += 1
+        return self._client.delete_objects(**request)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+def test_a_temp_file_cleanup_canceled_while_its_listing_holds_nothing_old_ends_canceled(
+        app, client, aws, worker_clock, monkeypatch):
+    """Page one of the listing holds old objects (deleted), page two only recent ones: the cancel
+    made while page two is read is seen after it, although it holds nothing to delete."""
+    services = composition.container()
+    old = [f"tmp/a-{n}" for n in range(5)]  # listed first (key order)
+    for key in old:
+        aws["s3"].put_object(Bucket="jobs-bucket", Key=key, Body=b"1")
+    # S3 keeps a second's precision: the cutoff falls between the two writes, a second from each
+    between = utcnow() + timedelta(seconds=1)
+    time.sleep(2.1)
+    recent = [f"tmp/b-{n:04d}" for n in range(1005)]  # page one's other 995, and page two
+    for key in recent:
+        aws["s3"].put_object(Bucket="jobs-bucket", Key=key, Body=b"1")
+    task_id = client.http.post("/api/system/maintenance/cleanup-temp-files?max_age_hours=1",
+                               headers=OPERATOR).json_body["task_id"]
+
+    def cancel() -> None:
+        answer = client.http.delete(f"/api/system/maintenance/tasks/{task_id}", headers=OPERATOR)
+        assert answer.status_code == 202 and answer.json_body["cancel_requested"] is True, answer.body
+        worker_clock.advance(CANCEL_POLL_INTERVAL_S)
+
+    watched = _ListingCancels(services.client("s3"), cancel)
+    tasks = MaintenanceTasks(finished=services.finished_jobs, stats=services.stats, queues=services.queue_operations,
+                             blobs=S3BlobStore(watched, services.settings.bucket_name), probes={},
+                             clock=lambda: between + timedelta(hours=1))
+    monkeypatch.setattr(services, "maintenance", tasks)
+    drain(app, aws)
+
+    assert watched.canceled and watched.pages_read == 2
+    answer = client.http.get(f"/api/system/maintenance/tasks/{task_id}", headers=OPERATOR).json_body
+    assert answer["status"] == "canceled", answer
+    assert answer["cancel_requested"] is True and answer["result"] is None
+    listed = aws["s3"].list_objects_v2(Bucket="jobs-bucket", Prefix="tmp/")
+    assert [o["Key"] for o in listed["Contents"]][:1] == ["tmp/b-0000"]  # the old ones went before the cancel
+    assert listed["KeyCount"] == 1000 and listed["IsTruncated"]  # the recent ones all kept
+    assert watched.deletes_after_cancel == 0

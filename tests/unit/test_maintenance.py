@@ -200,6 +200,24 @@ def test_cleanup_temp_files_removes_only_old_objects_under_the_prefix(tasks, blo
     assert result["objects_deleted"] == 1 and set(blobs.objects) == {"jobs/j/payload.json", "tmp/new"}
 
 
+def test_cleanup_temp_files_sees_a_cancel_and_its_time_on_pages_of_recent_objects_only(tasks, blobs, clock):
+    """Two pages of listing, neither with anything old enough: a cancel request and the time
+    running short are still seen after the first, not left unseen for want of a deletion."""
+    for n in range(1500):
+        blobs.put(f"tmp/{n:04d}", b"1", "text/plain")
+    checks = []
+
+    def cancel():
+        checks.append("after a page")
+        raise JobCancelledError("canceled")
+
+    with pytest.raises(JobCancelledError):
+        tasks.cleanup_temp_files(1, TaskControl(check_cancelled=cancel))
+    assert checks == ["after a page"]
+    result = tasks.cleanup_temp_files(1, TaskControl(remaining_ms=lambda: 1000))
+    assert result["complete"] is False and result["objects_deleted"] == 0 and len(blobs.objects) == 1500
+
+
 def test_health_check_reports_each_failure_without_stopping(store, blobs, clock):
     def broken():
         raise StoreUnavailableError("table jobs: ResourceNotFoundException")
