@@ -104,6 +104,24 @@ def test_a_health_check_and_the_statistics_stop_when_canceled(store, blobs, cloc
         tasks.log_statistics(24, TaskControl(check_cancelled=cancel_after_the_first_probe))
 
 
+def test_cleanup_stops_when_time_runs_short_while_it_walks_empty_days(tasks, store, clock):
+    """Most of the index a run reads is empty days, one Query per day and shard: the time left
+    is checked after each page, not only before a purge, so a walk that finds nothing still
+    stops before the task's end (inline, API Gateway's 29 s) instead of running past it."""
+    finished_job(store, clock, "recent", 3)  # newer than the cutoff: nothing to delete
+    pages = []
+    left = iter(range(10_000, 0, -1_000))  # a second each page read
+
+    def remaining_ms():
+        pages.append(1)
+        return next(left)
+
+    result = tasks.cleanup_runs(24, TaskControl(remaining_ms=remaining_ms))
+    assert result["complete"] is False and result["jobs_deleted"] == 0
+    # 10 s, 9 s, ... 5 s (the margin) go on; the seventh page, at 4 s, is where it stops
+    assert len(pages) == 7
+
+
 def test_cleanup_stops_within_a_page_when_time_runs_short(clock):
     """A page holds up to 100 jobs and each purge takes several requests (tens of ms each on
     AWS): the time left is checked before each job, so a page cannot run the task past its end
