@@ -205,7 +205,8 @@ class Reconciler:
         if not messages:
             return
         jobs = self._lifecycle.store.get_many({m.job_id for m in messages.values()})
-        self._delete_orphans(result, [(p, letter) for p, letter, job_id in lettered if job_id not in jobs])
+        removed = self._removed(result, {job_id for _, _, job_id in lettered if job_id not in jobs})
+        self._delete_orphans(result, [(p, letter) for p, letter, job_id in lettered if job_id in removed])
         for message in messages.values():
             if self._out_of_time(result):
                 return
@@ -218,6 +219,23 @@ class Reconciler:
             elif job.owes_dead_letter(message.attempt):
                 self._act(result, job, message.attempt,
                           lambda job=job, m=message: self._lifecycle.owed_letter_found(job, m))
+
+    def _removed(self, result: ReconcilePass, job_ids: set[str]) -> set[str]:
+        """Those of `job_ids` (left out of the pass's read of the letters' jobs) whose record is
+        gone, each read on its own: a page leaves out a record this code cannot read too (a status
+        a later version added, met during a rollback), and that job is still recorded. A record
+        that cannot be read, a store that does not answer, or a pass out of time keeps the letter
+        for a later pass."""
+        removed = set()
+        for job_id in job_ids:
+            if self._out_of_time(result):
+                break
+            try:
+                if self._lifecycle.store.get(job_id, fetch=(), mark_gone=False) is None:
+                    removed.add(job_id)
+            except Exception:  # noqa: BLE001 - not known to be removed: its letter stays
+                continue
+        return removed
 
     def _delete_orphans(self, result: ReconcilePass, orphans: list[tuple[str, DeadLetter]]) -> None:
         """Delete the letters whose job no longer exists (retention removed it: a DLQ keeps a

@@ -624,8 +624,6 @@ RECORDED: dict[str, CallLog] = {}
 # Grants the scenarios do not reach, each on a path its function's code does take. Listed so
 # that the set of unused grants is exact: one no code uses any more shows up as new.
 NOT_DRIVEN_HERE = {
-    # lifecycle.reconcile re-reads a job a write of it lost a race to (store.get).
-    ("ReconcilerRole", "dynamodb:GetItem", "JobsTable"),
     # The job a conditional write returns is read whole: a claim-checked payload or result from S3.
     ("ReconcilerRole", "s3:GetObject", "JobsBucket/jobs/*"),
     # events/replay.py holds a failed stream batch's description while it replays it.

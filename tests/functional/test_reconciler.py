@@ -215,3 +215,19 @@ def test_a_job_record_this_code_cannot_read_leaves_the_others_listed_and_repaire
     polled = client.http.post("/jobs/status", headers=auth(),
                               body=json.dumps({"job_ids": [unreadable["id"], lost["id"]]})).json_body
     assert polled["jobs"][lost["id"]]["status"] == "completed"
+
+
+def test_a_dead_letter_of_a_job_whose_record_this_code_cannot_read_is_kept(app, client, aws):
+    """A letter is deleted as a removed job's only when its job's record is gone: a record this
+    code cannot read (a status a later version added, met during a rollback; an item edited by
+    hand) still holds the job, and its letter stays for operators and for the code that reads it."""
+    job = client.http.post("/jobs", headers=auth(), body=json.dumps(STEPS)).json_body
+    (message,) = receive_all(aws)
+    aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=message["Body"])
+    aws["sqs"].delete_message(QueueUrl=aws["jobs_url"], ReceiptHandle=message["ReceiptHandle"])
+    aws["ddb"].update_item(TableName="jobs", Key={"pk": {"S": f"JOB#{job['id']}"}, "sk": {"S": "JOB"}},
+                           UpdateExpression="SET #s = :s", ExpressionAttributeNames={"#s": "status"},
+                           ExpressionAttributeValues={":s": {"S": "paused"}})
+    assert "orphaned_letter_deleted" not in reconcile(app)["counts"]
+    kept = aws["sqs"].receive_message(QueueUrl=aws["dlq_url"], MaxNumberOfMessages=10).get("Messages", [])
+    assert [json.loads(m["Body"])["job_id"] for m in kept] == [job["id"]]
