@@ -165,6 +165,17 @@ class DeadLetterOwedError(QueueUnavailableError):
         self.job = job
 
 
+class NextAttemptUnsentError(QueueUnavailableError):
+    """A job's attempt failed and the job was written retrying (the write landed), but the
+    message for its next attempt could not be sent: `job`, as written, waits for it, and the
+    failed attempt's message, delivered again, starts that attempt (the reconciler sends it once
+    the job is due, if no delivery comes)."""
+
+    def __init__(self, message: str, *, job: Any) -> None:
+        super().__init__(message)
+        self.job = job
+
+
 class StoreUnavailableError(JobpipeError):
     code = "store_unavailable"
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Optional
 
 from chalicelib.defaults import RACE_RETRIES
-from chalicelib.domain.errors import DeadLetterOwedError, QueueUnavailableError, StaleJobError
+from chalicelib.domain.errors import DeadLetterOwedError, NextAttemptUnsentError, QueueUnavailableError, StaleJobError
 from chalicelib.domain.job import Job, JobErrorInfo, Progress, isoformat
 from chalicelib.domain.progress import check_not_decreasing, clamp_percent, is_notable_change, progress_refusal
 from chalicelib.domain.status import JobStatus
@@ -101,7 +101,9 @@ class Attempts(DeadLetters):
         """End the running attempt with `error`: retrying (and a delayed message for the next
         attempt) while attempts remain and the error is retryable, else failed and the
         message parked on the dead-letter queue. Raises DeadLetterOwedError (a
-        QueueUnavailableError) when the job was failed but its dead letter not sent.
+        QueueUnavailableError) when the job was failed but its dead letter not sent, and
+        NextAttemptUnsentError (one too) when it was written retrying but its next attempt's
+        message not sent.
         `last_progress`, a report not yet written (`fail_job(..., progress_percent=75)`), is
         written with the outcome: one write and one event (seed 002: exactly one per
         transition), not a `running` progress event before the `failed` one."""
@@ -126,11 +128,17 @@ class Attempts(DeadLetters):
                 )
                 # If this send fails the delivery is reported failed; its redelivery finds the
                 # job `retrying` and claims the next attempt itself, so nothing is lost.
-                self.queue.send(
-                    start_message(current, current.attempts + 1),
-                    priority=current.priority,
-                    delay_seconds=delay,
-                )
+                try:
+                    self.queue.send(
+                        start_message(current, current.attempts + 1),
+                        priority=current.priority,
+                        delay_seconds=delay,
+                    )
+                except QueueUnavailableError as exc:
+                    raise NextAttemptUnsentError(
+                        f"job {retried.id} is retrying ({error.code}) and the message of attempt "
+                        f"{retried.attempts + 1} was not sent ({exc.message}); the message of attempt "
+                        f"{retried.attempts} starts it when it is delivered again", job=retried) from exc
                 return retried
             # Written failed owing its letter, in one write: whatever stops this delivery before
             # the letter is parked (the queue does not answer, the process dies), the attempt's

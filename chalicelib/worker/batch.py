@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from chalicelib.defaults import BATCH_MATE_LEASE_S, BATCH_MATE_WAIT_S, BATCH_TURN_MARGIN_S
-from chalicelib.domain.errors import DeadLetterOwedError, QueueUnavailableError, StoreUnavailableError, describe
+from chalicelib.domain.errors import (
+    DeadLetterOwedError, NextAttemptUnsentError, QueueUnavailableError, StoreUnavailableError, describe,
+)
 from chalicelib.observability import logger, tracer
 from chalicelib.ports import HANDBACKS_ATTRIBUTE, Clock, DeliveryLedger, JobMessage, JobQueue, Timer
 
@@ -281,6 +283,9 @@ class RecordRunner:
         if isinstance(exc, DeadLetterOwedError):  # not run again: the message comes back to park the letter
             logger.warning("job failed; its dead letter is owed (the dead-letter queue did not answer) "
                            "and is parked when this message comes back", extra=extra)
+        elif isinstance(exc, NextAttemptUnsentError):  # the message comes back to start the next attempt
+            logger.warning("job retried; its next attempt's message was not sent (the queue did not answer) "
+                           "and this message starts that attempt when it comes back", extra=extra)
         else:
             logger.warning("delivery failed; retrying", extra=extra)
         try:

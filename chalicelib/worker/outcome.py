@@ -26,6 +26,7 @@ from chalicelib.domain.errors import (
     JobCancelledError,
     JobpipeError,
     JobTimeoutError,
+    NextAttemptUnsentError,
     describe,
 )
 from chalicelib.domain.job import (
@@ -164,7 +165,9 @@ class AttemptOutcomes:
         the reporter's settled: one write, one event), observed with the error and, for what the
         handler `raised`, where (its traceback's end); raises DeadLetterOwedError, after observing
         the failure, when the job failed but its dead letter was not sent (the delivery must fail
-        so that its message comes back to park it)."""
+        so that its message comes back to park it), and NextAttemptUnsentError, the same way, when
+        the job is retrying but its next attempt's message was not sent (its message, coming back,
+        starts that attempt)."""
         extra: dict[str, Any] = {"error_code": error.code, "error_message": error.message}
         if raised is not None:
             extra["traceback"] = _traceback_end(raised)
@@ -172,6 +175,9 @@ class AttemptOutcomes:
             final = self._lifecycle.fail_attempt(job, error, retryable=retryable, last_progress=last_progress)
         except DeadLetterOwedError as owed:
             self._observe_failure(owed.job, {**extra, "dead_letter": "owed"}, started)
+            raise
+        except NextAttemptUnsentError as unsent:
+            self._observe_failure(unsent.job, {**extra, "next_attempt": "unsent"}, started)
             raise
         self._observe_failure(final, extra, started)
         return final

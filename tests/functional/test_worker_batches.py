@@ -450,6 +450,39 @@ def test_a_job_failed_while_the_dead_letter_queue_does_not_answer_says_so_in_the
     assert owed["level"] == "warning" and owed["job_id"] == job["id"] and owed["retry_in_s"] == 30
 
 
+def test_a_retry_whose_next_message_the_queue_did_not_take_says_so_in_the_log(app, client, aws, monkeypatch):
+    """The attempt failed and the job was written retrying, but its next attempt's message was not
+    sent: the worker's lines say the job was retried (a `job retried` line with the handler's
+    error, counted) and that this delivery's message, coming back, starts the next attempt, not
+    only `delivery failed; retrying`, which left the attempt's failure out of the log."""
+    from chalicelib.composition import container
+    from chalicelib.domain.errors import QueueUnavailableError
+    from chalicelib.observability import logger
+
+    job = submit_job(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0, "fail_at": 1}})
+    event = sqs_event(receive_all(aws))
+    queue_type = type(container().queue)
+
+    def unavailable(self, message, **kwargs):
+        raise QueueUnavailableError("the queue did not answer")
+
+    monkeypatch.setattr(queue_type, "send", unavailable)
+    lines: list[dict] = []
+    for level in ("info", "warning", "error"):
+        monkeypatch.setattr(logger, level, lambda message, *args, extra=None, _level=level, **kwargs: lines.append(
+            {**logger.get_current_keys(), **(extra or {}), "message": message, "level": _level}))
+    result = invoke_worker(app, event)
+    assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert status(client, job["id"]) == "retrying"
+    said = [line["message"] for line in lines]
+    assert "delivery failed; retrying" not in said, said
+    (retried,) = [line for line in lines if line["message"] == "job retried"]
+    assert retried["error_code"] == "demo_failure" and retried["next_attempt"] == "unsent"
+    assert "traceback" in retried
+    (unsent,) = [line for line in lines if "next attempt's message" in line["message"]]
+    assert unsent["level"] == "warning" and unsent["job_id"] == job["id"] and unsent["retry_in_s"] == 30
+
+
 def test_a_failed_delivery_of_a_copy_backs_off_as_its_original_would_have(app, client, aws, monkeypatch):
     """The wait before a failed delivery comes back doubles with the deliveries so far. A copy
     sent by a hand-back starts at one receive on a new message, and its wait started over at
