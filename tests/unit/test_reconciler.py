@@ -103,6 +103,21 @@ def test_a_claimed_job_is_left_alone_until_its_lease_ends(lifecycle, queue, cloc
     assert [m.attempt for m in queue.drain()] == [2]
 
 
+def test_a_cancel_asked_of_a_job_whose_worker_died_ends_it_canceled_at_its_lease(lifecycle, queue, clock, reconciler,
+                                                                                  store):
+    """No worker is left to see the request: the attempt's lease ending is what ends the job, and
+    as the user asked (canceled), not as a lost worker's attempt (retried, run again)."""
+    job = submit(lifecycle)
+    running = lifecycle.claim(queue.drain()[0]).job  # its worker dies here
+    assert lifecycle.cancel("acme", job.id).status == JobStatus.RUNNING
+    clock.advance(running.timeout_s + 31)
+    assert reconciler.run_pass().counts == {"lease_expired": 1}
+    after = store.get(job.id, mark_gone=False)
+    assert after.status == JobStatus.CANCELED and after.error.code == "worker_lost"
+    assert queue.drain() == [] and queue.dead == [], "no attempt more, and no letter: the job was not failed"
+    assert reconciler.run_pass().counts == {}
+
+
 def test_a_dead_letter_whose_job_no_longer_exists_is_deleted_once(lifecycle, queue, reconciler, store):
     """Retention removed the job (its record is kept fewer days than a DLQ keeps a letter): the
     letter can run nothing and tell nothing, so the first pass deletes it, rather than every
