@@ -351,3 +351,38 @@ def test_the_maintenance_job_types_run_the_tasks_they_were_given(tasks):
     assert (health.internal, health.max_attempts, health.timeout_s, health.priority) == (True, 2, 30, "normal")
     result = health.handler(Context(), health.parse_payload({}))
     assert given == ["built"] and result["complete"] is True and result["checks"]["jobs_table"] == {"ok": True}
+
+
+def test_a_retried_attempt_of_a_cleanup_that_enqueued_its_continuation_enqueues_none_more(store, queue, clock):
+    """The continuation is enqueued by the handler before its run's completion is written: a
+    worker that dies between the two leaves the run to its lease, and the retried attempt, running
+    the clean-up again, finds the continuation made (its id is the run's) instead of starting a
+    second chain or failing on it."""
+    from types import SimpleNamespace
+
+    from chalicelib.job_types import build_registry
+    from chalicelib.job_types.maintenance import with_maintenance
+    from chalicelib.lifecycle import JobLifecycle
+
+    class OutOfTime:
+        def run(self, task, payload, control):
+            return {"max_age_hours": payload["max_age_hours"], "jobs_deleted": 3, "complete": False,
+                    "follow_up": payload.get("follow_up", 0)}
+
+    registry = with_maintenance(build_registry(demo_types=False), lambda: OutOfTime(),
+                                submit=lambda **request: lifecycle.submit(**request))
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+    job_type = registry.get("maintenance.cleanup_runs")
+    run = lifecycle.submit(tenant="_system", user="schedule", type="maintenance.cleanup_runs",
+                           payload={"max_age_hours": 24})
+    queue.drain()
+    results = []
+    for attempt in (1, 2):  # the first attempt's worker dies once its handler returned
+        ctx = SimpleNamespace(job=run.model_copy(update={"attempts": attempt}), progress=lambda *a, **k: None,
+                              check_cancelled=lambda: None, remaining_ms=lambda: 10**6)
+        results.append(job_type.handler(ctx, job_type.parse_payload({"max_age_hours": 24})))
+        clock.advance(job_type.timeout_s + 31)  # the lease ends; the reconciler retries the run
+    assert results[0]["continued_by"] == results[1]["continued_by"]
+    continuation = store.get(results[0]["continued_by"], mark_gone=False)
+    assert continuation.status == JobStatus.QUEUED and continuation.payload["follow_up"] == 1
+    assert [m.job_id for m in queue.drain()] == [continuation.id], "one message: the first attempt's"
