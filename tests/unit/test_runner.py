@@ -15,6 +15,7 @@ from chalicelib.domain.errors import (
     PayloadTooDeepError,
     ProgressRejectedError,
     QueueUnavailableError,
+    StoreUnavailableError,
     UnknownJobTypeError,
 )
 from chalicelib.domain.job import child_job_id, too_deep_message
@@ -577,3 +578,34 @@ def test_a_child_payload_at_the_depth_a_submit_may_have_is_spawned_and_a_deeper_
     assert parent.status == JobStatus.COMPLETED and len(parent.children) == 1
     assert store.get(parent.children[0], mark_gone=False).status == JobStatus.COMPLETED
     assert store.get(caught.id, mark_gone=False).result == {"refused": "payload_too_deep"}
+
+
+def test_an_outcome_the_store_did_not_take_is_retried_once_its_own_lease_ends(store, queue, clock, types):
+    """The handler ran but its completion was not written (the table did not answer): the job is
+    left running under the attempt's lease, which the message coming back cannot tell from a live
+    worker's. It waits that lease out (deferred until it ends, not run beside itself), and then
+    ends the attempt `worker_lost`: the job is retried, not left running."""
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0)
+    job = submit(lifecycle, "t.ok")
+    (message,) = queue.drain()
+    apply = store.apply
+
+    def unanswered(written, expected, changes):
+        if changes.fields.get("status") == JobStatus.COMPLETED:
+            raise StoreUnavailableError("the table did not answer")
+        return apply(written, expected, changes)
+
+    store.apply = unanswered
+    with pytest.raises(StoreUnavailableError):
+        runner.run(message)
+    store.apply = apply
+    running = store.get(job.id, mark_gone=False)
+    assert running.status == JobStatus.RUNNING
+    with pytest.raises(DeferredDelivery) as deferred:  # the message is back: the lease still holds
+        runner.run(message)
+    assert deferred.value.retry_after_s >= running.timeout_s
+    clock.advance(running.timeout_s + 31)
+    after = runner.run(message)
+    assert after.status == JobStatus.RETRYING and after.error.code == "worker_lost"
+    assert run_all(runner, queue).status == JobStatus.COMPLETED and types.calls == [1, 2]
