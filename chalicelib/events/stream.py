@@ -4,7 +4,10 @@ statistics operators read (GET /api/system/stats) and published as status events
 Change data capture keeps the lifecycle unaware of both. One consumer of the stream, not two:
 every stream invocation runs on the mapping's poller. Counting is one small transaction per
 batch; a failure raises, the batch is delivered again, and the per-(job, version) marker keeps
-counts exact.
+counts exact. Events go out before the batch is counted: the counters are the operators'
+bookkeeping, the events the subscribers' contract, so a stats table that refuses (an outage, a
+grant taken away) holds back no event; its batch, delivered again, publishes them again under
+the same ids, which subscribers drop.
 
 A record this version cannot read (a newer version's status met during a rollback, an item
 edited by hand) would fail its batch at every delivery, and hold every event behind it until the
@@ -61,16 +64,17 @@ class StreamConsumer:
         self._on_parked = on_parked
 
     def consume(self, records: Sequence[dict[str, Any]], *, parking: bool = True) -> Optional[str]:
-        """Count the batch's status changes (exactly once, whatever the redeliveries), then
-        publish the events of its job writes in stream order. Returns None when all went out,
-        else the sequence number of the first change whose events may not have (see
-        publish_changes); raises what the stats store raises. A record this version cannot read
+        """Publish the events of the batch's job writes in stream order, then count its status
+        changes (exactly once, whatever the redeliveries; counted even when publishing stopped).
+        Returns None when all went out, else the sequence number of the first change whose
+        events may not have (see publish_changes); raises what the stats store raises. A record this version cannot read
         is parked first (`parking` False, or nowhere to park it: StreamRecordUnreadableError
         raised); a park that fails raises, and the batch is delivered again."""
         changes = [c for c in (self._readable(r, parking) for r in records) if c is not None]
+        failed_at = publish_changes(changes, self._publisher)
         if self._stats is not None:
             record_changes(changes, self._stats)
-        return publish_changes(changes, self._publisher)
+        return failed_at
 
     def _readable(self, record: dict[str, Any], parking: bool) -> Optional[JobChange]:
         try:

@@ -270,3 +270,28 @@ def test_an_unreadable_record_with_nowhere_to_park_it_fails_its_batch(pipeline, 
     with pytest.raises(StreamRecordUnreadableError):
         consumer.consume([pipeline.write(None, queued), _edited_by_hand(pipeline.write(queued, running))])
     assert pipeline.publisher.published == [] and pipeline.stats.status_counts() == {}, "nothing half done"
+
+
+class RefusingStats(InMemoryStatsStore):
+    """A stats table that refuses every write (an outage, a grant taken away)."""
+
+    def record_batch(self, deltas):
+        raise StoreUnavailableError("the stats table refused the write")
+
+
+def test_a_stats_table_that_refuses_holds_back_no_event(lifecycle, queue, pipeline):
+    """The counters are the operators' bookkeeping: their table down, the batch fails (delivered
+    again, counted once it answers) but its events have gone out, and go out again under the
+    same ids, which subscribers drop."""
+    queued, running = submit_and_claim(lifecycle, queue)
+    batch = [pipeline.write(None, queued), pipeline.write(queued, running)]
+    consumer = StreamConsumer(job_change, pipeline.publisher, RefusingStats())
+    with pytest.raises(StoreUnavailableError):
+        consumer.consume(batch)
+    expected = [event_id_for(queued.id, queued.version), event_id_for(running.id, running.version)]
+    assert [e.event_id for e in pipeline.publisher.published] == expected
+    with pytest.raises(StoreUnavailableError):
+        consumer.consume(batch)  # the stream's next delivery: the same events, the same ids
+    assert [e.event_id for e in pipeline.publisher.published] == expected * 2
+    assert pipeline.consumer.consume(batch) is None, "the table back: counted once"
+    assert pipeline.stats.status_counts() == {"running": 1}
