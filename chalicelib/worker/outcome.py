@@ -150,6 +150,8 @@ class AttemptOutcomes:
         def record() -> None:
             try:
                 self.fail(job, error, True, started)
+            except (DeadLetterOwedError, NextAttemptUnsentError):
+                pass  # recorded and observed: the message, back after the process ends, does the rest
             except Exception as exc:  # noqa: BLE001 - the lease ends the attempt instead
                 self._observe("process_ended_unrecorded", job, {"reason": describe(exc)})
 

@@ -317,3 +317,34 @@ def test_a_handler_given_up_on_by_the_watchdog_is_not_given_up_on_again_by_a_lat
         timeout.run_with_timeout(held, 0.3, lambda: None, clock=SystemClock(), give_up=given_up.append,
                                  give_up_after_s=0.2)
     assert len(given_up) == 1, given_up
+
+
+def test_a_give_up_whose_next_attempt_was_not_sent_is_logged_as_retried_not_unrecorded(
+        store, queue, clock, monkeypatch):
+    """The attempt is written retrying; only its next message did not go (the message coming
+    back starts that attempt). That is recorded, and logged as such: not `process_ended_unrecorded`."""
+    monkeypatch.setattr(timeout, "HANDLER_REINTERRUPT_S", 0.1)
+    worker_clock, types, seen = ManualClock(), JobTypeRegistry(), []
+
+    @types.register("t.swallows", Empty, timeout_s=1, max_attempts=2)
+    def swallows(ctx, payload):
+        queue.fail_sends = True  # the queue stops answering while the handler runs
+        while True:
+            try:
+                time.sleep(1)
+            except Exception:  # noqa: BLE001 - swallows every timeout
+                worker_clock.advance(HANDLER_REINTERRUPT_S)
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    submitted = lifecycle.submit(tenant="acme", user="ann", type="t.swallows", payload={})
+
+    def end():
+        raise ProcessEnded()
+
+    runner = JobRunner(lifecycle, types, clock=worker_clock, progress_interval_s=0, end_process=end,
+                       observe=lambda event, job, extra: seen.append((event, extra.get("next_attempt"))))
+    with pytest.raises(ProcessEnded):
+        runner.run(queue.drain()[0])
+    assert store.get(submitted.id, mark_gone=False).status == JobStatus.RETRYING
+    events = [event for event, _ in seen]
+    assert ("retried", "unsent") in seen and "process_ended_unrecorded" not in events, seen
