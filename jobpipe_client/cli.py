@@ -51,6 +51,7 @@ from jobpipe_client.cli_parser import (
 from jobpipe_client.cli_stdout import StdoutError, stdout_console
 from jobpipe_client.client import JobpipeClient
 from jobpipe_client.errors import (
+    describe_details,
     JobpipeClientError,
     JobpipeError,
     JobpipeInputError,
@@ -104,35 +105,6 @@ def refusal_line(exc: JobpipeClientError) -> str:
     line = f"refused: {exc.message} ({exc.code})"
     problems = describe_details(exc.details)
     return " ".join(f"{line}: {problems}".split()) if problems else line
-
-
-def describe_details(details: Any) -> str:
-    """The API's `details` as text: `loc: msg` per validation problem, `key=value` for a mapping.
-    Any JSON is described: a refusal is the API's answer whatever its details hold (a `loc`
-    that is one value rather than a list is that value)."""
-    if details is None or details == [] or details == {}:
-        return ""
-    if isinstance(details, list):
-        parts = []
-        for item in details:
-            if isinstance(item, dict) and "msg" in item:
-                loc = item.get("loc")
-                if isinstance(loc, list):
-                    where = ".".join(map(_as_text, loc))
-                else:
-                    where = "" if loc is None else _as_text(loc)
-                parts.append(f"{where}: {_as_text(item['msg'])}" if where else _as_text(item["msg"]))
-            else:
-                parts.append(_as_text(item))
-        return "; ".join(parts)
-    if isinstance(details, dict):
-        return ", ".join(f"{k}={_as_text(v)}" for k, v in details.items())
-    return _as_text(details)
-
-
-def _as_text(value: Any) -> str:
-    """A JSON value as text: a string as it is, anything else as compact JSON."""
-    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
 def outcome_unknown_line(exc: SubmitOutcomeUnknownError) -> str:

@@ -3,6 +3,7 @@ answered, an answer was unusable, an artifact's S3 link failed, a wait ran out o
 submit was interrupted."""
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping, Optional
 
 from jobpipe_client.polling import is_final
@@ -17,15 +18,47 @@ class JobpipeInputError(JobpipeError, ValueError):
     ValueError, as every refusal of the caller's input before a request is."""
 
 
+def describe_details(details: Any) -> str:
+    """The API's `details` as text: `loc: msg` per validation problem, `key=value` for a mapping.
+    Any JSON is described: a refusal is the API's answer whatever its details hold (a `loc`
+    that is one value rather than a list is that value)."""
+    if details is None or details == [] or details == {}:
+        return ""
+    if isinstance(details, list):
+        parts = []
+        for item in details:
+            if isinstance(item, dict) and "msg" in item:
+                loc = item.get("loc")
+                if isinstance(loc, list):
+                    where = ".".join(map(_as_text, loc))
+                else:
+                    where = "" if loc is None else _as_text(loc)
+                parts.append(f"{where}: {_as_text(item['msg'])}" if where else _as_text(item["msg"]))
+            else:
+                parts.append(_as_text(item))
+        return "; ".join(parts)
+    if isinstance(details, dict):
+        return ", ".join(f"{k}={_as_text(v)}" for k, v in details.items())
+    return _as_text(details)
+
+
+def _as_text(value: Any) -> str:
+    """A JSON value as text: a string as it is, anything else as compact JSON."""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
 class JobpipeClientError(JobpipeError):
     """A 4xx: the API's own refusal of the request (never retried elsewhere), or one from in
     front of the API (`http_<status>`, or the gateway's code) that no other URL answered.
+    Its text ends with the refusal's `details` (which field, what is wrong), so a traceback
+    says what `invalid_payload` or `invalid_request` is about.
     `retry_after_s` is its Retry-After in seconds (429 `quota_exceeded` says when to try
     again), None without one."""
 
     def __init__(self, status: int, code: str, message: str, details: Any = None,
                  retry_after_s: Optional[float] = None) -> None:
-        super().__init__(f"{message} ({code}, HTTP {status})")
+        problems = describe_details(details)
+        super().__init__(f"{message} ({code}, HTTP {status})" + (f": {problems}" if problems else ""))
         self.status = status
         self.code = code
         self.message = message

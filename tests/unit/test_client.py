@@ -924,3 +924,21 @@ def test_a_poll_that_lags_a_state_already_seen_is_no_change():
     seen.clear()
     client.wait_many([other], on_change=lambda j: seen.append((j["version"], j["progress"]["percent"])))
     assert seen == [(5, 80.0), (6, 100.0)]
+
+
+def test_a_refusals_text_names_each_problem_of_its_details():
+    """A traceback of an uncaught refusal says which field is wrong, not only `request is not valid`."""
+    refusal = {"error": {"code": "invalid_payload", "message": "payload is not valid for job type 'demo.steps'",
+                         "details": [{"loc": ["steps"], "msg": "Input should be greater than or equal to 1",
+                                      "type": "greater_than_equal"},
+                                     {"loc": ["step_ms"], "msg": "Field required", "type": "missing"}]}}
+
+    def server(method, url, **_):
+        return make_response(method, url, 422, refusal)
+
+    client, _ = make_client({PRIMARY: server})
+    with pytest.raises(JobpipeClientError) as raised:
+        client.submit("demo.steps", {"steps": 0})
+    assert str(raised.value) == ("payload is not valid for job type 'demo.steps' (invalid_payload, HTTP 422): "
+                                 "steps: Input should be greater than or equal to 1; step_ms: Field required")
+    assert raised.value.message == "payload is not valid for job type 'demo.steps'"  # the API's own words
