@@ -79,7 +79,14 @@ class FanoutPayload(BaseModel):
     children: int = Field(ge=1, le=50, description="number of demo.steps children to spawn")
     steps: int = Field(default=3, ge=1, le=1000)
     step_ms: int = Field(default=100, ge=0, le=60_000)
-    fail_child: Optional[int] = Field(default=None, ge=1, description="this child fails (fatally)")
+    fail_child: Optional[int] = Field(default=None, ge=1,
+                                      description="this child (1 is the first spawned) fails (fatally)")
+
+    @model_validator(mode="after")
+    def _fail_within_children(self) -> "FanoutPayload":
+        if self.fail_child is not None and self.fail_child > self.children:
+            raise ValueError(f"fail_child ({self.fail_child}) must not exceed children ({self.children})")
+        return self
 
 
 @demo_registry.register(

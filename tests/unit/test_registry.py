@@ -33,6 +33,14 @@ def test_fail_at_beyond_steps_is_refused():
         registry.get("demo.steps").parse_payload({"steps": 2, "step_ms": 0, "fail_at": 3})
 
 
+def test_a_fanout_child_to_fail_beyond_its_children_is_refused():
+    fanout = registry.get("demo.fanout")
+    assert fanout.parse_payload({"children": 3, "fail_child": 3}).fail_child == 3
+    with pytest.raises(InvalidPayloadError) as info:  # no child 5 of 3: nothing would fail, as asked
+        fanout.parse_payload({"children": 3, "fail_child": 5})
+    assert "fail_child (5) must not exceed children (3)" in info.value.details[0]["msg"]
+
+
 def test_registering_twice_or_with_bad_policy_is_an_error():
     local = JobTypeRegistry()
 
