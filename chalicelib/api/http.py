@@ -18,6 +18,7 @@ from chalicelib.api.errors import (
     json_response,
 )
 from chalicelib.api.json_body import read_json
+from chalicelib.domain.numbers import shown_number
 from chalicelib.domain.errors import (
     DeadLetterUnavailableError,
     InvalidRequestError,
@@ -50,7 +51,8 @@ class Call:
         body = self.request.raw_body or b""
         if len(body) > self.max_body_bytes:
             raise PayloadTooLargeError(
-                f"request body is {len(body)} bytes; the limit is {self.max_body_bytes}",
+                f"request body is {shown_number(len(body))} bytes; "
+                f"the limit is {shown_number(self.max_body_bytes)} bytes",
                 details={"limit": self.max_body_bytes},
             )
         return body

@@ -474,6 +474,15 @@ def test_any_content_type_is_judged_by_the_body_in_our_error_shape(client, aws, 
     assert client.http.get("/dashboard", headers={"Content-Type": content_type}).status_code == 200
 
 
+def test_a_body_past_the_limit_says_both_sizes_as_the_docs_write_numbers(client, aws):
+    body = json.dumps({**STEPS, "payload": {"steps": 1, "step_ms": 0, "pad": "x" * (5 * 1024 * 1024)}})
+    response = client.http.post("/jobs", headers=auth(), body=body)
+    assert response.status_code == 413
+    assert response.json_body["error"]["message"] == (
+        f"request body is {len(body):,} bytes; the limit is 5,242,880 bytes")
+    assert table_items(aws) == []
+
+
 def test_a_cache_value_larger_than_an_item_holds_is_a_413_and_keeps_the_old_value(client, aws):
     assert client.http.put("/cache/s/n", headers=auth(), body='{"v": 1}').status_code == 200
     big = json.dumps({"v": "x" * (350 * 1024)})
