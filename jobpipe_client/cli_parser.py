@@ -85,38 +85,40 @@ def build_parser() -> argparse.ArgumentParser:
     _watch_flags(rerun, "the new job")
 
     status = commands.add_parser("status", parents=[connection], help="show jobs")
-    status.add_argument("ids", nargs="+", metavar="ID")
+    status.add_argument("ids", nargs="+", metavar="ID", help="job ids, read in one batch per 100")
     _json_flag(status, "a JSON list of the whole jobs, as GET /jobs/{id} returns each")
 
     listing = commands.add_parser("list", parents=[connection], help="list recent jobs, newest first")
-    listing.add_argument("--status", choices=STATUSES)
-    listing.add_argument("--type")
+    listing.add_argument("--status", choices=STATUSES, help="only the jobs in this status")
+    listing.add_argument("--type", help="only the jobs of this type, its exact name (e.g. demo.steps; "
+                                        "a name no job has lists none)")
     listing.add_argument("--limit", type=parse_limit, default=25, help="how many jobs (default 25)")
     _json_flag(listing, "a JSON list of the jobs as the API returns them")
 
     result = commands.add_parser("result", parents=[connection],
                                  help="print a job's result as JSON (null while it has none)")
-    result.add_argument("id", metavar="ID")
+    result.add_argument("id", metavar="ID", help="the job")
     _json_flag(result, "the result, as without it (taken so that every command but artifact takes it)")
 
     cancel = commands.add_parser("cancel", parents=[connection], help="cancel a job")
-    cancel.add_argument("id", metavar="ID")
+    cancel.add_argument("id", metavar="ID", help="the job: a queued or retrying one is canceled at once, a "
+                                                 "running one stops at its next check")
     _json_flag(cancel, "the job as the API returns it after the cancel")
 
     watch = commands.add_parser("watch", parents=[connection], help="follow jobs until they end")
-    watch.add_argument("ids", nargs="+", metavar="ID")
+    watch.add_argument("ids", nargs="+", metavar="ID", help="the jobs to follow")
     watch.add_argument("--timeout", type=parse_wait_timeout, metavar="SECONDS",
                        help="give up after SECONDS in all (exit 4)")
     _give_up_flag(watch)
     _json_flag(watch, "no progress display; a JSON list of the jobs as they ended")
 
     artifacts = commands.add_parser("artifacts", parents=[connection], help="list a job's artifacts")
-    artifacts.add_argument("id", metavar="JOB_ID")
+    artifacts.add_argument("id", metavar="JOB_ID", help="the job")
     _json_flag(artifacts, "a JSON list of every artifact as the API lists them")
 
     artifact = commands.add_parser("artifact", parents=[connection],
                                    help="download one artifact of a job, to stdout or a file")
-    artifact.add_argument("id", metavar="JOB_ID")
+    artifact.add_argument("id", metavar="JOB_ID", help="the job")
     artifact.add_argument("name", metavar="NAME", help="the artifact's name, as `jobpipe artifacts` lists it")
     artifact.add_argument("-o", "--output", metavar="FILE",
                           help="write it to FILE, whole or not at all (default, or -: stdout)")

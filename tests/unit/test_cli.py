@@ -1,4 +1,5 @@
 """The `jobpipe` CLI's commands, output and exit codes, over the in-memory API (no sockets)."""
+import argparse
 import codecs
 import io
 import json
@@ -688,3 +689,13 @@ def test_an_empty_connection_flag_is_refused_not_replaced_by_the_environment(fla
     result = run_cli([flag, " ", "submit", "demo.steps"], api)
     assert result.code == 2 and len(result.err_lines) == 1 and fragment in result.err
     assert api.requests == []
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    """`jobpipe list --help` showed `--status {queued,...}` and `--type TYPE` with no word on
+    what they do (a filter? of what?): every option and argument of every command has a help."""
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    silent = [(name, action.dest) for name, command in commands.choices.items() for action in command._actions
+              if not (action.help or "").strip()]
+    assert silent == []
