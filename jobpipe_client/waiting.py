@@ -268,6 +268,9 @@ def _ref(job: JobRef) -> tuple[str, Optional[Job]]:
     showed it, ended with a value kept in S3, is read again: its final state carries the value,
     not the `claim_check` in its place."""
     if isinstance(job, Mapping):
+        if "id" not in job:  # status_many's answer, keyed by id, given where one job goes
+            raise JobpipeClientError(400, "invalid_job_id", "a job given as a mapping holds its 'id' (a job as "
+                                     "the API answers it); status_many answers jobs by id: pass one of its values")
         given = dict(job)
         return batch_id(job.get("id")), None if is_final(given) and holds_claim_check(given) else given
     return batch_id(job), None

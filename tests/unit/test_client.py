@@ -942,3 +942,18 @@ def test_a_refusals_text_names_each_problem_of_its_details():
     assert str(raised.value) == ("payload is not valid for job type 'demo.steps' (invalid_payload, HTTP 422): "
                                  "steps: Input should be greater than or equal to 1; step_ms: Field required")
     assert raised.value.message == "payload is not valid for job type 'demo.steps'"  # the API's own words
+
+
+def test_a_wait_given_status_manys_answer_says_what_it_takes_instead_of_none_is_no_id():
+    api = FakeApi()
+    job = api.add("completed")
+    client, session = make_client({PRIMARY: api})
+    answer = client.status_many([job["id"]])  # {id: job}: a natural thing to hand to wait
+    session.calls.clear()
+    for wait in (lambda: client.wait(answer, timeout=5), lambda: client.wait_many([answer], timeout=5)):
+        with pytest.raises(JobpipeClientError) as raised:
+            wait()
+        assert raised.value.code == "invalid_job_id" and "'id'" in raised.value.message
+        assert "status_many" in raised.value.message and "NoneType" not in str(raised.value)
+    assert session.calls == []
+    assert client.wait(answer[job["id"]], timeout=5)["status"] == "completed"  # one of its values is a job
