@@ -44,13 +44,35 @@ def progress_of(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def detail(job: dict[str, Any]) -> str:
-    """`step: message`, or the error of a failed job, or "" when there is nothing to say; in
-    one line, its control characters escaped (the handler's text, fed by tenant input)."""
+    """`step: message`, or the error of a failed job, or "" when there is nothing to say, and
+    when a job submitted for later (or waiting out a retry's backoff) starts; in one line, its
+    control characters escaped (the handler's text, fed by tenant input)."""
     error = job.get("error")
     if job.get("status") in ("failed", "retrying") and error:
-        return shown(f"{error.get('code')}: {error.get('message')}")
-    progress = progress_of(job)
-    return shown(": ".join(str(p) for p in (progress.get("step"), progress.get("message")) if p))
+        text = f"{error.get('code')}: {error.get('message')}"
+    else:
+        progress = progress_of(job)
+        text = ": ".join(str(p) for p in (progress.get("step"), progress.get("message")) if p)
+    start = _later_start(job)
+    if start:
+        text = f"{text}; {start}" if text else start
+    return shown(text)
+
+
+def _later_start(job: dict[str, Any]) -> str:
+    """`starts at T` for a queued job whose `not_before` is past its submission (--delay,
+    --run-at), `next attempt at T` for a retrying one: else a delayed job reads `queued 0%`
+    with no word of when it runs. Both times are the API's, UTC ISO 8601 text, which compare
+    as times."""
+    not_before, created = job.get("not_before"), job.get("created_at")
+    if not (isinstance(not_before, str) and isinstance(created, str) and not_before > created):
+        return ""
+    status = job.get("status")
+    if status == "queued" and not job.get("attempts"):
+        return f"starts at {not_before}"
+    if status in ("queued", "retrying"):
+        return f"next attempt at {not_before}"
+    return ""
 
 
 def attempt_text(job: dict[str, Any]) -> str:

@@ -699,3 +699,20 @@ def test_every_option_of_every_command_says_what_it_does():
     silent = [(name, action.dest) for name, command in commands.choices.items() for action in command._actions
               if not (action.help or "").strip()]
     assert silent == []
+
+
+def test_a_job_submitted_for_later_or_between_attempts_says_when_it_starts():
+    """A `--delay 6h` job read `queued 0% -` in status, list and watch, with no word of when it runs."""
+    api = FakeApi()
+    later = api.add("queued", created_at="2027-01-31T09:00:00.000Z", not_before="2027-01-31T15:00:00.000Z")
+    now = api.add("queued", created_at="2027-01-31T09:00:00.000Z", not_before="2027-01-31T09:00:00.000Z")
+    backing_off = api.add("retrying", attempts=1, created_at="2027-01-31T09:00:00.000Z",
+                          not_before="2027-01-31T09:00:30.000Z", error={"code": "boom", "message": "try again"})
+    result = run_cli(["status", later["id"], now["id"], backing_off["id"]], api)
+    assert result.code == 0
+    lines = result.out.splitlines()[1:]
+    assert lines[0].endswith(" starts at 2027-01-31T15:00:00.000Z")
+    assert lines[1].endswith(" -")  # starts as submitted: nothing to say
+    assert lines[2].endswith(" boom: try again; next attempt at 2027-01-31T09:00:30.000Z")
+    watched = run_cli(["watch", "--timeout", "0", later["id"]], api)
+    assert "queued 0.0% starts at 2027-01-31T15:00:00.000Z" in watched.out
