@@ -38,7 +38,8 @@ def parse_payload(text: str) -> dict[str, Any]:
     else:
         text = text.removeprefix("\ufeff")  # `--payload "$(cat file)"` keeps the file's mark
     try:
-        payload = json.loads(text, parse_constant=not_json_constant, parse_float=finite_float)
+        payload = json.loads(text, parse_constant=not_json_constant, parse_float=finite_float,
+                             object_pairs_hook=_one_value_per_key)
     except ValueError as exc:
         raise UsageError(f"--payload is not valid JSON: {exc}") from None
     except RecursionError:
@@ -49,6 +50,18 @@ def parse_payload(text: str) -> dict[str, Any]:
     if nested_deeper_than(payload, MAX_PAYLOAD_DEPTH):
         raise UsageError(f"--payload is nested too deeply (more than {MAX_PAYLOAD_DEPTH} levels)")
     return payload
+
+
+def _one_value_per_key(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object as JSON reads it, refusing a key given twice: json.loads would keep the last
+    value and send only that, where the API refuses such a body (parsers differ on which wins),
+    so the payload the user wrote is not silently another."""
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"key {key[:100]!r} is given more than once in one object")
+        obj[key] = value
+    return obj
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

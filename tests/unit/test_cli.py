@@ -162,7 +162,10 @@ def test_watch_timeout_exits_4_after_showing_the_last_state():
 
 @pytest.mark.parametrize(
     "payload, fragment",
-    [("{oops", "--payload is not valid JSON"), ("[1, 2]", "must be a JSON object"), ("@/nonexistent/p.json", "cannot read payload file")],
+    [("{oops", "--payload is not valid JSON"), ("[1, 2]", "must be a JSON object"), ("@/nonexistent/p.json", "cannot read payload file"),
+     # json.loads keeps the last value and would send steps 2 alone; the API refuses a key given twice
+     ('{"steps": 1, "step_ms": 0, "steps": 2}', "--payload is not valid JSON: key 'steps' is given more than once"),
+     ('{"a": {"b": 1, "b": 1}}', "key 'b' is given more than once")],
 )
 def test_bad_payload_is_one_line_exit_2_and_sends_nothing(payload, fragment):
     api = FakeApi()
