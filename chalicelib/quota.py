@@ -16,6 +16,7 @@ from typing import Callable, Optional
 
 from chalicelib.defaults import QUOTA_RECHECK_S, QUOTA_REMEMBERED_TENANTS, QUOTA_RETRY_AFTER_S
 from chalicelib.domain.errors import QuotaExceededError
+from chalicelib.domain.numbers import shown_number
 from chalicelib.observability import logger
 from chalicelib.ports import StatsStore
 
@@ -68,8 +69,8 @@ class TenantQuota:
         unfinished = reading.unfinished + reading.admitted_since + (0 if reading.counted else pending)
         if unfinished >= self._max:
             raise QuotaExceededError(
-                f"tenant has {unfinished} unfinished jobs, the most it may have is {self._max}; "
-                f"retry after {self._retry_after_s} s or when some finish",
+                f"tenant has {shown_number(unfinished)} unfinished jobs, the most it may have is "
+                f"{shown_number(self._max)}; retry after {shown_number(self._retry_after_s)} s or when some finish",
                 retry_after_s=self._retry_after_s,
                 details={"unfinished": unfinished, "limit": self._max},
             )

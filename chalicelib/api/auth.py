@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
 from chalicelib.api.errors import ForbiddenError, UnauthorizedError
+from chalicelib.domain.numbers import shown_number
 from chalicelib.domain.tokens import TokenPolicy
 
 __all__ = ["TokenPolicy", "Principal", "authenticate", "issue_token"]
@@ -95,7 +96,7 @@ def _check_lifetime(claims: Mapping[str, object], policy: TokenPolicy) -> None:
         lifetime = float("inf")
     if lifetime > policy.max_lifetime_s + policy.leeway_s:
         raise UnauthorizedError(
-            f"token lives longer than the {policy.max_lifetime_s} s this deployment allows"
+            f"token lives longer than the {shown_number(policy.max_lifetime_s)} s this deployment allows"
         )
 
 

@@ -151,3 +151,9 @@ def test_a_token_that_is_not_ascii_is_refused_not_an_error(token):
     valid = bearer()["Authorization"].removeprefix("Bearer ")
     message = refused({"Authorization": "Bearer " + token.format(token=valid)})
     assert message.startswith("invalid token")
+
+
+def test_a_token_past_the_lifetime_names_the_bound_as_the_docs_write_numbers():
+    now = int(time.time())
+    message = refused(bearer(iat=now, exp=now + 2 * 86_400), TokenPolicy(SECRET, max_lifetime_s=86_400))
+    assert message == "token lives longer than the 86,400 s this deployment allows"

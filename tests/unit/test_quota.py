@@ -186,3 +186,13 @@ def test_what_a_caller_added_before_the_counter_saw_it_counts_and_the_index_deci
     jobs.unfinished["a"] = 2  # one child finished, which the counter does not have yet
     quota.admit("a", pending=2)  # 3 + 2 by the counter; the index's 2 admits
     assert jobs.counts == 2
+
+
+def test_a_refusal_writes_its_counts_as_the_docs_write_numbers():
+    stats = InMemoryStatsStore()
+    quota = TenantQuota(stats, 1_000)
+    record(stats, None, image("j0", "queued", 1))
+    stats.record_batch([delta_for(None, image(f"j{i}", "queued", 1), NOW) for i in range(1, 1_000)])
+    with pytest.raises(QuotaExceededError) as refused:
+        quota.admit("a")
+    assert refused.value.message.startswith("tenant has 1,000 unfinished jobs, the most it may have is 1,000; ")
