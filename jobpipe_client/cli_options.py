@@ -25,6 +25,7 @@ def parse_payload(text: str) -> dict[str, Any]:
     order mark; `@-` reads it from standard input, as curl does) as an object; UsageError
     otherwise."""
     if text.startswith("@"):
+        source = "standard input" if text == "@-" else f"payload file {text[1:]!r}"
         try:
             data = sys.stdin.buffer.read() if text == "@-" else Path(text[1:]).read_bytes()
         except OSError as exc:
@@ -35,6 +36,8 @@ def parse_payload(text: str) -> dict[str, Any]:
             text = data[bom:].decode("utf-8")
         except UnicodeDecodeError as exc:
             raise UsageError(f"payload file {text[1:]!r} is not UTF-8 text (byte {bom + exc.start})") from None
+        if not text.strip():  # nothing piped, an empty file: json.loads would say "Expecting value"
+            raise UsageError(f"--payload: {source} is empty; give a JSON object, e.g. '{{\"steps\": 10}}'")
     else:
         text = text.removeprefix("\ufeff")  # `--payload "$(cat file)"` keeps the file's mark
     try:

@@ -673,7 +673,18 @@ def test_a_payload_of_at_dash_is_read_from_standard_input(monkeypatch):
     assert result.code == 0 and api.requests[0][2]["json"]["payload"] == {"steps": 3, "step_ms": 0}
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
     result = run_cli(["submit", "demo.steps", "--payload", "@-"], FakeApi())
-    assert result.code == 2 and len(result.err_lines) == 1 and "not valid JSON" in result.err
+    # nothing piped: said so, not json's "Expecting value: line 1 column 1 (char 0)"
+    assert result.code == 2 and result.err_lines == [
+        "jobpipe: --payload: standard input is empty; give a JSON object, e.g. '{\"steps\": 10}'"]
+
+
+def test_an_empty_payload_file_is_said_to_be_empty(tmp_path):
+    (tmp_path / "p.json").write_bytes(codecs.BOM_UTF8 + b" \n")
+    api = FakeApi()
+    result = run_cli(["submit", "demo.steps", "--payload", f"@{tmp_path / 'p.json'}"], api)
+    assert result.code == 2 and api.requests == []
+    assert result.err_lines == [f"jobpipe: --payload: payload file '{tmp_path / 'p.json'}' is empty; "
+                                "give a JSON object, e.g. '{\"steps\": 10}'"]
 
 
 @pytest.mark.parametrize("moment", ["2027-01-31T09:00:00z", "2027-01-31t09:00:00Z", "2027-01-31 09:00:00z"])
