@@ -50,6 +50,7 @@ from jobpipe_client.cli_parser import (
 )
 from jobpipe_client.cli_stdout import StdoutError, stdout_console
 from jobpipe_client.client import JobpipeClient
+from jobpipe_client.inputs import api_url
 from jobpipe_client.errors import (
     describe_details,
     JobpipeClientError,
@@ -91,11 +92,21 @@ def client_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Jobpipe
         raise UsageError("no API URL: set JOBPIPE_API_URL or pass --api-url (`make run` prints it)")
     if not token.strip():
         raise UsageError("no token: set JOBPIPE_TOKEN or pass --token (`make run` prints one)")
+    fallbacks = [f for f in fallbacks if f.strip()]
+    # A bad value is named with where it came from: a variable exported long ago is not in sight.
+    given = [(url, "--api-url" if getattr(args, "api_url", None) else "JOBPIPE_API_URL"),
+             *((f, "--fallback-url" if getattr(args, "fallback_url", None) else "JOBPIPE_FALLBACK_URLS")
+               for f in fallbacks)]
+    for value, source in given:
+        try:
+            api_url(value)
+        except ValueError as exc:
+            raise UsageError(f"{source}: {exc}") from None
     try:
-        return JobpipeClient(url, token.strip(), [f for f in fallbacks if f.strip()],
-                             timeout=getattr(args, "request_timeout", 10.0))
+        return JobpipeClient(url, token.strip(), fallbacks, timeout=getattr(args, "request_timeout", 10.0))
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        source = "--token" if getattr(args, "token", None) else "JOBPIPE_TOKEN"
+        raise UsageError(f"{source}: {exc}" if "token" in str(exc) else str(exc)) from None
 
 
 def refusal_line(exc: JobpipeClientError) -> str:
