@@ -11,7 +11,7 @@ from chalicelib.api.routing import router
 from chalicelib.composition import container
 from chalicelib.defaults import PRESIGNED_URL_TTL_S
 from chalicelib.domain.errors import ArtifactNotFoundError, JobNotFoundError
-from chalicelib.domain.job import is_plausible_job_id
+from chalicelib.domain.job import is_plausible_job_id, shown_id
 from chalicelib.domain.media_types import is_media_type
 from chalicelib.lifecycle import JobLifecycle
 from chalicelib.ports import ArtifactPage
@@ -36,7 +36,7 @@ route = router(artifacts_api)
 def _tenant_job(lifecycle: JobLifecycle, call: Call, job_id: str) -> str:
     """The id of the caller's job `job_id`, from its record: no object of it is read."""
     if not is_plausible_job_id(job_id):
-        raise JobNotFoundError(f"job {job_id[:128]} not found")
+        raise JobNotFoundError(f"job {shown_id(job_id)} not found")
     return lifecycle.get(call.user.tenant, job_id, fetch=()).id
 
 

@@ -27,7 +27,7 @@ from chalicelib.defaults import (
     MAX_LISTING_PAGE,
 )
 from chalicelib.domain.errors import JobAlreadyFinishedError, JobNotFinishedError, JobNotFoundError, TaskNotFoundError
-from chalicelib.domain.job import Job, is_plausible_job_id
+from chalicelib.domain.job import Job, is_plausible_job_id, shown_id
 from chalicelib.domain.numbers import WholeNumber
 from chalicelib.domain.registry import MAINTENANCE_PREFIX
 from chalicelib.maintenance import SYSTEM_TENANT, TASK_PARAMETERS, TaskControl
@@ -145,9 +145,9 @@ def _task(task_id: str) -> Job:
             raise JobNotFoundError(task_id)
         job = container().lifecycle.get(SYSTEM_TENANT, task_id)
     except JobNotFoundError:
-        raise TaskNotFoundError(f"task {task_id[:128]} not found") from None
+        raise TaskNotFoundError(f"task {shown_id(task_id)} not found") from None
     if not job.type.startswith(MAINTENANCE_PREFIX):
-        raise TaskNotFoundError(f"task {task_id[:128]} not found")
+        raise TaskNotFoundError(f"task {shown_id(task_id)} not found")
     return job
 
 

@@ -11,7 +11,7 @@ from chalicelib.api.job_ids import extract_job_ids
 from chalicelib.defaults import MAX_ANSWER_BYTES, MAX_BATCH_IDS, MAX_JOB_ID_CHARS
 from chalicelib.domain.errors import InvalidRequestError
 from chalicelib.domain.events import clip
-from chalicelib.domain.job import Job, answer_bytes
+from chalicelib.domain.job import Job, answer_bytes, shown_id
 from chalicelib.domain.text import unicode_text
 
 # What the jobs of one answer may take together (answer_bytes): MAX_ANSWER_BYTES less room for
@@ -51,8 +51,7 @@ def not_found(job_id: str) -> dict[str, str]:
     """rq-engine's answer for an unknown or foreign id. An id past MAX_JOB_ID_CHARS (no job has
     one; only a single-id path can carry it) is shown cut to that length, with an ellipsis; a
     lone surrogate (a path's JSON can carry one) as U+FFFD."""
-    shown = job_id if len(job_id) <= MAX_JOB_ID_CHARS else job_id[:MAX_JOB_ID_CHARS] + "…"
-    return {"id": unicode_text(shown), "status": "not_found"}
+    return {"id": unicode_text(shown_id(job_id)), "status": "not_found"}
 
 
 def fitted(appearances: Iterable[Job], budget: int = ANSWER_JOBS_BYTES) -> dict[str, Job]:

@@ -16,7 +16,7 @@ from chalicelib.api.requests import ListJobsQuery, RerunJobRequest, SubmitJobReq
 from chalicelib.api.routing import router
 from chalicelib.composition import container
 from chalicelib.domain.errors import JobNotFoundError
-from chalicelib.domain.job import Job, is_plausible_job_id, new_job_id
+from chalicelib.domain.job import Job, is_plausible_job_id, new_job_id, shown_id
 from chalicelib.observability import count
 from chalicelib.ports import JobQuery
 
@@ -29,7 +29,7 @@ Admit = Callable[[str], None]  # the tenant's quota: returns, or raises QuotaExc
 
 def _job_id(job_id: str) -> str:
     if not is_plausible_job_id(job_id):
-        raise JobNotFoundError(f"job {job_id[:128]} not found")
+        raise JobNotFoundError(f"job {shown_id(job_id)} not found")
     return job_id
 
 

@@ -34,6 +34,12 @@ def is_plausible_job_id(job_id: str) -> bool:
     return bool(_PLAUSIBLE_ID.fullmatch(job_id))  # fullmatch: no trailing newline slips by
 
 
+def shown_id(job_id: str) -> str:
+    """An id as a refusal echoes it: one past MAX_JOB_ID_CHARS (no job has one) cut to that
+    length with an ellipsis, so the cut is seen and the id shown is never taken for another."""
+    return job_id if len(job_id) <= MAX_JOB_ID_CHARS else job_id[:MAX_JOB_ID_CHARS] + "…"
+
+
 def new_job_id() -> str:
     return str(uuid.uuid4())
 

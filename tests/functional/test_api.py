@@ -517,3 +517,19 @@ def test_an_if_match_of_the_generation_stores_bare_or_quoted(client, if_match):
     answer = client.http.put("/cache/p-1/ns", headers=auth(**{"If-Match": if_match}), body="[1]")
     assert answer.status_code == 200 and answer.json_body["generation"] == 0
 
+
+
+@pytest.mark.parametrize("method, path, code, what", [
+    ("GET", "/jobs/{id}", "job_not_found", "job"),
+    ("GET", "/jobs/{id}/runs", "job_not_found", "job"),
+    ("DELETE", "/jobs/{id}", "job_not_found", "job"),
+    ("GET", "/jobs/{id}/artifacts", "job_not_found", "job"),
+    ("GET", "/api/system/maintenance/tasks/{id}", "task_not_found", "task"),
+])
+def test_an_overlong_id_is_echoed_cut_with_an_ellipsis_never_as_another_id(client, method, path, code, what):
+    """'job aaa…(200) not found' echoed the first 128 characters bare: an id that looked whole
+    and was not the one sent. The cut is marked, as the rq routes mark it."""
+    headers = {"Authorization": f"Bearer {token(roles=['operator'])}"}
+    response = client.http.request(method, path.format(id="a" * 200), headers=headers, body=b"")
+    assert response.status_code == 404, response.body
+    assert response.json_body["error"] == {"code": code, "message": f"{what} {'a' * 128}… not found"}
