@@ -114,7 +114,8 @@ class ProgressRejectedError(JobpipeError):
 
 
 class IdempotencyConflictError(JobpipeError):
-    """The Idempotency-Key was used before with a different request body."""
+    """The Idempotency-Key was used before for a different request: another body, or a rerun of
+    another job (whose body, empty, is the same)."""
 
     code = "idempotency_conflict"
 
@@ -122,7 +123,7 @@ class IdempotencyConflictError(JobpipeError):
     def of(cls) -> "IdempotencyConflictError":
         """The refusal of a request under a key kept for another one: what the API answers, and
         the client's tests' fake of it."""
-        return cls("this Idempotency-Key was already used with a different request body")
+        return cls("this Idempotency-Key was already used for a different request (another body, or a rerun of another job); send this one under a new key")
 
 
 class JobAlreadyFinishedError(JobpipeError):

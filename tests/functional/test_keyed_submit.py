@@ -65,7 +65,7 @@ def test_a_different_body_under_a_used_key_is_409_and_writes_nothing(client, aws
     conflict = post(client, dict(STEPS, payload={"steps": 3, "step_ms": 0}))
     assert conflict.status_code == 409
     assert conflict.json_body["error"]["code"] == "idempotency_conflict"
-    assert conflict.json_body["error"]["message"] == "this Idempotency-Key was already used with a different request body"
+    assert conflict.json_body["error"]["message"] == "this Idempotency-Key was already used for a different request (another body, or a rerun of another job); send this one under a new key"
     listed = client.http.get("/jobs", headers=auth()).json_body["jobs"]
     assert [j["id"] for j in listed] == [first["id"]]
 

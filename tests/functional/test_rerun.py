@@ -128,3 +128,14 @@ def test_quota_refuses_a_rerun_429(client, aws, monkeypatch):
     assert refused.status_code == 429 and refused.json_body["error"]["code"] == "quota_exceeded"
     assert int(refused.headers["Retry-After"]) > 0
     assert not [j for j in client.http.get("/jobs", headers=auth()).json_body["jobs"] if j["rerun_of"]]
+
+
+def test_another_jobs_rerun_under_a_used_key_is_not_told_its_body_differs(client, aws):
+    """The same (empty) body, another job: 'used with a different request body' sent the reader
+    looking for a body difference that is not there."""
+    one, other = finished(client), finished(client)
+    assert rerun(client, one["id"], **{"Idempotency-Key": "nightly"}).status_code == 202
+    conflict = rerun(client, other["id"], **{"Idempotency-Key": "nightly"})
+    assert conflict.status_code == 409
+    message = conflict.json_body["error"]["message"]
+    assert "rerun of another job" in message and "body" != message.rsplit(" ", 1)[-1]

@@ -55,7 +55,7 @@ def test_the_same_key_with_another_request_is_a_conflict(lifecycle, queue, clock
     assert fields <= taken, f"JobLifecycle.submit takes no {sorted(fields - taken)}: POST /jobs would answer 500"
     submit(lifecycle)
     for field, another in ANOTHER_REQUEST.items():
-        with pytest.raises(IdempotencyConflictError, match="already used with a different request body"):
+        with pytest.raises(IdempotencyConflictError, match="already used for a different request"):
             submit(lifecycle, **another(clock))
             pytest.fail(f"a replay with another {field} is answered the first job: "
                         f"{field} is hashed by JobLifecycle.submit only if NOT_THE_REQUEST leaves it out")

@@ -34,7 +34,7 @@ def test_a_rerun_of_an_unfinished_job_says_which_jobs_run_again():
 def test_a_key_used_with_another_request_is_a_conflict():
     error = IdempotencyConflictError.of()
     assert (error.code, error.message) == (
-        "idempotency_conflict", "this Idempotency-Key was already used with a different request body")
+        "idempotency_conflict", "this Idempotency-Key was already used for a different request (another body, or a rerun of another job); send this one under a new key")
 
 
 def test_a_rerun_whose_payload_object_is_gone_says_to_submit_it_anew():
