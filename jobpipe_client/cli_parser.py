@@ -3,6 +3,7 @@ the exit codes the help lists (cli.py runs the command the parser returns)."""
 from __future__ import annotations
 
 import argparse
+from importlib import metadata
 from typing import NoReturn
 
 from jobpipe_client.cli_options import (
@@ -59,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="jobpipe", description="Submit and follow jobpipe jobs.", parents=[connection],
                      epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"jobpipe {_version()}",
+                        help="print the client's version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     submit = commands.add_parser("submit", parents=[connection], help="submit a job")
@@ -124,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
                           help="write it to FILE, whole or not at all (default, or -: stdout)")
     artifact.add_argument("--force", action="store_true", help="replace FILE if it exists (refused otherwise)")
     return parser
+
+
+def _version() -> str:
+    """The installed client's version (pyproject.toml's, as `make venv` installs it)."""
+    try:
+        return metadata.version("jobpipe-client")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def _start_flags(parser: argparse.ArgumentParser) -> None:

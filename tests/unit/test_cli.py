@@ -742,3 +742,13 @@ def test_a_job_submitted_for_later_or_between_attempts_says_when_it_starts():
     assert lines[2].endswith(" boom: try again; next attempt at 2027-01-31T09:00:30.000Z")
     watched = run_cli(["watch", "--timeout", "0", later["id"]], api)
     assert "queued 0.0% starts at 2027-01-31T15:00:00.000Z" in watched.out
+
+
+def test_version_prints_the_installed_clients_version_and_exits_0(capsys):
+    """`jobpipe --version` answered 'the following arguments are required: COMMAND', exit 2."""
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"jobpipe {metadata.version('jobpipe-client')}\n"
