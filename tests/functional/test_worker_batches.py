@@ -424,7 +424,6 @@ def test_a_job_failed_while_the_dead_letter_queue_does_not_answer_says_so_in_the
     an operator the job would run again."""
     from chalicelib.composition import container
     from chalicelib.domain.errors import QueueUnavailableError
-    from chalicelib.observability import logger
 
     job = submit_job(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0, "fail_at": 1,
                                                                 "fail_mode": "fatal"}})
@@ -434,10 +433,7 @@ def test_a_job_failed_while_the_dead_letter_queue_does_not_answer_says_so_in_the
         raise QueueUnavailableError("the dead-letter queue did not answer")
 
     monkeypatch.setattr(queue_type, "dead_letter", unavailable)
-    lines: list[dict] = []
-    for level in ("info", "warning", "error"):
-        monkeypatch.setattr(logger, level, lambda message, *args, extra=None, _level=level, **kwargs: lines.append(
-            {**logger.get_current_keys(), **(extra or {}), "message": message, "level": _level}))
+    lines = logged_lines(monkeypatch)
     event = sqs_event(receive_all(aws))
     result = invoke_worker(app, event)
     assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
@@ -450,6 +446,17 @@ def test_a_job_failed_while_the_dead_letter_queue_does_not_answer_says_so_in_the
     assert owed["level"] == "warning" and owed["job_id"] == job["id"] and owed["retry_in_s"] == 30
 
 
+def logged_lines(monkeypatch) -> list[dict]:
+    """The worker's log lines from now on, each with its keys and `level`, as they are logged."""
+    from chalicelib.observability import logger
+
+    lines: list[dict] = []
+    for level in ("info", "warning", "error"):
+        monkeypatch.setattr(logger, level, lambda message, *args, extra=None, _level=level, **kwargs: lines.append(
+            {**logger.get_current_keys(), **(extra or {}), "message": message, "level": _level}))
+    return lines
+
+
 def test_a_retry_whose_next_message_the_queue_did_not_take_says_so_in_the_log(app, client, aws, monkeypatch):
     """The attempt failed and the job was written retrying, but its next attempt's message was not
     sent: the worker's lines say the job was retried (a `job retried` line with the handler's
@@ -457,7 +464,6 @@ def test_a_retry_whose_next_message_the_queue_did_not_take_says_so_in_the_log(ap
     only `delivery failed; retrying`, which left the attempt's failure out of the log."""
     from chalicelib.composition import container
     from chalicelib.domain.errors import QueueUnavailableError
-    from chalicelib.observability import logger
 
     job = submit_job(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0, "fail_at": 1}})
     event = sqs_event(receive_all(aws))
@@ -467,10 +473,7 @@ def test_a_retry_whose_next_message_the_queue_did_not_take_says_so_in_the_log(ap
         raise QueueUnavailableError("the queue did not answer")
 
     monkeypatch.setattr(queue_type, "send", unavailable)
-    lines: list[dict] = []
-    for level in ("info", "warning", "error"):
-        monkeypatch.setattr(logger, level, lambda message, *args, extra=None, _level=level, **kwargs: lines.append(
-            {**logger.get_current_keys(), **(extra or {}), "message": message, "level": _level}))
+    lines = logged_lines(monkeypatch)
     result = invoke_worker(app, event)
     assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
     assert status(client, job["id"]) == "retrying"
