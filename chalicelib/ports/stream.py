@@ -65,7 +65,7 @@ class FailedStreamBatches(Protocol):
         """Put one stream record this version cannot read on the queue, whole, as the change-stream
         function received it: taken back as a FailedStreamBatch carrying it (`records`), which the
         replay publishes once a version that reads it runs. Raises StreamRecordTooLargeError when
-        it does not fit one message, DeadLetterUnavailableError when the queue refused it."""
+        it does not fit one message, QueueUnavailableError when the queue refused it or did not answer."""
 
 
 class ChangeStream(Protocol):
