@@ -28,7 +28,6 @@ runs the command (cli_commands.py) and turns how it failed into that line and it
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import signal
