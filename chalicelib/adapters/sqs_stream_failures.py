@@ -89,8 +89,9 @@ def failed_batch_of(message: dict[str, Any]) -> Optional[FailedStreamBatch]:
 
 def _parked_of(message: dict[str, Any]) -> Optional[FailedStreamBatch]:
     try:
-        parked = _ParkedRecord.model_validate_json(message["Body"]).parked_stream_record
-    except ValidationError:
+        body = json.loads(message["Body"])  # read once: checked, and its record carried as it is
+        parked = _ParkedRecord.model_validate(body).parked_stream_record
+    except (ValueError, ValidationError):
         return None
     sequence = parked.dynamodb.SequenceNumber
     return FailedStreamBatch(
@@ -103,7 +104,7 @@ def _parked_of(message: dict[str, Any]) -> Optional[FailedStreamBatch]:
         size=1,
         condition=RECORD_UNREADABLE,
         receives=int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
-        records=(json.loads(message["Body"])["parked_stream_record"],),  # as it was received
+        records=(body["parked_stream_record"],),  # as it was received
     )
 
 

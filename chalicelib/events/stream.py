@@ -67,9 +67,10 @@ class StreamConsumer:
         """Publish the events of the batch's job writes in stream order, then count its status
         changes (exactly once, whatever the redeliveries; counted even when publishing stopped).
         Returns None when all went out, else the sequence number of the first change whose
-        events may not have (see publish_changes); raises what the stats store raises. A record this version cannot read
-        is parked first (`parking` False, or nowhere to park it: StreamRecordUnreadableError
-        raised); a park that fails raises, and the batch is delivered again."""
+        events may not have (see publish_changes); raises what the stats store raises. A record
+        this version cannot read is parked first (`parking` False, or nowhere to park it:
+        StreamRecordUnreadableError raised); a park that fails raises, and the batch is
+        delivered again."""
         changes = [c for c in (self._readable(r, parking) for r in records) if c is not None]
         failed_at = publish_changes(changes, self._publisher)
         if self._stats is not None:
