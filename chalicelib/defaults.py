@@ -56,6 +56,17 @@ HANDLER_GIVE_UP_S = 15.0
 # thread ends the attempt's time instead (it fails `timeout`) and gives up on it as the alarm would.
 HANDLER_ALARM_LATE_S = 1.0
 HANDLER_GIVE_UP_WRITE_S = 5.0
+# An attempt's outcome the store did not take (DynamoDB or S3 not answering past botocore's
+# retries) is written again after OUTCOME_RETRY_FIRST_WAIT_S, the wait doubling up to
+# OUTCOME_RETRY_MAX_WAIT_S, for OUTCOME_RETRY_PATIENCE_S at most and only while the invocation
+# keeps OUTCOME_RETRY_MARGIN_S of the INVOCATION_MARGIN_S its claim left past the handler's time
+# (to answer for its batch): a store's blip costs a wait, not the handler's whole run again once
+# the attempt's lease has lapsed. A longer outage ends the delivery as before (its message comes
+# back, waits out the lease, and the attempt ends `worker_lost`).
+OUTCOME_RETRY_FIRST_WAIT_S = 1.0
+OUTCOME_RETRY_MAX_WAIT_S = 8.0
+OUTCOME_RETRY_PATIENCE_S = 60.0
+OUTCOME_RETRY_MARGIN_S = 5.0
 # A handler's timeout counts from its attempt's claim, as the lease does; a claim that took the
 # whole of it (botocore's retries, every answer lost) leaves the handler this much, under an
 # alarm that interrupts it at once (an alarm of 0 s would be none).

@@ -17,6 +17,9 @@ class SystemClock:
     def monotonic(self) -> float:
         return time.monotonic()
 
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
     def timer(self, delay_s: float, fire: Callable[[], None]) -> Timer:
         timer = threading.Timer(delay_s, fire)
         timer.daemon = True
@@ -35,6 +38,10 @@ class ManualClock:
 
     def monotonic(self) -> float:
         return self._now
+
+    def sleep(self, seconds: float) -> None:
+        """The clock moved on by `seconds` (`advance`): a test's wait takes no time."""
+        self.advance(seconds)
 
     def timer(self, delay_s: float, fire: Callable[[], None]) -> Timer:
         return _ManualTimer(self, delay_s, fire)

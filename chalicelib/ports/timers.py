@@ -1,6 +1,7 @@
 """The worker's time: the `Clock` every timing of the worker reads (a batch's turns, its
 batch-mates' hand-back and lease extensions, the progress window, cancel polls, a handler's
-time left and past its timeout), and the one-shot `Timer`s it starts."""
+time left and past its timeout, the waits before an outcome is written again), and the
+one-shot `Timer`s it starts."""
 from __future__ import annotations
 
 from typing import Callable, Protocol
@@ -16,10 +17,15 @@ class Timer(Protocol):
 
 
 class Clock(Protocol):
-    """Monotonic seconds, and one-shot timers that fire on the same clock."""
+    """Monotonic seconds, a wait on them, and one-shot timers that fire on the same clock."""
 
     def monotonic(self) -> float:
         """Seconds since an arbitrary point; never goes back."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Return once `seconds` have passed on this clock (an outcome's write waiting for a
+        store to answer again)."""
         ...
 
     def timer(self, delay_s: float, fire: Callable[[], None]) -> Timer:

@@ -1,8 +1,9 @@
 """How a job's attempt ends: its outcome written and observed, from what the handler returned or
 raised and what it did through its ctx (completed, failed or retried, canceled, failed
-`timeout`), its result checked first (JSON a store can write and the API can return), and the
-give-up that ends the process of a handler that went on past its timeout. runner.py claims the
-attempt and calls the handler; everything after the handler's call is here."""
+`timeout`), its result checked first (JSON a store can write and the API can return), written
+again while the store does not answer and the invocation has time, and the give-up that ends
+the process of a handler that went on past its timeout. runner.py claims the attempt and calls
+the handler; everything after the handler's call is here."""
 from __future__ import annotations
 
 import json
@@ -14,6 +15,9 @@ from pydantic import BaseModel
 
 from chalicelib.defaults import (
     HANDLER_GIVE_UP_WRITE_S,
+    OUTCOME_RETRY_FIRST_WAIT_S,
+    OUTCOME_RETRY_MAX_WAIT_S,
+    OUTCOME_RETRY_PATIENCE_S,
     MAX_ANSWER_BYTES,
     MAX_ERROR_MESSAGE_CHARS,
     MAX_JSON_DEPTH,
@@ -27,6 +31,9 @@ from chalicelib.domain.errors import (
     JobpipeError,
     JobTimeoutError,
     NextAttemptUnsentError,
+    RecordTooLargeError,
+    StaleJobError,
+    StoreUnavailableError,
     describe,
 )
 from chalicelib.domain.job import (
@@ -80,24 +87,64 @@ class AttemptOutcomes:
         self._end_process = end_process
 
     def after_handler(self, job: Job, ctx: JobContext, reporter: ProgressReporter, started: float, result: Any,
-                      raised: Optional[BaseException]) -> Job:
+                      raised: Optional[BaseException], *, ends_by: Optional[float] = None) -> Job:
         """The attempt's outcome written, from what its handler returned or raised and what it
-        did through its ctx: canceled, failed `timeout`, ended early, or completed."""
+        did through its ctx: canceled, failed `timeout`, ended early, or completed. While the
+        store does not answer it is written again (`_patiently`), until `ends_by` on the clock
+        at the latest (None: OUTCOME_RETRY_PATIENCE_S is the only bound)."""
+        def patiently(write: Callable[[], Job]) -> Job:
+            return self._patiently(reporter.job, write, ends_by)
+
         if isinstance(raised, JobCancelledError):
-            return self._cancel(reporter, started)
+            return self._cancel(reporter, started, patiently)
         if isinstance(raised, JobTimeoutError) or ctx.expired:
             # Once its time ran out the attempt failed `timeout`, whatever the handler did then
             # (returned a result after catching the timeout, or raised something else).
             timeout = raised if isinstance(raised, JobTimeoutError) else JobTimeoutError(
                 f"{JobTimeoutError.exceeded(job.timeout_s)} (it went on past its timeout)")
-            return self.fail(reporter.job, error_info(timeout), True, started, reporter.settle(), raised=raised)
+            return self.fail(reporter.job, error_info(timeout), True, started, reporter.settle(), raised=raised,
+                             patiently=patiently)
         # fail_job was called and its error swallowed, or the handler saw the cancel request and
         # returned (`if ctx.cancelled(): return`, a caught JobCancelledError): not a completion.
         if raised is not None or ctx.failure is not None or ctx.cancel_seen:
-            return self._end_early(ctx, reporter, raised, started)
-        return self._complete(ctx, reporter, result, started)
+            return self._end_early(ctx, reporter, raised, started, patiently)
+        return self._complete(ctx, reporter, result, started, patiently)
 
-    def _complete(self, ctx: JobContext, reporter: ProgressReporter, result: Any, started: float) -> Job:
+    def _patiently(self, job: Job, write: Callable[[], Job], ends_by: Optional[float]) -> Job:
+        """`write()`, the outcome of `job`'s attempt, written again while the store does not
+        answer (StoreUnavailableError past botocore's retries: a throttled or unreachable table
+        or bucket), after a wait of OUTCOME_RETRY_FIRST_WAIT_S doubling up to
+        OUTCOME_RETRY_MAX_WAIT_S, for OUTCOME_RETRY_PATIENCE_S at most and never past `ends_by`:
+        the handler's work is kept instead of run again once the lease lapses. Each wait is
+        observed (`outcome_unwritten`). A record with no room is not written again as it is
+        (RecordTooLargeError). When a try after the first finds the attempt no longer running,
+        an earlier try may have landed with its answer lost (or the lease lapsed meanwhile): the
+        last StoreUnavailableError is raised then, so the delivery fails and its message, back,
+        settles the attempt from the record as it would have without the retries."""
+        gives_up_at = self._clock.monotonic() + OUTCOME_RETRY_PATIENCE_S
+        if ends_by is not None:
+            gives_up_at = min(gives_up_at, ends_by)
+        wait = OUTCOME_RETRY_FIRST_WAIT_S
+        unanswered: Optional[StoreUnavailableError] = None
+        while True:
+            try:
+                return write()
+            except RecordTooLargeError:
+                raise
+            except StaleJobError:
+                if unanswered is None:
+                    raise
+                raise unanswered from None
+            except StoreUnavailableError as exc:
+                if self._clock.monotonic() + wait > gives_up_at:
+                    raise
+                unanswered = exc
+                self._observe("outcome_unwritten", job, {"reason": describe(exc), "retry_in_s": wait})
+                self._clock.sleep(wait)
+                wait = min(wait * 2, OUTCOME_RETRY_MAX_WAIT_S)
+
+    def _complete(self, ctx: JobContext, reporter: ProgressReporter, result: Any, started: float,
+                  patiently: Callable[[Callable[[], Job]], Job]) -> Job:
         """The attempt completed with its result (complete_job's, else the handler's), or failed
         for good when that result cannot be stored."""
         message = None
@@ -108,28 +155,31 @@ class AttemptOutcomes:
         try:
             result = _stored_result(reporter.job, result)
         except _RefusedResult as refused:  # for good: the handler would return it again
-            return self.fail(reporter.job, refused.error, False, started, reporter.settle())
-        final = self._lifecycle.complete(reporter.job, result, message, last_progress=reporter.settle())
+            return self.fail(reporter.job, refused.error, False, started, reporter.settle(), patiently=patiently)
+        last_progress = reporter.settle()
+        final = patiently(lambda: self._lifecycle.complete(reporter.job, result, message, last_progress=last_progress))
         self._observe("completed", final, {"duration_s": self._clock.monotonic() - started})
         return final
 
     def _end_early(self, ctx: JobContext, reporter: ProgressReporter, exc: Optional[BaseException],
-                   started: float) -> Job:
+                   started: float, patiently: Callable[[Callable[[], Job]], Job]) -> Job:
         """How an attempt ends when the handler raised `exc`, or returned after fail_job or after
         it saw a cancel request: canceled once the handler saw a cancel request (the user's
         word wins); else failed with the first fail_job's code and message; else failed now for
         a FatalJobError, retried (while attempts remain) for any other exception."""
         if ctx.cancel_seen:
-            return self._cancel(reporter, started)
+            return self._cancel(reporter, started, patiently)
         if ctx.failure is not None:
             error = JobErrorInfo(code=ctx.failure.code, message=ctx.failure.message[:MAX_ERROR_MESSAGE_CHARS])
-            return self.fail(reporter.job, error, False, started, reporter.settle())
+            return self.fail(reporter.job, error, False, started, reporter.settle(), patiently=patiently)
         assert exc is not None
         return self.fail(reporter.job, error_info(exc), not isinstance(exc, FatalJobError), started,
-                          reporter.settle(), raised=exc)
+                         reporter.settle(), raised=exc, patiently=patiently)
 
-    def _cancel(self, reporter: ProgressReporter, started: float) -> Job:
-        final = self._lifecycle.mark_canceled(reporter.job, reporter.settle())
+    def _cancel(self, reporter: ProgressReporter, started: float,
+                patiently: Callable[[Callable[[], Job]], Job]) -> Job:
+        last_progress = reporter.settle()
+        final = patiently(lambda: self._lifecycle.mark_canceled(reporter.job, last_progress))
         self._observe("canceled", final, {"duration_s": self._clock.monotonic() - started})
         return final
 
@@ -162,9 +212,11 @@ class AttemptOutcomes:
         self._end_process()
 
     def fail(self, job: Job, error: JobErrorInfo, retryable: bool, started: Optional[float] = None,
-             last_progress: Optional[Progress] = None, raised: Optional[BaseException] = None) -> Job:
+             last_progress: Optional[Progress] = None, raised: Optional[BaseException] = None,
+             patiently: Optional[Callable[[Callable[[], Job]], Job]] = None) -> Job:
         """End the attempt with `error` and the report it had not written yet (`last_progress`,
-        the reporter's settled: one write, one event), observed with the error and, for what the
+        the reporter's settled: one write, one event), through `patiently` when given (written
+        again while the store does not answer), observed with the error and, for what the
         handler `raised`, where (its traceback's end); raises DeadLetterOwedError, after observing
         the failure, when the job failed but its dead letter was not sent (the delivery must fail
         so that its message comes back to park it), and NextAttemptUnsentError, the same way, when
@@ -173,8 +225,11 @@ class AttemptOutcomes:
         extra: dict[str, Any] = {"error_code": error.code, "error_message": error.message}
         if raised is not None:
             extra["traceback"] = _traceback_end(raised)
+        def write() -> Job:
+            return self._lifecycle.fail_attempt(job, error, retryable=retryable, last_progress=last_progress)
+
         try:
-            final = self._lifecycle.fail_attempt(job, error, retryable=retryable, last_progress=last_progress)
+            final = patiently(write) if patiently is not None else write()
         except DeadLetterOwedError as owed:
             self._observe_failure(owed.job, {**extra, "dead_letter": "owed"}, started)
             raise

@@ -12,8 +12,10 @@ from chalicelib.defaults import (
     CANCEL_POLL_INTERVAL_S,
     HANDLER_GIVE_UP_S,
     HANDLER_MIN_TIME_S,
+    INVOCATION_MARGIN_S,
     LEASE_GRACE_S,
     MAX_ERROR_MESSAGE_CHARS,
+    OUTCOME_RETRY_MARGIN_S,
     PROGRESS_MIN_INTERVAL_S,
 )
 
@@ -133,7 +135,11 @@ class JobRunner:
         ctx = self._context(job, reporter, time_s)
         started = self._clock.monotonic()
         result, raised = self._call_handler(job, job_type, payload, ctx, reporter, started, time_s)
-        return self._outcomes.after_handler(job, ctx, reporter, started, result, raised)
+        # The claim left the invocation INVOCATION_MARGIN_S past the handler's time, and the
+        # lease LEASE_GRACE_S: the outcome, written again while the store does not answer, keeps
+        # OUTCOME_RETRY_MARGIN_S of the former for the batch's answer.
+        ends_by = started + time_s + INVOCATION_MARGIN_S - OUTCOME_RETRY_MARGIN_S
+        return self._outcomes.after_handler(job, ctx, reporter, started, result, raised, ends_by=ends_by)
 
     def _call_handler(self, job: Job, job_type: JobType, payload: Any, ctx: JobContext, reporter: ProgressReporter,
                       started: float, time_s: float) -> tuple[Any, Optional[BaseException]]:

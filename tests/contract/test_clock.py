@@ -49,3 +49,17 @@ def test_a_timer_not_started_never_fires(clock):
     clock.timer(0.0, lambda: fired.append("fired"))
     let_pass(clock, 0.1)
     assert fired == []
+
+
+def test_a_sleep_returns_once_its_time_has_passed_on_the_clock(clock):
+    started = clock.monotonic()
+    clock.sleep(0.05)
+    assert clock.monotonic() - started >= 0.05 - 1e-9
+
+
+def test_a_sleep_lets_the_timers_due_meanwhile_fire(clock):
+    fired = threading.Event()
+    timer = clock.timer(0.02, fired.set)
+    timer.start()
+    clock.sleep(0.05)
+    assert fired.wait(10)

@@ -11,6 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from chalicelib import composition
+from chalicelib.defaults import OUTCOME_RETRY_MAX_WAIT_S, OUTCOME_RETRY_PATIENCE_S
 from chalicelib.domain.errors import StoreUnavailableError
 from tests.functional.conftest import auth, get_job, invoke_worker, receive_all, sqs_event
 
@@ -60,9 +61,10 @@ def test_a_completion_that_met_a_concurrent_write_lands_on_its_next_try(app, cli
     assert [r["status"] for r in runs] == ["completed"]
 
 
-def test_a_completion_that_keeps_meeting_concurrent_writes_is_a_store_outage(app, client, aws):
+def test_a_completion_that_keeps_meeting_concurrent_writes_is_a_store_outage(app, client, aws, worker_clock):
     """Past its tries the conflict is what it is, a store that cannot take the write now: the
-    delivery fails and comes back, nothing half-written."""
+    completion is written again while the worker's patience lasts (its waits on the worker's
+    clock, which each wait moves), then the delivery fails and comes back, nothing half-written."""
     job_id = client.http.post("/jobs", headers=auth(), body=json.dumps(SCOPED)).json_body["id"]
     store = composition.container().store
     store._ddb = Conflicting(store._ddb, conflicts=99)
@@ -70,6 +72,7 @@ def test_a_completion_that_keeps_meeting_concurrent_writes_is_a_store_outage(app
     failures = invoke_worker(app, sqs_event(receive_all(aws)))["batchItemFailures"]
 
     assert len(failures) == 1
+    assert OUTCOME_RETRY_PATIENCE_S - OUTCOME_RETRY_MAX_WAIT_S < worker_clock.monotonic() <= OUTCOME_RETRY_PATIENCE_S
     store._ddb = store._ddb._client
     job = get_job(client, job_id)
     assert job["status"] == "running"

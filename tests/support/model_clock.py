@@ -8,8 +8,8 @@ from chalicelib.ports import Timer
 
 
 class ModelTime:
-    """`monotonic()` reads the model's `now()`; a timer is refused (none is due in such a model,
-    and one that never fired would hide a report)."""
+    """`monotonic()` reads the model's `now()`; a timer or a wait is refused (none is due in such
+    a model, whose store always answers, and one that never fired would hide a report)."""
 
     def __init__(self, now: Callable[[], float]) -> None:
         self._now = now
@@ -19,3 +19,6 @@ class ModelTime:
 
     def timer(self, delay_s: float, fire: Callable[[], None]) -> Timer:
         raise AssertionError(f"a timer of {delay_s} s on a model's time: give its runner progress_interval_s=0")
+
+    def sleep(self, seconds: float) -> None:
+        raise AssertionError(f"a wait of {seconds} s on a model's time: its store always answers")

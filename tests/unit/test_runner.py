@@ -581,12 +581,13 @@ def test_a_child_payload_at_the_depth_a_submit_may_have_is_spawned_and_a_deeper_
 
 
 def test_an_outcome_the_store_did_not_take_is_retried_once_its_own_lease_ends(store, queue, clock, types):
-    """The handler ran but its completion was not written (the table did not answer): the job is
-    left running under the attempt's lease, which the message coming back cannot tell from a live
-    worker's. It waits that lease out (deferred until it ends, not run beside itself), and then
-    ends the attempt `worker_lost`: the job is retried, not left running."""
+    """The handler ran but its completion was not written (the table did not answer, every time
+    it was written again within the worker's patience): the job is left running under the
+    attempt's lease, which the message coming back cannot tell from a live worker's. It waits
+    that lease out (deferred until it ends, not run beside itself), and then ends the attempt
+    `worker_lost`: the job is retried, not left running."""
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0)
+    runner = JobRunner(lifecycle, types, clock=ManualClock(), progress_interval_s=0)  # its waits take no time
     job = submit(lifecycle, "t.ok")
     (message,) = queue.drain()
     apply = store.apply
