@@ -1,9 +1,10 @@
 """Throttled, coalescing progress reporting for one attempt.
 
 At most one store write per `min_interval_s`. Reports inside the window replace each other;
-the latest is written when the window ends (by a timer) and always before the attempt
-finishes (`close`; a completion takes it into its own write instead, `settle`). `force=True` writes at once. A decrease is refused at the call, before
-anything is queued, and the store's conditional write refuses it again for any other writer."""
+the latest is written when the window ends (by a timer), and the attempt's outcome carries the
+last one not yet written in its own write (`settle`). `force=True` writes at once. A decrease is
+refused at the call, before anything is queued, and the store's conditional write refuses it
+again for any other writer."""
 from __future__ import annotations
 
 import threading
@@ -97,7 +98,7 @@ class ProgressReporter:
         """Queue the last report of an attempt that is failing: never refused, a lower or
         invalid percent keeps the one reached (progress stays monotonic), a message longer than
         a report takes (MAX_PROGRESS_MESSAGE_CHARS characters, MAX_PROGRESS_REPORT_BYTES with
-        the details) is cut to it (marked with "…"). Written by `close`."""
+        the details) is cut to it (marked with "…"). Carried by the failure's write (`settle`)."""
         with self._lock:
             try:
                 value = max(self._accepted, clamp_percent(percent))
@@ -119,19 +120,6 @@ class ProgressReporter:
             pending, self._pending = self._pending, None
             return pending
 
-    def close(self) -> Job:
-        """Stop the timer and write what is pending: called before the attempt finishes.
-        A refusal (the attempt already ended elsewhere) is reported to `on_error`, not raised."""
-        with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            try:
-                self._flush_locked()
-            except JobpipeError as exc:
-                self._on_error(exc)
-            return self._job
-
     def _on_timer(self) -> None:
         with self._lock:
             self._timer = None
@@ -139,6 +127,8 @@ class ProgressReporter:
                 self._flush_locked()
             except Exception as exc:  # a timer thread has no caller to raise to
                 self._on_error(exc)
+                if isinstance(exc, StoreUnavailableError):  # kept: tried again when the next window ends
+                    self._arm_locked(self._interval)
 
     def _flush_locked(self) -> None:
         if self._pending is None:

@@ -41,10 +41,10 @@ def test_at_most_one_write_per_interval(setup):
     for i in range(1, 81):  # 80 calls over 10 s
         clock.advance(0.125)
         reporter.report(i * 1.25)
-    reporter.close()
-    # each window's end writes the latest report before it; the close writes the last
-    assert at == [1002, 1004, 1006, 1008, 1010, 1010]
-    assert [p.percent for p in written] == [18.75, 38.75, 58.75, 78.75, 98.75, 100]
+    # each window's end writes the latest report before it; the outcome carries the last
+    assert at == [1002, 1004, 1006, 1008, 1010]
+    assert [p.percent for p in written] == [18.75, 38.75, 58.75, 78.75, 98.75]
+    assert reporter.settle().percent == 100
 
 
 def test_due_report_is_written_at_once_and_force_skips_the_wait(setup):
@@ -56,14 +56,14 @@ def test_due_report_is_written_at_once_and_force_skips_the_wait(setup):
     assert [p.percent for p in written] == [40, 41]
 
 
-def test_close_writes_what_is_pending_before_completion(setup):
+def test_settle_stops_the_window_so_the_outcome_alone_carries_what_is_pending(setup):
     reporter, clock, written = setup
     reporter.report(99, message="almost")
     assert written == []
-    reporter.close()
-    assert [(p.percent, p.message) for p in written] == [(99, "almost")] and clock.armed == 0
+    pending = reporter.settle()
+    assert (pending.percent, pending.message) == (99, "almost") and clock.armed == 0
     clock.advance(10)
-    assert len(written) == 1  # the cancelled timer writes nothing more
+    assert written == []  # the cancelled timer writes nothing
 
 
 def test_decrease_is_refused_and_nothing_is_queued(setup):
@@ -76,7 +76,7 @@ def test_decrease_is_refused_and_nothing_is_queued(setup):
         reporter.report(49.99)
     assert info.value.details == {"current": 50, "requested": 49.99}
     reporter.report(50, message="same percent, news")  # equal is no decrease
-    reporter.close()
+    clock.advance(2)
     assert [(p.percent, p.message) for p in written] == [(50, None), (50, "same percent, news")]
 
 
@@ -204,7 +204,7 @@ def test_a_report_whose_write_fails_is_kept_for_the_outcome(setup):
     clock.advance(2)
     reporter.report(95, message="closing", force=True)  # not raised: the handler goes on
     down[0] = False
-    reporter.close()  # a failing attempt writes it before its outcome
+    clock.advance(2)  # the next window's end writes it
     assert [(p.percent, p.message) for p in written] == [(95, "closing")]
 
 
@@ -229,6 +229,30 @@ def test_a_forced_write_the_store_does_not_answer_is_written_when_the_next_windo
     down[0] = False
     clock.advance(2)  # the window's end
     assert [(p.percent, p.message) for p in written] == [(40, "halfway")]
+
+
+def test_a_window_end_whose_write_the_store_did_not_answer_is_observed_and_tried_again(setup):
+    """The timer's write has no caller to raise to: its failure goes to `on_error` (the worker's
+    `job progress_refused` line), and the report is written when the next window ends, as a
+    report's own refused write is, though the handler reports nothing more meanwhile."""
+    from chalicelib.domain.errors import StoreUnavailableError
+
+    reporter, clock, written = setup
+    real_write, down, observed = reporter._write, [True], []
+    reporter._on_error = observed.append
+
+    def flaky(job, progress):
+        if down[0]:
+            raise StoreUnavailableError("throttled")
+        return real_write(job, progress)
+
+    reporter._write = flaky
+    reporter.report(30, message="a third")
+    clock.advance(2)  # the window's end: the timer's write is not answered
+    assert written == [] and [str(e) for e in observed] == ["throttled"]
+    down[0] = False
+    clock.advance(2)
+    assert [(p.percent, p.message) for p in written] == [(30, "a third")] and clock.armed == 0
 
 
 def test_details_nested_past_the_json_depth_limit_are_refused_at_the_call():
