@@ -11,7 +11,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Optiona
 
 import requests
 
-from jobpipe_client.answers import answer, is_job, is_page
+from jobpipe_client.answers import answer, is_job, is_number, is_page
 from jobpipe_client.artifact_file import PathTarget, check_target, write_whole
 from jobpipe_client.artifacts import (
     ARTIFACT_PAGE_LIMIT,
@@ -205,7 +205,7 @@ class JobpipeClient:
         number >= 0. An id the API would drop or split (empty, blank, holding a comma) is
         refused before any request (JobpipeClientError `invalid_job_id`), and one with spaces
         at its ends is keyed as the API answers it, trimmed."""
-        if timeout is not None and not timeout >= 0:
+        if timeout is not None and not (is_number(timeout) and timeout >= 0):  # "5" or True is no timeout
             raise ValueError(f"status_many's timeout must be a number of seconds >= 0, not {timeout!r}")
         if isinstance(job_ids, str):  # it would be read one character at a time
             raise ValueError("status_many takes a list of ids: status_many([job_id]), or get(job_id) for one")
@@ -339,7 +339,11 @@ class JobpipeClient:
         raises WaitUnavailableError (a JobpipeUnavailableError) once the polls have failed for
         `give_up_after` s in a row (default 60; 0 gives up at the first; None never), or when
         `timeout` runs out while they fail. A 4xx (JobpipeClientError) or an answer of the
-        wrong shape (JobpipeAnswerError) ends the wait at once, as it does any call."""
+        wrong shape (JobpipeAnswerError) ends the wait at once, as it does any call. Its
+        arguments are checked at the call, before any request, each error naming its argument:
+        ValueError for a `timeout` or `give_up_after` that is no number of seconds >= 0 or a
+        `started` that is no finite time, TypeError for an `on_change` or `on_outage` that is
+        no function."""
         return self._watch().one(job, timeout, on_change, give_up_after, on_outage, started)
 
     def wait_many(

@@ -57,6 +57,7 @@ class JobWatch:
         started: Optional[float] = None,
     ) -> Job:
         """`JobpipeClient.wait`: the job's final state."""
+        check_wait_arguments(timeout, on_change, give_up_after, on_outage, started)
         job_id, known = _ref(job)
         etag: Optional[str] = None
 
@@ -77,9 +78,14 @@ class JobWatch:
         started: Optional[float] = None,
     ) -> dict[str, Job]:
         """`JobpipeClient.wait_many`: the final states by id, in the order given."""
+        check_wait_arguments(timeout, on_change, give_up_after, on_outage, started)
         if isinstance(jobs, (str, Mapping)):  # it would be read one character (or key) at a time
             raise ValueError("wait_many takes a list of jobs or ids: wait_many([job_id]), or wait(job_id) for one")
-        known = dict(_ref(job) for job in jobs)
+        try:
+            given = iter(jobs)
+        except TypeError:
+            raise TypeError(f"wait_many's jobs must be a list of jobs or ids, not {type(jobs).__name__}") from None
+        known = dict(_ref(job) for job in given)
         ids = list(known)
         etags: dict[int, Optional[str]] = {}
 
@@ -122,13 +128,7 @@ class JobWatch:
         started: Optional[float],
     ) -> dict[str, Job]:
         """The polls until every job is final; the timeout counts from `started` (a time on the
-        clock), or from now when it is None."""
-        if timeout is not None and not _seconds(timeout):
-            raise ValueError(f"a wait's timeout must be a number of seconds >= 0, not {timeout!r}")
-        if give_up_after is not None and not _seconds(give_up_after):
-            raise ValueError(f"a wait's give_up_after must be a number of seconds >= 0 or None, not {give_up_after!r}")
-        if started is not None and not is_finite_number(started):  # a NaN deadline never comes
-            raise ValueError(f"a wait's started must be a time on the client's clock, not {started!r}")
+        clock), or from now when it is None (the arguments checked by `check_wait_arguments`)."""
         deadline = None if timeout is None else (self._clock() if started is None else started) + timeout
 
         def bounded_poll() -> dict[str, Job]:
@@ -228,6 +228,23 @@ class _Polls:
     def _seen(self) -> dict[str, Job]:
         """The jobs a poll (or the caller) has shown, by id: the state a wait that ends early carries."""
         return {i: j for i, j in self._known.items() if j is not None}
+
+
+def check_wait_arguments(timeout: Any, on_change: Any, give_up_after: Any, on_outage: Any, started: Any) -> None:
+    """A wait's arguments, checked at the call, before any request: ValueError for a `timeout`
+    or `give_up_after` that is no number of seconds >= 0 (NaN would wait forever) or a `started`
+    that is no finite time, TypeError for an `on_change` or `on_outage` that is neither None nor
+    callable (it would fail only once a job changed, or a poll failed, deep inside the wait).
+    Each names the argument."""
+    if timeout is not None and not _seconds(timeout):
+        raise ValueError(f"a wait's timeout must be a number of seconds >= 0, not {timeout!r}")
+    if give_up_after is not None and not _seconds(give_up_after):
+        raise ValueError(f"a wait's give_up_after must be a number of seconds >= 0 or None, not {give_up_after!r}")
+    if started is not None and not is_finite_number(started):  # a NaN deadline never comes
+        raise ValueError(f"a wait's started must be a time on the client's clock, not {started!r}")
+    for name, callback in (("on_change", on_change), ("on_outage", on_outage)):
+        if callback is not None and not callable(callback):
+            raise TypeError(f"a wait's {name} must be a function (or None), not {type(callback).__name__}")
 
 
 def status_batch(transport: FailoverTransport, ids: list[str],

@@ -830,6 +830,35 @@ def test_a_wait_refuses_a_timeout_that_is_nan_or_negative_before_any_request(tim
     assert session.calls == []
 
 
+@pytest.mark.parametrize("argument, value, error", [
+    ("on_change", 5, TypeError), ("on_change", "print", TypeError), ("on_outage", True, TypeError),
+    ("timeout", "5", ValueError), ("give_up_after", "60", ValueError), ("started", "now", ValueError),
+])
+def test_a_wait_refuses_a_bad_argument_at_the_call_naming_it_before_any_request(argument, value, error):
+    """`client.wait(job, on_change=5)` read the job, then failed deep inside the wait with
+    "TypeError: 'int' object is not callable" once it had a state to show; an `on_outage` that
+    is no function failed only when the API stopped answering, hours into a wait."""
+    api = FakeApi()
+    job = api.add("queued")
+    api.script(job["id"], {"status": "completed", "version": 2})
+    client, session = make_client({PRIMARY: api})
+    for call in (lambda: client.wait(job["id"], **{argument: value}),
+                 lambda: client.wait(job, **{argument: value}),
+                 lambda: client.wait_many([job["id"]], **{argument: value})):
+        with pytest.raises(error, match=argument):
+            call()
+    assert session.calls == []
+
+
+def test_wait_many_and_status_many_refuse_what_is_no_list_or_no_timeout_naming_it():
+    client, session = make_client({PRIMARY: FakeApi()})
+    with pytest.raises(TypeError, match="wait_many's jobs"):
+        client.wait_many(5)
+    with pytest.raises(ValueError, match="timeout"):
+        client.status_many(["j-1"], timeout="5")
+    assert session.calls == []
+
+
 @pytest.mark.parametrize("url", ["http://", "http:///jobs", "http://[::1", "http://127.0.0.1:99999", "http://h:0",
                                  "http://h:abc", "http://exa mple.com", "ftp://h", "h.test", "http://h/?x=1"])
 def test_a_client_refuses_a_url_that_is_not_http_with_a_host(url):
