@@ -2,6 +2,7 @@
 from jobpipe_client.client import JobpipeClient
 from jobpipe_client.errors import (
     ArtifactDownloadError,
+    ClientRefusalError,
     JobpipeAnswerError,
     JobpipeClientError,
     JobpipeError,
@@ -19,6 +20,7 @@ __all__ = [
     "ArtifactDownloadError",
     "DEFAULT_GIVE_UP_AFTER_S",
     "Backoff",
+    "ClientRefusalError",
     "JobpipeAnswerError",
     "JobpipeClient",
     "JobpipeClientError",

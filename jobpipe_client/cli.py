@@ -111,8 +111,11 @@ def client_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Jobpipe
 def refusal_line(exc: JobpipeClientError) -> str:
     """A 4xx in one line: the API's message and code, then its `details` (which field, what is
     wrong), e.g. `refused: payload is not valid ... (invalid_payload): steps: Input should be
-    greater than or equal to 1`."""
-    line = f"refused: {exc.message} ({exc.code})"
+    greater than or equal to 1`. A refusal the client made before sending (no status: nothing
+    reached the API) says so: `refused by the client before sending: 'a/b' is not a job id
+    (invalid_job_id)`."""
+    who = "refused" if exc.status is not None else "refused by the client before sending"
+    line = f"{who}: {exc.message} ({exc.code})"
     problems = describe_details(exc.details)
     return " ".join(f"{line}: {problems}".split()) if problems else line
 

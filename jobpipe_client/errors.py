@@ -49,21 +49,33 @@ def _as_text(value: Any) -> str:
 
 class JobpipeClientError(JobpipeError):
     """A 4xx: the API's own refusal of the request (never retried elsewhere), or one from in
-    front of the API (`http_<status>`, or the gateway's code) that no other URL answered.
+    front of the API (`http_<status>`, or the gateway's code) that no other URL answered; or,
+    as ClientRefusalError (`status` None), the client's own refusal, before sending.
     Its text ends with the refusal's `details` (which field, what is wrong), so a traceback
     says what `invalid_payload` or `invalid_request` is about.
     `retry_after_s` is its Retry-After in seconds (429 `quota_exceeded` says when to try
     again), None without one."""
 
-    def __init__(self, status: int, code: str, message: str, details: Any = None,
+    def __init__(self, status: Optional[int], code: str, message: str, details: Any = None,
                  retry_after_s: Optional[float] = None) -> None:
         problems = describe_details(details)
-        super().__init__(f"{message} ({code}, HTTP {status})" + (f": {problems}" if problems else ""))
+        said = f"HTTP {status}" if status is not None else "refused by the client before sending"
+        super().__init__(f"{message} ({code}, {said})" + (f": {problems}" if problems else ""))
         self.status = status
         self.code = code
         self.message = message
         self.details = details
         self.retry_after_s = retry_after_s
+
+
+class ClientRefusalError(JobpipeClientError):
+    """A request the client refused before sending it (a job id that would change the path or
+    that the API would drop or split): no URL was asked, so there is no HTTP `status` (None);
+    `code` is the one the API gives the same mistake (`invalid_job_id`), so a caller handles
+    both alike."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(None, code, message)
 
 
 class JobpipeUnavailableError(JobpipeError):

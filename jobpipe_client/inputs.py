@@ -14,7 +14,7 @@ import requests
 from requests.models import PreparedRequest
 
 from jobpipe_client.answers import is_finite_number, is_number
-from jobpipe_client.errors import JobpipeClientError, JobpipeInputError
+from jobpipe_client.errors import ClientRefusalError, JobpipeInputError
 
 # Longer timeouts overflow the socket layer's time_t (about 10**10 s); a day is far beyond any
 # real request.
@@ -89,7 +89,7 @@ def _id_text(job_id: Any) -> str:
     """A job id is text: None (a job without an id) or a number is refused, never sent as
     `"None"` to come back job_not_found."""
     if not isinstance(job_id, str):
-        raise JobpipeClientError(400, "invalid_job_id", f"a job id is text, not {type(job_id).__name__}")
+        raise ClientRefusalError("invalid_job_id", f"a job id is text, not {type(job_id).__name__}")
     return job_id
 
 
@@ -108,7 +108,7 @@ def path_id(job_id: str) -> str:
     one: a control character, a lone surrogate from undecodable bytes) is refused here."""
     job_id = _id_text(job_id).strip()
     if not job_id.isprintable() or not job_id or any(c in job_id for c in "/?#% ") or job_id in (".", ".."):
-        raise JobpipeClientError(400, "invalid_job_id", f"{job_id!r} is not a job id")
+        raise ClientRefusalError("invalid_job_id", f"{job_id!r} is not a job id")
     return job_id
 
 
@@ -118,7 +118,7 @@ def batch_id(job_id: Any) -> str:
     (empty, or holding a comma) is refused here."""
     text = _id_text(job_id).strip()
     if not text or "," in text:
-        raise JobpipeClientError(400, "invalid_job_id", f"{text!r} is not a job id")
+        raise ClientRefusalError("invalid_job_id", f"{text!r} is not a job id")
     return text
 
 

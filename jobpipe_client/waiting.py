@@ -13,6 +13,7 @@ import requests
 
 from jobpipe_client.answers import answer, is_batch, is_finite_number, is_job, is_number
 from jobpipe_client.errors import (
+    ClientRefusalError,
     JobpipeClientError,
     JobpipeUnavailableError,
     WaitTimeoutError,
@@ -286,7 +287,7 @@ def _ref(job: JobRef) -> tuple[str, Optional[Job]]:
     not the `claim_check` in its place."""
     if isinstance(job, Mapping):
         if "id" not in job:  # status_many's answer, keyed by id, given where one job goes
-            raise JobpipeClientError(400, "invalid_job_id", "a job given as a mapping holds its 'id' (a job as "
+            raise ClientRefusalError("invalid_job_id", "a job given as a mapping holds its 'id' (a job as "
                                      "the API answers it); status_many answers jobs by id: pass one of its values")
         given = dict(job)
         return batch_id(job.get("id")), None if is_final(given) and holds_claim_check(given) else given

@@ -99,8 +99,10 @@ def test_artifacts_on_a_terminal_is_a_table_with_the_servers_text_escaped(api, j
 @pytest.mark.parametrize("argv,line", [
     (["artifacts", "no-such-job"], "jobpipe: refused: job no-such-job not found (job_not_found)"),
     (["artifact", "no-such-job", "report.csv"], "jobpipe: refused: job no-such-job not found (job_not_found)"),
-    (["artifacts", "a/b"], "jobpipe: refused: 'a/b' is not a job id (invalid_job_id)"),
-    (["artifact", "a/b", "report.csv"], "jobpipe: refused: 'a/b' is not a job id (invalid_job_id)"),
+    (["artifacts", "a/b"], "jobpipe: refused by the client before sending: 'a/b' is not a job id "
+                              "(invalid_job_id)"),
+    (["artifact", "a/b", "report.csv"], "jobpipe: refused by the client before sending: 'a/b' is not a job id "
+                              "(invalid_job_id)"),
     (["artifact", "JOB", "../report.csv"], "jobpipe: artifact names are 1-128 characters of letters, digits, '.', "
                                            "'_' and '-', starting with a letter or digit, not '../report.csv'"),
     (["artifact", "JOB", "missing.csv"], "jobpipe: refused: job JOB has no artifact 'missing.csv' (artifact_not_found)"),

@@ -306,9 +306,41 @@ def test_status_refuses_an_id_the_api_would_drop_or_split_before_any_request(job
     with JSON that is not the jobs asked for", as if the API were at fault."""
     api = FakeApi()
     result = run_cli(["status", job_id], api)
-    assert result.code == 2 and result.err_lines == [f"jobpipe: refused: {job_id.strip()!r} is not a job id "
-                                                     "(invalid_job_id)"]
+    assert result.code == 2 and result.err_lines == [f"jobpipe: refused by the client before sending: "
+                                                     f"{job_id.strip()!r} is not a job id (invalid_job_id)"]
     assert api.requests == []
+
+
+@pytest.mark.parametrize("argv", [["status", "a,b"], ["watch", " , "], ["result", "a?b"], ["cancel", ".."],
+                                  ["rerun", "a b"], ["artifacts", "a/b"]])
+def test_a_refusal_the_client_made_says_so_and_names_no_http_status(argv):
+    """A bad id never leaves the client, yet `jobpipe result 'a/b'` said `refused: … (invalid_job_id)`
+    as the API's refusals read, and the client's error `(invalid_job_id, HTTP 400)`: a user
+    looked for the request in the API's logs. The line now says the client refused it before
+    sending; a refusal the API made keeps its code (and, in the error, its HTTP status)."""
+    api = FakeApi()
+    result = run_cli(argv, api)
+    assert result.code == 2 and len(result.err_lines) == 1, result.err_lines
+    assert result.err_lines[0].startswith("jobpipe: refused by the client before sending: ")
+    assert result.err_lines[0].endswith("(invalid_job_id)") and "HTTP" not in result.err_lines[0]
+    assert api.requests == []
+
+
+def test_the_clients_refusal_has_no_status_and_the_apis_keeps_its_own():
+    from jobpipe_client import ClientRefusalError
+
+    api = FakeApi()
+    client = JobpipeClient(URL, "tok", session=FakeSession({URL: api}))
+    with pytest.raises(ClientRefusalError) as local:
+        client.get("a/b")
+    assert (local.value.status, local.value.code) == (None, "invalid_job_id") and api.requests == []
+    assert "HTTP" not in str(local.value) and "refused by the client before sending" in str(local.value)
+    with pytest.raises(JobpipeClientError) as remote:
+        client.get("no-such-job")
+    assert not isinstance(remote.value, ClientRefusalError)
+    assert (remote.value.status, remote.value.code) == (404, "job_not_found") and "HTTP 404" in str(remote.value)
+    result = run_cli(["cancel", "no-such-job"], api)
+    assert (result.code, result.err_lines) == (2, ["jobpipe: refused: job no-such-job not found (job_not_found)"])
 
 
 def test_a_payload_argument_of_undecodable_bytes_is_one_line_exit_2_nothing_sent():
