@@ -169,8 +169,9 @@ class Commands:
 
     def _watch(self, jobs: list[dict[str, Any]], args: argparse.Namespace, *, as_json: bool = False,
                single: bool = False, started: Optional[float] = None) -> int:
-        """Follow `jobs` to their end, --timeout counted from `started` (the client's clock; None:
-        now). Polls that get no answer are ridden out: on a terminal a
+        """Follow `jobs` and their children (the jobs their handlers spawned, theirs in turn) to
+        their end, --timeout counted from `started` (the client's clock; None: now); exit 0 only
+        when every one of them completed. Polls that get no answer are ridden out: on a terminal a
         `reconnecting` status line under the bars; elsewhere one line on stderr as an outage
         begins and one as it ends; with --json nothing (stdout is the jobs, stderr the failure)."""
         give_up_after = DEFAULT_GIVE_UP_AFTER_S if args.give_up_after is None else args.give_up_after
@@ -178,7 +179,7 @@ class Commands:
             final = self.client.wait_many(jobs, timeout=args.timeout, give_up_after=give_up_after, started=started)
             self._json(next(iter(final.values())) if single else list(final.values()))
             return exit_code(final)
-        board = ProgressBoard(self.out)
+        board = ProgressBoard(self.out, watched=[job["id"] for job in jobs])
 
         def on_outage(outage: Outage) -> None:
             if board.live:

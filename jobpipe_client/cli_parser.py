@@ -24,9 +24,10 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a command whos
 EXIT_TERMINATED = 143  # 128 + SIGTERM: what a shell reports for a command that SIGTERM ended
 STATUSES = ("queued", "running", "retrying", "completed", "failed", "canceled")
 EXIT_CODES = f"""exit codes:
-  0    done: every watched job completed (status, result, list, cancel, artifacts, a plain submit or
+  0    done: every watched job, and every child it spawned, completed (status, result, list, cancel, artifacts, a plain submit or
        rerun: the answer was shown; artifact: it was written)
-  1    a watched job failed or was canceled, or is no longer found (not_found: deleted while watched);
+  1    a watched job or one of its children failed or was canceled, or is no longer found (not_found:
+       deleted while watched); the last lines name the children that did not complete;
        result: the job's result is gone, its stored object no longer exists (blob_not_found)
   {EXIT_BAD_INPUT}    bad input: usage, payload, idempotency key, artifact name, configuration, an -o FILE that
        exists (without --force) or cannot be written, stdout that cannot be written (a full disk, `>&-`),
@@ -108,12 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "running one stops at its next check")
     _json_flag(cancel, "the job as the API returns it after the cancel")
 
-    watch = commands.add_parser("watch", parents=[connection], help="follow jobs until they end")
-    watch.add_argument("ids", nargs="+", metavar="ID", help="the jobs to follow")
+    watch = commands.add_parser("watch", parents=[connection], help="follow jobs, and their children, until they end")
+    watch.add_argument("ids", nargs="+", metavar="ID", help="the jobs to follow (with the children they spawn)")
     watch.add_argument("--timeout", type=parse_wait_timeout, metavar="SECONDS",
                        help="give up after SECONDS in all (exit 4)")
     _give_up_flag(watch)
-    _json_flag(watch, "no progress display; a JSON list of the jobs as they ended")
+    _json_flag(watch, "no progress display; a JSON list of the jobs as they ended, their children after them")
 
     artifacts = commands.add_parser("artifacts", parents=[connection], help="list a job's artifacts")
     artifacts.add_argument("id", metavar="JOB_ID", help="the job")

@@ -325,10 +325,14 @@ class JobpipeClient:
         give_up_after: Optional[float] = DEFAULT_GIVE_UP_AFTER_S,
         on_outage: Optional[OnOutage] = None,
         started: Optional[float] = None,
+        children: bool = True,
     ) -> Job:
-        """Poll until the job completes, fails or is canceled; returns its final state.
-        Pass the job `submit` returned to start from it instead of reading it at once.
-        `on_change(job)` sees each new state. Raises WaitTimeoutError after `timeout` s
+        """Poll until the job completes, fails or is canceled, and so has every job it spawned
+        (its `children`, theirs in turn: a fan-out's parent completes while its children still
+        run); returns the job's own final state. `children=False` waits for the job alone.
+        `wait_many([job])` returns the children's final states too. Pass the job `submit`
+        returned to start from it instead of reading it at once. `on_change(job)` sees each
+        new state, a child's too (its `parent_id` names its parent). Raises WaitTimeoutError after `timeout` s
         (ValueError when it is not a number >= 0), counted from `started`, a time on
         `self.clock` (a wait that is part of something begun before it: `jobpipe watch` reads
         the jobs first), or from the call when it is None.
@@ -343,8 +347,8 @@ class JobpipeClient:
         arguments are checked at the call, before any request, each error naming its argument:
         ValueError for a `timeout` or `give_up_after` that is no number of seconds >= 0 or a
         `started` that is no finite time, TypeError for an `on_change` or `on_outage` that is
-        no function."""
-        return self._watch().one(job, timeout, on_change, give_up_after, on_outage, started)
+        no function, or a `children` that is no bool."""
+        return self._watch().one(job, timeout, on_change, give_up_after, on_outage, started, children)
 
     def wait_many(
         self,
@@ -355,15 +359,20 @@ class JobpipeClient:
         give_up_after: Optional[float] = DEFAULT_GIVE_UP_AFTER_S,
         on_outage: Optional[OnOutage] = None,
         started: Optional[float] = None,
+        children: bool = True,
     ) -> dict[str, Job]:
-        """`wait` for several jobs with one batch request per poll (per 100 ids); unknown ids
-        end as `not_found`. Returns the final states by id, in the order given. A poll is
+        """`wait` for several jobs, and their children (unless `children` is false), with one
+        batch request per poll per 100 of them that have not ended (an ended job is not asked
+        again); unknown ids end as `not_found`. Returns the final states by id, in the order
+        given, then the children's in the order they were found (a parent's in launch order).
+        A child that reads `not_found` before it was ever read is asked once more (the read is
+        eventually consistent), then ends so. A poll is
         answered only when every batch of it is: the tags of its batches are kept then, so a
         change one batch showed is seen again after another batch failed. A batch shows a
         payload or result kept in S3 as `{"claim_check": {"bytes": n}}`; a job that ends with
         one is read whole (GET /jobs/{id}), so its final state carries its result (removed
         before that read, it ends `not_found`)."""
-        return self._watch().many(jobs, timeout, on_change, give_up_after, on_outage, started)
+        return self._watch().many(jobs, timeout, on_change, give_up_after, on_outage, started, children)
 
     def _watch(self) -> JobWatch:
         return JobWatch(self.transport, self.get, self._sleep, self.clock, self._backoff)

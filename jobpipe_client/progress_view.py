@@ -1,8 +1,11 @@
 """What `jobpipe watch` shows: a live progress bar per job on a terminal, a line per change
 otherwise (logs, pipes, a terminal that cannot be redrawn: TERM=dumb), and the exit code the
-jobs' final states make. While the API does not
-answer, a terminal shows one `reconnecting` status line under the bars, replaced after each
-failed poll and removed once a poll is answered."""
+jobs' final states make. A watched job's children (the jobs its handler spawned, theirs in
+turn) share one row under it on a terminal, `ID children (N)`, their mean progress and a count
+by status, and one line each as their status changes otherwise: a fan-out may have 2,000 of
+them, which no terminal shows as bars. The summary names each child that did not complete.
+While the API does not answer, a terminal shows one `reconnecting` status line under the bars,
+replaced after each failed poll and removed once a poll is answered."""
 from __future__ import annotations
 
 from typing import Any, Iterable, Optional, Sequence
@@ -31,8 +34,32 @@ EXIT_JOB_FAILED = 1
 
 
 def exit_code(jobs: dict[str, dict[str, Any]]) -> int:
-    """0 when every job completed; EXIT_JOB_FAILED when any failed, was canceled or is unknown."""
+    """0 when every job (children included) completed; EXIT_JOB_FAILED when any failed, was
+    canceled or is unknown."""
     return EXIT_OK if jobs and all(j.get("status") == "completed" for j in jobs.values()) else EXIT_JOB_FAILED
+
+
+ENDED = ("completed", "failed", "canceled", "not_found")
+
+
+def status_counts(jobs: Iterable[dict[str, Any]]) -> str:
+    """`3 completed, 1 failed, 2 running`: how many jobs are in each status, ended ones first."""
+    counts: dict[str, int] = {}
+    for job in jobs:
+        status = str(job.get("status") or "")
+        counts[status] = counts.get(status, 0) + 1
+    order = [*ENDED, "running", "retrying", "queued"]
+    ranked = sorted(counts, key=lambda status: order.index(status) if status in order else len(order))
+    return shown(", ".join(f"{counts[status]} {status}" for status in ranked))
+
+
+def tree_status(jobs: list[dict[str, Any]]) -> str:
+    """One status for a parent's children: while any runs, `running` (else `queued`); once all
+    have ended, `completed` when all did, else the first of failed, canceled, not_found."""
+    statuses = {job.get("status") for job in jobs}
+    if not statuses <= set(ENDED):
+        return "running" if statuses & {"running", "retrying"} else "queued"
+    return next((s for s in ENDED[1:] if s in statuses), "completed")
 
 
 def status_text(status: str) -> Text:
@@ -137,15 +164,21 @@ class _BoardProgress(Progress):
 
 
 class ProgressBoard:
-    """Shows jobs as they change. Use as a context manager around the wait; feed `update(job)`."""
+    """Shows jobs as they change. Use as a context manager around the wait; feed `update(job)`.
+    A job is a child when its `parent_id` is a job the board has shown and it is not one of
+    `watched` (the jobs asked for, each shown on its own)."""
 
-    def __init__(self, console: Optional[Console] = None) -> None:
+    def __init__(self, console: Optional[Console] = None, watched: Iterable[str] = ()) -> None:
         self.console = console or stdout_console()
         # A terminal rich can redraw: a dumb one (TERM=dumb) would show a live display only
         # when it stops, so it gets a line per change like a pipe.
         self.live = self.console.is_interactive
         self.jobs: dict[str, dict[str, Any]] = {}
+        self._watched = set(watched)
+        self._root_of: dict[str, str] = {}  # a child's id -> the shown job it descends from
+        self._descendants: dict[str, list[str]] = {}  # a shown job's id -> its descendants' ids, as seen
         self._tasks: dict[str, TaskID] = {}
+        self._children_tasks: dict[str, TaskID] = {}  # a shown job's id -> its children's row
         self._progress = _BoardProgress(
             TextColumn("{task.description}", markup=False),  # ids and types are the server's text
             _StatusBarColumn(bar_width=30),
@@ -186,7 +219,12 @@ class ProgressBoard:
         self._progress.refresh()
 
     def update(self, job: dict[str, Any]) -> None:
+        before = self.jobs.get(job["id"])
         self.jobs[job["id"]] = job
+        root = self._root(job)
+        if root is not None:
+            self._update_child(root, job, before)
+            return
         if not self.live:
             self.console.print(Text(change_line(job)), soft_wrap=True)
             return
@@ -198,15 +236,64 @@ class ProgressBoard:
         else:
             self._progress.update(self._tasks[job["id"]], completed=percent, **fields)
 
+    def _root(self, job: dict[str, Any]) -> Optional[str]:
+        """The shown job `job` descends from, or None when it is shown on its own (watched, or
+        its parent not on the board)."""
+        job_id, parent = job["id"], job.get("parent_id")
+        if job_id in self._root_of:
+            return self._root_of[job_id]
+        if job_id in self._watched or parent not in self.jobs:
+            return None
+        root = self._root_of[job_id] = self._root_of.get(parent, parent)
+        self._descendants.setdefault(root, []).append(job_id)
+        return root
+
+    def children(self, root: str) -> list[dict[str, Any]]:
+        """The descendants of shown job `root` the board has seen, in the order seen."""
+        return [self.jobs[i] for i in self._descendants.get(root, ())]
+
+    def _update_child(self, root: str, job: dict[str, Any], before: Optional[dict[str, Any]]) -> None:
+        """A child's new state: a line when its status changed (not on a terminal), else its
+        parent's children row."""
+        if not self.live:
+            if before is None or before.get("status") != job.get("status"):
+                self.console.print(Text(change_line(job)), soft_wrap=True)
+            return
+        children = self.children(root)
+        percent = sum(100.0 if j.get("status") in ENDED else float(progress_of(j).get("percent") or 0)
+                      for j in children) / len(children)
+        fields = {"status": tree_status(children), "attempt": "", "detail": status_counts(children)}
+        label = shown(f"{root[:8]} children ({len(children)})")
+        if root not in self._children_tasks:
+            self._children_tasks[root] = self._progress.add_task(label, total=100, completed=percent, **fields)
+        else:
+            self._progress.update(self._children_tasks[root], description=label, completed=percent, **fields)
+
     def summary(self) -> None:
-        """One line per job with its final status, and the error of those that failed."""
+        """One line per shown job with its final status, and the error of those that failed;
+        under one with children, a line counting them by status and one per child that did
+        not complete (failed, canceled, not found, or not ended when the watch stopped)."""
         for job in self.jobs.values():
-            line = Text(f"{shown(job['id'])} ")
-            line.append_text(status_text(job.get("status", "")))
-            note = detail(job) if job.get("status") != "completed" else ""
-            if note:
-                line.append(f" {note}")
-            self.console.print(line, soft_wrap=True)
+            if job["id"] in self._root_of:
+                continue
+            self._summary_line(job)
+            children = self.children(job["id"])
+            if children:
+                self.console.print(Text(f"{shown(job['id'])} children: {len(children)} "
+                                        f"({status_counts(children)})"), soft_wrap=True)
+            for child in children:
+                if child.get("status") != "completed":
+                    self._summary_line(child, f"child of {child.get('parent_id')}")
+
+    def _summary_line(self, job: dict[str, Any], whose: str = "") -> None:
+        line = Text(f"{shown(job['id'])} ")
+        line.append_text(status_text(job.get("status", "")))
+        note = detail(job) if job.get("status") != "completed" else ""
+        if note:
+            line.append(f" {note}")
+        if whose:
+            line.append(f" ({shown(whose)})")
+        self.console.print(line, soft_wrap=True)
 
 
 COLUMNS = ("id", "type", "status", "progress", "attempts", "created", "detail")

@@ -56,18 +56,15 @@ class JobWatch:
         give_up_after: Optional[float],
         on_outage: Optional[OnOutage],
         started: Optional[float] = None,
+        children: bool = True,
     ) -> Job:
-        """`JobpipeClient.wait`: the job's final state."""
-        check_wait_arguments(timeout, on_change, give_up_after, on_outage, started)
+        """`JobpipeClient.wait`: the job's final state, once its descendants have ended too
+        (unless `children` is false)."""
+        check_wait_arguments(timeout, on_change, give_up_after, on_outage, started, children)
         job_id, known = _ref(job)
-        etag: Optional[str] = None
-
-        def poll() -> dict[str, Job]:
-            nonlocal etag
-            fresh, etag = self._get_conditional(job_id, etag)
-            return {job_id: fresh} if fresh is not None else {}
-
-        return self._watch({job_id: known}, poll, timeout, on_change, give_up_after, on_outage, started)[job_id]
+        tree = {job_id: known}
+        poll = self._poll_of(tree, lone=job_id)
+        return self._watch(tree, poll, timeout, on_change, give_up_after, on_outage, started, children)[job_id]
 
     def many(
         self,
@@ -77,9 +74,11 @@ class JobWatch:
         give_up_after: Optional[float],
         on_outage: Optional[OnOutage],
         started: Optional[float] = None,
+        children: bool = True,
     ) -> dict[str, Job]:
-        """`JobpipeClient.wait_many`: the final states by id, in the order given."""
-        check_wait_arguments(timeout, on_change, give_up_after, on_outage, started)
+        """`JobpipeClient.wait_many`: the final states by id, in the order given, then (unless
+        `children` is false) those of their descendants, in the order they were found."""
+        check_wait_arguments(timeout, on_change, give_up_after, on_outage, started, children)
         if isinstance(jobs, (str, Mapping)):  # it would be read one character (or key) at a time
             raise ValueError("wait_many takes a list of jobs or ids: wait_many([job_id]), or wait(job_id) for one")
         try:
@@ -87,8 +86,18 @@ class JobWatch:
         except TypeError:
             raise TypeError(f"wait_many's jobs must be a list of jobs or ids, not {type(jobs).__name__}") from None
         known = dict(_ref(job) for job in given)
-        ids = list(known)
-        etags: dict[int, Optional[str]] = {}
+        return self._watch(known, self._poll_of(known), timeout, on_change, give_up_after, on_outage, started,
+                           children)
+
+    def _poll_of(self, known: dict[str, Optional[Job]], lone: Optional[str] = None) -> Callable[[], dict[str, Job]]:
+        """One poll of the jobs of `known` that are not final (`known` grows as the wait finds
+        children): `lone` (a wait's one job) by its conditional GET, the others by conditional
+        POST /jobs/status, a request per BATCH_LIMIT ids. A final job is not asked again (it
+        will not change), so the polls of a fan-out shrink as its children end."""
+        given = set(known)
+        etags: dict[tuple[str, ...], Optional[str]] = {}  # by the ids of a batch: the batches shift as jobs end
+        lone_etag: Optional[str] = None
+        missed: set[str] = set()  # children that read not_found once
 
         def whole(job_id: str, job: Job) -> tuple[Job, bool]:
             """(the job to keep, whether it is as the batch showed it): a job that ended with a
@@ -104,19 +113,40 @@ class JobWatch:
             behind = isinstance(read.get("version"), int) and read["version"] < job.get("version", 0)
             return read, not behind
 
+        def unseen_child_missing(job_id: str, job: Job) -> bool:
+            """True the first time a child never read answers not_found: the read is eventually
+            consistent and the child was made in the same write that listed it, so a replica
+            may not have it yet. Asked again at the next poll; not_found a second time, it is."""
+            if job.get("status") != "not_found" or job_id in given or known.get(job_id) is not None \
+                    or job_id in missed:
+                return False
+            missed.add(job_id)
+            return True
+
         def poll() -> dict[str, Job]:
+            nonlocal lone_etag
             fresh: dict[str, Job] = {}
-            tags: dict[int, Optional[str]] = {}  # kept once the whole poll is read: a later batch may fail
+            if lone is not None and not is_final(known[lone]):
+                job, lone_etag = self._get_conditional(lone, lone_etag)
+                if job is not None:
+                    fresh[lone] = job
+            ids = [i for i, job in known.items() if i != lone and not is_final(job)]
+            tags: dict[tuple[str, ...], Optional[str]] = {}  # kept once the whole poll is read: a later batch may fail
             for start in range(0, len(ids), BATCH_LIMIT):
-                answer, tags[start] = status_batch(self.transport, ids[start : start + BATCH_LIMIT], etags.get(start))
+                batch = tuple(ids[start : start + BATCH_LIMIT])
+                answer, tags[batch] = status_batch(self.transport, list(batch), etags.get(batch))
                 for job_id, job in (answer or {}).items():
+                    if unseen_child_missing(job_id, job):
+                        tags[batch] = None
+                        continue
                     fresh[job_id], as_shown = whole(job_id, job)
                     if not as_shown:
-                        tags[start] = None
+                        tags[batch] = None
+            etags.clear()
             etags.update(tags)
             return fresh
 
-        return self._watch(known, poll, timeout, on_change, give_up_after, on_outage, started)
+        return poll
 
     def _watch(
         self,
@@ -127,9 +157,11 @@ class JobWatch:
         give_up_after: Optional[float],
         on_outage: Optional[OnOutage],
         started: Optional[float],
+        children: bool,
     ) -> dict[str, Job]:
-        """The polls until every job is final; the timeout counts from `started` (a time on the
-        clock), or from now when it is None (the arguments checked by `check_wait_arguments`)."""
+        """The polls until every job is final (with `children`, every descendant found too);
+        the timeout counts from `started` (a time on the clock), or from now when it is None
+        (the arguments checked by `check_wait_arguments`)."""
         deadline = None if timeout is None else (self._clock() if started is None else started) + timeout
 
         def bounded_poll() -> dict[str, Job]:
@@ -137,7 +169,7 @@ class JobWatch:
                 return poll()
 
         return _Polls(self._sleep, self._clock, self._backoff(), known, bounded_poll, deadline, timeout,
-                      on_change, give_up_after, on_outage).until_final()
+                      on_change, give_up_after, on_outage, children).until_final()
 
     def _get_conditional(self, job_id: str, etag: Optional[str]) -> tuple[Optional[Job], Optional[str]]:
         """(job, etag), or (None, etag) when the job has not changed since `etag` (304)."""
@@ -156,11 +188,12 @@ class _Polls:
     def __init__(self, sleep: Callable[[float], None], clock: Callable[[], float], backoff: Backoff,
                  known: dict[str, Optional[Job]], poll: Callable[[], dict[str, Job]], deadline: Optional[float],
                  timeout: Optional[float], on_change: Optional[OnChange], give_up_after: Optional[float],
-                 on_outage: Optional[OnOutage]) -> None:
+                 on_outage: Optional[OnOutage], children: bool = False) -> None:
         self._sleep, self._clock, self._backoff = sleep, clock, backoff
         self._known, self._poll = known, poll
         self._deadline, self._timeout = deadline, timeout
         self._on_change, self._give_up_after, self._on_outage = on_change, give_up_after, on_outage
+        self._children = children  # whether a job's children are followed too (added to `known` as found)
         self._moved = True  # whether the last poll changed a job (the backoff starts again)
         self._outage: Optional[OutageClock] = None
 
@@ -170,6 +203,7 @@ class _Polls:
         for job in self._known.values():
             if job is not None and self._on_change is not None:
                 self._on_change(job)
+        self._follow_children()
         # A job known by its id alone is read at once; a wait polls once at least before its
         # deadline ends it, a timeout of 0 too: "look once" never answers unasked.
         polled = any(job is None for job in self._known.values())
@@ -224,14 +258,37 @@ class _Polls:
                 moved = True
                 if self._on_change is not None:
                     self._on_change(job)
-        return moved
+        return self._follow_children() or moved
+
+    def _follow_children(self) -> bool:
+        """Adds the children the known jobs list that are not known yet, unread (None), when
+        the wait follows children; True when any was added. A parent lists a child in the
+        write that makes it, and never after it has ended, so once every job known is final
+        no child is left unknown."""
+        if not self._children:
+            return False
+        found = [child for job in list(self._known.values()) if job is not None
+                 for child in children_of(job) if child not in self._known]
+        for child in found:
+            self._known.setdefault(child, None)
+        return bool(found)
 
     def _seen(self) -> dict[str, Job]:
         """The jobs a poll (or the caller) has shown, by id: the state a wait that ends early carries."""
         return {i: j for i, j in self._known.items() if j is not None}
 
 
-def check_wait_arguments(timeout: Any, on_change: Any, give_up_after: Any, on_outage: Any, started: Any) -> None:
+def children_of(job: Job) -> list[str]:
+    """The ids in the job's `children` (those its handler spawned, in launch order), trimmed as
+    a batch answers them; what is no id (not text, empty, holding a comma) is left out."""
+    listed = job.get("children")
+    if not isinstance(listed, list):
+        return []
+    return [c.strip() for c in listed if isinstance(c, str) and c.strip() and "," not in c]
+
+
+def check_wait_arguments(timeout: Any, on_change: Any, give_up_after: Any, on_outage: Any, started: Any,
+                         children: Any = True) -> None:
     """A wait's arguments, checked at the call, before any request: ValueError for a `timeout`
     or `give_up_after` that is no number of seconds >= 0 (NaN would wait forever) or a `started`
     that is no finite time, TypeError for an `on_change` or `on_outage` that is neither None nor
@@ -246,6 +303,8 @@ def check_wait_arguments(timeout: Any, on_change: Any, give_up_after: Any, on_ou
     for name, callback in (("on_change", on_change), ("on_outage", on_outage)):
         if callback is not None and not callable(callback):
             raise TypeError(f"a wait's {name} must be a function (or None), not {type(callback).__name__}")
+    if not isinstance(children, bool):
+        raise TypeError(f"a wait's children must be True or False, not {children!r}")
 
 
 def status_batch(transport: FailoverTransport, ids: list[str],

@@ -42,6 +42,22 @@ def test_a_failing_job_exits_non_zero_with_its_error(stack):
     assert result.stdout.splitlines()[-1] == f"{job_id} failed demo_failure: failing at step 1 of 2 as asked"
 
 
+def test_watch_of_a_fan_out_follows_its_children_and_exits_1_naming_the_one_that_failed(stack):
+    """demo.fanout completes once it has spawned its children: the watch goes on until they
+    have ended, and a failed child is exit 1, named on the last line."""
+    payload = json.dumps({"children": 3, "steps": 2, "step_ms": 200, "fail_child": 2})
+    submitted = jobpipe(stack, "submit", "demo.fanout", "--payload", payload)
+    parent = submitted.stdout.strip()
+    result = jobpipe(stack, "watch", parent)
+    assert result.returncode == 1, result.stdout + result.stderr
+    children = stack.job(parent)["children"]
+    assert [stack.job(c)["status"] for c in children] == ["completed", "failed", "completed"]
+    lines = result.stdout.splitlines()
+    assert lines[-3:-1] == [f"{parent} completed", f"{parent} children: 3 (2 completed, 1 failed)"]
+    assert lines[-1] == f"{children[1]} failed demo_failure: failing at step 1 of 2 as asked (child of {parent})"
+    assert result.stderr == ""
+
+
 @pytest.mark.parametrize(
     "args, fragment",
     [
