@@ -240,6 +240,23 @@ completed job gets no child."""
     assert store.get(done.id, mark_gone=False).children == []
 
 
+@pytest.mark.parametrize("late", ["complete", "fail"])
+def test_ctx_complete_or_fail_after_the_job_ended_is_refused_saying_so(env, queue, store, seen, late):
+    """Nor does it record a result or a failure that would be taken for the job's: the call
+    raises AttemptEndedError, naming the attempt, and the completed job is unchanged."""
+    from chalicelib.domain.errors import AttemptEndedError
+
+    done = run(env, queue, "a.keeps_ctx")
+    (ctx,) = seen
+    with pytest.raises(AttemptEndedError, match=f"attempt 1 of job {done.id} has ended"):
+        if late == "complete":
+            ctx.complete({"late": True}, "after the return")
+        else:
+            ctx.fail("E_LATE", "after the return", 50)
+    after = store.get(done.id, mark_gone=False)
+    assert after.status == JobStatus.COMPLETED and after.result == "ok" and after.error is None
+
+
 def test_ctx_artifact_after_the_job_ended_is_refused(env, queue, artifacts, seen):
     """Nor does it store an artifact on the finished job."""
     done = run(env, queue, "a.keeps_ctx")

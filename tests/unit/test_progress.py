@@ -133,6 +133,28 @@ def test_a_progress_write_counts_as_a_cancel_check(setup):
     assert ctx.cancelled() is False and reads == ["j"]
 
 
+def test_a_cancel_request_once_seen_stays_seen_without_another_read(setup):
+    """A handler may ask in more than one place (an inner and an outer loop): once
+    `ctx.cancelled()` answered True it answers True again, and reads the store no more."""
+    from chalicelib.worker.context import JobContext
+
+    reporter, clock, written = setup
+    reads = []
+
+    def reload(job_id):
+        reads.append(job_id)
+        return reporter.job.model_copy(update={"cancel_requested": True})
+
+    ctx = JobContext(reporter, reload=reload, clock=clock, deadline=clock.monotonic() + 60,
+                     cancel_poll_interval_s=2.0)
+    clock.advance(2.0)
+    assert ctx.cancelled() is True and reads == ["j"]
+    for _ in range(3):
+        clock.advance(2.0)
+        assert ctx.cancelled() is True
+    assert reads == ["j"] and ctx.cancel_seen
+
+
 @pytest.mark.parametrize("step, message, details, says", [
     ("s" * 257, None, None, "step is 257 characters"),
     (None, "m" * 300_001, None, "message is 300001 characters"),
