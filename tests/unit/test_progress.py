@@ -204,12 +204,13 @@ def test_a_refused_report_queues_nothing(setup):
     assert [p.percent for p in written] == [20, 30]
 
 
-
-def test_a_report_whose_write_fails_is_kept_for_the_outcome(setup):
+def store_down(reporter) -> tuple[list[bool], list[Exception]]:
+    """The reporter's store not answering (StoreUnavailableError "throttled") while `down[0]`;
+    `observed`: what it reported to `on_error`."""
     from chalicelib.domain.errors import StoreUnavailableError
 
-    reporter, clock, written = setup
-    real_write, down = reporter._write, [True]
+    real_write, down, observed = reporter._write, [True], []
+    reporter._on_error = observed.append
 
     def flaky(job, progress):
         if down[0]:
@@ -217,6 +218,12 @@ def test_a_report_whose_write_fails_is_kept_for_the_outcome(setup):
         return real_write(job, progress)
 
     reporter._write = flaky
+    return down, observed
+
+
+def test_a_report_whose_write_fails_is_kept_for_the_outcome(setup):
+    reporter, clock, written = setup
+    down, _ = store_down(reporter)
     reporter.report(90, step="upload", message="uploading", details={"files": 3})
     clock.advance(2)  # the store did not answer the timer's write
     assert written == []
@@ -237,15 +244,7 @@ def test_a_forced_write_the_store_does_not_answer_is_written_when_the_next_windo
     from chalicelib.domain.errors import StoreUnavailableError
 
     reporter, clock, written = setup
-    real_write, down, observed = reporter._write, [True], []
-    reporter._on_error = observed.append
-
-    def flaky(job, progress):
-        if down[0]:
-            raise StoreUnavailableError("throttled")
-        return real_write(job, progress)
-
-    reporter._write = flaky
+    down, observed = store_down(reporter)
     reporter.report(40, message="halfway", force=True)
     assert written == [] and [type(e) for e in observed] == [StoreUnavailableError]
     down[0] = False
@@ -257,18 +256,8 @@ def test_a_window_end_whose_write_the_store_did_not_answer_is_observed_and_tried
     """The timer's write has no caller to raise to: its failure goes to `on_error` (the worker's
     `job progress_refused` line), and the report is written when the next window ends, as a
     report's own refused write is, though the handler reports nothing more meanwhile."""
-    from chalicelib.domain.errors import StoreUnavailableError
-
     reporter, clock, written = setup
-    real_write, down, observed = reporter._write, [True], []
-    reporter._on_error = observed.append
-
-    def flaky(job, progress):
-        if down[0]:
-            raise StoreUnavailableError("throttled")
-        return real_write(job, progress)
-
-    reporter._write = flaky
+    down, observed = store_down(reporter)
     reporter.report(30, message="a third")
     clock.advance(2)  # the window's end: the timer's write is not answered
     assert written == [] and [str(e) for e in observed] == ["throttled"]
