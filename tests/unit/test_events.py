@@ -72,6 +72,14 @@ def test_replayed_or_deleted_records_produce_nothing():
     assert events_for_change(job(3), None, T) == []
 
 
+def test_a_record_that_is_no_newer_write_of_its_job_produces_nothing():
+    """Only a write that raised the version is one: an item put back as it was (a restore, an
+    edit by hand) would otherwise publish a transition again, under an id already used."""
+    running = job(3, JobStatus.RUNNING, 40, attempts=1)
+    for version in (3, 2):
+        assert events_for_change(running, job(version, JobStatus.COMPLETED, 100, attempts=1), T) == []
+
+
 def test_same_write_gives_the_same_event_id():
     a = events_for_change(job(1), job(2, JobStatus.RUNNING, attempts=1), T)[0]
     b = events_for_change(job(1), job(2, JobStatus.RUNNING, attempts=1), "2027-01-01T00:00:00.000Z")[0]
