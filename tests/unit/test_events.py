@@ -237,6 +237,38 @@ def test_a_put_events_call_stays_under_its_size_limit(monkeypatch):
     assert sum(len(call) for call in publisher.calls) == 10
 
 
+def test_a_put_events_call_is_filled_up_to_its_size_limit_exactly(monkeypatch):
+    """Each call takes as many events as fit, the last one's bytes reaching the limit included;
+    the next call starts empty."""
+    from chalicelib.events import publishing
+    from chalicelib.events.publishing import entry_size
+
+    creations = _creations(7)
+    (size,) = {entry_size(event) for c in creations for event in events_for_change(c.old, c.new, c.timestamp)}
+    monkeypatch.setattr(publishing, "PUT_EVENTS_MAX_BYTES", 3 * size)
+    publisher = CountingPublisher()
+    assert publish_changes(creations, publisher) is None
+    assert [len(call) for call in publisher.calls] == [3, 3, 1]
+
+
+def test_publishing_stops_at_the_first_change_whose_event_was_refused(monkeypatch):
+    """Entries ahead of the refused one went out: the stream is retried from the refused one's
+    change, not from the start of the call, and the line counts the refused entries only."""
+    from chalicelib.adapters.eventbridge import EventBridgePublisher
+    from chalicelib.observability import logger
+
+    class RefusingTheSecond:
+        def put_events(self, Entries):
+            results = [{"ErrorCode": "InternalFailure", "ErrorMessage": "try again"}
+                       if json.loads(e["Detail"])["status"] == "running" else {"EventId": "x"} for e in Entries]
+            return {"FailedEntryCount": sum("ErrorCode" in r for r in results), "Entries": results}
+
+    lines = []
+    monkeypatch.setattr(logger, "warning", lambda message, *args, extra=None, **kwargs: lines.append(extra))
+    assert publish_changes(changes(3), EventBridgePublisher(RefusingTheSecond(), "bus", sleep=lambda s: None)) == "seq-1"
+    assert [(line["sequence_number"], line["unpublished"]) for line in lines] == [("seq-1", 1)]
+
+
 def test_retry_after_is_read_as_seconds_or_an_http_date():
     from datetime import datetime, timezone
 
