@@ -136,6 +136,34 @@ def test_a_large_batch_is_split_within_the_transaction_limit():
     assert client.items["STATUS"] == {"queued": 250}
 
 
+def test_a_change_whose_stream_time_cannot_be_read_is_counted_in_the_hour_of_counting():
+    """A record's time unreadable (none given, a malformed one) is no reason to fail its
+    batch, which would hold back every event behind it: its start counts now."""
+    from chalicelib.events.stream import record_changes
+    from chalicelib.ports import JobChange
+
+    stats = InMemoryStatsStore()
+    before = hours_back(datetime.now(timezone.utc), 1)[0]
+    changes = [JobChange("1", image("queued", 1), image("running", 2), ""),
+               JobChange("2", image("running", 2), image("retrying", 3), "not a time")]
+    assert record_changes(changes, stats) == 2
+    after = hours_back(datetime.now(timezone.utc), 1)[0]
+    counted = {hour: counts for hour, counts in zip((before, after), stats.hourly([before, after])) if counts}
+    assert list(counted.values()) == [{"started": 1, "t:demo.steps:started": 1, "retried": 1,
+                                       "t:demo.steps:retried": 1}]
+
+
+def test_a_batch_of_progress_writes_counts_no_change():
+    from chalicelib.events.stream import record_changes
+    from chalicelib.ports import JobChange
+
+    stats = InMemoryStatsStore()
+    progress = [JobChange(str(v), image("running", v), image("running", v + 1), "2026-01-01T09:15:00.000Z")
+                for v in (2, 3)]
+    assert record_changes(progress, stats) == 0
+    assert stats.status_counts() == {}
+
+
 def test_a_change_counted_late_is_counted_in_the_hour_it_happened():
     """A stream batch replayed by the reconciler hours after its changes (or delivered late)
     counts each start and retry in the hour the stream recorded it, not the hour of counting."""
