@@ -185,6 +185,24 @@ def test_what_the_stream_still_holds_of_a_partly_trimmed_batch_is_published(life
     assert len(pipeline.failures.waiting()) == 1, "its description stays, and so does its alarm"
 
 
+def test_a_partly_trimmed_batch_is_looked_at_again_only_after_the_unreadable_hold(lifecycle, queue, pipeline,
+                                                                                  clock):
+    """What the stream lost stays lost: the description waits for an operator, not for the
+    next pass, which would publish the held records' events again every few minutes."""
+    queued, running = submit_and_claim(lifecycle, queue)
+    lifecycle.complete(running, {"ok": True})  # nothing else for the passes to do
+    pipeline.publisher.fail_next = 1
+    pipeline.deliver([pipeline.write(None, queued), pipeline.write(queued, running)])
+    pipeline.stream.trim(1)
+    reconciler = pipeline.reconciler(lifecycle)
+    assert reconciler.run_pass().counts == {"stream_batch_unreadable": 1}
+    clock.advance(REPLAY_RETRY_BASE_S + 1)
+    assert reconciler.run_pass().counts == {}
+    clock.advance(UNREADABLE_HOLD_S - REPLAY_RETRY_BASE_S)
+    assert reconciler.run_pass().counts == {"stream_batch_unreadable": 1}
+    assert [e.status for e in pipeline.publisher.published] == ["running", "running"]
+
+
 def test_a_description_of_another_stream_is_not_replayed(lifecycle, queue, pipeline):
     queued, _ = submit_and_claim(lifecycle, queue)
     pipeline.write(None, queued)
@@ -262,6 +280,19 @@ def test_a_parked_record_still_unreadable_waits_for_its_retry_and_is_not_parked_
     assert pipeline.reconciler(lifecycle).run_pass().counts == {}, "hidden until its retry"
     clock.advance(REPLAY_RETRY_BASE_S + 1)
     assert pipeline.reconciler(lifecycle).run_pass().counts == {"errors": 1}
+
+
+def test_a_parked_record_a_version_reads_is_published_and_leaves_the_queue(lifecycle, queue, pipeline):
+    """The version that parked the record could not read it; the one running now can: the
+    record's event goes out and its message is removed (its alarm then clears)."""
+    queued, running = submit_and_claim(lifecycle, queue)
+    assert pipeline.deliver([pipeline.write(None, queued)]) is None
+    pipeline.failures.park(pipeline.write(queued, running), "the new image is no job this version reads")
+    reconciler = pipeline.reconciler(lifecycle)
+    assert reconciler.run_pass().counts == {"stream_batch_replayed": 1}
+    assert [e.status for e in pipeline.publisher.published] == ["queued", "running"]
+    assert pipeline.failures.waiting() == []
+    assert reconciler.run_pass().counts == {}
 
 
 def test_an_unreadable_record_with_nowhere_to_park_it_fails_its_batch(pipeline, lifecycle, queue):
