@@ -129,3 +129,50 @@ def test_a_failure_whose_hold_is_refused_is_still_logged_and_comes_back_with_its
     said = {line["message"]: line for line in log_lines()}
     assert said["erp_bridge failed; retrying in 10 s"]["error"] == "WebhookDeliveryError: ERP down", said
     assert "could not change a message's visibility" in said["erp_bridge could not hold a failed event back"]["error"]
+
+
+class Refusing:
+    """A port whose every call is refused, as a store or queue that does not answer."""
+
+    def __init__(self, port, *refused: str) -> None:
+        self._port, self._refused = port, refused
+
+    def __getattr__(self, name):
+        if name in self._refused:
+            def refuse(*args, **kwargs):
+                raise QueueUnavailableError(f"{name} refused")
+            return refuse
+        return getattr(self._port, name)
+
+
+def test_a_refused_event_that_is_not_parked_cleanly_says_why(log_lines):
+    """What keeps a refused event from its dead-letter queue, or leaves its parking half
+    recorded, is said with the event's id: the operator's only sight of it until the queue's
+    redrive policy dead-letters it."""
+    def effect(detail, seconds_left):
+        raise WebhookRefusedError("ERP webhook refused event: HTTP 422", details={"status": 422})
+
+    ledger = InMemoryDeliveryLedger(ttl_s=3600)
+    cases = [
+        ("e-1", dict(), ["m-e-1"], "erp_bridge refused for good, and no dead-letter queue is configured"),
+        ("e-2", dict(dead_letters=Refusing(DeadLetters(), "park")), ["m-e-2"], "erp_bridge could not park a refused event"),
+        ("e-3", dict(dead_letters=DeadLetters(), ledger=Refusing(ledger, "parked")), [],
+         "erp_bridge could not record a parked event"),
+    ]
+    for event_id, ports, failures, said in cases:
+        assert failed(consumer(effect, [], Queue(), **ports).consume(batch(event_id), Context())) == failures
+        lines = {line["message"]: line for line in log_lines()}
+        assert lines[said]["event_id"] == event_id, lines
+
+    refusing_deletes = Refusing(Queue(), "acknowledge")
+    assert failed(consumer(effect, [], refusing_deletes, dead_letters=DeadLetters()).consume(batch("e-4"), Context())) == []
+    lines = {line["message"]: line for line in log_lines()}
+    assert lines["erp_bridge could not delete a parked event's message"]["event_id"] == "e-4"
+
+    ledger.parked("m-e-5")  # parked before: its delete and its batch's answer both lost
+    dead_letters = DeadLetters()
+    assert failed(consumer(effect, [], Queue(), ledger=ledger, dead_letters=dead_letters).consume(
+        batch("e-5"), Context())) == []
+    lines = {line["message"]: line for line in log_lines()}
+    assert lines["erp_bridge refused an event parked before: its message is deleted"]["message_id"] == "m-e-5"
+    assert dead_letters.parked == []
