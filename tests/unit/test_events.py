@@ -188,7 +188,7 @@ def test_erp_bridge_signs_and_refuses_non_2xx():
 
 @pytest.mark.parametrize("status, refused", [
     (400, True), (401, True), (403, True), (404, True), (409, True), (410, True), (422, True), (499, True),
-    (408, False), (425, False), (429, False), (500, False), (503, False), (302, False), (308, False),
+    (408, False), (425, False), (429, False), (500, False), (503, False), (302, False), (308, False), (399, False),
 ])
 def test_erp_bridge_tells_a_refusal_for_good_from_a_failure_worth_retrying(status, refused):
     class Sender:
@@ -202,6 +202,40 @@ def test_erp_bridge_tells_a_refusal_for_good_from_a_failure_worth_retrying(statu
     if refused:
         assert raised.value.message == f'ERP webhook refused event {detail["event_id"]}: HTTP {status} Nope: {{"error": "no"}}'
         assert raised.value.details["status"] == status
+
+
+def test_erp_bridge_body_is_the_detail_as_compact_sorted_ascii_json():
+    """What docs/events.md tells receivers they verify: the same detail gives the same bytes
+    (and signature) whatever order its keys arrived in from the bus."""
+    class Sender:
+        def post(self, url, body, headers, timeout_s=None):
+            return WebhookAnswer(204)
+
+    detail = json.loads(completed().model_dump_json())
+    detail["message"] = "déjà vu"
+    bridge = ErpBridge(Sender(), "http://erp/hook", "k" * 32)
+    body, headers = bridge.request_for(dict(reversed(list(detail.items()))))
+    assert body == json.dumps(detail, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    assert b"d\\u00e9j\\u00e0 vu" in body and list(json.loads(body)) == sorted(detail)
+    assert (body, headers) == bridge.request_for(detail)
+
+
+def test_erp_bridge_posts_with_the_least_time_left_it_accepts_and_not_with_less():
+    from chalicelib.defaults import WEBHOOK_MIN_TIMEOUT_S
+
+    timeouts = []
+
+    class Sender:
+        def post(self, url, body, headers, timeout_s=None):
+            timeouts.append(timeout_s)
+            return WebhookAnswer(204)
+
+    bridge = ErpBridge(Sender(), "http://erp/hook", "k" * 32)
+    detail = json.loads(completed().model_dump_json())
+    assert bridge.deliver(detail, within_s=WEBHOOK_MIN_TIMEOUT_S) == 204
+    with pytest.raises(WebhookDeliveryError, match="too little of the invocation is left"):
+        bridge.deliver(detail, within_s=WEBHOOK_MIN_TIMEOUT_S - 0.01)
+    assert timeouts == [WEBHOOK_MIN_TIMEOUT_S]
 
 
 class CountingPublisher:
