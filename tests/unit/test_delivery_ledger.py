@@ -114,3 +114,17 @@ def test_an_opened_event_no_record_reached_is_forgotten_on_close():
     records = InMemoryDeliveryLedger(ttl_s=3600, clock=lambda: 1000.0)
     DeliveryRound(records, ["never-run"], 60).close()
     assert records.begin(["never-run"], 60).opened == ("never-run",)
+
+
+def test_a_round_on_a_ledger_that_cannot_be_reached_fails_each_run_with_the_ledger_s_error():
+    """Not as an event held elsewhere: the record's log line and retry say the ledger is down,
+    and nothing is delivered without its record."""
+    class Unreachable(InMemoryDeliveryLedger):
+        def begin(self, event_ids, lease_s):
+            raise StoreUnavailableError("could not open the delivery records")
+
+    sent = []
+    batch = DeliveryRound(Unreachable(ttl_s=3600), ["a"], 60)
+    with pytest.raises(StoreUnavailableError, match="could not open the delivery records"):
+        batch.run("a", lambda: sent.append("a"))
+    assert sent == []
