@@ -178,6 +178,7 @@ def test_erp_bridge_signs_and_refuses_non_2xx():
 
     detail = json.loads(completed().model_dump_json())
     assert ErpBridge(Sender(204), "http://erp/hook", "k" * 32).deliver(detail) == 204
+    assert ErpBridge(Sender(299), "http://erp/hook", "k" * 32).deliver(detail) == 299  # any 2xx
     url, body, headers = sent[0]
     assert headers["X-Jobpipe-Event-Id"] == detail["event_id"]
     assert verify("k" * 32, body, headers["X-Jobpipe-Signature"])
@@ -188,7 +189,7 @@ def test_erp_bridge_signs_and_refuses_non_2xx():
 
 @pytest.mark.parametrize("status, refused", [
     (400, True), (401, True), (403, True), (404, True), (409, True), (410, True), (422, True), (499, True),
-    (408, False), (425, False), (429, False), (500, False), (503, False), (302, False), (308, False), (399, False), (199, False),
+    (408, False), (425, False), (429, False), (500, False), (503, False), (300, False), (302, False), (308, False), (399, False), (199, False),
 ])
 def test_erp_bridge_tells_a_refusal_for_good_from_a_failure_worth_retrying(status, refused):
     class Sender:
