@@ -159,6 +159,14 @@ def test_no_invalidation_on_enqueue_start_or_without_scope():
     assert store.writes == 0 and publisher.published == []
 
 
+def test_a_completed_job_without_scope_is_said_to_invalidate_nothing():
+    said = []
+    invalidator = CacheInvalidator(InMemoryCacheStore(), InvalidationRules.model_validate({"demo.steps": ["a"]}),
+                                   InMemoryEventPublisher(), log=lambda message, extra: said.append((message, extra)))
+    assert invalidator.handle(completed(scope=None)) is None
+    assert said == [("completed job has no scope; no cache to invalidate", {"job_id": "job-1"})]
+
+
 def test_shipped_rules_are_valid_and_bad_rules_are_refused():
     assert "steps-summary" in load_rules().namespaces_for("demo.steps")
     with pytest.raises(ValueError):
