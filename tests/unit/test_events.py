@@ -247,6 +247,21 @@ def test_erp_bridge_posts_with_the_least_time_left_it_accepts_and_not_with_less(
     assert timeouts == [WEBHOOK_MIN_TIMEOUT_S]
 
 
+def test_a_full_erp_batch_of_slow_posts_fits_its_function_with_the_close_margin():
+    """Ten POSTs at the sender's timeout, then the delivery records closed: a larger batch
+    would have its last events cut off on every slow spell, failing and coming back."""
+    from pathlib import Path
+
+    import app
+    from chalicelib.defaults import DELIVERY_CLOSE_MARGIN_S, WEBHOOK_TIMEOUT_S
+    from chalicelib.subscribers.handlers import ERP_BRIDGE
+
+    (source,) = [s for s in app.app.event_sources if s.name == ERP_BRIDGE]
+    resources = json.loads((Path(__file__).resolve().parents[2] / "infra" / "resources.json").read_text())
+    timeout_s = resources["Resources"]["ErpBridge"]["Properties"]["Timeout"]
+    assert source.batch_size * WEBHOOK_TIMEOUT_S + DELIVERY_CLOSE_MARGIN_S <= timeout_s
+
+
 class CountingPublisher:
     def __init__(self):
         self.calls = []
