@@ -80,6 +80,31 @@ def test_a_record_that_is_no_newer_write_of_its_job_produces_nothing():
         assert events_for_change(running, job(version, JobStatus.COMPLETED, 100, attempts=1), T) == []
 
 
+def test_an_event_id_is_read_when_it_is_one_to_max_event_id_chars_long():
+    from chalicelib.defaults import MAX_EVENT_ID_CHARS
+    from chalicelib.domain.events import event_detail
+
+    for event_id in ("e", "e" * MAX_EVENT_ID_CHARS):
+        assert event_detail(json.dumps({"detail": {"event_id": event_id}})) == {"event_id": event_id}
+    for event_id in ("", "e" * (MAX_EVENT_ID_CHARS + 1)):
+        with pytest.raises(ValueError, match="not a jobpipe event"):
+            event_detail(json.dumps({"detail": {"event_id": event_id}}))
+
+
+def test_an_event_text_is_cut_to_its_limit_with_an_ellipsis_only_when_longer():
+    from chalicelib.domain.events import clip
+
+    assert clip("abc", 3) == "abc" and clip(None, 3) is None
+    assert clip("abcd", 3) == "ab\u2026"
+
+
+def test_a_subscriber_reads_an_event_with_fields_a_newer_version_added():
+    from chalicelib.domain.events import JobEvent
+
+    detail = json.loads(completed().model_dump_json())
+    assert JobEvent.read({**detail, "added_later": {"x": 1}}) == JobEvent.model_validate(detail)
+
+
 def test_same_write_gives_the_same_event_id():
     a = events_for_change(job(1), job(2, JobStatus.RUNNING, attempts=1), T)[0]
     b = events_for_change(job(1), job(2, JobStatus.RUNNING, attempts=1), "2027-01-01T00:00:00.000Z")[0]
