@@ -6,7 +6,7 @@ from typing import Optional
 
 import pytest
 
-from chalicelib.adapters.dynamodb_items import job_key, job_to_item
+from chalicelib.adapters.dynamodb_items import job_key, job_to_item, run_key
 from chalicelib.adapters.dynamodb_stream import job_change
 from chalicelib.adapters.memory_events import InMemoryEventPublisher
 from chalicelib.adapters.memory_stats import InMemoryStatsStore
@@ -293,6 +293,28 @@ def test_a_parked_record_a_version_reads_is_published_and_leaves_the_queue(lifec
     assert [e.status for e in pipeline.publisher.published] == ["queued", "running"]
     assert pipeline.failures.waiting() == []
     assert reconciler.run_pass().counts == {}
+
+
+def test_a_record_of_another_item_of_a_job_is_no_job_write(lifecycle, queue, pipeline):
+    """Runs, caches and counters share the table: their writes are no status change, and never
+    an unreadable job to park (the mapping's filter does not hold on every emulator)."""
+    queued, _ = submit_and_claim(lifecycle, queue)
+    record = pipeline.write(None, queued)
+    record["dynamodb"]["Keys"] = run_key(queued.id, 1)
+    record["dynamodb"]["NewImage"] = {"pk": record["dynamodb"]["NewImage"]["pk"], "sk": {"S": "RUN#0001"}}
+    assert job_change(record) is None
+    assert pipeline.deliver([record]) is None and pipeline.publisher.published == []
+    assert pipeline.failures.waiting() == []
+
+
+def test_a_record_without_a_creation_time_is_timed_by_its_job_s_latest_recorded_time(lifecycle, queue, pipeline):
+    """An emulator's records carry no ApproximateCreationDateTime: the event's timestamp is the
+    write's own time, the same on every delivery and replay, not when the batch was read."""
+    queued, running = submit_and_claim(lifecycle, queue)
+    record = pipeline.write(queued, running)
+    del record["dynamodb"]["ApproximateCreationDateTime"]
+    assert running.last_recorded_time() is not None
+    assert job_change(record).timestamp == running.last_recorded_time()
 
 
 def test_an_unreadable_record_with_nowhere_to_park_it_fails_its_batch(pipeline, lifecycle, queue):
