@@ -108,7 +108,9 @@ def test_a_stream_that_starts_inside_the_batch_gives_the_records_it_still_holds(
 def test_records_are_read_across_pages_up_to_the_last_of_the_batch(stubbed):
     stream, stubber = stubbed
     stubber.add_response("get_shard_iterator", {"ShardIterator": "it-1"})
-    stubber.add_response("get_records", {"Records": [record(100), record(102)], "NextShardIterator": "it-2"})
+    # A page as large as GetRecords gives (1000 records: a larger Limit is refused).
+    stubber.add_response("get_records", {"Records": [record(100), record(102)], "NextShardIterator": "it-2"},
+                         {"ShardIterator": "it-1", "Limit": 1000})
     stubber.add_response("get_records", {"Records": [], "NextShardIterator": "it-3"})
     stubber.add_response("get_records", {"Records": [record(104), record(105)], "NextShardIterator": "it-4"})
     assert [r["dynamodb"]["SequenceNumber"] for r in stream.records(batch())] == [seq(100), seq(102), seq(104)]
