@@ -116,6 +116,15 @@ def test_records_are_read_across_pages_up_to_the_last_of_the_batch(stubbed):
     assert [r["dynamodb"]["SequenceNumber"] for r in stream.records(batch())] == [seq(100), seq(102), seq(104)]
 
 
+def test_records_before_the_batch_s_first_are_passed_over(stubbed):
+    """A stream that answers an iterator at the first record with earlier ones too (as a shard
+    read from its start would): they are no part of the batch, and do not make it look trimmed."""
+    stream, stubber = stubbed
+    stubber.add_response("get_shard_iterator", {"ShardIterator": "it-1"})
+    stubber.add_response("get_records", {"Records": [record(n) for n in range(98, 106)], "NextShardIterator": "it-2"})
+    assert [r["dynamodb"]["SequenceNumber"] for r in stream.records(batch())] == [seq(n) for n in range(100, 105)]
+
+
 def test_a_batch_of_another_stream_is_never_read(stubbed):
     stream, _ = stubbed  # no response stubbed: a request would fail the test
     for arn in (STREAM.replace("table/jobs/", "table/jobs2/"), "arn:aws:dynamodb:us-east-1:1:table/jobs", "jobs"):
