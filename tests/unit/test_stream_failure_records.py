@@ -125,6 +125,16 @@ def test_records_before_the_batch_s_first_are_passed_over(stubbed):
     assert [r["dynamodb"]["SequenceNumber"] for r in stream.records(batch())] == [seq(n) for n in range(100, 105)]
 
 
+def test_a_closed_shard_is_read_to_its_end_once(stubbed):
+    """A shard that closed (split) before the batch's last sequence number was reached has no
+    next page: its records are the batch's, not a reason to ask the stream again."""
+    stream, stubber = stubbed
+    stubber.add_response("get_shard_iterator", {"ShardIterator": "it-1"})
+    stubber.add_response("get_records", {"Records": [record(100), record(102)]})
+    assert [r["dynamodb"]["SequenceNumber"] for r in stream.records(batch())] == [seq(100), seq(102)]
+    stubber.assert_no_pending_responses()
+
+
 def test_a_batch_of_another_stream_is_never_read(stubbed):
     stream, _ = stubbed  # no response stubbed: a request would fail the test
     for arn in (STREAM.replace("table/jobs/", "table/jobs2/"), "arn:aws:dynamodb:us-east-1:1:table/jobs", "jobs"):
