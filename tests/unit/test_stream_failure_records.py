@@ -48,6 +48,19 @@ def test_any_other_body_describes_no_batch(body):
     assert failed_batch_of(message(body)) is None
 
 
+def test_a_parked_record_s_body_names_its_job_and_is_ascii():
+    """GET /api/system/dlq shows the job beside the record; the size check counts characters
+    as bytes, so the body must escape what is not ASCII."""
+    from chalicelib.adapters.sqs_stream_failures import parked_body
+
+    record = {"dynamodb": {"SequenceNumber": seq(7), "Keys": {"pk": {"S": "JOB#j-1"}, "sk": {"S": "JOB"}},
+                           "NewImage": {"message": {"S": "déjà vu"}}}}
+    body = parked_body(record)
+    assert body.isascii() and json.loads(body) == {"job_id": "j-1", "parked_stream_record": record}
+    other = {"dynamodb": {"SequenceNumber": seq(8), "Keys": {"pk": {"S": "TENANT#acme"}, "sk": {"S": "JOB"}}}}
+    assert json.loads(parked_body(other))["job_id"] is None
+
+
 def batch(stream_arn: str = STREAM) -> FailedStreamBatch:
     return FailedStreamBatch("rh", "m1", stream_arn, SHARD, seq(100), seq(104), 5, "RetryAttemptsExhausted")
 
