@@ -61,6 +61,27 @@ def test_a_parked_record_s_body_names_its_job_and_is_ascii():
     assert json.loads(parked_body(other))["job_id"] is None
 
 
+def test_a_body_that_describes_no_batch_is_hidden_for_the_longest_hold_and_told():
+    """Nothing will take it: looked at on every pass it would be received, and said, every few
+    minutes; hidden for SQS's longest hold, it is named twice a day for an operator."""
+    from chalicelib.adapters.sqs_stream_failures import SqsFailedStreamBatches
+    from chalicelib.defaults import FOREIGN_BODY_SHOWN_CHARS, SQS_MAX_HOLD_S
+
+    url = "https://sqs.us-east-1.amazonaws.com/123456789012/stream-failures"
+    client = boto3.client("sqs", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    told = []
+    with Stubber(client) as stubber:
+        stubber.add_response("receive_message", {"Messages": [
+            {"MessageId": "m-1", "ReceiptHandle": "rh-1", "Body": "x" * (FOREIGN_BODY_SHOWN_CHARS + 10)}]})
+        stubber.add_response("receive_message", {"Messages": []})
+        stubber.add_response("change_message_visibility", {},
+                             {"QueueUrl": url, "ReceiptHandle": "rh-1", "VisibilityTimeout": SQS_MAX_HOLD_S})
+        failures = SqsFailedStreamBatches(client, url, on_foreign=lambda *told_: told.append(told_))
+        assert failures.take(10, 60) == []
+        stubber.assert_no_pending_responses()
+    assert told == [("m-1", "x" * FOREIGN_BODY_SHOWN_CHARS, SQS_MAX_HOLD_S)]
+
+
 def batch(stream_arn: str = STREAM) -> FailedStreamBatch:
     return FailedStreamBatch("rh", "m1", stream_arn, SHARD, seq(100), seq(104), 5, "RetryAttemptsExhausted")
 
