@@ -82,6 +82,48 @@ def test_a_body_that_describes_no_batch_is_hidden_for_the_longest_hold_and_told(
     assert told == [("m-1", "x" * FOREIGN_BODY_SHOWN_CHARS, SQS_MAX_HOLD_S)]
 
 
+@pytest.fixture
+def failure_queue():
+    from chalicelib.adapters.sqs_stream_failures import SqsFailedStreamBatches
+
+    client = boto3.client("sqs", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(client) as stubber:
+        yield SqsFailedStreamBatches(client, "https://sqs.us-east-1.amazonaws.com/123456789012/stream-failures"), stubber
+
+
+def test_a_failure_queue_that_refuses_is_said_not_taken_for_empty_or_settled(failure_queue):
+    """A take or a settle SQS refused must raise: an empty take would hide every failed batch
+    from the replay, a settle that did not happen would look done."""
+    from chalicelib.domain.errors import DeadLetterUnavailableError
+
+    failures, stubber = failure_queue
+    stubber.add_client_error("receive_message", service_error_code="AWS.SimpleQueueService.NonExistentQueue")
+    with pytest.raises(DeadLetterUnavailableError, match="could not read StreamFailureQueue"):
+        failures.take(10, 60)
+    stubber.add_client_error("delete_message", service_error_code="ReceiptHandleIsInvalid")
+    with pytest.raises(DeadLetterUnavailableError, match="could not remove a replayed batch"):
+        failures.settle(batch())
+
+
+def test_a_parked_record_of_exactly_one_message_s_size_is_parked(failure_queue):
+    from chalicelib.adapters.sqs_stream_failures import parked_body
+    from chalicelib.defaults import PARKED_RECORD_MAX_BYTES
+    from chalicelib.domain.errors import StreamRecordTooLargeError
+
+    failures, stubber = failure_queue
+
+    def sized(filler: int) -> dict:
+        return {"dynamodb": {"SequenceNumber": seq(7), "NewImage": {"payload": {"S": "x" * filler}}}}
+
+    fitting = sized(PARKED_RECORD_MAX_BYTES - len(parked_body(sized(0))))
+    assert len(parked_body(fitting)) == PARKED_RECORD_MAX_BYTES
+    stubber.add_response("send_message", {"MessageId": "m-1", "MD5OfMessageBody": "x"})
+    failures.park(fitting, "unreadable")
+    stubber.assert_no_pending_responses()
+    with pytest.raises(StreamRecordTooLargeError):
+        failures.park(sized(PARKED_RECORD_MAX_BYTES - len(parked_body(sized(0))) + 1), "unreadable")
+
+
 def batch(stream_arn: str = STREAM) -> FailedStreamBatch:
     return FailedStreamBatch("rh", "m1", stream_arn, SHARD, seq(100), seq(104), 5, "RetryAttemptsExhausted")
 
