@@ -54,9 +54,9 @@ def _loopback() -> tuple[ThreadingHTTPServer, list]:
             elif self.path.endswith("/busy"):
                 self.send_response(429)
                 self.send_header("Retry-After", "120")
-            elif self.path.endswith("/refused"):
+            elif "/refused" in self.path:  # /refused: 422; /refused/<status>: that 4xx
                 text = b'{"error": "unknown tenant acme"}' + b" " * 5000
-                self.send_response(422)
+                self.send_response(int(self.path.rsplit("/", 1)[1]) if self.path[-1].isdigit() else 422)
                 self.send_header("Content-Length", str(len(text)))
                 self.end_headers()
                 self.wfile.write(text)
@@ -113,6 +113,9 @@ def endpoint(request):
         sender.retry_after["https://erp.example/busy"] = 120
         sender.statuses["https://erp.example/refused"] = 422
         sender.texts["https://erp.example/refused"] = '{"error": "unknown tenant acme"}' + " " * 5000
+        for status in (400, 499):
+            sender.statuses[f"https://erp.example/refused/{status}"] = status
+            sender.texts[f"https://erp.example/refused/{status}"] = '{"error": "unknown tenant acme"}'
         sender.unreachable.add(unreachable)
         sender.answer_after["https://erp.example/slow"] = 2.5
         sender.answer_after["https://erp.example/stalled"] = 16
@@ -187,6 +190,12 @@ def test_a_4xx_comes_back_with_its_reason_phrase_and_the_start_of_its_body(endpo
     ok = endpoint.sender.post(endpoint.ok_url, b"{}", {})
     failing = endpoint.sender.post(endpoint.failing_url, b"{}", {})
     assert (ok.reason, ok.text, failing.reason, failing.text) == ("", "", "", "")
+
+
+@pytest.mark.parametrize("status", [400, 499])
+def test_every_4xx_comes_back_with_the_start_of_its_body(endpoint, status):
+    answer = endpoint.sender.post(endpoint.ok_url.replace("/ok", f"/refused/{status}"), b"{}", {})
+    assert (answer.status, answer.text) == (status, '{"error": "unknown tenant acme"}')
 
 
 def test_interim_answers_are_read_past_to_the_answer(endpoint):
