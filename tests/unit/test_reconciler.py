@@ -208,6 +208,26 @@ def test_a_long_schedule_is_held_and_released_within_sqs_delay(lifecycle, queue,
     assert early.outcome.value == "defer" and early.retry_after_s == SQS_MAX_DELAY_S - 60
 
 
+def test_a_claim_is_awaited_one_grace_after_the_release_and_the_first_resend_then_twice_as_long_each_time(
+        lifecycle, queue, clock, reconciler, store):
+    """docs/reliability.md: a job's message not claimed within DispatchGraceSeconds of its start
+    is sent again, the same again after the first resend, then doubling. A held job released at
+    its due time goes out with SQS's whole delay, and its claim is awaited from its start."""
+    job = submit(lifecycle, delay_seconds=SQS_MAX_DELAY_S + 60)
+    clock.advance(60)  # exactly its due time: its start is SQS_MAX_DELAY_S away
+    assert reconciler.run_pass().counts == {"released": 1}
+    (message, _, delay), = queue.sent
+    assert message == JobMessage(job.id, 1) and delay == SQS_MAX_DELAY_S
+    start = _parse(job.not_before)
+    waits = [(_parse(store.get(job.id, mark_gone=False).due_at) - start).total_seconds()]
+    for _ in range(3):
+        queue.drain()  # lost
+        clock.advance((_parse(store.get(job.id, mark_gone=False).due_at) - clock.now).total_seconds())
+        assert reconciler.run_pass().counts == {"redispatched": 1}
+        waits.append((_parse(store.get(job.id, mark_gone=False).due_at) - clock.now).total_seconds())
+    assert waits == [DISPATCH_GRACE_S, DISPATCH_GRACE_S, 2 * DISPATCH_GRACE_S, 4 * DISPATCH_GRACE_S]
+
+
 def test_a_held_job_can_be_canceled_and_then_never_runs(lifecycle, queue, clock, reconciler, store):
     job = submit(lifecycle, run_at=clock.now + timedelta(days=3))
     assert lifecycle.cancel("acme", job.id).status == JobStatus.CANCELED
@@ -458,3 +478,4 @@ def test_a_job_at_its_dispatch_bound_is_not_failed_when_its_queue_cannot_be_read
     assert result.errors == ["queue depths: dlq_unavailable: could not read queue attributes"]
     assert store.get(job.id, mark_gone=False).status == JobStatus.QUEUED
     assert store.get(job.id, mark_gone=False).due_at == isoformat(clock.now + timedelta(seconds=MAX_DISPATCH_BACKOFF_S))
+
