@@ -13,6 +13,7 @@ from chalicelib.domain.job import JobErrorInfo, isoformat
 from chalicelib.domain.status import JobStatus
 from chalicelib.defaults import (
     DISPATCH_GRACE_S,
+    JOBS_QUEUE_RETENTION_S,
     MAX_DISPATCH_BACKOFF_S,
     MAX_DISPATCHES,
     MAX_SCHEDULE_S,
@@ -479,3 +480,36 @@ def test_a_job_at_its_dispatch_bound_is_not_failed_when_its_queue_cannot_be_read
     assert store.get(job.id, mark_gone=False).status == JobStatus.QUEUED
     assert store.get(job.id, mark_gone=False).due_at == isoformat(clock.now + timedelta(seconds=MAX_DISPATCH_BACKOFF_S))
 
+
+def test_a_line_is_read_each_pass_and_one_message_waiting_is_a_line(lifecycle, queue, clock, store):
+    """A job at its dispatch bound waits while its queue holds a message no worker received,
+    were it one; whether it does is read again each pass (a warm function runs many with one
+    reconciler): once the line is gone, the job fails `undeliverable` at its next look."""
+    reconciler = Reconciler(lifecycle, InMemoryQueueOperations(queue))
+    job = submit(lifecycle)
+    for _ in range(MAX_DISPATCHES - 1):
+        clock.advance(MAX_DISPATCH_BACKOFF_S + 1)
+        assert reconciler.run_pass().counts == {"redispatched": 1}
+    del queue.sent[:-1]  # every message but the last was received, and none claimed the job
+    clock.advance(MAX_DISPATCH_BACKOFF_S + 1)
+    assert reconciler.run_pass().counts == {"backlogged": 1}
+    queue.drain()  # the last one too
+    clock.advance(MAX_DISPATCH_BACKOFF_S)
+    assert reconciler.run_pass().counts == {"undeliverable": 1}
+    assert store.get(job.id, mark_gone=False).error.code == "undeliverable"
+
+
+def test_a_scheduled_job_waits_in_a_backlog_for_the_queue_retention_counted_from_its_start(lifecycle, queue, clock,
+                                                                                           store):
+    """A job scheduled days ahead sends its first message near its start, not at its submission:
+    it waits in a line for JOBS_QUEUE_RETENTION_S from its start, and fails `undeliverable` as
+    that ends, when SQS has deleted its last message."""
+    reconciler = Reconciler(lifecycle, InMemoryQueueOperations(queue))
+    job = submit(lifecycle, run_at=clock.now + timedelta(days=3))
+    kept_until = _parse(job.not_before) + timedelta(seconds=JOBS_QUEUE_RETENTION_S)
+    while clock.now + timedelta(seconds=MAX_DISPATCH_BACKOFF_S) < kept_until:  # the line never empties
+        clock.advance(MAX_DISPATCH_BACKOFF_S)
+        reconciler.run_pass()
+    assert store.get(job.id, mark_gone=False).status == JobStatus.QUEUED
+    clock.advance((kept_until - clock.now).total_seconds())
+    assert reconciler.run_pass().counts == {"undeliverable": 1}
