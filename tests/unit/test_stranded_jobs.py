@@ -2,6 +2,10 @@
 hold back the jobs due after it, and a record its progress filled still takes its outcome."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import pytest
+
 from chalicelib.defaults import (
     DUE_PAGE,
     MAX_EVENT_TEXT_CHARS,
@@ -12,6 +16,7 @@ from chalicelib.defaults import (
 from chalicelib.domain.errors import ProgressRejectedError, QueueUnavailableError, StoreUnavailableError
 from chalicelib.domain.job import JobErrorInfo
 from chalicelib.domain.status import JobStatus
+from chalicelib.events.replay import REPLAYED
 from chalicelib.ports import JobMessage
 from chalicelib.reconciler import Reconciler
 
@@ -134,11 +139,34 @@ class _NoFailedBatches:
         return []
 
 
+class _FailedBatches(_NoFailedBatches):
+    """Failed stream batches to replay, `replayed` as the pass replays them; `after_each` is
+    called after each replay."""
+
+    def __init__(self, time_left, count: int, after_each=lambda: None) -> None:
+        super().__init__(time_left)
+        self._count = count
+        self._after_each = after_each
+        self.replayed: list[str] = []
+
+    def take(self):
+        super().take()
+        return [SimpleNamespace(first_sequence=str(i), last_sequence=str(i), condition="RecordAgeExceeded")
+                for i in range(self._count)]
+
+    def replay(self, batch) -> None:
+        self.replayed.append(batch.first_sequence)
+        self._after_each()
+
+
+@pytest.mark.parametrize("due_page", [DUE_PAGE, 1000], ids=["pages", "one_page"])
 def test_a_pass_leaves_what_is_still_due_after_its_budget_and_the_stream_batches_get_their_turn(lifecycle, queue,
-                                                                                                clock, store):
-    """A pass goes through the due index for RECONCILE_DUE_BUDGET_S at most: it ends inside the
-    schedule's minute instead of running beside the next pass, and the failed stream batches
-    (kept by the stream for 24 hours only) are still read, with time to replay them."""
+                                                                                                clock, store,
+                                                                                                due_page):
+    """A pass goes through the due index for RECONCILE_DUE_BUDGET_S at most, within a page as
+    between pages: it ends inside the schedule's minute instead of running beside the next
+    pass, and the failed stream batches (kept by the stream for 24 hours only) are still read
+    and replayed, with time to replay them."""
     from chalicelib.defaults import RECONCILE_DUE_BUDGET_S
 
     ids = [submit(lifecycle).id for _ in range(1000)]
@@ -150,13 +178,62 @@ def test_a_pass_leaves_what_is_still_due_after_its_budget_and_the_stream_batches
         spent[0] += 0.1  # each look at the time stands for a job's write and message
         return 120.0 - spent[0]
 
-    replay = _NoFailedBatches(time_left)
-    result = Reconciler(lifecycle, None, replay=replay).run_pass(time_left_s=time_left)
+    replay = _FailedBatches(time_left, 1)
+    result = Reconciler(lifecycle, None, replay=replay, due_page=due_page).run_pass(time_left_s=time_left)
     assert result.counts["out_of_time"] == 1 and "errors" not in result.counts
+    assert replay.replayed == ["0"] and result.counts[REPLAYED] == 1
     done = result.counts["redispatched"]
     assert RECONCILE_DUE_BUDGET_S * 10 - 10 < done <= RECONCILE_DUE_BUDGET_S * 10
     assert replay.taken_with and replay.taken_with[0] > 120 - RECONCILE_DUE_BUDGET_S - 1
     assert sum(store.get(i, mark_gone=False).dispatches == 2 for i in ids) == done
     spent[0] = 0.0
-    assert Reconciler(lifecycle, None).run_pass(time_left_s=time_left).counts["redispatched"] == done, (
+    assert Reconciler(lifecycle, None, due_page=due_page).run_pass(time_left_s=time_left).counts["redispatched"] == done, (
         "the next pass goes on from the earliest still due")
+
+
+def test_a_pass_takes_jobs_down_to_its_margin_and_replays_no_batch_past_it(lifecycle, queue, clock):
+    """Exactly RECONCILE_PASS_MARGIN_S left is still time for a job; once less is left, the
+    failed stream batches not yet replayed wait for the next pass."""
+    submit(lifecycle)
+    queue.drain()
+    clock.advance(3600)
+    left = [float(RECONCILE_PASS_MARGIN_S)]
+    replay = _FailedBatches(lambda: left[0], 2, after_each=lambda: left.__setitem__(0, RECONCILE_PASS_MARGIN_S - 1))
+    result = Reconciler(lifecycle, None, replay=replay).run_pass(time_left_s=lambda: left[0])
+    assert result.counts == {"redispatched": 1, REPLAYED: 1, "out_of_time": 1}
+    assert replay.replayed == ["0"]
+
+
+def test_a_job_whose_action_and_put_back_both_fail_is_passed_by_not_read_again(lifecycle, queue, clock, store,
+                                                                               monkeypatch):
+    """The store refuses the failing job's put-back too: the job stays due where it is, and the
+    pass goes on past it through the index's cursor, not back to the start of the index, where
+    it would meet the same job until its time ran out."""
+    broken = submit(lifecycle)
+    clock.advance(1)
+    lost = submit(lifecycle)
+    queue.drain()
+    reconcile, put_back = lifecycle.reconcile, lifecycle.put_back
+
+    def fails_for_the_broken(job, **options):
+        if job.id == broken.id:
+            raise StoreUnavailableError(f"could not update job {job.id}")
+        return reconcile(job, **options)
+
+    def put_back_fails_for_the_broken(job):
+        if job.id == broken.id:
+            raise StoreUnavailableError(f"could not update job {job.id}")
+        return put_back(job)
+
+    monkeypatch.setattr(lifecycle, "reconcile", fails_for_the_broken)
+    monkeypatch.setattr(lifecycle, "put_back", put_back_fails_for_the_broken)
+    clock.advance(3600)
+    spent = [0.0]
+
+    def time_left() -> float:
+        spent[0] += 0.1
+        return 120.0 - spent[0]
+
+    result = Reconciler(lifecycle, None, due_page=1).run_pass(time_left_s=time_left)
+    assert result.counts == {"errors": 2, "redispatched": 1}
+    assert store.get(lost.id, mark_gone=False).dispatches == 2
