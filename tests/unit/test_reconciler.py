@@ -17,6 +17,7 @@ from chalicelib.defaults import (
     MAX_DISPATCH_BACKOFF_S,
     MAX_DISPATCHES,
     MAX_SCHEDULE_S,
+    RECONCILE_PASS_MARGIN_S,
     SQS_MAX_DELAY_S,
 )
 from chalicelib.ports import JobMessage
@@ -132,6 +133,79 @@ def test_a_dead_letter_whose_job_no_longer_exists_is_deleted_once(lifecycle, que
     assert reconciler.run_pass().counts == {"dead_lettered": 1, "orphaned_letter_deleted": 1}
     assert [m.job_id for m, _ in queue.dead] == [failed.id], "the failed job's letter stays for operators"
     assert reconciler.run_pass().counts == {}
+
+
+class _UndeletableDeadLetters(InMemoryQueueOperations):
+    def delete_dead_letters(self, priority, letters):
+        raise DeadLetterUnavailableError("could not delete from the dead-letter queue")
+
+
+def test_letters_of_removed_jobs_that_cannot_be_deleted_do_not_stop_the_other_letters(lifecycle, queue, store):
+    """The delete is an error of the pass, named by priority; the letter of a job still queued
+    is acted on all the same, and the removed job's letter is deleted by a later pass."""
+    removed = submit(lifecycle)
+    queued = submit(lifecycle)
+    for message in queue.drain():
+        queue.dead.append((message, {}))
+    blobs = InMemoryBlobStore()
+    InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs), blobs).purge(removed.id)
+    result = Reconciler(lifecycle, _UndeletableDeadLetters(queue)).run_pass()
+    assert result.counts == {"errors": 1, "dead_lettered": 1}
+    assert result.errors == ["dead letters (normal): dlq_unavailable: could not delete from the dead-letter queue"]
+    assert store.get(queued.id, mark_gone=False).error.code == "dead_lettered"
+    assert len(queue.dead) == 2
+
+
+def test_a_pass_out_of_time_acts_on_no_more_letters(lifecycle, queue, store):
+    """The dead-letter step keeps to the invocation's time like the others: once less than
+    RECONCILE_PASS_MARGIN_S is left it acts on no more letters (nor reads whether their jobs
+    are gone); the next pass takes them."""
+    jobs = [submit(lifecycle) for _ in range(2)]
+    removed = [submit(lifecycle) for _ in range(2)]
+    for message in queue.drain():
+        queue.dead.append((message, {}))
+    blobs = InMemoryBlobStore()
+    for job in removed:
+        InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs), blobs).purge(job.id)
+    looks = [0]
+
+    def time_left() -> float:  # the pass's start and the first removed job's read have the time
+        looks[0] += 1
+        return 60.0 if looks[0] <= 2 else RECONCILE_PASS_MARGIN_S - 1
+
+    result = Reconciler(lifecycle, InMemoryQueueOperations(queue)).run_pass(time_left_s=time_left)
+    assert result.counts == {"orphaned_letter_deleted": 1, "out_of_time": 1}
+    left = [60.0]
+
+    def observe(message, extra) -> None:  # the first letter acted on spends the time
+        if message == "job dead_lettered":
+            left[0] = RECONCILE_PASS_MARGIN_S - 1
+
+    reconciler = Reconciler(lifecycle, InMemoryQueueOperations(queue), observe=observe)
+    assert reconciler.run_pass(time_left_s=lambda: left[0]).counts == {"orphaned_letter_deleted": 1,
+                                                                       "dead_lettered": 1, "out_of_time": 1}
+    assert sorted(store.get(j.id, mark_gone=False).status for j in jobs) == [JobStatus.FAILED, JobStatus.QUEUED]
+    assert Reconciler(lifecycle, InMemoryQueueOperations(queue)).run_pass().counts == {"dead_lettered": 1}
+
+
+def test_a_job_another_writer_moved_first_counts_one_race_and_is_left_as_it_is(lifecycle, queue, clock, store,
+                                                                              monkeypatch):
+    """A cancel lands between the pass's read of the due index and its action: the action's
+    conditional write is refused, counted `raced` once, and the canceled job is neither sent
+    again nor put back."""
+    job = submit(lifecycle)
+    queue.drain()
+    clock.advance(DISPATCH_GRACE_S + 1)
+    reconcile = lifecycle.reconcile
+
+    def canceled_first(job, **options):
+        lifecycle.cancel("acme", job.id)
+        return reconcile(job, **options)
+
+    monkeypatch.setattr(lifecycle, "reconcile", canceled_first)
+    assert Reconciler(lifecycle, None).run_pass().counts == {"raced": 1}
+    canceled = store.get(job.id, mark_gone=False)
+    assert canceled.status == JobStatus.CANCELED and canceled.due_at is None and queue.sent == []
 
 
 def test_a_dead_lettered_message_fails_its_queued_job(lifecycle, queue, reconciler, store):
