@@ -8,6 +8,7 @@ from chalicelib.adapters.clocks import ManualClock
 from chalicelib.adapters.memory import InMemoryJobStore
 from chalicelib.adapters.memory_blobs import InMemoryBlobStore
 from chalicelib.defaults import CANCEL_POLL_INTERVAL_S
+from chalicelib.domain.errors import DeadLetterOwedError
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
 from chalicelib.lifecycle import JobLifecycle
@@ -142,3 +143,26 @@ def test_spawning_a_child_again_answers_it_as_recorded_when_its_payload_object_i
     blobs.delete([f"jobs/{child.id}/payload.json"])
     again = lifecycle.spawn(parent, 1, type="t.any", payload=BIG)
     assert (again.id, again.status, again.gone) == (child.id, JobStatus.QUEUED, ["payload"])
+
+
+def test_two_deliveries_that_park_the_owed_letter_of_a_job_whose_payload_is_gone_both_end_with_its_record(
+        env, queue, blobs):
+    """The job failed `payload_gone` while its dead-letter queue did not answer: it owes its
+    letter, and two deliveries of its message park it at once. The one whose clearing of the
+    mark finds it cleared already ends with the job as stored (its payload read as gone), not
+    with nothing or an error that would fail the delivery each time it comes back."""
+    lifecycle, runner = env
+    job, message = _submitted(lifecycle, runner, queue, "submitted")
+    blobs.delete([f"jobs/{job.id}/payload.json"])
+    queue.fail_sends = True
+    with pytest.raises(DeadLetterOwedError):
+        runner.run(message)
+    queue.fail_sends = False
+    owing = lifecycle.store.get(job.id, fetch=(), mark_gone=False)  # what both deliveries read
+    assert (owing.status, owing.dead_letter_owed) == (JobStatus.FAILED, 1)
+    first = lifecycle.park_owed_letter(owing)
+    second = lifecycle.park_owed_letter(owing)
+    assert first.dead_letter_owed is None
+    assert (second.status, second.dead_letter_owed, second.gone) == (JobStatus.FAILED, None, ["payload"])
+    assert second.version == lifecycle.store.get(job.id, fetch=(), mark_gone=False).version
+    assert [m for m, _ in queue.dead] == [JobMessage(job.id, 1)] * 2, "parked twice rather than not at all"
