@@ -419,6 +419,22 @@ def test_one_job_that_breaks_its_action_does_not_stop_the_others(lifecycle, queu
     assert result.errors == [f"{min(j.id for j in jobs)}: KeyError: 'a bug, not a store error'"]
 
 
+def test_what_a_pass_answers_names_its_first_ten_errors_and_counts_them_all(lifecycle, queue, clock, monkeypatch):
+    """The scheduled function answers the pass as a dict: every count, and the first ten errors
+    (a pass with thousands failing must not answer, and log, each)."""
+    jobs = [submit(lifecycle) for _ in range(12)]
+    queue.drain()
+    clock.advance(DISPATCH_GRACE_S + 1)
+
+    def breaks(job, **options):
+        raise KeyError(job.id)
+
+    monkeypatch.setattr(lifecycle, "reconcile", breaks)
+    answer = Reconciler(lifecycle, None).run_pass().as_dict()
+    assert answer["counts"] == {"errors": 12}
+    assert answer["errors"] == [f"{i}: KeyError: '{i}'" for i in sorted(j.id for j in jobs)[:10]]
+
+
 def test_a_job_no_worker_ever_claims_fails_undeliverable_whatever_the_dead_letters_hold(lifecycle, queue, clock, store):
     """Each of its messages is dead-lettered where the reconciler does not look (behind older
     parked failures): the dispatch bound alone ends the wait, in about 20 hours."""

@@ -55,8 +55,9 @@ class Pipeline:
                               records[-1]["dynamodb"]["SequenceNumber"], len(records))
         return failed_at
 
-    def reconciler(self, lifecycle) -> Reconciler:
-        return Reconciler(lifecycle, None, replay=StreamReplay(self.failures, self.stream, self.consumer))
+    def reconciler(self, lifecycle, observe=None) -> Reconciler:
+        return Reconciler(lifecycle, None, replay=StreamReplay(self.failures, self.stream, self.consumer),
+                          observe=observe)
 
 
 @pytest.fixture
@@ -77,7 +78,10 @@ def test_a_batch_the_stream_gave_up_on_reaches_subscribers_and_counters_once(lif
     assert pipeline.deliver(batch) is not None
     assert pipeline.publisher.published == []
 
-    assert pipeline.reconciler(lifecycle).run_pass().counts == {"stream_batch_replayed": 1}
+    lines = []
+    assert pipeline.reconciler(lifecycle, observe=lambda m, extra: lines.append((m, extra["batch"]))).run_pass(
+    ).counts == {"stream_batch_replayed": 1}
+    assert lines == [("stream batch replayed", "stream batch 101-102")], "said, naming the batch"
     published = [(e.event_id, e.status) for e in pipeline.publisher.published]
     assert published == [(event_id_for(queued.id, queued.version), "queued"),
                          (event_id_for(running.id, running.version), "running")]
@@ -153,10 +157,13 @@ def test_a_batch_the_stream_no_longer_holds_stays_for_an_operator(lifecycle, que
     pipeline.publisher.fail_next = 1
     pipeline.deliver([pipeline.write(None, queued)])
     pipeline.stream.trim(1)  # past the stream's 24 hours
-    reconciler = pipeline.reconciler(lifecycle)
+    lines = []
+    reconciler = pipeline.reconciler(lifecycle, observe=lambda m, extra: lines.append((m, extra)))
     pass_ = reconciler.run_pass()
     assert pass_.counts == {"stream_batch_unreadable": 1}
     assert pass_.errors == ["stream batch 101-101: stream_batch_unreadable: the stream no longer holds record 101"]
+    assert lines == [("stream batch unreadable", {
+        "batch": "stream batch 101-101", "error": "stream_batch_unreadable: the stream no longer holds record 101"})]
     assert len(pipeline.failures.waiting()) == 1, "its description stays, and so does its alarm"
     clock.advance(UNREADABLE_HOLD_S - 60)
     assert reconciler.run_pass().counts == {}
