@@ -265,6 +265,8 @@ def test_batch_mates_that_finish_within_their_short_lease_cost_no_visibility_cha
     assert result == {"batchItemFailures": []}
     assert [status(client, i) for i in ids] == ["completed"] * 4
     assert calls == []  # only the batch's one shortening call, none per claim
+    worker_clock.advance(BATCH_MATE_LEASE_S)
+    assert calls == [] and worker_clock.armed == 0, "no extension is left to come for a finished attempt"
 
 
 def test_a_batch_mate_still_running_as_its_short_lease_ends_is_hidden_for_its_attempts_lease(
@@ -299,6 +301,56 @@ def test_a_lease_extension_cancelled_before_it_is_due_never_happens():
     clock.advance(4)
     late.cancel()
     assert holds == [300]
+
+
+class FiringClock(ManualClock):
+    """A ManualClock whose timers' callbacks are kept (`fires`), to run one as a system timer
+    runs it when its wait ended just as it was cancelled: cancel() cannot stop it any more."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fires: list = []
+
+    def timer(self, delay_s, fire):
+        self.fires.append(fire)
+        return super().timer(delay_s, fire)
+
+
+def test_a_lease_extension_whose_timer_fires_as_it_is_cancelled_never_happens():
+    """The attempt ended and its hold was settled: an extension that comes after would hide a
+    finished delivery's message, or undo the hold its ending set."""
+    holds: list[int] = []
+    clock = FiringClock()
+    lease = batch._LeaseExtension(holds.append, due_at=60.0, clock=clock)
+    lease.schedule(300)
+    clock.advance(59)
+    lease.cancel()
+    (fire,) = clock.fires
+    fire()
+    assert holds == []
+
+
+def test_a_batch_hands_back_nothing_once_it_has_ended(monkeypatch):
+    """However the batch ends (here its records' processing broke before the mates' turn), no
+    hand-back starts after it, even one whose timer fired as it ended: its mates come back
+    after their short lease, not also as copies sent by a batch that is over."""
+    from chalicelib.adapters.memory import InMemoryJobQueue
+
+    arn = "arn:aws:sqs:us-east-1:123456789012:jobs-normal"
+    records = [{"messageId": f"m-{n}", "receiptHandle": f"handle-{n}", "eventSourceARN": arn,
+                "body": json.dumps({"job_id": f"job-{n}", "attempt": 1}), "attributes": {}, "messageAttributes": {}}
+               for n in range(3)]
+    queue, clock = InMemoryJobQueue(), FiringClock()
+    services = batch.BatchServices(queue=queue, clock=clock, runner=lambda: None, unreadable_ledger=lambda: None,
+                                   redelivery_wait_s=lambda receives: 5)
+    with pytest.raises(RuntimeError):
+        with batch.job_batch(records, services, time_left_s=lambda: None):
+            raise RuntimeError("the batch's processing broke")
+    clock.advance(BATCH_MATE_WAIT_S)
+    assert queue.handed_back == [] and queue.acknowledged == [] and clock.armed == 0
+    (hand_back,) = clock.fires
+    hand_back()  # its timer's wait had ended as the batch did
+    assert queue.handed_back == [] and queue.acknowledged == []
 
 
 NOT_JOB_MESSAGES = ["not json", '{"job_id": "a#b", "attempt": 1}', '{"job_id": "0190a', '{"detail": "from another system"}']
