@@ -90,6 +90,24 @@ def test_a_batch_mate_whose_turn_comes_after_its_short_lease_is_handed_back_unto
     assert [status(client, i) for i in ids] == ["completed", "queued", "queued"]
 
 
+def test_a_batch_mate_whose_turn_comes_just_within_its_short_lease_runs(app, client, aws, monkeypatch, worker_clock):
+    """Its turn comes as the turn margin begins, not after: the margin is still its own, and
+    its lease is extended at once."""
+    from chalicelib.composition import container
+    from chalicelib.domain.errors import QueueUnavailableError
+
+    ids = submit(client, 2)
+    messages = sorted(receive_all(aws), key=lambda m: ids.index(job_of(m)))
+
+    def unavailable(self, arn, bodies):
+        raise QueueUnavailableError("the queue did not answer")
+
+    monkeypatch.setattr(type(container().queue), "hand_back", unavailable)  # so it waits its turn
+    runs_for(monkeypatch, worker_clock, {ids[0]: BATCH_MATE_LEASE_S - BATCH_TURN_MARGIN_S})
+    assert invoke_worker(app, sqs_event(messages)) == {"batchItemFailures": []}
+    assert [status(client, i) for i in ids] == ["completed", "completed"]
+
+
 def test_drain_runs_a_whole_batch_however_long_the_job_ahead_takes(app, client, aws, monkeypatch):
     """drain() delivers what is on a queue as one batch: on a slow machine a job ahead of the
     others runs past BATCH_MATE_WAIT_S of real time, and still none is handed back."""
@@ -415,12 +433,15 @@ def test_a_message_that_is_no_job_message_whose_batch_comes_back_before_its_answ
     SQS: a batch that comes back (its invocation died after the park, its answer was lost) does
     not park it a second time."""
     aws["sqs"].send_message(QueueUrl=aws["jobs_url"], MessageBody="not json")
+    deliveries = 0
     for _ in range(2):  # the first delivery's answer never reaches SQS: what is on the queue comes back
         received = aws["sqs"].receive_message(QueueUrl=aws["jobs_url"], MaxNumberOfMessages=10,
                                               VisibilityTimeout=0).get("Messages", [])
         if not received:
             break
+        deliveries += 1
         assert invoke_worker(app, sqs_event(received)) == {"batchItemFailures": []}
+    assert deliveries == 1, "deleted as it was parked: nothing came back"
     assert [m["Body"] for m in receive_all(aws, "dlq_url")] == ["not json"]
     assert receive_all(aws) == []
 
