@@ -4,6 +4,7 @@ import pytest
 
 from chalicelib.domain.errors import (
     AttemptEndedError,
+    DeadLetterOwedError,
     InvalidRequestError,
     JobAlreadyFinishedError,
     JobNotFoundError,
@@ -611,3 +612,25 @@ def test_a_dead_letter_sent_at_once_is_not_sent_again_by_a_later_delivery(lifecy
     lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=False)
     assert lifecycle.claim(JobMessage(job.id, 1)).outcome == ClaimOutcome.SKIP
     assert len(queue.dead) == 1
+
+
+def test_an_owed_letter_parked_while_the_store_does_not_answer_leaves_the_job_owing_it(lifecycle, queue, store,
+                                                                                       monkeypatch):
+    """The letter is parked but the mark's clearing does not answer: the delivery goes on with
+    the job as it read it, the mark left (a later delivery parks the letter again rather than
+    never), instead of with nothing."""
+    job = submit(lifecycle)
+    running = lifecycle.claim(queue.drain()[0]).job
+    queue.fail_sends = True
+    with pytest.raises(DeadLetterOwedError):
+        lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=False)
+    queue.fail_sends = False
+    owing = store.get(job.id, mark_gone=False)
+
+    def does_not_answer(*args, **kwargs):
+        raise StoreUnavailableError("the jobs table did not answer")
+
+    monkeypatch.setattr(store, "apply", does_not_answer)
+    assert lifecycle.park_owed_letter(owing) == owing
+    assert [m for m, _ in queue.dead] == [JobMessage(job.id, 1)]
+    assert store.get(job.id, mark_gone=False).dead_letter_owed == 1
