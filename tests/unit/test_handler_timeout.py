@@ -348,3 +348,16 @@ def test_a_give_up_whose_next_attempt_was_not_sent_is_logged_as_retried_not_unre
     assert store.get(submitted.id, mark_gone=False).status == JobStatus.RETRYING
     events = [event for event, _ in seen]
     assert ("retried", "unsent") in seen and "process_ended_unrecorded" not in events, seen
+
+
+def test_a_handler_that_finishes_in_time_is_never_timed_out_or_given_up_on_afterwards(monkeypatch):
+    """The watchdog learns the handler returned: past the timeout it neither fails the attempt's
+    later writes (`on_timeout`) nor ends the process of a worker gone on to other jobs."""
+    monkeypatch.setattr(timeout, "HANDLER_ALARM_LATE_S", 0.1)
+    monkeypatch.setattr(timeout, "HANDLER_REINTERRUPT_S", 0.1)
+    timed_out: list[bool] = []
+    given_up: list[float] = []
+    assert timeout.run_with_timeout(lambda: "done", 0.2, lambda: timed_out.append(True), clock=SystemClock(),
+                                    give_up=given_up.append, give_up_after_s=0.1) == "done"
+    time.sleep(0.8)
+    assert timed_out == [] and given_up == []
