@@ -361,3 +361,33 @@ def test_a_handler_that_finishes_in_time_is_never_timed_out_or_given_up_on_after
                                     give_up=given_up.append, give_up_after_s=0.1) == "done"
     time.sleep(0.8)
     assert timed_out == [] and given_up == []
+
+
+def test_a_run_leaves_the_alarm_handler_it_found():
+    """The handler's alarm is the run's alone: after it, SIGALRM goes where it went before, not
+    to a finished run's interrupt (which would time out whatever runs when one comes)."""
+    import signal
+
+    before = signal.getsignal(signal.SIGALRM)
+    assert timeout.run_with_timeout(lambda: "done", 5, lambda: None, clock=SystemClock()) == "done"
+    assert signal.getsignal(signal.SIGALRM) is before
+
+
+def test_a_handler_run_off_the_main_thread_has_its_later_writes_stopped_at_its_timeout():
+    """Off the main thread no signal can interrupt it: it is abandoned at its timeout, and
+    `on_timeout` is what keeps its later writes off the finished attempt."""
+    import threading
+
+    timed_out: list[bool] = []
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            timeout.run_with_timeout(lambda: time.sleep(1), 0.1, lambda: timed_out.append(True), clock=SystemClock())
+        except JobTimeoutError as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(5)
+    assert timed_out == [True] and len(raised) == 1
