@@ -391,3 +391,24 @@ def test_a_handler_run_off_the_main_thread_has_its_later_writes_stopped_at_its_t
     thread.start()
     thread.join(5)
     assert timed_out == [True] and len(raised) == 1
+
+
+def test_a_handler_run_off_the_main_thread_that_fails_in_time_raises_its_error():
+    """Its error is the caller's, as on the main thread: not a run that returned nothing."""
+    import threading
+
+    outcome: list[object] = []
+
+    def broken():
+        raise ValueError("the handler broke")
+
+    def run() -> None:
+        try:
+            outcome.append(timeout.run_with_timeout(broken, 5, lambda: None, clock=SystemClock()))
+        except ValueError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(5)
+    assert [str(o) for o in outcome] == ["the handler broke"] and isinstance(outcome[0], ValueError)
