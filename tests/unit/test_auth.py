@@ -157,3 +157,16 @@ def test_a_token_past_the_lifetime_names_the_bound_as_the_docs_write_numbers():
     now = int(time.time())
     message = refused(bearer(iat=now, exp=now + 2 * 86_400), TokenPolicy(SECRET, max_lifetime_s=86_400))
     assert message == "token lives longer than the 86,400 s this deployment allows"
+
+
+def test_the_scheme_is_read_whatever_its_case():
+    """RFC 7235 2.1: an auth scheme is case-insensitive; some clients send `bearer`."""
+    for scheme in ("bearer", "BEARER", "BeArEr"):
+        header = {"Authorization": bearer()["Authorization"].replace("Bearer", scheme, 1)}
+        assert authenticate(header, POLICY).tenant == "acme", scheme
+
+
+@pytest.mark.parametrize("header", ["Bearer", "Bearer ", "Bearer   ", "Bearer \t"])
+def test_a_bearer_scheme_without_a_token_is_a_missing_token(header):
+    assert refused({"Authorization": header}).startswith("missing bearer token")
+
