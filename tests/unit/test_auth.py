@@ -126,6 +126,7 @@ def signed(claims_json: str) -> dict[str, str]:
     '"exp": "{exp}"',                       # a NumericDate is a JSON number (RFC 7519 2), not text
     '"exp": {exp}, "iat": "{now}"',
     '"exp": {exp}, "nbf": "{now}"',
+    '"exp": {exp}, "nbf": true',            # a JSON bool is no date either (Python counts it an int)
 ])
 def test_dates_that_are_not_json_numbers_are_refused_not_an_error(dates):
     """PyJWT reads "1700000000" as a date; the lifetime check then subtracted text from a number
@@ -170,3 +171,16 @@ def test_the_scheme_is_read_whatever_its_case():
 def test_a_bearer_scheme_without_a_token_is_a_missing_token(header):
     assert refused({"Authorization": header}).startswith("missing bearer token")
 
+
+def test_a_token_living_exactly_the_maximum_and_the_leeway_is_accepted():
+    """The bound is inclusive: `exp - iat` may be `max_lifetime_s` plus the 30 s of clock skew."""
+    now = int(time.time())
+    authenticate(bearer(iat=now, exp=now + 3600 + 30), POLICY)
+    assert "longer" in refused(bearer(iat=now, exp=now + 3600 + 31))
+
+
+def test_an_unsigned_token_is_refused():
+    """`alg: none` (RFC 7519 6): a token anyone can write, naming any tenant, is no token."""
+    now = int(time.time())
+    unsigned = jwt.encode({"sub": "ann", "tenant": "acme", "iat": now, "exp": now + 600}, None, algorithm="none")
+    assert refused({"Authorization": f"Bearer {unsigned}"}).startswith("invalid token")
