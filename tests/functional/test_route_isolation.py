@@ -215,6 +215,22 @@ def test_every_system_route_refuses_a_tenant_and_its_admin(app, client, world, r
             assert client.http.request(method, url).status_code == 401, (method, path)
 
 
+@pytest.mark.parametrize("roles", [None, ["admin"], ["operator"]])
+def test_no_token_submits_or_sees_a_maintenance_task_as_a_job(client, roles):
+    """Maintenance tasks work across tenants (a clean-up deletes every tenant's finished jobs):
+    they start only at the operator's routes. POST /jobs knows no `maintenance.*` type, whatever
+    the token's roles, and writes nothing; /job-types does not list them."""
+    from chalicelib.maintenance import TASKS
+
+    for task in TASKS:
+        response = client.http.post("/jobs", headers=intruder(roles), body=json.dumps(
+            {"type": f"maintenance.{task}", "payload": {}}))
+        assert (response.status_code, response.json_body["error"]["code"]) == (422, "unknown_job_type"), task
+    assert _ok(client.http.get("/jobs", headers=intruder(roles)))["jobs"] == []
+    listed = [t["type"] for t in _ok(client.http.get("/job-types", headers=intruder(roles)))["job_types"]]
+    assert listed and not [t for t in listed if t.startswith("maintenance.")]
+
+
 def test_public_routes_answer_every_tenant_alike(client):
     for path, method in sorted(PUBLIC):
         mine = client.http.request(method, path, headers=owner())
