@@ -168,3 +168,21 @@ def test_unexpected_error_answers_rq_engine_500_shape(client, aws, monkeypatch):
         assert "mangled" not in response.body.decode()  # the exception's text holds stored values
     native = get(client, f"/jobs/{job['id']}")
     assert native.status_code == 500 and native.json_body["error"]["code"] == "internal_error"
+
+
+def test_a_parents_jobinfo_nests_its_children_for_its_tenant(client, aws):
+    """The children are read for the caller's tenant (the parent's): each is shown nested, the
+    single and the batch route alike; another tenant gets the parent as not found."""
+    parent = submit(client, {"type": "demo.fanout", "payload": {"children": 2, "steps": 1, "step_ms": 0}})
+    run_worker(client, aws)
+    children = get(client, f"/jobs/{parent['id']}").json_body["children"]
+    assert len(children) == 2
+    single = get(client, f"/api/jobinfo/{parent['id']}").json_body
+    batch = post(client, "/api/jobinfo", {"job_ids": [parent["id"]]}).json_body["jobs"][parent["id"]]
+    for info in (single, batch):
+        assert info["status"] == "finished"
+        assert {order: [c["id"] for c in nested] for order, nested in info["children"].items()} \
+            == {"0": [children[0]], "1": [children[1]]}
+        assert all(nested[0]["status"] == "finished" for nested in info["children"].values())
+    assert get(client, f"/api/jobinfo/{parent['id']}", tenant="globex").json_body \
+        == {"id": parent["id"], "status": "not_found"}
