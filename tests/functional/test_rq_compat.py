@@ -131,6 +131,21 @@ def test_batch_jobinfo_refuses_more_ids_than_a_batch_takes(client, aws):
     assert "at most 100" in response.json_body["error"]["message"]
 
 
+@pytest.mark.parametrize("path", ["/api/jobinfo", "/jobs/status"])
+def test_a_batch_of_the_most_ids_each_of_the_longest_is_answered(client, aws, path):
+    """The bounds are inclusive: MAX_BATCH_IDS ids of MAX_JOB_ID_CHARS characters are answered
+    (each not found here); one id more, or one character more, is refused."""
+    from chalicelib.defaults import MAX_BATCH_IDS, MAX_JOB_ID_CHARS
+
+    ids = [f"{i:03d}".ljust(MAX_JOB_ID_CHARS, "a") for i in range(MAX_BATCH_IDS)]
+    response = post(client, path, {"job_ids": ids})
+    assert response.status_code == 200, response.body
+    assert response.json_body["jobs"] == {i: {"id": i, "status": "not_found"} for i in ids}
+    for refused in ([*ids, "one-more"], [*ids[1:], ids[0] + "a"]):
+        response = post(client, path, {"job_ids": refused})
+        assert (response.status_code, response.json_body["error"]["code"]) == (400, "invalid_request")
+
+
 @pytest.mark.parametrize("raw, code", [("", "invalid_request"), ("{not json", "invalid_json")])
 def test_the_native_batch_still_refuses_a_request_naming_no_job(client, aws, raw, code):
     response = post(client, "/jobs/status", None, raw=raw)
