@@ -133,3 +133,29 @@ def test_the_owner_lists_runs_and_artifacts_of_a_job_whose_objects_are_gone(clie
     assert summary.status_code == 200 and summary.body.decode().startswith(f"job {job_id}")
     status = client.http.get(f"/api/jobstatus/{job_id}", headers=auth())
     assert status.status_code == 200 and status.json_body["status"] == "finished", status.body
+
+
+def test_a_child_id_naming_another_tenants_job_shows_nothing_of_it(client, aws):
+    """A job's children are read for the caller's tenant only: a parent whose record names
+    another tenant's job among its children (an item written by hand, or a bug elsewhere) shows
+    that child as null on the rq routes, as a gone one, and none of its data."""
+    from chalicelib.adapters.dynamodb import DynamoJobStore
+    from chalicelib.domain.job import Job
+    from chalicelib.domain.status import JobStatus
+
+    store = DynamoJobStore(aws["ddb"], "jobs")
+    done = {"status": JobStatus.COMPLETED, "started_at": "2026-01-01T00:00:01.000Z",
+            "finished_at": "2026-01-01T00:00:02.000Z", "created_at": "2026-01-01T00:00:00.000Z"}
+    own, foreign, parent = (f"00000000-0000-4000-8000-{i:012d}" for i in (1, 2, 3))
+    store.create(Job(id=own, type="demo.steps", tenant="acme", user="ann", **done))
+    store.create(Job(id=foreign, type="demo.steps", tenant="globex", user="bob", result={"secret": "globex-7f3e"},
+                     **{**done, "status": JobStatus.RUNNING, "finished_at": None}))
+    store.create(Job(id=parent, type="demo.fanout", tenant="acme", user="ann", children=[own, foreign], **done))
+    single = client.http.get(f"/api/jobinfo/{parent}", headers=auth()).json_body
+    batch = client.http.post("/api/jobinfo", headers=auth(), body=json.dumps({"job_ids": [parent]})).json_body
+    for info in (single, batch["jobs"][parent]):
+        assert info["children"]["0"][0]["id"] == own and info["children"]["1"] == [None], info
+    status = client.http.get(f"/api/jobstatus/{parent}", headers=auth())
+    assert status.json_body["status"] == "finished", status.json_body  # the foreign child's run does not count
+    for body in (status.body, json.dumps(single), json.dumps(batch)):
+        assert "globex" not in str(body) and "bob" not in str(body)
