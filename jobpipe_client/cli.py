@@ -4,8 +4,9 @@ Connection from flags or the environment: `--api-url` / JOBPIPE_API_URL, `--toke
 JOBPIPE_TOKEN, `--fallback-url` (repeatable) / JOBPIPE_FALLBACK_URLS (comma-separated).
 
 Exit codes: 0 done (every watched job, and every child it spawned, completed); 1 a watched job or
-one of its children failed or was canceled, or is no longer found (not_found: deleted while watched), or the job's result asked for is gone (its
-stored object no longer exists: blob_not_found);
+one of its children failed or was canceled, or is no longer found (not_found: deleted while
+watched), or the job's result asked for is gone (its stored object no longer exists:
+blob_not_found);
 2 bad input (usage, payload, idempotency key, an artifact name outside the rules, an output
 file that exists without --force or cannot be written, stdout that cannot be written (a full
 disk, closed: `>&-`; a submit's line names the job it made), configuration such as a URL with an

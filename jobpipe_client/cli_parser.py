@@ -24,8 +24,8 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a command whos
 EXIT_TERMINATED = 143  # 128 + SIGTERM: what a shell reports for a command that SIGTERM ended
 STATUSES = ("queued", "running", "retrying", "completed", "failed", "canceled")
 EXIT_CODES = f"""exit codes:
-  0    done: every watched job, and every child it spawned, completed (status, result, list, cancel, artifacts, a plain submit or
-       rerun: the answer was shown; artifact: it was written)
+  0    done: every watched job, and every child it spawned, completed (status, result, list, cancel,
+       artifacts, a plain submit or rerun: the answer was shown; artifact: it was written)
   1    a watched job or one of its children failed or was canceled, or is no longer found (not_found:
        deleted while watched); the last lines name the children that did not complete;
        result: the job's result is gone, its stored object no longer exists (blob_not_found)
