@@ -15,13 +15,13 @@ from pydantic import BaseModel
 
 from chalicelib.defaults import (
     HANDLER_GIVE_UP_WRITE_S,
-    OUTCOME_RETRY_FIRST_WAIT_S,
-    OUTCOME_RETRY_MAX_WAIT_S,
-    OUTCOME_RETRY_PATIENCE_S,
     MAX_ANSWER_BYTES,
     MAX_ERROR_MESSAGE_CHARS,
     MAX_JSON_DEPTH,
     MAX_TRACEBACK_LOG_CHARS,
+    OUTCOME_RETRY_FIRST_WAIT_S,
+    OUTCOME_RETRY_MAX_WAIT_S,
+    OUTCOME_RETRY_PATIENCE_S,
 )
 from chalicelib.domain.errors import (
     DeadLetterOwedError,
@@ -92,6 +92,7 @@ class AttemptOutcomes:
         did through its ctx: canceled, failed `timeout`, ended early, or completed. While the
         store does not answer it is written again (`_patiently`), until `ends_by` on the clock
         at the latest (None: OUTCOME_RETRY_PATIENCE_S is the only bound)."""
+
         def patiently(write: Callable[[], Job]) -> Job:
             return self._patiently(reporter.job, write, ends_by)
 
