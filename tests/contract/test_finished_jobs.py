@@ -112,3 +112,18 @@ def test_a_purge_cut_off_leaves_no_job_to_read_and_a_repeat_finishes_it(adapters
     assert adapters.store.runs(job.id) == [] and adapters.artifacts.list(job.id).artifacts == []
     assert list(adapters.blobs.keys_older_than(f"jobs/{job.id}/", cutoff.replace(year=2100))) == [[]]
     assert adapters.finished.purge(job.id) == 0
+
+
+def test_finished_before_takes_the_cutoff_day_up_to_the_cutoff_and_not_the_cutoff_itself(adapters):
+    """The window's last day is read too, up to the cutoff: a job finished that morning is past
+    its retention; one finished at the very cutoff or after it is not yet."""
+    morning = _finished(1, "2026-01-05T09:59:59.999Z")
+    at_cutoff = _finished(2, "2026-01-05T10:00:00.000Z")
+    later = _finished(3, "2026-01-05T10:00:00.001Z")
+    first_day = _finished(4, "2026-01-01T00:00:00.000Z")
+    for job in (morning, at_cutoff, later, first_day):
+        adapters.store.create(job)
+    since = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)  # the whole first day, not from noon
+    cutoff = datetime(2026, 1, 5, 10, tzinfo=timezone.utc)
+    found = [i for page in adapters.finished.finished_before(cutoff, since=since) for i in page]
+    assert sorted(found) == sorted([morning.id, first_day.id])
