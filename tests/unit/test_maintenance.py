@@ -5,7 +5,12 @@ import pytest
 from chalicelib.adapters.memory import InMemoryFinishedJobs
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
 from chalicelib.adapters.memory_stats import InMemoryStatsStore
-from chalicelib.defaults import CLEANUP_MAX_FAILURES_IN_A_ROW, CLEANUP_MAX_FOLLOW_UPS
+from chalicelib.defaults import (
+    CLEANUP_FAILURES_SHOWN,
+    CLEANUP_MAX_FAILURES_IN_A_ROW,
+    CLEANUP_MAX_FOLLOW_UPS,
+    CLEANUP_STOP_MARGIN_MS,
+)
 from chalicelib.domain.errors import InvalidArtifactError, JobCancelledError, StoreUnavailableError
 from chalicelib.domain.job import Job, isoformat
 from chalicelib.domain.stats import delta_for
@@ -146,6 +151,8 @@ def test_cleanup_stops_within_a_page_when_time_runs_short(clock):
     assert result["complete"] is False
     assert 0 < result["jobs_deleted"] == len(finished.purged) < 100 and result["items_deleted"] == 2 * len(finished.purged)
     assert 8_000 - spent_ms[0] >= 4_000, "the stop margin was spent on the page"
+    # 8 s, 7.9 s, ... 5 s (the margin) each purge a job; at 4.9 s it stops, as between pages
+    assert result["jobs_deleted"] == 31
 
 
 def test_a_job_that_cannot_be_purged_is_skipped_counted_and_the_jobs_behind_it_are_deleted(tasks, store, clock, blobs):
@@ -173,21 +180,45 @@ def test_a_job_that_cannot_be_purged_is_skipped_counted_and_the_jobs_behind_it_a
     assert set(store._jobs) == {"old-1"} and list(blobs.objects) == ["jobs/old-1/artifacts/big.bin"]
 
 
+def test_a_run_names_the_first_failures_only_and_counts_them_all(tasks, store, clock):
+    """Failures with a deleted job between them are no outage, however many: the count in a
+    row starts again after each job deleted; all are counted, the first CLEANUP_FAILURES_SHOWN
+    named, so the task's result stays small."""
+    for n in range(3 * CLEANUP_MAX_FAILURES_IN_A_ROW):
+        finished_job(store, clock, f"old-{n:02d}", 30)
+    real_purge = tasks._finished.purge
+
+    def purge(job_id):  # one job deleted, then one short of an outage failing, three times
+        if int(job_id[-2:]) % CLEANUP_MAX_FAILURES_IN_A_ROW:
+            raise StoreUnavailableError("the bucket refused")
+        return real_purge(job_id)
+
+    tasks._finished.purge = purge
+    result = tasks.cleanup_runs(24)
+    assert result["complete"] and result["jobs_deleted"] == 3
+    assert result["jobs_failed"] == 3 * (CLEANUP_MAX_FAILURES_IN_A_ROW - 1)
+    failing = [f"old-{n:02d}" for n in range(3 * CLEANUP_MAX_FAILURES_IN_A_ROW) if n % CLEANUP_MAX_FAILURES_IN_A_ROW]
+    assert [f["job_id"] for f in result["failures"]] == failing[:CLEANUP_FAILURES_SHOWN]
+
+
 def test_purges_failing_one_after_another_fail_the_run(tasks, store, clock):
     """Every purge failing is an outage, not one job: the run fails (and its attempt is retried)
     instead of marking every job of the index for deletion and deleting none."""
     for n in range(CLEANUP_MAX_FAILURES_IN_A_ROW + 5):
         finished_job(store, clock, f"old-{n:02d}", 30)
     attempted = []
+    real_purge = tasks._finished.purge
 
-    def purge(job_id):
+    def purge(job_id):  # the first job is deleted; then the bucket stops answering
         attempted.append(job_id)
+        if job_id == "old-00":
+            return real_purge(job_id)
         raise StoreUnavailableError("the bucket does not answer")
 
     tasks._finished.purge = purge
     with pytest.raises(StoreUnavailableError):
         tasks.cleanup_runs(24)
-    assert len(attempted) == CLEANUP_MAX_FAILURES_IN_A_ROW
+    assert len(attempted) == 1 + CLEANUP_MAX_FAILURES_IN_A_ROW
 
 
 def test_only_a_cleanup_that_ran_out_of_time_having_deleted_something_is_continued_and_not_forever():
@@ -214,8 +245,10 @@ def test_cleanup_temp_files_removes_only_old_objects_under_the_prefix(tasks, blo
     blobs.put("jobs/j/payload.json", b"{}", "application/json")
     clock.advance(2 * 3600)
     blobs.put("tmp/new", b"2", "text/plain")
-    result = tasks.cleanup_temp_files(1)
+    # with the stop margin left exactly, it still deletes (it stops with less, as cleanup_runs)
+    result = tasks.cleanup_temp_files(1, TaskControl(remaining_ms=lambda: CLEANUP_STOP_MARGIN_MS))
     assert result["objects_deleted"] == 1 and set(blobs.objects) == {"jobs/j/payload.json", "tmp/new"}
+    assert result["complete"]
 
 
 def test_cleanup_temp_files_sees_a_cancel_and_its_time_on_pages_of_recent_objects_only(tasks, blobs, clock):
