@@ -4,8 +4,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
+from botocore.exceptions import ClientError
 
+from chalicelib.defaults import BATCH_WRITE_MAX
 from chalicelib.domain.errors import ArtifactNotFoundError, BlobNotFoundError, StoreUnavailableError
+from chalicelib.domain.job import Run
 from chalicelib.domain.status import JobStatus
 from chalicelib.ports import ChangeSet, JobQuery
 from tests.contract.test_job_store import big, make_job, running
@@ -127,3 +130,65 @@ def test_finished_before_takes_the_cutoff_day_up_to_the_cutoff_and_not_the_cutof
     cutoff = datetime(2026, 1, 5, 10, tzinfo=timezone.utc)
     found = [i for page in adapters.finished.finished_before(cutoff, since=since) for i in page]
     assert sorted(found) == sorted([morning.id, first_day.id])
+
+
+class _SecondBatchFails:
+    """The table's client, whose second BatchWriteItem is refused: a purge cut off between its
+    batches of item deletes."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+        self.batches = 0
+
+    def batch_write_item(self, **request):
+        self.batches += 1
+        if self.batches == 2:
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "try again"}}, "BatchWriteItem")
+        return self._client.batch_write_item(**request)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+class _ArtifactDeletesFail:
+    """The in-memory artifacts, whose deletion fails: a purge cut off between its runs and its job."""
+
+    def __init__(self, artifacts) -> None:
+        self._artifacts = artifacts
+
+    def delete_all(self, job_id):
+        raise StoreUnavailableError("could not delete job items")
+
+    def __getattr__(self, name):
+        return getattr(self._artifacts, name)
+
+
+def test_a_purge_cut_off_among_its_item_deletes_keeps_the_job_to_find_it_again(adapters):
+    """More items than one batch deletes: the job's own item goes last, so a purge cut off
+    before it leaves the job in the index and the next run removes the rest (not orphaned).
+    Artifacts sort before the job's item and runs after it: enough of both to put it in the
+    first batch unless it is moved last."""
+    job = running(adapters.store, make_job(1))
+    for attempt in range(2, 8):  # tried again six times: seven runs
+        job = adapters.store.apply(job, JobStatus.RUNNING, ChangeSet({"status": JobStatus.QUEUED}))
+        job = adapters.store.apply(job, JobStatus.QUEUED, ChangeSet(
+            {"status": JobStatus.RUNNING, "attempts": attempt},
+            run=Run(job_id=job.id, attempt=attempt, status=JobStatus.RUNNING, started_at="2026-01-01T00:01:00.000Z")))
+    job = adapters.store.apply(job, JobStatus.RUNNING, ChangeSet({"status": JobStatus.COMPLETED,
+                                                                 "finished_at": "2026-01-01T00:02:00.000Z"}))
+    for n in range(BATCH_WRITE_MAX - 5):
+        adapters.artifacts.put(job.id, f"part-{n:02d}.txt", b"x", "text/plain")
+    assert len(adapters.store.runs(job.id)) + BATCH_WRITE_MAX - 5 + 1 > BATCH_WRITE_MAX
+    if adapters.kind == "memory":
+        cut = type(adapters.finished)(adapters.store, _ArtifactDeletesFail(adapters.artifacts), adapters.blobs)
+    else:
+        cut = type(adapters.finished)(_SecondBatchFails(adapters.finished._ddb), adapters.finished._table,
+                                      adapters.blobs)
+    with pytest.raises(StoreUnavailableError):
+        cut.purge(job.id)
+    since = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    cutoff = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    assert [i for page in adapters.finished.finished_before(cutoff, since=since) for i in page] == [job.id]
+    assert adapters.finished.purge(job.id) >= 1
+    assert adapters.store.runs(job.id) == [] and adapters.artifacts.list(job.id).artifacts == []
+    assert all(page == [] for page in adapters.finished.finished_before(cutoff, since=since))
