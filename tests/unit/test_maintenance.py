@@ -419,3 +419,27 @@ def test_a_retried_attempt_of_a_cleanup_that_enqueued_its_continuation_enqueues_
     continuation = store.get(results[0]["continued_by"], mark_gone=False)
     assert continuation.status == JobStatus.QUEUED and continuation.payload["follow_up"] == 1
     assert [m.job_id for m in queue.drain()] == [continuation.id], "one message: the first attempt's"
+
+
+def test_a_cleanup_that_completed_through_its_job_type_enqueues_no_continuation(tasks, store, queue, clock):
+    """Only a run that ran out of time is continued: one that completed, given the lifecycle's
+    submit, starts no other run (a chain that never ends would run clean-ups forever)."""
+    from types import SimpleNamespace
+
+    from chalicelib.job_types import build_registry
+    from chalicelib.job_types.maintenance import with_maintenance
+    from chalicelib.lifecycle import JobLifecycle
+
+    finished_job(store, clock, "old-1", 30)
+    registry = with_maintenance(build_registry(demo_types=False), lambda: tasks,
+                                submit=lambda **request: lifecycle.submit(**request))
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+    job_type = registry.get("maintenance.cleanup_runs")
+    run = lifecycle.submit(tenant="_system", user="schedule", type="maintenance.cleanup_runs",
+                           payload={"max_age_hours": 24})
+    queue.drain()
+    ctx = SimpleNamespace(job=run, progress=lambda *a, **k: None, check_cancelled=lambda: None,
+                          remaining_ms=lambda: 10**6)
+    result = job_type.handler(ctx, job_type.parse_payload({"max_age_hours": 24}))
+    assert result["complete"] and result["jobs_deleted"] == 1 and "continued_by" not in result
+    assert queue.drain() == [] and "old-1" not in store._jobs
