@@ -31,7 +31,7 @@ class FakeQueues:
                     out.append({"name": name, "kind": kind, "priority": priority, "ok": False, "error": "gone"})
                 else:
                     out.append({"name": name, "kind": kind, "priority": priority, "ok": True,
-                                "visible": 2 if kind == "dlq" else 0, "in_flight": 0, "delayed": 0})
+                                "visible": 2 if kind == "dlq" else 3, "in_flight": 0, "delayed": 0})
         return out
 
 
@@ -278,7 +278,7 @@ def test_health_check_reports_each_failure_without_stopping(store, blobs, clock)
     result = tasks.health_check()
     assert result["healthy"] is False and result["problems"] == ["jobs_table", "jobs-low"]
     assert result["checks"]["jobs_table"]["error"].startswith("table jobs") and result["checks"]["bucket"]["ok"]
-    assert result["dead_lettered"] == 6
+    assert result["dead_lettered"] == 6  # the dead-letter queues' messages only, not the queues' own
 
 
 def test_log_statistics_summarises_the_window(tasks, clock):
