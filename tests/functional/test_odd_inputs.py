@@ -9,9 +9,9 @@ import json
 import pytest
 from pydantic import BaseModel
 
-from chalicelib.defaults import MAX_JSON_DEPTH
+from chalicelib.defaults import MAX_JSON_DEPTH, MAX_SCHEDULE_S
 from chalicelib.job_types import registry
-from tests.functional.conftest import auth, drain, receive_all, submit_job, token
+from tests.functional.conftest import auth, drain, get_job, receive_all, submit_job, token
 from tests.functional.test_api import table_items
 from tests.support.chalice_wsgi import wsgi_app
 
@@ -118,6 +118,15 @@ def test_minus_zero_reads_as_zero_where_a_count_is_taken(client, aws):
     assert stored.status_code == 200
     assert client.http.get("/cache/s/z", headers=auth()).body.endswith(b'"value":[0,-0.0],"generation":0,' +
                                                                         b'"cached_at":"' + stored.json_body["cached_at"].encode() + b'"}')
+
+
+def test_a_delay_at_the_schedule_bound_is_kept_and_one_past_it_is_400_writing_nothing(client, aws):
+    held = submit_job(client, {**STEPS, "delay_seconds": MAX_SCHEDULE_S})
+    assert get_job(client, held["id"])["status"] == "queued"
+    items = table_items(aws)
+    refused(client.http.post("/jobs", headers=auth(), body=json.dumps({**STEPS, "delay_seconds": MAX_SCHEDULE_S + 1})),
+            400, "invalid_request")
+    assert table_items(aws) == items
 
 
 class _AnyPayload(BaseModel):
