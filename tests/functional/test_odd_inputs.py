@@ -129,6 +129,13 @@ def test_a_delay_at_the_schedule_bound_is_kept_and_one_past_it_is_400_writing_no
     assert table_items(aws) == items
 
 
+@pytest.mark.parametrize("run_at", ["1900000000", "1900000000000", 1900000000, "2030-01-01T00:00:00"])
+def test_a_run_at_that_is_no_iso_time_with_a_zone_is_400_writing_nothing(client, aws, run_at):
+    refused(client.http.post("/jobs", headers=auth(), body=json.dumps({**STEPS, "run_at": run_at})),
+            400, "invalid_request")
+    assert table_items(aws) == [] and receive_all(aws) == []
+
+
 class _AnyPayload(BaseModel):
     value: object = None
     result_depth: int = 0
