@@ -25,11 +25,12 @@ from chalicelib.domain.job import is_plausible_job_id
         (42, ["42"]),
         ({"jobs": [{"id": "a"}, {"job_id": "b"}, {"id": ["c", "d"]}]}, ["a", "b", "c", "d"]),
         ([["a", ["b"]], "c"], ["a", "b", "c"]),
+        ([{"id": "a", "status": "queued"}, {"job_id": "b", "status": "running", "queue": "high"}], ["a", "b"]),
     ],
     ids=[
         "job_ids", "jobs", "ids", "bare-list", "string", "comma-separated-string",
         "list-of-comma-strings", "comma-string-under-key", "dict-values", "numbers",
-        "single-number", "job-objects", "nested-lists",
+        "single-number", "job-objects", "nested-lists", "job-objects-with-other-fields",
     ],
 )
 def test_accepted_body_forms(body, expected):
