@@ -9,7 +9,7 @@ import json
 import pytest
 from pydantic import BaseModel
 
-from chalicelib.defaults import MAX_JSON_DEPTH, MAX_SCHEDULE_S
+from chalicelib.defaults import MAX_JOB_TYPE_CHARS, MAX_JSON_DEPTH, MAX_SCHEDULE_S
 from chalicelib.job_types import registry
 from tests.functional.conftest import auth, drain, get_job, receive_all, submit_job, token
 from tests.functional.test_api import table_items
@@ -148,6 +148,21 @@ def any_payload():
         lambda ctx, p: json.loads("[" * p.result_depth + "]" * p.result_depth) if p.result_depth else None)
     yield "odd.any"
     registry._types.pop("odd.any")
+
+
+def test_a_job_type_name_at_the_bound_is_taken_and_one_past_it_is_400(client, aws):
+    longest = "odd." + "x" * (MAX_JOB_TYPE_CHARS - 4)
+    registry.register(longest, _AnyPayload, max_attempts=1, timeout_s=10)(lambda ctx, p: None)
+    try:
+        job = submit_job(client, {"type": longest})
+        listed = client.http.get(f"/jobs?type={longest}", headers=auth())
+        assert listed.status_code == 200 and [j["id"] for j in listed.json_body["jobs"]] == [job["id"]]
+    finally:
+        registry._types.pop(longest)
+    items = table_items(aws)
+    refused(client.http.post("/jobs", headers=auth(), body=json.dumps({"type": longest + "x"})), 400, "invalid_request")
+    refused(client.http.get(f"/jobs?type={longest}x", headers=auth()), 400, "invalid_request")
+    assert table_items(aws) == items
 
 
 def nested(depth: int) -> str:
