@@ -9,7 +9,7 @@ import json
 import pytest
 from pydantic import BaseModel
 
-from chalicelib.defaults import MAX_JOB_TYPE_CHARS, MAX_JSON_DEPTH, MAX_SCHEDULE_S
+from chalicelib.defaults import MAX_CACHE_NAME_CHARS, MAX_JOB_TYPE_CHARS, MAX_JSON_DEPTH, MAX_LISTING_PAGE, MAX_SCHEDULE_S
 from chalicelib.job_types import registry
 from tests.functional.conftest import auth, drain, get_job, receive_all, submit_job, token
 from tests.functional.test_api import table_items
@@ -134,6 +134,23 @@ def test_a_run_at_that_is_no_iso_time_with_a_zone_is_400_writing_nothing(client,
     refused(client.http.post("/jobs", headers=auth(), body=json.dumps({**STEPS, "run_at": run_at})),
             400, "invalid_request")
     assert table_items(aws) == [] and receive_all(aws) == []
+
+
+def test_a_scope_at_the_name_bound_is_kept_and_one_past_it_is_400_writing_nothing(client, aws):
+    longest = "s" * MAX_CACHE_NAME_CHARS
+    job = submit_job(client, {**STEPS, "scope": longest})
+    assert get_job(client, job["id"])["scope"] == longest
+    items = table_items(aws)
+    refused(client.http.post("/jobs", headers=auth(), body=json.dumps({**STEPS, "scope": longest + "s"})),
+            400, "invalid_request")
+    assert table_items(aws) == items
+
+
+def test_a_listing_page_at_the_bound_is_served_and_one_past_it_is_400(client, aws):
+    job = submit_job(client, STEPS)
+    listed = client.http.get(f"/jobs?limit={MAX_LISTING_PAGE}", headers=auth())
+    assert listed.status_code == 200 and [j["id"] for j in listed.json_body["jobs"]] == [job["id"]]
+    refused(client.http.get(f"/jobs?limit={MAX_LISTING_PAGE + 1}", headers=auth()), 400, "invalid_request")
 
 
 class _AnyPayload(BaseModel):
