@@ -60,6 +60,14 @@ def test_requests_without_a_valid_token_are_401(client, headers, fragment):
     assert response.status_code == 401
     assert response.json_body["error"]["code"] == "unauthorized"
     assert fragment in response.json_body["error"]["message"]
+    assert response.headers["WWW-Authenticate"] == "Bearer"  # RFC 6750: the scheme a client must use
+
+
+def test_only_a_401_names_the_authentication_scheme(client):
+    """Another refusal of an authenticated request (a 404) does not ask for credentials again."""
+    response = client.http.get("/jobs/no-such-job", headers=auth())
+    assert response.status_code == 404
+    assert "WWW-Authenticate" not in response.headers
 
 
 def test_token_signed_with_another_secret_is_401(client):
