@@ -70,3 +70,22 @@ def log_lines(monkeypatch):
     monkeypatch.setattr(logger._logger, "handlers", [handler])
     yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
     logger.clear_state()
+
+
+def fail_owing_its_letter(lifecycle: JobLifecycle, queue: InMemoryJobQueue) -> None:
+    """The job whose message is on `queue` claimed and failed for good while the dead-letter
+    queue does not answer: it reads `failed`, owing its letter (DeadLetterOwedError raised and
+    taken here); the queue answers again afterwards."""
+    from chalicelib.domain.errors import DeadLetterOwedError
+    from chalicelib.domain.job import JobErrorInfo
+
+    running = lifecycle.claim(queue.drain()[0]).job
+    queue.fail_sends = True
+    try:
+        lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=False)
+    except DeadLetterOwedError:
+        pass
+    else:
+        raise AssertionError("the job's letter was parked: the dead-letter queue answered")
+    finally:
+        queue.fail_sends = False

@@ -20,6 +20,7 @@ from chalicelib.job_types import build_registry
 from chalicelib.job_types.maintenance import with_maintenance
 from chalicelib.lifecycle import ClaimOutcome, JobLifecycle, ReconcileOutcome, retry_delay_s
 from chalicelib.ports import ChangeSet, JobMessage
+from tests.unit.conftest import fail_owing_its_letter
 
 STEPS = {"steps": 4, "step_ms": 0}
 
@@ -620,11 +621,7 @@ def test_an_owed_letter_parked_while_the_store_does_not_answer_leaves_the_job_ow
     the job as it read it, the mark left (a later delivery parks the letter again rather than
     never), instead of with nothing."""
     job = submit(lifecycle)
-    running = lifecycle.claim(queue.drain()[0]).job
-    queue.fail_sends = True
-    with pytest.raises(DeadLetterOwedError):
-        lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=False)
-    queue.fail_sends = False
+    fail_owing_its_letter(lifecycle, queue)
     owing = store.get(job.id, mark_gone=False)
 
     def does_not_answer(*args, **kwargs):

@@ -388,6 +388,22 @@ def test_the_maintenance_job_types_run_the_tasks_they_were_given(tasks):
     assert given == ["built"] and result["complete"] is True and result["checks"]["jobs_table"] == {"ok": True}
 
 
+def submitted_cleanup(tasks, store, queue, clock):
+    """The cleanup_runs job type over `tasks`, its continuations submitted through the real
+    lifecycle, and a run of it submitted (its message taken off the queue): (job type, run)."""
+    from chalicelib.job_types import build_registry
+    from chalicelib.job_types.maintenance import with_maintenance
+    from chalicelib.lifecycle import JobLifecycle
+
+    registry = with_maintenance(build_registry(demo_types=False), lambda: tasks,
+                                submit=lambda **request: lifecycle.submit(**request))
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+    run = lifecycle.submit(tenant="_system", user="schedule", type="maintenance.cleanup_runs",
+                           payload={"max_age_hours": 24})
+    queue.drain()
+    return registry.get("maintenance.cleanup_runs"), run
+
+
 def test_a_retried_attempt_of_a_cleanup_that_enqueued_its_continuation_enqueues_none_more(store, queue, clock):
     """The continuation is enqueued by the handler before its run's completion is written: a
     worker that dies between the two leaves the run to its lease, and the retried attempt, running
@@ -395,22 +411,12 @@ def test_a_retried_attempt_of_a_cleanup_that_enqueued_its_continuation_enqueues_
     second chain or failing on it."""
     from types import SimpleNamespace
 
-    from chalicelib.job_types import build_registry
-    from chalicelib.job_types.maintenance import with_maintenance
-    from chalicelib.lifecycle import JobLifecycle
-
     class OutOfTime:
         def run(self, task, payload, control):
             return {"max_age_hours": payload["max_age_hours"], "jobs_deleted": 3, "complete": False,
                     "follow_up": payload.get("follow_up", 0)}
 
-    registry = with_maintenance(build_registry(demo_types=False), lambda: OutOfTime(),
-                                submit=lambda **request: lifecycle.submit(**request))
-    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
-    job_type = registry.get("maintenance.cleanup_runs")
-    run = lifecycle.submit(tenant="_system", user="schedule", type="maintenance.cleanup_runs",
-                           payload={"max_age_hours": 24})
-    queue.drain()
+    job_type, run = submitted_cleanup(OutOfTime(), store, queue, clock)
     results = []
     for attempt in (1, 2):  # the first attempt's worker dies once its handler returned
         ctx = SimpleNamespace(job=run.model_copy(update={"attempts": attempt}), progress=lambda *a, **k: None,
@@ -428,18 +434,8 @@ def test_a_cleanup_that_completed_through_its_job_type_enqueues_no_continuation(
     submit, starts no other run (a chain that never ends would run clean-ups forever)."""
     from types import SimpleNamespace
 
-    from chalicelib.job_types import build_registry
-    from chalicelib.job_types.maintenance import with_maintenance
-    from chalicelib.lifecycle import JobLifecycle
-
     finished_job(store, clock, "old-1", 30)
-    registry = with_maintenance(build_registry(demo_types=False), lambda: tasks,
-                                submit=lambda **request: lifecycle.submit(**request))
-    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
-    job_type = registry.get("maintenance.cleanup_runs")
-    run = lifecycle.submit(tenant="_system", user="schedule", type="maintenance.cleanup_runs",
-                           payload={"max_age_hours": 24})
-    queue.drain()
+    job_type, run = submitted_cleanup(tasks, store, queue, clock)
     ctx = SimpleNamespace(job=run, progress=lambda *a, **k: None, check_cancelled=lambda: None,
                           remaining_ms=lambda: 10**6)
     result = job_type.handler(ctx, job_type.parse_payload({"max_age_hours": 24}))

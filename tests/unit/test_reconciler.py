@@ -23,6 +23,7 @@ from chalicelib.defaults import (
 from chalicelib.ports import JobMessage
 from chalicelib.lifecycle import ClaimOutcome
 from chalicelib.reconciler import Reconciler
+from tests.unit.conftest import fail_owing_its_letter
 
 STEPS = {"steps": 2, "step_ms": 0}
 
@@ -227,11 +228,7 @@ def test_an_owed_letter_sqs_moved_itself_is_found_and_not_parked_again(lifecycle
     clears the mark: a redrive of that message is acknowledged, where the claim used to park
     it a second time, and GET /api/system/dlq showed it again after every redrive."""
     job = submit(lifecycle)
-    running = lifecycle.claim(queue.drain()[0]).job
-    queue.fail_sends = True
-    with pytest.raises(DeadLetterOwedError):
-        lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=False)
-    queue.fail_sends = False
+    fail_owing_its_letter(lifecycle, queue)
     assert store.get(job.id, mark_gone=False).dead_letter_owed == 1
     queue.dead.append((JobMessage(job.id, 1), {}))  # SQS's redrive policy moved it: its 10th receive failed
     assert reconciler.run_pass().counts == {"owed_letter_found": 1}
