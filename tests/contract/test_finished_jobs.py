@@ -73,22 +73,24 @@ def test_purge_removes_the_job_its_runs_artifacts_and_objects(adapters):
     assert adapters.finished.purge(job.id) == 0
 
 
-class _DeletesFail:
-    """The adapters' own blob store, whose deletes do not go through: a purge cut off there."""
+class _Refusing:
+    """One of the adapters' own parts whose `method` does not go through (StoreUnavailableError
+    saying `why`): a purge cut off there. Every other call reaches the part itself."""
 
-    def __init__(self, blobs) -> None:
-        self._blobs = blobs
-
-    def delete(self, keys):
-        raise StoreUnavailableError("could not delete objects")
+    def __init__(self, part, method: str, why: str) -> None:
+        self._part, self._method, self._why = part, method, why
 
     def __getattr__(self, name):
-        return getattr(self._blobs, name)
+        if name == self._method:
+            def refused(*args, **kwargs):
+                raise StoreUnavailableError(self._why)
+            return refused
+        return getattr(self._part, name)
 
 
 def _cut_off(adapters):
     """A FinishedJobs over the same store whose purge stops at the objects' deletion."""
-    failing = _DeletesFail(adapters.blobs)
+    failing = _Refusing(adapters.blobs, "delete", "could not delete objects")
     if adapters.kind == "memory":
         return type(adapters.finished)(adapters.store, adapters.artifacts, failing)
     return type(adapters.finished)(adapters.finished._ddb, adapters.finished._table, failing)
@@ -150,19 +152,6 @@ class _SecondBatchFails:
         return getattr(self._client, name)
 
 
-class _ArtifactDeletesFail:
-    """The in-memory artifacts, whose deletion fails: a purge cut off between its runs and its job."""
-
-    def __init__(self, artifacts) -> None:
-        self._artifacts = artifacts
-
-    def delete_all(self, job_id):
-        raise StoreUnavailableError("could not delete job items")
-
-    def __getattr__(self, name):
-        return getattr(self._artifacts, name)
-
-
 def test_a_purge_cut_off_among_its_item_deletes_keeps_the_job_to_find_it_again(adapters):
     """More items than one batch deletes: the job's own item goes last, so a purge cut off
     before it leaves the job in the index and the next run removes the rest (not orphaned).
@@ -180,7 +169,8 @@ def test_a_purge_cut_off_among_its_item_deletes_keeps_the_job_to_find_it_again(a
         adapters.artifacts.put(job.id, f"part-{n:02d}.txt", b"x", "text/plain")
     assert len(adapters.store.runs(job.id)) + BATCH_WRITE_MAX - 5 + 1 > BATCH_WRITE_MAX
     if adapters.kind == "memory":
-        cut = type(adapters.finished)(adapters.store, _ArtifactDeletesFail(adapters.artifacts), adapters.blobs)
+        refusing = _Refusing(adapters.artifacts, "delete_all", "could not delete job items")
+        cut = type(adapters.finished)(adapters.store, refusing, adapters.blobs)
     else:
         cut = type(adapters.finished)(_SecondBatchFails(adapters.finished._ddb), adapters.finished._table,
                                       adapters.blobs)
