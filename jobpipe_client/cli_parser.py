@@ -47,7 +47,17 @@ class _Parser(argparse.ArgumentParser):
     """Usage errors as one line on stderr (argparse prints the whole usage by default)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}{_payload_hint(message)} "
+                                  f"(see '{self.prog} --help')\n")
+
+
+def _payload_hint(message: str) -> str:
+    """A word on --payload when what argparse did not recognise is a JSON object or an @file:
+    `jobpipe submit demo.steps '{"steps": 3}'` is the first thing many type."""
+    extras = message.partition("unrecognized arguments: ")[2]
+    if extras and any(word.startswith(("{", "@")) for word in extras.split()):
+        return "; a job's payload goes after --payload: jobpipe submit TYPE --payload '{...}'"
+    return ""
 
 
 def build_parser() -> argparse.ArgumentParser:
