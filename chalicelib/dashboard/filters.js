@@ -83,11 +83,13 @@ function listPath(cursor) {
 }
 
 // The rows the filters no longer show go at once: until the new listing answers (or while it
-// fails) the rows shown, marked busy, are only those matching the filters chosen.
+// fails) the rows shown, marked busy, are only those matching the filters chosen. A job that
+// left the view of the filters left may be in these at that very version: `left` starts anew.
 function applyFilters() {
   state.filters.status = $("filter-status").value;
   state.filters.type = $("filter-type").value;
   state.filters.limit = Number($("page-size").value) || 25;
+  state.left.clear();
   var left = Array.from(state.jobs.values()).filter(function (job) { return !shown(job); });
   left.forEach(function (job) { drop(job.id); });
   if (left.length) jobpipe.order();

@@ -32,7 +32,7 @@ var $ = function (id) { return document.getElementById(id); };
 var state = {
   jobs: new Map(),   // id -> job, as last seen
   rows: new Map(),   // id -> row view
-  left: new Map(),   // id -> version at which the job left the status filter's view
+  left: new Map(),   // id -> version at which the job left the filters' view (cleared when they change)
   gone: new Set(),   // ids shown that the batch status answered not_found: not polled
   pollTags: new Map(), // ids of a poll's batch -> the ETag of its last answer
   listTag: "",       // the ETag of the current listing's first page, as last merged

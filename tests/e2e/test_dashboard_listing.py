@@ -64,6 +64,48 @@ def test_a_job_that_leaves_the_status_filter_leaves_the_view(page, api):
     expect(page.get_by_text("No running jobs.")).to_be_visible()
 
 
+@pytest.mark.parametrize("listing", ["status filter", "Refresh"])
+def test_a_listing_asked_before_a_job_left_the_view_does_not_bring_it_back(page, api, listing):
+    """A listing that replaces the jobs shown (a status filter chosen, Refresh) is slow; the
+    rows it will replace are polled meanwhile, and one poll sees a job leave the `running`
+    view. The listing then answers with the job as it was before: it stays gone. Choosing the
+    status it left for shows it at once, at that very version."""
+    paused_clock(page)  # its time moves only by let_time_pass, however busy the machine
+    started = {"attempts": 1, "started_at": "2026-01-15T10:00:00.000Z"}
+    leaving, staying = api.add(status="running", **started), api.add(status="running", **started)
+    api.add(status="completed", **started, finished_at="2026-01-15T10:00:05.000Z")
+    api.open()
+    expect(page.locator("tr.job")).to_have_count(3)
+    status = page.get_by_label("Status", exact=True)
+    if listing == "Refresh":
+        status.select_option("running")
+        api.settle()
+        api.hold_next = "/jobs"
+        page.get_by_role("button", name="Refresh").click()
+    else:
+        api.hold_next = "/jobs"
+        status.select_option("running")
+    api.settle()
+    assert api.held and "if-none-match" not in api.held[0].request.headers  # the replacing listing
+    expect(page.locator("#jobs-table")).to_have_attribute("aria-busy", "true")
+    api.update(leaving["id"], status="completed", finished_at="2026-01-15T10:00:09.000Z",
+               progress={**leaving["progress"], "percent": 100.0})
+    let_time_pass(api, 12, step_s=1)
+    expect(row(page, leaving["id"])).to_have_count(0)
+    api.jobs[leaving["id"]] = {**api.jobs[leaving["id"]], "status": "running", "version": 1}  # the held listing's view
+    api.release()
+    api.jobs[leaving["id"]].update(status="completed", version=2)
+    api.settle()
+    expect(page.locator("#jobs-table")).not_to_have_attribute("aria-busy", "true")
+    assert row(page, leaving["id"]).count() == 0  # at once: a later poll would hide it again
+    expect(row(page, staying["id"])).to_have_attribute("data-status", "running")
+    expect(page.locator("#summary .status-running .chip-count")).to_have_text("1")
+    status.select_option("completed")
+    api.settle()
+    expect(row(page, leaving["id"])).to_have_attribute("data-status", "completed")
+    expect(page.locator("tr.job")).to_have_count(2)
+
+
 def shown_ids(page: Page) -> list[str]:
     return page.locator("tr.job").evaluate_all("rows => rows.map(r => r.dataset.jobId)")
 
