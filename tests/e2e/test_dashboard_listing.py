@@ -13,6 +13,7 @@ from tests.e2e.dashboard_pages import JOB_TYPES, OFFLINE_ORIGIN, let_time_pass, 
 
 
 def test_load_more_is_gone_while_another_listing_is_on_its_way(page, api):
+    paused_clock(page)  # no list refresh comes due to take the filter's hold, however slow the machine
     for _ in range(30):
         api.add(status="completed", type="demo.steps")
     api.add(status="completed", type="demo.sleep")
@@ -231,6 +232,7 @@ def test_a_listing_on_its_way_says_so_instead_of_showing_no_jobs(page, api):
     """On a slow stack the first listing (or a new filter's) takes seconds: until it answers
     the page says it is loading, and the rows of the filter left are marked busy, instead of
     an empty table (or rows of another filter) passing for the answer."""
+    paused_clock(page)  # no list refresh comes due to take a filter's hold, however slow the machine
     done = api.add(status="completed", attempts=1, started_at="2026-01-15T10:00:00.000Z", finished_at="2026-01-15T10:00:01.000Z")
     failed = api.add(status="failed", attempts=1, started_at="2026-01-15T10:00:00.000Z", finished_at="2026-01-15T10:00:01.000Z",
                      error={"code": "handler_error", "message": "boom"})
