@@ -24,13 +24,16 @@ from jobpipe_client.waiting import holds_claim_check, read_whole
 
 
 def _check_watch_flags(args: argparse.Namespace) -> None:
-    """UsageError for a flag that bounds a watch given without --watch."""
+    """UsageError for a flag that bounds or shapes a watch given without --watch."""
     if args.timeout is not None and not args.watch:
         raise UsageError("--timeout needs --watch: it bounds the wait for the job "
                          "(--request-timeout bounds each request)")
     if args.give_up_after is not None and not args.watch:
         raise UsageError("--give-up-after needs --watch: it bounds how long the watch rides out "
                          "polls that get no answer")
+    if not args.children and not args.watch:
+        raise UsageError("--no-children needs --watch: it makes the watch follow the job alone, "
+                         "not the children it spawns")
 
 
 class Commands:
@@ -169,14 +172,15 @@ class Commands:
 
     def _watch(self, jobs: list[dict[str, Any]], args: argparse.Namespace, *, as_json: bool = False,
                single: bool = False, started: Optional[float] = None) -> int:
-        """Follow `jobs` and their children (the jobs their handlers spawned, theirs in turn) to
-        their end, --timeout counted from `started` (the client's clock; None: now); exit 0 only
-        when every one of them completed. Polls that get no answer are ridden out: on a terminal a
+        """Follow `jobs` and their children (the jobs their handlers spawned, theirs in turn; with
+        --no-children `jobs` alone) to their end, --timeout counted from `started` (the client's
+        clock; None: now); exit 0 only when every one of them completed. Polls that get no answer are ridden out: on a terminal a
         `reconnecting` status line under the bars; elsewhere one line on stderr as an outage
         begins and one as it ends; with --json nothing (stdout is the jobs, stderr the failure)."""
         give_up_after = DEFAULT_GIVE_UP_AFTER_S if args.give_up_after is None else args.give_up_after
         if as_json:
-            final = self.client.wait_many(jobs, timeout=args.timeout, give_up_after=give_up_after, started=started)
+            final = self.client.wait_many(jobs, timeout=args.timeout, give_up_after=give_up_after, started=started,
+                                          children=args.children)
             self._json(next(iter(final.values())) if single else list(final.values()))
             return exit_code(final)
         board = ProgressBoard(self.out, watched=[job["id"] for job in jobs])
@@ -192,7 +196,8 @@ class Commands:
         try:
             with board:
                 final = self.client.wait_many(jobs, timeout=args.timeout, on_change=board.update,
-                                              give_up_after=give_up_after, on_outage=on_outage, started=started)
+                                              give_up_after=give_up_after, on_outage=on_outage, started=started,
+                                              children=args.children)
         finally:
             board.summary()
         return exit_code(final)

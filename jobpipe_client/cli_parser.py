@@ -24,8 +24,9 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a command whos
 EXIT_TERMINATED = 143  # 128 + SIGTERM: what a shell reports for a command that SIGTERM ended
 STATUSES = ("queued", "running", "retrying", "completed", "failed", "canceled")
 EXIT_CODES = f"""exit codes:
-  0    done: every watched job, and every child it spawned, completed (status, result, list, cancel,
-       artifacts, a plain submit or rerun: the answer was shown; artifact: it was written)
+  0    done: every watched job, and every child it spawned, completed (with --no-children: the
+       watched jobs alone; status, result, list, cancel, artifacts, a plain submit or rerun: the
+       answer was shown; artifact: it was written)
   1    a watched job or one of its children failed or was canceled, or is no longer found (not_found:
        deleted while watched); the last lines name the children that did not complete;
        result: the job's result is gone, its stored object no longer exists (blob_not_found)
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--timeout", type=parse_wait_timeout, metavar="SECONDS",
                        help="give up after SECONDS in all (exit 4)")
     _give_up_flag(watch)
+    _children_flag(watch, "the jobs named", "they have")
     _json_flag(watch, "no progress display; a JSON list of the jobs as they ended, their children after them")
 
     artifacts = commands.add_parser("artifacts", parents=[connection], help="list a job's artifacts")
@@ -158,11 +160,12 @@ def _start_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _watch_flags(parser: argparse.ArgumentParser, what: str) -> None:
-    """Following the job a command made: --watch, --timeout, --give-up-after, --json."""
+    """Following the job a command made: --watch, --timeout, --give-up-after, --no-children, --json."""
     parser.add_argument("--watch", action="store_true", help=f"follow {what} until it ends")
     parser.add_argument("--timeout", type=parse_wait_timeout, metavar="SECONDS",
                         help="with --watch: give up after SECONDS in all (exit 4)")
     _give_up_flag(parser, "with --watch: ")
+    _children_flag(parser, what, "it has", "with --watch: ")
     _json_flag(parser, f"{what} as the API returns it (with --watch: as it ended)")
 
 
@@ -171,6 +174,14 @@ def _give_up_flag(parser: argparse.ArgumentParser, lead: str = "") -> None:
                         help=f"{lead}while the API does not answer (no connection, timeouts, 5xx), keep "
                              f"reconnecting for up to SECONDS of failed polls in a row, then exit 3 "
                              f"(default {DEFAULT_GIVE_UP_AFTER_S:g}; 0 gives up at the first)")
+
+
+def _children_flag(parser: argparse.ArgumentParser, what: str, ended: str, lead: str = "") -> None:
+    """--no-children: `args.children` False, the watch following `what` alone."""
+    parser.add_argument("--no-children", dest="children", action="store_false",
+                        help=f"{lead}follow {what} alone, not the children spawned (theirs in turn): end as "
+                             f"soon as {ended} ended (a fan-out's parent completes while its children "
+                             f"still run)")
 
 
 def _json_flag(parser: argparse.ArgumentParser, what: str) -> None:

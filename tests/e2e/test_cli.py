@@ -58,6 +58,19 @@ def test_watch_of_a_fan_out_follows_its_children_and_exits_1_naming_the_one_that
     assert result.stderr == ""
 
 
+def test_watch_no_children_of_a_fan_out_ends_with_the_parent_and_shows_no_child(stack):
+    """With --no-children the watch follows the parent alone: it ends once the parent has
+    completed, exit 0 though a child fails, and no line names a child."""
+    payload = json.dumps({"children": 3, "steps": 2, "step_ms": 200, "fail_child": 2})
+    parent = jobpipe(stack, "submit", "demo.fanout", "--payload", payload).stdout.strip()
+    result = jobpipe(stack, "watch", parent, "--no-children")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert stack.job(parent)["status"] == "completed"
+    assert result.stdout.splitlines()[-1] == f"{parent} completed" and result.stderr == ""
+    assert "children" not in result.stdout
+    assert not any(child in result.stdout for child in stack.job(parent)["children"])
+
+
 @pytest.mark.parametrize(
     "args, fragment",
     [

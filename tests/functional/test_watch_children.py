@@ -46,3 +46,20 @@ def test_wait_on_a_fan_out_returns_once_its_children_have_ended(app, aws, client
     done = jobpipe.wait(parent)
     assert done["status"] == "completed"
     assert [get_job(client, c)["status"] for c in done["children"]] == ["completed", "completed"]
+
+
+def test_watch_no_children_returns_when_the_parent_ends_and_shows_no_child(app, aws, client):
+    """The parent runs in one pause of the polls and its children only in the next: with
+    --no-children there is no next, the watch ends with the parent, its exit code the parent's
+    (a child set to fail never ran)."""
+    parent = submit_job(client, FANOUT)
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["watch", parent["id"], "--no-children"], environ={}, out=Console(file=out, width=80), err=err,
+                make_client=lambda args, env: make_client(app, aws, client))
+    assert code == 0, out.getvalue() + err.getvalue()
+    done = get_job(client, parent["id"])
+    assert done["status"] == "completed" and len(done["children"]) == 3
+    assert [get_job(client, c)["status"] for c in done["children"]] == ["queued"] * 3
+    lines = out.getvalue().splitlines()
+    assert lines[-1] == f"{parent['id']} completed" and err.getvalue() == ""
+    assert not any(c in out.getvalue() for c in done["children"]) and "children" not in out.getvalue()

@@ -10,6 +10,7 @@ import json
 import pytest
 
 from jobpipe_client import Backoff, JobpipeClient
+from jobpipe_client.cli import build_parser, main
 from tests.support.fake_api import FakeApi
 from tests.support.fake_http import FakeSession, FakeTime
 from tests.unit.test_cli import URL, run_cli
@@ -220,3 +221,105 @@ def test_a_child_that_a_lagging_read_does_not_show_yet_is_asked_again_before_it_
     del gone.jobs[child["id"]]  # removed (retention): not_found twice
     final = make_client(gone).wait_many([parent["id"]])
     assert final[child["id"]]["status"] == "not_found"
+
+
+# -- --no-children -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, children", [
+    (["watch", "p"], True),
+    (["watch", "p", "q", "--no-children"], False),
+    (["submit", "demo.fanout", "--watch"], True),
+    (["submit", "demo.fanout", "--watch", "--no-children"], False),
+    (["rerun", "p", "--watch", "--no-children"], False),
+])
+def test_no_children_is_parsed_as_children_false_on_every_command_that_watches(argv, children):
+    assert build_parser().parse_args(argv).children is children
+
+
+def test_no_children_is_in_the_help_of_the_commands_that_watch(capsys):
+    for command in ("watch", "submit", "rerun"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "--no-children" in text and "alone, not the children spawned" in text, command
+
+
+@pytest.mark.parametrize("argv", [["submit", "demo.fanout", "--no-children"], ["rerun", "j-1", "--no-children"]])
+def test_no_children_without_watch_is_one_line_exit_2_and_nothing_sent(argv):
+    api = FakeApi()
+    result = run_cli(argv, api)
+    assert result.code == 2 and result.out == "" and api.requests == []
+    assert result.err_lines == ["jobpipe: --no-children needs --watch: it makes the watch follow the job alone, "
+                                "not the children it spawns"]
+
+
+@pytest.mark.parametrize("command", [["status", "j-1"], ["list"], ["cancel", "j-1"], ["result", "j-1"],
+                                     ["artifacts", "j-1"]])
+def test_no_children_on_a_command_that_does_not_watch_is_one_line_exit_2(command, capsys):
+    with pytest.raises(SystemExit) as refused:
+        main([*command, "--no-children"], environ={}, make_client=lambda *_: pytest.fail("nothing is sent"))
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and err.splitlines() == [
+        "jobpipe: error: unrecognized arguments: --no-children (see 'jobpipe --help')"]
+
+
+def test_watch_no_children_returns_when_the_parent_ends_and_shows_no_child():
+    """The child never ends: a watch following it would run to its timeout (exit 4)."""
+    api = FakeApi()
+    parent, (child,) = fan_out(api, None)
+    result = run_cli(["watch", parent["id"], "--no-children", "--timeout", "60"], api)
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[-1] == f"{parent['id']} completed"
+    assert child["id"] not in result.out and "children" not in result.out and result.err == ""
+    assert all(child["id"] not in ids for ids in asked_ids(api))
+
+
+def test_watch_no_children_exit_code_is_the_parents_alone():
+    api = FakeApi()
+    parent, (child,) = fan_out(api, FAILED)
+    assert run_cli(["watch", parent["id"]], api).code == 1
+    api = FakeApi()
+    parent, (child,) = fan_out(api, FAILED)
+    assert run_cli(["watch", parent["id"], "--no-children"], api).code == 0
+
+
+def test_watch_no_children_on_a_terminal_has_no_children_row():
+    api = FakeApi()
+    parent, children = fan_out(api, *[None] * 3)
+    result = run_cli(["watch", parent["id"], "--no-children", "--timeout", "60"], api, terminal=True)
+    assert result.code == 0, result.err
+    assert parent["id"][:8] in result.out and "children" not in result.out
+    assert not any(c["id"][:8] in result.out for c in children)
+
+
+def test_watch_json_no_children_lists_the_jobs_named_alone():
+    api = FakeApi()
+    parent, (child,) = fan_out(api, None)
+    result = run_cli(["watch", parent["id"], "--json", "--no-children", "--timeout", "60"], api)
+    assert result.code == 0, result.err
+    assert [(j["id"], j["status"]) for j in json.loads(result.out)] == [(parent["id"], "completed")]
+
+
+def test_submit_watch_no_children_ends_with_the_parent_though_it_spawned_a_child():
+    api = FakeApi()
+    original_add = api.add
+    made = []
+
+    def add_scripted(status="queued", **fields):
+        job = original_add(status, **fields)
+        if not made:  # the submitted parent: running, spawning a child that never ends, then completed
+            made.append(job)
+            child = original_add("running", parent_id=job["id"])
+            api.script(job["id"], {"status": "running", "version": 2, "children": [child["id"]]},
+                       {"status": "completed", "version": 3})
+            made.append(child)
+        return job
+
+    api.add = add_scripted
+    result = run_cli(["submit", "demo.fanout", "--payload", '{"children": 1}', "--watch", "--no-children",
+                      "--timeout", "60"], api)
+    assert len(made) == 2, result.err
+    parent, child = made
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[0] == parent["id"] and result.out.splitlines()[-1] == f"{parent['id']} completed"
+    assert child["id"] not in result.out
