@@ -71,3 +71,16 @@ def test_a_reader_gone_from_a_command_that_made_no_job_is_raised_quietly():
         main(["cancel", "j-1"], environ=ENV, out=Console(file=io.StringIO()), err=(err := io.StringIO()),
              make_client=lambda args, env: RaisingClient(BrokenPipeError()))
     assert err.getvalue() == ""
+
+
+def test_a_refusals_line_names_each_problem_whatever_shape_its_loc_has():
+    """docs: a `loc` that is one value rather than a list is that value; a problem with no
+    `loc` (or a null one) is its message alone; no details add nothing, not `None`."""
+    refused = errors.JobpipeClientError(422, "invalid_payload", "payload is not valid", details=[
+        {"loc": ["steps", 0], "msg": "m1"}, {"loc": "step_ms", "msg": "m2"}, {"loc": None, "msg": "m3"},
+        {"msg": "m4"}])
+    assert refusal_line(refused) == "refused: payload is not valid (invalid_payload): steps.0: m1; step_ms: m2; m3; m4"
+    for none in (None, [], {}):
+        assert errors.describe_details(none) == ""
+        assert refusal_line(errors.JobpipeClientError(400, "invalid_request", "no", details=none)) == \
+            "refused: no (invalid_request)"
