@@ -986,3 +986,11 @@ def test_a_wait_given_status_manys_answer_says_what_it_takes_instead_of_none_is_
         assert "status_many" in raised.value.message and "NoneType" not in str(raised.value)
     assert session.calls == []
     assert client.wait(answer[job["id"]], timeout=5)["status"] == "completed"  # one of its values is a job
+
+
+@pytest.mark.parametrize("kwargs", [{"initial_s": 0}, {"initial_s": -1}, {"initial_s": 5, "maximum_s": 2},
+                                    {"factor": 0.5}])
+def test_a_backoff_that_would_poll_without_pause_or_shrink_is_refused(kwargs):
+    with pytest.raises(ValueError, match="need 0 < initial_s <= maximum_s and factor >= 1"):
+        Backoff(**kwargs)
+    Backoff(initial_s=2, maximum_s=2, factor=1)  # the bounds themselves are taken

@@ -6,7 +6,7 @@ import requests.adapters
 
 from jobpipe_client import JobpipeUnavailableError
 from jobpipe_client.transport import FailoverTransport
-from tests.support.fake_http import FakeSession, FakeTime, failing, make_response
+from tests.support.fake_http import FakeSession, FakeTime, failing, make_response, throttling
 from tests.unit.bad_servers import answering, raising
 
 PRIMARY, FALLBACK, SPARE = "http://primary.test", "http://fallback.test", "http://spare.test"
@@ -96,3 +96,15 @@ def test_a_body_that_is_not_json_is_the_callers_mistake_raised_before_any_url_is
     with pytest.raises(requests.exceptions.InvalidJSONError):
         transport.request("POST", "/jobs", json={"payload": float("nan")})
     assert adapter.sent == []
+
+
+@pytest.mark.parametrize("jitter, pauses", [
+    (lambda: 1.0, [0.05, 0.1, 0.2, 0.4, 0.4]),  # the whole wait, doubled up to the cap
+    (lambda: 0.0, [0.025, 0.05, 0.1, 0.2, 0.2]),  # half of it: never sooner than that
+])
+def test_a_throttles_pauses_are_half_to_all_of_a_wait_doubled_up_to_its_cap(jitter, pauses):
+    time = FakeTime()
+    transport = FailoverTransport([PRIMARY], token="tok", session=FakeSession({PRIMARY: throttling(5, answering(
+        200, {"id": "j-1"}))}), sleep=time.sleep, clock=time.clock, jitter=jitter)
+    assert transport.request("GET", "/jobs/j-1").status_code == 200
+    assert time.sleeps == pytest.approx(pauses) and transport.throttled == 5
