@@ -988,6 +988,15 @@ def test_a_wait_given_status_manys_answer_says_what_it_takes_instead_of_none_is_
     assert client.wait(answer[job["id"]], timeout=5)["status"] == "completed"  # one of its values is a job
 
 
+def test_submit_without_a_payload_sends_an_empty_object_not_null():
+    """The API's POST /jobs takes an object: `submit(type)` sends `{}` as its payload."""
+    api = FakeApi()
+    client, _ = make_client({PRIMARY: api})
+    client.submit("demo.model")  # a type whose payload fields all have defaults
+    client.submit("demo.model", None)
+    assert [sent["json"]["payload"] for _, _, sent in api.requests] == [{}, {}]
+
+
 @pytest.mark.parametrize("kwargs", [{"initial_s": 0}, {"initial_s": -1}, {"initial_s": 5, "maximum_s": 2},
                                     {"factor": 0.5}])
 def test_a_backoff_that_would_poll_without_pause_or_shrink_is_refused(kwargs):
