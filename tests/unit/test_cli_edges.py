@@ -25,6 +25,7 @@ from rich.console import Console
 from chalicelib.api.job_ids import normalize_job_ids
 from jobpipe_client import JobpipeClient, JobpipeClientError, JobpipeInputError, SubmitOutcomeUnknownError
 from jobpipe_client.cli import Terminated, main
+from jobpipe_client.deadline import deadline_session
 from tests.support.fake_api import FakeApi
 from tests.support.fake_http import FakeSession, FakeTime, failing, make_response
 from tests.unit.test_cli import ENV, ROOT, STEPS, URL, Run, run_cli
@@ -434,6 +435,42 @@ def trickling_headers_server():
         stop.set()
         listener.close()
         thread.join(timeout=5)
+
+
+@pytest.mark.parametrize("first", [b"HTTP/1.1 2", b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Slow: "])
+def test_a_deadline_session_request_cut_mid_answer_is_the_read_timeout_it_is(first):
+    """deadline.py: the watchdog cuts a request whose status line or headers trickle in once its
+    timeout has passed, and the request fails as requests' ReadTimeout, naming the bound (not
+    as a dropped connection, nor an answer parsed from what came before the cut)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(10)
+    stop = threading.Event()
+
+    def serve():
+        with listener.accept()[0] as conn:
+            conn.recv(65536)
+            conn.sendall(first)
+            while not stop.wait(0.2):
+                try:
+                    conn.sendall(b"a")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    session = deadline_session()
+    started = time.monotonic()
+    try:
+        with pytest.raises(requests.exceptions.ReadTimeout, match="no answer within 1 s"):
+            session.get(f"http://127.0.0.1:{listener.getsockname()[1]}/jobs/j-1", timeout=1)
+    finally:
+        stop.set()
+        session.close()
+        listener.close()
+        thread.join(timeout=5)
+    assert time.monotonic() - started < 15
 
 
 def test_request_timeout_bounds_an_answer_whose_headers_trickle_in(trickling_headers_server):
