@@ -664,6 +664,7 @@ GOOD_JOB = {"id": "j-1", "type": "demo.steps", "status": "running", "version": 2
     [1, 2], {}, b"null", b"not json", b"{\"id\": \"j-1\", \"status\": NaN}", b"[" * 100_000 + b"]" * 100_000,
     {**GOOD_JOB, "id": 7}, {**GOOD_JOB, "status": None}, {**GOOD_JOB, "progress": {"percent": "abc"}},
     {**GOOD_JOB, "progress": "half"}, {**GOOD_JOB, "error": "plain string"},
+    {**GOOD_JOB, "attempts": "2"}, {**GOOD_JOB, "attempts": True}, {**GOOD_JOB, "max_attempts": 3.0},
 ])
 def test_a_job_answer_of_the_wrong_shape_is_an_answer_error(body):
     for call in (lambda c: c.get("j-1"), lambda c: c.cancel("j-1"), lambda c: c.wait("j-1")):

@@ -5,6 +5,7 @@ import requests
 import requests.adapters
 
 from jobpipe_client import JobpipeUnavailableError
+from jobpipe_client.answers import QUOTED_REASON_CHARS
 from jobpipe_client.transport import FailoverTransport
 from tests.support.fake_http import FakeSession, FakeTime, failing, make_response, throttling
 from tests.unit.bad_servers import answering, raising
@@ -108,3 +109,18 @@ def test_a_throttles_pauses_are_half_to_all_of_a_wait_doubled_up_to_its_cap(jitt
         200, {"id": "j-1"}))}), sleep=time.sleep, clock=time.clock, jitter=jitter)
     assert transport.request("GET", "/jobs/j-1").status_code == 200
     assert time.sleeps == pytest.approx(pauses) and transport.throttled == 5
+
+
+def test_a_5xx_reason_quoting_a_long_message_is_cut_to_its_bound_with_an_ellipsis():
+    long = {"error": {"code": "store_unavailable", "message": "x" * 1000}}
+    transport = transport_for({PRIMARY: answering(503, long)})
+    with pytest.raises(JobpipeUnavailableError) as raised:
+        transport.request("GET", "/jobs/j-1")
+    ((_, reason),) = raised.value.failures
+    assert len(reason) == QUOTED_REASON_CHARS and reason.startswith("HTTP 503 store_unavailable: xxx")
+    assert reason.endswith("x…")
+    fits = "x" * (QUOTED_REASON_CHARS - len("HTTP 503 store_unavailable: "))
+    transport = transport_for({PRIMARY: answering(503, {"error": {"code": "store_unavailable", "message": fits}})})
+    with pytest.raises(JobpipeUnavailableError) as raised:
+        transport.request("GET", "/jobs/j-1")
+    assert raised.value.failures == [(PRIMARY, f"HTTP 503 store_unavailable: {fits}")]
