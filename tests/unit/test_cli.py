@@ -330,6 +330,44 @@ def test_bad_schedules_are_one_line_and_exit_2(argv, capsys):
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("text", ["soon", "²", "1.5h", "-5"])
+def test_a_delay_that_is_no_duration_says_what_a_duration_is(text, capsys):
+    """Not argparse's `invalid parse_delay value`: the line says what --delay takes."""
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["submit", "demo.steps", "--delay", text])
+    (line,) = capsys.readouterr().err.splitlines()
+    assert exit_info.value.code == 2
+    assert f"{text!r} is not a duration: give seconds or a number with s, m, h or d" in line, line
+
+
+def test_a_refusal_quotes_an_argument_whole_up_to_its_bound_and_cut_past_it():
+    from jobpipe_client.cli_options import QUOTED_ARGUMENT_CHARS, quoted
+
+    at_bound = "a" * QUOTED_ARGUMENT_CHARS
+    assert quoted(at_bound) == repr(at_bound)
+    assert quoted(at_bound + "b") == repr(at_bound) + "…"
+
+
+def test_list_shows_25_jobs_unless_limit_says_otherwise():
+    api = FakeApi()
+    for _ in range(30):
+        api.add("queued")
+    assert len(json.loads(run_cli(["list", "--json"], api).out)) == 25
+    assert len(json.loads(run_cli(["list", "--json", "--limit", "26"], api).out)) == 26
+
+
+def test_version_of_a_client_run_from_a_checkout_never_installed_says_so(monkeypatch, capsys):
+    from importlib import metadata
+
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", not_installed)
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out == "jobpipe unknown (not installed)\n"
+
+
 LONG_TYPE = "reports.quarterly-revenue-by-region-and-product-line"
 LONG_MESSAGE = "processing the second half of the regional ledgers,\nwith every\tadjustment " + "x" * 150
 
