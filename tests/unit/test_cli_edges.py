@@ -8,6 +8,7 @@ Each test's docstring says what a user would meet otherwise and what docs/api.md
 run in-process over fakes (a real requests.Session over an in-memory adapter where requests'
 own checks matter); the one about a server that trickles its headers starts a loopback server
 on 127.0.0.1 (a free port) and stops it by its handle."""
+import argparse
 import io
 import json
 import signal
@@ -299,6 +300,20 @@ def test_leading_zeros_are_the_number_they_lead_however_many():
 
     assert parse_delay("0" * 4999 + "5") == 5 and parse_delay("0" * 4999 + "5m") == 300
     assert parse_limit("0" * 4999 + "7") == 7
+
+
+def test_a_number_is_parsed_up_to_max_number_digits_and_refused_past_them():
+    """MAX_NUMBER_DIGITS is the bound: a delay or a limit of that many digits is the number it
+    is (the API says whether it takes it), one more digit is refused before it is parsed."""
+    from jobpipe_client.cli_options import MAX_NUMBER_DIGITS, parse_delay, parse_limit
+
+    largest = "9" * MAX_NUMBER_DIGITS
+    assert parse_delay(largest) == int(largest) and parse_delay(largest + "s") == int(largest)
+    assert parse_limit(largest) == int(largest)
+    with pytest.raises(argparse.ArgumentTypeError, match="longer than any start the API takes"):
+        parse_delay(largest + "9")
+    with pytest.raises(argparse.ArgumentTypeError, match=f"not a number of jobs from 1 to {largest}$"):
+        parse_limit(largest + "9")
 
 
 @pytest.mark.parametrize("job_id", ["", "  ", "a,b"])
