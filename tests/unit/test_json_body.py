@@ -44,3 +44,9 @@ def test_the_depth_refusal_names_what_nests_and_the_limit():
     said = too_deep_message("result")
     assert said.startswith("the result nests arrays and objects more than ")
     assert f"more than {MAX_JSON_DEPTH} levels deep (the result itself the first); at most {MAX_JSON_DEPTH}" in said
+
+
+def test_many_brackets_side_by_side_are_no_depth():
+    """Only nesting counts: a flat list of more objects than the depth limit is read whole."""
+    body = "[" + ",".join(["{}"] * (MAX_JSON_DEPTH + 1)) + "]"
+    assert parse_json(body) == [{}] * (MAX_JSON_DEPTH + 1)
