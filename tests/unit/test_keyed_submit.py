@@ -141,6 +141,13 @@ def test_concurrent_first_requests_under_one_key_make_one_job(lifecycle, store, 
     assert len(queue.sent) == 1
 
 
+def test_the_request_hash_refuses_a_value_no_request_holds():
+    """Only JSON data and times are part of a request: anything else is a caller's mistake, never
+    hashed as something else (null)."""
+    with pytest.raises(TypeError, match="object is not part of a job request"):
+        request_hash({"type": "t", "payload": {"x": object()}})
+
+
 def test_the_request_hash_ignores_layout_but_not_content():
     one = {"type": "t", "payload": {"a": 1, "b": [1, 2]}, "scope": None}
     assert request_hash(one) == request_hash({"scope": None, "payload": {"b": [1, 2], "a": 1}, "type": "t"})
