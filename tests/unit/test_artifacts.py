@@ -6,6 +6,7 @@ from pydantic import BaseModel
 
 from chalicelib.adapters.clocks import SystemClock
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
+from chalicelib.defaults import MAX_CONTENT_TYPE_CHARS
 from chalicelib.domain.errors import InvalidArtifactError
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
@@ -108,13 +109,22 @@ def test_a_media_type_is_a_content_type(content_type):
 
 @pytest.mark.parametrize("content_type", [
     "text/plain\r\nSet-Cookie: a=b", "text/plain\n", "text", "text/plain; charset", "téxt/plain", "", None, 42,
-    "text/" + "x" * 300,
+    "text/" + "x" * 300, "text/csv charset=utf-8",
 ])
 def test_anything_else_is_no_content_type(content_type):
     from chalicelib.adapters.artifacts import check_content_type
 
     with pytest.raises(InvalidArtifactError):
         check_content_type(content_type)
+
+
+def test_a_content_type_is_taken_up_to_its_bound_and_refused_one_past_it():
+    from chalicelib.adapters.artifacts import check_content_type
+
+    at_bound = "text/" + "x" * (MAX_CONTENT_TYPE_CHARS - len("text/"))
+    assert check_content_type(at_bound) == at_bound
+    with pytest.raises(InvalidArtifactError):
+        check_content_type(at_bound + "x")
 
 
 def test_only_text_that_reads_back_as_utf8_is_kept_inline():
