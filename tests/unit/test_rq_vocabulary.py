@@ -123,3 +123,18 @@ def test_parent_status_and_end_follow_its_children():
     assert cut["status"] == "started" and cut["ended_at"] is None
     assert job_status(parent, now, {"a": done, "b": make("b", JobStatus.FAILED, None, "2026-01-01T00:00:03.000Z")},
                       whole=False)["status"] == "failed"
+
+
+def test_a_parent_read_without_its_tree_shows_each_child_as_not_held():
+    parent = make_job(id="p", children=["a", "b"])
+    assert job_info(parent, NOW)["children"] == {"0": [None], "1": [None]}
+    assert job_status(parent, NOW)["status"] == "queued"
+
+
+@pytest.mark.timeout(10)
+def test_a_tree_whose_members_name_each_other_is_read_once_each():
+    """A tree is read from stored records: ids that come round again (a record naming its own
+    ancestor) end the walk, never loop it."""
+    parent = make_job(id="p", status=JobStatus.COMPLETED, children=["a"], finished_at="2026-01-01T12:00:01.000Z")
+    child = make_job(id="a", status=JobStatus.RUNNING, children=["p", "a"])
+    assert job_status(parent, NOW, {"a": child, "p": parent})["status"] == "started"
