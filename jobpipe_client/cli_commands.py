@@ -174,9 +174,10 @@ class Commands:
                single: bool = False, started: Optional[float] = None) -> int:
         """Follow `jobs` and their children (the jobs their handlers spawned, theirs in turn; with
         --no-children `jobs` alone) to their end, --timeout counted from `started` (the client's
-        clock; None: now); exit 0 only when every one of them completed. Polls that get no answer are ridden out: on a terminal a
-        `reconnecting` status line under the bars; elsewhere one line on stderr as an outage
-        begins and one as it ends; with --json nothing (stdout is the jobs, stderr the failure)."""
+        clock; None: now); exit 0 only when every one of them completed. Polls that get no
+        answer are ridden out: on a terminal a `reconnecting` status line under the bars;
+        elsewhere one line on stderr as an outage begins and one as it ends; with --json nothing
+        (stdout is the jobs, stderr the failure)."""
         give_up_after = DEFAULT_GIVE_UP_AFTER_S if args.give_up_after is None else args.give_up_after
         if as_json:
             final = self.client.wait_many(jobs, timeout=args.timeout, give_up_after=give_up_after, started=started,
