@@ -32,6 +32,27 @@ def test_blobs_older_than_a_moment_under_a_prefix(adapters):
     assert [k for page in adapters.blobs.keys_older_than("tmp/", earlier) for k in page] == []
 
 
+def _listed_at(adapters, key: str):
+    """When the blob store lists `key` as last modified (S3's listing, the twin's clock)."""
+    if adapters.kind == "memory":
+        return adapters.blobs.objects[key][2]
+    import boto3
+
+    from tests.contract.conftest import BUCKET
+
+    return boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=key)["Contents"][0]["LastModified"]
+
+
+def test_blobs_older_than_a_moment_are_strictly_older(adapters):
+    """An object last modified at the very moment asked about is not older than it: the
+    temporary files' clean-up deletes what is past its age, not what has just reached it."""
+    adapters.blobs.put("tmp/edge", b"1", "text/plain")
+    modified = _listed_at(adapters, "tmp/edge")
+    assert [k for page in adapters.blobs.keys_older_than("tmp/", modified) for k in page] == []
+    later = modified + timedelta(milliseconds=1)
+    assert [k for page in adapters.blobs.keys_older_than("tmp/", later) for k in page] == ["tmp/edge"]
+
+
 def test_blobs_older_than_yield_a_page_for_each_listing_page_empty_or_not(adapters):
     """The temporary files' clean-up checks for a cancel after each page: a listing of recent
     objects only, or of nothing, still yields its (empty) page."""
