@@ -4,6 +4,7 @@ nothing above the adapters sees a botocore exception (an API route answers 503
 store_unavailable, not a 500)."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 import pytest
@@ -25,6 +26,7 @@ from chalicelib.ports import ChangeSet, Expectation, SubmissionKey, TaskCompleti
 
 JOB_ID = "00000000-0000-4000-8000-000000000001"
 AT = "2026-01-01T00:00:00.000Z"
+_AT = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 FAILURES = {
     "refused": lambda: ClientError({"Error": {"Code": "InternalServerError", "Message": "try again"}}, "Call"),
@@ -107,7 +109,11 @@ STORE_CALLS: dict[str, Callable[[Any], Any]] = {
     "job count": lambda c: DynamoJobStore(c, "t").count_unfinished("acme", 10),
     "job due": lambda c: DynamoJobStore(c, "t").due(AT, 10),
     "job runs": lambda c: DynamoJobStore(c, "t").runs(JOB_ID),
+    "blob put": lambda c: S3BlobStore(c, "b").put("tmp/x", b"1", "text/plain"),
     "blob get": lambda c: S3BlobStore(c, "b").get("jobs/x"),
+    "blob delete": lambda c: S3BlobStore(c, "b").delete(["tmp/x"]),
+    "blob keys older than": lambda c: list(S3BlobStore(c, "b").keys_older_than("tmp/", _AT)),
+    "finished before": lambda c: list(DynamoFinishedJobs(c, "t").finished_before(_AT, since=_AT)),
     "stats counts": lambda c: DynamoStatsStore(c, "s").status_counts(),
     "finished purge": lambda c: DynamoFinishedJobs(c, "t", S3BlobStore(c, "b")).purge(JOB_ID),
 }
