@@ -63,6 +63,25 @@ def test_blobs_older_than_yield_a_page_for_each_listing_page_empty_or_not(adapte
     assert list(adapters.blobs.keys_older_than("tmp/none/", earlier)) == [[]]
 
 
+def test_a_thousand_and_one_blobs_are_listed_in_two_pages_and_deleted_in_one_call(adapters):
+    """Past one listing page (1000 keys) and one DeleteObjects request (1000 keys): every key
+    is listed, a page for each page listed (each read when it is reached, as S3 lists what is
+    there then), and every one deleted."""
+    keys = [f"tmp/many/{n:04d}" for n in range(1001)]
+    for key in keys:
+        adapters.blobs.put(key, b"", "text/plain")
+    later = utcnow() + timedelta(minutes=5)
+    pages = list(adapters.blobs.keys_older_than("tmp/many/", later))
+    assert [len(page) for page in pages] == [1000, 1]
+    assert sorted(k for page in pages for k in page) == keys
+    listing = adapters.blobs.keys_older_than("tmp/many/", later)
+    assert len(next(listing)) == 1000
+    adapters.blobs.delete([keys[-1]])  # gone before the second page is read: not listed
+    assert list(listing) == [[]]
+    assert adapters.blobs.delete(keys) == 1001
+    assert [k for page in adapters.blobs.keys_older_than("tmp/", later) for k in page] == []
+
+
 def test_presigned_url_names_the_key(adapters):
     adapters.blobs.put("jobs/j/artifacts/a.bin", b"1", "application/octet-stream")
     assert "jobs/j/artifacts/a.bin" in adapters.blobs.presigned_url("jobs/j/artifacts/a.bin", 60)
