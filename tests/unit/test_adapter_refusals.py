@@ -148,3 +148,21 @@ def test_a_dead_letters_sent_time_is_shown_like_every_other_time(sent, shown):
 
     letter = _dead_letter({"MessageId": "m-1", "Body": "{}", "Attributes": {"SentTimestamp": sent}})
     assert letter.sent_at == shown
+
+
+class _DeniesOneKey:
+    """An S3 client whose DeleteObjects answers 200 but reports one key of each request it
+    could not delete (AccessDenied), as S3 does inside the answer of a quiet delete."""
+
+    def delete_objects(self, *, Bucket: str, Delete: dict[str, Any]) -> dict[str, Any]:
+        keys = [o["Key"] for o in Delete["Objects"]]
+        return {"Errors": [{"Key": keys[-1], "Code": "AccessDenied", "Message": "Access Denied"}]}
+
+
+def test_a_blob_delete_s3_answers_with_keys_it_could_not_delete_is_store_unavailable():
+    """DeleteObjects answers 200 and names the keys it did not delete: the objects are still
+    there, so the delete is not reported done (a clean-up would count them gone)."""
+    client = _DeniesOneKey()
+    with pytest.raises(StoreUnavailableError, match="could not delete 1 objects") as raised:
+        S3BlobStore(client, "b").delete(["tmp/a", "tmp/b"])
+    assert raised.value.details == [{"key": "tmp/b", "code": "AccessDenied"}]
