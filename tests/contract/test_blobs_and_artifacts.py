@@ -24,7 +24,7 @@ def test_blobs_put_get_and_delete(adapters):
 
 
 def test_blobs_older_than_a_moment_under_a_prefix(adapters):
-    for key in ("tmp/x/1", "tmp/x/2", "tmp/y/1"):
+    for key in ("tmp/x/1", "tmp/x/2", "tmp/y/1", "jobs/tmp/x/1"):  # the last holds the prefix, not under it
         adapters.blobs.put(key, b"1", "text/plain")
     later = utcnow() + timedelta(minutes=5)
     assert sorted(k for page in adapters.blobs.keys_older_than("tmp/x/", later) for k in page) == ["tmp/x/1", "tmp/x/2"]
