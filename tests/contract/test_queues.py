@@ -58,6 +58,17 @@ def test_dead_letters_are_peeked_without_being_taken_then_redriven(adapters):
     assert adapters.queue_operations.redrive("low", 10) == {"moved": 0, "failed": 0}
 
 
+def test_a_redrive_moves_up_to_its_limit_past_a_batch_of_ten(adapters):
+    """SQS sends and deletes ten messages a request: a redrive of more moves every one it took,
+    and no more than its limit."""
+    for n in range(25):
+        adapters.queue.dead_letter(JobMessage(f"job-{n}", 3), priority="low", reason={})
+    assert adapters.queue_operations.redrive("low", 12) == {"moved": 12, "failed": 0}
+    assert depth(adapters, "low") == {"visible": 12, "in_flight": 0, "delayed": 0, "dead_lettered": 13}
+    assert adapters.queue_operations.redrive("low", 20) == {"moved": 13, "failed": 0}
+    assert depth(adapters, "low") == {"visible": 25, "in_flight": 0, "delayed": 0, "dead_lettered": 0}
+
+
 def test_peeked_dead_letters_are_deleted_as_the_peek_returned_them(adapters):
     """The reconciler deletes the letters of jobs that no longer exist: those named go, the
     others stay; a letter already gone is not counted."""
