@@ -108,7 +108,7 @@ def test_small_text_artifacts_stay_inline_the_rest_go_to_the_blob_store(adapters
     assert adapters.artifacts.get(JOB, "note.txt").info == note
 
 
-def test_an_artifact_is_replaced_by_name_and_a_missing_or_bad_name_is_refused(adapters):
+def test_an_artifact_is_replaced_by_name_and_a_missing_or_bad_name_or_type_is_refused(adapters):
     adapters.artifacts.put(JOB, "out.txt", b"one", "text/plain")
     adapters.artifacts.put(JOB, "out.txt", b"two!", "text/plain")
     assert adapters.artifacts.get(JOB, "out.txt").content == b"two!"
@@ -120,6 +120,10 @@ def test_an_artifact_is_replaced_by_name_and_a_missing_or_bad_name_is_refused(ad
     for bad in ("", ".hidden", "a/b", "x" * 129):
         with pytest.raises(InvalidArtifactError):
             adapters.artifacts.put(JOB, bad, b"1", "text/plain")
+    for bad_type in ("", "text", "text/plain\r\nX-Injected: 1", "text/plain; charset=\u00fc"):
+        with pytest.raises(InvalidArtifactError, match="media type"):
+            adapters.artifacts.put(JOB, "typed.txt", b"1", bad_type)
+    assert [a.name for a in adapters.artifacts.list(JOB).artifacts] == ["out.txt"]
 
 
 @pytest.mark.parametrize("data", [b"small text", b"x" * (INLINE_LIMIT + 1)], ids=["inline", "blob"])
