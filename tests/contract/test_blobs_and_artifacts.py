@@ -108,6 +108,14 @@ def test_small_text_artifacts_stay_inline_the_rest_go_to_the_blob_store(adapters
     assert adapters.artifacts.get(JOB, "note.txt").info == note
 
 
+def test_text_of_exactly_the_inline_limit_stays_inline_a_byte_more_goes_to_the_blob_store(adapters):
+    """The limit is the most an inline artifact holds (what is above it goes to S3)."""
+    at = adapters.artifacts.put(JOB, "at.txt", b"x" * INLINE_LIMIT, "text/plain")
+    above = adapters.artifacts.put(JOB, "above.txt", b"x" * (INLINE_LIMIT + 1), "text/plain")
+    assert (at.location, above.location) == ("inline", "s3")
+    assert adapters.artifacts.get(JOB, "at.txt").content == b"x" * INLINE_LIMIT
+
+
 def test_an_artifact_is_replaced_by_name_and_a_missing_or_bad_name_or_type_is_refused(adapters):
     adapters.artifacts.put(JOB, "out.txt", b"one", "text/plain")
     adapters.artifacts.put(JOB, "out.txt", b"two!", "text/plain")
