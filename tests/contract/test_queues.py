@@ -2,6 +2,7 @@
 its dead-letter queue, where operators peek at it and redrive it."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -80,6 +81,24 @@ def test_peeked_dead_letters_are_deleted_as_the_peek_returned_them(adapters):
     assert [m.body["job_id"] for m in operations.peek_dead_letters("low", 10)] == ["job-2"]
     assert depth(adapters, "low")["dead_lettered"] == 1
     assert operations.delete_dead_letters("low", []) == 0
+    # a receipt SQS does not take (stale, made up) deletes nothing and is not counted
+    made_up = dataclasses.replace(peeked["job-2"], receipt="not-a-receipt")
+    assert operations.delete_dead_letters("low", [made_up]) == 0
+    assert depth(adapters, "low")["dead_lettered"] == 1
+
+
+def test_a_dead_letter_received_and_not_yet_deleted_is_still_counted(adapters):
+    """A letter someone is looking at (received, hidden for a while) is still on its queue:
+    the dead-letter depth counts it with the visible ones."""
+    adapters.queue.dead_letter(JobMessage("job-1", 3), priority="low", reason={})
+    adapters.queue.dead_letter(JobMessage("job-2", 3), priority="low", reason={})
+    if adapters.kind == "aws":
+        import boto3
+
+        sqs = boto3.client("sqs")
+        url = sqs.get_queue_url(QueueName="jobs-low-dlq")["QueueUrl"]
+        assert len(sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=60)["Messages"]) == 1
+    assert depth(adapters, "low")["dead_lettered"] == 2
 
 
 def test_a_body_that_is_no_job_message_is_parked_as_it_came_and_never_redriven(adapters):
