@@ -226,7 +226,7 @@ def test_a_cursor_that_is_not_one_of_the_jobs_listing_is_refused(adapters):
     others = adapters.artifacts.list(other, limit=1).cursor
     assert others is not None
     for bad in (others, "not a cursor", "e30", write_cursor(["art", JOB]), write_cursor(["art", JOB, "../x"]),
-                write_cursor(["art", JOB, "a" * 129]), write_cursor({"pk": f"JOB#{JOB}", "sk": "JOB"}),
+                write_cursor(["art", JOB, "a" * 129]), write_cursor(["job", JOB, "out-0.txt"]), write_cursor({"pk": f"JOB#{JOB}", "sk": "JOB"}),
                 write_cursor([[[[["deep"]]]]]), "A" * 3000):
         with pytest.raises(InvalidRequestError, match="cursor is not valid"):
             adapters.artifacts.list(JOB, limit=2, cursor=bad)
