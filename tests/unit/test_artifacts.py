@@ -219,3 +219,21 @@ def test_a_page_of_a_job_with_tens_of_thousands_of_artifacts_reads_that_page_onl
     last = store.list(job_id, limit=25, cursor=store.list(job_id, limit=19_990).cursor)
     assert [a.name for a in last.artifacts] == [f"row-{n:05d}.txt" for n in range(19_990, 20_000)]
     assert last.cursor is None
+
+
+def test_a_page_whose_reads_stop_at_its_size_on_a_call_limit_still_reads_the_item_past_it():
+    """DynamoDB's 1 MB can end a call exactly when the page is full: the page reads on for the
+    one item that tells whether more follow, and keeps its cursor to them."""
+    from chalicelib.adapters.artifacts import DynamoArtifactStore
+
+    job_id = "00000000-0000-4000-8000-000000000001"
+    store = DynamoArtifactStore(ArtifactPartition(job_id, 60, per_call=5), "jobs", InMemoryBlobStore(),
+                                inline_limit=1024, retention_s=86400)
+    names, cursor = [], None
+    while True:
+        page = store.list(job_id, limit=25, cursor=cursor)
+        names += [a.name for a in page.artifacts]
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+    assert names == [f"row-{n:05d}.txt" for n in range(60)]
