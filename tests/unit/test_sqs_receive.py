@@ -1,10 +1,13 @@
-"""receive_up_to: the dead-letter peek's and redrive's receive loop, against an SQS queue that
-hands out the same messages again (received with no visibility timeout, or theirs ran out)."""
+"""The SQS dead-letter loops: receive_up_to against a queue that hands out the same messages
+again (received with no visibility timeout, or theirs ran out), and a redrive whose sends or
+deletes SQS refuses for some entries (answered inside a 200, as its batch calls do)."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from chalicelib.adapters.sqs_operations import receive_up_to
+from chalicelib.adapters.sqs_operations import SqsQueueOperations, receive_up_to
+from chalicelib.ports import JobMessage
 
 
 class _ShowsItsMessagesAgain:
@@ -25,3 +28,53 @@ def test_a_receive_that_brings_only_messages_already_taken_ends_the_loop():
     messages = receive_up_to(client, "https://sqs.example/1/dlq", 10, 0)
     assert sorted(m["MessageId"] for m in messages) == ["m-1", "m-2"]
     assert client.receives == 2  # the second brought nothing new
+
+
+class _DeadLetters:
+    """A dead-letter queue of job messages and the queue they go back to, as SQS answers: each
+    message received once, batch sends and deletes refusing the entries of `refuse_send`'s
+    bodies and `refuse_delete`'s messages in their `Failed`, taking the others."""
+
+    def __init__(self, count: int, refuse_send: set[str] = frozenset(), refuse_delete: set[str] = frozenset()):
+        self.letters = {f"m-{n:02d}": json.dumps(JobMessage(f"job-{n:02d}", 3).to_body()) for n in range(count)}
+        self.refuse_send, self.refuse_delete = refuse_send, refuse_delete
+        self.received: set[str] = set()
+        self.sent: list[str] = []
+
+    def receive_message(self, *, MaxNumberOfMessages: int, **_: Any) -> dict[str, Any]:
+        fresh = [i for i in self.letters if i not in self.received][:MaxNumberOfMessages]
+        self.received.update(fresh)
+        return {"Messages": [{"MessageId": i, "ReceiptHandle": i, "Body": self.letters[i]} for i in fresh]}
+
+    def send_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        ok = [e for e in Entries if e["MessageBody"] not in self.refuse_send]
+        self.sent += [e["MessageBody"] for e in ok]
+        return {"Successful": [{"Id": e["Id"]} for e in ok],
+                "Failed": [{"Id": e["Id"], "Code": "InternalError"} for e in Entries if e not in ok]}
+
+    def delete_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        ok = [e for e in Entries if e["ReceiptHandle"] not in self.refuse_delete]
+        for e in ok:
+            del self.letters[e["ReceiptHandle"]]
+        return {"Successful": [{"Id": e["Id"]} for e in ok],
+                "Failed": [{"Id": e["Id"], "Code": "ReceiptHandleIsInvalid"} for e in Entries if e not in ok]}
+
+    def change_message_visibility_batch(self, **_: Any) -> dict[str, Any]:
+        return {}
+
+
+def _operations(client: _DeadLetters) -> SqsQueueOperations:
+    return SqsQueueOperations(client, {"normal": "https://sqs.example/1/jobs"}, {"normal": "https://sqs.example/1/dlq"})
+
+
+def test_a_redrive_whose_first_ten_sends_are_all_refused_still_moves_the_next_ten():
+    client = _DeadLetters(20)
+    client.refuse_send = set(list(client.letters.values())[:10])
+    assert _operations(client).redrive("normal", 20) == {"moved": 10, "failed": 10}
+    assert sorted(client.letters) == [f"m-{n:02d}" for n in range(10)]  # the refused stay parked
+
+
+def test_a_redriven_letter_sent_but_not_deleted_is_counted_failed_not_moved():
+    client = _DeadLetters(12, refuse_delete={"m-03"})
+    assert _operations(client).redrive("normal", 12) == {"moved": 11, "failed": 1}
+    assert list(client.letters) == ["m-03"] and len(client.sent) == 12
