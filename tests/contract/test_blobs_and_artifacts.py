@@ -231,3 +231,18 @@ def test_a_cursor_that_is_not_one_of_the_jobs_listing_is_refused(adapters):
         with pytest.raises(InvalidRequestError, match="cursor is not valid"):
             adapters.artifacts.list(JOB, limit=2, cursor=bad)
 
+
+
+def test_a_cursor_longer_than_the_bound_is_refused_unread_one_at_the_bound_is_read(adapters):
+    """Base64 decoding skips characters outside its alphabet, so a page's own cursor padded
+    with them still decodes to it: past MAX_CURSOR_CHARS it is refused before it is read."""
+    from chalicelib.defaults import MAX_CURSOR_CHARS
+    from chalicelib.domain.errors import InvalidRequestError
+
+    for n in range(3):
+        adapters.artifacts.put(JOB, f"out-{n}.txt", b"1", "text/plain")
+    cursor = adapters.artifacts.list(JOB, limit=1).cursor
+    at_bound = cursor + "." * (MAX_CURSOR_CHARS - len(cursor))
+    assert _names(adapters.artifacts.list(JOB, limit=1, cursor=at_bound)) == ["out-1.txt"]
+    with pytest.raises(InvalidRequestError, match="cursor is not valid"):
+        adapters.artifacts.list(JOB, limit=1, cursor=at_bound + ".")
