@@ -645,7 +645,7 @@ def test_a_cursor_only_continues_the_listing_it_came_from(adapters):
         adapters.store.list_jobs(JobQuery("globex", limit=2, cursor=cursor))
     with pytest.raises(InvalidRequestError):
         adapters.store.list_jobs(JobQuery("acme", status=JobStatus.QUEUED, limit=2, cursor=cursor))
-    for garbage in ("not-base64!", "bm90IGpzb24", "W10=", _cursor("[" * 1500), "A" * 5000):
+    for garbage in ("not-base64!", "bm90IGpzb24", "W10=", _cursor("[" * 1500), "A" * 5000, _cursor("7"), _cursor("null")):
         with pytest.raises(InvalidRequestError):
             adapters.store.list_jobs(JobQuery("acme", cursor=garbage))
 
