@@ -973,10 +973,12 @@ def test_a_cursor_names_a_position_a_job_of_the_listing_could_hold(adapters):
         reshaped = [{**plain, "gsi1sk": f"{time}#{job_id}" + "x" * 1100},
                     {**plain, "gsi1sk": f"{time}#{other}"},
                     {**plain, "gsi1sk": f"later#{job_id}"},
+                    {**plain, "gsi1sk": f"{time[:11]}{'0' * 1100}Z#{job_id}"},
                     {**plain, "pk": "JOB#\ud800", "gsi1sk": f"{time}#\ud800"}]
     else:  # in memory: listing, created_at, id
         partition, time, job_id = plain
         reshaped = [[partition, time + "x" * 1100, job_id], [partition, "later", job_id],
+                    [partition, f"{time[:11]}{'0' * 1100}Z", job_id],
                     [partition, time, "\ud800"], [partition, time, "x" * 1100]]
     for value in reshaped:
         with pytest.raises(InvalidRequestError, match="cursor is not valid"):
