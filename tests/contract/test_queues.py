@@ -138,6 +138,7 @@ def test_operations_refuse_an_unknown_priority(adapters):
 
 def test_health_has_one_entry_per_queue_and_dead_letter_queue(adapters):
     adapters.queue.send(JobMessage("job-1", 1), priority="high")
+    adapters.queue.dead_letter(JobMessage("job-2", 3), priority="low", reason={})
     checks = adapters.queue_operations.health()
     assert sorted((c["priority"], c["kind"]) for c in checks) == sorted(
         (p, kind) for p in PRIORITIES for kind in ("queue", "dlq")
@@ -145,6 +146,8 @@ def test_health_has_one_entry_per_queue_and_dead_letter_queue(adapters):
     assert all(c["ok"] and c["name"] for c in checks)
     (high,) = [c for c in checks if c["priority"] == "high" and c["kind"] == "queue"]
     assert high["visible"] == 1
+    (low_dlq,) = [c for c in checks if c["priority"] == "low" and c["kind"] == "dlq"]
+    assert low_dlq["visible"] == 1
 
 
 def test_received_messages_are_shown_again_ten_to_a_request(adapters):
