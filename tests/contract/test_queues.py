@@ -395,7 +395,9 @@ def test_a_subscribers_dead_letters_are_read_with_their_reason_and_redriven_to_i
     assert operations.dead_letter_depth("erp_webhook") == 2
     peeked = operations.peek_dead_letters("erp_webhook", 10)
     assert sorted((json.dumps(m.body), m.reason) for m in peeked) == [(b, "HTTP 503") for b in bodies]
-    assert operations.redrive("erp_webhook", 10) == {"moved": 2, "failed": 0}
+    assert operations.redrive("erp_webhook", 1) == {"moved": 1, "failed": 0}  # no more than asked
+    assert operations.dead_letter_depth("erp_webhook") == 1
+    assert operations.redrive("erp_webhook", 10) == {"moved": 1, "failed": 0}
     assert sorted(arrived("erp-webhook")) == bodies
     assert operations.dead_letter_depth("erp_webhook") == 0
 
