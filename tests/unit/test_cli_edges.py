@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 import requests
@@ -416,10 +417,14 @@ def no_sockets():
     """This module's loopback test opens a socket to 127.0.0.1 (overrides conftest's ban)."""
 
 
-@pytest.fixture
-def trickling_headers_server():
-    """A server on 127.0.0.1 that sends its status line, then one header byte every 0.2 s for
-    up to 30 s: each read gets something well within any timeout, the answer never completes."""
+HEADERS_BEGUN = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Slow: "
+
+
+@contextmanager
+def trickling_server(first: bytes = HEADERS_BEGUN):
+    """A server on 127.0.0.1 that sends `first` (a status line and headers begun), then one
+    byte every 0.2 s for up to 30 s: each read gets something well within any timeout, the
+    answer never completes. Yields its URL."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(4)
@@ -433,7 +438,7 @@ def trickling_headers_server():
             return
         with conn:
             conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Slow: ")
+            conn.sendall(first)
             for _ in range(150):
                 if stop.wait(0.2):
                     return
@@ -452,39 +457,25 @@ def trickling_headers_server():
         thread.join(timeout=5)
 
 
-@pytest.mark.parametrize("first", [b"HTTP/1.1 2", b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Slow: "])
+@pytest.fixture
+def trickling_headers_server():
+    with trickling_server() as url:
+        yield url
+
+
+@pytest.mark.parametrize("first", [b"HTTP/1.1 2", HEADERS_BEGUN])
 def test_a_deadline_session_request_cut_mid_answer_is_the_read_timeout_it_is(first):
     """deadline.py: the watchdog cuts a request whose status line or headers trickle in once its
     timeout has passed, and the request fails as requests' ReadTimeout, naming the bound (not
     as a dropped connection, nor an answer parsed from what came before the cut)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    listener.settimeout(10)
-    stop = threading.Event()
-
-    def serve():
-        with listener.accept()[0] as conn:
-            conn.recv(65536)
-            conn.sendall(first)
-            while not stop.wait(0.2):
-                try:
-                    conn.sendall(b"a")
-                except OSError:
-                    return
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
     session = deadline_session()
     started = time.monotonic()
     try:
-        with pytest.raises(requests.exceptions.ReadTimeout, match="no answer within 1 s"):
-            session.get(f"http://127.0.0.1:{listener.getsockname()[1]}/jobs/j-1", timeout=1)
+        with trickling_server(first) as url, \
+                pytest.raises(requests.exceptions.ReadTimeout, match="no answer within 1 s"):
+            session.get(f"{url}/jobs/j-1", timeout=1)
     finally:
-        stop.set()
         session.close()
-        listener.close()
-        thread.join(timeout=5)
     assert time.monotonic() - started < 15
 
 
