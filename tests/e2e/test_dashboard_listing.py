@@ -28,16 +28,41 @@ def test_load_more_is_gone_while_another_listing_is_on_its_way(page, api):
     expect(more).to_be_hidden()
 
 
-def test_a_job_that_leaves_the_status_filter_leaves_the_view(page, api):
-    """Viewing `running`, a job that completes (or is canceled) goes from the view at the poll
-    that sees it, not when the filter next changes; a list answer older than that poll does
-    not bring it back."""
-    paused_clock(page)  # its time moves only by let_time_pass, however busy the machine
+def two_running_and_a_completed(page, api) -> tuple[dict, dict]:
+    """The page open on the paused clock (its time moves only by let_time_pass, however busy
+    the machine) over two running jobs, the one that will leave and one that stays, and a
+    completed one."""
+    paused_clock(page)
     started = {"attempts": 1, "started_at": "2026-01-15T10:00:00.000Z"}
     leaving, staying = api.add(status="running", **started), api.add(status="running", **started)
     api.add(status="completed", **started, finished_at="2026-01-15T10:00:05.000Z")
     api.open()
     expect(page.locator("tr.job")).to_have_count(3)
+    return leaving, staying
+
+
+def complete_while_a_listing_is_held(page, api, leaving: dict) -> None:
+    """`leaving` completes; the polls of the rows shown see it go from the `running` view."""
+    api.update(leaving["id"], status="completed", finished_at="2026-01-15T10:00:09.000Z",
+               progress={**leaving["progress"], "percent": 100.0})
+    let_time_pass(api, 12, step_s=1)
+    expect(row(page, leaving["id"])).to_have_count(0)
+
+
+def release_with_the_job_as_it_was(api, leaving: dict) -> None:
+    """The held listing answered as it was read, before `leaving` completed: running, at
+    version 1; the job completed again for every later read."""
+    api.jobs[leaving["id"]] = {**api.jobs[leaving["id"]], "status": "running", "version": 1}
+    api.release()
+    api.jobs[leaving["id"]].update(status="completed", version=2)
+    api.settle()
+
+
+def test_a_job_that_leaves_the_status_filter_leaves_the_view(page, api):
+    """Viewing `running`, a job that completes (or is canceled) goes from the view at the poll
+    that sees it, not when the filter next changes; a list answer older than that poll does
+    not bring it back."""
+    leaving, staying = two_running_and_a_completed(page, api)
     page.get_by_label("Status", exact=True).select_option("running")
     expect(page.locator("tr.job")).to_have_count(2)  # at the change, before its listing answers
     api.settle()  # that listing answered: it is not the one held next
@@ -45,20 +70,14 @@ def test_a_job_that_leaves_the_status_filter_leaves_the_view(page, api):
     api.hold_next = "/jobs"
     let_time_pass(api, 10, step_s=1)
     assert api.held and "if-none-match" in api.held[0].request.headers  # the refresh
-    api.update(leaving["id"], status="completed", finished_at="2026-01-15T10:00:09.000Z",
-               progress={**leaving["progress"], "percent": 100.0})
-    let_time_pass(api, 12, step_s=1)
-    expect(row(page, leaving["id"])).to_have_count(0)
+    complete_while_a_listing_is_held(page, api, leaving)
     expect(page.locator(f'#detail-{leaving["id"]}')).to_have_count(0)
     expect(row(page, staying["id"])).to_have_attribute("data-status", "running")
     expect(page.locator("#summary .status-running .chip-count")).to_have_text("1")
     expect(page.locator("#summary .status-completed .chip-count")).to_have_text("0")
-    api.jobs[leaving["id"]] = {**api.jobs[leaving["id"]], "status": "running", "version": 1}  # the held list's view
-    # ...in which another job moved on: a new page for the page to merge, not a 304.
+    # Another job moved on: the held list is a new page for the page to merge, not a 304.
     api.update(staying["id"], progress={**staying["progress"], "percent": 40.0})
-    api.release()
-    api.jobs[leaving["id"]].update(status="completed", version=2)
-    api.settle()
+    release_with_the_job_as_it_was(api, leaving)
     assert row(page, leaving["id"]).count() == 0  # at once: a later poll would hide it again
     api.update(staying["id"], status="canceled", cancel_requested=True)
     let_time_pass(api, 12, step_s=1)
@@ -72,12 +91,7 @@ def test_a_listing_asked_before_a_job_left_the_view_does_not_bring_it_back(page,
     rows it will replace are polled meanwhile, and one poll sees a job leave the `running`
     view. The listing then answers with the job as it was before: it stays gone. Choosing the
     status it left for shows it at once, at that very version."""
-    paused_clock(page)  # its time moves only by let_time_pass, however busy the machine
-    started = {"attempts": 1, "started_at": "2026-01-15T10:00:00.000Z"}
-    leaving, staying = api.add(status="running", **started), api.add(status="running", **started)
-    api.add(status="completed", **started, finished_at="2026-01-15T10:00:05.000Z")
-    api.open()
-    expect(page.locator("tr.job")).to_have_count(3)
+    leaving, staying = two_running_and_a_completed(page, api)
     status = page.get_by_label("Status", exact=True)
     if listing == "Refresh":
         status.select_option("running")
@@ -90,14 +104,8 @@ def test_a_listing_asked_before_a_job_left_the_view_does_not_bring_it_back(page,
     api.settle()
     assert api.held and "if-none-match" not in api.held[0].request.headers  # the replacing listing
     expect(page.locator("#jobs-table")).to_have_attribute("aria-busy", "true")
-    api.update(leaving["id"], status="completed", finished_at="2026-01-15T10:00:09.000Z",
-               progress={**leaving["progress"], "percent": 100.0})
-    let_time_pass(api, 12, step_s=1)
-    expect(row(page, leaving["id"])).to_have_count(0)
-    api.jobs[leaving["id"]] = {**api.jobs[leaving["id"]], "status": "running", "version": 1}  # the held listing's view
-    api.release()
-    api.jobs[leaving["id"]].update(status="completed", version=2)
-    api.settle()
+    complete_while_a_listing_is_held(page, api, leaving)
+    release_with_the_job_as_it_was(api, leaving)
     expect(page.locator("#jobs-table")).not_to_have_attribute("aria-busy", "true")
     assert row(page, leaving["id"]).count() == 0  # at once: a later poll would hide it again
     expect(row(page, staying["id"])).to_have_attribute("data-status", "running")
