@@ -471,3 +471,28 @@ def test_a_single_visibility_change_or_acknowledgement_sqs_refuses_is_an_error(a
         adapters.queue.acknowledge(arn, STALE)
     adapters.queue.set_visibility(arn, handles[0], 0)
     adapters.queue.acknowledge(arn, handles[0])
+
+
+def test_refused_entries_past_the_first_request_of_ten_are_named_by_their_own_positions(adapters):
+    """A batch of more than ten goes in requests of ten: an entry refused in the second request
+    is named by its place in the whole batch, and the first request's refusals are kept."""
+    arn = "arn:aws:sqs:us-east-1:123456789012:jobs-normal"
+    bodies = [(f'{{"job_id": "job-{i}", "attempt": 1}}', 1) for i in range(12)]
+    refused = {bodies[1][0], bodies[11][0]}
+    if adapters.receive is None:
+        queue = adapters.queue
+        queue.refuse |= refused
+    else:
+        from chalicelib.adapters.sqs import SqsJobQueue
+
+        plain = adapters.queue
+        queue = SqsJobQueue(RefusesBodies(plain._sqs, refused), plain._urls, plain._dead)
+    assert queue.hand_back(arn, bodies) == {1, 11}
+    sent = [body for i, (body, _) in enumerate(bodies) if i not in (1, 11)]
+    if adapters.receive is None:
+        assert [body for _, body, _ in queue.handed_back] == sent
+    else:
+        received: list[str] = []
+        for _ in range(5):
+            received += [m["Body"] for m in adapters.receive("normal")]
+        assert sorted(received) == sorted(sent)
