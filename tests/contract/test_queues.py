@@ -496,3 +496,11 @@ def test_refused_entries_past_the_first_request_of_ten_are_named_by_their_own_po
         for _ in range(5):
             received += [m["Body"] for m in adapters.receive("normal")]
         assert sorted(received) == sorted(sent)
+
+
+def test_the_longest_delay_sqs_takes_is_taken(adapters):
+    """SQS delays a message at most 15 minutes (SQS_MAX_DELAY_S): that delay itself is taken."""
+    from chalicelib.defaults import SQS_MAX_DELAY_S
+
+    adapters.queue.send(JobMessage("job-1", 1), priority="normal", delay_seconds=SQS_MAX_DELAY_S)
+    assert depth(adapters, "normal") == {"visible": 0, "in_flight": 0, "delayed": 1, "dead_lettered": 0}
