@@ -504,3 +504,53 @@ def test_the_longest_delay_sqs_takes_is_taken(adapters):
 
     adapters.queue.send(JobMessage("job-1", 1), priority="normal", delay_seconds=SQS_MAX_DELAY_S)
     assert depth(adapters, "normal") == {"visible": 0, "in_flight": 0, "delayed": 1, "dead_lettered": 0}
+
+
+class RecordsHolds:
+    """An SQS client that notes the VisibilityTimeout each receipt handle is given, and passes
+    every call through."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+        self.holds: dict[str, int] = {}
+
+    def change_message_visibility(self, **request):
+        self.holds[request["ReceiptHandle"]] = request["VisibilityTimeout"]
+        return self._client.change_message_visibility(**request)
+
+    def change_message_visibility_batch(self, **request):
+        self.holds.update({e["ReceiptHandle"]: e["VisibilityTimeout"] for e in request["Entries"]})
+        return self._client.change_message_visibility_batch(**request)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+@pytest.mark.parametrize("asked, given", [(-30, 0), (0, 0), (1, 1), (2 * 24 * 3600, "max")])
+def test_a_hold_is_kept_between_none_and_the_longest_sqs_takes(adapters, asked, given):
+    """A hold worked out from a time already past (a late invocation) shows the message again at
+    once; one past SQS_MAX_HOLD_S is cut to it; one within is given as asked: on one message as
+    on many."""
+    from chalicelib.defaults import SQS_MAX_HOLD_S
+
+    given = SQS_MAX_HOLD_S if given == "max" else given
+    arn = "arn:aws:sqs:us-east-1:123456789012:jobs-normal"
+    if adapters.receive is None:
+        queue, handles = adapters.queue, ["handle-1", "handle-2"]
+        holds = queue.visibility
+    else:
+        from chalicelib.adapters.sqs import SqsJobQueue
+
+        for n in range(2):
+            adapters.queue.send(JobMessage(f"job-{n}", 1), priority="normal")
+        handles = []
+        while len(handles) < 2:
+            handles += [m["ReceiptHandle"] for m in adapters.receive("normal")]
+        plain = adapters.queue
+        client = RecordsHolds(plain._sqs)
+        queue, holds = SqsJobQueue(client, plain._urls, plain._dead), client.holds
+    queue.set_visibility(arn, handles[0], asked)
+    assert queue.set_visibility_many(arn, handles[1:], asked) == 0
+    assert [holds[h] for h in handles] == [given] * 2
+    if adapters.receive is not None and given == 0:
+        assert depth(adapters, "normal")["visible"] == 2
