@@ -554,3 +554,15 @@ def test_a_hold_is_kept_between_none_and_the_longest_sqs_takes(adapters, asked, 
     assert [holds[h] for h in handles] == [given] * 2
     if adapters.receive is not None and given == 0:
         assert depth(adapters, "normal")["visible"] == 2
+
+
+def test_a_body_parked_as_it_came_has_its_reason_cut_and_an_empty_one_said(adapters):
+    """The `reason` attribute SQS takes: at most DEAD_LETTER_REASON_CHARS, "unreadable" when
+    there is none, as the operator reads it."""
+    from chalicelib.defaults import DEAD_LETTER_REASON_CHARS
+
+    adapters.queue.dead_letter_body("not json", priority="high", reason="x" * (DEAD_LETTER_REASON_CHARS + 500))
+    adapters.queue.dead_letter_body("nor this", priority="high", reason="")
+    peeked = adapters.queue_operations.peek_dead_letters("high", 10)
+    assert sorted((m.body["raw"], m.reason) for m in peeked) == [
+        ("nor this", "unreadable"), ("not json", "x" * DEAD_LETTER_REASON_CHARS)]
