@@ -306,25 +306,32 @@ class RefusesBodies:
         return getattr(self._client, name)
 
 
-def test_a_hand_back_refused_for_some_messages_names_their_positions_and_sends_the_others(adapters):
+@pytest.mark.parametrize("count, refused", [(3, {1}), (12, {1, 11})])
+def test_a_hand_back_refused_for_some_messages_names_their_positions_and_sends_the_others(adapters, count, refused):
     """The worker runs a batch-mate whose copy was refused in its own batch, and answers the
-    others as done: which were not sent is the answer it relies on."""
+    others as done: which were not sent is the answer it relies on. A batch of more than ten
+    goes in requests of ten: an entry refused in the second request is named by its place in
+    the whole batch, and the first request's refusals are kept."""
     arn = "arn:aws:sqs:us-east-1:123456789012:jobs-normal"
-    bodies = [(f'{{"job_id": "job-{i}", "attempt": 1}}', 1) for i in range(3)]
-    refused = {bodies[1][0]}
+    bodies = [(f'{{"job_id": "job-{i}", "attempt": 1}}', 1) for i in range(count)]
+    refused_bodies = {bodies[i][0] for i in refused}
     if adapters.receive is None:
         queue = adapters.queue
-        queue.refuse |= refused
+        queue.refuse |= refused_bodies
     else:
         from chalicelib.adapters.sqs import SqsJobQueue
 
         plain = adapters.queue
-        queue = SqsJobQueue(RefusesBodies(plain._sqs, refused), plain._urls, plain._dead)
-    assert queue.hand_back(arn, bodies) == {1}
+        queue = SqsJobQueue(RefusesBodies(plain._sqs, refused_bodies), plain._urls, plain._dead)
+    assert queue.hand_back(arn, bodies) == refused
+    sent = [(body, n) for i, (body, n) in enumerate(bodies) if i not in refused]
     if adapters.receive is None:
-        assert queue.handed_back == [(arn, body, n) for body, n in (bodies[0], bodies[2])]
+        assert queue.handed_back == [(arn, body, n) for body, n in sent]
     else:
-        assert sorted(m["Body"] for m in adapters.receive("normal")) == [bodies[0][0], bodies[2][0]]
+        received: list[str] = []
+        for _ in range(5):
+            received += [m["Body"] for m in adapters.receive("normal")]
+        assert sorted(received) == sorted(body for body, _ in sent)
 
 
 OTHERS = ("erp_webhook", "event_delivery", "stream_failure")
@@ -471,31 +478,6 @@ def test_a_single_visibility_change_or_acknowledgement_sqs_refuses_is_an_error(a
         adapters.queue.acknowledge(arn, STALE)
     adapters.queue.set_visibility(arn, handles[0], 0)
     adapters.queue.acknowledge(arn, handles[0])
-
-
-def test_refused_entries_past_the_first_request_of_ten_are_named_by_their_own_positions(adapters):
-    """A batch of more than ten goes in requests of ten: an entry refused in the second request
-    is named by its place in the whole batch, and the first request's refusals are kept."""
-    arn = "arn:aws:sqs:us-east-1:123456789012:jobs-normal"
-    bodies = [(f'{{"job_id": "job-{i}", "attempt": 1}}', 1) for i in range(12)]
-    refused = {bodies[1][0], bodies[11][0]}
-    if adapters.receive is None:
-        queue = adapters.queue
-        queue.refuse |= refused
-    else:
-        from chalicelib.adapters.sqs import SqsJobQueue
-
-        plain = adapters.queue
-        queue = SqsJobQueue(RefusesBodies(plain._sqs, refused), plain._urls, plain._dead)
-    assert queue.hand_back(arn, bodies) == {1, 11}
-    sent = [body for i, (body, _) in enumerate(bodies) if i not in (1, 11)]
-    if adapters.receive is None:
-        assert [body for _, body, _ in queue.handed_back] == sent
-    else:
-        received: list[str] = []
-        for _ in range(5):
-            received += [m["Body"] for m in adapters.receive("normal")]
-        assert sorted(received) == sorted(sent)
 
 
 def test_the_longest_delay_sqs_takes_is_taken(adapters):
