@@ -125,13 +125,16 @@ def test_an_artifact_is_replaced_by_name_and_a_missing_or_bad_name_or_type_is_re
         adapters.artifacts.get(JOB, "missing.txt")
     with pytest.raises(ArtifactNotFoundError):
         adapters.artifacts.get(JOB, "../etc/passwd")
+    longest = "x" * 128  # the longest name taken
+    adapters.artifacts.put(JOB, longest, b"1", "text/plain")
+    assert adapters.artifacts.get(JOB, longest).content == b"1"
     for bad in ("", ".hidden", "a/b", "x" * 129):
         with pytest.raises(InvalidArtifactError):
             adapters.artifacts.put(JOB, bad, b"1", "text/plain")
     for bad_type in ("", "text", "text/plain\r\nX-Injected: 1", "text/plain; charset=\u00fc"):
         with pytest.raises(InvalidArtifactError, match="media type"):
             adapters.artifacts.put(JOB, "typed.txt", b"1", bad_type)
-    assert [a.name for a in adapters.artifacts.list(JOB).artifacts] == ["out.txt"]
+    assert [a.name for a in adapters.artifacts.list(JOB).artifacts] == ["out.txt", longest]
 
 
 @pytest.mark.parametrize("data", [b"small text", b"x" * (INLINE_LIMIT + 1)], ids=["inline", "blob"])
