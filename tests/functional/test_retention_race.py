@@ -24,6 +24,10 @@ def test_the_scheduled_cleanup_reaches_a_finished_job_before_ttl_may_take_its_re
     assert job["status"]["S"] == "completed" and len(job_objects(aws, job_id)) == 2  # result and artifact in S3
     finished = datetime.fromisoformat(job["finished_at"]["S"].replace("Z", "+00:00"))
     expires = datetime.fromtimestamp(int(job["expires_at"]["N"]), timezone.utc)
+    # Its runs and artifacts expire after it (a day), so TTL never leaves a record whose parts are gone.
+    parts = [i for i in job_items(aws, job_id) if i["sk"]["S"] != "JOB"]
+    assert {i["sk"]["S"].split("#")[0] for i in parts} >= {"RUN", "ART"}, [i["sk"]["S"] for i in parts]
+    assert all(int(i["expires_at"]["N"]) > int(job["expires_at"]["N"]) for i in parts), parts
     services = composition.container()
     days = services.settings.retention_days
 
