@@ -30,6 +30,17 @@ def job_of(message: dict) -> str:
     return json.loads(message["Body"])["job_id"]
 
 
+def hand_back_unanswered(monkeypatch) -> None:
+    """The jobs queue does not answer a hand-back: batch-mates stay in the batch for their turn."""
+    from chalicelib.composition import container
+    from chalicelib.domain.errors import QueueUnavailableError
+
+    def unavailable(self, arn, bodies):
+        raise QueueUnavailableError("the queue did not answer")
+
+    monkeypatch.setattr(type(container().queue), "hand_back", unavailable)
+
+
 def runs_for(monkeypatch, clock: ManualClock, seconds: dict[str, float]) -> None:
     """Each job in `seconds` runs that long on the worker's clock: it moves on as the job's
     attempt starts, the timers due meanwhile firing while the job runs."""
@@ -72,16 +83,9 @@ def test_a_process_that_dies_gives_its_batch_mates_back_after_their_short_lease(
 
 def test_a_batch_mate_whose_turn_comes_after_its_short_lease_is_handed_back_untouched(
         app, client, aws, monkeypatch, worker_clock):
-    from chalicelib.composition import container
-    from chalicelib.domain.errors import QueueUnavailableError
-
     ids = submit(client, 3)
     messages = sorted(receive_all(aws), key=lambda m: ids.index(job_of(m)))
-
-    def unavailable(self, arn, bodies):
-        raise QueueUnavailableError("the queue did not answer")
-
-    monkeypatch.setattr(type(container().queue), "hand_back", unavailable)  # so they wait their turn
+    hand_back_unanswered(monkeypatch)  # so they wait their turn
     runs_for(monkeypatch, worker_clock, {ids[0]: BATCH_MATE_LEASE_S - BATCH_TURN_MARGIN_S + 1})
     event = sqs_event(messages)
     result = invoke_worker(app, event)
@@ -93,16 +97,9 @@ def test_a_batch_mate_whose_turn_comes_after_its_short_lease_is_handed_back_unto
 def test_a_batch_mate_whose_turn_comes_just_within_its_short_lease_runs(app, client, aws, monkeypatch, worker_clock):
     """Its turn comes as the turn margin begins, not after: the margin is still its own, and
     its lease is extended at once."""
-    from chalicelib.composition import container
-    from chalicelib.domain.errors import QueueUnavailableError
-
     ids = submit(client, 2)
     messages = sorted(receive_all(aws), key=lambda m: ids.index(job_of(m)))
-
-    def unavailable(self, arn, bodies):
-        raise QueueUnavailableError("the queue did not answer")
-
-    monkeypatch.setattr(type(container().queue), "hand_back", unavailable)  # so it waits its turn
+    hand_back_unanswered(monkeypatch)  # so it waits its turn
     runs_for(monkeypatch, worker_clock, {ids[0]: BATCH_MATE_LEASE_S - BATCH_TURN_MARGIN_S})
     assert invoke_worker(app, sqs_event(messages)) == {"batchItemFailures": []}
     assert [status(client, i) for i in ids] == ["completed", "completed"]
@@ -200,15 +197,7 @@ def test_a_line_of_long_jobs_behind_two_workers_dead_letters_none_of_them(app, c
 
 
 def test_batch_mates_the_queue_does_not_take_back_wait_their_turn(app, client, aws, monkeypatch, worker_clock):
-    from chalicelib.composition import container
-    from chalicelib.domain.errors import QueueUnavailableError
-
-    queue_type = type(container().queue)
-
-    def unavailable(self, arn, bodies):
-        raise QueueUnavailableError("the queue did not answer")
-
-    monkeypatch.setattr(queue_type, "hand_back", unavailable)
+    hand_back_unanswered(monkeypatch)
     slow, ids, messages = held_up_batch(client, aws, monkeypatch, worker_clock, 2)
     assert invoke_worker(app, sqs_event(messages)) == {"batchItemFailures": []}
     assert [status(client, i) for i in (slow, *ids)] == ["completed"] * 3
