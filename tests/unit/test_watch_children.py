@@ -80,26 +80,33 @@ def test_a_child_that_fails_or_is_canceled_makes_the_watch_exit_1_and_is_named_l
     assert not any(line.startswith(f"{good['id']} completed") for line in lines[-3:])
 
 
+def spawning_on_submit(api: FakeApi, child_status: str, parent_steps, child_steps: tuple = ()) -> list[dict]:
+    """The first job added to `api` (the one a submit makes) spawns one child, added with
+    `child_status`: the parent's polls answer `parent_steps(child id)` in turn, the child's
+    `child_steps` (none: as it was added). Returns [parent, child], filled by that submit."""
+    original_add, made = api.add, []
+
+    def add_scripted(status="queued", **fields):
+        job = original_add(status, **fields)
+        if not made:
+            child = original_add(child_status, parent_id=job["id"])
+            if child_steps:
+                api.script(child["id"], *child_steps)
+            api.script(job["id"], *parent_steps(child["id"]))
+            made.extend([job, child])
+        return job
+
+    api.add = add_scripted
+    return made
+
+
 def test_submit_watch_of_a_fan_out_follows_the_children_it_spawns_while_running():
     """The parent lists its children as it spawns them: children that appear while it runs are
     followed as they appear."""
     api = FakeApi()
-    original_add = api.add
-    made = []
-
-    def add_scripted(status="queued", **fields):
-        job = original_add(status, **fields)
-        if not made:  # the submitted parent: running, spawning one child, then completed
-            made.append(job)
-            child = original_add("queued", parent_id=job["id"])
-            api.script(child["id"], {}, {}, {"status": "running", "version": 2}, FAILED)
-            api.script(job["id"], {"status": "running", "version": 2},
-                       {"status": "running", "version": 3, "children": [child["id"]]},
-                       {"status": "completed", "version": 4})
-            made.append(child)
-        return job
-
-    api.add = add_scripted
+    made = spawning_on_submit(api, "queued", lambda child: (
+        {"status": "running", "version": 2}, {"status": "running", "version": 3, "children": [child]},
+        {"status": "completed", "version": 4}), ({}, {}, {"status": "running", "version": 2}, FAILED))
     result = run_cli(["submit", "demo.fanout", "--payload", '{"children": 1}', "--watch"], api)
     parent, child = made
     assert result.code == 1, result.out
@@ -302,20 +309,8 @@ def test_watch_json_no_children_lists_the_jobs_named_alone():
 
 def test_submit_watch_no_children_ends_with_the_parent_though_it_spawned_a_child():
     api = FakeApi()
-    original_add = api.add
-    made = []
-
-    def add_scripted(status="queued", **fields):
-        job = original_add(status, **fields)
-        if not made:  # the submitted parent: running, spawning a child that never ends, then completed
-            made.append(job)
-            child = original_add("running", parent_id=job["id"])
-            api.script(job["id"], {"status": "running", "version": 2, "children": [child["id"]]},
-                       {"status": "completed", "version": 3})
-            made.append(child)
-        return job
-
-    api.add = add_scripted
+    made = spawning_on_submit(api, "running", lambda child: (  # a child that never ends
+        {"status": "running", "version": 2, "children": [child]}, {"status": "completed", "version": 3}))
     result = run_cli(["submit", "demo.fanout", "--payload", '{"children": 1}', "--watch", "--no-children",
                       "--timeout", "60"], api)
     assert len(made) == 2, result.err
