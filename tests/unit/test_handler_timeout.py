@@ -1,6 +1,7 @@
 """A handler that will not stop at its timeout: interrupted again and again, and at last its
 attempt failed `timeout` and its process ended before the attempt's lease lapses, so the next
 attempt (started once the lease lapses) never runs beside it."""
+import threading
 import time
 
 import pytest
@@ -126,11 +127,17 @@ def test_without_a_process_to_end_the_interrupts_go_on(store, queue, clock, type
     assert job.status == JobStatus.RETRYING and job.error.code == "timeout"
 
 
+def off_the_main_thread(run) -> None:
+    """`run` in a thread of its own, as a handler runs outside Lambda's main thread (no signal
+    reaches it), waited for 5 s at most."""
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(5)
+
+
 @pytest.mark.parametrize("in_thread", [False, True])
 def test_a_timeout_says_the_handlers_timeout_in_one_wording_on_either_path(in_thread):
     """The alarm (Lambda's main thread) and a handler's thread (elsewhere) say it alike."""
-    import threading
-
     def late():
         time.sleep(2)
 
@@ -143,9 +150,7 @@ def test_a_timeout_says_the_handlers_timeout_in_one_wording_on_either_path(in_th
             raised.append(str(exc))
 
     if in_thread:
-        worker = threading.Thread(target=run)
-        worker.start()
-        worker.join(5)
+        off_the_main_thread(run)
     else:
         run()
     assert raised == [JobTimeoutError.exceeded(0.25)] == ["handler exceeded its timeout of 0.25 s"]
@@ -376,8 +381,6 @@ def test_a_run_leaves_the_alarm_handler_it_found():
 def test_a_handler_run_off_the_main_thread_has_its_later_writes_stopped_at_its_timeout():
     """Off the main thread no signal can interrupt it: it is abandoned at its timeout, and
     `on_timeout` is what keeps its later writes off the finished attempt."""
-    import threading
-
     timed_out: list[bool] = []
     raised: list[BaseException] = []
 
@@ -387,16 +390,12 @@ def test_a_handler_run_off_the_main_thread_has_its_later_writes_stopped_at_its_t
         except JobTimeoutError as exc:
             raised.append(exc)
 
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(5)
+    off_the_main_thread(run)
     assert timed_out == [True] and len(raised) == 1
 
 
 def test_a_handler_run_off_the_main_thread_that_fails_in_time_raises_its_error():
     """Its error is the caller's, as on the main thread: not a run that returned nothing."""
-    import threading
-
     outcome: list[object] = []
 
     def broken():
@@ -408,7 +407,5 @@ def test_a_handler_run_off_the_main_thread_that_fails_in_time_raises_its_error()
         except ValueError as exc:
             outcome.append(exc)
 
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(5)
+    off_the_main_thread(run)
     assert [str(o) for o in outcome] == ["the handler broke"] and isinstance(outcome[0], ValueError)
