@@ -3,8 +3,8 @@
 "use strict";
 
 (function (jobpipe) {
-var $ = jobpipe.$, STATUSES = jobpipe.STATUSES, TERMINAL = jobpipe.TERMINAL, state = jobpipe.state,
-  el = jobpipe.el, JobRow = jobpipe.JobRow;
+var $ = jobpipe.$, LEFT_MAX = jobpipe.LEFT_MAX, STATUSES = jobpipe.STATUSES, TERMINAL = jobpipe.TERMINAL,
+  state = jobpipe.state, el = jobpipe.el, JobRow = jobpipe.JobRow;
 
 // Keeps the newer of two views of a job (a list answer may be older than a poll answer); a
 // job that no longer matches the status filter leaves the view (and is no longer polled).
@@ -36,8 +36,13 @@ function remember(job) {
   return changed;
 }
 
+// A job that left the view is remembered at the version it left at, whatever listing answers
+// next: any page of it, the first or a later one, may show the job as it was before (an index
+// that lags the job). The memory is bounded: the oldest departures are forgotten first.
 function forget(job) {
+  state.left.delete(job.id); // set anew: the Map keeps its keys in the order they were set
   state.left.set(job.id, job.version);
+  if (state.left.size > LEFT_MAX) state.left.delete(state.left.keys().next().value);
   drop(job.id);
 }
 

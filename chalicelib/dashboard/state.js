@@ -16,6 +16,7 @@ var POLL_BACKOFF = 1.5;
 var LIST_REFRESH_MS = 10000; // new jobs submitted elsewhere show up within this
 var MAX_BATCH = 100;         // POST /jobs/status takes at most 100 ids
 var ARRIVALS_MAX = 500;      // jobs the refreshes may add to a page left open before it starts over
+var LEFT_MAX = 1000;         // jobs that left the view remembered at once (the oldest forgotten first)
 var PAUSED = "paused while this tab is hidden";
 var CANCEL_NOTES = { "canceling…": true, "cancel requested": true, "canceled": true };
 var RETRY_AFTER_MAX_MS = 600000; // a throttle's Retry-After is honoured up to 10 minutes
@@ -32,7 +33,7 @@ var $ = function (id) { return document.getElementById(id); };
 var state = {
   jobs: new Map(),   // id -> job, as last seen
   rows: new Map(),   // id -> row view
-  left: new Map(),   // id -> version at which the job left the filters' view (cleared when they change)
+  left: new Map(),   // id -> version at which the job left the filters' view, oldest first (cleared when they change)
   gone: new Set(),   // ids shown that the batch status answered not_found: not polled
   pollTags: new Map(), // ids of a poll's batch -> the ETag of its last answer
   listTag: "",       // the ETag of the current listing's first page, as last merged
@@ -58,7 +59,7 @@ var state = {
 };
 
 Object.assign(jobpipe, { $: $, API_BASE: API_BASE, ARRIVALS_MAX: ARRIVALS_MAX, CANCEL_NOTES: CANCEL_NOTES,
-  POLL_BATCHES: POLL_BATCHES, RUNS_READS: RUNS_READS, RUNS_RETRY_MAX_MS: RUNS_RETRY_MAX_MS,
+  LEFT_MAX: LEFT_MAX, POLL_BATCHES: POLL_BATCHES, RUNS_READS: RUNS_READS, RUNS_RETRY_MAX_MS: RUNS_RETRY_MAX_MS,
   LIST_REFRESH_MS: LIST_REFRESH_MS, MAX_BATCH: MAX_BATCH, PAUSED: PAUSED, POLL_BACKOFF: POLL_BACKOFF,
   POLL_MAX_MS: POLL_MAX_MS, POLL_MIN_MS: POLL_MIN_MS, REQUEST_TIMEOUT_MS: REQUEST_TIMEOUT_MS,
   RETRY_AFTER_MAX_MS: RETRY_AFTER_MAX_MS, STATUSES: STATUSES, TERMINAL: TERMINAL, TOKEN_KEY: TOKEN_KEY,

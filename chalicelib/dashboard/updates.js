@@ -66,13 +66,12 @@ function refreshList(reset) {
       var redraw = reset || startOver || state.jobs.size === 0;
       if (reset || startOver) {
         // The jobs shown become the page's. A job it still shows keeps its row (details left
-        // open, focus, a note of what the user just did there); the others go. A job the page
-        // shows that left the view at a later version than the page's (a poll saw it complete
-        // while this listing was on its way) stays gone; the other such marks go with the rows
-        // (a filter's change cleared them all when it was made: `applyFilters`).
+        // open, focus, a note of what the user just did there); the others go. A job that left
+        // the view at a later version than this page or a later one shows (a poll saw it
+        // complete while this listing was on its way) stays gone: `state.left` is kept (a
+        // filter's change cleared it when it was made: `applyFilters`).
         var onPage = new Set(page.jobs.map(function (job) { return job.id; }));
         Array.from(state.jobs.keys()).forEach(function (id) { if (!onPage.has(id)) drop(id); });
-        Array.from(state.left.keys()).forEach(function (id) { if (!onPage.has(id)) state.left.delete(id); });
         state.pollTags = new Map();
         if (startOver) state.listGeneration++; // a "Load more" on its way would page on from the old rows
         else state.listTop = "";

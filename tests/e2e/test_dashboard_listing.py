@@ -116,6 +116,35 @@ def test_a_listing_asked_before_a_job_left_the_view_does_not_bring_it_back(page,
     expect(page.locator("tr.job")).to_have_count(2)
 
 
+def test_a_later_page_does_not_bring_back_a_job_that_left_the_view(page, api):
+    """Viewing `running` over two pages, a job of the second leaves the view (a poll saw it
+    complete) and Refresh starts the listing over from its first page. "Load more" then
+    answers with the job as it was before (an index that lags the job): it stays gone, as it
+    does when the first page shows it so."""
+    paused_clock(page)
+    started = {"attempts": 1, "started_at": "2026-01-15T10:00:00.000Z"}
+    leaving = api.add(status="running", **started)  # the oldest: on the second page
+    for _ in range(30):
+        api.add(status="running", **started)
+    api.open()
+    page.get_by_label("Status", exact=True).select_option("running")
+    expect(page.locator("tr.job")).to_have_count(25)
+    more = page.get_by_role("button", name="Load more")
+    more.click()
+    expect(row(page, leaving["id"])).to_have_attribute("data-status", "running")
+    api.update(leaving["id"], status="completed", finished_at="2026-01-15T10:00:09.000Z")
+    let_time_pass(api, 3, step_s=1)
+    expect(row(page, leaving["id"])).to_have_count(0)
+    page.get_by_role("button", name="Refresh").click()
+    api.settle()
+    expect(page.locator("tr.job")).to_have_count(25)
+    api.hold_next = "/jobs"
+    more.click()
+    release_with_the_job_as_it_was(api, leaving)
+    expect(page.locator("tr.job")).to_have_count(30)
+    assert row(page, leaving["id"]).count() == 0  # at once: a later poll would hide it again
+
+
 def shown_ids(page: Page) -> list[str]:
     return page.locator("tr.job").evaluate_all("rows => rows.map(r => r.dataset.jobId)")
 
