@@ -23,11 +23,15 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _too_large(text: str) -> ValueError:
+    return ValueError(f"the number {text[:40]}{'…' if len(text) > 40 else ''} is too large to be a finite double")
+
+
 def _finite(text: str) -> float:
     # Python reads 1e400 as inf and writes it back as `Infinity`, which is not JSON.
     value = float(text)
     if not math.isfinite(value):
-        raise ValueError(f"the number {text[:40]} is too large to be a finite double")
+        raise _too_large(text)
     return value
 
 
@@ -44,7 +48,7 @@ def _bounded_int(text: str) -> int:
     # (JavaScript's JSON.parse) reads one past the largest double as Infinity, as 1e400 is.
     digits = len(text) - text.startswith("-")
     if digits > _DOUBLE_DIGITS or (digits == _DOUBLE_DIGITS and abs(int(text)) > sys.float_info.max):
-        raise ValueError(f"the number {text[:40]}{'…' if len(text) > 40 else ''} is too large to be a finite double")
+        raise _too_large(text)
     return int(text)
 
 

@@ -26,6 +26,15 @@ def test_an_integer_past_the_largest_double_is_refused_wherever_it_stands(text):
         parse_json(text)
 
 
+@pytest.mark.parametrize("number", ["9" * 309, "1e400", "-1" + "0" * 400 + ".5", "12345.5e999"])
+def test_a_number_too_large_is_named_by_its_first_40_characters_and_an_ellipsis_past_them(number):
+    """Integer or not, the refusal quotes the number's start, and says when there is more of it."""
+    with pytest.raises(InvalidJsonError) as refused:
+        parse_json('{"n": %s}' % number)
+    shown = number if len(number) <= 40 else number[:40] + "…"
+    assert f"the number {shown} is too large to be a finite double" in str(refused.value)
+
+
 def test_the_look_for_a_long_run_of_digits_starts_only_where_a_run_starts():
     assert _LONG_DIGITS.pattern.startswith(r"(?<!\d)")
     assert [m.start() for m in _LONG_DIGITS.finditer("x" + "1" * 700)] == [1]  # not again inside it
