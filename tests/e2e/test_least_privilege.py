@@ -1,7 +1,11 @@
 """Least privilege, deployed: each secret in the one function that uses it, and a stack left at
 the template's defaults (a second stack, `jobpipe-production`, in the same emulator) runs no
-demo job types, and each function's log lines in its own group, kept for the stack's retention."""
+demo job types, each function's log lines in its own group, kept for the stack's retention, and
+each priority worker's role free to take messages from its own queue only."""
 from __future__ import annotations
+
+import json
+from urllib.parse import unquote
 
 import pytest
 
@@ -81,3 +85,32 @@ def test_each_function_logs_to_its_own_group_kept_for_the_stacks_retention(stack
     eventually(lambda: [e["message"] for e in logs.filter_log_events(logGroupName=groups["JobWorker"])["events"]],
                lambda lines: any(job["id"] in line for line in lines) and any(LOG_MESSAGE in line for line in lines),
                timeout_s=15, every_s=0.5, what=f"the worker's lines to reach {groups['JobWorker']}")
+
+
+def test_each_priority_worker_may_take_messages_of_its_own_queue_only(stack):
+    """As deployed: each worker's role holds its own policy and the workers' shared managed
+    one, and of the three jobs queues only its own is one it may receive from, delete from or
+    hide in."""
+    cfn, lam, iam = (stack.session.client(s) for s in ("cloudformation", "lambda", "iam"))
+    physical = {r["LogicalResourceId"]: r["PhysicalResourceId"]
+                for r in cfn.describe_stack_resources(StackName="jobpipe-e2e")["StackResources"]}
+    queue_arns = {name: stack.session.client("sqs").get_queue_attributes(
+        QueueUrl=physical[name], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        for name in ("JobsQueueHigh", "JobsQueue", "JobsQueueLow")}
+    for worker, own in (("JobWorkerHigh", "JobsQueueHigh"), ("JobWorker", "JobsQueue"), ("JobWorkerLow", "JobsQueueLow")):
+        role = lam.get_function_configuration(FunctionName=physical[worker])["Role"].rsplit("/", 1)[1]
+        (own_name,) = iam.list_role_policies(RoleName=role)["PolicyNames"]
+        documents = [iam.get_role_policy(RoleName=role, PolicyName=own_name)["PolicyDocument"]]
+        (shared,) = iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]
+        assert shared["PolicyArn"] == physical["JobWorkersPolicy"], (worker, shared)
+        version = iam.get_policy(PolicyArn=shared["PolicyArn"])["Policy"]["DefaultVersionId"]
+        documents.append(iam.get_policy_version(PolicyArn=shared["PolicyArn"], VersionId=version)["PolicyVersion"]["Document"])
+        taking = set()
+        for document in documents:
+            document = json.loads(unquote(document)) if isinstance(document, str) else document
+            for statement in document["Statement"]:
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                if {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"} & set(actions):
+                    taking |= set(resources)
+        assert taking == {queue_arns[own]}, (worker, taking)

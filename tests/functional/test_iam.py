@@ -166,18 +166,37 @@ def _evaluate(template: dict[str, Any], expression: Any, parameters: dict[str, A
     return str(expression)
 
 
-def statements(template: dict[str, Any], role: str, parameters: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
-    """The role's policy statements as a stack with `parameters` (else the defaults) has them."""
+def _documents(template: dict[str, Any], role: str) -> Iterator[tuple[dict[str, Any], tuple[str, ...]]]:
+    """(policy document, the roles holding it) of the role's own policies and of each managed
+    policy of the stack it holds (the three priority workers share one)."""
+    resources = template["Resources"]
+    for policy in resources[role]["Properties"].get("Policies", []):
+        yield policy["PolicyDocument"], (role,)
+    for arn in resources[role]["Properties"].get("ManagedPolicyArns", []):
+        holders = tuple(name for name, r in resources.items() if r["Type"] == "AWS::IAM::Role"
+                        and arn in r["Properties"].get("ManagedPolicyArns", []))
+        yield resources[arn["Ref"]]["Properties"]["PolicyDocument"], holders
+
+
+def held_statements(template: dict[str, Any], role: str,
+                    parameters: Optional[dict[str, Any]] = None) -> list[tuple[dict[str, Any], tuple[str, ...]]]:
+    """(statement, the roles holding it) of the role's policies as a stack with `parameters`
+    (else the defaults) has them."""
     out = []
-    for policy in template["Resources"][role]["Properties"].get("Policies", []):
-        for statement in policy["PolicyDocument"]["Statement"]:
+    for document, holders in _documents(template, role):
+        for statement in document["Statement"]:
             while isinstance(statement, dict) and "Fn::If" in statement:
                 condition, when_true, when_false = statement["Fn::If"]
                 holds = _evaluate(template, template["Conditions"][condition], parameters or {})
                 statement = when_true if holds else when_false
             if statement != {"Ref": "AWS::NoValue"}:
-                out.append(statement)
+                out.append((statement, holders))
     return out
+
+
+def statements(template: dict[str, Any], role: str, parameters: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
+    """The role's policy statements as a stack with `parameters` (else the defaults) has them."""
+    return [statement for statement, _ in held_statements(template, role, parameters)]
 
 
 def _patterns(template: dict[str, Any], resource: Any) -> list[str]:
@@ -323,7 +342,8 @@ def unused(template: dict[str, Any], log: CallLog, parameters: Optional[dict[str
            roles: Optional[set[str]] = None, only: Optional[dict[str, list[dict[str, Any]]]] = None) -> set[tuple[str, str, str]]:
     """(role, action, resource) granted (on the stack with `parameters`) that no recorded call of
     the role's functions used and no event source mapping of them uses; logs and X-Ray left out
-    (every function writes both). `only`: role -> the statements to look at (default: all)."""
+    (every function writes both). A policy several roles hold is used by the calls of all their
+    functions. `only`: role -> the statements to look at (default: all)."""
     functions: dict[str, set[str]] = defaultdict(set)
     for logical, resource in template["Resources"].items():
         if resource["Type"] == "AWS::Serverless::Function":
@@ -331,9 +351,10 @@ def unused(template: dict[str, Any], log: CallLog, parameters: Optional[dict[str
     sources = _source_grants(template)
     out = set()
     for role in sorted(roles or functions):
-        calls = [c for f in functions[role] for c in log.calls.get(f, ())]
-        chosen = (only or {}).get(role) or statements(template, role, parameters)
-        for statement in chosen:
+        chosen = ([(statement, (role,)) for statement in (only or {}).get(role) or ()]
+                  or held_statements(template, role, parameters))
+        for statement, holders in chosen:
+            calls = [c for holder in holders for f in functions[holder] for c in log.calls.get(f, ())]
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             for action in actions:
                 if action.startswith(("logs:", "xray:")):
@@ -372,6 +393,21 @@ def log(aws, monkeypatch):
     monkeypatch.setattr(composition.Container, "client", recording_client)
     composition.use(None)
     return calls
+
+
+# Each priority's worker has a role of its own: its calls are logged as its function's.
+WORKER_FUNCTIONS = {"job_worker": "JobWorker", "job_worker_high": "JobWorkerHigh", "job_worker_low": "JobWorkerLow"}
+
+
+def drain_as_each_worker(app, aws, log: CallLog, monkeypatch) -> None:
+    """`drain`, each worker's calls logged as made by its own function."""
+    for handler, function in WORKER_FUNCTIONS.items():
+        def as_function(event, context, run=app.handler_map[handler], function=function):
+            log.function = function
+            return run(event, context)
+
+        monkeypatch.setitem(app.handler_map, handler, as_function)
+    drain(app, aws)
 
 
 def _operator():
@@ -417,8 +453,7 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
     recorder = StreamRecorder(composition.container().store._ddb, aws["ddb"], "jobs")
     # A message that is no job message: parked on the DLQ once, on the worker's delivery ledger.
     aws["sqs"].send_message(QueueUrl=aws["jobs_url"], MessageBody="not json")
-    log.function = "JobWorker"
-    drain(app, aws)
+    drain_as_each_worker(app, aws, log, monkeypatch)
     log.function = "APIHandler"
     assert client.http.get(f"/jobs/{big['id']}", headers=auth()).json_body["status"] == "completed"
     client.http.get(f"/jobs/{big['id']}/artifacts", headers=auth())
@@ -490,8 +525,7 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
     aws["s3"].put_object(Bucket="jobs-bucket", Key="tmp/scratch.bin", Body=b"x")
     later = utcnow() + timedelta(hours=3)
     monkeypatch.setattr(composition.container().maintenance, "_clock", lambda: later)
-    log.function = "JobWorker"
-    drain(app, aws)
+    drain_as_each_worker(app, aws, log, monkeypatch)
     assert client.http.get(f"/jobs/{big['id']}", headers=auth()).status_code == 404
 
     assert set(log.calls) >= {"APIHandler", "JobWorker", "EventPublisher", "ErpBridge",
@@ -572,8 +606,7 @@ def test_the_api_running_maintenance_inline_and_reading_every_dead_letter_queue_
     log.function = "APIHandler"
     big = client.http.post("/jobs", headers=auth(), body=json.dumps(
         {"type": "demo.outputs", "payload": {"artifact_bytes": 100_000, "result_bytes": 100_000}})).json_body
-    log.function = "JobWorker"
-    drain(app, aws)
+    drain_as_each_worker(app, aws, log, monkeypatch)
     log.function = "APIHandler"
     # A counter left high (lost stream changes): admission counts the status index first.
     aws["ddb"].put_item(TableName="stats", Item={"pk": {"S": "TENANT#acme"}, "unfinished": {"N": "100"}})
@@ -679,4 +712,6 @@ def test_every_listing_the_scenarios_made_names_a_prefix_its_role_may_list(templ
                 assert call.prefix is not None and re.fullmatch(r"jobs/[0-9a-f-]{36}/|tmp/", call.prefix), call
                 assert allowed(template, roles[function], call, parameters), (scenario, function, call)
                 listed[scenario, function].add(call.prefix.split("/")[0])
-    assert listed == {("queued", "JobWorker"): {"jobs", "tmp"}, ("inline", "APIHandler"): {"jobs", "tmp"}}
+    # The clean-ups are queued at low priority; the health check's probe, at normal, lists tmp/.
+    assert listed == {("queued", "JobWorkerLow"): {"jobs", "tmp"}, ("queued", "JobWorker"): {"tmp"},
+                      ("inline", "APIHandler"): {"jobs", "tmp"}}

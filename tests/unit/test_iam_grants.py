@@ -62,6 +62,36 @@ def each(resources: tuple[str, ...], actions: set[str]) -> dict[str, set[str]]:
     return {r: actions for r in resources}
 
 
+# The three priority workers run the same code on their own queues. What they share is one
+# managed policy (JobWorkersPolicy) their three roles hold; each role alone may take, delete and hide
+# messages of its own queue (its event source mapping and its hand-backs) and write its logs.
+JOB_WORKERS = {"JobWorkerHigh": "JobsQueueHigh", "JobWorker": "JobsQueue", "JobWorkerLow": "JobsQueueLow"}
+JOB_WORKERS_SHARED: dict[str, set[str]] = {
+    "*": XRAY,
+    # Claims, progress, completions, runs, artifacts (each checked against its attempt: a
+    # ConditionCheck on the job's item); cleanup-runs batch-deletes a job's items.
+    "JobsTable": ddb("GetItem", "PutItem", "UpdateItem", "ConditionCheckItem", "Query", "BatchWriteItem",
+                     "DescribeTable"),
+    "JobsTable/index/by_finished_day": ddb("Query"),
+    # Its delivery ledger (dynamodb_ledger.py), for a message that is no job message only:
+    # a conditional Put before it is parked, a Put once it is.
+    "IdempotencyTable where LeadingKeys like DELIVERY#job_worker#*": ddb("PutItem"),
+    # A spawned child goes to the queue of its own priority; health-check reads every depth.
+    **each(JOBS_QUEUES, sqs("SendMessage", "GetQueueAttributes")),
+    **each(JOBS_DLQS, sqs("SendMessage", "GetQueueAttributes")),
+    "StatsTable": ddb("GetItem", "BatchGetItem", "DescribeTable"),
+    "JobsBucket/jobs/*": s3("GetObject", "PutObject", "DeleteObject"),
+    "JobsBucket/tmp/*": s3("DeleteObject"),  # cleanup-temp-files lists and deletes, never reads or writes
+    "JobsBucket" + LISTED_PREFIXES: s3("ListBucket"),
+    "JobEventsBus": {"events:DescribeEventBus"},
+}
+
+
+def job_worker(queue: str, log_group: str) -> dict[str, set[str]]:
+    return {**JOB_WORKERS_SHARED, log_group: LOGS,
+            queue: JOB_WORKERS_SHARED[queue] | sqs("ReceiveMessage", "DeleteMessage", "ChangeMessageVisibility")}
+
+
 GRANTS: dict[str, dict[str, set[str]]] = {
     "ApiHandlerRole": {
         **each(("APIHandlerLogGroup",), LOGS),
@@ -90,26 +120,7 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         "JobsBucket/tmp/*" + INLINE: s3("DeleteObject"),
         "JobEventsBus" + INLINE: {"events:DescribeEventBus"},
     },
-    "JobWorkerRole": {
-        **each(("JobWorkerLogGroup", "JobWorkerHighLogGroup", "JobWorkerLowLogGroup"), LOGS),
-        "*": XRAY,
-        # Claims, progress, completions, runs, artifacts (each checked against its attempt: a
-        # ConditionCheck on the job's item); cleanup-runs batch-deletes a job's items.
-        "JobsTable": ddb("GetItem", "PutItem", "UpdateItem", "ConditionCheckItem", "Query", "BatchWriteItem",
-                         "DescribeTable"),
-        "JobsTable/index/by_finished_day": ddb("Query"),
-        # Its delivery ledger (dynamodb_ledger.py), for a message that is no job message only:
-        # a conditional Put before it is parked, a Put once it is.
-        "IdempotencyTable where LeadingKeys like DELIVERY#job_worker#*": ddb("PutItem"),
-        **each(JOBS_QUEUES, sqs("ReceiveMessage", "DeleteMessage", "GetQueueAttributes", "ChangeMessageVisibility",
-                                "SendMessage")),
-        **each(JOBS_DLQS, sqs("SendMessage", "GetQueueAttributes")),
-        "StatsTable": ddb("GetItem", "BatchGetItem", "DescribeTable"),
-        "JobsBucket/jobs/*": s3("GetObject", "PutObject", "DeleteObject"),
-        "JobsBucket/tmp/*": s3("DeleteObject"),  # cleanup-temp-files lists and deletes, never reads or writes
-        "JobsBucket" + LISTED_PREFIXES: s3("ListBucket"),
-        "JobEventsBus": {"events:DescribeEventBus"},
-    },
+    **{f"{worker}Role": job_worker(queue, f"{worker}LogGroup") for worker, queue in JOB_WORKERS.items()},
     "EventPublisherRole": {
         **each(("EventPublisherLogGroup",), LOGS),
         "*": XRAY,
@@ -190,10 +201,19 @@ def condition_text(condition: Optional[dict[str, Any]]) -> str:
     return out
 
 
+def policies(template: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    """The role's own policies and the stack's managed policies it holds."""
+    resources = template["Resources"]
+    held = resources[role]["Properties"].get("ManagedPolicyArns", [])
+    assert all(set(arn) == {"Ref"} and resources[arn["Ref"]]["Type"] == "AWS::IAM::ManagedPolicy" for arn in held), (
+        f"{role} holds a policy this stack does not make: its grants would be pinned nowhere")
+    return resources[role]["Properties"].get("Policies", []) + [resources[arn["Ref"]]["Properties"] for arn in held]
+
+
 def grants(template: dict[str, Any], role: str) -> set[tuple[str, str]]:
     """(action, resource) of every Allow statement of the role's policies, conditions written out."""
     out = set()
-    for policy in template["Resources"][role]["Properties"].get("Policies", []):
+    for policy in policies(template, role):
         for statement in policy["PolicyDocument"]["Statement"]:
             stack_conditions = ""
             while "Fn::If" in statement:
