@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from rich.console import Console
@@ -29,9 +30,24 @@ class Run:
     def __init__(self, code, out, err):
         self.code, self.out, self.err = code, out, err
 
+    def __iter__(self):  # code, out, err = run
+        return iter((self.code, self.out, self.err))
+
     @property
     def err_lines(self):
         return self.err.splitlines()
+
+
+def nothing_sent(*_):  # a make_client for a command that must be refused before any request
+    pytest.fail("nothing is sent")
+
+
+def exited(capsys, call: Callable[[], object]) -> Run:
+    """What `call` exits with (argparse's refusals, --help, --version) and wrote meanwhile."""
+    with pytest.raises(SystemExit) as raised:
+        call()
+    said = capsys.readouterr()
+    return Run(raised.value.code, said.out, said.err)
 
 
 def run_cli(argv, api=None, server=None, environ=ENV, terminal=False):
@@ -265,7 +281,7 @@ def test_result_prints_the_result_as_json_and_a_gone_one_is_one_line_exit_1():
     assert unknown.code == 2 and len(unknown.err_lines) == 1 and "job_not_found" in unknown.err
 
 
-def test_list_and_cancel():
+def test_list_and_cancel(capsys):
     api = FakeApi()
     queued = api.add()
     api.add(status="completed")
@@ -275,19 +291,16 @@ def test_list_and_cancel():
     assert table.code == 0 and queued["id"] in table.out and "completed" in table.out
     canceled = run_cli(["cancel", queued["id"]], api)
     assert canceled.code == 0 and canceled.out.strip() == f"{queued['id']} canceled"
-    with pytest.raises(SystemExit) as refused:  # argparse's refusal (test_cli_edges: its line)
-        run_cli(["list", "--limit", "0"], api)
-    assert refused.value.code == 2
+    # argparse's refusal (test_cli_edges: its line)
+    assert exited(capsys, lambda: run_cli(["list", "--limit", "0"], api)).code == 2
 
 
 @pytest.mark.parametrize(
     "argv", [[], ["submit"], ["frobnicate"], ["list", "--status", "bogus"], ["submit", "t", "--delay", "soon"]]
 )
 def test_usage_errors_are_one_line_exit_2(argv, capsys):
-    with pytest.raises(SystemExit) as raised:
-        main(argv, environ=ENV)
-    err = capsys.readouterr().err
-    assert raised.value.code == 2 and len(err.splitlines()) == 1 and "error:" in err
+    code, _, err = exited(capsys, lambda: main(argv, environ=ENV))
+    assert code == 2 and len(err.splitlines()) == 1 and "error:" in err
 
 
 def test_connection_flags_win_over_the_environment_and_work_before_or_after_the_command():
@@ -324,19 +337,16 @@ def test_delay_takes_seconds_or_a_unit(text, seconds):
 def test_bad_schedules_are_one_line_and_exit_2(argv, capsys):
     from jobpipe_client.cli import build_parser
 
-    with pytest.raises(SystemExit) as exit_info:
-        build_parser().parse_args(argv)
-    assert exit_info.value.code == 2
-    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    code, _, err = exited(capsys, lambda: build_parser().parse_args(argv))
+    assert code == 2 and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("text", ["soon", "²", "1.5h", "-5"])
 def test_a_delay_that_is_no_duration_says_what_a_duration_is(text, capsys):
     """Not argparse's `invalid parse_delay value`: the line says what --delay takes."""
-    with pytest.raises(SystemExit) as exit_info:
-        build_parser().parse_args(["submit", "demo.steps", "--delay", text])
-    (line,) = capsys.readouterr().err.splitlines()
-    assert exit_info.value.code == 2
+    code, _, err = exited(capsys, lambda: build_parser().parse_args(["submit", "demo.steps", "--delay", text]))
+    (line,) = err.splitlines()
+    assert code == 2
     assert f"{text!r} is not a duration: give seconds or a number with s, m, h or d" in line, line
 
 
@@ -363,9 +373,8 @@ def test_version_of_a_client_run_from_a_checkout_never_installed_says_so(monkeyp
         raise metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(metadata, "version", not_installed)
-    with pytest.raises(SystemExit) as exited:
-        build_parser().parse_args(["--version"])
-    assert exited.value.code == 0 and capsys.readouterr().out == "jobpipe unknown (not installed)\n"
+    said = exited(capsys, lambda: build_parser().parse_args(["--version"]))
+    assert (said.code, said.out) == (0, "jobpipe unknown (not installed)\n")
 
 
 LONG_TYPE = "reports.quarterly-revenue-by-region-and-product-line"
@@ -564,18 +573,14 @@ def test_a_payload_with_nan_or_infinity_is_one_line_exit_2(payload):
     ["submit", "demo.steps", "--watch", "--timeout", "nan"], ["submit", "demo.steps", "--delay", "²"],
 ])
 def test_unusable_header_values_and_timeouts_are_usage_errors(argv, capsys):
-    with pytest.raises(SystemExit) as raised:
-        main(argv, environ=ENV, make_client=lambda *_: pytest.fail("nothing is sent"))
-    err = capsys.readouterr().err
-    assert raised.value.code == 2 and len(err.splitlines()) == 1 and "error: argument" in err
+    code, _, err = exited(capsys, lambda: main(argv, environ=ENV, make_client=nothing_sent))
+    assert code == 2 and len(err.splitlines()) == 1 and "error: argument" in err
 
 
-def test_a_watch_whose_timeout_is_nan_ends_and_is_refused():
+def test_a_watch_whose_timeout_is_nan_ends_and_is_refused(capsys):
     api = FakeApi()
     job = api.add(status="running")
-    with pytest.raises(SystemExit) as raised:
-        run_cli(["watch", job["id"], "--timeout", "nan"], server=at_most(50, api))
-    assert raised.value.code == 2
+    assert exited(capsys, lambda: run_cli(["watch", job["id"], "--timeout", "nan"], server=at_most(50, api))).code == 2
 
 
 def test_timeout_without_watch_is_one_line_exit_2():
@@ -684,10 +689,9 @@ def test_help_lists_every_exit_code_and_what_each_submit_option_does(capsys):
     """A script calling `jobpipe watch` branches on its exit code: `jobpipe --help` names each
     one, as docs/api.md does, and `jobpipe submit --help` says what --priority, --scope and
     --idempotency-key do (they had no help at all)."""
-    with pytest.raises(SystemExit) as exited:
-        build_parser().parse_args(["--help"])
-    assert exited.value.code == 0
-    text = " ".join(capsys.readouterr().out.split())
+    code, out, _ = exited(capsys, lambda: build_parser().parse_args(["--help"]))
+    assert code == 0
+    text = " ".join(out.split())
     for code, meaning in [(0, "completed"), (1, "failed or was canceled"), (2, "bad input"), (3, "unavailable"),
                           (4, "--timeout ran out"), (130, "interrupted"), (141, "stdout was closed"),
                           (143, "terminated")]:
@@ -695,9 +699,7 @@ def test_help_lists_every_exit_code_and_what_each_submit_option_does(capsys):
     # every code the CLI exits with is listed: 143 (SIGTERM) was left out of the help
     codes = {v for k, v in vars(cli_module).items() if k.startswith("EXIT_") and isinstance(v, int)}
     assert codes and all(re.search(rf"(^| ){code} ", text) for code in codes), (codes, text)
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["submit", "--help"])
-    text = " ".join(capsys.readouterr().out.split())
+    text = " ".join(exited(capsys, lambda: build_parser().parse_args(["submit", "--help"])).out.split())
     for option, says in [("--priority", "job type's"), ("--scope", "cache"), ("--idempotency-key", "same key")]:
         assert re.search(rf"{option} \S+ [^-]*{re.escape(says)}", text), (option, text)
 
@@ -786,10 +788,8 @@ def test_version_prints_the_installed_clients_version_and_exits_0(capsys):
     """`jobpipe --version` answered 'the following arguments are required: COMMAND', exit 2."""
     from importlib import metadata
 
-    with pytest.raises(SystemExit) as exited:
-        build_parser().parse_args(["--version"])
-    assert exited.value.code == 0
-    assert capsys.readouterr().out == f"jobpipe {metadata.version('jobpipe-client')}\n"
+    said = exited(capsys, lambda: build_parser().parse_args(["--version"]))
+    assert (said.code, said.out) == (0, f"jobpipe {metadata.version('jobpipe-client')}\n")
 
 
 @pytest.mark.parametrize("argv, hinted", [
@@ -798,8 +798,6 @@ def test_version_prints_the_installed_clients_version_and_exits_0(capsys):
     (["list", "extra"], False),  # another unrecognized argument: no word on the payload
 ])
 def test_a_payload_given_without_its_flag_is_refused_naming_the_flag(argv, hinted, capsys):
-    with pytest.raises(SystemExit) as raised:
-        main(argv, environ=ENV, make_client=lambda *_: pytest.fail("nothing is sent"))
-    err = capsys.readouterr().err
-    assert raised.value.code == 2 and len(err.splitlines()) == 1
+    code, _, err = exited(capsys, lambda: main(argv, environ=ENV, make_client=nothing_sent))
+    assert code == 2 and len(err.splitlines()) == 1
     assert "unrecognized arguments: " in err and argv[-1] in err and ("--payload" in err) is hinted
