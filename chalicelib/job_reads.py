@@ -1,8 +1,12 @@
 """Status reads shared by the native and the rq-compatible polling routes.
 
 Polling is the most frequent request, so each costs one read: a GetItem (eventually
-consistent) per job polled, one BatchGetItem per batch. Another tenant's job is answered
-exactly like a missing one."""
+consistent) per job polled, one BatchGetItem per batch. A job such a read does not find is read
+again, strongly consistent, before it is answered not found: a job submitted a moment ago may
+not be on the replica the first read asked yet, and a client that polls right after its submit
+(`jobpipe submit --watch`, an rq poller that stops at not_found) must not be told it does not
+exist. Misses alone pay the second read. Another tenant's job is answered exactly like a missing
+one, and costs the same reads."""
 from __future__ import annotations
 
 from typing import Collection, Optional
@@ -18,20 +22,32 @@ class JobReads:
 
     def visible_jobs(self, tenant: str, ids: list[str]) -> list[tuple[str, Optional[Job]]]:
         """(id, job) in the order of `ids`; None where the job is missing or another tenant's."""
-        found = self._store.get_many([i for i in ids if is_plausible_job_id(i)])
-        pairs: list[tuple[str, Optional[Job]]] = []
-        for job_id in ids:
-            job = found.get(job_id)
-            pairs.append((job_id, job if job is not None and job.tenant == tenant else None))
-        return pairs
+        found = self._visible_many(tenant, [i for i in ids if is_plausible_job_id(i)])
+        return [(job_id, found.get(job_id)) for job_id in ids]
 
     def visible_job(self, tenant: str, job_id: str, *, fetch: Collection[str] = CLAIM_CHECKED) -> Optional[Job]:
-        """The tenant's job by an eventually consistent read, or None; `fetch` as for
-        JobStore.get (the claim-checked fields the answer shows whole), an object of them that
-        is gone read as empty and named in the job's `gone`."""
+        """The tenant's job by an eventually consistent read (a miss read again consistently),
+        or None; `fetch` as for JobStore.get (the claim-checked fields the answer shows whole),
+        an object of them that is gone read as empty and named in the job's `gone`."""
         if not is_plausible_job_id(job_id):
             return None
-        return self._store.get(job_id, consistent=False, tenant=tenant, fetch=fetch, mark_gone=True)
+        for consistent in (False, True):
+            job = self._store.get(job_id, consistent=consistent, tenant=tenant, fetch=fetch, mark_gone=True)
+            if job is not None:
+                return job
+        return None
+
+    def _visible_many(self, tenant: str, ids: list[str]) -> dict[str, Job]:
+        """The tenant's jobs of `ids` by id: one eventually consistent batch read, the ids it did
+        not find read again consistently."""
+        def visible(jobs: dict[str, Job]) -> dict[str, Job]:
+            return {i: job for i, job in jobs.items() if job.tenant == tenant}
+
+        found = visible(self._store.get_many(ids))
+        missed = [i for i in dict.fromkeys(ids) if i not in found]
+        if missed:
+            found.update(visible(self._store.get_many(missed, consistent=True)))
+        return found
 
     def tree(self, tenant: str, roots: list[Job]) -> tuple[dict[str, Job], bool]:
         """The descendants of `roots` by id (the tenant's only), level by level (a BatchGetItem
@@ -42,8 +58,8 @@ class JobReads:
         while level:
             wanted = [i for i in dict.fromkeys(level) if i not in tree]
             room = MAX_TREE_JOBS - len(tree)
-            found = self._store.get_many(wanted[:room])
-            fresh = [j for j in found.values() if j.tenant == tenant and j.id not in tree]
+            found = self._visible_many(tenant, wanted[:room])
+            fresh = [j for j in found.values() if j.id not in tree]
             tree.update((j.id, j) for j in fresh)
             if len(wanted) > room:
                 return tree, False  # a status resting on part of the tree: the caller says so

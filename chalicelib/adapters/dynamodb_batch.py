@@ -44,14 +44,15 @@ def _until_processed(
 
 
 def batch_get(client: Any, table: str, keys: list[dict[str, Any]], *, error: str,
-              sleep: Callable[[float], None] = time.sleep) -> list[dict[str, Any]]:
-    """The items of up to BATCH_GET_MAX `keys` (missing ones are absent), in no particular order.
-    Raises StoreUnavailableError with `error` as its message."""
+              sleep: Callable[[float], None] = time.sleep, consistent: bool = False) -> list[dict[str, Any]]:
+    """The items of up to BATCH_GET_MAX `keys` (missing ones are absent), in no particular order,
+    strongly consistent if `consistent`. Raises StoreUnavailableError with `error` as its message."""
     if not keys:
         return []
     responses = _until_processed(
         lambda request: client.batch_get_item(RequestItems=request),
-        {table: {"Keys": keys}}, "UnprocessedKeys", error=error, sleep=sleep,
+        {table: {"Keys": keys, **({"ConsistentRead": True} if consistent else {})}}, "UnprocessedKeys",
+        error=error, sleep=sleep,
     )
     return [item for response in responses for item in response.get("Responses", {}).get(table, [])]
 

@@ -55,7 +55,7 @@ class JobReads(JobTable):
             return None
         return item_to_job(item, self._fetch, fetch, mark_gone=mark_gone)
 
-    def get_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
+    def get_many(self, job_ids: Iterable[str], *, consistent: bool = False) -> dict[str, Job]:
         """Jobs by id, as the port says. An item this code cannot read (a status or a shape a
         later version wrote, met during a rollback; an item edited by hand) is left out, and
         `on_unreadable` told of it: a listing, a batch poll or the reconciler's due page reads
@@ -64,7 +64,7 @@ class JobReads(JobTable):
         found: dict[str, Job] = {}
         for start in range(0, len(ids), BATCH_GET_MAX):
             keys = [job_key(i) for i in ids[start : start + BATCH_GET_MAX]]
-            for item in self._batch_get(keys):
+            for item in self._batch_get(keys, consistent=consistent):
                 if is_purging(item):
                     continue
                 try:
@@ -75,8 +75,8 @@ class JobReads(JobTable):
                 found[job.id] = job
         return found
 
-    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return batch_get(self._ddb, self._table, keys, error="could not read jobs")
+    def _batch_get(self, keys: list[dict[str, Any]], *, consistent: bool = False) -> list[dict[str, Any]]:
+        return batch_get(self._ddb, self._table, keys, error="could not read jobs", consistent=consistent)
 
     def list_jobs(self, query: JobQuery) -> JobPage:
         """A page of the query's index (cursors.fill_page says which jobs it shows), newest

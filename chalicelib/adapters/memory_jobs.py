@@ -127,7 +127,7 @@ class InMemoryJobStore:
             return None
         return self._read(job, fetch=fetch, mark_gone=mark_gone)
 
-    def get_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
+    def get_many(self, job_ids: Iterable[str], *, consistent: bool = False) -> dict[str, Job]:
         return {i: self._read(self._jobs[i], fetch=()) for i in dict.fromkeys(job_ids)
                 if i in self._jobs and i not in self._purging}
 

@@ -142,7 +142,9 @@ def job_status_batch(call: Call) -> Any:
 
 @route("/jobs/{job_id}", methods=["GET"])
 def get_job(call: Call, job_id: str) -> Any:
-    job = container().lifecycle.get(call.user.tenant, _job_id(job_id), consistent=False)
+    job = container().reads.visible_job(call.user.tenant, _job_id(job_id))
+    if job is None:
+        raise JobNotFoundError(f"job {job_id} not found")
     return conditional_response(call.header("if-none-match"), job_etag("job", [(job.id, job)]), job.public())
 
 

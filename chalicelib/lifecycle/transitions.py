@@ -76,15 +76,14 @@ class JobTransitions:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def get(self, tenant: str, job_id: str, *, consistent: bool = True,
-            fetch: Collection[str] = CLAIM_CHECKED) -> Job:
-        """The tenant's job; another tenant's job is indistinguishable from a missing one.
-        `consistent=False` is for polling reads that may lag a write by a moment. `fetch`:
+    def get(self, tenant: str, job_id: str, *, fetch: Collection[str] = CLAIM_CHECKED) -> Job:
+        """The tenant's job, read consistently; another tenant's job is indistinguishable from
+        a missing one (polls read through chalicelib/job_reads.py, cheaper). `fetch`:
         the claim-checked fields read back from S3 (`()` for a read that shows neither the
         payload nor the result: the record alone). A fetched object that is gone reads as
         empty, named in the job's `gone`: the job as recorded, not an error. Raises
         JobNotFoundError."""
-        job = self.store.get(job_id, consistent=consistent, tenant=tenant, fetch=fetch, mark_gone=True)
+        job = self.store.get(job_id, tenant=tenant, fetch=fetch, mark_gone=True)
         if job is None:
             raise JobNotFoundError(f"job {job_id} not found")
         return job

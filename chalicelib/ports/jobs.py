@@ -158,9 +158,10 @@ class JobStore(Protocol):
         default: every caller says which it needs, so none meets an error it did not expect
         the day a bucket rule deletes an object. Raises StoreUnavailableError."""
 
-    def get_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
+    def get_many(self, job_ids: Iterable[str], *, consistent: bool = False) -> dict[str, Job]:
         """Jobs by id; ids that do not exist are absent from the result, and so are those whose
-        record this code cannot read (an error is logged naming each)."""
+        record this code cannot read (an error is logged naming each). Eventually consistent
+        unless `consistent`."""
 
     def list_jobs(self, query: JobQuery) -> JobPage:
         """A tenant's jobs, newest first; raises InvalidRequestError for a bad cursor."""

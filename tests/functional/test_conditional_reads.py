@@ -5,6 +5,7 @@ import json
 import pytest
 
 from chalicelib import composition
+from chalicelib.adapters.dynamodb_items import job_key
 from tests.functional.conftest import auth
 from tests.functional.test_api import submit
 
@@ -123,8 +124,25 @@ def test_polling_reads_are_single_eventually_consistent_reads(client, aws, dynam
         assert [(name, params.get("ConsistentRead")) for name, params in dynamodb_calls] == [("GetItem", False)], path
     for path in ("/jobs/status", "/api/jobinfo"):
         dynamodb_calls.clear()
-        read(client, "POST", path, [a, b, "missing"])
+        read(client, "POST", path, [a, b])
         assert [name for name, _ in dynamodb_calls] == ["BatchGetItem"], path
+
+
+def test_a_poll_that_misses_reads_again_consistently_before_it_answers_not_found(client, aws, dynamodb_calls):
+    """A job just submitted may not be on the replica an eventually consistent read asks: a
+    miss is read once more, consistently, the job or the batch's missing ids alone."""
+    a, missing = submit(client)["id"], "00000000-0000-4000-8000-000000000000"
+    for path in (f"/jobs/{missing}", f"/api/jobstatus/{missing}", f"/api/jobinfo/{missing}"):
+        dynamodb_calls.clear()
+        assert read(client, "GET", path).status_code in (200, 404)
+        assert [(name, params.get("ConsistentRead")) for name, params in dynamodb_calls] == [
+            ("GetItem", False), ("GetItem", True)], path
+    for path in ("/jobs/status", "/api/jobinfo"):
+        dynamodb_calls.clear()
+        read(client, "POST", path, [a, missing])
+        (first, second) = [params["RequestItems"]["jobs"] for name, params in dynamodb_calls if name == "BatchGetItem"]
+        assert "ConsistentRead" not in first and len(first["Keys"]) == 2
+        assert second["ConsistentRead"] is True and second["Keys"] == [job_key(missing)]
 
 
 def test_cancel_still_reads_consistently(client, aws, dynamodb_calls):
