@@ -52,6 +52,9 @@ def with_maintenance(registry: JobTypeRegistry, tasks: Callable[[], MaintenanceT
             result = tasks().run(task, given, _control(ctx))
             more = follow_up_payload(task, given, result)
             if more is not None and submit is not None:
+                # A cancel requested since the run last looked (its last progress report held
+                # back by the window, no poll due) ends it here, canceled, continued by none.
+                ctx.check_cancelled(fresh=True)
                 result["continued_by"] = _continue(submit, task, ctx.job, more)
             return result
 

@@ -227,23 +227,25 @@ class JobContext:
             raise InvalidArtifactError(f"artifact data must be bytes, str, dict or list, not {type(data).__name__}")
         return self._store_artifact(self.job_id, name, raw, content_type or default_type)
 
-    def cancelled(self) -> bool:
+    def cancelled(self, *, fresh: bool = False) -> bool:
         """True once a cancel was requested. Reads the store at most once per poll interval, and
-        not at all while progress writes (which return the stored job) are fresher than that."""
+        not at all while progress writes (which return the stored job) are fresher than that;
+        `fresh=True` reads it now (before a step that cannot be undone, such as starting
+        another job)."""
         if self._cancel_seen or self.job.cancel_requested:
             self._cancel_seen = True
             return True
         now = self._clock.monotonic()
         fresh_at = max(self._last_cancel_check, self._reporter.last_write_at)
-        if now - fresh_at >= self._cancel_poll_interval_s:
+        if fresh or now - fresh_at >= self._cancel_poll_interval_s:
             self._last_cancel_check = now
             fresh = self._reload(self.job_id)
             self._cancel_seen = bool(fresh is not None and fresh.cancel_requested)
         return self._cancel_seen
 
-    def check_cancelled(self) -> None:
-        """Raise JobCancelledError if a cancel was requested."""
-        if self.cancelled():
+    def check_cancelled(self, *, fresh: bool = False) -> None:
+        """Raise JobCancelledError if a cancel was requested (`fresh`: as `cancelled` takes it)."""
+        if self.cancelled(fresh=fresh):
             raise JobCancelledError(f"job {self.job_id} was canceled")
 
     def remaining_ms(self) -> int:

@@ -10,6 +10,7 @@ from datetime import timedelta
 import botocore.client
 
 from chalicelib import composition
+from chalicelib.adapters.clocks import ManualClock
 from chalicelib.adapters.dynamodb_items import FINISHED_SHARDS
 from chalicelib.adapters.retention import DynamoFinishedJobs
 from chalicelib.adapters.s3 import S3BlobStore
@@ -189,3 +190,49 @@ def test_a_temp_file_cleanup_canceled_while_its_listing_holds_nothing_old_ends_c
     assert [o["Key"] for o in listed["Contents"]][:1] == ["tmp/b-0000"]  # the old ones went before the cancel
     assert listed["KeyCount"] == 1000 and listed["IsTruncated"]  # the recent ones all kept
     assert watched.deletes_after_cancel == 0
+
+
+def test_a_cleanup_canceled_as_it_runs_out_of_time_ends_canceled_and_is_not_continued(
+        app, client, aws, monkeypatch):
+    """The cancel comes while the run's last page is purged, and the run then runs out of time:
+    its last progress report falls in the deployed 2 s window (not written, so it does not see
+    the cancel) and no poll interval has passed. A run that stops incomplete enqueues the one
+    continuing it; one whose cancel was requested ends canceled instead and starts no other."""
+    from chalicelib.job_types import maintenance as maintenance_types
+    from tests.functional.test_operations import _old_finished_job
+
+    monkeypatch.setenv("PROGRESS_MIN_INTERVAL_S", "2")
+    composition.use(None)
+    services = composition.container()
+    monkeypatch.setattr(services, "clock", ManualClock(start=500.0))
+    old = [f"00000000-0000-0000-0000-0000000006{i:02d}" for i in range(3)]
+    for i, job_id in enumerate(old):
+        _old_finished_job(services.store, 30 + i, job_id)
+    purged: list[str] = []
+    real_purge = services.finished_jobs.purge
+    monkeypatch.setattr(services.finished_jobs, "purge", lambda job_id: purged.append(job_id) or real_purge(job_id))
+    real_control = maintenance_types._control
+
+    def out_of_time_after_one_purge_and_canceled(ctx):
+        control = real_control(ctx)
+
+        def remaining_ms() -> int:
+            if not purged:
+                return 10**6
+            answer = client.http.delete(f"/api/system/maintenance/tasks/{ctx.job_id}", headers=OPERATOR)
+            assert answer.status_code in (202, 409), answer.body
+            return 0
+
+        control.remaining_ms = remaining_ms
+        return control
+
+    monkeypatch.setattr(maintenance_types, "_control", out_of_time_after_one_purge_and_canceled)
+    task_id = client.http.post("/api/system/maintenance/cleanup-runs", headers=OPERATOR).json_body["task_id"]
+    drain(app, aws)
+
+    answer = client.http.get(f"/api/system/maintenance/tasks/{task_id}", headers=OPERATOR).json_body
+    assert answer["status"] == "canceled" and answer["cancel_requested"] is True, answer
+    assert answer["progress"]["message"] == "deleted 1 jobs"  # what it did before it stopped
+    tasks = client.http.get("/api/system/maintenance/tasks", headers=OPERATOR).json_body["tasks"]
+    assert [t["task_id"] for t in tasks] == [task_id]  # nothing continues it
+    assert len(purged) == 1 and len([job_id for job_id in old if job_items(aws, job_id)]) == 2

@@ -420,7 +420,7 @@ def test_a_retried_attempt_of_a_cleanup_that_enqueued_its_continuation_enqueues_
     results = []
     for attempt in (1, 2):  # the first attempt's worker dies once its handler returned
         ctx = SimpleNamespace(job=run.model_copy(update={"attempts": attempt}), progress=lambda *a, **k: None,
-                              check_cancelled=lambda: None, remaining_ms=lambda: 10**6)
+                              check_cancelled=lambda fresh=False: None, remaining_ms=lambda: 10**6)
         results.append(job_type.handler(ctx, job_type.parse_payload({"max_age_hours": 24})))
         clock.advance(job_type.timeout_s + 31)  # the lease ends; the reconciler retries the run
     assert results[0]["continued_by"] == results[1]["continued_by"]
@@ -436,7 +436,7 @@ def test_a_cleanup_that_completed_through_its_job_type_enqueues_no_continuation(
 
     finished_job(store, clock, "old-1", 30)
     job_type, run = submitted_cleanup(tasks, store, queue, clock)
-    ctx = SimpleNamespace(job=run, progress=lambda *a, **k: None, check_cancelled=lambda: None,
+    ctx = SimpleNamespace(job=run, progress=lambda *a, **k: None, check_cancelled=lambda fresh=False: None,
                           remaining_ms=lambda: 10**6)
     result = job_type.handler(ctx, job_type.parse_payload({"max_age_hours": 24}))
     assert result["complete"] and result["jobs_deleted"] == 1 and "continued_by" not in result
