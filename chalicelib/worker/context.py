@@ -18,6 +18,7 @@ from chalicelib.domain.errors import (
     error_code,
 )
 from chalicelib.domain.job import Job, JobErrorInfo, nested_deeper_than, non_text_key, too_deep_message
+from chalicelib.domain.progress import check_report
 from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate
 from chalicelib.ports import ArtifactInfo, Clock
 from chalicelib.worker.progress import ProgressReporter
@@ -28,10 +29,16 @@ StoreArtifact = Callable[[str, str, bytes, str], ArtifactInfo]
 
 @dataclass(frozen=True)
 class Completion:
-    """How a handler finished its work: the result and a final progress message."""
+    """How a handler finished its work: the result and a final progress message. A message a
+    progress report could not carry (not text, too long, a lone surrogate) raises
+    ProgressRejectedError here, in the handler, as `ctx.progress` would: the completion's
+    write could not store it either."""
 
     result: Any
     message: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        check_report(None, self.message, None)
 
 
 @dataclass(frozen=True)
@@ -150,7 +157,9 @@ class JobContext:
 
     def complete(self, result: Any, message: Optional[str] = None) -> Completion:
         """Record the job's result and final message: the job completes with them when the
-        handler returns, whatever it returns. A later call replaces an earlier one."""
+        handler returns, whatever it returns. A later call replaces an earlier one. Raises
+        ProgressRejectedError, recording nothing, for a message a progress report could not
+        carry (see Completion)."""
         self._check_writable()
         self._completion = Completion(result, message)
         return self._completion

@@ -38,7 +38,8 @@ def start_job(ctx: JobContext, message: Optional[str] = None) -> None:
 def complete_job(ctx: JobContext, result: Any, message: Optional[str] = None) -> Completion:
     """Record `result` as the job's result and `message` as its final progress message; the
     job completes with them when the handler returns, whether it returns this, None or
-    anything else. Progress alone never completes a job."""
+    anything else. Progress alone never completes a job. Raises ProgressRejectedError at the
+    call for a message `progress` would refuse (not text, too long, a lone surrogate)."""
     return ctx.complete(result, message)
 
 

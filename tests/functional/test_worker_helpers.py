@@ -6,7 +6,7 @@ import pytest
 from pydantic import BaseModel
 
 from chalicelib.job_types import registry
-from chalicelib.worker.helpers import fail_job, progress, start_job
+from chalicelib.worker.helpers import complete_job, fail_job, progress, start_job
 from tests.functional.conftest import auth, drain
 from tests.functional.conftest import get_job as get
 from tests.functional.conftest import submit_job as submit
@@ -67,3 +67,34 @@ def test_demo_model_payload_is_validated(client):
                                 body=json.dumps({"type": "demo.model", "payload": {"fail_at": 45}}))
     assert response.status_code == 422
     assert response.json_body["error"]["code"] == "invalid_payload"
+
+
+@pytest.mark.parametrize("message, why", [
+    (123, "progress message must be text, not int"),
+    ("done \udcff", "progress message holds a lone surrogate"),
+    ("y" * 300_001, "progress message is 300001 characters; at most 300000"),
+])
+def test_a_completion_message_no_report_could_carry_is_refused_at_the_call(client, app, aws, message, why):
+    """complete_job's message becomes the job's progress message, as start_job's and progress's
+    do: refused at the call as theirs are, the attempt fails saying why, instead of the
+    completion's write failing after the work was done and the job staying `running`."""
+    name = "test.complete_with_bad_message"
+    refused = []
+
+    @registry.register(name, Empty, max_attempts=1, timeout_s=30)
+    def complete_badly(ctx, payload):
+        try:
+            complete_job(ctx, {"ok": True}, message)
+        except Exception as exc:
+            refused.append(type(exc).__name__)
+            raise
+
+    try:
+        job = submit(client, {"type": name, "payload": {}})
+        drain(app, aws)
+    finally:
+        registry._types.pop(name)
+    done = get(client, job["id"])
+    assert refused == ["ProgressRejectedError"]
+    assert done["status"] == "failed" and done["error"]["code"] == "progress_rejected", done
+    assert done["error"]["message"].startswith(why) and done["result"] is None
