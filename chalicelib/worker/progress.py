@@ -98,8 +98,13 @@ class ProgressReporter:
         """Queue the last report of an attempt that is failing: never refused, a lower or
         invalid percent keeps the one reached (progress stays monotonic), a message longer than
         a report takes (MAX_PROGRESS_MESSAGE_CHARS characters, MAX_PROGRESS_REPORT_BYTES with
-        the details) is cut to it (marked with "…"). Carried by the failure's write (`settle`)."""
+        the details) is cut to it (marked with "…"). Carried by the failure's write (`settle`)
+        alone: a timer armed for a report before it is stopped, so the failure's report is not
+        written as a `running` job's progress while the handler finishes."""
         with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             try:
                 value = max(self._accepted, clamp_percent(percent))
             except JobpipeError:

@@ -283,3 +283,41 @@ def test_whole_percents_travel_as_json_integers(client, aws, tap, stream):
     assert "anyOf" not in schemas["Progress"]["properties"]["percent"]
     details = [json.dumps(e["detail"]) for e in tap() if e["detail"]["job_id"] == job["id"]]
     assert details and not any(".0," in d or ".0}" in d for d in details), details
+
+
+@pytest.fixture
+def window_clock(aws, monkeypatch):
+    """The deployed progress window (2 s) on a ManualClock in the container, set before the
+    container's first use."""
+    from chalicelib.adapters.clocks import ManualClock
+
+    monkeypatch.setenv("PROGRESS_MIN_INTERVAL_S", "2")
+    manual = ManualClock(start=500.0)
+    monkeypatch.setattr(composition.container(), "clock", manual)
+    return manual
+
+
+def test_a_failure_whose_handler_goes_on_past_the_window_is_still_one_event(window_clock, client, aws, tap, stream):
+    """A report at 40 waits for its window when fail_job(..., progress_percent=80) is called; the
+    handler catches the FatalJobError and tidies up for longer than the window. The failure's
+    report (80 %, step `failed`) goes out once, with the failure: not first as a `running` job's
+    progress when the window's timer fires."""
+    from chalicelib.domain.errors import FatalJobError
+    from chalicelib.worker.helpers import fail_job, progress
+
+    def fail_then_tidy_up(ctx, payload):
+        progress(ctx, 30, "loading", force=True)
+        progress(ctx, 40, "processing")  # in the window: its timer is armed
+        try:
+            fail_job(ctx, "ERR_001", "Something went wrong", progress_percent=80)
+        except FatalJobError:
+            window_clock.advance(3)  # tidying up, past the window's end
+
+    with registered("test.fail_then_tidy_up", fail_then_tidy_up) as name:
+        job = submit(client, {"type": name, "payload": {}})
+        run_worker(client, aws)
+    assert publish_stream(client._app, stream) == {"batchItemFailures": []}
+    events = [e["detail"] for e in tap() if e["detail"]["job_id"] == job["id"]]
+    assert [(d["previous_status"], d["status"], d["previous_progress"], d["progress"], d["step"]) for d in events] == [
+        (None, "queued", None, 0, None), ("queued", "running", 0, 0, "started"),
+        ("running", "running", 0, 30, "loading"), ("running", "failed", 30, 80, "failed")]
