@@ -210,8 +210,10 @@ class AttemptEndedError(JobpipeError):
 
 def error_code(code: Any, default: str) -> str:
     """A handler's failure code as the job's error keeps it and consumers branch on it: text
-    (`code=404`, `code=response.status_code` is "404"), never empty (`default` then), never a
-    paragraph (cut to MAX_LABEL_CHARS)."""
+    (`code=404`, `code=response.status_code` is "404"), never empty or None (`default` then:
+    no code given is not the code "None"), never a paragraph (cut to MAX_LABEL_CHARS)."""
+    if code is None:
+        return default
     try:
         text = str(code).strip()
     except Exception:  # an object whose __str__ is broken names no code

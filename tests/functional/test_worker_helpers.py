@@ -98,3 +98,23 @@ def test_a_completion_message_no_report_could_carry_is_refused_at_the_call(clien
     assert refused == ["ProgressRejectedError"]
     assert done["status"] == "failed" and done["error"]["code"] == "progress_rejected", done
     assert done["error"]["message"].startswith(why) and done["result"] is None
+
+
+@pytest.mark.parametrize("code", [None, "", "  "])
+def test_fail_job_without_a_code_fails_with_the_default_one(client, app, aws, code):
+    """fail_job(ctx, err.code, ...) with an error that has no code (None): the job's code is
+    `handler_failed`, as for an empty one, not the text "None" a consumer would branch on."""
+    name = "test.fail_without_code"
+
+    @registry.register(name, Empty, max_attempts=3, timeout_s=30)
+    def fail_without_code(ctx, payload):
+        fail_job(ctx, code, "no code given")
+
+    try:
+        job = submit(client, {"type": name, "payload": {}})
+        drain(app, aws)
+    finally:
+        registry._types.pop(name)
+    done = get(client, job["id"])
+    assert done["status"] == "failed" and done["attempts"] == 1, done
+    assert (done["error"]["code"], done["error"]["message"]) == ("handler_failed", "no code given")
