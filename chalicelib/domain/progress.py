@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
+from decimal import Decimal
 from typing import Any, Optional
 
 from chalicelib.defaults import (
@@ -27,14 +29,18 @@ MILESTONES = (0.0, 25.0, 50.0, 75.0, 100.0)
 def clamp_percent(value: Any) -> float:
     """A finite number clamped to [0, 100] and rounded to 2 places; ProgressRejectedError
     otherwise (NaN, ±Infinity: a result of dividing by zero is no percent reached; a whole
-    number too large for a float)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    number too large for a float). Any real number counts: an int, a float, a Decimal (what
+    boto3 reads a DynamoDB number as), a Fraction; text ("50") and a bool do not."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, Decimal)):
         raise ProgressRejectedError(f"progress percent must be a number, not {value!r:.100}")
     try:
         number = float(value)
     except OverflowError:  # repr of an int of thousands of digits would raise in turn
-        raise ProgressRejectedError("progress percent must be a finite number, not a whole number "
-                                    f"of {value.bit_length():,} bits, too large for a float") from None
+        size = f"a whole number of {value.bit_length():,} bits" if isinstance(value, int) else "a fraction"
+        raise ProgressRejectedError(f"progress percent must be a finite number, not {size}, "
+                                    "too large for a float") from None
+    except ValueError:  # Decimal("sNaN") refuses to become a float
+        raise ProgressRejectedError(f"progress percent must be a finite number, not {value!r:.100}") from None
     if not math.isfinite(number):
         raise ProgressRejectedError(f"progress percent must be a finite number, not {value!r}")
     return round(min(100.0, max(0.0, number)), 2)

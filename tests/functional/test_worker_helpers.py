@@ -5,6 +5,7 @@ import json
 import pytest
 from pydantic import BaseModel
 
+from chalicelib.domain.errors import ProgressRejectedError
 from chalicelib.job_types import registry
 from chalicelib.worker.helpers import complete_job, fail_job, progress, start_job
 from tests.functional.conftest import auth, drain
@@ -118,3 +119,38 @@ def test_fail_job_without_a_code_fails_with_the_default_one(client, app, aws, co
     done = get(client, job["id"])
     assert done["status"] == "failed" and done["attempts"] == 1, done
     assert (done["error"]["code"], done["error"]["message"]) == ("handler_failed", "no code given")
+
+
+def test_a_percent_read_from_dynamodb_as_a_decimal_is_a_number_like_any_other(client, app, aws):
+    """boto3 reads a DynamoDB number as a Decimal: a handler computing its percent from a count
+    it read reports a Decimal, which is a finite number, clamped as any (docs/jobs.md); text
+    stays refused."""
+    from decimal import Decimal
+    from fractions import Fraction
+
+    name = "test.decimal_percent"
+    seen = []
+
+    @registry.register(name, Empty, max_attempts=1, timeout_s=30)
+    def decimal_percent(ctx, payload):
+        progress(ctx, Decimal("41.5"), "counting", force=True)
+        seen.append(ctx.progress_percent)
+        progress(ctx, Fraction(2, 3) * 100, "counting", force=True)
+        seen.append(ctx.progress_percent)
+        for refused in ("70", Decimal("NaN"), Decimal("sNaN")):
+            try:
+                progress(ctx, refused)
+            except ProgressRejectedError as exc:
+                seen.append(str(exc))
+        fail_job(ctx, "STOP", "stopped to show the percent", progress_percent=Decimal("80.004"))
+
+    try:
+        job = submit(client, {"type": name, "payload": {}})
+        drain(app, aws)
+    finally:
+        registry._types.pop(name)
+    assert seen == [41.5, 66.67, "progress percent must be a number, not '70'",
+                    "progress percent must be a finite number, not Decimal('NaN')",
+                    "progress percent must be a finite number, not Decimal('sNaN')"]
+    done = get(client, job["id"])
+    assert (done["status"], done["progress"]["percent"]) == ("failed", 80), done
