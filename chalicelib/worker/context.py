@@ -127,8 +127,14 @@ class JobContext:
         report kept and written when the interval ends, `force=True` written now. Raises
         ProgressRejectedError if the percent would decrease, and JobCancelledError once a
         cancel was requested, so a handler that reports progress stops cooperatively. A write
-        the store does not answer raises nothing: the report is kept and written later."""
+        the store does not answer raises nothing: the report is kept and written later. A
+        report made once the cancel is known (a write returned it, `cancelled()` saw it) is not
+        taken: it raises at once, kept for no write, as the write that met the request stored
+        nothing."""
         self._check_writable()
+        if self._cancel_seen or self.job.cancel_requested:
+            self._cancel_seen = True
+            raise JobCancelledError(f"job {self.job_id} was canceled")
         self._reporter.report(percent, step, message, details, force=force)
         if self.job.cancel_requested:
             self._cancel_seen = True

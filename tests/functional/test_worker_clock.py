@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from chalicelib.adapters.clocks import ManualClock
 from chalicelib.defaults import CANCEL_POLL_INTERVAL_S
+from chalicelib.domain.errors import JobCancelledError
 from chalicelib.job_types import registry
 from tests.functional.conftest import auth, get_job, invoke_worker, receive_all, sqs_event, submit_job
 
@@ -110,3 +111,28 @@ def test_the_time_a_handler_has_left_is_read_on_the_workers_clock(app, client, a
     submit_job(client, {"type": job_type("counts_down", counts_down, timeout_s=30), "payload": {}})
     run_one(app, aws)
     assert left == [30_000, 17_500, 0]
+
+
+def test_a_report_made_once_the_cancel_is_known_is_not_kept_for_the_canceled_write(app, client, aws, clock, job_type):
+    """The window's timer writes 30 %, and that write meets the cancel request: not stored, and
+    the attempt now knows of the cancel. A report after that raises JobCancelledError and, as a
+    forced one would be, is not stored either: the job ends canceled at what it had stored."""
+    raised = []
+
+    def reports_after_the_cancel(ctx, payload):
+        ctx.progress(30, "loading", "30 rows")  # in the claim's window: kept
+        assert client.http.delete(f"/jobs/{ctx.job_id}", headers=auth()).status_code == 202
+        clock.advance(WINDOW_S)  # the timer's write meets the cancel request
+        try:
+            ctx.progress(70, "saving", "70 rows")  # in the timer's window: would be kept
+        except JobCancelledError:
+            raised.append("JobCancelledError")
+            raise
+        return "done"
+
+    job = submit_job(client, {"type": job_type("after_cancel", reports_after_the_cancel), "payload": {}})
+    run_one(app, aws)
+    assert raised == ["JobCancelledError"]
+    done = get_job(client, job["id"])
+    assert done["status"] == "canceled"
+    assert (done["progress"]["percent"], done["progress"]["step"]) == (0, "started"), done["progress"]
