@@ -254,8 +254,8 @@ class JobContext:
         fresh_at = max(self._last_cancel_check, self._reporter.last_write_at)
         if fresh or now - fresh_at >= self._cancel_poll_interval_s:
             self._last_cancel_check = now
-            fresh = self._reload(self.job_id)
-            self._cancel_seen = bool(fresh is not None and fresh.cancel_requested)
+            stored = self._reload(self.job_id)
+            self._cancel_seen = bool(stored is not None and stored.cancel_requested)
         return self._cancel_seen
 
     def check_cancelled(self, *, fresh: bool = False) -> None:
