@@ -182,3 +182,33 @@ def test_a_purge_cut_off_among_its_item_deletes_keeps_the_job_to_find_it_again(a
     assert adapters.finished.purge(job.id) >= 1
     assert adapters.store.runs(job.id) == [] and adapters.artifacts.list(job.id).artifacts == []
     assert all(page == [] for page in adapters.finished.finished_before(cutoff, since=since))
+
+
+def test_finished_before_reads_the_window_by_utc_days_whatever_the_offset_of_its_bounds(adapters):
+    """The index is keyed by the UTC day a job finished: a window given in another offset is
+    read from the UTC day of `since` to the UTC day of `cutoff`, not from their local dates."""
+    from datetime import timedelta
+
+    east, west = timezone(timedelta(hours=5)), timezone(timedelta(hours=-5))
+    first = _finished(1, "2026-01-01T21:00:00.000Z")  # 2 January, 02:00 at +05:00
+    last = _finished(2, "2026-01-05T00:30:00.000Z")  # 4 January, 19:30 at -05:00
+    for job in (first, last):
+        adapters.store.create(job)
+    since = datetime(2026, 1, 2, 1, tzinfo=east)  # 1 January, 20:00 UTC
+    cutoff = datetime(2026, 1, 4, 20, tzinfo=west)  # 5 January, 01:00 UTC
+    found = [i for page in adapters.finished.finished_before(cutoff, since=since) for i in page]
+    assert sorted(found) == sorted([first.id, last.id])
+
+
+def test_finished_before_pages_hold_no_more_ids_than_asked(adapters):
+    """More jobs finished on one day than a page holds (more than the index has shards, so
+    some shard holds two): every page keeps to `page_size`, and every job is on one."""
+    jobs = [_finished(i, f"2026-01-01T10:00:{i:02d}.000Z") for i in range(9)]
+    for job in jobs:
+        adapters.store.create(job)
+    since = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    cutoff = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    pages = list(adapters.finished.finished_before(cutoff, since=since, page_size=1))
+    assert all(len(page) <= 1 for page in pages), pages
+    assert sorted(i for page in pages for i in page) == sorted(job.id for job in jobs)
+
