@@ -212,3 +212,49 @@ def test_finished_before_pages_hold_no_more_ids_than_asked(adapters):
     assert all(len(page) <= 1 for page in pages), pages
     assert sorted(i for page in pages for i in page) == sorted(job.id for job in jobs)
 
+
+def test_purge_removes_every_object_under_the_job_even_one_no_item_names(adapters):
+    """The result of an attempt that lost the race to complete is stored per attempt and named
+    by no item: the purge finds it under the job's prefix, and leaves other jobs' objects."""
+    job = _finished(1, "2026-01-01T00:02:00.000Z")
+    adapters.store.create(job)
+    stray = f"jobs/{job.id}/result-0002.json"
+    neighbour = f"jobs/{make_job(2).id}/result-0001.json"
+    for key in (stray, neighbour):
+        adapters.blobs.put(key, b"{}", "application/json")
+    assert adapters.finished.purge(job.id) == 1
+    with pytest.raises(BlobNotFoundError):
+        adapters.blobs.get(stray)
+    assert adapters.blobs.get(neighbour) == b"{}"
+
+
+class _SmallQueryPages:
+    """The table's client, whose Queries end a page every three items: as DynamoDB ends one at
+    1 MB, which a job of many large runs and artifacts passes."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+
+    def query(self, **request):
+        return self._client.query(**{**request, "Limit": min(3, request.get("Limit", 3))})
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+def test_purge_removes_a_job_of_more_items_than_one_read_or_one_batch_takes(adapters):
+    """A job whose items take several reads of its partition and more than one batch of
+    deletes is removed whole by one purge: none is left for a later run to find."""
+    job = running(adapters.store, make_job(1))
+    job = adapters.store.apply(job, JobStatus.RUNNING, ChangeSet({"status": JobStatus.COMPLETED,
+                                                                 "finished_at": "2026-01-01T00:02:00.000Z"}))
+    parts = BATCH_WRITE_MAX + 5
+    for n in range(parts):
+        adapters.artifacts.put(job.id, f"part-{n:02d}.txt", b"x", "text/plain")
+    finished = adapters.finished
+    if adapters.kind == "aws":
+        finished = type(finished)(_SmallQueryPages(finished._ddb), finished._table, adapters.blobs)
+    assert finished.purge(job.id) == parts + 2  # the artifacts, the run, the job
+    assert adapters.artifacts.list(job.id).artifacts == [] and adapters.store.runs(job.id) == []
+    assert adapters.store.get(job.id, mark_gone=False) is None
+    assert adapters.finished.purge(job.id) == 0
