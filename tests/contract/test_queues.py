@@ -84,6 +84,8 @@ def test_peeked_dead_letters_are_deleted_as_the_peek_returned_them(adapters):
     # a receipt SQS does not take (stale, made up) deletes nothing and is not counted
     made_up = dataclasses.replace(peeked["job-2"], receipt="not-a-receipt")
     assert operations.delete_dead_letters("low", [made_up]) == 0
+    # nor does a letter without a receipt (not one a peek returned): skipped, not an error
+    assert operations.delete_dead_letters("low", [dataclasses.replace(peeked["job-2"], receipt=None)]) == 0
     assert depth(adapters, "low")["dead_lettered"] == 1
 
 
