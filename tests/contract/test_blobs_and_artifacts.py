@@ -247,5 +247,7 @@ def test_a_cursor_longer_than_the_bound_is_refused_unread_one_at_the_bound_is_re
     cursor = adapters.artifacts.list(JOB, limit=1).cursor
     at_bound = cursor + "." * (MAX_CURSOR_CHARS - len(cursor))
     assert _names(adapters.artifacts.list(JOB, limit=1, cursor=at_bound)) == ["out-1.txt"]
-    with pytest.raises(InvalidRequestError, match="cursor is not valid"):
+    with pytest.raises(InvalidRequestError, match="cursor is not valid") as refused:
         adapters.artifacts.list(JOB, limit=1, cursor=at_bound + ".")
+    # the refusal shows the cursor's start, not the kilobytes a client sent
+    assert refused.value.details == {"cursor": (at_bound + ".")[:200]}

@@ -737,6 +737,26 @@ def test_a_filtered_page_filled_on_a_later_read_goes_on_after_its_last_job(adapt
     assert sizes == ([1, 1, 1] if tight else [2, 1])
 
 
+def test_a_filtered_page_full_before_the_end_of_the_listings_last_read_has_a_cursor_to_the_rest(adapters):
+    """With both filters, a page that fills on the read that reaches the listing's end, before
+    that read's last job, goes on after its own last job: the jobs behind it in that read are on
+    the next page, not lost with a page that says the listing ends."""
+    for i in range(4):  # newest first: one of another type, then three of the wanted one
+        adapters.store.create(make_job(i, type="demo.steps" if i == 3 else "demo.sleep"))
+    query = JobQuery("acme", status=JobStatus.QUEUED, type="demo.sleep", limit=2)
+    ids, sizes = _all_pages(adapters.store, query)
+    assert ids == [make_job(i).id for i in (2, 1, 0)] and sizes == [2, 1]
+
+
+def test_a_listing_pages_through_jobs_whose_creation_time_carries_an_offset(adapters):
+    """A creation time written with an offset (+00:00) instead of `Z`, as records may hold it:
+    the cursor that names such a job is read, and the listing goes on past it."""
+    jobs = [make_job(i).model_copy(update={"created_at": f"2026-01-01T00:00:0{i}+00:00"}) for i in range(3)]
+    for job in jobs:
+        adapters.store.create(job)
+    ids, sizes = _all_pages(adapters.store, JobQuery("acme", limit=1))
+    assert ids == [job.id for job in reversed(jobs)] and sizes == [1, 1, 1]
+
 def test_a_large_payload_and_result_are_claim_checked_and_read_back_whole(adapters):
     job = make_job(1, payload=big())
     adapters.store.create(job)
