@@ -100,6 +100,18 @@ def test_submit_can_send_every_field_of_post_jobs():
                               "the CLI's submit parser and EVERY_SUBMIT_OPTION")
 
 
+def test_each_submit_option_sends_the_value_it_was_given():
+    """Sending every field is not enough: `--delay 60` sent as `delay_seconds: 0` would start
+    the job at once, and nothing above would see it."""
+    api = FakeApi()
+    for argv in EVERY_SUBMIT_OPTION:
+        assert run_cli(argv, api).code == 0, argv
+    bodies = [sent["json"] for method, path, sent in api.requests if (method, path) == ("POST", "/jobs")]
+    common = {"type": "demo.steps", "payload": json.loads(STEPS)}
+    assert bodies == [{**common, "priority": "high", "delay_seconds": 60, "scope": "p-7"},
+                      {**common, "delay_seconds": 0, "run_at": "2027-01-31T09:00:00+00:00"}]
+
+
 def test_submit_watch_exits_0_when_the_job_completes():
     api = FakeApi()
     original_add = api.add
@@ -454,6 +466,7 @@ def test_json_on_every_command():
     submitted = run_cli(["submit", "demo.steps", "--payload", STEPS, "--json"], api)
     job = json.loads(submitted.out)
     assert submitted.code == 0 and job["id"] in api.jobs and job["status"] == "queued"
+    assert submitted.out == json.dumps(job, indent=2) + "\n"  # one document, indented for a reader
     assert json.loads(run_cli(["status", job["id"], "--json"], api).out)[0]["id"] == job["id"]
     assert [j["id"] for j in json.loads(run_cli(["list", "--json"], api).out)] == [job["id"]]
     canceled = run_cli(["cancel", job["id"], "--json"], api)
@@ -630,6 +643,15 @@ def test_an_upper_case_scheme_is_an_http_url():
 def test_status_of_several_unknown_jobs_is_one_line():
     result = run_cli(["status", "n1", "n2", "n3"])
     assert result.code == 2 and result.err_lines == ["jobpipe: jobs n1, n2, n3 not found"]
+    assert result.out == ""  # no table of no jobs: not even its header
+
+
+@pytest.mark.parametrize("terminal", [False, True], ids=["pipe", "terminal"])
+def test_status_of_unknown_jobs_alone_prints_nothing_on_stdout(terminal):
+    """Into a pipe an empty table is its header alone, which reads as "these jobs exist, with
+    no values": with every id unknown there is no table, only the line on stderr."""
+    result = run_cli(["status", "ghost"], terminal=terminal)
+    assert (result.code, result.out, result.err_lines) == (2, "", ["jobpipe: job ghost not found"])
 
 
 # -- payloads saved with a byte order mark ----------------------------------------------------

@@ -144,6 +144,20 @@ def test_submit_watch_json_that_times_out_names_the_job():
     assert f"job {job_id} was submitted" in result.err
 
 
+@pytest.mark.parametrize("extra", [["--timeout", "3"], ["--json", "--timeout", "3"]], ids=["lines", "json"])
+def test_submit_watch_that_times_out_names_the_job_only_when_stdout_has_not(extra):
+    """Without --json the id is stdout's first line before the watch starts: the timeout's line
+    then says only that it timed out, not that a job was submitted as though it were lost."""
+    api = FakeApi()
+    result = run_cli(["submit", "demo.steps", "--payload", STEPS, "--watch", *extra], api)
+    (job_id,) = api.jobs
+    assert_one_line(result, 4)
+    if "--json" in extra:
+        assert result.out == "" and f"job {job_id} was submitted" in result.err
+    else:
+        assert result.out.splitlines()[0] == job_id and "was submitted" not in result.err
+
+
 def test_submit_watch_json_that_ends_prints_the_job_and_nothing_on_stderr():
     api = FakeApi()
     original_add = api.add

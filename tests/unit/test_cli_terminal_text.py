@@ -87,6 +87,17 @@ def test_a_refusal_line_shows_the_api_message_and_details_as_text():
     assert MARKUP in result.err
 
 
+def test_a_message_laid_out_over_lines_is_one_tidy_line():
+    """The API's text as a template left it (line breaks, indents, a trailing newline) is one
+    line on stderr with single spaces, not a line with gaps and a trailing blank."""
+    def refusing(method, url, **_):
+        return make_response(method, url, 404, {"error": {
+            "code": "job_not_found", "message": "no such job:\n\n    it may have expired\n"}})
+
+    result = run_cli(["result", "j1"], server=refusing)
+    assert (result.code, result.err) == (2, "jobpipe: refused: no such job: it may have expired (job_not_found)\n")
+
+
 @pytest.mark.parametrize("argv", [["status", "--json"], ["list", "--json"], ["watch", "--json"]])
 def test_json_output_stays_the_exact_data(argv):
     api = FakeApi()
