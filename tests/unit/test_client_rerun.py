@@ -133,6 +133,17 @@ def test_jobpipe_rerun_without_an_answer_names_the_key_to_repeat_it_with(down):
     assert re.search(r"repeating it with --idempotency-key client-[0-9a-f-]{36} is safe", line), line
 
 
+def test_jobpipe_rerun_watch_json_that_times_out_names_the_job_it_made():
+    """As a submit's: stdout shows nothing before the job ends, so the line names the new job,
+    as made (a rerun submits nothing)."""
+    api = FakeApi()
+    failed = api.add(status="failed", payload=STEPS)
+    result = run_cli(["rerun", failed["id"], "--watch", "--json", "--timeout", "3"], api)
+    (new_id,) = set(api.jobs) - {failed["id"]}
+    assert result.code == 4 and result.out == "" and len(result.err_lines) == 1
+    assert result.err_lines[0].endswith(f" (job {new_id} was made: `jobpipe watch {new_id}` follows it)")
+
+
 def test_jobpipe_rerun_help_says_what_it_does(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--help"])
