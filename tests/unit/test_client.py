@@ -793,6 +793,40 @@ def test_a_cancel_the_primary_applied_behind_an_unusable_answer_returns_the_canc
     assert refused.value.code == "job_finished"
 
 
+def test_a_cancel_behind_an_unusable_answer_keeps_a_refusal_it_cannot_confirm():
+    """Only a 409 `job_finished` is read as the earlier URL's cancel: any other refusal stands
+    as the API gave it, with no read; and `job_finished` stands too when the job cannot be read
+    (not the read's failure in its place: the API did answer the cancel)."""
+    api = FakeApi()
+    job = api.add(status="queued")
+
+    def applied_then_mangled(method, url, **kwargs):
+        if method == "DELETE":
+            api(method, url.replace(PRIMARY, FALLBACK), **kwargs)
+        return answering(200, b"<html>proxy</html>")(method, url, **kwargs)
+
+    def refusing_deletes(method, url, **kwargs):
+        if method == "DELETE":
+            return make_response(method, url, 403, {"error": {"code": "forbidden", "message": "not here"}})
+        return api(method, url, **kwargs)
+
+    client, _ = make_client({PRIMARY: applied_then_mangled, FALLBACK: refusing_deletes})
+    with pytest.raises(JobpipeClientError) as refused:
+        client.cancel(job["id"])
+    assert refused.value.code == "forbidden" and api.jobs[job["id"]]["status"] == "canceled"
+    assert [method for method, _, _ in api.requests] == ["DELETE"]  # the primary's, passed on: no read
+
+    other = api.add(status="queued")
+
+    def unreadable(method, url, **kwargs):
+        return api(method, url, **kwargs) if method == "DELETE" else failing("503")(method, url, **kwargs)
+
+    client, _ = make_client({PRIMARY: applied_then_mangled, FALLBACK: unreadable})
+    with pytest.raises(JobpipeClientError) as refused:
+        client.cancel(other["id"])
+    assert refused.value.code == "job_finished" and api.jobs[other["id"]]["status"] == "canceled"
+
+
 def test_a_listing_that_repeats_its_cursor_is_an_answer_error_not_a_loop():
     server = answering(200, {"jobs": [], "next_cursor": "c"})
     client, _ = make_client({PRIMARY: server})

@@ -149,6 +149,18 @@ def test_an_unreachable_s3_is_a_download_error(failure, reason):
     assert raised.value.status is None
 
 
+def test_a_download_error_names_the_job_as_the_api_keys_it_trimmed():
+    """An id pasted with a space or a line break at its ends reaches the API trimmed; the
+    error names that job, not the pasted text with its break in the middle of the line."""
+    api = FakeApi()
+    job = api.add("completed")
+    api.add_artifact(job["id"], "scan.pdf", b"%PDF", "application/pdf", url=f"{BUCKET}/k{SIGNED}")
+    client, _ = make_client(api, raising(requests.ConnectionError("connection refused")))
+    with pytest.raises(ArtifactDownloadError) as raised:
+        client.artifact(f" {job['id']}\n", "scan.pdf")
+    assert raised.value.job_id == job["id"] and f"of job {job['id']} could not" in str(raised.value)
+
+
 def test_an_s3_answer_shorter_than_the_artifact_is_a_download_error_not_a_short_file():
     api, s3 = FakeApi(), FakeS3()
     job = api.add("completed")
