@@ -3,7 +3,16 @@ import io
 import pytest
 from rich.console import Console
 
-from jobpipe_client.progress_view import ProgressBoard, change_line, detail, exit_code, jobs_table
+from jobpipe_client.progress_view import (
+    ProgressBoard,
+    attempt_text,
+    change_line,
+    detail,
+    exit_code,
+    jobs_table,
+    status_counts,
+    tree_status,
+)
 
 
 def job(job_id="job-1", status="running", percent=0.0, step=None, message=None, **extra):
@@ -25,6 +34,81 @@ def job(job_id="job-1", status="running", percent=0.0, step=None, message=None, 
 def test_exit_code_is_0_only_when_every_job_completed(statuses, code):
     jobs = {str(i): job(str(i), status) for i, status in enumerate(statuses)}
     assert exit_code(jobs) == code
+
+
+@pytest.mark.parametrize("statuses, shown", [
+    (["running", "completed"], "running"),
+    (["retrying", "queued"], "running"),
+    (["queued", "completed"], "queued"),
+    (["completed", "completed"], "completed"),
+    (["completed", "canceled", "failed"], "failed"),
+    (["completed", "not_found", "canceled"], "canceled"),
+    (["completed", "not_found"], "not_found"),
+])
+def test_a_parents_children_row_has_one_status_for_them_all(statuses, shown):
+    """Running while any runs; once all ended, completed only when all did, else the worst."""
+    assert tree_status([{"id": f"c{i}", "status": s} for i, s in enumerate(statuses)]) == shown
+
+
+def test_status_counts_name_the_ended_statuses_first():
+    jobs = [{"status": s} for s in ["running", "queued", "completed", "running", "paused", "failed"]]
+    assert status_counts(jobs) == "1 completed, 1 failed, 2 running, 1 queued, 1 paused"
+
+
+@pytest.mark.parametrize("status, attempts, says", [
+    ("queued", 0, "starts at 2027-01-31T15:00:00.000Z"),  # submitted for later
+    ("queued", 1, "next attempt at 2027-01-31T15:00:00.000Z"),  # back in the queue after an attempt
+    ("retrying", 1, "next attempt at 2027-01-31T15:00:00.000Z"),
+    ("running", 1, ""),
+])
+def test_detail_says_when_a_job_waiting_to_start_starts(status, attempts, says):
+    job = {"id": "j1", "status": status, "attempts": attempts, "created_at": "2027-01-31T09:00:00.000Z",
+           "not_before": "2027-01-31T15:00:00.000Z"}
+    assert detail(job) == says
+
+
+def test_attempt_text_names_the_bound_only_when_the_job_says_it():
+    assert attempt_text({"status": "retrying", "attempts": 2, "max_attempts": 3}) == "attempt 2/3"
+    assert attempt_text({"status": "retrying", "attempts": 2}) == "attempt 2"  # not `2/0`
+
+
+def test_a_watched_job_whose_parent_is_watched_too_is_shown_on_its_own():
+    """`jobpipe watch PARENT CHILD`: the child asked for by name is a job of its own, not one
+    counted in its parent's children."""
+    out = io.StringIO()
+    board = ProgressBoard(Console(file=out, width=200), watched=["p1", "c1"])
+    board.update({"id": "p1", "type": "demo.fan_out", "status": "completed"})
+    board.update({"id": "c1", "type": "demo.steps", "status": "failed", "parent_id": "p1",
+                  "error": {"code": "boom", "message": "bad row"}})
+    board.summary()
+    assert board.children("p1") == []
+    assert out.getvalue().splitlines()[-2:] == ["p1 completed", "c1 failed boom: bad row"]
+
+
+def test_a_childs_line_is_printed_as_its_status_changes_not_at_each_new_state():
+    """Off a terminal a fan-out's children (2,000 of them) get a line each as their status
+    changes; their progress moving is not a line each."""
+    out = io.StringIO()
+    board = ProgressBoard(Console(file=out, width=200), watched=["p1"])
+    board.update({"id": "p1", "status": "running"})
+    for version, (status, percent) in enumerate([("running", 10), ("running", 50), ("running", 90),
+                                                 ("completed", 100)]):
+        board.update({"id": "c1", "status": status, "parent_id": "p1", "version": version,
+                      "progress": {"percent": percent}})
+    assert [line.split()[:3] for line in out.getvalue().splitlines()] == [
+        ["p1", "running", "0.0%"], ["c1", "running", "10.0%"], ["c1", "completed", "100.0%"]]
+
+
+def test_the_children_row_is_full_once_they_have_all_ended_whatever_their_last_progress():
+    """A child that failed at 30 % has ended: the row of a fan-out that is over is at 100 %."""
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, force_interactive=True, width=140)
+    with ProgressBoard(console, watched=["p1"]) as board:
+        board.update({"id": "p1", "status": "completed", "progress": {"percent": 100}})
+        board.update({"id": "c1", "status": "failed", "parent_id": "p1", "progress": {"percent": 30}})
+        board.update({"id": "c2", "status": "completed", "parent_id": "p1", "progress": {"percent": 100}})
+    last_frame_row = [line for line in out.getvalue().splitlines() if "p1 children (2)" in line][-1]
+    assert "100.0%" in last_frame_row and "1 completed, 1 failed" in last_frame_row
 
 
 def test_detail_prefers_the_error_of_a_failed_or_retrying_job():
@@ -74,14 +158,14 @@ def test_plain_board_prints_a_line_per_change_and_a_summary():
     with ProgressBoard(console) as board:
         assert not board.live
         board.update(job("j1", "running", 50, "s1", "half"))
-        board.update(job("j1", "completed", 100))
+        board.update(job("j1", "completed", 100, "completed", "wrote 3 rows"))  # as the API ends a job
         board.update(job("j2", "failed", 10, error={"code": "boom", "message": "it broke"}))
     board.summary()
     assert out.getvalue().splitlines() == [
         "j1 demo.steps running 50.0% s1: half",
-        "j1 demo.steps completed 100.0%",
+        "j1 demo.steps completed 100.0% completed: wrote 3 rows",
         "j2 demo.steps failed 10.0% boom: it broke",
-        "j1 completed",
+        "j1 completed",  # the summary is what went wrong: a completed job says no more
         "j2 failed boom: it broke",
     ]
 

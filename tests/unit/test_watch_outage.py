@@ -512,8 +512,12 @@ def test_the_live_board_status_line_is_replaced_and_cleared():
         assert board.note is not None and "reconnecting" in board.note.plain
         board.outage(Outage(error, failures=2, since_s=1, retry_in_s=2, give_up_after_s=60))
         assert "no answer from the API for 1 s" in board.note.plain
+        assert "next try in 2 s, giving up after 60 s" in board.note.plain
         board.outage(Outage(error, failures=2, since_s=3, retry_in_s=0, give_up_after_s=60, ended=True))
         assert board.note is None
+    with ProgressBoard(console) as board:  # the wait gave up mid-outage: no next try is coming
+        board.outage(Outage(error, failures=9, since_s=60, retry_in_s=4, give_up_after_s=60))
+    assert board.note is None, "the display's last frame still says when the next try is"
 
 
 def test_a_wait_whose_polls_hang_ends_at_its_timeout_not_a_request_timeout_per_url_later():
