@@ -309,6 +309,34 @@ def test_wait_many_ends_a_job_removed_before_its_whole_read_as_not_found():
     assert final[other["id"]]["status"] == "failed"
 
 
+def test_wait_many_raises_a_whole_read_refused_for_another_reason_than_a_removed_job():
+    """Only `job_not_found` means the job went away; any other refusal of the whole read (here
+    403) is raised as the refusal it is, not turned into a job that ended `not_found`."""
+    api = FakeApi(inline_limit=1000)
+    job = api.add(status="running", version=2)
+    api.script(job["id"], {}, {"status": "completed", "result": {"text": "r" * 5000}, "version": 3})
+
+    def refusing_whole_reads(method, url, **kwargs):
+        if method == "GET" and url.endswith(job["id"]):
+            return make_response(method, url, 403, {"error": {"code": "forbidden", "message": "not yours"}})
+        return api(method, url, **kwargs)
+
+    client, _ = make_client({PRIMARY: refusing_whole_reads})
+    with pytest.raises(JobpipeClientError) as refused:
+        client.wait_many([job["id"]], timeout=600)
+    assert refused.value.code == "forbidden"
+
+
+def test_a_result_of_the_tenants_that_holds_a_claim_check_key_is_no_claim_check():
+    """Only `{"claim_check": {...}}` alone stands for a value kept in S3: a result of the
+    handler's own with such a key among others is the value, and an ended job given with it
+    is not read again."""
+    api = FakeApi()
+    job = api.add(status="completed", result={"claim_check": "ticket 12", "rows": 3})
+    client, _ = make_client({PRIMARY: api})
+    assert client.wait_many([job]) == {job["id"]: job} and api.requests == []
+
+
 def test_list_follows_cursors_up_to_the_limit():
     api = FakeApi()
     for _ in range(7):
@@ -396,6 +424,51 @@ def test_wait_for_an_unknown_job_raises_not_found():
     with pytest.raises(JobpipeClientError) as raised:
         client.wait("missing")
     assert raised.value.code == "job_not_found"
+
+
+def test_wait_many_believes_the_first_not_found_of_a_job_it_was_given():
+    """Only a child the wait found (made in the write that listed it: a replica may lag) is
+    asked again; an id the caller gave ends `not_found` at the first poll, with no pause."""
+    api = FakeApi()
+    time = FakeTime()
+    client, _ = make_client({PRIMARY: api}, time=time)
+    assert client.wait_many(["missing"]) == {"missing": {"id": "missing", "status": "not_found"}}
+    assert len(api.requests) == 1 and time.sleeps == []
+
+
+def test_the_polls_of_a_wait_are_conditional_once_it_has_an_answers_tag():
+    """A job that has not changed costs a 304, not its whole state again: each poll after the
+    first sends back the tag of the last answer, the batch's and a lone job's alike."""
+    api = FakeApi()
+    a, b, c = api.add("running"), api.add("running"), api.add("running")
+    for job in (a, b, c):
+        api.script(job["id"], {}, {}, {"status": "completed", "version": 5})
+    client, _ = make_client({PRIMARY: api})
+    client.wait_many([a["id"], b["id"]])
+    client.wait(c["id"])
+    tags = {route: [sent["headers"].get("If-None-Match") for method, path, sent in api.requests
+                    if (method, path) == route] for route in [("POST", "/jobs/status"), ("GET", f"/jobs/{c['id']}")]}
+    for route, sent in tags.items():
+        assert len(sent) >= 3 and sent[0] is None and all(sent[1:]), (route, sent)
+
+
+def test_a_304_without_a_tag_keeps_the_wait_conditional():
+    """A proxy may drop the ETag of a 304 (RFC 9110 asks for it, not every cache sends it): the
+    job has not changed, so the tag held still stands, and the next poll sends it again."""
+    api = FakeApi()
+    job = api.add("running")
+    api.script(job["id"], {}, {}, {}, {"status": "completed", "version": 5})
+
+    def untagged_304s(method, url, **kwargs):
+        response = api(method, url, **kwargs)
+        if response.status_code == 304:
+            del response.headers["ETag"]
+        return response
+
+    client, _ = make_client({PRIMARY: untagged_304s})
+    assert client.wait(job["id"])["status"] == "completed"
+    sent = [sent["headers"].get("If-None-Match") for method, _, sent in api.requests if method == "GET"]
+    assert len(sent) >= 4 and sent[0] is None and all(sent[1:]), sent
 
 
 def test_wait_many_polls_in_one_batch_and_ends_unknown_ids_as_not_found():

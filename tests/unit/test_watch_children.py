@@ -176,6 +176,26 @@ def test_wait_on_a_parent_returns_once_its_children_have_ended_and_wait_many_ret
         (parent2["id"], "completed"), (children2[0]["id"], "completed"), (children2[1]["id"], "failed")]
 
 
+def test_a_wait_reads_its_ended_parent_once_while_the_children_run_on():
+    """An ended job will not change: the wait's own job, ended, is not asked again at each
+    poll of its children (a GET a poll for as long as a fan-out runs)."""
+    api = FakeApi()
+    parent, (child,) = fan_out(api, DONE, polls_before_end=4)
+    assert make_client(api).wait(parent["id"])["status"] == "completed"
+    asked = asked_ids(api)
+    assert asked[0] == [parent["id"]] and [child["id"]] in asked and [parent["id"]] not in asked[1:]
+
+
+def test_a_childrens_list_is_read_as_the_api_keys_ids_and_what_is_no_id_is_left_out():
+    """A child listed with spaces at its ends is the job the batch answers trimmed; an empty
+    entry or one holding a comma is no job to follow (not a refusal that ends the wait)."""
+    api = FakeApi()
+    parent, (child,) = fan_out(api, DONE)
+    parent["children"] = [f" {child['id']} ", "", "a,b"]
+    final = make_client(api).wait_many([parent["id"]])
+    assert [(i, j["status"]) for i, j in final.items()] == [(parent["id"], "completed"), (child["id"], "completed")]
+
+
 def test_wait_with_children_false_returns_the_parent_alone_as_it_did():
     api = FakeApi()
     parent, (child,) = fan_out(api, None)
