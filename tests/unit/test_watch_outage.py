@@ -218,6 +218,13 @@ def test_a_retry_after_sets_the_pause_within_the_bound():
     with pytest.raises(WaitUnavailableError):
         client.wait(job["id"], give_up_after=30)
     assert time.sleeps == [30]
+    api = FakeApi()  # with no bound (give_up_after=None) a Retry-After is still held to RETRY_AFTER_MAX_S
+    job = api.add(status="running")
+    api.script(job["id"], {"status": "completed", "version": 2})
+    time = FakeTime()
+    client = client_over(flaky(api, "503+86400"), time)
+    assert client.wait(job, give_up_after=None)["status"] == "completed"
+    assert time.sleeps == [1, 600]
 
 
 @pytest.mark.parametrize("status, body, code", [
