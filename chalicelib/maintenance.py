@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -146,6 +146,19 @@ class TaskControl:
     remaining_ms: Callable[[], int] = lambda: 10**9
 
 
+class IndexWalk:
+    """A walk of the finished-day index from `since`'s day to `cutoff`'s (UTC)."""
+
+    def __init__(self, since: datetime, cutoff: datetime) -> None:
+        self._first = since.astimezone(timezone.utc).date()
+        self._days = (cutoff.astimezone(timezone.utc).date() - self._first).days + 1
+
+    def percent(self, day: date) -> float:
+        """How far the walk has come at a page of `day`: the share of its days read before it,
+        in percent (below 100: the run's completion writes 100)."""
+        return min(99.0, round(100.0 * (day - self._first).days / self._days, 2))
+
+
 class MaintenanceTasks:
     def __init__(
         self,
@@ -182,6 +195,7 @@ class MaintenanceTasks:
         # x FINISHED_SHARDS = 264 a run, what a run at the longest retention always made; the
         # daily run at the default 7 days makes 26 x 8 = 208 (each ~0.5 read unit).
         since = now - timedelta(days=RETENTION_MAX_DAYS + CLEANUP_TTL_SLACK_DAYS)
+        walk = IndexWalk(since, cutoff)
         jobs = items = failed = in_a_row = 0
         failures: list[dict[str, str]] = []
         complete = True
@@ -192,7 +206,7 @@ class MaintenanceTasks:
             if control.remaining_ms() < CLEANUP_STOP_MARGIN_MS:
                 complete = False
                 break
-            for job_id in page:
+            for job_id in page.ids:
                 # Per job too, not only per page: a page of 100 purges takes seconds, more than the margin.
                 if control.remaining_ms() < CLEANUP_STOP_MARGIN_MS:
                     complete = False
@@ -209,8 +223,11 @@ class MaintenanceTasks:
                         raise
                     continue
                 jobs, in_a_row = jobs + 1, 0
-            if page:  # an empty page changed nothing to report: no write for it
-                control.progress(min(99.0, float(jobs)), f"deleted {jobs} jobs")
+            # How far the run has come is the share of the window's days read (how many jobs
+            # remain no read knows). An empty page changed nothing to report: no write for it.
+            if page.ids:
+                control.progress(walk.percent(page.day), f"deleted {jobs} jobs; finished-day index read up to "
+                                                         f"{page.day.isoformat()}")
             if not complete:
                 break
         return {"max_age_hours": max_age_hours, "cutoff": isoformat(cutoff), "jobs_deleted": jobs,
@@ -234,7 +251,9 @@ class MaintenanceTasks:
                 break
             if keys:  # an empty page deletes nothing and reports nothing: no request for it
                 deleted += self._blobs.delete(keys)
-                control.progress(min(99.0, float(deleted)), f"deleted {deleted} objects")
+                # A listing has no known end, so no share of it is done: 0 % until it ends,
+                # what it did in the message (not a count passed off as a percent).
+                control.progress(0.0, f"deleted {deleted} objects")
         return {"prefix": TEMP_PREFIX, "max_age_hours": max_age_hours, "cutoff": isoformat(cutoff),
                 "objects_deleted": deleted, "complete": complete, "follow_up": follow_up}
 

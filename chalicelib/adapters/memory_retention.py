@@ -9,6 +9,7 @@ from chalicelib.adapters.dynamodb_items import blob_prefix
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
 from chalicelib.adapters.memory_jobs import InMemoryJobStore
 from chalicelib.domain.job import isoformat
+from chalicelib.ports import FinishedPage
 
 
 _END_OF_TIME = datetime(9999, 1, 1, tzinfo=timezone.utc)
@@ -22,7 +23,7 @@ class InMemoryFinishedJobs:
         self._artifacts = artifacts
         self._blobs = blobs
 
-    def finished_before(self, cutoff: datetime, *, since: datetime, page_size: int = 100) -> Iterator[list[str]]:
+    def finished_before(self, cutoff: datetime, *, since: datetime, page_size: int = 100) -> Iterator[FinishedPage]:
         """Day by day, as the DynamoDB adapter reads the index (without its shards): a day with
         no job is one empty page, as its Queries are empty pages."""
         day = since.astimezone(timezone.utc).date()
@@ -31,7 +32,7 @@ class InMemoryFinishedJobs:
         while day <= last_day:
             ids = self._store.finished_on(day.isoformat(), upper)
             for start in range(0, max(1, len(ids)), page_size):
-                yield ids[start : start + page_size]
+                yield FinishedPage(day, ids[start : start + page_size])
             day += timedelta(days=1)
 
     def purge(self, job_id: str) -> int:

@@ -22,7 +22,7 @@ from chalicelib.adapters.dynamodb_items import (
 from chalicelib.defaults import BATCH_WRITE_MAX
 from chalicelib.domain.errors import StoreUnavailableError
 from chalicelib.domain.job import isoformat
-from chalicelib.ports import BlobStore
+from chalicelib.ports import BlobStore, FinishedPage
 
 
 _END_OF_TIME = datetime(9999, 1, 1, tzinfo=timezone.utc)
@@ -34,13 +34,14 @@ class DynamoFinishedJobs:
         self._table = table_name
         self._blobs = blobs
 
-    def finished_before(self, cutoff: datetime, *, since: datetime, page_size: int = 100) -> Iterator[list[str]]:
+    def finished_before(self, cutoff: datetime, *, since: datetime, page_size: int = 100) -> Iterator[FinishedPage]:
         day = since.astimezone(timezone.utc).date()
         last_day = cutoff.astimezone(timezone.utc).date()
         upper = isoformat(cutoff)
         while day <= last_day:
             for shard in range(FINISHED_SHARDS):
-                yield from self._query_partition(finished_partition(day.isoformat(), shard), upper, page_size)
+                for ids in self._query_partition(finished_partition(day.isoformat(), shard), upper, page_size):
+                    yield FinishedPage(day, ids)
             day += timedelta(days=1)
 
     def _query_partition(self, partition: str, upper: str, page_size: int) -> Iterator[list[str]]:

@@ -31,6 +31,7 @@ from chalicelib.ports.jobs import (
 from chalicelib.ports.operations import (
     DeadLetter,
     FinishedJobs,
+    FinishedPage,
     QueueOperations,
     ReconcilerLog,
     StatsStore,
@@ -82,6 +83,7 @@ __all__ = [
     "FailedStreamBatch",
     "FailedStreamBatches",
     "FinishedJobs",
+    "FinishedPage",
     "HANDBACKS_ATTRIBUTE",
     "job_message_of",
     "JobChange",

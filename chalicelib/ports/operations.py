@@ -3,16 +3,25 @@ reconciler's log (`ReconcilerLog`), the queues and their dead letters (`QueueOpe
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Iterator, Optional, Protocol, Sequence
 
 
 # Retention: finding and removing finished jobs.
+@dataclass(frozen=True)
+class FinishedPage:
+    """Ids of jobs that finished on `day` (UTC), one read of the finished-day index: how far a
+    walk of the index has come is the day of its page."""
+
+    day: date
+    ids: list[str]
+
+
 class FinishedJobs(Protocol):
-    def finished_before(self, cutoff: datetime, *, since: datetime, page_size: int = 100) -> Iterator[list[str]]:
+    def finished_before(self, cutoff: datetime, *, since: datetime, page_size: int = 100) -> Iterator[FinishedPage]:
         """Pages of ids of jobs that finished in [since, cutoff), read from the sparse
-        finished-day index (never a Scan), day by day from `since`'s; each page holds at most
-        `page_size` ids. One page per read of the index, empty or not, and at least one per day
+        finished-day index (never a Scan), day by day (UTC) from `since`'s, each page naming
+        its day; each page holds at most `page_size` ids. One page per read of the index, empty or not, and at least one per day
         of the window: most of a window is days with nothing to delete, and the caller's
         between-page work (a clean-up's cancel check) must run after each read, not only after
         those that found jobs. Yielding an empty page costs no request; the check itself reads

@@ -1,7 +1,7 @@
 """FinishedJobs: finished jobs found by day without a scan, and purged whole."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from botocore.exceptions import ClientError
@@ -12,6 +12,10 @@ from chalicelib.domain.job import Run
 from chalicelib.domain.status import JobStatus
 from chalicelib.ports import ChangeSet, JobQuery
 from tests.contract.test_job_store import big, make_job, running
+
+
+def ids_of(pages) -> list[list[str]]:
+    return [page.ids for page in pages]
 
 
 def _finished(i: int, finished_at: str, **fields):
@@ -30,7 +34,7 @@ def test_finished_before_lists_jobs_finished_in_the_window_only(adapters):
                                                              "finished_at": "2026-01-02T12:00:00.000Z"}))
     since = datetime(2026, 1, 1, tzinfo=timezone.utc)
     cutoff = datetime(2026, 1, 5, tzinfo=timezone.utc)
-    pages = list(adapters.finished.finished_before(cutoff, since=since, page_size=2))
+    pages = ids_of(adapters.finished.finished_before(cutoff, since=since, page_size=2))
     assert all(len(page) <= 2 for page in pages)
     assert sorted(i for page in pages for i in page) == sorted([j.id for j in old] + [live.id])
 
@@ -40,11 +44,11 @@ def test_finished_before_yields_the_empty_pages_of_days_with_nothing_to_delete(a
     the clean-up checks for a cancel after each page, and most of what it walks is empty."""
     since = datetime(2026, 1, 1, tzinfo=timezone.utc)
     cutoff = datetime(2026, 1, 5, 12, tzinfo=timezone.utc)  # five days: the 1st to the 5th
-    nothing = list(adapters.finished.finished_before(cutoff, since=since))
+    nothing = ids_of(adapters.finished.finished_before(cutoff, since=since))
     assert len(nothing) >= 5 and all(page == [] for page in nothing)
 
     adapters.store.create(_finished(1, "2026-01-01T10:00:00.000Z"))
-    pages = list(adapters.finished.finished_before(cutoff, since=since))
+    pages = ids_of(adapters.finished.finished_before(cutoff, since=since))
     assert [i for page in pages for i in page] == [make_job(1).id]
     # the job's day first (oldest first), then the four empty days after it, each read
     found = next(n for n, page in enumerate(pages) if page)
@@ -111,9 +115,9 @@ def test_a_purge_cut_off_leaves_no_job_to_read_and_a_repeat_finishes_it(adapters
     # ... and still found by the clean-up, whose next purge removes what is left.
     since = datetime(2026, 1, 1, tzinfo=timezone.utc)
     cutoff = datetime(2026, 1, 2, tzinfo=timezone.utc)
-    assert [i for page in adapters.finished.finished_before(cutoff, since=since) for i in page] == [job.id]
+    assert [i for page in ids_of(adapters.finished.finished_before(cutoff, since=since)) for i in page] == [job.id]
     assert adapters.finished.purge(job.id) == 3  # the job, its run, its artifact
-    assert all(page == [] for page in adapters.finished.finished_before(cutoff, since=since))
+    assert all(page == [] for page in ids_of(adapters.finished.finished_before(cutoff, since=since)))
     assert adapters.store.runs(job.id) == [] and adapters.artifacts.list(job.id).artifacts == []
     assert list(adapters.blobs.keys_older_than(f"jobs/{job.id}/", cutoff.replace(year=2100))) == [[]]
     assert adapters.finished.purge(job.id) == 0
@@ -130,7 +134,7 @@ def test_finished_before_takes_the_cutoff_day_up_to_the_cutoff_and_not_the_cutof
         adapters.store.create(job)
     since = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)  # the whole first day, not from noon
     cutoff = datetime(2026, 1, 5, 10, tzinfo=timezone.utc)
-    found = [i for page in adapters.finished.finished_before(cutoff, since=since) for i in page]
+    found = [i for page in ids_of(adapters.finished.finished_before(cutoff, since=since)) for i in page]
     assert sorted(found) == sorted([morning.id, first_day.id])
 
 
@@ -178,10 +182,10 @@ def test_a_purge_cut_off_among_its_item_deletes_keeps_the_job_to_find_it_again(a
         cut.purge(job.id)
     since = datetime(2026, 1, 1, tzinfo=timezone.utc)
     cutoff = datetime(2026, 1, 2, tzinfo=timezone.utc)
-    assert [i for page in adapters.finished.finished_before(cutoff, since=since) for i in page] == [job.id]
+    assert [i for page in ids_of(adapters.finished.finished_before(cutoff, since=since)) for i in page] == [job.id]
     assert adapters.finished.purge(job.id) >= 1
     assert adapters.store.runs(job.id) == [] and adapters.artifacts.list(job.id).artifacts == []
-    assert all(page == [] for page in adapters.finished.finished_before(cutoff, since=since))
+    assert all(page == [] for page in ids_of(adapters.finished.finished_before(cutoff, since=since)))
 
 
 def test_finished_before_reads_the_window_by_utc_days_whatever_the_offset_of_its_bounds(adapters):
@@ -196,7 +200,7 @@ def test_finished_before_reads_the_window_by_utc_days_whatever_the_offset_of_its
         adapters.store.create(job)
     since = datetime(2026, 1, 2, 1, tzinfo=east)  # 1 January, 20:00 UTC
     cutoff = datetime(2026, 1, 4, 20, tzinfo=west)  # 5 January, 01:00 UTC
-    found = [i for page in adapters.finished.finished_before(cutoff, since=since) for i in page]
+    found = [i for page in ids_of(adapters.finished.finished_before(cutoff, since=since)) for i in page]
     assert sorted(found) == sorted([first.id, last.id])
 
 
@@ -208,7 +212,7 @@ def test_finished_before_pages_hold_no_more_ids_than_asked(adapters):
         adapters.store.create(job)
     since = datetime(2026, 1, 1, tzinfo=timezone.utc)
     cutoff = datetime(2026, 1, 2, tzinfo=timezone.utc)
-    pages = list(adapters.finished.finished_before(cutoff, since=since, page_size=1))
+    pages = ids_of(adapters.finished.finished_before(cutoff, since=since, page_size=1))
     assert all(len(page) <= 1 for page in pages), pages
     assert sorted(i for page in pages for i in page) == sorted(job.id for job in jobs)
 
@@ -258,3 +262,18 @@ def test_purge_removes_a_job_of_more_items_than_one_read_or_one_batch_takes(adap
     assert adapters.artifacts.list(job.id).artifacts == [] and adapters.store.runs(job.id) == []
     assert adapters.store.get(job.id, mark_gone=False) is None
     assert adapters.finished.purge(job.id) == 0
+
+
+def test_each_page_names_the_utc_day_it_was_read_from_walked_in_order(adapters):
+    """How far a walk has come is the day of its page (a clean-up's progress): every day of the
+    window from `since`'s to `cutoff`'s, in order, and each job on the page of its own day."""
+    for n, day in enumerate(("2026-01-02", "2026-01-04")):
+        adapters.store.create(_finished(n, f"{day}T23:59:59.999Z"))
+    since = datetime(2026, 1, 1, 22, tzinfo=timezone.utc)
+    cutoff = datetime(2026, 1, 5, 1, tzinfo=timezone.utc)
+    pages = list(adapters.finished.finished_before(cutoff, since=since))
+    days = list(dict.fromkeys(page.day for page in pages))
+    assert days == [date(2026, 1, 1) + timedelta(days=n) for n in range(5)]
+    assert sorted(page.day for page in pages) == [page.day for page in pages]
+    assert {page.day: page.ids for page in pages if page.ids} == {
+        date(2026, 1, 2): [make_job(0).id], date(2026, 1, 4): [make_job(1).id]}

@@ -10,12 +10,15 @@ from chalicelib.defaults import (
     CLEANUP_MAX_FAILURES_IN_A_ROW,
     CLEANUP_MAX_FOLLOW_UPS,
     CLEANUP_STOP_MARGIN_MS,
+    CLEANUP_TTL_SLACK_DAYS,
+    RETENTION_MAX_DAYS,
 )
 from chalicelib.domain.errors import InvalidArtifactError, JobCancelledError, StoreUnavailableError
 from chalicelib.domain.job import Job, isoformat
 from chalicelib.domain.stats import delta_for
 from chalicelib.domain.status import JobStatus
 from chalicelib.maintenance import MaintenanceTasks, TaskControl, follow_up_id, follow_up_payload
+from chalicelib.ports import FinishedPage
 
 
 class FakeQueues:
@@ -64,6 +67,41 @@ def test_cleanup_runs_deletes_only_jobs_finished_before_the_cutoff(tasks, store,
     result = tasks.cleanup_runs(24)
     assert result["jobs_deleted"] == 2 and result["items_deleted"] == 3 and result["complete"]
     assert set(store._jobs) == {"new-1"} and blobs.objects == {}
+
+
+def test_a_cleanups_progress_is_the_share_of_the_index_walked_not_a_count(tasks, store, clock):
+    """150 jobs deleted are not 99 %: a clean-up's percent is the share of the window's days of
+    the finished-day index read before the page that deleted them (below 100 until the run
+    completes); the message says how many were deleted and how far the index was read."""
+    for n in range(150):
+        finished_job(store, clock, f"old-{n:03d}", 30 * 24)  # early in the walk
+    for n in range(3):
+        finished_job(store, clock, f"older-{n}", 2 * 24)  # late in it
+    reported = []
+    result = tasks.cleanup_runs(24, TaskControl(progress=lambda percent, message: reported.append((percent, message))))
+    assert result["jobs_deleted"] == 153
+    back = RETENTION_MAX_DAYS + CLEANUP_TTL_SLACK_DAYS  # `since`: as far back as a record can be kept
+    days = back - 1 + 1  # from `since`'s day to the cutoff's, a day back, both read
+
+    def read_up_to(days_ago):
+        return (clock() - timedelta(days=days_ago)).date().isoformat()
+
+    assert reported == [
+        (round(100 * (back - 30) / days, 2), f"deleted 100 jobs; finished-day index read up to {read_up_to(30)}"),
+        (round(100 * (back - 30) / days, 2), f"deleted 150 jobs; finished-day index read up to {read_up_to(30)}"),
+        (round(100 * (back - 2) / days, 2), f"deleted 153 jobs; finished-day index read up to {read_up_to(2)}"),
+    ]
+
+
+def test_a_temp_file_cleanup_reports_no_percent_it_cannot_know(tasks, blobs, clock):
+    """A listing has no known end: 0 % until the run completes, the objects deleted counted in
+    the message, never passed off as a percent."""
+    for n in range(1500):
+        blobs.put(f"tmp/{n:04d}", b"1", "text/plain")
+    clock.advance(2 * 3600)
+    reported = []
+    tasks.cleanup_temp_files(1, TaskControl(progress=lambda percent, message: reported.append((percent, message))))
+    assert reported == [(0.0, "deleted 1000 objects"), (0.0, "deleted 1500 objects")]
 
 
 def test_cleanup_reaches_jobs_kept_under_an_earlier_longer_retention(tasks, store, clock):
@@ -137,7 +175,7 @@ def test_cleanup_stops_within_a_page_when_time_runs_short(clock):
         purged: list = []
 
         def finished_before(self, cutoff, *, since, page_size=100):
-            yield [f"old-{n}" for n in range(100)]
+            yield FinishedPage(since.date(), [f"old-{n}" for n in range(100)])
 
         def purge(self, job_id):
             spent_ms[0] += 100
