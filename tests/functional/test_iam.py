@@ -635,6 +635,11 @@ def test_the_api_running_maintenance_inline_and_reading_every_dead_letter_queue_
     assert {name for name, moved in redriven.items() if moved["moved"]} == {"erp_webhook", "erp_outbound",
                                                                           "cache_invalidation", "event_delivery"}
     assert redriven["event_delivery"] == {"moved": 1, "failed": 1}  # the one naming no queue stays
+    # A hand-made body on StreamFailureQueue, no batch's description: an operator deletes it.
+    (stray,) = client.http.get("/api/system/dlq?queue=stream_failure", headers=operator).json_body[
+        "dead_letters"]["stream_failure"]
+    deleted = client.http.delete(f"/api/system/dlq/letters/{stray['message_id']}?queue=stream_failure", headers=operator)
+    assert deleted.status_code == 200, deleted.body
 
     for action, resource in (("dynamodb:Query", "JobsTable/index/by_status"), ("dynamodb:GetItem", "IdempotencyTable"),
                              ("dynamodb:Query", "JobsTable/index/by_finished_day"),
@@ -642,7 +647,8 @@ def test_the_api_running_maintenance_inline_and_reading_every_dead_letter_queue_
                              ("s3:ListBucket", "JobsBucket"), ("s3:DeleteObject", "JobsBucket/tmp/*"),
                              ("s3:DeleteObject", "JobsBucket/jobs/*"), ("events:DescribeEventBus", "JobEventsBus"),
                              ("sqs:ChangeMessageVisibility", "StreamFailureQueue"),
-                             ("sqs:DeleteMessage", "ErpWebhookDeadLetterQueue"), ("sqs:SendMessage", "ErpWebhookQueue")):
+                             ("sqs:DeleteMessage", "ErpWebhookDeadLetterQueue"), ("sqs:SendMessage", "ErpWebhookQueue"),
+                             ("sqs:DeleteMessage", "StreamFailureQueue")):
         assert made(log, "APIHandler", action, resource), (action, resource)
     inline = {"UseTaskQueue": "false"}
     assert not denied(template, log, inline), denied(template, log, inline)

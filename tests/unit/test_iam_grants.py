@@ -42,8 +42,10 @@ JOBS_DLQS = ("JobsDeadLetterQueueHigh", "JobsDeadLetterQueue", "JobsDeadLetterQu
 # TARGET_ARN names): the API deletes what it moved.
 REDRIVABLE_DLQS = ("ErpWebhookDeadLetterQueue", "ErpOutboundDeadLetterQueue", "CacheInvalidationDeadLetterQueue",
                    "EventDeliveryDeadLetterQueue")
-# Read only for the API (peek, depth): descriptions of stream batches, which the reconciler replays.
-READ_ONLY_DLQS = ("StreamFailureQueue",)
+# Never redriven by the API (peek, depth, delete): descriptions of stream batches, which the
+# reconciler replays and removes; the API deletes what an operator gives up (a parked record, a
+# hand-made body: DELETE /api/system/dlq/letters/{id}?queue=stream_failure).
+REPLAYED_DLQS = ("StreamFailureQueue",)
 INLINE = " if InlineMaintenance"  # UseTaskQueue=false: maintenance tasks run in the API function
 # Listings only under a job's objects (retention.py lists jobs/<id>/ before it deletes them) and
 # the scratch objects (cleanup-temp-files and the health check's bucket probe list tmp/).
@@ -108,7 +110,7 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         **each(JOBS_QUEUES, sqs("SendMessage", "GetQueueAttributes")),
         **each(JOBS_DLQS, sqs("GetQueueAttributes", "ReceiveMessage", "DeleteMessage", "ChangeMessageVisibility")),
         **each(REDRIVABLE_DLQS, sqs("GetQueueAttributes", "ReceiveMessage", "ChangeMessageVisibility", "DeleteMessage")),
-        **each(READ_ONLY_DLQS, sqs("GetQueueAttributes", "ReceiveMessage", "ChangeMessageVisibility")),
+        **each(REPLAYED_DLQS, sqs("GetQueueAttributes", "ReceiveMessage", "ChangeMessageVisibility", "DeleteMessage")),
         **each(("ErpWebhookQueue", "ErpOutboundQueue", "CacheInvalidationQueue"), sqs("SendMessage")),
         "JobsBucket/jobs/*": s3("GetObject", "PutObject", "DeleteObject"),
         # Inline cleanup-runs: the finished-day index, then each job's items in batches.
