@@ -183,6 +183,8 @@ def test_each_setting_a_parameter_gives_is_bounded_as_the_template_bounds_the_pa
     ({"JOBPIPE_TOKEN_AUDIENCE": "jobpipé"}, "JOBPIPE_TOKEN_AUDIENCE"),
     ({"ERP_WEBHOOK_URL": "erp.example/hook"}, "ERP_WEBHOOK_URL"),
     ({"ERP_WEBHOOK_URL": "https://erp.example/" + "x" * 1010}, "ERP_WEBHOOK_URL"),
+    ({"ERP_WEBHOOK_URL": "https://erp.example:/hook"}, "ERP_WEBHOOK_URL"),  # a colon and no port
+    ({"ERP_WEBHOOK_URL": "https://a@b@erp.example/hook"}, "ERP_WEBHOOK_URL"),  # an @ in the user part
 ])
 def test_a_value_the_template_would_refuse_is_refused_by_the_settings_naming_the_variable(environ, variable):
     with pytest.raises(SettingsError, match=variable):
