@@ -119,6 +119,8 @@ class SqsQueueOperations:
             raise NotRedrivableError.of(priority)
         moved = failed = 0
         left: list[dict[str, Any]] = []  # still on the dead-letter queue, for an operator
+        messages: list[dict[str, Any]] = []
+        sent: set[str] = set()  # the ids of those a queue took: moved, or hidden while their delete is owed
         try:
             messages = receive_up_to(self._sqs, dead, limit, PEEK_HIDE_S)
             by_queue: dict[str, list[dict[str, Any]]] = {}
@@ -133,29 +135,43 @@ class SqsQueueOperations:
                 else:
                     by_queue.setdefault(to, []).append(message)
             for to, batch in by_queue.items():
-                done, unsent, lost = self._move(dead, to, batch)
+                done, unsent, lost = self._move(dead, to, batch, sent)
                 moved, failed, left = moved + done, failed + lost, left + unsent
             # Visible again at once, as after a peek: hidden for the receive's PEEK_HIDE_S, the
             # letters just refused would be missing from the listing that counts them.
             batched(self._sqs, "change_message_visibility_batch", dead, [
                 {"ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0} for m in left])
         except (ClientError, BotoCoreError) as exc:
+            # A call that failed whole: what no queue took is shown again at once, as after a
+            # refused send; what one took stays hidden (its delete may not have been made).
+            self._show_again(dead, [m for m in messages if m["MessageId"] not in sent])
             raise DeadLetterUnavailableError(f"could not redrive the {priority} dead-letter queue") from exc
         return {"moved": moved, "failed": failed + len(left)}
 
-    def _move(self, dead: str, to: str, messages: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]], int]:
+    def _show_again(self, dead: str, messages: list[dict[str, Any]]) -> None:
+        """Make `messages` visible again, if SQS answers: else they come back after PEEK_HIDE_S."""
+        try:
+            batched(self._sqs, "change_message_visibility_batch", dead, [
+                {"ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0} for m in messages])
+        except (ClientError, BotoCoreError):
+            pass
+
+    def _move(self, dead: str, to: str, messages: list[dict[str, Any]],
+              sent: set[str]) -> tuple[int, list[dict[str, Any]], int]:
         """Send `messages` to `to`, then delete from `dead` those it accepted: (moved, the messages
-        not sent, how many were sent but not deleted). A message sent but not deleted stays
-        hidden: shown again at once, it could be redriven twice in a row."""
+        not sent, how many were sent but not deleted); the ids of those sent are added to `sent`.
+        A message sent but not deleted stays hidden: shown again at once, it could be redriven
+        twice in a row."""
         moved = failed = 0
         unsent: list[dict[str, Any]] = []
         for start in range(0, len(messages), 10):
             chunk = {str(i): m for i, m in enumerate(messages[start:start + 10])}
-            sent = self._sqs.send_message_batch(QueueUrl=to, Entries=[
+            answer = self._sqs.send_message_batch(QueueUrl=to, Entries=[
                 {"Id": i, "MessageBody": m["Body"]} for i, m in chunk.items()
             ])
-            ok = [e["Id"] for e in sent.get("Successful", [])]
-            unsent += [chunk[e["Id"]] for e in sent.get("Failed", [])]
+            ok = [e["Id"] for e in answer.get("Successful", [])]
+            unsent += [chunk[e["Id"]] for e in answer.get("Failed", [])]
+            sent.update(chunk[i]["MessageId"] for i in ok)
             if not ok:
                 continue
             deleted = self._sqs.delete_message_batch(QueueUrl=dead, Entries=[

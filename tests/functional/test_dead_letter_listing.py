@@ -94,6 +94,38 @@ def test_a_letter_whose_redrive_send_failed_is_listed_again_at_once(client, aws,
     assert listing["total"] == {"normal": 1} and len(listing["dead_letters"]["normal"]) == 1
 
 
+def test_letters_a_redrive_could_not_send_on_are_listed_again_at_once_and_those_sent_stay_hidden(client, aws,
+                                                                                                   monkeypatch):
+    """The queue a redrive sends to does not answer (a timeout, a refusal of the whole call):
+    the redrive is 503, and the letters it received and did not send were hidden for 30 s,
+    missing from the listing that counts them. They are shown again at once; a letter sent on
+    whose delete did not answer stays hidden, or a second redrive would send it twice."""
+    from chalicelib.composition import container
+    from tests.functional.conftest import TimingOut, receive_all
+
+    for n in range(12):  # two sends of ten and two
+        aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=json.dumps(
+            {"job_id": f"00000000-0000-0000-0000-0000000007{n:02d}", "attempt": 1}))
+    operations = container().queue_operations
+    with monkeypatch.context() as patched:
+        patched.setattr(operations, "_sqs", TimingOut(operations._sqs, "send_message_batch"))
+        refused = client.http.post("/api/system/dlq/redrive?priority=normal&limit=12", headers=operator())
+    assert refused.status_code == 503 and refused.json_body["error"]["code"] == "dlq_unavailable", refused.body
+    listing = client.http.get("/api/system/dlq?priority=normal&limit=100", headers=operator()).json_body
+    assert listing["total"] == {"normal": 12} and len(listing["dead_letters"]["normal"]) == 12
+
+    real = operations._sqs
+    with monkeypatch.context() as patched:
+        patched.setattr(operations, "_sqs", TimingOut(real, "delete_message_batch"))
+        refused = client.http.post("/api/system/dlq/redrive?priority=normal&limit=12", headers=operator())
+    assert refused.status_code == 503, refused.body
+    sent = receive_all(aws, "jobs_url")
+    shown = client.http.get("/api/system/dlq?priority=normal&limit=100", headers=operator()).json_body
+    assert len(sent) == 10 and len(shown["dead_letters"]["normal"]) == 2  # the ten sent stay hidden
+    assert {json.loads(m["Body"])["job_id"] for m in sent}.isdisjoint(
+        letter["body"]["job_id"] for letter in shown["dead_letters"]["normal"])
+
+
 def test_an_operator_deletes_one_letter_by_the_id_its_listing_shows(client, aws):
     """A foreign body on a jobs DLQ: no redrive moves it and nothing will take it, and it kept the
     queue's alarm up for its 14 days unless deleted in the SQS console. DELETE takes it by the
