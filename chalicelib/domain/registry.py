@@ -168,11 +168,19 @@ def _check_policy(name: str, priority: str, max_attempts: int, timeout_s: int) -
 
 
 def _check_payload_model(name: str, payload_model: Any) -> None:
-    """Raises TypeError for a payload model that is no pydantic model, ValueError for one with
-    a secret field."""
+    """Raises TypeError for a payload model that is no pydantic model or has no JSON schema,
+    ValueError for one with a secret field."""
     if not (isinstance(payload_model, type) and issubclass(payload_model, BaseModel)):
         raise TypeError(f"the payload model of {name!r} must be a pydantic BaseModel subclass, "
                         f"not {payload_model!r}")
+    try:
+        # GET /job-types lists each type with this schema: one no schema can describe (a field of
+        # an arbitrary class, a Callable) would make that listing, and the dashboard's form, fail.
+        payload_model.model_json_schema()
+    except pydantic.PydanticInvalidForJsonSchema as exc:
+        raise TypeError(f"the payload model of {name!r} has no JSON schema ({str(exc).splitlines()[0]:.200}): "
+                        "a payload is JSON, and GET /job-types lists its schema; use fields of JSON types "
+                        "(and pydantic models of them)") from None
     secret = _secret_field(payload_model)
     if secret is not None:
         raise ValueError(

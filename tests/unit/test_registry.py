@@ -182,3 +182,27 @@ def test_a_type_that_breaks_several_rules_is_refused_for_the_first_of_them():
     with pytest.raises(TypeError, match="must be callable"):
         local.register("x.y", Rows)(None)
     assert local.names() == ["x.y"]
+
+
+def test_a_payload_model_with_no_json_schema_is_refused_at_register():
+    """GET /job-types lists each type's payload schema: a model with a field of an arbitrary
+    class registered, then made that listing (every type's, and the dashboard's form) a 500."""
+    from typing import Callable
+
+    from pydantic import ConfigDict
+
+    class Connection:
+        pass
+
+    class Holds(BaseModel):
+        model_config = ConfigDict(arbitrary_types_allowed=True)
+        connection: Connection = None
+
+    class Calls(BaseModel):
+        callback: Callable = print
+
+    local = JobTypeRegistry()
+    for name, model in (("db.sync", Holds), ("db.call", Calls)):
+        with pytest.raises(TypeError, match=f"the payload model of '{name}' has no JSON schema"):
+            local.register(name, model)
+    assert local.names() == []
