@@ -145,8 +145,10 @@ class JobTypeRegistry:
 def _check_name(name: str, internal: bool) -> None:
     """Raises ValueError for a name that is not dotted lower-case words, or that is under
     MAINTENANCE_PREFIX for a type that is not `internal`."""
-    if len(name) > MAX_JOB_TYPE_CHARS or not TYPE_NAME.fullmatch(name):
-        raise ValueError(f"job type names are dotted lower-case words (a-z, 0-9, _), not {name!r}")
+    if not TYPE_NAME.fullmatch(name):
+        raise ValueError(f"job type names are dotted lower-case words (a-z, 0-9, _), not {name!r:.200}")
+    if len(name) > MAX_JOB_TYPE_CHARS:
+        raise ValueError(f"job type names are at most {MAX_JOB_TYPE_CHARS} characters, not {len(name)} ({name[:40]!r}...)")
     if name.startswith(MAINTENANCE_PREFIX) and not internal:
         raise ValueError(
             f"job type names starting {MAINTENANCE_PREFIX!r} are reserved for the built-in maintenance "

@@ -206,3 +206,17 @@ def test_a_payload_model_with_no_json_schema_is_refused_at_register():
         with pytest.raises(TypeError, match=f"the payload model of '{name}' has no JSON schema"):
             local.register(name, model)
     assert local.names() == []
+
+
+def test_a_type_name_too_long_is_refused_saying_so():
+    """A name of dotted lower-case words past MAX_JOB_TYPE_CHARS was refused as not being dotted
+    lower-case words, which it is: the refusal names the length instead."""
+    from chalicelib.defaults import MAX_JOB_TYPE_CHARS
+
+    class P(BaseModel):
+        pass
+
+    local = JobTypeRegistry()
+    local.register("x" * MAX_JOB_TYPE_CHARS, P)(lambda ctx, p: None)
+    with pytest.raises(ValueError, match=f"at most {MAX_JOB_TYPE_CHARS} characters, not {MAX_JOB_TYPE_CHARS + 1}"):
+        local.register("reports." + "x" * (MAX_JOB_TYPE_CHARS - 7), P)
