@@ -453,3 +453,23 @@ it, instead of the store refusing it and the message being cut to what an event 
     message = after.progress.message
     assert message.endswith("…") and len(message.encode()) <= MAX_PROGRESS_REPORT_BYTES
     assert len(message) > MAX_EVENT_TEXT_CHARS and set(message[:-1]) == {"😀"}
+
+
+def test_a_spawned_child_takes_its_parents_priority_unless_given_one_as_jobs_md_says(store, queue, clock):
+    """jobs.md said a job's priority is the one submitted, else its type's; a child spawned with
+    no priority takes its parent's, not its type's: the page now says so where priorities are."""
+    types = JobTypeRegistry()
+    types.register("p.child", Empty, priority="low")(lambda ctx, payload: None)
+    types.register("p.parent", Empty)(lambda ctx, payload: [ctx.spawn("p.child", {}),
+                                                            ctx.spawn("p.child", {}, priority="normal")])
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    lifecycle.submit(tenant="acme", user="ann", type="p.parent", payload={}, priority="high")
+    (message,) = queue.drain()
+    parent = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(message)
+    inherited, given = (store.get(child_id, mark_gone=False) for child_id in parent.result)
+    assert (inherited.priority, given.priority) == ("high", "normal")
+    from pathlib import Path
+
+    jobs = " ".join((Path(__file__).resolve().parents[2] / "docs/jobs.md").read_text().split())
+    assert ("a spawned child's is the one given to `ctx.spawn`, else its parent's (not the child type's: "
+            "a high-priority job's children run on the high queue)") in jobs
