@@ -86,6 +86,7 @@ class JobTypeRegistry:
         under MAINTENANCE_PREFIX unless `internal` (the built-in maintenance types are)."""
         _check_name(name, internal)
         _check_policy(name, priority, max_attempts, timeout_s)
+        _check_description(name, description)
         _check_payload_model(name, payload_model)
         _check_fits_a_worker(name, timeout_s)
 
@@ -167,6 +168,13 @@ def _check_policy(name: str, priority: str, max_attempts: int, timeout_s: int) -
             raise TypeError(f"{field} of {name!r} must be a whole number (an int), not {value!r}")
     if max_attempts < 1 or timeout_s < 1:
         raise ValueError("max_attempts and timeout_s must be at least 1")
+
+
+def _check_description(name: str, description: Any) -> None:
+    """Raises TypeError for a description that is not text: GET /job-types answers it as JSON (a
+    lazily translated string, an object, would make that listing fail for every type)."""
+    if not isinstance(description, str):
+        raise TypeError(f"the description of {name!r} must be text (a str), not {type(description).__name__}")
 
 
 def _check_payload_model(name: str, payload_model: Any) -> None:

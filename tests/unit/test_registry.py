@@ -220,3 +220,17 @@ def test_a_type_name_too_long_is_refused_saying_so():
     local.register("x" * MAX_JOB_TYPE_CHARS, P)(lambda ctx, p: None)
     with pytest.raises(ValueError, match=f"at most {MAX_JOB_TYPE_CHARS} characters, not {MAX_JOB_TYPE_CHARS + 1}"):
         local.register("reports." + "x" * (MAX_JOB_TYPE_CHARS - 7), P)
+
+
+@pytest.mark.parametrize("description", [None, 5, ["steps"]])
+def test_a_description_that_is_not_text_is_refused_at_register(description):
+    """GET /job-types answers each type's description as JSON: one that is no text (a lazily
+    translated string, an object) made that listing fail for every type."""
+    class P(BaseModel):
+        pass
+
+    local = JobTypeRegistry()
+    local.register("reports.build", P, description="Builds the monthly report")(lambda ctx, p: None)
+    with pytest.raises(TypeError, match="the description of 'reports.other' must be text"):
+        local.register("reports.other", P, description=description)
+    assert local.names() == ["reports.build"]
