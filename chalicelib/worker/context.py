@@ -240,7 +240,8 @@ class JobContext:
             raw, default_type = _artifact_json(name, data), "application/json"
         else:
             raise InvalidArtifactError(f"artifact data must be bytes, str, dict or list, not {type(data).__name__}")
-        return self._store_artifact(self.job_id, name, raw, content_type or default_type)
+        # Only None takes the default: an empty or falsy one is no media type, refused as any other.
+        return self._store_artifact(self.job_id, name, raw, default_type if content_type is None else content_type)
 
     def cancelled(self, *, fresh: bool = False) -> bool:
         """True once a cancel was requested. Reads the store at most once per poll interval, and

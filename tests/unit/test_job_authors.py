@@ -285,11 +285,12 @@ which is never refused, cuts a longer message to that bound."""
     assert len(after.progress.message) <= MAX_PROGRESS_MESSAGE_CHARS
 
 
-@pytest.mark.parametrize("content_type", ["text/plain\r\nSet-Cookie: session=stolen", "text/plain\n", 42],
-                         ids=["crlf_header_injection", "trailing_newline", "not_text"])
+@pytest.mark.parametrize("content_type", ["text/plain\r\nSet-Cookie: session=stolen", "text/plain\n", 42, "", 0],
+                         ids=["crlf_header_injection", "trailing_newline", "not_text", "empty", "zero"])
 def test_an_artifact_content_type_that_is_no_media_type_is_refused(env, queue, seen, content_type):
     """The content type is sent to S3 and served back as the Content-Type header: one that is not
-a media type (CR/LF, a trailing newline, not text) is refused with InvalidArtifactError."""
+a media type (CR/LF, a trailing newline, not text) is refused with InvalidArtifactError; so is
+an empty one (or 0), which was taken for none and stored under the default type unseen."""
     seen.append(content_type)
     after = run(env, queue, "a.artifact_type")
     assert after.status == JobStatus.COMPLETED and after.result == "refused", (after.result, after.error)
