@@ -62,8 +62,10 @@ class JobType:
 
     def dump_payload(self, model: BaseModel) -> Any:
         """The payload as stored on the job: JSON, by alias, so that `payload_model` validates
-        it again in the worker (a field with `Field(alias="from")` is stored as `from`)."""
-        return model.model_dump(mode="json", by_alias=True)
+        it again in the worker (a field with `Field(alias="from")` is stored as `from`). Without
+        its computed fields (`@computed_field`): no input of the model, they are worked out again
+        there, and a model with `extra="forbid"` would refuse them."""
+        return model.model_dump(mode="json", by_alias=True, exclude_computed_fields=True)
 
 
 class JobTypeRegistry:

@@ -7,7 +7,7 @@ import time
 from datetime import datetime, timezone
 
 import pytest
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, computed_field
 
 from chalicelib.adapters.clocks import SystemClock
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
@@ -211,6 +211,43 @@ def test_a_payload_model_with_an_alias_reaches_its_handler(env, queue):
     after = run(env, queue, "a.aliased", {"from": "warehouse-7"})
     assert after.status == JobStatus.COMPLETED, after.error
     assert after.result == {"from": "warehouse-7"}
+
+
+class Month(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # as jobs.md's example: an unknown field is a 422
+    month: str
+
+    @computed_field
+    @property
+    def year(self) -> str:
+        return self.month[:4]
+
+
+class Months(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    months: list[Month]
+
+
+@pytest.mark.parametrize("model, payload, seen_by_handler", [
+    (Month, {"month": "2027-01"}, "2027"),
+    (Months, {"months": [{"month": "2027-01"}]}, "2027"),
+], ids=["field", "nested_model"])
+def test_a_payload_model_with_a_computed_field_reaches_its_handler(store, queue, clock, model, payload,
+                                                                     seen_by_handler):
+    """The payload was stored with the model's computed fields, which its `extra="forbid"` then
+    refused in the worker: every job of the type, accepted with 202, failed `invalid_payload`."""
+    types = JobTypeRegistry()
+
+    def year(ctx, payload):
+        return (payload if isinstance(payload, Month) else payload.months[0]).year
+
+    types.register("reports.monthly", model)(year)
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    submitted = lifecycle.submit(tenant="acme", user="ann", type="reports.monthly", payload=payload)
+    assert submitted.payload == payload
+    (message,) = queue.drain()
+    after = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(message)
+    assert (after.status, after.result) == (JobStatus.COMPLETED, seen_by_handler), after.error
 
 
 class NestedSecret(BaseModel):
