@@ -181,7 +181,7 @@ def _check_description(name: str, description: Any) -> None:
 
 def _check_payload_model(name: str, payload_model: Any) -> None:
     """Raises TypeError for a payload model that is no pydantic model or has no JSON schema,
-    ValueError for one with a secret field."""
+    ValueError for one with a field its dump leaves out or a secret field."""
     if not (isinstance(payload_model, type) and issubclass(payload_model, BaseModel)):
         raise TypeError(f"the payload model of {name!r} must be a pydantic BaseModel subclass, "
                         f"not {payload_model!r}")
@@ -193,6 +193,13 @@ def _check_payload_model(name: str, payload_model: Any) -> None:
         raise TypeError(f"the payload model of {name!r} has no JSON schema ({str(exc).splitlines()[0]:.200}): "
                         "a payload is JSON, and GET /job-types lists its schema; use fields of JSON types "
                         "(and pydantic models of them)") from None
+    excluded = _excluded_field(payload_model)
+    if excluded is not None:
+        raise ValueError(
+            f"the payload model of {name!r} has a field its dump leaves out ({excluded}: exclude=True): a payload "
+            "is stored as the model dumps it and validated again by the worker, so the handler would never get "
+            "that field's value; drop exclude=True"
+        )
     secret = _secret_field(payload_model)
     if secret is not None:
         raise ValueError(
@@ -231,6 +238,27 @@ def _check_handler(name: str, handler: Any) -> None:
             "and takes what it returns as the job's result, so its body would never run: "
             "return the result instead (the items in a list)"
         )
+
+
+def _excluded_field(model: type[BaseModel], path: str = "", seen: Optional[set[type]] = None) -> Optional[str]:
+    """The dotted path of the first field with `exclude=True` of `model` or of a model it holds
+    (in a list, an Optional, a dict...), else None."""
+    seen = set() if seen is None else seen
+    if model in seen:
+        return None
+    seen.add(model)
+    for name, field in model.model_fields.items():
+        if field.exclude is True:
+            return f"{path}{name}"
+        pending: list[Any] = [field.annotation]
+        while pending:
+            annotation = pending.pop()
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                inner = _excluded_field(annotation, f"{path}{name}.", seen)
+                if inner is not None:
+                    return inner
+            pending.extend(a for a in typing.get_args(annotation) if not isinstance(a, (str, int, float)))
+    return None
 
 
 def _secret_field(model: type[BaseModel], path: str = "", seen: Optional[set[type]] = None) -> Optional[str]:

@@ -250,6 +250,27 @@ def test_a_payload_model_with_a_computed_field_reaches_its_handler(store, queue,
     assert (after.status, after.result) == (JobStatus.COMPLETED, seen_by_handler), after.error
 
 
+class WithExcluded(BaseModel):
+    month: str
+    requested_by: str = Field(default="", exclude=True)
+
+
+class NestedExcluded(BaseModel):
+    reports: list[WithExcluded] = []
+
+
+@pytest.mark.parametrize("model", [WithExcluded, NestedExcluded], ids=["field", "nested_model"])
+def test_a_payload_model_with_a_field_its_dump_leaves_out_is_refused_at_register(model):
+    """A payload is stored as its model dumps it: a field with exclude=True was dropped there, so
+    its handler got the default (or, for a required field, every job failed invalid_payload in
+    the worker after a 202)."""
+    local = JobTypeRegistry()
+    with pytest.raises(ValueError, match=r"the payload model of 'reports.build' has a field its dump leaves out "
+                                         r"\((reports\.)?requested_by: exclude=True\)"):
+        local.register("reports.build", model)
+    assert local.names() == []
+
+
 class NestedSecret(BaseModel):
     credentials: list[WithSecret] = []
 
