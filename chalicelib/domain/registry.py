@@ -36,14 +36,17 @@ class JobType:
     description: str = ""
     internal: bool = False  # built-in (maintenance) types: not listed, not submittable on /jobs
 
-    def parse_payload(self, payload: Any) -> BaseModel:
+    def parse_payload(self, payload: Any, *, stored: bool = False) -> BaseModel:
         """Validate a payload; raises InvalidPayloadError with pydantic's errors in `details`,
-        or for a payload holding a lone surrogate (a child's: POST /jobs refuses its body)."""
+        or for a payload holding a lone surrogate (a child's: POST /jobs refuses its body).
+        `stored`: the payload as `dump_payload` stored it (the worker's), whose fields are named
+        by their alias, else by their name: one with only a `validation_alias` (camelCase input)
+        is stored under its name, which is taken then too."""
         if holds_lone_surrogate(payload):
             raise InvalidPayloadError(f"payload {NOT_UNICODE}",
                                       details=[{"loc": [], "msg": f"text {NOT_UNICODE}", "type": "not_unicode"}])
         try:
-            return self.payload_model.model_validate(payload)
+            return self.payload_model.model_validate(payload, by_name=True if stored else None)
         except ValidationError as exc:
             details = [
                 {"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]}

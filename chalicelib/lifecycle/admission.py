@@ -229,7 +229,7 @@ class Admission(JobTransitions):
         Raises UnknownJobTypeError, InvalidPayloadError, InvalidRequestError,
         PayloadTooLargeError (no answer could carry the job)."""
         job_type = self.registry.get(type)
-        model = job_type.parse_payload(payload)
+        model = job_type.parse_payload(payload, stored=rerun_of is not None)  # a rerun's: as its original stored it
         if priority is not None and priority not in PRIORITIES:  # POST /jobs's model checks it; ctx.spawn's comes here
             raise InvalidRequestError(f"priority must be high, normal or low, not {priority!r:.100}")
         start = start_time(now, delay_seconds, run_at)

@@ -183,7 +183,7 @@ class JobRunner:
         if job_type is None:
             return JobErrorInfo(code="unknown_job_type", message=f"no handler is registered for {job.type!r}")
         try:
-            return job_type, job_type.parse_payload(job.payload)  # what counts as invalid: decided there, as at submit
+            return job_type, job_type.parse_payload(job.payload, stored=True)  # what counts as invalid: decided there, as at submit
         except InvalidPayloadError as exc:
             cause = exc.__cause__  # pydantic's own message names each field; a validator's error names itself
             message = str(cause) if isinstance(cause, ValidationError) else \

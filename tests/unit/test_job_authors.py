@@ -271,6 +271,33 @@ def test_a_payload_model_with_a_field_its_dump_leaves_out_is_refused_at_register
     assert local.names() == []
 
 
+class CamelCase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user_id: str = Field(validation_alias="userId")  # camelCase input, the field's own name in Python
+
+
+@pytest.mark.parametrize("model, payload, field", [
+    (CamelCase, {"userId": "u-7"}, "user_id"),
+    (Aliased, {"from": "warehouse-7"}, "from_"),
+], ids=["validation_alias", "alias"])
+def test_a_payload_model_with_a_validation_alias_reaches_its_handler(store, queue, clock, model, payload, field):
+    """The payload is stored as its model dumps it by alias; a field with only a validation_alias
+    has none to dump by, so it was stored under its name, which the worker's model refused:
+    every job of the type, accepted with 202, failed `invalid_payload`."""
+    types = JobTypeRegistry()
+    types.register("users.sync", model)(lambda ctx, payload: getattr(payload, field))
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    lifecycle.submit(tenant="acme", user="ann", type="users.sync", payload=payload)
+    (message,) = queue.drain()
+    runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0)
+    after = runner.run(message)
+    assert (after.status, after.result) == (JobStatus.COMPLETED, next(iter(payload.values()))), after.error
+    lifecycle.rerun(tenant="acme", user="ann", job_id=after.id)  # the stored payload, submitted again
+    (message,) = queue.drain()
+    again = runner.run(message)
+    assert (again.status, again.result) == (JobStatus.COMPLETED, after.result), again.error
+
+
 class NestedSecret(BaseModel):
     credentials: list[WithSecret] = []
 
