@@ -313,7 +313,7 @@ class Admission(JobTransitions):
         if existing is None:
             child, wait_s = self._new_job(
                 self.clock(), tenant=parent.tenant, user=parent.user, type=type, payload=payload,
-                priority=priority or parent.priority, delay_seconds=0, run_at=None,
+                priority=parent.priority if priority is None else priority, delay_seconds=0, run_at=None,
                 scope=scope if scope is not None else parent.scope, job_id=child_id, parent_id=parent.id,
             )
             if admit is not None:

@@ -559,3 +559,29 @@ def test_a_spawned_child_takes_its_parents_priority_unless_given_one_as_jobs_md_
     jobs = " ".join((Path(__file__).resolve().parents[2] / "docs/jobs.md").read_text().split())
     assert ("a spawned child's is the one given to `ctx.spawn`, else its parent's (not the child type's: "
             "a high-priority job's children run on the high queue)") in jobs
+
+
+@pytest.mark.parametrize("priority", ["", 0, False])
+def test_a_spawn_with_an_empty_priority_is_refused_as_post_jobs_refuses_it(store, queue, clock, priority):
+    """jobs.md: what POST /jobs would refuse raises the same error at ctx.spawn. An empty priority
+    (400 there) was taken for none and the child made at its parent's priority unseen."""
+    from chalicelib.domain.errors import InvalidRequestError
+
+    seen = []
+    types = JobTypeRegistry()
+    types.register("p.child", Empty)(lambda ctx, payload: None)
+
+    def parent(ctx, payload):
+        try:
+            ctx.spawn("p.child", {}, priority=priority)
+        except InvalidRequestError as exc:
+            seen.append(exc)
+        return "refused" if seen else "spawned"
+
+    types.register("p.parent", Empty)(parent)
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    lifecycle.submit(tenant="acme", user="ann", type="p.parent", payload={})
+    (message,) = queue.drain()
+    after = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(message)
+    assert (after.result, after.children) == ("refused", []), after.error
+    assert "priority must be high, normal or low" in seen[0].message
