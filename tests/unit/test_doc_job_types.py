@@ -69,3 +69,24 @@ def test_the_test_docs_jobs_md_shows_for_its_job_type_passes(store, queue, clock
     exec(compile(python_block("docs/jobs.md", "def test_"), "docs/jobs.md", "exec"), scope)
     (test,) = [f for name, f in scope.items() if name.startswith("test_")]
     test(store, queue, clock)
+
+
+def test_the_ctx_signatures_jobs_md_gives_are_the_contexts():
+    """jobs.md showed `ctx.spawn(type, payload, priority=None, scope=None)`, whose priority and
+    scope are keyword-only: `ctx.spawn("reports.build", payload, "high")` was a TypeError."""
+    import inspect
+
+    from chalicelib.worker.context import JobContext
+
+    text = (ROOT / "docs/jobs.md").read_text()
+    shown = {m.group(1): m.group(2) for m in re.finditer(r"`ctx\.(progress|artifact|spawn)\(([^`]*)\)`", text)}
+    assert set(shown) == {"progress", "artifact", "spawn"}
+    for method, params in shown.items():
+        written, keyword_only = [], False
+        for param in list(inspect.signature(getattr(JobContext, method)).parameters.values())[1:]:
+            if param.kind is param.KEYWORD_ONLY and not keyword_only:
+                written.append("*")
+                keyword_only = True
+            default = "" if param.default is param.empty else f"={param.default!r}"
+            written.append(param.name + default)
+        assert params == ", ".join(written), method
