@@ -66,6 +66,15 @@ def _artifact_json(name: str, data: Union[dict, list]) -> bytes:
                                    "which JSON has no form for") from None
 
 
+def _text(message: Any) -> str:
+    """`message` as a failure's text: never refused, so one whose `str()` raises is named by its
+    type, as an exception's is (errors.describe)."""
+    try:
+        return str(message)
+    except Exception:
+        return type(message).__name__
+
+
 class JobContext:
     def __init__(
         self,
@@ -179,7 +188,7 @@ class JobContext:
         self._check_writable()
         if self._failure is None:
             # As the job's error will show them (JobErrorInfo): the percent's report carries the message too.
-            error = JobErrorInfo(code=error_code(code, "handler_failed"), message=str(message))
+            error = JobErrorInfo(code=error_code(code, "handler_failed"), message=_text(message))
             self._failure = Failure(error.code, error.message)
             if percent is not None:
                 self._reporter.report_final(percent, "failed", self._failure.message)

@@ -585,3 +585,21 @@ def test_a_spawn_with_an_empty_priority_is_refused_as_post_jobs_refuses_it(store
     after = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(message)
     assert (after.result, after.children) == ("refused", []), after.error
     assert "priority must be high, normal or low" in seen[0].message
+
+
+@pytest.mark.parametrize("percent", [None, 60])
+def test_fail_job_with_a_message_whose_str_raises_still_fails_once_with_its_code(store, queue, clock, percent):
+    """jobs.md: fail_job's message is never refused and the job fails once with its code. A
+    message whose `str()` raised made fail_job raise that error instead: the attempt was retried
+    as `handler_error`. It is named by its type, as an exception whose `str()` raises is."""
+    from chalicelib.worker.helpers import fail_job
+
+    types = JobTypeRegistry()
+    types.register("p.fails", Empty, max_attempts=3)(
+        lambda ctx, payload: fail_job(ctx, "UPSTREAM_DOWN", Unprintable(), progress_percent=percent))
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    lifecycle.submit(tenant="acme", user="ann", type="p.fails", payload={})
+    (message,) = queue.drain()
+    after = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(message)
+    assert (after.status, after.attempts) == (JobStatus.FAILED, 1), after.error
+    assert (after.error.code, after.error.message) == ("UPSTREAM_DOWN", "Unprintable")
