@@ -30,6 +30,15 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def text_of(value: Any) -> str:
+    """`value` as a failure's text (a handler error's message, fail_job's), which is never
+    refused: one whose `str()` raises is named by its type, as `describe` names an exception."""
+    try:
+        return str(value)
+    except Exception:
+        return type(value).__name__
+
+
 def describe_failure(exc: Exception) -> str:
     """`code: message` of a jobpipe error, `Type: text` (the text cut to 200 characters) of any
     other, as `describe` words it: a reconciler pass's error, a clean-up's failed purge."""

@@ -16,6 +16,7 @@ from chalicelib.domain.errors import (
     JobTimeoutError,
     StoreUnavailableError,
     error_code,
+    text_of,
 )
 from chalicelib.domain.job import Job, JobErrorInfo, nested_deeper_than, non_text_key, too_deep_message
 from chalicelib.domain.progress import check_report
@@ -64,15 +65,6 @@ def _artifact_json(name: str, data: Union[dict, list]) -> bytes:
     except ValueError:  # written as NaN or Infinity, which no strict JSON reader takes
         raise InvalidArtifactError(f"artifact {name!r:.140} must be JSON: it holds NaN or Infinity, "
                                    "which JSON has no form for") from None
-
-
-def _text(message: Any) -> str:
-    """`message` as a failure's text: never refused, so one whose `str()` raises is named by its
-    type, as an exception's is (errors.describe)."""
-    try:
-        return str(message)
-    except Exception:
-        return type(message).__name__
 
 
 class JobContext:
@@ -188,7 +180,7 @@ class JobContext:
         self._check_writable()
         if self._failure is None:
             # As the job's error will show them (JobErrorInfo): the percent's report carries the message too.
-            error = JobErrorInfo(code=error_code(code, "handler_failed"), message=_text(message))
+            error = JobErrorInfo(code=error_code(code, "handler_failed"), message=text_of(message))
             self._failure = Failure(error.code, error.message)
             if percent is not None:
                 self._reporter.report_final(percent, "failed", self._failure.message)

@@ -35,6 +35,7 @@ from chalicelib.domain.errors import (
     StaleJobError,
     StoreUnavailableError,
     describe,
+    text_of,
 )
 from chalicelib.domain.job import (
     Job, JobErrorInfo, Progress, answer_bytes, nested_deeper_than, non_text_key, too_deep_message,
@@ -292,7 +293,7 @@ def error_info(exc: BaseException) -> JobErrorInfo:
     if isinstance(exc, InvalidPayloadError):
         code, message = exc.code, exc.with_fields()
     elif isinstance(exc, JobpipeError):
-        code, message = exc.code, str(exc.message)
+        code, message = exc.code, text_of(exc.message)
     else:
         code, message = "handler_error", describe(exc)
     return JobErrorInfo(code=code, message=message[:MAX_ERROR_MESSAGE_CHARS] or type(exc).__name__)

@@ -603,3 +603,25 @@ def test_fail_job_with_a_message_whose_str_raises_still_fails_once_with_its_code
     after = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(message)
     assert (after.status, after.attempts) == (JobStatus.FAILED, 1), after.error
     assert (after.error.code, after.error.message) == ("UPSTREAM_DOWN", "Unprintable")
+
+
+@pytest.mark.parametrize("error, status", [
+    (lambda: FatalJobError(Unprintable(), code="UPSTREAM_DOWN"), JobStatus.FAILED),
+    (lambda: RetryableJobError(Unprintable(), code="UPSTREAM_DOWN"), JobStatus.RETRYING),
+], ids=["fatal", "retryable"])
+def test_a_handler_error_whose_message_str_raises_still_ends_the_attempt(store, queue, clock, error, status):
+    """jobs.md: an exception whose str() raises is recorded by its type name. A FatalJobError or
+    RetryableJobError given such a message made the runner itself raise, the job left `running`
+    until its lease ended."""
+    types = JobTypeRegistry()
+
+    def handler(ctx, payload):
+        raise error()
+
+    types.register("p.fails", Empty, max_attempts=3)(handler)
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    lifecycle.submit(tenant="acme", user="ann", type="p.fails", payload={})
+    (message,) = queue.drain()
+    after = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(message)
+    assert (after.status, after.attempts) == (status, 1)
+    assert (after.error.code, after.error.message) == ("UPSTREAM_DOWN", "Unprintable")
