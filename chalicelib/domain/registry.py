@@ -1,6 +1,7 @@
 """Job types: registered in code with a pydantic payload model and their run policy."""
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 import typing
@@ -227,14 +228,18 @@ def _check_handler(name: str, handler: Any) -> None:
     whose call returns a coroutine or generator that never runs."""
     if not callable(handler):
         raise TypeError(f"the handler of {name!r} must be callable (ctx, payload), not {handler!r:.100}")
-    if inspect.iscoroutinefunction(handler) or inspect.isasyncgenfunction(handler):
+    # A callable object (a class with `__call__`) is called through that method.
+    call = handler if inspect.isroutine(handler) or isinstance(handler, functools.partial) else \
+        getattr(handler, "__call__", handler)
+    if inspect.iscoroutinefunction(handler) or inspect.isasyncgenfunction(handler) or \
+            inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call):
         # Called, it would return a coroutine that never runs, taken for the job's result.
         raise TypeError(
             f"the handler of {name!r} is a coroutine function; the worker calls handlers as plain "
             "functions: register a function that runs it, "
             "`lambda ctx, payload: asyncio.run(handler(ctx, payload))`"
         )
-    if inspect.isgeneratorfunction(handler):
+    if inspect.isgeneratorfunction(handler) or inspect.isgeneratorfunction(call):
         # Called, it would return a generator whose body never runs, taken for the job's result.
         raise TypeError(
             f"the handler of {name!r} is a generator function (it yields); the worker calls it "

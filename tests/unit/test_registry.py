@@ -234,3 +234,31 @@ def test_a_description_that_is_not_text_is_refused_at_register(description):
     with pytest.raises(TypeError, match="the description of 'reports.other' must be text"):
         local.register("reports.other", P, description=description)
     assert local.names() == ["reports.build"]
+
+
+def test_a_callable_object_whose_call_is_async_or_a_generator_is_refused_at_register():
+    """register refused an `async def` handler, whose call returns a coroutine that never runs,
+    but not an object whose `__call__` is one: its jobs failed result_not_serializable, the work
+    never done."""
+    class P(BaseModel):
+        pass
+
+    class Fetch:
+        async def __call__(self, ctx, payload):
+            return {}
+
+    class Rows:
+        def __call__(self, ctx, payload):
+            yield 1
+
+    class Plain:
+        def __call__(self, ctx, payload):
+            return {}
+
+    local = JobTypeRegistry()
+    with pytest.raises(TypeError, match="handler of 'rates.fetch' is a coroutine function"):
+        local.register("rates.fetch", P)(Fetch())
+    with pytest.raises(TypeError, match="handler of 'rates.rows' is a generator function"):
+        local.register("rates.rows", P)(Rows())
+    local.register("rates.plain", P)(Plain())
+    assert local.names() == ["rates.plain"]
