@@ -197,12 +197,12 @@ def _check_payload_model(name: str, payload_model: Any) -> None:
         raise TypeError(f"the payload model of {name!r} has no JSON schema ({str(exc).splitlines()[0]:.200}): "
                         "a payload is JSON, and GET /job-types lists its schema; use fields of JSON types "
                         "(and pydantic models of them)") from None
-    excluded = _excluded_field(payload_model)
-    if excluded is not None:
+    unstored = _unstored_field(payload_model)
+    if unstored is not None:
         raise ValueError(
-            f"the payload model of {name!r} has a field its dump leaves out ({excluded}: exclude=True): a payload "
+            f"the payload model of {name!r} has a field its dump loses ({unstored}): a payload "
             "is stored as the model dumps it and validated again by the worker, so the handler would never get "
-            "that field's value; drop exclude=True"
+            "that field's value; drop exclude=True, and give a field one `alias` rather than a serialization_alias"
         )
     secret = _secret_field(payload_model)
     if secret is not None:
@@ -248,25 +248,36 @@ def _check_handler(name: str, handler: Any) -> None:
         )
 
 
-def _excluded_field(model: type[BaseModel], path: str = "", seen: Optional[set[type]] = None) -> Optional[str]:
-    """The dotted path of the first field with `exclude=True` of `model` or of a model it holds
-    (in a list, an Optional, a dict...), else None."""
+def _unstored_field(model: type[BaseModel], path: str = "", seen: Optional[set[type]] = None) -> Optional[str]:
+    """The dotted path, and why, of the first field of `model` or of a model it holds (in a list,
+    an Optional, a dict...) that its dump leaves out (`exclude=True`) or writes under a name its
+    validation does not take (a `serialization_alias` of its own), else None."""
     seen = set() if seen is None else seen
     if model in seen:
         return None
     seen.add(model)
     for name, field in model.model_fields.items():
         if field.exclude is True:
-            return f"{path}{name}"
+            return f"{path}{name}: exclude=True"
+        if field.serialization_alias is not None and field.serialization_alias not in _names_taken(name, field):
+            return f"{path}{name}: stored as {field.serialization_alias!r}, its serialization_alias, which it does not take"
         pending: list[Any] = [field.annotation]
         while pending:
             annotation = pending.pop()
             if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                inner = _excluded_field(annotation, f"{path}{name}.", seen)
+                inner = _unstored_field(annotation, f"{path}{name}.", seen)
                 if inner is not None:
                     return inner
             pending.extend(a for a in typing.get_args(annotation) if not isinstance(a, (str, int, float)))
     return None
+
+
+def _names_taken(name: str, field: Any) -> set[str]:
+    """The keys a stored payload may hold a field's value under: its name (the worker takes it,
+    parse_payload's `stored`), its validation alias, or one of its AliasChoices."""
+    alias = field.validation_alias
+    choices = alias.choices if isinstance(alias, pydantic.AliasChoices) else [alias]
+    return {name} | {choice for choice in choices if isinstance(choice, str)}
 
 
 def _secret_field(model: type[BaseModel], path: str = "", seen: Optional[set[type]] = None) -> Optional[str]:
