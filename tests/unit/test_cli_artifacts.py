@@ -15,7 +15,7 @@ from jobpipe_client.cli import build_parser, client_from, main
 from tests.support.fake_api import FakeApi
 from tests.support.fake_http import FakeS3, FakeSession
 from tests.unit.test_cli import ENV, URL, Run
-from tests.unit.test_client_artifacts import Generated, large_in_s3, streaming_s3
+from tests.unit.test_client_artifacts import Generated, appearing_during_the_download, streaming_s3
 
 BUCKET = "https://jobs-bucket.s3.amazonaws.com"
 SIGNED = "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=5ec2e7"
@@ -144,16 +144,8 @@ def test_a_file_that_appears_during_the_download_is_kept_and_the_line_says_so(ap
     """The same line as a file there before the download (not `cannot write ...: File exists`,
     which reads as a permissions problem), the file that appeared left as it is."""
     target = tmp_path / "data.bin"
-
-    class Appearing(Generated):
-        def read(self, amt=None, decode_content=None):
-            if self.sent and not target.exists():
-                target.write_bytes(b"theirs")
-            return super().read(amt, decode_content)
-
-    size = 2 * DOWNLOAD_PIECE_BYTES
-    large_in_s3(api, job["id"], size)
-    result = run_cli(["artifact", job["id"], "data.bin", "-o", str(target)], api, streaming_s3(Appearing(size)))
+    s3 = appearing_during_the_download(api, job["id"], target)
+    result = run_cli(["artifact", job["id"], "data.bin", "-o", str(target)], api, s3)
     assert result.code == 2 and result.err_lines == [f"jobpipe: {target} exists: pass --force to replace it"]
     assert target.read_bytes() == b"theirs" and [p.name for p in tmp_path.iterdir()] == ["data.bin"]
 

@@ -381,10 +381,9 @@ def test_download_artifact_refuses_an_existing_file_a_directory_or_a_missing_one
     assert (tmp_path / "report.csv").stat().st_mode & 0o777 == 0o640
 
 
-def test_a_file_that_appears_during_the_download_is_not_replaced(tmp_path):
-    api = FakeApi()
-    job = api.add("completed")
-    target = tmp_path / "data.bin"
+def appearing_during_the_download(api, job_id, target):
+    """S3 for a large artifact of `job_id` whose body, once its first piece is sent, has another
+    program write `target` (b"theirs") before the rest comes."""
 
     class Appearing(Generated):
         def read(self, amt=None, decode_content=None):
@@ -393,8 +392,15 @@ def test_a_file_that_appears_during_the_download_is_not_replaced(tmp_path):
             return super().read(amt, decode_content)
 
     size = 2 * DOWNLOAD_PIECE_BYTES
-    large_in_s3(api, job["id"], size)
-    client, _ = make_client(api, streaming_s3(Appearing(size)))
+    large_in_s3(api, job_id, size)
+    return streaming_s3(Appearing(size))
+
+
+def test_a_file_that_appears_during_the_download_is_not_replaced(tmp_path):
+    api = FakeApi()
+    job = api.add("completed")
+    target = tmp_path / "data.bin"
+    client, _ = make_client(api, appearing_during_the_download(api, job["id"], target))
     with pytest.raises(FileExistsError):
         client.download_artifact(job["id"], "data.bin", target)
     assert target.read_bytes() == b"theirs" and [p.name for p in tmp_path.iterdir()] == ["data.bin"]
