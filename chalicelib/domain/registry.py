@@ -6,7 +6,7 @@ import inspect
 import re
 import typing
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import pydantic
 from pydantic import BaseModel, ValidationError
@@ -248,27 +248,37 @@ def _check_handler(name: str, handler: Any) -> None:
         )
 
 
-def _unstored_field(model: type[BaseModel], path: str = "", seen: Optional[set[type]] = None) -> Optional[str]:
+def _fields(model: type[BaseModel], path: str = "",
+            seen: Optional[set[type]] = None) -> Iterator[tuple[str, Any, list[Any]]]:
+    """(dotted path, field, every type its annotation names: itself and its arguments, through
+    lists, Optionals, dicts...) of each field of `model` and of every model it holds, each
+    model once."""
+    seen = set() if seen is None else seen
+    if model in seen:
+        return
+    seen.add(model)
+    for name, field in model.model_fields.items():
+        annotations, pending = [], [field.annotation]
+        while pending:
+            annotation = pending.pop()
+            annotations.append(annotation)
+            pending.extend(a for a in typing.get_args(annotation) if not isinstance(a, (str, int, float)))
+        yield f"{path}{name}", field, annotations
+        for annotation in annotations:
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                yield from _fields(annotation, f"{path}{name}.", seen)
+
+
+def _unstored_field(model: type[BaseModel]) -> Optional[str]:
     """The dotted path, and why, of the first field of `model` or of a model it holds (in a list,
     an Optional, a dict...) that its dump leaves out (`exclude=True`) or writes under a name its
     validation does not take (a `serialization_alias` of its own), else None."""
-    seen = set() if seen is None else seen
-    if model in seen:
-        return None
-    seen.add(model)
-    for name, field in model.model_fields.items():
+    for path, field, _ in _fields(model):
         if field.exclude is True:
-            return f"{path}{name}: exclude=True"
+            return f"{path}: exclude=True"
+        name = path.rsplit(".", 1)[-1]
         if field.serialization_alias is not None and field.serialization_alias not in _names_taken(name, field):
-            return f"{path}{name}: stored as {field.serialization_alias!r}, its serialization_alias, which it does not take"
-        pending: list[Any] = [field.annotation]
-        while pending:
-            annotation = pending.pop()
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                inner = _unstored_field(annotation, f"{path}{name}.", seen)
-                if inner is not None:
-                    return inner
-            pending.extend(a for a in typing.get_args(annotation) if not isinstance(a, (str, int, float)))
+            return f"{path}: stored as {field.serialization_alias!r}, its serialization_alias, which it does not take"
     return None
 
 
@@ -280,26 +290,12 @@ def _names_taken(name: str, field: Any) -> set[str]:
     return {name} | {choice for choice in choices if isinstance(choice, str)}
 
 
-def _secret_field(model: type[BaseModel], path: str = "", seen: Optional[set[type]] = None) -> Optional[str]:
+def _secret_field(model: type[BaseModel]) -> Optional[str]:
     """The dotted path of the first SecretStr/SecretBytes/Secret field of `model` or of a model
     it holds (in a list, an Optional, a dict...), else None."""
-    seen = set() if seen is None else seen
-    if model in seen:
-        return None
-    seen.add(model)
-    for name, field in model.model_fields.items():
-        where = f"{path}{name}"
-        pending: list[Any] = [field.annotation]
-        while pending:
-            annotation = pending.pop()
+    for path, _, annotations in _fields(model):
+        for annotation in annotations:
             origin = typing.get_origin(annotation)
-            if isinstance(origin, type) and issubclass(origin, SECRET_TYPES):
-                return where
-            if isinstance(annotation, type) and issubclass(annotation, SECRET_TYPES):
-                return where
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                inner = _secret_field(annotation, f"{where}.", seen)
-                if inner is not None:
-                    return inner
-            pending.extend(a for a in typing.get_args(annotation) if not isinstance(a, (str, int, float)))
+            if any(isinstance(t, type) and issubclass(t, SECRET_TYPES) for t in (origin, annotation)):
+                return path
     return None
