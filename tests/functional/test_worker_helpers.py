@@ -17,6 +17,18 @@ class Empty(BaseModel):
     pass
 
 
+def run_once(client, app, aws, name: str, handler, *, max_attempts: int) -> dict:
+    """`handler` registered as job type `name` (for this test only), one job of it submitted and
+    run by the worker: the job as GET /jobs/{id} then shows it."""
+    registry.register(name, Empty, max_attempts=max_attempts, timeout_s=30)(handler)
+    try:
+        job = submit(client, {"type": name, "payload": {}})
+        drain(app, aws)
+    finally:
+        registry._types.pop(name)
+    return get(client, job["id"])
+
+
 @pytest.fixture
 def late_failure_type():
     """A job type (for this test only) failing below the percent it reached."""
@@ -82,7 +94,6 @@ def test_a_completion_message_no_report_could_carry_is_refused_at_the_call(clien
     name = "test.complete_with_bad_message"
     refused = []
 
-    @registry.register(name, Empty, max_attempts=1, timeout_s=30)
     def complete_badly(ctx, payload):
         try:
             complete_job(ctx, {"ok": True}, message)
@@ -90,12 +101,7 @@ def test_a_completion_message_no_report_could_carry_is_refused_at_the_call(clien
             refused.append(type(exc).__name__)
             raise
 
-    try:
-        job = submit(client, {"type": name, "payload": {}})
-        drain(app, aws)
-    finally:
-        registry._types.pop(name)
-    done = get(client, job["id"])
+    done = run_once(client, app, aws, name, complete_badly, max_attempts=1)
     assert refused == ["ProgressRejectedError"]
     assert done["status"] == "failed" and done["error"]["code"] == "progress_rejected", done
     assert done["error"]["message"].startswith(why) and done["result"] is None
@@ -107,16 +113,10 @@ def test_fail_job_without_a_code_fails_with_the_default_one(client, app, aws, co
     `handler_failed`, as for an empty one, not the text "None" a consumer would branch on."""
     name = "test.fail_without_code"
 
-    @registry.register(name, Empty, max_attempts=3, timeout_s=30)
     def fail_without_code(ctx, payload):
         fail_job(ctx, code, "no code given")
 
-    try:
-        job = submit(client, {"type": name, "payload": {}})
-        drain(app, aws)
-    finally:
-        registry._types.pop(name)
-    done = get(client, job["id"])
+    done = run_once(client, app, aws, name, fail_without_code, max_attempts=3)
     assert done["status"] == "failed" and done["attempts"] == 1, done
     assert (done["error"]["code"], done["error"]["message"]) == ("handler_failed", "no code given")
 
@@ -131,7 +131,6 @@ def test_a_percent_read_from_dynamodb_as_a_decimal_is_a_number_like_any_other(cl
     name = "test.decimal_percent"
     seen = []
 
-    @registry.register(name, Empty, max_attempts=1, timeout_s=30)
     def decimal_percent(ctx, payload):
         progress(ctx, Decimal("41.5"), "counting", force=True)
         seen.append(ctx.progress_percent)
@@ -144,13 +143,8 @@ def test_a_percent_read_from_dynamodb_as_a_decimal_is_a_number_like_any_other(cl
                 seen.append(str(exc))
         fail_job(ctx, "STOP", "stopped to show the percent", progress_percent=Decimal("80.004"))
 
-    try:
-        job = submit(client, {"type": name, "payload": {}})
-        drain(app, aws)
-    finally:
-        registry._types.pop(name)
+    done = run_once(client, app, aws, name, decimal_percent, max_attempts=1)
     assert seen == [41.5, 66.67, "progress percent must be a number, not '70'",
                     "progress percent must be a finite number, not Decimal('NaN')",
                     "progress percent must be a finite number, not Decimal('sNaN')"]
-    done = get(client, job["id"])
     assert (done["status"], done["progress"]["percent"]) == ("failed", 80), done
