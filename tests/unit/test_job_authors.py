@@ -62,6 +62,14 @@ def outcome_of(call, refusal: type, seen: list, refused: str = "refused", taken:
     return taken
 
 
+def run_once(lifecycle, queue, types, type_: str, **submitted):
+    """A job of `type_` (no payload) submitted and its message run by a worker on the real clock:
+    the job as that run left it."""
+    lifecycle.submit(tenant="acme", user="ann", type=type_, payload={}, **submitted)
+    (message,) = queue.drain()
+    return JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(message)
+
+
 def make_types(seen):
     types = JobTypeRegistry()
 
@@ -558,9 +566,7 @@ def test_a_spawned_child_takes_its_parents_priority_unless_given_one_as_jobs_md_
     types.register("p.parent", Empty)(lambda ctx, payload: [ctx.spawn("p.child", {}),
                                                             ctx.spawn("p.child", {}, priority="normal")])
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    lifecycle.submit(tenant="acme", user="ann", type="p.parent", payload={}, priority="high")
-    (message,) = queue.drain()
-    parent = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(message)
+    parent = run_once(lifecycle, queue, types, "p.parent", priority="high")
     inherited, given = (store.get(child_id, mark_gone=False) for child_id in parent.result)
     assert (inherited.priority, given.priority) == ("high", "normal")
     from pathlib import Path
@@ -589,9 +595,7 @@ def test_a_spawn_with_an_empty_priority_is_refused_as_post_jobs_refuses_it(store
 
     types.register("p.parent", Empty)(parent)
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    lifecycle.submit(tenant="acme", user="ann", type="p.parent", payload={})
-    (message,) = queue.drain()
-    after = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(message)
+    after = run_once(lifecycle, queue, types, "p.parent")
     assert (after.result, after.children) == ("refused", []), after.error
     assert "priority must be high, normal or low" in seen[0].message
 
@@ -607,9 +611,7 @@ def test_fail_job_with_a_message_whose_str_raises_still_fails_once_with_its_code
     types.register("p.fails", Empty, max_attempts=3)(
         lambda ctx, payload: fail_job(ctx, "UPSTREAM_DOWN", Unprintable(), progress_percent=percent))
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    lifecycle.submit(tenant="acme", user="ann", type="p.fails", payload={})
-    (message,) = queue.drain()
-    after = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(message)
+    after = run_once(lifecycle, queue, types, "p.fails")
     assert (after.status, after.attempts) == (JobStatus.FAILED, 1), after.error
     assert (after.error.code, after.error.message) == ("UPSTREAM_DOWN", "Unprintable")
 
@@ -629,8 +631,6 @@ def test_a_handler_error_whose_message_str_raises_still_ends_the_attempt(store, 
 
     types.register("p.fails", Empty, max_attempts=3)(handler)
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    lifecycle.submit(tenant="acme", user="ann", type="p.fails", payload={})
-    (message,) = queue.drain()
-    after = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(message)
+    after = run_once(lifecycle, queue, types, "p.fails")
     assert (after.status, after.attempts) == (status, 1)
     assert (after.error.code, after.error.message) == ("UPSTREAM_DOWN", "Unprintable")
