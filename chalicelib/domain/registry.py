@@ -155,7 +155,8 @@ def _check_name(name: str, internal: bool) -> None:
     if not TYPE_NAME.fullmatch(name):
         raise ValueError(f"job type names are dotted lower-case words (a-z, 0-9, _), not {name!r:.200}")
     if len(name) > MAX_JOB_TYPE_CHARS:
-        raise ValueError(f"job type names are at most {MAX_JOB_TYPE_CHARS} characters, not {len(name)} ({name[:40]!r}...)")
+        raise ValueError(f"job type names are at most {MAX_JOB_TYPE_CHARS} characters, "
+                         f"not {len(name)} ({name[:40]!r}...)")
     if name.startswith(MAINTENANCE_PREFIX) and not internal:
         raise ValueError(
             f"job type names starting {MAINTENANCE_PREFIX!r} are reserved for the built-in maintenance "

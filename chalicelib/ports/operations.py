@@ -21,12 +21,13 @@ class FinishedJobs(Protocol):
     def finished_before(self, cutoff: datetime, *, since: datetime, page_size: int = 100) -> Iterator[FinishedPage]:
         """Pages of ids of jobs that finished in [since, cutoff), read from the sparse
         finished-day index (never a Scan), day by day (UTC) from `since`'s, each page naming
-        its day; each page holds at most `page_size` ids. One page per read of the index, empty or not, and at least one per day
-        of the window: most of a window is days with nothing to delete, and the caller's
-        between-page work (a clean-up's cancel check) must run after each read, not only after
-        those that found jobs. Yielding an empty page costs no request; the check itself reads
-        the store at most once per poll interval (JobContext.cancelled), so a walk of the index
-        adds a read a second at most, not one a page."""
+        its day; each page holds at most `page_size` ids. One page per read of the index, empty
+        or not, and at least one per day of the window: most of a window is days with nothing
+        to delete, and the caller's between-page work (a clean-up's cancel check) must run after
+        each read, not only after those that found jobs. Yielding an empty page costs no
+        request; the check itself reads the store at most once per poll interval
+        (JobContext.cancelled), so a walk of the index adds a read a second at most, not one a
+        page."""
 
     def purge(self, job_id: str) -> int:
         """Delete the job's item, runs and artifacts and its S3 objects; returns items deleted."""

@@ -183,7 +183,8 @@ class JobRunner:
         if job_type is None:
             return JobErrorInfo(code="unknown_job_type", message=f"no handler is registered for {job.type!r}")
         try:
-            return job_type, job_type.parse_payload(job.payload, stored=True)  # what counts as invalid: decided there, as at submit
+            # What counts as invalid is decided there, as at submit; the payload as it was stored.
+            return job_type, job_type.parse_payload(job.payload, stored=True)
         except InvalidPayloadError as exc:
             cause = exc.__cause__  # pydantic's own message names each field; a validator's error names itself
             message = str(cause) if isinstance(cause, ValidationError) else \
