@@ -19,6 +19,11 @@ MAX_SCHEDULE_S = 365 * 24 * 3600
 # SQS_MAX_DELAY_S: a flaky call gets a second try within seconds. The stack's RetryBaseSeconds
 # (JOBPIPE_RETRY_BASE_S) overrides it.
 JOB_RETRY_BASE_S = 2
+# The most attempts a job type may give a job. From the tenth on each retry waits 7.5 to 15
+# minutes (half to all of SQS_MAX_DELAY_S), so 100 attempts span about 17 hours: more is an
+# outage to look into, not a job's bad luck. A run record per attempt is keyed RUN#0001 (four digits, listed in order to
+# 9,999), and a count past 38 digits is no number DynamoDB keeps: every submission would fail.
+MAX_JOB_ATTEMPTS = 100
 # How long after its start a queued job may wait for a worker before the reconciler sends its
 # message again (a lost or dead message). Doubled after each resend, up to the cap, so a long
 # backlog is not flooded with duplicates. A stack parameter overrides the grace.

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator, Optional
 import pydantic
 from pydantic import BaseModel, ValidationError
 
-from chalicelib.defaults import MAX_JOB_TIMEOUT_S, MAX_JOB_TYPE_CHARS, WORKER_TIMEOUT_S
+from chalicelib.defaults import MAX_JOB_ATTEMPTS, MAX_JOB_TIMEOUT_S, MAX_JOB_TYPE_CHARS, WORKER_TIMEOUT_S
 from chalicelib.domain.errors import InvalidPayloadError, UnknownJobTypeError, describe
 from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate
 
@@ -175,6 +175,9 @@ def _check_policy(name: str, priority: str, max_attempts: int, timeout_s: int) -
             raise TypeError(f"{field} of {name!r} must be a whole number (an int), not {value!r}")
     if max_attempts < 1 or timeout_s < 1:
         raise ValueError("max_attempts and timeout_s must be at least 1")
+    if max_attempts > MAX_JOB_ATTEMPTS:
+        raise ValueError(f"max_attempts of {name!r} is at most {MAX_JOB_ATTEMPTS}, not {max_attempts:,}: past that "
+                         "the retries span more than 17 hours, an outage to look into rather than retry")
 
 
 def _check_description(name: str, description: Any) -> None:

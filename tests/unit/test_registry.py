@@ -56,6 +56,23 @@ def test_registering_twice_or_with_bad_policy_is_an_error():
         local.register("z", P, max_attempts=0)
 
 
+def test_max_attempts_is_at_most_a_hundred():
+    """A type could register 10**40 attempts, which no submission could store (DynamoDB keeps
+    38 digits), and run keys list in order to 9,999 only: 100 is taken, 101 refused saying so."""
+    from chalicelib.defaults import MAX_JOB_ATTEMPTS
+
+    local = JobTypeRegistry()
+
+    class P(BaseModel):
+        pass
+
+    local.register("x.most", P, max_attempts=MAX_JOB_ATTEMPTS)(lambda ctx, p: None)
+    for attempts in (MAX_JOB_ATTEMPTS + 1, 10**40):
+        with pytest.raises(ValueError, match=rf"max_attempts of 'x\.more' is at most 100, not {attempts:,}"):
+            local.register("x.more", P, max_attempts=attempts)
+    assert local.get("x.most").max_attempts == 100 and "x.more" not in local.names()
+
+
 def test_a_type_whose_attempt_cannot_fit_in_a_worker_invocation_is_refused():
     from chalicelib.defaults import MAX_JOB_TIMEOUT_S
 
