@@ -133,14 +133,9 @@ class JobContext:
         taken: it raises at once, kept for no write, as the write that met the request stored
         nothing."""
         self._check_writable()
-        if self._cancel_seen or self.job.cancel_requested:
-            self._cancel_seen = True
-            raise JobCancelledError(f"job {self.job_id} was canceled")
+        self._raise_if_cancel_known()
         self._reporter.report(percent, step, message, details, force=force)
-        if self.job.cancel_requested:
-            self._cancel_seen = True
-        if self._cancel_seen:
-            raise JobCancelledError(f"job {self.job_id} was canceled")
+        self._raise_if_cancel_known()  # the report's write may have returned the request
 
     @property
     def progress_percent(self) -> float:
@@ -198,10 +193,15 @@ class JobContext:
         with self._spawn_lock:
             return self._spawn_one(type, payload, priority=priority, scope=scope)
 
-    def _spawn_one(self, type: str, payload: Any, *, priority: Optional[str], scope: Optional[str]) -> str:
+    def _raise_if_cancel_known(self) -> None:
+        """JobCancelledError once a cancel request is known (seen, or on the job a write
+        returned), without reading the store."""
         if self._cancel_seen or self.job.cancel_requested:
             self._cancel_seen = True
             raise JobCancelledError(f"job {self.job_id} was canceled")
+
+    def _spawn_one(self, type: str, payload: Any, *, priority: Optional[str], scope: Optional[str]) -> str:
+        self._raise_if_cancel_known()
         self._spawned += 1
         try:
             child = self._spawn(self.job, self._spawned, made=self._made, type=type, payload=payload,
