@@ -94,6 +94,12 @@ class ProgressReporter:
             self._timer = self._clock.timer(delay_s, self._on_timer)
             self._timer.start()
 
+    def _disarm_locked(self) -> None:
+        """Stop the window's timer, if one is set: what is pending is written by the caller."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def report_final(self, percent: Any, step: Optional[str], message: Optional[str]) -> None:
         """Queue the last report of an attempt that is failing: never refused, a lower or
         invalid percent keeps the one reached (progress stays monotonic), a message longer than
@@ -102,9 +108,7 @@ class ProgressReporter:
         alone: a timer armed for a report before it is stopped, so the failure's report is not
         written as a `running` job's progress while the handler finishes."""
         with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._disarm_locked()
             try:
                 value = max(self._accepted, clamp_percent(percent))
             except JobpipeError:
@@ -119,9 +123,7 @@ class ProgressReporter:
         """Stop the timer and hand back the pending report instead of writing it: for the
         completion, whose own write carries the final progress (one write instead of two)."""
         with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._disarm_locked()
             pending, self._pending = self._pending, None
             return pending
 
@@ -139,9 +141,7 @@ class ProgressReporter:
         if self._pending is None:
             return
         pending, self._pending = self._pending, None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._disarm_locked()
         self._last_write = self._clock.monotonic()
         try:
             self._job = self._write(self._job, pending)
