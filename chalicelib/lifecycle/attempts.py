@@ -3,6 +3,7 @@ canceled on request, retrying after a delay (`retry_delay_s`) while attempts rem
 with its message parked on the dead-letter queue."""
 from __future__ import annotations
 
+import math
 import random
 from datetime import datetime, timedelta
 from typing import Any, Callable, Optional
@@ -18,9 +19,11 @@ from chalicelib.ports import REMOVE, ChangeSet
 
 
 def retry_delay_s(attempt: int, *, base_s: int = 2, cap_s: int = 900) -> int:
-    """Exponential backoff with full jitter for the retry after `attempt` failed (SQS caps at 900 s)."""
-    ceiling = min(cap_s, base_s * (2 ** max(0, attempt - 1)))
-    return max(1, int(random.uniform(ceiling / 2, ceiling)))
+    """Exponential backoff with jitter for the retry after `attempt` failed: a whole number of
+    seconds drawn evenly from half the ceiling to all of it, both ends included (1-2 s, 2-4 s,
+    …; SQS caps a delay at 900 s)."""
+    ceiling = max(1, min(cap_s, base_s * (2 ** max(0, attempt - 1))))
+    return random.randint(math.ceil(ceiling / 2), ceiling)
 
 
 class Attempts(DeadLetters):

@@ -1,3 +1,4 @@
+import random
 from datetime import timedelta
 
 import pytest
@@ -138,6 +139,7 @@ def _claim_case(case: str, hinted: bool):
     from tests.unit.conftest import FakeClock
 
     store, queue, clock = InMemoryJobStore(), InMemoryJobQueue(), FakeClock()
+    random.seed(case)  # a retry's jittered wait drawn alike for the hinted claim and the read one
     lifecycle = JobLifecycle(store, queue, build_registry(demo_types=True), clock=clock)
     job = submit(lifecycle, delay_seconds=30 if case == "scheduled_later" else 0)
     (message, _, _), = queue.sent
@@ -406,6 +408,15 @@ def test_retry_delay_grows_and_is_capped():
     assert 1 <= retry_delay_s(1, base_s=2) <= 2
     assert 8 <= retry_delay_s(4, base_s=2) <= 16
     assert retry_delay_s(30, base_s=2) <= 900
+
+
+def test_retry_delay_is_drawn_from_half_the_ceiling_to_all_of_it_both_ends_included():
+    """docs/jobs.md: 1-2 s after attempt 1, 4-8 s after attempt 3 (the chance that 300 even
+    draws miss one of five values is below 10⁻²⁸)."""
+    assert {retry_delay_s(1, base_s=2) for _ in range(300)} == {1, 2}
+    assert {retry_delay_s(3, base_s=2) for _ in range(300)} == {4, 5, 6, 7, 8}
+    assert {retry_delay_s(30, base_s=2, cap_s=900) for _ in range(300)} <= set(range(450, 901))
+    assert {retry_delay_s(1, base_s=1) for _ in range(50)} == {1}
 
 
 def test_spawned_children_are_linked_and_idempotent_within_an_attempt(lifecycle, store, queue):

@@ -156,8 +156,12 @@ def env(store, queue, clock, types):
 
 
 def run_all(runner, queue):
+    """Deliver every message sent until none is left, each once its delay has passed (the
+    lifecycle's clock moved on by it, as SQS would hold the message back)."""
     last = None
     while queue.sent:
+        if delay_s := max(delay for _, _, delay in queue.sent):
+            runner.lifecycle.clock.advance(delay_s)
         for message in queue.drain():
             last = runner.run(message)
     return last
