@@ -4,7 +4,7 @@ serves an entry stored before the completion, before any event has been processe
 import json
 import uuid
 
-from tests.functional.conftest import LambdaContext, auth, sqs_event
+from tests.functional.conftest import LambdaContext, auth, invoke_worker, receive_all, sqs_event
 from tests.functional.test_api import run_worker, submit
 from tests.functional.test_events import publish_stream, stream  # noqa: F401  (fixtures)
 
@@ -51,6 +51,26 @@ def test_a_failed_job_or_a_job_without_scope_invalidates_nothing(client, aws):
     run_worker(client, aws)
     hit = read(client, "p-8", "steps-summary")
     assert hit.status_code == 200 and hit.json_body["value"] == {"kept": True}
+
+
+def test_a_value_stored_while_a_fan_out_runs_is_invalidated_by_its_children_that_complete(client, aws):
+    """A fan-out's parent completes once it has spawned its children, before their work exists:
+    a reader that recomputes then reads partial state. The children inherit the parent's scope,
+    and each child's completion invalidates what its own type's rules name (docs/events.md), so
+    the value stored in between is a miss once the last child completes."""
+    parent = submit(client, {"type": "demo.fanout", "scope": "p-11",
+                             "payload": {"children": 2, "steps": 1, "step_ms": 0}})
+    invoke_worker(client._app, sqs_event(receive_all(aws)))  # the parent alone: its children are queued
+    assert client.http.get(f"/jobs/{parent['id']}", headers=auth()).json_body["status"] == "completed"
+    partial = read(client, "p-11", "steps-summary").json_body
+    put(client, "p-11", "steps-summary", {"children_done": 0}, **{"If-Match": str(partial["generation"])})
+    run_worker(client, aws)
+    children = client.http.get(f"/jobs/{parent['id']}", headers=auth()).json_body["children"]
+    views = [client.http.get(f"/jobs/{child}", headers=auth()).json_body for child in children]
+    assert [(v["status"], v["scope"]) for v in views] == [("completed", "p-11")] * 2
+    miss = read(client, "p-11", "steps-summary")
+    assert miss.status_code == 404 and miss.json_body["generation"] == partial["generation"] + 2
+    assert miss.json_body["invalidated_by"] in children
 
 
 def test_the_event_path_still_announces_and_does_not_invalidate_twice(client, aws, tap, stream):
