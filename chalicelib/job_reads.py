@@ -39,14 +39,12 @@ class JobReads:
 
     def _visible_many(self, tenant: str, ids: list[str]) -> dict[str, Job]:
         """The tenant's jobs of `ids` by id: one eventually consistent batch read, the ids it did
-        not find read again consistently."""
-        def visible(jobs: dict[str, Job]) -> dict[str, Job]:
-            return {i: job for i, job in jobs.items() if job.tenant == tenant}
-
-        found = visible(self._store.get_many(ids))
+        not find (another tenant's among them) read again consistently. The store drops another
+        tenant's items before it reads them into jobs."""
+        found = self._store.get_many(ids, tenant=tenant)
         missed = [i for i in dict.fromkeys(ids) if i not in found]
         if missed:
-            found.update(visible(self._store.get_many(missed, consistent=True)))
+            found.update(self._store.get_many(missed, consistent=True, tenant=tenant))
         return found
 
     def tree(self, tenant: str, roots: list[Job]) -> tuple[dict[str, Job], bool]:

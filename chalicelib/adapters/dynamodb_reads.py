@@ -55,7 +55,8 @@ class JobReads(JobTable):
             return None
         return item_to_job(item, self._fetch, fetch, mark_gone=mark_gone)
 
-    def get_many(self, job_ids: Iterable[str], *, consistent: bool = False) -> dict[str, Job]:
+    def get_many(self, job_ids: Iterable[str], *, consistent: bool = False,
+                 tenant: Optional[str] = None) -> dict[str, Job]:
         """Jobs by id, as the port says. An item this code cannot read (a status or a shape a
         later version wrote, met during a rollback; an item edited by hand) is left out, and
         `on_unreadable` told of it: a listing, a batch poll or the reconciler's due page reads
@@ -65,7 +66,7 @@ class JobReads(JobTable):
         for start in range(0, len(ids), BATCH_GET_MAX):
             keys = [job_key(i) for i in ids[start : start + BATCH_GET_MAX]]
             for item in self._batch_get(keys, consistent=consistent):
-                if is_purging(item):
+                if is_purging(item) or (tenant is not None and item.get("tenant", {}).get("S") != tenant):
                     continue
                 try:
                     job = item_to_job(item)

@@ -127,9 +127,10 @@ class InMemoryJobStore:
             return None
         return self._read(job, fetch=fetch, mark_gone=mark_gone)
 
-    def get_many(self, job_ids: Iterable[str], *, consistent: bool = False) -> dict[str, Job]:
+    def get_many(self, job_ids: Iterable[str], *, consistent: bool = False,
+                 tenant: Optional[str] = None) -> dict[str, Job]:
         return {i: self._read(self._jobs[i], fetch=()) for i in dict.fromkeys(job_ids)
-                if i in self._jobs and i not in self._purging}
+                if i in self._jobs and i not in self._purging and tenant in (None, self._jobs[i].tenant)}
 
     def list_jobs(self, query: JobQuery) -> JobPage:
         """A page of the listing of the index the DynamoDB adapter reads (cursors.fill_page says

@@ -158,10 +158,13 @@ class JobStore(Protocol):
         default: every caller says which it needs, so none meets an error it did not expect
         the day a bucket rule deletes an object. Raises StoreUnavailableError."""
 
-    def get_many(self, job_ids: Iterable[str], *, consistent: bool = False) -> dict[str, Job]:
+    def get_many(self, job_ids: Iterable[str], *, consistent: bool = False,
+                 tenant: Optional[str] = None) -> dict[str, Job]:
         """Jobs by id; ids that do not exist are absent from the result, and so are those whose
         record this code cannot read (an error is logged naming each). Eventually consistent
-        unless `consistent`."""
+        unless `consistent`. With `tenant`, another tenant's jobs are absent too, each dropped
+        on its record's tenant before anything else of it is read into a job (as `get` drops
+        one): a batch naming them costs what one naming missing ids does."""
 
     def list_jobs(self, query: JobQuery) -> JobPage:
         """A tenant's jobs, newest first; raises InvalidRequestError for a bad cursor."""

@@ -97,6 +97,16 @@ def test_get_many_returns_the_jobs_that_exist(adapters):
     assert adapters.store.get_many([]) == {}
 
 
+def test_get_many_for_a_tenant_leaves_out_another_tenants_jobs(adapters):
+    own, foreign = make_job(0), make_job(1, tenant="globex")
+    for job in (own, foreign):
+        adapters.store.create(job)
+    for consistent in (False, True):
+        assert adapters.store.get_many([own.id, foreign.id, "missing"], consistent=consistent,
+                                       tenant=own.tenant) == {own.id: own}
+    assert set(adapters.store.get_many([own.id, foreign.id])) == {own.id, foreign.id}
+
+
 def test_a_claim_refused_only_by_its_own_earlier_try_is_taken_as_written(adapters):
     """botocore sends a write again when its answer was lost (a timeout, a 5xx after DynamoDB
     applied it); the retry's condition is then refused by the write itself. A claim (a write

@@ -173,7 +173,7 @@ def test_unexpected_error_answers_rq_engine_500_shape(client, aws, monkeypatch):
     assert batch.json_body["jobs"][other["id"]]["status"] == "queued"
 
     store = container().store
-    monkeypatch.setattr(store, "get_many", lambda ids: (_ for _ in ()).throw(RuntimeError("mangled")))
+    monkeypatch.setattr(store, "get_many", lambda ids, **_: (_ for _ in ()).throw(RuntimeError("mangled")))
     for response, raised in ((get(client, f"/api/jobinfo/{job['id']}"), "ValidationError"),
                              (post(client, "/api/jobinfo", [other["id"]]), "RuntimeError")):
         assert response.status_code == 500

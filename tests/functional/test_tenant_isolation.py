@@ -159,3 +159,27 @@ def test_a_child_id_naming_another_tenants_job_shows_nothing_of_it(client, aws):
     assert status.json_body["status"] == "finished", status.json_body  # the foreign child's run does not count
     for body in (status.body, json.dumps(single), json.dumps(batch)):
         assert "globex" not in str(body) and "bob" not in str(body)
+
+
+@pytest.mark.parametrize("path", ["/jobs/status", "/api/jobinfo"])
+def test_a_batch_naming_foreign_jobs_reads_nothing_of_them_into_jobs(client, aws, monkeypatch, path):
+    """A batch poll's BatchGetItem hands back another tenant's items with the caller's (a job's
+    key carries no tenant): each is dropped on its `tenant` before it is read into a job, as a
+    single GET drops it, so nothing of it (its inline payload, result and progress parsed) is
+    worked on for the caller, and a foreign id costs what a missing one does."""
+    from chalicelib.adapters import dynamodb_reads
+
+    own = _submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}}, tenant="globex")
+    foreign = [_submit(client, {"type": "demo.outputs", "payload": {"pad": "x" * 1000}})["id"] for _ in range(3)]
+    read = []
+    real = dynamodb_reads.item_to_job
+
+    def spied(item, *args, **kwargs):
+        read.append(item["pk"]["S"].removeprefix("JOB#"))
+        return real(item, *args, **kwargs)
+
+    monkeypatch.setattr(dynamodb_reads, "item_to_job", spied)
+    response = client.http.post(path, headers=auth("globex"), body=json.dumps({"job_ids": [own["id"], *foreign]}))
+    assert response.status_code == 200, response.body
+    assert [response.json_body["jobs"][i]["status"] for i in foreign] == ["not_found"] * 3
+    assert set(read) == {own["id"]}, f"globex's batch read acme's items into jobs: {set(read) - {own['id']}}"

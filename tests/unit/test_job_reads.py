@@ -50,10 +50,10 @@ class LaggingStore:
         self.reads.append(("get", consistent))
         return None if job_id in self._lagging and not consistent else self._store.get(job_id, **kwargs)
 
-    def get_many(self, job_ids, *, consistent=False):
+    def get_many(self, job_ids, *, consistent=False, **kwargs):
         job_ids = list(job_ids)
         self.reads.append(("get_many", consistent, tuple(job_ids)))
-        return {i: j for i, j in self._store.get_many(job_ids).items() if consistent or i not in self._lagging}
+        return {i: j for i, j in self._store.get_many(job_ids, **kwargs).items() if consistent or i not in self._lagging}
 
 
 def test_a_job_the_replica_has_not_seen_yet_is_found_by_a_consistent_read(store):
