@@ -236,3 +236,114 @@ def test_public_routes_answer_every_tenant_alike(client):
         mine = client.http.request(method, path, headers=owner())
         theirs = client.http.request(method, path, headers=intruder())
         assert mine.status_code == theirs.status_code == 200 and mine.body == theirs.body, path
+
+
+def test_the_intruder_costs_the_same_requests_on_the_owners_things_as_on_missing_ones(client, world, monkeypatch):
+    """Timing follows the work done: for every route, the AWS requests the intruder's call makes
+    on the owner's things (operation, consistency, table or bucket) are those its call on missing
+    ones makes, in the same order; so are they for a keyed rerun and an If-None-Match poll."""
+    import botocore.client
+
+    made: list[tuple[str, str, Any, Any]] = []
+    real = botocore.client.BaseClient._make_api_call
+
+    def recorded(self, operation, params):
+        made.append((self.meta.service_model.service_name, operation, params.get("ConsistentRead"),
+                     params.get("TableName") or params.get("Bucket")))
+        return real(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recorded)
+    walks = {(path, method, ()): walk for (path, method), walk in _walks(world).items() if not walk.get("submit")}
+    for path, method in (("/jobs/{job_id}/rerun", "POST"), ("/jobs/{job_id}", "DELETE")):
+        walks[(path, method, (("Idempotency-Key", "order-42"),))] = _walks(world)[(path, method)]
+    for path in ("/jobs/{job_id}", "/api/jobstatus/{job_id}", "/api/jobinfo/{job_id}"):
+        walks[(path, "GET", (("If-None-Match", 'W/"0"'),))] = _walks(world)[(path, "GET")]
+    problems = []
+    for (path, method, headers), walk in sorted(walks.items()):
+        foreign_body, missing_body = walk.get("body", (None, None))
+        foreign_query, missing_query = walk.get("query", (None, None))
+        made.clear()
+        _call(client, method, path, walk["on"], intruder(**dict(headers)), foreign_body, foreign_query)
+        foreign = list(made)
+        made.clear()
+        _call(client, method, path, walk["missing"], intruder(**dict(headers)), missing_body, missing_query)
+        if foreign != made:
+            problems.append((method, path, headers, foreign, list(made)))
+    assert not problems, "\n".join(map(str, problems))
+
+
+@pytest.fixture
+def intruders_older_jobs(client) -> list[str]:
+    """Two jobs of the intruder's made before the owner's things (asked for before `world`):
+    older than any place in the owner's listings, and completed by the world's drain."""
+    return [_ok(client.http.post("/jobs", headers=intruder(), body=json.dumps(
+        {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})), 202)["id"] for _ in range(2)]
+
+
+@pytest.mark.parametrize("query", ["", "status=completed&", "type=demo.steps&", "status=completed&type=demo.steps&"])
+def test_the_owners_cursor_rewritten_into_the_intruders_listing_shows_the_intruders_jobs_only(
+        client, intruders_older_jobs, world, query):
+    """A cursor is base64 JSON a client can rewrite: the owner's, its partition changed to the
+    intruder's so that it passes as the intruder's own, starts the intruder's listing at the
+    owner's job's place: it shows the intruder's jobs older than that place, never the owner's."""
+    import base64
+
+    cursor = _ok(client.http.get(f"/jobs?{query}limit=1", headers=owner()))["next_cursor"]
+    plain = json.loads(base64.urlsafe_b64decode(cursor))
+    rewritten = {k: v.replace(f"T#{OWNER}", f"T#{INTRUDER}") for k, v in plain.items()}
+    assert rewritten != plain
+    text = base64.urlsafe_b64encode(json.dumps(rewritten, separators=(",", ":")).encode()).decode()
+    response = client.http.get(f"/jobs?{query}limit=100&cursor={text}", headers=intruder())
+    page = _ok(response)
+    assert sorted(j["id"] for j in page["jobs"]) == sorted(intruders_older_jobs) and page["next_cursor"] is None
+    assert SECRET_MARK not in response.body.decode() and f'"{OWNER}"' not in response.body.decode()
+
+
+def test_the_owners_keyed_rerun_is_none_of_the_intruders(client, world):
+    """The owner reran its job under a key; the intruder's rerun of that job under the same key is
+    answered as a missing job's, and its rerun of a job of its own under it makes its own job."""
+    made = _ok(client.http.post(f"/jobs/{world['done']}/rerun", headers=owner(**{"Idempotency-Key": "again-1"})), 202)
+    foreign = client.http.post(f"/jobs/{world['done']}/rerun", headers=intruder(**{"Idempotency-Key": "again-1"}))
+    missing_id = new_job_id()
+    missing = client.http.post(f"/jobs/{missing_id}/rerun", headers=intruder(**{"Idempotency-Key": "again-1"}))
+    assert (foreign.status_code, foreign.body.decode().replace(world["done"], missing_id)) \
+        == (missing.status_code, missing.body.decode()) and foreign.status_code == 404
+    own = _ok(client.http.post("/jobs", headers=intruder(), body=json.dumps(
+        {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})), 202)
+    _ok(client.http.delete(f"/jobs/{own['id']}", headers=intruder()), 202)  # canceled: finished
+    again = _ok(client.http.post(f"/jobs/{own['id']}/rerun", headers=intruder(**{"Idempotency-Key": "again-1"})), 202)
+    assert again["id"] != made["id"] and (again["tenant"], again["rerun_of"]) == (INTRUDER, own["id"])
+
+
+def test_the_intruders_job_in_the_owners_scope_leaves_the_owners_scope_as_it_was(app, client, aws, world):
+    """Scopes are per tenant: a job of the intruder's that completes in a scope of the owner's
+    name invalidates the intruder's cache of that name and lists in its tasks, not the owner's."""
+    before = owner_view(client, world)
+    job = _ok(client.http.post("/jobs", headers=intruder(), body=json.dumps(
+        {"type": "demo.steps", "scope": world["scope"], "payload": {"steps": 1, "step_ms": 0}})), 202)
+    drain(app, aws)
+    assert _ok(client.http.get(f"/jobs/{job['id']}", headers=intruder()))["status"] == "completed"
+    tasks = _ok(client.http.get(f"/scopes/{world['scope']}/tasks", headers=intruder()))["tasks"]
+    assert [t["job_id"] for t in tasks] == [job["id"]]
+    assert owner_view(client, world) == before
+
+
+@pytest.mark.parametrize("roles", [None, ["admin"], ["operator"]])
+def test_a_maintenance_task_is_no_tenants_job(client, world, roles):
+    """Tasks are jobs of the reserved `_system` tenant: every tenant route answers a task's id
+    as a missing id, whatever the token's roles, and leaves the task as it was."""
+    operator = {"Authorization": f"Bearer {token('ops', 'root', roles=['operator'])}"}
+    task = _ok(client.http.post("/api/system/maintenance/cleanup-temp-files", headers=operator), 202)["task_id"]
+    assert task is not None
+    before = _ok(client.http.get(f"/api/system/maintenance/tasks/{task}", headers=operator))
+    missing = new_job_id()
+    for path, method in sorted(_walks(world)):
+        if "{job_id}" not in path:
+            continue
+        on_task = client.http.request(method, path.format(job_id=task, name="data.bin"), headers=intruder(roles))
+        on_missing = client.http.request(method, path.format(job_id=missing, name="data.bin"), headers=intruder(roles))
+        assert (on_task.status_code, on_task.body.decode().replace(task, missing)) \
+            == (on_missing.status_code, on_missing.body.decode()), (method, path)
+    batch = client.http.post("/jobs/status", headers=intruder(roles), body=json.dumps({"job_ids": [task]}))
+    assert _ok(batch)["jobs"][task] == {"id": task, "status": "not_found"}
+    assert _ok(client.http.get(f"/api/system/maintenance/tasks/{task}", headers=operator)) == before
