@@ -14,7 +14,7 @@ var $ = jobpipe.$, API_BASE = jobpipe.API_BASE, PAUSED = jobpipe.PAUSED, POLL_MI
 // over lines when copied from a terminal) are dropped. Returns why it was refused, or "".
 // A header can carry printable ASCII only: anything else could never be sent (fetch throws).
 function keepToken(value) {
-  var jwt = value.trim().replace(/^Bearer\s+/i, "").replace(/\s+/g, "");
+  var jwt = cleanToken(value);
   if (!jwt) return ""; // nothing given: the token kept before, if any, stays
   var bad = jwt.match(/[^\x21-\x7e]/);
   if (bad) return "That is not a token: it holds “" + bad[0] + "”, which a token never does (was it cut short when copied?).";
@@ -22,16 +22,24 @@ function keepToken(value) {
   return "";
 }
 
-// Returns why the fragment's token was refused, or "" (also when there was none).
-function takeTokenFromFragment() {
+function cleanToken(value) { return value.trim().replace(/^Bearer\s+/i, "").replace(/\s+/g, ""); }
+
+// The token a link's fragment carries (`#token=…`), as given, or null when it carries none. It
+// is taken out of the address bar and history at once: what becomes of it is the caller's.
+function tokenFromFragment() {
   var params = new URLSearchParams(location.hash.replace(/^#/, ""));
-  var token = params.get("token");
-  if (token === null) return "";
+  var given = params.get("token");
+  if (given === null) return null;
   params.delete("token");
   var rest = params.toString();
-  // Drop the token from the address bar and history once it is in session storage.
   history.replaceState(null, "", location.pathname + location.search + (rest ? "#" + rest : ""));
-  return keepToken(token);
+  return given;
+}
+
+// The tenant a token names, if it can be read ("" when it names none).
+function tenantOf(jwt) {
+  var c = claims(jwt);
+  return c && typeof c.tenant === "string" ? c.tenant : "";
 }
 
 function token() { return sessionStorage.getItem(TOKEN_KEY); }
@@ -316,6 +324,7 @@ function stopTimers() {
 
 Object.assign(jobpipe, { ApiError: ApiError, NetworkError: NetworkError, StaleAnswer: StaleAnswer, api: api,
   askForToken: askForToken, handleError: handleError, heldFor: heldFor, keepToken: keepToken, newIdempotencyKey: newIdempotencyKey, setLive: setLive, showBanner: showBanner,
-  readFailed: readFailed, showWorkspace: showWorkspace, stopTimers: stopTimers, takeTokenFromFragment: takeTokenFromFragment,
+  readFailed: readFailed, showWorkspace: showWorkspace, stopTimers: stopTimers, tokenFromFragment: tokenFromFragment,
+  cleanToken: cleanToken, claims: claims, tenantOf: tenantOf,
   pressAgainInS: pressAgainInS, throttled: throttled, token: token, tokenTrouble: tokenTrouble });
 })(window.jobpipe);

@@ -6,12 +6,49 @@
 var $ = jobpipe.$, PAUSED = jobpipe.PAUSED, TOKEN_KEY = jobpipe.TOKEN_KEY, state = jobpipe.state,
   busy = jobpipe.busy, askForToken = jobpipe.askForToken, keepToken = jobpipe.keepToken,
   setLive = jobpipe.setLive, showWorkspace = jobpipe.showWorkspace, stopTimers = jobpipe.stopTimers,
-  takeTokenFromFragment = jobpipe.takeTokenFromFragment, token = jobpipe.token,
+  tokenFromFragment = jobpipe.tokenFromFragment, cleanToken = jobpipe.cleanToken, tenantOf = jobpipe.tenantOf,
+  bdi = jobpipe.bdi, token = jobpipe.token,
   clearJobs = jobpipe.clearJobs, renderSummary = jobpipe.renderSummary, applyFilters = jobpipe.applyFilters,
   forgetTypesShown = jobpipe.forgetTypesShown, loadMore = jobpipe.loadMore,
   refreshList = jobpipe.refreshList, schedulePoll = jobpipe.schedulePoll, tick = jobpipe.tick,
   loadJobTypes = jobpipe.loadJobTypes, nextRunsReads = jobpipe.nextRunsReads,
   selectJobType = jobpipe.selectJobType, submitJob = jobpipe.submitJob;
+
+// A link's token (`given`, null: the link carries none) is taken as the tab's, unless the tab
+// already works for another tenant: then the page asks first. A link someone else sent would
+// otherwise move the tab to their tenant with a change of name in the header as the only
+// sign, and a job submitted after it, payload and all, would be theirs to read.
+var offered = null; // the token of the link asked about, kept nowhere else until taken
+
+function follow(given) {
+  if (given !== null) {
+    var kept = token(), was = kept ? tenantOf(kept) : "", now = tenantOf(cleanToken(given));
+    if (was && cleanToken(given) && now !== was) {
+      askToSwitch(given, was, now);
+      return;
+    }
+  }
+  offered = null;
+  $("switch-panel").hidden = true;
+  start(given === null ? "" : keepToken(given));
+}
+
+function askToSwitch(given, was, now) {
+  offered = given;
+  state.authorized = false;
+  stopTimers();
+  setLive("idle", "waiting for your answer");
+  $("workspace").hidden = true;
+  $("token-panel").hidden = true;
+  $("switch-reason").replaceChildren(
+    "This link signs this tab in as ", now ? bdi("tenant " + now) : "a token that names no tenant",
+    ". It works for ", bdi("tenant " + was), " now. After switching, the jobs shown and the jobs ",
+    "you submit are ", now ? "that tenant's" : "that token's", ".");
+  $("switch-stay").textContent = "Stay with tenant " + was;
+  $("switch-go").textContent = now ? "Switch to tenant " + now : "Use the link's token";
+  $("switch-panel").hidden = false;
+  $("switch-stay").focus();
+}
 
 function start(refused) {
   if (refused || !token()) {
@@ -33,9 +70,16 @@ function start(refused) {
 }
 
 function init() {
-  var refused = takeTokenFromFragment();
+  var given = tokenFromFragment();
   window.addEventListener("hashchange", function () {
-    if (/(^|[#&])token=/.test(location.hash)) start(takeTokenFromFragment());
+    if (/(^|[#&])token=/.test(location.hash)) follow(tokenFromFragment());
+  });
+  $("switch-stay").addEventListener("click", function () { follow(null); });
+  $("switch-go").addEventListener("click", function () {
+    var taken = offered;
+    offered = null;
+    $("switch-panel").hidden = true;
+    start(keepToken(taken));
   });
   $("token-form").addEventListener("submit", function (event) {
     event.preventDefault();
@@ -46,6 +90,8 @@ function init() {
     start(keepToken(value));
   });
   $("forget-token").addEventListener("click", function () {
+    offered = null;
+    $("switch-panel").hidden = true;
     sessionStorage.removeItem(TOKEN_KEY);
     state.listGeneration++;
     state.shownFor = null;
@@ -101,7 +147,7 @@ function init() {
   });
   setInterval(tick, 1000);
   renderSummary();
-  start(refused);
+  follow(given);
 }
 
 init();

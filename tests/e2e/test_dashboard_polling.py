@@ -111,6 +111,47 @@ def test_answers_to_a_forgotten_token_show_nothing(page, api):
     expect(page.get_by_text("No jobs here yet")).to_be_visible()
 
 
+def test_a_link_with_another_tenants_token_asks_before_the_tab_changes_tenant(page, api):
+    """A link someone sent, opened in a tab working for acme: the page asks, and sends nothing
+    with the link's token unless told to switch (jobs submitted after would be that tenant's)."""
+    ours, theirs = api.token(), api.token("globex")
+    job = api.add()
+    api.open(ours)
+    expect(row(page, job["id"])).to_be_visible()
+
+    def senders():
+        return {headers["authorization"] for _, _, headers in api.requests}
+
+    # Followed in the open tab (the fragment changes), then loaded afresh.
+    for follow in (lambda: page.goto(f"{OFFLINE_ORIGIN}/dashboard#token={theirs}"),
+                   lambda: (page.evaluate(f"history.replaceState(null, '', '/dashboard#token={theirs}')"),
+                            page.reload())):
+        follow()
+        panel = page.locator("#switch-panel")
+        expect(panel).to_be_visible()
+        expect(page.locator("#switch-reason")).to_have_text(re.compile("tenant globex.*tenant acme"))
+        expect(page.locator("#workspace")).to_be_hidden()
+        assert "token" not in page.url
+        expect(page.get_by_role("button", name="Stay with tenant acme")).to_be_focused()
+        page.get_by_role("button", name="Stay with tenant acme").click()
+        expect(panel).to_be_hidden()
+        expect(page.locator("#identity")).to_have_text(re.compile("tenant acme"))
+        expect(row(page, job["id"])).to_be_visible()
+        assert senders() == {"Bearer " + ours}
+
+    kept = "() => sessionStorage.getItem('jobpipe.dashboard.token')"
+    page.goto(f"{OFFLINE_ORIGIN}/dashboard#token={theirs}")
+    expect(page.locator("#switch-panel")).to_be_visible()
+    assert page.evaluate(kept) == ours  # the link's token kept nowhere until taken
+    page.get_by_role("button", name="Switch to tenant globex").click()
+    expect(page.locator("#switch-panel")).to_be_hidden()
+    expect(page.locator("#identity")).to_have_text(re.compile("tenant globex"))
+    expect(page.locator("#workspace")).to_be_visible()
+    assert page.evaluate(kept) == theirs
+    api.settle()
+    assert "Bearer " + theirs in senders()
+
+
 def test_re_reads_of_unchanged_jobs_send_their_etag_and_a_304_changes_nothing(page, api):
     """Each poll, and each refresh of the list, sends the ETag of the answer before it: while
     nothing it shows changed the API answers 304 with no body, and the page shows what it
