@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional, TypeVar
 
 from chalicelib.defaults import LETTER_DELETE_READS, MAX_ANSWER_BYTES, MAX_DEAD_LETTER_BATCH, STREAM_FAILURE_QUEUE
-from chalicelib.domain.errors import DeadLetterUnavailableError, JobpipeError, LetterNotFoundError, NotRedrivableError
+from chalicelib.domain.errors import (
+    DeadLetterUnavailableError,
+    JobpipeError,
+    LetterNotFoundError,
+    NotRedrivableError,
+    StoreUnavailableError,
+)
 from chalicelib.domain.events import SOURCE
 from chalicelib.domain.job import Job, answer_bytes, answer_prefix, is_plausible_job_id
 from chalicelib.ports import DeadLetter, JobStore, QueueOperations
@@ -28,11 +34,13 @@ LETTERS_BYTES = MAX_ANSWER_BYTES - 64 * 1024
 class DeadLetterListing:
     """`letters`: each queue's letters as the answer shows them; `total`: how many each queue
     holds in all (None where that count did not answer); `unavailable`: the queues whose letters
-    could not be read."""
+    could not be read; `jobs_unavailable`: the jobs table's error when the letters' job records
+    could not be read (every letter's `job` is then None), else None."""
 
     letters: dict[str, list[dict[str, Any]]]
     total: dict[str, Optional[int]]
     unavailable: dict[str, DeadLetterUnavailableError]
+    jobs_unavailable: Optional[StoreUnavailableError] = None
 
 
 def each_queue(names: Iterable[str], read: Callable[[str], T], outage: Outage,
@@ -55,7 +63,9 @@ def list_dead_letters(queues: QueueOperations, store: JobStore, *, name: Optiona
     """Up to `limit` letters of the queue `name`, or of every dead-letter queue (None), each
     with its job's record (None when it names no job, or one that is gone). Every queue: one
     that does not answer is under `unavailable` and the others still read;
-    DeadLetterUnavailableError only when none answered (a named queue's, as it raised it)."""
+    DeadLetterUnavailableError only when none answered (a named queue's, as it raised it). The
+    jobs table not answering leaves the letters shown, each `job` None, the table's error (handed
+    to `outage` as section `jobs`) under `jobs_unavailable`: an outage is when they are needed."""
     if name:
         peeked, unavailable = {name: queues.peek_dead_letters(name, limit)}, {}
     else:
@@ -65,12 +75,18 @@ def list_dead_letters(queues: QueueOperations, store: JobStore, *, name: Optiona
             raise next(iter(unavailable.values()))
     # Only ids a job can have are looked up: a foreign body's (too long for a key) fails the read.
     ids = [i for ms in peeked.values() for i in (_job_id(m) for m in ms) if i]
-    jobs = store.get_many(ids) if ids else {}
+    jobs: dict[str, Job] = {}
+    jobs_unavailable = None
+    try:
+        jobs = store.get_many(ids) if ids else {}
+    except StoreUnavailableError as exc:
+        outage("jobs", exc, None)
+        jobs_unavailable = exc
     letters = {queue: [_letter(m, jobs.get(_job_id(m) or "")) for m in messages]
                for queue, messages in peeked.items()}
     _fit_bodies([letter for shown in letters.values() for letter in shown])
     total = {queue: _total(queues, queue, outage) for queue in letters}
-    return DeadLetterListing(letters, total, unavailable)
+    return DeadLetterListing(letters, total, unavailable, jobs_unavailable)
 
 
 def delete_dead_letter(queues: QueueOperations, name: str, message_id: str) -> None:

@@ -258,7 +258,8 @@ def _operator_paths() -> dict[str, Any]:
     letter_job = {"type": ["object", "null"], "required": ["id", "tenant", "type", "status", "attempts", "max_attempts"],
                   "properties": {**{k: {"type": "string"} for k in ("id", "tenant", "type", "status")},
                                  "attempts": {"type": "integer"}, "max_attempts": {"type": "integer"}},
-                  "description": "the job the body names, null when it names none"}
+                  "description": "the job the body names, null when it names none, when it is gone, or when "
+                                 "the jobs table did not answer (`jobs_unavailable` says so)"}
     letter_fields = ["message_id", "body", "body_cut", "body_bytes", "sent_at", "reason", "job"]
     letter = {"type": "object", "required": letter_fields, "properties": {
         "message_id": {"type": "string"}, "body": {"type": "object"},
@@ -287,7 +288,11 @@ def _operator_paths() -> dict[str, Any]:
                 "dead_letters": {"type": "object", "additionalProperties": {"type": "array", "items": letter}},
                 "total": {"type": "object", "additionalProperties": {"type": ["integer", "null"]},
                           "description": "per queue, its letters in all (a listing shows up to `limit`)"},
-                "unavailable": unavailable}}), **refused}}},
+                "unavailable": unavailable,
+                "jobs_unavailable": {"type": "object", "required": ["code", "message"], "properties": {
+                    "code": {"type": "string"}, "message": {"type": "string"}},
+                    "description": "the jobs table did not answer: every letter's `job` is null, not read"}}}),
+                **refused}}},
         "/api/system/dlq/redrive": {"post": {"parameters": _query("priority", "queue", "limit"), "responses": {
             "200": _json({"type": "object", "required": ["redriven"], "properties": {
                 "redriven": {"type": "object"}, "unavailable": unavailable}}), **refused, **_errors(409)}}},

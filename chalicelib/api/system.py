@@ -141,7 +141,8 @@ def dead_letters(call: Call) -> Any:
     `limit` a queue (SQS has no cursor to read on from), and under `total` how many each queue
     holds in all (SQS's approximate count; null when it did not answer). Every queue (none
     named): one that does not answer is named under `unavailable` and the others still shown;
-    DeadLetterUnavailableError only when none answered."""
+    DeadLetterUnavailableError only when none answered. The jobs table not answering leaves
+    the letters shown, each `job` null, and `jobs_unavailable` {code, message} says so."""
     params = validate(DeadLetterQuery, call.query())
     services = container()
     listing = list_dead_letters(services.queue_operations, services.store, name=params.queue or params.priority,
@@ -149,6 +150,8 @@ def dead_letters(call: Call) -> Any:
     answer: dict[str, Any] = {"dead_letters": listing.letters, "total": listing.total}
     if listing.unavailable:
         answer["unavailable"] = _named(listing.unavailable)
+    if listing.jobs_unavailable is not None:  # every letter's `job` is null: not read, not none
+        answer["jobs_unavailable"] = _said(listing.jobs_unavailable)
     return answer
 
 

@@ -175,3 +175,29 @@ def test_the_stream_failure_queues_descriptions_are_not_an_operators_to_delete(c
         assert response.status_code == 200, response.body
     left = client.http.get("/api/system/dlq?queue=stream_failure", headers=operator()).json_body
     assert [letter["message_id"] for letter in left["dead_letters"]["stream_failure"]] == [described]
+
+
+def test_the_letters_are_listed_while_the_jobs_table_does_not_answer(client, aws, monkeypatch):
+    """Each letter is shown with its job's record, read from the jobs table: that table down is
+    when an operator most needs the letters, and the whole listing answered 503. The letters are
+    shown, each `job` null, and `jobs_unavailable` says their records were not read."""
+    from chalicelib.composition import container
+    from tests.functional.conftest import TimingOut
+    from tests.functional.conftest import submit_job
+
+    job = submit_job(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})
+    aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=json.dumps({"job_id": job["id"], "attempt": 1}))
+    shown = client.http.get("/api/system/dlq?priority=normal", headers=operator()).json_body
+    assert shown["dead_letters"]["normal"][0]["job"]["id"] == job["id"] and "jobs_unavailable" not in shown
+    store = container().store
+    for path in ("/api/system/dlq?priority=normal", "/api/system/dlq"):
+        with monkeypatch.context() as patched:
+            patched.setattr(store, "_ddb", TimingOut(store._ddb, "batch_get_item"))
+            answer = client.http.get(path, headers=operator())
+        assert answer.status_code == 200, (path, answer.body)
+        (letter,) = answer.json_body["dead_letters"]["normal"]
+        assert letter["body"] == {"job_id": job["id"], "attempt": 1} and letter["job"] is None
+        assert answer.json_body["jobs_unavailable"] == {"code": "store_unavailable", "message": "could not read jobs"}
+        assert answer.json_body["total"]["normal"] == 1
+    declared = client.http.get("/openapi.json").json_body["paths"]["/api/system/dlq"]["get"]["responses"]["200"]
+    assert "jobs_unavailable" in declared["content"]["application/json"]["schema"]["properties"]
