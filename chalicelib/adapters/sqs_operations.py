@@ -117,10 +117,11 @@ class SqsQueueOperations:
         targets = self._targets.get(priority)
         if queue is None and targets is None:
             raise NotRedrivableError.of(priority)
-        moved = failed = 0
+        failed = 0
         left: list[dict[str, Any]] = []  # still on the dead-letter queue, for an operator
         messages: list[dict[str, Any]] = []
         sent: set[str] = set()  # the ids of those a queue took: moved, or hidden while their delete is owed
+        moved: list[str] = []  # the ids of those deleted from the dead-letter queue once a queue took them
         try:
             messages = receive_up_to(self._sqs, dead, limit, PEEK_HIDE_S)
             by_queue: dict[str, list[dict[str, Any]]] = {}
@@ -135,8 +136,8 @@ class SqsQueueOperations:
                 else:
                     by_queue.setdefault(to, []).append(message)
             for to, batch in by_queue.items():
-                done, unsent, lost = self._move(dead, to, batch, sent)
-                moved, failed, left = moved + done, failed + lost, left + unsent
+                unsent, lost = self._move(dead, to, batch, sent, moved)
+                failed, left = failed + lost, left + unsent
             # Visible again at once, as after a peek: hidden for the receive's PEEK_HIDE_S, the
             # letters just refused would be missing from the listing that counts them.
             batched(self._sqs, "change_message_visibility_batch", dead, [
@@ -145,8 +146,14 @@ class SqsQueueOperations:
             # A call that failed whole: what no queue took is shown again at once, as after a
             # refused send; what one took stays hidden (its delete may not have been made).
             self._show_again(dead, [m for m in messages if m["MessageId"] not in sent])
-            raise DeadLetterUnavailableError(f"could not redrive the {priority} dead-letter queue") from exc
-        return {"moved": moved, "failed": failed + len(left)}
+            # What went before SQS stopped answering is said: a queue took these, and the
+            # operator would otherwise not know what is where.
+            went = f" after {len(moved)} of its letters moved (details.moved_ids)" if moved else ""
+            raise DeadLetterUnavailableError(f"could not redrive the {priority} dead-letter queue{went}", details={
+                "queue": priority, "moved": len(moved), "moved_ids": moved,
+                "sent_ids": [m["MessageId"] for m in messages if m["MessageId"] in sent and m["MessageId"] not in moved],
+            }) from exc
+        return {"moved": len(moved), "failed": failed + len(left)}
 
     def _show_again(self, dead: str, messages: list[dict[str, Any]]) -> None:
         """Make `messages` visible again, if SQS answers: else they come back after PEEK_HIDE_S."""
@@ -157,12 +164,13 @@ class SqsQueueOperations:
             pass
 
     def _move(self, dead: str, to: str, messages: list[dict[str, Any]],
-              sent: set[str]) -> tuple[int, list[dict[str, Any]], int]:
-        """Send `messages` to `to`, then delete from `dead` those it accepted: (moved, the messages
-        not sent, how many were sent but not deleted); the ids of those sent are added to `sent`.
-        A message sent but not deleted stays hidden: shown again at once, it could be redriven
-        twice in a row."""
-        moved = failed = 0
+              sent: set[str], moved: list[str]) -> tuple[list[dict[str, Any]], int]:
+        """Send `messages` to `to`, then delete from `dead` those it accepted: (the messages not
+        sent, how many were sent but not deleted); the ids of those sent are added to `sent`, of
+        those deleted to `moved`, batch by batch (a call that fails leaves them said). A message
+        sent but not deleted stays hidden: shown again at once, it could be redriven twice in a
+        row."""
+        failed = 0
         unsent: list[dict[str, Any]] = []
         for start in range(0, len(messages), 10):
             chunk = {str(i): m for i, m in enumerate(messages[start:start + 10])}
@@ -177,9 +185,9 @@ class SqsQueueOperations:
             deleted = self._sqs.delete_message_batch(QueueUrl=dead, Entries=[
                 {"Id": i, "ReceiptHandle": chunk[i]["ReceiptHandle"]} for i in ok
             ])
-            moved += len(deleted.get("Successful", []))
+            moved.extend(chunk[e["Id"]]["MessageId"] for e in deleted.get("Successful", []))
             failed += len(deleted.get("Failed", []))
-        return moved, unsent, failed
+        return unsent, failed
 
 
 # EventBridge's dead-letter messages carry the target they were for (and RULE_ARN, ERROR_CODE ...).

@@ -245,9 +245,10 @@ def _operator_paths() -> dict[str, Any]:
     queued = {"202": _json(task, "enqueued"), "200": _json(task, "ran inline (USE_TASK_QUEUE=false)"), **refused}
     task_id = [_path_param("task_id")]
     # Reading or redriving every queue: those that did not answer, by name (503 only when none did).
+    # A redrive that stopped midway says what it had moved: `details` {queue, moved, moved_ids, sent_ids}.
     unavailable = {"type": "object", "additionalProperties": {
         "type": "object", "required": ["code", "message"],
-        "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}}}}
     by_name = {"type": "object"}
     depth = {"type": "object", "required": ["visible", "in_flight", "delayed", "dead_lettered"], "properties": {
         **{k: {"type": "integer"} for k in ("visible", "in_flight", "delayed")},

@@ -81,13 +81,17 @@ def _outage(section: str, exc: JobpipeError, name: Optional[str] = None) -> None
                    extra={"section": section, "queue": name, "error": f"{exc.code}: {exc.message}"}, exc_info=exc)
 
 
-def _said(exc: JobpipeError) -> dict[str, str]:
-    """What did not answer, as an answer says it: {code, message}."""
-    return {"code": exc.code, "message": exc.message}
+def _said(exc: JobpipeError) -> dict[str, Any]:
+    """What did not answer, as an answer says it: {code, message}, and its `details` when it has
+    any (a redrive that stopped midway: what it had moved)."""
+    said: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    if exc.details is not None:
+        said["details"] = exc.details
+    return said
 
 
-def _named(unavailable: dict[str, DeadLetterUnavailableError]) -> dict[str, dict[str, str]]:
-    """The queues that did not answer as an answer names them: {name: {code, message}}."""
+def _named(unavailable: dict[str, DeadLetterUnavailableError]) -> dict[str, dict[str, Any]]:
+    """The queues that did not answer as an answer names them: {name: {code, message, details?}}."""
     return {name: _said(exc) for name, exc in unavailable.items()}
 
 
@@ -172,12 +176,19 @@ def delete_letter(call: Call, message_id: str) -> Any:
     return {"deleted": message_id, "queue": name}
 
 
+def _went(exc: JobpipeError) -> bool:
+    """Whether a redrive that stopped had sent some letters on: the answer must say which."""
+    details = exc.details if isinstance(exc.details, dict) else {}
+    return bool(details.get("moved_ids") or details.get("sent_ids"))
+
+
 @route("/api/system/dlq/redrive", methods=["POST"], body=False)
 def redrive(call: Call) -> Any:
     """Move dead-lettered messages back to their priority's queue. A job that is already
     failed is acknowledged by the worker without running again; resubmit it to rerun it.
-    Every queue (none named): one that does not answer is reported under `unavailable` and
-    the others still go; DeadLetterUnavailableError only when none answered."""
+    Every queue (none named): one that does not answer is reported under `unavailable` (with
+    its error's details: what a redrive that stopped midway had moved) and the others still go;
+    DeadLetterUnavailableError only when none answered and none had sent a letter on."""
     params = validate(DeadLetterQuery, call.query())
     operations = container().queue_operations
     if params.queue or params.priority:
@@ -193,7 +204,7 @@ def redrive(call: Call) -> Any:
     # The others still go past one that does not answer: what moved is said.
     done, unavailable = each_queue(operations.dead_letter_queues(), redrive_one, _outage)
     redriven = {name: moved for name, moved in done.items() if moved is not None}
-    if unavailable and not redriven:
+    if unavailable and not redriven and not any(_went(exc) for exc in unavailable.values()):
         raise next(iter(unavailable.values()))
     answer: dict[str, Any] = {"redriven": redriven}
     if unavailable:

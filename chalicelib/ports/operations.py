@@ -89,7 +89,10 @@ class QueueOperations(Protocol):
         Raises DeadLetterUnavailableError."""
 
     def redrive(self, priority: str, limit: int) -> dict[str, int]:
-        """Move up to `limit` DLQ messages back to the priority's queue; {"moved", "failed"}."""
+        """Move up to `limit` DLQ messages back to the priority's queue; {"moved", "failed"}.
+        Raises DeadLetterUnavailableError when SQS stops answering, its `details` what had gone
+        by then: {queue, moved, moved_ids (the message ids moved), sent_ids (sent on, their
+        delete not made: back on the DLQ once hidden no more, a copy on the queue)}."""
 
     def health(self) -> list[dict[str, Any]]:
         """One entry per queue and DLQ: name, ok, depth or error."""

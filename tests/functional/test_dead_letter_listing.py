@@ -201,3 +201,72 @@ def test_the_letters_are_listed_while_the_jobs_table_does_not_answer(client, aws
         assert answer.json_body["total"]["normal"] == 1
     declared = client.http.get("/openapi.json").json_body["paths"]["/api/system/dlq"]["get"]["responses"]["200"]
     assert "jobs_unavailable" in declared["content"]["application/json"]["schema"]["properties"]
+
+
+class _LaterCallsTimeOut:
+    """An SQS client whose `method` answers its first `answered` calls, then times out."""
+
+    def __init__(self, client, method: str, answered: int):
+        self._client, self._method, self._left = client, method, answered
+
+    def __getattr__(self, name):
+        if name != self._method:
+            return getattr(self._client, name)
+        if self._left == 0:
+            from tests.functional.conftest import times_out
+            return times_out
+        self._left -= 1
+        return getattr(self._client, name)
+
+
+def test_a_redrive_that_stops_midway_says_which_letters_it_moved(client, aws, monkeypatch):
+    """A redrive moves ten letters at a time; SQS stopping after the first ten moved answered
+    503 and nothing more: the operator could not tell that ten had gone back to the queue. The
+    error's details name the queue, how many moved and their message ids (the listing's), and
+    those sent on whose delete did not answer (back on the DLQ in 30 s, a copy on the queue);
+    a redrive of every queue names them the same way under `unavailable`."""
+    from chalicelib.composition import container
+    from tests.functional.conftest import receive_all
+
+    for n in range(15):
+        aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=json.dumps(
+            {"job_id": f"00000000-0000-0000-0000-0000000008{n:02d}", "attempt": 1}))
+    listing = client.http.get("/api/system/dlq?priority=normal&limit=100", headers=operator()).json_body
+    job_of = {letter["message_id"]: letter["body"]["job_id"] for letter in listing["dead_letters"]["normal"]}
+    operations = container().queue_operations
+    with monkeypatch.context() as patched:
+        patched.setattr(operations, "_sqs", _LaterCallsTimeOut(operations._sqs, "send_message_batch", 1))
+        refused = client.http.post("/api/system/dlq/redrive?priority=normal&limit=100", headers=operator())
+    assert refused.status_code == 503 and refused.json_body["error"]["code"] == "dlq_unavailable", refused.body
+    details = refused.json_body["error"]["details"]
+    sent = {json.loads(m["Body"])["job_id"] for m in receive_all(aws, "jobs_url")}
+    assert details["queue"] == "normal" and details["moved"] == 10 == len(sent) and details["sent_ids"] == []
+    assert {job_of[i] for i in details["moved_ids"]} == sent
+    shown = client.http.get("/api/system/dlq?priority=normal&limit=100", headers=operator()).json_body
+    assert {letter["body"]["job_id"] for letter in shown["dead_letters"]["normal"]} == set(job_of.values()) - sent
+
+    with monkeypatch.context() as patched:  # the delete does not answer: the five left were sent on
+        patched.setattr(operations, "_sqs", _LaterCallsTimeOut(operations._sqs, "delete_message_batch", 0))
+        answer = client.http.post("/api/system/dlq/redrive?limit=100", headers=operator())
+    assert answer.status_code == 200, answer.body
+    said = answer.json_body["unavailable"]["normal"]
+    assert said["code"] == "dlq_unavailable" and said["details"]["moved"] == 0 and said["details"]["moved_ids"] == []
+    assert {job_of[i] for i in said["details"]["sent_ids"]} == set(job_of.values()) - sent
+
+
+def test_a_redrive_of_every_queue_that_stopped_on_each_says_what_each_sent_on(client, aws, monkeypatch):
+    """No queue's redrive went through, but each had sent its letter on before its delete did not
+    answer: a 503 naming only the first queue's would leave the others' copies unsaid. The
+    answer is 200, each queue under `unavailable` with its details."""
+    from chalicelib.composition import container
+
+    for key in ("dlq_high_url", "dlq_url", "dlq_low_url"):
+        aws["sqs"].send_message(QueueUrl=aws[key], MessageBody=json.dumps(
+            {"job_id": "00000000-0000-0000-0000-000000000901", "attempt": 1}))
+    operations = container().queue_operations
+    monkeypatch.setattr(operations, "_sqs", _LaterCallsTimeOut(operations._sqs, "delete_message_batch", 0))
+    answer = client.http.post("/api/system/dlq/redrive", headers=operator())
+    assert answer.status_code == 200, answer.body
+    assert answer.json_body["redriven"] == {}
+    assert {name: (said["details"]["moved"], len(said["details"]["sent_ids"]))
+            for name, said in answer.json_body["unavailable"].items()} == {name: (0, 1) for name in ("high", "normal", "low")}
