@@ -8,7 +8,7 @@ import uuid
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from chalicelib.adapters.sqs import reason_attribute
-from chalicelib.adapters.sqs_operations import letter_body, reads_as, target_queue_name
+from chalicelib.adapters.sqs_operations import letter_body, reads_as, target_queue_name, undelivered_reason
 from chalicelib.defaults import SQS_MAX_DELAY_S, SQS_MAX_HOLD_S
 from chalicelib.domain.errors import InvalidRequestError, NotRedrivableError, QueueUnavailableError
 from chalicelib.domain.events import event_detail
@@ -44,15 +44,19 @@ class ParkedBody(tuple):
     AWS parked itself), and as SQS keeps it, its id, when it was parked and the queue it was
     for (the TARGET_ARN EventBridge gives an event it could not deliver)."""
 
-    def __new__(cls, body: str, reason: Optional[str], target_arn: Optional[str] = None) -> "ParkedBody":
+    def __new__(cls, body: str, reason: Optional[str], target_arn: Optional[str] = None,
+                error: Optional[tuple[str, str]] = None) -> "ParkedBody":
+        """`error`: EventBridge's (ERROR_CODE, ERROR_MESSAGE) for an event it could not deliver."""
         parked = super().__new__(cls, (body, reason))
         parked.target_arn = target_arn
+        parked.error = error
         parked.message_id = str(uuid.uuid4())
         parked.sent_at = isoformat(utcnow())
         return parked
 
     def dead_letter(self) -> DeadLetter:
         body, reason = self
+        reason = reason or undelivered_reason(self.target_arn, *(self.error or (None, None)))
         return DeadLetter(self.message_id, letter_body(body), self.sent_at, reason, receipt=self.message_id)
 
 
@@ -71,10 +75,11 @@ class InMemoryDeadLetterQueue:
             raise QueueUnavailableError("could not park a message on its dead-letter queue")
         self.parked.append(ParkedBody(body, reason_attribute(reason)))
 
-    def put(self, body: str, *, target_arn: Optional[str] = None) -> None:
-        """A message parked by AWS, with no reason: EventBridge's event it could not deliver to
-        `target_arn`, a stream mapping's description of a batch it gave up on."""
-        self.parked.append(ParkedBody(body, None, target_arn))
+    def put(self, body: str, *, target_arn: Optional[str] = None, error: Optional[tuple[str, str]] = None) -> None:
+        """A message parked by AWS, with no reason attribute: EventBridge's event it could not
+        deliver to `target_arn` (`error` its ERROR_CODE and ERROR_MESSAGE), a stream mapping's
+        description of a batch it gave up on."""
+        self.parked.append(ParkedBody(body, None, target_arn, error))
 
 
 class InMemoryJobQueue:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.sqs import batched
-from chalicelib.defaults import PEEK_HIDE_S
+from chalicelib.defaults import DEAD_LETTER_REASON_CHARS, PEEK_HIDE_S
 from chalicelib.domain.errors import DeadLetterUnavailableError, InvalidRequestError, NotRedrivableError
 from chalicelib.domain.events import event_detail
 from chalicelib.domain.job import isoformat
@@ -194,11 +194,13 @@ class SqsQueueOperations:
 TARGET_ATTRIBUTE = "TARGET_ARN"
 # Why the pipeline parked a message itself (the worker's foreign bodies, the ERP bridge's refusals).
 REASON_ATTRIBUTE = "reason"
+# Why EventBridge could not deliver an event it parked (beside its TARGET_ARN).
+ERROR_ATTRIBUTES = ("ERROR_CODE", "ERROR_MESSAGE")
 
 
 def receive_up_to(client: Any, url: str, limit: int, hide_s: int) -> list[dict[str, Any]]:
     """Up to `limit` messages of the queue at `url` (fewer when it runs dry), each hidden for
-    `hide_s` seconds, with their receive count, send time, target and reason attributes."""
+    `hide_s` seconds, with their receive count, send time, target, reason and error attributes."""
     messages: dict[str, dict[str, Any]] = {}
     while len(messages) < limit:
         batch = client.receive_message(
@@ -206,7 +208,7 @@ def receive_up_to(client: Any, url: str, limit: int, hide_s: int) -> list[dict[s
             MaxNumberOfMessages=min(10, limit - len(messages)),
             VisibilityTimeout=hide_s,
             AttributeNames=["SentTimestamp", "ApproximateReceiveCount"],
-            MessageAttributeNames=[TARGET_ATTRIBUTE, REASON_ATTRIBUTE],
+            MessageAttributeNames=[TARGET_ATTRIBUTE, REASON_ATTRIBUTE, *ERROR_ATTRIBUTES],
             WaitTimeSeconds=0,
         ).get("Messages", [])
         fresh = [m for m in batch if m["MessageId"] not in messages]
@@ -250,11 +252,22 @@ def letter_body(raw: str) -> dict[str, Any]:
     return body if isinstance(body, dict) else {"raw": raw[:2000]}
 
 
+def undelivered_reason(target_arn: Optional[str], code: Optional[str], message: Optional[str]) -> Optional[str]:
+    """The reason of an event EventBridge parked: the target it was for and what it said (its
+    ERROR_CODE and ERROR_MESSAGE, where given); None for a message with no target."""
+    if not target_arn:
+        return None
+    said = ": ".join(part for part in (code, message) if part)
+    return f"EventBridge could not deliver it to {target_arn}{': ' + said if said else ''}"[:DEAD_LETTER_REASON_CHARS]
+
+
 def _dead_letter(message: dict[str, Any]) -> DeadLetter:
     body = letter_body(message["Body"])
     attributes = message.get("Attributes", {})
     sent = attributes.get("SentTimestamp")
     # Whole milliseconds, added exactly (a float of them can land a microsecond short).
     sent_at = isoformat(_EPOCH + timedelta(milliseconds=int(sent))) if sent else None
-    reason = message.get("MessageAttributes", {}).get(REASON_ATTRIBUTE, {}).get("StringValue")
+    said = {name: value.get("StringValue") for name, value in message.get("MessageAttributes", {}).items()}
+    reason = said.get(REASON_ATTRIBUTE) or undelivered_reason(
+        said.get(TARGET_ATTRIBUTE), *(said.get(name) for name in ERROR_ATTRIBUTES))
     return DeadLetter(message["MessageId"], body, sent_at, reason, receipt=message.get("ReceiptHandle"))

@@ -267,7 +267,8 @@ def _operator_paths() -> dict[str, Any]:
         "body_cut": {"type": "boolean", "description": "the body did not fit the listing's answer: `{raw}` holds its start"},
         "body_bytes": {"type": ["integer", "null"], "description": "a cut body's whole size (UTF-8); null when whole"},
         "sent_at": {"type": ["string", "null"]},
-        "reason": {"type": ["string", "null"], "description": "why the pipeline parked it, when it did"},
+        "reason": {"type": ["string", "null"], "description": "why the pipeline parked it, when it did; for an "
+                   "event EventBridge could not deliver, its target and error"},
         "job": letter_job}}
     stats = {"type": "object", "required": ["queues", "dead_letter_queues", "window_hours", "as_of"], "properties": {
         "queues": {"type": "object", "additionalProperties": depth},

@@ -344,7 +344,8 @@ def stack_dead_letters(adapters):
     """The stack's other dead-letter queues beside the jobs ones, as the composition root wires
     them: erp_webhook redriven to its subscriber's queue, event_delivery each to the queue its
     TARGET_ARN names (erp-webhook only), stream_failure never. Yields (operations,
-    park(name, body, reason=None, target_arn=None), arrived(queue name) -> bodies)."""
+    park(name, body, reason=None, target_arn=None, error=None), arrived(queue name) -> bodies;
+    `error` (ERROR_CODE, ERROR_MESSAGE) as EventBridge gives them)."""
     if adapters.kind == "memory":
         from chalicelib.adapters.memory import InMemoryDeadLetterQueue, InMemoryQueueOperations
 
@@ -355,8 +356,8 @@ def stack_dead_letters(adapters):
                              "stream_failure": (dead["stream_failure"], None)},
             targeted={"event_delivery": {"erp-webhook": webhook}})
 
-        def park(name, body, reason=None, target_arn=None):
-            dead[name].park(body, reason) if reason else dead[name].put(body, target_arn=target_arn)
+        def park(name, body, reason=None, target_arn=None, error=None):
+            dead[name].park(body, reason) if reason else dead[name].put(body, target_arn=target_arn, error=error)
 
         yield operations, park, lambda queue: list({"erp-webhook": webhook}[queue])
         return
@@ -376,8 +377,9 @@ def stack_dead_letters(adapters):
     dead_url = {"erp_webhook": url["erp-webhook-dlq"], "event_delivery": url["event-delivery-dlq"],
                 "stream_failure": url["stream-failures"]}
 
-    def park(name, body, reason=None, target_arn=None):
-        attributes = {"reason": reason, "TARGET_ARN": target_arn}
+    def park(name, body, reason=None, target_arn=None, error=None):
+        code, message = error or (None, None)
+        attributes = {"reason": reason, "TARGET_ARN": target_arn, "ERROR_CODE": code, "ERROR_MESSAGE": message}
         sqs.send_message(QueueUrl=dead_url[name], MessageBody=body, MessageAttributes={
             k: {"DataType": "String", "StringValue": v} for k, v in attributes.items() if v})
 
@@ -456,6 +458,22 @@ def test_an_undelivered_event_goes_back_to_the_queue_it_names_and_one_naming_no_
     # left for an operator, and listed again at once
     left = [m.body for m in operations.peek_dead_letters("event_delivery", 10)]
     assert sorted(left, key=str) == sorted([json.loads(theirs), json.loads(to_function)], key=str)
+
+
+def test_an_undelivered_events_letter_says_where_it_was_going_and_what_eventbridge_said(stack_dead_letters):
+    """EventBridge parks an event it could not deliver with the target it was for and why
+    (TARGET_ARN, ERROR_CODE, ERROR_MESSAGE): the letter's reason says both, or an operator could
+    not tell which subscriber missed it, nor why (a queue policy, a deleted queue)."""
+    operations, park, _ = stack_dead_letters
+    target = "arn:aws:sqs:us-east-1:123456789012:erp-webhook"
+    park("event_delivery", '{"detail": {"event_id": "e-1"}}', target_arn=target,
+         error=("SDK_CLIENT_ERROR", "Failed to send message to the queue"))
+    park("event_delivery", '{"detail": {"event_id": "e-2"}}', target_arn=target)  # no error given
+    park("event_delivery", '{"detail": {"event_id": "e-3"}}')  # nor a target
+    reasons = {m.body["detail"]["event_id"]: m.reason for m in operations.peek_dead_letters("event_delivery", 10)}
+    assert reasons == {
+        "e-1": f"EventBridge could not deliver it to {target}: SDK_CLIENT_ERROR: Failed to send message to the queue",
+        "e-2": f"EventBridge could not deliver it to {target}", "e-3": None}
 
 
 def test_a_dead_letter_queue_the_stack_does_not_have_is_refused_naming_those_it_has(stack_dead_letters):

@@ -575,6 +575,8 @@ def test_an_event_the_bus_could_not_deliver_goes_back_to_the_queue_it_was_for(cl
     undelivered("e3", "arn:aws:sqs:us-east-1:123456789012:somebody-elses-queue")
     shown = client.http.get("/api/system/dlq?queue=event_delivery", headers=operator()).json_body["dead_letters"]
     assert sorted(m["body"]["detail"]["event_id"] for m in shown["event_delivery"]) == ["e1", "e2", "e3"]
+    assert {m["body"]["detail"]["event_id"]: m["reason"] for m in shown["event_delivery"]}["e1"] == (
+        "EventBridge could not deliver it to arn:aws:sqs:us-east-1:123456789012:erp-webhook: SDK_CLIENT_ERROR")
     moved = client.http.post("/api/system/dlq/redrive?queue=event_delivery", headers=operator()).json_body
     assert moved["redriven"]["event_delivery"] == {"moved": 2, "failed": 1}
 
