@@ -336,17 +336,25 @@ class TaskRuns:
         self._lifecycle = lifecycle
         self._inline = inline
 
-    def start(self, task: str, payload: dict[str, Any], *, user: str,
+    def start(self, task: str, payload: dict[str, Any], *, user: str, idempotency_key: Optional[str] = None,
               control: Callable[[], TaskControl]) -> TaskStart:
-        """`task` started with `payload` for `user`. Inline it runs bounded by `control()`, taken
-        before anything else (MaintenanceTasks.run: TaskTimeError when not even a part of it
-        fits); queued, it is the lifecycle's submit."""
+        """`task` started with `payload` for `user`. Queued, it is the lifecycle's submit, keyed
+        by `idempotency_key` as POST /jobs is: the same task and parameters under the key answer
+        the task it made (`made` false), another request under it is IdempotencyConflictError.
+        Inline it runs bounded by `control()`, taken before anything else (MaintenanceTasks.run:
+        TaskTimeError when not even a part of it fits), and an Idempotency-Key is
+        InvalidRequestError, nothing run: an inline run keeps no record to answer a repeat with."""
         if self._inline:
+            if idempotency_key is not None:
+                raise InvalidRequestError(
+                    "Idempotency-Key cannot be honoured when tasks run inline (USE_TASK_QUEUE=false): "
+                    "an inline run keeps no record to answer a repeat with; send the request without one")
             bound = control()  # the time left is counted from here
             return TaskStart(result=self._tasks().run(task, payload, bound))
-        job = self._lifecycle().submit(tenant=SYSTEM_TENANT, user=user, type=task_type(task),
-                                       payload=payload)
-        return TaskStart(job=job, made=True)
+        made = new_job_id()  # a keyed replay answers the key's first task instead: not made
+        job = self._lifecycle().submit(tenant=SYSTEM_TENANT, user=user, type=task_type(task), payload=payload,
+                                       job_id=made, idempotency_key=idempotency_key)
+        return TaskStart(job=job, made=job.id == made)
 
     def rerun(self, task: Job, *, user: str, idempotency_key: Optional[str],
               control: Callable[[], TaskControl]) -> TaskStart:
@@ -362,9 +370,4 @@ class TaskRuns:
                                             internal=True, idempotency_key=idempotency_key, payload=parameters)
             return TaskStart(job=again, made=again.id == made)
         check_finished(task)
-        if idempotency_key is not None:
-            # An inline run leaves no record a repeat could be answered from.
-            raise InvalidRequestError(
-                "Idempotency-Key cannot be honoured when tasks run inline (USE_TASK_QUEUE=false): "
-                "an inline run keeps no record to answer a repeat with; send the rerun without one")
-        return self.start(name, parameters, user=user, control=control)
+        return self.start(name, parameters, user=user, idempotency_key=idempotency_key, control=control)

@@ -97,14 +97,22 @@ def _ran_inline(task: str, result: dict[str, Any]) -> Any:
 
 
 def _start(call: Call, task: str) -> Any:
-    """`task` started with the request's query as its parameters."""
+    """`task` started with the request's query as its parameters. Keyed like POST /jobs: the same
+    task and parameters under an Idempotency-Key answer the task the key made, as it is now;
+    another request under it is 409 idempotency_conflict; with USE_TASK_QUEUE=false a key is
+    refused (400): nothing is kept to answer its repeat."""
     payload = validate(TASK_PARAMETERS[task], call.query()).model_dump()
-    started = container().task_runs.start(task, payload, user=call.user.user, control=_inline_control)
+    started = container().task_runs.start(task, payload, user=call.user.user,
+                                          idempotency_key=call.header("idempotency-key"), control=_inline_control)
     if started.job is None:
         return _ran_inline(task, started.result)
-    count("jobs_submitted", started.job.type)
-    return {"task_id": started.job.id, "status": "queued",
-            "message": f"{task} task enqueued ({started.job.priority} priority)"}, 202
+    job = started.job
+    if started.made:
+        count("jobs_submitted", job.type)
+        message = f"{task} task enqueued ({job.priority} priority)"
+    else:  # a keyed replay: the task the key's first request made, as it is now
+        message = f"{task} task made by an earlier start under this Idempotency-Key: {job.status.value}"
+    return {"task_id": job.id, "status": job.status.value, "message": message}, 202
 
 
 @route(f"{PREFIX}/cleanup-runs", methods=["POST"], body=False)

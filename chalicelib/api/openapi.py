@@ -302,10 +302,13 @@ def _operator_paths() -> dict[str, Any]:
             "parameters": [_path_param("message_id"), *_query("priority", "queue")], "responses": {
                 "200": _json({"type": "object", "required": ["deleted", "queue"], "properties": {
                     "deleted": {"type": "string"}, "queue": {"type": "string"}}}), **refused, **_errors(404, 409)}}},
-        "/api/system/maintenance/cleanup-runs": {"post": {"parameters": _query("max_age_hours"), "responses": queued}},
-        "/api/system/maintenance/health-check": {"post": {"responses": queued}},
-        "/api/system/maintenance/cleanup-temp-files": {"post": {"parameters": _query("max_age_hours"), "responses": queued}},
-        "/api/system/maintenance/log-statistics": {"post": {"parameters": _query("window_hours"), "responses": queued}},
+        # A start is keyed as POST /jobs: the same task and parameters under a key answer its task,
+        # anything else under it is 409; its task purged while the key is kept, 410. With
+        # USE_TASK_QUEUE=false a key is refused (400): an inline run keeps no record.
+        **{f"/api/system/maintenance/{route}": {"post": {
+            "parameters": [*_query(*names), _IDEMPOTENCY_KEY], "responses": {**queued, **_errors(409, 410)}}}
+           for route, names in (("cleanup-runs", ("max_age_hours",)), ("health-check", ()),
+                                ("cleanup-temp-files", ("max_age_hours",)), ("log-statistics", ("window_hours",)))},
         "/api/system/maintenance/tasks": {"get": {"parameters": _query("limit", "cursor"), "responses": {
             "200": _json({"type": "object", "required": ["tasks"]}), **refused}}},
         "/api/system/maintenance/tasks/{task_id}": {

@@ -46,6 +46,21 @@ def test_cleanup_runs_and_temp_files_tasks_complete(stack):
     assert results[1]["result"]["objects_deleted"] == 0
 
 
+def test_a_keyed_task_start_sent_again_answers_the_task_it_made(stack):
+    """A start whose answer was lost, sent again under its key: one task, not two."""
+    keyed = {**operator(stack), "Idempotency-Key": "e2e-start-1"}
+    path = "/api/system/maintenance/log-statistics?window_hours=2"
+    first = stack.call("POST", path, headers=keyed)
+    assert first.status_code == 202, first.text
+    again = stack.call("POST", path, headers=keyed)
+    assert again.status_code == 202 and again.json()["task_id"] == first.json()["task_id"], again.text
+    other = stack.call("POST", "/api/system/maintenance/log-statistics?window_hours=3", headers=keyed)
+    assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_conflict", other.text
+    assert wait_task(stack, first.json()["task_id"])["status"] == "completed"
+    listed = stack.call("GET", "/api/system/maintenance/tasks", headers=operator(stack)).json()["tasks"]
+    assert [t["task_id"] for t in listed].count(first.json()["task_id"]) == 1
+
+
 def test_stats_count_what_the_pipeline_did(stack):
     ids = [stack.submit({"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})["id"] for _ in range(3)]
     assert all(stack.wait_terminal(i)["status"] == "completed" for i in ids)

@@ -9,7 +9,9 @@ from chalicelib import composition
 from chalicelib.composition import container
 from chalicelib.domain.job import Job, Run, isoformat
 from chalicelib.domain.status import JobStatus
-from tests.functional.conftest import TimingOut, auth, drain, invoke_worker, receive_all, sqs_event, times_out, token
+from tests.functional.conftest import (
+    TimingOut, auth, drain, invoke_worker, receive_all, receive_all_peek, sqs_event, times_out, token,
+)
 from tests.functional.conftest import submit_job as submit
 
 
@@ -206,6 +208,45 @@ def test_a_finished_task_runs_again_as_a_new_task_and_an_unfinished_one_is_refus
     assert [t["task_id"] for t in listed] == [body["task_id"], first["task_id"]]
 
 
+def test_a_keyed_task_start_repeated_answers_the_task_it_made(client, aws):
+    """An operator whose start timed out sends it again under its Idempotency-Key: the same task
+    and parameters answer the task the first made, as it is now, and no second task runs; another
+    task, other parameters or a rerun under the key are 409 idempotency_conflict, as POST /jobs
+    answers a key reused with another body. A tenant's keys are its own: the operator's key on
+    POST /jobs makes a job."""
+    keyed = operator(**{"Idempotency-Key": "start-1"})
+    first = client.http.post("/api/system/maintenance/cleanup-runs?max_age_hours=48", headers=keyed)
+    assert first.status_code == 202, first.body
+    task_id = first.json_body["task_id"]
+    assert first.json_body["status"] == "queued" and first.json_body["message"] == (
+        "cleanup_runs task enqueued (low priority)")
+    again = client.http.post("/api/system/maintenance/cleanup-runs?max_age_hours=48", headers=keyed)
+    assert again.status_code == 202, again.body
+    assert again.json_body == {
+        "task_id": task_id, "status": "queued",
+        "message": "cleanup_runs task made by an earlier start under this Idempotency-Key: queued"}
+    for path in ("cleanup-runs?max_age_hours=24", "cleanup-runs", "cleanup-temp-files?max_age_hours=48",
+                 "health-check"):
+        refused = client.http.post(f"/api/system/maintenance/{path}", headers=keyed)
+        assert refused.status_code == 409, (path, refused.body)
+        assert refused.json_body["error"]["code"] == "idempotency_conflict", path
+    no_key = client.http.post("/api/system/maintenance/health-check", headers=operator(**{"Idempotency-Key": ""}))
+    assert (no_key.status_code, no_key.json_body["error"]["code"]) == (400, "invalid_request")
+    listed = client.http.get("/api/system/maintenance/tasks", headers=operator()).json_body["tasks"]
+    assert [t["task_id"] for t in listed] == [task_id]
+    assert receive_all_peek(aws, "low_url") == 1  # one message: one task to run
+    drain(client._app, aws)
+    done = client.http.post("/api/system/maintenance/cleanup-runs?max_age_hours=48", headers=keyed)
+    assert (done.status_code, done.json_body["task_id"], done.json_body["status"]) == (202, task_id, "completed")
+    rerun = client.http.post(f"/api/system/maintenance/tasks/{task_id}/rerun", headers=keyed)
+    assert (rerun.status_code, rerun.json_body["error"]["code"]) == (409, "idempotency_conflict")
+    job = client.http.post("/jobs", headers=auth(**{"Idempotency-Key": "start-1"}),
+                           body=json.dumps({"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}}))
+    assert job.status_code == 202 and job.json_body["id"] != task_id
+    assert [t["task_id"] for t in client.http.get("/api/system/maintenance/tasks",
+                                                  headers=operator()).json_body["tasks"]] == [task_id]
+
+
 def _old_finished_job(store, hours_ago: float, job_id: str) -> None:
     finished = datetime.now(timezone.utc) - timedelta(hours=hours_ago)
     job = Job(id=job_id, type="demo.steps", tenant="acme", user="ann", status=JobStatus.COMPLETED,
@@ -368,6 +409,11 @@ def test_inline_mode_refuses_to_rerun_an_unfinished_task_or_to_take_a_key(client
     assert (response.status_code, response.json_body["error"]["code"]) == (409, "job_not_finished")
     for key in ("k1", "x" * 400):
         response = client.http.post(f"/api/system/maintenance/tasks/{finished_id}/rerun",
+                                    headers=operator(**{"Idempotency-Key": key}))
+        assert (response.status_code, response.json_body["error"]["code"]) == (400, "invalid_request"), key
+        assert "USE_TASK_QUEUE=false" in response.json_body["error"]["message"]
+        aws["s3"].put_object(Bucket="jobs-bucket", Key="tmp/old", Body=b"x")
+        response = client.http.post("/api/system/maintenance/cleanup-temp-files?max_age_hours=1",
                                     headers=operator(**{"Idempotency-Key": key}))
         assert (response.status_code, response.json_body["error"]["code"]) == (400, "invalid_request"), key
         assert "USE_TASK_QUEUE=false" in response.json_body["error"]["message"]

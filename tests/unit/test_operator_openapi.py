@@ -29,3 +29,11 @@ def test_the_operator_routes_declare_the_statuses_they_answer():
     assert {"400", "403", "503"} <= set(_declared("/api/system/stats", "get")["responses"])
     assert {"400", "403", "409", "503"} <= set(_declared("/api/system/dlq/redrive", "post")["responses"])
     assert {"400", "403", "503"} <= set(_declared("/api/system/maintenance/tasks", "get")["responses"])
+
+
+def test_a_task_start_declares_its_idempotency_key_and_the_refusals_a_key_brings():
+    for task in TASK_PARAMETERS:
+        declared = _declared(f"/api/system/maintenance/{task.replace('_', '-')}", "post")
+        headers = [p for p in declared["parameters"] if p["in"] == "header"]
+        assert [p["name"] for p in headers] == ["Idempotency-Key"], task
+        assert {"202", "200", "400", "409", "410"} <= set(declared["responses"]), task

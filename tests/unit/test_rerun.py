@@ -12,6 +12,7 @@ from chalicelib.adapters.memory_blobs import InMemoryBlobStore
 from chalicelib.domain.errors import (
     BlobNotFoundError,
     IdempotencyConflictError,
+    InvalidRequestError,
     JobNotFinishedError,
     JobNotFoundError,
     QuotaExceededError,
@@ -22,8 +23,8 @@ from chalicelib.domain.status import JobStatus
 from chalicelib.job_types import build_registry
 from chalicelib.job_types.maintenance import with_maintenance
 from chalicelib.lifecycle import JobLifecycle
-from chalicelib.maintenance import SYSTEM_TENANT
-from chalicelib.ports import JobMessage
+from chalicelib.maintenance import SYSTEM_TENANT, MaintenanceTasks, TaskControl, TaskRuns
+from chalicelib.ports import JobMessage, JobQuery
 
 STEPS = {"steps": 2, "step_ms": 0}
 
@@ -218,3 +219,31 @@ def test_a_keyed_rerun_replayed_after_its_original_was_removed_answers_the_job_i
     with pytest.raises(JobNotFoundError):  # another tenant's key of the same name answers nothing
         lifecycle.rerun(tenant="globex", user="gil", job_id=original.id, idempotency_key="again-2")
     assert queue.sent == sent and unrelated.rerun_of is None
+
+
+def test_a_keyed_task_start_answers_the_task_it_made_and_inline_refuses_the_key(store, queue, clock):
+    """TaskRuns.start keyed as POST /jobs: the same task and parameters under a key answer the
+    task it made, sending nothing; another task, other parameters or the task's rerun under it
+    are IdempotencyConflictError. Inline a key is refused before the task runs."""
+    lifecycle = JobLifecycle(store, queue, with_maintenance(build_registry(demo_types=True), tasks=lambda: None),
+                             clock=clock)
+    runs = TaskRuns(lambda: None, lambda: lifecycle, inline=False)
+    first = runs.start("cleanup_runs", {"max_age_hours": 48}, user="ops", idempotency_key="k1", control=TaskControl)
+    assert first.made and first.job.type == "maintenance.cleanup_runs"
+    sent = list(queue.sent)
+    again = runs.start("cleanup_runs", {"max_age_hours": 48}, user="other", idempotency_key="k1", control=TaskControl)
+    assert (again.job, again.made) == (first.job, False) and queue.sent == sent
+    for task, payload in (("cleanup_runs", {"max_age_hours": 24}), ("cleanup_temp_files", {"max_age_hours": 48})):
+        with pytest.raises(IdempotencyConflictError):
+            runs.start(task, payload, user="ops", idempotency_key="k1", control=TaskControl)
+    ended = lifecycle.cancel(SYSTEM_TENANT, first.job.id)
+    with pytest.raises(IdempotencyConflictError):
+        runs.rerun(ended, user="ops", idempotency_key="k1", control=TaskControl)
+    assert queue.sent == sent and [j.id for j in store.list_jobs(JobQuery(tenant=SYSTEM_TENANT)).jobs] == [ended.id]
+
+    def never() -> MaintenanceTasks:
+        raise AssertionError("an inline start under a key ran the task")
+
+    inline = TaskRuns(never, lambda: lifecycle, inline=True)
+    with pytest.raises(InvalidRequestError, match="USE_TASK_QUEUE=false"):
+        inline.start("health_check", {}, user="ops", idempotency_key="k2", control=TaskControl)
