@@ -26,7 +26,13 @@ from chalicelib.defaults import (
     MAX_CURSOR_CHARS,
     MAX_LISTING_PAGE,
 )
-from chalicelib.domain.errors import JobAlreadyFinishedError, JobNotFinishedError, JobNotFoundError, TaskNotFoundError
+from chalicelib.domain.errors import (
+    JobAlreadyFinishedError,
+    JobNotFinishedError,
+    JobNotFoundError,
+    JobPurgedError,
+    TaskNotFoundError,
+)
 from chalicelib.domain.job import Job, is_plausible_job_id, shown_id
 from chalicelib.domain.numbers import WholeNumber
 from chalicelib.domain.registry import MAINTENANCE_PREFIX
@@ -102,8 +108,9 @@ def _start(call: Call, task: str) -> Any:
     another request under it is 409 idempotency_conflict; with USE_TASK_QUEUE=false a key is
     refused (400): nothing is kept to answer its repeat."""
     payload = validate(TASK_PARAMETERS[task], call.query()).model_dump()
-    started = container().task_runs.start(task, payload, user=call.user.user,
-                                          idempotency_key=call.header("idempotency-key"), control=_inline_control)
+    with _said_of_the_task():
+        started = container().task_runs.start(task, payload, user=call.user.user,
+                                              idempotency_key=call.header("idempotency-key"), control=_inline_control)
     if started.job is None:
         return _ran_inline(task, started.result)
     job = started.job
@@ -136,15 +143,18 @@ def log_statistics(call: Call) -> Any:
 
 
 @contextmanager
-def _said_of_the_task(task_id: str) -> Iterator[None]:
+def _said_of_the_task(task_id: Optional[str] = None) -> Iterator[None]:
     """A refusal for the task's status (finished for a cancel, not finished for a rerun) worded
-    of the task, as the operator named it; its code and details as they are."""
+    of the task `task_id`, as the operator named it, and a keyed replay's whose task was removed
+    (410 job_purged) worded of that task; their codes and details as they are."""
     try:
         yield
     except JobAlreadyFinishedError as exc:
-        raise JobAlreadyFinishedError.of(task_id, exc.details["status"], what="task") from None
+        raise JobAlreadyFinishedError.of(task_id or "", exc.details["status"], what="task") from None
     except JobNotFinishedError as exc:
-        raise JobNotFinishedError.of(task_id, exc.details["status"], what="task") from None
+        raise JobNotFinishedError.of(task_id or "", exc.details["status"], what="task") from None
+    except JobPurgedError as exc:
+        raise JobPurgedError.of(exc.details["job_id"], exc.details["key_expires_at"], what="task") from None
 
 
 def _task(task_id: str) -> Job:

@@ -59,12 +59,16 @@ class JobPurgedError(JobpipeError):
     code = "job_purged"
 
     @classmethod
-    def of(cls, job_id: str, key_expires_at: int) -> "JobPurgedError":
+    def of(cls, job_id: str, key_expires_at: int | str, *, what: str = "job") -> "JobPurgedError":
         """The refusal of a replay whose key made `job_id` and is kept until `key_expires_at`
-        (epoch seconds): what the API answers, and the client's tests' fake of it."""
-        free_at = isoformat(datetime.fromtimestamp(key_expires_at, timezone.utc))
-        return cls(f"job {job_id}, made with this Idempotency-Key, has finished and been removed; the key "
-                   f"makes no other job until {free_at}: to run the request again, submit it under a new key",
+        (epoch seconds, or the ISO 8601 time a refusal's details hold): what the API answers,
+        and the client's tests' fake of it. `what` the job is to the caller (a maintenance task is
+        a job of the system's)."""
+        free_at = (key_expires_at if isinstance(key_expires_at, str)
+                   else isoformat(datetime.fromtimestamp(key_expires_at, timezone.utc)))
+        again = "submit it" if what == "job" else "send it"
+        return cls(f"{what} {job_id}, made with this Idempotency-Key, has finished and been removed; the key "
+                   f"makes no other {what} until {free_at}: to run the request again, {again} under a new key",
                    details={"job_id": job_id, "key_expires_at": free_at})
 
 

@@ -247,6 +247,28 @@ def test_a_keyed_task_start_repeated_answers_the_task_it_made(client, aws):
                                                   headers=operator()).json_body["tasks"]] == [task_id]
 
 
+def test_a_keyed_replay_of_a_purged_task_speaks_of_the_task(client, aws):
+    """A key kept after the clean-up removed the task it made: 410 job_purged, worded of the task
+    the operator started (its id, and that the key makes no other task), for a start and a rerun."""
+    keyed = operator(**{"Idempotency-Key": "purged-1"})
+    started = client.http.post("/api/system/maintenance/health-check", headers=keyed).json_body["task_id"]
+    original = client.http.post("/api/system/maintenance/health-check", headers=operator()).json_body["task_id"]
+    drain(client._app, aws)
+    again = client.http.post(f"/api/system/maintenance/tasks/{original}/rerun",
+                             headers=operator(**{"Idempotency-Key": "purged-2"})).json_body["task_id"]
+    drain(client._app, aws)
+    for task_id in (started, again):
+        container().finished_jobs.purge(task_id)  # what the clean-up does to a task past its age
+    for path, key, task_id in (("health-check", "purged-1", started), (f"tasks/{original}/rerun", "purged-2", again)):
+        response = client.http.post(f"/api/system/maintenance/{path}", headers=operator(**{"Idempotency-Key": key}))
+        assert response.status_code == 410, (path, response.body)
+        error = response.json_body["error"]
+        assert error["code"] == "job_purged" and error["details"]["job_id"] == task_id
+        assert error["message"].startswith(
+            f"task {task_id}, made with this Idempotency-Key, has finished and been removed; "
+            "the key makes no other task until "), error["message"]
+
+
 def _old_finished_job(store, hours_ago: float, job_id: str) -> None:
     finished = datetime.now(timezone.utc) - timedelta(hours=hours_ago)
     job = Job(id=job_id, type="demo.steps", tenant="acme", user="ann", status=JobStatus.COMPLETED,
