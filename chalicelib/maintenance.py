@@ -371,3 +371,12 @@ class TaskRuns:
             return TaskStart(job=again, made=again.id == made)
         check_finished(task)
         return self.start(name, parameters, user=user, idempotency_key=idempotency_key, control=control)
+
+    def rerun_made(self, task_id: str, *, idempotency_key: Optional[str]) -> Optional[Job]:
+        """The task a queued rerun of `task_id` made under the kept `idempotency_key`, or None:
+        asked once `task_id` is gone (the clean-up removed it), so that a keyed rerun repeated
+        then answers the task it made, as the lifecycle's rerun answers it. Inline no key is
+        kept: None. Reads only; raises InvalidRequestError for a key that is no key."""
+        if self._inline or idempotency_key is None:
+            return None
+        return self._lifecycle().rerun_made(SYSTEM_TENANT, idempotency_key, task_id)

@@ -195,20 +195,34 @@ def cancel_task(call: Call, task_id: str) -> Any:
 @route(f"{PREFIX}/tasks/{{task_id}}/rerun", methods=["POST"], query=(), body=False)
 def rerun_task(call: Call, task_id: str) -> Any:
     """A finished task run again as a new task with its parameters (`rerun_of` names it); the
-    first stays as it ended. Keyed like POST /jobs/{id}/rerun. Not finished: 409
-    job_not_finished. With USE_TASK_QUEUE=false it runs inline, as a started task does, and an
-    Idempotency-Key is refused (400): nothing is kept to answer its repeat."""
-    job = _task(task_id)
-    task = job.type[len(MAINTENANCE_PREFIX):]
+    first stays as it ended. Keyed like POST /jobs/{id}/rerun, a repeat answered even once the
+    first task was removed. Not finished: 409 job_not_finished. With USE_TASK_QUEUE=false it runs
+    inline, as a started task does, and an Idempotency-Key is refused (400): nothing is kept to
+    answer its repeat."""
+    key = call.header("idempotency-key")
+    runs = container().task_runs
+    try:
+        job = _task(task_id)
+    except TaskNotFoundError:
+        # Removed since (the clean-up): a keyed rerun of it repeated still answers the task it made.
+        made = runs.rerun_made(task_id, idempotency_key=key) if is_plausible_job_id(task_id) else None
+        if made is None:
+            raise
+        return _rerun_answer(made, task_id, made=False)
     with _said_of_the_task(job.id):
-        started = container().task_runs.rerun(job, user=call.user.user,
-                                              idempotency_key=call.header("idempotency-key"), control=_inline_control)
+        started = runs.rerun(job, user=call.user.user, idempotency_key=key, control=_inline_control)
     if started.job is None:
-        return _ran_inline(task, started.result)
-    again = started.job
-    if started.made:
+        return _ran_inline(job.type[len(MAINTENANCE_PREFIX):], started.result)
+    return _rerun_answer(started.job, job.id, made=started.made)
+
+
+def _rerun_answer(again: Job, rerun_of: str, *, made: bool) -> Any:
+    """The answer to a queued rerun of task `rerun_of`: 202 with `again`, the task it made (made
+    by this call, or by the key's first request: a keyed replay, shown as it is now)."""
+    task = again.type[len(MAINTENANCE_PREFIX):]
+    if made:
         count("jobs_submitted", again.type)
         message = f"{task} task enqueued again ({again.priority} priority)"
-    else:  # a keyed replay: the task the key's first request made, as it is now
+    else:
         message = f"{task} task made by an earlier rerun under this Idempotency-Key: {again.status.value}"
-    return {"task_id": again.id, "status": again.status.value, "rerun_of": job.id, "message": message}, 202
+    return {"task_id": again.id, "status": again.status.value, "rerun_of": rerun_of, "message": message}, 202

@@ -191,14 +191,14 @@ class Admission(JobTransitions):
         submit raises (InvalidPayloadError for a payload its type's model no longer takes)."""
         original = self.store.get(job_id, tenant=tenant, fetch=("payload",), mark_gone=True)
         if original is None:
-            made = self._rerun_made(tenant, idempotency_key, job_id)
+            made = self.rerun_made(tenant, idempotency_key, job_id)
             if made is not None:  # a replay after the original was removed: its key still answers
                 return made
             raise JobNotFoundError(f"job {job_id} not found")
         check_finished(original)
         (self.registry.get if internal else self.registry.get_public)(original.type)
         if "payload" in original.gone:
-            made = self._rerun_made(tenant, idempotency_key, job_id)
+            made = self.rerun_made(tenant, idempotency_key, job_id)
             if made is not None:
                 return made
             raise BlobNotFoundError.payload_gone(job_id)
@@ -209,11 +209,12 @@ class Admission(JobTransitions):
             rerun_of=original.id, job_id=new_id, idempotency_key=idempotency_key, admit=admit,
         )
 
-    def _rerun_made(self, tenant: str, idempotency_key: Optional[str], job_id: str) -> Optional[Job]:
-        """The job the tenant's kept `idempotency_key` made as a rerun of `job_id`, or None.
-        Asked only when `job_id` is gone (one GetItem, then the job's): a client repeating its
-        keyed rerun after the original's removal still gets its answer. Its request cannot be
-        hashed without the original, so the job's `rerun_of` stands for it."""
+    def rerun_made(self, tenant: str, idempotency_key: Optional[str], job_id: str) -> Optional[Job]:
+        """The job the tenant's kept `idempotency_key` made as a rerun of `job_id`, or None;
+        reads only. Asked only when `job_id` is gone (one GetItem, then the job's): a client
+        repeating its keyed rerun after the original's removal still gets its answer. Its request
+        cannot be hashed without the original, so the job's `rerun_of` stands for it. Raises
+        InvalidRequestError for a key that is no key."""
         if idempotency_key is None:
             return None
         record = self.store.submission_key(tenant, check_key(idempotency_key), now=int(self.clock().timestamp()))

@@ -269,6 +269,33 @@ def test_a_keyed_replay_of_a_purged_task_speaks_of_the_task(client, aws):
             "the key makes no other task until "), error["message"]
 
 
+def test_a_keyed_task_rerun_repeated_after_the_first_task_was_removed_answers_the_task_it_made(client, aws):
+    """As POST /jobs/{id}/rerun: a keyed rerun repeated while its key is kept answers the task it
+    made even once the clean-up removed the task it ran again (404 task_not_found before: the
+    operator, repeating a rerun whose answer was lost, would start a second one under a new key).
+    Without the key, under another key, or another removed task's rerun under it: 404."""
+    first, other = (client.http.post("/api/system/maintenance/health-check", headers=operator()).json_body["task_id"]
+                    for _ in range(2))
+    drain(client._app, aws)
+    keyed = operator(**{"Idempotency-Key": "gone-1"})
+    made = client.http.post(f"/api/system/maintenance/tasks/{first}/rerun", headers=keyed).json_body["task_id"]
+    drain(client._app, aws)
+    for task_id in (first, other):
+        container().finished_jobs.purge(task_id)  # what the clean-up does to a task past its age
+    again = client.http.post(f"/api/system/maintenance/tasks/{first}/rerun", headers=keyed)
+    assert again.status_code == 202, again.body
+    assert again.json_body == {
+        "task_id": made, "status": "completed", "rerun_of": first,
+        "message": "health_check task made by an earlier rerun under this Idempotency-Key: completed"}
+    for task_id, headers in ((first, operator()), (first, operator(**{"Idempotency-Key": "gone-2"})),
+                             (other, keyed)):
+        response = client.http.post(f"/api/system/maintenance/tasks/{task_id}/rerun", headers=headers)
+        assert response.status_code == 404, response.body
+        assert response.json_body["error"] == {"code": "task_not_found", "message": f"task {task_id} not found"}
+    listed = client.http.get("/api/system/maintenance/tasks", headers=operator()).json_body["tasks"]
+    assert [t["task_id"] for t in listed] == [made]
+
+
 def _old_finished_job(store, hours_ago: float, job_id: str) -> None:
     finished = datetime.now(timezone.utc) - timedelta(hours=hours_ago)
     job = Job(id=job_id, type="demo.steps", tenant="acme", user="ann", status=JobStatus.COMPLETED,
