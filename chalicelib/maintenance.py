@@ -34,7 +34,13 @@ from chalicelib.defaults import (
     RETENTION_MAX_DAYS,
     PROBE_STOP_MARGIN_MS,
 )
-from chalicelib.domain.errors import InvalidRequestError, JobpipeError, TaskTimeError, describe_failure
+from chalicelib.domain.errors import (
+    InvalidRequestError,
+    JobpipeError,
+    RetryableJobError,
+    TaskTimeError,
+    describe_failure,
+)
 from chalicelib.domain.job import Job, isoformat, new_job_id, utcnow
 from chalicelib.domain.numbers import WholeNumber, shown_number
 from chalicelib.domain.registry import MAINTENANCE_PREFIX
@@ -159,6 +165,20 @@ class IndexWalk:
         return min(99.0, round(100.0 * (day - self._first).days / self._days, 2))
 
 
+def _stopped(exc: Exception, in_a_row: int, deleted: int, job_id: str) -> JobpipeError:
+    """What ends a clean-up whose purges failed `in_a_row` one after another (the last `exc`, of
+    `job_id`): an error saying so, of the failure's class when it is a jobpipe error built from
+    a message (so its code, a queued attempt's retry and an inline run's HTTP status are the
+    failure's), else retryable with the code any other error fails a job with. The run's result
+    is lost with it: this is all the failed task shows its operator."""
+    jobs = f"{deleted} job" if deleted == 1 else f"{deleted} jobs"
+    message = (f"clean-up stopped: {in_a_row} purges failed one after another (an outage, not one job) after it "
+               f"deleted {jobs}; the last, of job {job_id}: {describe_failure(exc)}")
+    if isinstance(exc, JobpipeError) and type(exc).__init__ is JobpipeError.__init__:
+        return type(exc)(message, details=exc.details)
+    return RetryableJobError(message, code=exc.code if isinstance(exc, JobpipeError) else "handler_error")
+
+
 class MaintenanceTasks:
     def __init__(
         self,
@@ -220,7 +240,7 @@ class MaintenanceTasks:
                         failures.append({"job_id": job_id, "error": error})
                     self._observe("clean-up could not purge a job", {"job_id": job_id, "error": error})
                     if in_a_row >= CLEANUP_MAX_FAILURES_IN_A_ROW:
-                        raise
+                        raise _stopped(exc, in_a_row, jobs, job_id) from exc
                     continue
                 jobs, in_a_row = jobs + 1, 0
             # How far the run has come is the share of the window's days read (how many jobs

@@ -13,7 +13,7 @@ from chalicelib.defaults import (
     CLEANUP_TTL_SLACK_DAYS,
     RETENTION_MAX_DAYS,
 )
-from chalicelib.domain.errors import InvalidArtifactError, JobCancelledError, StoreUnavailableError
+from chalicelib.domain.errors import InvalidArtifactError, JobCancelledError, JobpipeError, StoreUnavailableError
 from chalicelib.domain.job import Job, isoformat
 from chalicelib.domain.stats import delta_for
 from chalicelib.domain.status import JobStatus
@@ -254,9 +254,36 @@ def test_purges_failing_one_after_another_fail_the_run(tasks, store, clock):
         raise StoreUnavailableError("the bucket does not answer")
 
     tasks._finished.purge = purge
-    with pytest.raises(StoreUnavailableError):
+    with pytest.raises(JobpipeError) as raised:
         tasks.cleanup_runs(24)
     assert len(attempted) == 1 + CLEANUP_MAX_FAILURES_IN_A_ROW
+    assert type(raised.value) is StoreUnavailableError and isinstance(raised.value.__cause__, StoreUnavailableError)
+    # What the failed task shows its operator (its result is lost with the run): that the run gave
+    # up, after how many, and the last failure, under the failure's own code (retried as it was).
+    assert raised.value.message == (
+        f"clean-up stopped: {CLEANUP_MAX_FAILURES_IN_A_ROW} purges failed one after another (an outage, not one "
+        f"job) after it deleted 1 job; the last, of job {attempted[-1]}: "
+        "store_unavailable: the bucket does not answer")
+
+
+def test_purges_failing_one_after_another_with_any_error_say_so(tasks, store, clock):
+    for n in range(CLEANUP_MAX_FAILURES_IN_A_ROW):
+        finished_job(store, clock, f"old-{n:02d}", 30)
+
+    attempted = []
+
+    def purge(job_id):
+        attempted.append(job_id)
+        raise OSError("disk on fire")
+
+    tasks._finished.purge = purge
+    with pytest.raises(JobpipeError) as raised:
+        tasks.cleanup_runs(24)
+    assert raised.value.code == "handler_error"  # what any other error fails a job with
+    assert raised.value.message == (
+        f"clean-up stopped: {CLEANUP_MAX_FAILURES_IN_A_ROW} purges failed one after another (an outage, not one "
+        f"job) after it deleted 0 jobs; the last, of job {attempted[-1]}: OSError: disk on fire")
+    assert isinstance(raised.value.__cause__, OSError)
 
 
 def test_only_a_cleanup_that_ran_out_of_time_having_deleted_something_is_continued_and_not_forever():
