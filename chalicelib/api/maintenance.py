@@ -36,7 +36,7 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.job import Job, is_plausible_job_id, shown_id
 from chalicelib.domain.numbers import WholeNumber
 from chalicelib.domain.registry import MAINTENANCE_PREFIX
-from chalicelib.maintenance import SYSTEM_TENANT, TASK_PARAMETERS, TaskControl
+from chalicelib.maintenance import SYSTEM_TENANT, TASK_PARAMETERS, TaskControl, task_parameters
 from chalicelib.observability import count
 from chalicelib.ports import JobQuery
 
@@ -69,20 +69,26 @@ class ListTasksQuery(BaseModel):
 
 
 def task_view(job: Job) -> dict[str, Any]:
+    task = job.type[len(MAINTENANCE_PREFIX):]
     return {
         "task_id": job.id,
-        "task_type": job.type[len(MAINTENANCE_PREFIX):],
+        "task_type": task,
+        # What it was started with (what a keyed start compares, what a rerun starts with): a task
+        # is told apart by them before its result, and its result is lost when it fails.
+        "parameters": task_parameters(task, job.payload or {}) if task in TASK_PARAMETERS else job.payload,
         "status": job.status.value,
         "result": job.result,
         "error_message": job.error.message if job.error else None,
         "error_code": job.error.code if job.error else None,
         "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
         # A running task's cancel takes effect at its next page or progress report: pending till then.
         "cancel_requested": job.cancel_requested,
         "progress": job.progress.model_dump(mode="json"),
         "requested_by": job.user,
         "rerun_of": job.rerun_of,
         "created_at": job.created_at,
+        "started_at": job.started_at,  # its first attempt's start: null while it has not run
         "finished_at": job.finished_at,
     }
 

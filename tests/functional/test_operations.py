@@ -296,6 +296,25 @@ def test_a_keyed_task_rerun_repeated_after_the_first_task_was_removed_answers_th
     assert [t["task_id"] for t in listed] == [made]
 
 
+def test_a_task_shows_what_it_was_started_with_and_when_it_started(client, aws):
+    """The task view says what an operator needs to tell tasks apart before their result: the
+    parameters it was started with (what a keyed start compares, what a rerun starts with), how
+    many attempts it may take, and when it started running (how long a running task has run)."""
+    from chalicelib.ports import JobMessage
+
+    cleanup = client.http.post("/api/system/maintenance/cleanup-runs?max_age_hours=48", headers=operator()).json_body
+    health = client.http.post("/api/system/maintenance/health-check", headers=operator()).json_body
+    shown = task(client, cleanup["task_id"])
+    assert (shown["parameters"], shown["max_attempts"], shown["started_at"]) == ({"max_age_hours": 48}, 3, None)
+    assert task(client, health["task_id"])["parameters"] == {}
+    running = container().lifecycle.claim(JobMessage(cleanup["task_id"], 1)).job
+    shown = task(client, cleanup["task_id"])
+    assert shown["status"] == "running" and shown["started_at"] == running.started_at is not None
+    listed = client.http.get("/api/system/maintenance/tasks", headers=operator()).json_body["tasks"]
+    assert [(t["task_id"], t["parameters"]) for t in listed] == [
+        (health["task_id"], {}), (cleanup["task_id"], {"max_age_hours": 48})]
+
+
 def _old_finished_job(store, hours_ago: float, job_id: str) -> None:
     finished = datetime.now(timezone.utc) - timedelta(hours=hours_ago)
     job = Job(id=job_id, type="demo.steps", tenant="acme", user="ann", status=JobStatus.COMPLETED,
