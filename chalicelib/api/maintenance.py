@@ -152,9 +152,14 @@ def log_statistics(call: Call) -> Any:
 def _said_of_the_task(task_id: Optional[str] = None) -> Iterator[None]:
     """A refusal for the task's status (finished for a cancel, not finished for a rerun) worded
     of the task `task_id`, as the operator named it, and a keyed replay's whose task was removed
-    (410 job_purged) worded of that task; their codes and details as they are."""
+    (410 job_purged) worded of that task; their codes and details as they are. The task removed
+    since the route read it (the clean-up): 404 task_not_found, as had it been gone then."""
     try:
         yield
+    except JobNotFoundError:
+        if task_id is None:
+            raise
+        raise TaskNotFoundError(f"task {shown_id(task_id)} not found") from None
     except JobAlreadyFinishedError as exc:
         raise JobAlreadyFinishedError.of(task_id or "", exc.details["status"], what="task") from None
     except JobNotFinishedError as exc:

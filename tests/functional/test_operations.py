@@ -315,6 +315,29 @@ def test_a_task_shows_what_it_was_started_with_and_when_it_started(client, aws):
         (health["task_id"], {}), (cleanup["task_id"], {"max_age_hours": 48})]
 
 
+def test_a_task_removed_while_its_cancel_or_rerun_is_answered_is_task_not_found(client, aws, monkeypatch):
+    """The clean-up may remove a finished task between the route's read of it and the cancel's or
+    the rerun's: the refusal is the route's own 404 task_not_found, not a job's job_not_found."""
+    task_ids = [client.http.post("/api/system/maintenance/health-check", headers=operator()).json_body["task_id"]
+                for _ in range(2)]
+    drain(client._app, aws)
+    lifecycle = container().lifecycle
+    read = lifecycle.get
+
+    def read_then_removed(tenant, job_id, **kwargs):  # the clean-up's purge lands just after the read
+        job = read(tenant, job_id, **kwargs)
+        monkeypatch.setattr(lifecycle, "get", read)
+        container().finished_jobs.purge(job_id)
+        return job
+
+    for method, path in (("delete", f"tasks/{task_ids[0]}"), ("post", f"tasks/{task_ids[1]}/rerun")):
+        monkeypatch.setattr(lifecycle, "get", read_then_removed)
+        task_id = path.split("/")[1]
+        response = getattr(client.http, method)(f"/api/system/maintenance/{path}", headers=operator())
+        assert response.status_code == 404, response.body
+        assert response.json_body["error"] == {"code": "task_not_found", "message": f"task {task_id} not found"}
+
+
 def _old_finished_job(store, hours_ago: float, job_id: str) -> None:
     finished = datetime.now(timezone.utc) - timedelta(hours=hours_ago)
     job = Job(id=job_id, type="demo.steps", tenant="acme", user="ann", status=JobStatus.COMPLETED,
