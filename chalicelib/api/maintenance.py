@@ -195,6 +195,15 @@ def get_task(call: Call, task_id: str) -> Any:
                                 task_view(job))
 
 
+@route(f"{PREFIX}/tasks/{{task_id}}/runs", methods=["GET"], query=(), body=False)
+def task_runs(call: Call, task_id: str) -> Any:
+    """One run per attempt, as GET /jobs/{id}/runs shows a job's (no tenant's route reaches a
+    task): each attempt's error, where the task view shows its last attempt's only, and none
+    once a retrying task was canceled."""
+    job = _task(task_id)
+    return {"task_id": job.id, "runs": [r.model_dump(mode="json") for r in job.runs(container().store.runs(job.id))]}
+
+
 @route(f"{PREFIX}/tasks/{{task_id}}", methods=["DELETE"], query=(), body=False)
 def cancel_task(call: Call, task_id: str) -> Any:
     """Queued or retrying: canceled now; running: stops at its next progress report or page."""

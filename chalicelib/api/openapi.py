@@ -315,6 +315,10 @@ def _operator_paths() -> dict[str, Any]:
             "get": _conditional({"parameters": task_id, "responses": {"200": _json(task), **refused, **_errors(404)}}),
             "delete": {"parameters": task_id, "responses": {"202": _json(task), **refused, **_errors(404, 409)}},
         },
+        "/api/system/maintenance/tasks/{task_id}/runs": {"get": {"parameters": task_id, "responses": {
+            "200": _json({"type": "object", "required": ["task_id", "runs"], "properties": {
+                "task_id": {"type": "string"}, "runs": {"type": "array", "items": _ref("Run")}}}),
+            **refused, **_errors(404)}}},
         "/api/system/maintenance/tasks/{task_id}/rerun": {
             # A key's replay after the first task was purged answers 410, as on /jobs/{id}/rerun;
             # with USE_TASK_QUEUE=false a key is refused (400): an inline run keeps no record.

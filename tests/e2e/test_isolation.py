@@ -87,6 +87,7 @@ EXPECTED = {
         ("/api/system/maintenance/tasks", "GET"),
         ("/api/system/maintenance/tasks/{task_id}", "GET"),
         ("/api/system/maintenance/tasks/{task_id}", "DELETE"),
+        ("/api/system/maintenance/tasks/{task_id}/runs", "GET"),
         ("/api/system/maintenance/tasks/{task_id}/rerun", "POST"),
     )},
 }

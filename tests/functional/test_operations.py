@@ -338,6 +338,39 @@ def test_a_task_removed_while_its_cancel_or_rerun_is_answered_is_task_not_found(
         assert response.json_body["error"] == {"code": "task_not_found", "message": f"task {task_id} not found"}
 
 
+def test_a_tasks_attempts_are_shown_each_with_its_error(client, aws, monkeypatch):
+    """The task view shows its last attempt's error only, and none once a retrying task is
+    canceled; why each attempt failed is at GET .../tasks/{task_id}/runs, as a job's at
+    GET /jobs/{id}/runs (which refuses a task: it is no tenant's job)."""
+    from chalicelib.domain.errors import StoreUnavailableError
+
+    blobs = container().blobs
+    for i in range(10):
+        _old_finished_job(container().store, 200 + i, f"00000000-0000-0000-0000-0000000004{i:02d}")
+
+    def delete(keys):
+        raise StoreUnavailableError("could not delete 1 objects")
+
+    monkeypatch.setattr(blobs, "delete", delete)
+    task_id = client.http.post("/api/system/maintenance/cleanup-runs", headers=operator()).json_body["task_id"]
+    invoke_worker(client._app, sqs_event(receive_all(aws, "low_url"), "arn:aws:sqs:us-east-1:123456789012:jobs-low"),
+                  function="job_worker_low")
+    assert task(client, task_id)["status"] == "retrying"
+    canceled = client.http.delete(f"/api/system/maintenance/tasks/{task_id}", headers=operator()).json_body
+    assert canceled["status"] == "canceled" and canceled["error_message"] is None
+    response = client.http.get(f"/api/system/maintenance/tasks/{task_id}/runs", headers=operator())
+    assert response.status_code == 200, response.body
+    assert response.json_body["task_id"] == task_id
+    [run] = response.json_body["runs"]
+    assert (run["attempt"], run["status"], run["error"]["code"]) == (1, "failed", "store_unavailable")
+    assert run["error"]["message"].startswith("clean-up stopped: 10 purges failed one after another")
+    for task_ref in ("00000000-0000-0000-0000-000000000000", "bad$id"):
+        missing = client.http.get(f"/api/system/maintenance/tasks/{task_ref}/runs", headers=operator())
+        assert (missing.status_code, missing.json_body["error"]["code"]) == (404, "task_not_found")
+    assert client.http.get(f"/api/system/maintenance/tasks/{task_id}/runs", headers=tenant_admin()).status_code == 403
+    assert client.http.get(f"/jobs/{task_id}/runs", headers=operator()).status_code == 404
+
+
 def _old_finished_job(store, hours_ago: float, job_id: str) -> None:
     finished = datetime.now(timezone.utc) - timedelta(hours=hours_ago)
     job = Job(id=job_id, type="demo.steps", tenant="acme", user="ann", status=JobStatus.COMPLETED,
