@@ -27,6 +27,7 @@ from chalicelib.defaults import (
     MAX_LISTING_PAGE,
 )
 from chalicelib.domain.errors import (
+    IdempotencyConflictError,
     JobAlreadyFinishedError,
     JobNotFinishedError,
     JobNotFoundError,
@@ -150,10 +151,11 @@ def log_statistics(call: Call) -> Any:
 
 @contextmanager
 def _said_of_the_task(task_id: Optional[str] = None) -> Iterator[None]:
-    """A refusal for the task's status (finished for a cancel, not finished for a rerun) worded
-    of the task `task_id`, as the operator named it, and a keyed replay's whose task was removed
-    (410 job_purged) worded of that task; their codes and details as they are. The task removed
-    since the route read it (the clean-up): 404 task_not_found, as had it been gone then."""
+    """Refusals worded of tasks, their codes and details as they are: one for the status of the
+    task `task_id`, as the operator named it (finished for a cancel, not finished for a rerun);
+    a keyed replay's whose task was removed (410 job_purged), of that task; a key kept for
+    another request (409), in the words of a task's request. The task removed since the route
+    read it (the clean-up): 404 task_not_found, as had it been gone then."""
     try:
         yield
     except JobNotFoundError:
@@ -166,6 +168,8 @@ def _said_of_the_task(task_id: Optional[str] = None) -> Iterator[None]:
         raise JobNotFinishedError.of(task_id or "", exc.details["status"], what="task") from None
     except JobPurgedError as exc:
         raise JobPurgedError.of(exc.details["job_id"], exc.details["key_expires_at"], what="task") from None
+    except IdempotencyConflictError:
+        raise IdempotencyConflictError.of(what="task") from None
 
 
 def _task(task_id: str) -> Job:

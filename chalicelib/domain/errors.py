@@ -133,9 +133,14 @@ class IdempotencyConflictError(JobpipeError):
     code = "idempotency_conflict"
 
     @classmethod
-    def of(cls) -> "IdempotencyConflictError":
+    def of(cls, *, what: str = "job") -> "IdempotencyConflictError":
         """The refusal of a request under a key kept for another one: what the API answers, and
-        the client's tests' fake of it."""
+        the client's tests' fake of it. `what` the request starts: a `job` (its body is the
+        request) or a maintenance `task` (no body: its task and query parameters are)."""
+        if what == "task":
+            return cls("this Idempotency-Key was already used for a different request (another task, other "
+                       "parameters, or a task's rerun where this is a start, or the other way round); send this "
+                       "one under a new key")
         return cls("this Idempotency-Key was already used for a different request (another body, or a rerun of another job); send this one under a new key")
 
 

@@ -208,6 +208,12 @@ def test_a_finished_task_runs_again_as_a_new_task_and_an_unfinished_one_is_refus
     assert [t["task_id"] for t in listed] == [body["task_id"], first["task_id"]]
 
 
+# A task start has no body: the refusal names what a task's request is made of.
+TASK_KEY_CONFLICT = ("this Idempotency-Key was already used for a different request (another task, other "
+                     "parameters, or a task's rerun where this is a start, or the other way round); send this one "
+                     "under a new key")
+
+
 def test_a_keyed_task_start_repeated_answers_the_task_it_made(client, aws):
     """An operator whose start timed out sends it again under its Idempotency-Key: the same task
     and parameters answer the task the first made, as it is now, and no second task runs; another
@@ -229,7 +235,7 @@ def test_a_keyed_task_start_repeated_answers_the_task_it_made(client, aws):
                  "health-check"):
         refused = client.http.post(f"/api/system/maintenance/{path}", headers=keyed)
         assert refused.status_code == 409, (path, refused.body)
-        assert refused.json_body["error"]["code"] == "idempotency_conflict", path
+        assert refused.json_body["error"] == {"code": "idempotency_conflict", "message": TASK_KEY_CONFLICT}, path
     no_key = client.http.post("/api/system/maintenance/health-check", headers=operator(**{"Idempotency-Key": ""}))
     assert (no_key.status_code, no_key.json_body["error"]["code"]) == (400, "invalid_request")
     listed = client.http.get("/api/system/maintenance/tasks", headers=operator()).json_body["tasks"]
@@ -239,7 +245,8 @@ def test_a_keyed_task_start_repeated_answers_the_task_it_made(client, aws):
     done = client.http.post("/api/system/maintenance/cleanup-runs?max_age_hours=48", headers=keyed)
     assert (done.status_code, done.json_body["task_id"], done.json_body["status"]) == (202, task_id, "completed")
     rerun = client.http.post(f"/api/system/maintenance/tasks/{task_id}/rerun", headers=keyed)
-    assert (rerun.status_code, rerun.json_body["error"]["code"]) == (409, "idempotency_conflict")
+    assert (rerun.status_code, rerun.json_body["error"]) == (
+        409, {"code": "idempotency_conflict", "message": TASK_KEY_CONFLICT})
     job = client.http.post("/jobs", headers=auth(**{"Idempotency-Key": "start-1"}),
                            body=json.dumps({"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}}))
     assert job.status_code == 202 and job.json_body["id"] != task_id
