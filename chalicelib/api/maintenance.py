@@ -212,8 +212,29 @@ def task_runs(call: Call, task_id: str) -> Any:
 def cancel_task(call: Call, task_id: str) -> Any:
     """Queued or retrying: canceled now; running: stops at its next progress report or page."""
     job = _task(task_id)
-    with _said_of_the_task(job.id):
-        return task_view(container().lifecycle.cancel(SYSTEM_TENANT, job.id)), 202
+    try:
+        with _said_of_the_task(job.id):
+            return task_view(container().lifecycle.cancel(SYSTEM_TENANT, job.id)), 202
+    except JobAlreadyFinishedError as exc:
+        raise _continued(exc, job.id) from None
+
+
+def _continued(refusal: JobAlreadyFinishedError, task_id: str) -> JobAlreadyFinishedError:
+    """The refusal of a finished task's cancel, naming the run that continues it when it is a
+    clean-up that ran out of time (`continued_by`): the clean-up goes on there, and that is the
+    task to cancel. Read afresh (a refusal's cost only): the run may have ended since the route
+    read it."""
+    try:
+        ended = container().lifecycle.get(SYSTEM_TENANT, task_id, fetch=("result",))
+    except JobNotFoundError:
+        return refusal
+    follow_up = ended.result.get("continued_by") if isinstance(ended.result, dict) else None
+    if not isinstance(follow_up, str):
+        return refusal
+    return JobAlreadyFinishedError(
+        f"{refusal.message}; the clean-up was continued by task {follow_up}: cancel that one (or the run "
+        "continuing it) to stop it",
+        details={**refusal.details, "continued_by": follow_up})
 
 
 @route(f"{PREFIX}/tasks/{{task_id}}/rerun", methods=["POST"], query=(), body=False)

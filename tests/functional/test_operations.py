@@ -495,6 +495,43 @@ def test_a_cleanup_that_runs_out_of_time_is_continued_at_once_until_it_is_done(c
     assert rerun["rerun_of"] == third["task_id"] and rerun["result"]["follow_up"] == 0
 
 
+def test_a_finished_cleanup_refuses_its_cancel_naming_the_run_that_continues_it(client, aws, monkeypatch):
+    """An operator stopping a clean-up that ran out of time and was continued cancels the run it
+    started: that run is over (409 job_finished), and the refusal names the run deleting on
+    (`continued_by`), the one to cancel; canceling that one stops the chain."""
+    from chalicelib.job_types import maintenance as maintenance_types
+
+    for i in range(3):
+        _old_finished_job(container().store, 30 + i, f"00000000-0000-0000-0000-0000000006{i:02d}")
+    real_control = maintenance_types._control
+    finished = container().finished_jobs
+    purged = []
+    real_purge = finished.purge
+    monkeypatch.setattr(finished, "purge", lambda job_id: purged.append(job_id) or real_purge(job_id))
+
+    def one_job_a_run(ctx):  # time for one purge, then none
+        control, before = real_control(ctx), len(purged)
+        control.remaining_ms = lambda: 10**6 if len(purged) == before else 0
+        return control
+
+    monkeypatch.setattr(maintenance_types, "_control", one_job_a_run)
+    task_id = client.http.post("/api/system/maintenance/cleanup-runs", headers=operator()).json_body["task_id"]
+    invoke_worker(client._app, sqs_event(receive_all(aws, "low_url"), "arn:aws:sqs:us-east-1:123456789012:jobs-low"),
+                  function="job_worker_low")
+    first = task(client, task_id)
+    assert first["status"] == "completed" and first["result"]["complete"] is False, first
+    follow_up = first["result"]["continued_by"]
+    refused = client.http.delete(f"/api/system/maintenance/tasks/{task_id}", headers=operator())
+    assert refused.status_code == 409
+    assert refused.json_body["error"] == {
+        "code": "job_finished",
+        "message": f"task {task_id} is already completed; the clean-up was continued by task {follow_up}: "
+                   "cancel that one (or the run continuing it) to stop it",
+        "details": {"status": "completed", "continued_by": follow_up}}
+    stopped = client.http.delete(f"/api/system/maintenance/tasks/{follow_up}", headers=operator())
+    assert (stopped.status_code, stopped.json_body["status"]) == (202, "canceled")
+
+
 def test_inline_mode_runs_the_task_in_the_request(client, aws, monkeypatch):
     monkeypatch.setenv("USE_TASK_QUEUE", "false")
     from chalicelib import composition
