@@ -239,6 +239,19 @@ def _drain(app, aws, rounds: int) -> None:
             _time.sleep(1.1)
 
 
+def receive_when_due(aws, url_key: str = "jobs_url", within_s: float = 10) -> list[dict]:
+    """What the queue holds, waiting for delayed messages (a retry's) to come due: [] only once
+    it holds none, visible or delayed, or `within_s` has passed."""
+    import time as _time
+
+    deadline = _time.monotonic() + within_s
+    messages = receive_all(aws, url_key)
+    while not messages and receive_all_peek(aws, url_key) and _time.monotonic() < deadline:
+        _time.sleep(0.25)
+        messages = receive_all(aws, url_key)
+    return messages
+
+
 def receive_all_peek(aws, url_key: str) -> int:
     attributes = aws["sqs"].get_queue_attributes(
         QueueUrl=aws[url_key], AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"]

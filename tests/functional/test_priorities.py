@@ -1,7 +1,7 @@
 """Each priority has its own queue, DLQ and worker function."""
 import json
 
-from tests.functional.conftest import auth, invoke_worker, receive_all, sqs_event, submit_job
+from tests.functional.conftest import auth, invoke_worker, receive_all, receive_when_due, sqs_event, submit_job
 
 ARN = "arn:aws:sqs:us-east-1:123456789012:jobs-{}"
 
@@ -24,11 +24,7 @@ def test_each_priority_is_sent_to_its_own_queue(client, aws):
 def test_high_priority_worker_runs_retries_and_dead_letters_on_its_own_queues(client, aws):
     job = submit(client, "high", fail_at=1)
     for _ in range(3):
-        messages = receive_all(aws, "high_url")
-        if not messages:
-            import time
-            time.sleep(1.1)  # the retry is a delayed message on the same (high) queue
-            messages = receive_all(aws, "high_url")
+        messages = receive_when_due(aws, "high_url")  # a retry is a delayed message on the same (high) queue
         result = invoke_worker(client._app, sqs_event(messages, ARN.format("high")), function="job_worker_high")
         assert result == {"batchItemFailures": []}
     final = client.http.get(f"/jobs/{job['id']}", headers=auth()).json_body
