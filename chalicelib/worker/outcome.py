@@ -187,8 +187,9 @@ class AttemptOutcomes:
 
     def give_up(self, reporter: ProgressReporter, started: float, over_s: float) -> None:
         """A handler went on `over_s` past its timeout, however often interrupted: its attempt
-        is failed `timeout` (from another thread, for at most HANDLER_GIVE_UP_WRITE_S: this
-        runs in the alarm, which may have cut the main thread inside a store call) and the
+        is failed `timeout`, with the report its progress window held (from another thread, for
+        at most HANDLER_GIVE_UP_WRITE_S: this runs in the alarm, which may have cut the main
+        thread inside a store call, or inside a progress write holding the reporter) and the
         process ends, before the attempt's lease lapses and its next attempt starts. Its
         batch-mates come back after their short lease; the reconciler ends the attempt
         `worker_lost` if that write did not land."""
@@ -201,7 +202,8 @@ class AttemptOutcomes:
 
         def record() -> None:
             try:
-                self.fail(job, error, True, started)
+                # With the report the progress window held: the process ends with its timer.
+                self.fail(job, error, True, started, reporter.abandon())
             except (DeadLetterOwedError, NextAttemptUnsentError):
                 pass  # recorded and observed: the message, back after the process ends, does the rest
             except Exception as exc:  # noqa: BLE001 - the lease ends the attempt instead

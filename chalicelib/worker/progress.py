@@ -38,6 +38,7 @@ class ProgressReporter:
         self._accepted = job.progress.percent
         self._last_write = clock.monotonic()
         self._pending: Optional[Progress] = None
+        self._writing: Optional[Progress] = None  # the report a write is carrying now (see `abandon`)
         self._timer: Optional[Timer] = None
         self._lock = threading.RLock()
 
@@ -127,6 +128,19 @@ class ProgressReporter:
             pending, self._pending = self._pending, None
             return pending
 
+    def abandon(self) -> Optional[Progress]:
+        """As `settle`, for an attempt given up on while its handler still runs (the give-up
+        past its timeout, from another thread): never waits for the lock, which the handler's
+        thread may hold for good (the alarm cut it inside a write that will not return). The
+        report not yet written is then read as it stands: the pending one, else the one a write
+        is carrying (written already or not, the outcome's write carries it again, harmless)."""
+        if self._lock.acquire(blocking=False):
+            try:
+                return self.settle()
+            finally:
+                self._lock.release()
+        return self._pending or self._writing
+
     def _on_timer(self) -> None:
         with self._lock:
             self._timer = None
@@ -140,7 +154,10 @@ class ProgressReporter:
     def _flush_locked(self) -> None:
         if self._pending is None:
             return
-        pending, self._pending = self._pending, None
+        # In this order, so that an interrupt between any two lines leaves the report where
+        # `abandon` reads it: pending, or being written.
+        pending = self._writing = self._pending
+        self._pending = None
         self._disarm_locked()
         self._last_write = self._clock.monotonic()
         try:
@@ -153,3 +170,5 @@ class ProgressReporter:
             if self._pending is None:
                 self._pending = pending
             raise
+        finally:
+            self._writing = None

@@ -409,3 +409,71 @@ def test_a_handler_run_off_the_main_thread_that_fails_in_time_raises_its_error()
 
     off_the_main_thread(run)
     assert [str(o) for o in outcome] == ["the handler broke"] and isinstance(outcome[0], ValueError)
+
+
+def run_given_up_on(lifecycle: JobLifecycle, job_type: str, worker_clock: ManualClock, interval_s: float):
+    """A job of `job_type` run once by a worker on `worker_clock` whose progress window is
+    `interval_s`, until its process is ended (the give-up): the job as its record then reads."""
+    submitted = lifecycle.submit(tenant="acme", user="ann", type=job_type, payload={})
+
+    def end():
+        raise ProcessEnded()
+
+    runner = JobRunner(lifecycle, lifecycle.registry, clock=worker_clock, progress_interval_s=interval_s,
+                       end_process=end)
+    with pytest.raises(ProcessEnded):
+        runner.run(lifecycle.queue.drain()[0])
+    return lifecycle.store.get(submitted.id, mark_gone=False)
+
+
+def test_a_handler_given_up_on_keeps_the_report_its_progress_window_held(store, queue, clock, monkeypatch):
+    """docs/jobs.md: a report held in the window is written when it ends, and always before the
+    attempt finishes. A deployment's window (ProgressMinIntervalSeconds, up to 300 s) may end
+    after the give-up, HANDLER_GIVE_UP_S past the timeout; the process then ends, its timer
+    with it: the give-up's `timeout` write carries the report, as any outcome's does."""
+    monkeypatch.setattr(timeout, "HANDLER_REINTERRUPT_S", 0.1)
+    worker_clock, types = ManualClock(), JobTypeRegistry()
+
+    @types.register("t.swallows", Empty, timeout_s=1, max_attempts=2)
+    def swallows(ctx, payload):
+        ctx.progress(40, step="rows", message="row 400 of 1000", details={"row": 400})  # held: in the window
+        while True:
+            try:
+                time.sleep(1)
+            except Exception:  # noqa: BLE001 - a retry loop around `except Exception`: swallows every timeout
+                worker_clock.advance(HANDLER_REINTERRUPT_S)
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    job = run_given_up_on(lifecycle, "t.swallows", worker_clock, interval_s=30)
+    assert job.status == JobStatus.RETRYING and job.error.code == "timeout", job.error
+    assert (job.progress.percent, job.progress.step, job.progress.message, job.progress.details) == \
+        (40, "rows", "row 400 of 1000", {"row": 400}), job.progress
+    assert worker_clock.armed == 0, "the window's timer is stopped: the report is written once"
+
+
+def test_a_handler_given_up_on_inside_a_progress_write_keeps_that_report(store, queue, clock, monkeypatch):
+    """The alarm gives up on the handler where it is: here inside a forced progress write that
+    never returns (a store call that swallows the interrupts), which holds the reporter's lock.
+    The give-up's write neither waits for that lock (the process would end with nothing written,
+    the attempt left to its lease) nor loses the report the cut write carried."""
+    monkeypatch.setattr(timeout, "HANDLER_REINTERRUPT_S", 0.1)
+    worker_clock, types = ManualClock(), JobTypeRegistry()
+
+    def never_returns(*args, **kwargs):
+        while True:
+            try:
+                time.sleep(1)
+            except Exception:  # noqa: BLE001 - a call that swallows every timeout
+                worker_clock.advance(HANDLER_REINTERRUPT_S)
+
+    @types.register("t.stuck_write", Empty, timeout_s=1, max_attempts=2)
+    def stuck_write(ctx, payload):
+        monkeypatch.setattr(store, "record_progress", never_returns)
+        ctx.progress(70, step="upload", message="sending the report", force=True)
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    job = run_given_up_on(lifecycle, "t.stuck_write", worker_clock, interval_s=2)
+    # a give-up's write that waited for the lock would have been abandoned, the job left running
+    assert job.status == JobStatus.RETRYING and job.error.code == "timeout", (job.status, job.error)
+    assert (job.progress.percent, job.progress.step, job.progress.message) == \
+        (70, "upload", "sending the report"), job.progress
