@@ -189,7 +189,8 @@ def _check_description(name: str, description: Any) -> None:
 
 def _check_payload_model(name: str, payload_model: Any) -> None:
     """Raises TypeError for a payload model that is no pydantic model or has no JSON schema,
-    ValueError for one with a field its dump leaves out or a secret field."""
+    ValueError for one with a field its dump leaves out, a serializer of its own or a secret
+    field."""
     if not (isinstance(payload_model, type) and issubclass(payload_model, BaseModel)):
         raise TypeError(f"the payload model of {name!r} must be a pydantic BaseModel subclass, "
                         f"not {payload_model!r}")
@@ -207,6 +208,14 @@ def _check_payload_model(name: str, payload_model: Any) -> None:
             f"the payload model of {name!r} has a field its dump loses ({unstored}): a payload "
             "is stored as the model dumps it and validated again by the worker, so the handler would never get "
             "that field's value; drop exclude=True, and give a field one `alias` rather than a serialization_alias"
+        )
+    serialized = _own_serializer(payload_model)
+    if serialized is not None:
+        raise ValueError(
+            f"the payload model of {name!r} has a serializer of its own ({serialized}): a payload is stored as "
+            "the model dumps it and validated again by the worker, and what such a serializer writes need not "
+            "validate back (every job of the type would fail invalid_payload once accepted) nor mean what was "
+            "submitted; drop it and format the value in the handler"
         )
     secret = _secret_field(payload_model)
     if secret is not None:
@@ -283,6 +292,39 @@ def _unstored_field(model: type[BaseModel]) -> Optional[str]:
         name = path.rsplit(".", 1)[-1]
         if field.serialization_alias is not None and field.serialization_alias not in _names_taken(name, field):
             return f"{path}: stored as {field.serialization_alias!r}, its serialization_alias, which it does not take"
+    return None
+
+
+def _own_serializer(model: type[BaseModel]) -> Optional[str]:
+    """Where, and what, the first serializer of the model's own is that writes its dump, in
+    `model` or a model it holds (in a list, an Optional, a dict...): a `@model_serializer`, a
+    `@field_serializer`, a `PlainSerializer`/`WrapSerializer` annotation (on a field or inside
+    its type, `list[Annotated[int, PlainSerializer(str)]]`), `json_encoders`; else None."""
+    found = _model_serializer(model, "")
+    if found is not None:
+        return found
+    for path, field, annotations in _fields(model):
+        for item in [*field.metadata, *annotations]:
+            if isinstance(item, (pydantic.PlainSerializer, pydantic.WrapSerializer)):
+                return f"{path}: {type(item).__name__}"
+            if isinstance(item, type) and issubclass(item, BaseModel):
+                found = _model_serializer(item, f"{path}.")
+                if found is not None:
+                    return found
+    return None
+
+
+def _model_serializer(model: type[BaseModel], path: str) -> Optional[str]:
+    """The serializer `model` itself declares (`@model_serializer`, `@field_serializer`,
+    `json_encoders`), named under `path` (the dotted path of the field holding it), else None."""
+    decorators = model.__pydantic_decorators__
+    where = path.rstrip(".") or "the model"
+    for serializer in decorators.model_serializers:
+        return f"{where}: @model_serializer {serializer!r}"
+    for serializer, decorator in decorators.field_serializers.items():
+        return f"{path}{decorator.info.fields[0]}: @field_serializer {serializer!r}"
+    if model.model_config.get("json_encoders"):
+        return f"{where}: json_encoders"
     return None
 
 

@@ -5,9 +5,13 @@ checked at the call, and payload models round-trip, hold no secret and are pydan
 import asyncio
 import time
 from datetime import datetime, timezone
+from typing import Annotated, Optional
 
 import pytest
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, computed_field
+from pydantic import (
+    BaseModel, ConfigDict, Field, PlainSerializer, SecretStr, WrapSerializer, computed_field, field_serializer,
+    model_serializer,
+)
 
 from chalicelib.adapters.clocks import SystemClock
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
@@ -285,6 +289,65 @@ def test_a_payload_model_with_a_field_its_dump_leaves_out_is_refused_at_register
     with pytest.raises(ValueError) as refused:
         local.register("reports.build", model)
     assert f"the payload model of 'reports.build' has a field its dump loses ({why})" in str(refused.value)
+    assert local.names() == []
+
+
+class Cents(BaseModel):
+    model_config = ConfigDict(strict=True)
+    amount: int
+
+    @field_serializer("amount")
+    def as_text(self, amount: int) -> str:  # e.g. for a report: "1,250"
+        return f"{amount:,}"
+
+
+class Wrapped(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount: int
+
+    @model_serializer
+    def envelope(self) -> dict:
+        return {"data": {"amount": self.amount}}
+
+
+class PlainAnnotated(BaseModel):
+    model_config = ConfigDict(strict=True)
+    amount: Annotated[int, PlainSerializer(str)]
+
+
+class WrapInList(BaseModel):
+    amounts: list[Annotated[int, WrapSerializer(lambda value, dump: dump(value) * 100)]] = []
+
+
+class NestedSerializer(BaseModel):
+    lines: Optional[list[Cents]] = None
+
+
+class OldEncoders(BaseModel):
+    model_config = ConfigDict(json_encoders={int: str}, strict=True)
+    amount: int
+
+
+@pytest.mark.parametrize("model, payload, why", [
+    (Cents, {"amount": 1250}, "amount: @field_serializer 'as_text'"),
+    (Wrapped, {"amount": 1250}, "the model: @model_serializer 'envelope'"),
+    (PlainAnnotated, {"amount": 1250}, "amount: PlainSerializer"),
+    (WrapInList, {"amounts": [1250]}, "amounts: WrapSerializer"),
+    (NestedSerializer, {"lines": [{"amount": 1250}]}, "lines.amount: @field_serializer 'as_text'"),
+    (OldEncoders, {"amount": 1250}, "the model: json_encoders"),
+], ids=["field_serializer", "model_serializer", "plain_serializer", "wrap_serializer_in_a_list", "nested_model",
+        "json_encoders"])
+def test_a_payload_model_with_a_serializer_of_its_own_is_refused_at_register(model, payload, why):
+    """A payload is stored as its model dumps it, and the worker validates that dump again: a
+    serializer of the model's own writes what its validation need not take ("1,250" for an
+    int, an envelope), so the type was registered, every submission accepted (202), and every
+    job failed `invalid_payload` in the worker (or its handler got another value). Refused at
+    register, saying where; what the submission gave is taken as it was before."""
+    model.model_validate(payload)  # a valid payload: what a user would submit
+    local = JobTypeRegistry()
+    with pytest.raises(ValueError) as refused:
+        local.register("invoices.send", model)
+    assert f"the payload model of 'invoices.send' has a serializer of its own ({why})" in str(refused.value)
     assert local.names() == []
 
 
