@@ -285,9 +285,10 @@ class JobContext:
         self._closed.set()
 
     def _check_writable(self) -> None:
-        if self._expired.is_set():
-            raise JobTimeoutError(f"attempt {self.attempt} of job {self.job_id} timed out")
+        # Ended first: a ctx kept past its attempt is refused alike whether that attempt timed out or not.
         if self._closed.is_set():
             raise AttemptEndedError(
                 f"attempt {self.attempt} of job {self.job_id} has ended: its context no longer reports "
                 "progress, completes, fails, spawns or stores artifacts (use it only while the handler runs)")
+        if self._expired.is_set():
+            raise JobTimeoutError(f"attempt {self.attempt} of job {self.job_id} timed out")

@@ -105,6 +105,11 @@ def make_types(seen):
         seen.append(ctx)  # e.g. handed to a background thread or a callback that outlives the handler
         return "ok"
 
+    @types.register("a.keeps_ctx_past_its_timeout", Empty, timeout_s=1, max_attempts=1)
+    def keeps_ctx_past_its_timeout(ctx, payload):
+        seen.append(ctx)  # handed to a thread that goes on after the attempt timed out
+        time.sleep(5)
+
     @types.register("a.details_int_keys", Empty, max_attempts=1)
     def details_int_keys(ctx, payload):
         details = seen.pop() if seen else {1: "first row"}
@@ -420,6 +425,30 @@ def test_ctx_complete_or_fail_after_the_job_ended_is_refused_saying_so(env, queu
             ctx.fail("E_LATE", "after the return", 50)
     after = store.get(done.id, mark_gone=False)
     assert after.status == JobStatus.COMPLETED and after.result == "ok" and after.error is None
+
+
+@pytest.mark.parametrize("late", ["progress", "complete", "fail", "spawn", "artifact"])
+def test_a_ctx_kept_past_a_timed_out_attempt_is_refused_as_any_ended_attempts(env, queue, store, seen, late):
+    """docs/jobs.md: once the handler returned or raised, every call that writes raises
+    AttemptEndedError (`attempt_ended`). A thread that kept the ctx of an attempt that timed
+    out got JobTimeoutError instead (code `timeout`, "timed out"), which its
+    `except AttemptEndedError` did not catch."""
+    from chalicelib.domain.errors import AttemptEndedError
+
+    calls = {
+        "progress": lambda ctx: ctx.progress(90, force=True),
+        "complete": lambda ctx: ctx.complete({"late": True}),
+        "fail": lambda ctx: ctx.fail("E_LATE", "after the timeout"),
+        "spawn": lambda ctx: ctx.spawn("a.keeps_ctx", {}),
+        "artifact": lambda ctx: ctx.artifact("late.txt", "after the timeout"),
+    }
+    timed_out = run(env, queue, "a.keeps_ctx_past_its_timeout")
+    assert timed_out.status == JobStatus.FAILED and timed_out.error.code == "timeout", timed_out.error
+    (ctx,) = seen
+    with pytest.raises(AttemptEndedError, match=f"attempt 1 of job {timed_out.id} has ended"):
+        calls[late](ctx)
+    after = store.get(timed_out.id, mark_gone=False)
+    assert (after.status, after.error, after.children) == (timed_out.status, timed_out.error, [])
 
 
 def test_ctx_artifact_after_the_job_ended_is_refused(env, queue, artifacts, seen):
