@@ -1,6 +1,7 @@
 """Job types: registered in code with a pydantic payload model and their run policy."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import re
@@ -9,7 +10,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
 import pydantic
+import typing_extensions
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from chalicelib.defaults import MAX_JOB_ATTEMPTS, MAX_JOB_TIMEOUT_S, MAX_JOB_TYPE_CHARS, WORKER_TIMEOUT_S
 from chalicelib.domain.errors import InvalidPayloadError, UnknownJobTypeError, describe
@@ -261,16 +264,16 @@ def _check_handler(name: str, handler: Any) -> None:
         )
 
 
-def _fields(model: type[BaseModel], path: str = "",
-            seen: Optional[set[type]] = None) -> Iterator[tuple[str, Any, list[Any]]]:
+def _fields(model: Any, path: str = "",
+            seen: Optional[set[Any]] = None) -> Iterator[tuple[str, FieldInfo, list[Any]]]:
     """(dotted path, field, every type its annotation names: itself and its arguments, through
-    lists, Optionals, dicts...) of each field of `model` and of every model it holds, each
-    model once."""
+    lists, Optionals, dicts...) of each field of `model` and of every model, dataclass or
+    TypedDict it holds, each once."""
     seen = set() if seen is None else seen
     if model in seen:
         return
     seen.add(model)
-    for name, field in model.model_fields.items():
+    for name, field in (_field_infos(model) or {}).items():
         annotations, pending = [], [field.annotation]
         while pending:
             annotation = pending.pop()
@@ -278,14 +281,42 @@ def _fields(model: type[BaseModel], path: str = "",
             pending.extend(a for a in typing.get_args(annotation) if not isinstance(a, (str, int, float)))
         yield f"{path}{name}", field, annotations
         for annotation in annotations:
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if _field_infos(annotation) is not None:
                 yield from _fields(annotation, f"{path}{name}.", seen)
 
 
+def _field_infos(kind: Any) -> Optional[dict[str, FieldInfo]]:
+    """The fields of a type pydantic validates and dumps field by field (a model, a dataclass,
+    a TypedDict) as pydantic describes them (alias, exclude, metadata), else None."""
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        return kind.model_fields
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+        fields = getattr(kind, "__pydantic_fields__", None)  # a pydantic dataclass's, built already
+        if fields is not None:
+            return fields
+        hints = _type_hints(kind)
+        return {f.name: FieldInfo.from_annotation(hints.get(f.name, f.type)) if f.default is dataclasses.MISSING
+                else FieldInfo.from_annotated_attribute(hints.get(f.name, f.type), f.default)
+                for f in dataclasses.fields(kind)}
+    if typing_extensions.is_typeddict(kind):
+        return {name: FieldInfo.from_annotation(hint) for name, hint in _type_hints(kind).items()}
+    return None
+
+
+def _type_hints(kind: type) -> dict[str, Any]:
+    """`kind`'s annotations, `Annotated` metadata kept; those that do not resolve left out (the
+    model's own schema, built at its definition, has refused an unresolvable one already)."""
+    try:
+        return typing.get_type_hints(kind, include_extras=True)
+    except Exception:  # noqa: BLE001 - a forward reference this module cannot resolve
+        return {}
+
+
 def _unstored_field(model: type[BaseModel]) -> Optional[str]:
-    """The dotted path, and why, of the first field of `model` or of a model it holds (in a list,
-    an Optional, a dict...) that its dump leaves out (`exclude=True`) or writes under a name its
-    validation does not take (a `serialization_alias` of its own), else None."""
+    """The dotted path, and why, of the first field of `model` or of a model, dataclass or
+    TypedDict it holds (in a list, an Optional, a dict...) that its dump leaves out
+    (`exclude=True`) or writes under a name its validation does not take (a
+    `serialization_alias` of its own), else None."""
     for path, field, _ in _fields(model):
         if field.exclude is True:
             return f"{path}: exclude=True"
@@ -297,9 +328,10 @@ def _unstored_field(model: type[BaseModel]) -> Optional[str]:
 
 def _own_serializer(model: type[BaseModel]) -> Optional[str]:
     """Where, and what, the first serializer of the model's own is that writes its dump, in
-    `model` or a model it holds (in a list, an Optional, a dict...): a `@model_serializer`, a
-    `@field_serializer`, a `PlainSerializer`/`WrapSerializer` annotation (on a field or inside
-    its type, `list[Annotated[int, PlainSerializer(str)]]`), `json_encoders`; else None."""
+    `model` or a model, dataclass or TypedDict it holds (in a list, an Optional, a dict...): a
+    `@model_serializer`, a `@field_serializer`, a `PlainSerializer`/`WrapSerializer` annotation
+    (on a field or inside its type, `list[Annotated[int, PlainSerializer(str)]]`),
+    `json_encoders`; else None."""
     found = _model_serializer(model, "")
     if found is not None:
         return found
@@ -307,23 +339,33 @@ def _own_serializer(model: type[BaseModel]) -> Optional[str]:
         for item in [*field.metadata, *annotations]:
             if isinstance(item, (pydantic.PlainSerializer, pydantic.WrapSerializer)):
                 return f"{path}: {type(item).__name__}"
-            if isinstance(item, type) and issubclass(item, BaseModel):
+            if _field_infos(item) is not None:
                 found = _model_serializer(item, f"{path}.")
                 if found is not None:
                     return found
     return None
 
 
-def _model_serializer(model: type[BaseModel], path: str) -> Optional[str]:
-    """The serializer `model` itself declares (`@model_serializer`, `@field_serializer`,
-    `json_encoders`), named under `path` (the dotted path of the field holding it), else None."""
-    decorators = model.__pydantic_decorators__
+def _model_serializer(model: Any, path: str) -> Optional[str]:
+    """The serializer `model` (a model or a dataclass) itself declares
+    (`@model_serializer`, `@field_serializer`, `json_encoders`), named under `path` (the dotted
+    path of the field holding it), else None."""
     where = path.rstrip(".") or "the model"
-    for serializer in decorators.model_serializers:
-        return f"{where}: @model_serializer {serializer!r}"
-    for serializer, decorator in decorators.field_serializers.items():
-        return f"{path}{decorator.info.fields[0]}: @field_serializer {serializer!r}"
-    if model.model_config.get("json_encoders"):
+    decorators = getattr(model, "__pydantic_decorators__", None)
+    if decorators is not None:
+        for serializer in decorators.model_serializers:
+            return f"{where}: @model_serializer {serializer!r}"
+        for serializer, decorator in decorators.field_serializers.items():
+            return f"{path}{decorator.info.fields[0]}: @field_serializer {serializer!r}"
+    else:  # a plain dataclass: pydantic finds its decorators on the class when it builds a schema
+        for serializer, member in vars(model).items():
+            info = getattr(member, "decorator_info", None)
+            if getattr(info, "decorator_repr", None) == "@model_serializer":
+                return f"{where}: @model_serializer {serializer!r}"
+            if getattr(info, "decorator_repr", None) == "@field_serializer":
+                return f"{path}{info.fields[0]}: @field_serializer {serializer!r}"
+    config = getattr(model, "model_config", None) or getattr(model, "__pydantic_config__", None) or {}
+    if config.get("json_encoders"):
         return f"{where}: json_encoders"
     return None
 
@@ -337,8 +379,8 @@ def _names_taken(name: str, field: Any) -> set[str]:
 
 
 def _secret_field(model: type[BaseModel]) -> Optional[str]:
-    """The dotted path of the first SecretStr/SecretBytes/Secret field of `model` or of a model
-    it holds (in a list, an Optional, a dict...), else None."""
+    """The dotted path of the first SecretStr/SecretBytes/Secret field of `model` or of a model,
+    dataclass or TypedDict it holds (in a list, an Optional, a dict...), else None."""
     for path, _, annotations in _fields(model):
         for annotation in annotations:
             origin = typing.get_origin(annotation)

@@ -3,6 +3,7 @@ mistake ends its attempt with a clear code (never escapes the runner, never leav
 `running`), a ctx refuses writes once its attempt ended, progress and artifact arguments are
 checked at the call, and payload models round-trip, hold no secret and are pydantic models."""
 import asyncio
+import dataclasses
 import time
 from datetime import datetime, timezone
 from typing import Annotated, Optional
@@ -12,6 +13,8 @@ from pydantic import (
     BaseModel, ConfigDict, Field, PlainSerializer, SecretStr, WrapSerializer, computed_field, field_serializer,
     model_serializer,
 )
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+from typing_extensions import TypedDict
 
 from chalicelib.adapters.clocks import SystemClock
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
@@ -276,6 +279,16 @@ class NestedExcluded(BaseModel):
     reports: list[WithExcluded] = []
 
 
+@dataclasses.dataclass
+class ExcludedInADataclass:
+    month: str
+    requested_by: str = Field(default="", exclude=True)
+
+
+class InDataclass(BaseModel):
+    report: ExcludedInADataclass
+
+
 class Renamed(BaseModel):
     month: str
     requested_by: str = Field(default="", serialization_alias="requestedBy")  # taken as requested_by only
@@ -284,8 +297,9 @@ class Renamed(BaseModel):
 @pytest.mark.parametrize("model, why", [
     (WithExcluded, "requested_by: exclude=True"),
     (NestedExcluded, "reports.requested_by: exclude=True"),
+    (InDataclass, "report.requested_by: exclude=True"),
     (Renamed, "requested_by: stored as 'requestedBy', its serialization_alias, which it does not take"),
-], ids=["field", "nested_model", "serialization_alias"])
+], ids=["field", "nested_model", "nested_dataclass", "serialization_alias"])
 def test_a_payload_model_with_a_field_its_dump_leaves_out_is_refused_at_register(model, why):
     """A payload is stored as its model dumps it: a field with exclude=True was dropped there, so
     its handler got the default (or, for a required field, every job failed invalid_payload in
@@ -328,6 +342,41 @@ class NestedSerializer(BaseModel):
     lines: Optional[list[Cents]] = None
 
 
+@pydantic_dataclass
+class CentsLine:
+    amount: int
+
+    @field_serializer("amount")
+    def as_text(self, amount: int) -> str:
+        return f"{amount:,}"
+
+
+class InPydanticDataclass(BaseModel):
+    model_config = ConfigDict(strict=True)
+    line: CentsLine
+
+
+@dataclasses.dataclass
+class PlainCentsLine:
+    amount: int
+
+    @field_serializer("amount")
+    def as_text(self, amount: int) -> str:
+        return f"{amount:,}"
+
+
+class InPlainDataclass(BaseModel):
+    line: PlainCentsLine
+
+
+class CentsRow(TypedDict):
+    amount: Annotated[int, PlainSerializer(lambda amount: f"{amount:,}")]
+
+
+class InTypedDict(BaseModel):
+    rows: list[CentsRow]
+
+
 class OldEncoders(BaseModel):
     model_config = ConfigDict(json_encoders={int: str}, strict=True)
     amount: int
@@ -339,9 +388,12 @@ class OldEncoders(BaseModel):
     (PlainAnnotated, {"amount": 1250}, "amount: PlainSerializer"),
     (WrapInList, {"amounts": [1250]}, "amounts: WrapSerializer"),
     (NestedSerializer, {"lines": [{"amount": 1250}]}, "lines.amount: @field_serializer 'as_text'"),
+    (InPydanticDataclass, {"line": {"amount": 1250}}, "line.amount: @field_serializer 'as_text'"),
+    (InPlainDataclass, {"line": {"amount": 1250}}, "line.amount: @field_serializer 'as_text'"),
+    (InTypedDict, {"rows": [{"amount": 1250}]}, "rows.amount: PlainSerializer"),
     (OldEncoders, {"amount": 1250}, "the model: json_encoders"),
 ], ids=["field_serializer", "model_serializer", "plain_serializer", "wrap_serializer_in_a_list", "nested_model",
-        "json_encoders"])
+        "nested_pydantic_dataclass", "nested_dataclass", "nested_typed_dict", "json_encoders"])
 def test_a_payload_model_with_a_serializer_of_its_own_is_refused_at_register(model, payload, why):
     """A payload is stored as its model dumps it, and the worker validates that dump again: a
     serializer of the model's own writes what its validation need not take ("1,250" for an
@@ -387,7 +439,16 @@ class NestedSecret(BaseModel):
     credentials: list[WithSecret] = []
 
 
-@pytest.mark.parametrize("model", [WithSecret, NestedSecret], ids=["field", "nested_model"])
+class Credentials(TypedDict):
+    token: SecretStr
+
+
+class SecretInTypedDict(BaseModel):
+    credentials: Credentials
+
+
+@pytest.mark.parametrize("model", [WithSecret, NestedSecret, SecretInTypedDict],
+                         ids=["field", "nested_model", "nested_typed_dict"])
 def test_a_payload_model_with_a_secret_is_refused_at_register(model):
     """A payload is stored on the job and shown by GET /jobs/{id} (and model_dump writes a
     SecretStr as '**********', so its handler would get the mask): a model holding a secret
