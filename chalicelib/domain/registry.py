@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import json
 import re
 import typing
 from dataclasses import dataclass
@@ -73,6 +74,32 @@ class JobType:
         its computed fields (`@computed_field`): no input of the model, they are worked out again
         there, and a model with `extra="forbid"` would refuse them."""
         return model.model_dump(mode="json", by_alias=True, exclude_computed_fields=True)
+
+    def stored_payload(self, model: BaseModel) -> Any:
+        """`dump_payload(model)`, checked to be what the worker reads back as `model`: parsed as
+        the worker parses it (`stored`), it dumps to itself again. Register refuses the models
+        whose dump cannot read back (a serializer of their own...); this holds for any other (a
+        type with a pydantic schema of its own). Raises InvalidPayloadError (`details`:
+        `not_stored_as_given`) instead of a job that would fail `invalid_payload` in the worker,
+        or whose handler would get another payload than the one submitted."""
+        stored = self.dump_payload(model)
+        try:
+            again = self.dump_payload(self.parse_payload(stored, stored=True))
+        except InvalidPayloadError as exc:
+            problems = [{"loc": d["loc"], "msg": f"as stored: {d['msg']}", "type": "not_stored_as_given"}
+                        for d in exc.details or ()]
+            raise self._not_stored(problems or [{"loc": [], "msg": exc.message, "type": "not_stored_as_given"}]) \
+                from exc
+        if not _same_json(again, stored):
+            raise self._not_stored([{"loc": [], "type": "not_stored_as_given",
+                                     "msg": "as stored, it validates to another payload than the one submitted"}])
+        return stored
+
+    def _not_stored(self, details: list[dict[str, Any]]) -> InvalidPayloadError:
+        return InvalidPayloadError(
+            f"payload is valid for job type {self.name!r}, but its payload model does not read back the payload "
+            "it stores (a serializer of its own writes what its validation does not take as given): no job of "
+            "it could run as submitted, so none is made; the type's model needs fixing", details=details)
 
 
 class JobTypeRegistry:
@@ -376,6 +403,14 @@ def _names_taken(name: str, field: Any) -> set[str]:
     alias = field.validation_alias
     choices = alias.choices if isinstance(alias, pydantic.AliasChoices) else [alias]
     return {name} | {choice for choice in choices if isinstance(choice, str)}
+
+
+def _same_json(one: Any, other: Any) -> bool:
+    """Whether two JSON values are the same payload, NaN included (equal to itself here)."""
+    try:
+        return json.dumps(one, sort_keys=True) == json.dumps(other, sort_keys=True)
+    except (TypeError, ValueError):  # keys of several types: compared as they are
+        return bool(one == other)
 
 
 def _secret_field(model: type[BaseModel]) -> Optional[str]:

@@ -239,7 +239,7 @@ class Admission(JobTransitions):
         job = Job(
             id=job_id or new_job_id(),
             type=job_type.name,
-            payload=job_type.dump_payload(model),
+            payload=job_type.stored_payload(model),
             tenant=tenant,
             user=user,
             scope=scope,

@@ -139,6 +139,36 @@ def test_an_invalid_payload_is_a_422_naming_the_field(client, day_one):
     assert {tuple(d["loc"]) for d in error["details"]} == {("rows",), ("sheet",)}
 
 
+def test_a_payload_its_model_would_not_read_back_is_a_422_not_a_job_that_cannot_run(client, aws, day_one):
+    """A type whose field has a pydantic schema of its own writing `1,250` for an int: stored
+    so, every job failed `invalid_payload` in the worker after its 202. The submission is
+    refused instead, saying why, and nothing is queued."""
+    from pydantic_core import core_schema
+
+    class Amount(int):
+        @classmethod
+        def __get_pydantic_core_schema__(cls, source, handler):
+            return core_schema.no_info_after_validator_function(
+                cls, core_schema.int_schema(strict=True),
+                serialization=core_schema.plain_serializer_function_ser_schema(lambda amount: f"{amount:,}"))
+
+    class Invoice(BaseModel):
+        amount: Amount
+
+    registry.register("day1.invoice", Invoice)(lambda ctx, payload: int(payload.amount))
+    try:
+        response = client.http.post("/jobs", headers=auth(),
+                                    body=json.dumps({"type": "day1.invoice", "payload": {"amount": 1250}}))
+    finally:
+        registry._types.pop("day1.invoice")
+    assert response.status_code == 422, response.body
+    error = response.json_body["error"]
+    assert error["code"] == "invalid_payload" and "does not read back the payload it stores" in error["message"]
+    assert error["details"] == [{"loc": ["amount"], "msg": "as stored: Input should be a valid integer",
+                                 "type": "not_stored_as_given"}]
+    assert receive_all(aws) == []
+
+
 def test_a_fan_out_spawns_fifty_children_and_completes_at_once(client, app, aws, day_one):
     parent = submit(client, {"type": "day1.fan_out", "payload": {"children": 50}})
     (message,) = receive_all(aws)

@@ -14,6 +14,7 @@ from pydantic import (
     model_serializer,
 )
 from pydantic.dataclasses import dataclass as pydantic_dataclass
+from pydantic_core import core_schema
 from typing_extensions import TypedDict
 
 from chalicelib.adapters.clocks import SystemClock
@@ -406,6 +407,45 @@ def test_a_payload_model_with_a_serializer_of_its_own_is_refused_at_register(mod
         local.register("invoices.send", model)
     assert f"the payload model of 'invoices.send' has a serializer of its own ({why})" in str(refused.value)
     assert local.names() == []
+
+
+def custom_amount(serialize):
+    """An int type of a library's, with a pydantic schema of its own that writes its dump with
+    `serialize`: no field, annotation or decorator of the model says so, so register cannot see it."""
+
+    class Amount(int):
+        @classmethod
+        def __get_pydantic_core_schema__(cls, source, handler):
+            return core_schema.no_info_after_validator_function(
+                cls, core_schema.int_schema(strict=True),
+                serialization=core_schema.plain_serializer_function_ser_schema(serialize))
+
+    return Amount
+
+
+@pytest.mark.parametrize("serialize, why", [
+    (lambda amount: f"{amount:,}", "amount: as stored: Input should be a valid integer"),
+    (lambda amount: amount * 100, "payload: as stored, it validates to another payload than the one submitted"),
+], ids=["does_not_validate_again", "validates_to_another_value"])
+def test_a_payload_its_model_does_not_read_back_as_stored_is_refused_at_submit(store, queue, clock, serialize, why):
+    """What register cannot see (a type's own schema) is checked on each payload: the one stored
+    must be what the worker reads back as the one submitted. Else the job, accepted (202), failed
+    `invalid_payload` in the worker, or its handler got another amount than submitted: it is
+    refused now, 422 `invalid_payload` saying so, nothing stored or queued."""
+    from pydantic import create_model
+
+    from chalicelib.domain.errors import InvalidPayloadError
+
+    types = JobTypeRegistry()
+    model = create_model("Invoice", amount=(custom_amount(serialize), ...))
+    types.register("invoices.send", model)(lambda ctx, payload: int(payload.amount))
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    with pytest.raises(InvalidPayloadError) as refused:
+        lifecycle.submit(tenant="acme", user="ann", type="invoices.send", payload={"amount": 1250})
+    assert "does not read back the payload it stores" in refused.value.message, refused.value.message
+    assert [d["type"] for d in refused.value.details] == ["not_stored_as_given"], refused.value.details
+    assert why in refused.value.with_fields(), refused.value.with_fields()
+    assert store._jobs == {} and queue.drain() == []
 
 
 class CamelCase(BaseModel):
