@@ -99,6 +99,10 @@ class AttemptOutcomes:
 
         if isinstance(raised, JobCancelledError):
             return self._cancel(reporter, started, patiently)
+        if ctx.failure is not None:
+            # fail_job, called before the timeout (its ctx refuses it after): the job fails as the
+            # handler said, not retried, though its clean-up then ran past the timeout.
+            return self._end_early(ctx, reporter, raised, started, patiently)
         if isinstance(raised, JobTimeoutError) or ctx.expired:
             # Once its time ran out the attempt failed `timeout`, whatever the handler did then
             # (returned a result after catching the timeout, or raised something else).
@@ -185,25 +189,32 @@ class AttemptOutcomes:
         self._observe("canceled", final, {"duration_s": self._clock.monotonic() - started})
         return final
 
-    def give_up(self, reporter: ProgressReporter, started: float, over_s: float) -> None:
+    def give_up(self, reporter: ProgressReporter, started: float, over_s: float, *,
+                ctx: Optional[JobContext] = None) -> None:
         """A handler went on `over_s` past its timeout, however often interrupted: its attempt
         is failed `timeout`, with the report its progress window held (from another thread, for
         at most HANDLER_GIVE_UP_WRITE_S: this runs in the alarm, which may have cut the main
         thread inside a store call, or inside a progress write holding the reporter) and the
         process ends, before the attempt's lease lapses and its next attempt starts. Its
         batch-mates come back after their short lease; the reconciler ends the attempt
-        `worker_lost` if that write did not land."""
+        `worker_lost` if that write did not land. A failure its handler recorded before the
+        timeout (`ctx`'s fail_job) is the job's instead, not retried, as when it returns."""
         job = reporter.job
         self._observe("process_ended", job, {"reason": "the handler went on past its timeout",
                                              "over_s": round(over_s, 1)})
-        error = JobErrorInfo(code=JobTimeoutError.code, message=(
-            f"{JobTimeoutError.exceeded(job.timeout_s, over_s)} despite being interrupted: "
-            "its worker process was ended"))
+        failure = ctx.failure if ctx is not None else None
+        retryable = failure is None
+        if failure is None:
+            error = JobErrorInfo(code=JobTimeoutError.code, message=(
+                f"{JobTimeoutError.exceeded(job.timeout_s, over_s)} despite being interrupted: "
+                "its worker process was ended"))
+        else:
+            error = JobErrorInfo(code=failure.code, message=failure.message[:MAX_ERROR_MESSAGE_CHARS])
 
         def record() -> None:
             try:
                 # With the report the progress window held: the process ends with its timer.
-                self.fail(job, error, True, started, reporter.abandon())
+                self.fail(job, error, retryable, started, reporter.abandon())
             except (DeadLetterOwedError, NextAttemptUnsentError):
                 pass  # recorded and observed: the message, back after the process ends, does the rest
             except Exception as exc:  # noqa: BLE001 - the lease ends the attempt instead

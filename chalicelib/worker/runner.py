@@ -146,7 +146,8 @@ class JobRunner:
         """(what the handler returned, what it raised): the handler run within `time_s`, its ctx
         closed after it. Raises only KeyboardInterrupt and GeneratorExit."""
         try:
-            give_up = functools.partial(self._outcomes.give_up, reporter, started) if self._end_process else None
+            give_up = functools.partial(self._outcomes.give_up, reporter, started, ctx=ctx) \
+                if self._end_process else None
             return run_with_timeout(lambda: job_type.handler(ctx, payload), time_s, ctx.expire,
                                     clock=self._clock, give_up=give_up, give_up_after_s=self._give_up_after_s,
                                     timeout_s=job.timeout_s), None

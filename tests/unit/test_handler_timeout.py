@@ -22,6 +22,7 @@ from chalicelib.domain.status import JobStatus
 from chalicelib.lifecycle import JobLifecycle
 from chalicelib.observability import end_process
 from chalicelib.worker import timeout
+from chalicelib.worker.helpers import fail_job
 from chalicelib.worker.runner import JobRunner
 
 
@@ -477,3 +478,48 @@ def test_a_handler_given_up_on_inside_a_progress_write_keeps_that_report(store, 
     assert job.status == JobStatus.RETRYING and job.error.code == "timeout", (job.status, job.error)
     assert (job.progress.percent, job.progress.step, job.progress.message) == \
         (70, "upload", "sending the report"), job.progress
+
+
+def test_a_job_failed_by_its_handler_before_its_timeout_fails_as_it_said_not_timeout(store, queue, clock):
+    """docs/jobs.md: fail_job fails the job once (no retry) with its code and message, even if the
+    handler catches the error or raises another. A clean-up that then ran past the timeout made
+    it a `timeout`, retried: the attempts the handler had ruled out ran on input it had refused."""
+    types = JobTypeRegistry()
+
+    @types.register("t.fails_then_hangs", Empty, timeout_s=1, max_attempts=3)
+    def fails_then_hangs(ctx, payload):
+        try:
+            fail_job(ctx, "E_NOT_CSV", "the file is not a CSV", progress_percent=40)
+        finally:
+            time.sleep(3)  # a clean-up that hangs past the timeout
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    lifecycle.submit(tenant="acme", user="ann", type="t.fails_then_hangs", payload={})
+    job = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(queue.drain()[0])
+    assert (job.status, job.error.code, job.error.message) == \
+        (JobStatus.FAILED, "E_NOT_CSV", "the file is not a CSV"), (job.status, job.error)
+    assert (job.progress.percent, job.progress.message) == (40, "the file is not a CSV")
+    assert queue.drain() == [], "no attempt after it"
+
+
+def test_a_job_failed_by_its_handler_then_given_up_on_fails_as_it_said(store, queue, clock, monkeypatch):
+    """The same when the clean-up swallows every interrupt until the give-up ends its process."""
+    monkeypatch.setattr(timeout, "HANDLER_REINTERRUPT_S", 0.1)
+    worker_clock, types = ManualClock(), JobTypeRegistry()
+
+    @types.register("t.fails_then_swallows", Empty, timeout_s=1, max_attempts=3)
+    def fails_then_swallows(ctx, payload):
+        try:
+            fail_job(ctx, "E_NOT_CSV", "the file is not a CSV")
+        finally:
+            while True:
+                try:
+                    time.sleep(1)
+                except Exception:  # noqa: BLE001 - swallows every timeout
+                    worker_clock.advance(HANDLER_REINTERRUPT_S)
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    job = run_given_up_on(lifecycle, "t.fails_then_swallows", worker_clock, interval_s=2)
+    assert (job.status, job.error.code, job.error.message) == \
+        (JobStatus.FAILED, "E_NOT_CSV", "the file is not a CSV"), (job.status, job.error)
+    assert [m.attempt for m in queue.drain() if m.job_id == job.id] == [], "no attempt after it"
