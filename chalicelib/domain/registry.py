@@ -5,6 +5,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import math
 import re
 import typing
 from dataclasses import dataclass
@@ -76,13 +77,19 @@ class JobType:
         return model.model_dump(mode="json", by_alias=True, exclude_computed_fields=True)
 
     def stored_payload(self, model: BaseModel) -> Any:
-        """`dump_payload(model)`, checked to be what the worker reads back as `model`: parsed as
+        """`dump_payload(model)`, checked to be JSON and what the worker reads back as `model`: parsed as
         the worker parses it (`stored`), it dumps to itself again. Register refuses the models
         whose dump cannot read back (a serializer of their own...); this holds for any other (a
         type with a pydantic schema of its own). Raises InvalidPayloadError (`details`:
         `not_stored_as_given`) instead of a job that would fail `invalid_payload` in the worker,
         or whose handler would get another payload than the one submitted."""
         stored = self.dump_payload(model)
+        loc = _non_finite_at(stored)
+        if loc is not None:  # a float field takes them from Python (ctx.spawn); no JSON carries them
+            raise InvalidPayloadError(
+                f"payload is not valid for job type {self.name!r}: it holds NaN or Infinity, which JSON has no "
+                "form for (stored, it would read back as null)",
+                details=[{"loc": loc, "msg": "NaN or Infinity is not a JSON number", "type": "not_json"}])
         try:
             again = self.dump_payload(self.parse_payload(stored, stored=True))
         except InvalidPayloadError as exc:
@@ -406,11 +413,24 @@ def _names_taken(name: str, field: Any) -> set[str]:
 
 
 def _same_json(one: Any, other: Any) -> bool:
-    """Whether two JSON values are the same payload, NaN included (equal to itself here)."""
+    """Whether two JSON values are the same payload."""
     try:
         return json.dumps(one, sort_keys=True) == json.dumps(other, sort_keys=True)
     except (TypeError, ValueError):  # keys of several types: compared as they are
         return bool(one == other)
+
+
+def _non_finite_at(value: Any, loc: Optional[list[Any]] = None) -> Optional[list[Any]]:
+    """Where (a pydantic-style `loc`) the first NaN or Infinity in a JSON value is, else None."""
+    loc = [] if loc is None else loc
+    if isinstance(value, float) and not math.isfinite(value):
+        return loc
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _non_finite_at(item, [*loc, key])
+        if found is not None:
+            return found
+    return None
 
 
 def _secret_field(model: type[BaseModel]) -> Optional[str]:

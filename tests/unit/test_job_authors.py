@@ -448,6 +448,43 @@ def test_a_payload_its_model_does_not_read_back_as_stored_is_refused_at_submit(s
     assert store._jobs == {} and queue.drain() == []
 
 
+class Reading(BaseModel):
+    celsius: float
+    history: list[float] = []
+
+
+@pytest.mark.parametrize("payload, loc", [
+    ({"celsius": float("inf")}, ["celsius"]),
+    ({"celsius": 1.0, "history": [2.0, float("nan")]}, ["history", 1]),
+], ids=["infinity", "nan_in_a_list"])
+def test_a_spawned_payload_holding_nan_or_infinity_is_refused_at_the_call(store, queue, clock, payload, loc):
+    """POST /jobs refuses NaN and Infinity with the JSON that carries them (1e400 included); a
+    float field takes them from a handler's `ctx.spawn`, and the child was made, its payload
+    stored as null and failed `invalid_payload` in the worker. Refused at the call now, as docs/jobs.md
+    says of what POST /jobs would refuse, naming the value's place; no child made."""
+    from chalicelib.domain.errors import InvalidPayloadError
+
+    types, refused = JobTypeRegistry(), []
+    types.register("sensors.store", Reading)(lambda ctx, payload: payload.celsius)
+
+    @types.register("sensors.read", Empty, max_attempts=1)
+    def read(ctx, _):
+        try:
+            ctx.spawn("sensors.store", payload)
+        except InvalidPayloadError as exc:
+            refused.append(exc)
+        return "read"
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    lifecycle.submit(tenant="acme", user="ann", type="sensors.read", payload={})
+    (message,) = queue.drain()
+    parent = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(message)
+    assert parent.status == JobStatus.COMPLETED and parent.children == [], parent.children
+    assert [d["loc"] for d in refused[0].details] == [loc], refused and refused[0].details
+    assert "NaN or Infinity" in refused[0].with_fields()
+    assert queue.drain() == [] and len(store._jobs) == 1
+
+
 class CamelCase(BaseModel):
     model_config = ConfigDict(extra="forbid")
     user_id: str = Field(validation_alias="userId")  # camelCase input, the field's own name in Python
