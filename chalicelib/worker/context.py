@@ -78,8 +78,11 @@ class JobContext:
         spawn: Optional[Callable[..., Job]] = None,
         store_artifact: Optional[StoreArtifact] = None,
         cancel_poll_interval_s: float = CANCEL_POLL_INTERVAL_S,
+        on_poll_error: Callable[[Exception], None] = lambda exc: None,
     ) -> None:
+        """`on_poll_error`: told of a routine cancel poll the store did not answer."""
         self._reporter = reporter
+        self._on_poll_error = on_poll_error
         self._cancel_poll_interval_s = cancel_poll_interval_s
         self._spawn = spawn
         self._spawn_lock = threading.Lock()  # a handler may spawn from several threads
@@ -248,7 +251,13 @@ class JobContext:
         """True once a cancel was requested. Reads the store at most once per poll interval, and
         not at all while progress writes (which return the stored job) are fresher than that;
         `fresh=True` reads it now (before a step that cannot be undone, such as starting
-        another job)."""
+        another job).
+
+        A routine poll the store does not answer (StoreUnavailableError, botocore's retries
+        spent) answers what is known, no request, and is made again an interval later, as a
+        progress report the store does not take is kept for the next window: a moment's outage
+        does not fail the attempt. `fresh=True` raises it: the step it guards waits for an
+        answer."""
         if self._cancel_seen or self.job.cancel_requested:
             self._cancel_seen = True
             return True
@@ -256,7 +265,13 @@ class JobContext:
         fresh_at = max(self._last_cancel_check, self._reporter.last_write_at)
         if fresh or now - fresh_at >= self._cancel_poll_interval_s:
             self._last_cancel_check = now
-            stored = self._reload(self.job_id)
+            try:
+                stored = self._reload(self.job_id)
+            except StoreUnavailableError as exc:
+                if fresh:
+                    raise
+                self._on_poll_error(exc)
+                return self._cancel_seen
             self._cancel_seen = bool(stored is not None and stored.cancel_requested)
         return self._cancel_seen
 

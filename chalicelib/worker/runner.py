@@ -205,6 +205,7 @@ class JobRunner:
             store_artifact=functools.partial(self.artifacts.put, attempt=job.attempts)
             if self.artifacts is not None else None,
             cancel_poll_interval_s=max(CANCEL_POLL_INTERVAL_S, self._progress_interval_s),
+            on_poll_error=lambda exc: self._observe("cancel_poll_unanswered", job, {"reason": str(exc)}),
         )
 
     def _spawn(self, parent: Job, index: int, *, made: int, listed_at_claim: int, **request: Any) -> Job:

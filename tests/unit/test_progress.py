@@ -133,6 +133,40 @@ def test_a_progress_write_counts_as_a_cancel_check(setup):
     assert ctx.cancelled() is False and reads == ["j"]
 
 
+def test_a_cancel_poll_the_store_does_not_answer_answers_what_is_known_and_is_made_again(setup):
+    """A moment's outage does not fail the attempt through a routine `ctx.cancelled()`: the
+    poll answers what is known, the caller is told, and the store is asked again an interval
+    later. `fresh=True` guards a step that cannot be undone: it raises."""
+    from chalicelib.domain.errors import StoreUnavailableError
+    from chalicelib.worker.context import JobContext
+
+    reporter, clock, written = setup
+    answers = [StoreUnavailableError("the table did not answer"),
+               reporter.job.model_copy(update={"cancel_requested": True})]
+    told = []
+
+    def reload(job_id):
+        answer = answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    ctx = JobContext(reporter, reload=reload, clock=clock, deadline=clock.monotonic() + 60,
+                     cancel_poll_interval_s=2.0, on_poll_error=told.append)
+    clock.advance(2.0)
+    assert ctx.cancelled() is False and [str(e) for e in told] == ["the table did not answer"]
+    clock.advance(1.0)
+    with pytest.raises(StoreUnavailableError):
+        ctx.cancelled(fresh=True)
+    with pytest.raises(StoreUnavailableError):
+        ctx.check_cancelled(fresh=True)
+    answers.pop(0)
+    clock.advance(1.999)
+    assert ctx.cancelled() is False  # the interval since the last poll has not passed: no read
+    clock.advance(0.001)
+    assert ctx.cancelled() is True and len(told) == 1
+
+
 def test_a_cancel_request_once_seen_stays_seen_without_another_read(setup):
     """A handler may ask in more than one place (an inner and an outer loop): once
     `ctx.cancelled()` answered True it answers True again, and reads the store no more."""

@@ -584,6 +584,34 @@ def test_a_child_payload_at_the_depth_a_submit_may_have_is_spawned_and_a_deeper_
     assert store.get(caught.id, mark_gone=False).result == {"refused": "payload_too_deep"}
 
 
+def test_a_routine_cancel_poll_in_a_moments_outage_does_not_fail_the_attempt(store, queue, clock, types):
+    """The handler polls `ctx.cancelled()` while the table does not answer: the poll answers
+    what is known, the worker logs it, and the job completes with the handler's result, as it
+    does when a progress report meets the same outage."""
+    runner_clock, seen = ManualClock(), []
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    runner = JobRunner(lifecycle, types, clock=runner_clock, progress_interval_s=0,
+                       observe=lambda event, job, extra: seen.append((event, extra)))
+    get = store.get
+
+    def unanswered(*args, **kwargs):
+        raise StoreUnavailableError("the table did not answer")
+
+    @types.register("t.polls", Empty)
+    def polls(ctx, payload):
+        runner_clock.advance(CANCEL_POLL_INTERVAL_S)
+        store.get = unanswered
+        try:
+            return {"cancelled": ctx.cancelled()}
+        finally:
+            store.get = get
+
+    job = submit(lifecycle, "t.polls")
+    final = run_all(runner, queue)
+    assert final.id == job.id and final.status == JobStatus.COMPLETED and final.result == {"cancelled": False}
+    assert ("cancel_poll_unanswered", {"reason": "the table did not answer"}) in seen
+
+
 def test_an_outcome_the_store_did_not_take_is_retried_once_its_own_lease_ends(store, queue, clock, types):
     """The handler ran but its completion was not written (the table did not answer, every time
     it was written again within the worker's patience): the job is left running under the
