@@ -155,6 +155,12 @@ RECORD_PART_EXPIRY_S = RECORD_EXPIRY_SLACK_S + 24 * 3600
 # put back this far in the due index, so the jobs due after it are reached: a pass reads the
 # earliest due first, and a job that fails on every pass would otherwise hold its place for good.
 RECONCILE_RETRY_S = 300
+# A job failed while its dead-letter queue did not answer owes its letter: the attempt's message
+# parks it when it comes back, after the failed delivery's wait (at most 15 minutes) or, a dead
+# worker's, after the jobs queues' 90-minute visibility timeout. The job stays in the due index
+# this long, so a message that never comes back (purged, deleted by hand) still has its letter
+# parked, by the reconciler, once; one that came back first has cleared the mark by then.
+OWED_LETTER_WAIT_S = 2 * 3600
 # A reconciler pass takes no further job, letter or batch once its invocation has less than
 # this left (the function's timeout is 120 s): the rest wait for the next pass, and this one
 # still ends, records and logs what it did instead of being cut off in the middle.

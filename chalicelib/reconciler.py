@@ -17,7 +17,9 @@ Each pass, in this order:
    a job whose next attempt was sent `max_dispatches` times with none claimed fails
    `undeliverable` (the bound that holds whatever the dead-letter queues hold: step 1 reads
    only their oldest letters), unless its queue still holds a line its messages may be
-   waiting in (`backlogged`: looked at again in an hour, for at most the queue's retention).
+   waiting in (`backlogged`: looked at again in an hour, for at most the queue's retention);
+   a failed job still owing its dead letter OWED_LETTER_WAIT_S after it failed (the attempt's
+   message, which parks it, never came back) has it parked (`owed_letter_parked`).
 3. failed stream batches: a batch of the jobs table's stream that the change-stream function
    gave up on is read back from the stream and counted and published again, so its status
    events still reach subscribers and its changes are still counted (events/replay.py).
@@ -58,7 +60,7 @@ from chalicelib.ports import DeadLetter, JobMessage, QueueOperations, job_messag
 @dataclass
 class ReconcilePass:
     """What one pass did: counts per outcome (`released`, `redispatched`, `lease_expired`,
-    `dead_lettered`, `owed_letter_found`, `orphaned_letter_deleted`, `undeliverable`, `backlogged`, `raced`,
+    `dead_lettered`, `owed_letter_found`, `owed_letter_parked`, `orphaned_letter_deleted`, `undeliverable`, `backlogged`, `raced`,
     `stream_batch_replayed`, `stream_batch_unreadable`, `errors`, `out_of_time`), and the time it ran."""
 
     started_at: str

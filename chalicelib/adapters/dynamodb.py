@@ -11,7 +11,7 @@ Key design (one table, see docs/data-model.md):
     GSI by_type    gsi3pk=T#<tenant>#Y#<type>   gsi3sk=<created_at>#<id>   type filter
 
     GSI by_finished_day  gsi4pk=FIN#<yyyy-mm-dd>#<shard>  gsi4sk=<finished_at>#<id>   sparse: finished jobs only
-    GSI by_due           gsi5pk=DUE#<shard>               gsi5sk=<due_at>#<id>        sparse: unfinished jobs only
+    GSI by_due           gsi5pk=DUE#<shard>               gsi5sk=<due_at>#<id>        sparse: unfinished jobs, failed ones owing a letter
 
 by_finished_day lets clean-up find old finished jobs across tenants without a Scan: one
 Query per (day, shard) partition, oldest first. The shard (0-7, from the id) spreads a busy

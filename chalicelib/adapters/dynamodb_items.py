@@ -219,7 +219,7 @@ def job_to_item(job: Job) -> dict[str, Any]:
     }
     if job.finished_at:
         item["gsi4pk"], item["gsi4sk"] = finished_keys(job.id, job.finished_at)
-    if job.due_at and not job.status.is_terminal:
+    if job.due_at:
         item["gsi5pk"], item["gsi5sk"] = due_keys(job.id, job.due_at)
     for name, value in data.items():
         if name in JSON_FIELDS:

@@ -263,7 +263,7 @@ class InMemoryJobStore:
     def due(self, now: str, limit: int, after: Optional[str] = None) -> JobPage:
         places = sorted(
             (f"{j.due_at}#{j.id}", j) for j in self._jobs.values()
-            if j.due_at and not j.status.is_terminal and j.due_at <= now
+            if j.due_at and j.due_at <= now
         )
         rest = [(place, j) for place, j in places if after is None or place > after]
         page = rest[:limit]

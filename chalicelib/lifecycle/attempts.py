@@ -8,7 +8,7 @@ import random
 from datetime import datetime, timedelta
 from typing import Any, Callable, Optional
 
-from chalicelib.defaults import RACE_RETRIES
+from chalicelib.defaults import OWED_LETTER_WAIT_S, RACE_RETRIES
 from chalicelib.domain.errors import DeadLetterOwedError, NextAttemptUnsentError, QueueUnavailableError, StaleJobError
 from chalicelib.domain.job import Job, JobErrorInfo, Progress, isoformat
 from chalicelib.domain.progress import check_not_decreasing, clamp_percent, is_notable_change, progress_refusal
@@ -147,7 +147,10 @@ class Attempts(DeadLetters):
             # the letter is parked (the queue does not answer, the process dies), the attempt's
             # message parks it when it comes back (its delivery fails; a dead worker's message
             # reappears). Parked, the mark is cleared: one more write, for a failed job only.
-            failed = self._finish(current, JobStatus.FAILED, error=error, dead_letter_owed=current.attempts, **reported)
+            # Due meanwhile: a message that never comes back leaves the reconciler to park it.
+            owed_until = isoformat(self.clock() + timedelta(seconds=OWED_LETTER_WAIT_S))
+            failed = self._finish(current, JobStatus.FAILED, error=error, dead_letter_owed=current.attempts,
+                                  due_at=owed_until, **reported)
             try:
                 self._dead_letter(failed, failed.attempts)
             except QueueUnavailableError as exc:

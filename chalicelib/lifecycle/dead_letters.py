@@ -36,9 +36,10 @@ class DeadLetters(JobTransitions):
             return job
 
     def _clear_owed_mark(self, job: Job) -> Job:
-        """`job` with its owed dead letter settled (parked, or found on its DLQ). Raises
+        """`job` with its owed dead letter settled (parked, or found on its DLQ), out of the due
+        index the mark kept it in. Raises
         StaleJobError when the job changed since read, StoreUnavailableError."""
-        return self.store.apply(job, job.status, ChangeSet({"dead_letter_owed": REMOVE}))
+        return self.store.apply(job, job.status, ChangeSet({"dead_letter_owed": REMOVE, "due_at": REMOVE}))
 
     def _dead_letter(self, job: Job, attempt: int) -> None:
         """Park the message of `job`'s failed `attempt`, with the job's error as the reason.

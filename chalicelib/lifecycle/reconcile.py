@@ -18,7 +18,7 @@ from chalicelib.domain.job import Job, JobErrorInfo, isoformat, parse_time
 from chalicelib.domain.status import JobStatus
 from chalicelib.lifecycle.attempts import Attempts
 from chalicelib.lifecycle.transitions import start_message
-from chalicelib.ports import ChangeSet, JobMessage
+from chalicelib.ports import REMOVE, ChangeSet, JobMessage
 
 
 class ReconcileOutcome(str, Enum):
@@ -27,6 +27,7 @@ class ReconcileOutcome(str, Enum):
     LEASE_EXPIRED = "lease_expired"  # a running attempt outlived its lease: worker_lost
     DEAD_LETTERED = "dead_lettered"  # its message sits on a dead-letter queue: failed
     OWED_LETTER_FOUND = "owed_letter_found"  # a failed job's owed letter is on its DLQ: mark cleared
+    OWED_LETTER_PARKED = "owed_letter_parked"  # a failed job's owed letter, its message never back: parked
     UNDELIVERABLE = "undeliverable"  # sent max_dispatches times, never claimed: failed
     BACKLOGGED = "backlogged"  # sent max_dispatches times, its queue still has a line: looked at later
     SKIPPED = "skipped"  # nothing to do (finished meanwhile, not due)
@@ -45,12 +46,20 @@ class Reconciliation(Attempts):
         forever), unless `waiting(priority)` says its queue still holds messages no worker
         received (a backlog its messages may be waiting in: looked at again later, until its
         last message cannot be on the queue any more). A running job past its lease is failed
-        `worker_lost` and retried or failed by the usual rules. Raises StaleJobError when the
+        `worker_lost` and retried or failed by the usual rules. A failed job still owing its
+        dead letter OWED_LETTER_WAIT_S after it failed (the attempt's message, which parks it,
+        never came back: purged, deleted) has it parked. Raises StaleJobError when the
         job changed meanwhile, QueueUnavailableError when the message could not be sent (the
         job stays due)."""
         now = self.clock()
-        if job.status.is_terminal or job.due_at is None or parse_time(job.due_at) > now:
+        if job.due_at is None or parse_time(job.due_at) > now:
             return ReconcileOutcome.SKIPPED
+        if job.status.is_terminal:  # only a failed job owing its letter stays due
+            if job.dead_letter_owed is None:
+                self.store.apply(job, job.status, ChangeSet({"due_at": REMOVE}))
+                return ReconcileOutcome.SKIPPED
+            self.park_owed_letter(job)  # raises QueueUnavailableError: put back, tried again
+            return ReconcileOutcome.OWED_LETTER_PARKED
         if job.status == JobStatus.RUNNING:  # a running job is due when its lease ends (the claim sets both)
             error = JobErrorInfo(code="worker_lost",
                                  message=f"attempt {job.attempts} outlived its lease without finishing")

@@ -228,7 +228,8 @@ class JobStore(Protocol):
         Raises AttemptEndedError, JobNotFoundError (the parent does not exist)."""
 
     def due(self, now: str, limit: int, after: Optional[str] = None) -> JobPage:
-        """Up to `limit` unfinished jobs whose `due_at` is before `now` (an isoformat time),
+        """Up to `limit` jobs whose `due_at` is before `now` (an isoformat time: unfinished jobs,
+        and failed ones still owing their dead letter),
         earliest first (by due time, then id), from the sparse due index (never a Scan), each
         read as it is now. With `after`, the page's cursor: the jobs whose place in the index
         comes after the last one that page read, whatever was written to them since, so paging

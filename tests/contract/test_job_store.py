@@ -896,14 +896,21 @@ def test_a_claim_checked_result_written_again_as_nothing_reads_back_as_nothing(a
 
 
 def test_due_lists_unfinished_jobs_due_by_now_earliest_first(adapters):
+    """And a failed job still owing its dead letter: the lifecycle leaves a due time on no other
+    finished job."""
     now = "2026-01-01T12:00:00.000Z"
     late = make_job(1, due_at="2026-01-01T11:00:00.000Z")
     later = make_job(2, due_at="2026-01-01T11:30:00.000Z", payload=big())
     future = make_job(3, due_at="2026-01-01T13:00:00.000Z")
-    finished = make_job(4, status=JobStatus.COMPLETED, due_at="2026-01-01T10:00:00.000Z",
-                        finished_at="2026-01-01T10:00:00.000Z")
-    for job in (later, future, late, finished, make_job(5)):
+    finished = make_job(4, status=JobStatus.COMPLETED, finished_at="2026-01-01T10:00:00.000Z")
+    owing = make_job(6, status=JobStatus.FAILED, due_at="2026-01-01T11:45:00.000Z",
+                     finished_at="2026-01-01T09:45:00.000Z", dead_letter_owed=1)
+    for job in (later, future, late, finished, make_job(5), owing):
         adapters.store.create(job)
+    due = adapters.store.due(now, 10).jobs
+    assert [j.id for j in due] == [late.id, later.id, owing.id]
+    assert due[2].status == JobStatus.FAILED and due[2].dead_letter_owed == 1
+    adapters.store.apply(owing, JobStatus.FAILED, ChangeSet({"dead_letter_owed": REMOVE, "due_at": REMOVE}))
     due = adapters.store.due(now, 10).jobs
     assert [j.id for j in due] == [late.id, later.id]
     assert due[0] == late and due[1].payload == adapters.store.get_many([later.id])[later.id].payload

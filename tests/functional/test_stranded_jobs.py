@@ -1,11 +1,15 @@
-"""A job whose progress left its record (nearly) full still ends: on moto with the real adapters."""
+"""Jobs that nothing else would end or settle, ended by the reconciler: on moto with the real adapters."""
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from chalicelib import composition
-from chalicelib.defaults import LEASE_GRACE_S, MAX_EVENT_TEXT_CHARS, MAX_PROGRESS_MESSAGE_CHARS
-from chalicelib.domain.errors import ProgressRejectedError
+from chalicelib.defaults import LEASE_GRACE_S, MAX_EVENT_TEXT_CHARS, MAX_PROGRESS_MESSAGE_CHARS, OWED_LETTER_WAIT_S
+from chalicelib.domain.errors import DeadLetterOwedError, ProgressRejectedError, QueueUnavailableError
+from chalicelib.domain.job import JobErrorInfo
 from chalicelib.domain.status import JobStatus
 from chalicelib.lifecycle import JobLifecycle
 from chalicelib.ports import JobMessage
@@ -69,3 +73,35 @@ def test_a_running_job_whose_progress_filled_its_record_still_ends_when_its_leas
     )
     assert not [e for p in passes for e in p.errors if job.id in e], "ended in the first pass, without an error"
     assert after.progress.message == TEXT * (MAX_EVENT_TEXT_CHARS - 1) + "…"
+
+
+def test_a_dead_letter_owed_by_a_job_whose_message_was_then_lost_is_parked_by_the_reconciler(aws, monkeypatch):
+    """The job failed for good while its dead-letter queue did not answer: it reads `failed` and
+    owes its letter, which the attempt's message parks when it comes back. That message is lost
+    (a purge): the job stays in the due index, and the reconciler parks the letter once the
+    message had its time to come back, once, on moto with the real adapters."""
+    services = composition.container()
+    clock = Clock()
+    lifecycle = JobLifecycle(services.store, services.queue, services.registry, clock=clock)
+    job = lifecycle.submit(tenant="acme", user="ann", type="demo.steps", payload=STEPS)
+    running = lifecycle.claim(JobMessage(job.id, 1, tenant=job.tenant, timeout_s=job.timeout_s)).job
+
+    def refused(*args, **kwargs):
+        raise QueueUnavailableError("could not dead-letter: the queue did not answer")
+
+    with monkeypatch.context() as down:
+        down.setattr(services.queue, "dead_letter", refused)
+        with pytest.raises(DeadLetterOwedError):
+            lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=False)
+    aws["sqs"].purge_queue(QueueUrl=aws["jobs_url"])  # the attempt's message is lost
+
+    reconciler = Reconciler(lifecycle, services.queue_operations)
+    assert reconciler.run_pass().counts == {}
+    clock.advance(OWED_LETTER_WAIT_S + 1)
+    assert reconciler.run_pass().counts == {"owed_letter_parked": 1}
+    letters = aws["sqs"].receive_message(QueueUrl=aws["dlq_url"], MaxNumberOfMessages=10).get("Messages", [])
+    assert [json.loads(m["Body"])["job_id"] for m in letters] == [job.id]
+    after = services.store.get(job.id, mark_gone=False)
+    assert after.status == JobStatus.FAILED and after.dead_letter_owed is None and after.due_at is None
+    clock.advance(OWED_LETTER_WAIT_S + 1)
+    assert reconciler.run_pass().counts == {}, "parked once: the job left the due index"

@@ -57,10 +57,12 @@ def check_write(old: Optional[Job], new: Job) -> None:
 
 def check_at_rest(job: Job) -> None:
     """A stored job between writes: a running one has a lease and a due time, any unfinished one
-    a due time (something will look at it), a finished one neither and a finish time."""
+    a due time (something will look at it), a finished one neither and a finish time, but a
+    failed one still owing its dead letter a due time (the reconciler parks it then)."""
     if job.status == JobStatus.RUNNING:
         assert job.lease_expires_at is not None and job.due_at is not None, job
     if not job.status.is_terminal:
         assert job.due_at is not None, f"{job.id} is {job.status.value} with nothing to reconcile it"
     else:
-        assert job.finished_at is not None and job.lease_expires_at is None and job.due_at is None, job
+        assert job.finished_at is not None and job.lease_expires_at is None, job
+        assert (job.due_at is not None) == (job.dead_letter_owed is not None), job

@@ -330,6 +330,10 @@ class PipelineModel(SimulatedJobsQueue, RuleBasedStateMachine):
         waiting = {j.id: j.status.value for j in self.store._jobs.values()
                    if not j.status.is_terminal and not (j.not_before and parse_time(j.not_before) > self.clock.now)}
         assert not waiting, f"still unfinished after {SETTLE_ROUNDS} rounds of workers and reconciler: {waiting}"
+        parked = {(message.job_id, message.attempt) for message, _ in self.queue.dead if message is not None}
+        owed = {j.id: j.dead_letter_owed for j in self.store._jobs.values()
+                if j.dead_letter_owed is not None and (j.id, j.dead_letter_owed) not in parked}
+        assert not owed, f"failed jobs whose dead letter was never parked: {owed}"
         self.writes_follow_the_table()
         while self.position < len(self.stream):
             self.deliver_stream(100)

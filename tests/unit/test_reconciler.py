@@ -17,7 +17,9 @@ from chalicelib.defaults import (
     MAX_DISPATCH_BACKOFF_S,
     MAX_DISPATCHES,
     MAX_SCHEDULE_S,
+    OWED_LETTER_WAIT_S,
     RECONCILE_PASS_MARGIN_S,
+    RECONCILE_RETRY_S,
     SQS_MAX_DELAY_S,
 )
 from chalicelib.ports import JobMessage
@@ -600,3 +602,50 @@ def test_a_scheduled_job_waits_in_a_backlog_for_the_queue_retention_counted_from
     assert store.get(job.id, mark_gone=False).status == JobStatus.QUEUED
     clock.advance((kept_until - clock.now).total_seconds())
     assert reconciler.run_pass().counts == {"undeliverable": 1}
+
+
+def test_an_owed_letter_whose_message_was_lost_is_parked_by_the_reconciler(lifecycle, queue, clock, reconciler,
+                                                                            store):
+    """The job failed while its dead-letter queue did not answer: it owes its letter, which the
+    attempt's message parks when it comes back. That message is then lost too (a purge, a
+    delete by hand): nothing would ever park the letter, and GET /api/system/dlq and a redrive
+    would never show the failure. The reconciler parks it once the message had its time to come
+    back, once."""
+    job = submit(lifecycle)
+    fail_owing_its_letter(lifecycle, queue)
+    queue.drain()  # the attempt's message, delivered again, is lost meanwhile
+    assert reconciler.run_pass().counts == {}, "the message may still come back to park it"
+    clock.advance(OWED_LETTER_WAIT_S + 1)
+    assert reconciler.run_pass().counts == {"owed_letter_parked": 1}
+    assert [m for m, _ in queue.dead] == [JobMessage(job.id, 1)]
+    stored = store.get(job.id, mark_gone=False)
+    assert stored.status == JobStatus.FAILED and stored.dead_letter_owed is None and stored.due_at is None
+    clock.advance(OWED_LETTER_WAIT_S + 1)
+    assert reconciler.run_pass().counts == {} and len(queue.dead) == 1, "parked once"
+
+
+def test_an_owed_letter_the_dead_letter_queue_still_refuses_is_tried_again(lifecycle, queue, clock, reconciler,
+                                                                           store):
+    job = submit(lifecycle)
+    fail_owing_its_letter(lifecycle, queue)
+    queue.drain()
+    clock.advance(OWED_LETTER_WAIT_S + 1)
+    queue.fail_sends = True
+    assert reconciler.run_pass().counts == {"errors": 1}
+    queue.fail_sends = False
+    assert store.get(job.id, mark_gone=False).dead_letter_owed == 1
+    clock.advance(RECONCILE_RETRY_S + 1)
+    assert reconciler.run_pass().counts == {"owed_letter_parked": 1}
+    assert [m for m, _ in queue.dead] == [JobMessage(job.id, 1)]
+
+
+def test_an_owed_letter_its_message_parked_leaves_nothing_for_the_reconciler(lifecycle, queue, clock, reconciler,
+                                                                             store):
+    job = submit(lifecycle)
+    fail_owing_its_letter(lifecycle, queue)
+    # the attempt's message, delivered again: the claim finds the job failed and parks its letter
+    assert lifecycle.claim(JobMessage(job.id, 1)).outcome == ClaimOutcome.SKIP
+    clock.advance(OWED_LETTER_WAIT_S + 1)
+    assert reconciler.run_pass().counts == {}
+    assert [m for m, _ in queue.dead] == [JobMessage(job.id, 1)]
+    assert store.get(job.id, mark_gone=False).due_at is None
