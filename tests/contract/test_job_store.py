@@ -454,6 +454,11 @@ def test_a_record_filled_by_progress_refuses_what_does_not_fit_until_its_message
         store.apply(job, JobStatus.RUNNING, lost)
     stored = store.get(job.id, mark_gone=False)
     assert stored.status == JobStatus.RUNNING and stored.version == job.version
+    # a write of the job alone (one UpdateItem: the reconciler failing a retrying job) is refused whole too
+    with pytest.raises(RecordTooLargeError):
+        store.apply(job, JobStatus.RUNNING, ChangeSet({"status": JobStatus.FAILED, "error": error,
+                                                      "finished_at": "2026-01-01T00:02:00.000Z"}))
+    assert store.get(job.id, mark_gone=False) == stored, "nothing of a refused write is stored"
     with pytest.raises(StaleJobError):
         store.cut_progress_message(job.model_copy(update={"version": job.version - 1}), JobStatus.RUNNING, 10)
     cut = store.cut_progress_message(job, JobStatus.RUNNING, 10)

@@ -105,3 +105,54 @@ def test_a_dead_letter_owed_by_a_job_whose_message_was_then_lost_is_parked_by_th
     assert after.status == JobStatus.FAILED and after.dead_letter_owed is None and after.due_at is None
     clock.advance(OWED_LETTER_WAIT_S + 1)
     assert reconciler.run_pass().counts == {}, "parked once: the job left the due index"
+
+
+def test_a_retrying_job_whose_record_is_full_is_still_sent_again_and_ended(aws):
+    """A worker died on a job whose progress left its record as full as the `worker_lost` write
+    still fits in, progress message kept whole: the job is retrying with a few bytes to spare.
+    Its next attempt's message is then lost. Each write the reconciler makes to it (the resend,
+    another resend, and failing it `dead_lettered` when its letter turns up) still lands: none
+    may leave it retrying for good."""
+    services = composition.container()
+    clock = Clock()
+    lifecycle = JobLifecycle(services.store, services.queue, services.registry, clock=clock)
+
+    def retrying_job(length):
+        """A job whose worker died after reporting `length` characters, and whether its
+        `worker_lost` write kept the message whole (None: the report itself was refused)."""
+        job = lifecycle.submit(tenant="acme", user="ann", type="demo.steps", payload=STEPS)
+        job = lifecycle.claim(JobMessage(job.id, 1, tenant=job.tenant, timeout_s=job.timeout_s)).job
+        try:
+            lifecycle.report_progress(job, 50, message=TEXT * length)
+        except ProgressRejectedError:
+            return job, None
+        clock.advance(job.timeout_s + LEASE_GRACE_S + 1)
+        lifecycle.reconcile(services.store.get(job.id, mark_gone=False))
+        after = services.store.get(job.id, mark_gone=False)
+        assert after.status == JobStatus.RETRYING, after.status
+        return after, after.progress.message == TEXT * length
+
+    whole, cut = 0, MAX_PROGRESS_MESSAGE_CHARS + 1
+    while cut - whole > 1:
+        length = (whole + cut) // 2
+        if retrying_job(length)[1]:
+            whole = length
+        else:
+            cut = length
+    job, kept = retrying_job(whole)
+    assert kept and whole > 100_000, "the worker_lost write fits beside this much progress"
+    aws["sqs"].purge_queue(QueueUrl=aws["jobs_url"])  # the next attempt's message is lost
+
+    reconciler = Reconciler(lifecycle, services.queue_operations)
+    for resend in (1, 2):
+        clock.advance(3600)
+        result = reconciler.run_pass()
+        assert not [e for e in result.errors if job.id in e], result.errors
+        after = services.store.get(job.id, mark_gone=False)
+        assert after.status == JobStatus.RETRYING and after.dispatches == 1 + resend
+    aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=json.dumps(JobMessage(job.id, 2).to_body()))
+    result = reconciler.run_pass()
+    assert not [e for e in result.errors if job.id in e], result.errors
+    after = services.store.get(job.id, mark_gone=False)
+    assert after.status == JobStatus.FAILED and after.error.code == "dead_lettered", after.error
+    assert after.progress.message == TEXT * (MAX_EVENT_TEXT_CHARS - 1) + "…", "room made by cutting the message"
