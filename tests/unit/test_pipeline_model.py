@@ -2,14 +2,17 @@
 (keyed or not, each priority, started now, later or beyond SQS's delay), deliveries run by the
 real JobRunner whose handler follows a script (progress, a cancel or its lease lapsing while it
 runs, then it returns, fails, raises, times out or its process dies), duplicate and lost
-messages, cancels, reconciler passes, time passing, and the jobs table's stream read by the real
+messages, cancels, reconciler passes, time passing, the jobs queues and the jobs table not
+answering (the table also going away while a handler runs, back or not by the worker's first
+wait for its outcome), and the jobs table's stream read by the real
 StreamConsumer while the bus fails now and then (a batch retried, then given up on and replayed
 by the reconciler from StreamFailureQueue), over the in-memory adapters.
 
 After every step: each write follows the table (one version at a time, progress never lower
 within an attempt), and every published event is the one of a stream write, the same each time
 it is published again, and a job's distinct status events chain one status to the next. Once
-the faults stop and time passes, every job has finished or waits for its start, and, the
+the faults stop and time passes, every job has finished or waits for its start, no failed job
+owes its dead letter, and, the
 stream drained, each status change was published as exactly one event (by id: a stream batch
 retried or replayed publishes its events again under the same ids, which subscribers drop, as
 docs/events.md says) and counted once.
@@ -40,6 +43,7 @@ from chalicelib.domain.errors import (
     JobAlreadyFinishedError,
     JobTimeoutError,
     QueueUnavailableError,
+    StoreUnavailableError,
 )
 from chalicelib.domain.events import STATUS_CHANGED, event_id_for
 from chalicelib.domain.job import parse_time
@@ -65,7 +69,7 @@ STREAM_TRIES = 3  # deliveries of a failing stream batch before the mapping give
 SETTLE_ROUNDS = 40
 
 # What a handler does before it ends, and how it ends.
-STEPS = ("progress", "progress", "check_cancel", "cancel", "lease_lapses")
+STEPS = ("progress", "progress", "check_cancel", "cancel", "lease_lapses", "store_blip", "store_down")
 ENDS = ("return", "return", "return", "fail_job", "raise", "fatal", "timeout", "crash")
 
 
@@ -78,6 +82,32 @@ class Scripted(BaseModel):
     n: int = 0
 
 
+class OutageStore(InMemoryJobStore):
+    """The in-memory store, down while `down`: each call refused (StoreUnavailableError) before
+    it reads or writes anything, as a throttled or unreachable table's are past botocore's tries."""
+
+    down = False
+
+    def __getattribute__(self, name: str) -> Any:
+        value = super().__getattribute__(name)
+        if not name.startswith("_") and callable(value) and super().__getattribute__("down"):
+            def refused(*args: Any, **kwargs: Any) -> Any:
+                raise StoreUnavailableError(f"the store does not answer ({name})")
+            return refused
+        return value
+
+
+class OutageTime(ModelTime):
+    """The model's time, where the worker's wait for a store that does not answer passes."""
+
+    def __init__(self, now: Any, advance: Any) -> None:
+        super().__init__(now)
+        self._advance = advance
+
+    def sleep(self, seconds: float) -> None:
+        self._advance(seconds)
+
+
 class PipelineModel(SimulatedJobsQueue, RuleBasedStateMachine):
     @initialize()
     def start(self) -> None:
@@ -85,13 +115,15 @@ class PipelineModel(SimulatedJobsQueue, RuleBasedStateMachine):
         self.stream: list[dict[str, Any]] = []
         self.change_stream = InMemoryChangeStream(STREAM_ARN)
         self.change_stream._records = self.stream  # the table's stream is what the store wrote
-        self.store = InMemoryJobStore()
+        self.store = OutageStore()
         self.store._jobs = RecordingJobs(self.stream, clock=self.now)
         self.queue = InMemoryJobQueue()
         registry = JobTypeRegistry()
         registry.register(JOB_TYPE, Scripted, max_attempts=3, timeout_s=TIMEOUT_S)(self.handler)
         self.lifecycle = JobLifecycle(self.store, self.queue, registry, clock=self.clock)
-        self.runner = JobRunner(self.lifecycle, registry, clock=ModelTime(self.now), progress_interval_s=0)
+        self.store_back_on_wait = False
+        self.runner = JobRunner(self.lifecycle, registry, clock=OutageTime(self.now, self.worker_waits),
+                                progress_interval_s=0)
         self.publisher = InMemoryEventPublisher()
         self.stats = InMemoryStatsStore()
         self.consumer = StreamConsumer(job_change, self.publisher, self.stats)
@@ -126,6 +158,9 @@ class PipelineModel(SimulatedJobsQueue, RuleBasedStateMachine):
                     return None
             elif step == "cancel":
                 self.cancel_job(ctx.job_id)
+            elif step in ("store_blip", "store_down"):  # the store stops answering as the handler runs on
+                self.store.down = True
+                self.store_back_on_wait = step == "store_blip"  # back by the worker's first wait
             elif step == "lease_lapses":  # the handler runs on past its lease; the reconciler ends the attempt
                 self.clock.advance(TIMEOUT_S + LEASE_GRACE_S + 1)
                 self.reconcile()
@@ -142,11 +177,17 @@ class PipelineModel(SimulatedJobsQueue, RuleBasedStateMachine):
                 raise ProcessDied()
         return {"attempt": ctx.attempt}
 
+    def worker_waits(self, seconds: float) -> None:
+        """The worker waits for a store that did not take an outcome: time passes, and a blip ends."""
+        self.clock.advance(seconds)
+        if self.store_back_on_wait:
+            self.store.down = self.store_back_on_wait = False
+
     def cancel_job(self, job_id: str) -> None:
         try:
-            self.lifecycle.cancel(self.store.get(job_id, mark_gone=False).tenant, job_id)
-        except JobAlreadyFinishedError:
-            pass
+            self.lifecycle.cancel(self.store._jobs[job_id].tenant, job_id)
+        except (JobAlreadyFinishedError, StoreUnavailableError):
+            pass  # 409, or 503: the caller asks again
         self.collect_sent()
 
     def run(self, message: Message, script: list[str], time_left_s: Optional[float] = None) -> None:
@@ -162,7 +203,7 @@ class PipelineModel(SimulatedJobsQueue, RuleBasedStateMachine):
             message.visible_at = self.now() + (deferred.retry_after_s or REDELIVERY_S)
         except ProcessDied:
             event("process died")  # nothing answers for it: it comes back after the visibility timeout
-        except QueueUnavailableError as exc:  # a send or its owed dead letter failed: delivered again soon
+        except (QueueUnavailableError, StoreUnavailableError) as exc:  # a send, a letter or a write failed: again soon
             event(f"delivery failed: {type(exc).__name__}")
             message.visible_at = self.now() + REDELIVERY_S
         else:
@@ -205,6 +246,9 @@ class PipelineModel(SimulatedJobsQueue, RuleBasedStateMachine):
         try:
             job = self.lifecycle.submit(tenant=tenant, user="ann", job_id=f"job-{len(self.jobs):03d}",
                                         idempotency_key=key, **request)
+        except StoreUnavailableError:  # 503: nothing written, the client submits again
+            assert len(self.stream) == written, "a submission the store refused wrote something"
+            return
         except IdempotencyConflictError:
             assert first is not None and first[0] != request
             assert len(self.stream) == written, "a refused submission wrote something"
@@ -252,6 +296,10 @@ class PipelineModel(SimulatedJobsQueue, RuleBasedStateMachine):
     @rule(down=st.booleans())
     def queue_outage(self, down: bool) -> None:
         self.queue.fail_sends = down
+
+    @rule(down=st.booleans())
+    def store_outage(self, down: bool) -> None:
+        self.store.down = down
 
     @rule(size=st.integers(1, 6))
     def stream_delivers(self, size: int) -> None:
@@ -320,6 +368,7 @@ class PipelineModel(SimulatedJobsQueue, RuleBasedStateMachine):
         if not hasattr(self, "store"):
             return
         self.queue.fail_sends = False
+        self.store.down = False
         self.publisher.fail_next = 0
         for _ in range(SETTLE_ROUNDS):
             for message in self.visible():
