@@ -5,7 +5,7 @@ runs, then it returns, fails, raises, times out or its process dies), duplicate 
 messages, cancels, reconciler passes, time passing, the jobs queues and the jobs table not
 answering (the table also going away while a handler runs, back or not by the worker's first
 wait for its outcome), and the jobs table's stream read by the real
-StreamConsumer while the bus fails now and then (a batch retried, then given up on and replayed
+StreamConsumer while the bus and the stats table fail now and then (a batch retried, then given up on and replayed
 by the reconciler from StreamFailureQueue), over the in-memory adapters.
 
 After every step: each write follows the table (one version at a time, progress never lower
@@ -97,6 +97,17 @@ class OutageStore(InMemoryJobStore):
         return value
 
 
+class OutageStats(InMemoryStatsStore):
+    """The stats table, refusing a batch's counts whole while `down`."""
+
+    down = False
+
+    def record_batch(self, deltas: Any) -> int:
+        if self.down:
+            raise StoreUnavailableError("the stats table does not answer")
+        return super().record_batch(deltas)
+
+
 class OutageTime(ModelTime):
     """The model's time, where the worker's wait for a store that does not answer passes."""
 
@@ -125,7 +136,7 @@ class PipelineModel(SimulatedJobsQueue, RuleBasedStateMachine):
         self.runner = JobRunner(self.lifecycle, registry, clock=OutageTime(self.now, self.worker_waits),
                                 progress_interval_s=0)
         self.publisher = InMemoryEventPublisher()
-        self.stats = InMemoryStatsStore()
+        self.stats = OutageStats()
         self.consumer = StreamConsumer(job_change, self.publisher, self.stats)
         self.failed_batches = InMemoryFailedStreamBatches(clock=self.now)
         self.reconciler = Reconciler(self.lifecycle, InMemoryQueueOperations(self.queue),
@@ -217,7 +228,11 @@ class PipelineModel(SimulatedJobsQueue, RuleBasedStateMachine):
         batch = self.stream[self.position:self.position + size]
         if not batch:
             return
-        if self.consumer.consume(batch) is None:
+        try:
+            published = self.consumer.consume(batch) is None
+        except StoreUnavailableError:  # its events went out; its counts did not: the batch fails
+            published = False
+        if published:
             self.position += len(batch)
             self.tries = 0
             return
@@ -301,6 +316,10 @@ class PipelineModel(SimulatedJobsQueue, RuleBasedStateMachine):
     def store_outage(self, down: bool) -> None:
         self.store.down = down
 
+    @rule(down=st.booleans())
+    def stats_outage(self, down: bool) -> None:
+        self.stats.down = down
+
     @rule(size=st.integers(1, 6))
     def stream_delivers(self, size: int) -> None:
         self.deliver_stream(size)
@@ -369,6 +388,7 @@ class PipelineModel(SimulatedJobsQueue, RuleBasedStateMachine):
             return
         self.queue.fail_sends = False
         self.store.down = False
+        self.stats.down = False
         self.publisher.fail_next = 0
         for _ in range(SETTLE_ROUNDS):
             for message in self.visible():
