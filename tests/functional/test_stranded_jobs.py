@@ -156,3 +156,22 @@ def test_a_retrying_job_whose_record_is_full_is_still_sent_again_and_ended(aws):
     after = services.store.get(job.id, mark_gone=False)
     assert after.status == JobStatus.FAILED and after.error.code == "dead_lettered", after.error
     assert after.progress.message == TEXT * (MAX_EVENT_TEXT_CHARS - 1) + "…", "room made by cutting the message"
+
+
+def test_a_pass_takes_every_due_job_page_after_page_over_the_sharded_index(aws):
+    """More jobs are due than one page holds, spread over the index's shards: one pass pages
+    through all of them, each resent once, and the next pass finds none due."""
+    services = composition.container()
+    clock = Clock()
+    lifecycle = JobLifecycle(services.store, services.queue, services.registry, clock=clock)
+    jobs = [lifecycle.submit(tenant="acme", user="ann", type="demo.steps", payload=STEPS) for _ in range(11)]
+    aws["sqs"].purge_queue(QueueUrl=aws["jobs_url"])
+    clock.advance(3600)
+
+    reconciler = Reconciler(lifecycle, services.queue_operations, due_page=3)
+    assert reconciler.run_pass().counts == {"redispatched": 11}
+    assert reconciler.run_pass().counts == {}
+    sent = []
+    for _ in range(5):
+        sent += aws["sqs"].receive_message(QueueUrl=aws["jobs_url"], MaxNumberOfMessages=10).get("Messages", [])
+    assert sorted(json.loads(m["Body"])["job_id"] for m in sent) == sorted(j.id for j in jobs)

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from chalicelib.defaults import (
+    DISPATCH_GRACE_S,
     DUE_PAGE,
     MAX_EVENT_TEXT_CHARS,
     MAX_PROGRESS_MESSAGE_CHARS,
@@ -237,3 +238,78 @@ def test_a_job_whose_action_and_put_back_both_fail_is_passed_by_not_read_again(l
     result = Reconciler(lifecycle, None, due_page=1).run_pass(time_left_s=time_left)
     assert result.counts == {"errors": 2, "redispatched": 1}
     assert store.get(lost.id, mark_gone=False).dispatches == 2
+
+
+class _DiesOnSend(BaseException):
+    """Not a failure the pass catches as a job's: its process ends (its function timed out)."""
+
+
+def _lost_jobs(lifecycle, queue, clock, n):
+    jobs = [submit(lifecycle) for _ in range(n)]
+    queue.drain()  # every message lost
+    clock.advance(DISPATCH_GRACE_S + 1)
+    return jobs
+
+
+def test_a_pass_whose_page_read_fails_midway_leaves_the_rest_to_the_next_pass(lifecycle, queue, clock, store,
+                                                                               monkeypatch):
+    """Its first page acted on, the store does not answer the second: the pass ends with the
+    error, and the next pass takes every job still due, none twice."""
+    jobs = _lost_jobs(lifecycle, queue, clock, 5)
+    real, reads = store.due, []
+
+    def due(*args, **kwargs):
+        reads.append(args)
+        if len(reads) == 2:
+            raise StoreUnavailableError("could not read the due jobs")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "due", due)
+    first = Reconciler(lifecycle, None, due_page=2).run_pass()
+    assert first.counts == {"redispatched": 2, "errors": 1}
+    assert Reconciler(lifecycle, None, due_page=2).run_pass().counts == {"redispatched": 3}
+    assert sorted(m.job_id for m in queue.drain()) == sorted(j.id for j in jobs), "each sent once"
+
+
+def test_a_pass_that_dies_between_a_resend_written_and_sent_leaves_that_job_due_again(lifecycle, queue, clock,
+                                                                                      store, monkeypatch):
+    """The pass's process ends after writing a job's resend and before sending it (the write
+    comes first, so two passes send one message): nothing more of that pass happens. The job is
+    due again one doubled grace on, and that pass sends it; the other jobs are taken by the
+    next pass."""
+    jobs = _lost_jobs(lifecycle, queue, clock, 3)
+    real = queue.send
+
+    def dies(*args, **kwargs):
+        raise _DiesOnSend()
+
+    monkeypatch.setattr(queue, "send", dies)
+    with pytest.raises(_DiesOnSend):
+        Reconciler(lifecycle, None).run_pass()
+    monkeypatch.setattr(queue, "send", real)
+    assert Reconciler(lifecycle, None).run_pass().counts == {"redispatched": 2}
+    sent = queue.drain()
+    unsent = {j.id for j in jobs} - {m.job_id for m in sent}
+    assert len(unsent) == 1
+    for message in sent:  # workers take the two sent
+        assert lifecycle.claim(message).job.status == JobStatus.RUNNING
+    clock.advance(2 * DISPATCH_GRACE_S + 1)
+    assert Reconciler(lifecycle, None).run_pass().counts == {"redispatched": 1}
+    assert [m.job_id for m in queue.drain()] == list(unsent)
+
+
+def test_a_resend_that_fails_twice_in_a_row_is_sent_by_the_third_pass_due(lifecycle, queue, clock, store):
+    """The queue refuses the reconciler's resend of a lost message, and again at the job's next
+    due time: each failure is an error of its pass, the job stays due (its wait doubling), and
+    once the queue answers the job's message goes out and a worker claims it."""
+    [job] = _lost_jobs(lifecycle, queue, clock, 1)
+    reconciler = Reconciler(lifecycle, None)
+    queue.fail_sends = True
+    assert reconciler.run_pass().counts == {"errors": 1}
+    clock.advance(2 * DISPATCH_GRACE_S + 1)
+    assert reconciler.run_pass().counts == {"errors": 1}
+    queue.fail_sends = False
+    clock.advance(4 * DISPATCH_GRACE_S + 1)
+    assert reconciler.run_pass().counts == {"redispatched": 1}
+    assert lifecycle.claim(queue.drain()[0]).job.status == JobStatus.RUNNING
+    assert store.get(job.id, mark_gone=False).due_at is not None
