@@ -247,3 +247,21 @@ def test_a_keyed_task_start_answers_the_task_it_made_and_inline_refuses_the_key(
     inline = TaskRuns(never, lambda: lifecycle, inline=True)
     with pytest.raises(InvalidRequestError, match="USE_TASK_QUEUE=false"):
         inline.start("health_check", {}, user="ops", idempotency_key="k2", control=TaskControl)
+
+
+def test_a_rerun_whose_message_was_not_sent_is_sent_by_the_reconciler_and_runs(lifecycle, store, queue, clock):
+    """The queue does not take the rerun's first message: the rerun is stored queued with its due
+    time all the same (answered 202), and the reconciler sends it once it is due."""
+    from chalicelib.adapters.memory import InMemoryQueueOperations
+    from chalicelib.defaults import DISPATCH_GRACE_S
+    from chalicelib.reconciler import Reconciler
+
+    original = failed_job(lifecycle)
+    queue.drain()
+    queue.fail_sends = True
+    again = lifecycle.rerun(tenant="acme", user="bob", job_id=original.id)
+    queue.fail_sends = False
+    assert again.status == JobStatus.QUEUED and queue.drain() == []
+    clock.advance(DISPATCH_GRACE_S + 1)
+    assert Reconciler(lifecycle, InMemoryQueueOperations(queue)).run_pass().counts == {"redispatched": 1}
+    assert lifecycle.claim(queue.drain()[0]).job.id == again.id

@@ -352,6 +352,42 @@ def test_a_parent_whose_cancel_was_requested_spawns_no_child(store, queue, clock
     assert store.get(child_job_id(parent.id, 1, 2), mark_gone=False) is None
 
 
+def test_a_child_whose_first_message_was_not_sent_runs_after_its_parent_was_canceled(store, queue, clock):
+    """A fan-out spawns a child while the queue does not answer (the child is stored, its first
+    message unsent), and the user then cancels the fan-out, which ends canceled. The child is
+    no part of the cancel: the reconciler sends its message once it is due and it completes."""
+    from chalicelib.adapters.memory import InMemoryQueueOperations
+    from chalicelib.defaults import DISPATCH_GRACE_S
+    from chalicelib.reconciler import Reconciler
+
+    registry = JobTypeRegistry()
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+    spawned = []
+
+    @registry.register("t.child", Empty)
+    def child(ctx, payload):
+        return {"child": True}
+
+    @registry.register("t.fanout", Empty)
+    def fanout(ctx, payload):
+        queue.fail_sends = True
+        spawned.append(ctx.spawn("t.child", {}))
+        queue.fail_sends = False
+        lifecycle.cancel("acme", ctx.job_id)
+        ctx.check_cancelled(fresh=True)
+        return {"spawned": len(spawned)}
+
+    submit(lifecycle, "t.fanout")
+    runner = JobRunner(lifecycle, registry, clock=SystemClock(), progress_interval_s=0)
+    parent = runner.run(queue.drain()[0])
+    assert parent.status == JobStatus.CANCELED and parent.children == spawned
+    assert queue.drain() == [], "the child's first message was not sent"
+    clock.advance(DISPATCH_GRACE_S + 1)
+    assert Reconciler(lifecycle, InMemoryQueueOperations(queue)).run_pass().counts == {"redispatched": 1}
+    final = run_all(runner, queue)
+    assert final.id == spawned[0] and final.status == JobStatus.COMPLETED and final.result == {"child": True}
+
+
 def test_children_spawned_from_several_threads_are_each_made_once(store, queue, clock):
     """A handler fans out from a thread pool: every ctx.spawn makes its own child (each call
     takes its own index, which names the child), none replays another's."""

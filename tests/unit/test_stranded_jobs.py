@@ -2,6 +2,7 @@
 hold back the jobs due after it, and a record its progress filled still takes its outcome."""
 from __future__ import annotations
 
+from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -313,3 +314,30 @@ def test_a_resend_that_fails_twice_in_a_row_is_sent_by_the_third_pass_due(lifecy
     assert reconciler.run_pass().counts == {"redispatched": 1}
     assert lifecycle.claim(queue.drain()[0]).job.status == JobStatus.RUNNING
     assert store.get(job.id, mark_gone=False).due_at is not None
+
+
+def test_a_worker_whose_clock_is_behind_defers_a_retry_until_its_start_and_then_runs_it(store, queue, clock):
+    """The retry's start was written on a clock 90 s ahead of the worker's (the reconciler's, or
+    another worker's): the worker's claim, on its own clock, finds the start not reached and
+    defers the message for the difference, not for good; delivered then, it runs the attempt."""
+    from chalicelib.job_types import build_registry
+    from chalicelib.lifecycle import ClaimOutcome, JobLifecycle
+    from tests.unit.conftest import FakeClock
+
+    registry = build_registry(demo_types=True)
+    ahead = JobLifecycle(store, queue, registry, clock=clock)
+    behind_clock = FakeClock()
+    behind_clock.now = clock.now - timedelta(seconds=90)
+    behind = JobLifecycle(store, queue, registry, clock=behind_clock)
+    job = submit(ahead)
+    running = ahead.claim(queue.drain()[0]).job
+    ahead.fail_attempt(running, JobErrorInfo(code="boom", message="x"), retryable=True)
+    [retry] = queue.drain()
+    for _ in range(3):  # the message comes back as often as the claim asks
+        claim = behind.claim(retry)
+        if claim.outcome != ClaimOutcome.DEFER:
+            break
+        assert 0 < claim.retry_after_s <= 90 + 900, claim
+        clock.advance(claim.retry_after_s)
+        behind_clock.advance(claim.retry_after_s)
+    assert claim.outcome == ClaimOutcome.RUN and store.get(job.id, mark_gone=False).attempts == 2
