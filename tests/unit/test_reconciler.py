@@ -649,3 +649,27 @@ def test_an_owed_letter_its_message_parked_leaves_nothing_for_the_reconciler(lif
     assert reconciler.run_pass().counts == {}
     assert [m for m, _ in queue.dead] == [JobMessage(job.id, 1)]
     assert store.get(job.id, mark_gone=False).due_at is None
+
+
+def test_a_last_attempt_whose_worker_died_while_the_dead_letter_queue_was_down_still_gets_its_letter(
+        lifecycle, queue, clock, reconciler, store):
+    """Three failures in a row: the worker dies on the job's last attempt, the dead-letter queue
+    does not answer the pass that ends the attempt `worker_lost` (the job reads failed, owing its
+    letter), and the attempt's message never comes back to park it. A later pass does."""
+    job = submit(lifecycle)
+    for attempt in (1, 2, 3):  # demo.steps: 3 attempts, each worker dying
+        running = lifecycle.claim(JobMessage(job.id, attempt)).job
+        clock.advance(running.timeout_s + 31)
+        queue.fail_sends = attempt == 3
+        result = reconciler.run_pass()
+        queue.fail_sends = False
+        queue.drain()
+        if attempt < 3:
+            assert result.counts == {"lease_expired": 1}
+            clock.advance(900)
+    assert result.counts == {"errors": 1}, "failed, its letter owed"
+    failed = store.get(job.id, mark_gone=False)
+    assert failed.status == JobStatus.FAILED and failed.error.code == "worker_lost" and failed.dead_letter_owed == 3
+    clock.advance(OWED_LETTER_WAIT_S + 1)
+    assert reconciler.run_pass().counts == {"owed_letter_parked": 1}
+    assert [m for m, _ in queue.dead] == [JobMessage(job.id, 3)]
