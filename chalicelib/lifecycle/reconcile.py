@@ -58,7 +58,12 @@ class Reconciliation(Attempts):
             if job.dead_letter_owed is None:
                 self.store.apply(job, job.status, ChangeSet({"due_at": REMOVE}))
                 return ReconcileOutcome.SKIPPED
-            self.park_owed_letter(job)  # raises QueueUnavailableError: put back, tried again
+            # The letter goes before its mark is cleared: decided on the record, not on the due
+            # page's eventually consistent read, which may predate the message parking it.
+            record = self.store.get(job.id, fetch=(), mark_gone=False)
+            if record is None or record.dead_letter_owed is None:
+                return ReconcileOutcome.SKIPPED
+            self.park_owed_letter(record)  # raises QueueUnavailableError: put back, tried again
             return ReconcileOutcome.OWED_LETTER_PARKED
         if job.status == JobStatus.RUNNING:  # a running job is due when its lease ends (the claim sets both)
             error = JobErrorInfo(code="worker_lost",

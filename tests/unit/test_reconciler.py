@@ -673,3 +673,20 @@ def test_a_last_attempt_whose_worker_died_while_the_dead_letter_queue_was_down_s
     clock.advance(OWED_LETTER_WAIT_S + 1)
     assert reconciler.run_pass().counts == {"owed_letter_parked": 1}
     assert [m for m, _ in queue.dead] == [JobMessage(job.id, 3)]
+
+
+def test_a_due_page_read_before_the_owed_letter_was_parked_parks_no_second_letter(lifecycle, queue, clock, store,
+                                                                                  monkeypatch):
+    """The due index and its page are read eventually consistent: the page may show the job still
+    owing its letter just after the attempt's message, back, parked it and cleared the mark. A
+    letter is sent before its mark is cleared, so a pass acting on that page would park it a
+    second time; it reads the job's record first."""
+    job = submit(lifecycle)
+    fail_owing_its_letter(lifecycle, queue)
+    clock.advance(OWED_LETTER_WAIT_S + 1)
+    stale = store.due(isoformat(clock.now), 10)
+    assert [j.dead_letter_owed for j in stale.jobs] == [1]
+    assert lifecycle.claim(JobMessage(job.id, 1)).outcome == ClaimOutcome.SKIP  # the message parks it
+    monkeypatch.setattr(store, "due", lambda *args, **kwargs: stale)
+    assert Reconciler(lifecycle, InMemoryQueueOperations(queue)).run_pass().counts == {}
+    assert [m for m, _ in queue.dead] == [JobMessage(job.id, 1)], "parked once"
