@@ -126,7 +126,10 @@ class JobReads(JobTable):
 
     def due(self, now: str, limit: int, after: Optional[str] = None) -> JobPage:
         # One Query per shard, each from the cursor on: the `limit` earliest of their union are
-        # the index's `limit` earliest, whichever shards they sit in.
+        # the index's `limit` earliest, whichever shards they sit in. A Query that stopped short
+        # of its Limit (its 1 MB read) is read on from where it stopped: the shard's first
+        # `limit` are needed whole, or a job after them in its shard but before the page's last
+        # in another would be passed by.
         places: list[tuple[str, str]] = []
         more = False
         for shard in range(DUE_SHARDS):
@@ -135,18 +138,23 @@ class JobReads(JobTable):
             if after is not None:  # BETWEEN takes its ends: the cursor's own entry is dropped below
                 values[":after"] = {"S": after}
                 condition = "#pk = :pk AND #sk BETWEEN :after AND :upper"
-            try:
-                response = self._ddb.query(
-                    TableName=self._table,
-                    IndexName="by_due",
-                    KeyConditionExpression=condition,
-                    ExpressionAttributeNames={"#pk": "gsi5pk", "#sk": "gsi5sk"},
-                    ExpressionAttributeValues=values,
-                    Limit=limit + 1,
-                )
-            except (ClientError, BotoCoreError) as exc:
-                raise StoreUnavailableError("could not read the due jobs") from exc
-            read = [(item["gsi5sk"]["S"], job_id_of(item["pk"]["S"])) for item in response.get("Items", [])]
+            request: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": "by_due",
+                "KeyConditionExpression": condition,
+                "ExpressionAttributeNames": {"#pk": "gsi5pk", "#sk": "gsi5sk"},
+                "ExpressionAttributeValues": values,
+            }
+            read: list[tuple[str, str]] = []
+            while True:
+                try:
+                    response = self._ddb.query(**request, Limit=limit + 1 - len(read))
+                except (ClientError, BotoCoreError) as exc:
+                    raise StoreUnavailableError("could not read the due jobs") from exc
+                read += [(item["gsi5sk"]["S"], job_id_of(item["pk"]["S"])) for item in response.get("Items", [])]
+                if "LastEvaluatedKey" not in response or len(read) > limit:
+                    break
+                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
             read = [place for place in read if place[0] != after]
             more = more or len(read) > limit or "LastEvaluatedKey" in response
             places.extend(read[:limit])

@@ -1025,3 +1025,17 @@ def test_a_cursor_names_a_position_a_job_of_the_listing_could_hold(adapters):
     for value in reshaped:
         with pytest.raises(InvalidRequestError, match="cursor is not valid"):
             adapters.store.list_jobs(JobQuery("acme", limit=1, cursor=_cursor(json.dumps(value))))
+
+
+def test_due_lists_every_due_job_whatever_the_size_of_their_records(adapters):
+    """A Query answers at most 1 MB, and says where it stopped: a shard of the due index whose
+    jobs' records are large (a progress message filling them) may answer a few of them and that
+    key. The page reads on in that shard rather than take the few for all it holds, so no due
+    job is passed by."""
+    now = "2026-01-01T12:00:00.000Z"
+    jobs = [make_job(i, due_at=f"2026-01-01T11:{i // 60:02d}:{i % 60:02d}.000Z",
+                     progress=Progress(percent=5, message="m" * 300_000)) for i in range(32)]
+    for job in jobs:
+        adapters.store.create(job)
+    page = adapters.store.due(now, 100)
+    assert [j.id for j in page.jobs] == [j.id for j in jobs] and page.cursor is None
