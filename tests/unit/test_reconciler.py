@@ -455,6 +455,27 @@ def test_a_job_no_worker_ever_claims_fails_undeliverable_whatever_the_dead_lette
     assert 18 < waited_h < 22
 
 
+def test_resends_the_queue_refused_are_not_counted_against_the_bound(lifecycle, queue, clock, store):
+    """The jobs queue refuses SendMessage for a day (longer than the 24 resends' ~20 hours): no
+    message went out, so none counts towards `max_dispatches`; the job is tried again each time
+    its resend's wait ends (not doubled) and, once the queue answers, sent and run, not failed
+    `undeliverable` for messages that were never sent."""
+    reconciler = Reconciler(lifecycle, InMemoryQueueOperations(queue))
+    job = submit(lifecycle)
+    queue.drain()  # its first message lost
+    queue.fail_sends = True
+    for _ in range(24 * 12):
+        clock.advance(RECONCILE_RETRY_S)
+        reconciler.run_pass()
+    stored = store.get(job.id, mark_gone=False)
+    assert stored.status == JobStatus.QUEUED and stored.dispatches <= 1
+    assert _parse(stored.due_at) <= clock() + timedelta(seconds=DISPATCH_GRACE_S)
+    queue.fail_sends = False
+    clock.advance(RECONCILE_RETRY_S)
+    assert reconciler.run_pass().counts in ({"redispatched": 1}, {"released": 1})
+    assert lifecycle.claim(queue.drain()[0]).job.status == JobStatus.RUNNING
+
+
 def test_a_backlogged_job_is_resent_not_failed_before_the_bound(lifecycle, queue, clock, store):
     job = submit(lifecycle)
     reconciler = Reconciler(lifecycle, None)

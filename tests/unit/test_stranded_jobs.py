@@ -16,7 +16,7 @@ from chalicelib.defaults import (
     RECONCILE_RETRY_S,
 )
 from chalicelib.domain.errors import ProgressRejectedError, QueueUnavailableError, StoreUnavailableError
-from chalicelib.domain.job import JobErrorInfo
+from chalicelib.domain.job import JobErrorInfo, isoformat
 from chalicelib.domain.status import JobStatus
 from chalicelib.events.replay import REPLAYED
 from chalicelib.ports import JobMessage
@@ -66,8 +66,9 @@ def test_due_jobs_whose_action_keeps_failing_do_not_starve_the_rest_of_the_index
 
 def test_a_job_whose_action_fails_is_left_where_it_is_when_the_failed_action_moved_it(lifecycle, queue, clock, store,
                                                                                       monkeypatch):
-    """A resend writes the job's next due time before its message: when the send fails, that
-    due time stands (put back would find the job changed and leaves it)."""
+    """A resend writes the job's next due time and dispatch before its message: when the send
+    fails, the dispatch is taken back in one more write, the due time left as the resend wrote
+    it (put back finds the job changed and leaves it)."""
     job = submit(lifecycle)
     queue.drain()
     clock.advance(3600)
@@ -79,7 +80,8 @@ def test_a_job_whose_action_fails_is_left_where_it_is_when_the_failed_action_mov
     result = Reconciler(lifecycle, None).run_pass()
     assert result.counts == {"errors": 1}
     after = store.get(job.id, mark_gone=False)
-    assert after.dispatches == 2 and after.version == job.version + 1  # the resend's own write, nothing more
+    assert after.dispatches == job.dispatches and after.version == job.version + 2  # the resend's write, taken back
+    assert after.due_at == isoformat(clock.now + timedelta(seconds=DISPATCH_GRACE_S))  # the resend's own wait
 
 
 def running(lifecycle, queue):
@@ -301,17 +303,19 @@ def test_a_pass_that_dies_between_a_resend_written_and_sent_leaves_that_job_due_
 
 def test_a_resend_that_fails_twice_in_a_row_is_sent_by_the_third_pass_due(lifecycle, queue, clock, store):
     """The queue refuses the reconciler's resend of a lost message, and again at the job's next
-    due time: each failure is an error of its pass, the job stays due (its wait doubling), and
-    once the queue answers the job's message goes out and a worker claims it."""
+    due time: each failure is an error of its pass, the job stays due (again once the resend's
+    wait ends, the refused resends not counted, so the wait does not double), and once the queue
+    answers the job's message goes out and a worker claims it."""
     [job] = _lost_jobs(lifecycle, queue, clock, 1)
     reconciler = Reconciler(lifecycle, None)
     queue.fail_sends = True
     assert reconciler.run_pass().counts == {"errors": 1}
-    clock.advance(2 * DISPATCH_GRACE_S + 1)
+    clock.advance(DISPATCH_GRACE_S + 1)
     assert reconciler.run_pass().counts == {"errors": 1}
     queue.fail_sends = False
-    clock.advance(4 * DISPATCH_GRACE_S + 1)
+    clock.advance(DISPATCH_GRACE_S + 1)
     assert reconciler.run_pass().counts == {"redispatched": 1}
+    assert store.get(job.id, mark_gone=False).dispatches == job.dispatches + 1
     assert lifecycle.claim(queue.drain()[0]).job.status == JobStatus.RUNNING
     assert store.get(job.id, mark_gone=False).due_at is not None
 
