@@ -90,3 +90,16 @@ def test_the_ctx_signatures_jobs_md_gives_are_the_contexts():
             default = "" if param.default is param.empty else f"={param.default!r}"
             written.append(param.name + default)
         assert params == ", ".join(written), method
+
+
+def test_docs_jobs_md_shows_each_demo_type_with_every_field_of_its_payload():
+    """docs/jobs.md writes each demo type as `demo.x` (`{field, field?, …}`): the fields are
+    those its payload model takes, none missing and none it does not know."""
+    from chalicelib.job_types import demo_registry
+
+    page = (ROOT / "docs" / "jobs.md").read_text()
+    for job_type in map(demo_registry.get, demo_registry.names()):
+        shown = re.search(rf"`{re.escape(job_type.name)}` \(`\{{(.*?)\}}`", page, re.S)
+        assert shown, f"docs/jobs.md does not show {job_type.name}'s payload"
+        fields = {name.strip().rstrip("?") for name in shown.group(1).split(",")}
+        assert fields == set(job_type.payload_model.model_fields), job_type.name
