@@ -325,6 +325,16 @@ def test_a_handler_given_up_on_by_the_watchdog_is_not_given_up_on_again_by_a_lat
     assert len(given_up) == 1, given_up
 
 
+def swallow_every_interrupt(worker_clock: ManualClock) -> None:
+    """Sleep for good, swallowing every interrupt the timeout sends (a retry loop around
+    `except Exception`), each moving the worker's clock on to the next one."""
+    while True:
+        try:
+            time.sleep(1)
+        except Exception:  # noqa: BLE001 - swallows every timeout
+            worker_clock.advance(HANDLER_REINTERRUPT_S)
+
+
 def test_a_give_up_whose_next_attempt_was_not_sent_is_logged_as_retried_not_unrecorded(
         store, queue, clock, monkeypatch):
     """The attempt is written retrying; only its next message did not go (the message coming
@@ -335,11 +345,7 @@ def test_a_give_up_whose_next_attempt_was_not_sent_is_logged_as_retried_not_unre
     @types.register("t.swallows", Empty, timeout_s=1, max_attempts=2)
     def swallows(ctx, payload):
         queue.fail_sends = True  # the queue stops answering while the handler runs
-        while True:
-            try:
-                time.sleep(1)
-            except Exception:  # noqa: BLE001 - swallows every timeout
-                worker_clock.advance(HANDLER_REINTERRUPT_S)
+        swallow_every_interrupt(worker_clock)
 
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
     submitted = lifecycle.submit(tenant="acme", user="ann", type="t.swallows", payload={})
@@ -438,11 +444,7 @@ def test_a_handler_given_up_on_keeps_the_report_its_progress_window_held(store, 
     @types.register("t.swallows", Empty, timeout_s=1, max_attempts=2)
     def swallows(ctx, payload):
         ctx.progress(40, step="rows", message="row 400 of 1000", details={"row": 400})  # held: in the window
-        while True:
-            try:
-                time.sleep(1)
-            except Exception:  # noqa: BLE001 - a retry loop around `except Exception`: swallows every timeout
-                worker_clock.advance(HANDLER_REINTERRUPT_S)
+        swallow_every_interrupt(worker_clock)
 
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
     job = run_given_up_on(lifecycle, "t.swallows", worker_clock, interval_s=30)
@@ -461,11 +463,7 @@ def test_a_handler_given_up_on_inside_a_progress_write_keeps_that_report(store, 
     worker_clock, types = ManualClock(), JobTypeRegistry()
 
     def never_returns(*args, **kwargs):
-        while True:
-            try:
-                time.sleep(1)
-            except Exception:  # noqa: BLE001 - a call that swallows every timeout
-                worker_clock.advance(HANDLER_REINTERRUPT_S)
+        swallow_every_interrupt(worker_clock)
 
     @types.register("t.stuck_write", Empty, timeout_s=1, max_attempts=2)
     def stuck_write(ctx, payload):
@@ -512,11 +510,7 @@ def test_a_job_failed_by_its_handler_then_given_up_on_fails_as_it_said(store, qu
         try:
             fail_job(ctx, "E_NOT_CSV", "the file is not a CSV")
         finally:
-            while True:
-                try:
-                    time.sleep(1)
-                except Exception:  # noqa: BLE001 - swallows every timeout
-                    worker_clock.advance(HANDLER_REINTERRUPT_S)
+            swallow_every_interrupt(worker_clock)
 
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
     job = run_given_up_on(lifecycle, "t.fails_then_swallows", worker_clock, interval_s=2)
