@@ -451,29 +451,34 @@ def test_a_lowered_retention_still_cleans_up_the_jobs_kept_under_the_earlier_one
     assert not any(pk.endswith("00000000000040" + n) for pk in remaining for n in "123")
 
 
-def test_a_cleanup_that_runs_out_of_time_is_continued_at_once_until_it_is_done(client, aws, monkeypatch):
-    """A run that stops with `complete: false` used to leave the rest for the next day's
-    schedule, while TTL took records and orphaned their objects: it enqueues the run continuing
-    it, and that one the next, until the jobs are gone."""
+def purges_a_run(monkeypatch, purges: int) -> None:
+    """Each clean-up run has time for `purges` purges: once it made them, none is left for its
+    next page or job, and it ends `complete: false`, continued by a follow-up run."""
     from chalicelib.job_types import maintenance as maintenance_types
 
-    store = container().store
-    ids = [f"00000000-0000-0000-0000-0000000005{i:02d}" for i in range(5)]
-    for i, job_id in enumerate(ids):
-        _old_finished_job(store, 30 + i, job_id)
     real_control = maintenance_types._control
     finished = container().finished_jobs
     purged = []
     real_purge = finished.purge
     monkeypatch.setattr(finished, "purge", lambda job_id: purged.append(job_id) or real_purge(job_id))
 
-    def two_jobs_a_run(ctx):
-        # Time for two purges: once a run made them, none left for the next page or job.
+    def limited(ctx):
         control, before = real_control(ctx), len(purged)
-        control.remaining_ms = lambda: 10**6 if len(purged) - before < 2 else 0
+        control.remaining_ms = lambda: 10**6 if len(purged) - before < purges else 0
         return control
 
-    monkeypatch.setattr(maintenance_types, "_control", two_jobs_a_run)
+    monkeypatch.setattr(maintenance_types, "_control", limited)
+
+
+def test_a_cleanup_that_runs_out_of_time_is_continued_at_once_until_it_is_done(client, aws, monkeypatch):
+    """A run that stops with `complete: false` used to leave the rest for the next day's
+    schedule, while TTL took records and orphaned their objects: it enqueues the run continuing
+    it, and that one the next, until the jobs are gone."""
+    store = container().store
+    ids = [f"00000000-0000-0000-0000-0000000005{i:02d}" for i in range(5)]
+    for i, job_id in enumerate(ids):
+        _old_finished_job(store, 30 + i, job_id)
+    purges_a_run(monkeypatch, 2)
     response = client.http.post("/api/system/maintenance/cleanup-runs?max_age_hours=24", headers=operator())
     drain(client._app, aws)
     first = task(client, response.json_body["task_id"])
@@ -499,22 +504,9 @@ def test_a_finished_cleanup_refuses_its_cancel_naming_the_run_that_continues_it(
     """An operator stopping a clean-up that ran out of time and was continued cancels the run it
     started: that run is over (409 job_finished), and the refusal names the run deleting on
     (`continued_by`), the one to cancel; canceling that one stops the chain."""
-    from chalicelib.job_types import maintenance as maintenance_types
-
     for i in range(3):
         _old_finished_job(container().store, 30 + i, f"00000000-0000-0000-0000-0000000006{i:02d}")
-    real_control = maintenance_types._control
-    finished = container().finished_jobs
-    purged = []
-    real_purge = finished.purge
-    monkeypatch.setattr(finished, "purge", lambda job_id: purged.append(job_id) or real_purge(job_id))
-
-    def one_job_a_run(ctx):  # time for one purge, then none
-        control, before = real_control(ctx), len(purged)
-        control.remaining_ms = lambda: 10**6 if len(purged) == before else 0
-        return control
-
-    monkeypatch.setattr(maintenance_types, "_control", one_job_a_run)
+    purges_a_run(monkeypatch, 1)
     task_id = client.http.post("/api/system/maintenance/cleanup-runs", headers=operator()).json_body["task_id"]
     invoke_worker(client._app, sqs_event(receive_all(aws, "low_url"), "arn:aws:sqs:us-east-1:123456789012:jobs-low"),
                   function="job_worker_low")
