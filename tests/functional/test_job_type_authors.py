@@ -143,14 +143,9 @@ def test_a_payload_its_model_would_not_read_back_is_a_422_not_a_job_that_cannot_
     """A type whose field has a pydantic schema of its own writing `1,250` for an int: stored
     so, every job failed `invalid_payload` in the worker after its 202. The submission is
     refused instead, saying why, and nothing is queued."""
-    from pydantic_core import core_schema
+    from tests.unit.test_job_authors import custom_amount
 
-    class Amount(int):
-        @classmethod
-        def __get_pydantic_core_schema__(cls, source, handler):
-            return core_schema.no_info_after_validator_function(
-                cls, core_schema.int_schema(strict=True),
-                serialization=core_schema.plain_serializer_function_ser_schema(lambda amount: f"{amount:,}"))
+    Amount = custom_amount(lambda amount: f"{amount:,}")  # noqa: N806 - a type
 
     class Invoice(BaseModel):
         amount: Amount
