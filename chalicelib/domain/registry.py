@@ -29,6 +29,9 @@ MAINTENANCE_PREFIX = "maintenance."
 # A payload is stored on the job and shown by GET /jobs/{id}: a secret has no place in it (and
 # stored as pydantic dumps it, '**********', its handler would get the mask).
 SECRET_TYPES = tuple(t for t in (pydantic.SecretStr, pydantic.SecretBytes, getattr(pydantic, "Secret", None)) if t)
+# Field types whose validation depends on when it runs: true at submit, false by the time a
+# delayed, queued or retried job's worker validates the stored payload again.
+MOMENT_TYPES = (pydantic.FutureDate, pydantic.FutureDatetime)
 
 
 @dataclass(frozen=True)
@@ -254,6 +257,14 @@ def _check_payload_model(name: str, payload_model: Any) -> None:
             "validate back (every job of the type would fail invalid_payload once accepted) nor mean what was "
             "submitted; drop it and format the value in the handler"
         )
+    moment = _field_of_types(payload_model, MOMENT_TYPES)
+    if moment is not None:
+        raise ValueError(
+            f"the payload model of {name!r} has a field that must lie in the future ({moment}): a payload is "
+            "validated again by the worker when the job runs, after its delay, its wait in the queue or its "
+            "retries, by when that time may have passed (the job would fail invalid_payload after its 202); "
+            "take a plain date or datetime and compare it with the time in the handler"
+        )
     secret = _secret_field(payload_model)
     if secret is not None:
         raise ValueError(
@@ -436,9 +447,15 @@ def _non_finite_at(value: Any, loc: Optional[list[Any]] = None) -> Optional[list
 def _secret_field(model: type[BaseModel]) -> Optional[str]:
     """The dotted path of the first SecretStr/SecretBytes/Secret field of `model` or of a model,
     dataclass or TypedDict it holds (in a list, an Optional, a dict...), else None."""
+    return _field_of_types(model, SECRET_TYPES)
+
+
+def _field_of_types(model: type[BaseModel], kinds: tuple[type, ...]) -> Optional[str]:
+    """The dotted path of the first field of `model`, or of a model, dataclass or TypedDict it
+    holds (in a list, an Optional, a dict...), whose type is one of `kinds`, else None."""
     for path, _, annotations in _fields(model):
         for annotation in annotations:
             origin = typing.get_origin(annotation)
-            if any(isinstance(t, type) and issubclass(t, SECRET_TYPES) for t in (origin, annotation)):
+            if any(isinstance(t, type) and issubclass(t, kinds) for t in (origin, annotation)):
                 return path
     return None

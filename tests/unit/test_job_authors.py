@@ -8,6 +8,7 @@ import time
 from datetime import datetime, timezone
 from typing import Annotated, Optional
 
+import pydantic
 import pytest
 from pydantic import (
     BaseModel, ConfigDict, Field, PlainSerializer, SecretStr, WrapSerializer, computed_field, field_serializer,
@@ -534,6 +535,32 @@ def test_a_payload_model_with_a_secret_is_refused_at_register(model):
     with pytest.raises(ValueError, match="secret") as refused:
         types.register("a.secret", model)(lambda ctx, payload: None)
     assert "token" in str(refused.value) and "reference" in str(refused.value)
+    assert types.names() == []
+
+
+class Deadline(BaseModel):
+    due: pydantic.FutureDatetime
+
+
+class NestedFutureDate(BaseModel):
+    days: Optional[list[pydantic.FutureDate]] = None
+
+
+class FutureInTypedDict(BaseModel):
+    window: TypedDict("Window", {"until": pydantic.FutureDatetime})
+
+
+@pytest.mark.parametrize("model, where", [(Deadline, "due"), (NestedFutureDate, "days"),
+                                          (FutureInTypedDict, "window.until")],
+                         ids=["field", "in_a_list", "nested_typed_dict"])
+def test_a_payload_model_with_a_field_that_must_lie_in_the_future_is_refused_at_register(model, where):
+    """The worker validates the stored payload again when the job runs: a FutureDatetime that
+    was ahead at submit is behind after a delay or a retry, and the job would fail
+    invalid_payload after its 202. Such a model is refused when registered."""
+    types = JobTypeRegistry()
+    with pytest.raises(ValueError, match="must lie in the future") as refused:
+        types.register("a.deadline", model)(lambda ctx, payload: None)
+    assert f"({where})" in str(refused.value) and "compare it with the time in the handler" in str(refused.value)
     assert types.names() == []
 
 
