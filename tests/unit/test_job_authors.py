@@ -296,6 +296,16 @@ class Renamed(BaseModel):
     requested_by: str = Field(default="", serialization_alias="requestedBy")  # taken as requested_by only
 
 
+def refused_at_register(name: str, payload_model) -> str:
+    """The ValueError `register` raises for a type `name` with `payload_model`, as text; the
+    registry it was refused by holds no type."""
+    local = JobTypeRegistry()
+    with pytest.raises(ValueError) as refused:
+        local.register(name, payload_model)(lambda ctx, payload: None)
+    assert local.names() == []
+    return str(refused.value)
+
+
 @pytest.mark.parametrize("model, why", [
     (WithExcluded, "requested_by: exclude=True"),
     (NestedExcluded, "reports.requested_by: exclude=True"),
@@ -306,11 +316,8 @@ def test_a_payload_model_with_a_field_its_dump_leaves_out_is_refused_at_register
     """A payload is stored as its model dumps it: a field with exclude=True was dropped there, so
     its handler got the default (or, for a required field, every job failed invalid_payload in
     the worker after a 202)."""
-    local = JobTypeRegistry()
-    with pytest.raises(ValueError) as refused:
-        local.register("reports.build", model)
-    assert f"the payload model of 'reports.build' has a field its dump loses ({why})" in str(refused.value)
-    assert local.names() == []
+    refusal = refused_at_register("reports.build", model)
+    assert f"the payload model of 'reports.build' has a field its dump loses ({why})" in refusal
 
 
 class Cents(BaseModel):
@@ -344,27 +351,27 @@ class NestedSerializer(BaseModel):
     lines: Optional[list[Cents]] = None
 
 
-@pydantic_dataclass
-class CentsLine:
-    amount: int
+def cents_line(make_dataclass):
+    """A line whose amount a field serializer writes as text ("1,250"), made a dataclass by
+    `make_dataclass` (pydantic's or the standard library's)."""
 
-    @field_serializer("amount")
-    def as_text(self, amount: int) -> str:
-        return f"{amount:,}"
+    class CentsLine:
+        amount: int
+
+        @field_serializer("amount")
+        def as_text(self, amount: int) -> str:
+            return f"{amount:,}"
+
+    return make_dataclass(CentsLine)
+
+
+PydanticCentsLine = cents_line(pydantic_dataclass)
+PlainCentsLine = cents_line(dataclasses.dataclass)
 
 
 class InPydanticDataclass(BaseModel):
     model_config = ConfigDict(strict=True)
-    line: CentsLine
-
-
-@dataclasses.dataclass
-class PlainCentsLine:
-    amount: int
-
-    @field_serializer("amount")
-    def as_text(self, amount: int) -> str:
-        return f"{amount:,}"
+    line: PydanticCentsLine
 
 
 class InPlainDataclass(BaseModel):
@@ -403,11 +410,8 @@ def test_a_payload_model_with_a_serializer_of_its_own_is_refused_at_register(mod
     job failed `invalid_payload` in the worker (or its handler got another value). Refused at
     register, saying where; what the submission gave is taken as it was before."""
     model.model_validate(payload)  # a valid payload: what a user would submit
-    local = JobTypeRegistry()
-    with pytest.raises(ValueError) as refused:
-        local.register("invoices.send", model)
-    assert f"the payload model of 'invoices.send' has a serializer of its own ({why})" in str(refused.value)
-    assert local.names() == []
+    refusal = refused_at_register("invoices.send", model)
+    assert f"the payload model of 'invoices.send' has a serializer of its own ({why})" in refusal
 
 
 def custom_amount(serialize):
@@ -531,11 +535,8 @@ def test_a_payload_model_with_a_secret_is_refused_at_register(model):
     """A payload is stored on the job and shown by GET /jobs/{id} (and model_dump writes a
     SecretStr as '**********', so its handler would get the mask): a model holding a secret
     is refused when it is registered, saying to pass a reference to the secret instead."""
-    types = JobTypeRegistry()
-    with pytest.raises(ValueError, match="secret") as refused:
-        types.register("a.secret", model)(lambda ctx, payload: None)
-    assert "token" in str(refused.value) and "reference" in str(refused.value)
-    assert types.names() == []
+    refusal = refused_at_register("a.secret", model)
+    assert "secret" in refusal and "token" in refusal and "reference" in refusal
 
 
 class Deadline(BaseModel):
@@ -557,11 +558,9 @@ def test_a_payload_model_with_a_field_that_must_lie_in_the_future_is_refused_at_
     """The worker validates the stored payload again when the job runs: a FutureDatetime that
     was ahead at submit is behind after a delay or a retry, and the job would fail
     invalid_payload after its 202. Such a model is refused when registered."""
-    types = JobTypeRegistry()
-    with pytest.raises(ValueError, match="must lie in the future") as refused:
-        types.register("a.deadline", model)(lambda ctx, payload: None)
-    assert f"({where})" in str(refused.value) and "compare it with the time in the handler" in str(refused.value)
-    assert types.names() == []
+    refusal = refused_at_register("a.deadline", model)
+    assert "must lie in the future" in refusal
+    assert f"({where})" in refusal and "compare it with the time in the handler" in refusal
 
 
 def test_ctx_spawn_after_the_job_ended_is_refused(env, queue, store, seen):
@@ -754,11 +753,8 @@ def test_register_refuses_a_product_type_named_under_the_reserved_maintenance_pr
     """Every deployment adds the built-in `maintenance.*` task types beside the product's, so a
 product type named there would clash with them: `register` refuses it at import, naming the
 reserved prefix, instead of every function failing at its first use."""
-    types = JobTypeRegistry()
-    with pytest.raises(ValueError, match="reserved") as refused:
-        types.register(name, Empty)(lambda ctx, payload: None)
-    assert "'maintenance.'" in str(refused.value)
-    assert types.names() == []
+    refusal = refused_at_register(name, Empty)
+    assert "reserved" in refusal and "'maintenance.'" in refusal
 
 
 PERCENTS_NOT_FINITE = [float("inf"), -float("inf"), 10**400]
