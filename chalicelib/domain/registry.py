@@ -265,7 +265,7 @@ def _check_payload_model(name: str, payload_model: Any) -> None:
             "retries, by when that time may have passed (the job would fail invalid_payload after its 202); "
             "take a plain date or datetime and compare it with the time in the handler"
         )
-    secret = _secret_field(payload_model)
+    secret = _field_of_types(payload_model, SECRET_TYPES)
     if secret is not None:
         raise ValueError(
             f"the payload model of {name!r} has a secret field ({secret}): a payload is stored on the job "
@@ -442,12 +442,6 @@ def _non_finite_at(value: Any, loc: Optional[list[Any]] = None) -> Optional[list
         if found is not None:
             return found
     return None
-
-
-def _secret_field(model: type[BaseModel]) -> Optional[str]:
-    """The dotted path of the first SecretStr/SecretBytes/Secret field of `model` or of a model,
-    dataclass or TypedDict it holds (in a list, an Optional, a dict...), else None."""
-    return _field_of_types(model, SECRET_TYPES)
 
 
 def _field_of_types(model: type[BaseModel], kinds: tuple[type, ...]) -> Optional[str]:
