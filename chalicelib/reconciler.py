@@ -32,7 +32,10 @@ The steps fail alone, and so does each queue, job or batch within them: a dead-l
 cannot be read (the others' letters still count), or a job whose action raises, is counted in
 `errors` and the rest of the pass goes on.
 A due job whose action raised is put back RECONCILE_RETRY_S in the due index, so a job that
-fails on every pass cannot hold the place of the jobs due after it.
+fails on every pass cannot hold the place of the jobs due after it. An action whose write landed
+and only the send after it failed (a lease that ended with the dead-letter queue or the jobs
+queue not answering) counts both: its outcome (`lease_expired`) and the error; the job, as
+written, is due for the send, so it is not put back.
 
 Every action is a conditional write against the status and version read, so overlapping passes,
 workers and cancels cannot double anything; a duplicate message is harmless because claims are
@@ -53,7 +56,7 @@ from chalicelib.domain.errors import StaleJobError, StreamBatchUnreadableError, 
 from chalicelib.domain.job import PRIORITIES, Job, isoformat
 from chalicelib.domain.status import JobStatus
 from chalicelib.events.replay import REPLAYED, UNREADABLE, StreamReplay
-from chalicelib.lifecycle import JobLifecycle, ReconcileOutcome
+from chalicelib.lifecycle import JobLifecycle, ReconcileOutcome, SendAfterOutcomeError
 from chalicelib.ports import DeadLetter, JobMessage, QueueOperations, job_message_of
 
 
@@ -286,13 +289,20 @@ class Reconciler:
         except StaleJobError:
             result.counts["raced"] += 1  # a worker or a cancel got there first: nothing to do
             return True
+        except SendAfterOutcomeError as exc:  # the outcome stands; the job is due for the send that failed
+            self._counted(result, exc.outcome, said)
+            self._failed(result, job.id, exc.cause, "reconcile action's send failed", said)
+            return True
         except Exception as exc:  # noqa: BLE001
             self._failed(result, job.id, exc, "reconcile action failed", said)
             return False
+        self._counted(result, outcome, said)
+        return True
+
+    def _counted(self, result: ReconcilePass, outcome: ReconcileOutcome, said: dict[str, Any]) -> None:
         if outcome != ReconcileOutcome.SKIPPED:
             result.counts[outcome.value] += 1
             self._observe(f"job {outcome.value}", said)
-        return True
 
 
 def _attempt_of(job: Job) -> int:

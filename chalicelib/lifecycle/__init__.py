@@ -29,7 +29,7 @@ from chalicelib.lifecycle.admission import Admission, check_finished
 from chalicelib.lifecycle.attempts import retry_delay_s
 from chalicelib.lifecycle.cancel import Cancellation
 from chalicelib.lifecycle.claims import Claim, ClaimOutcome, Claims
-from chalicelib.lifecycle.reconcile import ReconcileOutcome, Reconciliation
+from chalicelib.lifecycle.reconcile import ReconcileOutcome, Reconciliation, SendAfterOutcomeError
 from chalicelib.lifecycle.transitions import Clock, transition
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "Clock",
     "JobLifecycle",
     "ReconcileOutcome",
+    "SendAfterOutcomeError",
     "check_finished",
     "retry_delay_s",
     "transition",

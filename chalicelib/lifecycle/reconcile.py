@@ -14,7 +14,13 @@ from chalicelib.defaults import (
     RECONCILE_RETRY_S,
     SQS_MAX_DELAY_S,
 )
-from chalicelib.domain.errors import QueueUnavailableError, StaleJobError, StoreUnavailableError
+from chalicelib.domain.errors import (
+    DeadLetterOwedError,
+    NextAttemptUnsentError,
+    QueueUnavailableError,
+    StaleJobError,
+    StoreUnavailableError,
+)
 from chalicelib.domain.job import Job, JobErrorInfo, isoformat, parse_time
 from chalicelib.domain.status import JobStatus
 from chalicelib.lifecycle.attempts import Attempts
@@ -34,6 +40,17 @@ class ReconcileOutcome(str, Enum):
     SKIPPED = "skipped"  # nothing to do (finished meanwhile, not due)
 
 
+class SendAfterOutcomeError(QueueUnavailableError):
+    """A reconcile action whose write landed, so that its `outcome` stands, but whose send after
+    it did not (`cause`: the dead letter owed, the next attempt's message unsent). The job, as
+    written, is due for what is left: it needs no put-back."""
+
+    def __init__(self, outcome: ReconcileOutcome, cause: QueueUnavailableError) -> None:
+        super().__init__(cause.message, details=cause.details)
+        self.outcome = outcome
+        self.cause = cause
+
+
 class Reconciliation(Attempts):
     """The reconciler's actions on a job: its due time passed, or a message of it was found
     on a dead-letter queue."""
@@ -47,7 +64,8 @@ class Reconciliation(Attempts):
         forever), unless `waiting(priority)` says its queue still holds messages no worker
         received (a backlog its messages may be waiting in: looked at again later, until its
         last message cannot be on the queue any more). A running job past its lease is failed
-        `worker_lost` and retried or failed by the usual rules. A failed job still owing its
+        `worker_lost` and retried or failed by the usual rules (SendAfterOutcomeError when the
+        write landed but the letter or the next attempt's message did not go). A failed job still owing its
         dead letter OWED_LETTER_WAIT_S after it failed (the attempt's message, which parks it,
         never came back: purged, deleted) has it parked. Raises StaleJobError when the
         job changed meanwhile, QueueUnavailableError when the message could not be sent (the
@@ -69,7 +87,10 @@ class Reconciliation(Attempts):
         if job.status == JobStatus.RUNNING:  # a running job is due when its lease ends (the claim sets both)
             error = JobErrorInfo(code="worker_lost",
                                  message=f"attempt {job.attempts} outlived its lease without finishing")
-            self.fail_attempt(job, error, retryable=True)
+            try:
+                self.fail_attempt(job, error, retryable=True)
+            except (DeadLetterOwedError, NextAttemptUnsentError) as exc:
+                raise SendAfterOutcomeError(ReconcileOutcome.LEASE_EXPIRED, exc) from exc
             return ReconcileOutcome.LEASE_EXPIRED
         start = max(now, parse_time(job.not_before)) if job.not_before else now
         wait_s = math.ceil((start - now).total_seconds())

@@ -108,6 +108,27 @@ def test_a_claimed_job_is_left_alone_until_its_lease_ends(lifecycle, queue, cloc
     assert [m.attempt for m in queue.drain()] == [2]
 
 
+def test_a_lease_ended_while_the_queue_refused_the_next_attempt_counts_both_and_needs_no_put_back(
+        lifecycle, queue, clock, reconciler, store, monkeypatch):
+    """The pass's write (retrying, `worker_lost`) landed and the next attempt's message did not
+    go: the lease did end, so the pass says so as well as the error, and the job, as written, is
+    due for that message, so no put-back write is made."""
+    job = submit(lifecycle)
+    running = lifecycle.claim(queue.drain()[0]).job
+    clock.advance(running.timeout_s + 31)
+    monkeypatch.setattr(lifecycle, "put_back", lambda job: pytest.fail("put back a job that moved itself"))
+    queue.fail_sends = True
+    result = reconciler.run_pass()
+    queue.fail_sends = False
+    assert result.counts == {"lease_expired": 1, "errors": 1}
+    assert result.errors and result.errors[0].startswith(job.id)
+    waiting = store.get(job.id, mark_gone=False)
+    assert waiting.status == JobStatus.RETRYING and waiting.error.code == "worker_lost" and waiting.due_at
+    clock.advance(MAX_DISPATCH_BACKOFF_S + 1)
+    assert reconciler.run_pass().counts == {"redispatched": 1}
+    assert [m.attempt for m in queue.drain()] == [2]
+
+
 def test_a_cancel_asked_of_a_job_whose_worker_died_ends_it_canceled_at_its_lease(lifecycle, queue, clock, reconciler,
                                                                                   store):
     """No worker is left to see the request: the attempt's lease ending is what ends the job, and
@@ -688,7 +709,7 @@ def test_a_last_attempt_whose_worker_died_while_the_dead_letter_queue_was_down_s
         if attempt < 3:
             assert result.counts == {"lease_expired": 1}
             clock.advance(900)
-    assert result.counts == {"errors": 1}, "failed, its letter owed"
+    assert result.counts == {"lease_expired": 1, "errors": 1}, "failed, its letter owed"
     failed = store.get(job.id, mark_gone=False)
     assert failed.status == JobStatus.FAILED and failed.error.code == "worker_lost" and failed.dead_letter_owed == 3
     clock.advance(OWED_LETTER_WAIT_S + 1)

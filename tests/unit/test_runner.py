@@ -21,7 +21,7 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.job import child_job_id, too_deep_message
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
-from chalicelib.lifecycle import JobLifecycle
+from chalicelib.lifecycle import JobLifecycle, ReconcileOutcome, SendAfterOutcomeError
 from chalicelib.ports import JobMessage, job_message_of
 from chalicelib.worker.runner import DeferredDelivery, JobRunner, parse_message
 
@@ -490,6 +490,15 @@ def test_a_spawn_refused_before_its_child_was_made_does_not_count_towards_the_ch
     assert len(final.children) == MAX_CHILDREN and final.children[-1] == final.result
 
 
+def lease_ended_owing_its_letter(lifecycle, job):
+    """The reconciler's pass on `job`, its lease ended, while the dead-letter queue does not answer:
+    the job is failed `worker_lost` and owes its letter."""
+    with pytest.raises(SendAfterOutcomeError) as ended:
+        lifecycle.reconcile(job)
+    assert ended.value.outcome == ReconcileOutcome.LEASE_EXPIRED
+    assert isinstance(ended.value.cause, DeadLetterOwedError)
+
+
 def test_a_late_attempt_whose_job_was_failed_with_its_dead_letter_owed_parks_the_letter(store, queue, clock):
     """A worker that lost its lease (a long pause) wakes after the reconciler failed its attempt
     `worker_lost` while the dead-letter queue did not answer: the job owes the attempt's letter,
@@ -503,8 +512,7 @@ def test_a_late_attempt_whose_job_was_failed_with_its_dead_letter_owed_parks_the
     def paused(ctx, payload):
         clock.advance(3600)  # past the lease: the reconciler takes the attempt
         queue.fail_sends = True
-        with pytest.raises(DeadLetterOwedError):
-            lifecycle.reconcile(store.get(ctx.job_id, mark_gone=False))
+        lease_ended_owing_its_letter(lifecycle, store.get(ctx.job_id, mark_gone=False))
         queue.fail_sends = False
         return {"late": True}
 
@@ -526,8 +534,7 @@ def test_a_late_attempt_that_cannot_park_its_jobs_owed_letter_fails_its_delivery
     def paused(ctx, payload):
         clock.advance(3600)
         queue.fail_sends = True
-        with pytest.raises(DeadLetterOwedError):
-            lifecycle.reconcile(store.get(ctx.job_id, mark_gone=False))
+        lease_ended_owing_its_letter(lifecycle, store.get(ctx.job_id, mark_gone=False))
         return {"late": True}
 
     job = submit(lifecycle, "t.paused")
