@@ -358,9 +358,12 @@ class TaskRuns:
 
     def start(self, task: str, payload: dict[str, Any], *, user: str, idempotency_key: Optional[str] = None,
               control: Callable[[], TaskControl]) -> TaskStart:
-        """`task` started with `payload` for `user`. Queued, it is the lifecycle's submit, keyed
-        by `idempotency_key` as POST /jobs is: the same task and parameters under the key answer
-        the task it made (`made` false), another request under it is IdempotencyConflictError.
+        """`task` started with `payload` (the parameters as the caller gave them, those left to
+        their defaults left out) for `user`. Queued, it is the lifecycle's submit, keyed by
+        `idempotency_key` as POST /jobs is: the same task and parameters under the key answer the
+        task it made (`made` false), another request under it is IdempotencyConflictError; the
+        job's stored payload has the defaults filled in, and a parameter added by a later deploy
+        does not make a replay of a key sent before it another request.
         Inline it runs bounded by `control()`, taken before anything else (MaintenanceTasks.run:
         TaskTimeError when not even a part of it fits), and an Idempotency-Key is
         InvalidRequestError, nothing run: an inline run keeps no record to answer a repeat with."""
@@ -370,7 +373,8 @@ class TaskRuns:
                     "Idempotency-Key cannot be honoured when tasks run inline (USE_TASK_QUEUE=false): "
                     "an inline run keeps no record to answer a repeat with; send the request without one")
             bound = control()  # the time left is counted from here
-            return TaskStart(result=self._tasks().run(task, payload, bound))
+            parameters = TASK_PARAMETERS[task].model_validate(payload).model_dump()
+            return TaskStart(result=self._tasks().run(task, parameters, bound))
         made = new_job_id()  # a keyed replay answers the key's first task instead: not made
         job = self._lifecycle().submit(tenant=SYSTEM_TENANT, user=user, type=task_type(task), payload=payload,
                                        job_id=made, idempotency_key=idempotency_key)

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from chalicelib import composition
+from chalicelib import composition, maintenance
 from chalicelib.composition import container
 from chalicelib.domain.job import Job, Run, isoformat
 from chalicelib.domain.status import JobStatus
@@ -252,6 +252,26 @@ def test_a_keyed_task_start_repeated_answers_the_task_it_made(client, aws):
     assert job.status_code == 202 and job.json_body["id"] != task_id
     assert [t["task_id"] for t in client.http.get("/api/system/maintenance/tasks",
                                                   headers=operator()).json_body["tasks"]] == [task_id]
+
+
+def test_a_keyed_start_sent_again_after_a_deploy_added_an_optional_parameter_answers_its_task(
+        client, aws, monkeypatch):
+    """The key covers the parameters as the operator sent them, as POST /jobs's covers the body
+    sent: a start retried across a deploy that gave the task a new parameter with a default
+    answers the task it made, not 409 for a default it never sent."""
+    keyed = operator(**{"Idempotency-Key": "start-across-a-deploy"})
+    first = client.http.post("/api/system/maintenance/cleanup-runs", headers=keyed)
+    assert first.status_code == 202, first.body
+
+    class WithNewParameter(maintenance.AgeParameters):
+        dry_run: bool = False
+
+    monkeypatch.setitem(maintenance.TASK_PARAMETERS, "cleanup_runs", WithNewParameter)
+    again = client.http.post("/api/system/maintenance/cleanup-runs", headers=keyed)
+    assert (again.status_code, again.json_body["task_id"]) == (202, first.json_body["task_id"]), again.body
+    stated = client.http.post("/api/system/maintenance/cleanup-runs?max_age_hours=24", headers=keyed)
+    assert stated.status_code == 409, "24 sent is another request than none sent, as for POST /jobs"
+    assert task(client, first.json_body["task_id"])["parameters"] == {"max_age_hours": 24}
 
 
 def test_a_keyed_replay_of_a_purged_task_speaks_of_the_task(client, aws):
