@@ -30,7 +30,13 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 
 from scripts import package
 from scripts.local_stack import apply_gateway_responses
-from scripts.stack_config import StackConfigError, check_declared, check_parameters, check_settings
+from scripts.stack_config import (
+    StackConfigError,
+    check_declared,
+    check_parameters,
+    check_reconciler_watch,
+    check_settings,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACT_BUCKET_PREFIX = "jobpipe-artifacts"
@@ -279,6 +285,7 @@ def main(argv: list[str]) -> None:
     try:  # every other parameter, as CloudFormation would, before the bucket or the code is touched
         packaged = json.loads(package.template_path(build_dir).read_text())
         check_declared(packaged.get("Parameters", {}), parameters, str(template))
+        check_reconciler_watch(packaged.get("Parameters", {}), parameters)
         check_settings(packaged, parameters)  # and as the functions will read them
     except (ValueError, AttributeError) as exc:  # StackConfigError, or a file that is no template
         reason = str(exc) if isinstance(exc, StackConfigError) else \

@@ -303,6 +303,30 @@ def check_declared(declared: Mapping[str, Mapping[str, Any]], parameters: Mappin
             raise StackConfigError(f"{name} {rule}{shown}")
 
 
+# A rate(...) schedule's unit in seconds (ReconcilerSchedule's AllowedPattern takes these).
+_RATE_UNITS_S = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def check_reconciler_watch(declared: Mapping[str, Mapping[str, Any]], parameters: Mapping[str, str]) -> None:
+    """ReconcilerSilentAlarm must not go off between two passes: ReconcilerSilentAlarmSeconds
+    (unless 0, no alarm) at least twice the period of a rate(...) ReconcilerSchedule, each as
+    given or as the template's default. A cron(...) schedule's period is not worked out: its
+    alarm is the operator's to fit. Raises StackConfigError saying what to set."""
+    def given(name: str) -> str:
+        return str(parameters.get(name, declared.get(name, {}).get("Default", "")))
+
+    silent, schedule = given("ReconcilerSilentAlarmSeconds"), given("ReconcilerSchedule")
+    rate = re.fullmatch(r"rate\((\d+) (minute|hour|day)s?\)", schedule)
+    if not rate or not silent or float(silent) == 0:
+        return
+    period_s = int(rate.group(1)) * _RATE_UNITS_S[rate.group(2)]
+    if float(silent) < 2 * period_s:
+        raise StackConfigError(
+            f"ReconcilerSilentAlarmSeconds {silent} is less than twice ReconcilerSchedule's period "
+            f"({schedule}: {shown_number(period_s)} s), so its alarm would go off between two passes: set it to at "
+            f"least {shown_number(2 * period_s)} (one of its allowed values), or 0 for no such alarm")
+
+
 def fed_variables(template: Mapping[str, Any]) -> dict[str, set[str]]:
     """Parameter -> the function environment variables `template` passes it as (`{"Ref": P}` in
     an Environment's Variables, of Globals or of a function)."""

@@ -386,6 +386,14 @@ def test_deploy_main_refuses_a_number_the_template_takes_but_the_functions_would
     (["CleanupTempFilesSchedule=cron(45 3 ? * ? *)"], "deploy: CleanupTempFilesSchedule must be an EventBridge"),
     (["ReconcilerSchedule=cron(0/5 * 1 * MON *)"], "deploy: ReconcilerSchedule must be an EventBridge schedule"),
     (["ReconcilerSchedule="], "deploy: ReconcilerSchedule must be an EventBridge schedule expression"),
+    # ReconcilerSilentAlarm would go off between two passes.
+    (["ReconcilerSchedule=rate(1 hour)"], "deploy: ReconcilerSilentAlarmSeconds 600 is less than twice "
+                                          "ReconcilerSchedule's period (rate(1 hour): 3,600 s), so its alarm would "
+                                          "go off between two passes: set it to at least 7,200"),
+    (["ReconcilerSchedule=rate(10 minutes)", "ReconcilerSilentAlarmSeconds=900"],
+     "deploy: ReconcilerSilentAlarmSeconds 900 is less than twice ReconcilerSchedule's period (rate(10 minutes): "
+     "600 s)"),
+    (["ReconcilerSilentAlarmSeconds=300"], "deploy: ReconcilerSilentAlarmSeconds must be one of 0, 600, 900"),
 ])
 def test_deploy_main_refuses_redelivery_and_schedule_settings_that_cannot_work(arguments, expected, capsys,
                                                                               monkeypatch, tmp_path):
@@ -412,8 +420,23 @@ def test_deploy_main_passes_the_schedules_eventbridge_takes(schedule, monkeypatc
     (tmp_path / "sam.json").write_text((ROOT / "infra" / "resources.json").read_text())
     (tmp_path / "deployment.zip").write_text("")
     deploy.main([str(tmp_path), "jobpipe", f"CleanupRunsSchedule={schedule}", f"ReconcilerSchedule={schedule}",
-                 f"AuthSecret={SECRET}"])
+                 "ReconcilerSilentAlarmSeconds=86400", f"AuthSecret={SECRET}"])
     assert deployed["CleanupRunsSchedule"] == deployed["ReconcilerSchedule"] == schedule
+
+
+@pytest.mark.parametrize("arguments", [
+    ["ReconcilerSchedule=rate(1 hour)", "ReconcilerSilentAlarmSeconds=7200"],
+    ["ReconcilerSchedule=rate(1 hour)", "ReconcilerSilentAlarmSeconds=0"],  # no such alarm
+    ["ReconcilerSchedule=rate(5 minutes)"],  # the default 600 s: two periods
+    ["ReconcilerSchedule=cron(0 3 * * ? *)"],  # a cron's period is the operator's to fit
+])
+def test_deploy_main_passes_a_silent_reconciler_alarm_that_outlasts_two_passes(arguments, monkeypatch, tmp_path):
+    deployed = {}
+    monkeypatch.setattr(deploy, "deploy", lambda build, stack, parameters: deployed.update(parameters) or {})
+    (tmp_path / "sam.json").write_text((ROOT / "infra" / "resources.json").read_text())
+    (tmp_path / "deployment.zip").write_text("")
+    deploy.main([str(tmp_path), "jobpipe", *arguments, f"AuthSecret={SECRET}"])
+    assert deployed["ReconcilerSchedule"] == arguments[0].split("=", 1)[1]
 
 
 def test_deploy_main_passes_whole_numbers_written_as_the_template_takes_them(capsys, monkeypatch, tmp_path):

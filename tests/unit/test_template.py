@@ -307,3 +307,56 @@ def test_every_function_environment_fits_lambdas_4_kb_whatever_the_parameters(te
     sizes = {f: sum(len(n.encode()) + longest(v) for n, v in environment(template, f).items())
              for f in functions(template)}
     assert all(size <= LAMBDA_ENVIRONMENT_BYTES for size in sizes.values()), sizes
+
+
+def lambda_alarms(template) -> dict[tuple[str, str], dict]:
+    """(function, metric) -> the alarm's properties, for each alarm on a function's AWS/Lambda metric."""
+    resources = template["Resources"]
+    watched = {}
+    for alarm in resources.values():
+        properties = alarm["Properties"]
+        if alarm["Type"] != "AWS::CloudWatch::Alarm" or properties.get("Namespace") != "AWS/Lambda":
+            continue
+        (dimension,) = properties["Dimensions"]
+        assert dimension["Name"] == "FunctionName"
+        function = dimension["Value"]["Ref"]
+        assert resources[function]["Type"] == "AWS::Serverless::Function", function
+        assert properties["AlarmActions"] == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}],
+                                                         {"Ref": "AWS::NoValue"}]}
+        watched[(function, properties["MetricName"])] = {**properties, "Condition": alarm.get("Condition")}
+    return watched
+
+
+def test_the_reconciler_is_watched_for_going_silent_and_for_failing_every_pass(template):
+    """What looks after stuck jobs is looked after too: a reconciler whose schedule is disabled or
+    whose function fails every invocation strands each lost message and ended lease without a
+    sign, where a dead-letter alarm only sees what it parks. It is alarmed when it was not
+    invoked for ReconcilerSilentAlarmSeconds (missing data counts: no invocation is no data),
+    and when its invocations failed in each of three periods in a row."""
+    watched = lambda_alarms(template)
+    silent = watched[("Reconciler", "Invocations")]
+    assert (silent["Statistic"], silent["ComparisonOperator"], silent["Threshold"]) == ("Sum", "LessThanThreshold", 1)
+    assert silent["TreatMissingData"] == "breaching"
+    assert silent["Period"] == {"Ref": "ReconcilerSilentAlarmSeconds"} and silent["EvaluationPeriods"] == 1
+    assert silent["Condition"] == "HasReconcilerSilentAlarm"
+    assert template["Conditions"]["HasReconcilerSilentAlarm"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ReconcilerSilentAlarmSeconds"}, "0"]}]}
+    silence = template["Parameters"]["ReconcilerSilentAlarmSeconds"]
+    assert all(value == 0 or (value % 60 == 0 and value <= 86400) for value in silence["AllowedValues"]), (
+        "CloudWatch takes a period of whole minutes, at most a day")
+    assert silence["Default"] >= 2 * 60, "the default schedule is rate(1 minute)"
+    assert template["Parameters"]["ReconcilerSchedule"]["Default"] == "rate(1 minute)"
+    failing = watched[("Reconciler", "Errors")]
+    assert (failing["Statistic"], failing["ComparisonOperator"], failing["Threshold"]) == ("Sum", "GreaterThanThreshold", 0)
+    assert failing["EvaluationPeriods"] == failing["DatapointsToAlarm"] == 3
+    assert failing["TreatMissingData"] == "notBreaching"
+
+
+def test_the_event_publisher_is_watched_for_falling_behind_the_stream(template):
+    """A stream batch the publisher keeps retrying, or a publisher throttled or failing, holds
+    every later status event of its shard back; nothing reaches a dead-letter queue until its
+    retries are spent. Its iterator age says how far behind it reads."""
+    behind = lambda_alarms(template)[("EventPublisher", "IteratorAge")]
+    assert (behind["Statistic"], behind["ComparisonOperator"]) == ("Maximum", "GreaterThanThreshold")
+    assert behind["Threshold"] == 600_000  # milliseconds: ten minutes behind
+    assert behind["TreatMissingData"] == "notBreaching"
