@@ -42,6 +42,7 @@ def test_the_worker_writes_one_metric_document_per_job_type_when_its_invocation_
     assert len(documents) == 1, lines
     (document,) = documents
     assert document["job_type"] == "demo.steps"
+    assert document["service"] == "jobpipe-e2e", "the stack's name: its metrics apart from another stack's"
     (definition,) = document["_aws"]["CloudWatchMetrics"]
     assert definition["Namespace"] == "jobpipe"
     assert "job_type" in definition["Dimensions"][0]

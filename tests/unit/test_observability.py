@@ -55,7 +55,7 @@ def test_the_metrics_carry_the_dimensions_operations_md_names(monkeypatch, capsy
     `job_type` alone, when the metric also carries `service`, reads no data and never fires."""
     import json
 
-    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "jobpipe-pipeline")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "jobpipe-production")  # the template's ${AWS::StackName}
     capsys.readouterr()
     observability.count("jobs_failed", "demo.steps")
     observability.flush_metrics()  # as the invocation wrapper does when the invocation ends
@@ -66,7 +66,8 @@ def test_the_metrics_carry_the_dimensions_operations_md_names(monkeypatch, capsy
     paragraph = _metrics_paragraph()
     for name in dimensions:
         assert f"`{name}`" in paragraph, name
-    assert f"`{emitted['service']}`" in paragraph
+    assert emitted["service"] == "jobpipe-production"
+    assert "`service` (the functions' `POWERTOOLS_SERVICE_NAME`: the stack's name" in " ".join(paragraph.split())
 
 
 def test_operations_md_names_every_metric_a_worker_or_the_reconciler_emits():

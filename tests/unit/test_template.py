@@ -360,3 +360,11 @@ def test_the_event_publisher_is_watched_for_falling_behind_the_stream(template):
     assert (behind["Statistic"], behind["ComparisonOperator"]) == ("Maximum", "GreaterThanThreshold")
     assert behind["Threshold"] == 600_000  # milliseconds: ten minutes behind
     assert behind["TreatMissingData"] == "notBreaching"
+
+
+def test_each_stacks_metrics_and_log_lines_carry_its_own_name(template):
+    """The metrics' `service` dimension (and every log line's `service`) is the stack's name: with
+    one fixed name, two stacks in one account (staging and production) summed into one series,
+    and an alarm on one stack's failures counted the other's."""
+    for function in functions(template):
+        assert environment(template, function)["POWERTOOLS_SERVICE_NAME"] == {"Ref": "AWS::StackName"}, function
