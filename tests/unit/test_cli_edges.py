@@ -690,8 +690,11 @@ def keep_alive_server():
         yield f"http://127.0.0.1:{listener.getsockname()[1]}", connections
     finally:
         listener.close()
-        for conn in connections:
-            conn.close()
+        for conn in connections:  # wakes the thread's recv with end of stream; the thread closes it
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         thread.join(timeout=5)
 
 
