@@ -346,10 +346,25 @@ def test_the_reconciler_is_watched_for_going_silent_and_for_failing_every_pass(t
         "CloudWatch takes a period of whole minutes, at most a day")
     assert silence["Default"] >= 2 * 60, "the default schedule is rate(1 minute)"
     assert template["Parameters"]["ReconcilerSchedule"]["Default"] == "rate(1 minute)"
-    failing = watched[("Reconciler", "Errors")]
-    assert (failing["Statistic"], failing["ComparisonOperator"], failing["Threshold"]) == ("Sum", "GreaterThanThreshold", 0)
-    assert failing["EvaluationPeriods"] == failing["DatapointsToAlarm"] == 3
-    assert failing["TreatMissingData"] == "notBreaching"
+    assert ("Reconciler", "Errors") in watched
+
+
+def test_each_function_but_the_apis_is_watched_for_failing_whole_invocations(template):
+    """A function that fails whole invocations (its settings refused, an import error, its time
+    run out) strands what it takes without a sign for hours: a jobs queue's message comes back
+    after its visibility timeout and is dead-lettered only after 10 receives, a subscriber's
+    after about a day. Each is alarmed when its invocations failed in three 5-minute periods in a
+    row; a failure reported per message or record is no function error. The API's failures are
+    its callers' 5xx answers."""
+    watched = lambda_alarms(template)
+    for function in functions(template):
+        if function == "APIHandler":
+            continue
+        failing = watched[(function, "Errors")]
+        assert (failing["Statistic"], failing["ComparisonOperator"], failing["Threshold"]) == (
+            "Sum", "GreaterThanThreshold", 0), function
+        assert (failing["Period"], failing["EvaluationPeriods"], failing["DatapointsToAlarm"]) == (300, 3, 3), function
+        assert failing["TreatMissingData"] == "notBreaching", function
 
 
 def test_the_event_publisher_is_watched_for_falling_behind_the_stream(template):
