@@ -220,7 +220,19 @@ class Container:
             self.stream_failures,
             DynamoChangeStream(self.client("dynamodbstreams"), self.settings.table_name),
             self.stream_consumer,
+            drops=self.parked_record_drops,
         )
+
+    @cached_property
+    def parked_record_drops(self) -> Optional[Any]:
+        """Operators' drops of parked stream records the reconciler holds hidden, kept in the
+        stats table; None without StreamFailureQueue or the stats table (a hidden record is then
+        found only once it shows)."""
+        if not (self.settings.stream_failure_queue_url and self.settings.stats_table_name):
+            return None
+        from chalicelib.adapters.parked_record_drops import DynamoParkedRecordDrops
+
+        return DynamoParkedRecordDrops(self.client("dynamodb"), self.settings.stats_table_name)
 
     @cached_property
     def stream_failures(self) -> Optional[Any]:

@@ -18,7 +18,7 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.domain.events import SOURCE
 from chalicelib.domain.job import Job, answer_bytes, answer_prefix, is_plausible_job_id
-from chalicelib.ports import DeadLetter, JobStore, QueueOperations
+from chalicelib.ports import DeadLetter, JobStore, ParkedRecordDrops, QueueOperations
 
 T = TypeVar("T")
 
@@ -89,14 +89,26 @@ def list_dead_letters(queues: QueueOperations, store: JobStore, *, name: Optiona
     return DeadLetterListing(letters, total, unavailable, jobs_unavailable)
 
 
-def delete_dead_letter(queues: QueueOperations, name: str, message_id: str) -> None:
+# What a delete of a letter did: deleted it, or, for a parked stream record the reconciler holds
+# hidden, recorded that it is to be deleted at its next take (both the answer's key).
+DELETED = "deleted"
+DROP_REQUESTED = "drop_requested"
+
+
+def delete_dead_letter(queues: QueueOperations, name: str, message_id: str,
+                       drops: Optional[ParkedRecordDrops] = None) -> str:
     """Delete the letter `message_id` from the dead-letter queue `name`: what an operator does
     with a letter nothing will take (a foreign body no redrive moves, which keeps the queue's
-    alarm up for its 14 days). Raises LetterNotFoundError when none of LETTER_DELETE_READS looks
-    of up to MAX_DEAD_LETTER_BATCH letters showed it (deleted already, or one SQS did not hand
-    out) or its delete was refused, NotRedrivableError for a failed batch's description on
-    STREAM_FAILURE_QUEUE (the reconciler's, removed once replayed; a record parked there, whose
-    events an operator gives up, and a foreign body are deleted), DeadLetterUnavailableError."""
+    alarm up for its 14 days). DELETED, or DROP_REQUESTED for a record parked on
+    STREAM_FAILURE_QUEUE that the reconciler took and holds hidden (SQS hands out no hidden
+    message: `drops` keeps the request, and the reconciler deletes the record unpublished when
+    it next takes it). Raises LetterNotFoundError when none of LETTER_DELETE_READS looks of up
+    to MAX_DEAD_LETTER_BATCH letters showed it and it is no parked record `drops` knows the
+    reconciler holds (deleted already, never there, or one SQS did not hand out), or its delete
+    was refused; NotRedrivableError for a failed batch's description on STREAM_FAILURE_QUEUE
+    (the reconciler's, removed once replayed; a record parked there, whose events an operator
+    gives up, and a foreign body are deleted); DeadLetterUnavailableError;
+    StoreUnavailableError when `drops` does not answer."""
     for _ in range(LETTER_DELETE_READS):
         found = [letter for letter in queues.peek_dead_letters(name, MAX_DEAD_LETTER_BATCH)
                  if letter.message_id == message_id]
@@ -104,11 +116,28 @@ def delete_dead_letter(queues: QueueOperations, name: str, message_id: str) -> N
             raise NotRedrivableError.deleting(name)
         if found:
             if queues.delete_dead_letters(name, found[:1]) == 1:
-                return
+                if drops is not None and name == STREAM_FAILURE_QUEUE and PARKED_RECORD in found[0].body:
+                    _removed(drops, message_id)
+                return DELETED
             break
+    # Only an entry the reconciler wrote as it took a parked record takes a request: a batch's
+    # description, a foreign body or an id never parked has none, and stays 404.
+    if drops is not None and name == STREAM_FAILURE_QUEUE and drops.request(message_id):
+        return DROP_REQUESTED
     raise LetterNotFoundError(
         f"no letter {message_id} on the {name} dead-letter queue among those it handed out; "
         "list the queue to see what it holds, and try again")
+
+
+def _removed(drops: ParkedRecordDrops, message_id: str) -> None:
+    try:
+        drops.removed(message_id)
+    except StoreUnavailableError:
+        pass  # the record is deleted: a later request for it is kept and deletes nothing
+
+
+# What a parked stream record's body carries it under (adapters/sqs_stream_failures.py).
+PARKED_RECORD = "parked_stream_record"
 
 
 # What names a failed stream batch's description: Lambda's on-failure record for a DynamoDB stream.

@@ -392,6 +392,10 @@ MAX_DEAD_LETTER_BATCH = 100
 # out), up to MAX_DEAD_LETTER_BATCH letters a look: SQS hands out a sample of a large queue, so
 # three looks before the letter is said not found.
 LETTER_DELETE_READS = 3
+# An operator's drop of a parked stream record the reconciler holds hidden is kept beside it this
+# long from the reconciler's latest take (StreamFailureQueue's retention, 14 days): the entry
+# outlives the record it is about, then DynamoDB's TTL removes it.
+PARKED_RECORD_KEEP_S = 14 * 24 * 3600
 # The name the operator routes list the stream's failed batches' descriptions under: the
 # reconciler's to replay and remove, so neither redriven nor deleted by an operator.
 STREAM_FAILURE_QUEUE = "stream_failure"

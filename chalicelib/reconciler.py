@@ -22,7 +22,9 @@ Each pass, in this order:
    message, which parks it, never came back) has it parked (`owed_letter_parked`).
 3. failed stream batches: a batch of the jobs table's stream that the change-stream function
    gave up on is read back from the stream and counted and published again, so its status
-   events still reach subscribers and its changes are still counted (events/replay.py).
+   events still reach subscribers and its changes are still counted (events/replay.py); a
+   record parked there whole is published from its message, or, once an operator gave it up
+   while it was hidden, deleted unpublished (`stream_record_dropped`).
 
 A pass keeps to its invocation's time: once less than RECONCILE_PASS_MARGIN_S is left it takes
 nothing more, and its due step takes nothing more once it spent RECONCILE_DUE_BUDGET_S (both
@@ -55,7 +57,7 @@ from chalicelib.defaults import (
 from chalicelib.domain.errors import StaleJobError, StreamBatchUnreadableError, describe_failure
 from chalicelib.domain.job import PRIORITIES, Job, isoformat
 from chalicelib.domain.status import JobStatus
-from chalicelib.events.replay import REPLAYED, UNREADABLE, StreamReplay
+from chalicelib.events.replay import DROPPED, UNREADABLE, StreamReplay
 from chalicelib.lifecycle import JobLifecycle, ReconcileOutcome, SendAfterOutcomeError
 from chalicelib.ports import DeadLetter, JobMessage, QueueOperations, job_message_of
 
@@ -64,7 +66,8 @@ from chalicelib.ports import DeadLetter, JobMessage, QueueOperations, job_messag
 class ReconcilePass:
     """What one pass did: counts per outcome (`released`, `redispatched`, `lease_expired`,
     `dead_lettered`, `owed_letter_found`, `owed_letter_parked`, `orphaned_letter_deleted`, `undeliverable`, `backlogged`, `raced`,
-    `stream_batch_replayed`, `stream_batch_unreadable`, `errors`, `out_of_time`), and the time it ran."""
+    `stream_batch_replayed`, `stream_batch_unreadable`, `stream_record_dropped`, `errors`, `out_of_time`), and
+    the time it ran."""
 
     started_at: str
     counts: Counter = field(default_factory=Counter)
@@ -116,7 +119,7 @@ class Reconciler:
                 return  # taken batches come back after the take's first wait
             where = f"stream batch {batch.first_sequence}-{batch.last_sequence}"
             try:
-                self._replay.replay(batch)
+                outcome = self._replay.replay(batch)
             except StreamBatchUnreadableError as exc:  # its events are lost: said in every pass that sees it
                 result.counts[UNREADABLE] += 1
                 result.errors.append(f"{where}: {describe_failure(exc)}")
@@ -125,8 +128,12 @@ class Reconciler:
             except Exception as exc:  # noqa: BLE001 - held for a later pass; one batch never stops the rest
                 self._failed(result, where, exc, "stream batch replay failed", {"batch": where})
                 continue
-            result.counts[REPLAYED] += 1
-            self._observe("stream batch replayed", {"batch": where, "condition": batch.condition})
+            result.counts[outcome] += 1
+            if outcome == DROPPED:  # an operator's DELETE, made while the reconciler held it hidden
+                self._observe("parked stream record dropped: deleted unpublished",
+                              {"batch": where, "message_id": batch.message_id})
+            else:
+                self._observe("stream batch replayed", {"batch": where, "condition": batch.condition})
 
     def _reconcile_due(self, result: ReconcilePass) -> None:
         """Every job due by the pass's start, earliest first, page after page: a job acted on

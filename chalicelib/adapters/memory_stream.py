@@ -1,5 +1,5 @@
-"""In-memory twins of the ChangeStream and FailedStreamBatches ports (contract:
-tests/contract/test_stream_replay.py)."""
+"""In-memory twins of the ChangeStream, FailedStreamBatches and ParkedRecordDrops ports (contract:
+tests/contract/test_stream_replay.py, tests/contract/test_parked_record_drops.py)."""
 from __future__ import annotations
 
 import itertools
@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from chalicelib.defaults import PARKED_RECORD_MAX_BYTES, RECORD_UNREADABLE, SQS_MAX_HOLD_S
+from chalicelib.defaults import PARKED_RECORD_KEEP_S, PARKED_RECORD_MAX_BYTES, RECORD_UNREADABLE, SQS_MAX_HOLD_S
 from chalicelib.domain.errors import StreamBatchPartlyHeldError, StreamBatchUnreadableError, StreamRecordTooLargeError
 from chalicelib.ports import FailedStreamBatch
 
@@ -107,3 +107,35 @@ class InMemoryFailedStreamBatches:
             entry = self._entry(batch)
             if entry is not None:
                 entry[1] = self._clock() + min(seconds, SQS_MAX_HOLD_S)  # as SQS caps it
+
+
+class InMemoryParkedRecordDrops:
+    """The entries of the parked records the reconciler took, by message id: as the stats
+    table's `PARKED#` items hold them."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.entries: dict[str, dict[str, float]] = {}
+
+    def taken(self, message_id: str) -> bool:
+        now = self._clock()
+        with self._lock:
+            entry = self.entries.setdefault(message_id, {})
+            entry.pop("removed_at", None)
+            entry.update(taken_at=now, expires_at=now + PARKED_RECORD_KEEP_S)
+            return "drop_requested_at" in entry
+
+    def request(self, message_id: str) -> bool:
+        now = self._clock()
+        with self._lock:
+            entry = self.entries.get(message_id)
+            if entry is None or "removed_at" in entry or entry["expires_at"] <= now:
+                return False
+            entry["drop_requested_at"] = now
+            return True
+
+    def removed(self, message_id: str) -> None:
+        with self._lock:
+            if message_id in self.entries:
+                self.entries[message_id]["removed_at"] = self._clock()

@@ -301,7 +301,13 @@ def _operator_paths() -> dict[str, Any]:
         "/api/system/dlq/letters/{message_id}": {"delete": {
             "parameters": [_path_param("message_id"), *_query("priority", "queue")], "responses": {
                 "200": _json({"type": "object", "required": ["deleted", "queue"], "properties": {
-                    "deleted": {"type": "string"}, "queue": {"type": "string"}}}), **refused, **_errors(404, 409)}}},
+                    "deleted": {"type": "string"}, "queue": {"type": "string"}}}),
+                # A parked stream record the reconciler holds hidden (SQS hands out no hidden
+                # message): deleted, unpublished, at its next take.
+                "202": _json({"type": "object", "required": ["drop_requested", "queue"], "properties": {
+                    "drop_requested": {"type": "string"}, "queue": {"type": "string"}}},
+                    "a parked stream record held hidden: deleted at the reconciler's next take"),
+                **refused, **_errors(404, 409)}}},
         # A start is keyed as POST /jobs: the same task and parameters under a key answer its task,
         # anything else under it is 409; its task purged while the key is kept, 410. With
         # USE_TASK_QUEUE=false a key is refused (400): an inline run keeps no record.

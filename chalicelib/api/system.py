@@ -12,7 +12,7 @@ from chalicelib.api.auth import OPERATOR
 from chalicelib.api.http import Call, validate
 from chalicelib.api.routing import router
 from chalicelib.composition import container
-from chalicelib.dead_letters import delete_dead_letter, each_queue, list_dead_letters
+from chalicelib.dead_letters import DELETED, DROP_REQUESTED, delete_dead_letter, each_queue, list_dead_letters
 from chalicelib.defaults import (
     DEAD_LETTER_BATCH,
     MAX_DEAD_LETTER_BATCH,
@@ -166,14 +166,19 @@ _MESSAGE_ID = re.compile(r"[A-Za-z0-9-]{1,100}")
 @route("/api/system/dlq/letters/{message_id}", methods=["DELETE"], body=False)
 def delete_letter(call: Call, message_id: str) -> Any:
     """Delete one letter of a dead-letter queue, by the `message_id` its listing shows: a letter
-    no redrive moves and nothing will take. 200 `{"deleted": message_id, "queue"}`; 404
-    letter_not_found when the queue did not hand it out."""
+    no redrive moves and nothing will take. 200 `{"deleted": message_id, "queue"}`; for a
+    parked stream record the reconciler holds hidden, 202 `{"drop_requested": message_id,
+    "queue"}` (deleted unpublished at the reconciler's next take); 404 letter_not_found when
+    the queue did not hand it out and it is no such record."""
     params = validate(LetterQuery, call.query())
     name = params.queue or params.priority
     if not _MESSAGE_ID.fullmatch(message_id):
         raise LetterNotFoundError(f"no letter {message_id[:100]!r}: a letter's id is its listing's message_id")
-    delete_dead_letter(container().queue_operations, name, message_id)
-    return {"deleted": message_id, "queue": name}
+    services = container()
+    done = delete_dead_letter(services.queue_operations, name, message_id, services.parked_record_drops)
+    if done == DROP_REQUESTED:
+        return {DROP_REQUESTED: message_id, "queue": name}, 202
+    return {DELETED: message_id, "queue": name}
 
 
 def _went(exc: JobpipeError) -> bool:

@@ -14,10 +14,15 @@ and the counters' per-(job, version) markers count a change once. A replay that 
 minute, doubling per try up to an hour; a batch the stream no longer holds stays on the queue,
 for an operator (its description looked at again twice a day; `StreamFailureQueueHeldAlarm`
 stays on while it is there). Of a batch whose first records the stream no longer holds, the
-records it still holds are counted and published each time, and the description stays too."""
+records it still holds are counted and published each time, and the description stays too.
+
+A record parked whole (one the change-stream function could not read) is published from its
+message instead. An operator may give one up (DELETE /api/system/dlq/letters/{id}) while it is
+hidden between its tries, where SQS cannot hand it out to be deleted: the request is kept
+(ParkedRecordDrops), and the take that finds it deletes the record instead of publishing it."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from chalicelib.defaults import (
     REPLAY_BATCHES_PER_PASS,
@@ -29,37 +34,49 @@ from chalicelib.defaults import (
 from chalicelib.domain.errors import (
     EventPublishError,
     JobpipeError,
+    StoreUnavailableError,
     StreamBatchPartlyHeldError,
     StreamBatchUnreadableError,
 )
 from chalicelib.events.stream import StreamConsumer
-from chalicelib.ports import ChangeStream, FailedStreamBatch, FailedStreamBatches
+from chalicelib.ports import ChangeStream, FailedStreamBatch, FailedStreamBatches, ParkedRecordDrops
 
 
-# What a pass counts for a batch: replayed, or left for an operator.
+# What a pass counts for a batch: replayed, left for an operator, or a parked record an operator
+# gave up, deleted.
 REPLAYED = "stream_batch_replayed"
 UNREADABLE = "stream_batch_unreadable"
+DROPPED = "stream_record_dropped"
 
 
 class StreamReplay:
-    def __init__(self, failures: FailedStreamBatches, stream: ChangeStream, consumer: StreamConsumer) -> None:
+    def __init__(self, failures: FailedStreamBatches, stream: ChangeStream, consumer: StreamConsumer,
+                 drops: Optional[ParkedRecordDrops] = None) -> None:
         self._failures = failures
         self._stream = stream
         self._consumer = consumer
+        self._drops = drops
 
     def take(self, limit: int = REPLAY_BATCHES_PER_PASS) -> list[FailedStreamBatch]:
         """Failed batches to replay now, each hidden for a first retry's wait meanwhile."""
         return self._failures.take(limit, REPLAY_RETRY_BASE_S)
 
-    def replay(self, batch: FailedStreamBatch) -> None:
-        """Count and publish the batch's records again, then remove its description. Raises
+    def replay(self, batch: FailedStreamBatch) -> str:
+        """Count and publish the batch's records again, then remove its description: REPLAYED.
+        A parked record an operator gave up is deleted instead, unpublished: DROPPED. Raises
         StreamBatchUnreadableError when the stream no longer holds them (the description kept,
         hidden for UNREADABLE_HOLD_S); else what the stream, the stats store or the publisher
-        raised, the description then hidden for the next try's wait."""
+        raised (or, for a parked record, the drops' store), the description then hidden for the
+        next try's wait."""
         if batch.records is not None:  # a parked record: read from its message, never parked again
+            if self._dropped(batch):
+                self._failures.settle(batch)
+                self._removed(batch)
+                return DROPPED
             self._publish(batch, list(batch.records), parking=False)
             self._failures.settle(batch)
-            return
+            self._removed(batch)
+            return REPLAYED
         try:
             records = self._stream.records(batch)
         except StreamBatchPartlyHeldError as partly:
@@ -78,6 +95,27 @@ class StreamReplay:
             raise
         self._publish(batch, records)
         self._failures.settle(batch)
+        return REPLAYED
+
+    def _dropped(self, batch: FailedStreamBatch) -> bool:
+        """Whether an operator gave up the parked record `batch`, its take recorded so that one
+        may while it is hidden. A store that does not answer: held for the next try's wait and
+        raised, never published on a guess (it may have been given up)."""
+        if self._drops is None:
+            return False
+        try:
+            return self._drops.taken(batch.message_id)
+        except Exception:
+            self._hold_for_retry(batch)
+            raise
+
+    def _removed(self, batch: FailedStreamBatch) -> None:
+        if self._drops is None:
+            return
+        try:
+            self._drops.removed(batch.message_id)
+        except StoreUnavailableError:
+            pass  # the record is gone all the same: a later drop of it is kept and changes nothing
 
     def _publish(self, batch: FailedStreamBatch, records: list[dict[str, Any]], parking: bool = True) -> None:
         """Count and publish `records`; on any failure the description is held for the next

@@ -3,7 +3,7 @@
 A module per family of ports, each with the values its ports carry: `jobs.py` (`JobStore`),
 `queues.py` (`JobQueue`, the job message), `blobs.py` (`BlobStore`, `ArtifactStore`),
 `operations.py` (`FinishedJobs`, `StatsStore`, `ReconcilerLog`, `QueueOperations`), `stream.py`
-(`EventPublisher`, `JobChange`, `FailedStreamBatches`, `ChangeStream`), `subscribers.py`
+(`EventPublisher`, `JobChange`, `FailedStreamBatches`, `ChangeStream`, `ParkedRecordDrops`), `subscribers.py`
 (`CacheStore`, `DeliveryLedger`, `DeadLetterQueue`, `WebhookSender`), `timers.py` (`Timer`, `Clock`).
 Every name is imported from here: `from chalicelib.ports import JobStore`.
 """
@@ -48,6 +48,7 @@ from chalicelib.ports.stream import (
     FailedStreamBatch,
     FailedStreamBatches,
     JobChange,
+    ParkedRecordDrops,
 )
 from chalicelib.ports.subscribers import (
     CacheEntry,
@@ -93,6 +94,7 @@ __all__ = [
     "JobQueue",
     "JobStore",
     "LedgerOpening",
+    "ParkedRecordDrops",
     "QueueOperations",
     "ReconcilerLog",
     "REMOVE",

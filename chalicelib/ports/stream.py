@@ -1,6 +1,7 @@
 """The jobs table's change stream: a job write as it reports it (`JobChange`), the events made
 of them (`EventPublisher`), the batches the event publisher gave up on, read back
-(`FailedStreamBatches`, `ChangeStream`)."""
+(`FailedStreamBatches`, `ChangeStream`), and operators' drops of parked records
+(`ParkedRecordDrops`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -66,6 +67,29 @@ class FailedStreamBatches(Protocol):
         function received it: taken back as a FailedStreamBatch carrying it (`records`), which the
         replay publishes once a version that reads it runs. Raises StreamRecordTooLargeError when
         it does not fit one message, QueueUnavailableError when the queue refused it or did not answer."""
+
+
+class ParkedRecordDrops(Protocol):
+    """Operators' requests to give up a parked stream record (FailedStreamBatch with `records`)
+    while the reconciler holds it hidden: SQS deletes only what it hands out, and it hands out no
+    hidden message. One entry per parked record the reconciler took, by its message id, kept
+    PARKED_RECORD_KEEP_S past its latest take. Every method raises StoreUnavailableError when
+    the store does not answer."""
+
+    def taken(self, message_id: str) -> bool:
+        """The reconciler took the parked record `message_id` (hidden now until its next try):
+        recorded, so that a drop may be requested while it is hidden. True when a drop was
+        requested: the record is to be deleted, not replayed."""
+
+    def request(self, message_id: str) -> bool:
+        """Ask that the parked record `message_id` be deleted at its next take instead of
+        replayed. True when recorded; False when no parked record of that id was taken and is
+        still on its queue as far as the entries know (never taken by the reconciler, replayed
+        or deleted already, or its entry expired)."""
+
+    def removed(self, message_id: str) -> None:
+        """The parked record `message_id` left its queue (replayed or deleted): a later request
+        for it is refused. Nothing is written for a record never taken."""
 
 
 class ChangeStream(Protocol):

@@ -1,6 +1,7 @@
 """Nothing stays stuck, nothing vanishes, on the deployed stack: the scheduled reconciler sends
 lost messages again, retries the attempt of a worker that died once its lease has expired,
-fails dead-lettered jobs and replays a stream batch the event publisher gave up on; long
+fails dead-lettered jobs, replays a stream batch the event publisher gave up on and deletes a
+parked record an operator gave up while it was hidden; long
 schedules are held and cancelable; a redirecting ERP gets the event once with its body; an
 oversized event goes out clipped.
 
@@ -8,6 +9,7 @@ The scenarios are set up together and waited for together: the reconciler runs o
 (EventBridge's shortest rate), and the suite allows two periods."""
 from __future__ import annotations
 
+import copy
 import json
 import time
 from datetime import datetime, timedelta, timezone
@@ -15,7 +17,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from chalicelib.adapters.dynamodb_items import job_key
+from chalicelib.adapters.dynamodb_stream import as_delivered
+from chalicelib.adapters.sqs_stream_failures import parked_body
 from tests.support.stream import on_failure_record, read_stream
+from tests.support.waiting import eventually
 
 PERIOD_S = 60
 STEPS = {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0}}
@@ -150,3 +155,31 @@ def test_a_stream_batch_the_publisher_gave_up_on_is_replayed_and_reaches_the_erp
     accepted = stack.wait_for_webhook(scenarios["replayed"], "completed", timeout_s=60)
     ids = [d["detail"]["event_id"] for d in accepted]
     assert len(ids) == len(set(ids)) and [d["detail"]["status"] for d in accepted].count("queued") == 1, accepted
+
+
+def test_a_parked_record_the_reconciler_holds_hidden_is_deleted_at_its_next_take(stack):
+    """An operator gives up a parked stream record (an item edited into a status no version
+    reads) while the reconciler holds it hidden between its tries: SQS cannot hand it out to be
+    deleted, so the delete is kept (202) and the reconciler's next take deletes it unpublished."""
+    sqs, ddb = stack.session.client("sqs"), stack.session.client("dynamodb")
+    job = stack.submit(STEPS)
+    _, _, records = read_stream(ddb, stack.session.client("dynamodbstreams"), stack.outputs["JobsTableName"])
+    record = as_delivered(copy.deepcopy(next(r for r in records if r["dynamodb"]["Keys"] == job_key(job["id"]))))
+    record["dynamodb"]["NewImage"]["status"] = {"S": "paused"}
+    parked = sqs.send_message(QueueUrl=stack.outputs["StreamFailureQueueUrl"],
+                              MessageBody=parked_body(record))["MessageId"]
+    entry = {"TableName": stack.outputs["StatsTableName"], "Key": {"pk": {"S": f"PARKED#{parked}"}},
+             "ConsistentRead": True}
+    # The reconciler's take writes the record's entry, then hides it a minute for its failed try.
+    eventually(lambda: ddb.get_item(**entry).get("Item"), lambda item: item is not None,
+               timeout_s=2 * PERIOD_S + 20, every_s=1, what="the reconciler to take the parked record")
+    path = f"/api/system/dlq/letters/{parked}?queue=stream_failure"
+    response = stack.call("DELETE", path, headers=stack.operator_headers())
+    assert response.status_code == 202, response.text
+    assert response.json() == {"drop_requested": parked, "queue": "stream_failure"}
+    eventually(lambda: ddb.get_item(**entry)["Item"], lambda item: "removed_at" in item,
+               timeout_s=2 * PERIOD_S + 20, every_s=2, what="the reconciler to delete the dropped record")
+    stats = stack.call("GET", "/api/system/stats", headers=stack.operator_headers()).json()
+    assert stats["reconciler"]["totals"].get("stream_record_dropped", 0) >= 1, stats["reconciler"]
+    again = stack.call("DELETE", path, headers=stack.operator_headers())
+    assert again.status_code == 404 and again.json()["error"]["code"] == "letter_not_found", again.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from typing import Any
 
 import boto3
@@ -18,7 +19,7 @@ from chalicelib.adapters.eventbridge import EventBridgePublisher
 from chalicelib.domain.errors import EventPublishError, StreamRecordUnreadableError
 from chalicelib.events import replay
 from chalicelib.events.stream import StreamConsumer
-from tests.functional.conftest import LambdaContext, receive_all, submit_job
+from tests.functional.conftest import LambdaContext, TimingOut, receive_all, submit_job
 from tests.functional.test_reconciler import STEPS, operator_headers, reconcile
 from tests.support.stream import on_failure_record, read_stream
 
@@ -163,6 +164,76 @@ def test_a_record_this_version_cannot_read_is_parked_and_the_rest_of_its_batch_g
     stats = client.http.get("/api/system/stats", headers=operator_headers()).json_body
     assert (stats["jobs_by_status"]["queued"], stats["jobs_by_status"]["running"]) == (2, 1), \
         "each change counted once, the parked one late"
+
+
+def _held(aws) -> int:
+    """Messages on StreamFailureQueue, shown or hidden."""
+    attributes = aws["sqs"].get_queue_attributes(QueueUrl=aws["stream_failures"], AttributeNames=[
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+def test_an_operator_gives_up_a_parked_record_the_reconciler_holds_hidden(failures, app, client, aws, tap,
+                                                                          monkeypatch, caplog):
+    """SQS deletes only what it hands out, and the reconciler hides a parked record between its
+    tries: the delete is kept (202 drop_requested), and the pass that takes the record next
+    deletes it, unpublished, even where a version that reads it runs by then. Nothing else can
+    be dropped: a hidden batch description, an id never parked, a record already gone are 404."""
+    monkeypatch.setattr(replay, "redelivery_wait_s", lambda *args: 2)  # hidden two seconds, not a minute
+    edited = submit_job(client, STEPS)
+    aws["ddb"].update_item(TableName="jobs", Key=job_key(edited["id"]), UpdateExpression="SET #s = :s, version = :v",
+                           ExpressionAttributeNames={"#s": "status"},
+                           ExpressionAttributeValues={":s": {"S": "paused"}, ":v": {"N": "2"}})
+    arn, shard, records = stream_of_jobs_table()
+    app.handler_map["event_publisher"]({"Records": [as_delivered(r) for r in records]}, LambdaContext(60))
+    operator = operator_headers()
+    (letter,) = client.http.get("/api/system/dlq?queue=stream_failure", headers=operator).json_body[
+        "dead_letters"]["stream_failure"]
+    parked = letter["message_id"]
+    description = aws["sqs"].send_message(QueueUrl=failures, MessageBody=described(
+        arn.replace("table/jobs/", "table/other/"), shard, records))["MessageId"]
+    assert reconcile(app)["counts"] == {"errors": 1, "stream_batch_unreadable": 1}, "both taken, both hidden"
+    tap()
+
+    def delete(message_id: str) -> Any:
+        return client.http.delete(f"/api/system/dlq/letters/{message_id}?queue=stream_failure", headers=operator)
+
+    listed = client.http.get("/api/system/dlq?queue=stream_failure", headers=operator).json_body
+    assert listed["dead_letters"]["stream_failure"] == [] and listed["total"]["stream_failure"] == 2
+    drops = composition.container().parked_record_drops
+    ddb = drops._ddb
+    drops._ddb = TimingOut(ddb, "update_item")  # the stats table not answering: said, nothing kept
+    unanswered = delete(parked)
+    assert unanswered.status_code == 503 and unanswered.json_body["error"]["code"] == "store_unavailable"
+    drops._ddb = ddb
+    response = delete(parked)
+    assert response.status_code == 202, response.body
+    assert response.json_body == {"drop_requested": parked, "queue": "stream_failure"}
+    declared = client.http.get("/openapi.json").json_body["paths"]["/api/system/dlq/letters/{message_id}"]["delete"]
+    assert declared["responses"]["202"]["content"]["application/json"]["schema"]["required"] == [
+        "drop_requested", "queue"]
+    # A hidden batch description was never a parked record: no drop of it is kept, nor of an id never seen.
+    for message_id in (description, "00000000-0000-0000-0000-000000000000"):
+        missing = delete(message_id)
+        assert missing.status_code == 404 and missing.json_body["error"]["code"] == "letter_not_found"
+
+    composition.use(None)  # a version that reads it is deployed: the record is still given up
+    container = composition.container()
+    container.stream_consumer = StreamConsumer(_as_a_newer_version_reads, container.publisher, container.stats)
+    caplog.clear()
+    counts: dict = {}
+    for _ in range(40):  # until its two seconds' wait ends
+        counts = reconcile(app)["counts"]
+        if counts:
+            break
+        time.sleep(0.25)
+    assert counts == {"stream_record_dropped": 1}
+    (line,) = [r for r in caplog.records if r.getMessage().startswith("parked stream record dropped")]
+    assert line.message_id == parked
+    assert [e for e in tap() if e["detail"]["job_id"] == edited["id"]] == [], "its event given up"
+    assert _held(aws) == 1, "the batch description stays, hidden for an operator"
+    again = delete(parked)
+    assert again.status_code == 404 and again.json_body["error"]["code"] == "letter_not_found"
 
 
 def test_without_stream_failure_queue_an_unreadable_record_fails_its_batch(app, client, aws, tap):

@@ -107,6 +107,9 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         # Idempotency-Key records only (dynamodb_keys.py), never the subscribers' delivery records.
         "IdempotencyTable where LeadingKeys like submit#*": ddb("GetItem", "PutItem"),
         "StatsTable": ddb("GetItem", "BatchGetItem"),
+        # An operator's drop of a parked stream record the reconciler holds hidden, and its
+        # removal once deleted (parked_record_drops.py): those entries only, never a counter.
+        "StatsTable where LeadingKeys like PARKED#*": ddb("UpdateItem"),
         **each(JOBS_QUEUES, sqs("SendMessage", "GetQueueAttributes")),
         **each(JOBS_DLQS, sqs("GetQueueAttributes", "ReceiveMessage", "DeleteMessage", "ChangeMessageVisibility")),
         **each(REDRIVABLE_DLQS, sqs("GetQueueAttributes", "ReceiveMessage", "ChangeMessageVisibility", "DeleteMessage")),
@@ -154,7 +157,8 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         "*": XRAY,
         "JobsTable": ddb("GetItem", "BatchGetItem", "PutItem", "UpdateItem"),
         "JobsTable/index/by_due": ddb("Query"),
-        # Its pass's summary (reconciler_log.py); a replayed stream batch's counts (stats.py).
+        # Its pass's summary (reconciler_log.py); a replayed stream batch's counts (stats.py); the
+        # takes and removals of parked stream records, which keep operators' drops (parked_record_drops.py).
         "StatsTable": ddb("PutItem", "UpdateItem"),
         # Depths (the queue's only; never its DLQ's): a job whose resends are spent is not failed
         # while its queue still holds a line of messages no worker received (lifecycle.reconcile).
@@ -270,7 +274,7 @@ class Recorder:
     """A DynamoDB client that records the partition key of every item a request names, by
     table, and succeeds."""
 
-    HASH_KEYS = {"jobs": "pk", "idempotency": "id"}  # infra/resources.json KeySchema
+    HASH_KEYS = {"jobs": "pk", "idempotency": "id", "stats": "pk"}  # infra/resources.json KeySchema
 
     def __init__(self) -> None:
         self.keys: dict[str, list[str]] = {}
@@ -308,8 +312,9 @@ def like(value: str, pattern: str) -> bool:
                         value) is not None
 
 
-def leading_keys(role: str) -> str:
-    (resource,) = [r for r in GRANTS[role] if "LeadingKeys" in r]
+def leading_keys(role: str, table: Optional[str] = None) -> str:
+    """The pattern of `role`'s one LeadingKeys condition (on `table`, where it has more)."""
+    (resource,) = [r for r in GRANTS[role] if "LeadingKeys" in r and (table is None or r.startswith(f"{table} "))]
     return resource.rsplit(" ", 1)[1]
 
 
@@ -319,6 +324,7 @@ def test_each_writer_held_to_a_key_prefix_names_only_items_within_it():
     from chalicelib.adapters.dynamodb import DynamoJobStore
     from chalicelib.adapters.dynamodb_cache import DynamoCacheStore
     from chalicelib.adapters.dynamodb_ledger import DynamoDeliveryLedger
+    from chalicelib.adapters.parked_record_drops import DynamoParkedRecordDrops
     from chalicelib.domain.job import Job
     from chalicelib.ports import SubmissionKey, TaskCompletion
     from chalicelib.subscribers.handlers import ERP_BRIDGE
@@ -331,7 +337,14 @@ def test_each_writer_held_to_a_key_prefix_names_only_items_within_it():
     store.create_keyed(job, SubmissionKey("acme", "k-1", "j-1", "h", 2_000_000_000), now=1_000_000_000)
     store.submission_key("acme", "k-1", now=1_000_000_000)
     assert len(api.keys["idempotency"]) == 2
-    assert all(like(k, leading_keys("ApiHandlerRole")) for k in api.keys["idempotency"]), api.keys
+    assert all(like(k, leading_keys("ApiHandlerRole", "IdempotencyTable")) for k in api.keys["idempotency"]), api.keys
+
+    operator = Recorder()  # an operator's drop of a parked stream record, and its removal once deleted
+    drops = DynamoParkedRecordDrops(operator, "stats")
+    drops.request("5fa1c3e2-0000-4000-8000-000000000001")
+    drops.removed("5fa1c3e2-0000-4000-8000-000000000001")
+    assert list(operator.keys) == ["stats"] and len(operator.keys["stats"]) == 2
+    assert all(like(k, leading_keys("ApiHandlerRole", "StatsTable")) for k in operator.keys["stats"]), operator.keys
 
     bridge = Recorder()  # the ERP bridge's ledger: opened, then closed (one done, one failed)
     ledger = DynamoDeliveryLedger(bridge, "idempotency", ERP_BRIDGE, ttl_s=60)

@@ -158,9 +158,10 @@ class _FailedBatches(_NoFailedBatches):
         return [SimpleNamespace(first_sequence=str(i), last_sequence=str(i), condition="RecordAgeExceeded")
                 for i in range(self._count)]
 
-    def replay(self, batch) -> None:
+    def replay(self, batch) -> str:
         self.replayed.append(batch.first_sequence)
         self._after_each()
+        return REPLAYED
 
 
 @pytest.mark.parametrize("due_page", [DUE_PAGE, 1000], ids=["pages", "one_page"])

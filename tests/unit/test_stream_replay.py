@@ -10,7 +10,7 @@ from chalicelib.adapters.dynamodb_items import job_key, job_to_item, run_key
 from chalicelib.adapters.dynamodb_stream import job_change
 from chalicelib.adapters.memory_events import InMemoryEventPublisher
 from chalicelib.adapters.memory_stats import InMemoryStatsStore
-from chalicelib.adapters.memory_stream import InMemoryChangeStream, InMemoryFailedStreamBatches
+from chalicelib.adapters.memory_stream import InMemoryChangeStream, InMemoryFailedStreamBatches, InMemoryParkedRecordDrops
 from chalicelib.defaults import REPLAY_RETRY_BASE_S, UNREADABLE_HOLD_S
 from chalicelib.domain.errors import DeadLetterUnavailableError, StoreUnavailableError, StreamRecordUnreadableError
 from chalicelib.domain.events import event_id_for
@@ -33,6 +33,7 @@ class Pipeline:
         self.stats = InMemoryStatsStore()
         self.failures = InMemoryFailedStreamBatches(clock=lambda: clock().timestamp())
         self.consumer = StreamConsumer(job_change, self.publisher, self.stats, park=self.failures.park)
+        self.drops = InMemoryParkedRecordDrops(clock=lambda: clock().timestamp())
         self._sequence = 100
 
     def write(self, old: Optional[Job], new: Job) -> dict:
@@ -56,8 +57,8 @@ class Pipeline:
         return failed_at
 
     def reconciler(self, lifecycle, observe=None) -> Reconciler:
-        return Reconciler(lifecycle, None, replay=StreamReplay(self.failures, self.stream, self.consumer),
-                          observe=observe)
+        return Reconciler(lifecycle, None, replay=StreamReplay(self.failures, self.stream, self.consumer,
+                                                               drops=self.drops), observe=observe)
 
 
 @pytest.fixture
@@ -300,6 +301,53 @@ def test_a_parked_record_a_version_reads_is_published_and_leaves_the_queue(lifec
     assert [e.status for e in pipeline.publisher.published] == ["queued", "running"]
     assert pipeline.failures.waiting() == []
     assert reconciler.run_pass().counts == {}
+
+
+def test_a_parked_record_an_operator_gave_up_while_it_was_hidden_is_deleted_unpublished(lifecycle, queue, pipeline,
+                                                                                        clock):
+    """SQS hands out no hidden message, so an operator's delete of a parked record the reconciler
+    holds between its tries is kept; the take that finds it deletes it, and nothing is published,
+    even by a version that would read it now."""
+    queued, running = submit_and_claim(lifecycle, queue)
+    assert pipeline.deliver([pipeline.write(None, queued), _edited_by_hand(pipeline.write(queued, running))]) is None
+    (message_id,) = pipeline.failures.waiting()
+    assert pipeline.drops.request(message_id) is False, "shown on its queue until taken: deleted there"
+    assert pipeline.reconciler(lifecycle).run_pass().counts == {"errors": 1}, "taken, still unreadable: held"
+
+    assert pipeline.drops.request(message_id) is True
+    pipeline.consumer = StreamConsumer(lambda record: job_change({**record, "dynamodb": {
+        **record["dynamodb"], "NewImage": {**record["dynamodb"]["NewImage"], "status": {"S": "running"}}}}),
+        pipeline.publisher, pipeline.stats)  # a version that reads it
+    lines = []
+    reconciler = pipeline.reconciler(lifecycle, observe=lambda m, extra: lines.append((m, extra.get("message_id"))))
+    assert reconciler.run_pass().counts == {}, "still hidden"
+    clock.advance(REPLAY_RETRY_BASE_S + 1)
+    assert reconciler.run_pass().counts == {"stream_record_dropped": 1}
+    assert lines == [("parked stream record dropped: deleted unpublished", message_id)]
+    assert [e.status for e in pipeline.publisher.published] == ["queued"], "its event given up"
+    assert pipeline.failures.waiting() == []
+    assert pipeline.drops.request(message_id) is False, "gone: a later delete is told so"
+
+
+def test_a_parked_record_whose_drops_do_not_answer_is_not_published_on_a_guess(lifecycle, queue, pipeline, clock):
+    """It may have been given up: held for its retry, an error of the pass."""
+    queued, running = submit_and_claim(lifecycle, queue)
+    assert pipeline.deliver([pipeline.write(None, queued)]) is None
+    pipeline.failures.park(pipeline.write(queued, running), "the new image is no job this version reads")
+
+    def down(message_id: str) -> bool:
+        raise StoreUnavailableError("the stats table does not answer")
+
+    pipeline.drops.taken = down
+    result = pipeline.reconciler(lifecycle).run_pass()
+    assert result.counts == {"errors": 1} and "store_unavailable" in result.errors[0]
+    assert [e.status for e in pipeline.publisher.published] == ["queued"]
+    assert len(pipeline.failures.waiting()) == 1
+    assert pipeline.reconciler(lifecycle).run_pass().counts == {}, "held for its retry's wait"
+    del pipeline.drops.taken
+    clock.advance(REPLAY_RETRY_BASE_S * 2 + 1)
+    assert pipeline.reconciler(lifecycle).run_pass().counts == {"stream_batch_replayed": 1}
+    assert pipeline.drops.request(pipeline.failures.reasons.popitem()[0]) is False, "replayed: gone"
 
 
 def test_a_record_of_another_item_of_a_job_is_no_job_write(lifecycle, queue, pipeline):
