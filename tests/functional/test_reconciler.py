@@ -231,3 +231,33 @@ def test_a_dead_letter_of_a_job_whose_record_this_code_cannot_read_is_kept(app, 
     assert "orphaned_letter_deleted" not in reconcile(app)["counts"]
     kept = aws["sqs"].receive_message(QueueUrl=aws["dlq_url"], MaxNumberOfMessages=10).get("Messages", [])
     assert [json.loads(m["Body"])["job_id"] for m in kept] == [job["id"]]
+
+
+def test_a_pass_that_ends_with_errors_writes_the_metric_its_alarm_watches(app, aws, monkeypatch, capsys):
+    """ReconcilerErrorsAlarm watches `reconciler_errors` as the scheduled function writes it for
+    the stack it runs in: a pass that fails a step on every run (a permission, an outage) while
+    its invocations succeed is seen by it, and only its own stack's passes count."""
+    from botocore.exceptions import ReadTimeoutError
+
+    from chalicelib.composition import container
+    from tests.support.infra import packaged_template
+
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "jobpipe-production")  # the template's ${AWS::StackName}
+    sqs = container().queue_operations._sqs
+
+    def times_out(**request):
+        raise ReadTimeoutError(endpoint_url="https://sqs.us-east-1.amazonaws.com")
+
+    monkeypatch.setattr(sqs, "receive_message", times_out)
+    capsys.readouterr()
+    assert reconcile(app)["counts"] == {"errors": 3}
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    alarm = packaged_template()["Resources"]["ReconcilerErrorsAlarm"]["Properties"]
+    stack_name = {"Ref": "AWS::StackName"}
+    wanted = {d["Name"]: ("jobpipe-production" if d["Value"] == stack_name else d["Value"]) for d in alarm["Dimensions"]}
+    (document,) = [d for d in documents if alarm["MetricName"] in d]
+    (definition,) = document["_aws"]["CloudWatchMetrics"]
+    assert definition["Namespace"] == alarm["Namespace"]
+    assert sorted(definition["Dimensions"][0]) == sorted(wanted)
+    assert {name: document[name] for name in wanted} == wanted
+    assert document[alarm["MetricName"]] in (3, [3], 3.0, [3.0])
