@@ -503,7 +503,11 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
     # A job whose resends are spent: the reconciler reads its queue's depth before it fails it.
     spent = client.http.post("/jobs", headers=auth(), body=json.dumps(steps)).json_body
     _spend_dispatches(aws["ddb"], spent["id"])
-    # A stream batch the event publisher gave up on: the reconciler replays it from the stream.
+    # A job item edited by hand (a newer version's status): the replay parks its record.
+    edited = client.http.post("/jobs", headers=auth(), body=json.dumps(steps)).json_body
+    _edit_by_hand(aws["ddb"], edited["id"])
+    # A stream batch the event publisher gave up on: the reconciler replays it from the stream,
+    # parking the record it cannot read on StreamFailureQueue.
     stream_arn, shard, records = read_stream(aws["ddb"], boto3.client("dynamodbstreams"), "jobs")
     log.name(stream_arn, "JobsTable/StreamArn")
     first, *_, last = [r["dynamodb"]["SequenceNumber"] for r in records]
@@ -558,6 +562,7 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
     assert made(log, "Reconciler", "dynamodb:PutItem", "StatsTable")
     assert made(log, "Reconciler", "sqs:DeleteMessage", "StreamFailureQueue")
     assert made(log, "Reconciler", "sqs:ChangeMessageVisibility", "StreamFailureQueue")
+    assert made(log, "Reconciler", "sqs:SendMessage", "StreamFailureQueue")
     assert made(log, "Reconciler", "sqs:GetQueueAttributes", "JobsQueue")
     assert made(log, "Reconciler", "sqs:DeleteMessage", "JobsDeadLetterQueue")
     assert not denied(template, log), denied(template, log)
@@ -583,6 +588,16 @@ def _spend_dispatches(ddb: Any, job_id: str) -> None:
                     UpdateExpression="SET dispatches = :n, due_at = :due, gsi5sk = :sk",
                     ExpressionAttributeValues={":n": {"N": str(MAX_DISPATCHES)}, ":due": {"S": due_at},
                                                ":sk": {"S": due_keys(job_id, due_at)[1]}})
+
+
+def _edit_by_hand(ddb: Any, job_id: str) -> None:
+    """The job's item as a newer version might write it: a status this one cannot read (written
+    unrecorded; its stream record is what the reconciler's replay meets)."""
+    from chalicelib.adapters.dynamodb_items import job_key
+
+    ddb.update_item(TableName="jobs", Key=job_key(job_id), UpdateExpression="SET #s = :s, version = :v",
+                    ExpressionAttributeNames={"#s": "status"},
+                    ExpressionAttributeValues={":s": {"S": "paused"}, ":v": {"N": "2"}})
 
 
 def test_the_api_running_maintenance_inline_and_reading_every_dead_letter_queue_is_allowed(

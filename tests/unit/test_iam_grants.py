@@ -168,8 +168,9 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         **each(JOBS_DLQS, sqs("SendMessage", "ReceiveMessage", "ChangeMessageVisibility", "DeleteMessage")),
         "JobsBucket/jobs/*": s3("GetObject"),  # reads claim-checked jobs; its own submissions are tiny
         # Failed stream batches (events/replay.py): their descriptions taken, held and removed,
-        # their records read back by sequence number, their events published again.
-        "StreamFailureQueue": sqs("ReceiveMessage", "ChangeMessageVisibility", "DeleteMessage"),
+        # their records read back by sequence number, their events published again; a record
+        # of one that this version cannot read is parked there whole (events/stream.py).
+        "StreamFailureQueue": sqs("ReceiveMessage", "ChangeMessageVisibility", "DeleteMessage", "SendMessage"),
         "JobsTable.StreamArn": ddb("GetShardIterator", "GetRecords"),
         "JobEventsBus" + STATUS_EVENTS: {"events:PutEvents"},
     },
