@@ -75,6 +75,9 @@ JOB_WORKERS_SHARED: dict[str, set[str]] = {
     "JobsTable": ddb("GetItem", "PutItem", "UpdateItem", "ConditionCheckItem", "Query", "BatchWriteItem",
                      "DescribeTable"),
     "JobsTable/index/by_finished_day": ddb("Query"),
+    # A spawned child is admitted like a submitted job: before the quota refuses it, the
+    # tenant's unfinished jobs are counted in the status index (quota.py, count_unfinished).
+    "JobsTable/index/by_status": ddb("Query"),
     # Its delivery ledger (dynamodb_ledger.py), for a message that is no job message only:
     # a conditional Put before it is parked, a Put once it is.
     "IdempotencyTable where LeadingKeys like DELIVERY#job_worker#*": ddb("PutItem"),
