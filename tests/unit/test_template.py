@@ -383,3 +383,18 @@ def test_each_stacks_metrics_and_log_lines_carry_its_own_name(template):
     and an alarm on one stack's failures counted the other's."""
     for function in functions(template):
         assert environment(template, function)["POWERTOOLS_SERVICE_NAME"] == {"Ref": "AWS::StackName"}, function
+
+
+def test_every_function_that_admits_jobs_bounds_them_by_the_stacks_parameter(template):
+    """A tenant's bound on unfinished jobs is checked where a job is admitted: at POST /jobs (the
+    API) and at `ctx.spawn` (each priority's worker). Each must read it from
+    TenantMaxUnfinishedJobs: a worker without it would bound children by the code's default
+    whatever the stack set (0, no bound, included)."""
+    workers = [f for f in functions(template)
+               for event in template["Resources"][f]["Properties"].get("Events", {}).values()
+               if event["Type"] == "SQS" and re.fullmatch(r"\$\{JobsQueue(High|Low)?\.Arn\}",
+                                                          event["Properties"]["Queue"].get("Fn::Sub", ""))]
+    assert sorted(workers) == ["JobWorker", "JobWorkerHigh", "JobWorkerLow"]
+    for function in ["APIHandler", *workers]:
+        assert environment(template, function).get("JOBPIPE_TENANT_MAX_UNFINISHED_JOBS") == \
+            {"Ref": "TenantMaxUnfinishedJobs"}, function
