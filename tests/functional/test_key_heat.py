@@ -4,8 +4,13 @@ cut into batches as the stream mapping delivers them, and the stats recorder con
 Writes are counted per item key of the stats table, where the shared items live (`STATUS`,
 `HOUR#…`, a tenant's count, the markers). The jobs table holds none: its items are a job's own
 (`JOB#<id>`) or a tenant's scope's, and its indexes' partitions (`DUE#<shard>`,
-`FIN#<day>#<shard>`, a tenant's status) are sized in docs/capacity.md.
+`FIN#<day>#<shard>`, a tenant's status) are sized in docs/capacity.md, whose index entries a
+job and stats writes a job alone are counted here too, from the bench job's own writes.
 In-memory only (no moto); it sits in this tier for its ~25 s, to keep `make unit` quick."""
+
+import re
+from collections import Counter
+from pathlib import Path
 
 import pytest
 from chalicelib.adapters.dynamodb_items import job_key, job_to_item
@@ -19,6 +24,9 @@ from chalicelib.events.stream import record_changes
 from tests.unit.conftest import FakeClock
 
 JOBS, TENANTS, WAVE, STREAM_BATCH = 10_000, 100, 200, 100
+CAPACITY = Path(__file__).resolve().parents[2] / "docs" / "capacity.md"
+# The jobs table's indexes by their key attributes (infra/resources.json).
+INDEXES = {"by_tenant": "gsi1", "by_status": "gsi2", "by_type": "gsi3", "by_finished_day": "gsi4", "by_due": "gsi5"}
 
 
 @pytest.fixture
@@ -104,3 +112,71 @@ def test_redelivered_and_bisected_batches_count_nothing_twice(lifecycle, clock):
     assert {k: v for k, v in once.status_counts().items() if v} == {"completed": WAVE}
     assert again.hours == once.hours
     assert again.tenants == once.tenants
+
+
+def the_bench_job_alone(lifecycle):
+    """docs/capacity.md's job: `demo.steps` submitted, claimed, 5 progress writes, completed;
+    each of its writes a stream record."""
+    stream = Stream()
+    job = stream.write(lifecycle.submit(tenant="acme", user="u", type="demo.steps",
+                                        payload={"steps": 100, "step_ms": 100}))
+    claim = lifecycle.claim(JobMessage(job.id, 1))
+    assert claim.outcome == ClaimOutcome.RUN
+    job = stream.write(claim.job)
+    for percent in (20, 40, 60, 80, 99):
+        job = stream.write(lifecycle.report_progress(job, percent))
+    stream.write(lifecycle.complete(job, {"ok": True}))
+    return stream.records
+
+
+def shape(partition):
+    """An index partition key as docs/capacity.md names it: the tenant, the shard, the day as
+    placeholders."""
+    partition = re.sub(r"^T#acme(?=#|$)", "T#<tenant>", partition)
+    partition = re.sub(r"^DUE#\d+$", "DUE#<shard>", partition)
+    return re.sub(r"^FIN#\d{4}-\d{2}-\d{2}#\d+$", "FIN#<day>#<shard>", partition)
+
+
+def index_writes(records):
+    """(index partition, index) -> the index entries written there: KEYS_ONLY indexes are written
+    only where a write changes the entry's key, a key that changes a delete and a put."""
+    writes = Counter()
+    for record in records:
+        old, new = record["dynamodb"]["OldImage"] or {}, record["dynamodb"]["NewImage"] or {}
+        for index, prefix in INDEXES.items():
+            before, after = ((image.get(f"{prefix}pk"), image.get(f"{prefix}sk")) for image in (old, new))
+            if before != after:
+                for partition, _ in (before, after):
+                    if partition is not None:
+                        writes[shape(partition["S"]), index] += 1
+    return writes
+
+
+def capacity_rows():
+    """The first two cells of each row of docs/capacity.md's tables."""
+    for line in CAPACITY.read_text().splitlines():
+        if line.startswith("| ") and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            yield cells[0], cells[1] if len(cells) > 1 else ""
+
+
+def test_each_index_partitions_writes_a_job_are_the_ones_docs_capacity_gives(lifecycle):
+    """The per-partition write rates, and which limit binds first, are worked from the index
+    entries one job writes per partition key; here they are counted from the job's own writes."""
+    documented = {}
+    for first, second in capacity_rows():
+        named = re.fullmatch(r"`([^`]+)` \((by_\w+)[,)].*", first)
+        if named:
+            documented[named.group(1), named.group(2)] = int(re.match(r"\d+", second).group())
+    assert len(documented) == 7, documented
+    assert dict(index_writes(the_bench_job_alone(lifecycle))) == documented
+
+
+def test_the_stats_writes_of_a_job_alone_are_the_ones_docs_capacity_gives(lifecycle):
+    """Alone, each of the job's writes is its own stream batch: each status change its own
+    transaction, every item of which costs 2 WRU."""
+    stats = InMemoryStatsStore()
+    for record in the_bench_job_alone(lifecycle):
+        record_changes(changes([record]), stats)
+    (written,) = [second for first, second in capacity_rows() if first.startswith("stats: ")]
+    assert 2 * sum(stats.writes.values()) == int(written.rsplit("=", 1)[-1]), (written, stats.writes)
