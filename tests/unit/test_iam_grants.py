@@ -65,36 +65,59 @@ def each(resources: tuple[str, ...], actions: set[str]) -> dict[str, set[str]]:
 
 
 # The three priority workers run the same code on their own queues. What they share is one
-# managed policy (JobWorkersPolicy) their three roles hold; each role alone may take, delete and hide
-# messages of its own queue (its event source mapping and its hand-backs) and write its logs.
+# managed policy (JobWorkersPolicy) their three roles hold: what a job's run uses, on any of them.
+# Each role alone may take, delete and hide messages of its own queue (its event source mapping
+# and its hand-backs) and write its logs; and it holds what the maintenance tasks of its priority
+# use (each task type runs at one priority, maintenance.TASKS): no other worker runs them.
 JOB_WORKERS = {"JobWorkerHigh": "JobsQueueHigh", "JobWorker": "JobsQueue", "JobWorkerLow": "JobsQueueLow"}
 JOB_WORKERS_SHARED: dict[str, set[str]] = {
     "*": XRAY,
     # Claims, progress, completions, runs, artifacts (each checked against its attempt: a
-    # ConditionCheck on the job's item); cleanup-runs batch-deletes a job's items.
-    "JobsTable": ddb("GetItem", "PutItem", "UpdateItem", "ConditionCheckItem", "Query", "BatchWriteItem",
-                     "DescribeTable"),
-    "JobsTable/index/by_finished_day": ddb("Query"),
+    # ConditionCheck on the job's item), spawned children.
+    "JobsTable": ddb("GetItem", "PutItem", "UpdateItem", "ConditionCheckItem"),
     # A spawned child is admitted like a submitted job: before the quota refuses it, the
     # tenant's unfinished jobs are counted in the status index (quota.py, count_unfinished).
     "JobsTable/index/by_status": ddb("Query"),
     # Its delivery ledger (dynamodb_ledger.py), for a message that is no job message only:
     # a conditional Put before it is parked, a Put once it is.
     "IdempotencyTable where LeadingKeys like DELIVERY#job_worker#*": ddb("PutItem"),
-    # A spawned child goes to the queue of its own priority; health-check reads every depth.
-    **each(JOBS_QUEUES, sqs("SendMessage", "GetQueueAttributes")),
-    **each(JOBS_DLQS, sqs("SendMessage", "GetQueueAttributes")),
-    "StatsTable": ddb("GetItem", "BatchGetItem", "DescribeTable"),
+    # A spawned child goes to the queue of its own priority; a letter to its job's priority's DLQ.
+    **each(JOBS_QUEUES, sqs("SendMessage")),
+    **each(JOBS_DLQS, sqs("SendMessage")),
+    "StatsTable": ddb("GetItem"),  # the tenant's count, a spawned child's admission
+    # Claim-checked payloads and results, artifacts; an object whose record write failed is deleted.
     "JobsBucket/jobs/*": s3("GetObject", "PutObject", "DeleteObject"),
-    "JobsBucket/tmp/*": s3("DeleteObject"),  # cleanup-temp-files lists and deletes, never reads or writes
-    "JobsBucket" + LISTED_PREFIXES: s3("ListBucket"),
-    "JobEventsBus": {"events:DescribeEventBus"},
+}
+# What each priority's maintenance tasks use, on its worker's role alone.
+JOB_WORKER_TASKS: dict[str, dict[str, set[str]]] = {
+    # cleanup_runs: the finished-day index, a job's partition, its items deleted in batches, its
+    # objects listed; cleanup_temp_files: the scratch objects listed and deleted.
+    "JobWorkerLow": {
+        "JobsTable": ddb("Query", "BatchWriteItem"),
+        "JobsTable/index/by_finished_day": ddb("Query"),
+        "JobsBucket" + LISTED_PREFIXES: s3("ListBucket"),
+        "JobsBucket/tmp/*": s3("DeleteObject"),  # never read or written there
+    },
+    # health_check: the probes (health.py) and every jobs queue's and DLQ's depth.
+    "JobWorker": {
+        "JobsTable": ddb("DescribeTable"),
+        "StatsTable": ddb("DescribeTable"),
+        "JobEventsBus": {"events:DescribeEventBus"},
+        "JobsBucket where prefix like tmp/*": s3("ListBucket"),
+        **each(JOBS_QUEUES + JOBS_DLQS, sqs("GetQueueAttributes")),
+    },
+    # log_statistics: the hours of the window.
+    "JobWorkerHigh": {"StatsTable": ddb("BatchGetItem")},
 }
 
 
-def job_worker(queue: str, log_group: str) -> dict[str, set[str]]:
-    return {**JOB_WORKERS_SHARED, log_group: LOGS,
-            queue: JOB_WORKERS_SHARED[queue] | sqs("ReceiveMessage", "DeleteMessage", "ChangeMessageVisibility")}
+def job_worker(worker: str, queue: str) -> dict[str, set[str]]:
+    grants = {**JOB_WORKERS_SHARED, f"{worker}LogGroup": LOGS}
+    for resource, actions in JOB_WORKER_TASKS[worker].items():
+        grants[resource] = grants.get(resource, set()) | actions
+    grants[queue] = grants.get(queue, set()) | sqs("ReceiveMessage", "DeleteMessage", "ChangeMessageVisibility",
+                                                   "GetQueueAttributes")
+    return grants
 
 
 GRANTS: dict[str, dict[str, set[str]]] = {
@@ -128,7 +151,7 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         "JobsBucket/tmp/*" + INLINE: s3("DeleteObject"),
         "JobEventsBus" + INLINE: {"events:DescribeEventBus"},
     },
-    **{f"{worker}Role": job_worker(queue, f"{worker}LogGroup") for worker, queue in JOB_WORKERS.items()},
+    **{f"{worker}Role": job_worker(worker, queue) for worker, queue in JOB_WORKERS.items()},
     "EventPublisherRole": {
         **each(("EventPublisherLogGroup",), LOGS),
         "*": XRAY,
