@@ -448,6 +448,9 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
     client.http.post("/jobs", headers=auth(**{"Idempotency-Key": "k1"}), body=json.dumps(steps))
     failing = client.http.post("/jobs", headers=auth(), body=json.dumps(
         {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"}})).json_body
+    # Each worker dead-letters to its own priority's DLQ: a high job failing for good too.
+    client.http.post("/jobs", headers=auth(), body=json.dumps({"type": "demo.steps", "priority": "high", "payload": {
+        "steps": 2, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"}}))
     retried = client.http.post("/jobs", headers=auth(), body=json.dumps(
         {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0, "fail_at": 1}})).json_body
     # Payload, result and an artifact each over the inline limit: all three go to S3 (jobs/<id>/).
@@ -476,6 +479,7 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
     recorder = StreamRecorder(composition.container().store._ddb, aws["ddb"], "jobs")
     # A message that is no job message: parked on the DLQ once, on the worker's delivery ledger.
     aws["sqs"].send_message(QueueUrl=aws["jobs_url"], MessageBody="not json")
+    aws["sqs"].send_message(QueueUrl=aws["low_url"], MessageBody="not json either")
     drain_as_each_worker(app, aws, log, monkeypatch)
     log.function = "APIHandler"
     assert client.http.get(f"/jobs/{big['id']}", headers=auth()).json_body["status"] == "completed"
@@ -795,3 +799,22 @@ def test_what_the_priority_workers_share_is_used_by_work_each_of_them_does(templ
         outside.calls[function] = RECORDED["queued"].outside_tasks[function]
     left = {(action, resource) for _, action, resource in unused(template, outside, roles={"JobWorkerRole"}, shared=True)}
     assert left == SHARED_NOT_DRIVEN_HERE, "\n".join(map(str, sorted(left ^ SHARED_NOT_DRIVEN_HERE)))
+
+
+def test_each_priority_worker_dead_letters_to_its_own_priority_only(template):
+    """A worker parks only what its own queue delivered (a job runs on its priority's queue, and
+    its letter goes to its priority's DLQ): its role may send to that DLQ and no other."""
+    if "queued" not in RECORDED:
+        pytest.skip("reads what the first scenario above recorded; run the module")
+    roles = function_roles(template)
+    dead_letter_queues = ("JobsDeadLetterQueueHigh", "JobsDeadLetterQueue", "JobsDeadLetterQueueLow")
+    for function, own in (("JobWorkerHigh", "JobsDeadLetterQueueHigh"), ("JobWorker", "JobsDeadLetterQueue"),
+                          ("JobWorkerLow", "JobsDeadLetterQueueLow")):
+        sent = {c.resource for c in RECORDED["queued"].calls[function]
+                if c.action == "sqs:SendMessage" and c.resource in dead_letter_queues}
+        assert sent <= {own}, (function, sent)
+        may = {q for q in dead_letter_queues if allowed(template, roles[function], Call("sqs:SendMessage", q))}
+        assert may == {own}, (function, may)
+    for function, own in (("JobWorkerHigh", "JobsDeadLetterQueueHigh"), ("JobWorker", "JobsDeadLetterQueue"),
+                          ("JobWorkerLow", "JobsDeadLetterQueueLow")):
+        assert made(RECORDED["queued"], function, "sqs:SendMessage", own), function

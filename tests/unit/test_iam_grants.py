@@ -70,6 +70,11 @@ def each(resources: tuple[str, ...], actions: set[str]) -> dict[str, set[str]]:
 # and its hand-backs) and write its logs; and it holds what the maintenance tasks of its priority
 # use (each task type runs at one priority, maintenance.TASKS): no other worker runs them.
 JOB_WORKERS = {"JobWorkerHigh": "JobsQueueHigh", "JobWorker": "JobsQueue", "JobWorkerLow": "JobsQueueLow"}
+# A worker dead-letters only what its own queue delivered: a failed job's letter goes to the job's
+# priority's DLQ, and a job runs on its priority's queue; a message that is no job message to
+# the DLQ of the queue it came from. The reconciler parks owed letters of every priority.
+WORKER_DLQS = {"JobWorkerHigh": "JobsDeadLetterQueueHigh", "JobWorker": "JobsDeadLetterQueue",
+               "JobWorkerLow": "JobsDeadLetterQueueLow"}
 JOB_WORKERS_SHARED: dict[str, set[str]] = {
     "*": XRAY,
     # Claims, progress, completions, runs, artifacts (each checked against its attempt: a
@@ -81,9 +86,8 @@ JOB_WORKERS_SHARED: dict[str, set[str]] = {
     # Its delivery ledger (dynamodb_ledger.py), for a message that is no job message only:
     # a conditional Put before it is parked, a Put once it is.
     "IdempotencyTable where LeadingKeys like DELIVERY#job_worker#*": ddb("PutItem"),
-    # A spawned child goes to the queue of its own priority; a letter to its job's priority's DLQ.
+    # A spawned child goes to the queue of its own priority (ctx.spawn's, else its parent's).
     **each(JOBS_QUEUES, sqs("SendMessage")),
-    **each(JOBS_DLQS, sqs("SendMessage")),
     "StatsTable": ddb("GetItem"),  # the tenant's count, a spawned child's admission
     # Claim-checked payloads and results, artifacts; an object whose record write failed is deleted.
     "JobsBucket/jobs/*": s3("GetObject", "PutObject", "DeleteObject"),
@@ -117,6 +121,7 @@ def job_worker(worker: str, queue: str) -> dict[str, set[str]]:
         grants[resource] = grants.get(resource, set()) | actions
     grants[queue] = grants.get(queue, set()) | sqs("ReceiveMessage", "DeleteMessage", "ChangeMessageVisibility",
                                                    "GetQueueAttributes")
+    grants[WORKER_DLQS[worker]] = grants.get(WORKER_DLQS[worker], set()) | sqs("SendMessage")
     return grants
 
 
