@@ -169,3 +169,20 @@ def test_the_bytes_a_progress_report_takes_are_the_ones_the_docs_give():
     jobs = " ".join(doc("docs/jobs.md").split())
     assert f"take at most {MAX_PROGRESS_REPORT_BYTES:,} bytes together (`MAX_PROGRESS_REPORT_BYTES`" in jobs
     assert f"{MAX_PROGRESS_REPORT_BYTES:,} bytes in UTF-8 with the details" in jobs
+
+
+def test_the_expiries_data_model_gives_are_the_ones_the_code_writes():
+    """docs/data-model.md's TTL lines against what the adapters write: a job's record two days
+    past its retention, its runs and artifacts a day after it, a cache entry 30 days past its
+    last write, a scope's task completion never."""
+    from chalicelib.adapters.dynamodb_cache import _completion_item
+    from chalicelib.defaults import CACHE_TTL_S, RECORD_EXPIRY_SLACK_S, RECORD_PART_EXPIRY_S
+    from chalicelib.ports import TaskCompletion
+
+    model = " ".join(doc("docs/data-model.md").split())
+    assert RECORD_EXPIRY_SLACK_S == 2 * 86400 and "when they finish, two days past `RetentionDays`" in model
+    assert RECORD_PART_EXPIRY_S - RECORD_EXPIRY_SLACK_S == 86400
+    assert "runs and artifacts get it when written, a day past the job's" in model
+    assert CACHE_TTL_S == 30 * 86400 and "cache entry gets it 30 days past its last write or invalidation" in model
+    assert "expires_at" not in _completion_item("acme", "s", TaskCompletion("demo.steps", "2026-01-01T00:00:00Z", "j"))
+    assert "`TASK#` records get none" in model
