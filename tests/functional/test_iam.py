@@ -818,3 +818,16 @@ def test_each_priority_worker_dead_letters_to_its_own_priority_only(template):
     for function, own in (("JobWorkerHigh", "JobsDeadLetterQueueHigh"), ("JobWorker", "JobsDeadLetterQueue"),
                           ("JobWorkerLow", "JobsDeadLetterQueueLow")):
         assert made(RECORDED["queued"], function, "sqs:SendMessage", own), function
+
+
+def test_the_reconciler_reads_and_writes_job_partitions_only(template):
+    """It fails, retries, resends and records runs of jobs, and enqueues maintenance tasks; it
+    completes none, so no scope's cache or task items (`SCOPE#…`) are its to touch."""
+    if "queued" not in RECORDED:
+        pytest.skip("reads what the first scenario above recorded; run the module")
+    touched = {key.split("#")[0] for c in RECORDED["queued"].calls["Reconciler"]
+               if c.resource == "JobsTable" and c.keys for key in c.keys}
+    assert touched == {"JOB"}
+    for action in ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"):
+        assert allowed(template, "ReconcilerRole", Call(action, "JobsTable", keys=("JOB#j-1",))), action
+        assert not allowed(template, "ReconcilerRole", Call(action, "JobsTable", keys=("SCOPE#acme#p-1",))), action

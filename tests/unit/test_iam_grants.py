@@ -186,7 +186,8 @@ GRANTS: dict[str, dict[str, set[str]]] = {
     "ReconcilerRole": {
         **each(("ReconcilerLogGroup",), LOGS),
         "*": XRAY,
-        "JobsTable": ddb("GetItem", "BatchGetItem", "PutItem", "UpdateItem"),
+        # Jobs and their runs only: it completes no job, so it never writes a scope's items.
+        "JobsTable where LeadingKeys like JOB#*": ddb("GetItem", "BatchGetItem", "PutItem", "UpdateItem"),
         "JobsTable/index/by_due": ddb("Query"),
         # Its pass's summary (reconciler_log.py); a replayed stream batch's counts (stats.py); the
         # takes and removals of parked stream records, which keep operators' drops (parked_record_drops.py).
