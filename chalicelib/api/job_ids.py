@@ -2,9 +2,9 @@
 
 Accepted: `{"job_ids": [...]}`, `{"jobs": [...]}`, `{"ids": [...]}`, a bare list, a string,
 comma-separated strings, a dict's values when none of those keys is present, numbers, and the
-`job_id` / `job_ids` query arguments (each value of a repeated one) when the body is empty or
-not JSON. The body is read as every route reads one. Ids are trimmed, de-duplicated, and kept
-in request order.
+`job_id` / `job_ids` query arguments (each value of a repeated one) when the body is empty, not
+JSON, or names no id. The body is read as every route reads one. Ids are trimmed,
+de-duplicated, and kept in request order.
 """
 from __future__ import annotations
 
@@ -67,8 +67,9 @@ def extract_job_ids(
     body: Union[bytes, str, None], query: Optional[Mapping[str, str]] = None
 ) -> list[str]:
     """Job ids from a request body, read as every route reads one (chalicelib/api/json_body.py),
-    falling back to the query arguments (every value of a repeated one) when the body is empty
-    or not JSON. Raises InvalidJsonError when neither carries ids and the body is not JSON."""
+    falling back to the query arguments (every value of a repeated one) when the body is empty,
+    not JSON, or names no id (`[]`, `{}`, `{"job_ids": []}`). Raises InvalidJsonError when
+    neither carries ids and the body is not JSON."""
     raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else (body or b"")
     query_ids = normalize_job_ids([_query_values(query, k) for k in _QUERY_KEYS])
     if not raw.strip():
@@ -84,9 +85,11 @@ def extract_job_ids(
             named = [normalize_job_ids(payload[key]) for key in _ID_KEYS if key in payload]
             if named:
                 # The first key that names any, as rq-engine reads `job_ids or jobs or ids`: an empty
-                # or null `job_ids` beside `ids` is not the request's answer. Every key empty: none.
-                return next((ids for ids in named if ids), [])
-            ids = normalize_job_ids(list(payload.values()))
+                # or null `job_ids` beside `ids` is not the request's answer. Every key empty: the
+                # query's, as for any body naming none (rq-engine reads the query then too).
+                ids = next((ids for ids in named if ids), [])
+            else:
+                ids = normalize_job_ids(list(payload.values()))
         else:
             ids = normalize_job_ids(payload)
     except RecursionError:

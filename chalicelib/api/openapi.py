@@ -139,7 +139,7 @@ def _artifact_page_parameters() -> list[dict[str, Any]]:
 
 def _query_ids() -> list[dict[str, Any]]:
     """A batch route's ids as query arguments (chalicelib/api/job_ids.py): read when the body is
-    empty or not JSON, each value of a repeated one."""
+    empty, not JSON or names no id, each value of a repeated one."""
     return [{"name": name, "in": "query", "style": "form", "explode": True,
              "schema": {"type": "array", "items": {"type": "string"}}} for name in ("job_id", "job_ids")]
 

@@ -201,3 +201,14 @@ def test_a_parents_jobinfo_nests_its_children_for_its_tenant(client, aws):
         assert all(nested[0]["status"] == "finished" for nested in info["children"].values())
     assert get(client, f"/api/jobinfo/{parent['id']}", tenant="globex").json_body \
         == {"id": parent["id"], "status": "not_found"}
+
+
+@pytest.mark.parametrize("path", ["/api/jobinfo", "/jobs/status"])
+def test_a_body_with_an_empty_ids_key_reads_the_ids_of_the_query(client, aws, path):
+    """As rq-engine reads a request: the query's ids when the body names none, `{"job_ids": []}`
+    as much as `{}` (which was read so already)."""
+    job = submit(client)
+    for raw in ('{"job_ids": []}', "{}"):
+        response = client.http.post(f"{path}?job_id={job['id']}", headers=auth(), body=raw)
+        assert response.status_code == 200, (raw, response.body)
+        assert response.json_body["job_ids"] == [job["id"]], raw

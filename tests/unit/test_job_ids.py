@@ -107,6 +107,16 @@ def test_json_body_without_ids_falls_back_to_query_arguments():
     assert extract_job_ids("null", {"job_ids": "a"}) == ["a"]
 
 
+def test_a_body_whose_ids_keys_name_none_falls_back_to_query_arguments():
+    """rq-engine reads the query whenever the body names no job, `{"job_ids": []}` as much as
+    `{}` or `[]`: a poller whose list is empty but whose URL names jobs is answered those."""
+    from chalice.app import MultiDict
+
+    for body in ({"job_ids": []}, {"job_ids": None, "jobs": ""}, {"ids": [], "other": "x"}):
+        assert extract_job_ids(json.dumps(body), {"job_id": "a"}) == ["a"], body
+        assert extract_job_ids(json.dumps(body), MultiDict({"job_ids": ["a,b"]})) == ["a", "b"], body
+
+
 def test_json_body_with_ids_wins_over_query_arguments():
     assert extract_job_ids('["b"]', {"job_id": "a"}) == ["b"]
 
