@@ -186,3 +186,19 @@ def test_the_expiries_data_model_gives_are_the_ones_the_code_writes():
     assert CACHE_TTL_S == 30 * 86400 and "cache entry gets it 30 days past its last write or invalidation" in model
     assert "expires_at" not in _completion_item("acme", "s", TaskCompletion("demo.steps", "2026-01-01T00:00:00Z", "j"))
     assert "`TASK#` records get none" in model
+
+
+def test_the_bytes_a_character_takes_in_an_answer_are_the_ones_the_docs_give():
+    """api.md and data-model.md bound a job by its JSON written again inside Lambda's proxy
+    response, giving what one character takes there: a quote is `\\"` in the body and `\\\\\\"`
+    (4 bytes) in the answer, not the 2 the pages said; a non-ASCII character `\\\\u00e9` (7)."""
+    from chalicelib.domain.job import answer_bytes
+
+    def cost(character: str) -> int:
+        return answer_bytes(character) - answer_bytes("")
+
+    for page in ("docs/api.md", "docs/data-model.md"):
+        text = " ".join(doc(page).split())
+        stated = re.search(r"non-ASCII character takes (\d+) bytes,? (?:and )?a quote (\d+)", text)
+        assert stated, page
+        assert (int(stated.group(1)), int(stated.group(2))) == (cost("é"), cost('"')), page
