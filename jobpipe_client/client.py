@@ -41,8 +41,7 @@ PAGE_LIMIT = 100  # jobs per GET /jobs page
 
 def _start(delay_seconds: int, run_at: Union[datetime, str, None]) -> dict[str, Any]:
     """When a new job starts, as POST /jobs and POST /jobs/{id}/rerun take it."""
-    check_start(delay_seconds, run_at)
-    start: dict[str, Any] = {"delay_seconds": delay_seconds}
+    start: dict[str, Any] = {"delay_seconds": check_start(delay_seconds, run_at)}
     if run_at is not None:
         start["run_at"] = run_at.isoformat() if isinstance(run_at, datetime) else run_at
     return start
@@ -112,7 +111,7 @@ class JobpipeClient:
         it is safe; Ctrl-C while it waits for the answer raises SubmitInterruptedError (a
         KeyboardInterrupt) carrying the key likewise. JobpipeInputError (a ValueError) before any
         request for a key that is not 1 to 255 printable ASCII characters without a space at
-        either end, a payload that is no mapping, a delay that is no finite number, a `run_at`
+        either end, a payload that is no mapping, a delay that is no whole number of seconds, a `run_at`
         that is neither a datetime nor text, or a payload nested more than MAX_PAYLOAD_DEPTH levels deep or holding what JSON
         has no form for (NaN, Infinity, a set, any other object)."""
         key = check_idempotency_key(idempotency_key) if idempotency_key is not None else f"client-{uuid.uuid4()}"

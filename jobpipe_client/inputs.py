@@ -93,14 +93,19 @@ def _id_text(job_id: Any) -> str:
     return job_id
 
 
-def check_start(delay_seconds: Any, run_at: Any) -> None:
-    """JobpipeInputError, before any request, for a start the API cannot be sent: a delay that
-    is no finite number of seconds (NaN and infinity are no JSON), a `run_at` that is neither a
-    datetime nor text (a date has no time of day)."""
+def check_start(delay_seconds: Any, run_at: Any) -> int:
+    """The delay as the API takes it, whole seconds (`timedelta.total_seconds()`'s 21600.0 is
+    21600). JobpipeInputError, before any request, for a start the API cannot be sent: a delay
+    that is no finite number of seconds (NaN and infinity are no JSON) or not a whole one (the
+    API refuses 1.5, and 21600.0 sent as it is), a `run_at` that is neither a datetime nor text
+    (a date has no time of day)."""
     if not is_finite_number(delay_seconds):
         raise JobpipeInputError(f"delay_seconds must be a number of seconds, not {delay_seconds!r}")
+    if delay_seconds != int(delay_seconds):
+        raise JobpipeInputError(f"delay_seconds must be a whole number of seconds, not {delay_seconds!r}")
     if run_at is not None and not isinstance(run_at, (str, datetime)):
         raise JobpipeInputError(f"run_at must be a datetime with a zone or ISO 8601 text, not {type(run_at).__name__}")
+    return int(delay_seconds)
 
 
 def path_id(job_id: str) -> str:

@@ -85,16 +85,31 @@ def test_the_callers_session_is_left_as_it_was_given_and_its_other_requests_carr
     (lambda c: c.submit("demo.steps", {}, delay_seconds=float("inf")), "delay_seconds"),
     (lambda c: c.submit("demo.steps", {}, delay_seconds=10**400), "delay_seconds"),  # past a float: no OverflowError
     (lambda c: c.rerun("j-1", delay_seconds="60"), "delay_seconds"),
+    (lambda c: c.submit("demo.steps", {}, delay_seconds=1.5), "whole number"),  # the API takes whole seconds
     (lambda c: c.submit("demo.steps", {}, run_at=date(2027, 1, 31)), "run_at"),
     (lambda c: c.submit("demo.steps", [1, 2]), "mapping"),
     (lambda c: c.submit("demo.steps", []), "mapping"),  # it was sent as {}
     (lambda c: c.submit("demo.steps", 5), "mapping"),
-], ids=["nan", "inf", "huge", "text-delay", "date", "list", "empty-list", "number"])
+], ids=["nan", "inf", "huge", "text-delay", "fraction", "date", "list", "empty-list", "number"])
 def test_an_argument_the_api_cannot_be_sent_is_an_input_error_before_any_request(call, said):
     api = FakeApi()
     with pytest.raises(JobpipeInputError, match=said):
         call(make_client({PRIMARY: api})[0])
     assert api.requests == []
+
+
+def test_a_delay_of_whole_seconds_given_as_a_float_is_sent_as_the_whole_number():
+    """`timedelta(hours=6).total_seconds()` is 21600.0: sent as it is, the API (whose
+    delay_seconds is an integer, strictly) refused it, 400 invalid_request."""
+    from datetime import timedelta
+
+    api = FakeApi()
+    done = api.add(status="completed", payload={"steps": 1, "step_ms": 0})
+    client = make_client({PRIMARY: api})[0]
+    later = client.submit("demo.steps", {"steps": 1, "step_ms": 0}, delay_seconds=timedelta(hours=6).total_seconds())
+    rerun = client.rerun(done["id"], delay_seconds=60.0)
+    assert [sent["json"]["delay_seconds"] for _, _, sent in api.requests] == [21600, 60]
+    assert later["status"] == "queued" and rerun["rerun_of"] == done["id"]
 
 
 @pytest.mark.parametrize("call", [
