@@ -11,13 +11,14 @@ from pydantic import BaseModel, ValidationError
 
 from chalicelib.api.auth import Principal, TokenPolicy, authenticate
 from chalicelib.api.errors import (
+    InvalidJsonError,
     MisconfiguredError,
     PayloadTooLargeError,
     error_response,
     internal_error_response,
     json_response,
 )
-from chalicelib.api.json_body import read_json
+from chalicelib.api.json_body import body_text, read_json
 from chalicelib.domain.numbers import shown_number
 from chalicelib.domain.errors import (
     DeadLetterUnavailableError,
@@ -87,7 +88,20 @@ class Call:
         return self.principal
 
 
-_NO_BODY = re.compile(rb"\s*(\{\s*\}\s*)?")  # nothing, whitespace, or an empty JSON object
+_NO_BODY = re.compile(r"\s*(\{\s*\}\s*)?", re.ASCII)  # nothing, whitespace, or an empty JSON object
+
+
+def _asks_nothing(body: bytes) -> bool:
+    """True for a body that asks for nothing: empty, whitespace, or an empty JSON object,
+    read as every body is (UTF-8, UTF-16 or UTF-32, a byte order mark skipped: a `{}` saved by
+    an editor that writes one is still `{}`)."""
+    if not body:
+        return True
+    try:
+        text = body_text(body)
+    except InvalidJsonError:
+        return False
+    return _NO_BODY.fullmatch(text) is not None
 
 
 def _check_taken(call: Call, route: str, query: Optional[Collection[str]], body: bool) -> None:
@@ -100,7 +114,7 @@ def _check_taken(call: Call, route: str, query: Optional[Collection[str]], body:
             taken = f"it takes {', '.join(sorted(query))}" if query else "it takes none"
             raise InvalidRequestError(f"{route} does not take the query parameter {', '.join(others)}: {taken}",
                                       details={"parameters": others})
-    if not body and _NO_BODY.fullmatch(call.raw_body) is None:
+    if not body and not _asks_nothing(call.raw_body):
         raise InvalidRequestError(f"{route} takes no request body" + (
             ": its parameters go in the query string" if query is None else ""))
 

@@ -302,6 +302,21 @@ def test_a_route_that_takes_no_body_refuses_one_and_does_nothing(client, app, aw
         assert started.status_code == 202, (nothing, started.body[:200])
 
 
+@pytest.mark.parametrize("nothing", [b"\xef\xbb\xbf{}", b"\xef\xbb\xbf", "{}".encode("utf-16"),
+                                     " { }\n".encode("utf-32"), "{}".encode("utf-16-le")],
+                         ids=["utf8-bom", "bom-alone", "utf16", "utf32", "utf16le"])
+def test_an_empty_object_is_no_body_in_every_encoding_a_body_is_read_in(client, aws, nothing):
+    """Every body is read as JSON in UTF-8, UTF-16 or UTF-32, a byte order mark skipped, and
+    `{}` asks for nothing; a route that takes no body refused `{}` written with a byte order
+    mark (as Windows editors save a file for `curl -d @file`) or in UTF-16 as a body."""
+    job = client.http.post("/jobs", headers=auth(), body=json.dumps(
+        {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})).json_body
+    canceled = client.http.delete(f"/jobs/{job['id']}", headers=auth(), body=nothing)
+    assert canceled.status_code == 202 and canceled.json_body["status"] == "canceled", canceled.body[:200]
+    started = client.http.post("/api/system/maintenance/health-check", headers=OPERATOR, body=nothing)
+    assert started.status_code == 202, started.body[:200]
+
+
 @pytest.mark.parametrize("steps", ["10", "1_0", True, 10.5])
 def test_a_demo_payload_takes_numbers_as_numbers(client, aws, steps):
     """The demo types' models are strict: pydantic's lax reading took "1_0" as 10 and true as 1."""
