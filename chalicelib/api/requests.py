@@ -9,6 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from chalicelib.domain.caches import NAME_PATTERN, check_name
 from chalicelib.domain.errors import InvalidRequestError
 from chalicelib.domain.numbers import WholeNumber
+from chalicelib.domain.registry import TYPE_NAME
 from chalicelib.domain.status import JobStatus
 from chalicelib.defaults import (
     ARTIFACT_PAGE,
@@ -83,6 +84,16 @@ class ListJobsQuery(BaseModel):
     type: Optional[str] = Field(default=None, min_length=1, max_length=MAX_JOB_TYPE_CHARS)
     limit: WholeNumber = Field(default=LISTING_PAGE, ge=1, le=MAX_LISTING_PAGE)
     cursor: Optional[str] = Field(default=None, min_length=1, max_length=MAX_CURSOR_CHARS)
+
+    @field_validator("type")
+    @classmethod
+    def _a_type_name(cls, value: Optional[str]) -> Optional[str]:
+        """A name no job type can have is refused whether or not `status` comes with it (alone it
+        reaches the type's index key, with `status` only a filter: a 400 one way, an empty page
+        the other)."""
+        if value is not None and not TYPE_NAME.fullmatch(value):
+            raise ValueError("a job type's name is dotted lower-case words (a-z, 0-9, _), as GET /job-types lists them")
+        return value
 
 
 class ListArtifactsQuery(BaseModel):

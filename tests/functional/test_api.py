@@ -326,9 +326,14 @@ def test_a_tenant_claim_that_could_reach_another_tenants_keys_is_401(client, ten
     assert response.status_code == 401 and response.json_body["error"]["code"] == "unauthorized"
 
 
-def test_a_type_filter_holding_the_key_separator_is_refused(client):
-    response = get(client, "/jobs?type=demo.steps%23S%23queued")
-    assert response.status_code == 400 and response.json_body["error"]["code"] == "invalid_request"
+@pytest.mark.parametrize("query", ["type=demo.steps%23S%23queued", "status=queued&type=demo.steps%23S%23queued",
+                                   "status=completed&type=Demo.Steps", "type=demo%20steps"])
+def test_a_type_filter_no_job_type_can_have_is_refused_with_or_without_a_status(client, query):
+    """Alone, the type reaches its index key; with a status it was only a filter, and a name no
+    job can have answered an empty page there where it was a 400 alone."""
+    response = get(client, f"/jobs?{query}")
+    assert response.status_code == 400 and response.json_body["error"]["code"] == "invalid_request", response.body
+    assert "dotted lower-case words" in json.dumps(response.json_body["error"]), response.body
 
 
 def test_demo_types_are_unknown_where_the_stack_leaves_them_off(client, monkeypatch):
