@@ -91,7 +91,7 @@ class Call:
 _NO_BODY = re.compile(r"\s*(\{\s*\}\s*)?", re.ASCII)  # nothing, whitespace, or an empty JSON object
 
 
-def _asks_nothing(body: bytes) -> bool:
+def asks_nothing(body: bytes) -> bool:
     """True for a body that asks for nothing: empty, whitespace, or an empty JSON object,
     read as every body is (UTF-8, UTF-16 or UTF-32, a byte order mark skipped: a `{}` saved by
     an editor that writes one is still `{}`)."""
@@ -114,7 +114,7 @@ def _check_taken(call: Call, route: str, query: Optional[Collection[str]], body:
             taken = f"it takes {', '.join(sorted(query))}" if query else "it takes none"
             raise InvalidRequestError(f"{route} does not take the query parameter {', '.join(others)}: {taken}",
                                       details={"parameters": others})
-    if not body and not _asks_nothing(call.raw_body):
+    if not body and not asks_nothing(call.raw_body):
         raise InvalidRequestError(f"{route} takes no request body" + (
             ": its parameters go in the query string" if query is None else ""))
 

@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 from chalice import Blueprint
 
 from chalicelib.api.etag import conditional_response, job_etag
-from chalicelib.api.http import Call, validate
+from chalicelib.api.http import Call, asks_nothing, validate
 from chalicelib.api.polling import batch_job_ids, fitted, not_found
 from chalicelib.api.requests import ListJobsQuery, RerunJobRequest, SubmitJobRequest
 from chalicelib.api.routing import router
@@ -96,7 +96,7 @@ def submit_job(call: Call) -> Any:
 def rerun_job(call: Call, job_id: str) -> Any:
     """A finished job run again as a new job (`rerun_of` names it), answered as POST /jobs
     answers; the body, optional, says when it starts. The original is not written."""
-    request = call.model(RerunJobRequest) if call.raw_body.strip() else RerunJobRequest()
+    request = RerunJobRequest() if asks_nothing(call.raw_body) else call.model(RerunJobRequest)
     services = container()
     return _submitted(lambda made, admit: services.lifecycle.rerun(
         tenant=call.user.tenant,

@@ -315,6 +315,9 @@ def test_an_empty_object_is_no_body_in_every_encoding_a_body_is_read_in(client, 
     assert canceled.status_code == 202 and canceled.json_body["status"] == "canceled", canceled.body[:200]
     started = client.http.post("/api/system/maintenance/health-check", headers=OPERATOR, body=nothing)
     assert started.status_code == 202, started.body[:200]
+    # a route whose body is optional takes it as none too (a rerun that says nothing of its start)
+    rerun = client.http.post(f"/jobs/{job['id']}/rerun", headers=auth(), body=nothing)
+    assert rerun.status_code == 202 and rerun.json_body["rerun_of"] == job["id"], rerun.body[:200]
 
 
 @pytest.mark.parametrize("steps", ["10", "1_0", True, 10.5])
