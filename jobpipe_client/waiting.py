@@ -101,14 +101,16 @@ class JobWatch:
 
         def whole(job_id: str, job: Job) -> tuple[Job, bool]:
             """(the job to keep, whether it is as the batch showed it): a job that ended with a
-            value kept in S3 is read whole. GET /jobs/{id} reads eventually consistently, so
-            that read may come from before the end: kept as what is known, and False, so the
-            batch is asked again in full (not with its tag, which would answer 304 from now on)."""
-            if not (is_final(job) and holds_claim_check(job)):
+            value kept in S3 is read whole, and so is one the batch showed without its children
+            (`children_cut`: a batch of wide fan-outs would not fit one answer), whose children
+            the wait follows. GET /jobs/{id} reads eventually consistently, so that read may come
+            from before the batch's: kept as what is known, and False, so the batch is asked
+            again in full (not with its tag, which would answer 304 from now on)."""
+            if not (children_cut(job) or (is_final(job) and holds_claim_check(job))):
                 return job, True
             before = known.get(job_id)
-            if before is not None and not changed(before, job):
-                return before, True  # read whole when it ended
+            if before is not None and not changed(before, job) and not children_cut(before):
+                return before, True  # read whole when it was last shown so
             read = read_whole(self._get, job_id)
             behind = isinstance(read.get("version"), int) and read["version"] < job.get("version", 0)
             return read, not behind
@@ -331,6 +333,12 @@ def read_whole(get: Callable[[str], Job], job_id: str) -> Job:
         if exc.code != "job_not_found":
             raise
         return {"id": job_id, "status": "not_found"}
+
+
+def children_cut(job: Job) -> bool:
+    """True when a batch showed the job without its children (`children_cut`, their number;
+    `children` empty): GET /jobs/{id} lists them."""
+    return isinstance(job.get("children_cut"), int) and job["children_cut"] > 0
 
 
 def holds_claim_check(job: Job) -> bool:

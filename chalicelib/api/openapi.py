@@ -91,6 +91,10 @@ def _schemas() -> dict[str, Any]:
         "type": "array", "items": {"enum": ["payload", "result"]}, "uniqueItems": True,
         "description": "the fields whose stored object no longer exists (deleted by hand or by a bucket rule): "
                        "each shows as null; left out while nothing is gone"}
+    job["properties"]["children_cut"] = {
+        "type": "integer", "minimum": 1,
+        "description": "POST /jobs/status only, past what one answer carries: the job is shown without its "
+                       "children (`children` empty), this many; GET /jobs/{job_id} lists them"}
     job["properties"]["started_at"]["description"] = "when the first attempt started"
     job["properties"]["rerun_of"]["description"] = (
         "the finished job this one runs again (POST /jobs/{job_id}/rerun); null on every other job")

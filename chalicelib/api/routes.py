@@ -11,7 +11,7 @@ from chalice import Blueprint
 
 from chalicelib.api.etag import conditional_response, job_etag
 from chalicelib.api.http import Call, asks_nothing, validate
-from chalicelib.api.polling import batch_job_ids, fitted, not_found
+from chalicelib.api.polling import batch_job_ids, fitted_batch, not_found, shown_job
 from chalicelib.api.requests import ListJobsQuery, RerunJobRequest, SubmitJobRequest
 from chalicelib.api.routing import router
 from chalicelib.composition import container
@@ -132,9 +132,9 @@ def list_jobs(call: Call) -> Any:
 def job_status_batch(call: Call) -> Any:
     ids = batch_job_ids(call)
     pairs = container().reads.visible_jobs(call.user.tenant, ids)
-    shown = fitted(job for _, job in pairs if job is not None)
+    shown = fitted_batch([job for _, job in pairs if job is not None])
     body = {
-        "jobs": {job_id: shown[job.id].public() if job else not_found(job_id) for job_id, job in pairs},
+        "jobs": {job_id: shown_job(job, shown[job.id]) if job else not_found(job_id) for job_id, job in pairs},
         "job_ids": ids,
     }
     return conditional_response(call.header("if-none-match"), job_etag("jobs.status", pairs), body)

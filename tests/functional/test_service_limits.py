@@ -235,3 +235,35 @@ of 600 (MAX_CHILDREN allows 2,000) read `finished` while its last child still ra
     assert status["status"] == "started" and status["ended_at"] is None, status
     info = client.http.get(f"/api/jobinfo/{parent}", headers=auth()).json_body
     assert info["children"]["599"][0]["status"] == "started"
+
+
+@pytest.mark.parametrize("route", ["/jobs/status", "/api/jobinfo"])
+def test_a_batch_of_100_fan_outs_of_2000_children_stays_within_what_one_answer_carries(client, aws, route):
+    """A parent lists each child it spawned (MAX_CHILDREN, 2,000: 90 KB of ids as an answer
+    counts them), and a short job kept them: 100 such parents answered 11 MB on POST
+    /jobs/status, a 502 at every poll. Past the budget a parent is shown without them there
+    (`children: []`, `children_cut` their number; GET /jobs/{id} shows them)."""
+    from chalicelib.adapters.dynamodb import DynamoJobStore
+    from chalicelib.defaults import MAX_CHILDREN
+    from chalicelib.domain.job import Job
+    from chalicelib.domain.status import JobStatus
+
+    store = DynamoJobStore(aws["ddb"], "jobs")
+    parents = [f"00000000-0000-4000-8000-{p:012d}" for p in range(100)]
+    for p, parent in enumerate(parents):
+        children = [f"{p + 1:08d}-1111-4000-8000-{c:012d}" for c in range(MAX_CHILDREN)]
+        store.create(Job(id=parent, type="demo.fanout", tenant="acme", user="ann", children=children,
+                         status=JobStatus.COMPLETED, created_at="2026-01-01T00:00:00.000Z",
+                         started_at="2026-01-01T00:00:01.000Z", finished_at="2026-01-01T00:00:02.000Z"))
+    response = client.http.post(route, headers=auth(), body=json.dumps({"job_ids": parents}))
+    assert response.status_code == 200
+    answer = response.json_body
+    assert answer_bytes(answer) <= MAX_ANSWER_BYTES, answer_bytes(answer)
+    assert answer["job_ids"] == parents and all(answer["jobs"][p]["status"] in ("completed", "finished")
+                                                 for p in parents)
+    if route == "/jobs/status":
+        first, last = answer["jobs"][parents[0]], answer["jobs"][parents[-1]]
+        assert len(first["children"]) == MAX_CHILDREN and "children_cut" not in first
+        assert last["children"] == [] and last["children_cut"] == MAX_CHILDREN
+        whole = client.http.get(f"/jobs/{parents[-1]}", headers=auth()).json_body
+        assert len(whole["children"]) == MAX_CHILDREN

@@ -21,7 +21,7 @@ from requests.structures import CaseInsensitiveDict
 from chalicelib.api.errors import error_response, json_response
 from chalicelib.api.etag import conditional_response
 from chalicelib.api.http import validate
-from chalicelib.api.polling import claim_check_placeholder, fitted
+from chalicelib.api.polling import ANSWER_JOBS_BYTES, claim_check_placeholder, fitted_batch, shown_job
 from chalicelib.api.requests import RerunJobRequest, StartRequest, SubmitJobRequest
 from chalicelib.defaults import IDEMPOTENCY_TTL_S, INLINE_LIMIT_BYTES
 from chalicelib.domain.errors import (
@@ -51,14 +51,16 @@ class FakeApi:
     """The subset of the API the client uses, with the real answer shapes and ETag rules."""
 
     def __init__(self, tenant: str = "acme", inline_limit: int = INLINE_LIMIT_BYTES,
-                 max_unfinished: Optional[int] = None) -> None:
+                 max_unfinished: Optional[int] = None, answer_budget: int = ANSWER_JOBS_BYTES) -> None:
         """`inline_limit`: a payload or result whose JSON, as the store writes it, is longer is
         kept in S3, so the listing and the batch route show it as the API does
         (`{"claim_check": {"bytes": n}}`); GET /jobs/{id} shows it whole. `max_unfinished`: a
         submit while the tenant has this many unfinished jobs is 429 `quota_exceeded`, as the
         API's TenantQuota refuses it. The job types are those of a deployment with its demo
-        types on (the tests' own)."""
+        types on (the tests' own). `answer_budget`: what the jobs of a batch answer may take
+        together (the API's is ANSWER_JOBS_BYTES), past which it shows them short, then bare."""
         self.tenant = tenant
+        self.answer_budget = answer_budget
         self.max_unfinished = max_unfinished
         self.registry = build_registry(demo_types=True)
         self.inline_limit = inline_limit
@@ -126,16 +128,17 @@ class FakeApi:
     def _fitted(self, ids: list[str], jobs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """`jobs` as the batch route shows them: whole while they fit what one answer carries,
         past that short (payload, result and progress details as the placeholder, the message
-        cut), as the API's `fitted` decides over the jobs as it holds them (a job the API could
+        cut), then bare (no children, `children_cut`), as the API's `fitted_batch` decides over the jobs as it holds them (a job the API could
         not hold fails to validate here: a test of a malformed answer scripts its own server)."""
         held = {i: Job.model_validate({"tenant": self.tenant, "user": "ann", **jobs[i]})
                 for i in ids if jobs[i]["status"] != "not_found"}
-        shown = fitted(held[i] for i in ids if i in held)
+        shown = fitted_batch([held[i] for i in ids if i in held], budget=self.answer_budget)
         for i, job in held.items():
-            if shown[job.id] is not job:  # shown short
-                public = shown[job.id].public()
+            if shown[job.id] is not job:  # shown short, or bare
+                public = shown_job(job, shown[job.id])
                 progress = {**jobs[i]["progress"], **{f: public["progress"][f] for f in ("message", "details")}}
-                jobs[i] = {**jobs[i], **{f: public[f] for f in ("payload", "result")},
+                cut = {f: public[f] for f in ("children", "children_cut") if f in public}
+                jobs[i] = {**jobs[i], **{f: public[f] for f in ("payload", "result")}, **cut,
                            "progress": progress}
         return jobs
 

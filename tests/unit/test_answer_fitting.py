@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from chalicelib.api.polling import claim_check_placeholder, fitted, short
+from chalicelib.api.polling import bare, claim_check_placeholder, fitted, fitted_batch, short, shown_job
 from chalicelib.domain.job import Job, answer_bytes
 
 
@@ -50,3 +50,39 @@ def test_a_value_already_a_placeholder_or_none_is_shown_as_it_is():
 @pytest.mark.parametrize("value", [{"claim_check": 1, "other": 2}, {"pad": "x"}, ["claim_check"], "text", 0])
 def test_any_other_value_is_shown_as_the_size_of_its_compact_json(value):
     assert claim_check_placeholder(value) == {"claim_check": {"bytes": len(json.dumps(value, separators=(",", ":")))}}
+
+
+def _parent(n: int, children: int = 100) -> Job:
+    return _job(n).model_copy(update={"type": "demo.fanout",
+                                      "children": [f"{n:08d}-1111-4000-8000-{c:012d}" for c in range(children)]})
+
+
+def _answer(job: Job, shown: Job) -> int:
+    return answer_bytes(shown_job(job, shown))
+
+
+def test_a_batch_past_its_budget_shows_later_parents_without_their_children_and_never_passes_it():
+    """POST /jobs/status: a short job kept its children (a fan-out's 2,000 ids, 90 KB), so a
+    hundred such parents passed 6 MB. Every job is counted bare first, then shown, in order, as
+    much as the rest lets it: whole, short (its children kept), or bare (`children_cut`)."""
+    parents = [_parent(n) for n in range(3)]
+    whole, shortened, bared = ([_answer(p, form(p)) for p in parents]
+                               for form in (lambda p: p, short, lambda p: bare(short(p))))
+    budget = whole[0] + shortened[1] + bared[2]
+    shown = fitted_batch(parents, budget=budget)
+    assert [shown[p.id] for p in parents] == [parents[0], short(parents[1]), bare(short(parents[2]))]
+    assert sum(_answer(p, shown[p.id]) for p in parents) <= budget
+    assert shown_job(parents[2], shown[parents[2].id])["children_cut"] == 100
+    assert "children_cut" not in shown_job(parents[1], shown[parents[1].id])
+    tighter = fitted_batch(parents, budget=budget - 1)
+    assert [tighter[p.id] for p in parents] == [parents[0], bare(short(parents[1])), bare(short(parents[2]))]
+
+
+def test_a_hundred_fan_outs_of_the_most_children_fit_one_answer():
+    from chalicelib.api.polling import ANSWER_JOBS_BYTES
+    from chalicelib.defaults import MAX_CHILDREN
+
+    parents = [_parent(n, MAX_CHILDREN) for n in range(100)]
+    shown = fitted_batch(parents)
+    assert sum(_answer(p, shown[p.id]) for p in parents) <= ANSWER_JOBS_BYTES
+    assert shown[parents[0].id] == parents[0] and shown[parents[-1].id].children == []

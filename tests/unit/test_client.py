@@ -1111,3 +1111,26 @@ def test_a_backoff_that_would_poll_without_pause_or_shrink_is_refused(kwargs):
     with pytest.raises(ValueError, match="need 0 < initial_s <= maximum_s and factor >= 1"):
         Backoff(**kwargs)
     Backoff(initial_s=2, maximum_s=2, factor=1)  # the bounds themselves are taken
+
+
+def test_wait_many_follows_the_children_of_a_parent_a_full_batch_showed_without_them():
+    """A batch of wide fan-outs would not fit one answer (a parent lists up to 2,000 children):
+    past what it carries the API shows a parent without them (`children: []`, `children_cut`
+    their number). The wait reads such a parent whole and follows its children while it runs,
+    as it follows those of a parent shown whole, not only once it has ended."""
+    api = FakeApi(answer_budget=3_500)  # one parent whole (about 2,300 bytes), the other bare (about 700)
+    parents = []
+    for _ in range(2):
+        kids = [api.add(status="completed", version=2) for _ in range(40)]
+        parents.append(api.add(status="running", type="demo.fanout", children=[k["id"] for k in kids], version=3))
+    client, _ = make_client({PRIMARY: api})
+    shown = client.status_many([p["id"] for p in parents])
+    assert len(shown[parents[0]["id"]]["children"]) == 40 and "children_cut" not in shown[parents[0]["id"]]
+    assert shown[parents[1]["id"]]["children"] == [] and shown[parents[1]["id"]]["children_cut"] == 40
+    for parent in parents:  # each read of it (a batch's, a GET) takes the next state: it ends at its fourth
+        api.script(parent["id"], {}, {}, {}, {"status": "completed", "version": 4})
+    seen = []
+    final = client.wait_many([p["id"] for p in parents], timeout=600, on_change=seen.append)
+    assert set(final) == {p["id"] for p in parents} | {c for p in parents for c in p["children"]}
+    ended = next(i for i, job in enumerate(seen) if job["id"] == parents[1]["id"] and job["status"] == "completed")
+    assert any(job["id"] in parents[1]["children"] for job in seen[:ended]), "its children seen while it ran"
