@@ -138,6 +138,16 @@ def _aws() -> Adapters:
     )
 
 
+class EpochClock:
+    """A clock for adapters that take one returning epoch seconds: `now`, moved by the test."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def fake_aws_credentials(monkeypatch) -> None:
     """What boto3 needs under moto: a region and fake keys, and no endpoint of a real emulator."""
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")

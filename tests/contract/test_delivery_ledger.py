@@ -9,23 +9,16 @@ from moto import mock_aws
 
 from chalicelib.ports import LedgerOpening
 from tests.support.infra import create_table
-from tests.contract.conftest import fake_aws_credentials
+from tests.contract.conftest import EpochClock, fake_aws_credentials
 
 TTL_S = 7 * 24 * 3600
 LEASE_S = 60
 
 
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> EpochClock:
+    return EpochClock()
 
 
 @pytest.fixture(params=["memory", "aws"])

@@ -9,19 +9,12 @@ import boto3
 import pytest
 
 from chalicelib.defaults import PARKED_RECORD_KEEP_S
-from tests.contract.conftest import STATS_TABLE, each_kind
+from tests.contract.conftest import STATS_TABLE, EpochClock, each_kind
 from tests.support.infra import create_table
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_767_225_600.0
 
-    def __call__(self) -> float:
-        return self.now
-
-
-def _memory(clock: Clock) -> Callable[[], Any]:
+def _memory(clock: EpochClock) -> Callable[[], Any]:
     def make() -> Any:
         from chalicelib.adapters.memory_stream import InMemoryParkedRecordDrops
 
@@ -29,7 +22,7 @@ def _memory(clock: Clock) -> Callable[[], Any]:
     return make
 
 
-def _aws(clock: Clock) -> Callable[[], Any]:
+def _aws(clock: EpochClock) -> Callable[[], Any]:
     def make() -> Any:
         from chalicelib.adapters.parked_record_drops import DynamoParkedRecordDrops
 
@@ -40,8 +33,8 @@ def _aws(clock: Clock) -> Callable[[], Any]:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> EpochClock:
+    return EpochClock()
 
 
 @pytest.fixture(params=["memory", "aws"])

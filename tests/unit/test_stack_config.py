@@ -179,6 +179,17 @@ def _package(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def deployed_by_main(monkeypatch, tmp_path: Path, *arguments: str) -> dict[str, str]:
+    """The parameters `python -m scripts.deploy build jobpipe *arguments` deploys, on a build
+    folder holding the whole template (no deploy made: what it would be given)."""
+    deployed: dict[str, str] = {}
+    monkeypatch.setattr(deploy, "deploy", lambda build, stack, parameters: deployed.update(parameters) or {})
+    (tmp_path / "sam.json").write_text((ROOT / "infra" / "resources.json").read_text())
+    (tmp_path / "deployment.zip").write_text("")
+    deploy.main([str(tmp_path), "jobpipe", *arguments])
+    return deployed
+
+
 def test_deploy_main_deploys_the_values_as_checked(capsys, monkeypatch, tmp_path):
     deployed = {}
     _package(tmp_path)
@@ -415,12 +426,9 @@ def test_deploy_main_refuses_redelivery_and_schedule_settings_that_cannot_work(a
     "cron(0 0 L * ? *)", "rate(1 minute)", "rate(12 hours)",
 ])
 def test_deploy_main_passes_the_schedules_eventbridge_takes(schedule, monkeypatch, tmp_path):
-    deployed = {}
-    monkeypatch.setattr(deploy, "deploy", lambda build, stack, parameters: deployed.update(parameters) or {})
-    (tmp_path / "sam.json").write_text((ROOT / "infra" / "resources.json").read_text())
-    (tmp_path / "deployment.zip").write_text("")
-    deploy.main([str(tmp_path), "jobpipe", f"CleanupRunsSchedule={schedule}", f"ReconcilerSchedule={schedule}",
-                 "ReconcilerSilentAlarmSeconds=86400", f"AuthSecret={SECRET}"])
+    deployed = deployed_by_main(monkeypatch, tmp_path, f"CleanupRunsSchedule={schedule}",
+                                f"ReconcilerSchedule={schedule}", "ReconcilerSilentAlarmSeconds=86400",
+                                f"AuthSecret={SECRET}")
     assert deployed["CleanupRunsSchedule"] == deployed["ReconcilerSchedule"] == schedule
 
 
@@ -431,23 +439,14 @@ def test_deploy_main_passes_the_schedules_eventbridge_takes(schedule, monkeypatc
     ["ReconcilerSchedule=cron(0 3 * * ? *)"],  # a cron's period is the operator's to fit
 ])
 def test_deploy_main_passes_a_silent_reconciler_alarm_that_outlasts_two_passes(arguments, monkeypatch, tmp_path):
-    deployed = {}
-    monkeypatch.setattr(deploy, "deploy", lambda build, stack, parameters: deployed.update(parameters) or {})
-    (tmp_path / "sam.json").write_text((ROOT / "infra" / "resources.json").read_text())
-    (tmp_path / "deployment.zip").write_text("")
-    deploy.main([str(tmp_path), "jobpipe", *arguments, f"AuthSecret={SECRET}"])
+    deployed = deployed_by_main(monkeypatch, tmp_path, *arguments, f"AuthSecret={SECRET}")
     assert deployed["ReconcilerSchedule"] == arguments[0].split("=", 1)[1]
 
 
 def test_deploy_main_passes_whole_numbers_written_as_the_template_takes_them(capsys, monkeypatch, tmp_path):
-    deployed = {}
-    monkeypatch.setattr(deploy, "deploy", lambda build, stack, parameters: deployed.update(parameters) or {})
-    (tmp_path / "sam.json").write_text((ROOT / "infra" / "resources.json").read_text())
-    (tmp_path / "deployment.zip").write_text("")
     given = {"RetryBaseSeconds": "1.0", "TenantMaxUnfinishedJobs": "0", "ProgressMinIntervalSeconds": "0.5",
              "FaultClaimFailureRate": "0.1", "TokenIssuer": "", "AuthSecret": SECRET}
-    deploy.main([str(tmp_path), "jobpipe", *(f"{k}={v}" for k, v in given.items())])
-    assert deployed == given
+    assert deployed_by_main(monkeypatch, tmp_path, *(f"{k}={v}" for k, v in given.items())) == given
 
 
 @pytest.mark.parametrize("url, shown", [
