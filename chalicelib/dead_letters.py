@@ -117,7 +117,7 @@ def delete_dead_letter(queues: QueueOperations, name: str, message_id: str,
         if found:
             if queues.delete_dead_letters(name, found[:1]) == 1:
                 if drops is not None and name == STREAM_FAILURE_QUEUE and PARKED_RECORD in found[0].body:
-                    _removed(drops, message_id)
+                    drops.removed(message_id)
                 return DELETED
             break
     # Only an entry the reconciler wrote as it took a parked record takes a request: a batch's
@@ -127,13 +127,6 @@ def delete_dead_letter(queues: QueueOperations, name: str, message_id: str,
     raise LetterNotFoundError(
         f"no letter {message_id} on the {name} dead-letter queue among those it handed out; "
         "list the queue to see what it holds, and try again")
-
-
-def _removed(drops: ParkedRecordDrops, message_id: str) -> None:
-    try:
-        drops.removed(message_id)
-    except StoreUnavailableError:
-        pass  # the record is deleted: a later request for it is kept and deletes nothing
 
 
 # What a parked stream record's body carries it under (adapters/sqs_stream_failures.py).

@@ -34,7 +34,6 @@ from chalicelib.defaults import (
 from chalicelib.domain.errors import (
     EventPublishError,
     JobpipeError,
-    StoreUnavailableError,
     StreamBatchPartlyHeldError,
     StreamBatchUnreadableError,
 )
@@ -110,12 +109,8 @@ class StreamReplay:
             raise
 
     def _removed(self, batch: FailedStreamBatch) -> None:
-        if self._drops is None:
-            return
-        try:
+        if self._drops is not None:
             self._drops.removed(batch.message_id)
-        except StoreUnavailableError:
-            pass  # the record is gone all the same: a later drop of it is kept and changes nothing
 
     def _publish(self, batch: FailedStreamBatch, records: list[dict[str, Any]], parking: bool = True) -> None:
         """Count and publish `records`; on any failure the description is held for the next

@@ -73,8 +73,8 @@ class ParkedRecordDrops(Protocol):
     """Operators' requests to give up a parked stream record (FailedStreamBatch with `records`)
     while the reconciler holds it hidden: SQS deletes only what it hands out, and it hands out no
     hidden message. One entry per parked record the reconciler took, by its message id, kept
-    PARKED_RECORD_KEEP_S past its latest take. Every method raises StoreUnavailableError when
-    the store does not answer."""
+    PARKED_RECORD_KEEP_S past its latest take. `taken` and `request` raise StoreUnavailableError
+    when the store does not answer."""
 
     def taken(self, message_id: str) -> bool:
         """The reconciler took the parked record `message_id` (hidden now until its next try):
@@ -89,7 +89,9 @@ class ParkedRecordDrops(Protocol):
 
     def removed(self, message_id: str) -> None:
         """The parked record `message_id` left its queue (replayed or deleted): a later request
-        for it is refused. Nothing is written for a record never taken."""
+        for it is refused. Nothing is written for a record never taken. Never raises: a removal
+        the store did not take is harmless (the record is gone; a later request for it is kept
+        and deletes nothing), so no caller waits on it."""
 
 
 class ChangeStream(Protocol):

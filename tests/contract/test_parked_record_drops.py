@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 import boto3
 import pytest
+from moto import mock_aws
 
 from chalicelib.defaults import PARKED_RECORD_KEEP_S
 from tests.contract.conftest import STATS_TABLE, EpochClock, each_kind
@@ -80,3 +81,29 @@ def test_an_entry_past_its_keep_takes_no_request(drops, clock):
     assert drops.request("m-1") is False
     assert drops.taken("m-1") is False, "taken again: kept from then on"
     assert drops.request("m-1") is True
+
+
+def test_a_removal_the_store_does_not_take_is_not_raised(monkeypatch, clock):
+    """The port's `removed` never raises: both its callers (the replay, the operator's delete)
+    have deleted the record already, and a removal not recorded deletes nothing later. `taken`
+    and `request` still raise: a take must not publish on a guess, a request must not be
+    answered 202 unkept."""
+    from botocore.exceptions import ClientError
+
+    from chalicelib.domain.errors import StoreUnavailableError
+    from tests.contract.conftest import fake_aws_credentials
+
+    fake_aws_credentials(monkeypatch)
+    with mock_aws():
+        drops = _aws(clock)()
+        drops.taken("m-1")
+
+        def refused(**_):
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+                              "UpdateItem")
+
+        monkeypatch.setattr(drops._ddb, "update_item", refused)
+        drops.removed("m-1")
+        for call in (drops.taken, drops.request):
+            with pytest.raises(StoreUnavailableError):
+                call("m-1")
