@@ -44,7 +44,7 @@ from chalicelib.domain.numbers import shown_number
 from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate
 from chalicelib.lifecycle import JobLifecycle
 from chalicelib.ports import Clock
-from chalicelib.worker.context import Completion, JobContext
+from chalicelib.worker.context import Completion, Failure, JobContext
 from chalicelib.worker.progress import ProgressReporter
 
 
@@ -176,8 +176,8 @@ class AttemptOutcomes:
         if ctx.cancel_seen:
             return self._cancel(reporter, started, patiently)
         if ctx.failure is not None:
-            error = JobErrorInfo(code=ctx.failure.code, message=ctx.failure.message[:MAX_ERROR_MESSAGE_CHARS])
-            return self.fail(reporter.job, error, False, started, reporter.settle(), patiently=patiently)
+            return self.fail(reporter.job, failure_info(ctx.failure), False, started, reporter.settle(),
+                             patiently=patiently)
         assert exc is not None
         return self.fail(reporter.job, error_info(exc), not isinstance(exc, FatalJobError), started,
                          reporter.settle(), raised=exc, patiently=patiently)
@@ -209,7 +209,7 @@ class AttemptOutcomes:
                 f"{JobTimeoutError.exceeded(job.timeout_s, over_s)} despite being interrupted: "
                 "its worker process was ended"))
         else:
-            error = JobErrorInfo(code=failure.code, message=failure.message[:MAX_ERROR_MESSAGE_CHARS])
+            error = failure_info(failure)
 
         def record() -> None:
             try:
@@ -297,6 +297,12 @@ def _stored_result(job: Job, result: Any) -> Any:
 def _traceback_end(exc: BaseException) -> str:
     """The last MAX_TRACEBACK_LOG_CHARS of `exc`'s traceback: the frames nearest the raise."""
     return "".join(traceback.format_exception(exc))[-MAX_TRACEBACK_LOG_CHARS:]
+
+
+def failure_info(failure: Failure) -> JobErrorInfo:
+    """What a handler's fail_job fails its job with: its code and message, the message cut to
+    MAX_ERROR_MESSAGE_CHARS."""
+    return JobErrorInfo(code=failure.code, message=failure.message[:MAX_ERROR_MESSAGE_CHARS])
 
 
 def error_info(exc: BaseException) -> JobErrorInfo:
