@@ -79,14 +79,17 @@ def fitted_batch(jobs: Sequence[Job], budget: int = ANSWER_JOBS_BYTES) -> dict[s
     does not fit either is shown `bare`, without them. Each job of `jobs` (as often as it is
     asked for) is first counted bare, the least the answer can take, then, in order, shown as
     much as the rest of the budget lets it: whole, short or bare. So the answer passes the
-    budget only if its bare jobs alone would, which a hundred jobs cannot."""
+    budget only if its bare jobs alone would, which a hundred jobs cannot. A batch whose jobs
+    all fit whole (the usual poll) is sized once, whole, as before."""
     times = Counter(job.id for job in jobs)
+    whole = {job.id: (job, answer_bytes(job.public())) for job in jobs}
+    if sum(size * times[job_id] for job_id, (_, size) in whole.items()) <= budget:
+        return {job_id: job for job_id, (job, _) in whole.items()}
     forms: dict[str, list[tuple[Job, int]]] = {}
-    for job in jobs:
-        if job.id not in forms:
-            shortened = short(job)
-            kinds = [job, shortened] + ([bare(shortened)] if job.children else [])
-            forms[job.id] = [(form, answer_bytes(shown_job(job, form))) for form in kinds]
+    for job_id, (job, size) in whole.items():
+        shortened = short(job)
+        kinds = [shortened] + ([bare(shortened)] if job.children else [])
+        forms[job_id] = [(job, size)] + [(form, answer_bytes(shown_job(job, form))) for form in kinds]
     spent = sum(sizes[-1][1] * times[job_id] for job_id, sizes in forms.items())
     shown: dict[str, Job] = {}
     for job_id, sizes in forms.items():
