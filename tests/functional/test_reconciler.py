@@ -6,6 +6,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from botocore.exceptions import ReadTimeoutError
 
 from chalicelib.api.auth import issue_token
 from chalicelib.observability import logger
@@ -27,6 +28,11 @@ def scheduled_event(detail: dict) -> dict:
 
 def reconcile(app) -> dict:
     return app.handler_map["reconciler"](scheduled_event({}), LambdaContext(120))
+
+
+def times_out(**_request) -> None:
+    """An SQS call whose answer never came, its retries spent."""
+    raise ReadTimeoutError(endpoint_url="https://sqs.us-east-1.amazonaws.com")
 
 
 def operator_headers() -> dict:
@@ -68,8 +74,6 @@ def test_a_message_moved_to_the_dlq_fails_its_job_as_dead_lettered(app, client, 
 
 
 def test_a_dead_letter_queue_that_does_not_answer_leaves_the_others_letters_counted(app, client, aws, monkeypatch):
-    from botocore.exceptions import ReadTimeoutError
-
     from chalicelib.composition import container
 
     job = client.http.post("/jobs", headers=auth(), body=json.dumps(STEPS)).json_body
@@ -81,7 +85,7 @@ def test_a_dead_letter_queue_that_does_not_answer_leaves_the_others_letters_coun
 
     def high_times_out(**request):
         if request["QueueUrl"] == aws["dlq_high_url"]:
-            raise ReadTimeoutError(endpoint_url="https://sqs.us-east-1.amazonaws.com")
+            times_out()
         return receive(**request)
 
     monkeypatch.setattr(sqs, "receive_message", high_times_out)
@@ -103,15 +107,10 @@ def test_a_dead_letter_naming_no_possible_job_leaves_the_pass_whole(quick_grace,
 
 def test_a_dead_letter_queue_that_cannot_be_read_leaves_the_due_step_running(quick_grace, app, client, aws,
                                                                           monkeypatch):
-    from botocore.exceptions import ReadTimeoutError
-
     from chalicelib.composition import container
 
     job = submit_and_lose(client, aws)
     sqs = container().queue_operations._sqs
-
-    def times_out(**request):
-        raise ReadTimeoutError(endpoint_url="https://sqs.us-east-1.amazonaws.com")
 
     with monkeypatch.context() as patched:
         patched.setattr(sqs, "receive_message", times_out)
@@ -237,16 +236,11 @@ def test_a_pass_that_ends_with_errors_writes_the_metric_its_alarm_watches(app, a
     """ReconcilerErrorsAlarm watches `reconciler_errors` as the scheduled function writes it for
     the stack it runs in: a pass that fails a step on every run (a permission, an outage) while
     its invocations succeed is seen by it, and only its own stack's passes count."""
-    from botocore.exceptions import ReadTimeoutError
-
     from chalicelib.composition import container
     from tests.support.infra import packaged_template
 
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "jobpipe-production")  # the template's ${AWS::StackName}
     sqs = container().queue_operations._sqs
-
-    def times_out(**request):
-        raise ReadTimeoutError(endpoint_url="https://sqs.us-east-1.amazonaws.com")
 
     monkeypatch.setattr(sqs, "receive_message", times_out)
     capsys.readouterr()
