@@ -1,8 +1,10 @@
 """A handler that will not stop at its timeout: interrupted again and again, and at last its
 attempt failed `timeout` and its process ended before the attempt's lease lapses, so the next
 attempt (started once the lease lapses) never runs beside it."""
+import signal
 import threading
 import time
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -65,6 +67,33 @@ class ProcessEnded(KeyboardInterrupt):
     """What the test's end of the process raises: like Ctrl-C, it leaves the runner at once."""
 
 
+@pytest.fixture
+def end_process_here():
+    """`end_process` for a runner in a test: `make(on_end)` is a callable doing to the test's
+    main thread what os._exit does to a worker's process. The give-up may run in the alarm, on
+    the main thread, where raising ProcessEnded is enough, or in the watchdog's thread, when the
+    alarm came late on a busy machine: raising there alone ended only that thread, and the
+    handler went on swallowing interrupts on the main thread, the test's run hanging until its
+    timeout. From another thread it signals the main thread, whose handler raises ProcessEnded
+    where the handler runs."""
+    def interrupted(signum, frame):
+        raise ProcessEnded()
+
+    previous = signal.signal(signal.SIGUSR1, interrupted)
+
+    def make(on_end=lambda: None):
+        def end():
+            on_end()
+            if threading.current_thread() is not threading.main_thread():
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
+                return  # the watchdog's thread ends with its give-up
+            raise ProcessEnded()
+        return end
+
+    yield make
+    signal.signal(signal.SIGUSR1, previous)
+
+
 def test_a_handler_interrupted_again_stops_soon_after_its_timeout(store, queue, clock, types, monkeypatch):
     monkeypatch.setattr(timeout, "HANDLER_REINTERRUPT_S", 0.2)
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
@@ -76,7 +105,7 @@ def test_a_handler_interrupted_again_stops_soon_after_its_timeout(store, queue, 
 
 
 def test_a_handler_that_swallows_every_interrupt_is_failed_timeout_and_its_process_ended(
-        store, queue, clock, monkeypatch):
+        store, queue, clock, monkeypatch, end_process_here):
     """The real alarm interrupts it; how long it went on past its timeout is read on the
     worker's clock, which moves HANDLER_REINTERRUPT_S between two interrupts here, as on Lambda:
     given up on at the interrupt HANDLER_GIVE_UP_S past the timeout, however late a busy machine
@@ -99,11 +128,7 @@ def test_a_handler_that_swallows_every_interrupt_is_failed_timeout_and_its_proce
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
     submitted = lifecycle.submit(tenant="acme", user="ann", type="t.swallows", payload={})
     ended = []
-
-    def end():
-        ended.append(worker_clock.monotonic())
-        raise ProcessEnded()
-
+    end = end_process_here(lambda: ended.append(worker_clock.monotonic()))
     runner = JobRunner(lifecycle, types, clock=worker_clock, progress_interval_s=0, end_process=end)
     with pytest.raises(ProcessEnded):
         runner.run(queue.drain()[0])
@@ -336,7 +361,7 @@ def swallow_every_interrupt(worker_clock: ManualClock) -> None:
 
 
 def test_a_give_up_whose_next_attempt_was_not_sent_is_logged_as_retried_not_unrecorded(
-        store, queue, clock, monkeypatch):
+        store, queue, clock, monkeypatch, end_process_here):
     """The attempt is written retrying; only its next message did not go (the message coming
     back starts that attempt). That is recorded, and logged as such: not `process_ended_unrecorded`."""
     monkeypatch.setattr(timeout, "HANDLER_REINTERRUPT_S", 0.1)
@@ -349,11 +374,8 @@ def test_a_give_up_whose_next_attempt_was_not_sent_is_logged_as_retried_not_unre
 
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
     submitted = lifecycle.submit(tenant="acme", user="ann", type="t.swallows", payload={})
-
-    def end():
-        raise ProcessEnded()
-
-    runner = JobRunner(lifecycle, types, clock=worker_clock, progress_interval_s=0, end_process=end,
+    runner = JobRunner(lifecycle, types, clock=worker_clock, progress_interval_s=0,
+                       end_process=end_process_here(),
                        observe=lambda event, job, extra: seen.append((event, extra.get("next_attempt"))))
     with pytest.raises(ProcessEnded):
         runner.run(queue.drain()[0])
@@ -418,22 +440,21 @@ def test_a_handler_run_off_the_main_thread_that_fails_in_time_raises_its_error()
     assert [str(o) for o in outcome] == ["the handler broke"] and isinstance(outcome[0], ValueError)
 
 
-def run_given_up_on(lifecycle: JobLifecycle, job_type: str, worker_clock: ManualClock, interval_s: float):
+def run_given_up_on(lifecycle: JobLifecycle, job_type: str, worker_clock: ManualClock, interval_s: float,
+                    end_process) -> Any:
     """A job of `job_type` run once by a worker on `worker_clock` whose progress window is
-    `interval_s`, until its process is ended (the give-up): the job as its record then reads."""
+    `interval_s`, until its process is ended (the give-up, `end_process`): the job as its
+    record then reads."""
     submitted = lifecycle.submit(tenant="acme", user="ann", type=job_type, payload={})
-
-    def end():
-        raise ProcessEnded()
-
     runner = JobRunner(lifecycle, lifecycle.registry, clock=worker_clock, progress_interval_s=interval_s,
-                       end_process=end)
+                       end_process=end_process)
     with pytest.raises(ProcessEnded):
         runner.run(lifecycle.queue.drain()[0])
     return lifecycle.store.get(submitted.id, mark_gone=False)
 
 
-def test_a_handler_given_up_on_keeps_the_report_its_progress_window_held(store, queue, clock, monkeypatch):
+def test_a_handler_given_up_on_keeps_the_report_its_progress_window_held(
+        store, queue, clock, monkeypatch, end_process_here):
     """docs/jobs.md: a report held in the window is written when it ends, and always before the
     attempt finishes. A deployment's window (ProgressMinIntervalSeconds, up to 300 s) may end
     after the give-up, HANDLER_GIVE_UP_S past the timeout; the process then ends, its timer
@@ -447,14 +468,15 @@ def test_a_handler_given_up_on_keeps_the_report_its_progress_window_held(store, 
         swallow_every_interrupt(worker_clock)
 
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    job = run_given_up_on(lifecycle, "t.swallows", worker_clock, interval_s=30)
+    job = run_given_up_on(lifecycle, "t.swallows", worker_clock, interval_s=30, end_process=end_process_here())
     assert job.status == JobStatus.RETRYING and job.error.code == "timeout", job.error
     assert (job.progress.percent, job.progress.step, job.progress.message, job.progress.details) == \
         (40, "rows", "row 400 of 1000", {"row": 400}), job.progress
     assert worker_clock.armed == 0, "the window's timer is stopped: the report is written once"
 
 
-def test_a_handler_given_up_on_inside_a_progress_write_keeps_that_report(store, queue, clock, monkeypatch):
+def test_a_handler_given_up_on_inside_a_progress_write_keeps_that_report(
+        store, queue, clock, monkeypatch, end_process_here):
     """The alarm gives up on the handler where it is: here inside a forced progress write that
     never returns (a store call that swallows the interrupts), which holds the reporter's lock.
     The give-up's write neither waits for that lock (the process would end with nothing written,
@@ -471,7 +493,7 @@ def test_a_handler_given_up_on_inside_a_progress_write_keeps_that_report(store, 
         ctx.progress(70, step="upload", message="sending the report", force=True)
 
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    job = run_given_up_on(lifecycle, "t.stuck_write", worker_clock, interval_s=2)
+    job = run_given_up_on(lifecycle, "t.stuck_write", worker_clock, interval_s=2, end_process=end_process_here())
     # a give-up's write that waited for the lock would have been abandoned, the job left running
     assert job.status == JobStatus.RETRYING and job.error.code == "timeout", (job.status, job.error)
     assert (job.progress.percent, job.progress.step, job.progress.message) == \
@@ -500,7 +522,8 @@ def test_a_job_failed_by_its_handler_before_its_timeout_fails_as_it_said_not_tim
     assert queue.drain() == [], "no attempt after it"
 
 
-def test_a_job_failed_by_its_handler_then_given_up_on_fails_as_it_said(store, queue, clock, monkeypatch):
+def test_a_job_failed_by_its_handler_then_given_up_on_fails_as_it_said(
+        store, queue, clock, monkeypatch, end_process_here):
     """The same when the clean-up swallows every interrupt until the give-up ends its process."""
     monkeypatch.setattr(timeout, "HANDLER_REINTERRUPT_S", 0.1)
     worker_clock, types = ManualClock(), JobTypeRegistry()
@@ -513,7 +536,31 @@ def test_a_job_failed_by_its_handler_then_given_up_on_fails_as_it_said(store, qu
             swallow_every_interrupt(worker_clock)
 
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    job = run_given_up_on(lifecycle, "t.fails_then_swallows", worker_clock, interval_s=2)
+    job = run_given_up_on(lifecycle, "t.fails_then_swallows", worker_clock, interval_s=2,
+                          end_process=end_process_here())
     assert (job.status, job.error.code, job.error.message) == \
         (JobStatus.FAILED, "E_NOT_CSV", "the file is not a CSV"), (job.status, job.error)
     assert [m.attempt for m in queue.drain() if m.job_id == job.id] == [], "no attempt after it"
+
+
+def test_a_give_up_the_watchdog_makes_when_the_alarm_comes_late_fails_as_the_handler_said(
+        store, queue, clock, monkeypatch, end_process_here):
+    """On a busy machine the alarm may come more than HANDLER_ALARM_LATE_S late: the watchdog
+    then gives up on the handler from its own thread, which ends the process as the alarm's
+    give-up does, with the failure the handler recorded."""
+    monkeypatch.setattr(timeout, "HANDLER_REINTERRUPT_S", 0.1)
+    monkeypatch.setattr(timeout, "HANDLER_ALARM_LATE_S", -0.1)  # every look finds the alarm late
+    worker_clock, types = ManualClock(), JobTypeRegistry()
+
+    @types.register("t.fails_then_swallows", Empty, timeout_s=1, max_attempts=3)
+    def fails_then_swallows(ctx, payload):
+        try:
+            fail_job(ctx, "E_NOT_CSV", "the file is not a CSV")
+        finally:
+            swallow_every_interrupt(worker_clock)
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    job = run_given_up_on(lifecycle, "t.fails_then_swallows", worker_clock, interval_s=2,
+                          end_process=end_process_here())
+    assert (job.status, job.error.code) == (JobStatus.FAILED, "E_NOT_CSV"), (job.status, job.error)
+    assert queue.drain() == [], "no attempt after it"
