@@ -146,9 +146,11 @@ def test_every_route_has_a_walk(app, world):
     assert routes == set(_walks(world)) | system | PUBLIC
 
 
-def test_another_tenant_gets_on_the_owners_things_what_it_gets_on_missing_ones(app, client, aws, world):
+@pytest.mark.parametrize("roles", [None, ["admin"], ["operator"]])
+def test_another_tenant_gets_on_the_owners_things_what_it_gets_on_missing_ones(app, client, aws, world, roles):
     """Status, body (ids swapped back) and header names alike; nothing of the owner's in it; the
-    owner's things unchanged; and no object of the owner's read from S3 on the intruder's behalf."""
+    owner's things unchanged; and no object of the owner's read from S3 on the intruder's behalf.
+    Whatever its roles: `admin` and `operator` open no other tenant's things on these routes."""
     before = owner_view(client, world)
     reads = []
     composition.container().blobs._s3.meta.events.register(
@@ -159,8 +161,8 @@ def test_another_tenant_gets_on_the_owners_things_what_it_gets_on_missing_ones(a
             continue
         foreign_body, missing_body = walk.get("body", (None, None))
         foreign_query, missing_query = walk.get("query", (None, None))
-        foreign = _call(client, method, path, walk["on"], intruder(), foreign_body, foreign_query)
-        missing = _call(client, method, path, walk["missing"], intruder(), missing_body, missing_query)
+        foreign = _call(client, method, path, walk["on"], intruder(roles), foreign_body, foreign_query)
+        missing = _call(client, method, path, walk["missing"], intruder(roles), missing_body, missing_query)
         swaps = {a: b for a, b in zip(_values(foreign_body, walk["on"], foreign_query),
                                       _values(missing_body, walk["missing"], missing_query)) if a != b}
         if _shown(foreign, swaps) != _shown(missing, {}):
@@ -213,6 +215,33 @@ def test_every_system_route_refuses_a_tenant_and_its_admin(app, client, world, r
             response = client.http.request(method, url, headers=intruder(roles))
             assert (response.status_code, response.json_body["error"]["code"]) == (403, "forbidden"), (method, path)
             assert client.http.request(method, url).status_code == 401, (method, path)
+
+
+@pytest.mark.parametrize("roles", [None, ["admin"]])
+def test_a_system_route_refuses_a_tenant_before_it_reads_the_request(app, client, world, roles):
+    """The role is checked first: a tenant's request that also breaks the route's rules (a
+    parameter it does not take, a bad value, a body, a malformed key or id) is the same 403,
+    never a 400 whose details describe the route's parameters, and starts or moves nothing."""
+    operator = {"Authorization": f"Bearer {token('ops', 'root', roles=['operator'])}"}
+    odd = ["?bogus=1", "?limit=0&priority=nope&max_age_hours=-1&window_hours=x&queue=" + "q" * 300,
+           "?cursor=not-a-cursor", "?limit=1&limit=2"]
+    for path, methods in app.routes.items():
+        if not path.startswith("/api/system/"):
+            continue
+        for method in methods:
+            for task_id in (world["done"], "bad id!", "x" * 300):
+                url = path.replace("{task_id}", task_id).replace("{message_id}", task_id)
+                plain = client.http.request(method, url, headers=intruder(roles))
+                for query in odd:
+                    for extra, body in (({}, b""), ({"Idempotency-Key": "\u00e9"}, b'{"max_age_hours": 1}'),
+                                        ({}, b"not json")):
+                        response = client.http.request(method, url + query, headers=intruder(roles, **extra),
+                                                        body=body)
+                        assert (response.status_code, response.body) == (plain.status_code, plain.body) \
+                            and response.json_body["error"]["code"] == "forbidden", (method, url + query)
+    assert _ok(client.http.get("/api/system/maintenance/tasks", headers=operator))["tasks"] == []
+    # the operator's same request is read, and refused for what it is
+    assert client.http.get("/api/system/dlq?bogus=1", headers=operator).status_code == 400
 
 
 @pytest.mark.parametrize("roles", [None, ["admin"], ["operator"]])
