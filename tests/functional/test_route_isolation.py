@@ -376,3 +376,34 @@ def test_a_maintenance_task_is_no_tenants_job(client, world, roles):
     batch = client.http.post("/jobs/status", headers=intruder(roles), body=json.dumps({"job_ids": [task]}))
     assert _ok(batch)["jobs"][task] == {"id": task, "status": "not_found"}
     assert _ok(client.http.get(f"/api/system/maintenance/tasks/{task}", headers=operator)) == before
+
+
+@pytest.mark.parametrize("state", ["queued", "running", "cancel_requested", "completed", "canceled"])
+def test_the_owners_job_in_every_state_answers_the_intruder_as_a_missing_one(client, aws, state):
+    """The owner's answers differ by state (a cancel: 202, or 409 job_finished; a rerun: 202,
+    or 409 job_not_finished with the status); the intruder's never do: whatever the job's
+    state, each route on it answers as on an id nobody has, and the job is left as it was."""
+    from chalicelib.ports import JobMessage
+
+    job = _ok(client.http.post("/jobs", headers=owner(), body=json.dumps(
+        {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})), 202)
+    lifecycle = composition.container().lifecycle
+    if state in ("running", "cancel_requested", "completed"):
+        running = lifecycle.claim(JobMessage(job["id"], 1)).job
+        if state == "cancel_requested":
+            lifecycle.cancel(OWNER, job["id"])
+        if state == "completed":
+            lifecycle.complete(running, {"done": SECRET_MARK})
+    if state == "canceled":
+        lifecycle.cancel(OWNER, job["id"])
+    before = _ok(client.http.get(f"/jobs/{job['id']}", headers=owner()))
+    assert before["status"] == {"cancel_requested": "running"}.get(state, state)
+    missing = new_job_id()
+    for method, path in (("GET", "/jobs/{id}"), ("DELETE", "/jobs/{id}"), ("POST", "/jobs/{id}/rerun"),
+                         ("GET", "/jobs/{id}/runs"), ("GET", "/jobs/{id}/artifacts"),
+                         ("GET", "/api/jobstatus/{id}"), ("GET", "/api/jobinfo/{id}")):
+        foreign = client.http.request(method, path.format(id=job["id"]), headers=intruder())
+        nobody = client.http.request(method, path.format(id=missing), headers=intruder())
+        assert _shown(foreign, {job["id"]: missing}) == _shown(nobody, {}), (method, path)
+        assert SECRET_MARK not in foreign.body.decode()
+    assert _ok(client.http.get(f"/jobs/{job['id']}", headers=owner())) == before
