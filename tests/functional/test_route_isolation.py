@@ -407,3 +407,26 @@ def test_the_owners_job_in_every_state_answers_the_intruder_as_a_missing_one(cli
         assert _shown(foreign, {job["id"]: missing}) == _shown(nobody, {}), (method, path)
         assert SECRET_MARK not in foreign.body.decode()
     assert _ok(client.http.get(f"/jobs/{job['id']}", headers=owner())) == before
+
+
+def test_the_intruders_fanout_in_the_owners_scope_spawns_the_intruders_children(app, client, aws, world):
+    """ctx.spawn makes each child in its parent's tenant, in its parent's scope: the intruder's
+    fan-out in a scope of the owner's name has children the intruder lists and reads, the owner
+    neither, and their completions land in the intruder's scope tasks, not the owner's."""
+    before = owner_view(client, world)
+    parent = _ok(client.http.post("/jobs", headers=intruder(), body=json.dumps(
+        {"type": "demo.fanout", "scope": world["scope"], "payload": {"children": 2, "steps": 1, "step_ms": 0}})), 202)
+    drain(app, aws)
+    children = _ok(client.http.get(f"/jobs/{parent['id']}", headers=intruder()))["children"]
+    assert len(children) == 2
+    shown = _ok(client.http.post("/jobs/status", headers=intruder(), body=json.dumps({"job_ids": children})))["jobs"]
+    assert {(j["tenant"], j["user"], j["scope"], j["parent_id"], j["status"]) for j in shown.values()} \
+        == {(INTRUDER, "bob", world["scope"], parent["id"], "completed")}
+    listed = {j["id"] for j in _ok(client.http.get("/jobs?limit=100", headers=intruder()))["jobs"]}
+    assert set(children) <= listed
+    mine = _ok(client.http.post("/jobs/status", headers=owner(), body=json.dumps({"job_ids": children})))["jobs"]
+    assert [j["status"] for j in mine.values()] == ["not_found", "not_found"]
+    tasks = _ok(client.http.get(f"/scopes/{world['scope']}/tasks", headers=intruder()))["tasks"]
+    assert {t["type"] for t in tasks} == {"demo.fanout", "demo.steps"}
+    assert {t["job_id"] for t in tasks} & set(children)
+    assert owner_view(client, world) == before
