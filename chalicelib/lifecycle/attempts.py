@@ -80,13 +80,8 @@ class Attempts(DeadLetters):
         completion's progress (100 %), so it costs no write of its own."""
 
         def finish(j: Job) -> Job:
-            last = last_progress or j.progress
-            return self._finish(
-                j, JobStatus.COMPLETED, result=result,
-                progress=Progress(percent=100, step="completed", message=message or last.message or j.progress.message,
-                                  details=last.details if last.details is not None else j.progress.details,
-                                  updated_at=isoformat(self.clock())),
-            )
+            return self._finish(j, JobStatus.COMPLETED, result=result,
+                                progress=completed_progress(j, message, last_progress, isoformat(self.clock())))
 
         return self._with_fresh(job, finish)
 
@@ -182,6 +177,17 @@ class Attempts(DeadLetters):
                     raise
                 current = fresh.model_copy(update={"payload": job.payload, "gone": job.gone})
         raise StaleJobError(f"job {job.id} kept changing; giving up this write")
+
+
+def completed_progress(job: Job, message: Optional[str], last_progress: Optional[Progress],
+                       updated_at: Optional[str]) -> Progress:
+    """The progress a completion of `job`'s attempt writes: 100 %, step `completed`, `message`
+    (else the last report's), and the details of `last_progress` (a report not yet written) or
+    of the job."""
+    last = last_progress or job.progress
+    return Progress(percent=100, step="completed", message=message or last.message or job.progress.message,
+                    details=last.details if last.details is not None else job.progress.details,
+                    updated_at=updated_at)
 
 
 def _reported(job: Job, last_progress: Optional[Progress], now: datetime) -> dict[str, Progress]:

@@ -38,11 +38,12 @@ from chalicelib.domain.errors import (
     text_of,
 )
 from chalicelib.domain.job import (
-    Job, JobErrorInfo, Progress, answer_bytes, nested_deeper_than, non_text_key, too_deep_message,
+    Job, JobErrorInfo, Progress, answer_bytes, isoformat, nested_deeper_than, non_text_key, too_deep_message,
 )
 from chalicelib.domain.numbers import shown_number
 from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate
 from chalicelib.lifecycle import JobLifecycle
+from chalicelib.lifecycle.attempts import completed_progress
 from chalicelib.ports import Clock
 from chalicelib.worker.context import Completion, Failure, JobContext
 from chalicelib.worker.progress import ProgressReporter
@@ -158,11 +159,14 @@ class AttemptOutcomes:
             result, message = ctx.completion.result, ctx.completion.message
         elif isinstance(result, Completion):
             result, message = result.result, result.message
-        try:
-            result = _stored_result(reporter.job, result)
-        except _RefusedResult as refused:  # for good: the handler would return it again
-            return self.fail(reporter.job, refused.error, False, started, reporter.settle(), patiently=patiently)
         last_progress = reporter.settle()
+        # Measured as it will be answered: with the completion's own progress (its message).
+        completing = reporter.job.model_copy(update={"progress": completed_progress(
+            reporter.job, message, last_progress, isoformat(self._lifecycle.clock()))})
+        try:
+            result = _stored_result(completing, result)
+        except _RefusedResult as refused:  # for good: the handler would return it again
+            return self.fail(reporter.job, refused.error, False, started, last_progress, patiently=patiently)
         final = patiently(lambda: self._lifecycle.complete(reporter.job, result, message, last_progress=last_progress))
         self._observe("completed", final, {"duration_s": self._clock.monotonic() - started})
         return final

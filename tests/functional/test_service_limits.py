@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from chalicelib.defaults import MAX_ANSWER_BYTES, MAX_CHILDREN
 from chalicelib.domain.job import answer_bytes
 from chalicelib.job_types import registry
+from chalicelib.worker.helpers import complete_job
 from tests.functional.conftest import auth, drain, receive_all
 from tests.functional.conftest import get_job as get
 from tests.functional.conftest import submit_job as submit
@@ -45,6 +46,18 @@ def limit_types():
         return {"echo": ctx.job.payload["pad"]}
 
     add("limits.echo_after_progress", echo_after_progress, max_attempts=3, timeout_s=30)
+
+    def result_with_long_final_message(ctx, payload):
+        # Each part fits an answer alone; together, the final message's 7 bytes per é pass it.
+        return complete_job(ctx, {"text": "x" * 5_200_000}, payload.pad or "é" * 150_000)
+
+    add("limits.long_final_message", result_with_long_final_message, max_attempts=3, timeout_s=30)
+
+    def result_after_a_coalesced_report(ctx, payload):
+        ctx.progress(50, message="é" * 150_000)  # inside the window: written by the completion
+        return {"text": "x" * 5_200_000}
+
+    add("limits.coalesced_long_message", result_after_a_coalesced_report, max_attempts=3, timeout_s=30)
     yield
     for name in names:
         registry._types.pop(name)
@@ -130,6 +143,23 @@ Lambda's 6 MB. The attempt keeps the payload it was claimed with."""
     failed = get(client, large["id"])
     assert failed["status"] == "failed" and failed["attempts"] == 1, failed.get("error")
     assert failed["error"]["code"] == "result_too_large"
+
+
+@pytest.mark.parametrize("job_type", ["limits.long_final_message", "limits.coalesced_long_message"])
+def test_a_result_is_bounded_with_the_final_progress_the_completion_writes(client, app, aws, limit_types,
+                                                                           monkeypatch, job_type):
+    """The completion writes its own progress: complete_job's message, else the report the
+window still held. The result was bounded beside the progress written before it, so a result
+and a final message that no answer could carry together completed, every GET of the job past
+Lambda's 6 MB. The job is measured as it would be completed."""
+    monkeypatch.setenv("PROGRESS_MIN_INTERVAL_S", "60")  # the report stays in its window
+    job = submit(client, {"type": job_type, "payload": {}})
+    drain(app, aws)
+    response = client.http.get(f"/jobs/{job['id']}", headers=auth())
+    failed = response.json_body
+    assert failed["status"] == "failed" and failed["attempts"] == 1, failed.get("error")
+    assert failed["error"]["code"] == "result_too_large"
+    assert answer_bytes(failed) <= MAX_ANSWER_BYTES
 
 
 def test_a_page_of_jobs_stays_within_what_one_answer_carries(client, aws, monkeypatch):
