@@ -10,9 +10,10 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Optional
 
-from chalicelib.defaults import PROGRESS_MIN_INTERVAL_S
+from chalicelib.defaults import MAX_ANSWER_BYTES, PROGRESS_MIN_INTERVAL_S
 from chalicelib.domain.errors import JobpipeError, ProgressRejectedError, StoreUnavailableError
-from chalicelib.domain.job import Job, Progress
+from chalicelib.domain.job import Job, Progress, answer_bytes
+from chalicelib.domain.numbers import shown_number
 from chalicelib.domain.progress import check_not_decreasing, check_report, clamp_percent, fitting_message
 from chalicelib.ports import Clock, Timer
 
@@ -38,6 +39,7 @@ class ProgressReporter:
         self._accepted = job.progress.percent
         self._last_write = clock.monotonic()
         self._pending: Optional[Progress] = None
+        self._payload_bytes: Optional[int] = None  # the payload's share of the job's answer (measured once)
         self._writing: Optional[Progress] = None  # the report a write is carrying now (see `abandon`)
         self._timer: Optional[Timer] = None
         self._lock = threading.RLock()
@@ -76,8 +78,10 @@ class ProgressReporter:
         check_report(step, message, details)
         with self._lock:
             check_not_decreasing(self._accepted, value)
+            report = Progress(percent=value, step=step, message=message, details=details)
+            self._check_answerable(report)
             self._accepted = value
-            self._pending = Progress(percent=value, step=step, message=message, details=details)
+            self._pending = report
             since = self._clock.monotonic() - self._last_write
             if force or since >= self._interval:
                 try:
@@ -88,6 +92,22 @@ class ProgressReporter:
             else:
                 self._arm_locked(max(0.0, self._interval - since))
             return self._job
+
+    def _check_answerable(self, report: Progress) -> None:
+        """ProgressRejectedError when the job showing `report` would pass what one answer of the
+        API carries (MAX_ANSWER_BYTES): beside a payload near that bound, a long message would
+        make every GET of the job fail at Lambda's 6 MB. The payload, fixed for the attempt, is
+        measured once; JSON's escapes count character by character, so the parts add up."""
+        if self._payload_bytes is None:
+            self._payload_bytes = answer_bytes(self._job.payload) - answer_bytes({})
+        shown = self._job.model_copy(update={"payload": {}, "progress": report.model_copy(
+            update={"updated_at": self._job.created_at})}).public()
+        size = answer_bytes(shown) + self._payload_bytes
+        if size > MAX_ANSWER_BYTES:
+            raise ProgressRejectedError(
+                f"the job with this progress report would be {shown_number(size)} bytes as the API answers it, "
+                f"past the {shown_number(MAX_ANSWER_BYTES)} it can return (Lambda's 6 MB) beside its payload: "
+                "send a shorter message or smaller details")
 
     def _arm_locked(self, delay_s: float) -> None:
         """Write what is pending in `delay_s`, unless a timer is set already."""

@@ -5,7 +5,7 @@ import pytest
 from chalicelib.adapters.clocks import ManualClock
 from chalicelib.defaults import MAX_PROGRESS_DETAILS_BYTES, MAX_PROGRESS_MESSAGE_CHARS, MAX_PROGRESS_REPORT_BYTES
 from chalicelib.domain.errors import ProgressRejectedError
-from chalicelib.domain.job import Job
+from chalicelib.domain.job import Job, Progress
 from chalicelib.domain.progress import check_report, clamp_percent, fitting_message, is_notable_change
 from chalicelib.worker.progress import ProgressReporter
 
@@ -315,3 +315,36 @@ def test_details_nested_past_the_json_depth_limit_are_refused_at_the_call():
     with pytest.raises(ProgressRejectedError) as refused:
         check_report(None, None, deep)
     assert str(refused.value) == too_deep_message("progress details object")
+
+
+def test_a_report_no_answer_could_carry_beside_the_payload_is_refused_at_the_call():
+    """A payload near what one answer of the API carries left no room for a long progress
+message: the report was stored, and every GET of the job (running, then ended with it) passed
+Lambda's 6 MB, a 502 a poller takes for an outage. Such a report is refused at the call, nothing
+kept, so the handler can send a shorter one; the same report beside a small payload is taken."""
+    from chalicelib.defaults import MAX_ANSWER_BYTES
+    from chalicelib.domain.job import answer_bytes
+
+    clock, written = ManualClock(), []
+
+    def write(job, progress):
+        written.append(progress)
+        return job.model_copy(update={"progress": progress, "version": job.version + 1})
+
+    message = "é" * 150_000  # 300,000 bytes in UTF-8, within a report; 7 bytes each in an answer
+    for pad, refused in (("p" * 5_200_000, True), ("p" * 1_000, False)):
+        job = Job(id="j", type="t", tenant="a", user="u", created_at="2026-01-01T00:00:00.000Z", attempts=1,
+                  payload={"pad": pad})
+        reporter = ProgressReporter(job, write, clock=clock, min_interval_s=2.0)
+        reporter.report(10, message="short", force=True)
+        shown = job.model_copy(update={"progress": Progress(percent=20, message=message,
+                                                            updated_at=job.created_at)}).public()
+        assert (answer_bytes(shown) > MAX_ANSWER_BYTES) is refused
+        if refused:
+            with pytest.raises(ProgressRejectedError, match="6 MB"):
+                reporter.report(20, message=message, force=True)
+            assert reporter.percent == 10 and reporter.settle() is None
+            assert written[-1].message == "short"
+        else:
+            reporter.report(20, message=message, force=True)
+            assert written[-1].message == message
