@@ -209,6 +209,11 @@ MAX_CHILDREN = 2_000
 # this many bytes so measured, leaving the rest to the headers and the response's envelope: a
 # submit past it is refused (413), a result past it fails its job `result_too_large`.
 MAX_ANSWER_BYTES = 6_000_000
+# A progress report is checked against MAX_ANSWER_BYTES at every call, measuring its own JSON
+# beside the rest of the job measured once per write; what that sum may lack of the report's
+# share of the answer (its field names and the time a write stamps, a few dozen bytes) is
+# covered with room to spare by this many, and a sum this close to the bound is measured whole.
+REPORT_SLACK_BYTES = 1024
 # How deep a JSON value may nest (arrays and objects; a request body counting its own envelope:
 # a submit's payload gets one level less). Python's parser recurses once per level and gives
 # up near 936, pydantic writes at most 255 (a job's answer nests its payload and result one or

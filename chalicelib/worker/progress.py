@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Optional
 
-from chalicelib.defaults import MAX_ANSWER_BYTES, PROGRESS_MIN_INTERVAL_S
+from chalicelib.defaults import MAX_ANSWER_BYTES, PROGRESS_MIN_INTERVAL_S, REPORT_SLACK_BYTES
 from chalicelib.domain.errors import JobpipeError, ProgressRejectedError, StoreUnavailableError
 from chalicelib.domain.job import Job, Progress, answer_bytes
 from chalicelib.domain.numbers import shown_number
@@ -40,6 +40,7 @@ class ProgressReporter:
         self._last_write = clock.monotonic()
         self._pending: Optional[Progress] = None
         self._payload_bytes: Optional[int] = None  # the payload's share of the job's answer (measured once)
+        self._rest: Optional[tuple[Job, int]] = None  # the job as last written, and the rest of its answer
         self._writing: Optional[Progress] = None  # the report a write is carrying now (see `abandon`)
         self._timer: Optional[Timer] = None
         self._lock = threading.RLock()
@@ -96,18 +97,30 @@ class ProgressReporter:
     def _check_answerable(self, report: Progress) -> None:
         """ProgressRejectedError when the job showing `report` would pass what one answer of the
         API carries (MAX_ANSWER_BYTES): beside a payload near that bound, a long message would
-        make every GET of the job fail at Lambda's 6 MB. The payload, fixed for the attempt, is
-        measured once; JSON's escapes count character by character, so the parts add up."""
+        make every GET of the job fail at Lambda's 6 MB. A report is called for in loops, so
+        each call measures the report alone: the payload (fixed for the attempt) is measured
+        once, and the rest of the job once per write that changed it. JSON escapes character by
+        character, so the parts add up; only a sum within REPORT_SLACK_BYTES of the bound (a
+        report's field names and its time, counted twice to be safe) is measured whole."""
         if self._payload_bytes is None:
             self._payload_bytes = answer_bytes(self._job.payload) - answer_bytes({})
-        shown = self._job.model_copy(update={"payload": {}, "progress": report.model_copy(
-            update={"updated_at": self._job.created_at})}).public()
-        size = answer_bytes(shown) + self._payload_bytes
+        if self._rest is None or self._rest[0] is not self._job:
+            self._rest = (self._job, answer_bytes(self._shown(Progress())))
+        if self._payload_bytes + self._rest[1] + answer_bytes(report.model_dump()) + REPORT_SLACK_BYTES \
+                <= MAX_ANSWER_BYTES:
+            return
+        size = answer_bytes(self._shown(report)) + self._payload_bytes
         if size > MAX_ANSWER_BYTES:
             raise ProgressRejectedError(
                 f"the job with this progress report would be {shown_number(size)} bytes as the API answers it, "
                 f"past the {shown_number(MAX_ANSWER_BYTES)} it can return (Lambda's 6 MB) beside its payload: "
                 "send a shorter message or smaller details")
+
+    def _shown(self, report: Progress) -> dict[str, Any]:
+        """The job as answered with `report` as its progress (stamped as a write stamps it), its
+        payload left out (`_payload_bytes`)."""
+        return self._job.model_copy(update={"payload": {}, "progress": report.model_copy(
+            update={"updated_at": self._job.created_at})}).public()
 
     def _arm_locked(self, delay_s: float) -> None:
         """Write what is pending in `delay_s`, unless a timer is set already."""

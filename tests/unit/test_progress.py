@@ -348,3 +348,51 @@ kept, so the handler can send a shorter one; the same report beside a small payl
         else:
             reporter.report(20, message=message, force=True)
             assert written[-1].message == message
+
+
+def test_a_report_far_from_the_answers_bound_is_measured_alone():
+    """A report is called for in loops (the throttle is there to make that cheap): each one
+    measures its own JSON, not the whole job again (2,000 children's ids are 90 KB of it); the
+    job is measured once per write that changed it."""
+    clock = ManualClock()
+    job = Job(id="j", type="t", tenant="a", user="u", created_at="2026-01-01T00:00:00.000Z", attempts=1,
+              children=[f"c{i:025d}" for i in range(2_000)])
+    reporter = ProgressReporter(job, lambda j, p: j.model_copy(update={"progress": p, "version": j.version + 1}),
+                                clock=clock, min_interval_s=2.0)
+    shown = []
+    original = Job.public
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Job, "public", lambda self: shown.append(self) or original(self))
+        for i in range(100):
+            reporter.report(i * 0.5, message=f"item {i}")
+        assert len(shown) == 1
+        reporter.report(60, message="written", force=True)
+        reporter.report(61, message="after the write")
+    assert len(shown) == 2
+
+
+@pytest.mark.parametrize("over", [0, 1])
+def test_a_report_near_the_answers_bound_is_measured_whole(over):
+    """Within a few hundred bytes of the bound the job is measured with the report as it would
+    be answered: a report that leaves it at the bound exactly is taken, one byte more refused."""
+    from chalicelib.defaults import MAX_ANSWER_BYTES
+    from chalicelib.domain.job import answer_bytes
+
+    job = Job(id="j", type="t", tenant="a", user="u", created_at="2026-01-01T00:00:00.000Z", attempts=1,
+              payload={"pad": ""})
+    message = "m" * 200
+
+    def size(pad: str) -> int:
+        return answer_bytes(job.model_copy(update={"payload": {"pad": pad}, "progress": Progress(
+            percent=20, message=message, updated_at=job.created_at)}).public())
+
+    pad = "p" * (MAX_ANSWER_BYTES - size(""))
+    assert size(pad) == MAX_ANSWER_BYTES
+    job = job.model_copy(update={"payload": {"pad": pad}})
+    reporter = ProgressReporter(job, lambda j, p: j, clock=ManualClock(), min_interval_s=2.0)
+    if over:
+        with pytest.raises(ProgressRejectedError, match="6 MB"):
+            reporter.report(20, message=message + "m")
+    else:
+        reporter.report(20, message=message)
+        assert reporter.percent == 20
