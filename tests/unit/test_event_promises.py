@@ -80,15 +80,23 @@ def test_an_event_after_a_successful_retry_carries_no_error_of_the_failed_attemp
     assert (started.error, completed.error) == (None, None)
 
 
+LATE_EVENT_PROMISE = (
+    "its own invalidation bumps a namespace's generation only if its last invalidation (`invalidated_at`, "
+    "`invalidated_by`) is older than the job's `finished_at`, or as old and by another job"
+)
+
+
 def test_a_late_completion_event_does_not_invalidate_a_value_recomputed_after_it(lifecycle, store, clock):
-    """docs/events.md (Scope caches): the event path's invalidation "is conditional on
-    `invalidated_by` not being the same job, so a value recomputed after the completion is not
-    invalidated a second time". Two jobs of one type complete in the same scope (A, then B);
-    each completion's own write invalidated the namespace. A reader recomputes after both and
-    PUTs with the generation its miss reported. A's event reaches CacheInvalidation late (the
-    queue backs off, or the stream batch was replayed): `invalidated_by` is B, not A, so it
-    bumps the generation again, the fresh value is a miss, and the namespace claims it was
-    invalidated by A at A's (older) time."""
+    """docs/events.md (Scope caches) states the event path's condition as LATE_EVENT_PROMISE
+    (not `invalidated_by` alone, which a later completion's write has changed). Two jobs of one
+    type complete in the same scope (A, then B); each completion's own write invalidated the
+    namespace. A reader recomputes after both and PUTs with the generation its miss reported.
+    B's event comes, then A's, late (the queue backed off, or the stream batch was replayed):
+    `invalidated_by` is B, not A, yet neither bumps the generation: the fresh value stays a hit."""
+    from pathlib import Path
+
+    doc = " ".join((Path(__file__).resolve().parents[2] / "docs" / "events.md").read_text().split())
+    assert LATE_EVENT_PROMISE in doc
     caches = InMemoryCacheStore()
     store.caches = caches
     lifecycle.caches_of = lambda job_type: ("steps-summary",) if job_type == "demo.steps" else ()
