@@ -2,6 +2,7 @@
 name in its own write, so a cache read made right after a read shows the job completed never
 serves an entry stored before the completion, before any event has been processed."""
 import json
+import re
 import uuid
 
 from tests.functional.conftest import LambdaContext, auth, invoke_worker, receive_all, sqs_event
@@ -113,3 +114,27 @@ def test_a_scope_route_names_why_a_slash_is_refused(client):
     assert response.status_code == 400, response.body
     error = response.json_body["error"]
     assert error["code"] == "invalid_request" and "no /" in error["message"]
+
+
+def _documented_answers(route: str) -> list[set[str]]:
+    """The key sets docs/events.md's Scope caches table gives `route`'s answers, in row order."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "events.md").read_text()
+    (row,) = [line for line in doc.splitlines() if line.startswith(f"| `{route}` |")]
+    return [set(re.findall(r'(?<!: )"([a-z_]+)"', answer)) for answer in re.findall(r"`(\{.*?\})`", row)]
+
+
+def test_the_scope_routes_answer_the_keys_the_docs_list(client, aws):
+    """docs/events.md lists each scope route's answer, key by key: a client reading the table
+    finds every key the route sends and none it does not."""
+    stored = put(client, "p-12", "steps-summary", {"v": 1})
+    hit = read(client, "p-12", "steps-summary").json_body
+    job = submit(client, {"type": "demo.steps", "scope": "p-12", "payload": {"steps": 1, "step_ms": 0}})
+    run_worker(client, aws)
+    miss = read(client, "p-12", "steps-summary").json_body
+    assert miss["invalidated_by"] == job["id"]
+    tasks = client.http.get("/scopes/p-12/tasks", headers=auth()).json_body
+    assert _documented_answers("PUT /cache/{scope}/{namespace}") == [set(stored)]
+    assert _documented_answers("GET /cache/{scope}/{namespace}") == [set(hit), set(miss)]
+    assert _documented_answers("GET /scopes/{scope}/tasks") == [set(tasks), set(tasks["tasks"][0])]
