@@ -17,7 +17,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.dynamodb_items import TASK_PREFIX, cache_sort_key, scope_partition, task_sort_key
 from chalicelib.defaults import CACHE_TTL_S
-from chalicelib.domain.errors import CacheGenerationChangedError, StoreUnavailableError
+from chalicelib.domain.caches import generation_changed
+from chalicelib.domain.errors import StoreUnavailableError
 from chalicelib.ports import CacheEntry, TaskCompletion
 
 _deserialize = TypeDeserializer().deserialize
@@ -100,13 +101,14 @@ class DynamoCacheStore:
                 ExpressionAttributeNames={"#value": "value"},
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
+                # Refused, the stored item comes back with the refusal: its generation, to say.
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 **condition,
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise CacheGenerationChangedError(
-                    f"{namespace} was invalidated since generation {expected_generation}; recompute and retry"
-                ) from exc
+                current = self._entry(namespace, exc.response.get("Item") or {}).generation
+                raise generation_changed(namespace, expected_generation or 0, current) from exc
             raise StoreUnavailableError("could not store the cache value") from exc
         except BotoCoreError as exc:  # a timeout or lost connection
             raise StoreUnavailableError("could not store the cache value") from exc

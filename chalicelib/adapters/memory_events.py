@@ -10,7 +10,8 @@ from http import HTTPStatus
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from chalicelib.defaults import WEBHOOK_ANSWER_TEXT_BYTES, WEBHOOK_TIMEOUT_S
-from chalicelib.domain.errors import CacheGenerationChangedError, EventPublishError, WebhookDeliveryError
+from chalicelib.domain.caches import generation_changed
+from chalicelib.domain.errors import EventPublishError, WebhookDeliveryError
 from chalicelib.ports import CacheEntry, LedgerOpening, WebhookAnswer
 
 # A parked message's record, beside the event records (an event id never starts so).
@@ -139,7 +140,7 @@ class InMemoryCacheStore:
     def put(self, tenant, scope, namespace, value, at, expected_generation=None):
         item = self.items.setdefault((tenant, scope, namespace), {"generation": 0})
         if expected_generation is not None and item["generation"] != expected_generation:
-            raise CacheGenerationChangedError(f"{namespace} was invalidated since generation {expected_generation}")
+            raise generation_changed(namespace, expected_generation, item["generation"])
         item.update(value=json.loads(json.dumps(value)), value_gen=item["generation"], cached_at=at)
         self.writes += 1
         return self.get(tenant, scope, namespace)

@@ -6,7 +6,7 @@ import re
 from pydantic import RootModel, field_validator
 
 from chalicelib.defaults import MAX_CACHE_NAME_CHARS, MAX_NAMESPACES_PER_JOB_TYPE
-from chalicelib.domain.errors import InvalidRequestError
+from chalicelib.domain.errors import CacheGenerationChangedError, InvalidRequestError
 
 # A scope or namespace name is one segment of a URL path (/cache/{scope}/{namespace}): no `/`,
 # which API Gateway decodes from %2F before it routes, splitting the segment; and not `.` or `..`,
@@ -29,6 +29,18 @@ def check_name(kind: str, value: str) -> str:
 def is_name(value: object) -> bool:
     """Whether `value` is a valid scope or namespace name."""
     return isinstance(value, str) and len(value) <= MAX_CACHE_NAME_CHARS and _NAME.fullmatch(value) is not None
+
+
+def generation_changed(namespace: str, expected: int, current: int) -> CacheGenerationChangedError:
+    """The refusal of a PUT whose If-Match `expected` is not the namespace's `current`
+    generation: behind it (a completion invalidated the namespace since) or ahead of it (a
+    generation it never reported, as after its item expired)."""
+    why = " (invalidated since)" if current > expected else ""
+    return CacheGenerationChangedError(
+        f"{namespace} is at generation {current}, not {expected}{why}: read it again and, on a miss, "
+        "recompute and PUT with the generation it reports",
+        details={"generation": current, "if_match": expected},
+    )
 
 
 class InvalidationRules(RootModel[dict[str, list[str]]]):

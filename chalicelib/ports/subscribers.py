@@ -28,7 +28,8 @@ class CacheStore(Protocol):
     def put(self, tenant: str, scope: str, namespace: str, value: Any, at: str,
             expected_generation: Optional[int] = None) -> CacheEntry:
         """Store `value` for the namespace's current generation; with `expected_generation`,
-        raises CacheGenerationChangedError if the namespace was invalidated since."""
+        raises CacheGenerationChangedError (its details the current generation) unless the
+        namespace is still at that generation."""
 
     def get(self, tenant: str, scope: str, namespace: str) -> CacheEntry:
         """The entry, read strongly consistent; `hit` is False when nothing is stored for the

@@ -57,6 +57,24 @@ def test_a_put_for_a_stale_generation_is_refused(adapters):
     assert (again.hit, again.generation, again.value) == (True, 1, 3)
 
 
+def test_a_refused_put_names_the_namespaces_current_generation(adapters):
+    """The refusal says what the namespace is at, so the caller need not guess: behind it
+    (invalidated since) or ahead of it (a generation this namespace never reported, as after
+    its item expired), never "invalidated" when nothing was."""
+    cache = adapters.cache
+    cache.invalidate("acme", "proj", "summary", "job-1", AT)
+    cache.invalidate("acme", "proj", "summary", "job-2", "2026-01-01T11:00:00.000Z")
+    with pytest.raises(CacheGenerationChangedError) as behind:
+        cache.put("acme", "proj", "summary", 1, AT, expected_generation=1)
+    assert behind.value.details == {"generation": 2, "if_match": 1}
+    assert "generation 2, not 1" in behind.value.message and "invalidated since" in behind.value.message
+    with pytest.raises(CacheGenerationChangedError) as ahead:
+        cache.put("acme", "proj", "fresh", 1, AT, expected_generation=5)
+    assert ahead.value.details == {"generation": 0, "if_match": 5}
+    assert "generation 0, not 5" in ahead.value.message and "invalidated" not in ahead.value.message
+    assert cache.get("acme", "proj", "fresh").hit is False
+
+
 def test_the_latest_completion_per_task_type_is_kept(adapters):
     cache = adapters.cache
     cache.record_completion("acme", "proj", TaskCompletion("demo.steps", "2026-01-01T10:00:00.000Z", "job-1"))

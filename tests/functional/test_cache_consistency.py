@@ -135,6 +135,8 @@ def test_the_scope_routes_answer_the_keys_the_docs_list(client, aws):
     miss = read(client, "p-12", "steps-summary").json_body
     assert miss["invalidated_by"] == job["id"]
     tasks = client.http.get("/scopes/p-12/tasks", headers=auth()).json_body
-    assert _documented_answers("PUT /cache/{scope}/{namespace}") == [set(stored)]
+    refused = client.http.put("/cache/p-12/steps-summary", headers=auth(**{"If-Match": "0"}), body="2")
+    assert refused.status_code == 409 and refused.json_body["error"]["details"] == {"generation": 1, "if_match": 0}
+    assert _documented_answers("PUT /cache/{scope}/{namespace}") == [set(stored), set(refused.json_body["error"]["details"])]
     assert _documented_answers("GET /cache/{scope}/{namespace}") == [set(hit), set(miss)]
     assert _documented_answers("GET /scopes/{scope}/tasks") == [set(tasks), set(tasks["tasks"][0])]
