@@ -22,6 +22,7 @@ from chalicelib.defaults import (
     OUTCOME_RETRY_FIRST_WAIT_S,
     OUTCOME_RETRY_MAX_WAIT_S,
     OUTCOME_RETRY_PATIENCE_S,
+    REPORT_SLACK_BYTES,
 )
 from chalicelib.domain.errors import (
     DeadLetterOwedError,
@@ -38,7 +39,8 @@ from chalicelib.domain.errors import (
     text_of,
 )
 from chalicelib.domain.job import (
-    Job, JobErrorInfo, Progress, answer_bytes, isoformat, nested_deeper_than, non_text_key, too_deep_message,
+    Job, JobErrorInfo, Progress, answer_bytes, answer_prefix, isoformat, nested_deeper_than, non_text_key,
+    too_deep_message,
 )
 from chalicelib.domain.numbers import shown_number
 from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate
@@ -244,6 +246,8 @@ class AttemptOutcomes:
         extra: dict[str, Any] = {"error_code": error.code, "error_message": error.message}
         if raised is not None:
             extra["traceback"] = _traceback_end(raised)
+        error, last_progress = _answerable(job, error, last_progress)
+
         def write() -> Job:
             return self._lifecycle.fail_attempt(job, error, retryable=retryable, last_progress=last_progress)
 
@@ -296,6 +300,34 @@ def _stored_result(job: Job, result: Any) -> Any:
             f"the {shown_number(MAX_ANSWER_BYTES)} it can return (Lambda's 6 MB): write large outputs as artifacts "
             "(ctx.artifact) and return their names")))
     return result
+
+
+def _answerable(job: Job, error: JobErrorInfo, report: Optional[Progress]) -> tuple[JobErrorInfo, Optional[Progress]]:
+    """`error` and `report` (the failure's own report: fail_job's message) as a failure writes
+    them, their messages cut, marked "…", to the room the job's answer leaves them beside the
+    payload and the rest of the job, the error's first: a failure is never refused, and a job
+    past MAX_ANSWER_BYTES is one no GET, and no listing page holding it, could return. Both
+    returned as they are when they fit."""
+    update: dict[str, Any] = {"error": error.model_copy(update={"message": ""})}
+    if report is not None:
+        update["progress"] = report.model_copy(update={"message": None, "updated_at": job.created_at})
+    room = MAX_ANSWER_BYTES - REPORT_SLACK_BYTES - answer_bytes(job.model_copy(update=update).public())
+
+    def fitted(text: str) -> str:
+        nonlocal room
+        if answer_bytes(text) > room:
+            text = answer_prefix(text, room - answer_bytes("…")) + "…"
+        room -= answer_bytes(text)
+        return text
+
+    message = fitted(error.message)
+    if message != error.message:
+        error = error.model_copy(update={"message": message})
+    if report is not None and report.message:
+        message = fitted(report.message)
+        if message != report.message:
+            report = report.model_copy(update={"message": message})
+    return error, report
 
 
 def _traceback_end(exc: BaseException) -> str:

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from chalicelib.defaults import MAX_ANSWER_BYTES, MAX_CHILDREN
 from chalicelib.domain.job import answer_bytes
 from chalicelib.job_types import registry
-from chalicelib.worker.helpers import complete_job
+from chalicelib.worker.helpers import complete_job, fail_job
 from tests.functional.conftest import auth, drain, receive_all
 from tests.functional.conftest import get_job as get
 from tests.functional.conftest import submit_job as submit
@@ -58,6 +58,16 @@ def limit_types():
         return {"text": "x" * 5_200_000}
 
     add("limits.coalesced_long_message", result_after_a_coalesced_report, max_attempts=3, timeout_s=30)
+
+    def fail_with_a_long_message(ctx, payload):
+        fail_job(ctx, "too_hard", "é" * 150_000, progress_percent=40)  # 7 bytes a character in an answer
+
+    add("limits.long_failure_message", fail_with_a_long_message, max_attempts=3, timeout_s=30)
+
+    def raise_a_long_error(ctx, payload):
+        raise RuntimeError("é" * 5_000)  # the error keeps its first 2,000 characters: 14,000 bytes in an answer
+
+    add("limits.long_error", raise_a_long_error, max_attempts=1, timeout_s=30)
     yield
     for name in names:
         registry._types.pop(name)
@@ -160,6 +170,43 @@ Lambda's 6 MB. The job is measured as it would be completed."""
     assert failed["status"] == "failed" and failed["attempts"] == 1, failed.get("error")
     assert failed["error"]["code"] == "result_too_large"
     assert answer_bytes(failed) <= MAX_ANSWER_BYTES
+
+
+@pytest.mark.parametrize("pad, cut", [(5_200_000, True), (1_000, False)])
+def test_a_failures_message_is_cut_to_what_the_answer_has_room_for(client, app, aws, limit_types, pad, cut):
+    """fail_job's message is never refused, and it is written as the failed job's progress: beside
+a payload near what one answer carries, a long one made a job no GET (and no listing page holding
+it) could return. It is cut, marked "…", to the room the answer leaves it; beside a small payload
+it is written whole."""
+    job = submit(client, {"type": "limits.long_failure_message", "payload": {"pad": "p" * pad}})
+    drain(app, aws)
+    failed = get(client, job["id"])
+    assert failed["status"] == "failed" and failed["error"]["code"] == "too_hard"
+    assert failed["progress"]["percent"] == 40
+    assert answer_bytes(failed) <= MAX_ANSWER_BYTES
+    message = failed["progress"]["message"]
+    if cut:
+        assert message.endswith("…") and set(message[:-1]) == {"é"} and 100_000 < len(message) < 150_000
+    else:
+        assert message == "é" * 150_000
+    listed = client.http.get("/jobs?limit=10", headers=auth())
+    assert listed.status_code == 200 and [j["id"] for j in listed.json_body["jobs"]] == [job["id"]]
+
+
+def test_an_error_is_cut_to_what_the_answer_has_room_for(client, app, aws, limit_types):
+    """A job submitted with its answer a few KB under the bound, failing with an error of 2,000
+non-ASCII characters (14,000 bytes in an answer), is answerable: the error's message is cut,
+marked "…", to the room left."""
+    bare = submit(client, {"type": "limits.long_error", "payload": {"pad": ""}})
+    pad = "é" * ((MAX_ANSWER_BYTES - answer_bytes(get(client, bare["id"])) - 4_000) // 7)  # 7 bytes each
+    job = submit(client, {"type": "limits.long_error", "payload": {"pad": pad}})
+    drain(app, aws)
+    failed = get(client, job["id"])
+    assert failed["status"] == "failed" and failed["error"]["code"] == "handler_error"
+    assert answer_bytes(failed) <= MAX_ANSWER_BYTES
+    assert failed["error"]["message"].endswith("é…")
+    whole = get(client, bare["id"])["error"]["message"]
+    assert whole.endswith("é") and len(whole) == 2_000
 
 
 def test_a_page_of_jobs_stays_within_what_one_answer_carries(client, aws, monkeypatch):
