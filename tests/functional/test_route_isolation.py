@@ -207,14 +207,19 @@ def test_the_owners_artifact_cursor_opens_nothing(client, world):
 
 @pytest.mark.parametrize("roles", [None, ["admin"]])
 def test_every_system_route_refuses_a_tenant_and_its_admin(app, client, world, roles):
+    for path, method in _system_routes(app):
+        url = path.replace("{task_id}", world["done"])
+        response = client.http.request(method, url, headers=intruder(roles))
+        assert (response.status_code, response.json_body["error"]["code"]) == (403, "forbidden"), (method, path)
+        assert client.http.request(method, url).status_code == 401, (method, path)
+
+
+def _system_routes(app):
+    """(path, method) of every /api/system/* route the app serves."""
     for path, methods in app.routes.items():
-        if not path.startswith("/api/system/"):
-            continue
-        for method in methods:
-            url = path.replace("{task_id}", world["done"])
-            response = client.http.request(method, url, headers=intruder(roles))
-            assert (response.status_code, response.json_body["error"]["code"]) == (403, "forbidden"), (method, path)
-            assert client.http.request(method, url).status_code == 401, (method, path)
+        if path.startswith("/api/system/"):
+            for method in methods:
+                yield path, method
 
 
 @pytest.mark.parametrize("roles", [None, ["admin"]])
@@ -225,20 +230,17 @@ def test_a_system_route_refuses_a_tenant_before_it_reads_the_request(app, client
     operator = {"Authorization": f"Bearer {token('ops', 'root', roles=['operator'])}"}
     odd = ["?bogus=1", "?limit=0&priority=nope&max_age_hours=-1&window_hours=x&queue=" + "q" * 300,
            "?cursor=not-a-cursor", "?limit=1&limit=2"]
-    for path, methods in app.routes.items():
-        if not path.startswith("/api/system/"):
-            continue
-        for method in methods:
-            for task_id in (world["done"], "bad id!", "x" * 300):
-                url = path.replace("{task_id}", task_id).replace("{message_id}", task_id)
-                plain = client.http.request(method, url, headers=intruder(roles))
-                for query in odd:
-                    for extra, body in (({}, b""), ({"Idempotency-Key": "\u00e9"}, b'{"max_age_hours": 1}'),
-                                        ({}, b"not json")):
-                        response = client.http.request(method, url + query, headers=intruder(roles, **extra),
-                                                        body=body)
-                        assert (response.status_code, response.body) == (plain.status_code, plain.body) \
-                            and response.json_body["error"]["code"] == "forbidden", (method, url + query)
+    for path, method in _system_routes(app):
+        for task_id in (world["done"], "bad id!", "x" * 300):
+            url = path.replace("{task_id}", task_id).replace("{message_id}", task_id)
+            plain = client.http.request(method, url, headers=intruder(roles))
+            for query in odd:
+                for extra, body in (({}, b""), ({"Idempotency-Key": "\u00e9"}, b'{"max_age_hours": 1}'),
+                                    ({}, b"not json")):
+                    response = client.http.request(method, url + query, headers=intruder(roles, **extra),
+                                                    body=body)
+                    assert (response.status_code, response.body) == (plain.status_code, plain.body) \
+                        and response.json_body["error"]["code"] == "forbidden", (method, url + query)
     assert _ok(client.http.get("/api/system/maintenance/tasks", headers=operator))["tasks"] == []
     # the operator's same request is read, and refused for what it is
     assert client.http.get("/api/system/dlq?bogus=1", headers=operator).status_code == 400
