@@ -188,6 +188,7 @@ def test_a_batch_is_tagged_and_shows_an_unknown_id_and_a_large_result_alike(both
 def test_a_listing_is_tagged_and_shows_a_large_result_as_its_placeholder(both):
     answers = both.ask("GET", "/jobs", params={"status": "completed"})
     same(answers, "status", "tagged")
+    assert (answers["api"]["status"], answers["api"]["tagged"]) == (200, True), answers["api"]  # alike is not enough
     for side in ("api", "fake"):
         listed = {j["id"]: j for j in answers[side]["body"]["jobs"]}
         answers[side]["shown"] = listed[both.ids[side]["large"]]["result"]
