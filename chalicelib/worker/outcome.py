@@ -295,10 +295,13 @@ def _stored_result(job: Job, result: Any) -> Any:
                                           message=str(exc)[:MAX_ERROR_MESSAGE_CHARS])) from None
     size = answer_bytes(job.model_copy(update={"result": result}).public())
     if size > MAX_ANSWER_BYTES:  # stored, no GET of the job could return it
+        shares = [("the result", answer_bytes(result)), ("the payload", answer_bytes(job.payload)),
+                  ("the final progress message", answer_bytes(job.progress.message or ""))]
         raise _RefusedResult(JobErrorInfo(code="result_too_large", message=(
-            f"the job with its result would be {shown_number(size)} bytes as the API answers it, past "
+            f"the job with its result would be {shown_number(size)} bytes as the API answers it ("
+            + ", ".join(f"{name} {shown_number(n)}" for name, n in shares) + "), past "
             f"the {shown_number(MAX_ANSWER_BYTES)} it can return (Lambda's 6 MB): write large outputs as artifacts "
-            "(ctx.artifact) and return their names")))
+            "(ctx.artifact) and return their names, and keep the final message short")))
     return result
 
 

@@ -170,6 +170,8 @@ Lambda's 6 MB. The job is measured as it would be completed."""
     assert failed["status"] == "failed" and failed["attempts"] == 1, failed.get("error")
     assert failed["error"]["code"] == "result_too_large"
     assert answer_bytes(failed) <= MAX_ANSWER_BYTES
+    # the error says which part to shrink: here the final message's 1,050,006 bytes, not the result's
+    assert "the final progress message 1,050,006" in failed["error"]["message"], failed["error"]["message"]
 
 
 @pytest.mark.parametrize("pad, cut", [(5_200_000, True), (1_000, False)])
