@@ -522,10 +522,9 @@ def test_a_job_failed_by_its_handler_before_its_timeout_fails_as_it_said_not_tim
     assert queue.drain() == [], "no attempt after it"
 
 
-def test_a_job_failed_by_its_handler_then_given_up_on_fails_as_it_said(
-        store, queue, clock, monkeypatch, end_process_here):
-    """The same when the clean-up swallows every interrupt until the give-up ends its process."""
-    monkeypatch.setattr(timeout, "HANDLER_REINTERRUPT_S", 0.1)
+def failed_then_given_up_on(store, queue, clock, end_process):
+    """The job of a handler that calls fail_job, then swallows every interrupt in its clean-up
+    until the give-up ends its process: the job as the give-up wrote it."""
     worker_clock, types = ManualClock(), JobTypeRegistry()
 
     @types.register("t.fails_then_swallows", Empty, timeout_s=1, max_attempts=3)
@@ -536,8 +535,14 @@ def test_a_job_failed_by_its_handler_then_given_up_on_fails_as_it_said(
             swallow_every_interrupt(worker_clock)
 
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    job = run_given_up_on(lifecycle, "t.fails_then_swallows", worker_clock, interval_s=2,
-                          end_process=end_process_here())
+    return run_given_up_on(lifecycle, "t.fails_then_swallows", worker_clock, interval_s=2, end_process=end_process)
+
+
+def test_a_job_failed_by_its_handler_then_given_up_on_fails_as_it_said(
+        store, queue, clock, monkeypatch, end_process_here):
+    """The same when the clean-up swallows every interrupt until the give-up ends its process."""
+    monkeypatch.setattr(timeout, "HANDLER_REINTERRUPT_S", 0.1)
+    job = failed_then_given_up_on(store, queue, clock, end_process_here())
     assert (job.status, job.error.code, job.error.message) == \
         (JobStatus.FAILED, "E_NOT_CSV", "the file is not a CSV"), (job.status, job.error)
     assert [m.attempt for m in queue.drain() if m.job_id == job.id] == [], "no attempt after it"
@@ -550,17 +555,6 @@ def test_a_give_up_the_watchdog_makes_when_the_alarm_comes_late_fails_as_the_han
     give-up does, with the failure the handler recorded."""
     monkeypatch.setattr(timeout, "HANDLER_REINTERRUPT_S", 0.1)
     monkeypatch.setattr(timeout, "HANDLER_ALARM_LATE_S", -0.1)  # every look finds the alarm late
-    worker_clock, types = ManualClock(), JobTypeRegistry()
-
-    @types.register("t.fails_then_swallows", Empty, timeout_s=1, max_attempts=3)
-    def fails_then_swallows(ctx, payload):
-        try:
-            fail_job(ctx, "E_NOT_CSV", "the file is not a CSV")
-        finally:
-            swallow_every_interrupt(worker_clock)
-
-    lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    job = run_given_up_on(lifecycle, "t.fails_then_swallows", worker_clock, interval_s=2,
-                          end_process=end_process_here())
+    job = failed_then_given_up_on(store, queue, clock, end_process_here())
     assert (job.status, job.error.code) == (JobStatus.FAILED, "E_NOT_CSV"), (job.status, job.error)
     assert queue.drain() == [], "no attempt after it"
