@@ -195,6 +195,11 @@ class ProgressReporter:
         self._last_write = self._clock.monotonic()
         try:
             self._job = self._write(self._job, pending)
+            if self._job.cancel_requested and self._pending is None:
+                # Met a cancel request: not stored (the write is conditional on none). Made before
+                # the attempt knew of it, it is the progress the job reached: the `canceled`
+                # write carries it (`settle`), whichever of this write and a poll saw it first.
+                self._pending = pending
         except ProgressRejectedError:
             raise  # refused for good (a decrease, an attempt already over): nothing to keep
         except BaseException:

@@ -114,9 +114,10 @@ def test_the_time_a_handler_has_left_is_read_on_the_workers_clock(app, client, a
 
 
 def test_a_report_made_once_the_cancel_is_known_is_not_kept_for_the_canceled_write(app, client, aws, clock, job_type):
-    """The window's timer writes 30 %, and that write meets the cancel request: not stored, and
-    the attempt now knows of the cancel. A report after that raises JobCancelledError and, as a
-    forced one would be, is not stored either: the job ends canceled at what it had stored."""
+    """The window's timer writes 30 %, and that write meets the cancel request: not stored as a
+    running job's progress, and the attempt now knows of the cancel. A report after that raises
+    JobCancelledError and, as a forced one would be, is not kept: the job ends canceled at the
+    30 % its handler reached before it knew, which the `canceled` write carries."""
     raised = []
 
     def reports_after_the_cancel(ctx, payload):
@@ -135,4 +136,4 @@ def test_a_report_made_once_the_cancel_is_known_is_not_kept_for_the_canceled_wri
     assert raised == ["JobCancelledError"]
     done = get_job(client, job["id"])
     assert done["status"] == "canceled"
-    assert (done["progress"]["percent"], done["progress"]["step"]) == (0, "started"), done["progress"]
+    assert (done["progress"]["percent"], done["progress"]["step"]) == (30, "loading"), done["progress"]

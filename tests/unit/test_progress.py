@@ -66,6 +66,19 @@ def test_settle_stops_the_window_so_the_outcome_alone_carries_what_is_pending(se
     assert written == []  # the cancelled timer writes nothing
 
 
+def test_a_report_whose_window_end_met_a_cancel_request_is_kept_for_the_canceled_write(setup):
+    """The store refuses a progress write once a cancel was requested and answers the stored
+    job: the report it carried is not stored, and is kept, so the `canceled` write carries the
+    progress the handler reached before it knew (as when a poll had seen the request first)."""
+    reporter, clock, written = setup
+    reporter._write = lambda job, progress: job.model_copy(update={"cancel_requested": True})
+    reporter.report(30, step="s30")
+    clock.advance(2)  # the window ends: its write meets the request
+    assert reporter.job.cancel_requested and reporter.job.progress.percent == 0 and clock.armed == 0
+    pending = reporter.settle()
+    assert (pending.percent, pending.step) == (30, "s30")
+
+
 def test_decrease_is_refused_and_nothing_is_queued(setup):
     reporter, clock, written = setup
     reporter.report(50, force=True)

@@ -253,20 +253,27 @@ def test_a_result_nested_past_the_limit_fails_the_job_in_the_words_of_every_dept
 
 
 def test_cancel_request_stops_a_cooperative_handler(env, queue, store):
+    """The report whose write meets the cancel request is not stored as a running job's
+    progress (no event comes between the request and `canceled`); made before the handler knew
+    of the request, it is the progress the job reached, and the `canceled` write carries it."""
     lifecycle, runner = env
     job = submit(lifecycle, "t.cooperative")
     (message,) = queue.drain()
     original = store.record_progress
+    stored_at_the_request = []
 
     def cancel_midway(job_id, attempt, progress, **kwargs):
         if progress.percent == 10:
             lifecycle.cancel("acme", job_id)
+            stored = original(job_id, attempt, progress, **kwargs)
+            stored_at_the_request.append((stored.cancel_requested, stored.progress.percent))
+            return stored
         return original(job_id, attempt, progress, **kwargs)
 
     store.record_progress = cancel_midway
     final = runner.run(message)
-    assert final.status == JobStatus.CANCELED
-    assert final.progress.percent == 9, "the report that met the cancel request was not written"
+    assert stored_at_the_request == [(True, 9)]
+    assert final.status == JobStatus.CANCELED and final.progress.percent == 10
 
 
 @pytest.mark.parametrize("stops", ["returns on ctx.cancelled()", "catches JobCancelledError and returns",
