@@ -107,6 +107,17 @@ function setFormStatus(kind) {
 // that submit made instead of making a second one; an answered submit forgets it.
 var unsettledSubmit = null; // {body: the JSON sent, key}
 
+// Another token (or none) may be another tenant: the form no longer names the job the last
+// one's submit made, nor offers to press again for one that got no answer. A submit still on
+// its way says what became of it once answered (StaleAnswer).
+function forgetSubmits() {
+  unsettledSubmit = null;
+  markInvalid(null);
+  if (busy($("submit-button"))) return;
+  setFormStatus("");
+  delete $("submit-status").dataset.jobId;
+}
+
 // The form's field a refused submit points at: the job type, the priority or the payload.
 function fieldAtFault(code, details) {
   if (code === "unknown_job_type") return $("job-type");
@@ -223,5 +234,6 @@ function submitJob(event) {
   ).then(function () { setBusy(button, false); });
 }
 
-Object.assign(jobpipe, { loadJobTypes: loadJobTypes, selectJobType: selectJobType, submitJob: submitJob });
+Object.assign(jobpipe, { forgetSubmits: forgetSubmits, loadJobTypes: loadJobTypes, selectJobType: selectJobType,
+  submitJob: submitJob });
 })(window.jobpipe);

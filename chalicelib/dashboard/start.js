@@ -12,7 +12,7 @@ var $ = jobpipe.$, PAUSED = jobpipe.PAUSED, TOKEN_KEY = jobpipe.TOKEN_KEY, state
   forgetTypesShown = jobpipe.forgetTypesShown, loadMore = jobpipe.loadMore,
   refreshList = jobpipe.refreshList, schedulePoll = jobpipe.schedulePoll, tick = jobpipe.tick,
   loadJobTypes = jobpipe.loadJobTypes, nextRunsReads = jobpipe.nextRunsReads,
-  selectJobType = jobpipe.selectJobType, submitJob = jobpipe.submitJob;
+  forgetSubmits = jobpipe.forgetSubmits, selectJobType = jobpipe.selectJobType, submitJob = jobpipe.submitJob;
 
 // A link's token (`given`, null: the link carries none) is taken as the tab's, unless the tab
 // already works for another tenant: then the page asks first. A link someone else sent would
@@ -50,6 +50,16 @@ function askToSwitch(given, was, now) {
   $("switch-stay").focus();
 }
 
+// What the page showed for the token before: its jobs, the types they had, what the form said
+// of its submits. Answers still on their way for it are dropped (`listGeneration`, StaleAnswer).
+function forgetShown() {
+  state.listGeneration++;
+  clearJobs();
+  forgetTypesShown();
+  renderSummary();
+  forgetSubmits();
+}
+
 function start(refused) {
   if (refused || !token()) {
     askForToken(refused || "Paste a token to see your jobs.");
@@ -57,10 +67,7 @@ function start(refused) {
   }
   if (token() !== state.shownFor) {
     // Another token may be another tenant: nothing of the last one's stays on the page.
-    state.listGeneration++;
-    clearJobs();
-    forgetTypesShown();
-    renderSummary();
+    forgetShown();
     state.shownFor = token();
   }
   showWorkspace();
@@ -93,11 +100,8 @@ function init() {
     offered = null;
     $("switch-panel").hidden = true;
     sessionStorage.removeItem(TOKEN_KEY);
-    state.listGeneration++;
     state.shownFor = null;
-    clearJobs();
-    forgetTypesShown();
-    renderSummary();
+    forgetShown();
     askForToken("Token forgotten. Paste a token to continue.");
   });
   $("submit-form").addEventListener("submit", submitJob);
