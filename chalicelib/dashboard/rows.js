@@ -4,7 +4,7 @@
 "use strict";
 
 (function (jobpipe) {
-var CANCEL_NOTES = jobpipe.CANCEL_NOTES, TERMINAL = jobpipe.TERMINAL, state = jobpipe.state,
+var CANCEL_NOTES = jobpipe.CANCEL_NOTES, INLINE_MAX_BYTES = jobpipe.INLINE_MAX_BYTES, TERMINAL = jobpipe.TERMINAL, state = jobpipe.state,
   bdi = jobpipe.bdi, busy = jobpipe.busy, countdown = jobpipe.countdown, el = jobpipe.el,
   jobDuration = jobpipe.jobDuration, said = jobpipe.said, setBusy = jobpipe.setBusy,
   shortId = jobpipe.shortId, timeOf = jobpipe.timeOf, when = jobpipe.when, ApiError = jobpipe.ApiError,
@@ -175,7 +175,9 @@ JobRow.prototype.render = function (job) {
 // A payload or result as the details show it. One kept in S3 (past 64 KiB) comes in listings
 // and polls as its claim check, `{"claim_check": {"bytes": n}}`: the details say so, with a
 // button that reads the job whole (GET /jobs/{id}) and shows it from then on (neither changes
-// once written: a payload never, a result once the job has ended).
+// once written: a payload never, a result once the job has ended). A poll whose jobs together
+// would pass what one answer carries shows some of them short, a value kept in the record
+// as the same placeholder: its size says which it is.
 JobRow.prototype.shownData = function (job, field) {
   var data = job[field], check = data && typeof data === "object" && !Array.isArray(data) &&
     Object.keys(data).length === 1 && data.claim_check;
@@ -188,7 +190,8 @@ JobRow.prototype.shownData = function (job, field) {
   show.type = "button";
   show.setAttribute("aria-label", "Show the " + field + " of job " + shortId(this.id));
   show.addEventListener("click", function () { row.readWhole(field); });
-  box.append("kept in S3 (" + check.bytes.toLocaleString("en-US") + " bytes) ", show);
+  var where = check.bytes > INLINE_MAX_BYTES ? "kept in S3 (" : "left out of the status poll, too large with the others (";
+  box.append(where + check.bytes.toLocaleString("en-US") + " bytes) ", show);
   return box;
 };
 

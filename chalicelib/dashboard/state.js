@@ -24,6 +24,8 @@ var REQUEST_TIMEOUT_MS = 30000;  // API Gateway answers within 29 s; past that n
 var RUNS_READS = 4;              // reads of runs at once, rows' and details': an outage's 100 retrying jobs are no burst
 var POLL_BATCHES = 4;            // batches of one poll on their way at once (a poll past 400 jobs queues the rest)
 var RUNS_RETRY_MAX_MS = 60000;   // a details' failed read of runs is tried again, doubling, up to this apart
+var INLINE_MAX_BYTES = 65536;    // the store keeps a payload or result up to this (its compact JSON) in
+                                // the job's record, past it in S3 (INLINE_LIMIT_BYTES)
 
 // The page lives at <stage>/dashboard; the API routes are its siblings.
 var API_BASE = location.origin + location.pathname.replace(/\/dashboard\/?$/, "/");
@@ -59,7 +61,7 @@ var state = {
 };
 
 Object.assign(jobpipe, { $: $, API_BASE: API_BASE, ARRIVALS_MAX: ARRIVALS_MAX, CANCEL_NOTES: CANCEL_NOTES,
-  LEFT_MAX: LEFT_MAX, POLL_BATCHES: POLL_BATCHES, RUNS_READS: RUNS_READS, RUNS_RETRY_MAX_MS: RUNS_RETRY_MAX_MS,
+  INLINE_MAX_BYTES: INLINE_MAX_BYTES, LEFT_MAX: LEFT_MAX, POLL_BATCHES: POLL_BATCHES, RUNS_READS: RUNS_READS, RUNS_RETRY_MAX_MS: RUNS_RETRY_MAX_MS,
   LIST_REFRESH_MS: LIST_REFRESH_MS, MAX_BATCH: MAX_BATCH, PAUSED: PAUSED, POLL_BACKOFF: POLL_BACKOFF,
   POLL_MAX_MS: POLL_MAX_MS, POLL_MIN_MS: POLL_MIN_MS, REQUEST_TIMEOUT_MS: REQUEST_TIMEOUT_MS,
   RETRY_AFTER_MAX_MS: RETRY_AFTER_MAX_MS, STATUSES: STATUSES, TERMINAL: TERMINAL, TOKEN_KEY: TOKEN_KEY,

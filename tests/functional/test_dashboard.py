@@ -1,4 +1,5 @@
 """The dashboard page as the API serves it: one self-contained HTML response."""
+import json
 import re
 from html.parser import HTMLParser
 
@@ -223,3 +224,24 @@ def test_another_token_leaves_nothing_the_form_said_of_the_last_ones_submits():
     cleared = function_body(form, "forgetSubmits")
     assert "unsettledSubmit = null" in cleared and 'setFormStatus("")' in cleared
     assert "delete $(\"submit-status\").dataset.jobId" in cleared
+
+
+def test_the_details_call_kept_in_s3_only_what_the_store_keeps_there(client):
+    """A listing or poll shows a payload or result kept in S3 as `{"claim_check": {"bytes": n}}`,
+    and a poll whose jobs together would pass what one answer carries shows some of them short,
+    a value kept in the job's record as the same placeholder: the details said "kept in S3" of
+    both. The page tells them apart by size, by the store's own bound: a payload of exactly
+    INLINE_LIMIT_BYTES (its compact JSON, as the placeholder counts it) stays in the record, one
+    a byte larger goes to S3 and is listed as its placeholder."""
+    from chalicelib.defaults import INLINE_LIMIT_BYTES
+    from tests.functional.conftest import auth, submit_job
+
+    assert int(re.search(r"\nvar INLINE_MAX_BYTES = (\d+);", (ASSETS / "state.js").read_text()).group(1)) \
+        == INLINE_LIMIT_BYTES
+    assert 'check.bytes > INLINE_MAX_BYTES ? "kept in S3 (" :' in (ASSETS / "rows.js").read_text()
+    frame = len(json.dumps({"artifact_bytes": 0, "result_bytes": 0, "pad": ""}, separators=(",", ":")))
+    kept, past = (submit_job(client, {"type": "demo.outputs", "payload": {"pad": "x" * (INLINE_LIMIT_BYTES - frame + more)}})
+                  for more in (0, 1))
+    listed = {job["id"]: job["payload"] for job in client.http.get("/jobs", headers=auth()).json_body["jobs"]}
+    assert listed[kept["id"]] == kept["payload"]
+    assert listed[past["id"]] == {"claim_check": {"bytes": INLINE_LIMIT_BYTES + 1}}
