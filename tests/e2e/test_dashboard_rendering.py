@@ -298,6 +298,22 @@ def test_a_payload_or_result_kept_in_s3_is_shown_on_demand_not_as_its_claim_chec
     expect(detail.locator("pre").nth(1)).to_have_text('{\n  "pages": 12\n}')
 
 
+def test_a_value_a_poll_left_out_is_not_said_to_be_kept_in_s3(page, api):
+    """A poll whose jobs together would pass what one answer carries shows some of them short:
+    a payload kept in the job's record (64 KiB at most) comes as the same placeholder as one
+    kept in S3. The details say it was left out, and "show it" reads it as for S3."""
+    job = api.add(status="completed", attempts=1, started_at="2026-01-15T10:00:00.000Z",
+                  finished_at="2026-01-15T10:00:05.000Z", payload={"claim_check": {"bytes": 60_000}})
+    api.kept_in_s3[job["id"]] = {"payload": {"pad": "x" * 59_980}}
+    api.open()
+    row(page, job["id"]).get_by_role("button", name=re.compile("Details")).click()
+    detail = page.locator(f'#detail-{job["id"]}')
+    expect(detail.locator("pre").first).to_have_text(
+        re.compile(r"^left out of the status poll, too large with the others \(60,000 bytes\) show it$"))
+    detail.get_by_role("button", name=re.compile("Show the payload")).click()
+    expect(detail.locator("pre").first).to_contain_text('"pad": "xxx')
+
+
 def test_a_failed_read_of_data_kept_in_s3_is_said_beside_it_and_can_be_read_again(page, api):
     job = api.add(status="completed", attempts=1, started_at="2026-01-15T10:00:00.000Z",
                   finished_at="2026-01-15T10:00:05.000Z", result={"claim_check": {"bytes": 90_000}})

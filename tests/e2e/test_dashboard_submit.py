@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.dashboard_pages import api, browser, page  # noqa: F401 - fixtures
-from tests.e2e.dashboard_pages import let_time_pass, paused_clock, row
+from tests.e2e.dashboard_pages import OFFLINE_ORIGIN, let_time_pass, paused_clock, row
 
 
 def test_a_submit_whose_answer_was_lost_is_safe_to_press_again(page, api):
@@ -30,6 +30,30 @@ def test_a_submit_whose_answer_was_lost_is_safe_to_press_again(page, api):
     page.get_by_role("button", name="Submit job").click()
     expect(page.locator("tr.job")).to_have_count(2)
     assert len(api.jobs) == 2
+
+
+@pytest.mark.parametrize("how", ["Forget token", "a link's token, switched to"])
+def test_another_token_leaves_nothing_the_form_said_of_the_last_ones_submits(page, api, how):
+    """The form names the job a submit made, or offers to press again for one whose answer was
+    lost. Another token may be another tenant's: neither stays once the page works for it."""
+    api.open()
+    status = page.locator("#submit-status")
+    api.fail("POST", "/jobs", lose_answer="connectionreset")
+    page.get_by_label("Payload (JSON)").fill('{"steps": 3}')
+    page.get_by_role("button", name="Submit job").click()
+    expect(status).to_have_text(re.compile("may have been accepted"))
+    page.get_by_role("button", name="Submit job").click()
+    expect(status).to_have_text(re.compile("^Submitted demo.steps job"))
+    if how == "Forget token":
+        page.get_by_role("button", name="Forget token").click()
+        page.get_by_label("Bearer token").fill(api.token("globex"))
+        page.get_by_role("button", name="Use token").click()
+    else:
+        page.goto(f"{OFFLINE_ORIGIN}/dashboard#token={api.token('globex')}")
+        page.get_by_role("button", name="Switch to tenant globex").click()
+    expect(page.locator("#identity")).to_have_text(re.compile("tenant globex"))
+    expect(status).to_have_text("")
+    assert status.get_attribute("data-job-id") is None
 
 
 def test_a_job_that_finished_before_its_cancel_took_effect_says_so(page, api):

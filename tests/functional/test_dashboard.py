@@ -196,36 +196,6 @@ def test_a_closing_tag_inside_a_script_is_refused(tmp_path):
         build_page(tmp_path)
 
 
-def function_body(js, name):
-    """The text between the braces of `function NAME(...) { ... }` in `js`."""
-    start = js.index("{", js.index(f"function {name}(")) + 1
-    depth, at = 1, start
-    while depth:
-        depth += {"{": 1, "}": -1}.get(js[at], 0)
-        at += 1
-    return js[start:at - 1]
-
-
-def test_another_token_leaves_nothing_the_form_said_of_the_last_ones_submits():
-    """The form's status line names the job a submit made ("Submitted demo.steps job <id>.") or
-    asks to press Submit again for one that got no answer. Another token (a link's after "Switch
-    to tenant", the token form's after "Forget token") may be another tenant's: both ways go
-    through `forgetShown`, which clears that line with the jobs, as it clears the jobs shown,
-    unless a submit is still on its way (its answer, then stale, says so itself)."""
-    start, form = (ASSETS / "start.js").read_text(), (ASSETS / "form.js").read_text()
-    forget = function_body(start, "forgetShown")
-    for step in ("state.listGeneration++", "clearJobs()", "forgetTypesShown()", "renderSummary()", "forgetSubmits()"):
-        assert step in forget, step
-    changes = [m.start() for m in re.finditer(r"state\.shownFor = ", start)]
-    assert len(changes) == 2  # start() with another token, and "Forget token"
-    for at in changes:
-        block = start[start.rindex("{", 0, at):start.index("}", at)]
-        assert "forgetShown();" in block, block
-    cleared = function_body(form, "forgetSubmits")
-    assert "unsettledSubmit = null" in cleared and 'setFormStatus("")' in cleared
-    assert "delete $(\"submit-status\").dataset.jobId" in cleared
-
-
 def test_the_details_call_kept_in_s3_only_what_the_store_keeps_there(client):
     """A listing or poll shows a payload or result kept in S3 as `{"claim_check": {"bytes": n}}`,
     and a poll whose jobs together would pass what one answer carries shows some of them short,
