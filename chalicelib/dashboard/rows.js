@@ -4,7 +4,8 @@
 "use strict";
 
 (function (jobpipe) {
-var CANCEL_NOTES = jobpipe.CANCEL_NOTES, INLINE_MAX_BYTES = jobpipe.INLINE_MAX_BYTES, TERMINAL = jobpipe.TERMINAL, state = jobpipe.state,
+var CANCEL_NOTES = jobpipe.CANCEL_NOTES, CHILDREN_SHOWN = jobpipe.CHILDREN_SHOWN,
+  INLINE_MAX_BYTES = jobpipe.INLINE_MAX_BYTES, TERMINAL = jobpipe.TERMINAL, state = jobpipe.state,
   bdi = jobpipe.bdi, busy = jobpipe.busy, countdown = jobpipe.countdown, el = jobpipe.el,
   jobDuration = jobpipe.jobDuration, said = jobpipe.said, setBusy = jobpipe.setBusy,
   shortId = jobpipe.shortId, timeOf = jobpipe.timeOf, when = jobpipe.when, ApiError = jobpipe.ApiError,
@@ -155,6 +156,8 @@ JobRow.prototype.render = function (job) {
   var facts = [["id", job.id], ["type", job.type], ["priority", job.priority], ["submitted by", job.user]];
   if (job.scope) facts.push(["scope", job.scope]);
   if (job.rerun_of) facts.push(["rerun of", job.rerun_of]);
+  if (job.parent_id) facts.push(["spawned by", jobId(job.parent_id)]);
+  if (job.children && job.children.length) facts.push(["children", childrenOf(job.children)]);
   // The row cuts these short (their whole text its title, which a touch screen cannot hover):
   // the details show them whole.
   if (step) facts.push(["step", step]);
@@ -396,6 +399,21 @@ function rerunJob(id) {
 
 // The id of a job made from a row and shown (the filters may leave it out), as a link that takes
 // the keyboard's focus to that job's row.
+// A job's id in its details: a link to its row when the page shows it.
+function jobId(id) {
+  return state.rows.has(id) ? linkTo(id) : id;
+}
+
+// A fan-out's children in its details. A parent completes once it has spawned them, and each
+// runs on as a job of its own, with its own row: the details say so beside a completed parent,
+// and name the first CHILDREN_SHOWN of them (a parent may have 2,000).
+function childrenOf(ids) {
+  var shown = ids.slice(0, CHILDREN_SHOWN), parts = [ids.length + " spawned, each a job of its own: "];
+  for (var i = 0; i < shown.length; i++) parts.push(i ? ", " : "", jobId(shown[i]));
+  if (ids.length > shown.length) parts.push(" and " + (ids.length - shown.length).toLocaleString("en-US") + " more");
+  return parts;
+}
+
 function linkTo(id) {
   var link = el("a", "job-link", id);
   link.href = "#job-" + id;

@@ -24,6 +24,7 @@ var REQUEST_TIMEOUT_MS = 30000;  // API Gateway answers within 29 s; past that n
 var RUNS_READS = 4;              // reads of runs at once, rows' and details': an outage's 100 retrying jobs are no burst
 var POLL_BATCHES = 4;            // batches of one poll on their way at once (a poll past 400 jobs queues the rest)
 var RUNS_RETRY_MAX_MS = 60000;   // a details' failed read of runs is tried again, doubling, up to this apart
+var CHILDREN_SHOWN = 20;         // a fan-out's children named in its details (the rest counted)
 var INLINE_MAX_BYTES = 65536;    // the store keeps a payload or result up to this (its compact JSON) in
                                 // the job's record, past it in S3 (INLINE_LIMIT_BYTES)
 
@@ -61,8 +62,8 @@ var state = {
 };
 
 Object.assign(jobpipe, { $: $, API_BASE: API_BASE, ARRIVALS_MAX: ARRIVALS_MAX, CANCEL_NOTES: CANCEL_NOTES,
-  INLINE_MAX_BYTES: INLINE_MAX_BYTES, LEFT_MAX: LEFT_MAX, POLL_BATCHES: POLL_BATCHES, RUNS_READS: RUNS_READS, RUNS_RETRY_MAX_MS: RUNS_RETRY_MAX_MS,
-  LIST_REFRESH_MS: LIST_REFRESH_MS, MAX_BATCH: MAX_BATCH, PAUSED: PAUSED, POLL_BACKOFF: POLL_BACKOFF,
+  CHILDREN_SHOWN: CHILDREN_SHOWN, INLINE_MAX_BYTES: INLINE_MAX_BYTES, LEFT_MAX: LEFT_MAX, POLL_BATCHES: POLL_BATCHES,
+  RUNS_READS: RUNS_READS, RUNS_RETRY_MAX_MS: RUNS_RETRY_MAX_MS, LIST_REFRESH_MS: LIST_REFRESH_MS, MAX_BATCH: MAX_BATCH, PAUSED: PAUSED, POLL_BACKOFF: POLL_BACKOFF,
   POLL_MAX_MS: POLL_MAX_MS, POLL_MIN_MS: POLL_MIN_MS, REQUEST_TIMEOUT_MS: REQUEST_TIMEOUT_MS,
   RETRY_AFTER_MAX_MS: RETRY_AFTER_MAX_MS, STATUSES: STATUSES, TERMINAL: TERMINAL, TOKEN_KEY: TOKEN_KEY,
   state: state });

@@ -314,6 +314,31 @@ def test_a_value_a_poll_left_out_is_not_said_to_be_kept_in_s3(page, api):
     expect(detail.locator("pre").first).to_contain_text('"pad": "xxx')
 
 
+def test_a_fan_outs_details_name_its_children_and_a_childs_its_parent(page, api):
+    """A parent completes once it has spawned its children, which run on as jobs of their own:
+    its details say so and name them (a link to each row shown, the first 20 of a wide one,
+    the rest counted); a child's name its parent."""
+    parent = api.add(id="parent-1", type="demo.fanout", status="completed", attempts=1,
+                     started_at="2026-01-15T10:00:00.000Z", finished_at="2026-01-15T10:00:01.000Z",
+                     children=["child-1", "child-2"])
+    child = api.add(id="child-1", status="running", attempts=1, started_at="2026-01-15T10:00:01.000Z",
+                    parent_id=parent["id"])
+    wide = api.add(id="wide-1", type="demo.fanout", status="completed",
+                   children=[f"wide-child-{n}" for n in range(25)])
+    api.open()
+    row(page, parent["id"]).get_by_role("button", name=re.compile("Details")).click()
+    facts = page.locator(f'#detail-{parent["id"]} dl')
+    expect(facts).to_contain_text("children2 spawned, each a job of its own: child-1, child-2")
+    facts.get_by_role("link", name="child-1").click()  # shown on the page: a link to its row
+    expect(row(page, child["id"]).get_by_role("button", name=re.compile("Details"))).to_be_focused()
+    assert facts.get_by_role("link", name="child-2").count() == 0  # not shown: its id alone
+    row(page, child["id"]).get_by_role("button", name=re.compile("Details")).click()
+    expect(page.locator(f'#detail-{child["id"]} dl')).to_contain_text("spawned byparent-1")
+    row(page, wide["id"]).get_by_role("button", name=re.compile("Details")).click()
+    expect(page.locator(f'#detail-{wide["id"]} dl')).to_contain_text("wide-child-19 and 5 more")
+    expect(page.locator(f'#detail-{wide["id"]} dl')).not_to_contain_text("wide-child-20")
+
+
 def test_a_failed_read_of_data_kept_in_s3_is_said_beside_it_and_can_be_read_again(page, api):
     job = api.add(status="completed", attempts=1, started_at="2026-01-15T10:00:00.000Z",
                   finished_at="2026-01-15T10:00:05.000Z", result={"claim_check": {"bytes": 90_000}})
