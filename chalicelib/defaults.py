@@ -214,6 +214,11 @@ MAX_ANSWER_BYTES = 6_000_000
 # share of the answer (its field names and the time a write stamps, a few dozen bytes) is
 # covered with room to spare by this many, and a sum this close to the bound is measured whole.
 REPORT_SLACK_BYTES = 1024
+# A spawn is refused (`answer_full`) once its parent's answer with the child's id listed (41
+# bytes of it) would come within this many bytes of MAX_ANSWER_BYTES: uncaught, the refusal
+# fails the job, and its error, which says what to shrink (about 600 bytes as answered), must
+# fit whole beside what the job holds, with REPORT_SLACK_BYTES to spare.
+SPAWN_ANSWER_ROOM_BYTES = 4 * 1024
 # How deep a JSON value may nest (arrays and objects; a request body counting its own envelope:
 # a submit's payload gets one level less). Python's parser recurses once per level and gives
 # up near 936, pydantic writes at most 255 (a job's answer nests its payload and result one or

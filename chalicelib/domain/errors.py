@@ -279,6 +279,16 @@ class TooManyChildrenError(FatalJobError):
     code = "too_many_children"
 
 
+class AnswerFullError(FatalJobError):
+    """A spawn whose child's id would take its parent's answer (GET /jobs/{id}, a listing page
+    holding it) past what the API returns beside what the parent holds: its payload, progress
+    and children (defaults.MAX_ANSWER_BYTES, less SPAWN_ANSWER_ROOM_BYTES kept for the job's
+    outcome). No child is made and, uncaught, the job fails, not retried, since its next attempt
+    holds the same payload and its list of children only grows."""
+
+    code = "answer_full"
+
+
 class PayloadTooDeepError(FatalJobError):
     """A spawn whose payload nests deeper than a submitted one may (defaults.MAX_JSON_DEPTH, the
     body's envelope one of its levels): no child is made and, uncaught, the job fails, not

@@ -290,6 +290,13 @@ def answer_bytes(value: Any) -> int:
     return len(json.dumps(json.dumps(value, separators=(",", ":"))))
 
 
+def listed_bytes(item: str, listed: int) -> int:
+    """The bytes one more `item` (a child's id) adds to an answer whose list of it holds `listed`
+    items: its quotes escaped, and a comma after the first (answer_bytes escapes one character
+    at a time, so the parts of an answer add up)."""
+    return answer_bytes(item) - len('""') + (1 if listed else 0)
+
+
 def answer_prefix(text: str, budget: int) -> str:
     """The longest start of `text` whose answer_bytes stays within `budget` (all of it when it
     fits; "" when not even the quotes do). JSON escapes one character at a time, so a longer

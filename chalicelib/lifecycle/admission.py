@@ -12,10 +12,12 @@ from chalicelib.defaults import (
     MAX_CHILDREN,
     MAX_JSON_DEPTH,
     MAX_SCHEDULE_S,
+    SPAWN_ANSWER_ROOM_BYTES,
     SQS_MAX_DELAY_S,
 )
 from chalicelib.domain.caches import check_name
 from chalicelib.domain.errors import (
+    AnswerFullError,
     BlobNotFoundError,
     IdempotencyConflictError,
     InvalidRequestError,
@@ -37,10 +39,12 @@ from chalicelib.domain.job import (
     answer_bytes,
     child_job_id,
     isoformat,
+    listed_bytes,
     nested_deeper_than,
     new_job_id,
     too_deep_message,
 )
+from chalicelib.domain.numbers import shown_number
 from chalicelib.domain.submission_keys import check_key, request_hash
 from chalicelib.lifecycle.transitions import JobTransitions, start_message
 from chalicelib.ports import SubmissionKey
@@ -97,6 +101,32 @@ def check_answerable(shown: Mapping[str, Any]) -> None:
     size = answer_bytes(shown)
     if size > MAX_ANSWER_BYTES:
         raise PayloadTooLargeError.unanswerable(size)
+
+
+def _check_answer_room(parent: Job, child_id: str,
+                       answer_past: Optional[Callable[[int, int], Optional[int]]]) -> None:
+    """Raises AnswerFullError when `parent`'s answer with `child_id` listed would pass
+    MAX_ANSWER_BYTES less SPAWN_ANSWER_ROOM_BYTES (the room its outcome keeps), naming the parts
+    the parent holds; `answer_past` as Admission.spawn takes it."""
+    bound = MAX_ANSWER_BYTES - SPAWN_ANSWER_ROOM_BYTES
+    extra = listed_bytes(child_id, len(parent.children))
+    if answer_past is None:
+        whole = answer_bytes(parent.public()) + extra
+        size = whole if whole > bound else None
+    else:
+        size = answer_past(bound, extra)
+    if size is None:
+        return
+    shares = [("its payload", answer_bytes(parent.payload)),
+              ("its progress", answer_bytes(parent.progress.model_dump(mode="json"))),
+              (f"its {len(parent.children) + 1} children's ids", answer_bytes([*parent.children, child_id]))]
+    raise AnswerFullError(
+        f"job {parent.id} with child {child_id} listed would be {shown_number(size)} bytes as the API answers it ("
+        + ", ".join(f"{name} {shown_number(n)}" for name, n in shares) + f"), past the {shown_number(bound)} "
+        f"a spawn may take it to (Lambda returns 6 MB; the rest is kept for the job's outcome): pass large "
+        "input by reference (an object in S3) instead of in the payload, report smaller progress details or "
+        "a shorter message, or spawn the rest from its children (a tree)",
+        details={"answer_bytes": size, "limit": bound})
 
 
 class Admission(JobTransitions):
@@ -281,6 +311,7 @@ class Admission(JobTransitions):
         self, parent: Job, index: int, *, type: str, payload: Any,
         priority: Optional[str] = None, scope: Optional[str] = None,
         admit: Optional[Callable[[str], None]] = None, listed: Optional[int] = None,
+        answer_past: Optional[Callable[[int, int], Optional[int]]] = None,
     ) -> Job:
         """Submit child number `index` of the running attempt of `parent` (same tenant and user,
         the parent's scope unless given) and list it in the parent's `children`, in one write
@@ -295,7 +326,11 @@ class Admission(JobTransitions):
         (maintenance) type is as unknown to a handler as to POST /jobs (UnknownJobTypeError): its
         tasks reach every tenant's jobs. `listed`: how many children the parent may list already
         (default: its `children`); with MAX_CHILDREN of them, TooManyChildrenError, before the
-        child is made. RecordFullError, nothing made, when the parent's record has no room to
+        child is made. AnswerFullError, nothing made, when the parent's answer with the child's
+        id would pass MAX_ANSWER_BYTES less SPAWN_ANSWER_ROOM_BYTES: `answer_past(bound, extra)`
+        says whether the parent's answer with `extra` bytes more passes `bound` (its bytes, or
+        None), as its attempt stands (the runner's reporter, which measures it in parts; default:
+        `parent` measured whole). RecordFullError, nothing made, when the parent's record has no room to
         list it (DynamoDB's 400 KB). PayloadTooDeepError, nothing made, for a payload nesting more
         levels than a submitted one may (MAX_JSON_DEPTH less POST /jobs's envelope)."""
         self.registry.get_public(type)
@@ -312,6 +347,7 @@ class Admission(JobTransitions):
                 "spawn the rest from its children (a tree) or from a follow-up job",
                 details={"limit": MAX_CHILDREN})
         if existing is None:
+            _check_answer_room(parent, child_id, answer_past)
             child, wait_s = self._new_job(
                 self.clock(), tenant=parent.tenant, user=parent.user, type=type, payload=payload,
                 priority=parent.priority if priority is None else priority, delay_seconds=0, run_at=None,

@@ -219,6 +219,7 @@ class JobContext:
                 self._made += 1
             raise
         self._made += 1
+        self._reporter.listed(child.id)  # the job lists it: what measures its answer counts it
         return child.id
 
     def artifact(

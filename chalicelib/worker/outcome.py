@@ -297,6 +297,8 @@ def _stored_result(job: Job, result: Any) -> Any:
     if size > MAX_ANSWER_BYTES:  # stored, no GET of the job could return it
         shares = [("the result", answer_bytes(result)), ("the payload", answer_bytes(job.payload)),
                   ("the final progress message", answer_bytes(job.progress.message or ""))]
+        if job.children:  # listed as the attempt spawned them, the latest before any write read them back
+            shares.append((f"its {len(job.children)} children's ids", answer_bytes(job.children)))
         raise _RefusedResult(JobErrorInfo(code="result_too_large", message=(
             f"the job with its result would be {shown_number(size)} bytes as the API answers it ("
             + ", ".join(f"{name} {shown_number(n)}" for name, n in shares) + "), past "

@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional
 
 from chalicelib.defaults import MAX_ANSWER_BYTES, PROGRESS_MIN_INTERVAL_S, REPORT_SLACK_BYTES
 from chalicelib.domain.errors import JobpipeError, ProgressRejectedError, StoreUnavailableError
-from chalicelib.domain.job import Job, Progress, answer_bytes
+from chalicelib.domain.job import Job, Progress, answer_bytes, listed_bytes
 from chalicelib.domain.numbers import shown_number
 from chalicelib.domain.progress import check_not_decreasing, check_report, clamp_percent, fitting_message
 from chalicelib.ports import Clock, Timer
@@ -41,6 +41,7 @@ class ProgressReporter:
         self._pending: Optional[Progress] = None
         self._payload_bytes: Optional[int] = None  # the payload's share of the job's answer (measured once)
         self._rest: Optional[tuple[Job, int]] = None  # the job as last written, and the rest of its answer
+        self._report: Optional[tuple[Progress, int]] = None  # the report last measured, and its share
         self._writing: Optional[Progress] = None  # the report a write is carrying now (see `abandon`)
         self._timer: Optional[Timer] = None
         self._lock = threading.RLock()
@@ -94,27 +95,56 @@ class ProgressReporter:
                 self._arm_locked(max(0.0, self._interval - since))
             return self._job
 
+    def listed(self, child_id: str) -> None:
+        """Take note of a child the attempt listed on its job (a spawn): the job as last written
+        lists it from now on, so what measures the attempt's answer (its reports, its spawns, its
+        outcome) counts it before the next write reads it back. Its share is added to the rest
+        of the job measured (`listed_bytes`), not measured again with the whole list."""
+        with self._lock:
+            children = self._job.children
+            if child_id in children:  # a write read it back already
+                return
+            job = self._job.model_copy(update={"children": [*children, child_id]})
+            if self._rest is not None and self._rest[0] is self._job:
+                self._rest = (job, self._rest[1] + listed_bytes(child_id, len(children)))
+            self._job = job
+
+    def answer_past(self, bound: int, extra: int = 0) -> Optional[int]:
+        """The bytes of the job's answer as the attempt stands (its payload, the report not yet
+        written or else the last written, the children listed) with `extra` more, when they
+        pass `bound`; None when they stay within it. Measured in parts as a report is
+        (`_past`): a handler spawning in a loop costs no measure of the whole job per child."""
+        with self._lock:
+            return self._past(self._pending or self._job.progress, bound, extra)
+
     def _check_answerable(self, report: Progress) -> None:
         """ProgressRejectedError when the job showing `report` would pass what one answer of the
         API carries (MAX_ANSWER_BYTES): beside a payload near that bound, a long message would
-        make every GET of the job fail at Lambda's 6 MB. A report is called for in loops, so
-        each call measures the report alone: the payload (fixed for the attempt) is measured
-        once, and the rest of the job once per write that changed it. JSON escapes character by
-        character, so the parts add up; only a sum within REPORT_SLACK_BYTES of the bound (a
-        report's field names and its time, counted twice to be safe) is measured whole."""
-        if self._payload_bytes is None:
-            self._payload_bytes = answer_bytes(self._job.payload) - answer_bytes({})
-        if self._rest is None or self._rest[0] is not self._job:
-            self._rest = (self._job, answer_bytes(self._shown(Progress())))
-        if self._payload_bytes + self._rest[1] + answer_bytes(report.model_dump()) + REPORT_SLACK_BYTES \
-                <= MAX_ANSWER_BYTES:
-            return
-        size = answer_bytes(self._shown(report)) + self._payload_bytes
-        if size > MAX_ANSWER_BYTES:
+        make every GET of the job fail at Lambda's 6 MB."""
+        size = self._past(report, MAX_ANSWER_BYTES)
+        if size is not None:
             raise ProgressRejectedError(
                 f"the job with this progress report would be {shown_number(size)} bytes as the API answers it, "
                 f"past the {shown_number(MAX_ANSWER_BYTES)} it can return (Lambda's 6 MB) beside its payload: "
                 "send a shorter message or smaller details")
+
+    def _past(self, report: Progress, bound: int, extra: int = 0) -> Optional[int]:
+        """The bytes of the job showing `report`, with `extra` more, when past `bound`, else None.
+        A report is called for in loops, so each call measures the report alone: the payload
+        (fixed for the attempt) is measured once, the rest of the job once per write that
+        changed it, and a report once. JSON escapes character by character, so the parts add
+        up; only a sum within REPORT_SLACK_BYTES of the bound (a report's field names and its
+        time, counted twice to be safe) is measured whole."""
+        if self._payload_bytes is None:
+            self._payload_bytes = answer_bytes(self._job.payload) - answer_bytes({})
+        if self._rest is None or self._rest[0] is not self._job:
+            self._rest = (self._job, answer_bytes(self._shown(Progress())))
+        if self._report is None or self._report[0] is not report:
+            self._report = (report, answer_bytes(report.model_dump()))
+        if self._payload_bytes + self._rest[1] + self._report[1] + extra + REPORT_SLACK_BYTES <= bound:
+            return None
+        size = answer_bytes(self._shown(report)) + self._payload_bytes + extra
+        return size if size > bound else None
 
     def _shown(self, report: Progress) -> dict[str, Any]:
         """The job as answered with `report` as its progress (stamped as a write stamps it), its

@@ -201,19 +201,22 @@ class JobRunner:
             reload=lambda job_id: self.lifecycle.store.get(job_id, fetch=(), mark_gone=False),
             clock=self._clock,
             deadline=self._clock.monotonic() + time_s,
-            spawn=functools.partial(self._spawn, listed_at_claim=len(job.children)),
+            spawn=functools.partial(self._spawn, listed_at_claim=len(job.children), answer_past=reporter.answer_past),
             store_artifact=functools.partial(self.artifacts.put, attempt=job.attempts)
             if self.artifacts is not None else None,
             cancel_poll_interval_s=max(CANCEL_POLL_INTERVAL_S, self._progress_interval_s),
             on_poll_error=lambda exc: self._observe("cancel_poll_unanswered", job, {"reason": str(exc)}),
         )
 
-    def _spawn(self, parent: Job, index: int, *, made: int, listed_at_claim: int, **request: Any) -> Job:
+    def _spawn(self, parent: Job, index: int, *, made: int, listed_at_claim: int,
+               answer_past: Callable[[int, int], Optional[int]], **request: Any) -> Job:
         """Child number `index` of `parent`, admitted like a submitted job: a handler spawning in
         a loop stays within its tenant's bound (QuotaExceededError at the call). The `made`
         children this attempt spawned before count though the stream has not counted them yet,
         and count towards the children the parent may list, beside those it listed when the
-        attempt was claimed (its earlier attempts')."""
+        attempt was claimed (its earlier attempts'). `answer_past`: the attempt's reporter's,
+        which measures the parent's answer in parts kept between calls."""
         admit = functools.partial(self._admit, pending=made) if self._admit is not None else None
-        return self.lifecycle.spawn(parent, index, admit=admit, listed=listed_at_claim + made, **request)
+        return self.lifecycle.spawn(parent, index, admit=admit, listed=listed_at_claim + made,
+                                    answer_past=answer_past, **request)
 

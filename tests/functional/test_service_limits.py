@@ -10,7 +10,7 @@ import pytest
 from moto.dynamodb.models import table as moto_table
 from pydantic import BaseModel
 
-from chalicelib.defaults import MAX_ANSWER_BYTES, MAX_CHILDREN
+from chalicelib.defaults import MAX_ANSWER_BYTES, MAX_CHILDREN, SPAWN_ANSWER_ROOM_BYTES
 from chalicelib.domain.job import answer_bytes
 from chalicelib.job_types import registry
 from chalicelib.worker.helpers import complete_job, fail_job
@@ -39,6 +39,8 @@ def limit_types():
 
     add("limits.fan_out", fan_out, max_attempts=3, timeout_s=30)
     add("limits.leaf", lambda ctx, payload: "ok", max_attempts=1, timeout_s=30)
+    add("limits.wide", lambda ctx, payload: [ctx.spawn("limits.leaf", {}) for _ in range(payload.spawn)],
+        max_attempts=3, timeout_s=30)
     add("limits.big_result", lambda ctx, payload: {"text": "é" * 950_000}, max_attempts=3, timeout_s=30)
 
     def echo_after_progress(ctx, payload):
@@ -108,6 +110,33 @@ another unlisted child, until the record had no room for the failure either and 
     assert failed["attempts"] == 1 and len(failed["children"]) == MAX_CHILDREN
     leaves = [c for c in failed["children"][-1:] if get(client, c).get("type") == "limits.leaf"]
     assert len(leaves) == 1, "the one child within the bound was made and listed"
+    assert receive_all(aws) == []
+
+
+def test_a_spawn_past_what_its_parents_answer_carries_fails_the_job_by_name(client, app, aws, limit_types):
+    """A parent's answer lists its children's ids (41 bytes each, about 80 KB at MAX_CHILDREN),
+which no check measured: a parent whose payload sat a few KB under the bound spawned past it, and
+every GET of it, and every listing page holding it, failed at Lambda's 6 MB (a 502). The spawn
+that would pass it fails the job `answer_full`, not retried, its child neither made nor sent, and
+the job still answers."""
+    bare = submit(client, {"type": "limits.wide", "payload": {"pad": "", "spawn": 100}})
+    room = MAX_ANSWER_BYTES - answer_bytes(get(client, bare["id"])) - SPAWN_ANSWER_ROOM_BYTES - 20 * 41
+    pad = "é" * (room // 7) + "p" * (room % 7)  # 7 bytes an é in an answer, 6 in the request's body
+    parent = submit(client, {"type": "limits.wide", "payload": {"pad": pad, "spawn": 100}})
+    client.http.delete(f"/jobs/{bare['id']}", headers=auth())
+    drain(app, aws)
+    response = client.http.get(f"/jobs/{parent['id']}", headers=auth())
+    assert response.status_code == 200
+    failed = response.json_body
+    assert failed["status"] == "failed" and failed["attempts"] == 1, failed.get("error")
+    assert failed["error"]["code"] == "answer_full" and "payload" in failed["error"]["message"]
+    assert answer_bytes(failed) <= MAX_ANSWER_BYTES and 10 < len(failed["children"]) < 30
+    assert all(get(client, child)["status"] == "completed" for child in failed["children"])
+    listed = client.http.get("/jobs?type=limits.wide", headers=auth())
+    assert listed.status_code == 200 and parent["id"] in [j["id"] for j in listed.json_body["jobs"]]
+    assert answer_bytes(listed.json_body) <= MAX_ANSWER_BYTES
+    leaves = client.http.get("/jobs?type=limits.leaf&limit=100", headers=auth()).json_body["jobs"]
+    assert sorted(j["id"] for j in leaves) == sorted(failed["children"])  # nothing unlisted was made
     assert receive_all(aws) == []
 
 

@@ -409,3 +409,52 @@ def test_a_report_near_the_answers_bound_is_measured_whole(over):
     else:
         reporter.report(20, message=message)
         assert reporter.percent == 20
+
+
+def test_a_report_counts_the_children_the_attempt_listed_since_its_last_write():
+    """A spawn lists its child on the job, but only a write reads the list back: a report after
+    100 spawns was measured beside the job as last written, without their 4 KB of ids, and taken
+    past the bound."""
+    from chalicelib.defaults import MAX_ANSWER_BYTES
+    from chalicelib.domain.job import answer_bytes, child_job_id
+
+    job = Job(id="j", type="t", tenant="a", user="u", created_at="2026-01-01T00:00:00.000Z", attempts=1,
+              payload={"pad": ""})
+    message = "m" * 2_000
+
+    def size(pad: str) -> int:
+        return answer_bytes(job.model_copy(update={"payload": {"pad": pad}, "progress": Progress(
+            percent=20, message=message, updated_at=job.created_at)}).public())
+
+    job = job.model_copy(update={"payload": {"pad": "p" * (MAX_ANSWER_BYTES - size("") - 1_000)}})
+    reporter = ProgressReporter(job, lambda j, p: j, clock=ManualClock(), min_interval_s=2.0)
+    reporter.report(10, message=message)
+    for index in range(1, 101):
+        reporter.listed(child_job_id(job.id, 1, index))
+    reporter.listed(child_job_id(job.id, 1, 100))  # listed once, however often told
+    assert len(reporter.job.children) == 100
+    with pytest.raises(ProgressRejectedError, match="6 MB"):
+        reporter.report(20, message=message)
+
+
+def test_a_spawn_loop_measures_the_job_once_and_its_answer_exactly():
+    """A handler spawns in a loop (MAX_CHILDREN times): each spawn's check adds its child's share
+    to the job measured once, not the whole job with a list that grows each time; near a bound
+    the job is measured whole, to the byte."""
+    from chalicelib.defaults import MAX_ANSWER_BYTES
+    from chalicelib.domain.job import answer_bytes, child_job_id, listed_bytes
+
+    job = Job(id="j", type="t", tenant="a", user="u", created_at="2026-01-01T00:00:00.000Z", attempts=1,
+              payload={"pad": "p" * 10_000})
+    reporter = ProgressReporter(job, lambda j, p: j, clock=ManualClock(), min_interval_s=2.0)
+    shown = []
+    original = Job.public
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Job, "public", lambda self: shown.append(self) or original(self))
+        for index in range(1, 2_001):
+            child = child_job_id(job.id, 1, index)
+            assert reporter.answer_past(MAX_ANSWER_BYTES, listed_bytes(child, index - 1)) is None
+            reporter.listed(child)
+        assert len(shown) == 1
+    whole = answer_bytes(reporter.job.model_copy(update={"progress": Progress(updated_at=job.created_at)}).public())
+    assert reporter.answer_past(whole - 1) == whole and reporter.answer_past(whole) is None

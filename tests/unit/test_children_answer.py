@@ -1,0 +1,109 @@
+"""A parent lists its children's ids in its own answer (GET /jobs/{id}, a listing page holding
+it): 41 bytes each, about 80 KB at MAX_CHILDREN. A spawn was measured against the children a job
+may list and the room its record has, never against that answer, so a parent whose payload sat
+within the ids' bytes of MAX_ANSWER_BYTES spawned past it, and no GET or listing could return it
+again (Lambda's 6 MB). The attempt now counts each child it lists, and a spawn that would take
+the answer past the bound is refused before anything is written."""
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel
+
+from chalicelib.adapters.clocks import SystemClock
+from chalicelib.adapters.memory import InMemoryJobStore
+from chalicelib.adapters.memory_blobs import InMemoryBlobStore
+from chalicelib.defaults import MAX_ANSWER_BYTES, SPAWN_ANSWER_ROOM_BYTES
+from chalicelib.domain.errors import AnswerFullError
+from chalicelib.domain.job import answer_bytes
+from chalicelib.domain.registry import JobTypeRegistry
+from chalicelib.domain.status import JobStatus
+from chalicelib.lifecycle import JobLifecycle
+from chalicelib.ports import JobMessage
+from chalicelib.worker.runner import JobRunner
+
+
+class Empty(BaseModel):
+    pass
+
+
+class Wide(BaseModel):
+    pad: str = ""
+    spawn: int = 0
+    result: int = 0
+
+
+@pytest.fixture
+def store():
+    return InMemoryJobStore(blobs=InMemoryBlobStore())  # a payload near 6 MB goes to S3
+
+
+@pytest.fixture
+def env(store, queue, clock):
+    registry = JobTypeRegistry()
+
+    @registry.register("t.leaf", Empty, max_attempts=1)
+    def leaf(ctx, payload):
+        return "ok"
+
+    @registry.register("t.wide", Wide, max_attempts=3)
+    def wide(ctx, payload):
+        """Spawns `spawn` leaves, reporting nothing (no write reads the children back), and
+        returns a result of `result` characters."""
+        for _ in range(payload.spawn):
+            ctx.spawn("t.leaf", {})
+        return "r" * payload.result
+
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+    return lifecycle, JobRunner(lifecycle, registry, clock=SystemClock(), progress_interval_s=0)
+
+
+def submit_padded(lifecycle, below: int, **payload):
+    """A t.wide job whose answer as submitted is `below` bytes under MAX_ANSWER_BYTES."""
+    bare = lifecycle.submit(tenant="acme", user="ann", type="t.wide", payload={"pad": "", **payload})
+    lifecycle.store._jobs.pop(bare.id)
+    lifecycle.queue.drain()
+    pad = "p" * (MAX_ANSWER_BYTES - answer_bytes(bare.public()) - below)
+    return lifecycle.submit(tenant="acme", user="ann", type="t.wide", payload={"pad": pad, **payload})
+
+
+def test_a_spawn_that_would_take_its_parents_answer_past_the_bound_is_refused(env, store, queue):
+    """Room for about 20 children's ids, 100 spawned: the job fails `answer_full` at the first
+    spawn past the room, not retried, its answer within the bound and its error whole (what to
+    shrink); every child made is listed and sent, the refused one neither made nor sent."""
+    lifecycle, runner = env
+    parent = submit_padded(lifecycle, SPAWN_ANSWER_ROOM_BYTES + 20 * 41, spawn=100)
+    (message,) = queue.drain()
+    final = runner.run(message)
+    assert final.status == JobStatus.FAILED and final.attempts == 1, final.error
+    assert final.error.code == "answer_full"
+    assert "payload" in final.error.message and not final.error.message.endswith("…")
+    assert answer_bytes(final.public()) <= MAX_ANSWER_BYTES
+    assert 10 < len(final.children) < 30
+    made = {job.id for job in store._jobs.values() if job.parent_id == parent.id}
+    assert made == set(final.children)
+    assert {m.job_id for m, _, _ in queue.sent} == made
+
+
+def test_a_result_is_measured_with_the_children_spawned_since_the_last_write(env, queue):
+    """No progress write read the attempt's 100 children back: the result was measured beside
+    the job as claimed, without their 4 KB of ids, and the job completed past the bound."""
+    lifecycle, runner = env
+    submit_padded(lifecycle, 12_000, spawn=100, result=10_000)
+    (message,) = queue.drain()
+    final = runner.run(message)
+    assert final.status == JobStatus.FAILED and final.error.code == "result_too_large", final.error
+    assert "its 100 children's ids" in final.error.message
+    assert len(final.children) == 100 and answer_bytes(final.public()) <= MAX_ANSWER_BYTES
+
+
+def test_a_spawn_is_measured_with_the_parent_as_given_by_default(env, store, queue):
+    """JobLifecycle.spawn called without the attempt's measure measures the parent whole."""
+    lifecycle, _ = env
+    parent = submit_padded(lifecycle, SPAWN_ANSWER_ROOM_BYTES)
+    queue.drain()
+    running = lifecycle.claim(JobMessage(parent.id, 1)).job
+    with pytest.raises(AnswerFullError, match="pass large input by reference") as refused:
+        lifecycle.spawn(running, 1, type="t.leaf", payload={})
+    assert refused.value.details["limit"] == MAX_ANSWER_BYTES - SPAWN_ANSWER_ROOM_BYTES
+    assert store.get(parent.id, mark_gone=False).children == []
+    assert [job.id for job in store._jobs.values()] == [parent.id] and queue.sent == []
