@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from chalicelib.api.errors import InvalidJsonError
 from chalicelib.api.http import Call
@@ -55,19 +55,21 @@ def not_found(job_id: str) -> dict[str, str]:
     return {"id": unicode_text(shown_id(job_id)), "status": "not_found"}
 
 
-def fitted(appearances: Iterable[Job], budget: int = ANSWER_JOBS_BYTES) -> dict[str, Job]:
+def fitted(appearances: Iterable[Job], budget: int = ANSWER_JOBS_BYTES,
+           measured: Callable[[Job], Any] = Job.public) -> dict[str, Job]:
     """Each job of an answer (by id) as the answer shows it: whole while the jobs, in the order
     and as often as they appear in it, fit `budget` together; past that point short (`short`),
-    so a batch of jobs with large inline payloads or results still fits what Lambda returns."""
+    so a batch of jobs with large inline payloads or results still fits what Lambda returns.
+    `measured(job)`: what of a job the answer shows (default: all of it)."""
     shown: dict[str, Job] = {}
     sizes: dict[str, int] = {}
     spent = 0
     for job in appearances:
         if job.id not in shown:
-            size = answer_bytes(job.public())
+            size = answer_bytes(measured(job))
             if spent + size > budget:
                 job = short(job)
-                size = answer_bytes(job.public())
+                size = answer_bytes(measured(job))
             shown[job.id], sizes[job.id] = job, size
         spent += sizes[job.id]
     return shown
@@ -133,11 +135,48 @@ def claim_check_placeholder(value: Any) -> Any:
     return {"claim_check": {"bytes": len(json.dumps(value, separators=(",", ":")).encode())}}
 
 
-def fitted_tree(roots: Sequence[Job], tree: Mapping[str, Job]) -> tuple[dict[str, Job], dict[str, Job]]:
+def fitted_tree(roots: Sequence[Job], tree: Mapping[str, Job],
+                budget: int = ANSWER_JOBS_BYTES) -> tuple[dict[str, Job], dict[str, Job]]:
     """`fitted` for a jobinfo answer: (each job by id as it is shown, the descendants in `tree`
-    as they are shown nested), the jobs taken in the order the answer nests them."""
-    shown = fitted(in_answer_order(roots, tree))
-    return shown, {i: shown.get(i, j) for i, j in tree.items()}
+    as they are shown nested), the jobs taken in the order the answer nests them and measured
+    as it shows them (a result, never a payload). A tree holds up to MAX_TREE_JOBS, each with
+    its error's text even short: the descendants that would take the answer past `budget` even
+    short are left out of the nesting, shown `None` as a child past the jobs read is (a root is
+    always shown)."""
+    shown = fitted(in_answer_order(roots, tree), budget, measured=_shown_by_jobinfo)
+    sizes: dict[str, int] = {}
+    kept: set[str] = set()
+    left_out: set[str] = set()
+    spent = 0
+
+    def size(job: Job) -> int:
+        if job.id not in sizes:
+            sizes[job.id] = answer_bytes(_shown_by_jobinfo(shown[job.id]))
+        return sizes[job.id]
+
+    def nest(job: Job) -> None:
+        nonlocal spent
+        for child_id in job.children:
+            child = tree.get(child_id)
+            if child is None or child_id in left_out:
+                continue
+            if child_id not in kept and spent + size(child) > budget:
+                left_out.add(child_id)
+                continue
+            kept.add(child_id)
+            spent += size(child)
+            nest(child)
+
+    for root in roots:
+        kept.add(root.id)
+        spent += size(root)
+        nest(root)
+    return shown, {i: shown.get(i, j) for i, j in tree.items() if i not in left_out}
+
+
+def _shown_by_jobinfo(job: Job) -> dict[str, Any]:
+    """What of `job` a jobinfo answer shows, as far as its size goes: all but its payload."""
+    return job.model_copy(update={"payload": {}}).public()
 
 
 def in_answer_order(roots: Iterable[Job], tree: Mapping[str, Job]) -> Iterator[Job]:

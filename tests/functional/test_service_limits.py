@@ -375,3 +375,42 @@ def test_a_batch_of_100_fan_outs_of_2000_children_stays_within_what_one_answer_c
         assert last["children"] == [] and last["children_cut"] == MAX_CHILDREN
         whole = client.http.get(f"/jobs/{parents[-1]}", headers=auth()).json_body
         assert len(whole["children"]) == MAX_CHILDREN
+
+
+@pytest.mark.parametrize("case", ["large_result", "long_errors"])
+def test_the_rq_jobinfo_of_a_wide_fan_out_stays_within_what_one_answer_carries(client, aws, case):
+    """GET /api/jobinfo/{id} nests every descendant's info (up to MAX_TREE_JOBS), each with its
+    error's text even when shown short: a parent whose result sat within 1 MB of the bound, or
+    whose 2,000 children failed with long messages full of quotes (4 bytes each in an answer),
+    made an answer past Lambda's 6 MB, a 502 at every poll of the tree, though GET /jobs/{id} of
+    each job answered. The descendants that do not fit even short are shown as rq-engine shows
+    a child past the jobs read: None."""
+    from chalicelib.adapters.dynamodb import DynamoJobStore
+    from chalicelib.adapters.s3 import S3BlobStore
+    from chalicelib.domain.job import Job, JobErrorInfo
+    from chalicelib.domain.status import JobStatus
+    from chalicelib.ports import ChangeSet
+
+    store = DynamoJobStore(aws["ddb"], "jobs", blobs=S3BlobStore(aws["s3"], "jobs-bucket"))
+    times = {"started_at": "2026-01-01T00:00:01.000Z", "finished_at": "2026-01-01T00:00:02.000Z",
+             "created_at": "2026-01-01T00:00:00.000Z"}
+    failed = {"status": JobStatus.FAILED, "error": JobErrorInfo(code="upstream", message='"' * 2_000)}
+    children = [f"00000000-0000-4000-8000-{i:012d}" for i in range(1, MAX_CHILDREN + 1)]
+    for child_id in children:
+        store.create(Job(id=child_id, type="demo.steps", tenant="acme", user="ann", **times,
+                         **(failed if case == "long_errors" else {"status": JobStatus.COMPLETED})))
+    parent = "00000000-0000-4000-9000-000000000000"
+    result = {"text": "x" * 5_600_000} if case == "large_result" else {"ok": True}
+    store.create(Job(id=parent, type="demo.fanout", tenant="acme", user="ann", children=children,
+                     status=JobStatus.COMPLETED, **times))
+    store.apply(store.get(parent, mark_gone=False), JobStatus.COMPLETED, ChangeSet({"result": result}))  # to S3
+    whole = client.http.get(f"/jobs/{parent}", headers=auth()).json_body
+    assert answer_bytes(whole) <= MAX_ANSWER_BYTES
+    response = client.http.get(f"/api/jobinfo/{parent}", headers=auth())
+    assert response.status_code == 200
+    info = response.json_body
+    assert answer_bytes(info) <= MAX_ANSWER_BYTES, answer_bytes(info)
+    assert info["result"] == result and len(info["children"]) == MAX_CHILDREN
+    shown = [entry[0] for entry in info["children"].values()]
+    assert shown[0] is not None and shown[0]["id"] == children[0] and shown[-1] is None
+    assert set(shown[shown.index(None):]) == {None}  # the first left out and every one after

@@ -86,3 +86,26 @@ def test_a_hundred_fan_outs_of_the_most_children_fit_one_answer():
     shown = fitted_batch(parents)
     assert sum(_answer(p, shown[p.id]) for p in parents) <= ANSWER_JOBS_BYTES
     assert shown[parents[0].id] == parents[0] and shown[parents[-1].id].children == []
+
+
+def test_a_jobinfo_tree_leaves_out_the_descendants_past_the_budget_even_short():
+    """A jobinfo nests each descendant, and a short one keeps its error's text: 300 children
+    failed with 2,000 quotes each (8 KB apiece in an answer) passed any budget. Those that do not
+    fit even short are left out of the nesting (None in the answer), in order; the root is shown."""
+    from chalicelib.api.polling import fitted_tree
+    from chalicelib.api.rq_vocabulary import job_info
+    from chalicelib.domain.job import JobErrorInfo, utcnow
+
+    parent = _parent(1, children=300)
+    tree = {c: _job(2).model_copy(update={"id": c, "error": JobErrorInfo(code="upstream", message='"' * 2_000)})
+            for c in parent.children}
+    budget = 500_000
+    shown, nested = fitted_tree([parent], tree, budget=budget)
+    assert shown[parent.id] == parent and 0 < len(nested) < 300
+    assert list(nested) == parent.children[:len(nested)]
+    info = job_info(shown[parent.id], utcnow(), nested)
+    assert answer_bytes(info) <= budget
+    left_out = [entry[0] is None for entry in info["children"].values()]
+    assert left_out == [False] * len(nested) + [True] * (300 - len(nested))
+    whole, everything = fitted_tree([parent], tree, budget=10_000_000)
+    assert everything == tree and whole[parent.id] == parent
