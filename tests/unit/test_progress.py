@@ -1,5 +1,8 @@
 """Throttle, coalesce and monotonic rules of progress reporting, on a ManualClock: the window
 ends, and its timer fires, exactly when the test moves the clock."""
+import contextlib
+from typing import Iterator
+
 import pytest
 
 from chalicelib.adapters.clocks import ManualClock
@@ -363,6 +366,16 @@ kept, so the handler can send a shorter one; the same report beside a small payl
             assert written[-1].message == message
 
 
+@contextlib.contextmanager
+def measures_counted() -> Iterator[list]:
+    """Every job shown whole (`Job.public`, what measuring a job's answer costs) while inside."""
+    shown: list = []
+    original = Job.public
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Job, "public", lambda self: shown.append(self) or original(self))
+        yield shown
+
+
 def test_a_report_far_from_the_answers_bound_is_measured_alone():
     """A report is called for in loops (the throttle is there to make that cheap): each one
     measures its own JSON, not the whole job again (2,000 children's ids are 90 KB of it); the
@@ -372,10 +385,7 @@ def test_a_report_far_from_the_answers_bound_is_measured_alone():
               children=[f"c{i:025d}" for i in range(2_000)])
     reporter = ProgressReporter(job, lambda j, p: j.model_copy(update={"progress": p, "version": j.version + 1}),
                                 clock=clock, min_interval_s=2.0)
-    shown = []
-    original = Job.public
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Job, "public", lambda self: shown.append(self) or original(self))
+    with measures_counted() as shown:
         for i in range(100):
             reporter.report(i * 0.5, message=f"item {i}")
         assert len(shown) == 1
@@ -384,24 +394,29 @@ def test_a_report_far_from_the_answers_bound_is_measured_alone():
     assert len(shown) == 2
 
 
-@pytest.mark.parametrize("over", [0, 1])
-def test_a_report_near_the_answers_bound_is_measured_whole(over):
-    """Within a few hundred bytes of the bound the job is measured with the report as it would
-    be answered: a report that leaves it at the bound exactly is taken, one byte more refused."""
+def short_of_the_answers_bound(message: str, room: int) -> Job:
+    """A job whose answer, showing a 20 % report with `message`, comes `room` bytes short of
+    MAX_ANSWER_BYTES: its payload padded to that."""
     from chalicelib.defaults import MAX_ANSWER_BYTES
     from chalicelib.domain.job import answer_bytes
 
-    job = Job(id="j", type="t", tenant="a", user="u", created_at="2026-01-01T00:00:00.000Z", attempts=1,
-              payload={"pad": ""})
-    message = "m" * 200
+    job = Job(id="j", type="t", tenant="a", user="u", created_at="2026-01-01T00:00:00.000Z", attempts=1)
 
     def size(pad: str) -> int:
         return answer_bytes(job.model_copy(update={"payload": {"pad": pad}, "progress": Progress(
             percent=20, message=message, updated_at=job.created_at)}).public())
 
-    pad = "p" * (MAX_ANSWER_BYTES - size(""))
-    assert size(pad) == MAX_ANSWER_BYTES
-    job = job.model_copy(update={"payload": {"pad": pad}})
+    padded = job.model_copy(update={"payload": {"pad": "p" * (MAX_ANSWER_BYTES - size("") - room)}})
+    assert size(padded.payload["pad"]) == MAX_ANSWER_BYTES - room
+    return padded
+
+
+@pytest.mark.parametrize("over", [0, 1])
+def test_a_report_near_the_answers_bound_is_measured_whole(over):
+    """Within a few hundred bytes of the bound the job is measured with the report as it would
+    be answered: a report that leaves it at the bound exactly is taken, one byte more refused."""
+    message = "m" * 200
+    job = short_of_the_answers_bound(message, 0)
     reporter = ProgressReporter(job, lambda j, p: j, clock=ManualClock(), min_interval_s=2.0)
     if over:
         with pytest.raises(ProgressRejectedError, match="6 MB"):
@@ -415,18 +430,10 @@ def test_a_report_counts_the_children_the_attempt_listed_since_its_last_write():
     """A spawn lists its child on the job, but only a write reads the list back: a report after
     100 spawns was measured beside the job as last written, without their 4 KB of ids, and taken
     past the bound."""
-    from chalicelib.defaults import MAX_ANSWER_BYTES
-    from chalicelib.domain.job import answer_bytes, child_job_id
+    from chalicelib.domain.job import child_job_id
 
-    job = Job(id="j", type="t", tenant="a", user="u", created_at="2026-01-01T00:00:00.000Z", attempts=1,
-              payload={"pad": ""})
     message = "m" * 2_000
-
-    def size(pad: str) -> int:
-        return answer_bytes(job.model_copy(update={"payload": {"pad": pad}, "progress": Progress(
-            percent=20, message=message, updated_at=job.created_at)}).public())
-
-    job = job.model_copy(update={"payload": {"pad": "p" * (MAX_ANSWER_BYTES - size("") - 1_000)}})
+    job = short_of_the_answers_bound(message, 1_000)
     reporter = ProgressReporter(job, lambda j, p: j, clock=ManualClock(), min_interval_s=2.0)
     reporter.report(10, message=message)
     for index in range(1, 101):
@@ -447,10 +454,7 @@ def test_a_spawn_loop_measures_the_job_once_and_its_answer_exactly():
     job = Job(id="j", type="t", tenant="a", user="u", created_at="2026-01-01T00:00:00.000Z", attempts=1,
               payload={"pad": "p" * 10_000})
     reporter = ProgressReporter(job, lambda j, p: j, clock=ManualClock(), min_interval_s=2.0)
-    shown = []
-    original = Job.public
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Job, "public", lambda self: shown.append(self) or original(self))
+    with measures_counted() as shown:
         for index in range(1, 2_001):
             child = child_job_id(job.id, 1, index)
             assert reporter.answer_past(MAX_ANSWER_BYTES, listed_bytes(child, index - 1)) is None
