@@ -182,11 +182,11 @@ class Attempts(DeadLetters):
 def completed_progress(job: Job, message: Optional[str], last_progress: Optional[Progress],
                        updated_at: Optional[str]) -> Progress:
     """The progress a completion of `job`'s attempt writes: 100 %, step `completed`, `message`
-    (else the last report's), and the details of `last_progress` (a report not yet written) or
-    of the job."""
+    (else the last report's), and the last report's details: `last_progress` (a report not yet
+    written), else the job's. The last report alone, whether the window wrote it or the
+    completion carries it: a message or details it left out are not the report's before."""
     last = last_progress or job.progress
-    return Progress(percent=100, step="completed", message=message or last.message or job.progress.message,
-                    details=last.details if last.details is not None else job.progress.details,
+    return Progress(percent=100, step="completed", message=message or last.message, details=last.details,
                     updated_at=updated_at)
 
 

@@ -325,6 +325,35 @@ def test_a_cancel_the_handler_never_saw_lets_its_result_stand(store, queue, cloc
     assert final.status == JobStatus.COMPLETED and final.result == {"done": True}
 
 
+@pytest.mark.parametrize("last_report", [{}, {"message": "Writing"}, {"details": {"written": 3}}])
+def test_a_completion_shows_the_last_report_whether_its_window_wrote_it_or_not(store, queue, clock, last_report):
+    """The last report leaves out a message or details the report before it had. Whether the
+    window's timer wrote it before the handler returned, or the completion carries it, the
+    completed job shows what that last report said (the completion's 100 %), not the earlier
+    report's words in one of the two orderings."""
+    registry = JobTypeRegistry()
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+    worker_clock = ManualClock()
+    finals = {}
+
+    for window in ("ends before the return", "still open at the return"):
+        @registry.register(f"t.{len(finals)}", Empty)
+        def reports(ctx, payload, window=window):
+            worker_clock.advance(2)
+            ctx.progress(30, "load", "Loading", details={"rows": 5})  # its window had passed: written
+            ctx.progress(60, "write", **last_report)  # inside the next window
+            if window == "ends before the return":
+                worker_clock.advance(2)  # the window's timer writes it
+            return {"done": True}
+
+        submit(lifecycle, f"t.{len(finals)}")
+        final = run_all(JobRunner(lifecycle, registry, clock=worker_clock, progress_interval_s=2), queue)
+        assert final.status == JobStatus.COMPLETED
+        finals[window] = (final.progress.percent, final.progress.step, final.progress.message, final.progress.details)
+    assert finals["ends before the return"] == finals["still open at the return"] == (
+        100, "completed", last_report.get("message"), last_report.get("details")), finals
+
+
 @pytest.mark.parametrize("handler_then", ["lets the error go", "catches it and returns"])
 def test_a_parent_whose_cancel_was_requested_spawns_no_child(store, queue, clock, handler_then):
     """A user cancels a fan-out while its handler spawns: the spawn after the request (the
