@@ -75,10 +75,16 @@ class ProgressReporter:
         and what the store raises for a forced or due write but its not answering: a write the
         store did not answer (StoreUnavailableError, its retries spent) is reported to
         `on_error` and kept, tried again when the next window ends and carried by the outcome
-        otherwise, while the handler goes on (a progress report is worth no attempt)."""
+        otherwise, while the handler goes on (a progress report is worth no attempt). Once the
+        job as last written shows a cancel request, a report is not taken: the job is returned
+        as it is, and the caller (JobContext.progress) raises JobCancelledError."""
         value = clamp_percent(percent)
         check_report(step, message, details)
         with self._lock:
+            if self._job.cancel_requested:
+                # A write (the window's timer's, on its thread) returned the request after the
+                # caller looked: the attempt knows of it, so no write carries this report.
+                return self._job
             check_not_decreasing(self._accepted, value)
             report = Progress(percent=value, step=step, message=message, details=details)
             self._check_answerable(report)

@@ -276,6 +276,43 @@ def test_cancel_request_stops_a_cooperative_handler(env, queue, store):
     assert final.status == JobStatus.CANCELED and final.progress.percent == 10
 
 
+@pytest.mark.parametrize("timer_writes", ["before the call", "while the call waits for the reporter"])
+def test_a_report_after_the_windows_write_met_the_cancel_is_not_kept_however_close(store, queue, clock, timer_writes):
+    """The window's timer writes 60 % and its write meets a cancel request: the attempt knows of
+    it. A report the handler makes after that raises JobCancelledError and is not kept for the
+    `canceled` write, also when the timer's write returned while the call was on its way to the
+    reporter (it had found no request on the job yet, and waited for the write to end): the job
+    ends canceled at 60 % in both orderings, not at the refused report's 70 % in one."""
+    registry = JobTypeRegistry()
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+    worker_clock = ManualClock()
+    raised = []
+
+    @registry.register("t.reports_on", Empty)
+    def reports_on(ctx, payload):
+        worker_clock.advance(2)
+        ctx.progress(30, "load")  # its window had passed: written
+        ctx.progress(60, "work")  # held by the next window
+        lifecycle.cancel("acme", ctx.job_id)  # the client's DELETE
+        if timer_writes == "before the call":
+            worker_clock.advance(2)
+        else:  # the timer's write ends between the call's look at the job and the reporter
+            report = ctx._reporter.report
+            ctx._reporter.report = lambda *args, **kwargs: (worker_clock.advance(2), report(*args, **kwargs))[1]
+        try:
+            ctx.progress(70, "more")
+        except JobCancelledError as exc:
+            raised.append(type(exc).__name__)
+            raise
+        return {"done": True}
+
+    submit(lifecycle, "t.reports_on")
+    final = run_all(JobRunner(lifecycle, registry, clock=worker_clock, progress_interval_s=2), queue)
+    assert raised == ["JobCancelledError"]
+    assert final.status == JobStatus.CANCELED
+    assert (final.progress.percent, final.progress.step) == (60, "work"), final.progress
+
+
 @pytest.mark.parametrize("stops", ["returns on ctx.cancelled()", "catches JobCancelledError and returns",
                                    "completes on ctx.cancelled()"])
 def test_a_handler_that_saw_the_cancel_request_and_returned_ends_canceled(store, queue, clock, stops):
