@@ -27,7 +27,8 @@ def run_with_timeout(fn: Callable[[], Any], seconds: float, on_timeout: Callable
     handler went on past its timeout is read on `clock`, the worker's. A handler that takes
     SIGALRM for itself stops the alarm, before its timeout or after catching it: a watchdog
     thread then calls `on_timeout` (its writes fail, and it fails `timeout` when it returns)
-    and `give_up` in its place.
+    and `give_up` in its place. An alarm that comes once `fn` returned interrupts nothing: the
+    run stops its timer and puts SIGALRM's handler back whole.
     Elsewhere the handler runs in a daemon thread that is abandoned on timeout; `on_timeout`
     lets its later writes fail instead of landing on a finished attempt."""
     if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
@@ -40,6 +41,7 @@ def _with_alarm(fn: Callable[[], Any], seconds: float, on_timeout: Callable[[], 
     expired_at: Optional[float] = None
     alarms = 0  # how many times the alarm came: the watchdog tells from it that it stopped coming
     giving_up = threading.Lock()  # taken once, never released: the alarm and the watchdog give up once
+    returned = False  # `fn` is done: an alarm now would only cut the clean-up below short
 
     def give_up_once(over_s: float) -> None:
         # Not blocking: the alarm may come while this very thread is giving up.
@@ -48,6 +50,8 @@ def _with_alarm(fn: Callable[[], Any], seconds: float, on_timeout: Callable[[], 
 
     def alarm(signum: int, frame: Any) -> None:
         nonlocal expired_at, alarms
+        if returned:
+            return  # came as the run stops it: its timer and SIGALRM's handler are being put back
         alarms += 1
         if expired_at is None:
             expired_at = clock.monotonic()
@@ -91,6 +95,7 @@ def _with_alarm(fn: Callable[[], Any], seconds: float, on_timeout: Callable[[], 
     try:
         return fn()
     finally:
+        returned = True  # first, before any call: an alarm taken past here raises nothing
         done.set()
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)

@@ -407,6 +407,39 @@ def test_a_run_leaves_the_alarm_handler_it_found():
     assert signal.getsignal(signal.SIGALRM) is before
 
 
+def test_an_alarm_that_comes_as_the_handler_returns_leaves_no_alarm_behind(monkeypatch):
+    """The handler returned in time, and its alarm comes while the run stops it (due between the
+    return and the timer's stop): the run answers what the handler returned, and leaves no
+    timer running and SIGALRM where it went before. Raised there, the interrupt cut the run's
+    clean-up short: the attempt failed `timeout` though its handler had returned, and the
+    timer went on interrupting whatever the worker ran next (the outcome's write, the
+    batch-mates' handlers) into the run's interrupt, left in place, until it gave up on a
+    handler long returned and ended the process."""
+    before = signal.getsignal(signal.SIGALRM)
+    returned: list[bool] = []
+
+    class AlarmAsTheRunEnds(threading.Event):
+        def set(self) -> None:
+            if returned and threading.current_thread() is threading.main_thread() and len(returned) == 1:
+                returned.append(True)
+                signal.raise_signal(signal.SIGALRM)  # the alarm's moment: as the run marks the handler done
+            super().set()
+
+    monkeypatch.setattr(timeout.threading, "Event", AlarmAsTheRunEnds)
+    try:
+        outcome: Any = timeout.run_with_timeout(lambda: returned.append(True) or "done", 5, lambda: None,
+                                                clock=SystemClock())
+    except JobTimeoutError as exc:
+        outcome = exc
+    finally:
+        left = signal.getsignal(signal.SIGALRM), signal.getitimer(signal.ITIMER_REAL)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
+    assert len(returned) == 2, "the alarm came as the run ended"
+    assert outcome == "done"
+    assert left == (before, (0.0, 0.0))
+
+
 def test_a_handler_run_off_the_main_thread_has_its_later_writes_stopped_at_its_timeout():
     """Off the main thread no signal can interrupt it: it is abandoned at its timeout, and
     `on_timeout` is what keeps its later writes off the finished attempt."""
