@@ -161,8 +161,8 @@ class ProgressReporter:
     def _arm_locked(self, delay_s: float) -> None:
         """Write what is pending in `delay_s`, unless a timer is set already."""
         if self._timer is None:
-            self._timer = self._clock.timer(delay_s, self._on_timer)
-            self._timer.start()
+            timer = self._timer = self._clock.timer(delay_s, lambda: self._on_timer(timer))
+            timer.start()
 
     def _disarm_locked(self) -> None:
         """Stop the window's timer, if one is set: what is pending is written by the caller."""
@@ -210,8 +210,13 @@ class ProgressReporter:
                 self._lock.release()
         return self._pending or self._writing
 
-    def _on_timer(self) -> None:
+    def _on_timer(self, timer: Timer) -> None:
         with self._lock:
+            if self._timer is not timer:
+                # Fired as a write stopped it (a due report, `settle`, `report_final`), its thread
+                # then waiting for the lock: that write took what it was set for, and the window's
+                # timer now, if any, is another one, which stays armed and stoppable.
+                return
             self._timer = None
             try:
                 self._flush_locked()

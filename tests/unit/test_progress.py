@@ -82,6 +82,37 @@ def test_a_report_whose_window_end_met_a_cancel_request_is_kept_for_the_canceled
     assert (pending.percent, pending.step) == (30, "s30")
 
 
+def test_a_timer_that_fired_as_a_write_stopped_it_leaves_the_next_window_alone(setup):
+    """A real timer's thread can fire just as a due report's write stops it, and then waits for
+    the reporter's lock. Run after that write, it found the next window's timer armed and cleared
+    it: that timer, orphaned, could no longer be stopped, and wrote a failure's report (queued by
+    `report_final`, for the outcome alone) as a running job's progress."""
+    reporter, clock, written = setup
+
+    class HeldTimer:  # a real timer's thread: it fires when the test says, stopped or not
+        def __init__(self, delay_s, fire):
+            self.fire = fire
+
+        def start(self):
+            pass
+
+        def cancel(self):
+            pass
+
+    arm, clock.timer = clock.timer, HeldTimer
+    reporter.report(10)  # inside the claim's window: timer 1 armed
+    first, clock.timer = reporter._timer, arm
+    clock.advance(2.5)
+    reporter.report(20)  # due: written now, timer 1 stopped as its thread took the lock late
+    reporter.report(30)  # the next window: timer 2 armed
+    first.fire()  # timer 1's thread, run now: not this window's
+    assert [p.percent for p in written] == [20]
+    reporter.report_final(35, None, "failed")  # the outcome alone carries it
+    clock.advance(10)
+    assert [p.percent for p in written] == [20] and clock.armed == 0
+    assert reporter.settle().percent == 35
+
+
 def test_decrease_is_refused_and_nothing_is_queued(setup):
     reporter, clock, written = setup
     reporter.report(50, force=True)
