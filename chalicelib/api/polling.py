@@ -55,12 +55,17 @@ def not_found(job_id: str) -> dict[str, str]:
     return {"id": unicode_text(shown_id(job_id)), "status": "not_found"}
 
 
-def fitted(appearances: Iterable[Job], budget: int = ANSWER_JOBS_BYTES,
-           measured: Callable[[Job], Any] = Job.public) -> dict[str, Job]:
+def fitted(appearances: Iterable[Job], budget: int = ANSWER_JOBS_BYTES) -> dict[str, Job]:
     """Each job of an answer (by id) as the answer shows it: whole while the jobs, in the order
     and as often as they appear in it, fit `budget` together; past that point short (`short`),
-    so a batch of jobs with large inline payloads or results still fits what Lambda returns.
-    `measured(job)`: what of a job the answer shows (default: all of it)."""
+    so a batch of jobs with large inline payloads or results still fits what Lambda returns."""
+    return _fitted(appearances, budget, Job.public)[0]
+
+
+def _fitted(appearances: Iterable[Job], budget: int,
+            measured: Callable[[Job], Any]) -> tuple[dict[str, Job], dict[str, int]]:
+    """`fitted`, with the bytes of each job as shown, `measured(job)` being what of a job the
+    answer shows."""
     shown: dict[str, Job] = {}
     sizes: dict[str, int] = {}
     spent = 0
@@ -72,7 +77,7 @@ def fitted(appearances: Iterable[Job], budget: int = ANSWER_JOBS_BYTES,
                 size = answer_bytes(measured(job))
             shown[job.id], sizes[job.id] = job, size
         spent += sizes[job.id]
-    return shown
+    return shown, sizes
 
 
 def fitted_batch(jobs: Sequence[Job], budget: int = ANSWER_JOBS_BYTES) -> dict[str, Job]:
@@ -143,16 +148,10 @@ def fitted_tree(roots: Sequence[Job], tree: Mapping[str, Job],
     its error's text even short: the descendants that would take the answer past `budget` even
     short are left out of the nesting, shown `None` as a child past the jobs read is (a root is
     always shown)."""
-    shown = fitted(in_answer_order(roots, tree), budget, measured=_shown_by_jobinfo)
-    sizes: dict[str, int] = {}
+    shown, sizes = _fitted(in_answer_order(roots, tree), budget, _shown_by_jobinfo)
     kept: set[str] = set()
     left_out: set[str] = set()
     spent = 0
-
-    def size(job: Job) -> int:
-        if job.id not in sizes:
-            sizes[job.id] = answer_bytes(_shown_by_jobinfo(shown[job.id]))
-        return sizes[job.id]
 
     def nest(job: Job) -> None:
         nonlocal spent
@@ -160,16 +159,16 @@ def fitted_tree(roots: Sequence[Job], tree: Mapping[str, Job],
             child = tree.get(child_id)
             if child is None or child_id in left_out:
                 continue
-            if child_id not in kept and spent + size(child) > budget:
+            if child_id not in kept and spent + sizes[child_id] > budget:
                 left_out.add(child_id)
                 continue
             kept.add(child_id)
-            spent += size(child)
+            spent += sizes[child_id]
             nest(child)
 
     for root in roots:
         kept.add(root.id)
-        spent += size(root)
+        spent += sizes[root.id]
         nest(root)
     return shown, {i: shown.get(i, j) for i, j in tree.items() if i not in left_out}
 
