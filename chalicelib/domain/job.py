@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, field_validator
 
 from chalicelib.defaults import MAX_JOB_ID_CHARS, MAX_JSON_DEPTH
+from chalicelib.domain.numbers import shown_number
 from chalicelib.domain.status import JobStatus
 from chalicelib.domain.text import unicode_text
 
@@ -288,6 +289,12 @@ def answer_bytes(value: Any) -> int:
     response: the API's JSON (ASCII, non-ASCII as \\uXXXX escapes) written again as a JSON
     string. What defaults.MAX_ANSWER_BYTES bounds."""
     return len(json.dumps(json.dumps(value, separators=(",", ":"))))
+
+
+def answer_shares(parts: list[tuple[str, Any]]) -> str:
+    """`name N, name N, ...`: each part's bytes as an answer carries it, for a refusal that says
+    what took a job's answer past its bound."""
+    return ", ".join(f"{name} {shown_number(answer_bytes(value))}" for name, value in parts)
 
 
 def listed_bytes(item: str, listed: int) -> int:

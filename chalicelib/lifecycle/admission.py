@@ -37,6 +37,7 @@ from chalicelib.domain.job import (
     PRIORITIES,
     Job,
     answer_bytes,
+    answer_shares,
     child_job_id,
     isoformat,
     listed_bytes,
@@ -117,12 +118,11 @@ def _check_answer_room(parent: Job, child_id: str,
         size = answer_past(bound, extra)
     if size is None:
         return
-    shares = [("its payload", answer_bytes(parent.payload)),
-              ("its progress", answer_bytes(parent.progress.model_dump(mode="json"))),
-              (f"its {len(parent.children) + 1} children's ids", answer_bytes([*parent.children, child_id]))]
+    shares = [("its payload", parent.payload), ("its progress", parent.progress.model_dump(mode="json")),
+              (f"its {len(parent.children) + 1} children's ids", [*parent.children, child_id])]
     raise AnswerFullError(
         f"job {parent.id} with child {child_id} listed would be {shown_number(size)} bytes as the API answers it ("
-        + ", ".join(f"{name} {shown_number(n)}" for name, n in shares) + f"), past the {shown_number(bound)} "
+        f"{answer_shares(shares)}), past the {shown_number(bound)} "
         f"a spawn may take it to (Lambda returns 6 MB; the rest is kept for the job's outcome): pass large "
         "input by reference (an object in S3) instead of in the payload, report smaller progress details or "
         "a shorter message, or spawn the rest from its children (a tree)",

@@ -39,7 +39,7 @@ from chalicelib.domain.errors import (
     text_of,
 )
 from chalicelib.domain.job import (
-    Job, JobErrorInfo, Progress, answer_bytes, answer_prefix, isoformat, nested_deeper_than, non_text_key,
+    Job, JobErrorInfo, Progress, answer_bytes, answer_prefix, answer_shares, isoformat, nested_deeper_than, non_text_key,
     too_deep_message,
 )
 from chalicelib.domain.numbers import shown_number
@@ -295,13 +295,13 @@ def _stored_result(job: Job, result: Any) -> Any:
                                           message=str(exc)[:MAX_ERROR_MESSAGE_CHARS])) from None
     size = answer_bytes(job.model_copy(update={"result": result}).public())
     if size > MAX_ANSWER_BYTES:  # stored, no GET of the job could return it
-        shares = [("the result", answer_bytes(result)), ("the payload", answer_bytes(job.payload)),
-                  ("the final progress message", answer_bytes(job.progress.message or ""))]
+        shares = [("the result", result), ("the payload", job.payload),
+                  ("the final progress message", job.progress.message or "")]
         if job.children:  # listed as the attempt spawned them, the latest before any write read them back
-            shares.append((f"its {len(job.children)} children's ids", answer_bytes(job.children)))
+            shares.append((f"its {len(job.children)} children's ids", job.children))
         raise _RefusedResult(JobErrorInfo(code="result_too_large", message=(
             f"the job with its result would be {shown_number(size)} bytes as the API answers it ("
-            + ", ".join(f"{name} {shown_number(n)}" for name, n in shares) + "), past "
+            f"{answer_shares(shares)}), past "
             f"the {shown_number(MAX_ANSWER_BYTES)} it can return (Lambda's 6 MB): write large outputs as artifacts "
             "(ctx.artifact) and return their names, and keep the final message short")))
     return result
