@@ -230,6 +230,12 @@ MAX_JSON_DEPTH = 100
 # children. A larger tree is not read past the level that would pass it, and never reads
 # `finished` on what was read (its unread jobs may still run or fail).
 MAX_TREE_JOBS = 5_000
+# rq-engine's jobinfo nests a job's descendants (a child's info holds its own children's): at
+# most this many levels below the job asked for, deeper ones shown `null` as a child past the
+# jobs read is. A chain of jobs each spawning the next (a job continued as a new one) nests a
+# level per job, three JSON levels each: 50 keep an answer, with a result's own nesting
+# (MAX_JSON_DEPTH), well inside what JSON parsers take, and are read 50 levels deep at most.
+JOBINFO_MAX_LEVELS = 50
 # A completion writes its job, its run, its scope's task record and one item per cache namespace
 # its job type invalidates in one DynamoDB transaction, which takes 100 items: rules naming more
 # namespaces for a job type are refused when loaded (chalicelib/cache_invalidation_rules.json).

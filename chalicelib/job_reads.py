@@ -47,13 +47,18 @@ class JobReads:
             found.update(self._store.get_many(missed, consistent=True, tenant=tenant))
         return found
 
-    def tree(self, tenant: str, roots: list[Job]) -> tuple[dict[str, Job], bool]:
+    def tree(self, tenant: str, roots: list[Job], *, levels: Optional[int] = None) -> tuple[dict[str, Job], bool]:
         """The descendants of `roots` by id (the tenant's only), level by level (a BatchGetItem
-        per 100), at most MAX_TREE_JOBS jobs; and whether that is all of them (False: some
-        were left unread, which is not the same as gone)."""
+        per 100), at most MAX_TREE_JOBS jobs and, given `levels`, that many levels below the
+        roots; and whether that is all of them (False: some were left unread, which is not the
+        same as gone)."""
         tree: dict[str, Job] = {}
         level = [c for root in roots for c in root.children]
+        depth = 0
         while level:
+            if levels is not None and depth == levels:
+                return tree, all(c in tree for c in level)
+            depth += 1
             wanted = [i for i in dict.fromkeys(level) if i not in tree]
             room = MAX_TREE_JOBS - len(tree)
             found = self._visible_many(tenant, wanted[:room])

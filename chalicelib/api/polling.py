@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 from chalicelib.api.errors import InvalidJsonError
 from chalicelib.api.http import Call
 from chalicelib.api.job_ids import extract_job_ids
-from chalicelib.defaults import MAX_ANSWER_BYTES, MAX_BATCH_IDS, MAX_JOB_ID_CHARS
+from chalicelib.api.rq_vocabulary import nests
+from chalicelib.defaults import JOBINFO_MAX_LEVELS, MAX_ANSWER_BYTES, MAX_BATCH_IDS, MAX_JOB_ID_CHARS
 from chalicelib.domain.errors import InvalidRequestError
 from chalicelib.domain.events import clip
 from chalicelib.domain.job import Job, answer_bytes, shown_id
@@ -143,33 +144,29 @@ def claim_check_placeholder(value: Any) -> Any:
 def fitted_tree(roots: Sequence[Job], tree: Mapping[str, Job],
                 budget: int = ANSWER_JOBS_BYTES) -> tuple[dict[str, Job], dict[str, Job]]:
     """`fitted` for a jobinfo answer: (each job by id as it is shown, the descendants in `tree`
-    as they are shown nested), the jobs taken in the order the answer nests them and measured
-    as it shows them (a result, never a payload). A tree holds up to MAX_TREE_JOBS, each with
-    its error's text even short: the descendants that would take the answer past `budget` even
-    short are left out of the nesting, shown `None` as a child past the jobs read is (a root is
-    always shown)."""
+    as they are shown nested), the jobs taken in the order the answer nests them (`nests`: at
+    most JOBINFO_MAX_LEVELS deep) and measured as it shows them (a result, never a payload). A
+    tree holds up to MAX_TREE_JOBS, each with its error's text even short: the descendants that
+    would take the answer past `budget` even short are left out of the nesting, shown `None` as
+    a child past the jobs read is (a root is always shown)."""
     shown, sizes = _fitted(in_answer_order(roots, tree), budget, _shown_by_jobinfo)
     kept: set[str] = set()
     left_out: set[str] = set()
     spent = 0
 
-    def nest(job: Job) -> None:
+    def enters(job: Job, root: bool) -> bool:
         nonlocal spent
-        for child_id in job.children:
-            child = tree.get(child_id)
-            if child is None or child_id in left_out:
-                continue
-            if child_id not in kept and spent + sizes[child_id] > budget:
-                left_out.add(child_id)
-                continue
-            kept.add(child_id)
-            spent += sizes[child_id]
-            nest(child)
+        if not root and job.id in left_out:
+            return False
+        if not root and job.id not in kept and spent + sizes[job.id] > budget:
+            left_out.add(job.id)
+            return False
+        kept.add(job.id)
+        spent += sizes[job.id]
+        return True
 
-    for root in roots:
-        kept.add(root.id)
-        spent += sizes[root.id]
-        nest(root)
+    for _ in _walk(roots, tree, enters):
+        pass
     return shown, {i: shown.get(i, j) for i, j in tree.items() if i not in left_out}
 
 
@@ -179,8 +176,30 @@ def _shown_by_jobinfo(job: Job) -> dict[str, Any]:
 
 
 def in_answer_order(roots: Iterable[Job], tree: Mapping[str, Job]) -> Iterator[Job]:
-    """The jobs of a jobinfo answer as it nests them: each root, then its descendants that
-    `tree` holds, depth first, in launch order."""
-    for job in roots:
-        yield job
-        yield from in_answer_order([tree[c] for c in job.children if c in tree], tree)
+    """The jobs of a jobinfo answer as it nests them (`nests`): each root, then its descendants
+    that `tree` holds, depth first, in launch order."""
+    return _walk(roots, tree, lambda job, root: True)
+
+
+def _walk(roots: Iterable[Job], tree: Mapping[str, Job], enters: Callable[[Job, bool], bool]) -> Iterator[Job]:
+    """`in_answer_order`, without the descendants `enters(job, False)` refuses and theirs
+    (`enters(root, True)` is asked too, and a root yielded whatever it answers)."""
+    for root in roots:
+        enters(root, True)
+        yield root
+        stack = [_nested(root, tree, JOBINFO_MAX_LEVELS, frozenset())]
+        while stack:
+            child_id, levels, path = next(stack[-1], (None, 0, frozenset()))
+            if child_id is None:
+                stack.pop()
+            elif enters(tree[child_id], False):
+                yield tree[child_id]
+                stack.append(_nested(tree[child_id], tree, levels, path))
+
+
+def _nested(job: Job, tree: Mapping[str, Job], levels: int,
+            above: frozenset[str]) -> Iterator[tuple[Optional[str], int, frozenset[str]]]:
+    """The children of `job` a jobinfo answer nests (`nests`), in launch order, each with the
+    levels left below it and the path down to it."""
+    path = above | {job.id}
+    return ((c, levels - 1, path) for c in job.children if nests(c, tree, levels, path))

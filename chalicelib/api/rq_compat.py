@@ -3,7 +3,7 @@ poll jobpipe unchanged. Same auth and tenant isolation as the rest of the API; a
 foreign id is `{"id", "status": "not_found"}`; every answer carries an ETag."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from chalice import Blueprint, Response
 
@@ -14,6 +14,7 @@ from chalicelib.api.polling import batch_job_ids, fitted_tree, not_found
 from chalicelib.api.routing import router
 from chalicelib.api.rq_vocabulary import job_info, job_status
 from chalicelib.composition import container
+from chalicelib.defaults import JOBINFO_MAX_LEVELS
 from chalicelib.domain.job import utcnow
 
 rq_api = Blueprint(__name__)
@@ -39,14 +40,16 @@ def _rq_500(error: str, kind: str) -> Response:
 route = router(rq_api, internal_error=rq_internal_error, misconfigured=rq_misconfigured)
 
 
-def _one(call: Call, kind: str, job_id: str, describe, shows: tuple[str, ...]) -> Response:
-    """One job with its descendants (a parent's status follows its children), tagged by the
-    versions of every job read; of its claim-checked fields, those the answer `shows` are read."""
+def _one(call: Call, kind: str, job_id: str, describe, shows: tuple[str, ...],
+         levels: Optional[int] = None) -> Response:
+    """One job with its descendants (a parent's status follows its children; `levels`: only
+    those the answer nests), tagged by the versions of every job read; of its claim-checked
+    fields, those the answer `shows` are read."""
     reads = container().reads
     job = reads.visible_job(call.user.tenant, job_id, fetch=shows)
     if job is None:
         return conditional_response(call.header("if-none-match"), job_etag(kind, [(job_id, None)]), not_found(job_id))
-    tree, whole = reads.tree(call.user.tenant, [job]) if job.children else ({}, True)
+    tree, whole = reads.tree(call.user.tenant, [job], levels=levels) if job.children else ({}, True)
     members = [(job_id, job), *sorted(tree.items())]
     shown, nested = fitted_tree([job], tree)
     return conditional_response(call.header("if-none-match"), job_etag(kind, members),
@@ -60,7 +63,7 @@ def rq_job_status(call: Call, job_id: str) -> Any:
 
 @route("/api/jobinfo/{job_id}", methods=["GET"])
 def rq_job_info(call: Call, job_id: str) -> Any:
-    return _one(call, "rq.jobinfo", job_id, job_info, shows=("result",))
+    return _one(call, "rq.jobinfo", job_id, job_info, shows=("result",), levels=JOBINFO_MAX_LEVELS)
 
 
 @route("/api/jobinfo", methods=["POST"])
@@ -73,7 +76,7 @@ def rq_job_info_batch(call: Call) -> Any:
     reads = container().reads
     pairs = reads.visible_jobs(call.user.tenant, ids)
     roots = [job for _, job in pairs if job is not None]
-    tree, _ = reads.tree(call.user.tenant, roots)  # a jobinfo's status is the job's own
+    tree, _ = reads.tree(call.user.tenant, roots, levels=JOBINFO_MAX_LEVELS)  # a jobinfo's status is the job's own
     shown, nested = fitted_tree(roots, tree)
     now = utcnow()
     body = {

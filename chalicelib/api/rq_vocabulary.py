@@ -7,8 +7,9 @@ becomes `failed` when no attempt is left, as an RQ job would.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import AbstractSet, Any, Mapping, Optional
 
+from chalicelib.defaults import JOBINFO_MAX_LEVELS
 from chalicelib.domain.job import Job
 from chalicelib.domain.status import JobStatus
 
@@ -88,6 +89,14 @@ def _descendants(job: Job, tree: dict[str, Job]) -> list[Job]:
     return found
 
 
+def nests(child_id: str, tree: Mapping[str, Job], levels: int, path: AbstractSet[str]) -> bool:
+    """Whether a jobinfo answer shows the child `child_id` nested in its parent: `tree` holds
+    it, the parent has `levels` left below it (JOBINFO_MAX_LEVELS below the job asked for: a
+    chain of jobs each spawning the next nests a level each), and it is not on the `path` from
+    the job asked for to its parent (stored records that name an ancestor end the nesting)."""
+    return levels > 0 and child_id in tree and child_id not in path
+
+
 def job_status(job: Job, now: datetime, tree: Optional[dict[str, Job]] = None, *,
                whole: bool = True) -> dict[str, Any]:
     """`GET /api/jobstatus/{id}`: the light answer a poller checks for a terminal status. With
@@ -97,13 +106,15 @@ def job_status(job: Job, now: datetime, tree: Optional[dict[str, Job]] = None, *
 
 
 def job_info(job: Job, now: datetime, tree: Optional[dict[str, Job]] = None, *,
-             whole: bool = True) -> dict[str, Any]:
+             whole: bool = True, levels: int = JOBINFO_MAX_LEVELS, above: frozenset[str] = frozenset()) -> dict[str, Any]:
     """`GET /api/jobinfo/{id}`: the job's own status plus result, error, description, progress,
     and its children as rq-engine nests them: by launch order (`"0"`, `"1"`, ...), each a list of
     child infos, None for a child `tree` does not hold (gone, another tenant's, or past the
-    jobs read). Its status is the job's own, so `whole` changes nothing (one call for both)."""
+    jobs read) or that `nests` leaves out (deeper than `levels`, or the job itself or one
+    `above` it). Its status is the job's own, so `whole` changes nothing (one call for both)."""
     tree = tree or {}
     own = _status(job, now, {})
+    path = above | {job.id}
     return {
         **own,
         "result": job.result,
@@ -113,7 +124,8 @@ def job_info(job: Job, now: datetime, tree: Optional[dict[str, Job]] = None, *,
         "attempts": job.attempts,
         "progress": job.progress.model_dump(mode="json"),
         "children": {
-            str(order): [job_info(tree[c], now, tree) if c in tree else None]
+            str(order): [job_info(tree[c], now, tree, levels=levels - 1, above=path) if nests(c, tree, levels, path)
+                         else None]
             for order, c in enumerate(job.children)
         },
     }

@@ -414,3 +414,44 @@ def test_the_rq_jobinfo_of_a_wide_fan_out_stays_within_what_one_answer_carries(c
     shown = [entry[0] for entry in info["children"].values()]
     assert shown[0] is not None and shown[0]["id"] == children[0] and shown[-1] is None
     assert set(shown[shown.index(None):]) == {None}  # the first left out and every one after
+
+
+def test_the_rq_polls_of_a_long_chain_of_jobs_answer(client, aws, monkeypatch):
+    """A job continued as a new one, and that one as another, makes a chain that nests a level
+    per job: rq's jobinfo of its first job answered 500 past ~400 jobs (Python's recursion),
+    and its jobstatus past ~600. jobinfo nests JOBINFO_MAX_LEVELS levels and reads no deeper;
+    jobstatus still covers the whole chain (finished only once its last job is)."""
+    from chalicelib.adapters.dynamodb import DynamoJobStore
+    from chalicelib.defaults import JOBINFO_MAX_LEVELS
+    from chalicelib.domain.job import Job
+    from chalicelib.domain.status import JobStatus
+    from chalicelib.job_reads import JobReads
+
+    store = DynamoJobStore(aws["ddb"], "jobs")
+    times = {"started_at": "2026-01-01T00:00:01.000Z", "created_at": "2026-01-01T00:00:00.000Z"}
+    ids = [f"00000000-0000-4000-8000-{i:012d}" for i in range(700)]
+    for n, job_id in enumerate(ids):
+        last = n == len(ids) - 1
+        store.create(Job(id=job_id, type="demo.steps", tenant="acme", user="ann", children=ids[n + 1:n + 2],
+                         status=JobStatus.RUNNING if last else JobStatus.COMPLETED,
+                         finished_at=None if last else "2026-01-01T00:00:02.000Z", **times))
+    read: list[int] = []  # the jobs each tree read held
+    tree = JobReads.tree
+
+    def counted(self, *args, **kwargs):
+        got = tree(self, *args, **kwargs)
+        read.append(len(got[0]))
+        return got
+
+    monkeypatch.setattr(JobReads, "tree", counted)
+    response = client.http.get(f"/api/jobinfo/{ids[0]}", headers=auth())
+    assert response.status_code == 200, response.body[:300]
+    info, levels = json.loads(response.body), 0
+    while info["children"]["0"][0] is not None:
+        info, levels = info["children"]["0"][0], levels + 1
+    assert levels == JOBINFO_MAX_LEVELS and info["id"] == ids[JOBINFO_MAX_LEVELS]
+    assert read == [JOBINFO_MAX_LEVELS]  # the jobs it nests, none deeper
+    batch = client.http.post("/api/jobinfo", headers=auth(), body=json.dumps({"job_ids": ids[:2]}))
+    assert batch.status_code == 200 and set(json.loads(batch.body)["jobs"]) == set(ids[:2])
+    status = client.http.get(f"/api/jobstatus/{ids[0]}", headers=auth())
+    assert status.status_code == 200 and status.json_body["status"] == "started" and read[-1] == len(ids) - 1

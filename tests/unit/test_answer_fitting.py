@@ -8,6 +8,7 @@ import json
 import pytest
 
 from chalicelib.api.polling import bare, claim_check_placeholder, fitted, fitted_batch, short, shown_job
+from chalicelib.defaults import JOBINFO_MAX_LEVELS
 from chalicelib.domain.job import Job, answer_bytes
 
 
@@ -109,3 +110,58 @@ def test_a_jobinfo_tree_leaves_out_the_descendants_past_the_budget_even_short():
     assert left_out == [False] * len(nested) + [True] * (300 - len(nested))
     whole, everything = fitted_tree([parent], tree, budget=10_000_000)
     assert everything == tree and whole[parent.id] == parent
+
+
+def _chain(n: int) -> list[Job]:
+    """n finished jobs, each the only child of the one before (a job continued as a new one)."""
+    return [_job(0).model_copy(update={"id": f"c{i}", "children": [f"c{i + 1}"] if i + 1 < n else []})
+            for i in range(n)]
+
+
+def _depth(info: dict) -> int:
+    """The levels of children an rq jobinfo answer nests below its job."""
+    levels = 0
+    while info["children"] and info["children"]["0"][0] is not None:
+        info, levels = info["children"]["0"][0], levels + 1
+    return levels
+
+
+@pytest.mark.parametrize("n", [JOBINFO_MAX_LEVELS + 1, JOBINFO_MAX_LEVELS + 2, 1_200])
+def test_a_chain_of_jobs_nests_at_most_jobinfo_max_levels_and_its_answer_parses(n):
+    """A chain of jobs each spawning the next nests a level per job: 400 of them passed what
+    Python's JSON encoder takes and 600 Python's own recursion (a 500 for every rq poll of the
+    chain's first job). The answer nests JOBINFO_MAX_LEVELS levels at most, the next shown None,
+    and a client's JSON parser reads it."""
+    from chalicelib.api.polling import fitted_tree
+    from chalicelib.api.rq_vocabulary import job_info
+    from chalicelib.domain.job import utcnow
+
+    chain = _chain(n)
+    shown, nested = fitted_tree([chain[0]], {job.id: job for job in chain[1:]})
+    info = json.loads(json.dumps(job_info(shown[chain[0].id], utcnow(), nested)))
+    assert _depth(info) == min(n - 1, JOBINFO_MAX_LEVELS)
+    last = info
+    for _ in range(_depth(info)):
+        last = last["children"]["0"][0]
+    assert last["children"] == ({} if n - 1 <= JOBINFO_MAX_LEVELS else {"0": [None]})
+    batch, batch_nested = fitted_tree([chain[0], chain[10]], {job.id: job for job in chain[1:]})
+    assert _depth(job_info(batch[chain[10].id], utcnow(), batch_nested)) == min(n - 11, JOBINFO_MAX_LEVELS)
+
+
+def test_records_that_name_an_ancestor_end_the_nesting():
+    """Stored records naming a job above them (or themselves) as a child are shown None there,
+    once each: the nesting, its measure and its answer end instead of recursing without end."""
+    from chalicelib.api.polling import fitted_tree, in_answer_order
+    from chalicelib.api.rq_vocabulary import job_info
+    from chalicelib.domain.job import utcnow
+
+    parent = _job(0).model_copy(update={"id": "p", "children": ["a"]})
+    child = _job(0).model_copy(update={"id": "a", "children": ["p", "a", "b"]})
+    grandchild = _job(0).model_copy(update={"id": "b", "children": ["p"]})
+    tree = {"a": child, "p": parent, "b": grandchild}
+    assert [job.id for job in in_answer_order([parent], tree)] == ["p", "a", "b"]
+    shown, nested = fitted_tree([parent], tree)
+    info = job_info(shown["p"], utcnow(), nested)
+    assert info["children"]["0"][0]["children"] == {
+        "0": [None], "1": [None], "2": [info["children"]["0"][0]["children"]["2"][0]]}
+    assert info["children"]["0"][0]["children"]["2"][0]["children"] == {"0": [None]}
