@@ -24,7 +24,12 @@ function remember(job) {
     return Boolean(known);
   }
   state.left.delete(job.id);
-  var changed = back || !known || known.version !== job.version || known.status !== job.status;
+  var fuller = false;
+  if (known && known.version === job.version) {
+    job = wholeOf(known, job);
+    fuller = SHORTENED.some(function (read) { return JSON.stringify(read(job)) !== JSON.stringify(read(known)); });
+  }
+  var changed = back || !known || known.version !== job.version || known.status !== job.status || fuller;
   state.jobs.set(job.id, job);
   var row = state.rows.get(job.id);
   if (!row) {
@@ -34,6 +39,43 @@ function remember(job) {
   }
   if (changed) row.render(job);
   return changed;
+}
+
+// A poll whose jobs together would pass what one answer carries shows some of them short: a
+// progress message cut to 2,048 characters, the payload, result and progress details as their
+// placeholder, a fan-out's children left out (`children_cut`). Two views of one version differ
+// only there, so each of these is taken from the view that carries it whole: a short answer
+// never hides what was shown, and a whole one after a short one is shown.
+var SHORTENED = [
+  function (job) { return job.payload; },
+  function (job) { return job.result; },
+  function (job) { return job.progress && job.progress.details; },
+  function (job) { return job.progress && job.progress.message; },
+  function (job) { return job.children; }
+];
+
+function wholeOf(known, job) {
+  var whole = Object.assign({}, job);
+  ["payload", "result"].forEach(function (field) {
+    if (placeholder(whole[field]) && !placeholder(known[field])) whole[field] = known[field];
+  });
+  var was = known.progress;
+  if (was && whole.progress) {
+    whole.progress = Object.assign({}, whole.progress);
+    if (placeholder(whole.progress.details) && !placeholder(was.details)) whole.progress.details = was.details;
+    if ((was.message || "").length > (whole.progress.message || "").length) whole.progress.message = was.message;
+  }
+  if ((known.children || []).length > (whole.children || []).length) {
+    whole.children = known.children;
+    delete whole.children_cut;
+  }
+  return whole;
+}
+
+// A value an answer does not carry: `{"claim_check": {"bytes": n}}`.
+function placeholder(value) {
+  return Boolean(value) && typeof value === "object" && !Array.isArray(value) && Object.keys(value).length === 1 &&
+    Boolean(value.claim_check);
 }
 
 // A job that left the view is remembered at the version it left at, whatever listing answers

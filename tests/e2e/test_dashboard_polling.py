@@ -320,3 +320,31 @@ def test_the_banner_stays_while_the_polls_fail_though_other_reads_are_answered(p
     let_time_pass(api, 20, step_s=1)
     expect(banner).to_be_hidden()
     expect(page.locator("#live")).to_have_text(re.compile("live"))
+
+
+def test_a_job_a_poll_showed_short_is_drawn_whole_by_a_later_answer_at_its_version(page, api):
+    """A poll whose jobs together would pass what one answer carries shows some of them short:
+    the progress message cut to 2,048 characters, the payload as its placeholder, the children
+    left out. A later answer at the same version that carries the job whole (the batch smaller,
+    a listing) is drawn: the row and details show the message, payload and children whole."""
+    paused_clock(page)
+    message = "m" * 3000
+    job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z", payload={"rows": 3})
+    api.open()
+    expect(row(page, job["id"])).to_be_visible()
+    api.settle()
+    api.update(job["id"], children=["child-1", "child-2"],
+               progress={"percent": 50.0, "step": "half", "message": message, "details": None, "updated_at": None})
+    short = {**api.jobs[job["id"]], "children": [], "children_cut": 2, "payload": {"claim_check": {"bytes": 11}},
+             "progress": {**api.jobs[job["id"]]["progress"], "message": message[:2047] + "…"}}
+    api.fail("POST", "/jobs/status", json={"jobs": {job["id"]: short}, "job_ids": [job["id"]]})
+    let_time_pass(api, 3, step_s=1)
+    line = row(page, job["id"])
+    expect(line.locator(".step")).to_have_text("half")
+    let_time_pass(api, 12, step_s=1)  # the next polls answer the same version whole
+    assert api.count("POST", "/jobs/status") >= 2
+    expect(line.locator(".progress-message")).to_have_attribute("title", message)
+    line.get_by_role("button", name=re.compile("Details")).click()
+    detail = page.locator(f'#detail-{job["id"]}')
+    expect(detail.locator("pre").first).to_have_text('{\n  "rows": 3\n}')
+    expect(detail.locator("dl")).to_contain_text("2 spawned, each a job of its own")
