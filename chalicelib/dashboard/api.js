@@ -161,13 +161,15 @@ function api(method, path, body, headers, tag) {
         }
         var data = null;
         try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
+        var json = data !== null && typeof data === "object";
+        if (!json && response.status !== 429) throw new NetworkError(notTheApis(method, path, response), kind);
         if (!response.ok) {
           var error = (data && data.error) || {};
           var failure = new ApiError(
             response.status,
             error.code || "http_" + response.status,
             error.message || (data && typeof data.message === "string" && data.message) ||
-              ("the API answered " + response.status + " " + response.statusText),
+              (json ? "the API answered " + statusLine(response) : notTheApis(method, path, response)),
             error.details,
             retryAfterMs(response),
             kind
@@ -176,11 +178,6 @@ function api(method, path, body, headers, tag) {
           if (kind && throttled(failure)) hold(kind, Math.max(failure.retryAfterMs, POLL_MIN_MS));
           throw failure;
         }
-        if (data === null || typeof data !== "object") {
-          var type = response.headers.get("Content-Type") || "no content type";
-          throw new NetworkError("The answer to " + method + " " + path.split("?")[0] + " was not JSON (" +
-            response.status + ", " + type + ").", kind);
-        }
         connected(kind);
         return conditional ? { data: data, etag: response.headers.get("ETag") || "" } : data;
       }, unreachable);
@@ -188,6 +185,18 @@ function api(method, path, body, headers, tag) {
     unreachable
   );
 }
+
+// An answer that is not JSON did not come from the API, nor from its gateway (whose own errors,
+// a throttle's 429 among them, are JSON too): a proxy's sign-in or block page, a captive portal,
+// a load balancer's error. What it says is not the API's, so only its status and type are shown.
+// Such an answer is no usable answer: the page's reads retry it, an action may have been applied
+// (unless it is a 429: a throttle, wherever it comes from, is waited out).
+function notTheApis(method, path, response) {
+  return "The answer to " + method + " /" + path.split("?")[0] + " did not come from the API: " + statusLine(response) +
+    ", " + (response.headers.get("Content-Type") || "no content type") + ", not JSON.";
+}
+
+function statusLine(response) { return response.status + (response.statusText ? " " + response.statusText : ""); }
 
 // The Idempotency-Key of a request that makes a job (a submit, a rerun): kept while that request
 // has no usable answer, so pressing again returns the job it may have made instead of a second.

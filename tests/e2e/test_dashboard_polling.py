@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.dashboard_pages import api, browser, page  # noqa: F401 - fixtures
@@ -68,6 +69,29 @@ def test_an_answer_that_is_not_json_does_not_stop_the_polls(page, api):
     let_time_pass(api, 30, step_s=2)
     assert api.count("POST", "/jobs/status") > polls
     expect(page.get_by_role("alert")).to_be_hidden()
+
+
+@pytest.mark.parametrize("status", [401, 403, 502])
+def test_an_error_page_that_is_not_the_apis_says_so_and_the_polls_go_on(page, api, status):
+    """A proxy or gateway in front of the API answers with its own HTML page: what it says is not
+    the API's. The banner says the answer did not come from the API, with its status, rather
+    than "the API answered 403 Forbidden" (nor does a proxy's 401 ask for another token); the
+    polls go on and the banner goes once the API answers again."""
+    paused_clock(page)
+    job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
+    api.open()
+    expect(row(page, job["id"])).to_be_visible()
+    api.fail("POST", "/jobs/status", status=status, content_type="text/html", body="<html><h1>Access denied</h1></html>")
+    let_time_pass(api, 3, step_s=1)
+    alert = page.get_by_role("alert")
+    expect(alert).to_have_text(re.compile(rf"^The answer to POST /jobs/status did not come from the API: {status}\b"
+                                          r".*text/html, not JSON\. Retrying automatically\.$"))
+    expect(page.locator("#workspace")).to_be_visible()
+    expect(page.locator("#live")).to_have_text("offline, retrying")
+    polls = api.count("POST", "/jobs/status")
+    let_time_pass(api, 10, step_s=2)
+    assert api.count("POST", "/jobs/status") > polls
+    expect(alert).to_be_hidden()
 
 
 def test_a_token_that_cannot_be_sent_is_refused_with_a_reason(page, api):

@@ -102,6 +102,9 @@ CANCEL_FAILURES = [  # (what the DELETE got, the note beside the job)
     ({"status": 503, "json": {"error": {"code": "store_unavailable", "message": "store down"}}},
      "No usable answer to the cancel (store down). It may have been canceled: press Cancel again to make sure."),
     ({"lose_answer": "connectionreset"}, re.compile(r"^No usable answer to the cancel \(.*\)\. It may have been canceled")),
+    ({"status": 403, "content_type": "text/html", "body": "<html><h1>403 Forbidden</h1>blocked by policy</html>"},
+     re.compile(r"^No usable answer to the cancel \(The answer to DELETE /jobs/job-0001 did not come from the API: "
+                r"403( Forbidden)?, text/html, not JSON\.\)\. It may have been canceled")),
     ({"status": 429, "headers": {"Retry-After": "20"}, "json": {"message": "Too Many Requests"}},
      "Not canceled: the API is throttling requests (Too Many Requests). Press Cancel again in 20 s."),
     ({"status": 409, "json": {"error": {"code": "conflict", "message": "job job-0001 kept changing; try again"}}},
@@ -109,7 +112,7 @@ CANCEL_FAILURES = [  # (what the DELETE got, the note beside the job)
 ]
 
 
-@pytest.mark.parametrize("failure, said", CANCEL_FAILURES, ids=["5xx", "lost", "throttled", "conflict"])
+@pytest.mark.parametrize("failure, said", CANCEL_FAILURES, ids=["5xx", "lost", "proxy-page", "throttled", "conflict"])
 def test_a_cancel_that_failed_says_so_beside_the_job_and_can_be_pressed_again(page, api, failure, said):
     """A cancel with no usable answer, throttled, or refused 409 `conflict` (the job kept
     changing) left an empty note and a banner saying "Retrying automatically", though the cancel
