@@ -158,6 +158,7 @@ JobRow.prototype.render = function (job) {
   if (job.rerun_of) facts.push(["rerun of", job.rerun_of]);
   if (job.parent_id) facts.push(["spawned by", jobId(job.parent_id)]);
   if (job.children && job.children.length) facts.push(["children", childrenOf(job.children)]);
+  else if (job.children_cut) facts.push(["children", this.childrenLeftOut(job.children_cut)]);
   // The row cuts these short (their whole text its title, which a touch screen cannot hover):
   // the details show them whole.
   if (step) facts.push(["step", step]);
@@ -195,6 +196,41 @@ JobRow.prototype.shownData = function (job, field) {
   show.addEventListener("click", function () { row.readWhole(field); });
   var where = check.bytes > INLINE_MAX_BYTES ? "kept in S3 (" : "left out of the status poll, too large with the others (";
   box.append(where + check.bytes.toLocaleString("en-US") + " bytes) ", show);
+  return box;
+};
+
+// A poll whose jobs together would pass what one answer carries may show a fan-out without its
+// children (`children_cut`: how many it has): the details say how many, and "show them" reads
+// the job whole (GET /jobs/{id}), which names them from then on.
+JobRow.prototype.childrenLeftOut = function (count) {
+  var row = this, box = el("span", "claim-check"), show = el("button", "show-whole", "show them");
+  show.type = "button";
+  show.setAttribute("aria-label", "Show the children of job " + shortId(this.id));
+  show.addEventListener("click", function () {
+    if (busy(show)) return;
+    setBusy(show, true);
+    api("GET", "jobs/" + encodeURIComponent(row.id)).then(
+      function (job) {
+        // Only its children: a payload or result kept in S3 stays behind its own "show it".
+        var shown = state.jobs.get(row.id);
+        if (shown && shown.version === job.version) {
+          job = Object.assign({}, shown, { children: job.children });
+          delete job.children_cut;
+        }
+        jobpipe.remember(job);
+        jobpipe.order();
+      },
+      function (err) {
+        setBusy(show, false);
+        if (tokenTrouble(err)) return;
+        var why = el("span", "error-message", " Could not read them: ");
+        why.appendChild(said(err.message));
+        box.replaceChildren(box.firstChild, show, why);
+      }
+    );
+  });
+  box.append(count.toLocaleString("en-US") + " spawned, each a job of its own: left out of the status poll, " +
+    "too many with the others ", show);
   return box;
 };
 

@@ -353,3 +353,32 @@ def test_a_failed_read_of_data_kept_in_s3_is_said_beside_it_and_can_be_read_agai
     expect(detail.locator("pre").nth(1)).to_contain_text("Could not read it: the store did not answer")
     show.click()
     expect(detail.locator("pre").nth(1)).to_have_text('{\n  "pages": 3\n}')
+
+
+def test_a_fan_out_a_poll_showed_without_its_children_says_how_many_and_shows_them_on_demand(page, api):
+    """A poll whose jobs together would pass what one answer carries shows a fan-out without its
+    children (`children` empty, `children_cut` their number). Its details said nothing of them,
+    and a parent that ended in that poll is polled no more: they say how many it spawned, and
+    "show them" reads the job whole and names them."""
+    paused_clock(page)
+    parent = api.add(id="parent-1", type="demo.fanout", status="running", attempts=1,
+                     started_at="2026-01-15T10:00:00.000Z", payload={"claim_check": {"bytes": 70_000}})
+    api.kept_in_s3[parent["id"]] = {"payload": {"rows": "x" * 69_980}}
+    api.open()
+    expect(row(page, parent["id"])).to_be_visible()
+    api.settle()
+    api.update(parent["id"], status="completed", finished_at="2026-01-15T10:00:01.000Z",
+               children=["child-1", "child-2", "child-3"])
+    bare = {**api.jobs[parent["id"]], "children": [], "children_cut": 3}
+    api.fail("POST", "/jobs/status", json={"jobs": {parent["id"]: bare}, "job_ids": [parent["id"]]})
+    page.clock.run_for(3000)
+    api.settle()
+    line = row(page, parent["id"])
+    expect(line).to_have_attribute("data-status", "completed")
+    line.get_by_role("button", name=re.compile("Details")).click()
+    facts = page.locator(f'#detail-{parent["id"]} dl')
+    expect(facts).to_contain_text("children3 spawned, each a job of its own: left out of the status poll")
+    facts.get_by_role("button", name=re.compile("Show the children")).click()
+    expect(facts).to_contain_text("children3 spawned, each a job of its own: child-1, child-2, child-3")
+    expect(facts.locator("pre").first).to_have_text(re.compile(r"^kept in S3 \(70,000 bytes\) show it$"))
+    assert api.count("GET", rf"/jobs/{parent['id']}") == 1
