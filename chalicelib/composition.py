@@ -3,9 +3,10 @@ adapters/aws_clients.py) and wires the adapters into the lifecycle, once per pro
 across warm invocations)."""
 from __future__ import annotations
 
+import difflib
 import threading
 from functools import cached_property
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from chalicelib.adapters.aws_clients import AwsClients
 from chalicelib.domain.registry import JobTypeRegistry
@@ -195,9 +196,10 @@ class Container:
 
     @cached_property
     def cache_rules(self) -> Any:
+        """The rules file, checked (checked_cache_rules); raises SettingsError for a bad one."""
         from chalicelib.subscribers.cache import load_rules
 
-        return load_rules()
+        return checked_cache_rules(load_rules)
 
     @cached_property
     def reconciler(self) -> Any:
@@ -375,7 +377,9 @@ def container() -> Container:
         with _lock:
             if _container is None and _refused is None:
                 try:
-                    _container = Container(load_settings())
+                    built = Container(load_settings())
+                    built.cache_rules  # noqa: B018 - a bad rules file refused at cold start, as a bad setting is
+                    _container = built
                 except SettingsError as exc:
                     _refused = exc
         if _container is None:
@@ -384,6 +388,51 @@ def container() -> Container:
             # the pydantic error it was made from is left out: it says no more, in a traceback
             raise SettingsError(str(_refused)) from None
     return _container
+
+
+# Where the cache invalidation rules live in the code (and in the deployment's zip).
+RULES_SOURCE = "chalicelib/cache_invalidation_rules.json"
+
+
+def known_job_types() -> list[str]:
+    """Every job type this code registers, whatever a deployment's DemoJobTypes: the product's,
+    the demo ones and the maintenance ones. A rule for a demo type where DemoJobTypes is off
+    names a real type that simply never completes there."""
+    from chalicelib.job_types import build_registry
+    from chalicelib.maintenance import TASKS, task_type
+
+    return sorted({*build_registry(demo_types=True).names(), *map(task_type, TASKS)})
+
+
+def checked_cache_rules(read: Callable[[], Any], source: str = RULES_SOURCE) -> Any:
+    """The InvalidationRules `read` returns, each of their job types one this code registers
+    (known_job_types). Raises SettingsError, one line naming `source` and what is wrong: a file
+    missing or unreadable, not JSON, a rule its model refuses, or a job type no code registers
+    (a typo, a type renamed since): no completion is of that type, so the namespaces the
+    rule names would never be invalidated and their caches would serve stale values."""
+    from pydantic import ValidationError
+
+    try:
+        rules = read()
+    except ValidationError as exc:
+        problems = "; ".join(" ".join(str(e["msg"]).removeprefix("Value error, ").split())
+                             for e in exc.errors(include_url=False))
+        raise SettingsError(f"invalid cache invalidation rules in {source}: {problems}") from None
+    except (OSError, ValueError) as exc:
+        raise SettingsError(f"invalid cache invalidation rules in {source}: {' '.join(str(exc).split())}") from None
+    known = known_job_types()
+    unknown = rules.unknown_types(known)
+    if unknown:
+        from chalicelib.job_types import build_registry
+
+        named = ", ".join(f"{name!r}" + "".join(f" ({close}?)" for close in difflib.get_close_matches(name, known, 1))
+                          for name in unknown)
+        listed = ", ".join(build_registry(demo_types=True).names(public=True))
+        raise SettingsError(
+            f"invalid cache invalidation rules in {source}: keys name job types no code registers: {named} "
+            "(no job of such a type completes, so the namespaces of its rule would never be invalidated); "
+            f"the registered job types are: {listed}")
+    return rules
 
 
 def take_aws_requests() -> Optional[dict[str, int]]:

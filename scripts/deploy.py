@@ -12,7 +12,8 @@ Usage: python -m scripts.deploy [BUILD_DIR] [STACK_NAME] [Key=Value ...]
 every parameter it is not given). Exit codes: 0 deployed, or nothing to change; 1 the deploy failed or
 AWS refused (one line naming the resources that failed); 2 a bad parameter (one the template
 does not declare, or a value its constraints or the functions' settings refuse: checked before
-anything is uploaded), no package
+anything is uploaded), cache invalidation rules in the package the functions would refuse (a
+key no job type is named, a bad namespace name), no package
 (`make package`) or a STACK_NAME CloudFormation cannot take; 130 interrupted.
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ from scripts import package
 from scripts.local_stack import apply_gateway_responses
 from scripts.stack_config import (
     StackConfigError,
+    check_cache_rules,
     check_declared,
     check_parameters,
     check_reconciler_watch,
@@ -287,6 +289,7 @@ def main(argv: list[str]) -> None:
         check_declared(packaged.get("Parameters", {}), parameters, str(template))
         check_reconciler_watch(packaged.get("Parameters", {}), parameters)
         check_settings(packaged, parameters)  # and as the functions will read them
+        check_cache_rules(package.code_path(build_dir), str(package.code_path(Path(argv[0] if argv else "build"))))
     except (ValueError, AttributeError) as exc:  # StackConfigError, or a file that is no template
         reason = str(exc) if isinstance(exc, StackConfigError) else \
             f"{template} is not a template ({one_line(exc)}); `make package` builds it"

@@ -12,6 +12,8 @@ import difflib
 import math
 import re
 import sys
+import zipfile
+from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
@@ -373,6 +375,29 @@ def check_settings(template: Mapping[str, Any], parameters: Mapping[str, str]) -
     if refused:
         var, rule = next(iter(refused.items()))
         refuse(name_of[var], parameters[name_of[var]], var, rule)
+
+
+def check_cache_rules(code_zip: Path, shown: str) -> None:
+    """The cache invalidation rules file the packaged code (`code_zip`, named `shown` in the
+    message) carries, checked as its functions check it at their cold start
+    (composition.checked_cache_rules: JSON, valid names, every key a job type the code
+    registers). Raises StackConfigError, one line naming the file and what is wrong."""
+    from chalicelib.composition import RULES_SOURCE, checked_cache_rules
+    from chalicelib.settings import SettingsError
+    from chalicelib.subscribers.cache import parse_rules
+
+    try:
+        with zipfile.ZipFile(code_zip) as code:
+            text = code.read(RULES_SOURCE).decode("utf-8")
+    except KeyError:
+        raise StackConfigError(f"{shown} has no {RULES_SOURCE}; `make package` builds it") from None
+    except (OSError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
+        raise StackConfigError(f"{shown} is unreadable ({' '.join(str(exc).split())}); `make package` builds it") \
+            from None
+    try:
+        checked_cache_rules(lambda: parse_rules(text), f"{shown}:{RULES_SOURCE}")
+    except SettingsError as exc:
+        raise StackConfigError(str(exc)) from None
 
 
 def main() -> None:

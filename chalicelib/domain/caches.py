@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from typing import Iterable
 
 from pydantic import RootModel, field_validator
 
@@ -62,3 +63,8 @@ class InvalidationRules(RootModel[dict[str, list[str]]]):
 
     def namespaces_for(self, job_type: str) -> list[str]:
         return list(self.root.get(job_type, []))
+
+    def unknown_types(self, known: Iterable[str]) -> list[str]:
+        """The rules' job types that are not among `known`, sorted: no completion is ever of
+        such a type, so its namespaces would never be invalidated by the one meant."""
+        return sorted(set(self.root) - set(known))

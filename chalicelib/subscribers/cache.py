@@ -14,9 +14,15 @@ from chalicelib.ports import CacheStore, EventPublisher, TaskCompletion
 RULES_FILE = Path(__file__).resolve().parents[1] / "cache_invalidation_rules.json"
 
 
-def load_rules(path: Path = RULES_FILE) -> InvalidationRules:
-    """The deployment's rules file, validated; raises pydantic's ValidationError for a bad one."""
-    return InvalidationRules.model_validate(json.loads(path.read_text()))
+def load_rules(path: Optional[Path] = None) -> InvalidationRules:
+    """The deployment's rules file (RULES_FILE unless `path`), validated; raises OSError for a
+    missing one, ValueError (pydantic's ValidationError, json's JSONDecodeError) for a bad one."""
+    return parse_rules((path or RULES_FILE).read_text())
+
+
+def parse_rules(text: str) -> InvalidationRules:
+    """Rules as a rules file's `text` gives them; raises ValueError for a bad one."""
+    return InvalidationRules.model_validate(json.loads(text))
 
 
 class CacheInvalidator:

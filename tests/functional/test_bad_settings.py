@@ -139,3 +139,30 @@ def test_every_route_declares_the_500_a_misconfigured_api_answers_in_its_shape(m
                 required = declared["responses"]["500"]["content"]["application/json"]["schema"].get("required", ["error"])
                 assert set(required) <= set(answer.json_body), (template, answer.json_body)
     assert answered_500 > 20
+
+
+@pytest.mark.parametrize("function", ["cache_invalidation", "job_worker"])
+def test_cache_rules_keyed_by_no_registered_job_type_fail_the_cold_start_and_say_so_once(aws, monkeypatch, tmp_path,
+                                                                                        app, client, logged, function):
+    """A rule whose key names no job type (a typo, a type renamed since) would invalidate nothing
+    and leave its caches stale without an error anywhere: the functions refuse the rules file at
+    their first call, naming the unknown type and the registered ones."""
+    from chalicelib.settings import SettingsError
+    from chalicelib.subscribers import cache
+    from tests.functional.conftest import LambdaContext, sqs_event
+
+    rules = tmp_path / "cache_invalidation_rules.json"
+    rules.write_text(json.dumps({"demo.step": ["steps-summary"], "demo.sleep": ["sleep-summary"]}))
+    monkeypatch.setattr(cache, "RULES_FILE", rules)
+    composition.use(None)
+    answer = client.http.get("/jobs", headers=auth())
+    assert (answer.status_code, answer.json_body["error"]["code"]) == (500, "misconfigured")
+    event = sqs_event([{"MessageId": "m-1", "ReceiptHandle": "rh-1", "Body": json.dumps({"job_id": "j-1", "attempt": 1})}])
+    with pytest.raises(SettingsError, match="'demo.step' \\(demo.steps\\?\\)"):
+        app.handler_map[function](event, LambdaContext(60))
+    (line,) = logged
+    assert line["level"] == "error"
+    assert line["message"].startswith(f"invalid cache invalidation rules in {composition.RULES_SOURCE}: keys name "
+                                      "job types no code registers: 'demo.step' (demo.steps?)")
+    assert line["message"].endswith("the registered job types are: demo.chaos, demo.fanout, demo.model, demo.outputs, "
+                                    "demo.sleep, demo.steps")

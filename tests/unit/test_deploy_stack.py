@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import itertools
+import zipfile
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError, WaiterError
 
+from chalicelib.composition import RULES_SOURCE
+from chalicelib.subscribers.cache import RULES_FILE
 from scripts import deploy as deploy_script
 from scripts import package as package_script
 from scripts.deploy import DeployError, deploy
@@ -204,10 +207,16 @@ class FakeSession:
                 "sts": type("Sts", (), {"get_caller_identity": lambda self: {"Account": ACCOUNT}})()}[name]
 
 
+def write_code(path, rules: str = RULES_FILE.read_text()) -> None:
+    """A code zip at `path` holding what the deploy reads of it: the cache invalidation rules."""
+    with zipfile.ZipFile(path, "w") as code:
+        code.writestr(RULES_SOURCE, rules)
+
+
 @pytest.fixture
 def build(tmp_path):
     (tmp_path / "sam.json").write_text(json.dumps(TEMPLATE))
-    (tmp_path / "deployment.zip").write_bytes(b"PK\x05\x06" + b"\x00" * 18)
+    write_code(tmp_path / "deployment.zip")
     return tmp_path
 
 
@@ -368,12 +377,42 @@ def test_the_package_deploy_checks_and_deploys_is_where_scripts_package_puts_it(
     build = tmp_path / "out"
     build.mkdir()
     (build / "template.json").write_text(json.dumps(TEMPLATE))
-    (build / "code.zip").write_bytes(b"PK\x05\x06" + b"\x00" * 18)
+    write_code(build / "code.zip")
     session = FakeSession()
     monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
     deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}", "RetentionDays=14"])
     assert session.cfn.stack["status"] == "CREATE_COMPLETE"
     assert session.cfn.stack["parameters"]["RetentionDays"] == "14"
+
+
+@pytest.mark.parametrize("rules, shown", [
+    ('{"demo.step": ["steps-summary"], "demo.sleep": ["sleep-summary"]}',
+     "keys name job types no code registers: 'demo.step' (demo.steps?) (no job of such a type completes, so the "
+     "namespaces of its rule would never be invalidated); the registered job types are: demo.chaos, demo.fanout, "
+     "demo.model, demo.outputs, demo.sleep, demo.steps"),
+    ('{"demo.steps": ["has space"]}', "demo.steps: invalid namespace names ['has space']"),
+    ('{"demo.steps": ["a"],', "Expecting property name enclosed in double quotes: line 1 column 22 (char 21)"),
+])
+def test_deploy_main_refuses_cache_rules_the_functions_would_refuse_before_anything_is_uploaded(
+        rules, shown, build, capsys, monkeypatch):
+    """A rule keyed by a job type no code registers (a typo, a type renamed) would invalidate nothing,
+    its caches serving stale values without an error anywhere: the deploy refuses the package."""
+    write_code(build / "deployment.zip", rules)
+    monkeypatch.setattr(deploy_script, "deploy", lambda *a, **k: pytest.fail("must not deploy"))
+    with pytest.raises(SystemExit) as exited:
+        deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (f"deploy: invalid cache invalidation rules in {build}/deployment.zip:"
+                                       f"{RULES_SOURCE}: {shown}\n")
+
+
+def test_deploy_main_refuses_a_package_without_cache_rules(build, capsys, monkeypatch):
+    (build / "deployment.zip").write_bytes(b"PK\x05\x06" + b"\x00" * 18)
+    monkeypatch.setattr(deploy_script, "deploy", lambda *a, **k: pytest.fail("must not deploy"))
+    with pytest.raises(SystemExit) as exited:
+        deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == f"deploy: {build}/deployment.zip has no {RULES_SOURCE}; `make package` builds it\n"
 
 
 def test_deploy_main_interrupted_says_so_in_one_line_exit_130(build, capsys, monkeypatch):

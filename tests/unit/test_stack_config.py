@@ -20,6 +20,7 @@ from scripts.stack_config import (
     from_environment,
     local_api_ceiling,
 )
+from tests.unit.test_deploy_stack import write_code
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s" * 32
@@ -175,7 +176,7 @@ def _package(tmp_path: Path) -> Path:
     """A build folder whose sam.json declares the template's parameters."""
     parameters = json.loads((ROOT / "infra" / "resources.json").read_text())["Parameters"]
     (tmp_path / "sam.json").write_text(json.dumps({"Parameters": parameters, "Resources": {}}))
-    (tmp_path / "deployment.zip").write_text("")
+    write_code(tmp_path / "deployment.zip")
     return tmp_path
 
 
@@ -185,7 +186,7 @@ def deployed_by_main(monkeypatch, tmp_path: Path, *arguments: str) -> dict[str, 
     deployed: dict[str, str] = {}
     monkeypatch.setattr(deploy, "deploy", lambda build, stack, parameters: deployed.update(parameters) or {})
     (tmp_path / "sam.json").write_text((ROOT / "infra" / "resources.json").read_text())
-    (tmp_path / "deployment.zip").write_text("")
+    write_code(tmp_path / "deployment.zip")
     deploy.main([str(tmp_path), "jobpipe", *arguments])
     return deployed
 
@@ -373,7 +374,7 @@ def test_deploy_main_refuses_a_number_the_template_takes_but_the_functions_would
     `misconfigured`, every job message failed) until it was deployed again."""
     monkeypatch.setattr(deploy, "deploy", lambda *a, **k: pytest.fail("must not deploy"))
     (tmp_path / "sam.json").write_text((ROOT / "infra" / "resources.json").read_text())
-    (tmp_path / "deployment.zip").write_text("")
+    write_code(tmp_path / "deployment.zip")
     with pytest.raises(SystemExit) as exited:
         deploy.main([str(tmp_path), "jobpipe", argument])
     assert exited.value.code == 2
@@ -413,7 +414,7 @@ def test_deploy_main_refuses_redelivery_and_schedule_settings_that_cannot_work(a
     empty ReconcilerSchedule would leave no pass to resend lost messages)."""
     monkeypatch.setattr(deploy, "deploy", lambda *a, **k: pytest.fail("must not deploy"))
     (tmp_path / "sam.json").write_text((ROOT / "infra" / "resources.json").read_text())
-    (tmp_path / "deployment.zip").write_text("")
+    write_code(tmp_path / "deployment.zip")
     with pytest.raises(SystemExit) as exited:
         deploy.main([str(tmp_path), "jobpipe", *arguments])
     assert exited.value.code == 2
