@@ -21,8 +21,18 @@ def load_rules(path: Optional[Path] = None) -> InvalidationRules:
 
 
 def parse_rules(text: str) -> InvalidationRules:
-    """Rules as a rules file's `text` gives them; raises ValueError for a bad one."""
-    return InvalidationRules.model_validate(json.loads(text))
+    """Rules as a rules file's `text` gives them; raises ValueError for a bad one, among them a
+    job type given twice (JSON would keep its last rule and drop the first without a word)."""
+    return InvalidationRules.model_validate(json.loads(text, object_pairs_hook=_without_repeats))
+
+
+def _without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's members as a dict; raises ValueError naming a key given twice."""
+    repeated = sorted({key for index, (key, _) in enumerate(pairs) if key in (k for k, _ in pairs[:index])})
+    if repeated:
+        raise ValueError(f"{', '.join(map(repr, repeated))} given more than once: write each job type's "
+                         "namespaces in one list")
+    return dict(pairs)
 
 
 class CacheInvalidator:

@@ -392,6 +392,8 @@ def test_the_package_deploy_checks_and_deploys_is_where_scripts_package_puts_it(
      "demo.model, demo.outputs, demo.sleep, demo.steps"),
     ('{"demo.steps": ["has space"]}', "demo.steps: invalid namespace names ['has space']"),
     ('{"demo.steps": ["a"],', "Expecting property name enclosed in double quotes: line 1 column 22 (char 21)"),
+    ('{"demo.steps": ["steps-summary"], "demo.sleep": [], "demo.steps": ["steps-report"]}',
+     "'demo.steps' given more than once: write each job type's namespaces in one list"),
 ])
 def test_deploy_main_refuses_cache_rules_the_functions_would_refuse_before_anything_is_uploaded(
         rules, shown, build, capsys, monkeypatch):

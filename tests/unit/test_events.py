@@ -407,3 +407,16 @@ def test_events_that_could_not_be_published_are_logged_with_why(monkeypatch):
     assert line["message"] == "events not published" and line["sequence_number"] == "seq-0"
     assert line["unpublished"] == 2
     assert line["error"] == "event_publish_failed: 2 events were refused by EventBridge (ThrottlingException: Rate exceeded)"
+
+
+def test_a_job_type_given_twice_in_the_rules_file_is_refused_not_half_dropped(tmp_path):
+    """JSON keeps the last of two members with one name: the first rule's namespaces would
+    never be invalidated, without a word."""
+    from chalicelib.subscribers.cache import load_rules
+
+    rules = tmp_path / "rules.json"
+    rules.write_text('{"demo.steps": ["steps-summary"], "demo.steps": ["steps-report"]}')
+    with pytest.raises(ValueError, match="'demo.steps' given more than once"):
+        load_rules(rules)
+    rules.write_text('{"demo.steps": ["steps-summary", "steps-report"]}')
+    assert load_rules(rules).namespaces_for("demo.steps") == ["steps-summary", "steps-report"]
