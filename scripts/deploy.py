@@ -35,6 +35,7 @@ from scripts.stack_config import (
     StackConfigError,
     check_cache_rules,
     check_declared,
+    check_kept,
     check_parameters,
     check_reconciler_watch,
     check_settings,
@@ -172,7 +173,9 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
     A re-run recovers from an earlier one that failed or stopped half-way: a stack whose first
     create rolled back (ROLLBACK_COMPLETE, nothing left of it) is deleted and created again, one
     left in REVIEW_IN_PROGRESS by a create never executed is created, and a deploy that changes
-    nothing leaves the stack as it is. Raises DeployError with one line on what failed."""
+    nothing leaves the stack as it is. Raises DeployError with one line on what failed, and
+    StackConfigError for an update whose parameters break a rule together with the values the
+    stack keeps (stack_config.check_kept), before anything is uploaded."""
     session = session or boto3.session.Session()
     cfn = session.client("cloudformation")
     template = json.loads(package.template_path(build_dir).read_text())
@@ -185,6 +188,8 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
         existing = None
     if existing is not None and existing["StackStatus"] == "REVIEW_IN_PROGRESS":
         existing = None  # a create change set never executed: nothing was created
+    if existing is not None:  # an update: checked again with the values it keeps, before anything is uploaded
+        check_kept(template, parameters, existing.get("Parameters", []), stack)
     change_type = "CREATE" if existing is None else "UPDATE"
     s3 = session.client("s3")
     endpoint = s3.meta.endpoint_url.rstrip("/")
@@ -301,6 +306,9 @@ def main(argv: list[str]) -> None:
         print(f"deploy: interrupted; what CloudFormation had started on stack {stack} goes on without us "
               "(its events say how it ended; deploying again picks up from there)", file=sys.stderr)
         sys.exit(130)
+    except StackConfigError as exc:  # an update whose parameters do not go with the values the stack keeps
+        print(f"deploy: {exc}", file=sys.stderr)
+        sys.exit(2)
     except (DeployError, ClientError, BotoCoreError) as exc:  # no credentials, no endpoint, a refusal
         print(f"deploy: {one_line(exc)}{_what_to_set(exc)}", file=sys.stderr)
         sys.exit(1)

@@ -377,6 +377,30 @@ def check_settings(template: Mapping[str, Any], parameters: Mapping[str, str]) -
         refuse(name_of[var], parameters[name_of[var]], var, rule)
 
 
+def check_kept(template: Mapping[str, Any], parameters: Mapping[str, str], current: list[Mapping[str, Any]],
+               stack: str) -> None:
+    """An update's checks between parameters (check_reconciler_watch, check_settings) made again
+    over what `stack` will run with: `parameters` as given, every other parameter at the value
+    in `current` (its DescribeStacks Parameters) that the update keeps, not the template's
+    default the checks before it assumed. A NoEcho parameter's current value, which
+    CloudFormation does not show, is left out. Raises StackConfigError, one line naming the kept
+    values it involves."""
+    declared = template.get("Parameters") or {}
+    kept = {str(p["ParameterKey"]): str(p["ParameterValue"]) for p in current
+            if p.get("ParameterKey") in declared and p["ParameterKey"] not in parameters
+            and "ParameterValue" in p and not declared[p["ParameterKey"]].get("NoEcho")}
+    if not kept:
+        return
+    try:
+        check_reconciler_watch(declared, {**kept, **parameters})
+        check_settings(template, {**kept, **parameters})
+    except StackConfigError as exc:
+        involved = [f"{name}={value}" for name, value in kept.items() if name in str(exc)]
+        which = f"{', '.join(involved)}: " if involved else ""
+        raise StackConfigError(f"{exc} ({which}stack {stack}'s current value of what this update does not give, "
+                               "which it keeps: give the parameters together)") from None
+
+
 def check_cache_rules(code_zip: Path, shown: str) -> None:
     """The cache invalidation rules file the packaged code (`code_zip`, named `shown` in the
     message) carries, checked as its functions check it at their cold start

@@ -417,6 +417,55 @@ def test_deploy_main_refuses_a_package_without_cache_rules(build, capsys, monkey
     assert capsys.readouterr().err == f"deploy: {build}/deployment.zip has no {RULES_SOURCE}; `make package` builds it\n"
 
 
+# A template whose function reads the redelivery waits, with the reconciler's schedule and alarm.
+KEPT_TEMPLATE = {
+    "Parameters": {
+        **TEMPLATE["Parameters"],
+        "RedeliveryBaseSeconds": {"Type": "Number", "Default": 30, "MinValue": 1, "MaxValue": 900},
+        "RedeliveryMaxSeconds": {"Type": "Number", "Default": 900, "MinValue": 1, "MaxValue": 900},
+        "ReconcilerSchedule": {"Type": "String", "Default": "rate(1 minute)"},
+        "ReconcilerSilentAlarmSeconds": {"Type": "Number", "Default": 600, "AllowedValues": [0, 600, 1800]},
+    },
+    "Resources": {
+        **TEMPLATE["Resources"],
+        "APIHandler": {"Type": "AWS::Serverless::Function", "Properties": {
+            "CodeUri": "./deployment.zip", "Environment": {"Variables": {
+                "JOBPIPE_REDELIVERY_BASE_S": {"Ref": "RedeliveryBaseSeconds"},
+                "JOBPIPE_REDELIVERY_MAX_S": {"Ref": "RedeliveryMaxSeconds"}}}}},
+    },
+}
+
+
+@pytest.mark.parametrize("first, then, fix, shown", [
+    ({"RedeliveryMaxSeconds": "60"}, "RedeliveryBaseSeconds=120", "RedeliveryMaxSeconds=900",
+     "RedeliveryMaxSeconds would be refused by the functions, which read it as JOBPIPE_REDELIVERY_MAX_S: Value error, "
+     "must be at least JOBPIPE_REDELIVERY_BASE_S (120), the first wait before a redelivery (got '60') (RedeliveryMaxSeconds=60: "),
+    ({"ReconcilerSchedule": "rate(10 minutes)", "ReconcilerSilentAlarmSeconds": "1800"}, "ReconcilerSilentAlarmSeconds=600",
+     "ReconcilerSchedule=rate(1 minute)",
+     "ReconcilerSilentAlarmSeconds 600 is less than twice ReconcilerSchedule's period (rate(10 minutes): 600 s), so its "
+     "alarm would go off between two passes: set it to at least 1,200 (one of its allowed values), or 0 for no such "
+     "alarm (ReconcilerSchedule=rate(10 minutes): "),
+])
+def test_an_update_is_checked_with_the_values_the_stack_keeps_before_anything_is_uploaded(
+        first, then, fix, shown, build, session, capsys, monkeypatch):
+    """An update keeps every parameter it is not given at the stack's current value, not the
+    template's default: a new first wait above the cap the stack keeps made every function refuse
+    its settings (each call failing until the next deploy); a shorter alarm than the kept schedule
+    allows went off between two passes."""
+    (build / "sam.json").write_text(json.dumps(KEPT_TEMPLATE))
+    deploy(build, "jobpipe", {"AuthSecret": SECRET, **first}, session)
+    before = (dict(session.cfn.stack["parameters"]), dict(session.s3.objects))
+    monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
+    with pytest.raises(SystemExit) as exited:
+        deploy_script.main([str(build), "jobpipe", then])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (f"deploy: {shown}stack jobpipe's current value of what this update does not "
+                                       "give, which it keeps: give the parameters together)\n")
+    assert (session.cfn.stack["parameters"], session.s3.objects) == before
+    deploy_script.main([str(build), "jobpipe", then, fix])  # given together: deployed
+    assert {then, fix} <= {f"{k}={v}" for k, v in session.cfn.stack["parameters"].items()}
+
+
 def test_deploy_main_interrupted_says_so_in_one_line_exit_130(build, capsys, monkeypatch):
     assert deploy_main_raising(KeyboardInterrupt(), build, monkeypatch) == 130
     err = capsys.readouterr().err
