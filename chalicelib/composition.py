@@ -415,7 +415,7 @@ def checked_cache_rules(read: Callable[[], Any], source: str = RULES_SOURCE) -> 
     try:
         rules = read()
     except ValidationError as exc:
-        problems = "; ".join(" ".join(str(e["msg"]).removeprefix("Value error, ").split())
+        problems = "; ".join(_where(e["loc"]) + " ".join(str(e["msg"]).removeprefix("Value error, ").split())
                              for e in exc.errors(include_url=False))
         raise SettingsError(f"invalid cache invalidation rules in {source}: {problems}") from None
     except (OSError, ValueError) as exc:
@@ -433,6 +433,14 @@ def checked_cache_rules(read: Callable[[], Any], source: str = RULES_SOURCE) -> 
             "(no job of such a type completes, so the namespaces of its rule would never be invalidated); "
             f"the registered job types are: {listed}")
     return rules
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    """Where in the rules file a refused value is, as a prefix: `demo.steps[1]: `, or none for
+    the whole file (or a rule whose own message names its job type)."""
+    if not loc:
+        return ""
+    return str(loc[0]) + "".join(f"[{step}]" for step in loc[1:]) + ": "
 
 
 def take_aws_requests() -> Optional[dict[str, int]]:

@@ -391,6 +391,8 @@ def test_the_package_deploy_checks_and_deploys_is_where_scripts_package_puts_it(
      "namespaces of its rule would never be invalidated); the registered job types are: demo.chaos, demo.fanout, "
      "demo.model, demo.outputs, demo.sleep, demo.steps"),
     ('{"demo.steps": ["has space"]}', "demo.steps: invalid namespace names ['has space']"),
+    ('{"demo.steps": "steps-summary"}', "demo.steps: Input should be a valid list"),
+    ('{"demo.steps": ["steps-summary", 7]}', "demo.steps[1]: Input should be a valid string"),
     ('{"demo.steps": ["a"],', "Expecting property name enclosed in double quotes: line 1 column 22 (char 21)"),
     ('{"demo.steps": ["steps-summary"], "demo.sleep": [], "demo.steps": ["steps-report"]}',
      "'demo.steps' given more than once: write each job type's namespaces in one list"),
