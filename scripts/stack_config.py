@@ -422,6 +422,9 @@ def check_cache_rules(code_zip: Path, shown: str) -> None:
         checked_cache_rules(lambda: parse_rules(text), f"{shown}:{RULES_SOURCE}")
     except SettingsError as exc:
         raise StackConfigError(str(exc)) from None
+    except (ValueError, TypeError) as exc:  # a job type its registry refuses, on importing them
+        raise StackConfigError(f"the job types do not load ({' '.join(str(exc).split())}), so no function "
+                               "could run a job: fix the job type") from None
 
 
 def main() -> None:

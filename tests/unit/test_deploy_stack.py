@@ -410,6 +410,22 @@ def test_deploy_main_refuses_cache_rules_the_functions_would_refuse_before_anyth
                                        f"{RULES_SOURCE}: {shown}\n")
 
 
+def test_deploy_main_says_a_job_type_the_registry_refuses_is_the_problem_not_the_template(build, capsys, monkeypatch):
+    from chalicelib import composition
+
+    def refusing():
+        raise ValueError("job type names are dotted lower-case words (a-z, 0-9, _), not 'Demo.Steps'")
+
+    monkeypatch.setattr(composition, "known_job_types", refusing)
+    monkeypatch.setattr(deploy_script, "deploy", lambda *a, **k: pytest.fail("must not deploy"))
+    with pytest.raises(SystemExit) as exited:
+        deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == ("deploy: the job types do not load (job type names are dotted lower-case words "
+                                       "(a-z, 0-9, _), not 'Demo.Steps'), so no function could run a job: fix the "
+                                       "job type\n")
+
+
 def test_deploy_main_refuses_a_package_without_cache_rules(build, capsys, monkeypatch):
     (build / "deployment.zip").write_bytes(b"PK\x05\x06" + b"\x00" * 18)
     monkeypatch.setattr(deploy_script, "deploy", lambda *a, **k: pytest.fail("must not deploy"))
