@@ -395,22 +395,24 @@ RULES_SOURCE = "chalicelib/cache_invalidation_rules.json"
 
 
 def known_job_types() -> list[str]:
-    """Every job type this code registers, whatever a deployment's DemoJobTypes: the product's,
-    the demo ones and the maintenance ones. A rule for a demo type where DemoJobTypes is off
-    names a real type that simply never completes there."""
+    """The job types a cache invalidation rule may name: every type this code registers for jobs
+    to be submitted as, whatever a deployment's DemoJobTypes (a rule for a demo type where it is
+    off names a real type that simply never completes there). Not the built-in maintenance
+    types: their jobs have no scope, so their completions invalidate no cache."""
     from chalicelib.job_types import build_registry
-    from chalicelib.maintenance import TASKS, task_type
 
-    return sorted({*build_registry(demo_types=True).names(), *map(task_type, TASKS)})
+    return build_registry(demo_types=True).names(public=True)
 
 
 def checked_cache_rules(read: Callable[[], Any], source: str = RULES_SOURCE) -> Any:
-    """The InvalidationRules `read` returns, each of their job types one this code registers
-    (known_job_types). Raises SettingsError, one line naming `source` and what is wrong: a file
-    missing or unreadable, not JSON, a rule its model refuses, or a job type no code registers
-    (a typo, a type renamed since): no completion is of that type, so the namespaces the
-    rule names would never be invalidated and their caches would serve stale values."""
+    """The InvalidationRules `read` returns, each of their job types one known_job_types names.
+    Raises SettingsError, one line naming `source` and what is wrong: a file missing or
+    unreadable, not JSON, a rule its model refuses, or a key that is no such job type (a typo, a
+    type renamed since, a maintenance type): no completion of it invalidates anything, so the
+    caches of the namespaces its rule names would serve stale values."""
     from pydantic import ValidationError
+
+    from chalicelib.domain.registry import MAINTENANCE_PREFIX
 
     try:
         rules = read()
@@ -423,15 +425,15 @@ def checked_cache_rules(read: Callable[[], Any], source: str = RULES_SOURCE) -> 
     known = known_job_types()
     unknown = rules.unknown_types(known)
     if unknown:
-        from chalicelib.job_types import build_registry
+        def named(name: str) -> str:
+            if name.startswith(MAINTENANCE_PREFIX):
+                return f"{name!r} ({MAINTENANCE_PREFIX}* are the built-in maintenance types, whose jobs have no scope)"
+            return f"{name!r}" + "".join(f" ({close}?)" for close in difflib.get_close_matches(name, known, 1))
 
-        named = ", ".join(f"{name!r}" + "".join(f" ({close}?)" for close in difflib.get_close_matches(name, known, 1))
-                          for name in unknown)
-        listed = ", ".join(build_registry(demo_types=True).names(public=True))
         raise SettingsError(
-            f"invalid cache invalidation rules in {source}: keys name job types no code registers: {named} "
-            "(no job of such a type completes, so the namespaces of its rule would never be invalidated); "
-            f"the registered job types are: {listed}")
+            f"invalid cache invalidation rules in {source}: keys name no registered job type: "
+            f"{', '.join(map(named, unknown))} (no completion of theirs would invalidate the namespaces of their "
+            f"rules, whose caches would serve stale values); the registered job types are: {', '.join(known)}")
     return rules
 
 

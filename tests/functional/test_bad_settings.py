@@ -163,6 +163,6 @@ def test_cache_rules_keyed_by_no_registered_job_type_fail_the_cold_start_and_say
     (line,) = logged
     assert line["level"] == "error"
     assert line["message"].startswith(f"invalid cache invalidation rules in {composition.RULES_SOURCE}: keys name "
-                                      "job types no code registers: 'demo.step' (demo.steps?)")
+                                      "no registered job type: 'demo.step' (demo.steps?)")
     assert line["message"].endswith("the registered job types are: demo.chaos, demo.fanout, demo.model, demo.outputs, "
                                     "demo.sleep, demo.steps")

@@ -387,8 +387,13 @@ def test_the_package_deploy_checks_and_deploys_is_where_scripts_package_puts_it(
 
 @pytest.mark.parametrize("rules, shown", [
     ('{"demo.step": ["steps-summary"], "demo.sleep": ["sleep-summary"]}',
-     "keys name job types no code registers: 'demo.step' (demo.steps?) (no job of such a type completes, so the "
-     "namespaces of its rule would never be invalidated); the registered job types are: demo.chaos, demo.fanout, "
+     "keys name no registered job type: 'demo.step' (demo.steps?) (no completion of theirs would invalidate the "
+     "namespaces of their rules, whose caches would serve stale values); the registered job types are: demo.chaos, "
+     "demo.fanout, demo.model, demo.outputs, demo.sleep, demo.steps"),
+    ('{"maintenance.health_check": ["health"], "renamed.type": ["x"]}',
+     "keys name no registered job type: 'maintenance.health_check' (maintenance.* are the built-in maintenance "
+     "types, whose jobs have no scope), 'renamed.type' (no completion of theirs would invalidate the namespaces of "
+     "their rules, whose caches would serve stale values); the registered job types are: demo.chaos, demo.fanout, "
      "demo.model, demo.outputs, demo.sleep, demo.steps"),
     ('{"demo.steps": ["has space"]}', "demo.steps: invalid namespace names ['has space']"),
     ('{"demo.steps": "steps-summary"}', "demo.steps: Input should be a valid list"),
