@@ -89,7 +89,7 @@ class ProgressReporter:
             report = Progress(percent=value, step=step, message=message, details=details)
             self._check_answerable(report)
             self._accepted = value
-            self._pending = report
+            pending, self._pending = self._pending, report
             since = self._clock.monotonic() - self._last_write
             if force or since >= self._interval:
                 try:
@@ -97,6 +97,12 @@ class ProgressReporter:
                 except StoreUnavailableError as exc:
                     self._on_error(exc)
                     self._arm_locked(self._interval)
+                except ProgressRejectedError:
+                    # Refused as at the call: the report it replaced, taken earlier, is still due.
+                    self._pending = pending
+                    if pending is not None:
+                        self._arm_locked(self._interval)
+                    raise
             else:
                 self._arm_locked(max(0.0, self._interval - since))
             return self._job

@@ -347,6 +347,42 @@ def test_a_window_end_whose_write_the_store_did_not_answer_is_observed_and_tried
     assert [(p.percent, p.message) for p in written] == [(30, "a third")] and clock.armed == 0
 
 
+def record_full(reporter) -> list[Exception]:
+    """The reporter's store refusing each report whose message is "too big" as its record has no
+    room for it (ProgressRejectedError, as a store refuses one beside a large payload);
+    returns what the reporter reported to `on_error`."""
+    real_write, observed = reporter._write, []
+    reporter._on_error = observed.append
+
+    def full(job, progress):
+        if progress.message == "too big":
+            raise ProgressRejectedError(f"progress of job {job.id} does not fit its record")
+        return real_write(job, progress)
+
+    reporter._write = full
+    return observed
+
+
+def test_a_forced_report_the_store_refuses_leaves_the_report_it_replaced_due(setup):
+    """A report taken inside the window is the job's next progress: a forced one the store then
+    refuses (raised at the call, as any refused report) does not take it along. It is written
+    when the window ends, and carried by the outcome otherwise."""
+    reporter, clock, written = setup
+    record_full(reporter)
+    reporter.report(20, message="twenty")
+    with pytest.raises(ProgressRejectedError, match="does not fit its record"):
+        reporter.report(30, message="too big", force=True)
+    assert written == [] and clock.armed == 1
+    clock.advance(2)
+    assert [(p.percent, p.message) for p in written] == [(20, "twenty")] and clock.armed == 0
+
+    reporter.report(40, message="forty")
+    with pytest.raises(ProgressRejectedError):
+        reporter.report(50, message="too big", force=True)
+    pending = reporter.settle()
+    assert (pending.percent, pending.message) == (40, "forty")
+
+
 def test_details_nested_past_the_json_depth_limit_are_refused_at_the_call():
     """Stored, details 255 levels deep made every read of the job fail to serialize (a 500)."""
     from chalicelib.defaults import MAX_JSON_DEPTH
