@@ -142,7 +142,9 @@ class JobContext:
 
     @property
     def progress_percent(self) -> float:
-        """The highest percent reported in this attempt (written or still pending)."""
+        """The highest percent reported in this attempt (written or still pending); a report
+        refused at the call (ProgressRejectedError, by a check or by the store's write) leaves
+        it as it was."""
         return self._reporter.percent
 
     @property

@@ -53,7 +53,8 @@ class ProgressReporter:
 
     @property
     def percent(self) -> float:
-        """The highest percent accepted in this attempt (written or still pending)."""
+        """The highest percent accepted in this attempt (written or still pending): a report
+        refused at the call, by a check or by the store's write, counts for nothing."""
         return self._accepted
 
     @property
@@ -88,8 +89,8 @@ class ProgressReporter:
             check_not_decreasing(self._accepted, value)
             report = Progress(percent=value, step=step, message=message, details=details)
             self._check_answerable(report)
-            self._accepted = value
-            pending, self._pending = self._pending, report
+            accepted, pending = self._accepted, self._pending
+            self._accepted, self._pending = value, report
             since = self._clock.monotonic() - self._last_write
             if force or since >= self._interval:
                 try:
@@ -98,8 +99,9 @@ class ProgressReporter:
                     self._on_error(exc)
                     self._arm_locked(self._interval)
                 except ProgressRejectedError:
-                    # Refused as at the call: the report it replaced, taken earlier, is still due.
-                    self._pending = pending
+                    # Refused as at the call: the attempt holds what it held, the report this one
+                    # replaced (taken earlier) still due.
+                    self._accepted, self._pending = accepted, pending
                     if pending is not None:
                         self._arm_locked(self._interval)
                     raise

@@ -383,6 +383,21 @@ def test_a_forced_report_the_store_refuses_leaves_the_report_it_replaced_due(set
     assert (pending.percent, pending.message) == (40, "forty")
 
 
+def test_a_report_the_store_refuses_at_the_call_counts_for_nothing(setup):
+    """Refused by the store's write at the call (forced), a report leaves the attempt at the
+    percent the job holds: `percent` (the handler's `ctx.progress_percent`) reads it, and a
+    report above it is no decrease, as after a report refused by a check."""
+    reporter, clock, written = setup
+    record_full(reporter)
+    clock.advance(2)
+    reporter.report(20, message="twenty")
+    with pytest.raises(ProgressRejectedError):
+        reporter.report(30, message="too big", force=True)
+    assert reporter.percent == 20 and reporter.job.progress.percent == 20
+    reporter.report(25, message="less to say", force=True)
+    assert [(p.percent, p.message) for p in written] == [(20, "twenty"), (25, "less to say")]
+
+
 def test_details_nested_past_the_json_depth_limit_are_refused_at_the_call():
     """Stored, details 255 levels deep made every read of the job fail to serialize (a 500)."""
     from chalicelib.defaults import MAX_JSON_DEPTH

@@ -19,6 +19,10 @@ class Empty(BaseModel):
     pass
 
 
+class Padded(BaseModel):
+    pad: str
+
+
 def make_types(seen):
     types = JobTypeRegistry()
 
@@ -26,6 +30,18 @@ def make_types(seen):
     def complete_no_return(ctx, payload):
         progress(ctx, 40, "work", "working")
         complete_job(ctx, {"model": "output.stl"}, "Model processing complete")
+
+    @types.register("h.report_refused_by_the_store", Padded, max_attempts=1)
+    def report_refused_by_the_store(ctx, payload):
+        progress(ctx, 10, "load", force=True)
+        try:  # fits a report, not the record beside this payload
+            progress(ctx, 30, "load", "m" * 300_000, {"d": "x" * 32_000}, force=True)
+        except ProgressRejectedError:
+            seen.append(ctx.progress_percent)
+        start_job(ctx, "resuming with less to say")
+        seen.append(ctx.job.progress.percent)
+        progress(ctx, 20, "load", "a shorter report", force=True)
+        seen.append(ctx.job.progress.percent)
 
     @types.register("h.complete_returned", Empty)
     def complete_returned(ctx, payload):
@@ -180,6 +196,18 @@ def test_start_job_writes_at_once_at_the_percent_reached(store, queue, clock, se
     (written,) = seen
     assert written["percent"] == 30 and written["step"] == "started"
     assert written["message"] == "Beginning processing"
+
+
+def test_a_report_the_store_refused_leaves_the_percent_the_job_holds(env, queue, seen):
+    """A report the store refuses (no room on the record beside a large payload) counts for
+    nothing: `ctx.progress_percent` reads the percent the job holds, `start_job` reports at it,
+    and a report between the two is no decrease."""
+    lifecycle, runner = env
+    lifecycle.submit(tenant="acme", user="ann", type="h.report_refused_by_the_store", payload={"pad": "p" * 90_000})
+    (message,) = queue.drain()
+    final = runner.run(message)
+    assert seen == [10, 10, 20]
+    assert final.status == JobStatus.COMPLETED, final.error
 
 
 def test_progress_writes_the_seed_fields_and_refuses_a_decrease(env, queue, seen):
