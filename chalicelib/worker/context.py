@@ -176,13 +176,18 @@ class JobContext:
         reached when given (a lower or invalid one keeps the percent already reached: never
         refused). The first call decides; the handler should raise what this returns, but the
         job fails with the recorded code whatever the handler does next, unless it was
-        canceled (a cancel request seen by the handler ends the job canceled)."""
+        canceled (a cancel request seen by the handler ends the job canceled, showing the
+        progress reached before it: `percent` is not written once the handler has seen it)."""
         self._check_writable()
         if self._failure is None:
             # As the job's error will show them (JobErrorInfo): the percent's report carries the message too.
             error = JobErrorInfo(code=error_code(code, "handler_failed"), message=text_of(message))
             self._failure = Failure(error.code, error.message)
-            if percent is not None:
+            # Once the handler has seen the cancel the job ends canceled: a report made now is no
+            # progress it reached before, so none is kept for that write (as `progress`). One it
+            # never saw (whenever a write learned of it) leaves the failure its word, as a
+            # report made before it.
+            if percent is not None and not self._cancel_seen:
                 self._reporter.report_final(percent, "failed", self._failure.message)
         return FatalJobError(self._failure.message, code=self._failure.code)
 

@@ -4,7 +4,7 @@ import pytest
 from pydantic import BaseModel
 
 from chalicelib.adapters.clocks import SystemClock
-from chalicelib.domain.errors import FatalJobError, ProgressRejectedError
+from chalicelib.domain.errors import FatalJobError, JobCancelledError, ProgressRejectedError
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
 from chalicelib.job_types import build_registry
@@ -241,6 +241,64 @@ def test_a_cancel_seen_by_the_handler_wins_over_fail_job(store, queue, clock):
 
     store.record_progress = cancel_first
     assert runner.run(message).status == JobStatus.CANCELED
+
+
+@pytest.mark.parametrize("learns", ["poll", "report"])
+def test_a_fail_job_percent_after_the_handler_saw_the_cancel_is_not_the_canceled_jobs_progress(store, queue, clock, learns):
+    """Once the handler has seen the cancel request a report is not kept for the `canceled`
+    write (docs/jobs.md), and `fail_job`'s is no exception: the job ends canceled showing the
+    progress its handler reached, not step `failed` at the percent it gave with its message."""
+    types = JobTypeRegistry()
+
+    @types.register("h.fail_after_cancel", Empty, max_attempts=3)
+    def fail_after_cancel(ctx, payload):
+        progress(ctx, 40, "work", "forty done", force=True)
+        lifecycle.cancel("acme", ctx.job_id)
+        if learns == "poll":
+            assert ctx.cancelled(fresh=True)
+        else:  # the report's write meets the request
+            with pytest.raises(JobCancelledError):
+                progress(ctx, 50, "work", "fifty done", force=True)
+        fail_job(ctx, "MODEL_ERROR", "giving up", progress_percent=90)
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0)
+    lifecycle.submit(tenant="acme", user="ann", type="h.fail_after_cancel", payload={})
+    (message,) = queue.drain()
+    final = runner.run(message)
+    assert final.status == JobStatus.CANCELED
+    # the report whose write met the request was made before the attempt knew of it: it is kept
+    reached = (40, "work", "forty done") if learns == "poll" else (50, "work", "fifty done")
+    assert (final.progress.percent, final.progress.step, final.progress.message) == reached
+
+
+@pytest.mark.parametrize("window_ends", [False, True], ids=["before_the_windows_end", "after_it"])
+def test_a_fail_job_percent_with_a_cancel_the_handler_never_saw_ends_alike_whenever_the_window_ends(
+        store, queue, clock, window_ends):
+    """A cancel request the handler never saw leaves fail_job its word (the job ends canceled,
+    its error kept): whether the window's end wrote the report before it, meeting the request,
+    or not, the job shows the failure's percent and message."""
+    from chalicelib.adapters.clocks import ManualClock
+
+    worker_clock = ManualClock(start=100.0)
+    types = JobTypeRegistry()
+
+    @types.register("h.fail_with_an_unseen_cancel", Empty, max_attempts=3)
+    def fail_with_an_unseen_cancel(ctx, payload):
+        progress(ctx, 40, "work", "forty done")  # inside the claim's window: pending
+        lifecycle.cancel("acme", ctx.job_id)
+        if window_ends:
+            worker_clock.advance(2)  # its write meets the request
+            assert ctx.job.cancel_requested
+        fail_job(ctx, "MODEL_ERROR", "giving up", progress_percent=90)
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    runner = JobRunner(lifecycle, types, clock=worker_clock, progress_interval_s=2)
+    lifecycle.submit(tenant="acme", user="ann", type="h.fail_with_an_unseen_cancel", payload={})
+    (message,) = queue.drain()
+    final = runner.run(message)
+    assert (final.status, final.error.code) == (JobStatus.CANCELED, "MODEL_ERROR")
+    assert (final.progress.percent, final.progress.step, final.progress.message) == (90, "failed", "giving up")
 
 
 def test_demo_model_completes_through_the_helpers(store, queue, clock):
