@@ -226,12 +226,17 @@ class ProgressReporter:
                 # timer now, if any, is another one, which stays armed and stoppable.
                 return
             self._timer = None
+            report = self._pending
             try:
                 self._flush_locked()
             except Exception as exc:  # a timer thread has no caller to raise to
                 self._on_error(exc)
                 if isinstance(exc, StoreUnavailableError):  # kept: tried again when the next window ends
                     self._arm_locked(self._interval)
+                elif isinstance(exc, ProgressRejectedError) and self._pending is None:
+                    # Refused (its record has no room): left for the outcome, whose write makes room,
+                    # as for a report whose window had not ended; written again by no window.
+                    self._pending = report
 
     def _flush_locked(self) -> None:
         if self._pending is None:
@@ -250,7 +255,7 @@ class ProgressReporter:
                 # write carries it (`settle`), whichever of this write and a poll saw it first.
                 self._pending = pending
         except ProgressRejectedError:
-            raise  # refused for good (a decrease, an attempt already over): nothing to keep
+            raise  # refused: the caller decides what is kept (`report` raises, `_on_timer` keeps it)
         except BaseException:
             # Not written (the store did not answer, the attempt's time ran out mid-write): kept
             # unless a later report replaced it, so the next write or the outcome carries it.

@@ -398,6 +398,27 @@ def test_a_report_the_store_refuses_at_the_call_counts_for_nothing(setup):
     assert [(p.percent, p.message) for p in written] == [(20, "twenty"), (25, "less to say")]
 
 
+def test_a_report_the_store_refuses_at_the_windows_end_is_left_for_the_outcome(setup):
+    """The window's end has no caller to raise to: a report its write could not store (no room
+    on the record) is observed and left for the outcome, whose write makes room, as when the
+    handler ends before the window does; no later window writes it again, a later report
+    replaces it as any."""
+    reporter, clock, written = setup
+    observed = record_full(reporter)
+    reporter.report(30, message="too big", details={"rows": 3})
+    clock.advance(2)
+    assert written == [] and [str(e) for e in observed] == ["progress of job j does not fit its record"]
+    assert clock.armed == 0 and reporter.percent == 30
+    pending = reporter.settle()
+    assert (pending.percent, pending.message, pending.details) == (30, "too big", {"rows": 3})
+
+    reporter.report(40, message="too big")
+    clock.advance(2)
+    reporter.report(45, message="smaller")
+    clock.advance(2)
+    assert [(p.percent, p.message) for p in written] == [(45, "smaller")] and reporter.settle() is None
+
+
 def test_details_nested_past_the_json_depth_limit_are_refused_at_the_call():
     """Stored, details 255 levels deep made every read of the job fail to serialize (a 500)."""
     from chalicelib.defaults import MAX_JSON_DEPTH

@@ -4,6 +4,7 @@ import pytest
 from pydantic import BaseModel
 
 from chalicelib.adapters.clocks import SystemClock
+from chalicelib.defaults import MAX_EVENT_TEXT_CHARS
 from chalicelib.domain.errors import FatalJobError, JobCancelledError, ProgressRejectedError
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
@@ -299,6 +300,42 @@ def test_a_fail_job_percent_with_a_cancel_the_handler_never_saw_ends_alike_whene
     final = runner.run(message)
     assert (final.status, final.error.code) == (JobStatus.CANCELED, "MODEL_ERROR")
     assert (final.progress.percent, final.progress.step, final.progress.message) == (90, "failed", "giving up")
+
+
+@pytest.mark.parametrize("window_ends", [False, True], ids=["before_the_handler_ends", "after_it"])
+@pytest.mark.parametrize("ending", ["return", "fail_job", "raise"])
+def test_a_report_its_record_has_no_room_for_ends_the_job_alike_whenever_its_window_ends(
+        store, queue, clock, window_ends, ending):
+    """A throttled report that fits a report but not the record beside a large payload is carried
+    by the attempt's outcome, its message cut (docs/jobs.md), whether the handler ended before
+    its window did or the window's end tried to write it first."""
+    from chalicelib.adapters.clocks import ManualClock
+
+    worker_clock = ManualClock(start=100.0)
+    types = JobTypeRegistry()
+
+    @types.register("h.report_the_record_has_no_room_for", Padded, max_attempts=1)
+    def report_the_record_has_no_room_for(ctx, payload):
+        progress(ctx, 10, "load", "ten", force=True)
+        progress(ctx, 30, "load", "m" * 300_000, {"rows": "x" * 32_000})  # inside the window
+        if window_ends:
+            worker_clock.advance(2)
+        if ending == "fail_job":
+            fail_job(ctx, "E_LOAD", "could not load")
+        if ending == "raise":
+            raise ValueError("boom")
+        return {"loaded": True}
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    runner = JobRunner(lifecycle, types, clock=worker_clock, progress_interval_s=2)
+    lifecycle.submit(tenant="acme", user="ann", type="h.report_the_record_has_no_room_for",
+                     payload={"pad": "p" * 90_000})
+    (message,) = queue.drain()
+    final = runner.run(message)
+    assert final.status == (JobStatus.COMPLETED if ending == "return" else JobStatus.FAILED), final.error
+    assert final.progress.percent == (100 if ending == "return" else 30)
+    cut = final.progress.message
+    assert (len(cut), cut[-2:]) == (MAX_EVENT_TEXT_CHARS, "m…") and final.progress.details == {"rows": "x" * 32_000}
 
 
 def test_demo_model_completes_through_the_helpers(store, queue, clock):
