@@ -7,7 +7,8 @@ drops, and on AWS could wake it on a shard of its own), no index to keep keys ou
 table's TTL attribute (`expiration`) already removes old records. The API's role writes (and,
 for a submit refused by the quota, reads) these items only.
 
-    key  id=submit#<tenant>#<key>  job_id, request_hash, expiration (epoch seconds)
+    key  id=submit#<tenant>#<key>  job_id, request_hash, taken_hash (absent from records
+                                   written before it was kept), expiration (epoch seconds)
 
 A tenant name holds no `#` (`key_part` refuses one), so the first `#` after the prefix ends it
 and two tenants' keys never share an id. The table's other items, the subscribers' delivery
@@ -39,6 +40,8 @@ def key_put(table: str, record: SubmissionKey, now: int) -> dict[str, Any]:
         "request_hash": {"S": record.request_hash},
         TTL_ATTRIBUTE: {"N": str(record.expires_at)},
     }
+    if record.taken_hash is not None:
+        item["taken_hash"] = {"S": record.taken_hash}
     return {
         "Put": {
             "TableName": table,
@@ -62,4 +65,5 @@ def item_to_key(item: dict[str, Any], key: str, now: int) -> Optional[Submission
         job_id=item["job_id"]["S"],
         request_hash=item["request_hash"]["S"],
         expires_at=expires_at,
+        taken_hash=item["taken_hash"]["S"] if "taken_hash" in item else None,
     )

@@ -46,6 +46,7 @@ from chalicelib.domain.job import (
     too_deep_message,
 )
 from chalicelib.domain.numbers import shown_number
+from chalicelib.domain.registry import JobType
 from chalicelib.domain.submission_keys import check_key, request_hash
 from chalicelib.lifecycle.transitions import JobTransitions, start_message
 from chalicelib.ports import SubmissionKey
@@ -72,6 +73,15 @@ def hashed_request(signature: inspect.Signature, arguments: Mapping[str, Any]) -
     hashed no such field, and a replay of that key's request must still match it."""
     return {name: arguments[name] for name, parameter in signature.parameters.items()
             if name not in NOT_THE_REQUEST and (name in FIRST_KEYED or arguments[name] != parameter.default)}
+
+
+def taken_request(request: Mapping[str, Any], job: Job, job_type: JobType) -> dict[str, Any]:
+    """`request` (hashed_request's) as the job it made takes it, whose hash a key keeps beside the
+    request's as sent (SubmissionKey.taken_hash): the priority the job runs at left out (None)
+    when it is `job_type`'s own, as when the request gives none, so a request spelling out a
+    default is the same request as one leaving it to the default (a retry from a client that
+    fills defaults in)."""
+    return {**request, "priority": None if job.priority == job_type.priority else job.priority}
 
 
 def start_time(now: datetime, delay_seconds: int, run_at: Optional[datetime]) -> datetime:
@@ -173,8 +183,9 @@ class Admission(JobTransitions):
                 admit(tenant)
             self.store.create(job)
         else:
-            record = SubmissionKey(tenant, key, job.id, request_hash(request),
-                                   int(now.timestamp()) + self.key_ttl_s)
+            taken = taken_request(request, job, self.registry.get(type))
+            record = SubmissionKey(tenant, key, job.id, request_hash(request), int(now.timestamp()) + self.key_ttl_s,
+                                   taken_hash=request_hash(taken))
             # Admission comes before the key is written, so a new job costs no read of the key;
             # a replay refused by admission looks its key up then (one GetItem, on refusals
             # only): the key's first request was admitted, and its replays answer its job.
@@ -299,8 +310,11 @@ class Admission(JobTransitions):
 
     def _replayed(self, first: SubmissionKey, again: SubmissionKey) -> Job:
         """The job `first` made, answering a request under the same key (`again`); raises
-        IdempotencyConflictError when `again` is another request: a key names one request."""
-        if first.request_hash != again.request_hash:
+        IdempotencyConflictError when `again` is another request: a key names one request. The
+        same request as sent, or as the job takes it (when `first` keeps that hash: a record
+        written before it was kept does not, and a version before it compares the first alone)."""
+        same_as_taken = first.taken_hash is not None and first.taken_hash == again.taken_hash
+        if first.request_hash != again.request_hash and not same_as_taken:
             raise IdempotencyConflictError.of()
         job = self.store.get(first.job_id, mark_gone=True)  # answered as GET /jobs/{id} shows it
         if job is None or job.tenant != first.tenant:  # removed after its retention, key still kept

@@ -118,14 +118,17 @@ class ExpectedWrite:
 
 @dataclass(frozen=True)
 class SubmissionKey:
-    """The record of a tenant's `Idempotency-Key`: the job its first submit made and a hash of
-    that submit's request, kept until `expires_at` (epoch seconds)."""
+    """The record of a tenant's `Idempotency-Key`: the job its first submit made and hashes of
+    that submit's request, kept until `expires_at` (epoch seconds): `request_hash` of the request
+    as sent, `taken_hash` of the request as the job takes it (its defaults taken alike, given or
+    not; None in a record written before it was kept)."""
 
     tenant: str
     key: str
     job_id: str
     request_hash: str
     expires_at: int
+    taken_hash: Optional[str] = None
 
 
 class JobStore(Protocol):

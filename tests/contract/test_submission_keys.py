@@ -25,6 +25,18 @@ def test_a_keyed_create_writes_the_job_and_the_record_together(adapters):
     assert adapters.store.submission_key("acme", "order-1", now=NOW) == record(job)
 
 
+def test_a_record_keeps_its_request_as_taken_beside_its_request_as_sent(adapters):
+    """`taken_hash` is stored and returned, with a create refused on the key too; a record
+    written without one (before it was kept) reads back with None."""
+    first, second, third = make_job(1), make_job(2), make_job(3)
+    taken = SubmissionKey("acme", "order-1", first.id, "h1", NOW + 3600, taken_hash="t1")
+    assert adapters.store.create_keyed(first, taken, now=NOW) is None
+    assert adapters.store.submission_key("acme", "order-1", now=NOW) == taken
+    assert adapters.store.create_keyed(second, record(second, request_hash="h2"), now=NOW) == taken
+    assert adapters.store.create_keyed(third, record(third, key="order-2"), now=NOW) is None
+    assert adapters.store.submission_key("acme", "order-2", now=NOW).taken_hash is None
+
+
 def test_a_second_create_under_a_kept_key_writes_nothing_and_returns_the_first_record(adapters):
     first, second = make_job(1), make_job(2)
     adapters.store.create_keyed(first, record(first), now=NOW)

@@ -70,6 +70,22 @@ def test_a_different_body_under_a_used_key_is_409_and_writes_nothing(client, aws
     assert [j["id"] for j in listed] == [first["id"]]
 
 
+def test_a_replay_giving_a_field_at_its_default_answers_the_first_job(client, aws):
+    """A retry that spells out what the first request left to its default (a client library that
+    fills defaults in: the type's priority, no delay, no start time, no scope) asks for the very
+    same job: it is answered that job, not 409; a priority other than the type's is another job."""
+    first = post(client)
+    assert first.status_code == 202, first.body
+    spelled_out = dict(STEPS, priority="normal", delay_seconds=0, run_at=None, scope=None)
+    again = post(client, spelled_out)
+    assert (again.status_code, again.json_body["id"]) == (202, first.json_body["id"]), again.body
+    assert post(client, dict(STEPS, priority="normal"), key="order-2").json_body["id"] == \
+        post(client, key="order-2").json_body["id"]  # and the other way round
+    other = post(client, dict(STEPS, priority="high"))
+    assert other.status_code == 409 and other.json_body["error"]["code"] == "idempotency_conflict"
+    assert len(receive_all(aws)) == 2
+
+
 # Beyond ASCII a header's bytes are read as ISO-8859-1 on one hop and as UTF-8 on another:
 # "ключ" sent as UTF-8 bytes arrives as "ÐºÐ»Ñ\x8e...", its C1 controls refused, "é" as "Ã©", kept.
 @pytest.mark.parametrize("key", ["", "x" * 256, "tab\there", "nul\x00", "ключ", "order-😀", "Ã©", "e\u0301",

@@ -116,3 +116,22 @@ def test_a_rolled_back_version_runs_a_job_and_an_event_a_newer_one_wrote(app, cl
     handler = client._app.handler_map["cache_invalidation"]
     message = {"MessageId": str(uuid.uuid4()), "Body": json.dumps(newer), "ReceiptHandle": "rh"}
     assert handler(sqs_event([message]), LambdaContext(60)) == {"batchItemFailures": []}
+
+
+def test_an_idempotency_key_an_earlier_version_stored_answers_its_request_sent_again(client, aws):
+    """A key's record as versions before the request-as-taken hash wrote it (its request's hash
+    as sent alone, no `taken_hash`), its job an earlier version's: the request sent again as it
+    was answers that job for the key's day after a deploy, not 409; another request is 409."""
+    job_id = str(uuid.uuid4())
+    _put(aws, _first_version_item(job_id))
+    aws["ddb"].put_item(TableName="idempotency", Item={
+        "id": {"S": "submit#acme#order-1"}, "tenant": {"S": "acme"}, "job_id": {"S": job_id},
+        # {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0}, "priority": "normal"}, as sent
+        "request_hash": {"S": "d0849aabf71da357b3321f6a7e8cb5bd192223e6671044f36406248a5d04a973"},
+        "expiration": {"N": str(int(datetime.now(timezone.utc).timestamp()) + 3600)}})
+    body = {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0}, "priority": "normal"}
+    keyed = auth(**{"Idempotency-Key": "order-1"})
+    again = client.http.post("/jobs", headers=keyed, body=json.dumps(body))
+    assert (again.status_code, again.json_body["id"]) == (202, job_id), again.body
+    other = client.http.post("/jobs", headers=keyed, body=json.dumps({**body, "priority": "high"}))
+    assert other.status_code == 409 and other.json_body["error"]["code"] == "idempotency_conflict"

@@ -192,6 +192,32 @@ def test_a_request_hashes_as_its_key_has_been_stored(lifecycle, store, request_,
     assert store.submission_key("acme", "order-1", now=0).request_hash == stored
 
 
+def test_a_default_spelled_out_is_the_request_that_left_it_out(lifecycle, queue):
+    """A field given at the value the job would take anyway (the type's priority, no delay, no
+    start time, no scope) is the same request as one leaving it out, either way round."""
+    first = submit(lifecycle)
+    assert submit(lifecycle, priority="normal", delay_seconds=0, run_at=None, scope=None).id == first.id
+    spelled = submit(lifecycle, key="order-2", priority="normal")
+    assert submit(lifecycle, key="order-2").id == spelled.id
+    with pytest.raises(IdempotencyConflictError):
+        submit(lifecycle, key="order-2", priority="low")
+    assert len(queue.sent) == 2
+
+
+def test_a_key_stored_before_requests_were_taken_as_the_job_takes_them_still_answers(lifecycle, store):
+    """A record written before keys kept the request as the job takes it has its hash as sent
+    alone: the request sent again as it was is answered its job."""
+    from dataclasses import replace
+
+    first = submit(lifecycle, priority="normal")
+    record = store.submission_key("acme", "order-1", now=0)
+    assert record.request_hash == "d0849aabf71da357b3321f6a7e8cb5bd192223e6671044f36406248a5d04a973"  # as sent
+    store._keys[("acme", "order-1")] = replace(record, taken_hash=None)
+    assert submit(lifecycle, priority="normal").id == first.id
+    with pytest.raises(IdempotencyConflictError):
+        submit(lifecycle, priority="high")
+
+
 def test_a_keyword_added_to_submit_counts_only_once_given_so_stored_keys_still_match():
     """A request keyword added later (here `labels`) is hashed when a request gives it; one that
     leaves it at its default hashes as before it existed."""
