@@ -362,8 +362,9 @@ class TaskRuns:
         their defaults left out) for `user`. Queued, it is the lifecycle's submit, keyed by
         `idempotency_key` as POST /jobs is: the same task and parameters under the key answer the
         task it made (`made` false), another request under it is IdempotencyConflictError; the
-        job's stored payload has the defaults filled in, and a parameter added by a later deploy
-        does not make a replay of a key sent before it another request.
+        job's stored payload has the defaults filled in, the key compares them as the task takes
+        them (a default given or left out alike), and a parameter added by a later deploy does
+        not make a replay of a key sent before it another request.
         Inline it runs bounded by `control()`, taken before anything else (MaintenanceTasks.run:
         TaskTimeError when not even a part of it fits), and an Idempotency-Key is
         InvalidRequestError, nothing run: an inline run keeps no record to answer a repeat with."""

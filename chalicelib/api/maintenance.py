@@ -114,7 +114,7 @@ def _start(call: Call, task: str) -> Any:
     task and parameters under an Idempotency-Key answer the task the key made, as it is now;
     another request under it is 409 idempotency_conflict; with USE_TASK_QUEUE=false a key is
     refused (400): nothing is kept to answer its repeat."""
-    payload = validate(TASK_PARAMETERS[task], call.query()).model_dump(exclude_unset=True)  # as given: keyed
+    payload = validate(TASK_PARAMETERS[task], call.query()).model_dump(exclude_unset=True)  # as given: hashed as sent
     with _said_of_the_task():
         started = container().task_runs.start(task, payload, user=call.user.user,
                                               idempotency_key=call.header("idempotency-key"), control=_inline_control)

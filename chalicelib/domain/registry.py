@@ -79,6 +79,14 @@ class JobType:
         there, and a model with `extra="forbid"` would refuse them."""
         return model.model_dump(mode="json", by_alias=True, exclude_computed_fields=True)
 
+    def asked_payload(self, stored: Any) -> Any:
+        """What a payload `stored` (stored_payload's) asks for: its fields at their default left
+        out, as a request that leaves them to their default gives it. Equal for payloads the
+        type reads as one (a default spelled out or not, 1 or 1.0 for a float), and unchanged by
+        a field a later model adds with a default."""
+        return self.parse_payload(stored, stored=True).model_dump(
+            mode="json", by_alias=True, exclude_computed_fields=True, exclude_defaults=True)
+
     def stored_payload(self, model: BaseModel) -> Any:
         """`dump_payload(model)`, checked to be JSON and what the worker reads back as `model`: parsed as
         the worker parses it (`stored`), it dumps to itself again. Register refuses the models

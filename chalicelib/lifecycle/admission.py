@@ -78,10 +78,12 @@ def hashed_request(signature: inspect.Signature, arguments: Mapping[str, Any]) -
 def taken_request(request: Mapping[str, Any], job: Job, job_type: JobType) -> dict[str, Any]:
     """`request` (hashed_request's) as the job it made takes it, whose hash a key keeps beside the
     request's as sent (SubmissionKey.taken_hash): the priority the job runs at left out (None)
-    when it is `job_type`'s own, as when the request gives none, so a request spelling out a
-    default is the same request as one leaving it to the default (a retry from a client that
-    fills defaults in)."""
-    return {**request, "priority": None if job.priority == job_type.priority else job.priority}
+    when it is `job_type`'s own, as when the request gives none, and the payload as its type
+    reads it, its fields at their default left out (JobType.asked_payload), so a request spelling
+    out a default is the same request as one leaving it to the default (a retry from a client
+    that fills defaults in)."""
+    return {**request, "payload": job_type.asked_payload(job.payload),
+            "priority": None if job.priority == job_type.priority else job.priority}
 
 
 def start_time(now: datetime, delay_seconds: int, run_at: Optional[datetime]) -> datetime:

@@ -86,6 +86,18 @@ def test_a_replay_giving_a_field_at_its_default_answers_the_first_job(client, aw
     assert len(receive_all(aws)) == 2
 
 
+def test_a_replay_giving_a_payload_field_at_its_default_answers_the_first_job(client, aws):
+    """A payload field spelled out at the default its type's schema gives it (GET /job-types, a
+    form that fills defaults in) makes the job the first request made: the same request."""
+    first = post(client)
+    spelled_out = dict(STEPS, payload=dict(STEPS["payload"], fail_mode="retry", fail_at=None, message_chars=0))
+    again = post(client, spelled_out)
+    assert (again.status_code, again.json_body["id"]) == (202, first.json_body["id"]), again.body
+    other = post(client, dict(STEPS, payload=dict(STEPS["payload"], fail_mode="fatal")))
+    assert other.status_code == 409 and other.json_body["error"]["code"] == "idempotency_conflict"
+    assert len(receive_all(aws)) == 1
+
+
 # Beyond ASCII a header's bytes are read as ISO-8859-1 on one hop and as UTF-8 on another:
 # "ключ" sent as UTF-8 bytes arrives as "ÐºÐ»Ñ\x8e...", its C1 controls refused, "é" as "Ã©", kept.
 @pytest.mark.parametrize("key", ["", "x" * 256, "tab\there", "nul\x00", "ключ", "order-😀", "Ã©", "e\u0301",

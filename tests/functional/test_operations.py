@@ -256,9 +256,10 @@ def test_a_keyed_task_start_repeated_answers_the_task_it_made(client, aws):
 
 def test_a_keyed_start_sent_again_after_a_deploy_added_an_optional_parameter_answers_its_task(
         client, aws, monkeypatch):
-    """The key covers the parameters as the operator sent them, as POST /jobs's covers the body
-    sent: a start retried across a deploy that gave the task a new parameter with a default
-    answers the task it made, not 409 for a default it never sent."""
+    """The key covers the parameters as the task takes them, its defaults left out, as POST
+    /jobs's covers the payload: a start retried across a deploy that gave the task a new
+    parameter with a default answers the task it made, not 409 for a default it never sent, and
+    so does one spelling out a default the first left out."""
     keyed = operator(**{"Idempotency-Key": "start-across-a-deploy"})
     first = client.http.post("/api/system/maintenance/cleanup-runs", headers=keyed)
     assert first.status_code == 202, first.body
@@ -270,7 +271,9 @@ def test_a_keyed_start_sent_again_after_a_deploy_added_an_optional_parameter_ans
     again = client.http.post("/api/system/maintenance/cleanup-runs", headers=keyed)
     assert (again.status_code, again.json_body["task_id"]) == (202, first.json_body["task_id"]), again.body
     stated = client.http.post("/api/system/maintenance/cleanup-runs?max_age_hours=24", headers=keyed)
-    assert stated.status_code == 409, "24 sent is another request than none sent, as for POST /jobs"
+    assert (stated.status_code, stated.json_body["task_id"]) == (202, first.json_body["task_id"]), stated.body
+    other = client.http.post("/api/system/maintenance/cleanup-runs?max_age_hours=25", headers=keyed)
+    assert other.status_code == 409 and other.json_body["error"]["code"] == "idempotency_conflict"
     assert task(client, first.json_body["task_id"])["parameters"] == {"max_age_hours": 24}
 
 

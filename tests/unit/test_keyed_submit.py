@@ -204,6 +204,18 @@ def test_a_default_spelled_out_is_the_request_that_left_it_out(lifecycle, queue)
     assert len(queue.sent) == 2
 
 
+def test_a_payload_is_compared_as_the_job_takes_it(lifecycle, queue):
+    """Payload fields at their default, left out or spelled out, are one request; so are values
+    the type's model reads as the same one (a float field given 1 or 1.0)."""
+    first = submit(lifecycle)
+    assert submit(lifecycle, payload={**STEPS, "fail_mode": "retry", "message_chars": 0}).id == first.id
+    slept = submit(lifecycle, key="order-2", type="demo.sleep", payload={"seconds": 1})
+    assert submit(lifecycle, key="order-2", type="demo.sleep", payload={"seconds": 1.0}).id == slept.id
+    with pytest.raises(IdempotencyConflictError):
+        submit(lifecycle, payload={**STEPS, "message_chars": 1})
+    assert len(queue.sent) == 2
+
+
 def test_a_key_stored_before_requests_were_taken_as_the_job_takes_them_still_answers(lifecycle, store):
     """A record written before keys kept the request as the job takes it has its hash as sent
     alone: the request sent again as it was is answered its job."""
