@@ -220,6 +220,22 @@ def test_a_keyed_submit_repeated_answers_its_job_and_another_body_under_the_key_
     same(answers, "statuses", "same job", "code", "message")
 
 
+def test_a_keyed_submit_repeated_with_its_defaults_spelled_out_answers_its_job_alike(both):
+    body = {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0}}
+    spelled = {**body, "payload": {**body["payload"], "fail_mode": "retry"}, "priority": "normal", "delay_seconds": 0,
+               "run_at": None, "scope": None}
+    keyed = {"Idempotency-Key": "spelled-1"}
+    answers = {}
+    for side, server in both.servers.items():
+        first, again, other = (server("POST", f"{URL}/jobs", json=b, headers=dict(keyed))
+                               for b in (body, spelled, {**spelled, "priority": "low"}))
+        answers[side] = {"statuses": [first.status_code, again.status_code, other.status_code],
+                         "same job": first.json()["id"] == again.json()["id"],
+                         "code": (other.json().get("error") or {}).get("code")}
+    same(answers, "statuses", "same job", "code")
+    assert answers["api"]["statuses"] == [202, 202, 409]
+
+
 def test_a_keyed_rerun_repeated_answers_its_job_and_the_key_refuses_a_submit(both):
     keyed = {"Idempotency-Key": "again-1"}
     answers = {}

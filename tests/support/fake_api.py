@@ -70,8 +70,9 @@ class FakeApi:
         self.not_modified = 0
         # job id -> name -> the artifact as listed, with its "data" (inline) or "url" (in S3)
         self.artifacts: dict[str, dict[str, dict[str, Any]]] = {}
-        # Idempotency-Key -> (the request it came with, its job's id, when the key expires: epoch s)
-        self.keys: dict[str, tuple[Any, str, int]] = {}
+        # Idempotency-Key -> (the request it came with, as sent and as its job takes it; its job's
+        # id; when the key expires: epoch s)
+        self.keys: dict[str, tuple[Any, Any, str, int]] = {}
 
     def add_artifact(self, job_id: str, name: str, data: bytes = b"", content_type: str = "text/plain",
                      url: Optional[str] = None, size: Optional[int] = None) -> dict[str, Any]:
@@ -211,13 +212,14 @@ class FakeApi:
             except JobpipeError as exc:
                 return self.refused(method, url, exc)
         if gone is not None:
-            made = self.jobs.get(kept[1]) if kept is not None else None
+            made = self.jobs.get(kept[2]) if kept is not None else None
             if made is None or not answers(made):
                 return self.refused(method, url, gone)
             return answered(method, url, json_response(dict(made), 202))
+        taken = _taken(request, fields)
         if kept is not None:
-            first, job_id, expires_at = kept
-            if first != request:
+            first, first_taken, job_id, expires_at = kept
+            if first != request and first_taken != taken:
                 return self.refused(method, url, IdempotencyConflictError.of())
             if job_id not in self.jobs:
                 return self.refused(method, url, JobPurgedError.of(job_id, expires_at))
@@ -229,7 +231,7 @@ class FakeApi:
                 return self.refused(method, url, exc)
         job = self.add(**fields)  # through `add`, which a test may script
         if key is not None:
-            self.keys[key] = (request, job["id"], int(time.time()) + IDEMPOTENCY_TTL_S)
+            self.keys[key] = (request, taken, job["id"], int(time.time()) + IDEMPOTENCY_TTL_S)
         return answered(method, url, json_response(job, 202))
 
     def _submitted(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -325,3 +327,14 @@ class FakeApi:
         cursor = str(start + len(page)) if start + len(page) < len(jobs) else None
         tag = self._tag([f"list:{cursor or ''}", *(f"{j['id']}:{j.get('version', '-')}" for j in page)])
         return self._conditional(method, url, headers, {"jobs": page, "next_cursor": cursor}, tag)
+
+
+def _taken(request: tuple[str, Any], fields: dict[str, Any]) -> tuple[Any, ...]:
+    """A submit's or rerun's request (its path and body) as the job it makes takes it, `fields`
+    that job's (its payload with its model's defaults filled in, its priority): a default spelled
+    out or left out alike, its start's instant whatever its offset, as the API compares them."""
+    path, body = request
+    start = validate(StartRequest, {k: v for k, v in (body or {}).items() if k in StartRequest.model_fields})
+    run_at = start.run_at.astimezone(timezone.utc) if start.run_at is not None else None
+    return path, {k: v for k, v in fields.items() if k != "max_attempts"}, start.delay_seconds, run_at, \
+        (body or {}).get("scope")
