@@ -220,13 +220,7 @@ JobRow.prototype.childrenLeftOut = function (count) {
         jobpipe.remember(job);
         jobpipe.order();
       },
-      function (err) {
-        setBusy(show, false);
-        if (tokenTrouble(err)) return;
-        var why = el("span", "error-message", " Could not read them: ");
-        why.appendChild(said(err.message));
-        box.replaceChildren(box.firstChild, show, why);
-      }
+      function (err) { couldNotRead(box, show, err, "them"); }
     );
   });
   box.append(count.toLocaleString("en-US") + " spawned, each a job of its own: left out of the status poll, " +
@@ -248,16 +242,19 @@ JobRow.prototype.readWhole = function (field) {
         : JSON.stringify(job[field], null, 2);
       row.dataBox[field].replaceWith(row.whole[field]);
     },
-    function (err) {
-      var box = row.dataBox[field], again = box.querySelector("button");
-      setBusy(again, false);
-      if (tokenTrouble(err)) return;
-      var why = el("span", "error-message", " Could not read it: ");
-      why.appendChild(said(err.message));
-      box.replaceChildren(box.firstChild, again, why);
-    }
+    function (err) { couldNotRead(row.dataBox[field], row.dataBox[field].querySelector("button"), err, "it"); }
   );
 };
+
+// A "show" `button` whose read failed: pressable again, `box` saying why after it (unless the
+// token's trouble, which the page says itself).
+function couldNotRead(box, button, err, what) {
+  setBusy(button, false);
+  if (tokenTrouble(err)) return;
+  var why = el("span", "error-message", " Could not read " + what + ": ");
+  why.appendChild(said(err.message));
+  box.replaceChildren(box.firstChild, button, why);
+}
 
 // Takes the row off the page, and out of the observer's sight (which would keep it alive).
 JobRow.prototype.remove = function () {
