@@ -11,7 +11,7 @@ import urllib.parse
 from dataclasses import replace
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Optional
+from typing import Callable, Optional
 
 from chalicelib.defaults import (
     WEBHOOK_ANSWER_TEXT_BYTES,
@@ -50,6 +50,52 @@ def _cut(connection: http.client.HTTPConnection, cut: threading.Event) -> None:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+
+def _resolve_by(host: str, port: int, deadline: float) -> list[tuple]:
+    """The host's addresses (getaddrinfo), waited for no later than `deadline`: the resolver
+    has timeouts of its own (seconds a try, several tries), which know nothing of the POST's,
+    and a socket's timeout does not bound it. Raises TimeoutError past the deadline (the
+    lookup is left to end on its own thread), OSError (socket.gaierror) when it failed."""
+    found: dict[str, object] = {}
+    done = threading.Event()
+
+    def resolve() -> None:
+        try:
+            found["addresses"] = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        except OSError as exc:
+            found["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=resolve, daemon=True).start()
+    if not done.wait(max(0.0, deadline - time.monotonic())):
+        raise TimeoutError(f"could not resolve {host} in time")
+    if "error" in found:
+        raise found["error"]  # type: ignore[misc]
+    return found["addresses"]  # type: ignore[return-value]
+
+
+def _connector(deadline: float) -> Callable[..., socket.socket]:
+    """What http.client opens a connection's socket with (its `_create_connection`): as
+    socket.create_connection, each address in turn, the host resolved and each connect timed
+    out by `deadline`, so connecting keeps within the POST's limit however slow the DNS."""
+
+    def create_connection(address: tuple[str, int], timeout: object = None,
+                          source_address: Optional[tuple[str, int]] = None) -> socket.socket:
+        host, port = address
+        failure: Optional[OSError] = None
+        for *_, sockaddr in _resolve_by(host, port, deadline):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"could not connect to {host} in time")
+            try:
+                return socket.create_connection((sockaddr[0], port), left, source_address)
+            except OSError as exc:
+                failure = exc
+        raise failure or OSError(f"{host} has no address")
+
+    return create_connection
 
 
 class _ClosedUnderUs(Exception):
@@ -157,6 +203,7 @@ class HttpWebhookSender:
             if kept:
                 connection.sock.settimeout(remaining)
             else:
+                connection._create_connection = _connector(deadline)  # type: ignore[attr-defined]
                 connection.connect()
                 if cut.is_set():  # connecting took the whole limit: the watchdog found no socket to cut
                     raise TimeoutError()

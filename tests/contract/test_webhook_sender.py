@@ -217,3 +217,30 @@ def test_more_interim_answers_than_are_read_past_are_no_answer():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_host_whose_name_resolves_slowly_is_no_answer_within_the_timeout(monkeypatch):
+    """The POST's limit counts resolving the ERP's host name too: a socket's timeout does not
+    bound getaddrinfo, and a resolver that takes its own seconds a try held a POST past its
+    limit, and the bridge past the close margin it keeps for its delivery records."""
+    server, received = _loopback()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    resolve = socket.getaddrinfo
+
+    def slow_resolver(host, *args, **kwargs):
+        if host == "localhost":
+            time.sleep(4)
+        return resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_resolver)
+    sender = HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S)
+    try:
+        started = time.monotonic()
+        with pytest.raises(WebhookDeliveryError, match="did not answer within 1 s"):
+            sender.post(f"http://localhost:{server.server_address[1]}/ok", b"{}", {}, timeout_s=1)
+        assert time.monotonic() - started < 3
+        assert sender.post(f"http://127.0.0.1:{server.server_address[1]}/ok", b"{}", {}, timeout_s=1).status == 202
+        assert [path for path, _, _ in received] == ["/ok"]
+    finally:
+        server.shutdown()
+        server.server_close()
