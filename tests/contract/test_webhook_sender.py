@@ -244,3 +244,24 @@ def test_a_host_whose_name_resolves_slowly_is_no_answer_within_the_timeout(monke
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_login_in_the_url_is_sent_as_basic_authorization_and_nowhere_else():
+    """ErpWebhookUrl takes `user:password@` (an ERP behind Basic authentication): dropped, it
+    had every event refused 401, each parked as refused for good."""
+    import base64
+
+    server, received = _loopback()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    port = server.server_address[1]
+    sender = HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S)
+    try:
+        assert sender.post(f"http://erp%40acme:p%C3%A4ss:w0rd@127.0.0.1:{port}/ok?tenant=acme", b"{}", {}).status == 202
+        assert sender.post(f"http://127.0.0.1:{port}/ok", b"{}", {}).status == 202
+    finally:
+        server.shutdown()
+        server.server_close()
+    (path, _, headers), (_, _, plain) = received
+    assert base64.b64decode(headers["Authorization"].removeprefix("Basic ")).decode() == "erp@acme:päss:w0rd"
+    assert headers["Authorization"].startswith("Basic ") and path == "/ok?tenant=acme"
+    assert headers["Host"] == f"127.0.0.1:{port}" and "Authorization" not in plain
