@@ -39,6 +39,7 @@ from scripts.stack_config import (
     check_parameters,
     check_reconciler_watch,
     check_settings,
+    check_webhook_signing,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,7 +176,8 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
     left in REVIEW_IN_PROGRESS by a create never executed is created, and a deploy that changes
     nothing leaves the stack as it is. Raises DeployError with one line on what failed, and
     StackConfigError for an update whose parameters break a rule together with the values the
-    stack keeps (stack_config.check_kept), before anything is uploaded."""
+    stack keeps (stack_config.check_kept), or an ErpWebhookUrl with no ErpWebhookSecret given
+    or kept (stack_config.check_webhook_signing), before anything is uploaded."""
     session = session or boto3.session.Session()
     cfn = session.client("cloudformation")
     template = json.loads(package.template_path(build_dir).read_text())
@@ -190,6 +192,8 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
         existing = None  # a create change set never executed: nothing was created
     if existing is not None:  # an update: checked again with the values it keeps, before anything is uploaded
         check_kept(template, parameters, existing.get("Parameters", []), stack)
+    check_webhook_signing(template.get("Parameters") or {}, parameters,
+                          None if existing is None else existing.get("Parameters", []), stack)
     change_type = "CREATE" if existing is None else "UPDATE"
     s3 = session.client("s3")
     endpoint = s3.meta.endpoint_url.rstrip("/")
@@ -278,7 +282,7 @@ def main(argv: list[str]) -> None:
         print(f"deploy: parameters are Key=Value, not {malformed[0]!r}", file=sys.stderr)
         sys.exit(2)
     parameters = dict(arg.split("=", 1) for arg in argv[2:])
-    try:  # e.g. ErpWebhookUrl without an ErpWebhookSecret of 32+ characters
+    try:  # e.g. an ErpWebhookSecret under 32 characters
         parameters = check_parameters(parameters)
     except StackConfigError as exc:
         print(f"deploy: {exc}", file=sys.stderr)
@@ -306,7 +310,7 @@ def main(argv: list[str]) -> None:
         print(f"deploy: interrupted; what CloudFormation had started on stack {stack} goes on without us "
               "(its events say how it ended; deploying again picks up from there)", file=sys.stderr)
         sys.exit(130)
-    except StackConfigError as exc:  # an update whose parameters do not go with the values the stack keeps
+    except StackConfigError as exc:  # parameters that do not go with the values the stack keeps
         print(f"deploy: {exc}", file=sys.stderr)
         sys.exit(2)
     except (DeployError, ClientError, BotoCoreError) as exc:  # no credentials, no endpoint, a refusal

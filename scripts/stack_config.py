@@ -202,8 +202,10 @@ class StackParameters(BaseModel):
         return str(int(_number(info.field_name, value, low=0, high=FUNCTION_CONCURRENCY_MAX, whole=True)))
 
     @model_validator(mode="after")
-    def _across_fields(self) -> "StackParameters":
-        if self.ErpWebhookUrl and len(self.ErpWebhookSecret) < SECRET_MIN_CHARS:
+    def _across_fields(self, info: ValidationInfo) -> "StackParameters":
+        # An update may keep the stack's secret: check_webhook_signing checks a URL given alone.
+        secret_given = "ErpWebhookSecret" in self.model_fields_set or not (info.context or {}).get("update")
+        if self.ErpWebhookUrl and secret_given and len(self.ErpWebhookSecret) < SECRET_MIN_CHARS:
             raise _Rule("ErpWebhookSecret", length_rule("at least", SECRET_MIN_CHARS, len(self.ErpWebhookSecret),
                                                         when="{ErpWebhookUrl} is set"))
         if self.ErpWebhookSecret and len(self.ErpWebhookSecret) < SECRET_MIN_CHARS:
@@ -255,10 +257,12 @@ def check_parameters(parameters: Mapping[str, str]) -> dict[str, str]:
     `python -m scripts.deploy ... Key=Value` takes them) and return them as CloudFormation
     takes them (`UseTaskQueue=yes` becomes `true`, `RetentionDays= 14` becomes `14`); raises
     StackConfigError naming the parameter. Parameters it does not know are left, unchanged,
-    to CloudFormation; only the parameters given are returned (the template keeps its defaults)."""
+    to CloudFormation; only the parameters given are returned (the template keeps its defaults).
+    An ErpWebhookUrl given without its secret is left to check_webhook_signing, which knows
+    whether the stack keeps one."""
     known = {k: v for k, v in parameters.items() if k in VARIABLES}
     try:
-        checked = StackParameters.model_validate(known).model_dump()
+        checked = StackParameters.model_validate(known, context={"update": True}).model_dump()
     except ValidationError as exc:
         raise _refusal(exc, {param: param for param in VARIABLES}) from None
     return {k: (checked[k] if k in known else v) for k, v in parameters.items()}
@@ -399,6 +403,37 @@ def check_kept(template: Mapping[str, Any], parameters: Mapping[str, str], curre
         which = f"{', '.join(involved)}: " if involved else ""
         raise StackConfigError(f"{exc} ({which}stack {stack}'s current value of what this update does not give, "
                                "which it keeps: give the parameters together)") from None
+
+
+# How DescribeStacks shows a NoEcho parameter's value, whatever it is.
+MASKED = "****"
+
+
+def check_webhook_signing(declared: Mapping[str, Mapping[str, Any]], parameters: Mapping[str, str],
+                          current: Optional[list[Mapping[str, Any]]], stack: str) -> None:
+    """The template's rule that ErpWebhookUrl needs an ErpWebhookSecret (of SECRET_MIN_CHARS or
+    more), over what `stack` will run with: `parameters` as given, every other at the value the
+    stack keeps (`current`, its DescribeStacks Parameters; None for a new stack) or, when it
+    has none, the template's default. A kept secret shown as MASKED (NoEcho) is taken as set:
+    the deploy cannot read it, and CloudFormation checks the rule with its value. Raises
+    StackConfigError, one line."""
+    if "ErpWebhookUrl" not in declared or "ErpWebhookSecret" not in declared:
+        return
+    kept = {str(p["ParameterKey"]): str(p.get("ParameterValue", "")) for p in current or []}
+
+    def value(name: str) -> str:
+        return str(parameters.get(name, kept.get(name, declared[name].get("Default", ""))))
+
+    url, secret = value("ErpWebhookUrl").strip(), value("ErpWebhookSecret")
+    if not url or (secret == MASKED and "ErpWebhookSecret" not in parameters):
+        return
+    if len(secret) < SECRET_MIN_CHARS:
+        rule = length_rule("at least", SECRET_MIN_CHARS, len(secret), when="ErpWebhookUrl is set")
+        if "ErpWebhookUrl" not in parameters:
+            rule += f" (stack {stack} keeps ErpWebhookUrl {shown_url(url)!r}: give ErpWebhookUrl= to stop its deliveries)"
+        elif "ErpWebhookSecret" not in parameters and "ErpWebhookSecret" in kept:
+            rule += f" (stack {stack}'s, which this update keeps)"
+        raise StackConfigError(f"ErpWebhookSecret {rule}")
 
 
 def check_cache_rules(code_zip: Path, shown: str) -> None:

@@ -22,6 +22,8 @@ from tests.unit.test_local_stack import API_TEMPLATE, FakeApiGateway
 
 ACCOUNT = "123456789012"
 SECRET = "s" * 40
+# The parameters DescribeStacks shows as **** whatever their value (NoEcho).
+NO_ECHO = ("AuthSecret", "ErpWebhookSecret")
 TEMPLATE = {
     "Parameters": {
         "AuthSecret": {"Type": "String", "NoEcho": True},
@@ -107,7 +109,7 @@ class FakeCloudFormation:
         if self.stack is None:
             raise client_error("ValidationError", f"Stack with id {StackName} does not exist", "DescribeStacks")
         return {"Stacks": [{"StackName": StackName, "StackStatus": self.stack["status"],
-                            "Parameters": [{"ParameterKey": k, "ParameterValue": "****" if k == "AuthSecret" else v}
+                            "Parameters": [{"ParameterKey": k, "ParameterValue": "****" if k in NO_ECHO else v}
                                            for k, v in self.stack["parameters"].items()],
                             "Outputs": [{"OutputKey": "RestAPIId", "OutputValue": "abc123"},
                                         {"OutputKey": "EndpointURL", "OutputValue": "https://abc123.example/api/"}]}]}
@@ -542,3 +544,61 @@ def test_deploy_help_states_the_auth_secrets_length_as_the_template_bounds_it(ca
         deploy_script.main(["--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert f"AuthSecret=<{SECRET_MIN_CHARS} to {SECRET_MAX_CHARS} characters>" in out
+
+
+# The template with the webhook's signing secret (NoEcho: DescribeStacks shows it as ****).
+WEBHOOK_TEMPLATE = {**TEMPLATE, "Parameters": {
+    **TEMPLATE["Parameters"], "ErpWebhookSecret": {"Type": "String", "Default": "", "NoEcho": True}}}
+WEBHOOK_URL = "https://erp.example/hook"
+
+
+def test_an_update_adding_a_webhook_url_keeps_the_stacks_webhook_secret(build, session, monkeypatch):
+    """An update keeps each parameter it is not given, the webhook's secret too: adding
+    ErpWebhookUrl to a stack that has an ErpWebhookSecret was refused (exit 2, "it has 0"),
+    the secret's 32 characters asked for again though CloudFormation keeps the stack's."""
+    (build / "sam.json").write_text(json.dumps(WEBHOOK_TEMPLATE))
+    deploy(build, "jobpipe", {"AuthSecret": SECRET, "ErpWebhookSecret": "w" * 40}, session)
+    monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
+    deploy_script.main([str(build), "jobpipe", f"ErpWebhookUrl={WEBHOOK_URL}"])
+    assert session.cfn.stack["status"] == "UPDATE_COMPLETE"
+    assert session.cfn.stack["parameters"]["ErpWebhookUrl"] == WEBHOOK_URL
+    assert session.cfn.stack["parameters"]["ErpWebhookSecret"] == "w" * 40
+
+
+@pytest.mark.parametrize("first", [
+    None,                       # a new stack: the template's empty secret
+    {"AuthSecret": SECRET},     # a stack made before it had a secret: the update takes the template's empty one
+])
+def test_a_webhook_url_with_no_secret_is_refused_before_anything_is_uploaded(first, build, session, capsys,
+                                                                              monkeypatch):
+    if first is not None:
+        deploy(build, "jobpipe", first, session)
+    (build / "sam.json").write_text(json.dumps(WEBHOOK_TEMPLATE))
+    before = (session.cfn.stack and dict(session.cfn.stack["parameters"]), dict(session.s3.objects))
+    monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
+    with pytest.raises(SystemExit) as exited:
+        deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}", f"ErpWebhookUrl={WEBHOOK_URL}"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == ("deploy: ErpWebhookSecret must be at least 32 characters when ErpWebhookUrl "
+                                       "is set (it has 0)\n")
+    assert (session.cfn.stack and dict(session.cfn.stack["parameters"]), session.s3.objects) == before
+
+
+def test_emptying_the_secret_of_a_stack_that_keeps_its_webhook_url_is_refused_before_anything_is_uploaded(
+        build, session, capsys, monkeypatch):
+    """`ErpWebhookSecret=` passed the checks (no URL given) and CloudFormation refused it by the
+    template's rule only after the code was uploaded: the stack keeps its URL."""
+    (build / "sam.json").write_text(json.dumps(WEBHOOK_TEMPLATE))
+    deploy(build, "jobpipe", {"AuthSecret": SECRET, "ErpWebhookUrl": WEBHOOK_URL, "ErpWebhookSecret": "w" * 40},
+           session)
+    before = (dict(session.cfn.stack["parameters"]), dict(session.s3.objects))
+    monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
+    with pytest.raises(SystemExit) as exited:
+        deploy_script.main([str(build), "jobpipe", "ErpWebhookSecret="])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (
+        "deploy: ErpWebhookSecret must be at least 32 characters when ErpWebhookUrl is set (it has 0) (stack jobpipe "
+        f"keeps ErpWebhookUrl '{WEBHOOK_URL}': give ErpWebhookUrl= to stop its deliveries)\n")
+    assert (session.cfn.stack["parameters"], session.s3.objects) == before
+    deploy_script.main([str(build), "jobpipe", "ErpWebhookSecret=", "ErpWebhookUrl="])  # both: no webhook
+    assert session.cfn.stack["parameters"]["ErpWebhookUrl"] == ""

@@ -17,6 +17,7 @@ from scripts.stack_config import (
     StackConfigError,
     boolean,
     check_parameters,
+    check_webhook_signing,
     from_environment,
     local_api_ceiling,
 )
@@ -317,8 +318,9 @@ def test_the_template_refuses_what_make_run_and_deploy_refuse(parameters):
     """`aws cloudformation deploy` to AWS checks only the template: a stack it accepts with a
     webhook and no secret, or a short one, dead-letters or weakly signs every delivery."""
     given = {"AuthSecret": "a" * 40, **parameters}
-    try:
-        check_parameters(given)
+    declared = json.loads((ROOT / "infra" / "resources.json").read_text())["Parameters"]
+    try:  # a new stack: its parameters, then the webhook's URL and secret together (scripts/deploy.py)
+        check_webhook_signing(declared, check_parameters(given), None, "jobpipe")
         accepted = True
     except StackConfigError:
         accepted = False
