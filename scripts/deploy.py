@@ -11,7 +11,8 @@ Usage: python -m scripts.deploy [BUILD_DIR] [STACK_NAME] [Key=Value ...]
 (defaults: build, jobpipe; a new stack needs AuthSecret=<32 to 128 characters>, an update keeps
 every parameter it is not given). Exit codes: 0 deployed, or nothing to change; 1 the deploy failed or
 AWS refused (one line naming the resources that failed); 2 a bad parameter (one the template
-does not declare, or a value its constraints or the functions' settings refuse: checked before
+does not declare, or a value its constraints, the functions' settings or AWS refuse, such as a
+fraction where AWS takes a whole number: checked before
 anything is uploaded), cache invalidation rules in the package the functions would refuse (a
 key no job type is named, a bad namespace name), no package
 (`make package`) or a STACK_NAME CloudFormation cannot take; 130 interrupted.
@@ -40,6 +41,7 @@ from scripts.stack_config import (
     check_reconciler_watch,
     check_settings,
     check_webhook_signing,
+    check_whole_numbers,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -296,6 +298,7 @@ def main(argv: list[str]) -> None:
     try:  # every other parameter, as CloudFormation would, before the bucket or the code is touched
         packaged = json.loads(package.template_path(build_dir).read_text())
         check_declared(packaged.get("Parameters", {}), parameters, str(template))
+        parameters = check_whole_numbers(packaged, parameters)  # 1.5 where AWS takes an integer
         check_reconciler_watch(packaged.get("Parameters", {}), parameters)
         check_settings(packaged, parameters)  # and as the functions will read them
         check_cache_rules(package.code_path(build_dir), str(package.code_path(Path(argv[0] if argv else "build"))))

@@ -333,6 +333,65 @@ def check_reconciler_watch(declared: Mapping[str, Mapping[str, Any]], parameters
             f"least {shown_number(2 * period_s)} (one of its allowed values), or 0 for no such alarm")
 
 
+# Resource properties AWS takes as an integer only (API Gateway, Lambda, S3, CloudWatch, SQS):
+# a Number parameter given to one must be whole, or CloudFormation fails after the upload.
+WHOLE_PROPERTIES = frozenset({
+    "ThrottlingBurstLimit", "ReservedConcurrentExecutions", "BatchSize", "MaximumBatchingWindowInSeconds",
+    "MaximumRetryAttempts", "MaximumRecordAgeInSeconds", "ParallelizationFactor", "Timeout", "MemorySize",
+    "ExpirationInDays", "NoncurrentDays", "RetentionInDays", "Period", "EvaluationPeriods", "DatapointsToAlarm",
+    "VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds",
+    "maxReceiveCount",
+})
+# Resource properties that take a fraction (API Gateway's requests a second).
+FRACTION_PROPERTIES = frozenset({"ThrottlingRateLimit"})
+
+
+def property_refs(template: Mapping[str, Any]) -> dict[str, set[tuple[str, str]]]:
+    """Parameter -> the (resource, property) pairs `template`'s resources give it to (`{"Ref": P}`
+    as a property's value, or as a branch of an Fn::If in it; environment variables left out,
+    fed_variables has them)."""
+    refs: dict[str, set[tuple[str, str]]] = {}
+
+    def walk(node: Any, resource: str, prop: Optional[str]) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("Ref"), str) and prop is not None:
+                refs.setdefault(node["Ref"], set()).add((resource, prop))
+            for key, value in node.items():
+                if key != "Environment":
+                    walk(value, resource, prop if key.startswith("Fn::") else key)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, resource, prop)
+
+    for logical, resource in (template.get("Resources") or {}).items():
+        if isinstance(resource, dict):
+            walk(resource.get("Properties"), logical, None)
+    return refs
+
+
+def check_whole_numbers(template: Mapping[str, Any], parameters: Mapping[str, str]) -> dict[str, str]:
+    """Each of `parameters` that `template` gives a resource property AWS takes as an integer
+    (WHOLE_PROPERTIES) must be a whole number: the template's Number takes 1.5, API Gateway's
+    burst limit does not. Returns `parameters` with those written as integers (`2000.0` is
+    `2000`); raises StackConfigError, one line naming the first refused and where it goes."""
+    checked = dict(parameters)
+    for name, targets in sorted(property_refs(template).items()):
+        whole = sorted(target for target in targets if target[1] in WHOLE_PROPERTIES)
+        if name not in parameters or not whole:
+            continue
+        value = str(parameters[name]).strip()
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not number.is_integer():
+            resource, prop = whole[0]
+            raise StackConfigError(f"{name} must be a whole number, as {resource}'s {prop} takes it "
+                                   f"(got {value[:40]!r})")
+        checked[name] = str(int(number))
+    return checked
+
+
 def fed_variables(template: Mapping[str, Any]) -> dict[str, set[str]]:
     """Parameter -> the function environment variables `template` passes it as (`{"Ref": P}` in
     an Environment's Variables, of Globals or of a function)."""

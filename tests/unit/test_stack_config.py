@@ -11,15 +11,18 @@ import pytest
 
 from scripts import deploy, run_local
 from scripts.stack_config import (
+    FRACTION_PROPERTIES,
     LOCAL_API_CONCURRENCY,
     LOG_RETENTION_CHOICES,
     VARIABLES,
+    WHOLE_PROPERTIES,
     StackConfigError,
     boolean,
     check_parameters,
     check_webhook_signing,
     from_environment,
     local_api_ceiling,
+    property_refs,
 )
 from tests.unit.test_deploy_stack import write_code
 
@@ -478,3 +481,54 @@ def test_bench_serves_the_emulator_as_every_stack_unless_asked_for_ministacks_ow
     with pytest.raises(SystemExit, match="^make bench: BENCH_EMULATOR_SERVER must be one of uvicorn, hypercorn, "
                                          "not 'gunicorn'$"):
         _env_server()
+
+
+def _whole_package(tmp_path: Path) -> Path:
+    """A build folder whose sam.json is infra/resources.json, resources and all."""
+    (tmp_path / "sam.json").write_text((ROOT / "infra" / "resources.json").read_text())
+    write_code(tmp_path / "deployment.zip")
+    return tmp_path
+
+
+def _main_deploys(argv: list[str], monkeypatch) -> dict[str, str]:
+    """The parameters `python -m scripts.deploy argv` deploys (SystemExit when it refuses)."""
+    deployed: dict[str, str] = {}
+    monkeypatch.setattr(deploy, "deploy", lambda build, stack, parameters: deployed.update(parameters) or {})
+    deploy.main(argv)
+    return deployed
+
+
+def test_deploy_main_refuses_a_fraction_where_aws_takes_a_whole_number_before_anything_is_uploaded(
+        tmp_path, capsys, monkeypatch):
+    """ApiThrottleBurstLimit=1.5 passed every check (the template's Number takes it) and
+    CloudFormation failed the stack's API after the code was uploaded: API Gateway's burst
+    limit is an integer. Its requests a second take a fraction."""
+    build = str(_whole_package(tmp_path))
+    with pytest.raises(SystemExit) as exited:
+        _main_deploys([build, "jobpipe", "ApiThrottleBurstLimit=1.5"], monkeypatch)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == ("deploy: ApiThrottleBurstLimit must be a whole number, as RestAPI's "
+                                       "ThrottlingBurstLimit takes it (got '1.5')\n")
+    assert _main_deploys([build, "jobpipe", "ApiThrottleBurstLimit=2000.0", "ApiThrottleRateLimit=12.5"],
+                         monkeypatch) == {"ApiThrottleBurstLimit": "2000", "ApiThrottleRateLimit": "12.5"}
+
+
+def test_every_number_the_template_gives_a_resource_is_known_whole_or_not_and_a_fraction_refused(
+        tmp_path, capsys, monkeypatch):
+    """Each Number parameter infra/resources.json gives a resource property goes where AWS takes
+    an integer (WHOLE_PROPERTIES) or a fraction (FRACTION_PROPERTIES): a property in neither is
+    one to look up. A fraction where AWS takes an integer is refused, naming the parameter."""
+    template = json.loads((ROOT / "infra" / "resources.json").read_text())
+    numbers = {k for k, d in template["Parameters"].items() if d["Type"] == "Number"}
+    given = {name: targets for name, targets in property_refs(template).items() if name in numbers}
+    assert {prop for targets in given.values() for _, prop in targets} <= WHOLE_PROPERTIES | FRACTION_PROPERTIES
+    whole = sorted(name for name, targets in given.items() if any(p in WHOLE_PROPERTIES for _, p in targets))
+    assert {"ApiThrottleBurstLimit", "BlobRetentionDays", "FunctionConcurrencyCeiling"} <= set(whole)
+    build = str(_whole_package(tmp_path))
+    for name in whole:
+        spec = template["Parameters"][name]
+        low = float((spec.get("AllowedValues") or [spec.get("MinValue", 0)])[-1])
+        with pytest.raises(SystemExit) as exited:
+            _main_deploys([build, "jobpipe", f"{name}={low + 0.5:g}"], monkeypatch)
+        err = capsys.readouterr().err
+        assert exited.value.code == 2 and err.startswith(f"deploy: {name} ") and err.count("\n") == 1, err
