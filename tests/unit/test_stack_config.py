@@ -340,6 +340,10 @@ def test_the_template_refuses_what_make_run_and_deploy_refuse(parameters):
     ("DemoJobTypes=yes", "deploy: DemoJobTypes must be one of true, false (got 'yes')"),
     ("TokenIssuer=https://id.example/" + "x" * 120, "deploy: TokenIssuer must be at most 128 characters, "
                                                    "printable ASCII"),
+    # a topic's name where its ARN goes: every dead-letter alarm failed after the upload
+    ("AlarmTopicArn=jobpipe-alarms", "deploy: AlarmTopicArn must be empty or an SNS topic's ARN "
+                                     "(arn:aws:sns:<region>:<account>:<topic name>) (got 'jobpipe-alarms')"),
+    ("AlarmTopicArn=arn:aws:sqs:eu-west-1:123456789012:alarms", "deploy: AlarmTopicArn must be empty or an SNS "),
 ])
 def test_deploy_main_refuses_what_the_template_refuses_before_anything_is_deployed(argument, expected, capsys,
                                                                                    monkeypatch, tmp_path):
@@ -532,3 +536,10 @@ def test_every_number_the_template_gives_a_resource_is_known_whole_or_not_and_a_
             _main_deploys([build, "jobpipe", f"{name}={low + 0.5:g}"], monkeypatch)
         err = capsys.readouterr().err
         assert exited.value.code == 2 and err.startswith(f"deploy: {name} ") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("arn", ["", "arn:aws:sns:eu-west-1:123456789012:jobpipe-alarms",
+                                 "arn:aws-us-gov:sns:us-gov-west-1:123456789012:ops_alarms"])
+def test_deploy_main_takes_an_sns_topics_arn_for_the_alarms(arn, tmp_path, monkeypatch):
+    assert _main_deploys([str(_whole_package(tmp_path)), "jobpipe", f"AlarmTopicArn={arn}"],
+                         monkeypatch) == {"AlarmTopicArn": arn}
