@@ -335,6 +335,15 @@ def test_a_change_set_cloudformation_refuses_is_one_line_with_its_reason(build, 
         deploy(build, "jobpipe", {"RetentionDays": "9"}, session)
 
 
+def refused_before_upload(argv, capsys, monkeypatch) -> str:
+    """What `scripts.deploy` with `argv` says on stderr, refusing (exit 2) before it deploys."""
+    monkeypatch.setattr(deploy_script, "deploy", lambda *a, **k: pytest.fail("must not deploy"))
+    with pytest.raises(SystemExit) as exited:
+        deploy_script.main(argv)
+    assert exited.value.code == 2
+    return capsys.readouterr().err
+
+
 def deploy_main_raising(error: BaseException, build, monkeypatch) -> int:
     """The exit code of `python -m scripts.deploy` when its deploy raises `error`."""
     def failing(*args, **kwargs):
@@ -364,11 +373,8 @@ def test_deploy_main_ends_an_aws_error_in_one_line_exit_1(error, expected, build
 
 
 def test_deploy_main_without_a_package_says_how_to_build_it(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(deploy_script, "deploy", lambda *a, **k: pytest.fail("must not deploy"))
-    with pytest.raises(SystemExit) as exited:
-        deploy_script.main([str(tmp_path / "build"), "jobpipe", f"AuthSecret={SECRET}"])
-    assert exited.value.code == 2
-    assert capsys.readouterr().err == f"deploy: {tmp_path}/build/sam.json is missing; `make package` builds it\n"
+    err = refused_before_upload([str(tmp_path / "build"), "jobpipe", f"AuthSecret={SECRET}"], capsys, monkeypatch)
+    assert err == f"deploy: {tmp_path}/build/sam.json is missing; `make package` builds it\n"
 
 
 def test_the_package_deploy_checks_and_deploys_is_where_scripts_package_puts_it(tmp_path, monkeypatch):
@@ -409,12 +415,8 @@ def test_deploy_main_refuses_cache_rules_the_functions_would_refuse_before_anyth
     """A rule keyed by a job type no code registers (a typo, a type renamed) would invalidate nothing,
     its caches serving stale values without an error anywhere: the deploy refuses the package."""
     write_code(build / "deployment.zip", rules)
-    monkeypatch.setattr(deploy_script, "deploy", lambda *a, **k: pytest.fail("must not deploy"))
-    with pytest.raises(SystemExit) as exited:
-        deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}"])
-    assert exited.value.code == 2
-    assert capsys.readouterr().err == (f"deploy: invalid cache invalidation rules in {build}/deployment.zip:"
-                                       f"{RULES_SOURCE}: {shown}\n")
+    err = refused_before_upload([str(build), "jobpipe", f"AuthSecret={SECRET}"], capsys, monkeypatch)
+    assert err == f"deploy: invalid cache invalidation rules in {build}/deployment.zip:{RULES_SOURCE}: {shown}\n"
 
 
 def test_deploy_main_says_a_job_type_the_registry_refuses_is_the_problem_not_the_template(build, capsys, monkeypatch):
@@ -424,22 +426,15 @@ def test_deploy_main_says_a_job_type_the_registry_refuses_is_the_problem_not_the
         raise ValueError("job type names are dotted lower-case words (a-z, 0-9, _), not 'Demo.Steps'")
 
     monkeypatch.setattr(composition, "known_job_types", refusing)
-    monkeypatch.setattr(deploy_script, "deploy", lambda *a, **k: pytest.fail("must not deploy"))
-    with pytest.raises(SystemExit) as exited:
-        deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}"])
-    assert exited.value.code == 2
-    assert capsys.readouterr().err == ("deploy: the job types do not load (job type names are dotted lower-case words "
-                                       "(a-z, 0-9, _), not 'Demo.Steps'), so no function could run a job: fix the "
-                                       "job type\n")
+    err = refused_before_upload([str(build), "jobpipe", f"AuthSecret={SECRET}"], capsys, monkeypatch)
+    assert err == ("deploy: the job types do not load (job type names are dotted lower-case words (a-z, 0-9, _), "
+                   "not 'Demo.Steps'), so no function could run a job: fix the job type\n")
 
 
 def test_deploy_main_refuses_a_package_without_cache_rules(build, capsys, monkeypatch):
     (build / "deployment.zip").write_bytes(b"PK\x05\x06" + b"\x00" * 18)
-    monkeypatch.setattr(deploy_script, "deploy", lambda *a, **k: pytest.fail("must not deploy"))
-    with pytest.raises(SystemExit) as exited:
-        deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}"])
-    assert exited.value.code == 2
-    assert capsys.readouterr().err == f"deploy: {build}/deployment.zip has no {RULES_SOURCE}; `make package` builds it\n"
+    err = refused_before_upload([str(build), "jobpipe", f"AuthSecret={SECRET}"], capsys, monkeypatch)
+    assert err == f"deploy: {build}/deployment.zip has no {RULES_SOURCE}; `make package` builds it\n"
 
 
 # A template whose function reads the redelivery waits, with the reconciler's schedule and alarm.
@@ -527,11 +522,7 @@ def test_deploy_main_refuses_what_is_no_stack_name_before_anything_is_uploaded(a
     "a new stack needs AuthSecret" for a stack named `RetentionDays=8`, and with an AuthSecret it
     uploaded the code before CloudFormation refused the name. A name CloudFormation cannot take
     (a letter, then letters, digits and hyphens, at most 128) is one usage line, exit 2."""
-    monkeypatch.setattr(deploy_script, "deploy", lambda *a, **k: pytest.fail("must not deploy"))
-    with pytest.raises(SystemExit) as exited:
-        deploy_script.main(argv)
-    assert exited.value.code == 2
-    err = capsys.readouterr().err
+    err = refused_before_upload(argv, capsys, monkeypatch)
     assert err.count("\n") == 1 and err.startswith("deploy: ") and shown in err, err
     assert "python -m scripts.deploy [BUILD_DIR] [STACK_NAME] [Key=Value ...]" in err
 
