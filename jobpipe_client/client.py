@@ -31,7 +31,7 @@ from jobpipe_client.errors import (
     SubmitInterruptedError,
     SubmitOutcomeUnknownError,
 )
-from jobpipe_client.inputs import batch_id, check_idempotency_key, check_payload, check_start, path_id
+from jobpipe_client.inputs import batch_id, check_idempotency_key, check_payload, check_start, path_id, query_text
 from jobpipe_client.polling import DEFAULT_GIVE_UP_AFTER_S, Backoff
 from jobpipe_client.transport import FailoverTransport
 from jobpipe_client.waiting import BATCH_LIMIT, Job, JobRef, JobWatch, OnChange, OnOutage, status_batch
@@ -218,11 +218,14 @@ class JobpipeClient:
 
     def list(self, status: Optional[str] = None, type: Optional[str] = None, limit: Optional[int] = None) -> Iterator[Job]:
         """The tenant's jobs, newest first, following `next_cursor` until `limit` jobs (or all).
-        Raises JobpipeInputError at the call for a `limit` that is no whole number >= 0, and
+        Raises JobpipeInputError at the call for a `limit` that is no whole number >= 0 or a
+        `status` or `type` that cannot go in a query (a lone surrogate: bytes that were not UTF-8), and
         JobpipeAnswerError while iterating when a cursor comes back a second time (the listing
         loops)."""
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
             raise JobpipeInputError(f"limit must be a whole number of jobs >= 0 or None, not {limit!r}")
+        for name, value in (("status", status), ("type", type)):
+            query_text(value, name)
         return self._listing(status, type, limit)
 
     def _listing(self, status: Optional[str], type: Optional[str], limit: Optional[int]) -> Iterator[Job]:

@@ -69,6 +69,18 @@ def check_payload(payload: Optional[Mapping[str, Any]]) -> dict[str, Any]:
     return payload
 
 
+def query_text(value: Optional[str], what: str) -> None:
+    """JobpipeInputError when `value` cannot be sent in a URL's query as UTF-8: it holds a lone
+    surrogate (an argument read from bytes that were not UTF-8), where requests would raise
+    UnicodeEncodeError."""
+    try:
+        if isinstance(value, str):
+            value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise JobpipeInputError(f"the {what} to list by holds a lone surrogate (\\ud800-\\udfff: bytes that "
+                                f"were not UTF-8), which is no Unicode character: {value!r}") from None
+
+
 def nested_deeper_than(value: Any, limit: int) -> bool:
     """True when lists and mappings in `value` nest more than `limit` levels. It walks with its
     own stack, not recursion (the point is a value too deep to recurse through), and stops past

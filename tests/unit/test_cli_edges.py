@@ -370,6 +370,18 @@ def test_a_payload_argument_of_undecodable_bytes_is_one_line_exit_2_nothing_sent
     assert "lone surrogate" in result.err_lines[0]
 
 
+@pytest.mark.parametrize("argv", [["list", "--type", "demo.st\udce9ps"],
+                                  ["list", "--status", "completed", "--type", "\udcff"]], ids=["alone", "with-status"])
+def test_a_listing_type_of_undecodable_bytes_is_one_line_exit_2_nothing_sent(argv):
+    """`jobpipe list --type "$T"` with bytes that are not UTF-8 in T: Python hands the argument
+    over with them as lone surrogates, which requests cannot encode into the query (a
+    UnicodeEncodeError traceback). It is bad input: one line, exit 2, nothing sent."""
+    api = FakeApi()
+    result = run_main(argv, ENV, real_session_client(api, []))
+    assert (result.code, len(result.err_lines), api.requests) == (2, 1, []), (result.code, result.err)
+    assert "--type" in result.err_lines[0] or "type" in result.err_lines[0]
+
+
 # -- URLs the client cannot use ------------------------------------------------------------------
 
 @pytest.mark.parametrize("url", ["http://api..example.com", "http://" + "x" * 64 + ".example.com"])
