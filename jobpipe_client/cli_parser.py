@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from importlib import metadata
-from typing import NoReturn
+from typing import NoReturn, Optional
 
 from jobpipe_client.cli_options import (
     parse_delay,
@@ -44,6 +44,13 @@ EXIT_CODES = f"""exit codes:
   {EXIT_TERMINATED}  terminated (SIGTERM: `timeout 600 jobpipe watch ID`, `kill`), ended as Ctrl-C ends it"""
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """A command's description wrapped to the terminal, its exit codes (the epilog) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return text if text is EXIT_CODES else super()._fill_text(text, width, indent)
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors as one line on stderr (argparse prints the whole usage by default)."""
 
@@ -76,7 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the client's version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    submit = commands.add_parser("submit", parents=[connection], help="submit a job")
+    def command(name: str, help: str, description: Optional[str] = None) -> argparse.ArgumentParser:
+        """A command: its help line in the list, and its own --help saying what it does (that
+        line, unless it has more to say) and the exit codes."""
+        return commands.add_parser(name, parents=[connection], help=help, epilog=EXIT_CODES,
+                                   description=description or f"{help[0].upper()}{help[1:]}.",
+                                   formatter_class=_HelpFormatter)
+
+    submit = command("submit", help="submit a job",
+                     description="Submit a job of TYPE with a JSON payload. Prints the new job's id (the job with "
+                                 "--json); with --watch follows it, and the children it spawns, until they end.")
     submit.add_argument("type", metavar="TYPE", help="job type, e.g. demo.steps")
     submit.add_argument("--payload", default="{}", help="JSON object, or @file.json, or @- to read it from standard input (default {})")
     submit.add_argument("--priority", choices=("high", "normal", "low"), help="its queue (default: the job type's)")
@@ -88,10 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: a fresh key)")
     _watch_flags(submit, "the job")
 
-    rerun = commands.add_parser("rerun", parents=[connection], help="run a finished job again, as a new job",
-                                description="Run a finished job (completed, failed or canceled) again: a new job "
-                                            "with its type, payload, priority and scope, whose rerun_of names it. "
-                                            "Prints the new job's id, as submit does.")
+    rerun = command("rerun", help="run a finished job again, as a new job",
+                    description="Run a finished job (completed, failed or canceled) again: a new job with its "
+                                "type, payload, priority and scope, whose rerun_of names it. Prints the new "
+                                "job's id, as submit does.")
     rerun.add_argument("id", metavar="JOB_ID", help="the finished job")
     _start_flags(rerun)
     rerun.add_argument("--idempotency-key", type=parse_idempotency_key, metavar="KEY",
@@ -99,28 +115,35 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: a fresh key)")
     _watch_flags(rerun, "the new job")
 
-    status = commands.add_parser("status", parents=[connection], help="show jobs")
+    status = command("status", help="show jobs",
+                     description="Show jobs by id: a row each (a JSON list with --json). Ids no job has are "
+                                 "named on stderr, and the command exits 2.")
     status.add_argument("ids", nargs="+", metavar="ID", help="job ids, read in one batch per 100")
     _json_flag(status, "a JSON list of the whole jobs, as GET /jobs/{id} returns each")
 
-    listing = commands.add_parser("list", parents=[connection], help="list recent jobs, newest first")
+    listing = command("list", help="list recent jobs, newest first",
+                      description="List the tenant's recent jobs, newest first, up to --limit: a row each (a "
+                                  "JSON list with --json).")
     listing.add_argument("--status", choices=STATUSES, help="only the jobs in this status")
     listing.add_argument("--type", help="only the jobs of this type, its exact name (e.g. demo.steps; "
                                         "a name no job has lists none)")
     listing.add_argument("--limit", type=parse_limit, default=25, help="how many jobs (default 25)")
     _json_flag(listing, "a JSON list of the jobs as the API returns them")
 
-    result = commands.add_parser("result", parents=[connection],
-                                 help="print a job's result as JSON (null while it has none)")
+    result = command("result", help="print a job's result as JSON (null while it has none)")
     result.add_argument("id", metavar="ID", help="the job")
     _json_flag(result, "the result, as without it (taken so that every command but artifact takes it)")
 
-    cancel = commands.add_parser("cancel", parents=[connection], help="cancel a job")
+    cancel = command("cancel", help="cancel a job",
+                     description="Cancel a job: a queued or retrying one is canceled at once, a running one "
+                                 "stops at its next check. A finished job is refused (exit 2).")
     cancel.add_argument("id", metavar="ID", help="the job: a queued or retrying one is canceled at once, a "
                                                  "running one stops at its next check")
     _json_flag(cancel, "the job as the API returns it after the cancel")
 
-    watch = commands.add_parser("watch", parents=[connection], help="follow jobs, and their children, until they end")
+    watch = command("watch", help="follow jobs, and their children, until they end",
+                    description="Follow jobs, and the children they spawn, until they end. Exits 0 when every "
+                                "one completed, 1 when one failed, was canceled or is no longer found.")
     watch.add_argument("ids", nargs="+", metavar="ID", help="the jobs to follow (with the children they spawn)")
     watch.add_argument("--timeout", type=parse_wait_timeout, metavar="SECONDS",
                        help="give up after SECONDS in all (exit 4)")
@@ -128,12 +151,15 @@ def build_parser() -> argparse.ArgumentParser:
     _children_flag(watch, "the jobs named", "they have")
     _json_flag(watch, "no progress display; a JSON list of the jobs as they ended, their children after them")
 
-    artifacts = commands.add_parser("artifacts", parents=[connection], help="list a job's artifacts")
+    artifacts = command("artifacts", help="list a job's artifacts",
+                        description="List a job's artifacts: a row each with its name, size, where it is kept, "
+                                    "when it was made and its content type (a JSON list with --json).")
     artifacts.add_argument("id", metavar="JOB_ID", help="the job")
     _json_flag(artifacts, "a JSON list of every artifact as the API lists them")
 
-    artifact = commands.add_parser("artifact", parents=[connection],
-                                   help="download one artifact of a job, to stdout or a file")
+    artifact = command("artifact", help="download one artifact of a job, to stdout or a file",
+                       description="Download one artifact of a job: to stdout, or with -o to a file, written "
+                                   "whole or not at all. A terminal is shown text only.")
     artifact.add_argument("id", metavar="JOB_ID", help="the job")
     artifact.add_argument("name", metavar="NAME", help="the artifact's name, as `jobpipe artifacts` lists it")
     artifact.add_argument("-o", "--output", metavar="FILE",

@@ -733,6 +733,23 @@ def test_help_lists_every_exit_code_and_what_each_submit_option_does(capsys):
         assert re.search(rf"{option} \S+ [^-]*{re.escape(says)}", text), (option, text)
 
 
+COMMANDS = ["submit", "rerun", "status", "list", "result", "cancel", "watch", "artifacts", "artifact"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_commands_help_says_what_it_does_and_lists_the_exit_codes(capsys, command):
+    """`jobpipe submit --help` showed its usage and flags alone: nothing said what the command
+    does (rerun's alone did) nor what it exits with, which a script branches on."""
+    code, out, _ = exited(capsys, lambda: build_parser().parse_args([command, "--help"]))
+    assert code == 0
+    described = out.split("\n\n")[1]  # the paragraph after the usage
+    assert not described.startswith(("positional arguments:", "options:")), out
+    summary = build_parser()._subparsers._group_actions[0].choices[command].description
+    assert summary and " ".join(summary.split()) in " ".join(out.split())
+    text = " ".join(out.split())
+    assert "exit codes:" in text and all(re.search(rf"(^| ){c} ", text) for c in (0, 1, 2, 3, 4, 130, 141, 143))
+
+
 def test_a_watched_job_that_disappears_ends_the_watch_as_not_found_exit_1_as_the_help_says():
     api = FakeApi()
     job = api.add("running")
