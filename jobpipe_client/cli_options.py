@@ -24,6 +24,8 @@ def parse_payload(text: str) -> dict[str, Any]:
     """The --payload value (JSON, or @file holding JSON as UTF-8, with or without a leading byte
     order mark; `@-` reads it from standard input, as curl does) as an object; UsageError
     otherwise."""
+    if text == "@":  # `@"$FILE"` with FILE unset: reading "" would read the working directory
+        raise UsageError("--payload: '@' names no file: give @FILE, or @- to read standard input")
     if text.startswith("@"):
         source = "standard input" if text == "@-" else f"payload file {text[1:]!r}"
         try:

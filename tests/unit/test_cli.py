@@ -785,6 +785,15 @@ def test_an_empty_payload_file_is_said_to_be_empty(tmp_path):
                                 "give a JSON object, e.g. '{\"steps\": 10}'"]
 
 
+def test_an_at_sign_alone_as_the_payload_says_it_names_no_file():
+    """`--payload @"$FILE"` with FILE unset is `--payload @`: reading '' read the working
+    directory, and the line said "cannot read payload file '': Is a directory"."""
+    api = FakeApi()
+    result = run_cli(["submit", "demo.steps", "--payload", "@"], api)
+    assert result.code == 2 and api.requests == []
+    assert result.err_lines == ["jobpipe: --payload: '@' names no file: give @FILE, or @- to read standard input"]
+
+
 @pytest.mark.parametrize("moment", ["2027-01-31T09:00:00z", "2027-01-31t09:00:00Z", "2027-01-31 09:00:00z"])
 def test_run_at_takes_every_spelling_of_utc_rfc_3339_allows(moment):
     api = FakeApi()
