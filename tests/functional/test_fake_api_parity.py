@@ -418,3 +418,13 @@ def test_an_idempotency_key_that_is_no_key_is_refused_alike(both, path, body):
     refused = both.ask("POST", path, body=body, headers={"Idempotency-Key": "k" * 256})
     same(refused, "status", "code", "message", "details")
     assert refused["api"]["status"] == 400, refused["api"]
+
+
+@pytest.mark.parametrize("params", [{"type": ""}, {"type": "Demo Steps"}, {"status": "completed", "type": "a/b"},
+                                    {"status": "done"}, {"limit": "0"}, {"limit": "many"}, {"cursor": ""}])
+def test_a_listing_query_the_api_refuses_is_refused_alike(both, params):
+    """`jobpipe list --type ""` (or a name no job type can have) is the API's 400; the fake
+    listed no jobs, so the CLI's tests saw an empty listing where a user sees a refusal."""
+    refused = both.ask("GET", "/jobs", params=params)
+    same(refused, "status", "code", "message", "details")
+    assert refused["api"]["status"] == 400, refused["api"]

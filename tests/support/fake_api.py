@@ -22,7 +22,7 @@ from chalicelib.api.errors import error_response, json_response
 from chalicelib.api.etag import conditional_response
 from chalicelib.api.http import validate
 from chalicelib.api.polling import ANSWER_JOBS_BYTES, claim_check_placeholder, fitted_batch, shown_job
-from chalicelib.api.requests import RerunJobRequest, StartRequest, SubmitJobRequest
+from chalicelib.api.requests import ListJobsQuery, RerunJobRequest, StartRequest, SubmitJobRequest
 from chalicelib.defaults import IDEMPOTENCY_TTL_S, INLINE_LIMIT_BYTES
 from chalicelib.domain.errors import (
     ArtifactNotFoundError,
@@ -311,6 +311,10 @@ class FakeApi:
         return answered(method, url, json_response({**public, "url": artifact["url"], "expires_in": 300}))
 
     def _page(self, method: str, url: str, headers: dict, params: dict[str, Any]) -> requests.Response:
+        try:  # the query as the API's route checks it: a name no job type can have is refused
+            validate(ListJobsQuery, params)
+        except JobpipeError as exc:
+            return self.refused(method, url, exc)
         jobs = [j for j in reversed(list(self.jobs.values()))
                 if all(j.get(k) == params[k] for k in ("status", "type") if k in params)]
         start = int(params.get("cursor") or 0)
