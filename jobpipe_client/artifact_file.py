@@ -17,13 +17,26 @@ PathTarget = Union[str, "os.PathLike[str]"]
 _NO_LINKS = {errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}
 
 
+def written_in_place(path: Path) -> bool:
+    """True when `path` is no file to replace but one to write into as it is: something there
+    that is not a regular file (a device, a pipe, a terminal), or a path the system keeps under
+    /dev or /proc (`/dev/stdout`, `/dev/fd/3`, `/proc/self/fd/3`: links to whatever a descriptor
+    is, a file too, which a rename would replace with a file of its own)."""
+    if not path.exists():
+        return False
+    return not path.is_file() or Path(os.path.abspath(path)).parts[1:2] in (("dev",), ("proc",))
+
+
 def check_target(target: PathTarget, overwrite: bool) -> Path:
     """`target` as a Path when a download may write it; before anything is asked for:
-    IsADirectoryError for a directory, FileExistsError for an existing file unless `overwrite`,
-    FileNotFoundError when its directory does not exist."""
+    IsADirectoryError for a directory, FileExistsError for an existing file unless `overwrite`
+    (a device or a descriptor's path, written in place, is no file to replace), FileNotFoundError
+    when its directory does not exist."""
     path = Path(target)
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a directory", str(target))
+    if written_in_place(path):
+        return path
     if not overwrite and (path.exists() or path.is_symlink()):
         raise FileExistsError(errno.EEXIST, "exists", str(target))
     if not path.parent.is_dir():
@@ -35,10 +48,11 @@ def write_whole(path: Path, overwrite: bool, fill: Callable[[BinaryIO], int]) ->
     """Calls `fill(stream)` with a temporary file beside `path` and, once it returns (the count
     of bytes it wrote), gives that file `path`'s name: replacing one (`overwrite`, its permissions
     kept) or, without `overwrite`, only where none has appeared meanwhile (FileExistsError).
-    Something there that is not a file (a device, a pipe) is written to as it is. Whatever
-    `fill` raises, the temporary file is removed and the exception passes through."""
-    if overwrite and path.exists() and not path.is_file():
-        with open(path, "wb") as stream:
+    Something there that is not a file (a device, a pipe) or a descriptor's path is written to
+    as it is (appended to: `{ echo header; ... -o /dev/stdout; } > file` keeps the header).
+    Whatever `fill` raises, the temporary file is removed and the exception passes through."""
+    if written_in_place(path):
+        with open(path, "ab") as stream:
             return fill(stream)
     mode = stat.S_IMODE(path.stat().st_mode) if overwrite and path.exists() else None
     part = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")

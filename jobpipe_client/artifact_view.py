@@ -9,6 +9,7 @@ from typing import Any, BinaryIO
 from rich.table import Table
 from rich.text import Text
 
+from jobpipe_client.artifact_file import written_in_place
 from jobpipe_client.cli_options import UsageError
 from jobpipe_client.progress_view import aligned
 from jobpipe_client.terminal_text import shown
@@ -48,7 +49,7 @@ def check_target(target: str, replace: bool) -> None:
     try:
         if path.is_dir():
             raise UsageError(f"{target} is a directory: -o takes a file name")
-        if path.exists() and not replace:
+        if path.exists() and not replace and not written_in_place(path):  # /dev/null is no file to replace
             raise UsageError(f"{target} exists: pass --force to replace it")
         if not path.parent.is_dir():
             raise UsageError(f"cannot write {target}: there is no directory {path.parent}")

@@ -9,10 +9,12 @@ import argparse
 import io
 import json
 import tempfile
+from pathlib import Path
 from typing import Any, BinaryIO, Optional, TextIO
 
 from rich.console import Console
 
+from jobpipe_client.artifact_file import written_in_place
 from jobpipe_client.artifact_view import artifacts_table, check_target, is_text, plain_artifacts
 from jobpipe_client.cli_options import UsageError, parse_payload
 from jobpipe_client.cli_parser import EXIT_BAD_INPUT
@@ -133,13 +135,16 @@ class Commands:
     def artifact(self, args: argparse.Namespace) -> int:
         if args.output not in (None, "-"):
             check_target(args.output, replace=args.force)  # before the download, not after it
+            # `-o /dev/stdout`, a device: the bytes alone, as with `-o -` (no line after them)
+            stream = written_in_place(Path(args.output))
             try:
                 size = self.client.download_artifact(args.id, args.name, args.output, overwrite=args.force)
             except FileExistsError:  # one appeared while the download ran
                 raise UsageError(f"{args.output} exists: pass --force to replace it") from None
             except OSError as exc:
                 raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
-            self._line(f"saved {args.name} to {args.output} ({size} bytes)")
+            if not stream:
+                self._line(f"saved {args.name} to {args.output} ({size} bytes)")
         elif self.out.is_terminal:
             with tempfile.TemporaryFile() as held:  # on disk, not in memory: it is read twice
                 try:

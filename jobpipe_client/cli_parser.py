@@ -163,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     artifact.add_argument("id", metavar="JOB_ID", help="the job")
     artifact.add_argument("name", metavar="NAME", help="the artifact's name, as `jobpipe artifacts` lists it")
     artifact.add_argument("-o", "--output", metavar="FILE",
-                          help="write it to FILE, whole or not at all (default, or -: stdout)")
+                          help="write it to FILE, whole or not at all (a device such as /dev/null or "
+                               "/dev/stdout as it is; default, or -: stdout)")
     artifact.add_argument("--force", action="store_true", help="replace FILE if it exists (refused otherwise)")
     return parser
 

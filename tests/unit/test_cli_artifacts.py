@@ -285,3 +285,29 @@ def test_a_large_text_artifact_is_shown_on_a_terminal_line_by_line(api, job):
     in_s3(api, s3, job["id"], "rows.txt", data)
     result = run_cli(["artifact", job["id"], "rows.txt"], api, s3, terminal=True)
     assert result.code == 0 and result.out.splitlines() == lines
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]], ids=["plain", "force"])
+def test_a_descriptors_path_is_written_through_not_replaced(api, job, tmp_path, force):
+    """`-o /dev/stdout` (or /dev/fd/N, /proc/self/fd/N) while stdout goes to a file: the link the
+    system makes to the descriptor was taken for a file to replace, so the bytes went into a
+    temporary file beside the link and were renamed over it (as root, /dev/stdout itself became
+    a regular file); without --force it was refused as existing. The bytes go to what the
+    descriptor is, whatever it is, with or without --force, and nothing else is written there."""
+    api.add_artifact(job["id"], "report.csv", b"id;city\n", "text/csv")
+    with open(tmp_path / "out.csv", "ab") as redirected:
+        redirected.write(b"header\n")
+        redirected.flush()
+        target = f"/proc/self/fd/{redirected.fileno()}"
+        result = run_cli(["artifact", job["id"], "report.csv", "-o", target, *force], api)
+    assert (result.code, result.err) == (0, ""), result.err
+    assert (tmp_path / "out.csv").read_bytes() == b"header\nid;city\n"
+    assert result.out == ""  # the bytes alone, as with `-o -`: no `saved ...` line after them
+
+
+def test_a_device_is_written_without_force(api, job):
+    """`-o /dev/null` discards the artifact, as curl's does: a device is no file to replace, so
+    it needs no --force (refused before as `/dev/null exists`)."""
+    api.add_artifact(job["id"], "report.csv", b"x\n", "text/csv")
+    result = run_cli(["artifact", job["id"], "report.csv", "-o", "/dev/null"], api)
+    assert (result.code, result.err) == (0, ""), result.err
