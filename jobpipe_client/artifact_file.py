@@ -39,6 +39,8 @@ def check_target(target: PathTarget, overwrite: bool) -> Path:
         return path
     if not overwrite and (path.exists() or path.is_symlink()):
         raise FileExistsError(errno.EEXIST, "exists", str(target))
+    if os.fspath(target).endswith(("/", os.sep)):  # a directory's name, and none is there
+        raise FileNotFoundError(errno.ENOENT, f"there is no directory {os.fspath(target)}", str(target))
     if not path.parent.is_dir():
         raise FileNotFoundError(errno.ENOENT, f"there is no directory {path.parent}", str(target))
     return path

@@ -3,6 +3,7 @@ checked before anything is downloaded, and what a terminal may be shown."""
 from __future__ import annotations
 
 import codecs
+import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -51,6 +52,8 @@ def check_target(target: str, replace: bool) -> None:
             raise UsageError(f"{target} is a directory: -o takes a file name")
         if path.exists() and not replace and not written_in_place(path):  # /dev/null is no file to replace
             raise UsageError(f"{target} exists: pass --force to replace it")
+        if target.endswith(("/", os.sep)):  # Path drops the slash: a file named as the directory
+            raise UsageError(f"cannot write {target}: there is no directory {target}")
         if not path.parent.is_dir():
             raise UsageError(f"cannot write {target}: there is no directory {path.parent}")
     except OSError as exc:  # is_dir and exists answer False only for a missing path

@@ -311,3 +311,13 @@ def test_a_device_is_written_without_force(api, job):
     api.add_artifact(job["id"], "report.csv", b"x\n", "text/csv")
     result = run_cli(["artifact", job["id"], "report.csv", "-o", "/dev/null"], api)
     assert (result.code, result.err) == (0, ""), result.err
+
+
+def test_a_target_ending_in_a_slash_names_a_directory_and_no_file_is_made_for_it(api, job, tmp_path):
+    """`-o reports/` where reports does not exist: the trailing slash was dropped and a file
+    named `reports` written. It names a directory, which is not there: refused, nothing asked."""
+    api.add_artifact(job["id"], "report.csv", b"x", "text/csv")
+    target = f"{tmp_path}/reports/"
+    result = run_cli(["artifact", job["id"], "report.csv", "-o", target], api)
+    assert result.code == 2 and result.err_lines == [f"jobpipe: cannot write {target}: there is no directory {target}"]
+    assert api.requests == [] and list(tmp_path.iterdir()) == []

@@ -374,6 +374,8 @@ def test_download_artifact_refuses_an_existing_file_a_directory_or_a_missing_one
         client.download_artifact(job["id"], "report.csv", tmp_path, overwrite=True)
     with pytest.raises(FileNotFoundError):
         client.download_artifact(job["id"], "report.csv", tmp_path / "no-dir" / "report.csv")
+    with pytest.raises(FileNotFoundError, match="no directory"):  # a directory's name: no file `no-dir` made
+        client.download_artifact(job["id"], "report.csv", f"{tmp_path}/no-dir/")
     assert session.calls == [] and (tmp_path / "report.csv").read_bytes() == b"mine\n"
     (tmp_path / "report.csv").chmod(0o640)
     assert client.download_artifact(job["id"], "report.csv", tmp_path / "report.csv", overwrite=True) == 4
