@@ -428,3 +428,18 @@ def test_a_listing_query_the_api_refuses_is_refused_alike(both, params):
     refused = both.ask("GET", "/jobs", params=params)
     same(refused, "status", "code", "message", "details")
     assert refused["api"]["status"] == 400, refused["api"]
+
+
+def test_a_keyed_submit_at_a_time_with_no_utc_date_is_taken_and_answered_again_alike(both):
+    """`jobpipe submit ... --run-at 0001-01-01T00:00:00+14:00`: a start in the past, which the API
+    takes (the job starts now) and compares as written, having no UTC date. The test API failed
+    with OverflowError converting it to UTC."""
+    body = {**STEPS, "run_at": "0001-01-01T00:00:00+14:00"}
+    keyed = {"Idempotency-Key": "year-one-1"}
+    answers = {}
+    for side, server in both.servers.items():
+        first, again = (server("POST", f"{URL}/jobs", json=body, headers=dict(keyed)) for _ in range(2))
+        answers[side] = {"statuses": [first.status_code, again.status_code],
+                         "same job": first.json()["id"] == again.json()["id"]}
+    same(answers, "statuses", "same job")
+    assert answers["api"] == {"statuses": [202, 202], "same job": True}

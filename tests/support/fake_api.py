@@ -339,6 +339,9 @@ def _taken(request: tuple[str, Any], fields: dict[str, Any]) -> tuple[Any, ...]:
     out or left out alike, its start's instant whatever its offset, as the API compares them."""
     path, body = request
     start = validate(StartRequest, {k: v for k, v in (body or {}).items() if k in StartRequest.model_fields})
-    run_at = start.run_at.astimezone(timezone.utc) if start.run_at is not None else None
+    try:
+        run_at = start.run_at.astimezone(timezone.utc) if start.run_at is not None else None
+    except OverflowError:  # no UTC date (the year 1 at +01:00): compared as written, as the API does
+        run_at = start.run_at
     return path, {k: v for k, v in fields.items() if k != "max_attempts"}, start.delay_seconds, run_at, \
         (body or {}).get("scope")
