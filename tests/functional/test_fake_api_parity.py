@@ -443,3 +443,11 @@ def test_a_keyed_submit_at_a_time_with_no_utc_date_is_taken_and_answered_again_a
                          "same job": first.json()["id"] == again.json()["id"]}
     same(answers, "statuses", "same job")
     assert answers["api"] == {"statuses": [202, 202], "same job": True}
+
+
+def test_a_batch_naming_an_id_of_undecodable_bytes_is_refused_alike(both):
+    """`jobpipe status "$ID"` with bytes that are not UTF-8 in ID sends a lone surrogate, which
+    the API refuses (400); the test API failed with UnicodeEncodeError tagging its answer."""
+    refused = both.ask("POST", "/jobs/status", body={"job_ids": ["{done}", "caf\udce9"]})
+    same(refused, "status", "code", "message", "details")
+    assert refused["api"]["status"] == 400, refused["api"]
