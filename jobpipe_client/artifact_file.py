@@ -19,12 +19,13 @@ _NO_LINKS = {errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EN
 
 def written_in_place(path: Path) -> bool:
     """True when `path` is no file to replace but one to write into as it is: something there
-    that is not a regular file (a device, a pipe, a terminal), or a path the system keeps under
+    that is not a regular file (a device, a pipe, a terminal), or a link the system keeps under
     /dev or /proc (`/dev/stdout`, `/dev/fd/3`, `/proc/self/fd/3`: links to whatever a descriptor
-    is, a file too, which a rename would replace with a file of its own)."""
+    is, a file too, which a rename would replace with a file of its own). A regular file in
+    /dev/shm is replaced as any other."""
     if not path.exists():
         return False
-    return not path.is_file() or Path(os.path.abspath(path)).parts[1:2] in (("dev",), ("proc",))
+    return not path.is_file() or (path.is_symlink() and Path(os.path.abspath(path)).parts[1:2] in (("dev",), ("proc",)))
 
 
 def check_target(target: PathTarget, overwrite: bool) -> Path:

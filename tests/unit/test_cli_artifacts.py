@@ -3,6 +3,8 @@ jobs, one fetched to stdout or a file, and a clear line and exit code for each w
 with no file left half-written or overwritten unasked (no sockets)."""
 import io
 import json
+import tempfile
+from pathlib import Path
 import tracemalloc
 
 import pytest
@@ -321,3 +323,19 @@ def test_a_target_ending_in_a_slash_names_a_directory_and_no_file_is_made_for_it
     result = run_cli(["artifact", job["id"], "report.csv", "-o", target], api)
     assert result.code == 2 and result.err_lines == [f"jobpipe: cannot write {target}: there is no directory {target}"]
     assert api.requests == [] and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="no /dev/shm")
+def test_a_regular_file_under_dev_is_replaced_not_appended_to(api, job):
+    """Only a descriptor's link under /dev or /proc is written into: a file in /dev/shm is a
+    file like any other, replaced whole with --force."""
+    api.add_artifact(job["id"], "report.csv", b"new\n", "text/csv")
+    with tempfile.NamedTemporaryFile(dir="/dev/shm", delete=False) as kept:
+        kept.write(b"old\n")
+    target = Path(kept.name)
+    try:
+        result = run_cli(["artifact", job["id"], "report.csv", "-o", str(target), "--force"], api)
+        assert (result.code, target.read_bytes()) == (0, b"new\n"), result.err
+        assert result.out.strip() == f"saved report.csv to {target} (4 bytes)"
+    finally:
+        target.unlink()
