@@ -22,7 +22,8 @@ def run_with_timeout(fn: Callable[[], Any], seconds: float, on_timeout: Callable
     or computing, and again every HANDLER_REINTERRUPT_S while it goes on (a handler that
     catches the timeout and keeps working); once it went on for `give_up_after_s`,
     `give_up(seconds_over)` is called from the alarm (the worker ends its process there, so
-    the attempt never outlives its lease), and the interrupts go on if it returns. The alarm
+    the attempt never outlives its lease: no interrupt cuts it, its wait for its write or its
+    end of the process, short), and the interrupts go on if it returns. The alarm
     is the real signal (a hanging handler is interrupted whatever `clock` says); how long the
     handler went on past its timeout is read on `clock`, the worker's. A handler that takes
     SIGALRM for itself stops the alarm, before its timeout or after catching it: a watchdog
@@ -41,17 +42,27 @@ def _with_alarm(fn: Callable[[], Any], seconds: float, on_timeout: Callable[[], 
     expired_at: Optional[float] = None
     alarms = 0  # how many times the alarm came: the watchdog tells from it that it stopped coming
     giving_up = threading.Lock()  # taken once, never released: the alarm and the watchdog give up once
+    gave_up = False  # `give_up` returned: the interrupts go on
     returned = False  # `fn` is done: an alarm now would only cut the clean-up below short
 
     def give_up_once(over_s: float) -> None:
+        nonlocal gave_up
         # Not blocking: the alarm may come while this very thread is giving up.
         if give_up is not None and giving_up.acquire(blocking=False):
-            give_up(over_s)
+            try:
+                give_up(over_s)
+            finally:
+                gave_up = True
 
     def alarm(signum: int, frame: Any) -> None:
         nonlocal expired_at, alarms
         if returned:
             return  # came as the run stops it: its timer and SIGALRM's handler are being put back
+        if giving_up.locked() and not gave_up:
+            # A give-up is under way: it waits for its write, then ends the process. Raised here
+            # (in it, when the alarm made it on this thread), the interrupt would cut it short,
+            # the process never ended, and the handler, swallowing it, would run on.
+            return
         alarms += 1
         if expired_at is None:
             expired_at = clock.monotonic()

@@ -591,3 +591,40 @@ def test_a_give_up_the_watchdog_makes_when_the_alarm_comes_late_fails_as_the_han
     job = failed_then_given_up_on(store, queue, clock, end_process_here())
     assert (job.status, job.error.code) == (JobStatus.FAILED, "E_NOT_CSV"), (job.status, job.error)
     assert queue.drain() == [], "no attempt after it"
+
+
+@pytest.mark.timeout(60)
+def test_an_interrupt_that_comes_while_the_give_up_writes_does_not_stop_the_process_ending(
+        store, queue, clock, monkeypatch, end_process_here):
+    """The alarm's give-up waits, on the main thread, for its `timeout` write (up to
+    HANDLER_GIVE_UP_WRITE_S); the alarm goes on meanwhile, and a write taking longer than one of
+    its periods (a slow or throttled table) met the next interrupt there. Raised out of the
+    give-up, that interrupt never let the process end: the handler swallowed it like the others,
+    the give-up, made once, was spent, and the worker ran on past its lease beside the next
+    attempt."""
+    monkeypatch.setattr(timeout, "HANDLER_REINTERRUPT_S", 0.1)
+    worker_clock, types = ManualClock(), JobTypeRegistry()
+
+    @types.register("t.swallows", Empty, timeout_s=1, max_attempts=2)
+    def swallows(ctx, payload):
+        stop = time.monotonic() + 20  # the test's bound: on Lambda the process ends
+        while time.monotonic() < stop:
+            try:
+                time.sleep(1)
+            except Exception:  # noqa: BLE001 - swallows every timeout
+                worker_clock.advance(HANDLER_REINTERRUPT_S)
+        return "finished late"
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    fail_attempt = lifecycle.fail_attempt
+
+    def slow_fail_attempt(*args, **kwargs):
+        if threading.current_thread().name == "give-up":
+            # the next interrupt comes while the give-up's write is on its way
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGALRM)
+            time.sleep(0.5)
+        return fail_attempt(*args, **kwargs)
+
+    monkeypatch.setattr(lifecycle, "fail_attempt", slow_fail_attempt)
+    job = run_given_up_on(lifecycle, "t.swallows", worker_clock, interval_s=2, end_process=end_process_here())
+    assert job.status == JobStatus.RETRYING and job.error.code == "timeout", (job.status, job.error)
