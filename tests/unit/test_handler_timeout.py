@@ -4,7 +4,7 @@ attempt (started once the lease lapses) never runs beside it."""
 import signal
 import threading
 import time
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 from pydantic import BaseModel
@@ -350,10 +350,11 @@ def test_a_handler_given_up_on_by_the_watchdog_is_not_given_up_on_again_by_a_lat
     assert len(given_up) == 1, given_up
 
 
-def swallow_every_interrupt(worker_clock: ManualClock) -> None:
-    """Sleep for good, swallowing every interrupt the timeout sends (a retry loop around
-    `except Exception`), each moving the worker's clock on to the next one."""
-    while True:
+def swallow_every_interrupt(worker_clock: ManualClock, for_s: Optional[float] = None) -> None:
+    """Sleep for good (or `for_s` seconds), swallowing every interrupt the timeout sends (a
+    retry loop around `except Exception`), each moving the worker's clock on to the next one."""
+    stop = None if for_s is None else time.monotonic() + for_s
+    while stop is None or time.monotonic() < stop:
         try:
             time.sleep(1)
         except Exception:  # noqa: BLE001 - swallows every timeout
@@ -607,12 +608,7 @@ def test_an_interrupt_that_comes_while_the_give_up_writes_does_not_stop_the_proc
 
     @types.register("t.swallows", Empty, timeout_s=1, max_attempts=2)
     def swallows(ctx, payload):
-        stop = time.monotonic() + 20  # the test's bound: on Lambda the process ends
-        while time.monotonic() < stop:
-            try:
-                time.sleep(1)
-            except Exception:  # noqa: BLE001 - swallows every timeout
-                worker_clock.advance(HANDLER_REINTERRUPT_S)
+        swallow_every_interrupt(worker_clock, for_s=20)  # the test's bound: on Lambda the process ends
         return "finished late"
 
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
