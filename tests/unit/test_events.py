@@ -255,6 +255,13 @@ def test_erp_bridge_body_is_the_detail_as_compact_sorted_ascii_json():
     assert (body, headers) == bridge.request_for(detail)
 
 
+def test_erp_bridge_names_itself_as_every_http_client_does():
+    """A POST naming no User-Agent is refused 403 by common web application firewall rules (AWS
+    WAF's core rule set blocks it by default): an ERP behind one parked every event for good."""
+    _, headers = ErpBridge(object(), "http://erp/hook", "k" * 32).request_for(json.loads(completed().model_dump_json()))
+    assert headers["User-Agent"] == "jobpipe-erp-bridge"
+
+
 def test_erp_bridge_posts_with_the_least_time_left_it_accepts_and_not_with_less():
     from chalicelib.defaults import WEBHOOK_MIN_TIMEOUT_S
 
