@@ -3,14 +3,12 @@ checked before anything is downloaded, and what a terminal may be shown."""
 from __future__ import annotations
 
 import codecs
-import os
-from pathlib import Path
 from typing import Any, BinaryIO
 
 from rich.table import Table
 from rich.text import Text
 
-from jobpipe_client.artifact_file import written_in_place
+from jobpipe_client.artifact_file import check_target as writable
 from jobpipe_client.cli_options import UsageError
 from jobpipe_client.progress_view import aligned
 from jobpipe_client.terminal_text import shown
@@ -42,21 +40,18 @@ def plain_artifacts(artifacts: list[dict[str, Any]]) -> str:
 
 def check_target(target: str, replace: bool) -> None:
     """UsageError, before anything is downloaded, when `target` cannot take the artifact: it is
-    empty, exists and `replace` is false, is a directory, its directory does not exist, or the
-    system cannot look at it (a name too long, a directory not searchable)."""
+    empty, or the download's own check (artifact_file.check_target) refuses it: it exists and
+    `replace` is false, is a directory, its directory does not exist, or the system cannot look
+    at it (a name too long, a directory not searchable)."""
     if not target:
         raise UsageError("-o takes a file name, not an empty one")
-    path = Path(target)
     try:
-        if path.is_dir():
-            raise UsageError(f"{target} is a directory: -o takes a file name")
-        if path.exists() and not replace and not written_in_place(path):  # /dev/null is no file to replace
-            raise UsageError(f"{target} exists: pass --force to replace it")
-        if target.endswith(("/", os.sep)):  # Path drops the slash: a file named as the directory
-            raise UsageError(f"cannot write {target}: there is no directory {target}")
-        if not path.parent.is_dir():
-            raise UsageError(f"cannot write {target}: there is no directory {path.parent}")
-    except OSError as exc:  # is_dir and exists answer False only for a missing path
+        writable(target, replace)
+    except IsADirectoryError:
+        raise UsageError(f"{target} is a directory: -o takes a file name") from None
+    except FileExistsError:
+        raise UsageError(f"{target} exists: pass --force to replace it") from None
+    except OSError as exc:  # its directory missing, or the system cannot look at it
         raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
 
 
