@@ -92,15 +92,41 @@ class _Rule(ValueError):
         self.rule = rule
 
 
+# A number as CloudFormation's Number parameter takes it: ASCII digits, with a sign, a point or
+# an exponent. Python's float() takes more that CloudFormation refuses after the upload:
+# 1_000, digits of other scripts (١٠), inf and nan.
+_WRITTEN_NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
+# What the rule says of such a number's writing.
+WRITTEN_IN_DIGITS = "written in the digits 0-9, without _ or separators"
+
+
+def written_number(text: str) -> Optional[float]:
+    """`text` (surrounding whitespace aside) as the number CloudFormation's Number parameter reads,
+    or None when it is none CloudFormation takes (a finite number, written as _WRITTEN_NUMBER)."""
+    text = text.strip()
+    if not _WRITTEN_NUMBER.fullmatch(text):
+        return None
+    number = float(text)
+    return number if math.isfinite(number) else None
+
+
+def _how_written(text: str) -> str:
+    """What a rule adds for `text`, refused as no number: how to write one, when it reads as a
+    number all the same (1_000), which a person would take for one; else nothing."""
+    try:
+        float(text)
+    except ValueError:
+        return ""
+    return f", {WRITTEN_IN_DIGITS}"
+
+
 def _number(field: str, value: Any, *, low: float, high: float, whole: bool) -> float:
     kind = "a whole number" if whole else "a number"
-    rule = f"must be {kind} from {shown_number(low)} to {shown_number(high)} (got {str(value)!r})"
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        raise _Rule(field, rule) from None
-    if math.isnan(number) or not low <= number <= high or (whole and not number.is_integer()):
-        raise _Rule(field, rule)
+    number = written_number(str(value))
+    if number is None or not low <= number <= high or (whole and not number.is_integer()):
+        written = _how_written(str(value)) if number is None else ""
+        raise _Rule(field, f"must be {kind} from {shown_number(low)} to {shown_number(high)}{written} "
+                           f"(got {str(value)!r})")
     return number
 
 
@@ -277,11 +303,10 @@ def _declared_rule(name: str, spec: Mapping[str, Any], value: str) -> Optional[s
         low, high = spec.get("MinValue"), spec.get("MaxValue")
         bounds = (f" from {shown_number(low)}" if low is not None else "") + (
             f" {'to' if low is not None else 'at most'} {shown_number(high)}" if high is not None else "")
-        try:
-            number = float(value)
-        except ValueError:
-            return f"must be a number{bounds}"
-        if math.isnan(number) or (low is not None and number < low) or (high is not None and number > high):
+        number = written_number(value)
+        if number is None:
+            return f"must be a number{bounds}{_how_written(value)}"
+        if (low is not None and number < low) or (high is not None and number > high):
             return f"must be a number{bounds}"
         return None
     if len(value) < spec.get("MinLength", 0) or len(value) > spec.get("MaxLength", math.inf) or (
@@ -380,11 +405,8 @@ def check_whole_numbers(template: Mapping[str, Any], parameters: Mapping[str, st
         if name not in parameters or not whole:
             continue
         value = str(parameters[name]).strip()
-        try:
-            number = float(value)
-        except ValueError:
-            number = math.nan
-        if not number.is_integer():
+        number = written_number(value)
+        if number is None or not number.is_integer():
             resource, prop = whole[0]
             raise StackConfigError(f"{name} must be a whole number, as {resource}'s {prop} takes it "
                                    f"(got {value[:40]!r})")

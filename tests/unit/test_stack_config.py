@@ -543,3 +543,32 @@ def test_every_number_the_template_gives_a_resource_is_known_whole_or_not_and_a_
 def test_deploy_main_takes_an_sns_topics_arn_for_the_alarms(arn, tmp_path, monkeypatch):
     assert _main_deploys([str(_whole_package(tmp_path)), "jobpipe", f"AlarmTopicArn={arn}"],
                          monkeypatch) == {"AlarmTopicArn": arn}
+
+
+@pytest.mark.parametrize("argument, name", [
+    ("TenantMaxUnfinishedJobs=1_000", "TenantMaxUnfinishedJobs"),      # a function's setting
+    ("ApiThrottleRateLimit=1_000", "ApiThrottleRateLimit"),            # a resource's property
+    ("TokenMaxLifetimeSeconds=86_400", "TokenMaxLifetimeSeconds"),
+    ("FaultClaimFailureRate=0.1_0", "FaultClaimFailureRate"),
+    ("FunctionConcurrencyCeiling=1_0", "FunctionConcurrencyCeiling"),  # make run's too
+    ("RetentionDays=1_4", "RetentionDays"),
+    ("DispatchGraceSeconds=١٢٠", "DispatchGraceSeconds"),              # digits of another script
+    ("TenantMaxUnfinishedJobs=infinity", "TenantMaxUnfinishedJobs"),
+])
+def test_deploy_main_refuses_a_number_python_reads_but_cloudformation_does_not_before_anything_is_uploaded(
+        argument, name, tmp_path, capsys, monkeypatch):
+    """Python's float() and int() take `1_000` as 1000 (and digits of any script, and `infinity`):
+    such a value passed every check and CloudFormation refused the Number after the code was
+    uploaded. It is one line naming the parameter and how a number is written, exit 2."""
+    with pytest.raises(SystemExit) as exited:
+        _main_deploys([str(_whole_package(tmp_path)), "jobpipe", argument], monkeypatch)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"deploy: {name} must be ") and err.count("\n") == 1, err
+    assert "written in the digits 0-9, without _ or separators" in err
+
+
+def test_make_run_refuses_a_number_written_with_underscores():
+    with pytest.raises(StackConfigError, match=r"^RETENTION_DAYS must be a whole number from 1 to 30, written in "
+                                               r"the digits 0-9, without _ or separators \(got '1_4'\)$"):
+        from_environment({"RETENTION_DAYS": "1_4"})
