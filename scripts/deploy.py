@@ -39,6 +39,7 @@ from scripts.stack_config import (
     check_kept,
     check_parameters,
     check_reconciler_watch,
+    check_schedules,
     check_settings,
     check_webhook_signing,
     check_whole_numbers,
@@ -300,6 +301,7 @@ def main(argv: list[str]) -> None:
         check_declared(packaged.get("Parameters", {}), parameters, str(template))
         parameters = check_whole_numbers(packaged, parameters)  # 1.5 where AWS takes an integer
         check_reconciler_watch(packaged.get("Parameters", {}), parameters)
+        check_schedules(packaged, parameters)  # cron(0 25 * * ? *): no hour 25
         check_settings(packaged, parameters)  # and as the functions will read them
         check_cache_rules(package.code_path(build_dir), str(package.code_path(Path(argv[0] if argv else "build"))))
     except (ValueError, AttributeError) as exc:  # StackConfigError, or a file that is no template

@@ -334,6 +334,79 @@ def check_declared(declared: Mapping[str, Mapping[str, Any]], parameters: Mappin
             raise StackConfigError(f"{name} {rule}{shown}")
 
 
+# A cron(...) schedule's fields as EventBridge bounds them: (name in a refusal, lowest, highest,
+# the names it takes for its values, the forms beside values, ranges and increments it takes).
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_WEEKDAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+_CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
+    ("minutes", 0, 59, ()), ("hours", 0, 23, ()), ("day-of-month", 1, 31, ()), ("month", 1, 12, _MONTHS),
+    ("day-of-week", 1, 7, _WEEKDAYS), ("year", 1970, 2199, ()),
+)
+# One item of a field (its values split at commas): *, a value or a range, with an increment.
+_CRON_ITEM = re.compile(r"(?P<start>\*|[0-9]+|[A-Z]{3})(?:-(?P<end>[0-9]+|[A-Z]{3}))?(?:/(?P<step>[0-9]+))?")
+# The forms only day-of-month takes (L, LW, 15W, L-3) and only day-of-week (L, 6L, 6#3).
+_DAY_OF_MONTH_FORMS = re.compile(r"L|LW|L-(?P<offset>[0-9]+)|(?P<value>[0-9]+)W")
+_DAY_OF_WEEK_FORMS = re.compile(r"L|(?P<value>[0-9]+|[A-Z]{3})(?:L|#(?P<nth>[0-9]+))")
+
+
+def _cron_value(token: str, low: int, high: int, names: tuple[str, ...]) -> bool:
+    """Whether `token` is a value of a field from `low` to `high` that takes `names` for them."""
+    if token.isdigit():
+        return low <= int(token) <= high
+    return token in names
+
+
+def cron_problem(expression: str) -> Optional[str]:
+    """What EventBridge refuses in `expression`, a cron(...) schedule of the right shape (six
+    fields, `?` in one day field: the template's pattern), or None: a value out of its field's
+    range (hour 25, minute 60, day 32, month 13), an increment of 0 or past the field's range,
+    a form the field does not take."""
+    fields = expression[len("cron("):-1].upper().split(" ")
+    for text, (field, low, high, names) in zip(fields, _CRON_FIELDS):
+        bounds = f"{low} to {high}" + (f" or {names[0]} to {names[-1]}" if names else "")
+        for item in text.split(","):
+            if item == "?" and field in ("day-of-month", "day-of-week"):
+                continue
+            extra = {"day-of-month": _DAY_OF_MONTH_FORMS, "day-of-week": _DAY_OF_WEEK_FORMS}.get(field)
+            special = extra.fullmatch(item) if extra else None
+            if special is not None:
+                values = [v for v in (special.groupdict().get("value"),) if v]
+                if special.groupdict().get("offset") and not 0 <= int(special["offset"]) <= 30:
+                    return f"its day-of-month's offset from L must be 0 to 30, not {item!r}"
+                if special.groupdict().get("nth") and not 1 <= int(special["nth"]) <= 5:
+                    return f"its day-of-week's #n must be #1 to #5, not {item!r}"
+            else:
+                match = _CRON_ITEM.fullmatch(item)
+                if match is None:
+                    return f"its {field} must be {bounds}, with , - * /, not {item!r}"
+                values = [v for v in (match["start"], match["end"]) if v and v != "*"]
+                step = match["step"]
+                if step is not None and not 1 <= int(step) <= (high if field != "year" else high - low):
+                    return f"the increment of its {field} must be 1 to {high if field != 'year' else high - low}, " \
+                           f"not {item!r}"
+            for value in values:
+                if not _cron_value(value, low, high, names):
+                    return f"its {field} must be {bounds}, not {item!r}"
+    return None
+
+
+# Resource properties that take a schedule expression (an EventBridge rule's; SAM's Schedule event).
+SCHEDULE_PROPERTIES = frozenset({"ScheduleExpression", "Schedule"})
+
+
+def check_schedules(template: Mapping[str, Any], parameters: Mapping[str, str]) -> None:
+    """Each of `parameters` that `template` gives a schedule (SCHEDULE_PROPERTIES) must be one
+    EventBridge takes: the template's pattern checks its shape, this each cron(...) field's
+    range. Raises StackConfigError, one line naming the first refused."""
+    for name, targets in sorted(property_refs(template).items()):
+        value = str(parameters.get(name, ""))
+        if not value.startswith("cron(") or not any(prop in SCHEDULE_PROPERTIES for _, prop in targets):
+            continue
+        problem = cron_problem(value)
+        if problem is not None:
+            raise StackConfigError(f"{name} is no schedule EventBridge takes ({value[:80]!r}): {problem}")
+
+
 # A rate(...) schedule's unit in seconds (ReconcilerSchedule's AllowedPattern takes these).
 _RATE_UNITS_S = {"minute": 60, "hour": 3600, "day": 86400}
 

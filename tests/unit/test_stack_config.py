@@ -433,7 +433,9 @@ def test_deploy_main_refuses_redelivery_and_schedule_settings_that_cannot_work(a
 
 @pytest.mark.parametrize("schedule", [
     "cron(15 3 * * ? *)", "cron(0 12 ? * MON-FRI *)", "cron(0/5 * 1 * ? *)", "cron(0 8 ? * 6#3 2027)",
-    "cron(0 0 L * ? *)", "rate(1 minute)", "rate(12 hours)",
+    "cron(0 0 L * ? *)", "rate(1 minute)", "rate(12 hours)", "cron(59 23 31 12 ? 2199)", "cron(0 0 1 1 ? 1970)",
+    "cron(0,15,30,45 8-17 ? * MON-FRI *)", "cron(0/15 */2 ? jan-dec sun-sat *)", "cron(0 0 LW * ? *)",
+    "cron(0 0 15W * ? *)", "cron(0 0 ? * 6L *)", "cron(0 0 ? * 7#5 2027-2030)", "cron(0 0 L-3 * ? *)",
 ])
 def test_deploy_main_passes_the_schedules_eventbridge_takes(schedule, monkeypatch, tmp_path):
     deployed = deployed_by_main(monkeypatch, tmp_path, f"CleanupRunsSchedule={schedule}",
@@ -572,3 +574,40 @@ def test_make_run_refuses_a_number_written_with_underscores():
     with pytest.raises(StackConfigError, match=r"^RETENTION_DAYS must be a whole number from 1 to 30, written in "
                                                r"the digits 0-9, without _ or separators \(got '1_4'\)$"):
         from_environment({"RETENTION_DAYS": "1_4"})
+
+
+@pytest.mark.parametrize("schedule, problem", [
+    ("cron(0 25 * * ? *)", "its hours must be 0 to 23, not '25'"),
+    ("cron(60 3 * * ? *)", "its minutes must be 0 to 59, not '60'"),
+    ("cron(0 3 32 * ? *)", "its day-of-month must be 1 to 31, not '32'"),
+    ("cron(0 3 0 * ? *)", "its day-of-month must be 1 to 31, not '0'"),
+    ("cron(0 3 1 13 ? *)", "its month must be 1 to 12 or JAN to DEC, not '13'"),
+    ("cron(0 3 ? * 8 *)", "its day-of-week must be 1 to 7 or SUN to SAT, not '8'"),
+    ("cron(0 3 ? * MON-SUNDAY *)", "its day-of-week must be 1 to 7 or SUN to SAT, with , - * /, not 'MON-SUNDAY'"),
+    ("cron(0 3 ? * 2#6 *)", "its day-of-week's #n must be #1 to #5, not '2#6'"),
+    ("cron(0 3 * * ? 1969)", "its year must be 1970 to 2199, not '1969'"),
+    ("cron(0,15,75 3 * * ? *)", "its minutes must be 0 to 59, not '75'"),
+    ("cron(0 20-24 * * ? *)", "its hours must be 0 to 23, not '20-24'"),
+    ("cron(0/0 3 * * ? *)", "the increment of its minutes must be 1 to 59, not '0/0'"),
+    ("cron(0 */24 * * ? *)", "the increment of its hours must be 1 to 23, not '*/24'"),
+])
+def test_deploy_main_refuses_a_cron_schedule_with_a_field_out_of_its_range_before_anything_is_uploaded(
+        schedule, problem, tmp_path, capsys, monkeypatch):
+    """The template's pattern checks a cron(...)'s shape, six fields with one `?`: an hour of 25,
+    a minute of 60, a 32nd day or a 13th month passed it and every check of the deploy, and
+    EventBridge refused the rule after the code was uploaded. Each field's range is checked."""
+    for name in ("ReconcilerSchedule", "CleanupRunsSchedule", "HealthCheckSchedule"):
+        with pytest.raises(SystemExit) as exited:
+            _main_deploys([str(_whole_package(tmp_path)), "jobpipe", f"{name}={schedule}",
+                           "ReconcilerSilentAlarmSeconds=0"], monkeypatch)
+        assert exited.value.code == 2
+        assert capsys.readouterr().err == (f"deploy: {name} is no schedule EventBridge takes ({schedule!r}): "
+                                           f"{problem}\n")
+
+
+def test_deploy_main_refuses_a_rate_of_none_before_anything_is_uploaded(tmp_path, capsys, monkeypatch):
+    for schedule in ("rate(0 minutes)", "rate(0 minute)", "rate(00 hours)"):
+        with pytest.raises(SystemExit) as exited:
+            _main_deploys([str(_whole_package(tmp_path)), "jobpipe", f"CleanupRunsSchedule={schedule}"], monkeypatch)
+        assert exited.value.code == 2
+        assert capsys.readouterr().err.startswith("deploy: CleanupRunsSchedule must be an EventBridge schedule")
