@@ -43,6 +43,8 @@ from scripts.stack_config import (
     check_settings,
     check_webhook_signing,
     check_whole_numbers,
+    property_refs,
+    reserved_concurrency,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,6 +173,67 @@ def _parameter_list(template: dict[str, Any], parameters: Mapping[str, str],
     return listed + [{"ParameterKey": k, "UsePreviousValue": True} for k in kept]
 
 
+# Concurrent executions Lambda keeps unreserved in every account: PutFunctionConcurrency
+# refuses a reservation that would leave fewer.
+UNRESERVED_KEPT = 10
+
+
+def _stack_reserved(cfn: Any, lambda_client: Any, stack: str) -> int:
+    """The concurrent executions `stack`'s functions reserve now (GetFunctionConcurrency of each)."""
+    held = 0
+    for page in cfn.get_paginator("list_stack_resources").paginate(StackName=stack):
+        for resource in page["StackResourceSummaries"]:
+            if resource["ResourceType"] != "AWS::Lambda::Function" or not resource.get("PhysicalResourceId"):
+                continue
+            try:
+                answer = lambda_client.get_function_concurrency(FunctionName=resource["PhysicalResourceId"])
+            except ClientError as exc:
+                if _error_code(exc) == "ResourceNotFoundException":  # deleted by hand: it holds nothing
+                    continue
+                raise
+            held += int(answer.get("ReservedConcurrentExecutions") or 0)
+    return held
+
+
+def check_concurrency_room(session: Any, cfn: Any, template: dict[str, Any], parameters: Mapping[str, str],
+                           existing: dict[str, Any] | None, stack: str) -> None:
+    """The concurrent executions the stack's functions would reserve (its ceilings as given, kept
+    by the stack or the template's defaults) must fit in what the account leaves unreserved
+    (GetAccountSettings' UnreservedConcurrentExecutions, less the UNRESERVED_KEPT Lambda keeps,
+    plus what the stack's functions reserve now, on an update): else Lambda refuses every
+    function's reservation after the upload. No call is made when nothing is reserved. Raises
+    StackConfigError, one line naming the ceilings."""
+    declared = template.get("Parameters") or {}
+    values = {k: str(d["Default"]) for k, d in declared.items() if "Default" in d}
+    values.update({str(p["ParameterKey"]): str(p["ParameterValue"]) for p in (existing or {}).get("Parameters", [])
+                   if "ParameterValue" in p and p["ParameterKey"] in declared})
+    values.update(parameters)
+    reserved = reserved_concurrency(template, values)
+    wanted = sum(reserved.values())
+    if not wanted:
+        return
+    lambda_client = session.client("lambda")
+    try:
+        unreserved = int(lambda_client.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"])
+    except ClientError as exc:
+        if _error_code(exc) not in ("AccessDeniedException", "AccessDenied"):
+            raise
+        print(f"deploy: not checking the functions' reserved concurrency ({wanted:,}) against the account's: "
+              f"these credentials may not call lambda:GetAccountSettings", file=sys.stderr, flush=True)
+        return
+    held = _stack_reserved(cfn, lambda_client, stack) if existing is not None else 0
+    room = unreserved - UNRESERVED_KEPT + held
+    if wanted > room:
+        ceilings = ", ".join(f"{name}={values[name]}" for name, targets in sorted(property_refs(template).items())
+                             if name in values and any(p == "ReservedConcurrentExecutions" for _, p in targets))
+        now = f", plus the {held:,} stack {stack}'s functions reserve now" if held else ""
+        raise StackConfigError(
+            f"{ceilings} would reserve {wanted:,} concurrent executions for {len(reserved)} functions, more than "
+            f"the {max(room, 0):,} the account can reserve in {session.region_name or 'its region'} "
+            f"({unreserved:,} unreserved, less the {UNRESERVED_KEPT} Lambda keeps unreserved{now}): lower them, "
+            "or ask AWS for a higher Lambda concurrency quota")
+
+
 def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: Any = None) -> dict[str, str]:
     """Create or update `stack`; returns its outputs, plus `ApiUrl` for the emulator's gateway.
 
@@ -179,8 +242,9 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
     left in REVIEW_IN_PROGRESS by a create never executed is created, and a deploy that changes
     nothing leaves the stack as it is. Raises DeployError with one line on what failed, and
     StackConfigError for an update whose parameters break a rule together with the values the
-    stack keeps (stack_config.check_kept), or an ErpWebhookUrl with no ErpWebhookSecret given
-    or kept (stack_config.check_webhook_signing), before anything is uploaded."""
+    stack keeps (stack_config.check_kept), an ErpWebhookUrl with no ErpWebhookSecret given
+    or kept (stack_config.check_webhook_signing), or, on AWS, concurrency ceilings the account
+    cannot reserve (check_concurrency_room), before anything is uploaded."""
     session = session or boto3.session.Session()
     cfn = session.client("cloudformation")
     template = json.loads(package.template_path(build_dir).read_text())
@@ -201,6 +265,8 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
     s3 = session.client("s3")
     endpoint = s3.meta.endpoint_url.rstrip("/")
     emulated = "amazonaws.com" not in endpoint
+    if not emulated:  # an emulator's CloudFormation reserves nothing (scripts/local_stack.py does)
+        check_concurrency_room(session, cfn, template, parameters, existing, stack)
     if emulated:  # an emulator provisions no metric-math alarm (ministack refuses the stack)
         parameters = {"LetterArrivalAlarms": "false", **parameters}
     change_parameters = _parameter_list(template, parameters, existing)

@@ -487,6 +487,53 @@ def check_whole_numbers(template: Mapping[str, Any], parameters: Mapping[str, st
     return checked
 
 
+def _resolved(template: Mapping[str, Any], node: Any, values: Mapping[str, str]) -> Any:
+    """`node` as CloudFormation resolves it with parameter `values`: a Ref to a parameter, an
+    Fn::If on the template's Conditions (Fn::Equals, Fn::Not, Fn::And, Fn::Or, Condition); None
+    for AWS::NoValue. Any other node is returned as it is."""
+    if not (isinstance(node, dict) and len(node) == 1):
+        return node
+    (function, args), = node.items()
+    if function == "Ref":
+        return None if args == "AWS::NoValue" else values.get(args, node)
+    if function == "Fn::If":
+        condition, yes, no = args
+        return _resolved(template, yes if _holds(template, condition, values) else no, values)
+    return node
+
+
+def _holds(template: Mapping[str, Any], condition: str, values: Mapping[str, str]) -> bool:
+    def holds(node: Any) -> bool:
+        (function, args), = node.items()
+        if function == "Condition":
+            return holds(template["Conditions"][args])
+        if function == "Fn::Equals":
+            return str(_resolved(template, args[0], values)) == str(_resolved(template, args[1], values))
+        if function == "Fn::Not":
+            return not holds(args[0])
+        if function == "Fn::And":
+            return all(holds(arg) for arg in args)
+        if function == "Fn::Or":
+            return any(holds(arg) for arg in args)
+        raise ValueError(f"condition {condition} uses {function}, which this check does not evaluate")
+
+    return holds(template["Conditions"][condition])
+
+
+def reserved_concurrency(template: Mapping[str, Any], values: Mapping[str, str]) -> dict[str, int]:
+    """Function (logical id) -> the concurrent executions `template` reserves for it with the
+    parameter `values` (ReservedConcurrentExecutions; functions that reserve none left out)."""
+    reserved: dict[str, int] = {}
+    for logical, resource in (template.get("Resources") or {}).items():
+        if not isinstance(resource, dict):
+            continue
+        value = _resolved(template, (resource.get("Properties") or {}).get("ReservedConcurrentExecutions"), values)
+        number = written_number(str(value)) if value is not None else None
+        if number:
+            reserved[logical] = int(number)
+    return reserved
+
+
 def fed_variables(template: Mapping[str, Any]) -> dict[str, set[str]]:
     """Parameter -> the function environment variables `template` passes it as (`{"Ref": P}` in
     an Environment's Variables, of Globals or of a function)."""

@@ -593,3 +593,140 @@ def test_emptying_the_secret_of_a_stack_that_keeps_its_webhook_url_is_refused_be
     assert (session.cfn.stack["parameters"], session.s3.objects) == before
     deploy_script.main([str(build), "jobpipe", "ErpWebhookSecret=", "ErpWebhookUrl="])  # both: no webhook
     assert session.cfn.stack["parameters"]["ErpWebhookUrl"] == ""
+
+
+# A template whose functions reserve FunctionConcurrencyCeiling each, the API its own ceiling if set.
+def _reserving(api: bool) -> dict[str, Any]:
+    ceiling = {"Fn::If": ["HasFunctionConcurrencyCeiling", {"Ref": "FunctionConcurrencyCeiling"}, {"Ref": "AWS::NoValue"}]}
+    return {"CodeUri": "./deployment.zip", "ReservedConcurrentExecutions": {
+        "Fn::If": ["HasApiConcurrencyCeiling", {"Ref": "ApiConcurrencyCeiling"}, ceiling]} if api else ceiling}
+
+
+CONCURRENCY_TEMPLATE = {
+    "Parameters": {
+        **TEMPLATE["Parameters"],
+        "FunctionConcurrencyCeiling": {"Type": "Number", "Default": 0, "MinValue": 0, "MaxValue": 1000},
+        "ApiConcurrencyCeiling": {"Type": "Number", "Default": 0, "MinValue": 0, "MaxValue": 1000},
+    },
+    "Conditions": {
+        "HasFunctionConcurrencyCeiling": {"Fn::Not": [{"Fn::Equals": [{"Ref": "FunctionConcurrencyCeiling"}, "0"]}]},
+        "HasApiConcurrencyCeiling": {"Fn::Not": [{"Fn::Equals": [{"Ref": "ApiConcurrencyCeiling"}, "0"]}]},
+    },
+    "Resources": {
+        "APIHandler": {"Type": "AWS::Serverless::Function", "Properties": _reserving(api=True)},
+        "JobWorker": {"Type": "AWS::Serverless::Function", "Properties": _reserving(api=False)},
+        "Reconciler": {"Type": "AWS::Serverless::Function", "Properties": _reserving(api=False)},
+    },
+}
+CONCURRENCY_FUNCTIONS = ("APIHandler", "JobWorker", "Reconciler")
+
+
+class ListingCloudFormation(FakeCloudFormation):
+    """The fake's stack, its functions listed as ListStackResources lists them."""
+
+    def get_paginator(self, name):
+        if name != "list_stack_resources":
+            return super().get_paginator(name)
+        functions = [{"LogicalResourceId": f, "PhysicalResourceId": f"jobpipe-{f}", "ResourceType": "AWS::Lambda::Function"}
+                     for f in CONCURRENCY_FUNCTIONS]
+        table = {"LogicalResourceId": "JobsTable", "PhysicalResourceId": "jobs", "ResourceType": "AWS::DynamoDB::Table"}
+        return type("Pages", (), {"paginate": lambda _, StackName: iter([{"StackResourceSummaries": functions[:2]},
+                                                                          {"StackResourceSummaries": [table, *functions[2:]]}])})()
+
+
+class AwsSession(FakeSession):
+    """The fake session with AWS's endpoints (not an emulator's) and Lambda's API on a stubbed
+    botocore client: no request leaves the process, each call is checked against what is expected."""
+
+    def __init__(self) -> None:
+        import botocore.session
+        from botocore.stub import Stubber
+
+        super().__init__()
+        self.cfn = ListingCloudFormation()
+        self.s3.meta = type("Meta", (), {"endpoint_url": "https://s3.us-east-1.amazonaws.com"})()
+        self.lambda_client = botocore.session.get_session().create_client(
+            "lambda", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+        self.stub = Stubber(self.lambda_client)
+        self.stub.activate()
+
+    def client(self, name):
+        return self.lambda_client if name == "lambda" else super().client(name)
+
+    def account_leaves(self, unreserved: int, reserved_now: dict[str, int] | None = None) -> None:
+        """The next check's answers: `unreserved` executions, and each function's reservation."""
+        self.stub.add_response("get_account_settings", {"AccountLimit": {
+            "ConcurrentExecutions": 1000, "UnreservedConcurrentExecutions": unreserved}})
+        for function, reserved in (reserved_now or {}).items():
+            self.stub.add_response("get_function_concurrency", {"ReservedConcurrentExecutions": reserved},
+                                   {"FunctionName": f"jobpipe-{function}"})
+
+
+def test_deploy_main_refuses_a_concurrency_ceiling_the_account_cannot_reserve_before_anything_is_uploaded(
+        build, capsys, monkeypatch):
+    """FunctionConcurrencyCeiling=40 on three functions asks Lambda to reserve 120 executions:
+    with 100 unreserved, of which Lambda keeps 10, it refused each function's reservation after
+    the code was uploaded and the stack rolled back. It is one line naming the ceilings, exit 2."""
+    (build / "sam.json").write_text(json.dumps(CONCURRENCY_TEMPLATE))
+    session = AwsSession()
+    monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
+    session.account_leaves(100)
+    with pytest.raises(SystemExit) as exited:
+        deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}", "FunctionConcurrencyCeiling=40"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (
+        "deploy: ApiConcurrencyCeiling=0, FunctionConcurrencyCeiling=40 would reserve 120 concurrent executions "
+        "for 3 functions, more than the 90 the account can reserve in us-east-1 (100 unreserved, less the 10 "
+        "Lambda keeps unreserved): lower them, or ask AWS for a higher Lambda concurrency quota\n")
+    assert session.s3.objects == {} and session.cfn.stack is None
+    session.account_leaves(100)
+    deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}", "FunctionConcurrencyCeiling=30"])  # 90: fits
+    assert session.cfn.stack["parameters"]["FunctionConcurrencyCeiling"] == "30"
+    session.stub.assert_no_pending_responses()
+
+
+def test_an_update_counts_what_the_stacks_functions_reserve_already(build, capsys, monkeypatch):
+    """An update gives back what the stack's functions reserve before it reserves anew: a
+    redeploy of the same ceilings on an account with no room left passes; an API ceiling the
+    update raises (the others kept) is refused when the account has no room for the difference."""
+    (build / "sam.json").write_text(json.dumps(CONCURRENCY_TEMPLATE))
+    session = AwsSession()
+    session.account_leaves(100)
+    deploy(build, "jobpipe", {"AuthSecret": SECRET, "FunctionConcurrencyCeiling": "25", "ApiConcurrencyCeiling": "40"},
+           session)
+    now = {"APIHandler": 40, "JobWorker": 25, "Reconciler": 25}
+    session.account_leaves(10, now)  # 90 reserved by the stack: nothing left to reserve
+    deploy(build, "jobpipe", {"RetentionDays": "9"}, session)
+    assert session.cfn.stack["status"] == "UPDATE_COMPLETE"
+    session.account_leaves(12, now)
+    monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
+    uploaded = dict(session.s3.objects)
+    with pytest.raises(SystemExit) as exited:
+        deploy_script.main([str(build), "jobpipe", "ApiConcurrencyCeiling=45"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (
+        "deploy: ApiConcurrencyCeiling=45, FunctionConcurrencyCeiling=25 would reserve 95 concurrent executions "
+        "for 3 functions, more than the 92 the account can reserve in us-east-1 (12 unreserved, less the 10 Lambda "
+        "keeps unreserved, plus the 90 stack jobpipe's functions reserve now): lower them, or ask AWS for a higher "
+        "Lambda concurrency quota\n")
+    assert session.s3.objects == uploaded and session.cfn.stack["parameters"]["ApiConcurrencyCeiling"] == "40"
+    session.stub.assert_no_pending_responses()
+
+
+def test_a_stack_that_reserves_no_concurrency_asks_lambda_nothing(build):
+    """The template's default ceilings (0) reserve nothing: no Lambda call, so credentials
+    without lambda:GetAccountSettings deploy as before (the stub refuses any call)."""
+    (build / "sam.json").write_text(json.dumps(CONCURRENCY_TEMPLATE))
+    session = AwsSession()
+    deploy(build, "jobpipe", {"AuthSecret": SECRET}, session)
+    assert session.cfn.stack["status"] == "CREATE_COMPLETE"
+
+
+def test_credentials_that_may_not_read_the_accounts_settings_deploy_unchecked_saying_so(build, capsys):
+    (build / "sam.json").write_text(json.dumps(CONCURRENCY_TEMPLATE))
+    session = AwsSession()
+    session.stub.add_client_error("get_account_settings", "AccessDeniedException", "not authorized")
+    deploy(build, "jobpipe", {"AuthSecret": SECRET, "FunctionConcurrencyCeiling": "5"}, session)
+    assert session.cfn.stack["status"] == "CREATE_COMPLETE"
+    assert capsys.readouterr().err == ("deploy: not checking the functions' reserved concurrency (15) against the "
+                                       "account's: these credentials may not call lambda:GetAccountSettings\n")
