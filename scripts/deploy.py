@@ -34,6 +34,7 @@ from scripts import package
 from scripts.local_stack import apply_gateway_responses
 from scripts.stack_config import (
     StackConfigError,
+    check_alarm_actions,
     check_cache_rules,
     check_declared,
     check_kept,
@@ -234,6 +235,14 @@ def check_concurrency_room(session: Any, cfn: Any, template: dict[str, Any], par
             "or ask AWS for a higher Lambda concurrency quota")
 
 
+def _partition(session: Any, region: str) -> str | None:
+    """The partition (aws, aws-cn, aws-us-gov, ...) botocore knows `region` in, or None."""
+    try:
+        return session.get_partition_for_region(region)
+    except (AttributeError, BotoCoreError, ValueError):
+        return None
+
+
 def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: Any = None) -> dict[str, str]:
     """Create or update `stack`; returns its outputs, plus `ApiUrl` for the emulator's gateway.
 
@@ -243,8 +252,9 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
     nothing leaves the stack as it is. Raises DeployError with one line on what failed, and
     StackConfigError for an update whose parameters break a rule together with the values the
     stack keeps (stack_config.check_kept), an ErpWebhookUrl with no ErpWebhookSecret given
-    or kept (stack_config.check_webhook_signing), or, on AWS, concurrency ceilings the account
-    cannot reserve (check_concurrency_room), before anything is uploaded."""
+    or kept (stack_config.check_webhook_signing), an AlarmTopicArn outside the stack's region
+    (stack_config.check_alarm_actions), or, on AWS, concurrency ceilings the account cannot
+    reserve (check_concurrency_room), before anything is uploaded."""
     session = session or boto3.session.Session()
     cfn = session.client("cloudformation")
     template = json.loads(package.template_path(build_dir).read_text())
@@ -261,6 +271,8 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
         check_kept(template, parameters, existing.get("Parameters", []), stack)
     check_webhook_signing(template.get("Parameters") or {}, parameters,
                           None if existing is None else existing.get("Parameters", []), stack)
+    if session.region_name:  # none: boto3 refuses the first call, saying to set one
+        check_alarm_actions(template, parameters, session.region_name, _partition(session, session.region_name))
     change_type = "CREATE" if existing is None else "UPDATE"
     s3 = session.client("s3")
     endpoint = s3.meta.endpoint_url.rstrip("/")

@@ -534,6 +534,31 @@ def reserved_concurrency(template: Mapping[str, Any], values: Mapping[str, str])
     return reserved
 
 
+# Resource properties that take the ARNs of a CloudWatch alarm's actions.
+ALARM_ACTION_PROPERTIES = frozenset({"AlarmActions", "OKActions", "InsufficientDataActions"})
+
+
+def check_alarm_actions(template: Mapping[str, Any], parameters: Mapping[str, str], region: str,
+                        partition: Optional[str]) -> None:
+    """Each of `parameters` that `template` gives an alarm's actions (ALARM_ACTION_PROPERTIES),
+    an SNS topic's ARN, must name a topic in the stack's `region` (and its `partition`, when
+    known): CloudWatch refuses an alarm notifying another region's topic ("Invalid region ...
+    specified"), which the template's pattern cannot know. Raises StackConfigError, one line."""
+    for name, targets in sorted(property_refs(template).items()):
+        value = str(parameters.get(name, ""))
+        if not value or not any(prop in ALARM_ACTION_PROPERTIES for _, prop in targets):
+            continue
+        fields = value.split(":")
+        if len(fields) < 6 or fields[0] != "arn":
+            continue  # the template's pattern says what an ARN is
+        if fields[3] != region or (partition is not None and fields[1] != partition):
+            where = f"{partition}:{region}" if partition is not None and fields[1] != partition else region
+            raise StackConfigError(
+                f"{name} names a topic in {fields[1]}:{fields[3]}, and CloudWatch alarms notify only topics in the "
+                f"stack's own region ({where}): create the topic there (its subscriptions may deliver anywhere) "
+                f"(got {value[:120]!r})")
+
+
 def fed_variables(template: Mapping[str, Any]) -> dict[str, set[str]]:
     """Parameter -> the function environment variables `template` passes it as (`{"Ref": P}` in
     an Environment's Variables, of Globals or of a function)."""

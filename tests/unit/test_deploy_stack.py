@@ -730,3 +730,50 @@ def test_credentials_that_may_not_read_the_accounts_settings_deploy_unchecked_sa
     assert session.cfn.stack["status"] == "CREATE_COMPLETE"
     assert capsys.readouterr().err == ("deploy: not checking the functions' reserved concurrency (15) against the "
                                        "account's: these credentials may not call lambda:GetAccountSettings\n")
+
+
+# A template whose alarm notifies AlarmTopicArn when it is set.
+ALARM_TEMPLATE = {
+    "Parameters": {**TEMPLATE["Parameters"], "AlarmTopicArn": {"Type": "String", "Default": ""}},
+    "Conditions": {"HasAlarmTopic": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}},
+    "Resources": {**TEMPLATE["Resources"], "JobsDeadLetterQueueAlarm": {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+        "AlarmActions": {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}}}},
+}
+
+
+class PartitionedSession(FakeSession):
+    """The fake session in `region`, knowing its partition as boto3's session does."""
+
+    def __init__(self, region: str) -> None:
+        import boto3
+
+        super().__init__()
+        self.region_name = region
+        self.get_partition_for_region = boto3.session.Session().get_partition_for_region
+
+
+@pytest.mark.parametrize("region, arn, shown", [
+    ("us-east-1", "arn:aws:sns:eu-west-1:123456789012:jobpipe-alarms",
+     "AlarmTopicArn names a topic in aws:eu-west-1, and CloudWatch alarms notify only topics in the stack's own "
+     "region (us-east-1)"),
+    ("us-gov-west-1", "arn:aws:sns:us-gov-west-1:123456789012:jobpipe-alarms",
+     "AlarmTopicArn names a topic in aws:us-gov-west-1, and CloudWatch alarms notify only topics in the stack's own "
+     "region (aws-us-gov:us-gov-west-1)"),
+])
+def test_an_alarm_topic_outside_the_stacks_region_is_refused_before_anything_is_uploaded(
+        region, arn, shown, build, capsys, monkeypatch):
+    """CloudWatch refuses an alarm whose action is another region's topic ("Invalid region
+    eu-west-1 specified. Only us-east-1 is supported"): the ARN matched the template's pattern,
+    the code was uploaded, and every dead-letter alarm failed, rolling the stack back."""
+    (build / "sam.json").write_text(json.dumps(ALARM_TEMPLATE))
+    session = PartitionedSession(region)
+    monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
+    with pytest.raises(SystemExit) as exited:
+        deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}", f"AlarmTopicArn={arn}"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (f"deploy: {shown}: create the topic there (its subscriptions may deliver "
+                                       f"anywhere) (got {arn!r})\n")
+    assert session.s3.objects == {} and session.cfn.stack is None
+    same = arn.replace(arn.split(":")[3], region).replace("arn:aws:", f"arn:{session.get_partition_for_region(region)}:")
+    deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}", f"AlarmTopicArn={same}"])
+    assert session.cfn.stack["parameters"]["AlarmTopicArn"] == same
