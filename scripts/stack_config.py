@@ -392,15 +392,22 @@ def cron_problem(expression: str) -> Optional[str]:
 
 # Resource properties that take a schedule expression (an EventBridge rule's; SAM's Schedule event).
 SCHEDULE_PROPERTIES = frozenset({"ScheduleExpression", "Schedule"})
+# The longest schedule expression EventBridge's PutRule takes.
+SCHEDULE_MAX_CHARS = 256
 
 
 def check_schedules(template: Mapping[str, Any], parameters: Mapping[str, str]) -> None:
     """Each of `parameters` that `template` gives a schedule (SCHEDULE_PROPERTIES) must be one
-    EventBridge takes: the template's pattern checks its shape, this each cron(...) field's
-    range. Raises StackConfigError, one line naming the first refused."""
+    EventBridge takes: the template's pattern checks its shape, this its length and each
+    cron(...) field's range. Raises StackConfigError, one line naming the first refused."""
     for name, targets in sorted(property_refs(template).items()):
         value = str(parameters.get(name, ""))
-        if not value.startswith("cron(") or not any(prop in SCHEDULE_PROPERTIES for _, prop in targets):
+        if not any(prop in SCHEDULE_PROPERTIES for _, prop in targets):
+            continue
+        if len(value) > SCHEDULE_MAX_CHARS:  # a cron(...) listing every minute of every hour
+            raise StackConfigError(f"{name} is no schedule EventBridge takes: "
+                                   f"{length_rule('at most', SCHEDULE_MAX_CHARS, len(value))} ({value[:40]!r}...)")
+        if not value.startswith("cron("):
             continue
         problem = cron_problem(value)
         if problem is not None:

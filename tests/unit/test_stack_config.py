@@ -611,3 +611,21 @@ def test_deploy_main_refuses_a_rate_of_none_before_anything_is_uploaded(tmp_path
             _main_deploys([str(_whole_package(tmp_path)), "jobpipe", f"CleanupRunsSchedule={schedule}"], monkeypatch)
         assert exited.value.code == 2
         assert capsys.readouterr().err.startswith("deploy: CleanupRunsSchedule must be an EventBridge schedule")
+
+
+def test_deploy_main_refuses_a_schedule_longer_than_eventbridge_takes_before_anything_is_uploaded(
+        tmp_path, capsys, monkeypatch):
+    """EventBridge's PutRule takes a schedule of at most 256 characters: a cron(...) listing its
+    minutes one by one matched the template's pattern and was refused after the upload."""
+    minutes = ",".join(str(m) for m in range(0, 60))
+    days = ",".join(str(d) for d in range(1, 32))
+    schedule = f"cron({minutes} 0,2,4,6,8,10,12,14,16,18,20,22 {days} * ? *)"
+    assert len(schedule) > 256
+    with pytest.raises(SystemExit) as exited:
+        _main_deploys([str(_whole_package(tmp_path)), "jobpipe", f"HealthCheckSchedule={schedule}"], monkeypatch)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (f"deploy: HealthCheckSchedule is no schedule EventBridge takes: must be at most "
+                                       f"256 characters (it has {len(schedule)}) ({schedule[:40]!r}...)\n")
+    shorter = "cron(0/1 0,2,4,6,8,10,12,14,16,18,20,22 ? * MON-FRI *)"
+    assert _main_deploys([str(_whole_package(tmp_path)), "jobpipe", f"HealthCheckSchedule={shorter}"],
+                         monkeypatch) == {"HealthCheckSchedule": shorter}
