@@ -257,7 +257,8 @@ class JobContext:
 
     def cancelled(self, *, fresh: bool = False) -> bool:
         """True once a cancel was requested. Reads the store at most once per poll interval, and
-        not at all while progress writes (which return the stored job) are fresher than that;
+        not at all while progress writes the store answered (they return the stored job) are
+        fresher than that;
         `fresh=True` reads it now (before a step that cannot be undone, such as starting
         another job).
 

@@ -37,7 +37,8 @@ class ProgressReporter:
         self._clock = clock
         self._on_error = on_error
         self._accepted = job.progress.percent
-        self._last_write = clock.monotonic()
+        self._last_write = clock.monotonic()  # when a write was last tried: the window's start
+        self._last_read = self._last_write  # when a write last returned the stored job
         self._pending: Optional[Progress] = None
         self._payload_bytes: Optional[int] = None  # the payload's share of the job's answer (measured once)
         self._rest: Optional[tuple[Job, int]] = None  # the job as last written, and the rest of its answer
@@ -59,8 +60,9 @@ class ProgressReporter:
 
     @property
     def last_write_at(self) -> float:
-        """When (monotonic) the job was last written, and so read back (the claim counts)."""
-        return self._last_write
+        """When (monotonic) a write last returned the stored job, and so read it back (the claim
+        counts): a write the store did not answer, or refused, read nothing."""
+        return self._last_read
 
     def report(
         self,
@@ -246,9 +248,10 @@ class ProgressReporter:
         pending = self._writing = self._pending
         self._pending = None
         self._disarm_locked()
-        self._last_write = self._clock.monotonic()
+        started = self._last_write = self._clock.monotonic()
         try:
             self._job = self._write(self._job, pending)
+            self._last_read = started  # the job as it stood then, cancel request included
             if self._job.cancel_requested and self._pending is None:
                 # Met a cancel request: not stored (the write is conditional on none). Made before
                 # the attempt knew of it, it is the progress the job reached: the `canceled`
