@@ -14,6 +14,7 @@ from chalicelib.domain.errors import (
     JobCancelledError,
     JobpipeError,
     JobTimeoutError,
+    ProgressRejectedError,
     StoreUnavailableError,
     error_code,
     text_of,
@@ -65,6 +66,19 @@ def _artifact_json(name: str, data: Union[dict, list]) -> bytes:
     except ValueError:  # written as NaN or Infinity, which no strict JSON reader takes
         raise InvalidArtifactError(f"artifact {name!r:.140} must be JSON: it holds NaN or Infinity, "
                                    "which JSON has no form for") from None
+
+
+def _check_final_report(message: Optional[str], details: Optional[dict[str, Any]]) -> None:
+    """ProgressRejectedError when a completion's final `message`, which fits a report alone, and
+    the last report's `details`, which the completion keeps beside it, take more together than
+    a report may (check_report): refused at the call, not cut when the record has no room."""
+    if message is None:
+        return
+    try:
+        check_report(None, message, details)
+    except ProgressRejectedError as exc:
+        raise ProgressRejectedError(f"{exc.message} (the completion keeps the last progress report's details "
+                                    "beside its final message)") from None
 
 
 class JobContext:
@@ -137,6 +151,8 @@ class JobContext:
         nothing."""
         self._check_writable()
         self._raise_if_cancel_known()
+        if self._completion is not None:  # its final message will stand beside these details
+            _check_final_report(self._completion.message, details)
         self._reporter.report(percent, step, message, details, force=force)
         self._raise_if_cancel_known()  # the report's write may have returned the request
 
@@ -166,9 +182,12 @@ class JobContext:
         """Record the job's result and final message: the job completes with them when the
         handler returns, whatever it returns. A later call replaces an earlier one. Raises
         ProgressRejectedError, recording nothing, for a message a progress report could not
-        carry (see Completion)."""
+        carry (see Completion), alone or beside the last report's details, which the
+        completion keeps with it."""
         self._check_writable()
-        self._completion = Completion(result, message)
+        completion = Completion(result, message)
+        _check_final_report(message, self._reporter.last_details)
+        self._completion = completion
         return self._completion
 
     def fail(self, code: str, message: str, percent: Optional[float] = None) -> FatalJobError:

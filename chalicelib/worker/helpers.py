@@ -39,7 +39,8 @@ def complete_job(ctx: JobContext, result: Any, message: Optional[str] = None) ->
     """Record `result` as the job's result and `message` as its final progress message; the
     job completes with them when the handler returns, whether it returns this, None or
     anything else. Progress alone never completes a job. Raises ProgressRejectedError at the
-    call for a message `progress` would refuse (not text, too long, a lone surrogate)."""
+    call for a message `progress` would refuse (not text, too long, a lone surrogate), alone or
+    beside the last report's details, which the completion keeps with it."""
     return ctx.complete(result, message)
 
 

@@ -59,6 +59,13 @@ class ProgressReporter:
         return self._accepted
 
     @property
+    def last_details(self) -> Optional[dict[str, Any]]:
+        """The details of the last report taken (pending, else as last written): those the
+        attempt's outcome keeps beside its final message."""
+        with self._lock:
+            return (self._pending or self._job.progress).details
+
+    @property
     def last_write_at(self) -> float:
         """When (monotonic) a write last returned the stored job, and so read it back (the claim
         counts): a write the store did not answer, or refused, read nothing."""
@@ -194,7 +201,7 @@ class ProgressReporter:
             except JobpipeError:
                 value = self._accepted
             self._accepted = value
-            details = (self._pending or self._job.progress).details
+            details = self.last_details
             # Never refused, so bounded here: a failure's message (a whole stderr) is cut.
             self._pending = Progress(percent=value, step=step, message=fitting_message(message, details),
                                      details=details)

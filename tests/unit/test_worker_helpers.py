@@ -338,6 +338,61 @@ def test_a_report_its_record_has_no_room_for_ends_the_job_alike_whenever_its_win
     assert (len(cut), cut[-2:]) == (MAX_EVENT_TEXT_CHARS, "m…") and final.progress.details == {"rows": "x" * 32_000}
 
 
+@pytest.mark.parametrize("interval_s", [0, 60], ids=["report_written", "report_pending"])
+def test_complete_job_refuses_at_the_call_a_message_with_no_room_beside_the_last_reports_details(
+        store, queue, clock, interval_s):
+    """The completion keeps the last report's details beside its message: a message that fits a
+    report alone, but not with those details, raises ProgressRejectedError at the call, as a
+    report carrying both would, instead of the completion's write finding no room in the
+    record and cutting the message the handler gave."""
+    types, seen = JobTypeRegistry(), []
+
+    @types.register("h.complete_beside_large_details", Padded, max_attempts=1)
+    def complete_beside_large_details(ctx, payload):
+        progress(ctx, 50, "rows", "half", {"rows": "x" * 32_000})
+        try:
+            complete_job(ctx, {"rows": 2}, "\U0001F600" * 80_000)  # 320,000 bytes in UTF-8
+        except ProgressRejectedError as exc:
+            seen.append(str(exc))
+            complete_job(ctx, {"rows": 2}, "done")
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=interval_s)
+    lifecycle.submit(tenant="acme", user="ann", type="h.complete_beside_large_details",
+                     payload={"pad": "p" * 60_000})
+    (message,) = queue.drain()
+    final = runner.run(message)
+    assert len(seen) == 1 and "320,000 bytes in UTF-8 and its details 32,011 as JSON" in seen[0], seen
+    assert "the last progress report's details" in seen[0]
+    assert final.status == JobStatus.COMPLETED and final.result == {"rows": 2}
+    assert (final.progress.message, final.progress.details) == ("done", {"rows": "x" * 32_000})
+
+
+def test_a_report_after_complete_job_with_no_room_beside_its_final_message_is_refused_at_the_call(
+        store, queue, clock):
+    """The other way round: the details of a report made after `complete_job` are the ones its
+    final message will stand beside."""
+    types, seen = JobTypeRegistry(), []
+
+    @types.register("h.details_after_completion", Padded, max_attempts=1)
+    def details_after_completion(ctx, payload):
+        complete_job(ctx, {"rows": 2}, "\U0001F600" * 80_000)
+        try:
+            progress(ctx, 100, "rows", "all", {"rows": "x" * 32_000})
+        except ProgressRejectedError as exc:
+            seen.append(str(exc))
+        progress(ctx, 100, "rows", "all", {"rows": 2})
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0)
+    lifecycle.submit(tenant="acme", user="ann", type="h.details_after_completion", payload={"pad": "p" * 60_000})
+    (message,) = queue.drain()
+    final = runner.run(message)
+    assert len(seen) == 1 and "the last progress report's details" in seen[0], seen
+    assert final.status == JobStatus.COMPLETED and final.progress.details == {"rows": 2}
+    assert final.progress.message == "\U0001F600" * 80_000
+
+
 def test_demo_model_completes_through_the_helpers(store, queue, clock):
     lifecycle = JobLifecycle(store, queue, default_registry, clock=clock)
     runner = JobRunner(lifecycle, default_registry, clock=SystemClock(), progress_interval_s=0)
