@@ -29,7 +29,9 @@ def run_with_timeout(fn: Callable[[], Any], seconds: float, on_timeout: Callable
     SIGALRM for itself stops the alarm, before its timeout or after catching it: a watchdog
     thread then calls `on_timeout` (its writes fail, and it fails `timeout` when it returns)
     and `give_up` in its place. An alarm that comes once `fn` returned interrupts nothing: the
-    run stops its timer and puts SIGALRM's handler back whole.
+    run stops its timer and puts SIGALRM's handler back whole, and one that comes while
+    `on_timeout` runs (the first alarm came late) interrupts nothing either: the hook runs
+    whole, once, and the alarm after it interrupts the handler.
     Elsewhere the handler runs in a daemon thread that is abandoned on timeout; `on_timeout`
     lets its later writes fail instead of landing on a finished attempt."""
     if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
@@ -44,6 +46,7 @@ def _with_alarm(fn: Callable[[], Any], seconds: float, on_timeout: Callable[[], 
     giving_up = threading.Lock()  # taken once, never released: the alarm and the watchdog give up once
     gave_up = False  # `give_up` returned: the interrupts go on
     returned = False  # `fn` is done: an alarm now would only cut the clean-up below short
+    expiring = False  # `on_timeout` runs: an alarm now would cut it short, and none calls it again
 
     def give_up_once(over_s: float) -> None:
         nonlocal gave_up
@@ -55,9 +58,14 @@ def _with_alarm(fn: Callable[[], Any], seconds: float, on_timeout: Callable[[], 
                 gave_up = True
 
     def alarm(signum: int, frame: Any) -> None:
-        nonlocal expired_at, alarms
+        nonlocal expired_at, alarms, expiring
         if returned:
             return  # came as the run stops it: its timer and SIGALRM's handler are being put back
+        if expiring:
+            # The next alarm, come inside `on_timeout` (the first one came late): raised here it
+            # would leave the attempt's time out with its writes still allowed. The alarm after
+            # it interrupts the handler.
+            return
         if giving_up.locked() and not gave_up:
             # A give-up is under way: it waits for its write, then ends the process. Raised here
             # (in it, when the alarm made it on this thread), the interrupt would cut it short,
@@ -65,8 +73,12 @@ def _with_alarm(fn: Callable[[], Any], seconds: float, on_timeout: Callable[[], 
             return
         alarms += 1
         if expired_at is None:
+            expiring = True  # first: an alarm between these lines would skip the hook for good
             expired_at = clock.monotonic()
-            on_timeout()
+            try:
+                on_timeout()
+            finally:
+                expiring = False
             raise JobTimeoutError(JobTimeoutError.exceeded(timeout_s))
         over_s = clock.monotonic() - expired_at
         if over_s >= give_up_after_s:

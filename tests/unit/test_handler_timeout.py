@@ -441,6 +441,57 @@ def test_an_alarm_that_comes_as_the_handler_returns_leaves_no_alarm_behind(monke
     assert left == (before, (0.0, 0.0))
 
 
+def test_an_alarm_that_comes_inside_on_timeout_lets_it_finish():
+    """The next alarm may come while `on_timeout` runs (the first one came late, after a long C
+    call): it interrupts nothing there. Raised inside the hook, it cut the hook short, and no
+    later alarm called it again (the attempt's time was already out)."""
+    hooked: list[str] = []
+
+    def on_timeout() -> None:
+        hooked.append("started")
+        signal.raise_signal(signal.SIGALRM)  # the next alarm, as the hook runs
+        hooked.append("finished")
+
+    with pytest.raises(JobTimeoutError):
+        timeout.run_with_timeout(lambda: time.sleep(5), 0.2, on_timeout, clock=SystemClock())
+    assert hooked == ["started", "finished"]
+
+
+def test_a_handler_whose_next_alarm_came_as_its_attempt_expired_still_has_its_writes_refused(
+        store, queue, clock, monkeypatch):
+    """The attempt's expiry (`ctx.expire`, the runner's `on_timeout`) is not cut short by an alarm
+    that comes inside it: a handler that catches its timeout and goes on reporting is refused
+    (JobTimeoutError), instead of writing progress on an attempt that has timed out."""
+    from chalicelib.domain.errors import JobTimeoutError as Timeout
+    from chalicelib.worker.context import JobContext
+
+    expire = JobContext.expire
+
+    def expire_meeting_the_next_alarm(ctx: JobContext) -> None:
+        signal.raise_signal(signal.SIGALRM)
+        expire(ctx)
+
+    monkeypatch.setattr(JobContext, "expire", expire_meeting_the_next_alarm)
+    types, refused = JobTypeRegistry(), []
+
+    @types.register("t.reports_past_its_timeout", Empty, timeout_s=1, max_attempts=1)
+    def reports_past_its_timeout(ctx, payload):
+        try:
+            time.sleep(5)
+        except Timeout:
+            pass
+        try:
+            ctx.progress(50, message="after the timeout", force=True)
+        except Timeout:
+            refused.append(True)
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    lifecycle.submit(tenant="acme", user="ann", type="t.reports_past_its_timeout", payload={})
+    job = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(queue.drain()[0])
+    assert refused == [True]
+    assert (job.status, job.error.code, job.progress.percent) == (JobStatus.FAILED, "timeout", 0)
+
+
 def test_a_handler_run_off_the_main_thread_has_its_later_writes_stopped_at_its_timeout():
     """Off the main thread no signal can interrupt it: it is abandoned at its timeout, and
     `on_timeout` is what keeps its later writes off the finished attempt."""
