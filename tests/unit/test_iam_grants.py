@@ -46,7 +46,10 @@ REDRIVABLE_DLQS = ("ErpWebhookDeadLetterQueue", "ErpOutboundDeadLetterQueue", "C
 # reconciler replays and removes; the API deletes what an operator gives up (a parked record, a
 # hand-made body: DELETE /api/system/dlq/letters/{id}?queue=stream_failure).
 REPLAYED_DLQS = ("StreamFailureQueue",)
-INLINE = " if InlineMaintenance"  # UseTaskQueue=false: maintenance tasks run in the API function
+INLINE = " if InlineMaintenance"
+# The stats table's counters (stats.py): the markers, the status and hourly counts, the tenants'
+# unfinished jobs. Not RECONCILER (reconciler_log.py) nor PARKED#* (parked_record_drops.py).
+COUNTERS = " where LeadingKeys like SEEN#* STATUS HOUR#* TENANT#*"  # UseTaskQueue=false: maintenance tasks run in the API function
 # Listings only under a job's objects (retention.py lists jobs/<id>/ before it deletes them) and
 # the scratch objects (cleanup-temp-files and the health check's bucket probe list tmp/).
 LISTED_PREFIXES = " where prefix like jobs/* tmp/*"
@@ -163,7 +166,9 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         "JobsTable.StreamArn": ddb("GetRecords", "GetShardIterator", "DescribeStream", "ListStreams"),
         "JobEventsBus" + STATUS_EVENTS: {"events:PutEvents"},
         "StreamFailureQueue": sqs("SendMessage"),  # the event source mapping's on-failure destination
-        "StatsTable": ddb("PutItem", "UpdateItem"),  # stats.py: one transaction of Puts and Updates
+        # stats.py: one transaction of Puts (the once-only markers) and ADDs (the counters); never
+        # the reconciler's record nor a parked stream record's entry, whose drop deletes its events.
+        "StatsTable" + COUNTERS: ddb("PutItem", "UpdateItem"),
     },
     "ErpBridgeRole": {
         **each(("ErpBridgeLogGroup",), LOGS),
@@ -345,10 +350,15 @@ def like(value: str, pattern: str) -> bool:
                         value) is not None
 
 
-def leading_keys(role: str, table: Optional[str] = None) -> str:
-    """The pattern of `role`'s one LeadingKeys condition (on `table`, where it has more)."""
+def leading_keys(role: str, table: Optional[str] = None) -> list[str]:
+    """The patterns of `role`'s one LeadingKeys condition (on `table`, where it has more)."""
     (resource,) = [r for r in GRANTS[role] if "LeadingKeys" in r and (table is None or r.startswith(f"{table} "))]
-    return resource.rsplit(" ", 1)[1]
+    return resource.split(" where LeadingKeys like ", 1)[1].split(" where ", 1)[0].split(" ")
+
+
+def within(key: str, patterns: list[str]) -> bool:
+    """IAM's ForAllValues:StringLike for one key: it matches one of the patterns."""
+    return any(like(key, p) for p in patterns)
 
 
 def test_each_writer_held_to_a_key_prefix_names_only_items_within_it():
@@ -370,35 +380,53 @@ def test_each_writer_held_to_a_key_prefix_names_only_items_within_it():
     store.create_keyed(job, SubmissionKey("acme", "k-1", "j-1", "h", 2_000_000_000), now=1_000_000_000)
     store.submission_key("acme", "k-1", now=1_000_000_000)
     assert len(api.keys["idempotency"]) == 2
-    assert all(like(k, leading_keys("ApiHandlerRole", "IdempotencyTable")) for k in api.keys["idempotency"]), api.keys
+    assert all(within(k, leading_keys("ApiHandlerRole", "IdempotencyTable")) for k in api.keys["idempotency"]), api.keys
 
     operator = Recorder()  # an operator's drop of a parked stream record, and its removal once deleted
     drops = DynamoParkedRecordDrops(operator, "stats")
     drops.request("5fa1c3e2-0000-4000-8000-000000000001")
     drops.removed("5fa1c3e2-0000-4000-8000-000000000001")
     assert list(operator.keys) == ["stats"] and len(operator.keys["stats"]) == 2
-    assert all(like(k, leading_keys("ApiHandlerRole", "StatsTable")) for k in operator.keys["stats"]), operator.keys
+    assert all(within(k, leading_keys("ApiHandlerRole", "StatsTable")) for k in operator.keys["stats"]), operator.keys
 
     bridge = Recorder()  # the ERP bridge's ledger: opened, then closed (one done, one failed)
     ledger = DynamoDeliveryLedger(bridge, "idempotency", ERP_BRIDGE, ttl_s=60)
     ledger.begin(["e-1", "e-2"], 30)
     ledger.finish(["e-1"], ["e-2"])
     assert list(bridge.keys) == ["idempotency"] and len(bridge.keys["idempotency"]) == 4
-    assert all(like(k, leading_keys("ErpBridgeRole")) for k in bridge.keys["idempotency"]), bridge.keys
+    assert all(within(k, leading_keys("ErpBridgeRole")) for k in bridge.keys["idempotency"]), bridge.keys
 
     worker = Recorder()  # a worker parks a message that is no job message on its ledger
     ledger = DynamoDeliveryLedger(worker, "idempotency", UNREADABLE_LEDGER, ttl_s=60)
     ledger.begin_parking("m-1")
     ledger.parked("m-1")
     assert list(worker.keys) == ["idempotency"] and len(worker.keys["idempotency"]) == 2
-    assert all(like(k, leading_keys("JobWorkerRole")) for k in worker.keys["idempotency"]), worker.keys
+    assert all(within(k, leading_keys("JobWorkerRole")) for k in worker.keys["idempotency"]), worker.keys
 
     invalidation = Recorder()  # the cache-invalidation consumer's writes
     cache = DynamoCacheStore(invalidation, "jobs")
     cache.record_completion("acme", "p-1", TaskCompletion("demo.steps", "2026-01-01T00:00:00Z", "j-1"))
     cache.invalidate("acme", "p-1", "steps-summary", "j-1", "2026-01-01T00:00:00Z")
     assert list(invalidation.keys) == ["jobs"] and len(invalidation.keys["jobs"]) == 2
-    assert all(like(k, leading_keys("CacheInvalidationRole")) for k in invalidation.keys["jobs"]), invalidation.keys
+    assert all(within(k, leading_keys("CacheInvalidationRole")) for k in invalidation.keys["jobs"]), invalidation.keys
+
+    publisher = Recorder()  # the event publisher's counts of a batch: markers, status, hour, tenant
+    from chalicelib.adapters.stats import DynamoStatsStore
+    from chalicelib.domain.stats import StatDelta
+
+    DynamoStatsStore(publisher, "stats").record_batch([
+        StatDelta("j-1#1", status={"queued": 1}, hour="2026-01-01T00", events={"t:demo.steps:submitted": 1},
+                  tenant="acme", unfinished=1),
+        StatDelta("j-1#2", status={"queued": -1, "completed": 1}, hour="2026-01-01T00",
+                  events={"t:demo.steps:completed": 1}, tenant="globex", unfinished=1),
+    ])
+    assert sorted(publisher.keys["stats"]) == ["HOUR#2026-01-01T00", "SEEN#j-1#1", "SEEN#j-1#2", "STATUS",
+                                               "TENANT#acme", "TENANT#globex"], publisher.keys
+    patterns = leading_keys("EventPublisherRole", "StatsTable")
+    assert all(within(k, patterns) for k in publisher.keys["stats"]), publisher.keys
+    # What the publisher never writes: the reconciler's record, a parked record's entry (whose
+    # drop requested there makes the reconciler delete the record unpublished).
+    assert not within("RECONCILER", patterns) and not within(operator.keys["stats"][0], patterns)
 
 
 def test_each_publisher_puts_only_the_events_its_grant_names():
