@@ -191,29 +191,49 @@ def test_every_queue_function_reads_a_queue_of_the_stack_that_dead_letters_under
                 "(a JOBPIPE_..._DLQ_URL variable, read in chalicelib/settings.py)")
 
 
-def test_events_may_send_to_a_queue_only_from_rules_of_the_stacks_own_bus(template):
-    """A queue's policy lets EventBridge send for the stack's rules only: the event delivery DLQ
-    was open to any rule of the account (`rule/*`), and whatever lands there an operator's
-    redrive forwards to the ERP and cache invalidation queues its TARGET_ARN names."""
+def _sends_to(rule: dict, queue: str) -> bool:
+    """Whether one of the rule's targets is `queue`, or dead-letters to it."""
+    arn = {"Fn::GetAtt": [queue, "Arn"]}
+    return any(t["Arn"] == arn or t.get("DeadLetterConfig", {}).get("Arn") == arn
+               for t in rule["Properties"]["Targets"])
+
+
+def _source_rules(source) -> dict:
+    """rule -> the stack condition it is named under (None: always) in an aws:SourceArn value."""
+    named = {}
+    for entry in source if isinstance(source, list) else [source]:
+        condition = None
+        if "Fn::If" in entry:
+            condition, entry, otherwise = entry["Fn::If"]
+            assert otherwise == {"Ref": "AWS::NoValue"}, source
+        assert set(entry) == {"Fn::GetAtt"} and entry["Fn::GetAtt"][1] == "Arn", f"not a rule's ARN: {entry}"
+        named[entry["Fn::GetAtt"][0]] = condition
+    return named
+
+
+def test_events_may_send_to_a_queue_only_for_the_rules_that_send_there(template):
+    """A queue's policy lets EventBridge send for the stack's rules that target the queue or
+    dead-letter to it, each by its ARN: the event delivery DLQ was open to any rule of the
+    account (`rule/*`), then to any rule of the stack's bus (`rule/<bus>/*`, one an operator or
+    another stack adds included), and whatever lands there an operator's redrive forwards to the
+    ERP and cache invalidation queues its TARGET_ARN names. A rule made only under a stack
+    condition is named under that condition (its ARN does not exist otherwise)."""
     resources = template["Resources"]
-    rules = {k for k, v in resources.items() if v["Type"] == "AWS::Events::Rule"
-             and v["Properties"].get("EventBusName") == {"Ref": "JobEventsBus"}}
     policies = {k: v for k, v in resources.items() if v["Type"] == "AWS::SQS::QueuePolicy"}
     assert "EventDeliveryDeadLetterQueuePolicy" in policies
     for name, policy in policies.items():
-        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
-            assert statement["Principal"] == {"Service": "events.amazonaws.com"}, name
-            ((_, condition),) = statement["Condition"].items()
-            source = condition["aws:SourceArn"]
-            if "Fn::GetAtt" in source:
-                assert source["Fn::GetAtt"][0] in rules and source["Fn::GetAtt"][1] == "Arn", (name, source)
-            else:
-                assert source == {"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}"
-                                              ":rule/${JobEventsBus}/*"}, (name, source)
-    # Every rule with a dead-letter queue is one of those: the narrowed policy still takes its events.
-    for name, rule in resources.items():
-        if rule["Type"] == "AWS::Events::Rule" and any("DeadLetterConfig" in t for t in rule["Properties"]["Targets"]):
-            assert name in rules, name
+        (queue,) = [q["Ref"] for q in policy["Properties"]["Queues"]]
+        senders = {k: v.get("Condition") for k, v in resources.items()
+                   if v["Type"] == "AWS::Events::Rule" and _sends_to(v, queue)}
+        assert senders, name
+        expected = {rule: (None if condition == policy.get("Condition") else condition)
+                    for rule, condition in senders.items()}
+        (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert statement["Principal"] == {"Service": "events.amazonaws.com"}, name
+        assert statement["Action"] == "sqs:SendMessage", name
+        assert statement["Resource"] == {"Fn::GetAtt": [queue, "Arn"]}, name
+        assert set(statement["Condition"]) == {"ArnEquals"}, (name, statement["Condition"])
+        assert _source_rules(statement["Condition"]["ArnEquals"]["aws:SourceArn"]) == expected, name
 
 
 def test_the_reconciler_waits_for_a_backlog_no_longer_than_the_jobs_queues_keep_messages(template):
