@@ -163,7 +163,10 @@ RECONCILE_RETRY_S = 300
 OWED_LETTER_WAIT_S = 2 * 3600
 # A reconciler pass takes no further job, letter or batch once its invocation has less than
 # this left (the function's timeout is 120 s): the rest wait for the next pass, and this one
-# still ends, records and logs what it did instead of being cut off in the middle.
+# still ends, records and logs what it did instead of being cut off in the middle. It is looked at
+# between them, not inside a request: one timing out on every try (AWS_CONNECT_TIMEOUT_S,
+# AWS_READ_TIMEOUT_S and AWS_MAX_ATTEMPTS below: about 50 s) can still take the invocation past
+# its timeout.
 RECONCILE_PASS_MARGIN_S = 15
 # A pass reads the due index page after page for at most this long, then leaves what is still
 # due to the next pass: it ends inside the default 1-minute schedule (so the next pass does not

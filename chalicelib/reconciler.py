@@ -28,7 +28,10 @@ Each pass, in this order:
 
 A pass keeps to its invocation's time: once less than RECONCILE_PASS_MARGIN_S is left it takes
 nothing more, and its due step takes nothing more once it spent RECONCILE_DUE_BUDGET_S (both
-counted `out_of_time`), so it always ends and reports, and the stream batches get their turn.
+counted `out_of_time`), so it ends and reports, and the stream batches get their turn. The time
+left is looked at between letters, jobs and batches, not inside a request: one that times out on
+every try (AWS_CONNECT_TIMEOUT_S and AWS_READ_TIMEOUT_S, AWS_MAX_ATTEMPTS times) outlasts the
+margin and can still take the invocation past its timeout.
 
 The steps fail alone, and so does each queue, job or batch within them: a dead-letter queue that
 cannot be read (the others' letters still count), or a job whose action raises, is counted in

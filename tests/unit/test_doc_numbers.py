@@ -202,3 +202,27 @@ def test_the_bytes_a_character_takes_in_an_answer_are_the_ones_the_docs_give():
         stated = re.search(r"non-ASCII character takes (\d+) bytes,? (?:and )?a quote (\d+)", text)
         assert stated, page
         assert (int(stated.group(1)), int(stated.group(2))) == (cost("é"), cost('"')), page
+
+
+def test_reliability_md_says_the_reconcilers_margin_is_looked_at_between_requests_not_inside_one():
+    """A pass takes no further job, letter or batch once less than RECONCILE_PASS_MARGIN_S is
+    left, but a request under way is not cut: the Reconciler's AWS calls are the workers' (the
+    template gives its function no limits of its own), and one that times out on every try takes
+    longer than the margin, so the page may not promise that a pass always ends and logs."""
+    import json
+
+    from chalicelib.defaults import (
+        AWS_CONNECT_TIMEOUT_S, AWS_MAX_ATTEMPTS, AWS_READ_TIMEOUT_S, RECONCILE_PASS_MARGIN_S,
+    )
+
+    reconciler = json.loads(doc("infra/resources.json"))["Resources"]["Reconciler"]["Properties"]
+    assert not [name for name in reconciler["Environment"]["Variables"] if name.startswith("JOBPIPE_AWS_")]
+    one_request_s = AWS_MAX_ATTEMPTS * (AWS_CONNECT_TIMEOUT_S + AWS_READ_TIMEOUT_S)
+    assert one_request_s > RECONCILE_PASS_MARGIN_S
+    reliability = " ".join(doc("docs/reliability.md").split())
+    assert f"A pass keeps to its function's {reconciler['Timeout']} s" in reliability
+    assert f"with less than {RECONCILE_PASS_MARGIN_S} s left (`RECONCILE_PASS_MARGIN_S`)" in reliability
+    limits = f"({AWS_CONNECT_TIMEOUT_S:g} s connect, {AWS_READ_TIMEOUT_S:g} s read, {AWS_MAX_ATTEMPTS} tries)"
+    assert f"the reconciler's AWS calls are the workers' {limits}" in reliability
+    assert f"about {round(one_request_s, -1):g} s" in reliability
+    assert "either way it ends" not in reliability
