@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from importlib import metadata
-from typing import NoReturn, Optional
+from typing import Any, NoReturn, Optional
 
 from jobpipe_client.cli_options import (
     parse_delay,
@@ -15,6 +15,7 @@ from jobpipe_client.cli_options import (
     parse_wait_timeout,
 )
 from jobpipe_client.polling import DEFAULT_GIVE_UP_AFTER_S
+from jobpipe_client.terminal_text import shown
 
 EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 3
@@ -51,8 +52,27 @@ class _HelpFormatter(argparse.HelpFormatter):
         return text if text is EXIT_CODES else super()._fill_text(text, width, indent)
 
 
+# The commands that take one job id: another word after it is a second id, not an unknown flag.
+ONE_ID_COMMANDS = ("cancel", "rerun", "result", "artifacts")
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors as one line on stderr (argparse prints the whole usage by default)."""
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        """argparse's, but a second id given to a command that takes one is named as such
+        (`jobpipe cancel a b` read `unrecognized arguments: b`)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = getattr(parsed, "command", None)
+            if command in ONE_ID_COMMANDS and not any(word.startswith("-") for word in extras):
+                ids = [parsed.id, *extras]
+                named = " ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+                self.exit(EXIT_BAD_INPUT, f"{self.prog} {command}: error: takes one job id, not {len(ids)} "
+                                          f"({shown(named)}): run `{self.prog} {command} ID` for each "
+                                          f"(see '{self.prog} {command} --help')\n")
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}{_payload_hint(message)} "

@@ -856,3 +856,30 @@ def test_a_payload_given_without_its_flag_is_refused_naming_the_flag(argv, hinte
     code, _, err = exited(capsys, lambda: main(argv, environ=ENV, make_client=nothing_sent))
     assert code == 2 and len(err.splitlines()) == 1
     assert "unrecognized arguments: " in err and argv[-1] in err and ("--payload" in err) is hinted
+
+
+@pytest.mark.parametrize("argv", [
+    ["cancel", "a", "b"], ["cancel", "a", "b", "c", "--json"], ["result", "a", "b"],
+    ["rerun", "a", "b", "--watch"], ["artifacts", "a", "b"],
+])
+def test_a_second_id_to_a_command_that_takes_one_is_named_as_such(argv, capsys):
+    """`jobpipe cancel a b` answered `unrecognized arguments: b`, as if b were a mistyped flag."""
+    code, out, err = exited(capsys, lambda: main(argv, environ=ENV, make_client=nothing_sent))
+    ids = [word for word in argv[1:] if not word.startswith("-")]
+    assert (code, out) == (2, "") and err.splitlines() == [
+        f"jobpipe {argv[0]}: error: takes one job id, not {len(ids)} ({' '.join(ids)}): "
+        f"run `jobpipe {argv[0]} ID` for each (see 'jobpipe {argv[0]} --help')"]
+
+
+def test_many_ids_to_a_command_that_takes_one_are_counted_not_all_named(capsys):
+    """`jobpipe cancel $(jobpipe list ...)`: the line names three of the ids, not 25 UUIDs."""
+    ids = [f"job-{i}" for i in range(25)]
+    code, _, err = exited(capsys, lambda: main(["cancel", *ids], environ=ENV, make_client=nothing_sent))
+    assert code == 2 and err.splitlines() == [
+        "jobpipe cancel: error: takes one job id, not 25 (job-0 job-1 job-2 and 22 more): "
+        "run `jobpipe cancel ID` for each (see 'jobpipe cancel --help')"]
+
+
+def test_an_unknown_flag_after_a_commands_one_id_is_still_unrecognized(capsys):
+    code, _, err = exited(capsys, lambda: main(["cancel", "a", "b", "--bogus"], environ=ENV, make_client=nothing_sent))
+    assert code == 2 and err.splitlines() == ["jobpipe: error: unrecognized arguments: b --bogus (see 'jobpipe --help')"]
