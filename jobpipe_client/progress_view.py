@@ -8,6 +8,7 @@ While the API does not answer, a terminal shows one `reconnecting` status line u
 replaced after each failed poll and removed once a poll is answered."""
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable, Optional, Sequence
 
 from rich.console import Console, RenderableType
@@ -112,10 +113,16 @@ def attempt_text(job: dict[str, Any]) -> str:
     return f"attempt {attempts}/{most}" if most else f"attempt {attempts}"
 
 
+def percent_text(percent: float) -> str:
+    """A percent as every view shows it, whole: `0%`, `42%`, `100%`. Rounded down, so a job
+    at 99.5 % never reads `100%` while it still runs."""
+    return f"{math.floor(percent)}%"
+
+
 def change_line(job: dict[str, Any]) -> str:
     """One plain line for a job's new state (non-terminal output), control characters escaped."""
     percent = float(progress_of(job).get("percent") or 0)
-    parts = [job["id"], job.get("type"), job.get("status"), attempt_text(job), f"{percent:.1f}%", detail(job)]
+    parts = [job["id"], job.get("type"), job.get("status"), attempt_text(job), percent_text(percent), detail(job)]
     return shown(" ".join(str(p) for p in parts if p))
 
 
@@ -125,6 +132,13 @@ class _StatusColumn(ProgressColumn):
         if task.fields.get("attempt"):
             text.append(f" {task.fields['attempt']}")
         return text
+
+
+class _PercentColumn(ProgressColumn):
+    """The bar's percent, as the tables and the lines per change show it."""
+
+    def render(self, task: Task) -> Text:
+        return Text(percent_text(task.percentage).rjust(4))
 
 
 class _DetailColumn(ProgressColumn):
@@ -182,7 +196,7 @@ class ProgressBoard:
         self._progress = _BoardProgress(
             TextColumn("{task.description}", markup=False),  # ids and types are the server's text
             _StatusBarColumn(bar_width=30),
-            TextColumn("{task.percentage:>5.1f}%"),
+            _PercentColumn(),
             _StatusColumn(),
             _DetailColumn(),
             console=self.console,
@@ -306,7 +320,7 @@ def job_row(job: dict[str, Any]) -> list[str]:
         str(job["id"]),
         str(job.get("type") or ""),
         str(job.get("status") or ""),
-        f"{float(progress_of(job).get('percent') or 0):.0f}%" if found else "",
+        percent_text(float(progress_of(job).get("percent") or 0)) if found else "",
         f"{job.get('attempts', 0)}/{job.get('max_attempts', 0)}" if found else "",
         str(job.get("created_at") or ""),
         detail(job),

@@ -29,7 +29,7 @@ def test_submit_watch_follows_the_job_to_completed_and_exits_0(stack):
     lines = result.stdout.splitlines()
     job_id = lines[0]
     assert lines[-1] == f"{job_id} completed"
-    assert any(line.startswith(f"{job_id} demo.steps completed 100.0%") for line in lines)
+    assert any(line.startswith(f"{job_id} demo.steps completed 100%") for line in lines)
     assert result.stderr == ""
     assert stack.job(job_id)["status"] == "completed"
 

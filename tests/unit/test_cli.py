@@ -126,7 +126,7 @@ def test_submit_watch_exits_0_when_the_job_completes():
     result = run_cli(["submit", "demo.steps", "--payload", STEPS, "--watch"], api)
     (job_id,) = api.jobs
     assert result.code == 0, result.err
-    assert f"{job_id} demo.steps running 50.0% step 1/2: half way" in result.out
+    assert f"{job_id} demo.steps running 50% step 1/2: half way" in result.out
     assert f"{job_id} completed" in result.out.splitlines()[-1]
     assert result.out.splitlines()[0] == job_id  # the id first, then the changes
 
@@ -836,7 +836,7 @@ def test_a_job_submitted_for_later_or_between_attempts_says_when_it_starts():
     assert lines[1].endswith(" -")  # starts as submitted: nothing to say
     assert lines[2].endswith(" boom: try again; next attempt at 2027-01-31T09:00:30.000Z")
     watched = run_cli(["watch", "--timeout", "0", later["id"]], api)
-    assert "queued 0.0% starts at 2027-01-31T15:00:00.000Z" in watched.out
+    assert "queued 0% starts at 2027-01-31T15:00:00.000Z" in watched.out
 
 
 def test_version_prints_the_installed_clients_version_and_exits_0(capsys):

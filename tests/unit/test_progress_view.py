@@ -96,7 +96,7 @@ def test_a_childs_line_is_printed_as_its_status_changes_not_at_each_new_state():
         board.update({"id": "c1", "status": status, "parent_id": "p1", "version": version,
                       "progress": {"percent": percent}})
     assert [line.split()[:3] for line in out.getvalue().splitlines()] == [
-        ["p1", "running", "0.0%"], ["c1", "running", "10.0%"], ["c1", "completed", "100.0%"]]
+        ["p1", "running", "0%"], ["c1", "running", "10%"], ["c1", "completed", "100%"]]
 
 
 def test_the_children_row_is_full_once_they_have_all_ended_whatever_their_last_progress():
@@ -108,7 +108,7 @@ def test_the_children_row_is_full_once_they_have_all_ended_whatever_their_last_p
         board.update({"id": "c1", "status": "failed", "parent_id": "p1", "progress": {"percent": 30}})
         board.update({"id": "c2", "status": "completed", "parent_id": "p1", "progress": {"percent": 100}})
     last_frame_row = [line for line in out.getvalue().splitlines() if "p1 children (2)" in line][-1]
-    assert "100.0%" in last_frame_row and "1 completed, 1 failed" in last_frame_row
+    assert "100%" in last_frame_row and "1 completed, 1 failed" in last_frame_row
 
 
 def test_detail_prefers_the_error_of_a_failed_or_retrying_job():
@@ -121,8 +121,8 @@ def test_detail_prefers_the_error_of_a_failed_or_retrying_job():
 
 
 def test_change_line_has_id_type_status_percent_and_detail():
-    assert change_line(job(percent=42.5, step="step 2/4", message="half")) == "job-1 demo.steps running 42.5% step 2/4: half"
-    assert change_line({"id": "x", "status": "not_found"}) == "x not_found 0.0%"
+    assert change_line(job(percent=42.5, step="step 2/4", message="half")) == "job-1 demo.steps running 42% step 2/4: half"
+    assert change_line({"id": "x", "status": "not_found"}) == "x not_found 0%"
 
 
 def render_live(updates):
@@ -142,7 +142,7 @@ def test_live_board_shows_a_bar_per_job_with_percent_status_and_step():
         job("aaaaaaaa-1", "running", 75, "step 3/4", "writing"),
     ])
     assert "aaaaaaaa demo.steps" in text and "bbbbbbbb demo.steps" in text
-    assert "75.0%" in text and "step 3/4: writing" in text and "queued" in text
+    assert "75%" in text and "step 3/4: writing" in text and "queued" in text
     assert len(board.jobs) == 2
 
 
@@ -162,9 +162,9 @@ def test_plain_board_prints_a_line_per_change_and_a_summary():
         board.update(job("j2", "failed", 10, error={"code": "boom", "message": "it broke"}))
     board.summary()
     assert out.getvalue().splitlines() == [
-        "j1 demo.steps running 50.0% s1: half",
-        "j1 demo.steps completed 100.0% completed: wrote 3 rows",
-        "j2 demo.steps failed 10.0% boom: it broke",
+        "j1 demo.steps running 50% s1: half",
+        "j1 demo.steps completed 100% completed: wrote 3 rows",
+        "j2 demo.steps failed 10% boom: it broke",
         "j1 completed",  # the summary is what went wrong: a completed job says no more
         "j2 failed boom: it broke",
     ]
@@ -178,7 +178,7 @@ def test_a_terminal_that_cannot_redraw_gets_a_line_per_change_as_it_happens():
     with ProgressBoard(console) as board:
         assert not board.live
         board.update(job("j1", "running", 50, "s1", "half"))
-        assert out.getvalue().splitlines() == ["j1 demo.steps running 50.0% s1: half"]
+        assert out.getvalue().splitlines() == ["j1 demo.steps running 50% s1: half"]
 
 
 def test_messages_are_shown_as_text_not_markup():
@@ -205,9 +205,29 @@ def test_a_job_on_a_later_attempt_says_which_so_its_bar_starting_again_is_read_a
     first = job(percent=60, attempts=1, max_attempts=3)
     retrying = job(status="retrying", percent=60, attempts=1, max_attempts=3, error=error)
     second = job(percent=0, step="start", attempts=2, max_attempts=3)
-    assert change_line(first) == "job-1 demo.steps running 60.0%"
-    assert change_line(retrying) == "job-1 demo.steps retrying attempt 1/3 60.0% boom: it broke"
-    assert change_line(second) == "job-1 demo.steps running attempt 2/3 0.0% start"
+    assert change_line(first) == "job-1 demo.steps running 60%"
+    assert change_line(retrying) == "job-1 demo.steps retrying attempt 1/3 60% boom: it broke"
+    assert change_line(second) == "job-1 demo.steps running attempt 2/3 0% start"
     text, _ = render_live([first, retrying, second])
     last = text.rsplit("job-1", 1)[-1]
-    assert "attempt 2/3" in last and "0.0%" in last
+    assert "attempt 2/3" in last and " 0%" in last
+
+
+@pytest.mark.parametrize("percent, text", [(0, "0%"), (0.0, "0%"), (42.5, "42%"), (62.49, "62%"),
+                                           (99.99, "99%"), (100, "100%")])
+def test_a_percent_reads_the_same_in_a_table_a_line_per_change_and_a_bar(percent, text):
+    """A watch showed `0.0%` where `status` and `list` showed `0%`; and a table rounded 99.99 up
+    to `100%` while the job still ran. Every view shows a whole percent, rounded down."""
+    running = job(percent=percent)
+    assert jobs_table_cells(running)[3] == text
+    assert change_line(running).split()[3] == text
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, force_interactive=True, width=140, color_system=None)
+    with ProgressBoard(console) as board:
+        board.update(running)
+    assert f" {text} running" in out.getvalue()
+
+
+def jobs_table_cells(one_job):
+    from jobpipe_client.progress_view import plain_table
+    return plain_table([one_job]).splitlines()[1].split()

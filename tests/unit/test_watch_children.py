@@ -60,8 +60,8 @@ def test_watch_of_a_completed_parent_follows_its_children_to_their_end():
     assert all(api.jobs[c["id"]]["status"] == "completed" for c in children)
     lines = result.out.splitlines()
     for child in children:  # a line as each child changes status, into a pipe
-        assert any(line.startswith(f"{child['id']} demo.steps running 50.0%") for line in lines)
-        assert any(line.startswith(f"{child['id']} demo.steps completed 100.0%") for line in lines)
+        assert any(line.startswith(f"{child['id']} demo.steps running 50%") for line in lines)
+        assert any(line.startswith(f"{child['id']} demo.steps completed 100%") for line in lines)
     assert lines[-2:] == [f"{parent['id']} completed", f"{parent['id']} children: 2 (2 completed)"]
 
 
