@@ -3,6 +3,7 @@ the API, the API's own error, a 5xx's reason, its Retry-After), the JSON of a 2x
 the route's shape, the API's refusal as JobpipeClientError, anything else as JobpipeAnswerError."""
 from __future__ import annotations
 
+import html
 import math
 from typing import Any, Callable, NoReturn, Optional
 
@@ -12,6 +13,7 @@ from jobpipe_client.errors import JobpipeAnswerError, JobpipeClientError
 
 THROTTLED = 429
 QUOTED_BODY_CHARS = 200  # of an error body that is not the API's (a gateway's HTML page, say)
+PAGE_LOOK_CHARS = 64 * 1024  # of an HTML page read for what it says (an error page is a few hundred)
 QUOTED_REASON_CHARS = 200  # of a 5xx's reason quoting the API's message (which the server wrote)
 # The codes this stack's API Gateway answers with (infra/resources.json's gateway responses),
 # in the API's error shape although no function ran.
@@ -114,11 +116,45 @@ def refusal(response: requests.Response) -> JobpipeClientError:
                                   error.get("details"), retry_after_s(response))
     # Not jobpipe's error shape (a gateway or proxy answered): keep what it said, in one line.
     said = error if isinstance(error, dict) else body if isinstance(body, dict) else {}
-    message = " ".join(str(said.get("message") or response.text or response.reason).split())
+    message = " ".join(str(said.get("message") or page_text(response.text) or response.reason).split())
     if len(message) > QUOTED_BODY_CHARS:
         message = message[: QUOTED_BODY_CHARS - 1] + "…"
     return JobpipeClientError(response.status_code, f"http_{response.status_code}", message,
                               retry_after_s=retry_after_s(response))
+
+
+def page_text(text: str) -> str:
+    """What a body says to a reader: a page of markup (a proxy's or a load balancer's HTML,
+    `413 Request Entity Too Large`; an XML error) by its title, or without one by its text, its
+    tags, scripts and styles left out; any other body as it is. One pass of `str.find`s, each
+    from where the last ended: a page of broken markup costs no more than a well-formed one."""
+    if not text.lstrip().startswith("<"):
+        return text
+    text = text[:PAGE_LOOK_CHARS]
+    low = text.translate(_ASCII_LOWER)  # its length kept, as str.lower() may not keep it
+    title = low.find("<title")
+    opened = low.find(">", title) if title >= 0 else -1
+    closed = low.find("</title", opened) if opened >= 0 else -1
+    if closed >= 0:
+        return html.unescape(" ".join(text[opened + 1 : closed].split()))
+    pieces, at = [], 0
+    while (tag := low.find("<", at)) >= 0:
+        pieces.append(text[at:tag])
+        end = low.find(">", tag)
+        if end < 0:
+            at = len(text)
+            break
+        name = (low[tag + 1 : end].split(None, 1) or [""])[0]
+        at = end + 1
+        if name in ("script", "style"):  # not text: skipped to the end of its closing tag
+            close = low.find(f"</{name}", at)
+            at = len(text) if close < 0 else (low.find(">", close) + 1 or len(text))
+        pieces.append(" ")
+    pieces.append(text[at:])
+    return html.unescape(" ".join("".join(pieces).split()))
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 def is_throttle(response: requests.Response) -> bool:

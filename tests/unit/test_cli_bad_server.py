@@ -73,8 +73,8 @@ def test_a_listing_that_loops_ends_with_one_line_exit_3():
 
 
 @pytest.mark.parametrize("status, body, message", [
-    (400, b"<html>\n<body>\n<h1>Bad Request</h1>\n</body>\n</html>\n", "<html> <body> <h1>Bad Request</h1> </body> </html>"),
-    (404, b"<html>\n<body>\n<h1>Not Found</h1>\n</body>\n</html>\n", "<html> <body> <h1>Not Found</h1> </body> </html>"),
+    (400, b"<html>\n<body>\n<h1>Bad Request</h1>\n</body>\n</html>\n", "Bad Request"),
+    (404, b"<html>\n<body>\n<h1>Not Found</h1>\n</body>\n</html>\n", "Not Found"),
     (400, {"message": "gateway says\nno\nway"}, "gateway says no way"),
     (400, {"error": {"message": "something wrong"}}, "something wrong"),
     (400, {"error": {"code": "bad", "message": "first\nsecond"}}, "first second"),
@@ -84,6 +84,29 @@ def test_an_error_body_on_several_lines_is_one_line_exit_2(argv, status, body, m
     result = run_cli(argv, server=answering(status, body))
     assert_one_line(result, 2)
     assert f"refused: {message} (" in result.err
+
+
+NGINX_413 = (b"<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n<center><h1>413 "
+             b"Request Entity Too Large</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
+CLOUDFRONT_403 = (b'<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01 Transitional//EN" "http://www.w3.org/TR/html4/loose.dtd">'
+                  b'\n<HTML><HEAD><META HTTP-EQUIV="Content-Type" CONTENT="text/html; charset=iso-8859-1">\n'
+                  b"<TITLE>ERROR: The request could not be satisfied</TITLE>\n</HEAD><BODY>\n<H1>403 ERROR</H1>\n"
+                  b"<H2>The request could not be satisfied.</H2>\n<HR noshade size=\"1px\">\nRequest blocked.\n</BODY></HTML>")
+UNTITLED = b"<html><head><style>h1 {color: red}</style><script>var a = '<b>';</script></head><body><h1>Too &amp; many</h1></body></html>"
+
+
+@pytest.mark.parametrize("status, page, message", [
+    (413, NGINX_413, "413 Request Entity Too Large"),
+    (403, CLOUDFRONT_403, "ERROR: The request could not be satisfied"),
+    (400, UNTITLED, "Too & many"),
+])
+@pytest.mark.parametrize("argv", COMMANDS, ids=lambda argv: argv[0])
+def test_an_html_page_refusing_the_request_is_named_by_what_it_says_not_its_markup(argv, status, page, message):
+    """A proxy's `413 Request Entity Too Large` page was quoted tags and all: `refused: <html>
+    <head><title>413 Request Entity Too Large</title></head> <body> <center><h1>…`."""
+    result = run_cli(argv, server=answering(status, page, {"Content-Type": "text/html"}))
+    assert_one_line(result, 2)
+    assert result.err == f"jobpipe: refused: {message} (http_{status})\n"
 
 
 MARKUP_ID = "[/]"
