@@ -166,12 +166,23 @@ class SubmitOutcomeUnknownError(JobpipeUnavailableError):
                      f"{idempotency_key} is safe (it makes no second job)",)
 
 
+PENDING_IDS_NAMED = 3  # of a wait's unended jobs, in its line: a fan-out may leave 2,000 (a 76 KB line)
+
+
+def pending_ids(jobs: dict[str, dict[str, Any]]) -> str:
+    """The jobs of a wait that had not ended, in the wait's order (those given, then children),
+    the first PENDING_IDS_NAMED by id: `a, b, c and 1997 more`; `jobs` when none is pending."""
+    pending = [i for i, j in jobs.items() if not is_final(j)]
+    named = ", ".join(pending[:PENDING_IDS_NAMED]) or "jobs"
+    more = len(pending) - PENDING_IDS_NAMED
+    return f"{named} and {more} more" if more > 0 else named
+
+
 class WaitTimeoutError(JobpipeError):
     """A wait ended before the job(s) finished; `jobs` holds the last state seen, by id."""
 
     def __init__(self, timeout_s: float, jobs: dict[str, dict[str, Any]]) -> None:
-        pending = [i for i, j in jobs.items() if not is_final(j)]
-        super().__init__(f"gave up after {timeout_s:g} s waiting for {', '.join(pending) or 'jobs'}")
+        super().__init__(f"gave up after {timeout_s:g} s waiting for {pending_ids(jobs)}")
         self.timeout_s = timeout_s
         self.jobs = jobs
 
@@ -186,7 +197,7 @@ class WaitUnavailableError(JobpipeUnavailableError):
                  timeout_s: Optional[float] = None) -> None:
         super().__init__(cause.failures, may_have_arrived=cause.may_have_arrived, api_errors=cause.api_errors,
                          retry_after_s=cause.retry_after_s)
-        pending = ", ".join(i for i, j in jobs.items() if not is_final(j)) or "jobs"
+        pending = pending_ids(jobs)
         if timeout_s is not None:
             end = (f"the wait for {pending} ran out of time ({timeout_s:g} s) while no poll had been answered "
                    f"for {outage_s:.0f} s")

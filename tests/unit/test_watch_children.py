@@ -12,7 +12,7 @@ import pytest
 from jobpipe_client import Backoff, JobpipeClient
 from jobpipe_client.cli import build_parser, main
 from tests.support.fake_api import FakeApi
-from tests.support.fake_http import FakeSession, FakeTime
+from tests.support.fake_http import FakeSession, FakeTime, failing
 from tests.unit.test_cli import URL, run_cli
 
 DONE = {"status": "completed", "version": 9, "progress": {"percent": 100.0, "step": "completed", "message": None}}
@@ -338,3 +338,27 @@ def test_submit_watch_no_children_ends_with_the_parent_though_it_spawned_a_child
     assert result.code == 0, result.err
     assert result.out.splitlines()[0] == parent["id"] and result.out.splitlines()[-1] == f"{parent['id']} completed"
     assert child["id"] not in result.out
+
+
+def test_a_watch_of_a_wide_fan_out_that_runs_out_of_time_ends_with_a_line_of_its_size():
+    """The timeout's line named every child not ended: 2,000 ids, one line of 76 KB."""
+    api = FakeApi()
+    parent, children = fan_out(api, *([None] * 2000))
+    result = run_cli(["watch", parent["id"], "--timeout", "30"], api)
+    first = ", ".join(c["id"] for c in children[:3])
+    assert (result.code, result.err_lines) == (4, [f"jobpipe: gave up after 30 s waiting for {first} and 1997 more"])
+
+
+def test_a_watch_of_a_wide_fan_out_whose_polls_go_unanswered_ends_with_a_line_of_its_size():
+    api = FakeApi()
+    parent, children = fan_out(api, *([None] * 2000))
+
+    def down_after_the_first_reads(method, url, **kwargs):
+        if len(api.requests) < 25:  # the first read and the children's first poll
+            return api(method, url, **kwargs)
+        return failing("503")(method, url, **kwargs)
+
+    result = run_cli(["watch", parent["id"], "--give-up-after", "0"], server=down_after_the_first_reads)
+    first = ", ".join(c["id"] for c in children[:3])
+    assert result.code == 3 and len(result.err) < 600, result.err[:300]
+    assert result.err_lines[-1].endswith(f"so the wait for {first} and 1997 more gave up")
