@@ -18,15 +18,26 @@ class JobpipeInputError(JobpipeError, ValueError):
     ValueError, as every refusal of the caller's input before a request is."""
 
 
+DETAILS_NAMED = 10  # problems of a refusal's details in its text: a payload may have 3,000
+DETAILS_CHARS = 2000  # of that text, at most: one problem may quote a long value
+
+
 def describe_details(details: Any) -> str:
     """The API's `details` as text: `loc: msg` per validation problem, `key=value` for a mapping.
     Any JSON is described: a refusal is the API's answer whatever its details hold (a `loc`
-    that is one value rather than a list is that value)."""
+    that is one value rather than a list is that value). The first DETAILS_NAMED problems (or
+    entries) are named and the rest counted, `…; and 2990 more`, in at most DETAILS_CHARS: the
+    text is one line on a terminal (`.details` keeps them all)."""
+    text = _described(details)
+    return text if len(text) <= DETAILS_CHARS else text[: DETAILS_CHARS - 1] + "…"
+
+
+def _described(details: Any) -> str:
     if details is None or details == [] or details == {}:
         return ""
     if isinstance(details, list):
         parts = []
-        for item in details:
+        for item in details[:DETAILS_NAMED]:
             if isinstance(item, dict) and "msg" in item:
                 loc = item.get("loc")
                 if isinstance(loc, list):
@@ -36,10 +47,16 @@ def describe_details(details: Any) -> str:
                 parts.append(f"{where}: {_as_text(item['msg'])}" if where else _as_text(item["msg"]))
             else:
                 parts.append(_as_text(item))
-        return "; ".join(parts)
+        return "; ".join(parts) + _more(len(details), "; ")
     if isinstance(details, dict):
-        return ", ".join(f"{k}={_as_text(v)}" for k, v in details.items())
+        named = list(details.items())[:DETAILS_NAMED]
+        return ", ".join(f"{k}={_as_text(v)}" for k, v in named) + _more(len(details), ", ")
     return _as_text(details)
+
+
+def _more(count: int, joint: str) -> str:
+    """`; and 2990 more` past the DETAILS_NAMED named of `count`, else ""."""
+    return f"{joint}and {count - DETAILS_NAMED} more" if count > DETAILS_NAMED else ""
 
 
 def _as_text(value: Any) -> str:

@@ -883,3 +883,22 @@ def test_many_ids_to_a_command_that_takes_one_are_counted_not_all_named(capsys):
 def test_an_unknown_flag_after_a_commands_one_id_is_still_unrecognized(capsys):
     code, _, err = exited(capsys, lambda: main(["cancel", "a", "b", "--bogus"], environ=ENV, make_client=nothing_sent))
     assert code == 2 and err.splitlines() == ["jobpipe: error: unrecognized arguments: b --bogus (see 'jobpipe --help')"]
+
+
+def test_a_refusal_with_thousands_of_problems_names_ten_and_counts_the_rest():
+    """A payload with 3,000 stray keys was refused in one line of 116 KB, every problem named."""
+    payload = json.dumps({"steps": 1, "step_ms": 0, **{f"k{i}": i for i in range(3000)}})
+    result = run_cli(["submit", "demo.steps", "--payload", payload])
+    (line,) = result.err_lines
+    assert result.code == 2 and len(line) < 600
+    assert line.startswith("jobpipe: refused: payload is not valid for job type 'demo.steps' (invalid_payload): "
+                           "k0: Extra inputs are not permitted; k1: ")
+    assert line.endswith("k9: Extra inputs are not permitted; and 2990 more")
+
+
+def test_a_refusals_text_is_bounded_however_long_one_problem_is():
+    from jobpipe_client.errors import JobpipeClientError
+
+    refusal = JobpipeClientError(422, "invalid_payload", "payload is not valid",
+                                 [{"loc": ["rows"], "msg": "x" * 100_000}, {"loc": ["n"], "msg": "bad"}])
+    assert len(str(refusal)) < 2200 and str(refusal).endswith("…") and len(refusal.details) == 2
