@@ -47,12 +47,14 @@ def _lease_s(context: Any) -> float:
 
 
 def _wait_s(exc: Exception, backoff: int) -> int:
-    """The backoff, or the wait the failure's answer asked for (Retry-After) when longer."""
+    """The backoff, or the wait the failure's answer asked for (Retry-After) when longer, at
+    most WEBHOOK_RETRY_AFTER_MAX_S: an absurd one (hundreds of digits read as infinity, a date
+    centuries away) is bounded like any long one; one that is no number (NaN) is ignored."""
     details = getattr(exc, "details", None)
     asked = details.get("retry_after_s") if isinstance(details, dict) else None
-    if not isinstance(asked, (int, float)):
+    if not isinstance(asked, (int, float)) or math.isnan(asked):
         return backoff
-    return max(backoff, min(WEBHOOK_RETRY_AFTER_MAX_S, math.ceil(asked)))
+    return max(backoff, math.ceil(min(WEBHOOK_RETRY_AFTER_MAX_S, asked)))  # bounded first: ceil(inf) raises
 
 
 class Consumer:

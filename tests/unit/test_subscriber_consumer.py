@@ -87,6 +87,25 @@ def test_a_failure_is_hidden_for_its_backoff_or_the_longer_wait_its_answer_asked
     assert queue.hidden == [("rh-e-1", 20), ("rh-e-2", 26), ("rh-e-3", WEBHOOK_RETRY_AFTER_MAX_S)]
 
 
+def test_an_absurd_retry_after_is_bounded_like_a_long_one_and_never_raises():
+    """A Retry-After of hundreds of digits reads as infinity (float), and a far HTTP-date as
+    centuries: each is held back no longer than the documented hour, like any long one, instead
+    of failing the hold and coming back after the queue's visibility timeout."""
+    from chalicelib.adapters.webhook import retry_after_s
+
+    queue = Queue()
+    asked = {"e-1": retry_after_s("9" * 400), "e-2": retry_after_s("Fri, 31 Dec 9999 23:59:59 GMT"),
+             "e-3": float("nan")}
+
+    def effect(detail, seconds_left):
+        raise WebhookDeliveryError("ERP busy", details={"retry_after_s": asked[detail["event_id"]]})
+
+    answer = consumer(effect, [], queue).consume(batch("e-1", "e-2", "e-3"), Context())
+    assert failed(answer) == ["m-e-1", "m-e-2", "m-e-3"]
+    assert queue.hidden == [("rh-e-1", WEBHOOK_RETRY_AFTER_MAX_S), ("rh-e-2", WEBHOOK_RETRY_AFTER_MAX_S),
+                            ("rh-e-3", 10)]
+
+
 def test_a_refused_event_is_parked_once_and_its_messages_leave_the_queue():
     ledger, queue, dead_letters, taken = InMemoryDeliveryLedger(ttl_s=3600), Queue(), DeadLetters(), []
 
