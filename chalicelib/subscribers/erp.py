@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from typing import Any, Optional
 
 from chalicelib.defaults import WEBHOOK_MIN_TIMEOUT_S, WEBHOOK_TRANSIENT_4XX
@@ -19,6 +20,10 @@ EVENT_ID_HEADER = "X-Jobpipe-Event-Id"
 # every event for good.
 USER_AGENT = "jobpipe-erp-bridge"
 EVENT_TYPE_HEADER = "X-Jobpipe-Event-Type"
+# What a header value carries as it is: printable ASCII, no space at either end (a receiver
+# strips it, and its id would then differ from the body's). http.client refuses a line break,
+# cannot encode most non-ASCII text, and servers refuse control characters.
+_HEADER_VALUE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 
 def sign(secret: str, body: bytes) -> str:
     """`sha256=<hex HMAC-SHA256 of the body>` — what the receiver recomputes to verify."""
@@ -41,6 +46,16 @@ class ErpBridge:
         self._secret = secret
 
     def request_for(self, detail: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+        """The POST's body and headers. Raises WebhookRefusedError for an event whose `event_id`
+        (or `event_type`) no header can carry as it is (a hand-made event's line break, control
+        or non-ASCII character): it can never be delivered, so it is parked, not retried."""
+        for field, header, value in (("event_id", EVENT_ID_HEADER, str(detail["event_id"])),
+                                     ("event_type", EVENT_TYPE_HEADER, str(detail.get("event_type", "")))):
+            if value and not _HEADER_VALUE.fullmatch(value):
+                raise WebhookRefusedError(
+                    f"event {detail['event_id']!r} cannot be sent to the ERP webhook: its {field} holds characters the "
+                    f"{header} header cannot carry (printable ASCII only, no space at either end); nothing was POSTed",
+                    details={"status": None, "field": field})
         body = json.dumps(detail, separators=(",", ":"), sort_keys=True).encode()
         headers = {
             "Content-Type": "application/json",
@@ -53,18 +68,19 @@ class ErpBridge:
 
     def deliver(self, detail: dict[str, Any], within_s: Optional[float] = None) -> int:
         """POST the event, answered within `within_s` seconds (None: the sender's own timeout);
-        returns the 2xx status. A 4xx that refuses the event for good (any but
+        returns the 2xx status. An event no header can carry (`request_for`) raises
+        WebhookRefusedError, nothing sent. A 4xx that refuses the event for good (any but
         WEBHOOK_TRANSIENT_4XX) raises WebhookRefusedError, so the message is parked instead of
         retried; its message names the status, the reason phrase and the start of the answer's
         body. Any other answer, none in time, or less than WEBHOOK_MIN_TIMEOUT_S to wait for one
         (nothing is sent then) raises WebhookDeliveryError so the message is retried (with
         backoff, then dead-lettered); its details carry the answer's `status` and the
         `retry_after_s` the ERP asked for."""
+        body, headers = self.request_for(detail)
         if within_s is not None and within_s < WEBHOOK_MIN_TIMEOUT_S:
             raise WebhookDeliveryError(
                 f"too little of the invocation is left to POST event {detail['event_id']}; it is sent on its next delivery"
             )
-        body, headers = self.request_for(detail)
         answer = self._sender.post(self._url, body, headers, timeout_s=within_s)
         if 400 <= answer.status < 500 and answer.status not in WEBHOOK_TRANSIENT_4XX:
             said = " ".join(part for part in (str(answer.status), answer.reason) if part)

@@ -423,6 +423,22 @@ def test_a_refused_event_twice_in_one_batch_is_posted_and_parked_once(bridge):
     assert erp.posts == 1 and len(invoke.dead_letters()) == 1
 
 
+@pytest.mark.parametrize("event_id", ["e-1\nX-Injected: 1", "e-1\r", "caf\u00e9-\u2603", " e-1", "e-1\x00"])
+def test_an_event_whose_id_no_header_can_carry_is_parked_at_once_without_a_post(bridge, event_id):
+    """A hand-made event (put on the bus by hand, or by another producer) whose id holds a line
+    break, a control character or a non-ASCII one cannot be sent in X-Jobpipe-Event-Id (nor
+    received as the same id): it can never be delivered, so it is parked as refused on its first
+    delivery, with why, instead of failing for a day of retries; its batch-mates go on."""
+    invoke, erp, _, backoffs, _ = bridge
+    (ok,) = ids(1)
+    assert invoke([event_id, ok]) == []
+    assert erp.accepted == [ok] and erp.posts == 1 and backoffs == []
+    (parked,) = invoke.dead_letters()
+    assert json.loads(parked["Body"])["detail"]["event_id"] == event_id
+    reason = parked["MessageAttributes"]["reason"]["StringValue"]
+    assert "X-Jobpipe-Event-Id" in reason and "cannot carry" in reason, reason
+
+
 def one_refused_event_queued(bridge, client, aws):
     """One event on the bridge's queue that the ERP refuses (422): the bridge's invoker, the ERP,
     SQS and the bridge's handler."""
