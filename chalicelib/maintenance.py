@@ -232,7 +232,7 @@ class MaintenanceTasks:
                     complete = False
                     break
                 try:
-                    items += self._finished.purge(job_id)
+                    removed = self._finished.purge(job_id)
                 except Exception as exc:  # noqa: BLE001 - one job's failure never stops the others
                     failed, in_a_row = failed + 1, in_a_row + 1
                     error = describe_failure(exc)
@@ -242,7 +242,12 @@ class MaintenanceTasks:
                     if in_a_row >= CLEANUP_MAX_FAILURES_IN_A_ROW:
                         raise _stopped(exc, in_a_row, jobs, job_id) from exc
                     continue
-                jobs, in_a_row = jobs + 1, 0
+                in_a_row = 0
+                # Nothing removed: another run (the schedule's beside an operator's, a retried
+                # attempt beside its first) purged it after this run's page was read. Not this
+                # run's deletion, and a run that deleted nothing itself starts no follow-up.
+                if removed:
+                    jobs, items = jobs + 1, items + removed
             # How far the run has come is the share of the window's days read (how many jobs
             # remain no read knows). An empty page changed nothing to report: no write for it.
             if page.ids:

@@ -218,6 +218,33 @@ def test_a_job_that_cannot_be_purged_is_skipped_counted_and_the_jobs_behind_it_a
     assert set(store._jobs) == {"old-1"} and list(blobs.objects) == ["jobs/old-1/artifacts/big.bin"]
 
 
+def test_a_job_another_run_removed_first_is_not_counted_as_this_runs_deletion(tasks, store, clock):
+    """Two clean-ups at once (the schedule's and an operator's; a retried attempt beside its
+    first) read the same page of the index: the job the other one purged between that read and
+    this run's purge was counted in both runs' `jobs_deleted`, and a run that had deleted
+    nothing itself when its time ran out was continued as if it had."""
+    for hours, job_id in ((100, "old-1"), (90, "old-2"), (80, "old-3")):
+        finished_job(store, clock, job_id, hours)
+    real_purge = tasks._finished.purge
+
+    def purge(job_id):
+        if job_id != "old-3":
+            real_purge(job_id)  # the other run got there first
+        return real_purge(job_id)
+
+    tasks._finished.purge = purge
+    result = tasks.cleanup_runs(24)
+    assert result["jobs_deleted"] == 1 and result["items_deleted"] == 1 and result["complete"]
+    assert store._jobs == {}
+    finished_job(store, clock, "old-4", 70)
+    purged = []
+    tasks._finished.purge = lambda job_id: purged.append(job_id) or purge(job_id)  # removed by the other run
+    # Time for one purge: out of time after it, having deleted nothing itself.
+    late = tasks.cleanup_runs(24, TaskControl(remaining_ms=lambda: 10**6 if not purged else 0))
+    assert late["complete"] is False and late["jobs_deleted"] == 0
+    assert follow_up_payload("cleanup_runs", {"max_age_hours": 24, "follow_up": 0}, late) is None
+
+
 def test_a_run_names_the_first_failures_only_and_counts_them_all(tasks, store, clock):
     """Failures with a deleted job between them are no outage, however many: the count in a
     row starts again after each job deleted; all are counted, the first CLEANUP_FAILURES_SHOWN
