@@ -171,3 +171,34 @@ def test_every_curl_the_readme_and_migrating_md_show_is_answered_as_they_say(cli
     started = _curl(client, start, **values)
     assert started.status_code == 202, started.body
     assert _curl(client, task, task_id=started.json_body["task_id"], **values).json_body["task_type"] == "cleanup_runs"
+
+
+def test_the_job_types_and_the_client_of_docs_migrating_md_run_as_written(make_client, monkeypatch, capsys):
+    """Section 002's handler and 003's type register as the page writes them (a `timeout_s`
+    past what a worker allows, a helper renamed, would refuse them here) and run: 003's client
+    submits and waits as shown, under the token the comment gives; 003's type refuses a payload
+    without `package_id` (422), and 002's ends with the result its `complete_job` gave."""
+    monkeypatch.setattr(jobpipe_client, "JobpipeClient", make_client)
+    blocks = _python_blocks("docs/migrating.md")
+    assert len(blocks) == 3
+    scope = {"api_url": URL, "token": token(tenant="company-xyz", user="user-123")}
+    try:
+        for block in blocks:
+            exec(compile(block, "docs/migrating.md", "exec"), scope)
+        done = scope["done"]
+        assert (done["status"], done["result"]) == ("completed", {"package_id": "proj-12345", "score": 0.87})
+        assert (done["tenant"], done["user"]) == ("company-xyz", "user-123")
+        assert done["progress"]["details"] == {"currentContractor": "Contractor Name"}
+        assert "completed 100\n" in capsys.readouterr().out  # on_change saw it end
+        client = scope["client"]
+        with pytest.raises(jobpipe_client.JobpipeClientError) as refused:
+            client.submit("tech_rfp_analysis", {"user_name": "John Doe"})
+        assert (refused.value.status, refused.value.code) == (422, "invalid_payload")
+        model = client.wait(client.submit("cad.process_model", {"model_id": "m-1"}), timeout=600)
+        assert (model["status"], model["result"]) == ("completed", {"model": "output.stl", "size": 1024})
+        assert model["progress"]["message"] == "Model processing complete"
+    finally:
+        from chalicelib.job_types.catalog import registry
+
+        for name in ("cad.process_model", "tech_rfp_analysis"):
+            registry._types.pop(name, None)
