@@ -233,6 +233,14 @@ MAX_JSON_DEPTH = 100
 # children. A larger tree is not read past the level that would pass it, and never reads
 # `finished` on what was read (its unread jobs may still run or fail).
 MAX_TREE_JOBS = 5_000
+# ... and in at most this many BatchGetItems, the consistent re-reads of a level's misses
+# counted: a level is known only once the one above it is read, so a chain of jobs each spawning
+# the next took one a job, 5,000 in a row for a chain of MAX_TREE_JOBS, past API Gateway's 29 s.
+# A chain made by ctx.spawn is read ahead (its links' ids are derived from their parents':
+# chalicelib/job_reads.py), about a BatchGetItem per 100 links; what no guess finds (a link made
+# by a retried attempt) is read a level a call. At ~10 ms a call, 1,000 take 10 s, a third of
+# the gateway's time; a tree not read within them answers as one past MAX_TREE_JOBS does.
+MAX_TREE_READS = 1_000
 # rq-engine's jobinfo nests a job's descendants (a child's info holds its own children's): at
 # most this many levels below the job asked for, deeper ones shown `null` as a child past the
 # jobs read is. A chain of jobs each spawning the next (a job continued as a new one) nests a

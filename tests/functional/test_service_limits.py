@@ -455,3 +455,70 @@ def test_the_rq_polls_of_a_long_chain_of_jobs_answer(client, aws, monkeypatch):
     assert batch.status_code == 200 and set(json.loads(batch.body)["jobs"]) == set(ids[:2])
     status = client.http.get(f"/api/jobstatus/{ids[0]}", headers=auth())
     assert status.status_code == 200 and status.json_body["status"] == "started" and read[-1] == len(ids) - 1
+
+
+
+def _chain(aws, root: str, links: int, retried: frozenset[int] = frozenset()) -> list[str]:
+    """A chain of jobs each continued as a new one, named as ctx.spawn names them (a link in
+    `retried` made by its parent's second attempt), written straight to the table: the root and
+    `links` descendants, each completed but the last, running."""
+    from chalicelib.domain.job import child_job_id
+    from chalicelib.domain.status import JobStatus
+
+    ids = [root]
+    for n in range(links):
+        ids.append(child_job_id(ids[-1], 2 if n in retried else 1, 1))
+    items = [_chain_link(ids, n, JobStatus.RUNNING if n == links else JobStatus.COMPLETED, retried)
+             for n in range(len(ids))]
+    for start in range(0, len(items), 25):
+        aws["ddb"].batch_write_item(RequestItems={"jobs": [{"PutRequest": {"Item": i}} for i in items[start:start + 25]]})
+    return ids
+
+
+def _chain_link(ids: list[str], n: int, status, retried: frozenset[int] = frozenset()) -> dict:
+    """Job `n` of the chain `ids` as its item, with `status`."""
+    from chalicelib.adapters.dynamodb_items import job_to_item
+    from chalicelib.domain.job import Job, JobErrorInfo
+    from chalicelib.domain.status import JobStatus
+
+    return job_to_item(Job(
+        id=ids[n], type="demo.steps", tenant="acme", user="ann", children=ids[n + 1:n + 2], status=status,
+        attempts=2 if n in retried else 1, created_at="2026-01-01T00:00:00.000Z", started_at="2026-01-01T00:00:01.000Z",
+        finished_at=None if status is JobStatus.RUNNING else f"2026-01-01T00:{n // 600:02d}:{n // 10 % 60:02d}.000Z",
+        error=JobErrorInfo(code="boom", message="failed") if status is JobStatus.FAILED else None))
+
+
+def test_the_rq_jobstatus_of_a_long_chain_reads_a_few_jobs_ahead_a_read(client, aws):
+    """A job continued as a new one, again and again, is a chain: each of its jobs is known only
+    once its parent is read, so its jobstatus read one level a BatchGetItem, one after the other:
+    a chain of MAX_TREE_JOBS jobs made 5,000 of them a poll, past API Gateway's 29 s. A link is
+    named by its parent's id, attempt and index (ctx.spawn), so the next links are read with it,
+    more of them while the guess holds: about a BatchGetItem per hundred jobs, and the status
+    still that of the whole chain (a link made by a retried attempt, which no guess names, too)."""
+    from chalicelib import composition
+    from chalicelib.defaults import BATCH_GET_MAX
+    from chalicelib.domain.status import JobStatus
+
+    calls = []
+    store = composition.container().store
+    store._ddb.meta.events.register("provide-client-params.dynamodb.*",
+                                    lambda params, model, **_: calls.append((model.name, dict(params))))
+
+    def poll(job_id):
+        calls.clear()
+        answer = client.http.get(f"/api/jobstatus/{job_id}", headers=auth())
+        assert answer.status_code == 200, answer.body[:300]
+        batches = [params["RequestItems"]["jobs"]["Keys"] for name, params in calls if name == "BatchGetItem"]
+        # 7 calls to read 127 jobs ahead, one a hundred after: twice that past the retried link
+        assert len(batches) <= 2 * 7 + links // BATCH_GET_MAX + 2, len(batches)
+        assert sum(len(b) for b in batches) <= links + 2 * BATCH_GET_MAX  # guesses past the end: bounded too
+        return answer.json_body
+
+    root, links = "00000000-0000-4000-9000-000000000001", 600
+    ids = _chain(aws, root, links, retried=frozenset({300}))
+    assert poll(root)["status"] == "started" and poll(root)["ended_at"] is None
+    aws["ddb"].put_item(TableName="jobs", Item=_chain_link(ids, links, JobStatus.COMPLETED))
+    done = poll(root)
+    assert done["status"] == "finished" and done["ended_at"] == "2026-01-01T00:01:00.000Z"
+    aws["ddb"].put_item(TableName="jobs", Item=_chain_link(ids, 450, JobStatus.FAILED))
+    assert poll(root)["status"] == "failed" and poll(ids[451])["status"] == "finished"

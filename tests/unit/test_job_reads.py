@@ -2,8 +2,9 @@
 one tenant, up to MAX_TREE_JOBS jobs, and says whether it is whole."""
 from __future__ import annotations
 
-from chalicelib.defaults import MAX_TREE_JOBS
-from chalicelib.domain.job import Job
+from chalicelib.api.rq_vocabulary import job_status
+from chalicelib.defaults import BATCH_GET_MAX, JOBINFO_MAX_LEVELS, MAX_TREE_JOBS, MAX_TREE_READS
+from chalicelib.domain.job import Job, child_job_id, utcnow
 from chalicelib.domain.status import JobStatus
 from chalicelib.job_reads import JobReads
 
@@ -82,3 +83,70 @@ def test_a_poll_that_finds_its_jobs_reads_once(store):
     reads.visible_job("acme", parent.id)
     reads.visible_jobs("acme", parent.children)
     assert lagging.reads == [("get", False), ("get_many", False, tuple(parent.children))]
+
+
+class CountingStore:
+    """The in-memory store, counting the BatchGetItems its get_many calls would send."""
+
+    def __init__(self, store) -> None:
+        self._store, self.batches, self.keys = store, 0, 0
+
+    def get_many(self, job_ids, **kwargs):
+        job_ids = list(dict.fromkeys(job_ids))
+        self.batches += -(-len(job_ids) // BATCH_GET_MAX)
+        self.keys += len(job_ids)
+        return self._store.get_many(job_ids, **kwargs)
+
+
+def _chain(store, links: int, *, named=lambda parent, n: child_job_id(parent, 1, 1), last=JobStatus.RUNNING,
+           root: str = "00000000-0000-4000-9000-000000000000") -> Job:
+    """The `root` of a chain of `links` jobs after it, each continued as the next, named by
+    `named` (as ctx.spawn names a child, by default); all completed but the last."""
+    ids = [root]
+    for n in range(links):
+        ids.append(named(ids[-1], n))
+    for n, job_id in enumerate(reversed(ids)):
+        done = DONE if n else {**DONE, "status": last, "finished_at": None}
+        store.create(Job(id=job_id, type="demo.steps", tenant="acme", user="ann", children=ids[len(ids) - n:][:1],
+                         **done))
+    return store.get(ids[0], mark_gone=False)
+
+
+def test_a_chain_as_spawn_names_it_is_read_a_hundred_links_a_batch(store):
+    counted = CountingStore(store)
+    tree, whole = JobReads(counted).tree("acme", [_chain(store, MAX_TREE_JOBS)])
+    assert len(tree) == MAX_TREE_JOBS and whole
+    assert counted.batches <= MAX_TREE_JOBS // BATCH_GET_MAX + 10 and counted.keys <= MAX_TREE_JOBS + BATCH_GET_MAX
+
+
+def test_a_chain_is_read_ahead_no_deeper_than_the_levels_asked_for(store):
+    counted = CountingStore(store)
+    tree, whole = JobReads(counted).tree("acme", [_chain(store, 200)], levels=JOBINFO_MAX_LEVELS)
+    assert len(tree) == JOBINFO_MAX_LEVELS and not whole and counted.keys == JOBINFO_MAX_LEVELS
+
+
+def test_a_fan_out_is_read_without_guesses(store):
+    counted = CountingStore(store)
+    JobReads(counted).tree("acme", [_parent(store, 3)])
+    assert counted.keys == 3
+
+
+def test_a_chain_no_guess_names_stops_at_the_most_reads_and_is_not_whole(store):
+    """A link made by a retried attempt is read only once its parent is, a BatchGetItem a level:
+    past MAX_TREE_READS of them the tree is not whole, so jobstatus never answers it finished."""
+    counted = CountingStore(store)
+    root = _chain(store, MAX_TREE_READS + 5, named=lambda parent, n: child_job_id(parent, 2, 1), last=JobStatus.COMPLETED)
+    tree, whole = JobReads(counted).tree("acme", [root])
+    assert not whole and counted.batches == MAX_TREE_READS and len(tree) < MAX_TREE_READS + 5
+    assert job_status(root, utcnow(), tree, whole=whole)["status"] == "started"
+
+
+def test_chains_side_by_side_are_each_read_ahead(store):
+    """A parent that starts a few chains (a job per region, each continued again and again):
+    the links of each are read ahead beside the others'."""
+    chains = [_chain(store, 1_000, root=f"00000000-0000-4000-8000-{k:012d}") for k in range(4)]
+    parent = Job(id="00000000-0000-4000-7000-000000000000", type="demo.fanout", tenant="acme", user="ann",
+                 children=[c.id for c in chains], **DONE)
+    counted = CountingStore(store)
+    tree, whole = JobReads(counted).tree("acme", [parent])
+    assert whole and len(tree) == 4 * 1_001 and counted.batches <= 4 * 1_000 // BATCH_GET_MAX + 20
