@@ -41,29 +41,32 @@ route = router(rq_api, internal_error=rq_internal_error, misconfigured=rq_miscon
 
 
 def _one(call: Call, kind: str, job_id: str, describe, shows: tuple[str, ...],
-         levels: Optional[int] = None) -> Response:
+         levels: Optional[int] = None, *, nests: bool) -> Response:
     """One job with its descendants (a parent's status follows its children; `levels`: only
     those the answer nests), tagged by the versions of every job read; of its claim-checked
-    fields, those the answer `shows` are read."""
+    fields, those the answer `shows` are read. An answer that `nests` its descendants' infos
+    shows those that fit it (fitted_tree); one that does not (jobstatus) counts every job read."""
     reads = container().reads
     job = reads.visible_job(call.user.tenant, job_id, fetch=shows)
     if job is None:
         return conditional_response(call.header("if-none-match"), job_etag(kind, [(job_id, None)]), not_found(job_id))
     tree, whole = reads.tree(call.user.tenant, [job], levels=levels) if job.children else ({}, True)
     members = [(job_id, job), *sorted(tree.items())]
-    shown, nested = fitted_tree([job], tree)
+    if nests:
+        shown, tree = fitted_tree([job], tree)
+        job = shown[job.id]
     return conditional_response(call.header("if-none-match"), job_etag(kind, members),
-                                describe(shown[job.id], utcnow(), nested, whole=whole))
+                                describe(job, utcnow(), tree, whole=whole))
 
 
 @route("/api/jobstatus/{job_id}", methods=["GET"])
 def rq_job_status(call: Call, job_id: str) -> Any:
-    return _one(call, "rq.jobstatus", job_id, job_status, shows=())
+    return _one(call, "rq.jobstatus", job_id, job_status, shows=(), nests=False)
 
 
 @route("/api/jobinfo/{job_id}", methods=["GET"])
 def rq_job_info(call: Call, job_id: str) -> Any:
-    return _one(call, "rq.jobinfo", job_id, job_info, shows=("result",), levels=JOBINFO_MAX_LEVELS)
+    return _one(call, "rq.jobinfo", job_id, job_info, shows=("result",), levels=JOBINFO_MAX_LEVELS, nests=True)
 
 
 @route("/api/jobinfo", methods=["POST"])

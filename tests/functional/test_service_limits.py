@@ -522,3 +522,30 @@ def test_the_rq_jobstatus_of_a_long_chain_reads_a_few_jobs_ahead_a_read(client, 
     assert done["status"] == "finished" and done["ended_at"] == "2026-01-01T00:01:00.000Z"
     aws["ddb"].put_item(TableName="jobs", Item=_chain_link(ids, 450, JobStatus.FAILED))
     assert poll(root)["status"] == "failed" and poll(ids[451])["status"] == "finished"
+
+
+def test_the_rq_jobstatus_of_a_fan_out_counts_every_child_however_large_their_infos(client, aws):
+    """jobinfo leaves out of its nesting the descendants whose infos would take its answer past
+    what Lambda returns (long progress messages, seven bytes an é as answered); jobstatus, whose
+    answer shows none of them, left them out of its status too: a fan-out whose last children
+    still ran, behind hundreds with long final messages, read `finished` with an `ended_at`."""
+    from chalicelib.adapters.dynamodb_items import job_to_item
+    from chalicelib.domain.job import Job, Progress
+    from chalicelib.domain.status import JobStatus
+
+    times = {"created_at": "2026-01-01T00:00:00.000Z", "started_at": "2026-01-01T00:00:01.000Z"}
+    children = [f"00000000-0000-4000-8000-{i:012d}" for i in range(1, 501)]
+    items = [job_to_item(Job(id=child_id, type="demo.steps", tenant="acme", user="ann", **times,
+                             status=JobStatus.RUNNING if n == len(children) - 1 else JobStatus.COMPLETED,
+                             finished_at=None if n == len(children) - 1 else "2026-01-01T00:00:02.000Z",
+                             progress=Progress(percent=100, message="é" * 2_000)))
+             for n, child_id in enumerate(children)]
+    parent = "00000000-0000-4000-9000-000000000000"
+    items.append(job_to_item(Job(id=parent, type="demo.fanout", tenant="acme", user="ann", children=children,
+                                 status=JobStatus.COMPLETED, finished_at="2026-01-01T00:00:02.000Z", **times)))
+    for start in range(0, len(items), 25):
+        aws["ddb"].batch_write_item(RequestItems={"jobs": [{"PutRequest": {"Item": i}} for i in items[start:start + 25]]})
+    info = client.http.get(f"/api/jobinfo/{parent}", headers=auth()).json_body
+    assert info["children"][str(len(children) - 1)] == [None]  # past what the jobinfo answer carries
+    status = client.http.get(f"/api/jobstatus/{parent}", headers=auth()).json_body
+    assert status["status"] == "started" and status["ended_at"] is None and status["elapsed_s"] is not None
