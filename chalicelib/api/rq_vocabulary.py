@@ -65,12 +65,12 @@ def tree_status(statuses: list[str]) -> str:
 def _status(job: Job, now: datetime, tree: dict[str, Job], *, whole: bool = True) -> dict[str, Any]:
     """The job's id, run id and start, with the status and end of the job and every descendant
     in `tree` (rq-engine's jobstatus); `elapsed_s` from that start to that end (or now). A tree
-    not read `whole` never reads finished: its unread members may still run or fail."""
+    not read `whole` never reads finished and has no end: its unread members may still run."""
     members = [job, *_descendants(job, tree)]
-    ended = [m.finished_at for m in members]
+    ended = [m.finished_at for m in members] if whole else [None]
     status = tree_status([RQ_STATUS[m.status] for m in members])
     if not whole and status == "finished":
-        status, ended = "started", [None]
+        status = "started"
     ended_at = max(ended) if all(ended) else None  # only once every member has ended
     return {"id": job.id, "runid": job.scope, "status": status, "started_at": job.started_at, "ended_at": ended_at,
             "elapsed_s": elapsed_s(job.started_at, ended_at, now)}

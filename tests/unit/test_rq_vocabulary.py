@@ -138,3 +138,18 @@ def test_a_tree_whose_members_name_each_other_is_read_once_each():
     parent = make_job(id="p", status=JobStatus.COMPLETED, children=["a"], finished_at="2026-01-01T12:00:01.000Z")
     child = make_job(id="a", status=JobStatus.RUNNING, children=["p", "a"])
     assert job_status(parent, NOW, {"a": child, "p": parent})["status"] == "started"
+
+
+def test_a_tree_not_read_whole_has_no_end_whatever_its_status():
+    """`ended_at` is the tree's end once every job of it has ended: a tree read in part (past
+    MAX_TREE_JOBS, or out of reads) whose part read has all ended, with a failure or a cancel
+    among it, may still have jobs running past it, so it has no end yet."""
+    parent = make_job(id="p", status=JobStatus.COMPLETED, children=["a", "b"], started_at="2026-01-01T12:00:00.000Z",
+                      finished_at="2026-01-01T12:00:01.000Z")
+    for status in (JobStatus.FAILED, JobStatus.CANCELED):
+        ended = make_job(id="a", status=status, started_at="2026-01-01T12:00:00.000Z",
+                         finished_at="2026-01-01T12:00:02.000Z")
+        whole = job_status(parent, NOW, {"a": ended, "b": ended.model_copy(update={"id": "b"})})
+        assert whole["ended_at"] == "2026-01-01T12:00:02.000Z" and whole["elapsed_s"] == 2
+        cut = job_status(parent, NOW, {"a": ended}, whole=False)
+        assert cut["status"] == RQ_STATUS[status] and cut["ended_at"] is None and cut["elapsed_s"] == 10.5
