@@ -55,12 +55,14 @@ def invalidation_write(table: str, tenant: str, scope: str, namespace: str, job_
 
 
 def _completion_item(tenant: str, scope: str, completion: TaskCompletion) -> dict[str, Any]:
-    """The item that records a task's completion for its scope."""
+    """The item that records a task's completion for its scope, with the namespaces its own
+    write invalidated."""
     return {
         **_key(tenant, scope, task_sort_key(completion.type)),
         "type": {"S": completion.type},
         "completed_at": {"S": completion.completed_at},
         "job_id": {"S": completion.job_id},
+        "namespaces": {"L": [{"S": namespace} for namespace in completion.namespaces]},
     }
 
 
@@ -147,21 +149,28 @@ class DynamoCacheStore:
             raise StoreUnavailableError("could not invalidate the cache") from exc
         return int(response["Attributes"]["generation"]["N"])
 
-    def record_completion(self, tenant: str, scope: str, completion: TaskCompletion) -> None:
+    def record_completion(self, tenant: str, scope: str, completion: TaskCompletion) -> tuple[str, ...]:
         try:
-            self._ddb.put_item(
+            before = self._ddb.update_item(
                 TableName=self._table,
-                Item=_completion_item(tenant, scope, completion),
+                Key=_key(tenant, scope, task_sort_key(completion.type)),
+                # The namespaces stay those of the last completion's own write.
+                UpdateExpression="SET #type = :type, completed_at = :at, job_id = :job",
                 # A late, older completion never replaces a newer one.
                 ConditionExpression="attribute_not_exists(completed_at) OR completed_at <= :at",
-                ExpressionAttributeValues={":at": {"S": completion.completed_at}},
-            )
+                ExpressionAttributeNames={"#type": "type"},
+                ExpressionAttributeValues={":type": {"S": completion.type}, ":at": {"S": completion.completed_at},
+                                           ":job": {"S": completion.job_id}},
+                ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            ).get("Attributes") or {}
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return
-            raise StoreUnavailableError("could not record the task completion") from exc
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise StoreUnavailableError("could not record the task completion") from exc
+            before = exc.response.get("Item") or {}
         except BotoCoreError as exc:  # a timeout or lost connection
             raise StoreUnavailableError("could not record the task completion") from exc
+        return tuple(n["S"] for n in before.get("namespaces", {}).get("L", []) if "S" in n)
 
     def completions(self, tenant: str, scope: str) -> list[TaskCompletion]:
         try:

@@ -6,6 +6,7 @@ import json
 import math
 import threading
 import time
+from dataclasses import replace
 from http import HTTPStatus
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -152,21 +153,34 @@ class InMemoryCacheStore:
                           item.get("cached_at") if hit else None, item.get("invalidated_at"),
                           item.get("invalidated_by"))
 
+    def write_invalidation(self, tenant, scope, namespace, job_id, at):
+        """A completion's own invalidation (DynamoDB's `invalidation_write`): unconditional."""
+        item = self.items.setdefault((tenant, scope, namespace), {"generation": 0})
+        item.update(generation=item["generation"] + 1, invalidated_at=at, invalidated_by=job_id)
+        self.writes += 1
+        return item["generation"]
+
     def invalidate(self, tenant, scope, namespace, job_id, at):
         item = self.items.setdefault((tenant, scope, namespace), {"generation": 0})
         last = item.get("invalidated_at")
         if last is not None and (last > at or (last == at and item.get("invalidated_by") == job_id)):
             return item["generation"]  # its completion's own write already did, or a later one
-        item.update(generation=item["generation"] + 1, invalidated_at=at, invalidated_by=job_id)
+        return self.write_invalidation(tenant, scope, namespace, job_id, at)
+
+    def write_completion(self, tenant, scope, completion):
+        """A completion's own write of its record (DynamoDB's `completion_write`): unconditional."""
+        self.tasks.setdefault((tenant, scope), {})[completion.type] = completion
         self.writes += 1
-        return item["generation"]
 
     def record_completion(self, tenant, scope, completion):
         tasks = self.tasks.setdefault((tenant, scope), {})
         previous = tasks.get(completion.type)
+        before = previous.namespaces if previous is not None else ()
         if previous is None or previous.completed_at <= completion.completed_at:
-            tasks[completion.type] = completion
+            tasks[completion.type] = replace(completion, namespaces=before)
         self.writes += 1
+        return before
 
     def completions(self, tenant, scope):
-        return sorted(self.tasks.get((tenant, scope), {}).values(), key=lambda c: c.type)
+        return sorted((replace(c, namespaces=()) for c in self.tasks.get((tenant, scope), {}).values()),
+                      key=lambda c: c.type)

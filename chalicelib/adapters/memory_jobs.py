@@ -169,10 +169,10 @@ class InMemoryJobStore:
             if changes.run is not None:
                 self._write_run(changes.run)
             for namespace in changes.invalidate_caches:
-                self.caches.invalidate(new.tenant, new.scope or "", namespace, new.id,
+                self.caches.write_invalidation(new.tenant, new.scope or "", namespace, new.id,
                                        new.finished_at or isoformat(utcnow()))
             if changes.task_completion is not None:
-                self.caches.record_completion(new.tenant, new.scope or "", changes.task_completion)
+                self.caches.write_completion(new.tenant, new.scope or "", changes.task_completion)
             return changes.written_on(job)  # like DynamoDB's: the caller's job, no object read back
 
     def cut_progress_message(self, job: Job, expected_status: JobStatus, limit: int) -> Job:

@@ -115,7 +115,7 @@ class JobTransitions:
         caches, completion = (), None
         if target == JobStatus.COMPLETED and job.scope:
             caches = tuple(self.caches_of(job.type))
-            completion = TaskCompletion(job.type, changes["finished_at"], job.id)
+            completion = TaskCompletion(job.type, changes["finished_at"], job.id, caches)
         return self._write_room(job, job.status, ChangeSet(changes, run=run, invalidate_caches=caches,
                                                            task_completion=completion))
 

@@ -22,6 +22,9 @@ class TaskCompletion:
     type: str
     completed_at: str
     job_id: str
+    # The cache namespaces the completion's own write invalidated, kept with it on the scope's
+    # record of its type; empty where the completion is recorded from its event.
+    namespaces: tuple[str, ...] = ()
 
 
 class CacheStore(Protocol):
@@ -41,8 +44,12 @@ class CacheStore(Protocol):
         rules name, so its event finds that done; a late event of an older completion finds a
         newer one); returns the generation."""
 
-    def record_completion(self, tenant: str, scope: str, completion: TaskCompletion) -> None:
-        """Remember when a task of `completion.type` last completed for the scope."""
+    def record_completion(self, tenant: str, scope: str, completion: TaskCompletion) -> tuple[str, ...]:
+        """Remember when a task of `completion.type` last completed for the scope (kept only if
+        no later completion is). Returns the namespaces the record named before: those the last
+        completion of the type to land invalidated in its own write, which landed no earlier
+        than the completion's own (each completion's write replaces the record): invalidated
+        after it whatever their times say."""
 
     def completions(self, tenant: str, scope: str) -> list[TaskCompletion]:
         """The scope's last completion of each task type, by type."""

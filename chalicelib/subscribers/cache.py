@@ -55,12 +55,17 @@ class CacheInvalidator:
         # The job's own completion time (the one its record and its completion's invalidation
         # carry); an event published before events had it falls back to its stream time.
         completed_at = event.finished_at or event.timestamp
-        self.store.record_completion(
+        # What the last completion of the type to land invalidated in its own write, which
+        # landed no earlier than this one's: left alone, whatever its time says (a completion
+        # landing just after this one can carry an earlier or the same `finished_at`). The
+        # others (a rule added since the completion) are invalidated unless a later one did.
+        done = set(self.store.record_completion(
             event.tenant, event.scope, TaskCompletion(event.type, completed_at, event.job_id)
-        )
+        ))
         namespaces = self.rules.namespaces_for(event.type)
         for namespace in namespaces:
-            self.store.invalidate(event.tenant, event.scope, namespace, event.job_id, completed_at)
+            if namespace not in done:
+                self.store.invalidate(event.tenant, event.scope, namespace, event.job_id, completed_at)
         announcement = CacheInvalidatedEvent(
             event_id=event_id_for(event.job_id, event.version, kind="cache"),
             timestamp=event.timestamp,

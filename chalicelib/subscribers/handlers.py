@@ -58,8 +58,9 @@ def erp_consumer(services: Container) -> Consumer:
 
 def cache_consumer(services: Container) -> Consumer:
     """No ledger: invalidation is safe to repeat (docs/performance.md). Recording the completion
-    is a conditional put that never moves back in time; the invalidation is conditional on this
-    job not having done it; the `cache.invalidated` announcement carries the same event id each
+    is a conditional update that never moves back in time; the invalidation leaves alone what
+    the last completion's own write invalidated and is conditional on this job not having done
+    the rest; the `cache.invalidated` announcement carries the same event id each
     time, which its consumers deduplicate on, as on every jobpipe event (the bus delivers at
     least once). Nothing is parked at once: a failure is retried until the queue's redrive policy
     dead-letters it."""

@@ -86,3 +86,36 @@ def test_the_latest_completion_per_task_type_is_kept(adapters):
         TaskCompletion("demo.steps", "2026-01-01T12:00:00.000Z", "job-2"),
     ]
     assert cache.completions("globex", "proj") == []
+
+
+def test_recording_a_completion_answers_what_the_last_completions_own_write_invalidated(adapters):
+    """A completion's own write (its transaction) keeps the namespaces it invalidated on the
+    scope's record of its type. Recording a completion from its event answers the namespaces the
+    record named before, and keeps them: job-2's write landed after job-1's with an earlier time
+    (its `finished_at` taken first), so job-1's event, later in time, replaces the record's time
+    and job but is still told what job-2's write invalidated, and so are job-1's redelivery and
+    job-2's event. A type whose completions were only recorded from events names none."""
+    from chalicelib.domain.status import JobStatus
+    from chalicelib.ports import ChangeSet
+    from tests.contract.test_job_store import make_job, running
+
+    if adapters.kind == "memory":  # the composition root gives the job store the scope caches
+        adapters.store.caches = adapters.cache
+    first, second = "2026-01-01T10:00:00.002Z", "2026-01-01T10:00:00.001Z"
+    jobs = [running(adapters.store, make_job(i, scope="proj")) for i in (1, 2)]
+    for job, at in zip(jobs, (first, second)):  # job-1's write lands first, then job-2's
+        adapters.store.apply(job, JobStatus.RUNNING, ChangeSet(
+            {"status": JobStatus.COMPLETED, "finished_at": at}, invalidate_caches=("summary", "report"),
+            task_completion=TaskCompletion("demo.steps", at, job.id, ("summary", "report"))))
+    assert adapters.cache.get("acme", "proj", "summary").generation == 2
+    one, two = jobs
+    assert adapters.cache.record_completion("acme", "proj", TaskCompletion("demo.steps", first, one.id)) == (
+        "summary", "report")
+    assert adapters.cache.completions("acme", "proj") == [TaskCompletion("demo.steps", first, one.id)]
+    assert adapters.cache.record_completion("acme", "proj", TaskCompletion("demo.steps", first, one.id)) == (
+        "summary", "report")
+    assert adapters.cache.record_completion("acme", "proj", TaskCompletion("demo.steps", second, two.id)) == (
+        "summary", "report")
+    assert adapters.cache.completions("acme", "proj") == [TaskCompletion("demo.steps", first, one.id)]
+    assert adapters.cache.record_completion("acme", "proj", TaskCompletion("demo.sleep", first, one.id)) == ()
+    assert adapters.cache.record_completion("acme", "proj", TaskCompletion("demo.sleep", first, one.id)) == ()

@@ -587,7 +587,7 @@ def test_every_call_of_every_function_is_allowed_by_its_role(template, log, app,
     assert any(made(log, worker, "dynamodb:Query", "JobsTable/index/by_status") for worker in WORKER_FUNCTIONS.values())
     assert made(log, "ErpBridge", "dynamodb:BatchWriteItem", "IdempotencyTable")
     assert made(log, "ErpBridge", "sqs:SendMessage", "ErpWebhookDeadLetterQueue")
-    assert made(log, "CacheInvalidation", "dynamodb:PutItem", "JobsTable")
+    assert made(log, "CacheInvalidation", "dynamodb:UpdateItem", "JobsTable")
     assert made(log, "Reconciler", "dynamodb:Query", "JobsTable/index/by_due")
     assert made(log, "Reconciler", "dynamodb:GetRecords", "JobsTable/StreamArn")
     assert made(log, "Reconciler", "events:PutEvents", "JobEventsBus")

@@ -221,3 +221,43 @@ def test_reports_coalesced_past_two_milestones_are_one_event_from_the_last_one(l
     window.advance(2.0)
     assert [(e.event_type, e.previous_progress, e.progress) for e in tap.step()] == [
         ("job.status.progress", 0, 60)]
+
+
+def test_events_of_racing_completions_do_not_invalidate_a_value_recomputed_after_both(lifecycle, store, clock):
+    """docs/events.md (Scope caches): neither a redelivered event nor a late one "invalidates a
+    second time a value recomputed after those completions". Two jobs of one type complete in
+    one scope at once, as a fan-out's children do: B's completion lands after A's, its
+    `finished_at` taken a moment before A's (or in the same millisecond), so the namespace's
+    last invalidation reads older than A's completion, or as old and by another job. Each
+    completion's own write invalidated it, and a reader recomputes after both: no delivery of
+    either event (each twice, in any order) may make that value a miss."""
+    from datetime import timedelta
+
+    caches = InMemoryCacheStore()
+    store.caches = caches
+    lifecycle.caches_of = lambda job_type: ("steps-summary",) if job_type == "demo.steps" else ()
+    invalidator = CacheInvalidator(caches, InvalidationRules.model_validate({"demo.steps": ["steps-summary"]}),
+                                   InMemoryEventPublisher())
+    for b_earlier_by_ms in (1, 0):  # B's time a millisecond before A's, then the same millisecond
+        taps, running = {}, []
+        for _ in range(2):
+            job = _submit(lifecycle, scope=f"race-{b_earlier_by_ms}")
+            taps[job.id] = Tap(store, job.id)
+            running.append(lifecycle.claim(JobMessage(job.id, 1)).job)
+            taps[job.id].step()
+        clock.advance(1)
+        events = []
+        for job, back_ms in zip(running, (0, b_earlier_by_ms)):  # A lands first, then B
+            clock.now -= timedelta(milliseconds=back_ms)
+            lifecycle.complete(job, {"ok": True})
+            (event,) = taps[job.id].step()
+            events.append(event)
+        a, b = events
+        scope = a.scope
+        miss = caches.get("acme", scope, "steps-summary")
+        caches.put("acme", scope, "steps-summary", {"sum": 2}, T, expected_generation=miss.generation)
+        for event in (a, b, a, b):
+            invalidator.handle(event)
+            entry = caches.get("acme", scope, "steps-summary")
+            assert entry.hit, (f"B {b_earlier_by_ms} ms before A: the value recomputed after both completions "
+                               f"was invalidated again by {event.job_id == a.job_id and 'A' or 'B'}'s event")

@@ -186,7 +186,7 @@ GRANTS: dict[str, dict[str, set[str]]] = {
                                       "ChangeMessageVisibility"),
         "JobEventsBus" + CACHE_EVENTS: {"events:PutEvents"},
         # Scope caches and completions only (dynamodb_cache.py), never a job's items.
-        "JobsTable where LeadingKeys like SCOPE#*": ddb("UpdateItem", "PutItem"),
+        "JobsTable where LeadingKeys like SCOPE#*": ddb("UpdateItem"),
     },
     "ReconcilerRole": {
         **each(("ReconcilerLogGroup",), LOGS),

@@ -255,10 +255,10 @@ class ModelCacheStore(InMemoryCacheStore):
             raise StoreUnavailableError("the jobs table did not answer")
         return super().invalidate(*args)
 
-    def record_completion(self, *args: Any) -> None:
+    def record_completion(self, *args: Any) -> tuple[str, ...]:
         if self.down:
             raise StoreUnavailableError("the jobs table did not answer")
-        super().record_completion(*args)
+        return super().record_completion(*args)
 
 
 class Context:
