@@ -214,22 +214,27 @@ def test_a_cancel_poll_the_store_does_not_answer_answers_what_is_known_and_is_ma
     assert ctx.cancelled() is True and len(told) == 1
 
 
-def test_a_progress_write_the_store_did_not_answer_is_no_cancel_check(setup):
-    """A write returns the stored job, so one that answered spares the next poll; one the store
-    did not answer (a timeout, a lost connection) returned nothing: `ctx.cancelled()` right after
-    it reads the store, and sees a cancel request made meanwhile."""
+def _context_reading_a_cancel(reporter, clock):
+    """A handler's context whose every store read finds a cancel requested, and the reads it made."""
     from chalicelib.worker.context import JobContext
 
-    reporter, clock, written = setup
-    down, _ = store_down(reporter)
     reads = []
 
     def reload(job_id):
         reads.append(job_id)
         return reporter.job.model_copy(update={"cancel_requested": True})
 
-    ctx = JobContext(reporter, reload=reload, clock=clock, deadline=clock.monotonic() + 60,
-                     cancel_poll_interval_s=2.0)
+    return JobContext(reporter, reload=reload, clock=clock, deadline=clock.monotonic() + 60,
+                      cancel_poll_interval_s=2.0), reads
+
+
+def test_a_progress_write_the_store_did_not_answer_is_no_cancel_check(setup):
+    """A write returns the stored job, so one that answered spares the next poll; one the store
+    did not answer (a timeout, a lost connection) returned nothing: `ctx.cancelled()` right after
+    it reads the store, and sees a cancel request made meanwhile."""
+    reporter, clock, written = setup
+    down, _ = store_down(reporter)
+    ctx, reads = _context_reading_a_cancel(reporter, clock)
     clock.advance(2.0)
     ctx.progress(10, message="ten", force=True)  # not answered: raises nothing, kept
     assert written == [] and reads == []
@@ -239,17 +244,8 @@ def test_a_progress_write_the_store_did_not_answer_is_no_cancel_check(setup):
 def test_a_cancel_request_once_seen_stays_seen_without_another_read(setup):
     """A handler may ask in more than one place (an inner and an outer loop): once
     `ctx.cancelled()` answered True it answers True again, and reads the store no more."""
-    from chalicelib.worker.context import JobContext
-
     reporter, clock, written = setup
-    reads = []
-
-    def reload(job_id):
-        reads.append(job_id)
-        return reporter.job.model_copy(update={"cancel_requested": True})
-
-    ctx = JobContext(reporter, reload=reload, clock=clock, deadline=clock.monotonic() + 60,
-                     cancel_poll_interval_s=2.0)
+    ctx, reads = _context_reading_a_cancel(reporter, clock)
     clock.advance(2.0)
     assert ctx.cancelled() is True and reads == ["j"]
     for _ in range(3):
