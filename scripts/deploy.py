@@ -46,6 +46,7 @@ from scripts.stack_config import (
     check_whole_numbers,
     property_refs,
     reserved_concurrency,
+    run_values,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,11 +205,7 @@ def check_concurrency_room(session: Any, cfn: Any, template: dict[str, Any], par
     plus what the stack's functions reserve now, on an update): else Lambda refuses every
     function's reservation after the upload. No call is made when nothing is reserved. Raises
     StackConfigError, one line naming the ceilings."""
-    declared = template.get("Parameters") or {}
-    values = {k: str(d["Default"]) for k, d in declared.items() if "Default" in d}
-    values.update({str(p["ParameterKey"]): str(p["ParameterValue"]) for p in (existing or {}).get("Parameters", [])
-                   if "ParameterValue" in p and p["ParameterKey"] in declared})
-    values.update(parameters)
+    values = run_values(template.get("Parameters") or {}, parameters, (existing or {}).get("Parameters"))
     reserved = reserved_concurrency(template, values)
     wanted = sum(reserved.values())
     if not wanted:

@@ -614,6 +614,22 @@ def check_settings(template: Mapping[str, Any], parameters: Mapping[str, str]) -
         refuse(name_of[var], parameters[name_of[var]], var, rule)
 
 
+def kept_values(declared: Mapping[str, Any], current: Optional[list[Mapping[str, Any]]]) -> dict[str, str]:
+    """The values a stack keeps (`current`, its DescribeStacks Parameters; None for a new stack)
+    of the parameters `declared`: what an update that does not give them runs with. A NoEcho
+    parameter's reads MASKED."""
+    return {str(p["ParameterKey"]): str(p["ParameterValue"]) for p in current or []
+            if p.get("ParameterKey") in declared and "ParameterValue" in p}
+
+
+def run_values(declared: Mapping[str, Mapping[str, Any]], parameters: Mapping[str, str],
+               current: Optional[list[Mapping[str, Any]]]) -> dict[str, str]:
+    """What a stack will run with: `parameters` as given, every other declared parameter at the
+    value the stack keeps (kept_values) or, when it has none, the template's default."""
+    defaults = {name: str(spec["Default"]) for name, spec in declared.items() if "Default" in spec}
+    return {**defaults, **kept_values(declared, current), **parameters}
+
+
 def check_kept(template: Mapping[str, Any], parameters: Mapping[str, str], current: list[Mapping[str, Any]],
                stack: str) -> None:
     """An update's checks between parameters (check_reconciler_watch, check_settings) made again
@@ -623,9 +639,8 @@ def check_kept(template: Mapping[str, Any], parameters: Mapping[str, str], curre
     CloudFormation does not show, is left out. Raises StackConfigError, one line naming the kept
     values it involves."""
     declared = template.get("Parameters") or {}
-    kept = {str(p["ParameterKey"]): str(p["ParameterValue"]) for p in current
-            if p.get("ParameterKey") in declared and p["ParameterKey"] not in parameters
-            and "ParameterValue" in p and not declared[p["ParameterKey"]].get("NoEcho")}
+    kept = {name: value for name, value in kept_values(declared, current).items()
+            if name not in parameters and not declared[name].get("NoEcho")}
     if not kept:
         return
     try:
@@ -652,12 +667,9 @@ def check_webhook_signing(declared: Mapping[str, Mapping[str, Any]], parameters:
     StackConfigError, one line."""
     if "ErpWebhookUrl" not in declared or "ErpWebhookSecret" not in declared:
         return
-    kept = {str(p["ParameterKey"]): str(p.get("ParameterValue", "")) for p in current or []}
-
-    def value(name: str) -> str:
-        return str(parameters.get(name, kept.get(name, declared[name].get("Default", ""))))
-
-    url, secret = value("ErpWebhookUrl").strip(), value("ErpWebhookSecret")
+    kept = kept_values(declared, current)
+    values = run_values(declared, parameters, current)
+    url, secret = str(values.get("ErpWebhookUrl", "")).strip(), str(values.get("ErpWebhookSecret", ""))
     if not url or (secret == MASKED and "ErpWebhookSecret" not in parameters):
         return
     if len(secret) < SECRET_MIN_CHARS:
