@@ -49,8 +49,9 @@ class ErpBridge:
         """The POST's body and headers. Raises WebhookRefusedError for an event whose `event_id`
         (or `event_type`) no header can carry as it is (a hand-made event's line break, control
         or non-ASCII character): it can never be delivered, so it is parked, not retried."""
-        for field, header, value in (("event_id", EVENT_ID_HEADER, str(detail["event_id"])),
-                                     ("event_type", EVENT_TYPE_HEADER, str(detail.get("event_type", "")))):
+        event_id, event_type = str(detail["event_id"]), str(detail.get("event_type", ""))
+        for field, header, value in (("event_id", EVENT_ID_HEADER, event_id),
+                                     ("event_type", EVENT_TYPE_HEADER, event_type)):
             if value and not _HEADER_VALUE.fullmatch(value):
                 raise WebhookRefusedError(
                     f"event {detail['event_id']!r} cannot be sent to the ERP webhook: its {field} holds characters the "
@@ -61,8 +62,8 @@ class ErpBridge:
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
             SIGNATURE_HEADER: sign(self._secret, body),
-            EVENT_ID_HEADER: str(detail["event_id"]),
-            EVENT_TYPE_HEADER: str(detail.get("event_type", "")),
+            EVENT_ID_HEADER: event_id,
+            EVENT_TYPE_HEADER: event_type,
         }
         return body, headers
 
