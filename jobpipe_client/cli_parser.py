@@ -15,7 +15,7 @@ from jobpipe_client.cli_options import (
     parse_wait_timeout,
 )
 from jobpipe_client.polling import DEFAULT_GIVE_UP_AFTER_S
-from jobpipe_client.terminal_text import shown
+from jobpipe_client.terminal_text import first_of, shown
 
 EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 3
@@ -67,7 +67,7 @@ class _Parser(argparse.ArgumentParser):
             command = getattr(parsed, "command", None)
             if command in ONE_ID_COMMANDS and not any(word.startswith("-") for word in extras):
                 ids = [parsed.id, *extras]
-                named = " ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+                named = first_of(ids, 3, " ")
                 self.exit(EXIT_BAD_INPUT, f"{self.prog} {command}: error: takes one job id, not {len(ids)} "
                                           f"({shown(named)}): run `{self.prog} {command} ID` for each "
                                           f"(see '{self.prog} {command} --help')\n")

@@ -7,6 +7,7 @@ import json
 from typing import Any, Mapping, Optional
 
 from jobpipe_client.polling import is_final
+from jobpipe_client.terminal_text import first_of
 
 
 class JobpipeError(Exception):
@@ -189,10 +190,7 @@ PENDING_IDS_NAMED = 3  # of a wait's unended jobs, in its line: a fan-out may le
 def pending_ids(jobs: dict[str, dict[str, Any]]) -> str:
     """The jobs of a wait that had not ended, in the wait's order (those given, then children),
     the first PENDING_IDS_NAMED by id: `a, b, c and 1997 more`; `jobs` when none is pending."""
-    pending = [i for i, j in jobs.items() if not is_final(j)]
-    named = ", ".join(pending[:PENDING_IDS_NAMED]) or "jobs"
-    more = len(pending) - PENDING_IDS_NAMED
-    return f"{named} and {more} more" if more > 0 else named
+    return first_of([i for i, j in jobs.items() if not is_final(j)], PENDING_IDS_NAMED) or "jobs"
 
 
 class WaitTimeoutError(JobpipeError):

@@ -33,3 +33,10 @@ def shown(text: object) -> str:
     every other control character its escape (`\\x1b`, `\\r`, `\\u202e`); the rest as it was.
     Rich markup in it is not this function's concern: draw it as rich `Text`, never markup."""
     return _UNSAFE.sub(_escaped, str(text))
+
+
+def first_of(items: list[str], most: int, joint: str = ", ") -> str:
+    """The first `most` of `items` joined by `joint`, the rest counted: `a, b, c and 1997 more`
+    (a line that names a few of thousands stays a line)."""
+    more = len(items) - most
+    return joint.join(items[:most]) + (f" and {more} more" if more > 0 else "")
