@@ -123,7 +123,8 @@ Origin = tuple[str, str, Optional[int]]
 class HttpWebhookSender:
     """POSTs with http.client, which follows no redirect: a 3xx is an answer, returned as its
     status (followed, a 301/302/303 would turn the POST into a body-less GET, to any host,
-    whose 2xx would count as delivered). Only a 4xx's body is kept (its start). A URL's
+    whose 2xx would count as delivered). Only a 4xx's body is kept (its start). An answer
+    whose headers http.client refuses is its status line (`_Answer`). A URL's
     `user:password@` is sent as Basic authorization, as curl and browsers send it.
 
     The connection to each host stays open after an answer read to its end (HTTP/1.1
@@ -173,8 +174,11 @@ class HttpWebhookSender:
     def _new(self, origin: Origin) -> http.client.HTTPConnection:
         scheme, host, port = origin
         if scheme == "https":
-            return http.client.HTTPSConnection(host, port, context=self._tls)
-        return http.client.HTTPConnection(host, port)
+            connection = http.client.HTTPSConnection(host, port, context=self._tls)
+        else:
+            connection = http.client.HTTPConnection(host, port)
+        connection.response_class = _Answer
+        return connection
 
     def _take(self, origin: Origin) -> Optional[http.client.HTTPConnection]:
         """The connection kept for `origin`, if it is still open and has not idled too long."""
@@ -249,6 +253,25 @@ class HttpWebhookSender:
         return answer
 
 
+class _Answer(http.client.HTTPResponse):
+    """An answer read as http.client reads it, and by its status line when http.client refuses
+    its headers (more than 100 of them, or a line over 64 KiB): the status line came, so the
+    POST arrived, and counted unanswered it would be sent again on every retry, a duplicate
+    each time to an ERP that keeps every POST. Such an answer is its status line alone: no
+    header (no Retry-After) and no body read, its connection closed after it."""
+
+    def begin(self) -> None:
+        try:
+            super().begin()
+        except http.client.HTTPException:
+            # `version` is set once the status line is read, before the headers are. An interim
+            # answer's unread headers leave nowhere to read the answer after it from.
+            if self.headers is not None or self.version not in (10, 11) or self.status < 200:
+                raise
+            self.headers = self.msg = http.client.HTTPMessage()
+            self.chunked, self.length, self.will_close = False, 0, True
+
+
 class _Following:
     """What http.client's HTTPResponse reads an answer from, as a socket: the reader the
     interim answer before it was read from, with what it has buffered of the next."""
@@ -269,7 +292,7 @@ def _past_interim(response: http.client.HTTPResponse) -> http.client.HTTPRespons
     for _ in range(WEBHOOK_INTERIM_ANSWERS + 1):  # the interim answers, then the final one
         if not 102 <= response.status < 200:  # 101 switches protocols: no POST here asks for it
             return response
-        following = http.client.HTTPResponse(_Following(response.fp), method="POST")  # type: ignore[arg-type]
+        following = _Answer(_Following(response.fp), method="POST")  # type: ignore[arg-type]
         response.fp = None  # the reader is the following answer's now: closing this one would close it
         following.begin()
         response = following

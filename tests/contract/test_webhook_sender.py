@@ -51,6 +51,16 @@ def _loopback() -> tuple[ThreadingHTTPServer, list]:
                     self.send_response_only(103)
                     self.end_headers()
                 self.send_response(202)
+            elif "/crowded" in self.path:  # /crowded/<status>: 150 headers; /crowded/long-line: one of 70,000 bytes
+                if "/hinted/" in self.path:  # an interim answer before it
+                    self.send_response_only(103)
+                    self.end_headers()
+                self.send_response(int(self.path.rsplit("/", 1)[1]) if self.path[-1].isdigit() else 200)
+                if self.path.endswith("/long-line"):
+                    self.send_header("X-Trace", "x" * 70_000)
+                for i in range(150):
+                    self.send_header(f"X-Trace-{i}", str(i))
+                self.send_header("Retry-After", "120")
             elif self.path.endswith("/busy"):
                 self.send_response(429)
                 self.send_header("Retry-After", "120")
@@ -265,3 +275,36 @@ def test_a_login_in_the_url_is_sent_as_basic_authorization_and_nowhere_else():
     assert base64.b64decode(headers["Authorization"].removeprefix("Basic ")).decode() == "erp@acme:päss:w0rd"
     assert headers["Authorization"].startswith("Basic ") and path == "/ok?tenant=acme"
     assert headers["Host"] == f"127.0.0.1:{port}" and "Authorization" not in plain
+
+
+@pytest.mark.parametrize("path, status", [("/crowded/200", 200), ("/crowded/long-line", 200), ("/crowded/503", 503),
+                                          ("/crowded/hinted/200", 200)])
+def test_an_answer_whose_headers_http_client_refuses_is_its_status_line(path, status):
+    """An answer with more than 100 headers (or a header line over 64 KiB) made http.client
+    raise after its status line had come: the POST had arrived, but it counted as no answer and
+    was sent again on every retry, a duplicate each time to an ERP that keeps every POST. Its
+    status line is the answer (its headers unread, its connection not kept), and the next POST
+    on the sender is answered as ever."""
+    server, received = _loopback()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    sender = HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S)
+    try:
+        assert sender.post(f"{base}{path}", b"{}", {}).status == status
+        assert sender.post(f"{base}/ok", b"{}", {}).status == 202
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [path for path, _, _ in received] == [path, "/ok"]
+
+
+def test_a_refusal_whose_headers_http_client_refuses_comes_back_with_its_reason_phrase():
+    server, _ = _loopback()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        answer = HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S).post(
+            f"http://127.0.0.1:{server.server_address[1]}/crowded/422", b"{}", {})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (answer.status, answer.reason, answer.text) == (422, "Unprocessable Entity", "")
