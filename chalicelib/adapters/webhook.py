@@ -241,7 +241,7 @@ class HttpWebhookSender:
                 raise _ClosedUnderUs() from exc
             if cut.is_set() or time.monotonic() >= deadline:
                 raise WebhookDeliveryError.unanswered(limit) from exc
-            raise WebhookDeliveryError(f"webhook unreachable: {exc}") from exc
+            raise _failure(origin, exc) from exc
         finally:
             watchdog.cancel()
             if keep and not cut.is_set():
@@ -251,6 +251,20 @@ class HttpWebhookSender:
         if not headers_whole:  # headers cut short read as if they had ended: not a whole answer
             raise WebhookDeliveryError.unanswered(limit)
         return answer
+
+
+def _failure(origin: Origin, exc: Exception) -> WebhookDeliveryError:
+    """What went wrong with a POST that got no answer, said as the operator fixes it: a TLS
+    certificate that failed verification (expired, for another host, from an authority the
+    bridge does not trust) is the ERP's certificate to fix, not a network to check."""
+    _, host, port = origin
+    where = host if port is None else f"{host}:{port}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        why = exc.verify_message or exc.reason or str(exc)
+        return WebhookDeliveryError(f"the TLS certificate of webhook {where} failed verification: {why}")
+    if isinstance(exc, ssl.SSLError):
+        return WebhookDeliveryError(f"the TLS handshake with webhook {where} failed: {exc}")
+    return WebhookDeliveryError(f"webhook unreachable: {exc}")
 
 
 class _Answer(http.client.HTTPResponse):
