@@ -30,8 +30,8 @@ class InMemoryWebhookSender:
     """Same contract as HttpWebhookSender: records each POST and answers `statuses[url]`
     (200 by default); a URL in `unreachable` raises WebhookDeliveryError like a refused
     connection, one in `answer_after` answers after that many seconds (no answer past the
-    POST's timeout), one in `retry_after` asks for that wait (seconds), and a 4xx answer says
-    `texts[url]` in its body."""
+    POST's timeout), one in `retry_after` asks for that wait (seconds), a 4xx answer says
+    `texts[url]` in its body and a 3xx redirects to `locations[url]`."""
 
     def __init__(self, statuses: Optional[Mapping[str, int]] = None, timeout_s: float = WEBHOOK_TIMEOUT_S) -> None:
         self.statuses: dict[str, int] = dict(statuses or {})
@@ -39,6 +39,7 @@ class InMemoryWebhookSender:
         self.answer_after: dict[str, float] = {}
         self.retry_after: dict[str, float] = {}
         self.texts: dict[str, str] = {}
+        self.locations: dict[str, str] = {}
         self.posts: list[tuple[str, bytes, dict[str, str]]] = []
         self._timeout = timeout_s
 
@@ -53,6 +54,8 @@ class InMemoryWebhookSender:
             raise WebhookDeliveryError.unanswered(limit)
         self.posts.append((url, bytes(body), dict(headers)))
         status = self.statuses.get(url, 200)
+        if 300 <= status < 400:
+            return WebhookAnswer(status, self.retry_after.get(url), location=self.locations.get(url, ""))
         if not 400 <= status < 500:
             return WebhookAnswer(status, self.retry_after.get(url))
         text = self.texts.get(url, "").encode()[:WEBHOOK_ANSWER_TEXT_BYTES].decode("utf-8", errors="replace").strip()

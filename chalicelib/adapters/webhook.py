@@ -20,6 +20,7 @@ from chalicelib.defaults import (
     WEBHOOK_KEEP_BODY_BYTES,
     WEBHOOK_KEEP_IDLE_S,
     WEBHOOK_TIMEOUT_S,
+    WEBHOOK_URL_MAX_CHARS,
 )
 from chalicelib.domain.errors import WebhookDeliveryError
 from chalicelib.ports import WebhookAnswer
@@ -234,6 +235,8 @@ class HttpWebhookSender:
             answer = WebhookAnswer(response.status, retry_after_s(response.getheader("Retry-After")))
             if 400 <= response.status < 500:  # what the receiver said was wrong: kept if refused for good
                 answer = replace(answer, reason=(response.reason or "").strip()[:200], text=_start_of(response))
+            elif 300 <= response.status < 400:  # where the ERP says it is now: for the operator to set
+                answer = replace(answer, location=(response.getheader("Location") or "").strip()[:WEBHOOK_URL_MAX_CHARS])
             # After an interim answer http.client still holds that one as the connection's: not kept.
             keep = headers_whole and response is first and _read_to_end(response)
         except (OSError, http.client.HTTPException, ValueError) as exc:  # ssl.SSLError is an OSError

@@ -96,13 +96,14 @@ class DeliveryLedger(Protocol):
 @dataclass(frozen=True)
 class WebhookAnswer:
     """A webhook's answer: its HTTP status, the wait its Retry-After asked for (seconds; None
-    without one), and for a 4xx the status line's reason phrase and the start of the body
-    (what the receiver said was wrong)."""
+    without one), for a 4xx the status line's reason phrase and the start of the body (what
+    the receiver said was wrong), and for a 3xx where it redirects (its Location, not followed)."""
 
     status: int
     retry_after_s: Optional[float] = None
     reason: str = ""
     text: str = ""
+    location: str = ""
 
 
 class DeadLetterQueue(Protocol):

@@ -75,8 +75,8 @@ class ErpBridge:
         retried; its message names the status, the reason phrase and the start of the answer's
         body. Any other answer, none in time, or less than WEBHOOK_MIN_TIMEOUT_S to wait for one
         (nothing is sent then) raises WebhookDeliveryError so the message is retried (with
-        backoff, then dead-lettered); its details carry the answer's `status` and the
-        `retry_after_s` the ERP asked for."""
+        backoff, then dead-lettered); its details carry the answer's `status`, the
+        `retry_after_s` the ERP asked for and, for a redirect, its `location`."""
         body, headers = self.request_for(detail)
         if within_s is not None and within_s < WEBHOOK_MIN_TIMEOUT_S:
             raise WebhookDeliveryError(
@@ -90,8 +90,11 @@ class ErpBridge:
                 details={"status": answer.status, "reason": answer.reason, "text": answer.text},
             )
         if not 200 <= answer.status < 300:
+            # A redirect names where the ERP moved its webhook: what the operator sets ErpWebhookUrl to.
+            moved = f": a redirect to {answer.location}, not followed" if answer.location else ""
             raise WebhookDeliveryError(
-                f"ERP webhook answered {answer.status} for event {detail['event_id']}",
-                details={"status": answer.status, "retry_after_s": answer.retry_after_s},
+                f"ERP webhook answered {answer.status} for event {detail['event_id']}{moved}",
+                details={"status": answer.status, "retry_after_s": answer.retry_after_s,
+                         **({"location": answer.location} if answer.location else {})},
             )
         return answer.status

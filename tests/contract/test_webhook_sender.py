@@ -121,6 +121,7 @@ def endpoint(request):
                                         "https://erp.example/moved": 302, "https://erp.example/busy": 429},
                                        timeout_s=SENDER_TIMEOUT_S)
         sender.retry_after["https://erp.example/busy"] = 120
+        sender.locations["https://erp.example/moved"] = "http://other.example/hook"
         sender.statuses["https://erp.example/refused"] = 422
         sender.texts["https://erp.example/refused"] = '{"error": "unknown tenant acme"}' + " " * 5000
         for status in (400, 499):
@@ -171,8 +172,10 @@ def test_no_answer_and_a_non_http_url_raise_delivery_errors(endpoint):
 
 
 def test_a_redirect_is_returned_as_its_status_and_not_followed(endpoint):
-    assert endpoint.sender.post(endpoint.ok_url.replace("/ok", "/moved"), b"{}", {}).status == 302
-    assert [path for path, _, _ in endpoint.received()] == ["/moved"]
+    answer = endpoint.sender.post(endpoint.ok_url.replace("/ok", "/moved"), b"{}", {})
+    assert (answer.status, answer.location) == (302, "http://other.example/hook")
+    assert endpoint.sender.post(endpoint.ok_url, b"{}", {}).location == ""
+    assert [path for path, _, _ in endpoint.received()] == ["/moved", "/ok"]
 
 
 def test_an_answer_not_whole_within_the_timeout_is_no_answer(endpoint):

@@ -239,6 +239,24 @@ def test_erp_bridge_tells_a_refusal_for_good_from_a_failure_worth_retrying(statu
         assert raised.value.details["status"] == status
 
 
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_erp_bridge_names_where_a_redirect_it_does_not_follow_points(status):
+    """An ERP that moved its webhook (to https, to a new path) answers every POST with a
+    redirect, never followed: each event is retried for a day, and the operator who reads the
+    failure is told where the ERP now is, to set ErpWebhookUrl to, not only the status."""
+    class Sender:
+        def post(self, url, body, headers, timeout_s=None):
+            return WebhookAnswer(status, location="https://erp.example/v2/hook")
+
+    detail = json.loads(completed().model_dump_json())
+    with pytest.raises(WebhookDeliveryError) as raised:
+        ErpBridge(Sender(), "http://erp.example/hook", "k" * 32).deliver(detail)
+    assert not isinstance(raised.value, WebhookRefusedError)
+    assert raised.value.message == (f"ERP webhook answered {status} for event {detail['event_id']}: "
+                                    "a redirect to https://erp.example/v2/hook, not followed")
+    assert raised.value.details["location"] == "https://erp.example/v2/hook"
+
+
 def test_erp_bridge_body_is_the_detail_as_compact_sorted_ascii_json():
     """What docs/events.md tells receivers they verify: the same detail gives the same bytes
     (and signature) whatever order its keys arrived in from the bus."""
