@@ -148,8 +148,11 @@ class JobContext:
         the store does not answer raises nothing: the report is kept and written later. A
         report made once the cancel is known (a write returned it, `cancelled()` saw it) is not
         taken: it raises at once, kept for no write, as the write that met the request stored
-        nothing."""
+        nothing. A report made once `fail` recorded the attempt's end (a `finally:` block's) is
+        not taken either, and raises nothing: the failed job shows the failure's progress."""
         self._check_writable()
+        if self._failure is not None:  # before the cancel: a clean-up's report sees no request
+            return
         self._raise_if_cancel_known()
         if self._completion is not None:  # its final message will stand beside these details
             _check_final_report(self._completion.message, details)

@@ -48,5 +48,6 @@ def fail_job(ctx: JobContext, code: str, message: str, progress_percent: Optiona
     """Fail the job now with `code` and `message`, without retrying, recording
     `progress_percent` when given (one below the percent reached keeps the percent reached;
     it is never refused). Raises FatalJobError; the job fails with this code and message
-    even if the handler catches it, unless a cancel request already stopped the handler."""
+    even if the handler catches it, unless a cancel request already stopped the handler. A
+    report made after it (in a `finally:` block) is not taken: the job shows the failure's."""
     raise ctx.fail(code, message, progress_percent)

@@ -425,3 +425,62 @@ def test_a_completion_returned_without_complete_job_is_the_result_and_message(st
                 queue, "h.completion_made")
     assert final.status == JobStatus.COMPLETED and final.result == {"rows": 3}
     assert final.progress.message == "three rows"
+
+
+@pytest.mark.parametrize("percent", [75, None], ids=["with_a_percent", "without"])
+@pytest.mark.parametrize("interval_s", [0, 60], ids=["report_written", "report_pending"])
+def test_a_report_after_fail_job_leaves_the_job_showing_the_failures_progress(store, queue, clock, percent, interval_s):
+    """A report made once `fail_job` decided the attempt's end (a `finally:` block's) is not
+    taken: the failed job shows the progress the failure recorded, not the clean-up's."""
+    types = JobTypeRegistry()
+
+    @types.register("h.report_in_finally", Empty, max_attempts=3)
+    def report_in_finally(ctx, payload):
+        try:
+            progress(ctx, 40, "work", "forty done", force=True)
+            fail_job(ctx, "MODEL_ERROR", "the mesh is broken", progress_percent=percent)
+        finally:
+            progress(ctx, 90, "cleanup", "closed the session")
+            start_job(ctx, "never shown")
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=interval_s)
+    lifecycle.submit(tenant="acme", user="ann", type="h.report_in_finally", payload={})
+    (message,) = queue.drain()
+    final = runner.run(message)
+    assert (final.status, final.error.code, final.attempts) == (JobStatus.FAILED, "MODEL_ERROR", 1)
+    shown = (final.progress.percent, final.progress.step, final.progress.message)
+    assert shown == ((75, "failed", "the mesh is broken") if percent else (40, "work", "forty done"))
+
+
+def test_a_report_after_fail_job_with_a_cancel_the_handler_never_saw_leaves_the_failures_error(store, queue, clock):
+    """A report after `fail_job` is not taken, and raises nothing, even once a write returned a
+    cancel request the handler never looked at: the job ends canceled keeping the failure's
+    error (docs/jobs.md), not as if the clean-up's report had seen the request."""
+    from chalicelib.adapters.clocks import ManualClock
+
+    worker_clock = ManualClock(start=100.0)
+    types, raised = JobTypeRegistry(), []
+
+    @types.register("h.report_in_finally_past_a_cancel", Empty, max_attempts=3)
+    def report_in_finally_past_a_cancel(ctx, payload):
+        try:
+            progress(ctx, 40, "work", "forty done")  # inside the claim's window: pending
+            lifecycle.cancel("acme", ctx.job_id)
+            worker_clock.advance(2)  # its write meets the request
+            assert ctx.job.cancel_requested
+            fail_job(ctx, "MODEL_ERROR", "giving up")
+        finally:
+            try:
+                progress(ctx, 90, "cleanup", "closed the session")
+            except Exception as exc:  # noqa: BLE001 - what the test is about
+                raised.append(type(exc).__name__)
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    runner = JobRunner(lifecycle, types, clock=worker_clock, progress_interval_s=2)
+    lifecycle.submit(tenant="acme", user="ann", type="h.report_in_finally_past_a_cancel", payload={})
+    (message,) = queue.drain()
+    final = runner.run(message)
+    assert raised == []
+    assert (final.status, final.error.code) == (JobStatus.CANCELED, "MODEL_ERROR")
+    assert (final.progress.percent, final.progress.message) == (40, "forty done")
