@@ -100,7 +100,10 @@ class AttemptOutcomes:
         def patiently(write: Callable[[], Job]) -> Job:
             return self._patiently(reporter.job, write, ends_by)
 
-        if isinstance(raised, JobCancelledError):
+        if isinstance(raised, JobCancelledError) or ctx.cancel_seen:
+            # The handler saw the cancel request: canceled on request however it stopped (returned
+            # after `if ctx.cancelled()`, caught JobCancelledError, called fail_job), though its
+            # clean-up then ran past the timeout (not a `timeout` of a canceled job).
             return self._cancel(reporter, started, patiently)
         if ctx.failure is not None:
             # fail_job, called before the timeout (its ctx refuses it after): the job fails as the
@@ -113,9 +116,7 @@ class AttemptOutcomes:
                 f"{JobTimeoutError.exceeded(job.timeout_s)} (it went on past its timeout)")
             return self.fail(reporter.job, error_info(timeout), True, started, reporter.settle(), raised=raised,
                              patiently=patiently)
-        # fail_job was called and its error swallowed, or the handler saw the cancel request and
-        # returned (`if ctx.cancelled(): return`, a caught JobCancelledError): not a completion.
-        if raised is not None or ctx.failure is not None or ctx.cancel_seen:
+        if raised is not None:
             return self._end_early(ctx, reporter, raised, started, patiently)
         return self._complete(ctx, reporter, result, started, patiently)
 
@@ -204,10 +205,12 @@ class AttemptOutcomes:
         process ends, before the attempt's lease lapses and its next attempt starts. Its
         batch-mates come back after their short lease; the reconciler ends the attempt
         `worker_lost` if that write did not land. A failure its handler recorded before the
-        timeout (`ctx`'s fail_job) is the job's instead, not retried, as when it returns."""
+        timeout (`ctx`'s fail_job) is the job's instead, not retried, as when it returns; a cancel
+        request its handler saw ends it canceled on request, as when it returns."""
         job = reporter.job
         self._observe("process_ended", job, {"reason": "the handler went on past its timeout",
                                              "over_s": round(over_s, 1)})
+        canceled = ctx is not None and ctx.cancel_seen
         failure = ctx.failure if ctx is not None else None
         retryable = failure is None
         if failure is None:
@@ -220,7 +223,11 @@ class AttemptOutcomes:
         def record() -> None:
             try:
                 # With the report the progress window held: the process ends with its timer.
-                self.fail(job, error, retryable, started, reporter.abandon())
+                if canceled:
+                    final = self._lifecycle.mark_canceled(job, reporter.abandon())
+                    self._observe("canceled", final, {"duration_s": self._clock.monotonic() - started})
+                else:
+                    self.fail(job, error, retryable, started, reporter.abandon())
             except (DeadLetterOwedError, NextAttemptUnsentError):
                 pass  # recorded and observed: the message, back after the process ends, does the rest
             except Exception as exc:  # noqa: BLE001 - the lease ends the attempt instead

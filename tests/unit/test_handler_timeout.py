@@ -675,3 +675,52 @@ def test_an_interrupt_that_comes_while_the_give_up_writes_does_not_stop_the_proc
     monkeypatch.setattr(lifecycle, "fail_attempt", slow_fail_attempt)
     job = run_given_up_on(lifecycle, "t.swallows", worker_clock, interval_s=2, end_process=end_process_here())
     assert job.status == JobStatus.RETRYING and job.error.code == "timeout", (job.status, job.error)
+
+
+@pytest.mark.parametrize("learns", ["poll", "report"])
+def test_a_handler_that_saw_the_cancel_then_ran_past_its_timeout_ends_canceled_on_request(
+        store, queue, clock, learns):
+    """docs/jobs.md: once the handler has seen the cancel request the job ends `canceled` however
+    it stops. Its clean-up then running past the timeout is no `timeout` of a canceled job: the
+    status and the error (job, run record, event) say one thing, canceled on request."""
+    types = JobTypeRegistry()
+
+    @types.register("t.cancel_seen_then_hangs", Empty, timeout_s=1, max_attempts=3)
+    def cancel_seen_then_hangs(ctx, payload):
+        ctx.progress(30, step="rows", force=True)
+        lifecycle.cancel("acme", ctx.job_id)
+        try:
+            if learns == "poll":
+                ctx.check_cancelled(fresh=True)
+            else:
+                ctx.progress(40, step="rows", force=True)
+        finally:
+            time.sleep(3)  # a clean-up that hangs past the timeout
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    lifecycle.submit(tenant="acme", user="ann", type="t.cancel_seen_then_hangs", payload={})
+    job = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(queue.drain()[0])
+    assert (job.status, job.error.code, job.error.message) == \
+        (JobStatus.CANCELED, "canceled", "canceled on request"), (job.status, job.error)
+    (run,) = store.runs(job.id)
+    assert (run.status, run.error.code) == (JobStatus.CANCELED, "canceled")
+    assert queue.drain() == [], "no attempt after it"
+
+
+def test_a_handler_that_saw_the_cancel_then_was_given_up_on_ends_canceled_on_request(
+        store, queue, clock, monkeypatch, end_process_here):
+    """The same when its clean-up swallows every interrupt until the give-up ends its process."""
+    monkeypatch.setattr(timeout, "HANDLER_REINTERRUPT_S", 0.1)
+    worker_clock, types = ManualClock(), JobTypeRegistry()
+
+    @types.register("t.cancel_seen_then_swallows", Empty, timeout_s=1, max_attempts=3)
+    def cancel_seen_then_swallows(ctx, payload):
+        lifecycle.cancel("acme", ctx.job_id)
+        assert ctx.cancelled(fresh=True)
+        swallow_every_interrupt(worker_clock)
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    job = run_given_up_on(lifecycle, "t.cancel_seen_then_swallows", worker_clock, interval_s=2,
+                          end_process=end_process_here())
+    assert (job.status, job.error.code) == (JobStatus.CANCELED, "canceled"), (job.status, job.error)
+    assert [m.attempt for m in queue.drain() if m.job_id == job.id] == [], "no attempt after it"
