@@ -225,12 +225,12 @@ class JobContext:
         with self._spawn_lock:
             return self._spawn_one(type, payload, priority=priority, scope=scope)
 
-    def _raise_if_cancel_known(self) -> None:
-        """JobCancelledError once a cancel request is known (seen, or on the job a write
-        returned), without reading the store."""
+    def _raise_if_cancel_known(self, refused: str = "") -> None:
+        """JobCancelledError (its message ending with `refused`) once a cancel request is known
+        (seen, or on the job a write returned), without reading the store."""
         if self._cancel_seen or self.job.cancel_requested:
             self._cancel_seen = True
-            raise JobCancelledError(f"job {self.job_id} was canceled")
+            raise JobCancelledError(f"job {self.job_id} was canceled{refused}")
 
     def _spawn_one(self, type: str, payload: Any, *, priority: Optional[str], scope: Optional[str]) -> str:
         self._raise_if_cancel_known()
@@ -258,8 +258,10 @@ class JobContext:
         as given, str as UTF-8 text, dict/list as JSON. Small text stays in the job's record,
         the rest goes to S3. Raises InvalidArtifactError, for dict/list data too that is not
         JSON as a result must be (NaN, Infinity, a key that is not text, a datetime, more than
-        MAX_JSON_DEPTH levels)."""
+        MAX_JSON_DEPTH levels). Raises JobCancelledError, storing nothing, once the cancel
+        request is known (as `progress`): a canceled job keeps no output made after it."""
         self._check_writable()
+        self._raise_if_cancel_known(f": artifact {name!r:.140} is not stored")
         if self._store_artifact is None:
             raise InvalidArtifactError("this worker has no artifact store configured")
         if isinstance(data, (dict, list)) and nested_deeper_than(data, MAX_JSON_DEPTH):  # before any walk: a cycle ends here

@@ -237,3 +237,39 @@ def test_a_page_whose_reads_stop_at_its_size_on_a_call_limit_still_reads_the_ite
             break
         cursor = page.cursor
     assert names == [f"row-{n:05d}.txt" for n in range(60)]
+
+
+@pytest.mark.parametrize("learns", ["poll", "report"])
+def test_an_artifact_made_once_the_handler_knows_of_the_cancel_is_refused_and_those_before_kept(
+        store, queue, clock, learns):
+    """A canceled job keeps no result (docs/jobs.md): once the handler knows of the cancel
+    request, even having swallowed it, `ctx.artifact` raises JobCancelledError and stores
+    nothing, as `ctx.progress` and `ctx.spawn` do. Outputs stored before it are the job's."""
+    from chalicelib.domain.errors import JobCancelledError
+
+    registry, refused = JobTypeRegistry(), []
+    artifacts = InMemoryArtifactStore(InMemoryBlobStore(clock), inline_limit=1024, clock=clock, jobs=store)
+
+    @registry.register("t.outputs_past_a_cancel", Empty)
+    def outputs_past_a_cancel(ctx, payload):
+        ctx.artifact("before.txt", "written before the request")
+        lifecycle.cancel("acme", ctx.job_id)
+        try:
+            if learns == "poll":
+                ctx.check_cancelled(fresh=True)
+            else:
+                ctx.progress(50, force=True)
+        except JobCancelledError:
+            pass  # swallowed: the handler goes on
+        try:
+            ctx.artifact("after.txt", "written after it")
+        except JobCancelledError as exc:
+            refused.append(exc.message)
+        return "ok"
+
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+    runner = JobRunner(lifecycle, registry, clock=SystemClock(), progress_interval_s=0, artifacts=artifacts)
+    job, final = run(lifecycle, runner, queue, "t.outputs_past_a_cancel")
+    assert final.status == JobStatus.CANCELED
+    assert [a.name for a in artifacts.list(job.id).artifacts] == ["before.txt"]
+    assert refused == [f"job {job.id} was canceled: artifact 'after.txt' is not stored"]
