@@ -484,3 +484,33 @@ def test_a_report_after_fail_job_with_a_cancel_the_handler_never_saw_leaves_the_
     assert raised == []
     assert (final.status, final.error.code) == (JobStatus.CANCELED, "MODEL_ERROR")
     assert (final.progress.percent, final.progress.message) == (40, "forty done")
+
+
+@pytest.mark.parametrize("then", ["complete_again", "raise", "fail_job"])
+def test_what_a_handler_does_after_complete_job_decides_as_docs_jobs_md_says(store, queue, clock, then):
+    """docs/jobs.md's complete_job row: called again, the last call's result; a handler that
+    raises after it has not returned, so its attempt fails `handler_error`, retried, the result
+    not kept; a fail_job after it fails the job with its code."""
+    types = JobTypeRegistry()
+
+    @types.register("h.after_complete", Empty, max_attempts=3)
+    def after_complete(ctx, payload):
+        complete_job(ctx, {"rows": 1}, "first")
+        if then == "complete_again":
+            complete_job(ctx, {"rows": 2}, "second")
+        elif then == "raise":
+            raise OSError("the connection would not close")
+        else:
+            fail_job(ctx, "E_LATE", "found a fault after all")
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    final = run((lifecycle, JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0)),
+                queue, "h.after_complete")
+    if then == "complete_again":
+        assert (final.status, final.result, final.progress.message) == (JobStatus.COMPLETED, {"rows": 2}, "second")
+    elif then == "raise":
+        assert (final.status, final.error.code, final.result) == (JobStatus.RETRYING, "handler_error", None)
+        (run_,) = store.runs(final.id)
+        assert (run_.status, run_.error.code) == (JobStatus.FAILED, "handler_error")
+    else:
+        assert (final.status, final.error.code, final.result) == (JobStatus.FAILED, "E_LATE", None)
