@@ -176,12 +176,10 @@ class AttemptOutcomes:
 
     def _end_early(self, ctx: JobContext, reporter: ProgressReporter, exc: Optional[BaseException],
                    started: float, patiently: Callable[[Callable[[], Job]], Job]) -> Job:
-        """How an attempt ends when the handler raised `exc`, or returned after fail_job or after
-        it saw a cancel request: canceled once the handler saw a cancel request (the user's
-        word wins); else failed with the first fail_job's code and message; else failed now for
-        a FatalJobError, retried (while attempts remain) for any other exception."""
-        if ctx.cancel_seen:
-            return self._cancel(reporter, started, patiently)
+        """How an attempt ends when the handler raised `exc` or returned after fail_job, with no
+        cancel request seen (`after_handler` ends that one canceled first): failed with the first
+        fail_job's code and message; else failed now for a FatalJobError, retried (while attempts
+        remain) for any other exception."""
         if ctx.failure is not None:
             return self.fail(reporter.job, failure_info(ctx.failure), False, started, reporter.settle(),
                              patiently=patiently)
