@@ -23,31 +23,33 @@ submit or rerun whose job's id it had not yet taken: that line names the job); 1
 terminated (SIGTERM: `timeout`, `kill`), ended as Ctrl-C ends it. Every failure is one line on
 stderr.
 
-This module is the entry point: it parses the command line (cli_parser.py), builds the client,
-runs the command (cli_commands.py) and turns how it failed into that line and its exit code.
+This module runs a command: it parses the command line (cli_parser.py), builds the client, runs
+the command (cli_commands.py) and turns how it failed into that line and its exit code.
+cli_entry.py, the console script's entry point, makes Ctrl-C and SIGTERM its own before it
+imports this, and ends what main does not (its exit code, a reader gone, a stdout that fails).
 """
 from __future__ import annotations
 
 import argparse
 import os
 import shlex
-import signal
 import sys
-from typing import Any, Callable, Mapping, NoReturn, Optional, Sequence, TextIO
+from typing import Any, Callable, Mapping, Optional, Sequence, TextIO
 
 from rich.console import Console
 
+from jobpipe_client import cli_entry
 from jobpipe_client.cli_commands import Commands, say
 from jobpipe_client.cli_options import UsageError
-from jobpipe_client.cli_parser import (
+from jobpipe_client.cli_exits import (
     EXIT_BAD_INPUT,
-    EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
     EXIT_TIMEOUT,
     EXIT_UNAVAILABLE,
-    build_parser,
+    Terminated,
 )
+from jobpipe_client.cli_parser import build_parser
 from jobpipe_client.cli_stdout import StdoutError, stdout_console
 from jobpipe_client.client import JobpipeClient
 from jobpipe_client.inputs import api_url
@@ -63,17 +65,6 @@ from jobpipe_client.errors import (
     WaitTimeoutError,
 )
 from jobpipe_client.progress_view import EXIT_JOB_FAILED
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (`timeout`, `kill`, a CI job canceled), raised where the command stands so it ends
-    as Ctrl-C ends it: the progress display closed and the cursor shown again, a submit's key
-    named. A KeyboardInterrupt, so a submit waiting for its answer turns it into
-    SubmitInterruptedError like Ctrl-C."""
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise Terminated()
 
 
 def client_from(args: argparse.Namespace, environ: Mapping[str, str]) -> JobpipeClient:
@@ -204,30 +195,5 @@ def _naming_unshown_job(message: str, commands: Optional[Commands], args: argpar
     return message
 
 
-def run() -> NoReturn:
-    """The console-script entry point. SIGTERM ends a command as Ctrl-C does (exit 143); stdout
-    that cannot be written is one line and exit 2, a reader gone exit 141, quietly."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    code: Optional[int] = None
-    try:
-        code = main()
-        if sys.stdout is not None:  # None: closed (`>&-`), nothing to flush
-            sys.stdout.flush()  # a reader gone before the last buffered output shows up here
-    except BrokenPipeError:
-        code = EXIT_BROKEN_PIPE
-    except OSError as exc:
-        if code is None:  # not the flush's
-            raise
-        if code == 0:  # a write the command made failed first, and said so
-            say(sys.stderr, f"cannot write stdout: {exc.strerror or exc}")
-            code = EXIT_BAD_INPUT
-    else:
-        sys.exit(code)
-    # What stdout still holds is flushed again on the way out: point it at devnull so that flush
-    # cannot fail too (the Python docs' recipe for SIGPIPE).
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    sys.exit(code)
-
-
-if __name__ == "__main__":
-    run()
+# Console scripts installed before the entry point moved to cli_entry.py name this one.
+run = cli_entry.run

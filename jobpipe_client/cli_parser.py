@@ -6,6 +6,14 @@ import argparse
 from importlib import metadata
 from typing import Any, NoReturn, Optional
 
+from jobpipe_client.cli_exits import (
+    EXIT_BAD_INPUT,
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_TIMEOUT,
+    EXIT_UNAVAILABLE,
+)
 from jobpipe_client.cli_options import (
     parse_delay,
     parse_limit,
@@ -17,12 +25,6 @@ from jobpipe_client.cli_options import (
 from jobpipe_client.polling import DEFAULT_GIVE_UP_AFTER_S
 from jobpipe_client.terminal_text import first_of, shown
 
-EXIT_BAD_INPUT = 2
-EXIT_UNAVAILABLE = 3
-EXIT_TIMEOUT = 4
-EXIT_INTERRUPTED = 130
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a command whose reader went away
-EXIT_TERMINATED = 143  # 128 + SIGTERM: what a shell reports for a command that SIGTERM ended
 STATUSES = ("queued", "running", "retrying", "completed", "failed", "canceled")
 EXIT_CODES = f"""exit codes:
   0    done: every watched job, and every child it spawned, completed (with --no-children: the
