@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any, Callable, NoReturn, Optional
-
-import requests
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional
 
 from jobpipe_client.errors import JobpipeAnswerError, JobpipeClientError
+
+if TYPE_CHECKING:  # answers are requests' Responses; the CLI's parser, which reads numbers here, loads no requests
+    import requests
 
 THROTTLED = 429
 QUOTED_BODY_CHARS = 200  # of an error body that is not the API's (a gateway's HTML page, say)

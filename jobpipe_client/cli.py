@@ -34,24 +34,21 @@ import argparse
 import os
 import shlex
 import sys
-from typing import Any, Callable, Mapping, Optional, Sequence, TextIO
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, TextIO
 
 from jobpipe_client import cli_entry
-from jobpipe_client.cli_commands import Commands, say
 from jobpipe_client.cli_options import UsageError
 from jobpipe_client.cli_exits import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
+    EXIT_JOB_FAILED,
     EXIT_TERMINATED,
     EXIT_TIMEOUT,
     EXIT_UNAVAILABLE,
+    StdoutError,
     Terminated,
 )
 from jobpipe_client.cli_parser import build_parser
-from jobpipe_client.cli_stdout import StdoutError, stdout_console
-from jobpipe_client.client import JobpipeClient
 from jobpipe_client.inputs import api_url
 from jobpipe_client.errors import (
     describe_details,
@@ -64,7 +61,14 @@ from jobpipe_client.errors import (
     SubmitOutcomeUnknownError,
     WaitTimeoutError,
 )
-from jobpipe_client.progress_view import EXIT_JOB_FAILED
+
+# The client (requests), the commands and rich are imported once the command line is read:
+# `--help`, `--version` and a usage error need none of them (a tenth of the time without).
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from jobpipe_client.cli_commands import Commands
+    from jobpipe_client.client import JobpipeClient
 
 
 def client_from(args: argparse.Namespace, environ: Mapping[str, str]) -> JobpipeClient:
@@ -93,6 +97,8 @@ def client_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Jobpipe
             api_url(value)
         except ValueError as exc:
             raise UsageError(f"{source}: {exc}") from None
+    from jobpipe_client.client import JobpipeClient
+
     try:
         return JobpipeClient(url, token.strip(), fallbacks, timeout=getattr(args, "request_timeout", 10.0))
     except ValueError as exc:
@@ -144,6 +150,9 @@ def main(
     stdout's console (by default `stdout_console()`: a terminal only when stdout is one)."""
     err = err or sys.stderr
     args = build_parser().parse_args(argv)
+    from jobpipe_client.cli_commands import Commands, say
+    from jobpipe_client.cli_stdout import stdout_console
+
     commands: Optional[Commands] = None
     try:
         client = make_client(args, os.environ if environ is None else environ)

@@ -1,7 +1,10 @@
-"""How a `jobpipe` command ends: its exit codes, and Terminated (SIGTERM). Nothing imported:
-cli_entry.py reads these before anything else of the CLI is loaded."""
+"""How a `jobpipe` command ends: its exit codes, Terminated (SIGTERM) and StdoutError. Nothing
+imported: cli_entry.py reads these before anything else of the CLI is loaded, and cli.py tells
+a command's endings apart before it loads the client and rich."""
 from __future__ import annotations
 
+EXIT_OK = 0
+EXIT_JOB_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 3
 EXIT_TIMEOUT = 4
@@ -15,3 +18,8 @@ class Terminated(KeyboardInterrupt):
     as Ctrl-C ends it: the progress display closed and the cursor shown again, a submit's key
     named. A KeyboardInterrupt, so a submit waiting for its answer turns it into
     SubmitInterruptedError like Ctrl-C."""
+
+
+class StdoutError(Exception):
+    """stdout cannot take what is written to it: `cannot write stdout: <why>`. Not a reader
+    that went away: that stays BrokenPipeError (the command ends quietly, 141)."""

@@ -29,14 +29,11 @@ from typing import Any, Callable, Optional, TextIO, TypeVar
 
 from rich.console import Console
 
+from jobpipe_client.cli_exits import StdoutError
+
 __all__ = ["GuardedStdout", "StdoutConsole", "StdoutError", "is_a_terminal", "stdout_console"]
 
 T = TypeVar("T")
-
-
-class StdoutError(Exception):
-    """stdout cannot take what is written to it: `cannot write stdout: <why>`. Not a reader
-    that went away: that stays BrokenPipeError (the command ends quietly, 141)."""
 
 
 def _written(write: Callable[[], T]) -> T:

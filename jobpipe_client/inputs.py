@@ -10,9 +10,6 @@ from datetime import datetime
 from typing import Any, Mapping, Optional
 from urllib.parse import urlsplit, urlunsplit
 
-import requests
-from requests.models import PreparedRequest
-
 from jobpipe_client.answers import is_finite_number, is_number
 from jobpipe_client.errors import ClientRefusalError, JobpipeInputError
 
@@ -175,8 +172,10 @@ def _host_problem(host: str, url: str) -> Optional[str]:
         host.encode("idna")  # what the socket layer does before it connects
     except UnicodeError:
         return "a label of its host is empty or longer than 63 characters"
+    import requests  # here: the CLI's parser reads this module, and `jobpipe --help` needs no requests
+
     try:
-        PreparedRequest().prepare_url(url, None)
+        requests.PreparedRequest().prepare_url(url, None)
     except requests.RequestException as exc:
         return " ".join(str(exc).split())
     return None

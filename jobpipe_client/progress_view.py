@@ -16,6 +16,7 @@ from rich.progress import BarColumn, Progress, ProgressBar, ProgressColumn, Task
 from rich.table import Table
 from rich.text import Text
 
+from jobpipe_client.cli_exits import EXIT_JOB_FAILED, EXIT_OK
 from jobpipe_client.cli_stdout import stdout_console
 from jobpipe_client.polling import Outage
 from jobpipe_client.terminal_text import shown
@@ -29,9 +30,6 @@ STATUS_STYLES = {
     "canceled": "magenta",
     "not_found": "red",
 }
-
-EXIT_OK = 0
-EXIT_JOB_FAILED = 1
 
 
 def exit_code(jobs: dict[str, dict[str, Any]]) -> int:

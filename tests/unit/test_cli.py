@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 
 from jobpipe_client import Backoff, JobpipeClient
-from jobpipe_client import cli as cli_module
+from jobpipe_client import cli_exits
 from jobpipe_client.cli import build_parser, client_from, main, UsageError
 from jobpipe_client.cli_options import parse_payload
 from tests.support.fake_api import FakeApi
@@ -726,7 +726,7 @@ def test_help_lists_every_exit_code_and_what_each_submit_option_does(capsys):
                           (143, "terminated")]:
         assert re.search(rf"\b{code} [^0-9]*{re.escape(meaning)}", text), (code, text)
     # every code the CLI exits with is listed: 143 (SIGTERM) was left out of the help
-    codes = {v for k, v in vars(cli_module).items() if k.startswith("EXIT_") and isinstance(v, int)}
+    codes = {v for k, v in vars(cli_exits).items() if k.startswith("EXIT_") and isinstance(v, int)}
     assert codes and all(re.search(rf"(^| ){code} ", text) for code in codes), (codes, text)
     text = " ".join(exited(capsys, lambda: build_parser().parse_args(["submit", "--help"])).out.split())
     for option, says in [("--priority", "job type's"), ("--scope", "cache"), ("--idempotency-key", "same key")]:

@@ -71,3 +71,43 @@ def test_a_signal_while_the_cli_imports_ends_it_in_one_line_never_a_traceback(sl
     (requests) and rich, printed a traceback ending in KeyboardInterrupt, and SIGTERM then killed
     it without a word: the handlers came after those imports. A later Ctrl-C was already one line."""
     assert signaled_while_importing(slow, ["status", "j-1"], signum, tmp_path) == (code, f"jobpipe: {line}\n")
+
+
+# Runs the console script's target, then names on stderr the modules loaded by its end.
+MODULES_LOADED = """
+import atexit, sys
+atexit.register(lambda: print("loaded:", " ".join(sorted(sys.modules)), file=sys.stderr))
+sys.argv = ["jobpipe", *{argv!r}]
+from {module} import {function}
+sys.exit({function}())
+"""
+
+
+def modules_loaded(argv):
+    """(exit code, the modules `jobpipe ARGV` loaded) over an API URL nothing answers at."""
+    module, function = console_script()
+    env = {**os.environ, "JOBPIPE_API_URL": "http://127.0.0.1:9", "JOBPIPE_TOKEN": "tok"}
+    process = subprocess.run([sys.executable, "-c", MODULES_LOADED.format(argv=argv, module=module, function=function)],
+                             cwd=ROOT, env=env, capture_output=True, timeout=120)
+    said = process.stderr.decode()
+    return process.returncode, set(said.rpartition("loaded: ")[2].split())
+
+
+@pytest.mark.parametrize("argv, code", [(["--help"], 0), (["watch", "--help"], 0), (["--version"], 0),
+                                        (["status"], 2), (["list", "--limit", "0"], 2)],
+                         ids=["help", "command-help", "version", "missing-id", "bad-flag"])
+def test_help_version_and_usage_errors_load_neither_requests_nor_rich(argv, code):
+    """`jobpipe --help` or a mistyped flag took as long as a command (0.2 s, 0.03 of it Python's
+    own start): the package loaded the client (requests) and rich, and the parser importlib's
+    metadata, before the command line was read."""
+    exited, loaded = modules_loaded(argv)
+    assert exited == code
+    assert not {name for name in loaded if name.partition(".")[0] in ("requests", "urllib3", "rich")}
+    assert "importlib.metadata" in loaded if argv == ["--version"] else "importlib.metadata" not in loaded
+
+
+def test_a_command_loads_what_it_runs_with():
+    """The other side of the lazy imports: a command still gets its client and its console."""
+    exited, loaded = modules_loaded(["status", "j-1"])
+    assert exited == 3  # no answer at the URL
+    assert {"requests", "rich.console", "jobpipe_client.client", "jobpipe_client.cli_commands"} <= loaded
