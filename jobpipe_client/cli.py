@@ -149,7 +149,11 @@ def main(
     """Run one command; returns the exit code. Every failure is one line on `err`. `out` is
     stdout's console (by default `stdout_console()`: a terminal only when stdout is one)."""
     err = err or sys.stderr
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except StdoutError as exc:  # --help or --version into a stdout that cannot take it
+        print(f"jobpipe: {exc}", file=err)
+        return EXIT_BAD_INPUT
     from jobpipe_client.cli_commands import Commands, say
     from jobpipe_client.cli_stdout import stdout_console
 

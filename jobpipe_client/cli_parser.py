@@ -3,7 +3,8 @@ the exit codes the help lists (cli.py runs the command the parser returns)."""
 from __future__ import annotations
 
 import argparse
-from typing import Any, NoReturn, Optional
+import sys
+from typing import Any, NoReturn, Optional, TextIO
 
 from jobpipe_client.cli_exits import (
     EXIT_BAD_INPUT,
@@ -12,6 +13,7 @@ from jobpipe_client.cli_exits import (
     EXIT_TERMINATED,
     EXIT_TIMEOUT,
     EXIT_UNAVAILABLE,
+    StdoutError,
 )
 from jobpipe_client.cli_options import (
     parse_delay,
@@ -75,9 +77,30 @@ class _Parser(argparse.ArgumentParser):
             self.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed
 
+    def print_help(self, file: Optional[TextIO] = None) -> None:
+        """argparse's, but written as a command's output is (argparse drops a failure to write it
+        and exits 0): see `_write_out`."""
+        _write_out(self.format_help(), file)
+
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}{_payload_hint(message)} "
                                   f"(see '{self.prog} --help')\n")
+
+
+def _write_out(text: str, file: Optional[TextIO] = None) -> None:
+    """`text` on `file` (stdout by default), flushed: a stdout that cannot take it (a full disk,
+    closed) is StdoutError, whose message is the CLI's line (exit 2); a reader gone stays
+    BrokenPipeError (141, quietly)."""
+    stream = sys.stdout if file is None else file
+    if stream is None:  # closed (`>&-`): Python has no sys.stdout
+        raise StdoutError("cannot write stdout: it is closed")
+    try:
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise StdoutError(f"cannot write stdout: {exc.strerror or exc}") from exc
 
 
 def _payload_hint(message: str) -> str:
@@ -199,7 +222,7 @@ class _Version(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: Optional[str] = None) -> NoReturn:
-        print(f"jobpipe {_version()}")
+        _write_out(f"jobpipe {_version()}\n")
         parser.exit()
 
 

@@ -111,3 +111,37 @@ def test_a_command_loads_what_it_runs_with():
     exited, loaded = modules_loaded(["status", "j-1"])
     assert exited == 3  # no answer at the URL
     assert {"requests", "rich.console", "jobpipe_client.client", "jobpipe_client.cli_commands"} <= loaded
+
+
+def help_into(stdout, argv, unbuffered):
+    """(exit code, stderr) of the console script's `jobpipe ARGV` with `stdout` as its fd 1 (None:
+    closed), its stdout unbuffered (PYTHONUNBUFFERED=1, as many container images set) or not."""
+    module, function = console_script()
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    env.update({"PYTHONUNBUFFERED": "1"} if unbuffered else {})
+    script = f"import sys; sys.argv = ['jobpipe', *{argv!r}]; from {module} import {function}; {function}()"
+    process = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, stdout=stdout, stderr=subprocess.PIPE,
+                             preexec_fn=(lambda: os.close(1)) if stdout is None else None, timeout=120)
+    return process.returncode, process.stderr.decode()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full to stand for a full disk")
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+@pytest.mark.parametrize("argv", [["--help"], ["watch", "--help"], ["--version"]], ids=["help", "command-help", "version"])
+def test_help_or_version_into_a_stdout_that_cannot_take_it_is_one_line_and_exit_2(argv, unbuffered):
+    """`jobpipe --help > /dev/full` exited 0 without a word (argparse drops the write's error) or,
+    its output buffered, 120 after 'Exception ignored ... OSError'; as any command's output, it
+    is one line and exit 2. So is a closed stdout, where argparse sent the help to stderr."""
+    with open("/dev/full", "wb") as full:
+        assert help_into(full, argv, unbuffered) == (2, "jobpipe: cannot write stdout: No space left on device\n")
+    assert help_into(None, argv, unbuffered) == (2, "jobpipe: cannot write stdout: it is closed\n")
+
+
+def test_help_into_a_reader_gone_ends_quietly_as_141():
+    """`jobpipe --help | head -0` ends as a command whose reader went away does."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        assert help_into(writer, ["--help"], unbuffered=False) == (141, "")
+    finally:
+        os.close(writer)
