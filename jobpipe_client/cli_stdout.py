@@ -104,10 +104,19 @@ class GuardedStdoutBytes:
         self._buffer = buffer
 
     def write(self, data: bytes) -> int:
+        """Writes all of `data` and returns its length. With stdout unbuffered (PYTHONUNBUFFERED=1,
+        `python -u`) the buffer is the raw file, whose write may take part of the bytes (a reader
+        gone mid-write, a pipe that is non-blocking): the rest is written after them."""
         buffer = self._buffer
         if buffer is None:
             raise _closed()
-        return _written(lambda: buffer.write(data))
+        left = memoryview(data).cast("B")
+        while left:
+            taken = _written(lambda: buffer.write(left))
+            if taken is None:  # a non-blocking stdout with no room: as a buffered one says it
+                raise StdoutError(f"cannot write stdout: {os.strerror(errno.EAGAIN)}")
+            left = left[taken:]
+        return len(data)
 
     def flush(self) -> None:
         if self._buffer is not None:

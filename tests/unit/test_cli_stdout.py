@@ -11,7 +11,7 @@ import pytest
 
 from jobpipe_client import JobpipeClient
 from jobpipe_client.cli import client_from, main
-from jobpipe_client.cli_stdout import is_a_terminal, stdout_console
+from jobpipe_client.cli_stdout import GuardedStdoutBytes, StdoutError, is_a_terminal, stdout_console
 from tests.support.fake_api import FakeApi
 from tests.support.fake_http import FakeSession
 from tests.unit.test_cli import ENV, ROOT, URL, Run
@@ -185,6 +185,63 @@ def test_a_reader_gone_before_the_first_line_ends_the_command_quietly_as_141(arg
             f"jobpipe: stdout was closed before the job's id was written on it{SUBMITTED}\n", err), err
     else:
         assert (code, err) == (141, "")
+
+
+BIG_ARTIFACT = """
+import functools, sys
+from jobpipe_client import JobpipeClient, cli
+from jobpipe_client.cli_entry import run
+from tests.support.fake_api import FakeApi
+from tests.support.fake_http import FakeSession
+
+api = FakeApi()
+api.jobs["j1"] = {**api.add("completed"), "id": "j1"}
+api.add_artifact("j1", "big.bin", bytes(1024 * 1024), "application/octet-stream")
+session = FakeSession({"http://api.test": api})
+cli.main = functools.partial(cli.main, make_client=lambda *_: JobpipeClient("http://api.test", "tok", session=session))
+sys.argv = ["jobpipe", "artifact", "j1", "big.bin"]
+run()
+"""
+
+
+def test_an_unbuffered_artifact_whose_reader_goes_away_mid_write_ends_as_141():
+    """`jobpipe artifact J big.bin | head -c 10` with PYTHONUNBUFFERED=1 (many container images
+    set it) exited 0, "it was written": stdout's buffer is then the raw file, whose write took
+    the part the pipe held and returned its count, which was dropped, so the rest was never
+    tried and the reader's leaving never seen. Buffered, it ended 141, as the help says."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, "-c", BIG_ARTIFACT], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    assert process.stdout.read(10) == bytes(10)  # the first piece is in the pipe: the write is under way
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    assert (process.wait(timeout=120), err) == (141, "")
+
+
+class TakesAFew(io.RawIOBase):
+    """A raw stdout that takes at most 3 bytes a write, or none (None: non-blocking and full)."""
+
+    def __init__(self, full=False):
+        self.taken, self.full = bytearray(), full
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        if self.full:
+            return None
+        self.taken += bytes(data[:3])
+        return min(len(data), 3)
+
+
+def test_bytes_stdout_takes_in_part_are_written_whole_or_refused_in_one_line():
+    """With stdout unbuffered, a write that took part of an artifact's piece lost the rest, and
+    one that took none (a non-blocking pipe with no room) lost it all, the command exiting 0."""
+    raw = TakesAFew()
+    stdout = GuardedStdoutBytes(raw)
+    assert stdout.write(b"0123456789") == 10 and bytes(raw.taken) == b"0123456789"
+    with pytest.raises(StdoutError, match="^cannot write stdout: Resource temporarily unavailable$"):
+        GuardedStdoutBytes(TakesAFew(full=True)).write(b"0123456789")
 
 
 # -- stdout that cannot be written -------------------------------------------------------------------
