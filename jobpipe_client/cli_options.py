@@ -28,10 +28,12 @@ def parse_payload(text: str) -> dict[str, Any]:
         raise UsageError("--payload: '@' names no file: give @FILE, or @- to read standard input")
     if text.startswith("@"):
         source = "standard input" if text == "@-" else f"payload file {text[1:]!r}"
+        if text == "@-" and sys.stdin is None:  # closed (`<&-`): Python has no sys.stdin
+            raise UsageError("--payload @-: standard input is closed; give the payload on it, or as @FILE")
         try:
             data = sys.stdin.buffer.read() if text == "@-" else Path(text[1:]).read_bytes()
         except OSError as exc:
-            raise UsageError(f"cannot read payload file {text[1:]!r}: {exc.strerror}") from None
+            raise UsageError(f"cannot read {source}: {exc.strerror}") from None
         # Windows editors save UTF-8 with a byte order mark, which json.loads refuses.
         bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
         try:

@@ -776,6 +776,28 @@ def test_a_payload_of_at_dash_is_read_from_standard_input(monkeypatch):
         "jobpipe: --payload: standard input is empty; give a JSON object, e.g. '{\"steps\": 10}'"]
 
 
+def test_a_payload_of_at_dash_with_standard_input_closed_or_unreadable_is_one_line(monkeypatch):
+    """`jobpipe submit demo.steps --payload @- <&-` (a job runner that closes stdin) ended in a
+    traceback (AttributeError: Python has no sys.stdin then); stdin that could not be read was
+    named "payload file '-'"."""
+    monkeypatch.setattr(sys, "stdin", None)
+    api = FakeApi()
+    result = run_cli(["submit", "demo.steps", "--payload", "@-"], api)
+    assert (result.code, result.err_lines, api.requests) == (
+        2, ["jobpipe: --payload @-: standard input is closed; give the payload on it, or as @FILE"], [])
+
+    class Unreadable(io.RawIOBase):
+        def readable(self):
+            return True
+
+        def readinto(self, buffer):
+            raise IsADirectoryError(21, "Is a directory")
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(Unreadable())))
+    result = run_cli(["submit", "demo.steps", "--payload", "@-"], api)
+    assert (result.code, result.err_lines) == (2, ["jobpipe: cannot read standard input: Is a directory"])
+
+
 def test_an_empty_payload_file_is_said_to_be_empty(tmp_path):
     (tmp_path / "p.json").write_bytes(codecs.BOM_UTF8 + b" \n")
     api = FakeApi()
