@@ -152,7 +152,8 @@ def main(
     try:
         args = build_parser().parse_args(argv)
     except StdoutError as exc:  # --help or --version into a stdout that cannot take it
-        print(f"jobpipe: {exc}", file=err)
+        if err is not None:  # None: stderr closed, and print would write on stdout
+            print(f"jobpipe: {exc}", file=err)
         return EXIT_BAD_INPUT
     from jobpipe_client.cli_commands import Commands, say
     from jobpipe_client.cli_stdout import stdout_console

@@ -228,5 +228,7 @@ class Commands:
 
 def say(err: TextIO, message: str) -> None:
     """`jobpipe: message` on `err` in one line, whatever line breaks or other control
-    characters (escaped) the message (often the server's text) holds."""
-    print(f"jobpipe: {' '.join(shown(message).split())}", file=err)
+    characters (escaped) the message (often the server's text) holds. Nothing when stderr is
+    closed (`2>&-`: `err` is None), where print would write the line on stdout, into the data."""
+    if err is not None:
+        print(f"jobpipe: {' '.join(shown(message).split())}", file=err)

@@ -52,8 +52,10 @@ def run() -> NoReturn:
 
 
 def _say(message: str) -> None:
-    """`jobpipe: message` on stderr (cli_commands.say, for a message of the CLI's own words)."""
-    print(f"jobpipe: {message}", file=sys.stderr)
+    """`jobpipe: message` on stderr (cli_commands.say, for a message of the CLI's own words);
+    nothing when stderr is closed (None), where print would write on stdout."""
+    if sys.stderr is not None:
+        print(f"jobpipe: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

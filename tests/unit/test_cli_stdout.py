@@ -2,6 +2,7 @@
 one a test hands it: a file or a pipe is never taken for a terminal, whatever the environment
 says. No sockets: the API is the in-memory one; stdout is a real file descriptor."""
 import io
+import json
 import os
 import re
 import subprocess
@@ -136,12 +137,7 @@ def test_the_apis_text_on_a_terminal_is_its_own_characters_never_emoji(monkeypat
 
 # -- stdout's reader gone --------------------------------------------------------------------------
 
-def run_console_script(argv, stdout):
-    """`jobpipe ARGV` as the console script runs it (cli.run: its own stdout console, its exit
-    code), in a child process over the in-memory API holding jobs `j1`, completed, with an
-    artifact `data.csv`, and `q1`, queued, with `stdout` as its fd 1 (None: closed). (exit
-    code, stderr)."""
-    script = f"""
+RUN_OVER_FAKE_API = """
 import functools, sys
 from jobpipe_client import JobpipeClient, cli
 from tests.support.fake_api import FakeApi
@@ -157,6 +153,14 @@ cli.main = functools.partial(cli.main, make_client=lambda *_: JobpipeClient("htt
 sys.argv = ["jobpipe", *{argv!r}]
 cli.run()
 """
+
+
+def run_console_script(argv, stdout):
+    """`jobpipe ARGV` as the console script runs it (cli.run: its own stdout console, its exit
+    code), in a child process over the in-memory API holding jobs `j1`, completed, with an
+    artifact `data.csv`, and `q1`, queued, with `stdout` as its fd 1 (None: closed). (exit
+    code, stderr)."""
+    script = RUN_OVER_FAKE_API.format(argv=argv)
     close_stdout = (lambda: os.close(1)) if stdout is None else None
     process = subprocess.run([sys.executable, "-c", script], cwd=ROOT, stdout=stdout, stderr=subprocess.PIPE,
                              preexec_fn=close_stdout, timeout=120)
@@ -266,6 +270,24 @@ def test_a_closed_stdout_is_one_line_and_exit_2_and_a_submit_names_its_job(argv)
     code, err = run_console_script(argv, None)
     ending = SUBMITTED if argv is SUBMIT else ""
     assert code == 2 and re.fullmatch(f"jobpipe: cannot write stdout: it is closed{ending}\n", err), err
+
+
+def run_with_stderr_closed(argv):
+    """(exit code, stdout) of the console script's `jobpipe ARGV` with fd 2 closed (`2>&-`)."""
+    script = RUN_OVER_FAKE_API.format(argv=argv)
+    process = subprocess.run([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
+                             preexec_fn=lambda: os.close(2), timeout=120)
+    return process.returncode, process.stdout.decode()
+
+
+def test_with_stderr_closed_the_failure_line_never_lands_in_stdouts_data():
+    """`jobpipe status j1 nope --json 2>&- | jq .` failed in jq: with stderr closed Python has no
+    sys.stderr, and print(file=None) wrote `jobpipe: job nope not found` on stdout, after the
+    JSON. With nowhere to say it, the exit code says it."""
+    code, out = run_with_stderr_closed(["status", "j1", "nope", "--json"])
+    assert code == 2 and [job["id"] for job in json.loads(out)] == ["j1"]
+    assert run_with_stderr_closed(["status", "nope"]) == (2, "")  # the not-found line, not on stdout
+    assert run_with_stderr_closed(["status"]) == (2, "")  # argparse's own refusal
 
 
 # -- characters stdout cannot encode --------------------------------------------------------------
