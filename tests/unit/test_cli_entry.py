@@ -65,7 +65,7 @@ def signaled_while_importing(slow, argv, signum, tmp_path):
 
 @pytest.mark.parametrize("signum, code, line", [(signal.SIGINT, 130, "interrupted"),
                                                 (signal.SIGTERM, 143, "terminated")], ids=["ctrl-c", "sigterm"])
-@pytest.mark.parametrize("slow", ["requests", "rich.console"])
+@pytest.mark.parametrize("slow", ["jobpipe_client.cli_parser", "requests", "rich.console"])
 def test_a_signal_while_the_cli_imports_ends_it_in_one_line_never_a_traceback(slow, signum, code, line, tmp_path):
     """Ctrl-C in `jobpipe status ID`'s first half second, while the package imported the client
     (requests) and rich, printed a traceback ending in KeyboardInterrupt, and SIGTERM then killed
