@@ -211,3 +211,7 @@ def _naming_unshown_job(message: str, commands: Optional[Commands], args: argpar
 
 # Console scripts installed before the entry point moved to cli_entry.py name this one.
 run = cli_entry.run
+
+
+if __name__ == "__main__":  # `python -m jobpipe_client.cli`
+    run()

@@ -145,3 +145,13 @@ def test_help_into_a_reader_gone_ends_quietly_as_141():
         assert help_into(writer, ["--help"], unbuffered=False) == (141, "")
     finally:
         os.close(writer)
+
+
+@pytest.mark.parametrize("module", ["jobpipe_client.cli", "jobpipe_client.cli_entry"])
+def test_python_dash_m_runs_the_cli(module):
+    """`python -m jobpipe_client.cli` ran the CLI before its start moved to cli_entry.py; it still
+    does, as `python -m jobpipe_client.cli_entry` does."""
+    env = {**os.environ, "JOBPIPE_API_URL": "http://127.0.0.1:9", "JOBPIPE_TOKEN": "tok"}
+    process = subprocess.run([sys.executable, "-m", module, "status", "j-1"], cwd=ROOT, env=env,
+                             capture_output=True, timeout=120)
+    assert process.returncode == 3 and process.stderr.decode().startswith("jobpipe: the jobpipe API could not be reached")
