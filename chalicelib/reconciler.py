@@ -19,7 +19,9 @@ Each pass, in this order:
    only their oldest letters), unless its queue still holds a line its messages may be
    waiting in (`backlogged`: looked at again in an hour, for at most the queue's retention);
    a failed job still owing its dead letter OWED_LETTER_WAIT_S after it failed (the attempt's
-   message, which parks it, never came back) has it parked (`owed_letter_parked`).
+   message, which parks it, never came back) has it parked (`owed_letter_parked`) by the pass
+   whose conditional write took the job first, before the send (a pass that ends between the
+   two leaves it owed, due again RECONCILE_RETRY_S later).
 3. failed stream batches: a batch of the jobs table's stream that the change-stream function
    gave up on is read back from the stream and counted and published again, so its status
    events still reach subscribers and its changes are still counted (events/replay.py); a

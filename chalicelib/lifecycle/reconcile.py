@@ -67,7 +67,9 @@ class Reconciliation(Attempts):
         `worker_lost` and retried or failed by the usual rules (SendAfterOutcomeError when the
         write landed but the letter or the next attempt's message did not go). A failed job still owing its
         dead letter OWED_LETTER_WAIT_S after it failed (the attempt's message, which parks it,
-        never came back: purged, deleted) has it parked. Raises StaleJobError when the
+        never came back: purged, deleted) has it parked, once: taken first by a write that one
+        of two overlapping passes wins (due again RECONCILE_RETRY_S on, should the send not
+        follow), the other doing nothing. Raises StaleJobError when the
         job changed meanwhile, QueueUnavailableError when the message could not be sent (the
         job stays due)."""
         now = self.clock()
@@ -80,9 +82,15 @@ class Reconciliation(Attempts):
             # The letter goes before its mark is cleared: decided on the record, not on the due
             # page's eventually consistent read, which may predate the message parking it.
             record = self.store.get(job.id, fetch=(), mark_gone=False)
-            if record is None or record.dead_letter_owed is None:
+            if record is None or record.dead_letter_owed is None or record.due_at is None \
+                    or parse_time(record.due_at) > now:  # parked, or taken by an overlapping pass
                 return ReconcileOutcome.SKIPPED
-            self.park_owed_letter(record)  # raises QueueUnavailableError: put back, tried again
+            # Taken before the send, by a write only one pass wins (StaleJobError for the other):
+            # one letter, not one per pass. A pass that ends before its send leaves the job due
+            # again RECONCILE_RETRY_S on, still owing the letter, for a later pass to park.
+            taken = self.store.apply(record, record.status, ChangeSet(
+                {"due_at": isoformat(now + timedelta(seconds=RECONCILE_RETRY_S))}))
+            self.park_owed_letter(taken)  # raises QueueUnavailableError: due again then, tried again
             return ReconcileOutcome.OWED_LETTER_PARKED
         if job.status == JobStatus.RUNNING:  # a running job is due when its lease ends (the claim sets both)
             error = JobErrorInfo(code="worker_lost",

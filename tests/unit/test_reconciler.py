@@ -732,3 +732,82 @@ def test_a_due_page_read_before_the_owed_letter_was_parked_parks_no_second_lette
     monkeypatch.setattr(store, "due", lambda *args, **kwargs: stale)
     assert Reconciler(lifecycle, InMemoryQueueOperations(queue)).run_pass().counts == {}
     assert [m for m, _ in queue.dead] == [JobMessage(job.id, 1)], "parked once"
+
+
+def test_two_overlapping_passes_park_an_owed_letter_once(lifecycle, queue, clock, store, monkeypatch):
+    """A pass started while the last one still runs (the schedule's next, or Lambda's retry of a
+    pass cut off) reaches the same job owing its letter: only the pass that wins the job's
+    conditional write parks it; the other does nothing, so an operator finds one letter."""
+    job = submit(lifecycle)
+    fail_owing_its_letter(lifecycle, queue)
+    queue.drain()
+    clock.advance(OWED_LETTER_WAIT_S + 1)
+    stale = store.due(isoformat(clock.now), 10)  # both passes read the page before either acted
+    monkeypatch.setattr(store, "due", lambda *args, **kwargs: stale)
+    first, second = (Reconciler(lifecycle, InMemoryQueueOperations(queue)) for _ in range(2))
+    park = queue.dead_letter
+    overlapping = []
+
+    def the_other_pass_runs_meanwhile(*args, **kwargs):
+        if not overlapping:
+            overlapping.append(None)  # the other pass's own send comes straight through
+            overlapping[0] = second.run_pass().counts
+        return park(*args, **kwargs)
+
+    monkeypatch.setattr(queue, "dead_letter", the_other_pass_runs_meanwhile)
+    assert first.run_pass().counts == {"owed_letter_parked": 1}
+    assert overlapping == [{}]
+    assert [m for m, _ in queue.dead] == [JobMessage(job.id, 1)], "parked once"
+    assert store.get(job.id, mark_gone=False).dead_letter_owed is None
+
+
+def test_a_pass_that_lost_the_race_for_an_owed_letter_parks_none(lifecycle, queue, clock, store, monkeypatch):
+    """The other pass read the job's record before this one's write: its own write, conditioned
+    on what it read, loses, and it sends nothing."""
+    job = submit(lifecycle)
+    fail_owing_its_letter(lifecycle, queue)
+    queue.drain()
+    clock.advance(OWED_LETTER_WAIT_S + 1)
+    first, second = (Reconciler(lifecycle, InMemoryQueueOperations(queue)) for _ in range(2))
+    read = store.get
+    before = read(job.id, fetch=(), mark_gone=False)
+    monkeypatch.setattr(store, "due", lambda *args, _page=store.due(isoformat(clock.now), 10), **kwargs: _page)
+    park = queue.dead_letter
+    overlapping = []
+
+    def the_other_pass_runs_meanwhile(*args, **kwargs):
+        if not overlapping:
+            overlapping.append(None)  # the other pass's own send comes straight through
+            with monkeypatch.context() as m:
+                m.setattr(store, "get", lambda *a, **k: before)  # its read came before this pass's write
+                overlapping[0] = second.run_pass().counts
+        return park(*args, **kwargs)
+
+    monkeypatch.setattr(queue, "dead_letter", the_other_pass_runs_meanwhile)
+    assert first.run_pass().counts == {"owed_letter_parked": 1}
+    assert overlapping == [{"raced": 1}]
+    assert [m for m, _ in queue.dead] == [JobMessage(job.id, 1)], "parked once"
+
+
+def test_a_pass_that_dies_after_taking_an_owed_letter_leaves_it_to_a_later_pass(lifecycle, queue, clock, store,
+                                                                                 monkeypatch, reconciler):
+    """The pass that won the job's write ends before its send (its invocation timed out, its
+    process died): the letter is not lost, a later pass parks it."""
+    job = submit(lifecycle)
+    fail_owing_its_letter(lifecycle, queue)
+    queue.drain()
+    clock.advance(OWED_LETTER_WAIT_S + 1)
+    park = queue.dead_letter
+
+    def dies(*args, **kwargs):
+        raise KeyboardInterrupt  # not an error the pass could count: the process ends here
+
+    monkeypatch.setattr(queue, "dead_letter", dies)
+    with pytest.raises(KeyboardInterrupt):
+        reconciler.run_pass()
+    monkeypatch.setattr(queue, "dead_letter", park)
+    assert queue.dead == [] and store.get(job.id, mark_gone=False).dead_letter_owed == 1
+    assert reconciler.run_pass().counts == {}, "the dead pass's write holds it a while"
+    clock.advance(RECONCILE_RETRY_S + 1)
+    assert reconciler.run_pass().counts == {"owed_letter_parked": 1}
+    assert [m for m, _ in queue.dead] == [JobMessage(job.id, 1)]
