@@ -29,6 +29,11 @@ class Container:
         built here is given."""
         return self._aws.client(service)
 
+    def sending_while(self, time_left_s: Optional[Callable[[], float]], keep_s: float) -> Any:
+        """A context in which no AWS request is started once `time_left_s()` is under `keep_s`
+        (AwsClients.sending_while): each is refused unsent, as a request that did not answer."""
+        return self._aws.sending_while(time_left_s, keep_s)
+
     def take_aws_requests(self) -> Optional[dict[str, int]]:
         """The AWS requests counted since the last call, by operation (None: not counting)."""
         return self._aws.take_requests()

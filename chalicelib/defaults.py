@@ -1,6 +1,8 @@
 """Limits and intervals the pipeline's behaviour rests on, each with why."""
 from __future__ import annotations
 
+import math
+
 # SQS delays a message by at most this much; a job scheduled further ahead is held in the
 # store (no message) and released by the reconciler once its start is this close.
 SQS_MAX_DELAY_S = 900
@@ -161,13 +163,31 @@ RECONCILE_RETRY_S = 300
 # this long, so a message that never comes back (purged, deleted by hand) still has its letter
 # parked, by the reconciler, once; one that came back first has cleared the mark by then.
 OWED_LETTER_WAIT_S = 2 * 3600
-# A reconciler pass takes no further job, letter or batch once its invocation has less than
-# this left (the function's timeout is 120 s): the rest wait for the next pass, and this one
-# still ends, records and logs what it did instead of being cut off in the middle. It is looked at
-# between them, not inside a request: one timing out on every try (AWS_CONNECT_TIMEOUT_S,
-# AWS_READ_TIMEOUT_S and AWS_MAX_ATTEMPTS below: about 50 s) can still take the invocation past
-# its timeout.
-RECONCILE_PASS_MARGIN_S = 15
+# The reconciler function's AWS calls (the template sets them as its JOBPIPE_AWS_* settings, a
+# test holds them to these): the API's short limits, not the workers' (AWS_* below), so that one
+# request whose every try times out takes RECONCILE_REQUEST_WORST_S, not about 70 s.
+RECONCILER_AWS_CONNECT_TIMEOUT_S = 1.0
+RECONCILER_AWS_READ_TIMEOUT_S = 3.0
+RECONCILER_AWS_MAX_ATTEMPTS = 2
+
+
+def request_worst_s(connect_timeout_s: float, read_timeout_s: float, max_attempts: int) -> float:
+    """About the longest one AWS request takes with these client limits: every try timing out
+    (connect, then read), and botocore's standard-mode waits between tries (up to 2^(n-1) s after
+    the nth, at most 20, and up to 5 s more where an answer asked for a later retry)."""
+    waits = sum(min(2 ** (n - 1), 20) + 5 for n in range(1, max_attempts))
+    return max_attempts * (connect_timeout_s + read_timeout_s) + waits
+
+
+RECONCILE_REQUEST_WORST_S = request_worst_s(
+    RECONCILER_AWS_CONNECT_TIMEOUT_S, RECONCILER_AWS_READ_TIMEOUT_S, RECONCILER_AWS_MAX_ATTEMPTS)  # 14 s
+# A reconciler pass takes no further job, letter or batch, and sends no further AWS request
+# (one a job's action still had to send fails unsent: the job stays due), once its invocation
+# has less than this left (the function's timeout is 120 s): a request sent just before ends,
+# at worst, with one more request's worst time left, for the pass's record, and its line. So a
+# pass ends, records and logs what it did inside its invocation, whatever AWS answers, instead of
+# being cut off and run again by Lambda beside the next passes.
+RECONCILE_PASS_MARGIN_S = 2 * math.ceil(RECONCILE_REQUEST_WORST_S) + 2
 # A pass reads the due index page after page for at most this long, then leaves what is still
 # due to the next pass: it ends inside the default 1-minute schedule (so the next pass does not
 # start beside it, racing it for the same jobs) and leaves the rest of the function's 120 s to
@@ -274,7 +294,7 @@ INLINE_LIMIT_BYTES = 64 * 1024
 # A submission's Idempotency-Key answers with its job for a day.
 IDEMPOTENCY_TTL_S = 24 * 3600
 # AWS calls of the workers and consumers (the API's own are shorter: the template gives it 1 s,
-# 3 s and 2 tries, to answer inside API Gateway's 29 s).
+# 3 s and 2 tries, to answer inside API Gateway's 29 s; the reconciler's the same, RECONCILER_AWS_*).
 AWS_CONNECT_TIMEOUT_S = 2.0
 AWS_READ_TIMEOUT_S = 10.0
 AWS_MAX_ATTEMPTS = 4

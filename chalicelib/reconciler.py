@@ -31,9 +31,13 @@ Each pass, in this order:
 A pass keeps to its invocation's time: once less than RECONCILE_PASS_MARGIN_S is left it takes
 nothing more, and its due step takes nothing more once it spent RECONCILE_DUE_BUDGET_S (both
 counted `out_of_time`), so it ends and reports, and the stream batches get their turn. The time
-left is looked at between letters, jobs and batches, not inside a request: one that times out on
-every try (AWS_CONNECT_TIMEOUT_S and AWS_READ_TIMEOUT_S, AWS_MAX_ATTEMPTS times) outlasts the
-margin and can still take the invocation past its timeout.
+left is looked at between letters, jobs and batches, and, by the scheduled function that runs the
+pass (AwsClients.sending_while), before each AWS request: none is started with less than the
+margin left, so a job's action or a batch's replay cut there fails with its request unsent
+(counted in `errors`; the job or batch stays for a later pass, a due job not put back). The
+function's clients have the reconciler's limits (RECONCILER_AWS_*), under which one request takes
+at most RECONCILE_REQUEST_WORST_S: one started just above the margin leaves the pass's record its
+time, so the invocation ends inside its timeout, with its record and line.
 
 The steps fail alone, and so does each queue, job or batch within them: a dead-letter queue that
 cannot be read (the others' letters still count), or a job whose action raises, is counted in
@@ -155,6 +159,8 @@ class Reconciler:
                     return
                 if not self._act(result, job, _attempt_of(job), lambda job=job: self._lifecycle.reconcile(
                         job, waiting=lambda priority: self._waiting(result, priority))):
+                    if self._out_of_time(result):  # a request cut unsent, as a put-back would be
+                        return
                     self._put_back(result, job)
             if page.cursor is None:
                 return

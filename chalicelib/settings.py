@@ -71,8 +71,10 @@ class Settings(BaseModel):
     # about 24 h of retries before an event is dead-lettered (a lower cap: proportionally less).
     redelivery_max_s: int = Field(default=defaults.DELIVERY_RETRY_MAX_S, ge=1, le=defaults.SQS_MAX_DELAY_S)
     # AWS calls: every function's clients are sized to the function. The API's must answer
-    # inside API Gateway's 29 s (1 s connect, 3 s read, 2 tries: at most ~8 s per call);
-    # the defaults fit the workers' and consumers' longer timeouts.
+    # inside API Gateway's 29 s (1 s connect, 3 s read, 2 tries: ~8 s a call whose tries all time
+    # out, 14 s with botocore's wait between them at its longest); the reconciler's the same, so a
+    # pass ends inside its 120 s (defaults.RECONCILE_PASS_MARGIN_S); the defaults fit the workers'
+    # and consumers' longer timeouts.
     aws_connect_timeout_s: float = Field(default=defaults.AWS_CONNECT_TIMEOUT_S, gt=0, le=60)
     aws_read_timeout_s: float = Field(default=defaults.AWS_READ_TIMEOUT_S, gt=0, le=300)
     aws_max_attempts: int = Field(default=defaults.AWS_MAX_ATTEMPTS, ge=1, le=10)

@@ -6,8 +6,22 @@ the adapters it builds."""
 from __future__ import annotations
 
 import threading
-from functools import cached_property
-from typing import Any, Optional
+from contextlib import contextmanager
+from functools import cache, cached_property
+from typing import Any, Callable, Iterator, Optional
+
+
+@cache
+def request_not_sent_error() -> type:
+    """The error of a request not sent, too little of the invocation's time left for it
+    (`AwsClients.sending_while`): a BotoCoreError, so every adapter takes it as it takes a request
+    that did not answer. Made on first use: botocore is loaded with the first client."""
+    from botocore.exceptions import BotoCoreError
+
+    class RequestNotSentError(BotoCoreError):
+        fmt = "{operation} not sent: {left_s:.1f} s of the invocation left, under the {keep_s:g} s kept to end it"
+
+    return RequestNotSentError
 
 
 class AwsClients:
@@ -23,6 +37,7 @@ class AwsClients:
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._counter: Any = None
+        self._keep: Optional[tuple[Callable[[], float], float]] = None  # (time left, seconds kept)
         if count_requests:
             from chalicelib.aws_requests import AwsRequestCounter
 
@@ -56,10 +71,31 @@ class AwsClients:
                     signature_version="s3v4" if service == "s3" else None,
                     s3={"addressing_style": "virtual"} if service == "s3" else None,
                 ))
+                # Once a call, before its first try and before any handler that would answer it.
+                client.meta.events.register_first("before-call.*.*", self._may_send)
                 if self._counter is not None:
                     self._counter.attach(client)  # once per client: each request counted once
                 self._clients[service] = client
             return client
+
+    @contextmanager
+    def sending_while(self, time_left_s: Optional[Callable[[], float]], keep_s: float) -> Iterator[None]:
+        """Within the block, no client starts a request (one of botocore's calls: its tries
+        follow it unlooked at) once `time_left_s()` (the invocation's remaining seconds; None: no
+        limit) is under `keep_s`: it raises `request_not_sent_error()` instead, unsent."""
+        self._keep = None if time_left_s is None else (time_left_s, keep_s)
+        try:
+            yield
+        finally:
+            self._keep = None
+
+    def _may_send(self, model: Any, **_call: Any) -> None:
+        keep = self._keep
+        if keep is None:
+            return
+        left_s = keep[0]()
+        if left_s < keep[1]:
+            raise request_not_sent_error()(operation=model.name, left_s=left_s, keep_s=keep[1])
 
     def take_requests(self) -> Optional[dict[str, int]]:
         """The AWS requests counted since the last call, by operation (None: not counting)."""

@@ -13,6 +13,7 @@ from typing import Any
 from chalice import Blueprint
 
 from chalicelib.composition import Container, container
+from chalicelib.defaults import RECONCILE_PASS_MARGIN_S
 from chalicelib.domain.errors import StaleJobError
 from chalicelib.domain.job import utcnow
 from chalicelib.invocation import entry_point
@@ -28,8 +29,13 @@ _TASK_NAMESPACE = uuid.UUID("5d0c1c3e-8f1b-4d7a-9b8e-2f6a0e4c7b11")
 
 
 def run_reconciler_pass(services: Container, lambda_context: Any = None) -> dict[str, Any]:
+    """One pass, then its record and line. Within the pass no AWS request is started once less
+    than RECONCILE_PASS_MARGIN_S is left: what one sent just before takes, at worst, leaves the
+    record's own request its time (chalicelib/defaults.py), so the invocation ends with both."""
     remaining = getattr(lambda_context, "get_remaining_time_in_millis", None)
-    result = services.reconciler.run_pass(time_left_s=(lambda: remaining() / 1000) if remaining else None)
+    time_left_s = (lambda: remaining() / 1000) if remaining else None
+    with services.sending_while(time_left_s, RECONCILE_PASS_MARGIN_S):
+        result = services.reconciler.run_pass(time_left_s=time_left_s)
     counts = dict(result.counts)
     for name, value in counts.items():
         count(f"reconciler_{name}", "_all", value)

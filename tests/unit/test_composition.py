@@ -10,6 +10,9 @@ class Events:
     def register(self, name, handler) -> None:
         self.registered.append(name)
 
+    def register_first(self, name, handler) -> None:
+        self.registered.append(name)
+
 
 class FakeClient:
     def __init__(self, service: str) -> None:
@@ -46,7 +49,7 @@ def test_the_request_counter_is_attached_once_per_client():
     client = container.client("dynamodb")
     container.client("dynamodb")
     container.store, container.finished_jobs  # noqa: B018 (built for their clients)
-    assert client.meta.events.registered == ["before-send"]
+    assert sorted(client.meta.events.registered) == ["before-call.*.*", "before-send"]
 
 
 def test_links_to_objects_are_signed_with_sigv4(monkeypatch):
@@ -83,3 +86,30 @@ def test_links_to_objects_name_the_buckets_own_region(monkeypatch):
     url = Container(settings(), session=boto3.session.Session(region_name="eu-central-1")).blobs.presigned_url(
         "jobs/j/artifacts/a.bin", 60)
     assert url.startswith("http://127.0.0.1:4566/bucket/jobs/j/artifacts/a.bin?"), url
+
+
+def test_no_request_is_sent_once_less_than_the_kept_time_is_left(monkeypatch):
+    """Within `sending_while`, a request started with less than the time kept left fails unsent, as
+    a BotoCoreError every adapter takes for a request that did not answer; before and after, it is
+    sent."""
+    import boto3
+    import pytest
+    from botocore.exceptions import BotoCoreError
+    from botocore.stub import Stubber
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    container = Container(settings(), session=boto3.session.Session(region_name="us-east-1"))
+    sqs = container.client("sqs")
+    left = [30.0]
+    with Stubber(sqs) as stub:
+        for _ in range(2):
+            stub.add_response("get_queue_url", {"QueueUrl": "u"}, {"QueueName": "q"})
+        with container.sending_while(lambda: left[0], 30):
+            assert sqs.get_queue_url(QueueName="q")["QueueUrl"] == "u"
+            left[0] = 29.94
+            with pytest.raises(BotoCoreError, match="GetQueueUrl not sent: 29.9 s of the invocation left, "
+                                                    "under the 30 s kept to end it"):
+                sqs.get_queue_url(QueueName="q")
+        assert sqs.get_queue_url(QueueName="q")["QueueUrl"] == "u"
+        stub.assert_no_pending_responses()

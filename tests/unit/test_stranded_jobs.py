@@ -131,6 +131,28 @@ def test_a_pass_short_of_time_stops_taking_jobs_and_still_reports(lifecycle, que
     assert all(store.get(i, mark_gone=False).dispatches == 2 for i in ids)
 
 
+def test_a_job_whose_action_was_cut_unsent_by_the_time_left_is_not_put_back(lifecycle, queue, clock, store,
+                                                                              monkeypatch):
+    """Out of time, the scheduled function sends no further request: the action under way fails
+    with its request unsent, and a put-back would fail the same way, counted as one more error.
+    The job stays due as it is, for the next pass."""
+    job = submit(lifecycle)
+    queue.drain()
+    clock.advance(3600)
+    left = [60.0]
+
+    def cut(job, **options):
+        left[0] = RECONCILE_PASS_MARGIN_S - 1
+        raise StoreUnavailableError(f"could not update job {job.id}: UpdateItem not sent")
+
+    monkeypatch.setattr(lifecycle, "reconcile", cut)
+    put_back = []
+    monkeypatch.setattr(lifecycle, "put_back", put_back.append)
+    result = Reconciler(lifecycle, None).run_pass(time_left_s=lambda: left[0])
+    assert result.counts == {"errors": 1, "out_of_time": 1}
+    assert put_back == [] and store.get(job.id, mark_gone=False).due_at == job.due_at
+
+
 class _NoFailedBatches:
     """The stream-replay step, seen only as whether the pass got to it, and with how much time."""
 
