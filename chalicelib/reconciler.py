@@ -26,7 +26,8 @@ Each pass, in this order:
    gave up on is read back from the stream and counted and published again, so its status
    events still reach subscribers and its changes are still counted (events/replay.py); a
    record parked there whole is published from its message, or, once an operator gave it up
-   while it was hidden, deleted unpublished (`stream_record_dropped`).
+   while it was hidden, deleted unpublished (`stream_record_dropped`). The batches a pass takes
+   stay hidden until its invocation ends, so a pass started beside it takes none of them.
 
 A pass keeps to its invocation's time: once less than RECONCILE_PASS_MARGIN_S is left it takes
 nothing more, and its due step takes nothing more once it spent RECONCILE_DUE_BUDGET_S (both
@@ -53,6 +54,7 @@ workers and cancels cannot double anything; a duplicate message is harmless beca
 idempotent. What a pass did is returned as counts for the logs, metrics and system stats."""
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -62,6 +64,7 @@ from chalicelib.defaults import (
     DUE_PAGE,
     RECONCILE_DUE_BUDGET_S,
     RECONCILE_PASS_MARGIN_S,
+    REPLAY_RETRY_BASE_S,
 )
 from chalicelib.domain.errors import StaleJobError, StreamBatchUnreadableError, describe_failure
 from chalicelib.domain.job import PRIORITIES, Job, isoformat
@@ -123,9 +126,13 @@ class Reconciler:
         return result
 
     def _replay_failed_batches(self, result: ReconcilePass) -> None:
-        for batch in self._replay.take():
+        # Hidden until this invocation ends: the batches are replayed one after another, and a
+        # pass started beside this one (the schedule's next) must not take one this pass may still
+        # replay, publishing its events a second time.
+        hold_s = REPLAY_RETRY_BASE_S if self._time_left_s is None else math.ceil(self._time_left_s())
+        for batch in self._replay.take(hold_s=hold_s):
             if self._out_of_time(result):
-                return  # taken batches come back after the take's first wait
+                return  # taken batches come back once this invocation is over
             where = f"stream batch {batch.first_sequence}-{batch.last_sequence}"
             try:
                 outcome = self._replay.replay(batch)

@@ -56,9 +56,10 @@ class StreamReplay:
         self._consumer = consumer
         self._drops = drops
 
-    def take(self, limit: int = REPLAY_BATCHES_PER_PASS) -> list[FailedStreamBatch]:
-        """Failed batches to replay now, each hidden for a first retry's wait meanwhile."""
-        return self._failures.take(limit, REPLAY_RETRY_BASE_S)
+    def take(self, limit: int = REPLAY_BATCHES_PER_PASS, hold_s: int = REPLAY_RETRY_BASE_S) -> list[FailedStreamBatch]:
+        """Failed batches to replay now, each hidden meanwhile for `hold_s`, at least a first
+        retry's wait: what its taker has left to replay them in, so no other takes them too."""
+        return self._failures.take(limit, max(REPLAY_RETRY_BASE_S, hold_s))
 
     def replay(self, batch: FailedStreamBatch) -> str:
         """Count and publish the batch's records again, then remove its description: REPLAYED.
@@ -127,4 +128,4 @@ class StreamReplay:
         try:
             self._failures.hold(batch, redelivery_wait_s(batch.receives, REPLAY_RETRY_BASE_S, REPLAY_RETRY_MAX_S))
         except JobpipeError:
-            pass  # it comes back after the take's first wait instead; the replay's own error is the one to report
+            pass  # it comes back once the take's hold ends instead; the replay's own error is the one to report

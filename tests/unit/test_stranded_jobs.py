@@ -160,7 +160,7 @@ class _NoFailedBatches:
         self._time_left = time_left
         self.taken_with: list[float] = []
 
-    def take(self):
+    def take(self, hold_s=None):
         self.taken_with.append(self._time_left())
         return []
 
@@ -175,7 +175,7 @@ class _FailedBatches(_NoFailedBatches):
         self._after_each = after_each
         self.replayed: list[str] = []
 
-    def take(self):
+    def take(self, hold_s=None):
         super().take()
         return [SimpleNamespace(first_sequence=str(i), last_sequence=str(i), condition="RecordAgeExceeded")
                 for i in range(self._count)]

@@ -403,3 +403,35 @@ def test_a_stats_table_that_refuses_holds_back_no_event(lifecycle, queue, pipeli
     assert [e.event_id for e in pipeline.publisher.published] == expected * 2
     assert pipeline.consumer.consume(batch) is None, "the table back: counted once"
     assert pipeline.stats.status_counts() == {"running": 1}
+
+
+def test_a_pass_started_while_the_last_still_replays_takes_none_of_the_batches_that_one_holds(
+        lifecycle, queue, pipeline, clock, monkeypatch):
+    """A pass takes its failed batches at once and replays them one after another; when AWS
+    answers slowly the later ones are reached more than the take's first wait after it, while the
+    schedule's next pass already runs. That pass must not take them too: each batch's events go
+    out once, not once a pass."""
+    jobs = [submit_and_claim(lifecycle, queue)[0] for _ in range(2)]
+    pipeline.publisher.fail_next = 2
+    for job in jobs:
+        pipeline.deliver([pipeline.write(None, job)])
+    started = clock()
+
+    def time_left() -> float:
+        return 120 - (clock() - started).total_seconds()
+
+    first, second = pipeline.reconciler(lifecycle), pipeline.reconciler(lifecycle)
+    consume = pipeline.consumer.consume
+    overlapping = []
+
+    def slowly(records, **options):
+        if not overlapping:  # the first batch's replay takes its requests' time; the next pass starts
+            clock.advance(REPLAY_RETRY_BASE_S + 1)
+            overlapping.append(None)
+            overlapping[0] = second.run_pass(time_left_s=lambda: 119.0).counts
+        return consume(records, **options)
+
+    monkeypatch.setattr(pipeline.consumer, "consume", slowly)
+    assert first.run_pass(time_left_s=time_left).counts == {"stream_batch_replayed": 2}
+    assert overlapping == [{}]
+    assert sorted(e.job_id for e in pipeline.publisher.published) == sorted(job.id for job in jobs), "each once"
