@@ -182,8 +182,10 @@ class JobContext:
         return self._cancel_seen
 
     def complete(self, result: Any, message: Optional[str] = None) -> Completion:
-        """Record the job's result and final message: the job completes with them when the
-        handler returns, whatever it returns. A later call replaces an earlier one. Raises
+        """Record the job's result and final message: the job completes with them once the
+        handler ends, whatever it returns, and though it raises or runs past its timeout after
+        this call (unless `fail` is called after it, or the handler sees a cancel request). A
+        later call replaces an earlier one. Raises
         ProgressRejectedError, recording nothing, for a message a progress report could not
         carry (see Completion), alone or beside the last report's details, which the
         completion keeps with it."""

@@ -37,10 +37,12 @@ def start_job(ctx: JobContext, message: Optional[str] = None) -> None:
 
 def complete_job(ctx: JobContext, result: Any, message: Optional[str] = None) -> Completion:
     """Record `result` as the job's result and `message` as its final progress message; the
-    job completes with them when the handler returns, whether it returns this, None or
-    anything else. Progress alone never completes a job. Raises ProgressRejectedError at the
-    call for a message `progress` would refuse (not text, too long, a lone surrogate), alone or
-    beside the last report's details, which the completion keeps with it."""
+    job completes with them once the handler ends, whether it returns this, None or anything
+    else, raises (a clean-up's error, logged) or runs past its timeout: the work is not run
+    again. Only a later `fail_job`, or a cancel request the handler saw, ends it otherwise.
+    Progress alone never completes a job. Raises ProgressRejectedError at the call for a
+    message `progress` would refuse (not text, too long, a lone surrogate), alone or beside the
+    last report's details, which the completion keeps with it."""
     return ctx.complete(result, message)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import traceback
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from pydantic import BaseModel
@@ -93,7 +94,8 @@ class AttemptOutcomes:
     def after_handler(self, job: Job, ctx: JobContext, reporter: ProgressReporter, started: float, result: Any,
                       raised: Optional[BaseException], *, ends_by: Optional[float] = None) -> Job:
         """The attempt's outcome written, from what its handler returned or raised and what it
-        did through its ctx: canceled, failed `timeout`, ended early, or completed. While the
+        did through its ctx: canceled, failed as fail_job said, completed as complete_job said
+        (though it raised or timed out after), failed `timeout`, ended early, or completed. While the
         store does not answer it is written again (`_patiently`), until `ends_by` on the clock
         at the latest (None: OUTCOME_RETRY_PATIENCE_S is the only bound)."""
 
@@ -109,6 +111,12 @@ class AttemptOutcomes:
             # fail_job, called before the timeout (its ctx refuses it after): the job fails as the
             # handler said, not retried, though its clean-up then ran past the timeout.
             return self._end_early(ctx, reporter, raised, started, patiently)
+        if ctx.completion is not None:
+            # complete_job, called before the timeout (its ctx refuses it after): the work is done,
+            # its side effects with it, so an error or a timeout in the clean-up after it (a
+            # connection that would not close) completes the job, logged, instead of running the
+            # work again.
+            return self._complete(ctx, reporter, result, started, patiently, after=_after_completion(raised, ctx))
         if isinstance(raised, JobTimeoutError) or ctx.expired:
             # Once its time ran out the attempt failed `timeout`, whatever the handler did then
             # (returned a result after catching the timeout, or raised something else).
@@ -154,24 +162,40 @@ class AttemptOutcomes:
                 wait = min(wait * 2, OUTCOME_RETRY_MAX_WAIT_S)
 
     def _complete(self, ctx: JobContext, reporter: ProgressReporter, result: Any, started: float,
-                  patiently: Callable[[Callable[[], Job]], Job]) -> Job:
+                  patiently: Callable[[Callable[[], Job]], Job], after: Optional[_AfterCompletion] = None) -> Job:
         """The attempt completed with its result (complete_job's, else the handler's), or failed
-        for good when that result cannot be stored."""
+        for good when that result cannot be stored. `after`: what went wrong once complete_job
+        was called, logged as a warning beside the completion."""
         message = None
         if ctx.completion is not None:  # complete_job recorded the result: it is the job's
             result, message = ctx.completion.result, ctx.completion.message
         elif isinstance(result, Completion):
             result, message = result.result, result.message
-        last_progress = reporter.settle()
+        return self._complete_with(reporter.job, result, message, reporter.settle(), started, patiently, after)
+
+    def _complete_with(self, job: Job, result: Any, message: Optional[str], last_progress: Optional[Progress],
+                       started: float, patiently: Optional[Callable[[Callable[[], Job]], Job]],
+                       after: Optional[_AfterCompletion]) -> Job:
+        """`job`'s attempt completed with `result` and `message` (written with `last_progress`,
+        through `patiently` when given), or failed for good when the result cannot be stored."""
         # Measured as it will be answered: with the completion's own progress (its message).
-        completing = reporter.job.model_copy(update={"progress": completed_progress(
-            reporter.job, message, last_progress, isoformat(self._lifecycle.clock()))})
+        completing = job.model_copy(update={"progress": completed_progress(
+            job, message, last_progress, isoformat(self._lifecycle.clock()))})
         try:
             result = _stored_result(completing, result)
         except _RefusedResult as refused:  # for good: the handler would return it again
-            return self.fail(reporter.job, refused.error, False, started, last_progress, patiently=patiently)
-        final = patiently(lambda: self._lifecycle.complete(reporter.job, result, message, last_progress=last_progress))
-        self._observe("completed", final, {"duration_s": self._clock.monotonic() - started})
+            return self.fail(job, refused.error, False, started, last_progress, patiently=patiently)
+
+        def write() -> Job:
+            return self._lifecycle.complete(job, result, message, last_progress=last_progress)
+
+        final = patiently(write) if patiently is not None else write()
+        extra: dict[str, Any] = {"duration_s": self._clock.monotonic() - started}
+        if after is not None:
+            extra["warning"] = f"{after.what} after complete_job: the job completed with the result it recorded"
+            if after.raised is not None:
+                extra["traceback"] = _traceback_end(after.raised)
+        self._observe("completed", final, extra)
         return final
 
     def _end_early(self, ctx: JobContext, reporter: ProgressReporter, exc: Optional[BaseException],
@@ -203,13 +227,15 @@ class AttemptOutcomes:
         process ends, before the attempt's lease lapses and its next attempt starts. Its
         batch-mates come back after their short lease; the reconciler ends the attempt
         `worker_lost` if that write did not land. A failure its handler recorded before the
-        timeout (`ctx`'s fail_job) is the job's instead, not retried, as when it returns; a cancel
-        request its handler saw ends it canceled on request, as when it returns."""
+        timeout (`ctx`'s fail_job) is the job's instead, not retried, as when it returns, and a
+        completion it recorded (complete_job) completes it, as when it returns; a cancel request
+        its handler saw ends it canceled on request, as when it returns."""
         job = reporter.job
         self._observe("process_ended", job, {"reason": "the handler went on past its timeout",
                                              "over_s": round(over_s, 1)})
         canceled = ctx is not None and ctx.cancel_seen
         failure = ctx.failure if ctx is not None else None
+        completion = ctx.completion if ctx is not None else None
         retryable = failure is None
         if failure is None:
             error = JobErrorInfo(code=JobTimeoutError.code, message=(
@@ -224,6 +250,11 @@ class AttemptOutcomes:
                 if canceled:
                     final = self._lifecycle.mark_canceled(job, reporter.abandon())
                     self._observe("canceled", final, {"duration_s": self._clock.monotonic() - started})
+                elif failure is None and completion is not None:
+                    after = _AfterCompletion(f"the handler went on {round(over_s, 1)} s past its timeout "
+                                             "and its worker process was ended")
+                    self._complete_with(job, completion.result, completion.message, reporter.abandon(), started,
+                                        None, after)
                 else:
                     self.fail(job, error, retryable, started, reporter.abandon())
             except (DeadLetterOwedError, NextAttemptUnsentError):
@@ -271,6 +302,27 @@ class AttemptOutcomes:
         if started is not None:
             extra = {**extra, "duration_s": self._clock.monotonic() - started}
         self._observe("retried" if final.status.value == "retrying" else final.status.value, final, extra)
+
+
+@dataclass(frozen=True)
+class _AfterCompletion:
+    """What went wrong once complete_job was called: `what` in words, `raised` what the handler
+    raised (None when it returned, or went on, past its timeout)."""
+
+    what: str
+    raised: Optional[BaseException] = None
+
+
+def _after_completion(raised: Optional[BaseException], ctx: JobContext) -> Optional[_AfterCompletion]:
+    """What went wrong once the handler called complete_job: what it raised, else its running
+    past its timeout; None when it returned in time."""
+    if isinstance(raised, JobTimeoutError):  # the interrupt, come through the clean-up
+        return _AfterCompletion(f"the handler ran past its timeout ({raised.message})", raised)
+    if raised is not None:
+        return _AfterCompletion(f"the handler raised {describe(raised)[:MAX_ERROR_MESSAGE_CHARS]}", raised)
+    if ctx.expired:
+        return _AfterCompletion("the handler ran past its timeout")
+    return None
 
 
 class _RefusedResult(Exception):

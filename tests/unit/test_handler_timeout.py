@@ -24,7 +24,7 @@ from chalicelib.domain.status import JobStatus
 from chalicelib.lifecycle import JobLifecycle
 from chalicelib.observability import end_process
 from chalicelib.worker import timeout
-from chalicelib.worker.helpers import fail_job
+from chalicelib.worker.helpers import complete_job, fail_job
 from chalicelib.worker.runner import JobRunner
 
 
@@ -724,3 +724,76 @@ def test_a_handler_that_saw_the_cancel_then_was_given_up_on_ends_canceled_on_req
                           end_process=end_process_here())
     assert (job.status, job.error.code) == (JobStatus.CANCELED, "canceled"), (job.status, job.error)
     assert [m.attempt for m in queue.drain() if m.job_id == job.id] == [], "no attempt after it"
+
+
+def test_a_job_completed_by_its_handler_then_past_its_timeout_completes_with_that_result(store, queue, clock):
+    """docs/jobs.md: complete_job's result stands whatever the handler does next. A clean-up that
+    then hung past the timeout made it a `timeout`, retried: the work the handler had finished,
+    its side effects done, ran again. The job, its run record and its log line say completed,
+    the line warning of the timeout."""
+    types, observed = JobTypeRegistry(), []
+
+    @types.register("t.completes_then_hangs", Empty, timeout_s=1, max_attempts=3)
+    def completes_then_hangs(ctx, payload):
+        try:
+            complete_job(ctx, {"rows": 3}, "three rows")
+        finally:
+            time.sleep(3)  # a clean-up that hangs past the timeout
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    lifecycle.submit(tenant="acme", user="ann", type="t.completes_then_hangs", payload={})
+    runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0,
+                       observe=lambda event, job, extra: observed.append((event, extra)))
+    job = runner.run(queue.drain()[0])
+    assert (job.status, job.result, job.progress.message, job.error) == \
+        (JobStatus.COMPLETED, {"rows": 3}, "three rows", None), job.error
+    (run,) = store.runs(job.id)
+    assert (run.status, run.error) == (JobStatus.COMPLETED, None)
+    assert queue.drain() == [], "no attempt after it"
+    (extra,) = [extra for event, extra in observed if event == "completed"]
+    assert extra["warning"] == (f"the handler ran past its timeout ({JobTimeoutError.exceeded(1)}) after "
+                                "complete_job: the job completed with the result it recorded")
+
+
+def completed_then_given_up_on(store, queue, clock, end_process, result: Any = None):
+    """The job of a handler that calls complete_job (with `result`, else {"rows": 3}), then
+    swallows every interrupt in its clean-up until the give-up ends its process: the job as the
+    give-up wrote it."""
+    worker_clock, types = ManualClock(), JobTypeRegistry()
+
+    @types.register("t.completes_then_swallows", Empty, timeout_s=1, max_attempts=3)
+    def completes_then_swallows(ctx, payload):
+        try:
+            complete_job(ctx, {"rows": 3} if result is None else result, "three rows")
+        finally:
+            swallow_every_interrupt(worker_clock)
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    return run_given_up_on(lifecycle, "t.completes_then_swallows", worker_clock, interval_s=2,
+                           end_process=end_process)
+
+
+@pytest.mark.parametrize("alarm_late", [False, True], ids=["alarm", "watchdog"])
+def test_a_job_completed_by_its_handler_then_given_up_on_completes_with_that_result(
+        store, queue, clock, monkeypatch, end_process_here, alarm_late):
+    """The same when the clean-up swallows every interrupt until the give-up ends its process
+    (from the alarm, or from the watchdog when the alarm comes late)."""
+    monkeypatch.setattr(timeout, "HANDLER_REINTERRUPT_S", 0.1)
+    if alarm_late:
+        monkeypatch.setattr(timeout, "HANDLER_ALARM_LATE_S", -0.1)  # every look finds the alarm late
+    job = completed_then_given_up_on(store, queue, clock, end_process_here())
+    assert (job.status, job.result, job.progress.message, job.error) == \
+        (JobStatus.COMPLETED, {"rows": 3}, "three rows", None), (job.status, job.error)
+    (run,) = store.runs(job.id)
+    assert (run.status, run.error) == (JobStatus.COMPLETED, None)
+    assert [m.attempt for m in queue.drain() if m.job_id == job.id] == [], "no attempt after it"
+
+
+def test_a_completed_result_no_job_can_hold_given_up_on_fails_for_good_as_on_return(
+        store, queue, clock, monkeypatch, end_process_here):
+    """A result complete_job recorded that no store could write fails the job
+    `result_not_serializable`, not retried, as it does when the handler returns."""
+    monkeypatch.setattr(timeout, "HANDLER_REINTERRUPT_S", 0.1)
+    job = completed_then_given_up_on(store, queue, clock, end_process_here(), result={"at": {1, 2}})
+    assert (job.status, job.error.code) == (JobStatus.FAILED, "result_not_serializable"), (job.status, job.error)
+    assert [m.attempt for m in queue.drain() if m.job_id == job.id] == []

@@ -8,6 +8,7 @@ from chalicelib.defaults import MAX_EVENT_TEXT_CHARS
 from chalicelib.domain.errors import FatalJobError, JobCancelledError, ProgressRejectedError
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
+from chalicelib.events.changes import events_for_change
 from chalicelib.job_types import build_registry
 from chalicelib.lifecycle import JobLifecycle
 from chalicelib.worker.helpers import Completion, complete_job, fail_job, progress, start_job
@@ -486,31 +487,68 @@ def test_a_report_after_fail_job_with_a_cancel_the_handler_never_saw_leaves_the_
     assert (final.progress.percent, final.progress.message) == (40, "forty done")
 
 
-@pytest.mark.parametrize("then", ["complete_again", "raise", "fail_job"])
+def run_observed(store, queue, clock, types, type_):
+    """A job of `type_` run once by a runner whose observations are kept: (the job as the run
+    left it, the job as it was stored when its handler ended, what the runner observed)."""
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    observed, before = [], []
+
+    def observe(event, job, extra):
+        observed.append((event, extra))
+
+    runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0, observe=observe)
+    submitted = lifecycle.submit(tenant="acme", user="ann", type=type_, payload={})
+    (message,) = queue.drain()
+    complete = lifecycle.complete
+
+    def complete_seen(job, *args, **kwargs):  # the record as the outcome's write found it
+        before.append(store.get(job.id, mark_gone=False))
+        return complete(job, *args, **kwargs)
+
+    lifecycle.complete = complete_seen
+    final = runner.run(message)
+    return final, (before or [store.get(submitted.id, mark_gone=False)])[0], observed
+
+
+@pytest.mark.parametrize("then", ["complete_again", "raise", "complete_again_then_raise", "fail_job"])
 def test_what_a_handler_does_after_complete_job_decides_as_docs_jobs_md_says(store, queue, clock, then):
     """docs/jobs.md's complete_job row: called again, the last call's result; a handler that
-    raises after it has not returned, so its attempt fails `handler_error`, retried, the result
-    not kept; a fail_job after it fails the job with its code."""
+    raises after it (a clean-up in `finally:` that fails, as closing a connection may) has done
+    the work it said was complete: the job completes with the recorded result, not retried (its
+    side effects would run again), the error logged as a warning on the `completed` line. The
+    run record and the status event say completed too. A fail_job after it fails the job with
+    its code."""
     types = JobTypeRegistry()
 
     @types.register("h.after_complete", Empty, max_attempts=3)
     def after_complete(ctx, payload):
-        complete_job(ctx, {"rows": 1}, "first")
-        if then == "complete_again":
-            complete_job(ctx, {"rows": 2}, "second")
-        elif then == "raise":
-            raise OSError("the connection would not close")
-        else:
-            fail_job(ctx, "E_LATE", "found a fault after all")
+        try:
+            complete_job(ctx, {"rows": 1}, "first")
+            if then.startswith("complete_again"):
+                complete_job(ctx, {"rows": 2}, "second")
+            elif then == "fail_job":
+                fail_job(ctx, "E_LATE", "found a fault after all")
+        finally:
+            if then.endswith("raise"):
+                raise OSError("the connection would not close")
 
-    lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    final = run((lifecycle, JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0)),
-                queue, "h.after_complete")
-    if then == "complete_again":
-        assert (final.status, final.result, final.progress.message) == (JobStatus.COMPLETED, {"rows": 2}, "second")
-    elif then == "raise":
-        assert (final.status, final.error.code, final.result) == (JobStatus.RETRYING, "handler_error", None)
-        (run_,) = store.runs(final.id)
-        assert (run_.status, run_.error.code) == (JobStatus.FAILED, "handler_error")
-    else:
+    final, before, observed = run_observed(store, queue, clock, types, "h.after_complete")
+    if then == "fail_job":
         assert (final.status, final.error.code, final.result) == (JobStatus.FAILED, "E_LATE", None)
+        return
+    expected = ({"rows": 2}, "second") if then.startswith("complete_again") else ({"rows": 1}, "first")
+    assert (final.status, final.result, final.progress.message) == (JobStatus.COMPLETED, *expected), final.error
+    assert (final.attempts, final.error) == (1, None)
+    assert queue.drain() == [], "no attempt after it"
+    (run_,) = store.runs(final.id)
+    assert (run_.status, run_.error) == (JobStatus.COMPLETED, None)
+    (event,) = events_for_change(before, final, "2026-01-01T00:00:00.000Z")
+    assert (event.event_type, event.status, event.error) == ("job.status.changed", "completed", None)
+    (extra,) = [extra for event, extra in observed if event == "completed"]
+    assert [event for event, _ in observed] == ["started", "completed"]
+    if then.endswith("raise"):
+        assert extra["warning"] == ("the handler raised OSError: the connection would not close after "
+                                    "complete_job: the job completed with the result it recorded")
+        assert "OSError: the connection would not close" in extra["traceback"]
+    else:
+        assert "warning" not in extra
