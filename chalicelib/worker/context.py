@@ -219,13 +219,21 @@ class JobContext:
               scope: Optional[str] = None) -> str:
         """Submit a child job (validated like any submission) and list it in this job's
         `children`; returns the child's id. Raises JobCancelledError, making no child, once the
-        job's cancel was requested (the handler has seen it then, as after a progress report).
+        job's cancel was requested (the handler has seen it then, as after a progress report),
+        and AttemptEndedError once `fail` decided the job fails (a `finally:` block's follow-up):
+        a failed job starts no child that would run on without it.
         Safe from several threads: their spawns are made one at a time, each child its own."""
         self._check_writable()
+        self._refuse_once_failed(f"child {type!r:.140} is not spawned")
         if self._spawn is None:
             raise RuntimeError("this context cannot spawn child jobs")
         with self._spawn_lock:
             return self._spawn_one(type, payload, priority=priority, scope=scope)
+
+    def _refuse_once_failed(self, refused: str) -> None:
+        """AttemptEndedError (its message ending with `refused`) once `fail` decided the job fails."""
+        if self._failure is not None:
+            raise AttemptEndedError(f"job {self.job_id} has failed (fail_job {self._failure.code!r:.140}): {refused}")
 
     def _raise_if_cancel_known(self, refused: str = "") -> None:
         """JobCancelledError (its message ending with `refused`) once a cancel request is known

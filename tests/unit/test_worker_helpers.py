@@ -552,3 +552,31 @@ def test_what_a_handler_does_after_complete_job_decides_as_docs_jobs_md_says(sto
         assert "OSError: the connection would not close" in extra["traceback"]
     else:
         assert "warning" not in extra
+
+
+def test_a_spawn_after_fail_job_makes_no_child_of_the_failed_job(store, queue, clock):
+    """docs/jobs.md's fail_job row: once fail_job decided that the job fails, `ctx.spawn` (a
+    `finally:` block's follow-up) raises AttemptEndedError and makes no child: before, the child
+    was made, listed and queued, and ran on although its parent had failed."""
+    from chalicelib.domain.errors import AttemptEndedError
+
+    types, refused = JobTypeRegistry(), []
+    types.register("h.child", Empty)(lambda ctx, payload: None)
+
+    @types.register("h.spawns_in_finally", Empty, max_attempts=3)
+    def spawns_in_finally(ctx, payload):
+        try:
+            fail_job(ctx, "E_BAD_INPUT", "the rows do not add up")
+        finally:
+            try:
+                ctx.spawn("h.child", {})
+            except AttemptEndedError as exc:
+                refused.append(exc.message)
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    final = run((lifecycle, JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0)),
+                queue, "h.spawns_in_finally")
+    assert (final.status, final.error.code, final.children) == (JobStatus.FAILED, "E_BAD_INPUT", [])
+    assert refused == [f"job {final.id} has failed (fail_job 'E_BAD_INPUT'): child 'h.child' is not spawned"]
+    assert queue.drain() == [], "no child queued, no attempt after it"
+    assert store.count_unfinished("acme", 10) == 0, "no child made"
