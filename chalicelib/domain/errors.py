@@ -214,7 +214,7 @@ class JobCancelledError(JobpipeError):
 class AttemptEndedError(JobpipeError):
     """Raised by a job context used to write (progress, spawn, artifact, complete, fail) after
     its attempt ended: a context kept past the handler's return changes nothing; and by its
-    spawn once the handler's fail_job decided the job fails. A store
+    spawn and its complete once the handler's fail_job decided the job fails. A store
     refuses a child or an artifact of an attempt that is no longer the job's running one with
     it too (`refusing`): a worker that lost its lease and woke after the next attempt started."""
 

@@ -185,11 +185,13 @@ class JobContext:
         """Record the job's result and final message: the job completes with them once the
         handler ends, whatever it returns, and though it raises or runs past its timeout after
         this call (unless `fail` is called after it, or the handler sees a cancel request). A
-        later call replaces an earlier one. Raises
-        ProgressRejectedError, recording nothing, for a message a progress report could not
-        carry (see Completion), alone or beside the last report's details, which the
-        completion keeps with it."""
+        later call replaces an earlier one. Raises AttemptEndedError, recording nothing, once
+        `fail` decided the job fails (its handler caught fail_job's error and went on): the job
+        fails as fail_job said. Raises ProgressRejectedError, recording nothing, for a message a
+        progress report could not carry (see Completion), alone or beside the last report's
+        details, which the completion keeps with it."""
         self._check_writable()
+        self._refuse_once_failed("it is not completed")
         completion = Completion(result, message)
         _check_final_report(message, self._reporter.last_details)
         self._completion = completion

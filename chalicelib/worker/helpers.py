@@ -40,6 +40,7 @@ def complete_job(ctx: JobContext, result: Any, message: Optional[str] = None) ->
     job completes with them once the handler ends, whether it returns this, None or anything
     else, raises (a clean-up's error, logged) or runs past its timeout: the work is not run
     again. Only a later `fail_job`, or a cancel request the handler saw, ends it otherwise.
+    Raises AttemptEndedError, recording nothing, after `fail_job` (the job fails as it said).
     Progress alone never completes a job. Raises ProgressRejectedError at the call for a
     message `progress` would refuse (not text, too long, a lone surrogate), alone or beside the
     last report's details, which the completion keeps with it."""

@@ -580,3 +580,31 @@ def test_a_spawn_after_fail_job_makes_no_child_of_the_failed_job(store, queue, c
     assert refused == [f"job {final.id} has failed (fail_job 'E_BAD_INPUT'): child 'h.child' is not spawned"]
     assert queue.drain() == [], "no child queued, no attempt after it"
     assert store.count_unfinished("acme", 10) == 0, "no child made"
+
+
+@pytest.mark.parametrize("how", ["complete_job", "ctx.complete"])
+def test_complete_job_after_fail_job_is_refused_at_the_call(store, queue, clock, how):
+    """docs/jobs.md's complete_job row: once fail_job decided that the job fails, complete_job
+    (or ctx.complete) raises AttemptEndedError and records nothing, instead of returning a
+    Completion the handler could take for the job's end while the job fails all the same."""
+    from chalicelib.domain.errors import AttemptEndedError
+
+    types, seen = JobTypeRegistry(), []
+
+    @types.register("h.complete_after_fail", Empty, max_attempts=3)
+    def complete_after_fail(ctx, payload):
+        try:
+            fail_job(ctx, "E_BAD_INPUT", "the rows do not add up")
+        except FatalJobError:
+            pass
+        try:
+            (complete_job if how == "complete_job" else lambda c, *a: c.complete(*a))(ctx, {"rows": 1}, "done")
+        except AttemptEndedError as exc:
+            seen.append(exc.message)
+        seen.append(ctx.completion)
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    final = run((lifecycle, JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0)),
+                queue, "h.complete_after_fail")
+    assert (final.status, final.error.code, final.result) == (JobStatus.FAILED, "E_BAD_INPUT", None)
+    assert seen == [f"job {final.id} has failed (fail_job 'E_BAD_INPUT'): it is not completed", None]
