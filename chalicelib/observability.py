@@ -90,8 +90,11 @@ def flush_metrics() -> None:
 
 
 def job_event(event: str, job: Job, extra: dict[str, Any]) -> None:
-    """Log a worker event with the job's keys and count it per job type."""
-    logger.info(
+    """Log a worker event with the job's keys and count it per job type: at WARNING level when
+    `extra` carries a `warning` (an error the outcome did not take, as one raised after
+    complete_job), else at INFO."""
+    log = logger.warning if "warning" in extra else logger.info
+    log(
         f"job {event}",
         extra={
             "job_id": job.id,

@@ -608,3 +608,29 @@ def test_complete_job_after_fail_job_is_refused_at_the_call(store, queue, clock,
                 queue, "h.complete_after_fail")
     assert (final.status, final.error.code, final.result) == (JobStatus.FAILED, "E_BAD_INPUT", None)
     assert seen == [f"job {final.id} has failed (fail_job 'E_BAD_INPUT'): it is not completed", None]
+
+
+def test_a_completion_the_handler_raised_after_is_logged_as_a_warning(store, queue, clock, log_lines):
+    """docs/operations.md: the `job completed` line of a handler that raised after complete_job
+    carries the `warning` and the error's traceback at WARNING level, so a clean-up's error the
+    completion kept from the job's outcome is not lost among the info lines."""
+    from chalicelib import observability
+
+    types = JobTypeRegistry()
+
+    @types.register("h.raises_after_complete", Empty, max_attempts=3)
+    def raises_after_complete(ctx, payload):
+        try:
+            complete_job(ctx, {"rows": 1}, "first")
+        finally:
+            raise OSError("the connection would not close")
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0, observe=observability.job_event)
+    run((lifecycle, runner), queue, "h.raises_after_complete")
+    observability.flush_metrics()  # what job_event counted, outside an invocation
+    started, completed = [line for line in log_lines() if line["message"].startswith("job ")]
+    assert (started["message"], started["level"]) == ("job started", "INFO")
+    assert (completed["message"], completed["level"], completed["status"]) == ("job completed", "WARNING", "completed")
+    assert completed["warning"].startswith("the handler raised OSError: the connection would not close after")
+    assert "OSError: the connection would not close" in completed["traceback"]
