@@ -12,9 +12,10 @@ Usage: python -m scripts.deploy [BUILD_DIR] [STACK_NAME] [Key=Value ...]
 every parameter it is not given). Exit codes: 0 deployed, or nothing to change; 1 the deploy failed or
 AWS refused (one line naming the resources that failed); 2 a bad parameter (one the template
 does not declare, or a value its constraints, the functions' settings or AWS refuse, such as a
-fraction where AWS takes a whole number: checked before
-anything is uploaded), cache invalidation rules in the package the functions would refuse (a
-key no job type is named, a bad namespace name), no package
+fraction where AWS takes a whole number, or on AWS a FunctionConcurrencyCeiling below what a
+function's SQS mapping runs at once: checked before anything is uploaded), cache invalidation
+rules in the package the functions would refuse (a key no job type is named, a bad namespace
+name), no package
 (`make package`) or a STACK_NAME CloudFormation cannot take; 130 interrupted.
 """
 from __future__ import annotations
@@ -38,6 +39,7 @@ from scripts.stack_config import (
     check_cache_rules,
     check_declared,
     check_kept,
+    check_mapping_concurrency,
     check_parameters,
     check_reconciler_watch,
     check_schedules,
@@ -250,8 +252,9 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
     StackConfigError for an update whose parameters break a rule together with the values the
     stack keeps (stack_config.check_kept), an ErpWebhookUrl with no ErpWebhookSecret given
     or kept (stack_config.check_webhook_signing), an AlarmTopicArn outside the stack's region
-    (stack_config.check_alarm_actions), or, on AWS, concurrency ceilings the account cannot
-    reserve (check_concurrency_room), before anything is uploaded."""
+    (stack_config.check_alarm_actions), or, on AWS, a ceiling below what a function's SQS mapping
+    runs at once (stack_config.check_mapping_concurrency) or ceilings the account cannot reserve
+    (check_concurrency_room), before anything is uploaded."""
     session = session or boto3.session.Session()
     cfn = session.client("cloudformation")
     template = json.loads(package.template_path(build_dir).read_text())
@@ -275,6 +278,8 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
     endpoint = s3.meta.endpoint_url.rstrip("/")
     emulated = "amazonaws.com" not in endpoint
     if not emulated:  # an emulator's CloudFormation reserves nothing (scripts/local_stack.py does)
+        check_mapping_concurrency(template, run_values(template.get("Parameters") or {}, parameters,
+                                                       (existing or {}).get("Parameters")))
         check_concurrency_room(session, cfn, template, parameters, existing, stack)
     if emulated:  # an emulator provisions no metric-math alarm (ministack refuses the stack)
         parameters = {"LetterArrivalAlarms": "false", **parameters}

@@ -541,6 +541,45 @@ def reserved_concurrency(template: Mapping[str, Any], values: Mapping[str, str])
     return reserved
 
 
+def sqs_mapping_concurrency(template: Mapping[str, Any]) -> dict[str, int]:
+    """Function (logical id) -> the batches its SQS mappings may run at once (the sum of their
+    ScalingConfig.MaximumConcurrency; a function with no such mapping left out)."""
+    most: dict[str, int] = {}
+    for logical, resource in (template.get("Resources") or {}).items():
+        events = ((resource or {}).get("Properties") or {}).get("Events") if isinstance(resource, dict) else None
+        for event in (events or {}).values():
+            if not isinstance(event, dict) or event.get("Type") != "SQS":
+                continue
+            scaling = (event.get("Properties") or {}).get("ScalingConfig") or {}
+            if isinstance(scaling.get("MaximumConcurrency"), int):
+                most[logical] = most.get(logical, 0) + scaling["MaximumConcurrency"]
+    return most
+
+
+def check_mapping_concurrency(template: Mapping[str, Any], values: Mapping[str, str]) -> None:
+    """Each function's reserved concurrency (its ceilings at `values`, what the stack will run
+    with) must hold every batch its SQS mappings may run at once: on AWS a mapping does not keep
+    to a reservation below its MaximumConcurrency, Lambda throttles the batches over it, and
+    their messages come back only after the queue's visibility timeout (the jobs queues' 90
+    minutes), each time one receive nearer the dead-letter queue. An emulator that runs
+    min(MaximumConcurrency, reserved) batches (ministack) needs no such check. Raises
+    StackConfigError, one line naming the ceiling and the least it may be."""
+    reserved = reserved_concurrency(template, values)
+    short = [(most, function) for function, most in sqs_mapping_concurrency(template).items()
+             if function in reserved and reserved[function] < most]
+    if not short:
+        return
+    most, function = max(short)
+    ceilings = sorted(name for name, targets in property_refs(template).items()
+                      if (function, "ReservedConcurrentExecutions") in targets and str(values.get(name, "0")) != "0")
+    given = ", ".join(f"{name}={values[name]}" for name in ceilings) or "its ReservedConcurrentExecutions"
+    fix = f"{ceilings[0]}=0 (no reservation) or at least {most}" if ceilings else f"at least {most}"
+    raise StackConfigError(
+        f"{given} reserves {reserved[function]} concurrent executions for {function}, whose SQS mapping runs up to "
+        f"{most} batches at once (MaximumConcurrency): Lambda would throttle the rest, their messages back on the "
+        f"queue only after its visibility timeout and one receive nearer its dead-letter queue; give {fix}")
+
+
 # Resource properties that take the ARNs of a CloudWatch alarm's actions.
 ALARM_ACTION_PROPERTIES = frozenset({"AlarmActions", "OKActions", "InsufficientDataActions"})
 

@@ -732,6 +732,62 @@ def test_credentials_that_may_not_read_the_accounts_settings_deploy_unchecked_sa
                                        "account's: these credentials may not call lambda:GetAccountSettings\n")
 
 
+# The concurrency template with SQS mappings as the stack has them: the normal worker's at most 5
+# batches at once, the high one's 10.
+MAPPED_TEMPLATE = json.loads(json.dumps(CONCURRENCY_TEMPLATE))
+for _function, _most in (("JobWorker", 5), ("JobWorkerHigh", 10)):
+    MAPPED_TEMPLATE["Resources"][_function] = {"Type": "AWS::Serverless::Function", "Properties": {
+        **_reserving(api=False), "Events": {f"{_function}SqsEventSource": {"Type": "SQS", "Properties": {
+            "Queue": "arn:aws:sqs:us-east-1:123456789012:jobs", "ScalingConfig": {"MaximumConcurrency": _most}}}}}}
+
+
+def test_a_ceiling_below_what_an_sqs_mapping_runs_at_once_is_refused_on_aws_before_anything_is_uploaded(
+        build, capsys, monkeypatch):
+    """FunctionConcurrencyCeiling=4 reserved 4 executions for the high worker, whose mapping
+    runs up to 10 batches at once: on AWS Lambda throttles what is over (a mapping does not
+    hold itself to a reservation below its MaximumConcurrency), and a throttled batch's jobs wait
+    out the jobs queue's 90-minute visibility timeout, each time one receive nearer their
+    dead-letter queue. It is one line naming the ceiling and what it must be, exit 2; an
+    update that keeps the ceiling is checked with it; 10, or none, deploys."""
+    (build / "sam.json").write_text(json.dumps(MAPPED_TEMPLATE))
+    session = AwsSession()
+    monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
+    with pytest.raises(SystemExit) as exited:
+        deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}", "FunctionConcurrencyCeiling=4"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (
+        "deploy: FunctionConcurrencyCeiling=4 reserves 4 concurrent executions for JobWorkerHigh, whose SQS "
+        "mapping runs up to 10 batches at once (MaximumConcurrency): Lambda would throttle the rest, their "
+        "messages back on the queue only after its visibility timeout and one receive nearer its dead-letter "
+        "queue; give FunctionConcurrencyCeiling=0 (no reservation) or at least 10\n")
+    assert session.s3.objects == {} and session.cfn.stack is None
+    session.account_leaves(1000)
+    deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}", "FunctionConcurrencyCeiling=10"])
+    assert session.cfn.stack["parameters"]["FunctionConcurrencyCeiling"] == "10"
+    raised = json.loads(json.dumps(MAPPED_TEMPLATE))  # a mapping raised in infra/resources.json
+    raised["Resources"]["JobWorker"]["Properties"]["Events"]["JobWorkerSqsEventSource"][
+        "Properties"]["ScalingConfig"]["MaximumConcurrency"] = 20
+    (build / "sam.json").write_text(json.dumps(raised))
+    uploaded = dict(session.s3.objects)
+    with pytest.raises(SystemExit) as exited:
+        deploy_script.main([str(build), "jobpipe"])  # the stack keeps FunctionConcurrencyCeiling=10
+    assert exited.value.code == 2
+    assert "FunctionConcurrencyCeiling=10 reserves 10 concurrent executions for JobWorker, whose SQS mapping " \
+           "runs up to 20 batches" in capsys.readouterr().err
+    assert session.s3.objects == uploaded
+    deploy_script.main([str(build), "jobpipe", "FunctionConcurrencyCeiling=0"])  # none reserved: no Lambda call
+    assert session.cfn.stack["parameters"]["FunctionConcurrencyCeiling"] == "0"
+    session.stub.assert_no_pending_responses()
+
+
+def test_an_emulator_that_runs_a_mapping_at_its_reservation_takes_a_lower_ceiling(build):
+    """ministack runs min(MaximumConcurrency, reserved) batches and throttles none: make run's 4."""
+    (build / "sam.json").write_text(json.dumps(MAPPED_TEMPLATE))
+    session = FakeSession()
+    deploy(build, "jobpipe", {"AuthSecret": SECRET, "FunctionConcurrencyCeiling": "4"}, session)
+    assert session.cfn.stack["status"] == "CREATE_COMPLETE"
+
+
 # A template whose alarm notifies AlarmTopicArn when it is set.
 ALARM_TEMPLATE = {
     "Parameters": {**TEMPLATE["Parameters"], "AlarmTopicArn": {"Type": "String", "Default": ""}},

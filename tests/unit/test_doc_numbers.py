@@ -238,3 +238,20 @@ def test_the_reconcilers_margin_leaves_a_request_sent_just_above_it_and_the_pass
            f"{RECONCILER_AWS_MAX_ATTEMPTS} tries (`JOBPIPE_AWS_*` on the function), no request started with "
            f"less than {RECONCILE_PASS_MARGIN_S} s left")
     assert row in reliability
+
+
+def test_the_least_function_concurrency_ceiling_the_readme_gives_is_the_largest_sqs_mapping():
+    """The README and the template's description say how low `FunctionConcurrencyCeiling` may go
+    on AWS: the largest MaximumConcurrency of the functions' SQS mappings, which the deploy
+    checks; a mapping raised in infra/resources.json moves the bound there too."""
+    from scripts.stack_config import sqs_mapping_concurrency
+    from tests.support.infra import packaged_template
+
+    template = packaged_template()
+    mappings = sqs_mapping_concurrency(template)
+    most, function = max((most, function) for function, most in mappings.items())
+    assert (function, most) == ("JobWorkerHigh", most)
+    assert f"(its `MaximumConcurrency`: at least {most}, the high worker's, or 0 for none)" in \
+        " ".join(doc("README.md").split())
+    assert f"MaximumConcurrency ({most}, the high worker's)" in \
+        template["Parameters"]["FunctionConcurrencyCeiling"]["Description"]
