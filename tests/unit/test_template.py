@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
 from tests.support.infra import packaged_template
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # secret environment variable -> the only function that may carry it
 SECRETS = {
@@ -418,3 +421,18 @@ def test_every_function_that_admits_jobs_bounds_them_by_the_stacks_parameter(tem
     for function in ["APIHandler", *workers]:
         assert environment(template, function).get("JOBPIPE_TENANT_MAX_UNFINISHED_JOBS") == \
             {"Ref": "TenantMaxUnfinishedJobs"}, function
+
+
+def test_what_a_stack_keeps_when_deleted_is_kept_but_not_after_its_first_create_rolled_back(template):
+    """The jobs table, and the bucket holding its jobs' payloads, results and artifacts, outlive
+    the stack's deletion (and an update's rollback), together: a record kept without its objects
+    is half a job, and a bucket left to be deleted fails the deletion while it holds an object.
+    A first create that rolled back made no job: `Retain` kept its empty table all the same, and
+    each deploy run again (scripts/deploy.py deletes a ROLLBACK_COMPLETE stack and creates it
+    anew) left one more; `RetainExceptOnCreate` deletes what that create made."""
+    kept = {name: (resource.get("DeletionPolicy"), resource.get("UpdateReplacePolicy"))
+            for name, resource in template["Resources"].items()
+            if resource.get("DeletionPolicy") not in (None, "Delete")}
+    assert kept == {"JobsTable": ("RetainExceptOnCreate", "Retain"), "JobsBucket": ("RetainExceptOnCreate", "Retain")}
+    operations = " ".join((ROOT / "docs" / "operations.md").read_text().split())
+    assert "(`JobsTable` and `JobsBucket`, `DeletionPolicy: RetainExceptOnCreate`) are kept" in operations
