@@ -255,3 +255,18 @@ def test_the_least_function_concurrency_ceiling_the_readme_gives_is_the_largest_
         " ".join(doc("README.md").split())
     assert f"MaximumConcurrency ({most}, the high worker's)" in \
         template["Parameters"]["FunctionConcurrencyCeiling"]["Description"]
+
+
+def test_reliability_md_says_what_parks_a_message_on_the_erp_outbound_dead_letter_queue():
+    """ErpOutboundDeadLetterQueue has an alarm like every dead-letter queue; what lands there
+    (the ERP's consumer receiving a message and not deleting it) and what to do is a row of
+    reliability.md's table, with the queue's receives and visibility timeout as the template
+    sets them."""
+    from tests.support.infra import packaged_template
+
+    queue = packaged_template()["Resources"]["ErpOutboundQueue"]["Properties"]
+    receives = queue["RedrivePolicy"]["maxReceiveCount"]
+    reliability = " ".join(doc("docs/reliability.md").split())
+    assert (f"parks it on `ErpOutboundDeadLetterQueue` at its {receives}th receive (each receive hides it "
+            f"{queue['VisibilityTimeout']} s") in reliability
+    assert "`POST /api/system/dlq/redrive?queue=erp_outbound`" in reliability
