@@ -347,6 +347,11 @@ DEAD_LETTERS_PER_PASS = 50
 # A peeked or redriven dead letter is hidden this long while it is read; a peek makes it visible
 # again at once, one left for an operator comes back this soon.
 PEEK_HIDE_S = 30
+# A short poll (WaitTimeSeconds=0) asks a sample of SQS's servers: with few messages on a queue
+# an answer may hold none of them (AWS: repeat the request). This many answers bringing nothing
+# new in a row end a read of a dead-letter queue; each is a request of milliseconds, where a
+# long poll would wait out its whole time on every queue that is dry.
+EMPTY_RECEIVES = 3
 # SQS keeps a message attribute's value with the body (256 KiB in all); a dead letter's reason
 # is a line or two.
 DEAD_LETTER_REASON_CHARS = 1000

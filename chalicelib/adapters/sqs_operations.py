@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.sqs import batched
-from chalicelib.defaults import DEAD_LETTER_REASON_CHARS, PEEK_HIDE_S
+from chalicelib.defaults import DEAD_LETTER_REASON_CHARS, EMPTY_RECEIVES, PEEK_HIDE_S
 from chalicelib.domain.errors import DeadLetterUnavailableError, InvalidRequestError, NotRedrivableError
 from chalicelib.domain.events import event_detail
 from chalicelib.domain.job import isoformat
@@ -199,10 +199,12 @@ ERROR_ATTRIBUTES = ("ERROR_CODE", "ERROR_MESSAGE")
 
 
 def receive_up_to(client: Any, url: str, limit: int, hide_s: int) -> list[dict[str, Any]]:
-    """Up to `limit` messages of the queue at `url` (fewer when it runs dry), each hidden for
-    `hide_s` seconds, with their receive count, send time, target, reason and error attributes."""
+    """Up to `limit` messages of the queue at `url` (fewer when it runs dry: EMPTY_RECEIVES
+    answers in a row bringing none it had not received), each hidden for `hide_s` seconds, with
+    their receive count, send time, target, reason and error attributes."""
     messages: dict[str, dict[str, Any]] = {}
-    while len(messages) < limit:
+    empty = 0
+    while len(messages) < limit and empty < EMPTY_RECEIVES:
         batch = client.receive_message(
             QueueUrl=url,
             MaxNumberOfMessages=min(10, limit - len(messages)),
@@ -212,8 +214,7 @@ def receive_up_to(client: Any, url: str, limit: int, hide_s: int) -> list[dict[s
             WaitTimeSeconds=0,
         ).get("Messages", [])
         fresh = [m for m in batch if m["MessageId"] not in messages]
-        if not fresh:
-            break
+        empty = 0 if fresh else empty + 1  # a short poll's empty answer may have missed them: ask again
         messages.update((m["MessageId"], m) for m in fresh)
     return list(messages.values())
 

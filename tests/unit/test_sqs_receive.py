@@ -27,7 +27,7 @@ def test_a_receive_that_brings_only_messages_already_taken_ends_the_loop():
     client = _ShowsItsMessagesAgain()
     messages = receive_up_to(client, "https://sqs.example/1/dlq", 10, 0)
     assert sorted(m["MessageId"] for m in messages) == ["m-1", "m-2"]
-    assert client.receives == 2  # the second brought nothing new
+    assert client.receives == 4  # the three after the first brought nothing new
 
 
 class _DeadLetters:
@@ -78,3 +78,38 @@ def test_a_redriven_letter_sent_but_not_deleted_is_counted_failed_not_moved():
     client = _DeadLetters(12, refuse_delete={"m-03"})
     assert _operations(client).redrive("normal", 12) == {"moved": 11, "failed": 1}
     assert list(client.letters) == ["m-03"] and len(client.sent) == 12
+
+
+class _SamplesSomeServers(_DeadLetters):
+    """A dead-letter queue of a few letters as SQS's short polling answers it: a receive asks a
+    sample of SQS's servers, and with few messages a sample may hold none of them (AWS: "you
+    might not receive any messages in a particular ReceiveMessage response. If this happens,
+    repeat the request"). Here the first `misses` receives answer empty."""
+
+    def __init__(self, count: int, misses: int) -> None:
+        super().__init__(count)
+        self.misses = misses
+        self.receives = 0
+
+    def receive_message(self, **request: Any) -> dict[str, Any]:
+        self.receives += 1
+        if self.receives <= self.misses:
+            return {}
+        return super().receive_message(**request)
+
+
+def test_an_empty_answer_of_a_short_poll_is_asked_again_before_the_queue_is_taken_for_dry():
+    """One empty answer stopped the loop: a DLQ of three letters could be listed empty beside a
+    `total` of 3, and its redrive move none of them."""
+    client = _SamplesSomeServers(3, misses=1)
+    assert sorted(m["MessageId"] for m in receive_up_to(client, "https://sqs.example/1/dlq", 10, 30)) == [
+        "m-00", "m-01", "m-02"]
+    client = _SamplesSomeServers(3, misses=2)
+    assert _operations(client).redrive("normal", 10) == {"moved": 3, "failed": 0}
+    assert client.letters == {}
+
+
+def test_a_dry_queue_costs_three_receives():
+    client = _SamplesSomeServers(0, misses=0)
+    assert receive_up_to(client, "https://sqs.example/1/dlq", 10, 30) == []
+    assert client.receives == 3
