@@ -3,7 +3,6 @@ allow: on moto, with the Reconciler function's settings as the template deploys 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import boto3
@@ -16,20 +15,10 @@ from chalicelib.ports import JobMessage
 from chalicelib.settings import load_settings
 from chalicelib.worker.scheduled import run_reconciler_pass
 from tests.functional.test_stream_replay import described, stream_of_jobs_table
+from tests.support.clocks import SteppedClock as Clock
 
 STEPS = {"steps": 2, "step_ms": 0}
 TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "resources.json"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 class SlowAws:

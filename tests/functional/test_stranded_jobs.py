@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -14,21 +13,11 @@ from chalicelib.domain.status import JobStatus
 from chalicelib.lifecycle import JobLifecycle
 from chalicelib.ports import JobMessage
 from chalicelib.reconciler import Reconciler
+from tests.support.clocks import SteppedClock as Clock
 
 STEPS = {"steps": 2, "step_ms": 0}
 # Progress in Russian: two bytes a character in UTF-8, so 300,000 characters may take 600 KB.
 TEXT = "я"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 def test_a_running_job_whose_progress_filled_its_record_still_ends_when_its_lease_expires(aws):
