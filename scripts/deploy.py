@@ -159,18 +159,21 @@ def _failures(cfn: Any, stack: str, since_event: str | None) -> list[str]:
 
 
 def _parameter_list(template: dict[str, Any], parameters: Mapping[str, str],
-                    existing: dict[str, Any] | None) -> list[dict[str, Any]]:
+                    existing: dict[str, Any] | None, absent: str = "") -> list[dict[str, Any]]:
     """The change set's parameters: those given; on an update, every other parameter the stack
     already has keeps its value (as `aws cloudformation deploy` does), rather than falling
     back to the template's default. Raises DeployError for a parameter with no default that
-    a new stack is not given."""
+    a new stack is not given, saying first `absent` (that no stack of the name exists: a
+    mistyped name, where an update was meant)."""
     declared = template.get("Parameters", {})
     listed = [{"ParameterKey": k, "ParameterValue": str(v)} for k, v in parameters.items()]
     if existing is None:
         missing = sorted(k for k, d in declared.items() if "Default" not in d and k not in parameters)
         if missing:
-            raise DeployError(f"a new stack needs {', '.join(missing)} (give {missing[0]}=..., "
-                              f"README: Deploying); nothing was deployed")
+            said = f"{absent}, and " if absent else ""
+            update = "; or name the stack to update" if absent else ""
+            raise DeployError(f"{said}a new stack needs {', '.join(missing)} (give {missing[0]}=..., "
+                              f"README: Deploying{update}); nothing was deployed")
         return listed
     previous = {p["ParameterKey"] for p in existing.get("Parameters", [])}
     kept = sorted((previous & set(declared)) - set(parameters))
@@ -259,6 +262,8 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
     cfn = session.client("cloudformation")
     template = json.loads(package.template_path(build_dir).read_text())
     existing = _existing_stack(cfn, stack)
+    # A name no stack has is most often a mistyped one: every refusal says so, and a create says it first.
+    absent = f"stack {stack!r} does not exist in {session.region_name}" if existing is None else ""
     if existing is not None and existing["StackStatus"] == "ROLLBACK_COMPLETE":
         print(f"stack {stack} is ROLLBACK_COMPLETE (its first create failed and left nothing); "
               "deleting it to create it again", file=sys.stderr, flush=True)
@@ -269,8 +274,13 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
         existing = None  # a create change set never executed: nothing was created
     if existing is not None:  # an update: checked again with the values it keeps, before anything is uploaded
         check_kept(template, parameters, existing.get("Parameters", []), stack)
-    check_webhook_signing(template.get("Parameters") or {}, parameters,
-                          None if existing is None else existing.get("Parameters", []), stack)
+    try:
+        check_webhook_signing(template.get("Parameters") or {}, parameters,
+                              None if existing is None else existing.get("Parameters", []), stack)
+    except StackConfigError as exc:
+        if absent and "ErpWebhookSecret" not in parameters:  # an update's kept secret was counted on
+            raise StackConfigError(f"{exc} ({absent}: a new stack keeps no secret)") from None
+        raise
     if session.region_name:  # none: boto3 refuses the first call, saying to set one
         check_alarm_actions(template, parameters, session.region_name, _partition(session, session.region_name))
     change_type = "CREATE" if existing is None else "UPDATE"
@@ -283,7 +293,9 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
         check_concurrency_room(session, cfn, template, parameters, existing, stack)
     if emulated:  # an emulator provisions no metric-math alarm (ministack refuses the stack)
         parameters = {"LetterArrivalAlarms": "false", **parameters}
-    change_parameters = _parameter_list(template, parameters, existing)
+    change_parameters = _parameter_list(template, parameters, existing, absent)
+    if absent:
+        print(f"{absent}: creating it", file=sys.stderr, flush=True)
     account = session.client("sts").get_caller_identity()["Account"]
     bucket = ensure_artifact_bucket(s3, account, session.region_name or "us-east-1")
     code_uri = _upload(s3, bucket, account, package.code_path(build_dir), stack)

@@ -265,9 +265,31 @@ def test_an_emulator_is_deployed_the_plain_dead_letter_alarms_unless_told(build,
 
 
 def test_a_new_stack_without_a_parameter_that_has_no_default_is_refused_before_anything_is_made(build, session):
-    with pytest.raises(DeployError, match="^a new stack needs AuthSecret "):
+    with pytest.raises(DeployError, match="^stack 'jobpipe' does not exist in us-east-1, and a new stack needs "
+                                          "AuthSecret "):
         deploy(build, "jobpipe", {}, session)
     assert session.cfn.stack is None and not session.s3.objects
+
+
+def test_a_stack_name_no_stack_has_is_said_in_one_line_before_anything_is_created(build, session, capsys,
+                                                                                  monkeypatch):
+    """A mistyped STACK_NAME (`jobpipe-prd` for `jobpipe-prod`) created a second stack beside the
+    one meant without a word. The deploy says first that no stack has the name and that it
+    creates one; an update to a name no stack has, relying on values a stack would keep, is
+    refused saying so, exit 1, nothing created."""
+    deploy(build, "jobpipe", {"AuthSecret": SECRET}, session)
+    assert capsys.readouterr().err == "stack 'jobpipe' does not exist in us-east-1: creating it\n"
+    deploy(build, "jobpipe", {"RetentionDays": "9"}, session)  # an update: nothing said of it
+    assert "does not exist" not in capsys.readouterr().err
+    session.cfn.stack, uploaded = None, dict(session.s3.objects)  # as for a name no stack has
+    monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
+    with pytest.raises(SystemExit) as exited:
+        deploy_script.main([str(build), "jobpipe", "RetentionDays=9"])
+    assert exited.value.code == 1
+    assert capsys.readouterr().err == (
+        "deploy: stack 'jobpipe' does not exist in us-east-1, and a new stack needs AuthSecret (give AuthSecret=..., "
+        "README: Deploying; or name the stack to update); nothing was deployed\n")
+    assert session.cfn.stack is None and session.s3.objects == uploaded
 
 
 def test_deploying_again_with_nothing_changed_succeeds_and_leaves_the_stack(build, session, capsys):
@@ -474,6 +496,7 @@ def test_an_update_is_checked_with_the_values_the_stack_keeps_before_anything_is
     allows went off between two passes."""
     (build / "sam.json").write_text(json.dumps(KEPT_TEMPLATE))
     deploy(build, "jobpipe", {"AuthSecret": SECRET, **first}, session)
+    capsys.readouterr()  # the create's line
     before = (dict(session.cfn.stack["parameters"]), dict(session.s3.objects))
     monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
     with pytest.raises(SystemExit) as exited:
@@ -564,14 +587,16 @@ def test_a_webhook_url_with_no_secret_is_refused_before_anything_is_uploaded(fir
                                                                               monkeypatch):
     if first is not None:
         deploy(build, "jobpipe", first, session)
+        capsys.readouterr()  # the create's line
     (build / "sam.json").write_text(json.dumps(WEBHOOK_TEMPLATE))
     before = (session.cfn.stack and dict(session.cfn.stack["parameters"]), dict(session.s3.objects))
     monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
     with pytest.raises(SystemExit) as exited:
         deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}", f"ErpWebhookUrl={WEBHOOK_URL}"])
     assert exited.value.code == 2
+    new = " (stack 'jobpipe' does not exist in us-east-1: a new stack keeps no secret)" if first is None else ""
     assert capsys.readouterr().err == ("deploy: ErpWebhookSecret must be at least 32 characters when ErpWebhookUrl "
-                                       "is set (it has 0)\n")
+                                       f"is set (it has 0){new}\n")
     assert (session.cfn.stack and dict(session.cfn.stack["parameters"]), session.s3.objects) == before
 
 
@@ -582,6 +607,7 @@ def test_emptying_the_secret_of_a_stack_that_keeps_its_webhook_url_is_refused_be
     (build / "sam.json").write_text(json.dumps(WEBHOOK_TEMPLATE))
     deploy(build, "jobpipe", {"AuthSecret": SECRET, "ErpWebhookUrl": WEBHOOK_URL, "ErpWebhookSecret": "w" * 40},
            session)
+    capsys.readouterr()  # the create's line
     before = (dict(session.cfn.stack["parameters"]), dict(session.s3.objects))
     monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
     with pytest.raises(SystemExit) as exited:
@@ -694,6 +720,7 @@ def test_an_update_counts_what_the_stacks_functions_reserve_already(build, capsy
     session.account_leaves(100)
     deploy(build, "jobpipe", {"AuthSecret": SECRET, "FunctionConcurrencyCeiling": "25", "ApiConcurrencyCeiling": "40"},
            session)
+    capsys.readouterr()  # the create's line
     now = {"APIHandler": 40, "JobWorker": 25, "Reconciler": 25}
     session.account_leaves(10, now)  # 90 reserved by the stack: nothing left to reserve
     deploy(build, "jobpipe", {"RetentionDays": "9"}, session)
@@ -729,7 +756,8 @@ def test_credentials_that_may_not_read_the_accounts_settings_deploy_unchecked_sa
     deploy(build, "jobpipe", {"AuthSecret": SECRET, "FunctionConcurrencyCeiling": "5"}, session)
     assert session.cfn.stack["status"] == "CREATE_COMPLETE"
     assert capsys.readouterr().err == ("deploy: not checking the functions' reserved concurrency (15) against the "
-                                       "account's: these credentials may not call lambda:GetAccountSettings\n")
+                                       "account's: these credentials may not call lambda:GetAccountSettings\n"
+                                       "stack 'jobpipe' does not exist in us-east-1: creating it\n")
 
 
 # The concurrency template with SQS mappings as the stack has them: the normal worker's at most 5
