@@ -10,7 +10,8 @@ error, never the source of the functions' code.
 Usage: python -m scripts.deploy [BUILD_DIR] [STACK_NAME] [Key=Value ...]
 (defaults: build, jobpipe; a new stack needs AuthSecret=<32 to 128 characters>, an update keeps
 every parameter it is not given). Exit codes: 0 deployed, or nothing to change; 1 the deploy failed or
-AWS refused (one line naming the resources that failed); 2 a bad parameter (one the template
+AWS refused (one line naming the resources that failed), or the stack is in a state CloudFormation takes
+no update in (one line saying what to do first: scripts/stack_states.py); 2 a bad parameter (one the template
 does not declare, or a value its constraints, the functions' settings or AWS refuse, such as a
 fraction where AWS takes a whole number, or on AWS a FunctionConcurrencyCeiling below what a
 function's SQS mapping runs at once: checked before anything is uploaded), cache invalidation
@@ -33,6 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 
 from scripts import package
 from scripts.local_stack import apply_gateway_responses
+from scripts.stack_states import refusal
 from scripts.stack_config import (
     StackConfigError,
     check_alarm_actions,
@@ -251,7 +253,9 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
     A re-run recovers from an earlier one that failed or stopped half-way: a stack whose first
     create rolled back (ROLLBACK_COMPLETE, nothing left of it) is deleted and created again, one
     left in REVIEW_IN_PROGRESS by a create never executed is created, and a deploy that changes
-    nothing leaves the stack as it is. Raises DeployError with one line on what failed, and
+    nothing leaves the stack as it is. Raises DeployError with one line on what failed, or on
+    what to do first with a stack in a state CloudFormation takes no update in (a failed
+    rollback, another operation under way: stack_states.refusal, before anything is uploaded), and
     StackConfigError for an update whose parameters break a rule together with the values the
     stack keeps (stack_config.check_kept), an ErpWebhookUrl with no ErpWebhookSecret given
     or kept (stack_config.check_webhook_signing), an AlarmTopicArn outside the stack's region
@@ -262,6 +266,9 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
     cfn = session.client("cloudformation")
     template = json.loads(package.template_path(build_dir).read_text())
     existing = _existing_stack(cfn, stack)
+    refused = refusal(stack, existing["StackStatus"]) if existing is not None else None
+    if refused:  # a state CloudFormation takes no update in: what to do first, before anything is uploaded
+        raise DeployError(refused)
     # A name no stack has is most often a mistyped one: every refusal says so, and a create says it first.
     absent = f"stack {stack!r} does not exist in {session.region_name}" if existing is None else ""
     if existing is not None and existing["StackStatus"] == "ROLLBACK_COMPLETE":

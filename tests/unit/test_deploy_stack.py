@@ -328,6 +328,44 @@ def test_a_create_stopped_before_its_change_set_ran_is_created_by_the_next_deplo
     assert session.cfn.stack["status"] == "CREATE_COMPLETE"
 
 
+def deploy_main_on_a_stack_in(status: str, build, session, capsys, monkeypatch) -> str:
+    """What `scripts.deploy` says on stderr deploying to a stack found in `status`, refusing it
+    (exit 1) before anything is uploaded or any change set made."""
+    session.cfn.stack = {"status": status, "parameters": {"AuthSecret": SECRET, "RetentionDays": "7"},
+                         "template": None}
+    monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
+    with pytest.raises(SystemExit) as exited:
+        deploy_script.main([str(build), "jobpipe", "RetentionDays=9"])
+    assert exited.value.code == 1
+    assert session.s3.objects == {} and session.cfn.calls == ["describe_stacks"]
+    assert session.cfn.stack["status"] == status
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    return err
+
+
+def test_a_stack_whose_update_rollback_failed_is_refused_naming_continue_update_rollback(
+        build, session, capsys, monkeypatch):
+    """A stack in UPDATE_ROLLBACK_FAILED takes no update: the code was uploaded, CloudFormation
+    refused the change set, and the README's "running it again is how a failed deploy is
+    retried" could never apply. One line says what brings it back, before anything is uploaded."""
+    assert deploy_main_on_a_stack_in("UPDATE_ROLLBACK_FAILED", build, session, capsys, monkeypatch) == (
+        "deploy: stack jobpipe is UPDATE_ROLLBACK_FAILED (an update failed, and so did rolling it back): "
+        "CloudFormation takes no update of it until `aws cloudformation continue-update-rollback --stack-name jobpipe` "
+        "(with --resources-to-skip for those the stack's events show failing to roll back) has brought it to "
+        "UPDATE_ROLLBACK_COMPLETE; then deploy again. Nothing was deployed\n")
+
+
+def test_a_stack_whose_update_rolled_back_is_updated_by_the_next_deploy(build, session):
+    deploy(build, "jobpipe", {"AuthSecret": SECRET}, session)
+    session.cfn.fail_next = [("JobsQueue", "Limit exceeded")]
+    with pytest.raises(DeployError):
+        deploy(build, "jobpipe", {"RetentionDays": "9"}, session)
+    assert session.cfn.stack["status"] == "UPDATE_ROLLBACK_COMPLETE"
+    deploy(build, "jobpipe", {"RetentionDays": "9"}, session)
+    assert session.cfn.stack["status"] == "UPDATE_COMPLETE" and session.cfn.stack["parameters"]["RetentionDays"] == "9"
+
+
 def test_a_failed_deploy_names_only_its_own_failures_first_failure_first(build, session):
     session.cfn.fail_next = [("OldTable", "an earlier deploy's failure")]
     with pytest.raises(DeployError):
