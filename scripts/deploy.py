@@ -412,7 +412,7 @@ def main(argv: list[str]) -> None:
         print(json.dumps(deploy(build_dir, stack, parameters), indent=2))
     except KeyboardInterrupt:
         print(f"deploy: interrupted; what CloudFormation had started on stack {stack} goes on without us "
-              "(its events say how it ended; deploying again picks up from there)", file=sys.stderr)
+              "(its events say how it ends; once it has, deploying again picks up from there)", file=sys.stderr)
         sys.exit(130)
     except StackConfigError as exc:  # parameters that do not go with the values the stack keeps
         print(f"deploy: {exc}", file=sys.stderr)

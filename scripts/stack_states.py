@@ -10,9 +10,33 @@ from __future__ import annotations
 from typing import Optional
 
 
+# A state another operation (a deploy, a change by hand) is still changing the stack in -> what it
+# is doing, and the `aws cloudformation` command that waits for it to end (the waiter that stops on
+# every state it may end in) or, for an import, that shows where it is. A deploy does not wait on
+# it: what the operation leaves (a failed create, a stack deleted) decides what a deploy should do.
+IN_PROGRESS: dict[str, tuple[str, str]] = {
+    "CREATE_IN_PROGRESS": ("being created", "wait stack-create-complete"),
+    "ROLLBACK_IN_PROGRESS": ("its first create failed and is rolling back", "wait stack-create-complete"),
+    "UPDATE_IN_PROGRESS": ("being updated", "wait stack-update-complete"),
+    "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS": ("an update is removing what it replaced", "wait stack-update-complete"),
+    "UPDATE_ROLLBACK_IN_PROGRESS": ("an update failed and is rolling back", "wait stack-rollback-complete"),
+    "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS": ("a rolled-back update is removing what it made",
+                                                     "wait stack-rollback-complete"),
+    "DELETE_IN_PROGRESS": ("being deleted", "wait stack-delete-complete"),
+    "IMPORT_IN_PROGRESS": ("resources are being imported into it", "describe-stacks"),
+    "IMPORT_ROLLBACK_IN_PROGRESS": ("an import failed and is rolling back", "describe-stacks"),
+}
+
+
 def refusal(stack: str, status: str) -> Optional[str]:
     """The line refusing a deploy of `stack` found in `status`, saying what to do; None when a
     deploy may go on."""
+    if status in IN_PROGRESS:
+        doing, command = IN_PROGRESS[status]
+        how = "shows its state" if command == "describe-stacks" else "waits for it"
+        then = ", which then creates it anew" if status == "DELETE_IN_PROGRESS" else ""
+        return (f"stack {stack} is {status} ({doing}, by another deploy or by hand): deploy again once that has "
+                f"ended{then} (`aws cloudformation {command} --stack-name {stack}` {how}). Nothing was deployed")
     if status == "UPDATE_ROLLBACK_FAILED":
         return (f"stack {stack} is UPDATE_ROLLBACK_FAILED (an update failed, and so did rolling it back): "
                 f"CloudFormation takes no update of it until `aws cloudformation continue-update-rollback "

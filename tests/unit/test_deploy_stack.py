@@ -356,6 +356,35 @@ def test_a_stack_whose_update_rollback_failed_is_refused_naming_continue_update_
         "UPDATE_ROLLBACK_COMPLETE; then deploy again. Nothing was deployed\n")
 
 
+@pytest.mark.parametrize("status, doing, command", [
+    ("CREATE_IN_PROGRESS", "being created", "wait stack-create-complete"),
+    ("ROLLBACK_IN_PROGRESS", "its first create failed and is rolling back", "wait stack-create-complete"),
+    ("UPDATE_IN_PROGRESS", "being updated", "wait stack-update-complete"),
+    ("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS", "an update is removing what it replaced", "wait stack-update-complete"),
+    ("UPDATE_ROLLBACK_IN_PROGRESS", "an update failed and is rolling back", "wait stack-rollback-complete"),
+    ("UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS", "a rolled-back update is removing what it made",
+     "wait stack-rollback-complete"),
+    ("IMPORT_IN_PROGRESS", "resources are being imported into it", "describe-stacks"),
+    ("IMPORT_ROLLBACK_IN_PROGRESS", "an import failed and is rolling back", "describe-stacks"),
+])
+def test_a_stack_another_operation_is_changing_is_refused_naming_its_state_before_anything_is_uploaded(
+        status, doing, command, build, session, capsys, monkeypatch):
+    """Two deploys at once (or a deploy during a change by hand): the second uploaded the code,
+    then ended in CloudFormation's "is in UPDATE_IN_PROGRESS state and can not be updated". It
+    is one line naming the state and the command that waits for its end, exit 1, nothing uploaded."""
+    how = "shows its state" if command == "describe-stacks" else "waits for it"
+    assert deploy_main_on_a_stack_in(status, build, session, capsys, monkeypatch) == (
+        f"deploy: stack jobpipe is {status} ({doing}, by another deploy or by hand): deploy again once that has "
+        f"ended (`aws cloudformation {command} --stack-name jobpipe` {how}). Nothing was deployed\n")
+
+
+def test_a_stack_being_deleted_is_refused_saying_the_next_deploy_creates_it_anew(build, session, capsys, monkeypatch):
+    assert deploy_main_on_a_stack_in("DELETE_IN_PROGRESS", build, session, capsys, monkeypatch) == (
+        "deploy: stack jobpipe is DELETE_IN_PROGRESS (being deleted, by another deploy or by hand): deploy again "
+        "once that has ended, which then creates it anew (`aws cloudformation wait stack-delete-complete "
+        "--stack-name jobpipe` waits for it). Nothing was deployed\n")
+
+
 def test_a_stack_whose_update_rolled_back_is_updated_by_the_next_deploy(build, session):
     deploy(build, "jobpipe", {"AuthSecret": SECRET}, session)
     session.cfn.fail_next = [("JobsQueue", "Limit exceeded")]
