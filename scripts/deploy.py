@@ -275,7 +275,11 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
         print(f"stack {stack} is ROLLBACK_COMPLETE (its first create failed and left nothing); "
               "deleting it to create it again", file=sys.stderr, flush=True)
         cfn.delete_stack(StackName=stack)
-        cfn.get_waiter("stack_delete_complete").wait(StackName=stack, WaiterConfig={"Delay": 1, "MaxAttempts": 600})
+        try:
+            cfn.get_waiter("stack_delete_complete").wait(StackName=stack, WaiterConfig={"Delay": 1, "MaxAttempts": 600})
+        except WaiterError as exc:  # DELETE_FAILED: what to do about it, not the waiter's words
+            status = (_existing_stack(cfn, stack) or {}).get("StackStatus", "")
+            raise DeployError(refusal(stack, status) or f"stack {stack} was not deleted ({status}): {exc}") from exc
         existing = None
     if existing is not None and existing["StackStatus"] == "REVIEW_IN_PROGRESS":
         existing = None  # a create change set never executed: nothing was created

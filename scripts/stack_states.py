@@ -37,6 +37,15 @@ def refusal(stack: str, status: str) -> Optional[str]:
         then = ", which then creates it anew" if status == "DELETE_IN_PROGRESS" else ""
         return (f"stack {stack} is {status} ({doing}, by another deploy or by hand): deploy again once that has "
                 f"ended{then} (`aws cloudformation {command} --stack-name {stack}` {how}). Nothing was deployed")
+    if status == "ROLLBACK_FAILED":
+        return (f"stack {stack} is ROLLBACK_FAILED (its first create failed, and so did deleting what it had made): "
+                f"it can only be deleted, by `aws cloudformation delete-stack --stack-name {stack}`; then deploy "
+                "again, which creates it anew. Nothing was deployed")
+    if status == "DELETE_FAILED":
+        return (f"stack {stack} is DELETE_FAILED (a delete could not remove resources the stack's events name): it "
+                f"can only be deleted, by `aws cloudformation delete-stack --stack-name {stack}` again (with "
+                "--retain-resources for those that will not go, to remove by hand); then deploy again, which "
+                "creates it anew. Nothing was deployed")
     if status == "UPDATE_ROLLBACK_FAILED":
         return (f"stack {stack} is UPDATE_ROLLBACK_FAILED (an update failed, and so did rolling it back): "
                 f"CloudFormation takes no update of it until `aws cloudformation continue-update-rollback "

@@ -385,6 +385,37 @@ def test_a_stack_being_deleted_is_refused_saying_the_next_deploy_creates_it_anew
         "--stack-name jobpipe` waits for it). Nothing was deployed\n")
 
 
+@pytest.mark.parametrize("status, shown", [
+    ("ROLLBACK_FAILED", "stack jobpipe is ROLLBACK_FAILED (its first create failed, and so did deleting what it had "
+                        "made): it can only be deleted, by `aws cloudformation delete-stack --stack-name jobpipe`; "
+                        "then deploy again, which creates it anew. Nothing was deployed"),
+    ("DELETE_FAILED", "stack jobpipe is DELETE_FAILED (a delete could not remove resources the stack's events name): "
+                      "it can only be deleted, by `aws cloudformation delete-stack --stack-name jobpipe` again (with "
+                      "--retain-resources for those that will not go, to remove by hand); then deploy again, which "
+                      "creates it anew. Nothing was deployed"),
+])
+def test_a_stack_that_can_only_be_deleted_is_refused_saying_so_before_anything_is_uploaded(
+        status, shown, build, session, capsys, monkeypatch):
+    """CloudFormation takes no update of a stack whose first create's rollback, or whose delete,
+    failed: the deploy uploaded the code and ended in its refusal of the change set."""
+    assert deploy_main_on_a_stack_in(status, build, session, capsys, monkeypatch) == f"deploy: {shown}\n"
+
+
+def test_a_rolled_back_first_create_whose_delete_fails_says_what_to_do(build, session, capsys, monkeypatch):
+    """The deploy deletes a ROLLBACK_COMPLETE stack to create it again: a delete that failed ended
+    in the waiter's words ("Waiter StackDeleteComplete failed: ..."), not in what to do."""
+    session.cfn.stack = {"status": "ROLLBACK_COMPLETE", "parameters": {}, "template": None}
+    monkeypatch.setattr(session.cfn, "delete_stack", lambda StackName: session.cfn.stack.update(status="DELETE_FAILED"))
+    monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
+    with pytest.raises(SystemExit) as exited:
+        deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}"])
+    assert exited.value.code == 1
+    assert capsys.readouterr().err.splitlines()[-1].startswith(
+        "deploy: stack jobpipe is DELETE_FAILED (a delete could not remove resources the stack's events name): it "
+        "can only be deleted")
+    assert session.s3.objects == {}
+
+
 def test_a_stack_whose_update_rolled_back_is_updated_by_the_next_deploy(build, session):
     deploy(build, "jobpipe", {"AuthSecret": SECRET}, session)
     session.cfn.fail_next = [("JobsQueue", "Limit exceeded")]
