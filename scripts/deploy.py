@@ -271,18 +271,12 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
         raise DeployError(refused)
     # A name no stack has is most often a mistyped one: every refusal says so, and a create says it first.
     absent = f"stack {stack!r} does not exist in {session.region_name}" if existing is None else ""
-    if existing is not None and existing["StackStatus"] == "ROLLBACK_COMPLETE":
-        print(f"stack {stack} is ROLLBACK_COMPLETE (its first create failed and left nothing); "
-              "deleting it to create it again", file=sys.stderr, flush=True)
-        cfn.delete_stack(StackName=stack)
-        try:
-            cfn.get_waiter("stack_delete_complete").wait(StackName=stack, WaiterConfig={"Delay": 1, "MaxAttempts": 600})
-        except WaiterError as exc:  # DELETE_FAILED: what to do about it, not the waiter's words
-            status = (_existing_stack(cfn, stack) or {}).get("StackStatus", "")
-            raise DeployError(refusal(stack, status) or f"stack {stack} was not deleted ({status}): {exc}") from exc
+    # A first create that rolled back, or a create change set never executed: nothing was created.
+    # The rolled-back stack is deleted once every check has passed: a refused deploy leaves it, and
+    # the events that say why its create failed.
+    rolled_back = existing is not None and existing["StackStatus"] == "ROLLBACK_COMPLETE"
+    if existing is not None and existing["StackStatus"] in ("ROLLBACK_COMPLETE", "REVIEW_IN_PROGRESS"):
         existing = None
-    if existing is not None and existing["StackStatus"] == "REVIEW_IN_PROGRESS":
-        existing = None  # a create change set never executed: nothing was created
     if existing is not None:  # an update: checked again with the values it keeps, before anything is uploaded
         check_kept(template, parameters, existing.get("Parameters", []), stack)
     try:
@@ -307,6 +301,15 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
     change_parameters = _parameter_list(template, parameters, existing, absent)
     if absent:
         print(f"{absent}: creating it", file=sys.stderr, flush=True)
+    if rolled_back:
+        print(f"stack {stack} is ROLLBACK_COMPLETE (its first create failed and left nothing); "
+              "deleting it to create it again", file=sys.stderr, flush=True)
+        cfn.delete_stack(StackName=stack)
+        try:
+            cfn.get_waiter("stack_delete_complete").wait(StackName=stack, WaiterConfig={"Delay": 1, "MaxAttempts": 600})
+        except WaiterError as exc:  # DELETE_FAILED: what to do about it, not the waiter's words
+            status = (_existing_stack(cfn, stack) or {}).get("StackStatus", "")
+            raise DeployError(refusal(stack, status) or f"stack {stack} was not deleted ({status}): {exc}") from exc
     account = session.client("sts").get_caller_identity()["Account"]
     bucket = ensure_artifact_bucket(s3, account, session.region_name or "us-east-1")
     code_uri = _upload(s3, bucket, account, package.code_path(build_dir), stack)

@@ -312,6 +312,20 @@ def test_a_first_create_that_rolled_back_is_created_again_by_the_next_deploy(bui
     assert "delete_stack" in session.cfn.calls
 
 
+def test_a_refused_deploy_leaves_a_rolled_back_first_create_and_its_events(build, session):
+    """A deploy after a first create that rolled back deleted that stack before its checks: one
+    refused (no AuthSecret, a bad parameter) had deleted the stack, and with it the events that
+    said why its create failed. The stack goes only when the deploy goes on."""
+    session.cfn.fail_next = [("JobsTable", "Table already exists: jobpipe-jobs")]
+    with pytest.raises(DeployError):
+        deploy(build, "jobpipe", {"AuthSecret": SECRET}, session)
+    events = list(session.cfn.events)
+    with pytest.raises(DeployError, match="a new stack needs AuthSecret"):
+        deploy(build, "jobpipe", {}, session)
+    assert "delete_stack" not in session.cfn.calls
+    assert session.cfn.stack["status"] == "ROLLBACK_COMPLETE" and session.cfn.events == events
+
+
 def test_a_create_stopped_before_its_change_set_ran_is_created_by_the_next_deploy(build, session, monkeypatch):
     def interrupted(**kwargs):
         raise KeyboardInterrupt  # Ctrl-C while waiting for the change set
