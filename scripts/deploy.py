@@ -34,7 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 
 from scripts import package
 from scripts.local_stack import apply_gateway_responses
-from scripts.stack_states import refusal
+from scripts.stack_states import IN_PROGRESS, refusal, still_running
 from scripts.stack_config import (
     StackConfigError,
     check_alarm_actions,
@@ -342,11 +342,14 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
         since = _latest_event_id(cfn, stack)
         cfn.execute_change_set(StackName=stack, ChangeSetName=change_set)
         waiter = "stack_create_complete" if change_type == "CREATE" else "stack_update_complete"
+        started = time.monotonic()
         try:
             cfn.get_waiter(waiter).wait(StackName=stack, WaiterConfig={"Delay": 1, "MaxAttempts": 600})
         except WaiterError as exc:
             failures = _failures(cfn, stack, since)
             status = cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
+            if status in IN_PROGRESS and not failures:  # waited out, not failed: CloudFormation goes on
+                raise DeployError(still_running(stack, status, time.monotonic() - started)) from exc
             shown = "; ".join(failures[:FAILURES_SHOWN])
             if len(failures) > FAILURES_SHOWN:
                 shown += f"; and {len(failures) - FAILURES_SHOWN} more (the stack's events)"

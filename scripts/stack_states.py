@@ -3,7 +3,8 @@
 A stack in a state CloudFormation takes no update in is refused before anything is uploaded,
 in one line naming the state and what brings the stack back to one a deploy takes. A first
 create that rolled back (ROLLBACK_COMPLETE) and a create never executed (REVIEW_IN_PROGRESS)
-are created again (scripts/deploy.py); any other state is updated.
+are created again (scripts/deploy.py); any other state is updated. A deploy that stops waiting
+on its own create or update while CloudFormation is still at it says so (still_running).
 """
 from __future__ import annotations
 
@@ -52,3 +53,14 @@ def refusal(stack: str, status: str) -> Optional[str]:
                 f"--stack-name {stack}` (with --resources-to-skip for those the stack's events show failing to roll "
                 "back) has brought it to UPDATE_ROLLBACK_COMPLETE; then deploy again. Nothing was deployed")
     return None
+
+
+def still_running(stack: str, status: str, waited_s: float) -> str:
+    """The line ending a deploy that stopped waiting after `waited_s` seconds while CloudFormation
+    still has `stack` in `status` (one of IN_PROGRESS: a DynamoDB index backfilling a large
+    table can take longer than the deploy waits): it has neither deployed nor failed."""
+    doing, command = IN_PROGRESS[status]
+    how = "shows its state" if command == "describe-stacks" else "waits for its end"
+    return (f"stack {stack} is still {status} ({doing}) after {waited_s / 60:.0f} minutes: this deploy stopped "
+            f"waiting, and CloudFormation goes on (`aws cloudformation {command} --stack-name {stack}` {how}; "
+            "the stack's events say how it went)")

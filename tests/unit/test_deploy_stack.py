@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import itertools
+import re
 import zipfile
 from typing import Any
 
@@ -452,6 +453,23 @@ def test_a_failed_deploy_names_only_its_own_failures_first_failure_first(build, 
     assert message == ("stack jobpipe did not deploy (UPDATE_ROLLBACK_COMPLETE): JobsQueue: Queue name already "
                        "in use; JobsTable: Limit exceeded")
     assert "\n" not in message
+
+
+def test_a_deploy_that_stops_waiting_on_a_running_update_says_it_goes_on_not_that_it_failed(build, session,
+                                                                                          monkeypatch):
+    """An update CloudFormation was still carrying out when the deploy stopped waiting (a
+    DynamoDB index backfilling a large table takes longer) ended in "did not deploy
+    (UPDATE_IN_PROGRESS): Waiter StackUpdateComplete failed: Max attempts exceeded", though
+    nothing had failed and the update went on."""
+    deploy(build, "jobpipe", {"AuthSecret": SECRET}, session)
+    monkeypatch.setattr(session.cfn, "execute_change_set",
+                        lambda StackName, ChangeSetName: session.cfn.stack.update(status="UPDATE_IN_PROGRESS"))
+    with pytest.raises(DeployError) as stopped:
+        deploy(build, "jobpipe", {"RetentionDays": "9"}, session)
+    assert re.fullmatch(
+        r"stack jobpipe is still UPDATE_IN_PROGRESS \(being updated\) after \d+ minutes: this deploy stopped waiting, "
+        r"and CloudFormation goes on \(`aws cloudformation wait stack-update-complete --stack-name jobpipe` waits "
+        r"for its end; the stack's events say how it went\)", str(stopped.value)), str(stopped.value)
 
 
 def test_a_change_set_cloudformation_refuses_is_one_line_with_its_reason(build, session, monkeypatch):
