@@ -275,6 +275,7 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
     # The rolled-back stack is deleted once every check has passed: a refused deploy leaves it, and
     # the events that say why its create failed.
     rolled_back = existing is not None and existing["StackStatus"] == "ROLLBACK_COMPLETE"
+    reviewed = existing is not None and existing["StackStatus"] == "REVIEW_IN_PROGRESS"
     if existing is not None and existing["StackStatus"] in ("ROLLBACK_COMPLETE", "REVIEW_IN_PROGRESS"):
         existing = None
     if existing is not None:  # an update: checked again with the values it keeps, before anything is uploaded
@@ -301,6 +302,9 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
     change_parameters = _parameter_list(template, parameters, existing, absent)
     if absent:
         print(f"{absent}: creating it", file=sys.stderr, flush=True)
+    if reviewed:
+        print(f"stack {stack} is REVIEW_IN_PROGRESS (a create that never ran, nothing made): creating it",
+              file=sys.stderr, flush=True)
     if rolled_back:
         print(f"stack {stack} is ROLLBACK_COMPLETE (its first create failed and left nothing); "
               "deleting it to create it again", file=sys.stderr, flush=True)

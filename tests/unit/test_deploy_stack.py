@@ -327,7 +327,8 @@ def test_a_refused_deploy_leaves_a_rolled_back_first_create_and_its_events(build
     assert session.cfn.stack["status"] == "ROLLBACK_COMPLETE" and session.cfn.events == events
 
 
-def test_a_create_stopped_before_its_change_set_ran_is_created_by_the_next_deploy(build, session, monkeypatch):
+def test_a_create_stopped_before_its_change_set_ran_is_created_by_the_next_deploy(build, session, capsys,
+                                                                                  monkeypatch):
     def interrupted(**kwargs):
         raise KeyboardInterrupt  # Ctrl-C while waiting for the change set
 
@@ -339,8 +340,12 @@ def test_a_create_stopped_before_its_change_set_ran_is_created_by_the_next_deplo
         deploy(build, "jobpipe", {"AuthSecret": SECRET}, session)
     assert session.cfn.stack["status"] == "REVIEW_IN_PROGRESS"
     monkeypatch.setattr(session.cfn, "get_waiter", real)
+    capsys.readouterr()
     deploy(build, "jobpipe", {"AuthSecret": SECRET}, session)
     assert session.cfn.stack["status"] == "CREATE_COMPLETE"
+    # said before it is created, as for a name no stack has
+    assert capsys.readouterr().err == ("stack jobpipe is REVIEW_IN_PROGRESS (a create that never ran, nothing made): "
+                                       "creating it\n")
 
 
 def deploy_main_on_a_stack_in(status: str, build, session, capsys, monkeypatch) -> str:
