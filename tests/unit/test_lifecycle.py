@@ -336,7 +336,7 @@ def test_progress_is_monotonic_and_clamped(lifecycle):
     assert lifecycle.report_progress(running, 250).progress.percent == 100
 
 
-def test_slow_progress_is_announced_every_10_points_since_the_last_event_and_at_milestones(lifecycle):
+def test_slow_progress_is_announced_every_10_points_since_the_last_event_and_at_milestones(lifecycle, clock):
     """Seed 002: an event at each milestone and at each move of 10 points or more, measured
     from the attempt's last event, so throttled writes of 4 points each still make events."""
     job = submit(lifecycle)
@@ -350,6 +350,7 @@ def test_slow_progress_is_announced_every_10_points_since_the_last_event_and_at_
             announced.append(percent)
     assert announced == [12, 23, 26, 37, 49, 52, 90, 100]
     retried = lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="x"), retryable=True)
+    clock.now = parse_time(retried.not_before)  # its wait (1 or 2 s, drawn at random) is over
     again = lifecycle.claim(JobMessage(job.id, 2)).job
     assert retried.status == JobStatus.RETRYING and again.event_percent == 0  # each attempt starts over
 
