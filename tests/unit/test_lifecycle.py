@@ -182,6 +182,72 @@ def test_a_claim_without_a_read_decides_exactly_like_a_claim_after_a_read(case):
             parse_time(after_hinted.attempt_started_at) + timedelta(seconds=after_hinted.timeout_s + 30))
 
 
+@pytest.mark.parametrize("hinted", [True, False])
+def test_a_delivery_more_than_a_second_early_waits_for_the_jobs_start(lifecycle, queue, clock, hinted):
+    job = submit(lifecycle, delay_seconds=4)
+    (message, _, _), = queue.sent
+    clock.advance(1)  # the queue delivered the delayed message early (a redrive, a duplicate)
+    claim = lifecycle.claim(message if hinted else JobMessage(job.id, 1))
+    assert (claim.outcome, claim.retry_after_s) == (ClaimOutcome.DEFER, 3)
+    assert lifecycle.get("acme", job.id).status == JobStatus.QUEUED
+
+
+@pytest.mark.parametrize("hinted", [True, False])
+def test_an_attempt_is_taken_only_with_its_timeout_and_the_margin_left_in_the_invocation(counted, queue, hinted):
+    from chalicelib.defaults import INVOCATION_MARGIN_S
+
+    counting, lifecycle = counted
+    job = submit(lifecycle)
+    (message, _, _), = queue.sent
+    message = message if hinted else JobMessage(job.id, 1)
+    short = lifecycle.claim(message, time_left_s=job.timeout_s + INVOCATION_MARGIN_S - 0.5)
+    assert (short.outcome, short.retry_after_s) == (ClaimOutcome.DEFER, 0)
+    counting.calls.clear()
+    enough = lifecycle.claim(message, time_left_s=job.timeout_s + INVOCATION_MARGIN_S)
+    assert enough.outcome == ClaimOutcome.RUN
+    assert counting.calls == (["apply_expected"] if hinted else ["get", "apply"])
+
+
+@pytest.mark.parametrize("hinted", [True, False])
+def test_a_job_whose_cancel_was_requested_before_it_started_is_canceled_not_run(lifecycle, store, queue, hinted):
+    """A record an earlier version left queued with its cancel requested: no delivery runs it."""
+    job = submit(lifecycle)
+    (message, _, _), = queue.sent
+    store.apply(job, JobStatus.QUEUED, ChangeSet({"cancel_requested": True}))
+    claim = lifecycle.claim(message if hinted else JobMessage(job.id, 1))
+    assert (claim.outcome, claim.reason) == (ClaimOutcome.SKIP, "cancel requested before start")
+    assert store.get(job.id, mark_gone=False).status == JobStatus.CANCELED
+
+
+def test_a_later_attempt_keeps_the_jobs_first_start(lifecycle, store, queue, clock):
+    job = submit(lifecycle)
+    queue.sent.clear()
+    first = lifecycle.claim(JobMessage(job.id, 1)).job
+    lifecycle.fail_attempt(first, JobErrorInfo(code="boom", message="it broke"), retryable=True)
+    clock.advance(900)
+    second = lifecycle.claim(JobMessage(job.id, 2)).job
+    assert second.started_at == first.started_at != second.attempt_started_at
+    assert store.get(job.id, mark_gone=False).started_at == first.started_at
+
+
+def test_a_claim_that_loses_a_race_decides_again_on_the_job_read_anew(lifecycle, store, queue, monkeypatch):
+    """Another write landed between the claim's read and its write (a cancel request answered,
+    the reconciler's bookkeeping): the claim reads the job again and takes it, rather than
+    sending the delivery back as if the job kept changing."""
+    job = submit(lifecycle)
+    queue.sent.clear()
+    real = store.apply
+
+    def another_write_first(current, expected, changes):
+        monkeypatch.setattr(store, "apply", real)
+        real(current, expected, ChangeSet({"dispatches": current.dispatches}))
+        return real(current, expected, changes)
+
+    monkeypatch.setattr(store, "apply", another_write_first)
+    claim = lifecycle.claim(JobMessage(job.id, 1))
+    assert claim.outcome == ClaimOutcome.RUN and claim.job.attempts == 1
+
+
 def test_expired_lease_is_taken_over_as_a_lost_worker(lifecycle, queue, clock):
     job = submit(lifecycle)
     queue.drain()
@@ -193,6 +259,36 @@ def test_expired_lease_is_taken_over_as_a_lost_worker(lifecycle, queue, clock):
     assert takeover.job.error.code == "worker_lost"
     (message, _, delay), = queue.sent
     assert message == JobMessage(job.id, 2) and 1 <= delay <= 900
+
+
+@pytest.mark.parametrize("hinted", [True, False])
+def test_a_lease_is_over_at_its_end_for_the_claim_as_for_the_reconciler(lifecycle, store, queue, clock, hinted):
+    """At the moment its lease ends the reconciler finds a running job due (lost), so a
+    delivery of its message then takes the attempt over too, rather than waiting on it."""
+    job = submit(lifecycle)
+    (message, _, _), = queue.sent
+    queue.sent.clear()
+    running = lifecycle.claim(message).job
+    clock.now = parse_time(running.lease_expires_at)
+    takeover = lifecycle.claim(message if hinted else JobMessage(job.id, 1))
+    assert (takeover.outcome, takeover.reason) == (ClaimOutcome.SKIP, "took over an abandoned attempt")
+    assert takeover.job.status == JobStatus.RETRYING and takeover.job.error.code == "worker_lost"
+
+
+@pytest.mark.parametrize("hinted", [True, False])
+def test_the_next_attempt_runs_without_the_failed_attempts_error(lifecycle, store, queue, clock, hinted):
+    """The failed attempt's error is kept on its run record; the job running its next attempt
+    shows none (seed 002: `error` is the job's outcome, null while it runs)."""
+    job = submit(lifecycle)
+    queue.sent.clear()
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=True)
+    (message, _, _), = queue.sent
+    clock.advance(900)
+    second = lifecycle.claim(message if hinted else JobMessage(job.id, 2))
+    assert second.outcome == ClaimOutcome.RUN and second.job.attempts == 2
+    assert second.job.error is None and store.get(job.id, mark_gone=False).error is None
+    assert [(r.attempt, r.error.code) for r in store.runs(job.id)] == [(1, "boom")]
 
 
 @pytest.mark.parametrize("hinted", [True, False])
@@ -222,6 +318,77 @@ def test_a_claim_whose_answer_was_lost_does_not_run_an_attempt_ended_meanwhile(l
     after = store.get(job.id, mark_gone=False)
     assert (after.status, after.attempts, after.error.code) == (JobStatus.RETRYING, 1, "worker_lost")
     assert [m for m, _, _ in queue.sent] == [JobMessage(job.id, 2)]
+
+
+def test_an_unanswered_claim_leaves_the_attempt_another_delivery_claimed_alone(lifecycle, store, queue, monkeypatch):
+    """This delivery's claim did not land, a duplicate's did, and the answer to this one was
+    lost: the record shows an attempt running under the other delivery's claim. Its payload
+    unreadable here, this delivery fails and comes back; it does not fail the attempt the other
+    delivery runs (`payload_unavailable`), which would run its handler beside the next one."""
+    from dataclasses import replace
+
+    job = submit(lifecycle)
+    (message, _, _), = queue.sent
+    real_apply, real_get = store.apply_expected, store.get
+
+    def a_duplicate_claimed_first(job_id, tenant, expected, changes, **kwargs):
+        real_apply(job_id, tenant, expected, replace(changes, fields={**changes.fields, "claim_id": "duplicate"}),
+                   **kwargs)
+        raise StoreUnavailableError("the table did not answer")
+
+    def payload_unreadable(job_id, **kwargs):
+        if kwargs.get("fetch", True):
+            raise StoreUnavailableError("the bucket did not answer")
+        return real_get(job_id, **kwargs)
+
+    monkeypatch.setattr(store, "apply_expected", a_duplicate_claimed_first)
+    monkeypatch.setattr(store, "get", payload_unreadable)
+    with pytest.raises(StoreUnavailableError, match="table"):
+        lifecycle.claim(message)
+    after = real_get(job.id, mark_gone=False)
+    assert (after.status, after.attempts, after.claim_id, after.error) == (JobStatus.RUNNING, 1, "duplicate", None)
+
+
+def test_an_unanswered_claim_whose_attempt_was_taken_over_before_its_payload_was_read_does_not_run(
+        lifecycle, store, queue, clock, monkeypatch):
+    """The claim landed unanswered and the record showed it; before its payload was read, the
+    attempt outlived its lease and another delivery claimed the next one. The job as read with
+    its payload decides: another claim's attempt is not this delivery's to run."""
+    job = submit(lifecycle)
+    (message, _, _), = queue.sent
+    real_apply, real_get = store.apply_expected, store.get
+
+    def landed_unanswered(*args, **kwargs):
+        real_apply(*args, **kwargs)
+        monkeypatch.setattr(store, "apply_expected", real_apply)
+        raise StoreUnavailableError("the table did not answer")
+
+    def taken_over_before_the_payload_read(job_id, **kwargs):
+        if kwargs.get("fetch", True):
+            monkeypatch.setattr(store, "get", real_get)
+            clock.advance(job.timeout_s + 31)
+            assert lifecycle.reconcile(real_get(job_id, mark_gone=False)) == ReconcileOutcome.LEASE_EXPIRED
+            clock.advance(900)
+            assert lifecycle.claim(JobMessage(job_id, 2)).outcome == ClaimOutcome.RUN
+        return real_get(job_id, **kwargs)
+
+    monkeypatch.setattr(store, "apply_expected", landed_unanswered)
+    monkeypatch.setattr(store, "get", taken_over_before_the_payload_read)
+    with pytest.raises(StoreUnavailableError, match="table"):
+        lifecycle.claim(message)
+    after = real_get(job.id, mark_gone=False)
+    assert (after.status, after.attempts) == (JobStatus.RUNNING, 2)
+
+
+def test_a_message_moved_by_hand_with_a_tenant_and_no_timeout_is_claimed_after_a_read(lifecycle, queue):
+    """A hint without the other is no hint: the claim reads the job and takes it."""
+    from chalicelib.ports import job_message_of
+
+    job = submit(lifecycle)
+    queue.sent.clear()
+    claim = lifecycle.claim(job_message_of({"job_id": job.id, "attempt": 1, "tenant": "acme"}))
+    assert claim.outcome == ClaimOutcome.RUN
+    assert (claim.job.status, claim.job.attempts) == (JobStatus.RUNNING, 1)
 
 
 def test_the_reconciler_leaves_a_job_that_is_not_due_as_it_is(lifecycle, store, queue, clock):
