@@ -550,6 +550,57 @@ def test_retry_then_fail_and_dead_letter(lifecycle, queue, clock):
     assert [r.status for r in lifecycle.store.runs(job.id)] == [JobStatus.FAILED] * 3
 
 
+def test_each_attempts_run_is_recorded_under_its_own_attempt(lifecycle, store, queue, clock):
+    job = submit(lifecycle)
+    queue.drain()
+    for attempt in (1, 2, 3):
+        clock.advance(900)
+        running = lifecycle.claim(JobMessage(job.id, attempt)).job
+        if attempt < 3:
+            lifecycle.fail_attempt(running, JobErrorInfo(code=f"boom{attempt}", message="it broke"), retryable=True)
+    lifecycle.complete(running, {"ok": True})
+    assert [(r.attempt, r.status, r.error and r.error.code) for r in store.runs(job.id)] == [
+        (1, JobStatus.FAILED, "boom1"), (2, JobStatus.FAILED, "boom2"), (3, JobStatus.COMPLETED, None)]
+
+
+@pytest.mark.parametrize("outcome", ["completed", "failed", "canceled"])
+def test_a_finished_job_keeps_no_lease_and_expires_two_days_after_its_retention(lifecycle, store, clock, outcome):
+    """docs/data-model.md: a job's record gets `expires_at` when it finishes, two days after its
+    retention ends (the daily clean-up, which finds the job through it, goes first). Its lease
+    and due time go: nothing reconciles a finished job."""
+    job = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    clock.advance(5)
+    if outcome == "completed":
+        lifecycle.complete(running, {"ok": True})
+    elif outcome == "failed":
+        lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=False)
+    else:
+        lifecycle.cancel("acme", job.id)
+        lifecycle.mark_canceled(store.get(job.id, mark_gone=False))
+    after = store.get(job.id, mark_gone=False)
+    assert after.status.value == outcome and after.finished_at == isoformat(clock.now)
+    assert after.expires_at == int(clock.now.timestamp()) + 7 * 86400 + 2 * 86400
+    assert (after.lease_expires_at, after.due_at) == (None, None)
+
+
+def test_no_write_moves_a_job_along_a_transition_the_table_does_not_allow(lifecycle, store):
+    from chalicelib.domain.errors import InvalidTransitionError
+    from chalicelib.lifecycle.transitions import transition
+
+    job = submit(lifecycle)
+    lifecycle.cancel("acme", job.id)
+    canceled = store.get(job.id, mark_gone=False)
+    for target in JobStatus:
+        with pytest.raises(InvalidTransitionError, match=f"cannot go from canceled to {target.value}"):
+            transition(canceled, target)
+    with pytest.raises(InvalidTransitionError):
+        transition(job, JobStatus.RETRYING)
+    with pytest.raises(InvalidTransitionError):
+        lifecycle._finish(canceled, JobStatus.FAILED)
+    assert store.get(job.id, mark_gone=False) == canceled
+
+
 @pytest.mark.parametrize("outcome", ["retrying", "failed", "canceled"])
 def test_a_report_written_with_an_attempts_end_is_stamped_when_it_is_written(lifecycle, clock, outcome):
     """The report a handler made and the throttle had not written yet goes out with the
