@@ -550,6 +550,93 @@ def test_retry_then_fail_and_dead_letter(lifecycle, queue, clock):
     assert [r.status for r in lifecycle.store.runs(job.id)] == [JobStatus.FAILED] * 3
 
 
+def test_an_attempt_whose_payload_lives_in_s3_keeps_it_through_its_progress_writes(queue, clock):
+    """A progress write answers the record, the payload in S3 shown as its placeholder: the
+    attempt goes on with the payload it was claimed with, which its handler reads."""
+    from chalicelib.adapters.memory import InMemoryJobStore
+    from chalicelib.adapters.memory_blobs import InMemoryBlobStore
+
+    store = InMemoryJobStore(blobs=InMemoryBlobStore(), inline_limit=16)
+    lifecycle = JobLifecycle(store, queue, build_registry(demo_types=True), clock=clock)
+    job = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    assert running.payload == job.payload != store.get(job.id, fetch=(), mark_gone=False).payload
+    for percent in (30, 60):
+        running = lifecycle.report_progress(running, percent)
+        assert running.progress.percent == percent and running.payload == job.payload
+
+
+@pytest.mark.parametrize("outcome", ["complete", "fail", "cancel"])
+def test_a_late_worker_does_not_end_the_attempt_that_replaced_its_own(lifecycle, store, queue, clock, outcome):
+    """Attempt 1 outlived its lease and attempt 2 runs under another delivery; the worker of
+    attempt 1, slow but alive, ends its attempt on the job it holds. Its write is refused (the
+    version moved) and the job read again runs attempt 2: that one is not its to end."""
+    job = submit(lifecycle)
+    queue.sent.clear()
+    first = lifecycle.claim(JobMessage(job.id, 1)).job
+    clock.advance(first.timeout_s + 31)
+    assert lifecycle.reconcile(store.get(job.id, mark_gone=False)) == ReconcileOutcome.LEASE_EXPIRED
+    clock.advance(900)
+    second = lifecycle.claim(JobMessage(job.id, 2)).job
+    with pytest.raises(StaleJobError, match="attempt 1 of job .* is no longer running"):
+        if outcome == "complete":
+            lifecycle.complete(first, {"late": True})
+        elif outcome == "fail":
+            lifecycle.fail_attempt(first, JobErrorInfo(code="boom", message="late"), retryable=False)
+        else:
+            lifecycle.mark_canceled(first)
+    assert store.get(job.id, mark_gone=False) == second
+
+
+def test_an_outcome_whose_job_was_removed_meanwhile_is_a_lost_race(lifecycle, store, monkeypatch):
+    job = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+
+    def refused(*args, **kwargs):
+        raise StaleJobError("the version moved")
+
+    monkeypatch.setattr(store, "apply", refused)
+    monkeypatch.setattr(store, "get", lambda *args, **kwargs: None)  # removed by hand meanwhile
+    with pytest.raises(StaleJobError):
+        lifecycle.complete(running, {"ok": True})
+
+
+def test_an_outcome_written_after_a_lost_race_answers_the_attempts_payload(queue, clock):
+    """The job read again after a lost race is the record alone (its payload in S3 a
+    placeholder): the outcome answers the job with the payload the attempt ran on."""
+    from chalicelib.adapters.memory import InMemoryJobStore
+    from chalicelib.adapters.memory_blobs import InMemoryBlobStore
+    from chalicelib.domain.job import Progress
+
+    store = InMemoryJobStore(blobs=InMemoryBlobStore(), inline_limit=16)
+    lifecycle = JobLifecycle(store, queue, build_registry(demo_types=True), clock=clock)
+    job = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    store.record_progress(job.id, 1, Progress(percent=10))  # the version moves under the attempt
+    completed = lifecycle.complete(running, {"ok": True})
+    assert completed.status == JobStatus.COMPLETED and completed.payload == job.payload
+
+
+@pytest.mark.parametrize("outcome", ["retrying", "failed", "canceled"])
+def test_an_outcomes_last_report_behind_the_progress_written_leaves_the_progress_as_it_is(lifecycle, store,
+                                                                                           outcome):
+    """Progress never decreases within an attempt: a last report below what the job shows
+    is not written with the outcome."""
+    from chalicelib.domain.job import Progress
+
+    job = submit(lifecycle)
+    running = lifecycle.report_progress(lifecycle.claim(JobMessage(job.id, 1)).job, 60, step="sixty")
+    report = Progress(percent=30, step="thirty")
+    if outcome == "canceled":
+        after = lifecycle.mark_canceled(running, last_progress=report)
+    else:
+        after = lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"),
+                                       retryable=outcome == "retrying", last_progress=report)
+    assert after.status.value == outcome
+    assert (after.progress.percent, after.progress.step) == (60, "sixty")
+    assert store.get(job.id, mark_gone=False).progress.percent == 60
+
+
 def test_each_attempts_run_is_recorded_under_its_own_attempt(lifecycle, store, queue, clock):
     job = submit(lifecycle)
     queue.drain()
