@@ -421,6 +421,54 @@ def test_cancel_queued_is_immediate(lifecycle):
     assert lifecycle.claim(JobMessage(job.id, 1)).outcome == ClaimOutcome.SKIP
 
 
+def test_a_job_canceled_before_it_started_shows_its_cancel_request(lifecycle, store):
+    job = submit(lifecycle)
+    canceled = lifecycle.cancel("acme", job.id)
+    assert canceled.cancel_requested and store.get(job.id, mark_gone=False).cancel_requested
+
+
+def test_a_cancel_that_loses_a_race_to_another_write_cancels_the_job_read_again(lifecycle, store, monkeypatch):
+    job = submit(lifecycle)
+    real = store.apply
+
+    def another_write_first(current, expected, changes):
+        monkeypatch.setattr(store, "apply", real)
+        real(current, expected, ChangeSet({"dispatches": current.dispatches}))  # the reconciler's bookkeeping
+        return real(current, expected, changes)
+
+    monkeypatch.setattr(store, "apply", another_write_first)
+    assert lifecycle.cancel("acme", job.id).status == JobStatus.CANCELED
+    assert store.get(job.id, mark_gone=False).status == JobStatus.CANCELED
+
+
+@pytest.mark.parametrize("meanwhile", ["completed", "retrying"])
+def test_a_cancel_whose_running_attempt_ended_before_its_request_landed_decides_on_the_end(
+        lifecycle, store, monkeypatch, meanwhile):
+    """The cancel read the job running; its attempt ended before the request was written, so
+    the request is refused and the cancel decides again: a completed job is finished (409), a
+    retrying one is canceled at once."""
+    job = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    real = store.apply_expected
+
+    def the_attempt_ends_first(*args, **kwargs):
+        monkeypatch.setattr(store, "apply_expected", real)
+        if meanwhile == "completed":
+            lifecycle.complete(running, {"ok": True})
+        else:
+            lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=True)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "apply_expected", the_attempt_ends_first)
+    if meanwhile == "completed":
+        with pytest.raises(JobAlreadyFinishedError):
+            lifecycle.cancel("acme", job.id)
+        assert store.get(job.id, mark_gone=False).status == JobStatus.COMPLETED
+    else:
+        assert lifecycle.cancel("acme", job.id).status == JobStatus.CANCELED
+        assert store.get(job.id, mark_gone=False).status == JobStatus.CANCELED
+
+
 def test_a_job_canceled_between_attempts_does_not_carry_the_failed_attempts_error(lifecycle, store):
     """A retrying job canceled before its next attempt: the cancel ended no attempt, so the job
     (and its `canceled` event, which the ERP gets) has no error; the failed attempt's error
