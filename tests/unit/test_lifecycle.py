@@ -685,6 +685,40 @@ def test_an_outcomes_last_report_behind_the_progress_written_leaves_the_progress
     assert store.get(job.id, mark_gone=False).progress.percent == 60
 
 
+def test_a_retrying_job_starts_when_its_next_attempts_message_is_due(lifecycle, store, queue, clock):
+    """The retrying job shows when its next attempt may start (the message's delay), and is due
+    to the reconciler one dispatch grace after that, should no worker claim the attempt."""
+    job = submit(lifecycle)
+    queue.sent.clear()
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    retrying = lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=True)
+    (message, _, delay), = queue.sent
+    start = clock.now + timedelta(seconds=delay)
+    assert message == JobMessage(job.id, 2)
+    assert retrying.not_before == isoformat(start) and retrying.dispatches == 1
+    assert retrying.due_at == isoformat(start + timedelta(seconds=lifecycle.dispatch_grace_s))
+    assert store.get(job.id, mark_gone=False).due_at == retrying.due_at
+
+
+def test_a_progress_write_whose_answer_was_lost_is_decided_again_on_the_record(lifecycle, store, monkeypatch):
+    """An announcing write landed and its answer was lost: the mark it was decided from moved.
+    The write is decided again on the job read back, and lands, not refused as a race three
+    times over."""
+    job = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    real = store.record_progress
+
+    def landed_unanswered(*args, **kwargs):
+        monkeypatch.setattr(store, "record_progress", real)
+        real(*args, **kwargs)
+        raise StaleJobError("the event mark moved")
+
+    running = lifecycle.report_progress(running, 20)
+    monkeypatch.setattr(store, "record_progress", landed_unanswered)
+    after = lifecycle.report_progress(running, 30)
+    assert after.progress.percent == 30 and after.event_percent == 30
+
+
 def test_each_attempts_run_is_recorded_under_its_own_attempt(lifecycle, store, queue, clock):
     job = submit(lifecycle)
     queue.drain()
