@@ -82,6 +82,49 @@ def test_a_report_whose_window_end_met_a_cancel_request_is_kept_for_the_canceled
     assert (pending.percent, pending.step) == (30, "s30")
 
 
+def test_a_report_made_once_a_write_returned_a_cancel_request_is_not_taken(setup):
+    """The job as last written shows the request: the report is neither written nor queued,
+    and the percent the attempt reached stays what it was before the request."""
+    reporter, clock, written = setup
+    reporter._write = lambda job, progress: job.model_copy(update={"cancel_requested": True})
+    clock.advance(2)
+    reporter.report(30, force=True)  # met the request: kept for the `canceled` write
+    calls = []
+    reporter._write = lambda job, progress: calls.append(progress) or job
+    assert reporter.report(60, force=True).cancel_requested
+    clock.advance(10)
+    assert calls == [] and reporter.percent == 30 and reporter.settle().percent == 30
+
+
+def test_a_failures_last_report_never_lowers_the_percent_reached(setup):
+    reporter, clock, written = setup
+    reporter.report(60, step="s60", force=True)
+    reporter.report_final(35, "failed", "it broke")
+    final = reporter.settle()
+    assert (final.percent, final.step, final.message) == (60, "failed", "it broke")
+    reporter.report_final("not a number", "failed", "again")
+    assert reporter.settle().percent == 60
+
+
+def test_an_attempt_given_up_on_mid_write_hands_back_the_report_being_written(setup):
+    """`abandon` from the give-up's thread while the handler's thread holds the lock inside a
+    write: the report that write carries is the last one, and the outcome carries it."""
+    import threading
+
+    reporter, clock, written = setup
+    abandoned = []
+
+    def write(job, progress):
+        giving_up = threading.Thread(target=lambda: abandoned.append(reporter.abandon()))
+        giving_up.start()
+        giving_up.join()
+        return job.model_copy(update={"progress": progress})
+
+    reporter._write = write
+    reporter.report(40, step="s40", force=True)
+    assert [(p.percent, p.step) for p in abandoned] == [(40, "s40")]
+
+
 def test_a_timer_that_fired_as_a_write_stopped_it_leaves_the_next_window_alone(setup):
     """A real timer's thread can fire just as a due report's write stops it, and then waits for
     the reporter's lock. Run after that write, it found the next window's timer armed and cleared
