@@ -407,6 +407,111 @@ def test_the_reconciler_leaves_a_job_that_is_not_due_as_it_is(lifecycle, store, 
     assert lifecycle.reconcile(store.get(running.id, mark_gone=False)) == ReconcileOutcome.LEASE_EXPIRED
 
 
+def test_a_finished_job_left_due_without_a_letter_owed_leaves_the_due_index(lifecycle, store, queue, clock):
+    """A finished job owing no dead letter has nothing left to reconcile: the pass that reads
+    it removes its due time, rather than reading it again on every pass."""
+    job = submit(lifecycle)
+    queue.sent.clear()
+    canceled = lifecycle.cancel("acme", job.id)
+    left = store.apply(canceled, JobStatus.CANCELED, ChangeSet({"due_at": isoformat(clock.now)}))
+    assert [j.id for j in store.due(isoformat(clock.now), 10).jobs] == [job.id]
+    assert lifecycle.reconcile(left) == ReconcileOutcome.SKIPPED
+    assert store.get(job.id, mark_gone=False).due_at is None and store.due(isoformat(clock.now), 10).jobs == []
+    assert queue.sent == [] and queue.dead == []
+
+
+def test_a_held_job_read_as_due_early_is_due_again_when_sqs_can_delay_its_message(lifecycle, store, queue, clock):
+    """A job starting further ahead than SQS can delay a message (15 minutes) is released by the
+    pass that finds it due within that reach, its message delayed to its start."""
+    from chalicelib.defaults import SQS_MAX_DELAY_S
+
+    job = submit(lifecycle, delay_seconds=7200)
+    queue.sent.clear()
+    early = store.apply(job, JobStatus.QUEUED, ChangeSet({"due_at": isoformat(clock.now)}))
+    assert lifecycle.reconcile(early) == ReconcileOutcome.SKIPPED and queue.sent == []
+    start = parse_time(job.not_before)
+    assert store.get(job.id, mark_gone=False).due_at == isoformat(start - timedelta(seconds=SQS_MAX_DELAY_S))
+
+
+def test_a_job_waiting_in_a_backlog_is_looked_at_again_by_the_time_its_last_message_expires(
+        lifecycle, store, queue, clock):
+    from chalicelib.defaults import JOBS_QUEUE_RETENTION_S
+
+    job = submit(lifecycle)
+    queue.sent.clear()
+    kept_until = parse_time(job.not_before or job.created_at) + timedelta(seconds=JOBS_QUEUE_RETENTION_S)
+    clock.now = kept_until - timedelta(seconds=60)
+    bound = store.apply(job, JobStatus.QUEUED, ChangeSet({"dispatches": lifecycle.max_dispatches,
+                                                          "due_at": isoformat(clock.now)}))
+    assert lifecycle.reconcile(bound, waiting=lambda priority: True) == ReconcileOutcome.BACKLOGGED
+    assert store.get(job.id, mark_gone=False).due_at == isoformat(kept_until)
+
+
+def test_a_retrying_jobs_next_message_dead_lettered_fails_the_job(lifecycle, store, queue, clock):
+    """Nothing will start attempt 2 once its message sits on a dead-letter queue: the job fails
+    `dead_lettered`, as a queued job's does. A letter of the attempt that failed is left alone."""
+    job = submit(lifecycle)
+    queue.sent.clear()
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    retrying = lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=True)
+    assert lifecycle.fail_dead_lettered(retrying, JobMessage(job.id, 1)) == ReconcileOutcome.SKIPPED
+    assert lifecycle.fail_dead_lettered(retrying, JobMessage(job.id, 2)) == ReconcileOutcome.DEAD_LETTERED
+    failed = store.get(job.id, mark_gone=False)
+    assert (failed.status, failed.error.code) == (JobStatus.FAILED, "dead_lettered")
+
+
+def test_a_letter_of_another_attempt_found_on_the_dlq_leaves_the_owed_mark(lifecycle, store, queue, clock):
+    """A failed job owes the letter of the attempt it failed on; a message of an earlier attempt
+    found on a dead-letter queue is not that letter, and clearing the mark for it would lose it."""
+    job = submit(lifecycle)
+    running = lifecycle.claim(queue.drain()[0]).job
+    lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=True)
+    clock.advance(900)
+    queue.sent.append((JobMessage(job.id, 2), "normal", 0))
+    fail_owing_its_letter(lifecycle, queue)
+    owing = store.get(job.id, mark_gone=False)
+    assert owing.dead_letter_owed == 2
+    assert lifecycle.owed_letter_found(owing, JobMessage(job.id, 1)) == ReconcileOutcome.SKIPPED
+    assert store.get(job.id, mark_gone=False).dead_letter_owed == 2
+    assert lifecycle.owed_letter_found(owing, JobMessage(job.id, 2)) == ReconcileOutcome.OWED_LETTER_FOUND
+    assert store.get(job.id, mark_gone=False).dead_letter_owed is None
+
+
+def test_a_released_message_is_delayed_to_the_jobs_start_rounded_up(lifecycle, store, queue, clock):
+    """A message is delayed in whole seconds: rounded up, it is never delivered before the
+    job's start (a claim takes one at most a second early)."""
+    job = submit(lifecycle)
+    queue.sent.clear()
+    start = clock.now + timedelta(seconds=1.5)
+    due = store.apply(job, JobStatus.QUEUED, ChangeSet({"not_before": isoformat(start), "due_at": isoformat(clock.now),
+                                                              "dispatches": 0}))
+    assert lifecycle.reconcile(due) == ReconcileOutcome.RELEASED
+    assert queue.sent == [(JobMessage(job.id, 1), "normal", 2)]
+
+
+def test_a_resend_the_queue_refused_is_reported_so_even_when_its_count_cannot_be_taken_back(
+        lifecycle, store, queue, clock, monkeypatch):
+    """The queue refused the message and the store then refused to take its dispatch back: the
+    pass is told the queue did not answer (the job stays due, counted one dispatch more)."""
+    job = submit(lifecycle)
+    queue.sent.clear()
+    clock.advance(lifecycle.dispatch_grace_s)
+    queue.fail_sends = True
+    real, writes = store.apply, []
+
+    def the_second_write_unanswered(*args, **kwargs):
+        writes.append(args[2].fields)
+        if len(writes) == 2:
+            raise StoreUnavailableError("the table did not answer")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "apply", the_second_write_unanswered)
+    with pytest.raises(QueueUnavailableError):
+        lifecycle.reconcile(store.get(job.id, mark_gone=False))
+    assert [w.get("dispatches") for w in writes] == [job.dispatches + 1, job.dispatches]
+    assert store.get(job.id, mark_gone=False).dispatches == job.dispatches + 1
+
+
 def test_stale_version_write_is_refused(lifecycle, store):
     job = submit(lifecycle)
     lifecycle.claim(JobMessage(job.id, 1))
