@@ -375,6 +375,20 @@ def test_after_a_cancel_request_progress_is_not_written_and_the_job_says_why(ada
     assert stored.progress.percent == 30 and stored.version == requested.version
 
 
+@pytest.mark.parametrize("ended", ["canceled", "next_attempt"])
+def test_progress_of_an_attempt_that_ended_after_a_cancel_request_is_refused(adapters, ended):
+    """A cancel request answers only the attempt it was made of, while it runs: the attempt
+    canceled since, or followed by another, is refused as over, not answered as canceled."""
+    job = running(adapters.store, make_job(1))
+    requested = adapters.store.apply(job, JobStatus.RUNNING, ChangeSet({"cancel_requested": True}))
+    if ended == "canceled":
+        adapters.store.apply(requested, JobStatus.RUNNING, ChangeSet({"status": JobStatus.CANCELED}))
+    else:
+        adapters.store.apply(requested, JobStatus.RUNNING, ChangeSet({"attempts": 2}))
+    with pytest.raises(ProgressRejectedError, match="attempt 1 of job .* is not running"):
+        adapters.store.record_progress(job.id, 1, Progress(percent=60))
+
+
 def test_a_progress_write_answers_a_claim_checked_payload_as_its_placeholder(adapters):
     """Progress is the hot write: its answer reads no object back, written or refused on a cancel
     request; the claim-checked payload shows as a listing shows it (the caller has it whole)."""
