@@ -187,6 +187,7 @@ def test_percent_is_clamped_and_must_be_a_number():
         (21, 25, True),  # milestone
         (26, 29, False),
         (31, 45, True),  # jump of 10+
+        (12.4, 22.4, True),  # 10 points, though 22.4 - 12.4 is 9.999… in floating point
         (99, 100, True),
         (50, 50, False),
         (60, 40, False),
