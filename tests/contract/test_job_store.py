@@ -608,6 +608,21 @@ def test_a_refused_child_is_told_from_the_parents_record_whatever_became_of_its_
         store.add_child(parent.id, "child-a", 1)
 
 
+def test_a_spawn_of_an_attempt_canceled_since_its_request_is_refused_as_over(adapters):
+    """A cancel request refuses the spawns of the attempt it was made of while it runs; once
+    that attempt has ended (canceled), a spawn is refused because the attempt is over."""
+    from chalicelib.domain.errors import AttemptEndedError
+
+    store = adapters.store
+    parent = running(store, make_job(1))
+    parent = store.apply(parent, JobStatus.RUNNING, ChangeSet({"cancel_requested": True}))
+    store.apply(parent, JobStatus.RUNNING, ChangeSet({"status": JobStatus.CANCELED}))
+    with pytest.raises(AttemptEndedError):
+        store.create_child(make_job(2, parent_id=parent.id), 1)
+    with pytest.raises(AttemptEndedError):
+        store.add_child(parent.id, make_job(3).id, 1)
+
+
 def test_a_parent_whose_cancel_was_requested_makes_and_lists_no_child(adapters):
     """A user who cancels a fan-out expects no new children: the spawn's one write is
     conditioned on no cancel request too, and refused it raises JobCancelledError, writing
