@@ -49,6 +49,7 @@ from jobpipe_client.cli_exits import (
     Terminated,
 )
 from jobpipe_client.cli_parser import build_parser
+from jobpipe_client.terminal_text import say
 from jobpipe_client.inputs import api_url
 from jobpipe_client.errors import (
     describe_details,
@@ -152,10 +153,9 @@ def main(
     try:
         args = build_parser().parse_args(argv)
     except StdoutError as exc:  # --help or --version into a stdout that cannot take it
-        if err is not None:  # None: stderr closed, and print would write on stdout
-            print(f"jobpipe: {exc}", file=err)
+        say(err, str(exc))
         return EXIT_BAD_INPUT
-    from jobpipe_client.cli_commands import Commands, say
+    from jobpipe_client.cli_commands import Commands
     from jobpipe_client.cli_stdout import stdout_console
 
     commands: Optional[Commands] = None

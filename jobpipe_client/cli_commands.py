@@ -21,7 +21,7 @@ from jobpipe_client.cli_parser import EXIT_BAD_INPUT
 from jobpipe_client.client import JobpipeClient
 from jobpipe_client.polling import DEFAULT_GIVE_UP_AFTER_S, Outage
 from jobpipe_client.progress_view import ProgressBoard, exit_code, jobs_table, outage_line, plain_table
-from jobpipe_client.terminal_text import shown
+from jobpipe_client.terminal_text import say, shown
 from jobpipe_client.waiting import holds_claim_check, read_whole
 
 
@@ -224,11 +224,3 @@ class Commands:
         if unknown:
             say(self.err, f"{'job' if len(unknown) == 1 else 'jobs'} {', '.join(unknown)} not found")
         return EXIT_BAD_INPUT if unknown else 0
-
-
-def say(err: TextIO, message: str) -> None:
-    """`jobpipe: message` on `err` in one line, whatever line breaks or other control
-    characters (escaped) the message (often the server's text) holds. Nothing when stderr is
-    closed (`2>&-`: `err` is None), where print would write the line on stdout, into the data."""
-    if err is not None:
-        print(f"jobpipe: {' '.join(shown(message).split())}", file=err)

@@ -3,7 +3,8 @@
 Ctrl-C and SIGTERM are made the CLI's before anything heavy is imported: the parser, the client
 (requests) and rich load under them, so an interrupt while they load (most of a short command's
 time) ends as one later does, one line and exit 130 (143 for SIGTERM), never a traceback. This
-module imports nothing but the standard library's os, signal and sys, and cli_exits.py.
+module imports nothing but the standard library's os, signal and sys, cli_exits.py and
+terminal_text.py (which imports `re`, loaded before any of it by Python's start).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 from typing import Any, NoReturn, Optional
 
 from jobpipe_client.cli_exits import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated
+from jobpipe_client.terminal_text import say
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
@@ -33,7 +35,7 @@ def run() -> NoReturn:
             sys.stdout.flush()  # a reader gone before the last buffered output shows up here
     except KeyboardInterrupt as exc:  # one main does not end: while the CLI loads or reads its arguments
         terminated = isinstance(exc, Terminated)
-        _say("terminated" if terminated else "interrupted")
+        say(sys.stderr, "terminated" if terminated else "interrupted")
         sys.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
     except BrokenPipeError:
         code = EXIT_BROKEN_PIPE
@@ -41,7 +43,7 @@ def run() -> NoReturn:
         if code is None:  # not the flush's
             raise
         if code == 0:  # a write the command made failed first, and said so
-            _say(f"cannot write stdout: {exc.strerror or exc}")
+            say(sys.stderr, f"cannot write stdout: {exc.strerror or exc}")
             code = EXIT_BAD_INPUT
     else:
         sys.exit(code)
@@ -49,13 +51,6 @@ def run() -> NoReturn:
     # cannot fail too (the Python docs' recipe for SIGPIPE).
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     sys.exit(code)
-
-
-def _say(message: str) -> None:
-    """`jobpipe: message` on stderr (cli_commands.say, for a message of the CLI's own words);
-    nothing when stderr is closed (None), where print would write on stdout."""
-    if sys.stderr is not None:
-        print(f"jobpipe: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

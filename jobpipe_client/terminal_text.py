@@ -9,8 +9,9 @@ the 8-bit controls, so every value of the API's is passed through `shown` before
 from __future__ import annotations
 
 import re
+from typing import Optional, TextIO
 
-__all__ = ["shown"]
+__all__ = ["say", "shown"]
 
 # C0 and C1 controls, DEL, Unicode's line and paragraph separators and the bidi embeddings,
 # overrides and isolates; `\r\n` first, so a Windows line break is one break.
@@ -40,3 +41,12 @@ def first_of(items: list[str], most: int, joint: str = ", ") -> str:
     (a line that names a few of thousands stays a line)."""
     more = len(items) - most
     return joint.join(items[:most]) + (f" and {more} more" if more > 0 else "")
+
+
+def say(err: Optional[TextIO], message: str) -> None:
+    """`jobpipe: message` on `err` in one line, whatever line breaks or other control
+    characters (escaped) the message (often the server's text) holds. Nothing when stderr is
+    closed (`2>&-`: `err` is None), where print would write the line on stdout, into the data.
+    Here, with nothing but `re` imported, so the CLI's entry point says its lines with it too."""
+    if err is not None:
+        print(f"jobpipe: {' '.join(shown(message).split())}", file=err)
