@@ -171,7 +171,8 @@ class AttemptOutcomes:
             result, message = ctx.completion.result, ctx.completion.message
         elif isinstance(result, Completion):
             result, message = result.result, result.message
-        return self._complete_with(reporter.job, result, message, reporter.settle(), started, patiently, after)
+        last_progress = reporter.settle()  # first: the job a timer's write under way returns is the one ended
+        return self._complete_with(reporter.job, result, message, last_progress, started, patiently, after)
 
     def _complete_with(self, job: Job, result: Any, message: Optional[str], last_progress: Optional[Progress],
                        started: float, patiently: Optional[Callable[[Callable[[], Job]], Job]],
@@ -213,8 +214,18 @@ class AttemptOutcomes:
 
     def _cancel(self, reporter: ProgressReporter, started: float,
                 patiently: Callable[[Callable[[], Job]], Job]) -> Job:
-        last_progress = reporter.settle()
-        final = patiently(lambda: self._lifecycle.mark_canceled(reporter.job, last_progress))
+        last_progress = reporter.settle()  # first: the job a timer's write under way returns is the one ended
+        return self._cancel_with(reporter.job, last_progress, started, patiently)
+
+    def _cancel_with(self, job: Job, last_progress: Optional[Progress], started: float,
+                     patiently: Optional[Callable[[Callable[[], Job]], Job]]) -> Job:
+        """`job`'s attempt ended canceled on request (written with `last_progress`, through
+        `patiently` when given), observed."""
+
+        def write() -> Job:
+            return self._lifecycle.mark_canceled(job, last_progress)
+
+        final = patiently(write) if patiently is not None else write()
         self._observe("canceled", final, {"duration_s": self._clock.monotonic() - started})
         return final
 
@@ -248,8 +259,7 @@ class AttemptOutcomes:
             try:
                 # With the report the progress window held: the process ends with its timer.
                 if canceled:
-                    final = self._lifecycle.mark_canceled(job, reporter.abandon())
-                    self._observe("canceled", final, {"duration_s": self._clock.monotonic() - started})
+                    self._cancel_with(job, reporter.abandon(), started, None)
                 elif failure is None and completion is not None:
                     after = _AfterCompletion(f"the handler went on {round(over_s, 1)} s past its timeout "
                                              "and its worker process was ended")
