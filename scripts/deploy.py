@@ -34,7 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 
 from scripts import package
 from scripts.local_stack import apply_gateway_responses
-from scripts.stack_states import IN_PROGRESS, refusal, still_running
+from scripts.stack_states import IN_PROGRESS, recreating, refusal, still_running
 from scripts.stack_config import (
     StackConfigError,
     check_alarm_actions,
@@ -274,9 +274,9 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
     # A first create that rolled back, or a create change set never executed: nothing was created.
     # The rolled-back stack is deleted once every check has passed: a refused deploy leaves it, and
     # the events that say why its create failed.
-    rolled_back = existing is not None and existing["StackStatus"] == "ROLLBACK_COMPLETE"
-    reviewed = existing is not None and existing["StackStatus"] == "REVIEW_IN_PROGRESS"
-    if existing is not None and existing["StackStatus"] in ("ROLLBACK_COMPLETE", "REVIEW_IN_PROGRESS"):
+    recreated = recreating(stack, existing["StackStatus"]) if existing is not None else None
+    rolled_back = recreated is not None and existing["StackStatus"] == "ROLLBACK_COMPLETE"
+    if recreated:
         existing = None
     if existing is not None:  # an update: checked again with the values it keeps, before anything is uploaded
         check_kept(template, parameters, existing.get("Parameters", []), stack)
@@ -302,12 +302,9 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
     change_parameters = _parameter_list(template, parameters, existing, absent)
     if absent:
         print(f"{absent}: creating it", file=sys.stderr, flush=True)
-    if reviewed:
-        print(f"stack {stack} is REVIEW_IN_PROGRESS (a create that never ran, nothing made): creating it",
-              file=sys.stderr, flush=True)
+    if recreated:
+        print(recreated, file=sys.stderr, flush=True)
     if rolled_back:
-        print(f"stack {stack} is ROLLBACK_COMPLETE (its first create failed and left nothing); "
-              "deleting it to create it again", file=sys.stderr, flush=True)
         cfn.delete_stack(StackName=stack)
         try:
             cfn.get_waiter("stack_delete_complete").wait(StackName=stack, WaiterConfig={"Delay": 1, "MaxAttempts": 600})

@@ -3,7 +3,7 @@
 A stack in a state CloudFormation takes no update in is refused before anything is uploaded,
 in one line naming the state and what brings the stack back to one a deploy takes. A first
 create that rolled back (ROLLBACK_COMPLETE) and a create never executed (REVIEW_IN_PROGRESS)
-are created again (scripts/deploy.py); any other state is updated. A deploy that stops waiting
+are created again, said first (`recreating`); any other state is updated. A deploy that stops waiting
 on its own create or update while CloudFormation is still at it says so (still_running).
 """
 from __future__ import annotations
@@ -53,6 +53,20 @@ def refusal(stack: str, status: str) -> Optional[str]:
                 f"--stack-name {stack}` (with --resources-to-skip for those the stack's events show failing to roll "
                 "back) has brought it to UPDATE_ROLLBACK_COMPLETE; then deploy again. Nothing was deployed")
     return None
+
+
+# A state a stack was left in with nothing made -> what the deploy says as it creates it again.
+RECREATED = {
+    "ROLLBACK_COMPLETE": "(its first create failed and left nothing); deleting it to create it again",
+    "REVIEW_IN_PROGRESS": "(a create that never ran, nothing made): creating it",
+}
+
+
+def recreating(stack: str, status: str) -> Optional[str]:
+    """The line a deploy says as it creates again `stack`, found in `status` with nothing made
+    (a first create rolled back, a create change set never executed); None for any other state."""
+    doing = RECREATED.get(status)
+    return None if doing is None else f"stack {stack} is {status} {doing}"
 
 
 def still_running(stack: str, status: str, waited_s: float) -> str:
