@@ -1,7 +1,12 @@
-"""How a `jobpipe` command ends: its exit codes, Terminated (SIGTERM) and StdoutError. Nothing
-imported: cli_entry.py reads these before anything else of the CLI is loaded, and cli.py tells
-a command's endings apart before it loads the client and rich."""
+"""How a `jobpipe` command ends: its exit codes, Terminated (SIGTERM) and StdoutError, with the
+two helpers every write to stdout goes through (`stdout_written`, `stdout_closed`). Nothing
+imported: cli_entry.py reads these before anything else of the CLI is loaded, cli.py tells a
+command's endings apart and the parser writes --help before the client and rich are loaded."""
 from __future__ import annotations
+
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
@@ -23,3 +28,18 @@ class Terminated(KeyboardInterrupt):
 class StdoutError(Exception):
     """stdout cannot take what is written to it: `cannot write stdout: <why>`. Not a reader
     that went away: that stays BrokenPipeError (the command ends quietly, 141)."""
+
+
+def stdout_written(write: Callable[[], T]) -> T:
+    """`write()`'s result; an OSError it raises, but for BrokenPipeError, as StdoutError."""
+    try:
+        return write()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise StdoutError(f"cannot write stdout: {exc.strerror or exc}") from exc
+
+
+def stdout_closed() -> StdoutError:
+    """What a write to a closed stdout (`>&-`: Python has no sys.stdout) raises."""
+    return StdoutError("cannot write stdout: it is closed")

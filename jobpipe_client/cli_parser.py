@@ -13,7 +13,8 @@ from jobpipe_client.cli_exits import (
     EXIT_TERMINATED,
     EXIT_TIMEOUT,
     EXIT_UNAVAILABLE,
-    StdoutError,
+    stdout_closed,
+    stdout_written,
 )
 from jobpipe_client.cli_options import (
     parse_delay,
@@ -93,14 +94,9 @@ def _write_out(text: str, file: Optional[TextIO] = None) -> None:
     BrokenPipeError (141, quietly)."""
     stream = sys.stdout if file is None else file
     if stream is None:  # closed (`>&-`): Python has no sys.stdout
-        raise StdoutError("cannot write stdout: it is closed")
-    try:
-        stream.write(text)
-        stream.flush()
-    except BrokenPipeError:
-        raise
-    except OSError as exc:
-        raise StdoutError(f"cannot write stdout: {exc.strerror or exc}") from exc
+        raise stdout_closed()
+    stdout_written(lambda: stream.write(text))
+    stdout_written(stream.flush)
 
 
 def _payload_hint(message: str) -> str:

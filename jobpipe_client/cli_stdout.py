@@ -25,29 +25,13 @@ import errno
 import io
 import os
 import sys
-from typing import Any, Callable, Optional, TextIO, TypeVar
+from typing import Any, Optional, TextIO
 
 from rich.console import Console
 
-from jobpipe_client.cli_exits import StdoutError
+from jobpipe_client.cli_exits import StdoutError, stdout_closed, stdout_written
 
 __all__ = ["GuardedStdout", "StdoutConsole", "StdoutError", "is_a_terminal", "stdout_console"]
-
-T = TypeVar("T")
-
-
-def _written(write: Callable[[], T]) -> T:
-    """`write()`'s result; an OSError it raises, but for BrokenPipeError, as StdoutError."""
-    try:
-        return write()
-    except BrokenPipeError:
-        raise
-    except OSError as exc:
-        raise StdoutError(f"cannot write stdout: {exc.strerror or exc}") from exc
-
-
-def _closed() -> StdoutError:
-    return StdoutError("cannot write stdout: it is closed")
 
 
 class GuardedStdout:
@@ -69,11 +53,11 @@ class GuardedStdout:
     def write(self, text: str) -> int:
         stream = self._stream
         if stream is None:
-            raise _closed()
+            raise stdout_closed()
         try:
-            return _written(lambda: stream.write(text))
+            return stdout_written(lambda: stream.write(text))
         except UnicodeEncodeError:  # the stream encoded nothing, so nothing of `text` was written
-            return _written(lambda: stream.write(self._encodable(text)))
+            return stdout_written(lambda: stream.write(self._encodable(text)))
 
     def _encodable(self, text: str) -> str:
         """`text` with what stdout's encoding cannot write as its escape (`\\u2713` where the
@@ -83,7 +67,7 @@ class GuardedStdout:
 
     def flush(self) -> None:
         if self._stream is not None:  # nothing written can be pending on a closed stdout
-            _written(self._stream.flush)
+            stdout_written(self._stream.flush)
 
     def fileno(self) -> int:
         if self._stream is None:
@@ -109,10 +93,10 @@ class GuardedStdoutBytes:
         gone mid-write, a pipe that is non-blocking): the rest is written after them."""
         buffer = self._buffer
         if buffer is None:
-            raise _closed()
+            raise stdout_closed()
         left = memoryview(data).cast("B")
         while left:
-            taken = _written(lambda: buffer.write(left))
+            taken = stdout_written(lambda: buffer.write(left))
             if taken is None:  # a non-blocking stdout with no room: as a buffered one says it
                 raise StdoutError(f"cannot write stdout: {os.strerror(errno.EAGAIN)}")
             left = left[taken:]
@@ -120,7 +104,7 @@ class GuardedStdoutBytes:
 
     def flush(self) -> None:
         if self._buffer is not None:
-            _written(self._buffer.flush)
+            stdout_written(self._buffer.flush)
 
     def writable(self) -> bool:
         return True
