@@ -102,11 +102,14 @@ def _later_start(job: dict[str, Any]) -> str:
 
 
 def attempt_text(job: dict[str, Any]) -> str:
-    """`attempt N/M` for a job past its first attempt or retrying one, else "": each attempt's
-    progress starts again at 0 %, and a bar that drops back says why."""
+    """`attempt N/M` for a retrying job and for one past its first attempt, running or ended,
+    else "": each attempt's progress starts again at 0 %, and a bar that drops back says why;
+    and a job whose first attempt died between two polls (its worker lost, retried at once)
+    ends saying it took more than one. Not for a queued job: its attempts are those made, its
+    detail says when the next starts."""
     attempts, most = int(job.get("attempts") or 0), int(job.get("max_attempts") or 0)
     status = job.get("status")
-    if not (status == "retrying" or (status == "running" and attempts > 1)):
+    if not (status == "retrying" or (attempts > 1 and status != "queued")):
         return ""
     return f"attempt {attempts}/{most}" if most else f"attempt {attempts}"
 
@@ -300,6 +303,9 @@ class ProgressBoard:
     def _summary_line(self, job: dict[str, Any], whose: str = "") -> None:
         line = Text(f"{shown(job['id'])} ")
         line.append_text(status_text(job.get("status", "")))
+        attempt = attempt_text(job)
+        if attempt:
+            line.append(f" {attempt}")
         note = detail(job) if job.get("status") != "completed" else ""
         if note:
             line.append(f" {note}")

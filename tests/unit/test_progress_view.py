@@ -231,3 +231,19 @@ def test_a_percent_reads_the_same_in_a_table_a_line_per_change_and_a_bar(percent
 def jobs_table_cells(one_job):
     from jobpipe_client.progress_view import plain_table
     return plain_table([one_job]).splitlines()[1].split()
+
+
+def test_a_job_that_ended_on_a_later_attempt_says_so_though_no_poll_saw_it_retry():
+    """A worker lost mid-run is retried at once: the watch's polls can see `running` and then
+    `completed` with no `retrying` between. The line per change and the summary name the
+    attempt it ended on, so a run that took two reads as such; a first-attempt end, and a
+    queued job (its detail says when the next attempt starts), name none."""
+    done = job(status="completed", percent=100, attempts=2, max_attempts=3)
+    assert change_line(done) == "job-1 demo.steps completed attempt 2/3 100%"
+    assert "attempt" not in change_line(job(status="completed", percent=100, attempts=1, max_attempts=3))
+    assert attempt_text(job(status="queued", attempts=2, max_attempts=3)) == ""
+    out = io.StringIO()
+    board = ProgressBoard(Console(file=out, width=200))
+    board.update(done)
+    board.summary()
+    assert out.getvalue().splitlines()[-1].split() == ["job-1", "completed", "attempt", "2/3"]
