@@ -321,3 +321,36 @@ def test_a_failure_whose_handler_goes_on_past_the_window_is_still_one_event(wind
     assert [(d["previous_status"], d["status"], d["previous_progress"], d["progress"], d["step"]) for d in events] == [
         (None, "queued", None, 0, None), ("queued", "running", 0, 0, "started"),
         ("running", "running", 0, 30, "loading"), ("running", "failed", 30, 80, "failed")]
+
+
+def test_a_percent_past_either_end_is_shown_clamped_and_a_fall_below_is_refused(client, aws, tap, stream):
+    """Seed 002: values are clamped to 0-100 and progress never decreases, with a clear error. A
+    handler's 150 is 100 where users meet it: GET /jobs/{id} while it runs, its event and
+    `ctx.progress_percent`; its -5 then is 0, a decrease refused naming both percents, while a
+    -5 at the start (0 already) is taken as 0."""
+    from chalicelib.domain.errors import ProgressRejectedError
+    from chalicelib.worker.helpers import progress
+
+    seen = []
+
+    def past_the_ends(ctx, payload):
+        progress(ctx, -5, "below", force=True)
+        seen.append(client.http.get(f"/jobs/{ctx.job_id}", headers=auth()).json_body["progress"]["percent"])
+        progress(ctx, 150, "over", "past the end", force=True)
+        seen.append((ctx.progress_percent,
+                     client.http.get(f"/jobs/{ctx.job_id}", headers=auth()).json_body["progress"]["percent"]))
+        with pytest.raises(ProgressRejectedError) as refused:
+            progress(ctx, -5, "back", force=True)
+        seen.append((refused.value.code, str(refused.value)))
+        return {"ok": True}
+
+    with registered("test.past_the_ends", past_the_ends) as name:
+        job = submit(client, {"type": name, "payload": {}})
+        run_worker(client, aws)
+    assert seen == [0, (100, 100), ("progress_rejected", "progress cannot decrease from 100 to 0")]
+    assert client.http.get(f"/jobs/{job['id']}", headers=auth()).json_body["status"] == "completed"
+    assert publish_stream(client._app, stream) == {"batchItemFailures": []}
+    events = [e["detail"] for e in tap() if e["detail"]["job_id"] == job["id"]]
+    assert [(d["status"], d["previous_progress"], d["progress"], d["step"]) for d in events] == [
+        ("queued", None, 0, None), ("running", 0, 0, "started"), ("running", 0, 100, "over"),
+        ("completed", 100, 100, "completed")]
