@@ -354,3 +354,30 @@ def test_a_percent_past_either_end_is_shown_clamped_and_a_fall_below_is_refused(
     assert [(d["status"], d["previous_progress"], d["progress"], d["step"]) for d in events] == [
         ("queued", None, 0, None), ("running", 0, 0, "started"), ("running", 0, 100, "over"),
         ("completed", 100, 100, "completed")]
+
+
+def test_progress_events_go_out_at_each_milestone_and_each_move_of_ten_points_only(client, aws, tap, stream):
+    """Seed 002's rule, as subscribers receive it: a `job.status.progress` event when a write
+    reaches 25/50/75/100 % or moves 10 points past the attempt's last event, none for a finer
+    move; the 0 % milestone rides on the `queued` and `running` transitions."""
+    from chalicelib.worker.helpers import progress
+
+    def reports(ctx, payload):
+        for percent in (5, 20, 24, 25, 30, 34, 35, 49, 50, 59):
+            progress(ctx, percent, force=True)
+        return {"ok": True}
+
+    with registered("test.milestones", reports) as name:
+        job = submit(client, {"type": name, "payload": {}})
+        run_worker(client, aws)
+    assert publish_stream(client._app, stream) == {"batchItemFailures": []}
+    events = [e for e in tap() if e["detail"]["job_id"] == job["id"]]
+    assert [(e["detail-type"], e["detail"]["previous_progress"], e["detail"]["progress"]) for e in events] == [
+        ("job.status.changed", None, 0), ("job.status.changed", 0, 0),
+        ("job.status.progress", 0, 20),  # 5 was no event: 5 points, no milestone
+        ("job.status.progress", 20, 25),  # a milestone, 5 points on
+        ("job.status.progress", 25, 35),  # 10 points: 30 and 34 were finer
+        ("job.status.progress", 35, 49),
+        ("job.status.progress", 49, 50),  # a milestone, 1 point on
+        ("job.status.changed", 59, 100),  # 59 was no event; the completion carries 100
+    ]
