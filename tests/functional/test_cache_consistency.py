@@ -140,3 +140,34 @@ def test_the_scope_routes_answer_the_keys_the_docs_list(client, aws):
     assert _documented_answers("PUT /cache/{scope}/{namespace}") == [set(stored), set(refused.json_body["error"]["details"])]
     assert _documented_answers("GET /cache/{scope}/{namespace}") == [set(hit), set(miss)]
     assert _documented_answers("GET /scopes/{scope}/tasks") == [set(tasks), set(tasks["tasks"][0])]
+
+
+def test_a_start_invalidates_nothing_and_a_value_stored_while_the_job_runs_is_invalidated(client, aws, monkeypatch):
+    """Seed 001: invalidation happens at job completion, not at enqueue or start. While the
+    scoped job runs, its namespaces still hit (the value stored before it and one stored during
+    it); its completion turns both into a miss."""
+    import dataclasses
+
+    from chalicelib.composition import container
+
+    put(client, "p-13", "steps-summary", {"before": True})
+    seen = {}
+    registry = container().registry
+    steps = registry.get("demo.steps")
+
+    def observe(ctx, payload):  # what a controller reading the cache sees while the job runs
+        before = read(client, "p-13", "steps-summary")
+        seen["before"] = (before.status_code, before.json_body.get("value"))
+        stored = put(client, "p-13", "steps-summary", {"during": True},
+                     **{"If-Match": str(before.json_body["generation"])})
+        seen["during"] = (read(client, "p-13", "steps-summary").status_code, stored["generation"])
+        return steps.handler(ctx, payload)
+
+    monkeypatch.setitem(registry._types, "demo.steps", dataclasses.replace(steps, handler=observe))
+    job = submit(client, {"type": "demo.steps", "scope": "p-13", "payload": {"steps": 1, "step_ms": 0}})
+    assert read(client, "p-13", "steps-summary").json_body["value"] == {"before": True}  # enqueued: still a hit
+    run_worker(client, aws)
+    assert seen == {"before": (200, {"before": True}), "during": (200, 0)}
+    miss = read(client, "p-13", "steps-summary")
+    assert miss.status_code == 404 and miss.json_body["invalidated_by"] == job["id"]
+    assert miss.json_body["generation"] == 1
