@@ -212,3 +212,35 @@ def test_a_body_with_an_empty_ids_key_reads_the_ids_of_the_query(client, aws, pa
         response = client.http.post(f"{path}?job_id={job['id']}", headers=auth(), body=raw)
         assert response.status_code == 200, (raw, response.body)
         assert response.json_body["job_ids"] == [job["id"]], raw
+
+
+def test_a_result_past_64_kib_is_whole_in_a_jobinfo_and_a_claim_check_in_a_batch_or_as_a_child(client, aws):
+    """rq-engine answered every jobinfo with the job's result. jobpipe keeps a result past
+    64 KiB in S3: `GET /api/jobinfo/{id}` reads it back whole, while `POST /api/jobinfo` and the
+    `children` nested in a jobinfo show `{"claim_check": {"bytes": n}}` in its place, as
+    docs/migrating.md tells an rq-engine poller."""
+    from pydantic import BaseModel
+
+    from chalicelib.job_types import registry
+
+    class Empty(BaseModel):
+        pass
+
+    @registry.register("test.large_child", Empty, max_attempts=1, timeout_s=30)
+    def large_child(ctx, payload):
+        return {"child": ctx.spawn("demo.outputs", {"result_bytes": 70_000})}
+
+    try:
+        large = submit(client, {"type": "demo.outputs", "payload": {"result_bytes": 70_000}})
+        parent = submit(client, {"type": "test.large_child", "payload": {}})
+        run_worker(client, aws)
+    finally:
+        registry._types.pop("test.large_child")
+    whole = {"text": "r" * 70_000, "pad_bytes": 0}
+    assert get(client, f"/api/jobinfo/{large['id']}").json_body["result"] == whole
+    batch = post(client, "/api/jobinfo", {"job_ids": [large["id"]]}).json_body["jobs"][large["id"]]
+    assert batch["status"] == "finished" and set(batch["result"]) == {"claim_check"}
+    assert batch["result"]["claim_check"]["bytes"] > 70_000
+    (child,) = get(client, f"/api/jobinfo/{parent['id']}").json_body["children"]["0"]
+    assert child["status"] == "finished" and set(child["result"]) == {"claim_check"}
+    assert get(client, f"/api/jobinfo/{child['id']}").json_body["result"] == whole
