@@ -154,6 +154,23 @@ def test_a_tenant_job_is_not_a_task(client):
     assert response.status_code == 404
 
 
+def test_the_recent_tasks_are_listed_newest_first_a_page_at_a_time(client, aws):
+    """Seed 004's `GET /api/system/maintenance/tasks` (list recent tasks): newest first, `limit`
+    a page, `next_cursor` the next page's `cursor`, null on the last page."""
+    import time
+
+    started = []
+    for path in ("health-check", "cleanup-runs", "log-statistics"):
+        started.append(client.http.post(f"/api/system/maintenance/{path}", headers=operator()).json_body["task_id"])
+        time.sleep(0.002)  # each created a millisecond apart at least: the order is theirs
+    first = client.http.get("/api/system/maintenance/tasks?limit=2", headers=operator()).json_body
+    assert [t["task_id"] for t in first["tasks"]] == started[:0:-1] and first["next_cursor"]
+    assert [t["task_type"] for t in first["tasks"]] == ["log_statistics", "cleanup_runs"]
+    second = client.http.get(f"/api/system/maintenance/tasks?limit=2&cursor={first['next_cursor']}",
+                             headers=operator()).json_body
+    assert [t["task_id"] for t in second["tasks"]] == started[:1] and second["next_cursor"] is None
+
+
 def test_cancel_a_queued_task(client, aws):
     task_id = client.http.post("/api/system/maintenance/cleanup-runs", headers=operator()).json_body["task_id"]
     response = client.http.delete(f"/api/system/maintenance/tasks/{task_id}", headers=operator())
