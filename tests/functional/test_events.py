@@ -381,3 +381,43 @@ def test_progress_events_go_out_at_each_milestone_and_each_move_of_ten_points_on
         ("job.status.progress", 49, 50),  # a milestone, 1 point on
         ("job.status.changed", 59, 100),  # 59 was no event; the completion carries 100
     ]
+
+
+def test_the_erp_webhook_body_carries_the_seeds_event_fields_with_their_types(client, aws, tap, stream):
+    """Seed 002's event payload, as the ERP receives it: the body POSTed is the event's detail,
+    with every field of the seed's example (event_id, event_type, timestamp, job_id, status,
+    progress, attempt, previous_status, previous_progress, step, message) of the seed's JSON
+    type, `job_id` a string (docs/migrating.md), and jobpipe's own fields beside them."""
+    from datetime import datetime
+
+    from chalicelib.worker.helpers import progress
+
+    def halfway(ctx, payload):
+        progress(ctx, 50, "processing", "Processing data", force=True)
+        return {"ok": True}
+
+    with registered("test.halfway", halfway) as name:
+        job = submit(client, {"type": name, "payload": {}})
+        run_worker(client, aws)
+    assert publish_stream(client._app, stream) == {"batchItemFailures": []}
+    sender = InMemoryWebhookSender()
+    composition.container().erp_bridge = ErpBridge(sender, "https://erp.example/hook", "functional-webhook-secret-0123456789abcdef")
+    messages = [{"MessageId": str(uuid.uuid4()), "Body": json.dumps(e), "ReceiptHandle": "rh"} for e in tap()]
+    assert client._app.handler_map["erp_bridge"](sqs_event(messages), LambdaContext(60)) == {"batchItemFailures": []}
+    bodies = [json.loads(body) for _, body, _ in sender.posts]
+    (running,) = [b for b in bodies if b["status"] == "running" and b["event_type"] == "job.status.progress"]
+    assert {k: running[k] for k in ("event_type", "job_id", "status", "progress", "attempt", "previous_status",
+                                    "previous_progress", "step", "message")} == {
+        "event_type": "job.status.progress", "job_id": job["id"], "status": "running", "progress": 50,
+        "attempt": 1, "previous_status": "running", "previous_progress": 0, "step": "processing",
+        "message": "Processing data"}
+    assert [(b["previous_status"], b["status"]) for b in bodies if b["event_type"] == "job.status.changed"] == [
+        (None, "queued"), ("queued", "running"), ("running", "completed")]
+    seed_types = {"event_id": str, "event_type": str, "timestamp": str, "job_id": str, "status": str,
+                  "progress": int, "attempt": int}
+    for body in bodies:
+        assert {name: type(body[name]) for name in seed_types} == seed_types, body
+        assert str(uuid.UUID(body["event_id"])) == body["event_id"]
+        assert body["timestamp"].endswith("Z") and datetime.fromisoformat(body["timestamp"].replace("Z", "+00:00"))
+        assert {"previous_status", "previous_progress", "step", "message"} <= set(body)
+        assert (body["tenant"], body["type"]) == ("acme", name)
