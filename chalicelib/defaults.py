@@ -428,6 +428,13 @@ QUOTA_REMEMBERED_TENANTS = 1024
 # What a request may name or carry. Job ids we make are 36 characters (a child's too); an id
 # longer than this cannot exist, and a batch echoing 100 of them stays small.
 MAX_JOB_ID_CHARS = 128
+# A refusal lists at most this many of a request's problems (the first, in the body's order)
+# and its message says how many there were: a body of 100,000 unknown fields, each a problem,
+# was answered with 9 MB of them, past the 6 MB Lambda returns, so its caller got a 502.
+MAX_PROBLEMS_LISTED = 100
+# A problem's `loc` echoes the keys the request gave, each cut to this many characters (and
+# `…`): a key of a million characters is named, not sent back whole.
+MAX_LOC_PART_CHARS = 128
 # A job type's name, as registered and as a request may name it: dotted words, a few of them.
 MAX_JOB_TYPE_CHARS = 128
 # A dead-letter queue's name in `queue=`: one of this stack's own few-word names.

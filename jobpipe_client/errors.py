@@ -27,7 +27,7 @@ def describe_details(details: Any) -> str:
     """The API's `details` as text: `loc: msg` per validation problem, `key=value` for a mapping.
     Any JSON is described: a refusal is the API's answer whatever its details hold (a `loc`
     that is one value rather than a list is that value). The first DETAILS_NAMED problems (or
-    entries) are named and the rest counted, `…; and 2990 more`, in at most DETAILS_CHARS: the
+    entries) are named and the rest counted, `…; and 90 more`, in at most DETAILS_CHARS: the
     text is one line on a terminal (`.details` keeps them all)."""
     text = _described(details)
     return text if len(text) <= DETAILS_CHARS else text[: DETAILS_CHARS - 1] + "…"
@@ -56,7 +56,7 @@ def _described(details: Any) -> str:
 
 
 def _more(count: int, joint: str) -> str:
-    """`; and 2990 more` past the DETAILS_NAMED named of `count`, else ""."""
+    """`; and 90 more` past the DETAILS_NAMED named of `count`, else ""."""
     return f"{joint}and {count - DETAILS_NAMED} more" if count > DETAILS_NAMED else ""
 
 

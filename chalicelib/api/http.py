@@ -26,6 +26,7 @@ from chalicelib.domain.errors import (
     JobpipeError,
     QueueUnavailableError,
     StoreUnavailableError,
+    validation_problems,
 )
 from chalicelib.composition import SettingsError, report_misconfiguration
 from chalicelib.observability import logger
@@ -123,11 +124,8 @@ def validate(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        details = [
-            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors(include_url=False, include_context=False, include_input=False)
-        ]
-        raise InvalidRequestError("request is not valid", details=details) from None
+        message, details = validation_problems(exc, "request is not valid")
+        raise InvalidRequestError(message, details=details) from None
 
 
 def endpoint(

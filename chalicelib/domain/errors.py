@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from chalicelib.defaults import MAX_ANSWER_BYTES, MAX_LABEL_CHARS
+from chalicelib.defaults import MAX_ANSWER_BYTES, MAX_LABEL_CHARS, MAX_LOC_PART_CHARS, MAX_PROBLEMS_LISTED
 from chalicelib.domain.job import isoformat
 from chalicelib.domain.numbers import shown_number
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class JobpipeError(Exception):
@@ -45,6 +48,26 @@ def describe_failure(exc: Exception) -> str:
     if isinstance(exc, JobpipeError):
         return f"{exc.code}: {exc.message}"
     return describe(exc)[: len(type(exc).__name__) + len(": ") + 200]
+
+
+def validation_problems(exc: "ValidationError", message: str) -> tuple[str, list[dict[str, Any]]]:
+    """(message, details) of a refusal of what pydantic found wrong: each problem as
+    `{"loc", "msg", "type"}`, the first MAX_PROBLEMS_LISTED of them, each key in a `loc` cut to
+    MAX_LOC_PART_CHARS characters and `…`; past that many, `message` says how many there were."""
+    problems = [
+        {"loc": [_cut(part) for part in err["loc"]], "msg": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_context=False, include_input=False)[:MAX_PROBLEMS_LISTED]
+    ]
+    count = exc.error_count()
+    if count > MAX_PROBLEMS_LISTED:
+        message = f"{message}: {shown_number(count)} problems, the first {MAX_PROBLEMS_LISTED} listed"
+    return message, problems
+
+
+def _cut(part: Any) -> Any:
+    if isinstance(part, str) and len(part) > MAX_LOC_PART_CHARS:
+        return part[:MAX_LOC_PART_CHARS] + "…"
+    return part
 
 
 class JobNotFoundError(JobpipeError):

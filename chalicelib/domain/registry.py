@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from chalicelib.defaults import MAX_JOB_ATTEMPTS, MAX_JOB_TIMEOUT_S, MAX_JOB_TYPE_CHARS, WORKER_TIMEOUT_S
-from chalicelib.domain.errors import InvalidPayloadError, UnknownJobTypeError, describe
+from chalicelib.domain.errors import InvalidPayloadError, UnknownJobTypeError, describe, validation_problems
 from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate
 
 Handler = Callable[[Any, Any], Any]  # (ctx, payload model) -> JSON-serialisable result
@@ -57,13 +57,8 @@ class JobType:
         try:
             return self.payload_model.model_validate(payload, by_name=True if stored else None)
         except ValidationError as exc:
-            details = [
-                {"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]}
-                for err in exc.errors(include_url=False, include_context=False, include_input=False)
-            ]
-            raise InvalidPayloadError(
-                f"payload is not valid for job type {self.name!r}", details=details
-            ) from exc
+            message, details = validation_problems(exc, f"payload is not valid for job type {self.name!r}")
+            raise InvalidPayloadError(message, details=details) from exc
         except Exception as exc:
             # pydantic turns only a validator's ValueError and AssertionError into a ValidationError;
             # any other (`value.strip()` on a number) is still the payload's fault, not a server error.

@@ -7,6 +7,8 @@ import json
 import pytest
 
 from chalicelib import composition
+from chalicelib.defaults import MAX_ANSWER_BYTES, MAX_LOC_PART_CHARS, MAX_PROBLEMS_LISTED
+from chalicelib.domain.job import answer_bytes
 from tests.functional.conftest import auth, get_job, receive_all, submit_job
 from tests.functional.test_api import table_items
 
@@ -65,3 +67,36 @@ def test_a_json_body_that_is_no_object_is_400_saying_so(client, aws, body):
     assert response.status_code == 400
     assert response.json_body["error"] == {"code": "invalid_request", "message": "request body must be a JSON object"}
     assert table_items(aws) == []
+
+
+STRAY = 100_000  # keys of one character and a number: a body of 1.2 MB, well inside the limit
+
+
+@pytest.mark.parametrize("where, status, code", [("body", 400, "invalid_request"), ("payload", 422, "invalid_payload")])
+def test_a_body_of_a_hundred_thousand_stray_keys_is_refused_in_an_answer_lambda_can_return(client, aws, where, status,
+                                                                                           code):
+    """Each unknown field is one problem: listed whole, 100,000 of them made a 9 MB refusal, past
+    the 6 MB Lambda returns, so the caller got API Gateway's 502 for a request it got wrong."""
+    stray = {f"k{i}": 0 for i in range(STRAY)}
+    body = {**STEPS, **stray} if where == "body" else {**STEPS, "payload": {**STEPS["payload"], **stray}}
+    response = client.http.post("/jobs", headers=auth(), body=json.dumps(body))
+    error = response.json_body["error"]
+    assert (response.status_code, error["code"]) == (status, code)
+    assert answer_bytes(response.json_body) < MAX_ANSWER_BYTES
+    assert len(error["details"]) == MAX_PROBLEMS_LISTED and error["details"][0]["loc"] == ["k0"]
+    assert error["message"].endswith(f": 100,000 problems, the first {MAX_PROBLEMS_LISTED} listed")
+    assert table_items(aws) == [] and receive_all(aws) == []
+
+
+@pytest.mark.parametrize("where, status, code", [("body", 400, "invalid_request"), ("payload", 422, "invalid_payload")])
+def test_a_stray_key_of_a_million_characters_is_named_by_its_first(client, aws, where, status, code):
+    """A problem's `loc` echoes the key: one of a million `€` (3 MB in the body) took 7 bytes a
+    character in the answer, past the 6 MB Lambda returns."""
+    key = "€" * 1_000_000
+    body = {**STEPS, key: 0} if where == "body" else {**STEPS, "payload": {**STEPS["payload"], key: 0}}
+    response = client.http.post("/jobs", headers=auth(), body=json.dumps(body, ensure_ascii=False).encode())
+    error = response.json_body["error"]
+    assert (response.status_code, error["code"]) == (status, code)
+    assert answer_bytes(response.json_body) < 10_000
+    assert error["details"][-1]["loc"] == ["€" * MAX_LOC_PART_CHARS + "…"]
+    assert table_items(aws) == [] and receive_all(aws) == []

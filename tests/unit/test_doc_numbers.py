@@ -270,3 +270,13 @@ def test_reliability_md_says_what_parks_a_message_on_the_erp_outbound_dead_lette
     assert (f"parks it on `ErpOutboundDeadLetterQueue` at its {receives}th receive (each receive hides it "
             f"{queue['VisibilityTimeout']} s") in reliability
     assert "`POST /api/system/dlq/redrive?queue=erp_outbound`" in reliability
+
+
+def test_how_many_problems_a_refusal_lists_is_the_one_the_docs_give():
+    """A refusal lists MAX_PROBLEMS_LISTED problems, each key of a `loc` cut to MAX_LOC_PART_CHARS."""
+    from chalicelib.defaults import MAX_LOC_PART_CHARS, MAX_PROBLEMS_LISTED
+
+    api = " ".join(doc("docs/api.md").split())
+    assert f"details list each problem, the first {MAX_PROBLEMS_LISTED:,} of them" in api
+    assert f"problems, the first {MAX_PROBLEMS_LISTED:,} listed`" in api
+    assert f"cut to its first {MAX_LOC_PART_CHARS:,} characters and `…`" in api
