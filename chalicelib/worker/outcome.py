@@ -122,7 +122,8 @@ class AttemptOutcomes:
             # (returned a result after catching the timeout, or raised something else).
             timeout = raised if isinstance(raised, JobTimeoutError) else JobTimeoutError(
                 f"{JobTimeoutError.exceeded(job.timeout_s)} (it went on past its timeout)")
-            return self.fail(reporter.job, error_info(timeout), True, started, reporter.settle(), raised=raised,
+            last_progress = reporter.settle()  # first: the job a timer's write under way returns is the one ended
+            return self.fail(reporter.job, error_info(timeout), True, started, last_progress, raised=raised,
                              patiently=patiently)
         if raised is not None:
             return self._end_early(ctx, reporter, raised, started, patiently)
@@ -205,12 +206,13 @@ class AttemptOutcomes:
         cancel request seen (`after_handler` ends that one canceled first): failed with the first
         fail_job's code and message; else failed now for a FatalJobError, retried (while attempts
         remain) for any other exception."""
+        last_progress = reporter.settle()  # first: the job a timer's write under way returns is the one ended
         if ctx.failure is not None:
-            return self.fail(reporter.job, failure_info(ctx.failure), False, started, reporter.settle(),
+            return self.fail(reporter.job, failure_info(ctx.failure), False, started, last_progress,
                              patiently=patiently)
         assert exc is not None
         return self.fail(reporter.job, error_info(exc), not isinstance(exc, FatalJobError), started,
-                         reporter.settle(), raised=exc, patiently=patiently)
+                         last_progress, raised=exc, patiently=patiently)
 
     def _cancel(self, reporter: ProgressReporter, started: float,
                 patiently: Callable[[Callable[[], Job]], Job]) -> Job:
