@@ -45,10 +45,13 @@ class Completion:
 
 @dataclass(frozen=True)
 class Failure:
-    """How a handler declared its job failed: the code and message the job ends with."""
+    """How a handler declared its job failed: the code and message the job ends with.
+    `after_cancel`: the handler had seen the job's cancel request when it declared it, so the
+    cancel ends the job; a request it first sees after (a clean-up's look) leaves it this one."""
 
     code: str
     message: str
+    after_cancel: bool = False
 
 
 def _artifact_json(name: str, data: Union[dict, list]) -> bytes:
@@ -202,18 +205,21 @@ class JobContext:
         reached when given (a lower or invalid one keeps the percent already reached: never
         refused). The first call decides; the handler should raise what this returns, but the
         job fails with the recorded code whatever the handler does next, unless it was
-        canceled (a cancel request seen by the handler ends the job canceled, showing the
-        progress reached before it: `percent` is not written once the handler has seen it)."""
+        canceled before (a cancel request the handler had seen ends the job canceled, showing
+        the progress reached before it: `percent` is not written then). A request it first sees
+        after this call (a clean-up's artifact or `cancelled()`, a spawn on another thread)
+        leaves the job the failure's code, as one it never sees."""
         self._check_writable()
         if self._failure is None:
             # As the job's error will show them (JobErrorInfo): the percent's report carries the message too.
             error = JobErrorInfo(code=error_code(code, "handler_failed"), message=text_of(message))
-            self._failure = Failure(error.code, error.message)
+            after_cancel = self._cancel_seen  # read once: another thread's spawn may see the request now
+            self._failure = Failure(error.code, error.message, after_cancel)
             # Once the handler has seen the cancel the job ends canceled: a report made now is no
             # progress it reached before, so none is kept for that write (as `progress`). One it
             # never saw (whenever a write learned of it) leaves the failure its word, as a
             # report made before it.
-            if percent is not None and not self._cancel_seen:
+            if percent is not None and not after_cancel:
                 self._reporter.report_final(percent, "failed", self._failure.message)
         return FatalJobError(self._failure.message, code=self._failure.code)
 

@@ -102,10 +102,12 @@ class AttemptOutcomes:
         def patiently(write: Callable[[], Job]) -> Job:
             return self._patiently(reporter.job, write, ends_by)
 
-        if isinstance(raised, JobCancelledError) or ctx.cancel_seen:
+        failed_first = ctx.failure is not None and not ctx.failure.after_cancel
+        if not failed_first and (isinstance(raised, JobCancelledError) or ctx.cancel_seen):
             # The handler saw the cancel request: canceled on request however it stopped (returned
             # after `if ctx.cancelled()`, caught JobCancelledError, called fail_job), though its
-            # clean-up then ran past the timeout (not a `timeout` of a canceled job).
+            # clean-up then ran past the timeout (not a `timeout` of a canceled job). Seen only
+            # after fail_job decided the job fails, it leaves the failure its code.
             return self._cancel(reporter, started, patiently)
         if ctx.failure is not None:
             # fail_job, called before the timeout (its ctx refuses it after): the job fails as the
@@ -203,7 +205,7 @@ class AttemptOutcomes:
     def _end_early(self, ctx: JobContext, reporter: ProgressReporter, exc: Optional[BaseException],
                    started: float, patiently: Callable[[Callable[[], Job]], Job]) -> Job:
         """How an attempt ends when the handler raised `exc` or returned after fail_job, with no
-        cancel request seen (`after_handler` ends that one canceled first): failed with the first
+        cancel request seen before it (`after_handler` ends that one canceled first): failed with the first
         fail_job's code and message; else failed now for a FatalJobError, retried (while attempts
         remain) for any other exception."""
         last_progress = reporter.settle()  # first: the job a timer's write under way returns is the one ended
@@ -242,12 +244,12 @@ class AttemptOutcomes:
         `worker_lost` if that write did not land. A failure its handler recorded before the
         timeout (`ctx`'s fail_job) is the job's instead, not retried, as when it returns, and a
         completion it recorded (complete_job) completes it, as when it returns; a cancel request
-        its handler saw ends it canceled on request, as when it returns."""
+        its handler saw (before any fail_job) ends it canceled on request, as when it returns."""
         job = reporter.job
         self._observe("process_ended", job, {"reason": "the handler went on past its timeout",
                                              "over_s": round(over_s, 1)})
-        canceled = ctx is not None and ctx.cancel_seen
         failure = ctx.failure if ctx is not None else None
+        canceled = ctx is not None and ctx.cancel_seen and (failure is None or failure.after_cancel)
         completion = ctx.completion if ctx is not None else None
         retryable = failure is None
         if failure is None:

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Optional
 
 import pytest
 from pydantic import BaseModel
 
 from chalicelib.adapters.clocks import ManualClock
-from chalicelib.domain.errors import StaleJobError
+from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
+from chalicelib.domain.errors import FatalJobError, JobCancelledError, JobTimeoutError, StaleJobError
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
 from chalicelib.lifecycle import JobLifecycle
+from chalicelib.worker.context import JobContext
 from chalicelib.worker.helpers import complete_job, fail_job
+from chalicelib.worker.outcome import AttemptOutcomes
 from chalicelib.worker.progress import ProgressReporter
 from chalicelib.worker.runner import JobRunner
 
@@ -24,7 +28,7 @@ class Empty(BaseModel):
 
 
 # How the handler stops once a progress write is under way: what the job then reads.
-STOPS = {
+MID_WRITE_STOPS = {
     "raises": (JobStatus.RETRYING, "handler_error"),
     "fails": (JobStatus.FAILED, "E_BAD_ROWS"),
     "times_out": (JobStatus.RETRYING, "timeout"),
@@ -32,7 +36,7 @@ STOPS = {
 }
 
 
-@pytest.mark.parametrize("stops", list(STOPS))
+@pytest.mark.parametrize("stops", list(MID_WRITE_STOPS))
 def test_an_ending_waits_for_the_progress_write_under_way_and_ends_the_job_it_returns(
         store, queue, clock, monkeypatch, stops):
     """A report held in the progress window is written by the window's timer, on its thread; the
@@ -87,7 +91,182 @@ def test_an_ending_waits_for_the_progress_write_under_way_and_ends_the_job_it_re
     submitted = lifecycle.submit(tenant="acme", user="ann", type="t.stops_mid_write", payload={})
     runner = JobRunner(lifecycle, types, clock=worker_clock, progress_interval_s=30)
     final = runner.run(queue.drain()[0])
-    assert (final.status, final.error.code if final.error else None) == STOPS[stops], final.error
+    assert (final.status, final.error.code if final.error else None) == MID_WRITE_STOPS[stops], final.error
     assert refused == [], "the ending was written on the job before the progress write landed"
     stored = store.get(submitted.id, mark_gone=False)
     assert stored.progress.percent == (100 if stops == "completes" else 40)
+
+
+# What the handler did, in order: the cancel request (none; made and never looked at; seen by the
+# handler before its fail_job; seen only after it, by a clean-up's look), complete_job, fail_job.
+CANCELS = ("none", "unseen", "seen", "seen_after_fail")
+# How it stopped, through each path that ends an attempt: returning, raising, and (past its
+# timeout) returning, raising the interrupt, or going on until it is given up on.
+STOPS = ("returns", "raises", "raises_fatal", "raises_cancelled", "times_out_returns", "times_out_raises",
+         "times_out_raises_other", "given_up")
+TIMED_OUT = {"times_out_returns", "times_out_raises", "times_out_raises_other", "given_up"}
+CASES = [(cancel, completed, failed, stop) for cancel in CANCELS for completed in (False, True)
+         for failed in (False, True) for stop in STOPS if failed or cancel != "seen_after_fail"]
+
+
+def documented_ending(cancel: str, completed: bool, failed: bool, stop: str) -> tuple[JobStatus, Optional[str]]:
+    """The status and error code docs/jobs.md gives the job, whichever path ends the attempt."""
+    requested = cancel != "none"
+    # A failure ends the job canceled when its cancel was requested (no retry runs for it), keeping its error.
+    failed_as = JobStatus.CANCELED if requested else None
+    if failed and cancel != "seen":  # fail_job said first: its failure stands
+        return failed_as or JobStatus.FAILED, "E_BAD_ROWS"
+    if cancel in ("seen", "seen_after_fail") or stop == "raises_cancelled":
+        return JobStatus.CANCELED, "canceled"
+    if completed:  # stands: an error or a timeout after it, or a cancel it never looked at, change nothing
+        return JobStatus.COMPLETED, None
+    if stop in TIMED_OUT:
+        return failed_as or JobStatus.RETRYING, "timeout"
+    if stop == "raises":
+        return failed_as or JobStatus.RETRYING, "handler_error"
+    if stop == "raises_fatal":
+        return failed_as or JobStatus.FAILED, "own_code"
+    return JobStatus.COMPLETED, None  # returned: a cancel it never looked at leaves its result
+
+
+@pytest.mark.parametrize(("cancel", "completed", "failed", "stop"), CASES)
+def test_every_path_ends_an_attempt_as_the_documented_precedence_says(
+        store, queue, clock, cancel, completed, failed, stop):
+    """docs/jobs.md: a cancel the handler saw ends the job canceled on request, unless fail_job
+    came first (its failure stands); complete_job stands unless a later fail_job or a seen cancel
+    decides otherwise; a timeout fails `timeout` whatever the handler does next; an exception
+    retries (a FatalJobError fails). The same facts end the attempt alike whether the handler
+    returned, raised, or ran past its timeout until its process was ended."""
+    worker_clock, types = ManualClock(), JobTypeRegistry()
+
+    @types.register("t.any", Empty, timeout_s=30, max_attempts=3)
+    def any_(ctx, payload):
+        raise AssertionError("driven by the test")
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    submitted = lifecycle.submit(tenant="acme", user="ann", type="t.any", payload={})
+    job = lifecycle.claim(queue.drain()[0]).job
+    reporter = ProgressReporter(job, lifecycle.record_progress, clock=worker_clock, min_interval_s=2)
+    ctx = JobContext(reporter, reload=lambda job_id: store.get(job_id, fetch=(), mark_gone=False),
+                     clock=worker_clock, deadline=worker_clock.monotonic() + 30)
+    ended = []
+    outcomes = AttemptOutcomes(lifecycle, clock=worker_clock, observe=lambda event, job_, extra: None,
+                               end_process=lambda: ended.append(True))
+
+    if cancel != "none":
+        lifecycle.cancel("acme", job.id)
+    if cancel == "seen":
+        assert ctx.cancelled(fresh=True)
+    if completed:
+        ctx.complete({"rows": 3})
+    if failed:
+        ctx.fail("E_BAD_ROWS", "row 401 is not a number")
+    if cancel == "seen_after_fail":
+        assert ctx.cancelled(fresh=True)  # a clean-up's look, after the failure was decided
+    if stop in TIMED_OUT:
+        ctx.expire()
+
+    raised: Optional[BaseException] = {
+        "raises": ValueError("row 401 is not a number"),
+        "raises_fatal": FatalJobError("no way", code="own_code"),
+        "raises_cancelled": JobCancelledError(f"job {job.id} was canceled"),
+        "times_out_raises": JobTimeoutError(JobTimeoutError.exceeded(30)),
+        "times_out_raises_other": ValueError("the connection closed"),
+    }.get(stop)
+    try:
+        if stop == "given_up":
+            outcomes.give_up(reporter, worker_clock.monotonic(), 15.0, ctx=ctx)
+            assert ended == [True]
+        else:
+            outcomes.after_handler(job, ctx, reporter, worker_clock.monotonic(), "returned", raised)
+    finally:
+        ctx.close()
+    final = store.get(submitted.id, mark_gone=False)
+    assert (final.status, final.error.code if final.error else None) == \
+        documented_ending(cancel, completed, failed, stop), final.error
+    if final.status == JobStatus.COMPLETED:
+        assert final.result == ({"rows": 3} if completed else "returned")
+
+
+@pytest.mark.parametrize("look", ["artifact", "cancelled"])
+def test_a_cancel_first_seen_after_fail_job_leaves_the_job_the_failures_code(store, queue, clock, look):
+    """fail_job decided the job fails; its clean-up then met the cancel request, which a window's
+    write had returned though the handler never looked: storing an artifact of the refused rows
+    (JobCancelledError, replacing fail_job's error) or asking `ctx.cancelled()`. Failed first, the
+    job keeps the failure's code, as with a cancel it never saw (no retry runs for it: canceled),
+    not "canceled on request" for a request it had not looked at when it decided."""
+    worker_clock, types = ManualClock(start=100.0), JobTypeRegistry()
+    blobs = InMemoryBlobStore(clock=clock)
+    artifacts = InMemoryArtifactStore(blobs, clock=clock, jobs=store)
+
+    @types.register("t.fails_then_cleans_up", Empty, max_attempts=3)
+    def fails_then_cleans_up(ctx, payload):
+        try:
+            ctx.progress(40, step="rows", message="row 400 of 1000")  # inside the claim's window: pending
+            lifecycle.cancel("acme", ctx.job_id)
+            worker_clock.advance(2)  # the window's write meets the request
+            assert ctx.job.cancel_requested and not ctx.cancel_seen
+            fail_job(ctx, "E_BAD_ROWS", "row 401 is not a number")
+        finally:
+            if look == "artifact":
+                ctx.artifact("refused.txt", "row 401")
+            else:
+                assert ctx.cancelled()
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    lifecycle.submit(tenant="acme", user="ann", type="t.fails_then_cleans_up", payload={})
+    runner = JobRunner(lifecycle, types, clock=worker_clock, progress_interval_s=2, artifacts=artifacts)
+    final = runner.run(queue.drain()[0])
+    assert (final.status, final.error.code, final.error.message) == \
+        (JobStatus.CANCELED, "E_BAD_ROWS", "row 401 is not a number"), final.error
+    (run,) = store.runs(final.id)
+    assert run.error.code == "E_BAD_ROWS"
+
+
+def test_a_spawn_on_another_thread_meeting_the_cancel_after_fail_job_leaves_the_failures_code(
+        store, queue, clock, monkeypatch):
+    """A handler spawning from a thread of its own while its main thread calls fail_job: the
+    spawn, under way as the failure is decided, then meets the job's cancel request
+    (JobCancelledError on that thread). The failure was decided first: its code stands."""
+    types = JobTypeRegistry()
+    spawning, failed = threading.Event(), threading.Event()
+
+    @types.register("t.child", Empty)
+    def child(ctx, payload):
+        return None
+
+    @types.register("t.spawns_beside_fail", Empty, max_attempts=3)
+    def spawns_beside_fail(ctx, payload):
+        met = []
+
+        def spawn():
+            try:
+                ctx.spawn("t.child", {})
+            except JobCancelledError:
+                met.append(True)
+
+        spawner = threading.Thread(target=spawn)
+        spawner.start()
+        lifecycle.cancel("acme", ctx.job_id)
+        assert spawning.wait(5)
+        try:
+            fail_job(ctx, "E_BAD_ROWS", "row 401 is not a number")
+        finally:
+            failed.set()
+            spawner.join(5)
+            assert met == [True] and ctx.cancel_seen
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    spawn = lifecycle.spawn
+
+    def spawn_after_the_failure(*args, **kwargs):
+        spawning.set()
+        assert failed.wait(5)  # under way as the main thread fails the job
+        return spawn(*args, **kwargs)
+
+    monkeypatch.setattr(lifecycle, "spawn", spawn_after_the_failure)
+    lifecycle.submit(tenant="acme", user="ann", type="t.spawns_beside_fail", payload={})
+    runner = JobRunner(lifecycle, types, clock=ManualClock(), progress_interval_s=2)
+    final = runner.run(queue.drain()[0])
+    assert (final.status, final.error.code) == (JobStatus.CANCELED, "E_BAD_ROWS"), final.error
+    assert final.children == []
