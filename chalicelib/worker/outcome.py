@@ -3,13 +3,13 @@ raised and what it did through its ctx (completed, failed or retried, canceled, 
 `timeout`), its result checked first (JSON a store can write and the API can return), written
 again while the store does not answer and the invocation has time, and the give-up that ends
 the process of a handler that went on past its timeout. runner.py claims the attempt and calls
-the handler; everything after the handler's call is here."""
+the handler; ending.py decides which way the attempt ends; the rest after the handler's call
+is here."""
 from __future__ import annotations
 
 import json
 import threading
 import traceback
-from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from pydantic import BaseModel
@@ -27,17 +27,11 @@ from chalicelib.defaults import (
 )
 from chalicelib.domain.errors import (
     DeadLetterOwedError,
-    FatalJobError,
-    InvalidPayloadError,
-    JobCancelledError,
-    JobpipeError,
-    JobTimeoutError,
     NextAttemptUnsentError,
     RecordTooLargeError,
     StaleJobError,
     StoreUnavailableError,
     describe,
-    text_of,
 )
 from chalicelib.domain.job import (
     Job, JobErrorInfo, Progress, answer_bytes, answer_prefix, answer_shares, isoformat, nested_deeper_than, non_text_key,
@@ -48,7 +42,8 @@ from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate
 from chalicelib.lifecycle import JobLifecycle
 from chalicelib.lifecycle.attempts import completed_progress
 from chalicelib.ports import Clock
-from chalicelib.worker.context import Completion, Failure, JobContext
+from chalicelib.worker.context import JobContext
+from chalicelib.worker.ending import AfterCompletion, EndCanceled, EndCompleted, Ending, decide_ending
 from chalicelib.worker.progress import ProgressReporter
 
 
@@ -94,42 +89,31 @@ class AttemptOutcomes:
     def after_handler(self, job: Job, ctx: JobContext, reporter: ProgressReporter, started: float, result: Any,
                       raised: Optional[BaseException], *, ends_by: Optional[float] = None) -> Job:
         """The attempt's outcome written, from what its handler returned or raised and what it
-        did through its ctx: canceled, failed as fail_job said, completed as complete_job said
-        (though it raised or timed out after), failed `timeout`, ended early, or completed. While the
-        store does not answer it is written again (`_patiently`), until `ends_by` on the clock
-        at the latest (None: OUTCOME_RETRY_PATIENCE_S is the only bound)."""
+        did through its ctx, as `decide_ending` decides: canceled, failed as fail_job said,
+        completed as complete_job said (though it raised or timed out after), failed `timeout`,
+        ended early, or completed. While the store does not answer it is written again
+        (`_patiently`), until `ends_by` on the clock at the latest (None:
+        OUTCOME_RETRY_PATIENCE_S is the only bound)."""
+        ending = decide_ending(failure=ctx.failure, completion=ctx.completion, cancel_seen=ctx.cancel_seen,
+                               timed_out=ctx.expired, timeout_s=job.timeout_s, raised=raised, returned=result)
+        last_progress = reporter.settle()  # first: the job a timer's write under way returns is the one ended
 
         def patiently(write: Callable[[], Job]) -> Job:
             return self._patiently(reporter.job, write, ends_by)
 
-        failed_first = ctx.failure is not None and not ctx.failure.after_cancel
-        if not failed_first and (isinstance(raised, JobCancelledError) or ctx.cancel_seen):
-            # The handler saw the cancel request: canceled on request however it stopped (returned
-            # after `if ctx.cancelled()`, caught JobCancelledError, called fail_job), though its
-            # clean-up then ran past the timeout (not a `timeout` of a canceled job). Seen only
-            # after fail_job decided the job fails, it leaves the failure its code.
-            return self._cancel(reporter, started, patiently)
-        if ctx.failure is not None:
-            # fail_job, called before the timeout (its ctx refuses it after): the job fails as the
-            # handler said, not retried, though its clean-up then ran past the timeout.
-            return self._end_early(ctx, reporter, raised, started, patiently)
-        if ctx.completion is not None:
-            # complete_job, called before the timeout (its ctx refuses it after): the work is done,
-            # its side effects with it, so an error or a timeout in the clean-up after it (a
-            # connection that would not close) completes the job, logged, instead of running the
-            # work again.
-            return self._complete(ctx, reporter, result, started, patiently, after=_after_completion(raised, ctx))
-        if isinstance(raised, JobTimeoutError) or ctx.expired:
-            # Once its time ran out the attempt failed `timeout`, whatever the handler did then
-            # (returned a result after catching the timeout, or raised something else).
-            timeout = raised if isinstance(raised, JobTimeoutError) else JobTimeoutError(
-                f"{JobTimeoutError.exceeded(job.timeout_s)} (it went on past its timeout)")
-            last_progress = reporter.settle()  # first: the job a timer's write under way returns is the one ended
-            return self.fail(reporter.job, error_info(timeout), True, started, last_progress, raised=raised,
-                             patiently=patiently)
-        if raised is not None:
-            return self._end_early(ctx, reporter, raised, started, patiently)
-        return self._complete(ctx, reporter, result, started, patiently)
+        return self._end(reporter.job, ending, last_progress, started, patiently)
+
+    def _end(self, job: Job, ending: Ending, last_progress: Optional[Progress], started: float,
+             patiently: Optional[Callable[[Callable[[], Job]], Job]]) -> Job:
+        """`job`'s attempt ended as `ending` says, written with `last_progress` (through
+        `patiently` when given) and observed."""
+        if isinstance(ending, EndCanceled):
+            return self._cancel_with(job, last_progress, started, patiently)
+        if isinstance(ending, EndCompleted):
+            return self._complete_with(job, ending.result, ending.message, last_progress, started, patiently,
+                                       ending.after)
+        return self.fail(job, ending.error, ending.retryable, started, last_progress, raised=ending.raised,
+                         patiently=patiently)
 
     def _patiently(self, job: Job, write: Callable[[], Job], ends_by: Optional[float]) -> Job:
         """`write()`, the outcome of `job`'s attempt, written again while the store does not
@@ -164,22 +148,9 @@ class AttemptOutcomes:
                 self._clock.sleep(wait)
                 wait = min(wait * 2, OUTCOME_RETRY_MAX_WAIT_S)
 
-    def _complete(self, ctx: JobContext, reporter: ProgressReporter, result: Any, started: float,
-                  patiently: Callable[[Callable[[], Job]], Job], after: Optional[_AfterCompletion] = None) -> Job:
-        """The attempt completed with its result (complete_job's, else the handler's), or failed
-        for good when that result cannot be stored. `after`: what went wrong once complete_job
-        was called, logged as a warning beside the completion."""
-        message = None
-        if ctx.completion is not None:  # complete_job recorded the result: it is the job's
-            result, message = ctx.completion.result, ctx.completion.message
-        elif isinstance(result, Completion):
-            result, message = result.result, result.message
-        last_progress = reporter.settle()  # first: the job a timer's write under way returns is the one ended
-        return self._complete_with(reporter.job, result, message, last_progress, started, patiently, after)
-
     def _complete_with(self, job: Job, result: Any, message: Optional[str], last_progress: Optional[Progress],
                        started: float, patiently: Optional[Callable[[Callable[[], Job]], Job]],
-                       after: Optional[_AfterCompletion]) -> Job:
+                       after: Optional[AfterCompletion]) -> Job:
         """`job`'s attempt completed with `result` and `message` (written with `last_progress`,
         through `patiently` when given), or failed for good when the result cannot be stored."""
         # Measured as it will be answered: with the completion's own progress (its message).
@@ -201,25 +172,6 @@ class AttemptOutcomes:
                 extra["traceback"] = _traceback_end(after.raised)
         self._observe("completed", final, extra)
         return final
-
-    def _end_early(self, ctx: JobContext, reporter: ProgressReporter, exc: Optional[BaseException],
-                   started: float, patiently: Callable[[Callable[[], Job]], Job]) -> Job:
-        """How an attempt ends when the handler raised `exc` or returned after fail_job, with no
-        cancel request seen before it (`after_handler` ends that one canceled first): failed with the first
-        fail_job's code and message; else failed now for a FatalJobError, retried (while attempts
-        remain) for any other exception."""
-        last_progress = reporter.settle()  # first: the job a timer's write under way returns is the one ended
-        if ctx.failure is not None:
-            return self.fail(reporter.job, failure_info(ctx.failure), False, started, last_progress,
-                             patiently=patiently)
-        assert exc is not None
-        return self.fail(reporter.job, error_info(exc), not isinstance(exc, FatalJobError), started,
-                         last_progress, raised=exc, patiently=patiently)
-
-    def _cancel(self, reporter: ProgressReporter, started: float,
-                patiently: Callable[[Callable[[], Job]], Job]) -> Job:
-        last_progress = reporter.settle()  # first: the job a timer's write under way returns is the one ended
-        return self._cancel_with(reporter.job, last_progress, started, patiently)
 
     def _cancel_with(self, job: Job, last_progress: Optional[Progress], started: float,
                      patiently: Optional[Callable[[Callable[[], Job]], Job]]) -> Job:
@@ -248,29 +200,15 @@ class AttemptOutcomes:
         job = reporter.job
         self._observe("process_ended", job, {"reason": "the handler went on past its timeout",
                                              "over_s": round(over_s, 1)})
-        failure = ctx.failure if ctx is not None else None
-        canceled = ctx is not None and ctx.cancel_seen and (failure is None or failure.after_cancel)
-        completion = ctx.completion if ctx is not None else None
-        retryable = failure is None
-        if failure is None:
-            error = JobErrorInfo(code=JobTimeoutError.code, message=(
-                f"{JobTimeoutError.exceeded(job.timeout_s, over_s)} despite being interrupted: "
-                "its worker process was ended"))
-        else:
-            error = failure_info(failure)
+        ending = decide_ending(failure=ctx.failure if ctx is not None else None,
+                               completion=ctx.completion if ctx is not None else None,
+                               cancel_seen=ctx is not None and ctx.cancel_seen, timed_out=True,
+                               timeout_s=job.timeout_s, given_up_over_s=over_s)
 
         def record() -> None:
             try:
                 # With the report the progress window held: the process ends with its timer.
-                if canceled:
-                    self._cancel_with(job, reporter.abandon(), started, None)
-                elif failure is None and completion is not None:
-                    after = _AfterCompletion(f"the handler went on {round(over_s, 1)} s past its timeout "
-                                             "and its worker process was ended")
-                    self._complete_with(job, completion.result, completion.message, reporter.abandon(), started,
-                                        None, after)
-                else:
-                    self.fail(job, error, retryable, started, reporter.abandon())
+                self._end(job, ending, reporter.abandon(), started, None)
             except (DeadLetterOwedError, NextAttemptUnsentError):
                 pass  # recorded and observed: the message, back after the process ends, does the rest
             except Exception as exc:  # noqa: BLE001 - the lease ends the attempt instead
@@ -316,27 +254,6 @@ class AttemptOutcomes:
         if started is not None:
             extra = {**extra, "duration_s": self._clock.monotonic() - started}
         self._observe("retried" if final.status.value == "retrying" else final.status.value, final, extra)
-
-
-@dataclass(frozen=True)
-class _AfterCompletion:
-    """What went wrong once complete_job was called: `what` in words, `raised` what the handler
-    raised (None when it returned, or went on, past its timeout)."""
-
-    what: str
-    raised: Optional[BaseException] = None
-
-
-def _after_completion(raised: Optional[BaseException], ctx: JobContext) -> Optional[_AfterCompletion]:
-    """What went wrong once the handler called complete_job: what it raised, else its running
-    past its timeout; None when it returned in time."""
-    if isinstance(raised, JobTimeoutError):  # the interrupt, come through the clean-up
-        return _AfterCompletion(f"the handler ran past its timeout ({raised.message})", raised)
-    if raised is not None:
-        return _AfterCompletion(f"the handler raised {describe(raised)[:MAX_ERROR_MESSAGE_CHARS]}", raised)
-    if ctx.expired:
-        return _AfterCompletion("the handler ran past its timeout")
-    return None
 
 
 class _RefusedResult(Exception):
@@ -409,22 +326,3 @@ def _answerable(job: Job, error: JobErrorInfo, report: Optional[Progress]) -> tu
 def _traceback_end(exc: BaseException) -> str:
     """The last MAX_TRACEBACK_LOG_CHARS of `exc`'s traceback: the frames nearest the raise."""
     return "".join(traceback.format_exception(exc))[-MAX_TRACEBACK_LOG_CHARS:]
-
-
-def failure_info(failure: Failure) -> JobErrorInfo:
-    """What a handler's fail_job fails its job with: its code and message, the message cut to
-    MAX_ERROR_MESSAGE_CHARS."""
-    return JobErrorInfo(code=failure.code, message=failure.message[:MAX_ERROR_MESSAGE_CHARS])
-
-
-def error_info(exc: BaseException) -> JobErrorInfo:
-    """What `exc` fails a job with: a JobpipeError's code and message, `handler_error` and its
-    description for any other, the message cut to MAX_ERROR_MESSAGE_CHARS (never empty)."""
-    # A spawn's: the fields it names are in its details, which a job's error has not.
-    if isinstance(exc, InvalidPayloadError):
-        code, message = exc.code, exc.with_fields()
-    elif isinstance(exc, JobpipeError):
-        code, message = exc.code, text_of(exc.message)
-    else:
-        code, message = "handler_error", describe(exc)
-    return JobErrorInfo(code=code, message=message[:MAX_ERROR_MESSAGE_CHARS] or type(exc).__name__)

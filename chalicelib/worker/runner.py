@@ -25,7 +25,8 @@ from chalicelib.domain.registry import JobType, JobTypeRegistry
 from chalicelib.lifecycle import ClaimOutcome, JobLifecycle
 from chalicelib.ports import ArtifactStore, Clock, JobMessage, job_message_of
 from chalicelib.worker.context import JobContext
-from chalicelib.worker.outcome import AttemptOutcomes, error_info
+from chalicelib.worker.ending import error_info
+from chalicelib.worker.outcome import AttemptOutcomes
 from chalicelib.worker.progress import ProgressReporter
 from chalicelib.worker.timeout import run_with_timeout
 
