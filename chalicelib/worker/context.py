@@ -231,11 +231,13 @@ class JobContext:
         and AttemptEndedError once `fail` decided the job fails (a `finally:` block's follow-up):
         a failed job starts no child that would run on without it.
         Safe from several threads: their spawns are made one at a time, each child its own."""
-        self._check_writable()
-        self._refuse_once_failed(f"child {type!r:.140} is not spawned")
-        if self._spawn is None:
-            raise RuntimeError("this context cannot spawn child jobs")
         with self._spawn_lock:
+            # Checked in turn: a spawn that waited for another thread's sees a fail_job, a timeout
+            # or the attempt's end that came meanwhile.
+            self._check_writable()
+            self._refuse_once_failed(f"child {type!r:.140} is not spawned")
+            if self._spawn is None:
+                raise RuntimeError("this context cannot spawn child jobs")
             return self._spawn_one(type, payload, priority=priority, scope=scope)
 
     def _refuse_once_failed(self, refused: str) -> None:

@@ -270,3 +270,70 @@ def test_a_spawn_on_another_thread_meeting_the_cancel_after_fail_job_leaves_the_
     final = runner.run(queue.drain()[0])
     assert (final.status, final.error.code) == (JobStatus.CANCELED, "E_BAD_ROWS"), final.error
     assert final.children == []
+
+
+def test_a_spawn_waiting_for_another_threads_spawn_makes_no_child_once_fail_job_decided(
+        store, queue, clock, monkeypatch):
+    """docs/jobs.md: a ctx.spawn after fail_job makes no child (a failed job starts none that
+    would run on without it). A handler fanning out from threads: one spawn is under way, another
+    waits for it (spawns are made one at a time) when the main thread calls fail_job. The waiting
+    one had been let through before the failure, and made its child once its turn came."""
+    types = JobTypeRegistry()
+    in_flight, release = threading.Event(), threading.Event()
+    made, refused = [], []
+
+    @types.register("t.child", Empty)
+    def child(ctx, payload):
+        return None
+
+    class WatchedLock:
+        """The ctx's spawn lock, telling the test when a second spawn waits for it."""
+
+        def __init__(self, lock):
+            self._lock, self.waiting = lock, threading.Event()
+
+        def __enter__(self):
+            if not self._lock.acquire(blocking=False):
+                self.waiting.set()
+                self._lock.acquire()
+            return self
+
+        def __exit__(self, *exc):
+            self._lock.release()
+
+    @types.register("t.fans_out_then_fails", Empty, max_attempts=3)
+    def fans_out_then_fails(ctx, payload):
+        lock = ctx._spawn_lock = WatchedLock(ctx._spawn_lock)
+
+        def spawn():
+            try:
+                made.append(ctx.spawn("t.child", {}))
+            except Exception as exc:  # noqa: BLE001 - what the test is about
+                refused.append(type(exc).__name__)
+
+        first, second = threading.Thread(target=spawn), threading.Thread(target=spawn)
+        first.start()
+        assert in_flight.wait(5)
+        second.start()
+        assert lock.waiting.wait(5)
+        try:
+            fail_job(ctx, "E_BAD_ROWS", "row 401 is not a number")
+        finally:
+            release.set()
+            first.join(5)
+            second.join(5)
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    spawn = lifecycle.spawn
+
+    def held_spawn(*args, **kwargs):
+        in_flight.set()
+        assert release.wait(5)
+        return spawn(*args, **kwargs)
+
+    monkeypatch.setattr(lifecycle, "spawn", held_spawn)
+    lifecycle.submit(tenant="acme", user="ann", type="t.fans_out_then_fails", payload={})
+    runner = JobRunner(lifecycle, types, clock=ManualClock(), progress_interval_s=2)
+    final = runner.run(queue.drain()[0])
+    assert (len(made), refused) == (1, ["AttemptEndedError"]), (made, refused)
+    assert (final.status, final.error.code, final.children) == (JobStatus.FAILED, "E_BAD_ROWS", made), final.error
