@@ -111,6 +111,7 @@ class JobContext:
         self._clock = clock  # the worker's: `deadline` is a reading of it
         self._last_cancel_check = clock.monotonic()
         self._cancel_seen = False
+        self._cancel_seen_in_time: Optional[bool] = None  # `_cancel_seen` as the time ran out
         self._expired = threading.Event()
         self._closed = threading.Event()
         self._completion: Optional[Completion] = None
@@ -183,6 +184,14 @@ class JobContext:
     def cancel_seen(self) -> bool:
         """True once this context has seen the job's cancel request."""
         return self._cancel_seen
+
+    @property
+    def cancel_seen_in_time(self) -> bool:
+        """True when this context saw the job's cancel request before its time ran out (while
+        it has time left, as `cancel_seen`): a request first seen after (a look from a loop
+        that caught the timeout) does not decide how the attempt ends."""
+        in_time = self._cancel_seen_in_time
+        return self._cancel_seen if in_time is None else in_time
 
     def complete(self, result: Any, message: Optional[str] = None) -> Completion:
         """Record the job's result and final message: the job completes with them once the
@@ -339,7 +348,10 @@ class JobContext:
 
     def expire(self) -> None:
         """Called by the runner when the attempt timed out: later calls from a handler that
-        is still running raise instead of writing."""
+        is still running raise instead of writing, and a cancel request first seen from now on
+        is not `cancel_seen_in_time`."""
+        if self._cancel_seen_in_time is None:
+            self._cancel_seen_in_time = self._cancel_seen
         self._expired.set()
 
     @property

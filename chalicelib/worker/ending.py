@@ -62,20 +62,26 @@ def decide_ending(*, failure: Optional[Failure], completion: Optional[Completion
                   timed_out: bool, timeout_s: float, raised: Optional[BaseException] = None,
                   returned: Any = None, given_up_over_s: Optional[float] = None) -> Ending:
     """How the attempt ends, from its handler's ctx (the `failure` fail_job recorded first, the
-    `completion` complete_job recorded last, whether it saw the cancel request, whether its
-    time ran out) and from how the handler stopped: it returned `returned`, raised `raised`, or
-    went on `given_up_over_s` past its timeout and its process is being ended. In this order:
+    `completion` complete_job recorded last, whether it saw the cancel request before its time
+    ran out, whether its time ran out) and from how the handler stopped: it returned `returned`,
+    raised `raised`, or went on `given_up_over_s` past its timeout and its process is being
+    ended. The first of these that holds decides:
 
     1. fail_job before any cancel was seen: failed with its code, not retried (a cancel it then
        saw, an error, a timeout after it change nothing).
-    2. a cancel the handler saw, or a JobCancelledError it raised: canceled on request.
+    2. a cancel the handler saw in time, or a JobCancelledError it raised in time: canceled on
+       request.
     3. complete_job: completed with its result, though it raised or ran past its timeout after.
-    4. its time ran out: failed `timeout`, retried, whatever the handler did then.
+    4. its time ran out: failed `timeout`, retried, whatever the handler did then (a look at
+       the cancel request too).
     5. an exception: failed with its code, retried unless it is a FatalJobError.
-    6. it returned: completed with what it returned (a Completion's result and message)."""
+    6. it returned: completed with what it returned (a Completion's result and message).
+
+    A failure ends the job canceled, its error kept, when its cancel was requested (the lifecycle
+    decides that on the record: no retry runs for a canceled job)."""
     if failure is not None and not failure.after_cancel:
         return EndFailed(failure_info(failure), retryable=False)
-    if cancel_seen or isinstance(raised, JobCancelledError):
+    if cancel_seen or (isinstance(raised, JobCancelledError) and not timed_out):
         return EndCanceled()
     if completion is not None:
         if given_up_over_s is not None:

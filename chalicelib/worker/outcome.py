@@ -94,7 +94,7 @@ class AttemptOutcomes:
         ended early, or completed. While the store does not answer it is written again
         (`_patiently`), until `ends_by` on the clock at the latest (None:
         OUTCOME_RETRY_PATIENCE_S is the only bound)."""
-        ending = decide_ending(failure=ctx.failure, completion=ctx.completion, cancel_seen=ctx.cancel_seen,
+        ending = decide_ending(failure=ctx.failure, completion=ctx.completion, cancel_seen=ctx.cancel_seen_in_time,
                                timed_out=ctx.expired, timeout_s=job.timeout_s, raised=raised, returned=result)
         last_progress = reporter.settle()  # first: the job a timer's write under way returns is the one ended
 
@@ -202,7 +202,7 @@ class AttemptOutcomes:
                                              "over_s": round(over_s, 1)})
         ending = decide_ending(failure=ctx.failure if ctx is not None else None,
                                completion=ctx.completion if ctx is not None else None,
-                               cancel_seen=ctx is not None and ctx.cancel_seen, timed_out=True,
+                               cancel_seen=ctx is not None and ctx.cancel_seen_in_time, timed_out=True,
                                timeout_s=job.timeout_s, given_up_over_s=over_s)
 
         def record() -> None:

@@ -10,7 +10,7 @@ from typing import Optional
 import pytest
 from pydantic import BaseModel
 
-from chalicelib.adapters.clocks import ManualClock
+from chalicelib.adapters.clocks import ManualClock, SystemClock
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
 from chalicelib.domain.errors import FatalJobError, JobCancelledError, JobTimeoutError, StaleJobError
 from chalicelib.domain.registry import JobTypeRegistry
@@ -98,15 +98,19 @@ def test_an_ending_waits_for_the_progress_write_under_way_and_ends_the_job_it_re
 
 
 # What the handler did, in order: the cancel request (none; made and never looked at; seen by the
-# handler before its fail_job; seen only after it, by a clean-up's look), complete_job, fail_job.
-CANCELS = ("none", "unseen", "seen", "seen_after_fail")
+# handler before its fail_job; seen only after it, by a clean-up's look; seen only once its time
+# ran out), complete_job, fail_job.
+CANCELS = ("none", "unseen", "seen", "seen_after_fail", "seen_after_timeout")
 # How it stopped, through each path that ends an attempt: returning, raising, and (past its
-# timeout) returning, raising the interrupt, or going on until it is given up on.
+# timeout) returning, raising the interrupt, another error or the JobCancelledError of a look at
+# the cancel, or going on until it is given up on.
 STOPS = ("returns", "raises", "raises_fatal", "raises_cancelled", "times_out_returns", "times_out_raises",
-         "times_out_raises_other", "given_up")
-TIMED_OUT = {"times_out_returns", "times_out_raises", "times_out_raises_other", "given_up"}
+         "times_out_raises_other", "times_out_raises_cancelled", "given_up")
+TIMED_OUT = {"times_out_returns", "times_out_raises", "times_out_raises_other", "times_out_raises_cancelled",
+             "given_up"}
 CASES = [(cancel, completed, failed, stop) for cancel in CANCELS for completed in (False, True)
-         for failed in (False, True) for stop in STOPS if failed or cancel != "seen_after_fail"]
+         for failed in (False, True) for stop in STOPS
+         if (failed or cancel != "seen_after_fail") and (stop in TIMED_OUT or cancel != "seen_after_timeout")]
 
 
 def documented_ending(cancel: str, completed: bool, failed: bool, stop: str) -> tuple[JobStatus, Optional[str]]:
@@ -120,6 +124,7 @@ def documented_ending(cancel: str, completed: bool, failed: bool, stop: str) -> 
         return JobStatus.CANCELED, "canceled"
     if completed:  # stands: an error or a timeout after it, or a cancel it never looked at, change nothing
         return JobStatus.COMPLETED, None
+    # From the timeout on, what the handler does (a look at the cancel too) changes nothing.
     if stop in TIMED_OUT:
         return failed_as or JobStatus.RETRYING, "timeout"
     if stop == "raises":
@@ -165,6 +170,8 @@ def test_every_path_ends_an_attempt_as_the_documented_precedence_says(
         assert ctx.cancelled(fresh=True)  # a clean-up's look, after the failure was decided
     if stop in TIMED_OUT:
         ctx.expire()
+    if cancel == "seen_after_timeout":
+        assert ctx.cancelled(fresh=True)  # a look from the loop that caught the interrupt
 
     raised: Optional[BaseException] = {
         "raises": ValueError("row 401 is not a number"),
@@ -172,6 +179,7 @@ def test_every_path_ends_an_attempt_as_the_documented_precedence_says(
         "raises_cancelled": JobCancelledError(f"job {job.id} was canceled"),
         "times_out_raises": JobTimeoutError(JobTimeoutError.exceeded(30)),
         "times_out_raises_other": ValueError("the connection closed"),
+        "times_out_raises_cancelled": JobCancelledError(f"job {job.id} was canceled"),
     }.get(stop)
     try:
         if stop == "given_up":
@@ -337,3 +345,28 @@ def test_a_spawn_waiting_for_another_threads_spawn_makes_no_child_once_fail_job_
     final = runner.run(queue.drain()[0])
     assert (len(made), refused) == (1, ["AttemptEndedError"]), (made, refused)
     assert (final.status, final.error.code, final.children) == (JobStatus.FAILED, "E_BAD_ROWS", made), final.error
+
+
+def test_a_cancel_first_looked_at_once_the_time_ran_out_leaves_the_timeout(store, queue, clock):
+    """docs/jobs.md: once the time ran out the attempt fails `timeout` whatever the handler does
+    next; docs/api.md: an attempt that failed before its handler looked at the cancel request
+    ends the job canceled with its own error. A retry loop that caught the interrupt and only
+    then asked `ctx.cancelled()` made it "canceled on request", as if it had stopped for it."""
+    types = JobTypeRegistry()
+
+    @types.register("t.looks_after_its_timeout", Empty, timeout_s=1, max_attempts=3)
+    def looks_after_its_timeout(ctx, payload):
+        lifecycle.cancel("acme", ctx.job_id)  # requested while the handler works, not looked at
+        while True:
+            try:
+                time.sleep(3)  # a call that outlives the timeout, interrupted
+            except Exception:  # noqa: BLE001 - a retry loop around its calls
+                pass
+            if ctx.cancelled(fresh=True):
+                return "stopped"
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    lifecycle.submit(tenant="acme", user="ann", type="t.looks_after_its_timeout", payload={})
+    final = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(queue.drain()[0])
+    assert (final.status, final.error.code) == (JobStatus.CANCELED, "timeout"), final.error
+    assert queue.drain() == [], "no attempt after it"
