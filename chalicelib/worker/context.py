@@ -103,6 +103,7 @@ class JobContext:
         self._cancel_poll_interval_s = cancel_poll_interval_s
         self._spawn = spawn
         self._spawn_lock = threading.Lock()  # a handler may spawn from several threads
+        self._fail_lock = threading.Lock()  # and fail from several: the first call decides
         self._spawned = 0  # spawn calls: each child's index, unique in the attempt
         self._made = 0  # the children those calls made (or may have: a store that did not answer)
         self._store_artifact = store_artifact
@@ -219,18 +220,20 @@ class JobContext:
         after this call (a clean-up's artifact or `cancelled()`, a spawn on another thread)
         leaves the job the failure's code, as one it never sees."""
         self._check_writable()
-        if self._failure is None:
-            # As the job's error will show them (JobErrorInfo): the percent's report carries the message too.
-            error = JobErrorInfo(code=error_code(code, "handler_failed"), message=text_of(message))
-            after_cancel = self._cancel_seen  # read once: another thread's spawn may see the request now
-            self._failure = Failure(error.code, error.message, after_cancel)
-            # Once the handler has seen the cancel the job ends canceled: a report made now is no
-            # progress it reached before, so none is kept for that write (as `progress`). One it
-            # never saw (whenever a write learned of it) leaves the failure its word, as a
-            # report made before it.
-            if percent is not None and not after_cancel:
-                self._reporter.report_final(percent, "failed", self._failure.message)
-        return FatalJobError(self._failure.message, code=self._failure.code)
+        with self._fail_lock:  # two threads failing at once: one decides, both raise its error
+            if self._failure is None:
+                # As the job's error will show them (JobErrorInfo): the percent's report carries the message too.
+                error = JobErrorInfo(code=error_code(code, "handler_failed"), message=text_of(message))
+                after_cancel = self._cancel_seen  # read once: another thread's spawn may see the request now
+                self._failure = Failure(error.code, error.message, after_cancel)
+                # Once the handler has seen the cancel the job ends canceled: a report made now is no
+                # progress it reached before, so none is kept for that write (as `progress`). One it
+                # never saw (whenever a write learned of it) leaves the failure its word, as a
+                # report made before it.
+                if percent is not None and not after_cancel:
+                    self._reporter.report_final(percent, "failed", self._failure.message)
+            failure = self._failure
+        return FatalJobError(failure.message, code=failure.code)
 
     def spawn(self, type: str, payload: Any, *, priority: Optional[str] = None,
               scope: Optional[str] = None) -> str:

@@ -27,6 +27,22 @@ class Empty(BaseModel):
     pass
 
 
+class WatchedLock:
+    """One of a ctx's locks, telling the test when a second thread waits for it."""
+
+    def __init__(self, lock):
+        self._lock, self.waiting = lock, threading.Event()
+
+    def __enter__(self):
+        if not self._lock.acquire(blocking=False):
+            self.waiting.set()
+            self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self._lock.release()
+
+
 # How the handler stops once a progress write is under way: what the job then reads.
 MID_WRITE_STOPS = {
     "raises": (JobStatus.RETRYING, "handler_error"),
@@ -294,21 +310,6 @@ def test_a_spawn_waiting_for_another_threads_spawn_makes_no_child_once_fail_job_
     def child(ctx, payload):
         return None
 
-    class WatchedLock:
-        """The ctx's spawn lock, telling the test when a second spawn waits for it."""
-
-        def __init__(self, lock):
-            self._lock, self.waiting = lock, threading.Event()
-
-        def __enter__(self):
-            if not self._lock.acquire(blocking=False):
-                self.waiting.set()
-                self._lock.acquire()
-            return self
-
-        def __exit__(self, *exc):
-            self._lock.release()
-
     @types.register("t.fans_out_then_fails", Empty, max_attempts=3)
     def fans_out_then_fails(ctx, payload):
         lock = ctx._spawn_lock = WatchedLock(ctx._spawn_lock)
@@ -370,3 +371,52 @@ def test_a_cancel_first_looked_at_once_the_time_ran_out_leaves_the_timeout(store
     final = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(queue.drain()[0])
     assert (final.status, final.error.code) == (JobStatus.CANCELED, "timeout"), final.error
     assert queue.drain() == [], "no attempt after it"
+
+
+def test_two_threads_failing_at_once_end_the_job_with_the_error_both_raise(store, queue, clock, monkeypatch):
+    """docs/jobs.md: fail_job's first call decides, and the handler raises what it returns. Two
+    threads of a handler failing at the same moment both found no failure recorded, each
+    recorded its own, and the later write won: the job ended with one thread's code while the
+    other raised its own. One decides now; both raise its error."""
+    import chalicelib.worker.context as context_module
+
+    types = JobTypeRegistry()
+    first_inside, release = threading.Event(), threading.Event()
+    raised = {}
+    error_code = context_module.error_code
+
+    def held_error_code(code, default):
+        if code == "E_FIRST":
+            first_inside.set()  # the first call is deciding: hold it there
+            assert release.wait(5)
+        return error_code(code, default)
+
+    monkeypatch.setattr(context_module, "error_code", held_error_code)
+
+    @types.register("t.fails_from_two_threads", Empty, max_attempts=3)
+    def fails_from_two_threads(ctx, payload):
+        lock = ctx._fail_lock = WatchedLock(getattr(ctx, "_fail_lock", threading.Lock()))
+
+        def failing(code):
+            try:
+                fail_job(ctx, code, f"{code} said so")
+            except FatalJobError as exc:
+                raised[code] = exc.code
+
+        first = threading.Thread(target=failing, args=("E_FIRST",))
+        second = threading.Thread(target=failing, args=("E_SECOND",))
+        first.start()
+        assert first_inside.wait(5)
+        second.start()
+        while second.is_alive() and not lock.waiting.is_set():  # it waits for the first, or went past it
+            second.join(0.01)
+        release.set()
+        first.join(5)
+        second.join(5)
+        return "unreachable: fail_job decided"
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    lifecycle.submit(tenant="acme", user="ann", type="t.fails_from_two_threads", payload={})
+    final = JobRunner(lifecycle, types, clock=ManualClock(), progress_interval_s=2).run(queue.drain()[0])
+    assert (final.status, final.error.code) == (JobStatus.FAILED, "E_FIRST"), final.error
+    assert raised == {"E_FIRST": "E_FIRST", "E_SECOND": "E_FIRST"}, raised
