@@ -69,9 +69,10 @@ def decide_ending(*, failure: Optional[Failure], completion: Optional[Completion
 
     1. fail_job before any cancel was seen: failed with its code, not retried (a cancel it then
        saw, an error, a timeout after it change nothing).
-    2. a cancel the handler saw in time, or a JobCancelledError it raised in time: canceled on
-       request.
-    3. complete_job: completed with its result, though it raised or ran past its timeout after.
+    2. a cancel the handler saw in time, or a JobCancelledError it raised in time before any
+       complete_job: canceled on request.
+    3. complete_job: completed with its result, though it raised (a JobCancelledError of its own
+       too) or ran past its timeout after.
     4. its time ran out: failed `timeout`, retried, whatever the handler did then (a look at
        the cancel request too).
     5. an exception: failed with its code, retried unless it is a FatalJobError.
@@ -81,7 +82,7 @@ def decide_ending(*, failure: Optional[Failure], completion: Optional[Completion
     decides that on the record: no retry runs for a canceled job)."""
     if failure is not None and not failure.after_cancel:
         return EndFailed(failure_info(failure), retryable=False)
-    if cancel_seen or (isinstance(raised, JobCancelledError) and not timed_out):
+    if cancel_seen or (isinstance(raised, JobCancelledError) and not timed_out and completion is None):
         return EndCanceled()
     if completion is not None:
         if given_up_over_s is not None:

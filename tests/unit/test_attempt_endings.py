@@ -136,7 +136,7 @@ def documented_ending(cancel: str, completed: bool, failed: bool, stop: str) -> 
     failed_as = JobStatus.CANCELED if requested else None
     if failed and cancel != "seen":  # fail_job said first: its failure stands
         return failed_as or JobStatus.FAILED, "E_BAD_ROWS"
-    if cancel in ("seen", "seen_after_fail") or stop == "raises_cancelled":
+    if cancel in ("seen", "seen_after_fail") or (stop == "raises_cancelled" and not completed):
         return JobStatus.CANCELED, "canceled"
     if completed:  # stands: an error or a timeout after it, or a cancel it never looked at, change nothing
         return JobStatus.COMPLETED, None
