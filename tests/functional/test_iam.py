@@ -842,3 +842,25 @@ def test_the_reconciler_reads_and_writes_job_partitions_only(template):
     for action in ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"):
         assert allowed(template, "ReconcilerRole", Call(action, "JobsTable", keys=("JOB#j-1",))), action
         assert not allowed(template, "ReconcilerRole", Call(action, "JobsTable", keys=("SCOPE#acme#p-1",))), action
+
+
+def test_the_clean_ups_delete_job_partitions_only(template):
+    """cleanup-runs deletes a job's partition (its job, runs and artifacts) in BatchWriteItems,
+    on the low worker and, inline, on the API: nothing else in the jobs table. Its grant is held
+    to `JOB#*`, so a handler running on that worker (or a request path of the API) cannot wipe
+    every tenant's scope caches and completions (`SCOPE#…`) in one request; their writes of
+    those items (a completion's, PUT /cache) are item writes, not batches."""
+    if set(RECORDED) != {"queued", "inline"}:
+        pytest.skip("reads what both scenarios above recorded; run the module")
+    for scenario, function in (("queued", "JobWorkerLow"), ("inline", "APIHandler")):
+        batches = [c for c in RECORDED[scenario].calls[function]
+                   if c.action == "dynamodb:BatchWriteItem" and c.resource == "JobsTable"]
+        assert batches and {key.split("#")[0] for c in batches for key in c.keys} == {"JOB"}, (scenario, batches)
+    inline = {"UseTaskQueue": "false"}
+    for role, parameters in (("JobWorkerLowRole", {}), ("ApiHandlerRole", inline)):
+        purge = Call("dynamodb:BatchWriteItem", "JobsTable", keys=("JOB#j-1", "JOB#j-2"))
+        assert allowed(template, role, purge, parameters), role
+        for keys in (("SCOPE#acme#p-1",), ("JOB#j-1", "SCOPE#acme#p-1"), ("T#acme",)):
+            assert not allowed(template, role, purge._replace(keys=keys), parameters), (role, keys)
+    for role in ("JobWorkerHighRole", "JobWorkerRole", "ApiHandlerRole"):
+        assert not allowed(template, role, Call("dynamodb:BatchWriteItem", "JobsTable", keys=("JOB#j-1",))), role

@@ -100,7 +100,10 @@ JOB_WORKER_TASKS: dict[str, dict[str, set[str]]] = {
     # cleanup_runs: the finished-day index, a job's partition, its items deleted in batches, its
     # objects listed; cleanup_temp_files: the scratch objects listed and deleted.
     "JobWorkerLow": {
-        "JobsTable": ddb("Query", "BatchWriteItem"),
+        "JobsTable": ddb("Query"),
+        # A purge deletes one job's partition (retention.py): never a scope's cache or completions,
+        # which a handler on this worker could otherwise wipe for every tenant in one request.
+        "JobsTable where LeadingKeys like JOB#*": ddb("BatchWriteItem"),
         "JobsTable/index/by_finished_day": ddb("Query"),
         "JobsBucket" + LISTED_PREFIXES: s3("ListBucket"),
         "JobsBucket/tmp/*": s3("DeleteObject"),  # never read or written there
@@ -151,7 +154,8 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         **each(("ErpWebhookQueue", "ErpOutboundQueue", "CacheInvalidationQueue"), sqs("SendMessage")),
         "JobsBucket/jobs/*": s3("GetObject", "PutObject", "DeleteObject"),
         # Inline cleanup-runs: the finished-day index, then each job's items in batches.
-        "JobsTable" + INLINE: ddb("BatchWriteItem", "DescribeTable"),
+        "JobsTable" + INLINE: ddb("DescribeTable"),
+        "JobsTable" + INLINE + " where LeadingKeys like JOB#*": ddb("BatchWriteItem"),
         "JobsTable/index/by_finished_day" + INLINE: ddb("Query"),
         # Inline health-check: the probes (health.py); cleanup-temp-files: list and delete tmp/.
         "StatsTable" + INLINE: ddb("DescribeTable"),
@@ -343,6 +347,11 @@ class Recorder:
         self._record(TableName, Key)
         return {}
 
+    def query(self, TableName, ExpressionAttributeValues, **_):
+        """A partition's items (a job, a run, an artifact): what a purge reads before it deletes."""
+        partition = ExpressionAttributeValues[":pk"]
+        return {"Items": [{"pk": partition, "sk": {"S": sk}} for sk in ("JOB", "RUN#0001", "ART#summary.txt")]}
+
 
 def like(value: str, pattern: str) -> bool:
     """IAM's StringLike: `*` any run of characters, `?` one."""
@@ -402,6 +411,14 @@ def test_each_writer_held_to_a_key_prefix_names_only_items_within_it():
     ledger.parked("m-1")
     assert list(worker.keys) == ["idempotency"] and len(worker.keys["idempotency"]) == 2
     assert all(within(k, leading_keys("JobWorkerRole")) for k in worker.keys["idempotency"]), worker.keys
+
+    cleanup = Recorder()  # cleanup-runs' purge of a job: its items deleted in a batch (low worker, inline API)
+    from chalicelib.adapters.retention import DynamoFinishedJobs
+
+    DynamoFinishedJobs(cleanup, "jobs").purge("j-1")
+    assert sorted(cleanup.keys["jobs"]) == ["JOB#j-1"] * 4, cleanup.keys  # its mark, then the batch of three
+    for role in ("JobWorkerLowRole", "ApiHandlerRole"):
+        assert all(within(k, leading_keys(role, "JobsTable")) for k in cleanup.keys["jobs"]), (role, cleanup.keys)
 
     invalidation = Recorder()  # the cache-invalidation consumer's writes
     cache = DynamoCacheStore(invalidation, "jobs")
