@@ -300,7 +300,8 @@ AWS_READ_TIMEOUT_S = 10.0
 AWS_MAX_ATTEMPTS = 4
 # A signing key (AuthSecret, ErpWebhookSecret) shorter than this is guessable; the template's
 # MaxLength of both, and of ErpWebhookUrl, TokenIssuer and TokenAudience (ASCII only), keep every
-# function's environment inside Lambda's 4 KB, counted in bytes, or the deploy would fail.
+# function's environment inside Lambda's 4 KB, counted in bytes, on a stack named `jobpipe` (the
+# deploy refuses a name too long for its parameters: scripts/lambda_environment.py).
 SECRET_MIN_CHARS = 32
 SECRET_MAX_CHARS = 128
 WEBHOOK_URL_MAX_CHARS = 1024

@@ -13,8 +13,9 @@ every parameter it is not given). Exit codes: 0 deployed, or nothing to change; 
 AWS refused (one line naming the resources that failed), or the stack is in a state CloudFormation takes
 no update in (one line saying what to do first: scripts/stack_states.py); 2 a bad parameter (one the template
 does not declare, or a value its constraints, the functions' settings or AWS refuse, such as a
-fraction where AWS takes a whole number, or on AWS a FunctionConcurrencyCeiling below what a
-function's SQS mapping runs at once: checked before anything is uploaded), cache invalidation
+fraction where AWS takes a whole number, a stack name so long, with the parameters, that a
+function's environment could pass Lambda's 4 KB, or on AWS a FunctionConcurrencyCeiling below
+what a function's SQS mapping runs at once: checked before anything is uploaded), cache invalidation
 rules in the package the functions would refuse (a key no job type is named, a bad namespace
 name), no package
 (`make package`) or a STACK_NAME CloudFormation cannot take; 130 interrupted.
@@ -33,6 +34,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError, WaiterError
 
 from scripts import package
+from scripts.lambda_environment import environment_problem
 from scripts.local_stack import apply_gateway_responses
 from scripts.stack_states import IN_PROGRESS, recreating, refusal, still_running
 from scripts.stack_config import (
@@ -259,8 +261,10 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
     StackConfigError for an update whose parameters break a rule together with the values the
     stack keeps (stack_config.check_kept), an ErpWebhookUrl with no ErpWebhookSecret given
     or kept (stack_config.check_webhook_signing), an AlarmTopicArn outside the stack's region
-    (stack_config.check_alarm_actions), or, on AWS, a ceiling below what a function's SQS mapping
-    runs at once (stack_config.check_mapping_concurrency) or ceilings the account cannot reserve
+    (stack_config.check_alarm_actions), a stack name that, with the parameters, could give a
+    function an environment over Lambda's 4 KB (lambda_environment.environment_problem), or, on
+    AWS, a ceiling below what a function's SQS mapping runs at once
+    (stack_config.check_mapping_concurrency) or ceilings the account cannot reserve
     (check_concurrency_room), before anything is uploaded."""
     session = session or boto3.session.Session()
     cfn = session.client("cloudformation")
@@ -289,6 +293,11 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
         raise
     if session.region_name:  # none: boto3 refuses the first call, saying to set one
         check_alarm_actions(template, parameters, session.region_name, _partition(session, session.region_name))
+        # Lambda refuses an environment over 4 KB only once CloudFormation makes the function.
+        too_large = environment_problem(template, stack, session.region_name, run_values(
+            template.get("Parameters") or {}, parameters, (existing or {}).get("Parameters")))
+        if too_large:
+            raise StackConfigError(too_large)
     change_type = "CREATE" if existing is None else "UPDATE"
     s3 = session.client("s3")
     endpoint = s3.meta.endpoint_url.rstrip("/")

@@ -996,3 +996,43 @@ def test_an_alarm_topic_outside_the_stacks_region_is_refused_before_anything_is_
     same = arn.replace(arn.split(":")[3], region).replace("arn:aws:", f"arn:{session.get_partition_for_region(region)}:")
     deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}", f"AlarmTopicArn={same}"])
     assert session.cfn.stack["parameters"]["AlarmTopicArn"] == same
+
+
+def test_a_stack_name_that_could_pass_lambdas_4_kb_of_environment_is_refused_before_anything_is_uploaded(
+        build, capsys, monkeypatch):
+    """The stack's name is in every function's environment several times (the service name, the
+    event bus, every table name and queue URL CloudFormation generates from it): a 128-character
+    name, which CloudFormation takes, with long token claims and secret gave the API function
+    more than Lambda's 4 KB. CloudFormation failed the function's create after the upload with
+    Lambda's words, naming neither the name nor a parameter. It is one line, exit 2, nothing
+    uploaded; the same parameters on the shorter name the line gives deploy; an update that
+    keeps its secret (NoEcho: not shown) counts it at its longest, and says so."""
+    from tests.support.infra import packaged_template
+
+    (build / "sam.json").write_text(json.dumps(packaged_template()))
+    session = FakeSession()
+    monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
+    long = [f"AuthSecret={'é' * SECRET_MAX_CHARS}", "TokenIssuer=" + "i" * 128, "TokenAudience=" + "a" * 128]
+    stack = "j" * 128
+    with pytest.raises(SystemExit) as exited:
+        deploy_script.main([str(build), stack, *long])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    refused = re.fullmatch(rf"deploy: stack {stack} \(128 characters\) could give function APIHandler an environment "
+                           r"of 4,\d{3} bytes, over Lambda's 4,096 \(the stack's name is in its table names, queue "
+                           r"URLs and event bus\): a stack name of at most (\d+) characters fits with these "
+                           r"parameters. Nothing was deployed\n", err)
+    assert refused, err
+    assert session.s3.objects == {} and session.cfn.stack is None
+    fits = int(refused.group(1))
+    deploy_script.main([str(build), stack[:fits], *long])
+    assert session.cfn.stack["status"] == "CREATE_COMPLETE"
+    capsys.readouterr()
+    session.cfn.stack["parameters"]["AuthSecret"] = "s" * 40  # kept as ****: counted at 128 4-byte characters
+    with pytest.raises(SystemExit) as exited:
+        deploy_script.main([str(build), stack[:fits], "RetentionDays=9"])
+    assert exited.value.code == 2
+    assert "(AuthSecret kept, not shown, so counted at the longest allowed: give AuthSecret=... to count the " \
+           "value)" in capsys.readouterr().err
+    deploy_script.main([str(build), stack[:fits], "RetentionDays=9", "AuthSecret=" + "s" * 40])
+    assert session.cfn.stack["parameters"]["RetentionDays"] == "9"

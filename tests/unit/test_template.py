@@ -283,19 +283,24 @@ def test_the_gateway_responses_are_part_of_the_apis_deployment(template):
 
 
 # Lambda refuses a function whose environment (every name and value) passes 4 KB, in bytes: the
-# deploy fails. A resource's name, URL or ARN there is counted at 110 characters (a queue URL of a
-# stack named up to 30 characters, ASCII), a parameter at its longest in UTF-8: CloudFormation's
-# MaxLength counts characters, so a free-text parameter's MaxLength is counted at 4 bytes each
-# (UTF-8's longest), unless its AllowedPattern admits ASCII only (a sample each, below, shows its
-# pattern takes the sample and refuses it with one non-ASCII character).
-LAMBDA_ENVIRONMENT_BYTES = 4096
-RESOURCE_VALUE_CHARS = 110
-UTF8_MAX_BYTES = 4
+# deploy fails. scripts/lambda_environment.py counts each value at the longest it can be: the
+# stack's name as given (in the service name, the bus's name, and each table's and queue's name
+# CloudFormation generates from it), a parameter at its value or its MaxLength in 4-byte
+# characters, UTF-8's longest, unless its AllowedPattern admits ASCII only (a sample each,
+# below, shows its pattern takes the sample and refuses it with one non-ASCII character).
 ASCII_ONLY_SAMPLES = {
     "ErpWebhookUrl": "https://erp.example/hook",
     "TokenIssuer": "https://issuer.example/",
     "TokenAudience": "jobpipe-api",
 }
+# A region name as long as any (ap-southeast-2, cn-northwest-1, us-isob-east-1): in every queue URL.
+LONGEST_REGION = "cn-northwest-1"
+
+
+def longest_values(template) -> dict[str, str]:
+    """Every parameter with a MaxLength at it, in 4-byte characters where it takes them."""
+    return {name: ("a" if name in ASCII_ONLY_SAMPLES else "\U0001f600") * spec["MaxLength"]
+            for name, spec in template["Parameters"].items() if "MaxLength" in spec}
 
 
 def test_the_parameters_counted_as_ascii_refuse_any_other_character(template):
@@ -310,26 +315,34 @@ def test_the_parameters_counted_as_ascii_refuse_any_other_character(template):
             assert not re.fullmatch(pattern, sample[:9] + other + sample[9:]), (name, other)
 
 
-def test_every_function_environment_fits_lambdas_4_kb_whatever_the_parameters(template):
-    parameters = template["Parameters"]
+def test_every_function_environment_fits_lambdas_4_kb_on_the_default_stack_whatever_the_parameters(template):
+    """`jobpipe` (the deploy's default name; `jobpipe-production` too) in any region, every
+    parameter at its longest: each function's environment fits, with room to spare for a longer
+    name. A parameter reaching an environment with no bound on its length fails the count."""
+    from scripts.lambda_environment import LAMBDA_ENVIRONMENT_BYTES, environment_bytes, longest_stack_name
 
-    def longest(value) -> int:
-        if isinstance(value, str):
-            return len(value.encode())
-        name = value.get("Ref") if isinstance(value, dict) else None
-        if name not in parameters:
-            return RESOURCE_VALUE_CHARS
-        parameter = parameters[name]
-        if "AllowedValues" in parameter:
-            return max(len(str(v)) for v in parameter["AllowedValues"])
-        if parameter["Type"] == "Number":
-            return len(str(parameter.get("MaxValue", 10 ** 12)))
-        assert "MaxLength" in parameter, f"{name} reaches a function's environment with no MaxLength"
-        return parameter["MaxLength"] * (1 if name in ASCII_ONLY_SAMPLES else UTF8_MAX_BYTES)
+    values = longest_values(template)
+    for stack in ("jobpipe", "jobpipe-production"):
+        sizes = environment_bytes(template, stack, LONGEST_REGION, values)
+        assert set(sizes) == set(functions(template))
+        assert max(sizes.values()) <= LAMBDA_ENVIRONMENT_BYTES, (stack, sizes)
+    assert longest_stack_name(template, LONGEST_REGION, values) >= 40
 
-    sizes = {f: sum(len(n.encode()) + longest(v) for n, v in environment(template, f).items())
-             for f in functions(template)}
-    assert all(size <= LAMBDA_ENVIRONMENT_BYTES for size in sizes.values()), sizes
+
+def test_a_stack_name_as_long_as_cloudformation_takes_can_pass_4_kb_and_the_deploy_refuses_it(template):
+    """A 128-character name (CloudFormation's most, which the deploy's name check takes) with
+    the longest parameters gives the API function more than Lambda takes: the deploy's check,
+    not the template, is what holds that stack to 4 KB, and its line says what fits."""
+    from scripts.lambda_environment import environment_bytes, environment_problem, longest_stack_name
+
+    values = longest_values(template)
+    stack = "j" * 128
+    assert environment_bytes(template, stack, LONGEST_REGION, values)["APIHandler"] > 4096
+    fits = longest_stack_name(template, LONGEST_REGION, values)
+    assert f"a stack name of at most {fits} characters fits" in environment_problem(template, stack, LONGEST_REGION,
+                                                                                    values)
+    assert environment_problem(template, stack[:fits], LONGEST_REGION, values) is None
+    assert environment_problem(template, stack[:fits + 1], LONGEST_REGION, values) is not None
 
 
 def lambda_alarms(template) -> dict[tuple[str, str], dict]:
