@@ -162,6 +162,8 @@ def main() -> None:
             token = issue_token(secret, user="dev", tenant="dev", roles=["admin", "operator"], ttl_s=24 * 3600)
             prepared = prepare(session, STACK, outputs["ApiUrl"], int(parameters["FunctionConcurrencyCeiling"]),
                                token=token, api_ceiling=int(parameters["ApiConcurrencyCeiling"]))
+        except StackConfigError as exc:  # the stack's name or parameters, refused before any upload
+            _fail(f"the stack was not deployed: {exc}", EXIT_BAD_CONFIG)
         except (DeployError, ClientError, BotoCoreError, requests.RequestException, OSError) as exc:
             if emulator is not None and emulator.process.poll() is not None:
                 _fail(f"ministack exited with code {emulator.process.returncode} before the stack was ready")

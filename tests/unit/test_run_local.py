@@ -184,3 +184,20 @@ def test_ctrl_c_before_the_stack_is_ready_exits_130_in_one_line_with_the_emulato
 def test_an_unknown_server_is_refused_before_anything_starts():
     with pytest.raises(ValueError, match="^server must be one of uvicorn, hypercorn, not 'gunicorn'$"):
         Emulator(0, server="gunicorn")
+
+
+def test_a_stack_the_deploy_refuses_for_its_parameters_ends_in_one_line_exit_2(monkeypatch, capsys, run):
+    """What the deploy itself refuses of the stack's name and parameters (a JOBPIPE_STACK so long
+    that a function's environment could pass Lambda's 4 KB; an update at AWS_ENDPOINT_URL
+    whose values break a rule with those its stack keeps) ended `make run` in a traceback."""
+    from scripts import run_local
+    from scripts.lambda_environment import environment_problem
+    from scripts.stack_config import StackConfigError
+    from tests.support.infra import packaged_template
+
+    refused = environment_problem(packaged_template(), "j" * 128, "us-east-1", {"AuthSecret": "****"})
+    assert refused
+    monkeypatch.setattr(run_local, "deploy", raising(StackConfigError(refused)))
+    code, lines, emulator = run(capsys)
+    assert code == 2 and lines[-1] == f"make run: the stack was not deployed: {refused}"
+    assert emulator.stopped
