@@ -153,8 +153,7 @@ def _letter(m: DeadLetter, job: Optional[Job]) -> dict[str, Any]:
     return {
         "message_id": m.message_id, "body": m.body, "sent_at": m.sent_at, "reason": m.reason,
         # How often the job was tried is its record's: the DLQ's receive count counts every
-        # peek (the reconciler's each pass) and SQS does not carry the count of the queue the
-        # message came from.
+        # peek too (the reconciler's each pass).
         "job": {"id": job.id, "tenant": job.tenant, "type": job.type, "status": job.status.value,
                 "attempts": job.attempts, "max_attempts": job.max_attempts}
         if job else None,

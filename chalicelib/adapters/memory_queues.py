@@ -8,7 +8,13 @@ import uuid
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from chalicelib.adapters.sqs import reason_attribute
-from chalicelib.adapters.sqs_operations import letter_body, reads_as, target_queue_name, undelivered_reason
+from chalicelib.adapters.sqs_operations import (
+    letter_body,
+    moved_reason,
+    reads_as,
+    target_queue_name,
+    undelivered_reason,
+)
 from chalicelib.defaults import SQS_MAX_DELAY_S, SQS_MAX_HOLD_S
 from chalicelib.domain.errors import InvalidRequestError, NotRedrivableError, QueueUnavailableError
 from chalicelib.domain.events import event_detail
@@ -36,7 +42,9 @@ class ParkedMessage(tuple):
         if self.raw is not None:  # parked as it came, as SQS keeps it
             return DeadLetter(self.message_id, letter_body(self.raw), self.sent_at, self.note, receipt=self.message_id)
         body = {**message.to_body(), **({"reason": json.loads(json.dumps(reason))} if reason else {})}
-        return DeadLetter(self.message_id, body, self.sent_at, receipt=self.message_id)
+        # One with no reason was moved here by SQS's redrive policy (a test appends it so).
+        said = None if reason else moved_reason(f"the {self.priority} jobs queue")
+        return DeadLetter(self.message_id, body, self.sent_at, said, receipt=self.message_id)
 
 
 class ParkedBody(tuple):
@@ -45,18 +53,21 @@ class ParkedBody(tuple):
     for (the TARGET_ARN EventBridge gives an event it could not deliver)."""
 
     def __new__(cls, body: str, reason: Optional[str], target_arn: Optional[str] = None,
-                error: Optional[tuple[str, str]] = None) -> "ParkedBody":
-        """`error`: EventBridge's (ERROR_CODE, ERROR_MESSAGE) for an event it could not deliver."""
+                error: Optional[tuple[str, str]] = None, moved_from: Optional[str] = None) -> "ParkedBody":
+        """`error`: EventBridge's (ERROR_CODE, ERROR_MESSAGE) for an event it could not deliver;
+        `moved_from`: the queue SQS's redrive policy moved it from."""
         parked = super().__new__(cls, (body, reason))
         parked.target_arn = target_arn
         parked.error = error
+        parked.moved_from = moved_from
         parked.message_id = str(uuid.uuid4())
         parked.sent_at = isoformat(utcnow())
         return parked
 
     def dead_letter(self) -> DeadLetter:
         body, reason = self
-        reason = reason or undelivered_reason(self.target_arn, *(self.error or (None, None)))
+        reason = reason or undelivered_reason(self.target_arn, *(self.error or (None, None))) or (
+            moved_reason(self.moved_from) if self.moved_from else None)
         return DeadLetter(self.message_id, letter_body(body), self.sent_at, reason, receipt=self.message_id)
 
 
@@ -75,11 +86,13 @@ class InMemoryDeadLetterQueue:
             raise QueueUnavailableError("could not park a message on its dead-letter queue")
         self.parked.append(ParkedBody(body, reason_attribute(reason)))
 
-    def put(self, body: str, *, target_arn: Optional[str] = None, error: Optional[tuple[str, str]] = None) -> None:
+    def put(self, body: str, *, target_arn: Optional[str] = None, error: Optional[tuple[str, str]] = None,
+            moved_from: Optional[str] = None) -> None:
         """A message parked by AWS, with no reason attribute: EventBridge's event it could not
         deliver to `target_arn` (`error` its ERROR_CODE and ERROR_MESSAGE), a stream mapping's
-        description of a batch it gave up on."""
-        self.parked.append(ParkedBody(body, None, target_arn, error))
+        description of a batch it gave up on, or a message SQS's redrive policy moved there from
+        the queue `moved_from`."""
+        self.parked.append(ParkedBody(body, None, target_arn, error, moved_from))
 
 
 class InMemoryJobQueue:

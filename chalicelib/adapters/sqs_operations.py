@@ -196,12 +196,17 @@ TARGET_ATTRIBUTE = "TARGET_ARN"
 REASON_ATTRIBUTE = "reason"
 # Why EventBridge could not deliver an event it parked (beside its TARGET_ARN).
 ERROR_ATTRIBUTES = ("ERROR_CODE", "ERROR_MESSAGE")
+# What SQS keeps of a message its redrive policy moved to a dead-letter queue: the queue it came
+# from (where SQS gives it: AWS, the local emulator) and when it was first received there.
+SOURCE_ATTRIBUTE = "DeadLetterQueueSourceArn"
+MOVED_ATTRIBUTES = ("ApproximateFirstReceiveTimestamp", SOURCE_ATTRIBUTE)
 
 
 def receive_up_to(client: Any, url: str, limit: int, hide_s: int) -> list[dict[str, Any]]:
     """Up to `limit` messages of the queue at `url` (fewer when it runs dry: EMPTY_RECEIVES
     answers in a row bringing none it had not received), each hidden for `hide_s` seconds, with
-    their receive count, send time, target, reason and error attributes."""
+    their receive count, send time, target, reason and error attributes, and for one SQS moved
+    there itself its first receive and the queue it came from."""
     messages: dict[str, dict[str, Any]] = {}
     empty = 0
     while len(messages) < limit and empty < EMPTY_RECEIVES:
@@ -209,7 +214,7 @@ def receive_up_to(client: Any, url: str, limit: int, hide_s: int) -> list[dict[s
             QueueUrl=url,
             MaxNumberOfMessages=min(10, limit - len(messages)),
             VisibilityTimeout=hide_s,
-            AttributeNames=["SentTimestamp", "ApproximateReceiveCount"],
+            MessageSystemAttributeNames=["SentTimestamp", "ApproximateReceiveCount", *MOVED_ATTRIBUTES],
             MessageAttributeNames=[TARGET_ATTRIBUTE, REASON_ATTRIBUTE, *ERROR_ATTRIBUTES],
             WaitTimeSeconds=0,
         ).get("Messages", [])
@@ -262,13 +267,38 @@ def undelivered_reason(target_arn: Optional[str], code: Optional[str], message: 
     return f"EventBridge could not deliver it to {target_arn}{': ' + said if said else ''}"[:DEAD_LETTER_REASON_CHARS]
 
 
+def moved_reason(source: str, receives: Optional[int] = None, first_received_at: Optional[str] = None) -> str:
+    """The reason of a letter SQS's redrive policy moved from the queue `source` by itself (its
+    consumer received it as often as the policy allows, and never deleted it: it failed on it,
+    crashed, or ran past the visibility timeout each time). `receives`: SQS's count of its
+    receives on every queue, the looks at the dead-letter queue included."""
+    said = f"moved here by SQS from {source} after the receives its redrive policy allows, none handled"
+    if receives:
+        said += f"; received {receives} times in all, looks at this dead-letter queue included"
+    if first_received_at:
+        said += f"; first received {first_received_at}"
+    return said[:DEAD_LETTER_REASON_CHARS]
+
+
+def _time(milliseconds: Optional[str]) -> Optional[str]:
+    """An SQS timestamp (milliseconds since the epoch) as the API writes times; None for none."""
+    # Whole milliseconds, added exactly (a float of them can land a microsecond short).
+    return isoformat(_EPOCH + timedelta(milliseconds=int(milliseconds))) if milliseconds and int(milliseconds) else None
+
+
 def _dead_letter(message: dict[str, Any]) -> DeadLetter:
     body = letter_body(message["Body"])
     attributes = message.get("Attributes", {})
-    sent = attributes.get("SentTimestamp")
-    # Whole milliseconds, added exactly (a float of them can land a microsecond short).
-    sent_at = isoformat(_EPOCH + timedelta(milliseconds=int(sent))) if sent else None
     said = {name: value.get("StringValue") for name, value in message.get("MessageAttributes", {}).items()}
     reason = said.get(REASON_ATTRIBUTE) or undelivered_reason(
         said.get(TARGET_ATTRIBUTE), *(said.get(name) for name in ERROR_ATTRIBUTES))
-    return DeadLetter(message["MessageId"], body, sent_at, reason, receipt=message.get("ReceiptHandle"))
+    # SQS names the queue a letter came from only when its redrive policy moved it there: the
+    # letters the pipeline parks (a failed job's, whose reason is in its body, included) and
+    # hand-made ones carry none.
+    moved_from = attributes.get(SOURCE_ATTRIBUTE)
+    if reason is None and moved_from:
+        count = attributes.get("ApproximateReceiveCount")
+        reason = moved_reason(_queue_name(moved_from), int(count) if count else None,
+                              _time(attributes.get("ApproximateFirstReceiveTimestamp")))
+    return DeadLetter(message["MessageId"], body, _time(attributes.get("SentTimestamp")), reason,
+                      receipt=message.get("ReceiptHandle"))

@@ -259,7 +259,7 @@ def _operator_paths() -> dict[str, Any]:
         "dead_lettered": {"type": ["integer", "null"], "description": "null when its DLQ did not answer"}}}
     # Each part is read on its own: what did not answer is left out and named under `unavailable`.
     # A dead letter, with how often its job was tried (its record's attempts; no receive count:
-    # every peek of a DLQ is one, and SQS drops the count of the queue the message came from).
+    # every peek of a DLQ is one too).
     letter_job = {"type": ["object", "null"], "required": ["id", "tenant", "type", "status", "attempts", "max_attempts"],
                   "properties": {**{k: {"type": "string"} for k in ("id", "tenant", "type", "status")},
                                  "attempts": {"type": "integer"}, "max_attempts": {"type": "integer"}},
@@ -272,7 +272,8 @@ def _operator_paths() -> dict[str, Any]:
         "body_bytes": {"type": ["integer", "null"], "description": "a cut body's whole size (UTF-8); null when whole"},
         "sent_at": {"type": ["string", "null"]},
         "reason": {"type": ["string", "null"], "description": "why the pipeline parked it, when it did; for an "
-                   "event EventBridge could not deliver, its target and error"},
+                   "event EventBridge could not deliver, its target and error; for a message SQS's redrive "
+                   "policy moved there, the queue it came from, its receives and its first receive"},
         "job": letter_job}}
     stats = {"type": "object", "required": ["queues", "dead_letter_queues", "window_hours", "as_of"], "properties": {
         "queues": {"type": "object", "additionalProperties": depth},

@@ -62,7 +62,7 @@ class DeadLetter:
     message_id: str
     body: dict[str, Any]
     sent_at: Optional[str]
-    reason: Optional[str] = None  # why it was parked, when whoever parked it said (its `reason` attribute)
+    reason: Optional[str] = None  # why it was parked: its `reason` attribute, EventBridge's error, or SQS's move
     # What deletes it (SQS's receipt handle of the peek that read it); never shown.
     receipt: Optional[str] = field(default=None, repr=False, compare=False)
 

@@ -270,3 +270,32 @@ def test_a_redrive_of_every_queue_that_stopped_on_each_says_what_each_sent_on(cl
     assert answer.json_body["redriven"] == {}
     assert {name: (said["details"]["moved"], len(said["details"]["sent_ids"]))
             for name, said in answer.json_body["unavailable"].items()} == {name: (0, 1) for name in ("high", "normal", "low")}
+
+
+def test_a_letter_sqs_moved_after_its_receives_says_so_and_where_it_came_from(client, aws, monkeypatch):
+    """A job message whose worker kept crashing is moved to the DLQ by the queue's redrive policy
+    (10 receives), with no reason of its own: the listing says SQS moved it, from which queue,
+    how often it was received and since when, from what SQS keeps of it. Moto moves it but does
+    not name its source queue as AWS (and the local emulator) do: the test adds that attribute."""
+    from chalicelib.composition import container
+    job_id = "00000000-0000-0000-0000-000000000611"
+    aws["sqs"].send_message(QueueUrl=aws["jobs_url"], MessageBody=json.dumps({"job_id": job_id, "attempt": 1}))
+    for _ in range(11):  # ten receives never deleted; the eleventh finds it moved
+        aws["sqs"].receive_message(QueueUrl=aws["jobs_url"], VisibilityTimeout=0)
+    source_arn = aws["sqs"].get_queue_attributes(QueueUrl=aws["jobs_url"], AttributeNames=["QueueArn"])["Attributes"]
+    sqs = container().queue_operations._sqs
+    receive = sqs.receive_message
+
+    def as_aws_receives(**request):
+        answer = receive(**request)
+        assert "DeadLetterQueueSourceArn" in request["MessageSystemAttributeNames"]
+        for message in answer.get("Messages", []):
+            message["Attributes"]["DeadLetterQueueSourceArn"] = source_arn["QueueArn"]
+        return answer
+
+    monkeypatch.setattr(sqs, "receive_message", as_aws_receives)
+    letters = client.http.get("/api/system/dlq?priority=normal", headers=operator()).json_body["dead_letters"]["normal"]
+    assert [letter["body"]["job_id"] for letter in letters] == [job_id]
+    reason = letters[0]["reason"]
+    assert reason.startswith("moved here by SQS from jobs-normal after the receives its redrive policy allows"), reason
+    assert "received 11 times in all" in reason and "first received 20" in reason, reason
