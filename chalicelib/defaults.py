@@ -89,6 +89,11 @@ MAX_DISPATCHES = 24
 # for as long as its last one can still be in the line, the jobs queues' MessageRetentionPeriod
 # (infra/resources.json) counted from its start.
 JOBS_QUEUE_RETENTION_S = 14 * 24 * 3600
+# A queue that holds messages and has none in flight is received by no worker: its consumption
+# is paused (its event source mapping disabled, docs/operations.md). Its due jobs' messages are
+# waiting there, so none is sent again: each is looked at again this often, and, once the queue
+# is consumed again, one whose message was lost after all is sent again at most this late.
+UNCONSUMED_LOOK_S = 900
 # A failed delivery (a worker failing before the handler ran, a webhook or cache store that
 # did not answer) hides its message this long, doubling per receive up to 15 minutes, instead of
 # the queue's visibility timeout. With the consumer queues' maxReceiveCount of 100 an ERP event

@@ -18,6 +18,8 @@ Each pass, in this order:
    `undeliverable` (the bound that holds whatever the dead-letter queues hold: step 1 reads
    only their oldest letters), unless its queue still holds a line its messages may be
    waiting in (`backlogged`: looked at again in an hour, for at most the queue's retention);
+   a job is not sent again while its queue holds messages and none in flight, received by no
+   worker (`unconsumed`: its consumption paused, its message waiting there);
    a failed job still owing its dead letter OWED_LETTER_WAIT_S after it failed (the attempt's
    message, which parks it, never came back) has it parked (`owed_letter_parked`) by the pass
    whose conditional write took the job first, before the send (a pass that ends between the
@@ -77,7 +79,8 @@ from chalicelib.ports import DeadLetter, JobMessage, QueueOperations, job_messag
 @dataclass
 class ReconcilePass:
     """What one pass did: counts per outcome (`released`, `redispatched`, `lease_expired`,
-    `dead_lettered`, `owed_letter_found`, `owed_letter_parked`, `orphaned_letter_deleted`, `undeliverable`, `backlogged`, `raced`,
+    `dead_lettered`, `owed_letter_found`, `owed_letter_parked`, `orphaned_letter_deleted`, `undeliverable`, `backlogged`,
+    `unconsumed`, `raced`,
     `stream_batch_replayed`, `stream_batch_unreadable`, `stream_record_dropped`, `errors`, `out_of_time`), and
     the time it ran."""
 
@@ -108,7 +111,7 @@ class Reconciler:
         self._observe = observe or (lambda message, extra: None)
         self._time_left_s: Optional[Callable[[], float]] = None
         self._due_until_s: Optional[float] = None  # the time left at which the due step stops
-        self._lines: Optional[dict[str, bool]] = None  # per priority: does its queue hold a line (per pass)
+        self._depths: Optional[dict[str, Optional[dict[str, int]]]] = None  # per priority, per pass (None: unread)
 
     def run_pass(self, time_left_s: Optional[Callable[[], float]] = None) -> ReconcilePass:
         """Every step, each on its own: a dead-letter queue that cannot be read (or a letter
@@ -117,7 +120,7 @@ class Reconciler:
         result = ReconcilePass(started_at=isoformat(self._lifecycle.clock()))
         self._time_left_s = time_left_s
         self._due_until_s = time_left_s() - RECONCILE_DUE_BUDGET_S if time_left_s is not None else None
-        self._lines = None
+        self._depths = None
         if self._dead_letters is not None:
             self._step(result, "dead letters", lambda: self._fail_dead_lettered(result))
         self._step(result, "due jobs", lambda: self._reconcile_due(result))
@@ -165,7 +168,8 @@ class Reconciler:
                 if self._out_of_time(result, due=True):
                     return
                 if not self._act(result, job, _attempt_of(job), lambda job=job: self._lifecycle.reconcile(
-                        job, waiting=lambda priority: self._waiting(result, priority))):
+                        job, waiting=lambda priority: self._waiting(result, priority),
+                        unconsumed=lambda priority: self._unconsumed(result, priority))):
                     if self._out_of_time(result):  # a request cut unsent, as a put-back would be
                         return
                     self._put_back(result, job)
@@ -175,21 +179,34 @@ class Reconciler:
 
     def _waiting(self, result: ReconcilePass, priority: str) -> bool:
         """Whether `priority`'s queue holds messages no worker has received yet, read once a
-        pass and only when a job reached its dispatch bound. Unknown (no queue operations
-        given: False; the depths unreadable: True, counted in errors) decides as the safer
-        side for the job: a job is not failed on a guess."""
+        pass and only when a job reached its dispatch bound or is to be sent again. Unknown (no
+        queue operations given: False; the depths unreadable: True, counted in errors) decides
+        as the safer side for the job: a job is not failed on a guess."""
         if self._dead_letters is None:
             return False
-        if self._lines is None:
-            self._lines = {}
-        if priority not in self._lines:
+        depth = self._depth(result, priority)
+        return depth is None or depth.get("visible", 0) > 0
+
+    def _unconsumed(self, result: ReconcilePass, priority: str) -> bool:
+        """Whether `priority`'s queue holds messages and none in flight: no worker receives it
+        (its event source mapping is disabled: its consumption paused). Unknown: False, the job's
+        message is sent again as it would be."""
+        depth = self._depth(result, priority) if self._dead_letters is not None else None
+        return depth is not None and depth.get("visible", 0) > 0 and depth.get("in_flight", 0) == 0
+
+    def _depth(self, result: ReconcilePass, priority: str) -> Optional[dict[str, int]]:
+        """`priority`'s queue depths, read once a pass; None when they could not be read (counted
+        in errors once)."""
+        if self._depths is None:
+            self._depths = {}
+        if priority not in self._depths:
             try:
-                self._lines[priority] = self._dead_letters.queue_depth(priority).get("visible", 0) > 0
+                self._depths[priority] = self._dead_letters.queue_depth(priority)
             except Exception as exc:  # noqa: BLE001 - the job is looked at again later
                 self._failed(result, "queue depths", exc, "reconciler could not read queue depths",
                              {"priority": priority})
-                self._lines[priority] = True
-        return self._lines[priority]
+                self._depths[priority] = None
+        return self._depths[priority]
 
     def _put_back(self, result: ReconcilePass, job: Job) -> None:
         try:

@@ -111,6 +111,7 @@ class InMemoryJobQueue:
         self.refuse: set[str] = set()
         self.visibility: dict[str, int] = {}
         self.acknowledged: list[str] = []  # receipt handles deleted before their batch answered
+        self.in_flight: dict[str, int] = {}  # per priority: messages workers received and did not delete yet
         self.handed_back: list[tuple[str, str, int]] = []  # (queue ARN, body, deliveries it replaces)
 
     def priority_of(self, priority: str) -> str:
@@ -214,7 +215,8 @@ class InMemoryQueueOperations:
 
     def _depth(self, priority: str) -> dict[str, int]:
         sent = [delay for _, p, delay in self._queue.sent if self._queue.priority_of(p) == priority]
-        return {"visible": sum(1 for d in sent if d == 0), "in_flight": 0, "delayed": sum(1 for d in sent if d > 0)}
+        return {"visible": sum(1 for d in sent if d == 0), "in_flight": self._queue.in_flight.get(priority, 0),
+                "delayed": sum(1 for d in sent if d > 0)}
 
     def dead_letter_queues(self) -> list[str]:
         return [*self._queue.priorities, *self._others]

@@ -13,6 +13,7 @@ from chalicelib.defaults import (
     MAX_DISPATCH_BACKOFF_S,
     RECONCILE_RETRY_S,
     SQS_MAX_DELAY_S,
+    UNCONSUMED_LOOK_S,
 )
 from chalicelib.domain.errors import (
     DeadLetterOwedError,
@@ -37,6 +38,7 @@ class ReconcileOutcome(str, Enum):
     OWED_LETTER_PARKED = "owed_letter_parked"  # a failed job's owed letter, its message never back: parked
     UNDELIVERABLE = "undeliverable"  # sent max_dispatches times, never claimed: failed
     BACKLOGGED = "backlogged"  # sent max_dispatches times, its queue still has a line: looked at later
+    UNCONSUMED = "unconsumed"  # its queue holds messages no worker receives (paused): none sent, looked at later
     SKIPPED = "skipped"  # nothing to do (finished meanwhile, not due)
 
 
@@ -55,7 +57,8 @@ class Reconciliation(Attempts):
     """The reconciler's actions on a job: its due time passed, or a message of it was found
     on a dead-letter queue."""
 
-    def reconcile(self, job: Job, *, waiting: Callable[[str], bool] = lambda priority: False) -> ReconcileOutcome:
+    def reconcile(self, job: Job, *, waiting: Callable[[str], bool] = lambda priority: False,
+                  unconsumed: Callable[[str], bool] = lambda priority: False) -> ReconcileOutcome:
         """Act on a job the due index returned. A queued/retrying job gets its message (again):
         released when it was held for a long schedule, redispatched when a message was sent
         before but no worker claimed it (lost, purged, stuck); each resend doubles the wait
@@ -63,7 +66,11 @@ class Reconciliation(Attempts):
         `undeliverable` (every message lost or dead-lettered: waiting longer would wait
         forever), unless `waiting(priority)` says its queue still holds messages no worker
         received (a backlog its messages may be waiting in: looked at again later, until its
-        last message cannot be on the queue any more). A running job past its lease is failed
+        last message cannot be on the queue any more). A job whose message was sent before is not
+        sent again while `unconsumed(priority)` says its queue holds messages no worker receives
+        (its consumption paused: the message waits there, and a copy would only be one more
+        delivery and one more dispatch counted towards `undeliverable`): looked at again
+        UNCONSUMED_LOOK_S later. A running job past its lease is failed
         `worker_lost` and retried or failed by the usual rules (SendAfterOutcomeError when the
         write landed but the letter or the next attempt's message did not go). A failed job still owing its
         dead letter OWED_LETTER_WAIT_S after it failed (the attempt's message, which parks it,
@@ -118,6 +125,10 @@ class Reconciliation(Attempts):
                          "each was lost or dead-lettered (see GET /api/system/dlq)"),
             ))
             return ReconcileOutcome.UNDELIVERABLE
+        if job.dispatches and unconsumed(job.priority):
+            self.store.apply(job, job.status, ChangeSet(
+                {"due_at": isoformat(now + timedelta(seconds=UNCONSUMED_LOOK_S))}))
+            return ReconcileOutcome.UNCONSUMED
         # The write comes first so that two overlapping passes send one message, not two.
         written = self.store.apply(job, job.status, ChangeSet({
             "due_at": isoformat(self._claim_deadline(start, sent=max(1, job.dispatches))),

@@ -567,6 +567,7 @@ def test_a_job_waiting_in_a_backlog_longer_than_the_resends_is_not_failed_undeli
     yet, and runs when its turn comes."""
     reconciler = Reconciler(lifecycle, InMemoryQueueOperations(queue))
     job = submit(lifecycle)
+    queue.in_flight["normal"] = 5  # the worker's five slots, busy with the jobs ahead of it
     counts: Counter = Counter()
     for _ in range(30 * 60):  # 30 hours: the line never empties, nothing is lost
         clock.advance(60)
@@ -581,6 +582,7 @@ def test_a_job_is_not_kept_waiting_in_a_backlog_beyond_what_the_queue_retains(li
     """SQS deletes a message 14 days after it was sent: a job whose last message is older than
     that cannot be in the line any more, however long the line is."""
     reconciler = Reconciler(lifecycle, InMemoryQueueOperations(queue))
+    queue.in_flight["normal"] = 5  # the worker's slots, busy with the jobs ahead in the line
     job = submit(lifecycle)
     for _ in range(16 * 24):
         clock.advance(3600)
@@ -601,9 +603,9 @@ class _UnreadableDepths(InMemoryQueueOperations):
 def test_a_job_at_its_dispatch_bound_is_not_failed_when_its_queue_cannot_be_read(lifecycle, queue, clock, store):
     reconciler = Reconciler(lifecycle, _UnreadableDepths(queue))
     job = submit(lifecycle)
-    for _ in range(MAX_DISPATCHES - 1):
+    for _ in range(MAX_DISPATCHES - 1):  # unknown whether a worker receives its queue: sent again
         clock.advance(MAX_DISPATCH_BACKOFF_S + 1)
-        assert reconciler.run_pass().counts == {"redispatched": 1}
+        assert reconciler.run_pass().counts == {"redispatched": 1, "errors": 1}
     clock.advance(MAX_DISPATCH_BACKOFF_S + 1)
     result = reconciler.run_pass()
     assert result.counts == {"backlogged": 1, "errors": 1}
@@ -617,6 +619,7 @@ def test_a_line_is_read_each_pass_and_one_message_waiting_is_a_line(lifecycle, q
     were it one; whether it does is read again each pass (a warm function runs many with one
     reconciler): once the line is gone, the job fails `undeliverable` at its next look."""
     reconciler = Reconciler(lifecycle, InMemoryQueueOperations(queue))
+    queue.in_flight["normal"] = 5  # the worker's slots, busy with the jobs ahead in the line
     job = submit(lifecycle)
     for _ in range(MAX_DISPATCHES - 1):
         clock.advance(MAX_DISPATCH_BACKOFF_S + 1)
@@ -636,6 +639,7 @@ def test_a_scheduled_job_waits_in_a_backlog_for_the_queue_retention_counted_from
     it waits in a line for JOBS_QUEUE_RETENTION_S from its start, and fails `undeliverable` as
     that ends, when SQS has deleted its last message."""
     reconciler = Reconciler(lifecycle, InMemoryQueueOperations(queue))
+    queue.in_flight["normal"] = 5  # the worker's slots, busy with the jobs ahead in the line
     job = submit(lifecycle, run_at=clock.now + timedelta(days=3))
     kept_until = _parse(job.not_before) + timedelta(seconds=JOBS_QUEUE_RETENTION_S)
     while clock.now + timedelta(seconds=MAX_DISPATCH_BACKOFF_S) < kept_until:  # the line never empties
@@ -811,3 +815,27 @@ def test_a_pass_that_dies_after_taking_an_owed_letter_leaves_it_to_a_later_pass(
     clock.advance(RECONCILE_RETRY_S + 1)
     assert reconciler.run_pass().counts == {"owed_letter_parked": 1}
     assert [m for m, _ in queue.dead] == [JobMessage(job.id, 1)]
+
+
+def test_a_queue_no_worker_receives_gets_no_copies_and_its_jobs_wait_for_its_consumption_again(
+        lifecycle, queue, clock, store):
+    """An operator paused the normal workers (their event source mapping disabled) for a day:
+    the queue holds the jobs' messages and none is in flight. Sent again each time they were
+    due, every job would gain copies to run through once resumed and spend its MAX_DISPATCHES
+    towards `undeliverable`; none is sent and none counted. Once workers receive it again, a
+    job whose message was lost after all is sent again within UNCONSUMED_LOOK_S."""
+    from chalicelib.defaults import UNCONSUMED_LOOK_S
+    reconciler = Reconciler(lifecycle, InMemoryQueueOperations(queue))
+    jobs = [submit(lifecycle) for _ in range(3)]
+    sent = len(queue.sent)
+    counts: Counter = Counter()
+    for _ in range(24 * 60):
+        clock.advance(60)
+        counts.update(reconciler.run_pass().counts)
+    assert len(queue.sent) == sent and set(counts) == {"unconsumed"}, counts
+    assert all(store.get(job.id, mark_gone=False).status == JobStatus.QUEUED for job in jobs)
+    assert all(store.get(job.id, mark_gone=False).dispatches == job.dispatches for job in jobs)
+    queue.drain()  # resumed, and the messages lost after all: none claimed its job
+    clock.advance(UNCONSUMED_LOOK_S)
+    assert reconciler.run_pass().counts == {"redispatched": 3}
+    assert sorted(m.job_id for m, _, _ in queue.sent) == sorted(job.id for job in jobs)
