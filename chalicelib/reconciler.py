@@ -8,7 +8,9 @@ Each pass, in this order:
    its event goes out). The message stays on the queue for operators and redrive. A message
    that is the letter a failed job still owes (SQS moved it there itself after the receive
    that failed the job) clears the job's mark: it is not parked a second time. A letter whose
-   job no longer exists (removed by retention) is deleted (`orphaned_letter_deleted`).
+   job no longer exists (removed by retention) is deleted (`orphaned_letter_deleted`). The letters
+   a pass reads are held hidden until it has decided on them, so a pass started beside it reads
+   others: a letter is deleted, and counted, by one pass.
 2. due jobs, from the sparse by_due index (never a Scan), earliest first, page after page until
    none is left or RECONCILE_DUE_BUDGET_S is spent (the rest stays due): a queued or retrying
    job no worker claimed by its due time gets its message again (lost, purged or stuck
@@ -64,6 +66,7 @@ from typing import Any, Callable, Optional
 from chalicelib.defaults import (
     DEAD_LETTERS_PER_PASS,
     DUE_PAGE,
+    PEEK_HIDE_S,
     RECONCILE_DUE_BUDGET_S,
     RECONCILE_PASS_MARGIN_S,
     REPLAY_RETRY_BASE_S,
@@ -111,6 +114,7 @@ class Reconciler:
         self._observe = observe or (lambda message, extra: None)
         self._time_left_s: Optional[Callable[[], float]] = None
         self._due_until_s: Optional[float] = None  # the time left at which the due step stops
+        self._hold_s = PEEK_HIDE_S  # how long the letters a pass reads are held hidden
         self._depths: Optional[dict[str, Optional[dict[str, int]]]] = None  # per priority, per pass (None: unread)
 
     def run_pass(self, time_left_s: Optional[Callable[[], float]] = None) -> ReconcilePass:
@@ -119,7 +123,11 @@ class Reconciler:
         `time_left_s`: the invocation's remaining seconds (None: no limit)."""
         result = ReconcilePass(started_at=isoformat(self._lifecycle.clock()))
         self._time_left_s = time_left_s
-        self._due_until_s = time_left_s() - RECONCILE_DUE_BUDGET_S if time_left_s is not None else None
+        left = time_left_s() if time_left_s is not None else None
+        self._due_until_s = left - RECONCILE_DUE_BUDGET_S if left is not None else None
+        # The letters the pass reads stay hidden, should it end before showing them again, for
+        # the rest of its invocation (PEEK_HIDE_S without a limit).
+        self._hold_s = PEEK_HIDE_S if left is None else max(1, math.ceil(left))
         self._depths = None
         if self._dead_letters is not None:
             self._step(result, "dead letters", lambda: self._fail_dead_lettered(result))
@@ -242,9 +250,31 @@ class Reconciler:
         self._observe(message, {**extra, "error": describe_failure(exc)})
 
     def _fail_dead_lettered(self, result: ReconcilePass) -> None:
+        # The letters are held hidden while the pass decides on them: a pass started beside this
+        # one reads others, so a letter of a removed job is deleted, and counted, by one pass.
+        held = self._peek_all(result)
+        deleted: set[str] = set()
+        try:
+            self._act_on_letters(result, held, deleted)
+        finally:
+            self._show_again(result, [(p, letter) for p, letter in held if letter.message_id not in deleted])
+
+    def _show_again(self, result: ReconcilePass, letters: list[tuple[str, DeadLetter]]) -> None:
+        """Show the letters the pass held and did not delete: operators list and redrive them."""
+        by_priority: dict[str, list[DeadLetter]] = {}
+        for priority, letter in letters:
+            by_priority.setdefault(priority, []).append(letter)
+        for priority, shown in by_priority.items():
+            try:
+                self._dead_letters.show_dead_letters(priority, shown)
+            except Exception as exc:  # noqa: BLE001 - they show again when their hold ends
+                self._failed(result, f"dead letters ({priority})", exc,
+                             "reconciler could not show the letters it read again", {"priority": priority})
+
+    def _act_on_letters(self, result: ReconcilePass, held: list[tuple[str, DeadLetter]], deleted: set[str]) -> None:
         messages: dict[str, JobMessage] = {}
         lettered: list[tuple[str, DeadLetter, str]] = []  # (priority, letter, its job's id)
-        for priority, letter in self._peek_all(result):
+        for priority, letter in held:
             message = _job_message(letter)
             if message is not None:
                 messages.setdefault(f"{message.job_id}:{message.attempt}", message)
@@ -253,7 +283,7 @@ class Reconciler:
             return
         jobs = self._lifecycle.store.get_many({m.job_id for m in messages.values()})
         removed = self._removed(result, {job_id for _, _, job_id in lettered if job_id not in jobs})
-        self._delete_orphans(result, [(p, letter) for p, letter, job_id in lettered if job_id in removed])
+        self._delete_orphans(result, [(p, letter) for p, letter, job_id in lettered if job_id in removed], deleted)
         for message in messages.values():
             if self._out_of_time(result):
                 return
@@ -284,17 +314,20 @@ class Reconciler:
                 continue
         return removed
 
-    def _delete_orphans(self, result: ReconcilePass, orphans: list[tuple[str, DeadLetter]]) -> None:
+    def _delete_orphans(self, result: ReconcilePass, orphans: list[tuple[str, DeadLetter]], deleted_ids: set[str]) -> None:
         """Delete the letters whose job no longer exists (retention removed it: a DLQ keeps a
         letter longer than the table keeps its job), once: no redrive can run it and no job
         record explains it, and left there it would be peeked every pass until the queue's
-        retention ends, holding a place among the oldest letters a pass reads."""
+        retention ends, holding a place among the oldest letters a pass reads. `deleted_ids` gets
+        the ids of the letters whose delete was asked (not shown again: one SQS refused shows
+        again when its hold ends)."""
         by_priority: dict[str, list[DeadLetter]] = {}
         for priority, letter in orphans:
             by_priority.setdefault(priority, []).append(letter)
         for priority, letters in by_priority.items():
             try:
                 deleted = self._dead_letters.delete_dead_letters(priority, letters)
+                deleted_ids.update(letter.message_id for letter in letters)
             except Exception as exc:  # noqa: BLE001 - peeked and deleted again next pass
                 self._failed(result, f"dead letters ({priority})", exc,
                              "reconciler could not delete the letters of removed jobs", {"priority": priority})
@@ -308,12 +341,14 @@ class Reconciler:
     def _peek_all(self, result: ReconcilePass) -> list[tuple[str, DeadLetter]]:
         """The oldest letters of every priority's DLQ with the priority each was read from, each
         queue read on its own: one that does not answer is an error of the pass, named by
-        priority, and the others' letters still count. Priorities may share one DLQ: each
-        message counts once, as its last peek read it (SQS deletes by the latest receipt)."""
+        priority, and the others' letters still count. Each is held hidden until the step shows
+        it again (or deletes it), so priorities that share one DLQ read different letters of it,
+        each message once."""
         letters: dict[str, tuple[str, DeadLetter]] = {}
         for priority in PRIORITIES:
             try:
-                peeked = self._dead_letters.peek_dead_letters(priority, self._dead_letters_per_pass)
+                peeked = self._dead_letters.peek_dead_letters(priority, self._dead_letters_per_pass,
+                                                              hold_s=self._hold_s)
             except Exception as exc:  # noqa: BLE001 - read again next pass; the other DLQs go on
                 self._failed(result, f"dead letters ({priority})", exc, "reconciler could not read a dead-letter queue",
                              {"priority": priority})

@@ -199,6 +199,7 @@ class InMemoryQueueOperations:
         self._queue = queue
         self._others = dict(other_dead_letters or {})
         self._targets = {name: dict(queues) for name, queues in (targeted or {}).items() if name in self._others}
+        self._held: set[str] = set()  # the letters a held peek hides until they are shown or deleted
 
     def _parked(self, priority: str) -> list[ParkedMessage]:
         if priority not in self._queue.priorities:
@@ -228,8 +229,16 @@ class InMemoryQueueOperations:
     def dead_letter_depth(self, name: str) -> int:
         return len(self._letters(name))
 
-    def peek_dead_letters(self, priority: str, limit: int) -> list[DeadLetter]:
-        return [parked.dead_letter() for parked in self._letters(priority)[:limit]]
+    def peek_dead_letters(self, priority: str, limit: int, hold_s: int = 0) -> list[DeadLetter]:
+        letters = [parked.dead_letter() for parked in self._letters(priority)
+                   if parked.message_id not in self._held][:limit]
+        if hold_s:
+            self._held.update(letter.message_id for letter in letters)
+        return letters
+
+    def show_dead_letters(self, priority: str, letters: Sequence[DeadLetter]) -> None:
+        self._letters(priority)  # refuses an unknown queue
+        self._held.difference_update(letter.receipt for letter in letters)
 
     def delete_dead_letters(self, priority: str, letters: Sequence[DeadLetter]) -> int:
         wanted = {letter.receipt for letter in letters}

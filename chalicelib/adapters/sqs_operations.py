@@ -93,15 +93,24 @@ class SqsQueueOperations:
                                    "error": f"{type(exc).__name__}: {exc}"[:300]})
         return checks
 
-    def peek_dead_letters(self, priority: str, limit: int) -> list[DeadLetter]:
+    def peek_dead_letters(self, priority: str, limit: int, hold_s: int = 0) -> list[DeadLetter]:
         _, dead = self._pair(priority)
         try:
-            messages = receive_up_to(self._sqs, dead, limit, PEEK_HIDE_S)
-            batched(self._sqs, "change_message_visibility_batch", dead, [  # visible again at once: nothing is taken
-                {"ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0} for m in messages])
+            messages = receive_up_to(self._sqs, dead, limit, hold_s or PEEK_HIDE_S)
+            if not hold_s:
+                batched(self._sqs, "change_message_visibility_batch", dead, [  # visible again at once: nothing is taken
+                    {"ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0} for m in messages])
         except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
             raise DeadLetterUnavailableError(f"could not read the {priority} dead-letter queue") from exc
         return [_dead_letter(m) for m in messages]
+
+    def show_dead_letters(self, priority: str, letters: Sequence[DeadLetter]) -> None:
+        _, dead = self._pair(priority)
+        try:
+            batched(self._sqs, "change_message_visibility_batch", dead, [
+                {"ReceiptHandle": letter.receipt, "VisibilityTimeout": 0} for letter in letters if letter.receipt])
+        except (ClientError, BotoCoreError) as exc:
+            raise DeadLetterUnavailableError(f"could not show the {priority} dead-letter queue's letters again") from exc
 
     def delete_dead_letters(self, priority: str, letters: Sequence[DeadLetter]) -> int:
         _, dead = self._pair(priority)

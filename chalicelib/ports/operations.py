@@ -80,8 +80,14 @@ class QueueOperations(Protocol):
     def dead_letter_depth(self, name: str) -> int:
         """Messages on the named dead-letter queue (visible and in flight)."""
 
-    def peek_dead_letters(self, priority: str, limit: int) -> list[DeadLetter]:
-        """Up to `limit` messages of the priority's DLQ, left on it (visible again at once)."""
+    def peek_dead_letters(self, priority: str, limit: int, hold_s: int = 0) -> list[DeadLetter]:
+        """Up to `limit` messages of the priority's DLQ, left on it: visible again at once, or,
+        with `hold_s`, held hidden that long (no other peek returns them meanwhile, so what the
+        reader then deletes is its own to count) until `show_dead_letters` shows them."""
+
+    def show_dead_letters(self, priority: str, letters: Sequence[DeadLetter]) -> None:
+        """Make `letters`, as a held peek of the priority's DLQ returned them, visible again now.
+        Raises DeadLetterUnavailableError (they show again when their hold ends)."""
 
     def delete_dead_letters(self, priority: str, letters: Sequence[DeadLetter]) -> int:
         """Delete `letters`, as a peek of the priority's DLQ returned them; how many went (a

@@ -568,3 +568,17 @@ def test_a_body_parked_as_it_came_has_its_reason_cut_and_an_empty_one_said(adapt
     peeked = adapters.queue_operations.peek_dead_letters("high", 10)
     assert sorted((m.body["raw"], m.reason) for m in peeked) == [
         ("nor this", "unreadable"), ("not json", "x" * DEAD_LETTER_REASON_CHARS)]
+
+
+def test_a_held_peek_hides_its_letters_from_other_peeks_until_it_shows_them_again(adapters):
+    operations = adapters.queue_operations
+    for job_id in ("job-1", "job-2"):
+        adapters.queue.dead_letter(JobMessage(job_id, 1), priority="low", reason={"code": "boom", "message": "x"})
+    held = operations.peek_dead_letters("low", 1, hold_s=60)
+    assert len(held) == 1
+    others = operations.peek_dead_letters("low", 10)
+    assert [m.body["job_id"] for m in others] == [m.body["job_id"] for m in operations.peek_dead_letters("low", 10)]
+    assert {m.body["job_id"] for m in others} == {"job-1", "job-2"} - {held[0].body["job_id"]}
+    assert operations.dead_letter_depth("low") == 2  # held, still there
+    operations.show_dead_letters("low", held)
+    assert sorted(m.body["job_id"] for m in operations.peek_dead_letters("low", 10)) == ["job-1", "job-2"]

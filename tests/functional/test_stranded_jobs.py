@@ -178,3 +178,32 @@ def test_a_pass_takes_every_due_job_page_after_page_over_the_sharded_index(aws):
     for _ in range(5):
         sent += aws["sqs"].receive_message(QueueUrl=aws["jobs_url"], MaxNumberOfMessages=10).get("Messages", [])
     assert sorted(json.loads(m["Body"])["job_id"] for m in sent) == sorted(j.id for j in jobs)
+
+
+def test_a_letter_of_a_removed_job_is_deleted_and_counted_by_one_of_two_overlapping_passes(aws):
+    """Two passes overlap (a slow one and the schedule's next): both read the DLQ's letters
+    before either deleted the letter of a job retention removed. SQS answers a delete by an
+    earlier receipt, or of a letter already deleted, as done: each pass counted it, two
+    `orphaned_letter_deleted` for one letter. The letters a pass reads are its own until it
+    has decided on them: the other pass does not read that one, and it is counted once."""
+    services = composition.container()
+    lifecycle = JobLifecycle(services.store, services.queue, services.registry, clock=Clock())
+    removed = "00000000-0000-0000-0000-000000000621"
+    aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=json.dumps(JobMessage(removed, 1).to_body()))
+    second = Reconciler(lifecycle, services.queue_operations)
+    counts = []
+
+    class Overlapped:
+        """The first pass's queue operations: the second pass runs whole just before its delete."""
+
+        def __getattr__(self, name):
+            return getattr(services.queue_operations, name)
+
+        def delete_dead_letters(self, priority, letters):
+            counts.append(second.run_pass().counts)
+            return services.queue_operations.delete_dead_letters(priority, letters)
+
+    counts.append(Reconciler(lifecycle, Overlapped()).run_pass().counts)
+    assert sum(c["orphaned_letter_deleted"] for c in counts) == 1, counts
+    assert aws["sqs"].get_queue_attributes(QueueUrl=aws["dlq_url"], AttributeNames=["All"])["Attributes"][
+        "ApproximateNumberOfMessages"] == "0"

@@ -356,7 +356,7 @@ class _UnreadableDeadLetters(InMemoryQueueOperations):
         super().__init__(queue)
         self._error = error
 
-    def peek_dead_letters(self, priority, limit):
+    def peek_dead_letters(self, priority, limit, hold_s=0):
         raise self._error
 
 
@@ -378,10 +378,10 @@ class _OneUnreadableDeadLetterQueue(InMemoryQueueOperations):
         self._unreadable = unreadable
         self._error = error
 
-    def peek_dead_letters(self, priority, limit):
+    def peek_dead_letters(self, priority, limit, hold_s=0):
         if priority == self._unreadable:
             raise self._error
-        return super().peek_dead_letters(priority, limit)
+        return super().peek_dead_letters(priority, limit, hold_s)
 
 
 @pytest.mark.parametrize("unreadable", ["high", "normal", "low"])
