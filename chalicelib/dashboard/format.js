@@ -17,6 +17,14 @@ function when(iso) {
   return (sameDay ? "" : date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate()) + " ") + clock(date);
 }
 
+// The browser's zone, which the times are written in: its name ("Europe/Berlin"), or its offset
+// (for one unnamed, or named Etc/GMT+5, whose sign is the offset's opposite).
+function zoneName() {
+  var name = Intl.DateTimeFormat().resolvedOptions().timeZone, m = -new Date().getTimezoneOffset();
+  return name && !/^Etc\/GMT[+-]/.test(name) ? name.replace(/^Etc\//, "")
+    : "UTC" + (m < 0 ? "-" : "+") + pad(Math.abs(m) / 60 | 0) + ":" + pad(Math.abs(m) % 60);
+}
+
 // Tenths of a second under a minute (59.96 s is "1 m 00 s", not "60.0 s"), whole seconds after.
 function duration(ms) {
   if (ms < 0) ms = 0;
@@ -103,5 +111,5 @@ function el(tag, className, text) {
 
 Object.assign(jobpipe, { bdi: bdi, busy: busy, clock: clock, countdown: countdown, el: el,
   jobDuration: jobDuration, runDuration: runDuration, said: said, setBusy: setBusy, shortId: shortId,
-  timeOf: timeOf, when: when });
+  timeOf: timeOf, when: when, zoneName: zoneName });
 })(window.jobpipe);

@@ -150,6 +150,8 @@ function init() {
     }
   });
   setInterval(tick, 1000);
+  // The times' zone: in their column's heading, and atop the jobs shown as cards (no headings).
+  $("times-zone").textContent = $("jobs-body").dataset.zone = jobpipe.zoneName();
   renderSummary();
   follow(given);
 }

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from playwright.sync_api import expect
 
 from tests.e2e.dashboard_pages import api, browser, page  # noqa: F401 - fixtures
@@ -382,3 +384,23 @@ def test_a_fan_out_a_poll_showed_without_its_children_says_how_many_and_shows_th
     expect(facts).to_contain_text("children3 spawned, each a job of its own: child-1, child-2, child-3")
     expect(facts.locator("pre").first).to_have_text(re.compile(r"^kept in S3 \(70,000 bytes\) show it$"))
     assert api.count("GET", rf"/jobs/{parent['id']}") == 1
+
+
+@pytest.mark.parametrize(("zone", "named"), [("Asia/Tokyo", "Asia/Tokyo"), ("Etc/UTC", "UTC"), ("Etc/GMT+5", "UTC-05:00")])
+def test_the_times_shown_name_the_browsers_zone_they_are_written_in(browser, zone, named):
+    """The times are written in the browser's zone: the Times column's heading names it, and
+    where the jobs are cards (a phone), whose headings are not shown, the list does, so an
+    operator comparing them with UTC logs knows which zone "19:00:02" is in."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, timezone_id=zone)
+    page = context.new_page()
+    api = FakeApi(page)
+    job = api.add(status="completed", attempts=1, started_at="2026-01-15T10:00:00.000Z",
+                  finished_at="2026-01-15T10:00:05.000Z")
+    api.open()
+    expect(row(page, job["id"])).to_be_visible()
+    expect(page.get_by_role("columnheader", name=re.compile("^Times"))).to_have_text(re.compile(f"^Times\\s*{named}$"))
+    page.set_viewport_size({"width": 390, "height": 740})
+    expect(page.locator("#jobs-body")).to_have_attribute("data-zone", named)
+    shown = page.locator("#jobs-body").evaluate("b => [getComputedStyle(b, '::before').content, getComputedStyle(b, '::before').display]")
+    assert shown == [f'"times in {named}"', "block"], shown
+    context.close()
