@@ -284,8 +284,14 @@ function connected(kind) {
 
 // ---------------------------------------------------------------- page chrome
 
-// Its parts: the page's own text, and what the API said (`said`), each isolated.
-function showBanner() { var b = $("banner"); b.replaceChildren.apply(b, arguments); b.hidden = false; }
+// Its parts: the page's own text, and what the API said (`said`), each isolated. Written only
+// when what it says changes: an alert is read out at each write, and a read that keeps failing
+// would have it read out at every retry.
+function showBanner() {
+  var b = $("banner"), text = Array.from(arguments, function (part) { return typeof part === "string" ? part : part.textContent; }).join("");
+  if (b.hidden || b.textContent !== text) b.replaceChildren.apply(b, arguments);
+  b.hidden = false;
+}
 function hideBanner() { var b = $("banner"); if (!b.hidden) { b.hidden = true; b.textContent = ""; } }
 
 function setLive(kind, text) {

@@ -362,3 +362,31 @@ def test_a_job_a_poll_showed_short_is_drawn_whole_by_a_later_answer_at_its_versi
     detail = page.locator(f'#detail-{job["id"]}')
     expect(detail.locator("pre").first).to_have_text('{\n  "rows": 3\n}')
     expect(detail.locator("dl")).to_contain_text("2 spawned, each a job of its own")
+
+
+def test_an_outage_is_announced_once_not_at_every_retry(page, api):
+    """The banner is an alert: a screen reader reads it out whenever what it holds is written.
+    Through an outage the polls and refreshes fail again and again with the same message: the
+    banner says it once and is not written again at each retry (read out every few seconds for
+    as long as the outage lasts), and says the next message when there is one."""
+    paused_clock(page)
+    job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
+    api.open()
+    expect(row(page, job["id"])).to_be_visible()
+    api.settle()
+    page.evaluate("""() => {
+        const writes = window[Symbol.for("banner writes")] = [];
+        new MutationObserver(() => writes.push(document.getElementById("banner").textContent))
+            .observe(document.getElementById("banner"), {childList: true, subtree: true, characterData: true});
+    }""")
+    unavailable = {"status": 503, "json": {"error": {"code": "unavailable", "message": "the API is down"}}}
+    api.fail("POST", "/jobs/status", times=1000, **unavailable)
+    api.fail("GET", "/jobs", times=1000, **unavailable)
+    let_time_pass(api, 60, step_s=1)
+    assert api.count("POST", "/jobs/status") + api.count("GET", r"/jobs\?.*") >= 10  # retried all along
+    writes = page.evaluate('() => window[Symbol.for("banner writes")]')
+    assert writes == ["the API is down Retrying automatically."], writes
+    expect(page.get_by_role("alert")).to_have_text(re.compile("the API is down"))
+    api.failures.clear()
+    let_time_pass(api, 20, step_s=1)
+    expect(page.get_by_role("alert")).to_be_hidden()
