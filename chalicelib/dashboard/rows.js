@@ -164,8 +164,19 @@ JobRow.prototype.render = function (job) {
   if (step) facts.push(["step", step]);
   if (message) facts.push(["message", message]);
   if (job.error) facts.push(["error", [bdi(job.error.code), ": ", bdi(job.error.message)]]);
+  var boxes = Object.assign({}, this.dataBox);
   facts.push(["payload", this.shownData(job, "payload")]);
   if (job.result !== null && job.result !== undefined) facts.push(["result", this.shownData(job, "result")]);
+  // Drawn again only when they change, not at each move of the progress: text selected in them
+  // (a payload, an id to copy) stays selected, and the "show it" shown stays the one to press.
+  var drawn = JSON.stringify(facts, function (key, part) { return part && part.nodeType ? part.nodeName + part.textContent : part; });
+  if (drawn === this.factsDrawn) this.dataBox = boxes;
+  else this.drawFacts(facts, drawn);
+  if (!this.detailTr.hidden && status !== this.runsLoadedFor) reloadRuns(this, status);
+};
+
+JobRow.prototype.drawFacts = function (facts, drawn) {
+  this.factsDrawn = drawn;
   this.detailList.replaceChildren();
   for (var i = 0; i < facts.length; i++) {
     var value = el("dd"), text = el(/^(payload|result)$/.test(facts[i][0]) ? "pre" : "code");
@@ -173,7 +184,6 @@ JobRow.prototype.render = function (job) {
     value.appendChild(text);
     this.detailList.append(el("dt", null, facts[i][0]), value);
   }
-  if (!this.detailTr.hidden && status !== this.runsLoadedFor) reloadRuns(this, status);
 };
 
 // A payload or result as the details show it. One kept in S3 (past 64 KiB) comes in listings

@@ -404,3 +404,27 @@ def test_the_times_shown_name_the_browsers_zone_they_are_written_in(browser, zon
     shown = page.locator("#jobs-body").evaluate("b => [getComputedStyle(b, '::before').content, getComputedStyle(b, '::before').display]")
     assert shown == [f'"times in {named}"', "block"], shown
     context.close()
+
+
+def test_text_selected_in_a_running_jobs_details_stays_selected_as_it_progresses(page, api):
+    """An operator selects a running job's payload in its details to copy it: the polls that
+    move its progress bar leave the details, whose facts did not change, as they are, so the
+    selection is not lost every 2 s; a fact that changes (its progress message) is shown."""
+    paused_clock(page)
+    job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z", payload={"order": "A-1042"},
+                  progress={"percent": 10.0, "step": "load", "message": "row 1", "details": None, "updated_at": None})
+    api.open()
+    row(page, job["id"]).get_by_role("button", name=re.compile("Details")).click()
+    payload = page.locator(f'#detail-{job["id"]} pre').first
+    expect(payload).to_have_text('{\n  "order": "A-1042"\n}')
+    api.settle()
+    payload.evaluate("pre => getSelection().selectAllChildren(pre)")
+    api.update(job["id"], progress={**job["progress"], "percent": 20.0})
+    page.clock.run_for(2_000)
+    api.settle()
+    expect(row(page, job["id"]).locator(".percent")).to_have_text("20%")
+    assert page.evaluate("() => getSelection().toString()") == '{\n  "order": "A-1042"\n}'
+    api.update(job["id"], progress={**job["progress"], "percent": 30.0, "message": "row 2"})
+    page.clock.run_for(2_000)
+    api.settle()
+    expect(page.locator(f'#detail-{job["id"]} dd').filter(has_text="row 2")).to_have_count(1)
