@@ -139,13 +139,23 @@ function sayWhenListed() {
     $("filters").after(note);
   }
   var seconds = Math.ceil(wait / 1000) + " s";
+  var says = function () {
+    return failed ? ["Could not list the jobs (", said(failed.message), "): trying again in " +
+      Math.max(0, Math.ceil((state.listWaiting.at - Date.now()) / 1000)) + " s."]
+      : ["The API is throttling requests: the jobs will be read in " + seconds + "."];
+  };
   note.hidden = !waiting;
-  if (failed) {
-    note.replaceChildren("Could not list the jobs (", said(failed.message), "): trying again in " +
-      Math.max(0, Math.ceil((state.listWaiting.at - Date.now()) / 1000)) + " s.");
-  } else {
-    note.textContent = waiting ? "The API is throttling requests: the jobs will be read in " + seconds + "." : "";
+  // A status is read out at each change: what it says is written for a screen reader once, as
+  // the wait begins (or its reason changes), and its countdown is shown beside it, hidden from it.
+  var reason = !waiting ? "" : failed ? "failed: " + failed.message : "held";
+  if (note.dataset.reason !== reason) {
+    note.dataset.reason = reason;
+    var told = el("span", "visually-hidden"), shown = el("span");
+    told.append.apply(told, waiting ? says() : []);
+    shown.setAttribute("aria-hidden", "true");
+    note.replaceChildren(told, shown);
   }
+  note.lastChild.replaceChildren.apply(note.lastChild, waiting ? says() : []);
   if (state.moreTimer && wait > 0) more.textContent = "Loading in " + seconds + "…";
 }
 

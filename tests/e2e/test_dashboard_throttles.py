@@ -165,3 +165,37 @@ def test_load_more_pressed_while_the_listing_is_held_reads_the_next_page_once_wh
     assert len(sent(page, "GET", pages)) == 1 and sent(page, "GET", pages)[0] >= throttled_at + 2000
     expect(page.locator("tr.job")).to_have_count(30)
     expect(page.get_by_role("status").filter(has_text="will be read")).to_have_count(0)
+
+
+def test_the_wait_for_a_held_listing_is_read_out_once_not_at_each_second(page, api):
+    """While a throttle holds the listings, the note under the filters counts down the seconds
+    to the next read. It is a status, which a screen reader reads out at each change: it reads
+    out when the jobs will be read once, and the countdown shown beside it, second by second,
+    is not read out again at every second of a Retry-After that may last minutes."""
+    paused_clock(page)
+    api.open()
+    api.settle()
+    api.fail("GET", "/jobs", status=429, headers={"Retry-After": "30"}, json={"message": "Too Many Requests"})
+    page.clock.run_for(10_000)
+    api.settle()
+    page.get_by_role("button", name="Refresh").click()
+    note = page.get_by_role("status").filter(has_text=re.compile(r"jobs will be read in 30 s"))
+    expect(note).to_be_visible()
+    read_out = """note => {
+        const told = note.cloneNode(true);
+        told.querySelectorAll('[aria-hidden="true"]').forEach(part => part.remove());
+        return told.textContent;
+    }"""
+    assert note.evaluate(read_out) == "The API is throttling requests: the jobs will be read in 30 s."
+    note.evaluate("""note => {
+        const writes = window[Symbol.for("read out")] = [];
+        new MutationObserver(records => records.forEach(record => {
+            const at = record.target.nodeType === Node.ELEMENT_NODE ? record.target : record.target.parentElement;
+            if (!at.closest('[aria-hidden="true"]')) writes.push(note.textContent);
+        })).observe(note, {childList: true, subtree: true, characterData: true});
+    }""")
+    for _ in range(20):
+        page.clock.run_for(1_000)
+        api.settle()
+    expect(page.locator("#list-wait")).to_have_text(re.compile(r"read in 10 s\.$"))
+    assert page.evaluate('() => window[Symbol.for("read out")]') == []
