@@ -93,7 +93,14 @@ function drop(id) {
   state.gone.delete(id);
   state.jobs.delete(id);
   state.rows.delete(id);
-  if (row) row.remove();
+  if (!row) return;
+  // The keyboard's focus in it goes to the next job's details (the one before, past the last),
+  // not to the page's start; never to a Cancel, which a second Enter would press.
+  var focused = row.tr.contains(document.activeElement) || row.detailTr.contains(document.activeElement);
+  var after = row.detailTr.nextElementSibling, before = row.tr.previousElementSibling;
+  var near = state.rows.get((after || (before && before.previousElementSibling) || row.tr).dataset.jobId);
+  row.remove();
+  if (focused) (near ? near.toggle : $("filter-status")).focus();
 }
 
 // The batch status answered not_found for a job shown: it is shown gone and no longer polled.

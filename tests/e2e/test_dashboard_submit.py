@@ -274,3 +274,22 @@ def test_a_throttled_submit_says_it_was_not_made_and_when_to_press_again(page, a
         "Not submitted: the API is throttling requests (Too Many Requests). Press Submit job again in 20 s.")
     page.get_by_role("button", name="Submit job").click()
     expect(page.locator("#submit-status")).to_have_text(re.compile("Submitted demo.steps job"))
+
+
+def test_a_job_canceled_out_of_the_status_filter_hands_the_focus_to_the_next_job(page, api):
+    """An operator works down the queued jobs from the keyboard, the status filter on `queued`:
+    a job canceled leaves that view, its row with it. The focus goes to the next job's details
+    (the one before, for the last job), not to the page's start, so the next Tab does not begin
+    again from the top; and never to a Cancel, which a second Enter would press."""
+    paused_clock(page)
+    oldest, middle, newest = api.add(status="queued"), api.add(status="queued"), api.add(status="queued")
+    api.open()
+    page.get_by_label("Status", exact=True).select_option("queued")
+    expect(page.locator("#jobs-table")).not_to_have_attribute("aria-busy", "true")
+    for canceled, focused in ((middle, oldest), (oldest, newest)):
+        cancel = row(page, canceled["id"]).get_by_role("button", name=re.compile("Cancel"))
+        cancel.focus()
+        page.keyboard.press("Enter")
+        expect(row(page, canceled["id"])).to_have_count(0)
+        expect(row(page, focused["id"]).get_by_role("button", name=re.compile("Details"))).to_be_focused()
+    assert api.jobs[middle["id"]]["status"] == api.jobs[oldest["id"]]["status"] == "canceled"
