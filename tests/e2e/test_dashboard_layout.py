@@ -164,3 +164,32 @@ def test_each_filter_keeps_its_label_beside_it_on_a_phone(browser, width):
         assert box["y"] <= middle <= box["y"] + box["height"] and text["x"] < box["x"], (name, text, box)
         assert box["x"] + box["width"] <= width, (name, box)
     context.close()
+
+
+@pytest.mark.parametrize("width", [320, 390])
+def test_the_longest_tenant_and_user_names_keep_a_phone_from_scrolling_sideways(browser, width):
+    """A token may name a tenant and a user of up to 64 characters each, with no space to break
+    at (an organisation's id, an email-like name): the top bar says them whole, over as many
+    lines as they need, and the page does not scroll sideways on a phone."""
+    from chalicelib.api.auth import issue_token
+
+    tenant, user = "tenant-" + "7f3c9a2e" * 7 + "0", "operator." + "x" * 55
+    assert len(tenant) == len(user) == 64
+    context = browser.new_context(viewport={"width": width, "height": 740})
+    page = context.new_page()
+    api = FakeApi(page, tenant=tenant)
+    api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
+    api.open(issue_token("fake-api-secret-0123456789abcdef-0123", user=user, tenant=tenant))
+    identity = page.locator("#identity")
+    expect(identity).to_have_text(f"tenant {tenant} · {user}")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    assert identity.evaluate("e => e.getBoundingClientRect().right") <= width
+    # A link with another such tenant's token: the page asks, naming both, on its buttons too.
+    other = "tenant-" + "0b5d1e44" * 7 + "1"
+    page.evaluate("token => { location.hash = 'token=' + token }",
+                  issue_token("fake-api-secret-0123456789abcdef-0123", user=user, tenant=other))
+    stay = page.get_by_role("button", name=f"Stay with tenant {tenant}")
+    expect(stay).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    assert stay.evaluate("e => e.getBoundingClientRect().right") <= width
+    context.close()
