@@ -196,3 +196,67 @@ def test_a_refusal_writes_its_counts_as_the_docs_write_numbers():
     with pytest.raises(QuotaExceededError) as refused:
         quota.admit("a")
     assert refused.value.message.startswith("tenant has 1,000 unfinished jobs, the most it may have is 1,000; ")
+
+
+def test_a_spawners_pending_jobs_make_it_read_the_count_a_remembered_one_would_stand_in_for():
+    """Far below half the bound a remembered count stands in; a handler's children the counter
+    does not have yet count towards that half, so near the bound the count is read afresh."""
+    stats, clock, jobs = CountingStats(), Clock(), Jobs(a=10)
+    record(stats, None, image("parent", "running", 1))
+    quota = TenantQuota(stats, 10, recheck_s=60, clock=clock, recount=jobs)
+    quota.admit("a")  # read: 1, far from the bound
+    for i in range(8):
+        record(stats, None, image(f"j{i}", "queued", 1))  # the counter catches up: 9
+    with pytest.raises(QuotaExceededError) as refused:
+        quota.admit("a", pending=3)  # 1 + 1 admitted + 3 pending + this one: past half the bound
+    assert refused.value.details == {"unfinished": 10, "limit": 10} and stats.reads == 2
+
+
+def test_with_no_index_to_count_a_callers_pending_jobs_count_towards_the_bound():
+    stats = InMemoryStatsStore()
+    quota = TenantQuota(stats, 3)
+    record(stats, None, image("parent", "running", 1))
+    with pytest.raises(QuotaExceededError) as refused:
+        quota.admit("a", pending=2)
+    assert refused.value.details == {"unfinished": 3, "limit": 3}
+    quota.admit("a", pending=1)
+
+
+def test_jobs_admitted_since_the_index_was_counted_count_towards_the_bound():
+    """The index's count stands in for the recheck window; what this process admits meanwhile is
+    added to it, so a counter left high by lost changes lets the tenant up to its bound, not past."""
+    stats, clock, jobs = CountingStats(), Clock(), Jobs(a=8)
+    for i in range(10):  # the counter saw ten jobs start, never their ends
+        record(stats, None, image(f"j{i}", "queued", 1))
+    quota = TenantQuota(stats, 10, recheck_s=60, clock=clock, recount=jobs)
+    quota.admit("a")
+    quota.admit("a")
+    with pytest.raises(QuotaExceededError) as refused:
+        quota.admit("a")
+    assert refused.value.details == {"unfinished": 10, "limit": 10} and jobs.counts == 1
+
+
+def test_a_counter_that_agrees_with_the_index_logs_no_gap(caplog):
+    stats, jobs = InMemoryStatsStore(), Jobs(a=2)
+    quota = TenantQuota(stats, 2, recount=jobs)
+    for i in range(2):
+        record(stats, None, image(f"j{i}", "queued", 1))
+    with pytest.raises(QuotaExceededError):
+        quota.admit("a")
+    assert jobs.counts == 1 and "counter is above its unfinished jobs" not in caplog.text
+
+
+def test_the_tenants_admitted_last_are_remembered_and_the_oldest_forgotten(monkeypatch):
+    """A process remembers the counts of QUOTA_REMEMBERED_TENANTS tenants, those it admitted last."""
+    monkeypatch.setattr("chalicelib.quota.QUOTA_REMEMBERED_TENANTS", 3)
+    stats, clock = CountingStats(), Clock()
+    quota = TenantQuota(stats, 1_000, recheck_s=60, clock=clock)
+    for tenant in ("t0", "t1", "t2", "t0"):
+        quota.admit(tenant)
+    assert stats.reads == 3, "as many tenants as it remembers, each read once"
+    quota.admit("t3")  # a fourth: t1, admitted longest ago, is forgotten
+    for tenant in ("t3", "t0", "t2"):
+        quota.admit(tenant)
+    assert stats.reads == 4
+    quota.admit("t1")
+    assert stats.reads == 5
