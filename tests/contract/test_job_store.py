@@ -435,6 +435,27 @@ def test_an_announced_progress_write_lands_only_on_the_mark_it_was_decided_from(
     assert adapters.store.record_progress(unmarked.id, 1, Progress(percent=30), announce=True).event_percent == 30
 
 
+def test_an_announcement_on_a_moved_mark_is_refused_for_what_else_is_wrong_first(adapters):
+    """StaleJobError says the mark alone moved (the caller reads the job again and decides
+    anew); an announcement that is wrong in another way too is refused as any write would be:
+    the percent going back, the attempt over, the job gone."""
+    job = running(adapters.store, make_job(1))
+    adapters.store.record_progress(job.id, 1, Progress(percent=45), announce=True, mark=0)
+    with pytest.raises(StaleJobError):  # the same percent again: only the mark is wrong
+        adapters.store.record_progress(job.id, 1, Progress(percent=45), announce=True, mark=0)
+    with pytest.raises(ProgressRejectedError, match="cannot decrease from 45 to 40"):
+        adapters.store.record_progress(job.id, 1, Progress(percent=40), announce=True, mark=0)
+    with pytest.raises(ProgressRejectedError, match="attempt 2 of job .* is not running"):
+        adapters.store.record_progress(job.id, 2, Progress(percent=50), announce=True, mark=0)
+    with pytest.raises(ProgressRejectedError, match="does not exist"):
+        adapters.store.record_progress("00000000-0000-4000-8000-999999999999", 1, Progress(percent=50),
+                                       announce=True, mark=0)
+    adapters.store.apply(adapters.store.get(job.id, mark_gone=False), JobStatus.RUNNING,
+                         ChangeSet({"status": JobStatus.COMPLETED}))
+    with pytest.raises(ProgressRejectedError, match=r"attempt 1 of job .* is not running \(job is completed\)"):
+        adapters.store.record_progress(job.id, 1, Progress(percent=50), announce=True, mark=0)
+
+
 def test_an_earlier_attempts_mark_is_no_mark_of_the_running_one(adapters):
     """An attempt claimed by a version that keeps no mark finds the earlier attempt's on the
     record: the running attempt has none (Job.event_mark), and an announcement decided from none
