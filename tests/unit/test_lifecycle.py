@@ -1135,3 +1135,16 @@ def test_an_owed_letter_parked_while_the_store_does_not_answer_leaves_the_job_ow
     assert lifecycle.park_owed_letter(owing) == owing
     assert [m for m, _ in queue.dead] == [JobMessage(job.id, 1)]
     assert store.get(job.id, mark_gone=False).dead_letter_owed == 1
+
+
+def test_an_owed_letter_parked_by_two_deliveries_answers_the_job_as_stored_to_the_later(lifecycle, queue, store):
+    """Two deliveries of the failed attempt's message both park its owed letter; the one whose
+    clearing of the mark lost the race answers the job as stored then, owing nothing, not the
+    job it read, which still owed it."""
+    job = submit(lifecycle)
+    fail_owing_its_letter(lifecycle, queue)
+    owing = store.get(job.id, mark_gone=False)
+    first = lifecycle.park_owed_letter(owing)
+    later = lifecycle.park_owed_letter(owing)
+    assert first.dead_letter_owed is None and later.dead_letter_owed is None
+    assert later == store.get(job.id, mark_gone=True) and later.version == first.version
