@@ -150,3 +150,41 @@ def test_chains_side_by_side_are_each_read_ahead(store):
     counted = CountingStore(store)
     tree, whole = JobReads(counted).tree("acme", [parent])
     assert whole and len(tree) == 4 * 1_001 and counted.batches <= 4 * 1_000 // BATCH_GET_MAX + 20
+
+
+def test_an_id_no_job_can_have_is_answered_missing_without_a_read(store):
+    """An id that cannot exist (too long, or with characters no id has) is answered not found
+    at once: it never reaches the table, whose key it could not even be."""
+    lagging = LaggingStore(store, set())
+    reads = JobReads(lagging)
+    for job_id in ("x" * 1_000, "a job", "j\n"):
+        assert reads.visible_job("acme", job_id) is None
+    assert reads.visible_jobs("acme", ["x" * 1_000]) == [("x" * 1_000, None)]
+    assert [r for r in lagging.reads if r[0] == "get" or r[2]] == []
+
+
+def test_a_tree_of_levels_past_the_most_jobs_is_read_up_to_it_and_not_whole(store):
+    """The bound is on the whole tree, not on each level: two children listing 3,000 each."""
+    children = []
+    for k in range(2):
+        ids = [f"00000000-0000-4000-{8 + k}000-{i:012d}" for i in range(3_000)]
+        for i in ids:
+            store.create(Job(id=i, type="demo.steps", tenant="acme", user="ann", **DONE))
+        children.append(f"00000000-0000-4000-a000-{k:012d}")
+        store.create(Job(id=children[-1], type="demo.fanout", tenant="acme", user="ann", children=ids, **DONE))
+    root = Job(id="00000000-0000-4000-b000-000000000000", type="demo.fanout", tenant="acme", user="ann",
+               children=children, **DONE)
+    tree, whole = JobReads(store).tree("acme", [root])
+    assert len(tree) == MAX_TREE_JOBS and not whole
+
+
+def test_a_chain_with_a_link_no_guess_names_is_still_read_ahead_after_it(store):
+    """A link made by a retried attempt is a guess that misses; the links after it, named as
+    spawn names them, are read ahead again, so a long chain is still read whole."""
+    retried_at = set(range(3, 300, 7))
+    root = _chain(store, MAX_TREE_JOBS - 1,
+                  named=lambda parent, n: child_job_id(parent, 2 if n in retried_at else 1, 1))
+    counted = CountingStore(store)
+    tree, whole = JobReads(counted).tree("acme", [root])
+    assert len(tree) == MAX_TREE_JOBS - 1 and whole
+    assert counted.batches < MAX_TREE_READS // 4
