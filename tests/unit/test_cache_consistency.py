@@ -82,3 +82,10 @@ def test_the_event_path_does_not_invalidate_what_the_completion_did(queue, clock
     assert caches.get("acme", "p-3", "steps-summary").hit  # stored after the completion: still good
     # another job's completion does invalidate again
     assert caches.invalidate("acme", "p-3", "steps-summary", "another-job", job.finished_at) == 2
+
+
+def test_a_completion_with_no_scope_writes_no_scopes_caches(queue, clock):
+    caches, store, lifecycle, runner = make(queue, clock)
+    job = run(lifecycle, runner, queue, type="demo.steps", payload={"steps": 1, "step_ms": 0})
+    assert job.status == JobStatus.COMPLETED and job.scope is None
+    assert caches.completions("acme", "") == [] and caches.get("acme", "", "steps-summary").generation == 0

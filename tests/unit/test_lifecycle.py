@@ -1148,3 +1148,13 @@ def test_an_owed_letter_parked_by_two_deliveries_answers_the_job_as_stored_to_th
     later = lifecycle.park_owed_letter(owing)
     assert first.dead_letter_owed is None and later.dead_letter_owed is None
     assert later == store.get(job.id, mark_gone=True) and later.version == first.version
+
+
+def test_a_completion_drops_the_error_an_earlier_attempt_left_on_the_job(lifecycle, store):
+    """A version that kept the failed attempt's error on the job as it claimed the next one left
+    it there; the attempt that completes the job leaves none: its outcome is the result."""
+    job = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    left = store.apply(running, JobStatus.RUNNING, ChangeSet({"error": JobErrorInfo(code="boom", message="attempt 0")}))
+    done = lifecycle.complete(left, {"ok": True})
+    assert done.error is None and store.get(job.id, mark_gone=False).error is None
