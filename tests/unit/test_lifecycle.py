@@ -1158,3 +1158,65 @@ def test_a_completion_drops_the_error_an_earlier_attempt_left_on_the_job(lifecyc
     left = store.apply(running, JobStatus.RUNNING, ChangeSet({"error": JobErrorInfo(code="boom", message="attempt 0")}))
     done = lifecycle.complete(left, {"ok": True})
     assert done.error is None and store.get(job.id, mark_gone=False).error is None
+
+
+@pytest.mark.parametrize("when, refused", [
+    ({"delay_seconds": -1}, "must not be negative"),
+    ({"delay_seconds": 10, "run_at": "zoned"}, "not both"),
+    ({"run_at": "naive"}, "needs a time zone"),
+    ({"delay_seconds": 365 * 24 * 3600 + 1}, "at most 365 days ahead"),
+])
+def test_a_start_that_cannot_be_kept_is_refused_and_nothing_stored(lifecycle, store, queue, clock, when, refused):
+    run_at = {"zoned": clock.now + timedelta(minutes=5), "naive": (clock.now + timedelta(minutes=5)).replace(tzinfo=None)}
+    when = {k: run_at.get(v, v) if isinstance(v, str) else v for k, v in when.items()}
+    with pytest.raises(InvalidRequestError, match=refused):
+        submit(lifecycle, **when)
+    assert queue.sent == [] and store.count_unfinished("acme", 10) == 0
+
+
+def test_a_start_exactly_the_longest_schedule_ahead_is_taken_and_held(lifecycle, store, queue, clock):
+    from chalicelib.defaults import MAX_SCHEDULE_S, SQS_MAX_DELAY_S
+
+    job = submit(lifecycle, delay_seconds=MAX_SCHEDULE_S)
+    start = clock.now + timedelta(seconds=MAX_SCHEDULE_S)
+    assert job.not_before == isoformat(start) and queue.sent == []
+    assert (job.dispatches, job.due_at) == (0, isoformat(start - timedelta(seconds=SQS_MAX_DELAY_S)))
+
+
+def test_a_start_within_sqs_delay_is_sent_at_once_and_due_after_its_grace(lifecycle, queue, clock):
+    from chalicelib.defaults import DISPATCH_GRACE_S, SQS_MAX_DELAY_S
+
+    job = submit(lifecycle, delay_seconds=SQS_MAX_DELAY_S)
+    start = clock.now + timedelta(seconds=SQS_MAX_DELAY_S)
+    assert [(m.job_id, delay) for m, _, delay in queue.sent] == [(job.id, SQS_MAX_DELAY_S)]
+    assert (job.dispatches, job.due_at) == (1, isoformat(start + timedelta(seconds=DISPATCH_GRACE_S)))
+
+
+def test_a_spawn_is_refused_a_priority_or_payload_a_submit_would_be(lifecycle, store):
+    from chalicelib.defaults import MAX_JSON_DEPTH
+    from chalicelib.domain.errors import PayloadTooDeepError
+
+    parent = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(parent.id, 1)).job
+    with pytest.raises(InvalidRequestError, match="priority must be high, normal or low, not 'urgent'"):
+        lifecycle.spawn(running, 1, type="demo.steps", payload=STEPS, priority="urgent")
+    deep: dict = {}
+    for _ in range(MAX_JSON_DEPTH):
+        deep = {"d": deep}
+    with pytest.raises(PayloadTooDeepError) as raised:
+        lifecycle.spawn(running, 1, type="demo.steps", payload=deep)
+    assert raised.value.details == {"limit": MAX_JSON_DEPTH - 1}
+    assert store.get(parent.id, mark_gone=False).children == []
+
+
+def test_a_keyed_rerun_of_a_removed_job_whose_rerun_is_removed_too_is_not_found(lifecycle, store):
+    """The key still answers while kept, but the job it made is gone as well: not found, as a
+    rerun of a removed job without a key is."""
+    original = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(original.id, 1)).job
+    lifecycle.complete(running, {"ok": True})
+    made = lifecycle.rerun(tenant="acme", user="ann", job_id=original.id, idempotency_key="again-1")
+    store.delete_job(original.id)
+    store.delete_job(made.id)
+    with pytest.raises(JobNotFoundError):
+        lifecycle.rerun(tenant="acme", user="ann", job_id=original.id, idempotency_key="again-1")
