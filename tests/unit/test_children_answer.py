@@ -107,3 +107,38 @@ def test_a_spawn_is_measured_with_the_parent_as_given_by_default(env, store, que
     assert refused.value.details["limit"] == MAX_ANSWER_BYTES - SPAWN_ANSWER_ROOM_BYTES
     assert store.get(parent.id, mark_gone=False).children == []
     assert [job.id for job in store._jobs.values()] == [parent.id] and queue.sent == []
+
+
+@pytest.mark.parametrize("over", [0, 1])
+def test_a_spawn_that_takes_its_parents_answer_to_the_bound_exactly_is_made_and_one_byte_more_refused(
+        env, store, queue, over):
+    from chalicelib.domain.job import child_job_id, listed_bytes
+
+    lifecycle, _ = env
+    bound = MAX_ANSWER_BYTES - SPAWN_ANSWER_ROOM_BYTES
+    probe = submit_padded(lifecycle, SPAWN_ANSWER_ROOM_BYTES)
+    queue.drain()
+    claimed = lifecycle.claim(JobMessage(probe.id, 1)).job
+    grows = answer_bytes(claimed.public()) - (MAX_ANSWER_BYTES - SPAWN_ANSWER_ROOM_BYTES)  # by its claim
+    extra = listed_bytes(child_job_id(claimed.id, 1, 1), 0)
+    parent = submit_padded(lifecycle, SPAWN_ANSWER_ROOM_BYTES + grows + extra - over)
+    queue.drain()
+    running = lifecycle.claim(JobMessage(parent.id, 1)).job
+    assert answer_bytes(running.public()) + extra == bound + over
+    if over:
+        with pytest.raises(AnswerFullError):
+            lifecycle.spawn(running, 1, type="t.leaf", payload={})
+        assert store.get(parent.id, mark_gone=False).children == []
+    else:
+        child = lifecycle.spawn(running, 1, type="t.leaf", payload={})
+        assert store.get(parent.id, mark_gone=False).children == [child.id]
+
+
+def test_a_submit_whose_answer_is_the_bound_exactly_is_taken_and_one_byte_more_refused(env, store):
+    from chalicelib.domain.errors import PayloadTooLargeError
+
+    lifecycle, _ = env
+    taken = submit_padded(lifecycle, 0)
+    assert answer_bytes(taken.public()) == MAX_ANSWER_BYTES and store.get(taken.id, mark_gone=False) is not None
+    with pytest.raises(PayloadTooLargeError):
+        submit_padded(lifecycle, -1)
