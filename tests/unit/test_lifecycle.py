@@ -1220,3 +1220,44 @@ def test_a_keyed_rerun_of_a_removed_job_whose_rerun_is_removed_too_is_not_found(
     store.delete_job(made.id)
     with pytest.raises(JobNotFoundError):
         lifecycle.rerun(tenant="acme", user="ann", job_id=original.id, idempotency_key="again-1")
+
+
+def test_a_spawn_past_the_most_children_is_refused_but_one_made_already_is_answered(lifecycle, store):
+    from chalicelib.defaults import MAX_CHILDREN
+    from chalicelib.domain.errors import TooManyChildrenError
+
+    parent = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(parent.id, 1)).job
+    first = lifecycle.spawn(running, 1, type="demo.steps", payload=STEPS, listed=MAX_CHILDREN - 1)
+    with pytest.raises(TooManyChildrenError) as refused:
+        lifecycle.spawn(running, 2, type="demo.steps", payload=STEPS, listed=MAX_CHILDREN)
+    assert refused.value.details == {"limit": MAX_CHILDREN}
+    assert lifecycle.spawn(running, 1, type="demo.steps", payload=STEPS, listed=MAX_CHILDREN).id == first.id
+    assert store.get(parent.id, mark_gone=False).children == [first.id]
+
+
+def test_a_spawn_is_admitted_as_a_submit_is_and_a_child_made_already_is_answered_without(lifecycle, store, queue):
+    from chalicelib.domain.errors import QuotaExceededError
+
+    def full(tenant):
+        raise QuotaExceededError("tenant has 2 unfinished jobs", retry_after_s=10)
+
+    parent = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(parent.id, 1)).job
+    queue.drain()
+    with pytest.raises(QuotaExceededError):
+        lifecycle.spawn(running, 1, type="demo.steps", payload=STEPS, admit=full)
+    assert store.get(parent.id, mark_gone=False).children == [] and queue.sent == []
+    made = lifecycle.spawn(running, 2, type="demo.steps", payload=STEPS)
+    assert lifecycle.spawn(running, 2, type="demo.steps", payload=STEPS, admit=full).id == made.id
+
+
+@pytest.mark.parametrize("given, runs_at", [(None, "high"), ("low", "low")])
+def test_a_child_runs_at_its_parents_priority_unless_given_one_and_starts_at_once(lifecycle, queue, clock,
+                                                                                 given, runs_at):
+    parent = submit(lifecycle, priority="high")
+    running = lifecycle.claim(JobMessage(parent.id, 1)).job
+    queue.drain()
+    child = lifecycle.spawn(running, 1, type="demo.steps", payload=STEPS, priority=given)
+    assert child.priority == runs_at and child.not_before == isoformat(clock.now)
+    assert queue.sent == [(JobMessage(child.id, 1, tenant="acme", timeout_s=child.timeout_s), runs_at, 0)]
