@@ -627,3 +627,44 @@ def test_a_spawn_loop_measures_the_job_once_and_its_answer_exactly():
         assert len(shown) == 1
     whole = answer_bytes(reporter.job.model_copy(update={"progress": Progress(updated_at=job.created_at)}).public())
     assert reporter.answer_past(whole - 1) == whole and reporter.answer_past(whole) is None
+
+
+@pytest.mark.parametrize("previous, current, notable", [
+    (9.96, 19.95, False), (9.96, 19.96, True), (20, 24.99, False), (20, 25, True), (45, 49.99, False), (45, 50, True), (70, 74.99, False), (70, 75, True),
+])
+def test_a_milestone_is_an_event_when_reached_not_a_hundredth_before(previous, current, notable):
+    assert is_notable_change(previous, current) is notable
+
+
+def test_a_percent_too_large_for_a_float_is_refused_saying_what_it_was():
+    from fractions import Fraction
+
+    with pytest.raises(ProgressRejectedError, match="not a whole number of 1,329 bits, too large"):
+        clamp_percent(10**400)
+    with pytest.raises(ProgressRejectedError, match="not a fraction, too large"):
+        clamp_percent(Fraction(10**400, 3))
+
+
+def test_a_report_at_its_byte_bound_exactly_is_taken_and_its_refusal_names_the_details():
+    at_bound = "aa" + "é" * ((MAX_PROGRESS_REPORT_BYTES - 2) // 2)
+    assert len(at_bound.encode()) == MAX_PROGRESS_REPORT_BYTES
+    check_report(None, at_bound, None)
+    with pytest.raises(ProgressRejectedError) as alone:
+        check_report(None, at_bound + "a", None)
+    assert "details" not in alone.value.message
+    with pytest.raises(ProgressRejectedError, match=r"in UTF-8 and its details 7 as JSON; a report takes"):
+        check_report(None, at_bound, {"n": 1})
+
+
+def test_a_failures_message_is_cut_to_the_reports_byte_bound_exactly():
+    message = "a" + "é" * MAX_PROGRESS_MESSAGE_CHARS
+    cut = fitting_message(message, None)
+    assert len(cut.encode()) == MAX_PROGRESS_REPORT_BYTES and cut.endswith("…")
+    assert len(fitting_message("a" + message, None).encode()) <= MAX_PROGRESS_REPORT_BYTES  # a character cut in two
+    assert fitting_message(None, {"n": 1}) is None
+
+
+def test_progress_details_with_a_key_that_is_not_text_are_refused():
+    """json.dumps would write {1: ...} as {"1": ...}: the details would not read back as reported."""
+    with pytest.raises(ProgressRejectedError, match="its keys are text, not 1"):
+        check_report(None, None, {"rows": [{1: "x"}]})
