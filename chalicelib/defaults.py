@@ -238,9 +238,10 @@ MAX_CHILDREN = 2_000
 # submit past it is refused (413), a result past it fails its job `result_too_large`.
 MAX_ANSWER_BYTES = 6_000_000
 # A progress report is checked against MAX_ANSWER_BYTES at every call, measuring its own JSON
-# beside the rest of the job measured once per write; what that sum may lack of the report's
-# share of the answer (its field names and the time a write stamps, a few dozen bytes) is
-# covered with room to spare by this many, and a sum this close to the bound is measured whole.
+# beside the rest of the job measured once per write. That sum counts a report's field names and
+# the time a write stamps twice (in the report and in the rest), so it never falls short of the
+# job as answered; a sum within this many bytes of the bound is measured whole all the same, and
+# the whole measure decides: a margin against a miscount, never the answer itself.
 REPORT_SLACK_BYTES = 1024
 # A spawn is refused (`answer_full`) once its parent's answer with the child's id listed (41
 # bytes of it) would come within this many bytes of MAX_ANSWER_BYTES: uncaught, the refusal
