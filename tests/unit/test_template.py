@@ -194,6 +194,32 @@ def test_every_queue_function_reads_a_queue_of_the_stack_that_dead_letters_under
                 "(a JOBPIPE_..._DLQ_URL variable, read in chalicelib/settings.py)")
 
 
+def test_every_consumed_queue_alarms_when_a_message_waits_unreceived(template):
+    """A queue whose consumer stopped receiving (paused with scripts.consumers and forgotten, its
+    event source mapping disabled or deleted) holds its messages without a sign: its jobs stay
+    queued, the reconciler sends no copies there (`unconsumed`), nothing is dead-lettered, and
+    after the queue's 14 days the messages are gone. Every queue a function reads has an alarm on
+    the age of its oldest message, past QUEUE_WAITING_ALARM_S."""
+    from chalicelib.defaults import QUEUE_WAITING_ALARM_S
+
+    resources = template["Resources"]
+    consumed = set()
+    for function in functions(template):
+        for event in resources[function]["Properties"].get("Events", {}).values():
+            if event["Type"] == "SQS":
+                consumed.add(re.fullmatch(r"\$\{(\w+)\.Arn\}", event["Properties"]["Queue"]["Fn::Sub"]).group(1))
+    assert {"JobsQueueHigh", "JobsQueue", "JobsQueueLow", "ErpWebhookQueue", "CacheInvalidationQueue"} <= consumed
+    for queue in consumed:
+        (alarm,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"
+                    and r["Properties"].get("MetricName") == "ApproximateAgeOfOldestMessage"
+                    and r["Properties"]["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]]
+        assert (alarm["Namespace"], alarm["Statistic"], alarm["ComparisonOperator"], alarm["Threshold"]) == (
+            "AWS/SQS", "Maximum", "GreaterThanThreshold", QUEUE_WAITING_ALARM_S), queue
+        assert alarm["Period"] * alarm["EvaluationPeriods"] <= 600, "it says so within minutes of the hour"
+        assert alarm["TreatMissingData"] == "notBreaching", "an empty queue sends no age"
+        assert alarm["AlarmActions"] == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+
+
 def _sends_to(rule: dict, queue: str) -> bool:
     """Whether one of the rule's targets is `queue`, or dead-letters to it."""
     arn = {"Fn::GetAtt": [queue, "Arn"]}
@@ -242,7 +268,8 @@ def test_events_may_send_to_a_queue_only_for_the_rules_that_send_there(template)
 def test_the_reconciler_waits_for_a_backlog_no_longer_than_the_jobs_queues_keep_messages(template):
     from chalicelib.defaults import JOBS_QUEUE_RETENTION_S
 
-    queues = {name for name in template["Resources"] if name.startswith("JobsQueue")}
+    queues = {name for name, resource in template["Resources"].items()
+              if name.startswith("JobsQueue") and resource["Type"] == "AWS::SQS::Queue"}
     assert len(queues) == 3, queues
     for name in queues:
         assert template["Resources"][name]["Properties"]["MessageRetentionPeriod"] == JOBS_QUEUE_RETENTION_S, name
