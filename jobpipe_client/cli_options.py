@@ -20,6 +20,12 @@ class UsageError(Exception):
     """Input the CLI refuses before calling the API."""
 
 
+# The most a --payload @FILE (or @-) is read of. The API takes a request of a few MiB: a file
+# this large cannot be a payload it takes, however much of it is indentation, and a file with no
+# end (`@/dev/zero`, a pipe that never closes) is refused at this size instead of read for ever.
+MAX_PAYLOAD_FILE_BYTES = 64 * 1024 * 1024
+
+
 def parse_payload(text: str) -> dict[str, Any]:
     """The --payload value (JSON, or @file holding JSON as UTF-8, with or without a leading byte
     order mark; `@-` reads it from standard input, as curl does) as an object; UsageError
@@ -31,9 +37,12 @@ def parse_payload(text: str) -> dict[str, Any]:
         if text == "@-" and sys.stdin is None:  # closed (`<&-`): Python has no sys.stdin
             raise UsageError("--payload @-: standard input is closed; give the payload on it, or as @FILE")
         try:
-            data = sys.stdin.buffer.read() if text == "@-" else Path(text[1:]).read_bytes()
+            data = _read_bounded(sys.stdin.buffer) if text == "@-" else _read_file_bounded(Path(text[1:]))
         except OSError as exc:
             raise UsageError(f"cannot read {source}: {exc.strerror}") from None
+        if len(data) > MAX_PAYLOAD_FILE_BYTES:
+            raise UsageError(f"--payload: {source} holds more than {MAX_PAYLOAD_FILE_BYTES // (1024 * 1024)} MiB: "
+                             "more than any request the API takes")
         # Windows editors save UTF-8 with a byte order mark, which json.loads refuses.
         bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
         try:
@@ -57,6 +66,16 @@ def parse_payload(text: str) -> dict[str, Any]:
     if nested_deeper_than(payload, MAX_PAYLOAD_DEPTH):
         raise UsageError(f"--payload is nested too deeply (more than {MAX_PAYLOAD_DEPTH} levels)")
     return payload
+
+
+def _read_bounded(stream: Any) -> bytes:
+    """What `stream` holds, up to one byte past MAX_PAYLOAD_FILE_BYTES (so a larger one shows)."""
+    return stream.read(MAX_PAYLOAD_FILE_BYTES + 1)
+
+
+def _read_file_bounded(path: Path) -> bytes:
+    with path.open("rb") as file:
+        return _read_bounded(file)
 
 
 def _one_value_per_key(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

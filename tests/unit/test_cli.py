@@ -798,6 +798,38 @@ def test_a_payload_of_at_dash_with_standard_input_closed_or_unreadable_is_one_li
     assert (result.code, result.err_lines) == (2, ["jobpipe: cannot read standard input: Is a directory"])
 
 
+def test_a_payload_file_or_stdin_with_no_end_is_refused_at_its_bound_not_read_for_ever(monkeypatch, tmp_path):
+    """`--payload @/dev/zero`, or a pipe that never closes, was read until memory ran out. What
+    is read stops one byte past MAX_PAYLOAD_FILE_BYTES, and a payload larger is refused in one
+    line: no request could carry it."""
+    import jobpipe_client.cli_options as cli_options
+
+    monkeypatch.setattr(cli_options, "MAX_PAYLOAD_FILE_BYTES", 2 * 1024 * 1024)
+    api = FakeApi()
+    result = run_cli(["submit", "demo.steps", "--payload", "@/dev/zero"], api)
+    assert (result.code, result.err_lines, api.requests) == (
+        2, ["jobpipe: --payload: payload file '/dev/zero' holds more than 2 MiB: more than any request the API takes"], [])
+
+    class Endless(io.RawIOBase):
+        read_bytes = 0
+
+        def readable(self):
+            return True
+
+        def readinto(self, buffer):
+            Endless.read_bytes += len(buffer)
+            assert Endless.read_bytes < 3 * 1024 * 1024, "read past the bound"
+            buffer[:] = b" " * len(buffer)
+            return len(buffer)
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(Endless())))
+    result = run_cli(["submit", "demo.steps", "--payload", "@-"], api)
+    assert (result.code, result.err_lines) == (
+        2, ["jobpipe: --payload: standard input holds more than 2 MiB: more than any request the API takes"])
+    (tmp_path / "p.json").write_bytes(b'{"steps": 3}' + b" " * (2 * 1024 * 1024 - 12))  # at the bound: read whole
+    assert parse_payload(f"@{tmp_path / 'p.json'}") == {"steps": 3}
+
+
 def test_an_empty_payload_file_is_said_to_be_empty(tmp_path):
     (tmp_path / "p.json").write_bytes(codecs.BOM_UTF8 + b" \n")
     api = FakeApi()
