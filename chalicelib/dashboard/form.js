@@ -76,6 +76,7 @@ function loadJobTypes() {
   typesReading = api("GET", "job-types").then(function (answer) {
     state.jobTypes = answer.job_types || [];
     state.typesRead = true;
+    state.typesFailed = null;
     var select = $("job-type");
     var chosen = select.value;
     select.replaceChildren();
@@ -90,6 +91,7 @@ function loadJobTypes() {
     renderTypeFilter();
     if (!$("jobs-empty").hidden) renderEmpty(false);
   }, function (err) {
+    state.typesFailed = err.message || "no answer";
     if (!handleError(err)) setFormStatus("error", "Could not load job types: " + err.message);
   }).then(function () { typesReading = null; });
   return typesReading;
@@ -156,8 +158,13 @@ function submitJob(event) {
   if (busy(button)) return; // the last submit is still on its way
   if (!$("job-type").value) {
     markInvalid($("job-type"));
-    setFormStatus("error", state.typesRead ? "Not submitted: the API lists no job types."
-      : "Not submitted: the job types are still being read.");
+    if (state.typesRead) setFormStatus("error", "Not submitted: the API lists no job types.");
+    else if (!state.typesFailed || typesReading) setFormStatus("error", "Not submitted: the job types are still being read.");
+    else {  // its last read failed (the banner says why): read again now, not at the next refresh
+      setFormStatus("error", "Not submitted: the job types could not be read (", bdi(state.typesFailed),
+        "); they are being read again.");
+      loadJobTypes();
+    }
     return;
   }
   var textarea = $("job-payload");

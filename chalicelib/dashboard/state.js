@@ -50,6 +50,7 @@ var state = {
   filters: { status: "", type: "", limit: 25 },
   jobTypes: [],      // GET /job-types, as last read
   typesRead: false,  // whether GET /job-types has answered (its list may be empty)
+  typesFailed: null, // why its last read got no list (null: it did, or none has ended yet)
   typesShown: new Set(), // types of the jobs shown under this token, whatever the filters
   typesAsked: new Set(), // types missing from /job-types that made the page read it again
   pollDelay: POLL_MIN_MS,

@@ -293,3 +293,21 @@ def test_a_job_canceled_out_of_the_status_filter_hands_the_focus_to_the_next_job
         expect(row(page, canceled["id"])).to_have_count(0)
         expect(row(page, focused["id"]).get_by_role("button", name=re.compile("Details"))).to_be_focused()
     assert api.jobs[middle["id"]]["status"] == api.jobs[oldest["id"]]["status"] == "canceled"
+
+
+def test_a_submit_while_the_job_types_could_not_be_read_says_so_and_reads_them_again(page, api):
+    """GET /job-types failing (a 503, no answer) left the form saying "the job types are still
+    being read" at every Submit, though nothing was being read: the page asked again only after
+    a listing refresh. It says the read failed and reads them again at once."""
+    paused_clock(page)
+    # Refused at the page's start and at the read again its first listing makes.
+    api.fail("GET", "/job-types", times=2, status=503, json={"error": {"code": "unavailable", "message": "try later"}})
+    api.open()
+    expect(page.get_by_label("Job type")).to_have_value("")
+    page.get_by_role("button", name="Submit job").click()
+    expect(page.locator("#submit-status")).to_have_text(
+        re.compile(r"^Not submitted: the job types could not be read \(.+\); they are being read again\.$"))
+    expect(page.get_by_label("Job type")).to_have_value("demo.steps")  # read again, answered this time
+    assert api.count("GET", "/job-types") == 3 and api.count("POST", "/jobs") == 0
+    page.get_by_role("button", name="Submit job").click()
+    expect(page.locator("#submit-status")).to_have_text(re.compile("Submitted demo.steps job"))
