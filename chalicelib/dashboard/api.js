@@ -226,9 +226,10 @@ function handleError(err) {
 }
 
 // A read of the page's that failed: what the failure means (`handleError`), or else the banner
-// says what could not be read (`what`: "Could not list jobs: ") and what the API said.
+// says what could not be read (`what`: "Could not list jobs: ") and what the API said, and the
+// indicator no longer says "live" (a refused poll updates nothing) until such a read is answered.
 function readFailed(err, what) {
-  if (!handleError(err)) trouble(err.kind, null, [what, said(err.message)]);
+  if (!handleError(err)) trouble(err.kind, ["offline", "not updating"], [what, said(err.message)]);
 }
 
 // The page's reads that are read again by themselves, on their timers: the polls and the

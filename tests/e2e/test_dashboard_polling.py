@@ -390,3 +390,24 @@ def test_an_outage_is_announced_once_not_at_every_retry(page, api):
     api.failures.clear()
     let_time_pass(api, 20, step_s=1)
     expect(page.get_by_role("alert")).to_be_hidden()
+
+
+def test_a_poll_the_api_refuses_says_the_page_is_not_updating_until_one_is_answered(page, api):
+    """A poll refused with a 4xx (a 403 from a gateway's policy, a 400) showed its banner while
+    the indicator beside it still said "live · updated …", its time moving with every other read
+    answered: the rows were no longer being updated. It says "not updating" until a poll is
+    answered again."""
+    paused_clock(page)
+    job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
+    api.open()
+    expect(row(page, job["id"])).to_be_visible()
+    expect(page.locator("#live")).to_have_text(re.compile("^live"))
+    api.fail("POST", "/jobs/status", times=1000, status=403,
+             json={"error": {"code": "forbidden", "message": "not allowed by policy"}})
+    let_time_pass(api, 30, step_s=1)
+    expect(page.get_by_role("alert")).to_have_text(re.compile("Could not poll job status: not allowed by policy"))
+    expect(page.locator("#live")).to_have_text("not updating")
+    api.failures.clear()
+    let_time_pass(api, 30, step_s=1)
+    expect(page.get_by_role("alert")).to_be_hidden()
+    expect(page.locator("#live")).to_have_text(re.compile("^live"))
