@@ -1261,3 +1261,22 @@ def test_a_child_runs_at_its_parents_priority_unless_given_one_and_starts_at_onc
     child = lifecycle.spawn(running, 1, type="demo.steps", payload=STEPS, priority=given)
     assert child.priority == runs_at and child.not_before == isoformat(clock.now)
     assert queue.sent == [(JobMessage(child.id, 1, tenant="acme", timeout_s=child.timeout_s), runs_at, 0)]
+
+
+def test_a_rerun_given_a_payload_runs_with_it_and_otherwise_with_the_originals(lifecycle, store):
+    """A maintenance task's rerun passes its parameters without its run's bookkeeping (a new
+    chain of runs): the new job runs with the payload given, the original keeps its own, and a
+    rerun given none runs with the original's."""
+    original = submit(lifecycle)
+    lifecycle.complete(lifecycle.claim(JobMessage(original.id, 1)).job, {"ok": True})
+    given = {"steps": 1, "step_ms": 0}
+    assert given != STEPS
+
+    def steps(job):  # the payload as stored: its model's defaults filled in
+        payload = store.get(job.id, fetch=("payload",), mark_gone=False).payload
+        return {name: payload[name] for name in STEPS}
+
+    made = lifecycle.rerun(tenant="acme", user="ann", job_id=original.id, payload=given)
+    assert (steps(made), steps(original)) == (given, STEPS)
+    again = lifecycle.rerun(tenant="acme", user="ann", job_id=original.id)
+    assert steps(again) == STEPS
