@@ -95,11 +95,13 @@ JOBS_QUEUE_RETENTION_S = 14 * 24 * 3600
 # is consumed again, one whose message was lost after all is sent again at most this late.
 UNCONSUMED_LOOK_S = 900
 # A consumed queue (the jobs queues, the ERP bridge's, the cache invalidation's) whose oldest
-# message, not yet received, has waited this long sets off its `<Queue>WaitingAlarm`
-# (infra/resources.json): a consumer paused and forgotten, a mapping disabled or deleted, a
-# backlog this deep. Unwatched, such a queue strands its jobs silently, and after the queue's 14
-# days loses them.
-QUEUE_WAITING_ALARM_S = 3600
+# message has waited this long sets off its `<Queue>WaitingAlarm` (infra/resources.json): a
+# consumer paused and forgotten, a mapping disabled or deleted, a backlog this deep. Unwatched,
+# such a queue strands its jobs silently, and after the queue's 14 days loses them. SQS counts a
+# message in flight as waiting too: a worker that died holding one keeps it hidden for the jobs
+# queues' 90-minute visibility timeout (its job retried meanwhile by the reconciler), so this is
+# longer than that, with room.
+QUEUE_WAITING_ALARM_S = 2 * 3600
 # A failed delivery (a worker failing before the handler ran, a webhook or cache store that
 # did not answer) hides its message this long, doubling per receive up to 15 minutes, instead of
 # the queue's visibility timeout. With the consumer queues' maxReceiveCount of 100 an ERP event

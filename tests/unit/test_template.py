@@ -215,6 +215,10 @@ def test_every_consumed_queue_alarms_when_a_message_waits_unreceived(template):
                     and r["Properties"]["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]]
         assert (alarm["Namespace"], alarm["Statistic"], alarm["ComparisonOperator"], alarm["Threshold"]) == (
             "AWS/SQS", "Maximum", "GreaterThanThreshold", QUEUE_WAITING_ALARM_S), queue
+        # SQS counts a message in flight as waiting: one a worker died holding stays hidden for
+        # the queue's visibility timeout, its job retried meanwhile. No alarm for that.
+        hidden_s = resources[queue]["Properties"]["VisibilityTimeout"]
+        assert alarm["Threshold"] >= hidden_s + 1800, (queue, hidden_s)
         assert alarm["Period"] * alarm["EvaluationPeriods"] <= 600, "it says so within minutes of the hour"
         assert alarm["TreatMissingData"] == "notBreaching", "an empty queue sends no age"
         assert alarm["AlarmActions"] == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
