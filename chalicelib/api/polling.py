@@ -35,6 +35,12 @@ def batch_job_ids(call: Call, *, none_is_empty: bool = False) -> list[str]:
         if none_is_empty:
             return []
         raise InvalidRequestError('no job ids given; send {"job_ids": ["..."]}')
+    return checked_batch_ids(ids)
+
+
+def checked_batch_ids(ids: list[str]) -> list[str]:
+    """`ids`, a batch's, or InvalidRequestError for more than MAX_BATCH_IDS of them or one past
+    MAX_JOB_ID_CHARS."""
     if len(ids) > MAX_BATCH_IDS:
         raise InvalidRequestError(
             f"{len(ids)} job ids given; at most {MAX_BATCH_IDS} per request",

@@ -451,3 +451,13 @@ def test_a_batch_naming_an_id_of_undecodable_bytes_is_refused_alike(both):
     refused = both.ask("POST", "/jobs/status", body={"job_ids": ["{done}", "caf\udce9"]})
     same(refused, "status", "code", "message", "details")
     assert refused["api"]["status"] == 400, refused["api"]
+
+
+@pytest.mark.parametrize("ids", [["{done}", "j" * 129], [f"id-{i}" for i in range(101)]], ids=["overlong", "101"])
+def test_a_batch_naming_an_id_no_job_can_have_or_too_many_is_refused_alike(both, ids):
+    """`jobpipe status` with an id past 128 characters (a pasted log line) or more ids than a
+    batch takes: the API refuses the batch (400), where the test API answered the id not_found
+    and the batch whole, so the client's tests saw an answer users never get."""
+    refused = both.ask("POST", "/jobs/status", body={"job_ids": ids})
+    same(refused, "status", "code", "message", "details")
+    assert refused["api"]["status"] == 400, refused["api"]

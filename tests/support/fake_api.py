@@ -22,7 +22,7 @@ from chalicelib.api.errors import error_response, json_response
 from chalicelib.api.etag import conditional_response
 from chalicelib.api.http import validate
 from chalicelib.api.job_ids import normalize_job_ids
-from chalicelib.api.polling import ANSWER_JOBS_BYTES, claim_check_placeholder, fitted_batch, shown_job
+from chalicelib.api.polling import ANSWER_JOBS_BYTES, checked_batch_ids, claim_check_placeholder, fitted_batch, shown_job
 from chalicelib.api.requests import ListJobsQuery, RerunJobRequest, StartRequest, SubmitJobRequest
 from chalicelib.defaults import IDEMPOTENCY_TTL_S, INLINE_LIMIT_BYTES
 from chalicelib.domain.errors import (
@@ -163,8 +163,8 @@ class FakeApi:
             return self._keyed(method, url, headers, (path, json), lambda: self._submitted(json))
         if method == "POST" and path == "/jobs/status":
             ids = json["job_ids"]
-            try:  # each id as the API reads it: one that is no Unicode text is refused
-                normalize_job_ids(ids)
+            try:  # each id as the API reads it: one that is no Unicode text, or no id's length, is refused
+                checked_batch_ids(normalize_job_ids(ids))
             except JobpipeError as exc:
                 return self.refused(method, url, exc)
             jobs = self._fitted(ids, {i: self._listed(self._read(i) or {"id": i, "status": "not_found"}) for i in ids})
