@@ -156,7 +156,11 @@ function sayWhenListed() {
     note.replaceChildren(told, shown);
   }
   note.lastChild.replaceChildren.apply(note.lastChild, waiting ? says() : []);
-  if (state.moreTimer && wait > 0) more.textContent = "Loading in " + seconds + "…";
+  if (state.moreTimer && wait > 0) {
+    more.textContent = "Loading in " + seconds + "…";
+    // Its name stays put while its text counts down: a focused button's name is read out as it changes.
+    more.setAttribute("aria-label", "Loading more jobs once the throttle ends");
+  }
 }
 
 // Until a listing that replaces the jobs shown answers, the rows shown (those of the filter left
@@ -218,6 +222,7 @@ function moreRead(read) {
   var more = $("load-more");
   setBusy(more, false);
   more.textContent = "Load more";
+  more.removeAttribute("aria-label");
   // The last page loaded: the focus goes to the last job's details, not the page's start.
   if (read && !state.cursor && document.activeElement === more) {
     var rows = $("jobs-body").querySelectorAll("tr.job");

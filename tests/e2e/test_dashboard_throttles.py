@@ -155,6 +155,11 @@ def test_load_more_pressed_while_the_listing_is_held_reads_the_next_page_once_wh
     more.click()
     more.click(force=True)  # pressed again while it waits (marked busy)
     expect(page.get_by_role("status").filter(has_text=re.compile(r"jobs will be read in [12] s"))).to_be_visible()
+    # Its text counts down; its name, read out as it changes while it has the focus, does not.
+    waiting = page.get_by_role("button", name="Loading more jobs once the throttle ends", exact=True)
+    expect(waiting).to_have_text(re.compile(r"Loading in [12] s…"))
+    page.clock.run_for(1000)
+    expect(waiting).to_have_text("Loading in 1 s…")
     api.settle()
     pages = r"/jobs\?.*cursor=.*"
     page.clock.run_for(throttled_at + 1900 - page.evaluate("Date.now()"))
@@ -165,6 +170,7 @@ def test_load_more_pressed_while_the_listing_is_held_reads_the_next_page_once_wh
     assert len(sent(page, "GET", pages)) == 1 and sent(page, "GET", pages)[0] >= throttled_at + 2000
     expect(page.locator("tr.job")).to_have_count(30)
     expect(page.get_by_role("status").filter(has_text="will be read")).to_have_count(0)
+    expect(page.locator("#load-more")).not_to_have_attribute("aria-label", re.compile("."))
 
 
 def test_the_wait_for_a_held_listing_is_read_out_once_not_at_each_second(page, api):
