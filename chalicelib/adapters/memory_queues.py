@@ -238,7 +238,7 @@ class InMemoryQueueOperations:
 
     def show_dead_letters(self, priority: str, letters: Sequence[DeadLetter]) -> None:
         self._letters(priority)  # refuses an unknown queue
-        self._held.difference_update(letter.receipt for letter in letters)
+        self._held.difference_update(letter.message_id for letter in letters)
 
     def delete_dead_letters(self, priority: str, letters: Sequence[DeadLetter]) -> int:
         wanted = {letter.receipt for letter in letters}

@@ -97,9 +97,8 @@ class SqsQueueOperations:
         _, dead = self._pair(priority)
         try:
             messages = receive_up_to(self._sqs, dead, limit, hold_s or PEEK_HIDE_S)
-            if not hold_s:
-                batched(self._sqs, "change_message_visibility_batch", dead, [  # visible again at once: nothing is taken
-                    {"ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0} for m in messages])
+            if not hold_s:  # visible again at once: nothing is taken
+                self._visible_now(dead, [m["ReceiptHandle"] for m in messages])
         except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
             raise DeadLetterUnavailableError(f"could not read the {priority} dead-letter queue") from exc
         return [_dead_letter(m) for m in messages]
@@ -107,8 +106,7 @@ class SqsQueueOperations:
     def show_dead_letters(self, priority: str, letters: Sequence[DeadLetter]) -> None:
         _, dead = self._pair(priority)
         try:
-            batched(self._sqs, "change_message_visibility_batch", dead, [
-                {"ReceiptHandle": letter.receipt, "VisibilityTimeout": 0} for letter in letters if letter.receipt])
+            self._visible_now(dead, [letter.receipt for letter in letters if letter.receipt])
         except (ClientError, BotoCoreError) as exc:
             raise DeadLetterUnavailableError(f"could not show the {priority} dead-letter queue's letters again") from exc
 
@@ -149,8 +147,7 @@ class SqsQueueOperations:
                 failed, left = failed + lost, left + unsent
             # Visible again at once, as after a peek: hidden for the receive's PEEK_HIDE_S, the
             # letters just refused would be missing from the listing that counts them.
-            batched(self._sqs, "change_message_visibility_batch", dead, [
-                {"ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0} for m in left])
+            self._visible_now(dead, [m["ReceiptHandle"] for m in left])
         except (ClientError, BotoCoreError) as exc:
             # A call that failed whole: what no queue took is shown again at once, as after a
             # refused send; what one took stays hidden (its delete may not have been made).
@@ -167,10 +164,15 @@ class SqsQueueOperations:
     def _show_again(self, dead: str, messages: list[dict[str, Any]]) -> None:
         """Make `messages` visible again, if SQS answers: else they come back after PEEK_HIDE_S."""
         try:
-            batched(self._sqs, "change_message_visibility_batch", dead, [
-                {"ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0} for m in messages])
+            self._visible_now(dead, [m["ReceiptHandle"] for m in messages])
         except (ClientError, BotoCoreError):
             pass
+
+    def _visible_now(self, dead: str, handles: list[str]) -> None:
+        """Make the messages these receipt handles name visible on `dead` again at once; raises
+        what SQS raises."""
+        batched(self._sqs, "change_message_visibility_batch", dead,
+                [{"ReceiptHandle": handle, "VisibilityTimeout": 0} for handle in handles])
 
     def _move(self, dead: str, to: str, messages: list[dict[str, Any]],
               sent: set[str], moved: list[str]) -> tuple[list[dict[str, Any]], int]:
