@@ -261,10 +261,7 @@ class Reconciler:
 
     def _show_again(self, result: ReconcilePass, letters: list[tuple[str, DeadLetter]]) -> None:
         """Show the letters the pass held and did not delete: operators list and redrive them."""
-        by_priority: dict[str, list[DeadLetter]] = {}
-        for priority, letter in letters:
-            by_priority.setdefault(priority, []).append(letter)
-        for priority, shown in by_priority.items():
+        for priority, shown in _by_priority(letters).items():
             try:
                 self._dead_letters.show_dead_letters(priority, shown)
             except Exception as exc:  # noqa: BLE001 - they show again when their hold ends
@@ -321,10 +318,7 @@ class Reconciler:
         retention ends, holding a place among the oldest letters a pass reads. `deleted_ids` gets
         the ids of the letters whose delete was asked (not shown again: one SQS refused shows
         again when its hold ends)."""
-        by_priority: dict[str, list[DeadLetter]] = {}
-        for priority, letter in orphans:
-            by_priority.setdefault(priority, []).append(letter)
-        for priority, letters in by_priority.items():
+        for priority, letters in _by_priority(orphans).items():
             try:
                 deleted = self._dead_letters.delete_dead_letters(priority, letters)
                 deleted_ids.update(letter.message_id for letter in letters)
@@ -385,6 +379,14 @@ class Reconciler:
 def _attempt_of(job: Job) -> int:
     """The attempt a due job's action is about: the running one, else the one its message asks for."""
     return job.attempts if job.status == JobStatus.RUNNING else job.attempts + 1
+
+
+def _by_priority(letters: list[tuple[str, DeadLetter]]) -> dict[str, list[DeadLetter]]:
+    """(priority, letter) pairs as each priority's letters, in their order: one request a queue."""
+    grouped: dict[str, list[DeadLetter]] = {}
+    for priority, letter in letters:
+        grouped.setdefault(priority, []).append(letter)
+    return grouped
 
 
 def _job_message(letter: DeadLetter) -> Optional[JobMessage]:
