@@ -206,15 +206,14 @@ def _stack_reserved(cfn: Any, lambda_client: Any, stack: str) -> int:
     return held
 
 
-def check_concurrency_room(session: Any, cfn: Any, template: dict[str, Any], parameters: Mapping[str, str],
+def check_concurrency_room(session: Any, cfn: Any, template: dict[str, Any], values: Mapping[str, str],
                            existing: dict[str, Any] | None, stack: str) -> None:
-    """The concurrent executions the stack's functions would reserve (its ceilings as given, kept
-    by the stack or the template's defaults) must fit in what the account leaves unreserved
-    (GetAccountSettings' UnreservedConcurrentExecutions, less the UNRESERVED_KEPT Lambda keeps,
-    plus what the stack's functions reserve now, on an update): else Lambda refuses every
-    function's reservation after the upload. No call is made when nothing is reserved. Raises
-    StackConfigError, one line naming the ceilings."""
-    values = run_values(template.get("Parameters") or {}, parameters, (existing or {}).get("Parameters"))
+    """The concurrent executions the stack's functions would reserve (its ceilings at `values`:
+    as given, kept by the stack or the template's defaults, stack_config.run_values) must fit
+    in what the account leaves unreserved (GetAccountSettings' UnreservedConcurrentExecutions,
+    less the UNRESERVED_KEPT Lambda keeps, plus what the stack's functions reserve now, on an
+    update): else Lambda refuses every function's reservation after the upload. No call is
+    made when nothing is reserved. Raises StackConfigError, one line naming the ceilings."""
     reserved = reserved_concurrency(template, values)
     wanted = sum(reserved.values())
     if not wanted:
@@ -291,11 +290,12 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
         if absent and "ErpWebhookSecret" not in parameters:  # an update's kept secret was counted on
             raise StackConfigError(f"{exc} ({absent}: a new stack keeps no secret)") from None
         raise
+    # Every parameter as the stack will run with it: given, kept by the stack, or the template's default.
+    values = run_values(template.get("Parameters") or {}, parameters, (existing or {}).get("Parameters"))
     if session.region_name:  # none: boto3 refuses the first call, saying to set one
         check_alarm_actions(template, parameters, session.region_name, _partition(session, session.region_name))
         # Lambda refuses an environment over 4 KB only once CloudFormation makes the function.
-        too_large = environment_problem(template, stack, session.region_name, run_values(
-            template.get("Parameters") or {}, parameters, (existing or {}).get("Parameters")))
+        too_large = environment_problem(template, stack, session.region_name, values)
         if too_large:
             raise StackConfigError(too_large)
     change_type = "CREATE" if existing is None else "UPDATE"
@@ -303,9 +303,8 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
     endpoint = s3.meta.endpoint_url.rstrip("/")
     emulated = "amazonaws.com" not in endpoint
     if not emulated:  # an emulator's CloudFormation reserves nothing (scripts/local_stack.py does)
-        check_mapping_concurrency(template, run_values(template.get("Parameters") or {}, parameters,
-                                                       (existing or {}).get("Parameters")))
-        check_concurrency_room(session, cfn, template, parameters, existing, stack)
+        check_mapping_concurrency(template, values)
+        check_concurrency_room(session, cfn, template, values, existing, stack)
     if emulated:  # an emulator provisions no metric-math alarm (ministack refuses the stack)
         parameters = {"LetterArrivalAlarms": "false", **parameters}
     change_parameters = _parameter_list(template, parameters, existing, absent)
