@@ -272,6 +272,15 @@ def test_a_new_stack_without_a_parameter_that_has_no_default_is_refused_before_a
     assert session.cfn.stack is None and not session.s3.objects
 
 
+def main_exit(session, monkeypatch, argv) -> int:
+    """The exit code of `python -m scripts.deploy ARGV` deploying through the fake `session`
+    (the test asserts what it said and left)."""
+    monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
+    with pytest.raises(SystemExit) as exited:
+        deploy_script.main(argv)
+    return exited.value.code
+
+
 def test_a_stack_name_no_stack_has_is_said_in_one_line_before_anything_is_created(build, session, capsys,
                                                                                   monkeypatch):
     """A mistyped STACK_NAME (`jobpipe-prd` for `jobpipe-prod`) created a second stack beside the
@@ -283,10 +292,7 @@ def test_a_stack_name_no_stack_has_is_said_in_one_line_before_anything_is_create
     deploy(build, "jobpipe", {"RetentionDays": "9"}, session)  # an update: nothing said of it
     assert "does not exist" not in capsys.readouterr().err
     session.cfn.stack, uploaded = None, dict(session.s3.objects)  # as for a name no stack has
-    monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
-    with pytest.raises(SystemExit) as exited:
-        deploy_script.main([str(build), "jobpipe", "RetentionDays=9"])
-    assert exited.value.code == 1
+    assert main_exit(session, monkeypatch, [str(build), "jobpipe", "RetentionDays=9"]) == 1
     assert capsys.readouterr().err == (
         "deploy: stack 'jobpipe' does not exist in us-east-1, and a new stack needs AuthSecret (give AuthSecret=..., "
         "README: Deploying; or name the stack to update); nothing was deployed\n")
@@ -353,10 +359,7 @@ def deploy_main_on_a_stack_in(status: str, build, session, capsys, monkeypatch) 
     (exit 1) before anything is uploaded or any change set made."""
     session.cfn.stack = {"status": status, "parameters": {"AuthSecret": SECRET, "RetentionDays": "7"},
                          "template": None}
-    monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
-    with pytest.raises(SystemExit) as exited:
-        deploy_script.main([str(build), "jobpipe", "RetentionDays=9"])
-    assert exited.value.code == 1
+    assert main_exit(session, monkeypatch, [str(build), "jobpipe", "RetentionDays=9"]) == 1
     assert session.s3.objects == {} and session.cfn.calls == ["describe_stacks"]
     assert session.cfn.stack["status"] == status
     err = capsys.readouterr().err
@@ -426,10 +429,7 @@ def test_a_rolled_back_first_create_whose_delete_fails_says_what_to_do(build, se
     in the waiter's words ("Waiter StackDeleteComplete failed: ..."), not in what to do."""
     session.cfn.stack = {"status": "ROLLBACK_COMPLETE", "parameters": {}, "template": None}
     monkeypatch.setattr(session.cfn, "delete_stack", lambda StackName: session.cfn.stack.update(status="DELETE_FAILED"))
-    monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
-    with pytest.raises(SystemExit) as exited:
-        deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}"])
-    assert exited.value.code == 1
+    assert main_exit(session, monkeypatch, [str(build), "jobpipe", f"AuthSecret={SECRET}"]) == 1
     assert capsys.readouterr().err.splitlines()[-1].startswith(
         "deploy: stack jobpipe is DELETE_FAILED (a delete could not remove resources the stack's events name): it "
         "can only be deleted")
@@ -633,10 +633,7 @@ def test_an_update_is_checked_with_the_values_the_stack_keeps_before_anything_is
     deploy(build, "jobpipe", {"AuthSecret": SECRET, **first}, session)
     capsys.readouterr()  # the create's line
     before = (dict(session.cfn.stack["parameters"]), dict(session.s3.objects))
-    monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
-    with pytest.raises(SystemExit) as exited:
-        deploy_script.main([str(build), "jobpipe", then])
-    assert exited.value.code == 2
+    assert main_exit(session, monkeypatch, [str(build), "jobpipe", then]) == 2
     assert capsys.readouterr().err == (f"deploy: {shown}stack jobpipe's current value of what this update does not "
                                        "give, which it keeps: give the parameters together)\n")
     assert (session.cfn.stack["parameters"], session.s3.objects) == before
@@ -725,10 +722,8 @@ def test_a_webhook_url_with_no_secret_is_refused_before_anything_is_uploaded(fir
         capsys.readouterr()  # the create's line
     (build / "sam.json").write_text(json.dumps(WEBHOOK_TEMPLATE))
     before = (session.cfn.stack and dict(session.cfn.stack["parameters"]), dict(session.s3.objects))
-    monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
-    with pytest.raises(SystemExit) as exited:
-        deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}", f"ErpWebhookUrl={WEBHOOK_URL}"])
-    assert exited.value.code == 2
+    assert main_exit(session, monkeypatch,
+                     [str(build), "jobpipe", f"AuthSecret={SECRET}", f"ErpWebhookUrl={WEBHOOK_URL}"]) == 2
     new = " (stack 'jobpipe' does not exist in us-east-1: a new stack keeps no secret)" if first is None else ""
     assert capsys.readouterr().err == ("deploy: ErpWebhookSecret must be at least 32 characters when ErpWebhookUrl "
                                        f"is set (it has 0){new}\n")
@@ -744,10 +739,7 @@ def test_emptying_the_secret_of_a_stack_that_keeps_its_webhook_url_is_refused_be
            session)
     capsys.readouterr()  # the create's line
     before = (dict(session.cfn.stack["parameters"]), dict(session.s3.objects))
-    monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
-    with pytest.raises(SystemExit) as exited:
-        deploy_script.main([str(build), "jobpipe", "ErpWebhookSecret="])
-    assert exited.value.code == 2
+    assert main_exit(session, monkeypatch, [str(build), "jobpipe", "ErpWebhookSecret="]) == 2
     assert capsys.readouterr().err == (
         "deploy: ErpWebhookSecret must be at least 32 characters when ErpWebhookUrl is set (it has 0) (stack jobpipe "
         f"keeps ErpWebhookUrl '{WEBHOOK_URL}': give ErpWebhookUrl= to stop its deliveries)\n")
@@ -830,11 +822,9 @@ def test_deploy_main_refuses_a_concurrency_ceiling_the_account_cannot_reserve_be
     the code was uploaded and the stack rolled back. It is one line naming the ceilings, exit 2."""
     (build / "sam.json").write_text(json.dumps(CONCURRENCY_TEMPLATE))
     session = AwsSession()
-    monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
     session.account_leaves(100)
-    with pytest.raises(SystemExit) as exited:
-        deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}", "FunctionConcurrencyCeiling=40"])
-    assert exited.value.code == 2
+    assert main_exit(session, monkeypatch,
+                     [str(build), "jobpipe", f"AuthSecret={SECRET}", "FunctionConcurrencyCeiling=40"]) == 2
     assert capsys.readouterr().err == (
         "deploy: ApiConcurrencyCeiling=0, FunctionConcurrencyCeiling=40 would reserve 120 concurrent executions "
         "for 3 functions, more than the 90 the account can reserve in us-east-1 (100 unreserved, less the 10 "
@@ -861,11 +851,8 @@ def test_an_update_counts_what_the_stacks_functions_reserve_already(build, capsy
     deploy(build, "jobpipe", {"RetentionDays": "9"}, session)
     assert session.cfn.stack["status"] == "UPDATE_COMPLETE"
     session.account_leaves(12, now)
-    monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
     uploaded = dict(session.s3.objects)
-    with pytest.raises(SystemExit) as exited:
-        deploy_script.main([str(build), "jobpipe", "ApiConcurrencyCeiling=45"])
-    assert exited.value.code == 2
+    assert main_exit(session, monkeypatch, [str(build), "jobpipe", "ApiConcurrencyCeiling=45"]) == 2
     assert capsys.readouterr().err == (
         "deploy: ApiConcurrencyCeiling=45, FunctionConcurrencyCeiling=25 would reserve 95 concurrent executions "
         "for 3 functions, more than the 92 the account can reserve in us-east-1 (12 unreserved, less the 10 Lambda "
@@ -914,10 +901,8 @@ def test_a_ceiling_below_what_an_sqs_mapping_runs_at_once_is_refused_on_aws_befo
     update that keeps the ceiling is checked with it; 10, or none, deploys."""
     (build / "sam.json").write_text(json.dumps(MAPPED_TEMPLATE))
     session = AwsSession()
-    monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
-    with pytest.raises(SystemExit) as exited:
-        deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}", "FunctionConcurrencyCeiling=4"])
-    assert exited.value.code == 2
+    assert main_exit(session, monkeypatch,
+                     [str(build), "jobpipe", f"AuthSecret={SECRET}", "FunctionConcurrencyCeiling=4"]) == 2
     assert capsys.readouterr().err == (
         "deploy: FunctionConcurrencyCeiling=4 reserves 4 concurrent executions for JobWorkerHigh, whose SQS "
         "mapping runs up to 10 batches at once (MaximumConcurrency): Lambda would throttle the rest, their "
@@ -932,9 +917,8 @@ def test_a_ceiling_below_what_an_sqs_mapping_runs_at_once_is_refused_on_aws_befo
         "Properties"]["ScalingConfig"]["MaximumConcurrency"] = 20
     (build / "sam.json").write_text(json.dumps(raised))
     uploaded = dict(session.s3.objects)
-    with pytest.raises(SystemExit) as exited:
-        deploy_script.main([str(build), "jobpipe"])  # the stack keeps FunctionConcurrencyCeiling=10
-    assert exited.value.code == 2
+    # the stack keeps FunctionConcurrencyCeiling=10
+    assert main_exit(session, monkeypatch, [str(build), "jobpipe"]) == 2
     assert "FunctionConcurrencyCeiling=10 reserves 10 concurrent executions for JobWorker, whose SQS mapping " \
            "runs up to 20 batches" in capsys.readouterr().err
     assert session.s3.objects == uploaded
@@ -986,10 +970,8 @@ def test_an_alarm_topic_outside_the_stacks_region_is_refused_before_anything_is_
     the code was uploaded, and every dead-letter alarm failed, rolling the stack back."""
     (build / "sam.json").write_text(json.dumps(ALARM_TEMPLATE))
     session = PartitionedSession(region)
-    monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
-    with pytest.raises(SystemExit) as exited:
-        deploy_script.main([str(build), "jobpipe", f"AuthSecret={SECRET}", f"AlarmTopicArn={arn}"])
-    assert exited.value.code == 2
+    assert main_exit(session, monkeypatch,
+                     [str(build), "jobpipe", f"AuthSecret={SECRET}", f"AlarmTopicArn={arn}"]) == 2
     assert capsys.readouterr().err == (f"deploy: {shown}: create the topic there (its subscriptions may deliver "
                                        f"anywhere) (got {arn!r})\n")
     assert session.s3.objects == {} and session.cfn.stack is None
@@ -1011,12 +993,9 @@ def test_a_stack_name_that_could_pass_lambdas_4_kb_of_environment_is_refused_bef
 
     (build / "sam.json").write_text(json.dumps(packaged_template()))
     session = FakeSession()
-    monkeypatch.setattr(deploy_script, "deploy", lambda *args: deploy(*args, session))
     long = [f"AuthSecret={'é' * SECRET_MAX_CHARS}", "TokenIssuer=" + "i" * 128, "TokenAudience=" + "a" * 128]
     stack = "j" * 128
-    with pytest.raises(SystemExit) as exited:
-        deploy_script.main([str(build), stack, *long])
-    assert exited.value.code == 2
+    assert main_exit(session, monkeypatch, [str(build), stack, *long]) == 2
     err = capsys.readouterr().err
     refused = re.fullmatch(rf"deploy: stack {stack} \(128 characters\) could give function APIHandler an environment "
                            r"of 4,\d{3} bytes, over Lambda's 4,096 \(the stack's name is in its table names, queue "
@@ -1029,9 +1008,7 @@ def test_a_stack_name_that_could_pass_lambdas_4_kb_of_environment_is_refused_bef
     assert session.cfn.stack["status"] == "CREATE_COMPLETE"
     capsys.readouterr()
     session.cfn.stack["parameters"]["AuthSecret"] = "s" * 40  # kept as ****: counted at 128 4-byte characters
-    with pytest.raises(SystemExit) as exited:
-        deploy_script.main([str(build), stack[:fits], "RetentionDays=9"])
-    assert exited.value.code == 2
+    assert main_exit(session, monkeypatch, [str(build), stack[:fits], "RetentionDays=9"]) == 2
     assert "(AuthSecret kept, not shown, so counted at the longest allowed: give AuthSecret=... to count the " \
            "value)" in capsys.readouterr().err
     deploy_script.main([str(build), stack[:fits], "RetentionDays=9", "AuthSecret=" + "s" * 40])
