@@ -22,6 +22,8 @@ from typing import Any, Callable
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.adapters.sqs_operations import queue_depth_at
+
 # A consumer by name -> its function's logical id in the stack.
 CONSUMERS = {
     "high": "JobWorkerHigh",
@@ -35,8 +37,6 @@ USAGE = "python -m scripts.consumers status|pause|resume [STACK_NAME] [CONSUMER 
 # A mapping goes Disabling -> Disabled (Enabling -> Enabled) within seconds, at most a minute or so.
 STATE_WAIT_S = 120
 STATE_POLL_S = 2
-_DEPTHS = {"visible": "ApproximateNumberOfMessages", "in_flight": "ApproximateNumberOfMessagesNotVisible",
-           "delayed": "ApproximateNumberOfMessagesDelayed"}
 
 
 class ConsumerError(Exception):
@@ -88,9 +88,7 @@ def set_enabled(lambda_: Any, mappings: list[dict[str, Any]], enabled: bool, *, 
 def queue_depth(sqs: Any, queue_arn: str) -> dict[str, int]:
     """The visible, in-flight and delayed messages of the queue `queue_arn` names."""
     _, _, _, _, account, name = queue_arn.split(":", 5)
-    url = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(_DEPTHS.values()))["Attributes"]
-    return {key: int(attributes.get(attribute, 0)) for key, attribute in _DEPTHS.items()}
+    return queue_depth_at(sqs, sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"])
 
 
 def line(name: str, mapping: dict[str, Any], depth: dict[str, int]) -> str:

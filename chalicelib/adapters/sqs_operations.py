@@ -58,9 +58,7 @@ class SqsQueueOperations:
         raise InvalidRequestError(f"queue must be one of {', '.join(self.dead_letter_queues())}")
 
     def _depth(self, url: str) -> dict[str, int]:
-        response = self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(_ATTRIBUTES.values()))
-        attributes = response.get("Attributes", {})
-        return {key: int(attributes.get(name, 0)) for key, name in _ATTRIBUTES.items()}
+        return queue_depth_at(self._sqs, url)
 
     def queue_depth(self, priority: str) -> dict[str, int]:
         if priority not in self._queues:
@@ -211,6 +209,13 @@ ERROR_ATTRIBUTES = ("ERROR_CODE", "ERROR_MESSAGE")
 # from (where SQS gives it: AWS, the local emulator) and when it was first received there.
 SOURCE_ATTRIBUTE = "DeadLetterQueueSourceArn"
 MOVED_ATTRIBUTES = ("ApproximateFirstReceiveTimestamp", SOURCE_ATTRIBUTE)
+
+
+def queue_depth_at(client: Any, url: str) -> dict[str, int]:
+    """The visible, in-flight and delayed messages of the queue at `url`; raises what SQS raises."""
+    response = client.get_queue_attributes(QueueUrl=url, AttributeNames=list(_ATTRIBUTES.values()))
+    attributes = response.get("Attributes", {})
+    return {key: int(attributes.get(name, 0)) for key, name in _ATTRIBUTES.items()}
 
 
 def receive_up_to(client: Any, url: str, limit: int, hide_s: int) -> list[dict[str, Any]]:
