@@ -106,6 +106,19 @@ def is_page(value: Any) -> bool:
             and isinstance(value.get("next_cursor") or "", str))
 
 
+def is_job_types(value: Any) -> bool:
+    """GET /job-types's answer: a list of types, each named (`type`), with its `description`
+    and `priority` as text, `max_attempts` and `timeout_s` whole numbers and its
+    `payload_schema` an object."""
+    types = value.get("job_types") if isinstance(value, dict) else None
+    return isinstance(types, list) and all(
+        isinstance(t, dict) and isinstance(t.get("type"), str) and t["type"]
+        and isinstance(t.get("description"), str) and isinstance(t.get("priority"), str)
+        and all(isinstance(t.get(f), int) and not isinstance(t.get(f), bool) for f in ("max_attempts", "timeout_s"))
+        and isinstance(t.get("payload_schema"), dict)
+        for t in types)
+
+
 def refusal(response: requests.Response) -> JobpipeClientError:
     try:
         body = response.json()

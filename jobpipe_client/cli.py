@@ -1,4 +1,4 @@
-"""`jobpipe`: submit, rerun, inspect, list, cancel and watch jobs, and fetch their artifacts, from a shell.
+"""`jobpipe`: submit, rerun, inspect, list, cancel and watch jobs, list the job types, and fetch their artifacts, from a shell.
 
 Connection from flags or the environment: `--api-url` / JOBPIPE_API_URL, `--token` /
 JOBPIPE_TOKEN, `--fallback-url` (repeatable) / JOBPIPE_FALLBACK_URLS (comma-separated).

@@ -19,6 +19,7 @@ from jobpipe_client.artifact_view import artifacts_table, check_target, is_text,
 from jobpipe_client.cli_options import UsageError, parse_payload
 from jobpipe_client.cli_parser import EXIT_BAD_INPUT
 from jobpipe_client.client import JobpipeClient
+from jobpipe_client.job_type_view import plain_types, type_lines, types_table
 from jobpipe_client.polling import DEFAULT_GIVE_UP_AFTER_S, Outage
 from jobpipe_client.progress_view import ProgressBoard, exit_code, jobs_table, outage_line, plain_table
 from jobpipe_client.terminal_text import say, shown
@@ -118,6 +119,34 @@ class Commands:
         if self._report_unknown(jobs):
             return EXIT_BAD_INPUT
         return self._watch(list(jobs.values()), args, as_json=args.json, started=started)
+
+    def types(self, args: argparse.Namespace) -> int:
+        found = self.client.job_types()
+        if args.type is not None:
+            return self._job_type(args, found)
+        if args.json:
+            self._json(found)
+        elif not self.out.is_terminal:
+            self.out.file.write(plain_types(found))  # into a pipe an empty listing is the header alone
+            self.out.file.flush()
+        elif found:
+            self.out.print(types_table(found))
+        else:
+            self.out.print("no job types")
+        return 0
+
+    def _job_type(self, args: argparse.Namespace, found: list[dict[str, Any]]) -> int:
+        """`jobpipe types TYPE`: the type, or a usage error naming the types there are."""
+        chosen = next((t for t in found if t["type"] == args.type), None)
+        if chosen is None:
+            known = ", ".join(shown(t["type"]) for t in found) or "none"
+            raise UsageError(f"unknown job type {shown(args.type)!r}; known types: {known}")
+        if args.json:
+            self._json(chosen)
+        else:
+            for line in type_lines(chosen):
+                self._line(line)
+        return 0
 
     def artifacts(self, args: argparse.Namespace) -> int:
         found = list(self.client.artifacts(args.id))

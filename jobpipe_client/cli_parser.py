@@ -30,14 +30,14 @@ from jobpipe_client.terminal_text import first_of, shown
 STATUSES = ("queued", "running", "retrying", "completed", "failed", "canceled")
 EXIT_CODES = f"""exit codes:
   0    done: every watched job, and every child it spawned, completed (with --no-children: the
-       watched jobs alone; status, result, list, cancel, artifacts, a plain submit or rerun: the
+       watched jobs alone; status, result, list, types, cancel, artifacts, a plain submit or rerun: the
        answer was shown; artifact: it was written)
   1    a watched job or one of its children failed or was canceled, or is no longer found (not_found:
        deleted while watched); the last lines name the children that did not complete;
        result: the job's result is gone, its stored object no longer exists (blob_not_found)
   {EXIT_BAD_INPUT}    bad input: usage, payload, idempotency key, artifact name, configuration, an -o FILE that
        exists (without --force) or cannot be written, stdout that cannot be written (a full disk, `>&-`),
-       or the API refused the request (4xx: an unknown job or artifact, a rerun of a job not finished; a
+       a job type the API does not take (types TYPE), or the API refused the request (4xx: an unknown job or artifact, a rerun of a job not finished; a
        quota's 429 too: its line says when to try again)
   {EXIT_UNAVAILABLE}    the API is unavailable: no URL answered, or it answered 5xx; a watch gives up after
        --give-up-after seconds of unanswered polls; a submit or rerun names the key that repeats it safely;
@@ -189,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
     _give_up_flag(watch)
     _children_flag(watch, "the jobs named", "they have")
     _json_flag(watch, "no progress display; a JSON list of the jobs as they ended, their children after them")
+
+    types = command("types", help="list the job types the API takes, or show one",
+                    description="List the job types the API takes: a row each with its name, priority, "
+                                "attempts, timeout (seconds) and description (a JSON list with --json). With "
+                                "TYPE, show that type: its run policy, its payload's JSON schema and a submit "
+                                "of each example payload the schema gives.")
+    types.add_argument("type", metavar="TYPE", nargs="?", help="the type to show, e.g. demo.steps")
+    _json_flag(types, "the types as GET /job-types lists them (with TYPE: that type alone)")
 
     artifacts = command("artifacts", help="list a job's artifacts",
                         description="List a job's artifacts: a row each with its name, size, where it is kept, "

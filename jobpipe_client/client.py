@@ -11,7 +11,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Optiona
 
 import requests
 
-from jobpipe_client.answers import answer, is_job, is_number, is_page
+from jobpipe_client.answers import answer, is_job, is_job_types, is_number, is_page
 from jobpipe_client.artifact_file import PathTarget, check_target, write_whole
 from jobpipe_client.artifacts import (
     ARTIFACT_PAGE_LIMIT,
@@ -157,6 +157,12 @@ class JobpipeClient:
             if exc.may_have_arrived:
                 raise SubmitOutcomeUnknownError(exc, key, action) from exc
             raise
+
+    def job_types(self) -> list[dict[str, Any]]:
+        """The job types the API takes, by name: each a dict with `type`, `description`,
+        `priority`, `max_attempts`, `timeout_s` and `payload_schema` (the JSON schema its
+        payload is checked against), as GET /job-types lists them."""
+        return self._call("GET", "/job-types", is_job_types, "a list of job types")["job_types"]
 
     def get(self, job_id: str) -> Job:
         """The job; raises JobpipeClientError (code `job_not_found`) for an unknown id."""

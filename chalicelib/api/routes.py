@@ -11,6 +11,7 @@ from chalice import Blueprint
 
 from chalicelib.api.etag import conditional_response, job_etag
 from chalicelib.api.http import Call, asks_nothing, validate
+from chalicelib.api.job_types import listed_job_types
 from chalicelib.api.polling import batch_job_ids, fitted_batch, not_found, shown_job
 from chalicelib.api.requests import ListJobsQuery, RerunJobRequest, SubmitJobRequest
 from chalicelib.api.routing import router
@@ -47,21 +48,7 @@ def openapi(call: Call) -> Any:
 
 @route("/job-types", methods=["GET"])
 def job_types(call: Call) -> Any:
-    registry = container().registry
-    types = []
-    for name in registry.names(public=True):
-        job_type = registry.get(name)
-        types.append(
-            {
-                "type": name,
-                "description": job_type.description,
-                "max_attempts": job_type.max_attempts,
-                "timeout_s": job_type.timeout_s,
-                "priority": job_type.priority,
-                "payload_schema": job_type.payload_model.model_json_schema(),
-            }
-        )
-    return {"job_types": types}
+    return listed_job_types(container().registry)
 
 
 def _submitted(make: Callable[[str, Optional[Admit]], Job]) -> Any:

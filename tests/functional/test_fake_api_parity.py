@@ -314,7 +314,8 @@ def test_a_method_and_path_no_route_takes_is_refused_alike(both, method, path):
     ("POST", "/jobs/status", {"job_ids": ["{done}"]}), ("POST", "/jobs", {"type": "no.such.type"}),
     ("POST", "/jobs", {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}}),
     ("DELETE", "/jobs/{queued}", None), ("DELETE", "/jobs/{done}", None),
-    ("GET", "/jobs/{done}/artifacts", None), ("GET", "/jobs/{done}/artifacts/report.txt", None)])
+    ("GET", "/jobs/{done}/artifacts", None), ("GET", "/jobs/{done}/artifacts/report.txt", None),
+    ("GET", "/job-types", None)])
 def test_answers_say_alike_how_they_may_be_cached(both, method, path, body):
     same(both.ask(method, path, body=body), "status", "cache")
 
@@ -323,6 +324,12 @@ def test_an_unchanged_read_answered_304_says_how_it_may_be_cached_alike(both):
     unchanged = both.ask("GET", "/jobs/{done}", etag_of=("GET", "/jobs/{done}"))
     same(unchanged, "status", "cache")
     assert unchanged["api"]["status"] == 304 and unchanged["api"]["cache"], unchanged["api"]
+
+
+def test_the_job_types_are_listed_alike(both):
+    answers = both.ask("GET", "/job-types")
+    same(answers, "status", "body")
+    assert "demo.steps" in {t["type"] for t in answers["api"]["body"]["job_types"]}  # alike is not enough
 
 
 def test_a_job_carries_the_same_fields_in_every_answer(both):

@@ -22,6 +22,7 @@ from chalicelib.api.errors import error_response, json_response
 from chalicelib.api.etag import conditional_response
 from chalicelib.api.http import validate
 from chalicelib.api.job_ids import normalize_job_ids
+from chalicelib.api.job_types import listed_job_types
 from chalicelib.api.polling import ANSWER_JOBS_BYTES, checked_batch_ids, claim_check_placeholder, fitted_batch, shown_job
 from chalicelib.api.requests import ListJobsQuery, RerunJobRequest, StartRequest, SubmitJobRequest
 from chalicelib.defaults import IDEMPOTENCY_TTL_S, INLINE_LIMIT_BYTES
@@ -170,6 +171,8 @@ class FakeApi:
             jobs = self._fitted(ids, {i: self._listed(self._read(i) or {"id": i, "status": "not_found"}) for i in ids})
             tag = self._tag([f"{i}:{jobs[i].get('version', '-')}" for i in ids])
             return self._conditional(method, url, headers, {"jobs": jobs, "job_ids": ids}, tag)
+        if method == "GET" and path == "/job-types":
+            return answered(method, url, json_response(listed_job_types(self.registry)))
         if method == "GET" and path == "/jobs":
             return self._page(method, url, headers, params or {})
         if method == "POST" and len(parts) == 3 and parts[0] == "jobs" and parts[2] == "rerun":

@@ -733,7 +733,7 @@ def test_help_lists_every_exit_code_and_what_each_submit_option_does(capsys):
         assert re.search(rf"{option} \S+ [^-]*{re.escape(says)}", text), (option, text)
 
 
-COMMANDS = ["submit", "rerun", "status", "list", "result", "cancel", "watch", "artifacts", "artifact"]
+COMMANDS = ["submit", "rerun", "status", "list", "result", "cancel", "watch", "types", "artifacts", "artifact"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

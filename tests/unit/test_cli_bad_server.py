@@ -13,7 +13,8 @@ from tests.support.fake_http import failing, make_response
 from tests.unit.bad_servers import answering, at_most, raising
 from tests.unit.test_cli import STEPS, run_cli
 
-COMMANDS = [["submit", "demo.steps"], ["status", "j-1"], ["list"], ["cancel", "j-1"], ["watch", "j-1"]]
+JOB_COMMANDS = [["submit", "demo.steps"], ["status", "j-1"], ["list"], ["cancel", "j-1"], ["watch", "j-1"]]
+COMMANDS = [*JOB_COMMANDS, ["types"]]  # every answer a command reads, a job or not
 JOB = {"id": "j-1", "type": "demo.steps", "status": "running", "version": 2,
        "progress": {"percent": 10.0, "step": None, "message": None}, "error": None}
 WRONG_SHAPES = [
@@ -219,7 +220,7 @@ def answering_with_job(job_text):
 
 
 @pytest.mark.parametrize("job_text", UNSHOWABLE_JOBS.values(), ids=UNSHOWABLE_JOBS.keys())
-@pytest.mark.parametrize("argv", COMMANDS, ids=lambda argv: argv[0])
+@pytest.mark.parametrize("argv", JOB_COMMANDS, ids=lambda argv: argv[0])
 def test_a_job_whose_values_cannot_be_shown_is_not_a_job_one_line_exit_3(argv, job_text):
     """A percent of 10**400 or 1e400, or attempts of 1e400 or "two", passed the shape checks and
     crashed the views (OverflowError, ValueError: a traceback): such an answer is not a job."""

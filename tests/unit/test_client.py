@@ -802,6 +802,7 @@ READS_AND_KEYED = {
     "wait": lambda c, job: c.wait(job["id"]),
     "wait_many": lambda c, job: c.wait_many([job["id"]])[job["id"]],
     "artifacts": lambda c, job: next(iter(c.artifacts(job["id"]))),
+    "job_types": lambda c, job: c.job_types(),
     "artifact": lambda c, job: c.artifact(job["id"], "notes.txt"),
     "submit": lambda c, job: c.submit("demo.steps", STEPS, idempotency_key="order-25"),
     "rerun": lambda c, job: c.rerun(job["id"], idempotency_key="order-26"),
