@@ -1,6 +1,7 @@
 """The installed `jobpipe` command, run as a user runs it, against the deployed stack."""
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -155,3 +156,16 @@ def test_in_a_pipe_list_and_status_print_whole_values_and_refusals_name_the_fiel
     refused = jobpipe(stack, "submit", "demo.steps", "--payload", '{"steps": 0, "step_ms": 0}')
     assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1
     assert "(invalid_payload): steps: Input should be greater than or equal to 1" in refused.stderr
+
+
+def test_types_lists_the_deployed_types_and_one_types_example_submit_runs_as_pasted(stack):
+    listed = jobpipe(stack, "types")
+    assert listed.returncode == 0 and listed.stderr == "", listed.stderr
+    names = [line.split()[0] for line in listed.stdout.splitlines()[1:]]
+    assert "demo.steps" in names and not any(name.startswith("maintenance.") for name in names)
+    shown = jobpipe(stack, "types", "demo.steps")
+    (example,) = [line for line in shown.stdout.splitlines() if line.startswith("example: ")]
+    argv = shlex.split(example.removeprefix("example: "))
+    made = jobpipe(stack, *argv[1:], "--watch")
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert stack.job(made.stdout.splitlines()[0])["status"] == "completed"
