@@ -73,9 +73,9 @@ function forgetTypesShown() {
   renderTypeFilter();
 }
 
-function listPath(cursor) {
+function listPath(cursor, limit) {
   var params = new URLSearchParams();
-  params.set("limit", String(state.filters.limit));
+  params.set("limit", String(limit || state.filters.limit));
   if (state.filters.status) params.set("status", state.filters.status);
   if (state.filters.type) params.set("type", state.filters.type);
   if (cursor) params.set("cursor", cursor);

@@ -179,6 +179,7 @@ function clearJobs() {
   state.listTop = "";
   state.arrived = 0;
   state.cursor = null;
+  state.listEnd = "";
   $("jobs-body").replaceChildren();
 }
 

@@ -15,6 +15,7 @@ var POLL_MAX_MS = 10000;     // backed off to when nothing does
 var POLL_BACKOFF = 1.5;
 var LIST_REFRESH_MS = 10000; // new jobs submitted elsewhere show up within this
 var MAX_BATCH = 100;         // POST /jobs/status takes at most 100 ids
+var LIST_MAX = 100;          // GET /jobs answers at most 100 jobs a page
 var ARRIVALS_MAX = 500;      // jobs the refreshes may add to a page left open before it starts over
 var LEFT_MAX = 1000;         // jobs that left the view remembered at once (the oldest forgotten first)
 var PAUSED = "paused while this tab is hidden";
@@ -43,6 +44,7 @@ var state = {
   listTop: "",       // listed() of the newest job of the first page, as last merged
   arrived: 0,        // jobs the refreshes added since the listing (re)started
   cursor: null,      // next page of the current listing
+  listEnd: "",       // listed() of the last job of the listing's last page read, while `cursor` goes on from it
   loading: false,    // a listing that replaces the jobs shown is on its way
   listReading: null, // the read of the listing's first page on its way, if any
   listWaiting: null, // a listing asked while a throttle holds them: {reset}, read once it is over
@@ -64,7 +66,8 @@ var state = {
 
 Object.assign(jobpipe, { $: $, API_BASE: API_BASE, ARRIVALS_MAX: ARRIVALS_MAX, CANCEL_NOTES: CANCEL_NOTES,
   CHILDREN_SHOWN: CHILDREN_SHOWN, INLINE_MAX_BYTES: INLINE_MAX_BYTES, LEFT_MAX: LEFT_MAX, POLL_BATCHES: POLL_BATCHES,
-  RUNS_READS: RUNS_READS, RUNS_RETRY_MAX_MS: RUNS_RETRY_MAX_MS, LIST_REFRESH_MS: LIST_REFRESH_MS, MAX_BATCH: MAX_BATCH,
+  RUNS_READS: RUNS_READS, RUNS_RETRY_MAX_MS: RUNS_RETRY_MAX_MS, LIST_MAX: LIST_MAX,
+  LIST_REFRESH_MS: LIST_REFRESH_MS, MAX_BATCH: MAX_BATCH,
   PAUSED: PAUSED, POLL_BACKOFF: POLL_BACKOFF,
   POLL_MAX_MS: POLL_MAX_MS, POLL_MIN_MS: POLL_MIN_MS, REQUEST_TIMEOUT_MS: REQUEST_TIMEOUT_MS,
   RETRY_AFTER_MAX_MS: RETRY_AFTER_MAX_MS, STATUSES: STATUSES, TERMINAL: TERMINAL, TOKEN_KEY: TOKEN_KEY,

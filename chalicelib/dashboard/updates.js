@@ -4,7 +4,7 @@
 "use strict";
 
 (function (jobpipe) {
-var $ = jobpipe.$, ARRIVALS_MAX = jobpipe.ARRIVALS_MAX, LIST_REFRESH_MS = jobpipe.LIST_REFRESH_MS,
+var $ = jobpipe.$, ARRIVALS_MAX = jobpipe.ARRIVALS_MAX, LIST_MAX = jobpipe.LIST_MAX, LIST_REFRESH_MS = jobpipe.LIST_REFRESH_MS,
   MAX_BATCH = jobpipe.MAX_BATCH, POLL_BATCHES = jobpipe.POLL_BATCHES, POLL_BACKOFF = jobpipe.POLL_BACKOFF, POLL_MAX_MS = jobpipe.POLL_MAX_MS,
   POLL_MIN_MS = jobpipe.POLL_MIN_MS, TERMINAL = jobpipe.TERMINAL, state = jobpipe.state, busy = jobpipe.busy,
   setBusy = jobpipe.setBusy, said = jobpipe.said, when = jobpipe.when, api = jobpipe.api, readFailed = jobpipe.readFailed,
@@ -43,7 +43,7 @@ function refreshList(reset) {
     loading(true);
     setBusy($("refresh"), true);
   }
-  return api("GET", listPath(null), undefined, undefined, reset ? "" : state.listTag).then(
+  return api("GET", listPath(null, reset ? 0 : refreshLimit()), undefined, undefined, reset ? "" : state.listTag).then(
     function (tagged) {
       done();
       if (generation !== state.listGeneration) return;
@@ -55,7 +55,9 @@ function refreshList(reset) {
         scheduleRefresh();
         return;
       }
-      var fresh = page.jobs.filter(function (job) { return !state.jobs.has(job.id); }).length;
+      // Jobs a re-read brings past the pages loaded (`refreshLimit`) are "Load more"'s to show.
+      var within = page.jobs.filter(function (job) { return !state.cursor || listed(job) >= state.listEnd; });
+      var fresh = within.filter(function (job) { return !state.jobs.has(job.id); }).length;
       // The page starts over from this one when it does not reach the jobs shown (more were
       // made since the last refresh than it holds: below it would be a gap "Load more" never
       // fills), or when a page left open has been brought ARRIVALS_MAX jobs (rows never pile
@@ -78,14 +80,23 @@ function refreshList(reset) {
       }
       if (redraw) {
         state.cursor = page.next_cursor || null;
+        state.listEnd = state.cursor && last ? listed(last) : "";
         more.hidden = !state.cursor;
         state.arrived = 0;
+        within = page.jobs;
       } else {
         state.arrived += fresh;
       }
       if (page.jobs.length) state.listTop = listed(page.jobs[0]);
       state.listTag = tagged.etag;
-      var changed = page.jobs.map(remember).some(Boolean); // new jobs, or known ones that moved on
+      var changed = within.map(remember).some(Boolean); // new jobs, or known ones that moved on
+      // Every page loaded, yet more match than the re-read holds, and it holds all shown: "Load more".
+      if (!redraw && !state.cursor && page.next_cursor && last && page.jobs.length >= shownCount()) {
+        state.cursor = page.next_cursor;
+        state.listEnd = listed(last);
+        more.hidden = false;
+        changed = true;
+      }
       if (changed || redraw) order();
       if (changed) schedulePoll(0); else ensurePolling();
       scheduleRefresh();
@@ -108,6 +119,16 @@ function refreshList(reset) {
     }
   );
 }
+
+// A job comes to match a status filter wherever it sorts (an old one starts running): under one,
+// a refresh re-reads whole pages past the jobs shown, in one request. Other filters: a new job is first.
+function refreshLimit() {
+  var size = state.filters.limit;
+  if (!state.filters.status) return size;
+  return Math.min(LIST_MAX, Math.ceil((shownCount() + 1) / size) * size);
+}
+
+function shownCount() { return state.jobs.size - state.gone.size; }
 
 // Asked while a throttle holds the listings (Refresh, a filter, the tab shown again): one read
 // once it is over, of the filters as they are then, replacing the jobs shown if any asked that
@@ -208,6 +229,8 @@ function readMore(generation) {
       if (generation !== state.listGeneration) return;
       page.jobs.forEach(remember);
       state.cursor = page.next_cursor || null;
+      if (!state.cursor) state.listEnd = "";
+      else if (page.jobs.length) state.listEnd = listed(page.jobs[page.jobs.length - 1]);
       order();
       schedulePoll(0);
     }

@@ -172,6 +172,51 @@ def test_more_new_jobs_than_a_page_leave_no_gap_in_the_list(page, api):
     assert shown_ids(page) == listing(api)
 
 
+@pytest.mark.parametrize("loaded", ["every page", "two of three pages", "the first page"])
+def test_a_job_that_comes_to_match_the_status_filter_past_the_first_page_shows_without_refresh(page, api, loaded):
+    """Viewing `running` over more than one page, old jobs (created before the jobs shown around
+    them) start running. The refreshes show those among the pages loaded in their place, and
+    leave those past them to "Load more", which is offered for them, the last page loaded too:
+    never a view that passes for complete without them until Refresh. Nor do the refreshes page
+    on by themselves: the rows shown are those of the pages loaded, and those that came to match."""
+    paused_clock(page)
+    started = {"attempts": 1, "started_at": "2026-01-15T10:00:00.000Z"}
+    late = api.add(status="queued")  # the oldest: past every page of running jobs
+    middle = None
+    for n in range(60 if loaded == "two of three pages" else 30):
+        api.add(status="running", **started)
+        if n == 2:
+            middle = api.add(status="queued")  # within the last page of running jobs
+    api.open()
+    page.get_by_label("Status", exact=True).select_option("running")
+    expect(page.locator("tr.job")).to_have_count(25)
+    more = page.get_by_role("button", name="Load more")
+    if loaded != "the first page":
+        more.click()
+        expect(page.locator("tr.job")).to_have_count(30 if loaded == "every page" else 50)
+    if loaded == "two of three pages":
+        middle = api.add(status="queued", created_at=api.jobs[shown_ids(page)[40]]["created_at"])
+    api.settle()
+    shown = len(shown_ids(page))
+    api.update(middle["id"], status="running", **started)
+    api.update(late["id"], status="running", **started)
+    let_time_pass(api, 60, step_s=1)
+    running = [i for i in listing(api) if api.jobs[i]["status"] == "running"]
+    if loaded == "the first page":
+        assert len(shown_ids(page)) == shown
+    elif loaded == "two of three pages":
+        expect(row(page, middle["id"])).to_be_visible()
+        assert shown_ids(page) == running[:shown + 1]
+    else:
+        expect(row(page, late["id"])).to_be_visible()
+        assert shown_ids(page) == running
+    expect(more).to_be_visible(visible=loaded != "every page")
+    while more.is_visible():
+        more.click()
+        api.settle()
+    assert shown_ids(page) == running
+
+
 def test_counts_of_a_listing_with_more_pages_say_they_count_only_the_jobs_loaded(page, api):
     """A busy tenant's failures may all sit past the first page: its counts then say they are
     of the jobs loaded ("0+ failed", "of the 25 loaded"), each chip's title says how to list
