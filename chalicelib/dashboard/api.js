@@ -6,7 +6,8 @@
 (function (jobpipe) {
 var $ = jobpipe.$, API_BASE = jobpipe.API_BASE, PAUSED = jobpipe.PAUSED, POLL_MIN_MS = jobpipe.POLL_MIN_MS,
   REQUEST_TIMEOUT_MS = jobpipe.REQUEST_TIMEOUT_MS, RETRY_AFTER_MAX_MS = jobpipe.RETRY_AFTER_MAX_MS,
-  TOKEN_KEY = jobpipe.TOKEN_KEY, state = jobpipe.state, bdi = jobpipe.bdi, clock = jobpipe.clock, said = jobpipe.said;
+  TOKEN_KEY = jobpipe.TOKEN_KEY, state = jobpipe.state, bdi = jobpipe.bdi, clock = jobpipe.clock, said = jobpipe.said,
+  heardDate = jobpipe.heardDate;
 
 // ---------------------------------------------------------------- token
 
@@ -150,12 +151,15 @@ function api(method, path, body, headers, tag) {
     throw new NetworkError("Cannot reach the API (" + (timedOut ? "no answer within " + REQUEST_TIMEOUT_MS / 1000 + " s"
       : err && err.message ? err.message : "network error") + ").", kind);
   };
+  var sentAt = Date.now();
   return fetch(API_BASE + path, init).then(
     function (response) {
+      var receivedAt = Date.now();
       return response.text().then(function (text) {
         clearTimeout(timer);
         if (token() !== jwt) throw new StaleAnswer();
         if (tag && response.status === 304) {
+          heardDate(response.headers.get("Date"), sentAt, receivedAt);
           connected(kind);
           return { data: null, etag: response.headers.get("ETag") || tag };
         }
@@ -163,6 +167,7 @@ function api(method, path, body, headers, tag) {
         try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
         var json = data !== null && typeof data === "object";
         if (!json && response.status !== 429) throw new NetworkError(notTheApis(method, path, response), kind);
+        if (json) heardDate(response.headers.get("Date"), sentAt, receivedAt); // the API's clock, not a proxy's
         if (!response.ok) {
           var error = (data && data.error) || {};
           var failure = new ApiError(

@@ -25,6 +25,22 @@ function zoneName() {
     : "UTC" + (m < 0 ? "-" : "+") + pad(Math.abs(m) / 60 | 0) + ":" + pad(Math.abs(m) % 60);
 }
 
+// The API's clock less the browser's (which may be minutes off), bounded by each answer's Date
+// (whole seconds, written between sending and arrival): the bounds are intersected, so latency
+// never moves the estimate, the offset in them nearest 0; bounds that no longer meet start over.
+var offsetBounds = null; // [lowest, highest] ms
+
+function heardDate(date, sentAt, receivedAt) {
+  var at = date ? Date.parse(date) : NaN;
+  if (isNaN(at)) return;
+  var low = at - receivedAt, high = at + 1000 - sentAt, was = offsetBounds;
+  offsetBounds = was && low <= was[1] && high >= was[0] ? [Math.max(low, was[0]), Math.min(high, was[1])] : [low, high];
+}
+
+function serverNow() {
+  return Date.now() + (offsetBounds ? Math.min(Math.max(0, offsetBounds[0]), offsetBounds[1]) : 0);
+}
+
 // Tenths of a second under a minute (59.96 s is "1 m 00 s", not "60.0 s"), whole seconds after.
 function duration(ms) {
   if (ms < 0) ms = 0;
@@ -60,7 +76,7 @@ function jobDuration(job) {
   if (!job.started_at) return "";
   if (job.finished_at) return duration(new Date(job.finished_at) - new Date(job.started_at));
   if (job.status !== "running") return "";
-  return duration(new Date() - new Date(job.attempt_started_at || job.started_at)) + " …";
+  return duration(serverNow() - new Date(job.attempt_started_at || job.started_at)) + " …";
 }
 
 // An attempt's duration from its run (GET /jobs/{id}/runs); "" while it has not ended.
@@ -109,7 +125,7 @@ function el(tag, className, text) {
   return node;
 }
 
-Object.assign(jobpipe, { bdi: bdi, busy: busy, clock: clock, countdown: countdown, el: el,
-  jobDuration: jobDuration, runDuration: runDuration, said: said, setBusy: setBusy, shortId: shortId,
+Object.assign(jobpipe, { bdi: bdi, busy: busy, clock: clock, countdown: countdown, el: el, heardDate: heardDate,
+  jobDuration: jobDuration, serverNow: serverNow, runDuration: runDuration, said: said, setBusy: setBusy, shortId: shortId,
   timeOf: timeOf, when: when, zoneName: zoneName });
 })(window.jobpipe);

@@ -7,7 +7,7 @@
 var CANCEL_NOTES = jobpipe.CANCEL_NOTES, CHILDREN_SHOWN = jobpipe.CHILDREN_SHOWN,
   INLINE_MAX_BYTES = jobpipe.INLINE_MAX_BYTES, TERMINAL = jobpipe.TERMINAL, state = jobpipe.state,
   bdi = jobpipe.bdi, busy = jobpipe.busy, countdown = jobpipe.countdown, el = jobpipe.el,
-  jobDuration = jobpipe.jobDuration, said = jobpipe.said, setBusy = jobpipe.setBusy,
+  jobDuration = jobpipe.jobDuration, said = jobpipe.said, serverNow = jobpipe.serverNow, setBusy = jobpipe.setBusy,
   shortId = jobpipe.shortId, timeOf = jobpipe.timeOf, when = jobpipe.when, ApiError = jobpipe.ApiError,
   NetworkError = jobpipe.NetworkError, StaleAnswer = jobpipe.StaleAnswer, api = jobpipe.api,
   throttled = jobpipe.throttled, tokenTrouble = jobpipe.tokenTrouble, pressAgainInS = jobpipe.pressAgainInS,
@@ -335,7 +335,7 @@ JobRow.prototype.renderDuration = function (job) {
 // retrying with `not_before` ahead: say when it starts, counting down.
 JobRow.prototype.renderSchedule = function (job) {
   var waiting = (job.status === "queued" || job.status === "retrying") && job.not_before;
-  var left = waiting ? new Date(job.not_before) - Date.now() : 0;
+  var left = waiting ? new Date(job.not_before) - serverNow() : 0;
   if (!(left >= 1000)) {
     if (this.schedule.firstChild) this.schedule.replaceChildren();
     return;

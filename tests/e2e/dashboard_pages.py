@@ -107,6 +107,24 @@ class AnswerLost:
         pass
 
 
+class Dated:
+    """A route whose answer carries the `Date` header of a server whose clock is `skew` off the
+    page's (the page's own clock, paused or not, read when the answer is given)."""
+
+    def __init__(self, route, page: Page, skew: timedelta):
+        self.route, self.request, self.page, self.skew = route, route.request, page, skew
+
+    def fulfill(self, **response):
+        from email.utils import format_datetime
+
+        now = datetime.fromtimestamp(self.page.evaluate("() => Date.now()") / 1000, timezone.utc) + self.skew
+        date = format_datetime(now.replace(microsecond=0), usegmt=True)  # HTTP dates are whole seconds
+        self.route.fulfill(**{**response, "headers": {**response.get("headers", {}), "Date": date}})
+
+    def abort(self, *args):
+        self.route.abort(*args)
+
+
 class FakeApi:
     """The job routes as the page uses them, over an in-memory dict of public jobs; records
     every request. `fail` answers the next matching requests with a given response instead."""
@@ -131,6 +149,8 @@ class FakeApi:
         # A payload or result kept in S3, by job id and field: listings and polls show the job's
         # claim check in its place (as `add` was given it), GET /jobs/{id} the value whole.
         self.kept_in_s3: dict[str, dict[str, Any]] = {}
+        # The API's clock, off the page's by this: its answers then carry a `Date` header (none while None).
+        self.clock_skew: timedelta | None = None
         page.route(re.compile(re.escape(OFFLINE_ORIGIN) + "/.*"), self.handle)
         page.add_init_script(COUNT_FETCHES)
 
@@ -204,6 +224,8 @@ class FakeApi:
     def handle(self, route) -> None:
         request = route.request
         path = request.url[len(OFFLINE_ORIGIN):].split("#")[0]
+        if self.clock_skew is not None and path != "/dashboard":
+            route = Dated(route, self.page, self.clock_skew)
         if path != "/dashboard":
             self.requests.append((request.method, path, request.headers))
         for i, (method, pattern, response) in enumerate(self.failures):
@@ -229,6 +251,9 @@ class FakeApi:
     def answer(self, route) -> None:
         from urllib.parse import parse_qs, urlsplit
 
+        if self.clock_skew is not None and not isinstance(route, (Dated, AnswerLost)) and \
+                not route.request.url.endswith("/dashboard"):
+            route = Dated(route, self.page, self.clock_skew)
         request = route.request
         url = urlsplit(request.url)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}

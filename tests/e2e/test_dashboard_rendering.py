@@ -59,6 +59,39 @@ def test_durations_and_countdowns_near_a_minute_are_written_in_minutes(page, api
     expect(row(page, retry["id"]).locator(".schedule")).to_have_text("next attempt in 1 m 00 s")
 
 
+@pytest.mark.parametrize("browser_off", [-7, 7], ids=["browser behind", "browser ahead"])
+def test_durations_and_countdowns_are_counted_by_the_apis_clock(page, api, browser_off):
+    """A laptop whose clock is minutes off: a running job's duration and a scheduled job's
+    countdown are counted by the API's clock (its answers' `Date`), not the browser's, so
+    neither reads minutes too long, nor nothing, nor a negative time; and the correction stays
+    put as the page polls on."""
+    from datetime import datetime, timedelta, timezone
+
+    server_now = datetime(2026, 1, 16, 12, 0, tzinfo=timezone.utc)
+    paused_clock(page, at=server_now + timedelta(minutes=browser_off))
+    api.clock_skew = timedelta(minutes=-browser_off)
+    running = api.add(status="running", attempts=1, started_at=iso(server_now - timedelta(seconds=20)),
+                      attempt_started_at=iso(server_now - timedelta(seconds=20)))
+    later = api.add(status="queued", not_before=iso(server_now + timedelta(minutes=3)))
+    api.open()
+    api.settle()
+    duration = row(page, running["id"]).locator(".duration")
+    expect(duration).to_have_text(re.compile(r"^2\d\.\d s …$"))
+    expect(row(page, later["id"]).locator(".schedule")).to_have_text(re.compile(r"^starts in (3 m 00|2 m 59) s$"))
+    shown = duration.inner_text()
+    api.hold_next = "/jobs/status"  # a slow answer: its Date was written 3 s after the poll went
+    for _ in range(3):
+        page.clock.run_for(1000)
+        api.settle()
+    api.release()
+    for _ in range(27):
+        page.clock.run_for(1000)
+        api.settle()
+        assert not duration.inner_text().startswith("-")
+    expect(duration).to_have_text(f"{float(shown.split()[0]) + 30:.1f} s …")  # the API's 30 s, not a jump
+    expect(row(page, later["id"]).locator(".schedule")).to_have_text(re.compile(r"^starts in 2 m (30|29) s$"))
+
+
 def test_times_shown_before_midnight_gain_their_date_after_it(browser):
     from datetime import datetime, timezone
 
