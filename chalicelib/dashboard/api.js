@@ -7,7 +7,7 @@
 var $ = jobpipe.$, API_BASE = jobpipe.API_BASE, PAUSED = jobpipe.PAUSED, POLL_MIN_MS = jobpipe.POLL_MIN_MS,
   REQUEST_TIMEOUT_MS = jobpipe.REQUEST_TIMEOUT_MS, RETRY_AFTER_MAX_MS = jobpipe.RETRY_AFTER_MAX_MS,
   TOKEN_KEY = jobpipe.TOKEN_KEY, state = jobpipe.state, bdi = jobpipe.bdi, clock = jobpipe.clock, said = jobpipe.said,
-  heardDate = jobpipe.heardDate;
+  heardDate = jobpipe.heardDate, serverNow = jobpipe.serverNow;
 
 // ---------------------------------------------------------------- token
 
@@ -84,11 +84,13 @@ function StaleAnswer() {
 }
 StaleAnswer.prototype = Object.create(Error.prototype);
 
-// Retry-After in seconds or as an HTTP date; 0 when absent or unreadable.
+// Retry-After in seconds or as an HTTP date (the API's clock: from the answer's Date); 0 when
+// absent or unreadable.
 function retryAfterMs(response) {
   var value = response.headers.get("Retry-After");
   if (!value) return 0;
-  var ms = /^\s*\d+\s*$/.test(value) ? Number(value) * 1000 : new Date(value) - Date.now();
+  var ms = /^\s*\d+\s*$/.test(value) ? Number(value) * 1000
+    : Date.parse(value) - (Date.parse(response.headers.get("Date") || "") || serverNow());
   return ms > 0 ? Math.min(ms, RETRY_AFTER_MAX_MS) : 0;
 }
 

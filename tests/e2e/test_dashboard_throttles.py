@@ -55,6 +55,29 @@ def test_a_throttled_poll_waits_out_its_retry_after_whatever_else_happens(page, 
     assert api.count("POST", "/jobs/status") > polls
 
 
+def test_a_retry_after_date_is_read_by_the_apis_clock_not_the_browsers(page, api):
+    """A Retry-After given as a date is a time on the API's clock: a browser whose clock is
+    minutes behind waits out those seconds, not minutes more (nor, minutes ahead, none)."""
+    from datetime import datetime, timedelta, timezone
+    from email.utils import format_datetime
+
+    server_now = datetime(2026, 1, 16, 12, 0, tzinfo=timezone.utc)
+    paused_clock(page, at=server_now - timedelta(minutes=7))
+    api.clock_skew = timedelta(minutes=7)
+    job = api.add(status="running", attempts=1, started_at="2026-01-15T10:00:00.000Z")
+    api.open()
+    expect(row(page, job["id"])).to_be_visible()
+    until = format_datetime(server_now + timedelta(seconds=20), usegmt=True)
+    api.fail("POST", "/jobs/status", status=429, headers={"Retry-After": until}, json={"message": "Too Many Requests"})
+    let_time_pass(api, 3, step_s=1)
+    expect(page.get_by_role("alert").filter(has_text="Too Many Requests")).to_be_visible()
+    polls = api.count("POST", "/jobs/status")
+    let_time_pass(api, 14, step_s=1)
+    assert api.count("POST", "/jobs/status") == polls  # not before the date
+    let_time_pass(api, 8, step_s=1)
+    assert api.count("POST", "/jobs/status") > polls  # seconds after it, not 7 minutes
+
+
 # API Gateway's own throttle (a function at its concurrency ceiling) answers 429 without a
 # Retry-After: the page holds its polls POLL_MIN_MS (2 s) then, as for Retry-After: 2.
 WITHOUT_RETRY_AFTER = {"status": 429, "json": {"message": "Too Many Requests"}}
