@@ -287,7 +287,7 @@ function connected(kind) {
     hideBanner();
   }
   if (document.hidden) setLive("idle", PAUSED);
-  else setLive("live", "live · updated " + clock(new Date()));
+  else setLive("live", "live · updated " + clock(new Date(serverNow()))); // the API's time, as the jobs' are
 }
 
 // ---------------------------------------------------------------- page chrome

@@ -89,6 +89,8 @@ def test_durations_and_countdowns_are_counted_by_the_apis_clock(page, api, brows
         api.settle()
         assert not duration.inner_text().startswith("-")
     expect(duration).to_have_text(f"{float(shown.split()[0]) + 30:.1f} s …")  # the API's 30 s, not a jump
+    # The time the page says it was last updated is the API's too, as the jobs' times are.
+    expect(page.locator("#live")).to_have_text(re.compile(r"^live · updated \d\d:00:\d\d$"))
     expect(row(page, later["id"]).locator(".schedule")).to_have_text(re.compile(r"^starts in 2 m (30|29) s$"))
 
 
