@@ -9,8 +9,10 @@ to S3 too.
 
 An attempt's artifact is written in one transaction with a check that the attempt is still the
 job's running one: a worker that lost its lease (the next attempt took over, or the job ended)
-and woke to write replaces nothing. Its S3 object sits under its own attempt's key, so the
-upload that comes before that check cannot overwrite the object the job's item names."""
+and woke to write replaces nothing. Its S3 object sits under a key of that write's own (its
+attempt's number, and which of the attempt's writes of the name it is), so the upload that
+comes before that check cannot overwrite the object the job's item names, even one the same
+attempt stored before it lost its lease."""
 from __future__ import annotations
 
 import re
@@ -60,9 +62,23 @@ def is_text(content_type: str) -> bool:
     return bool(_TEXT.fullmatch(content_type.lower()))
 
 
-def blob_key(job_id: str, name: str, attempt: Optional[int] = None) -> str:
-    """An artifact's S3 object; an attempt's under its own number (a name holds no '/')."""
-    return f"jobs/{job_id}/artifacts/{name}" if attempt is None else f"jobs/{job_id}/artifacts/{attempt:04d}/{name}"
+def blob_key(job_id: str, name: str, attempt: Optional[int] = None, write: int = 1) -> str:
+    """An artifact's S3 object; an attempt's under its own number (a name holds no '/'), and
+    the attempt's later writes of the name (`write` 2, 3, ...) each under a key of its own
+    (`0001-2/<name>`), so no write overwrites the object an earlier one stored."""
+    if attempt is None:
+        return f"jobs/{job_id}/artifacts/{name}"
+    return f"jobs/{job_id}/artifacts/{attempt:04d}{'' if write == 1 else f'-{write}'}/{name}"
+
+
+def discard_replaced(blobs: BlobStore, key: str) -> None:
+    """Delete the object of the write an attempt's later write of the same artifact replaced
+    (it may hold none: stored inline); one that stays is only bytes no item names, which the
+    job's purge removes with its prefix."""
+    try:
+        blobs.delete([key])
+    except StoreUnavailableError:  # the artifact is stored: a left-over object is no failure
+        pass
 
 
 def keeps_inline(data: bytes, content_type: str, inline_limit: int) -> bool:
@@ -124,7 +140,7 @@ class DynamoArtifactStore:
         self._clock = clock
 
     def put(self, job_id: str, name: str, data: bytes, content_type: str, *,
-            attempt: Optional[int] = None) -> ArtifactInfo:
+            attempt: Optional[int] = None, write: int = 1) -> ArtifactInfo:
         check_name(name)
         check_content_type(content_type)
         now = self._clock()
@@ -138,7 +154,7 @@ class DynamoArtifactStore:
             "created_at": {"S": info.created_at},
             "expires_at": {"N": str(int(now.timestamp()) + self._retention_s + RECORD_PART_EXPIRY_S)},
         }
-        key = None if inline else blob_key(job_id, name, attempt)
+        key = None if inline else blob_key(job_id, name, attempt, write)
         if key is None:
             item["data"] = {"B": data}
         else:
@@ -151,6 +167,8 @@ class DynamoArtifactStore:
                 self._put_while_running(job_id, attempt, name, item, key)
         except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
             raise StoreUnavailableError(f"could not record artifact {name} of job {job_id}") from exc
+        if attempt is not None and write > 1:
+            discard_replaced(self._blobs, blob_key(job_id, name, attempt, write - 1))
         return info
 
     def _put_while_running(self, job_id: str, attempt: int, name: str, item: dict[str, Any],

@@ -7,7 +7,14 @@ from typing import Any, Callable, Iterator, Optional
 from urllib.parse import urlencode
 
 from chalicelib.adapters.artifacts import blob_key as artifact_blob_key
-from chalicelib.adapters.artifacts import check_content_type, check_name, keeps_inline, page_cursor, read_page_cursor
+from chalicelib.adapters.artifacts import (
+    check_content_type,
+    check_name,
+    discard_replaced,
+    keeps_inline,
+    page_cursor,
+    read_page_cursor,
+)
 from chalicelib.defaults import ARTIFACT_PAGE, INLINE_LIMIT_BYTES
 from chalicelib.domain.errors import ArtifactNotFoundError, AttemptEndedError, BlobNotFoundError
 from chalicelib.domain.job import isoformat, utcnow
@@ -59,13 +66,13 @@ class InMemoryArtifactStore:
         self.items: dict[tuple[str, str], Artifact] = {}
 
     def put(self, job_id: str, name: str, data: bytes, content_type: str, *,
-            attempt: Optional[int] = None) -> ArtifactInfo:
+            attempt: Optional[int] = None, write: int = 1) -> ArtifactInfo:
         check_name(name)
         check_content_type(content_type)
         inline = keeps_inline(data, content_type, self._inline_limit)
         info = ArtifactInfo(job_id, name, content_type, len(data), isoformat(self._clock()),
                             "inline" if inline else "s3")
-        key = None if inline else artifact_blob_key(job_id, name, attempt)
+        key = None if inline else artifact_blob_key(job_id, name, attempt, write)
         if key is not None:
             self._blobs.put(key, data, content_type)
         if attempt is not None and self._jobs is not None:
@@ -75,6 +82,8 @@ class InMemoryArtifactStore:
                     self._blobs.delete([key])
                 raise AttemptEndedError.refusing(job_id, attempt, f"artifact {name} is not stored")
         self.items[(job_id, name)] = Artifact(info, content=bytes(data)) if key is None else Artifact(info, blob_key=key)
+        if attempt is not None and write > 1:
+            discard_replaced(self._blobs, artifact_blob_key(job_id, name, attempt, write - 1))
         return info
 
     def list(self, job_id: str, *, limit: int = ARTIFACT_PAGE, cursor: Optional[str] = None) -> ArtifactPage:

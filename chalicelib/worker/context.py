@@ -26,7 +26,8 @@ from chalicelib.ports import ArtifactInfo, Clock
 from chalicelib.worker.progress import ProgressReporter
 
 # (job id, name, bytes, content type) -> what was stored
-StoreArtifact = Callable[[str, str, bytes, str], ArtifactInfo]
+# (job_id, name, data, content_type, *, write): ArtifactStore.put of the attempt's `write`-th write of `name`
+StoreArtifact = Callable[..., ArtifactInfo]
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,11 @@ class JobContext:
         self._spawned = 0  # spawn calls: each child's index, unique in the attempt
         self._made = 0  # the children those calls made (or may have: a store that did not answer)
         self._store_artifact = store_artifact
+        # Each name's writes are numbered (each stores its object under a key of its own) and
+        # made one at a time: the one that lands deletes the object of the one before it.
+        self._artifact_writes: dict[str, int] = {}
+        self._artifact_locks: dict[str, threading.Lock] = {}
+        self._artifact_locks_lock = threading.Lock()
         self._reload = reload
         self._deadline = deadline
         self._clock = clock  # the worker's: `deadline` is a reading of it
@@ -308,8 +314,13 @@ class JobContext:
             raw, default_type = _artifact_json(name, data), "application/json"
         else:
             raise InvalidArtifactError(f"artifact data must be bytes, str, dict or list, not {type(data).__name__}")
-        # Only None takes the default: an empty or falsy one is no media type, refused as any other.
-        return self._store_artifact(self.job_id, name, raw, default_type if content_type is None else content_type)
+        with self._artifact_locks_lock:
+            lock = self._artifact_locks.setdefault(name, threading.Lock())
+        with lock:
+            write = self._artifact_writes[name] = self._artifact_writes.get(name, 0) + 1
+            # Only None takes the default: an empty or falsy one is no media type, refused as any other.
+            return self._store_artifact(self.job_id, name, raw, default_type if content_type is None else content_type,
+                                        write=write)
 
     def cancelled(self, *, fresh: bool = False) -> bool:
         """True once a cancel was requested. Reads the store at most once per poll interval, and

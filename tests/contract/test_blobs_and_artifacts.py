@@ -251,3 +251,34 @@ def test_a_cursor_longer_than_the_bound_is_refused_unread_one_at_the_bound_is_re
         adapters.artifacts.list(JOB, limit=1, cursor=at_bound + ".")
     # the refusal shows the cursor's start, not the kilobytes a client sent
     assert refused.value.details == {"cursor": (at_bound + ".")[:200]}
+
+
+def test_an_attempts_later_write_of_an_artifact_has_an_object_of_its_own(adapters):
+    """An attempt writing one name again stores each write under a key of its own: once the
+    later write lands, the object of the one before it (which no item names now) is deleted;
+    one refused because the attempt lost its lease meanwhile deletes only what it uploaded,
+    and the artifact the job lists still reads as the attempt last stored it."""
+    from chalicelib.domain.errors import AttemptEndedError
+    from chalicelib.domain.job import Job
+    from chalicelib.domain.status import JobStatus
+    from chalicelib.ports import ChangeSet
+
+    job = Job(id=JOB, type="demo.steps", tenant="acme", user="ann", created_at="2026-01-01T00:00:00.000Z")
+    adapters.store.create(job)
+    job = adapters.store.apply(job, JobStatus.QUEUED, ChangeSet({"status": JobStatus.RUNNING, "attempts": 1}))
+    data = b"x" * (INLINE_LIMIT + 1)
+    adapters.artifacts.put(JOB, "out.bin", data, "application/octet-stream", attempt=1)
+    adapters.artifacts.put(JOB, "out.bin", data.upper(), "application/octet-stream", attempt=1, write=2)
+
+    def kept():
+        return [k for page in adapters.blobs.keys_older_than(f"jobs/{JOB}/", utcnow() + timedelta(minutes=5))
+                for k in page]
+
+    assert kept() == [f"jobs/{JOB}/artifacts/0001-2/out.bin"]
+    adapters.store.apply(job, JobStatus.RUNNING, ChangeSet({"status": JobStatus.FAILED}))  # its lease ended
+    with pytest.raises(AttemptEndedError):
+        adapters.artifacts.put(JOB, "out.bin", b"late", "application/octet-stream", attempt=1, write=3)
+    stored = adapters.artifacts.get(JOB, "out.bin")
+    assert (stored.blob_key, adapters.blobs.get(stored.blob_key)) == (f"jobs/{JOB}/artifacts/0001-2/out.bin",
+                                                                      data.upper())
+    assert kept() == [f"jobs/{JOB}/artifacts/0001-2/out.bin"]

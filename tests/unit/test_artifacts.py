@@ -273,3 +273,36 @@ def test_an_artifact_made_once_the_handler_knows_of_the_cancel_is_refused_and_th
     assert final.status == JobStatus.CANCELED
     assert [a.name for a in artifacts.list(job.id).artifacts] == ["before.txt"]
     assert refused == [f"job {job.id} was canceled: artifact 'after.txt' is not stored"]
+
+
+def test_a_late_write_of_an_attempt_that_lost_its_lease_keeps_the_artifact_it_stored_before(store, queue, clock):
+    """An attempt stores an artifact in S3, then loses its lease while its handler still runs
+    (the reconciler fails the job `worker_lost`) and writes the same name again: that write is
+    refused (AttemptEndedError), and the artifact the job lists still reads as first stored. The
+    late upload neither replaces its object nor, refused, deletes it."""
+    from chalicelib.defaults import LEASE_GRACE_S
+    from chalicelib.domain.errors import AttemptEndedError
+    from chalicelib.reconciler import Reconciler
+
+    registry = JobTypeRegistry()
+    blobs = InMemoryBlobStore(clock)
+    artifacts = InMemoryArtifactStore(blobs, inline_limit=1024, clock=clock, jobs=store)
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+    refused = []
+
+    @registry.register("t.snapshots", Empty, max_attempts=1)
+    def snapshots(ctx, payload):
+        ctx.artifact("report.bin", b"first")
+        clock.advance(ctx.job.timeout_s + LEASE_GRACE_S + 1)  # its worker stalls past its lease
+        Reconciler(lifecycle, None).run_pass()
+        try:
+            ctx.artifact("report.bin", b"late")
+        except AttemptEndedError as exc:
+            refused.append(exc)
+
+    job, _ = run(lifecycle, JobRunner(lifecycle, registry, clock=SystemClock(), artifacts=artifacts), queue,
+                 "t.snapshots")
+    after = store.get(job.id, mark_gone=False)
+    assert (after.status, after.error.code, len(refused)) == (JobStatus.FAILED, "worker_lost", 1)
+    kept = artifacts.get(job.id, "report.bin")
+    assert (kept.info.size, blobs.get(kept.blob_key)) == (5, b"first")
