@@ -8,7 +8,7 @@ import random
 from datetime import datetime, timedelta
 from typing import Any, Callable, Optional
 
-from chalicelib.defaults import OWED_LETTER_WAIT_S, RACE_RETRIES
+from chalicelib.defaults import OWED_LETTER_WAIT_S, RACE_RETRIES, SQS_MAX_DELAY_S
 from chalicelib.domain.errors import DeadLetterOwedError, NextAttemptUnsentError, QueueUnavailableError, StaleJobError
 from chalicelib.domain.job import Job, JobErrorInfo, Progress, isoformat
 from chalicelib.domain.progress import check_not_decreasing, clamp_percent, is_notable_change, progress_refusal
@@ -95,7 +95,7 @@ class Attempts(DeadLetters):
         ))
 
     def fail_attempt(self, job: Job, error: JobErrorInfo, *, retryable: bool,
-                     last_progress: Optional[Progress] = None) -> Job:
+                     last_progress: Optional[Progress] = None, retry_after_s: Optional[int] = None) -> Job:
         """End the running attempt with `error`: retrying (and a delayed message for the next
         attempt) while attempts remain and the error is retryable, else failed and the
         message parked on the dead-letter queue. Raises DeadLetterOwedError (a
@@ -104,7 +104,8 @@ class Attempts(DeadLetters):
         message not sent.
         `last_progress`, a report not yet written (`fail_job(..., progress_percent=75)`), is
         written with the outcome: one write and one event (seed 002: exactly one per
-        transition), not a `running` progress event before the `failed` one."""
+        transition), not a `running` progress event before the `failed` one. `retry_after_s`:
+        the retry waits at least this long (what a quota's refusal asked; SQS's 900 s at most)."""
 
         def decide(current: Job) -> Job:
             reported = _reported(current, last_progress, self.clock())
@@ -112,7 +113,8 @@ class Attempts(DeadLetters):
                 return self._finish(current, JobStatus.CANCELED, error=error, **reported)
             if retryable and current.attempts < current.max_attempts:
                 transition(current, JobStatus.RETRYING)
-                delay = retry_delay_s(current.attempts, base_s=self.retry_base_s)
+                delay = max(retry_delay_s(current.attempts, base_s=self.retry_base_s),
+                            min(retry_after_s or 0, SQS_MAX_DELAY_S))
                 start = self.clock() + timedelta(seconds=delay)
                 retried = self._write_room(
                     current,

@@ -14,6 +14,7 @@ from chalicelib.domain.errors import (
     JobCancelledError,
     JobpipeError,
     JobTimeoutError,
+    QuotaExceededError,
     describe,
     text_of,
 )
@@ -43,6 +44,7 @@ class EndFailed:
     error: JobErrorInfo
     retryable: bool
     raised: Optional[BaseException] = None
+    retry_after_s: Optional[int] = None  # the wait `raised` asks before a retry (a quota's refusal)
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,8 @@ def decide_ending(*, failure: Optional[Failure], completion: Optional[Completion
        too) or ran past its timeout after.
     4. its time ran out: failed `timeout`, retried, whatever the handler did then (a look at
        the cancel request too).
-    5. an exception: failed with its code, retried unless it is a FatalJobError.
+    5. an exception: failed with its code, retried unless it is a FatalJobError (a quota's
+       refusal, from ctx.spawn, no sooner than it asks).
     6. it returned: completed with what it returned (a Completion's result and message).
 
     A failure ends the job canceled, its error kept, when its cancel was requested (the lifecycle
@@ -100,7 +103,9 @@ def decide_ending(*, failure: Optional[Failure], completion: Optional[Completion
             f"{JobTimeoutError.exceeded(timeout_s)} (it went on past its timeout)")
         return EndFailed(error_info(timeout), retryable=True, raised=raised)
     if raised is not None:
-        return EndFailed(error_info(raised), retryable=not isinstance(raised, FatalJobError), raised=raised)
+        wait = raised.retry_after_s if isinstance(raised, QuotaExceededError) else None
+        return EndFailed(error_info(raised), retryable=not isinstance(raised, FatalJobError), raised=raised,
+                         retry_after_s=wait)
     if isinstance(returned, Completion):
         return EndCompleted(returned.result, returned.message)
     return EndCompleted(returned)

@@ -113,7 +113,7 @@ class AttemptOutcomes:
             return self._complete_with(job, ending.result, ending.message, last_progress, started, patiently,
                                        ending.after)
         return self.fail(job, ending.error, ending.retryable, started, last_progress, raised=ending.raised,
-                         patiently=patiently)
+                         patiently=patiently, retry_after_s=ending.retry_after_s)
 
     def _patiently(self, job: Job, write: Callable[[], Job], ends_by: Optional[float]) -> Job:
         """`write()`, the outcome of `job`'s attempt, written again while the store does not
@@ -222,7 +222,8 @@ class AttemptOutcomes:
 
     def fail(self, job: Job, error: JobErrorInfo, retryable: bool, started: Optional[float] = None,
              last_progress: Optional[Progress] = None, raised: Optional[BaseException] = None,
-             patiently: Optional[Callable[[Callable[[], Job]], Job]] = None) -> Job:
+             patiently: Optional[Callable[[Callable[[], Job]], Job]] = None,
+             retry_after_s: Optional[int] = None) -> Job:
         """End the attempt with `error` and the report it had not written yet (`last_progress`,
         the reporter's settled: one write, one event), through `patiently` when given (written
         again while the store does not answer), observed with the error and, for what the
@@ -230,14 +231,15 @@ class AttemptOutcomes:
         the failure, when the job failed but its dead letter was not sent (the delivery must fail
         so that its message comes back to park it), and NextAttemptUnsentError, the same way, when
         the job is retrying but its next attempt's message was not sent (its message, coming back,
-        starts that attempt)."""
+        starts that attempt). `retry_after_s`: the least wait before a retry (a quota's refusal)."""
         extra: dict[str, Any] = {"error_code": error.code, "error_message": error.message}
         if raised is not None:
             extra["traceback"] = _traceback_end(raised)
         error, last_progress = _answerable(job, error, last_progress)
 
         def write() -> Job:
-            return self._lifecycle.fail_attempt(job, error, retryable=retryable, last_progress=last_progress)
+            return self._lifecycle.fail_attempt(job, error, retryable=retryable, last_progress=last_progress,
+                                                retry_after_s=retry_after_s)
 
         try:
             final = patiently(write) if patiently is not None else write()

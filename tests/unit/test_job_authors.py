@@ -887,3 +887,26 @@ def test_a_handler_error_whose_message_str_raises_still_ends_the_attempt(store, 
     after = run_once(lifecycle, queue, types, "p.fails")
     assert (after.status, after.attempts) == (status, 1)
     assert (after.error.code, after.error.message) == ("UPSTREAM_DOWN", "Unprintable")
+
+
+def test_a_spawn_the_tenants_quota_refused_is_retried_no_sooner_than_the_quota_asked(store, queue, clock):
+    """An uncaught QuotaExceededError from ctx.spawn retried the parent after the usual 1-2 s,
+    though the quota asked for 10: a fan-out spent its attempts within seconds of a full quota
+    and failed `quota_exceeded` for good, while the retry the docs promise could not succeed."""
+    from chalicelib.domain.errors import QuotaExceededError
+
+    def admit(tenant, pending=0):
+        raise QuotaExceededError("tenant acme has 2 unfinished jobs, the most it may", retry_after_s=45)
+
+    types = JobTypeRegistry()
+    types.register("q.child", Empty)(lambda ctx, payload: None)
+    types.register("q.parent", Empty, max_attempts=3)(lambda ctx, payload: ctx.spawn("q.child", {}))
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    lifecycle.submit(tenant="acme", user="ann", type="q.parent", payload={})
+    (message,) = queue.drain()
+    queue.sent.clear()
+    job = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0, admit=admit).run(message)
+    assert (job.status, job.error.code) == (JobStatus.RETRYING, "quota_exceeded")
+    ((_, _, delay),) = queue.sent
+    assert delay >= 45
+    assert (datetime.fromisoformat(job.not_before) - clock()).total_seconds() >= 45
