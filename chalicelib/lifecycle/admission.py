@@ -47,6 +47,7 @@ from chalicelib.domain.job import (
 )
 from chalicelib.domain.numbers import shown_number
 from chalicelib.domain.registry import JobType
+from chalicelib.domain.status import JobStatus
 from chalicelib.domain.submission_keys import check_key, request_hash
 from chalicelib.lifecycle.transitions import JobTransitions, start_message
 from chalicelib.ports import SubmissionKey
@@ -357,6 +358,10 @@ class Admission(JobTransitions):
             check_name("scope", scope)
         child_id = child_job_id(parent.id, parent.attempts, index)
         existing = self.store.get(child_id, mark_gone=True)  # the child as recorded, whatever its objects
+        if existing is None:
+            earlier = self._earlier_child(parent, index, type=type, payload=payload, priority=priority, scope=scope)
+            if earlier is not None:
+                return earlier
         if existing is None and (len(parent.children) if listed is None else listed) >= MAX_CHILDREN:
             raise TooManyChildrenError(
                 f"job {parent.id} lists {MAX_CHILDREN} children, as many as a job may; "
@@ -386,6 +391,27 @@ class Admission(JobTransitions):
                 return child
         self.store.add_child(parent.id, child_id, parent.attempts)
         return existing
+
+    def _earlier_child(self, parent: Job, index: int, *, type: str, payload: Any, priority: Optional[str],
+                       scope: Optional[str]) -> Optional[Job]:
+        """The child an earlier attempt of `parent` spawned as number `index` (the latest that
+        listed one), when it is the child asked for now (its type, payload as stored, priority
+        and scope) and has not failed or been canceled: a retried parent takes it on instead of
+        running its work twice. None otherwise, and on a first attempt (nothing read)."""
+        listed = set(parent.children)
+        for attempt in range(parent.attempts - 1, 0, -1):
+            child_id = child_job_id(parent.id, attempt, index)
+            if child_id in listed:
+                break
+        else:
+            return None
+        earlier = self.store.get(child_id, mark_gone=True)
+        if earlier is None or earlier.status in (JobStatus.FAILED, JobStatus.CANCELED) or earlier.gone:
+            return None
+        job_type = self.registry.get(type)
+        asked = (job_type.name, job_type.stored_payload(job_type.parse_payload(payload)),
+                 parent.priority if priority is None else priority, parent.scope if scope is None else scope)
+        return earlier if (earlier.type, earlier.payload, earlier.priority, earlier.scope) == asked else None
 
 
 _SUBMIT = inspect.signature(Admission.submit)

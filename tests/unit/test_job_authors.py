@@ -910,3 +910,57 @@ def test_a_spawn_the_tenants_quota_refused_is_retried_no_sooner_than_the_quota_a
     ((_, _, delay),) = queue.sent
     assert delay >= 45
     assert (datetime.fromisoformat(job.not_before) - clock()).total_seconds() >= 45
+
+
+class Numbered(BaseModel):
+    n: int
+
+
+def _fan_out_retried(store, queue, clock, second_payloads, *, fail_child=None):
+    """A parent spawning `q.child {"n": 1}` and `{"n": 2}`, its first attempt failing after them
+    (a retryable error, as a lost worker's would be); the second spawning `second_payloads` and
+    returning. Returns (the parent as its second attempt left it, the children recorded)."""
+    types = JobTypeRegistry()
+    types.register("q.child", Numbered)(lambda ctx, payload: None)
+
+    def parent(ctx, payload):
+        if ctx.attempt == 1:
+            for n in (1, 2):
+                ctx.spawn("q.child", {"n": n})
+            raise RetryableJobError("the worker went away after two spawns")
+        return [ctx.spawn("q.child", p) for p in second_payloads]
+
+    types.register("q.parent", Empty, max_attempts=3)(parent)
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    made = lifecycle.submit(tenant="acme", user="ann", type="q.parent", payload={})
+    runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0)
+    (message,) = queue.drain()
+    assert runner.run(message).status == JobStatus.RETRYING
+    if fail_child is not None:  # that child of the first attempt ran and failed meanwhile
+        child_id = store.get(made.id, mark_gone=False).children[fail_child - 1]
+        store._jobs[child_id] = store._jobs[child_id].model_copy(update={"status": JobStatus.FAILED})
+    retry = next(m for m in queue.drain() if m.job_id == made.id)
+    clock.advance(60)
+    ended = runner.run(retry)
+    return ended, [store.get(c, mark_gone=False) for c in ended.children]
+
+
+def test_a_retried_parent_takes_the_children_its_earlier_attempt_made_instead_of_making_them_again(
+        store, queue, clock):
+    """A parent's retry (after worker_lost, a timeout, an error) spawned its children anew: a
+    fan-out whose worker died after spawning ran every child twice, and one of over 1,000
+    children could not survive a lost worker (MAX_CHILDREN counts every attempt's)."""
+    ended, children = _fan_out_retried(store, queue, clock, [{"n": 1}, {"n": 2}, {"n": 3}])
+    assert ended.status == JobStatus.COMPLETED
+    assert [c.payload for c in children] == [{"n": 1}, {"n": 2}, {"n": 3}]  # three children, not five
+    assert ended.result == ended.children
+
+
+def test_a_retried_parent_makes_a_child_anew_where_it_asks_for_another_or_the_earlier_one_failed(
+        store, queue, clock):
+    ended, children = _fan_out_retried(store, queue, clock, [{"n": 1}, {"n": 5}], fail_child=1)
+    # child 1 of the first attempt failed: spawned again; child 2's place asks for n=5: a new one
+    assert [(c.payload, c.status) for c in children] == [
+        ({"n": 1}, JobStatus.FAILED), ({"n": 2}, JobStatus.QUEUED), ({"n": 1}, JobStatus.QUEUED),
+        ({"n": 5}, JobStatus.QUEUED)]
+    assert ended.result == ended.children[2:]
