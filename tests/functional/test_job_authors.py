@@ -9,6 +9,7 @@ import pytest
 from pydantic import BaseModel, field_validator
 
 from chalicelib import composition
+from chalicelib.domain.errors import RetryableJobError
 from chalicelib.job_types import registry
 from tests.functional.conftest import auth, drain, invoke_worker, receive_all, sqs_event
 from tests.functional.conftest import get_job as get
@@ -57,9 +58,16 @@ def author_types():
     def fan_out(ctx, payload):
         return [ctx.spawn("author.latin1_csv", {}) for _ in range(payload.children)]
 
+    def fan_out_once_lost(ctx, payload):
+        spawned = [ctx.spawn("author.latin1_csv", {}) for _ in range(payload.children)]
+        if ctx.attempt == 1:
+            raise RetryableJobError("the connection went away after the spawns")
+        return spawned
+
     add("author.exits", Empty, exits, max_attempts=3, timeout_s=30)
     add("author.latin1_csv", Empty, latin1_csv, max_attempts=1, timeout_s=30)
     add("author.fan_out", Fanout, fan_out, max_attempts=1, timeout_s=30)
+    add("author.fan_out_once_lost", Fanout, fan_out_once_lost, max_attempts=2, timeout_s=30)
     add("author.web_page", Empty, web_page, max_attempts=1, timeout_s=30)
     add("author.named", Named, lambda ctx, payload: payload.name, timeout_s=30)
     yield
@@ -144,3 +152,14 @@ though the stats stream has not seen them."""
     children = get(client, parent["id"])["children"]
     unfinished = [c for c in children if get(client, c)["status"] in ("queued", "running", "retrying")]
     assert len(unfinished) <= 3, f"{len(unfinished)} spawned jobs queued for a tenant bounded at 3"
+
+
+def test_a_retried_fan_out_takes_on_the_children_its_first_attempt_spawned(client, app, aws, author_types):
+    """docs/jobs.md: a retried parent does not run its children's work twice: its second
+    attempt's spawns return the children the first made (the same request, none failed)."""
+    parent = submit(client, {"type": "author.fan_out_once_lost", "payload": {"children": 3}})
+    drain(app, aws)
+    ended = get(client, parent["id"])
+    assert (ended["status"], ended["attempts"]) == ("completed", 2), ended
+    assert len(ended["children"]) == 3 and ended["result"] == ended["children"]
+    assert {get(client, c)["status"] for c in ended["children"]} == {"completed"}
