@@ -6,7 +6,7 @@ EMU := .venv-emulator
 BIN := $(VENV)/bin
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: run test unit contract functional e2e package lint bench clean browser stack-config
+.PHONY: run test unit contract functional faults e2e package lint bench clean browser stack-config
 
 # The tiers run one after the other, cheapest first, even under `make -j`.
 .NOTPARALLEL:
@@ -66,6 +66,11 @@ contract: $(VENV)/.installed
 functional: $(VENV)/.installed
 	$(BIN)/python -m pytest tests/functional -n auto --dist loadfile
 
+# Every AWS request of a job's life failed in turn (tests/faults/test_fault_walk.py): five
+# hundred lives on moto, each case its own, spread over one worker per core: about four minutes.
+faults: $(VENV)/.installed
+	$(BIN)/python -m pytest tests/faults -n auto
+
 # Two workers, each with its own emulator and stacks, a file's tests together on one: the fault
 # mix waits four minutes on leases and reconciler passes while the other worker runs the rest.
 # Three were slower on two cores (557 s against 503-523 s): more emulators sharing them. The
@@ -75,7 +80,7 @@ e2e: $(VENV)/.installed $(EMU)/.installed $(CHROMIUM) package
 
 # Each tier is its own pytest run; make stops at the first that fails, so a broken unit test is
 # reported before the emulator venv, chromium or the package are even built.
-test: unit contract functional lint e2e
+test: unit contract functional lint faults e2e
 
 # Cost and speed on a freshly deployed local stack; not part of `make test`. BENCH_JOBS etc. in bench/__main__.py.
 bench: $(VENV)/.installed $(EMU)/.installed
