@@ -668,3 +668,80 @@ def test_progress_details_with_a_key_that_is_not_text_are_refused():
     """json.dumps would write {1: ...} as {"1": ...}: the details would not read back as reported."""
     with pytest.raises(ProgressRejectedError, match="its keys are text, not 1"):
         check_report(None, None, {"rows": [{1: "x"}]})
+
+
+def test_the_on_error_given_hears_a_write_the_store_did_not_answer_while_the_handler_goes_on():
+    """ProgressReporter(on_error=...): the worker's `job progress_refused` line. A due write the
+    store did not answer is told to it, and the handler's report returns (a progress report is
+    worth no attempt): the report is written when the next window ends."""
+    from chalicelib.domain.errors import StoreUnavailableError
+
+    clock, written, observed, down = ManualClock(start=1000.0), [], [], [True]
+    job = Job(id="j", type="t", tenant="a", user="u", created_at="x", attempts=1)
+
+    def write(job, progress):
+        if down[0]:
+            raise StoreUnavailableError("throttled")
+        written.append(progress)
+        return job.model_copy(update={"progress": progress, "version": job.version + 1})
+
+    reporter = ProgressReporter(job, write, clock=clock, min_interval_s=2.0, on_error=observed.append)
+    reporter.report(40, message="halfway", force=True)
+    assert [str(e) for e in observed] == ["throttled"] and written == []
+    down[0] = False
+    clock.advance(2)
+    assert [(p.percent, p.message) for p in written] == [(40, "halfway")]
+
+
+def test_a_failures_last_report_keeps_the_details_of_the_report_before_it(setup):
+    """report_final (fail_job's percent, a failure's message) keeps the last report's details
+    beside its message, as the outcome keeps them: the failed job still shows the rows counted."""
+    reporter, clock, written = setup
+    reporter.report(40, step="rows", message="40 rows", details={"rows": 40}, force=True)
+    reporter.report(50, details={"rows": 50})  # pending: its window has not ended
+    reporter.report_final(55, "failed", "row 51 is not a number")
+    final = reporter.settle()
+    assert (final.percent, final.message, final.details) == (55, "row 51 is not a number", {"rows": 50})
+    assert reporter.percent == 55  # what the handler's ctx.progress_percent reads after fail_job
+
+
+def test_an_attempt_given_up_on_with_the_lock_free_stops_the_window(setup):
+    """`abandon` with no write under way is `settle`: the report the timeout's write carries is
+    handed back and no window's timer writes it after as a `running` job's progress."""
+    reporter, clock, written = setup
+    reporter.report(40, step="s40")
+    assert clock.armed == 1
+    assert (reporter.abandon().percent, clock.armed) == (40, 0)
+    clock.advance(10)
+    assert written == [] and reporter.settle() is None
+
+
+@pytest.mark.parametrize("reported", [False, True])
+def test_an_attempt_given_up_on_while_the_handler_holds_the_lock_outside_a_write(setup, reported):
+    """The alarm can cut the handler's thread inside a report, holding the reporter's lock, with
+    no write under way (measuring the report): `abandon` from the give-up's thread hands back the
+    report its window still held, which the timeout's write then carries, or None when there is
+    none (the give-up still writes the timeout)."""
+    import threading
+
+    reporter, clock, written = setup
+    if reported:
+        reporter.report(40, step="s40")  # its window has not ended: pending
+    holding, release, abandoned = threading.Event(), threading.Event(), []
+
+    def hold():
+        with reporter._lock:
+            holding.set()
+            release.wait(5)
+
+    handler = threading.Thread(target=hold)
+    handler.start()
+    assert holding.wait(5)
+    try:
+        giving_up = threading.Thread(target=lambda: abandoned.append(reporter.abandon()))
+        giving_up.start()
+        giving_up.join(5)
+    finally:
+        release.set()
+        handler.join(5)
+    assert [(p.percent, p.step) if p else None for p in abandoned] == ([(40, "s40")] if reported else [None])
