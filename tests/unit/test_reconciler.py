@@ -839,3 +839,18 @@ def test_a_queue_no_worker_receives_gets_no_copies_and_its_jobs_wait_for_its_con
     clock.advance(UNCONSUMED_LOOK_S)
     assert reconciler.run_pass().counts == {"redispatched": 3}
     assert sorted(m.job_id for m, _, _ in queue.sent) == sorted(job.id for job in jobs)
+
+
+def test_a_paused_queue_holding_one_message_sends_no_copy_of_it(lifecycle, queue, clock, store):
+    """docs/operations.md (pausing a queue's consumers): a queue that holds messages and none in
+    flight is a paused one, were it one message: the job whose message it is, the only one
+    there, is not sent again (no copy to run through once resumed, no dispatch spent)."""
+    reconciler = Reconciler(lifecycle, InMemoryQueueOperations(queue))
+    job = submit(lifecycle)
+    assert len(queue.sent) == 1
+    counts: Counter = Counter()
+    for _ in range(6 * 60):
+        clock.advance(60)
+        counts.update(reconciler.run_pass().counts)
+    assert len(queue.sent) == 1 and set(counts) == {"unconsumed"}, counts
+    assert store.get(job.id, mark_gone=False).dispatches == job.dispatches
