@@ -420,3 +420,100 @@ def test_two_threads_failing_at_once_end_the_job_with_the_error_both_raise(store
     final = JobRunner(lifecycle, types, clock=ManualClock(), progress_interval_s=2).run(queue.drain()[0])
     assert (final.status, final.error.code) == (JobStatus.FAILED, "E_FIRST"), final.error
     assert raised == {"E_FIRST": "E_FIRST", "E_SECOND": "E_FIRST"}, raised
+
+
+def ended_attempt(store, queue, clock, *, completed: bool, stop: str):
+    """The job and the events observed once its handler (complete_job first when `completed`)
+    stopped as `stop` says: returned, raised, ran past its 30 s timeout and returned or raised
+    the interrupt, or went on 15 s past it until it was given up on."""
+    worker_clock, types, observed = ManualClock(), JobTypeRegistry(), []
+
+    @types.register("t.ends", Empty, timeout_s=30, max_attempts=3)
+    def ends(ctx, payload):
+        raise AssertionError("driven by the test")
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    submitted = lifecycle.submit(tenant="acme", user="ann", type="t.ends", payload={})
+    job = lifecycle.claim(queue.drain()[0]).job
+    reporter = ProgressReporter(job, lifecycle.record_progress, clock=worker_clock, min_interval_s=2)
+    ctx = JobContext(reporter, reload=lambda job_id: store.get(job_id, fetch=(), mark_gone=False),
+                     clock=worker_clock, deadline=worker_clock.monotonic() + 30)
+    outcomes = AttemptOutcomes(lifecycle, clock=worker_clock,
+                               observe=lambda event, job_, extra: observed.append((event, extra)),
+                               end_process=lambda: None)
+    if completed:
+        ctx.complete({"rows": 3}, "three rows")
+    if stop.startswith("times_out") or stop == "given_up":
+        ctx.expire()
+    raised: Optional[BaseException] = {
+        "raises": ValueError("the connection closed"),
+        "times_out_raises": JobTimeoutError(JobTimeoutError.exceeded(30)),
+    }.get(stop)
+    try:
+        if stop == "given_up":
+            outcomes.give_up(reporter, worker_clock.monotonic(), 15.0, ctx=ctx)
+        else:
+            outcomes.after_handler(job, ctx, reporter, worker_clock.monotonic(), None, raised)
+    finally:
+        ctx.close()
+    return store.get(submitted.id, mark_gone=False), observed
+
+
+# docs/jobs.md (complete_job): the worker's `job completed` line carries a `warning` saying what
+# went wrong after complete_job (and the error's `traceback`); none when nothing did.
+AFTER_COMPLETE_JOB = {
+    "returns": None,
+    "raises": "the handler raised ValueError: the connection closed",
+    "times_out_returns": "the handler ran past its timeout",
+    "times_out_raises": f"the handler ran past its timeout ({JobTimeoutError.exceeded(30)})",
+    "given_up": "the handler went on 15.0 s past its timeout and its worker process was ended",
+}
+
+
+@pytest.mark.parametrize("stop", list(AFTER_COMPLETE_JOB))
+def test_the_completed_line_warns_of_what_went_wrong_after_complete_job_and_only_then(store, queue, clock, stop):
+    """docs/jobs.md: a handler that raises, or runs past its timeout, after complete_job completes
+    its job with the recorded result; the `completed` line's `warning` says what went wrong (the
+    error's `traceback` beside it when the handler raised). A handler that returned in time gets
+    no warning: an operator reading one looks for a fault."""
+    final, observed = ended_attempt(store, queue, clock, completed=True, stop=stop)
+    assert (final.status, final.result, final.progress.message) == (JobStatus.COMPLETED, {"rows": 3}, "three rows")
+    (extra,) = [extra for event, extra in observed if event == "completed"]
+    what = AFTER_COMPLETE_JOB[stop]
+    if what is None:
+        assert "warning" not in extra and "traceback" not in extra, extra
+        return
+    assert extra["warning"] == f"{what} after complete_job: the job completed with the result it recorded"
+    assert ("traceback" in extra) == stop.endswith("raises"), extra
+    if stop == "raises":
+        assert "ValueError: the connection closed" in extra["traceback"]
+
+
+@pytest.mark.parametrize(("stop", "said"), [
+    ("times_out_returns", f"{JobTimeoutError.exceeded(30)} (it went on past its timeout)"),
+    ("times_out_raises", JobTimeoutError.exceeded(30)),  # the interrupt's own
+    ("given_up", f"{JobTimeoutError.exceeded(30, 15.0)} despite being interrupted: its worker process was ended"),
+])
+def test_a_timeout_says_whether_the_worker_process_was_ended(store, queue, clock, stop, said):
+    """docs/jobs.md: a handler that goes on past its timeout until the give-up has its attempt
+    failed `timeout` saying "its worker process was ended", one that returned late says it went
+    on past its timeout, and one the interrupt stopped says what the interrupt said: the error
+    tells an author which of the three their handler did."""
+    final, _ = ended_attempt(store, queue, clock, completed=False, stop=stop)
+    assert (final.status, final.error.code, final.error.message) == (JobStatus.RETRYING, "timeout", said)
+
+
+
+def test_a_handler_error_with_no_text_is_recorded_by_its_type_name(store, queue, clock):
+    """A job's `error.message` is never empty: an error raised with no text (a FatalJobError("")
+    of the handler's own code) is recorded by its type name, as one whose text cannot be had."""
+    types = JobTypeRegistry()
+
+    @types.register("t.says_nothing", Empty, max_attempts=3)
+    def says_nothing(ctx, payload):
+        raise FatalJobError("", code="E_SILENT")
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    lifecycle.submit(tenant="acme", user="ann", type="t.says_nothing", payload={})
+    final = JobRunner(lifecycle, types, clock=ManualClock(), progress_interval_s=2).run(queue.drain()[0])
+    assert (final.status, final.error.code, final.error.message) == (JobStatus.FAILED, "E_SILENT", "FatalJobError")
