@@ -856,15 +856,20 @@ def test_a_paused_queue_holding_one_message_sends_no_copy_of_it(lifecycle, queue
     assert store.get(job.id, mark_gone=False).dispatches == job.dispatches
 
 
-def test_a_pass_whose_time_ran_out_at_a_page_end_reads_no_further_page(lifecycle, queue, clock, store, monkeypatch):
+@pytest.mark.parametrize("spent", ["margin", "due_budget"])
+def test_a_pass_whose_time_ran_out_at_a_page_end_reads_no_further_page(lifecycle, queue, clock, store, monkeypatch,
+                                                                        spent):
     """A pass keeps to its invocation's time between pages too: once the due jobs of a page
-    spent it (less than RECONCILE_PASS_MARGIN_S left), no request for the next page is started
-    (one started then could outlast the invocation); the jobs on it wait for the next pass."""
+    spent it (less than RECONCILE_PASS_MARGIN_S left, or the due step's RECONCILE_DUE_BUDGET_S
+    spent), no request for the next page is started (one started then could outlast the
+    invocation, or hold back the stream batches); the jobs on it wait for the next pass."""
+    from chalicelib.defaults import RECONCILE_DUE_BUDGET_S
     for _ in range(3):
         submit(lifecycle)
     queue.drain()
     clock.advance(DISPATCH_GRACE_S + 1)
-    pages, left = [], [60.0]
+    start = RECONCILE_DUE_BUDGET_S + RECONCILE_PASS_MARGIN_S + 30
+    pages, left = [], [float(start)]
     real_due = store.due
 
     def due(now, limit, after=None):
@@ -873,7 +878,7 @@ def test_a_pass_whose_time_ran_out_at_a_page_end_reads_no_further_page(lifecycle
 
     def observe(message, extra) -> None:  # the page's second job spends the time
         if message == "job redispatched" and len(queue.sent) == 2:
-            left[0] = RECONCILE_PASS_MARGIN_S - 1
+            left[0] = RECONCILE_PASS_MARGIN_S - 1 if spent == "margin" else start - RECONCILE_DUE_BUDGET_S - 1
 
     monkeypatch.setattr(store, "due", due)
     result = Reconciler(lifecycle, None, due_page=2, observe=observe).run_pass(time_left_s=lambda: left[0])
