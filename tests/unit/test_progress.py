@@ -745,3 +745,15 @@ def test_an_attempt_given_up_on_while_the_handler_holds_the_lock_outside_a_write
         release.set()
         handler.join(5)
     assert [(p.percent, p.step) if p else None for p in abandoned] == ([(40, "s40")] if reported else [None])
+
+
+def test_a_report_made_late_in_the_window_is_written_when_the_window_ends(setup):
+    """The window is PROGRESS_MIN_INTERVAL_S from the last write: a report made 1.5 s into a
+    2 s window is written at its end, 0.5 s later, not a whole interval or a second later."""
+    reporter, clock, written = setup
+    clock.advance(1.5)
+    reporter.report(30, step="s30")
+    clock.advance(0.499)
+    assert written == []
+    clock.advance(0.001)
+    assert [(p.percent, p.step) for p in written] == [(30, "s30")]
