@@ -188,3 +188,22 @@ def test_a_chain_with_a_link_no_guess_names_is_still_read_ahead_after_it(store):
     tree, whole = JobReads(counted).tree("acme", [root])
     assert len(tree) == MAX_TREE_JOBS - 1 and whole
     assert counted.batches < MAX_TREE_READS // 4
+
+def test_a_fan_out_before_chains_starts_their_read_ahead_at_one_link(store):
+    """Read-ahead grows only with guesses that were there: a level read without guesses (a
+    fan-out's children) leaves it at one link, so the chains below it, each a single link here,
+    cost one guess each, not two."""
+    def job(job_id: str, children: list[str]) -> None:
+        store.create(Job(id=job_id, type="demo.steps", tenant="acme", user="ann", children=children, **DONE))
+
+    root = "00000000-0000-4000-9000-000000000000"
+    fanned = [f"00000000-0000-4000-8000-{i:012d}" for i in (1, 2)]
+    links = [child_job_id(parent, 1, 1) for parent in fanned]
+    for parent, link in zip(fanned, links):
+        job(link, [])
+        job(parent, [link])
+    job(root, fanned)
+    counted = CountingStore(store)
+    tree, whole = JobReads(counted).tree("acme", [store.get(root, mark_gone=False)])
+    assert set(tree) == {*fanned, *links} and whole
+    assert counted.keys == len(fanned) + 2 * len(links)  # each link read, and one guess of its child
