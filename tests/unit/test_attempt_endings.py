@@ -517,3 +517,43 @@ def test_a_handler_error_with_no_text_is_recorded_by_its_type_name(store, queue,
     lifecycle.submit(tenant="acme", user="ann", type="t.says_nothing", payload={})
     final = JobRunner(lifecycle, types, clock=ManualClock(), progress_interval_s=2).run(queue.drain()[0])
     assert (final.status, final.error.code, final.error.message) == (JobStatus.FAILED, "E_SILENT", "FatalJobError")
+
+
+def test_each_failing_attempts_end_is_logged_with_its_error_and_where(store, queue, clock):
+    """docs/operations.md: a worker logs each attempt's end as `job retried` or `job failed`; a
+    failure adds `error_code`, `error_message` and, for what the handler raised, `traceback`,
+    and the attempt's `duration_s` feeds the `job_duration` metric. So does a job no attempt of which can run (its type unknown to this worker: no handler
+    ran, so no traceback)."""
+    types, observed, worker_clock = JobTypeRegistry(), [], ManualClock(start=1000.0)
+
+    @types.register("t.breaks", Empty, max_attempts=3)
+    def breaks(ctx, payload):
+        worker_clock.advance(5)  # the handler's run
+        raise ValueError("row 401 is not a number")
+
+    @types.register("t.refuses", Empty, max_attempts=3)
+    def refuses(ctx, payload):
+        raise FatalJobError("no way", code="bad_input")
+
+    types.register("t.removed", Empty, max_attempts=3)(lambda ctx, payload: None)
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    for type_ in ("t.breaks", "t.refuses", "t.removed"):
+        lifecycle.submit(tenant="acme", user="ann", type=type_, payload={})
+    deployed = JobTypeRegistry()  # this worker's: t.removed is gone from it
+    deployed.register("t.breaks", Empty, max_attempts=3)(breaks)
+    deployed.register("t.refuses", Empty, max_attempts=3)(refuses)
+    runner = JobRunner(lifecycle, deployed, clock=worker_clock, progress_interval_s=2,
+                       observe=lambda event, job, extra: observed.append((event, job.type, extra)))
+    for message in queue.drain():
+        runner.run(message)
+    ends = {job_type: (event, extra) for event, job_type, extra in observed if event != "started"}
+    assert {t: (e, x["error_code"], x["error_message"]) for t, (e, x) in ends.items()} == {
+        "t.breaks": ("retried", "handler_error", "ValueError: row 401 is not a number"),
+        "t.refuses": ("failed", "bad_input", "no way"),
+        "t.removed": ("failed", "unknown_job_type", "no handler is registered for 't.removed'"),
+    }
+    assert "ValueError: row 401 is not a number" in ends["t.breaks"][1]["traceback"]
+    assert "FatalJobError" in ends["t.refuses"][1]["traceback"]
+    assert "traceback" not in ends["t.removed"][1]
+    # the `job_duration` metric (docs/operations.md) of each attempt whose handler ran
+    assert (ends["t.breaks"][1]["duration_s"], ends["t.refuses"][1]["duration_s"]) == (5.0, 0.0), ends
