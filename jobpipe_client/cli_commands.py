@@ -10,7 +10,7 @@ import io
 import json
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Optional, TextIO
+from typing import Any, BinaryIO, Callable, Optional, TextIO
 
 from rich.console import Console
 
@@ -124,16 +124,7 @@ class Commands:
         found = self.client.job_types()
         if args.type is not None:
             return self._job_type(args, found)
-        if args.json:
-            self._json(found)
-        elif not self.out.is_terminal:
-            self.out.file.write(plain_types(found))  # into a pipe an empty listing is the header alone
-            self.out.file.flush()
-        elif found:
-            self.out.print(types_table(found))
-        else:
-            self.out.print("no job types")
-        return 0
+        return self._listing(found, args, plain_types, types_table, "no job types")
 
     def _job_type(self, args: argparse.Namespace, found: list[dict[str, Any]]) -> int:
         """`jobpipe types TYPE`: the type, or a usage error naming the types there are."""
@@ -150,15 +141,22 @@ class Commands:
 
     def artifacts(self, args: argparse.Namespace) -> int:
         found = list(self.client.artifacts(args.id))
+        return self._listing(found, args, plain_artifacts, artifacts_table, "no artifacts")
+
+    def _listing(self, found: list[dict[str, Any]], args: argparse.Namespace, plain: Callable[[Any], str],
+                 table: Callable[[Any], Any], nothing: str) -> int:
+        """A listing (`found`) as the JSON list with --json; into a pipe or a file `plain`'s
+        header and aligned lines (an empty listing the header alone); on a terminal `table`'s
+        table, or `nothing` when it is empty."""
         if args.json:
             self._json(found)
         elif not self.out.is_terminal:
-            self.out.file.write(plain_artifacts(found))  # into a pipe an empty listing is the header alone
+            self.out.file.write(plain(found))
             self.out.file.flush()
         elif found:
-            self.out.print(artifacts_table(found))
+            self.out.print(table(found))
         else:
-            self.out.print("no artifacts")
+            self.out.print(nothing)
         return 0
 
     def artifact(self, args: argparse.Namespace) -> int:
