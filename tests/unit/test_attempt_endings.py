@@ -150,14 +150,10 @@ def documented_ending(cancel: str, completed: bool, failed: bool, stop: str) -> 
     return JobStatus.COMPLETED, None  # returned: a cancel it never looked at leaves its result
 
 
-@pytest.mark.parametrize(("cancel", "completed", "failed", "stop"), CASES)
-def test_every_path_ends_an_attempt_as_the_documented_precedence_says(
-        store, queue, clock, cancel, completed, failed, stop):
-    """docs/jobs.md: a cancel the handler saw ends the job canceled on request, unless fail_job
-    came first (its failure stands); complete_job stands unless a later fail_job or a seen cancel
-    decides otherwise; a timeout fails `timeout` whatever the handler does next; an exception
-    retries (a FatalJobError fails). The same facts end the attempt alike whether the handler
-    returned, raised, or ran past its timeout until its process was ended."""
+def driven_attempt(store, queue, clock, *, observe, end_process):
+    """A job of a type whose handler the test stands in for (30 s timeout, 3 attempts), claimed,
+    with its attempt's reporter, ctx and outcomes on a worker clock the test moves: (lifecycle,
+    the job submitted, the job claimed, the worker clock, reporter, ctx, outcomes)."""
     worker_clock, types = ManualClock(), JobTypeRegistry()
 
     @types.register("t.any", Empty, timeout_s=30, max_attempts=3)
@@ -170,9 +166,21 @@ def test_every_path_ends_an_attempt_as_the_documented_precedence_says(
     reporter = ProgressReporter(job, lifecycle.record_progress, clock=worker_clock, min_interval_s=2)
     ctx = JobContext(reporter, reload=lambda job_id: store.get(job_id, fetch=(), mark_gone=False),
                      clock=worker_clock, deadline=worker_clock.monotonic() + 30)
+    outcomes = AttemptOutcomes(lifecycle, clock=worker_clock, observe=observe, end_process=end_process)
+    return lifecycle, submitted, job, worker_clock, reporter, ctx, outcomes
+
+
+@pytest.mark.parametrize(("cancel", "completed", "failed", "stop"), CASES)
+def test_every_path_ends_an_attempt_as_the_documented_precedence_says(
+        store, queue, clock, cancel, completed, failed, stop):
+    """docs/jobs.md: a cancel the handler saw ends the job canceled on request, unless fail_job
+    came first (its failure stands); complete_job stands unless a later fail_job or a seen cancel
+    decides otherwise; a timeout fails `timeout` whatever the handler does next; an exception
+    retries (a FatalJobError fails). The same facts end the attempt alike whether the handler
+    returned, raised, or ran past its timeout until its process was ended."""
     ended = []
-    outcomes = AttemptOutcomes(lifecycle, clock=worker_clock, observe=lambda event, job_, extra: None,
-                               end_process=lambda: ended.append(True))
+    lifecycle, submitted, job, worker_clock, reporter, ctx, outcomes = driven_attempt(
+        store, queue, clock, observe=lambda event, job_, extra: None, end_process=lambda: ended.append(True))
 
     if cancel != "none":
         lifecycle.cancel("acme", job.id)
@@ -426,21 +434,10 @@ def ended_attempt(store, queue, clock, *, completed: bool, stop: str):
     """The job and the events observed once its handler (complete_job first when `completed`)
     stopped as `stop` says: returned, raised, ran past its 30 s timeout and returned or raised
     the interrupt, or went on 15 s past it until it was given up on."""
-    worker_clock, types, observed = ManualClock(), JobTypeRegistry(), []
-
-    @types.register("t.ends", Empty, timeout_s=30, max_attempts=3)
-    def ends(ctx, payload):
-        raise AssertionError("driven by the test")
-
-    lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    submitted = lifecycle.submit(tenant="acme", user="ann", type="t.ends", payload={})
-    job = lifecycle.claim(queue.drain()[0]).job
-    reporter = ProgressReporter(job, lifecycle.record_progress, clock=worker_clock, min_interval_s=2)
-    ctx = JobContext(reporter, reload=lambda job_id: store.get(job_id, fetch=(), mark_gone=False),
-                     clock=worker_clock, deadline=worker_clock.monotonic() + 30)
-    outcomes = AttemptOutcomes(lifecycle, clock=worker_clock,
-                               observe=lambda event, job_, extra: observed.append((event, extra)),
-                               end_process=lambda: None)
+    observed = []
+    _, submitted, job, worker_clock, reporter, ctx, outcomes = driven_attempt(
+        store, queue, clock, observe=lambda event, job_, extra: observed.append((event, extra)),
+        end_process=lambda: None)
     if completed:
         ctx.complete({"rows": 3}, "three rows")
     if stop.startswith("times_out") or stop == "given_up":
