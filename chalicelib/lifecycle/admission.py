@@ -398,6 +398,8 @@ class Admission(JobTransitions):
         listed one), when it is the child asked for now (its type, payload as stored, priority
         and scope) and has not failed or been canceled: a retried parent takes it on instead of
         running its work twice. None otherwise, and on a first attempt (nothing read)."""
+        if parent.attempts <= 1:
+            return None
         listed = set(parent.children)
         for attempt in range(parent.attempts - 1, 0, -1):
             child_id = child_job_id(parent.id, attempt, index)
