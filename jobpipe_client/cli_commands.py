@@ -95,13 +95,7 @@ class Commands:
 
     def list(self, args: argparse.Namespace) -> int:
         jobs = list(self.client.list(status=args.status, type=args.type, limit=args.limit))
-        if args.json:
-            self._json(jobs)
-        elif jobs or not self.out.is_terminal:
-            self._table(jobs)  # into a pipe an empty listing is the header alone
-        else:
-            self.out.print("no jobs")
-        return 0
+        return self._listing(jobs, args, plain_table, jobs_table, "no jobs")
 
     def cancel(self, args: argparse.Namespace) -> int:
         job = self.client.cancel(args.id)
