@@ -24,10 +24,10 @@ class Container:
         # Subscriber name -> its DeliveryLedger, built on first use (tests put their own here).
         self.delivery_ledgers: dict[str, Any] = {}
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, *, single_try: bool = False) -> Any:
         """The process's boto3 client for `service` (AwsClients.client): the one every adapter
-        built here is given."""
-        return self._aws.client(service)
+        built here is given; `single_try`, the one whose calls are never tried again."""
+        return self._aws.client(service, single_try=single_try)
 
     def sending_while(self, time_left_s: Optional[Callable[[], float]], keep_s: float) -> Any:
         """A context in which no AWS request is started once `time_left_s()` is under `keep_s`
@@ -119,12 +119,17 @@ class Container:
     def queue(self) -> Any:
         from chalicelib.adapters.sqs import SqsJobQueue
 
-        client = self.client("sqs")
-        if self.settings.fault_send_message_failure_rate > 0:
-            from chalicelib.adapters.faults import FailingSendMessage
+        def sqs(single_try: bool = False) -> Any:
+            client = self.client("sqs", single_try=single_try)
+            if self.settings.fault_send_message_failure_rate > 0:
+                from chalicelib.adapters.faults import FailingSendMessage
 
-            client = FailingSendMessage(client, self.settings.fault_send_message_failure_rate)
-        return SqsJobQueue(client, self.settings.queue_urls, self.settings.dead_letter_urls)
+                client = FailingSendMessage(client, self.settings.fault_send_message_failure_rate)
+            return client
+
+        # A dead letter is sent once: its single-try client is built when the first is sent.
+        return SqsJobQueue(sqs(), self.settings.queue_urls, self.settings.dead_letter_urls,
+                           letters=lambda: sqs(single_try=True))
 
     def _stats_table(self, what: str) -> str:
         """The stats table's name; raises SettingsError naming `what` is unavailable without it."""

@@ -51,18 +51,21 @@ class AwsClients:
 
         return boto3.session.Session()
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, *, single_try: bool = False) -> Any:
         """The process's boto3 client for `service`, built on first use. The endpoint comes
-        from AWS_ENDPOINT_URL when set (emulators)."""
+        from AWS_ENDPOINT_URL when set (emulators). `single_try`: a second client of the service
+        whose calls botocore never tries again, for a write that must not be applied twice: a
+        try whose answer was lost may have been applied, and SendMessage is not idempotent."""
+        key = f"{service}:single" if single_try else service
         with self._lock:
-            client = self._clients.get(service)
+            client = self._clients.get(key)
             if client is None:
                 from botocore.config import Config
 
                 client = self._boto.client(service, config=Config(
                     connect_timeout=self._connect_timeout_s,
                     read_timeout=self._read_timeout_s,
-                    retries={"mode": "standard", "total_max_attempts": self._max_attempts},
+                    retries={"mode": "standard", "total_max_attempts": 1 if single_try else self._max_attempts},
                     # S3's presigned links: SigV4, which every region takes (botocore may pick
                     # SigV2 for them, which S3 treats as anonymous when a response header is set),
                     # on the bucket's regional host: the global one answers 400 for a region opened
@@ -75,7 +78,7 @@ class AwsClients:
                 client.meta.events.register_first("before-call.*.*", self._may_send)
                 if self._counter is not None:
                     self._counter.attach(client)  # once per client: each request counted once
-                self._clients[service] = client
+                self._clients[key] = client
             return client
 
     @contextmanager

@@ -16,7 +16,9 @@ from chalicelib.adapters.sqs_operations import (
     undelivered_reason,
 )
 from chalicelib.defaults import SQS_MAX_DELAY_S, SQS_MAX_HOLD_S
-from chalicelib.domain.errors import InvalidRequestError, NotRedrivableError, QueueUnavailableError
+from chalicelib.domain.errors import (
+    InvalidRequestError, LetterUnconfirmedError, NotRedrivableError, QueueUnavailableError,
+)
 from chalicelib.domain.events import event_detail
 from chalicelib.domain.job import isoformat, utcnow
 from chalicelib.ports import DeadLetter, JobMessage
@@ -99,15 +101,17 @@ class InMemoryJobQueue:
     """Records what was sent; tests drain it into the worker. `dead` holds the dead-letter
     queues' messages; a test may append `(message, reason)` itself, as SQS's redrive policy
     parks a message (on the normal priority's DLQ). `fail_sends` fails every call as a queue
-    that does not answer; `refuse` names the receipt handles and bodies SQS would refuse (a
-    stale receipt handle): a batch call refuses their entries, the others going through, and a
-    call for one of them alone fails."""
+    that does not answer; `lose_letter_answers` parks each dead letter and then raises
+    LetterUnconfirmedError, as a send whose answer was lost; `refuse` names the receipt handles
+    and bodies SQS would refuse (a stale receipt handle): a batch call refuses their entries, the
+    others going through, and a call for one of them alone fails."""
 
     def __init__(self, priorities: Iterable[str] = ("high", "normal", "low")) -> None:
         self.priorities = tuple(priorities)
         self.sent: list[tuple[JobMessage, str, int]] = []
         self.dead: list[tuple[JobMessage, Optional[dict[str, Any]]]] = []
         self.fail_sends = False
+        self.lose_letter_answers = False
         self.refuse: set[str] = set()
         self.visibility: dict[str, int] = {}
         self.acknowledged: list[str] = []  # receipt handles deleted before their batch answered
@@ -129,6 +133,8 @@ class InMemoryJobQueue:
         if self.fail_sends:
             raise QueueUnavailableError(f"could not dead-letter job {message.job_id}")
         self.dead.append(ParkedMessage(message, reason, self.priority_of(priority)))
+        if self.lose_letter_answers:
+            raise LetterUnconfirmedError(f"the dead letter of job {message.job_id} was sent and its answer lost")
 
     def dead_letter_body(self, body: str, *, priority: str, reason: str) -> None:
         if self.fail_sends:

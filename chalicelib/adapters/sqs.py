@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Mapping
+from functools import cached_property
+from typing import Any, Callable, Mapping, Optional
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionClosedError, ReadTimeoutError
 
-from chalicelib.domain.errors import InvalidRequestError, QueueUnavailableError
+from chalicelib.domain.errors import InvalidRequestError, LetterUnconfirmedError, QueueUnavailableError
 from chalicelib.ports import HANDBACKS_ATTRIBUTE, JobMessage
 
 from chalicelib.defaults import DEAD_LETTER_REASON_CHARS, SQS_BATCH_MAX, SQS_MAX_DELAY_S, SQS_MAX_HOLD_S
@@ -26,11 +27,21 @@ def batched(client: Any, call: str, url: str, entries: list[dict[str, Any]]) -> 
 
 
 class SqsJobQueue:
-    def __init__(self, client: Any, queue_urls: Mapping[str, str], dead_letter_urls: Mapping[str, str]) -> None:
-        """`queue_urls` and `dead_letter_urls` map a priority (high/normal/low) to a queue URL."""
+    def __init__(self, client: Any, queue_urls: Mapping[str, str], dead_letter_urls: Mapping[str, str], *,
+                 letters: Optional[Callable[[], Any]] = None) -> None:
+        """`queue_urls` and `dead_letter_urls` map a priority (high/normal/low) to a queue URL.
+        `letters`: the client a job's dead letter is sent on (None: `client`), one that never
+        tries a send again. A letter whose answer was lost may be on its queue, so it is left to
+        the owed letter's path (reliability.md), which looks there before parking it again; a
+        retry by botocore would park it twice."""
         self._sqs = client
+        self._letters = letters
         self._urls = dict(queue_urls)
         self._dead = dict(dead_letter_urls)
+
+    @cached_property
+    def _letter_client(self) -> Any:
+        return self._sqs if self._letters is None else self._letters()
 
     def _url(self, urls: Mapping[str, str], priority: str) -> str:
         return urls.get(priority) or urls["normal"]
@@ -50,10 +61,13 @@ class SqsJobQueue:
     def dead_letter(self, message: JobMessage, *, priority: str, reason: dict[str, Any]) -> None:
         body = {**message.to_body(), "reason": reason}
         try:
-            self._sqs.send_message(
+            self._letter_client.send_message(
                 QueueUrl=self._url(self._dead, priority), MessageBody=json.dumps(body)
             )
-        except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
+        except (ReadTimeoutError, ConnectionClosedError) as exc:  # sent, its answer lost: maybe parked
+            raise LetterUnconfirmedError(
+                f"the dead letter of job {message.job_id} was sent and its answer lost ({exc})") from exc
+        except (ClientError, BotoCoreError) as exc:  # a refusal, or no connection: not parked
             raise QueueUnavailableError(
                 f"could not dead-letter job {message.job_id}"
             ) from exc

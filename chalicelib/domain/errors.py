@@ -197,6 +197,12 @@ class QueueUnavailableError(JobpipeError):
     code = "queue_unavailable"
 
 
+class LetterUnconfirmedError(QueueUnavailableError):
+    """A dead letter was sent but its answer never came (a read timeout, a connection closed
+    under it): it may be on its queue. Sent again, it could be parked twice, so it is left owed
+    for the reconciler, which looks on the dead-letter queue before parking an owed letter."""
+
+
 class DeadLetterOwedError(QueueUnavailableError):
     """A job was failed (the write landed) but its dead letter could not be sent: `job`, as
     written, keeps the attempt whose letter is owed, and that attempt's message, delivered

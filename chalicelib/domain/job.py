@@ -106,7 +106,7 @@ class Run(BaseModel):
 
 # Bookkeeping of the worker and the reconciler that clients never see.
 INTERNAL_FIELDS = frozenset({"lease_expires_at", "timeout_s", "due_at", "dispatches", "event_percent",
-                             "event_attempt", "claim_id", "dead_letter_owed"})
+                             "event_attempt", "claim_id", "dead_letter_owed", "dead_letter_unconfirmed"})
 
 
 def known_fields(data: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
@@ -175,6 +175,10 @@ class Job(BaseModel):
     # not answer, the worker died between the two), the next delivery of one of the job's
     # messages parks it (JobLifecycle.claim).
     dead_letter_owed: Optional[int] = None
+    # Set beside `dead_letter_owed` when the letter was sent and its answer lost: it may be on
+    # its queue, so no delivery sends it again; the reconciler, which reads the queue first,
+    # finds it there (the mark cleared) or parks it once the job is due.
+    dead_letter_unconfirmed: Optional[bool] = None  # True, or absent
     version: int = 1
     # Set by a read, never stored: the claim-checked fields ("payload", "result") whose object
     # is gone (deleted by hand or by a bucket rule), each read as empty. JobStore.get's `mark_gone`.

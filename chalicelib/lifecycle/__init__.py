@@ -16,7 +16,7 @@ what they share (the ports, the table's check, a job's end).
 Where a shared step lives, for a reader following one from a family's method:
 
     JobTransitions (transitions.py)   the ports, the table's check, `_finish` (a job's end)
-      ├─ DeadLetters (dead_letters.py)   `_dead_letter`, `park_owed_letter`: a failed job's letter
+      ├─ DeadLetters (dead_letters.py)   `_dead_letter`, `park_owed_letter`, `park_letter`: a failed job's letter
       │    └─ Attempts (attempts.py)     progress, `complete`, `fail_attempt`, `mark_canceled`, `_with_fresh`
       │         ├─ Claims (claims.py)        the claim
       │         └─ Reconciliation (reconcile.py)  what the reconciler ends or sends again

@@ -9,7 +9,9 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Optional
 
 from chalicelib.defaults import OWED_LETTER_WAIT_S, RACE_RETRIES, SQS_MAX_DELAY_S
-from chalicelib.domain.errors import DeadLetterOwedError, NextAttemptUnsentError, QueueUnavailableError, StaleJobError
+from chalicelib.domain.errors import (
+    DeadLetterOwedError, LetterUnconfirmedError, NextAttemptUnsentError, QueueUnavailableError, StaleJobError,
+)
 from chalicelib.domain.job import Job, JobErrorInfo, Progress, isoformat
 from chalicelib.domain.progress import check_not_decreasing, clamp_percent, is_notable_change, progress_refusal
 from chalicelib.domain.status import JobStatus
@@ -98,7 +100,8 @@ class Attempts(DeadLetters):
                      last_progress: Optional[Progress] = None, retry_after_s: Optional[int] = None) -> Job:
         """End the running attempt with `error`: retrying (and a delayed message for the next
         attempt) while attempts remain and the error is retryable, else failed and the
-        message parked on the dead-letter queue. Raises DeadLetterOwedError (a
+        message parked on the dead-letter queue (a letter whose answer was lost is left owed to
+        the reconciler, which looks on the queue first). Raises DeadLetterOwedError (a
         QueueUnavailableError) when the job was failed but its dead letter not sent, and
         NextAttemptUnsentError (one too) when it was written retrying but its next attempt's
         message not sent.
@@ -145,11 +148,17 @@ class Attempts(DeadLetters):
             # message parks it when it comes back (its delivery fails; a dead worker's message
             # reappears). Parked, the mark is cleared: one more write, for a failed job only.
             # Due meanwhile: a message that never comes back leaves the reconciler to park it.
+            # A letter sent whose answer was lost may be parked: sent again by the message's
+            # return it could be there twice, so it is marked unconfirmed and left owed to the
+            # reconciler, whose pass reads the dead-letter queues before its due jobs: found, the
+            # mark is cleared; not found by OWED_LETTER_WAIT_S, it is parked then.
             owed_until = isoformat(self.clock() + timedelta(seconds=OWED_LETTER_WAIT_S))
             failed = self._finish(current, JobStatus.FAILED, error=error, dead_letter_owed=current.attempts,
                                   due_at=owed_until, **reported)
             try:
                 self._dead_letter(failed, failed.attempts)
+            except LetterUnconfirmedError:
+                return self.letter_unconfirmed(failed)
             except QueueUnavailableError as exc:
                 raise DeadLetterOwedError(
                     f"job {failed.id} failed ({error.code}) and its dead letter is owed: the dead-letter queue "

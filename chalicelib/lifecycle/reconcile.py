@@ -97,7 +97,9 @@ class Reconciliation(Attempts):
             # again RECONCILE_RETRY_S on, still owing the letter, for a later pass to park.
             taken = self.store.apply(record, record.status, ChangeSet(
                 {"due_at": isoformat(now + timedelta(seconds=RECONCILE_RETRY_S))}))
-            self.park_owed_letter(taken)  # raises QueueUnavailableError: due again then, tried again
+            # Raises QueueUnavailableError: due again then, the next pass reading the dead-letter
+            # queues first (a letter whose answer was lost is found there, not parked twice).
+            self.park_letter(taken)
             return ReconcileOutcome.OWED_LETTER_PARKED
         if job.status == JobStatus.RUNNING:  # a running job is due when its lease ends (the claim sets both)
             error = JobErrorInfo(code="worker_lost",

@@ -67,8 +67,10 @@ class JobQueue(Protocol):
         InvalidRequestError for a delay outside SQS's 0 to SQS_MAX_DELAY_S seconds."""
 
     def dead_letter(self, message: JobMessage, *, priority: str, reason: dict[str, Any]) -> None:
-        """Park a message of a job that failed for good on the dead-letter queue; raises
-        QueueUnavailableError (the letter is then owed: `Job.dead_letter_owed`)."""
+        """Park a message of a job that failed for good on the dead-letter queue, sent once
+        (never tried again by the client); raises QueueUnavailableError (the letter is then
+        owed: `Job.dead_letter_owed`), LetterUnconfirmedError (one too) when it was sent and its
+        answer lost, so that it may be on the queue."""
 
     def dead_letter_body(self, body: str, *, priority: str, reason: str) -> None:
         """Park a received body that is no job message (foreign, hand-made, cut short) on the

@@ -249,6 +249,8 @@ class AttemptOutcomes:
         except NextAttemptUnsentError as unsent:
             self._observe_failure(unsent.job, {**extra, "next_attempt": "unsent"}, started)
             raise
+        if final.dead_letter_unconfirmed:  # sent, its answer lost: left to the reconciler
+            extra["dead_letter"] = "unconfirmed"
         self._observe_failure(final, extra, started)
         return final
 

@@ -394,8 +394,8 @@ def log(aws, monkeypatch):
     calls = CallLog(names)
     original = composition.Container.client
 
-    def recording_client(self, service):
-        client = original(self, service)
+    def recording_client(self, service, **kwargs):
+        client = original(self, service, **kwargs)
         client.meta.events.register("before-parameter-build", calls.hook)
         return client
 

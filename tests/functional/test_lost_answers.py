@@ -399,3 +399,31 @@ def test_a_reconciler_pass_whose_record_landed_is_counted_once(quick_grace, app,
     totals = client.http.get("/api/system/stats", headers=operator_headers()).json_body["reconciler"]["totals"]
     assert totals == {"passes": 1, "redispatched": 1}
     assert answer["errors"] == [], "the retry refused by its own first try is the pass recorded, not an error"
+
+
+def test_a_dead_letter_whose_answer_was_lost_is_parked_once(app, client, aws):
+    """A job failed for good: its dead letter reached the queue and the answer was lost. The
+    letter goes on a client that never tries a send again (botocore's retry parked a second
+    one), the delivery ends, and the attempt's message, delivered again, parks nothing; the
+    reconciler finds the letter on the queue and clears the job's mark, so nothing parks it later."""
+    body = {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0, "fail_at": 1, "fail_mode": "fatal"}}
+    job_id = client.http.post("/jobs", headers=auth(), body=json.dumps(body)).json_body["id"]
+    (message,) = receive_all(aws)
+    letters_client = composition.container().client("sqs", single_try=True)
+    assert letters_client.meta.config.retries["total_max_attempts"] == 1
+
+    def answer_lost(model, params, context, **_):
+        letters_client.meta.events.unregister("before-call.sqs.SendMessage", answer_lost)
+        letters_client._make_request(model, params, context)  # applied; its answer never comes
+        raise ReadTimeoutError(endpoint_url=letters_client.meta.endpoint_url)
+
+    letters_client.meta.events.register("before-call.sqs.SendMessage", answer_lost)
+    assert invoke_worker(app, sqs_event([message]))["batchItemFailures"] == []
+    assert invoke_worker(app, sqs_event([message]))["batchItemFailures"] == []  # delivered again
+
+    assert get_job(client, job_id)["status"] == "failed"
+    assert receive_all_peek(aws, "dlq_url") == 1
+    assert reconcile(app)["counts"] == {"owed_letter_found": 1}
+    stored = composition.container().store.get(job_id, mark_gone=False)
+    assert stored.dead_letter_owed is None and stored.dead_letter_unconfirmed is None and stored.due_at is None
+    assert receive_all_peek(aws, "dlq_url") == 1

@@ -119,7 +119,8 @@ def a_job() -> Job:
         attempt_started_at="2027-01-01T10:00:02.000Z", claim_id="claim-1",
         finished_at="2027-01-01T10:00:04.000Z", lease_expires_at="2027-01-01T10:01:02.000Z",
         not_before="2027-01-01T10:00:00.000Z", due_at="2027-01-01T10:02:00.000Z", dispatches=2,
-        event_percent=40.0, event_attempt=2, expires_at=1_900_000_000, dead_letter_owed=2, version=9, gone=[],
+        event_percent=40.0, event_attempt=2, expires_at=1_900_000_000, dead_letter_owed=2, dead_letter_unconfirmed=True,
+        version=9, gone=[],
     )
 
 

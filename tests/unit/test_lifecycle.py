@@ -9,12 +9,14 @@ from chalicelib.domain.errors import (
     InvalidRequestError,
     JobAlreadyFinishedError,
     JobNotFoundError,
+    LetterUnconfirmedError,
     ProgressRejectedError,
     QueueUnavailableError,
     StaleJobError,
     StoreUnavailableError,
     UnknownJobTypeError,
 )
+from chalicelib.defaults import OWED_LETTER_WAIT_S
 from chalicelib.domain.status import JobStatus
 from chalicelib.domain.job import Job, JobErrorInfo, child_job_id, isoformat, parse_time
 from chalicelib.job_types import build_registry
@@ -1049,6 +1051,58 @@ def test_a_dead_letter_the_queue_refused_is_parked_by_the_message_coming_back(li
     reason = {"code": failed.error.code, "message": failed.error.message}
     assert queue.dead == [(JobMessage(job.id, 3), reason)]
     assert "dead_letter_owed" not in store.get(job.id, mark_gone=False).public()
+
+
+@pytest.mark.parametrize("ended_by", ["worker", "reconciler"])
+def test_a_dead_letter_whose_answer_was_lost_is_parked_once(lifecycle, store, queue, clock, ended_by):
+    """A letter sent whose answer never came may be on its queue: the job stays owing it, the
+    delivery ends, and the message coming back seconds later parks nothing (sent again, the
+    letter was there twice). The reconciler's pass, which reads the dead-letter queue before
+    its due jobs, finds the letter and clears the mark; the owed wait then parks nothing."""
+    job = submit(lifecycle)
+    for attempt in (1, 2):
+        clock.advance(900)  # past the retry's backoff
+        lifecycle.fail_attempt(lifecycle.claim(JobMessage(job.id, attempt)).job,
+                               JobErrorInfo(code="boom", message="it broke"), retryable=True)
+    clock.advance(900)
+    running = lifecycle.claim(JobMessage(job.id, 3)).job
+    queue.lose_letter_answers = True
+    if ended_by == "worker":
+        lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=False)
+    else:
+        clock.advance(running.timeout_s + 3600)
+        assert lifecycle.reconcile(store.get(job.id, mark_gone=False)) == ReconcileOutcome.LEASE_EXPIRED
+    queue.lose_letter_answers = False
+    failed = store.get(job.id, mark_gone=False)
+    assert failed.status == JobStatus.FAILED and failed.dead_letter_owed == 3 and len(queue.dead) == 1
+    for _ in range(2):  # its message comes back
+        assert lifecycle.claim(JobMessage(job.id, 3)).outcome == ClaimOutcome.SKIP
+    assert len(queue.dead) == 1
+    assert lifecycle.owed_letter_found(failed, JobMessage(job.id, 3)) == ReconcileOutcome.OWED_LETTER_FOUND
+    clock.advance(OWED_LETTER_WAIT_S + 1)
+    assert lifecycle.reconcile(store.get(job.id, mark_gone=False)) == ReconcileOutcome.SKIPPED
+    assert len(queue.dead) == 1 and store.get(job.id, mark_gone=False).dead_letter_owed is None
+
+
+def test_a_dead_letter_whose_answer_was_lost_and_that_never_landed_is_parked_when_owed(lifecycle, store, queue,
+                                                                                       clock):
+    """The send whose answer was lost had not reached the queue: no pass finds the letter, and
+    the pass OWED_LETTER_WAIT_S after the failure parks it, once."""
+    job = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+
+    def lost(message, **kwargs):
+        raise LetterUnconfirmedError("the dead letter was sent and its answer lost")
+
+    real, queue.dead_letter = queue.dead_letter, lost
+    failed = lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=False)
+    queue.dead_letter = real
+    assert failed.dead_letter_owed == 1
+    assert lifecycle.claim(JobMessage(job.id, 1)).outcome == ClaimOutcome.SKIP and queue.dead == []
+    clock.advance(OWED_LETTER_WAIT_S + 1)
+    assert lifecycle.reconcile(store.get(job.id, mark_gone=False)) == ReconcileOutcome.OWED_LETTER_PARKED
+    assert queue.dead == [(JobMessage(job.id, 1), {"code": "boom", "message": "it broke"})]
+    assert lifecycle.claim(JobMessage(job.id, 1)).outcome == ClaimOutcome.SKIP and len(queue.dead) == 1
 
 
 @pytest.mark.parametrize("how", ["the process dies", "the store does not answer the mark"])
