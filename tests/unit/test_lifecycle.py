@@ -1024,18 +1024,23 @@ def test_a_spawned_child_is_never_left_off_its_parent(lifecycle, store, queue):
     assert made == (child_id in [m.job_id for m, _, _ in queue.sent])
 
 
-@pytest.mark.parametrize("ended_by", ["worker", "reconciler"])
-def test_a_dead_letter_the_queue_refused_is_parked_by_the_message_coming_back(lifecycle, store, queue, clock, ended_by):
-    """The failed write lands before the dead letter is sent: when the send fails the job reads
-    failed with its error, and the attempt's message, delivered again (its delivery failed, or
-    the worker that ran it died), parks it then. Once, however often it comes back."""
+def on_its_last_attempt(lifecycle, clock):
+    """A job whose first two attempts failed, and its third (its last) running."""
     job = submit(lifecycle)
     for attempt in (1, 2):
         clock.advance(900)  # past the retry's backoff
         lifecycle.fail_attempt(lifecycle.claim(JobMessage(job.id, attempt)).job,
                                JobErrorInfo(code="boom", message="it broke"), retryable=True)
     clock.advance(900)
-    running = lifecycle.claim(JobMessage(job.id, 3)).job
+    return job, lifecycle.claim(JobMessage(job.id, 3)).job
+
+
+@pytest.mark.parametrize("ended_by", ["worker", "reconciler"])
+def test_a_dead_letter_the_queue_refused_is_parked_by_the_message_coming_back(lifecycle, store, queue, clock, ended_by):
+    """The failed write lands before the dead letter is sent: when the send fails the job reads
+    failed with its error, and the attempt's message, delivered again (its delivery failed, or
+    the worker that ran it died), parks it then. Once, however often it comes back."""
+    job, running = on_its_last_attempt(lifecycle, clock)
     queue.fail_sends = True
     with pytest.raises(QueueUnavailableError):
         if ended_by == "worker":
@@ -1059,13 +1064,7 @@ def test_a_dead_letter_whose_answer_was_lost_is_parked_once(lifecycle, store, qu
     delivery ends, and the message coming back seconds later parks nothing (sent again, the
     letter was there twice). The reconciler's pass, which reads the dead-letter queue before
     its due jobs, finds the letter and clears the mark; the owed wait then parks nothing."""
-    job = submit(lifecycle)
-    for attempt in (1, 2):
-        clock.advance(900)  # past the retry's backoff
-        lifecycle.fail_attempt(lifecycle.claim(JobMessage(job.id, attempt)).job,
-                               JobErrorInfo(code="boom", message="it broke"), retryable=True)
-    clock.advance(900)
-    running = lifecycle.claim(JobMessage(job.id, 3)).job
+    job, running = on_its_last_attempt(lifecycle, clock)
     queue.lose_letter_answers = True
     if ended_by == "worker":
         lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=False)
