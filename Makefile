@@ -66,8 +66,9 @@ contract: $(VENV)/.installed
 functional: $(VENV)/.installed
 	$(BIN)/python -m pytest tests/functional -n auto --dist loadfile
 
-# Every AWS request of a job's life failed in turn (tests/faults/test_fault_walk.py): five
-# hundred lives on moto, each case its own, spread over one worker per core: about four minutes.
+# Every AWS request of a job's life failed in turn (tests/faults/test_fault_walk.py: five
+# hundred lives on moto), then the process dying at each (tests/faults/test_crash_walk.py: three
+# hundred more), each case its own, spread over one worker per core: about seven minutes.
 faults: $(VENV)/.installed
 	$(BIN)/python -m pytest tests/faults -n auto
 

@@ -114,24 +114,13 @@ class WalkTime:
 class Life:
     """One job's life on moto, every function run as its trigger would run it."""
 
-    def __init__(self, app: Any, client: Any, aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, app: Any, client: Any, aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                 faults: Optional[Faults] = None) -> None:
         self.app, self.client, self.aws = app, client, aws
         self.time = WalkTime(monkeypatch)
-        self.faults = Faults()
-        services = self.services = composition.container()
-        for service in SERVICES:
-            self.faults.attach(service, services.client(service))
-        self.faults.attach("sqs", services.client("sqs", single_try=True))  # the dead letters'
-        services.lifecycle.clock = self.time.now
-        services.clock = self.time.worker
-        # The ERP bridge's delivery records on the walk's clock too: a lease a lost answer left
-        # lapses as the life's time moves on.
-        services.delivery_ledgers["erp_bridge"] = DynamoDeliveryLedger(
-            services.client("dynamodb"), services.settings.idempotency_table_name, "erp_bridge",
-            ttl_s=DELIVERY_RECORD_TTL_S, clock=lambda: time.time() + self.time.offset_s)
+        self.faults = faults or Faults()
         self.erp = InMemoryWebhookSender()
-        services.erp_bridge = ErpBridge(self.erp, "https://erp.example/hook", "functional-webhook-secret-0123456789abcdef")
-        self._register_types()
+        self._wire(composition.container())
         self.queues = {k: aws[k] for k in ("high_url", "jobs_url", "low_url")}
         self.subscriber_queues = {"erp_bridge": self._rule_queue("jobpipe-erp-webhook"),
                                   "cache_invalidation": self._rule_queue("jobpipe-cache-invalidation")}
@@ -146,6 +135,23 @@ class Life:
         put = client.http.put(f"/cache/{SCOPE}/steps-summary", headers=auth(), body=json.dumps({"n": 1}))
         assert put.status_code == 200, put.body
         self._deliver_stream()
+
+    def _wire(self, services: composition.Container) -> None:
+        """`services`, the process's container, made the life's: its clients' requests counted
+        and failed, its clocks the walk's, its ERP the life's, the walk's job types registered."""
+        self.services = services
+        for service in SERVICES:
+            self.faults.attach(service, services.client(service))
+        self.faults.attach("sqs", services.client("sqs", single_try=True))  # the dead letters'
+        services.lifecycle.clock = self.time.now
+        services.clock = self.time.worker
+        # The ERP bridge's delivery records on the walk's clock too: a lease a lost answer left
+        # lapses as the life's time moves on.
+        services.delivery_ledgers["erp_bridge"] = DynamoDeliveryLedger(
+            services.client("dynamodb"), services.settings.idempotency_table_name, "erp_bridge",
+            ttl_s=DELIVERY_RECORD_TTL_S, clock=lambda: time.time() + self.time.offset_s)
+        services.erp_bridge = ErpBridge(self.erp, "https://erp.example/hook", "functional-webhook-secret-0123456789abcdef")
+        self._register_types()
 
     def _register_types(self) -> None:
         registry = self.services.registry
@@ -299,7 +305,9 @@ class Life:
 
     # -- what the user relies on ---------------------------------------------------------------
 
-    def check(self, ends: str) -> None:
+    def check(self, ends: str, failed_attempt: int = 1) -> None:
+        """What the user relies on, the job ending `ends`; a failed one's dead letter is of its
+        attempt `failed_attempt`."""
         job = self.client.http.get(f"/jobs/{self.job_id}", headers=auth()).json_body
         assert job["status"] == ends, job
         events = [e["detail"] for e in self.bus
@@ -325,7 +333,8 @@ class Life:
             assert self.left_on(url) == 0, url
         self.time.advance(ROUND_S)  # a letter a lost receive left in flight shows again
         letters = [json.loads(m["Body"]) for m in receive_all(self.aws, "dlq_url")]
-        assert [(m["job_id"], m["attempt"]) for m in letters] == ([(self.job_id, 1)] if ends == "failed" else [])
+        assert [(m["job_id"], m["attempt"]) for m in letters] == (
+            [(self.job_id, failed_attempt)] if ends == "failed" else [])
 
 
 STEPS = {"steps": 2, "step_ms": 0}
