@@ -347,6 +347,18 @@ class RecordFullError(FatalJobError):
     code = "record_full"
 
 
+class ChildPlaceTakenError(JobpipeError):
+    """A spawn's place (its index in the attempt) holds a child of another request: one an
+    earlier spawn of the attempt made though the store did not answer it. That child stays the
+    job's; the spawn is made at the next place. Never reaches a handler."""
+
+    code = "child_place_taken"
+
+    def __init__(self, message: str, *, child_id: str) -> None:
+        super().__init__(message)
+        self.child_id = child_id
+
+
 class EventPublishError(JobpipeError):
     """Some events could not be published after retries."""
 

@@ -19,6 +19,7 @@ from chalicelib.domain.caches import check_name
 from chalicelib.domain.errors import (
     AnswerFullError,
     BlobNotFoundError,
+    ChildPlaceTakenError,
     IdempotencyConflictError,
     InvalidRequestError,
     JobNotFinishedError,
@@ -31,6 +32,7 @@ from chalicelib.domain.errors import (
     RecordFullError,
     RecordTooLargeError,
     StaleJobError,
+    StoreUnavailableError,
     TooManyChildrenError,
 )
 from chalicelib.domain.job import (
@@ -328,12 +330,16 @@ class Admission(JobTransitions):
         self, parent: Job, index: int, *, type: str, payload: Any,
         priority: Optional[str] = None, scope: Optional[str] = None,
         admit: Optional[Callable[[str], None]] = None, listed: Optional[int] = None,
-        answer_past: Optional[Callable[[int, int], Optional[int]]] = None,
+        answer_past: Optional[Callable[[int, int], Optional[int]]] = None, held: bool = False,
     ) -> Job:
         """Submit child number `index` of the running attempt of `parent` (same tenant and user,
         the parent's scope unless given) and list it in the parent's `children`, in one write
         (a worker dying between the two would leave a child its parent does not list).
-        Spawning the same index again in the same attempt returns the existing child. `admit` as
+        Spawning the same index again in the same attempt returns the child already there when
+        it is the one asked for (its type, payload as stored, priority and scope), and raises
+        ChildPlaceTakenError, naming it, when it is another request's; `held`: the spawn of this
+        index before was not answered (StoreUnavailableError), so a child it made, still
+        waiting for its first message, is sent it now, whichever request it is. `admit` as
         for submit: a spawned job is admitted like a submitted one (what it raises reaches the
         handler). A `priority` or `scope` given is checked as a submitted one is (InvalidRequestError); the
         parent's is taken as it was accepted. Raises AttemptEndedError, writing and sending
@@ -356,40 +362,60 @@ class Admission(JobTransitions):
                                       details={"limit": MAX_JSON_DEPTH - 1})
         if scope is not None:
             check_name("scope", scope)
+        request = {"type": type, "payload": payload, "priority": priority, "scope": scope}
         child_id = child_job_id(parent.id, parent.attempts, index)
         existing = self.store.get(child_id, mark_gone=True)  # the child as recorded, whatever its objects
-        if existing is None:
-            earlier = self._earlier_child(parent, index, type=type, payload=payload, priority=priority, scope=scope)
-            if earlier is not None:
-                return earlier
-        if existing is None and (len(parent.children) if listed is None else listed) >= MAX_CHILDREN:
+        if existing is not None:  # made by an earlier spawn of this place the store did not answer
+            return self._placed_child(parent, existing, request, unsent=held)
+        earlier = self._earlier_child(parent, index, **request)
+        if earlier is not None:
+            return earlier
+        if (len(parent.children) if listed is None else listed) >= MAX_CHILDREN:
             raise TooManyChildrenError(
                 f"job {parent.id} lists {MAX_CHILDREN} children, as many as a job may; "
                 "spawn the rest from its children (a tree) or from a follow-up job",
                 details={"limit": MAX_CHILDREN})
-        if existing is None:
-            _check_answer_room(parent, child_id, answer_past)
-            child, wait_s = self._new_job(
-                self.clock(), tenant=parent.tenant, user=parent.user, type=type, payload=payload,
-                priority=parent.priority if priority is None else priority, delay_seconds=0, run_at=None,
-                scope=scope if scope is not None else parent.scope, job_id=child_id, parent_id=parent.id,
-            )
-            if admit is not None:
-                admit(parent.tenant)
-            try:
-                self.store.create_child(child, parent.attempts)
-            except StaleJobError:  # created by a concurrent spawn of the same index
-                existing = self.store.get(child_id, mark_gone=True)
-            except RecordTooLargeError as exc:  # the handler's doing, as a retry would find it
-                raise RecordFullError(
-                    f"job {parent.id}'s record has no room to list child {child_id}: DynamoDB's 400 KB "
-                    "item holds its payload, its progress (message and details) and its children; report a "
-                    "shorter progress message or smaller details before spawning, or spawn the rest from "
-                    "its children (a tree)") from exc
-            else:
-                self._send_first(child, wait_s)
-                return child
-        self.store.add_child(parent.id, child_id, parent.attempts)
+        _check_answer_room(parent, child_id, answer_past)
+        child, wait_s = self._new_job(
+            self.clock(), tenant=parent.tenant, user=parent.user, type=type, payload=payload,
+            priority=parent.priority if priority is None else priority, delay_seconds=0, run_at=None,
+            scope=scope if scope is not None else parent.scope, job_id=child_id, parent_id=parent.id,
+        )
+        if admit is not None:
+            admit(parent.tenant)
+        try:
+            self.store.create_child(child, parent.attempts)
+        except StaleJobError:  # created by a concurrent spawn of the same index
+            existing = self.store.get(child_id, mark_gone=True)
+            if existing is None:  # gone as soon as made: what is there is not known, as when unanswered
+                raise StoreUnavailableError(f"could not read back child {child_id} of job {parent.id}") from None
+            return self._placed_child(parent, existing, request, unsent=False)
+        except RecordTooLargeError as exc:  # the handler's doing, as a retry would find it
+            raise RecordFullError(
+                f"job {parent.id}'s record has no room to list child {child_id}: DynamoDB's 400 KB "
+                "item holds its payload, its progress (message and details) and its children; report a "
+                "shorter progress message or smaller details before spawning, or spawn the rest from "
+                "its children (a tree)") from exc
+        self._send_first(child, wait_s)
+        return child
+
+    def _placed_child(self, parent: Job, existing: Job, request: dict[str, Any], *, unsent: bool) -> Job:
+        """`existing`, the child already at a spawn's place in the running attempt of `parent`,
+        listed on it, when it is the child `request` asks for (one whose payload object is gone
+        by the rest: its record, the payload named in `gone`, is the answer). Raises
+        ChildPlaceTakenError when it is another request's child (listed by the write that made
+        it), and what add_child raises (AttemptEndedError, JobCancelledError). Either way its
+        first message is sent when `unsent` (the spawn that made it sent none) and it still
+        waits for it."""
+        asked = self._asked_for(parent, existing, **request, payload_known="payload" not in existing.gone)
+        if asked:
+            self.store.add_child(parent.id, existing.id, parent.attempts)
+        if unsent and existing.status == JobStatus.QUEUED and existing.attempts == 0:
+            self._send_first(existing, 0)  # the job's child either way: it runs now, not once due
+        if not asked:
+            raise ChildPlaceTakenError(
+                f"child {existing.id} of job {parent.id} is another request's: the spawn goes to the next place",
+                child_id=existing.id)
         return existing
 
     def _earlier_child(self, parent: Job, index: int, *, type: str, payload: Any, priority: Optional[str],
@@ -410,10 +436,20 @@ class Admission(JobTransitions):
         earlier = self.store.get(child_id, mark_gone=True)
         if earlier is None or earlier.status in (JobStatus.FAILED, JobStatus.CANCELED) or earlier.gone:
             return None
+        return earlier if self._asked_for(parent, earlier, type=type, payload=payload, priority=priority,
+                                          scope=scope) else None
+
+    def _asked_for(self, parent: Job, child: Job, *, type: str, payload: Any, priority: Optional[str],
+                   scope: Optional[str], payload_known: bool = True) -> bool:
+        """Whether `child` of `parent` is the child a spawn of `type`, `payload`, `priority` and
+        `scope` asks for: its type, payload as stored (unless not `payload_known`: its object is
+        gone), priority and scope (the parent's, where not given). Raises InvalidPayloadError for
+        a payload the type does not take."""
         job_type = self.registry.get(type)
-        asked = (job_type.name, job_type.stored_payload(job_type.parse_payload(payload)),
-                 parent.priority if priority is None else priority, parent.scope if scope is None else scope)
-        return earlier if (earlier.type, earlier.payload, earlier.priority, earlier.scope) == asked else None
+        stored = job_type.stored_payload(job_type.parse_payload(payload))
+        asked = (job_type.name, parent.priority if priority is None else priority,
+                 parent.scope if scope is None else scope)
+        return (child.type, child.priority, child.scope) == asked and (not payload_known or child.payload == stored)
 
 
 _SUBMIT = inspect.signature(Admission.submit)

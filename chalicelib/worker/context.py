@@ -9,10 +9,10 @@ from typing import Any, Callable, Optional, Union
 from chalicelib.defaults import CANCEL_POLL_INTERVAL_S, MAX_JSON_DEPTH
 from chalicelib.domain.errors import (
     AttemptEndedError,
+    ChildPlaceTakenError,
     FatalJobError,
     InvalidArtifactError,
     JobCancelledError,
-    JobpipeError,
     JobTimeoutError,
     ProgressRejectedError,
     StoreUnavailableError,
@@ -105,8 +105,10 @@ class JobContext:
         self._spawn = spawn
         self._spawn_lock = threading.Lock()  # a handler may spawn from several threads
         self._fail_lock = threading.Lock()  # and fail from several: the first call decides
-        self._spawned = 0  # spawn calls: each child's index, unique in the attempt
-        self._made = 0  # the children those calls made (or may have: a store that did not answer)
+        self._spawned = 0  # the places spawns took: the next spawn's index is the one after
+        # That next place holds the child of a spawn the store did not answer, if it made one.
+        self._held = False
+        self._made = 0  # the children spawns made (or may have: the held place's)
         self._store_artifact = store_artifact
         # Each name's writes are numbered (each stores its object under a key of its own) and
         # made one at a time: the one that lands deletes the object of the one before it.
@@ -247,7 +249,9 @@ class JobContext:
         `children`; returns the child's id. Raises JobCancelledError, making no child, once the
         job's cancel was requested (the handler has seen it then, as after a progress report),
         and AttemptEndedError once `fail` decided the job fails (a `finally:` block's follow-up):
-        a failed job starts no child that would run on without it.
+        a failed job starts no child that would run on without it. StoreUnavailableError (the
+        store did not answer: the child may be made) keeps the spawn's place for the next one,
+        which takes that child on if it is the one asked for and is made beside it if not.
         Safe from several threads: their spawns are made one at a time, each child its own."""
         with self._spawn_lock:
             # Checked in turn: a spawn that waited for another thread's sees a fail_job, a timeout
@@ -272,22 +276,32 @@ class JobContext:
 
     def _spawn_one(self, type: str, payload: Any, *, priority: Optional[str], scope: Optional[str]) -> str:
         self._raise_if_cancel_known()
-        self._spawned += 1
-        try:
-            child = self._spawn(self.job, self._spawned, made=self._made, type=type, payload=payload,
-                                priority=priority, scope=scope)
-        except JobCancelledError:
-            self._cancel_seen = True
-            raise
-        except JobpipeError as exc:
-            # Refused before a child was made (its request, the quota, the bound, the record)
-            # counts towards nothing; a store that did not answer may have made it.
-            if isinstance(exc, StoreUnavailableError):
-                self._made += 1
-            raise
-        self._made += 1
-        self._reporter.listed(child.id)  # the job lists it: what measures its answer counts it
-        return child.id
+        while True:
+            index, held = self._spawned + 1, self._held
+            try:
+                # A held place's child, counted as made already, is not counted before itself.
+                child = self._spawn(self.job, index, made=self._made - held, held=held, type=type,
+                                    payload=payload, priority=priority, scope=scope)
+            except ChildPlaceTakenError as exc:  # another request's child: the job's, this one goes next
+                self._spawned, self._held, self._made = index, False, self._made + (not held)
+                self._reporter.listed(exc.child_id)
+                continue
+            except JobCancelledError:
+                self._cancel_seen = True
+                raise
+            except StoreUnavailableError:
+                # It may have made the child: the place is held, and the next spawn made there
+                # takes that child on if it is the one asked for (a handler trying again).
+                self._held, self._made = True, self._made + (not held)
+                raise
+            except Exception:
+                # Refused before a child was made (its request, the quota, the bound, the record):
+                # counts towards nothing. A held place stays held: its child may still be there.
+                self._spawned = self._spawned if held else index
+                raise
+            self._spawned, self._held, self._made = index, False, self._made + (not held)
+            self._reporter.listed(child.id)  # the job lists it: what measures its answer counts it
+            return child.id
 
     def artifact(
         self, name: str, data: Union[bytes, str, dict, list], content_type: Optional[str] = None

@@ -24,6 +24,10 @@ LARGE = {"type": "demo.outputs", "payload": {"pad": "x" * (70 * 1024)}}
 STEPS = {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}}
 
 
+class NoInput(BaseModel):
+    pass
+
+
 class AnswersLost:
     """A DynamoDB client whose `operation` is applied by each try, with every try's answer lost
     but the last, as botocore's standard retries meet a write whose answer timed out: `tries`
@@ -270,6 +274,50 @@ def test_a_claim_checked_child_whose_answer_never_came_keeps_its_payload(app, cl
     read = client.http.get(f"/jobs/{child.id}", headers=auth())
     assert read.status_code == 200, read.body  # not 410 blob_not_found
     assert read.json_body["payload"]["pad"] == LARGE["payload"]["pad"]
+
+
+def _first_spawn(request: dict[str, Any], seen: list) -> bool:
+    """Whether `request` is the first TransactWriteItems (`seen` holds those before) that makes
+    a child: its first item puts a job with a parent."""
+    items = request.get("TransactItems") or [{}]
+    if "parent_id" in items[0].get("Put", {}).get("Item", {}) and not seen:
+        seen.append(request)
+        return True
+    return False
+
+
+@pytest.mark.parametrize("again, children", [("same", 1), ("another", 2)])
+def test_a_spawn_made_again_after_every_answer_was_lost_makes_its_child_once(app, client, aws, again, children):
+    """A spawn whose transaction landed with every answer lost raises StoreUnavailableError; a
+    handler that caught it and spawned the same child again got a second one, the spawn's index
+    having moved on. It takes on the child the first try made, and sends it; another request
+    is made beside that child, which stays the job's."""
+    services = composition.container()
+
+    @services.registry.register("lost.spawns_again", NoInput, max_attempts=1, timeout_s=60)
+    def spawns_again(ctx, payload):
+        try:
+            ctx.spawn("demo.steps", STEPS["payload"])
+        except StoreUnavailableError:
+            pass
+        return [ctx.spawn("demo.steps", {**STEPS["payload"], "steps": 1 if again == "same" else 2})]
+
+    job_id = client.http.post("/jobs", headers=auth(), body=json.dumps(
+        {"type": "lost.spawns_again", "payload": {}})).json_body["id"]
+    event = sqs_event(receive_all(aws))
+    seen: list = []
+    services.store._ddb = AnswersLost(services.store._ddb, "transact_write_items", all_lost=True,
+                                      only=lambda request: _first_spawn(request, seen))
+
+    assert invoke_worker(app, event) == {"batchItemFailures": []}
+
+    services.store._ddb = services.store._ddb._client
+    job = get_job(client, job_id)
+    assert job["status"] == "completed" and len(job["children"]) == children
+    assert job["children"][:1] == [child_job_id(job_id, 1, 1)]
+    assert job["result"] == job["children"][-1:]
+    # each child's message, the first one's (its spawn sent none) by the spawn that found it
+    assert sorted(json.loads(m["Body"])["job_id"] for m in receive_all(aws)) == sorted(job["children"])
 
 
 def _moves_into(status: str) -> Callable[[dict[str, Any]], bool]:

@@ -26,6 +26,7 @@ from chalicelib.defaults import (
 from chalicelib.domain.errors import (
     FatalJobError, InvalidArtifactError, JobpipeError, ProgressRejectedError, RetryableJobError,
 )
+from chalicelib.domain.job import child_job_id
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
 from chalicelib.lifecycle import JobLifecycle
@@ -964,3 +965,94 @@ def test_a_retried_parent_makes_a_child_anew_where_it_asks_for_another_or_the_ea
         ({"n": 1}, JobStatus.FAILED), ({"n": 2}, JobStatus.QUEUED), ({"n": 1}, JobStatus.QUEUED),
         ({"n": 5}, JobStatus.QUEUED)]
     assert ended.result == ended.children[2:]
+
+
+def _spawned_after_an_unanswered_spawn(store, queue, clock, monkeypatch, *, lands, again, retry=True):
+    """A parent whose first spawn (`q.child {"n": 1}`) the store did not answer: its transaction
+    landed when `lands`, and StoreUnavailableError reached the handler, which caught it and
+    spawned each of `again` (none when not `retry`). Returns (the parent as its attempt left it,
+    the children it lists, the `pending` each admission was given, the children's messages)."""
+    from chalicelib.domain.errors import StoreUnavailableError
+
+    types = JobTypeRegistry()
+    types.register("q.child", Numbered)(lambda ctx, payload: None)
+
+    def parent(ctx, payload):
+        try:
+            ctx.spawn("q.child", {"n": 1})
+        except StoreUnavailableError:
+            pass
+        return [ctx.spawn("q.child", p) for p in again] if retry else []
+
+    types.register("q.parent", Empty)(parent)
+    create_child = store.create_child
+
+    def unanswered_once(child, attempt):
+        monkeypatch.setattr(store, "create_child", create_child)
+        if lands:
+            create_child(child, attempt)
+        raise StoreUnavailableError(f"could not spawn child {child.id}")
+
+    monkeypatch.setattr(store, "create_child", unanswered_once)
+    admitted = []
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    made = lifecycle.submit(tenant="acme", user="ann", type="q.parent", payload={})
+    (message,) = queue.drain()
+    runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0,
+                       admit=lambda tenant, pending=0: admitted.append(pending))
+    ended = runner.run(message)
+    assert ended.id == made.id
+    children = [store.get(c, mark_gone=False) for c in ended.children]
+    return ended, children, admitted, [m.job_id for m in queue.drain() if m.job_id != made.id]
+
+
+def test_a_spawn_made_again_after_its_unanswered_try_landed_takes_that_child_on(store, queue, clock, monkeypatch):
+    """A handler that caught the StoreUnavailableError of a spawn whose transaction had landed
+    (its answer lost) and spawned the same child again got a second child: the spawn's index
+    had moved on. The child the first try made is the one asked for: taken on, and sent."""
+    ended, children, admitted, sent = _spawned_after_an_unanswered_spawn(
+        store, queue, clock, monkeypatch, lands=True, again=[{"n": 1}])
+    assert ended.status == JobStatus.COMPLETED
+    assert [c.payload for c in children] == [{"n": 1}]  # one child, not two
+    assert ended.result == ended.children
+    assert sent == ended.children  # its message goes out now, not only once the reconciler finds it due
+    assert admitted == [0]  # taken on: admitted once, as it was made once
+
+
+def test_a_spawn_made_again_after_its_unanswered_try_did_not_land_makes_the_child_in_its_place(
+        store, queue, clock, monkeypatch):
+    ended, children, admitted, sent = _spawned_after_an_unanswered_spawn(
+        store, queue, clock, monkeypatch, lands=False, again=[{"n": 1}])
+    assert [c.payload for c in children] == [{"n": 1}] and ended.result == ended.children
+    assert ended.children == [child_job_id(ended.id, 1, 1)]  # the place the unanswered spawn left
+    assert sent == ended.children
+    # The child the unanswered try did not make is not counted beside the one made in its place.
+    assert admitted == [0, 0]
+
+
+def test_another_spawn_after_an_unanswered_one_that_landed_goes_to_the_next_place(store, queue, clock, monkeypatch):
+    """The unanswered spawn's child stays a child of the job, listed and counted; the spawn
+    after it, another request, is made beside it, not in its stead."""
+    ended, children, admitted, sent = _spawned_after_an_unanswered_spawn(
+        store, queue, clock, monkeypatch, lands=True, again=[{"n": 2}])
+    assert [c.payload for c in children] == [{"n": 1}, {"n": 2}]
+    assert ended.children == [child_job_id(ended.id, 1, 1), child_job_id(ended.id, 1, 2)]
+    assert ended.result == ended.children[1:]
+    assert admitted == [0, 1]  # the landed child counts as spawned before the next
+    assert sent == ended.children  # each runs now: the first's message was never sent
+
+
+def test_an_unanswered_spawn_that_landed_is_sent_by_the_reconciler_when_the_handler_moves_on(
+        store, queue, clock, monkeypatch):
+    from chalicelib.domain.job import isoformat
+    from chalicelib.lifecycle.reconcile import ReconcileOutcome
+
+    ended, children, _, sent = _spawned_after_an_unanswered_spawn(
+        store, queue, clock, monkeypatch, lands=True, again=[], retry=False)
+    assert [c.payload for c in children] == [{"n": 1}] and sent == []
+    lifecycle = JobLifecycle(store, queue, JobTypeRegistry(), clock=clock)
+    clock.advance(lifecycle.dispatch_grace_s)
+    (due,) = store.due(isoformat(clock.now), 10).jobs
+    assert due.id == children[0].id
+    assert lifecycle.reconcile(store.get(due.id, mark_gone=False)) == ReconcileOutcome.REDISPATCHED
+    assert [m.job_id for m in queue.drain()] == [children[0].id]
