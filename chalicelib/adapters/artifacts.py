@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Collection, Optional
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -71,12 +71,15 @@ def blob_key(job_id: str, name: str, attempt: Optional[int] = None, write: int =
     return f"jobs/{job_id}/artifacts/{attempt:04d}{'' if write == 1 else f'-{write}'}/{name}"
 
 
-def discard_replaced(blobs: BlobStore, key: str) -> None:
-    """Delete the object of the write an attempt's later write of the same artifact replaced
-    (it may hold none: stored inline); one that stays is only bytes no item names, which the
-    job's purge removes with its prefix."""
+def discard_replaced(blobs: BlobStore, job_id: str, name: str, attempt: Optional[int],
+                     replaces: Collection[int]) -> None:
+    """Delete the objects of `attempt`'s writes `replaces` of artifact `name`, which its write
+    that landed replaced (one may hold none: refused before its upload); one that stays is only
+    bytes no item names, which the job's purge removes with its prefix."""
+    if attempt is None or not replaces:
+        return
     try:
-        blobs.delete([key])
+        blobs.delete([blob_key(job_id, name, attempt, write) for write in replaces])
     except StoreUnavailableError:  # the artifact is stored: a left-over object is no failure
         pass
 
@@ -140,7 +143,7 @@ class DynamoArtifactStore:
         self._clock = clock
 
     def put(self, job_id: str, name: str, data: bytes, content_type: str, *,
-            attempt: Optional[int] = None, write: int = 1) -> ArtifactInfo:
+            attempt: Optional[int] = None, write: int = 1, replaces: Collection[int] = ()) -> ArtifactInfo:
         check_name(name)
         check_content_type(content_type)
         now = self._clock()
@@ -167,8 +170,7 @@ class DynamoArtifactStore:
                 self._put_while_running(job_id, attempt, name, item, key)
         except (ClientError, BotoCoreError) as exc:  # a refusal, or a timeout / lost connection
             raise StoreUnavailableError(f"could not record artifact {name} of job {job_id}") from exc
-        if attempt is not None and write > 1:
-            discard_replaced(self._blobs, blob_key(job_id, name, attempt, write - 1))
+        discard_replaced(self._blobs, job_id, name, attempt, replaces)
         return info
 
     def _put_while_running(self, job_id: str, attempt: int, name: str, item: dict[str, Any],

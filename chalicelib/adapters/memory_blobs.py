@@ -3,7 +3,7 @@ DynamoDB artifact records)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Collection, Iterator, Optional
 from urllib.parse import urlencode
 
 from chalicelib.adapters.artifacts import blob_key as artifact_blob_key
@@ -66,7 +66,7 @@ class InMemoryArtifactStore:
         self.items: dict[tuple[str, str], Artifact] = {}
 
     def put(self, job_id: str, name: str, data: bytes, content_type: str, *,
-            attempt: Optional[int] = None, write: int = 1) -> ArtifactInfo:
+            attempt: Optional[int] = None, write: int = 1, replaces: Collection[int] = ()) -> ArtifactInfo:
         check_name(name)
         check_content_type(content_type)
         inline = keeps_inline(data, content_type, self._inline_limit)
@@ -82,8 +82,7 @@ class InMemoryArtifactStore:
                     self._blobs.delete([key])
                 raise AttemptEndedError.refusing(job_id, attempt, f"artifact {name} is not stored")
         self.items[(job_id, name)] = Artifact(info, content=bytes(data)) if key is None else Artifact(info, blob_key=key)
-        if attempt is not None and write > 1:
-            discard_replaced(self._blobs, artifact_blob_key(job_id, name, attempt, write - 1))
+        discard_replaced(self._blobs, job_id, name, attempt, replaces)
         return info
 
     def list(self, job_id: str, *, limit: int = ARTIFACT_PAGE, cursor: Optional[str] = None) -> ArtifactPage:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterator, Optional, Protocol
+from typing import Any, Collection, Iterator, Optional, Protocol
 
 from chalicelib.defaults import ARTIFACT_PAGE
 
@@ -61,14 +61,16 @@ class ArtifactPage:
 
 class ArtifactStore(Protocol):
     def put(self, job_id: str, name: str, data: bytes, content_type: str, *,
-            attempt: Optional[int] = None, write: int = 1) -> ArtifactInfo:
+            attempt: Optional[int] = None, write: int = 1, replaces: Collection[int] = ()) -> ArtifactInfo:
         """Store (or replace) a job's artifact: small text inline, the rest in S3. With
         `attempt` (the attempt writing it) only while that attempt is the job's running one:
         else AttemptEndedError, and nothing is stored or replaced. `write`: which of that
         attempt's writes of `name` this is (1, 2, ...): each stores its object under a key of
         its own, so a refused one cannot have overwritten (or, deleting its own, removed) the
-        object an earlier write stored; once a later write lands, the object of the write
-        before it, which no item names any more, is deleted."""
+        object an earlier write stored. `replaces`: that attempt's earlier writes of `name`
+        whose objects no item names once this one lands (the last write that landed, and those
+        after it whose outcome is not known: uploaded, the item maybe written); their objects
+        are deleted once it lands."""
 
     def list(self, job_id: str, *, limit: int = ARTIFACT_PAGE, cursor: Optional[str] = None) -> ArtifactPage:
         """A page of a job's artifacts, by name: at most `limit`, from where `cursor` (a page's

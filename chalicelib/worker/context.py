@@ -25,8 +25,8 @@ from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate
 from chalicelib.ports import ArtifactInfo, Clock
 from chalicelib.worker.progress import ProgressReporter
 
-# (job id, name, bytes, content type) -> what was stored
-# (job_id, name, data, content_type, *, write): ArtifactStore.put of the attempt's `write`-th write of `name`
+# (job_id, name, data, content_type, *, write, replaces): ArtifactStore.put of the attempt's
+# `write`-th write of `name`, deleting once it lands the objects of its writes `replaces`
 StoreArtifact = Callable[..., ArtifactInfo]
 
 
@@ -111,8 +111,10 @@ class JobContext:
         self._made = 0  # the children spawns made (or may have: the held place's)
         self._store_artifact = store_artifact
         # Each name's writes are numbered (each stores its object under a key of its own) and
-        # made one at a time: the one that lands deletes the object of the one before it.
+        # made one at a time: the one that lands deletes the objects no item names then, those
+        # `_artifact_left` holds (the last landed write's, and any after it not answered).
         self._artifact_writes: dict[str, int] = {}
+        self._artifact_left: dict[str, tuple[int, ...]] = {}
         self._artifact_locks: dict[str, threading.Lock] = {}
         self._artifact_locks_lock = threading.Lock()
         self._reload = reload
@@ -332,9 +334,20 @@ class JobContext:
             lock = self._artifact_locks.setdefault(name, threading.Lock())
         with lock:
             write = self._artifact_writes[name] = self._artifact_writes.get(name, 0) + 1
-            # Only None takes the default: an empty or falsy one is no media type, refused as any other.
-            return self._store_artifact(self.job_id, name, raw, default_type if content_type is None else content_type,
-                                        write=write)
+            left = self._artifact_left.get(name, ())
+            try:
+                # Only None takes the default: an empty or falsy one is no media type, refused as any other.
+                info = self._store_artifact(self.job_id, name, raw,
+                                            default_type if content_type is None else content_type,
+                                            write=write, replaces=left)
+            except (InvalidArtifactError, AttemptEndedError):
+                raise  # it left no object: refused before its upload, or its upload deleted
+            except Exception:
+                # Not answered: its object may be there, even named by the item its answer did not confirm.
+                self._artifact_left[name] = (*left, write)
+                raise
+            self._artifact_left[name] = (write,) if info.location == "s3" else ()
+            return info
 
     def cancelled(self, *, fresh: bool = False) -> bool:
         """True once a cancel was requested. Reads the store at most once per poll interval, and

@@ -268,7 +268,8 @@ def test_an_attempts_later_write_of_an_artifact_has_an_object_of_its_own(adapter
     job = adapters.store.apply(job, JobStatus.QUEUED, ChangeSet({"status": JobStatus.RUNNING, "attempts": 1}))
     data = b"x" * (INLINE_LIMIT + 1)
     adapters.artifacts.put(JOB, "out.bin", data, "application/octet-stream", attempt=1)
-    adapters.artifacts.put(JOB, "out.bin", data.upper(), "application/octet-stream", attempt=1, write=2)
+    adapters.artifacts.put(JOB, "out.bin", data.upper(), "application/octet-stream", attempt=1, write=2,
+                           replaces=(1,))
 
     def kept():
         return [k for page in adapters.blobs.keys_older_than(f"jobs/{JOB}/", utcnow() + timedelta(minutes=5))
@@ -277,8 +278,30 @@ def test_an_attempts_later_write_of_an_artifact_has_an_object_of_its_own(adapter
     assert kept() == [f"jobs/{JOB}/artifacts/0001-2/out.bin"]
     adapters.store.apply(job, JobStatus.RUNNING, ChangeSet({"status": JobStatus.FAILED}))  # its lease ended
     with pytest.raises(AttemptEndedError):
-        adapters.artifacts.put(JOB, "out.bin", b"late", "application/octet-stream", attempt=1, write=3)
+        adapters.artifacts.put(JOB, "out.bin", b"late", "application/octet-stream", attempt=1, write=3,
+                               replaces=(2,))
     stored = adapters.artifacts.get(JOB, "out.bin")
     assert (stored.blob_key, adapters.blobs.get(stored.blob_key)) == (f"jobs/{JOB}/artifacts/0001-2/out.bin",
                                                                       data.upper())
     assert kept() == [f"jobs/{JOB}/artifacts/0001-2/out.bin"]
+
+
+def test_a_write_that_lands_deletes_the_objects_of_each_write_it_replaces(adapters):
+    """An attempt's write that lands deletes the objects of the writes it names: the last that
+    landed and one after it the store did not answer (its object uploaded, its item maybe
+    written), not only the write before it, so no object is left that no item names."""
+    from chalicelib.adapters.artifacts import blob_key
+    from chalicelib.domain.job import Job
+    from chalicelib.domain.status import JobStatus
+    from chalicelib.ports import ChangeSet
+
+    job = Job(id=JOB, type="demo.steps", tenant="acme", user="ann", created_at="2026-01-01T00:00:00.000Z")
+    adapters.store.create(job)
+    adapters.store.apply(job, JobStatus.QUEUED, ChangeSet({"status": JobStatus.RUNNING, "attempts": 1}))
+    data = b"x" * (INLINE_LIMIT + 1)
+    adapters.artifacts.put(JOB, "out.bin", data, "application/octet-stream", attempt=1)
+    adapters.blobs.put(blob_key(JOB, "out.bin", 1, 3), b"unanswered", "application/octet-stream")
+    adapters.artifacts.put(JOB, "out.bin", b"inline", "text/plain", attempt=1, write=4, replaces=(1, 2, 3))
+    kept = [k for page in adapters.blobs.keys_older_than(f"jobs/{JOB}/", utcnow() + timedelta(minutes=5))
+            for k in page]
+    assert kept == [] and adapters.artifacts.get(JOB, "out.bin").content == b"inline"

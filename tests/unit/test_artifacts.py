@@ -306,3 +306,49 @@ def test_a_late_write_of_an_attempt_that_lost_its_lease_keeps_the_artifact_it_st
     assert (after.status, after.error.code, len(refused)) == (JobStatus.FAILED, "worker_lost", 1)
     kept = artifacts.get(job.id, "report.bin")
     assert (kept.info.size, blobs.get(kept.blob_key)) == (5, b"first")
+
+
+@pytest.mark.parametrize("refusal", ["content_type", "store_unavailable", "lost_answer"])
+def test_a_write_after_a_refused_one_deletes_the_object_the_artifact_named(store, queue, clock, monkeypatch, refusal):
+    """An attempt writes `report.bin` (to S3), has its second write refused (a content type that
+    is none; the store not answering: the item not written, or written with its answer lost)
+    and writes the name a third time. The refused write had taken a number: the third deleted
+    that one's key, not the object of the write the artifact named, which stayed in the bucket,
+    named by no item, until the job's purge. Only the object the artifact names is left."""
+    from chalicelib.domain.errors import StoreUnavailableError
+    from chalicelib.ports import Artifact, ArtifactInfo
+
+    registry = JobTypeRegistry()
+    blobs = InMemoryBlobStore(clock)
+    artifacts = InMemoryArtifactStore(blobs, inline_limit=1024, clock=clock, jobs=store)
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+    put, writes = artifacts.put, []
+
+    def second_unanswered(job_id, name, data, content_type, **kwargs):
+        writes.append(name)
+        if len(writes) != 2 or refusal == "content_type":
+            return put(job_id, name, data, content_type, **kwargs)
+        key = f"jobs/{job_id}/artifacts/0001-{kwargs['write']}/{name}"
+        blobs.put(key, data, content_type)  # uploaded; the item not written, or (its answer lost) written:
+        if refusal == "lost_answer":
+            info = ArtifactInfo(job_id, name, content_type, len(data), "2026-01-01T00:00:00.000Z", "s3")
+            artifacts.items[(job_id, name)] = Artifact(info, blob_key=key)
+        raise StoreUnavailableError(f"could not record artifact {name} of job {job_id}")
+
+    monkeypatch.setattr(artifacts, "put", second_unanswered)
+
+    @registry.register("t.rewrites", Empty, max_attempts=1)
+    def rewrites(ctx, payload):
+        ctx.artifact("report.bin", b"1" * 2000)
+        try:
+            ctx.artifact("report.bin", b"2" * 2000, content_type="not a type" if refusal == "content_type" else None)
+        except (InvalidArtifactError, StoreUnavailableError):
+            pass
+        ctx.artifact("report.bin", b"3" * 2000)
+
+    job, final = run(lifecycle, JobRunner(lifecycle, registry, clock=SystemClock(), artifacts=artifacts), queue,
+                     "t.rewrites")
+    assert final.status == JobStatus.COMPLETED
+    named = artifacts.get(job.id, "report.bin")
+    assert blobs.get(named.blob_key) == b"3" * 2000
+    assert sorted(blobs.objects) == [named.blob_key]
