@@ -27,7 +27,7 @@ from typing import Any, Callable
 import pytest
 
 from chalicelib import composition
-from tests.faults.test_fault_walk import LIVES, READS, REQUESTS, Faults, Life
+from tests.faults.test_fault_walk import LIVES, REQUESTS, Faults, Life, walk_cases
 from tests.functional.conftest import auth
 
 KINDS = ("dies_before", "dies_after")
@@ -153,23 +153,12 @@ ERP_POSTED_TWICE = {(name, index, "dies_before") for name, requests in REQUESTS.
                     for index, request in enumerate(requests) if request == "dynamodb.BatchWriteItem"}
 
 
-def cases() -> list[Any]:
-    params = []
-    for name, requests in REQUESTS.items():
-        for index, request in enumerate(requests):
-            for kind in KINDS:
-                if kind == "dies_after" and request in READS:
-                    continue
-                params.append(pytest.param(name, index, kind, id=f"{name}-{index}-{request}-{kind}"))
-    return params
-
-
 @pytest.fixture
 def life(app, client, aws, monkeypatch) -> CrashLife:
     return CrashLife(app, client, aws, monkeypatch)
 
 
-@pytest.mark.parametrize("name, index, kind", cases())
+@pytest.mark.parametrize("name, index, kind", walk_cases(KINDS, not_for_reads="dies_after"))
 def test_a_life_whose_process_dies_at_one_request_ends_as_it_should(life, name, index, kind):
     body, ends = LIVES[name]
     life.faults.target, life.faults.kind = index, kind

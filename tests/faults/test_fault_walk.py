@@ -387,15 +387,18 @@ READS = {"dynamodb.GetItem", "dynamodb.Query", "dynamodb.BatchGetItem", "s3.GetO
 KNOWN: dict[tuple[str, int, str], str] = {}
 
 
-def cases() -> list[Any]:
+def walk_cases(kinds: tuple[str, ...], *, not_for_reads: str,
+               known: Optional[dict[tuple[str, int, str], str]] = None) -> list[Any]:
+    """A case per request of each life and kind: `not_for_reads` (a kind that applies its
+    request, which for a read is no fault) not for a read; those `known` finds wrong xfail."""
     params = []
     for name, requests in REQUESTS.items():
         for index, request in enumerate(requests):
-            for kind in FAULTS:
-                if kind == "lost" and request in READS:
+            for kind in kinds:
+                if kind == not_for_reads and request in READS:
                     continue
-                known = KNOWN.get((name, index, kind))
-                marks = [pytest.mark.xfail(strict=True, reason=known)] if known else []
+                reason = (known or {}).get((name, index, kind))
+                marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
                 params.append(pytest.param(name, index, kind, id=f"{name}-{index}-{request}-{kind}", marks=marks))
     return params
 
@@ -416,7 +419,7 @@ def test_each_life_sends_the_requests_the_walk_fails(life, name):
     assert sum(counted.values()) == len(REQUESTS[name]), counted
 
 
-@pytest.mark.parametrize("name, index, kind", cases())
+@pytest.mark.parametrize("name, index, kind", walk_cases(FAULTS, not_for_reads="lost", known=KNOWN))
 def test_a_life_with_one_request_failed_ends_as_it_should(life, name, index, kind):
     body, ends = LIVES[name]
     life.faults.target, life.faults.kind = index, kind
