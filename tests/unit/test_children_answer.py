@@ -142,3 +142,70 @@ def test_a_submit_whose_answer_is_the_bound_exactly_is_taken_and_one_byte_more_r
     assert answer_bytes(taken.public()) == MAX_ANSWER_BYTES and store.get(taken.id, mark_gone=False) is not None
     with pytest.raises(PayloadTooLargeError):
         submit_padded(lifecycle, -1)
+
+
+def test_a_spawn_is_measured_with_the_report_the_window_has_not_written_yet(store, queue, clock):
+    """A report taken inside the progress window is part of the job's answer as soon as it is
+    taken (the outcome's write carries it): a spawn right after it is measured with it, not with
+    the progress last written, so a long message not yet written cannot let a child take the
+    answer past the bound."""
+    registry = JobTypeRegistry()
+
+    @registry.register("t.leaf", Empty, max_attempts=1)
+    def leaf(ctx, payload):
+        return "ok"
+
+    @registry.register("t.wide", Wide, max_attempts=3)
+    def reporting(ctx, payload):
+        ctx.progress(10, message="m" * 2_000)  # inside the window: held, not written
+        ctx.spawn("t.leaf", {})
+        return "spawned"
+
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+    runner = JobRunner(lifecycle, registry, clock=SystemClock(), progress_interval_s=3600)
+    parent = submit_padded(lifecycle, SPAWN_ANSWER_ROOM_BYTES + 20 * 41)  # room for 20 ids, not 2,000 bytes
+    (message,) = queue.drain()
+    final = runner.run(message)
+    assert final.status == JobStatus.FAILED and final.error.code == "answer_full", final.error
+    assert final.children == [] and final.progress.message == "m" * 2_000
+    assert [job.id for job in store._jobs.values()] == [parent.id] and queue.sent == []
+
+
+@pytest.mark.parametrize("over", [0, 1])
+def test_a_worker_spawn_that_takes_its_parents_answer_to_the_bound_exactly_is_made_and_one_byte_more_refused(
+        store, queue, clock, over):
+    """As a spawn measured whole, so one a handler makes (measured in parts by its attempt): a
+    child whose id takes the answer to MAX_ANSWER_BYTES less SPAWN_ANSWER_ROOM_BYTES is made, one
+    byte more is refused."""
+    from chalicelib.domain.job import child_job_id, listed_bytes
+
+    registry = JobTypeRegistry()
+    seen = []
+
+    @registry.register("t.leaf", Empty, max_attempts=1)
+    def leaf(ctx, payload):
+        return "ok"
+
+    @registry.register("t.wide", Wide, max_attempts=1)
+    def edge(ctx, payload):
+        ctx.progress(0, force=True)  # written: the answer as any reader now has it
+        seen.append(answer_bytes(ctx.job.public()) + listed_bytes(child_job_id(ctx.job_id, 1, 1), 0))
+        ctx.spawn("t.leaf", {})
+        return ""
+
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+    runner = JobRunner(lifecycle, registry, clock=SystemClock(), progress_interval_s=0)
+    bound = MAX_ANSWER_BYTES - SPAWN_ANSWER_ROOM_BYTES
+    room = SPAWN_ANSWER_ROOM_BYTES + 1_000
+    submit_padded(lifecycle, room)
+    assert runner.run(queue.drain()[0]).status == JobStatus.COMPLETED
+    parent = submit_padded(lifecycle, room - (bound + over - seen[0]))
+    (message,) = queue.drain()
+    final = runner.run(message)
+    assert seen[1] == bound + over
+    if over:
+        assert final.status == JobStatus.FAILED and final.error.code == "answer_full", final.error
+        assert final.children == []
+    else:
+        assert final.status == JobStatus.COMPLETED, final.error
+        assert final.children == [child_job_id(parent.id, 1, 1)]
