@@ -18,6 +18,7 @@ from chalicelib.defaults import (
     MAX_DISPATCHES,
     MAX_SCHEDULE_S,
     OWED_LETTER_WAIT_S,
+    PEEK_HIDE_S,
     RECONCILE_PASS_MARGIN_S,
     RECONCILE_RETRY_S,
     SQS_MAX_DELAY_S,
@@ -159,6 +160,102 @@ def test_a_dead_letter_whose_job_no_longer_exists_is_deleted_once(lifecycle, que
     assert reconciler.run_pass().counts == {}
 
 
+def test_the_letters_a_pass_read_show_again_once_it_decided_on_them(lifecycle, queue, store):
+    """A pass holds the letters it reads hidden only while it decides on them: once it is done,
+    the letter of the job it failed and a letter that names no job are listed again (operators
+    list and redrive them), and only the removed job's letter, deleted, is gone."""
+    failed, removed = submit(lifecycle), submit(lifecycle)
+    for message in queue.drain():
+        queue.dead.append((message, {}))
+    queue.dead.append((_Raw({"detail": "from another system"}), {}))
+    blobs = InMemoryBlobStore()
+    InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs), blobs).purge(removed.id)
+    operations = InMemoryQueueOperations(queue)
+    assert Reconciler(lifecycle, operations).run_pass().counts == {"dead_lettered": 1, "orphaned_letter_deleted": 1}
+    listed = operations.peek_dead_letters("normal", 10)
+    assert [letter.body.get("job_id", letter.body.get("detail")) for letter in listed] == [
+        failed.id, "from another system"]
+
+
+class _UnshowableDeadLetters(InMemoryQueueOperations):
+    def show_dead_letters(self, priority, letters):
+        raise DeadLetterUnavailableError("could not show the letters again")
+
+
+def test_letters_that_cannot_be_shown_again_are_an_error_of_the_pass_and_the_rest_goes_on(
+        lifecycle, queue, clock, store):
+    """SQS not answering the pass's "show them again" leaves the letters hidden until their hold
+    ends: the pass counts it, named by priority, and its jobs are acted on all the same."""
+    dead, stranded = submit(lifecycle), submit(lifecycle)
+    queue.dead.append((queue.drain()[0], {}))
+    clock.advance(DISPATCH_GRACE_S + 1)
+    result = Reconciler(lifecycle, _UnshowableDeadLetters(queue)).run_pass()
+    assert result.counts == {"dead_lettered": 1, "errors": 1, "redispatched": 1}
+    assert result.errors == ["dead letters (normal): dlq_unavailable: could not show the letters again"]
+    assert store.get(dead.id, mark_gone=False).error.code == "dead_lettered"
+    assert store.get(stranded.id, mark_gone=False).dispatches == 2
+
+
+def test_a_letter_whose_job_the_read_of_many_left_out_but_which_is_recorded_stays(lifecycle, queue, store,
+                                                                                   monkeypatch):
+    """The pass reads the letters' jobs together, and that read leaves out a record this code
+    cannot read (a status a later version added, met during a rollback) as it leaves out a
+    removed one: the job is read on its own before its letter is deleted, and, still recorded,
+    its letter stays for operators and redrive."""
+    job = submit(lifecycle)
+    queue.dead.append((queue.drain()[0], {}))
+    many = store.get_many
+    monkeypatch.setattr(store, "get_many", lambda ids, **kw: {i: j for i, j in many(ids, **kw).items() if i != job.id})
+    assert Reconciler(lifecycle, InMemoryQueueOperations(queue)).run_pass().counts == {}
+    assert [m.job_id for m, _ in queue.dead] == [job.id]
+
+
+class _ShowRecording(InMemoryQueueOperations):
+    def __init__(self, queue, shown, deletes=None):
+        super().__init__(queue)
+        self.shown, self.deletes = shown, deletes
+
+    def show_dead_letters(self, priority, letters):
+        self.shown.extend(letter.body["job_id"] for letter in letters)
+        super().show_dead_letters(priority, letters)
+
+    def delete_dead_letters(self, priority, letters):
+        going = super().delete_dead_letters(priority, letters)
+        return going if self.deletes is None else self.deletes
+
+
+def test_the_letters_of_removed_jobs_deleted_are_said_and_not_shown_again(lifecycle, queue, store):
+    """reliability.md: the `dead letters of removed jobs deleted` line names the priority, how
+    many went and their jobs; a letter deleted is not made visible again (SQS has no such
+    message any more), the others are."""
+    lines = []
+    kept, removed = submit(lifecycle), submit(lifecycle)
+    for message in queue.drain():
+        queue.dead.append((message, {}))
+    blobs = InMemoryBlobStore()
+    InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs), blobs).purge(removed.id)
+    shown = []
+    reconciler = Reconciler(lifecycle, _ShowRecording(queue, shown), observe=lambda m, extra: lines.append((m, extra)))
+    assert reconciler.run_pass().counts == {"dead_lettered": 1, "orphaned_letter_deleted": 1}
+    assert ("dead letters of removed jobs deleted",
+            {"priority": "normal", "deleted": 1, "job_ids": [removed.id]}) in lines
+    assert shown == [kept.id]
+
+
+def test_a_pass_counts_and_says_only_the_letters_sqs_deleted(lifecycle, queue, store):
+    """A letter received again since the pass read it (a redrive) stays where SQS refused its
+    delete: a pass whose delete took none counts none and says no deletion."""
+    lines = []
+    removed = submit(lifecycle)
+    queue.dead.append((queue.drain()[0], {}))
+    blobs = InMemoryBlobStore()
+    InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs), blobs).purge(removed.id)
+    reconciler = Reconciler(lifecycle, _ShowRecording(queue, [], deletes=0),
+                            observe=lambda m, extra: lines.append((m, extra)))
+    assert reconciler.run_pass().counts == {}
+    assert [m for m, _ in lines if m.startswith("dead letters")] == []
+
+
 class _UndeletableDeadLetters(InMemoryQueueOperations):
     def delete_dead_letters(self, priority, letters):
         raise DeadLetterUnavailableError("could not delete from the dead-letter queue")
@@ -210,6 +307,28 @@ def test_a_pass_out_of_time_acts_on_no_more_letters(lifecycle, queue, store):
                                                                        "dead_lettered": 1, "out_of_time": 1}
     assert sorted(store.get(j.id, mark_gone=False).status for j in jobs) == [JobStatus.FAILED, JobStatus.QUEUED]
     assert Reconciler(lifecycle, InMemoryQueueOperations(queue)).run_pass().counts == {"dead_lettered": 1}
+
+
+class _HoldRecording(InMemoryQueueOperations):
+    def __init__(self, queue, holds):
+        super().__init__(queue)
+        self.holds = holds
+
+    def peek_dead_letters(self, priority, limit, hold_s=0):
+        self.holds.append(hold_s)
+        return super().peek_dead_letters(priority, limit, hold_s=hold_s)
+
+
+@pytest.mark.parametrize("left, held", [(42.3, 43), (0.0, 1), (None, PEEK_HIDE_S)])
+def test_the_letters_a_pass_reads_are_hidden_for_the_rest_of_its_invocation(lifecycle, queue, left, held):
+    """A pass holds the letters it reads hidden, so a pass started beside it reads others; should
+    it die before showing them again, they show again once its invocation is over (its time
+    left, rounded up), never later, and never at once (a hold of 0 hides nothing). A pass with
+    no time limit holds them PEEK_HIDE_S."""
+    holds = []
+    reconciler = Reconciler(lifecycle, _HoldRecording(queue, holds))
+    reconciler.run_pass(time_left_s=None if left is None else (lambda: left))
+    assert holds == [held] * 3
 
 
 def test_a_job_another_writer_moved_first_counts_one_race_and_is_left_as_it_is(lifecycle, queue, clock, store,
