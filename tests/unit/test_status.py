@@ -60,3 +60,72 @@ def test_a_running_attempt_shows_its_own_start_and_one_run():
     assert [(r.attempt, r.status) for r in job.runs([first])] == [(1, JobStatus.FAILED), (2, JobStatus.RUNNING)]
     claimed = Run(job_id="j", attempt=2, status=JobStatus.RUNNING, started_at="2026-01-01T00:05:00.000Z")
     assert job.runs([first, claimed]) == [first, claimed]  # its run record written at its claim (older versions)
+
+
+def test_a_time_is_answered_in_utc_with_its_milliseconds_so_text_order_is_time_order():
+    """api.md: every time an answer shows is UTC, ISO 8601 with milliseconds and `Z`."""
+    from datetime import datetime, timedelta, timezone
+
+    from chalicelib.domain.job import isoformat
+
+    moment = datetime(2027, 1, 31, 9, 0, 0, 678_901, tzinfo=timezone.utc)
+    assert isoformat(moment) == "2027-01-31T09:00:00.678Z"
+    assert isoformat(moment.astimezone(timezone(timedelta(hours=-5)))) == "2027-01-31T09:00:00.678Z"
+    assert isoformat(moment.replace(microsecond=999_999)) == "2027-01-31T09:00:00.999Z"
+    assert isoformat(moment.replace(microsecond=999_000)) == "2027-01-31T09:00:00.999Z"
+    moments = [moment + timedelta(microseconds=step) for step in (0, 1_000, 21_000, 321_000, 1_000_000)]
+    assert sorted(isoformat(m) for m in moments) == [isoformat(m) for m in moments]
+
+
+def test_only_a_running_job_shows_an_attempt_start():
+    """api.md: `attempt_started_at`, while an attempt runs, when that attempt started; `null`
+    otherwise, though the record keeps the last attempt's start."""
+    started = "2026-01-01T00:05:00.000Z"
+    assert _running(attempts=1, attempt_started_at=started).public()["attempt_started_at"] == started
+    for status in (JobStatus.RETRYING, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED):
+        ended = _running(attempts=1, started_at=started, attempt_started_at=started).model_copy(
+            update={"status": status})
+        assert ended.current_attempt_start() is None
+        assert ended.public()["attempt_started_at"] is None, status
+
+
+def test_a_field_whose_object_is_gone_is_answered_null_and_named():
+    """api.md: a payload or result whose object no longer exists is answered `null` and named
+    in `gone`; the key is left out while nothing is gone."""
+    whole = _running(payload={"rows": 3}, result=None)
+    assert "gone" not in whole.public() and whole.public()["payload"] == {"rows": 3}
+    partly = whole.model_copy(update={"gone": ["payload"]})
+    shown = partly.public()
+    assert shown["payload"] is None and shown["gone"] == ["payload"]
+
+
+def test_an_id_a_refusal_echoes_is_cut_past_the_longest_id_with_a_mark():
+    from chalicelib.defaults import MAX_JOB_ID_CHARS
+    from chalicelib.domain.job import shown_id
+
+    longest = "a" * MAX_JOB_ID_CHARS
+    assert shown_id(longest) == longest
+    assert shown_id(longest + "bc") == longest + "…"
+
+
+def test_a_record_is_timed_by_the_latest_time_it_names():
+    """A stream record with no time of its own (an emulator's) is timed by the latest time its
+    job names, the same on every delivery and replay; a value that is no time is passed by."""
+    job = _running(started_at="2026-01-01T00:00:01.000Z", attempt_started_at="2026-01-01T00:05:00.000Z")
+    assert job.last_recorded_time() == "2026-01-01T00:05:00.000Z"
+    reported = job.model_copy(update={"progress": job.progress.model_copy(update={"updated_at": "2026-01-01T00:06:00.000Z"}),
+                                      "finished_at": "not a time"})
+    assert reported.last_recorded_time() == "2026-01-01T00:06:00.000Z"
+    assert _running().model_copy(update={"created_at": ""}).last_recorded_time() is None
+
+
+def test_a_job_not_running_shows_only_the_runs_recorded():
+    """A run is recorded when its attempt ends; only a running job adds the attempt under way,
+    read from the job: a queued, retrying or finished one adds none."""
+    from chalicelib.domain.job import Run
+
+    first = Run(job_id="j", attempt=1, status=JobStatus.FAILED)
+    for status, attempts in ((JobStatus.QUEUED, 0), (JobStatus.RETRYING, 1), (JobStatus.COMPLETED, 2)):
+        job = _running(attempts=attempts).model_copy(update={"status": status})
+        recorded = [first] if attempts else []
+        assert job.runs(recorded) == recorded, status
