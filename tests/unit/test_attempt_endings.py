@@ -12,7 +12,9 @@ from pydantic import BaseModel
 
 from chalicelib.adapters.clocks import ManualClock, SystemClock
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
-from chalicelib.domain.errors import FatalJobError, JobCancelledError, JobTimeoutError, StaleJobError
+from chalicelib.domain.errors import (
+    DeadLetterOwedError, FatalJobError, JobCancelledError, JobTimeoutError, NextAttemptUnsentError, StaleJobError,
+)
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
 from chalicelib.lifecycle import JobLifecycle
@@ -554,3 +556,94 @@ def test_each_failing_attempts_end_is_logged_with_its_error_and_where(store, que
     assert "traceback" not in ends["t.removed"][1]
     # the `job_duration` metric (docs/operations.md) of each attempt whose handler ran
     assert (ends["t.breaks"][1]["duration_s"], ends["t.refuses"][1]["duration_s"]) == (5.0, 0.0), ends
+
+
+def test_a_completed_and_a_canceled_attempt_are_logged_with_their_duration(store, queue, clock):
+    """docs/operations.md: `job_duration` counts every attempt that ended, so an attempt that
+    completes and one that ends canceled on request are logged as `job completed` and
+    `job canceled` with how long their handler ran, as a failing one is."""
+    types, observed, worker_clock = JobTypeRegistry(), [], ManualClock(start=1000.0)
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+
+    @types.register("t.done", Empty, max_attempts=3)
+    def done(ctx, payload):
+        worker_clock.advance(3)
+        return "ok"
+
+    @types.register("t.stops", Empty, max_attempts=3)
+    def stops(ctx, payload):
+        worker_clock.advance(2)
+        lifecycle.cancel("acme", ctx.job_id)
+        assert ctx.cancelled(fresh=True)
+        raise JobCancelledError(f"job {ctx.job_id} was canceled")
+
+    for type_ in ("t.done", "t.stops"):
+        lifecycle.submit(tenant="acme", user="ann", type=type_, payload={})
+    runner = JobRunner(lifecycle, types, clock=worker_clock, progress_interval_s=2,
+                       observe=lambda event, job, extra: observed.append((event, job.type, extra)))
+    for message in queue.drain():
+        runner.run(message)
+    ends = {job_type: (event, extra.get("duration_s")) for event, job_type, extra in observed if event != "started"}
+    assert ends == {"t.done": ("completed", 3.0), "t.stops": ("canceled", 2.0)}
+
+
+class Padded(BaseModel):
+    pad: str = ""
+
+
+def test_a_failures_messages_beside_a_payload_near_the_bound_are_cut_to_the_room_left(queue, clock):
+    """docs/jobs.md: beside a payload near the API's bound, a failure's error message, then its
+    progress message, are cut further, ending in "…", to what the failed job's answer has room
+    for: a failure is never refused, and never leaves a job no read returns."""
+    from chalicelib.adapters.memory import InMemoryJobStore
+    from chalicelib.defaults import MAX_ANSWER_BYTES
+    from chalicelib.domain.job import answer_bytes
+
+    store = InMemoryJobStore(blobs=InMemoryBlobStore())  # a payload near 6 MB goes to S3
+    types = JobTypeRegistry()
+
+    @types.register("t.fails_long", Padded, max_attempts=1)
+    def fails_long(ctx, payload):
+        ctx.progress(10, details={"rows": "d" * 20_000})  # held in the window: the failure writes it
+        raise ctx.fail("E_ROWS", "é" * 50_000, 50)  # 2,000 characters of error: 12,000 bytes
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    bare = lifecycle.submit(tenant="acme", user="ann", type="t.fails_long", payload={"pad": ""})
+    store._jobs.pop(bare.id)
+    queue.drain()
+    pad = "p" * (MAX_ANSWER_BYTES - answer_bytes(bare.public()) - 30_000)
+    lifecycle.submit(tenant="acme", user="ann", type="t.fails_long", payload={"pad": pad})
+    final = JobRunner(lifecycle, types, clock=ManualClock(), progress_interval_s=2).run(queue.drain()[0])
+    assert (final.status, final.error.code) == (JobStatus.FAILED, "E_ROWS")
+    assert answer_bytes(final.public()) <= MAX_ANSWER_BYTES
+    assert final.progress.details == {"rows": "d" * 20_000} and final.progress.percent == 50
+    error, progress = final.error.message, final.progress.message
+    assert error.endswith("…") and error[:-1] and set(error[:-1]) == {"é"}, error[-10:]
+    assert progress.endswith("…") and len(progress) < len(error), "the error's cut takes the room first"
+
+
+@pytest.mark.parametrize(("max_attempts", "status", "logged", "said", "raised"), [
+    (1, JobStatus.FAILED, "failed", ("dead_letter", "owed"), DeadLetterOwedError),
+    (2, JobStatus.RETRYING, "retried", ("next_attempt", "unsent"), NextAttemptUnsentError)])
+def test_a_failure_whose_message_did_not_go_is_logged_as_such_and_fails_the_delivery(
+        store, queue, clock, max_attempts, status, logged, said, raised):
+    """docs/reliability.md: the failed write comes first; when the dead-letter queue (or, for a
+    retry, the jobs queue) does not answer, the job still reads failed (retrying), the worker's
+    `job failed` (`job retried`) line says what is owed, and the delivery fails, so that its
+    message, back, parks the letter (starts the next attempt)."""
+    types, observed = JobTypeRegistry(), []
+
+    @types.register("t.breaks", Empty, max_attempts=max_attempts)
+    def breaks(ctx, payload):
+        queue.fail_sends = True  # the queues stop answering while the handler runs
+        raise ValueError("row 401 is not a number")
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    submitted = lifecycle.submit(tenant="acme", user="ann", type="t.breaks", payload={})
+    runner = JobRunner(lifecycle, types, clock=ManualClock(), progress_interval_s=2,
+                       observe=lambda event, job, extra: observed.append((event, extra)))
+    with pytest.raises(raised):
+        runner.run(queue.drain()[0])
+    assert store.get(submitted.id, mark_gone=False).status == status
+    ends = [(event, extra.get(said[0]), extra.get("error_code")) for event, extra in observed if event != "started"]
+    assert ends == [(logged, said[1], "handler_error")]
