@@ -252,6 +252,43 @@ def test_a_result_nested_past_the_limit_fails_the_job_in_the_words_of_every_dept
     assert final.error.message == too_deep_message("result")
 
 
+class Holder(BaseModel):
+    data: Any = None
+
+
+def _lists(levels: int) -> list:
+    """A list whose arrays nest `levels` deep, itself the first."""
+    value: list = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("returned, refusal", [
+    (lambda: _lists(MAX_JSON_DEPTH), None),
+    (lambda: _lists(MAX_JSON_DEPTH + 1), "too deep"),
+    (lambda: _lists(5_000), "too deep"),  # too deep for json to write at all
+    (lambda: Holder(data=_lists(MAX_JSON_DEPTH)), "too deep"),  # a model's JSON takes a level more
+    (lambda: {"name": "caf\udcff"}, "not unicode"),
+], ids=["at_the_limit", "one_past", "far_past", "past_inside_a_model", "lone_surrogate"])
+def test_a_result_is_held_to_what_json_can_store(store, queue, clock, returned, refusal):
+    """docs/jobs.md: a result whose arrays and objects nest more than 100 levels deep (a model in
+    it counted as its JSON), or that holds a lone surrogate, fails the job
+    `result_not_serializable`, not retried; one at the limit completes."""
+    from chalicelib.domain.text import NOT_UNICODE
+
+    types = JobTypeRegistry()
+    types.register("t.returns", Empty, max_attempts=3)(lambda ctx, payload: returned())
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    lifecycle.submit(tenant="acme", user="ann", type="t.returns", payload={})
+    final = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(queue.drain()[0])
+    if refusal is None:
+        assert final.status == JobStatus.COMPLETED and final.result == _lists(MAX_JSON_DEPTH)
+        return
+    assert (final.status, final.attempts, final.error.code) == (JobStatus.FAILED, 1, "result_not_serializable")
+    assert final.error.message == (too_deep_message("result") if refusal == "too deep" else f"the result {NOT_UNICODE}")
+
+
 def test_cancel_request_stops_a_cooperative_handler(env, queue, store):
     """The report whose write meets the cancel request is not stored as a running job's
     progress (no event comes between the request and `canceled`); made before the handler knew
