@@ -289,6 +289,28 @@ def test_a_result_is_held_to_what_json_can_store(store, queue, clock, returned, 
     assert final.error.message == (too_deep_message("result") if refusal == "too deep" else f"the result {NOT_UNICODE}")
 
 
+def test_a_result_too_large_is_refused_naming_each_part_of_the_answer_it_would_take(store, queue, clock):
+    """docs/jobs.md: a result that would take the job's answer past what the API returns fails
+    the job `result_too_large`, not retried, its message giving the result's, the payload's and
+    the final message's shares of the answer (and the children's ids' only when it lists some)."""
+    from chalicelib.defaults import MAX_ANSWER_BYTES
+    from chalicelib.domain.job import answer_bytes
+    from chalicelib.domain.numbers import shown_number
+    from chalicelib.worker.helpers import complete_job
+
+    result, message = "r" * MAX_ANSWER_BYTES, "done: " + "m" * 1_000
+    types = JobTypeRegistry()
+    types.register("t.large", Empty, max_attempts=3)(lambda ctx, payload: complete_job(ctx, result, message))
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    lifecycle.submit(tenant="acme", user="ann", type="t.large", payload={})
+    final = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(queue.drain()[0])
+    assert (final.status, final.attempts, final.error.code) == (JobStatus.FAILED, 1, "result_too_large")
+    said = final.error.message
+    assert (f"(the result {shown_number(answer_bytes(result))}, the payload {shown_number(answer_bytes({}))}, "
+            f"the final progress message {shown_number(answer_bytes(message))})") in said, said
+    assert "children" not in said and "artifact" in said
+
+
 def test_cancel_request_stops_a_cooperative_handler(env, queue, store):
     """The report whose write meets the cancel request is not stored as a running job's
     progress (no event comes between the request and `canceled`); made before the handler knew
