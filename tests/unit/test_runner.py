@@ -311,6 +311,38 @@ def test_a_result_too_large_is_refused_naming_each_part_of_the_answer_it_would_t
     assert "children" not in said and "artifact" in said
 
 
+@pytest.mark.parametrize("over", [0, 1])
+def test_a_result_that_takes_the_answer_to_the_bound_exactly_completes_and_one_byte_more_is_refused(
+        queue, clock, over):
+    """docs/jobs.md: a result fails the job result_too_large when the job's answer with it would
+    pass MAX_ANSWER_BYTES; one that takes the answer to it exactly is stored and returned."""
+    import re
+
+    from chalicelib.adapters.memory import InMemoryJobStore
+    from chalicelib.adapters.memory_blobs import InMemoryBlobStore
+    from chalicelib.defaults import MAX_ANSWER_BYTES
+
+    store = InMemoryJobStore(blobs=InMemoryBlobStore())  # a result near 6 MB goes to S3
+    lengths = []
+    types = JobTypeRegistry()
+    types.register("t.sized", Empty, max_attempts=1)(lambda ctx, payload: "r" * lengths[-1])
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0)
+    lengths.append(MAX_ANSWER_BYTES)
+    lifecycle.submit(tenant="acme", user="ann", type="t.sized", payload={})
+    probe = runner.run(queue.drain()[0])  # its refusal says how far past the bound it went
+    past = int(re.search(r"would be ([\d,]+) bytes", probe.error.message).group(1).replace(",", "")) - MAX_ANSWER_BYTES
+    lengths.append(MAX_ANSWER_BYTES - past + over)
+    lifecycle.submit(tenant="acme", user="ann", type="t.sized", payload={})
+    final = runner.run(queue.drain()[0])
+    if over:
+        assert (final.status, final.error.code) == (JobStatus.FAILED, "result_too_large")
+        assert f"would be {MAX_ANSWER_BYTES + 1:,} bytes" in final.error.message
+    else:
+        assert final.status == JobStatus.COMPLETED, final.error
+        assert final.result == "r" * lengths[-1]
+
+
 def test_cancel_request_stops_a_cooperative_handler(env, queue, store):
     """The report whose write meets the cancel request is not stored as a running job's
     progress (no event comes between the request and `canceled`); made before the handler knew
