@@ -129,9 +129,14 @@ def test_a_handler_that_swallows_every_interrupt_is_failed_timeout_and_its_proce
     submitted = lifecycle.submit(tenant="acme", user="ann", type="t.swallows", payload={})
     ended = []
     end = end_process_here(lambda: ended.append(worker_clock.monotonic()))
-    runner = JobRunner(lifecycle, types, clock=worker_clock, progress_interval_s=0, end_process=end)
+    seen = []
+    runner = JobRunner(lifecycle, types, clock=worker_clock, progress_interval_s=0, end_process=end,
+                       observe=lambda event, job, extra: seen.append((event, extra)))
     with pytest.raises(ProcessEnded):
         runner.run(queue.drain()[0])
+    # operations.md: one `process_ended` line (the jobs_process_ended metric), saying how far past
+    assert [(e, x) for e, x in seen if e.startswith("process")] == [
+        ("process_ended", {"reason": "the handler went on past its timeout", "over_s": HANDLER_GIVE_UP_S})]
     # the first interrupt at the timeout, then one a period later each, until the one at the give-up
     went_on = [n * HANDLER_REINTERRUPT_S for n in range(1, int(HANDLER_GIVE_UP_S / HANDLER_REINTERRUPT_S))]
     assert interrupts == [JobTimeoutError.exceeded(1)] + [JobTimeoutError.exceeded(1, over_s=s) for s in went_on]
