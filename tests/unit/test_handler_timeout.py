@@ -18,7 +18,7 @@ from chalicelib.defaults import (
     HANDLER_REINTERRUPT_S,
     LEASE_GRACE_S,
 )
-from chalicelib.domain.errors import JobTimeoutError
+from chalicelib.domain.errors import JobTimeoutError, StoreUnavailableError
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
 from chalicelib.lifecycle import JobLifecycle
@@ -388,6 +388,34 @@ def test_a_give_up_whose_next_attempt_was_not_sent_is_logged_as_retried_not_unre
     assert store.get(submitted.id, mark_gone=False).status == JobStatus.RETRYING
     events = [event for event, _ in seen]
     assert ("retried", "unsent") in seen and "process_ended_unrecorded" not in events, seen
+
+
+def test_a_give_up_whose_write_the_store_did_not_take_is_logged_unrecorded(
+        store, queue, clock, monkeypatch, end_process_here):
+    """operations.md: jobs_process_ended_unrecorded, a handler that would not stop whose timeout
+    was not written: the give-up's write failed, so the process ends all the same, the attempt
+    left to its lease (the reconciler ends it `worker_lost`), and the line says why."""
+    monkeypatch.setattr(timeout, "HANDLER_REINTERRUPT_S", 0.1)
+    worker_clock, types, seen = ManualClock(), JobTypeRegistry(), []
+
+    @types.register("t.swallows", Empty, timeout_s=1, max_attempts=2)
+    def swallows(ctx, payload):
+        swallow_every_interrupt(worker_clock)
+
+    def not_answered(*args, **kwargs):
+        raise StoreUnavailableError("the jobs table did not answer")
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    submitted = lifecycle.submit(tenant="acme", user="ann", type="t.swallows", payload={})
+    monkeypatch.setattr(lifecycle, "fail_attempt", not_answered)
+    runner = JobRunner(lifecycle, types, clock=worker_clock, progress_interval_s=0,
+                       end_process=end_process_here(),
+                       observe=lambda event, job, extra: seen.append((event, extra.get("reason"))))
+    with pytest.raises(ProcessEnded):
+        runner.run(queue.drain()[0])
+    assert store.get(submitted.id, mark_gone=False).status == JobStatus.RUNNING
+    unrecorded = [reason for event, reason in seen if event == "process_ended_unrecorded"]
+    assert len(unrecorded) == 1 and "the jobs table did not answer" in unrecorded[0], seen
 
 
 def test_a_handler_that_finishes_in_time_is_never_timed_out_or_given_up_on_afterwards(monkeypatch):
