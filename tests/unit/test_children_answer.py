@@ -30,6 +30,7 @@ class Wide(BaseModel):
     pad: str = ""
     spawn: int = 0
     result: int = 0
+    report: int = 0  # a progress message of this many characters reported before the spawns
 
 
 @pytest.fixture
@@ -47,8 +48,10 @@ def env(store, queue, clock):
 
     @registry.register("t.wide", Wide, max_attempts=3)
     def wide(ctx, payload):
-        """Spawns `spawn` leaves, reporting nothing (no write reads the children back), and
-        returns a result of `result` characters."""
+        """Spawns `spawn` leaves, reporting nothing (no write reads the children back) but the
+        `report` asked for, and returns a result of `result` characters."""
+        if payload.report:
+            ctx.progress(10, message="m" * payload.report)
         for _ in range(payload.spawn):
             ctx.spawn("t.leaf", {})
         return "r" * payload.result
@@ -144,26 +147,16 @@ def test_a_submit_whose_answer_is_the_bound_exactly_is_taken_and_one_byte_more_r
         submit_padded(lifecycle, -1)
 
 
-def test_a_spawn_is_measured_with_the_report_the_window_has_not_written_yet(store, queue, clock):
+def test_a_spawn_is_measured_with_the_report_the_window_has_not_written_yet(env, store, queue):
     """A report taken inside the progress window is part of the job's answer as soon as it is
     taken (the outcome's write carries it): a spawn right after it is measured with it, not with
     the progress last written, so a long message not yet written cannot let a child take the
     answer past the bound."""
-    registry = JobTypeRegistry()
-
-    @registry.register("t.leaf", Empty, max_attempts=1)
-    def leaf(ctx, payload):
-        return "ok"
-
-    @registry.register("t.wide", Wide, max_attempts=3)
-    def reporting(ctx, payload):
-        ctx.progress(10, message="m" * 2_000)  # inside the window: held, not written
-        ctx.spawn("t.leaf", {})
-        return "spawned"
-
-    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
-    runner = JobRunner(lifecycle, registry, clock=SystemClock(), progress_interval_s=3600)
-    parent = submit_padded(lifecycle, SPAWN_ANSWER_ROOM_BYTES + 20 * 41)  # room for 20 ids, not 2,000 bytes
+    lifecycle, _ = env
+    # The report inside the window: held, not written.
+    runner = JobRunner(lifecycle, lifecycle.registry, clock=SystemClock(), progress_interval_s=3600)
+    # Room for 20 ids, not for the 2,000 bytes of the report.
+    parent = submit_padded(lifecycle, SPAWN_ANSWER_ROOM_BYTES + 20 * 41, spawn=1, report=2_000)
     (message,) = queue.drain()
     final = runner.run(message)
     assert final.status == JobStatus.FAILED and final.error.code == "answer_full", final.error

@@ -366,6 +366,17 @@ def swallow_every_interrupt(worker_clock: ManualClock, for_s: Optional[float] = 
             worker_clock.advance(HANDLER_REINTERRUPT_S)
 
 
+def run_until_its_process_ends(lifecycle, worker_clock, end_process, seen, field):
+    """Submit a `t.swallows` job and run it until the runner ends its process, `seen` getting
+    each observed event with its `field`; the job as stored then."""
+    submitted = lifecycle.submit(tenant="acme", user="ann", type="t.swallows", payload={})
+    runner = JobRunner(lifecycle, lifecycle.registry, clock=worker_clock, progress_interval_s=0,
+                       end_process=end_process, observe=lambda event, job, extra: seen.append((event, extra.get(field))))
+    with pytest.raises(ProcessEnded):
+        runner.run(lifecycle.queue.drain()[0])
+    return lifecycle.store.get(submitted.id, mark_gone=False)
+
+
 def test_a_give_up_whose_next_attempt_was_not_sent_is_logged_as_retried_not_unrecorded(
         store, queue, clock, monkeypatch, end_process_here):
     """The attempt is written retrying; only its next message did not go (the message coming
@@ -379,13 +390,8 @@ def test_a_give_up_whose_next_attempt_was_not_sent_is_logged_as_retried_not_unre
         swallow_every_interrupt(worker_clock)
 
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    submitted = lifecycle.submit(tenant="acme", user="ann", type="t.swallows", payload={})
-    runner = JobRunner(lifecycle, types, clock=worker_clock, progress_interval_s=0,
-                       end_process=end_process_here(),
-                       observe=lambda event, job, extra: seen.append((event, extra.get("next_attempt"))))
-    with pytest.raises(ProcessEnded):
-        runner.run(queue.drain()[0])
-    assert store.get(submitted.id, mark_gone=False).status == JobStatus.RETRYING
+    after = run_until_its_process_ends(lifecycle, worker_clock, end_process_here(), seen, "next_attempt")
+    assert after.status == JobStatus.RETRYING
     events = [event for event, _ in seen]
     assert ("retried", "unsent") in seen and "process_ended_unrecorded" not in events, seen
 
@@ -406,14 +412,9 @@ def test_a_give_up_whose_write_the_store_did_not_take_is_logged_unrecorded(
         raise StoreUnavailableError("the jobs table did not answer")
 
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    submitted = lifecycle.submit(tenant="acme", user="ann", type="t.swallows", payload={})
     monkeypatch.setattr(lifecycle, "fail_attempt", not_answered)
-    runner = JobRunner(lifecycle, types, clock=worker_clock, progress_interval_s=0,
-                       end_process=end_process_here(),
-                       observe=lambda event, job, extra: seen.append((event, extra.get("reason"))))
-    with pytest.raises(ProcessEnded):
-        runner.run(queue.drain()[0])
-    assert store.get(submitted.id, mark_gone=False).status == JobStatus.RUNNING
+    after = run_until_its_process_ends(lifecycle, worker_clock, end_process_here(), seen, "reason")
+    assert after.status == JobStatus.RUNNING
     unrecorded = [reason for event, reason in seen if event == "process_ended_unrecorded"]
     assert len(unrecorded) == 1 and "the jobs table did not answer" in unrecorded[0], seen
 
