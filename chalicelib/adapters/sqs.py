@@ -31,9 +31,9 @@ class SqsJobQueue:
                  letters: Optional[Callable[[], Any]] = None) -> None:
         """`queue_urls` and `dead_letter_urls` map a priority (high/normal/low) to a queue URL.
         `letters`: the client a job's dead letter is sent on (None: `client`), one that never
-        tries a send again. A letter whose answer was lost may be on its queue, so it is left to
-        the owed letter's path (reliability.md), which looks there before parking it again; a
-        retry by botocore would park it twice."""
+        tries a send again: a retry by botocore of a letter whose answer was lost would park it
+        twice. Such a letter (LetterUnconfirmedError) may be on its queue: it is left to the
+        reconciler, which looks there before parking it again (reliability.md)."""
         self._sqs = client
         self._letters = letters
         self._urls = dict(queue_urls)
