@@ -144,11 +144,8 @@ class Commands:
         table, or `nothing` when it is empty."""
         if args.json:
             self._json(found)
-        elif not self.out.is_terminal:
-            self.out.file.write(plain(found))
-            self.out.file.flush()
-        elif found:
-            self.out.print(table(found))
+        elif found or not self.out.is_terminal:
+            self._table(found, plain, table)
         else:
             self.out.print(nothing)
         return 0
@@ -232,12 +229,14 @@ class Commands:
     def _json(self, value: Any) -> None:
         print(json.dumps(value, indent=2), file=self.out.file, flush=True)
 
-    def _table(self, jobs: list[dict[str, Any]]) -> None:
-        """A fitted table on a terminal; whole values in aligned columns anywhere else."""
+    def _table(self, rows: list[dict[str, Any]], plain: Callable[[Any], str] = plain_table,
+               table: Callable[[Any], Any] = jobs_table) -> None:
+        """`table`'s fitted table on a terminal; `plain`'s whole values in aligned columns
+        anywhere else (jobs, unless told)."""
         if self.out.is_terminal:
-            self.out.print(jobs_table(jobs))
+            self.out.print(table(rows))
         else:
-            self.out.file.write(plain_table(jobs))
+            self.out.file.write(plain(rows))
             self.out.file.flush()
 
     def _report_unknown(self, jobs: dict[str, dict[str, Any]]) -> int:
