@@ -9,9 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Optional
 
 from chalicelib.defaults import OWED_LETTER_WAIT_S, RACE_RETRIES, SQS_MAX_DELAY_S
-from chalicelib.domain.errors import (
-    DeadLetterOwedError, LetterUnconfirmedError, NextAttemptUnsentError, QueueUnavailableError, StaleJobError,
-)
+from chalicelib.domain.errors import DeadLetterOwedError, NextAttemptUnsentError, QueueUnavailableError, StaleJobError
 from chalicelib.domain.job import Job, JobErrorInfo, Progress, isoformat
 from chalicelib.domain.progress import check_not_decreasing, clamp_percent, is_notable_change, progress_refusal
 from chalicelib.domain.status import JobStatus
@@ -156,15 +154,12 @@ class Attempts(DeadLetters):
             failed = self._finish(current, JobStatus.FAILED, error=error, dead_letter_owed=current.attempts,
                                   due_at=owed_until, **reported)
             try:
-                self._dead_letter(failed, failed.attempts)
-            except LetterUnconfirmedError:
-                return self.letter_unconfirmed(failed)
+                return self.park_owed_letter(failed)
             except QueueUnavailableError as exc:
                 raise DeadLetterOwedError(
                     f"job {failed.id} failed ({error.code}) and its dead letter is owed: the dead-letter queue "
                     f"did not answer ({exc.message}); the message of attempt {failed.attempts} parks it when "
                     "it is delivered again", job=failed) from exc
-            return self._letter_parked(failed)
 
         return self._with_fresh(job, decide)
 
