@@ -51,19 +51,12 @@ class Deaths(Faults):
         self.dead = False
 
     def _before(self, service: str, client: Any, model: Any, params: Any, context: Any, **_: Any) -> None:
-        if not self.armed:
-            return None
-        if self.dead:
+        if self.armed and self.dead:
             raise ProcessDeath(f"{service}.{model.name} not sent: the process is dead")
-        index = len(self.calls)
-        self.calls.append(f"{service}.{model.name}")
-        if index != self.target:
+        if not self._targeted(service, model):
             return None
-        if self.kind == "dies_after":
-            try:  # applied; the process dies before its answer is read
-                client._make_request(model, params, context)
-            except Exception:  # noqa: BLE001 - applied or refused, the process is gone either way
-                pass
+        if self.kind == "dies_after":  # applied; the process dies before its answer is read
+            self._applied(client, model, params, context)
         self.dead = True
         raise ProcessDeath(f"the process died at {service}.{model.name} ({self.kind})")
 

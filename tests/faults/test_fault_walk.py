@@ -71,20 +71,28 @@ class Faults:
         client.meta.events.register("before-call.*.*", partial(self._before, service, client))
         self.counter.attach(client)
 
-    def _before(self, service: str, client: Any, model: Any, params: Any, context: Any, **_: Any) -> None:
+    def _targeted(self, service: str, model: Any) -> bool:
+        """Count the call, armed; whether it is the one at `target`."""
         if not self.armed:
-            return None
-        index = len(self.calls)
+            return False
         self.calls.append(f"{service}.{model.name}")
-        if index != self.target:
+        return len(self.calls) - 1 == self.target
+
+    @staticmethod
+    def _applied(client: Any, model: Any, params: Any, context: Any) -> None:
+        """The call sent once, applied; its answer never comes back."""
+        try:
+            client._make_request(model, params, context)
+        except Exception:  # noqa: BLE001 - lost, whatever it was
+            pass
+
+    def _before(self, service: str, client: Any, model: Any, params: Any, context: Any, **_: Any) -> None:
+        if not self._targeted(service, model):
             return None
         if self.kind == "refused":
             raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"},
                                "ResponseMetadata": {"HTTPStatusCode": 400}}, model.name)
-        try:  # the first try, applied; its answer never comes back
-            client._make_request(model, params, context)
-        except Exception:  # noqa: BLE001 - lost, whatever it was
-            pass
+        self._applied(client, model, params, context)
         if self.kind == "lost_all" or client.meta.config.retries.get("total_max_attempts") == 1:
             raise ReadTimeoutError(endpoint_url=client.meta.endpoint_url)
         return None  # botocore's second try, answered
