@@ -139,3 +139,20 @@ def test_another_jobs_rerun_under_a_used_key_is_not_told_its_body_differs(client
     assert conflict.status_code == 409
     message = conflict.json_body["error"]["message"]
     assert "rerun of another job" in message and "body" != message.rsplit(" ", 1)[-1]
+
+
+def test_a_keyed_rerun_repeated_once_both_payload_objects_are_gone_answers_its_job_as_get_shows_it(client, aws):
+    """The original's payload object and the rerun's are both gone (a bucket rule): the repeated
+    keyed rerun still answers the job its key made, as GET /jobs/{id} shows it (its payload
+    named in `gone`), not 410 for an object the answer does not need."""
+    pad = "p" * 100_000  # past the record's 64 KiB: both payloads are kept in the bucket
+    original = finished(client, {"type": "demo.outputs", "payload": {"pad": pad}})
+    first = rerun(client, original["id"], **{"Idempotency-Key": "again-2"})
+    assert first.status_code == 202, first.body
+    made = first.json_body["id"]
+    for job_id in (original["id"], made):
+        aws["s3"].delete_object(Bucket="jobs-bucket", Key=f"jobs/{job_id}/payload.json")
+    again = rerun(client, original["id"], **{"Idempotency-Key": "again-2"})
+    assert again.status_code == 202, again.body
+    assert again.json_body == get_job(client, made)
+    assert again.json_body["gone"] == ["payload"] and again.json_body["rerun_of"] == original["id"]

@@ -8,7 +8,7 @@ from chalicelib.adapters.clocks import ManualClock
 from chalicelib.adapters.memory import InMemoryJobStore
 from chalicelib.adapters.memory_blobs import InMemoryBlobStore
 from chalicelib.defaults import CANCEL_POLL_INTERVAL_S
-from chalicelib.domain.errors import DeadLetterOwedError
+from chalicelib.domain.errors import DeadLetterOwedError, StoreUnavailableError
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
 from chalicelib.lifecycle import JobLifecycle
@@ -166,3 +166,30 @@ def test_two_deliveries_that_park_the_owed_letter_of_a_job_whose_payload_is_gone
     assert (second.status, second.dead_letter_owed, second.gone) == (JobStatus.FAILED, None, ["payload"])
     assert second.version == lifecycle.store.get(job.id, fetch=(), mark_gone=False).version
     assert [m for m, _ in queue.dead] == [JobMessage(job.id, 1)] * 2, "parked twice rather than not at all"
+
+
+@pytest.mark.parametrize("hints", [True, False], ids=["claimed-unread", "claimed-after-a-read"])
+def test_a_claim_whose_answer_was_lost_finds_a_gone_payload_as_an_answered_one_does(
+        env, queue, blobs, types, monkeypatch, hints):
+    """The claim landed and its answer was lost; the delivery reads the record back, finds its
+    claim there, and reads the job with its payload, which is gone: the attempt fails for good
+    `payload_gone` as after an answered claim, not BlobNotFoundError failing the delivery each
+    time its message comes back."""
+    lifecycle, runner = env
+    job, message = _submitted(lifecycle, runner, queue, "submitted")
+    blobs.delete([f"jobs/{job.id}/payload.json"])
+    if not hints:
+        message = JobMessage(message.job_id, message.attempt)
+    write = "apply_expected" if hints else "apply"
+    real = getattr(lifecycle.store, write)
+
+    def landed_unanswered(*args, **kwargs):
+        monkeypatch.setattr(lifecycle.store, write, real)
+        real(*args, **kwargs)
+        raise StoreUnavailableError("the table did not answer")
+
+    monkeypatch.setattr(lifecycle.store, write, landed_unanswered)
+    failed = runner.run(message)
+    assert (failed.status, failed.attempts, failed.error.code) == (JobStatus.FAILED, 1, "payload_gone")
+    assert types.ran == [] and queue.sent == []
+    assert [m for m, _ in queue.dead] == [JobMessage(job.id, 1)]
