@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 from datetime import datetime, timedelta
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from chalicelib.defaults import (
     MAX_ANSWER_BYTES,
@@ -331,6 +331,7 @@ class Admission(JobTransitions):
         priority: Optional[str] = None, scope: Optional[str] = None,
         admit: Optional[Callable[[str], None]] = None, listed: Optional[int] = None,
         answer_past: Optional[Callable[[int, int], Optional[int]]] = None, held: bool = False,
+        untaken: Sequence[int] = (),
     ) -> Job:
         """Submit child number `index` of the running attempt of `parent` (same tenant and user,
         the parent's scope unless given) and list it in the parent's `children`, in one write
@@ -339,7 +340,12 @@ class Admission(JobTransitions):
         it is the one asked for (its type, payload as stored, priority and scope), and raises
         ChildPlaceTakenError, naming it, when it is another request's; `held`: the spawn of this
         index before was not answered (StoreUnavailableError), so a child it made, still
-        waiting for its first message, is sent it now, whichever request it is. `admit` as
+        waiting for its first message, is sent it now, whichever request it is. `untaken`: the
+        places of the attempt a later spawn passed over (ChildPlaceTakenError) whose children no
+        spawn has taken on since; the first whose child is the one asked for is returned, made
+        and sent nothing (its message went out when it was passed over), before `index` is
+        looked at: a handler trying a spawn again after other spawns takes on the child its
+        unanswered try made (one read a place, on an attempt with such places only). `admit` as
         for submit: a spawned job is admitted like a submitted one (what it raises reaches the
         handler). A `priority` or `scope` given is checked as a submitted one is (InvalidRequestError); the
         parent's is taken as it was accepted. Raises AttemptEndedError, writing and sending
@@ -363,6 +369,9 @@ class Admission(JobTransitions):
         if scope is not None:
             check_name("scope", scope)
         request = {"type": type, "payload": payload, "priority": priority, "scope": scope}
+        passed = self._passed_child(parent, untaken, request)
+        if passed is not None:
+            return passed
         child_id = child_job_id(parent.id, parent.attempts, index)
         existing = self.store.get(child_id, mark_gone=True)  # the child as recorded, whatever its objects
         if existing is not None:  # made by an earlier spawn of this place the store did not answer
@@ -417,6 +426,18 @@ class Admission(JobTransitions):
                 f"child {existing.id} of job {parent.id} is another request's: the spawn goes to the next place",
                 child_id=existing.id)
         return existing
+
+    def _passed_child(self, parent: Job, untaken: Sequence[int], request: dict[str, Any]) -> Optional[Job]:
+        """The child at the first of the `untaken` places of the running attempt of `parent` (as
+        Admission.spawn takes them) that `request` asks for, or None (nothing read when there are
+        none). Listed on the parent by the write that made it, and sent its message by the spawn
+        that passed it over: taken on as it stands, nothing written or sent."""
+        for place in untaken:
+            child = self.store.get(child_job_id(parent.id, parent.attempts, place), mark_gone=True)
+            if child is not None and self._asked_for(parent, child, **request,
+                                                     payload_known="payload" not in child.gone):
+                return child
+        return None
 
     def _earlier_child(self, parent: Job, index: int, *, type: str, payload: Any, priority: Optional[str],
                        scope: Optional[str]) -> Optional[Job]:

@@ -108,6 +108,10 @@ class JobContext:
         self._spawned = 0  # the places spawns took: the next spawn's index is the one after
         # That next place holds the child of a spawn the store did not answer, if it made one.
         self._held = False
+        # The places a spawn passed over (ChildPlaceTakenError: an unanswered spawn's child, another
+        # request's) and their children, which no spawn has taken on yet: a later spawn asking for
+        # one of them (the handler trying the unanswered spawn again) takes it on.
+        self._untaken: dict[int, str] = {}
         self._made = 0  # the children spawns made (or may have: the held place's)
         self._store_artifact = store_artifact
         # Each name's writes are numbered (each stores its object under a key of its own) and
@@ -253,7 +257,9 @@ class JobContext:
         and AttemptEndedError once `fail` decided the job fails (a `finally:` block's follow-up):
         a failed job starts no child that would run on without it. StoreUnavailableError (the
         store did not answer: the child may be made) keeps the spawn's place for the next one,
-        which takes that child on if it is the one asked for and is made beside it if not.
+        which takes that child on if it is the one asked for and is made beside it if not; a
+        later spawn asking for it takes it on then, whatever spawns came between (once: a second
+        one makes another).
         Safe from several threads: their spawns are made one at a time, each child its own."""
         with self._spawn_lock:
             # Checked in turn: a spawn that waited for another thread's sees a fail_job, a timeout
@@ -278,15 +284,18 @@ class JobContext:
 
     def _spawn_one(self, type: str, payload: Any, *, priority: Optional[str], scope: Optional[str]) -> str:
         self._raise_if_cancel_known()
+        untaken = tuple(self._untaken)  # not those this spawn passes over: not the child it asks for
         while True:
             index, held = self._spawned + 1, self._held
             try:
                 # A held place's child, counted as made already, is not counted before itself.
                 child = self._spawn(self.job, index, made=self._made - held, held=held, type=type,
-                                    payload=payload, priority=priority, scope=scope)
+                                    payload=payload, priority=priority, scope=scope, untaken=untaken)
             except ChildPlaceTakenError as exc:  # another request's child: the job's, this one goes next
                 self._spawned, self._held, self._made = index, False, self._made + (not held)
+                self._untaken[index] = exc.child_id  # until a spawn asks for it
                 self._reporter.listed(exc.child_id)
+                untaken = ()  # looked at already: none was the child asked for
                 continue
             except JobCancelledError:
                 self._cancel_seen = True
@@ -301,6 +310,10 @@ class JobContext:
                 # counts towards nothing. A held place stays held: its child may still be there.
                 self._spawned = self._spawned if held else index
                 raise
+            taken = next((place for place, child_id in self._untaken.items() if child_id == child.id), None)
+            if taken is not None:  # a passed-over place's child, counted and listed: this place stays as it is
+                del self._untaken[taken]
+                return child.id
             self._spawned, self._held, self._made = index, False, self._made + (not held)
             self._reporter.listed(child.id)  # the job lists it: what measures its answer counts it
             return child.id

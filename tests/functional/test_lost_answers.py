@@ -320,6 +320,39 @@ def test_a_spawn_made_again_after_every_answer_was_lost_makes_its_child_once(app
     assert sorted(json.loads(m["Body"])["job_id"] for m in receive_all(aws)) == sorted(job["children"])
 
 
+def test_a_spawn_made_again_after_another_takes_on_the_child_its_lost_answer_made(app, client, aws):
+    """The handler caught the StoreUnavailableError of a spawn whose transaction landed, spawned
+    another child (made at the next place, the first passed over) and then the first again:
+    that took a fresh place and made its child twice. It takes on the child the first try made,
+    whatever spawn came between; each child is sent its message once."""
+    services = composition.container()
+
+    @services.registry.register("lost.spawns_between", NoInput, max_attempts=1, timeout_s=60)
+    def spawns_between(ctx, payload):
+        try:
+            ctx.spawn("demo.steps", STEPS["payload"])
+        except StoreUnavailableError:
+            pass
+        between = ctx.spawn("demo.steps", {**STEPS["payload"], "steps": 2})
+        return [between, ctx.spawn("demo.steps", STEPS["payload"])]
+
+    job_id = client.http.post("/jobs", headers=auth(), body=json.dumps(
+        {"type": "lost.spawns_between", "payload": {}})).json_body["id"]
+    event = sqs_event(receive_all(aws))
+    seen: list = []
+    services.store._ddb = AnswersLost(services.store._ddb, "transact_write_items", all_lost=True,
+                                      only=lambda request: _first_spawn(request, seen))
+
+    assert invoke_worker(app, event) == {"batchItemFailures": []}
+
+    services.store._ddb = services.store._ddb._client
+    job = get_job(client, job_id)
+    first, between = child_job_id(job_id, 1, 1), child_job_id(job_id, 1, 2)
+    assert job["status"] == "completed" and job["children"] == [first, between]
+    assert job["result"] == [between, first]
+    assert sorted(json.loads(m["Body"])["job_id"] for m in receive_all(aws)) == sorted(job["children"])
+
+
 def _moves_into(status: str) -> Callable[[dict[str, Any]], bool]:
     return lambda request: moves_into(request, status)
 

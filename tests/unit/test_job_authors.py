@@ -967,39 +967,57 @@ def test_a_retried_parent_makes_a_child_anew_where_it_asks_for_another_or_the_ea
     assert ended.result == ended.children[2:]
 
 
-def _spawned_after_an_unanswered_spawn(store, queue, clock, monkeypatch, *, lands, again, retry=True):
+def _spawned_after_an_unanswered_spawn(store, queue, clock, monkeypatch, *, lands, again, retry=True, refuse=(),
+                                      unanswered_creates=(1,)):
     """A parent whose first spawn (`q.child {"n": 1}`) the store did not answer: its transaction
     landed when `lands`, and StoreUnavailableError reached the handler, which caught it and
-    spawned each of `again` (none when not `retry`). Returns (the parent as its attempt left it,
-    the children it lists, the `pending` each admission was given, the children's messages)."""
-    from chalicelib.domain.errors import StoreUnavailableError
+    spawned each of `again` (none when not `retry`), a spawn refused by the quota or not
+    answered answering None: `refuse` holds the numbers (from 1) of the admissions that refuse,
+    `unanswered_creates` those of the children's writes not answered (landing when `lands`).
+    Returns (the parent as its attempt left it, the children it lists, the `pending` each
+    admission was given, the children's messages)."""
+    from chalicelib.domain.errors import QuotaExceededError, StoreUnavailableError
 
     types = JobTypeRegistry()
     types.register("q.child", Numbered)(lambda ctx, payload: None)
+
+    def spawned(ctx, p):
+        try:
+            return ctx.spawn("q.child", p)
+        except (QuotaExceededError, StoreUnavailableError):
+            return None
 
     def parent(ctx, payload):
         try:
             ctx.spawn("q.child", {"n": 1})
         except StoreUnavailableError:
             pass
-        return [ctx.spawn("q.child", p) for p in again] if retry else []
+        return [spawned(ctx, p) for p in again] if retry else []
 
     types.register("q.parent", Empty)(parent)
     create_child = store.create_child
+    creates = []
 
-    def unanswered_once(child, attempt):
-        monkeypatch.setattr(store, "create_child", create_child)
+    def unanswered(child, attempt):
+        creates.append(child.id)
+        if len(creates) not in unanswered_creates:
+            return create_child(child, attempt)
         if lands:
             create_child(child, attempt)
         raise StoreUnavailableError(f"could not spawn child {child.id}")
 
-    monkeypatch.setattr(store, "create_child", unanswered_once)
+    monkeypatch.setattr(store, "create_child", unanswered)
     admitted = []
+
+    def admit(tenant, pending=0):
+        admitted.append(pending)
+        if len(admitted) in refuse:
+            raise QuotaExceededError(f"tenant {tenant} has as many unfinished jobs as it may", retry_after_s=30)
+
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
     made = lifecycle.submit(tenant="acme", user="ann", type="q.parent", payload={})
     (message,) = queue.drain()
-    runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0,
-                       admit=lambda tenant, pending=0: admitted.append(pending))
+    runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0, admit=admit)
     ended = runner.run(message)
     assert ended.id == made.id
     children = [store.get(c, mark_gone=False) for c in ended.children]
@@ -1040,6 +1058,89 @@ def test_another_spawn_after_an_unanswered_one_that_landed_goes_to_the_next_plac
     assert ended.result == ended.children[1:]
     assert admitted == [0, 1]  # the landed child counts as spawned before the next
     assert sent == ended.children  # each runs now: the first's message was never sent
+
+
+def test_a_spawn_made_again_after_another_was_made_takes_on_the_child_its_unanswered_try_made(
+        store, queue, clock, monkeypatch):
+    """The handler, after the unanswered spawn of n=1, spawned n=2 (made at the next place, the
+    first child passed over) and then n=1 again: that went to a fresh place and made a second
+    n=1, its work run twice. It takes on the child its unanswered try made, whatever came
+    between, making nothing and admitting nothing; that child's one message went out when n=2
+    passed it over."""
+    ended, children, admitted, sent = _spawned_after_an_unanswered_spawn(
+        store, queue, clock, monkeypatch, lands=True, again=[{"n": 2}, {"n": 1}])
+    assert ended.status == JobStatus.COMPLETED
+    assert [c.payload for c in children] == [{"n": 1}, {"n": 2}]  # one n=1, not two
+    assert ended.children == [child_job_id(ended.id, 1, 1), child_job_id(ended.id, 1, 2)]
+    assert ended.result == [ended.children[1], ended.children[0]]
+    assert admitted == [0, 1]
+    assert sorted(sent) == sorted(ended.children)  # each sent once: both run
+
+
+def test_a_passed_over_child_is_taken_on_once(store, queue, clock, monkeypatch):
+    """Two spawns of n=1 after the one passed over: the first takes its child on, the second
+    (the handler asking for a second n=1) makes a new one, admitted beside the two made. The
+    passed-over place is read by the spawns that look for its child, and by none once taken."""
+    reads = []
+    get = store.get
+    monkeypatch.setattr(store, "get", lambda job_id, **kw: reads.append(job_id) or get(job_id, **kw))
+    ended, children, admitted, sent = _spawned_after_an_unanswered_spawn(
+        store, queue, clock, monkeypatch, lands=True, again=[{"n": 2}, {"n": 1}, {"n": 1}, {"n": 3}])
+    # the unanswered try's, n=2's at the held place (not again at the next), the first n=1's
+    # take-on, and this test's own
+    assert reads.count(ended.children[0]) == 4
+    assert [c.payload for c in children] == [{"n": 1}, {"n": 2}, {"n": 1}, {"n": 3}]
+    assert ended.result == [ended.children[1], ended.children[0], ended.children[2], ended.children[3]]
+    assert admitted == [0, 1, 2, 3]
+    assert sorted(sent) == sorted(ended.children)
+
+
+def test_a_spawn_made_again_after_another_was_refused_takes_on_the_child_its_unanswered_try_made(
+        store, queue, clock, monkeypatch):
+    """The spawn between passed over the unanswered try's child too before the quota refused it
+    (at the next place, which it then used up): the n=1 after it takes that child on, not a
+    fresh place's."""
+    ended, children, admitted, sent = _spawned_after_an_unanswered_spawn(
+        store, queue, clock, monkeypatch, lands=True, again=[{"n": 2}, {"n": 1}], refuse={2})
+    assert ended.status == JobStatus.COMPLETED
+    assert [c.payload for c in children] == [{"n": 1}]
+    assert ended.result == [None, ended.children[0]]
+    assert admitted == [0, 1]  # n=2's, refused; none for the child taken on
+    assert sent == ended.children
+
+
+def test_spawns_made_again_after_two_unanswered_ones_take_on_each_child_reading_each_place_once_a_spawn(
+        store, queue, clock, monkeypatch):
+    """n=1 and n=3 unanswered, both landed, each passed over by the spawn after it (n=2, n=4):
+    trying each again takes its child on, in any order. A spawn reads each place passed over
+    before it once, not again after passing over another place itself."""
+    reads = []
+    get = store.get
+    monkeypatch.setattr(store, "get", lambda job_id, **kw: reads.append(job_id) or get(job_id, **kw))
+    ended, children, admitted, sent = _spawned_after_an_unanswered_spawn(
+        store, queue, clock, monkeypatch, lands=True, again=[{"n": 2}, {"n": 3}, {"n": 4}, {"n": 3}, {"n": 1}],
+        unanswered_creates=(1, 3))
+    assert [c.payload for c in children] == [{"n": 1}, {"n": 2}, {"n": 3}, {"n": 4}]
+    first, second, third, fourth = ended.children
+    assert ended.result == [second, None, fourth, third, first]
+    assert admitted == [0, 1, 2, 3]
+    assert sorted(sent) == sorted(ended.children)
+    # n=1's place: its try, n=2's at it held, n=3's and n=4's looks, n=3's again, n=1's take-on,
+    # this test's own; n=3's: its try, n=4's at it held, n=3's take-on, this test's own
+    assert (reads.count(first), reads.count(third)) == (7, 4)
+
+
+def test_a_spawn_after_an_unanswered_one_that_did_not_land_reads_no_passed_place(store, queue, clock, monkeypatch):
+    """No place was passed over: the n=2 took the held place, and the spawns after it read only
+    their own places, as in an attempt whose spawns were all answered."""
+    reads = []
+    get = store.get
+    monkeypatch.setattr(store, "get", lambda job_id, **kw: reads.append(job_id) or get(job_id, **kw))
+    ended, children, _, _ = _spawned_after_an_unanswered_spawn(
+        store, queue, clock, monkeypatch, lands=False, again=[{"n": 2}, {"n": 1}])
+    assert [c.payload for c in children] == [{"n": 2}, {"n": 1}]
+    places = [child_job_id(ended.id, 1, i) for i in (1, 2)]
+    assert [r for r in reads if r != ended.id][:3] == [places[0], places[0], places[1]]
 
 
 def test_an_unanswered_spawn_that_landed_is_sent_by_the_reconciler_when_the_handler_moves_on(
