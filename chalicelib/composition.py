@@ -84,7 +84,6 @@ class Container:
             self.settings.table_name,
             blobs=self.blobs,
             inline_limit=self.settings.inline_limit_bytes,
-            retention_s=self.settings.retention_days * 86400,
             keys_table=self.settings.idempotency_table_name,
             on_unreadable=_log_unreadable,
         )
@@ -106,7 +105,6 @@ class Container:
             self.settings.table_name,
             self.blobs,
             inline_limit=self.settings.inline_limit_bytes,
-            retention_s=self.settings.retention_days * 86400,
         )
 
     @cached_property

@@ -163,7 +163,8 @@ WEBHOOK_RETRY_AFTER_MAX_S = 3600
 # day of that end, and finds it through its record; TTL deletes records only, at any moment past
 # their time, so a record it took first would leave the job's objects for the bucket's
 # BlobRetentionDays. One more daily run's worth of slack for a clean-up that failed or ran short.
-# Runs and artifacts expire a day after the job's record (RECORD_PART_EXPIRY_S).
+# Runs and artifacts expire a day after the job's record (RECORD_PART_EXPIRY_S past the
+# retention): see RECORD_PART_KEEP_S for how.
 RECORD_EXPIRY_SLACK_S = 2 * 24 * 3600
 RECORD_PART_EXPIRY_S = RECORD_EXPIRY_SLACK_S + 24 * 3600
 # A due job whose reconcile action failed (a bug, a record that refuses the action's write) is
@@ -293,6 +294,19 @@ MAX_NAMESPACES_PER_JOB_TYPE = TRANSACT_WRITE_MAX_ITEMS - 3
 # outlive the longest schedule (MAX_SCHEDULE_S) plus a day of running plus the retention.
 RETENTION_DAYS = 7
 RETENTION_MAX_DAYS = 30
+# A job's run or artifact record expires (TTL) this long after its write, whatever the
+# retention is then: RECORD_PART_EXPIRY_S past the longest retention and the jobs queues' 14
+# days (47 days). A part is written before its job ends, days before when the job waited between
+# attempts, and the retention may be raised before that end: counted from the write with the
+# retention of the moment, the part would expire while the record that shows it (expiring at
+# its end + retention + two days) is kept. Counted so, every part outlives the record unless
+# the job lived from its first start to its end longer than the longest retention and the
+# queues' 14 days less its retention (37 days at the default 7, 14 at the longest): the end then
+# moves its parts' TTL a day past the record's (JobStore.keep_parts), a Query and a write per
+# part for those jobs only. Without the queues' 14 days, a stack kept at the longest retention
+# would pay that at the end of every job that took a second. Parts whose record TTL took first
+# (no clean-up came) still go by this TTL.
+RECORD_PART_KEEP_S = RETENTION_MAX_DAYS * 24 * 3600 + JOBS_QUEUE_RETENTION_S + RECORD_PART_EXPIRY_S
 # At most one progress write per job per this many seconds (ProgressMinIntervalSeconds), up to
 # five minutes: a job reporting in a tight loop costs a write every 2 s, not one per call.
 PROGRESS_MIN_INTERVAL_S = 2.0

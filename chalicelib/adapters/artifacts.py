@@ -3,7 +3,8 @@
 Small text artifacts live inline as `pk=JOB#<id>, sk=ART#<name>` items in the job's partition
 (one Query lists them with the job's runs' neighbours, no index); binary or large ones go to S3
 at `jobs/<id>/artifacts/<attempt>/<name>` (`0002/report.pdf`) and the item keeps the key. Every
-item carries `expires_at` so DynamoDB TTL removes it after the job's own record. Only text that
+item carries `expires_at` (RECORD_PART_KEEP_S after its write) so DynamoDB TTL removes it after
+the job's own record (the job's end moves it later when it must: JobStore.keep_parts). Only text that
 reads back exactly as UTF-8 is kept inline (the API serves it as text); any other encoding goes
 to S3 too.
 
@@ -24,7 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib.adapters.cursors import read_cursor, write_cursor
 from chalicelib.adapters.dynamodb_batch import transact_write
 from chalicelib.adapters.dynamodb_items import ARTIFACT_PREFIX, artifact_key, job_key, job_partition
-from chalicelib.defaults import ARTIFACT_PAGE, MAX_CONTENT_TYPE_CHARS, RECORD_PART_EXPIRY_S
+from chalicelib.defaults import ARTIFACT_PAGE, MAX_CONTENT_TYPE_CHARS, RECORD_PART_KEEP_S
 from chalicelib.domain.errors import (
     ArtifactNotFoundError,
     AttemptEndedError,
@@ -132,14 +133,12 @@ class DynamoArtifactStore:
         blobs: BlobStore,
         *,
         inline_limit: int,
-        retention_s: int,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._ddb = client
         self._table = table_name
         self._blobs = blobs
         self._inline_limit = inline_limit
-        self._retention_s = retention_s
         self._clock = clock
 
     def put(self, job_id: str, name: str, data: bytes, content_type: str, *,
@@ -155,7 +154,7 @@ class DynamoArtifactStore:
             "content_type": {"S": content_type},
             "size": {"N": str(len(data))},
             "created_at": {"S": info.created_at},
-            "expires_at": {"N": str(int(now.timestamp()) + self._retention_s + RECORD_PART_EXPIRY_S)},
+            "expires_at": {"N": str(int(now.timestamp()) + RECORD_PART_KEEP_S)},
         }
         key = None if inline else blob_key(job_id, name, attempt, write)
         if key is None:

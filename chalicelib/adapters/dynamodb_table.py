@@ -23,7 +23,6 @@ class JobTable:
         *,
         blobs: Optional[BlobStore] = None,
         inline_limit: int = INLINE_LIMIT_BYTES,
-        retention_s: Optional[int] = None,
         keys_table: Optional[str] = None,
         on_unreadable: Callable[[str, Exception], None] = lambda job_id, exc: None,
     ) -> None:
@@ -36,7 +35,6 @@ class JobTable:
         self._keys_table = keys_table
         self._blobs = blobs
         self._inline_limit = inline_limit
-        self._retention_s = retention_s
 
     def _check_out(self, job_id: str, field: str, text: str, attempt: Optional[int] = None) -> Optional[dict[str, Any]]:
         """Write `text` to S3 if it is too large for the item; returns the ref to keep, or None."""

@@ -22,7 +22,9 @@ from chalicelib.adapters.dynamodb_items import (
     due_keys,
     finished_keys,
     item_to_job,
+    JOB_SORT_KEY,
     job_key,
+    job_partition,
     job_to_item,
     plain_value,
     run_key,
@@ -31,10 +33,10 @@ from chalicelib.adapters.dynamodb_items import (
 )
 from chalicelib.adapters.dynamodb_keys import item_to_key, key_id, key_put
 from chalicelib.adapters.dynamodb_table import JobTable, answer, error_code, lost_race, not_written, too_large
-from chalicelib.defaults import CONFLICT_RETRIES, RECORD_PART_EXPIRY_S
+from chalicelib.defaults import CONFLICT_RETRIES, RECORD_PART_KEEP_S
 from chalicelib.domain.errors import RecordTooLargeError, StaleJobError, StoreUnavailableError
 from chalicelib.domain.events import clip
-from chalicelib.domain.job import Job, Run, isoformat, utcnow
+from chalicelib.domain.job import Job, Run, isoformat, parse_time, utcnow
 from chalicelib.domain.status import JobStatus
 from chalicelib.ports import REMOVE, ChangeSet, Expectation, ExpectedWrite, SubmissionKey
 
@@ -284,10 +286,49 @@ class JobWrites(JobTable):
             sets.append(f"#gsi2pk = {STATUS_KEY_VALUE}")
         return ("SET " + ", ".join(sets) if sets else "") + (" REMOVE " + ", ".join(removes) if removes else "")
 
+    def keep_parts(self, job_id: str, until: int) -> int:
+        """One Query of the job's partition (keys and expiries), paged, and an update per part
+        that expires before `until`, on the condition that it is still there (an update of a
+        deleted part would write it again) and still expires before (a concurrent end's move).
+        Read eventually consistent: a part written too lately to be read was written with an
+        expiry past any end's `until` (RECORD_PART_KEEP_S)."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": job_partition(job_id)}},
+            "ProjectionExpression": "pk, sk, expires_at",
+        }
+        moved = 0
+        try:
+            while True:
+                response = self._ddb.query(**request)
+                for item in response.get("Items", []):
+                    if item["sk"]["S"] != JOB_SORT_KEY and int(item.get("expires_at", {}).get("N", "0")) < until:
+                        moved += self._keep_part({"pk": item["pk"], "sk": item["sk"]}, until)
+                if "LastEvaluatedKey" not in response:
+                    return moved
+                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreUnavailableError(f"could not keep the runs and artifacts of job {job_id}") from exc
+
+    def _keep_part(self, key: dict[str, Any], until: int) -> int:
+        try:
+            self._ddb.update_item(
+                TableName=self._table, Key=key, UpdateExpression="SET #expires = :until",
+                ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(#expires) OR #expires < :until)",
+                ExpressionAttributeNames={"#expires": "expires_at"},
+                ExpressionAttributeValues={":until": attribute_value(until)},
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            return 0
+        return 1
+
     def _run_write(self, run: Run) -> dict[str, Any]:
-        expiry = {}
-        if self._retention_s is not None:
-            expiry = {"expires_at": int(time.time()) + self._retention_s + RECORD_PART_EXPIRY_S}
+        # RECORD_PART_KEEP_S from the attempt's end, on the clock that ended it
+        written = parse_time(run.finished_at).timestamp() if run.finished_at else time.time()
+        expiry = {"expires_at": int(written) + RECORD_PART_KEEP_S}
         if run.started_at is not None:
             item = {**run_key(run.job_id, run.attempt), **{
                 k: attribute_value(v) for k, v in {**plain_value(run), **expiry}.items()

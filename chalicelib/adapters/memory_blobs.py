@@ -15,7 +15,7 @@ from chalicelib.adapters.artifacts import (
     page_cursor,
     read_page_cursor,
 )
-from chalicelib.defaults import ARTIFACT_PAGE, INLINE_LIMIT_BYTES
+from chalicelib.defaults import ARTIFACT_PAGE, INLINE_LIMIT_BYTES, RECORD_PART_KEEP_S
 from chalicelib.domain.errors import ArtifactNotFoundError, AttemptEndedError, BlobNotFoundError
 from chalicelib.domain.job import isoformat, utcnow
 from chalicelib.domain.status import JobStatus
@@ -64,14 +64,18 @@ class InMemoryArtifactStore:
         self._clock = clock
         self._jobs = jobs
         self.items: dict[tuple[str, str], Artifact] = {}
+        # (job id, name) -> the artifact record's `expires_at`, as the DynamoDB adapter writes it
+        self.expiry: dict[tuple[str, str], int] = {}
+        if jobs is not None:  # its keep_parts moves these too, as DynamoDB's moves the partition's
+            jobs.hold_artifacts(self)
 
     def put(self, job_id: str, name: str, data: bytes, content_type: str, *,
             attempt: Optional[int] = None, write: int = 1, replaces: Collection[int] = ()) -> ArtifactInfo:
         check_name(name)
         check_content_type(content_type)
         inline = keeps_inline(data, content_type, self._inline_limit)
-        info = ArtifactInfo(job_id, name, content_type, len(data), isoformat(self._clock()),
-                            "inline" if inline else "s3")
+        now = self._clock()
+        info = ArtifactInfo(job_id, name, content_type, len(data), isoformat(now), "inline" if inline else "s3")
         key = None if inline else artifact_blob_key(job_id, name, attempt, write)
         if key is not None:
             self._blobs.put(key, data, content_type)
@@ -82,6 +86,7 @@ class InMemoryArtifactStore:
                     self._blobs.delete([key])
                 raise AttemptEndedError.refusing(job_id, attempt, f"artifact {name} is not stored")
         self.items[(job_id, name)] = Artifact(info, content=bytes(data)) if key is None else Artifact(info, blob_key=key)
+        self.expiry[(job_id, name)] = int(now.timestamp()) + RECORD_PART_KEEP_S
         discard_replaced(self._blobs, job_id, name, attempt, replaces)
         return info
 
@@ -95,7 +100,24 @@ class InMemoryArtifactStore:
     def delete_all(self, job_id: str) -> list[Artifact]:
         """Deletes the job's artifact records and returns them (their objects, the caller's):
         what the clean-up deletes with the job's partition in DynamoDB."""
-        return [self.items.pop(key) for key in [k for k in self.items if k[0] == job_id]]
+        keys = [k for k in self.items if k[0] == job_id]
+        for key in keys:
+            self.expiry.pop(key, None)
+        return [self.items.pop(key) for key in keys]
+
+    def keep(self, job_id: str, until: int) -> int:
+        """The job's artifacts' part of JobStore.keep_parts: those expiring before `until`
+        expire then; how many."""
+        kept = [k for k in self.items if k[0] == job_id and self.expiry.get(k, 0) < until]
+        for key in kept:
+            self.expiry[key] = until
+        return len(kept)
+
+    def expire(self, now: int) -> None:
+        """What DynamoDB's TTL may have done by `now` (epoch seconds): the artifact records whose
+        `expires_at` is past, deleted; their objects stay."""
+        for key in [k for k, expires_at in self.expiry.items() if expires_at < now]:
+            del self.items[key], self.expiry[key]
 
     def get(self, job_id: str, name: str) -> Artifact:
         try:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 import json
 import threading
+import time
 from typing import Any, Collection, Iterable, Optional
 
 from chalicelib.adapters.cursors import check_position, fill_page, listed_index, read_cursor, write_cursor
 from chalicelib.adapters.dynamodb_items import blob_key as claim_check_key
 from chalicelib.adapters.memory_events import InMemoryCacheStore
-from chalicelib.defaults import INLINE_LIMIT_BYTES, ITEM_MAX_BYTES
+from chalicelib.defaults import INLINE_LIMIT_BYTES, ITEM_MAX_BYTES, RECORD_PART_KEEP_S
 from chalicelib.domain.errors import (
     AttemptEndedError,
     JobCancelledError,
@@ -20,7 +21,7 @@ from chalicelib.domain.errors import (
     StaleJobError,
 )
 from chalicelib.domain.events import clip
-from chalicelib.domain.job import Job, Progress, Run, isoformat, utcnow
+from chalicelib.domain.job import Job, Progress, Run, isoformat, parse_time, utcnow
 from chalicelib.domain.progress import progress_refusal
 from chalicelib.domain.status import JobStatus
 from chalicelib.ports import (
@@ -45,6 +46,10 @@ class InMemoryJobStore:
         always stay in the job (like the DynamoDB adapter)."""
         self._jobs: dict[str, Job] = {}
         self._runs: dict[tuple[str, int], Run] = {}
+        # (job id, attempt) -> the run record's `expires_at`, as the DynamoDB adapter writes it
+        self._run_expiry: dict[tuple[str, int], int] = {}
+        # The artifact stores whose records are this store's jobs' (`hold_artifacts`).
+        self._artifacts: list[Any] = []
         # job id -> field -> (object key, size) of a claim-checked field (the value is in `blobs`)
         self._refs: dict[str, dict[str, tuple[str, int]]] = {}
         self._blobs = blobs
@@ -260,6 +265,29 @@ class InMemoryJobStore:
     def runs(self, job_id: str) -> list[Run]:
         return [r for (jid, _), r in sorted(self._runs.items()) if jid == job_id]
 
+    def hold_artifacts(self, artifacts: Any) -> None:
+        """`artifacts` (an InMemoryArtifactStore) keeps this store's jobs' artifacts, as the
+        DynamoDB adapter keeps them in the job's partition: `keep_parts` moves theirs too."""
+        self._artifacts.append(artifacts)
+
+    def keep_parts(self, job_id: str, until: int) -> int:
+        with self._lock:
+            runs = [k for k in self._runs if k[0] == job_id and self._run_expiry.get(k, 0) < until]
+            for key in runs:
+                self._run_expiry[key] = until
+        return len(runs) + sum(artifacts.keep(job_id, until) for artifacts in self._artifacts)
+
+    def expire(self, now: int) -> None:
+        """What DynamoDB's TTL may have done by `now` (epoch seconds): the job records and runs
+        whose `expires_at` is past, deleted; records only, their objects stay."""
+        with self._lock:
+            for job_id in [i for i, j in self._jobs.items() if j.expires_at is not None and j.expires_at < now]:
+                del self._jobs[job_id]
+                self._refs.pop(job_id, None)
+                self._purging.discard(job_id)
+            for key in [k for k, expires_at in self._run_expiry.items() if expires_at < now]:
+                del self._runs[key], self._run_expiry[key]
+
     def due(self, now: str, limit: int, after: Optional[str] = None) -> JobPage:
         places = sorted(
             (f"{j.due_at}#{j.id}", j) for j in self._jobs.values()
@@ -295,6 +323,7 @@ class InMemoryJobStore:
             keys = [k for k in self._runs if k[0] == job_id]
             for key in keys:
                 del self._runs[key]
+                self._run_expiry.pop(key, None)
             return len(keys)
 
     def delete_job(self, job_id: str) -> int:
@@ -311,6 +340,8 @@ class InMemoryJobStore:
         if previous is not None and run.started_at is None:
             run = run.model_copy(update={"started_at": previous.started_at})
         self._runs[key] = run
+        written = parse_time(run.finished_at).timestamp() if run.finished_at else time.time()
+        self._run_expiry[key] = int(written) + RECORD_PART_KEEP_S  # as the DynamoDB adapter's
 
 
 def _listed_by(job: Job, query: JobQuery, kind: Optional[str]) -> bool:

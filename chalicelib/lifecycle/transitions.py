@@ -1,6 +1,7 @@
 """What every family of a job's transitions shares: the ports and settings (`JobTransitions`),
 the transition table's check (`transition`), the message that starts an attempt, the
-tenant's read of its job, and a job's end written with its attempt's run record."""
+tenant's read of its job, and a job's end written with its attempt's run record, its runs and
+artifacts kept as long as its record."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -15,11 +16,13 @@ from chalicelib.defaults import (
     MAX_DISPATCHES,
     MAX_EVENT_TEXT_CHARS,
     RECORD_EXPIRY_SLACK_S,
+    RECORD_PART_EXPIRY_S,
+    RECORD_PART_KEEP_S,
     RETENTION_DAYS,
 )
 from chalicelib.domain.errors import InvalidTransitionError, JobNotFoundError, RecordTooLargeError
 from chalicelib.domain.events import clip
-from chalicelib.domain.job import Job, JobErrorInfo, Run, isoformat, utcnow
+from chalicelib.domain.job import Job, JobErrorInfo, Run, isoformat, parse_time, utcnow
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus, can_transition
 from chalicelib.ports import CLAIM_CHECKED, REMOVE, ChangeSet, JobMessage, JobQueue, JobStore, TaskCompletion
@@ -98,6 +101,7 @@ class JobTransitions:
     def _finish(self, job: Job, target: JobStatus, **fields: Any) -> Job:
         transition(job, target)
         now = self.clock()
+        self._keep_parts(job, now)
         changes = {
             "status": target,
             "finished_at": isoformat(now),
@@ -118,6 +122,19 @@ class JobTransitions:
             completion = TaskCompletion(job.type, changes["finished_at"], job.id, caches)
         return self._write_room(job, job.status, ChangeSet(changes, run=run, invalidate_caches=caches,
                                                            task_completion=completion))
+
+    def _keep_parts(self, job: Job, end: datetime) -> None:
+        """Make the runs and artifacts of `job`, ending at `end`, outlive the record the end
+        gives it: each expires RECORD_PART_KEEP_S after its write, and every one was written
+        since the job's first start, so only a job that lived longer than the longest retention
+        less its own has parts to move, a day past the record (RECORD_PART_EXPIRY_S past the
+        retention). Moved before the end's write: when that write is then refused or not
+        answered, the parts are only kept longer, and the end tried again moves them again."""
+        if job.started_at is None:  # never started: no run, no artifact
+            return
+        until = int(end.timestamp()) + self.retention_s + RECORD_PART_EXPIRY_S
+        if int(parse_time(job.started_at).timestamp()) + RECORD_PART_KEEP_S < until:
+            self.store.keep_parts(job.id, until)
 
     def _write_room(self, job: Job, expected: JobStatus, changes: ChangeSet) -> Job:
         """`store.apply` for a write that must land whatever the attempt reported: an outcome

@@ -216,6 +216,13 @@ class JobStore(Protocol):
     def runs(self, job_id: str) -> list[Run]:
         """The job's runs, oldest attempt first."""
 
+    def keep_parts(self, job_id: str, until: int) -> int:
+        """Move the expiry (`expires_at`, epoch seconds) of the job's runs and artifacts that
+        expire before `until` to `until`; how many it moved. A part deleted meanwhile stays
+        deleted; one that expires later is left so. A job's end calls it when its record
+        would outlive its parts (JobTransitions._keep_parts): never on a job's ordinary path.
+        Raises StoreUnavailableError (some may be moved)."""
+
     def create_child(self, child: Job, attempt: int) -> None:
         """Store `child` (a new job naming its `parent_id`) and append it to the parent's
         `children` (version + 1) in one write, while attempt `attempt` of the parent is running

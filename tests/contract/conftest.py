@@ -116,7 +116,6 @@ def _aws() -> Adapters:
         dead[priority] = sqs.create_queue(QueueName=f"jobs-{priority}-dlq")["QueueUrl"]
         queues[priority] = sqs.create_queue(QueueName=f"jobs-{priority}")["QueueUrl"]
     blobs = S3BlobStore(s3, BUCKET)
-    retention_s = 7 * 86400
 
     def receive(priority: str) -> list[dict[str, Any]]:
         return sqs.receive_message(QueueUrl=queues[priority], MaxNumberOfMessages=10, AttributeNames=["All"],
@@ -124,10 +123,9 @@ def _aws() -> Adapters:
 
     return Adapters(
         kind="aws",
-        store=DynamoJobStore(ddb, TABLE, blobs=blobs, inline_limit=INLINE_LIMIT, retention_s=retention_s,
-                             keys_table=KEYS_TABLE),
+        store=DynamoJobStore(ddb, TABLE, blobs=blobs, inline_limit=INLINE_LIMIT, keys_table=KEYS_TABLE),
         blobs=blobs,
-        artifacts=DynamoArtifactStore(ddb, TABLE, blobs, inline_limit=INLINE_LIMIT, retention_s=retention_s),
+        artifacts=DynamoArtifactStore(ddb, TABLE, blobs, inline_limit=INLINE_LIMIT),
         finished=DynamoFinishedJobs(ddb, TABLE, blobs),
         stats=DynamoStatsStore(ddb, STATS_TABLE),
         queue=SqsJobQueue(sqs, queues, dead),

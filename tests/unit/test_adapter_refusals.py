@@ -73,15 +73,11 @@ def _event() -> JobEvent:
 
 
 STORE_CALLS: dict[str, Callable[[Any], Any]] = {
-    "artifact put": lambda c: DynamoArtifactStore(c, "t", S3BlobStore(c, "b"), inline_limit=1024,
-                                                  retention_s=60).put(JOB_ID, "a.txt", b"hi", "text/plain"),
-    "artifact put of an attempt": lambda c: DynamoArtifactStore(c, "t", S3BlobStore(c, "b"), inline_limit=1024,
-                                                             retention_s=60).put(JOB_ID, "a.txt", b"hi", "text/plain",
+    "artifact put": lambda c: DynamoArtifactStore(c, "t", S3BlobStore(c, "b"), inline_limit=1024).put(JOB_ID, "a.txt", b"hi", "text/plain"),
+    "artifact put of an attempt": lambda c: DynamoArtifactStore(c, "t", S3BlobStore(c, "b"), inline_limit=1024).put(JOB_ID, "a.txt", b"hi", "text/plain",
                                                                                  attempt=1),
-    "artifact list": lambda c: DynamoArtifactStore(c, "t", S3BlobStore(c, "b"), inline_limit=1024,
-                                                   retention_s=60).list(JOB_ID),
-    "artifact get": lambda c: DynamoArtifactStore(c, "t", S3BlobStore(c, "b"), inline_limit=1024,
-                                                  retention_s=60).get(JOB_ID, "a.txt"),
+    "artifact list": lambda c: DynamoArtifactStore(c, "t", S3BlobStore(c, "b"), inline_limit=1024).list(JOB_ID),
+    "artifact get": lambda c: DynamoArtifactStore(c, "t", S3BlobStore(c, "b"), inline_limit=1024).get(JOB_ID, "a.txt"),
     "reconciler record": lambda c: DynamoReconcilerLog(c, "s").record(AT, {"requeued": 1}),
     "reconciler summary": lambda c: DynamoReconcilerLog(c, "s").summary(),
     "cache put": lambda c: DynamoCacheStore(c, "t").put("acme", "p", "ns", {"v": 1}, AT),
@@ -109,6 +105,7 @@ STORE_CALLS: dict[str, Callable[[Any], Any]] = {
     "job count": lambda c: DynamoJobStore(c, "t").count_unfinished("acme", 10),
     "job due": lambda c: DynamoJobStore(c, "t").due(AT, 10),
     "job runs": lambda c: DynamoJobStore(c, "t").runs(JOB_ID),
+    "job keep parts": lambda c: DynamoJobStore(c, "t").keep_parts(JOB_ID, 2_000_000_000),
     "blob put": lambda c: S3BlobStore(c, "b").put("tmp/x", b"1", "text/plain"),
     "blob get": lambda c: S3BlobStore(c, "b").get("jobs/x"),
     "blob delete": lambda c: S3BlobStore(c, "b").delete(["tmp/x"]),

@@ -209,7 +209,7 @@ def test_a_page_of_a_job_with_tens_of_thousands_of_artifacts_reads_that_page_onl
 
     job_id = "00000000-0000-4000-8000-000000000001"
     ddb = ArtifactPartition(job_id, 20_000, per_call=7)
-    store = DynamoArtifactStore(ddb, "jobs", InMemoryBlobStore(), inline_limit=1024, retention_s=86400)
+    store = DynamoArtifactStore(ddb, "jobs", InMemoryBlobStore(), inline_limit=1024)
     first = store.list(job_id, limit=25)
     assert [a.name for a in first.artifacts] == [f"row-{n:05d}.txt" for n in range(25)]
     assert ddb.read == 26  # the page and the one item that says more follow
@@ -228,7 +228,7 @@ def test_a_page_whose_reads_stop_at_its_size_on_a_call_limit_still_reads_the_ite
 
     job_id = "00000000-0000-4000-8000-000000000001"
     store = DynamoArtifactStore(ArtifactPartition(job_id, 60, per_call=5), "jobs", InMemoryBlobStore(),
-                                inline_limit=1024, retention_s=86400)
+                                inline_limit=1024)
     names, cursor = [], None
     while True:
         page = store.list(job_id, limit=25, cursor=cursor)

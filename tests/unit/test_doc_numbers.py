@@ -173,16 +173,24 @@ def test_the_bytes_a_progress_report_takes_are_the_ones_the_docs_give():
 
 def test_the_expiries_data_model_gives_are_the_ones_the_code_writes():
     """docs/data-model.md's TTL lines against what the adapters write: a job's record two days
-    past its retention, its runs and artifacts a day after it, a cache entry 30 days past its
-    last write, a scope's task completion never."""
+    past its retention, its runs and artifacts 47 days past their write (moved a day past the
+    record at the end of a job that lived long), a cache entry 30 days past its last write, a
+    scope's task completion never."""
     from chalicelib.adapters.dynamodb_cache import _completion_item
-    from chalicelib.defaults import CACHE_TTL_S, RECORD_EXPIRY_SLACK_S, RECORD_PART_EXPIRY_S
+    from chalicelib.defaults import (CACHE_TTL_S, JOBS_QUEUE_RETENTION_S, RECORD_EXPIRY_SLACK_S, RECORD_PART_EXPIRY_S,
+                                     RECORD_PART_KEEP_S, RETENTION_DAYS, RETENTION_MAX_DAYS)
     from chalicelib.ports import TaskCompletion
 
     model = " ".join(doc("docs/data-model.md").split())
     assert RECORD_EXPIRY_SLACK_S == 2 * 86400 and "when they finish, two days past `RetentionDays`" in model
     assert RECORD_PART_EXPIRY_S - RECORD_EXPIRY_SLACK_S == 86400
-    assert "runs and artifacts get it when written, a day past the job's" in model
+    kept_days = (RECORD_PART_KEEP_S - RECORD_PART_EXPIRY_S) // 86400  # how long a job may live, at retention 0
+    assert kept_days == RETENTION_MAX_DAYS + JOBS_QUEUE_RETENTION_S // 86400 == 44
+    assert f"Runs and artifacts get it when written, {RECORD_PART_KEEP_S // 86400} days past their write" in model
+    assert f"the longest retention, {RETENTION_MAX_DAYS} days, the jobs queues' 14 and three" in model
+    assert (f"longer than {kept_days} days less its retention: "
+            f"{kept_days - RETENTION_DAYS} days at the default {RETENTION_DAYS}") in model
+    assert "moved at its end to a day past its record's" in model
     assert CACHE_TTL_S == 30 * 86400 and "cache entry gets it 30 days past its last write or invalidation" in model
     assert "expires_at" not in _completion_item("acme", "s", TaskCompletion("demo.steps", "2026-01-01T00:00:00Z", "j"))
     assert "`TASK#` records get none" in model

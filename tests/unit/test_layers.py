@@ -332,7 +332,7 @@ def test_the_outside_check_catches_the_sdk_and_the_environment_in_the_domain():
 STATUS_WRITES = {"create", "create_keyed", "create_child", "apply", "apply_expected"}
 OTHER_STORE_METHODS = {
     "get", "get_many", "list_jobs", "runs", "due", "count_unfinished", "submission_key",  # reads
-    "record_progress", "cut_progress_message", "add_child",  # writes that keep the status
+    "record_progress", "cut_progress_message", "add_child", "keep_parts",  # writes that keep the status
 }
 STATUS_WRITER = "chalicelib.lifecycle"  # the package and each of its modules
 
