@@ -68,7 +68,8 @@ functional: $(VENV)/.installed
 
 # Every AWS request of a job's life failed in turn (tests/faults/test_fault_walk.py: five
 # hundred lives on moto), then the process dying at each (tests/faults/test_crash_walk.py: three
-# hundred more), each case its own, spread over one worker per core: about seven minutes.
+# hundred more), then dying again while recovering from a death (test_recovery_crash_walk.py: a
+# hundred more), each case its own, spread over one worker per core: about eight minutes.
 faults: $(VENV)/.installed
 	$(BIN)/python -m pytest tests/faults -n auto
 

@@ -22,7 +22,7 @@ import json
 from collections import Counter
 from functools import partial
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import pytest
 
@@ -64,13 +64,14 @@ class Deaths(Faults):
 class CrashLife(Life):
     """A life whose functions' processes may die: each invocation through `_invocation`."""
 
-    def __init__(self, app: Any, client: Any, aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, app: Any, client: Any, aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                 deaths: Optional[Deaths] = None) -> None:
         self.died = False
         self.cold_starts = 0
         self.posted_by_the_dead: list[str] = []  # event ids a process that then died POSTed to the ERP
         functions = {name: partial(self._function, function) for name, function in app.handler_map.items()}
         super().__init__(SimpleNamespace(handler_map=functions), SimpleNamespace(http=_Http(self, client.http)),
-                         aws, monkeypatch, Deaths())
+                         aws, monkeypatch, deaths or Deaths())
         post = self.erp.post
 
         def post_while_alive(*args: Any, **kwargs: Any) -> Any:
