@@ -286,6 +286,21 @@ def _first_spawn(request: dict[str, Any], seen: list) -> bool:
     return False
 
 
+def _run_with_first_spawn_lost(app: Any, client: Any, aws: dict[str, Any], job_type: str) -> tuple[str, dict[str, Any]]:
+    """A job of `job_type` submitted and run by one worker invocation whose first spawn's
+    transaction lands with every answer lost; its id and the job as GET shows it then."""
+    services = composition.container()
+    job_id = client.http.post("/jobs", headers=auth(), body=json.dumps(
+        {"type": job_type, "payload": {}})).json_body["id"]
+    event = sqs_event(receive_all(aws))
+    seen: list = []
+    services.store._ddb = AnswersLost(services.store._ddb, "transact_write_items", all_lost=True,
+                                      only=lambda request: _first_spawn(request, seen))
+    assert invoke_worker(app, event) == {"batchItemFailures": []}
+    services.store._ddb = services.store._ddb._client
+    return job_id, get_job(client, job_id)
+
+
 @pytest.mark.parametrize("again, children", [("same", 1), ("another", 2)])
 def test_a_spawn_made_again_after_every_answer_was_lost_makes_its_child_once(app, client, aws, again, children):
     """A spawn whose transaction landed with every answer lost raises StoreUnavailableError; a
@@ -302,17 +317,7 @@ def test_a_spawn_made_again_after_every_answer_was_lost_makes_its_child_once(app
             pass
         return [ctx.spawn("demo.steps", {**STEPS["payload"], "steps": 1 if again == "same" else 2})]
 
-    job_id = client.http.post("/jobs", headers=auth(), body=json.dumps(
-        {"type": "lost.spawns_again", "payload": {}})).json_body["id"]
-    event = sqs_event(receive_all(aws))
-    seen: list = []
-    services.store._ddb = AnswersLost(services.store._ddb, "transact_write_items", all_lost=True,
-                                      only=lambda request: _first_spawn(request, seen))
-
-    assert invoke_worker(app, event) == {"batchItemFailures": []}
-
-    services.store._ddb = services.store._ddb._client
-    job = get_job(client, job_id)
+    job_id, job = _run_with_first_spawn_lost(app, client, aws, "lost.spawns_again")
     assert job["status"] == "completed" and len(job["children"]) == children
     assert job["children"][:1] == [child_job_id(job_id, 1, 1)]
     assert job["result"] == job["children"][-1:]
@@ -336,17 +341,7 @@ def test_a_spawn_made_again_after_another_takes_on_the_child_its_lost_answer_mad
         between = ctx.spawn("demo.steps", {**STEPS["payload"], "steps": 2})
         return [between, ctx.spawn("demo.steps", STEPS["payload"])]
 
-    job_id = client.http.post("/jobs", headers=auth(), body=json.dumps(
-        {"type": "lost.spawns_between", "payload": {}})).json_body["id"]
-    event = sqs_event(receive_all(aws))
-    seen: list = []
-    services.store._ddb = AnswersLost(services.store._ddb, "transact_write_items", all_lost=True,
-                                      only=lambda request: _first_spawn(request, seen))
-
-    assert invoke_worker(app, event) == {"batchItemFailures": []}
-
-    services.store._ddb = services.store._ddb._client
-    job = get_job(client, job_id)
+    job_id, job = _run_with_first_spawn_lost(app, client, aws, "lost.spawns_between")
     first, between = child_job_id(job_id, 1, 1), child_job_id(job_id, 1, 2)
     assert job["status"] == "completed" and job["children"] == [first, between]
     assert job["result"] == [between, first]
