@@ -195,6 +195,64 @@ def test_a_delivery_more_than_a_second_early_waits_for_the_jobs_start(lifecycle,
 
 
 @pytest.mark.parametrize("hinted", [True, False])
+@pytest.mark.parametrize("early_s, outcome, retry_after_s", [
+    (0.5, ClaimOutcome.RUN, None), (1.0, ClaimOutcome.RUN, None), (1.5, ClaimOutcome.DEFER, 2)])
+def test_a_delivery_up_to_a_second_early_starts_the_job_and_one_later_waits_whole_seconds(
+        counted, queue, clock, hinted, early_s, outcome, retry_after_s):
+    """A delayed message SQS delivers a little before the job's start (its clock and ours
+    differ by that much) starts the job: a second's slack, so that it is not sent back to wait
+    for less than SQS can delay it. Earlier than that, it waits the whole seconds that remain,
+    rounded up so the message is not delivered early again. Both claims decide alike: the one
+    without a read (one write) as the one after a read."""
+    counting, lifecycle = counted
+    job = submit(lifecycle, delay_seconds=5)
+    (message, _, _), = queue.sent
+    clock.advance(5 - early_s)
+    counting.calls.clear()
+    claim = lifecycle.claim(message if hinted else JobMessage(job.id, 1))
+    assert (claim.outcome, claim.retry_after_s) == (outcome, retry_after_s)
+    assert counting.calls == (["apply_expected"] if hinted else ["get", "apply"][:1 + (outcome == ClaimOutcome.RUN)])
+
+
+@pytest.mark.parametrize("hinted", [True, False])
+def test_a_delivery_of_a_job_removed_meanwhile_is_acknowledged_on_what_its_first_request_found(counted, queue, hinted):
+    """A message of a job that is no longer there (purged by the clean-up while it waited, a
+    late duplicate) is acknowledged, not deferred: no later delivery of it would find the job.
+    The claim's first request tells it so, the refused write as the read for a message without
+    hints: nothing is read after it."""
+    counting, lifecycle = counted
+    job = submit(lifecycle)
+    (message, _, _), = queue.sent
+    counting.delete_job(job.id)
+    counting.calls.clear()
+    claim = lifecycle.claim(message if hinted else JobMessage(job.id, 1))
+    assert (claim.outcome, claim.job, claim.reason) == (ClaimOutcome.SKIP, None, "job does not exist")
+    assert counting.calls == (["apply_expected"] if hinted else ["get"])
+
+
+def test_a_claim_whose_job_keeps_changing_sends_its_delivery_back_for_a_second(lifecycle, store, queue, monkeypatch):
+    """A claim that lost the race for its write every time it read the job gives up with its
+    message deferred by a second, not at once: delivered again straight away, it would meet the
+    same writes again, and as often as SQS can redeliver it."""
+    from chalicelib.defaults import RACE_RETRIES
+
+    job = submit(lifecycle)
+    queue.sent.clear()
+    real, writes = store.apply, []
+
+    def another_write_first(current, expected, changes):
+        writes.append(changes)
+        real(current, expected, ChangeSet({"dispatches": current.dispatches}))  # the job moved on
+        return real(current, expected, changes)
+
+    monkeypatch.setattr(store, "apply", another_write_first)
+    claim = lifecycle.claim(JobMessage(job.id, 1))
+    assert (claim.outcome, claim.retry_after_s) == (ClaimOutcome.DEFER, 1)
+    assert len(writes) == RACE_RETRIES
+    assert store.get(job.id, mark_gone=False).status == JobStatus.QUEUED
+
+
+@pytest.mark.parametrize("hinted", [True, False])
 def test_an_attempt_is_taken_only_with_its_timeout_and_the_margin_left_in_the_invocation(counted, queue, hinted):
     from chalicelib.defaults import INVOCATION_MARGIN_S
 
@@ -221,13 +279,18 @@ def test_a_job_whose_cancel_was_requested_before_it_started_is_canceled_not_run(
     assert store.get(job.id, mark_gone=False).status == JobStatus.CANCELED
 
 
-def test_a_later_attempt_keeps_the_jobs_first_start(lifecycle, store, queue, clock):
+@pytest.mark.parametrize("hinted", [True, False])
+def test_a_later_attempt_keeps_the_jobs_first_start(lifecycle, store, queue, clock, hinted):
+    """`started_at` is when the job first started, whichever path claims a later attempt: the
+    write without a read (the retry's own message) as the one after a read."""
     job = submit(lifecycle)
     queue.sent.clear()
     first = lifecycle.claim(JobMessage(job.id, 1)).job
     lifecycle.fail_attempt(first, JobErrorInfo(code="boom", message="it broke"), retryable=True)
     clock.advance(900)
-    second = lifecycle.claim(JobMessage(job.id, 2)).job
+    (message, _, _), = queue.sent
+    assert message.attempt == 2
+    second = lifecycle.claim(message if hinted else JobMessage(job.id, 2)).job
     assert second.started_at == first.started_at != second.attempt_started_at
     assert store.get(job.id, mark_gone=False).started_at == first.started_at
 
@@ -382,15 +445,52 @@ def test_an_unanswered_claim_whose_attempt_was_taken_over_before_its_payload_was
     assert (after.status, after.attempts) == (JobStatus.RUNNING, 2)
 
 
-def test_a_message_moved_by_hand_with_a_tenant_and_no_timeout_is_claimed_after_a_read(lifecycle, queue):
-    """A hint without the other is no hint: the claim reads the job and takes it."""
+@pytest.mark.parametrize("kind, ends", [  # demo.steps has 3 attempts, demo.fanout 1
+    ({"type": "demo.steps"}, JobStatus.RETRYING), ({"type": "demo.fanout", "payload": {"children": 1}}, JobStatus.FAILED)])
+def test_an_unanswered_claim_whose_payload_stays_unreadable_is_acknowledged_with_its_attempt_given_back(
+        lifecycle, store, queue, monkeypatch, kind, ends):
+    """The claim landed unanswered and the record shows it, but its payload cannot be read
+    again: the delivery is acknowledged (SKIP, nothing for the runner to run) with the attempt
+    already ended `payload_unavailable`, retried while attempts remain as a lost worker's is,
+    not left running under a lease for the reconciler to find."""
+    job = submit(lifecycle, **kind)
+    (message, _, _), = queue.sent
+    queue.sent.clear()
+    real_apply, real_get = store.apply_expected, store.get
+
+    def landed_unanswered(*args, **kwargs):
+        real_apply(*args, **kwargs)
+        monkeypatch.setattr(store, "apply_expected", real_apply)
+        raise StoreUnavailableError("the table did not answer")
+
+    def payload_unreadable(job_id, **kwargs):
+        if kwargs.get("fetch", True):
+            raise StoreUnavailableError("the bucket did not answer")
+        return real_get(job_id, **kwargs)
+
+    monkeypatch.setattr(store, "apply_expected", landed_unanswered)
+    monkeypatch.setattr(store, "get", payload_unreadable)
+    claim = lifecycle.claim(message)
+    assert (claim.outcome, claim.reason) == (ClaimOutcome.SKIP, "the attempt's payload could not be read")
+    after = real_get(job.id, mark_gone=False)
+    assert claim.job == after and (after.status, after.attempts, after.error.code) == (ends, 1, "payload_unavailable")
+    assert [m.attempt for m, _, _ in queue.sent] == ([2] if ends == JobStatus.RETRYING else [])
+
+
+@pytest.mark.parametrize("hint", [{"tenant": "acme"}, {"timeout_s": 60}])
+def test_a_message_moved_by_hand_with_one_hint_is_claimed_after_a_read(counted, queue, hint):
+    """A hint without the other is no hint: the claim reads the job and takes it, rather than
+    trying a write without a read that names no tenant (refused, whatever the job)."""
     from chalicelib.ports import job_message_of
 
+    counting, lifecycle = counted
     job = submit(lifecycle)
     queue.sent.clear()
-    claim = lifecycle.claim(job_message_of({"job_id": job.id, "attempt": 1, "tenant": "acme"}))
+    counting.calls.clear()
+    claim = lifecycle.claim(job_message_of({"job_id": job.id, "attempt": 1, **hint}))
     assert claim.outcome == ClaimOutcome.RUN
     assert (claim.job.status, claim.job.attempts) == (JobStatus.RUNNING, 1)
+    assert counting.calls == ["get", "apply"]
 
 
 def test_the_reconciler_leaves_a_job_that_is_not_due_as_it_is(lifecycle, store, queue, clock):
@@ -675,6 +775,27 @@ def test_slow_progress_is_announced_every_10_points_since_the_last_event_and_at_
     clock.now = parse_time(retried.not_before)  # its wait (1 or 2 s, drawn at random) is over
     again = lifecycle.claim(JobMessage(job.id, 2)).job
     assert retried.status == JobStatus.RETRYING and again.event_percent == 0  # each attempt starts over
+
+
+def test_a_retried_attempts_slow_progress_is_announced_from_its_own_running_event(lifecycle, clock):
+    """Seed 002 for a later attempt: its claim makes the running event its mark (0 %, its own
+    attempt), so its throttled writes of 4 points make an event once they moved 10, as the
+    first attempt's do, however far the earlier attempt's last event had got."""
+    job = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    running = lifecycle.report_progress(running, 60)  # an event of attempt 1
+    assert (running.event_percent, running.event_attempt) == (60, 1)
+    retried = lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="x"), retryable=True)
+    clock.now = parse_time(retried.not_before)
+    again = lifecycle.claim(JobMessage(job.id, 2)).job
+    assert (again.event_percent, again.event_mark) == (0, 0)
+    announced = []
+    for percent in (4, 8, 12):
+        before = again.event_percent
+        again = lifecycle.report_progress(again, percent)
+        if again.event_percent != before:
+            announced.append(percent)
+    assert announced == [12]
 
 
 def test_progress_from_a_finished_attempt_is_refused(lifecycle, store):
