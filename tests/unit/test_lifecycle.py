@@ -998,12 +998,13 @@ def test_no_write_moves_a_job_along_a_transition_the_table_does_not_allow(lifecy
     assert store.get(job.id, mark_gone=False) == canceled
 
 
-@pytest.mark.parametrize("outcome", ["retrying", "failed", "canceled"])
+@pytest.mark.parametrize("outcome", ["retrying", "failed", "canceled", "completed"])
 def test_a_report_written_with_an_attempts_end_is_stamped_when_it_is_written(lifecycle, clock, outcome):
     """The report a handler made and the throttle had not written yet goes out with the
     outcome's own write: it came without a time, and the job showed `progress.updated_at`
     null after it (seed 002's job always has one), its event's time falling back to the
-    attempt's start, before the progress events published ahead of it."""
+    attempt's start, before the progress events published ahead of it. A completion's 100 %
+    lends the report's message, stamped alike."""
     from chalicelib.domain.job import Progress
 
     job = submit(lifecycle)
@@ -1012,11 +1013,13 @@ def test_a_report_written_with_an_attempts_end_is_stamped_when_it_is_written(lif
     report = Progress(percent=75, step="failed", message="it broke")
     if outcome == "canceled":
         after = lifecycle.mark_canceled(running, last_progress=report)
+    elif outcome == "completed":
+        after = lifecycle.complete(running, {"ok": True}, last_progress=report)
     else:
         after = lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"),
                                        retryable=outcome == "retrying", last_progress=report)
     assert after.status.value == outcome
-    assert (after.progress.percent, after.progress.message) == (75, "it broke")
+    assert (after.progress.percent, after.progress.message) == (100 if outcome == "completed" else 75, "it broke")
     assert after.progress.updated_at == isoformat(clock.now)
 
 
@@ -1033,6 +1036,62 @@ def test_retry_delay_is_drawn_from_half_the_ceiling_to_all_of_it_both_ends_inclu
     assert {retry_delay_s(3, base_s=2) for _ in range(300)} == {4, 5, 6, 7, 8}
     assert {retry_delay_s(30, base_s=2, cap_s=900) for _ in range(300)} <= set(range(450, 901))
     assert {retry_delay_s(1, base_s=1) for _ in range(50)} == {1}
+
+
+def test_a_retry_waits_the_backoff_of_the_attempt_that_failed_on_the_deployments_base(store, queue, clock):
+    """The retry after attempt n waits `retry_delay_s(n)` on the base the deployment sets
+    (JOBPIPE_RETRY_BASE_S): 30-60 s after attempt 1 and 60-120 s after attempt 2 on a base of 60 s, in
+    the message's delay and the job's `not_before` alike (many draws, so each range is met)."""
+    lifecycle = JobLifecycle(store, queue, build_registry(demo_types=True), clock=clock, retry_base_s=60)
+    error = JobErrorInfo(code="boom", message="it broke")
+    waits = {1: set(), 2: set()}
+    for _ in range(40):
+        job = submit(lifecycle)
+        queue.sent.clear()
+        for attempt in (1, 2):
+            running = lifecycle.claim(JobMessage(job.id, attempt)).job
+            retried = lifecycle.fail_attempt(running, error, retryable=True)
+            (message, _, delay), = queue.sent
+            assert message == JobMessage(job.id, attempt + 1)
+            assert retried.not_before == isoformat(clock.now + timedelta(seconds=delay))
+            waits[attempt].add(delay)
+            queue.sent.clear()
+            clock.now = parse_time(retried.not_before)
+    assert min(waits[1]) >= 30 and max(waits[1]) <= 60 and len(waits[1]) > 10
+    assert min(waits[2]) >= 60 and max(waits[2]) <= 120 and len(waits[2]) > 10
+
+
+def test_a_retry_asked_to_wait_longer_than_sqs_can_delay_waits_the_longest_delay(lifecycle, queue, clock):
+    """A refusal asking for more than SQS's 900 s (a quota's window) is retried after 900 s: the
+    next attempt's message sent with the longest delay SQS takes, not refused for a longer one
+    (which would leave the job retrying with no message to start it)."""
+    from chalicelib.defaults import SQS_MAX_DELAY_S
+
+    job = submit(lifecycle)
+    queue.sent.clear()
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    retried = lifecycle.fail_attempt(running, JobErrorInfo(code="quota", message="wait"), retryable=True,
+                                     retry_after_s=3600)
+    assert queue.sent == [(JobMessage(job.id, 2), "normal", SQS_MAX_DELAY_S)]
+    assert retried.not_before == isoformat(clock.now + timedelta(seconds=SQS_MAX_DELAY_S))
+
+
+def test_a_retrys_lost_message_is_sent_again_however_many_messages_attempt_1_took(store, queue, clock):
+    """Each attempt's message has the whole `max_dispatches`: the retry's counts one, however
+    many attempt 1's took to be claimed, so a lost message of the retry is sent again before
+    the job is failed `undeliverable`, as a lost first one is."""
+    lifecycle = JobLifecycle(store, queue, build_registry(demo_types=True), clock=clock, max_dispatches=2)
+    job = submit(lifecycle)
+    queue.sent.clear()  # attempt 1's message lost: sent again, its second and last
+    clock.advance(lifecycle.dispatch_grace_s)
+    assert lifecycle.reconcile(store.get(job.id, mark_gone=False)) == ReconcileOutcome.REDISPATCHED
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    retried = lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=True)
+    queue.sent.clear()  # attempt 2's message lost
+    clock.now = parse_time(retried.due_at)
+    assert lifecycle.reconcile(store.get(job.id, mark_gone=False)) == ReconcileOutcome.REDISPATCHED
+    assert [m for m, _, _ in queue.sent] == [JobMessage(job.id, 2)]
+    assert store.get(job.id, mark_gone=False).status == JobStatus.RETRYING
 
 
 def test_spawned_children_are_linked_and_idempotent_within_an_attempt(lifecycle, store, queue):
