@@ -648,6 +648,47 @@ def test_a_cancel_that_loses_a_race_to_another_write_cancels_the_job_read_again(
     assert store.get(job.id, mark_gone=False).status == JobStatus.CANCELED
 
 
+def test_a_cancel_that_keeps_losing_races_answers_a_conflict_and_cancels_nothing(lifecycle, store, monkeypatch):
+    """Each write of the cancel met another write first: after RACE_RETRIES tries it gives up
+    with StaleJobError (`conflict`: the tenant tries again), never answering the job as read as
+    if the cancel had been written."""
+    from chalicelib.defaults import RACE_RETRIES
+
+    job = submit(lifecycle)
+    real, tries = store.apply, []
+
+    def another_write_first(current, expected, changes):
+        tries.append(changes)
+        real(current, expected, ChangeSet({"dispatches": current.dispatches}))  # the reconciler's bookkeeping
+        return real(current, expected, changes)
+
+    monkeypatch.setattr(store, "apply", another_write_first)
+    with pytest.raises(StaleJobError, match="kept changing"):
+        lifecycle.cancel("acme", job.id)
+    assert len(tries) == RACE_RETRIES
+    assert store.get(job.id, mark_gone=False).status == JobStatus.QUEUED
+
+
+@pytest.mark.parametrize("started", [False, True])
+def test_a_cancel_answers_the_job_with_its_payload_when_the_payload_lives_in_s3(queue, clock, started):
+    """POST /jobs/{id}/cancel answers the job as GET shows it: a payload claim-checked to S3 is
+    read back for the answer, not shown as its placeholder, whether the cancel ended the job or
+    asked its running attempt to stop."""
+    from chalicelib.adapters.memory import InMemoryJobStore
+    from chalicelib.adapters.memory_blobs import InMemoryBlobStore
+
+    store = InMemoryJobStore(blobs=InMemoryBlobStore(), inline_limit=16)
+    lifecycle = JobLifecycle(store, queue, build_registry(demo_types=True), clock=clock)
+    job = submit(lifecycle)
+    assert store.get(job.id, fetch=(), mark_gone=False).payload != job.payload  # the record holds a placeholder
+    if started:
+        lifecycle.claim(JobMessage(job.id, 1))
+    answered = lifecycle.cancel("acme", job.id)
+    assert (answered.status, answered.cancel_requested) == (
+        JobStatus.RUNNING if started else JobStatus.CANCELED, True)
+    assert answered.payload == job.payload
+
+
 @pytest.mark.parametrize("meanwhile", ["completed", "retrying"])
 def test_a_cancel_whose_running_attempt_ended_before_its_request_landed_decides_on_the_end(
         lifecycle, store, monkeypatch, meanwhile):
