@@ -1325,6 +1325,35 @@ def test_a_dead_letter_whose_answer_was_lost_and_that_never_landed_is_parked_whe
     assert lifecycle.claim(JobMessage(job.id, 1)).outcome == ClaimOutcome.SKIP and len(queue.dead) == 1
 
 
+@pytest.mark.parametrize("refusal", [StoreUnavailableError("the table did not answer"),
+                                     StaleJobError("another write landed first")])
+def test_a_letter_sent_unanswered_whose_unconfirmed_mark_was_not_written_leaves_the_failure_as_written(
+        lifecycle, store, queue, refusal):
+    """The dead letter was sent and its answer lost, and the write marking it unconfirmed was
+    not answered or lost a race: the failure stands as written (failed, owing its letter) and
+    the delivery is not failed for a mark that only spares a second letter. Without the mark, a
+    later delivery of the attempt's message sends the letter again: two letters rather than none."""
+    job = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    real_dead_letter, real_apply = queue.dead_letter, store.apply
+
+    def lost(message, **kwargs):
+        raise LetterUnconfirmedError("the dead letter was sent and its answer lost")
+
+    def apply(current, expected, changes):
+        if "dead_letter_unconfirmed" in changes.fields:
+            raise refusal
+        return real_apply(current, expected, changes)
+
+    queue.dead_letter, store.apply = lost, apply
+    failed = lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=False)
+    queue.dead_letter, store.apply = real_dead_letter, real_apply
+    assert (failed.status, failed.dead_letter_owed, failed.dead_letter_unconfirmed) == (JobStatus.FAILED, 1, None)
+    assert failed == store.get(job.id, mark_gone=False)
+    assert lifecycle.claim(JobMessage(job.id, 1)).outcome == ClaimOutcome.SKIP
+    assert queue.dead == [(JobMessage(job.id, 1), {"code": "boom", "message": "it broke"})]
+
+
 @pytest.mark.parametrize("how", ["the process dies", "the store does not answer the mark"])
 def test_a_letter_the_failing_delivery_did_not_park_is_parked_by_the_next_one(lifecycle, store, queue, how):
     """The job is written `failed` owing its letter, in the same write: a worker that dies
