@@ -989,16 +989,21 @@ def test_a_progress_write_whose_answer_was_lost_is_decided_again_on_the_record(l
 
 
 def test_each_attempts_run_is_recorded_under_its_own_attempt(lifecycle, store, queue, clock):
+    """GET /jobs/{id}/runs shows each attempt with its own outcome and from its own start, not
+    the job's first."""
     job = submit(lifecycle)
     queue.drain()
+    starts = []
     for attempt in (1, 2, 3):
         clock.advance(900)
         running = lifecycle.claim(JobMessage(job.id, attempt)).job
+        starts.append(running.attempt_started_at)
         if attempt < 3:
             lifecycle.fail_attempt(running, JobErrorInfo(code=f"boom{attempt}", message="it broke"), retryable=True)
     lifecycle.complete(running, {"ok": True})
     assert [(r.attempt, r.status, r.error and r.error.code) for r in store.runs(job.id)] == [
         (1, JobStatus.FAILED, "boom1"), (2, JobStatus.FAILED, "boom2"), (3, JobStatus.COMPLETED, None)]
+    assert [r.started_at for r in store.runs(job.id)] == starts and len(set(starts)) == 3
 
 
 @pytest.mark.parametrize("outcome", ["completed", "failed", "canceled"])
