@@ -23,6 +23,7 @@ from chalicelib.job_types import build_registry
 from chalicelib.job_types.maintenance import with_maintenance
 from chalicelib.lifecycle import ClaimOutcome, JobLifecycle, ReconcileOutcome, retry_delay_s
 from chalicelib.ports import ChangeSet, JobMessage
+from tests.support.lost_answers import lose_next_answer
 from tests.unit.conftest import fail_owing_its_letter
 
 STEPS = {"steps": 4, "step_ms": 0}
@@ -421,12 +422,8 @@ def test_an_unanswered_claim_whose_attempt_was_taken_over_before_its_payload_was
     its payload decides: another claim's attempt is not this delivery's to run."""
     job = submit(lifecycle)
     (message, _, _), = queue.sent
-    real_apply, real_get = store.apply_expected, store.get
-
-    def landed_unanswered(*args, **kwargs):
-        real_apply(*args, **kwargs)
-        monkeypatch.setattr(store, "apply_expected", real_apply)
-        raise StoreUnavailableError("the table did not answer")
+    real_get = store.get
+    lose_next_answer(monkeypatch, store, "apply_expected")
 
     def taken_over_before_the_payload_read(job_id, **kwargs):
         if kwargs.get("fetch", True):
@@ -437,7 +434,6 @@ def test_an_unanswered_claim_whose_attempt_was_taken_over_before_its_payload_was
             assert lifecycle.claim(JobMessage(job_id, 2)).outcome == ClaimOutcome.RUN
         return real_get(job_id, **kwargs)
 
-    monkeypatch.setattr(store, "apply_expected", landed_unanswered)
     monkeypatch.setattr(store, "get", taken_over_before_the_payload_read)
     with pytest.raises(StoreUnavailableError, match="table"):
         lifecycle.claim(message)
@@ -456,19 +452,14 @@ def test_an_unanswered_claim_whose_payload_stays_unreadable_is_acknowledged_with
     job = submit(lifecycle, **kind)
     (message, _, _), = queue.sent
     queue.sent.clear()
-    real_apply, real_get = store.apply_expected, store.get
-
-    def landed_unanswered(*args, **kwargs):
-        real_apply(*args, **kwargs)
-        monkeypatch.setattr(store, "apply_expected", real_apply)
-        raise StoreUnavailableError("the table did not answer")
+    real_get = store.get
+    lose_next_answer(monkeypatch, store, "apply_expected")
 
     def payload_unreadable(job_id, **kwargs):
         if kwargs.get("fetch", True):
             raise StoreUnavailableError("the bucket did not answer")
         return real_get(job_id, **kwargs)
 
-    monkeypatch.setattr(store, "apply_expected", landed_unanswered)
     monkeypatch.setattr(store, "get", payload_unreadable)
     claim = lifecycle.claim(message)
     assert (claim.outcome, claim.reason) == (ClaimOutcome.SKIP, "the attempt's payload could not be read")
@@ -975,15 +966,8 @@ def test_a_progress_write_whose_answer_was_lost_is_decided_again_on_the_record(l
     times over."""
     job = submit(lifecycle)
     running = lifecycle.claim(JobMessage(job.id, 1)).job
-    real = store.record_progress
-
-    def landed_unanswered(*args, **kwargs):
-        monkeypatch.setattr(store, "record_progress", real)
-        real(*args, **kwargs)
-        raise StaleJobError("the event mark moved")
-
     running = lifecycle.report_progress(running, 20)
-    monkeypatch.setattr(store, "record_progress", landed_unanswered)
+    lose_next_answer(monkeypatch, store, "record_progress", StaleJobError("the event mark moved"))
     after = lifecycle.report_progress(running, 30)
     assert after.progress.percent == 30 and after.event_percent == 30
 

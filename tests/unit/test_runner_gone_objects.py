@@ -8,12 +8,13 @@ from chalicelib.adapters.clocks import ManualClock
 from chalicelib.adapters.memory import InMemoryJobStore
 from chalicelib.adapters.memory_blobs import InMemoryBlobStore
 from chalicelib.defaults import CANCEL_POLL_INTERVAL_S
-from chalicelib.domain.errors import DeadLetterOwedError, StoreUnavailableError
+from chalicelib.domain.errors import DeadLetterOwedError
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
 from chalicelib.lifecycle import JobLifecycle
 from chalicelib.ports import JobMessage
 from chalicelib.worker.runner import JobRunner
+from tests.support.lost_answers import lose_next_answer
 
 BIG = {"data": "x" * 200}  # past the store's inline limit below: an object of its own
 
@@ -180,15 +181,7 @@ def test_a_claim_whose_answer_was_lost_finds_a_gone_payload_as_an_answered_one_d
     blobs.delete([f"jobs/{job.id}/payload.json"])
     if not hints:
         message = JobMessage(message.job_id, message.attempt)
-    write = "apply_expected" if hints else "apply"
-    real = getattr(lifecycle.store, write)
-
-    def landed_unanswered(*args, **kwargs):
-        monkeypatch.setattr(lifecycle.store, write, real)
-        real(*args, **kwargs)
-        raise StoreUnavailableError("the table did not answer")
-
-    monkeypatch.setattr(lifecycle.store, write, landed_unanswered)
+    lose_next_answer(monkeypatch, lifecycle.store, "apply_expected" if hints else "apply")
     failed = runner.run(message)
     assert (failed.status, failed.attempts, failed.error.code) == (JobStatus.FAILED, 1, "payload_gone")
     assert types.ran == [] and queue.sent == []
