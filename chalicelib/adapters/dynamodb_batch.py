@@ -5,16 +5,28 @@ botocore retries a throttled call, but a batch call that succeeds may still hand
 its keys or writes (UnprocessedKeys / UnprocessedItems) under throttling; those are sent again
 here with exponential backoff, and StoreUnavailableError is raised when they never go through.
 A transaction DynamoDB cancelled because another request was writing one of its items at that
-moment (TransactionConflict) wrote nothing and is sent again (botocore does not)."""
+moment (TransactionConflict) wrote nothing and is sent again (botocore does not). A Query read
+whole goes page after page (`query_items`)."""
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.defaults import CONFLICT_RETRIES, UNPROCESSED_RETRIES
 from chalicelib.domain.errors import StoreUnavailableError
+
+
+def query_items(client: Any, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The items `request` (a Query) reads, page after page until the last: a call answers 1 MB
+    at most. Raises what the client raises; `request` is left at its last page."""
+    while True:
+        response = client.query(**request)
+        yield from response.get("Items", [])
+        if "LastEvaluatedKey" not in response:
+            return
+        request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
 
 def backoff_s(attempt: int) -> float:

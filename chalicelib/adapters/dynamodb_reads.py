@@ -8,7 +8,7 @@ from typing import Any, Collection, Iterable, Optional
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.cursors import check_position, fill_page, listed_index, read_cursor, write_cursor
-from chalicelib.adapters.dynamodb_batch import batch_get
+from chalicelib.adapters.dynamodb_batch import batch_get, query_items
 from chalicelib.adapters.dynamodb_items import (
     JOB_PREFIX,
     JOB_SORT_KEY,
@@ -190,14 +190,8 @@ class JobReads(JobTable):
             "ExpressionAttributeValues": {":pk": {"S": job_partition(job_id)}, ":run": {"S": RUN_PREFIX}},
             "ConsistentRead": True,
         }
-        items: list[dict[str, Any]] = []
-        try:
-            while True:  # a Query answers 1 MB at most: a job with hundreds of failed attempts has more
-                response = self._ddb.query(**request)
-                items.extend(response.get("Items", []))
-                if "LastEvaluatedKey" not in response:
-                    break
-                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        try:  # paged: a job with hundreds of failed attempts has more than a Query's 1 MB
+            items = list(query_items(self._ddb, request))
         except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailableError(f"could not read runs of job {job_id}") from exc
         return [item_to_run(i) for i in items]

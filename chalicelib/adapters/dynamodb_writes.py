@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.adapters.dynamodb_batch import transact_write
+from chalicelib.adapters.dynamodb_batch import query_items, transact_write
 from chalicelib.adapters.dynamodb_cache import completion_write, invalidation_write
 from chalicelib.adapters.dynamodb_items import (
     BLOB_REFS,
@@ -300,14 +300,10 @@ class JobWrites(JobTable):
         }
         moved = 0
         try:
-            while True:
-                response = self._ddb.query(**request)
-                for item in response.get("Items", []):
-                    if item["sk"]["S"] != JOB_SORT_KEY and int(item.get("expires_at", {}).get("N", "0")) < until:
-                        moved += self._keep_part({"pk": item["pk"], "sk": item["sk"]}, until)
-                if "LastEvaluatedKey" not in response:
-                    return moved
-                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            for item in query_items(self._ddb, request):
+                if item["sk"]["S"] != JOB_SORT_KEY and int(item.get("expires_at", {}).get("N", "0")) < until:
+                    moved += self._keep_part({"pk": item["pk"], "sk": item["sk"]}, until)
+            return moved
         except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailableError(f"could not keep the runs and artifacts of job {job_id}") from exc
 

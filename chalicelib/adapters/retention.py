@@ -8,7 +8,7 @@ from typing import Any, Iterator, Optional
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.adapters.dynamodb_batch import batch_write
+from chalicelib.adapters.dynamodb_batch import batch_write, query_items
 from chalicelib.adapters.dynamodb_items import (
     FINISHED_SHARDS,
     JOB_SORT_KEY,
@@ -74,18 +74,13 @@ class DynamoFinishedJobs:
             "ProjectionExpression": "pk, sk, blob_key, payload_ref, result_ref",
         }
         try:
-            while True:
-                response = self._ddb.query(**request)
-                for item in response.get("Items", []):
-                    keys.append({"pk": item["pk"], "sk": item["sk"]})
-                    if "blob_key" in item:
-                        blob_keys.append(item["blob_key"]["S"])
-                    for ref in ("payload_ref", "result_ref"):
-                        if ref in item:
-                            blob_keys.append(item[ref]["M"]["key"]["S"])
-                if "LastEvaluatedKey" not in response:
-                    break
-                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            for item in query_items(self._ddb, request):
+                keys.append({"pk": item["pk"], "sk": item["sk"]})
+                if "blob_key" in item:
+                    blob_keys.append(item["blob_key"]["S"])
+                for ref in ("payload_ref", "result_ref"):
+                    if ref in item:
+                        blob_keys.append(item[ref]["M"]["key"]["S"])
         except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailableError(f"could not read job {job_id} for deletion") from exc
         # Objects first: if the item deletes then fail, a later run still finds the job. Listed
