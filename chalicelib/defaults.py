@@ -30,6 +30,13 @@ MAX_JOB_ATTEMPTS = 100
 # message again (a lost or dead message). Doubled after each resend, up to the cap, so a long
 # backlog is not flooded with duplicates. A stack parameter overrides the grace.
 DISPATCH_GRACE_S = 120
+# How long past its start a job answering a replay of its Idempotency-Key may still wait for its
+# first claim before the replay sends its message again, once. The request that made it sends that
+# message milliseconds after its write, so a job still queued by then may be one whose request died
+# in between: its client, answered nothing (the CLI waits 10 s), sends the key again, and the job
+# starts now rather than when the grace above ends. A copy of a message that does wait in a backlog
+# costs one refused claim.
+REPLAY_RESEND_AFTER_S = 10
 # The worker functions' timeout (Lambda's maximum; .chalice/config.json): an attempt runs inside
 # one invocation, which keeps this margin after the handler's timeout to record the outcome.
 # A claim needs the timeout plus the margin still left in the invocation, and a fresh invocation

@@ -12,6 +12,7 @@ from chalicelib.defaults import (
     MAX_CHILDREN,
     MAX_JSON_DEPTH,
     MAX_SCHEDULE_S,
+    REPLAY_RESEND_AFTER_S,
     SPAWN_ANSWER_ROOM_BYTES,
     SQS_MAX_DELAY_S,
 )
@@ -45,6 +46,7 @@ from chalicelib.domain.job import (
     listed_bytes,
     nested_deeper_than,
     new_job_id,
+    parse_time,
     too_deep_message,
 )
 from chalicelib.domain.numbers import shown_number
@@ -173,7 +175,8 @@ class Admission(JobTransitions):
         `admit(tenant)` (admission, the tenant quota) runs before anything is written and may
         raise to refuse the job. With an `idempotency_key` the job and the key's record are
         written in one atomic write, the key kept `key_ttl_s`; while it is kept, the same
-        request under that key returns the job it made, sending and writing nothing.
+        request under that key returns the job it made, sending and writing nothing (but the first
+        message of a job whose request may have died before sending it: `_send_unclaimed`).
         Raises UnknownJobTypeError, InvalidPayloadError, InvalidRequestError,
         IdempotencyConflictError (the key was used with another request), JobPurgedError (the
         key's job was removed while the key is kept), what `admit` raises."""
@@ -324,7 +327,27 @@ class Admission(JobTransitions):
         job = self.store.get(first.job_id, mark_gone=True)  # answered as GET /jobs/{id} shows it
         if job is None or job.tenant != first.tenant:  # removed after its retention, key still kept
             raise JobPurgedError.of(first.job_id, first.expires_at)
+        self._send_unclaimed(job)
         return job
+
+    def _send_unclaimed(self, job: Job) -> None:
+        """Send `job`, answering a replay of its key, its first message again when it is still
+        unclaimed REPLAY_RESEND_AFTER_S past its start with that message the only one counted:
+        the request that made it may have died between its write and its send, and its client,
+        answered nothing, repeats it. The job then starts now, not once the reconciler's
+        dispatch grace ends (minutes). Once a job: a later resend is the reconciler's, on its
+        schedule. A copy of a message that is in fact waiting (a backlog) costs one refused
+        claim. Best effort, for the reconciler sends it all the same: a lost race (a worker
+        claimed it meanwhile, a concurrent replay sent it), a store or queue that does not
+        answer leave the replay answered as it would be without."""
+        now = self.clock()
+        if job.status != JobStatus.QUEUED or job.attempts or job.dispatches != 1 or job.not_before is None \
+                or now < parse_time(job.not_before) + timedelta(seconds=REPLAY_RESEND_AFTER_S):
+            return
+        try:
+            self._send_again(job, now, 0)
+        except (StaleJobError, StoreUnavailableError, QueueUnavailableError):
+            pass
 
     def spawn(
         self, parent: Job, index: int, *, type: str, payload: Any,

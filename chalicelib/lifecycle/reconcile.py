@@ -19,13 +19,10 @@ from chalicelib.domain.errors import (
     DeadLetterOwedError,
     NextAttemptUnsentError,
     QueueUnavailableError,
-    StaleJobError,
-    StoreUnavailableError,
 )
 from chalicelib.domain.job import Job, JobErrorInfo, isoformat, parse_time
 from chalicelib.domain.status import JobStatus
 from chalicelib.lifecycle.attempts import Attempts
-from chalicelib.lifecycle.transitions import start_message
 from chalicelib.ports import REMOVE, ChangeSet, JobMessage
 
 
@@ -131,30 +128,8 @@ class Reconciliation(Attempts):
             self.store.apply(job, job.status, ChangeSet(
                 {"due_at": isoformat(now + timedelta(seconds=UNCONSUMED_LOOK_S))}))
             return ReconcileOutcome.UNCONSUMED
-        # The write comes first so that two overlapping passes send one message, not two.
-        written = self.store.apply(job, job.status, ChangeSet({
-            "due_at": isoformat(self._claim_deadline(start, sent=max(1, job.dispatches))),
-            "dispatches": job.dispatches + 1,
-        }))
-        try:
-            self.queue.send(start_message(job, job.attempts + 1), priority=job.priority, delay_seconds=wait_s)
-        except QueueUnavailableError:
-            self._uncount_dispatch(written, job.dispatches)
-            raise
+        self._send_again(job, start, wait_s)
         return ReconcileOutcome.RELEASED if job.dispatches == 0 else ReconcileOutcome.REDISPATCHED
-
-    def _uncount_dispatch(self, written: Job, dispatches: int) -> None:
-        """The queue did not take the message whose dispatch `written` counts: the count goes back
-        to `dispatches`, and the job is due again when the resend's wait, as written, ends (a
-        resend the next time is not a doubled wait). A queue refusing for hours would otherwise
-        spend the job's `max_dispatches` on messages never sent, and fail it `undeliverable`,
-        "each was lost or dead-lettered", when none was sent at all. (A send whose answer was lost
-        may have gone out: one dispatch more than the bound, at most once a refusal.) A write that
-        fails leaves the count as written: the job is due all the same."""
-        try:
-            self.store.apply(written, written.status, ChangeSet({"dispatches": dispatches}))
-        except (StaleJobError, StoreUnavailableError):
-            pass
 
     def put_back(self, job: Job) -> None:
         """A due job whose reconcile action failed: due again in RECONCILE_RETRY_S, behind what

@@ -20,7 +20,14 @@ from chalicelib.defaults import (
     RECORD_PART_KEEP_S,
     RETENTION_DAYS,
 )
-from chalicelib.domain.errors import InvalidTransitionError, JobNotFoundError, RecordTooLargeError
+from chalicelib.domain.errors import (
+    InvalidTransitionError,
+    JobNotFoundError,
+    QueueUnavailableError,
+    RecordTooLargeError,
+    StaleJobError,
+    StoreUnavailableError,
+)
 from chalicelib.domain.events import clip
 from chalicelib.domain.job import Job, JobErrorInfo, Run, isoformat, parse_time, utcnow
 from chalicelib.domain.registry import JobTypeRegistry
@@ -97,6 +104,37 @@ class JobTransitions:
         """When a job starting at `start` should have been claimed, once `sent` messages went
         out for its next attempt: the grace, doubled per earlier resend, at most the cap."""
         return start + timedelta(seconds=min(MAX_DISPATCH_BACKOFF_S, self.dispatch_grace_s * 2 ** (sent - 1)))
+
+    def _send_again(self, job: Job, start: datetime, wait_s: int) -> Job:
+        """One more message for the next attempt of queued/retrying `job`, starting it at
+        `start`, `wait_s` from now: counted in its `dispatches`, the job due again when the
+        message's grace ends. The write comes first, so that two overlapping senders (two
+        reconciler passes, a keyed replay beside a pass) send one message, not two (the other's
+        write is StaleJobError). Returns the job written. Raises QueueUnavailableError, the
+        count put back (`_uncount_dispatch`)."""
+        written = self.store.apply(job, job.status, ChangeSet({
+            "due_at": isoformat(self._claim_deadline(start, sent=max(1, job.dispatches))),
+            "dispatches": job.dispatches + 1,
+        }))
+        try:
+            self.queue.send(start_message(job, job.attempts + 1), priority=job.priority, delay_seconds=wait_s)
+        except QueueUnavailableError:
+            self._uncount_dispatch(written, job.dispatches)
+            raise
+        return written
+
+    def _uncount_dispatch(self, written: Job, dispatches: int) -> None:
+        """The queue did not take the message whose dispatch `written` counts: the count goes back
+        to `dispatches`, and the job is due again when the resend's wait, as written, ends (a
+        resend the next time is not a doubled wait). A queue refusing for hours would otherwise
+        spend the job's `max_dispatches` on messages never sent, and fail it `undeliverable`,
+        "each was lost or dead-lettered", when none was sent at all. (A send whose answer was lost
+        may have gone out: one dispatch more than the bound, at most once a refusal.) A write that
+        fails leaves the count as written: the job is due all the same."""
+        try:
+            self.store.apply(written, written.status, ChangeSet({"dispatches": dispatches}))
+        except (StaleJobError, StoreUnavailableError):
+            pass
 
     def _finish(self, job: Job, target: JobStatus, **fields: Any) -> Job:
         transition(job, target)

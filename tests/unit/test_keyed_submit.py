@@ -11,7 +11,15 @@ import pytest
 from chalicelib.adapters.memory import InMemoryFinishedJobs
 from chalicelib.api.requests import SubmitJobRequest
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
-from chalicelib.domain.errors import IdempotencyConflictError, InvalidRequestError, JobPurgedError, QuotaExceededError
+from chalicelib.defaults import DISPATCH_GRACE_S, REPLAY_RESEND_AFTER_S
+from chalicelib.domain.errors import (
+    IdempotencyConflictError,
+    InvalidRequestError,
+    JobPurgedError,
+    QuotaExceededError,
+    StoreUnavailableError,
+)
+from chalicelib.domain.status import JobStatus
 from chalicelib.domain.job import isoformat
 from chalicelib.domain.submission_keys import request_hash
 from chalicelib.ports import JobMessage
@@ -27,10 +35,94 @@ def submit(lifecycle, key="order-1", **overrides):
 
 def test_a_replay_returns_the_first_job_and_sends_nothing(lifecycle, store, queue, clock):
     first = submit(lifecycle)
-    clock.advance(60)
+    clock.advance(REPLAY_RESEND_AFTER_S - 1)
     again = submit(lifecycle)
     assert again == first and store.get(first.id, mark_gone=False) == first
     assert queue.sent == [(JobMessage(first.id, 1), "normal", 0)]
+
+
+class RequestDied(BaseException):
+    """The API's process ending under a request (a crash, its function's timeout): nothing after
+    that point of the request runs, and its client gets no answer."""
+
+
+def submit_dying_before_its_send(lifecycle, monkeypatch, **overrides):
+    """A keyed submit whose request wrote its job and key, then died where it would send the
+    message (a job held for a start beyond SQS's delay is sent none: its request ends well)."""
+    def dies(*_, **__):
+        raise RequestDied()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(lifecycle.queue, "send", dies)
+        try:
+            submit(lifecycle, **overrides)
+        except RequestDied:
+            pass
+    made = lifecycle.store.submission_key("acme", "order-1", now=int(lifecycle.clock().timestamp()))
+    return lifecycle.store.get(made.job_id, mark_gone=False)
+
+
+def test_a_replay_sends_the_message_its_first_request_died_before_sending(lifecycle, store, queue, clock,
+                                                                          monkeypatch):
+    """A client whose keyed submit got no answer repeats it, as the CLI tells it to. When the
+    first request died between its write and its send, the job waits unclaimed with no message:
+    the replay sends it, counted as a dispatch, once the job is REPLAY_RESEND_AFTER_S past its
+    start (a live request sends within milliseconds of its write), and the job runs now, not
+    when the reconciler's dispatch grace ends. Once: a later replay leaves the rest to the
+    reconciler's schedule, which counts on from there."""
+    made = submit_dying_before_its_send(lifecycle, monkeypatch)
+    clock.advance(REPLAY_RESEND_AFTER_S)
+    answered = submit(lifecycle)
+    assert answered.id == made.id and answered.status == JobStatus.QUEUED
+    assert queue.sent == [(JobMessage(made.id, 1, tenant="acme", timeout_s=made.timeout_s), "normal", 0)]
+    resent = store.get(made.id, mark_gone=False)
+    assert resent.dispatches == 2
+    assert resent.due_at == isoformat(clock.now + timedelta(seconds=DISPATCH_GRACE_S))
+    clock.advance(60)
+    submit(lifecycle)
+    assert len(queue.sent) == 1, "one resend a job: the next is the reconciler's"
+    (message,) = queue.drain()
+    assert lifecycle.claim(message).job.status == JobStatus.RUNNING
+
+
+@pytest.mark.parametrize("overrides, waited", [
+    ({}, REPLAY_RESEND_AFTER_S - 1),  # its request may still be about to send
+    ({"delay_seconds": 300}, 300 + REPLAY_RESEND_AFTER_S - 1),  # its message is delayed until its start
+    ({"delay_seconds": 3600}, 3000),  # held for the reconciler: no message before its start nears
+])
+def test_a_replay_sends_nothing_for_a_job_not_yet_past_its_start(lifecycle, store, queue, clock, monkeypatch,
+                                                                  overrides, waited):
+    submit_dying_before_its_send(lifecycle, monkeypatch, **overrides)
+    clock.advance(waited)
+    submit(lifecycle, **overrides)
+    assert queue.sent == []
+
+
+def test_a_replay_sends_nothing_for_a_job_a_worker_claimed(lifecycle, store, queue, clock):
+    """Claimed (running, retrying, finished): its message did arrive."""
+    submit(lifecycle)
+    lifecycle.claim(queue.drain()[0])
+    clock.advance(60)
+    submit(lifecycle)
+    assert queue.sent == []
+
+
+@pytest.mark.parametrize("failing", ["store", "queue"])
+def test_a_replay_is_answered_its_job_when_the_resend_fails(lifecycle, store, queue, clock, monkeypatch, failing):
+    """The resend is the replay's extra: a store or queue that does not answer it leaves the
+    job as it was (its dispatch not counted) for the reconciler, and the client its answer."""
+    made = submit_dying_before_its_send(lifecycle, monkeypatch)
+    clock.advance(REPLAY_RESEND_AFTER_S)
+    if failing == "queue":
+        queue.fail_sends = True
+    else:
+        def refuses(*_, **__):
+            raise StoreUnavailableError("jobs table unavailable")
+        monkeypatch.setattr(store, "apply", refuses)
+    assert submit(lifecycle).id == made.id
+    monkeypatch.undo()
+    assert store.get(made.id, mark_gone=False).dispatches == 1
+    assert queue.sent == []
 
 
 # Per field of POST /jobs's body (SubmitJobRequest), a request that differs from `submit`'s in it alone.
