@@ -112,6 +112,29 @@ def test_a_spawn_is_measured_with_the_parent_as_given_by_default(env, store, que
     assert [job.id for job in store._jobs.values()] == [parent.id] and queue.sent == []
 
 
+def test_a_refused_spawn_names_the_bytes_its_parents_children_would_take_with_it(env, store, queue):
+    """The refusal says what the parent's answer holds, so its author knows what to shrink: the
+    children's ids counted with the refused child's, the one that would take it past the bound."""
+    from chalicelib.domain.job import child_job_id, listed_bytes
+    from chalicelib.domain.numbers import shown_number
+
+    lifecycle, _ = env
+    probe = submit_padded(lifecycle, SPAWN_ANSWER_ROOM_BYTES)
+    queue.drain()
+    grows = answer_bytes(lifecycle.claim(JobMessage(probe.id, 1)).job.public()) - answer_bytes(probe.public())
+    parent = submit_padded(lifecycle, SPAWN_ANSWER_ROOM_BYTES + grows + listed_bytes(child_job_id(probe.id, 1, 1), 0))
+    queue.drain()
+    running = lifecycle.claim(JobMessage(parent.id, 1)).job
+    first = lifecycle.spawn(running, 1, type="t.leaf", payload={})  # the answer at the bound with it
+    running = store.get(parent.id, mark_gone=False)
+    refused_id = child_job_id(parent.id, 1, 2)
+    with pytest.raises(AnswerFullError) as refused:
+        lifecycle.spawn(running, 2, type="t.leaf", payload={})
+    ids = [first.id, refused_id]
+    assert f"its 2 children's ids {shown_number(answer_bytes(ids))}" in refused.value.message
+    assert store.get(refused_id, mark_gone=False) is None
+
+
 @pytest.mark.parametrize("over", [0, 1])
 def test_a_spawn_that_takes_its_parents_answer_to_the_bound_exactly_is_made_and_one_byte_more_refused(
         env, store, queue, over):

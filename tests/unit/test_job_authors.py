@@ -518,6 +518,24 @@ def test_a_payload_model_with_a_validation_alias_reaches_its_handler(store, queu
     assert (again.status, again.result) == (JobStatus.COMPLETED, after.result), again.error
 
 
+@pytest.mark.parametrize("model, payload", [
+    (CamelCase, {"user_id": "u-7"}),
+    (Aliased, {"from_": "warehouse-7"}),
+], ids=["validation_alias", "alias"])
+def test_a_submitted_payload_naming_a_field_by_its_python_name_is_refused(store, queue, clock, model, payload):
+    """A client's payload is read as the type's `payload_schema` (GET /job-types) shows it: a
+    field by its alias. Only a rerun's payload, as its original stored it, is read by name too;
+    a submit taking names would accept payloads its own schema says are invalid."""
+    from chalicelib.domain.errors import InvalidPayloadError
+
+    types = JobTypeRegistry()
+    types.register("users.sync", model)(lambda ctx, payload: None)
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    with pytest.raises(InvalidPayloadError):
+        lifecycle.submit(tenant="acme", user="ann", type="users.sync", payload=payload)
+    assert queue.drain() == [] and store._jobs == {}
+
+
 class NestedSecret(BaseModel):
     credentials: list[WithSecret] = []
 

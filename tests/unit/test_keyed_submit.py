@@ -184,6 +184,23 @@ def test_a_replay_whose_job_was_purged_says_so_and_when_the_key_is_free(lifecycl
     assert submit(lifecycle).id != first.id  # once the key expired it makes a new job
 
 
+def test_a_replay_whose_jobs_payload_object_is_gone_answers_the_job_as_recorded(clock):
+    """A job whose payload went to S3 and whose object is gone (the bucket's lifecycle, an
+    operator) is answered to a replay of its key as GET /jobs/{id} shows it: its payload named
+    in `gone`, not an error for an object the answer does not need."""
+    from chalicelib.adapters.memory import InMemoryJobQueue, InMemoryJobStore
+    from chalicelib.job_types import build_registry
+    from chalicelib.lifecycle import JobLifecycle
+
+    blobs = InMemoryBlobStore(clock)
+    store = InMemoryJobStore(blobs=blobs, inline_limit=16)  # the payload goes to the bucket
+    lifecycle = JobLifecycle(store, InMemoryJobQueue(), build_registry(demo_types=True), clock=clock)
+    first = submit(lifecycle)
+    blobs.delete(list(blobs.objects))
+    again = submit(lifecycle)
+    assert again.id == first.id and again.gone == ["payload"]
+
+
 @pytest.mark.parametrize("key", ["", "k" * 256, "line\nbreak"])
 def test_a_key_that_is_no_key_is_refused_before_anything_is_written(lifecycle, store, queue, key):
     with pytest.raises(InvalidRequestError, match="Idempotency-Key"):
@@ -210,6 +227,22 @@ def test_admission_counts_a_key_once(lifecycle, queue):
     with pytest.raises(QuotaExceededError):
         lifecycle.submit(tenant="acme", user="ann", type="demo.steps", payload=STEPS, admit=admit)
     assert admitted == ["acme"] and len(queue.sent) == 1
+
+
+def test_a_refused_request_under_an_expired_key_is_refused_not_answered_its_old_job(lifecycle, store, queue, clock):
+    """A key kept past `key_ttl_s` names no job, though its record stays until DynamoDB's TTL
+    takes it (up to days later): a request under it is a new job, so one the quota refuses is
+    refused (429), never answered the job the key made a day before."""
+    first = submit(lifecycle)
+    clock.advance(lifecycle.key_ttl_s + 1)
+    assert store._keys[("acme", "order-1")].job_id == first.id  # the record is still there
+
+    def full(tenant):
+        raise QuotaExceededError("too many", retry_after_s=10)
+
+    with pytest.raises(QuotaExceededError):
+        submit(lifecycle, admit=full)
+    assert len(queue.sent) == 1
 
 
 def test_concurrent_first_requests_under_one_key_make_one_job(lifecycle, store, queue):
@@ -282,6 +315,29 @@ STORED_HASHES = [
 def test_a_request_hashes_as_its_key_has_been_stored(lifecycle, store, request_, stored):
     submit(lifecycle, **request_)
     assert store.submission_key("acme", "order-1", now=0).request_hash == stored
+
+
+# The hash of each STORED_HASHES request as the job it made takes it (SubmissionKey.taken_hash),
+# as keys have stored it since they kept it: the payload its type asks for, the priority left out
+# when it is the type's own.
+STORED_TAKEN_HASHES = [
+    "30e24d6bd840689e9c35ed6531906b004e774fc1acea4922b94e1b7fff894826",
+    "5a9a1e8f943e5a308d084c00c423ab1a7af956e495395e9eb3b9de3c21f16518",
+    "cf9e84c16a9d3c2eeae8b20da1786b7b86149c8aec551f0b5918de4a26d78252",
+    "360e7b306966a868eea2ff281aee4e79c80f20bde78aa85238be058f118df380",
+]
+
+
+@pytest.mark.parametrize("request_, taken", [(request_, taken) for (request_, _), taken
+                                             in zip(STORED_HASHES, STORED_TAKEN_HASHES, strict=True)])
+def test_a_request_is_taken_as_its_key_has_stored_it(lifecycle, store, request_, taken):
+    """A retry spelling a default out that its first request left to it (or the other way
+    round) is answered by the taken hash alone: were the code taking a request to turn into
+    another (the payload with its defaults filled in, the type's own priority named), every key
+    stored before a deploy would refuse such a retry 409 idempotency_conflict for the day it is
+    kept."""
+    submit(lifecycle, **request_)
+    assert store.submission_key("acme", "order-1", now=0).taken_hash == taken
 
 
 def test_a_default_spelled_out_is_the_request_that_left_it_out(lifecycle, queue):

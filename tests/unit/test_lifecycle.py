@@ -42,6 +42,13 @@ def test_submit_stores_a_queued_job_and_enqueues_attempt_one(lifecycle, store, q
     assert queue.sent == [(JobMessage(job.id, 1), "normal", 30)]
 
 
+def test_a_scheduled_job_is_created_when_submitted_and_starts_when_asked(lifecycle, clock):
+    """`created_at` is when the job was accepted, `not_before` when it may start: a job
+    scheduled a day ahead shows the two a day apart, not its start twice."""
+    job = submit(lifecycle, delay_seconds=86_400)
+    assert (job.created_at, job.not_before) == (isoformat(clock.now), isoformat(clock.now + timedelta(days=1)))
+
+
 def test_submit_that_cannot_enqueue_keeps_the_job_for_the_reconciler(lifecycle, store, queue, clock):
     queue.fail_sends = True
     job = submit(lifecycle)
@@ -580,6 +587,13 @@ def test_a_released_message_is_delayed_to_the_jobs_start_rounded_up(lifecycle, s
                                                               "dispatches": 0}))
     assert lifecycle.reconcile(due) == ReconcileOutcome.RELEASED
     assert queue.sent == [(JobMessage(job.id, 1), "normal", 2)]
+
+
+def test_a_submitted_message_is_delayed_to_the_jobs_start_rounded_up(lifecycle, queue, clock):
+    """A `run_at` between whole seconds: the first message's delay, as a released one's, is
+    rounded up, so the job is never delivered before the start it was asked for."""
+    job = submit(lifecycle, run_at=clock.now + timedelta(seconds=10.25))
+    assert queue.sent == [(JobMessage(job.id, 1), "normal", 11)]
 
 
 def test_a_resend_the_queue_refused_is_reported_so_even_when_its_count_cannot_be_taken_back(
@@ -1466,6 +1480,17 @@ def test_a_start_that_cannot_be_kept_is_refused_and_nothing_stored(lifecycle, st
     assert queue.sent == [] and store.count_unfinished("acme", 10) == 0
 
 
+def test_a_start_past_the_longest_schedule_names_the_bound_in_its_refusal(lifecycle, clock):
+    """A `run_at` more than MAX_SCHEDULE_S ahead passes POST /jobs's model (only `delay_seconds`
+    is bounded there) and is refused here: the 400's details name the longest delay taken, in
+    seconds, so a client can schedule within it without reading the docs."""
+    from chalicelib.defaults import MAX_SCHEDULE_S
+
+    with pytest.raises(InvalidRequestError) as refused:
+        submit(lifecycle, run_at=clock.now + timedelta(seconds=MAX_SCHEDULE_S + 1))
+    assert refused.value.details == {"max_delay_seconds": MAX_SCHEDULE_S}
+
+
 def test_a_start_exactly_the_longest_schedule_ahead_is_taken_and_held(lifecycle, store, queue, clock):
     from chalicelib.defaults import MAX_SCHEDULE_S, SQS_MAX_DELAY_S
 
@@ -1482,6 +1507,17 @@ def test_a_start_within_sqs_delay_is_sent_at_once_and_due_after_its_grace(lifecy
     start = clock.now + timedelta(seconds=SQS_MAX_DELAY_S)
     assert [(m.job_id, delay) for m, _, delay in queue.sent] == [(job.id, SQS_MAX_DELAY_S)]
     assert (job.dispatches, job.due_at) == (1, isoformat(start + timedelta(seconds=DISPATCH_GRACE_S)))
+
+
+def test_a_start_a_second_past_sqs_delay_is_held_not_sent(lifecycle, store, queue, clock):
+    """SQS delays a message at most SQS_MAX_DELAY_S (a longer delay is refused): a job starting
+    one second later has no message yet, held for the reconciler to release once its start is
+    within SQS's delay."""
+    from chalicelib.defaults import SQS_MAX_DELAY_S
+
+    job = submit(lifecycle, delay_seconds=SQS_MAX_DELAY_S + 1)
+    assert queue.sent == [] and job.dispatches == 0
+    assert job.due_at == isoformat(clock.now + timedelta(seconds=1))
 
 
 def test_a_spawn_is_refused_a_priority_or_payload_a_submit_would_be(lifecycle, store):
@@ -1526,6 +1562,208 @@ def test_a_spawn_past_the_most_children_is_refused_but_one_made_already_is_answe
     assert refused.value.details == {"limit": MAX_CHILDREN}
     assert lifecycle.spawn(running, 1, type="demo.steps", payload=STEPS, listed=MAX_CHILDREN).id == first.id
     assert store.get(parent.id, mark_gone=False).children == [first.id]
+
+
+def test_a_spawn_told_nothing_of_the_children_counts_those_its_parent_lists(lifecycle, store):
+    """Without `listed` a spawn counts the children the parent it is given lists: one listing
+    MAX_CHILDREN is refused the next, nothing made, as one told it lists them is."""
+    from chalicelib.defaults import MAX_CHILDREN
+    from chalicelib.domain.errors import TooManyChildrenError
+
+    parent = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(parent.id, 1)).job
+    full = running.model_copy(update={"children": [f"child-{i}" for i in range(MAX_CHILDREN)]})
+    with pytest.raises(TooManyChildrenError):
+        lifecycle.spawn(full, 1, type="demo.steps", payload=STEPS)
+    assert store.get(child_job_id(parent.id, 1, 1), mark_gone=False) is None
+
+
+def spawned_meanwhile(monkeypatch, lifecycle, store, running, *, then=None):
+    """`store.create_child`'s next call finds its place taken: another worker's spawn of the
+    same place (the same request) made the child just before, and the write is refused
+    StaleJobError as the store refuses it; `then(child)` after. The method as it was from then on."""
+    real = store.create_child
+
+    def raced(child, attempt):
+        monkeypatch.setattr(store, "create_child", real)
+        made = lifecycle.spawn(running, 1, type="demo.steps", payload=STEPS)
+        try:
+            real(child, attempt)
+        finally:
+            if then is not None:
+                then(made)
+
+    monkeypatch.setattr(store, "create_child", raced)
+
+
+def test_a_spawn_that_lost_the_race_for_its_place_answers_the_child_made_and_sends_it_once(
+        lifecycle, store, queue, monkeypatch):
+    """Two spawns of one place at once (a handler's retry beside its first try): the one whose
+    write meets the other's child answers that child, listed once and sent once, by the spawn
+    that made it: a second message would run the child twice."""
+    parent = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(parent.id, 1)).job
+    spawned_meanwhile(monkeypatch, lifecycle, store, running)
+    child = lifecycle.spawn(running, 1, type="demo.steps", payload=STEPS)
+    assert child.id == child_job_id(parent.id, 1, 1)
+    assert store.get(parent.id, mark_gone=False).children == [child.id]
+    assert [m.job_id for m, _, _ in queue.sent] == [parent.id, child.id]
+
+
+def test_a_spawn_that_lost_the_race_to_a_child_gone_at_once_is_unanswered(lifecycle, store, queue, monkeypatch):
+    """The child that took the place is gone when read back (removed as soon as made): what the
+    place holds is not known, so the spawn is the store's StoreUnavailableError, which the
+    handler's retry of the spawn (`held`) answers, not an error of its own."""
+    parent = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(parent.id, 1)).job
+    spawned_meanwhile(monkeypatch, lifecycle, store, running, then=lambda made: store._jobs.pop(made.id))
+    with pytest.raises(StoreUnavailableError, match="could not read back child"):
+        lifecycle.spawn(running, 1, type="demo.steps", payload=STEPS)
+
+
+def test_a_spawn_that_lost_the_race_to_a_child_whose_payload_went_answers_it_as_recorded(
+        store, queue, clock, monkeypatch):
+    """The child that took the place, read back with its payload object gone: it is answered as
+    recorded, its payload named in `gone`, as a spawn finding it there before its write is."""
+    from chalicelib.adapters.memory import InMemoryJobStore
+    from chalicelib.adapters.memory_blobs import InMemoryBlobStore
+
+    blobs = InMemoryBlobStore(clock)
+    store = InMemoryJobStore(blobs=blobs, inline_limit=16)  # payloads go to the bucket
+    lifecycle = JobLifecycle(store, queue, build_registry(demo_types=True), clock=clock)
+    parent = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(parent.id, 1)).job
+    spawned_meanwhile(monkeypatch, lifecycle, store, running,
+                      then=lambda made: blobs.delete([key for key in list(blobs.objects) if made.id in key]))
+    child = lifecycle.spawn(running, 1, type="demo.steps", payload=STEPS)
+    assert child.id == child_job_id(parent.id, 1, 1) and child.gone == ["payload"]
+
+
+def the_next_attempt(lifecycle, clock, running):
+    """`running`'s attempt failed (retryable) and the next one claimed."""
+    lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="the worker went away"), retryable=True)
+    clock.advance(900)
+    return lifecycle.claim(JobMessage(running.id, running.attempts + 1)).job
+
+
+def test_a_retried_parent_takes_on_the_child_of_the_latest_attempt_that_made_one(lifecycle, store, queue, clock):
+    """Attempt 1 spawned child 1; attempt 2 ended before spawning; attempt 3 asks for child 1
+    again: it takes on attempt 1's, reading the places its attempts listed, not only attempt
+    2's, which holds nothing (the child's work is not run twice)."""
+    parent = submit(lifecycle)
+    first = lifecycle.claim(JobMessage(parent.id, 1)).job
+    made = lifecycle.spawn(first, 1, type="demo.steps", payload=STEPS)
+    first = store.get(parent.id, mark_gone=False)
+    third = the_next_attempt(lifecycle, clock, the_next_attempt(lifecycle, clock, first))
+    assert third.attempts == 3
+    assert lifecycle.spawn(third, 1, type="demo.steps", payload=STEPS).id == made.id
+    assert store.get(child_job_id(parent.id, 3, 1), mark_gone=False) is None
+
+
+def test_a_retried_parent_makes_anew_the_child_its_earlier_attempt_made_that_was_canceled(
+        lifecycle, store, queue, clock):
+    """A child canceled (by a client) will not do its work: a retried parent asking for it again
+    makes a new one, as for one that failed."""
+    parent = submit(lifecycle)
+    first = lifecycle.claim(JobMessage(parent.id, 1)).job
+    made = lifecycle.spawn(first, 1, type="demo.steps", payload=STEPS)
+    lifecycle.cancel("acme", made.id)
+    second = the_next_attempt(lifecycle, clock, store.get(parent.id, mark_gone=False))
+    again = lifecycle.spawn(second, 1, type="demo.steps", payload=STEPS)
+    assert again.id == child_job_id(parent.id, 2, 1) != made.id and again.status == JobStatus.QUEUED
+
+
+def test_a_retried_parent_makes_anew_the_child_whose_result_object_is_gone(store, queue, clock):
+    """An earlier attempt's child that completed, its result object since gone from the bucket:
+    taken on, its result could not be read back, so a retried parent asking for it again makes
+    a new one."""
+    from chalicelib.adapters.memory import InMemoryJobStore
+    from chalicelib.adapters.memory_blobs import InMemoryBlobStore
+
+    blobs = InMemoryBlobStore(clock)
+    store = InMemoryJobStore(blobs=blobs, inline_limit=200)  # the payload kept inline, the result in the bucket
+    lifecycle = JobLifecycle(store, queue, build_registry(demo_types=True), clock=clock)
+    parent = submit(lifecycle)
+    first = lifecycle.claim(JobMessage(parent.id, 1)).job
+    made = lifecycle.spawn(first, 1, type="demo.steps", payload=STEPS)
+    lifecycle.complete(lifecycle.claim(JobMessage(made.id, 1)).job, {"data": "r" * 300})
+    blobs.delete([key for key in list(blobs.objects) if made.id in key and "result" in key])
+    assert store.get(made.id, mark_gone=True).gone == ["result"]
+    second = the_next_attempt(lifecycle, clock, store.get(parent.id, mark_gone=False))
+    assert lifecycle.spawn(second, 1, type="demo.steps", payload=STEPS).id == child_job_id(parent.id, 2, 1)
+
+
+def test_a_held_spawn_sends_its_child_at_once_only_while_it_waits_for_its_first_message(
+        lifecycle, store, queue, monkeypatch):
+    """A spawn the store did not answer made its child but sent nothing: spawned again (`held`)
+    it sends the child's first message with no delay, as a spawn sends one; a child canceled
+    meanwhile is sent nothing (no attempt of it will run)."""
+    parent = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(parent.id, 1)).job
+    queue.sent.clear()
+    for index in (1, 2):
+        lose_next_answer(monkeypatch, store, "create_child")
+        with pytest.raises(StoreUnavailableError):
+            lifecycle.spawn(running, index, type="demo.steps", payload=STEPS)
+    made, canceled = child_job_id(parent.id, 1, 1), child_job_id(parent.id, 1, 2)
+    lifecycle.cancel("acme", canceled)
+    assert queue.sent == []
+    assert lifecycle.spawn(running, 1, type="demo.steps", payload=STEPS, held=True).id == made
+    assert lifecycle.spawn(running, 2, type="demo.steps", payload=STEPS, held=True).id == canceled
+    assert queue.sent == [(JobMessage(made, 1), "normal", 0)]
+
+
+def test_a_passed_over_child_whose_payload_object_is_gone_is_taken_on_as_recorded(queue, clock, monkeypatch):
+    """The child an unanswered spawn made, passed over by another request, its payload object
+    gone by the time the handler asks for it again: taken on as recorded (its payload named in
+    `gone`; its type, priority and scope are the request's), not made a second time."""
+    from chalicelib.adapters.memory import InMemoryJobStore
+    from chalicelib.adapters.memory_blobs import InMemoryBlobStore
+    from chalicelib.domain.errors import ChildPlaceTakenError
+
+    blobs = InMemoryBlobStore(clock)
+    store = InMemoryJobStore(blobs=blobs, inline_limit=16)  # payloads go to the bucket
+    lifecycle = JobLifecycle(store, queue, build_registry(demo_types=True), clock=clock)
+    parent = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(parent.id, 1)).job
+    other = {"steps": 9, "step_ms": 0}
+    lose_next_answer(monkeypatch, store, "create_child")
+    with pytest.raises(StoreUnavailableError):
+        lifecycle.spawn(running, 1, type="demo.steps", payload=STEPS)
+    with pytest.raises(ChildPlaceTakenError):
+        lifecycle.spawn(running, 1, type="demo.steps", payload=other, held=True)
+    lifecycle.spawn(running, 2, type="demo.steps", payload=other)
+    passed = child_job_id(parent.id, 1, 1)
+    blobs.delete([key for key in list(blobs.objects) if passed in key])
+    again = lifecycle.spawn(running, 3, type="demo.steps", payload=STEPS, untaken=[1])
+    assert again.id == passed and again.gone == ["payload"]
+    assert store.get(child_job_id(parent.id, 1, 3), mark_gone=False) is None
+
+
+@pytest.mark.parametrize("another", [{"type": "q.other"}, {"priority": "high"}, {"scope": "elsewhere"}],
+                         ids=["type", "priority", "scope"])
+def test_a_spawn_of_a_taken_place_asking_another_type_priority_or_scope_is_refused(store, queue, clock, another):
+    """A place's child is the one asked for only with its type, priority and scope too, not its
+    payload alone: a spawn asking otherwise is another request's (ChildPlaceTakenError), never
+    answered a child that runs other work, at another priority or under another scope."""
+    from pydantic import BaseModel
+
+    from chalicelib.domain.errors import ChildPlaceTakenError
+    from chalicelib.domain.registry import JobTypeRegistry
+
+    class Empty(BaseModel):
+        pass
+
+    types = JobTypeRegistry()
+    for name in ("q.parent", "q.child", "q.other"):
+        types.register(name, Empty)(lambda ctx, payload: None)
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    parent = lifecycle.submit(tenant="acme", user="ann", type="q.parent", payload={})
+    running = lifecycle.claim(JobMessage(parent.id, 1)).job
+    made = lifecycle.spawn(running, 1, type="q.child", payload={})
+    with pytest.raises(ChildPlaceTakenError) as taken:
+        lifecycle.spawn(running, 1, **{"type": "q.child", "payload": {}, **another})
+    assert taken.value.child_id == made.id
 
 
 def test_a_spawn_is_admitted_as_a_submit_is_and_a_child_made_already_is_answered_without(lifecycle, store, queue):

@@ -221,6 +221,60 @@ def test_a_keyed_rerun_replayed_after_its_original_was_removed_answers_the_job_i
     assert queue.sent == sent and unrelated.rerun_of is None
 
 
+def test_a_rerun_is_made_under_the_id_its_caller_gave(lifecycle):
+    """POST /jobs/{id}/rerun and a maintenance task's rerun name the new job (`new_id`) and tell
+    a job made from a keyed replay's answer by its id: one made under another id would be taken
+    for a replay, left out of `jobs_submitted`, and a task's rerun answered as made by an
+    earlier rerun under its Idempotency-Key."""
+    from chalicelib.domain.job import new_job_id
+
+    original = failed_job(lifecycle)
+    given = new_job_id()
+    assert lifecycle.rerun(tenant="acme", user="ann", job_id=original.id, new_id=given).id == given
+
+
+@pytest.mark.parametrize("key", ["", "k" * 256])
+def test_a_key_that_is_no_key_is_refused_when_the_original_is_gone_too(lifecycle, store, key):
+    """A rerun of a removed job looks its key up first (a replay still answers): a key that is
+    no key is refused 400 as a submit's is, not looked up and answered 404 (nor sent to
+    DynamoDB, which refuses an empty key as a request it cannot serve)."""
+    original = failed_job(lifecycle)
+    store.mark_purging(original.id)
+    store.delete_job(original.id)
+    with pytest.raises(InvalidRequestError, match="Idempotency-Key"):
+        lifecycle.rerun(tenant="acme", user="ann", job_id=original.id, idempotency_key=key)
+
+
+def test_a_keyed_rerun_replayed_once_its_key_expired_and_its_original_was_removed_is_not_found(
+        lifecycle, store, clock):
+    """A key past `key_ttl_s` answers nothing though DynamoDB's TTL has not taken its record yet
+    (it may lag by days): the rerun it made is no answer to a rerun of a removed job then."""
+    original = failed_job(lifecycle)
+    lifecycle.rerun(tenant="acme", user="ann", job_id=original.id, idempotency_key="again-4")
+    store.mark_purging(original.id)
+    store.delete_job(original.id)
+    clock.advance(lifecycle.key_ttl_s + 1)
+    assert store._keys[("acme", "again-4")] is not None  # the record is still there
+    with pytest.raises(JobNotFoundError, match=f"job {original.id} not found"):
+        lifecycle.rerun(tenant="acme", user="ann", job_id=original.id, idempotency_key="again-4")
+
+
+def test_a_keyed_rerun_replayed_after_both_payloads_went_answers_its_job_as_recorded(clock):
+    """The original removed and the rerun's own payload object gone too (the bucket's lifecycle
+    took both): the replay answers the job the key made as GET /jobs/{id} shows it, its payload
+    named in `gone`, not an error for an object the answer does not need."""
+    blobs = InMemoryBlobStore(clock)
+    store = InMemoryJobStore(blobs=blobs, inline_limit=16)
+    lifecycle = JobLifecycle(store, InMemoryJobQueue(), build_registry(demo_types=True), clock=clock)
+    original = failed_job(lifecycle)  # its payload past the store's inline limit: kept in the bucket
+    made = lifecycle.rerun(tenant="acme", user="ann", job_id=original.id, idempotency_key="again-5")
+    store.mark_purging(original.id)
+    store.delete_job(original.id)
+    blobs.delete(list(blobs.objects))
+    again = lifecycle.rerun(tenant="acme", user="ann", job_id=original.id, idempotency_key="again-5")
+    assert again.id == made.id and again.gone == ["payload"]
+
+
 def test_a_keyed_task_start_answers_the_task_it_made_and_inline_refuses_the_key(store, queue, clock):
     """TaskRuns.start keyed as POST /jobs: the same task and parameters under a key answer the
     task it made, sending nothing; another task, other parameters or the task's rerun under it
