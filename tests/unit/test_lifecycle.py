@@ -15,6 +15,7 @@ from chalicelib.domain.errors import (
     StaleJobError,
     StoreUnavailableError,
     UnknownJobTypeError,
+    describe_failure,
 )
 from chalicelib.defaults import OWED_LETTER_WAIT_S
 from chalicelib.domain.status import JobStatus
@@ -520,6 +521,43 @@ def test_a_finished_job_left_due_without_a_letter_owed_leaves_the_due_index(life
     assert queue.sent == [] and queue.dead == []
 
 
+def test_a_finished_job_owing_no_letter_leaves_the_due_index_on_the_page_it_was_read_from(
+        lifecycle, store, queue, clock, monkeypatch):
+    """A finished job owing no dead letter is settled on the due page's read: one write (its
+    due time removed) and no read of its record, which only a job owing a letter needs (its
+    letter may have been parked since the page was read)."""
+    job = submit(lifecycle)
+    canceled = lifecycle.cancel("acme", job.id)
+    left = store.apply(canceled, JobStatus.CANCELED, ChangeSet({"due_at": isoformat(clock.now)}))
+    real, reads = store.get, []
+
+    def counted(*args, **kwargs):
+        reads.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "get", counted)
+    assert lifecycle.reconcile(left) == ReconcileOutcome.SKIPPED
+    assert reads == []
+    assert real(job.id, mark_gone=False).due_at is None
+
+
+def test_a_lease_whose_next_send_failed_is_said_as_the_send_that_failed(lifecycle, store, queue, clock):
+    """The lease's write landed and the next attempt's message did not go: the error raised is
+    the queue's refusal (a QueueUnavailableError, `queue_unavailable: <what was not sent>`) with
+    the outcome that stands beside it, so whoever takes it for the refusal it is says which
+    send failed, not an empty text."""
+    job = submit(lifecycle)
+    running = lifecycle.claim(queue.drain()[0]).job
+    clock.advance(running.timeout_s + 31)
+    queue.fail_sends = True
+    with pytest.raises(QueueUnavailableError) as raised:
+        lifecycle.reconcile(store.get(job.id, mark_gone=False))
+    assert raised.value.outcome == ReconcileOutcome.LEASE_EXPIRED
+    assert raised.value.message and raised.value.message == raised.value.cause.message
+    assert describe_failure(raised.value) == describe_failure(raised.value.cause)
+    assert store.get(job.id, mark_gone=False).error.code == "worker_lost"
+
+
 def test_a_held_job_read_as_due_early_is_due_again_when_sqs_can_delay_its_message(lifecycle, store, queue, clock):
     """A job starting further ahead than SQS can delay a message (15 minutes) is released by the
     pass that finds it due within that reach, its message delayed to its start."""
@@ -547,6 +585,24 @@ def test_a_job_waiting_in_a_backlog_is_looked_at_again_by_the_time_its_last_mess
     assert store.get(job.id, mark_gone=False).due_at == isoformat(kept_until)
 
 
+def test_an_undeliverable_job_says_which_attempt_no_worker_claimed(lifecycle, store, queue, clock):
+    """GET /jobs/{id} of a job failed `undeliverable` names the attempt none of its messages
+    started (the next one: a retrying job's second, not the first that ran and failed) and how
+    many messages went, so its owner can tell a job that never ran from one that ran once."""
+    job = submit(lifecycle)
+    running = lifecycle.claim(queue.drain()[0]).job
+    lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=True)
+    retrying = store.get(job.id, mark_gone=False)
+    clock.now = parse_time(retrying.not_before)
+    bound = store.apply(retrying, JobStatus.RETRYING, ChangeSet({"dispatches": lifecycle.max_dispatches,
+                                                                 "due_at": isoformat(clock.now)}))
+    assert lifecycle.reconcile(bound) == ReconcileOutcome.UNDELIVERABLE
+    failed = store.get(job.id, mark_gone=False)
+    assert (failed.status, failed.error.code) == (JobStatus.FAILED, "undeliverable")
+    assert failed.error.message.startswith(
+        f"no worker claimed attempt 2 after {lifecycle.max_dispatches} messages; "), failed.error.message
+
+
 def test_a_retrying_jobs_next_message_dead_lettered_fails_the_job(lifecycle, store, queue, clock):
     """Nothing will start attempt 2 once its message sits on a dead-letter queue: the job fails
     `dead_lettered`, as a queued job's does. A letter of the attempt that failed is left alone."""
@@ -558,6 +614,33 @@ def test_a_retrying_jobs_next_message_dead_lettered_fails_the_job(lifecycle, sto
     assert lifecycle.fail_dead_lettered(retrying, JobMessage(job.id, 2)) == ReconcileOutcome.DEAD_LETTERED
     failed = store.get(job.id, mark_gone=False)
     assert (failed.status, failed.error.code) == (JobStatus.FAILED, "dead_lettered")
+
+
+def test_a_letter_of_the_next_attempt_of_a_job_canceled_since_leaves_it_canceled(lifecycle, store, queue, clock):
+    """A retrying job canceled before its next attempt's message came back from the dead-letter
+    queue ended as its owner asked: that letter finds nothing left to run, and the job is not
+    turned into a failure (`dead_lettered`) it never had."""
+    job = submit(lifecycle)
+    running = lifecycle.claim(queue.drain()[0]).job
+    lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=True)
+    lifecycle.cancel("acme", job.id)
+    canceled = store.get(job.id, mark_gone=False)
+    assert (canceled.status, canceled.attempts) == (JobStatus.CANCELED, 1)
+    assert lifecycle.fail_dead_lettered(canceled, JobMessage(job.id, 2)) == ReconcileOutcome.SKIPPED
+    after = store.get(job.id, mark_gone=False)
+    assert (after.status, after.version) == (JobStatus.CANCELED, canceled.version)
+
+
+def test_an_owed_letter_is_parked_by_the_pass_at_the_moment_it_is_due(lifecycle, store, queue, clock):
+    """An owed letter's due time is when it is parked, as a lease's end is when it is over: a
+    pass at that very moment parks it, as the due index (`due_at` at or before now) gave it."""
+    job = submit(lifecycle)
+    fail_owing_its_letter(lifecycle, queue)
+    owing = store.get(job.id, mark_gone=False)
+    clock.now = parse_time(owing.due_at)
+    assert [j.id for j in store.due(isoformat(clock.now), 10).jobs] == [job.id]
+    assert lifecycle.reconcile(owing) == ReconcileOutcome.OWED_LETTER_PARKED
+    assert [m for m, _ in queue.dead] == [JobMessage(job.id, 1)]
 
 
 def test_a_letter_of_another_attempt_found_on_the_dlq_leaves_the_owed_mark(lifecycle, store, queue, clock):
@@ -617,6 +700,32 @@ def test_a_resend_the_queue_refused_is_reported_so_even_when_its_count_cannot_be
         lifecycle.reconcile(store.get(job.id, mark_gone=False))
     assert [w.get("dispatches") for w in writes] == [job.dispatches + 1, job.dispatches]
     assert store.get(job.id, mark_gone=False).dispatches == job.dispatches + 1
+
+
+def test_a_resend_the_queue_refused_whose_job_was_claimed_meanwhile_is_reported_as_the_refusal(
+        lifecycle, store, queue, clock, monkeypatch):
+    """The queue refused the resend, and before its dispatch was taken back an earlier message
+    of the job was claimed (the take-back's write is then stale, and the claim's count stands):
+    the pass is still told the queue did not answer, not that a worker got there first, which it
+    counts as a race and says nothing of."""
+    job = submit(lifecycle)
+    queue.sent.clear()
+    clock.advance(lifecycle.dispatch_grace_s)
+    queue.fail_sends = True
+    real, writes = store.apply, []
+
+    def claimed_before_the_second_write(*args, **kwargs):
+        writes.append(args[2].fields)
+        if len(writes) == 2:
+            monkeypatch.setattr(store, "apply", real)
+            assert lifecycle.claim(JobMessage(job.id, 1)).job.status == JobStatus.RUNNING
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "apply", claimed_before_the_second_write)
+    with pytest.raises(QueueUnavailableError):
+        lifecycle.reconcile(store.get(job.id, mark_gone=False))
+    assert [w.get("dispatches") for w in writes] == [job.dispatches + 1, job.dispatches]
+    assert store.get(job.id, mark_gone=False).status == JobStatus.RUNNING
 
 
 def test_stale_version_write_is_refused(lifecycle, store):

@@ -857,6 +857,42 @@ def test_a_due_page_read_before_the_owed_letter_was_parked_parks_no_second_lette
     assert [m for m, _ in queue.dead] == [JobMessage(job.id, 1)], "parked once"
 
 
+def test_an_owed_letter_whose_job_payload_object_is_gone_is_still_parked(queue, clock):
+    """The letter is decided on the job's record alone: a payload claim-checked to S3 whose
+    object a bucket rule deleted does not stop the pass that parks it (read with the payload, the
+    job would raise on every pass and its failure never reach the dead-letter queue)."""
+    from chalicelib.adapters.memory import InMemoryJobStore
+    from chalicelib.job_types import build_registry
+    from chalicelib.lifecycle import JobLifecycle
+
+    blobs = InMemoryBlobStore()
+    store = InMemoryJobStore(blobs=blobs, inline_limit=16)
+    lifecycle = JobLifecycle(store, queue, build_registry(demo_types=True), clock=clock)
+    job = submit(lifecycle)
+    fail_owing_its_letter(lifecycle, queue)
+    assert blobs.objects, "the payload lives in the blob store"
+    blobs.delete(list(blobs.objects))
+    clock.advance(OWED_LETTER_WAIT_S + 1)
+    assert Reconciler(lifecycle, InMemoryQueueOperations(queue)).run_pass().counts == {"owed_letter_parked": 1}
+    assert [m for m, _ in queue.dead] == [JobMessage(job.id, 1)]
+
+
+def test_an_owed_letter_whose_job_was_removed_since_its_page_was_read_is_not_parked(lifecycle, queue, clock,
+                                                                                    store, monkeypatch):
+    """Retention removed the failed job after the due page showed it owing its letter: there is
+    no job left for the letter to explain, nothing is parked and the pass counts no error."""
+    job = submit(lifecycle)
+    fail_owing_its_letter(lifecycle, queue)
+    clock.advance(OWED_LETTER_WAIT_S + 1)
+    stale = store.due(isoformat(clock.now), 10)
+    assert [j.id for j in stale.jobs] == [job.id]
+    blobs = InMemoryBlobStore()
+    InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs), blobs).purge(job.id)  # by retention
+    monkeypatch.setattr(store, "due", lambda *args, **kwargs: stale)
+    assert Reconciler(lifecycle, InMemoryQueueOperations(queue)).run_pass().counts == {}
+    assert queue.dead == []
+
+
 def test_two_overlapping_passes_park_an_owed_letter_once(lifecycle, queue, clock, store, monkeypatch):
     """A pass started while the last one still runs (the schedule's next, or Lambda's retry of a
     pass cut off) reaches the same job owing its letter: only the pass that wins the job's
@@ -973,6 +1009,38 @@ def test_a_paused_queue_holding_one_message_sends_no_copy_of_it(lifecycle, queue
         counts.update(reconciler.run_pass().counts)
     assert len(queue.sent) == 1 and set(counts) == {"unconsumed"}, counts
     assert store.get(job.id, mark_gone=False).dispatches == job.dispatches
+
+
+def test_a_job_of_a_paused_queue_is_looked_at_again_unconsumed_look_s_later_not_every_pass(
+        lifecycle, queue, clock, store):
+    """A job left unsent because its queue is paused is due again UNCONSUMED_LOOK_S on: the
+    passes between leave it alone, rather than reading it first on each of them (a pause of a
+    day, a pass every few minutes) ahead of the jobs due behind it."""
+    from chalicelib.defaults import UNCONSUMED_LOOK_S
+    reconciler = Reconciler(lifecycle, InMemoryQueueOperations(queue))
+    job = submit(lifecycle)
+    clock.advance(DISPATCH_GRACE_S + 1)
+    assert reconciler.run_pass().counts == {"unconsumed": 1}
+    assert store.get(job.id, mark_gone=False).due_at == isoformat(clock.now + timedelta(seconds=UNCONSUMED_LOOK_S))
+    clock.advance(UNCONSUMED_LOOK_S - 1)
+    assert reconciler.run_pass().counts == {}
+    clock.advance(1)
+    assert reconciler.run_pass().counts == {"unconsumed": 1}
+    assert len(queue.sent) == 1
+
+
+def test_a_held_job_due_for_release_while_its_queue_is_paused_is_released(lifecycle, queue, clock, store):
+    """A paused queue gets no copy of a message it holds; a held job's first message is no
+    copy: it is released into the line as it would be (dispatch not spent twice, its start kept),
+    rather than held back until the queue is consumed again and then sent up to
+    UNCONSUMED_LOOK_S past its start."""
+    reconciler = Reconciler(lifecycle, InMemoryQueueOperations(queue))
+    submit(lifecycle)  # its message waits on the paused queue
+    held = submit(lifecycle, delay_seconds=3600)
+    clock.advance(3600 - SQS_MAX_DELAY_S)
+    assert reconciler.run_pass().counts == {"released": 1, "unconsumed": 1}
+    assert [(m, delay) for m, _, delay in queue.sent if m.job_id == held.id] == [(JobMessage(held.id, 1), SQS_MAX_DELAY_S)]
+    assert store.get(held.id, mark_gone=False).dispatches == 1
 
 
 @pytest.mark.parametrize("spent", ["margin", "due_budget"])
