@@ -231,7 +231,7 @@ class Reconciler:
         if self._time_left_s is None:
             return False
         left = self._time_left_s()
-        if left >= RECONCILE_PASS_MARGIN_S and not (due and left < self._due_until_s):
+        if left >= RECONCILE_PASS_MARGIN_S and not (due and left <= self._due_until_s):
             return False
         result.counts["out_of_time"] = 1
         return True

@@ -231,6 +231,33 @@ def test_a_pass_takes_jobs_down_to_its_margin_and_replays_no_batch_past_it(lifec
     assert replay.replayed == ["0"]
 
 
+def test_the_due_step_takes_no_job_once_exactly_its_budget_is_spent(lifecycle, queue, clock, store, monkeypatch):
+    """The due step reads the index for RECONCILE_DUE_BUDGET_S at most: a job looked at a hair
+    before the budget is spent is still taken, and once exactly the budget is spent no more is
+    (the margin's twin: exactly RECONCILE_PASS_MARGIN_S left is still time, exactly the
+    budget spent is not)."""
+    from chalicelib.defaults import RECONCILE_DUE_BUDGET_S
+
+    ids = [submit(lifecycle).id for _ in range(3)]
+    queue.drain()
+    clock.advance(3600)
+    start = 100.0
+    left = [start]
+    reconcile = lifecycle.reconcile
+    after_each = iter([start - RECONCILE_DUE_BUDGET_S + 0.001, start - RECONCILE_DUE_BUDGET_S])
+
+    def acted(job, **options):
+        outcome = reconcile(job, **options)
+        left[0] = next(after_each)
+        return outcome
+
+    monkeypatch.setattr(lifecycle, "reconcile", acted)
+    assert start - RECONCILE_DUE_BUDGET_S > RECONCILE_PASS_MARGIN_S
+    result = Reconciler(lifecycle, None).run_pass(time_left_s=lambda: left[0])
+    assert result.counts == {"redispatched": 2, "out_of_time": 1}
+    assert sorted(store.get(i, mark_gone=False).dispatches for i in ids) == [1, 2, 2]
+
+
 def test_a_job_whose_action_and_put_back_both_fail_is_passed_by_not_read_again(lifecycle, queue, clock, store,
                                                                                monkeypatch):
     """The store refuses the failing job's put-back too: the job stays due where it is, and the
