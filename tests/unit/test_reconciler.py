@@ -242,6 +242,23 @@ def test_the_letters_of_removed_jobs_deleted_are_said_and_not_shown_again(lifecy
     assert shown == [kept.id]
 
 
+def test_the_line_of_many_removed_jobs_letters_deleted_names_ten_of_their_jobs(lifecycle, queue, store):
+    """A pass deleting the letters of a dozen removed jobs says how many went and names ten of
+    their jobs, the first by id: enough to look one up, and a line that stays one line however
+    many letters a pass deletes."""
+    lines = []
+    jobs = [submit(lifecycle) for _ in range(12)]
+    for message in queue.drain():
+        queue.dead.append((message, {}))
+    blobs = InMemoryBlobStore()
+    for job in jobs:
+        InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs), blobs).purge(job.id)
+    reconciler = Reconciler(lifecycle, InMemoryQueueOperations(queue), observe=lambda m, extra: lines.append((m, extra)))
+    assert reconciler.run_pass().counts == {"orphaned_letter_deleted": 12}
+    assert ("dead letters of removed jobs deleted",
+            {"priority": "normal", "deleted": 12, "job_ids": sorted(job.id for job in jobs)[:10]}) in lines
+
+
 def test_a_pass_counts_and_says_only_the_letters_sqs_deleted(lifecycle, queue, store):
     """A letter received again since the pass read it (a redrive) stays where SQS refused its
     delete: a pass whose delete took none counts none and says no deletion."""
@@ -346,6 +363,7 @@ def test_a_job_another_writer_moved_first_counts_one_race_and_is_left_as_it_is(l
         return reconcile(job, **options)
 
     monkeypatch.setattr(lifecycle, "reconcile", canceled_first)
+    monkeypatch.setattr(lifecycle, "put_back", lambda job: pytest.fail("put back a job another writer moved"))
     assert Reconciler(lifecycle, None).run_pass().counts == {"raced": 1}
     canceled = store.get(job.id, mark_gone=False)
     assert canceled.status == JobStatus.CANCELED and canceled.due_at is None and queue.sent == []
@@ -511,9 +529,13 @@ def test_one_dead_letter_queue_that_cannot_be_read_does_not_hide_the_others_lett
     jobs = {priority: submit(lifecycle, priority=priority) for priority in ("high", "normal", "low")}
     for message in queue.drain():  # each priority's message parked on its own DLQ
         queue.dead_letter(message, priority=store.get(message.job_id, mark_gone=False).priority, reason={})
-    result = Reconciler(lifecycle, _OneUnreadableDeadLetterQueue(queue, unreadable, error)).run_pass()
+    lines = []
+    result = Reconciler(lifecycle, _OneUnreadableDeadLetterQueue(queue, unreadable, error),
+                        observe=lambda m, extra: lines.append((m, extra))).run_pass()
     assert result.counts == {"dead_lettered": 2, "errors": 1}
     assert result.errors[0].startswith(f"dead letters ({unreadable}): ")
+    assert [extra["priority"] for m, extra in lines if m == "reconciler could not read a dead-letter queue"] == [
+        unreadable], "said, naming the queue's priority"
     for priority, job in jobs.items():
         expected = JobStatus.QUEUED if priority == unreadable else JobStatus.FAILED
         assert store.get(job.id, mark_gone=False).status == expected, priority
@@ -556,6 +578,34 @@ def test_one_job_that_breaks_its_action_does_not_stop_the_others(lifecycle, queu
     result = Reconciler(lifecycle, None).run_pass()
     assert result.counts == {"errors": 1, "redispatched": 2}
     assert result.errors == [f"{min(j.id for j in jobs)}: KeyError: 'a bug, not a store error'"]
+
+
+@pytest.mark.parametrize("step, read", [("dead letters", "get_many"), ("due jobs", "due")])
+def test_a_step_the_store_broke_is_named_with_its_error_and_the_other_step_goes_on(lifecycle, queue, clock, store,
+                                                                                    monkeypatch, step, read):
+    """The store refusing the read a step starts with (the letters' jobs, the due index) ends
+    that step only: the pass's errors and its `reconciler step failed` line name the step and
+    what failed, so an operator knows which of the reconciler's guarantees waited this pass,
+    and the other step still acts."""
+    from chalicelib.domain.errors import StoreUnavailableError
+
+    lines = []
+    for _ in range(2):
+        submit(lifecycle)
+    queue.dead.append((queue.drain()[0], {}))  # the first job's message dead-lettered, the other's lost
+    clock.advance(DISPATCH_GRACE_S + 1)
+
+    def refused(*args, **kwargs):
+        raise StoreUnavailableError("the table did not answer")
+
+    monkeypatch.setattr(store, read, refused)
+    reconciler = Reconciler(lifecycle, InMemoryQueueOperations(queue), observe=lambda m, extra: lines.append((m, extra)))
+    result = reconciler.run_pass()
+    assert result.errors == [f"{step}: store_unavailable: the table did not answer"]
+    assert ("reconciler step failed",
+            {"step": step, "error": "store_unavailable: the table did not answer"}) in lines
+    assert result.counts == ({"errors": 1, "redispatched": 2} if step == "dead letters"
+                             else {"errors": 1, "dead_lettered": 1})
 
 
 def test_what_a_pass_answers_names_its_first_ten_errors_and_counts_them_all(lifecycle, queue, clock, monkeypatch):
@@ -717,6 +767,68 @@ def test_a_job_is_not_kept_waiting_in_a_backlog_beyond_what_the_queue_retains(li
 class _UnreadableDepths(InMemoryQueueOperations):
     def queue_depth(self, priority):
         raise DeadLetterUnavailableError("could not read queue attributes")
+
+
+class _AnsweringReadsOnly(InMemoryQueueOperations):
+    """Queues whose dead letters can be read and nothing more: not shown again, not deleted,
+    and their depths not read."""
+
+    def show_dead_letters(self, priority, letters):
+        raise DeadLetterUnavailableError("could not show the letters again")
+
+    def delete_dead_letters(self, priority, letters):
+        raise DeadLetterUnavailableError("could not delete from the dead-letter queue")
+
+    def queue_depth(self, priority):
+        raise DeadLetterUnavailableError("could not read queue attributes")
+
+
+def test_each_queue_that_did_not_answer_a_pass_is_said_with_its_priority_and_error(lifecycle, queue, clock, store):
+    """A pass's lines for the queues that did not answer (letters not shown again, letters of
+    removed jobs not deleted, depths not read) each name the priority and what SQS answered:
+    what an operator needs to tell which queue to look at."""
+    lines = []
+    kept, removed = submit(lifecycle), submit(lifecycle)
+    for message in queue.drain():
+        queue.dead.append((message, {}))
+    blobs = InMemoryBlobStore()
+    InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs), blobs).purge(removed.id)
+    submit(lifecycle, priority="high")
+    queue.drain()  # its message lost
+    clock.advance(DISPATCH_GRACE_S + 1)
+    reconciler = Reconciler(lifecycle, _AnsweringReadsOnly(queue), observe=lambda m, extra: lines.append((m, extra)))
+    assert reconciler.run_pass().counts == {"dead_lettered": 1, "redispatched": 1, "errors": 3}
+    said = [line for line in lines if line[0].startswith("reconciler could not")]
+    assert said == [
+        ("reconciler could not delete the letters of removed jobs",
+         {"priority": "normal", "error": "dlq_unavailable: could not delete from the dead-letter queue"}),
+        ("reconciler could not show the letters it read again",
+         {"priority": "normal", "error": "dlq_unavailable: could not show the letters again"}),
+        ("reconciler could not read queue depths",
+         {"priority": "high", "error": "dlq_unavailable: could not read queue attributes"}),
+    ]
+    assert store.get(kept.id, mark_gone=False).error.code == "dead_lettered"
+
+
+def test_a_put_back_that_failed_is_said_with_its_job_and_attempt(lifecycle, queue, clock, store, monkeypatch):
+    """A job whose action and then put-back both failed stays where it is: the line says which
+    job, which attempt and what the store answered, as the action's own failure line does."""
+    from chalicelib.domain.errors import StoreUnavailableError
+
+    lines = []
+    job = submit(lifecycle)
+    queue.drain()
+    clock.advance(DISPATCH_GRACE_S + 1)
+
+    def refused(*args, **kwargs):
+        raise StoreUnavailableError("the table did not answer")
+
+    monkeypatch.setattr(lifecycle, "reconcile", refused)
+    monkeypatch.setattr(lifecycle, "put_back", refused)
+    reconciler = Reconciler(lifecycle, None, observe=lambda m, extra: lines.append((m, extra)))
+    assert reconciler.run_pass().counts == {"errors": 2}
+    assert ("reconcile put-back failed",
+            {"job_id": job.id, "attempt": 1, "error": "store_unavailable: the table did not answer"}) in lines
 
 
 def test_a_job_at_its_dispatch_bound_is_not_failed_when_its_queue_cannot_be_read(lifecycle, queue, clock, store):

@@ -80,9 +80,11 @@ def test_a_batch_the_stream_gave_up_on_reaches_subscribers_and_counters_once(lif
     assert pipeline.publisher.published == []
 
     lines = []
-    assert pipeline.reconciler(lifecycle, observe=lambda m, extra: lines.append((m, extra["batch"]))).run_pass(
+    assert pipeline.reconciler(lifecycle, observe=lambda m, extra: lines.append((m, extra))).run_pass(
     ).counts == {"stream_batch_replayed": 1}
-    assert lines == [("stream batch replayed", "stream batch 101-102")], "said, naming the batch"
+    assert lines == [("stream batch replayed",
+                      {"batch": "stream batch 101-102", "condition": "RetryAttemptsExhausted"})], (
+        "said, naming the batch and why the stream gave it up")
     published = [(e.event_id, e.status) for e in pipeline.publisher.published]
     assert published == [(event_id_for(queued.id, queued.version), "queued"),
                          (event_id_for(running.id, running.version), "running")]
@@ -312,18 +314,23 @@ def test_a_parked_record_an_operator_gave_up_while_it_was_hidden_is_deleted_unpu
     assert pipeline.deliver([pipeline.write(None, queued), _edited_by_hand(pipeline.write(queued, running))]) is None
     (message_id,) = pipeline.failures.waiting()
     assert pipeline.drops.request(message_id) is False, "shown on its queue until taken: deleted there"
-    assert pipeline.reconciler(lifecycle).run_pass().counts == {"errors": 1}, "taken, still unreadable: held"
+    held = []
+    assert pipeline.reconciler(lifecycle, observe=lambda m, extra: held.append((m, extra))).run_pass().counts == {
+        "errors": 1}, "taken, still unreadable: held"
+    assert [(m, extra["batch"], extra["error"].split(":")[0]) for m, extra in held] == [
+        ("stream batch replay failed", "stream batch 102-102", "stream_record_unreadable")], "said, naming the batch"
 
     assert pipeline.drops.request(message_id) is True
     pipeline.consumer = StreamConsumer(lambda record: job_change({**record, "dynamodb": {
         **record["dynamodb"], "NewImage": {**record["dynamodb"]["NewImage"], "status": {"S": "running"}}}}),
         pipeline.publisher, pipeline.stats)  # a version that reads it
     lines = []
-    reconciler = pipeline.reconciler(lifecycle, observe=lambda m, extra: lines.append((m, extra.get("message_id"))))
+    reconciler = pipeline.reconciler(lifecycle, observe=lambda m, extra: lines.append((m, extra)))
     assert reconciler.run_pass().counts == {}, "still hidden"
     clock.advance(REPLAY_RETRY_BASE_S + 1)
     assert reconciler.run_pass().counts == {"stream_record_dropped": 1}
-    assert lines == [("parked stream record dropped: deleted unpublished", message_id)]
+    assert lines == [("parked stream record dropped: deleted unpublished",
+                      {"batch": "stream batch 102-102", "message_id": message_id})]
     assert [e.status for e in pipeline.publisher.published] == ["queued"], "its event given up"
     assert pipeline.failures.waiting() == []
     assert pipeline.drops.request(message_id) is False, "gone: a later delete is told so"
