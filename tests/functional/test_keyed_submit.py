@@ -10,6 +10,7 @@ import pytest
 
 from chalicelib import aws_requests, composition
 from chalicelib.adapters.dynamodb_items import job_key
+from chalicelib.defaults import REPLAY_RESEND_AFTER_S
 from chalicelib.domain.errors import QueueUnavailableError
 from chalicelib.domain.job import isoformat, utcnow
 from tests.functional.conftest import LambdaContext, auth, receive_all
@@ -188,6 +189,43 @@ def test_a_keyed_job_whose_message_was_not_sent_is_sent_by_the_reconciler(client
     (message,) = receive_all(aws)
     assert json.loads(message["Body"])["job_id"] == job["id"]
     assert post(client).json_body["id"] == job["id"]  # and the key still answers it
+
+
+class RequestDied(BaseException):
+    """The API's process ending under a request (a crash, its function's timeout): no handler of
+    the app's takes it for an error, and its client gets no answer."""
+
+
+def test_a_replay_sends_the_message_its_first_request_died_before_sending(client, aws, counted, monkeypatch):
+    """The first request wrote its job and key and died before its SendMessage; its client,
+    answered nothing, sends the key again. The replay, once the job is REPLAY_RESEND_AFTER_S past
+    its start and still unclaimed, sends the job's first message through the same conditional
+    write the reconciler's resend makes (its dispatch counted on the record): two requests more
+    than a replay, on this path only. A replay after that sends nothing."""
+    services = composition.container()
+
+    def dies(*_, **__):
+        raise RequestDied()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(services.queue, "send", dies)
+        with pytest.raises(RequestDied):
+            post(client)
+    assert receive_all(aws) == []
+    later = utcnow() + timedelta(seconds=REPLAY_RESEND_AFTER_S + 1)
+    monkeypatch.setattr(services.lifecycle, "clock", lambda: later)
+    counted.clear()
+    answered = post(client)
+    assert answered.status_code == 202 and answered.json_body["status"] == "queued"
+    (message,) = receive_all(aws)
+    assert json.loads(message["Body"])["job_id"] == answered.json_body["id"]
+    assert json.loads(message["Body"])["attempt"] == 1
+    stored = aws["ddb"].get_item(TableName="jobs", Key=job_key(answered.json_body["id"]))["Item"]
+    assert stored["dispatches"] == {"N": "2"}
+    (replay,) = counted
+    assert replay.get("dynamodb.UpdateItem") == 1 and replay.get("sqs.SendMessage") == 1
+    assert post(client).json_body["id"] == answered.json_body["id"]
+    assert receive_all(aws) == [], "one resend a job: the next is the reconciler's"
 
 
 class _Client:
