@@ -67,6 +67,68 @@ def test_a_write_that_leaves_progress_at_zero_publishes_nothing(status):
         assert events_for_change(old, job(5, status, 0.0, attempts=attempts).model_copy(update=change), T) == []
 
 
+def test_a_transition_says_the_progress_of_the_write_before_it_not_the_attempts_last_event():
+    """A status change's `previous_progress` is what the job showed just before it (its last
+    write's percent): a subscriber drawing a job's progress sees where it stood when it ended.
+    Only a progress event measures from the attempt's last event."""
+    old = job(4, JobStatus.RUNNING, 21.0, attempts=1, event_percent=15.0, event_attempt=1)
+    (event,) = events_for_change(old, job(5, JobStatus.COMPLETED, 100.0, attempts=1), T)
+    assert (event.previous_progress, event.progress) == (21.0, 100.0)
+
+
+def test_a_write_that_starts_another_attempt_without_a_status_change_is_no_progress_event():
+    """The mark belongs to its attempt: a write under another attempt moves it without having
+    announced progress (no write does so today: a claim is a transition), and a progress event
+    measured from another attempt's mark would say a move the job never made."""
+    old = job(4, JobStatus.RUNNING, 40.0, attempts=1, event_percent=40.0, event_attempt=1)
+    new = job(5, JobStatus.RUNNING, 0.0, attempts=2, event_percent=0.0, event_attempt=2)
+    assert events_for_change(old, new, T) == []
+
+
+def test_a_step_longer_than_a_label_is_cut_to_one_in_the_event():
+    """A step is a label (MAX_LABEL_CHARS), checked where progress is written; a record that
+    holds a longer one (an older version's, an edit by hand) still gives an event that carries
+    no more than a label, as the error's code does."""
+    from chalicelib.defaults import MAX_LABEL_CHARS
+
+    new = job(2, JobStatus.RUNNING, attempts=1).model_copy(
+        update={"progress": Progress(percent=0.0, step="s" * (MAX_LABEL_CHARS + 5))})
+    (event,) = events_for_change(job(1), new, T)
+    assert event.step == "s" * (MAX_LABEL_CHARS - 1) + "\u2026"
+
+
+def test_a_progress_event_carries_no_error_even_when_the_record_holds_one():
+    """The error is a transition's (failed, retrying): a progress event of a record still
+    holding an earlier attempt's error (a version that kept it on the next attempt) says none,
+    so no subscriber takes a running job for a failing one."""
+    earlier = JobErrorInfo(code="boom", message="x")
+    old = job(4, JobStatus.RUNNING, 20.0, attempts=2, event_percent=20.0, error=earlier)
+    new = job(5, JobStatus.RUNNING, 50.0, attempts=2, event_percent=50.0, error=earlier)
+    (event,) = events_for_change(old, new, T)
+    assert (event.event_type, event.error) == ("job.status.progress", None)
+
+
+def test_an_error_longer_than_its_limits_is_cut_in_the_event():
+    """An event carries an error's code as a label (MAX_LABEL_CHARS) and its message as an
+    event text (MAX_EVENT_TEXT_CHARS), whatever the record holds: an entry keeps under
+    PutEvents' size limit and a subscriber's field under what it stores."""
+    from chalicelib.defaults import MAX_EVENT_TEXT_CHARS, MAX_LABEL_CHARS
+
+    error = JobErrorInfo(code="c" * (MAX_LABEL_CHARS + 1), message="m" * (MAX_EVENT_TEXT_CHARS + 1))
+    (event,) = events_for_change(job(2, JobStatus.RUNNING, attempts=1),
+                                 job(3, JobStatus.FAILED, attempts=1, error=error), T)
+    assert event.error == {"code": "c" * (MAX_LABEL_CHARS - 1) + "\u2026",
+                           "message": "m" * (MAX_EVENT_TEXT_CHARS - 1) + "\u2026"}
+
+
+def test_only_an_ended_job_s_event_says_when_it_finished():
+    """`finished_at` is a terminal status's (docs/events.md): a record that holds one while the
+    job has not ended (an edit by hand, a restore) gives an event that says no end."""
+    new = job(2, JobStatus.RUNNING, attempts=1, finished_at="2026-01-01T00:01:00.000Z")
+    (event,) = events_for_change(job(1), new, T)
+    assert event.finished_at is None
+
+
 def test_replayed_or_deleted_records_produce_nothing():
     assert events_for_change(job(3), job(3), T) == []
     assert events_for_change(job(3), None, T) == []
