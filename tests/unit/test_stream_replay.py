@@ -277,6 +277,23 @@ def test_a_record_a_replayed_batch_cannot_read_is_parked_and_the_rest_goes_out(l
     assert "the new image is no job this version reads" in pipeline.failures.reasons[parked_id]
 
 
+def test_a_parked_record_is_told_by_its_sequence_number_and_why(lifecycle, queue, pipeline):
+    """The alarm that a record was parked is an operator's only pointer to it before the
+    reconciler's pass: the log names the record's sequence number and why this version could not
+    read it, the reason the queue's message holds too."""
+    queued, running = submit_and_claim(lifecycle, queue)
+    told = []
+    consumer = StreamConsumer(job_change, pipeline.publisher, pipeline.stats, park=pipeline.failures.park,
+                              on_parked=lambda sequence, reason: told.append((sequence, reason)))
+    unreadable = _edited_by_hand(pipeline.write(queued, running))
+    assert consumer.consume([pipeline.write(None, queued), unreadable]) is None
+    ((sequence, reason),) = told
+    assert sequence == unreadable["dynamodb"]["SequenceNumber"]
+    assert "the new image is no job this version reads" in reason
+    (parked_id,) = pipeline.failures.waiting()
+    assert pipeline.failures.reasons[parked_id] == reason
+
+
 def test_a_parked_record_still_unreadable_waits_for_its_retry_and_is_not_parked_twice(lifecycle, queue, pipeline,
                                                                                       clock):
     queued, running = submit_and_claim(lifecycle, queue)
@@ -385,6 +402,21 @@ def test_an_unreadable_record_with_nowhere_to_park_it_fails_its_batch(pipeline, 
     with pytest.raises(StreamRecordUnreadableError):
         consumer.consume([pipeline.write(None, queued), _edited_by_hand(pipeline.write(queued, running))])
     assert pipeline.publisher.published == [] and pipeline.stats.status_counts() == {}, "nothing half done"
+
+
+def test_a_batch_whose_events_did_not_go_out_is_counted_all_the_same(lifecycle, queue, pipeline):
+    """The counters do not wait on the bus: with EventBridge refusing, the batch's status
+    changes are counted at once (operators see the jobs that moved while the stream retries
+    the batch for hours, or gives it up to the replay), and a redelivery counts them no
+    second time."""
+    queued, running = submit_and_claim(lifecycle, queue)
+    batch = [pipeline.write(None, queued), pipeline.write(queued, running)]
+    pipeline.publisher.fail_next = 2
+    assert pipeline.consumer.consume(batch) == batch[0]["dynamodb"]["SequenceNumber"]
+    assert pipeline.publisher.published == []
+    assert pipeline.stats.status_counts() == {"running": 1}
+    assert pipeline.consumer.consume(batch) is not None
+    assert pipeline.stats.status_counts() == {"running": 1}
 
 
 class RefusingStats(InMemoryStatsStore):
