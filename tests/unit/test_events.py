@@ -408,6 +408,19 @@ def test_a_put_events_call_stays_under_its_size_limit(monkeypatch):
     assert sum(len(call) for call in publisher.calls) == 10
 
 
+def test_an_entry_is_sized_as_put_events_counts_it():
+    """PutEvents counts an entry's Source, DetailType and Detail in UTF-8 bytes (the 256 KB of
+    a call): a size short of any of them, or counting characters where a text is not ASCII,
+    lets a call go over and be refused whole."""
+    from chalicelib.adapters.eventbridge import EventBridgePublisher
+    from chalicelib.events.publishing import entry_size
+
+    written = job(1).model_copy(update={"progress": Progress(percent=0, step="s", message="d\u00e9j\u00e0 vu \u2026")})
+    (event,) = events_for_change(None, written, T)
+    entry = EventBridgePublisher(None, "jobs")._entry(event)
+    assert entry_size(event) == sum(len(entry[key].encode("utf-8")) for key in ("Source", "DetailType", "Detail"))
+
+
 def test_a_put_events_call_is_filled_up_to_its_size_limit_exactly(monkeypatch):
     """Each call takes as many events as fit, the last one's bytes reaching the limit included;
     the next call starts empty."""
@@ -420,6 +433,10 @@ def test_a_put_events_call_is_filled_up_to_its_size_limit_exactly(monkeypatch):
     publisher = CountingPublisher()
     assert publish_changes(creations, publisher) is None
     assert [len(call) for call in publisher.calls] == [3, 3, 1]
+    monkeypatch.setattr(publishing, "PUT_EVENTS_MAX_BYTES", 3 * size - 1)
+    publisher = CountingPublisher()
+    assert publish_changes(creations, publisher) is None
+    assert [len(call) for call in publisher.calls] == [2, 2, 2, 1], "a byte over the limit starts the next call"
 
 
 def test_publishing_stops_at_the_first_change_whose_event_was_refused(monkeypatch):
@@ -494,6 +511,25 @@ def test_events_that_could_not_be_published_are_logged_with_why(monkeypatch):
     assert line["message"] == "events not published" and line["sequence_number"] == "seq-0"
     assert line["unpublished"] == 2
     assert line["error"] == "event_publish_failed: 2 events were refused by EventBridge (ThrottlingException: Rate exceeded)"
+
+
+@pytest.mark.parametrize("named", [[], ["an-event-of-no-call"]])
+def test_a_refusal_that_names_none_of_a_call_s_events_stops_at_the_call_s_first(monkeypatch, named):
+    """A publish that fails without naming which of the call's events did not go out (a
+    publisher that lists none, or only others) leaves none known to be out: the stream is
+    retried from the call's first change and the line counts the whole call as unpublished."""
+    from chalicelib.observability import logger
+
+    class Failing:
+        def publish(self, events):
+            raise EventPublishError("the bus did not answer", unpublished=named)
+
+    lines = []
+    monkeypatch.setattr(logger, "warning", lambda message, *args, extra=None, **kwargs: lines.append(
+        {**(extra or {}), "message": message}))
+    assert publish_changes(changes(3), Failing()) == "seq-0"
+    (line,) = lines
+    assert (line["sequence_number"], line["unpublished"]) == ("seq-0", len(named) or 3)
 
 
 def test_a_job_type_given_twice_in_the_rules_file_is_refused_not_half_dropped(tmp_path):
