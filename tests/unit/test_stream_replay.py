@@ -11,8 +11,14 @@ from chalicelib.adapters.dynamodb_stream import job_change
 from chalicelib.adapters.memory_events import InMemoryEventPublisher
 from chalicelib.adapters.memory_stats import InMemoryStatsStore
 from chalicelib.adapters.memory_stream import InMemoryChangeStream, InMemoryFailedStreamBatches, InMemoryParkedRecordDrops
-from chalicelib.defaults import REPLAY_RETRY_BASE_S, UNREADABLE_HOLD_S
-from chalicelib.domain.errors import DeadLetterUnavailableError, StoreUnavailableError, StreamRecordUnreadableError
+from chalicelib.defaults import REPLAY_RETRY_BASE_S, REPLAY_RETRY_MAX_S, UNREADABLE_HOLD_S
+from chalicelib.domain.errors import (
+    DeadLetterUnavailableError,
+    EventPublishError,
+    QueueUnavailableError,
+    StoreUnavailableError,
+    StreamRecordUnreadableError,
+)
 from chalicelib.domain.events import event_id_for
 from chalicelib.domain.job import Job
 from chalicelib.events.replay import StreamReplay
@@ -211,6 +217,113 @@ def test_a_partly_trimmed_batch_is_looked_at_again_only_after_the_unreadable_hol
     clock.advance(UNREADABLE_HOLD_S - REPLAY_RETRY_BASE_S)
     assert reconciler.run_pass().counts == {"stream_batch_unreadable": 1}
     assert [e.status for e in pipeline.publisher.published] == ["running", "running"]
+
+
+def test_a_partly_trimmed_batch_is_said_to_be_lost_before_its_first_held_record(lifecycle, queue, pipeline):
+    """The operator reads what was lost from the error: every record before the first one the
+    stream still holds, and how many from there on went out."""
+    queued, running = submit_and_claim(lifecycle, queue)
+    other, _ = submit_and_claim(lifecycle, queue)
+    pipeline.publisher.fail_next = 1
+    pipeline.deliver([pipeline.write(None, queued), pipeline.write(queued, running), pipeline.write(None, other)])
+    pipeline.stream.trim(1)
+    pass_ = pipeline.reconciler(lifecycle).run_pass()
+    assert pass_.errors == ["stream batch 101-103: stream_batch_unreadable: the stream no longer holds record "
+                            "101, nor the batch's others before record 102: the 2 from there on were counted "
+                            "and published"]
+
+
+def test_a_take_hides_its_batches_at_least_a_first_retry_s_wait_and_takes_no_more_than_asked(pipeline, clock):
+    """A taker asking for less than REPLAY_RETRY_BASE_S still hides what it took that long, so
+    that another pass does not take the same batch and publish it a second time meanwhile; and
+    it takes only as many as it asked for, the rest left to later passes."""
+    replay = StreamReplay(pipeline.failures, pipeline.stream, pipeline.consumer)
+    for first in ("101", "102", "103"):
+        pipeline.failures.put(STREAM, SHARD, first, first, 1)
+    assert len(replay.take(2, hold_s=1)) == 2
+    clock.advance(2)
+    assert len(replay.take(10, hold_s=1)) == 1, "the two taken are still hidden"
+    clock.advance(REPLAY_RETRY_BASE_S)
+    assert len(replay.take(10)) == 3
+
+
+def test_a_parked_record_is_published_where_no_drops_are_kept(lifecycle, queue, pipeline):
+    """Without ParkedRecordDrops no operator's give-up can be recorded, so none is looked for:
+    the record goes out and leaves the queue, as where no drop was asked."""
+    queued, running = submit_and_claim(lifecycle, queue)
+    assert pipeline.deliver([pipeline.write(None, queued)]) is None
+    pipeline.failures.park(pipeline.write(queued, running), "the new image is no job this version reads")
+    replay = StreamReplay(pipeline.failures, pipeline.stream, pipeline.consumer)
+    (batch,) = replay.take()
+    assert replay.replay(batch) == "stream_batch_replayed"
+    assert [e.status for e in pipeline.publisher.published] == ["queued", "running"]
+    assert pipeline.failures.waiting() == []
+
+
+def test_a_parked_record_whose_drops_keep_not_answering_waits_longer_each_time(lifecycle, queue, pipeline, clock):
+    """As after a failed publish, the waits double: a drops table that is down is not asked
+    again at every pass."""
+    queued, running = submit_and_claim(lifecycle, queue)
+    lifecycle.complete(running, {"ok": True})  # nothing else for the passes to do
+    pipeline.failures.park(pipeline.write(queued, running), "the new image is no job this version reads")
+
+    def down(message_id: str) -> bool:
+        raise StoreUnavailableError("the drops table does not answer")
+
+    pipeline.drops.taken = down
+    reconciler = pipeline.reconciler(lifecycle)
+    assert reconciler.run_pass().counts == {"errors": 1}
+    clock.advance(REPLAY_RETRY_BASE_S + 1)
+    assert reconciler.run_pass().counts == {"errors": 1}
+    clock.advance(REPLAY_RETRY_BASE_S + 1)
+    assert reconciler.run_pass().counts == {}, "the second wait is twice the first"
+
+
+class RecordingHolds(InMemoryFailedStreamBatches):
+    """StreamFailureQueue, remembering every hold asked of it."""
+
+    def __init__(self, clock, refuse: bool = False) -> None:
+        super().__init__(clock=lambda: clock().timestamp())
+        self.holds: list[int] = []
+        self.refuse = refuse
+
+    def hold(self, batch, seconds):
+        self.holds.append(seconds)
+        if self.refuse:
+            raise QueueUnavailableError("StreamFailureQueue does not answer")
+        super().hold(batch, seconds)
+
+
+def test_a_replay_that_keeps_failing_waits_at_most_the_longest_retry_wait(lifecycle, queue, pipeline, clock):
+    """The waits double up to REPLAY_RETRY_MAX_S and stay there: a batch whose events a long
+    outage holds back is tried again within the hour once the bus answers."""
+    failures = RecordingHolds(clock)
+    replay = StreamReplay(failures, pipeline.stream, pipeline.consumer)
+    queued, _ = submit_and_claim(lifecycle, queue)
+    pipeline.write(None, queued)
+    failures.put(STREAM, SHARD, "101", "101", 1)
+    pipeline.publisher.fail_next = 100
+    for _ in range(10):
+        (batch,) = replay.take()
+        with pytest.raises(EventPublishError):
+            replay.replay(batch)
+        clock.advance(REPLAY_RETRY_MAX_S + 1)
+    assert max(failures.holds) == REPLAY_RETRY_MAX_S == failures.holds[-1]
+
+
+def test_a_hold_that_fails_leaves_the_replay_s_own_error_to_report(lifecycle, queue, pipeline, clock):
+    """StreamFailureQueue not answering the hold: the batch comes back once its take's hold
+    ends instead, and the error the pass reports is why the replay failed, not the hold's."""
+    failures = RecordingHolds(clock, refuse=True)
+    replay = StreamReplay(failures, pipeline.stream, pipeline.consumer)
+    queued, _ = submit_and_claim(lifecycle, queue)
+    pipeline.write(None, queued)
+    failures.put(STREAM, SHARD, "101", "101", 1)
+    pipeline.publisher.fail_next = 1
+    (batch,) = replay.take()
+    with pytest.raises(EventPublishError):
+        replay.replay(batch)
+    assert failures.holds, "a hold was asked"
 
 
 def test_a_description_of_another_stream_is_not_replayed(lifecycle, queue, pipeline):
