@@ -1,5 +1,6 @@
 """The transition -> event mapping, stream-order publishing, and the subscribers' rules."""
 import json
+import re
 
 import pytest
 
@@ -165,6 +166,68 @@ def test_a_subscriber_reads_an_event_with_fields_a_newer_version_added():
 
     detail = json.loads(completed().model_dump_json())
     assert JobEvent.read({**detail, "added_later": {"x": 1}}) == JobEvent.model_validate(detail)
+
+
+def test_a_bare_detail_is_read_as_the_event_it_is():
+    """A subscriber's queue may hold an event's detail without the EventBridge envelope (a
+    message sent by hand, a redrive tool that kept only the detail): it is still the event,
+    not a body to refuse."""
+    from chalicelib.domain.events import event_detail
+
+    assert event_detail(json.dumps({"event_id": "e", "status": "queued"})) == {"event_id": "e", "status": "queued"}
+
+
+@pytest.mark.parametrize("body", ["not json", "[1, 2]", '"text"', json.dumps({"detail": "text"}),
+                                  json.dumps({"detail": {"event_id": 12345}}), json.dumps({"detail": {}})])
+def test_a_body_that_is_no_jobpipe_event_is_refused_naming_it(body):
+    """Whatever a queue holds that is no event (no JSON, no object, an id that is no text), the
+    subscriber is told so as one ValueError that quotes the body: it fails alone, never its
+    batch's ledger request with a TypeError or an AttributeError."""
+    from chalicelib.domain.events import event_detail
+
+    with pytest.raises(ValueError, match="not a jobpipe event: " + re.escape(repr(body[:200]))):
+        event_detail(body)
+
+
+def test_an_event_id_is_its_write_s_and_its_kind_s():
+    """Each kind of event of one job write has its own id: a cache invalidation that shares its
+    completion's id would be dropped as that event's duplicate by a subscriber of both."""
+    assert event_id_for("job-1", 3, "cache") != event_id_for("job-1", 3)
+    assert event_id_for("job-1", 3, "cache") == event_id_for("job-1", 3, "cache")
+
+
+def test_an_event_s_whole_percents_are_written_without_a_fraction():
+    """Seed 002 writes a whole percent as `50`, not `50.0`: a subscriber decoding it into an
+    integer (Go's and Rust's JSON libraries) refuses `50.0`. Both the progress and the previous
+    one; any other percent as it is."""
+    old = job(4, JobStatus.RUNNING, 20.0, attempts=1)
+    (event,) = events_for_change(old, job(5, JobStatus.FAILED, 40.0, attempts=1), T)
+    detail = json.loads(event.model_dump_json())
+    assert (detail["progress"], detail["previous_progress"]) == (40, 20)
+    assert isinstance(detail["progress"], int) and isinstance(detail["previous_progress"], int)
+    (event,) = events_for_change(old, job(5, JobStatus.FAILED, 33.33, attempts=1), T)
+    assert json.loads(event.model_dump_json())["progress"] == 33.33
+
+
+def test_publishing_builds_events_that_carry_exactly_their_fields():
+    """What jobpipe publishes is its contract (docs/events.md): building an event refuses a
+    field it does not define and one it must carry left out, so no event goes out with a field
+    a subscriber was never told of, or without the job it is about. Subscribers read with
+    `JobEvent.read`, which leaves unknown fields out instead."""
+    from pydantic import ValidationError
+
+    from chalicelib.domain.events import CacheInvalidatedEvent, JobEvent
+
+    detail = json.loads(completed().model_dump_json())
+    with pytest.raises(ValidationError):
+        JobEvent.model_validate({**detail, "added_later": 1})
+    cache = {"event_id": "e", "timestamp": T, "tenant": "acme", "scope": "proj", "namespaces": ["n"],
+             "job_id": "job-1", "type": "demo.steps"}
+    assert CacheInvalidatedEvent.model_validate(cache).job_id == "job-1"
+    with pytest.raises(ValidationError):
+        CacheInvalidatedEvent.model_validate({**cache, "added_later": 1})
+    with pytest.raises(ValidationError):
+        CacheInvalidatedEvent.model_validate({k: v for k, v in cache.items() if k != "job_id"})
 
 
 def test_same_write_gives_the_same_event_id():
