@@ -299,6 +299,18 @@ def test_completion_invalidates_the_rules_namespaces_in_one_write_each():
     assert [c.job_id for c in store.completions("acme", "proj")] == ["job-1"]
 
 
+def test_a_cache_announcement_has_its_own_event_id_the_same_on_every_redelivery():
+    """Consumers deduplicate every jobpipe event on `event_id` (docs/events.md): the
+    `cache.invalidated` of a completion carries the same id each time its event is redelivered,
+    and never the completion's own id, which a consumer of both would take for a copy of the
+    completion and drop."""
+    rules = InvalidationRules.model_validate({"demo.steps": ["a"]})
+    invalidator = CacheInvalidator(InMemoryCacheStore(), rules, InMemoryEventPublisher())
+    event = completed()
+    first, again = invalidator.handle(event), invalidator.handle(event)
+    assert first.event_id == again.event_id != event.event_id
+
+
 def test_no_invalidation_on_enqueue_start_or_without_scope():
     store, publisher = InMemoryCacheStore(), InMemoryEventPublisher()
     invalidator = CacheInvalidator(store, InvalidationRules.model_validate({"demo.steps": ["a"]}), publisher)
