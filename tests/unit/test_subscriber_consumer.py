@@ -182,6 +182,8 @@ def test_a_refused_event_that_is_not_parked_cleanly_says_why(log_lines):
         assert failed(consumer(effect, [], Queue(), **ports).consume(batch(event_id), Context())) == failures
         lines = {line["message"]: line for line in log_lines()}
         assert lines[said]["event_id"] == event_id, lines
+    not_recorded = lines["erp_bridge could not record a parked event"]
+    assert not_recorded["message_id"] == "m-e-3" and "parked refused" in not_recorded["error"]  # which record, and why
 
     refusing_deletes = Refusing(Queue(), "acknowledge")
     assert failed(consumer(effect, [], refusing_deletes, dead_letters=DeadLetters()).consume(batch("e-4"), Context())) == []
@@ -193,5 +195,35 @@ def test_a_refused_event_that_is_not_parked_cleanly_says_why(log_lines):
     assert failed(consumer(effect, [], Queue(), ledger=ledger, dead_letters=dead_letters).consume(
         batch("e-5"), Context())) == []
     lines = {line["message"]: line for line in log_lines()}
-    assert lines["erp_bridge refused an event parked before: its message is deleted"]["message_id"] == "m-e-5"
+    parked_before = lines["erp_bridge refused an event parked before: its message is deleted"]
+    assert (parked_before["message_id"], parked_before["event_id"]) == ("m-e-5", "e-5")
     assert dead_letters.parked == []
+
+
+def test_a_delivery_record_is_held_for_what_is_left_of_the_invocation_or_the_default_lease():
+    """The record's lease is the invocation's time left, however long: a shorter one would let
+    a redelivered copy take the event over while this invocation still POSTs it (delivered
+    twice). A context with no remaining time (a local run, a test harness) still delivers: the
+    effect is told no deadline (None, the sender's own timeout) and the record is held for
+    DELIVERY_LEASE_S, rather than the batch failing on a context it cannot read."""
+    from chalicelib.defaults import DELIVERY_LEASE_S
+
+    class Long(Context):
+        def get_remaining_time_in_millis(self) -> int:
+            return (DELIVERY_LEASE_S + 240) * 1000
+
+    leases, seen = [], []
+
+    class Ledger(InMemoryDeliveryLedger):
+        def begin(self, event_ids, lease_s):
+            leases.append(lease_s)
+            return super().begin(event_ids, lease_s)
+
+    def effect(detail, seconds_left):
+        seen.append((detail["event_id"], seconds_left))
+
+    run = consumer(effect, [], Queue(), ledger=Ledger(ttl_s=3600))
+    assert failed(run.consume(batch("e-1"), Long())) == []
+    assert failed(run.consume(batch("e-2"), object())) == []
+    assert seen == [("e-1", DELIVERY_LEASE_S + 240), ("e-2", None)]
+    assert leases == [DELIVERY_LEASE_S + 240, DELIVERY_LEASE_S]
