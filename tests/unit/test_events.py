@@ -357,6 +357,28 @@ def test_erp_bridge_signs_and_refuses_non_2xx():
         ErpBridge(Sender(500), "http://erp/hook", "k" * 32).deliver(detail)
 
 
+def test_a_request_with_no_signature_does_not_verify():
+    """`verify` is what a receiver in Python checks a POST with (tests/support/webhook_receiver.py
+    does): one that came with no signature header (None from a headers lookup) is not from
+    jobpipe, and says so, rather than raising inside the receiver."""
+    body, _ = ErpBridge(object(), "http://erp/hook", "k" * 32).request_for(json.loads(completed().model_dump_json()))
+    assert verify("k" * 32, body, None) is False and verify("k" * 32, body, "") is False
+
+
+def test_a_refusal_with_no_body_names_its_status_and_reason_only():
+    """The parked event's `reason` (what GET /api/system/dlq shows) ends with the answer's body
+    when there is one; an ERP that refuses with an empty body is read as `HTTP 410 Gone`, not
+    with a dangling separator that suggests a body was cut."""
+    class Sender:
+        def post(self, url, body, headers, timeout_s=None):
+            return WebhookAnswer(410, reason="Gone", text="")
+
+    detail = json.loads(completed().model_dump_json())
+    with pytest.raises(WebhookRefusedError) as raised:
+        ErpBridge(Sender(), "http://erp/hook", "k" * 32).deliver(detail)
+    assert raised.value.message == f"ERP webhook refused event {detail['event_id']}: HTTP 410 Gone"
+
+
 @pytest.mark.parametrize("status, refused", [
     (400, True), (401, True), (403, True), (404, True), (409, True), (410, True), (422, True), (499, True),
     (408, False), (425, False), (429, False), (500, False), (503, False),
