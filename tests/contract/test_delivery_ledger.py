@@ -65,6 +65,19 @@ def test_a_lapsed_lease_is_taken_over_and_a_live_one_is_not(ledgers, clock):
     assert ledger.begin(["crashed"], LEASE_S) == LedgerOpening(done=("crashed",))
 
 
+def test_a_lease_holds_through_its_last_second_on_both_ledgers(ledgers, clock):
+    """A record in progress is held until the second its lease ends, inclusive, and taken over
+    only after it: DynamoDB's condition is `expiration < :now`, and the twin that the unit and
+    functional tests deliver on must not hand an event to a second bridge one second sooner
+    (a delivery still running then would go out twice)."""
+    ledger = ledgers()
+    ledger.begin(["slow"], LEASE_S)
+    clock.now += LEASE_S  # the lease's last second
+    assert ledger.begin(["slow"], LEASE_S) == LedgerOpening(busy=("slow",))
+    clock.now += 1
+    assert ledger.begin(["slow"], LEASE_S) == LedgerOpening(opened=("slow",))
+
+
 def test_a_done_record_past_its_time_to_live_counts_as_absent(ledgers, clock):
     ledger = ledgers()
     ledger.begin(["old"], LEASE_S)
@@ -112,5 +125,7 @@ def test_a_message_recorded_parked_is_not_parked_again_until_its_record_expires(
     assert ledger.begin_parking("m-2") is True
     assert ledger.begin(["e-1"], LEASE_S) == LedgerOpening(opened=("e-1",))
     assert ledgers("cache_invalidation").begin_parking("m-1") is True
-    clock.now += TTL_S + 1
+    clock.now += TTL_S  # the record's last second: still parked, on both ledgers
+    assert ledger.begin_parking("m-1") is False
+    clock.now += 1
     assert ledger.begin_parking("m-1") is True

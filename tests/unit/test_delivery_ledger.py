@@ -67,12 +67,23 @@ def test_what_a_second_refusal_leaves_unopened_is_retried_later():
 @pytest.mark.parametrize("error", [
     cancelled({"Code": "ValidationError", "Message": "bad item"}),
     cancelled(),  # no reasons to read
+    ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"}},
+                "TransactWriteItems"),  # nor any list of them
     ClientError({"Error": {"Code": "ResourceNotFoundException", "Message": "no table"}}, "TransactWriteItems"),
     ReadTimeoutError(endpoint_url="http://127.0.0.1"),
 ])
 def test_other_refusals_and_lost_connections_are_store_unavailable(error):
     with pytest.raises(StoreUnavailableError):
         ledger(Client(error)).begin(["a"], 60)
+
+
+def test_a_refusal_that_is_no_cancelled_transaction_is_not_said_to_be_one():
+    """A missing table or a denied call is said as the ledger not answering, what the
+    operator fixes; only a cancelled transaction can be "refused without reasons"."""
+    missing = ClientError({"Error": {"Code": "ResourceNotFoundException", "Message": "no table"}}, "TransactWriteItems")
+    with pytest.raises(StoreUnavailableError) as raised:
+        ledger(Client(missing)).begin(["a"], 60)
+    assert str(raised.value) == "could not open the delivery records" and raised.value.__cause__ is missing
 
 
 def test_the_lease_and_time_to_live_are_whole_seconds_after_the_clock():
