@@ -13,7 +13,8 @@ from pydantic import BaseModel
 from chalicelib.adapters.clocks import ManualClock, SystemClock
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
 from chalicelib.domain.errors import (
-    DeadLetterOwedError, FatalJobError, JobCancelledError, JobTimeoutError, NextAttemptUnsentError, StaleJobError,
+    DeadLetterOwedError, FatalJobError, JobCancelledError, JobTimeoutError, NextAttemptUnsentError, QuotaExceededError,
+    StaleJobError,
 )
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
@@ -516,6 +517,24 @@ def test_a_handler_error_with_no_text_is_recorded_by_its_type_name(store, queue,
     lifecycle.submit(tenant="acme", user="ann", type="t.says_nothing", payload={})
     final = JobRunner(lifecycle, types, clock=ManualClock(), progress_interval_s=2).run(queue.drain()[0])
     assert (final.status, final.error.code, final.error.message) == (JobStatus.FAILED, "E_SILENT", "FatalJobError")
+
+
+def test_a_quota_refusal_the_handler_raises_retries_no_sooner_than_it_asks(store, queue, clock):
+    """A handler stopped by its tenant's quota (ctx.spawn's QuotaExceededError, raised on) is
+    retried, and its next attempt waits the `retry_after_s` the refusal asked, not the short
+    backoff of a failed attempt: sooner, it would meet the same full quota and spend an attempt."""
+    types = JobTypeRegistry()
+
+    @types.register("t.over_quota", Empty, max_attempts=3)
+    def over_quota(ctx, payload):
+        raise QuotaExceededError("too many unfinished jobs", retry_after_s=600)
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    job = lifecycle.submit(tenant="acme", user="ann", type="t.over_quota", payload={})
+    final = JobRunner(lifecycle, types, clock=ManualClock(), progress_interval_s=2).run(queue.drain()[0])
+    assert (final.status, final.error.code) == (JobStatus.RETRYING, QuotaExceededError.code)
+    (message, _, delay), = queue.sent
+    assert (message.job_id, message.attempt, delay) == (job.id, 2, 600)
 
 
 def test_each_failing_attempts_end_is_logged_with_its_error_and_where(store, queue, clock):

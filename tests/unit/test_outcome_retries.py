@@ -125,6 +125,25 @@ def test_a_failure_or_a_cancel_the_store_refused_lands_in_the_same_delivery(work
     assert worker.waits() == [1.0]
 
 
+def test_a_result_no_job_can_hold_fails_the_job_in_the_same_delivery_when_the_store_blips(worker, types):
+    """A result the store cannot take (not JSON: a set) fails the job for good instead of
+    completing it; that failure is the attempt's outcome as much as a completion is, so a store
+    that does not answer it at first is waited for as for any outcome, not left to the lease to
+    run the handler again only to return the same result."""
+
+    @types.register("t.set", Empty, max_attempts=3)
+    def returns_a_set(ctx, payload):
+        types.calls.append(ctx.attempt)
+        return {1, 2}
+
+    worker.refuse(JobStatus.FAILED, 1)
+    job, message = worker.run("t.set")
+    ended = worker.runner.run(message)
+    assert (ended.status, ended.error.code) == (JobStatus.FAILED, "result_not_serializable")
+    assert worker.store.get(job.id, mark_gone=False).status == JobStatus.FAILED
+    assert types.calls == [1] and worker.waits() == [1.0]
+
+
 def test_a_store_that_does_not_answer_is_waited_for_no_longer_than_the_patience(worker, types):
     worker.refuse(JobStatus.COMPLETED, 1_000)
     job, message = worker.run("t.ok")
@@ -149,6 +168,26 @@ def test_the_waits_end_before_the_margin_the_claim_left_the_invocation(worker, t
         worker.runner.run(message)
     assert worker.waits() == [1.0, 2.0]  # 4 s more would pass 1 + 10 - 5 s after the handler's start
     assert worker.clock.monotonic() - started <= 1 + INVOCATION_MARGIN_S - OUTCOME_RETRY_MARGIN_S
+
+
+def test_a_try_that_falls_on_the_margins_end_exactly_is_still_made(worker, types):
+    """The waits end "never past" the margin the claim left: a handler of a 2 s timeout leaves
+    2 + INVOCATION_MARGIN_S - OUTCOME_RETRY_MARGIN_S = 7 s, and the waits of 1, 2 and 4 s reach it
+    exactly, so the third retry is made (at the margin's end, not past it) rather than the
+    completion given up on a wait early and the handler's run done again after its lease."""
+
+    @types.register("t.two", Empty, timeout_s=2)
+    def two(ctx, payload):
+        return "done"
+
+    worker.refuse(JobStatus.COMPLETED, 1_000)
+    _, message = worker.run("t.two")
+    started = worker.clock.monotonic()
+    with pytest.raises(StoreUnavailableError):
+        worker.runner.run(message)
+    assert 2 + INVOCATION_MARGIN_S - OUTCOME_RETRY_MARGIN_S == 7
+    assert worker.waits() == [1.0, 2.0, 4.0]
+    assert worker.tries[-1] - started == 7
 
 
 def test_a_write_that_landed_with_its_answer_lost_is_settled_by_the_message_coming_back(worker, types):
