@@ -36,6 +36,14 @@ def reconciler(lifecycle, queue):
     return Reconciler(lifecycle, InMemoryQueueOperations(queue))
 
 
+def removed_by_retention(store, *jobs):
+    """The clean-up's purge of `jobs` (their records and objects), as retention removes them."""
+    blobs = InMemoryBlobStore()
+    finished = InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs), blobs)
+    for job in jobs:
+        finished.purge(job.id)
+
+
 def submit(lifecycle, **extra):
     return lifecycle.submit(tenant="acme", user="ann", type="demo.steps", payload=STEPS, **extra)
 
@@ -153,8 +161,7 @@ def test_a_dead_letter_whose_job_no_longer_exists_is_deleted_once(lifecycle, que
     failed = submit(lifecycle)
     for message in queue.drain():  # SQS's redrive policy parked both: no attempt ran
         queue.dead.append((message, {}))
-    blobs = InMemoryBlobStore()
-    InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs), blobs).purge(job.id)  # by retention
+    removed_by_retention(store, job)
     assert reconciler.run_pass().counts == {"dead_lettered": 1, "orphaned_letter_deleted": 1}
     assert [m.job_id for m, _ in queue.dead] == [failed.id], "the failed job's letter stays for operators"
     assert reconciler.run_pass().counts == {}
@@ -168,8 +175,7 @@ def test_the_letters_a_pass_read_show_again_once_it_decided_on_them(lifecycle, q
     for message in queue.drain():
         queue.dead.append((message, {}))
     queue.dead.append((_Raw({"detail": "from another system"}), {}))
-    blobs = InMemoryBlobStore()
-    InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs), blobs).purge(removed.id)
+    removed_by_retention(store, removed)
     operations = InMemoryQueueOperations(queue)
     assert Reconciler(lifecycle, operations).run_pass().counts == {"dead_lettered": 1, "orphaned_letter_deleted": 1}
     listed = operations.peek_dead_letters("normal", 10)
@@ -232,8 +238,7 @@ def test_the_letters_of_removed_jobs_deleted_are_said_and_not_shown_again(lifecy
     kept, removed = submit(lifecycle), submit(lifecycle)
     for message in queue.drain():
         queue.dead.append((message, {}))
-    blobs = InMemoryBlobStore()
-    InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs), blobs).purge(removed.id)
+    removed_by_retention(store, removed)
     shown = []
     reconciler = Reconciler(lifecycle, _ShowRecording(queue, shown), observe=lambda m, extra: lines.append((m, extra)))
     assert reconciler.run_pass().counts == {"dead_lettered": 1, "orphaned_letter_deleted": 1}
@@ -250,9 +255,7 @@ def test_the_line_of_many_removed_jobs_letters_deleted_names_ten_of_their_jobs(l
     jobs = [submit(lifecycle) for _ in range(12)]
     for message in queue.drain():
         queue.dead.append((message, {}))
-    blobs = InMemoryBlobStore()
-    for job in jobs:
-        InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs), blobs).purge(job.id)
+    removed_by_retention(store, *jobs)
     reconciler = Reconciler(lifecycle, InMemoryQueueOperations(queue), observe=lambda m, extra: lines.append((m, extra)))
     assert reconciler.run_pass().counts == {"orphaned_letter_deleted": 12}
     assert ("dead letters of removed jobs deleted",
@@ -265,8 +268,7 @@ def test_a_pass_counts_and_says_only_the_letters_sqs_deleted(lifecycle, queue, s
     lines = []
     removed = submit(lifecycle)
     queue.dead.append((queue.drain()[0], {}))
-    blobs = InMemoryBlobStore()
-    InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs), blobs).purge(removed.id)
+    removed_by_retention(store, removed)
     reconciler = Reconciler(lifecycle, _ShowRecording(queue, [], deletes=0),
                             observe=lambda m, extra: lines.append((m, extra)))
     assert reconciler.run_pass().counts == {}
@@ -285,8 +287,7 @@ def test_letters_of_removed_jobs_that_cannot_be_deleted_do_not_stop_the_other_le
     queued = submit(lifecycle)
     for message in queue.drain():
         queue.dead.append((message, {}))
-    blobs = InMemoryBlobStore()
-    InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs), blobs).purge(removed.id)
+    removed_by_retention(store, removed)
     result = Reconciler(lifecycle, _UndeletableDeadLetters(queue)).run_pass()
     assert result.counts == {"errors": 1, "dead_lettered": 1}
     assert result.errors == ["dead letters (normal): dlq_unavailable: could not delete from the dead-letter queue"]
@@ -302,9 +303,7 @@ def test_a_pass_out_of_time_acts_on_no_more_letters(lifecycle, queue, store):
     removed = [submit(lifecycle) for _ in range(2)]
     for message in queue.drain():
         queue.dead.append((message, {}))
-    blobs = InMemoryBlobStore()
-    for job in removed:
-        InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs), blobs).purge(job.id)
+    removed_by_retention(store, *removed)
     looks = [0]
 
     def time_left() -> float:  # the pass's start and the first removed job's read have the time
@@ -791,8 +790,7 @@ def test_each_queue_that_did_not_answer_a_pass_is_said_with_its_priority_and_err
     kept, removed = submit(lifecycle), submit(lifecycle)
     for message in queue.drain():
         queue.dead.append((message, {}))
-    blobs = InMemoryBlobStore()
-    InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs), blobs).purge(removed.id)
+    removed_by_retention(store, removed)
     submit(lifecycle, priority="high")
     queue.drain()  # its message lost
     clock.advance(DISPATCH_GRACE_S + 1)
@@ -998,8 +996,7 @@ def test_an_owed_letter_whose_job_was_removed_since_its_page_was_read_is_not_par
     clock.advance(OWED_LETTER_WAIT_S + 1)
     stale = store.due(isoformat(clock.now), 10)
     assert [j.id for j in stale.jobs] == [job.id]
-    blobs = InMemoryBlobStore()
-    InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs), blobs).purge(job.id)  # by retention
+    removed_by_retention(store, job)
     monkeypatch.setattr(store, "due", lambda *args, **kwargs: stale)
     assert Reconciler(lifecycle, InMemoryQueueOperations(queue)).run_pass().counts == {}
     assert queue.dead == []
