@@ -340,17 +340,24 @@ def test_a_handler_given_up_on_by_the_watchdog_is_not_given_up_on_again_by_a_lat
     monkeypatch.setattr(timeout, "HANDLER_ALARM_LATE_S", 0.1)
     monkeypatch.setattr(timeout, "HANDLER_REINTERRUPT_S", 0.1)
     given_up: list[float] = []
+    watchdog_gave_up = threading.Event()
+
+    def give_up(over_s: float) -> None:
+        given_up.append(over_s)
+        watchdog_gave_up.set()
 
     def held():
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
         try:
-            time.sleep(1.5)  # the watchdog gives up at about 0.6 s
+            # One wait in C, where no signal handler runs, until the watchdog gave up: at about
+            # 0.6 s on an idle machine, later on a loaded one (which a fixed sleep would outlast).
+            watchdog_gave_up.wait(60)
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
         return "finished late"
 
     with pytest.raises(JobTimeoutError):
-        timeout.run_with_timeout(held, 0.3, lambda: None, clock=SystemClock(), give_up=given_up.append,
+        timeout.run_with_timeout(held, 0.3, lambda: None, clock=SystemClock(), give_up=give_up,
                                  give_up_after_s=0.2)
     assert len(given_up) == 1, given_up
 
