@@ -526,16 +526,19 @@ def test_a_bridge_with_a_short_secret_says_so_in_its_log(bridge, monkeypatch):
 
 def test_a_message_that_is_no_jobpipe_event_is_said_in_the_log(bridge, monkeypatch):
     """A foreign body on the bridge's queue fails on every delivery until the redrive policy
-    parks it: each failure is a warning with the message's id and why, not a silent retry."""
+    parks it: each failure is a warning with the message's id, why, and how many times it came
+    (how near the redrive policy it is), not a silent retry."""
     _, erp, _, _, _ = bridge
     lines = _warnings(monkeypatch)
     from app import app as chalice_app
 
-    event = sqs_event([{"MessageId": "m-foreign", "ReceiptHandle": "rh-foreign", "Body": "not an event"}], QUEUE_ARN)
+    event = sqs_event([{"MessageId": "m-foreign", "ReceiptHandle": "rh-foreign", "Body": "not an event",
+                        "Attributes": {"ApproximateReceiveCount": "4"}}], QUEUE_ARN)
     failures = chalice_app.handler_map["erp_bridge"](event, LambdaContext(60))["batchItemFailures"]
     assert failures == [{"itemIdentifier": "m-foreign"}] and erp.posts == 0
     (line,) = [entry for entry in lines if entry["message"] == "erp_bridge received a message that is no jobpipe event"]
     assert line["message_id"] == "m-foreign" and "not a jobpipe event" in line["error"]
+    assert line["receive_count"] == 4
 
 
 def test_a_message_whose_event_id_no_jobpipe_event_has_fails_alone(bridge, monkeypatch):

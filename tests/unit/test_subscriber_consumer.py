@@ -227,3 +227,50 @@ def test_a_delivery_record_is_held_for_what_is_left_of_the_invocation_or_the_def
     assert failed(run.consume(batch("e-2"), object())) == []
     assert seen == [("e-1", DELIVERY_LEASE_S + 240), ("e-2", None)]
     assert leases == [DELIVERY_LEASE_S + 240, DELIVERY_LEASE_S]
+
+
+def test_an_effect_without_a_ledger_is_told_what_is_left_of_the_invocation():
+    """An effect safe to repeat (no ledger: the ERP bridge when the ERP deduplicates) is told
+    the invocation's time left as one on a ledger is: a POST cut to end before the invocation
+    does fails its record alone instead of the timeout failing the whole batch."""
+    seen = []
+
+    def effect(detail, seconds_left):
+        seen.append((detail["event_id"], seconds_left))
+
+    assert failed(consumer(effect, [], Queue()).consume(batch("e-1", "e-2"), Context())) == []
+    assert seen == [("e-1", 30.0), ("e-2", 30.0)]
+
+
+def test_an_unexpected_failure_of_the_effect_is_held_back_like_any_other():
+    """An effect that fails with an error no port names (a bug, a detail it cannot read) is
+    hidden for its backoff like a refused POST, not handed back to the queue at once to fail
+    again on every receive until the redrive policy parks it."""
+    queue = Queue()
+
+    def effect(detail, seconds_left):
+        raise KeyError("status")
+
+    answer = consumer(effect, [], queue, ledger=InMemoryDeliveryLedger(ttl_s=3600)).consume(
+        batch("e-1", receives=3), Context())
+    assert failed(answer) == ["m-e-1"] and queue.hidden == [("rh-e-1", 30)]
+
+
+def test_a_batch_whose_records_cannot_be_closed_still_succeeds_and_says_so(log_lines):
+    """Whatever keeps the delivery records from closing (the store not answering, or an error
+    no port names), the events were POSTed: their messages succeed rather than come back to be
+    delivered again, and the operator reads that the records were left in progress."""
+    class Unclosable(InMemoryDeliveryLedger):
+        def finish(self, delivered, failed):
+            raise RuntimeError("the store's answer could not be read")
+
+    sent = []
+
+    def effect(detail, seconds_left):
+        sent.append(detail["event_id"])
+
+    queue = Queue()
+    answer = consumer(effect, [], queue, ledger=Unclosable(ttl_s=3600)).consume(batch("e-1", "e-2"), Context())
+    assert failed(answer) == [] and sent == ["e-1", "e-2"] and queue.hidden == []
+    (said,) = [line for line in log_lines() if line["message"] == "erp_bridge could not close its delivery records"]
+    assert "the store's answer could not be read" in said["exception"]
