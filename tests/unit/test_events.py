@@ -439,6 +439,51 @@ def test_erp_bridge_names_itself_as_every_http_client_does():
     assert headers["User-Agent"] == "jobpipe-erp-bridge"
 
 
+class Answering:
+    """A webhook sender that answers every POST with `answer`, keeping each request's body and headers."""
+
+    def __init__(self, answer: WebhookAnswer) -> None:
+        self.answer = answer
+        self.sent: list[tuple[bytes, dict]] = []
+
+    def post(self, url, body, headers, timeout_s=None):
+        self.sent.append((body, headers))
+        return self.answer
+
+
+def test_erp_bridge_posts_json_naming_the_event_s_id_and_type():
+    """What docs/events.md tells a receiver it gets: a JSON body said as one (a framework reads
+    the body by its Content-Type), signed, the event's id and type in their own headers (a
+    receiver routes on X-Jobpipe-Event-Type without parsing the body) and the bridge's name."""
+    detail = json.loads(completed().model_dump_json())
+    sender = Answering(WebhookAnswer(204))
+    ErpBridge(sender, "http://erp/hook", "k" * 32).deliver(detail)
+    ((body, headers),) = sender.sent
+    assert headers == {"Content-Type": "application/json", "User-Agent": "jobpipe-erp-bridge",
+                       "X-Jobpipe-Signature": sign("k" * 32, body), "X-Jobpipe-Event-Id": detail["event_id"],
+                       "X-Jobpipe-Event-Type": "job.status.changed"}
+
+
+def test_erp_bridge_failures_carry_the_answer_they_were_read_from():
+    """What `deliver` says its errors carry: a refusal its status, reason phrase and the start
+    of the body; a failure its status and the Retry-After asked for, a location only for a
+    redirect that named one; an event no header can carry which field it was, and no status."""
+    detail = json.loads(completed().model_dump_json())
+
+    def failure(answer: WebhookAnswer, event: dict = detail) -> WebhookDeliveryError:
+        with pytest.raises(WebhookDeliveryError) as raised:
+            ErpBridge(Answering(answer), "http://erp/hook", "k" * 32).deliver(event)
+        return raised.value
+
+    assert failure(WebhookAnswer(422, reason="Unprocessable Entity", text="no such job")).details == {
+        "status": 422, "reason": "Unprocessable Entity", "text": "no such job"}
+    assert failure(WebhookAnswer(503, retry_after_s=30.0, reason="Busy")).details == {"status": 503, "retry_after_s": 30.0}
+    assert failure(WebhookAnswer(303, location="https://erp/v2")).details == {
+        "status": 303, "retry_after_s": None, "location": "https://erp/v2"}
+    assert failure(WebhookAnswer(204), {**detail, "event_type": "job status\n"}).details == {
+        "status": None, "field": "event_type"}
+
+
 def test_erp_bridge_posts_with_the_least_time_left_it_accepts_and_not_with_less():
     from chalicelib.defaults import WEBHOOK_MIN_TIMEOUT_S
 
