@@ -113,6 +113,16 @@ def test_an_empty_finish_writes_nothing(ledgers):
     assert ledger.begin(["x"], LEASE_S).opened == ("x",)
 
 
+def test_an_event_named_twice_in_a_finish_is_closed_once(ledgers):
+    """The ledger closes what it is told, a repeat included: DynamoDB refuses a batch write that
+    names one key twice, which would leave the whole batch's records in progress (its delivered
+    events held, its failed ones not forgotten) until their leases lapse."""
+    ledger = ledgers()
+    ledger.begin(["delivered", "failed"], LEASE_S)
+    ledger.finish(["delivered", "delivered"], ["failed", "failed"])
+    assert ledger.begin(["delivered", "failed"], LEASE_S) == LedgerOpening(opened=("failed",), done=("delivered",))
+
+
 def test_a_message_recorded_parked_is_not_parked_again_until_its_record_expires(ledgers, clock):
     """A refused event's message is parked once: a park that did not go through leaves it to
     park, a recorded park keeps each later delivery of the same message off the dead-letter
@@ -124,6 +134,7 @@ def test_a_message_recorded_parked_is_not_parked_again_until_its_record_expires(
     assert ledger.begin_parking("m-1") is False
     assert ledger.begin_parking("m-2") is True
     assert ledger.begin(["e-1"], LEASE_S) == LedgerOpening(opened=("e-1",))
+    assert ledger.begin(["m-1"], LEASE_S) == LedgerOpening(opened=("m-1",)), "an event id that is a message's text"
     assert ledgers("cache_invalidation").begin_parking("m-1") is True
     clock.now += TTL_S  # the record's last second: still parked, on both ledgers
     assert ledger.begin_parking("m-1") is False

@@ -139,3 +139,58 @@ def test_a_round_on_a_ledger_that_cannot_be_reached_fails_each_run_with_the_ledg
     with pytest.raises(StoreUnavailableError, match="could not open the delivery records"):
         batch.run("a", lambda: sent.append("a"))
     assert sent == []
+
+
+class Recorder:
+    """A DynamoDB client that takes every write, recording each request's arguments."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+
+    def __getattr__(self, name):
+        return lambda **kwargs: self.calls.append((name, kwargs)) or {}
+
+
+def test_a_clock_between_seconds_holds_a_lease_through_its_second_and_records_last_their_whole_time():
+    """The records' times are whole seconds: `now` is read down (a lease is held through its
+    last second, not taken over while that second still runs) and every end up (a lease or a
+    time to live is never a second short), for the opened, the done and the parked records."""
+    client = Recorder()
+    ledger = DynamoDeliveryLedger(client, "idempotency", "erp_bridge", ttl_s=3600, clock=lambda: 1000.6)
+    ledger.begin(["a"], 59.2)
+    ledger.finish(["a"], [])
+    assert ledger.begin_parking("m-1") is True
+    (_, opened), (_, closed), (_, parking) = client.calls
+    put = opened["TransactItems"][0]["Put"]
+    assert put["Item"]["expiration"] == {"N": "1060"} and put["ExpressionAttributeValues"][":now"] == {"N": "1000"}
+    (done,) = closed["RequestItems"]["idempotency"]
+    assert done["PutRequest"]["Item"]["expiration"] == {"N": "4601"}
+    assert parking["Item"]["expiration"] == {"N": "4601"} and parking["ExpressionAttributeValues"][":now"] == {"N": "1000"}
+
+
+class RefusingPuts:
+    """A DynamoDB client whose every put_item raises `error`."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def put_item(self, **kwargs):
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [
+    ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "PutItem"),
+    ClientError({"Error": {"Code": "AccessDeniedException", "Message": "denied"}}, "PutItem"),
+    ReadTimeoutError(endpoint_url="http://127.0.0.1"),
+])
+def test_a_parking_mark_the_store_did_not_take_is_the_store_not_answering(error):
+    """Only a refused condition says a message was parked before, and its message is then
+    deleted without a park: a throttled, denied or unanswered write must not read as that
+    (the refused event would be dropped, neither parked nor delivered), nor may a park whose
+    record was not written escape as a raw client error (its message would come back and be
+    parked again). Both are StoreUnavailableError, which the consumer retries."""
+    ledger = DynamoDeliveryLedger(RefusingPuts(error), "idempotency", "erp_bridge", ttl_s=3600, clock=lambda: 1000.0)
+    with pytest.raises(StoreUnavailableError, match="could not read whether a message was parked"):
+        ledger.begin_parking("m-1")
+    with pytest.raises(StoreUnavailableError, match="could not record a parked message"):
+        ledger.parked("m-1")
