@@ -517,6 +517,18 @@ def test_a_full_erp_batch_of_slow_posts_fits_its_function_with_the_close_margin(
     assert source.batch_size * WEBHOOK_TIMEOUT_S + DELIVERY_CLOSE_MARGIN_S <= timeout_s
 
 
+def test_the_subscribers_take_the_fullest_batch_sqs_gives_a_function_without_a_window():
+    """Ten messages an invocation, the most SQS hands a function with no batching window: the
+    ERP bridge's ledger costs two requests a batch and its connection one handshake a batch
+    (docs/events.md, docs/capacity.md), so a smaller batch costs more of both and more
+    invocations, the cache invalidation's more invocations."""
+    import app
+    from chalicelib.subscribers.handlers import CACHE_INVALIDATION, ERP_BRIDGE
+
+    sizes = {s.name: s.batch_size for s in app.app.event_sources if s.name in (ERP_BRIDGE, CACHE_INVALIDATION)}
+    assert sizes == {ERP_BRIDGE: 10, CACHE_INVALIDATION: 10}
+
+
 class CountingPublisher:
     def __init__(self):
         self.calls = []

@@ -274,3 +274,28 @@ def test_a_batch_whose_records_cannot_be_closed_still_succeeds_and_says_so(log_l
     assert failed(answer) == [] and sent == ["e-1", "e-2"] and queue.hidden == []
     (said,) = [line for line in log_lines() if line["message"] == "erp_bridge could not close its delivery records"]
     assert "the store's answer could not be read" in said["exception"]
+
+
+def test_a_failed_cache_invalidation_is_held_back_for_the_deployment_s_backoff_under_its_own_name(log_lines):
+    """Cache invalidation is retried as the ERP bridge's deliveries are: a failure is hidden on
+    the container's queue for the settings' redelivery backoff, and its log line names
+    `cache_invalidation`, which tells the operator which subscriber is behind."""
+    from types import SimpleNamespace
+
+    from chalicelib.domain.errors import StoreUnavailableError
+    from chalicelib.subscribers.handlers import cache_consumer
+    from tests.unit.test_events import completed
+
+    class Unreachable:
+        def handle(self, event):
+            raise StoreUnavailableError("the cache table did not answer")
+
+    queue = Queue()
+    services = SimpleNamespace(settings=SimpleNamespace(redelivery_wait_s=lambda receives: 7 * receives),
+                               queue=queue, cache_invalidator=Unreachable())
+    records = batch("e-1", receives=2)
+    records["Records"][0]["body"] = json.dumps({"detail": json.loads(completed().model_dump_json())})
+    assert failed(cache_consumer(services).consume(records, Context())) == ["m-e-1"]
+    assert queue.hidden == [("rh-e-1", 14)]
+    (said,) = [line for line in log_lines() if line["message"].endswith("failed; retrying in 14 s")]
+    assert said["message"] == "cache_invalidation failed; retrying in 14 s" and "did not answer" in said["error"]
