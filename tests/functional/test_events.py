@@ -120,16 +120,24 @@ def test_cache_routes_refuse_bad_names_and_other_tenants(client, aws):
     assert client.http.put("/cache/proj/ns", headers=auth(), body="{nope").status_code == 400
 
 
-def test_unpublished_events_fail_the_invocation_so_the_stream_retries_the_batch(client, aws, tap, stream):
+def test_unpublished_events_fail_the_invocation_so_the_stream_retries_the_batch(client, aws, tap, stream, monkeypatch):
+    """The invocation fails, naming the stream record its publishing stopped at, in its error
+    and in a warning (what the operator finds a stuck shard by), and the retry goes out."""
     from chalicelib.adapters.memory_events import InMemoryEventPublisher
     from chalicelib.domain.errors import EventPublishError
+    from tests.functional.test_erp_delivery import _warnings
 
     submit(client, STEPS)
     failing = InMemoryEventPublisher()
     failing.fail_next = 1
     composition.container().publisher = failing
-    with pytest.raises(EventPublishError):
+    lines = _warnings(monkeypatch)
+    with pytest.raises(EventPublishError) as raised:
         publish_stream(client._app, stream)
+    first = stream.records[0]["dynamodb"]["SequenceNumber"]
+    assert str(raised.value) == f"events from stream record {first} on were not published"
+    (said,) = [line for line in lines if line["message"] == "event publishing stopped; the stream will retry the batch"]
+    assert said["sequence_number"] == first
     assert publish_stream(client._app, stream) == {"batchItemFailures": []}  # the retry goes out
     assert [e.status for e in failing.published] == ["queued"]
 
