@@ -272,6 +272,7 @@ def test_batch_mates_that_finish_within_their_short_lease_cost_no_visibility_cha
     assert result == {"batchItemFailures": []}
     assert [status(client, i) for i in ids] == ["completed"] * 4
     assert calls == []  # only the batch's one shortening call, none per claim
+    assert worker_clock.armed == 0, "each finished attempt's extension is cancelled with it, not left to fire"
     worker_clock.advance(BATCH_MATE_LEASE_S)
     assert calls == [] and worker_clock.armed == 0, "no extension is left to come for a finished attempt"
 
@@ -353,6 +354,7 @@ def test_a_batch_hands_back_nothing_once_it_has_ended(monkeypatch):
     with pytest.raises(RuntimeError):
         with batch.job_batch(records, services, time_left_s=lambda: None):
             raise RuntimeError("the batch's processing broke")
+    assert clock.armed == 0, "its hand-back's timer is cancelled as the batch ends, not left to fire"
     clock.advance(BATCH_MATE_WAIT_S)
     assert queue.handed_back == [] and queue.acknowledged == [] and clock.armed == 0
     (hand_back,) = clock.fires
@@ -410,11 +412,12 @@ def test_a_message_for_a_job_that_does_not_exist_is_acknowledged_with_a_log_line
     real_warning = logger.warning
     monkeypatch.setattr(logger, "warning", lambda message, *args, extra=None, **kwargs: lines.append(
         {**logger.get_current_keys(), **(extra or {}), "message": message, "level": "WARNING"}))
-    assert invoke_worker(app, sqs_event(receive_all(aws))) == {"batchItemFailures": []}
+    event = sqs_event(receive_all(aws))
+    assert invoke_worker(app, event) == {"batchItemFailures": []}
     monkeypatch.setattr(logger, "warning", real_warning)
     (line,) = [entry for entry in lines if entry["message"] == "job message skipped"]
-    assert (line["level"], line["reason"], line["job_id"], line["attempt"]) == (
-        "WARNING", "job does not exist", missing, 1)
+    assert (line["level"], line["reason"], line["job_id"], line["attempt"], line["message_id"]) == (
+        "WARNING", "job does not exist", missing, 1, event["Records"][0]["messageId"])
 
 
 def test_a_message_that_is_no_job_message_whose_batch_comes_back_before_its_answer_is_parked_once(app, aws):

@@ -29,12 +29,31 @@ def warnings(monkeypatch) -> list[tuple[str, dict]]:
     return said
 
 
+def held_up(queue: InMemoryJobQueue, mates: list[dict]) -> batch._WaitingMates:
+    """`mates` waiting their turn behind a job that has now run BATCH_MATE_WAIT_S: the hand-back
+    is done (or refused) by then."""
+    clock = ManualClock()
+    waiting = batch._WaitingMates(queue, mates, batch.BATCH_MATE_WAIT_S, clock)
+    clock.advance(batch.BATCH_MATE_WAIT_S)
+    return waiting
+
+
 def test_batch_mates_whose_lease_the_queue_would_not_shorten_are_counted_and_the_others_shortened(warnings):
     queue = InMemoryJobQueue()
     queue.refuse.add("handle-2")
     batch._shorten_waits(queue, [record(1), record(2), record(3)])
     assert queue.visibility == {"handle-1": BATCH_MATE_LEASE_S, "handle-3": BATCH_MATE_LEASE_S}
     assert warnings == [("some batch-mates' visibility was not shortened", {"refused": 1})]
+
+
+def test_batch_mates_whose_leases_were_all_shortened_are_not_warned_of(warnings):
+    """The warning tells an operator that some batch-mates keep the queue's visibility timeout
+    (a crash would strand them for 90 minutes): when the queue shortened every lease, it must
+    not be said."""
+    queue = InMemoryJobQueue()
+    batch._shorten_waits(queue, [record(1), record(2)])
+    assert queue.visibility == {"handle-1": BATCH_MATE_LEASE_S, "handle-2": BATCH_MATE_LEASE_S}
+    assert warnings == []
 
 
 def test_a_batch_mate_whose_copy_was_refused_runs_in_its_batch_and_only_the_sent_originals_go(warnings):
@@ -44,13 +63,35 @@ def test_a_batch_mate_whose_copy_was_refused_runs_in_its_batch_and_only_the_sent
     queue = InMemoryJobQueue()
     mates = [record(1), record(2), record(3)]
     queue.refuse |= {mates[1]["body"], "handle-1"}
-    clock = ManualClock()
-    waiting = batch._WaitingMates(queue, mates, batch.BATCH_MATE_WAIT_S, clock)
-    clock.advance(batch.BATCH_MATE_WAIT_S)
+    waiting = held_up(queue, mates)
     assert [waiting.take(m["messageId"]) for m in mates] == [False, True, False]
     assert queue.handed_back == [(ARN, mates[0]["body"], 1), (ARN, mates[2]["body"], 1)]
     assert queue.acknowledged == ["handle-3"]
     assert warnings == [("some handed-back batch-mates' originals were not deleted", {"undeleted": 1})]
+    waiting.stop()
+
+
+def test_a_hand_back_the_queue_took_whole_is_not_warned_of(warnings):
+    """Every copy sent and every original deleted: nothing is left for an operator to look
+    into, so nothing is said at warning level."""
+    queue = InMemoryJobQueue()
+    mates = [record(1), record(2)]
+    waiting = held_up(queue, mates)
+    assert [waiting.take(m["messageId"]) for m in mates] == [False, False]
+    assert queue.acknowledged == ["handle-1", "handle-2"]
+    assert warnings == []
+    waiting.stop()
+
+
+def test_a_hand_back_whose_every_copy_the_queue_refused_leaves_every_mate_its_turn(warnings):
+    """No copy was sent: every batch-mate keeps its turn in this batch, and no original is
+    deleted (nor a delete asked for none)."""
+    queue = InMemoryJobQueue()
+    mates = [record(1), record(2)]
+    queue.refuse |= {m["body"] for m in mates}
+    waiting = held_up(queue, mates)
+    assert [waiting.take(m["messageId"]) for m in mates] == [True, True]
+    assert queue.handed_back == [] and queue.acknowledged == [] and warnings == []
     waiting.stop()
 
 
