@@ -105,6 +105,42 @@ def test_a_batch_mate_whose_turn_comes_just_within_its_short_lease_runs(app, cli
     assert [status(client, i) for i in ids] == ["completed", "completed"]
 
 
+def test_a_job_the_invocation_has_no_time_left_for_is_not_started(app, client, aws, worker_clock):
+    """The worker function's remaining time reaches each claim: a job whose timeout does not
+    fit in what is left of the invocation is not started (Lambda would end it part way, its
+    attempt lost until the reconciler found it) but handed back as a failure, still queued."""
+    (job,) = submit(client, 1)
+    event = sqs_event(receive_all(aws))
+    result = invoke_worker(app, event, timeout_s=5)
+    assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert status(client, job) == "queued"
+
+
+def test_a_batch_mates_short_lease_counts_from_before_the_workers_queue_client_was_built(
+        app, client, aws, monkeypatch, worker_clock):
+    """A fresh process's first batch builds its queue client after the invocation began (on a
+    cold start, seconds): the batch-mates' short leases were running meanwhile, so their turns
+    are counted from the invocation's start, and one too late by then is handed back untouched,
+    not run where its message may already be delivered again."""
+    from chalicelib.composition import Container, container
+
+    ids = submit(client, 2)
+    messages = sorted(receive_all(aws), key=lambda m: ids.index(job_of(m)))
+    hand_back_unanswered(monkeypatch)  # so it waits its turn
+    container().__dict__.pop("queue")  # a fresh process: its queue client not built yet
+    real_client = Container.client
+
+    def slow_to_build(self, service, **kwargs):
+        if service == "sqs" and "queue" not in self.__dict__:
+            worker_clock.advance(BATCH_MATE_LEASE_S - BATCH_TURN_MARGIN_S + 1)
+        return real_client(self, service, **kwargs)
+
+    monkeypatch.setattr(Container, "client", slow_to_build)
+    event = sqs_event(messages)
+    assert invoke_worker(app, event) == {"batchItemFailures": [{"itemIdentifier": event["Records"][1]["messageId"]}]}
+    assert [status(client, i) for i in ids] == ["completed", "queued"]
+
+
 def test_drain_runs_a_whole_batch_however_long_the_job_ahead_takes(app, client, aws, monkeypatch):
     """drain() delivers what is on a queue as one batch: on a slow machine a job ahead of the
     others runs past BATCH_MATE_WAIT_S of real time, and still none is handed back."""
@@ -131,6 +167,31 @@ def test_the_records_delivered_most_often_run_first(app, client, aws, monkeypatc
     monkeypatch.setattr(batch, "BATCH_MATE_LEASE_S", 4)
     invoke_worker(app, event)
     assert [status(client, i) for i in ids] == ["queued", "queued", "completed"]
+
+
+def execution_order(monkeypatch) -> list[str]:
+    """The ids of the jobs the worker runs from now on, in the order it runs them."""
+    real, ran = JobRunner._execute, []
+
+    def noted(self, job):
+        ran.append(job.id)
+        return real(self, job)
+
+    monkeypatch.setattr(JobRunner, "_execute", noted)
+    return ran
+
+
+def test_a_batch_runs_in_its_own_order_not_the_events(app, client, aws, monkeypatch, worker_clock):
+    """Every record runs (each within its short lease), those delivered most often first,
+    whatever order the event listed them in."""
+    ids = submit(client, 3)
+    messages = sorted(receive_all(aws), key=lambda m: ids.index(job_of(m)))
+    event = sqs_event(messages)
+    event["Records"][1]["attributes"]["ApproximateReceiveCount"] = "2"
+    event["Records"][2]["attributes"]["ApproximateReceiveCount"] = "3"
+    ran = execution_order(monkeypatch)
+    assert invoke_worker(app, event) == {"batchItemFailures": []}
+    assert ran == [ids[2], ids[1], ids[0]]
 
 
 def held_up_batch(client, aws, monkeypatch, worker_clock, n: int) -> tuple[str, list[str], list[dict]]:
@@ -378,6 +439,17 @@ def test_a_message_that_is_no_job_message_is_parked_on_the_dead_letter_queue_at_
     parked = receive_all(aws, "dlq_url")
     assert sorted(m["Body"] for m in parked) == sorted(NOT_JOB_MESSAGES)  # as they came, for whoever sent them
     assert receive_all(aws) == []
+
+
+@pytest.mark.parametrize("priority", ["high", "low"])
+def test_a_message_that_is_no_job_message_is_parked_on_its_own_prioritys_dead_letter_queue(app, aws, priority):
+    """Each priority's worker parks what it cannot read on its own queue's dead-letter queue,
+    where an operator looking into that queue (and whoever sent the message there) finds it."""
+    aws["sqs"].send_message(QueueUrl=aws[f"{priority}_url"], MessageBody="not json")
+    event = sqs_event(receive_all(aws, f"{priority}_url"), f"arn:aws:sqs:us-east-1:123456789012:jobs-{priority}")
+    assert invoke_worker(app, event, function=f"job_worker_{priority}") == {"batchItemFailures": []}
+    assert [m["Body"] for m in receive_all(aws, f"dlq_{priority}_url")] == ["not json"]
+    assert receive_all(aws, "dlq_url") == []
 
 
 def test_a_message_that_is_no_job_message_comes_back_soon_when_it_cannot_be_parked(app, client, aws, monkeypatch):

@@ -1,0 +1,43 @@
+"""The worker functions' reading of their Lambda context (what is left of the invocation, in
+seconds: what each claim weighs a job's timeout against) and their event sources."""
+from __future__ import annotations
+
+from chalicelib.worker import handlers
+
+
+class Context:
+    """A Lambda context with `millis` left."""
+
+    def __init__(self, millis: int) -> None:
+        self.millis = millis
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.millis
+
+
+def test_the_time_left_is_the_contexts_in_seconds():
+    """Read in the wrong unit (or off by a part in a thousand) a claim would start a job that
+    Lambda kills part way, or defer one that fits."""
+    assert handlers._seconds_left(Context(1500)) == 1.5
+    assert handlers._seconds_left(Context(900_000)) == 900
+
+
+def test_a_context_that_does_not_say_leaves_the_time_left_unknown():
+    """No context (a direct call) or one without the remaining-time method: None, which a
+    claim takes as no limit, not as no time at all."""
+    assert handlers._seconds_left(None) is None
+    assert handlers._seconds_left(object()) is None
+
+
+def test_each_priority_has_its_worker_on_its_own_queue_taking_full_batches():
+    """One function per priority, each on its own queue (a flood of low-priority jobs waits
+    behind its own concurrency limit), taking up to WORKER_BATCH_SIZE messages an invocation:
+    at Chalice's default of one, a backlog would take ten times the invocations."""
+    import app
+    from chalicelib.defaults import WORKER_BATCH_SIZE
+
+    sources = {s.name: (s.queue, s.batch_size) for s in app.app.event_sources if s.name.startswith("job_worker")}
+    assert sources == {"job_worker": (handlers.JOBS_QUEUE, WORKER_BATCH_SIZE),
+                       "job_worker_high": (handlers.JOBS_QUEUE_HIGH, WORKER_BATCH_SIZE),
+                       "job_worker_low": (handlers.JOBS_QUEUE_LOW, WORKER_BATCH_SIZE)}
+
