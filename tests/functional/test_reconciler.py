@@ -30,6 +30,12 @@ def reconcile(app) -> dict:
     return app.handler_map["reconciler"](scheduled_event({}), LambdaContext(120))
 
 
+def fire(app, task: str, at: str = "2026-11-30T12:00:00Z") -> dict:
+    """The scheduled function invoked by `task`'s maintenance rule firing `at`."""
+    return app.handler_map["reconciler"]({**scheduled_event({"maintenance_task": task}), "time": at},
+                                         LambdaContext(120))
+
+
 def times_out(**_request) -> None:
     """An SQS call whose answer never came, its retries spent."""
     raise ReadTimeoutError(endpoint_url="https://sqs.us-east-1.amazonaws.com")
@@ -141,6 +147,14 @@ def test_a_pass_whose_record_cannot_be_kept_still_ends_and_says_so(quick_grace, 
     assert completes(app, client, aws, job)
 
 
+def test_a_pass_without_errors_says_so_at_info(app, aws, caplog):
+    """Warning is for a pass some step of which failed (what an operator looks into); a pass
+    that went through says its counts at info, or every minute's line would be a warning."""
+    assert reconcile(app)["errors"] == []
+    (line,) = [r for r in caplog.records if r.getMessage() == "reconciler pass"]
+    assert line.levelname == "INFO"
+
+
 def test_a_job_an_hour_ahead_is_held_shows_not_before_and_can_be_canceled(app, client, aws):
     before = datetime.now(timezone.utc)
     job = client.http.post("/jobs", headers=auth(), body=json.dumps({**STEPS, "delay_seconds": 3600})).json_body
@@ -182,14 +196,55 @@ def test_a_run_at_in_the_past_starts_the_job_now(app, client, aws):
 
 
 def test_a_scheduled_maintenance_task_is_enqueued_once_per_firing(app, client, aws):
-    event = scheduled_event({"maintenance_task": "health_check"})
-    first = app.handler_map["reconciler"](event, LambdaContext(120))
-    again = app.handler_map["reconciler"](event, LambdaContext(120))  # a retried invocation
+    first = fire(app, "health_check")
+    again = fire(app, "health_check")  # a retried invocation
     assert first["status"] == "queued"
     assert again == {**first, "status": "already_enqueued"}
     drain(app, aws)
     task = client.http.get(f"/api/system/maintenance/tasks/{first['task_id']}", headers=operator_headers()).json_body
     assert task["status"] == "completed" and task["requested_by"] == "schedule"
+
+
+def test_each_firing_of_a_schedule_enqueues_its_own_task(app, aws):
+    """Firings a minute apart (the finest a schedule fires) are two runs of the task: the
+    second must not be taken for a retry of the first and dropped."""
+    first, second = fire(app, "health_check"), fire(app, "health_check", at="2026-11-30T12:01:00Z")
+    assert (first["status"], second["status"]) == ("queued", "queued") and first["task_id"] != second["task_id"]
+
+
+def test_a_firing_retried_minutes_later_is_enqueued_once(app, client, aws, monkeypatch):
+    """Lambda retries a failed scheduled invocation minutes after the firing: the task's id
+    comes from when the schedule fired (the event's time), not from when the invocation runs,
+    so the retry finds the task enqueued instead of starting it a second time."""
+    from chalicelib.worker import scheduled
+
+    runs_at = iter([datetime(2026, 11, 30, 12, 0, 30, tzinfo=timezone.utc),
+                    datetime(2026, 11, 30, 12, 3, 30, tzinfo=timezone.utc)])
+    monkeypatch.setattr(scheduled, "utcnow", lambda: next(runs_at))
+    first, again = fire(app, "health_check"), fire(app, "health_check")
+    assert first["status"] == "queued" and again == {**first, "status": "already_enqueued"}
+
+
+def test_a_scheduled_clean_up_keeps_finished_jobs_for_their_retention(app, aws, monkeypatch):
+    """The scheduled clean-up removes a finished job's records and objects once its retention
+    (JOBPIPE_RETENTION_DAYS) is over, not at the task's shorter default, which would remove
+    jobs callers may still read; the other tasks take their own defaults."""
+    from chalicelib.composition import container
+
+    monkeypatch.setenv("JOBPIPE_RETENTION_DAYS", "3")
+    payloads = {}
+    for task in ("cleanup_runs", "health_check"):
+        payloads[task] = container().store.get(fire(app, task)["task_id"], mark_gone=False).payload
+    assert payloads["cleanup_runs"]["max_age_hours"] == 72 and payloads["health_check"] == {}
+
+
+def test_a_schedule_naming_no_maintenance_task_fails_naming_those_there_are(app, aws):
+    """A rule whose task this code does not know (a template ahead of its code, a typo) fails
+    its invocation with the tasks there are, where the failure alarm sees it, and enqueues
+    nothing: no job of a type no worker runs."""
+    with pytest.raises(ValueError, match=r"unknown maintenance task 'defrag'; one of .*health_check"):
+        fire(app, "defrag")
+    assert receive_all(aws) == []
 
 
 def test_a_job_record_this_code_cannot_read_leaves_the_others_listed_and_repaired(quick_grace, app, client, aws,

@@ -1,8 +1,12 @@
-"""The worker functions' reading of their Lambda context (what is left of the invocation, in
-seconds: what each claim weighs a job's timeout against) and their event sources."""
+"""The worker and scheduled functions' reading of their Lambda context (what is left of the
+invocation, in seconds: what each claim weighs a job's timeout against, and what the
+reconciler's pass keeps its requests within), and the workers' event sources."""
 from __future__ import annotations
 
-from chalicelib.worker import handlers
+from contextlib import contextmanager
+
+from chalicelib.reconciler import ReconcilePass
+from chalicelib.worker import handlers, scheduled
 
 
 class Context:
@@ -41,3 +45,41 @@ def test_each_priority_has_its_worker_on_its_own_queue_taking_full_batches():
                        "job_worker_high": (handlers.JOBS_QUEUE_HIGH, WORKER_BATCH_SIZE),
                        "job_worker_low": (handlers.JOBS_QUEUE_LOW, WORKER_BATCH_SIZE)}
 
+
+class PassServices:
+    """The services a reconciler pass runs on, keeping what it was given: the time left its
+    requests are kept within (`sending`, called when read) and its pass's (`passed`)."""
+
+    def __init__(self) -> None:
+        self.sending: list = []
+        self.passed: list = []
+        self.reconciler = self
+        self.reconciler_log = self
+
+    @contextmanager
+    def sending_while(self, time_left_s, keep_s):
+        self.sending.append(time_left_s)
+        yield
+
+    def run_pass(self, *, time_left_s):
+        self.passed.append(time_left_s)
+        return ReconcilePass(started_at="2026-11-30T12:00:00Z")
+
+    def record(self, started_at, counts) -> None:
+        pass
+
+
+def test_a_reconciler_pass_keeps_to_the_contexts_time_left_in_seconds():
+    """The pass stops sending requests RECONCILE_PASS_MARGIN_S before its invocation ends: read
+    in the wrong unit it would be cut off by Lambda mid-pass, or stop minutes early."""
+    services = PassServices()
+    scheduled.run_reconciler_pass(services, Context(1500))
+    assert [left() for left in services.sending + services.passed] == [1.5, 1.5]
+
+
+def test_a_reconciler_pass_without_a_context_has_no_time_left_to_keep_to():
+    """Run by hand, with no Lambda context: no limit (None) to its requests, not a reading
+    of a remaining time there is none of."""
+    services = PassServices()
+    scheduled.run_reconciler_pass(services)
+    assert services.sending == services.passed == [None]
