@@ -134,6 +134,19 @@ def test_a_delivery_that_failed_before_its_outcome_says_it_comes_back(warnings):
     assert [(message, extra["retry_in_s"]) for message, extra in warnings] == [("delivery failed; retrying", 5)]
 
 
+def test_a_lease_extension_is_due_as_its_short_lease_ends_however_far_from_zero_the_clock_reads():
+    """A monotonic clock reads what it has counted since some start (boot, for the system's):
+    the extension comes when the short lease is about to end, not that reading's worth of
+    seconds after the claim, by which time the message would have been delivered again."""
+    holds: list[int] = []
+    clock = ManualClock(start=10_000.0)
+    lease = batch._LeaseExtension(holds.append, due_at=10_025.0, clock=clock)
+    clock.advance(10)
+    lease.schedule(300)  # claimed at 10 010: its attempt's lease ends at 10 310
+    clock.advance(15)
+    assert holds == [285]
+
+
 @pytest.mark.parametrize("mates", [0, 1])
 def test_a_batch_of_one_or_none_arms_no_hand_back(mates):
     """Only batch-mates are handed back: a batch of one record (or none) starts no timer and
