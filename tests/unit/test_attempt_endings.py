@@ -433,10 +433,11 @@ def test_two_threads_failing_at_once_end_the_job_with_the_error_both_raise(store
     assert raised == {"E_FIRST": "E_FIRST", "E_SECOND": "E_FIRST"}, raised
 
 
-def ended_attempt(store, queue, clock, *, completed: bool, stop: str):
+def ended_attempt(store, queue, clock, *, completed: bool, stop: str, raised: Optional[BaseException] = None):
     """The job and the events observed once its handler (complete_job first when `completed`)
-    stopped as `stop` says: returned, raised, ran past its 30 s timeout and returned or raised
-    the interrupt, or went on 15 s past it until it was given up on."""
+    stopped as `stop` says: returned, raised (`raised`, else a ValueError of its own), ran past
+    its 30 s timeout and returned or raised the interrupt, or went on 15.04 s past it (said to a
+    tenth of a second) until it was given up on."""
     observed = []
     _, submitted, job, worker_clock, reporter, ctx, outcomes = driven_attempt(
         store, queue, clock, observe=lambda event, job_, extra: observed.append((event, extra)),
@@ -445,13 +446,13 @@ def ended_attempt(store, queue, clock, *, completed: bool, stop: str):
         ctx.complete({"rows": 3}, "three rows")
     if stop.startswith("times_out") or stop == "given_up":
         ctx.expire()
-    raised: Optional[BaseException] = {
+    raised = raised or {
         "raises": ValueError("the connection closed"),
         "times_out_raises": JobTimeoutError(JobTimeoutError.exceeded(30)),
     }.get(stop)
     try:
         if stop == "given_up":
-            outcomes.give_up(reporter, worker_clock.monotonic(), 15.0, ctx=ctx)
+            outcomes.give_up(reporter, worker_clock.monotonic(), 15.04, ctx=ctx)
         else:
             outcomes.after_handler(job, ctx, reporter, worker_clock.monotonic(), None, raised)
     finally:
@@ -489,6 +490,22 @@ def test_the_completed_line_warns_of_what_went_wrong_after_complete_job_and_only
         assert "ValueError: the connection closed" in extra["traceback"]
 
 
+def test_what_the_handler_raised_after_complete_job_is_warned_of_in_at_most_an_errors_length(store, queue, clock):
+    """The `completed` line's warning names what the handler raised after complete_job, cut as a
+    job's error message is (MAX_ERROR_MESSAGE_CHARS): an exception carrying a whole response body
+    makes no log line of that size, its traceback's end beside it saying the rest."""
+    from chalicelib.defaults import MAX_ERROR_MESSAGE_CHARS
+
+    final, observed = ended_attempt(store, queue, clock, completed=True, stop="raises",
+                                    raised=ValueError("x" * (MAX_ERROR_MESSAGE_CHARS + 500)))
+    assert final.status == JobStatus.COMPLETED
+    (extra,) = [extra for event, extra in observed if event == "completed"]
+    what, _, rest = extra["warning"].partition(" after complete_job: ")
+    assert rest == "the job completed with the result it recorded", extra["warning"][-100:]
+    assert what.startswith("the handler raised ValueError: xxx")
+    assert len(what) == len("the handler raised ") + MAX_ERROR_MESSAGE_CHARS, len(what)
+
+
 @pytest.mark.parametrize(("stop", "said"), [
     ("times_out_returns", f"{JobTimeoutError.exceeded(30)} (it went on past its timeout)"),
     ("times_out_raises", JobTimeoutError.exceeded(30)),  # the interrupt's own
@@ -503,6 +520,70 @@ def test_a_timeout_says_whether_the_worker_process_was_ended(store, queue, clock
     assert (final.status, final.error.code, final.error.message) == (JobStatus.RETRYING, "timeout", said)
 
 
+
+
+@pytest.mark.parametrize("stop", ["times_out_returns", "times_out_raises"])
+def test_a_timeout_is_logged_with_where_the_handler_was_interrupted_when_it_raised_it(store, queue, clock, stop):
+    """docs/operations.md: a failing attempt's `job retried` line carries the `traceback` of what
+    the handler raised. A handler interrupted at its timeout raised the interrupt: its traceback
+    says which call the time ran out in, the one thing an author needs to shorten it. One that
+    returned late raised nothing, and has no traceback."""
+    final, observed = ended_attempt(store, queue, clock, completed=False, stop=stop)
+    assert (final.status, final.error.code) == (JobStatus.RETRYING, "timeout")
+    (extra,) = [extra for event, extra in observed if event == "retried"]
+    if stop == "times_out_raises":
+        assert "JobTimeoutError: handler exceeded its timeout of 30 s" in extra["traceback"], extra
+    else:
+        assert "traceback" not in extra, extra
+
+
+@pytest.mark.parametrize("by", ["fail_job", "raised"])
+@pytest.mark.parametrize("over", [0, 1])
+def test_a_failures_message_keeps_max_error_message_chars_whole_and_cuts_past_them(store, queue, clock, by, over):
+    """docs/jobs.md: a failed attempt's error keeps the first MAX_ERROR_MESSAGE_CHARS characters
+    of its text, said by fail_job or by what the handler raised: a message of exactly that many
+    is kept whole (not one character short), a longer one cut to them."""
+    from chalicelib.defaults import MAX_ERROR_MESSAGE_CHARS
+
+    _, submitted, job, worker_clock, reporter, ctx, outcomes = driven_attempt(
+        store, queue, clock, observe=lambda event, job_, extra: None, end_process=lambda: None)
+    text = "x" * (MAX_ERROR_MESSAGE_CHARS + over)
+    raised: Optional[BaseException] = None
+    if by == "fail_job":
+        ctx.fail("E_LONG", text)
+    else:
+        raised = FatalJobError(text, code="E_LONG")
+    try:
+        outcomes.after_handler(job, ctx, reporter, worker_clock.monotonic(), None, raised)
+    finally:
+        ctx.close()
+    final = store.get(submitted.id, mark_gone=False)
+    assert (final.status, final.error.code) == (JobStatus.FAILED, "E_LONG")
+    assert final.error.message == "x" * MAX_ERROR_MESSAGE_CHARS, len(final.error.message)
+
+
+class Rows(BaseModel):
+    rows: int
+
+
+def test_a_spawn_refused_for_its_payload_fails_the_attempt_naming_the_field(store, queue, clock):
+    """A handler whose ctx.spawn is refused for the child's payload (InvalidPayloadError), raised
+    on, fails its attempt `invalid_payload`; the job's error has no details, so its message names
+    each field and what is wrong with it, as the refusal's details said: "the payload is invalid"
+    alone would leave the author guessing which of the child's fields to fix."""
+    types = JobTypeRegistry()
+    types.register("t.child_rows", Rows)(lambda ctx, payload: payload.rows)
+
+    @types.register("t.spawns_bad_rows", Empty, max_attempts=3)
+    def spawns_bad_rows(ctx, payload):
+        ctx.spawn("t.child_rows", {"rows": "many"})
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    lifecycle.submit(tenant="acme", user="ann", type="t.spawns_bad_rows", payload={})
+    final = JobRunner(lifecycle, types, clock=ManualClock(), progress_interval_s=2).run(queue.drain()[0])
+    assert final.error.code == "invalid_payload", final.error
+    assert "rows: Input should be a valid integer" in final.error.message, final.error.message
+    assert final.children == []
 
 def test_a_handler_error_with_no_text_is_recorded_by_its_type_name(store, queue, clock):
     """A job's `error.message` is never empty: an error raised with no text (a FatalJobError("")
@@ -535,6 +616,28 @@ def test_a_quota_refusal_the_handler_raises_retries_no_sooner_than_it_asks(store
     assert (final.status, final.error.code) == (JobStatus.RETRYING, QuotaExceededError.code)
     (message, _, delay), = queue.sent
     assert (message.job_id, message.attempt, delay) == (job.id, 2, 600)
+
+
+def test_only_a_quota_refusal_sets_the_wait_before_a_retry(store, queue, clock):
+    """The wait a quota's refusal asks is the one error a handler raises that sets its retry's
+    delay: an error of the handler's own (a client library's) that happens to carry a
+    `retry_after_s` is retried after the ordinary backoff (1-2 s after a first attempt), as any
+    other error, not after whatever that attribute holds."""
+    class Throttled(Exception):
+        retry_after_s = 600
+
+    types = JobTypeRegistry()
+
+    @types.register("t.throttled", Empty, max_attempts=3)
+    def throttled(ctx, payload):
+        raise Throttled("slow down")
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    job = lifecycle.submit(tenant="acme", user="ann", type="t.throttled", payload={})
+    final = JobRunner(lifecycle, types, clock=ManualClock(), progress_interval_s=2).run(queue.drain()[0])
+    assert (final.status, final.error.code) == (JobStatus.RETRYING, "handler_error")
+    (message, _, delay), = queue.sent
+    assert (message.job_id, message.attempt) == (job.id, 2) and 1 <= delay <= 2, delay
 
 
 def test_each_failing_attempts_end_is_logged_with_its_error_and_where(store, queue, clock):
