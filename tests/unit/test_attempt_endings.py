@@ -537,6 +537,29 @@ def test_a_timeout_is_logged_with_where_the_handler_was_interrupted_when_it_rais
         assert "traceback" not in extra, extra
 
 
+def test_a_long_traceback_is_logged_by_its_end_where_the_error_was_raised(store, queue, clock):
+    """docs/operations.md: a failing attempt's line carries the `traceback` of what the handler
+    raised, its last MAX_TRACEBACK_LOG_CHARS characters: the frames nearest the raise and the
+    error itself, which say what went wrong, not the runner's frames it started from."""
+    from chalicelib.defaults import MAX_TRACEBACK_LOG_CHARS
+
+    def parse_list(depth: int) -> None:
+        if depth == 0:
+            raise ValueError("row 401 is not a number")
+        parse_value(depth - 1)
+
+    def parse_value(depth: int) -> None:
+        parse_list(depth)
+
+    try:
+        parse_list(200)  # a recursive parser's traceback: far longer than a log line keeps
+    except ValueError as exc:
+        raised = exc
+    _, observed = ended_attempt(store, queue, clock, completed=False, stop="raises", raised=raised)
+    (extra,) = [extra for event, extra in observed if event == "retried"]
+    assert len(extra["traceback"]) == MAX_TRACEBACK_LOG_CHARS, len(extra["traceback"])
+    assert extra["traceback"].rstrip().endswith("ValueError: row 401 is not a number"), extra["traceback"][-200:]
+
 @pytest.mark.parametrize("by", ["fail_job", "raised"])
 @pytest.mark.parametrize("over", [0, 1])
 def test_a_failures_message_keeps_max_error_message_chars_whole_and_cuts_past_them(store, queue, clock, by, over):
@@ -713,12 +736,27 @@ class Padded(BaseModel):
     pad: str = ""
 
 
+def submit_near_the_bound(lifecycle, store, queue, job_type: str, *, left: int):
+    """Submit a job of `job_type` (a Padded payload) padded so that its answer leaves `left`
+    bytes to MAX_ANSWER_BYTES as submitted; its message is on `queue`."""
+    from chalicelib.defaults import MAX_ANSWER_BYTES
+    from chalicelib.domain.job import answer_bytes
+
+    bare = lifecycle.submit(tenant="acme", user="ann", type=job_type, payload={"pad": ""})
+    store._jobs.pop(bare.id)
+    queue.drain()
+    pad = "p" * (MAX_ANSWER_BYTES - answer_bytes(bare.public()) - left)
+    return lifecycle.submit(tenant="acme", user="ann", type=job_type, payload={"pad": pad})
+
+
 def test_a_failures_messages_beside_a_payload_near_the_bound_are_cut_to_the_room_left(queue, clock):
     """docs/jobs.md: beside a payload near the API's bound, a failure's error message, then its
     progress message, are cut further, ending in "…", to what the failed job's answer has room
-    for: a failure is never refused, and never leaves a job no read returns."""
+    for: a failure is never refused, and never leaves a job no read returns. The room is
+    measured leaving REPORT_SLACK_BYTES spare, as a progress report's is: a margin against a
+    miscount of what the write adds, never taken by the messages."""
     from chalicelib.adapters.memory import InMemoryJobStore
-    from chalicelib.defaults import MAX_ANSWER_BYTES
+    from chalicelib.defaults import MAX_ANSWER_BYTES, REPORT_SLACK_BYTES
     from chalicelib.domain.job import answer_bytes
 
     store = InMemoryJobStore(blobs=InMemoryBlobStore())  # a payload near 6 MB goes to S3
@@ -730,19 +768,47 @@ def test_a_failures_messages_beside_a_payload_near_the_bound_are_cut_to_the_room
         raise ctx.fail("E_ROWS", "é" * 50_000, 50)  # 2,000 characters of error: 12,000 bytes
 
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    bare = lifecycle.submit(tenant="acme", user="ann", type="t.fails_long", payload={"pad": ""})
-    store._jobs.pop(bare.id)
-    queue.drain()
-    pad = "p" * (MAX_ANSWER_BYTES - answer_bytes(bare.public()) - 30_000)
-    lifecycle.submit(tenant="acme", user="ann", type="t.fails_long", payload={"pad": pad})
+    submit_near_the_bound(lifecycle, store, queue, "t.fails_long", left=30_000)
     final = JobRunner(lifecycle, types, clock=ManualClock(), progress_interval_s=2).run(queue.drain()[0])
     assert (final.status, final.error.code) == (JobStatus.FAILED, "E_ROWS")
-    assert answer_bytes(final.public()) <= MAX_ANSWER_BYTES
+    assert answer_bytes(final.public()) <= MAX_ANSWER_BYTES - REPORT_SLACK_BYTES
     assert final.progress.details == {"rows": "d" * 20_000} and final.progress.percent == 50
     error, progress = final.error.message, final.progress.message
     assert error.endswith("…") and error[:-1] and set(error[:-1]) == {"é"}, error[-10:]
     assert progress.endswith("…") and len(progress) < len(error), "the error's cut takes the room first"
 
+
+def test_a_failures_message_that_fills_the_room_left_exactly_is_kept_whole(queue, clock):
+    """Beside a payload near the API's bound, a failure's message is cut only when it does not
+    fit: one that takes the room left to the last byte is kept whole, one byte more is cut,
+    ending in "…". The room is read off a first failure's cut: what it kept, its "…" with it,
+    measured as the answer carries it."""
+    from chalicelib.adapters.memory import InMemoryJobStore
+    from chalicelib.domain.job import answer_bytes
+
+    store = InMemoryJobStore(blobs=InMemoryBlobStore())  # a payload near 6 MB goes to S3
+    types, messages = JobTypeRegistry(), {}
+
+    @types.register("t.fails", Padded, max_attempts=1)
+    def fails(ctx, payload):
+        raise ctx.fail("E_ROWS", messages[ctx.job_id])
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    runner = JobRunner(lifecycle, types, clock=ManualClock(), progress_interval_s=2)
+
+    def failed_with(message: str) -> str:
+        job = submit_near_the_bound(lifecycle, store, queue, "t.fails", left=2_500)
+        messages[job.id] = message
+        final = runner.run(queue.drain()[0])
+        store._jobs.pop(final.id)  # room for the next one
+        return final.error.message
+
+    cut = failed_with("x" * 1_900)
+    assert cut.endswith("…") and set(cut[:-1]) == {"x"}, cut[-10:]
+    room = answer_bytes(cut)
+    assert failed_with("x" * room) == "x" * room
+    over = failed_with("x" * (room + 1))
+    assert over.endswith("…") and len(over) < room + 1, over[-10:]
 
 @pytest.mark.parametrize(("max_attempts", "status", "logged", "said", "raised"), [
     (1, JobStatus.FAILED, "failed", ("dead_letter", "owed"), DeadLetterOwedError),
@@ -769,3 +835,29 @@ def test_a_failure_whose_message_did_not_go_is_logged_as_such_and_fails_the_deli
     assert store.get(submitted.id, mark_gone=False).status == status
     ends = [(event, extra.get(said[0]), extra.get("error_code")) for event, extra in observed if event != "started"]
     assert ends == [(logged, said[1], "handler_error")]
+
+
+def test_a_failure_whose_dead_letter_answer_was_lost_is_logged_unconfirmed(store, queue, clock, monkeypatch):
+    """docs/reliability.md: a dead letter sent whose answer was lost may be on its queue; the job
+    is marked `dead_letter_unconfirmed`, the delivery acknowledged, and the worker's `job failed`
+    line says `dead_letter: unconfirmed`, so an operator looking for the letter knows the
+    reconciler's next pass settles it, not a message coming back."""
+    from chalicelib.domain.errors import LetterUnconfirmedError
+
+    types, observed = JobTypeRegistry(), []
+
+    @types.register("t.breaks", Empty, max_attempts=1)
+    def breaks(ctx, payload):
+        raise ValueError("row 401 is not a number")
+
+    def answer_lost(*args, **kwargs):
+        raise LetterUnconfirmedError("the dead-letter queue's answer was lost")
+
+    monkeypatch.setattr(queue, "dead_letter", answer_lost)
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    lifecycle.submit(tenant="acme", user="ann", type="t.breaks", payload={})
+    final = JobRunner(lifecycle, types, clock=ManualClock(), progress_interval_s=2,
+                      observe=lambda event, job, extra: observed.append((event, extra))).run(queue.drain()[0])
+    assert (final.status, final.dead_letter_unconfirmed) == (JobStatus.FAILED, True)
+    ends = [(event, extra.get("dead_letter"), extra["error_code"]) for event, extra in observed if event != "started"]
+    assert ends == [("failed", "unconfirmed", "handler_error")]

@@ -384,23 +384,28 @@ def run_until_its_process_ends(lifecycle, worker_clock, end_process, seen, field
     return lifecycle.store.get(submitted.id, mark_gone=False)
 
 
-def test_a_give_up_whose_next_attempt_was_not_sent_is_logged_as_retried_not_unrecorded(
-        store, queue, clock, monkeypatch, end_process_here):
-    """The attempt is written retrying; only its next message did not go (the message coming
-    back starts that attempt). That is recorded, and logged as such: not `process_ended_unrecorded`."""
+@pytest.mark.parametrize(("max_attempts", "status", "logged", "said"), [
+    (2, JobStatus.RETRYING, "retried", ("next_attempt", "unsent")),
+    (1, JobStatus.FAILED, "failed", ("dead_letter", "owed"))])
+def test_a_give_up_whose_next_message_was_not_sent_is_logged_as_such_not_unrecorded(
+        store, queue, clock, monkeypatch, end_process_here, max_attempts, status, logged, said):
+    """The attempt is written retrying (failed, its last); only its next message (its dead
+    letter) did not go, and the message coming back starts that attempt (parks the letter). That
+    is recorded, and logged as such: not `process_ended_unrecorded`, which tells an operator the
+    attempt was left to its lease."""
     monkeypatch.setattr(timeout, "HANDLER_REINTERRUPT_S", 0.1)
     worker_clock, types, seen = ManualClock(), JobTypeRegistry(), []
 
-    @types.register("t.swallows", Empty, timeout_s=1, max_attempts=2)
+    @types.register("t.swallows", Empty, timeout_s=1, max_attempts=max_attempts)
     def swallows(ctx, payload):
-        queue.fail_sends = True  # the queue stops answering while the handler runs
+        queue.fail_sends = True  # the queues stop answering while the handler runs
         swallow_every_interrupt(worker_clock)
 
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    after = run_until_its_process_ends(lifecycle, worker_clock, end_process_here(), seen, "next_attempt")
-    assert after.status == JobStatus.RETRYING
+    after = run_until_its_process_ends(lifecycle, worker_clock, end_process_here(), seen, said[0])
+    assert after.status == status
     events = [event for event, _ in seen]
-    assert ("retried", "unsent") in seen and "process_ended_unrecorded" not in events, seen
+    assert (logged, said[1]) in seen and "process_ended_unrecorded" not in events, seen
 
 
 def test_a_give_up_whose_write_the_store_did_not_take_is_logged_unrecorded(

@@ -4,7 +4,7 @@ import time
 from datetime import datetime, timezone
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, field_serializer
 
 from chalicelib.adapters.clocks import ManualClock, SystemClock
 from chalicelib.defaults import CANCEL_POLL_INTERVAL_S, MAX_CHILDREN, MAX_JSON_DEPTH
@@ -287,6 +287,31 @@ def test_a_result_is_held_to_what_json_can_store(store, queue, clock, returned, 
         return
     assert (final.status, final.attempts, final.error.code) == (JobStatus.FAILED, 1, "result_not_serializable")
     assert final.error.message == (too_deep_message("result") if refusal == "too deep" else f"the result {NOT_UNICODE}")
+
+
+class Row(BaseModel):
+    cells: str
+
+    @field_serializer("cells")
+    def _cells(self, cells: str) -> str:
+        raise ValueError(f"cannot write {cells}")  # quoting the whole value, as a library's error may
+
+
+def test_a_results_refusal_keeps_max_error_message_chars_of_what_json_said(store, queue, clock):
+    """docs/jobs.md: a failed attempt's error keeps the first MAX_ERROR_MESSAGE_CHARS characters
+    of its text. A result a model in it cannot write (its serializer raising, quoting the
+    value) fails the job `result_not_serializable` in what the serializer said, cut to them: an
+    error a whole row long is no message an author reads, nor one a failure event carries."""
+    from chalicelib.defaults import MAX_ERROR_MESSAGE_CHARS
+
+    types = JobTypeRegistry()
+    types.register("t.returns", Empty, max_attempts=3)(lambda ctx, payload: [Row(cells="x" * 3_000)])
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    lifecycle.submit(tenant="acme", user="ann", type="t.returns", payload={})
+    final = JobRunner(lifecycle, types, clock=ManualClock(), progress_interval_s=2).run(queue.drain()[0])
+    assert (final.status, final.error.code) == (JobStatus.FAILED, "result_not_serializable")
+    assert "ValueError: cannot write xxx" in final.error.message, final.error.message[:200]
+    assert len(final.error.message) == MAX_ERROR_MESSAGE_CHARS, len(final.error.message)
 
 
 def test_a_result_too_large_is_refused_naming_each_part_of_the_answer_it_would_take(store, queue, clock):
