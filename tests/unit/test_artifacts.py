@@ -29,6 +29,7 @@ def setup(store, queue, clock):
         ctx.artifact("note.txt", "héllo")
         ctx.artifact("table.json", {"rows": [1, 2]})
         ctx.artifact("blob.bin", b"\x00" * 10)
+        ctx.artifact("buffer.bin", bytearray(b"\x01" * 12))  # a bytearray is bytes too
         ctx.artifact("big.txt", "x" * 2000)
         return "ok"
 
@@ -55,6 +56,7 @@ def test_handler_artifacts_are_stored_by_kind_and_size(setup, queue):
         "note.txt": ("inline", "text/plain; charset=utf-8", len("héllo".encode())),
         "table.json": ("inline", "application/json", len('{"rows":[1,2]}')),
         "blob.bin": ("s3", "application/octet-stream", 10),
+        "buffer.bin": ("s3", "application/octet-stream", 12),
         "big.txt": ("s3", "text/plain; charset=utf-8", 2000),
     }
     assert artifacts.get(job.id, "note.txt").content == "héllo".encode()
@@ -307,6 +309,33 @@ def test_a_late_write_of_an_attempt_that_lost_its_lease_keeps_the_artifact_it_st
     kept = artifacts.get(job.id, "report.bin")
     assert (kept.info.size, blobs.get(kept.blob_key)) == (5, b"first")
 
+
+def test_a_rewrite_deletes_only_an_object_the_artifact_named(store, queue, clock, monkeypatch):
+    """Each write of a name deletes, once it lands, the object of the write before it: only when
+    that write went to S3. An artifact kept in the job's record (small text) left no object, so
+    rewriting it asks the bucket to delete nothing (a request per rewrite, for a key that never
+    existed); the write after one that went to S3 deletes that object, and no more."""
+    registry = JobTypeRegistry()
+    blobs = InMemoryBlobStore(clock)
+    artifacts = InMemoryArtifactStore(blobs, inline_limit=1024, clock=clock, jobs=store)
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+    put, replaced = artifacts.put, []
+
+    def recording(job_id, name, data, content_type, **kwargs):
+        replaced.append(tuple(kwargs["replaces"]))
+        return put(job_id, name, data, content_type, **kwargs)
+
+    monkeypatch.setattr(artifacts, "put", recording)
+
+    @registry.register("t.rewrites_small", Empty, max_attempts=1)
+    def rewrites_small(ctx, payload):
+        for text in ("first", "second", "x" * 2000, "fourth"):  # inline, inline, S3, inline
+            ctx.artifact("note.txt", text)
+
+    _, final = run(lifecycle, JobRunner(lifecycle, registry, clock=SystemClock(), artifacts=artifacts), queue,
+                   "t.rewrites_small")
+    assert final.status == JobStatus.COMPLETED
+    assert replaced == [(), (), (), (3,)]
 
 @pytest.mark.parametrize("refusal", ["content_type", "store_unavailable", "lost_answer"])
 def test_a_write_after_a_refused_one_deletes_the_object_the_artifact_named(store, queue, clock, monkeypatch, refusal):

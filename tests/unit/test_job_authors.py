@@ -753,12 +753,15 @@ def nested(levels):
     ({"ratio": float("nan")}, "NaN"), ([1, float("inf")], "Infinity"), ({"rows": [{"x": -float("inf")}]}, "NaN"),
     ({"at": datetime(2027, 1, 1, tzinfo=timezone.utc)}, "datetime"), (nested(5_000), "levels"),
     ({1: "int key", "1": "str key"}, "keys"), ([{"cells": {(0, 1): "a"}}], "keys"),
-], ids=["nan", "infinity", "nested_minus_infinity", "datetime", "deep", "int_key", "nested_tuple_key"])
+    ({"name": "caf\udcff"}, "lone surrogate"), ("caf\udcff", "lone surrogate"),
+], ids=["nan", "infinity", "nested_minus_infinity", "datetime", "deep", "int_key", "nested_tuple_key",
+        "lone_surrogate_in_json", "lone_surrogate_in_text"])
 def test_an_artifact_whose_data_is_not_json_is_refused_at_the_call(env, queue, seen, artifacts, data, says):
     """A dict/list artifact is stored as JSON: one holding NaN or Infinity (no JSON reader takes
 it), a datetime, a key that is not text or nesting past 100 levels raises InvalidArtifactError
 at the call saying why, which the handler can catch, instead of an invalid artifact stored or a
-raw TypeError or RecursionError failing the attempt `handler_error` to be retried."""
+raw TypeError or RecursionError failing the attempt `handler_error` to be retried. So does text,
+or JSON, holding a lone surrogate: no UTF-8 encodes it, and no strict JSON reader takes it."""
     seen.append(data)
     after = run(env, queue, "a.artifact_data")
     assert after.status == JobStatus.COMPLETED and after.result == "refused", (after.result, after.error)
@@ -986,13 +989,13 @@ def test_a_retried_parent_makes_a_child_anew_where_it_asks_for_another_or_the_ea
 
 
 def _spawned_after_an_unanswered_spawn(store, queue, clock, monkeypatch, *, lands, again, retry=True, refuse=(),
-                                      unanswered_creates=(1,)):
+                                      unanswered_creates=(1,), listed: Optional[list] = None):
     """A parent whose first spawn (`q.child {"n": 1}`) the store did not answer: its transaction
     landed when `lands`, and StoreUnavailableError reached the handler, which caught it and
     spawned each of `again` (none when not `retry`), a spawn refused by the quota or not
     answered answering None: `refuse` holds the numbers (from 1) of the admissions that refuse,
     `unanswered_creates` those of the children's writes not answered (landing when `lands`).
-    Returns (the parent as its attempt left it, the children it lists, the `pending` each
+    `listed` is given the children the handler's ctx.job lists as it returns. Returns (the parent as its attempt left it, the children it lists, the `pending` each
     admission was given, the children's messages)."""
     from chalicelib.domain.errors import QuotaExceededError, StoreUnavailableError
 
@@ -1010,7 +1013,10 @@ def _spawned_after_an_unanswered_spawn(store, queue, clock, monkeypatch, *, land
             ctx.spawn("q.child", {"n": 1})
         except StoreUnavailableError:
             pass
-        return [spawned(ctx, p) for p in again] if retry else []
+        ids = [spawned(ctx, p) for p in again] if retry else []
+        if listed is not None:
+            listed.extend(ctx.job.children)
+        return ids
 
     types.register("q.parent", Empty)(parent)
     create_child = store.create_child
@@ -1112,6 +1118,84 @@ def test_a_passed_over_child_is_taken_on_once(store, queue, clock, monkeypatch):
     assert admitted == [0, 1, 2, 3]
     assert sorted(sent) == sorted(ended.children)
 
+
+def test_a_passed_over_child_is_listed_on_the_handlers_job_at_once(store, queue, clock, monkeypatch):
+    """The unanswered spawn's child, passed over by the n=2 after it, is the job's: listed on
+    ctx.job from then on (with the n=2's), as a spawn's own child is, so that what measures the
+    attempt's answer (its reports, its spawns, its result) counts it before a write reads it
+    back."""
+    listed: list = []
+    ended, children, _, _ = _spawned_after_an_unanswered_spawn(
+        store, queue, clock, monkeypatch, lands=True, again=[{"n": 2}], listed=listed)
+    assert [c.payload for c in children] == [{"n": 1}, {"n": 2}]
+    assert listed == ended.children
+
+
+@pytest.mark.parametrize(("unanswered_creates", "again", "pending"), [
+    ((1,), [{"n": 1}, {"n": 2}], [0, 0, 1]),
+    ((1, 2), [{"n": 1}, {"n": 1}, {"n": 2}], [0, 0, 0, 1]),
+], ids=["made_there", "unanswered_there_again"])
+def test_a_held_place_counts_its_child_once_however_often_it_is_tried(
+        store, queue, clock, monkeypatch, unanswered_creates, again, pending):
+    """A spawn the store did not answer, and that made no child, holds its place; trying it again
+    there (unanswered once more, then made) counts the one child that place may hold once
+    towards the quota: the admission of the spawn after it sees one child pending, not one per
+    try, which would refuse a tenant's spawns it has room for."""
+    ended, children, admitted, _ = _spawned_after_an_unanswered_spawn(
+        store, queue, clock, monkeypatch, lands=False, again=again, unanswered_creates=unanswered_creates)
+    assert [c.payload for c in children] == [{"n": 1}, {"n": 2}]
+    assert admitted == pending
+
+
+def test_a_spawn_refused_at_a_held_place_leaves_it_held(store, queue, clock, monkeypatch):
+    """docs/jobs.md: a spawn the store did not answer keeps its place, and the attempt's next
+    spawn is made there. One refused there (the quota) made no child: the place stays held,
+    and the try after it makes the child in it, not at the place after."""
+    ended, children, admitted, _ = _spawned_after_an_unanswered_spawn(
+        store, queue, clock, monkeypatch, lands=False, again=[{"n": 1}, {"n": 1}], refuse={2})
+    assert [c.payload for c in children] == [{"n": 1}]
+    assert ended.children == [child_job_id(ended.id, 1, 1)] and ended.result == [None, ended.children[0]]
+
+
+def test_a_retried_parent_takes_on_the_child_of_a_spawn_after_a_refused_one(store, queue, clock):
+    """docs/jobs.md: a retried parent's spawn number n takes on the child its earlier attempt
+    spawned as number n. A spawn refused by the quota is a number too: the first attempt's
+    spawn 1 was refused and spawn 2 made its child; the retry, spawning both again, makes
+    spawn 1's child and takes spawn 2's on, not running that child's work twice."""
+    from chalicelib.domain.errors import QuotaExceededError
+
+    types, admitted = JobTypeRegistry(), []
+    types.register("q.child", Numbered)(lambda ctx, payload: None)
+
+    @types.register("q.parent_retried", Empty, max_attempts=2)
+    def parent(ctx, payload):
+        ids = []
+        for n in (1, 2):
+            try:
+                ids.append(ctx.spawn("q.child", {"n": n}))
+            except QuotaExceededError:
+                ids.append(None)
+        if ctx.attempt == 1:
+            raise ValueError("the connection closed")  # retried
+        return ids
+
+    def admit(tenant, pending=0):
+        admitted.append(pending)
+        if len(admitted) == 1:
+            raise QuotaExceededError(f"tenant {tenant} has as many unfinished jobs as it may", retry_after_s=1)
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    made = lifecycle.submit(tenant="acme", user="ann", type="q.parent_retried", payload={})
+    runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0, admit=admit)
+    first = runner.run(queue.drain()[0])
+    assert first.status == JobStatus.RETRYING and len(first.children) == 1, first
+    clock.advance(max(delay for _, _, delay in queue.sent))
+    (retry,) = [m for m in queue.drain() if m.job_id == made.id]
+    ended = runner.run(retry)
+    assert ended.status == JobStatus.COMPLETED
+    children = [store.get(c, mark_gone=False) for c in ended.children]
+    assert sorted(c.payload["n"] for c in children) == [1, 2], [c.payload for c in children]
+    assert ended.result[1] == first.children[0]
 
 def test_a_spawn_made_again_after_another_was_refused_takes_on_the_child_its_unanswered_try_made(
         store, queue, clock, monkeypatch):

@@ -285,6 +285,19 @@ def test_a_progress_write_the_store_did_not_answer_is_no_cancel_check(setup):
     assert ctx.cancelled() is True and reads == ["j"]
 
 
+def test_a_cancel_a_write_returned_is_answered_without_a_read_and_is_seen(setup):
+    """The window's write (on its timer) met the cancel request and returned it: `ctx.cancelled()`
+    answers True at once, though the write left the stored job fresh and no poll is due, and the
+    handler has seen the request from then on (`cancel_seen`): stopping on it ends the job
+    canceled on request, not completed with what it returned."""
+    reporter, clock, written = setup
+    ctx, reads = _context_reading_a_cancel(reporter, clock)
+    reporter._write = lambda job, progress: job.model_copy(update={"cancel_requested": True})
+    clock.advance(2.0)
+    reporter.report(30, force=True)  # the timer's write, not the handler's call
+    assert not ctx.cancel_seen
+    assert ctx.cancelled() is True and reads == [] and ctx.cancel_seen
+
 def test_a_cancel_request_once_seen_stays_seen_without_another_read(setup):
     """A handler may ask in more than one place (an inner and an outer loop): once
     `ctx.cancelled()` answered True it answers True again, and reads the store no more."""

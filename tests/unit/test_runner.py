@@ -429,6 +429,32 @@ def test_a_report_after_the_windows_write_met_the_cancel_is_not_kept_however_clo
     assert (final.progress.percent, final.progress.step) == (60, "work"), final.progress
 
 
+def test_a_report_made_once_a_poll_saw_the_cancel_is_not_kept(store, queue, clock):
+    """docs/jobs.md: a report made once the cancel is known raises JobCancelledError at once,
+    kept for no write. Known from `ctx.cancelled()`'s read of the store (no write returned it),
+    a report after it (a clean-up's "stopping at 90 %") is no progress the job reached before
+    the request: the job ends canceled at the 40 % written before it."""
+    registry = JobTypeRegistry()
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+    worker_clock, raised = ManualClock(), []
+
+    @registry.register("t.polls_then_reports", Empty)
+    def polls_then_reports(ctx, payload):
+        ctx.progress(40, "load", force=True)
+        lifecycle.cancel("acme", ctx.job_id)  # the client's DELETE
+        assert ctx.cancelled(fresh=True) and not ctx.job.cancel_requested
+        try:
+            ctx.progress(90, "stopping", force=True)
+        except JobCancelledError as exc:
+            raised.append(type(exc).__name__)
+            raise
+
+    submit(lifecycle, "t.polls_then_reports")
+    final = run_all(JobRunner(lifecycle, registry, clock=worker_clock, progress_interval_s=2), queue)
+    assert raised == ["JobCancelledError"]
+    assert final.status == JobStatus.CANCELED
+    assert (final.progress.percent, final.progress.step) == (40, "load"), final.progress
+
 @pytest.mark.parametrize("stops", ["returns on ctx.cancelled()", "catches JobCancelledError and returns",
                                    "completes on ctx.cancelled()"])
 def test_a_handler_that_saw_the_cancel_request_and_returned_ends_canceled(store, queue, clock, stops):
@@ -506,6 +532,33 @@ def test_a_completion_shows_the_last_report_whether_its_window_wrote_it_or_not(s
     assert finals["ends before the return"] == finals["still open at the return"] == (
         100, "completed", last_report.get("message"), last_report.get("details")), finals
 
+
+def test_a_spawn_once_the_handler_saw_the_cancel_asks_the_store_nothing(store, queue, clock, monkeypatch):
+    """docs/jobs.md: a spawn once the job's cancel is known raises JobCancelledError, making no
+    child. Known already (the handler's `ctx.cancelled()` saw it), it is refused at the call:
+    no spawn request reaches the store, which would only refuse it, one more request per child
+    a loop goes on to ask for."""
+    registry = JobTypeRegistry()
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+    asked, refused = [], []
+    registry.register("t.child", Empty)(lambda ctx, payload: None)
+
+    @registry.register("t.fanout_after_look", Empty)
+    def fanout_after_look(ctx, payload):
+        lifecycle.cancel("acme", ctx.job_id)
+        assert ctx.cancelled(fresh=True)
+        try:
+            ctx.spawn("t.child", {})
+        except JobCancelledError as exc:
+            refused.append(exc)
+            raise
+
+    spawn = lifecycle.spawn
+    monkeypatch.setattr(lifecycle, "spawn", lambda *args, **kwargs: (asked.append(args), spawn(*args, **kwargs))[1])
+    submit(lifecycle, "t.fanout_after_look")
+    final = JobRunner(lifecycle, registry, clock=SystemClock(), progress_interval_s=0).run(queue.drain()[0])
+    assert (len(refused), asked) == (1, [])
+    assert final.status == JobStatus.CANCELED and final.children == []
 
 @pytest.mark.parametrize("handler_then", ["lets the error go", "catches it and returns"])
 def test_a_parent_whose_cancel_was_requested_spawns_no_child(store, queue, clock, handler_then):

@@ -4,7 +4,7 @@ import pytest
 from pydantic import BaseModel
 
 from chalicelib.adapters.clocks import SystemClock
-from chalicelib.defaults import MAX_EVENT_TEXT_CHARS
+from chalicelib.defaults import MAX_EVENT_TEXT_CHARS, MAX_PROGRESS_MESSAGE_CHARS
 from chalicelib.domain.errors import FatalJobError, JobCancelledError, ProgressRejectedError
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
@@ -427,6 +427,27 @@ def test_a_completion_returned_without_complete_job_is_the_result_and_message(st
     assert final.status == JobStatus.COMPLETED and final.result == {"rows": 3}
     assert final.progress.message == "three rows"
 
+
+
+def test_a_handler_reads_its_jobs_tenant_scope_and_attempt_on_its_ctx(store, queue, clock):
+    """A handler's ctx names the job it runs: its id, the tenant that submitted it, the scope it
+    was submitted in and which attempt this is, so that what it writes elsewhere (a tenant's
+    bucket, a scope's rows) goes where the job belongs."""
+    types = JobTypeRegistry()
+    types.register("h.says_whose", Empty)(
+        lambda ctx, payload: {"id": ctx.job_id, "tenant": ctx.tenant, "scope": ctx.scope, "attempt": ctx.attempt})
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    job = lifecycle.submit(tenant="acme", user="ann", type="h.says_whose", payload={}, scope="invoices-eu")
+    final = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(queue.drain()[0])
+    assert final.result == {"id": job.id, "tenant": "acme", "scope": "invoices-eu", "attempt": 1}, final.result
+
+@pytest.mark.parametrize("message", ["x" * (MAX_PROGRESS_MESSAGE_CHARS + 1), "caf\udcff"], ids=["too_long", "lone_surrogate"])
+def test_a_completion_made_with_a_message_no_report_could_carry_is_refused_where_it_is_made(message):
+    """A handler that returns a `Completion` it made (no complete_job) is told at the call, as
+    `ctx.progress` would tell it, that its final message is one no report could carry: the
+    completion's write could not store it, and the job would fail far from the line at fault."""
+    with pytest.raises(ProgressRejectedError):
+        Completion({"rows": 3}, message)
 
 @pytest.mark.parametrize("percent", [75, None], ids=["with_a_percent", "without"])
 @pytest.mark.parametrize("interval_s", [0, 60], ids=["report_written", "report_pending"])
