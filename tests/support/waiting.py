@@ -5,8 +5,9 @@ specific itself. Either reads at once, then every `every_s` (the last wait is cu
 deadline, where it reads once more), on `clock` and `sleep` (a unit test passes fakes)."""
 from __future__ import annotations
 
+import threading
 import time
-from typing import Callable, TypeVar
+from typing import Callable, Optional, TypeVar
 
 T = TypeVar("T")
 
@@ -48,3 +49,20 @@ def last_read(read: Callable[[], T], until: Callable[[T], bool], *, timeout_s: f
     """The first value `read()` returns that `until` accepts, or the last one read at the
     deadline: the caller asserts what it needs of it."""
     return _poll(read, until, timeout_s, every_s, clock, sleep)[0]
+
+
+class WatchedLock:
+    """A lock of the code under test, setting `waiting` (its own event unless given one) when a
+    second thread waits for it: a test then knows that thread reached it, without a sleep."""
+
+    def __init__(self, lock, waiting: Optional[threading.Event] = None):
+        self._lock, self.waiting = lock, waiting or threading.Event()
+
+    def __enter__(self):
+        if not self._lock.acquire(blocking=False):
+            self.waiting.set()
+            self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self._lock.release()

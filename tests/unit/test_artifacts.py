@@ -1,5 +1,6 @@
 import bisect
 import functools
+import threading
 
 import pytest
 from pydantic import BaseModel
@@ -12,6 +13,7 @@ from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
 from chalicelib.lifecycle import JobLifecycle
 from chalicelib.worker.runner import JobRunner
+from tests.support.waiting import WatchedLock
 
 
 class Empty(BaseModel):
@@ -310,22 +312,28 @@ def test_a_late_write_of_an_attempt_that_lost_its_lease_keeps_the_artifact_it_st
     assert (kept.info.size, blobs.get(kept.blob_key)) == (5, b"first")
 
 
+def artifacts_with_put(store, clock, monkeypatch, hook):
+    """An in-memory artifact store (text past 1,024 bytes to S3) whose every `put` first calls
+    `hook(name, kwargs)`."""
+    artifacts = InMemoryArtifactStore(InMemoryBlobStore(clock), inline_limit=1024, clock=clock, jobs=store)
+    put = artifacts.put
+
+    def hooked(job_id, name, data, content_type, **kwargs):
+        hook(name, kwargs)
+        return put(job_id, name, data, content_type, **kwargs)
+
+    monkeypatch.setattr(artifacts, "put", hooked)
+    return artifacts
+
+
 def test_a_rewrite_deletes_only_an_object_the_artifact_named(store, queue, clock, monkeypatch):
     """Each write of a name deletes, once it lands, the object of the write before it: only when
     that write went to S3. An artifact kept in the job's record (small text) left no object, so
     rewriting it asks the bucket to delete nothing (a request per rewrite, for a key that never
     existed); the write after one that went to S3 deletes that object, and no more."""
-    registry = JobTypeRegistry()
-    blobs = InMemoryBlobStore(clock)
-    artifacts = InMemoryArtifactStore(blobs, inline_limit=1024, clock=clock, jobs=store)
+    registry, replaced = JobTypeRegistry(), []
+    artifacts = artifacts_with_put(store, clock, monkeypatch, lambda name, kwargs: replaced.append(kwargs["replaces"]))
     lifecycle = JobLifecycle(store, queue, registry, clock=clock)
-    put, replaced = artifacts.put, []
-
-    def recording(job_id, name, data, content_type, **kwargs):
-        replaced.append(tuple(kwargs["replaces"]))
-        return put(job_id, name, data, content_type, **kwargs)
-
-    monkeypatch.setattr(artifacts, "put", recording)
 
     @registry.register("t.rewrites_small", Empty, max_attempts=1)
     def rewrites_small(ctx, payload):
@@ -335,7 +343,49 @@ def test_a_rewrite_deletes_only_an_object_the_artifact_named(store, queue, clock
     _, final = run(lifecycle, JobRunner(lifecycle, registry, clock=SystemClock(), artifacts=artifacts), queue,
                    "t.rewrites_small")
     assert final.status == JobStatus.COMPLETED
-    assert replaced == [(), (), (), (3,)]
+    assert [tuple(r) for r in replaced] == [(), (), (), (3,)]
+
+
+def test_two_threads_writing_one_name_write_it_one_at_a_time(store, queue, clock, monkeypatch):
+    """A handler writing the same artifact from two threads: its writes of one name are made one
+    at a time, so the second starts once the first landed and deletes that one's object, not
+    beside it (both deleting only what was named before them: the first's object left in the
+    bucket, named by no item)."""
+    registry, started = JobTypeRegistry(), []
+    inside, release, waiting = threading.Event(), threading.Event(), threading.Event()
+
+    def hold_the_first(name, kwargs):
+        started.append((kwargs["write"], tuple(kwargs["replaces"]), release.is_set()))
+        if len(started) == 1:
+            inside.set()
+            assert release.wait(5)
+        else:
+            waiting.set()  # started: beside the first when it is still held
+
+    artifacts = artifacts_with_put(store, clock, monkeypatch, hold_the_first)
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+
+    @registry.register("t.two_writers", Empty, max_attempts=1)
+    def two_writers(ctx, payload):
+        locks = ctx._artifact_locks
+        watched = type("WatchedLocks", (dict,), {
+            "setdefault": lambda self, key, default: WatchedLock(locks.setdefault(key, default), waiting)})
+        ctx._artifact_locks = watched()
+        first = threading.Thread(target=ctx.artifact, args=("rows.csv", "a" * 2000))
+        first.start()
+        assert inside.wait(5)
+        second = threading.Thread(target=ctx.artifact, args=("rows.csv", "b" * 2000))
+        second.start()
+        assert waiting.wait(5)  # waiting for the first's lock, or started beside it
+        release.set()
+        first.join(5)
+        second.join(5)
+
+    _, final = run(lifecycle, JobRunner(lifecycle, registry, clock=SystemClock(), artifacts=artifacts), queue,
+                   "t.two_writers")
+    assert final.status == JobStatus.COMPLETED
+    assert started == [(1, (), False), (2, (1,), True)], started
+
 
 @pytest.mark.parametrize("refusal", ["content_type", "store_unavailable", "lost_answer"])
 def test_a_write_after_a_refused_one_deletes_the_object_the_artifact_named(store, queue, clock, monkeypatch, refusal):

@@ -24,26 +24,11 @@ from chalicelib.worker.helpers import complete_job, fail_job
 from chalicelib.worker.outcome import AttemptOutcomes
 from chalicelib.worker.progress import ProgressReporter
 from chalicelib.worker.runner import JobRunner
+from tests.support.waiting import WatchedLock
 
 
 class Empty(BaseModel):
     pass
-
-
-class WatchedLock:
-    """One of a ctx's locks, telling the test when a second thread waits for it."""
-
-    def __init__(self, lock):
-        self._lock, self.waiting = lock, threading.Event()
-
-    def __enter__(self):
-        if not self._lock.acquire(blocking=False):
-            self.waiting.set()
-            self._lock.acquire()
-        return self
-
-    def __exit__(self, *exc):
-        self._lock.release()
 
 
 # How the handler stops once a progress write is under way: what the job then reads.
@@ -560,6 +545,7 @@ def test_a_long_traceback_is_logged_by_its_end_where_the_error_was_raised(store,
     assert len(extra["traceback"]) == MAX_TRACEBACK_LOG_CHARS, len(extra["traceback"])
     assert extra["traceback"].rstrip().endswith("ValueError: row 401 is not a number"), extra["traceback"][-200:]
 
+
 @pytest.mark.parametrize("by", ["fail_job", "raised"])
 @pytest.mark.parametrize("over", [0, 1])
 def test_a_failures_message_keeps_max_error_message_chars_whole_and_cuts_past_them(store, queue, clock, by, over):
@@ -607,6 +593,7 @@ def test_a_spawn_refused_for_its_payload_fails_the_attempt_naming_the_field(stor
     assert final.error.code == "invalid_payload", final.error
     assert "rows: Input should be a valid integer" in final.error.message, final.error.message
     assert final.children == []
+
 
 def test_a_handler_error_with_no_text_is_recorded_by_its_type_name(store, queue, clock):
     """A job's `error.message` is never empty: an error raised with no text (a FatalJobError("")
@@ -809,6 +796,7 @@ def test_a_failures_message_that_fills_the_room_left_exactly_is_kept_whole(queue
     assert failed_with("x" * room) == "x" * room
     over = failed_with("x" * (room + 1))
     assert over.endswith("…") and len(over) < room + 1, over[-10:]
+
 
 @pytest.mark.parametrize(("max_attempts", "status", "logged", "said", "raised"), [
     (1, JobStatus.FAILED, "failed", ("dead_letter", "owed"), DeadLetterOwedError),

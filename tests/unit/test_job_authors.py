@@ -21,7 +21,7 @@ from typing_extensions import TypedDict
 from chalicelib.adapters.clocks import SystemClock
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
 from chalicelib.defaults import (
-    MAX_EVENT_TEXT_CHARS, MAX_LABEL_CHARS, MAX_PROGRESS_MESSAGE_CHARS, MAX_PROGRESS_REPORT_BYTES,
+    MAX_EVENT_TEXT_CHARS, MAX_JSON_DEPTH, MAX_LABEL_CHARS, MAX_PROGRESS_MESSAGE_CHARS, MAX_PROGRESS_REPORT_BYTES,
 )
 from chalicelib.domain.errors import (
     FatalJobError, InvalidArtifactError, JobpipeError, ProgressRejectedError, RetryableJobError,
@@ -752,10 +752,11 @@ def nested(levels):
 @pytest.mark.parametrize("data, says", [
     ({"ratio": float("nan")}, "NaN"), ([1, float("inf")], "Infinity"), ({"rows": [{"x": -float("inf")}]}, "NaN"),
     ({"at": datetime(2027, 1, 1, tzinfo=timezone.utc)}, "datetime"), (nested(5_000), "levels"),
+    (nested(MAX_JSON_DEPTH + 1), "levels"),
     ({1: "int key", "1": "str key"}, "keys"), ([{"cells": {(0, 1): "a"}}], "keys"),
     ({"name": "caf\udcff"}, "lone surrogate"), ("caf\udcff", "lone surrogate"),
-], ids=["nan", "infinity", "nested_minus_infinity", "datetime", "deep", "int_key", "nested_tuple_key",
-        "lone_surrogate_in_json", "lone_surrogate_in_text"])
+], ids=["nan", "infinity", "nested_minus_infinity", "datetime", "deep", "one_level_past", "int_key",
+        "nested_tuple_key", "lone_surrogate_in_json", "lone_surrogate_in_text"])
 def test_an_artifact_whose_data_is_not_json_is_refused_at_the_call(env, queue, seen, artifacts, data, says):
     """A dict/list artifact is stored as JSON: one holding NaN or Infinity (no JSON reader takes
 it), a datetime, a key that is not text or nesting past 100 levels raises InvalidArtifactError
@@ -995,8 +996,9 @@ def _spawned_after_an_unanswered_spawn(store, queue, clock, monkeypatch, *, land
     spawned each of `again` (none when not `retry`), a spawn refused by the quota or not
     answered answering None: `refuse` holds the numbers (from 1) of the admissions that refuse,
     `unanswered_creates` those of the children's writes not answered (landing when `lands`).
-    `listed` is given the children the handler's ctx.job lists as it returns. Returns (the parent as its attempt left it, the children it lists, the `pending` each
-    admission was given, the children's messages)."""
+    `listed` is given the children the handler's ctx.job lists as it returns. Returns (the
+    parent as its attempt left it, the children it lists, the `pending` each admission was
+    given, the children's messages)."""
     from chalicelib.domain.errors import QuotaExceededError, StoreUnavailableError
 
     types = JobTypeRegistry()
@@ -1196,6 +1198,7 @@ def test_a_retried_parent_takes_on_the_child_of_a_spawn_after_a_refused_one(stor
     children = [store.get(c, mark_gone=False) for c in ended.children]
     assert sorted(c.payload["n"] for c in children) == [1, 2], [c.payload for c in children]
     assert ended.result[1] == first.children[0]
+
 
 def test_a_spawn_made_again_after_another_was_refused_takes_on_the_child_its_unanswered_try_made(
         store, queue, clock, monkeypatch):

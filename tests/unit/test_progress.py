@@ -298,6 +298,32 @@ def test_a_cancel_a_write_returned_is_answered_without_a_read_and_is_seen(setup)
     assert not ctx.cancel_seen
     assert ctx.cancelled() is True and reads == [] and ctx.cancel_seen
 
+
+def test_a_cancel_first_seen_after_the_timeout_is_not_in_time_however_often_it_expires(setup):
+    """`expire` marks the moment the attempt's time ran out: a cancel request first seen after it
+    (a look from a loop that caught the interrupt) is not `cancel_seen_in_time`, and an expiry
+    told again (the alarm and its watchdog both finding the time out) does not move that
+    moment past the look."""
+    reporter, clock, written = setup
+    ctx, reads = _context_reading_a_cancel(reporter, clock)
+    ctx.expire()
+    assert ctx.cancelled(fresh=True) and ctx.cancel_seen
+    ctx.expire()
+    assert ctx.expired and not ctx.cancel_seen_in_time
+
+
+def test_the_time_left_is_never_less_than_none(setup):
+    """`ctx.remaining_ms()` counts down to the attempt's timeout and stays at 0 past it: a
+    handler sizing its next step by it (a batch of `remaining_ms() // per_row_ms` rows) gets
+    none to do, not a negative count."""
+    reporter, clock, written = setup
+    ctx, _ = _context_reading_a_cancel(reporter, clock)
+    clock.advance(59.5)
+    assert ctx.remaining_ms() == 500
+    clock.advance(2)
+    assert ctx.remaining_ms() == 0
+
+
 def test_a_cancel_request_once_seen_stays_seen_without_another_read(setup):
     """A handler may ask in more than one place (an inner and an outer loop): once
     `ctx.cancelled()` answered True it answers True again, and reads the store no more."""

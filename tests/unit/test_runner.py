@@ -455,6 +455,7 @@ def test_a_report_made_once_a_poll_saw_the_cancel_is_not_kept(store, queue, cloc
     assert final.status == JobStatus.CANCELED
     assert (final.progress.percent, final.progress.step) == (40, "load"), final.progress
 
+
 @pytest.mark.parametrize("stops", ["returns on ctx.cancelled()", "catches JobCancelledError and returns",
                                    "completes on ctx.cancelled()"])
 def test_a_handler_that_saw_the_cancel_request_and_returned_ends_canceled(store, queue, clock, stops):
@@ -559,6 +560,7 @@ def test_a_spawn_once_the_handler_saw_the_cancel_asks_the_store_nothing(store, q
     final = JobRunner(lifecycle, registry, clock=SystemClock(), progress_interval_s=0).run(queue.drain()[0])
     assert (len(refused), asked) == (1, [])
     assert final.status == JobStatus.CANCELED and final.children == []
+
 
 @pytest.mark.parametrize("handler_then", ["lets the error go", "catches it and returns"])
 def test_a_parent_whose_cancel_was_requested_spawns_no_child(store, queue, clock, handler_then):

@@ -441,6 +441,7 @@ def test_a_handler_reads_its_jobs_tenant_scope_and_attempt_on_its_ctx(store, que
     final = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(queue.drain()[0])
     assert final.result == {"id": job.id, "tenant": "acme", "scope": "invoices-eu", "attempt": 1}, final.result
 
+
 @pytest.mark.parametrize("message", ["x" * (MAX_PROGRESS_MESSAGE_CHARS + 1), "caf\udcff"], ids=["too_long", "lone_surrogate"])
 def test_a_completion_made_with_a_message_no_report_could_carry_is_refused_where_it_is_made(message):
     """A handler that returns a `Completion` it made (no complete_job) is told at the call, as
@@ -448,6 +449,7 @@ def test_a_completion_made_with_a_message_no_report_could_carry_is_refused_where
     completion's write could not store it, and the job would fail far from the line at fault."""
     with pytest.raises(ProgressRejectedError):
         Completion({"rows": 3}, message)
+
 
 @pytest.mark.parametrize("percent", [75, None], ids=["with_a_percent", "without"])
 @pytest.mark.parametrize("interval_s", [0, 60], ids=["report_written", "report_pending"])
