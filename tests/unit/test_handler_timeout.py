@@ -166,9 +166,12 @@ def off_the_main_thread(run) -> None:
     worker.join(5)
 
 
+@pytest.mark.parametrize("timeout_s", [None, 30])
 @pytest.mark.parametrize("in_thread", [False, True])
-def test_a_timeout_says_the_handlers_timeout_in_one_wording_on_either_path(in_thread):
-    """The alarm (Lambda's main thread) and a handler's thread (elsewhere) say it alike."""
+def test_a_timeout_says_the_handlers_timeout_in_one_wording_on_either_path(in_thread, timeout_s):
+    """The alarm (Lambda's main thread) and a handler's thread (elsewhere) say it alike, naming
+    the job type's timeout: the one given when a slow claim left the handler less of it (here
+    0.25 s of 30 s), else the time it had."""
     def late():
         time.sleep(2)
 
@@ -176,7 +179,7 @@ def test_a_timeout_says_the_handlers_timeout_in_one_wording_on_either_path(in_th
 
     def run():
         try:
-            timeout.run_with_timeout(late, 0.25, lambda: None, clock=SystemClock())
+            timeout.run_with_timeout(late, 0.25, lambda: None, clock=SystemClock(), timeout_s=timeout_s)
         except JobTimeoutError as exc:
             raised.append(str(exc))
 
@@ -184,7 +187,10 @@ def test_a_timeout_says_the_handlers_timeout_in_one_wording_on_either_path(in_th
         off_the_main_thread(run)
     else:
         run()
-    assert raised == [JobTimeoutError.exceeded(0.25)] == ["handler exceeded its timeout of 0.25 s"]
+    if timeout_s is None:
+        assert raised == [JobTimeoutError.exceeded(0.25)] == ["handler exceeded its timeout of 0.25 s"]
+    else:
+        assert raised == [JobTimeoutError.exceeded(30)] == ["handler exceeded its timeout of 30 s"]
 
 
 def test_the_process_ends_before_the_attempts_lease_lapses():
@@ -300,6 +306,56 @@ def test_a_handler_that_stops_the_alarm_after_its_timeout_still_has_its_process_
 
     assert_given_up_on(JobLifecycle(store, queue, types, clock=clock), "t.own_alarm_after_timeout", ended)
 
+
+def test_a_handler_that_stops_the_alarm_after_swallowing_a_few_interrupts_has_its_process_ended(
+        store, queue, clock, monkeypatch):
+    """The watchdog tells the alarm stopped from no interrupt coming since its last look, each
+    look against the one before: a handler that swallows a few interrupts (the watchdog seeing
+    them come) and then takes SIGALRM for its own calls is given up on all the same, before the
+    attempt's lease lapses, not left running because the count moved once."""
+    monkeypatch.setattr(timeout, "HANDLER_REINTERRUPT_S", 0.1)
+    monkeypatch.setattr(timeout, "HANDLER_ALARM_LATE_S", 0.1)
+    types, ended = JobTypeRegistry(), []
+
+    @types.register("t.swallows_then_own_alarm", Empty, timeout_s=1, max_attempts=2)
+    def swallows_then_own_alarm(ctx, payload):
+        swallowed = 0
+        while swallowed < 4:  # the interrupts of 0.3 s past its timeout, short of the 0.5 s give-up
+            try:
+                time.sleep(60)
+            except Exception:  # noqa: BLE001 - what the test is about
+                swallowed += 1
+        stop = time.monotonic() + 10
+        while time.monotonic() < stop and not ended:  # the test's bound: on Lambda the process ends
+            own_alarm_around(5, lambda: time.sleep(0.05))
+        return "finished late"
+
+    assert_given_up_on(JobLifecycle(store, queue, types, clock=clock), "t.swallows_then_own_alarm", ended)
+
+def test_an_alarm_come_late_is_the_timeout_not_one_the_handler_went_on_past(store, queue, clock):
+    """The alarm may come late: its signal waits while the handler is inside a call that holds
+    it off (here SIGALRM blocked for a moment past the timeout). Within HANDLER_ALARM_LATE_S the
+    watchdog takes it for late, not stopped: the late alarm is the attempt's timeout, failed as
+    any interrupt at its timeout ("exceeded its timeout of 1 s"), not as a handler that went on
+    past a timeout the watchdog had already called."""
+    types = JobTypeRegistry()
+
+    @types.register("t.holds_the_signal", Empty, timeout_s=1, max_attempts=2)
+    def holds_the_signal(ctx, payload):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        try:
+            while ctx.remaining_ms() > 0:
+                time.sleep(0.01)
+            time.sleep(0.2)  # the alarm held off past the timeout
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})  # it comes now
+        time.sleep(60)
+
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    lifecycle.submit(tenant="acme", user="ann", type="t.holds_the_signal", payload={})
+    final = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(queue.drain()[0])
+    assert (final.status, final.error.code, final.error.message) == (
+        JobStatus.RETRYING, "timeout", JobTimeoutError.exceeded(1)), final.error
 
 def test_a_claim_that_took_long_leaves_the_handler_only_the_time_its_lease_holds(store, queue, clock, monkeypatch):
     """The lease counts from the claim (its timeout plus LEASE_GRACE_S): a claim whose write took
