@@ -3,6 +3,7 @@ the attempt's last write left it, and the order of what the handler did decides 
 ending whether it returned, raised or was given up on past its timeout (docs/jobs.md)."""
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import Optional
@@ -800,52 +801,39 @@ def test_a_failures_message_that_fills_the_room_left_exactly_is_kept_whole(queue
 
 @pytest.mark.parametrize(("max_attempts", "status", "logged", "said", "raised"), [
     (1, JobStatus.FAILED, "failed", ("dead_letter", "owed"), DeadLetterOwedError),
-    (2, JobStatus.RETRYING, "retried", ("next_attempt", "unsent"), NextAttemptUnsentError)])
+    (2, JobStatus.RETRYING, "retried", ("next_attempt", "unsent"), NextAttemptUnsentError),
+    (1, JobStatus.FAILED, "failed", ("dead_letter", "unconfirmed"), None)])
 def test_a_failure_whose_message_did_not_go_is_logged_as_such_and_fails_the_delivery(
-        store, queue, clock, max_attempts, status, logged, said, raised):
+        store, queue, clock, monkeypatch, max_attempts, status, logged, said, raised):
     """docs/reliability.md: the failed write comes first; when the dead-letter queue (or, for a
     retry, the jobs queue) does not answer, the job still reads failed (retrying), the worker's
     `job failed` (`job retried`) line says what is owed, and the delivery fails, so that its
-    message, back, parks the letter (starts the next attempt)."""
+    message, back, parks the letter (starts the next attempt). A dead letter sent whose answer
+    was lost may be on its queue: the job is marked `dead_letter_unconfirmed`, the line says
+    `dead_letter: unconfirmed` (the reconciler's next pass settles it, not a message coming
+    back) and the delivery is acknowledged."""
+    from chalicelib.domain.errors import LetterUnconfirmedError
+
     types, observed = JobTypeRegistry(), []
+
+    def answer_lost(*args, **kwargs):
+        raise LetterUnconfirmedError("the dead-letter queue's answer was lost")
 
     @types.register("t.breaks", Empty, max_attempts=max_attempts)
     def breaks(ctx, payload):
-        queue.fail_sends = True  # the queues stop answering while the handler runs
+        if raised is None:
+            monkeypatch.setattr(queue, "dead_letter", answer_lost)
+        else:
+            queue.fail_sends = True  # the queues stop answering while the handler runs
         raise ValueError("row 401 is not a number")
 
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
     submitted = lifecycle.submit(tenant="acme", user="ann", type="t.breaks", payload={})
     runner = JobRunner(lifecycle, types, clock=ManualClock(), progress_interval_s=2,
                        observe=lambda event, job, extra: observed.append((event, extra)))
-    with pytest.raises(raised):
+    with pytest.raises(raised) if raised else contextlib.nullcontext():
         runner.run(queue.drain()[0])
-    assert store.get(submitted.id, mark_gone=False).status == status
+    stored = store.get(submitted.id, mark_gone=False)
+    assert (stored.status, stored.dead_letter_unconfirmed) == (status, True if raised is None else None)
     ends = [(event, extra.get(said[0]), extra.get("error_code")) for event, extra in observed if event != "started"]
     assert ends == [(logged, said[1], "handler_error")]
-
-
-def test_a_failure_whose_dead_letter_answer_was_lost_is_logged_unconfirmed(store, queue, clock, monkeypatch):
-    """docs/reliability.md: a dead letter sent whose answer was lost may be on its queue; the job
-    is marked `dead_letter_unconfirmed`, the delivery acknowledged, and the worker's `job failed`
-    line says `dead_letter: unconfirmed`, so an operator looking for the letter knows the
-    reconciler's next pass settles it, not a message coming back."""
-    from chalicelib.domain.errors import LetterUnconfirmedError
-
-    types, observed = JobTypeRegistry(), []
-
-    @types.register("t.breaks", Empty, max_attempts=1)
-    def breaks(ctx, payload):
-        raise ValueError("row 401 is not a number")
-
-    def answer_lost(*args, **kwargs):
-        raise LetterUnconfirmedError("the dead-letter queue's answer was lost")
-
-    monkeypatch.setattr(queue, "dead_letter", answer_lost)
-    lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    lifecycle.submit(tenant="acme", user="ann", type="t.breaks", payload={})
-    final = JobRunner(lifecycle, types, clock=ManualClock(), progress_interval_s=2,
-                      observe=lambda event, job, extra: observed.append((event, extra))).run(queue.drain()[0])
-    assert (final.status, final.dead_letter_unconfirmed) == (JobStatus.FAILED, True)
-    ends = [(event, extra.get("dead_letter"), extra["error_code"]) for event, extra in observed if event != "started"]
-    assert ends == [("failed", "unconfirmed", "handler_error")]
