@@ -1,6 +1,7 @@
 """A handler that will not stop at its timeout: interrupted again and again, and at last its
 attempt failed `timeout` and its process ended before the attempt's lease lapses, so the next
 attempt (started once the lease lapses) never runs beside it."""
+import re
 import signal
 import threading
 import time
@@ -258,8 +259,9 @@ def test_a_handler_that_uses_sigalrm_itself_still_fails_at_its_timeout(store, qu
 
 def assert_given_up_on(lifecycle: JobLifecycle, job_type: str, ended: list) -> None:
     """A job of `job_type` run once by a worker that records its process's end in `ended`: it
-    was given up on half a second past its timeout, its attempt failed `timeout`, its process
-    ended (once)."""
+    was given up on half a second past its timeout (the alarm's, or the watchdog's once it saw the
+    alarm stop), its attempt failed `timeout` saying how long it went on, counted from the
+    timeout (within the lease's grace), its process ended (once)."""
     submitted = lifecycle.submit(tenant="acme", user="ann", type=job_type, payload={})
     runner = JobRunner(lifecycle, lifecycle.registry, clock=SystemClock(), progress_interval_s=0,
                        end_process=lambda: ended.append(True), give_up_after_s=0.5)
@@ -268,6 +270,8 @@ def assert_given_up_on(lifecycle: JobLifecycle, job_type: str, ended: list) -> N
     job = lifecycle.store.get(submitted.id, mark_gone=False)
     assert job.status == JobStatus.RETRYING and job.error.code == "timeout", job.error
     assert job.error.message.endswith("its worker process was ended")
+    went_on = re.search(r"went on for (\d+) s", job.error.message)
+    assert went_on and int(went_on.group(1)) < LEASE_GRACE_S, job.error.message  # ended before the lease lapsed
 
 
 def test_a_handler_that_stopped_the_alarm_and_goes_on_has_its_process_ended(store, queue, clock):
@@ -610,22 +614,47 @@ def test_a_handler_run_off_the_main_thread_has_its_later_writes_stopped_at_its_t
     assert timed_out == [True] and len(raised) == 1
 
 
-def test_a_handler_run_off_the_main_thread_that_fails_in_time_raises_its_error():
-    """Its error is the caller's, as on the main thread: not a run that returned nothing."""
+@pytest.mark.parametrize("error", [ValueError("the handler broke"), SystemExit("the handler broke")],
+                         ids=["exception", "base_exception"])
+def test_a_handler_run_off_the_main_thread_that_fails_in_time_raises_its_error(error):
+    """Its error is the caller's, as on the main thread: not a run that returned nothing (which
+    would complete the job with None), a BaseException too (a library's sys.exit)."""
     outcome: list[object] = []
 
     def broken():
-        raise ValueError("the handler broke")
+        raise error
 
     def run() -> None:
         try:
             outcome.append(timeout.run_with_timeout(broken, 5, lambda: None, clock=SystemClock()))
-        except ValueError as exc:
+        except BaseException as exc:  # noqa: BLE001 - what the test is about
             outcome.append(exc)
 
     off_the_main_thread(run)
-    assert [str(o) for o in outcome] == ["the handler broke"] and isinstance(outcome[0], ValueError)
+    assert outcome == [error]
 
+
+def test_a_handler_abandoned_off_the_main_thread_keeps_no_process_from_ending():
+    """Off the main thread the handler runs in a thread of its own, abandoned at its timeout: a
+    daemon thread, so that one that never returns does not keep the worker's process (a local
+    worker told to stop, a test run) from ending."""
+    release, daemon, timed_out = threading.Event(), [], []
+
+    def hangs():
+        daemon.append(threading.current_thread().daemon)
+        release.wait(5)
+
+    def run() -> None:
+        try:
+            timeout.run_with_timeout(hangs, 0.1, lambda: None, clock=SystemClock())
+        except JobTimeoutError:
+            timed_out.append(True)
+
+    try:
+        off_the_main_thread(run)
+    finally:
+        release.set()
+    assert (daemon, timed_out) == ([True], [True])
 
 def run_given_up_on(lifecycle: JobLifecycle, job_type: str, worker_clock: ManualClock, interval_s: float,
                     end_process) -> Any:
