@@ -257,11 +257,11 @@ def test_a_handler_that_uses_sigalrm_itself_still_fails_at_its_timeout(store, qu
     assert refused and job.progress.percent < 90
 
 
-def assert_given_up_on(lifecycle: JobLifecycle, job_type: str, ended: list) -> None:
+def assert_given_up_on(lifecycle: JobLifecycle, job_type: str, ended: list) -> int:
     """A job of `job_type` run once by a worker that records its process's end in `ended`: it
     was given up on half a second past its timeout (the alarm's, or the watchdog's once it saw the
     alarm stop), its attempt failed `timeout` saying how long it went on, counted from the
-    timeout (within the lease's grace), its process ended (once)."""
+    timeout (within the lease's grace), its process ended (once). Returns those seconds."""
     submitted = lifecycle.submit(tenant="acme", user="ann", type=job_type, payload={})
     runner = JobRunner(lifecycle, lifecycle.registry, clock=SystemClock(), progress_interval_s=0,
                        end_process=lambda: ended.append(True), give_up_after_s=0.5)
@@ -272,6 +272,7 @@ def assert_given_up_on(lifecycle: JobLifecycle, job_type: str, ended: list) -> N
     assert job.error.message.endswith("its worker process was ended")
     went_on = re.search(r"went on for (\d+) s", job.error.message)
     assert went_on and int(went_on.group(1)) < LEASE_GRACE_S, job.error.message  # ended before the lease lapsed
+    return int(went_on.group(1))
 
 
 def test_a_handler_that_stopped_the_alarm_and_goes_on_has_its_process_ended(store, queue, clock):
@@ -308,7 +309,9 @@ def test_a_handler_that_stops_the_alarm_after_its_timeout_still_has_its_process_
             own_alarm_around(5, lambda: time.sleep(0.05))
         return "finished late"
 
-    assert_given_up_on(JobLifecycle(store, queue, types, clock=clock), "t.own_alarm_after_timeout", ended)
+    went_on = assert_given_up_on(JobLifecycle(store, queue, types, clock=clock), "t.own_alarm_after_timeout", ended)
+    # counted from the timeout the alarm marked, not from the watchdog's finding that it stopped
+    assert went_on >= HANDLER_ALARM_LATE_S + HANDLER_REINTERRUPT_S, went_on
 
 
 def test_a_handler_that_stops_the_alarm_after_swallowing_a_few_interrupts_has_its_process_ended(
