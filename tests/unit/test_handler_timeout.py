@@ -339,6 +339,7 @@ def test_a_handler_that_stops_the_alarm_after_swallowing_a_few_interrupts_has_it
 
     assert_given_up_on(JobLifecycle(store, queue, types, clock=clock), "t.swallows_then_own_alarm", ended)
 
+
 def test_an_alarm_come_late_is_the_timeout_not_one_the_handler_went_on_past(store, queue, clock):
     """The alarm may come late: its signal waits while the handler is inside a call that holds
     it off (here SIGALRM blocked for a moment past the timeout). Within HANDLER_ALARM_LATE_S the
@@ -363,6 +364,7 @@ def test_an_alarm_come_late_is_the_timeout_not_one_the_handler_went_on_past(stor
     final = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(queue.drain()[0])
     assert (final.status, final.error.code, final.error.message) == (
         JobStatus.RETRYING, "timeout", JobTimeoutError.exceeded(1)), final.error
+
 
 def test_a_claim_that_took_long_leaves_the_handler_only_the_time_its_lease_holds(store, queue, clock, monkeypatch):
     """The lease counts from the claim (its timeout plus LEASE_GRACE_S): a claim whose write took
@@ -658,6 +660,7 @@ def test_a_handler_abandoned_off_the_main_thread_keeps_no_process_from_ending():
     finally:
         release.set()
     assert (daemon, timed_out) == ([True], [True])
+
 
 def run_given_up_on(lifecycle: JobLifecycle, job_type: str, worker_clock: ManualClock, interval_s: float,
                     end_process) -> Any:
