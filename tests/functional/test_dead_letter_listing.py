@@ -35,6 +35,7 @@ def test_every_queue_is_counted_the_empty_ones_too(client, aws):
 def test_a_listing_too_large_for_one_answer_shows_the_start_of_each_large_body(client, aws):
     """Forty letters of 200 KB each (SQS takes 256 KiB) would make an 8 MB answer, which API
     Gateway cannot carry (502): each large body is shown as the start of its text, marked."""
+    from chalicelib.dead_letters import LETTERS_BYTES
     from chalicelib.defaults import MAX_ANSWER_BYTES
     from chalicelib.domain.job import answer_bytes
 
@@ -49,9 +50,10 @@ def test_a_listing_too_large_for_one_answer_shows_the_start_of_each_large_body(c
     small = [letter for letter in letters if not letter["body_cut"]]
     assert [letter["body"] for letter in small] == [{"note": "small"}] and small[0]["body_bytes"] is None
     whole = json.dumps(big, separators=(",", ":"), ensure_ascii=False)
+    share = LETTERS_BYTES // len(letters)  # each cut letter, its own fields too, takes at most its share
     for letter in letters:
         if letter["body_cut"]:
-            assert letter["body_bytes"] == len(whole.encode())
+            assert letter["body_bytes"] == len(whole.encode()) and answer_bytes(letter) <= share
             assert 1_000 < len(letter["body"]["raw"]) < len(whole) and whole.startswith(letter["body"]["raw"])
 
 
@@ -60,6 +62,21 @@ def test_a_listing_that_fits_shows_every_body_whole(client, aws):
     aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=json.dumps(big))
     letters = client.http.get("/api/system/dlq?priority=normal", headers=operator()).json_body["dead_letters"]["normal"]
     assert [(letter["body"], letter["body_cut"]) for letter in letters] == [(big, False)]
+
+
+def test_a_listing_that_fits_shows_a_body_past_an_equal_share_whole(client, aws):
+    """Bodies are cut only when the listing as a whole would not fit one answer: a hundred
+    letters that fit show their one large body whole, though it takes more than a hundredth of
+    what the letters may take together."""
+    big = {"note": "x" * 200_000}
+    aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=json.dumps(big))
+    for batch in range(10):
+        aws["sqs"].send_message_batch(QueueUrl=aws["dlq_url"], Entries=[
+            {"Id": str(n), "MessageBody": json.dumps({"note": f"small {batch}-{n}"})} for n in range(10 if batch else 9)])
+    letters = client.http.get("/api/system/dlq?priority=normal&limit=100",
+                              headers=operator()).json_body["dead_letters"]["normal"]
+    assert len(letters) == 100 and not any(letter["body_cut"] for letter in letters)
+    assert big in [letter["body"] for letter in letters]
 
 
 def test_a_cut_body_whose_json_held_a_lone_surrogate_is_shown_not_a_500(client, aws):

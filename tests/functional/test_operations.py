@@ -1086,3 +1086,34 @@ def test_a_queue_or_table_that_does_not_answer_an_operator_route_is_in_the_log_w
         assert "counters" in client.http.get("/api/system/stats", headers=operator()).json_body["unavailable"]
     (line,) = lines
     assert (line["section"], line["level"]) == ("counters", "warning") and "ReadTimeoutError" in line["cause"]
+
+
+def test_a_dead_letter_listing_that_read_around_the_jobs_table_says_why_in_the_log(client, aws, monkeypatch):
+    """The jobs table not answering leaves the letters listed with `jobs_unavailable`; the
+    API's log says why, as for a queue the listing read around: an operator seeing every
+    letter's job null finds the timeout under it, not only the answer's short code."""
+    job = submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})
+    aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=json.dumps({"job_id": job["id"], "attempt": 1}))
+    store = container().store
+    lines = _logged(monkeypatch)
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "_ddb", TimingOut(store._ddb, "batch_get_item"))
+        body = client.http.get("/api/system/dlq?priority=normal", headers=operator()).json_body
+    assert body["jobs_unavailable"]["code"] == "store_unavailable" and body["dead_letters"]["normal"][0]["job"] is None
+    (line,) = [entry for entry in lines if entry["message"] == "operator route read around an outage"]
+    assert (line["section"], line["queue"]) == ("jobs", None) and "ReadTimeoutError" in line["cause"]
+
+
+def test_a_dead_letter_count_that_did_not_answer_says_why_in_the_log(client, aws, monkeypatch):
+    """A queue whose letters were read and whose count then did not answer is shown with its
+    letters and `total` null; the API's log names the queue and the timeout under it."""
+    for n in range(2):
+        aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=json.dumps({"note": f"hand-made {n}"}))
+    operations = container().queue_operations
+    lines = _logged(monkeypatch)
+    with monkeypatch.context() as patched:
+        patched.setattr(operations, "_sqs", TimingOut(operations._sqs, "get_queue_attributes"))
+        body = client.http.get("/api/system/dlq?priority=normal", headers=operator()).json_body
+    assert len(body["dead_letters"]["normal"]) == 2 and body["total"] == {"normal": None}
+    (line,) = [entry for entry in lines if entry["message"] == "operator route read around an outage"]
+    assert (line["section"], line["queue"]) == ("dead_letter_queues", "normal") and "ReadTimeoutError" in line["cause"]
