@@ -2,6 +2,8 @@
 one tenant, up to MAX_TREE_JOBS jobs, and says whether it is whole."""
 from __future__ import annotations
 
+import pytest
+
 from chalicelib.api.rq_vocabulary import job_status
 from chalicelib.defaults import BATCH_GET_MAX, JOBINFO_MAX_LEVELS, MAX_TREE_JOBS, MAX_TREE_READS
 from chalicelib.domain.job import Job, child_job_id, utcnow
@@ -207,3 +209,102 @@ def test_a_fan_out_before_chains_starts_their_read_ahead_at_one_link(store):
     tree, whole = JobReads(counted).tree("acme", [store.get(root, mark_gone=False)])
     assert set(tree) == {*fanned, *links} and whole
     assert counted.keys == len(fanned) + 2 * len(links)  # each link read, and one guess of its child
+
+
+def test_a_tree_cut_at_its_levels_is_whole_only_when_every_job_below_it_was_read(store):
+    """Cut at `levels`, the tree is whole only if every job the last level lists is one it
+    read already (a record listing a job read above, edited by hand): one of them read is not
+    enough, or the status would rest on a job never read and not say so."""
+    ids = [f"00000000-0000-4000-8000-{i:012d}" for i in range(1, 4)]
+    a, b, c = ids
+    for job_id, children in ((a, [b, c]), (b, []), (c, [])):
+        store.create(Job(id=job_id, type="demo.steps", tenant="acme", user="ann", children=children, **DONE))
+    root = Job(id="00000000-0000-4000-9000-000000000000", type="demo.fanout", tenant="acme", user="ann",
+               children=[a, b], **DONE)
+    assert JobReads(store).tree("acme", [root], levels=1) == ({a: store.get(a, mark_gone=False),
+                                                               b: store.get(b, mark_gone=False)}, False)
+    assert JobReads(store).tree("acme", [root], levels=2)[1]
+
+
+@pytest.mark.timeout(30)
+def test_a_record_that_lists_a_job_read_above_it_ends_the_tree(store):
+    """A record edited by hand may list itself among its children: a job the tree holds is
+    not read or walked again, so the read ends, whole, rather than walking the loop until the
+    function's time is up."""
+    looped = "00000000-0000-4000-8000-000000000001"
+    store.create(Job(id=looped, type="demo.steps", tenant="acme", user="ann", children=[looped], **DONE))
+    root = Job(id="00000000-0000-4000-9000-000000000000", type="demo.fanout", tenant="acme", user="ann",
+               children=[looped], **DONE)
+    assert JobReads(store).tree("acme", [root]) == ({looped: store.get(looped, mark_gone=False)}, True)
+
+
+def test_a_chain_past_the_most_jobs_reads_no_job_past_them(store):
+    """Read-ahead guesses within the room the tree has left: a chain longer than MAX_TREE_JOBS
+    is read up to them, every key read one the tree could hold, none past the bound."""
+    counted = CountingStore(store)
+    tree, whole = JobReads(counted).tree("acme", [_chain(store, MAX_TREE_JOBS + 1)])
+    assert len(tree) == MAX_TREE_JOBS and not whole
+    assert counted.keys == MAX_TREE_JOBS
+
+
+def test_a_trees_consistent_rereads_count_toward_its_most_reads(store):
+    """A replica that has seen the chain's first link and none after it: every later level's
+    read misses and is read again consistently, and those reads count toward MAX_TREE_READS as
+    the first ones do. The read stops at the bound, the level whose re-read it has no read left
+    for unread and the tree not whole, rather than spending past the bound."""
+    root = _chain(store, MAX_TREE_READS)
+    ids, link = [], root.id
+    for _ in range(MAX_TREE_READS):
+        link = child_job_id(link, 1, 1)
+        ids.append(link)
+    lagging = LaggingStore(store, set(ids[1:]))
+    tree, whole = JobReads(lagging).tree("acme", [root])
+    assert sum(-(-len(read[2]) // BATCH_GET_MAX) for read in lagging.reads) == MAX_TREE_READS
+    assert len(tree) == MAX_TREE_READS // 2 and not whole
+
+
+def test_a_roots_only_child_is_read_ahead_from_the_first_level(store):
+    """A root listing one child is a chain's start too: its child's next link is guessed in the
+    first BatchGetItem, so a chain of two links (a job and its one continuation, the usual
+    retried-by-spawn case) costs one read, not one a level."""
+    counted = CountingStore(store)
+    tree, whole = JobReads(counted).tree("acme", [_chain(store, 2)])
+    assert len(tree) == 2 and whole and counted.batches == 1
+
+
+def test_a_chain_beside_one_no_guess_names_costs_one_missed_guess_a_link(store):
+    """Two chains side by side, one named as spawn names links and one by retried attempts: a
+    level whose guesses did not all hit reads the next one link ahead again, so the second
+    chain costs one missed guess a link, and the first chain's hits do not double the guesses
+    the second one wastes."""
+    named = _chain(store, 30, root="00000000-0000-4000-8000-000000000001")
+    retried = _chain(store, 30, root="00000000-0000-4000-8000-000000000002",
+                     named=lambda parent, n: child_job_id(parent, 2, 1))
+    root = Job(id="00000000-0000-4000-9000-000000000000", type="demo.fanout", tenant="acme", user="ann",
+               children=[named.id, retried.id], **DONE)
+    counted = CountingStore(store)
+    tree, whole = JobReads(counted).tree("acme", [root])
+    assert len(tree) == 62 and whole
+    assert counted.keys - len(tree) == 30
+
+
+def test_a_short_chain_is_read_ahead_a_few_links_not_a_whole_batch(store):
+    """Read-ahead starts at one link and doubles while its guesses are there: a chain of three
+    links guesses a link or two past what it holds, not a BatchGetItem's worth of keys."""
+    counted = CountingStore(store)
+    tree, whole = JobReads(counted).tree("acme", [_chain(store, 3)])
+    assert len(tree) == 3 and whole and counted.keys < 2 * len(tree)
+
+
+def test_a_level_that_fills_its_batches_is_read_without_guesses(store):
+    """Guesses only take the room a level's last BatchGetItem has left: a hundred chains
+    beside each other, whose links fill one BatchGetItem exactly, are read a level a read,
+    not with a second read of guesses beside it."""
+    starts = []
+    for i in range(BATCH_GET_MAX):
+        starts.append(_chain(store, 1, root=f"00000000-0000-4000-8000-{i:012d}").id)
+    root = Job(id="00000000-0000-4000-9000-000000000000", type="demo.fanout", tenant="acme", user="ann",
+               children=starts, **DONE)
+    counted = CountingStore(store)
+    tree, whole = JobReads(counted).tree("acme", [root])
+    assert len(tree) == 2 * BATCH_GET_MAX and whole and counted.batches == 2
