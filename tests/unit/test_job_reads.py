@@ -191,6 +191,7 @@ def test_a_chain_with_a_link_no_guess_names_is_still_read_ahead_after_it(store):
     assert len(tree) == MAX_TREE_JOBS - 1 and whole
     assert counted.batches < MAX_TREE_READS // 4
 
+
 def test_a_fan_out_before_chains_starts_their_read_ahead_at_one_link(store):
     """Read-ahead grows only with guesses that were there: a level read without guesses (a
     fan-out's children) leaves it at one link, so the chains below it, each a single link here,
