@@ -134,16 +134,20 @@ def test_batch_jobinfo_refuses_more_ids_than_a_batch_takes(client, aws):
 @pytest.mark.parametrize("path", ["/api/jobinfo", "/jobs/status"])
 def test_a_batch_of_the_most_ids_each_of_the_longest_is_answered(client, aws, path):
     """The bounds are inclusive: MAX_BATCH_IDS ids of MAX_JOB_ID_CHARS characters are answered
-    (each not found here); one id more, or one character more, is refused."""
+    (each not found here); one id more, or one character more, is refused, its `details`
+    saying the bound, and for a long id which one (cut to the bound: the refusal echoes no
+    more of it than an answer would)."""
     from chalicelib.defaults import MAX_BATCH_IDS, MAX_JOB_ID_CHARS
 
     ids = [f"{i:03d}".ljust(MAX_JOB_ID_CHARS, "a") for i in range(MAX_BATCH_IDS)]
     response = post(client, path, {"job_ids": ids})
     assert response.status_code == 200, response.body
     assert response.json_body["jobs"] == {i: {"id": i, "status": "not_found"} for i in ids}
-    for refused in ([*ids, "one-more"], [*ids[1:], ids[0] + "a"]):
+    for refused, details in (([*ids, "one-more"], {"limit": MAX_BATCH_IDS}),
+                             ([*ids[1:], ids[0] + "a"], {"job_id": ids[0] + "…", "limit": MAX_JOB_ID_CHARS})):
         response = post(client, path, {"job_ids": refused})
         assert (response.status_code, response.json_body["error"]["code"]) == (400, "invalid_request")
+        assert response.json_body["error"]["details"] == details
 
 
 @pytest.mark.parametrize("raw, code", [("", "invalid_request"), ("{not json", "invalid_json")])
