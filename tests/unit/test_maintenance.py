@@ -19,6 +19,7 @@ from chalicelib.domain.stats import delta_for
 from chalicelib.domain.status import JobStatus
 from chalicelib.maintenance import MaintenanceTasks, TaskControl, follow_up_id, follow_up_payload
 from chalicelib.ports import FinishedPage
+from tests.support.lambda_context import TimeLeft
 
 
 class FakeQueues:
@@ -435,18 +436,11 @@ def test_health_check_with_time_enough_is_complete(tasks):
 def test_inline_time_left_is_bounded_by_the_function_and_the_gateway():
     from chalicelib.api.maintenance import inline_time_left
 
-    class Context:
-        def __init__(self, left_ms):
-            self.left_ms = left_ms
-
-        def get_remaining_time_in_millis(self):
-            return self.left_ms
-
     now = [100.0]
-    assert inline_time_left(Context(30_000), lambda: now[0])() == 28_000  # the gateway's 29 s, less 1 s
-    assert inline_time_left(Context(5_000), lambda: now[0])() == 4_000  # the function's own time
+    assert inline_time_left(TimeLeft(30_000), lambda: now[0])() == 28_000  # the gateway's 29 s, less 1 s
+    assert inline_time_left(TimeLeft(5_000), lambda: now[0])() == 4_000  # the function's own time
     assert inline_time_left(None, lambda: now[0])() == 28_000  # outside Lambda
-    time_left = inline_time_left(Context(12_000), lambda: now[0])
+    time_left = inline_time_left(TimeLeft(12_000), lambda: now[0])
     now[0] += 2.5
     assert time_left() == 8_500
 

@@ -9,6 +9,7 @@ from chalicelib.adapters.memory_events import InMemoryDeliveryLedger
 from chalicelib.defaults import WEBHOOK_RETRY_AFTER_MAX_S
 from chalicelib.domain.errors import QueueUnavailableError, WebhookDeliveryError, WebhookRefusedError
 from chalicelib.subscribers.consumer import Consumer
+from tests.support.lambda_context import TimeLeft
 
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:erp-webhook"
 
@@ -35,9 +36,7 @@ class DeadLetters:
         self.parked.append((body, reason))
 
 
-class Context:
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+LEFT = TimeLeft(30_000)  # an invocation's time left, ample for any batch here
 
 
 def batch(*event_ids: str, receives: int = 1) -> dict:
@@ -69,8 +68,8 @@ def test_a_batch_that_succeeds_takes_no_queue_and_its_duplicates_are_not_run_aga
         seen.append((detail["event_id"], seconds_left))
 
     run = consumer(effect, taken, queue, ledger=ledger, dead_letters=DeadLetters())
-    assert failed(run.consume(batch("e-1", "e-2"), Context())) == []
-    assert failed(run.consume(batch("e-2"), Context())) == []
+    assert failed(run.consume(batch("e-1", "e-2"), LEFT)) == []
+    assert failed(run.consume(batch("e-2"), LEFT)) == []
     assert seen == [("e-1", 30.0), ("e-2", 30.0)]
     assert taken == ["ledger", "ledger"] and queue.hidden == queue.deleted == []
 
@@ -82,7 +81,7 @@ def test_a_failure_is_hidden_for_its_backoff_or_the_longer_wait_its_answer_asked
     def effect(detail, seconds_left):
         raise WebhookDeliveryError("ERP down", details={"retry_after_s": asked[detail["event_id"]]})
 
-    answer = consumer(effect, taken, queue).consume(batch("e-1", "e-2", "e-3", receives=2), Context())
+    answer = consumer(effect, taken, queue).consume(batch("e-1", "e-2", "e-3", receives=2), LEFT)
     assert failed(answer) == ["m-e-1", "m-e-2", "m-e-3"]
     assert queue.hidden == [("rh-e-1", 20), ("rh-e-2", 26), ("rh-e-3", WEBHOOK_RETRY_AFTER_MAX_S)]
 
@@ -100,7 +99,7 @@ def test_an_absurd_retry_after_is_bounded_like_a_long_one_and_never_raises():
     def effect(detail, seconds_left):
         raise WebhookDeliveryError("ERP busy", details={"retry_after_s": asked[detail["event_id"]]})
 
-    answer = consumer(effect, [], queue).consume(batch("e-1", "e-2", "e-3"), Context())
+    answer = consumer(effect, [], queue).consume(batch("e-1", "e-2", "e-3"), LEFT)
     assert failed(answer) == ["m-e-1", "m-e-2", "m-e-3"]
     assert queue.hidden == [("rh-e-1", WEBHOOK_RETRY_AFTER_MAX_S), ("rh-e-2", WEBHOOK_RETRY_AFTER_MAX_S),
                             ("rh-e-3", 10)]
@@ -115,10 +114,10 @@ def test_a_refused_event_is_parked_once_and_its_messages_leave_the_queue():
     records = batch("e-1", "e-1")
     records["Records"][1]["messageId"], records["Records"][1]["receiptHandle"] = "m-copy", "rh-copy"
     run = consumer(effect, taken, queue, ledger=ledger, dead_letters=dead_letters)
-    assert failed(run.consume(records, Context())) == []
+    assert failed(run.consume(records, LEFT)) == []
     assert [reason for _, reason in dead_letters.parked] == ["ERP webhook refused event: HTTP 422"]
     assert queue.deleted == ["rh-e-1", "rh-copy"] and queue.hidden == []
-    assert failed(run.consume(batch("e-1"), Context())) == []  # the same message again: not parked twice
+    assert failed(run.consume(batch("e-1"), LEFT)) == []  # the same message again: not parked twice
     assert len(dead_letters.parked) == 1 and queue.deleted[-1] == "rh-e-1"
 
 
@@ -128,7 +127,7 @@ def test_a_refusal_with_no_dead_letter_queue_is_retried_like_a_failure():
     def effect(detail, seconds_left):
         raise WebhookRefusedError("refused", details={"status": 400})
 
-    assert failed(consumer(effect, taken, queue).consume(batch("e-1"), Context())) == ["m-e-1"]
+    assert failed(consumer(effect, taken, queue).consume(batch("e-1"), LEFT)) == ["m-e-1"]
     assert queue.hidden == [("rh-e-1", 10)] and taken == ["queue"]
 
 
@@ -143,7 +142,7 @@ def test_a_failure_whose_hold_is_refused_is_still_logged_and_comes_back_with_its
     def effect(detail, seconds_left):
         raise WebhookDeliveryError("ERP down")
 
-    answer = consumer(effect, [], RefusingQueue()).consume(batch("e-1"), Context())
+    answer = consumer(effect, [], RefusingQueue()).consume(batch("e-1"), LEFT)
     assert failed(answer) == ["m-e-1"]
     said = {line["message"]: line for line in log_lines()}
     assert said["erp_bridge failed; retrying in 10 s"]["error"] == "WebhookDeliveryError: ERP down", said
@@ -179,21 +178,21 @@ def test_a_refused_event_that_is_not_parked_cleanly_says_why(log_lines):
          "erp_bridge could not record a parked event"),
     ]
     for event_id, ports, failures, said in cases:
-        assert failed(consumer(effect, [], Queue(), **ports).consume(batch(event_id), Context())) == failures
+        assert failed(consumer(effect, [], Queue(), **ports).consume(batch(event_id), LEFT)) == failures
         lines = {line["message"]: line for line in log_lines()}
         assert lines[said]["event_id"] == event_id, lines
     not_recorded = lines["erp_bridge could not record a parked event"]
     assert not_recorded["message_id"] == "m-e-3" and "parked refused" in not_recorded["error"]  # which record, and why
 
     refusing_deletes = Refusing(Queue(), "acknowledge")
-    assert failed(consumer(effect, [], refusing_deletes, dead_letters=DeadLetters()).consume(batch("e-4"), Context())) == []
+    assert failed(consumer(effect, [], refusing_deletes, dead_letters=DeadLetters()).consume(batch("e-4"), LEFT)) == []
     lines = {line["message"]: line for line in log_lines()}
     assert lines["erp_bridge could not delete a parked event's message"]["event_id"] == "e-4"
 
     ledger.parked("m-e-5")  # parked before: its delete and its batch's answer both lost
     dead_letters = DeadLetters()
     assert failed(consumer(effect, [], Queue(), ledger=ledger, dead_letters=dead_letters).consume(
-        batch("e-5"), Context())) == []
+        batch("e-5"), LEFT)) == []
     lines = {line["message"]: line for line in log_lines()}
     parked_before = lines["erp_bridge refused an event parked before: its message is deleted"]
     assert (parked_before["message_id"], parked_before["event_id"]) == ("m-e-5", "e-5")
@@ -208,10 +207,6 @@ def test_a_delivery_record_is_held_for_what_is_left_of_the_invocation_or_the_def
     DELIVERY_LEASE_S, rather than the batch failing on a context it cannot read."""
     from chalicelib.defaults import DELIVERY_LEASE_S
 
-    class Long(Context):
-        def get_remaining_time_in_millis(self) -> int:
-            return (DELIVERY_LEASE_S + 240) * 1000
-
     leases, seen = [], []
 
     class Ledger(InMemoryDeliveryLedger):
@@ -223,7 +218,7 @@ def test_a_delivery_record_is_held_for_what_is_left_of_the_invocation_or_the_def
         seen.append((detail["event_id"], seconds_left))
 
     run = consumer(effect, [], Queue(), ledger=Ledger(ttl_s=3600))
-    assert failed(run.consume(batch("e-1"), Long())) == []
+    assert failed(run.consume(batch("e-1"), TimeLeft((DELIVERY_LEASE_S + 240) * 1000))) == []
     assert failed(run.consume(batch("e-2"), object())) == []
     assert seen == [("e-1", DELIVERY_LEASE_S + 240), ("e-2", None)]
     assert leases == [DELIVERY_LEASE_S + 240, DELIVERY_LEASE_S]
@@ -238,7 +233,7 @@ def test_an_effect_without_a_ledger_is_told_what_is_left_of_the_invocation():
     def effect(detail, seconds_left):
         seen.append((detail["event_id"], seconds_left))
 
-    assert failed(consumer(effect, [], Queue()).consume(batch("e-1", "e-2"), Context())) == []
+    assert failed(consumer(effect, [], Queue()).consume(batch("e-1", "e-2"), LEFT)) == []
     assert seen == [("e-1", 30.0), ("e-2", 30.0)]
 
 
@@ -252,7 +247,7 @@ def test_an_unexpected_failure_of_the_effect_is_held_back_like_any_other():
         raise KeyError("status")
 
     answer = consumer(effect, [], queue, ledger=InMemoryDeliveryLedger(ttl_s=3600)).consume(
-        batch("e-1", receives=3), Context())
+        batch("e-1", receives=3), LEFT)
     assert failed(answer) == ["m-e-1"] and queue.hidden == [("rh-e-1", 30)]
 
 
@@ -270,7 +265,7 @@ def test_a_batch_whose_records_cannot_be_closed_still_succeeds_and_says_so(log_l
         sent.append(detail["event_id"])
 
     queue = Queue()
-    answer = consumer(effect, [], queue, ledger=Unclosable(ttl_s=3600)).consume(batch("e-1", "e-2"), Context())
+    answer = consumer(effect, [], queue, ledger=Unclosable(ttl_s=3600)).consume(batch("e-1", "e-2"), LEFT)
     assert failed(answer) == [] and sent == ["e-1", "e-2"] and queue.hidden == []
     (said,) = [line for line in log_lines() if line["message"] == "erp_bridge could not close its delivery records"]
     assert "the store's answer could not be read" in said["exception"]
@@ -295,7 +290,7 @@ def test_a_failed_cache_invalidation_is_held_back_for_the_deployment_s_backoff_u
                                queue=queue, cache_invalidator=Unreachable())
     records = batch("e-1", receives=2)
     records["Records"][0]["body"] = json.dumps({"detail": json.loads(completed().model_dump_json())})
-    assert failed(cache_consumer(services).consume(records, Context())) == ["m-e-1"]
+    assert failed(cache_consumer(services).consume(records, LEFT)) == ["m-e-1"]
     assert queue.hidden == [("rh-e-1", 14)]
     (said,) = [line for line in log_lines() if line["message"].endswith("failed; retrying in 14 s")]
     assert said["message"] == "cache_invalidation failed; retrying in 14 s" and "did not answer" in said["error"]

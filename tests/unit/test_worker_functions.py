@@ -7,23 +7,14 @@ from contextlib import contextmanager
 
 from chalicelib.reconciler import ReconcilePass
 from chalicelib.worker import handlers, scheduled
-
-
-class Context:
-    """A Lambda context with `millis` left."""
-
-    def __init__(self, millis: int) -> None:
-        self.millis = millis
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.millis
+from tests.support.lambda_context import TimeLeft
 
 
 def test_the_time_left_is_the_contexts_in_seconds():
     """Read in the wrong unit (or off by a part in a thousand) a claim would start a job that
     Lambda kills part way, or defer one that fits."""
-    assert handlers._seconds_left(Context(1500)) == 1.5
-    assert handlers._seconds_left(Context(900_000)) == 900
+    assert handlers._seconds_left(TimeLeft(1500)) == 1.5
+    assert handlers._seconds_left(TimeLeft(900_000)) == 900
 
 
 def test_a_context_that_does_not_say_leaves_the_time_left_unknown():
@@ -73,7 +64,7 @@ def test_a_reconciler_pass_keeps_to_the_contexts_time_left_in_seconds():
     """The pass stops sending requests RECONCILE_PASS_MARGIN_S before its invocation ends: read
     in the wrong unit it would be cut off by Lambda mid-pass, or stop minutes early."""
     services = PassServices()
-    scheduled.run_reconciler_pass(services, Context(1500))
+    scheduled.run_reconciler_pass(services, TimeLeft(1500))
     assert [left() for left in services.sending + services.passed] == [1.5, 1.5]
 
 
