@@ -117,6 +117,15 @@ def test_the_counts_of_a_batch_whose_counting_failed_are_made_good(lifecycle, qu
     assert [e.status for e in pipeline.publisher.published] == ["queued", "running", "completed"]
 
 
+def fails_again_then_waits_twice_as_long(reconciler, clock) -> None:
+    """A replay that failed is tried again once its first wait (REPLAY_RETRY_BASE_S) is over;
+    failing again, it waits twice that: a pass one first wait later still finds it held."""
+    clock.advance(REPLAY_RETRY_BASE_S + 1)
+    assert reconciler.run_pass().counts == {"errors": 1}
+    clock.advance(REPLAY_RETRY_BASE_S + 1)
+    assert reconciler.run_pass().counts == {}, "the second wait is twice the first"
+
+
 def test_a_replay_that_fails_again_is_tried_again_later_each_time_later(lifecycle, queue, pipeline, clock):
     queued, _ = submit_and_claim(lifecycle, queue)
     pipeline.publisher.fail_next = 10
@@ -126,10 +135,7 @@ def test_a_replay_that_fails_again_is_tried_again_later_each_time_later(lifecycl
     assert pass_.counts == {"errors": 1}
     assert pass_.errors == ["stream batch 101-101: event_publish_failed: events from stream record 101 on were not published"]
     assert reconciler.run_pass().counts == {}, "held for the first wait"
-    clock.advance(REPLAY_RETRY_BASE_S + 1)
-    assert reconciler.run_pass().counts == {"errors": 1}
-    clock.advance(REPLAY_RETRY_BASE_S + 1)
-    assert reconciler.run_pass().counts == {}, "the second wait is twice the first"
+    fails_again_then_waits_twice_as_long(reconciler, clock)
     clock.advance(REPLAY_RETRY_BASE_S)
     pipeline.publisher.fail_next = 0
     assert reconciler.run_pass().counts == {"stream_batch_replayed": 1}
@@ -151,10 +157,7 @@ def test_a_stream_that_cannot_be_read_for_now_is_tried_again_later_each_time_lat
     monkeypatch.setattr(pipeline.stream, "records", throttled)
     reconciler = pipeline.reconciler(lifecycle)
     assert reconciler.run_pass().counts == {"errors": 1}
-    clock.advance(REPLAY_RETRY_BASE_S + 1)
-    assert reconciler.run_pass().counts == {"errors": 1}
-    clock.advance(REPLAY_RETRY_BASE_S + 1)
-    assert reconciler.run_pass().counts == {}, "the second wait is twice the first, as for a failed publish"
+    fails_again_then_waits_twice_as_long(reconciler, clock)
     clock.advance(REPLAY_RETRY_BASE_S)
     monkeypatch.setattr(pipeline.stream, "records", records)
     assert reconciler.run_pass().counts == {"stream_batch_replayed": 1}
@@ -273,10 +276,7 @@ def test_a_parked_record_whose_drops_keep_not_answering_waits_longer_each_time(l
     pipeline.drops.taken = down
     reconciler = pipeline.reconciler(lifecycle)
     assert reconciler.run_pass().counts == {"errors": 1}
-    clock.advance(REPLAY_RETRY_BASE_S + 1)
-    assert reconciler.run_pass().counts == {"errors": 1}
-    clock.advance(REPLAY_RETRY_BASE_S + 1)
-    assert reconciler.run_pass().counts == {}, "the second wait is twice the first"
+    fails_again_then_waits_twice_as_long(reconciler, clock)
 
 
 class RecordingHolds(InMemoryFailedStreamBatches):
