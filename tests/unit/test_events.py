@@ -335,26 +335,29 @@ def test_shipped_rules_are_valid_and_bad_rules_are_refused():
         InvalidationRules.model_validate({"demo.steps": ["has space"]})
 
 
+class Answering:
+    """A webhook sender that answers every POST with `answer`, keeping each request's body and headers."""
+
+    def __init__(self, answer: WebhookAnswer) -> None:
+        self.answer = answer
+        self.sent: list[tuple[bytes, dict]] = []
+
+    def post(self, url, body, headers, timeout_s=None):
+        self.sent.append((body, headers))
+        return self.answer
+
+
 def test_erp_bridge_signs_and_refuses_non_2xx():
-    sent = []
-
-    class Sender:
-        def __init__(self, status):
-            self.status = status
-
-        def post(self, url, body, headers, timeout_s=None):
-            sent.append((url, body, headers))
-            return WebhookAnswer(self.status)
-
+    sender = Answering(WebhookAnswer(204))
     detail = json.loads(completed().model_dump_json())
-    assert ErpBridge(Sender(204), "http://erp/hook", "k" * 32).deliver(detail) == 204
-    assert ErpBridge(Sender(299), "http://erp/hook", "k" * 32).deliver(detail) == 299  # any 2xx
-    url, body, headers = sent[0]
+    assert ErpBridge(sender, "http://erp/hook", "k" * 32).deliver(detail) == 204
+    assert ErpBridge(Answering(WebhookAnswer(299)), "http://erp/hook", "k" * 32).deliver(detail) == 299  # any 2xx
+    body, headers = sender.sent[0]
     assert headers["X-Jobpipe-Event-Id"] == detail["event_id"]
     assert verify("k" * 32, body, headers["X-Jobpipe-Signature"])
     assert headers["X-Jobpipe-Signature"] == sign("k" * 32, body) and not verify("other", body, headers["X-Jobpipe-Signature"])
     with pytest.raises(WebhookDeliveryError):
-        ErpBridge(Sender(500), "http://erp/hook", "k" * 32).deliver(detail)
+        ErpBridge(Answering(WebhookAnswer(500)), "http://erp/hook", "k" * 32).deliver(detail)
 
 
 def test_a_request_with_no_signature_does_not_verify():
@@ -369,13 +372,10 @@ def test_a_refusal_with_no_body_names_its_status_and_reason_only():
     """The parked event's `reason` (what GET /api/system/dlq shows) ends with the answer's body
     when there is one; an ERP that refuses with an empty body is read as `HTTP 410 Gone`, not
     with a dangling separator that suggests a body was cut."""
-    class Sender:
-        def post(self, url, body, headers, timeout_s=None):
-            return WebhookAnswer(410, reason="Gone", text="")
-
+    sender = Answering(WebhookAnswer(410, reason="Gone", text=""))
     detail = json.loads(completed().model_dump_json())
     with pytest.raises(WebhookRefusedError) as raised:
-        ErpBridge(Sender(), "http://erp/hook", "k" * 32).deliver(detail)
+        ErpBridge(sender, "http://erp/hook", "k" * 32).deliver(detail)
     assert raised.value.message == f"ERP webhook refused event {detail['event_id']}: HTTP 410 Gone"
 
 
@@ -385,13 +385,10 @@ def test_a_refusal_with_no_body_names_its_status_and_reason_only():
     (199, False), (300, False), (302, False), (308, False), (399, False),
 ])
 def test_erp_bridge_tells_a_refusal_for_good_from_a_failure_worth_retrying(status, refused):
-    class Sender:
-        def post(self, url, body, headers, timeout_s=None):
-            return WebhookAnswer(status, reason="Nope", text='{"error": "no"}')
-
+    sender = Answering(WebhookAnswer(status, reason="Nope", text='{"error": "no"}'))
     detail = json.loads(completed().model_dump_json())
     with pytest.raises(WebhookDeliveryError) as raised:
-        ErpBridge(Sender(), "http://erp/hook", "k" * 32).deliver(detail)
+        ErpBridge(sender, "http://erp/hook", "k" * 32).deliver(detail)
     assert isinstance(raised.value, WebhookRefusedError) is refused
     if refused:
         assert raised.value.message == f'ERP webhook refused event {detail["event_id"]}: HTTP {status} Nope: {{"error": "no"}}'
@@ -403,13 +400,10 @@ def test_erp_bridge_names_where_a_redirect_it_does_not_follow_points(status):
     """An ERP that moved its webhook (to https, to a new path) answers every POST with a
     redirect, never followed: each event is retried for a day, and the operator who reads the
     failure is told where the ERP now is, to set ErpWebhookUrl to, not only the status."""
-    class Sender:
-        def post(self, url, body, headers, timeout_s=None):
-            return WebhookAnswer(status, location="https://erp.example/v2/hook")
-
+    sender = Answering(WebhookAnswer(status, location="https://erp.example/v2/hook"))
     detail = json.loads(completed().model_dump_json())
     with pytest.raises(WebhookDeliveryError) as raised:
-        ErpBridge(Sender(), "http://erp.example/hook", "k" * 32).deliver(detail)
+        ErpBridge(sender, "http://erp.example/hook", "k" * 32).deliver(detail)
     assert not isinstance(raised.value, WebhookRefusedError)
     assert raised.value.message == (f"ERP webhook answered {status} for event {detail['event_id']}: "
                                     "a redirect to https://erp.example/v2/hook, not followed")
@@ -419,13 +413,9 @@ def test_erp_bridge_names_where_a_redirect_it_does_not_follow_points(status):
 def test_erp_bridge_body_is_the_detail_as_compact_sorted_ascii_json():
     """What docs/events.md tells receivers they verify: the same detail gives the same bytes
     (and signature) whatever order its keys arrived in from the bus."""
-    class Sender:
-        def post(self, url, body, headers, timeout_s=None):
-            return WebhookAnswer(204)
-
     detail = json.loads(completed().model_dump_json())
     detail["message"] = "déjà vu"
-    bridge = ErpBridge(Sender(), "http://erp/hook", "k" * 32)
+    bridge = ErpBridge(Answering(WebhookAnswer(204)), "http://erp/hook", "k" * 32)
     body, headers = bridge.request_for(dict(reversed(list(detail.items()))))
     assert body == json.dumps(detail, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
     assert b"d\\u00e9j\\u00e0 vu" in body and list(json.loads(body)) == sorted(detail)
@@ -437,18 +427,6 @@ def test_erp_bridge_names_itself_as_every_http_client_does():
     WAF's core rule set blocks it by default): an ERP behind one parked every event for good."""
     _, headers = ErpBridge(object(), "http://erp/hook", "k" * 32).request_for(json.loads(completed().model_dump_json()))
     assert headers["User-Agent"] == "jobpipe-erp-bridge"
-
-
-class Answering:
-    """A webhook sender that answers every POST with `answer`, keeping each request's body and headers."""
-
-    def __init__(self, answer: WebhookAnswer) -> None:
-        self.answer = answer
-        self.sent: list[tuple[bytes, dict]] = []
-
-    def post(self, url, body, headers, timeout_s=None):
-        self.sent.append((body, headers))
-        return self.answer
 
 
 def test_erp_bridge_posts_json_naming_the_event_s_id_and_type():
