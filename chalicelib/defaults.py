@@ -458,6 +458,10 @@ INLINE_ANSWER_MARGIN_MS = 1_000
 QUOTA_RETRY_AFTER_S = 10
 # How long a count read at submit may stand in for the next reads, while far from the bound.
 QUOTA_RECHECK_S = 1.0
+# How far the stats counter may lag the jobs it counts (the stream's delay: about a second on
+# AWS, several under a flood on the local stack). A process adds what it admitted in this
+# window to the counter; longer only brings a fast tenant's index count sooner.
+QUOTA_COUNTER_LAG_S = 10.0
 # Tenants whose last count this process remembers (least recently used forgotten first).
 QUOTA_REMEMBERED_TENANTS = 1024
 

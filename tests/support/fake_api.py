@@ -234,7 +234,7 @@ class FakeApi:
             return answered(method, url, json_response(dict(self.jobs[job_id]), 202))
         if self.max_unfinished is not None:
             try:
-                TenantQuota(self, self.max_unfinished).admit(self.tenant)
+                TenantQuota(self, self.max_unfinished, recount=lambda t, most: min(most, self.unfinished(t))).admit(self.tenant)
             except JobpipeError as exc:
                 return self.refused(method, url, exc)
         job = self.add(**fields)  # through `add`, which a test may script
@@ -261,7 +261,8 @@ class FakeApi:
         return kept
 
     def unfinished(self, tenant: str) -> int:
-        """The tenant's unfinished jobs (the count TenantQuota reads from the stats store)."""
+        """The tenant's unfinished jobs (the count TenantQuota reads from the stats store, and
+        counts in the status index)."""
         return sum(j["status"] not in FINISHED for j in self.jobs.values()) if tenant == self.tenant else 0
 
     def _rerun(self, job_id: str, start: StartRequest) -> dict[str, Any]:

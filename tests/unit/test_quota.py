@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from chalicelib.adapters.memory_stats import InMemoryStatsStore
-from chalicelib.defaults import QUOTA_RETRY_AFTER_S
+from chalicelib.defaults import QUOTA_RECHECK_S, QUOTA_RETRY_AFTER_S
 from chalicelib.domain.errors import QuotaExceededError
 from chalicelib.domain.job import Job
 from chalicelib.domain.stats import delta_for
@@ -52,20 +52,6 @@ def test_the_count_follows_jobs_through_their_lives_once_per_change():
     assert (stats.unfinished("a"), stats.unfinished("b"), stats.unfinished("c")) == (2, 1, 0)
 
 
-def test_a_tenant_at_its_bound_is_refused_and_told_when_to_retry():
-    stats = InMemoryStatsStore()
-    quota = TenantQuota(stats, 2)
-    for i in range(2):
-        quota.admit("a")
-        record(stats, None, image(f"j{i}", "queued", 1))
-    with pytest.raises(QuotaExceededError) as refused:
-        quota.admit("a")
-    assert refused.value.retry_after_s == QUOTA_RETRY_AFTER_S and refused.value.details == {"unfinished": 2, "limit": 2}
-    quota.admit("b")  # other tenants are not affected
-    record(stats, image("j0", "queued", 1), image("j0", "canceled", 2))
-    quota.admit("a")  # a finished job frees a slot
-
-
 class CountingStats(InMemoryStatsStore):
     def __init__(self):
         super().__init__()
@@ -84,44 +70,6 @@ class Clock:
         return self.now
 
 
-def test_far_from_the_bound_a_burst_reads_the_count_once_per_recheck_window():
-    stats, clock = CountingStats(), Clock()
-    quota = TenantQuota(stats, 1000, recheck_s=1.0, clock=clock)
-    for _ in range(50):
-        quota.admit("a")
-    assert stats.reads == 1
-    quota.admit("b")  # each tenant its own count
-    assert stats.reads == 2
-    clock.now += 1.0
-    quota.admit("a")
-    assert stats.reads == 3
-
-
-def test_near_the_bound_every_submit_reads_and_a_refusal_comes_from_a_fresh_count():
-    stats, clock = CountingStats(), Clock()
-    quota = TenantQuota(stats, 10, recheck_s=60, clock=clock)
-    admitted = 0
-    with pytest.raises(QuotaExceededError) as refused:
-        while True:
-            reads = stats.reads
-            quota.admit("a")
-            admitted += 1
-            record(stats, None, image(f"j{admitted}", "queued", 1))
-            # Below half the bound a remembered count may stand in; from there on each submit reads.
-            assert stats.reads == reads + (1 if admitted == 1 or admitted >= 6 else 0)
-    assert admitted == 10 and refused.value.details == {"unfinished": 10, "limit": 10}
-
-
-def test_what_this_process_admitted_counts_towards_half_the_bound_before_the_stream_counts_it():
-    stats, clock = CountingStats(), Clock()
-    quota = TenantQuota(stats, 4, recheck_s=60, clock=clock)
-    quota.admit("a")  # read: 0
-    quota.admit("a")  # 0 + 1 admitted + this one = 2, half the bound: the remembered count stands in
-    assert stats.reads == 1
-    quota.admit("a")  # 0 + 2 + 1 is past half: read again, though the stream has counted nothing yet
-    assert stats.reads == 2
-
-
 class Jobs:
     """The status index's count of a tenant's unfinished jobs (JobStore.count_unfinished)."""
 
@@ -132,6 +80,117 @@ class Jobs:
     def __call__(self, tenant, at_most):
         self.counts += 1
         return min(at_most, self.unfinished.get(tenant, 0))
+
+
+def submitted(quota, stats, jobs, tenant="a", counted=True):
+    """A submit as the API makes it: admitted, then its job written (and, once the stream
+    delivers its change, counted by the stats recorder: at once unless `counted` is False)."""
+    quota.admit(tenant)
+    jobs.unfinished[tenant] = jobs.unfinished.get(tenant, 0) + 1
+    if counted:
+        record(stats, None, image(f"j{jobs.unfinished[tenant]}", "queued", 1, tenant=tenant))
+
+
+def test_a_tenant_at_its_bound_is_refused_and_told_when_to_retry():
+    stats, clock, jobs = InMemoryStatsStore(), Clock(), Jobs()
+    quota = TenantQuota(stats, 2, recount=jobs, clock=clock)
+    for _ in range(2):
+        submitted(quota, stats, jobs)
+    with pytest.raises(QuotaExceededError) as refused:
+        quota.admit("a")
+    assert refused.value.retry_after_s == QUOTA_RETRY_AFTER_S and refused.value.details == {"unfinished": 2, "limit": 2}
+    quota.admit("b")  # other tenants are not affected
+    record(stats, image("j1", "queued", 1), image("j1", "canceled", 2))
+    jobs.unfinished["a"] = 1
+    clock.now += QUOTA_RECHECK_S
+    quota.admit("a")  # a finished job frees a slot, seen once the count is taken again
+
+
+def test_far_from_the_bound_a_burst_reads_the_count_once_per_recheck_window():
+    stats, clock, jobs = CountingStats(), Clock(), Jobs()
+    quota = TenantQuota(stats, 1000, recount=jobs, recheck_s=1.0, clock=clock)
+    for _ in range(50):
+        quota.admit("a")
+    assert stats.reads == 1
+    quota.admit("b")  # each tenant its own count
+    assert stats.reads == 2
+    clock.now += 1.0
+    quota.admit("a")
+    assert (stats.reads, jobs.counts) == (3, 0)
+
+
+def test_from_half_the_bound_the_index_decides_once_per_recheck_window_and_the_counter_is_not_read():
+    stats, clock, jobs = CountingStats(), Clock(), Jobs()
+    quota = TenantQuota(stats, 10, recount=jobs, recheck_s=1.0, clock=clock)
+    for _ in range(5):  # the count read at the first (0) + 4 admitted lately + this one: half
+        submitted(quota, stats, jobs)
+    assert (stats.reads, jobs.counts) == (1, 0)
+    submitted(quota, stats, jobs)  # 0 + 5 + this one: past half, so the index counts (5) and admits
+    assert (stats.reads, jobs.counts) == (1, 1)
+    for _ in range(4):
+        submitted(quota, stats, jobs)
+    with pytest.raises(QuotaExceededError) as refused:
+        quota.admit("a")
+    assert refused.value.details == {"unfinished": 10, "limit": 10}
+    assert (stats.reads, jobs.counts) == (1, 1), "the index's count and what was admitted since stand in"
+    clock.now += 1.0
+    with pytest.raises(QuotaExceededError):
+        quota.admit("a")
+    assert (stats.reads, jobs.counts) == (1, 2), "near the bound the index is counted again, not the counter"
+
+
+def test_a_counter_the_stream_has_not_fed_lets_one_process_admit_up_to_the_bound_not_past_it():
+    """The stream lags the whole burst (the counter still reads 0): what this process admitted
+    lately brings it to half the bound, and from there the index's count holds every job."""
+    stats, clock, jobs = CountingStats(), Clock(), Jobs()
+    quota = TenantQuota(stats, 50, recount=jobs, recheck_s=1.0, clock=clock)
+    admitted = 0
+    with pytest.raises(QuotaExceededError) as refused:
+        for _ in range(300):
+            submitted(quota, stats, jobs, counted=False)
+            admitted += 1
+            clock.now += 0.05  # 20 submits a second
+    assert admitted == 50 and refused.value.details == {"unfinished": 50, "limit": 50}
+    assert stats.unfinished("a") == 0
+
+
+def test_processes_sharing_a_lagging_counter_each_admit_at_most_half_the_bound_before_the_index_decides():
+    """Four API processes, one stream that counts nothing: each reaches half the bound on its
+    own, and from there all decide by the index, which every process's jobs are in."""
+    stats, clock, jobs = CountingStats(), Clock(), Jobs()
+    processes = [TenantQuota(stats, 50, recount=jobs, recheck_s=1.0, clock=clock) for _ in range(4)]
+    admitted = refused = 0
+    for i in range(300):
+        try:
+            submitted(processes[i % 4], stats, jobs, counted=False)
+            admitted += 1
+        except QuotaExceededError:
+            refused += 1
+        clock.now += 0.05
+    # Each process admitted 25 before it counted the index (100 jobs: past the bound), then none.
+    assert (admitted, refused) == (100, 200) and jobs.unfinished["a"] == 100
+
+
+def test_what_this_process_admitted_counts_towards_half_the_bound_before_the_stream_counts_it():
+    stats, clock, jobs = CountingStats(), Clock(), Jobs()
+    quota = TenantQuota(stats, 4, recount=jobs, recheck_s=60, clock=clock)
+    quota.admit("a")  # read: 0
+    quota.admit("a")  # 0 + 1 admitted + this one = 2, half the bound: the counter decides
+    assert jobs.counts == 0
+    quota.admit("a")  # 0 + 2 + 1 is past half: the index is counted, though the stream has counted nothing yet
+    assert (stats.reads, jobs.counts) == (1, 1)
+
+
+def test_what_a_process_admitted_longer_ago_than_the_counters_lag_is_left_to_the_counter():
+    stats, clock, jobs = CountingStats(), Clock(), Jobs()
+    quota = TenantQuota(stats, 10, recount=jobs, recheck_s=1.0, counter_lag_s=5.0, clock=clock)
+    for _ in range(4):
+        submitted(quota, stats, jobs, counted=False)
+    clock.now += 6.0
+    for i in range(4):  # the stream delivers the four: 4 counted, none admitted lately
+        record(stats, None, image(f"j{i + 1}", "queued", 1))
+    submitted(quota, stats, jobs)
+    assert jobs.counts == 0, "4 + this one is below half the bound"
 
 
 def test_a_counter_left_high_by_lost_changes_never_refuses_a_tenant_below_its_bound(caplog):
@@ -168,59 +227,27 @@ def test_a_tenant_at_its_bound_by_both_counts_is_refused(caplog):
     assert jobs.counts == 1, "a tenant far from its bound is never counted"
 
 
-def test_what_a_caller_added_before_the_counter_saw_it_counts_and_the_index_decides():
-    """A handler spawning in a loop, faster than the stream's lag: its earlier children count on
-    top of the counter; counted twice once the counter has them, the index's count decides."""
-    stats, clock, jobs = CountingStats(), Clock(), Jobs(a=1)
+def test_what_a_caller_added_before_the_counter_saw_it_counts_towards_half_the_bound():
+    """A handler spawning in a loop, in a worker process that admitted nothing itself lately:
+    its earlier children count on top of the counter, and the index's count decides."""
+    stats, clock, jobs = CountingStats(), Clock(), Jobs(a=4)  # the parent and three children
     record(stats, None, image("parent", "running", 1))
-    quota = TenantQuota(stats, 3, recheck_s=60, clock=clock, recount=jobs)
-    quota.admit("a", pending=0)
-    quota.admit("a", pending=1)
+    quota = TenantQuota(stats, 10, recount=jobs, recheck_s=60, clock=clock)
+    quota.admit("a", pending=3)  # 1 + 3 + this one: below half
     assert jobs.counts == 0
-    jobs.unfinished["a"] = 3  # the parent and its two children, which the counter does not have yet
-    with pytest.raises(QuotaExceededError) as refused:
-        quota.admit("a", pending=2)
-    assert refused.value.details == {"unfinished": 3, "limit": 3} and jobs.counts == 1
-    clock.now += 61
-    for i in range(2):
-        record(stats, None, image(f"child{i}", "queued", 1))  # the counter catches up: 3
-    jobs.unfinished["a"] = 2  # one child finished, which the counter does not have yet
-    quota.admit("a", pending=2)  # 3 + 2 by the counter; the index's 2 admits
-    assert jobs.counts == 2
+    fresh = TenantQuota(stats, 10, recount=jobs, recheck_s=60, clock=clock)
+    fresh.admit("a", pending=4)  # 1 + 4 + this one: half, so the index counts (4) and admits
+    assert jobs.counts == 1
 
 
 def test_a_refusal_writes_its_counts_as_the_docs_write_numbers():
     stats = InMemoryStatsStore()
-    quota = TenantQuota(stats, 1_000)
+    quota = TenantQuota(stats, 1_000, recount=Jobs(a=1_000))
     record(stats, None, image("j0", "queued", 1))
     stats.record_batch([delta_for(None, image(f"j{i}", "queued", 1), NOW) for i in range(1, 1_000)])
     with pytest.raises(QuotaExceededError) as refused:
         quota.admit("a")
     assert refused.value.message.startswith("tenant has 1,000 unfinished jobs, the most it may have is 1,000; ")
-
-
-def test_a_spawners_pending_jobs_make_it_read_the_count_a_remembered_one_would_stand_in_for():
-    """Far below half the bound a remembered count stands in; a handler's children the counter
-    does not have yet count towards that half, so near the bound the count is read afresh."""
-    stats, clock, jobs = CountingStats(), Clock(), Jobs(a=10)
-    record(stats, None, image("parent", "running", 1))
-    quota = TenantQuota(stats, 10, recheck_s=60, clock=clock, recount=jobs)
-    quota.admit("a")  # read: 1, far from the bound
-    for i in range(8):
-        record(stats, None, image(f"j{i}", "queued", 1))  # the counter catches up: 9
-    with pytest.raises(QuotaExceededError) as refused:
-        quota.admit("a", pending=3)  # 1 + 1 admitted + 3 pending + this one: past half the bound
-    assert refused.value.details == {"unfinished": 10, "limit": 10} and stats.reads == 2
-
-
-def test_with_no_index_to_count_a_callers_pending_jobs_count_towards_the_bound():
-    stats = InMemoryStatsStore()
-    quota = TenantQuota(stats, 3)
-    record(stats, None, image("parent", "running", 1))
-    with pytest.raises(QuotaExceededError) as refused:
-        quota.admit("a", pending=2)
-    assert refused.value.details == {"unfinished": 3, "limit": 3}
-    quota.admit("a", pending=1)
 
 
 def test_jobs_admitted_since_the_index_was_counted_count_towards_the_bound():
@@ -241,7 +268,7 @@ def test_the_tenants_admitted_last_are_remembered_and_the_oldest_forgotten(monke
     """A process remembers the counts of QUOTA_REMEMBERED_TENANTS tenants, those it admitted last."""
     monkeypatch.setattr("chalicelib.quota.QUOTA_REMEMBERED_TENANTS", 3)
     stats, clock = CountingStats(), Clock()
-    quota = TenantQuota(stats, 1_000, recheck_s=60, clock=clock)
+    quota = TenantQuota(stats, 1_000, recount=Jobs(), recheck_s=60, clock=clock)
     for tenant in ("t0", "t1", "t2", "t0"):
         quota.admit(tenant)
     assert stats.reads == 3, "as many tenants as it remembers, each read once"
