@@ -165,3 +165,130 @@ def test_records_that_name_an_ancestor_end_the_nesting():
     assert info["children"]["0"][0]["children"] == {
         "0": [None], "1": [None], "2": [info["children"]["0"][0]["children"]["2"][0]]}
     assert info["children"]["0"][0]["children"]["2"][0]["children"] == {"0": [None]}
+
+
+def test_a_short_job_shows_its_result_and_progress_details_as_placeholders_and_its_message_as_events_carry_it():
+    from chalicelib.defaults import MAX_EVENT_TEXT_CHARS
+    from chalicelib.domain.job import Progress
+
+    job = _job(1).model_copy(update={"progress": Progress(percent=40, step="load", message="m" * 5_000,
+                                                          details={"rows": list(range(100))})})
+    shortened = short(job)
+    assert shortened.payload == claim_check_placeholder(job.payload)
+    assert shortened.result == {"claim_check": {"bytes": len('{"pad":"' + "y" * 200 + '"}')}}
+    assert shortened.progress.details == claim_check_placeholder({"rows": list(range(100))})
+    assert shortened.progress.message == "m" * (MAX_EVENT_TEXT_CHARS - 1) + "…"
+    assert (shortened.progress.percent, shortened.progress.step) == (40, "load")
+
+
+def test_a_batch_past_its_budget_counts_a_job_asked_for_twice_twice_in_every_form():
+    """POST /jobs/status echoes an id asked for twice, so each of its forms takes its bytes twice:
+    the bare count the budget starts from, the room a fuller form takes, and what it spends."""
+    parents = [_parent(n) for n in range(2)]
+    asked = [parents[0], parents[0], parents[1]]
+    whole, shortened, bared = ({p.id: _answer(p, form(p)) for p in parents}
+                               for form in (lambda p: p, short, lambda p: bare(short(p))))
+    budget = 2 * whole[parents[0].id] + shortened[parents[1].id]
+    shown = fitted_batch(asked, budget=budget)
+    assert [shown[p.id] for p in parents] == [parents[0], short(parents[1])]
+    tighter = fitted_batch(asked, budget=budget - 1)
+    assert [tighter[p.id] for p in parents] == [parents[0], bare(short(parents[1]))]
+    assert 2 * whole[parents[0].id] + bared[parents[1].id] <= budget - 1
+    assert sum(_answer(p, tighter[p.id]) for p in asked) <= budget - 1
+    fits_whole_once = fitted_batch(asked, budget=sum(whole.values()))
+    assert sum(_answer(p, fits_whole_once[p.id]) for p in asked) <= sum(whole.values())
+
+
+def test_a_batch_whose_bare_jobs_alone_pass_the_budget_shows_them_all_bare():
+    parents = [_parent(n) for n in range(3)]
+    shown = fitted_batch(parents, budget=0)
+    assert [shown[p.id] for p in parents] == [bare(short(p)) for p in parents]
+
+
+def _big(job_id: str, children: tuple[str, ...] | list[str] = (), result_bytes: int = 10_000) -> Job:
+    return _job(0).model_copy(update={"id": job_id, "children": list(children), "result": {"pad": "r" * result_bytes}})
+
+
+def _jobinfo_bytes(job: Job) -> int:
+    return answer_bytes(job.model_copy(update={"payload": {}}).public())
+
+
+def test_a_jobinfo_tree_measures_its_jobs_without_their_payloads():
+    """A jobinfo answer never shows a payload: children with large payloads and small results
+    are nested whole when their results fit."""
+    parent = _job(1).model_copy(update={"id": "p", "children": ["a", "b"]})
+    tree = {c: _job(2).model_copy(update={"id": c, "payload": {"pad": "x" * 100_000}}) for c in ("a", "b")}
+    budget = sum(_jobinfo_bytes(j) for j in (parent, *tree.values()))
+    from chalicelib.api.polling import fitted_tree
+
+    shown, nested = fitted_tree([parent], tree, budget=budget)
+    assert nested == tree and shown == {"p": parent, "a": tree["a"], "b": tree["b"]}
+
+
+def test_a_jobinfo_tree_that_takes_exactly_the_budget_nests_every_descendant_and_shows_them_short_past_it():
+    from chalicelib.api.polling import fitted_tree
+
+    parent = _big("p", ["a", "b"])
+    tree = {"a": _big("a"), "b": _big("b")}
+    exact = sum(_jobinfo_bytes(j) for j in (parent, *tree.values()))
+    assert fitted_tree([parent], tree, budget=exact)[1] == tree
+    shown, nested = fitted_tree([parent], tree, budget=exact - 1)
+    assert nested == {"a": tree["a"], "b": short(tree["b"])} and shown["b"] == short(tree["b"])
+
+
+def test_a_jobinfo_root_counts_towards_the_budget_its_descendants_share():
+    from chalicelib.api.polling import fitted_tree
+
+    parent = _big("p", ["a"], result_bytes=50_000)
+    tree = {"a": _big("a")}
+    budget = _jobinfo_bytes(parent) + _jobinfo_bytes(short(tree["a"])) - 1
+    shown, nested = fitted_tree([parent], tree, budget=budget)
+    assert shown["p"] == parent and nested == {}
+
+
+def test_a_child_two_roots_share_is_nested_under_both_once_it_entered():
+    """Nested under each root that lists it, its bytes count each time; once kept it is never
+    left out, or its first place would show None after all."""
+    from chalicelib.api.polling import fitted_tree
+
+    roots = [_big("p", ["c"], result_bytes=100), _big("q", ["c"], result_bytes=100)]
+    tree = {"c": _big("c", result_bytes=20_000)}
+    budget = sum(_jobinfo_bytes(r) for r in roots) + _jobinfo_bytes(tree["c"]) + 1_000
+    shown, nested = fitted_tree(roots, tree, budget=budget)
+    assert nested == tree
+
+
+def test_a_jobinfo_tree_measures_only_the_levels_it_nests():
+    """A descendant deeper than JOBINFO_MAX_LEVELS is not shown, so it takes nothing of the
+    budget: a later child that fits with what is shown is nested whole; and one at the deepest
+    level shown that does not fit is left out."""
+    from chalicelib.api.polling import fitted_tree
+
+    chain = [f"a{i}" for i in range(1, JOBINFO_MAX_LEVELS + 2)]  # a1 at level 1, ... past the last level
+    parent = _big("p", ["a1", "b"], result_bytes=100)
+    tree = {name: _big(name, [chain[i + 1]] if i + 1 < len(chain) else [], result_bytes=100)
+            for i, name in enumerate(chain)}
+    tree[chain[-1]] = _big(chain[-1], result_bytes=200_000)  # below the last level nested
+    tree["b"] = _big("b", result_bytes=5_000)
+    shown_levels = [parent, *(tree[name] for name in chain[:-1]), tree["b"]]
+    budget = sum(_jobinfo_bytes(j) for j in shown_levels)
+    shown, nested = fitted_tree([parent], tree, budget=budget)
+    assert nested["b"] == tree["b"] and all(nested[name] == tree[name] for name in chain[:-1])
+
+    deepest = chain[JOBINFO_MAX_LEVELS - 1]  # the last level shown
+    tree[deepest] = _big(deepest, [chain[-1]], result_bytes=300_000)
+    budget = sum(_jobinfo_bytes(j) for j in (parent, *(tree[name] for name in chain[:-2])))
+    shown, nested = fitted_tree([parent], tree, budget=budget + _jobinfo_bytes(short(tree[deepest])) - 1)
+    assert deepest not in nested and all(nested[name] == tree[name] for name in chain[:-2])
+
+
+def test_a_root_past_the_budget_even_short_is_shown_and_takes_the_room_of_its_descendants():
+    """A short job keeps its error's text: a root whose error alone passes the budget is still
+    shown (short), and its descendants are left out."""
+    from chalicelib.api.polling import fitted_tree
+    from chalicelib.domain.job import JobErrorInfo
+
+    parent = _big("p", ["a"]).model_copy(update={"error": JobErrorInfo(code="upstream", message="e" * 20_000)})
+    tree = {"a": _big("a", result_bytes=100)}
+    shown, nested = fitted_tree([parent], tree, budget=_jobinfo_bytes(short(parent)) - 1)
+    assert shown["p"] == short(parent) and nested == {}
