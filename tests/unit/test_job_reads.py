@@ -309,3 +309,16 @@ def test_a_level_that_fills_its_batches_is_read_without_guesses(store):
     counted = CountingStore(store)
     tree, whole = JobReads(counted).tree("acme", [root])
     assert len(tree) == 2 * BATCH_GET_MAX and whole and counted.batches == 2
+
+
+@pytest.mark.parametrize("chains, batches", [(BATCH_GET_MAX - 5, 2), (5, 2)])
+def test_a_levels_guesses_share_the_room_its_last_batch_has_left(store, chains, batches):
+    """Ninety-five chains side by side leave five keys in their level's BatchGetItem: too few
+    for a link each, so none is guessed (not a second BatchGetItem of guesses, here all missed:
+    each chain ends there); five chains leave room for a link each, guessed in the same one."""
+    starts = [_chain(store, 1, root=f"00000000-0000-4000-8000-{i:012d}").id for i in range(chains)]
+    root = Job(id="00000000-0000-4000-9000-000000000000", type="demo.fanout", tenant="acme", user="ann",
+               children=starts, **DONE)
+    counted = CountingStore(store)
+    tree, whole = JobReads(counted).tree("acme", [root])
+    assert len(tree) == 2 * chains and whole and counted.batches == batches
