@@ -64,9 +64,19 @@ def test_what_a_second_refusal_leaves_unopened_is_retried_later():
     assert len(client.sent) == 2  # never a third request
 
 
+@pytest.mark.parametrize("code", ["None", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"])
+def test_a_put_cancelled_for_another_items_refusal_or_for_throughput_is_sent_once_more(code):
+    """DynamoDB names each Put of a cancelled transaction: None (refused for another's sake) or a
+    throughput or request-rate refusal says nothing of its record, so it is tried again."""
+    client = Client(cancelled(refused("done"), {"Code": code}), None)
+    assert ledger(client).begin(["a", "b"], 60) == LedgerOpening(opened=("b",), done=("a",))
+    assert client.sent == [["a", "b"], ["b"]]
+
+
 @pytest.mark.parametrize("error", [
     cancelled({"Code": "ValidationError", "Message": "bad item"}),
     cancelled(),  # no reasons to read
+    cancelled({"Code": "None"}, {"Code": "None"}),  # more reasons than Puts: not this transaction's
     ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"}},
                 "TransactWriteItems"),  # nor any list of them
     ClientError({"Error": {"Code": "ResourceNotFoundException", "Message": "no table"}}, "TransactWriteItems"),
