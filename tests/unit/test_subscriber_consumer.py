@@ -294,3 +294,14 @@ def test_a_failed_cache_invalidation_is_held_back_for_the_deployment_s_backoff_u
     assert queue.hidden == [("rh-e-1", 14)]
     (said,) = [line for line in log_lines() if line["message"].endswith("failed; retrying in 14 s")]
     assert said["message"] == "cache_invalidation failed; retrying in 14 s" and "did not answer" in said["error"]
+
+
+def test_an_unreadable_record_fails_alone_and_the_records_after_it_are_delivered():
+    """A body that is no event cannot be opened on the ledger; it fails on its own, and the
+    batch's readable records after it are opened and delivered in the same invocation."""
+    ledger, queue, taken, seen = InMemoryDeliveryLedger(ttl_s=3600), Queue(), [], []
+    records = batch("bad", "e-1", "e-2")
+    records["Records"][0]["body"] = "not an event"
+    run = consumer(lambda detail, seconds_left: seen.append(detail["event_id"]), taken, queue, ledger=ledger)
+    assert failed(run.consume(records, LEFT)) == ["m-bad"]
+    assert seen == ["e-1", "e-2"]
