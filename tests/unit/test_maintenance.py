@@ -11,6 +11,8 @@ from chalicelib.defaults import (
     CLEANUP_MAX_FOLLOW_UPS,
     CLEANUP_STOP_MARGIN_MS,
     CLEANUP_TTL_SLACK_DAYS,
+    MAX_CLEANUP_AGE_HOURS,
+    MAX_STATS_WINDOW_HOURS,
     RETENTION_MAX_DAYS,
 )
 from chalicelib.domain.errors import InvalidArtifactError, JobCancelledError, JobpipeError, StoreUnavailableError
@@ -527,3 +529,58 @@ def test_a_cleanup_that_completed_through_its_job_type_enqueues_no_continuation(
     result = job_type.handler(ctx, job_type.parse_payload({"max_age_hours": 24}))
     assert result["complete"] and result["jobs_deleted"] == 1 and "continued_by" not in result
     assert queue.drain() == [] and "old-1" not in store._jobs
+
+
+def test_each_maintenance_task_runs_under_the_policy_of_the_old_queues_table():
+    """Each task's job type keeps the run policy the old maintenance queue gave it (attempts,
+    timeout, priority): a clean-up given a health check's 30 s would stop every daily run short,
+    and log-statistics moved off `high` would wait behind the clean-ups it reports on."""
+    from chalicelib.job_types import registry
+    from chalicelib.job_types.maintenance import with_maintenance
+
+    types = with_maintenance(registry, lambda: None)
+    policy = {task: (types.get(f"maintenance.{task}").max_attempts, types.get(f"maintenance.{task}").timeout_s,
+                     types.get(f"maintenance.{task}").priority)
+              for task in ("cleanup_runs", "health_check", "cleanup_temp_files", "log_statistics")}
+    assert policy == {"cleanup_runs": (3, 300, "low"), "health_check": (2, 30, "normal"),
+                      "cleanup_temp_files": (3, 300, "low"), "log_statistics": (2, 10, "high")}
+
+
+@pytest.mark.parametrize("task, parameter, most", [
+    ("cleanup_runs", "max_age_hours", MAX_CLEANUP_AGE_HOURS),
+    ("cleanup_temp_files", "max_age_hours", MAX_CLEANUP_AGE_HOURS),
+    ("log_statistics", "window_hours", MAX_STATS_WINDOW_HOURS),
+])
+def test_a_tasks_payload_takes_its_documented_range_and_default_and_nothing_else(task, parameter, most):
+    """A clean-up's age and the statistics' window default to a day and run from 1 hour to
+    their limit, both ends taken: an age of 0 would delete every finished job at once, a window
+    past the counters kept reads hours that are gone; a field the task does not know is refused,
+    not dropped (a misspelt `max_age_hour` would run at the default)."""
+    from pydantic import ValidationError
+
+    from chalicelib.maintenance import TASKS
+
+    model = TASKS[task][0]
+    assert model.model_validate({}).model_dump()[parameter] == 24
+    assert model.model_validate({parameter: 1}).model_dump()[parameter] == 1
+    assert model.model_validate({parameter: most}).model_dump()[parameter] == most
+    for refused in ({parameter: 0}, {parameter: most + 1}, {parameter: 1, "surprise": 1}):
+        with pytest.raises(ValidationError):
+            model.model_validate(refused)
+
+
+def test_a_health_checks_payload_takes_nothing_and_a_chain_of_runs_is_counted_no_further_than_its_end():
+    """A health check has no parameters: anything given is refused. A clean-up's payload counts
+    its chain of runs up to CLEANUP_MAX_FOLLOW_UPS and no further, so a payload past the end of
+    a chain is refused rather than run as one more link."""
+    from pydantic import ValidationError
+
+    from chalicelib.maintenance import TASKS
+
+    with pytest.raises(ValidationError):
+        TASKS["health_check"][0].model_validate({"max_age_hours": 24})
+    age = TASKS["cleanup_runs"][0]
+    assert age.model_validate({"follow_up": CLEANUP_MAX_FOLLOW_UPS}).model_dump()["follow_up"] == CLEANUP_MAX_FOLLOW_UPS
+    with pytest.raises(ValidationError):
+        age.model_validate({"follow_up": CLEANUP_MAX_FOLLOW_UPS + 1})
+
