@@ -13,6 +13,7 @@ from chalicelib.defaults import (
     CLEANUP_TTL_SLACK_DAYS,
     MAX_CLEANUP_AGE_HOURS,
     MAX_STATS_WINDOW_HOURS,
+    PROBE_STOP_MARGIN_MS,
     RETENTION_MAX_DAYS,
 )
 from chalicelib.domain.errors import InvalidArtifactError, JobCancelledError, JobpipeError, StoreUnavailableError
@@ -584,3 +585,18 @@ def test_a_health_checks_payload_takes_nothing_and_a_chain_of_runs_is_counted_no
     with pytest.raises(ValidationError):
         age.model_validate({"follow_up": CLEANUP_MAX_FOLLOW_UPS + 1})
 
+
+@pytest.mark.parametrize("task, payload, margin", [
+    ("cleanup_runs", {"max_age_hours": 24}, CLEANUP_STOP_MARGIN_MS),
+    ("cleanup_temp_files", {"max_age_hours": 24}, CLEANUP_STOP_MARGIN_MS),
+    ("health_check", {}, PROBE_STOP_MARGIN_MS),
+    ("log_statistics", {"window_hours": 24}, 0),
+])
+def test_a_task_left_only_its_stop_margin_is_refused_before_it_starts(tasks, task, payload, margin):
+    """A task stops once no more than its stop margin is left (the statistics have none): started
+    with only that much, it could do none of its work, only report it ran out of time; it is
+    refused up front (TaskTimeError), as an inline run late in the API function's time is."""
+    from chalicelib.domain.errors import TaskTimeError
+
+    with pytest.raises(TaskTimeError):
+        tasks.run(task, payload, TaskControl(remaining_ms=lambda: margin))
