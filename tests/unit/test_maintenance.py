@@ -600,3 +600,32 @@ def test_a_task_left_only_its_stop_margin_is_refused_before_it_starts(tasks, tas
 
     with pytest.raises(TaskTimeError):
         tasks.run(task, payload, TaskControl(remaining_ms=lambda: margin))
+
+
+def run_stopped_by(tasks, store, clock, error):
+    """What a clean-up raises when every purge fails with `error`: the error it stopped with."""
+    for n in range(CLEANUP_MAX_FAILURES_IN_A_ROW):
+        finished_job(store, clock, f"old-{n:02d}", 30)
+
+    def purge(job_id):
+        raise error
+
+    tasks._finished.purge = purge
+    with pytest.raises(JobpipeError) as raised:
+        tasks.cleanup_runs(24)
+    assert raised.value.__cause__ is error
+    return raised.value
+
+
+def test_a_run_stopped_by_a_jobpipe_error_keeps_its_code_its_class_when_it_can_and_its_details(tasks, store, clock):
+    """The stopped run's error is all its operator sees: built from a message alone, the failure
+    keeps its class (so its retry and an inline run's status are the failure's) and its details;
+    one whose class needs more than a message is retryable under the failure's own code, never
+    `handler_error` (which would hide a queue or event outage as a handler's bug)."""
+    from chalicelib.domain.errors import EventPublishError, RetryableJobError
+
+    stopped = run_stopped_by(tasks, store, clock, StoreUnavailableError("throttled", details={"table": "jobs"}))
+    assert type(stopped) is StoreUnavailableError and stopped.details == {"table": "jobs"}
+    stopped = run_stopped_by(tasks, store, clock, EventPublishError("events lost", unpublished=["e-1"]))
+    assert type(stopped) is RetryableJobError and stopped.code == "event_publish_failed"
+    assert stopped.message.endswith("event_publish_failed: events lost")
