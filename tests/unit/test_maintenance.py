@@ -629,3 +629,36 @@ def test_a_run_stopped_by_a_jobpipe_error_keeps_its_code_its_class_when_it_can_a
     stopped = run_stopped_by(tasks, store, clock, EventPublishError("events lost", unpublished=["e-1"]))
     assert type(stopped) is RetryableJobError and stopped.code == "event_publish_failed"
     assert stopped.message.endswith("event_publish_failed: events lost")
+
+
+def test_a_cleanup_out_of_time_before_a_page_reports_no_progress_for_it(tasks, store, clock):
+    """A run whose time is short when it reads a page stops there: it deletes nothing of that
+    page and writes no progress for it (a write of a count that did not move, the run's last
+    request spent on nothing)."""
+    finished_job(store, clock, "old-1", (RETENTION_MAX_DAYS + CLEANUP_TTL_SLACK_DAYS) * 24)  # on the first page
+    reported = []
+    result = tasks.cleanup_runs(24, TaskControl(progress=lambda percent, message: reported.append(message),
+                                                remaining_ms=lambda: CLEANUP_STOP_MARGIN_MS - 1))
+    assert result["complete"] is False and reported == [] and "old-1" in store._jobs
+
+
+def test_a_cleanup_that_runs_out_of_time_within_a_page_reads_no_further_page(clock):
+    """Each page of the finished-day index is a Query: a run that stopped within a page for
+    want of time has ended its work, and reading the next page would only spend a request (and
+    the time it lacks) on jobs it will not purge."""
+    spent_ms, pages = [0], []
+
+    class TwoPages:
+        def finished_before(self, cutoff, *, since, page_size=100):
+            for n in range(2):
+                pages.append(n)
+                yield FinishedPage(since.date() + timedelta(days=n), [f"old-{n}-{m}" for m in range(10)])
+
+        def purge(self, job_id):
+            spent_ms[0] += 1_000
+            return 1
+
+    tasks = MaintenanceTasks(finished=TwoPages(), stats=InMemoryStatsStore(), queues=FakeQueues(), blobs=None,
+                             probes={}, clock=clock)
+    result = tasks.cleanup_runs(24, TaskControl(remaining_ms=lambda: CLEANUP_STOP_MARGIN_MS + 2_000 - spent_ms[0]))
+    assert result["complete"] is False and result["jobs_deleted"] == 3 and pages == [0]
