@@ -662,3 +662,20 @@ def test_a_cleanup_that_runs_out_of_time_within_a_page_reads_no_further_page(clo
                              probes={}, clock=clock)
     result = tasks.cleanup_runs(24, TaskControl(remaining_ms=lambda: CLEANUP_STOP_MARGIN_MS + 2_000 - spent_ms[0]))
     assert result["complete"] is False and result["jobs_deleted"] == 3 and pages == [0]
+
+
+@pytest.mark.parametrize("task", ["cleanup_runs", "cleanup_temp_files"])
+def test_a_cleanups_result_says_where_it_stands_in_its_chain_of_runs(tasks, task):
+    """A continued clean-up shows its operator which run of its chain it is (`follow_up`, as
+    its payload counted it): the fifth run of a chain is not passed off as a fresh start."""
+    assert tasks.run(task, {"max_age_hours": 24, "follow_up": 4})["follow_up"] == 4
+    assert tasks.run(task, {"max_age_hours": 24})["follow_up"] == 0
+
+
+def test_a_temp_file_cleanup_without_a_bucket_is_complete_and_says_why(store, clock):
+    """With no bucket configured there is nothing to delete: the run is complete (not a run that
+    ran out of time, to be looked into or continued) and its note says why it deleted nothing."""
+    tasks = MaintenanceTasks(finished=None, stats=InMemoryStatsStore(), queues=FakeQueues(), blobs=None, probes={},
+                             clock=clock)
+    result = tasks.cleanup_temp_files(24)
+    assert result == {"prefix": "tmp/", "objects_deleted": 0, "complete": True, "note": "no bucket configured"}
