@@ -679,3 +679,32 @@ def test_a_temp_file_cleanup_without_a_bucket_is_complete_and_says_why(store, cl
                              clock=clock)
     result = tasks.cleanup_temp_files(24)
     assert result == {"prefix": "tmp/", "objects_deleted": 0, "complete": True, "note": "no bucket configured"}
+
+
+def test_a_temp_file_cleanup_out_of_time_deletes_nothing_more_and_lists_no_further(tasks, blobs, clock):
+    """With no more than its stop margin left after a page is listed, the run stops there: the
+    page's old objects are left to the next run and no further page is listed (each listing
+    and deletion a request the run has no time for)."""
+    for n in range(1500):
+        blobs.put(f"tmp/{n:04d}", b"1", "text/plain")
+    clock.advance(2 * 3600)
+    listed = []
+    real_keys = blobs.keys_older_than
+    blobs.keys_older_than = lambda prefix, cutoff: (listed.append(len(keys)) or keys
+                                                    for keys in real_keys(prefix, cutoff))
+    result = tasks.cleanup_temp_files(1, TaskControl(remaining_ms=lambda: CLEANUP_STOP_MARGIN_MS - 1))
+    assert result["complete"] is False and result["objects_deleted"] == 0 and len(blobs.objects) == 1500
+    assert listed == [1000]
+
+
+def test_a_temp_file_cleanup_asks_no_deletion_and_reports_nothing_for_a_page_of_recent_objects(tasks, blobs, clock):
+    """A listed page with nothing old enough deletes nothing: no delete request for it (S3
+    refuses an empty DeleteObjects) and no progress write of a count that did not move."""
+    for n in range(1500):
+        blobs.put(f"tmp/{n:04d}", b"1", "text/plain")
+    deletions, reported = [], []
+    real_delete = blobs.delete
+    blobs.delete = lambda keys: deletions.append(len(keys)) or real_delete(keys)
+    result = tasks.cleanup_temp_files(1, TaskControl(progress=lambda percent, message: reported.append(message)))
+    assert result["complete"] is True and result["objects_deleted"] == 0
+    assert deletions == [] and reported == []
