@@ -708,3 +708,55 @@ def test_a_temp_file_cleanup_asks_no_deletion_and_reports_nothing_for_a_page_of_
     result = tasks.cleanup_temp_files(1, TaskControl(progress=lambda percent, message: reported.append(message)))
     assert result["complete"] is True and result["objects_deleted"] == 0
     assert deletions == [] and reported == []
+
+
+def health_tasks(store, blobs, clock, probes, queues=None):
+    """Maintenance tasks over the in-memory stores with these `probes` (and FakeQueues)."""
+    return MaintenanceTasks(finished=InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs, clock=clock), blobs),
+                            stats=InMemoryStatsStore(), queues=queues or FakeQueues(), blobs=blobs, probes=probes,
+                            clock=clock)
+
+
+def test_a_probe_that_crashes_is_a_failed_check_not_a_healthy_one(store, blobs, clock):
+    """A probe's own failure (any exception, not only a jobpipe error) is the finding: the
+    dependency it checks is not known to be well, so the check fails, named among the
+    problems, and the whole is not healthy."""
+    def crashing():
+        raise OSError("connection reset")
+
+    result = health_tasks(store, blobs, clock, {"bucket": crashing, "jobs_table": lambda: {"ok": True}}).health_check()
+    assert result["checks"]["bucket"] == {"ok": False, "error": "OSError: connection reset"}
+    assert result["healthy"] is False and result["problems"] == ["bucket"]
+
+
+def test_a_health_check_canceled_after_its_last_probe_reads_no_queue(store, blobs, clock):
+    """The queues' depths are read after the probes, a request per queue: a cancel requested
+    while the last probe ran is taken before them, and the task ends canceled."""
+    checks = []
+
+    def cancel_after_the_probes():
+        checks.append(1)
+        if len(checks) > 2:
+            raise JobCancelledError("canceled")
+
+    class CountedQueues(FakeQueues):
+        read = 0
+
+        def health(self):
+            self.read += 1
+            return super().health()
+
+    queues = CountedQueues()
+    tasks = health_tasks(store, blobs, clock, {name: (lambda: {"ok": True}) for name in ("jobs_table", "bucket")},
+                         queues)
+    with pytest.raises(JobCancelledError):
+        tasks.health_check(TaskControl(check_cancelled=cancel_after_the_probes))
+    assert len(checks) == 3 and queues.read == 0
+
+
+def test_a_health_check_with_exactly_its_stop_margin_left_checks_everything(store, blobs, clock):
+    """The margin is what a check may still spend: with exactly that much left every probe and
+    the queues are still read, as the clean-ups still work at their margin; it stops with less."""
+    result = health_tasks(store, blobs, clock, {"jobs_table": lambda: {"ok": True}}).health_check(
+        TaskControl(remaining_ms=lambda: PROBE_STOP_MARGIN_MS))
+    assert result["complete"] is True and result["healthy"] is True and len(result["checks"]["queues"]) == 6
