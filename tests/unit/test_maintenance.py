@@ -760,3 +760,24 @@ def test_a_health_check_with_exactly_its_stop_margin_left_checks_everything(stor
     result = health_tasks(store, blobs, clock, {"jobs_table": lambda: {"ok": True}}).health_check(
         TaskControl(remaining_ms=lambda: PROBE_STOP_MARGIN_MS))
     assert result["complete"] is True and result["healthy"] is True and len(result["checks"]["queues"]) == 6
+
+
+def test_log_statistics_counts_only_the_hours_of_its_window(tasks, clock):
+    """The window is the hours read: a job submitted five hours ago is in a day's statistics and
+    not in those of the last two hours (a window read as a day would report old failures as new)."""
+    base = {"id": "a", "type": "t", "tenant": "acme", "user": "ann", "created_at": isoformat(clock())}
+    tasks._stats.record_batch([delta_for(None, Job(**base, status="queued", version=1), clock())])
+    clock.advance(5 * 3600)
+    last_two = tasks.log_statistics(2)
+    assert last_two["window_hours"] == 2 and last_two["events"]["submitted"] == 0
+    assert tasks.log_statistics(24)["events"]["submitted"] == 1
+
+
+def test_a_task_refused_after_its_time_ran_out_says_none_is_left_not_a_negative_time(tasks):
+    """Inline, the time left can be past zero when a task is asked for: the refusal says 0 s
+    left, in its message and its details alike, not a negative count an operator must read."""
+    from chalicelib.domain.errors import TaskTimeError
+
+    with pytest.raises(TaskTimeError) as refused:
+        tasks.run("health_check", {}, TaskControl(remaining_ms=lambda: -1_500))
+    assert refused.value.details["remaining_ms"] == 0 and refused.value.message.endswith("has 0 s left")
