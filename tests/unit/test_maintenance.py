@@ -63,6 +63,13 @@ def finished_job(store, clock, job_id, hours_ago):
                      created_at=isoformat(at), finished_at=isoformat(at)))
 
 
+def health_tasks(store, blobs, clock, probes, queues=None):
+    """Maintenance tasks over the in-memory stores with these `probes` (and FakeQueues)."""
+    return MaintenanceTasks(finished=InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs, clock=clock), blobs),
+                            stats=InMemoryStatsStore(), queues=queues or FakeQueues(), blobs=blobs, probes=probes,
+                            clock=clock)
+
+
 def test_cleanup_runs_deletes_only_jobs_finished_before_the_cutoff(tasks, store, clock, blobs):
     finished_job(store, clock, "old-1", 30)
     finished_job(store, clock, "old-2", 100)
@@ -141,9 +148,7 @@ def test_a_health_check_and_the_statistics_stop_when_canceled(store, blobs, cloc
             raise JobCancelledError("canceled")
 
     probes = {name: (lambda name=name: probed.append(name) or {"ok": True}) for name in ("jobs_table", "bucket")}
-    tasks = MaintenanceTasks(finished=InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs, clock=clock), blobs),
-                             stats=InMemoryStatsStore(), queues=FakeQueues(), blobs=blobs, probes=probes,
-                             clock=clock)
+    tasks = health_tasks(store, blobs, clock, probes)
     with pytest.raises(JobCancelledError):
         tasks.health_check(TaskControl(check_cancelled=cancel_after_the_first_probe))
     assert probed == ["jobs_table"]
@@ -419,11 +424,8 @@ def test_a_task_that_cannot_fit_in_the_time_left_is_refused_before_it_starts(tas
 def test_health_check_stops_probing_when_time_runs_short(store, blobs, clock):
     probed = []
     countdown = iter([10_000, 10_000, 1_000, 1_000, 1_000])
-    tasks = MaintenanceTasks(
-        finished=InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs, clock=clock), blobs),
-        stats=InMemoryStatsStore(), queues=FakeQueues(), blobs=blobs,
-        probes={name: (lambda n=name: probed.append(n) or {"ok": True}) for name in ("jobs_table", "stats_table", "bucket")},
-        clock=clock)
+    tasks = health_tasks(store, blobs, clock, {name: (lambda n=name: probed.append(n) or {"ok": True})
+                                               for name in ("jobs_table", "stats_table", "bucket")})
     result = tasks.run("health_check", {}, TaskControl(remaining_ms=lambda: next(countdown)))
     assert probed == ["jobs_table"]
     assert result["complete"] is False and result["healthy"] is False
@@ -708,13 +710,6 @@ def test_a_temp_file_cleanup_asks_no_deletion_and_reports_nothing_for_a_page_of_
     result = tasks.cleanup_temp_files(1, TaskControl(progress=lambda percent, message: reported.append(message)))
     assert result["complete"] is True and result["objects_deleted"] == 0
     assert deletions == [] and reported == []
-
-
-def health_tasks(store, blobs, clock, probes, queues=None):
-    """Maintenance tasks over the in-memory stores with these `probes` (and FakeQueues)."""
-    return MaintenanceTasks(finished=InMemoryFinishedJobs(store, InMemoryArtifactStore(blobs, clock=clock), blobs),
-                            stats=InMemoryStatsStore(), queues=queues or FakeQueues(), blobs=blobs, probes=probes,
-                            clock=clock)
 
 
 def test_a_probe_that_crashes_is_a_failed_check_not_a_healthy_one(store, blobs, clock):
