@@ -303,6 +303,17 @@ def test_a_keyed_task_start_answers_the_task_it_made_and_inline_refuses_the_key(
         inline.start("health_check", {}, user="ops", idempotency_key="k2", control=TaskControl)
 
 
+def test_an_inline_rerun_of_a_removed_task_looks_for_no_kept_key():
+    """Inline nothing is kept under an Idempotency-Key, so a keyed rerun of a task the clean-up
+    removed has no task it made to answer with: rerun_made answers None without building the
+    lifecycle or reading the table (the rerun then answers the task not found)."""
+    def no_lifecycle() -> JobLifecycle:
+        raise AssertionError("an inline rerun looked for a kept key")
+
+    inline = TaskRuns(lambda: None, no_lifecycle, inline=True)
+    assert inline.rerun_made("gone-task", idempotency_key="k1") is None
+
+
 def test_a_rerun_whose_message_was_not_sent_is_sent_by_the_reconciler_and_runs(lifecycle, store, queue, clock):
     """The queue does not take the rerun's first message: the rerun is stored queued with its due
     time all the same (answered 202), and the reconciler sends it once it is due."""
