@@ -86,8 +86,10 @@ class TenantQuota:
         From half the bound on (by that sum, or by an index count under `counter_lag_s` old):
         the status index's count, taken at most once per `recheck_s`, plus what this process
         admitted since. It holds every job already written, whichever process admitted it, so
-        near the bound a tenant passes it by at most what other processes admit within
-        `recheck_s`, however far the stream lags; and a refusal always rests on it."""
+        however far the stream lags, one process admits exactly up to the bound, and processes
+        that all count pass it by at most what the others admit within `recheck_s`; a process
+        that has not counted yet admits at most half the bound first. A refusal always rests
+        on the index's count."""
         now = self._clock()
         known = self._tenants.get(tenant) or _Tenant()
         self._remember(tenant, known)
