@@ -95,18 +95,17 @@ class TenantQuota:
         self._remember(tenant, known)
         counted = known.counted
         if counted is not None and now - counted.read_at < self._recheck_s:
-            self._decide(counted.unfinished + counted.admitted_since)
-            known.admit(now, self._lag_s)
-            return
-        near = counted is not None and now - counted.read_at < self._lag_s \
-            and self._near(counted.unfinished + counted.admitted_since)
-        if not near:
-            estimate = self._estimate(tenant, known, now, pending)
-            near = self._near(estimate)
-        if near:
-            known.counted = self._count(tenant, known, now)
-            estimate = known.counted.unfinished
-        self._decide(estimate)
+            unfinished = counted.unfinished + counted.admitted_since
+        else:
+            near = counted is not None and now - counted.read_at < self._lag_s \
+                and self._near(counted.unfinished + counted.admitted_since)
+            if not near:
+                unfinished = self._estimate(tenant, known, now, pending)
+                near = self._near(unfinished)
+            if near:
+                known.counted = self._count(tenant, known, now)
+                unfinished = known.counted.unfinished
+        self._decide(unfinished)
         known.admit(now, self._lag_s)
 
     def _estimate(self, tenant: str, known: _Tenant, now: float, pending: int) -> int:
