@@ -35,7 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 
 from scripts import package
 from scripts.lambda_environment import environment_problem
-from scripts.local_stack import apply_gateway_responses
+from scripts.local_stack import apply_gateway_responses, apply_time_to_live, stack_resources
 from scripts.stack_states import IN_PROGRESS, recreating, refusal, still_running
 from scripts.stack_config import (
     StackConfigError,
@@ -369,6 +369,8 @@ def deploy(build_dir: Path, stack: str, parameters: Mapping[str, str], session: 
         outputs["ApiUrl"] = f"{endpoint}/restapis/{outputs['RestAPIId']}/api/_user_request_"
         # the emulator leaves the API's gateway responses out of its body (scripts/local_stack.py)
         apply_gateway_responses(session.client("apigateway"), outputs["RestAPIId"], template)
+        # and its tables' TTL: without it no record would ever expire
+        apply_time_to_live(session.client("dynamodb"), stack_resources(session, stack, "AWS::DynamoDB::Table"), template)
     else:
         outputs["ApiUrl"] = outputs["EndpointURL"].rstrip("/")
     return outputs

@@ -14,7 +14,12 @@ retries (jobpipe_client/transport.py); the stream poller runs one batch at a tim
 The API's gateway responses (`route_not_found`, `gateway_refused`) are declared on the API
 (SAM's GatewayResponses), so AWS imports them with its body into every deployment; ministack's
 import leaves that part of the body out, so `apply_gateway_responses` puts them through the API
-Gateway API and deploys the stage again (scripts/deploy.py, after each deploy to an emulator)."""
+Gateway API and deploys the stage again (scripts/deploy.py, after each deploy to an emulator).
+Its tables come without the TTL the template declares (TimeToLiveSpecification), so no record
+would ever expire: a finished job, a stream batch's once-only marker, an idempotency key, a
+delivery record. `apply_time_to_live` turns it on through the DynamoDB API (after each deploy
+to an emulator too), and ministack's reaper then deletes expired items once a minute, as AWS's
+TTL does within days."""
 from __future__ import annotations
 
 import json
@@ -32,11 +37,15 @@ RESPONSE_PARAMETER_KINDS = {"Headers": "header", "Paths": "path", "QueryStrings"
 WARM_UP = "jobpipe_warm_up"  # chalicelib/invocation.py returns at once for an event holding it
 
 
+def stack_resources(session: Any, stack: str, resource_type: str) -> dict[str, str]:
+    """Logical id -> physical name, for every resource of `stack` of `resource_type`."""
+    resources = session.client("cloudformation").describe_stack_resources(StackName=stack)["StackResources"]
+    return {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources if r["ResourceType"] == resource_type}
+
+
 def stack_functions(session: Any, stack: str) -> dict[str, str]:
     """Logical id -> function name, for every function of `stack`."""
-    resources = session.client("cloudformation").describe_stack_resources(StackName=stack)["StackResources"]
-    return {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources
-            if r["ResourceType"] == "AWS::Lambda::Function"}
+    return stack_resources(session, stack, "AWS::Lambda::Function")
 
 
 def function_log_groups(session: Any, stack: str) -> dict[str, str]:
@@ -143,6 +152,26 @@ def apply_gateway_responses(apigateway: Any, rest_api_id: str, template: dict[st
     apigateway.create_deployment(restApiId=rest_api_id, stageName=api.get("StageName", "api"),
                                  description="gateway responses the emulator's body import left out")
     return True
+
+
+def apply_time_to_live(dynamodb: Any, tables: dict[str, str], template: dict[str, Any]) -> list[str]:
+    """Turn on the TTL each table of the template declares (its TimeToLiveSpecification) where
+    the deployed table (`tables`: logical id -> name) does not have it on that attribute. Returns
+    the names of the tables it turned it on for: on AWS, where CloudFormation applied it, none."""
+    turned_on = []
+    for logical, resource in template.get("Resources", {}).items():
+        declared = resource.get("Properties", {}).get("TimeToLiveSpecification") or {}
+        if resource.get("Type") != "AWS::DynamoDB::Table" or declared.get("Enabled") is not True:
+            continue
+        name = tables[logical]
+        current = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+        if current.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") \
+                and current.get("AttributeName") == declared["AttributeName"]:
+            continue
+        dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification={
+            "Enabled": True, "AttributeName": declared["AttributeName"]})
+        turned_on.append(name)
+    return turned_on
 
 
 def prepare(session: Any, stack: str, api_url: str, ceiling: int, warm_up: bool = True,

@@ -119,8 +119,8 @@ def test_make_run_serves_the_api_the_cli_uses_caps_every_function_and_stops_on_c
         assert submitted.returncode == 0, submitted.stderr
         assert json.loads(submitted.stdout)["status"] == "completed"
 
-        lambdas = boto3.session.Session(aws_access_key_id="test", aws_secret_access_key="test",
-                                        region_name="us-east-1").client("lambda", endpoint_url=f"http://127.0.0.1:{port}")
+        session = boto3.session.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+        lambdas = session.client("lambda", endpoint_url=f"http://127.0.0.1:{port}")
         reserved = {}
         for function in lambdas.list_functions()["Functions"]:
             name = function["FunctionName"]
@@ -128,6 +128,14 @@ def test_make_run_serves_the_api_the_cli_uses_caps_every_function_and_stops_on_c
             reserved[name.split("-")[2]] = concurrency.get("ReservedConcurrentExecutions")
         assert reserved.pop("APIHandler") == LOCAL_API_CONCURRENCY
         assert reserved and set(reserved.values()) == {LOCAL_FUNCTION_CONCURRENCY}, reserved
+        # Every table has the TTL the template declares, so the local stack's records expire.
+        dynamodb = session.client("dynamodb", endpoint_url=f"http://127.0.0.1:{port}")
+        expiry = {re.search(r"(\w+Table)-", name).group(1):
+                  dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+                  for name in dynamodb.list_tables()["TableNames"]}
+        assert expiry == {"JobsTable": {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"},
+                          "StatsTable": {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"},
+                          "IdempotencyTable": {"TimeToLiveStatus": "ENABLED", "AttributeName": "expiration"}}
 
         # A second `make run` on the same port is refused before it starts or deploys anything.
         second = subprocess.run([sys.executable, "-m", "scripts.run_local"], cwd=ROOT, env=env, text=True,

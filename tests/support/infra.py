@@ -18,7 +18,9 @@ def resources() -> dict[str, Any]:
     return json.loads(TEMPLATE.read_text())["Resources"]
 
 
-def create_table(dynamodb: Any, logical_id: str, name: str) -> None:
+def create_table(dynamodb: Any, logical_id: str, name: str, *, with_ttl: bool = True) -> None:
+    """The template's table `logical_id` as `name`, with its TTL unless `with_ttl` is False (as an
+    emulator's CloudFormation makes it)."""
     props = resources()[logical_id]["Properties"]
     args = {
         "TableName": name,
@@ -32,7 +34,7 @@ def create_table(dynamodb: Any, logical_id: str, name: str) -> None:
         args["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
     dynamodb.create_table(**args)
     ttl = props.get("TimeToLiveSpecification")
-    if ttl:
+    if ttl and with_ttl:
         dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
 
 

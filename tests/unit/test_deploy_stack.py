@@ -33,7 +33,8 @@ TEMPLATE = {
     },
     "Resources": {
         "APIHandler": {"Type": "AWS::Serverless::Function", "Properties": {"CodeUri": "./deployment.zip"}},
-        "JobsTable": {"Type": "AWS::DynamoDB::Table", "Properties": {}},
+        "JobsTable": {"Type": "AWS::DynamoDB::Table",
+                      "Properties": {"TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True}}},
     },
 }
 
@@ -90,7 +91,8 @@ class FakeCloudFormation:
 
     exceptions = type("Exceptions", (), {"ClientError": ClientError})
 
-    def __init__(self) -> None:
+    def __init__(self, s3: FakeS3) -> None:
+        self.s3 = s3  # where the templates it deploys are uploaded
         self.stack: dict[str, Any] | None = None
         self.events: list[dict[str, Any]] = []
         self.change_sets: dict[str, dict[str, Any]] = {}
@@ -114,6 +116,13 @@ class FakeCloudFormation:
                                            for k, v in self.stack["parameters"].items()],
                             "Outputs": [{"OutputKey": "RestAPIId", "OutputValue": "abc123"},
                                         {"OutputKey": "EndpointURL", "OutputValue": "https://abc123.example/api/"}]}]}
+
+    def describe_stack_resources(self, StackName):
+        """The resources of the template the stack was last deployed with (an object of `s3`)."""
+        template = json.loads(self.s3.objects[self.stack["template"].split("/", 4)[4]])
+        return {"StackResources": [
+            {"LogicalResourceId": logical, "PhysicalResourceId": f"{StackName}-{logical}-1", "ResourceType": r["Type"]}
+            for logical, r in template["Resources"].items()]}
 
     def describe_stack_events(self, StackName):
         return {"StackEvents": list(self.events)}
@@ -197,16 +206,31 @@ class FakeCloudFormation:
         return FakeWaiter(name, waits[name])
 
 
+class FakeDynamoDB:
+    """Tables as an emulator's CloudFormation makes them: their TTL off."""
+
+    def __init__(self) -> None:
+        self.ttl: dict[str, dict[str, Any]] = {}
+
+    def describe_time_to_live(self, TableName):
+        return {"TimeToLiveDescription": self.ttl.get(TableName, {"TimeToLiveStatus": "DISABLED"})}
+
+    def update_time_to_live(self, TableName, TimeToLiveSpecification):
+        self.ttl[TableName] = {"TimeToLiveStatus": "ENABLED" if TimeToLiveSpecification["Enabled"] else "DISABLED",
+                               "AttributeName": TimeToLiveSpecification["AttributeName"]}
+
+
 class FakeSession:
     region_name = "us-east-1"
 
     def __init__(self) -> None:
-        self.cfn = FakeCloudFormation()
         self.s3 = FakeS3()
+        self.cfn = FakeCloudFormation(self.s3)
         self.apigateway = FakeApiGateway()
+        self.dynamodb = FakeDynamoDB()
 
     def client(self, name):
-        return {"cloudformation": self.cfn, "s3": self.s3, "apigateway": self.apigateway,
+        return {"cloudformation": self.cfn, "s3": self.s3, "apigateway": self.apigateway, "dynamodb": self.dynamodb,
                 "sts": type("Sts", (), {"get_caller_identity": lambda self: {"Account": ACCOUNT}})()}[name]
 
 
@@ -242,6 +266,18 @@ def test_on_an_emulator_the_apis_gateway_responses_are_put_and_its_stage_deploye
     deploy(build, "jobpipe", {"AuthSecret": SECRET}, session)
     assert set(session.apigateway.customized) == {"MISSING_AUTHENTICATION_TOKEN", "DEFAULT_4XX"}
     assert [call for call, _ in session.apigateway.calls] == ["put", "put", "deploy"]
+
+
+@pytest.mark.parametrize("endpoint, ttl", [
+    ("http://127.0.0.1:4566", {"jobpipe-JobsTable-1": {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}}),
+    ("https://s3.us-east-1.amazonaws.com", {}),  # AWS: CloudFormation applied it
+])
+def test_on_an_emulator_the_tables_ttl_is_turned_on(build, session, monkeypatch, endpoint, ttl):
+    """ministack makes the tables without the TimeToLiveSpecification the template declares:
+    without this no record of the local stack would ever expire."""
+    monkeypatch.setattr(FakeS3, "meta", type("Meta", (), {"endpoint_url": endpoint})())
+    deploy(build, "jobpipe", {"AuthSecret": SECRET}, session)
+    assert session.dynamodb.ttl == ttl
 
 
 def test_an_update_keeps_the_values_of_the_parameters_it_is_not_given(build, session):
@@ -796,7 +832,7 @@ class AwsSession(FakeSession):
         from botocore.stub import Stubber
 
         super().__init__()
-        self.cfn = ListingCloudFormation()
+        self.cfn = ListingCloudFormation(self.s3)
         self.s3.meta = type("Meta", (), {"endpoint_url": "https://s3.us-east-1.amazonaws.com"})()
         self.lambda_client = botocore.session.get_session().create_client(
             "lambda", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
