@@ -8,22 +8,34 @@ from botocore.exceptions import ClientError
 
 from chalicelib.domain.errors import StoreUnavailableError
 
+# The jobs and stats tables' TTL attribute (infra/resources.json: TimeToLiveSpecification).
+EXPIRY_ATTRIBUTE = "expires_at"
+
 
 def _failure(what: str, exc: ClientError) -> StoreUnavailableError:
     code = exc.response.get("Error", {}).get("Code", "error")
     return StoreUnavailableError(f"{what}: {code}")
 
 
-def table_probe(client: Any, table_name: str):
+def table_probe(client: Any, table_name: str, expires_on: str = EXPIRY_ATTRIBUTE):
+    """A probe of the table and its indexes (active), and of its TTL: on, on `expires_on`. With
+    TTL off (the table made by hand or by a tool that left it out, or turned off since) no record
+    ever expires, so retention silently stops and the table grows without end."""
     def probe() -> dict[str, Any]:
         try:
             table = client.describe_table(TableName=table_name)["Table"]
+            ttl = client.describe_time_to_live(TableName=table_name)["TimeToLiveDescription"]
         except ClientError as exc:
             raise _failure(f"table {table_name}", exc) from exc
         status = table.get("TableStatus")
         indexes = {i["IndexName"]: i.get("IndexStatus") for i in table.get("GlobalSecondaryIndexes", [])}
-        ok = status == "ACTIVE" and all(s in (None, "ACTIVE") for s in indexes.values())
-        return {"ok": ok, "name": table_name, "status": status, "indexes": indexes}
+        expiry = {"status": ttl.get("TimeToLiveStatus"), "attribute": ttl.get("AttributeName")}
+        expiring = expiry["status"] in ("ENABLED", "ENABLING") and expiry["attribute"] == expires_on
+        ok = status == "ACTIVE" and all(s in (None, "ACTIVE") for s in indexes.values()) and expiring
+        checked = {"ok": ok, "name": table_name, "status": status, "indexes": indexes, "expiry": expiry}
+        if not expiring:
+            checked["error"] = f"TTL is not on {expires_on}: the table's records never expire"
+        return checked
 
     return probe
 

@@ -97,6 +97,8 @@ def test_health_check_task_is_queued_then_run_by_a_worker(client, aws):
     result = done["result"]
     assert result["healthy"] is True and result["problems"] == []
     assert result["checks"]["jobs_table"]["ok"] and result["checks"]["bucket"]["ok"]
+    assert result["checks"]["jobs_table"]["expiry"] == result["checks"]["stats_table"]["expiry"] == {
+        "status": "ENABLED", "attribute": "expires_at"}
     assert {q["name"] for q in result["checks"]["queues"]} == {
         "jobs-high", "jobs-normal", "jobs-low", "jobs-high-dlq", "jobs-normal-dlq", "jobs-low-dlq"}
     listed = client.http.get("/api/system/maintenance/tasks", headers=operator()).json_body["tasks"]
@@ -124,6 +126,27 @@ def test_health_check_reports_a_missing_dependency(client, aws):
     drain(client._app, aws)
     result = task(client, task_id)["result"]
     assert result["healthy"] is False and result["problems"] == ["jobs-low-dlq"]
+
+
+@pytest.mark.parametrize("ttl, status", [
+    ({"Enabled": False, "AttributeName": "expires_at"}, "DISABLED"),
+    ({"Enabled": True, "AttributeName": "ttl"}, "ENABLED"),  # on an attribute no record carries
+])
+def test_health_check_reports_a_table_whose_records_never_expire(client, aws, ttl, status):
+    """A table whose TTL is off (turned off by hand, or made by a tool that left it out), or on
+    an attribute the pipeline does not write, keeps every finished job and marker for ever:
+    retention stops without an error anywhere else, so the health check names it."""
+    aws["ddb"].update_time_to_live(TableName="stats", TimeToLiveSpecification={"Enabled": False, "AttributeName": "expires_at"})
+    if ttl["Enabled"]:
+        aws["ddb"].update_time_to_live(TableName="stats", TimeToLiveSpecification=ttl)
+    task_id = client.http.post("/api/system/maintenance/health-check", headers=operator()).json_body["task_id"]
+    drain(client._app, aws)
+    result = task(client, task_id)["result"]
+    assert result["healthy"] is False and result["problems"] == ["stats_table"]
+    stats_table = result["checks"]["stats_table"]
+    assert stats_table["ok"] is False and stats_table["expiry"]["status"] == status
+    assert stats_table["error"] == "TTL is not on expires_at: the table's records never expire"
+    assert result["checks"]["jobs_table"]["ok"] is True
 
 
 def test_bad_task_parameters_are_400_and_unknown_tasks_404(client):

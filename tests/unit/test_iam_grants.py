@@ -110,8 +110,8 @@ JOB_WORKER_TASKS: dict[str, dict[str, set[str]]] = {
     },
     # health_check: the probes (health.py) and every jobs queue's and DLQ's depth.
     "JobWorker": {
-        "JobsTable": ddb("DescribeTable"),
-        "StatsTable": ddb("DescribeTable"),
+        "JobsTable": ddb("DescribeTable", "DescribeTimeToLive"),
+        "StatsTable": ddb("DescribeTable", "DescribeTimeToLive"),
         "JobEventsBus": {"events:DescribeEventBus"},
         "JobsBucket where prefix like tmp/*": s3("ListBucket"),
         **each(JOBS_QUEUES + JOBS_DLQS, sqs("GetQueueAttributes")),
@@ -154,11 +154,11 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         **each(("ErpWebhookQueue", "ErpOutboundQueue", "CacheInvalidationQueue"), sqs("SendMessage")),
         "JobsBucket/jobs/*": s3("GetObject", "PutObject", "DeleteObject"),
         # Inline cleanup-runs: the finished-day index, then each job's items in batches.
-        "JobsTable" + INLINE: ddb("DescribeTable"),
+        "JobsTable" + INLINE: ddb("DescribeTable", "DescribeTimeToLive"),
         "JobsTable" + INLINE + " where LeadingKeys like JOB#*": ddb("BatchWriteItem"),
         "JobsTable/index/by_finished_day" + INLINE: ddb("Query"),
         # Inline health-check: the probes (health.py); cleanup-temp-files: list and delete tmp/.
-        "StatsTable" + INLINE: ddb("DescribeTable"),
+        "StatsTable" + INLINE: ddb("DescribeTable", "DescribeTimeToLive"),
         "JobsBucket" + INLINE + LISTED_PREFIXES: s3("ListBucket"),
         "JobsBucket/tmp/*" + INLINE: s3("DeleteObject"),
         "JobEventsBus" + INLINE: {"events:DescribeEventBus"},
