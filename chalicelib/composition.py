@@ -160,6 +160,7 @@ class Container:
     @cached_property
     def maintenance(self) -> Any:
         from chalicelib.adapters import health
+        from chalicelib.adapters.dynamodb_keys import TTL_ATTRIBUTE
         from chalicelib.maintenance import TEMP_PREFIX, MaintenanceTasks
         from chalicelib.observability import logger
 
@@ -167,6 +168,8 @@ class Container:
         probes = {"jobs_table": health.table_probe(self.client("dynamodb"), settings.table_name)}
         if settings.stats_table_name:
             probes["stats_table"] = health.table_probe(self.client("dynamodb"), settings.stats_table_name)
+        probes["idempotency_table"] = health.table_probe(self.client("dynamodb"), settings.idempotency_table_name,
+                                                         expires_on=TTL_ATTRIBUTE)
         if settings.bucket_name:
             # Under the prefix the clean-up lists: the roles may list the bucket there.
             probes["bucket"] = health.bucket_probe(self.client("s3"), settings.bucket_name, TEMP_PREFIX)

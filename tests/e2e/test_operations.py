@@ -26,8 +26,9 @@ def test_health_check_task_runs_in_a_worker_and_reports_every_dependency(stack):
     assert result["healthy"] is True, result
     assert {"jobs_table", "stats_table", "bucket"} <= set(result["checks"])
     # The deploy turned on the TTL the emulator's CloudFormation left out: the records expire.
-    for table in ("jobs_table", "stats_table"):
-        assert result["checks"][table]["expiry"] == {"status": "ENABLED", "attribute": "expires_at"}, result
+    for table, attribute in (("jobs_table", "expires_at"), ("stats_table", "expires_at"),
+                             ("idempotency_table", "expiration")):
+        assert result["checks"][table]["expiry"] == {"status": "ENABLED", "attribute": attribute}, result
     assert len(result["checks"]["queues"]) == 6
     listed = stack.call("GET", "/api/system/maintenance/tasks", headers=operator(stack)).json()["tasks"]
     assert task["task_id"] in [t["task_id"] for t in listed]

@@ -99,6 +99,7 @@ def test_health_check_task_is_queued_then_run_by_a_worker(client, aws):
     assert result["checks"]["jobs_table"]["ok"] and result["checks"]["bucket"]["ok"]
     assert result["checks"]["jobs_table"]["expiry"] == result["checks"]["stats_table"]["expiry"] == {
         "status": "ENABLED", "attribute": "expires_at"}
+    assert result["checks"]["idempotency_table"]["expiry"] == {"status": "ENABLED", "attribute": "expiration"}
     assert {q["name"] for q in result["checks"]["queues"]} == {
         "jobs-high", "jobs-normal", "jobs-low", "jobs-high-dlq", "jobs-normal-dlq", "jobs-low-dlq"}
     listed = client.http.get("/api/system/maintenance/tasks", headers=operator()).json_body["tasks"]
@@ -128,24 +129,23 @@ def test_health_check_reports_a_missing_dependency(client, aws):
     assert result["healthy"] is False and result["problems"] == ["jobs-low-dlq"]
 
 
-@pytest.mark.parametrize("ttl, status", [
-    ({"Enabled": False, "AttributeName": "expires_at"}, "DISABLED"),
-    ({"Enabled": True, "AttributeName": "ttl"}, "ENABLED"),  # on an attribute no record carries
-])
-def test_health_check_reports_a_table_whose_records_never_expire(client, aws, ttl, status):
+@pytest.mark.parametrize("table, check, attribute", [("stats", "stats_table", "expires_at"),
+                                                      ("idempotency", "idempotency_table", "expiration")])
+@pytest.mark.parametrize("enabled", [False, True])  # True: on an attribute no record carries
+def test_health_check_reports_a_table_whose_records_never_expire(client, aws, table, check, attribute, enabled):
     """A table whose TTL is off (turned off by hand, or made by a tool that left it out), or on
-    an attribute the pipeline does not write, keeps every finished job and marker for ever:
+    an attribute the pipeline does not write, keeps every finished job, marker or key for ever:
     retention stops without an error anywhere else, so the health check names it."""
-    aws["ddb"].update_time_to_live(TableName="stats", TimeToLiveSpecification={"Enabled": False, "AttributeName": "expires_at"})
-    if ttl["Enabled"]:
-        aws["ddb"].update_time_to_live(TableName="stats", TimeToLiveSpecification=ttl)
+    aws["ddb"].update_time_to_live(TableName=table, TimeToLiveSpecification={"Enabled": False, "AttributeName": attribute})
+    if enabled:
+        aws["ddb"].update_time_to_live(TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"})
     task_id = client.http.post("/api/system/maintenance/health-check", headers=operator()).json_body["task_id"]
     drain(client._app, aws)
     result = task(client, task_id)["result"]
-    assert result["healthy"] is False and result["problems"] == ["stats_table"]
-    stats_table = result["checks"]["stats_table"]
-    assert stats_table["ok"] is False and stats_table["expiry"]["status"] == status
-    assert stats_table["error"] == "TTL is not on expires_at: the table's records never expire"
+    assert result["healthy"] is False and result["problems"] == [check]
+    found = result["checks"][check]
+    assert found["ok"] is False and found["expiry"]["status"] == ("ENABLED" if enabled else "DISABLED")
+    assert found["error"] == f"TTL is not on {attribute}: the table's records never expire"
     assert result["checks"]["jobs_table"]["ok"] is True
 
 

@@ -112,6 +112,7 @@ JOB_WORKER_TASKS: dict[str, dict[str, set[str]]] = {
     "JobWorker": {
         "JobsTable": ddb("DescribeTable", "DescribeTimeToLive"),
         "StatsTable": ddb("DescribeTable", "DescribeTimeToLive"),
+        "IdempotencyTable": ddb("DescribeTable", "DescribeTimeToLive"),
         "JobEventsBus": {"events:DescribeEventBus"},
         "JobsBucket where prefix like tmp/*": s3("ListBucket"),
         **each(JOBS_QUEUES + JOBS_DLQS, sqs("GetQueueAttributes")),
@@ -159,6 +160,7 @@ GRANTS: dict[str, dict[str, set[str]]] = {
         "JobsTable/index/by_finished_day" + INLINE: ddb("Query"),
         # Inline health-check: the probes (health.py); cleanup-temp-files: list and delete tmp/.
         "StatsTable" + INLINE: ddb("DescribeTable", "DescribeTimeToLive"),
+        "IdempotencyTable" + INLINE: ddb("DescribeTable", "DescribeTimeToLive"),
         "JobsBucket" + INLINE + LISTED_PREFIXES: s3("ListBucket"),
         "JobsBucket/tmp/*" + INLINE: s3("DeleteObject"),
         "JobEventsBus" + INLINE: {"events:DescribeEventBus"},
