@@ -534,6 +534,49 @@ def test_a_completion_shows_the_last_report_whether_its_window_wrote_it_or_not(s
         100, "completed", last_report.get("message"), last_report.get("details")), finals
 
 
+def ended_after_a_held_report(store, queue, clock, result, **report):
+    """The job a t.held handler's attempt ends in: it reports 30 % (written: its window had
+    passed), then 60 % with `report` inside the next window (held, not yet written), then
+    returns `result`; 3 attempts."""
+    registry, worker_clock = JobTypeRegistry(), ManualClock()
+
+    @registry.register("t.held", Empty, max_attempts=3)
+    def held(ctx, payload):
+        worker_clock.advance(2)
+        ctx.progress(30, "load", "Loading")
+        ctx.progress(60, "write", **report)
+        return result
+
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+    submit(lifecycle, "t.held")
+    return JobRunner(lifecycle, registry, clock=worker_clock, progress_interval_s=2).run(queue.drain()[0])
+
+
+def test_a_result_is_measured_beside_the_details_of_the_report_its_window_still_held(queue, clock):
+    """The job a completion writes carries the last report's details, whether its window wrote
+    them or the completion does; a result is measured beside those, so one that fits beside the
+    report written before but not beside the one still held fails `result_too_large` (not
+    retried), instead of completing a job no GET could return."""
+    from chalicelib.adapters.memory import InMemoryJobStore
+    from chalicelib.adapters.memory_blobs import InMemoryBlobStore
+    from chalicelib.defaults import MAX_ANSWER_BYTES
+
+    store = InMemoryJobStore(blobs=InMemoryBlobStore())  # a result near 6 MB goes to S3
+    final = ended_after_a_held_report(store, queue, clock, "r" * (MAX_ANSWER_BYTES - 15_000),
+                                      details={"rows": "d" * 30_000})
+    assert (final.status, final.attempts, final.error.code if final.error else None) == (
+        JobStatus.FAILED, 1, "result_too_large")
+
+
+def test_a_result_no_job_can_hold_fails_the_job_with_the_report_its_window_still_held(store, queue, clock):
+    """A result that is no JSON fails the job for good; like any failure it is written with the
+    last report the attempt made, still held in its window at the return: the failed job shows
+    how far its handler got, not the report before."""
+    final = ended_after_a_held_report(store, queue, clock, {1, 2}, message="Writing")
+    assert (final.status, final.error.code) == (JobStatus.FAILED, "result_not_serializable")
+    assert (final.progress.percent, final.progress.step, final.progress.message) == (60, "write", "Writing")
+
+
 def test_a_spawn_once_the_handler_saw_the_cancel_asks_the_store_nothing(store, queue, clock, monkeypatch):
     """docs/jobs.md: a spawn once the job's cancel is known raises JobCancelledError, making no
     child. Known already (the handler's `ctx.cancelled()` saw it), it is refused at the call:
