@@ -691,10 +691,12 @@ def test_each_failing_attempts_end_is_logged_with_its_error_and_where(store, que
     assert (ends["t.breaks"][1]["duration_s"], ends["t.refuses"][1]["duration_s"]) == (5.0, 0.0), ends
 
 
-def test_a_completed_and_a_canceled_attempt_are_logged_with_their_duration(store, queue, clock):
+def test_a_completed_a_canceled_and_a_refused_results_attempt_are_logged_with_their_duration(store, queue, clock):
     """docs/operations.md: `job_duration` counts every attempt that ended, so an attempt that
-    completes and one that ends canceled on request are logged as `job completed` and
-    `job canceled` with how long their handler ran, as a failing one is."""
+    completes, one that ends canceled on request and one whose returned result no job can hold
+    are logged as `job completed`, `job canceled` and `job failed` with how long their handler
+    ran, as one that raises is; each line with the job as its ending wrote it (its `status` the
+    one the job now has, not `running`)."""
     types, observed, worker_clock = JobTypeRegistry(), [], ManualClock(start=1000.0)
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
 
@@ -710,14 +712,21 @@ def test_a_completed_and_a_canceled_attempt_are_logged_with_their_duration(store
         assert ctx.cancelled(fresh=True)
         raise JobCancelledError(f"job {ctx.job_id} was canceled")
 
-    for type_ in ("t.done", "t.stops"):
+    @types.register("t.unstorable", Empty, max_attempts=3)
+    def unstorable(ctx, payload):
+        worker_clock.advance(4)
+        return {1, 2}  # no JSON: failed `result_not_serializable`, for good
+
+    for type_ in ("t.done", "t.stops", "t.unstorable"):
         lifecycle.submit(tenant="acme", user="ann", type=type_, payload={})
     runner = JobRunner(lifecycle, types, clock=worker_clock, progress_interval_s=2,
-                       observe=lambda event, job, extra: observed.append((event, job.type, extra)))
+                       observe=lambda event, job, extra: observed.append((event, job, extra)))
     for message in queue.drain():
         runner.run(message)
-    ends = {job_type: (event, extra.get("duration_s")) for event, job_type, extra in observed if event != "started"}
-    assert ends == {"t.done": ("completed", 3.0), "t.stops": ("canceled", 2.0)}
+    ends = {job.type: (event, job.status, extra.get("duration_s")) for event, job, extra in observed
+            if event != "started"}
+    assert ends == {"t.done": ("completed", JobStatus.COMPLETED, 3.0), "t.stops": ("canceled", JobStatus.CANCELED, 2.0),
+                    "t.unstorable": ("failed", JobStatus.FAILED, 4.0)}
 
 
 class Padded(BaseModel):
