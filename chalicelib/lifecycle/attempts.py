@@ -85,6 +85,13 @@ class Attempts(DeadLetters):
 
         return self._with_fresh(job, finish)
 
+    def completed_as(self, job: Job, message: Optional[str] = None, last_progress: Optional[Progress] = None) -> Job:
+        """The job `complete` would write now (its result aside), nothing written: a result is
+        measured beside it, as the API will answer the completed job (its status, end time and
+        expiry, not the running attempt's)."""
+        return self._ended_as(job, JobStatus.COMPLETED,
+                              progress=completed_progress(job, message, last_progress, isoformat(self.clock())))
+
     def mark_canceled(self, job: Job, last_progress: Optional[Progress] = None) -> Job:
         """running -> canceled after the handler stopped on a cancel request; `last_progress`
         as `fail_attempt` takes it."""

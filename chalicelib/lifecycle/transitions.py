@@ -140,6 +140,19 @@ class JobTransitions:
         transition(job, target)
         now = self.clock()
         self._keep_parts(job, now)
+        changes = self._ending(target, now, fields)
+        run = None
+        if job.status == JobStatus.RUNNING:
+            run = self._closed_run(job, target, fields.get("error"))
+        caches, completion = (), None
+        if target == JobStatus.COMPLETED and job.scope:
+            caches = tuple(self.caches_of(job.type))
+            completion = TaskCompletion(job.type, changes["finished_at"], job.id, caches)
+        return self._write_room(job, job.status, ChangeSet(changes, run=run, invalidate_caches=caches,
+                                                           task_completion=completion))
+
+    def _ending(self, target: JobStatus, now: datetime, fields: dict[str, Any]) -> dict[str, Any]:
+        """The fields a job's end at `now` writes, `fields` among them."""
         changes = {
             "status": target,
             "finished_at": isoformat(now),
@@ -151,15 +164,12 @@ class JobTransitions:
         }
         if target == JobStatus.COMPLETED:
             changes["error"] = REMOVE  # an earlier attempt's failure is not the job's outcome
-        run = None
-        if job.status == JobStatus.RUNNING:
-            run = self._closed_run(job, target, fields.get("error"))
-        caches, completion = (), None
-        if target == JobStatus.COMPLETED and job.scope:
-            caches = tuple(self.caches_of(job.type))
-            completion = TaskCompletion(job.type, changes["finished_at"], job.id, caches)
-        return self._write_room(job, job.status, ChangeSet(changes, run=run, invalidate_caches=caches,
-                                                           task_completion=completion))
+        return changes
+
+    def _ended_as(self, job: Job, target: JobStatus, **fields: Any) -> Job:
+        """`job` as `_finish` would end it now, nothing written: what an end is measured on."""
+        transition(job, target)
+        return ChangeSet(self._ending(target, self.clock(), fields)).written_on(job)
 
     def _keep_parts(self, job: Job, end: datetime) -> None:
         """Make the runs and artifacts of `job`, ending at `end`, outlive the record the end

@@ -34,13 +34,12 @@ from chalicelib.domain.errors import (
     describe,
 )
 from chalicelib.domain.job import (
-    Job, JobErrorInfo, Progress, answer_bytes, answer_prefix, answer_shares, isoformat, nested_deeper_than, non_text_key,
+    Job, JobErrorInfo, Progress, answer_bytes, answer_prefix, answer_shares, nested_deeper_than, non_text_key,
     too_deep_message,
 )
 from chalicelib.domain.numbers import shown_number
 from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate
 from chalicelib.lifecycle import JobLifecycle
-from chalicelib.lifecycle.attempts import completed_progress
 from chalicelib.ports import Clock
 from chalicelib.worker.context import JobContext
 from chalicelib.worker.ending import AfterCompletion, EndCanceled, EndCompleted, Ending, decide_ending
@@ -153,11 +152,8 @@ class AttemptOutcomes:
                        after: Optional[AfterCompletion]) -> Job:
         """`job`'s attempt completed with `result` and `message` (written with `last_progress`,
         through `patiently` when given), or failed for good when the result cannot be stored."""
-        # Measured as it will be answered: with the completion's own progress (its message).
-        completing = job.model_copy(update={"progress": completed_progress(
-            job, message, last_progress, isoformat(self._lifecycle.clock()))})
-        try:
-            result = _stored_result(completing, result)
+        try:  # measured as the completed job will be answered: with its own progress, status and end
+            result = _stored_result(self._lifecycle.completed_as(job, message, last_progress), result)
         except _RefusedResult as refused:  # for good: the handler would return it again
             return self.fail(job, refused.error, False, started, last_progress, patiently=patiently)
 

@@ -340,12 +340,15 @@ def test_a_result_too_large_is_refused_naming_each_part_of_the_answer_it_would_t
 def test_a_result_that_takes_the_answer_to_the_bound_exactly_completes_and_one_byte_more_is_refused(
         queue, clock, over):
     """docs/jobs.md: a result fails the job result_too_large when the job's answer with it would
-    pass MAX_ANSWER_BYTES; one that takes the answer to it exactly is stored and returned."""
+    pass MAX_ANSWER_BYTES; one that takes the answer to it exactly is stored and returned. The
+    answer measured is the completed job's (its status, end time and expiry), not the running
+    one the result was returned in."""
     import re
 
     from chalicelib.adapters.memory import InMemoryJobStore
     from chalicelib.adapters.memory_blobs import InMemoryBlobStore
     from chalicelib.defaults import MAX_ANSWER_BYTES
+    from chalicelib.domain.job import answer_bytes
 
     store = InMemoryJobStore(blobs=InMemoryBlobStore())  # a result near 6 MB goes to S3
     lengths = []
@@ -366,6 +369,7 @@ def test_a_result_that_takes_the_answer_to_the_bound_exactly_completes_and_one_b
     else:
         assert final.status == JobStatus.COMPLETED, final.error
         assert final.result == "r" * lengths[-1]
+        assert answer_bytes(final.public()) == MAX_ANSWER_BYTES
 
 
 def test_cancel_request_stops_a_cooperative_handler(env, queue, store):
