@@ -101,14 +101,19 @@ class Comparison:
         if not same(declared, deployed):
             self.differences.append(f"{where}: declared {declared!r}, deployed {deployed!r}")
 
+    def check_keys(self, stack: DeployedStack, where: str, keys: tuple[str, ...], declared: dict[str, Any],
+                   deployed: dict[str, Any]) -> None:
+        """Each of `keys` the template declares, resolved, against the same key deployed."""
+        for key in keys:
+            if key in declared:
+                self.check(f"{where}.{key}", stack.resolve(declared[key]), deployed.get(key))
+
 
 def compare_functions(stack: DeployedStack, seen: Comparison) -> None:
     lam = stack.session.client("lambda")
     for logical, properties in stack.of_type("AWS::Serverless::Function").items():
         configuration = lam.get_function_configuration(FunctionName=stack.physical(logical))
-        for key in FUNCTION_KEYS:
-            if key in properties:
-                seen.check(f"{logical}.{key}", stack.resolve(properties[key]), configuration.get(key))
+        seen.check_keys(stack, logical, FUNCTION_KEYS, properties, configuration)
 
 
 def compare_mappings(stack: DeployedStack, seen: Comparison) -> None:
@@ -160,15 +165,10 @@ def compare_rules(stack: DeployedStack, seen: Comparison) -> None:
         if "EventPattern" in properties:
             seen.check(f"{logical}.EventPattern", stack.resolve(properties["EventPattern"]),
                        json.loads(rule.get("EventPattern", "null")))
-        for key in ("ScheduleExpression", "State"):
-            if key in properties:
-                seen.check(f"{logical}.{key}", stack.resolve(properties[key]), rule.get(key))
+        seen.check_keys(stack, logical, ("ScheduleExpression", "State"), properties, rule)
         targets = {t["Id"]: t for t in events.list_targets_by_rule(Rule=name, EventBusName=bus)["Targets"]}
         for target in properties.get("Targets", []):
-            deployed = targets.get(target["Id"], {})
-            for key in TARGET_KEYS:
-                if key in target:
-                    seen.check(f"{logical}.{target['Id']}.{key}", stack.resolve(target[key]), deployed.get(key))
+            seen.check_keys(stack, f"{logical}.{target['Id']}", TARGET_KEYS, target, targets.get(target["Id"], {}))
 
 
 def compare_tables(stack: DeployedStack, seen: Comparison) -> None:
