@@ -184,13 +184,67 @@ def test_what_this_process_admitted_counts_towards_half_the_bound_before_the_str
 def test_what_a_process_admitted_longer_ago_than_the_counters_lag_is_left_to_the_counter():
     stats, clock, jobs = CountingStats(), Clock(), Jobs()
     quota = TenantQuota(stats, 10, recount=jobs, recheck_s=1.0, counter_lag_s=5.0, clock=clock)
-    for _ in range(4):
+    for _ in range(4):  # one a second: each second's admissions are forgotten, not only the oldest
         submitted(quota, stats, jobs, counted=False)
+        clock.now += 1.0
     clock.now += 6.0
     for i in range(4):  # the stream delivers the four: 4 counted, none admitted lately
         record(stats, None, image(f"j{i + 1}", "queued", 1))
     submitted(quota, stats, jobs)
     assert jobs.counts == 0, "4 + this one is below half the bound"
+
+
+def test_jobs_admitted_within_the_counters_lag_count_whatever_part_of_a_second_they_fell_in():
+    """Admissions are kept per whole second: those of the second `counter_lag_s` ago are kept
+    with it (a few more than the lag, never fewer), so a job admitted 4.8 s ago still counts
+    towards half the bound, and only those of older seconds are left to the counter."""
+    stats, clock, jobs = CountingStats(), Clock(), Jobs()
+    quota = TenantQuota(stats, 10, recount=jobs, recheck_s=1.0, counter_lag_s=5.0, clock=clock)
+    clock.now = 100.8
+    submitted(quota, stats, jobs, counted=False)
+    clock.now = 101.3
+    for _ in range(4):
+        submitted(quota, stats, jobs, counted=False)
+    assert jobs.counts == 0
+    record(stats, None, image("elsewhere", "queued", 1))  # another process's job reaches the counter
+    clock.now = 106.1  # 5.3 s after the first, 4.8 s after the four
+    quota.admit("a")
+    assert jobs.counts == 1, "1 counted + the 4 admitted within the lag + this one is past half the bound"
+
+
+def near_by_the_index(jobs, clock, pending):
+    """A quota whose first admission of tenant a came near half the bound by `pending`, so it
+    counted the index (`jobs`), 1 s before `clock` reads now."""
+    stats = CountingStats()
+    quota = TenantQuota(stats, 10, recount=jobs, recheck_s=1.0, counter_lag_s=5.0, clock=clock)
+    quota.admit("a", pending=pending)
+    assert (stats.reads, jobs.counts) == (1, 1)
+    clock.now += 1.0
+    return quota, stats
+
+
+def test_an_index_count_near_half_the_bound_decides_the_next_window_without_the_counter():
+    """An index count under `counter_lag_s` old that, with what was admitted since, is near half
+    the bound is taken again when the window ends: the counter, behind it, is not read."""
+    clock, jobs = Clock(), Jobs(a=4)
+    quota, stats = near_by_the_index(jobs, clock, pending=5)
+    quota.admit("a")  # counted 4 + 1 admitted since + this one: past half, so the index counts again
+    assert (stats.reads, jobs.counts) == (1, 2)
+
+
+def test_an_index_count_far_from_half_the_bound_or_older_than_the_lag_leaves_the_decision_to_the_counter():
+    """Only a recent index count near half the bound stands in for the counter: one that found
+    the tenant far from it (a caller's `pending` brought it to the count), or one taken
+    `counter_lag_s` ago or longer, leaves the next decision to the counter, one GetItem."""
+    clock, jobs = Clock(), Jobs(a=1)
+    quota, stats = near_by_the_index(jobs, clock, pending=5)
+    quota.admit("a")  # counted 1 + 1 since: far, so the counter decides
+    assert (stats.reads, jobs.counts) == (2, 1)
+    clock, jobs = Clock(), Jobs(a=4)
+    quota, stats = near_by_the_index(jobs, clock, pending=5)
+    clock.now += 4.0
+    quota.admit("a")  # counted 4 but `counter_lag_s` ago: the counter (0) decides
+    assert (stats.reads, jobs.counts) == (2, 1)
 
 
 def test_a_counter_left_high_by_lost_changes_never_refuses_a_tenant_below_its_bound(caplog):
