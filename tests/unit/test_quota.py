@@ -281,6 +281,26 @@ def test_a_tenant_at_its_bound_by_both_counts_is_refused(caplog):
     assert jobs.counts == 1, "a tenant far from its bound is never counted"
 
 
+def test_a_counter_above_the_index_but_below_the_bound_is_not_logged(caplog):
+    """The gap between the counter and the index is logged when the counter alone would have
+    refused the tenant; one still below the bound only brought the count sooner."""
+    stats, jobs = InMemoryStatsStore(), Jobs(a=3)
+    for i in range(6):
+        record(stats, None, image(f"j{i}", "queued", 1))
+    TenantQuota(stats, 10, recount=jobs).admit("a")
+    assert jobs.counts == 1 and "counter is above its unfinished jobs" not in caplog.text
+
+
+def test_the_index_is_counted_no_further_than_the_bound():
+    """A tenant past its bound (processes that had not counted yet each admitted up to half of
+    it) is counted up to the bound only: a refusal needs no more, and the count's Queries stop
+    there."""
+    stats, jobs = InMemoryStatsStore(), Jobs(a=14)
+    with pytest.raises(QuotaExceededError) as refused:
+        TenantQuota(stats, 10, recount=jobs).admit("a", pending=14)
+    assert refused.value.details == {"unfinished": 10, "limit": 10}
+
+
 def test_what_a_caller_added_before_the_counter_saw_it_counts_towards_half_the_bound():
     """A handler spawning in a loop, in a worker process that admitted nothing itself lately:
     its earlier children count on top of the counter, and the index's count decides."""
