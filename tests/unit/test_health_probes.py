@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib.adapters.health import bucket_probe
+from chalicelib.adapters.health import bucket_probe, table_probe
 from chalicelib.domain.errors import StoreUnavailableError
 
 
@@ -39,3 +39,47 @@ def test_a_bucket_the_probe_cannot_list_is_named_with_the_refusal():
     with pytest.raises(StoreUnavailableError, match=r"^bucket jobs-bucket: NoSuchBucket$") as raised:
         bucket_probe(S3("NoSuchBucket"), "jobs-bucket", "tmp/")()
     assert isinstance(raised.value.__cause__, ClientError)
+
+
+class Tables:
+    """DescribeTable and DescribeTimeToLive of one table, as DynamoDB answers them."""
+
+    def __init__(self, status="ACTIVE", indexes=None, ttl=("ENABLED", "expires_at"), error=None):
+        self.status, self.indexes, self.ttl, self.error = status, indexes or {}, ttl, error
+
+    def describe_table(self, TableName):
+        if self.error:
+            raise ClientError({"Error": {"Code": self.error, "Message": "no"}}, "DescribeTable")
+        table = {"TableName": TableName, "TableStatus": self.status}
+        if self.indexes:
+            table["GlobalSecondaryIndexes"] = [{"IndexName": n, "IndexStatus": s} for n, s in self.indexes.items()]
+        return {"Table": table}
+
+    def describe_time_to_live(self, TableName):
+        status, attribute = self.ttl
+        return {"TimeToLiveDescription": {"TimeToLiveStatus": status, "AttributeName": attribute}}
+
+
+@pytest.mark.parametrize("tables, ok, expiring", [
+    (Tables(indexes={"by_status": "ACTIVE"}), True, True),
+    (Tables(ttl=("ENABLING", "expires_at")), True, True),  # being turned on: records will expire
+    (Tables(status="UPDATING"), False, True),
+    (Tables(indexes={"by_status": "ACTIVE", "by_finished_day": "CREATING"}), False, True),
+    (Tables(ttl=("DISABLED", "expires_at")), False, False),
+    (Tables(ttl=("ENABLED", "ttl")), False, False),  # on, but by another attribute than records carry
+])
+def test_a_table_is_healthy_only_active_with_its_indexes_and_ttl_on_its_expiry(tables, ok, expiring):
+    """A table being updated, an index being built or TTL off (records would never expire) is
+    not healthy; what each part said is reported so an operator sees which one."""
+    checked = table_probe(tables, "jobs")()
+    assert checked["ok"] is ok and checked["name"] == "jobs"
+    assert (checked["status"], checked["indexes"]) == (tables.status, tables.indexes)
+    assert checked["expiry"] == {"status": tables.ttl[0], "attribute": tables.ttl[1]}
+    assert ("error" in checked) is not expiring, "an error says why records would never expire"
+
+
+def test_a_table_that_cannot_be_described_fails_the_probe_naming_it_and_the_error():
+    """The health check records the failure's message: which table, and DynamoDB's error code."""
+    with pytest.raises(StoreUnavailableError) as failed:
+        table_probe(Tables(error="ResourceNotFoundException"), "jobs")()
+    assert str(failed.value) == "table jobs: ResourceNotFoundException"
