@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib.adapters.health import bucket_probe, table_probe
+from chalicelib.adapters.health import bucket_probe, event_bus_probe, table_probe
 from chalicelib.domain.errors import StoreUnavailableError
 
 
@@ -83,3 +83,23 @@ def test_a_table_that_cannot_be_described_fails_the_probe_naming_it_and_the_erro
     with pytest.raises(StoreUnavailableError) as failed:
         table_probe(Tables(error="ResourceNotFoundException"), "jobs")()
     assert str(failed.value) == "table jobs: ResourceNotFoundException"
+
+
+class EventBridge:
+    """DescribeEventBus of one bus, or a refusal of it."""
+
+    def __init__(self, refusal: str = "") -> None:
+        self.refusal = refusal
+
+    def describe_event_bus(self, Name):
+        if self.refusal:
+            raise ClientError({"Error": {"Code": self.refusal, "Message": "no"}}, "DescribeEventBus")
+        return {"Name": Name, "Arn": f"arn:aws:events:us-east-1:123456789012:event-bus/{Name}"}
+
+
+def test_the_event_bus_probe_names_the_bus_it_found_or_fails_naming_the_refusal():
+    """A bus that answers is healthy under its name; one that does not is a failed probe whose
+    message names it and EventBridge's error code (the health check records it as a problem)."""
+    assert event_bus_probe(EventBridge(), "jobpipe-job-events")() == {"ok": True, "name": "jobpipe-job-events"}
+    with pytest.raises(StoreUnavailableError, match=r"^event bus gone: ResourceNotFoundException$"):
+        event_bus_probe(EventBridge("ResourceNotFoundException"), "gone")()
