@@ -30,6 +30,11 @@ class _Reading:
     read_at: float
     admitted_since: int = 0
 
+    @property
+    def with_admitted(self) -> int:
+        """The count read, and what this process admitted since it was read."""
+        return self.unfinished + self.admitted_since
+
 
 @dataclass
 class _Tenant:
@@ -95,10 +100,10 @@ class TenantQuota:
         self._remember(tenant, known)
         counted = known.counted
         if counted is not None and now - counted.read_at < self._recheck_s:
-            unfinished = counted.unfinished + counted.admitted_since
+            unfinished = counted.with_admitted
         else:
             near = counted is not None and now - counted.read_at < self._lag_s \
-                and self._near(counted.unfinished + counted.admitted_since)
+                and self._near(counted.with_admitted)
             if not near:
                 unfinished = self._estimate(tenant, known, now, pending)
                 near = self._near(unfinished)
