@@ -548,12 +548,21 @@ class SecretInTypedDict(BaseModel):
     credentials: Credentials
 
 
-@pytest.mark.parametrize("model", [WithSecret, NestedSecret, SecretInTypedDict],
-                         ids=["field", "nested_model", "nested_typed_dict"])
+class WithSecretBytes(BaseModel):
+    token: pydantic.SecretBytes
+
+
+class WithGenericSecret(BaseModel):
+    token: Optional[pydantic.Secret[int]] = None
+
+
+@pytest.mark.parametrize("model", [WithSecret, NestedSecret, SecretInTypedDict, WithSecretBytes, WithGenericSecret],
+                         ids=["field", "nested_model", "nested_typed_dict", "secret_bytes", "generic_secret"])
 def test_a_payload_model_with_a_secret_is_refused_at_register(model):
     """A payload is stored on the job and shown by GET /jobs/{id} (and model_dump writes a
     SecretStr as '**********', so its handler would get the mask): a model holding a secret
-    is refused when it is registered, saying to pass a reference to the secret instead."""
+    is refused when it is registered, saying to pass a reference to the secret instead. Every
+    secret type pydantic has is one: SecretBytes, and Secret[...] of any type, alike."""
     refusal = refused_at_register("a.secret", model)
     assert "secret" in refusal and "token" in refusal and "reference" in refusal
 
