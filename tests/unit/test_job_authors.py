@@ -468,10 +468,33 @@ def test_a_spawned_payload_holding_nan_or_infinity_is_refused_at_the_call(store,
     float field takes them from a handler's `ctx.spawn`, and the child was made, its payload
     stored as null and failed `invalid_payload` in the worker. Refused at the call now, as docs/jobs.md
     says of what POST /jobs would refuse, naming the value's place; no child made."""
+    refused = spawn_refused(store, queue, clock, Reading, payload)
+    assert [d["loc"] for d in refused.details] == [loc], refused.details
+    assert "NaN or Infinity" in refused.with_fields()
+
+
+class Named(BaseModel):
+    name: str
+
+
+def test_a_spawned_payload_holding_a_lone_surrogate_is_refused_at_the_call(store, queue, clock):
+    """POST /jobs refuses a body holding a lone surrogate (no UTF-8 encodes it, no strict JSON
+    reader takes it); a str field takes one from a handler's `ctx.spawn` (a name read with
+    surrogateescape), and no store could write the child it would make. Refused at the call, as
+    `not_unicode`; no child made."""
+    from chalicelib.domain.text import NOT_UNICODE
+
+    refused = spawn_refused(store, queue, clock, Named, {"name": "caf\udcff"})
+    assert refused.details == [{"loc": [], "msg": f"text {NOT_UNICODE}", "type": "not_unicode"}]
+
+
+def spawn_refused(store, queue, clock, model, payload):
+    """The InvalidPayloadError a handler's `ctx.spawn` of a `model` type with `payload` raised,
+    once the parent completed with no child and nothing more queued or stored."""
     from chalicelib.domain.errors import InvalidPayloadError
 
     types, refused = JobTypeRegistry(), []
-    types.register("sensors.store", Reading)(lambda ctx, payload: payload.celsius)
+    types.register("sensors.store", model)(lambda ctx, payload: None)
 
     @types.register("sensors.read", Empty, max_attempts=1)
     def read(ctx, _):
@@ -486,9 +509,8 @@ def test_a_spawned_payload_holding_nan_or_infinity_is_refused_at_the_call(store,
     (message,) = queue.drain()
     parent = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(message)
     assert parent.status == JobStatus.COMPLETED and parent.children == [], parent.children
-    assert [d["loc"] for d in refused[0].details] == [loc], refused and refused[0].details
-    assert "NaN or Infinity" in refused[0].with_fields()
-    assert queue.drain() == [] and len(store._jobs) == 1
+    assert queue.drain() == [] and len(store._jobs) == 1 and len(refused) == 1, refused
+    return refused[0]
 
 
 class CamelCase(BaseModel):
