@@ -279,3 +279,30 @@ def test_a_callable_object_whose_call_is_async_or_a_generator_is_refused_at_regi
         local.register("rates.rows", P)(Rows())
     local.register("rates.plain", P)(Plain())
     assert local.names() == ["rates.plain"]
+
+
+def test_a_validator_raising_what_pydantic_does_not_catch_is_an_invalid_payload():
+    """pydantic turns only a validator's ValueError and AssertionError into a ValidationError:
+    one calling `value.strip()` on a number raises AttributeError, which is still the payload's
+    fault. It is refused as an invalid payload naming the type and what the validator raised
+    (a 400 at submit, `invalid_payload` in the worker), not a server error."""
+    from pydantic import field_validator
+
+    from chalicelib.domain.errors import describe
+
+    class Tagged(BaseModel):
+        tag: object
+
+        @field_validator("tag", mode="before")
+        @classmethod
+        def _stripped(cls, value):
+            return value.strip()
+
+    local = JobTypeRegistry()
+    local.register("tags.add", Tagged)(lambda ctx, p: None)
+    assert local.get("tags.add").parse_payload({"tag": " a "}).tag == "a"
+    with pytest.raises(InvalidPayloadError) as info:
+        local.get("tags.add").parse_payload({"tag": 5})
+    raised = describe(AttributeError("'int' object has no attribute 'strip'"))
+    assert info.value.message == "payload is not valid for job type 'tags.add'"
+    assert info.value.details == [{"loc": [], "msg": f"a validator raised {raised}", "type": "validator_error"}]
