@@ -5,7 +5,9 @@ checked at the call, and payload models round-trip, hold no secret and are pydan
 import asyncio
 import dataclasses
 import time
-from datetime import datetime, timezone
+import uuid
+from datetime import date, datetime, timezone
+from decimal import Decimal
 from typing import Annotated, Optional
 
 import pydantic
@@ -259,18 +261,43 @@ def test_a_payload_model_with_a_computed_field_reaches_its_handler(store, queue,
                                                                      seen_by_handler):
     """The payload was stored with the model's computed fields, which its `extra="forbid"` then
     refused in the worker: every job of the type, accepted with 202, failed `invalid_payload`."""
-    types = JobTypeRegistry()
-
     def year(ctx, payload):
         return (payload if isinstance(payload, Month) else payload.months[0]).year
 
-    types.register("reports.monthly", model)(year)
+    submitted, after = submitted_and_run(store, queue, clock, model, payload, year)
+    assert submitted.payload == payload
+    assert (after.status, after.result) == (JobStatus.COMPLETED, seen_by_handler), after.error
+
+
+class Delivery(BaseModel):
+    due: date
+    order: uuid.UUID
+    amount: Decimal
+
+
+def test_a_payload_of_dates_uuids_and_decimals_is_stored_as_json_and_reaches_its_handler_as_them(store, queue, clock):
+    """A job's payload is stored as JSON (a DynamoDB item, GET /jobs/{id}): the model's dump in
+    JSON mode, a date, a UUID and a Decimal written as the strings a client sent, which the
+    worker's model reads back as the date, UUID and Decimal the handler is given."""
+    payload = {"due": "2027-01-31", "order": "1b4e28ba-2fa1-11d2-883f-0016d3cca427", "amount": "12.50"}
+
+    def read(ctx, payload):
+        return [type(v).__name__ for v in (payload.due, payload.order, payload.amount)]
+
+    submitted, after = submitted_and_run(store, queue, clock, Delivery, payload, read)
+    assert submitted.payload == payload
+    assert (after.status, after.result) == (JobStatus.COMPLETED, ["date", "UUID", "Decimal"]), after.error
+
+
+def submitted_and_run(store, queue, clock, model, payload, handler):
+    """(the job as submitted, the job after its one attempt) of a type of `model` run by
+    `handler`, submitted with `payload`."""
+    types = JobTypeRegistry()
+    types.register("reports.monthly", model)(handler)
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
     submitted = lifecycle.submit(tenant="acme", user="ann", type="reports.monthly", payload=payload)
-    assert submitted.payload == payload
     (message,) = queue.drain()
-    after = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(message)
-    assert (after.status, after.result) == (JobStatus.COMPLETED, seen_by_handler), after.error
+    return submitted, JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(message)
 
 
 class WithExcluded(BaseModel):
