@@ -545,18 +545,20 @@ class CamelCase(BaseModel):
     user_id: str = Field(validation_alias="userId")  # camelCase input, the field's own name in Python
 
 
-@pytest.mark.parametrize("model, payload, field", [
-    (CamelCase, {"userId": "u-7"}, "user_id"),
-    (Aliased, {"from": "warehouse-7"}, "from_"),
+@pytest.mark.parametrize("model, payload, field, stored", [
+    (CamelCase, {"userId": "u-7"}, "user_id", {"user_id": "u-7"}),
+    (Aliased, {"from": "warehouse-7"}, "from_", {"from": "warehouse-7"}),
 ], ids=["validation_alias", "alias"])
-def test_a_payload_model_with_a_validation_alias_reaches_its_handler(store, queue, clock, model, payload, field):
-    """The payload is stored as its model dumps it by alias; a field with only a validation_alias
-    has none to dump by, so it was stored under its name, which the worker's model refused:
-    every job of the type, accepted with 202, failed `invalid_payload`."""
+def test_a_payload_model_with_a_validation_alias_reaches_its_handler(store, queue, clock, model, payload, field,
+                                                                      stored):
+    """The payload is stored as its model dumps it by alias (as the client sent it, and GET
+    /jobs/{id} shows it); a field with only a validation_alias has none to dump by, so it was
+    stored under its name, which the worker's model refused: every job of the type, accepted
+    with 202, failed `invalid_payload`. It is taken by name in the worker now."""
     types = JobTypeRegistry()
     types.register("users.sync", model)(lambda ctx, payload: getattr(payload, field))
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    lifecycle.submit(tenant="acme", user="ann", type="users.sync", payload=payload)
+    assert lifecycle.submit(tenant="acme", user="ann", type="users.sync", payload=payload).payload == stored
     (message,) = queue.drain()
     runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0)
     after = runner.run(message)
