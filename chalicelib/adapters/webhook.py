@@ -36,7 +36,7 @@ def retry_after_s(value: Optional[str], now: Optional[datetime] = None) -> Optio
         return float(value)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # a year past a C int: OverflowError
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)

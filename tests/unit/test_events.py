@@ -606,6 +606,19 @@ def test_retry_after_is_read_as_seconds_or_an_http_date():
         assert retry_after_s(unreadable, now) is None
 
 
+def test_a_retry_after_date_whose_year_no_datetime_holds_is_unreadable_not_raised():
+    """An HTTP-date far past year 9999 ("1 Jan 99999 ...") was read as none, but one whose year
+    overflows a C int ("1 Jan 99999999999 ...") raised OverflowError out of the POST the ERP
+    had answered, which the bridge then delivered again. Both are unreadable: None."""
+    from datetime import datetime, timezone
+
+    from chalicelib.adapters.webhook import retry_after_s
+
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+    for year in ("99999", "99999999999", "9" * 40):
+        assert retry_after_s(f"Mon, 01 Jan {year} 00:00:00 GMT", now) is None, year
+
+
 def test_a_job_type_invalidates_no_more_namespaces_than_its_completion_can_write():
     """A completion writes its job, its run, its scope's task record and one item per namespace
     in one DynamoDB transaction, which takes 100 items: rules naming more for a job type are
