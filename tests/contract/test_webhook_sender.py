@@ -83,7 +83,8 @@ def _loopback() -> tuple[ThreadingHTTPServer, list]:
 
 def _trickling() -> tuple[socket.socket, str]:
     """A receiver that reads the request, then answers 200 one byte at a time: every 0.04 s
-    (about 2.5 s in all) at /slow, every 0.25 s (about 16 s) at /stalled. Each byte comes well
+    (about 2.5 s in all) at /slow, every 0.25 s (about 16 s) at /stalled, and at
+    /stalled-headers its status line at once, its headers every 0.25 s (about 10 s). Each byte comes well
     inside a socket timeout, the whole answer does not; /stalled's so far past a 1 s limit that
     a sender waiting it out is told from one cut at its deadline on a machine however busy."""
     server = socket.create_server(("127.0.0.1", 0))
@@ -96,8 +97,12 @@ def _trickling() -> tuple[socket.socket, str]:
                 return
             with connection:
                 try:
-                    pause = 0.25 if b" /stalled " in connection.recv(65536) else 0.04
-                    for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Padding: " + b"." * 10 + b"\r\n\r\n":
+                    request = connection.recv(65536)
+                    pause = 0.04 if b" /slow " in request else 0.25
+                    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Padding: " + b"." * 10 + b"\r\n\r\n"
+                    at_once = b"HTTP/1.1 200 OK\r\n" if b" /stalled-headers " in request else b""
+                    connection.sendall(at_once)
+                    for byte in answer[len(at_once):]:
                         connection.sendall(bytes([byte]))
                         time.sleep(pause)
                 except OSError:
@@ -185,6 +190,18 @@ def test_an_answer_not_whole_within_the_timeout_is_no_answer(endpoint):
     with pytest.raises(WebhookDeliveryError, match="did not answer within 1 s"):
         endpoint.sender.post(endpoint.stalled_url, b"{}", {}, timeout_s=1)
     assert time.monotonic() - started < 8  # cut at its deadline: the whole answer takes 16 s
+
+
+def test_an_answer_whose_headers_are_cut_at_the_deadline_is_no_answer():
+    """The status line came at once and the headers trickle past the POST's limit: cut at its
+    deadline, the shut socket reads as the headers' end, and the 200 that never came whole
+    would count as delivered (and the event never sent again). It is no answer."""
+    slow, trickling = _trickling()
+    try:
+        with pytest.raises(WebhookDeliveryError, match="did not answer within 1 s"):
+            HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S).post(f"{trickling}/stalled-headers", b"{}", {}, timeout_s=1)
+    finally:
+        slow.close()
 
 
 def test_a_slow_answer_whole_within_the_timeout_is_an_answer(endpoint):
