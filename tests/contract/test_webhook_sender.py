@@ -276,6 +276,20 @@ def test_a_host_whose_name_resolves_slowly_is_no_answer_within_the_timeout(monke
         server.server_close()
 
 
+def test_a_host_whose_name_does_not_resolve_is_unreachable_at_once(monkeypatch):
+    """A host name the resolver refuses (socket.gaierror, on the lookup's own thread) is an
+    unreachable webhook, said as such as soon as the lookup fails: not an error of another
+    kind out of the POST, nor a wait to the POST's limit."""
+    def no_such_host(host, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
+    started = time.monotonic()
+    with pytest.raises(WebhookDeliveryError, match="webhook unreachable: .*Name or service not known"):
+        HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S).post("http://erp.invalid/hook", b"{}", {}, timeout_s=30)
+    assert time.monotonic() - started < 10
+
+
 def test_a_login_in_the_url_is_sent_as_basic_authorization_and_nowhere_else():
     """ErpWebhookUrl takes `user:password@` (an ERP behind Basic authentication): dropped, it
     had every event refused 401, each parked as refused for good."""
