@@ -496,7 +496,7 @@ def test_a_spawned_payload_holding_nan_or_infinity_is_refused_at_the_call(store,
     stored as null and failed `invalid_payload` in the worker. Refused at the call now, as docs/jobs.md
     says of what POST /jobs would refuse, naming the value's place; no child made."""
     refused = spawn_refused(store, queue, clock, Reading, payload)
-    assert [d["loc"] for d in refused.details] == [loc], refused.details
+    assert refused.details == [{"loc": loc, "msg": "NaN or Infinity is not a JSON number", "type": "not_json"}]
     assert "NaN or Infinity" in refused.with_fields()
 
 
