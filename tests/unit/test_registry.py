@@ -306,3 +306,34 @@ def test_a_validator_raising_what_pydantic_does_not_catch_is_an_invalid_payload(
     raised = describe(AttributeError("'int' object has no attribute 'strip'"))
     assert info.value.message == "payload is not valid for job type 'tags.add'"
     assert info.value.details == [{"loc": [], "msg": f"a validator raised {raised}", "type": "validator_error"}]
+
+
+def test_a_stored_payload_asks_for_its_fields_off_their_default_as_json_by_alias():
+    """A keyed submission's request is kept hashed as the job takes it (its taken hash, kept
+    for the key's day and across deploys): the stored payload read as the worker reads it (a
+    validation_alias field under its name), dumped as stored (JSON, by alias, no computed
+    field) with its fields at their default left out. A default spelled out is the same request."""
+    from datetime import date
+
+    from pydantic import Field, computed_field
+
+    class Shipment(BaseModel):
+        from_: str = Field(alias="from")
+        user_id: str = Field(validation_alias="userId")
+        due: date
+        count: int = 1
+
+        @computed_field
+        @property
+        def label(self) -> str:
+            return f"{self.from_}-{self.count}"
+
+    local = JobTypeRegistry()
+    local.register("stock.ship", Shipment)(lambda ctx, p: None)
+    shipment = local.get("stock.ship")
+    stored = shipment.stored_payload(shipment.parse_payload({"from": "w-7", "userId": "u-1", "due": "2027-01-31",
+                                                             "count": 1}))
+    assert stored == {"from": "w-7", "user_id": "u-1", "due": "2027-01-31", "count": 1}
+    asked = {"from": "w-7", "user_id": "u-1", "due": "2027-01-31"}
+    assert shipment.asked_payload(stored) == asked == shipment.asked_payload(asked)
+    assert shipment.asked_payload({**stored, "count": 2}) == {**asked, "count": 2}
