@@ -337,3 +337,17 @@ def test_a_stored_payload_asks_for_its_fields_off_their_default_as_json_by_alias
     asked = {"from": "w-7", "user_id": "u-1", "due": "2027-01-31"}
     assert shipment.asked_payload(stored) == asked == shipment.asked_payload(asked)
     assert shipment.asked_payload({**stored, "count": 2}) == {**asked, "count": 2}
+
+
+def test_a_type_registered_without_a_policy_gets_registers_defaults():
+    """A product type may leave its policy to `register`: three attempts in all, 60 s each, at
+    normal priority, with no description, listed and submittable like any product type."""
+    class P(BaseModel):
+        pass
+
+    local = JobTypeRegistry()
+    local.register("reports.plain", P)(lambda ctx, p: None)
+    plain = local.get_public("reports.plain")
+    assert (plain.max_attempts, plain.timeout_s, plain.priority, plain.description, plain.internal) == (
+        3, 60, "normal", "", False)
+    assert local.names(public=True) == ["reports.plain"]
