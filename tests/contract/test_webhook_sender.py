@@ -290,6 +290,22 @@ def test_a_host_whose_name_does_not_resolve_is_unreachable_at_once(monkeypatch):
     assert time.monotonic() - started < 10
 
 
+def test_a_connect_is_given_no_more_than_what_is_left_of_the_posts_limit(monkeypatch):
+    """A host that never answers the TCP handshake (its packets dropped) holds a connect to
+    its socket's timeout, and the watchdog has no socket to cut yet: each connect is given
+    what is left of the POST's limit, no more. The connect's own failure is what is said."""
+    given = []
+
+    def unanswered(address, timeout=None, source_address=None):
+        given.append(timeout)
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(socket, "create_connection", unanswered)
+    with pytest.raises(WebhookDeliveryError, match="^webhook unreachable: timed out$"):
+        HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S).post("http://127.0.0.1:9/hook", b"{}", {}, timeout_s=1)
+    assert len(given) == 1 and 0 < given[0] <= 1, given
+
+
 def test_a_login_in_the_url_is_sent_as_basic_authorization_and_nowhere_else():
     """ErpWebhookUrl takes `user:password@` (an ERP behind Basic authentication): dropped, it
     had every event refused 401, each parked as refused for good."""
