@@ -351,3 +351,25 @@ def test_a_type_registered_without_a_policy_gets_registers_defaults():
     assert (plain.max_attempts, plain.timeout_s, plain.priority, plain.description, plain.internal) == (
         3, 60, "normal", "", False)
     assert local.names(public=True) == ["reports.plain"]
+
+
+def test_an_unknown_type_is_refused_naming_only_the_types_a_user_may_submit():
+    """The refusal of an unknown type names the known ones a user may submit: never an internal
+    (maintenance) type, which is as unknown to a user as a missing one, and "none" when there is
+    no other. `names()` alone lists the internal ones too, for the operators' view."""
+    class P(BaseModel):
+        pass
+
+    local = JobTypeRegistry()
+    local.register("maintenance.sweep", P, internal=True)(lambda ctx, p: None)
+    for lookup in (local.get, local.get_public):
+        with pytest.raises(UnknownJobTypeError, match=r"^unknown job type 'nope'; known types: none$"):
+            lookup("nope")
+    local.register("reports.build", P)(lambda ctx, p: None)
+    local.register("reports.archive", P)(lambda ctx, p: None)
+    for name, lookup in (("nope", local.get), ("maintenance.sweep", local.get_public)):
+        with pytest.raises(UnknownJobTypeError,
+                           match=rf"^unknown job type '{name}'; known types: reports.archive, reports.build$"):
+            lookup(name)
+    assert local.names() == ["maintenance.sweep", "reports.archive", "reports.build"]
+    assert local.names(public=True) == ["reports.archive", "reports.build"]
