@@ -290,6 +290,17 @@ def test_a_host_whose_name_does_not_resolve_is_unreachable_at_once(monkeypatch):
     assert time.monotonic() - started < 10
 
 
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/hook", "file:///etc/passwd", "http:///hook", "https://", ""])
+def test_a_url_not_http_or_without_a_host_is_refused_before_any_lookup(monkeypatch, url):
+    """Only an http(s) URL naming a host is POSTed to: any other is refused saying so, before
+    a name is looked up or a connection made (not taken for an unreachable webhook)."""
+    looked_up = []
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: looked_up.append(args) or [])
+    with pytest.raises(WebhookDeliveryError, match=r"^webhook URL must be http\(s\): "):
+        HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S).post(url, b"{}", {}, timeout_s=1)
+    assert looked_up == []
+
+
 def test_a_connect_is_given_no_more_than_what_is_left_of_the_posts_limit(monkeypatch):
     """A host that never answers the TCP handshake (its packets dropped) holds a connect to
     its socket's timeout, and the watchdog has no socket to cut yet: each connect is given
