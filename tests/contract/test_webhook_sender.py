@@ -301,6 +301,28 @@ def test_a_url_not_http_or_without_a_host_is_refused_before_any_lookup(monkeypat
     assert looked_up == []
 
 
+@pytest.mark.parametrize("url", ["http://127.0.0.1:abc/hook", "http://127.0.0.1:99999/hook"])
+def test_a_url_with_a_bad_port_is_refused_saying_so(monkeypatch, url):
+    """A port that is no number, or past 65535, is the URL's fault, said as such: not an error
+    of another kind out of the POST."""
+    looked_up = []
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: looked_up.append(args) or [])
+    with pytest.raises(WebhookDeliveryError, match="^webhook URL has a bad port: "):
+        HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S).post(url, b"{}", {}, timeout_s=1)
+    assert looked_up == []
+
+
+@pytest.mark.parametrize("left_s", [0, -0.5])
+def test_a_post_with_no_time_left_is_refused_unsent(monkeypatch, left_s):
+    """A caller with no time left (the bridge's function near its end) is told so: nothing is
+    looked up or sent, and no POST is said to have gone unanswered."""
+    looked_up = []
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: looked_up.append(args) or [])
+    with pytest.raises(WebhookDeliveryError, match="^no time left to POST$"):
+        HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S).post("http://127.0.0.1:9/hook", b"{}", {}, timeout_s=left_s)
+    assert looked_up == []
+
+
 def test_a_connect_is_given_no_more_than_what_is_left_of_the_posts_limit(monkeypatch):
     """A host that never answers the TCP handshake (its packets dropped) holds a connect to
     its socket's timeout, and the watchdog has no socket to cut yet: each connect is given
