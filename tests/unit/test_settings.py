@@ -191,6 +191,15 @@ def test_a_value_the_template_would_refuse_is_refused_by_the_settings_naming_the
         load_settings({**BASE, **environ})
 
 
+@pytest.mark.parametrize("variable, field", [("JOBPIPE_TABLE", "table_name"),
+                                             ("JOBPIPE_IDEMPOTENCY_TABLE", "idempotency_table_name")])
+def test_a_table_name_shorter_than_dynamodb_takes_is_refused_naming_the_variable(variable, field):
+    """DynamoDB names a table in 3 characters at least: a shorter one is refused when the
+    settings are read, naming the variable and the rule, not at the function's first request."""
+    assert getattr(load_settings({**BASE, variable: "abc"}), field) == "abc"
+    assert refused_variables({**BASE, variable: "ab"}) == {variable: "String should have at least 3 characters"}
+
+
 def test_a_bound_the_settings_hold_a_variable_to_is_shown_as_the_docs_write_it():
     """pydantic writes le=2592000 as it is; the refusal shows 2,592,000, like every other bound."""
     with pytest.raises(SettingsError) as refused:
