@@ -373,3 +373,14 @@ def test_an_unknown_type_is_refused_naming_only_the_types_a_user_may_submit():
             lookup(name)
     assert local.names() == ["maintenance.sweep", "reports.archive", "reports.build"]
     assert local.names(public=True) == ["reports.archive", "reports.build"]
+
+
+@pytest.mark.parametrize("priority", ["high", "normal", "low"])
+def test_each_priority_a_job_may_run_at_is_taken_at_register(priority):
+    """A type runs at high, normal or low priority (its queue): each is taken, and kept."""
+    class P(BaseModel):
+        pass
+
+    local = JobTypeRegistry()
+    local.register("reports.build", P, priority=priority)(lambda ctx, p: None)
+    assert local.get("reports.build").priority == priority
