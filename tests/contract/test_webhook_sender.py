@@ -301,6 +301,21 @@ def test_a_url_not_http_or_without_a_host_is_refused_before_any_lookup(monkeypat
     assert looked_up == []
 
 
+def test_a_url_with_no_path_is_posted_to_the_root():
+    """An ERP webhook URL may be the host alone (`https://erp.example`): the POST goes to `/`,
+    its query kept."""
+    server, received = _loopback()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        sender = HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S)
+        assert sender.post(base, b"{}", {}).status == 202 and sender.post(f"{base}?tenant=acme", b"{}", {}).status == 202
+        assert [path for path, _, _ in received] == ["/", "/?tenant=acme"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.mark.parametrize("url", ["http://127.0.0.1:abc/hook", "http://127.0.0.1:99999/hook"])
 def test_a_url_with_a_bad_port_is_refused_saying_so(monkeypatch, url):
     """A port that is no number, or past 65535, is the URL's fault, said as such: not an error
