@@ -600,6 +600,7 @@ def test_retry_after_is_read_as_seconds_or_an_http_date():
     assert retry_after_s("Thu, 01 Jan 2026 12:05:00 GMT", now) == 300
     assert retry_after_s("Thu, 01 Jan 2026 11:00:00 GMT", now) == 0  # a date gone by: now
     assert retry_after_s("Thu, 01 Jan 2026 12:05:00 -0000", now) == 300  # a zone read as none: UTC
+    assert retry_after_s("Thu, 01 Jan 2026 14:05:00 +0200", now) == 300  # an offset kept, not read as UTC
     # RFC 9110's delay-seconds are ASCII digits: "²" is a digit to str.isdigit, not to float(),
     # and raised out of the POST an ERP had answered 2xx, which was then delivered again.
     for unreadable in (None, "", "soon", "-5", "1.5e3", "\u00b2", "\u0661\u0662"):
