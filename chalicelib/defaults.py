@@ -26,6 +26,11 @@ JOB_RETRY_BASE_S = 2
 # outage to look into, not a job's bad luck. A run record per attempt is keyed RUN#0001 (four digits, listed in order to
 # 9,999), and a count past 38 digits is no number DynamoDB keeps: every submission would fail.
 MAX_JOB_ATTEMPTS = 100
+# What `register` gives a job type that names no policy: three attempts (a flaky call gets two
+# more tries within seconds, a broken handler fails within a minute's retries), each under a
+# minute, which keeps a type that forgot its timeout from holding a worker for its whole 900 s.
+DEFAULT_JOB_ATTEMPTS = 3
+DEFAULT_JOB_TIMEOUT_S = 60
 # How long after its start a queued job may wait for a worker before the reconciler sends its
 # message again (a lost or dead message). Doubled after each resend, up to the cap, so a long
 # backlog is not flooded with duplicates. A stack parameter overrides the grace.

@@ -16,7 +16,14 @@ import typing_extensions
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from chalicelib.defaults import MAX_JOB_ATTEMPTS, MAX_JOB_TIMEOUT_S, MAX_JOB_TYPE_CHARS, WORKER_TIMEOUT_S
+from chalicelib.defaults import (
+    DEFAULT_JOB_ATTEMPTS,
+    DEFAULT_JOB_TIMEOUT_S,
+    MAX_JOB_ATTEMPTS,
+    MAX_JOB_TIMEOUT_S,
+    MAX_JOB_TYPE_CHARS,
+    WORKER_TIMEOUT_S,
+)
 from chalicelib.domain.errors import InvalidPayloadError, UnknownJobTypeError, describe, validation_problems
 from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate
 
@@ -124,8 +131,8 @@ class JobTypeRegistry:
         name: str,
         payload_model: type[BaseModel],
         *,
-        max_attempts: int = 3,
-        timeout_s: int = 60,
+        max_attempts: int = DEFAULT_JOB_ATTEMPTS,
+        timeout_s: int = DEFAULT_JOB_TIMEOUT_S,
         priority: str = "normal",
         description: str = "",
         internal: bool = False,
