@@ -13,10 +13,12 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 from pydantic import BaseModel
 
 from chalicelib import composition
+from chalicelib.adapters.dynamodb import DynamoJobStore
 from chalicelib.adapters.dynamodb_items import moves_into
+from chalicelib.adapters.s3 import S3BlobStore
 from chalicelib.domain.errors import StoreUnavailableError
-from chalicelib.domain.job import child_job_id
-from chalicelib.ports import JobMessage
+from chalicelib.domain.job import Job, child_job_id
+from chalicelib.ports import JobMessage, SubmissionKey
 from tests.functional.conftest import auth, drain, get_job, invoke_worker, receive_all, receive_all_peek, sqs_event
 from tests.functional.test_reconciler import operator_headers, quick_grace, reconcile  # noqa: F401 - a fixture
 
@@ -274,6 +276,55 @@ def test_a_claim_checked_child_whose_answer_never_came_keeps_its_payload(app, cl
     read = client.http.get(f"/jobs/{child.id}", headers=auth())
     assert read.status_code == 200, read.body  # not 410 blob_not_found
     assert read.json_body["payload"]["pad"] == LARGE["payload"]["pad"]
+
+
+class RefusedOutright:
+    """A DynamoDB client that refuses `operation` on its one and only try (a 4xx that botocore
+    does not retry): DynamoDB wrote nothing, and the answer says so."""
+
+    def __init__(self, client: Any, operation: str) -> None:
+        self._client = client
+        self._operation = operation
+
+    def __getattr__(self, name: str) -> Any:
+        if name != self._operation:
+            return getattr(self._client, name)
+
+        def refused(**_kwargs: Any) -> Any:
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"},
+                               "ResponseMetadata": {"HTTPStatusCode": 400, "RetryAttempts": 0}}, name)
+
+        return refused
+
+
+NEW_JOB_WRITES: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
+    "submit": ("put_item", lambda store, job: store.create(job)),
+    "keyed submit": ("transact_write_items", lambda store, job: store.create_keyed(
+        job, SubmissionKey(job.tenant, "order-1", job.id, "h1", 2_000_000_000), now=1_900_000_000)),
+    "spawn": ("transact_write_items", lambda store, job: store.create_child(job, 1)),
+}
+
+
+@pytest.mark.parametrize("write", sorted(NEW_JOB_WRITES))
+@pytest.mark.parametrize("failure", ["refused", "answer lost"])
+def test_a_new_jobs_payload_object_goes_only_with_a_write_that_stored_nothing(aws, write, failure):
+    """A new job's write (a submission, a keyed one, a spawn) puts its large payload's object
+    first. Refused outright (a 4xx on its only try), the write stored nothing: its object goes
+    too, not left behind for no job. With every answer lost, the job may be stored and due: its
+    object stays for it."""
+    store = DynamoJobStore(aws["ddb"], "jobs", blobs=S3BlobStore(aws["s3"], "jobs-bucket"), keys_table="idempotency")
+    operation, make = NEW_JOB_WRITES[write]
+    store._ddb = (RefusedOutright(aws["ddb"], operation) if failure == "refused"
+                  else AnswersLost(aws["ddb"], operation, all_lost=True))
+    job = Job(id=child_job_id("00000000-0000-4000-8000-000000000001", 1, 1), type=LARGE["type"], tenant="acme",
+              user="ann", payload=LARGE["payload"], created_at="2026-01-01T00:00:00.000Z",
+              parent_id="00000000-0000-4000-8000-000000000001")
+
+    with pytest.raises(StoreUnavailableError):
+        make(store, job)
+
+    kept = [o["Key"] for o in aws["s3"].list_objects_v2(Bucket="jobs-bucket").get("Contents", [])]
+    assert kept == ([] if failure == "refused" else [f"jobs/{job.id}/payload.json"])
 
 
 def _first_spawn(request: dict[str, Any], seen: list) -> bool:
