@@ -70,17 +70,30 @@ def _jobs_of(client) -> list[dict]:
     return client.http.get("/jobs", headers=auth()).json_body["jobs"]
 
 
-def test_a_submission_whose_first_try_landed_is_accepted_once(app, client, aws):
+@pytest.mark.parametrize("refusal", ["with its item", "without an item"])
+def test_a_submission_whose_first_try_landed_is_accepted_once(app, client, aws, refusal):
     """The job's PutItem landed and its answer was lost; botocore's second try is refused by the
     write's own condition (the id exists). That job is the one the user asked for: the answer is
     202 with it, and its message goes out now, not a 409 `conflict` for a job that then runs
-    anyway once the reconciler finds it due (and again when the user, told it failed, resubmits)."""
+    anyway once the reconciler finds it due (and again when the user, told it failed, resubmits).
+    The refusal carries the item that refused it (ALL_OLD), which tells the job without a read;
+    from a store whose refusal carries none, the item is read, consistently: it was just written."""
     store = composition.container().store
+    job_reads = []
+
+    def sent(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name == "PutItem" and refusal == "without an item":
+            params.pop("ReturnValuesOnConditionCheckFailure", None)
+        if model.name == "GetItem" and params["TableName"] == "jobs":
+            job_reads.append(params.get("ConsistentRead"))
+
+    store._ddb.meta.events.register("provide-client-params.dynamodb.*", sent)
     store._ddb = AnswersLost(store._ddb, "put_item")
 
     response = client.http.post("/jobs", headers=auth(), body=json.dumps(STEPS))
 
     assert response.status_code == 202, response.body
+    assert job_reads == ([] if refusal == "with its item" else [True])
     job_id = response.json_body["id"]
     assert [j["id"] for j in _jobs_of(client)] == [job_id]
     assert len(receive_all(aws)) == 1
