@@ -841,6 +841,14 @@ def test_a_large_payload_and_result_are_claim_checked_and_read_back_whole(adapte
         adapters.blobs.get(f"jobs/{small.id}/payload.json")
 
 
+def test_a_payload_past_the_records_size_is_stored_by_its_claim_check(adapters):
+    """The claim-check is what lets a payload larger than a record (400 KB) be stored at all:
+    the record keeps where its object is instead of its text, and reads it back whole."""
+    job = make_job(1, payload=big(400 * 1024))
+    adapters.store.create(job)
+    assert adapters.store.get(job.id, mark_gone=False) == job
+
+
 def test_get_fetches_only_the_claim_checked_fields_asked_for(adapters):
     """A read that needs the record, not the objects (whose job it is, its runs, its status),
     asks for no field: it reads no object, and still reads the record when an object is gone."""
