@@ -10,7 +10,7 @@ import pytest
 
 from chalicelib import aws_requests, composition
 from chalicelib.adapters.dynamodb_items import job_key
-from chalicelib.defaults import REPLAY_RESEND_AFTER_S
+from chalicelib.defaults import CONFLICT_RETRIES, REPLAY_RESEND_AFTER_S
 from chalicelib.domain.errors import QueueUnavailableError
 from chalicelib.domain.job import isoformat, utcnow
 from tests.functional.conftest import LambdaContext, auth, receive_all
@@ -279,11 +279,19 @@ def test_a_refusal_without_the_stored_record_reads_the_key(aws):
     assert store.get(second.id, mark_gone=False) is None
 
 
+def _conflict(reason="TransactionConflict"):
+    """DynamoDB's cancellation of a keyed submit's transaction for `reason` on the key's record
+    (TransactionConflict: it met another transaction on the key)."""
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+                        "CancellationReasons": [{"Code": reason}, {"Code": "None"}]},
+                       "TransactWriteItems")
+
+
 def test_a_transaction_cancelled_by_a_concurrent_one_on_the_key_is_tried_again(aws):
     """DynamoDB cancels one of two simultaneous transactions on an item (TransactionConflict):
     the retry finds the record the other wrote."""
-    from botocore.exceptions import ClientError
-
     first, second = _job(1), _job(2)
     plain = _store(aws, lambda call: call())
     tries = []
@@ -292,15 +300,51 @@ def test_a_transaction_cancelled_by_a_concurrent_one_on_the_key_is_tried_again(a
         tries.append(1)
         if len(tries) == 1:  # the other transaction commits as this one is cancelled
             plain.create_keyed(first, _record(first), now=1_900_000_000)
-            raise ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
-                               "CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}]},
-                              "TransactWriteItems")
+            raise _conflict()
         return call()
 
     store = _store(aws, conflict_once)
     assert store.create_keyed(second, _record(second), now=1_900_000_000) == _record(first)
     assert len(tries) == 2 and store.get(second.id, mark_gone=False) is None
     assert store.get(first.id, mark_gone=False) is not None
+
+
+@pytest.mark.parametrize("reason, refusals, tries", [
+    ("TransactionConflict", CONFLICT_RETRIES, CONFLICT_RETRIES + 1),  # stored on its last try
+    ("TransactionConflict", CONFLICT_RETRIES + 1, CONFLICT_RETRIES + 1),  # past the bound
+    # the key's record refused it, and was gone when read (expired, deleted): tried again
+    ("ConditionalCheckFailed", CONFLICT_RETRIES, CONFLICT_RETRIES + 1),
+    ("ConditionalCheckFailed", CONFLICT_RETRIES + 1, CONFLICT_RETRIES + 1),
+    ("ThrottlingError", 1, 1),  # botocore's to retry, not the adapter's
+])
+def test_a_keyed_submit_is_tried_again_past_each_conflict_or_vanished_record_up_to_its_bound(aws, reason, refusals, tries):
+    """A key other submits keep writing cancels this one's transaction each time, or its record
+    refuses it and is gone when read: it is tried again CONFLICT_RETRIES times, and stores the
+    job on the last; past them the submit is a store outage (StoreUnavailableError, chained
+    from the last cancellation, as every adapter error is), having stored nothing, never taken
+    as stored. A cancellation for any other reason is not tried again."""
+    from botocore.exceptions import ClientError
+    from chalicelib.domain.errors import StoreUnavailableError
+
+    sent = []
+
+    def refusing(call):
+        sent.append(1)
+        if len(sent) <= refusals:
+            raise _conflict(reason)
+        return call()
+
+    store, job = _store(aws, refusing), _job(1)
+    stored = refusals < tries
+    if stored:
+        assert store.create_keyed(job, _record(job), now=1_900_000_000) is None
+    else:
+        with pytest.raises(StoreUnavailableError) as raised:
+            store.create_keyed(job, _record(job), now=1_900_000_000)
+        assert isinstance(raised.value.__cause__, ClientError)
+    assert len(sent) == tries
+    assert (store.get(job.id, mark_gone=False) is not None) == stored
+    assert (store.submission_key("acme", "order-1", now=1_900_000_000) == _record(job)) == stored
 
 
 def test_a_replayed_submit_is_not_counted_as_a_submission_again(client, monkeypatch):
