@@ -50,12 +50,19 @@ def test_a_replay_answers_the_first_job_and_sends_nothing(client, aws, counted):
     first = post(client).json_body
     assert len(receive_all(aws)) == 1
     counted.clear()
+    read_tables = []
+
+    def reads(params, **_):
+        read_tables.append(params["TableName"])
+
+    composition.container().store._ddb.meta.events.register("provide-client-params.dynamodb.GetItem", reads)
     again = post(client, dict(reversed(list(STEPS.items()))))  # the same request, laid out otherwise
     assert again.status_code == 202 and again.json_body == first
     (replay,) = counted
     assert "sqs.SendMessage" not in replay and "dynamodb.PutItem" not in replay
-    # the refused transaction returns the key's record; the job is read to answer it
+    # the refused transaction returns the key's record, not read again; the job is read to answer it
     assert replay.get("dynamodb.TransactWriteItems") == 1 and replay.get("dynamodb.GetItem", 0) <= 2
+    assert "idempotency" not in read_tables and "jobs" in read_tables
     assert receive_all(aws) == []
     listed = client.http.get("/jobs", headers=auth()).json_body["jobs"]
     assert [j["id"] for j in listed] == [first["id"]]
