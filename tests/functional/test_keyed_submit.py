@@ -268,7 +268,8 @@ def _record(job, request_hash="h1"):
 
 
 def test_a_refusal_without_the_stored_record_reads_the_key(aws):
-    """A store that returns no ALL_OLD item with the cancellation: the record is read instead."""
+    """A store that returns no ALL_OLD item with the cancellation: the record is read instead,
+    consistently (the refusing record may have been written a moment before)."""
     from botocore.exceptions import ClientError
 
     def without_item(call):
@@ -279,11 +280,19 @@ def test_a_refusal_without_the_stored_record_reads_the_key(aws):
                 reason.pop("Item", None)
             raise
 
+    key_reads = []
+
+    def reads(params, **_):
+        if params["TableName"] == "idempotency":
+            key_reads.append(params.get("ConsistentRead"))
+
+    aws["ddb"].meta.events.register("provide-client-params.dynamodb.GetItem", reads)
     store = _store(aws, without_item)
     first, second = _job(1), _job(2)
     assert store.create_keyed(first, _record(first), now=1_900_000_000) is None
     assert store.create_keyed(second, _record(second, "h2"), now=1_900_000_000) == _record(first)
     assert store.get(second.id, mark_gone=False) is None
+    assert key_reads == [True]
 
 
 def _conflict(reason="TransactionConflict"):
