@@ -94,7 +94,8 @@ def test_recording_a_completion_answers_what_the_last_completions_own_write_inva
     record named before, and keeps them: job-2's write landed after job-1's with an earlier time
     (its `finished_at` taken first), so job-1's event, later in time, replaces the record's time
     and job but is still told what job-2's write invalidated, and so are job-1's redelivery and
-    job-2's event. A type whose completions were only recorded from events names none."""
+    job-2's event. A type whose completions were only recorded from events names none. Each
+    write invalidates its namespaces as of its own job's `finished_at`, not when it was sent."""
     from chalicelib.domain.status import JobStatus
     from chalicelib.ports import ChangeSet
     from tests.contract.test_job_store import make_job, running
@@ -107,8 +108,9 @@ def test_recording_a_completion_answers_what_the_last_completions_own_write_inva
         adapters.store.apply(job, JobStatus.RUNNING, ChangeSet(
             {"status": JobStatus.COMPLETED, "finished_at": at}, invalidate_caches=("summary", "report"),
             task_completion=TaskCompletion("demo.steps", at, job.id, ("summary", "report"))))
-    assert adapters.cache.get("acme", "proj", "summary").generation == 2
     one, two = jobs
+    summary = adapters.cache.get("acme", "proj", "summary")  # invalidated at the end of the job whose write did it
+    assert (summary.generation, summary.invalidated_at, summary.invalidated_by) == (2, second, two.id)
     assert adapters.cache.record_completion("acme", "proj", TaskCompletion("demo.steps", first, one.id)) == (
         "summary", "report")
     assert adapters.cache.completions("acme", "proj") == [TaskCompletion("demo.steps", first, one.id)]
