@@ -125,6 +125,9 @@ def test_a_claim_refused_only_by_its_own_earlier_try_is_taken_as_written(adapter
         adapters.store.apply(job, JobStatus.QUEUED, ChangeSet({**start, "claim_id": "b" * 32}))
     with pytest.raises(StaleJobError):  # no claim: a refusal is a refusal
         adapters.store.apply(job, JobStatus.QUEUED, ChangeSet({"status": JobStatus.RUNNING}))
+    adapters.store.apply(first, JobStatus.RUNNING, ChangeSet({"cancel_requested": True}))
+    with pytest.raises(StaleJobError):  # its changes, but at a later version: written on since
+        adapters.store.apply(job, JobStatus.QUEUED, ChangeSet(start))
 
     other = make_job(2)
     adapters.store.create(other)
