@@ -476,6 +476,22 @@ def test_an_earlier_attempts_mark_is_no_mark_of_the_running_one(adapters):
     assert (marked.event_percent, marked.event_attempt, marked.event_mark) == (30, 2, 30)
 
 
+def test_a_mark_kept_without_its_attempt_is_the_running_attempts(adapters):
+    """A version that marked every attempt it started kept no `event_attempt`: the mark on such
+    a record is the running attempt's (Job.event_mark). An announcement decided from no mark, or
+    from another (even one above it), is refused (StaleJobError, nothing written); one decided
+    from that mark lands, naming its attempt."""
+    job = make_job(1, status=JobStatus.RUNNING, attempts=1, event_percent=20.0)
+    adapters.store.create(job)
+    assert job.event_mark == 20
+    for mark in (None, 25):
+        with pytest.raises(StaleJobError):
+            adapters.store.record_progress(job.id, 1, Progress(percent=30), announce=True, mark=mark)
+    assert adapters.store.get(job.id, mark_gone=False) == job
+    marked = adapters.store.record_progress(job.id, 1, Progress(percent=30), announce=True, mark=20)
+    assert (marked.event_percent, marked.event_attempt, marked.event_mark) == (30, 1, 30)
+
+
 def test_a_record_filled_by_progress_refuses_what_does_not_fit_until_its_message_is_cut(adapters):
     """A progress report that would pass the record's 400 KB is refused as the report's fault;
     a write that adds to a record the progress left full is refused as RecordTooLargeError,
