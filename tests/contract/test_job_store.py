@@ -328,6 +328,11 @@ def test_progress_is_written_for_the_running_attempt_and_never_goes_back(adapter
     with pytest.raises(ProgressRejectedError):  # no such job
         adapters.store.record_progress("00000000-0000-4000-8000-999999999999", 1, Progress(percent=90))
     assert adapters.store.get(job.id, mark_gone=False).progress == Progress(percent=40, step="b")
+    taken_over = adapters.store.apply(adapters.store.get(job.id, mark_gone=False), JobStatus.RUNNING,
+                                      ChangeSet({"attempts": 2}))
+    with pytest.raises(ProgressRejectedError):  # an earlier attempt, its lease taken over
+        adapters.store.record_progress(job.id, 1, Progress(percent=90))
+    assert adapters.store.get(job.id, mark_gone=False) == taken_over
     queued = make_job(2)
     adapters.store.create(queued)
     with pytest.raises(ProgressRejectedError):  # not running
