@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import inspect
 import json
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
 
@@ -315,9 +316,23 @@ def test_a_run_written_whole_when_its_attempt_ends(adapters):
     assert adapters.store.runs(job.id) == [run]
 
 
+@contextmanager
+def reading_no_job(store):
+    """Within the block, a read of a job by `store` fails the test: a write answers the job it
+    wrote (or was refused on) from its own answer."""
+    reads = store.get
+    store.get = lambda *args, **kwargs: pytest.fail("read a job its write was answered with")
+    try:
+        yield
+    finally:
+        store.get = reads
+
+
 def test_progress_is_written_for_the_running_attempt_and_never_goes_back(adapters):
+    """And the job as written is the write's own answer: no read of the record per report."""
     job = running(adapters.store, make_job(1))
-    stored = adapters.store.record_progress(job.id, 1, Progress(percent=40, step="a"))
+    with reading_no_job(adapters.store):
+        stored = adapters.store.record_progress(job.id, 1, Progress(percent=40, step="a"))
     assert stored.version == job.version + 1 and stored.progress.percent == 40
     assert adapters.store.get(job.id, mark_gone=False).progress == Progress(percent=40, step="a")
     assert adapters.store.record_progress(job.id, 1, Progress(percent=40, step="b")).progress.step == "b"
@@ -379,12 +394,8 @@ def test_after_a_cancel_request_progress_is_not_written_and_the_job_says_why(ada
     job = running(adapters.store, make_job(1))
     job = adapters.store.record_progress(job.id, 1, Progress(percent=30))
     requested = adapters.store.apply(job, JobStatus.RUNNING, ChangeSet({"cancel_requested": True}))
-    reads = adapters.store.get
-    adapters.store.get = lambda *args, **kwargs: pytest.fail("read the job its refused write was answered with")
-    try:
+    with reading_no_job(adapters.store):
         answer = adapters.store.record_progress(job.id, 1, Progress(percent=60, step="s2"), announce=True, mark=0)
-    finally:
-        adapters.store.get = reads
     assert answer.cancel_requested and answer.progress.percent == 30 and answer.version == requested.version
     stored = adapters.store.get(job.id, mark_gone=False)
     assert stored.progress.percent == 30 and stored.version == requested.version
