@@ -281,6 +281,16 @@ def test_apply_expected_refused_writes_nothing_and_returns_the_stored_job(adapte
     assert refused.job == job == adapters.store.get(job.id, mark_gone=False)
 
 
+def test_a_field_written_as_none_is_absent_to_a_later_check(adapters):
+    """A change to None removes the field as REMOVE does, not keeps it as a null: a later write
+    expecting it absent lands."""
+    job = make_job(1, scope="proj", not_before="2026-01-01T00:02:00.000Z")
+    adapters.store.create(job)
+    adapters.store.apply(job, JobStatus.QUEUED, ChangeSet({"scope": None, "not_before": None}))
+    assert adapters.store.apply_expected(job.id, "acme", _may_start(0, equal={"attempts": 0, "scope": None}),
+                                         _start(1), mark_gone=False).applied
+
+
 def test_apply_expected_of_a_missing_job_returns_none_and_creates_nothing(adapters):
     missing = make_job(9)
     refused = adapters.store.apply_expected(missing.id, "acme", _may_start(0), _start(1), mark_gone=False)
