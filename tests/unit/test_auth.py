@@ -184,3 +184,20 @@ def test_an_unsigned_token_is_refused():
     now = int(time.time())
     unsigned = jwt.encode({"sub": "ann", "tenant": "acme", "iat": now, "exp": now + 600}, None, algorithm="none")
     assert refused({"Authorization": f"Bearer {unsigned}"}).startswith("invalid token")
+
+
+@pytest.mark.parametrize("unset", [{"issuer": ""}, {"audience": ""}])
+def test_an_empty_issuer_or_audience_is_none_configured(unset):
+    """An empty string configures nothing, as an absent setting: a token without `iss` or `aud`
+    is accepted, not refused for missing a claim no one asked for."""
+    policy = TokenPolicy(SECRET, max_lifetime_s=3600, **unset)
+    assert authenticate(bearer(), policy).tenant == "acme"
+
+
+def test_issue_token_writes_the_claims_it_is_given_and_no_others():
+    """A token made without roles, issuer or audience carries an empty role list (a null would be
+    refused as no list) and no `iss` or `aud` at all; `iat` is written and `exp` is `ttl_s` past it."""
+    claims = jwt.decode(issue_token(SECRET, user="dev", tenant="dev", ttl_s=600), SECRET, algorithms=["HS256"])
+    assert set(claims) == {"sub", "tenant", "roles", "iat", "exp"}
+    assert (claims["sub"], claims["tenant"], claims["roles"]) == ("dev", "dev", [])
+    assert claims["exp"] - claims["iat"] == 600 and abs(claims["iat"] - time.time()) < 60
