@@ -5,6 +5,8 @@ The look for such a run (`_LONG_DIGITS`) starts only where a run of digits start
 each digit once; without that it read a run again from each of its digits, a body of 308-digit
 integers costing 150 times its length. That cost is the regular expression's shape, read here,
 not timed: timings belong to `make bench`."""
+import sys
+
 import pytest
 
 from chalicelib.api.errors import InvalidJsonError
@@ -13,6 +15,7 @@ from chalicelib.defaults import MAX_JSON_DEPTH
 from chalicelib.domain.job import too_deep_message
 
 NEAR = "1" * 308  # below the largest double (1.79e308), as long as an integer can be and stay so
+LARGEST = int(sys.float_info.max)  # the largest double written as an integer: 309 digits
 
 
 def test_a_body_of_integers_just_short_of_the_bound_is_kept_whole():
@@ -20,10 +23,26 @@ def test_a_body_of_integers_just_short_of_the_bound_is_kept_whole():
     assert parse_json(body) == [int(NEAR)] * 1000
 
 
-@pytest.mark.parametrize("text", ["[%s]" % ("9" * 309), '{"a": [1, %s]}' % ("1" * 400), "-%s" % ("2" * 309)])
+@pytest.mark.parametrize("text", ["[%s]" % ("9" * 309), '{"a": [1, %s]}' % ("1" * 400), "-%s" % ("2" * 309),
+                                  "[%s]" % ("9" * 5000)])  # past Python's own 4,300-digit limit too
 def test_an_integer_past_the_largest_double_is_refused_wherever_it_stands(text):
     with pytest.raises(InvalidJsonError, match="too large to be a finite double"):
         parse_json(text)
+
+
+@pytest.mark.parametrize("number", [LARGEST, -LARGEST, 10 ** 308, -(10 ** 308), -int(NEAR)])
+def test_an_integer_of_as_many_digits_as_the_largest_double_is_kept_up_to_it(number):
+    """The largest double itself, written as an integer, is kept exactly, with its sign or not;
+    so is any integer of its 309 digits (or fewer) below it: a minus sign is no digit."""
+    assert parse_json("[%d]" % number) == [number]
+
+
+@pytest.mark.parametrize("number", [LARGEST + 1, -(LARGEST + 1)])
+def test_one_past_the_largest_double_is_refused(number):
+    """The bound is the largest double itself, not its count of digits: one more, with its sign
+    or not, is past it though it has no more digits."""
+    with pytest.raises(InvalidJsonError, match="too large to be a finite double"):
+        parse_json("[%d]" % number)
 
 
 @pytest.mark.parametrize("number", ["9" * 309, "1e400", "-1" + "0" * 400 + ".5", "12345.5e999"])
@@ -41,12 +60,27 @@ def test_the_look_for_a_long_run_of_digits_starts_only_where_a_run_starts():
     assert [m.start() for m in _LONG_DIGITS.finditer(NEAR + "," + "1" * 309)] == [309]
 
 
+def nested(depth: int, kind: str) -> str:
+    """`depth` levels of arrays, of objects (each the value of key "k") or of both in turn."""
+    opens = {"[": ["["], "{": ['{"k":'], "both": ["[", '{"k":']}[kind]
+    closes = {"[": "]", '{"k":': "}"}
+    levels = [opens[i % len(opens)] for i in range(depth)]
+    return "".join(levels) + "0" + "".join(closes[level] for level in reversed(levels))
+
+
+@pytest.mark.parametrize("kind", ["[", "{", "both"])
 @pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 5_000])
-def test_a_body_nested_past_the_limit_is_refused_naming_the_body_and_the_limit(depth):
-    """Past the limit or past the parser's own recursion, the one wording of every depth refusal."""
+def test_a_body_nested_past_the_limit_is_refused_naming_the_body_and_the_limit(depth, kind):
+    """Past the limit or past the parser's own recursion, the one wording of every depth refusal,
+    whether arrays, objects or both nest."""
     with pytest.raises(InvalidJsonError) as refused:
-        parse_json("[" * depth + "]" * depth)
+        parse_json(nested(depth, kind))
     assert str(refused.value) == too_deep_message("request body")
+
+
+@pytest.mark.parametrize("kind", ["[", "{", "both"])
+def test_a_body_nested_to_the_limit_is_read(kind):
+    assert parse_json(nested(MAX_JSON_DEPTH, kind)) is not None
 
 
 def test_the_depth_refusal_names_what_nests_and_the_limit():
@@ -59,3 +93,12 @@ def test_many_brackets_side_by_side_are_no_depth():
     """Only nesting counts: a flat list of more objects than the depth limit is read whole."""
     body = "[" + ",".join(["{}"] * (MAX_JSON_DEPTH + 1)) + "]"
     assert parse_json(body) == [{}] * (MAX_JSON_DEPTH + 1)
+
+
+@pytest.mark.parametrize("text, twice", [('{"a": 1, "b": 2, "b": 3}', "b"), ('[{"x": 0}, {"y": {"z": 1, "z": 1}}]', "z")])
+def test_a_key_given_twice_is_refused_naming_that_key(text, twice):
+    """Parsers disagree on which of two equal keys wins: the refusal names the key given twice,
+    not another of the object's keys."""
+    with pytest.raises(InvalidJsonError, match=f"key '{twice}' is given more than once in one object"):
+        parse_json(text)
+
