@@ -10,9 +10,10 @@ import sys
 import pytest
 
 from chalicelib.api.errors import InvalidJsonError
-from chalicelib.api.json_body import _LONG_DIGITS, parse_json
+from chalicelib.api.json_body import _LONG_DIGITS, parse_json, read_json
 from chalicelib.defaults import MAX_JSON_DEPTH
 from chalicelib.domain.job import too_deep_message
+from chalicelib.domain.text import NOT_UNICODE
 
 NEAR = "1" * 308  # below the largest double (1.79e308), as long as an integer can be and stay so
 LARGEST = int(sys.float_info.max)  # the largest double written as an integer: 309 digits
@@ -102,3 +103,26 @@ def test_a_key_given_twice_is_refused_naming_that_key(text, twice):
     with pytest.raises(InvalidJsonError, match=f"key '{twice}' is given more than once in one object"):
         parse_json(text)
 
+
+@pytest.mark.parametrize("body", [b"", b" ", b"\r\n\t "])
+def test_an_empty_or_blank_body_is_refused_asking_for_a_json_value(body):
+    with pytest.raises(InvalidJsonError, match="request body is empty; send a JSON value"):
+        read_json(body)
+
+
+@pytest.mark.parametrize("body", [rb'"\ud800"', rb'{"k": ["x\uDFFF"]}', rb'{"\udc00": 1}', rb'"\ude00\ud83d"'])
+def test_a_lone_surrogate_escape_is_refused_wherever_it_stands(body):
+    """Valid JSON but no Unicode character: nothing could store, log or hash it. In a value or
+    a key, either case of hex digits, a low half before its high one."""
+    with pytest.raises(InvalidJsonError) as refused:
+        read_json(body)
+    assert str(refused.value) == f"request body {NOT_UNICODE}, written as an escape"
+
+
+@pytest.mark.parametrize("body, value", [(rb'{"k": "\ud83d\ude00"}', {"k": "\U0001F600"}),
+                                         (rb'["\uD83D\uDE00", "\u00e9"]', ["\U0001F600", "\u00e9"]),
+                                         ('{"\U0001F600": 1}'.encode("utf-16"), {"\U0001F600": 1})])
+def test_a_surrogate_pair_is_one_character_and_read(body, value):
+    """A pair's two escapes (or a character outside the BMP, here in UTF-16 with its byte
+    order mark) are one character: read as it, not refused."""
+    assert read_json(body) == value
