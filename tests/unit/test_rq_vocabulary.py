@@ -54,6 +54,17 @@ def test_finished_job_elapsed_counts_to_its_end():
     assert info["progress"] == {"percent": 100.0, "step": "done", "message": "all rows", "details": None, "updated_at": None}
 
 
+@pytest.mark.parametrize("now, elapsed", [(datetime(2026, 1, 1, 12, 0, 0, 123_456, tzinfo=timezone.utc), 0.123),
+                                          (datetime(2026, 1, 1, 12, 0, 0, 987_654, tzinfo=timezone.utc), 0.988),
+                                          (datetime(2026, 1, 1, 11, 59, 58, tzinfo=timezone.utc), 0)])
+def test_elapsed_is_read_to_the_millisecond_and_never_below_zero(now, elapsed):
+    """A job running less than a second reads its fraction, rounded to the millisecond as the
+    stored times are kept; a clock behind the job's start (the poller's, or a worker's that
+    stamped its end) reads 0, never a negative time."""
+    job = make_job(status=JobStatus.RUNNING, started_at="2026-01-01T12:00:00.000Z")
+    assert job_status(job, now)["elapsed_s"] == elapsed
+
+
 def test_job_never_started_has_no_elapsed_time():
     assert job_status(make_job(), NOW)["elapsed_s"] is None
 
