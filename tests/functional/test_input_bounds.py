@@ -36,6 +36,7 @@ def test_a_body_of_exactly_the_limit_is_taken_and_one_byte_more_is_413_writing_n
     refused = client.http.post("/jobs", headers=auth(), body=_body_of(LIMIT + 1))
     assert refused.status_code == 413 and refused.json_body["error"]["code"] == "payload_too_large"
     assert refused.json_body["error"]["message"] == "request body is 2,049 bytes; the limit is 2,048 bytes"
+    assert refused.json_body["error"]["details"] == {"limit": LIMIT}  # the bound a client can read, not parse
     assert table_items(aws) == items
 
 
