@@ -201,3 +201,12 @@ def test_issue_token_writes_the_claims_it_is_given_and_no_others():
     assert set(claims) == {"sub", "tenant", "roles", "iat", "exp"}
     assert (claims["sub"], claims["tenant"], claims["roles"]) == ("dev", "dev", [])
     assert claims["exp"] - claims["iat"] == 600 and abs(claims["iat"] - time.time()) < 60
+
+
+def test_issue_tokens_default_lifetime_is_hours_and_within_what_a_deployment_allows():
+    """Tests and `make run` sign tokens without a lifetime: one must last a working session
+    (hours, not seconds that the leeway alone would carry), and the default policy accept it."""
+    token = issue_token(SECRET, user="dev", tenant="dev")
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"])
+    assert claims["exp"] - claims["iat"] >= 3600
+    assert authenticate({"Authorization": f"Bearer {token}"}, TokenPolicy(SECRET)).tenant == "dev"
