@@ -4,6 +4,7 @@ import sys
 import pytest
 
 from tests.functional.conftest import auth, invoke_worker, receive_all, receive_when_due, sqs_event, token
+from tests.unit.conftest import log_lines  # noqa: F401 - a fixture
 
 STEPS = {"type": "demo.steps", "payload": {"steps": 3, "step_ms": 0}}
 
@@ -64,6 +65,18 @@ def test_only_a_401_names_the_authentication_scheme(client):
     response = client.http.get("/jobs/no-such-job", headers=auth())
     assert response.status_code == 404
     assert "WWW-Authenticate" not in response.headers
+
+
+def test_each_requests_log_names_the_tenant_and_user_of_its_token(client, log_lines):
+    """Who made a request is in its log lines (the invocation's summary included): a tenant's
+    operator finds its calls, and the next request, another caller's or none, is not logged as
+    the one before's."""
+    submit(client)
+    client.http.get("/jobs", headers=auth("globex", "gil"))
+    client.http.get("/health")
+    summaries = [line for line in log_lines() if line["message"] == "invocation finished"]
+    assert [(line["route"], line.get("tenant"), line.get("user")) for line in summaries] \
+        == [("/jobs", "acme", "ann"), ("/jobs", "globex", "gil"), ("/health", None, None)]
 
 
 def test_token_signed_with_another_secret_is_401(client):
