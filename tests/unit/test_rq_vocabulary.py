@@ -151,6 +151,20 @@ def test_a_tree_whose_members_name_each_other_is_read_once_each():
     assert job_status(parent, NOW, {"a": child, "p": parent})["status"] == "started"
 
 
+@pytest.mark.parametrize("status, rq", [(JobStatus.FAILED, "failed"), (JobStatus.RUNNING, "started")])
+def test_a_grandchild_counts_in_its_grandparents_status_and_end(status, rq):
+    """A tree is every descendant, not the children alone: a fan-out whose child spawned jobs of
+    its own is failed while a grandchild failed, started while one runs, and ends with the last."""
+    root = make_job(id="p", status=JobStatus.COMPLETED, children=["a"], started_at="2026-01-01T12:00:00.000Z",
+                    finished_at="2026-01-01T12:00:01.000Z")
+    child = root.model_copy(update={"id": "a", "children": ["g"], "finished_at": "2026-01-01T12:00:02.000Z"})
+    grandchild = make_job(id="g", status=status, started_at="2026-01-01T12:00:00.000Z",
+                          finished_at="2026-01-01T12:00:04.000Z" if status == JobStatus.FAILED else None)
+    answer = job_status(root, NOW, {"a": child, "g": grandchild})
+    assert answer["status"] == rq
+    assert answer["ended_at"] == grandchild.finished_at
+
+
 def test_a_tree_not_read_whole_has_no_end_whatever_its_status():
     """`ended_at` is the tree's end once every job of it has ended: a tree read in part (past
     MAX_TREE_JOBS, or out of reads) whose part read has all ended, with a failure or a cancel
