@@ -1111,6 +1111,17 @@ def test_a_queue_or_table_that_does_not_answer_an_operator_route_is_in_the_log_w
     assert (line["section"], line["level"]) == ("counters", "warning") and "ReadTimeoutError" in line["cause"]
 
 
+def test_a_refusal_of_the_request_itself_is_answered_not_logged_as_a_dependency_failure(client, aws, monkeypatch):
+    """A 4xx (a missing job, a bad body, a tenant on a system route) is the caller's: answered
+    with its code, and nothing in the log an operator would search for outages."""
+    lines = _logged(monkeypatch)
+    refusals = [client.http.get("/jobs/00000000-0000-0000-0000-000000000000", headers=auth()),
+                client.http.post("/jobs", headers=auth(), body="[1]"),
+                client.http.get("/api/system/dlq", headers=tenant_admin())]
+    assert [r.status_code for r in refusals] == [404, 400, 403]
+    assert lines == []
+
+
 def test_a_dead_letter_listing_that_read_around_the_jobs_table_says_why_in_the_log(client, aws, monkeypatch):
     """The jobs table not answering leaves the letters listed with `jobs_unavailable`; the
     API's log says why, as for a queue the listing read around: an operator seeing every
