@@ -1122,6 +1122,22 @@ def test_a_refusal_of_the_request_itself_is_answered_not_logged_as_a_dependency_
     assert lines == []
 
 
+def test_an_unexpected_error_is_a_500_saying_it_was_logged_and_it_is(client, aws, monkeypatch):
+    """The answer holds no detail of the error; the log holds the error and the route it
+    happened on, as the answer promises."""
+    lines = _logged(monkeypatch)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug") from KeyError("under it")
+
+    monkeypatch.setattr(container().reads, "visible_job", broken)
+    response = client.http.get("/jobs/00000000-0000-0000-0000-000000000000", headers=auth())
+    assert (response.status_code, response.json_body["error"]["code"]) == (500, "internal_error")
+    assert "logged" in response.json_body["error"]["message"] and "a bug" not in response.body.decode()
+    assert [(line["message"], line["level"], line["path"], line["cause"]) for line in lines] \
+        == [("unhandled error", "exception", "/jobs/{job_id}", repr(KeyError("under it")))]
+
+
 def test_a_dead_letter_listing_that_read_around_the_jobs_table_says_why_in_the_log(client, aws, monkeypatch):
     """The jobs table not answering leaves the letters listed with `jobs_unavailable`; the
     API's log says why, as for a queue the listing read around: an operator seeing every
