@@ -65,6 +65,14 @@ def test_elapsed_is_read_to_the_millisecond_and_never_below_zero(now, elapsed):
     assert job_status(job, now)["elapsed_s"] == elapsed
 
 
+def test_jobinfo_names_the_jobs_type_and_its_attempts_beside_rq_engines_fields():
+    """rq-engine's clients read `description`; jobpipe's own type and attempt count stand beside
+    it, so a poller can tell a retried job from one that ran once."""
+    job = make_job(status=JobStatus.RETRYING, attempts=2, scope="proj")
+    info = job_info(job, NOW)
+    assert (info["type"], info["attempts"], info["description"]) == ("demo.steps", 2, "demo.steps(proj)")
+
+
 def test_job_never_started_has_no_elapsed_time():
     assert job_status(make_job(), NOW)["elapsed_s"] is None
 
