@@ -285,6 +285,17 @@ def test_every_route_that_changes_something_refuses_a_query_parameter_it_does_no
     assert receive_all(aws, "jobs_url") == [] and client.http.get("/jobs", headers=auth()).json_body["jobs"] == []
 
 
+def test_a_query_parameter_refused_is_named_and_so_is_what_the_route_takes(client, aws):
+    """The refusal lists the parameters it did not take (in its details too, for a client to
+    read) and says the route takes none, rather than leaving the sentence unfinished."""
+    answer = client.http.post("/jobs?priority=high&dry_run=1", headers=auth(), body=json.dumps(
+        {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}}))
+    assert answer.status_code == 400
+    assert answer.json_body["error"]["message"] \
+        == "POST /jobs does not take the query parameter dry_run, priority: it takes none"
+    assert answer.json_body["error"]["details"] == {"parameters": ["dry_run", "priority"]}
+
+
 def test_a_route_that_takes_no_body_refuses_one_and_does_nothing(client, app, aws):
     """A clean-up given `{"max_age_hours": 720}` as a body ran with the default 24 h; a redrive
     given `{"queue": "high"}` redrove every queue."""
