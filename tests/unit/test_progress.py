@@ -1,6 +1,8 @@
 """Throttle, coalesce and monotonic rules of progress reporting, on a ManualClock: the window
 ends, and its timer fires, exactly when the test moves the clock."""
 import contextlib
+from decimal import Decimal
+from fractions import Fraction
 from typing import Iterator
 
 import pytest
@@ -175,6 +177,21 @@ def test_percent_is_clamped_and_must_be_a_number():
     for bad in ("50", None, float("nan"), True):
         with pytest.raises(ProgressRejectedError):
             clamp_percent(bad)
+
+
+def test_a_percent_may_be_any_real_number_a_decimal_as_boto3_reads_one_included():
+    """A handler may pass on a percent it read from DynamoDB (boto3 reads every number as a
+    Decimal) or worked out as a Fraction: either is a percent, clamped and rounded as a float is."""
+    assert clamp_percent(Decimal("33.333")) == 33.33 and clamp_percent(Decimal("250")) == 100
+    assert clamp_percent(Fraction(200, 3)) == 66.67
+
+
+@pytest.mark.parametrize("bad", [Decimal("sNaN"), Decimal("NaN"), Decimal("-Infinity")])
+def test_a_decimal_that_is_no_finite_number_is_refused_as_a_percent(bad):
+    """A Decimal NaN or infinity is no percent reached, as a float one is not; a signalling NaN
+    will not even become a float: each is the report refused, never an error of the worker."""
+    with pytest.raises(ProgressRejectedError, match="must be a finite number"):
+        clamp_percent(bad)
 
 
 @pytest.mark.parametrize(
