@@ -369,8 +369,9 @@ def test_a_report_that_cannot_be_stored_as_given_is_refused(step, message, detai
 
 
 def _details_of(size: int) -> dict:
-    """Details taking exactly `size` bytes as the record keeps them (compact JSON)."""
-    return {"x": "d" * (size - len('{"x":""}'))}
+    """Details taking exactly `size` bytes as the record keeps them (compact JSON: no space
+    after a comma between members, nor after a colon), several members long."""
+    return {"n": [1, 2], "x": "d" * (size - len('{"n":[1,2],"x":""}'))}
 
 
 def test_a_report_at_each_bound_is_taken_and_one_byte_more_is_refused():
@@ -707,7 +708,7 @@ def test_a_report_at_its_byte_bound_exactly_is_taken_and_its_refusal_names_the_d
     check_report(None, at_bound, None)
     with pytest.raises(ProgressRejectedError) as alone:
         check_report(None, at_bound + "a", None)
-    assert "details" not in alone.value.message
+    assert "bytes in UTF-8; a report takes at most" in alone.value.message  # no details to name
     with pytest.raises(ProgressRejectedError, match=r"in UTF-8 and its details 7 as JSON; a report takes"):
         check_report(None, at_bound, {"n": 1})
 
