@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from chalicelib.domain.status import TERMINAL, TRANSITIONS, JobStatus, can_transition
@@ -97,6 +99,17 @@ def test_a_field_whose_object_is_gone_is_answered_null_and_named():
     partly = whole.model_copy(update={"gone": ["payload"]})
     shown = partly.public()
     assert shown["payload"] is None and shown["gone"] == ["payload"]
+
+
+def test_a_whole_percent_is_answered_as_an_integer_and_the_job_as_json_data():
+    """job.py's Percent: a whole percent is answered `50`, not `50.0` (a reader decoding it into
+    an integer, as Go's and Rust's JSON libraries do, refuses `50.0`), any other as it is; the
+    answer is JSON data throughout, the status its text."""
+    from chalicelib.domain.job import Progress
+
+    shown = _running(progress=Progress(percent=50.0)).public()
+    assert json.dumps(shown["progress"]["percent"]) == "50" and type(shown["status"]) is str
+    assert json.dumps(_running(progress=Progress(percent=33.33)).public()["progress"]["percent"]) == "33.33"
 
 
 def test_an_id_a_refusal_echoes_is_cut_past_the_longest_id_with_a_mark():
