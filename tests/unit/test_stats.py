@@ -5,7 +5,8 @@ from botocore.exceptions import ClientError
 from chalicelib.adapters.memory_stats import InMemoryStatsStore
 from chalicelib.adapters.stats import DynamoStatsStore
 from chalicelib.domain.job import Job
-from chalicelib.domain.stats import BUCKETS_S, bucket_for, delta_for, hours_back, percentile, summarize
+from chalicelib.domain.stats import BUCKETS_S, bucket_for, combine, delta_for, hours_back, percentile, summarize
+from chalicelib.domain.status import JobStatus
 
 NOW = datetime(2026, 1, 1, 12, 30, tzinfo=timezone.utc)
 
@@ -68,6 +69,30 @@ def test_summary_adds_hours_and_rates():
     assert summary["by_type"]["a"]["failure_rate"] == 0.25 and summary["by_type"]["b"]["failure_rate"] == 0.0
     assert summary["jobs_by_status"]["queued"] == 2 and summary["jobs_by_status"]["running"] == 0
     assert summary["completion_time_s"] == {"p50": BUCKETS_S[3], "p95": BUCKETS_S[3], "samples": 3}
+
+
+def _walk(job_id, *statuses):
+    """The deltas of job `job_id` going through `statuses` one write at a time, from its
+    submission (the first) on; a finished one finished 3 s after it was created."""
+    jobs = [image(status, version, finished_at="2026-01-01T12:00:03.000Z" if JobStatus(status).is_terminal else None)
+            .model_copy(update={"id": job_id}) for version, status in enumerate(statuses, 1)]
+    return [delta_for(old, new, NOW) for old, new in zip([None, *jobs], jobs)]
+
+
+def test_the_summary_counts_each_change_under_the_event_operations_reads():
+    """operations.md: the window's `events` (and each type's) are submitted, started, retried,
+    completed, failed and canceled: every status change a job goes through counts once under
+    its own, and the jobs by status are those the changes left in each."""
+    deltas = [*_walk("a", "queued", "running", "retrying", "running", "completed"),
+              *_walk("b", "queued", "running", "failed"), *_walk("c", "queued", "canceled")]
+    totals = combine(deltas)
+    summary = summarize(totals.status, totals.hours.values(), 1)
+    counted = {"submitted": 3, "started": 3, "retried": 1, "completed": 1, "failed": 1, "canceled": 1}
+    assert summary["events"] == counted and summary["failure_rate"] == 0.5
+    assert summary["by_type"] == {"demo.steps": {**counted, "failure_rate": 0.5}}
+    assert summary["jobs_by_status"] == {"queued": 0, "running": 0, "retrying": 0, "completed": 1, "failed": 1,
+                                         "canceled": 1}
+    assert summary["completion_time_s"] == {"p50": 5, "p95": 5, "samples": 1}  # 3 s: "within 5 s"
 
 
 def test_hours_back_ends_with_the_current_hour():
