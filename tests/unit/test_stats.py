@@ -95,6 +95,15 @@ def test_the_summary_counts_each_change_under_the_event_operations_reads():
     assert summary["completion_time_s"] == {"p50": 5, "p95": 5, "samples": 1}  # 3 s: "within 5 s"
 
 
+def test_the_completion_buckets_rise_from_a_tenth_of_a_second_to_a_day():
+    """operations.md: percentiles are read off buckets from 0.1 s to 1 day. Each bound is above
+    the one before (a completion falls into the first bucket whose bound it does not pass), and
+    a completion past a day is reported as the last bound."""
+    assert BUCKETS_S[0] == 0.1 and BUCKETS_S[-1] == 24 * 3600
+    assert all(lower < upper for lower, upper in zip(BUCKETS_S, BUCKETS_S[1:]))
+    assert percentile({bucket_for(2 * 24 * 3600): 1}, 50) == BUCKETS_S[-1]
+
+
 def test_hours_back_ends_with_the_current_hour():
     assert hours_back(NOW, 3) == ["2026-01-01T12", "2026-01-01T11", "2026-01-01T10"]
 
