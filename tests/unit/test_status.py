@@ -132,6 +132,17 @@ def test_a_record_is_timed_by_the_latest_time_it_names():
     assert _running().model_copy(update={"created_at": ""}).last_recorded_time() is None
 
 
+def test_a_record_is_timed_by_its_creation_its_first_start_or_its_end_whichever_is_latest():
+    """Every time the record names counts, not only an attempt's start and a report's: a job
+    just created is timed by its creation, one started by a version that kept no attempt start
+    by its first start, and a finished one by its end."""
+    assert _running().last_recorded_time() == "2026-01-01T00:00:00.000Z"
+    assert _running(started_at="2026-01-01T00:00:01.000Z").last_recorded_time() == "2026-01-01T00:00:01.000Z"
+    ended = _running(started_at="2026-01-01T00:00:01.000Z", attempt_started_at="2026-01-01T00:05:00.000Z",
+                     finished_at="2026-01-01T00:07:00.000Z")
+    assert ended.last_recorded_time() == "2026-01-01T00:07:00.000Z"
+
+
 def test_a_job_not_running_shows_only_the_runs_recorded():
     """A run is recorded when its attempt ends; only a running job adds the attempt under way,
     read from the job: a queued, retrying or finished one adds none."""
