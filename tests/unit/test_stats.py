@@ -32,6 +32,15 @@ def test_completion_moves_the_status_count_and_records_its_duration():
     assert BUCKETS_S[bucket_for(3)] == 5
 
 
+def test_a_submission_and_an_end_count_in_the_hour_the_job_names_not_the_hour_of_counting():
+    """A change counted hours late (a replayed or delayed stream batch) counts a submission in
+    the hour the job was created and an end in the hour it finished."""
+    submitted = image("queued", 1).model_copy(update={"created_at": "2026-01-01T09:59:59.999Z"})
+    assert delta_for(None, submitted, NOW).hour == "2026-01-01T09"
+    ended = image("failed", 3, finished_at="2026-01-01T10:00:00.000Z")
+    assert delta_for(image("running", 2), ended, NOW).hour == "2026-01-01T10"
+
+
 def test_progress_writes_count_nothing():
     assert delta_for(image("running", 2), image("running", 3), NOW) is None
     assert delta_for(None, None, NOW) is None
