@@ -51,6 +51,15 @@ def test_removal_takes_the_job_out_of_its_status():
     assert delta.status == {"completed": -1} and delta.events == {} and delta.dedupe_key == "j1#4#removed"
 
 
+def test_a_job_removed_unfinished_leaves_its_tenants_unfinished_jobs_and_one_removed_finished_does_not():
+    """A submission refused once its record was written is removed queued: it leaves its
+    tenant's unfinished jobs (what the quota reads). A finished job removed by its TTL left
+    them when it finished: its removal counts nothing more."""
+    removed = delta_for(image("queued", 1), None, NOW)
+    assert (removed.tenant, removed.unfinished) == ("acme", -1)
+    assert delta_for(image("completed", 4), None, NOW).unfinished == 0
+
+
 def test_retry_and_restart_are_counted_as_events():
     assert delta_for(image("running", 2), image("retrying", 3), NOW).events["retried"] == 1
     assert delta_for(image("retrying", 3), image("running", 4), NOW).events["started"] == 1
