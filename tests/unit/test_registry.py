@@ -339,6 +339,27 @@ def test_a_stored_payload_asks_for_its_fields_off_their_default_as_json_by_alias
     assert shipment.asked_payload({**stored, "count": 2}) == {**asked, "count": 2}
 
 
+def test_a_submitted_payload_names_its_fields_as_the_model_asks_and_only_a_stored_one_by_name():
+    """A client sends a field by its alias (`from`, `userId`): sent by its Python name
+    (`from_`, `user_id`) it is refused as missing, not taken for the field, so a spawn asked
+    again under the other spelling is not the child already made. Only the worker's read of
+    the stored payload (`stored=True`) takes the name a validation_alias field is stored under."""
+    from pydantic import Field
+
+    class Shipment(BaseModel):
+        from_: str = Field(alias="from")
+        user_id: str = Field(validation_alias="userId")
+
+    local = JobTypeRegistry()
+    local.register("stock.move", Shipment)(lambda ctx, p: None)
+    shipment = local.get("stock.move")
+    for by_name in ({"from_": "w-7", "userId": "u-1"}, {"from": "w-7", "user_id": "u-1"}):
+        with pytest.raises(InvalidPayloadError) as info:
+            shipment.parse_payload(by_name)
+        assert [d["type"] for d in info.value.details] == ["missing"]
+    assert shipment.parse_payload({"from": "w-7", "user_id": "u-1"}, stored=True).user_id == "u-1"
+
+
 def test_a_type_registered_without_a_policy_gets_registers_defaults():
     """A product type may leave its policy to `register`: three attempts in all, 60 s each, at
     normal priority, with no description, listed and submittable like any product type."""
