@@ -531,10 +531,7 @@ def spawn_refused(store, queue, clock, model, payload):
             refused.append(exc)
         return "read"
 
-    lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    lifecycle.submit(tenant="acme", user="ann", type="sensors.read", payload={})
-    (message,) = queue.drain()
-    parent = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0).run(message)
+    parent = run_once(JobLifecycle(store, queue, types, clock=clock), queue, types, "sensors.read")
     assert parent.status == JobStatus.COMPLETED and parent.children == [], parent.children
     assert queue.drain() == [] and len(store._jobs) == 1 and len(refused) == 1, refused
     return refused[0]
