@@ -8,6 +8,7 @@ from chalicelib import composition
 from chalicelib.adapters.dynamodb_items import job_key
 from tests.functional.conftest import auth
 from tests.functional.test_api import submit
+from tests.support.dynamodb_calls import recorded_calls
 
 
 def read(client, method, path, body=None, tenant="acme", etag=None):
@@ -107,13 +108,7 @@ def test_a_404_carries_no_tag(client, aws):
 @pytest.fixture
 def dynamodb_calls(client, aws):
     """Every DynamoDB call the API makes, with its parameters, as botocore sends it."""
-    calls = []
-    store = composition.container().store
-    store._ddb.meta.events.register(
-        "provide-client-params.dynamodb.*",
-        lambda params, model, **_: calls.append((model.name, dict(params))),
-    )
-    return calls
+    return recorded_calls(composition.container().store._ddb)
 
 
 def test_polling_reads_are_single_eventually_consistent_reads(client, aws, dynamodb_calls):

@@ -14,6 +14,7 @@ from chalicelib.defaults import CONFLICT_RETRIES, REPLAY_RESEND_AFTER_S
 from chalicelib.domain.errors import QueueUnavailableError
 from chalicelib.domain.job import isoformat, utcnow
 from tests.functional.conftest import LambdaContext, auth, receive_all
+from tests.support.dynamodb_calls import recorded_calls
 
 STEPS = {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0}}
 
@@ -50,18 +51,14 @@ def test_a_replay_answers_the_first_job_and_sends_nothing(client, aws, counted):
     first = post(client).json_body
     assert len(receive_all(aws)) == 1
     counted.clear()
-    read_tables = []
-
-    def reads(params, **_):
-        read_tables.append(params["TableName"])
-
-    composition.container().store._ddb.meta.events.register("provide-client-params.dynamodb.GetItem", reads)
+    calls = recorded_calls(composition.container().store._ddb)
     again = post(client, dict(reversed(list(STEPS.items()))))  # the same request, laid out otherwise
     assert again.status_code == 202 and again.json_body == first
     (replay,) = counted
     assert "sqs.SendMessage" not in replay and "dynamodb.PutItem" not in replay
     # the refused transaction returns the key's record, not read again; the job is read to answer it
     assert replay.get("dynamodb.TransactWriteItems") == 1 and replay.get("dynamodb.GetItem", 0) <= 2
+    read_tables = [params["TableName"] for name, params in calls if name == "GetItem"]
     assert "idempotency" not in read_tables and "jobs" in read_tables
     assert receive_all(aws) == []
     listed = client.http.get("/jobs", headers=auth()).json_body["jobs"]
@@ -280,18 +277,14 @@ def test_a_refusal_without_the_stored_record_reads_the_key(aws):
                 reason.pop("Item", None)
             raise
 
-    key_reads = []
-
-    def reads(params, **_):
-        if params["TableName"] == "idempotency":
-            key_reads.append(params.get("ConsistentRead"))
-
-    aws["ddb"].meta.events.register("provide-client-params.dynamodb.GetItem", reads)
+    calls = recorded_calls(aws["ddb"])
     store = _store(aws, without_item)
     first, second = _job(1), _job(2)
     assert store.create_keyed(first, _record(first), now=1_900_000_000) is None
     assert store.create_keyed(second, _record(second, "h2"), now=1_900_000_000) == _record(first)
     assert store.get(second.id, mark_gone=False) is None
+    key_reads = [params.get("ConsistentRead") for name, params in calls
+                 if name == "GetItem" and params["TableName"] == "idempotency"]
     assert key_reads == [True]
 
 

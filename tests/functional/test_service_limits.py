@@ -499,10 +499,9 @@ def test_the_rq_jobstatus_of_a_long_chain_reads_a_few_jobs_ahead_a_read(client, 
     from chalicelib.defaults import BATCH_GET_MAX
     from chalicelib.domain.status import JobStatus
 
-    calls = []
-    store = composition.container().store
-    store._ddb.meta.events.register("provide-client-params.dynamodb.*",
-                                    lambda params, model, **_: calls.append((model.name, dict(params))))
+    from tests.support.dynamodb_calls import recorded_calls
+
+    calls = recorded_calls(composition.container().store._ddb)
 
     def poll(job_id):
         calls.clear()
