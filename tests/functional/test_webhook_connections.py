@@ -5,10 +5,12 @@ end is not kept. Against loopback receivers (plain HTTP and TLS) that count the 
 they accept and the POSTs they answer."""
 from __future__ import annotations
 
+import http.client
 import socket
 import ssl
 import threading
 import time
+import urllib.parse
 from typing import Iterator
 
 import pytest
@@ -60,6 +62,52 @@ def test_a_post_whose_kept_connection_closes_under_it_is_sent_once_on_a_new_one(
     assert post(sender, f"{receiver.base}/ok", b"third") == 202  # on the second, kept
     assert receiver.answered == [b"first", b"second", b"third"]
     assert receiver.connections == 2
+
+
+class _BreaksOnSend(http.client.HTTPConnection):
+    """A kept connection (its socket open and idle) whose POST fails with `error` as it is sent."""
+
+    def __init__(self, url: str, error: OSError) -> None:
+        parts = urllib.parse.urlsplit(url)
+        super().__init__(parts.hostname, parts.port)
+        self.sock, self._peer = socket.socketpair()
+        self._error = error
+
+    def request(self, *args, **kwargs) -> None:
+        raise self._error
+
+    def close(self) -> None:
+        super().close()
+        self._peer.close()
+
+
+def keep_breaking(sender: HttpWebhookSender, url: str, error: OSError) -> None:
+    parts = urllib.parse.urlsplit(url)
+    sender._keep((parts.scheme, parts.hostname, parts.port), _BreaksOnSend(url, error))
+
+
+@pytest.mark.parametrize("error", [BrokenPipeError(32, "Broken pipe"),
+                                   ConnectionAbortedError(103, "Software caused connection abort")])
+def test_a_post_whose_kept_connection_breaks_as_it_is_sent_goes_once_on_a_new_one(receiver, error):
+    """A kept connection the server closed between the check and the send fails the send
+    itself (EPIPE, or ECONNABORTED where the stack aborts it): nothing of the POST arrived, so
+    it is sent at once on a new connection, as one reset before its answer is, and not left to
+    the queue's backoff."""
+    sender = HttpWebhookSender()
+    keep_breaking(sender, f"{receiver.base}/ok", error)
+    assert post(sender, f"{receiver.base}/ok", b"once") == 202
+    assert receiver.answered == [b"once"] and receiver.connections == 1
+
+
+def test_a_kept_connection_failing_otherwise_is_a_failed_delivery_not_a_second_send(receiver):
+    """Only a connection closed under the POST is replaced at once. Any other failure (here the
+    network unreachable) may have left the POST on its way: it is a failed delivery, which the
+    bridge retries with its backoff, and no second POST goes out now."""
+    sender = HttpWebhookSender()
+    keep_breaking(sender, f"{receiver.base}/ok", OSError(101, "Network is unreachable"))
+    with pytest.raises(WebhookDeliveryError, match="unreachable"):
+        post(sender, f"{receiver.base}/ok", b"once")
+    assert receiver.connections == 0 and receiver.answered == []
 
 
 def test_a_post_answered_102_on_a_kept_connection_then_closed_is_not_sent_again_at_once(receiver):
