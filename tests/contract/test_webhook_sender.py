@@ -354,6 +354,59 @@ def test_a_connect_is_given_no_more_than_what_is_left_of_the_posts_limit(monkeyp
     assert len(given) == 1 and 0 < given[0] <= 1, given
 
 
+def two_addresses(monkeypatch, first_connect: Callable[[float], socket.socket]) -> list[str]:
+    """`erp.test` resolved to an unroutable address, then loopback; a connect to the first does
+    `first_connect(timeout)`. Returns the addresses connected to, in order."""
+    connect, lookup = socket.create_connection, socket.getaddrinfo
+    tried: list[str] = []
+
+    def resolve(host, port, *args, **kwargs):
+        if host != "erp.test":  # the loopback address, looked up again by the connect itself
+            return lookup(host, port, *args, **kwargs)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port)) for address in ("192.0.2.1", "127.0.0.1")]
+
+    def create_connection(address, timeout=None, source_address=None):
+        tried.append(address[0])
+        if address[0] == "192.0.2.1":
+            return first_connect(timeout)
+        return connect(address, timeout, source_address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    monkeypatch.setattr(socket, "create_connection", create_connection)
+    return tried
+
+
+def test_a_host_whose_first_address_refuses_is_reached_at_the_next(monkeypatch):
+    """A host name with several addresses is tried at each in turn, as a browser or curl does:
+    one address down does not make the ERP unreachable."""
+    def refused(timeout):
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    tried = two_addresses(monkeypatch, refused)
+    server, received = _loopback()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        url = f"http://erp.test:{server.server_address[1]}/ok"
+        assert HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S).post(url, b"{}", {}, timeout_s=2).status == 202
+        assert tried == ["192.0.2.1", "127.0.0.1"] and [path for path, _, _ in received] == ["/ok"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_no_address_is_tried_once_the_first_has_taken_the_posts_limit(monkeypatch):
+    """An address that fails only at its connect's timeout has used what the POST had left: the
+    next is not tried with no time at all, and the POST is unanswered within its limit."""
+    def dropped(timeout):
+        time.sleep(timeout + 0.05)  # its packets dropped: the connect's timeout passes
+        raise TimeoutError("timed out")
+
+    tried = two_addresses(monkeypatch, dropped)
+    with pytest.raises(WebhookDeliveryError, match="did not answer within 0.3 s"):
+        HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S).post("http://erp.test:9/hook", b"{}", {}, timeout_s=0.3)
+    assert tried == ["192.0.2.1"]
+
+
 def test_a_login_in_the_url_is_sent_as_basic_authorization_and_nowhere_else():
     """ErpWebhookUrl takes `user:password@` (an ERP behind Basic authentication): dropped, it
     had every event refused 401, each parked as refused for good."""
