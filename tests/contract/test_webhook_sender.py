@@ -6,9 +6,10 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -81,6 +82,18 @@ def _loopback() -> tuple[ThreadingHTTPServer, list]:
     return ThreadingHTTPServer(("127.0.0.1", 0), Handler), received
 
 
+@contextmanager
+def serving() -> Iterator[tuple[str, list]]:
+    """The loopback receiver, served on a thread of its own: its base URL and what it received."""
+    server, received = _loopback()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def _trickling() -> tuple[socket.socket, str]:
     """A receiver that reads the request, then answers 200 one byte at a time: every 0.04 s
     (about 2.5 s in all) at /slow, every 0.25 s (about 16 s) at /stalled, and at
@@ -139,18 +152,13 @@ def endpoint(request):
                        "https://erp.example/slow", "https://erp.example/stalled",
                        lambda: [(url.split("erp.example")[1], body, headers) for url, body, headers in sender.posts])
         return
-    server, received = _loopback()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
     slow, trickling = _trickling()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        yield Endpoint(HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S), f"{base}/ok", f"{base}/failing", unreachable,
-                       f"{trickling}/slow", f"{trickling}/stalled",
-                       lambda: list(received))
+        with serving() as (base, received):
+            yield Endpoint(HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S), f"{base}/ok", f"{base}/failing", unreachable,
+                           f"{trickling}/slow", f"{trickling}/stalled",
+                           lambda: list(received))
     finally:
-        server.shutdown()
-        server.server_close()
         slow.close()
 
 
@@ -238,23 +246,14 @@ def test_interim_answers_are_read_past_to_the_answer(endpoint):
 
 
 def test_more_interim_answers_than_are_read_past_are_no_answer():
-    server, _ = _loopback()
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    try:
-        with pytest.raises(WebhookDeliveryError, match="interim answers"):
-            HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S).post(
-                f"http://127.0.0.1:{server.server_address[1]}/too-many-hints", b"{}", {})
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving() as (base, _), pytest.raises(WebhookDeliveryError, match="interim answers"):
+        HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S).post(f"{base}/too-many-hints", b"{}", {})
 
 
 def test_a_host_whose_name_resolves_slowly_is_no_answer_within_the_timeout(monkeypatch):
     """The POST's limit counts resolving the ERP's host name too: a socket's timeout does not
     bound getaddrinfo, and a resolver that takes its own seconds a try held a POST past its
     limit, and the bridge past the close margin it keeps for its delivery records."""
-    server, received = _loopback()
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     resolve = socket.getaddrinfo
 
     def slow_resolver(host, *args, **kwargs):
@@ -264,16 +263,13 @@ def test_a_host_whose_name_resolves_slowly_is_no_answer_within_the_timeout(monke
 
     monkeypatch.setattr(socket, "getaddrinfo", slow_resolver)
     sender = HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S)
-    try:
+    with serving() as (base, received):
         started = time.monotonic()
         with pytest.raises(WebhookDeliveryError, match="did not answer within 1 s"):
-            sender.post(f"http://localhost:{server.server_address[1]}/ok", b"{}", {}, timeout_s=1)
+            sender.post(base.replace("127.0.0.1", "localhost") + "/ok", b"{}", {}, timeout_s=1)
         assert time.monotonic() - started < 3
-        assert sender.post(f"http://127.0.0.1:{server.server_address[1]}/ok", b"{}", {}, timeout_s=1).status == 202
+        assert sender.post(f"{base}/ok", b"{}", {}, timeout_s=1).status == 202
         assert [path for path, _, _ in received] == ["/ok"]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_host_whose_name_does_not_resolve_is_unreachable_at_once(monkeypatch):
@@ -304,16 +300,10 @@ def test_a_url_not_http_or_without_a_host_is_refused_before_any_lookup(monkeypat
 def test_a_url_with_no_path_is_posted_to_the_root():
     """An ERP webhook URL may be the host alone (`https://erp.example`): the POST goes to `/`,
     its query kept."""
-    server, received = _loopback()
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    try:
-        base = f"http://127.0.0.1:{server.server_address[1]}"
+    with serving() as (base, received):
         sender = HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S)
         assert sender.post(base, b"{}", {}).status == 202 and sender.post(f"{base}?tenant=acme", b"{}", {}).status == 202
         assert [path for path, _, _ in received] == ["/", "/?tenant=acme"]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:abc/hook", "http://127.0.0.1:99999/hook"])
@@ -383,15 +373,10 @@ def test_a_host_whose_first_address_refuses_is_reached_at_the_next(monkeypatch):
         raise ConnectionRefusedError(111, "Connection refused")
 
     tried = two_addresses(monkeypatch, refused)
-    server, received = _loopback()
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    try:
-        url = f"http://erp.test:{server.server_address[1]}/ok"
+    with serving() as (base, received):
+        url = base.replace("127.0.0.1", "erp.test") + "/ok"
         assert HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S).post(url, b"{}", {}, timeout_s=2).status == 202
         assert tried == ["192.0.2.1", "127.0.0.1"] and [path for path, _, _ in received] == ["/ok"]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_no_address_is_tried_once_the_first_has_taken_the_posts_limit(monkeypatch):
@@ -412,16 +397,11 @@ def test_a_login_in_the_url_is_sent_as_basic_authorization_and_nowhere_else():
     had every event refused 401, each parked as refused for good."""
     import base64
 
-    server, received = _loopback()
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    port = server.server_address[1]
     sender = HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S)
-    try:
+    with serving() as (base, received):
+        port = int(base.rsplit(":", 1)[1])
         assert sender.post(f"http://erp%40acme:p%C3%A4ss:w0rd@127.0.0.1:{port}/ok?tenant=acme", b"{}", {}).status == 202
-        assert sender.post(f"http://127.0.0.1:{port}/ok", b"{}", {}).status == 202
-    finally:
-        server.shutdown()
-        server.server_close()
+        assert sender.post(f"{base}/ok", b"{}", {}).status == 202
     (path, _, headers), (_, _, plain) = received
     assert base64.b64decode(headers["Authorization"].removeprefix("Basic ")).decode() == "erp@acme:päss:w0rd"
     assert headers["Authorization"].startswith("Basic ") and path == "/ok?tenant=acme"
@@ -436,26 +416,14 @@ def test_an_answer_whose_headers_http_client_refuses_is_its_status_line(path, st
     was sent again on every retry, a duplicate each time to an ERP that keeps every POST. Its
     status line is the answer (its headers unread, its connection not kept), and the next POST
     on the sender is answered as ever."""
-    server, received = _loopback()
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
     sender = HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S)
-    try:
+    with serving() as (base, received):
         assert sender.post(f"{base}{path}", b"{}", {}).status == status
         assert sender.post(f"{base}/ok", b"{}", {}).status == 202
-    finally:
-        server.shutdown()
-        server.server_close()
     assert [path for path, _, _ in received] == [path, "/ok"]
 
 
 def test_a_refusal_whose_headers_http_client_refuses_comes_back_with_its_reason_phrase():
-    server, _ = _loopback()
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    try:
-        answer = HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S).post(
-            f"http://127.0.0.1:{server.server_address[1]}/crowded/422", b"{}", {})
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving() as (base, _):
+        answer = HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S).post(f"{base}/crowded/422", b"{}", {})
     assert (answer.status, answer.reason, answer.text) == (422, "Unprocessable Entity", "")
