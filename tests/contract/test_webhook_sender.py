@@ -15,7 +15,7 @@ import pytest
 
 from chalicelib.adapters.memory_events import InMemoryWebhookSender
 from chalicelib.adapters.webhook import HttpWebhookSender
-from chalicelib.defaults import WEBHOOK_INTERIM_ANSWERS
+from chalicelib.defaults import WEBHOOK_ANSWER_TEXT_BYTES, WEBHOOK_INTERIM_ANSWERS, WEBHOOK_URL_MAX_CHARS
 from chalicelib.domain.errors import WebhookDeliveryError
 from scripts.emulator import free_port
 
@@ -38,9 +38,22 @@ def _loopback() -> tuple[ThreadingHTTPServer, list]:
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             received.append((self.path, body, dict(self.headers)))
-            if self.path.endswith("/moved"):  # to another host: never followed
-                self.send_response(302)
+            if self.path.endswith("/moved-far"):  # a Location longer than any webhook URL taken
+                self.send_response(307)
+                self.send_header("Location", "http://other.example/" + "x" * 5000)
+            elif "/moved" in self.path:  # to another host: never followed. /moved/<status>: that 3xx
+                self.send_response(int(self.path.rsplit("/", 1)[1]) if self.path[-1].isdigit() else 302)
                 self.send_header("Location", "http://other.example/hook")
+            elif self.path.endswith("/dropped"):  # read, then the connection closed with no answer
+                self.close_connection = True
+                return
+            elif self.path.endswith("/refused-at-length"):  # a reason phrase and a body past what is kept
+                text = "Kunde „Müller“ unbekannt. ".encode() * 100
+                self.send_response(422, "  Unknown tenant: " + "acme " * 100)
+                self.send_header("Content-Length", str(len(text)))
+                self.end_headers()
+                self.wfile.write(text)
+                return
             elif self.path.endswith("/hints"):  # as many interim answers as are read past, then the answer
                 for interim in (102, *[103] * (WEBHOOK_INTERIM_ANSWERS - 1)):
                     self.send_response_only(interim)
@@ -390,6 +403,66 @@ def test_no_address_is_tried_once_the_first_has_taken_the_posts_limit(monkeypatc
     with pytest.raises(WebhookDeliveryError, match="did not answer within 0.3 s"):
         HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S).post("http://erp.test:9/hook", b"{}", {}, timeout_s=0.3)
     assert tried == ["192.0.2.1"]
+
+
+@pytest.mark.parametrize("status", [300, 302, 308])
+def test_every_3xx_comes_back_with_where_it_points(status):
+    """A 3xx is not followed: where it points is kept for the operator, who decides whether the
+    ERP has moved. 300 Multiple Choices names its preferred place in Location as the others do."""
+    with serving() as (base, _):
+        answer = HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S).post(f"{base}/moved/{status}", b"{}", {})
+    assert (answer.status, answer.location) == (status, "http://other.example/hook")
+
+
+def test_what_an_answer_says_is_kept_no_longer_than_the_defaults_allow():
+    """A receiver's words go into the delivery record and the operator's log: its reason phrase
+    to 200 characters, its body's start to WEBHOOK_ANSWER_TEXT_BYTES read as UTF-8, a Location
+    to WEBHOOK_URL_MAX_CHARS, however long the receiver made them."""
+    sender = HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S)
+    with serving() as (base, _):
+        refused = sender.post(f"{base}/refused-at-length", b"{}", {})
+        moved = sender.post(f"{base}/moved-far", b"{}", {})
+    assert refused.reason == ("Unknown tenant: " + "acme " * 100)[:200]
+    assert refused.text == ("Kunde „Müller“ unbekannt. " * 100).encode()[:WEBHOOK_ANSWER_TEXT_BYTES].decode(errors="replace").strip()
+    assert refused.text.startswith("Kunde „Müller“ unbekannt.")
+    assert moved.location == ("http://other.example/" + "x" * 5000)[:WEBHOOK_URL_MAX_CHARS]
+
+
+def test_a_post_whose_connection_closes_unanswered_is_no_answer_and_not_sent_again():
+    """A new connection closed after the POST went out may have delivered it (the receiver died
+    before its answer): that is a failed delivery, retried by the bridge with its backoff, not
+    a POST sent again at once, and no error of another kind."""
+    with serving() as (base, received):
+        with pytest.raises(WebhookDeliveryError, match="^webhook unreachable: "):
+            HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S).post(f"{base}/dropped", b"{}", {})
+    assert [path for path, _, _ in received] == ["/dropped"]
+
+
+def test_a_header_http_cannot_carry_is_a_failed_delivery_and_nothing_is_sent():
+    """A header value with a line break (a misconfigured value) would split the request:
+    http.client refuses it, and the POST is a failed delivery saying why, no error of another
+    kind out of the bridge's batch."""
+    with serving() as (base, received):
+        with pytest.raises(WebhookDeliveryError, match="unreachable: Invalid header value"):
+            HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S).post(f"{base}/ok", b"{}", {"X-Tenant": "acme\r\nX-Evil: 1"})
+    assert received == []
+
+
+def test_a_connect_that_ends_past_the_posts_limit_sends_nothing(monkeypatch):
+    """A connect that completes only after the POST's limit (a slow handshake the watchdog had
+    no socket to cut) is given up: the POST is unanswered and never sent, since a POST sent
+    after its caller gave up would be delivered twice when the bridge retries it."""
+    connect = socket.create_connection
+
+    def slow_handshake(address, timeout=None, source_address=None):
+        time.sleep(timeout + 0.1)
+        return connect(address, 5, source_address)
+
+    monkeypatch.setattr(socket, "create_connection", slow_handshake)
+    with serving() as (base, received):
+        with pytest.raises(WebhookDeliveryError, match="did not answer within 0.3 s"):
+            HttpWebhookSender(timeout_s=SENDER_TIMEOUT_S).post(f"{base}/ok", b"{}", {}, timeout_s=0.3)
+    assert received == []
 
 
 def test_a_login_in_the_url_is_sent_as_basic_authorization_and_nowhere_else():
