@@ -64,6 +64,29 @@ def test_a_post_whose_kept_connection_closes_under_it_is_sent_once_on_a_new_one(
     assert receiver.connections == 2
 
 
+def test_a_kept_connection_with_an_answer_no_post_asked_for_is_not_used(receiver):
+    """A receiver (or a proxy before it) that writes a second answer after the first has left
+    it waiting on the kept connection: the next POST sent there would read it as its own, a 200
+    for a POST that had not yet arrived. A kept connection with anything to read is closed and
+    the POST goes on a new one."""
+    sender = HttpWebhookSender()
+    assert post(sender, f"{receiver.base}/ok-then-stray", b"first") == 202
+    receiver.stray_asked.set()  # the first answer read whole: the stray one comes after it
+    assert receiver.strays.acquire(timeout=5)
+    assert post(sender, f"{receiver.base}/ok", b"second") == 202
+    assert receiver.answered == [b"first", b"second"] and receiver.connections == 2
+
+
+def test_a_kept_connection_outlives_the_limit_of_the_post_it_carried(receiver):
+    """Each POST's limit bounds that POST alone: once its answer is in, nothing cuts the
+    connection it leaves kept, and a POST after that limit has passed still uses it."""
+    sender = HttpWebhookSender(timeout_s=0.3)
+    assert post(sender, f"{receiver.base}/ok", b"1") == 202
+    time.sleep(0.6)  # past the first POST's limit, well inside the idle bound
+    assert post(sender, f"{receiver.base}/ok", b"2") == 202
+    assert receiver.connections == 1
+
+
 class _BreaksOnSend(http.client.HTTPConnection):
     """A kept connection (its socket open and idle) whose POST fails with `error` as it is sent."""
 
@@ -221,6 +244,7 @@ def test_an_open_idle_connection_reads_as_usable_and_a_closed_one_does_not():
     finally:
         ours.close()
         other.close()
+    assert not _idle_and_open(Held(ours))  # closed on this side: select refuses its descriptor
 
 
 def test_the_bench_counts_a_connection_a_post_closed_and_one_a_round_kept():

@@ -15,6 +15,8 @@ class CountingReceiver:
     - `/ok`: 202, the connection kept open;
     - `/close`: 202 with `Connection: close`;
     - `/ok-then-close`: 202 with no word of closing, then closes (an idle timeout of zero);
+    - `/ok-then-stray`: 202, the connection kept open, then, once `stray_asked` is set, a
+      second `200 OK` no request asked for (`strays` released once it is sent);
     - `/drop-second`: the second POST on a connection is read and not answered, the connection
       closed (a server timing out an idle connection just as a POST arrives);
     - `/hint-then-drop-second`: the second POST on a connection gets `102 Processing` and then
@@ -31,6 +33,8 @@ class CountingReceiver:
         self.connections = 0
         self.answered: list[bytes] = []
         self.interim: list[bytes] = []  # the bodies answered with an interim answer alone
+        self.stray_asked = threading.Event()  # /ok-then-stray's second answer may go
+        self.strays = threading.Semaphore(0)  # one release per answer sent unasked
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -86,6 +90,11 @@ class CountingReceiver:
                 self.wfile.write(text)
                 if self.path == "/ok-then-close":
                     self.close_connection = True
+                if self.path == "/ok-then-stray" and receiver.stray_asked.wait(5):
+                    self.wfile.flush()
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    self.wfile.flush()
+                    receiver.strays.release()
 
             def log_message(self, *args: Any) -> None:
                 return
