@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.composition import Container
+from chalicelib.defaults import MAX_BODY_BYTES
 from chalicelib.settings import SettingsError, load_settings, refused_variables
 
 BASE = {"JOBPIPE_TABLE": "jobs", "JOBPIPE_IDEMPOTENCY_TABLE": "idem", "JOBPIPE_QUEUE_URL_HIGH": "h",
@@ -209,6 +210,27 @@ def test_a_bound_the_settings_hold_a_variable_to_is_shown_as_the_docs_write_it()
         "JOBPIPE_TOKEN_MAX_LIFETIME_S": "Input should be less than or equal to 2,592,000"}
     assert refused_variables({"JOBPIPE_MAX_BODY_BYTES": "1"}) == {
         "JOBPIPE_MAX_BODY_BYTES": "Input should be greater than or equal to 1,024"}
+
+
+@pytest.mark.parametrize("variable, refused, taken", [
+    ("JOBPIPE_MAX_BODY_BYTES", ("1023", str(MAX_BODY_BYTES + 1)), ("1024", str(MAX_BODY_BYTES))),
+    ("JOBPIPE_INLINE_LIMIT_BYTES", ("1023", "131073"), ("1024", "131072")),
+    ("JOBPIPE_IDEMPOTENCY_TTL_S", ("59",), ("60", "2592000")),
+    ("JOBPIPE_AWS_CONNECT_TIMEOUT_S", ("0", "-1", "60.5"), ("0.1", "60")),
+    ("JOBPIPE_AWS_READ_TIMEOUT_S", ("0", "300.5"), ("0.5", "300")),
+    ("JOBPIPE_AWS_MAX_ATTEMPTS", ("0", "11"), ("1", "10")),
+])
+def test_a_variable_no_parameter_checks_is_held_to_its_bounds_when_read(variable, refused, taken):
+    """The template writes these variables itself, so no parameter checks them; a function
+    still reads whatever a console edit or an emulator set. A body limit past what reaches a
+    function (MAX_BODY_BYTES), an inline payload past what fits a job's item beside its record (128 KiB),
+    idempotency kept under a minute, an AWS call that cannot connect, never times out or is
+    never tried: each is refused naming the variable, and each edge itself is taken."""
+    for value in refused:
+        assert set(refused_variables({**BASE, variable: value})) == {variable}, value
+    for value in taken:
+        assert refused_variables({**BASE, variable: value}) == {}, value
+        load_settings({**BASE, variable: value})
 
 
 WEBHOOK_URLS = ("http://127.0.0.1:8099/erp", "HTTPS://erp.example", "https://user:pw@erp.example:8443/x?y#z",
