@@ -55,6 +55,19 @@ def test_secret_parameters_are_referenced_only_where_they_belong(template):
         assert template["Parameters"][parameter].get("NoEcho") is True
 
 
+def test_every_variable_the_template_gives_a_function_is_read_by_its_settings(template):
+    """A variable the template sets and no setting reads (its name mistyped, or its line gone
+    from chalicelib/settings.py's _ENV) leaves the function on a default without a word: the
+    stats table unnamed, the artifacts bucket unknown, events put on the default bus. Only
+    Powertools' own variables are read elsewhere."""
+    from chalicelib.settings import _ENV
+
+    given = {name for function in functions(template) for name in environment(template, function)}
+    assert {"JOBPIPE_STATS_TABLE", "JOBPIPE_BUCKET", "JOBPIPE_EVENT_BUS"} <= given
+    unread = {name for name in given - set(_ENV.values()) if not name.startswith("POWERTOOLS_")}
+    assert not unread, f"set by the template, read by no setting: {sorted(unread)}"
+
+
 def test_demo_types_are_off_unless_the_stack_turns_them_on(template):
     assert template["Parameters"]["DemoJobTypes"]["Default"] == "false"
 
