@@ -34,6 +34,8 @@ def test_a_weak_or_padded_auth_secret_is_refused(secret):
 def test_the_webhook_needs_both_url_and_secret_where_it_is_delivered():
     with pytest.raises(SettingsError, match="ERP_WEBHOOK_SECRET"):
         load_settings({**BASE, "ERP_WEBHOOK_URL": "https://erp.example/hook"}).require_webhook()
+    with pytest.raises(SettingsError, match="ERP_WEBHOOK_URL"):
+        load_settings({**BASE, "ERP_WEBHOOK_SECRET": "k" * 32}).require_webhook()
     settings = load_settings({**BASE, "ERP_WEBHOOK_URL": "https://erp.example/hook", "ERP_WEBHOOK_SECRET": "k" * 32})
     assert settings.require_webhook() == ("https://erp.example/hook", "k" * 32)
 
@@ -221,8 +223,9 @@ def test_a_bound_the_settings_hold_a_variable_to_is_shown_as_the_docs_write_it()
     ("JOBPIPE_AWS_MAX_ATTEMPTS", ("0", "11"), ("1", "10")),
 ])
 def test_a_variable_no_parameter_checks_is_held_to_its_bounds_when_read(variable, refused, taken):
-    """The template writes these variables itself, so no parameter checks them; a function
-    still reads whatever a console edit or an emulator set. A body limit past what reaches a
+    """No parameter checks these variables: the template writes the AWS clients' timeouts and
+    tries itself, per function, and leaves the rest to an operator; a function still reads
+    whatever a console edit or an emulator set. A body limit past what reaches a
     function (MAX_BODY_BYTES), an inline payload past what fits a job's item beside its record (128 KiB),
     idempotency kept under a minute, an AWS call that cannot connect, never times out or is
     never tried: each is refused naming the variable, and each edge itself is taken."""
@@ -231,6 +234,32 @@ def test_a_variable_no_parameter_checks_is_held_to_its_bounds_when_read(variable
     for value in taken:
         assert refused_variables({**BASE, variable: value}) == {}, value
         load_settings({**BASE, variable: value})
+
+
+def test_an_empty_variable_keeps_the_default_and_the_edges_of_a_rule_are_taken():
+    """A variable set to "" (a template condition's empty branch) is no value: the default
+    holds and nothing is refused. A token claim may use every printable ASCII character, the
+    space and the tilde too; a redelivery cap equal to its base is a steady wait."""
+    assert load_settings({**BASE, "JOBPIPE_RETENTION_DAYS": ""}).retention_days == load_settings(BASE).retention_days
+    assert refused_variables({**BASE, "JOBPIPE_RETENTION_DAYS": "", "JOBPIPE_EVENT_BUS": ""}) == {}
+    claims = load_settings({**BASE, "JOBPIPE_TOKEN_ISSUER": "https://id.example/~ops", "JOBPIPE_TOKEN_AUDIENCE": "job pipe"})
+    assert (claims.token_issuer, claims.token_audience) == ("https://id.example/~ops", "job pipe")
+    steady = load_settings({**BASE, "JOBPIPE_REDELIVERY_BASE_S": "60", "JOBPIPE_REDELIVERY_MAX_S": "60"})
+    assert [steady.redelivery_wait_s(n) for n in (1, 2, 5)] == [60, 60, 60]
+
+
+def test_only_the_dead_letter_queues_configured_are_named_and_the_jobs_ones_fall_back():
+    """An operator's routes list the dead-letter queues of this stack: one not configured is
+    not named (a route would call a queue with no URL), and a redrive target not configured is
+    not offered. A priority with no dead-letter queue of its own shares the normal one's."""
+    bare = load_settings(BASE)
+    assert bare.other_dead_letters == {} and bare.targeted_dead_letters == {"event_delivery": []}
+    assert bare.dead_letter_urls == dict.fromkeys(("high", "normal", "low"), BASE["JOBPIPE_DLQ_URL"])
+    some = load_settings({**BASE, "JOBPIPE_CACHE_DLQ_URL": "cache-dlq", "JOBPIPE_CACHE_QUEUE_URL": "cache",
+                          "JOBPIPE_DLQ_URL_HIGH": "dlq-high"})
+    assert some.other_dead_letters == {"cache_invalidation": ("cache-dlq", "cache")}
+    assert some.targeted_dead_letters == {"event_delivery": ["cache"]}
+    assert some.dead_letter_urls == {"high": "dlq-high", "normal": BASE["JOBPIPE_DLQ_URL"], "low": BASE["JOBPIPE_DLQ_URL"]}
 
 
 WEBHOOK_URLS = ("http://127.0.0.1:8099/erp", "HTTPS://erp.example", "https://user:pw@erp.example:8443/x?y#z",
