@@ -21,8 +21,12 @@ from chalicelib.domain.errors import InvalidRequestError
     lambda v: keys.run_key(v, 1),
     lambda v: keys.artifact_key("j1", v),
     lambda v: keys.artifact_key(v, "a.txt"),
+    lambda v: keys.tenant_counter_key(v),
+    lambda v: keys.finished_partition(v, 1),
 ])
-@pytest.mark.parametrize("value", ["a#Y#x", "a#", "", "a\nb", "a\x00"])
+# Beside the separator: the control characters at both ends of their ranges (NUL and US, DEL),
+# and a value that is no text at all: each refused as a bad request, never a TypeError.
+@pytest.mark.parametrize("value", ["a#Y#x", "a#", "", "a\nb", "a\x00", "a\x1f", "a\x7f", 5])
 def test_no_key_part_may_hold_the_separator_or_control_characters(build, value):
     with pytest.raises(InvalidRequestError):
         build(value)
