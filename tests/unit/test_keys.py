@@ -1,6 +1,8 @@
 """Storage keys: built in one place, from parts that cannot reach into another's prefix."""
 from __future__ import annotations
 
+import zlib
+
 import pytest
 
 from chalicelib.adapters import dynamodb_items as keys
@@ -45,3 +47,18 @@ def test_keys_keep_their_layout():
     assert keys.scope_partition("acme", "p/1@x") == "SCOPE#acme#p/1@x"
     assert keys.finished_partition("2026-01-02", 5) == "FIN#2026-01-02#5"
     assert keys.job_id_of(keys.job_partition("j-1")) == "j-1"
+
+
+def test_the_finished_and_due_indexes_keep_their_sharding():
+    """A job's entries in by_finished_day and by_due sit in shard crc32(id) % 8 of their
+    partition, under its finish day and due time: the items already in the table were written
+    there, and a read over another layout would pass them by (a finished job never cleaned up,
+    a due job never reconciled)."""
+    at = "2026-01-02T03:04:05.000Z"
+    shards = set()
+    for job_id in (f"j-{n}" for n in range(32)):
+        shard = zlib.crc32(job_id.encode()) % 8
+        shards.add(shard)
+        assert keys.finished_keys(job_id, at) == (f"FIN#2026-01-02#{shard}", f"{at}#{job_id}")
+        assert keys.due_keys(job_id, at) == (f"DUE#{shard}", f"{at}#{job_id}")
+    assert shards == set(range(8))
