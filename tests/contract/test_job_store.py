@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from chalicelib.defaults import FILTERED_LISTING_READS, MAX_PROGRESS_DETAILS_BYTES
+from chalicelib.defaults import BATCH_GET_MAX, FILTERED_LISTING_READS, MAX_PROGRESS_DETAILS_BYTES
 from chalicelib.domain.errors import (
     AttemptEndedError,
     BlobNotFoundError,
@@ -96,6 +96,15 @@ def test_get_many_returns_the_jobs_that_exist(adapters):
     found = adapters.store.get_many([jobs[0].id, "missing", jobs[2].id, jobs[0].id])
     assert found == {jobs[0].id: jobs[0], jobs[2].id: jobs[2]}
     assert adapters.store.get_many([]) == {}
+
+
+def test_get_many_past_one_batch_returns_every_job(adapters):
+    """More ids than one BatchGetItem takes are read batch after batch: the job at each batch's
+    edge is found like the others (a batch poll or the reconciler's page asks for that many)."""
+    jobs = [make_job(i) for i in range(BATCH_GET_MAX + 2)]
+    for job in jobs:
+        adapters.store.create(job)
+    assert adapters.store.get_many([job.id for job in jobs]) == {job.id: job for job in jobs}
 
 
 def test_get_many_for_a_tenant_leaves_out_another_tenants_jobs(adapters):
