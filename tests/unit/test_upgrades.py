@@ -3,6 +3,7 @@ is read, run and announced as they meant it. Each older shape is built here as t
 wrote it, from the history of the code (git log -S '<field>')."""
 from __future__ import annotations
 
+import json
 from typing import Any, Optional
 
 from chalicelib.adapters.dynamodb_items import attribute_value, item_to_job, item_to_run, job_to_item
@@ -94,3 +95,14 @@ def test_a_rolled_back_version_reads_what_a_newer_one_wrote():
            "host": attribute_value("w-1")}
     read = item_to_run(run)
     assert (read.status, read.started_at, read.error) == (JobStatus.FAILED, T, JobErrorInfo(code="timeout", message="late"))
+
+
+def test_progress_details_an_earlier_version_kept_as_a_map_read_back_as_reported():
+    """Before 158979b a report's details were kept as a DynamoDB map, numbers as Decimals. Such
+    an item still reads back as the handler reported them: an integer as an integer and a
+    fraction as a fraction, in a list or a nested object too, as the job's answer shows them."""
+    reported = {"rows": 3, "ratio": 0.5, "pages": [1, 2.5], "last": {"row": 7}}
+    item = job_to_item(_running(3, 40.0))
+    older = {**item, "progress": {"M": {**item["progress"]["M"], "details": attribute_value(reported)}}}
+    answered = json.loads(item_to_job(older).model_dump_json())["progress"]["details"]
+    assert json.dumps(answered, sort_keys=True) == json.dumps(reported, sort_keys=True)
