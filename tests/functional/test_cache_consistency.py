@@ -5,9 +5,11 @@ import json
 import re
 import uuid
 
+from chalicelib import composition
 from tests.functional.conftest import LambdaContext, auth, invoke_worker, receive_all, sqs_event
 from tests.functional.test_api import run_worker, submit
 from tests.functional.test_events import publish_stream, stream  # noqa: F401  (fixtures)
+from tests.support.dynamodb_calls import recorded_calls
 
 
 def put(client, scope, namespace, value, **headers):
@@ -171,3 +173,14 @@ def test_a_start_invalidates_nothing_and_a_value_stored_while_the_job_runs_is_in
     miss = read(client, "p-13", "steps-summary")
     assert miss.status_code == 404 and miss.json_body["invalidated_by"] == job["id"]
     assert miss.json_body["generation"] == 1
+
+
+def test_cache_and_task_reads_are_strongly_consistent(client, aws):
+    """A cache read or a scope's tasks read right after a completion must see what its write
+    did (the generation it bumped, the completion it recorded): each is a strongly consistent
+    read, which an eventually consistent one, answered by a replica behind, would not be."""
+    put(client, "p-11", "steps-summary", {"rows": 1})
+    calls = recorded_calls(composition.container().cache_store._ddb)
+    assert read(client, "p-11", "steps-summary").status_code == 200
+    assert client.http.get("/scopes/p-11/tasks", headers=auth()).status_code == 200
+    assert [(name, params.get("ConsistentRead")) for name, params in calls] == [("GetItem", True), ("Query", True)]
