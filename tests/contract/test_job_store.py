@@ -236,6 +236,20 @@ def test_apply_with_a_run_writes_both_and_a_later_run_write_keeps_the_start_time
     assert adapters.store.runs("00000000-0000-4000-8000-999999999999") == []
 
 
+def test_a_jobs_runs_past_one_query_page_are_read_whole(adapters):
+    """A job of hundreds of failed attempts keeps more runs than one Query returns (1 MB): its
+    runs are read page after page, every attempt once, in order."""
+    from tests.contract.test_finished_jobs import _SmallQueryPages
+
+    job = running(adapters.store, make_job(1))
+    for attempt in range(2, 8):
+        job = adapters.store.apply(job, JobStatus.RUNNING, ChangeSet({"attempts": attempt}, run=Run(
+            job_id=job.id, attempt=attempt, status=JobStatus.RUNNING, started_at=f"2026-01-01T00:0{attempt}:00.000Z")))
+    if adapters.kind == "aws":
+        adapters.store._ddb = _SmallQueryPages(adapters.store._ddb)
+    assert [run.attempt for run in adapters.store.runs(job.id)] == list(range(1, 8))
+
+
 def _start(attempt: int, **extra) -> ChangeSet:
     return ChangeSet({"status": JobStatus.RUNNING, "attempts": attempt, "lease_expires_at": "2026-01-01T00:11:00.000Z",
                       "due_at": "2026-01-01T00:11:00.000Z", "progress": Progress(percent=0, step="started"), **extra})
