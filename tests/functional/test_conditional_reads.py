@@ -163,3 +163,22 @@ def test_a_listing_s_tag_changes_with_a_new_job_and_with_its_next_page(client, a
     assert full.status_code == 200 and full.json_body["next_cursor"] and full.headers["ETag"] != tag
     client.http.delete(f"/jobs/{newest['id']}", headers=auth())
     assert read(client, "GET", "/jobs?limit=2", etag=full.headers["ETag"]).status_code == 200
+
+
+def test_a_listing_reads_its_jobs_eventually_consistent(client, aws, dynamodb_calls):
+    """A listing's index is eventually consistent, so its page's jobs are read the same way, at
+    half a consistent read's cost, in one BatchGetItem after the index's Query."""
+    submit(client)
+    dynamodb_calls.clear()
+    assert read(client, "GET", "/jobs?limit=5").status_code == 200
+    assert [(name, params.get("RequestItems", {}).get("jobs", {}).get("ConsistentRead")) for name, params in
+            dynamodb_calls] == [("Query", None), ("BatchGetItem", None)]
+
+
+def test_a_jobs_runs_are_read_consistently(client, aws, dynamodb_calls):
+    """The run of an attempt that just ended is written with its job's end: a read of the job's
+    runs after it must show it, so their Query is strongly consistent."""
+    job = submit(client)
+    dynamodb_calls.clear()
+    assert read(client, "GET", f"/jobs/{job['id']}/runs").status_code == 200
+    assert [params.get("ConsistentRead") for name, params in dynamodb_calls if name == "Query"] == [True]
