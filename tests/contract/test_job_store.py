@@ -813,6 +813,15 @@ def _cursor(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode()
 
 
+def test_a_job_created_in_a_status_is_listed_under_it(adapters):
+    """`create` writes a job in the status it holds, whichever it is: the by_status listing
+    shows it under that status, as the in-memory twin does, never under queued."""
+    failed = make_job(1, status=JobStatus.FAILED, error=JobErrorInfo(code="boom", message="it broke"), attempts=3)
+    adapters.store.create(failed)
+    assert [j.id for j in adapters.store.list_jobs(JobQuery("acme", status=JobStatus.FAILED)).jobs] == [failed.id]
+    assert adapters.store.list_jobs(JobQuery("acme", status=JobStatus.QUEUED)).jobs == []
+
+
 def test_filters_by_status_by_type_and_by_both(adapters):
     jobs = []
     for i in range(12):
