@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 
 from chalicelib.adapters.artifacts import DynamoArtifactStore
 from chalicelib.adapters.dynamodb import DynamoJobStore
@@ -17,12 +17,20 @@ from chalicelib.adapters.eventbridge import EventBridgePublisher
 from chalicelib.adapters.reconciler_log import DynamoReconcilerLog
 from chalicelib.adapters.retention import DynamoFinishedJobs
 from chalicelib.adapters.s3 import S3BlobStore
+from chalicelib.adapters.sqs import SqsDeadLetterQueue, SqsJobQueue
+from chalicelib.adapters.sqs_operations import SqsQueueOperations
 from chalicelib.adapters.stats import DynamoStatsStore
-from chalicelib.domain.errors import EventPublishError, StoreUnavailableError
+from chalicelib.domain.errors import (
+    DeadLetterUnavailableError,
+    EventPublishError,
+    LetterUnconfirmedError,
+    QueueUnavailableError,
+    StoreUnavailableError,
+)
 from chalicelib.domain.events import JobEvent
 from chalicelib.domain.job import Job, Progress, Run
 from chalicelib.domain.status import JobStatus
-from chalicelib.ports import ChangeSet, Expectation, SubmissionKey, TaskCompletion
+from chalicelib.ports import ChangeSet, DeadLetter, Expectation, JobMessage, SubmissionKey, TaskCompletion
 
 JOB_ID = "00000000-0000-4000-8000-000000000001"
 AT = "2026-01-01T00:00:00.000Z"
@@ -163,3 +171,90 @@ def test_a_blob_delete_s3_answers_with_keys_it_could_not_delete_is_store_unavail
     with pytest.raises(StoreUnavailableError, match="could not delete 1 objects") as raised:
         S3BlobStore(client, "b").delete(["tmp/a", "tmp/b"])
     assert raised.value.details == [{"key": "tmp/b", "code": "AccessDenied"}]
+
+
+_ARN = "arn:aws:sqs:us-east-1:000000000000:jobs-normal"
+_LETTER = DeadLetter("m-1", {}, None, receipt="r-1")
+
+
+def _jobs_queue(client: Any) -> SqsJobQueue:
+    return SqsJobQueue(client, {"normal": "http://q/000000000000/jobs-normal"},
+                       {"normal": "http://q/000000000000/jobs-normal-dlq"})
+
+
+def _operations(client: Any) -> SqsQueueOperations:
+    return SqsQueueOperations(client, {"normal": "http://q/000000000000/jobs-normal"},
+                              {"normal": "http://q/000000000000/jobs-normal-dlq"})
+
+
+QUEUE_CALLS: dict[str, Callable[[Any], Any]] = {
+    "send": lambda c: _jobs_queue(c).send(JobMessage(JOB_ID, 1), priority="normal"),
+    "dead letter": lambda c: _jobs_queue(c).dead_letter(JobMessage(JOB_ID, 1), priority="normal", reason={}),
+    "dead letter a body": lambda c: _jobs_queue(c).dead_letter_body("x", priority="normal", reason="no job"),
+    "visibility": lambda c: _jobs_queue(c).set_visibility(_ARN, "r-1", 30),
+    "visibility of many": lambda c: _jobs_queue(c).set_visibility_many(_ARN, ["r-1"], 30),
+    "hand back": lambda c: _jobs_queue(c).hand_back(_ARN, [("{}", 1)]),
+    "acknowledge": lambda c: _jobs_queue(c).acknowledge(_ARN, "r-1"),
+    "acknowledge many": lambda c: _jobs_queue(c).acknowledge_many(_ARN, ["r-1"]),
+    "park": lambda c: SqsDeadLetterQueue(c, "http://q/000000000000/subscriber-dlq").park("x", "refused"),
+}
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+@pytest.mark.parametrize("call", QUEUE_CALLS)
+def test_a_queue_call_sqs_refused_or_never_answered_is_queue_unavailable(call, failure):
+    """A send, a visibility change, a delete or a park SQS refused or never answered is
+    QueueUnavailableError, its cause chained: the worker leaves the message to come back, the
+    API answers 503, and a botocore exception reaches neither."""
+    cause = FAILURES[failure]
+    with pytest.raises(QueueUnavailableError) as raised:
+        QUEUE_CALLS[call](Failing(cause))
+    assert isinstance(raised.value.__cause__, type(cause()))
+
+
+@pytest.mark.parametrize("failure, unconfirmed", [
+    (FAILURES["refused"], False), (FAILURES["timed out"], True), (FAILURES["unreachable"], False),
+    (lambda: ConnectionClosedError(endpoint_url="http://127.0.0.1:4566/"), True),
+], ids=["refused", "timed out", "unreachable", "connection closed"])
+def test_a_dead_letter_whose_answer_was_lost_is_unconfirmed_and_one_never_sent_is_not(failure, unconfirmed):
+    """A job's dead letter whose send timed out, or whose connection closed under it, may be on
+    its queue (LetterUnconfirmedError: the reconciler looks there before parking it again); one
+    SQS refused, or that found no connection, is not there, and is sent again as any
+    unavailable queue's."""
+    with pytest.raises(QueueUnavailableError) as raised:
+        QUEUE_CALLS["dead letter"](Failing(failure))
+    assert isinstance(raised.value, LetterUnconfirmedError) is unconfirmed
+
+
+OPERATION_CALLS: dict[str, Callable[[Any], Any]] = {
+    "queue depth": lambda c: _operations(c).queue_depth("normal"),
+    "dead letter depth": lambda c: _operations(c).dead_letter_depth("normal"),
+    "peek": lambda c: _operations(c).peek_dead_letters("normal", 5),
+    "show again": lambda c: _operations(c).show_dead_letters("normal", [_LETTER]),
+    "delete": lambda c: _operations(c).delete_dead_letters("normal", [_LETTER]),
+    "redrive": lambda c: _operations(c).redrive("normal", 5),
+}
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+@pytest.mark.parametrize("call", OPERATION_CALLS)
+def test_a_queue_operation_sqs_refused_or_never_answered_is_dead_letter_unavailable(call, failure):
+    """An operator's read, peek, delete or redrive SQS refused or never answered is
+    DeadLetterUnavailableError, its cause chained: the route answers 503 for that queue and the
+    listing of every queue goes on to the others."""
+    cause = FAILURES[failure]
+    with pytest.raises(DeadLetterUnavailableError) as raised:
+        OPERATION_CALLS[call](Failing(cause))
+    assert isinstance(raised.value.__cause__, type(cause()))
+
+
+@pytest.mark.parametrize("failure, error", [("refused", "InternalServerError"),
+                                            ("unreachable", "EndpointConnectionError: Could not connect")])
+def test_a_queue_sqs_refused_or_never_answered_is_an_unhealthy_check(failure, error):
+    """Health reads every queue and dead-letter queue: one SQS refuses (its error code) or
+    that never answers (the exception, named) is a check that is not ok, not an error of the
+    whole health answer."""
+    checks = _operations(Failing(FAILURES[failure])).health()
+    assert [(c["name"], c["kind"], c["ok"]) for c in checks] == [
+        ("jobs-normal", "queue", False), ("jobs-normal-dlq", "dlq", False)]
+    assert all(c["error"].startswith(error) for c in checks)
