@@ -258,3 +258,26 @@ def test_a_queue_sqs_refused_or_never_answered_is_an_unhealthy_check(failure, er
     assert [(c["name"], c["kind"], c["ok"]) for c in checks] == [
         ("jobs-normal", "queue", False), ("jobs-normal-dlq", "dlq", False)]
     assert all(c["error"].startswith(error) for c in checks)
+
+
+class _ReceivesOneLetter(Failing):
+    """An SQS client that receives one job's letter from any queue and fails every other call."""
+
+    def receive_message(self, **_kwargs: Any) -> dict[str, Any]:
+        return {"Messages": [{"MessageId": "m-1", "ReceiptHandle": "r-1",
+                              "Body": f'{{"job_id": "{JOB_ID}", "attempt": 1}}'}]}
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_a_redrive_whose_send_and_then_whose_show_again_fail_is_dead_letter_unavailable(failure):
+    """A redrive read its letter, then SQS failed the send, and then the call that shows the
+    letter again at once: the letter comes back by itself after PEEK_HIDE_S, so that second
+    failure is no error of its own. The operator is told the redrive failed with nothing moved
+    (DeadLetterUnavailableError, the send's failure its cause), not a botocore exception."""
+    cause = FAILURES[failure]
+    client = _ReceivesOneLetter(cause)
+    with pytest.raises(DeadLetterUnavailableError) as raised:
+        _operations(client).redrive("normal", 5)
+    assert raised.value.details["moved"] == 0 and raised.value.details["sent_ids"] == []
+    assert isinstance(raised.value.__cause__, type(cause()))
+    assert client.calls == 2  # the send, then the visibility change that would show it again
