@@ -4,6 +4,7 @@ nothing above the adapters sees a botocore exception (an API route answers 503
 store_unavailable, not a 500)."""
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -153,6 +154,22 @@ def test_a_dead_letters_sent_time_is_shown_like_every_other_time(sent, shown):
 
     letter = _dead_letter({"MessageId": "m-1", "Body": "{}", "Attributes": {"SentTimestamp": sent}})
     assert letter.sent_at == shown
+
+
+def test_a_dead_letters_sent_time_is_in_utc_whatever_the_zone_of_the_machine_reading_it(monkeypatch):
+    """SQS counts a message's SentTimestamp in milliseconds from the epoch in UTC: read on a
+    machine set to another time zone (a `make run` laptop), the letter's time is still the one
+    every other time of the API is written in, not shifted by that zone's offset."""
+    from chalicelib.adapters.sqs_operations import _dead_letter
+
+    monkeypatch.setenv("TZ", "IST-5:30")  # a POSIX zone: no time zone database needed
+    time.tzset()
+    try:
+        letter = _dead_letter({"MessageId": "m-1", "Body": "{}", "Attributes": {"SentTimestamp": "1796167374273"}})
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert letter.sent_at == "2026-12-01T23:22:54.273Z"
 
 
 class _DeniesOneKey:
