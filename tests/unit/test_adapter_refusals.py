@@ -270,8 +270,10 @@ def test_a_queue_operation_sqs_refused_or_never_answered_is_dead_letter_unavaila
 def test_a_queue_sqs_refused_or_never_answered_is_an_unhealthy_check(failure, error):
     """Health reads every queue and dead-letter queue: one SQS refuses (its error code) or
     that never answers (the exception, named) is a check that is not ok, not an error of the
-    whole health answer."""
-    checks = _operations(Failing(FAILURES[failure])).health()
+    whole health answer. Each is named by its queue's name, a URL given with a trailing '/'
+    too."""
+    checks = SqsQueueOperations(Failing(FAILURES[failure]), {"normal": "http://q/000000000000/jobs-normal/"},
+                                {"normal": "http://q/000000000000/jobs-normal-dlq"}).health()
     assert [(c["name"], c["kind"], c["ok"]) for c in checks] == [
         ("jobs-normal", "queue", False), ("jobs-normal-dlq", "dlq", False)]
     assert all(c["error"].startswith(error) for c in checks)
