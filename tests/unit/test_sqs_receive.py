@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from chalicelib.adapters.sqs_operations import SqsQueueOperations, receive_up_to
 from chalicelib.ports import JobMessage
 
@@ -30,10 +32,16 @@ def test_a_receive_that_brings_only_messages_already_taken_ends_the_loop():
     assert client.receives == 4  # the three after the first brought nothing new
 
 
+def _refuse_if_empty(entries: list[dict[str, Any]], operation: str) -> None:
+    if not entries:
+        raise ClientError({"Error": {"Code": "AWS.SimpleQueueService.EmptyBatchRequest"}}, operation)
+
+
 class _DeadLetters:
     """A dead-letter queue of job messages and the queue they go back to, as SQS answers: each
     message received once, batch sends and deletes refusing the entries of `refuse_send`'s
-    bodies and `refuse_delete`'s messages in their `Failed`, taking the others."""
+    bodies and `refuse_delete`'s messages in their `Failed`, taking the others, and a batch of
+    no entries refused whole (EmptyBatchRequest)."""
 
     def __init__(self, count: int, refuse_send: set[str] = frozenset(), refuse_delete: set[str] = frozenset()):
         self.letters = {f"m-{n:02d}": json.dumps(JobMessage(f"job-{n:02d}", 3).to_body()) for n in range(count)}
@@ -47,12 +55,14 @@ class _DeadLetters:
         return {"Messages": [{"MessageId": i, "ReceiptHandle": i, "Body": self.letters[i]} for i in fresh]}
 
     def send_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        _refuse_if_empty(Entries, "SendMessageBatch")
         ok = [e for e in Entries if e["MessageBody"] not in self.refuse_send]
         self.sent += [e["MessageBody"] for e in ok]
         return {"Successful": [{"Id": e["Id"]} for e in ok],
                 "Failed": [{"Id": e["Id"], "Code": "InternalError"} for e in Entries if e not in ok]}
 
     def delete_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        _refuse_if_empty(Entries, "DeleteMessageBatch")
         ok = [e for e in Entries if e["ReceiptHandle"] not in self.refuse_delete]
         for e in ok:
             del self.letters[e["ReceiptHandle"]]
@@ -68,6 +78,8 @@ def _operations(client: _DeadLetters) -> SqsQueueOperations:
 
 
 def test_a_redrive_whose_first_ten_sends_are_all_refused_still_moves_the_next_ten():
+    """Ten letters no queue took have nothing to delete: no delete is asked for them (SQS
+    refuses a batch of none, which would fail the whole redrive), and the next ten move."""
     client = _DeadLetters(20)
     client.refuse_send = set(list(client.letters.values())[:10])
     assert _operations(client).redrive("normal", 20) == {"moved": 10, "failed": 10}
