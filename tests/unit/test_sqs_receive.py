@@ -125,3 +125,17 @@ def test_a_dry_queue_costs_three_receives():
     client = _SamplesSomeServers(0, misses=0)
     assert receive_up_to(client, "https://sqs.example/1/dlq", 10, 30) == []
     assert client.receives == 3
+
+
+def test_each_receive_asks_for_as_many_as_sqs_gives_hides_them_as_asked_and_waits_for_none():
+    """Each receive asks for ten letters, the most SQS gives (fewer cost a receive more per
+    ninety), or the few still wanted; a peek held for `hide_s` (no other peek returns those
+    letters meanwhile) asks SQS to hide each for that long, not the queue's own visibility
+    timeout; and none long-polls: an operator's listing of a dry queue answers at once."""
+    client = _SamplesSomeServers(12, misses=1)
+    requests: list[dict[str, Any]] = []
+    receive = client.receive_message
+    client.receive_message = lambda **request: requests.append(request) or receive(**request)
+    assert len(receive_up_to(client, "https://sqs.example/1/dlq", 12, 45)) == 12
+    assert [(r["MaxNumberOfMessages"], r["VisibilityTimeout"], r["WaitTimeSeconds"]) for r in requests] == [
+        (10, 45, 0), (10, 45, 0), (2, 45, 0)]
