@@ -30,6 +30,7 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.domain.events import JobEvent
 from chalicelib.domain.job import Job, Progress, Run
+from chalicelib.domain.stats import StatDelta
 from chalicelib.domain.status import JobStatus
 from chalicelib.ports import ChangeSet, DeadLetter, Expectation, JobMessage, SubmissionKey, TaskCompletion
 
@@ -121,6 +122,9 @@ STORE_CALLS: dict[str, Callable[[Any], Any]] = {
     "blob keys older than": lambda c: list(S3BlobStore(c, "b").keys_older_than("tmp/", _AT)),
     "finished before": lambda c: list(DynamoFinishedJobs(c, "t").finished_before(_AT, since=_AT)),
     "stats counts": lambda c: DynamoStatsStore(c, "s").status_counts(),
+    "stats hours": lambda c: DynamoStatsStore(c, "s").hourly(["2026-01-01T00"]),
+    "stats record": lambda c: DynamoStatsStore(c, "s").record_batch([StatDelta("j#1", status={"queued": 1})]),
+    "stats unfinished": lambda c: DynamoStatsStore(c, "s").unfinished("acme"),
     "finished purge": lambda c: DynamoFinishedJobs(c, "t", S3BlobStore(c, "b")).purge(JOB_ID),
 }
 

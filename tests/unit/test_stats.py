@@ -1,11 +1,16 @@
+import time
 from datetime import datetime, timezone
 
+import pytest
 from botocore.exceptions import ClientError
 
+from chalicelib.adapters.dynamodb_items import tenant_counter_key
 from chalicelib.adapters.memory_stats import InMemoryStatsStore
 from chalicelib.adapters.stats import DynamoStatsStore
+from chalicelib.defaults import CONFLICT_RETRIES, STATS_HOUR_TTL_S, STATS_SEEN_TTL_S, TRANSACT_WRITE_MAX_ITEMS
+from chalicelib.domain.errors import StoreUnavailableError
 from chalicelib.domain.job import Job
-from chalicelib.domain.stats import BUCKETS_S, bucket_for, combine, delta_for, hours_back, percentile, summarize
+from chalicelib.domain.stats import BUCKETS_S, StatDelta, bucket_for, combine, delta_for, hours_back, percentile, summarize
 from chalicelib.domain.status import JobStatus
 
 NOW = datetime(2026, 1, 1, 12, 30, tzinfo=timezone.utc)
@@ -128,22 +133,29 @@ def test_hours_back_ends_with_the_current_hour():
 
 class TransactingClient:
     """Answers TransactWriteItems like DynamoDB: cancelled, with reasons in item order, when a
-    marker exists; otherwise every item is written."""
+    marker exists; otherwise every item is written. Its first `conflicts` transactions are
+    cancelled as one that met another shard's write to the same counters is (TransactionConflict,
+    nothing written); with `says_which` False a cancellation names its reasons in its message
+    only, as DynamoDB's may."""
 
-    def __init__(self):
+    def __init__(self, conflicts=0, says_which=True):
         self.items = {}
         self.calls = []
+        self.conflicts = conflicts
+        self.says_which = says_which
 
     def transact_write_items(self, TransactItems):
         self.calls.append(TransactItems)
+        if self.conflicts:
+            self.conflicts -= 1
+            self._cancel([{"Code": "None"}] * (len(TransactItems) - 1) + [{"Code": "TransactionConflict"}])
         reasons = []
         for item in TransactItems:
             put = item.get("Put")
             exists = put is not None and put["Item"]["pk"]["S"] in self.items
             reasons.append({"Code": "ConditionalCheckFailed"} if exists else {"Code": "None"})
         if any(r["Code"] == "ConditionalCheckFailed" for r in reasons):
-            raise ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
-                               "CancellationReasons": reasons}, "TransactWriteItems")
+            self._cancel(reasons)
         for item in TransactItems:
             if "Put" in item:
                 self.items[item["Put"]["Item"]["pk"]["S"]] = {"marker": 1}
@@ -155,6 +167,19 @@ class TransactingClient:
                     if alias.startswith("#c"):
                         counters[name] = counters.get(name, 0) + int(values[":" + alias[1:]]["N"])
 
+    def _cancel(self, reasons):
+        said = ", ".join(r["Code"] for r in reasons)
+        error = {"Error": {"Code": "TransactionCanceledException",
+                           "Message": f"Transaction cancelled, please refer cancellation reasons for specific reasons [{said}]"}}
+        if self.says_which:
+            error["CancellationReasons"] = reasons
+        raise ClientError(error, "TransactWriteItems")
+
+
+def _written(call):
+    """A transaction's operations by the key of the item each writes."""
+    return {op["Key" if "Key" in op else "Item"]["pk"]["S"]: op for op in (next(iter(i.values())) for i in call)}
+
 
 def _deltas(first, count):
     return [delta_for(None, image("queued", 1).model_copy(update={"id": f"j{i}"}), NOW) for i in range(first, first + count)]
@@ -164,9 +189,9 @@ def test_a_batch_writes_each_shared_counter_item_once():
     client = TransactingClient()
     assert DynamoStatsStore(client, "stats").record_batch(_deltas(0, 60)) == 60
     (call,) = client.calls
-    keys = [next(iter(i.values()))["Key" if "Update" in i else "Item"]["pk"]["S"] for i in call]
-    assert keys.count("STATUS") == 1 and keys.count("HOUR#2026-01-01T12") == 1
-    assert len([k for k in keys if k.startswith("TENANT#")]) == 1 and len(keys) == 63  # 60 markers + 3 counters
+    keys = list(_written(call))
+    assert len(call) == len(keys) == 63  # 60 markers + 3 counters, each item once
+    assert "STATUS" in keys and "HOUR#2026-01-01T12" in keys and len([k for k in keys if k.startswith("TENANT#")]) == 1
     assert client.items["STATUS"] == {"queued": 60}
     assert client.items["HOUR#2026-01-01T12"]["submitted"] == 60
 
@@ -181,11 +206,98 @@ def test_a_redelivered_batch_counts_only_its_new_changes():
     assert client.items["STATUS"] == {"queued": 15}
 
 
+def test_a_change_twice_in_one_batch_is_counted_once_by_one_marker():
+    """A stream batch can hold one change twice (a record delivered again within it). DynamoDB
+    refuses a transaction naming one item twice, so the change takes one marker and counts once."""
+    client = TransactingClient()
+    delta = _deltas(0, 1)[0]
+    assert DynamoStatsStore(client, "stats").record_batch([delta, delta]) == 1
+    (call,) = client.calls
+    assert len(_written(call)) == len(call) == 4  # one marker, STATUS, the hour, the tenant
+    assert client.items["STATUS"] == {"queued": 1}
+
+
+def test_a_batch_meeting_another_shards_counts_is_tried_again_up_to_its_bound():
+    """Another shard's batch adding to the same counters at that moment cancels the transaction
+    (TransactionConflict, nothing written): tried again up to CONFLICT_RETRIES times, it lands.
+    One conflict more is a store outage that counted nothing: the stream delivers the batch again."""
+    landed = TransactingClient(conflicts=CONFLICT_RETRIES)
+    assert DynamoStatsStore(landed, "stats").record_batch(_deltas(0, 3)) == 3
+    assert len(landed.calls) == CONFLICT_RETRIES + 1 and landed.items["STATUS"] == {"queued": 3}
+    refused = TransactingClient(conflicts=CONFLICT_RETRIES + 1)
+    with pytest.raises(StoreUnavailableError):
+        DynamoStatsStore(refused, "stats").record_batch(_deltas(0, 3))
+    assert len(refused.calls) == CONFLICT_RETRIES + 1 and refused.items == {}
+
+
+def test_a_cancellation_that_does_not_say_which_change_was_counted_counts_one_change_at_a_time():
+    """A cancellation that names its ConditionalCheckFailed in its message only does not say
+    which changes were counted before: each is then tried alone, so the new ones count once and
+    the others not again."""
+    client = TransactingClient(says_which=False)
+    store = DynamoStatsStore(client, "stats")
+    assert store.record_batch(_deltas(0, 2)) == 2
+    assert store.record_batch(_deltas(1, 3)) == 2  # j1 was counted; j2 and j3 are new
+    assert store.record_batch(_deltas(3, 1)) == 0
+    assert client.items["STATUS"] == {"queued": 4}
+
+
+def test_an_hours_counters_expire_counted_from_its_first_count_and_the_totals_never():
+    """A change's marker expires STATS_SEEN_TTL_S after it was written and an hour's counters
+    STATS_HOUR_TTL_S after the hour was first counted: a later count leaves the expiry where it is
+    (if_not_exists). STATUS and a tenant's unfinished jobs are totals: they never expire."""
+    client = TransactingClient()
+    before = int(time.time())
+    DynamoStatsStore(client, "stats").record_batch(_deltas(0, 1))
+    after = int(time.time())
+    (call,) = client.calls
+    written = _written(call)
+    marker = int(written["SEEN#j0#1"]["Item"]["expires_at"]["N"])
+    assert before + STATS_SEEN_TTL_S <= marker <= after + STATS_SEEN_TTL_S
+    hour = written["HOUR#2026-01-01T12"]
+    assert hour["UpdateExpression"].startswith("SET #exp = if_not_exists(#exp, :exp) ADD ")
+    assert hour["ExpressionAttributeNames"]["#exp"] == "expires_at"
+    assert before + STATS_HOUR_TTL_S <= int(hour["ExpressionAttributeValues"][":exp"]["N"]) <= after + STATS_HOUR_TTL_S
+    for total in ("STATUS", tenant_counter_key("acme")):
+        assert "expires_at" not in written[total]["ExpressionAttributeNames"].values()
+        assert written[total]["UpdateExpression"].startswith("ADD ")
+
+
 def test_a_large_batch_is_split_within_the_transaction_limit():
     client = TransactingClient()
     assert DynamoStatsStore(client, "stats").record_batch(_deltas(0, 250)) == 250
     assert all(len(call) <= 100 for call in client.calls) and len(client.calls) == 3
     assert client.items["STATUS"] == {"queued": 250}
+
+
+def test_a_transaction_is_split_off_only_when_the_next_changes_items_would_not_fit():
+    """Each TransactWriteItems is a request the change-stream consumer pays for: a batch fills
+    one up to TRANSACT_WRITE_MAX_ITEMS, counting only the items it writes (a change that counts
+    no event in its hour, or leaves its tenant's unfinished jobs as they were, writes neither's
+    item), and the next one starts empty."""
+    exactly = TransactingClient()  # its markers, STATUS, the hour and the tenant: full
+    assert DynamoStatsStore(exactly, "stats").record_batch(_deltas(0, TRANSACT_WRITE_MAX_ITEMS - 3)) == 97
+    assert [len(call) for call in exactly.calls] == [TRANSACT_WRITE_MAX_ITEMS]
+    quiet = TransactingClient()
+    moved = [StatDelta(f"j{i}#2", status={"queued": -1, "running": 1}, hour=f"2026-01-0{1 + i // 24}T{i % 24:02d}",
+                       tenant=f"t{i}") for i in range(60)]
+    assert DynamoStatsStore(quiet, "stats").record_batch(moved) == 60
+    assert [len(call) for call in quiet.calls] == [61]  # the markers and STATUS
+    tenants = TransactingClient()
+    created = [StatDelta(f"t{i}-job#1", status={"queued": 1}, tenant=f"t{i}", unfinished=1) for i in range(150)]
+    assert DynamoStatsStore(tenants, "stats").record_batch(created) == 150
+    assert all(len(call) >= TRANSACT_WRITE_MAX_ITEMS - 1 for call in tenants.calls[:-1]) and len(tenants.calls) == 4
+
+
+def test_a_tenants_count_read_below_zero_is_none_unfinished():
+    """A lost stream batch can leave a tenant's count below its jobs (a finish counted, its
+    creation not): read as a negative number it would admit that many jobs past the quota."""
+
+    class Counted:
+        def get_item(self, **_kwargs):
+            return {"Item": {"unfinished": {"N": "-2"}}}
+
+    assert DynamoStatsStore(Counted(), "stats").unfinished("acme") == 0
 
 
 def test_a_change_whose_stream_time_cannot_be_read_is_counted_in_the_hour_of_counting():
