@@ -205,6 +205,15 @@ def test_the_owners_artifact_cursor_opens_nothing(client, world):
     assert (response.status_code, response.json_body["error"]["code"]) == (404, "job_not_found")
 
 
+def test_every_route_but_the_public_ones_refuses_a_request_without_a_token(app, client):
+    """Only PUBLIC answers a request that carries no token; every other route is 401 before it
+    reads anything, whatever its path names: what a route serves is its token's tenant's."""
+    for path, methods in app.routes.items():
+        for method in methods:
+            answer = client.http.request(method, re.sub(r"\{[^}]+\}", "x", path))
+            assert answer.status_code == (200 if (path, method) in PUBLIC else 401), (method, path)
+
+
 @pytest.mark.parametrize("roles", [None, ["admin"]])
 def test_every_system_route_refuses_a_tenant_and_its_admin(app, client, world, roles):
     for path, method in _system_routes(app):
