@@ -275,6 +275,13 @@ def test_listing_is_newest_first_with_cursor_and_filters(client, aws):
     assert get(client, "/jobs?type=demo.sleep").json_body["jobs"] == []
 
 
+def test_a_listing_page_holds_its_limit_and_says_where_the_listing_goes_on(client):
+    """`limit` bounds a page, whatever the default: the jobs past it are on the next page."""
+    ids = [submit(client)["id"] for _ in range(3)]
+    page = get(client, "/jobs?limit=2").json_body
+    assert [j["id"] for j in page["jobs"]] == [ids[2], ids[1]] and page["next_cursor"]
+
+
 def test_listing_refuses_bad_parameters_and_foreign_cursors(client, aws):
     for query in ("status=bogus", "limit=0", "limit=101", "cursor=%%%", "color=red"):
         response = get(client, f"/jobs?{query}")
@@ -545,6 +552,7 @@ def test_an_if_match_of_the_generation_stores_bare_or_quoted(client, if_match):
     ("GET", "/jobs/{id}", "job_not_found", "job"),
     ("GET", "/jobs/{id}/runs", "job_not_found", "job"),
     ("DELETE", "/jobs/{id}", "job_not_found", "job"),
+    ("POST", "/jobs/{id}/rerun", "job_not_found", "job"),
     ("GET", "/jobs/{id}/artifacts", "job_not_found", "job"),
     ("GET", "/api/system/maintenance/tasks/{id}", "task_not_found", "task"),
 ])

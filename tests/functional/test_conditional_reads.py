@@ -182,3 +182,18 @@ def test_a_jobs_runs_are_read_consistently(client, aws, dynamodb_calls):
     dynamodb_calls.clear()
     assert read(client, "GET", f"/jobs/{job['id']}/runs").status_code == 200
     assert [params.get("ConsistentRead") for name, params in dynamodb_calls if name == "Query"] == [True]
+
+
+def test_a_listing_page_whose_next_page_went_is_read_again_though_its_jobs_stayed(client, aws):
+    """A page's tag names where the listing goes on as well as its jobs: once the job past the
+    page is removed (the clean-up), the page shows the same jobs and no next page, and a 304
+    would leave the dashboard offering a page that is gone."""
+    oldest = submit(client)
+    submit(client)
+    submit(client)
+    first = read(client, "GET", "/jobs?limit=2")
+    assert first.json_body["next_cursor"]
+    composition.container().finished_jobs.purge(oldest["id"])
+    again = read(client, "GET", "/jobs?limit=2", etag=first.headers["ETag"])
+    assert again.status_code == 200 and again.json_body["next_cursor"] is None
+    assert [j["id"] for j in again.json_body["jobs"]] == [j["id"] for j in first.json_body["jobs"]]

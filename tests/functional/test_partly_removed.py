@@ -222,3 +222,16 @@ def test_a_duplicate_of_a_completed_job_whose_result_object_is_gone_is_acknowled
     body = json.dumps({"job_id": job_id, "attempt": 1, "tenant": "acme", "timeout_s": 120})
     assert _deliver(app, aws, [{"Body": body}]) == {"batchItemFailures": []}
     assert client.http.get(f"/jobs/{job_id}", headers=auth()).json_body["status"] == "completed"
+
+
+def test_a_jobs_runs_are_answered_without_reading_its_objects(app, client, aws):
+    """GET /jobs/{id}/runs shows neither the payload nor the result: it reads no object in S3,
+    so one that is gone is no concern of it, and it pays for none."""
+    job_id = _finished_job(client, app, aws)
+    aws["s3"].delete_object(Bucket="jobs-bucket", Key=f"jobs/{job_id}/result-0001.json")
+    sent: list[str] = []
+    composition.container().blobs._s3.meta.events.register("provide-client-params.s3.*",
+                                                            lambda model, **_: sent.append(model.name))
+    answer = client.http.get(f"/jobs/{job_id}/runs", headers=auth())
+    assert answer.status_code == 200 and [r["status"] for r in answer.json_body["runs"]] == ["completed"]
+    assert sent == []
