@@ -153,6 +153,15 @@ def test_a_listing_page_at_the_bound_is_served_and_one_past_it_is_400(client, aw
     refused(client.http.get(f"/jobs?limit={MAX_LISTING_PAGE + 1}", headers=auth()), 400, "invalid_request")
 
 
+def test_a_task_listing_takes_a_page_from_one_to_the_bound_and_a_cursor_that_is_one(client, aws):
+    """The task listing reads its query as the job listing does: a page of `limit` 1 to
+    MAX_LISTING_PAGE is served, none or one past the bound is 400, and so is an empty cursor."""
+    served = client.http.get(f"/api/system/maintenance/tasks?limit={MAX_LISTING_PAGE}", headers=OPERATOR)
+    assert served.status_code == 200 and served.json_body == {"tasks": [], "next_cursor": None}
+    for query in ("limit=0", f"limit={MAX_LISTING_PAGE + 1}", "cursor="):
+        refused(client.http.get(f"/api/system/maintenance/tasks?{query}", headers=OPERATOR), 400, "invalid_request")
+
+
 class _AnyPayload(BaseModel):
     value: object = None
     result_depth: int = 0

@@ -369,7 +369,8 @@ def test_a_keyed_task_rerun_repeated_after_the_first_task_was_removed_answers_th
 def test_a_task_shows_what_it_was_started_with_and_when_it_started(client, aws):
     """The task view says what an operator needs to tell tasks apart before their result: the
     parameters it was started with (what a keyed start compares, what a rerun starts with), how
-    many attempts it may take, and when it started running (how long a running task has run)."""
+    many attempts it may take, who started it and when, when it started running (how long a
+    running task has run) and how far it has come."""
     from chalicelib.ports import JobMessage
 
     cleanup = client.http.post("/api/system/maintenance/cleanup-runs?max_age_hours=48", headers=operator()).json_body
@@ -380,6 +381,8 @@ def test_a_task_shows_what_it_was_started_with_and_when_it_started(client, aws):
     running = container().lifecycle.claim(JobMessage(cleanup["task_id"], 1)).job
     shown = task(client, cleanup["task_id"])
     assert shown["status"] == "running" and shown["started_at"] == running.started_at is not None
+    assert (shown["requested_by"], shown["created_at"]) == ("root", running.created_at)
+    assert shown["progress"] == running.progress.model_dump(mode="json")
     listed = client.http.get("/api/system/maintenance/tasks", headers=operator()).json_body["tasks"]
     assert [(t["task_id"], t["parameters"]) for t in listed] == [
         (health["task_id"], {}), (cleanup["task_id"], {"max_age_hours": 48})]
@@ -425,7 +428,9 @@ def test_a_tasks_attempts_are_shown_each_with_its_error(client, aws, monkeypatch
     task_id = client.http.post("/api/system/maintenance/cleanup-runs", headers=operator()).json_body["task_id"]
     invoke_worker(client._app, sqs_event(receive_all(aws, "low_url"), "arn:aws:sqs:us-east-1:123456789012:jobs-low"),
                   function="job_worker_low")
-    assert task(client, task_id)["status"] == "retrying"
+    retrying = task(client, task_id)
+    assert (retrying["status"], retrying["attempts"], retrying["error_code"]) == ("retrying", 1, "store_unavailable")
+    assert retrying["error_message"].startswith("clean-up stopped: 10 purges failed one after another")
     canceled = client.http.delete(f"/api/system/maintenance/tasks/{task_id}", headers=operator()).json_body
     assert canceled["status"] == "canceled" and canceled["error_message"] is None
     response = client.http.get(f"/api/system/maintenance/tasks/{task_id}/runs", headers=operator())
