@@ -687,6 +687,22 @@ def test_stats_come_from_counters_kept_by_the_stream_consumer(client, aws, worke
     assert bad_window.status_code == 400
 
 
+def test_the_statistics_count_the_events_of_the_window_asked_for_and_say_which(client, aws):
+    """`window_hours` is the window the events are counted over, and the answer says it: an
+    hour past the window is left out, one inside it counted; past MAX_STATS_WINDOW_HOURS is 400."""
+    from chalicelib.defaults import MAX_STATS_WINDOW_HOURS
+    from chalicelib.domain.job import utcnow
+    from chalicelib.domain.stats import StatDelta, hours_back
+
+    three_hours_ago = hours_back(utcnow(), 4)[-1]
+    container().stats.record_batch([StatDelta("old-job#1", hour=three_hours_ago, events={"submitted": 1})])
+    for window, submitted in ((2, 0), (5, 1)):
+        stats = client.http.get(f"/api/system/stats?window_hours={window}", headers=operator()).json_body
+        assert (stats["window_hours"], stats["events"]["submitted"]) == (window, submitted)
+    too_long = client.http.get(f"/api/system/stats?window_hours={MAX_STATS_WINDOW_HOURS + 1}", headers=operator())
+    assert too_long.status_code == 400
+
+
 def test_a_dead_letter_says_how_often_its_job_was_tried_not_how_often_it_was_looked_at(client, aws):
     """SQS counts each peek of a DLQ as a receive, and the reconciler peeks the jobs DLQs every
     pass: a letter's receive count climbed by one a minute and said nothing of the job's tries.
