@@ -194,6 +194,14 @@ def test_the_recent_tasks_are_listed_newest_first_a_page_at_a_time(client, aws):
     assert [t["task_id"] for t in second["tasks"]] == started[:1] and second["next_cursor"] is None
 
 
+def test_each_start_route_starts_the_task_it_names(client, aws):
+    """A maintenance route starts its own task, never another's: the answer and the task say which."""
+    for path, task_type in (("cleanup-runs", "cleanup_runs"), ("health-check", "health_check"),
+                            ("cleanup-temp-files", "cleanup_temp_files"), ("log-statistics", "log_statistics")):
+        started = client.http.post(f"/api/system/maintenance/{path}", headers=operator()).json_body
+        assert started["message"].startswith(f"{task_type} task") and task(client, started["task_id"])["task_type"] == task_type
+
+
 def test_cancel_a_queued_task(client, aws):
     task_id = client.http.post("/api/system/maintenance/cleanup-runs", headers=operator()).json_body["task_id"]
     response = client.http.delete(f"/api/system/maintenance/tasks/{task_id}", headers=operator())
