@@ -696,17 +696,20 @@ def test_stats_come_from_counters_kept_by_the_stream_consumer(client, aws, worke
 
 
 def test_the_statistics_count_the_events_of_the_window_asked_for_and_say_which(client, aws):
-    """`window_hours` is the window the events are counted over, and the answer says it: an
-    hour past the window is left out, one inside it counted; past MAX_STATS_WINDOW_HOURS is 400."""
+    """`window_hours` is the window the events are counted over, and the answer says it and when
+    it was read: an hour past the window is left out, one inside it counted; past
+    MAX_STATS_WINDOW_HOURS is 400."""
     from chalicelib.defaults import MAX_STATS_WINDOW_HOURS
-    from chalicelib.domain.job import utcnow
+    from chalicelib.domain.job import parse_time, utcnow
     from chalicelib.domain.stats import StatDelta, hours_back
 
     three_hours_ago = hours_back(utcnow(), 4)[-1]
     container().stats.record_batch([StatDelta("old-job#1", hour=three_hours_ago, events={"submitted": 1})])
     for window, submitted in ((2, 0), (5, 1)):
+        asked = utcnow()
         stats = client.http.get(f"/api/system/stats?window_hours={window}", headers=operator()).json_body
         assert (stats["window_hours"], stats["events"]["submitted"]) == (window, submitted)
+        assert asked <= parse_time(stats["as_of"]) <= utcnow()
     too_long = client.http.get(f"/api/system/stats?window_hours={MAX_STATS_WINDOW_HOURS + 1}", headers=operator())
     assert too_long.status_code == 400
 
