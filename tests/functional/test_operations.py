@@ -302,6 +302,22 @@ def test_a_keyed_task_start_repeated_answers_the_task_it_made(client, aws):
                                                   headers=operator()).json_body["tasks"]] == [task_id]
 
 
+def test_a_task_is_counted_in_jobs_submitted_when_made_and_not_again_when_replayed(client, aws, monkeypatch):
+    """`jobs_submitted` counts tasks as it counts jobs, when made: a start and a rerun count the
+    task each makes; a start repeated under its Idempotency-Key answers its task, counted once."""
+    from chalicelib.api import maintenance as routes
+
+    counted: list[tuple[str, str]] = []
+    monkeypatch.setattr(routes, "count", lambda name, job_type, *args, **kwargs: counted.append((name, job_type)))
+    keyed = operator(**{"Idempotency-Key": "start-1"})
+    first = client.http.post("/api/system/maintenance/health-check", headers=keyed).json_body
+    again = client.http.post("/api/system/maintenance/health-check", headers=keyed).json_body
+    assert again["task_id"] == first["task_id"] and counted == [("jobs_submitted", "maintenance.health_check")]
+    drain(client._app, aws)
+    rerun = client.http.post(f"/api/system/maintenance/tasks/{first['task_id']}/rerun", headers=operator())
+    assert rerun.status_code == 202 and counted == [("jobs_submitted", "maintenance.health_check")] * 2
+
+
 def test_a_keyed_start_sent_again_after_a_deploy_added_an_optional_parameter_answers_its_task(
         client, aws, monkeypatch):
     """The key covers the parameters as the task takes them, its defaults left out, as POST
