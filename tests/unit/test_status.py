@@ -121,6 +121,35 @@ def test_an_id_a_refusal_echoes_is_cut_past_the_longest_id_with_a_mark():
     assert shown_id(longest + "bc") == longest + "…"
 
 
+def test_a_jobs_id_is_a_random_uuid_in_its_canonical_text():
+    """migrating.md: ids are UUID strings made by jobpipe. A client stores and compares them as
+    such (a uuid column, Go's and Rust's parsers print the canonical form back): lowercase,
+    hyphenated, 36 characters, so the id it reads back is the one it was given; random (version
+    4), so no two submissions share one."""
+    import uuid
+
+    from chalicelib.domain.job import is_plausible_job_id, new_job_id
+
+    made = [new_job_id() for _ in range(3)]
+    assert [str(uuid.UUID(i)) for i in made] == made
+    assert {uuid.UUID(i).version for i in made} == {4} and len(set(made)) == 3
+    assert all(is_plausible_job_id(i) for i in made)
+
+
+def test_a_childs_id_is_the_one_every_version_derives_from_its_parent_attempt_and_place():
+    """A retried parent finds the children its earlier attempts made by their ids (a spawn takes
+    on an earlier attempt's child instead of running its work twice), and a read guesses a
+    chain's next link by it: the ids earlier versions stored must be the ones this one derives.
+    These are what the derivation gave since child jobs were introduced (a UUIDv5 of parent id,
+    attempt and place), each input telling ids apart."""
+    from chalicelib.domain.job import child_job_id
+
+    parent = "7d1c8a52-0a7e-4f57-9a43-2c3f1e0b6d19"
+    assert child_job_id(parent, 1, 1) == "c95cbf5e-31c1-532c-8194-8e9464e375c4"
+    assert child_job_id(parent, 2, 1) == "3e246283-58f0-5f27-9c55-e93348d09524"
+    assert child_job_id(parent, 1, 2) == "b327587b-ffa6-5f3d-a2be-374e8911f90c"
+
+
 def test_a_record_is_timed_by_the_latest_time_it_names():
     """A stream record with no time of its own (an emulator's) is timed by the latest time its
     job names, the same on every delivery and replay; a value that is no time is passed by."""
