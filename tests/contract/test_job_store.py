@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import inspect
 import json
+import typing
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -60,6 +61,19 @@ def test_create_then_get_returns_the_job_and_a_second_create_is_refused(adapters
         adapters.store.create(job.model_copy(update={"payload": {"other": True}}))
     assert adapters.store.get(job.id, mark_gone=False) == job
     assert adapters.store.get("00000000-0000-4000-8000-999999999999", mark_gone=False) is None
+
+
+def test_a_field_written_null_reads_back_null(adapters):
+    """Most of a job's fields are null until something sets them (a scope, a parent, a start, an
+    end, a mark of the worker's): a DynamoDB item keeps no attribute for them, so each is read
+    back as the model's own when absent, which must be null too, as the API answers a job that
+    has none; never some value no write gave it."""
+    nullable = sorted(name for name, field in Job.model_fields.items() if type(None) in typing.get_args(field.annotation))
+    assert {"scope", "parent_id", "started_at", "finished_at", "due_at", "expires_at"} <= set(nullable)
+    job = make_job(2, **dict.fromkeys(nullable))
+    adapters.store.create(job)
+    read = adapters.store.get(job.id, mark_gone=False)
+    assert {name: getattr(read, name) for name in nullable} == dict.fromkeys(nullable)
 
 
 @pytest.mark.parametrize("payload", [{"n": 1}, big(INLINE_LIMIT + 1)], ids=["inline", "claim-checked"])

@@ -101,6 +101,21 @@ def test_a_field_whose_object_is_gone_is_answered_null_and_named():
     assert shown["payload"] is None and shown["gone"] == ["payload"]
 
 
+def test_a_job_not_reported_on_shows_no_progress_and_a_run_no_start_end_or_error_it_lacks():
+    """api.md: a job's progress is its last report: one with none yet is answered percent 0 with
+    `step`, `message`, `details` and `updated_at` null, not as an empty report made at no time;
+    a run read from a record that names no start, end or error (one written by its end alone)
+    shows each null, which a client tells from a time."""
+    from chalicelib.domain.job import Run
+
+    queued = _running().model_copy(update={"status": JobStatus.QUEUED})
+    assert queued.public()["progress"] == {"percent": 0, "step": None, "message": None, "details": None,
+                                           "updated_at": None}
+    bare = Run.model_validate({"job_id": "j", "attempt": 1, "status": "failed"})
+    assert bare.model_dump(mode="json") == {"job_id": "j", "attempt": 1, "status": "failed", "started_at": None,
+                                            "finished_at": None, "error": None}
+
+
 def test_a_whole_percent_is_answered_as_an_integer_and_the_job_as_json_data():
     """job.py's Percent: a whole percent is answered `50`, not `50.0` (a reader decoding it into
     an integer, as Go's and Rust's JSON libraries do, refuses `50.0`), any other as it is; the

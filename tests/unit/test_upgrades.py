@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
+import pytest
+from pydantic import ValidationError
+
 from chalicelib.adapters.dynamodb_items import attribute_value, item_to_job, item_to_run, job_to_item
 from chalicelib.adapters.dynamodb_stream import job_change
-from chalicelib.domain.job import Job, JobErrorInfo, Progress
+from chalicelib.domain.job import Job, JobErrorInfo, Progress, Run
 from chalicelib.domain.status import JobStatus
 from chalicelib.events.changes import events_for_change
 
@@ -106,3 +109,20 @@ def test_progress_details_an_earlier_version_kept_as_a_map_read_back_as_reported
     older = {**item, "progress": {"M": {**item["progress"]["M"], "details": attribute_value(reported)}}}
     answered = json.loads(item_to_job(older).model_dump_json())["progress"]["details"]
     assert json.dumps(answered, sort_keys=True) == json.dumps(reported, sort_keys=True)
+
+
+@pytest.mark.parametrize("model, fields", [
+    (Job, {"id": "job-1", "type": "demo.steps", "tenant": "acme", "user": "ann", "created_at": T}),
+    (Progress, {}),
+    (JobErrorInfo, {"code": "timeout", "message": "late"}),
+    (Run, {"job_id": "job-1", "attempt": 1, "status": "failed"}),
+], ids=["job", "progress", "error", "run"])
+def test_this_version_writes_no_field_it_does_not_have(model, fields):
+    """The complement of reading what a newer version wrote: a job, its progress, its error and a
+    run are built by this version's own models, which refuse a field they do not have, so a
+    misnamed one is an error where it is made, not a value dropped without a word or stored
+    beside the record's own where no version reads it."""
+    model.model_validate(fields)
+    with pytest.raises(ValidationError, match="extra"):
+        model.model_validate({**fields, "lease_owner": "w-1"})
+
