@@ -285,10 +285,12 @@ def test_whole_percents_travel_as_json_integers(client, aws, tap, stream):
     assert publish_stream(client._app, stream) == {"batchItemFailures": []}
     raw = client.http.get(f"/jobs/{job['id']}", headers=auth()).body.decode()
     assert '"percent":100,' in raw and '"percent":100.0' not in raw
-    # The OpenAPI document still says `number` (an integer is one), not a union of the two.
+    # The OpenAPI document still says `number` (an integer is one), not a union of the two, from
+    # 0 to 100: a client generated from it checks a job's percent against those bounds.
     schemas = client.http.get("/openapi.json").json_body["components"]["schemas"]
-    assert schemas["Progress"]["properties"]["percent"]["type"] == "number"
-    assert "anyOf" not in schemas["Progress"]["properties"]["percent"]
+    percent = schemas["Progress"]["properties"]["percent"]
+    assert (percent["type"], percent["minimum"], percent["maximum"]) == ("number", 0, 100)
+    assert "anyOf" not in percent
     details = [json.dumps(e["detail"]) for e in tap() if e["detail"]["job_id"] == job["id"]]
     assert details and not any(".0," in d or ".0}" in d for d in details), details
 
