@@ -721,10 +721,14 @@ def test_a_failures_message_is_cut_to_the_reports_byte_bound_exactly():
     assert fitting_message(None, {"n": 1}) is None
 
 
-def test_progress_details_with_a_key_that_is_not_text_are_refused():
-    """json.dumps would write {1: ...} as {"1": ...}: the details would not read back as reported."""
+@pytest.mark.parametrize("rows", [[{1: "x"}], ({1: "x"},), [{"a": "x", 1: "y"}]],
+                         ids=["in_a_list", "in_a_tuple", "after_a_text_key"])
+def test_progress_details_with_a_key_that_is_not_text_are_refused(rows):
+    """json.dumps would write {1: ...} as {"1": ...}: the details would not read back as reported,
+    wherever the object stands (a tuple is written as an array, as a list is) and whichever of
+    its keys it is."""
     with pytest.raises(ProgressRejectedError, match="its keys are text, not 1"):
-        check_report(None, None, {"rows": [{1: "x"}]})
+        check_report(None, None, {"rows": rows})
 
 
 def test_the_on_error_given_hears_a_write_the_store_did_not_answer_while_the_handler_goes_on():

@@ -256,11 +256,12 @@ class Holder(BaseModel):
     data: Any = None
 
 
-def _lists(levels: int) -> list:
-    """A list whose arrays nest `levels` deep, itself the first."""
-    value: list = []
+def _lists(levels: int, kind: type = list) -> Any:
+    """A list (or a tuple, which JSON writes as an array too) whose arrays nest `levels` deep,
+    itself the first."""
+    value = kind()
     for _ in range(levels - 1):
-        value = [value]
+        value = kind([value])
     return value
 
 
@@ -268,13 +269,14 @@ def _lists(levels: int) -> list:
     (lambda: _lists(MAX_JSON_DEPTH), None),
     (lambda: _lists(MAX_JSON_DEPTH + 1), "too deep"),
     (lambda: _lists(5_000), "too deep"),  # too deep for json to write at all
+    (lambda: _lists(5_000, tuple), "too deep"),  # a handler's tuples nest as its lists do
     (lambda: Holder(data=_lists(MAX_JSON_DEPTH)), "too deep"),  # a model's JSON takes a level more
     (lambda: {"name": "caf\udcff"}, "not unicode"),
-], ids=["at_the_limit", "one_past", "far_past", "past_inside_a_model", "lone_surrogate"])
+], ids=["at_the_limit", "one_past", "far_past", "far_past_in_tuples", "past_inside_a_model", "lone_surrogate"])
 def test_a_result_is_held_to_what_json_can_store(store, queue, clock, returned, refusal):
     """docs/jobs.md: a result whose arrays and objects nest more than 100 levels deep (a model in
-    it counted as its JSON), or that holds a lone surrogate, fails the job
-    `result_not_serializable`, not retried; one at the limit completes."""
+    it counted as its JSON, a tuple as the array JSON makes of it), or that holds a lone
+    surrogate, fails the job `result_not_serializable`, not retried; one at the limit completes."""
     from chalicelib.domain.text import NOT_UNICODE
 
     types = JobTypeRegistry()
