@@ -135,6 +135,21 @@ def test_a_refused_spawn_names_the_bytes_its_parents_children_would_take_with_it
     assert store.get(refused_id, mark_gone=False) is None
 
 
+def test_a_listed_childs_share_is_what_it_adds_to_its_parents_answer():
+    """Each child an attempt lists is counted by its share alone (`listed_bytes`), never the
+    answer measured again whole: the share must be the bytes the answer grows by, its quotes and
+    the comma before it (none before the first), so the spawns above are measured exactly."""
+    from chalicelib.domain.job import Job, child_job_id, listed_bytes
+
+    parent = Job(id="p", type="t", tenant="acme", user="ann", created_at="2026-01-01T00:00:00.000Z")
+    for place in range(1, 4):
+        child = child_job_id(parent.id, 1, place)
+        grown = parent.model_copy(update={"children": [*parent.children, child]})
+        assert answer_bytes(grown.public()) - answer_bytes(parent.public()) == \
+            listed_bytes(child, len(parent.children)), place
+        parent = grown
+
+
 @pytest.mark.parametrize("over", [0, 1])
 def test_a_spawn_that_takes_its_parents_answer_to_the_bound_exactly_is_made_and_one_byte_more_refused(
         env, store, queue, over):
