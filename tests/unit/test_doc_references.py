@@ -92,6 +92,26 @@ def test_each_status_and_code_the_pages_name_together_is_one_the_api_answers():
     assert [n for n in named if answered.get(n[2]) != n[1]] == []
 
 
+def test_each_error_class_the_pages_name_with_a_code_has_that_code():
+    """A job's `error.code` is what an author's code and a consumer branch on: wherever a page
+    names an error beside its code (`AttemptEndedError` (`attempt_ended`), "raises
+    `RecordFullError`, nothing made, and uncaught the job fails `record_full`", the handler
+    errors' own `retryable_error` and `fatal_error`), the class has that code."""
+    from chalicelib.domain import errors
+
+    named = set()
+    for page in PAGES:
+        flat = " ".join(text(page).split())
+        named |= set(re.findall(r"`([A-Z]\w+Error)`(?: \(`|[^`.]{0,60}?the job fails `)([a-z_]+)`", flat))
+        for first, second, one, two in re.findall(
+                r"`(\w+Error)`/`(\w+Error)`'s own `code` [^.]*? its class's \(`([a-z_]+)`, `([a-z_]+)`\)", flat):
+            named |= {(first, one), (second, two)}
+    named = {(name, code) for name, code in named if hasattr(errors, name)}  # the client's are its own
+    assert {"AttemptEndedError", "RetryableJobError", "FatalJobError", "TooManyChildrenError",
+            "PayloadTooDeepError"} <= {name for name, _ in named}
+    assert [(name, code) for name, code in sorted(named) if getattr(errors, name).code != code] == []
+
+
 # --- the Python client and the CLI ----------------------------------------------------------
 
 def test_every_client_call_the_pages_show_exists_and_docs_api_md_names_each_one_and_each_error():
