@@ -2,13 +2,19 @@
 fake API the client's tests run against answers with the same builder, word for word."""
 from __future__ import annotations
 
+import pytest
+
 from chalicelib.domain.errors import (
     ArtifactNotFoundError,
     BlobNotFoundError,
+    DeadLetterOwedError,
     IdempotencyConflictError,
     JobAlreadyFinishedError,
     JobNotFinishedError,
+    LetterUnconfirmedError,
+    NextAttemptUnsentError,
     NotRedrivableError,
+    RecordTooLargeError,
 )
 
 
@@ -49,3 +55,20 @@ def test_a_redrive_of_a_dead_letter_queue_of_descriptions_names_the_queue():
     assert (error.code, error.details) == ("not_redrivable", {"queue": "stream_failure"})
     assert error.message == ("messages on the stream_failure dead-letter queue cannot be sent again as they are; "
                              "see docs/reliability.md")
+
+
+@pytest.mark.parametrize("error, code", [
+    (LetterUnconfirmedError("the letter's answer was lost"), "queue_unavailable"),
+    (DeadLetterOwedError("the queue did not answer", job=None), "queue_unavailable"),
+    (NextAttemptUnsentError("the queue did not answer", job=None), "queue_unavailable"),
+    (RecordTooLargeError("no room in the item"), "store_unavailable"),
+], ids=["letter_unconfirmed", "dead_letter_owed", "next_attempt_unsent", "record_too_large"])
+def test_each_kind_of_a_service_failure_is_answered_as_that_services(error, code):
+    """The finer kinds of a queue's or the store's failure (which the worker and the reconciler
+    tell apart) are each still that service's failure to whatever does not: the API answers them
+    503 with the service's code, which tells a client to try again, not 500 `internal_error`."""
+    from chalicelib.api.errors import error_response
+
+    answer = error_response(error)
+    assert (answer.status_code, answer.body["error"]["code"]) == (503, code)
+
