@@ -426,9 +426,16 @@ STREAM_MAX_PAGES_PER_BATCH = 20
 STATS_SEEN_TTL_S = 2 * 86400
 STATS_HOUR_TTL_S = 35 * 86400
 MAX_STATS_WINDOW_HOURS = 24 * 30
+# The statistics (GET /api/system/stats, the log_statistics task) cover the last day unless
+# asked for another window: the rq dashboards' "today", and what an on-call reads first.
+STATS_WINDOW_HOURS = 24
 # A clean-up is asked for jobs finished at most a year ago: far past the longest retention
 # (RETENTION_MAX_DAYS), so any age an operator means is taken, and no more.
 MAX_CLEANUP_AGE_HOURS = 24 * 365
+# A clean-up an operator starts without an age deletes what finished over a day ago, as the
+# maintenance API's `max_age_hours=24` always has (docs/migrating.md); the scheduled one passes
+# the stack's retention instead.
+CLEANUP_AGE_HOURS = 24
 # A scope cache's item (its value and generation) expires this long after its last write or
 # invalidation: a namespace no one used for a month is recomputed on its next read, not kept.
 CACHE_TTL_S = 30 * 24 * 3600

@@ -24,6 +24,7 @@ from typing import Any, Callable, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from chalicelib.defaults import (
+    CLEANUP_AGE_HOURS,
     CLEANUP_FAILURES_SHOWN,
     CLEANUP_MAX_FAILURES_IN_A_ROW,
     CLEANUP_MAX_FOLLOW_UPS,
@@ -33,6 +34,7 @@ from chalicelib.defaults import (
     MAX_STATS_WINDOW_HOURS,
     RETENTION_MAX_DAYS,
     PROBE_STOP_MARGIN_MS,
+    STATS_WINDOW_HOURS,
 )
 from chalicelib.domain.errors import (
     InvalidRequestError,
@@ -68,7 +70,7 @@ class AgeParameters(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_age_hours: WholeNumber = Field(default=24, ge=1, le=MAX_CLEANUP_AGE_HOURS)
+    max_age_hours: WholeNumber = Field(default=CLEANUP_AGE_HOURS, ge=1, le=MAX_CLEANUP_AGE_HOURS)
 
 
 class AgePayload(AgeParameters):
@@ -82,7 +84,7 @@ class AgePayload(AgeParameters):
 class WindowPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    window_hours: WholeNumber = Field(default=24, ge=1, le=MAX_STATS_WINDOW_HOURS)
+    window_hours: WholeNumber = Field(default=STATS_WINDOW_HOURS, ge=1, le=MAX_STATS_WINDOW_HOURS)
 
 
 class NoPayload(BaseModel):

@@ -18,6 +18,7 @@ from chalicelib.defaults import (
     MAX_DEAD_LETTER_BATCH,
     MAX_QUEUE_NAME_CHARS,
     MAX_STATS_WINDOW_HOURS,
+    STATS_WINDOW_HOURS,
 )
 from chalicelib.domain.errors import (
     DeadLetterUnavailableError,
@@ -41,7 +42,7 @@ T = TypeVar("T")
 class StatsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    window_hours: WholeNumber = Field(default=24, ge=1, le=MAX_STATS_WINDOW_HOURS)
+    window_hours: WholeNumber = Field(default=STATS_WINDOW_HOURS, ge=1, le=MAX_STATS_WINDOW_HOURS)
 
 
 class QueueName(BaseModel):

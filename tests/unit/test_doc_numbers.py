@@ -288,3 +288,15 @@ def test_how_many_problems_a_refusal_lists_is_the_one_the_docs_give():
     assert f"details list each problem, the first {MAX_PROBLEMS_LISTED:,} of them" in api
     assert f"problems, the first {MAX_PROBLEMS_LISTED:,} listed`" in api
     assert f"cut to its first {MAX_LOC_PART_CHARS:,} characters and `…`" in api
+
+
+def test_the_operators_hour_parameters_are_bounded_and_defaulted_as_the_migration_guide_says():
+    """docs/migrating.md tells an rq user what their `max_age_hours=24` and the statistics'
+    window became: the ranges and defaults it gives are the routes' and tasks' own."""
+    from chalicelib.defaults import CLEANUP_AGE_HOURS, MAX_CLEANUP_AGE_HOURS, MAX_STATS_WINDOW_HOURS, STATS_WINDOW_HOURS
+    from chalicelib.maintenance import AgeParameters, WindowPayload
+
+    guide = doc("docs/migrating.md")
+    assert f"`?max_age_hours=` (1-{MAX_CLEANUP_AGE_HOURS}, default {CLEANUP_AGE_HOURS})" in guide
+    assert f"`?window_hours=` (1-{MAX_STATS_WINDOW_HOURS}, default {STATS_WINDOW_HOURS})" in guide
+    assert AgeParameters().max_age_hours == CLEANUP_AGE_HOURS and WindowPayload().window_hours == STATS_WINDOW_HOURS

@@ -103,15 +103,18 @@ def _template_settings() -> list[tuple[str, str, dict]]:
 def test_every_settings_default_is_written_once_in_defaults_py():
     """dispatch_grace_s (120), the redelivery base and cap (30, 900) and others were written in
     settings.py beside DISPATCH_GRACE_S and DELIVERY_RETRY_* in defaults.py: two numbers that
-    could drift. A setting's number default names its constant (0 and False are "off")."""
+    could drift; so were the statistics' window and a clean-up's age (24 hours each) in the
+    operator's routes and tasks. A setting's, a query's or a task payload's number default
+    names its constant (0 and False are "off")."""
     import ast
-    import inspect
+    from pathlib import Path
 
     from chalicelib import settings as module
 
-    tree = ast.parse(inspect.getsource(module.Settings))
+    package = Path(module.__file__).parent
+    sources = [package / "settings.py", package / "maintenance.py", *sorted((package / "api").glob("*.py"))]
     written = []
-    for call in ast.walk(tree):
+    for call in (node for source in sources for node in ast.walk(ast.parse(source.read_text()))):
         if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "Field":
             for keyword in call.keywords:
                 if keyword.arg == "default" and isinstance(keyword.value, (ast.Constant, ast.BinOp)):
