@@ -26,7 +26,8 @@ from chalicelib.defaults import (
     MAX_EVENT_TEXT_CHARS, MAX_JSON_DEPTH, MAX_LABEL_CHARS, MAX_PROGRESS_MESSAGE_CHARS, MAX_PROGRESS_REPORT_BYTES,
 )
 from chalicelib.domain.errors import (
-    FatalJobError, InvalidArtifactError, JobpipeError, ProgressRejectedError, RetryableJobError,
+    AnswerFullError, FatalJobError, InvalidArtifactError, JobpipeError, JobTimeoutError, PayloadGoneError,
+    PayloadTooDeepError, ProgressRejectedError, RecordFullError, RetryableJobError, TooManyChildrenError,
 )
 from chalicelib.domain.job import child_job_id
 from chalicelib.domain.registry import JobTypeRegistry
@@ -967,6 +968,31 @@ def test_a_handler_error_whose_message_str_raises_still_ends_the_attempt(store, 
     after = run_once(lifecycle, queue, types, "p.fails")
     assert (after.status, after.attempts) == (status, 1)
     assert (after.error.code, after.error.message) == ("UPSTREAM_DOWN", "Unprintable")
+
+
+@pytest.mark.parametrize("error, status, code", [
+    (lambda: JobTimeoutError("the upstream export ran past its own deadline"), JobStatus.RETRYING, "timeout"),
+    (lambda: TooManyChildrenError("job lists 2,000 children"), JobStatus.FAILED, "too_many_children"),
+    (lambda: RecordFullError("no room to list a child"), JobStatus.FAILED, "record_full"),
+    (lambda: AnswerFullError("no room in the answer"), JobStatus.FAILED, "answer_full"),
+    (lambda: PayloadTooDeepError("the child's payload nests too deep"), JobStatus.FAILED, "payload_too_deep"),
+    (lambda: PayloadGoneError.of("job-1"), JobStatus.FAILED, "payload_gone"),
+], ids=["timeout", "too_many_children", "record_full", "answer_full", "payload_too_deep", "payload_gone"])
+def test_each_named_failure_escaping_a_handler_is_retried_or_not_as_jobs_md_says(store, queue, clock, error, status,
+                                                                               code):
+    """jobs.md: a timeout is retried (a handler may raise JobTimeoutError for a deadline of its
+    own), and the failures whose next attempt would meet the same wall (a list of children that
+    only grows, a record or answer with no room, a payload nested too deep or gone from the
+    bucket) fail the job at once under their own code, not after every attempt has met it."""
+    types = JobTypeRegistry()
+
+    def handler(ctx, payload):
+        raise error()
+
+    types.register("p.fails", Empty, max_attempts=3)(handler)
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    after = run_once(lifecycle, queue, types, "p.fails")
+    assert (after.status, after.attempts, after.error.code) == (status, 1, code)
 
 
 def test_a_spawn_the_tenants_quota_refused_is_retried_no_sooner_than_the_quota_asked(store, queue, clock):
