@@ -99,6 +99,10 @@ def types():
     def blank_failure(ctx, payload):
         raise ctx.fail(" ", "")
 
+    @registry.register("t.codeless_failure", Empty)
+    def codeless_failure(ctx, payload):
+        raise ctx.fail(None, "no code given")  # e.g. fail_job(ctx, response.headers.get("X-Error"), ...)
+
     @registry.register("t.cooperative", Empty)
     def cooperative(ctx, payload):
         for i in range(100):
@@ -745,9 +749,12 @@ def test_a_progress_report_too_large_to_store_is_refused_as_such(env, queue):
     assert "500000 characters; at most 300000" in after.error.message
 
 
-def test_a_failure_without_a_code_still_has_one(env, queue):
+@pytest.mark.parametrize("type_", ["t.blank_failure", "t.codeless_failure"])
+def test_a_failure_without_a_code_still_has_one(env, queue, type_):
+    """A blank code, or none at all, is `handler_failed`: never the code "None", which a
+    consumer branching on codes would take for one the handler chose."""
     lifecycle, runner = env
-    submit(lifecycle, "t.blank_failure")
+    submit(lifecycle, type_)
     final = run_all(runner, queue)
     assert final.status == JobStatus.FAILED and final.error.code == "handler_failed"
 
