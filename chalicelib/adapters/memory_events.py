@@ -10,8 +10,9 @@ from dataclasses import replace
 from http import HTTPStatus
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from chalicelib.defaults import WEBHOOK_ANSWER_TEXT_BYTES, WEBHOOK_TIMEOUT_S
+from chalicelib.defaults import CACHE_TTL_S, WEBHOOK_ANSWER_TEXT_BYTES, WEBHOOK_TIMEOUT_S
 from chalicelib.domain.caches import generation_changed
+from chalicelib.domain.job import parse_time
 from chalicelib.domain.errors import EventPublishError, WebhookDeliveryError
 from chalicelib.ports import CacheEntry, LedgerOpening, WebhookAnswer
 
@@ -145,7 +146,8 @@ class InMemoryCacheStore:
         item = self.items.setdefault((tenant, scope, namespace), {"generation": 0})
         if expected_generation is not None and item["generation"] != expected_generation:
             raise generation_changed(namespace, expected_generation, item["generation"])
-        item.update(value=json.loads(json.dumps(value)), value_gen=item["generation"], cached_at=at)
+        item.update(value=json.loads(json.dumps(value)), value_gen=item["generation"], cached_at=at,
+                    expires_at=_cache_expiry(at))
         self.writes += 1
         return self.get(tenant, scope, namespace)
 
@@ -159,7 +161,8 @@ class InMemoryCacheStore:
     def write_invalidation(self, tenant, scope, namespace, job_id, at):
         """A completion's own invalidation (DynamoDB's `invalidation_write`): unconditional."""
         item = self.items.setdefault((tenant, scope, namespace), {"generation": 0})
-        item.update(generation=item["generation"] + 1, invalidated_at=at, invalidated_by=job_id)
+        item.update(generation=item["generation"] + 1, invalidated_at=at, invalidated_by=job_id,
+                    expires_at=_cache_expiry(at))
         self.writes += 1
         return item["generation"]
 
@@ -187,3 +190,14 @@ class InMemoryCacheStore:
     def completions(self, tenant, scope):
         return sorted((replace(c, namespaces=()) for c in self.tasks.get((tenant, scope), {}).values()),
                       key=lambda c: c.type)
+
+    def expire(self, now: int) -> None:
+        """What DynamoDB's TTL may have done by `now` (epoch seconds): each namespace's item whose
+        `expires_at` is past (CACHE_TTL_S after its last put or invalidation), deleted."""
+        for key in [k for k, item in self.items.items() if item.get("expires_at", now) < now]:
+            del self.items[key]
+
+
+def _cache_expiry(at: str) -> int:
+    """A namespace's item's `expires_at`, as DynamoCacheStore writes it."""
+    return int(parse_time(at).timestamp()) + CACHE_TTL_S

@@ -156,6 +156,21 @@ def fake_aws_credentials(monkeypatch) -> None:
     monkeypatch.setenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
 
 
+def expire(adapters: Any, now: int) -> None:
+    """What DynamoDB's TTL may have done by `now` (epoch seconds): every item of the jobs table
+    whose `expires_at` is past, deleted (records and cache items only: S3 objects stay)."""
+    if adapters.kind == "memory":
+        adapters.store.expire(now)
+        adapters.artifacts.expire(now)
+        adapters.cache.expire(now)
+        return
+    ddb = boto3.client("dynamodb")
+    for page in ddb.get_paginator("scan").paginate(TableName=TABLE):
+        for item in page["Items"]:
+            if "expires_at" in item and int(item["expires_at"]["N"]) < now:
+                ddb.delete_item(TableName=TABLE, Key={"pk": item["pk"], "sk": item["sk"]})
+
+
 def each_kind(request, monkeypatch, memory: Callable[[], Any], aws: Callable[[], Any]):
     """For a fixture parametrized over ["memory", "aws"]: yields memory(), or aws() under moto."""
     if request.param == "memory":

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.domain.errors import CacheGenerationChangedError
-from chalicelib.ports import TaskCompletion
+from chalicelib.ports import CacheEntry, TaskCompletion
+from tests.contract.conftest import expire
 
 AT = "2026-01-01T10:00:00.000Z"
 
@@ -126,24 +127,25 @@ def test_recording_a_completion_answers_what_the_last_completions_own_write_inva
 def test_a_namespace_is_kept_for_the_cache_ttl_after_its_last_write(adapters):
     """DynamoDB's TTL removes a scope cache's item CACHE_TTL_S after its last put or
     invalidation, each counted from its own time: a namespace no one used for that long is
-    recomputed on its next read, and one written again is kept that long from then."""
-    if adapters.kind == "memory":
-        pytest.skip("the in-memory twin keeps its entries for its process's life")
-    import boto3
-
-    from chalicelib.adapters.dynamodb_items import cache_sort_key, scope_partition
+    recomputed on its next read (a miss at generation 0), and one written again is kept that
+    long from then."""
     from chalicelib.defaults import CACHE_TTL_S
     from chalicelib.domain.job import parse_time
-    from tests.contract.conftest import TABLE
 
-    def expires_at() -> int:
-        key = {"pk": {"S": scope_partition("acme", "proj")}, "sk": {"S": cache_sort_key("summary")}}
-        return int(boto3.client("dynamodb").get_item(TableName=TABLE, Key=key, ConsistentRead=True)["Item"]["expires_at"]["N"])
+    def kept_until(at: str) -> int:  # the last second the TTL leaves an item written at `at`
+        return int(parse_time(at).timestamp()) + CACHE_TTL_S
 
     later, latest = "2026-01-02T10:00:00.000Z", "2026-01-03T10:00:00.000Z"
     adapters.cache.put("acme", "proj", "summary", {"rows": 1}, AT)
-    assert expires_at() == int(parse_time(AT).timestamp()) + CACHE_TTL_S
+    expire(adapters, kept_until(AT))
+    assert adapters.cache.get("acme", "proj", "summary").hit
     adapters.cache.invalidate("acme", "proj", "summary", "job-1", later)
-    assert expires_at() == int(parse_time(later).timestamp()) + CACHE_TTL_S
-    adapters.cache.put("acme", "proj", "summary", {"rows": 2}, latest, expected_generation=1)
-    assert expires_at() == int(parse_time(latest).timestamp()) + CACHE_TTL_S
+    expire(adapters, kept_until(AT) + 1)  # past the put's time, not the invalidation's
+    assert adapters.cache.get("acme", "proj", "summary").generation == 1
+    expire(adapters, kept_until(later) + 1)
+    assert adapters.cache.get("acme", "proj", "summary") == CacheEntry("summary", 0, None, False, None, None, None)
+    adapters.cache.put("acme", "proj", "summary", {"rows": 2}, latest, expected_generation=0)
+    expire(adapters, kept_until(latest))
+    assert adapters.cache.get("acme", "proj", "summary").value == {"rows": 2}
+    expire(adapters, kept_until(latest) + 1)
+    assert not adapters.cache.get("acme", "proj", "summary").hit

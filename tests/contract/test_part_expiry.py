@@ -8,7 +8,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Optional
 
-import boto3
 import pytest
 from pydantic import BaseModel
 
@@ -19,7 +18,7 @@ from chalicelib.domain.status import JobStatus
 from chalicelib.lifecycle import JobLifecycle
 from chalicelib.lifecycle.claims import ClaimOutcome
 from chalicelib.lifecycle.transitions import start_message
-from tests.contract.conftest import TABLE
+from tests.contract.conftest import expire
 
 DAY = 86400
 # How long a job may live at retention 0 before its end must move its parts' expiry.
@@ -41,20 +40,6 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
-
-
-def expire(adapters: Any, now: int) -> None:
-    """What DynamoDB's TTL may have done by `now`: every item whose `expires_at` is past, deleted
-    (records only: S3 objects stay)."""
-    if adapters.kind == "memory":
-        adapters.store.expire(now)
-        adapters.artifacts.expire(now)
-        return
-    ddb = boto3.client("dynamodb")
-    for page in ddb.get_paginator("scan").paginate(TableName=TABLE):
-        for item in page["Items"]:
-            if "expires_at" in item and int(item["expires_at"]["N"]) < now:
-                ddb.delete_item(TableName=TABLE, Key={"pk": item["pk"], "sk": item["sk"]})
 
 
 def a_job_that_lived(adapters: Any, days: int, retention_days: int, *, ended_with: Optional[int] = None):
