@@ -23,6 +23,26 @@ def test_a_listing_shows_up_to_its_limit_and_says_how_many_there_are_in_all(clie
         assert body["total"] == {"normal": 15}
 
 
+def test_a_listing_shows_ten_unless_asked_and_takes_a_limit_from_1_to_100(client, aws):
+    """operations.md: a listing shows DEAD_LETTER_BATCH letters a queue unless `limit` asks for
+    up to MAX_DEAD_LETTER_BATCH; a limit outside 1-100 is refused 400 `invalid_request` naming
+    it in the details, not a listing of nothing or of more than SQS's ten a call allows in ten calls."""
+    from chalicelib.defaults import DEAD_LETTER_BATCH, MAX_DEAD_LETTER_BATCH
+
+    _park(aws, "dlq_url", MAX_DEAD_LETTER_BATCH + 5)
+    shown = client.http.get("/api/system/dlq?priority=normal", headers=operator()).json_body
+    assert len(shown["dead_letters"]["normal"]) == DEAD_LETTER_BATCH
+    widest = client.http.get(f"/api/system/dlq?priority=normal&limit={MAX_DEAD_LETTER_BATCH}", headers=operator())
+    assert len(widest.json_body["dead_letters"]["normal"]) == MAX_DEAD_LETTER_BATCH
+    assert len(client.http.get("/api/system/dlq?priority=normal&limit=1", headers=operator())
+               .json_body["dead_letters"]["normal"]) == 1
+    for limit in (0, MAX_DEAD_LETTER_BATCH + 1):
+        refused = client.http.get(f"/api/system/dlq?priority=normal&limit={limit}", headers=operator())
+        error = refused.json_body["error"]
+        assert (refused.status_code, error["code"]) == (400, "invalid_request"), limit
+        assert [problem["loc"] for problem in error["details"]] == [["limit"]], error
+
+
 def test_every_queue_is_counted_the_empty_ones_too(client, aws):
     _park(aws, "dlq_high_url", 3)
     body = client.http.get("/api/system/dlq?limit=2", headers=operator()).json_body
