@@ -319,3 +319,13 @@ def test_each_layout_row_that_lists_a_folders_modules_names_every_one():
         if named & modules and modules - named:
             missing[path] = sorted(modules - named)
     assert not missing, f"README's layout table does not name these modules in their folder's row: {missing}"
+
+
+def test_the_readmes_first_lines_name_the_tiers_make_test_runs():
+    """The README opens with `make test` and the tiers it runs: the faults tier was left out of
+    that list while the Makefile ran it, so a reader meeting its failure looked for a tier the
+    README did not name."""
+    makefile = (ROOT / "Makefile").read_text()
+    tiers = re.search(r"^test: (.+)$", makefile, re.M).group(1).split()
+    said = re.search(r"^make test +# .*\(([^)]*)\)$", text("README.md"), re.M).group(1)
+    assert said.split(", ") == tiers
