@@ -733,6 +733,19 @@ def test_a_spawn_of_an_attempt_canceled_since_its_request_is_refused_as_over(ada
         store.add_child(parent.id, make_job(3).id, 1)
 
 
+def test_a_spawn_of_an_earlier_attempt_is_refused_as_over_though_the_next_was_canceled(adapters):
+    """A spawn from an attempt that has ended (its handler still running on a lost worker) is
+    refused because that attempt is over, even when the attempt after it has a cancel request:
+    the cancel is the later attempt's, which that handler never saw."""
+    store = adapters.store
+    parent = running(store, make_job(1))
+    store.apply(parent, JobStatus.RUNNING, ChangeSet({"attempts": 2, "cancel_requested": True}))
+    with pytest.raises(AttemptEndedError, match=f"attempt 1 of job {parent.id}"):
+        store.create_child(make_job(2, parent_id=parent.id), 1)
+    with pytest.raises(AttemptEndedError, match=f"attempt 1 of job {parent.id}"):
+        store.add_child(parent.id, make_job(3).id, 1)
+
+
 def test_a_parent_whose_cancel_was_requested_makes_and_lists_no_child(adapters):
     """A user who cancels a fan-out expects no new children: the spawn's one write is
     conditioned on no cancel request too, and refused it raises JobCancelledError, writing

@@ -129,6 +129,31 @@ STORE_CALLS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+class _WritesFail:
+    """A DynamoDB client whose writes end in `failure()` and whose reads answer `item`."""
+
+    def __init__(self, failure: Callable[[], Exception], item: dict[str, Any]) -> None:
+        self._failure, self._item = failure, item
+
+    def update_item(self, **_kwargs: Any) -> Any:
+        raise self._failure()
+
+    def get_item(self, **_kwargs: Any) -> dict[str, Any]:
+        return {"Item": self._item}
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_a_child_link_the_store_did_not_take_is_an_outage_even_while_its_parent_reads(failure):
+    """Only a refused condition is read back to say why a child was not listed: a throttled or
+    unanswered write says nothing of the attempt, and told `attempt_ended` the handler would stop
+    an attempt that still runs (its parent's record, read, does not list the child)."""
+    from chalicelib.adapters.dynamodb_items import job_to_item
+
+    parent = _job().model_copy(update={"status": JobStatus.RUNNING, "attempts": 1})
+    with pytest.raises(StoreUnavailableError, match="could not link child"):
+        DynamoJobStore(_WritesFail(FAILURES[failure], job_to_item(parent)), "t").add_child(JOB_ID, "child", 1)
+
+
 @pytest.mark.parametrize("failure", FAILURES)
 @pytest.mark.parametrize("call", STORE_CALLS)
 def test_a_store_call_aws_refused_or_never_answered_is_store_unavailable(call, failure):
