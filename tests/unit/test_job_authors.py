@@ -950,6 +950,17 @@ def test_fail_job_with_a_message_whose_str_raises_still_fails_once_with_its_code
     assert (after.error.code, after.error.message) == ("UPSTREAM_DOWN", "Unprintable")
 
 
+def raising_once(store, queue, clock, error):
+    """A job (3 attempts) whose handler raises `error()`, after its first attempt's run."""
+    types = JobTypeRegistry()
+
+    def handler(ctx, payload):
+        raise error()
+
+    types.register("p.fails", Empty, max_attempts=3)(handler)
+    return run_once(JobLifecycle(store, queue, types, clock=clock), queue, types, "p.fails")
+
+
 @pytest.mark.parametrize("error, status", [
     (lambda: FatalJobError(Unprintable(), code="UPSTREAM_DOWN"), JobStatus.FAILED),
     (lambda: RetryableJobError(Unprintable(), code="UPSTREAM_DOWN"), JobStatus.RETRYING),
@@ -958,14 +969,7 @@ def test_a_handler_error_whose_message_str_raises_still_ends_the_attempt(store, 
     """jobs.md: an exception whose str() raises is recorded by its type name. A FatalJobError or
     RetryableJobError given such a message made the runner itself raise, the job left `running`
     until its lease ended."""
-    types = JobTypeRegistry()
-
-    def handler(ctx, payload):
-        raise error()
-
-    types.register("p.fails", Empty, max_attempts=3)(handler)
-    lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    after = run_once(lifecycle, queue, types, "p.fails")
+    after = raising_once(store, queue, clock, error)
     assert (after.status, after.attempts) == (status, 1)
     assert (after.error.code, after.error.message) == ("UPSTREAM_DOWN", "Unprintable")
 
@@ -984,14 +988,7 @@ def test_each_named_failure_escaping_a_handler_is_retried_or_not_as_jobs_md_says
     own), and the failures whose next attempt would meet the same wall (a list of children that
     only grows, a record or answer with no room, a payload nested too deep or gone from the
     bucket) fail the job at once under their own code, not after every attempt has met it."""
-    types = JobTypeRegistry()
-
-    def handler(ctx, payload):
-        raise error()
-
-    types.register("p.fails", Empty, max_attempts=3)(handler)
-    lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    after = run_once(lifecycle, queue, types, "p.fails")
+    after = raising_once(store, queue, clock, error)
     assert (after.status, after.attempts, after.error.code) == (status, 1, code)
 
 
