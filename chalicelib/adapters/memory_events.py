@@ -12,8 +12,8 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from chalicelib.defaults import CACHE_TTL_S, WEBHOOK_ANSWER_TEXT_BYTES, WEBHOOK_TIMEOUT_S
 from chalicelib.domain.caches import generation_changed
-from chalicelib.domain.job import parse_time
 from chalicelib.domain.errors import EventPublishError, WebhookDeliveryError
+from chalicelib.domain.job import parse_time
 from chalicelib.ports import CacheEntry, LedgerOpening, WebhookAnswer
 
 # A parked message's record, beside the event records (an event id never starts so).
