@@ -16,8 +16,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.dynamodb_items import TASK_PREFIX, cache_sort_key, scope_partition, task_sort_key
-from chalicelib.defaults import CACHE_TTL_S
-from chalicelib.domain.caches import generation_changed
+from chalicelib.domain.caches import expiry, generation_changed
 from chalicelib.domain.errors import StoreUnavailableError
 from chalicelib.ports import CacheEntry, TaskCompletion
 
@@ -26,12 +25,6 @@ _deserialize = TypeDeserializer().deserialize
 
 def _key(tenant: str, scope: str, sort_key: str) -> dict[str, Any]:
     return {"pk": {"S": scope_partition(tenant, scope)}, "sk": {"S": sort_key}}
-
-
-def _epoch(at: str) -> int:
-    from datetime import datetime
-
-    return int(datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp())
 
 
 def invalidation_write(table: str, tenant: str, scope: str, namespace: str, job_id: str, at: str) -> dict[str, Any]:
@@ -48,7 +41,7 @@ def invalidation_write(table: str, tenant: str, scope: str, namespace: str, job_
                 ":one": {"N": "1"},
                 ":at": {"S": at},
                 ":job": {"S": job_id},
-                ":expires": {"N": str(_epoch(at) + CACHE_TTL_S)},
+                ":expires": {"N": str(expiry(at))},
             },
         }
     }
@@ -86,7 +79,7 @@ class DynamoCacheStore:
             ":value": {"S": json.dumps(value, separators=(",", ":"))},
             ":at": {"S": at},
             ":zero": {"N": "0"},
-            ":expires": {"N": str(_epoch(at) + CACHE_TTL_S)},
+            ":expires": {"N": str(expiry(at))},
         }
         if expected_generation is not None:
             never_invalidated = "attribute_not_exists(generation) OR " if expected_generation == 0 else ""

@@ -10,10 +10,9 @@ from dataclasses import replace
 from http import HTTPStatus
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from chalicelib.defaults import CACHE_TTL_S, WEBHOOK_ANSWER_TEXT_BYTES, WEBHOOK_TIMEOUT_S
-from chalicelib.domain.caches import generation_changed
+from chalicelib.defaults import WEBHOOK_ANSWER_TEXT_BYTES, WEBHOOK_TIMEOUT_S
+from chalicelib.domain.caches import expiry, generation_changed
 from chalicelib.domain.errors import EventPublishError, WebhookDeliveryError
-from chalicelib.domain.job import parse_time
 from chalicelib.ports import CacheEntry, LedgerOpening, WebhookAnswer
 
 # A parked message's record, beside the event records (an event id never starts so).
@@ -147,7 +146,7 @@ class InMemoryCacheStore:
         if expected_generation is not None and item["generation"] != expected_generation:
             raise generation_changed(namespace, expected_generation, item["generation"])
         item.update(value=json.loads(json.dumps(value)), value_gen=item["generation"], cached_at=at,
-                    expires_at=_cache_expiry(at))
+                    expires_at=expiry(at))
         self.writes += 1
         return self.get(tenant, scope, namespace)
 
@@ -162,7 +161,7 @@ class InMemoryCacheStore:
         """A completion's own invalidation (DynamoDB's `invalidation_write`): unconditional."""
         item = self.items.setdefault((tenant, scope, namespace), {"generation": 0})
         item.update(generation=item["generation"] + 1, invalidated_at=at, invalidated_by=job_id,
-                    expires_at=_cache_expiry(at))
+                    expires_at=expiry(at))
         self.writes += 1
         return item["generation"]
 
@@ -196,8 +195,3 @@ class InMemoryCacheStore:
         `expires_at` is past (CACHE_TTL_S after its last put or invalidation), deleted."""
         for key in [k for k, item in self.items.items() if item.get("expires_at", now) < now]:
             del self.items[key]
-
-
-def _cache_expiry(at: str) -> int:
-    """A namespace's item's `expires_at`, as DynamoCacheStore writes it."""
-    return int(parse_time(at).timestamp()) + CACHE_TTL_S

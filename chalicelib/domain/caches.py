@@ -6,8 +6,9 @@ from typing import Iterable
 
 from pydantic import RootModel, field_validator
 
-from chalicelib.defaults import MAX_CACHE_NAME_CHARS, MAX_NAMESPACES_PER_JOB_TYPE
+from chalicelib.defaults import CACHE_TTL_S, MAX_CACHE_NAME_CHARS, MAX_NAMESPACES_PER_JOB_TYPE
 from chalicelib.domain.errors import CacheGenerationChangedError, InvalidRequestError
+from chalicelib.domain.job import parse_time
 
 # A scope or namespace name is one segment of a URL path (/cache/{scope}/{namespace}): no `/`,
 # which API Gateway decodes from %2F before it routes, splitting the segment; and not `.` or `..`,
@@ -30,6 +31,12 @@ def check_name(kind: str, value: str) -> str:
 def is_name(value: object) -> bool:
     """Whether `value` is a valid scope or namespace name."""
     return isinstance(value, str) and len(value) <= MAX_CACHE_NAME_CHARS and _NAME.fullmatch(value) is not None
+
+
+def expiry(at: str) -> int:
+    """When a namespace's item written (put or invalidated) at `at` expires, in epoch seconds:
+    CACHE_TTL_S later, its `expires_at` for the table's TTL."""
+    return int(parse_time(at).timestamp()) + CACHE_TTL_S
 
 
 def generation_changed(namespace: str, expected: int, current: int) -> CacheGenerationChangedError:
