@@ -9,7 +9,7 @@ from chalicelib import composition
 from tests.functional.conftest import LambdaContext, auth, invoke_worker, receive_all, sqs_event
 from tests.functional.test_api import run_worker, submit
 from tests.functional.test_events import publish_stream, stream  # noqa: F401  (fixtures)
-from tests.support.dynamodb_calls import recorded_calls
+from tests.support.aws_calls import recorded_calls
 
 
 def put(client, scope, namespace, value, **headers):

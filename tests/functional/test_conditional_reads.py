@@ -8,7 +8,7 @@ from chalicelib import composition
 from chalicelib.adapters.dynamodb_items import job_key
 from tests.functional.conftest import auth
 from tests.functional.test_api import submit
-from tests.support.dynamodb_calls import recorded_calls
+from tests.support.aws_calls import recorded_calls
 
 
 def read(client, method, path, body=None, tenant="acme", etag=None):

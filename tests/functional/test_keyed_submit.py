@@ -14,7 +14,7 @@ from chalicelib.defaults import CONFLICT_RETRIES, REPLAY_RESEND_AFTER_S
 from chalicelib.domain.errors import QueueUnavailableError
 from chalicelib.domain.job import isoformat, utcnow
 from tests.functional.conftest import LambdaContext, auth, receive_all
-from tests.support.dynamodb_calls import recorded_calls
+from tests.support.aws_calls import recorded_calls
 
 STEPS = {"type": "demo.steps", "payload": {"steps": 2, "step_ms": 0}}
 

@@ -11,6 +11,7 @@ from chalicelib import composition
 from chalicelib.adapters.retention import DynamoFinishedJobs
 from chalicelib.domain.errors import StoreUnavailableError
 from tests.functional.conftest import LambdaContext, auth, drain, job_items, job_objects
+from tests.support.aws_calls import recorded_calls
 
 OUTPUTS = {"type": "demo.outputs", "payload": {"artifact_bytes": 70 * 1024, "result_bytes": 70 * 1024}}
 LARGE = {"type": "demo.outputs", "payload": {"pad": "x" * (70 * 1024)}}  # its payload claim-checked
@@ -229,9 +230,7 @@ def test_a_jobs_runs_are_answered_without_reading_its_objects(app, client, aws):
     so one that is gone is no concern of it, and it pays for none."""
     job_id = _finished_job(client, app, aws)
     aws["s3"].delete_object(Bucket="jobs-bucket", Key=f"jobs/{job_id}/result-0001.json")
-    sent: list[str] = []
-    composition.container().blobs._s3.meta.events.register("provide-client-params.s3.*",
-                                                            lambda model, **_: sent.append(model.name))
+    sent = recorded_calls(composition.container().blobs._s3)
     answer = client.http.get(f"/jobs/{job_id}/runs", headers=auth())
     assert answer.status_code == 200 and [r["status"] for r in answer.json_body["runs"]] == ["completed"]
     assert sent == []

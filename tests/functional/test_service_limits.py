@@ -499,7 +499,7 @@ def test_the_rq_jobstatus_of_a_long_chain_reads_a_few_jobs_ahead_a_read(client, 
     from chalicelib.defaults import BATCH_GET_MAX
     from chalicelib.domain.status import JobStatus
 
-    from tests.support.dynamodb_calls import recorded_calls
+    from tests.support.aws_calls import recorded_calls
 
     calls = recorded_calls(composition.container().store._ddb)
 
