@@ -349,6 +349,34 @@ def test_a_payload_model_with_a_field_its_dump_leaves_out_is_refused_at_register
     assert f"the payload model of 'reports.build' has a field its dump loses ({why})" in refusal
 
 
+class Folder(BaseModel):
+    name: str
+    folders: list["Folder"] = []
+
+
+class FolderWithExcluded(BaseModel):
+    name: str
+    folders: list["FolderWithExcluded"] = []
+    owner: Optional[WithExcluded] = None
+
+
+def test_a_payload_model_that_holds_itself_registers_and_its_job_gets_the_whole_tree(store, queue, clock):
+    """A tree of folders is a model whose field lists the model itself: the checks at register
+    walk each model once, so the walk ends and the type registers, its handler gets every level;
+    a field its dump loses is still found below the recursion."""
+    tree = {"name": "root", "folders": [{"name": "a", "folders": [{"name": "a1", "folders": []}]}]}
+
+    def depth(ctx, payload):
+        levels, layer = 0, [payload]
+        while layer:
+            levels, layer = levels + 1, [child for folder in layer for child in folder.folders]
+        return levels
+
+    _, after = submitted_and_run(store, queue, clock, Folder, tree, depth)
+    assert (after.status, after.result) == (JobStatus.COMPLETED, 3), after.error
+    assert "(owner.requested_by: exclude=True)" in refused_at_register("folders.sync", FolderWithExcluded)
+
+
 class Cents(BaseModel):
     model_config = ConfigDict(strict=True)
     amount: int

@@ -56,6 +56,21 @@ def test_registering_twice_or_with_bad_policy_is_an_error():
         local.register("z", P, max_attempts=0)
 
 
+def test_an_attempt_count_and_a_timeout_are_each_at_least_one():
+    """A type's `timeout_s` of 0 (or below) would time out every attempt as it starts, as
+    `max_attempts` of 0 would run none: each is refused alone, naming the rule, and 1 is taken."""
+    local = JobTypeRegistry()
+
+    class P(BaseModel):
+        pass
+
+    for policy in ({"timeout_s": 0}, {"timeout_s": -5}, {"max_attempts": 0}, {"max_attempts": -1}):
+        with pytest.raises(ValueError, match="max_attempts and timeout_s must be at least 1"):
+            local.register("x.bad", P, **policy)
+    local.register("x.least", P, max_attempts=1, timeout_s=1)(lambda ctx, p: None)
+    assert (local.get("x.least").max_attempts, local.get("x.least").timeout_s) == (1, 1)
+
+
 def test_max_attempts_is_at_most_a_hundred():
     """A type could register 10**40 attempts, which no submission could store (DynamoDB keeps
     38 digits), and run keys list in order to 9,999 only: 100 is taken, 101 refused saying so."""
@@ -256,7 +271,7 @@ def test_a_description_that_is_not_text_is_refused_at_register(description):
 def test_a_callable_object_whose_call_is_async_or_a_generator_is_refused_at_register():
     """register refused an `async def` handler, whose call returns a coroutine that never runs,
     but not an object whose `__call__` is one: its jobs failed result_not_serializable, the work
-    never done."""
+    never done. An async `__call__` that yields is refused as well."""
     class P(BaseModel):
         pass
 
@@ -268,6 +283,10 @@ def test_a_callable_object_whose_call_is_async_or_a_generator_is_refused_at_regi
         def __call__(self, ctx, payload):
             yield 1
 
+    class Stream:
+        async def __call__(self, ctx, payload):
+            yield 1
+
     class Plain:
         def __call__(self, ctx, payload):
             return {}
@@ -277,6 +296,8 @@ def test_a_callable_object_whose_call_is_async_or_a_generator_is_refused_at_regi
         local.register("rates.fetch", P)(Fetch())
     with pytest.raises(TypeError, match="handler of 'rates.rows' is a generator function"):
         local.register("rates.rows", P)(Rows())
+    with pytest.raises(TypeError, match="handler of 'rates.stream' is a coroutine function"):
+        local.register("rates.stream", P)(Stream())
     local.register("rates.plain", P)(Plain())
     assert local.names() == ["rates.plain"]
 
