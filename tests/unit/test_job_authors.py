@@ -349,6 +349,23 @@ def test_a_payload_model_with_a_field_its_dump_leaves_out_is_refused_at_register
     assert f"the payload model of 'reports.build' has a field its dump loses ({why})" in refusal
 
 
+class CamelLine(BaseModel):
+    sku_id: str = Field(validation_alias="skuId", serialization_alias="sku_id")  # taken as skuId, stored by name
+
+
+class CamelOrder(BaseModel):
+    lines: list[CamelLine]
+
+
+def test_a_nested_field_stored_under_its_own_name_registers_and_reaches_its_handler(store, queue, clock):
+    """A field submitted in camelCase and stored under its Python name (a serialization_alias
+    equal to the name, which the worker's read of a stored payload takes) is taken at register
+    wherever the model sits, a list of lines inside the order as at the top."""
+    _, after = submitted_and_run(store, queue, clock, CamelOrder, {"lines": [{"skuId": "A-1"}]},
+                                 lambda ctx, payload: [line.sku_id for line in payload.lines])
+    assert (after.status, after.result) == (JobStatus.COMPLETED, ["A-1"]), after.error
+
+
 class Folder(BaseModel):
     name: str
     folders: list["Folder"] = []
@@ -448,6 +465,28 @@ class OldEncoders(BaseModel):
     amount: int
 
 
+@pydantic_dataclass(config=ConfigDict(json_encoders={int: str}))
+class EncodedLine:
+    amount: int
+
+
+class InEncodedDataclass(BaseModel):
+    line: EncodedLine
+
+
+@dataclasses.dataclass
+class EnvelopedLine:
+    amount: int
+
+    @model_serializer
+    def envelope(self) -> dict:
+        return {"data": {"amount": self.amount}}
+
+
+class InEnvelopedDataclass(BaseModel):
+    line: EnvelopedLine
+
+
 @pytest.mark.parametrize("model, payload, why", [
     (Cents, {"amount": 1250}, "amount: @field_serializer 'as_text'"),
     (Wrapped, {"amount": 1250}, "the model: @model_serializer 'envelope'"),
@@ -458,8 +497,11 @@ class OldEncoders(BaseModel):
     (InPlainDataclass, {"line": {"amount": 1250}}, "line.amount: @field_serializer 'as_text'"),
     (InTypedDict, {"rows": [{"amount": 1250}]}, "rows.amount: PlainSerializer"),
     (OldEncoders, {"amount": 1250}, "the model: json_encoders"),
+    (InEncodedDataclass, {"line": {"amount": 1250}}, "line: json_encoders"),
+    (InEnvelopedDataclass, {"line": {"amount": 1250}}, "line: @model_serializer 'envelope'"),
 ], ids=["field_serializer", "model_serializer", "plain_serializer", "wrap_serializer_in_a_list", "nested_model",
-        "nested_pydantic_dataclass", "nested_dataclass", "nested_typed_dict", "json_encoders"])
+        "nested_pydantic_dataclass", "nested_dataclass", "nested_typed_dict", "json_encoders",
+        "json_encoders_of_a_nested_pydantic_dataclass", "model_serializer_of_a_nested_dataclass"])
 def test_a_payload_model_with_a_serializer_of_its_own_is_refused_at_register(model, payload, why):
     """A payload is stored as its model dumps it, and the worker validates that dump again: a
     serializer of the model's own writes what its validation need not take ("1,250" for an
