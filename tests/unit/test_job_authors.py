@@ -357,6 +357,11 @@ class CamelOrder(BaseModel):
     lines: list[CamelLine]
 
 
+class EitherSpelling(BaseModel):
+    # taken as sku or skuId, stored as skuId: one of the names it takes
+    sku_id: str = Field(validation_alias=pydantic.AliasChoices("sku", "skuId"), serialization_alias="skuId")
+
+
 def test_a_nested_field_stored_under_its_own_name_registers_and_reaches_its_handler(store, queue, clock):
     """A field submitted in camelCase and stored under its Python name (a serialization_alias
     equal to the name, which the worker's read of a stored payload takes) is taken at register
@@ -364,6 +369,15 @@ def test_a_nested_field_stored_under_its_own_name_registers_and_reaches_its_hand
     _, after = submitted_and_run(store, queue, clock, CamelOrder, {"lines": [{"skuId": "A-1"}]},
                                  lambda ctx, payload: [line.sku_id for line in payload.lines])
     assert (after.status, after.result) == (JobStatus.COMPLETED, ["A-1"]), after.error
+
+
+def test_a_field_stored_under_one_of_the_names_it_takes_registers_and_reaches_its_handler(store, queue, clock):
+    """A serialization_alias that is one of the field's AliasChoices is a name its stored
+    payload is read back under: the type registers and its handler gets the value."""
+    submitted, after = submitted_and_run(store, queue, clock, EitherSpelling, {"sku": "A-1"},
+                                         lambda ctx, payload: payload.sku_id)
+    assert submitted.payload == {"skuId": "A-1"}
+    assert (after.status, after.result) == (JobStatus.COMPLETED, "A-1"), after.error
 
 
 class Folder(BaseModel):
