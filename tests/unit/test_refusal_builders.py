@@ -3,6 +3,9 @@ fake API the client's tests run against answers with the same builder, word for 
 from __future__ import annotations
 
 import pytest
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from chalicelib.defaults import MAX_LOC_PART_CHARS, MAX_PROBLEMS_LISTED
 
 from chalicelib.domain.errors import (
     ArtifactNotFoundError,
@@ -15,6 +18,7 @@ from chalicelib.domain.errors import (
     NextAttemptUnsentError,
     NotRedrivableError,
     RecordTooLargeError,
+    validation_problems,
 )
 
 
@@ -72,3 +76,30 @@ def test_each_kind_of_a_service_failure_is_answered_as_that_services(error, code
     answer = error_response(error)
     assert (answer.status_code, answer.body["error"]["code"]) == (503, code)
 
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def problems_of(data: dict) -> tuple[str, list]:
+    with pytest.raises(ValidationError) as refused:
+        Strict.model_validate(data)
+    return validation_problems(refused.value, "request is not valid")
+
+
+def test_a_refusal_lists_every_problem_up_to_its_limit_and_counts_them_past_it():
+    """Up to MAX_PROBLEMS_LISTED problems, each is listed and the message is the plain one; one
+    more, and the message says how many there were and that the first are listed."""
+    message, listed = problems_of({f"k{i}": 0 for i in range(MAX_PROBLEMS_LISTED)})
+    assert (message, len(listed)) == ("request is not valid", MAX_PROBLEMS_LISTED)
+    assert listed[0] == {"loc": ["k0"], "msg": "Extra inputs are not permitted", "type": "extra_forbidden"}
+    message, listed = problems_of({f"k{i}": 0 for i in range(MAX_PROBLEMS_LISTED + 1)})
+    assert len(listed) == MAX_PROBLEMS_LISTED
+    assert message == f"request is not valid: {MAX_PROBLEMS_LISTED + 1:,} problems, the first {MAX_PROBLEMS_LISTED} listed"
+
+
+def test_a_problems_key_is_named_whole_up_to_its_limit_and_by_its_first_characters_past_it():
+    whole, longer = "k" * MAX_LOC_PART_CHARS, "k" * MAX_LOC_PART_CHARS + "tail"
+    _, listed = problems_of({whole: 0, longer: 0})
+    assert [problem["loc"] for problem in listed] == [[whole], ["k" * MAX_LOC_PART_CHARS + "…"]]
