@@ -12,6 +12,7 @@ from chalicelib.domain.errors import (
     BlobNotFoundError,
     DeadLetterOwedError,
     IdempotencyConflictError,
+    InvalidPayloadError,
     JobAlreadyFinishedError,
     JobNotFinishedError,
     LetterUnconfirmedError,
@@ -103,3 +104,14 @@ def test_a_problems_key_is_named_whole_up_to_its_limit_and_by_its_first_characte
     whole, longer = "k" * MAX_LOC_PART_CHARS, "k" * MAX_LOC_PART_CHARS + "tail"
     _, listed = problems_of({whole: 0, longer: 0})
     assert [problem["loc"] for problem in listed] == [[whole], ["k" * MAX_LOC_PART_CHARS + "…"]]
+
+
+def test_a_refused_payloads_text_names_each_field_it_can_read_and_the_payload_for_the_whole():
+    """What a job's error says of a spawn refused so (it has no details): each problem as
+    `field: why`, `payload` for the payload as a whole; details of another shape (an author's
+    own InvalidPayloadError) leave the message as it is rather than failing the outcome."""
+    error = InvalidPayloadError("payload is not valid", details=[
+        {"loc": ["rows", 2, "sku"], "msg": "Field required"}, {"loc": [], "msg": "too large"}])
+    assert error.with_fields() == "payload is not valid: rows.2.sku: Field required; payload: too large"
+    for details in (None, [], ["row 3 is bad"], [{"loc": ["rows"]}], [{"msg": "no place"}]):
+        assert InvalidPayloadError("payload is not valid", details=details).with_fields() == "payload is not valid"
