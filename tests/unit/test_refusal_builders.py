@@ -42,6 +42,17 @@ def test_a_rerun_of_an_unfinished_job_says_which_jobs_run_again():
                              "again; wait for it to end, or cancel it first")
 
 
+def test_a_cancel_or_a_rerun_of_a_maintenance_task_speaks_of_the_task():
+    """An operator cancels and reruns maintenance tasks, which are jobs of the system's: the
+    refusals name a task where a tenant's name a job."""
+    finished = JobAlreadyFinishedError.of("t-1", "failed", what="task")
+    assert (finished.message, finished.details) == ("task t-1 is already failed", {"status": "failed"})
+    unfinished = JobNotFinishedError.of("t-1", "queued", what="task")
+    assert (unfinished.message, unfinished.details) == (
+        "task t-1 is queued: only a finished task (completed, failed or canceled) runs again; wait for it to "
+        "end, or cancel it first", {"status": "queued"})
+
+
 def test_a_key_used_with_another_request_is_a_conflict():
     error = IdempotencyConflictError.of()
     assert (error.code, error.message) == (
