@@ -319,6 +319,14 @@ def test_a_route_that_takes_no_body_refuses_one_and_does_nothing(client, app, aw
             assert answer.status_code == 400, (method, path, body, answer.body[:200])
             assert "takes no request body" in answer.json_body["error"]["message"]
     assert client.http.get("/api/system/maintenance/tasks", headers=OPERATOR).json_body["tasks"] == []
+    # a route whose parameters are read from the query says where they go; one that takes none does not
+    said = {path: client.http.request(method, path, headers=OPERATOR, body=b'{"max_age_hours": 720}')
+            .json_body["error"]["message"] for method, path in bodiless
+            if path in ("/api/system/maintenance/cleanup-runs", "/jobs/job_id")}
+    assert said == {
+        "/api/system/maintenance/cleanup-runs": "POST /api/system/maintenance/cleanup-runs takes no request body: "
+                                                "its parameters go in the query string",
+        "/jobs/job_id": "DELETE /jobs/{job_id} takes no request body"}
     for nothing in (b" \n", b"{}", b" { }\n"):  # whitespace, or an empty object (`json={}`), is no body
         started = client.http.post("/api/system/maintenance/cleanup-runs?max_age_hours=720", headers=OPERATOR,
                                    body=nothing)

@@ -837,6 +837,16 @@ def test_a_handler_error_code_is_kept_as_a_label_not_a_paragraph(env, queue):
     assert after.status == JobStatus.RETRYING and after.error.code == "c" * MAX_LABEL_CHARS
 
 
+def test_a_handler_error_given_no_readable_code_keeps_its_classs():
+    """`code=0` is a code, kept as "0" as 404 is "404"; an empty or blank code, or one whose
+    str() raises, names none: the error keeps its class's (`fatal_error`, `retryable_error`),
+    which consumers branch on, not the `handler_error` of an exception jobpipe did not make."""
+    assert RetryableJobError("exit status", code=0).code == "0"
+    for code in ("", "   ", Unprintable(), None):
+        assert (FatalJobError("m", code=code).code, RetryableJobError("m", code=code).code) \
+            == ("fatal_error", "retryable_error"), repr(code)
+
+
 @pytest.mark.parametrize("type_", ["a.missing_column", "a.unprintable"])
 def test_a_handlers_failure_is_logged_with_its_message_and_where_it_was_raised(store, queue, clock, seen, type_):
     """The job's error says what failed; the worker's log line of the failure says where too:
