@@ -826,8 +826,10 @@ def test_a_cursor_must_name_a_job_of_the_listing_by_its_keys(adapters):
     plain = json.loads(base64.urlsafe_b64decode(cursor))
     if isinstance(plain, dict):  # DynamoDB: the index's and the table's keys
         partition = plain["gsi1pk"]
-        reshaped = [{"gsi1pk": partition, "a": "1", "b": "2", "c": "3"},
-                    {**plain, "sk": "RUN#0001"}, {**plain, "pk": "CACHE#x"}, {**plain, "gsi1sk": ""}]
+        job_id = plain["pk"].partition("#")[2]
+        reshaped = [{"gsi1pk": partition, "a": "1", "b": "2", "c": "3"}, {**plain, "extra": "1"},
+                    {**plain, "sk": "RUN#0001"}, {**plain, "pk": "CACHE#x"}, {**plain, "pk": f"RUN#{job_id}"},
+                    {**plain, "gsi1sk": ""}, {**plain, "pk": 7}, {**plain, "gsi1sk": ["2026"]}]
     else:  # in memory: listing, created_at, id
         partition = plain[0]
         reshaped = [[partition, 1, 2], [partition, "a"], {"listing": partition}]
