@@ -1124,6 +1124,39 @@ def test_due_pages_through_every_due_job_once_whatever_is_written_meanwhile(adap
     assert adapters.store.due(now, 5).jobs == [] and adapters.store.due(now, 5).cursor is None
 
 
+def test_due_pages_on_from_its_cursor_through_jobs_of_one_shard_left_where_they_are(adapters):
+    """Due jobs that all sit in one shard of the DynamoDB index, none of them moved between
+    pages: each page goes on after the previous one's cursor (never from the start, never the
+    cursor's own job again), its rest past a full page is never taken for the end of the
+    listing, and the page that ends the listing has no cursor, even when it is full."""
+    from chalicelib.adapters.dynamodb_items import due_keys
+
+    now = "2026-01-01T12:00:00.000Z"
+    same_shard = [i for i in range(200) if due_keys(make_job(i).id, now)[0] == "DUE#0"][:7]
+    jobs = [make_job(i, due_at=f"2026-01-01T11:00:0{n}.000Z") for n, i in enumerate(same_shard)]
+    for job in jobs:
+        adapters.store.create(job)
+    seen, sizes, after = [], [], None
+    for _ in range(5):
+        page = adapters.store.due(now, 3, after)
+        seen += [j.id for j in page.jobs]
+        sizes.append(len(page.jobs))
+        if page.cursor is None:
+            break
+        after = page.cursor
+    assert seen == [j.id for j in jobs] and sizes == [3, 3, 1]
+    whole = adapters.store.due(now, len(jobs))
+    assert [j.id for j in whole.jobs] == [j.id for j in jobs] and whole.cursor is None
+
+
+def test_a_job_due_at_the_very_moment_asked_is_due(adapters):
+    now = "2026-01-01T12:00:00.000Z"
+    job = make_job(1, due_at=now)
+    adapters.store.create(job)
+    assert [j.id for j in adapters.store.due(now, 10).jobs] == [job.id]
+    assert adapters.store.due("2026-01-01T11:59:59.999Z", 10).jobs == []
+
+
 def test_no_listing_reaches_into_another_tenants_keys(adapters):
     adapters.store.create(make_job(1))
     for query in (JobQuery("acme#Y#demo.steps"), JobQuery("acme", type="demo.steps#S#queued"), JobQuery("acme\n")):
