@@ -73,6 +73,9 @@ def test_a_refused_put_names_the_namespaces_current_generation(adapters):
         cache.put("acme", "proj", "fresh", 1, AT, expected_generation=5)
     assert ahead.value.details == {"generation": 0, "if_match": 5}
     assert "generation 0, not 5" in ahead.value.message and "invalidated" not in ahead.value.message
+    with pytest.raises(CacheGenerationChangedError) as ahead_of_stored:
+        cache.put("acme", "proj", "summary", 1, AT, expected_generation=3)
+    assert ahead_of_stored.value.details == {"generation": 2, "if_match": 3}
     assert cache.get("acme", "proj", "fresh").hit is False
 
 
@@ -86,6 +89,9 @@ def test_the_latest_completion_per_task_type_is_kept(adapters):
         TaskCompletion("demo.sleep", "2026-01-01T09:00:00.000Z", "job-4"),
         TaskCompletion("demo.steps", "2026-01-01T12:00:00.000Z", "job-2"),
     ]
+    # one at the very same time is no older: the one recorded last is kept
+    cache.record_completion("acme", "proj", TaskCompletion("demo.sleep", "2026-01-01T09:00:00.000Z", "job-5"))
+    assert cache.completions("acme", "proj")[0] == TaskCompletion("demo.sleep", "2026-01-01T09:00:00.000Z", "job-5")
     assert cache.completions("globex", "proj") == []
 
 
@@ -110,6 +116,8 @@ def test_recording_a_completion_answers_what_the_last_completions_own_write_inva
             {"status": JobStatus.COMPLETED, "finished_at": at}, invalidate_caches=("summary", "report"),
             task_completion=TaskCompletion("demo.steps", at, job.id, ("summary", "report"))))
     one, two = jobs
+    # read before any event: the record names the last write's completion, at its job's end
+    assert adapters.cache.completions("acme", "proj") == [TaskCompletion("demo.steps", second, two.id)]
     summary = adapters.cache.get("acme", "proj", "summary")  # invalidated at the end of the job whose write did it
     assert (summary.generation, summary.invalidated_at, summary.invalidated_by) == (2, second, two.id)
     assert adapters.cache.record_completion("acme", "proj", TaskCompletion("demo.steps", first, one.id)) == (
