@@ -433,6 +433,9 @@ def test_progress_details_read_back_as_reported(adapters):
     done = adapters.store.apply(written, JobStatus.RUNNING, ChangeSet(
         {"status": JobStatus.COMPLETED, "progress": Progress(percent=100, details={**details, "final": True})}))
     assert adapters.store.get(job.id, mark_gone=False).progress == done.progress
+    made = make_job(2, status=JobStatus.RUNNING, progress=Progress(percent=5, details=details))
+    adapters.store.create(made)  # a job written whole keeps its details as they were reported too
+    assert adapters.store.get(made.id, mark_gone=False).progress == made.progress
 
 
 def test_after_a_cancel_request_progress_is_not_written_and_the_job_says_why(adapters):
