@@ -175,6 +175,16 @@ def test_a_listing_reads_its_jobs_eventually_consistent(client, aws, dynamodb_ca
             dynamodb_calls] == [("Query", None), ("BatchGetItem", None)]
 
 
+def test_the_due_page_reads_its_jobs_eventually_consistent(client, aws, dynamodb_calls):
+    """The by_due index is eventually consistent too: the reconciler's page of due jobs is read
+    like a listing's, in one BatchGetItem at half a consistent read's cost."""
+    job = submit(client)
+    dynamodb_calls.clear()
+    assert [j.id for j in composition.container().store.due("2999-01-01T00:00:00.000Z", 10).jobs] == [job["id"]]
+    assert [params["RequestItems"]["jobs"].get("ConsistentRead") for name, params in dynamodb_calls
+            if name == "BatchGetItem"] == [None]
+
+
 def test_a_jobs_runs_are_read_consistently(client, aws, dynamodb_calls):
     """The run of an attempt that just ended is written with its job's end: a read of the job's
     runs after it must show it, so their Query is strongly consistent."""
