@@ -328,6 +328,16 @@ def test_a_field_written_as_none_is_absent_to_a_later_check(adapters):
                                          _start(1), mark_gone=False).applied
 
 
+def test_a_due_time_written_as_none_takes_the_job_off_the_due_listing(adapters):
+    """As REMOVE does: the job is no longer due, at its old time or any other."""
+    now = "2026-01-01T12:00:00.000Z"
+    job = make_job(1, due_at="2026-01-01T11:00:00.000Z")
+    adapters.store.create(job)
+    adapters.store.apply(job, JobStatus.QUEUED, ChangeSet({"due_at": None}))
+    assert adapters.store.due(now, 10).jobs == []
+    assert adapters.store.get(job.id, mark_gone=False).due_at is None
+
+
 def test_apply_expected_of_a_missing_job_returns_none_and_creates_nothing(adapters):
     missing = make_job(9)
     refused = adapters.store.apply_expected(missing.id, "acme", _may_start(0), _start(1), mark_gone=False)
