@@ -154,6 +154,28 @@ def test_a_child_link_the_store_did_not_take_is_an_outage_even_while_its_parent_
         DynamoJobStore(_WritesFail(FAILURES[failure], job_to_item(parent)), "t").add_child(JOB_ID, "child", 1)
 
 
+class _PartWritesFail:
+    """A DynamoDB client whose Query answers one run record of the job, expiring before any
+    end's `until`, and whose writes end in `failure()`."""
+
+    def __init__(self, failure: Callable[[], Exception]) -> None:
+        self._failure = failure
+
+    def query(self, **_kwargs: Any) -> dict[str, Any]:
+        return {"Items": [{"pk": {"S": f"JOB#{JOB_ID}"}, "sk": {"S": "RUN#0001"}, "expires_at": {"N": "1"}}]}
+
+    def update_item(self, **_kwargs: Any) -> Any:
+        raise self._failure()
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_a_part_whose_expiry_the_store_did_not_move_is_an_outage(failure):
+    """Only a refused condition (the part gone, or moved later by another end) is a part left
+    as it is: a throttled or unanswered move would let the run expire before its record."""
+    with pytest.raises(StoreUnavailableError, match="could not keep the runs and artifacts"):
+        DynamoJobStore(_PartWritesFail(FAILURES[failure]), "t").keep_parts(JOB_ID, 2_000_000_000)
+
+
 @pytest.mark.parametrize("failure", FAILURES)
 @pytest.mark.parametrize("call", STORE_CALLS)
 def test_a_store_call_aws_refused_or_never_answered_is_store_unavailable(call, failure):
