@@ -373,6 +373,25 @@ def test_a_run_written_whole_when_its_attempt_ends(adapters):
     assert adapters.store.runs(job.id) == [run]
 
 
+def test_a_run_is_kept_from_its_attempts_end_on_the_clock_that_ended_it(adapters):
+    """RECORD_PART_KEEP_S from the run's `finished_at`, not from when the store wrote it."""
+    from chalicelib.defaults import RECORD_PART_KEEP_S
+    from chalicelib.domain.job import parse_time
+    from tests.contract.conftest import expire
+
+    job = make_job(1)
+    adapters.store.create(job)
+    started = adapters.store.apply_expected(job.id, "acme", _may_start(0), _start(1), mark_gone=False).job
+    run = Run(job_id=job.id, attempt=1, status=JobStatus.COMPLETED, started_at="2026-01-01T00:01:00.000Z",
+              finished_at="2026-01-01T00:02:00.000Z")
+    adapters.store.apply(started, JobStatus.RUNNING, ChangeSet({"status": JobStatus.COMPLETED}, run=run))
+    kept_until = int(parse_time(run.finished_at).timestamp()) + RECORD_PART_KEEP_S
+    expire(adapters, kept_until)
+    assert adapters.store.runs(job.id) == [run]
+    expire(adapters, kept_until + 1)
+    assert adapters.store.runs(job.id) == []
+
+
 @contextmanager
 def reading_no_job(store):
     """Within the block, a read of a job by `store` fails the test: a write answers the job it
