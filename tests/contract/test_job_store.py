@@ -392,6 +392,17 @@ def test_a_run_is_kept_from_its_attempts_end_on_the_clock_that_ended_it(adapters
     assert adapters.store.runs(job.id) == []
 
 
+def test_a_run_of_an_attempt_still_running_is_kept_from_when_it_was_written(adapters):
+    """No end yet: its time is counted from the write, so it is there while the attempt runs."""
+    import time
+
+    from tests.contract.conftest import expire
+
+    job = running(adapters.store, make_job(1))
+    expire(adapters, int(time.time()))
+    assert [(r.attempt, r.status) for r in adapters.store.runs(job.id)] == [(1, JobStatus.RUNNING)]
+
+
 @contextmanager
 def reading_no_job(store):
     """Within the block, a read of a job by `store` fails the test: a write answers the job it
