@@ -392,6 +392,23 @@ def test_a_run_is_kept_from_its_attempts_end_on_the_clock_that_ended_it(adapters
     assert adapters.store.runs(job.id) == []
 
 
+def test_a_run_updated_at_its_attempts_end_is_kept_from_that_end(adapters):
+    """Written at the attempt's start, then at its end without a start time: its time is counted
+    again, from the end."""
+    from chalicelib.defaults import RECORD_PART_KEEP_S
+    from chalicelib.domain.job import parse_time
+    from tests.contract.conftest import expire
+
+    job = running(adapters.store, make_job(1))
+    ended = Run(job_id=job.id, attempt=1, status=JobStatus.COMPLETED, finished_at="2026-01-01T00:02:00.000Z")
+    adapters.store.apply(job, JobStatus.RUNNING, ChangeSet({"status": JobStatus.COMPLETED}, run=ended))
+    kept_until = int(parse_time(ended.finished_at).timestamp()) + RECORD_PART_KEEP_S
+    expire(adapters, kept_until)
+    assert [r.finished_at for r in adapters.store.runs(job.id)] == [ended.finished_at]
+    expire(adapters, kept_until + 1)
+    assert adapters.store.runs(job.id) == []
+
+
 def test_a_run_of_an_attempt_still_running_is_kept_from_when_it_was_written(adapters):
     """No end yet: its time is counted from the write, so it is there while the attempt runs."""
     import time
