@@ -1209,6 +1209,19 @@ def test_due_pages_on_from_its_cursor_through_jobs_of_one_shard_left_where_they_
     assert [j.id for j in whole.jobs] == [j.id for j in jobs] and whole.cursor is None
 
 
+def test_jobs_moved_to_one_due_time_are_paged_through_one_by_one(adapters):
+    """A due time a write moves is keyed by its job, as a created job's: two jobs moved to the
+    same moment are two places, each read once."""
+    now = "2026-01-01T12:00:00.000Z"
+    jobs = [make_job(i, due_at="2026-01-01T13:00:00.000Z") for i in (1, 2)]
+    for job in jobs:
+        adapters.store.create(job)
+        adapters.store.apply(job, JobStatus.QUEUED, ChangeSet({"due_at": "2026-01-01T11:00:00.000Z"}))
+    first = adapters.store.due(now, 1)
+    second = adapters.store.due(now, 1, first.cursor)
+    assert [j.id for j in first.jobs + second.jobs] == [j.id for j in jobs] and second.cursor is None
+
+
 def test_a_job_due_at_the_very_moment_asked_is_due(adapters):
     now = "2026-01-01T12:00:00.000Z"
     job = make_job(1, due_at=now)
