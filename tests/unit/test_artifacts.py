@@ -102,6 +102,37 @@ def test_names_and_content_types_fullmatch():
     assert not keeps_inline(b"x", "text/plain\n", 1024)
 
 
+@pytest.mark.parametrize("name", ["a", "7", "2026-report.csv", "rows_0001.JSON", "Q3.summary-v2_final.txt"])
+def test_a_name_of_letters_digits_dots_underscores_and_dashes_is_taken(name):
+    from chalicelib.adapters.artifacts import check_name
+
+    assert check_name(name) == name
+
+
+@pytest.mark.parametrize("name", [None, 42, b"report.txt"])
+def test_a_name_that_is_no_text_is_an_invalid_artifact(name):
+    from chalicelib.adapters.artifacts import check_name
+
+    with pytest.raises(InvalidArtifactError):
+        check_name(name)
+
+
+def test_a_refused_name_or_content_type_is_told_the_rule_and_shown_escaped_and_cut():
+    """The refusal reaches the handler (and the job's error): it says what is taken and shows
+    what was given as a quoted literal, cut short, never the kilobytes a handler passed."""
+    from chalicelib.adapters.artifacts import check_content_type, check_name
+
+    name = "a/b\n" + "x" * 1000
+    with pytest.raises(InvalidArtifactError) as refused:
+        check_name(name)
+    assert "1-128 characters" in refused.value.message
+    assert refused.value.message.endswith(f"not {repr(name)[:150]}")
+    content_type = "text/plain\r\n" + "x" * 1000
+    with pytest.raises(InvalidArtifactError) as refused:
+        check_content_type(content_type)
+    assert refused.value.message.endswith(f"not {repr(content_type)[:300]}")
+
+
 @pytest.mark.parametrize("content_type", [
     "text/plain", "text/csv; charset=iso-8859-1", "application/vnd.api+json", 'text/plain;format="a b"',
 ])
@@ -129,6 +160,28 @@ def test_a_content_type_is_taken_up_to_its_bound_and_refused_one_past_it():
     assert check_content_type(at_bound) == at_bound
     with pytest.raises(InvalidArtifactError):
         check_content_type(at_bound + "x")
+
+
+@pytest.mark.parametrize("content_type", [
+    "application/xml", "application/ld+json", "application/vnd.api+json", "application/atom+xml",
+    "text/x-markdown", "text/vnd.a+b", "Text/CSV; charset=UTF-8", "APPLICATION/JSON",
+])
+def test_small_utf8_data_of_any_text_type_whatever_its_case_is_kept_inline(content_type):
+    from chalicelib.adapters.artifacts import keeps_inline
+
+    assert keeps_inline(b"<a>1</a>", content_type, 1024)
+
+
+def test_an_artifacts_object_key_names_its_attempt_and_which_of_its_writes_it_is():
+    """docs/data-model.md: `jobs/<id>/artifacts/<attempt>/<name>`, an attempt's later writes
+    of a name under `<attempt>-<write>`; one written outside an attempt under its name alone."""
+    from chalicelib.adapters.artifacts import blob_key
+
+    job_id = "00000000-0000-4000-8000-000000000001"
+    assert blob_key(job_id, "out.bin") == f"jobs/{job_id}/artifacts/out.bin"
+    assert blob_key(job_id, "out.bin", 2) == f"jobs/{job_id}/artifacts/0002/out.bin"
+    assert blob_key(job_id, "out.bin", 1, 1) == f"jobs/{job_id}/artifacts/0001/out.bin"
+    assert blob_key(job_id, "out.bin", 12, 3) == f"jobs/{job_id}/artifacts/0012-3/out.bin"
 
 
 def test_only_text_that_reads_back_as_utf8_is_kept_inline():
