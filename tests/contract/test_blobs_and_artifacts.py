@@ -106,6 +106,16 @@ def test_small_text_artifacts_stay_inline_the_rest_go_to_the_blob_store(adapters
     assert [a.name for a in adapters.artifacts.list(JOB).artifacts] == ["image.png", "note.txt", "report.json"]
     assert adapters.artifacts.list("00000000-0000-4000-8000-000000000002").artifacts == []
     assert adapters.artifacts.get(JOB, "note.txt").info == note
+    assert adapters.artifacts.list(JOB).artifacts == [binary, note, large]  # each listed where it is kept
+
+
+def test_a_content_type_is_kept_as_written_and_its_case_does_not_decide_what_is_text(adapters):
+    """Media types are case-insensitive (RFC 9110): `Text/CSV` is text, kept inline, and served
+    back under the content type its handler gave, spelled as given."""
+    info = adapters.artifacts.put(JOB, "report.csv", b"a,b\n", "Text/CSV; Charset=UTF-8")
+    assert (info.location, info.content_type) == ("inline", "Text/CSV; Charset=UTF-8")
+    assert adapters.artifacts.get(JOB, "report.csv").info == info
+    assert adapters.artifacts.list(JOB).artifacts == [info]
 
 
 def test_text_of_exactly_the_inline_limit_stays_inline_a_byte_more_goes_to_the_blob_store(adapters):
@@ -121,10 +131,9 @@ def test_an_artifact_is_replaced_by_name_and_a_missing_or_bad_name_or_type_is_re
     adapters.artifacts.put(JOB, "out.txt", b"two!", "text/plain")
     assert adapters.artifacts.get(JOB, "out.txt").content == b"two!"
     assert [(a.name, a.size) for a in adapters.artifacts.list(JOB).artifacts] == [("out.txt", 4)]
-    with pytest.raises(ArtifactNotFoundError):
-        adapters.artifacts.get(JOB, "missing.txt")
-    with pytest.raises(ArtifactNotFoundError):
-        adapters.artifacts.get(JOB, "../etc/passwd")
+    for missing in ("missing.txt", "../etc/passwd", "out.txt#x", "a#b", "x" * 2000):  # no name, no key of one
+        with pytest.raises(ArtifactNotFoundError):
+            adapters.artifacts.get(JOB, missing)
     longest = "x" * 128  # the longest name taken
     adapters.artifacts.put(JOB, longest, b"1", "text/plain")
     assert adapters.artifacts.get(JOB, longest).content == b"1"
@@ -156,10 +165,13 @@ def test_an_attempts_artifact_lands_only_while_that_attempt_runs(adapters, data)
     first = adapters.artifacts.put(JOB, "out.txt", data, "text/plain", attempt=1)
     job = adapters.store.apply(job, JobStatus.RUNNING, ChangeSet({"status": JobStatus.RETRYING}))
     job = adapters.store.apply(job, JobStatus.RETRYING, ChangeSet({"status": JobStatus.RUNNING, "attempts": 2}))
+    with pytest.raises(AttemptEndedError):  # attempt 1 woke while attempt 2 runs
+        adapters.artifacts.put(JOB, "out.txt", b"late", "text/plain", attempt=1)
     second = adapters.artifacts.put(JOB, "out.txt", data.upper(), "text/plain", attempt=2)
     adapters.store.apply(job, JobStatus.RUNNING, ChangeSet({"status": JobStatus.COMPLETED}))
     for attempt in (1, 2):  # attempt 1 woke after attempt 2 took over; attempt 2 after the job ended
-        with pytest.raises(AttemptEndedError, match=f"attempt {attempt} of job {JOB}"):
+        refusal = f"attempt {attempt} of job {JOB} is no longer running: artifact out.txt is not stored"
+        with pytest.raises(AttemptEndedError, match=refusal):
             adapters.artifacts.put(JOB, "out.txt", b"late", "text/plain", attempt=attempt)
         with pytest.raises(AttemptEndedError):
             adapters.artifacts.put(JOB, "other.bin", b"late", "application/octet-stream", attempt=attempt)
@@ -230,10 +242,37 @@ def test_a_cursor_that_is_not_one_of_the_jobs_listing_is_refused(adapters):
     assert others is not None
     for bad in (others, "not a cursor", "e30", write_cursor(["art", JOB]), write_cursor(["art", JOB, "../x"]),
                 write_cursor(["art", JOB, "a" * 129]), write_cursor(["job", JOB, "out-0.txt"]), write_cursor({"pk": f"JOB#{JOB}", "sk": "JOB"}),
-                write_cursor([[[[["deep"]]]]]), "A" * 3000):
+                write_cursor([[[[["deep"]]]]]), "A" * 3000, write_cursor({"art": JOB, "a": 1, "b": 2}),
+                write_cursor(["art", JOB, "out-0.txt", "out-1.txt"])):
         with pytest.raises(InvalidRequestError, match="cursor is not valid"):
             adapters.artifacts.list(JOB, limit=2, cursor=bad)
 
+
+
+def test_a_page_ending_at_a_name_goes_on_with_the_names_that_begin_with_it(adapters):
+    """`out` sorts before `out-2` and `out.txt`: the page after one that ended at `out` starts
+    with the next name, whatever characters follow `out` in it."""
+    names = ["out", "out-2", "out.txt", "out_3"]
+    for name in reversed(names):
+        adapters.artifacts.put(JOB, name, b"1", "text/plain")
+    listed, cursor = [], None
+    while True:
+        page = adapters.artifacts.list(JOB, limit=1, cursor=cursor)
+        listed += _names(page)
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+    assert listed == names
+
+
+def test_a_listing_asked_for_no_limit_answers_a_page_of_the_default_size(adapters):
+    from chalicelib.defaults import ARTIFACT_PAGE
+
+    names = [f"row-{n:04d}.txt" for n in range(ARTIFACT_PAGE + 1)]
+    for name in names:
+        adapters.artifacts.put(JOB, name, b"1", "text/plain")
+    page = adapters.artifacts.list(JOB)
+    assert _names(page) == names[:ARTIFACT_PAGE] and page.cursor is not None
 
 
 def test_a_cursor_longer_than_the_bound_is_refused_unread_one_at_the_bound_is_read(adapters):
@@ -305,3 +344,42 @@ def test_a_write_that_lands_deletes_the_objects_of_each_write_it_replaces(adapte
     kept = [k for page in adapters.blobs.keys_older_than(f"jobs/{JOB}/", utcnow() + timedelta(minutes=5))
             for k in page]
     assert kept == [] and adapters.artifacts.get(JOB, "out.bin").content == b"inline"
+
+
+def _running_attempt_1(adapters) -> None:
+    from chalicelib.domain.job import Job
+    from chalicelib.domain.status import JobStatus
+    from chalicelib.ports import ChangeSet
+
+    job = Job(id=JOB, type="demo.steps", tenant="acme", user="ann", created_at="2026-01-01T00:00:00.000Z")
+    adapters.store.create(job)
+    adapters.store.apply(job, JobStatus.QUEUED, ChangeSet({"status": JobStatus.RUNNING, "attempts": 1}))
+
+
+def test_a_write_that_lands_is_stored_even_when_the_object_it_replaces_is_not_deleted(adapters, monkeypatch):
+    """Deleting the object of the write before is tidying up: the bucket not answering it
+    leaves bytes no item names (the job's purge removes them), and the write is still stored."""
+    from chalicelib.domain.errors import StoreUnavailableError
+
+    _running_attempt_1(adapters)
+    data = b"x" * (INLINE_LIMIT + 1)
+    adapters.artifacts.put(JOB, "out.bin", data, "application/octet-stream", attempt=1)
+
+    def not_answering(keys):
+        raise StoreUnavailableError("could not delete objects")
+
+    monkeypatch.setattr(adapters.blobs, "delete", not_answering)
+    info = adapters.artifacts.put(JOB, "out.bin", data.upper(), "application/octet-stream", attempt=1, write=2,
+                                  replaces=(1,))
+    stored = adapters.artifacts.get(JOB, "out.bin")
+    assert stored.info == info and adapters.blobs.get(stored.blob_key) == data.upper()
+
+
+def test_an_artifact_written_outside_an_attempt_keeps_the_one_object_its_name_holds(adapters):
+    """Without an attempt every write of a name goes to the same key: a rewrite replaces that
+    object and deletes nothing, whatever writes it is told it replaces."""
+    data = b"x" * (INLINE_LIMIT + 1)
+    adapters.artifacts.put(JOB, "out.bin", data, "application/octet-stream")
+    adapters.artifacts.put(JOB, "out.bin", data.upper(), "application/octet-stream", write=2, replaces=(1,))
+    stored = adapters.artifacts.get(JOB, "out.bin")
+    assert adapters.blobs.get(stored.blob_key) == data.upper()
