@@ -185,6 +185,16 @@ def test_a_store_call_aws_refused_or_never_answered_is_store_unavailable(call, f
     assert isinstance(raised.value.__cause__, (ClientError, type(cause())))
 
 
+@pytest.mark.parametrize("call, says", [
+    ("artifact put", "could not record artifact a.txt"), ("artifact put of an attempt", "could not record artifact a.txt"),
+    ("artifact list", "could not list artifacts"), ("artifact get", "could not read artifact a.txt"),
+])
+def test_an_artifact_call_the_store_did_not_answer_names_the_artifact_and_its_job(call, says):
+    """The handler's (or the API's) error says what was not recorded or read, of which job."""
+    with pytest.raises(StoreUnavailableError, match=f"^{says} of job {JOB_ID}$"):
+        STORE_CALLS[call](Failing(FAILURES["timed out"]))
+
+
 @pytest.mark.parametrize("failure", FAILURES)
 def test_events_eventbridge_refused_or_never_answered_are_retried_then_named_unpublished(failure):
     client, waits = Failing(FAILURES[failure]), []

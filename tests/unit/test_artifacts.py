@@ -261,11 +261,12 @@ class ArtifactPartition:
         return answer
 
 
-def test_a_page_of_a_job_with_tens_of_thousands_of_artifacts_reads_that_page_only():
+@pytest.mark.parametrize("per_call", [7, 100])  # a page read in several calls, or in one
+def test_a_page_of_a_job_with_tens_of_thousands_of_artifacts_reads_that_page_only(per_call):
     from chalicelib.adapters.artifacts import DynamoArtifactStore
 
     job_id = "00000000-0000-4000-8000-000000000001"
-    ddb = ArtifactPartition(job_id, 20_000, per_call=7)
+    ddb = ArtifactPartition(job_id, 20_000, per_call=per_call)
     store = DynamoArtifactStore(ddb, "jobs", InMemoryBlobStore(), inline_limit=1024)
     first = store.list(job_id, limit=25)
     assert [a.name for a in first.artifacts] == [f"row-{n:05d}.txt" for n in range(25)]
@@ -294,6 +295,40 @@ def test_a_page_whose_reads_stop_at_its_size_on_a_call_limit_still_reads_the_ite
             break
         cursor = page.cursor
     assert names == [f"row-{n:05d}.txt" for n in range(60)]
+
+
+class ArtifactItems:
+    """A DynamoDB client holding artifact items by key: put_item and get_item."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], dict] = {}
+
+    def put_item(self, TableName: str, Item: dict) -> None:
+        self.items[(Item["pk"]["S"], Item["sk"]["S"])] = Item
+
+    def get_item(self, TableName: str, Key: dict) -> dict:
+        item = self.items.get((Key["pk"]["S"], Key["sk"]["S"]))
+        return {} if item is None else {"Item": item}
+
+
+@pytest.mark.parametrize("kind", ["memory", "dynamodb"])
+def test_an_artifact_reads_back_with_the_time_its_write_answered(kind):
+    """What `put` answers is what a read shows: one moment of the clock, not one read each."""
+    from datetime import datetime, timedelta, timezone
+    from itertools import count
+
+    from chalicelib.adapters.artifacts import DynamoArtifactStore
+
+    seconds = count()
+
+    def ticking():
+        return datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=next(seconds))
+
+    blobs = InMemoryBlobStore()
+    artifacts = (InMemoryArtifactStore(blobs, inline_limit=1024, clock=ticking) if kind == "memory" else
+                 DynamoArtifactStore(ArtifactItems(), "jobs", blobs, inline_limit=1024, clock=ticking))
+    info = artifacts.put("00000000-0000-4000-8000-000000000001", "note.txt", b"hi", "text/plain")
+    assert artifacts.get("00000000-0000-4000-8000-000000000001", "note.txt").info == info
 
 
 @pytest.mark.parametrize("learns", ["poll", "report"])
