@@ -128,3 +128,18 @@ def test_only_the_end_of_a_job_that_lived_longer_than_its_parts_allow_moves_them
 
     expire(adapters, job.expires_at)  # either way, no part expired before the record
     assert parts_of(adapters, job.id) == ([1, 2], ["image.png", "note.txt"])
+
+
+def test_an_artifact_expires_record_part_keep_s_after_its_write_and_not_before(adapters):
+    """The moment the record's own expiry is measured against (RECORD_PART_KEEP_S, defaults.py):
+    an artifact lasts through it, inline or in S3, and is gone the second past it."""
+    job_id = "00000000-0000-4000-8000-000000000001"
+    before = int(utcnow().timestamp())
+    adapters.artifacts.put(job_id, "note.txt", b"first", "text/plain")
+    adapters.artifacts.put(job_id, "image.png", b"\x89PNG", "image/png")
+    after = int(utcnow().timestamp())
+
+    expire(adapters, before + RECORD_PART_KEEP_S)
+    assert parts_of(adapters, job_id) == ([], ["image.png", "note.txt"])
+    expire(adapters, after + RECORD_PART_KEEP_S + 1)
+    assert parts_of(adapters, job_id) == ([], [])
