@@ -2,6 +2,7 @@
 Chalice test client on moto."""
 import json
 from datetime import datetime, timedelta, timezone
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -797,6 +798,28 @@ def test_artifacts_small_inline_large_in_s3(client, aws):
         response = client.http.get(path, headers=auth())
         assert response.status_code == 404 and response.json_body["error"]["code"] == code
     assert client.http.get(f"/jobs/{job['id']}/artifacts", headers=auth("globex")).status_code == 404
+    assert set(listed[0]) == {"name", "content_type", "size", "created_at", "location"}
+    assert parse_qs(urlsplit(binary["url"]).query)["X-Amz-Expires"] == [str(binary["expires_in"])]
+
+
+def test_an_empty_text_artifact_downloads_as_an_empty_body(client, aws):
+    job = submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})
+    container().artifacts.put(job["id"], "empty.txt", b"", "text/plain")
+    empty = client.http.get(f"/jobs/{job['id']}/artifacts/empty.txt", headers=auth())
+    assert (empty.status_code, empty.body, empty.headers["Content-Type"]) == (200, b"", "text/plain")
+
+
+def test_an_id_no_job_can_have_is_a_job_not_found_showing_the_id_cut(client, aws):
+    """Refused before any read: an id longer than any job's is no key to look up, and the
+    refusal shows it cut, not the kilobytes sent."""
+    from chalicelib.domain.job import shown_id
+
+    job_id = "x" * 3000
+    for path in (f"/jobs/{job_id}/artifacts", f"/jobs/{job_id}/artifacts/out.txt"):
+        response = client.http.get(path, headers=auth())
+        assert response.status_code == 404, path
+        assert response.json_body["error"]["code"] == "job_not_found"
+        assert response.json_body["error"]["message"] == f"job {shown_id(job_id)} not found"
 
 
 def test_large_payload_and_result_are_claim_checked_in_s3(client, aws):
