@@ -63,12 +63,13 @@ def get_artifact(call: Call, job_id: str, name: str) -> Any:
     if artifact.content is not None:
         # Inline artifacts are UTF-8 text as written (adapters/artifacts.keeps_inline). The
         # content type was checked when written; one that is not a media type (stored before
-        # the check) is never sent as a header.
+        # the check) is never sent as a header: the body goes as the UTF-8 text it is served as
+        # (a binary type would make Chalice refuse a text body).
         content_type = artifact.info.content_type
         return Response(
             body=artifact.content.decode("utf-8", errors="replace"),
             status_code=200,
-            headers={"Content-Type": content_type if is_media_type(content_type) else "application/octet-stream",
+            headers={"Content-Type": content_type if is_media_type(content_type) else "text/plain; charset=utf-8",
                      "Cache-Control": "no-store",
                      "Content-Disposition": attachment(artifact.info.name),
                      "X-Content-Type-Options": "nosniff",

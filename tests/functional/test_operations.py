@@ -809,6 +809,22 @@ def test_an_empty_text_artifact_downloads_as_an_empty_body(client, aws):
     assert (empty.status_code, empty.body, empty.headers["Content-Type"]) == (200, b"", "text/plain")
 
 
+def test_an_inline_artifact_stored_before_its_checks_downloads_under_no_header_it_names(client, aws):
+    """An item written before content types were checked and only UTF-8 text kept inline: its
+    content type, no media type, is never sent as a header, and its bytes come back as the
+    UTF-8 text they are served as (U+FFFD where they are not UTF-8), not as a 400 or a 500."""
+    from chalicelib.adapters.dynamodb_items import artifact_key
+
+    job = submit(client, {"type": "demo.steps", "payload": {"steps": 1, "step_ms": 0}})
+    aws["ddb"].put_item(TableName="jobs", Item={
+        **artifact_key(job["id"], "old.txt"), "name": {"S": "old.txt"}, "size": {"N": "4"},
+        "content_type": {"S": "text/plain\r\nX-Injected: 1"}, "created_at": {"S": "2025-01-01T00:00:00.000Z"},
+        "data": {"B": "René".encode("iso-8859-1")}})
+    old = client.http.get(f"/jobs/{job['id']}/artifacts/old.txt", headers=auth())
+    assert (old.status_code, old.headers["Content-Type"]) == (200, "text/plain; charset=utf-8"), old.body
+    assert "X-Injected" not in old.headers and old.body.decode() == "Ren\ufffd"
+
+
 def test_an_id_no_job_can_have_is_a_job_not_found_showing_the_id_cut(client, aws):
     """Refused before any read: an id longer than any job's is no key to look up, and the
     refusal shows it cut, not the kilobytes sent."""
