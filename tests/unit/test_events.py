@@ -255,6 +255,19 @@ def test_publishing_keeps_stream_order_and_reports_where_it_stopped():
     assert publish_changes(changes(3), failing) == "seq-0"
 
 
+def test_a_publisher_that_cannot_say_which_events_failed_stops_the_batch_at_its_first():
+    """An EventPublishError naming no unpublished events may have lost any of them: the stream
+    is retried from the first change of the chunk, not taken for all published."""
+    from chalicelib.domain.errors import EventPublishError
+
+    class Unsure:
+        def publish(self, events):
+            raise EventPublishError("PutEvents did not answer")
+
+    assert EventPublishError("PutEvents did not answer").unpublished == []
+    assert publish_changes(changes(3), Unsure()) == "seq-0"
+
+
 def test_eventbridge_adapter_retries_failed_entries_and_raises_what_never_went_through():
     from chalicelib.adapters.eventbridge import EventBridgePublisher
 

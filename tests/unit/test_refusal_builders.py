@@ -19,6 +19,7 @@ from chalicelib.domain.errors import (
     NextAttemptUnsentError,
     NotRedrivableError,
     RecordTooLargeError,
+    WebhookDeliveryError,
     validation_problems,
 )
 
@@ -126,3 +127,9 @@ def test_a_refused_payloads_text_names_each_field_it_can_read_and_the_payload_fo
     assert error.with_fields() == "payload is not valid: rows.2.sku: Field required; payload: too large"
     for details in (None, [], ["row 3 is bad"], [{"loc": ["rows"]}], [{"msg": "no place"}]):
         assert InvalidPayloadError("payload is not valid", details=details).with_fields() == "payload is not valid"
+
+
+def test_a_webhook_that_gave_no_answer_in_time_is_told_its_limit_as_a_person_reads_it():
+    """Every sender words it alike; a limit worked out as a float reads `10 s`, not `10.0 s`."""
+    assert WebhookDeliveryError.unanswered(10.0).message == "webhook did not answer within 10 s"
+    assert WebhookDeliveryError.unanswered(2.5).message == "webhook did not answer within 2.5 s"
