@@ -1,6 +1,7 @@
 """The SQS dead-letter loops: receive_up_to against a queue that hands out the same messages
 again (received with no visibility timeout, or theirs ran out), and a redrive whose sends or
-deletes SQS refuses for some entries (answered inside a 200, as its batch calls do)."""
+deletes SQS refuses for some entries (answered inside a 200, as its batch calls do); and what
+a letter received reads as: its id, body, send time and reason from what SQS hands out."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chalicelib.adapters.sqs_operations import SqsQueueOperations, receive_up_to
+from chalicelib.defaults import DEAD_LETTER_REASON_CHARS
 from chalicelib.ports import JobMessage
 
 
@@ -139,3 +141,80 @@ def test_each_receive_asks_for_as_many_as_sqs_gives_hides_them_as_asked_and_wait
     assert len(receive_up_to(client, "https://sqs.example/1/dlq", 12, 45)) == 12
     assert [(r["MaxNumberOfMessages"], r["VisibilityTimeout"], r["WaitTimeSeconds"]) for r in requests] == [
         (10, 45, 0), (10, 45, 0), (2, 45, 0)]
+
+
+class _Holds:
+    """A dead-letter queue holding `messages` as SQS hands them out: each received once, with
+    only the system and message attributes the receive asked for."""
+
+    def __init__(self, *messages: dict[str, Any]) -> None:
+        self.messages = list(messages)
+
+    def receive_message(self, *, MessageSystemAttributeNames: list[str], MessageAttributeNames: list[str],
+                        **_: Any) -> dict[str, Any]:
+        handed, self.messages = self.messages, []
+        return {"Messages": [{
+            **m, "ReceiptHandle": f"receipt-of-{m['MessageId']}",
+            "Attributes": {k: v for k, v in m.get("Attributes", {}).items() if k in MessageSystemAttributeNames},
+            "MessageAttributes": {k: v for k, v in m.get("MessageAttributes", {}).items() if k in MessageAttributeNames},
+        } for m in handed]}
+
+    def change_message_visibility_batch(self, **_: Any) -> dict[str, Any]:
+        return {}
+
+
+def _peek(*messages: dict[str, Any]) -> list[Any]:
+    return _operations(_Holds(*messages)).peek_dead_letters("normal", 10)
+
+
+def _said(**values: str) -> dict[str, dict[str, str]]:
+    return {name: {"DataType": "String", "StringValue": value} for name, value in values.items()}
+
+
+_SOURCE = "arn:aws:sqs:us-east-1:123456789012:jobs-normal"
+
+
+def test_a_letter_sqs_moved_by_itself_says_from_which_queue_how_often_it_was_received_and_since_when():
+    """A job message the queue's redrive policy moved carries no reason of its own: what SQS
+    keeps of it (the queue it came from, its receive count, its first receive) is the reason
+    shown, the queue by its name; the letter is named by SQS's message id, not by the receipt
+    that deletes it."""
+    [letter] = _peek({"MessageId": "m-1", "Body": '{"job_id": "job-1", "attempt": 1}', "Attributes": {
+        "DeadLetterQueueSourceArn": _SOURCE, "ApproximateReceiveCount": "11",
+        "ApproximateFirstReceiveTimestamp": "1796167374273", "SentTimestamp": "1796167300000"}})
+    assert (letter.message_id, letter.sent_at, letter.receipt) == ("m-1", "2026-12-01T23:21:40.000Z", "receipt-of-m-1")
+    assert letter.reason == (
+        "moved here by SQS from jobs-normal after the receives its redrive policy allows, none handled; "
+        "received 11 times in all, looks at this dead-letter queue included; first received 2026-12-01T23:22:54.273Z")
+
+
+def test_a_moved_letter_says_only_what_sqs_kept_of_it_and_a_reason_of_its_own_comes_first():
+    """Without its receive count or first receive (a zero time is none) the reason says no
+    more than where the letter came from; a letter that carries its own `reason` shows that."""
+    bare, unreceived, own = _peek(
+        {"MessageId": "m-1", "Body": "{}", "Attributes": {"DeadLetterQueueSourceArn": _SOURCE}},
+        {"MessageId": "m-2", "Body": "{}", "Attributes": {
+            "DeadLetterQueueSourceArn": _SOURCE, "ApproximateFirstReceiveTimestamp": "0"}},
+        {"MessageId": "m-3", "Body": "{}", "Attributes": {"DeadLetterQueueSourceArn": _SOURCE},
+         "MessageAttributes": _said(reason="HTTP 503")})
+    moved = "moved here by SQS from jobs-normal after the receives its redrive policy allows, none handled"
+    assert (bare.reason, unreceived.reason, own.reason) == (moved, moved, "HTTP 503")
+
+
+def test_a_letter_without_a_send_time_shows_none():
+    [letter] = _peek({"MessageId": "m-1", "Body": "{}"})
+    assert (letter.sent_at, letter.reason) == (None, None)
+
+
+def test_a_body_that_is_no_json_object_is_shown_as_its_first_2000_characters():
+    [letter] = _peek({"MessageId": "m-1", "Body": "x" * 1999 + "yz"})
+    assert letter.body == {"raw": "x" * 1999 + "y"}
+
+
+def test_an_undelivered_events_reason_is_cut_to_what_a_reason_may_hold():
+    """EventBridge's ERROR_MESSAGE can be long: the reason it makes is cut, like every other."""
+    target = "arn:aws:sqs:us-east-1:123456789012:erp-webhook"
+    [letter] = _peek({"MessageId": "m-1", "Body": "{}", "MessageAttributes": _said(
+        TARGET_ARN=target, ERROR_CODE="SDK_CLIENT_ERROR", ERROR_MESSAGE="z" * DEAD_LETTER_REASON_CHARS)})
+    said = f"EventBridge could not deliver it to {target}: SDK_CLIENT_ERROR: "
+    assert letter.reason == said + "z" * (DEAD_LETTER_REASON_CHARS - len(said))
