@@ -1,8 +1,12 @@
 """SqsQueueOperations and SqsJobQueue as the composition root wires them: a dead-letter queue of
 the stack whose URL is not configured (empty) is not one it offers; a dead-lettered event goes
 back only to a queue its TARGET_ARN names as an SQS ARN; a queue a worker names by its ARN is
-reached at the URL it was configured with, or else where SQS forms it."""
+reached at the URL it was configured with, or else where SQS forms it; a count SQS leaves out
+of a queue's attributes is none."""
 from __future__ import annotations
+
+import json
+from typing import Any, Optional
 
 import pytest
 
@@ -24,11 +28,71 @@ def test_a_dead_letter_queue_without_a_url_is_neither_listed_nor_read():
     ("arn:aws:sqs:us-east-1:123456789012:erp-webhook", "erp-webhook"),
     ("arn:aws:lambda:us-east-1:123456789012:function:erp-webhook", None),  # a function of the queue's name
     ("queue:sqs:erp-webhook", None),  # reads like the end of a queue's ARN, but is no ARN
+    ("arnold:sqs:erp-webhook", None),  # nor is this
+    ("arn:aws:lambda:us-east-1:123456789012:function:erp-sqs-relay", None),  # a function named for a queue
     ("erp-webhook", None),
     ("", None),  # no TARGET_ARN attribute
 ])
 def test_a_dead_lettered_events_target_names_a_queue_only_as_an_sqs_arn(arn, name):
     assert target_queue_name(arn) == name
+
+
+class _EventDeliveryLetters:
+    """A dead-letter queue of one event EventBridge could not deliver to the queue `target`
+    (its TARGET_ARN), taking every send and delete; records where each send went."""
+
+    def __init__(self, target: str) -> None:
+        self.letters = [{"MessageId": "m-1", "ReceiptHandle": "r-1", "Body": json.dumps({"detail": {"event_id": "e-1"}}),
+                         "MessageAttributes": {"TARGET_ARN": {"DataType": "String", "StringValue": target}}}]
+        self.sent_to: list[str] = []
+
+    def receive_message(self, **_: Any) -> dict[str, Any]:
+        handed, self.letters = self.letters, []
+        return {"Messages": handed}
+
+    def send_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        self.sent_to += [QueueUrl] * len(Entries)
+        return {"Successful": [{"Id": e["Id"]} for e in Entries]}
+
+    def delete_message_batch(self, *, Entries: list[dict[str, Any]], **_: Any) -> dict[str, Any]:
+        return {"Successful": [{"Id": e["Id"]} for e in Entries]}
+
+    def change_message_visibility_batch(self, **_: Any) -> dict[str, Any]:
+        return {}
+
+
+def test_an_undelivered_event_goes_back_to_its_queue_configured_with_a_trailing_slash():
+    """A stack output may give a queue's URL with a trailing '/': the queue a dead-lettered
+    event's TARGET_ARN names is still found among those a redrive may return it to."""
+    client = _EventDeliveryLetters("arn:aws:sqs:us-east-1:123456789012:erp-webhook")
+    operations = SqsQueueOperations(
+        client, {}, {}, {"event_delivery": ("https://sqs.example/1/event-delivery-dlq", None)},
+        {"event_delivery": ["https://sqs.example/1/erp-webhook/"]})
+    assert operations.redrive("event_delivery", 10) == {"moved": 1, "failed": 0}
+    assert client.sent_to == ["https://sqs.example/1/erp-webhook/"]
+
+
+class _Counts:
+    """An SQS client whose GetQueueAttributes answers `attributes` (None: no `Attributes` key)."""
+
+    def __init__(self, attributes: Optional[dict[str, str]]) -> None:
+        self.attributes = attributes
+
+    def get_queue_attributes(self, **_: Any) -> dict[str, Any]:
+        return {} if self.attributes is None else {"Attributes": self.attributes}
+
+
+@pytest.mark.parametrize("attributes, depth", [
+    ({"ApproximateNumberOfMessages": "3"}, {"visible": 3, "in_flight": 0, "delayed": 0}),
+    (None, {"visible": 0, "in_flight": 0, "delayed": 0}),
+])
+def test_a_count_sqs_leaves_out_of_its_answer_is_none(attributes, depth):
+    """A queue's depth is read from the counts SQS gives: one it leaves out (an emulator may
+    not keep delayed messages' count) is none, not a failed read of the queue."""
+    operations = SqsQueueOperations(_Counts(attributes), {"normal": "https://sqs.example/1/jobs"},
+                                    {"normal": "https://sqs.example/1/jobs-dlq"})
+    assert operations.queue_depth("normal") == depth
+    assert operations.dead_letter_depth("normal") == depth["visible"]
 
 
 class _DeletesAt:
