@@ -336,3 +336,37 @@ def test_a_letter_sqs_moved_after_its_receives_says_so_and_where_it_came_from(cl
     reason = letters[0]["reason"]
     assert reason.startswith("moved here by SQS from jobs-normal after the receives its redrive policy allows"), reason
     assert "received 11 times in all" in reason and "first received 20" in reason, reason
+
+
+def test_an_id_no_letter_can_have_is_not_found_without_a_look_at_the_queue(client, aws, monkeypatch):
+    """SQS names a message by a UUID: an id of anything but letters, digits and dashes, or of
+    more than 100, names no letter. It is answered 404 saying what a letter's id is (the id
+    quoted, cut to 100 characters), the queue not read: so while SQS does not answer. An id of
+    that form, upper case included, is looked for on the queue."""
+    from chalicelib.composition import container
+    from tests.functional.conftest import TimingOut
+
+    operations = container().queue_operations
+    monkeypatch.setattr(operations, "_sqs", TimingOut(operations._sqs, "receive_message"))
+
+    def delete(message_id):
+        return client.http.delete(f"/api/system/dlq/letters/{message_id}?priority=normal", headers=operator())
+
+    for message_id in ("a" * 101, "x" * 300, "a_b", "a.b", "abc$"):
+        refused = delete(message_id)
+        assert refused.status_code == 404, (message_id, refused.body)
+        assert refused.json_body["error"] == {"code": "letter_not_found", "message": (
+            f"no letter {message_id[:100]!r}: a letter's id is its listing's message_id")}, message_id
+    for message_id in ("a", "A" * 100, "0A1B2C3D-0000-4000-8000-00000000000F"):
+        looked = delete(message_id)
+        assert (looked.status_code, looked.json_body["error"]["code"]) == (503, "dlq_unavailable"), message_id
+
+
+def test_a_delete_names_its_letters_queue_and_takes_nothing_else(client, aws):
+    """A letter is deleted from the queue the request names, never looked for on every one; a
+    listing's `limit` means nothing to a delete of one letter: both refused 400."""
+    message_id = "00000000-0000-0000-0000-000000000000"
+    for query, said in (("", "name the letter's dead-letter queue"), ("?priority=normal&limit=5", "limit")):
+        refused = client.http.delete(f"/api/system/dlq/letters/{message_id}{query}", headers=operator())
+        assert (refused.status_code, refused.json_body["error"]["code"]) == (400, "invalid_request"), query
+        assert said in json.dumps(refused.json_body["error"]), refused.body
