@@ -370,3 +370,46 @@ def test_a_delete_names_its_letters_queue_and_takes_nothing_else(client, aws):
         refused = client.http.delete(f"/api/system/dlq/letters/{message_id}{query}", headers=operator())
         assert (refused.status_code, refused.json_body["error"]["code"]) == (400, "invalid_request"), query
         assert said in json.dumps(refused.json_body["error"]), refused.body
+
+
+def test_a_redrive_of_every_queue_that_stopped_after_moving_letters_says_so(client, aws, monkeypatch):
+    """Every queue's redrive stopped, one after its first ten letters moved (their deletes
+    made: none left sent on and owed): those ten are back on the queue, so the answer is 200
+    naming each queue under `unavailable` with what it moved, not a 503 that says nothing of
+    them."""
+    from chalicelib.composition import container
+
+    for key in ("dlq_high_url", "dlq_url", "dlq_low_url"):
+        for n in range(11):
+            aws["sqs"].send_message(QueueUrl=aws[key], MessageBody=json.dumps(
+                {"job_id": f"00000000-0000-0000-0000-0000000009{n:02d}", "attempt": 1}))
+    operations = container().queue_operations
+    monkeypatch.setattr(operations, "_sqs", _LaterCallsTimeOut(operations._sqs, "send_message_batch", 1))
+    answer = client.http.post("/api/system/dlq/redrive?limit=100", headers=operator())
+    assert answer.status_code == 200, answer.body
+    assert answer.json_body["redriven"] == {}
+    said = answer.json_body["unavailable"]
+    assert sorted((s["details"]["moved"], len(s["details"]["moved_ids"]), s["details"]["sent_ids"])
+                  for s in said.values()) == [(0, 0, []), (0, 0, []), (10, 10, [])], said
+
+
+def test_a_redrive_moves_up_to_its_limit_from_the_queue_named_or_from_each(client, aws):
+    """A redrive that names a queue, by priority or by name, moves that queue's letters alone;
+    one that names none moves up to `limit` from each queue."""
+    for key in ("dlq_high_url", "dlq_url"):
+        for n in range(3):
+            aws["sqs"].send_message(QueueUrl=aws[key], MessageBody=json.dumps(
+                {"job_id": f"00000000-0000-0000-0000-0000000010{n:02d}", "attempt": 1}))
+
+    def redrive(query):
+        answer = client.http.post(f"/api/system/dlq/redrive?{query}", headers=operator())
+        assert answer.status_code == 200, answer.body
+        return answer.json_body["redriven"]
+
+    assert redrive("priority=normal&limit=2") == {"normal": {"moved": 2, "failed": 0}}
+    assert redrive("queue=high&limit=1") == {"high": {"moved": 1, "failed": 0}}
+    every = redrive("limit=1")
+    assert {name: every[name] for name in ("high", "normal", "low")} == {
+        "high": {"moved": 1, "failed": 0}, "normal": {"moved": 1, "failed": 0}, "low": {"moved": 0, "failed": 0}}
+    total = client.http.get("/api/system/dlq", headers=operator()).json_body["total"]
+    assert {name: total[name] for name in ("high", "normal", "low")} == {"high": 1, "normal": 0, "low": 0}
