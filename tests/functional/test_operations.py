@@ -1255,3 +1255,17 @@ def test_a_dead_letter_count_that_did_not_answer_says_why_in_the_log(client, aws
     assert len(body["dead_letters"]["normal"]) == 2 and body["total"] == {"normal": None}
     (line,) = [entry for entry in lines if entry["message"] == "operator route read around an outage"]
     assert (line["section"], line["queue"]) == ("dead_letter_queues", "normal") and "ReadTimeoutError" in line["cause"]
+
+
+def test_a_redrive_of_every_queue_that_did_not_answer_says_why_in_the_log(client, aws, monkeypatch):
+    """A redrive of every queue names each queue that did not answer; the API's log names each
+    with the timeout under it, as a listing's does."""
+    operations = container().queue_operations
+    lines = _logged(monkeypatch)
+    with monkeypatch.context() as patched:
+        patched.setattr(operations, "_sqs", TimingOut(operations._sqs, "receive_message"))
+        assert client.http.post("/api/system/dlq/redrive", headers=operator()).status_code == 503
+    said = [entry for entry in lines if entry["message"] == "operator route read around an outage"]
+    assert {(entry["section"], entry["queue"]) for entry in said} == {
+        ("dead_letter_queues", name) for name in operations.dead_letter_queues()}
+    assert all("ReadTimeoutError" in entry["cause"] for entry in said)
