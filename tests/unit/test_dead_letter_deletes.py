@@ -11,9 +11,9 @@ import pytest
 
 from chalicelib.adapters.memory_queues import InMemoryDeadLetterQueue, InMemoryJobQueue, InMemoryQueueOperations
 from chalicelib.adapters.memory_stream import InMemoryParkedRecordDrops
-from chalicelib.dead_letters import BATCH_DESCRIPTION, DELETED, PARKED_RECORD, delete_dead_letter
+from chalicelib.dead_letters import BATCH_DESCRIPTION, DELETED, DROP_REQUESTED, PARKED_RECORD, delete_dead_letter
 from chalicelib.defaults import LETTER_DELETE_READS, STREAM_FAILURE_QUEUE
-from chalicelib.domain.errors import LetterNotFoundError
+from chalicelib.domain.errors import LetterNotFoundError, NotRedrivableError
 
 
 class Sampled(InMemoryQueueOperations):
@@ -148,3 +148,22 @@ def test_a_delete_sqs_refused_is_not_found_and_not_tried_again():
     with pytest.raises(LetterNotFoundError):
         delete_dead_letter(queues, "events", message_id, Drops())
     assert (queues.looks, queues.deletes) == (1, 1)
+
+
+def test_a_parked_record_the_reconciler_holds_hidden_is_dropped_at_its_next_take():
+    """SQS hands out no hidden message: a parked record the reconciler took is not found by any
+    look, and its delete is kept as a request the reconciler carries out when it next takes it
+    (DROP_REQUESTED), the record left on its queue meanwhile."""
+    queues, drops = Sampled(LETTER_DELETE_READS), Drops()
+    message_id = queues.put(STREAM_FAILURE_QUEUE, PARKED)
+    drops.taken(message_id)
+    assert delete_dead_letter(queues, STREAM_FAILURE_QUEUE, message_id, drops) == DROP_REQUESTED
+    assert drops.asked == [("request", message_id)] and queues.dead_letter_depth(STREAM_FAILURE_QUEUE) == 1
+
+
+def test_a_failed_stream_batchs_description_is_the_reconcilers_not_an_operators_to_delete():
+    queues = Sampled()
+    message_id = queues.put(STREAM_FAILURE_QUEUE, {BATCH_DESCRIPTION: {"shardId": "shard-0"}})
+    with pytest.raises(NotRedrivableError, match="describes a failed stream batch"):
+        delete_dead_letter(queues, STREAM_FAILURE_QUEUE, message_id, Drops())
+    assert queues.dead_letter_depth(STREAM_FAILURE_QUEUE) == 1
