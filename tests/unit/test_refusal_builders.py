@@ -74,6 +74,14 @@ def test_a_redrive_of_a_dead_letter_queue_of_descriptions_names_the_queue():
                              "see docs/reliability.md")
 
 
+def test_a_delete_of_a_failed_batchs_description_names_the_queue_and_who_removes_it():
+    error = NotRedrivableError.deleting("stream_failure")
+    assert (error.code, error.details) == ("not_redrivable", {"queue": "stream_failure"})
+    assert error.message == (
+        "this letter on the stream_failure dead-letter queue describes a failed stream batch, which the "
+        "reconciler replays and removes itself; see docs/reliability.md")
+
+
 @pytest.mark.parametrize("error, code", [
     (LetterUnconfirmedError("the letter's answer was lost"), "queue_unavailable"),
     (DeadLetterOwedError("the queue did not answer", job=None), "queue_unavailable"),
