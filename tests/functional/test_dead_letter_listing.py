@@ -23,6 +23,21 @@ def test_a_listing_shows_up_to_its_limit_and_says_how_many_there_are_in_all(clie
         assert body["total"] == {"normal": 15}
 
 
+def test_a_listed_letter_says_when_it_was_sent_to_its_queue(client, aws):
+    """`sent_at` is the time SQS took the letter (its SentTimestamp), in UTC as every time the
+    API answers: how long a letter has waited is what an operator reads first."""
+    from datetime import datetime, timedelta, timezone
+
+    from chalicelib.domain.job import parse_time
+
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    _park(aws, "dlq_url", 1)
+    after = datetime.now(timezone.utc) + timedelta(seconds=1)
+    (letter,) = client.http.get("/api/system/dlq?priority=normal", headers=operator()).json_body["dead_letters"][
+        "normal"]
+    assert letter["sent_at"].endswith("Z") and before <= parse_time(letter["sent_at"]) <= after, letter
+
+
 def test_a_listing_shows_ten_unless_asked_and_takes_a_limit_from_1_to_100(client, aws):
     """operations.md: a listing shows DEAD_LETTER_BATCH letters a queue unless `limit` asks for
     up to MAX_DEAD_LETTER_BATCH; a limit outside 1-100 is refused 400 `invalid_request` naming

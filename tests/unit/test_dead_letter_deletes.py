@@ -11,7 +11,8 @@ import pytest
 
 from chalicelib.adapters.memory_queues import InMemoryDeadLetterQueue, InMemoryJobQueue, InMemoryQueueOperations
 from chalicelib.adapters.memory_stream import InMemoryParkedRecordDrops
-from chalicelib.dead_letters import BATCH_DESCRIPTION, DELETED, DROP_REQUESTED, PARKED_RECORD, delete_dead_letter
+from chalicelib.adapters.sqs_stream_failures import parked_body
+from chalicelib.dead_letters import BATCH_DESCRIPTION, DELETED, DROP_REQUESTED, delete_dead_letter
 from chalicelib.defaults import LETTER_DELETE_READS, STREAM_FAILURE_QUEUE
 from chalicelib.domain.errors import LetterNotFoundError, NotRedrivableError
 
@@ -58,7 +59,9 @@ class Drops(InMemoryParkedRecordDrops):
         super().removed(message_id)
 
 
-PARKED = {"job_id": "j1", PARKED_RECORD: {"dynamodb": {"SequenceNumber": "300", "Keys": {}}}}
+# A parked record's body as the change-stream function parks it: the key the listing knows it by
+# (PARKED_RECORD) is the one the adapter writes.
+PARKED = {**json.loads(parked_body({"dynamodb": {"SequenceNumber": "300", "Keys": {}}})), "job_id": "j1"}
 
 
 @pytest.mark.parametrize("missed", range(LETTER_DELETE_READS))
