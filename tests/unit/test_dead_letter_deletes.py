@@ -13,7 +13,7 @@ from chalicelib.adapters.memory_queues import InMemoryDeadLetterQueue, InMemoryJ
 from chalicelib.adapters.memory_stream import InMemoryParkedRecordDrops
 from chalicelib.adapters.sqs_stream_failures import parked_body
 from chalicelib.dead_letters import BATCH_DESCRIPTION, DELETED, DROP_REQUESTED, delete_dead_letter
-from chalicelib.defaults import LETTER_DELETE_READS, STREAM_FAILURE_QUEUE
+from chalicelib.defaults import LETTER_DELETE_READS, MAX_DEAD_LETTER_BATCH, STREAM_FAILURE_QUEUE
 from chalicelib.domain.errors import LetterNotFoundError, NotRedrivableError
 
 
@@ -72,6 +72,15 @@ def test_a_letter_a_look_did_not_hand_out_is_deleted_by_a_later_look(missed):
     message_id = queues.put("events", {"note": "hand-made"})
     assert delete_dead_letter(queues, "events", message_id, Drops()) == DELETED
     assert queues.dead_letter_depth("events") == 0 and queues.looks == missed + 1
+
+
+def test_a_letter_behind_many_others_is_found_by_one_look_of_up_to_a_hundred():
+    """SQS hands out ten messages a receive: a look reads MAX_DEAD_LETTER_BATCH letters, so the
+    last of a full listing's letters is deleted at the first look, not answered 404."""
+    queues = Sampled()
+    ids = [queues.put("events", {"note": f"hand-made {n}"}) for n in range(MAX_DEAD_LETTER_BATCH)]
+    assert delete_dead_letter(queues, "events", ids[-1], Drops()) == DELETED
+    assert queues.dead_letter_depth("events") == MAX_DEAD_LETTER_BATCH - 1 and queues.looks == 1
 
 
 def test_a_letter_no_look_handed_out_is_not_found_and_stays():
