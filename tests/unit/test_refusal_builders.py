@@ -98,7 +98,6 @@ def test_each_kind_of_a_service_failure_is_answered_as_that_services(error, code
     assert (answer.status_code, answer.body["error"]["code"]) == (503, code)
 
 
-
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -117,7 +116,8 @@ def test_a_refusal_lists_every_problem_up_to_its_limit_and_counts_them_past_it()
     assert listed[0] == {"loc": ["k0"], "msg": "Extra inputs are not permitted", "type": "extra_forbidden"}
     message, listed = problems_of({f"k{i}": 0 for i in range(MAX_PROBLEMS_LISTED + 1)})
     assert len(listed) == MAX_PROBLEMS_LISTED
-    assert message == f"request is not valid: {MAX_PROBLEMS_LISTED + 1:,} problems, the first {MAX_PROBLEMS_LISTED} listed"
+    assert message == (f"request is not valid: {MAX_PROBLEMS_LISTED + 1:,} problems, "
+                       f"the first {MAX_PROBLEMS_LISTED} listed")
 
 
 def test_a_problems_key_is_named_whole_up_to_its_limit_and_by_its_first_characters_past_it():
