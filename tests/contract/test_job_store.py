@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from chalicelib.defaults import BATCH_GET_MAX, FILTERED_LISTING_READS, MAX_PROGRESS_DETAILS_BYTES
+from chalicelib.defaults import BATCH_GET_MAX, FILTERED_LISTING_READS, MAX_PROGRESS_DETAILS_BYTES, RECORD_PART_KEEP_S
 from chalicelib.domain.errors import (
     AttemptEndedError,
     BlobNotFoundError,
@@ -22,10 +22,10 @@ from chalicelib.domain.errors import (
     RecordTooLargeError,
     StaleJobError,
 )
-from chalicelib.domain.job import Job, JobErrorInfo, Progress, Run, answer_bytes
+from chalicelib.domain.job import Job, JobErrorInfo, Progress, Run, answer_bytes, parse_time
 from chalicelib.domain.status import JobStatus
 from chalicelib.ports import REMOVE, ChangeSet, Expectation, ExpectedWrite, JobQuery
-from tests.contract.conftest import INLINE_LIMIT
+from tests.contract.conftest import INLINE_LIMIT, expire
 
 
 def make_job(i: int = 0, *, tenant: str = "acme", type: str = "demo.steps", status: JobStatus = JobStatus.QUEUED,
@@ -375,10 +375,6 @@ def test_a_run_written_whole_when_its_attempt_ends(adapters):
 
 def test_a_run_is_kept_from_its_attempts_end_on_the_clock_that_ended_it(adapters):
     """RECORD_PART_KEEP_S from the run's `finished_at`, not from when the store wrote it."""
-    from chalicelib.defaults import RECORD_PART_KEEP_S
-    from chalicelib.domain.job import parse_time
-    from tests.contract.conftest import expire
-
     job = make_job(1)
     adapters.store.create(job)
     started = adapters.store.apply_expected(job.id, "acme", _may_start(0), _start(1), mark_gone=False).job
@@ -395,10 +391,6 @@ def test_a_run_is_kept_from_its_attempts_end_on_the_clock_that_ended_it(adapters
 def test_a_run_updated_at_its_attempts_end_is_kept_from_that_end(adapters):
     """Written at the attempt's start, then at its end without a start time: its time is counted
     again, from the end."""
-    from chalicelib.defaults import RECORD_PART_KEEP_S
-    from chalicelib.domain.job import parse_time
-    from tests.contract.conftest import expire
-
     job = running(adapters.store, make_job(1))
     ended = Run(job_id=job.id, attempt=1, status=JobStatus.COMPLETED, finished_at="2026-01-01T00:02:00.000Z")
     adapters.store.apply(job, JobStatus.RUNNING, ChangeSet({"status": JobStatus.COMPLETED}, run=ended))
@@ -412,8 +404,6 @@ def test_a_run_updated_at_its_attempts_end_is_kept_from_that_end(adapters):
 def test_a_run_of_an_attempt_still_running_is_kept_from_when_it_was_written(adapters):
     """No end yet: its time is counted from the write, so it is there while the attempt runs."""
     import time
-
-    from tests.contract.conftest import expire
 
     job = running(adapters.store, make_job(1))
     expire(adapters, int(time.time()))
