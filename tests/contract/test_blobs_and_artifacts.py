@@ -7,10 +7,19 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from chalicelib.domain.errors import ArtifactNotFoundError, BlobNotFoundError, InvalidArtifactError
-from chalicelib.domain.job import utcnow
+from chalicelib.domain.job import Job, utcnow
+from chalicelib.domain.status import JobStatus
+from chalicelib.ports import ChangeSet
 from tests.contract.conftest import INLINE_LIMIT
 
 JOB = "00000000-0000-4000-8000-000000000001"
+
+
+def _running_attempt_1(adapters) -> Job:
+    """The job JOB, created and running its attempt 1: an attempt's artifacts are written against it."""
+    job = Job(id=JOB, type="demo.steps", tenant="acme", user="ann", created_at="2026-01-01T00:00:00.000Z")
+    adapters.store.create(job)
+    return adapters.store.apply(job, JobStatus.QUEUED, ChangeSet({"status": JobStatus.RUNNING, "attempts": 1}))
 
 
 def test_blobs_put_get_and_delete(adapters):
@@ -152,13 +161,8 @@ def test_an_attempts_artifact_lands_only_while_that_attempt_runs(adapters, data)
     attempt is no longer the job's running one (taken over, ended) nothing is stored or
     replaced, and its object is not kept (nor can it have overwritten the live one's)."""
     from chalicelib.domain.errors import AttemptEndedError
-    from chalicelib.domain.job import Job
-    from chalicelib.domain.status import JobStatus
-    from chalicelib.ports import ChangeSet
 
-    job = Job(id=JOB, type="demo.steps", tenant="acme", user="ann", created_at="2026-01-01T00:00:00.000Z")
-    adapters.store.create(job)
-    job = adapters.store.apply(job, JobStatus.QUEUED, ChangeSet({"status": JobStatus.RUNNING, "attempts": 1}))
+    job = _running_attempt_1(adapters)
     with pytest.raises(AttemptEndedError):  # not its attempt
         adapters.artifacts.put(JOB, "out.txt", data, "text/plain", attempt=2)
     assert adapters.artifacts.list(JOB).artifacts == []
@@ -188,7 +192,6 @@ def test_an_attempts_artifact_lands_only_while_that_attempt_runs(adapters, data)
 def test_an_attempts_artifact_lands_when_the_jobs_payload_object_is_gone(adapters):
     """The check reads the job's record, never its objects: a payload deleted from the bucket
     (by hand, by a bucket rule) does not stop the running attempt from storing an artifact."""
-    from chalicelib.domain.status import JobStatus
     from tests.contract.test_job_store import big, make_job, running
 
     job = running(adapters.store, make_job(1, payload=big()))
@@ -298,13 +301,8 @@ def test_an_attempts_later_write_of_an_artifact_has_an_object_of_its_own(adapter
     one refused because the attempt lost its lease meanwhile deletes only what it uploaded,
     and the artifact the job lists still reads as the attempt last stored it."""
     from chalicelib.domain.errors import AttemptEndedError
-    from chalicelib.domain.job import Job
-    from chalicelib.domain.status import JobStatus
-    from chalicelib.ports import ChangeSet
 
-    job = Job(id=JOB, type="demo.steps", tenant="acme", user="ann", created_at="2026-01-01T00:00:00.000Z")
-    adapters.store.create(job)
-    job = adapters.store.apply(job, JobStatus.QUEUED, ChangeSet({"status": JobStatus.RUNNING, "attempts": 1}))
+    job = _running_attempt_1(adapters)
     data = b"x" * (INLINE_LIMIT + 1)
     adapters.artifacts.put(JOB, "out.bin", data, "application/octet-stream", attempt=1)
     adapters.artifacts.put(JOB, "out.bin", data.upper(), "application/octet-stream", attempt=1, write=2,
@@ -330,13 +328,8 @@ def test_a_write_that_lands_deletes_the_objects_of_each_write_it_replaces(adapte
     landed and one after it the store did not answer (its object uploaded, its item maybe
     written), not only the write before it, so no object is left that no item names."""
     from chalicelib.adapters.artifacts import blob_key
-    from chalicelib.domain.job import Job
-    from chalicelib.domain.status import JobStatus
-    from chalicelib.ports import ChangeSet
 
-    job = Job(id=JOB, type="demo.steps", tenant="acme", user="ann", created_at="2026-01-01T00:00:00.000Z")
-    adapters.store.create(job)
-    adapters.store.apply(job, JobStatus.QUEUED, ChangeSet({"status": JobStatus.RUNNING, "attempts": 1}))
+    _running_attempt_1(adapters)
     data = b"x" * (INLINE_LIMIT + 1)
     adapters.artifacts.put(JOB, "out.bin", data, "application/octet-stream", attempt=1)
     adapters.blobs.put(blob_key(JOB, "out.bin", 1, 3), b"unanswered", "application/octet-stream")
@@ -344,16 +337,6 @@ def test_a_write_that_lands_deletes_the_objects_of_each_write_it_replaces(adapte
     kept = [k for page in adapters.blobs.keys_older_than(f"jobs/{JOB}/", utcnow() + timedelta(minutes=5))
             for k in page]
     assert kept == [] and adapters.artifacts.get(JOB, "out.bin").content == b"inline"
-
-
-def _running_attempt_1(adapters) -> None:
-    from chalicelib.domain.job import Job
-    from chalicelib.domain.status import JobStatus
-    from chalicelib.ports import ChangeSet
-
-    job = Job(id=JOB, type="demo.steps", tenant="acme", user="ann", created_at="2026-01-01T00:00:00.000Z")
-    adapters.store.create(job)
-    adapters.store.apply(job, JobStatus.QUEUED, ChangeSet({"status": JobStatus.RUNNING, "attempts": 1}))
 
 
 def test_a_write_that_lands_is_stored_even_when_the_object_it_replaces_is_not_deleted(adapters, monkeypatch):
