@@ -129,14 +129,12 @@ STORE_CALLS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-class _WritesFail:
-    """A DynamoDB client whose writes end in `failure()` and whose reads answer `item`."""
+class _ReadsOneItem(Failing):
+    """A DynamoDB client whose GetItem answers `item` and whose every other call fails."""
 
     def __init__(self, failure: Callable[[], Exception], item: dict[str, Any]) -> None:
-        self._failure, self._item = failure, item
-
-    def update_item(self, **_kwargs: Any) -> Any:
-        raise self._failure()
+        super().__init__(failure)
+        self._item = item
 
     def get_item(self, **_kwargs: Any) -> dict[str, Any]:
         return {"Item": self._item}
@@ -151,21 +149,15 @@ def test_a_child_link_the_store_did_not_take_is_an_outage_even_while_its_parent_
 
     parent = _job().model_copy(update={"status": JobStatus.RUNNING, "attempts": 1})
     with pytest.raises(StoreUnavailableError, match="could not link child"):
-        DynamoJobStore(_WritesFail(FAILURES[failure], job_to_item(parent)), "t").add_child(JOB_ID, "child", 1)
+        DynamoJobStore(_ReadsOneItem(FAILURES[failure], job_to_item(parent)), "t").add_child(JOB_ID, "child", 1)
 
 
-class _PartWritesFail:
+class _QueriesOneRun(Failing):
     """A DynamoDB client whose Query answers one run record of the job, expiring before any
-    end's `until`, and whose writes end in `failure()`."""
-
-    def __init__(self, failure: Callable[[], Exception]) -> None:
-        self._failure = failure
+    end's `until`, and whose every other call fails."""
 
     def query(self, **_kwargs: Any) -> dict[str, Any]:
         return {"Items": [{"pk": {"S": f"JOB#{JOB_ID}"}, "sk": {"S": "RUN#0001"}, "expires_at": {"N": "1"}}]}
-
-    def update_item(self, **_kwargs: Any) -> Any:
-        raise self._failure()
 
 
 @pytest.mark.parametrize("failure", FAILURES)
@@ -173,7 +165,7 @@ def test_a_part_whose_expiry_the_store_did_not_move_is_an_outage(failure):
     """Only a refused condition (the part gone, or moved later by another end) is a part left
     as it is: a throttled or unanswered move would let the run expire before its record."""
     with pytest.raises(StoreUnavailableError, match="could not keep the runs and artifacts"):
-        DynamoJobStore(_PartWritesFail(FAILURES[failure]), "t").keep_parts(JOB_ID, 2_000_000_000)
+        DynamoJobStore(_QueriesOneRun(FAILURES[failure]), "t").keep_parts(JOB_ID, 2_000_000_000)
 
 
 @pytest.mark.parametrize("failure", FAILURES)
