@@ -12,7 +12,7 @@ from chalicelib.composition import container
 from chalicelib.defaults import PRESIGNED_URL_TTL_S
 from chalicelib.domain.errors import ArtifactNotFoundError, JobNotFoundError
 from chalicelib.domain.job import is_plausible_job_id, shown_id
-from chalicelib.domain.media_types import is_media_type
+from chalicelib.domain.media_types import UTF8_TEXT, is_media_type
 from chalicelib.lifecycle import JobLifecycle
 from chalicelib.ports import ArtifactPage
 
@@ -69,7 +69,7 @@ def get_artifact(call: Call, job_id: str, name: str) -> Any:
         return Response(
             body=artifact.content.decode("utf-8", errors="replace"),
             status_code=200,
-            headers={"Content-Type": content_type if is_media_type(content_type) else "text/plain; charset=utf-8",
+            headers={"Content-Type": content_type if is_media_type(content_type) else UTF8_TEXT,
                      "Cache-Control": "no-store",
                      "Content-Disposition": attachment(artifact.info.name),
                      "X-Content-Type-Options": "nosniff",

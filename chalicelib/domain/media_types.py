@@ -11,6 +11,10 @@ _QUOTED = r'"(?:[\t\x20\x21\x23-\x5b\x5d-\x7e]|\\[\t\x20-\x7e])*"'
 # type/subtype, then `; name=value` parameters whose value is a token or a quoted string.
 MEDIA_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}(?:[ \t]*;[ \t]*{_TOKEN}=(?:{_TOKEN}|{_QUOTED}))*")
 
+# Text in UTF-8: what an artifact written as a str is stored under, and what an inline artifact
+# stored under no media type is served as.
+UTF8_TEXT = "text/plain; charset=utf-8"
+
 
 def is_media_type(value: object) -> bool:
     """True for text that is a media type of at most MAX_CONTENT_TYPE_CHARS characters."""

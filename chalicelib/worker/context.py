@@ -20,6 +20,7 @@ from chalicelib.domain.errors import (
     text_of,
 )
 from chalicelib.domain.job import Job, JobErrorInfo, nested_deeper_than, non_text_key, too_deep_message
+from chalicelib.domain.media_types import UTF8_TEXT
 from chalicelib.domain.progress import check_report
 from chalicelib.domain.text import NOT_UNICODE, holds_lone_surrogate
 from chalicelib.ports import ArtifactInfo, Clock
@@ -338,7 +339,7 @@ class JobContext:
         if isinstance(data, (bytes, bytearray)):
             raw, default_type = bytes(data), "application/octet-stream"
         elif isinstance(data, str):
-            raw, default_type = data.encode(), "text/plain; charset=utf-8"
+            raw, default_type = data.encode(), UTF8_TEXT
         elif isinstance(data, (dict, list)):
             raw, default_type = _artifact_json(name, data), "application/json"
         else:
