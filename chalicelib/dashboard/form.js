@@ -53,8 +53,10 @@ function selectJobType() {
     " (at most " + info.max_attempts + " attempts, timeout " + info.timeout_s + " s)");
   $("payload-help").textContent = describeFields(info.payload_schema);
   var textarea = $("job-payload");
-  // Replace the payload only if the user has not written their own.
-  if (!textarea.value.trim() || textarea.value === lastExample) {
+  // Replace the payload only if the user has not written their own, nor is about to: an empty
+  // box the cursor is in keeps what is typed into it whole, when the types are read meanwhile.
+  var writing = document.activeElement === textarea && !textarea.value.trim();
+  if (!writing && (!textarea.value.trim() || textarea.value === lastExample)) {
     lastExample = JSON.stringify(exampleFor(info.payload_schema), null, 2);
     textarea.value = lastExample;
   }

@@ -33,6 +33,28 @@ def test_a_submit_whose_answer_was_lost_is_safe_to_press_again(page, api):
     assert len(api.jobs) == 2
 
 
+def test_a_payload_begun_while_the_job_types_are_read_is_kept_whole(page, api):
+    """The form fills an empty payload with the type's example once the job types are read. The
+    user who is already in that empty box, about to write their own, keeps what they type: the
+    example landing under the cursor first made it `{}{"steps": 3}`, refused as not JSON."""
+    api.hold_next = "/job-types"
+    api.open()
+    payload = page.get_by_label("Payload (JSON)")
+    payload.click()
+    api.release()
+    expect(page.locator("#job-type-description")).to_contain_text("attempts")
+    expect(payload).to_have_value("")
+    page.keyboard.type('{"steps": 3}')
+    page.get_by_role("button", name="Submit job").click()
+    expect(page.locator("#submit-status")).to_have_text(re.compile("^Submitted demo.steps job"))
+    assert [job["payload"] for job in api.jobs.values()] == [{"steps": 3}]
+    # Out of the box, it is the form's to fill again: another type puts that type's example.
+    payload.fill("")
+    page.get_by_label("Job type").focus()
+    page.get_by_label("Job type").select_option(index=1)
+    expect(payload).not_to_have_value("")
+
+
 @pytest.mark.parametrize("answer", ["lost", "given"])
 @pytest.mark.parametrize("how", ["Forget token", "a link's token, switched to"])
 def test_another_token_leaves_nothing_the_form_said_of_the_last_ones_submits(page, api, how, answer):
