@@ -219,7 +219,8 @@ class HttpWebhookSender:
         watchdog.start()
         answered, keep = False, False
         try:
-            connection.timeout = remaining
+            # A new connection's socket takes its timeout from _connector (what is left at its
+            # connect); http.client's own `timeout` is only handed to that, which ignores it.
             if kept:
                 connection.sock.settimeout(remaining)
             else:
