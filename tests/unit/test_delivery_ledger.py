@@ -7,6 +7,7 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 
 from chalicelib.adapters.dynamodb_ledger import DynamoDeliveryLedger
 from chalicelib.adapters.memory_events import InMemoryDeliveryLedger
+from chalicelib.defaults import BATCH_WRITE_MAX
 from chalicelib.domain.errors import DeliveryInProgressError, StoreUnavailableError
 from chalicelib.ports import LedgerOpening
 from chalicelib.subscribers.delivery import DeliveryRound
@@ -96,6 +97,21 @@ def test_a_refusal_that_is_no_cancelled_transaction_is_not_said_to_be_one():
     assert str(raised.value) == "could not open the delivery records" and raised.value.__cause__ is missing
 
 
+def test_a_put_whose_reason_names_no_code_is_sent_once_more():
+    """A cancellation reason without a Code says nothing refused its record: read as DynamoDB's
+    "None", the Put cancelled for another item's sake."""
+    client = Client(cancelled(refused("done"), {}), None)
+    assert ledger(client).begin(["a", "b"], 60) == LedgerOpening(opened=("b",), done=("a",))
+    assert client.sent == [["a", "b"], ["b"]]
+
+
+def test_a_put_refused_for_another_reason_is_said_with_dynamodb_s_code():
+    """The operator reads from the error why the transaction was refused."""
+    refusal = ledger(Client(cancelled({"Code": "ValidationError", "Message": "bad item"})))
+    with pytest.raises(StoreUnavailableError) as raised:
+        refusal.begin(["a"], 60)
+    assert str(raised.value) == "could not open the delivery records: ValidationError"
+
 def test_the_lease_and_time_to_live_are_whole_seconds_after_the_clock():
     client = Client(None)
     captured = []
@@ -177,6 +193,28 @@ def test_a_clock_between_seconds_holds_a_lease_through_its_second_and_records_la
     assert done["PutRequest"]["Item"]["expiration"] == {"N": "4601"}
     assert parking["Item"]["expiration"] == {"N": "4601"} and parking["ExpressionAttributeValues"][":now"] == {"N": "1000"}
 
+
+def test_a_finish_of_more_records_than_one_batch_write_takes_closes_each_once_in_batches_dynamodb_accepts():
+    """DynamoDB refuses a BatchWriteItem of more than 25 requests: a larger finish is split,
+    every record written in exactly one of them."""
+    client = Recorder()
+    delivered, failed = [f"d{i}" for i in range(BATCH_WRITE_MAX)], ["f0"]
+    DynamoDeliveryLedger(client, "idempotency", "erp_bridge", ttl_s=3600).finish(delivered, failed)
+    batches = [kwargs["RequestItems"]["idempotency"] for name, kwargs in client.calls]
+    assert all(len(batch) <= BATCH_WRITE_MAX for batch in batches)
+    written = [r["PutRequest"]["Item"]["id"]["S"] if "PutRequest" in r else r["DeleteRequest"]["Key"]["id"]["S"]
+               for batch in batches for r in batch]
+    assert written == [f"DELIVERY#erp_bridge#{e}" for e in delivered + failed]
+
+
+def test_a_finish_the_store_refuses_is_said_as_the_records_not_closed():
+    class Refusing:
+        def batch_write_item(self, **kwargs):
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "denied"}}, "BatchWriteItem")
+
+    with pytest.raises(StoreUnavailableError) as raised:
+        DynamoDeliveryLedger(Refusing(), "idempotency", "erp_bridge", ttl_s=3600).finish(["a"], [])
+    assert str(raised.value) == "could not close the delivery records"
 
 class RefusingPuts:
     """A DynamoDB client whose every put_item raises `error`."""
