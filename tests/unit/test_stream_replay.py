@@ -2,6 +2,7 @@
 a batch the change-stream function gave up on still reaches subscribers and the counters, once."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 import pytest
@@ -11,7 +12,7 @@ from chalicelib.adapters.dynamodb_stream import job_change
 from chalicelib.adapters.memory_events import InMemoryEventPublisher
 from chalicelib.adapters.memory_stats import InMemoryStatsStore
 from chalicelib.adapters.memory_stream import InMemoryChangeStream, InMemoryFailedStreamBatches, InMemoryParkedRecordDrops
-from chalicelib.defaults import REPLAY_RETRY_BASE_S, REPLAY_RETRY_MAX_S, UNREADABLE_HOLD_S
+from chalicelib.defaults import DEAD_LETTER_REASON_CHARS, REPLAY_RETRY_BASE_S, REPLAY_RETRY_MAX_S, UNREADABLE_HOLD_S
 from chalicelib.domain.errors import (
     DeadLetterUnavailableError,
     EventPublishError,
@@ -20,7 +21,7 @@ from chalicelib.domain.errors import (
     StreamRecordUnreadableError,
 )
 from chalicelib.domain.events import event_id_for
-from chalicelib.domain.job import Job
+from chalicelib.domain.job import Job, parse_time
 from chalicelib.events.replay import StreamReplay
 from chalicelib.events.stream import StreamConsumer
 from chalicelib.reconciler import Reconciler
@@ -508,6 +509,59 @@ def test_a_record_without_a_creation_time_is_timed_by_its_job_s_latest_recorded_
     assert running.last_recorded_time() is not None
     assert job_change(record).timestamp == running.last_recorded_time()
 
+
+@pytest.mark.parametrize("record", [{"eventName": "REMOVE"}, {"eventName": "REMOVE", "dynamodb": {"SequenceNumber": "1"}}],
+                         ids=["no stream data", "no keys"])
+def test_a_record_that_names_no_item_is_no_job_write(record):
+    assert job_change(record) is None
+
+
+def test_a_deletion_without_a_creation_time_is_timed_when_it_is_read(lifecycle, queue, pipeline):
+    """A removal (TTL, a purge) names no time of its own: an emulator's record of one is timed
+    by now, so its event still carries a timestamp."""
+    queued, _ = submit_and_claim(lifecycle, queue)
+    record = pipeline.write(None, queued)
+    data = record["dynamodb"]
+    data["OldImage"] = data.pop("NewImage")
+    del data["ApproximateCreationDateTime"]
+    before = datetime.now(timezone.utc) - timedelta(seconds=1)
+    change = job_change(record)
+    assert change.new is None and change.old == queued
+    assert before <= parse_time(change.timestamp) <= datetime.now(timezone.utc)
+
+
+def test_an_image_without_attributes_is_no_job_rather_than_one_to_park(lifecycle, queue, pipeline):
+    """An old image holding no attributes names no job: the write reads as the job's creation,
+    not as a record to park."""
+    queued, _ = submit_and_claim(lifecycle, queue)
+    record = pipeline.write(None, queued)
+    record["dynamodb"]["OldImage"] = {}
+    change = job_change(record)
+    assert change.old is None and change.new == queued
+
+
+@pytest.mark.parametrize("broken", [
+    {"payload_json": {"N": "1"}},  # stored JSON that is no text
+    {"payload_ref": {"M": {"key": {"S": "jobs/job-1/payload.json"}}}},  # a claim check without its size
+    {"progress": {"M": None}},  # a map that holds nothing
+    {"attempts": {"N": "Infinity"}},  # a number no count can be
+    {"status": {"X" * 2000: "paused"}},  # a type this version does not know, named at length
+], ids=["json not text", "claim check without size", "empty map", "infinite count", "unknown type"])
+def test_an_image_this_version_trips_on_in_any_way_is_parked_and_the_rest_goes_out(lifecycle, queue, pipeline,
+                                                                                    broken):
+    """However reading the image breaks, the record is parked with why (its sequence number, in
+    a line or two) and the batch's other writes are published: an error of another kind would
+    fail the whole batch, for the stream to retry it for nothing."""
+    queued, running = submit_and_claim(lifecycle, queue)
+    unreadable = pipeline.write(queued, running)
+    unreadable["dynamodb"]["NewImage"].update(broken)
+    assert pipeline.deliver([pipeline.write(None, queued), unreadable]) is None
+    assert [e.status for e in pipeline.publisher.published] == ["queued"]
+    (parked_id,) = pipeline.failures.waiting()
+    reason = pipeline.failures.reasons[parked_id]
+    sequence = unreadable["dynamodb"]["SequenceNumber"]
+    assert reason.startswith(f"stream record {sequence}: the new image is no job this version reads: ")
+    assert len(reason) <= DEAD_LETTER_REASON_CHARS
 
 def test_an_unreadable_record_with_nowhere_to_park_it_fails_its_batch(pipeline, lifecycle, queue):
     queued, running = submit_and_claim(lifecycle, queue)
