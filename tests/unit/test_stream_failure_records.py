@@ -3,9 +3,11 @@ stream's refusals become errors the reconciler acts on (held for an operator, or
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 import boto3
 import pytest
+from botocore.exceptions import ReadTimeoutError
 from botocore.stub import Stubber
 
 from chalicelib.adapters.dynamodb_stream import DynamoChangeStream
@@ -38,11 +40,30 @@ def test_an_on_failure_record_describes_its_batch():
     assert batch == FailedStreamBatch("rh", "m1", STREAM, SHARD, seq(100), seq(104), 5, "MaxRecordAgeExceeded", 3)
 
 
+def test_the_shard_ids_and_sequence_numbers_dynamodb_streams_may_write_are_read():
+    """Shard ids of 28 to 65 characters, sequence numbers of up to 40 digits: a description at
+    those bounds is a batch to replay, not a body to hide."""
+    for shard, end in (("s" * 28, "9" * 40), ("s" * 65, "9" * 40)):
+        info = {**INFO, "shardId": shard, "endSequenceNumber": end}
+        batch = failed_batch_of(message({"DDBStreamBatchInfo": info}))
+        assert (batch.shard_id, batch.last_sequence) == (shard, end)
+
+
+def test_a_description_without_a_batch_size_or_of_none_is_still_a_batch_to_replay():
+    without = {k: v for k, v in INFO.items() if k != "batchSize"}
+    for info in (without, {**INFO, "batchSize": 0}):
+        assert failed_batch_of(message({"DDBStreamBatchInfo": info})).size == 0
+
+
 @pytest.mark.parametrize("body", [
     "not json", "[]", {"job_id": "j1"}, {"DDBStreamBatchInfo": {**INFO, "startSequenceNumber": "1e5"}},
     {"DDBStreamBatchInfo": {**INFO, "startSequenceNumber": seq(200)}},  # ends before it starts
     {"DDBStreamBatchInfo": {**INFO, "streamArn": ""}}, {"DDBStreamBatchInfo": {**INFO, "shardId": None}},
     {"DDBStreamBatchInfo": {**INFO, "shardId": "shardId-1"}},
+    {"DDBStreamBatchInfo": {**INFO, "shardId": "s" * 27}}, {"DDBStreamBatchInfo": {**INFO, "shardId": "s" * 66}},
+    {"DDBStreamBatchInfo": {**INFO, "startSequenceNumber": ""}},
+    {"DDBStreamBatchInfo": {**INFO, "endSequenceNumber": "9" * 41}},
+    {"DDBStreamBatchInfo": {**INFO, "endSequenceNumber": "1e5"}}, {"DDBStreamBatchInfo": {**INFO, "batchSize": -1}},
 ])
 def test_any_other_body_describes_no_batch(body):
     assert failed_batch_of(message(body)) is None
@@ -148,6 +169,29 @@ def test_a_stream_that_no_longer_holds_the_batch_is_told_from_one_that_cannot_an
         stream.records(batch())
 
 
+def test_records_the_stream_trims_while_they_are_read_are_no_longer_held(stubbed):
+    """The batch's records may pass the stream's 24 hours between the iterator and the read:
+    held for an operator like a batch trimmed before, not tried again every few minutes."""
+    stream, stubber = stubbed
+    stubber.add_response("get_shard_iterator", {"ShardIterator": "it-1"})
+    stubber.add_client_error("get_records", service_error_code="TrimmedDataAccessException")
+    with pytest.raises(StreamBatchUnreadableError, match="no longer holds records"):
+        stream.records(batch())
+
+
+def test_a_shard_that_keeps_answering_empty_pages_is_left_for_a_later_pass_after_the_page_limit(stubbed):
+    """A batch not reached in STREAM_MAX_PAGES_PER_BATCH pages is the stream not answering for
+    now: tried again on a later pass, never read on without end within one."""
+    from chalicelib.defaults import STREAM_MAX_PAGES_PER_BATCH
+
+    stream, stubber = stubbed
+    stubber.add_response("get_shard_iterator", {"ShardIterator": "it-0"})
+    for page in range(STREAM_MAX_PAGES_PER_BATCH):
+        stubber.add_response("get_records", {"Records": [], "NextShardIterator": f"it-{page + 1}"})
+    with pytest.raises(ChangeStreamUnavailableError, match=f"not reached in {STREAM_MAX_PAGES_PER_BATCH} pages"):
+        stream.records(batch())
+    stubber.assert_no_pending_responses()
+
 def record(sequence: int) -> dict:
     return {"eventName": "INSERT", "dynamodb": {"SequenceNumber": seq(sequence), "Keys": {"pk": {"S": "x"}}}}
 
@@ -182,6 +226,28 @@ def test_a_stream_that_starts_inside_the_batch_gives_the_records_it_still_holds(
     assert [r["dynamodb"]["SequenceNumber"] for r in partly.value.held] == [seq(102), seq(104)]
 
 
+def test_a_stream_that_lost_only_the_batch_s_first_record_gives_the_rest_as_partly_held(stubbed):
+    stream, stubber = stubbed
+    stubber.add_client_error("get_shard_iterator", service_error_code="TrimmedDataAccessException")
+    stubber.add_response("get_shard_iterator", {"ShardIterator": "it-0"},
+                         {"StreamArn": STREAM, "ShardId": SHARD, "ShardIteratorType": "TRIM_HORIZON"})
+    stubber.add_response("get_records", {"Records": [record(101), record(104)], "NextShardIterator": "it-1"})
+    with pytest.raises(StreamBatchPartlyHeldError, match=f"no longer holds record {seq(100)}") as partly:
+        stream.records(batch())
+    assert [r["dynamodb"]["SequenceNumber"] for r in partly.value.held] == [seq(101), seq(104)]
+
+
+def test_a_stream_read_that_times_out_is_tried_again_later_not_left_for_an_operator():
+    class TimesOut:
+        def get_shard_iterator(self, **_kwargs):
+            return {"ShardIterator": "it-1"}
+
+        def get_records(self, **_kwargs):
+            raise ReadTimeoutError(endpoint_url="https://streams.dynamodb.us-east-1.amazonaws.com")
+
+    with pytest.raises(ChangeStreamUnavailableError, match="could not read the jobs table's stream"):
+        DynamoChangeStream(TimesOut(), "jobs").records(batch())
+
 def test_records_are_read_across_pages_up_to_the_last_of_the_batch(stubbed):
     stream, stubber = stubbed
     stubber.add_response("get_shard_iterator", {"ShardIterator": "it-1"})
@@ -192,6 +258,18 @@ def test_records_are_read_across_pages_up_to_the_last_of_the_batch(stubbed):
     stubber.add_response("get_records", {"Records": [record(104), record(105)], "NextShardIterator": "it-4"})
     assert [r["dynamodb"]["SequenceNumber"] for r in stream.records(batch())] == [seq(100), seq(102), seq(104)]
 
+
+def test_a_record_read_back_is_as_the_stream_function_receives_it(stubbed):
+    """GetRecords gives the creation time as a datetime, the function receives epoch seconds:
+    a replayed record reads as the delivered one did, its other fields as they were."""
+    stream, stubber = stubbed
+    created = datetime(2026, 1, 1, 0, 0, 0, 500000, tzinfo=timezone.utc)
+    first = {**record(100), "eventID": "e-100",
+             "dynamodb": {**record(100)["dynamodb"], "ApproximateCreationDateTime": created}}
+    stubber.add_response("get_shard_iterator", {"ShardIterator": "it-1"})
+    stubber.add_response("get_records", {"Records": [first, record(104)], "NextShardIterator": "it-2"})
+    (delivered, _) = stream.records(batch())
+    assert delivered == {**first, "dynamodb": {**first["dynamodb"], "ApproximateCreationDateTime": 1_767_225_600.5}}
 
 def test_records_before_the_batch_s_first_are_passed_over(stubbed):
     """A stream that answers an iterator at the first record with earlier ones too (as a shard
@@ -214,6 +292,7 @@ def test_a_closed_shard_is_read_to_its_end_once(stubbed):
 
 def test_a_batch_of_another_stream_is_never_read(stubbed):
     stream, _ = stubbed  # no response stubbed: a request would fail the test
-    for arn in (STREAM.replace("table/jobs/", "table/jobs2/"), "arn:aws:dynamodb:us-east-1:1:table/jobs", "jobs"):
+    for arn in (STREAM.replace("table/jobs/", "table/jobs2/"), STREAM.replace("table/jobs/", "table/old-jobs/"),
+                STREAM.removeprefix("arn:"), "arn:aws:dynamodb:us-east-1:1:table/jobs", "jobs"):
         with pytest.raises(StreamBatchUnreadableError):
             stream.records(batch(arn))
