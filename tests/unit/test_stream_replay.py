@@ -12,7 +12,13 @@ from chalicelib.adapters.dynamodb_stream import job_change
 from chalicelib.adapters.memory_events import InMemoryEventPublisher
 from chalicelib.adapters.memory_stats import InMemoryStatsStore
 from chalicelib.adapters.memory_stream import InMemoryChangeStream, InMemoryFailedStreamBatches, InMemoryParkedRecordDrops
-from chalicelib.defaults import DEAD_LETTER_REASON_CHARS, REPLAY_RETRY_BASE_S, REPLAY_RETRY_MAX_S, UNREADABLE_HOLD_S
+from chalicelib.defaults import (
+    DEAD_LETTER_REASON_CHARS,
+    REPLAY_BATCHES_PER_PASS,
+    REPLAY_RETRY_BASE_S,
+    REPLAY_RETRY_MAX_S,
+    UNREADABLE_HOLD_S,
+)
 from chalicelib.domain.errors import (
     DeadLetterUnavailableError,
     EventPublishError,
@@ -250,6 +256,33 @@ def test_a_take_hides_its_batches_at_least_a_first_retry_s_wait_and_takes_no_mor
     clock.advance(REPLAY_RETRY_BASE_S)
     assert len(replay.take(10)) == 3
 
+
+def test_a_record_the_stream_still_holds_of_a_partly_trimmed_batch_but_cannot_read_is_parked(lifecycle, queue,
+                                                                                              pipeline):
+    """As in a whole batch: the unreadable record is parked for an operator and the other held
+    records go out, rather than the held records waiting on it."""
+    queued, running = submit_and_claim(lifecycle, queue)
+    other, _ = submit_and_claim(lifecycle, queue)
+    batch = [pipeline.write(None, queued), _edited_by_hand(pipeline.write(queued, running)), pipeline.write(None, other)]
+    pipeline.failures.put(STREAM, SHARD, batch[0]["dynamodb"]["SequenceNumber"],
+                          batch[-1]["dynamodb"]["SequenceNumber"], 3)
+    pipeline.stream.trim(1)
+
+    assert pipeline.reconciler(lifecycle).run_pass().counts == {"stream_batch_unreadable": 1}
+    assert [e.job_id for e in pipeline.publisher.published] == [other.id]
+    parked = [b for b in pipeline.failures.take(10, 60) if b.records is not None]
+    assert [b.records for b in parked] == [(batch[1],)]
+
+
+def test_a_take_asked_for_nothing_takes_a_pass_s_worth_hidden_for_a_first_retry_s_wait(pipeline, clock):
+    """The reconciler's pass names no number: it takes REPLAY_BATCHES_PER_PASS, the rest left to
+    later passes, each hidden a first retry's wait and no longer."""
+    replay = StreamReplay(pipeline.failures, pipeline.stream, pipeline.consumer)
+    for first in range(101, 102 + REPLAY_BATCHES_PER_PASS):
+        pipeline.failures.put(STREAM, SHARD, str(first), str(first), 1)
+    assert len(replay.take()) == REPLAY_BATCHES_PER_PASS
+    clock.advance(REPLAY_RETRY_BASE_S)
+    assert len(replay.take(100)) == REPLAY_BATCHES_PER_PASS + 1
 
 def test_a_parked_record_is_published_where_no_drops_are_kept(lifecycle, queue, pipeline):
     """Without ParkedRecordDrops no operator's give-up can be recorded, so none is looked for:
