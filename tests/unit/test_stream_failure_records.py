@@ -47,12 +47,15 @@ def test_the_shard_ids_and_sequence_numbers_dynamodb_streams_may_write_are_read(
         info = {**INFO, "shardId": shard, "endSequenceNumber": end}
         batch = failed_batch_of(message({"DDBStreamBatchInfo": info}))
         assert (batch.shard_id, batch.last_sequence) == (shard, end)
+    longer = failed_batch_of(message({"DDBStreamBatchInfo": {**INFO, "startSequenceNumber": "9" * 20}}))
+    assert longer.first_sequence == "9" * 20, "a range is read by number, not as text"
 
 
 def test_a_description_without_a_batch_size_or_of_none_is_still_a_batch_to_replay():
     without = {k: v for k, v in INFO.items() if k != "batchSize"}
     for info in (without, {**INFO, "batchSize": 0}):
-        assert failed_batch_of(message({"DDBStreamBatchInfo": info})).size == 0
+        batch = failed_batch_of(message({"DDBStreamBatchInfo": info}))
+        assert (batch.size, batch.condition) == (0, "unknown")
 
 
 @pytest.mark.parametrize("body", [
@@ -81,6 +84,18 @@ def test_a_parked_record_s_body_names_its_job_and_is_ascii():
     other = {"dynamodb": {"SequenceNumber": seq(8), "Keys": {"pk": {"S": "TENANT#acme"}, "sk": {"S": "JOB"}}}}
     assert json.loads(parked_body(other))["job_id"] is None
 
+
+def test_a_parked_record_s_message_is_a_batch_of_that_one_record_as_it_was_received():
+    """Replayed from its message, never from the stream: the record whole, whatever it carries
+    besides (a record the function received without its source's ARN too)."""
+    from chalicelib.adapters.sqs_stream_failures import parked_body
+
+    received = {"eventName": "MODIFY", "dynamodb": {"SequenceNumber": seq(7), "SizeBytes": 120,
+                                                     "Keys": {"pk": {"S": "JOB#j-1"}, "sk": {"S": "JOB"}}}}
+    batch = failed_batch_of(message(parked_body(received)))
+    assert batch == FailedStreamBatch("rh", "m1", "", "", seq(7), seq(7), 1, "RecordUnreadable", 3, records=(received,))
+    named = {**received, "eventSourceARN": STREAM}
+    assert failed_batch_of(message(parked_body(named))).stream_arn == STREAM
 
 def test_a_body_that_describes_no_batch_is_hidden_for_the_longest_hold_and_told():
     """Nothing will take it: looked at on every pass it would be received, and said, every few
