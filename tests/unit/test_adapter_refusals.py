@@ -169,6 +169,27 @@ def test_a_part_whose_expiry_the_store_did_not_move_is_an_outage(failure):
 
 
 @pytest.mark.parametrize("failure", FAILURES)
+def test_a_purge_whose_mark_the_store_did_not_take_goes_no_further(failure):
+    """Unmarked, the job would still read as there while its items and objects went."""
+    with pytest.raises(StoreUnavailableError, match=f"could not mark job {JOB_ID} for deletion"):
+        DynamoFinishedJobs(Failing(FAILURES[failure]), "t").purge(JOB_ID)
+
+
+class _TakesTheMark(Failing):
+    """A DynamoDB client that takes a purge's mark (UpdateItem) and fails every other call."""
+
+    def update_item(self, **_kwargs: Any) -> dict[str, Any]:
+        return {}
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_a_purge_whose_items_cannot_be_read_after_its_mark_is_an_outage(failure):
+    """Marked, the job already reads as removed; with its items unread nothing is deleted, and
+    the purge says the store did not answer, for a later run to finish it."""
+    with pytest.raises(StoreUnavailableError, match=f"could not read job {JOB_ID} for deletion"):
+        DynamoFinishedJobs(_TakesTheMark(FAILURES[failure]), "t").purge(JOB_ID)
+
+@pytest.mark.parametrize("failure", FAILURES)
 @pytest.mark.parametrize("call", STORE_CALLS)
 def test_a_store_call_aws_refused_or_never_answered_is_store_unavailable(call, failure):
     cause = FAILURES[failure]
