@@ -142,6 +142,35 @@ def test_a_failure_queue_that_refuses_is_said_not_taken_for_empty_or_settled(fai
         failures.settle(batch())
 
 
+def test_a_parked_record_travels_with_why_and_a_refused_park_says_where(failure_queue):
+    from chalicelib.adapters.sqs_stream_failures import parked_body
+    from chalicelib.domain.errors import QueueUnavailableError
+
+    failures, stubber = failure_queue
+    unreadable = {"dynamodb": {"SequenceNumber": seq(7)}}
+    stubber.add_response("send_message", {"MessageId": "m-1", "MD5OfMessageBody": "x"}, {
+        "QueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/stream-failures",
+        "MessageBody": parked_body(unreadable),
+        "MessageAttributes": {"reason": {"DataType": "String", "StringValue": "the new image is no job"}}})
+    failures.park(unreadable, "the new image is no job")
+    stubber.add_client_error("send_message", service_error_code="AWS.SimpleQueueService.NonExistentQueue")
+    with pytest.raises(QueueUnavailableError, match="could not park a stream record on StreamFailureQueue"):
+        failures.park(unreadable, "the new image is no job")
+
+
+def test_a_take_asks_for_the_batches_wanted_hidden_no_longer_than_sqs_allows(failure_queue):
+    """SQS refuses a visibility timeout past 12 hours: a longer hold is cut to it."""
+    from botocore.stub import ANY
+
+    from chalicelib.defaults import SQS_MAX_HOLD_S
+
+    failures, stubber = failure_queue
+    described = [{**message({"DDBStreamBatchInfo": INFO}), "MessageId": f"m{n}"} for n in range(3)]
+    stubber.add_response("receive_message", {"Messages": described}, {
+        "QueueUrl": ANY, "MaxNumberOfMessages": 3, "VisibilityTimeout": SQS_MAX_HOLD_S, "WaitTimeSeconds": 0,
+        "MessageSystemAttributeNames": ANY, "MessageAttributeNames": ANY})
+    assert [b.message_id for b in failures.take(3, SQS_MAX_HOLD_S + 1)] == ["m0", "m1", "m2"]
+
 def test_a_parked_record_of_exactly_one_message_s_size_is_parked(failure_queue):
     from chalicelib.adapters.sqs_stream_failures import parked_body
     from chalicelib.defaults import PARKED_RECORD_MAX_BYTES
