@@ -171,6 +171,41 @@ def test_a_take_asks_for_the_batches_wanted_hidden_no_longer_than_sqs_allows(fai
         "MessageSystemAttributeNames": ANY, "MessageAttributeNames": ANY})
     assert [b.message_id for b in failures.take(3, SQS_MAX_HOLD_S + 1)] == ["m0", "m1", "m2"]
 
+class _AnswersNothing:
+    """An SQS client whose every call times out."""
+
+    def __getattr__(self, _name):
+        def call(**_kwargs):
+            raise ReadTimeoutError(endpoint_url="https://sqs.us-east-1.amazonaws.com")
+        return call
+
+
+def test_a_failure_queue_that_does_not_answer_is_said_not_taken_for_empty_settled_or_held():
+    from chalicelib.adapters.sqs_stream_failures import SqsFailedStreamBatches
+    from chalicelib.domain.errors import DeadLetterUnavailableError
+
+    failures = SqsFailedStreamBatches(_AnswersNothing(),
+                                      "https://sqs.us-east-1.amazonaws.com/123456789012/stream-failures")
+    with pytest.raises(DeadLetterUnavailableError, match="could not read StreamFailureQueue"):
+        failures.take(10, 60)
+    with pytest.raises(DeadLetterUnavailableError, match="could not remove a replayed batch"):
+        failures.settle(batch())
+    with pytest.raises(DeadLetterUnavailableError, match="could not hold a batch"):
+        failures.hold(batch(), 60)
+
+
+def test_a_hold_is_cut_to_what_sqs_accepts(failure_queue):
+    """No less than nothing, no longer than SQS's 12 hours: a wait past either is not refused."""
+    from chalicelib.defaults import SQS_MAX_HOLD_S
+
+    failures, stubber = failure_queue
+    for asked, held in ((-5, 0), (SQS_MAX_HOLD_S + 1, SQS_MAX_HOLD_S)):
+        stubber.add_response("change_message_visibility", {}, {
+            "QueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/stream-failures", "ReceiptHandle": "rh",
+            "VisibilityTimeout": held})
+        failures.hold(batch(), asked)
+    stubber.assert_no_pending_responses()
+
 def test_a_parked_record_of_exactly_one_message_s_size_is_parked(failure_queue):
     from chalicelib.adapters.sqs_stream_failures import parked_body
     from chalicelib.defaults import PARKED_RECORD_MAX_BYTES
