@@ -189,6 +189,7 @@ def test_a_purge_whose_items_cannot_be_read_after_its_mark_is_an_outage(failure)
     with pytest.raises(StoreUnavailableError, match=f"could not read job {JOB_ID} for deletion"):
         DynamoFinishedJobs(_TakesTheMark(FAILURES[failure]), "t").purge(JOB_ID)
 
+
 @pytest.mark.parametrize("failure", FAILURES)
 @pytest.mark.parametrize("call", STORE_CALLS)
 def test_a_store_call_aws_refused_or_never_answered_is_store_unavailable(call, failure):

@@ -112,6 +112,7 @@ def test_a_put_refused_for_another_reason_is_said_with_dynamodb_s_code():
         refusal.begin(["a"], 60)
     assert str(raised.value) == "could not open the delivery records: ValidationError"
 
+
 def test_the_lease_and_time_to_live_are_whole_seconds_after_the_clock():
     client = Client(None)
     captured = []
@@ -215,6 +216,7 @@ def test_a_finish_the_store_refuses_is_said_as_the_records_not_closed():
     with pytest.raises(StoreUnavailableError) as raised:
         DynamoDeliveryLedger(Refusing(), "idempotency", "erp_bridge", ttl_s=3600).finish(["a"], [])
     assert str(raised.value) == "could not close the delivery records"
+
 
 class RefusingPuts:
     """A DynamoDB client whose every put_item raises `error`."""

@@ -97,6 +97,7 @@ def test_a_parked_record_s_message_is_a_batch_of_that_one_record_as_it_was_recei
     named = {**received, "eventSourceARN": STREAM}
     assert failed_batch_of(message(parked_body(named))).stream_arn == STREAM
 
+
 def test_a_body_that_describes_no_batch_is_hidden_for_the_longest_hold_and_told():
     """Nothing will take it: looked at on every pass it would be received, and said, every few
     minutes; hidden for SQS's longest hold, it is named twice a day for an operator."""
@@ -171,6 +172,7 @@ def test_a_take_asks_for_the_batches_wanted_hidden_no_longer_than_sqs_allows(fai
         "MessageSystemAttributeNames": ANY, "MessageAttributeNames": ANY})
     assert [b.message_id for b in failures.take(3, SQS_MAX_HOLD_S + 1)] == ["m0", "m1", "m2"]
 
+
 class _AnswersNothing:
     """An SQS client whose every call times out."""
 
@@ -205,6 +207,7 @@ def test_a_hold_is_cut_to_what_sqs_accepts(failure_queue):
             "VisibilityTimeout": held})
         failures.hold(batch(), asked)
     stubber.assert_no_pending_responses()
+
 
 def test_a_parked_record_of_exactly_one_message_s_size_is_parked(failure_queue):
     from chalicelib.adapters.sqs_stream_failures import parked_body
@@ -271,6 +274,7 @@ def test_a_shard_that_keeps_answering_empty_pages_is_left_for_a_later_pass_after
         stream.records(batch())
     stubber.assert_no_pending_responses()
 
+
 def record(sequence: int) -> dict:
     return {"eventName": "INSERT", "dynamodb": {"SequenceNumber": seq(sequence), "Keys": {"pk": {"S": "x"}}}}
 
@@ -327,6 +331,7 @@ def test_a_stream_read_that_times_out_is_tried_again_later_not_left_for_an_opera
     with pytest.raises(ChangeStreamUnavailableError, match="could not read the jobs table's stream"):
         DynamoChangeStream(TimesOut(), "jobs").records(batch())
 
+
 def test_records_are_read_across_pages_up_to_the_last_of_the_batch(stubbed):
     stream, stubber = stubbed
     stubber.add_response("get_shard_iterator", {"ShardIterator": "it-1"})
@@ -349,6 +354,7 @@ def test_a_record_read_back_is_as_the_stream_function_receives_it(stubbed):
     stubber.add_response("get_records", {"Records": [first, record(104)], "NextShardIterator": "it-2"})
     (delivered, _) = stream.records(batch())
     assert delivered == {**first, "dynamodb": {**first["dynamodb"], "ApproximateCreationDateTime": 1_767_225_600.5}}
+
 
 def test_records_before_the_batch_s_first_are_passed_over(stubbed):
     """A stream that answers an iterator at the first record with earlier ones too (as a shard

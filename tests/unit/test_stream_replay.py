@@ -284,6 +284,7 @@ def test_a_take_asked_for_nothing_takes_a_pass_s_worth_hidden_for_a_first_retry_
     clock.advance(REPLAY_RETRY_BASE_S)
     assert len(replay.take(100)) == REPLAY_BATCHES_PER_PASS + 1
 
+
 def test_a_parked_record_is_published_where_no_drops_are_kept(lifecycle, queue, pipeline):
     """Without ParkedRecordDrops no operator's give-up can be recorded, so none is looked for:
     the record goes out and leaves the queue, as where no drop was asked."""
@@ -595,6 +596,7 @@ def test_an_image_this_version_trips_on_in_any_way_is_parked_and_the_rest_goes_o
     sequence = unreadable["dynamodb"]["SequenceNumber"]
     assert reason.startswith(f"stream record {sequence}: the new image is no job this version reads: ")
     assert len(reason) <= DEAD_LETTER_REASON_CHARS
+
 
 def test_an_unreadable_record_with_nowhere_to_park_it_fails_its_batch(pipeline, lifecycle, queue):
     queued, running = submit_and_claim(lifecycle, queue)
