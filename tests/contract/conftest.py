@@ -13,7 +13,10 @@ from moto import mock_aws
 
 from tests.support.infra import create_table
 from tests.support.fast_moto import botocore_models_read_once, moto_transactions_keep_what_they_touch  # noqa: F401 - fixtures
-from tests.support.moto_fidelity import moto_updates_too_large_are_refused_whole  # noqa: F401 - a fixture
+from tests.support.moto_fidelity import (  # noqa: F401 - fixtures
+    moto_batch_writes_over_25_are_refused,
+    moto_updates_too_large_are_refused_whole,
+)
 
 TABLE, STATS_TABLE, KEYS_TABLE, BUCKET = "jobs", "stats", "idempotency", "jobs-bucket"
 PRIORITIES = ("high", "normal", "low")

@@ -234,20 +234,13 @@ def test_purge_removes_every_object_under_the_job_even_one_no_item_names(adapter
 
 class _SmallQueryPages:
     """The table's client, whose Queries end a page every three items: as DynamoDB ends one at
-    1 MB, which a job of many large runs and artifacts passes. It refuses a BatchWriteItem of
-    more than 25 requests, as DynamoDB does (moto takes it)."""
+    1 MB, which a job of many large runs and artifacts passes."""
 
     def __init__(self, client) -> None:
         self._client = client
 
     def query(self, **request):
         return self._client.query(**{**request, "Limit": min(3, request.get("Limit", 3))})
-
-    def batch_write_item(self, **request):
-        if sum(len(requests) for requests in request["RequestItems"].values()) > BATCH_WRITE_MAX:
-            raise ClientError({"Error": {"Code": "ValidationException", "Message": "Too many items requested"}},
-                              "BatchWriteItem")
-        return self._client.batch_write_item(**request)
 
     def __getattr__(self, name):
         return getattr(self._client, name)

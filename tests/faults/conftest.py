@@ -7,6 +7,7 @@ from tests.functional.conftest import (  # noqa: F401 - fixtures, the autouse on
     aws,
     botocore_models_read_once,
     client,
+    moto_batch_writes_over_25_are_refused,
     moto_transactions_keep_what_they_touch,
     moto_updates_too_large_are_refused_whole,
 )

@@ -16,7 +16,10 @@ from chalicelib.adapters.clocks import ManualClock, SystemClock
 from chalicelib.api.auth import issue_token
 from tests.support.infra import create_table
 from tests.support.fast_moto import botocore_models_read_once, moto_transactions_keep_what_they_touch  # noqa: F401 - fixtures
-from tests.support.moto_fidelity import moto_updates_too_large_are_refused_whole  # noqa: F401 - a fixture
+from tests.support.moto_fidelity import (  # noqa: F401 - fixtures
+    moto_batch_writes_over_25_are_refused,
+    moto_updates_too_large_are_refused_whole,
+)
 
 SECRET = "functional-test-secret-0123456789abcdef"
 

@@ -6,7 +6,10 @@
   large, leaving the item half-written: its status changed, its error not, its version moved.
   A write that made room and was tried again (chalicelib/lifecycle/transitions.py,
   `_write_room`) then lost to that half-write as to a race, and the job read as no writer left
-  it. The item is put back as it was before the refused update."""
+  it. The item is put back as it was before the refused update.
+- A BatchWriteItem of more than 25 requests is refused by DynamoDB (ValidationException);
+  moto writes them all, so a caller that forgot to split its
+  writes would pass every test and fail in production the first time it had 26."""
 from __future__ import annotations
 
 import copy
@@ -38,5 +41,28 @@ def moto_updates_too_large_are_refused_whole() -> Iterator[None]:
 
     patch = pytest.MonkeyPatch()
     patch.setattr(models.DynamoDBBackend, "update_item", update_item)
+    yield
+    patch.undo()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def moto_batch_writes_over_25_are_refused() -> Iterator[None]:
+    from moto.dynamodb.exceptions import MockValidationException
+    from moto.dynamodb.responses import DynamoHandler
+
+    from chalicelib.defaults import BATCH_WRITE_MAX
+
+    real = DynamoHandler.batch_write_item
+
+    def batch_write_item(self: Any) -> Any:
+        if sum(len(requests) for requests in self.body["RequestItems"].values()) > BATCH_WRITE_MAX:
+            raise MockValidationException(
+                "1 validation error detected: Value at 'requestItems' failed to satisfy constraint: Map value must "
+                f"satisfy constraint: [Member must have length less than or equal to {BATCH_WRITE_MAX}, "
+                "Member must have length greater than or equal to 1]")
+        return real(self)
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(DynamoHandler, "batch_write_item", batch_write_item)
     yield
     patch.undo()
