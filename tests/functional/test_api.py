@@ -527,6 +527,23 @@ def test_a_cache_value_larger_than_an_item_holds_is_a_413_and_keeps_the_old_valu
     assert client.http.get("/cache/s/n", headers=auth()).json_body["value"] == fits
 
 
+def test_a_cache_value_is_measured_as_its_compact_json_and_the_bound_is_inclusive(client, aws):
+    """The bound is on the value as stored (compact JSON, whatever spacing the body had): a
+    value of exactly MAX_CACHE_VALUE_BYTES is kept, one byte more is a 413 saying both sizes."""
+    from chalicelib.defaults import MAX_CACHE_VALUE_BYTES
+
+    at_bound = {"v": "x" * (MAX_CACHE_VALUE_BYTES - len('{"v":""}'))}
+    assert len(json.dumps(at_bound, separators=(",", ":"))) == MAX_CACHE_VALUE_BYTES
+    stored = client.http.put("/cache/s/n", headers=auth(), body=json.dumps(at_bound, indent=4))
+    assert stored.status_code == 200, stored.body
+    assert client.http.get("/cache/s/n", headers=auth()).json_body["value"] == at_bound
+    past = client.http.put("/cache/s/n", headers=auth(), body=json.dumps({"v": at_bound["v"] + "x"}))
+    assert past.status_code == 413 and past.json_body["error"]["code"] == "payload_too_large"
+    assert past.json_body["error"]["details"] == {"limit": MAX_CACHE_VALUE_BYTES, "bytes": MAX_CACHE_VALUE_BYTES + 1}
+    assert past.json_body["error"]["message"] == (
+        f"a cached value's JSON may take {MAX_CACHE_VALUE_BYTES:,} bytes; this one takes {MAX_CACHE_VALUE_BYTES + 1:,}")
+
+
 def test_a_repeated_query_parameter_is_refused_not_half_read(client):
     answer = client.http.get("/jobs?limit=1&limit=2", headers=auth())
     assert answer.status_code == 400 and answer.json_body["error"]["code"] == "invalid_request"
@@ -534,10 +551,11 @@ def test_a_repeated_query_parameter_is_refused_not_half_read(client):
 
 
 @pytest.mark.parametrize("if_match", ["-1", "abc", "1" * 31, "1_0", "+1", " 1", "1 ", "\u0661", "1.0", "1e1",
-                                      '"1', '""1""', "", "*", "W/\"1\""])
+                                      '"1', '1"', '""1""', "", "*", "W/\"1\""])
 def test_an_if_match_that_is_no_generation_is_refused(client, if_match):
     answer = client.http.put("/cache/p-1/ns", headers=auth(**{"If-Match": if_match}), body="[1]")
     assert answer.status_code == 400 and answer.json_body["error"]["code"] == "invalid_request"
+    assert answer.json_body["error"]["message"] == "If-Match must be the generation number a miss reported"
     assert client.http.get("/cache/p-1/ns", headers=auth()).json_body["status"] == "miss"  # nothing stored
 
 
@@ -545,6 +563,17 @@ def test_an_if_match_that_is_no_generation_is_refused(client, if_match):
 def test_an_if_match_of_the_generation_stores_bare_or_quoted(client, if_match):
     answer = client.http.put("/cache/p-1/ns", headers=auth(**{"If-Match": if_match}), body="[1]")
     assert answer.status_code == 200 and answer.json_body["generation"] == 0
+
+
+@pytest.mark.parametrize("if_match", ["9" * 30, '"' + "9" * 30 + '"'])
+def test_an_if_match_of_thirty_digits_is_read_as_a_generation_bare_or_quoted(client, if_match):
+    """Thirty digits are the most a generation is read from, quoted or not (one more is a 400):
+    a generation that is not the stored one is a conflict naming both, not a refusal."""
+    answer = client.http.put("/cache/p-1/ns", headers=auth(**{"If-Match": if_match}), body="[1]")
+    assert answer.status_code == 409 and answer.json_body["error"]["code"] == "cache_generation_changed"
+    assert answer.json_body["error"]["details"] == {"generation": 0, "if_match": int("9" * 30)}
+    quoted_past = client.http.put("/cache/p-1/ns", headers=auth(**{"If-Match": '"' + "9" * 31 + '"'}), body="[1]")
+    assert quoted_past.status_code == 400 and quoted_past.json_body["error"]["code"] == "invalid_request"
 
 
 

@@ -5,6 +5,8 @@ import json
 import re
 import uuid
 
+import pytest
+
 from chalicelib import composition
 from tests.functional.conftest import LambdaContext, auth, invoke_worker, receive_all, sqs_event
 from tests.functional.test_api import run_worker, submit
@@ -116,6 +118,22 @@ def test_a_scope_route_names_why_a_slash_is_refused(client):
     assert response.status_code == 400, response.body
     error = response.json_body["error"]
     assert error["code"] == "invalid_request" and "no /" in error["message"]
+
+
+@pytest.mark.parametrize("method, path, refused", [
+    ("PUT", "/cache/bad!name/ns", "scope"), ("PUT", "/cache/p-1/bad!name", "namespace"),
+    ("GET", "/cache/bad!name/ns", "scope"), ("GET", "/cache/p-1/bad!name", "namespace"),
+    ("GET", "/scopes/bad!name/tasks", "scope"),
+])
+def test_each_scope_route_refuses_a_bad_name_saying_which_part_it_is(client, aws, method, path, refused):
+    """A scope or namespace no job could name is a 400 whose details name the part, never a
+    value stored (or read) under it."""
+    response = client.http.request(method, path, headers=auth(), body=b"[1]" if method == "PUT" else b"")
+    assert response.status_code == 400, response.body
+    error = response.json_body["error"]
+    assert error["code"] == "invalid_request" and error["details"] == {refused: "bad!name"}
+    assert error["message"].startswith(f"{refused} must be")
+    assert aws["ddb"].scan(TableName="jobs")["Items"] == []
 
 
 def _documented_answers(route: str) -> list[set[str]]:
