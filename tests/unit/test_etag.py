@@ -44,6 +44,17 @@ def test_tag_depends_on_order():
     assert job_etag("batch", [a, b]) != job_etag("batch", [b, a])
 
 
+def test_an_id_and_its_version_tag_apart_from_another_split_of_the_same_characters():
+    assert job_etag("job", [("j1", make_job("j1", version=11))]) != job_etag("job", [("j11", make_job("j11", version=1))])
+
+
+def test_an_id_holding_a_lone_surrogate_is_tagged_apart_from_every_other_id():
+    """A single-id path may hand over a lone surrogate (answered not found): it is tagged, not a
+    500, and not as the id its bytes would be replaced by."""
+    ids = ("\ud800", "\udbff", "?", "\ufffd")
+    assert len({job_etag("rq.jobinfo", [(job_id, None)]) for job_id in ids}) == len(ids)
+
+
 @pytest.mark.parametrize(
     "header, expected",
     [
@@ -54,6 +65,7 @@ def test_tag_depends_on_order():
         ("*", True),
         (' "x" ,  "abc" ', True),
         ('"abcd"', False),
+        ("abc", False),  # unquoted: not the tag
         ('"x", "y"', False),
         ("", False),
         (None, False),
