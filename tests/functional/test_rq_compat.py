@@ -154,6 +154,8 @@ def test_a_batch_of_the_most_ids_each_of_the_longest_is_answered(client, aws, pa
 def test_the_native_batch_still_refuses_a_request_naming_no_job(client, aws, raw, code):
     response = post(client, "/jobs/status", None, raw=raw)
     assert response.status_code == 400 and response.json_body["error"]["code"] == code
+    if code == "invalid_request":  # the refusal says what to send
+        assert response.json_body["error"]["message"] == 'no job ids given; send {"job_ids": ["..."]}'
 
 
 def test_unexpected_error_answers_rq_engine_500_shape(client, aws, monkeypatch):
@@ -248,3 +250,36 @@ def test_a_result_past_64_kib_is_whole_in_a_jobinfo_and_a_claim_check_in_a_batch
     (child,) = get(client, f"/api/jobinfo/{parent['id']}").json_body["children"]["0"]
     assert child["status"] == "finished" and set(child["result"]) == {"claim_check"}
     assert get(client, f"/api/jobinfo/{child['id']}").json_body["result"] == whole
+
+
+def test_a_parents_tag_follows_its_childrens_writes(client, aws):
+    """A parent's rq answers show its children (its jobstatus is theirs too), so their tag
+    follows the children's writes: a poller holding the tag it got while the children were
+    queued is answered them finished, never a 304, the parent's own record unchanged since."""
+    parent = submit(client, {"type": "demo.fanout", "payload": {"children": 2, "steps": 1, "step_ms": 0}})
+    invoke_worker(client._app, sqs_event(receive_all(aws)))  # the parent runs and spawns its children
+    reads = [("GET", f"/api/jobstatus/{parent['id']}", None), ("GET", f"/api/jobinfo/{parent['id']}", None),
+             ("POST", "/api/jobinfo", json.dumps([parent["id"]]))]
+    held = [client.http.request(method, path, headers=auth(), body=body or b"") for method, path, body in reads]
+    assert held[0].json_body["status"] == "queued"
+    run_worker(client, aws)
+    for (method, path, body), before in zip(reads, held):
+        after = client.http.request(method, path, headers=auth(**{"If-None-Match": before.headers["ETag"]}),
+                                    body=body or b"")
+        assert after.status_code == 200 and after.headers["ETag"] != before.headers["ETag"], path
+    assert get(client, f"/api/jobstatus/{parent['id']}").json_body["status"] == "finished"
+
+
+def test_a_parents_jobstatus_past_the_jobs_a_poll_reads_never_reads_finished(client, aws, monkeypatch):
+    """A tree larger than MAX_TREE_JOBS is read in part: all it read has finished, but the rest
+    may still run, so the parent's jobstatus reads started, with no end. Its jobinfo shows the
+    job's own status: finished."""
+    from chalicelib import job_reads
+
+    parent = submit(client, {"type": "demo.fanout", "payload": {"children": 3, "steps": 1, "step_ms": 0}})
+    run_worker(client, aws)
+    assert get(client, f"/api/jobstatus/{parent['id']}").json_body["status"] == "finished"
+    monkeypatch.setattr(job_reads, "MAX_TREE_JOBS", 2)
+    status = get(client, f"/api/jobstatus/{parent['id']}").json_body
+    assert (status["status"], status["ended_at"]) == ("started", None)
+    assert get(client, f"/api/jobinfo/{parent['id']}").json_body["status"] == "finished"
