@@ -80,7 +80,7 @@ def test_without_iat_the_lifetime_counts_from_now():
 def test_expiry_has_a_leeway_of_about_30_seconds():
     now = int(time.time())
     authenticate(bearer(iat=now - 600, exp=now - 10), POLICY)
-    assert "expired" in refused(bearer(iat=now - 600, exp=now - 45))
+    assert refused(bearer(iat=now - 600, exp=now - 45)) == "token has expired"
 
 
 def test_a_token_issued_in_the_future_is_refused():
@@ -210,3 +210,35 @@ def test_issue_tokens_default_lifetime_is_hours_and_within_what_a_deployment_all
     claims = jwt.decode(token, SECRET, algorithms=["HS256"])
     assert claims["exp"] - claims["iat"] >= 3600
     assert authenticate({"Authorization": f"Bearer {token}"}, TokenPolicy(SECRET)).tenant == "dev"
+
+
+def test_names_may_carry_upper_case_letters():
+    """The pattern is letters of either case: an identity service's `Acme-EU` is a tenant."""
+    principal = authenticate(bearer(sub="Ann.B", tenant="Acme-EU"), POLICY)
+    assert (principal.user, principal.tenant) == ("Ann.B", "Acme-EU")
+
+
+def test_the_header_is_read_under_a_lower_case_name():
+    """HTTP/2 and API Gateway's HTTP APIs send header names in lower case; a plain mapping of
+    them is read as Chalice's case-insensitive one is."""
+    header = bearer()["Authorization"]
+    assert authenticate({"authorization": header}, POLICY).tenant == "acme"
+
+
+@pytest.mark.parametrize("scheme", ["Basic", "Token", "Bearer:", "JWT"])
+def test_a_token_under_another_scheme_is_a_missing_bearer_token(scheme):
+    """Only `Bearer` carries a JWT: a valid token sent as Basic credentials is not read as one."""
+    token = bearer()["Authorization"].removeprefix("Bearer ")
+    assert refused({"Authorization": f"{scheme} {token}"}).startswith("missing bearer token")
+
+
+def test_whitespace_around_the_token_is_not_part_of_it():
+    """A client that pads the header (`Bearer  <JWT> `) sends the same token."""
+    token = bearer()["Authorization"].removeprefix("Bearer ")
+    assert authenticate({"Authorization": f"Bearer  {token}\t"}, POLICY).tenant == "acme"
+
+
+def test_an_iat_of_zero_is_a_time_the_lifetime_counts_from():
+    """`iat: 0` is the epoch, not an absent claim: a token claiming issue then lives decades."""
+    now = int(time.time())
+    assert "longer" in refused(bearer(iat=0, exp=now + 600))
