@@ -46,7 +46,8 @@ def test_one_past_the_largest_double_is_refused(number):
         parse_json("[%d]" % number)
 
 
-@pytest.mark.parametrize("number", ["9" * 309, "1e400", "-1" + "0" * 400 + ".5", "12345.5e999"])
+@pytest.mark.parametrize("number", ["9" * 309, "1e400", "-1" + "0" * 400 + ".5", "12345.5e999",
+                                    "1." + "0" * 34 + "e400", "1." + "0" * 35 + "e400"])  # 40 and 41 characters
 def test_a_number_too_large_is_named_by_its_first_40_characters_and_an_ellipsis_past_them(number):
     """Integer or not, the refusal quotes the number's start, and says when there is more of it."""
     with pytest.raises(InvalidJsonError) as refused:
@@ -104,6 +105,30 @@ def test_a_key_given_twice_is_refused_naming_that_key(text, twice):
         parse_json(text)
 
 
+def test_a_key_given_twice_is_named_by_its_first_100_characters():
+    """A key of a megabyte given twice is not quoted whole into the answer and the log."""
+    key = "k" * 100
+    with pytest.raises(InvalidJsonError) as refused:
+        parse_json('{"%s": 1, "%s": 2}' % (key + "x" * 10_000, key + "x" * 10_000))
+    assert f"key '{key}' is given more than once in one object" in str(refused.value)
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_refused_by_name(constant):
+    """Python reads them; JSON has no such numbers, and the refusal says which one was sent."""
+    with pytest.raises(InvalidJsonError) as refused:
+        read_json(b'{"x": %s}' % constant.encode())
+    assert f"{constant} is not a JSON number" in str(refused.value)
+
+
+def test_a_body_not_in_its_encoding_is_refused_saying_where():
+    """The decoder's own words say which byte is wrong, and where."""
+    with pytest.raises(InvalidJsonError) as refused:
+        read_json(b'{"k": "\xff"}')
+    assert str(refused.value).startswith("request body is not valid JSON: 'utf-8' codec can't decode byte 0xff")
+    assert "position 7" in str(refused.value)
+
+
 @pytest.mark.parametrize("body", [b"", b" ", b"\r\n\t "])
 def test_an_empty_or_blank_body_is_refused_asking_for_a_json_value(body):
     with pytest.raises(InvalidJsonError, match="request body is empty; send a JSON value"):
@@ -126,3 +151,9 @@ def test_a_surrogate_pair_is_one_character_and_read(body, value):
     """A pair's two escapes (or a character outside the BMP, here in UTF-16 with its byte
     order mark) are one character: read as it, not refused."""
     assert read_json(body) == value
+
+
+def test_numbers_within_a_double_are_read_as_written():
+    """Only numbers past a double are refused; every other one is the value it writes."""
+    assert read_json(b'{"f": 12345.678, "e": -2.5e-3, "big": 1.5e308, "i": -7}') == {
+        "f": 12345.678, "e": -0.0025, "big": 1.5e308, "i": -7}
