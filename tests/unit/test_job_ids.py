@@ -6,7 +6,9 @@ from chalice.app import MultiDict
 
 from chalicelib.api.errors import InvalidJsonError
 from chalicelib.api.job_ids import extract_job_ids, normalize_job_ids
+from chalicelib.domain.errors import InvalidRequestError
 from chalicelib.domain.job import is_plausible_job_id
+from chalicelib.domain.text import NOT_UNICODE
 
 
 @pytest.mark.parametrize(
@@ -130,6 +132,37 @@ def test_an_empty_or_null_ids_key_gives_way_to_the_next_that_names_ids():
     assert extract_job_ids(json.dumps({"job_ids": None, "ids": ["b"]})) == ["b"]
     assert extract_job_ids(json.dumps({"job_ids": [], "jobs": ["a"]})) == ["a"]
     assert extract_job_ids(json.dumps({"job_ids": "", "jobs": [], "ids": None, "other": "x"})) == []
+
+
+def test_an_id_object_is_read_by_its_own_id_alone():
+    """A job object nested in a list (as a poller echoes its jobs back) names its id under `id`,
+    else `job_id`, else a key naming ids; its other fields are no ids."""
+    body = [{"id": "a", "job_id": "x", "status": "queued"}, {"ids": ["b"], "note": "y"}, {"first": "c"}]
+    assert extract_job_ids(json.dumps(body)) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("body", [rb'["ok", "\ud800"]', rb'{"job_ids": "x\udfff"}', rb'[{"id": "\udc00"}]'])
+def test_an_id_holding_a_lone_surrogate_escape_is_an_invalid_request_naming_it(body):
+    """JSON can carry `"\ud800"`, which no store, log or tag can encode: the request is refused
+    (400 invalid_request), the id shown escaped."""
+    with pytest.raises(InvalidRequestError) as refused:
+        extract_job_ids(body)
+    assert refused.value.code == "invalid_request"
+    assert refused.value.message == f"a job id {NOT_UNICODE}"
+    assert refused.value.details["job_id"] in ("\\ud800", "x\\udfff", "\\udc00")
+
+
+def test_an_unencodable_id_is_shown_by_its_first_128_characters():
+    with pytest.raises(InvalidRequestError) as refused:
+        extract_job_ids(b'["' + b"a" * 200 + rb'\ud800"]')
+    assert refused.value.details["job_id"] == "a" * 128
+
+
+def test_a_text_body_holding_a_raw_lone_surrogate_is_not_json():
+    """A body given as text whose characters cannot be UTF-8 is refused, not read with them replaced."""
+    with pytest.raises(InvalidJsonError):
+        extract_job_ids('["ok\ud800"]')
+    assert extract_job_ids('["ok\ud800"]', {"job_id": "q"}) == ["q"]
 
 
 @pytest.mark.parametrize(
