@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from chalicelib.adapters.memory_stats import InMemoryStatsStore
-from chalicelib.defaults import QUOTA_RECHECK_S, QUOTA_RETRY_AFTER_S
+from chalicelib.defaults import QUOTA_COUNTER_LAG_S, QUOTA_RECHECK_S, QUOTA_RETRY_AFTER_S
 from chalicelib.domain.errors import QuotaExceededError
 from chalicelib.domain.job import Job
 from chalicelib.domain.stats import delta_for
@@ -194,6 +194,19 @@ def test_what_a_process_admitted_longer_ago_than_the_counters_lag_is_left_to_the
     assert jobs.counts == 0, "4 + this one is below half the bound"
 
 
+@pytest.mark.parametrize("later, counted", [(QUOTA_COUNTER_LAG_S, 1), (QUOTA_COUNTER_LAG_S + 1, 0)])
+def test_by_default_what_a_process_admitted_counts_for_the_counters_lag_as_the_defaults_give_it(later, counted):
+    """Two jobs admitted (the stream has delivered neither) bring a bound of 4 to the index's
+    count while their second lies within QUOTA_COUNTER_LAG_S; a second later they are the counter's."""
+    stats, clock, jobs = InMemoryStatsStore(), Clock(), Jobs()
+    quota = TenantQuota(stats, 4, recount=jobs, clock=clock)
+    quota.admit("a")
+    quota.admit("a")
+    clock.now += later
+    quota.admit("a")
+    assert jobs.counts == counted
+
+
 def test_jobs_admitted_within_the_counters_lag_count_whatever_part_of_a_second_they_fell_in():
     """Admissions are kept per whole second: those of the second `counter_lag_s` ago are kept
     with it (a few more than the lag, never fewer), so a job admitted 4.8 s ago still counts
@@ -257,7 +270,8 @@ def test_a_counter_left_high_by_lost_changes_never_refuses_a_tenant_below_its_bo
     for _ in range(3):
         quota.admit("a")
     assert jobs.counts == 1, "the index's count stands in for the rest of the window"
-    assert "counter is above its unfinished jobs" in caplog.text
+    gap = next(r for r in caplog.records if "counter is above its unfinished jobs" in r.getMessage())
+    assert (gap.levelname, gap.tenant, gap.counter, gap.jobs, gap.limit) == ("WARNING", "a", 10, 3, 10)
     clock.now += 1.0
     jobs.unfinished["a"] = 10  # now it is full for real
     with pytest.raises(QuotaExceededError) as refused:
