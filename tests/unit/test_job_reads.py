@@ -227,6 +227,38 @@ def test_a_tree_cut_at_its_levels_is_whole_only_when_every_job_below_it_was_read
     assert JobReads(store).tree("acme", [root], levels=2)[1]
 
 
+def test_a_tree_cut_where_every_job_below_was_read_above_is_whole(store):
+    """The last level lists only a job the tree already holds: nothing below the cut is unread."""
+    a, b = (f"00000000-0000-4000-8000-{i:012d}" for i in (1, 2))
+    store.create(Job(id=a, type="demo.steps", tenant="acme", user="ann", children=[b], **DONE))
+    store.create(Job(id=b, type="demo.steps", tenant="acme", user="ann", **DONE))
+    root = Job(id="00000000-0000-4000-9000-000000000000", type="demo.fanout", tenant="acme", user="ann",
+               children=[a, b], **DONE)
+    assert JobReads(store).tree("acme", [root], levels=1) == ({a: store.get(a, mark_gone=False),
+                                                               b: store.get(b, mark_gone=False)}, True)
+
+
+def test_a_tree_of_no_levels_below_its_roots_reads_no_job_and_is_not_whole(store):
+    counted = CountingStore(store)
+    assert JobReads(counted).tree("acme", [_parent(store, 2)], levels=0) == ({}, False)
+    assert counted.keys == 0
+
+
+def test_a_job_two_parents_list_counts_once_toward_the_most_jobs(store):
+    """Two parents of one level listing the same children: the tree holds each once, and a
+    tree of exactly MAX_TREE_JOBS jobs so made is whole."""
+    ids = [f"00000000-0000-4000-8000-{i:012d}" for i in range(MAX_TREE_JOBS - 2)]
+    for i in ids:
+        store.create(Job(id=i, type="demo.steps", tenant="acme", user="ann", **DONE))
+    parents = [f"00000000-0000-4000-a000-{k:012d}" for k in range(2)]
+    for p in parents:
+        store.create(Job(id=p, type="demo.fanout", tenant="acme", user="ann", children=ids, **DONE))
+    root = Job(id="00000000-0000-4000-b000-000000000000", type="demo.fanout", tenant="acme", user="ann",
+               children=parents, **DONE)
+    tree, whole = JobReads(store).tree("acme", [root])
+    assert len(tree) == MAX_TREE_JOBS and whole
+
+
 @pytest.mark.timeout(30)
 def test_a_record_that_lists_a_job_read_above_it_ends_the_tree(store):
     """A record edited by hand may list itself among its children: a job the tree holds is
