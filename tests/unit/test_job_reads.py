@@ -354,3 +354,16 @@ def test_a_levels_guesses_share_the_room_its_last_batch_has_left(store, chains, 
     counted = CountingStore(store)
     tree, whole = JobReads(counted).tree("acme", [root])
     assert len(tree) == 2 * chains and whole and counted.batches == batches
+
+
+def test_a_polled_job_fetches_the_claim_checked_fields_asked_for_and_shows_the_others_as_placeholders():
+    """A status answer that shows no payload does not fetch the payload's object back."""
+    from chalicelib.adapters.memory_blobs import InMemoryBlobStore
+    from chalicelib.adapters.memory_jobs import InMemoryJobStore
+
+    store = InMemoryJobStore(blobs=InMemoryBlobStore(), inline_limit=16)
+    job_id = "00000000-0000-4000-8000-000000000001"
+    store.create(Job(id=job_id, type="demo.steps", tenant="acme", user="ann", payload={"text": "x" * 64}, **DONE))
+    reads = JobReads(store)
+    assert reads.visible_job("acme", job_id).payload == {"text": "x" * 64}
+    assert reads.visible_job("acme", job_id, fetch=()).payload == {"claim_check": {"bytes": 75}}
