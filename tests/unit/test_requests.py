@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from chalicelib.api.requests import ListArtifactsQuery, ListJobsQuery, SubmitJobRequest
-from chalicelib.defaults import ARTIFACT_PAGE, LISTING_PAGE
+from chalicelib.defaults import ARTIFACT_PAGE, LISTING_PAGE, MAX_CURSOR_CHARS
 
 
 def submit(**fields) -> SubmitJobRequest:
@@ -70,3 +70,10 @@ def test_pages_default_to_the_defaults_page_sizes():
 
 def test_a_run_at_given_as_null_is_no_run_at():
     assert submit(run_at=None, delay_seconds=5).run_at is None
+
+
+@pytest.mark.parametrize("query", [ListJobsQuery, ListArtifactsQuery])
+def test_a_cursor_at_the_bound_is_taken_and_one_past_it_refused(query):
+    assert query(cursor="c" * MAX_CURSOR_CHARS).cursor == "c" * MAX_CURSOR_CHARS
+    with pytest.raises(ValidationError, match="cursor"):
+        query(cursor="c" * (MAX_CURSOR_CHARS + 1))
