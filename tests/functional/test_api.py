@@ -576,7 +576,6 @@ def test_an_if_match_of_thirty_digits_is_read_as_a_generation_bare_or_quoted(cli
     assert quoted_past.status_code == 400 and quoted_past.json_body["error"]["code"] == "invalid_request"
 
 
-
 @pytest.mark.parametrize("method, path, code, what", [
     ("GET", "/jobs/{id}", "job_not_found", "job"),
     ("GET", "/jobs/{id}/runs", "job_not_found", "job"),
