@@ -283,3 +283,37 @@ def test_a_parents_jobstatus_past_the_jobs_a_poll_reads_never_reads_finished(cli
     status = get(client, f"/api/jobstatus/{parent['id']}").json_body
     assert (status["status"], status["ended_at"]) == ("started", None)
     assert get(client, f"/api/jobinfo/{parent['id']}").json_body["status"] == "finished"
+
+
+def test_a_result_that_leaves_a_jobinfo_no_room_is_a_claim_check_there_and_whole_in_the_job(client, aws):
+    """A result may take a job's own answer up to MAX_ANSWER_BYTES. A jobinfo keeps 64 KiB of
+    that for its children and rq-engine's fields, so such a result is `{"claim_check"}` in
+    `GET /api/jobinfo/{id}` (an answer within what Lambda returns, never a failure), and whole in
+    `GET /jobs/{id}`."""
+    from pydantic import BaseModel
+
+    from chalicelib.api.polling import ANSWER_JOBS_BYTES
+    from chalicelib.defaults import MAX_ANSWER_BYTES
+    from chalicelib.job_types import registry
+
+    class Empty(BaseModel):
+        pass
+
+    characters = 850_000  # each "é" takes 7 bytes as answered: 5.95 MB, between the two bounds
+    assert ANSWER_JOBS_BYTES < 7 * characters < MAX_ANSWER_BYTES - 10_000
+
+    @registry.register("test.large_result", Empty, max_attempts=1, timeout_s=30)
+    def large_result(ctx, payload):
+        return {"text": "é" * characters}
+
+    try:
+        job = submit(client, {"type": "test.large_result", "payload": {}})
+        run_worker(client, aws)
+    finally:
+        registry._types.pop("test.large_result")
+    own = get(client, f"/jobs/{job['id']}")
+    assert own.status_code == 200 and own.json_body["result"] == {"text": "é" * characters}
+    info = get(client, f"/api/jobinfo/{job['id']}")
+    assert info.status_code == 200 and info.json_body["status"] == "finished"
+    assert set(info.json_body["result"]) == {"claim_check"}
+    assert len(json.dumps(json.dumps(info.json_body))) < MAX_ANSWER_BYTES
