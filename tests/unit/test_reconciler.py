@@ -1081,6 +1081,31 @@ def test_a_pass_that_dies_after_taking_an_owed_letter_leaves_it_to_a_later_pass(
     assert [m for m, _ in queue.dead] == [JobMessage(job.id, 1)]
 
 
+def test_a_due_page_read_before_a_dead_pass_took_an_owed_letter_still_parks_it_once_due_again(
+        lifecycle, queue, clock, store, monkeypatch, reconciler):
+    """The due page is an eventually consistent read: it may still show the job as it was before
+    a pass that since died took its letter. Once that take's wait is over, the letter is parked on
+    the record read then, not lost as a race against the page's older version."""
+    job = submit(lifecycle)
+    fail_owing_its_letter(lifecycle, queue)
+    queue.drain()
+    clock.advance(OWED_LETTER_WAIT_S + 1)
+    page_before_the_take = store.due(isoformat(clock.now), 10)
+    park = queue.dead_letter
+
+    def dies(*args, **kwargs):
+        raise KeyboardInterrupt  # the taking pass's process ends before its send
+
+    monkeypatch.setattr(queue, "dead_letter", dies)
+    with pytest.raises(KeyboardInterrupt):
+        reconciler.run_pass()
+    monkeypatch.setattr(queue, "dead_letter", park)
+    clock.advance(RECONCILE_RETRY_S + 1)
+    monkeypatch.setattr(store, "due", lambda *args, **kwargs: page_before_the_take)
+    assert reconciler.run_pass().counts == {"owed_letter_parked": 1}
+    assert [m for m, _ in queue.dead] == [JobMessage(job.id, 1)]
+
+
 def test_a_queue_no_worker_receives_gets_no_copies_and_its_jobs_wait_for_its_consumption_again(
         lifecycle, queue, clock, store):
     """An operator paused the normal workers (their event source mapping disabled) for a day:
