@@ -388,6 +388,34 @@ def test_one_batch_that_breaks_its_replay_does_not_stop_the_others(lifecycle, qu
     assert [e.status for e in pipeline.publisher.published] == ["running"]
 
 
+def test_a_batch_the_stream_no_longer_holds_does_not_stop_the_others(lifecycle, queue, pipeline):
+    """A batch past the stream's 24 hours is said lost, and the batches taken after it are still
+    replayed in the same pass: one lost batch does not hold back the others' events."""
+    queued, running = submit_and_claim(lifecycle, queue)
+    pipeline.publisher.fail_next = 2
+    pipeline.deliver([pipeline.write(None, queued)])
+    pipeline.deliver([pipeline.write(queued, running)])
+    pipeline.stream.trim(1)  # the first batch's only record passed the stream's 24 hours
+    pass_ = pipeline.reconciler(lifecycle).run_pass()
+    assert pass_.counts == {"stream_batch_unreadable": 1, "stream_batch_replayed": 1}
+    assert [e.status for e in pipeline.publisher.published] == ["running"]
+
+
+def test_the_batches_a_pass_takes_stay_hidden_for_the_rest_of_its_invocation_rounded_up(lifecycle, queue, pipeline,
+                                                                                        monkeypatch):
+    """A pass with more than a first retry's wait left hides what it takes for all of it, its
+    last fraction of a second included: a batch shown again before the invocation ends could be
+    taken by the schedule's next pass while this one still replays it."""
+    queued, _ = submit_and_claim(lifecycle, queue)
+    pipeline.publisher.fail_next = 1
+    pipeline.deliver([pipeline.write(None, queued)])
+    holds = []
+    take = pipeline.failures.take
+    monkeypatch.setattr(pipeline.failures, "take", lambda limit, hold_s: holds.append(hold_s) or take(limit, hold_s))
+    pipeline.reconciler(lifecycle).run_pass(time_left_s=lambda: REPLAY_RETRY_BASE_S + 40.3)
+    assert holds == [REPLAY_RETRY_BASE_S + 41]
+
+
 class _Unreachable(InMemoryFailedStreamBatches):
     def take(self, limit, hold_s):
         raise DeadLetterUnavailableError("could not read StreamFailureQueue")
