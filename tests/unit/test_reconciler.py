@@ -216,6 +216,40 @@ def test_a_letter_whose_job_the_read_of_many_left_out_but_which_is_recorded_stay
     assert [m.job_id for m, _ in queue.dead] == [job.id]
 
 
+def test_a_letter_whose_job_cannot_be_read_on_its_own_stays(lifecycle, queue, store, monkeypatch):
+    """A job the read of many left out and whose own read the store did not answer is not known
+    to be removed: its letter stays for operators and redrive, for a later pass to look at."""
+    from chalicelib.domain.errors import StoreUnavailableError
+
+    job = submit(lifecycle)
+    queue.dead.append((queue.drain()[0], {}))
+    monkeypatch.setattr(store, "get_many", lambda ids, **kw: {})
+
+    def unanswered(*args, **kwargs):
+        raise StoreUnavailableError("the table did not answer")
+
+    monkeypatch.setattr(store, "get", unanswered)
+    assert Reconciler(lifecycle, InMemoryQueueOperations(queue)).run_pass().counts == {}
+    assert [m.job_id for m, _ in queue.dead] == [job.id]
+
+
+def test_the_letters_a_pass_read_show_again_when_their_jobs_cannot_be_read(lifecycle, queue, store, monkeypatch):
+    """A store that does not answer the read of the letters' jobs is an error of the pass, and
+    the letters it held are listed again at once, not hidden from operators until the hold ends."""
+    from chalicelib.domain.errors import StoreUnavailableError
+
+    job = submit(lifecycle)
+    queue.dead.append((queue.drain()[0], {}))
+
+    def unanswered(*args, **kwargs):
+        raise StoreUnavailableError("the table did not answer")
+
+    monkeypatch.setattr(store, "get_many", unanswered)
+    operations = InMemoryQueueOperations(queue)
+    assert Reconciler(lifecycle, operations).run_pass().counts == {"errors": 1}
+    assert [letter.body["job_id"] for letter in operations.peek_dead_letters("normal", 10)] == [job.id]
+
+
 class _ShowRecording(InMemoryQueueOperations):
     def __init__(self, queue, shown, deletes=None):
         super().__init__(queue)
@@ -293,6 +327,46 @@ def test_letters_of_removed_jobs_that_cannot_be_deleted_do_not_stop_the_other_le
     assert result.errors == ["dead letters (normal): dlq_unavailable: could not delete from the dead-letter queue"]
     assert store.get(queued.id, mark_gone=False).error.code == "dead_lettered"
     assert len(queue.dead) == 2
+
+
+def test_a_pass_counts_and_says_as_many_letters_as_sqs_deleted_of_those_it_asked(lifecycle, queue, store):
+    """Of two letters of removed jobs, SQS deleted one (the other received again since the
+    pass read it): the pass counts one and its line says one went."""
+    lines = []
+    removed = [submit(lifecycle) for _ in range(2)]
+    for message in queue.drain():
+        queue.dead.append((message, {}))
+    removed_by_retention(store, *removed)
+    reconciler = Reconciler(lifecycle, _ShowRecording(queue, [], deletes=1),
+                            observe=lambda m, extra: lines.append((m, extra)))
+    assert reconciler.run_pass().counts == {"orphaned_letter_deleted": 1}
+    assert [extra["deleted"] for m, extra in lines if m == "dead letters of removed jobs deleted"] == [1]
+
+
+class _OneUndeletableDeadLetterQueue(InMemoryQueueOperations):
+    def __init__(self, queue, undeletable: str) -> None:
+        super().__init__(queue)
+        self._undeletable = undeletable
+
+    def delete_dead_letters(self, priority, letters):
+        if priority == self._undeletable:
+            raise DeadLetterUnavailableError("could not delete from the dead-letter queue")
+        return super().delete_dead_letters(priority, letters)
+
+
+@pytest.mark.parametrize("undeletable", ["high", "normal", "low"])
+def test_one_dead_letter_queue_that_refuses_deletes_does_not_keep_the_others_letters_of_removed_jobs(
+        lifecycle, queue, store, undeletable):
+    """Each priority's letters of removed jobs are deleted on their own: the queue that refused
+    is an error of the pass, named by priority, and the others' letters go all the same."""
+    jobs = {priority: submit(lifecycle, priority=priority) for priority in ("high", "normal", "low")}
+    for message in queue.drain():  # each priority's message parked on its own DLQ
+        queue.dead_letter(message, priority=store.get(message.job_id, mark_gone=False).priority, reason={})
+    removed_by_retention(store, *jobs.values())
+    result = Reconciler(lifecycle, _OneUndeletableDeadLetterQueue(queue, undeletable)).run_pass()
+    assert result.counts == {"orphaned_letter_deleted": 2, "errors": 1}
+    assert result.errors == [f"dead letters ({undeletable}): dlq_unavailable: could not delete from the dead-letter queue"]
+    assert [m.job_id for m, _ in queue.dead] == [jobs[undeletable].id]
 
 
 def test_a_pass_out_of_time_acts_on_no_more_letters(lifecycle, queue, store):
