@@ -488,6 +488,29 @@ def test_a_letter_of_another_attempt_does_not_settle_what_a_failed_job_owes(life
     assert store.get(job.id, mark_gone=False).dead_letter_owed == 2
 
 
+def test_an_owed_letter_read_beside_a_letter_of_an_earlier_attempt_is_found_and_said_with_its_attempt(
+        lifecycle, queue, store, clock):
+    """Each attempt's letter is decided on its own: an older attempt's letter read first in the
+    same pass does not hide the one the failed job owes, and the line names the attempt settled."""
+    lines = []
+    reconciler = Reconciler(lifecycle, InMemoryQueueOperations(queue), observe=lambda m, extra: lines.append((m, extra)))
+    job = submit(lifecycle)
+    running = lifecycle.claim(queue.drain()[0]).job
+    lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="x"), retryable=True)
+    clock.advance(900)
+    running = lifecycle.claim(JobMessage(job.id, 2)).job
+    queue.fail_sends = True
+    with pytest.raises(DeadLetterOwedError):
+        lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="x"), retryable=False)
+    queue.fail_sends = False
+    queue.dead.append((JobMessage(job.id, 1), {}))  # a duplicate of attempt 1's message
+    queue.dead.append((JobMessage(job.id, 2), {}))  # the owed one, moved there by SQS itself
+    assert reconciler.run_pass().counts == {"owed_letter_found": 1}
+    assert store.get(job.id, mark_gone=False).dead_letter_owed is None
+    assert ("job owed_letter_found",
+            {"job_id": job.id, "tenant": "acme", "job_type": "demo.steps", "attempt": 2}) in lines
+
+
 def test_a_dead_letter_of_an_earlier_attempt_does_not_fail_the_retry(lifecycle, queue, reconciler, store, clock):
     from chalicelib.domain.job import JobErrorInfo
 
