@@ -921,9 +921,12 @@ def test_a_put_back_that_failed_is_said_with_its_job_and_attempt(lifecycle, queu
     monkeypatch.setattr(lifecycle, "reconcile", refused)
     monkeypatch.setattr(lifecycle, "put_back", refused)
     reconciler = Reconciler(lifecycle, None, observe=lambda m, extra: lines.append((m, extra)))
-    assert reconciler.run_pass().counts == {"errors": 2}
+    result = reconciler.run_pass()
+    assert result.counts == {"errors": 2}
     assert ("reconcile put-back failed",
             {"job_id": job.id, "attempt": 1, "error": "store_unavailable: the table did not answer"}) in lines
+    assert result.errors == [f"{job.id}: store_unavailable: the table did not answer"] * 2, (
+        "what the pass answers names the job too")
 
 
 def test_a_job_at_its_dispatch_bound_is_not_failed_when_its_queue_cannot_be_read(lifecycle, queue, clock, store):
@@ -1240,6 +1243,20 @@ def test_a_paused_queue_holding_one_message_sends_no_copy_of_it(lifecycle, queue
         counts.update(reconciler.run_pass().counts)
     assert len(queue.sent) == 1 and set(counts) == {"unconsumed"}, counts
     assert store.get(job.id, mark_gone=False).dispatches == job.dispatches
+
+
+def test_a_queue_one_worker_still_receives_from_is_not_paused_and_its_stranded_jobs_are_sent_again(
+        lifecycle, queue, clock, store):
+    """Messages waiting with even one in flight is a queue being consumed (a slow worker, busy
+    with one job), not a paused one: a job whose message was lost there is sent again."""
+    reconciler = Reconciler(lifecycle, InMemoryQueueOperations(queue))
+    lost = submit(lifecycle)
+    queue.drain()  # its message is lost
+    waiting = submit(lifecycle)  # its message waits in the queue
+    queue.in_flight["normal"] = 1  # the one worker's slot, busy with the job ahead
+    clock.advance(DISPATCH_GRACE_S + 1)
+    assert reconciler.run_pass().counts == {"redispatched": 2}
+    assert lost.id in [m.job_id for m in queue.drain()]
 
 
 def test_a_job_of_a_paused_queue_is_looked_at_again_unconsumed_look_s_later_not_every_pass(
