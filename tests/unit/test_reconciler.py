@@ -9,7 +9,7 @@ import pytest
 from chalicelib.adapters.memory import InMemoryFinishedJobs, InMemoryQueueOperations
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
 from chalicelib.domain.errors import DeadLetterOwedError, DeadLetterUnavailableError, InvalidRequestError
-from chalicelib.domain.job import JobErrorInfo, isoformat
+from chalicelib.domain.job import Job, JobErrorInfo, isoformat
 from chalicelib.domain.status import JobStatus
 from chalicelib.defaults import (
     DISPATCH_GRACE_S,
@@ -473,7 +473,9 @@ def test_an_owed_letter_sqs_moved_itself_is_found_and_not_parked_again(lifecycle
     assert queue.dead == [], "the redriven letter is acknowledged, not parked again"
 
 
-def test_a_letter_of_another_attempt_does_not_settle_what_a_failed_job_owes(lifecycle, queue, reconciler, store, clock):
+def owing_its_second_attempts_letter(lifecycle, queue, clock) -> Job:
+    """A job whose first attempt failed to be retried and whose second failed for good while the
+    dead-letter queue did not answer: failed, owing attempt 2's letter."""
     job = submit(lifecycle)
     running = lifecycle.claim(queue.drain()[0]).job
     lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="x"), retryable=True)
@@ -483,6 +485,11 @@ def test_a_letter_of_another_attempt_does_not_settle_what_a_failed_job_owes(life
     with pytest.raises(DeadLetterOwedError):
         lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="x"), retryable=False)
     queue.fail_sends = False
+    return job
+
+
+def test_a_letter_of_another_attempt_does_not_settle_what_a_failed_job_owes(lifecycle, queue, reconciler, store, clock):
+    job = owing_its_second_attempts_letter(lifecycle, queue, clock)
     queue.dead.append((JobMessage(job.id, 1), {}))  # a duplicate of attempt 1's message
     assert reconciler.run_pass().counts == {}
     assert store.get(job.id, mark_gone=False).dead_letter_owed == 2
@@ -494,15 +501,7 @@ def test_an_owed_letter_read_beside_a_letter_of_an_earlier_attempt_is_found_and_
     same pass does not hide the one the failed job owes, and the line names the attempt settled."""
     lines = []
     reconciler = Reconciler(lifecycle, InMemoryQueueOperations(queue), observe=lambda m, extra: lines.append((m, extra)))
-    job = submit(lifecycle)
-    running = lifecycle.claim(queue.drain()[0]).job
-    lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="x"), retryable=True)
-    clock.advance(900)
-    running = lifecycle.claim(JobMessage(job.id, 2)).job
-    queue.fail_sends = True
-    with pytest.raises(DeadLetterOwedError):
-        lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="x"), retryable=False)
-    queue.fail_sends = False
+    job = owing_its_second_attempts_letter(lifecycle, queue, clock)
     queue.dead.append((JobMessage(job.id, 1), {}))  # a duplicate of attempt 1's message
     queue.dead.append((JobMessage(job.id, 2), {}))  # the owed one, moved there by SQS itself
     assert reconciler.run_pass().counts == {"owed_letter_found": 1}
