@@ -8,8 +8,8 @@
   `_write_room`) then lost to that half-write as to a race, and the job read as no writer left
   it. The item is put back as it was before the refused update.
 - A BatchWriteItem of more than 25 requests is refused by DynamoDB (ValidationException);
-  moto writes them all, so a caller that forgot to split its
-  writes would pass every test and fail in production the first time it had 26."""
+  moto writes them all, so a caller that forgot to split its writes would pass every test and
+  fail in production the first time it had 26. It is refused here as DynamoDB refuses it."""
 from __future__ import annotations
 
 import copy
