@@ -8,7 +8,12 @@ import pytest
 
 from chalicelib.adapters.memory import InMemoryFinishedJobs, InMemoryQueueOperations
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
-from chalicelib.domain.errors import DeadLetterOwedError, DeadLetterUnavailableError, InvalidRequestError
+from chalicelib.domain.errors import (
+    DeadLetterOwedError,
+    DeadLetterUnavailableError,
+    InvalidRequestError,
+    StoreUnavailableError,
+)
 from chalicelib.domain.job import Job, JobErrorInfo, isoformat
 from chalicelib.domain.status import JobStatus
 from chalicelib.defaults import (
@@ -29,6 +34,11 @@ from chalicelib.reconciler import Reconciler
 from tests.unit.conftest import fail_owing_its_letter
 
 STEPS = {"steps": 2, "step_ms": 0}
+
+
+def unanswered(*args, **kwargs):
+    """A store (or lifecycle) call the table did not answer."""
+    raise StoreUnavailableError("the table did not answer")
 
 
 @pytest.fixture
@@ -219,15 +229,9 @@ def test_a_letter_whose_job_the_read_of_many_left_out_but_which_is_recorded_stay
 def test_a_letter_whose_job_cannot_be_read_on_its_own_stays(lifecycle, queue, store, monkeypatch):
     """A job the read of many left out and whose own read the store did not answer is not known
     to be removed: its letter stays for operators and redrive, for a later pass to look at."""
-    from chalicelib.domain.errors import StoreUnavailableError
-
     job = submit(lifecycle)
     queue.dead.append((queue.drain()[0], {}))
     monkeypatch.setattr(store, "get_many", lambda ids, **kw: {})
-
-    def unanswered(*args, **kwargs):
-        raise StoreUnavailableError("the table did not answer")
-
     monkeypatch.setattr(store, "get", unanswered)
     assert Reconciler(lifecycle, InMemoryQueueOperations(queue)).run_pass().counts == {}
     assert [m.job_id for m, _ in queue.dead] == [job.id]
@@ -236,14 +240,8 @@ def test_a_letter_whose_job_cannot_be_read_on_its_own_stays(lifecycle, queue, st
 def test_the_letters_a_pass_read_show_again_when_their_jobs_cannot_be_read(lifecycle, queue, store, monkeypatch):
     """A store that does not answer the read of the letters' jobs is an error of the pass, and
     the letters it held are listed again at once, not hidden from operators until the hold ends."""
-    from chalicelib.domain.errors import StoreUnavailableError
-
     job = submit(lifecycle)
     queue.dead.append((queue.drain()[0], {}))
-
-    def unanswered(*args, **kwargs):
-        raise StoreUnavailableError("the table did not answer")
-
     monkeypatch.setattr(store, "get_many", unanswered)
     operations = InMemoryQueueOperations(queue)
     assert Reconciler(lifecycle, operations).run_pass().counts == {"errors": 1}
@@ -682,18 +680,12 @@ def test_a_step_the_store_broke_is_named_with_its_error_and_the_other_step_goes_
     that step only: the pass's errors and its `reconciler step failed` line name the step and
     what failed, so an operator knows which of the reconciler's guarantees waited this pass,
     and the other step still acts."""
-    from chalicelib.domain.errors import StoreUnavailableError
-
     lines = []
     for _ in range(2):
         submit(lifecycle)
     queue.dead.append((queue.drain()[0], {}))  # the first job's message dead-lettered, the other's lost
     clock.advance(DISPATCH_GRACE_S + 1)
-
-    def refused(*args, **kwargs):
-        raise StoreUnavailableError("the table did not answer")
-
-    monkeypatch.setattr(store, read, refused)
+    monkeypatch.setattr(store, read, unanswered)
     reconciler = Reconciler(lifecycle, InMemoryQueueOperations(queue), observe=lambda m, extra: lines.append((m, extra)))
     result = reconciler.run_pass()
     assert result.errors == [f"{step}: store_unavailable: the table did not answer"]
@@ -907,18 +899,12 @@ def test_each_queue_that_did_not_answer_a_pass_is_said_with_its_priority_and_err
 def test_a_put_back_that_failed_is_said_with_its_job_and_attempt(lifecycle, queue, clock, store, monkeypatch):
     """A job whose action and then put-back both failed stays where it is: the line says which
     job, which attempt and what the store answered, as the action's own failure line does."""
-    from chalicelib.domain.errors import StoreUnavailableError
-
     lines = []
     job = submit(lifecycle)
     queue.drain()
     clock.advance(DISPATCH_GRACE_S + 1)
-
-    def refused(*args, **kwargs):
-        raise StoreUnavailableError("the table did not answer")
-
-    monkeypatch.setattr(lifecycle, "reconcile", refused)
-    monkeypatch.setattr(lifecycle, "put_back", refused)
+    monkeypatch.setattr(lifecycle, "reconcile", unanswered)
+    monkeypatch.setattr(lifecycle, "put_back", unanswered)
     reconciler = Reconciler(lifecycle, None, observe=lambda m, extra: lines.append((m, extra)))
     result = reconciler.run_pass()
     assert result.counts == {"errors": 2}
