@@ -15,6 +15,14 @@ def _park(aws, url_key: str, count: int) -> None:
         aws["sqs"].send_message(QueueUrl=aws[url_key], MessageBody=json.dumps({"note": f"hand-made {n}"}))
 
 
+def _park_job_letters(aws, url_key: str, count: int, series: int) -> None:
+    """`count` job messages (attempt 1) on the queue at `url_key`, as SQS parks them; the job
+    ids of one `series` are unlike any other's."""
+    for n in range(count):
+        aws["sqs"].send_message(QueueUrl=aws[url_key], MessageBody=json.dumps(
+            {"job_id": f"00000000-0000-0000-0000-0000000{series:03d}{n:02d}", "attempt": 1}))
+
+
 def test_a_listing_shows_up_to_its_limit_and_says_how_many_there_are_in_all(client, aws):
     _park(aws, "dlq_url", 15)
     for _ in range(2):  # the letters shown are left where they are: counted again
@@ -155,9 +163,7 @@ def test_letters_a_redrive_could_not_send_on_are_listed_again_at_once_and_those_
     from chalicelib.composition import container
     from tests.functional.conftest import TimingOut, receive_all
 
-    for n in range(12):  # two sends of ten and two
-        aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=json.dumps(
-            {"job_id": f"00000000-0000-0000-0000-0000000007{n:02d}", "attempt": 1}))
+    _park_job_letters(aws, "dlq_url", 12, 7)  # two sends of ten and two
     operations = container().queue_operations
     with monkeypatch.context() as patched:
         patched.setattr(operations, "_sqs", TimingOut(operations._sqs, "send_message_batch"))
@@ -280,9 +286,7 @@ def test_a_redrive_that_stops_midway_says_which_letters_it_moved(client, aws, mo
     from chalicelib.composition import container
     from tests.functional.conftest import receive_all
 
-    for n in range(15):
-        aws["sqs"].send_message(QueueUrl=aws["dlq_url"], MessageBody=json.dumps(
-            {"job_id": f"00000000-0000-0000-0000-0000000008{n:02d}", "attempt": 1}))
+    _park_job_letters(aws, "dlq_url", 15, 8)
     listing = client.http.get("/api/system/dlq?priority=normal&limit=100", headers=operator()).json_body
     job_of = {letter["message_id"]: letter["body"]["job_id"] for letter in listing["dead_letters"]["normal"]}
     operations = container().queue_operations
@@ -395,9 +399,7 @@ def test_a_redrive_of_every_queue_that_stopped_after_moving_letters_says_so(clie
     from chalicelib.composition import container
 
     for key in ("dlq_high_url", "dlq_url", "dlq_low_url"):
-        for n in range(11):
-            aws["sqs"].send_message(QueueUrl=aws[key], MessageBody=json.dumps(
-                {"job_id": f"00000000-0000-0000-0000-0000000009{n:02d}", "attempt": 1}))
+        _park_job_letters(aws, key, 11, 9)
     operations = container().queue_operations
     monkeypatch.setattr(operations, "_sqs", _LaterCallsTimeOut(operations._sqs, "send_message_batch", 1))
     answer = client.http.post("/api/system/dlq/redrive?limit=100", headers=operator())
@@ -412,9 +414,7 @@ def test_a_redrive_moves_up_to_its_limit_from_the_queue_named_or_from_each(clien
     """A redrive that names a queue, by priority or by name, moves that queue's letters alone;
     one that names none moves up to `limit` from each queue."""
     for key in ("dlq_high_url", "dlq_url"):
-        for n in range(3):
-            aws["sqs"].send_message(QueueUrl=aws[key], MessageBody=json.dumps(
-                {"job_id": f"00000000-0000-0000-0000-0000000010{n:02d}", "attempt": 1}))
+        _park_job_letters(aws, key, 3, 10)
 
     def redrive(query):
         answer = client.http.post(f"/api/system/dlq/redrive?{query}", headers=operator())
