@@ -55,8 +55,9 @@ function selectJobType() {
   var textarea = $("job-payload");
   // Replace the payload only if the user has not written their own, nor is about to: an empty
   // box the cursor is in keeps what is typed into it whole, when the types are read meanwhile.
-  var writing = document.activeElement === textarea && !textarea.value.trim();
-  if (!writing && (!textarea.value.trim() || textarea.value === lastExample)) {
+  var empty = !textarea.value.trim();
+  var writing = empty && document.activeElement === textarea;
+  if (!writing && (empty || textarea.value === lastExample)) {
     lastExample = JSON.stringify(exampleFor(info.payload_schema), null, 2);
     textarea.value = lastExample;
   }
