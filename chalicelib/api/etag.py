@@ -52,9 +52,9 @@ def matches(if_none_match: Optional[str], etag: str) -> bool:
     return False
 
 
-def conditional_response(if_none_match: Optional[str], etag: str, body: Any, status: int = 200) -> Response:
+def conditional_response(if_none_match: Optional[str], etag: str, body: Any) -> Response:
     """304 with no body when the client already holds `etag`, else `body` with the tag."""
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
     if matches(if_none_match, etag):
         return Response(body="", status_code=304, headers=headers)
-    return json_response(body, status, headers)
+    return json_response(body, headers=headers)
