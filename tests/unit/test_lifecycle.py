@@ -1176,6 +1176,63 @@ def test_a_report_written_with_an_attempts_end_is_stamped_when_it_is_written(lif
     assert after.progress.updated_at == isoformat(clock.now)
 
 
+def test_a_completion_keeps_the_last_reports_message_and_details_and_its_own_message_first(lifecycle):
+    """A completion writes 100 %, step `completed`: its own message when it gives one, else the
+    last report's; the last report's details. The last report is the one not yet written when
+    there is one (its details, not those of the report before), else the one the job shows."""
+    from chalicelib.domain.job import Progress
+
+    job = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    running = lifecycle.report_progress(running, 60, step="rows", message="row 600 of 1000")
+    running = lifecycle.record_progress(running, running.progress.model_copy(update={"details": {"rows": 600}}))
+    done = lifecycle.complete(running, {"ok": True})
+    assert (done.progress.percent, done.progress.step) == (100, "completed")
+    assert (done.progress.message, done.progress.details) == ("row 600 of 1000", {"rows": 600})
+
+    job = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    running = lifecycle.record_progress(running, Progress(percent=60, message="row 600", details={"rows": 600}))
+    report = Progress(percent=90, message="row 900", details={"rows": 900})
+    done = lifecycle.complete(running, {"ok": True}, message="all rows read", last_progress=report)
+    assert (done.progress.message, done.progress.details) == ("all rows read", {"rows": 900})
+    measured = lifecycle.completed_as(running, message="all rows read", last_progress=report)
+    assert (measured.status, measured.progress.message, measured.progress.step) == (
+        JobStatus.COMPLETED, "all rows read", "completed")
+
+
+@pytest.mark.parametrize("outcome", ["retrying", "failed", "canceled"])
+def test_an_outcomes_last_report_at_the_percent_written_is_written_with_it(lifecycle, store, outcome):
+    """A report that moved the message but not the percent is the attempt's latest word: it is
+    written with the outcome, not dropped as behind what the job shows."""
+    from chalicelib.domain.job import Progress
+
+    job = submit(lifecycle)
+    running = lifecycle.report_progress(lifecycle.claim(JobMessage(job.id, 1)).job, 60, message="row 600")
+    report = Progress(percent=60, message="row 601 is not a number")
+    if outcome == "canceled":
+        after = lifecycle.mark_canceled(running, last_progress=report)
+    else:
+        after = lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"),
+                                       retryable=outcome == "retrying", last_progress=report)
+    assert after.status.value == outcome
+    assert store.get(job.id, mark_gone=False).progress.message == "row 601 is not a number"
+
+
+def test_a_failure_of_a_job_whose_cancel_was_requested_writes_its_last_report_with_the_cancel(lifecycle, store):
+    """The handler failed after a cancel request: the job is canceled, with the report it made
+    and had not written yet, as a failure or a cancel would write it."""
+    from chalicelib.domain.job import Progress
+
+    job = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    lifecycle.cancel("acme", job.id)
+    after = lifecycle.fail_attempt(store.get(job.id, mark_gone=False), JobErrorInfo(code="boom", message="it broke"),
+                                   retryable=True, last_progress=Progress(percent=75, message="row 750"))
+    assert after.status == JobStatus.CANCELED
+    assert (after.progress.percent, after.progress.message) == (75, "row 750")
+
+
 def test_retry_delay_grows_and_is_capped():
     assert 1 <= retry_delay_s(1, base_s=2) <= 2
     assert 8 <= retry_delay_s(4, base_s=2) <= 16
@@ -1189,6 +1246,15 @@ def test_retry_delay_is_drawn_from_half_the_ceiling_to_all_of_it_both_ends_inclu
     assert {retry_delay_s(3, base_s=2) for _ in range(300)} == {4, 5, 6, 7, 8}
     assert {retry_delay_s(30, base_s=2, cap_s=900) for _ in range(300)} <= set(range(450, 901))
     assert {retry_delay_s(1, base_s=1) for _ in range(50)} == {1}
+
+
+def test_the_longest_retry_delay_is_what_sqs_can_delay_a_message(monkeypatch):
+    """However many attempts failed, the draw's top is SQS's 900 s: a longer delay is refused
+    by the queue and the retry's message would not be sent."""
+    from chalicelib.defaults import SQS_MAX_DELAY_S
+
+    monkeypatch.setattr(random, "randint", lambda low, high: high)  # the top of the range drawn
+    assert retry_delay_s(30, base_s=2) == SQS_MAX_DELAY_S
 
 
 def test_a_retry_waits_the_backoff_of_the_attempt_that_failed_on_the_deployments_base(store, queue, clock):
