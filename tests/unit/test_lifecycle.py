@@ -1095,6 +1095,52 @@ def test_a_progress_write_whose_answer_was_lost_is_decided_again_on_the_record(l
     assert after.progress.percent == 30 and after.event_percent == 30
 
 
+def test_a_progress_write_given_a_percent_past_100_records_100(lifecycle, store):
+    """A Progress handed over as it came (no report_progress in between) is clamped too."""
+    from chalicelib.domain.job import Progress
+
+    job = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    after = lifecycle.record_progress(running, Progress(percent=250, step="over"))
+    assert after.progress.percent == 100 == store.get(job.id, mark_gone=False).progress.percent
+
+
+def test_a_progress_write_whose_job_keeps_changing_gives_up_as_a_lost_race(lifecycle, store, monkeypatch):
+    """The mark keeps moving under the write: after its tries it raises StaleJobError, not
+    answers the job as if the report were written."""
+    job = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+
+    def moved(*args, **kwargs):
+        raise StaleJobError("the event mark moved")
+
+    monkeypatch.setattr(store, "record_progress", moved)
+    with pytest.raises(StaleJobError, match="kept changing"):
+        lifecycle.report_progress(running, 30)
+
+
+@pytest.mark.parametrize("outcome", ["complete", "fail", "cancel"])
+def test_an_outcome_whose_job_keeps_changing_gives_up_as_a_lost_race(lifecycle, store, monkeypatch, outcome):
+    """Every write of the outcome refused while the attempt still runs: after its tries it
+    raises StaleJobError (the delivery fails and comes back), never answers the running job as
+    the attempt's end."""
+    job = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+
+    def refused(*args, **kwargs):
+        raise StaleJobError("the version moved")
+
+    monkeypatch.setattr(store, "apply", refused)
+    with pytest.raises(StaleJobError, match="kept changing"):
+        if outcome == "complete":
+            lifecycle.complete(running, {"ok": True})
+        elif outcome == "fail":
+            lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=True)
+        else:
+            lifecycle.mark_canceled(running)
+    assert store.get(job.id, mark_gone=False).status == JobStatus.RUNNING
+
+
 def test_each_attempts_run_is_recorded_under_its_own_attempt(lifecycle, store, queue, clock):
     """GET /jobs/{id}/runs shows each attempt with its own outcome and from its own start, not
     the job's first."""
@@ -1455,6 +1501,42 @@ def test_a_dead_letter_the_queue_refused_is_parked_by_the_message_coming_back(li
     reason = {"code": failed.error.code, "message": failed.error.message}
     assert queue.dead == [(JobMessage(job.id, 3), reason)]
     assert "dead_letter_owed" not in store.get(job.id, mark_gone=False).public()
+
+
+def test_a_retry_whose_message_the_queue_refused_holds_no_lease_and_says_what_starts_it(lifecycle, store, queue):
+    """The job is written retrying, its attempt's lease gone with it, before the next attempt's
+    message is sent; the queue refusing that send is NextAttemptUnsentError, naming the
+    message that was not sent and the one whose return starts the attempt."""
+    from chalicelib.domain.errors import NextAttemptUnsentError
+
+    job = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    queue.fail_sends = True
+    with pytest.raises(NextAttemptUnsentError) as info:
+        lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=True)
+    retrying = store.get(job.id, mark_gone=False)
+    assert retrying.status == JobStatus.RETRYING and retrying.lease_expires_at is None
+    assert info.value.job.status == JobStatus.RETRYING
+    assert "the message of attempt 2 was not sent" in info.value.message
+    assert "the message of attempt 1 starts it" in info.value.message
+
+
+def test_a_dead_letter_the_queue_refused_is_left_to_the_reconciler_for_the_owed_wait(lifecycle, store, queue, clock):
+    """Should the attempt's message never come back, the failed job is due to the reconciler
+    OWED_LETTER_WAIT_S after its failure, which parks the letter then; not sooner, when the
+    message coming back would park it too."""
+    job = submit(lifecycle)
+    running = lifecycle.claim(JobMessage(job.id, 1)).job
+    queue.fail_sends = True
+    with pytest.raises(DeadLetterOwedError):
+        lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=False)
+    queue.fail_sends = False
+    clock.advance(OWED_LETTER_WAIT_S - 1)
+    assert store.due(isoformat(clock.now), 10).jobs == []
+    clock.advance(1)
+    (due,) = store.due(isoformat(clock.now), 10).jobs
+    assert lifecycle.reconcile(due) == ReconcileOutcome.OWED_LETTER_PARKED
+    assert queue.dead == [(JobMessage(job.id, 1), {"code": "boom", "message": "it broke"})]
 
 
 @pytest.mark.parametrize("ended_by", ["worker", "reconciler"])
