@@ -107,3 +107,63 @@ def test_the_api_scope_resets_keys_too(counted, log_lines):
         logger.info("request")
     assert all("tenant" not in line for line in log_lines())
     assert counted.takes == 1
+
+
+def test_each_invocation_is_traced_in_a_subsegment_named_after_its_function(counted, monkeypatch):
+    from contextlib import contextmanager
+
+    from chalicelib.observability import tracer
+
+    opened = []
+
+    @contextmanager
+    def in_subsegment(name, **kwargs):
+        opened.append(name)
+        yield None
+
+    monkeypatch.setattr(tracer.provider, "in_subsegment", in_subsegment)
+
+    @entry_point
+    def job_worker(event):
+        return "done"
+
+    job_worker(_Event())
+    with invocation("api_handler", None):
+        pass
+    assert opened == ["## job_worker", "## api_handler"]
+
+
+def test_the_summary_line_gives_the_duration_in_milliseconds_to_a_tenth(counted, monkeypatch, log_lines):
+    from types import SimpleNamespace
+
+    from chalicelib import invocation as invocation_module
+
+    readings = iter([100.0, 100.01234])  # the invocation's start, then its end
+    monkeypatch.setattr(invocation_module, "time", SimpleNamespace(perf_counter=lambda: next(readings)))
+    with invocation("api_handler", None):
+        pass
+    (line,) = log_lines()
+    assert line["duration_ms"] == 12.3
+
+
+def test_an_invocation_that_sent_no_aws_request_while_counting_says_so(monkeypatch, log_lines):
+    """Counting on and nothing sent: the line says none ({}), so the benchmark reads a zero,
+    not a line it cannot count."""
+
+    class NothingSent:
+        def take_aws_requests(self):
+            return {}
+
+    monkeypatch.setattr(composition, "_container", NothingSent())
+    with invocation("api_handler", None):
+        pass
+    (line,) = log_lines()
+    assert line["aws_requests"] == {}
+
+
+def test_a_wrapped_handler_is_called_with_what_its_function_is_given(counted):
+    @entry_point
+    def handler(event, context, *, retry=False):
+        return context, retry
+
+    assert handler(_Event(), "lambda-context", retry=True) == ("lambda-context", True)
