@@ -588,6 +588,51 @@ def test_a_health_checks_payload_takes_nothing_and_a_chain_of_runs_is_counted_no
         age.model_validate({"follow_up": CLEANUP_MAX_FOLLOW_UPS + 1})
 
 
+@pytest.mark.parametrize("task, payload, needed_ms", [
+    ("cleanup_runs", {"max_age_hours": 24}, CLEANUP_STOP_MARGIN_MS + 1_000),
+    ("cleanup_temp_files", {"max_age_hours": 24}, CLEANUP_STOP_MARGIN_MS + 1_000),
+    ("health_check", {}, PROBE_STOP_MARGIN_MS + 1_000),
+    ("log_statistics", {"window_hours": 24}, 2_000),
+])
+def test_a_task_runs_with_a_second_past_its_stop_margin_and_is_refused_a_millisecond_less(
+        tasks, task, payload, needed_ms):
+    """docs/operations.md: the least time each task needs is a second of work past its stop
+    margin (the statistics, with no margin, two seconds: a few item reads and a summary)."""
+    from chalicelib.domain.errors import TaskTimeError
+
+    with pytest.raises(TaskTimeError):
+        tasks.run(task, payload, TaskControl(remaining_ms=lambda: needed_ms - 1))
+    assert tasks.run(task, payload, TaskControl(remaining_ms=lambda: needed_ms)) is not None
+
+
+@pytest.mark.parametrize("task, payload, given", [
+    ("cleanup_runs", {"max_age_hours": 48, "follow_up": 3}, {"max_age_hours": 48}),
+    ("cleanup_temp_files", {"max_age_hours": 48, "follow_up": 3}, {"max_age_hours": 48}),
+    ("log_statistics", {"window_hours": 6}, {"window_hours": 6}),
+    ("health_check", {}, {}),
+])
+def test_a_tasks_parameters_are_what_a_caller_gave_it_without_its_place_in_a_chain(task, payload, given):
+    """What a rerun starts with: the parameters an operator may give the task, a clean-up's
+    count of runs before it left out (a rerun is a new chain, counted from 0), and the
+    statistics' window kept."""
+    from chalicelib.maintenance import task_parameters
+
+    assert task_parameters(task, payload) == given
+
+
+def test_a_cleanup_queued_before_runs_were_counted_is_the_first_of_its_chain():
+    """A payload without `follow_up` (a run queued by a deploy that kept no count) came first:
+    its continuation is the chain's second run, not its third; and no count is below 0."""
+    from pydantic import ValidationError
+
+    from chalicelib.maintenance import TASKS
+
+    short = {"complete": False, "jobs_deleted": 40, "jobs_failed": 0}
+    assert follow_up_payload("cleanup_runs", {"max_age_hours": 24}, short) == {"max_age_hours": 24, "follow_up": 1}
+    with pytest.raises(ValidationError):
+        TASKS["cleanup_runs"][0].model_validate({"follow_up": -1})
+
+
 @pytest.mark.parametrize("task, payload, margin", [
     ("cleanup_runs", {"max_age_hours": 24}, CLEANUP_STOP_MARGIN_MS),
     ("cleanup_temp_files", {"max_age_hours": 24}, CLEANUP_STOP_MARGIN_MS),
