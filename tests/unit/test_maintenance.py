@@ -302,6 +302,26 @@ def test_purges_failing_one_after_another_fail_the_run(tasks, store, clock):
         "store_unavailable: the bucket does not answer")
 
 
+def test_a_run_stopped_by_an_outage_counts_the_jobs_it_deleted_not_their_items(tasks, store, clock):
+    """The stop's message says how many jobs the run deleted before the outage: a job deleted
+    with its artifact is one job, not its two items."""
+    finished_job(store, clock, "old-00", 30)
+    tasks.artifacts.put("old-00", "big.bin", b"x" * 10, "application/octet-stream")
+    for n in range(1, CLEANUP_MAX_FAILURES_IN_A_ROW + 1):
+        finished_job(store, clock, f"old-{n:02d}", 30)
+    real_purge = tasks._finished.purge
+
+    def purge(job_id):  # the first job is deleted with its artifact; then the bucket stops answering
+        if job_id == "old-00":
+            return real_purge(job_id)
+        raise StoreUnavailableError("the bucket does not answer")
+
+    tasks._finished.purge = purge
+    with pytest.raises(StoreUnavailableError) as raised:
+        tasks.cleanup_runs(24)
+    assert "after it deleted 1 job;" in raised.value.message
+
+
 def test_purges_failing_one_after_another_with_any_error_say_so(tasks, store, clock):
     for n in range(CLEANUP_MAX_FAILURES_IN_A_ROW):
         finished_job(store, clock, f"old-{n:02d}", 30)
@@ -393,6 +413,18 @@ def test_log_statistics_summarises_the_window(tasks, clock):
     result = tasks.log_statistics(24)
     assert result["events"]["submitted"] == 1 and result["events"]["failed"] == 1
     assert result["failure_rate"] == 1.0 and result["by_type"]["t"]["failed"] == 1
+
+
+def test_the_statistics_say_when_they_were_computed(tasks, clock):
+    assert tasks.log_statistics(24)["computed_at"] == isoformat(clock())
+
+
+def test_a_task_refused_for_its_time_names_itself_in_the_refusals_details(tasks):
+    from chalicelib.domain.errors import TaskTimeError
+
+    with pytest.raises(TaskTimeError) as refused:
+        tasks.run("log_statistics", {"window_hours": 24}, TaskControl(remaining_ms=lambda: 500))
+    assert refused.value.details == {"task": "log_statistics", "needed_ms": 2_000, "remaining_ms": 500}
 
 
 def test_artifact_names_are_checked(blobs):

@@ -303,6 +303,25 @@ def test_a_keyed_task_start_answers_the_task_it_made_and_inline_refuses_the_key(
         inline.start("health_check", {}, user="ops", idempotency_key="k2", control=TaskControl)
 
 
+def test_a_task_started_is_the_callers_and_inline_runs_with_the_defaults_of_what_it_was_not_given(
+        store, queue, clock):
+    """Queued, the task is a job of SYSTEM_TENANT made for the operator who started it; inline,
+    a parameter left out (the route passes only those given) runs at its default."""
+    lifecycle = JobLifecycle(store, queue, with_maintenance(build_registry(demo_types=True), tasks=lambda: None),
+                             clock=clock)
+    queued = TaskRuns(lambda: None, lambda: lifecycle, inline=False).start(
+        "health_check", {}, user="ops-ann", control=TaskControl)
+    assert (queued.job.tenant, queued.job.user, queued.job.type) == (SYSTEM_TENANT, "ops-ann", "maintenance.health_check")
+
+    class Tasks:
+        def run(self, task, payload, control):
+            return {"task": task, "payload": payload}
+
+    inline = TaskRuns(Tasks, lambda: lifecycle, inline=True).start("cleanup_runs", {}, user="ops-ann",
+                                                                    control=TaskControl)
+    assert inline.result == {"task": "cleanup_runs", "payload": {"max_age_hours": 24}}
+
+
 def test_an_inline_rerun_of_a_removed_task_looks_for_no_kept_key():
     """Inline nothing is kept under an Idempotency-Key, so a keyed rerun of a task the clean-up
     removed has no task it made to answer with: rerun_made answers None without building the
