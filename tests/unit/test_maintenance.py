@@ -372,6 +372,12 @@ def test_cleanup_temp_files_removes_only_old_objects_under_the_prefix(tasks, blo
     assert result["complete"]
 
 
+def test_cleanup_temp_files_keeps_an_object_younger_than_the_age_given(tasks, blobs, clock):
+    blobs.put("tmp/half-an-hour", b"1", "text/plain")
+    clock.advance(1800)
+    assert tasks.cleanup_temp_files(1)["objects_deleted"] == 0 and set(blobs.objects) == {"tmp/half-an-hour"}
+
+
 def test_cleanup_temp_files_sees_a_cancel_and_its_time_on_pages_of_recent_objects_only(tasks, blobs, clock):
     """Two pages of listing, neither with anything old enough: a cancel request and the time
     running short are still seen after the first, not left unseen for want of a deletion."""
@@ -749,6 +755,11 @@ def test_a_cleanups_result_says_where_it_stands_in_its_chain_of_runs(tasks, task
     its payload counted it): the fifth run of a chain is not passed off as a fresh start."""
     assert tasks.run(task, {"max_age_hours": 24, "follow_up": 4})["follow_up"] == 4
     assert tasks.run(task, {"max_age_hours": 24})["follow_up"] == 0
+
+
+@pytest.mark.parametrize("task", ["cleanup_runs", "cleanup_temp_files"])
+def test_a_cleanups_result_names_the_age_it_deleted_from(tasks, task):
+    assert tasks.run(task, {"max_age_hours": 48})["max_age_hours"] == 48
 
 
 def test_a_temp_file_cleanup_without_a_bucket_is_complete_and_says_why(store, clock):

@@ -322,6 +322,20 @@ def test_a_task_started_is_the_callers_and_inline_runs_with_the_defaults_of_what
     assert inline.result == {"task": "cleanup_runs", "payload": {"max_age_hours": 24}}
 
 
+def test_a_queued_rerun_of_a_continued_cleanup_is_the_rerunning_operators_and_starts_a_new_chain(
+        store, queue, clock):
+    """A rerun of the fourth run of a clean-up's chain is made for the operator who asked it,
+    with the task's parameters, its count of runs from 0: counted on from the old chain, it
+    would stop continuing sooner."""
+    lifecycle = JobLifecycle(store, queue, with_maintenance(build_registry(demo_types=True), tasks=lambda: None),
+                             clock=clock)
+    runs = TaskRuns(lambda: None, lambda: lifecycle, inline=False)
+    fourth = runs.start("cleanup_runs", {"max_age_hours": 48, "follow_up": 3}, user="ops", control=TaskControl).job
+    ended = lifecycle.cancel(SYSTEM_TENANT, fourth.id)
+    again = runs.rerun(ended, user="ops-bob", idempotency_key=None, control=TaskControl).job
+    assert again.payload == {"max_age_hours": 48, "follow_up": 0} and again.user == "ops-bob"
+
+
 def test_an_inline_rerun_of_a_removed_task_looks_for_no_kept_key():
     """Inline nothing is kept under an Idempotency-Key, so a keyed rerun of a task the clean-up
     removed has no task it made to answer with: rerun_made answers None without building the
