@@ -336,6 +336,16 @@ def test_a_queued_rerun_of_a_continued_cleanup_is_the_rerunning_operators_and_st
     assert again.payload == {"max_age_hours": 48, "follow_up": 0} and again.user == "ops-bob"
 
 
+def test_a_keyed_queued_rerun_of_a_task_repeated_answers_the_task_it_made_as_not_made_again(store, queue, clock):
+    lifecycle = JobLifecycle(store, queue, with_maintenance(build_registry(demo_types=True), tasks=lambda: None),
+                             clock=clock)
+    runs = TaskRuns(lambda: None, lambda: lifecycle, inline=False)
+    ended = lifecycle.cancel(SYSTEM_TENANT, runs.start("health_check", {}, user="ops", control=TaskControl).job.id)
+    first = runs.rerun(ended, user="ops", idempotency_key="k1", control=TaskControl)
+    again = runs.rerun(ended, user="ops", idempotency_key="k1", control=TaskControl)
+    assert first.made and (again.job.id, again.made) == (first.job.id, False)
+
+
 def test_an_inline_rerun_of_a_removed_task_looks_for_no_kept_key():
     """Inline nothing is kept under an Idempotency-Key, so a keyed rerun of a task the clean-up
     removed has no task it made to answer with: rerun_made answers None without building the
