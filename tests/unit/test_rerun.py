@@ -346,6 +346,25 @@ def test_a_keyed_queued_rerun_of_a_task_repeated_answers_the_task_it_made_as_not
     assert first.made and (again.job.id, again.made) == (first.job.id, False)
 
 
+def test_an_inline_rerun_of_an_unfinished_task_or_under_a_key_runs_nothing(store, queue, clock):
+    """Inline as queued, only a finished task runs again; and inline an Idempotency-Key is
+    refused, as for a start: nothing is kept to answer its repeat."""
+    lifecycle = JobLifecycle(store, queue, with_maintenance(build_registry(demo_types=True), tasks=lambda: None),
+                             clock=clock)
+    queued = TaskRuns(lambda: None, lambda: lifecycle, inline=False).start("health_check", {}, user="ops",
+                                                                            control=TaskControl).job
+
+    def never() -> MaintenanceTasks:
+        raise AssertionError("the task ran")
+
+    inline = TaskRuns(never, lambda: lifecycle, inline=True)
+    with pytest.raises(JobNotFinishedError):
+        inline.rerun(queued, user="ops", idempotency_key=None, control=TaskControl)
+    ended = lifecycle.cancel(SYSTEM_TENANT, queued.id)
+    with pytest.raises(InvalidRequestError, match="USE_TASK_QUEUE=false"):
+        inline.rerun(ended, user="ops", idempotency_key="k1", control=TaskControl)
+
+
 def test_an_inline_rerun_of_a_removed_task_looks_for_no_kept_key():
     """Inline nothing is kept under an Idempotency-Key, so a keyed rerun of a task the clean-up
     removed has no task it made to answer with: rerun_made answers None without building the
