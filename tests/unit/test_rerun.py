@@ -365,6 +365,20 @@ def test_an_inline_rerun_of_an_unfinished_task_or_under_a_key_runs_nothing(store
         inline.rerun(ended, user="ops", idempotency_key="k1", control=TaskControl)
 
 
+def test_a_keyed_queued_rerun_of_a_removed_task_is_found_under_its_key_only(store, queue, clock):
+    """Once the clean-up removed a task, the rerun a key made of it is still answered under that
+    key (queued, the key is kept); asked without a key, there is none to look under."""
+    lifecycle = JobLifecycle(store, queue, with_maintenance(build_registry(demo_types=True), tasks=lambda: None),
+                             clock=clock)
+    runs = TaskRuns(lambda: None, lambda: lifecycle, inline=False)
+    ended = lifecycle.cancel(SYSTEM_TENANT, runs.start("health_check", {}, user="ops", control=TaskControl).job.id)
+    made = runs.rerun(ended, user="ops", idempotency_key="k1", control=TaskControl).job
+    store.mark_purging(ended.id)
+    store.delete_job(ended.id)
+    assert runs.rerun_made(ended.id, idempotency_key="k1").id == made.id
+    assert runs.rerun_made(ended.id, idempotency_key=None) is None
+
+
 def test_an_inline_rerun_of_a_removed_task_looks_for_no_kept_key():
     """Inline nothing is kept under an Idempotency-Key, so a keyed rerun of a task the clean-up
     removed has no task it made to answer with: rerun_made answers None without building the
