@@ -37,6 +37,12 @@ def failed_job(lifecycle, **submitted):
     return lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="the ERP was down"), retryable=False)
 
 
+def task_lifecycle(store, queue, clock):
+    """A lifecycle whose registry has the maintenance tasks, as the service's has."""
+    return JobLifecycle(store, queue, with_maintenance(build_registry(demo_types=True), tasks=lambda: None),
+                        clock=clock)
+
+
 def test_a_failed_job_runs_again_as_a_new_queued_job_and_the_original_stays_as_it_ended(lifecycle, store, queue,
                                                                                       clock):
     original = failed_job(lifecycle)
@@ -149,8 +155,7 @@ def test_a_type_no_longer_registered_is_refused_as_submit_refuses_it(lifecycle, 
 
 
 def test_a_maintenance_task_runs_again_only_with_the_authority_to_start_one(store, queue, clock):
-    lifecycle = JobLifecycle(store, queue, with_maintenance(build_registry(demo_types=True), tasks=lambda: None),
-                             clock=clock)
+    lifecycle = task_lifecycle(store, queue, clock)
     task = lifecycle.submit(tenant=SYSTEM_TENANT, user="ops", type="maintenance.health_check", payload={})
     task = lifecycle.cancel(SYSTEM_TENANT, task.id)
     with pytest.raises(UnknownJobTypeError, match="unknown job type 'maintenance.health_check'"):
@@ -279,8 +284,7 @@ def test_a_keyed_task_start_answers_the_task_it_made_and_inline_refuses_the_key(
     """TaskRuns.start keyed as POST /jobs: the same task and parameters under a key answer the
     task it made, sending nothing; another task, other parameters or the task's rerun under it
     are IdempotencyConflictError. Inline a key is refused before the task runs."""
-    lifecycle = JobLifecycle(store, queue, with_maintenance(build_registry(demo_types=True), tasks=lambda: None),
-                             clock=clock)
+    lifecycle = task_lifecycle(store, queue, clock)
     runs = TaskRuns(lambda: None, lambda: lifecycle, inline=False)
     first = runs.start("cleanup_runs", {"max_age_hours": 48}, user="ops", idempotency_key="k1", control=TaskControl)
     assert first.made and first.job.type == "maintenance.cleanup_runs"
@@ -307,8 +311,7 @@ def test_a_task_started_is_the_callers_and_inline_runs_with_the_defaults_of_what
         store, queue, clock):
     """Queued, the task is a job of SYSTEM_TENANT made for the operator who started it; inline,
     a parameter left out (the route passes only those given) runs at its default."""
-    lifecycle = JobLifecycle(store, queue, with_maintenance(build_registry(demo_types=True), tasks=lambda: None),
-                             clock=clock)
+    lifecycle = task_lifecycle(store, queue, clock)
     queued = TaskRuns(lambda: None, lambda: lifecycle, inline=False).start(
         "health_check", {}, user="ops-ann", control=TaskControl)
     assert (queued.job.tenant, queued.job.user, queued.job.type) == (SYSTEM_TENANT, "ops-ann", "maintenance.health_check")
@@ -327,8 +330,7 @@ def test_a_queued_rerun_of_a_continued_cleanup_is_the_rerunning_operators_and_st
     """A rerun of the fourth run of a clean-up's chain is made for the operator who asked it,
     with the task's parameters, its count of runs from 0: counted on from the old chain, it
     would stop continuing sooner."""
-    lifecycle = JobLifecycle(store, queue, with_maintenance(build_registry(demo_types=True), tasks=lambda: None),
-                             clock=clock)
+    lifecycle = task_lifecycle(store, queue, clock)
     runs = TaskRuns(lambda: None, lambda: lifecycle, inline=False)
     fourth = runs.start("cleanup_runs", {"max_age_hours": 48, "follow_up": 3}, user="ops", control=TaskControl).job
     ended = lifecycle.cancel(SYSTEM_TENANT, fourth.id)
@@ -337,8 +339,7 @@ def test_a_queued_rerun_of_a_continued_cleanup_is_the_rerunning_operators_and_st
 
 
 def test_a_keyed_queued_rerun_of_a_task_repeated_answers_the_task_it_made_as_not_made_again(store, queue, clock):
-    lifecycle = JobLifecycle(store, queue, with_maintenance(build_registry(demo_types=True), tasks=lambda: None),
-                             clock=clock)
+    lifecycle = task_lifecycle(store, queue, clock)
     runs = TaskRuns(lambda: None, lambda: lifecycle, inline=False)
     ended = lifecycle.cancel(SYSTEM_TENANT, runs.start("health_check", {}, user="ops", control=TaskControl).job.id)
     first = runs.rerun(ended, user="ops", idempotency_key="k1", control=TaskControl)
@@ -349,8 +350,7 @@ def test_a_keyed_queued_rerun_of_a_task_repeated_answers_the_task_it_made_as_not
 def test_an_inline_rerun_of_an_unfinished_task_or_under_a_key_runs_nothing(store, queue, clock):
     """Inline as queued, only a finished task runs again; and inline an Idempotency-Key is
     refused, as for a start: nothing is kept to answer its repeat."""
-    lifecycle = JobLifecycle(store, queue, with_maintenance(build_registry(demo_types=True), tasks=lambda: None),
-                             clock=clock)
+    lifecycle = task_lifecycle(store, queue, clock)
     queued = TaskRuns(lambda: None, lambda: lifecycle, inline=False).start("health_check", {}, user="ops",
                                                                             control=TaskControl).job
 
@@ -368,8 +368,7 @@ def test_an_inline_rerun_of_an_unfinished_task_or_under_a_key_runs_nothing(store
 def test_a_keyed_queued_rerun_of_a_removed_task_is_found_under_its_key_only(store, queue, clock):
     """Once the clean-up removed a task, the rerun a key made of it is still answered under that
     key (queued, the key is kept); asked without a key, there is none to look under."""
-    lifecycle = JobLifecycle(store, queue, with_maintenance(build_registry(demo_types=True), tasks=lambda: None),
-                             clock=clock)
+    lifecycle = task_lifecycle(store, queue, clock)
     runs = TaskRuns(lambda: None, lambda: lifecycle, inline=False)
     ended = lifecycle.cancel(SYSTEM_TENANT, runs.start("health_check", {}, user="ops", control=TaskControl).job.id)
     made = runs.rerun(ended, user="ops", idempotency_key="k1", control=TaskControl).job
