@@ -364,6 +364,7 @@ def test_erp_bridge_signs_and_refuses_non_2xx():
     sender = Answering(WebhookAnswer(204))
     detail = json.loads(completed().model_dump_json())
     assert ErpBridge(sender, "http://erp/hook", "k" * 32).deliver(detail) == 204
+    assert ErpBridge(Answering(WebhookAnswer(200)), "http://erp/hook", "k" * 32).deliver(detail) == 200
     assert ErpBridge(Answering(WebhookAnswer(299)), "http://erp/hook", "k" * 32).deliver(detail) == 299  # any 2xx
     body, headers = sender.sent[0]
     assert headers["X-Jobpipe-Event-Id"] == detail["event_id"]
@@ -473,6 +474,52 @@ def test_erp_bridge_failures_carry_the_answer_they_were_read_from():
         "status": 303, "retry_after_s": None, "location": "https://erp/v2"}
     assert failure(WebhookAnswer(204), {**detail, "event_type": "job status\n"}).details == {
         "status": None, "field": "event_type"}
+
+
+@pytest.mark.parametrize("event_id, sent", [
+    ("job-1 v7", True), ("~!", True), ("x", True),
+    (" job-1", False), ("job-1 ", False), ("job-1\t", False), ("job\x7f1", False), ("jöb-1", False),
+])
+def test_erp_bridge_sends_an_event_id_its_header_carries_as_it_is_and_parks_any_other(event_id, sent):
+    """A receiver strips a header value's spaces at either end, and its id would then differ
+    from the signed body's: such an id is refused for good, nothing POSTed, the reason parked
+    with it naming the field and its header; one with a space inside, or of printable ASCII
+    only, goes out as it is."""
+    sender = Answering(WebhookAnswer(204))
+    detail = {**json.loads(completed().model_dump_json()), "event_id": event_id}
+    bridge = ErpBridge(sender, "http://erp/hook", "k" * 32)
+    if sent:
+        assert bridge.deliver(detail) == 204
+        assert sender.sent[0][1]["X-Jobpipe-Event-Id"] == event_id
+    else:
+        with pytest.raises(WebhookRefusedError) as raised:
+            bridge.deliver(detail)
+        assert raised.value.details == {"status": None, "field": "event_id"} and sender.sent == []
+        assert "its event_id holds characters the X-Jobpipe-Event-Id header cannot carry" in raised.value.message
+
+
+def test_erp_bridge_delivers_an_event_that_names_no_type_with_an_empty_type_header():
+    """A hand-made event (one redriven with its type left out) is no reason to park: it goes
+    out, its X-Jobpipe-Event-Type empty rather than a made-up type a receiver would route on."""
+    sender = Answering(WebhookAnswer(204))
+    detail = json.loads(completed().model_dump_json())
+    del detail["event_type"]
+    assert ErpBridge(sender, "http://erp/hook", "k" * 32).deliver(detail) == 204
+    assert sender.sent[0][1]["X-Jobpipe-Event-Type"] == ""
+
+
+def test_erp_bridge_refuses_a_secret_too_short_to_sign_with_only_when_it_has_a_url():
+    """Events are never sent weakly signed: a bridge given its URL and a secret one character
+    short refuses to exist, saying which setting to fix; one with no URL sends nothing and
+    judges no secret."""
+    from chalicelib.defaults import SECRET_MIN_CHARS
+
+    with pytest.raises(WebhookDeliveryError) as raised:
+        ErpBridge(object(), "http://erp/hook", "k" * (SECRET_MIN_CHARS - 1))
+    assert raised.value.message == (f"ERP_WEBHOOK_SECRET must be at least {SECRET_MIN_CHARS} characters when "
+                                    f"ERP_WEBHOOK_URL is set (it has {SECRET_MIN_CHARS - 1})")
+    ErpBridge(object(), "http://erp/hook", "k" * SECRET_MIN_CHARS)
+    ErpBridge(object(), "", "")
 
 
 def test_erp_bridge_posts_with_the_least_time_left_it_accepts_and_not_with_less():
