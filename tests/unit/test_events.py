@@ -312,6 +312,20 @@ def test_completion_invalidates_the_rules_namespaces_in_one_write_each():
     assert [c.job_id for c in store.completions("acme", "proj")] == ["job-1"]
 
 
+def test_a_completion_is_recorded_and_invalidates_as_of_the_jobs_end_not_its_stream_second():
+    """An event's `timestamp` is the stream's second, which can read before the job's
+    `finished_at` (docs/events.md): the scope's task and its namespaces take the job's end, the
+    time its own completion write took, so that write and this event agree on one time."""
+    store = InMemoryCacheStore()
+    rules = InvalidationRules.model_validate({"demo.steps": ["a"]})
+    ended = "2026-01-01T00:00:00.734Z"
+    event = completed().model_copy(update={"finished_at": ended})
+    assert event.timestamp == T
+    CacheInvalidator(store, rules, InMemoryEventPublisher()).handle(event)
+    assert [(c.completed_at, c.job_id) for c in store.completions("acme", "proj")] == [(ended, "job-1")]
+    assert store.get("acme", "proj", "a").invalidated_at == ended
+
+
 def test_a_cache_announcement_has_its_own_event_id_the_same_on_every_redelivery():
     """Consumers deduplicate every jobpipe event on `event_id` (docs/events.md): the
     `cache.invalidated` of a completion carries the same id each time its event is redelivered,
@@ -749,3 +763,16 @@ def test_a_job_type_given_twice_in_the_rules_file_is_refused_not_half_dropped(tm
         load_rules(rules)
     rules.write_text('{"demo.steps": ["steps-summary", "steps-report"]}')
     assert load_rules(rules).namespaces_for("demo.steps") == ["steps-summary", "steps-report"]
+
+
+def test_every_job_type_given_twice_in_the_rules_file_is_named_once_in_name_order():
+    """One refusal says all there is to fix, the same on every deploy: each type given twice
+    once, in name order, whatever order the file gave them in."""
+    from chalicelib.subscribers.cache import parse_rules
+
+    names = ["demo.sleep", "demo.chaos", "demo.steps", "demo.model", "demo.fanout", "demo.outputs"]
+    twice = ", ".join(f'"{name}": ["n"], "{name}": ["n"], "{name}": ["n"]' for name in names)
+    with pytest.raises(ValueError) as refused:
+        parse_rules("{" + twice + "}")
+    assert str(refused.value) == ("'demo.chaos', 'demo.fanout', 'demo.model', 'demo.outputs', 'demo.sleep', 'demo.steps' "
+                                  "given more than once: write each job type's namespaces in one list")
