@@ -76,14 +76,33 @@ def test_a_batch_that_succeeds_takes_no_queue_and_its_duplicates_are_not_run_aga
 
 def test_a_failure_is_hidden_for_its_backoff_or_the_longer_wait_its_answer_asked_for():
     queue, taken = Queue(), []
-    asked = {"e-1": None, "e-2": 25.2, "e-3": 10 * WEBHOOK_RETRY_AFTER_MAX_S}
+    asked = {"e-1": None, "e-2": 25.2, "e-3": 10 * WEBHOOK_RETRY_AFTER_MAX_S, "e-4": 3}
 
     def effect(detail, seconds_left):
         raise WebhookDeliveryError("ERP down", details={"retry_after_s": asked[detail["event_id"]]})
 
-    answer = consumer(effect, taken, queue).consume(batch("e-1", "e-2", "e-3", receives=2), LEFT)
-    assert failed(answer) == ["m-e-1", "m-e-2", "m-e-3"]
-    assert queue.hidden == [("rh-e-1", 20), ("rh-e-2", 26), ("rh-e-3", WEBHOOK_RETRY_AFTER_MAX_S)]
+    answer = consumer(effect, taken, queue).consume(batch("e-1", "e-2", "e-3", "e-4", receives=2), LEFT)
+    assert failed(answer) == ["m-e-1", "m-e-2", "m-e-3", "m-e-4"]
+    assert queue.hidden == [("rh-e-1", 20), ("rh-e-2", 26), ("rh-e-3", WEBHOOK_RETRY_AFTER_MAX_S), ("rh-e-4", 20)]
+
+
+def test_a_failure_that_asks_for_no_wait_it_can_be_read_as_is_held_back_for_its_backoff():
+    """Only a number of seconds is a wait asked for: a failure whose details are no mapping (an
+    error of another library's) or whose wait is text is held back for the backoff, as one
+    that asked for none, rather than failing the hold itself."""
+    queue = Queue()
+
+    class Odd(Exception):
+        details = ["retry_after_s"]
+
+    failures = {"e-1": Odd("SDK down"), "e-2": WebhookDeliveryError("ERP busy", details={"retry_after_s": "soon"})}
+
+    def effect(detail, seconds_left):
+        raise failures[detail["event_id"]]
+
+    answer = consumer(effect, [], queue).consume(batch("e-1", "e-2"), LEFT)
+    assert failed(answer) == ["m-e-1", "m-e-2"]
+    assert queue.hidden == [("rh-e-1", 10), ("rh-e-2", 10)]
 
 
 def test_an_absurd_retry_after_is_bounded_like_a_long_one_and_never_raises():
