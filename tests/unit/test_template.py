@@ -493,3 +493,27 @@ def test_what_a_stack_keeps_when_deleted_is_kept_but_not_after_its_first_create_
     assert kept == {"JobsTable": ("RetainExceptOnCreate", "Retain"), "JobsBucket": ("RetainExceptOnCreate", "Retain")}
     operations = " ".join((ROOT / "docs" / "operations.md").read_text().split())
     assert "(`JobsTable` and `JobsBucket`, `DeletionPolicy: RetainExceptOnCreate`) are kept" in operations
+
+
+def test_each_event_source_deploys_with_the_settings_its_handler_declares(template):
+    """infra/resources.json's event sources are merged over Chalice's, so a batch size changed
+    in a handler's decorator alone would not reach the stack, while the code that budgets a
+    batch's time from it (a worker's lease, a subscriber's timeout) would reckon with it: each
+    function's decorator and the stack it deploys name one batch size, batching window,
+    starting position and schedule."""
+    import app
+
+    resources = template["Resources"]
+    for source in app.app.event_sources:
+        logical = "".join(part.capitalize() for part in source.name.split("_"))
+        events = resources[logical]["Properties"]["Events"]
+        if hasattr(source, "schedule_expression"):
+            (event,) = events.values()
+            assert template["Parameters"][event["Properties"]["Schedule"]["Ref"]]["Default"] == (
+                source.schedule_expression), f"{source.name}'s schedule"
+            continue
+        (event,) = [e["Properties"] for e in events.values() if e["Type"] in ("SQS", "DynamoDB")]
+        declared = {"BatchSize": source.batch_size,
+                    "MaximumBatchingWindowInSeconds": source.maximum_batching_window_in_seconds,
+                    "StartingPosition": getattr(source, "starting_position", None)}
+        assert {key: event.get(key) for key in declared} == declared, f"{source.name}'s event source"
