@@ -202,6 +202,33 @@ def test_delivery_while_another_worker_holds_the_lease_is_deferred(env, queue):
         runner.run(message)
 
 
+def test_a_deferred_delivery_says_why_it_was_deferred(env, queue):
+    """The batch logs a deferral in the claim's words: an operator reading why a message keeps
+    coming back sees another worker's live lease, not an empty reason."""
+    lifecycle, runner = env
+    submit(lifecycle, "t.ok")
+    (message,) = queue.drain()
+    lifecycle.claim(message)
+    with pytest.raises(DeferredDelivery, match="^attempt is running under a live lease$"):
+        runner.run(message)
+
+
+def test_a_delivery_that_runs_nothing_is_observed_skipped_with_the_claims_reason(store, queue, clock, types):
+    """A duplicate delivery of a finished job runs nothing: the worker's log and metrics count
+    it skipped, saying why, and count no start; a message for no job at all has no job to
+    count it against and is left to the batch's own log line."""
+    lifecycle, observed = JobLifecycle(store, queue, types, clock=clock), []
+    runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=0,
+                       observe=lambda event, job, extra: observed.append((event, job.id, extra)))
+    job = submit(lifecycle, "t.ok")
+    (message,) = queue.drain()
+    runner.run(message)
+    observed.clear()
+    runner.run(message)
+    assert runner.run(JobMessage("no-such-job", 1)) is None
+    assert observed == [("skipped", job.id, {"reason": "job is completed"})]
+
+
 def test_fatal_error_fails_without_retry(env, queue):
     lifecycle, runner = env
     submit(lifecycle, "t.fatal")
