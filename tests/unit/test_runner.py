@@ -875,6 +875,28 @@ def test_a_late_attempt_that_cannot_park_its_jobs_owed_letter_fails_its_delivery
     assert store.get(job.id, mark_gone=False).dead_letter_owed is None
 
 
+def test_a_late_attempt_whose_job_the_reconciler_took_is_observed_abandoned_saying_why(store, queue, clock):
+    """The handler outlived its lease and the reconciler failed the attempt `worker_lost`: the
+    late result is not written, and the worker's log and metrics count the attempt abandoned,
+    naming the state it found the job in, so the two endings of one attempt can be told apart."""
+    registry, observed = JobTypeRegistry(), []
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+
+    @registry.register("t.paused", Empty, max_attempts=1, timeout_s=60)
+    def paused(ctx, payload):
+        clock.advance(3600)  # past the lease: the reconciler takes the attempt
+        lifecycle.reconcile(store.get(ctx.job_id, mark_gone=False))
+        return {"late": True}
+
+    job = submit(lifecycle, "t.paused")
+    (message,) = queue.drain()
+    final = JobRunner(lifecycle, registry, clock=SystemClock(), progress_interval_s=0,
+                      observe=lambda event, job_, extra: observed.append((event, extra))).run(message)
+    assert final.status == JobStatus.FAILED and final.error.code == "worker_lost"
+    assert observed == [("started", {}), ("abandoned", {
+        "reason": f"attempt 1 of job {job.id} is no longer running (job is failed, attempt 1)"})]
+
+
 class Report(BaseModel):
     """A result as a handler's author writes one: a model, with fields JSON has no type for."""
 
