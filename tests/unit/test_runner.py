@@ -1004,6 +1004,36 @@ def test_a_routine_cancel_poll_in_a_moments_outage_does_not_fail_the_attempt(sto
     assert ("cancel_poll_unanswered", {"reason": "the table did not answer"}) in seen
 
 
+def test_a_progress_report_in_a_moments_outage_is_logged_and_does_not_fail_the_attempt(store, queue, clock, types):
+    """The handler reports progress while the table does not answer: the report returns, the
+    worker logs the refused write (the operator's only sign of it), and the job completes with
+    the handler's result."""
+    seen = []
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    runner = JobRunner(lifecycle, types, clock=ManualClock(), progress_interval_s=0,
+                       observe=lambda event, job, extra: seen.append((event, extra)))
+    record_progress, down = lifecycle.record_progress, [False]
+
+    def unanswered_while_down(*args, **kwargs):
+        if down[0]:
+            raise StoreUnavailableError("the table did not answer")
+        return record_progress(*args, **kwargs)
+
+    lifecycle.record_progress = unanswered_while_down
+
+    @types.register("t.reports", Empty)
+    def reports(ctx, payload):
+        down[0] = True
+        ctx.progress(40, "rows read", force=True)
+        down[0] = False
+        return {"rows": 40}
+
+    submit(lifecycle, "t.reports")
+    final = run_all(runner, queue)
+    assert final.status == JobStatus.COMPLETED and final.result == {"rows": 40}
+    assert ("progress_refused", {"reason": "the table did not answer"}) in seen
+
+
 def test_an_outcome_the_store_did_not_take_is_retried_once_its_own_lease_ends(store, queue, clock, types):
     """The handler ran but its completion was not written (the table did not answer, every time
     it was written again within the worker's patience): the job is left running under the
