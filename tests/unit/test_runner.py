@@ -268,6 +268,72 @@ def test_timeout_is_enforced_off_the_main_thread(env, queue):
     assert not worker.is_alive() and outcome["job"].error.code == "timeout"
 
 
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, GeneratorExit])
+def test_a_stop_of_the_workers_process_leaves_the_runner_and_the_job_to_its_lease(store, queue, clock, stop):
+    """Ctrl-C on a local worker (KeyboardInterrupt), a generator being closed (GeneratorExit):
+    not the handler's failure, so no attempt is failed for it. It leaves the runner, and the job
+    stays `running` under its attempt's lease, retried `worker_lost` once that ends, as for a
+    process that died."""
+    registry = JobTypeRegistry()
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+
+    @registry.register("t.stopped", Empty, max_attempts=2)
+    def stopped(ctx, payload):
+        raise stop()
+
+    job = submit(lifecycle, "t.stopped")
+    (message,) = queue.drain()
+    with pytest.raises(stop):
+        JobRunner(lifecycle, registry, clock=SystemClock(), progress_interval_s=0).run(message)
+    assert store.get(job.id, mark_gone=False).status == JobStatus.RUNNING and store.runs(job.id) == []
+
+
+def test_a_handler_that_exits_fails_its_attempt_like_any_error(store, queue, clock):
+    """sys.exit in a handler (a library giving up its own way) is no stop of the worker: the
+    attempt fails `handler_error` and the job is retried now, not left `running` until its
+    lease ends, with the batch-mates behind it never run."""
+    registry = JobTypeRegistry()
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+
+    @registry.register("t.exits", Empty, max_attempts=2)
+    def exits(ctx, payload):
+        raise SystemExit("the library gave up")
+
+    job = submit(lifecycle, "t.exits")
+    (message,) = queue.drain()
+    left = JobRunner(lifecycle, registry, clock=SystemClock(), progress_interval_s=0).run(message)
+    assert left.status == JobStatus.RETRYING
+    assert [(run.status, run.error.code, run.error.message) for run in store.runs(job.id)] == [
+        (JobStatus.FAILED, "handler_error", "SystemExit: the library gave up")]
+
+
+@pytest.mark.parametrize("claim_took_s, handler_ms", [(0, 60_000), (10.4, 50_000), (75, 100)],
+                         ids=["at_once", "part_of_a_second_rounded_up", "past_the_timeout"])
+def test_a_handler_has_its_timeout_counted_from_the_claim(store, queue, clock, claim_took_s, handler_ms):
+    """The attempt's lease runs from its claim: a claim (or payload read) that took long leaves
+    the handler only what is left of its timeout, in whole seconds rounded up, so the attempt
+    still ends inside its lease; one that took the whole timeout still gives it a moment
+    (HANDLER_MIN_TIME_S), not a negative time."""
+    registry, remaining = JobTypeRegistry(), []
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+
+    @registry.register("t.timed", Empty, timeout_s=60)
+    def timed(ctx, payload):
+        remaining.append(ctx.remaining_ms())
+
+    claim = lifecycle.claim
+
+    def slow_claim(message, **kwargs):
+        claimed = claim(message, **kwargs)
+        clock.advance(claim_took_s)
+        return claimed
+
+    lifecycle.claim = slow_claim
+    submit(lifecycle, "t.timed")
+    JobRunner(lifecycle, registry, clock=ManualClock(), progress_interval_s=0).run(queue.drain()[0])
+    assert remaining == [handler_ms]
+
+
 def test_unserialisable_result_fails_the_job(env, queue):
     lifecycle, runner = env
     submit(lifecycle, "t.unserialisable")
