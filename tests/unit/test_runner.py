@@ -334,6 +334,30 @@ def test_a_handler_has_its_timeout_counted_from_the_claim(store, queue, clock, c
     assert remaining == [handler_ms]
 
 
+def test_a_handler_given_less_than_its_timeout_by_a_slow_claim_fails_naming_its_timeout(store, queue, clock):
+    """The slow claim took from the handler's time, not from the job's timeout: the failure
+    names the timeout the job was given, which is what its author set and looks for."""
+    registry = JobTypeRegistry()
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+
+    @registry.register("t.slow_after_a_slow_claim", Empty, timeout_s=2, max_attempts=1)
+    def slow(ctx, payload):
+        time.sleep(SLOW_HANDLER_S)
+
+    claim = lifecycle.claim
+
+    def slow_claim(message, **kwargs):
+        claimed = claim(message, **kwargs)
+        clock.advance(1.5)  # the handler has 1 s of its 2 left
+        return claimed
+
+    lifecycle.claim = slow_claim
+    submit(lifecycle, "t.slow_after_a_slow_claim")
+    final = JobRunner(lifecycle, registry, clock=SystemClock(), progress_interval_s=0).run(queue.drain()[0])
+    assert (final.status, final.error.code) == (JobStatus.FAILED, "timeout")
+    assert final.error.message == "handler exceeded its timeout of 2 s"
+
+
 def test_unserialisable_result_fails_the_job(env, queue):
     lifecycle, runner = env
     submit(lifecycle, "t.unserialisable")
