@@ -83,6 +83,25 @@ def test_a_hand_back_the_queue_took_whole_is_not_warned_of(warnings):
     waiting.stop()
 
 
+def test_a_hand_back_whose_deletes_the_queue_does_not_answer_still_hands_back_and_says_so(warnings, monkeypatch):
+    """The copies went out but the originals' delete got no answer: the mates are still handed
+    back (their copies will run them), and the warning says how many originals are left to come
+    back after their short lease, each a duplicate its claim sees."""
+    from chalicelib.domain.errors import QueueUnavailableError
+
+    def unanswered(queue_arn, receipt_handles):
+        raise QueueUnavailableError("the queue did not answer")
+
+    queue = InMemoryJobQueue()
+    monkeypatch.setattr(queue, "acknowledge_many", unanswered)
+    mates = [record(1), record(2)]
+    waiting = held_up(queue, mates)
+    assert [waiting.take(m["messageId"]) for m in mates] == [False, False]
+    assert queue.handed_back == [(ARN, mates[0]["body"], 1), (ARN, mates[1]["body"], 1)]
+    assert warnings == [("could not delete the handed-back batch-mates' originals", {"records": 2})]
+    waiting.stop()
+
+
 def test_a_hand_back_whose_every_copy_the_queue_refused_leaves_every_mate_its_turn(warnings):
     """No copy was sent: every batch-mate keeps its turn in this batch, and no original is
     deleted (nor a delete asked for none)."""
