@@ -358,6 +358,28 @@ def test_a_handler_given_less_than_its_timeout_by_a_slow_claim_fails_naming_its_
     assert final.error.message == "handler exceeded its timeout of 2 s"
 
 
+def test_a_context_kept_past_its_handler_writes_nothing_more(store, queue, clock):
+    """A handler that hands its ctx to a thread or a callback and returns: once its attempt
+    ends, a report through that ctx is refused (AttemptEndedError), and the finished job keeps
+    the progress its completion wrote."""
+    from chalicelib.domain.errors import AttemptEndedError
+
+    registry, kept = JobTypeRegistry(), []
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+
+    @registry.register("t.keeps_its_ctx", Empty)
+    def keeps_its_ctx(ctx, payload):
+        kept.append(ctx)
+        return "done"
+
+    job = submit(lifecycle, "t.keeps_its_ctx")
+    JobRunner(lifecycle, registry, clock=SystemClock(), progress_interval_s=0).run(queue.drain()[0])
+    with pytest.raises(AttemptEndedError, match="has ended"):
+        kept[0].progress(10, "from a thread left behind", force=True)
+    final = store.get(job.id, mark_gone=False)
+    assert final.status == JobStatus.COMPLETED and (final.progress.percent, final.result) == (100, "done")
+
+
 def test_unserialisable_result_fails_the_job(env, queue):
     lifecycle, runner = env
     submit(lifecycle, "t.unserialisable")
