@@ -380,6 +380,23 @@ def test_a_context_kept_past_its_handler_writes_nothing_more(store, queue, clock
     assert final.status == JobStatus.COMPLETED and (final.progress.percent, final.result) == (100, "done")
 
 
+def test_a_job_whose_type_this_worker_has_no_handler_for_fails_for_good_naming_it(store, queue, clock):
+    """A job submitted while its type was registered, delivered to a worker without it (a
+    deploy that dropped it): no attempt of it can run, so it fails at once, not retried, with
+    a code a caller can match and the type named."""
+    submitted_with, worker_has = JobTypeRegistry(), JobTypeRegistry()
+
+    @submitted_with.register("t.dropped", Empty, max_attempts=3)
+    def dropped(ctx, payload):
+        return "never"
+
+    job = submit(JobLifecycle(store, queue, submitted_with, clock=clock), "t.dropped")
+    lifecycle = JobLifecycle(store, queue, worker_has, clock=clock)
+    final = JobRunner(lifecycle, worker_has, clock=SystemClock(), progress_interval_s=0).run(queue.drain()[0])
+    assert (final.id, final.status, final.attempts) == (job.id, JobStatus.FAILED, 1)
+    assert (final.error.code, final.error.message) == ("unknown_job_type", "no handler is registered for 't.dropped'")
+
+
 def test_unserialisable_result_fails_the_job(env, queue):
     lifecycle, runner = env
     submit(lifecycle, "t.unserialisable")
