@@ -372,6 +372,18 @@ def test_a_lease_extension_cancelled_before_it_is_due_never_happens():
     assert holds == [300]
 
 
+def test_a_lease_extension_that_fires_late_never_makes_its_message_visible_at_once():
+    """A timer held up past the attempt's whole lease (a process starved by its handler) still
+    hides the message for a second: a hold of 0 would hand a running job's message to the next
+    receive at once."""
+    holds: list[int] = []
+    clock = ManualClock()
+    lease = batch._LeaseExtension(holds.append, due_at=60.0, clock=clock)
+    lease.schedule(40)
+    clock.advance(60)
+    assert holds == [1]
+
+
 class FiringClock(ManualClock):
     """A ManualClock whose timers' callbacks are kept (`fires`), to run one as a system timer
     runs it when its wait ended just as it was cancelled: cancel() cannot stop it any more."""
