@@ -4,7 +4,7 @@ import time
 from datetime import datetime, timezone
 
 import pytest
-from pydantic import BaseModel, field_serializer
+from pydantic import BaseModel, field_serializer, field_validator
 
 from chalicelib.adapters.clocks import ManualClock, SystemClock
 from chalicelib.defaults import CANCEL_POLL_INTERVAL_S, MAX_CHILDREN, MAX_JSON_DEPTH
@@ -395,6 +395,43 @@ def test_a_job_whose_type_this_worker_has_no_handler_for_fails_for_good_naming_i
     final = JobRunner(lifecycle, worker_has, clock=SystemClock(), progress_interval_s=0).run(queue.drain()[0])
     assert (final.id, final.status, final.attempts) == (job.id, JobStatus.FAILED, 1)
     assert (final.error.code, final.error.message) == ("unknown_job_type", "no handler is registered for 't.dropped'")
+
+
+class Named(BaseModel):
+    name: str = ""
+
+
+class NeedsRows(BaseModel):
+    rows: int
+
+
+class NamesRefused(BaseModel):
+    name: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def look_up(cls, name: str) -> str:
+        raise LookupError("no such name")
+
+
+@pytest.mark.parametrize("submitted_as, payload, runs_as, said", [
+    (Anything, {}, NeedsRows, "1 validation error for NeedsRows\nrows\n  Field required"),
+    (Named, {"name": "x"}, NamesRefused, "the payload model of 't.changed' raised LookupError: no such name"),
+], ids=["a_field_it_lacks", "a_validator_that_raises_its_own_error"])
+def test_a_stored_payload_its_types_model_now_refuses_fails_the_job_for_good_saying_why(
+        store, queue, clock, submitted_as, payload, runs_as, said):
+    """A deploy changed the type's payload model after the job was submitted: no attempt can
+    run, so the job fails at once `invalid_payload`, in pydantic's words naming the field, or
+    naming the error a validator raised of its own."""
+    submitted_with, worker_has = JobTypeRegistry(), JobTypeRegistry()
+    submitted_with.register("t.changed", submitted_as)(lambda ctx, payload: None)
+    worker_has.register("t.changed", runs_as, max_attempts=3)(lambda ctx, payload: None)
+    lifecycle = JobLifecycle(store, queue, submitted_with, clock=clock)
+    lifecycle.submit(tenant="acme", user="ann", type="t.changed", payload=payload)
+    final = JobRunner(JobLifecycle(store, queue, worker_has, clock=clock), worker_has, clock=SystemClock(),
+                      progress_interval_s=0).run(queue.drain()[0])
+    assert (final.status, final.attempts, final.error.code) == (JobStatus.FAILED, 1, "invalid_payload")
+    assert final.error.message.startswith(said)
 
 
 def test_unserialisable_result_fails_the_job(env, queue):
