@@ -165,3 +165,12 @@ def test_a_handbacks_attribute_that_is_no_count_counts_as_never_handed_back(hand
     odd = {**record(1), "messageAttributes": {"handbacks": {"stringValue": handbacks, "dataType": "String"}}}
     assert batch._deliveries(odd) == 1
     assert batch._receives(SQSRecord(odd)) == 1
+
+
+def test_a_message_that_is_no_job_message_is_parked_saying_why_it_could_not_be_read():
+    """The operator looking at the dead-letter queue finds the body as it came and the reason
+    no worker could run it, not a letter that says nothing."""
+    queue, ledger = InMemoryJobQueue(), InMemoryDeliveryLedger(ttl_s=3600)
+    batch.RecordRunner(services_on(ManualClock(), queue, ledger=ledger))(SQSRecord({**record(1), "body": "not json"}))
+    assert [(parked.raw, parked.note) for parked in queue.parked("normal")] == [
+        ("not json", "not a job message: 'not json'")]
