@@ -174,3 +174,22 @@ def test_a_message_that_is_no_job_message_is_parked_saying_why_it_could_not_be_r
     batch.RecordRunner(services_on(ManualClock(), queue, ledger=ledger))(SQSRecord({**record(1), "body": "not json"}))
     assert [(parked.raw, parked.note) for parked in queue.parked("normal")] == [
         ("not json", "not a job message: 'not json'")]
+
+
+def test_a_batch_mate_that_ends_within_its_short_lease_is_not_hidden_again_whatever_the_clock_reads():
+    """The extension is due as the mate's short lease, counted from the batch's start, is about
+    to end: on a clock that reads the process's uptime (not 0 at the batch's start), one that
+    finished well within it still costs no hold, nor hides a finished delivery's message."""
+
+    class Holding(Runner):
+        """Holds each claimed attempt's message for its lease, as JobRunner does at the claim."""
+
+        def run(self, message, *, time_left_s=None, hold=None):
+            if hold is not None:
+                hold(300)
+            return super().run(message, time_left_s=time_left_s, hold=hold)
+
+    clock, queue = ManualClock(start=1000.0), InMemoryJobQueue()
+    runner = Holding(clock, {"job-2": BATCH_MATE_LEASE_S - BATCH_TURN_MARGIN_S - 1})
+    assert run_batch([record(1), record(2)], services_on(clock, queue, runner)) == []
+    assert runner.ran == ["job-1", "job-2"] and queue.visibility == {"handle-2": BATCH_MATE_LEASE_S}
