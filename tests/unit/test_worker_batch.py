@@ -193,3 +193,25 @@ def test_a_batch_mate_that_ends_within_its_short_lease_is_not_hidden_again_whate
     runner = Holding(clock, {"job-2": BATCH_MATE_LEASE_S - BATCH_TURN_MARGIN_S - 1})
     assert run_batch([record(1), record(2)], services_on(clock, queue, runner)) == []
     assert runner.ran == ["job-1", "job-2"] and queue.visibility == {"handle-2": BATCH_MATE_LEASE_S}
+
+
+def test_a_deferred_delivery_is_hidden_for_the_wait_it_asks_for_and_a_late_turn_for_none():
+    """A job scheduled later (or held under another worker's lease) comes back when its wait is
+    over, not at once, to be deferred again in a busy loop; a batch-mate whose turn came too
+    late keeps the short lease it has, its message left as it is for the worker it may be
+    running on."""
+
+    class Deferring(Runner):
+        def run(self, message, *, time_left_s=None, hold=None):
+            raise DeferredDelivery("job is scheduled later", 30)
+
+    queue = InMemoryJobQueue()
+    with pytest.raises(DeferredDelivery):
+        batch.RecordRunner(services_on(ManualClock(), queue, Deferring()))(SQSRecord(record(1)))
+    assert queue.visibility == {"handle-1": 30}
+
+    clock, queue = ManualClock(), InMemoryJobQueue()
+    started = clock.monotonic()
+    clock.advance(LATE)
+    assert run_batch([record(1), record(2)], services_on(clock, queue), started=started) == ["m-2"]
+    assert queue.visibility == {"handle-2": BATCH_MATE_LEASE_S}
