@@ -952,7 +952,6 @@ def test_a_failure_without_a_code_still_has_one(env, queue, type_):
     assert final.status == JobStatus.FAILED and final.error.code == "handler_failed"
 
 
-
 def test_a_spawn_its_parents_record_has_no_room_to_list_fails_the_job_once_by_name(env, queue, store):
     """A record filled to DynamoDB's 400 KB (a long progress message) refuses to list one more
     child: the job fails `record_full`, not retried (its next attempt lists the same children and
