@@ -686,6 +686,19 @@ def test_a_spawn_loop_measures_the_job_once_and_its_answer_exactly():
     assert reporter.answer_past(whole - 1) == whole and reporter.answer_past(whole) is None
 
 
+def test_the_extra_bytes_asked_about_count_however_far_from_the_bound_the_job_stands():
+    """A spawn asks whether its parent's answer, with what listing its child adds (`extra`),
+    passes the bound: a job well short of the bound on its own is past it with an extra larger
+    than the room it has, and the size answered counts that extra."""
+    from chalicelib.domain.job import answer_bytes
+
+    job = Job(id="j", type="t", tenant="a", user="u", created_at="2026-01-01T00:00:00.000Z", attempts=1)
+    reporter = ProgressReporter(job, lambda j, p: j, clock=ManualClock(), min_interval_s=2.0)
+    whole = answer_bytes(job.model_copy(update={"progress": Progress(updated_at=job.created_at)}).public())
+    assert reporter.answer_past(whole + 10_000, 20_000) == whole + 20_000
+    assert reporter.answer_past(whole + 20_000, 20_000) is None
+
+
 @pytest.mark.parametrize("previous, current, notable", [
     (9.96, 19.95, False), (9.96, 19.96, True), (20, 24.99, False), (20, 25, True), (45, 49.99, False), (45, 50, True), (70, 74.99, False), (70, 75, True),
 ])
@@ -764,6 +777,19 @@ def test_a_failures_last_report_keeps_the_details_of_the_report_before_it(setup)
     final = reporter.settle()
     assert (final.percent, final.message, final.details) == (55, "row 51 is not a number", {"rows": 50})
     assert reporter.percent == 55  # what the handler's ctx.progress_percent reads after fail_job
+
+
+def test_a_failures_last_report_carries_a_message_too_long_for_a_report_cut_to_fit(setup):
+    """A failure's message (a whole stderr, fail_job's) is never refused: its report carries it
+    cut, marked "…", to what a report takes beside the details it keeps, so the failure's write
+    can store it."""
+    reporter, clock, written = setup
+    details = _details_of(MAX_PROGRESS_DETAILS_BYTES)
+    reporter.report(40, details=details, force=True)
+    reporter.report_final(55, "failed", "é" * MAX_PROGRESS_MESSAGE_CHARS)
+    final = reporter.settle()
+    assert final.message.endswith("…") and final.details == details
+    check_report(final.step, final.message, final.details)
 
 
 def test_an_attempt_given_up_on_with_the_lock_free_stops_the_window(setup):
