@@ -437,6 +437,24 @@ def test_a_report_whose_write_fails_is_kept_for_the_outcome(setup):
     assert [(p.percent, p.message) for p in written] == [(95, "closing")]
 
 
+def test_a_write_cut_by_a_base_exception_keeps_its_report_for_the_outcome(setup):
+    """A SystemExit or asyncio's CancelledError (no Exception) raised inside a forced write ends
+    the attempt as any error does: the report that write carried is kept, so the outcome's
+    write still carries it."""
+    import asyncio
+
+    reporter, clock, written = setup
+
+    def cut(job, progress):
+        raise asyncio.CancelledError()
+
+    reporter._write = cut
+    with pytest.raises(asyncio.CancelledError):
+        reporter.report(70, message="seventy", force=True)
+    pending = reporter.settle()
+    assert (pending.percent, pending.message) == (70, "seventy")
+
+
 def test_a_forced_write_the_store_does_not_answer_is_written_when_the_next_window_ends(setup):
     """docs/jobs.md: a report whose write the store did not answer is kept for the next write or
     the outcome. The handler is not failed for it (its attempt would run again from the start

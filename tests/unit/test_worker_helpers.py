@@ -47,7 +47,9 @@ def make_types(seen):
 
     @types.register("h.complete_returned", Empty)
     def complete_returned(ctx, payload):
-        return complete_job(ctx, [1, 2, 3], "listed")
+        done = complete_job(ctx, [1, 2, 3], "listed")
+        seen.append(done)
+        return done
 
     @types.register("h.complete_then_other_return", Empty)
     def complete_then_other_return(ctx, payload):
@@ -139,9 +141,10 @@ def test_complete_job_records_its_result_without_a_return(env, queue):
     assert final.progress.percent == 100 and final.progress.message == "Model processing complete"
 
 
-def test_complete_job_returned_is_the_same_completion(env, queue):
+def test_complete_job_returned_is_the_same_completion(env, queue, seen):
     final = run(env, queue, "h.complete_returned")
     assert final.result == [1, 2, 3] and final.progress.message == "listed"
+    assert seen == [Completion([1, 2, 3], "listed")]  # what the handler holds is what the job completed with
 
 
 def test_complete_job_wins_over_another_return_value(env, queue):
