@@ -1004,6 +1004,19 @@ def test_a_spawned_child_takes_its_parents_priority_unless_given_one_as_jobs_md_
             "a high-priority job's children run on the high queue)") in jobs
 
 
+def test_a_spawned_child_is_made_in_the_scope_given_to_ctx_spawn(store, queue, clock):
+    """`ctx.spawn(scope=...)`: the child is made in that scope (its completion records land
+    where that scope's routes read them), not in the one it would have without it."""
+    types = JobTypeRegistry()
+    types.register("p.child", Empty)(lambda ctx, payload: None)
+    types.register("p.parent", Empty)(lambda ctx, payload: [ctx.spawn("p.child", {}),
+                                                            ctx.spawn("p.child", {}, scope="reports")])
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    parent = run_once(lifecycle, queue, types, "p.parent")
+    inherited, given = (store.get(child_id, mark_gone=False) for child_id in parent.result)
+    assert given.scope == "reports" and inherited.scope != "reports"
+
+
 @pytest.mark.parametrize("priority", ["", 0, False])
 def test_a_spawn_with_an_empty_priority_is_refused_as_post_jobs_refuses_it(store, queue, clock, priority):
     """jobs.md: what POST /jobs would refuse raises the same error at ctx.spawn. An empty priority

@@ -341,6 +341,15 @@ def test_the_time_left_is_never_less_than_none(setup):
     assert ctx.remaining_ms() == 0
 
 
+def test_a_context_given_no_way_to_spawn_refuses_a_child_saying_so(setup):
+    """A context built without `spawn` (a handler run by hand, outside the worker) raises a
+    RuntimeError that says it cannot spawn, not a TypeError from calling nothing."""
+    reporter, clock, written = setup
+    ctx, _ = _context_reading_a_cancel(reporter, clock)
+    with pytest.raises(RuntimeError, match="this context cannot spawn child jobs"):
+        ctx.spawn("t.child", {})
+
+
 def test_a_cancel_request_once_seen_stays_seen_without_another_read(setup):
     """A handler may ask in more than one place (an inner and an outer loop): once
     `ctx.cancelled()` answered True it answers True again, and reads the store no more."""
