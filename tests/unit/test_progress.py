@@ -241,6 +241,22 @@ def test_a_progress_write_counts_as_a_cancel_check(setup):
     assert ctx.cancelled() is False and reads == ["j"]
 
 
+def test_a_poll_finding_the_job_with_no_cancel_request_answers_no_cancel(setup):
+    """The store read finds the job running on: `ctx.cancelled()` answers False and the handler
+    goes on, as it does until a read finds the request."""
+    from chalicelib.worker.context import JobContext
+
+    reporter, clock, written = setup
+    stored = [reporter.job]
+    ctx = JobContext(reporter, reload=lambda job_id: stored[0], clock=clock, deadline=clock.monotonic() + 60,
+                     cancel_poll_interval_s=2.0)
+    clock.advance(2.0)
+    assert ctx.cancelled() is False and ctx.cancelled(fresh=True) is False and not ctx.cancel_seen
+    ctx.check_cancelled(fresh=True)
+    stored[0] = reporter.job.model_copy(update={"cancel_requested": True})
+    assert ctx.cancelled(fresh=True) is True
+
+
 def test_a_cancel_poll_the_store_does_not_answer_answers_what_is_known_and_is_made_again(setup):
     """A moment's outage does not fail the attempt through a routine `ctx.cancelled()`: the
     poll answers what is known, the caller is told, and the store is asked again an interval
@@ -327,6 +343,23 @@ def test_a_cancel_first_seen_after_the_timeout_is_not_in_time_however_often_it_e
     assert ctx.cancelled(fresh=True) and ctx.cancel_seen
     ctx.expire()
     assert ctx.expired and not ctx.cancel_seen_in_time
+
+
+def test_a_handler_still_running_past_its_timeout_writes_nothing_more(setup):
+    """Once the attempt's time ran out (`expire`), a handler that caught the interrupt and goes
+    on is refused every write with JobTimeoutError naming its attempt: no report reaches the
+    store after the timeout's outcome."""
+    from chalicelib.domain.errors import JobTimeoutError
+
+    reporter, clock, written = setup
+    ctx, _ = _context_reading_a_cancel(reporter, clock)
+    ctx.expire()
+    clock.advance(2.0)
+    with pytest.raises(JobTimeoutError, match="attempt 1 of job j timed out"):
+        ctx.progress(50, force=True)
+    with pytest.raises(JobTimeoutError):
+        ctx.complete("late")
+    assert written == [] and ctx.completion is None and reporter.settle() is None
 
 
 def test_the_time_left_is_never_less_than_none(setup):
