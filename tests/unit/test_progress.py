@@ -374,6 +374,29 @@ def test_the_time_left_is_never_less_than_none(setup):
     assert ctx.remaining_ms() == 0
 
 
+def test_a_spawn_the_store_refused_for_a_cancel_request_leaves_the_request_seen(setup):
+    """A spawn that meets the job's cancel request (the store makes no child of a canceled job)
+    raises JobCancelledError, and the handler has seen the request from then on: stopping on it
+    ends the job canceled on request, and a later call refuses without asking the store."""
+    from chalicelib.domain.errors import JobCancelledError
+    from chalicelib.worker.context import JobContext
+
+    reporter, clock, written = setup
+    spawns = []
+
+    def spawn(job, index, **request):
+        spawns.append(index)
+        raise JobCancelledError(f"job {job.id} was canceled")
+
+    ctx = JobContext(reporter, reload=lambda job_id: None, clock=clock, deadline=clock.monotonic() + 60, spawn=spawn)
+    with pytest.raises(JobCancelledError):
+        ctx.spawn("t.child", {})
+    assert ctx.cancel_seen and ctx.cancelled() is True
+    with pytest.raises(JobCancelledError):
+        ctx.spawn("t.child", {})
+    assert spawns == [1]
+
+
 def test_a_context_given_no_way_to_spawn_refuses_a_child_saying_so(setup):
     """A context built without `spawn` (a handler run by hand, outside the worker) raises a
     RuntimeError that says it cannot spawn, not a TypeError from calling nothing."""
