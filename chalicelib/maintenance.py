@@ -339,7 +339,6 @@ class MaintenanceTasks:
         return method(**payload, control=control)
 
 
-
 @dataclass(frozen=True)
 class TaskStart:
     """What starting a task (or a finished one again) did: it ran inline, `result` its result;

@@ -224,7 +224,6 @@ class WaitUnavailableError(JobpipeUnavailableError):
         self.timed_out = timeout_s is not None
 
 
-
 class SubmitInterruptedError(KeyboardInterrupt):
     """Ctrl-C while a submit waited for its answer: the request may have arrived and made the
     job. Still a KeyboardInterrupt (the caller asked to stop, and code that catches Ctrl-C keeps

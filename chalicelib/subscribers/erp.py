@@ -25,6 +25,7 @@ EVENT_TYPE_HEADER = "X-Jobpipe-Event-Type"
 # cannot encode most non-ASCII text, and servers refuse control characters.
 _HEADER_VALUE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 
+
 def sign(secret: str, body: bytes) -> str:
     """`sha256=<hex HMAC-SHA256 of the body>` — what the receiver recomputes to verify."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()

@@ -251,7 +251,6 @@ def test_a_cursor_that_is_not_one_of_the_jobs_listing_is_refused(adapters):
             adapters.artifacts.list(JOB, limit=2, cursor=bad)
 
 
-
 def test_a_page_ending_at_a_name_goes_on_with_the_names_that_begin_with_it(adapters):
     """`out` sorts before `out-2` and `out.txt`: the page after one that ended at `out` starts
     with the next name, whatever characters follow `out` in it."""

@@ -15,7 +15,6 @@ TTL_S = 7 * 24 * 3600
 LEASE_S = 60
 
 
-
 @pytest.fixture
 def clock() -> EpochClock:
     return EpochClock()

@@ -642,7 +642,6 @@ def test_a_record_filled_by_progress_refuses_what_does_not_fit_until_its_message
     assert store.get(job.id, mark_gone=False).status == JobStatus.RETRYING and ended.version == cut.version + 1
 
 
-
 def test_cutting_the_progress_message_answers_the_job_it_was_given_reading_no_object(adapters):
     """Like `apply`: the caller's job with the message cut (version + 1), a claim-checked field
     as that caller read it, so an attempt whose payload object went meanwhile can still end."""
@@ -655,6 +654,7 @@ def test_cutting_the_progress_message_answers_the_job_it_was_given_reading_no_ob
     assert (cut.payload, cut.gone, cut.progress.message, cut.version) == ({}, ["payload"], "m" * 9 + "…",
                                                                           read.version + 1)
     assert store.get(job.id, mark_gone=True) == cut
+
 
 def _filled_by_progress(store, job: Job) -> Job:
     """`job` running with the longest progress message its record takes (binary search, as a
@@ -984,6 +984,7 @@ def test_a_listing_pages_through_jobs_whose_creation_time_carries_an_offset(adap
         adapters.store.create(job)
     ids, sizes = _all_pages(adapters.store, JobQuery("acme", limit=1))
     assert ids == [job.id for job in reversed(jobs)] and sizes == [1, 1, 1]
+
 
 def test_a_large_payload_and_result_are_claim_checked_and_read_back_whole(adapters):
     job = make_job(1, payload=big())

@@ -83,7 +83,6 @@ def test_every_script_file_is_named_in_index_html():
     assert sorted(named_scripts()) == sorted(p.name for p in ASSETS.glob("*.js"))
 
 
-
 def test_each_script_says_what_it_holds_and_runs_strict():
     """The scripts are classic scripts, each its own block: "use strict" holds only for the file
     that opens with it (after its header comment)."""

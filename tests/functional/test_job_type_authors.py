@@ -212,7 +212,6 @@ def test_a_short_timeout_fails_the_attempt_timeout(client, app, aws, day_one):
     assert done["result"] is None
 
 
-
 def test_a_spawn_with_an_unknown_priority_fails_invalid_request_naming_it(client, app, aws, day_one):
     """docs/jobs.md: a child is "validated like any submission": a priority POST /jobs answers
 with 400 `invalid_request` fails the spawn the same way, not with the job record's own

@@ -945,7 +945,6 @@ def test_an_event_the_bus_could_not_deliver_goes_back_to_the_queue_it_was_for(cl
     assert stats["dead_letter_queues"]["event_delivery"] == 1, "the one that names no queue of this stack stays"
 
 
-
 def test_a_queue_or_table_thattimes_out_is_503_not_500_on_the_operator_routes(client, aws, monkeypatch):
     """A timeout or lost connection is the same outage as a refusal: 503 with its code."""
     operations = container().queue_operations

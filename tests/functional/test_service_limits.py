@@ -457,7 +457,6 @@ def test_the_rq_polls_of_a_long_chain_of_jobs_answer(client, aws, monkeypatch):
     assert status.status_code == 200 and status.json_body["status"] == "started" and read[-1] == len(ids) - 1
 
 
-
 def _chain(aws, root: str, links: int, retried: frozenset[int] = frozenset()) -> list[str]:
     """A chain of jobs each continued as a new one, named as ctx.spawn names them (a link in
     `retried` made by its parent's second attempt), written straight to the table: the root and

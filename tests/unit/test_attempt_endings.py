@@ -506,8 +506,6 @@ def test_a_timeout_says_whether_the_worker_process_was_ended(store, queue, clock
     assert (final.status, final.error.code, final.error.message) == (JobStatus.RETRYING, "timeout", said)
 
 
-
-
 @pytest.mark.parametrize("stop", ["times_out_returns", "times_out_raises"])
 def test_a_timeout_is_logged_with_where_the_handler_was_interrupted_when_it_raised_it(store, queue, clock, stop):
     """docs/operations.md: a failing attempt's `job retried` line carries the `traceback` of what

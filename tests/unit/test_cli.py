@@ -328,12 +328,12 @@ def test_connection_flags_win_over_the_environment_and_work_before_or_after_the_
     assert client.transport.urls == ["http://env.test", "http://a.test", "http://b.test"]
 
 
-
 @pytest.mark.parametrize("argv, seconds", [(["list"], 10.0), (["--request-timeout", "2.5", "list"], 2.5),
                                            (["list", "--request-timeout", "3"], 3.0)])
 def test_request_timeout_is_the_clients_bound_on_each_request(argv, seconds):
     """The flag is checked by the parser; the client must get it too, not its 10 s default."""
     assert client_from(build_parser().parse_args(argv), ENV).transport.timeout_s == seconds
+
 
 def test_payload_parsing_refuses_non_objects():
     with pytest.raises(UsageError):

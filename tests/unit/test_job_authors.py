@@ -922,7 +922,6 @@ or JSON, holding a lone surrogate: no UTF-8 encodes it, and no strict JSON reade
     assert artifacts.list(after.id).artifacts == []
 
 
-
 @pytest.mark.parametrize("name", ["maintenance.cleanup_runs", "maintenance.nightly_export"])
 def test_register_refuses_a_product_type_named_under_the_reserved_maintenance_prefix(name):
     """Every deployment adds the built-in `maintenance.*` task types beside the product's, so a

@@ -248,7 +248,6 @@ def test_the_readme_layout_names_every_port_and_every_adapter_module():
     assert [m for m in modules if f"`{m}`" not in row] == []
 
 
-
 def test_the_readme_layout_names_every_dashboard_file():
     """The dashboard's row names index.html, the stylesheet and every script index.html runs:
     the one concern a change is about is found by its file's name."""

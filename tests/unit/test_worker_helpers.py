@@ -431,7 +431,6 @@ def test_a_completion_returned_without_complete_job_is_the_result_and_message(st
     assert final.progress.message == "three rows"
 
 
-
 def test_a_handler_reads_its_jobs_tenant_scope_and_attempt_on_its_ctx(store, queue, clock):
     """A handler's ctx names the job it runs: its id, the tenant that submitted it, the scope it
     was submitted in and which attempt this is, so that what it writes elsewhere (a tenant's
