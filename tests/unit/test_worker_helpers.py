@@ -102,6 +102,12 @@ def make_types(seen):
         seen.append(ctx.job.progress.model_dump())
         return "ok"
 
+    @types.register("h.progress_forced", Empty)
+    def progress_forced(ctx, payload):
+        progress(ctx, 30, "load", "rows loaded", force=True)
+        seen.append(ctx.job.progress.model_dump())
+        return "ok"
+
     @types.register("h.progress_decrease", Empty, max_attempts=1)
     def progress_decrease(ctx, payload):
         progress(ctx, 50, "half", "Halfway done", {"items": 100}, force=True)
@@ -143,6 +149,7 @@ def test_complete_job_records_its_result_without_a_return(env, queue):
 
 def test_complete_job_returned_is_the_same_completion(env, queue, seen):
     final = run(env, queue, "h.complete_returned")
+    assert seen == [Completion([1, 2, 3], "listed")], "complete_job hands back what it recorded"
     assert final.result == [1, 2, 3] and final.progress.message == "listed"
     assert seen == [Completion([1, 2, 3], "listed")]  # what the handler holds is what the job completed with
 
@@ -201,6 +208,18 @@ def test_start_job_writes_at_once_at_the_percent_reached(store, queue, clock, se
     (written,) = seen
     assert written["percent"] == 30 and written["step"] == "started"
     assert written["message"] == "Beginning processing"
+
+
+def test_progress_forced_writes_at_once_inside_the_window(store, queue, clock, seen):
+    """`force=True` is passed on: the report is written at the call, not held for the window."""
+    types = make_types(seen)
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=3600)  # nothing due by time
+    lifecycle.submit(tenant="acme", user="ann", type="h.progress_forced", payload={})
+    (message,) = queue.drain()
+    assert runner.run(message).status == JobStatus.COMPLETED
+    (written,) = seen
+    assert (written["percent"], written["step"], written["message"]) == (30, "load", "rows loaded")
 
 
 def test_a_report_the_store_refused_leaves_the_percent_the_job_holds(env, queue, seen):
