@@ -506,6 +506,22 @@ def test_a_timeout_says_whether_the_worker_process_was_ended(store, queue, clock
     assert (final.status, final.error.code, final.error.message) == (JobStatus.RETRYING, "timeout", said)
 
 
+def test_the_process_ended_line_says_how_far_past_its_timeout_to_a_tenth_of_a_second(store, queue, clock):
+    """The `process_ended` line says how long the handler went on past its timeout as read on
+    the worker's clock, to a tenth of a second: not the float the clock's subtraction left."""
+    seen, ended = [], []
+    lifecycle, submitted, job, worker_clock, reporter, ctx, outcomes = driven_attempt(
+        store, queue, clock, observe=lambda event, job_, extra: seen.append((event, extra)),
+        end_process=lambda: ended.append(True))
+    ctx.expire()
+    try:
+        outcomes.give_up(reporter, worker_clock.monotonic(), 15.0400000001, ctx=ctx)
+    finally:
+        ctx.close()
+    assert ended == [True]
+    assert [extra["over_s"] for event, extra in seen if event == "process_ended"] == [15.0]
+
+
 @pytest.mark.parametrize("stop", ["times_out_returns", "times_out_raises"])
 def test_a_timeout_is_logged_with_where_the_handler_was_interrupted_when_it_raised_it(store, queue, clock, stop):
     """docs/operations.md: a failing attempt's `job retried` line carries the `traceback` of what
