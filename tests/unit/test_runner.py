@@ -449,6 +449,19 @@ def test_a_result_nested_past_the_limit_fails_the_job_in_the_words_of_every_dept
     assert final.error.message == too_deep_message("result")
 
 
+def test_a_result_keyed_by_a_long_non_text_key_fails_saying_why_in_full(store, queue, clock):
+    """A result with a key that is not text names the key cut short, so the message still says
+    why it was refused (JSON stores keys as text) however long the key's repr."""
+    types = JobTypeRegistry()
+    types.register("t.returns", Empty, max_attempts=3)(lambda ctx, payload: {tuple(range(2_000)): "row"})
+    lifecycle = JobLifecycle(store, queue, types, clock=clock)
+    lifecycle.submit(tenant="acme", user="ann", type="t.returns", payload={})
+    final = JobRunner(lifecycle, types, clock=ManualClock(), progress_interval_s=2).run(queue.drain()[0])
+    assert (final.status, final.error.code) == (JobStatus.FAILED, "result_not_serializable")
+    assert final.error.message.startswith("the result must be JSON: the keys of its objects are text, not (0, 1, 2")
+    assert final.error.message.endswith("(JSON would store it as text, so the result would not read back as returned)")
+
+
 class Holder(BaseModel):
     data: Any = None
 
