@@ -22,6 +22,7 @@ from chalicelib.domain.status import JobStatus
 from chalicelib.lifecycle import JobLifecycle
 from chalicelib.worker.context import JobContext
 from chalicelib.worker.helpers import complete_job, fail_job
+from chalicelib.worker import outcome
 from chalicelib.worker.outcome import AttemptOutcomes
 from chalicelib.worker.progress import ProgressReporter
 from chalicelib.worker.runner import JobRunner
@@ -520,6 +521,31 @@ def test_the_process_ended_line_says_how_far_past_its_timeout_to_a_tenth_of_a_se
         ctx.close()
     assert ended == [True]
     assert [extra["over_s"] for event, extra in seen if event == "process_ended"] == [15.0]
+
+
+def test_a_give_up_whose_write_hangs_ends_the_process_without_waiting_for_it(store, queue, clock, monkeypatch):
+    """The give-up waits HANDLER_GIVE_UP_WRITE_S at most for its write: a store call that hangs
+    does not keep the process from ending before the attempt's lease lapses."""
+    monkeypatch.setattr(outcome, "HANDLER_GIVE_UP_WRITE_S", 0.1)
+    release, written, ended = threading.Event(), [], []
+    lifecycle, submitted, job, worker_clock, reporter, ctx, outcomes = driven_attempt(
+        store, queue, clock, observe=lambda event, job_, extra: None, end_process=lambda: ended.append(list(written)))
+    apply = store.apply
+
+    def hanging_apply(*args, **kwargs):
+        release.wait(10)
+        landed = apply(*args, **kwargs)
+        written.append(True)
+        return landed
+
+    monkeypatch.setattr(store, "apply", hanging_apply)
+    ctx.expire()
+    try:
+        outcomes.give_up(reporter, worker_clock.monotonic(), 15.0, ctx=ctx)
+    finally:
+        release.set()
+        ctx.close()
+    assert ended == [[]], "the process ended only once its write landed"
 
 
 @pytest.mark.parametrize("stop", ["times_out_returns", "times_out_raises"])
