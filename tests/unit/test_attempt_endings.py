@@ -20,9 +20,9 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
 from chalicelib.lifecycle import JobLifecycle
+from chalicelib.worker import outcome
 from chalicelib.worker.context import JobContext
 from chalicelib.worker.helpers import complete_job, fail_job
-from chalicelib.worker import outcome
 from chalicelib.worker.outcome import AttemptOutcomes
 from chalicelib.worker.progress import ProgressReporter
 from chalicelib.worker.runner import JobRunner
