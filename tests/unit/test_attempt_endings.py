@@ -15,7 +15,7 @@ from chalicelib.adapters.clocks import ManualClock, SystemClock
 from chalicelib.adapters.memory_blobs import InMemoryArtifactStore, InMemoryBlobStore
 from chalicelib.domain.errors import (
     DeadLetterOwedError, FatalJobError, JobCancelledError, JobTimeoutError, NextAttemptUnsentError, QuotaExceededError,
-    StaleJobError,
+    StaleJobError, StoreUnavailableError,
 )
 from chalicelib.domain.registry import JobTypeRegistry
 from chalicelib.domain.status import JobStatus
@@ -546,6 +546,29 @@ def test_a_give_up_whose_write_hangs_ends_the_process_without_waiting_for_it(sto
         release.set()
         ctx.close()
     assert ended == [[]], "the process ended only once its write landed"
+
+
+def test_a_give_up_whose_write_the_store_refuses_says_so_and_still_ends_the_process(store, queue, clock, monkeypatch):
+    """The table does not answer the give-up's write: the process ends all the same (the lease
+    ends the attempt `worker_lost` instead) and the `process_ended_unrecorded` line says why
+    the failure was not written, the only sign of it an operator gets."""
+    seen, ended = [], []
+    lifecycle, submitted, job, worker_clock, reporter, ctx, outcomes = driven_attempt(
+        store, queue, clock, observe=lambda event, job_, extra: seen.append((event, extra)),
+        end_process=lambda: ended.append(True))
+
+    def unanswered(*args, **kwargs):
+        raise StoreUnavailableError("the table did not answer")
+
+    monkeypatch.setattr(store, "apply", unanswered)
+    ctx.expire()
+    try:
+        outcomes.give_up(reporter, worker_clock.monotonic(), 15.0, ctx=ctx)
+    finally:
+        ctx.close()
+    assert ended == [True]
+    assert ("process_ended_unrecorded", {"reason": "StoreUnavailableError: the table did not answer"}) in seen
+    assert store.get(job.id, mark_gone=False).status == JobStatus.RUNNING
 
 
 @pytest.mark.parametrize("stop", ["times_out_returns", "times_out_raises"])
