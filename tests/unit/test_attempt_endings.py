@@ -907,5 +907,6 @@ def test_a_failure_whose_message_did_not_go_is_logged_as_such_and_fails_the_deli
         runner.run(queue.drain()[0])
     stored = store.get(submitted.id, mark_gone=False)
     assert (stored.status, stored.dead_letter_unconfirmed) == (status, True if raised is None else None)
-    ends = [(event, extra.get(said[0]), extra.get("error_code")) for event, extra in observed if event != "started"]
-    assert ends == [(logged, said[1], "handler_error")]
+    ends = [(event, extra.get(said[0]), extra.get("error_code"), "duration_s" in extra)
+            for event, extra in observed if event != "started"]
+    assert ends == [(logged, said[1], "handler_error", True)], "the line says how long the attempt ran, as any end's"
