@@ -1048,6 +1048,17 @@ def test_an_outcome_written_after_a_lost_race_answers_the_attempts_payload(queue
     assert completed.status == JobStatus.COMPLETED and completed.payload == job.payload
 
 
+def end_attempt(lifecycle, running, outcome: str, report):
+    """`running`'s attempt ended `outcome` (retrying, failed, canceled or completed) with the
+    handler's last `report`, as the worker ends one."""
+    if outcome == "canceled":
+        return lifecycle.mark_canceled(running, last_progress=report)
+    if outcome == "completed":
+        return lifecycle.complete(running, {"ok": True}, last_progress=report)
+    return lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"),
+                                  retryable=outcome == "retrying", last_progress=report)
+
+
 @pytest.mark.parametrize("outcome", ["retrying", "failed", "canceled"])
 def test_an_outcomes_last_report_behind_the_progress_written_leaves_the_progress_as_it_is(lifecycle, store,
                                                                                            outcome):
@@ -1058,11 +1069,7 @@ def test_an_outcomes_last_report_behind_the_progress_written_leaves_the_progress
     job = submit(lifecycle)
     running = lifecycle.report_progress(lifecycle.claim(JobMessage(job.id, 1)).job, 60, step="sixty")
     report = Progress(percent=30, step="thirty")
-    if outcome == "canceled":
-        after = lifecycle.mark_canceled(running, last_progress=report)
-    else:
-        after = lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"),
-                                       retryable=outcome == "retrying", last_progress=report)
+    after = end_attempt(lifecycle, running, outcome, report)
     assert after.status.value == outcome
     assert (after.progress.percent, after.progress.step) == (60, "sixty")
     assert store.get(job.id, mark_gone=False).progress.percent == 60
@@ -1210,13 +1217,7 @@ def test_a_report_written_with_an_attempts_end_is_stamped_when_it_is_written(lif
     running = lifecycle.claim(JobMessage(job.id, 1)).job
     clock.advance(7)
     report = Progress(percent=75, step="failed", message="it broke")
-    if outcome == "canceled":
-        after = lifecycle.mark_canceled(running, last_progress=report)
-    elif outcome == "completed":
-        after = lifecycle.complete(running, {"ok": True}, last_progress=report)
-    else:
-        after = lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"),
-                                       retryable=outcome == "retrying", last_progress=report)
+    after = end_attempt(lifecycle, running, outcome, report)
     assert after.status.value == outcome
     assert (after.progress.percent, after.progress.message) == (100 if outcome == "completed" else 75, "it broke")
     assert after.progress.updated_at == isoformat(clock.now)
@@ -1256,11 +1257,7 @@ def test_an_outcomes_last_report_at_the_percent_written_is_written_with_it(lifec
     job = submit(lifecycle)
     running = lifecycle.report_progress(lifecycle.claim(JobMessage(job.id, 1)).job, 60, message="row 600")
     report = Progress(percent=60, message="row 601 is not a number")
-    if outcome == "canceled":
-        after = lifecycle.mark_canceled(running, last_progress=report)
-    else:
-        after = lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"),
-                                       retryable=outcome == "retrying", last_progress=report)
+    after = end_attempt(lifecycle, running, outcome, report)
     assert after.status.value == outcome
     assert store.get(job.id, mark_gone=False).progress.message == "row 601 is not a number"
 
