@@ -507,18 +507,26 @@ def test_a_timeout_says_whether_the_worker_process_was_ended(store, queue, clock
     assert (final.status, final.error.code, final.error.message) == (JobStatus.RETRYING, "timeout", said)
 
 
-def test_the_process_ended_line_says_how_far_past_its_timeout_to_a_tenth_of_a_second(store, queue, clock):
-    """The `process_ended` line says how long the handler went on past its timeout as read on
-    the worker's clock, to a tenth of a second: not the float the clock's subtraction left."""
+def given_up(store, queue, clock, over_s: float, meanwhile=lambda: None):
+    """A driven attempt its handler kept past its timeout by `over_s`, given up: its job, the
+    lines observed, and one True per end of the process. `meanwhile` runs before the give-up."""
     seen, ended = [], []
     lifecycle, submitted, job, worker_clock, reporter, ctx, outcomes = driven_attempt(
         store, queue, clock, observe=lambda event, job_, extra: seen.append((event, extra)),
         end_process=lambda: ended.append(True))
+    meanwhile()
     ctx.expire()
     try:
-        outcomes.give_up(reporter, worker_clock.monotonic(), 15.0400000001, ctx=ctx)
+        outcomes.give_up(reporter, worker_clock.monotonic(), over_s, ctx=ctx)
     finally:
         ctx.close()
+    return job, seen, ended
+
+
+def test_the_process_ended_line_says_how_far_past_its_timeout_to_a_tenth_of_a_second(store, queue, clock):
+    """The `process_ended` line says how long the handler went on past its timeout as read on
+    the worker's clock, to a tenth of a second: not the float the clock's subtraction left."""
+    job, seen, ended = given_up(store, queue, clock, 15.0400000001)
     assert ended == [True]
     assert [extra["over_s"] for event, extra in seen if event == "process_ended"] == [15.0]
 
@@ -552,20 +560,11 @@ def test_a_give_up_whose_write_the_store_refuses_says_so_and_still_ends_the_proc
     """The table does not answer the give-up's write: the process ends all the same (the lease
     ends the attempt `worker_lost` instead) and the `process_ended_unrecorded` line says why
     the failure was not written, the only sign of it an operator gets."""
-    seen, ended = [], []
-    lifecycle, submitted, job, worker_clock, reporter, ctx, outcomes = driven_attempt(
-        store, queue, clock, observe=lambda event, job_, extra: seen.append((event, extra)),
-        end_process=lambda: ended.append(True))
-
     def unanswered(*args, **kwargs):
         raise StoreUnavailableError("the table did not answer")
 
-    monkeypatch.setattr(store, "apply", unanswered)
-    ctx.expire()
-    try:
-        outcomes.give_up(reporter, worker_clock.monotonic(), 15.0, ctx=ctx)
-    finally:
-        ctx.close()
+    job, seen, ended = given_up(store, queue, clock, 15.0,
+                                meanwhile=lambda: monkeypatch.setattr(store, "apply", unanswered))
     assert ended == [True]
     assert ("process_ended_unrecorded", {"reason": "StoreUnavailableError: the table did not answer"}) in seen
     assert store.get(job.id, mark_gone=False).status == JobStatus.RUNNING
