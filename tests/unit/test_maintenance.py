@@ -277,13 +277,15 @@ def test_a_run_names_the_first_failures_only_and_counts_them_all(tasks, store, c
 
 def test_purges_failing_one_after_another_fail_the_run(tasks, store, clock):
     """Every purge failing is an outage, not one job: the run fails (and its attempt is retried)
-    instead of marking every job of the index for deletion and deleting none."""
+    instead of marking every job of the index for deletion and deleting none. Its message counts
+    the jobs deleted before, not their items (the first goes with its artifact)."""
     for n in range(CLEANUP_MAX_FAILURES_IN_A_ROW + 5):
         finished_job(store, clock, f"old-{n:02d}", 30)
+    tasks.artifacts.put("old-00", "big.bin", b"x" * 10, "application/octet-stream")
     attempted = []
     real_purge = tasks._finished.purge
 
-    def purge(job_id):  # the first job is deleted; then the bucket stops answering
+    def purge(job_id):  # the first job is deleted with its artifact; then the bucket stops answering
         attempted.append(job_id)
         if job_id == "old-00":
             return real_purge(job_id)
@@ -300,26 +302,6 @@ def test_purges_failing_one_after_another_fail_the_run(tasks, store, clock):
         f"clean-up stopped: {CLEANUP_MAX_FAILURES_IN_A_ROW} purges failed one after another (an outage, not one "
         f"job) after it deleted 1 job; the last, of job {attempted[-1]}: "
         "store_unavailable: the bucket does not answer")
-
-
-def test_a_run_stopped_by_an_outage_counts_the_jobs_it_deleted_not_their_items(tasks, store, clock):
-    """The stop's message says how many jobs the run deleted before the outage: a job deleted
-    with its artifact is one job, not its two items."""
-    finished_job(store, clock, "old-00", 30)
-    tasks.artifacts.put("old-00", "big.bin", b"x" * 10, "application/octet-stream")
-    for n in range(1, CLEANUP_MAX_FAILURES_IN_A_ROW + 1):
-        finished_job(store, clock, f"old-{n:02d}", 30)
-    real_purge = tasks._finished.purge
-
-    def purge(job_id):  # the first job is deleted with its artifact; then the bucket stops answering
-        if job_id == "old-00":
-            return real_purge(job_id)
-        raise StoreUnavailableError("the bucket does not answer")
-
-    tasks._finished.purge = purge
-    with pytest.raises(StoreUnavailableError) as raised:
-        tasks.cleanup_runs(24)
-    assert "after it deleted 1 job;" in raised.value.message
 
 
 def test_purges_failing_one_after_another_with_any_error_say_so(tasks, store, clock):
