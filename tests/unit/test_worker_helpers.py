@@ -196,28 +196,28 @@ def test_seed_usage_except_fail_job_raise_fails_without_retry(env, queue):
     assert final.progress.percent == 60
 
 
-def test_start_job_writes_at_once_at_the_percent_reached(store, queue, clock, seen):
+def written_at_once(store, queue, clock, seen, job_type: str) -> dict:
+    """What the one progress write of a `job_type` job, run with no window ending while it runs,
+    wrote (its handler reads it back into `seen`)."""
     types = make_types(seen)
     lifecycle = JobLifecycle(store, queue, types, clock=clock)
     runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=3600)  # nothing due by time
-    lifecycle.submit(tenant="acme", user="ann", type="h.start_after_progress", payload={})
+    lifecycle.submit(tenant="acme", user="ann", type=job_type, payload={})
     (message,) = queue.drain()
-    final = runner.run(message)
-    assert final.status == JobStatus.COMPLETED
+    assert runner.run(message).status == JobStatus.COMPLETED
     (written,) = seen
+    return written
+
+
+def test_start_job_writes_at_once_at_the_percent_reached(store, queue, clock, seen):
+    written = written_at_once(store, queue, clock, seen, "h.start_after_progress")
     assert written["percent"] == 30 and written["step"] == "started"
     assert written["message"] == "Beginning processing"
 
 
 def test_progress_forced_writes_at_once_inside_the_window(store, queue, clock, seen):
     """`force=True` is passed on: the report is written at the call, not held for the window."""
-    types = make_types(seen)
-    lifecycle = JobLifecycle(store, queue, types, clock=clock)
-    runner = JobRunner(lifecycle, types, clock=SystemClock(), progress_interval_s=3600)  # nothing due by time
-    lifecycle.submit(tenant="acme", user="ann", type="h.progress_forced", payload={})
-    (message,) = queue.drain()
-    assert runner.run(message).status == JobStatus.COMPLETED
-    (written,) = seen
+    written = written_at_once(store, queue, clock, seen, "h.progress_forced")
     assert (written["percent"], written["step"], written["message"]) == (30, "load", "rows loaded")
 
 
