@@ -1112,40 +1112,29 @@ def test_a_progress_write_given_a_percent_past_100_records_100(lifecycle, store)
     assert after.progress.percent == 100 == store.get(job.id, mark_gone=False).progress.percent
 
 
-def test_a_progress_write_whose_job_keeps_changing_gives_up_as_a_lost_race(lifecycle, store, monkeypatch):
-    """The mark keeps moving under the write: after its tries it raises StaleJobError, not
-    answers the job as if the report were written."""
+@pytest.mark.parametrize("write, refused_by", [
+    ("progress", "record_progress"), ("complete", "apply"), ("fail", "apply"), ("cancel", "apply")])
+def test_a_write_whose_job_keeps_changing_gives_up_as_a_lost_race(lifecycle, store, monkeypatch, write, refused_by):
+    """Every try of a progress write or of the outcome refused while the attempt still runs (its
+    event mark, its version moved): after its tries it raises StaleJobError (the delivery fails
+    and comes back), never answers the job as if the report were written or the attempt ended."""
     job = submit(lifecycle)
     running = lifecycle.claim(JobMessage(job.id, 1)).job
 
     def moved(*args, **kwargs):
-        raise StaleJobError("the event mark moved")
+        raise StaleJobError("the job moved")
 
-    monkeypatch.setattr(store, "record_progress", moved)
+    monkeypatch.setattr(store, refused_by, moved)
+    writes = {
+        "progress": lambda: lifecycle.report_progress(running, 30),
+        "complete": lambda: lifecycle.complete(running, {"ok": True}),
+        "fail": lambda: lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=True),
+        "cancel": lambda: lifecycle.mark_canceled(running),
+    }
     with pytest.raises(StaleJobError, match="kept changing"):
-        lifecycle.report_progress(running, 30)
-
-
-@pytest.mark.parametrize("outcome", ["complete", "fail", "cancel"])
-def test_an_outcome_whose_job_keeps_changing_gives_up_as_a_lost_race(lifecycle, store, monkeypatch, outcome):
-    """Every write of the outcome refused while the attempt still runs: after its tries it
-    raises StaleJobError (the delivery fails and comes back), never answers the running job as
-    the attempt's end."""
-    job = submit(lifecycle)
-    running = lifecycle.claim(JobMessage(job.id, 1)).job
-
-    def refused(*args, **kwargs):
-        raise StaleJobError("the version moved")
-
-    monkeypatch.setattr(store, "apply", refused)
-    with pytest.raises(StaleJobError, match="kept changing"):
-        if outcome == "complete":
-            lifecycle.complete(running, {"ok": True})
-        elif outcome == "fail":
-            lifecycle.fail_attempt(running, JobErrorInfo(code="boom", message="it broke"), retryable=True)
-        else:
-            lifecycle.mark_canceled(running)
-    assert store.get(job.id, mark_gone=False).status == JobStatus.RUNNING
+        writes[write]()
+    stored = store.get(job.id, mark_gone=False)
+    assert (stored.status, stored.progress.percent) == (JobStatus.RUNNING, 0)
 
 
 def test_each_attempts_run_is_recorded_under_its_own_attempt(lifecycle, store, queue, clock):
