@@ -672,6 +672,30 @@ def test_a_report_made_once_a_poll_saw_the_cancel_is_not_kept(store, queue, cloc
     assert (final.progress.percent, final.progress.step) == (40, "load"), final.progress
 
 
+@pytest.mark.parametrize("progress_interval_s, waits", [(5, [1, 4]), (0, [0.5, 0.5])],
+                         ids=["the_progress_window_when_longer", "a_second_at_least"])
+def test_ctx_cancelled_reads_the_store_once_a_poll_interval(store, queue, clock, progress_interval_s, waits):
+    """A handler asking `ctx.cancelled()` in a tight loop costs one read per interval: the
+    progress window when it is longer than CANCEL_POLL_INTERVAL_S (a read more often would cost
+    more requests than the writes the window saves), never less than that. Between, it answers
+    what it last read, even with the request made."""
+    registry, seen = JobTypeRegistry(), []
+    lifecycle = JobLifecycle(store, queue, registry, clock=clock)
+    worker_clock = ManualClock()
+
+    @registry.register("t.polls_in_a_loop", Empty)
+    def polls_in_a_loop(ctx, payload):
+        lifecycle.cancel("acme", ctx.job_id)  # the client's DELETE, while the handler runs
+        for wait in waits:
+            worker_clock.advance(wait)
+            seen.append(ctx.cancelled())
+        return None
+
+    submit(lifecycle, "t.polls_in_a_loop")
+    run_all(JobRunner(lifecycle, registry, clock=worker_clock, progress_interval_s=progress_interval_s), queue)
+    assert seen == [False, True]
+
+
 @pytest.mark.parametrize("stops", ["returns on ctx.cancelled()", "catches JobCancelledError and returns",
                                    "completes on ctx.cancelled()"])
 def test_a_handler_that_saw_the_cancel_request_and_returned_ends_canceled(store, queue, clock, stops):
