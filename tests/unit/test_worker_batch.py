@@ -131,7 +131,27 @@ def test_a_delivery_that_failed_before_its_outcome_says_it_comes_back(warnings):
     services = services_on(ManualClock(), runner=Runner(error=StoreUnavailableError("throttled")))
     with pytest.raises(StoreUnavailableError):
         batch.RecordRunner(services)(SQSRecord(record(1)))
-    assert [(message, extra["retry_in_s"]) for message, extra in warnings] == [("delivery failed; retrying", 5)]
+    assert [(message, extra["retry_in_s"], extra["error"]) for message, extra in warnings] == [
+        ("delivery failed; retrying", 5, "StoreUnavailableError: throttled")]
+
+
+def test_a_failed_delivery_the_queue_would_not_hold_back_fails_as_itself_and_says_so(warnings, monkeypatch):
+    """The queue does not answer the shortened visibility either: the delivery fails with its
+    own error (the batch reports it failed; it comes back after the queue's visibility timeout)
+    and the lines say both."""
+    from chalicelib.domain.errors import QueueUnavailableError
+
+    queue = InMemoryJobQueue()
+
+    def unanswered(*args):
+        raise QueueUnavailableError("the queue did not answer")
+
+    monkeypatch.setattr(queue, "set_visibility", unanswered)
+    services = services_on(ManualClock(), queue, runner=Runner(error=StoreUnavailableError("throttled")))
+    with pytest.raises(StoreUnavailableError):
+        batch.RecordRunner(services)(SQSRecord(record(1)))
+    assert [message for message, extra in warnings] == [
+        "delivery failed; retrying", "could not shorten the failed delivery's visibility"]
 
 
 def test_a_lease_extension_is_due_as_its_short_lease_ends_however_far_from_zero_the_clock_reads():
