@@ -117,6 +117,36 @@ def test_a_parked_message_whose_mark_the_ledger_refuses_still_leaves_its_queue_a
     assert queue.acknowledged == ["handle-1"]
 
 
+def test_a_message_that_could_not_be_parked_comes_back_after_the_wait_its_deliveries_earned(warnings):
+    """The dead-letter queue does not answer: the message that is no job message fails and
+    comes back to be parked then, after the redelivery wait of its receives so far (the wait
+    doubles), not a first delivery's."""
+    from dataclasses import replace
+
+    from chalicelib.domain.errors import QueueUnavailableError
+
+    queue = InMemoryJobQueue()
+    queue.fail_sends = True
+    services = replace(services_on(ManualClock(), queue, ledger=InMemoryDeliveryLedger(ttl_s=3600)),
+                       redelivery_wait_s=lambda receives: 10 * receives)
+    third = {**record(1), "body": "not json", "attributes": {"ApproximateReceiveCount": "3"}}
+    with pytest.raises(QueueUnavailableError):
+        batch.RecordRunner(services)(SQSRecord(third))
+    assert [(message, extra.get("retry_in_s")) for message, extra in warnings][0] == (
+        "could not dead-letter a message that is no job message; retrying", 30)
+
+
+def test_a_parked_message_its_queue_would_not_delete_is_left_to_the_batchs_answer(warnings):
+    """Parked, its delete refused: the delivery still succeeds (the batch's answer deletes it)
+    and the line says the delete did not go; failed, it would come back to be parked again."""
+    queue = InMemoryJobQueue()
+    queue.refuse = {"handle-1"}
+    services = services_on(ManualClock(), queue, ledger=InMemoryDeliveryLedger(ttl_s=3600))
+    batch.RecordRunner(services)(SQSRecord({**record(1), "body": "not json"}))
+    assert [parked.raw for parked in queue.parked("normal")] == ["not json"] and queue.acknowledged == []
+    assert [message for message, extra in warnings] == ["could not delete a dead-lettered message that is no job message"]
+
+
 def test_a_job_that_ran_is_not_said_skipped(warnings):
     """The runner answers None only for a message nothing can run (its job does not exist):
     that is worth an operator's warning; a job it ran, answered with the time left, is not."""
