@@ -125,8 +125,9 @@ def test_ending_the_process_writes_the_metrics_first(monkeypatch, capsys):
     monkeypatch.setattr(os, "_exit", exit_now)
     observability.count("jobs_started", "demo.steps")
     observability.job_event("process_ended", _job(1, "demo.steps", JobStatus.RUNNING), {"reason": "timeout"})
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as ended:
         observability.end_process()
+    assert ended.value.code == 1, "the invocation fails: Lambda starts a fresh process for the next one"
     (document,) = _documents(written_before_exit[0])
     assert document["jobs_started"] == [1.0] and document["jobs_process_ended"] == [1.0]
 
@@ -169,7 +170,7 @@ def test_only_the_invocation_wrapper_and_the_process_end_write_metrics():
     assert "flush_metrics()" in (ROOT / "chalicelib" / "invocation.py").read_text()
 
 
-def test_metrics_that_cannot_be_written_do_not_fail_the_invocation_or_the_other_job_types(capsys):
+def test_metrics_that_cannot_be_written_do_not_fail_the_invocation_or_the_other_job_types(capsys, log_lines):
     @entry_point
     def job_worker(event):
         observability.count("jobs_started", "demo.steps", 1, "Parsecs")  # no EMF unit
@@ -179,3 +180,31 @@ def test_metrics_that_cannot_be_written_do_not_fail_the_invocation_or_the_other_
     assert job_worker(_Event()) == "done"
     (document,) = _documents(capsys.readouterr().out)
     assert document["job_type"] == "demo.sleep" and document["jobs_started"] == [1.0]
+    (said,) = [line for line in log_lines() if line["message"] == "metrics not written"]
+    assert (said["level"], said["job_type"], said["values"]) == ("ERROR", "demo.steps", 1)
+    assert "Parsecs" in said["exception"], "the line says why, for the operator who reads it"
+
+
+def test_a_hundred_values_are_one_document_and_no_empty_one(capsys, recwarn):
+    """A metric's 100th value fills a document, which Powertools writes then: the flush at the
+    invocation's end has nothing left for that job type and writes nothing (an empty document
+    would be a warning on every such invocation), not a second document."""
+    with invocation("job_worker", None):
+        for number in range(100):
+            observability.count("job_duration", "demo.steps", number, "Seconds")
+    (document,) = _documents(capsys.readouterr().out)
+    assert len(document["job_duration"]) == 100
+    assert [str(w.message) for w in recwarn] == []
+
+
+@pytest.mark.parametrize("extra, level", [({"duration_s": 1.5}, "INFO"),
+                                          ({"warning": "ValueError after complete_job"}, "WARNING")])
+def test_a_job_event_is_one_line_naming_the_job_and_what_was_said(log_lines, extra, level):
+    """`job completed` and its kind are what an operator searches for: the line carries the
+    job's id, tenant, attempt, type and status beside what the event said, at WARNING when it
+    carries a warning."""
+    observability.job_event("completed", _job(7, "demo.steps", JobStatus.COMPLETED), extra)
+    (line,) = log_lines()
+    assert line["message"] == "job completed" and line["level"] == level
+    assert {key: line[key] for key in ("job_id", "tenant", "attempt", "job_type", "status", *extra)} == {
+        "job_id": "job-7", "tenant": "acme", "attempt": 1, "job_type": "demo.steps", "status": "completed", **extra}
