@@ -66,6 +66,16 @@ def test_keys_belong_to_their_tenant(adapters):
     assert adapters.store.submission_key("acme", "order-2", now=NOW) is None
 
 
+def test_keys_of_two_tenants_that_read_alike_run_together_stay_apart(adapters):
+    """Tenant `ac` with key `me-1` and tenant `acme` with key `-1` spell the same text run
+    together: each keeps its own record, not the other's job."""
+    ours, theirs = make_job(1, tenant="ac"), make_job(2, tenant="acme")
+    assert adapters.store.create_keyed(ours, record(ours, tenant="ac", key="me-1"), now=NOW) is None
+    assert adapters.store.create_keyed(theirs, record(theirs, tenant="acme", key="-1"), now=NOW) is None
+    assert adapters.store.submission_key("ac", "me-1", now=NOW).job_id == ours.id
+    assert adapters.store.submission_key("acme", "-1", now=NOW).job_id == theirs.id
+
+
 def test_a_keyed_create_of_an_existing_job_id_is_refused_and_keeps_no_record(adapters):
     job = make_job(1)
     adapters.store.create(job)

@@ -517,3 +517,18 @@ def test_each_event_source_deploys_with_the_settings_its_handler_declares(templa
                     "MaximumBatchingWindowInSeconds": source.maximum_batching_window_in_seconds,
                     "StartingPosition": getattr(source, "starting_position", None)}
         assert {key: event.get(key) for key in declared} == declared, f"{source.name}'s event source"
+
+
+def test_each_table_expires_its_records_on_the_attribute_the_code_writes_their_expiry_to(template):
+    """DynamoDB's TTL deletes only by the one attribute the table names: an expiry the code
+    writes under another name is never acted on, and the table keeps every record for good
+    (the health check would say so, but only once deployed)."""
+    from chalicelib.adapters.dynamodb_keys import TTL_ATTRIBUTE
+    from chalicelib.adapters.health import EXPIRY_ATTRIBUTE
+
+    resources = template["Resources"]
+    expiring = {name: resource["Properties"].get("TimeToLiveSpecification") for name, resource in resources.items()
+                if resource["Type"] == "AWS::DynamoDB::Table"}
+    assert expiring == {"JobsTable": {"AttributeName": EXPIRY_ATTRIBUTE, "Enabled": True},
+                        "StatsTable": {"AttributeName": EXPIRY_ATTRIBUTE, "Enabled": True},
+                        "IdempotencyTable": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}}
