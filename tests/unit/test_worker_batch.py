@@ -49,6 +49,11 @@ def services_on(clock: ManualClock, queue: Optional[InMemoryJobQueue] = None, ru
                                unreadable_ledger=lambda: ledger, redelivery_wait_s=lambda receives: 5)
 
 
+def run_unreadable(queue: InMemoryJobQueue, ledger: InMemoryDeliveryLedger) -> None:
+    """The worker's run of a delivery whose body is no job message (`not json`)."""
+    batch.RecordRunner(services_on(ManualClock(), queue, ledger=ledger))(SQSRecord({**record(1), "body": "not json"}))
+
+
 def run_batch(records: list[dict], services: batch.BatchServices, **kwargs) -> list[str]:
     """Run `records` as one batch, each in its turn; the message ids whose delivery was deferred."""
     deferred = []
@@ -112,7 +117,7 @@ def test_a_parked_message_whose_mark_the_ledger_refuses_still_leaves_its_queue_a
         raise StoreUnavailableError("could not record the message parked")
 
     monkeypatch.setattr(ledger, "parked", refused)
-    batch.RecordRunner(services_on(ManualClock(), queue, ledger=ledger))(SQSRecord({**record(1), "body": "not json"}))
+    run_unreadable(queue, ledger)
     assert [parked.raw for parked in queue.parked("normal")] == ["not json"]
     assert queue.acknowledged == ["handle-1"]
 
@@ -141,8 +146,7 @@ def test_a_parked_message_its_queue_would_not_delete_is_left_to_the_batchs_answe
     and the line says the delete did not go; failed, it would come back to be parked again."""
     queue = InMemoryJobQueue()
     queue.refuse = {"handle-1"}
-    services = services_on(ManualClock(), queue, ledger=InMemoryDeliveryLedger(ttl_s=3600))
-    batch.RecordRunner(services)(SQSRecord({**record(1), "body": "not json"}))
+    run_unreadable(queue, InMemoryDeliveryLedger(ttl_s=3600))
     assert [parked.raw for parked in queue.parked("normal")] == ["not json"] and queue.acknowledged == []
     assert [message for message, extra in warnings] == ["could not delete a dead-lettered message that is no job message"]
 
@@ -165,18 +169,12 @@ def test_a_delivery_that_failed_before_its_outcome_says_it_comes_back(warnings):
         ("delivery failed; retrying", 5, "StoreUnavailableError: throttled")]
 
 
-def test_a_failed_delivery_the_queue_would_not_hold_back_fails_as_itself_and_says_so(warnings, monkeypatch):
+def test_a_failed_delivery_the_queue_would_not_hold_back_fails_as_itself_and_says_so(warnings):
     """The queue does not answer the shortened visibility either: the delivery fails with its
     own error (the batch reports it failed; it comes back after the queue's visibility timeout)
     and the lines say both."""
-    from chalicelib.domain.errors import QueueUnavailableError
-
     queue = InMemoryJobQueue()
-
-    def unanswered(*args):
-        raise QueueUnavailableError("the queue did not answer")
-
-    monkeypatch.setattr(queue, "set_visibility", unanswered)
+    queue.refuse = {"handle-1"}  # its visibility cannot be changed
     services = services_on(ManualClock(), queue, runner=Runner(error=StoreUnavailableError("throttled")))
     with pytest.raises(StoreUnavailableError):
         batch.RecordRunner(services)(SQSRecord(record(1)))
@@ -221,7 +219,7 @@ def test_a_message_that_is_no_job_message_is_parked_saying_why_it_could_not_be_r
     """The operator looking at the dead-letter queue finds the body as it came and the reason
     no worker could run it, not a letter that says nothing."""
     queue, ledger = InMemoryJobQueue(), InMemoryDeliveryLedger(ttl_s=3600)
-    batch.RecordRunner(services_on(ManualClock(), queue, ledger=ledger))(SQSRecord({**record(1), "body": "not json"}))
+    run_unreadable(queue, ledger)
     assert [(parked.raw, parked.note) for parked in queue.parked("normal")] == [
         ("not json", "not a job message: 'not json'")]
 

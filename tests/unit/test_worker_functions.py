@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from chalicelib.reconciler import ReconcilePass
 from chalicelib.worker import handlers, scheduled
 from tests.support.lambda_context import TimeLeft
+from tests.unit.test_worker_batch_refusals import warnings  # noqa: F401  (a fixture)
 
 
 def test_the_time_left_is_the_contexts_in_seconds():
@@ -76,21 +77,17 @@ def test_a_reconciler_pass_without_a_context_has_no_time_left_to_keep_to():
     assert services.sending == services.passed == [None]
 
 
-def test_a_pass_with_many_errors_logs_a_warning_naming_its_first_ten(monkeypatch):
+def test_a_pass_with_many_errors_logs_a_warning_naming_its_first_ten(warnings):
     """A pass that met an outage fails item after item: its line is a warning an alarm can
     match, and it names the first ten errors, not every one (a line per pass, of a size the
     log takes), as the pass's own answer does."""
-    from chalicelib.observability import logger
-
     class FailingPass(PassServices):
         def run_pass(self, *, time_left_s):
             result = super().run_pass(time_left_s=time_left_s)
             result.errors.extend(f"job-{n}: the table did not answer" for n in range(12))
             return result
 
-    said: list = []
-    monkeypatch.setattr(logger, "warning", lambda message, *args, extra=None, **kwargs: said.append((message, extra)))
     answer = scheduled.run_reconciler_pass(FailingPass())
     first_ten = [f"job-{n}: the table did not answer" for n in range(10)]
-    assert said == [("reconciler pass", {"counts": {}, "errors": first_ten})]
+    assert warnings == [("reconciler pass", {"counts": {}, "errors": first_ten})]
     assert answer["errors"] == first_ten
