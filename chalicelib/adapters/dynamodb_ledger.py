@@ -1,5 +1,5 @@
 """DynamoDB adapter of the DeliveryLedger port, in the idempotency table (key `id`, TTL on
-`expiration`, shared with the keyed submissions' key records (submit#...)):
+`expiration`, `TTL_ATTRIBUTE`, shared with the keyed submissions' key records (submit#...)):
 
     delivery record   id=DELIVERY#<consumer>#<event id>   status (in_progress | done), expiration
     parked message    id=DELIVERY#<consumer>#parked:<SQS message id>   status (parking | parked), expiration
@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.adapters.dynamodb_batch import batch_write
+from chalicelib.adapters.dynamodb_keys import TTL_ATTRIBUTE
 from chalicelib.defaults import BATCH_WRITE_MAX, TRANSACT_WRITE_MAX_ITEMS
 from chalicelib.domain.errors import StoreUnavailableError
 from chalicelib.ports import LedgerOpening
@@ -107,9 +108,10 @@ class DynamoDeliveryLedger:
                 "Item": {
                     **self._id(event_id),
                     "status": {"S": IN_PROGRESS},
-                    "expiration": {"N": str(math.ceil(now + lease_s))},
+                    TTL_ATTRIBUTE: {"N": str(math.ceil(now + lease_s))},
                 },
-                "ConditionExpression": "attribute_not_exists(id) OR expiration < :now",
+                "ConditionExpression": "attribute_not_exists(id) OR #expires < :now",
+                "ExpressionAttributeNames": {"#expires": TTL_ATTRIBUTE},
                 "ExpressionAttributeValues": {":now": {"N": str(int(now))}},
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
@@ -118,7 +120,7 @@ class DynamoDeliveryLedger:
     def finish(self, delivered: Sequence[str], failed: Sequence[str]) -> None:
         expiration = str(math.ceil(self._clock() + self._ttl_s))
         requests = [
-            {"PutRequest": {"Item": {**self._id(e), "status": {"S": DONE}, "expiration": {"N": expiration}}}}
+            {"PutRequest": {"Item": {**self._id(e), "status": {"S": DONE}, TTL_ATTRIBUTE: {"N": expiration}}}}
             for e in dict.fromkeys(delivered)
         ] + [{"DeleteRequest": {"Key": self._id(e)}} for e in dict.fromkeys(failed)]
         for start in range(0, len(requests), BATCH_WRITE_MAX):
@@ -132,13 +134,13 @@ class DynamoDeliveryLedger:
         now = self._clock()
         self._ddb.put_item(TableName=self._table, Item={
             **self._parked_id(message_id), "status": {"S": status},
-            "expiration": {"N": str(math.ceil(now + self._ttl_s))}}, **condition)
+            TTL_ATTRIBUTE: {"N": str(math.ceil(now + self._ttl_s))}}, **condition)
 
     def begin_parking(self, message_id: str) -> bool:
         try:
             self._put_parked(message_id, PARKING,
-                             ConditionExpression="attribute_not_exists(id) OR #status <> :parked OR expiration < :now",
-                             ExpressionAttributeNames={"#status": "status"},
+                             ConditionExpression="attribute_not_exists(id) OR #status <> :parked OR #expires < :now",
+                             ExpressionAttributeNames={"#status": "status", "#expires": TTL_ATTRIBUTE},
                              ExpressionAttributeValues={":parked": {"S": PARKED}, ":now": {"N": str(int(self._clock()))}})
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 
+from chalicelib.adapters.dynamodb_keys import TTL_ATTRIBUTE
 from chalicelib.adapters.dynamodb_ledger import DynamoDeliveryLedger
 from chalicelib.adapters.memory_events import InMemoryDeliveryLedger
 from chalicelib.defaults import BATCH_WRITE_MAX
@@ -114,13 +115,15 @@ def test_a_put_refused_for_another_reason_is_said_with_dynamodb_s_code():
 
 
 def test_the_lease_and_time_to_live_are_whole_seconds_after_the_clock():
+    """On the attribute the idempotency table's TTL removes records by (tests/unit/test_template.py)."""
     client = Client(None)
     captured = []
     client.transact_write_items = lambda TransactItems: captured.extend(TransactItems) or {}
     ledger(client).begin(["a"], 59.2)
     put = captured[0]["Put"]
-    assert put["Item"]["expiration"] == {"N": "1060"} and put["Item"]["status"] == {"S": "in_progress"}
+    assert put["Item"][TTL_ATTRIBUTE] == {"N": "1060"} and put["Item"]["status"] == {"S": "in_progress"}
     assert put["ExpressionAttributeValues"] == {":now": {"N": "1000"}}
+    assert put["ExpressionAttributeNames"] == {"#expires": TTL_ATTRIBUTE}
     assert put["ReturnValuesOnConditionCheckFailure"] == "ALL_OLD"
 
 
@@ -189,10 +192,11 @@ def test_a_clock_between_seconds_holds_a_lease_through_its_second_and_records_la
     assert ledger.begin_parking("m-1") is True
     (_, opened), (_, closed), (_, parking) = client.calls
     put = opened["TransactItems"][0]["Put"]
-    assert put["Item"]["expiration"] == {"N": "1060"} and put["ExpressionAttributeValues"][":now"] == {"N": "1000"}
+    assert put["Item"][TTL_ATTRIBUTE] == {"N": "1060"} and put["ExpressionAttributeValues"][":now"] == {"N": "1000"}
     (done,) = closed["RequestItems"]["idempotency"]
-    assert done["PutRequest"]["Item"]["expiration"] == {"N": "4601"}
-    assert parking["Item"]["expiration"] == {"N": "4601"} and parking["ExpressionAttributeValues"][":now"] == {"N": "1000"}
+    assert done["PutRequest"]["Item"][TTL_ATTRIBUTE] == {"N": "4601"}
+    assert parking["Item"][TTL_ATTRIBUTE] == {"N": "4601"} and parking["ExpressionAttributeValues"][":now"] == {"N": "1000"}
+    assert parking["ExpressionAttributeNames"]["#expires"] == TTL_ATTRIBUTE
 
 
 def test_a_finish_of_more_records_than_one_batch_write_takes_closes_each_once_in_batches_dynamodb_accepts():
