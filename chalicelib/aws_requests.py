@@ -9,6 +9,7 @@ import threading
 from collections import Counter
 from typing import Any
 
+
 class AwsRequestCounter:
     def __init__(self) -> None:
         self._counts: Counter[str] = Counter()
