@@ -1,5 +1,5 @@
 """DynamoDB adapter of the DeliveryLedger port, in the idempotency table (key `id`, TTL on
-`expiration`, `TTL_ATTRIBUTE`, shared with the keyed submissions' key records (submit#...)):
+`expiration` (`TTL_ATTRIBUTE` of dynamodb_keys.py), shared with the keyed submissions' key records (submit#...)):
 
     delivery record   id=DELIVERY#<consumer>#<event id>   status (in_progress | done), expiration
     parked message    id=DELIVERY#<consumer>#parked:<SQS message id>   status (parking | parked), expiration
